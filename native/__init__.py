@@ -1,30 +1,83 @@
 """The hot loop's byte-level jobs, behind one API with two implementations.
 
 ``native._cnative`` is the C extension built at install time; ``native._pure``
-is its pure-Python twin with identical results. The C one is used when it was
-built, unless ``TIDELOG_PURE=1`` is set. ``IMPLEMENTATION`` says which is live.
+is its pure-Python twin with identical results and errors. The C one is used
+when it was built, unless ``TIDELOG_PURE=1`` is set. ``IMPLEMENTATION`` says
+which is live. The record batch format is specified in docs/record-batch.md.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 from types import ModuleType
+from typing import TYPE_CHECKING
 
 from native import _pure
+from native.errors import (
+    BatchError,
+    CorruptBatch,
+    InvalidBatchLength,
+    InvalidRecord,
+    InvalidRecordCount,
+    TruncatedBatch,
+    UnsupportedCompression,
+    UnsupportedMagic,
+)
+from native.records import BatchHeader, Compression, Record, RecordSpec, TimestampType
 
 
 def _select() -> tuple[ModuleType, str]:
     if os.environ.get("TIDELOG_PURE", "") not in ("", "0"):
         return _pure, "python"
     try:
-        from native import _cnative
+        return importlib.import_module("native._cnative"), "c"
     except ImportError:
         return _pure, "python"
-    return _cnative, "c"
 
 
 _impl, IMPLEMENTATION = _select()
 
-crc32c = _impl.crc32c
+if TYPE_CHECKING:
+    # Both implementations share the pure one's signatures.
+    from native._pure import (
+        crc32c,
+        crc32c_backend,
+        decode_records,
+        encode_batch,
+        rewrite_batch,
+        scan_batches,
+        validate_batches,
+    )
+else:
+    crc32c = _impl.crc32c
+    crc32c_backend = _impl.crc32c_backend
+    scan_batches = _impl.scan_batches
+    validate_batches = _impl.validate_batches
+    rewrite_batch = _impl.rewrite_batch
+    decode_records = _impl.decode_records
+    encode_batch = _impl.encode_batch
 
-__all__ = ["IMPLEMENTATION", "crc32c"]
+__all__ = [
+    "IMPLEMENTATION",
+    "BatchError",
+    "BatchHeader",
+    "Compression",
+    "CorruptBatch",
+    "InvalidBatchLength",
+    "InvalidRecord",
+    "InvalidRecordCount",
+    "Record",
+    "RecordSpec",
+    "TimestampType",
+    "TruncatedBatch",
+    "UnsupportedCompression",
+    "UnsupportedMagic",
+    "crc32c",
+    "crc32c_backend",
+    "decode_records",
+    "encode_batch",
+    "rewrite_batch",
+    "scan_batches",
+    "validate_batches",
+]

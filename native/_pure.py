@@ -1,12 +1,406 @@
-"""Pure-Python twin of native._cnative: same functions, same results, same errors."""
+"""Pure-Python twin of native._cnative: the same functions, results and errors.
+
+It is the reference the C extension is tested against, and what runs when the
+extension is not built (or ``TIDELOG_PURE=1``). Every check happens in the same
+order as in C so that both raise the same error, with the same facts, for the
+same bad input. See docs/record-batch.md.
+"""
 
 from __future__ import annotations
 
+import struct
+from collections.abc import Iterable
+
 import crc32c as _crc32c_lib
 
-BytesLike = bytes | bytearray | memoryview
+from native import compression
+from native.errors import (
+    CorruptBatch,
+    InvalidBatchLength,
+    InvalidRecord,
+    InvalidRecordCount,
+    TruncatedBatch,
+    UnsupportedCompression,
+    UnsupportedMagic,
+)
+from native.records import (
+    COMPRESSION_MASK,
+    CONTROL_BIT,
+    CRC_START,
+    HEADER_SIZE,
+    LENGTH_PREFIX,
+    TIMESTAMP_TYPE_BIT,
+    TRANSACTIONAL_BIT,
+    BatchHeader,
+    BytesLike,
+    Header,
+    Record,
+    RecordSpec,
+)
+
+_HEADER = struct.Struct(">qiibIhiqqqhii")
+_U64 = 1 << 64
+_I64_MIN = 1 << 63
+_MAX_CODEC = 4
 
 
 def crc32c(data: BytesLike, crc: int = 0) -> int:
     """CRC32C (Castagnoli) of ``data``, continuing from a previous ``crc``."""
     return int(_crc32c_lib.crc32c(data, crc))
+
+
+def crc32c_backend() -> str:
+    return "crc32c-package"
+
+
+def _wrap64(value: int) -> int:
+    """Two's-complement int64 wrap, as the C implementation computes it."""
+    return ((value + _I64_MIN) % _U64) - _I64_MIN
+
+
+def _read_header(buf: memoryview, pos: int, end: int) -> BatchHeader:
+    if end - pos < LENGTH_PREFIX:
+        raise TruncatedBatch(
+            f"batch at {pos}: {end - pos} bytes left, a batch needs {LENGTH_PREFIX} to frame",
+            position=pos,
+            expected=LENGTH_PREFIX,
+            found=end - pos,
+        )
+    (batch_length,) = struct.unpack_from(">i", buf, pos + 8)
+    if batch_length < HEADER_SIZE - LENGTH_PREFIX:
+        raise InvalidBatchLength(
+            f"batch at {pos}: batchLength {batch_length} is shorter than a v2 header",
+            position=pos,
+            expected=HEADER_SIZE - LENGTH_PREFIX,
+            found=batch_length,
+        )
+    size = LENGTH_PREFIX + batch_length
+    if size > end - pos:
+        raise TruncatedBatch(
+            f"batch at {pos}: needs {size} bytes, the buffer has {end - pos}",
+            position=pos,
+            expected=size,
+            found=end - pos,
+        )
+    (magic,) = struct.unpack_from(">b", buf, pos + 16)
+    if magic != 2:
+        raise UnsupportedMagic(
+            f"batch at {pos}: magic {magic}, only magic 2 is accepted",
+            position=pos,
+            expected=2,
+            found=magic,
+        )
+    return BatchHeader(pos, *_HEADER.unpack_from(buf, pos))
+
+
+def _read_varint(buf: memoryview, pos: int, end: int, max_bytes: int) -> tuple[int, int]:
+    """Zigzag varint of at most ``max_bytes`` (5: int32, 10: int64) -> (value, next)."""
+    bits = 32 if max_bytes == 5 else 64
+    raw = 0
+    shift = 0
+    for i in range(max_bytes):
+        if pos + i >= end:
+            raise IndexError
+        byte = buf[pos + i]
+        raw |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            raw &= (1 << bits) - 1
+            return (raw >> 1) ^ -(raw & 1), pos + i + 1
+        shift += 7
+    raise IndexError
+
+
+def _walk_record_lengths(buf: memoryview, header: BatchHeader) -> None:
+    """Check that the record length prefixes tile an uncompressed batch exactly."""
+    pos = header.position + HEADER_SIZE
+    end = header.position + header.size
+    for _ in range(header.record_count):
+        start = pos
+        try:
+            length, pos = _read_varint(buf, pos, end, 5)
+        except IndexError:
+            raise InvalidRecord(f"record at {start}: bad length varint", position=start) from None
+        if length < 0 or length > end - pos:
+            raise InvalidRecord(
+                f"record at {start}: length {length} runs past the batch end {end}",
+                position=start,
+                found=length,
+            )
+        pos += length
+    if pos != end:
+        raise InvalidRecord(
+            f"batch at {header.position}: records end at {pos}, the batch at {end}",
+            position=pos,
+            expected=end,
+            found=pos,
+        )
+
+
+def _check_batch(buf: memoryview, header: BatchHeader) -> None:
+    pos = header.position
+    computed = crc32c(buf[pos + CRC_START : pos + header.size])
+    if computed != header.crc:
+        raise CorruptBatch(
+            f"batch at {pos}: CRC32C {computed:#010x}, header says {header.crc:#010x}",
+            position=pos,
+            expected=header.crc,
+            found=computed,
+        )
+    if header.compression > _MAX_CODEC:
+        raise UnsupportedCompression(
+            f"batch at {pos}: compression codec {header.compression} does not exist",
+            position=pos,
+            found=header.compression,
+        )
+    expected_count = header.last_offset_delta + 1
+    if header.record_count <= 0 or header.record_count != expected_count:
+        raise InvalidRecordCount(
+            f"batch at {pos}: recordCount {header.record_count}, "
+            f"lastOffsetDelta implies {expected_count}",
+            position=pos,
+            expected=expected_count,
+            found=header.record_count,
+        )
+    if header.compression == 0:
+        _walk_record_lengths(buf, header)
+
+
+def _scan(data: BytesLike, check: bool) -> list[BatchHeader]:
+    buf = memoryview(data).cast("B")
+    end = len(buf)
+    headers = []
+    pos = 0
+    while pos < end:
+        header = _read_header(buf, pos, end)
+        if check:
+            _check_batch(buf, header)
+        headers.append(header)
+        pos += header.size
+    return headers
+
+
+def scan_batches(data: BytesLike) -> list[BatchHeader]:
+    """Frame concatenated v2 batches and read their headers; no CRC check."""
+    return _scan(data, check=False)
+
+
+def validate_batches(data: BytesLike) -> list[BatchHeader]:
+    """Frame, CRC-check and count-check concatenated v2 batches."""
+    return _scan(data, check=True)
+
+
+def rewrite_batch(
+    data: BytesLike,
+    position: int,
+    base_offset: int,
+    partition_leader_epoch: int | None = None,
+    log_append_time: int | None = None,
+) -> None:
+    """Set the broker-owned header fields of the batch at ``position`` in place."""
+    buf = memoryview(data).cast("B")
+    if buf.readonly:
+        raise TypeError("rewrite_batch needs a writable buffer")
+    if position < 0 or position > len(buf):
+        raise ValueError(f"position {position} is outside the buffer of {len(buf)} bytes")
+    header = _read_header(buf, position, len(buf))
+    struct.pack_into(">q", buf, position, base_offset)
+    if partition_leader_epoch is not None:
+        struct.pack_into(">i", buf, position + 12, partition_leader_epoch)
+    if log_append_time is not None:
+        struct.pack_into(">h", buf, position + 21, header.attributes | TIMESTAMP_TYPE_BIT)
+        struct.pack_into(">q", buf, position + 35, log_append_time)
+        crc = crc32c(buf[position + CRC_START : position + header.size])
+        struct.pack_into(">I", buf, position + 17, crc)
+
+
+def _records_area(buf: memoryview, header: BatchHeader) -> memoryview:
+    body = buf[header.position + HEADER_SIZE : header.position + header.size]
+    if header.compression == 0:
+        return body
+    if header.compression > _MAX_CODEC:
+        raise UnsupportedCompression(
+            f"batch at {header.position}: compression codec {header.compression} does not exist",
+            position=header.position,
+            found=header.compression,
+        )
+    try:
+        return memoryview(compression.decompress(header.compression, body))
+    except ValueError as exc:
+        raise InvalidRecord(
+            f"batch at {header.position}: {exc}", position=header.position
+        ) from None
+
+
+def _read_bytes(buf: memoryview, pos: int, end: int) -> tuple[bytes | None, int]:
+    length, pos = _read_varint(buf, pos, end, 5)
+    if length == -1:
+        return None, pos
+    if length < 0 or length > end - pos:
+        raise IndexError
+    return bytes(buf[pos : pos + length]), pos + length
+
+
+def _decode_record(buf: memoryview, pos: int, end: int, header: BatchHeader) -> tuple[Record, int]:
+    length, pos = _read_varint(buf, pos, end, 5)
+    if length < 1 or length > end - pos:
+        raise IndexError
+    record_end = pos + length
+    pos += 1  # the record's attributes byte: unused by every Kafka version
+    timestamp_delta, pos = _read_varint(buf, pos, record_end, 10)
+    offset_delta, pos = _read_varint(buf, pos, record_end, 5)
+    key, pos = _read_bytes(buf, pos, record_end)
+    value, pos = _read_bytes(buf, pos, record_end)
+    header_count, pos = _read_varint(buf, pos, record_end, 5)
+    if header_count < 0:
+        raise IndexError
+    headers: list[Header] = []
+    for _ in range(header_count):
+        name, pos = _read_bytes(buf, pos, record_end)
+        if name is None:
+            raise IndexError
+        header_value, pos = _read_bytes(buf, pos, record_end)
+        try:
+            headers.append((name.decode("utf-8"), header_value))
+        except UnicodeDecodeError:
+            raise IndexError from None
+    if pos != record_end:
+        raise IndexError
+    if header.attributes & TIMESTAMP_TYPE_BIT:
+        timestamp = header.max_timestamp
+    else:
+        timestamp = _wrap64(header.base_timestamp + timestamp_delta)
+    offset = _wrap64(header.base_offset + offset_delta)
+    return Record(offset, timestamp, key, value, tuple(headers)), record_end
+
+
+def _decode_batch(buf: memoryview, header: BatchHeader, out: list[Record]) -> None:
+    area = _records_area(buf, header)
+    pos = 0
+    end = len(area)
+    for _ in range(header.record_count):
+        start = pos
+        try:
+            record, pos = _decode_record(area, pos, end, header)
+        except IndexError:
+            raise InvalidRecord(
+                f"batch at {header.position}: malformed record {start} bytes into its records",
+                position=start,
+            ) from None
+        out.append(record)
+    if pos != end:
+        raise InvalidRecord(
+            f"batch at {header.position}: {end - pos} bytes after its last record",
+            position=pos,
+            expected=end,
+            found=pos,
+        )
+
+
+def decode_records(data: BytesLike) -> list[Record]:
+    """Decode every record of every batch in ``data``, decompressing as needed."""
+    buf = memoryview(data).cast("B")
+    out: list[Record] = []
+    for header in _scan(buf, check=False):
+        _decode_batch(buf, header, out)
+    return out
+
+
+def _write_varint(out: bytearray, value: int) -> None:
+    raw = ((value << 1) ^ (value >> 63)) & (_U64 - 1)
+    while raw >= 0x80:
+        out.append((raw & 0x7F) | 0x80)
+        raw >>= 7
+    out.append(raw)
+
+
+def _write_bytes(out: bytearray, data: BytesLike | None) -> None:
+    if data is None:
+        _write_varint(out, -1)
+    else:
+        _write_varint(out, len(data))
+        out += data
+
+
+def _encode_record(out: bytearray, spec: RecordSpec, index: int, base_timestamp: int) -> None:
+    body = bytearray(b"\x00")
+    _write_varint(body, spec.timestamp - base_timestamp)
+    _write_varint(body, index)
+    _write_bytes(body, spec.key)
+    _write_bytes(body, spec.value)
+    _write_varint(body, len(spec.headers))
+    for name, header_value in spec.headers:
+        _write_bytes(body, name.encode("utf-8"))
+        _write_bytes(body, header_value)
+    _write_varint(out, len(body))
+    out += body
+
+
+def encode_batch(
+    records: Iterable[RecordSpec],
+    *,
+    base_offset: int = 0,
+    compression: int = 0,
+    producer_id: int = -1,
+    producer_epoch: int = -1,
+    base_sequence: int = -1,
+    is_transactional: bool = False,
+    is_control: bool = False,
+    partition_leader_epoch: int = -1,
+    timestamp_type: int = 0,
+) -> bytes:
+    """Build one v2 batch; record i gets offset delta i. Compresses if asked."""
+    specs = [RecordSpec(*spec) for spec in records]
+    if not specs:
+        raise ValueError("a record batch holds at least one record")
+    if not 0 <= compression <= _MAX_CODEC:
+        raise ValueError(f"no such compression codec: {compression}")
+    base_timestamp = specs[0].timestamp
+    max_timestamp = max(spec.timestamp for spec in specs)
+    stream = bytearray()
+    for index, spec in enumerate(specs):
+        _encode_record(stream, spec, index, base_timestamp)
+    area = stream if compression == 0 else _compress(compression, stream)
+    attributes = compression
+    if timestamp_type:
+        attributes |= TIMESTAMP_TYPE_BIT
+    if is_transactional:
+        attributes |= TRANSACTIONAL_BIT
+    if is_control:
+        attributes |= CONTROL_BIT
+    batch = bytearray(HEADER_SIZE)
+    _HEADER.pack_into(
+        batch,
+        0,
+        base_offset,
+        HEADER_SIZE - LENGTH_PREFIX + len(area),
+        partition_leader_epoch,
+        2,
+        0,
+        attributes,
+        len(specs) - 1,
+        base_timestamp,
+        max_timestamp,
+        producer_id,
+        producer_epoch,
+        base_sequence,
+        len(specs),
+    )
+    batch += area
+    struct.pack_into(">I", batch, 17, crc32c(memoryview(batch)[CRC_START:]))
+    return bytes(batch)
+
+
+def _compress(codec: int, stream: bytearray) -> bytes:
+    return compression.compress(codec, stream)
+
+
+__all__ = [
+    "COMPRESSION_MASK",
+    "crc32c",
+    "crc32c_backend",
+    "decode_records",
+    "encode_batch",
+    "rewrite_batch",
+    "scan_batches",
+    "validate_batches",
+]

@@ -1,0 +1,29 @@
+from collections.abc import Iterable
+
+from native.records import BatchHeader, BytesLike, Record, RecordSpec
+
+def crc32c(data: BytesLike, crc: int = 0) -> int: ...
+def crc32c_backend() -> str: ...
+def scan_batches(data: BytesLike) -> list[BatchHeader]: ...
+def validate_batches(data: BytesLike) -> list[BatchHeader]: ...
+def rewrite_batch(
+    data: BytesLike,
+    position: int,
+    base_offset: int,
+    partition_leader_epoch: int | None = None,
+    log_append_time: int | None = None,
+) -> None: ...
+def decode_records(data: BytesLike) -> list[Record]: ...
+def encode_batch(
+    records: Iterable[RecordSpec],
+    *,
+    base_offset: int = 0,
+    compression: int = 0,
+    producer_id: int = -1,
+    producer_epoch: int = -1,
+    base_sequence: int = -1,
+    is_transactional: bool = False,
+    is_control: bool = False,
+    partition_leader_epoch: int = -1,
+    timestamp_type: int = 0,
+) -> bytes: ...

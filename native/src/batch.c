@@ -1,0 +1,168 @@
+/*
+ * Record batch v2 framing and validation, in the same order and with the same
+ * facts as native/_pure.py. Every length comes off the wire and is hostile:
+ * arithmetic is in int64 and each read is checked against its end.
+ */
+#include "batch.h"
+
+#include <stdio.h>
+
+#include "crc32c.h"
+
+int64_t tl_get_i64(const uint8_t *p) {
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++) v = (v << 8) | p[i];
+    return (int64_t)v;
+}
+
+int32_t tl_get_i32(const uint8_t *p) {
+    return (int32_t)(((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3]);
+}
+
+static int16_t get_i16(const uint8_t *p) { return (int16_t)(((uint16_t)p[0] << 8) | p[1]); }
+
+void tl_put_i64(uint8_t *p, int64_t v) {
+    uint64_t u = (uint64_t)v;
+    for (int i = 7; i >= 0; i--, u >>= 8) p[i] = (uint8_t)u;
+}
+
+void tl_put_i32(uint8_t *p, int32_t v) {
+    uint32_t u = (uint32_t)v;
+    for (int i = 3; i >= 0; i--, u >>= 8) p[i] = (uint8_t)u;
+}
+
+static int fail(tl_error *err, tl_kind kind, int64_t position, int64_t expected, int64_t found,
+                const char *message) {
+    err->kind = kind;
+    err->position = position;
+    err->expected = expected;
+    err->found = found;
+    snprintf(err->message, sizeof err->message, "%s", message);
+    return -1;
+}
+
+int tl_read_varint(const uint8_t *buf, int64_t *pos, int64_t end, int max_bytes, int64_t *out) {
+    uint64_t raw = 0;
+    int shift = 0;
+    for (int i = 0; i < max_bytes; i++) {
+        if (*pos + i >= end) return -1;
+        uint8_t byte = buf[*pos + i];
+        raw |= (uint64_t)(byte & 0x7F) << shift;
+        if (!(byte & 0x80)) {
+            if (max_bytes == 5) raw &= 0xFFFFFFFFu;
+            *out = (int64_t)(raw >> 1) ^ -(int64_t)(raw & 1);
+            *pos += i + 1;
+            return 0;
+        }
+        shift += 7;
+    }
+    return -1;
+}
+
+int tl_read_header(const uint8_t *buf, int64_t pos, int64_t end, tl_header *h, tl_error *err) {
+    char msg[160];
+    if (end - pos < TL_LENGTH_PREFIX) {
+        snprintf(msg, sizeof msg, "batch at %lld: %lld bytes left, a batch needs %d to frame",
+                 (long long)pos, (long long)(end - pos), TL_LENGTH_PREFIX);
+        return fail(err, TL_TRUNCATED, pos, TL_LENGTH_PREFIX, end - pos, msg);
+    }
+    const uint8_t *p = buf + pos;
+    int32_t batch_length = tl_get_i32(p + 8);
+    if (batch_length < TL_HEADER_SIZE - TL_LENGTH_PREFIX) {
+        snprintf(msg, sizeof msg, "batch at %lld: batchLength %d is shorter than a v2 header",
+                 (long long)pos, batch_length);
+        return fail(err, TL_BAD_LENGTH, pos, TL_HEADER_SIZE - TL_LENGTH_PREFIX, batch_length, msg);
+    }
+    int64_t size = TL_LENGTH_PREFIX + (int64_t)batch_length;
+    if (size > end - pos) {
+        snprintf(msg, sizeof msg, "batch at %lld: needs %lld bytes, the buffer has %lld",
+                 (long long)pos, (long long)size, (long long)(end - pos));
+        return fail(err, TL_TRUNCATED, pos, size, end - pos, msg);
+    }
+    if (p[16] != 2) {
+        snprintf(msg, sizeof msg, "batch at %lld: magic %d, only magic 2 is accepted",
+                 (long long)pos, (int)(int8_t)p[16]);
+        return fail(err, TL_MAGIC, pos, 2, (int8_t)p[16], msg);
+    }
+    h->position = pos;
+    h->base_offset = tl_get_i64(p);
+    h->batch_length = batch_length;
+    h->partition_leader_epoch = tl_get_i32(p + 12);
+    h->magic = (int8_t)p[16];
+    h->crc = (uint32_t)tl_get_i32(p + 17);
+    h->attributes = get_i16(p + 21);
+    h->last_offset_delta = tl_get_i32(p + 23);
+    h->base_timestamp = tl_get_i64(p + 27);
+    h->max_timestamp = tl_get_i64(p + 35);
+    h->producer_id = tl_get_i64(p + 43);
+    h->producer_epoch = get_i16(p + 51);
+    h->base_sequence = tl_get_i32(p + 53);
+    h->record_count = tl_get_i32(p + 57);
+    return 0;
+}
+
+static int walk_record_lengths(const uint8_t *buf, const tl_header *h, tl_error *err) {
+    char msg[160];
+    int64_t pos = h->position + TL_HEADER_SIZE;
+    int64_t end = h->position + tl_batch_size(h);
+    for (int32_t i = 0; i < h->record_count; i++) {
+        int64_t start = pos, length;
+        if (tl_read_varint(buf, &pos, end, 5, &length) != 0) {
+            snprintf(msg, sizeof msg, "record at %lld: bad length varint", (long long)start);
+            return fail(err, TL_RECORD, start, TL_NO_FACT, TL_NO_FACT, msg);
+        }
+        if (length < 0 || length > end - pos) {
+            snprintf(msg, sizeof msg, "record at %lld: length %lld runs past the batch end %lld",
+                     (long long)start, (long long)length, (long long)end);
+            return fail(err, TL_RECORD, start, TL_NO_FACT, length, msg);
+        }
+        pos += length;
+    }
+    if (pos != end) {
+        snprintf(msg, sizeof msg, "batch at %lld: records end at %lld, the batch at %lld",
+                 (long long)h->position, (long long)pos, (long long)end);
+        return fail(err, TL_RECORD, pos, end, pos, msg);
+    }
+    return 0;
+}
+
+int tl_check_batch(const uint8_t *buf, const tl_header *h, tl_error *err) {
+    char msg[160];
+    int64_t pos = h->position;
+    uint32_t computed =
+        tl_crc32c(0, buf + pos + TL_CRC_START, (size_t)(tl_batch_size(h) - TL_CRC_START));
+    if (computed != h->crc) {
+        snprintf(msg, sizeof msg, "batch at %lld: CRC32C %#010x, header says %#010x",
+                 (long long)pos, computed, h->crc);
+        return fail(err, TL_CORRUPT, pos, h->crc, computed, msg);
+    }
+    int codec = h->attributes & 0x07;
+    if (codec > TL_MAX_CODEC) {
+        snprintf(msg, sizeof msg, "batch at %lld: compression codec %d does not exist",
+                 (long long)pos, codec);
+        return fail(err, TL_CODEC, pos, TL_NO_FACT, codec, msg);
+    }
+    int64_t expected_count = (int64_t)h->last_offset_delta + 1;
+    if (h->record_count <= 0 || h->record_count != expected_count) {
+        snprintf(msg, sizeof msg, "batch at %lld: recordCount %d, lastOffsetDelta implies %lld",
+                 (long long)pos, h->record_count, (long long)expected_count);
+        return fail(err, TL_COUNT, pos, expected_count, h->record_count, msg);
+    }
+    if (codec == 0) return walk_record_lengths(buf, h, err);
+    return 0;
+}
+
+void tl_rewrite(uint8_t *batch, const tl_header *h, int64_t base_offset, const int32_t *leader_epoch,
+                const int64_t *log_append_time) {
+    tl_put_i64(batch, base_offset);
+    if (leader_epoch) tl_put_i32(batch + 12, *leader_epoch);
+    if (log_append_time) {
+        uint16_t attributes = (uint16_t)h->attributes | TL_TIMESTAMP_TYPE_BIT;
+        batch[21] = (uint8_t)(attributes >> 8);
+        batch[22] = (uint8_t)attributes;
+        tl_put_i64(batch + 35, *log_append_time);
+        uint32_t crc =
+            tl_crc32c(0, batch + TL_CRC_START, (size_t)(tl_batch_size(h) - TL_CRC_START));
+        tl_put_i32(batch + 17, (int32_t)crc);
+    }
+}

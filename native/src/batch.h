@@ -1,0 +1,76 @@
+/* Kafka record batch v2: framing, header fields, validation, rewrite. */
+#ifndef TIDELOG_BATCH_H
+#define TIDELOG_BATCH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define TL_HEADER_SIZE 61
+#define TL_LENGTH_PREFIX 12
+#define TL_CRC_START 21
+#define TL_MAX_CODEC 4
+#define TL_TIMESTAMP_TYPE_BIT 0x08
+
+/* Which error class a failure maps to (native/errors.py). */
+typedef enum {
+    TL_OK = 0,
+    TL_TRUNCATED,
+    TL_BAD_LENGTH,
+    TL_CORRUPT,
+    TL_MAGIC,
+    TL_COUNT,
+    TL_RECORD,
+    TL_CODEC,
+} tl_kind;
+
+#define TL_NO_FACT INT64_MIN
+
+typedef struct {
+    tl_kind kind;
+    int64_t position;
+    int64_t expected; /* TL_NO_FACT when the error has none */
+    int64_t found;
+    char message[160];
+} tl_error;
+
+typedef struct {
+    int64_t position;
+    int64_t base_offset;
+    int32_t batch_length;
+    int32_t partition_leader_epoch;
+    int8_t magic;
+    uint32_t crc;
+    int16_t attributes;
+    int32_t last_offset_delta;
+    int64_t base_timestamp;
+    int64_t max_timestamp;
+    int64_t producer_id;
+    int16_t producer_epoch;
+    int32_t base_sequence;
+    int32_t record_count;
+} tl_header;
+
+static inline int64_t tl_batch_size(const tl_header *h) {
+    return TL_LENGTH_PREFIX + (int64_t)h->batch_length;
+}
+
+int64_t tl_get_i64(const uint8_t *p);
+int32_t tl_get_i32(const uint8_t *p);
+void tl_put_i64(uint8_t *p, int64_t v);
+void tl_put_i32(uint8_t *p, int32_t v);
+
+/* Zigzag varint of at most max_bytes (5: int32, 10: int64) at *pos < end.
+ * Returns 0 and advances *pos, or -1 if it is cut short or too long. */
+int tl_read_varint(const uint8_t *buf, int64_t *pos, int64_t end, int max_bytes, int64_t *out);
+
+/* Frames the batch at pos and reads its header. */
+int tl_read_header(const uint8_t *buf, int64_t pos, int64_t end, tl_header *h, tl_error *err);
+
+/* CRC, codec, record count and (uncompressed) record-length tiling. */
+int tl_check_batch(const uint8_t *buf, const tl_header *h, tl_error *err);
+
+/* Sets baseOffset, and optionally partitionLeaderEpoch and LogAppendTime. */
+void tl_rewrite(uint8_t *batch, const tl_header *h, int64_t base_offset, const int32_t *leader_epoch,
+                const int64_t *log_append_time);
+
+#endif

@@ -1,0 +1,17 @@
+/* CRC32C (Castagnoli), with the fastest instruction set the CPU has. */
+#ifndef TIDELOG_CRC32C_H
+#define TIDELOG_CRC32C_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Prepares the tables and picks the implementation; call once at import. */
+void tl_crc32c_init(void);
+
+/* The CRC32C of data, continuing from crc (0 to start). */
+uint32_t tl_crc32c(uint32_t crc, const void *data, size_t len);
+
+/* The name of the live implementation, e.g. "sse4.2-3way". */
+const char *tl_crc32c_backend(void);
+
+#endif

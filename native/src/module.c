@@ -1,0 +1,651 @@
+/*
+ * native._cnative: the Python bindings of the hot loop.
+ *
+ * It returns and raises the classes defined in Python (native/records.py,
+ * native/errors.py) so both implementations are interchangeable, and calls
+ * back into native/compression.py for codecs: compression is a library's job.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <string.h>
+
+#include "batch.h"
+#include "buffer.h"
+#include "crc32c.h"
+
+#define GIL_FREE_BYTES (64 * 1024) /* below this, dropping the GIL costs more than it frees */
+
+static PyObject *batch_header_type;
+static PyObject *record_type;
+static PyObject *compress_fn;
+static PyObject *decompress_fn;
+static PyObject *error_types[TL_CODEC + 1];
+
+static const char *const error_names[TL_CODEC + 1] = {
+    [TL_TRUNCATED] = "TruncatedBatch",     [TL_BAD_LENGTH] = "InvalidBatchLength",
+    [TL_CORRUPT] = "CorruptBatch",         [TL_MAGIC] = "UnsupportedMagic",
+    [TL_COUNT] = "InvalidRecordCount",     [TL_RECORD] = "InvalidRecord",
+    [TL_CODEC] = "UnsupportedCompression",
+};
+
+static PyObject *fact(int64_t value) {
+    if (value == TL_NO_FACT) Py_RETURN_NONE;
+    return PyLong_FromLongLong(value);
+}
+
+static PyObject *raise_batch_error(const tl_error *err) {
+    PyObject *cls = error_types[err->kind];
+    PyObject *args = Py_BuildValue("(s)", err->message);
+    PyObject *kwargs = Py_BuildValue("{s:L,s:N,s:N}", "position", (long long)err->position,
+                                     "expected", fact(err->expected), "found", fact(err->found));
+    if (args && kwargs) {
+        PyObject *exc = PyObject_Call(cls, args, kwargs);
+        if (exc) {
+            PyErr_SetObject(cls, exc);
+            Py_DECREF(exc);
+        }
+    }
+    Py_XDECREF(args);
+    Py_XDECREF(kwargs);
+    return NULL;
+}
+
+/* A NamedTuple instance built without calling its Python __new__. */
+static PyObject *new_named_tuple(PyObject *type, Py_ssize_t size) {
+    return ((PyTypeObject *)type)->tp_alloc((PyTypeObject *)type, size);
+}
+
+static PyObject *make_header(const tl_header *h) {
+    PyObject *t = new_named_tuple(batch_header_type, 14);
+    if (!t) return NULL;
+    PyObject *items[14] = {
+        PyLong_FromLongLong(h->position),
+        PyLong_FromLongLong(h->base_offset),
+        PyLong_FromLong(h->batch_length),
+        PyLong_FromLong(h->partition_leader_epoch),
+        PyLong_FromLong(h->magic),
+        PyLong_FromUnsignedLong(h->crc),
+        PyLong_FromLong(h->attributes),
+        PyLong_FromLong(h->last_offset_delta),
+        PyLong_FromLongLong(h->base_timestamp),
+        PyLong_FromLongLong(h->max_timestamp),
+        PyLong_FromLongLong(h->producer_id),
+        PyLong_FromLong(h->producer_epoch),
+        PyLong_FromLong(h->base_sequence),
+        PyLong_FromLong(h->record_count),
+    };
+    int ok = 1;
+    for (int i = 0; i < 14; i++) {
+        if (!items[i]) ok = 0;
+        PyTuple_SET_ITEM(t, i, items[i]);
+    }
+    if (!ok) {
+        Py_DECREF(t);
+        return NULL;
+    }
+    return t;
+}
+
+/* ---- crc32c ---------------------------------------------------------- */
+
+static PyObject *py_crc32c(PyObject *self, PyObject *args) {
+    Py_buffer view;
+    unsigned int crc = 0;
+    if (!PyArg_ParseTuple(args, "y*|I:crc32c", &view, &crc)) return NULL;
+    uint32_t result;
+    if (view.len >= GIL_FREE_BYTES) {
+        Py_BEGIN_ALLOW_THREADS result = tl_crc32c(crc, view.buf, (size_t)view.len);
+        Py_END_ALLOW_THREADS
+    } else {
+        result = tl_crc32c(crc, view.buf, (size_t)view.len);
+    }
+    PyBuffer_Release(&view);
+    return PyLong_FromUnsignedLong(result);
+}
+
+static PyObject *py_crc32c_backend(PyObject *self, PyObject *unused) {
+    return PyUnicode_FromString(tl_crc32c_backend());
+}
+
+/* ---- scan / validate ------------------------------------------------- */
+
+/* Frames (and checks) every batch; headers go to a C array first so the
+ * GIL can be dropped while CRCs run over a large buffer. */
+static PyObject *scan(PyObject *obj, int check) {
+    Py_buffer view;
+    if (PyObject_GetBuffer(obj, &view, PyBUF_SIMPLE) != 0) return NULL;
+    const uint8_t *buf = view.buf;
+    int64_t end = view.len;
+    size_t count = 0, cap = 8;
+    tl_header *headers = PyMem_RawMalloc(cap * sizeof *headers);
+    tl_error err = {0};
+    int failed = 0, oom = 0;
+    if (!headers) {
+        PyBuffer_Release(&view);
+        return PyErr_NoMemory();
+    }
+    PyThreadState *state = end >= GIL_FREE_BYTES ? PyEval_SaveThread() : NULL;
+    for (int64_t pos = 0; pos < end;) {
+        tl_header h;
+        if (tl_read_header(buf, pos, end, &h, &err) != 0 || (check && tl_check_batch(buf, &h, &err) != 0)) {
+            failed = 1;
+            break;
+        }
+        if (count == cap) {
+            tl_header *grown = PyMem_RawRealloc(headers, 2 * cap * sizeof *headers);
+            if (!grown) {
+                oom = 1;
+                break;
+            }
+            headers = grown;
+            cap *= 2;
+        }
+        headers[count++] = h;
+        pos += tl_batch_size(&h);
+    }
+    if (state) PyEval_RestoreThread(state);
+    PyBuffer_Release(&view);
+    PyObject *result = NULL;
+    if (oom) {
+        PyErr_NoMemory();
+    } else if (failed) {
+        raise_batch_error(&err);
+    } else if ((result = PyList_New((Py_ssize_t)count)) != NULL) {
+        for (size_t i = 0; i < count; i++) {
+            PyObject *header = make_header(&headers[i]);
+            if (!header) {
+                Py_CLEAR(result);
+                break;
+            }
+            PyList_SET_ITEM(result, (Py_ssize_t)i, header);
+        }
+    }
+    PyMem_RawFree(headers);
+    return result;
+}
+
+static PyObject *py_scan_batches(PyObject *self, PyObject *obj) { return scan(obj, 0); }
+
+static PyObject *py_validate_batches(PyObject *self, PyObject *obj) { return scan(obj, 1); }
+
+/* ---- rewrite --------------------------------------------------------- */
+
+static PyObject *py_rewrite_batch(PyObject *self, PyObject *args, PyObject *kwargs) {
+    static char *kwlist[] = {"data", "position", "base_offset", "partition_leader_epoch",
+                             "log_append_time", NULL};
+    PyObject *obj, *epoch_obj = Py_None, *time_obj = Py_None;
+    Py_ssize_t position;
+    long long base_offset;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OnL|OO:rewrite_batch", kwlist, &obj, &position,
+                                     &base_offset, &epoch_obj, &time_obj))
+        return NULL;
+    int32_t epoch = 0;
+    int64_t append_time = 0;
+    if (epoch_obj != Py_None) {
+        long value = PyLong_AsLong(epoch_obj);
+        if (value == -1 && PyErr_Occurred()) return NULL;
+        if (value < INT32_MIN || value > INT32_MAX) {
+            PyErr_SetString(PyExc_OverflowError, "partition_leader_epoch does not fit int32");
+            return NULL;
+        }
+        epoch = (int32_t)value;
+    }
+    if (time_obj != Py_None) {
+        append_time = PyLong_AsLongLong(time_obj);
+        if (append_time == -1 && PyErr_Occurred()) return NULL;
+    }
+    Py_buffer view;
+    if (PyObject_GetBuffer(obj, &view, PyBUF_WRITABLE) != 0) {
+        PyErr_Clear();
+        PyErr_SetString(PyExc_TypeError, "rewrite_batch needs a writable buffer");
+        return NULL;
+    }
+    if (position < 0 || position > view.len) {
+        PyErr_Format(PyExc_ValueError, "position %zd is outside the buffer of %zd bytes", position,
+                     view.len);
+        PyBuffer_Release(&view);
+        return NULL;
+    }
+    tl_header h;
+    tl_error err = {0};
+    if (tl_read_header(view.buf, position, view.len, &h, &err) != 0) {
+        PyBuffer_Release(&view);
+        return raise_batch_error(&err);
+    }
+    tl_rewrite((uint8_t *)view.buf + position, &h, base_offset,
+               epoch_obj != Py_None ? &epoch : NULL, time_obj != Py_None ? &append_time : NULL);
+    PyBuffer_Release(&view);
+    Py_RETURN_NONE;
+}
+
+/* ---- decode ---------------------------------------------------------- */
+
+/* Reads a varint length and that many bytes (None for -1). 0, or -1 if malformed. */
+static int read_bytes(const uint8_t *buf, int64_t *pos, int64_t end, PyObject **out, int as_text) {
+    int64_t length;
+    if (tl_read_varint(buf, pos, end, 5, &length) != 0) return -1;
+    if (length == -1) {
+        *out = Py_NewRef(Py_None);
+        return 0;
+    }
+    if (length < 0 || length > end - *pos) return -1;
+    const char *start = (const char *)buf + *pos;
+    *out = as_text ? PyUnicode_DecodeUTF8(start, (Py_ssize_t)length, "strict")
+                   : PyBytes_FromStringAndSize(start, (Py_ssize_t)length);
+    if (!*out) {
+        if (!as_text || !PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) return -2;
+        PyErr_Clear();
+        return -1;
+    }
+    *pos += length;
+    return 0;
+}
+
+/* One record at *pos. Returns 0, -1 if malformed, -2 on a Python error. */
+static int decode_record(const uint8_t *buf, int64_t *pos, int64_t end, const tl_header *h,
+                         PyObject **out) {
+    int64_t length, timestamp_delta, offset_delta, header_count;
+    PyObject *key = NULL, *value = NULL, *headers = NULL;
+    int rc = -1;
+    if (tl_read_varint(buf, pos, end, 5, &length) != 0 || length < 1 || length > end - *pos)
+        return -1;
+    int64_t record_end = *pos + length;
+    *pos += 1; /* the record's attributes byte: unused by every Kafka version */
+    if (tl_read_varint(buf, pos, record_end, 10, &timestamp_delta) != 0 ||
+        tl_read_varint(buf, pos, record_end, 5, &offset_delta) != 0)
+        return -1;
+    if ((rc = read_bytes(buf, pos, record_end, &key, 0)) != 0) goto done;
+    if ((rc = read_bytes(buf, pos, record_end, &value, 0)) != 0) goto done;
+    rc = -1;
+    if (tl_read_varint(buf, pos, record_end, 5, &header_count) != 0 || header_count < 0) goto done;
+    /* Each header takes at least two bytes, so this bounds the allocation. */
+    if (header_count > (record_end - *pos) / 2) goto done;
+    if (!(headers = PyTuple_New((Py_ssize_t)header_count))) {
+        rc = -2;
+        goto done;
+    }
+    for (int64_t i = 0; i < header_count; i++) {
+        PyObject *name = NULL, *header_value = NULL;
+        if ((rc = read_bytes(buf, pos, record_end, &name, 1)) != 0) goto done;
+        if (name == Py_None) {
+            Py_DECREF(name);
+            rc = -1;
+            goto done;
+        }
+        if ((rc = read_bytes(buf, pos, record_end, &header_value, 0)) != 0) {
+            Py_DECREF(name);
+            goto done;
+        }
+        PyObject *pair = PyTuple_Pack(2, name, header_value);
+        Py_DECREF(name);
+        Py_DECREF(header_value);
+        if (!pair) {
+            rc = -2;
+            goto done;
+        }
+        PyTuple_SET_ITEM(headers, (Py_ssize_t)i, pair);
+    }
+    rc = -1;
+    if (*pos != record_end) goto done;
+    int64_t timestamp = (h->attributes & TL_TIMESTAMP_TYPE_BIT)
+                            ? h->max_timestamp
+                            : (int64_t)((uint64_t)h->base_timestamp + (uint64_t)timestamp_delta);
+    int64_t offset = (int64_t)((uint64_t)h->base_offset + (uint64_t)offset_delta);
+    PyObject *record = new_named_tuple(record_type, 5);
+    PyObject *offset_obj = PyLong_FromLongLong(offset);
+    PyObject *timestamp_obj = PyLong_FromLongLong(timestamp);
+    if (!record || !offset_obj || !timestamp_obj) {
+        Py_XDECREF(record);
+        Py_XDECREF(offset_obj);
+        Py_XDECREF(timestamp_obj);
+        rc = -2;
+        goto done;
+    }
+    PyTuple_SET_ITEM(record, 0, offset_obj);
+    PyTuple_SET_ITEM(record, 1, timestamp_obj);
+    PyTuple_SET_ITEM(record, 2, key);
+    PyTuple_SET_ITEM(record, 3, value);
+    PyTuple_SET_ITEM(record, 4, headers);
+    *out = record;
+    *pos = record_end;
+    return 0;
+done:
+    Py_XDECREF(key);
+    Py_XDECREF(value);
+    Py_XDECREF(headers);
+    return rc;
+}
+
+static int decode_stream(const uint8_t *area, int64_t end, const tl_header *h, PyObject *out) {
+    char msg[160];
+    int64_t pos = 0;
+    for (int32_t i = 0; i < h->record_count; i++) {
+        int64_t start = pos;
+        PyObject *record;
+        int rc = decode_record(area, &pos, end, h, &record);
+        if (rc == -2) return -1;
+        if (rc != 0) {
+            tl_error err = {TL_RECORD, start, TL_NO_FACT, TL_NO_FACT, ""};
+            snprintf(err.message, sizeof err.message,
+                     "batch at %lld: malformed record %lld bytes into its records",
+                     (long long)h->position, (long long)start);
+            raise_batch_error(&err);
+            return -1;
+        }
+        int appended = PyList_Append(out, record);
+        Py_DECREF(record);
+        if (appended != 0) return -1;
+    }
+    if (pos != end) {
+        snprintf(msg, sizeof msg, "batch at %lld: %lld bytes after its last record",
+                 (long long)h->position, (long long)(end - pos));
+        tl_error err = {TL_RECORD, pos, end, pos, ""};
+        memcpy(err.message, msg, sizeof msg);
+        raise_batch_error(&err);
+        return -1;
+    }
+    return 0;
+}
+
+/* Decompresses the records area of a compressed batch into a bytes object. */
+static PyObject *inflate(PyObject *source, const tl_header *h) {
+    int codec = h->attributes & 0x07;
+    if (codec > TL_MAX_CODEC) {
+        tl_error err = {TL_CODEC, h->position, TL_NO_FACT, codec, ""};
+        snprintf(err.message, sizeof err.message,
+                 "batch at %lld: compression codec %d does not exist", (long long)h->position,
+                 codec);
+        return raise_batch_error(&err);
+    }
+    PyObject *view = PyMemoryView_FromObject(source);
+    if (!view) return NULL;
+    PyObject *body = PySequence_GetSlice(view, h->position + TL_HEADER_SIZE,
+                                         h->position + tl_batch_size(h));
+    Py_DECREF(view);
+    if (!body) return NULL;
+    PyObject *inflated = PyObject_CallFunction(decompress_fn, "iO", codec, body);
+    Py_DECREF(body);
+    if (inflated || !PyErr_ExceptionMatches(PyExc_ValueError)) return inflated;
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyObject *text = value ? PyObject_Str(value) : NULL;
+    tl_error err = {TL_RECORD, h->position, TL_NO_FACT, TL_NO_FACT, ""};
+    snprintf(err.message, sizeof err.message, "batch at %lld: %s", (long long)h->position,
+             text ? PyUnicode_AsUTF8(text) : "cannot decompress");
+    PyErr_Clear();
+    Py_XDECREF(text);
+    Py_XDECREF(type);
+    Py_XDECREF(value);
+    Py_XDECREF(tb);
+    return raise_batch_error(&err);
+}
+
+static PyObject *py_decode_records(PyObject *self, PyObject *obj) {
+    Py_buffer view;
+    if (PyObject_GetBuffer(obj, &view, PyBUF_SIMPLE) != 0) return NULL;
+    PyObject *out = PyList_New(0);
+    const uint8_t *buf = view.buf;
+    int64_t end = view.len;
+    for (int64_t pos = 0; out && pos < end;) {
+        tl_header h;
+        tl_error err = {0};
+        if (tl_read_header(buf, pos, end, &h, &err) != 0) {
+            raise_batch_error(&err);
+            Py_CLEAR(out);
+            break;
+        }
+        int rc;
+        if ((h.attributes & 0x07) == 0) {
+            rc = decode_stream(buf + pos + TL_HEADER_SIZE, tl_batch_size(&h) - TL_HEADER_SIZE, &h,
+                               out);
+        } else {
+            PyObject *inflated = inflate(obj, &h);
+            if (!inflated) {
+                rc = -1;
+            } else if (!PyBytes_Check(inflated)) {
+                PyErr_SetString(PyExc_TypeError, "decompress must return bytes");
+                rc = -1;
+            } else {
+                rc = decode_stream((const uint8_t *)PyBytes_AS_STRING(inflated),
+                                   PyBytes_GET_SIZE(inflated), &h, out);
+            }
+            Py_XDECREF(inflated);
+        }
+        if (rc != 0) Py_CLEAR(out);
+        pos += tl_batch_size(&h);
+    }
+    PyBuffer_Release(&view);
+    return out;
+}
+
+/* ---- encode ---------------------------------------------------------- */
+
+/* Appends a varint length and the bytes of obj (a buffer, or None for -1). */
+static int put_bytes(tl_buf *b, PyObject *obj) {
+    if (obj == Py_None) return tl_buf_put_varint(b, -1) == 0 ? 0 : (PyErr_NoMemory(), -1);
+    Py_buffer view;
+    if (PyObject_GetBuffer(obj, &view, PyBUF_SIMPLE) != 0) return -1;
+    int rc = tl_buf_put_varint(b, view.len) || tl_buf_put(b, view.buf, (size_t)view.len);
+    PyBuffer_Release(&view);
+    if (rc) PyErr_NoMemory();
+    return rc ? -1 : 0;
+}
+
+static int put_headers(tl_buf *b, PyObject *headers) {
+    PyObject *seq = PySequence_Fast(headers, "record headers must be a sequence of pairs");
+    if (!seq) return -1;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    int rc = tl_buf_put_varint(b, n) == 0 ? 0 : (PyErr_NoMemory(), -1);
+    for (Py_ssize_t i = 0; rc == 0 && i < n; i++) {
+        PyObject *pair = PySequence_Fast(PySequence_Fast_GET_ITEM(seq, i),
+                                         "a record header is a (name, value) pair");
+        if (!pair) {
+            rc = -1;
+            break;
+        }
+        if (PySequence_Fast_GET_SIZE(pair) != 2) {
+            PyErr_SetString(PyExc_TypeError, "a record header is a (name, value) pair");
+            rc = -1;
+        } else {
+            PyObject *name = PySequence_Fast_GET_ITEM(pair, 0);
+            Py_ssize_t name_len;
+            const char *utf8 = PyUnicode_Check(name) ? PyUnicode_AsUTF8AndSize(name, &name_len)
+                                                     : NULL;
+            if (!utf8) {
+                if (!PyErr_Occurred())
+                    PyErr_SetString(PyExc_TypeError, "a record header name must be a str");
+                rc = -1;
+            } else if (tl_buf_put_varint(b, name_len) || tl_buf_put(b, utf8, (size_t)name_len)) {
+                PyErr_NoMemory();
+                rc = -1;
+            } else {
+                rc = put_bytes(b, PySequence_Fast_GET_ITEM(pair, 1));
+            }
+        }
+        Py_DECREF(pair);
+    }
+    Py_DECREF(seq);
+    return rc;
+}
+
+static int spec_timestamp(PyObject *spec, int64_t *out) {
+    long long value = PyLong_AsLongLong(PySequence_Fast_GET_ITEM(spec, 0));
+    if (value == -1 && PyErr_Occurred()) return -1;
+    *out = value;
+    return 0;
+}
+
+static int put_record(tl_buf *stream, tl_buf *body, PyObject *spec, int64_t index,
+                      int64_t base_timestamp) {
+    int64_t timestamp;
+    if (spec_timestamp(spec, &timestamp) != 0) return -1;
+    body->len = 0;
+    uint8_t attributes = 0;
+    if (tl_buf_put(body, &attributes, 1) ||
+        tl_buf_put_varint(body, (int64_t)((uint64_t)timestamp - (uint64_t)base_timestamp)) ||
+        tl_buf_put_varint(body, index)) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    PyObject *headers = PySequence_Fast_GET_SIZE(spec) == 4 ? PySequence_Fast_GET_ITEM(spec, 3)
+                                                            : NULL;
+    if (put_bytes(body, PySequence_Fast_GET_ITEM(spec, 1)) != 0 ||
+        put_bytes(body, PySequence_Fast_GET_ITEM(spec, 2)) != 0)
+        return -1;
+    if (headers ? put_headers(body, headers) != 0 : tl_buf_put_varint(body, 0) != 0) {
+        if (!PyErr_Occurred()) PyErr_NoMemory();
+        return -1;
+    }
+    if (tl_buf_put_varint(stream, (int64_t)body->len) || tl_buf_put(stream, body->data, body->len)) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    return 0;
+}
+
+/* Encodes the record stream of specs (a list of 3- or 4-item sequences). */
+static PyObject *encode_stream(PyObject *specs, int64_t *base_timestamp, int64_t *max_timestamp) {
+    Py_ssize_t n = PyList_GET_SIZE(specs);
+    tl_buf stream = {0}, body = {0};
+    PyObject *result = NULL;
+    if (spec_timestamp(PyList_GET_ITEM(specs, 0), base_timestamp) != 0) return NULL;
+    *max_timestamp = *base_timestamp;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *spec = PyList_GET_ITEM(specs, i);
+        int64_t timestamp;
+        if (spec_timestamp(spec, &timestamp) != 0 ||
+            put_record(&stream, &body, spec, i, *base_timestamp) != 0)
+            goto done;
+        if (timestamp > *max_timestamp) *max_timestamp = timestamp;
+    }
+    result = PyBytes_FromStringAndSize((const char *)stream.data, (Py_ssize_t)stream.len);
+done:
+    tl_buf_free(&stream);
+    tl_buf_free(&body);
+    return result;
+}
+
+static PyObject *specs_as_list(PyObject *records) {
+    PyObject *iter = PyObject_GetIter(records);
+    if (!iter) return NULL;
+    PyObject *specs = PyList_New(0), *item;
+    while (specs && (item = PyIter_Next(iter)) != NULL) {
+        PyObject *spec = PySequence_Fast(item, "a record spec is (timestamp, key, value[, headers])");
+        Py_DECREF(item);
+        if (spec && PySequence_Fast_GET_SIZE(spec) != 3 && PySequence_Fast_GET_SIZE(spec) != 4) {
+            PyErr_SetString(PyExc_TypeError, "a record spec is (timestamp, key, value[, headers])");
+            Py_CLEAR(spec);
+        }
+        if (!spec || PyList_Append(specs, spec) != 0) Py_CLEAR(specs);
+        Py_XDECREF(spec);
+    }
+    Py_DECREF(iter);
+    if (specs && PyErr_Occurred()) Py_CLEAR(specs);
+    return specs;
+}
+
+static PyObject *py_encode_batch(PyObject *self, PyObject *args, PyObject *kwargs) {
+    static char *kwlist[] = {"records",          "base_offset",    "compression",
+                             "producer_id",      "producer_epoch", "base_sequence",
+                             "is_transactional", "is_control",     "partition_leader_epoch",
+                             "timestamp_type",   NULL};
+    PyObject *records;
+    long long base_offset = 0, producer_id = -1;
+    int codec = 0, base_sequence = -1, transactional = 0, control = 0, leader_epoch = -1;
+    int timestamp_type = 0;
+    short producer_epoch = -1;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|$LiLhippii:encode_batch", kwlist, &records,
+                                     &base_offset, &codec, &producer_id, &producer_epoch,
+                                     &base_sequence, &transactional, &control, &leader_epoch,
+                                     &timestamp_type))
+        return NULL;
+    PyObject *specs = specs_as_list(records);
+    if (!specs) return NULL;
+    PyObject *stream = NULL, *area = NULL, *batch = NULL;
+    if (PyList_GET_SIZE(specs) == 0) {
+        PyErr_SetString(PyExc_ValueError, "a record batch holds at least one record");
+        goto done;
+    }
+    if (codec < 0 || codec > TL_MAX_CODEC) {
+        PyErr_Format(PyExc_ValueError, "no such compression codec: %d", codec);
+        goto done;
+    }
+    int64_t base_timestamp, max_timestamp;
+    if (!(stream = encode_stream(specs, &base_timestamp, &max_timestamp))) goto done;
+    area = codec ? PyObject_CallFunction(compress_fn, "iO", codec, stream) : Py_NewRef(stream);
+    if (!area) goto done;
+    if (!PyBytes_Check(area)) {
+        PyErr_SetString(PyExc_TypeError, "compress must return bytes");
+        goto done;
+    }
+    Py_ssize_t area_len = PyBytes_GET_SIZE(area);
+    if (area_len > INT32_MAX - (TL_HEADER_SIZE - TL_LENGTH_PREFIX)) {
+        PyErr_SetString(PyExc_OverflowError, "the batch would exceed 2 GiB");
+        goto done;
+    }
+    if (!(batch = PyBytes_FromStringAndSize(NULL, TL_HEADER_SIZE + area_len))) goto done;
+    uint8_t *p = (uint8_t *)PyBytes_AS_STRING(batch);
+    int attributes = codec | (timestamp_type ? 0x08 : 0) | (transactional ? 0x10 : 0) |
+                     (control ? 0x20 : 0);
+    Py_ssize_t count = PyList_GET_SIZE(specs);
+    tl_put_i64(p, base_offset);
+    tl_put_i32(p + 8, (int32_t)(TL_HEADER_SIZE - TL_LENGTH_PREFIX + area_len));
+    tl_put_i32(p + 12, leader_epoch);
+    p[16] = 2;
+    p[21] = (uint8_t)(attributes >> 8);
+    p[22] = (uint8_t)attributes;
+    tl_put_i32(p + 23, (int32_t)(count - 1));
+    tl_put_i64(p + 27, base_timestamp);
+    tl_put_i64(p + 35, max_timestamp);
+    tl_put_i64(p + 43, producer_id);
+    p[51] = (uint8_t)((uint16_t)producer_epoch >> 8);
+    p[52] = (uint8_t)producer_epoch;
+    tl_put_i32(p + 53, base_sequence);
+    tl_put_i32(p + 57, (int32_t)count);
+    memcpy(p + TL_HEADER_SIZE, PyBytes_AS_STRING(area), (size_t)area_len);
+    tl_put_i32(p + 17, (int32_t)tl_crc32c(0, p + TL_CRC_START, (size_t)(TL_HEADER_SIZE + area_len - TL_CRC_START)));
+done:
+    Py_DECREF(specs);
+    Py_XDECREF(stream);
+    Py_XDECREF(area);
+    return batch;
+}
+
+/* ---- module ---------------------------------------------------------- */
+
+static PyMethodDef methods[] = {
+    {"crc32c", py_crc32c, METH_VARARGS, "CRC32C of a buffer, continuing from crc."},
+    {"crc32c_backend", py_crc32c_backend, METH_NOARGS, "The live CRC32C implementation."},
+    {"scan_batches", py_scan_batches, METH_O, "Frame v2 batches and read their headers."},
+    {"validate_batches", py_validate_batches, METH_O, "Frame and validate v2 batches."},
+    {"rewrite_batch", (PyCFunction)(void (*)(void))py_rewrite_batch, METH_VARARGS | METH_KEYWORDS,
+     "Set baseOffset, partitionLeaderEpoch and LogAppendTime in place."},
+    {"decode_records", py_decode_records, METH_O, "Decode the records of v2 batches."},
+    {"encode_batch", (PyCFunction)(void (*)(void))py_encode_batch, METH_VARARGS | METH_KEYWORDS,
+     "Build one v2 batch from record specs."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_cnative",
+                                        "The C implementation of the native API.", -1, methods,
+                                        NULL, NULL, NULL, NULL};
+
+static PyObject *import_attr(const char *module_name, const char *attr) {
+    PyObject *module = PyImport_ImportModule(module_name);
+    if (!module) return NULL;
+    PyObject *value = PyObject_GetAttrString(module, attr);
+    Py_DECREF(module);
+    return value;
+}
+
+PyMODINIT_FUNC PyInit__cnative(void) {
+    tl_crc32c_init();
+    if (!(batch_header_type = import_attr("native.records", "BatchHeader")) ||
+        !(record_type = import_attr("native.records", "Record")) ||
+        !(compress_fn = import_attr("native.compression", "compress")) ||
+        !(decompress_fn = import_attr("native.compression", "decompress")))
+        return NULL;
+    for (int kind = TL_TRUNCATED; kind <= TL_CODEC; kind++)
+        if (!(error_types[kind] = import_attr("native.errors", error_names[kind]))) return NULL;
+    return PyModule_Create(&module_def);
+}
