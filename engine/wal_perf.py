@@ -1,0 +1,134 @@
+"""`tidelog wal-bench`: how fast the write-ahead log acknowledges on this disk.
+
+Concurrent appenders (threads, as a server's request handlers would be) append
+fixed-size records for a while; each append is timed until it is durable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from wal import Durability, WriteAheadLog
+
+
+@dataclass
+class PerfResult:
+    writers: int
+    record_size: int
+    durability: str
+    seconds: float
+    appends: int
+    syncs: int
+    latencies: list[float] = field(repr=False)
+
+    @property
+    def appends_per_second(self) -> float:
+        return self.appends / self.seconds
+
+    @property
+    def megabytes_per_second(self) -> float:
+        return self.appends * self.record_size / self.seconds / 1e6
+
+    @property
+    def appends_per_sync(self) -> float:
+        return self.appends / self.syncs if self.syncs else float("inf")
+
+    def latency_ms(self, quantile: float) -> float:
+        if len(self.latencies) < 2:
+            return self.latencies[0] * 1000 if self.latencies else 0.0
+        cuts = statistics.quantiles(self.latencies, n=100, method="inclusive")
+        return cuts[round(quantile * 100) - 1] * 1000
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "writers": self.writers,
+            "record_size": self.record_size,
+            "durability": self.durability,
+            "appends_per_second": round(self.appends_per_second, 1),
+            "megabytes_per_second": round(self.megabytes_per_second, 2),
+            "p50_ms": round(self.latency_ms(0.50), 3),
+            "p99_ms": round(self.latency_ms(0.99), 3),
+            "appends_per_sync": round(self.appends_per_sync, 2),
+        }
+
+
+def run_wal_perf(
+    directory: str,
+    *,
+    writers: int = 16,
+    record_size: int = 1024,
+    seconds: float = 3.0,
+    durability: Durability = Durability.FSYNC,
+) -> PerfResult:
+    """Appends from ``writers`` threads for ``seconds`` into a new log in ``directory``."""
+    payload = os.urandom(record_size)
+    latencies: list[list[float]] = [[] for _ in range(writers)]
+    start = threading.Barrier(writers + 1)
+    with WriteAheadLog(directory, durability=durability) as log:
+        deadline = 0.0
+
+        def appender(mine: list[float]) -> None:
+            start.wait()
+            while (began := time.perf_counter()) < deadline:
+                log.append(payload)
+                mine.append(time.perf_counter() - began)
+
+        threads = [threading.Thread(target=appender, args=(mine,)) for mine in latencies]
+        for thread in threads:
+            thread.start()
+        began = time.perf_counter()
+        deadline = began + seconds
+        start.wait()
+        for thread in threads:
+            thread.join()
+        elapsed = time.perf_counter() - began
+        stats = log.stats
+    merged = [latency for mine in latencies for latency in mine]
+    return PerfResult(
+        writers, record_size, durability.value, elapsed, stats.appends, stats.syncs, merged
+    )
+
+
+def add_command(commands: Any) -> None:
+    parser: argparse.ArgumentParser = commands.add_parser(
+        "wal-bench", help="measure the write-ahead log's durable append rate on this disk"
+    )
+    parser.add_argument("--data-dir", default="./tidelog-data/wal-bench")
+    parser.add_argument("--writers", type=int, default=16)
+    parser.add_argument("--record-size", type=int, default=1024)
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument(
+        "--durability", choices=[d.value for d in Durability], default=Durability.FSYNC.value
+    )
+    parser.set_defaults(run=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    os.makedirs(args.data_dir, exist_ok=True)
+    directory = tempfile.mkdtemp(prefix="run-", dir=args.data_dir)
+    try:
+        result = run_wal_perf(
+            directory,
+            writers=args.writers,
+            record_size=args.record_size,
+            seconds=args.seconds,
+            durability=Durability(args.durability),
+        )
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+    print(
+        f"wal-bench: {result.writers} writers, {result.record_size} B records, "
+        f"durability={result.durability}, {result.seconds:.1f} s "
+        f"in {os.path.abspath(args.data_dir)}"
+    )
+    for name, value in result.summary().items():
+        print(f"  {name:<22} {value}")
+    return 0

@@ -1,0 +1,40 @@
+"""The local write-ahead log: segments, group commit, recovery and trim.
+
+The on-disk format is specified in docs/wal-format.md.
+"""
+
+from wal.errors import (
+    CorruptSegment,
+    DiskFull,
+    LogClosed,
+    LogFailed,
+    LogIOError,
+    LogLocked,
+    PermissionDenied,
+    RecordTooLarge,
+    WalError,
+)
+from wal.group_commit import Durability, WalStats
+from wal.log import DATA, DEFAULT_SEGMENT_BYTES, WriteAheadLog
+from wal.recovery import RecoveryReport
+from wal.segment import Entry, Position
+
+__all__ = [
+    "DATA",
+    "DEFAULT_SEGMENT_BYTES",
+    "CorruptSegment",
+    "DiskFull",
+    "Durability",
+    "Entry",
+    "LogClosed",
+    "LogFailed",
+    "LogIOError",
+    "LogLocked",
+    "PermissionDenied",
+    "Position",
+    "RecordTooLarge",
+    "RecoveryReport",
+    "WalError",
+    "WalStats",
+    "WriteAheadLog",
+]

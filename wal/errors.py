@@ -1,0 +1,74 @@
+"""Typed errors of the write-ahead log; each carries the facts of its failure."""
+
+from __future__ import annotations
+
+
+class WalError(Exception):
+    """Base of every write-ahead log error."""
+
+
+class LogLocked(WalError):
+    """Another writer (this process or another) holds the directory's lock."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(f"{path} is locked by another writer: one log per directory")
+        self.path = path
+
+
+class PermissionDenied(WalError):
+    """The log directory or one of its files cannot be opened or written."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"permission denied on {path}: {reason}")
+        self.path = path
+
+
+class CorruptSegment(WalError):
+    """Acknowledged data is damaged: a bad record that is not the torn tail."""
+
+    def __init__(self, path: str, offset: int, reason: str) -> None:
+        super().__init__(f"corrupt write-ahead log segment {path} at byte {offset}: {reason}")
+        self.path = path
+        self.offset = offset
+        self.reason = reason
+
+
+class DiskFull(WalError):
+    """A write or sync failed with ENOSPC; the log stops accepting appends."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(f"no space left on device writing {path}; the log is now read-only")
+        self.path = path
+
+
+class LogFailed(WalError):
+    """An earlier write or sync failed; no append is accepted after that."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(f"the log failed earlier and accepts no appends: {cause}")
+        self.cause = cause
+
+
+class LogIOError(WalError):
+    """A file operation failed with an I/O error other than a full disk."""
+
+    def __init__(self, operation: str, path: str, error: OSError) -> None:
+        super().__init__(f"{operation} {path} failed: {error}")
+        self.path = path
+        self.errno = error.errno
+
+
+class LogClosed(WalError):
+    """The log was closed."""
+
+    def __init__(self) -> None:
+        super().__init__("the write-ahead log is closed")
+
+
+class RecordTooLarge(WalError):
+    """A payload cannot fit in one segment (records never span segments)."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"a {size}-byte payload exceeds the segment's limit of {limit} bytes")
+        self.size = size
+        self.limit = limit

@@ -1,0 +1,94 @@
+"""The on-disk layout of segments and records (docs/wal-format.md).
+
+A record's CRC32C covers its payload followed by header bytes 4..44, so the
+payload's share can be computed by the appender, in parallel, before the
+writer knows the segment the record lands in.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+from typing import NamedTuple
+
+from native import crc32c
+
+SEGMENT_MAGIC = b"TLWALSEG"
+SEGMENT_VERSION = 1
+SEGMENT_HEADER = struct.Struct("<8sIIQ4xI")  # magic, version, reserved, sequence, _, crc
+SEGMENT_HEADER_SIZE = SEGMENT_HEADER.size  # 32
+
+RECORD_HEADER = struct.Struct("<IIQB3xQqq")  # crc, length, segment, type, stream, start, end
+RECORD_HEADER_SIZE = RECORD_HEADER.size  # 44
+_CRC_COVERED = slice(4, RECORD_HEADER_SIZE)
+
+TYPE_INVALID = 0
+TYPE_SEAL = 255
+"""Ends every segment but the last; it is never returned by replay."""
+MAX_USER_TYPE = 254
+
+_SEGMENT_NAME = re.compile(r"^(\d{20})\.wal$")
+
+
+def segment_name(sequence: int) -> str:
+    return f"{sequence:020d}.wal"
+
+
+def parse_segment_name(name: str) -> int | None:
+    match = _SEGMENT_NAME.match(name)
+    return int(match.group(1)) if match else None
+
+
+def encode_segment_header(sequence: int) -> bytes:
+    body = SEGMENT_HEADER.pack(SEGMENT_MAGIC, SEGMENT_VERSION, 0, sequence, 0)
+    return body[:-4] + struct.pack("<I", crc32c(body[:-4]))
+
+
+def decode_segment_header(data: bytes | memoryview) -> int | None:
+    """The segment sequence from a header, or None if it is not a valid header."""
+    if len(data) < SEGMENT_HEADER_SIZE:
+        return None
+    magic, version, _, sequence, crc = SEGMENT_HEADER.unpack_from(data)
+    if magic != SEGMENT_MAGIC or version != SEGMENT_VERSION:
+        return None
+    if crc != crc32c(memoryview(data)[: SEGMENT_HEADER_SIZE - 4]):
+        return None
+    return int(sequence)
+
+
+class RecordHeader(NamedTuple):
+    crc: int
+    length: int
+    segment: int
+    type: int
+    stream_id: int
+    start_offset: int
+    end_offset: int
+
+
+def encode_record_header(
+    segment: int,
+    record_type: int,
+    stream_id: int,
+    start_offset: int,
+    end_offset: int,
+    length: int,
+    payload_crc: int,
+) -> bytes:
+    header = bytearray(
+        RECORD_HEADER.pack(0, length, segment, record_type, stream_id, start_offset, end_offset)
+    )
+    struct.pack_into("<I", header, 0, crc32c(memoryview(header)[_CRC_COVERED], payload_crc))
+    return bytes(header)
+
+
+def decode_record_header(data: bytes | memoryview, offset: int) -> RecordHeader:
+    return RecordHeader(*RECORD_HEADER.unpack_from(data, offset))
+
+
+def record_crc(data: bytes | memoryview, offset: int, length: int) -> int:
+    """The CRC a record at ``offset`` with a ``length``-byte payload should store."""
+    view = memoryview(data)
+    payload_start = offset + RECORD_HEADER_SIZE
+    payload_crc = crc32c(view[payload_start : payload_start + length])
+    return crc32c(view[offset + 4 : payload_start], payload_crc)

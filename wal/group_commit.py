@@ -1,0 +1,211 @@
+"""Group commit: one writer thread turns many appends into one write and one sync.
+
+Appenders only enqueue and wait on their own future; the writer takes
+everything queued, writes it with one pwritev, syncs once (per the durability
+policy) and completes the whole group. After a failed write or sync the log
+fails for good: the state of the file is unknown (a failed fsync may have
+dropped dirty pages), so nothing later may be acknowledged.
+"""
+
+from __future__ import annotations
+
+import enum
+import errno
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass
+
+from wal.errors import DiskFull, LogClosed, LogFailed, LogIOError, WalError
+from wal.format import RECORD_HEADER_SIZE, encode_record_header
+from wal.segment import Position, SegmentWriter
+
+
+class Durability(enum.Enum):
+    """When an append is acknowledged."""
+
+    FSYNC = "fsync"
+    """After its group is written and fdatasync'ed (the default)."""
+    INTERVAL = "interval"
+    """After its group is written; a sync follows within the interval."""
+    NONE = "none"
+    """After its group is written; synced only on segment roll and close."""
+
+
+@dataclass
+class WalStats:
+    """Counters kept by the writer thread."""
+
+    appends: int = 0
+    groups: int = 0
+    syncs: int = 0
+    bytes_written: int = 0
+    segments_rolled: int = 0
+
+
+@dataclass(frozen=True)
+class PendingAppend:
+    future: Future[Position]
+    record_type: int
+    stream_id: int
+    start_offset: int
+    end_offset: int
+    payload: bytes | memoryview
+    payload_crc: int
+
+    @property
+    def size(self) -> int:
+        return RECORD_HEADER_SIZE + len(self.payload)
+
+
+class GroupCommitter:
+    """Owns the active segment and the writer thread."""
+
+    def __init__(
+        self,
+        segment: SegmentWriter,
+        roll: Callable[[SegmentWriter], SegmentWriter],
+        segment_limit: int,
+        durability: Durability,
+        sync_interval: float,
+    ) -> None:
+        self.stats = WalStats()
+        self._segment = segment
+        self._roll = roll
+        self._segment_limit = segment_limit
+        self._durability = durability
+        self._sync_interval = sync_interval
+        self._queue: deque[PendingAppend] = deque()
+        self._wakeup = threading.Condition(threading.Lock())
+        self._closing = False
+        self._failure: WalError | None = None
+        self._unsynced = False
+        self._last_sync = time.monotonic()
+        self._thread = threading.Thread(target=self._run, name="wal-group-commit", daemon=True)
+        self._thread.start()
+
+    @property
+    def active_segment(self) -> int:
+        return self._segment.sequence
+
+    def submit(self, pending: PendingAppend) -> None:
+        with self._wakeup:
+            if self._failure is not None:
+                raise LogFailed(self._failure)
+            if self._closing:
+                raise LogClosed
+            self._queue.append(pending)
+            if len(self._queue) == 1:
+                self._wakeup.notify()
+
+    def close(self) -> None:
+        """Commits everything queued, syncs, and stops the writer thread."""
+        with self._wakeup:
+            self._closing = True
+            self._wakeup.notify()
+        self._thread.join()
+        try:
+            if self._failure is None and self._unsynced:
+                self._segment.sync()
+        finally:
+            self._segment.close()
+
+    def _next_group(self) -> list[PendingAppend] | None:
+        """Waits for appends; None when closing with nothing left to write."""
+        with self._wakeup:
+            while not self._queue and not self._closing:
+                if self._durability is Durability.INTERVAL and self._unsynced:
+                    remaining = self._last_sync + self._sync_interval - time.monotonic()
+                    if remaining <= 0 or not self._wakeup.wait(remaining):
+                        return []
+                else:
+                    self._wakeup.wait()
+            if not self._queue:
+                return None
+            group = list(self._queue)
+            self._queue.clear()
+            return group
+
+    def _run(self) -> None:
+        while (group := self._next_group()) is not None:
+            if self._failure is not None:
+                self._fail(group, LogFailed(self._failure))
+            elif group:
+                self._commit(group)
+            else:
+                self._sync_for_interval()
+
+    def _commit(self, group: list[PendingAppend]) -> None:
+        try:
+            positions = self._write(group)
+            if self._durability is Durability.FSYNC or (
+                self._durability is Durability.INTERVAL
+                and time.monotonic() - self._last_sync >= self._sync_interval
+            ):
+                self._sync()
+        except OSError as error:
+            failure = self._classify(error)
+            with self._wakeup:
+                self._failure = failure
+            self._fail(group, failure)
+            return
+        self.stats.appends += len(group)
+        self.stats.groups += 1
+        for pending, position in zip(group, positions, strict=True):
+            pending.future.set_result(position)
+
+    def _write(self, group: list[PendingAppend]) -> list[Position]:
+        positions = []
+        buffers: list[bytes | memoryview] = []
+        offset = self._segment.write_offset
+        for pending in group:
+            if offset + pending.size > self._segment_limit:
+                self._segment.write(buffers)
+                buffers = []
+                self._segment = self._roll(self._segment)
+                self.stats.segments_rolled += 1
+                offset = self._segment.write_offset
+            sequence = self._segment.sequence
+            buffers.append(
+                encode_record_header(
+                    sequence,
+                    pending.record_type,
+                    pending.stream_id,
+                    pending.start_offset,
+                    pending.end_offset,
+                    len(pending.payload),
+                    pending.payload_crc,
+                )
+            )
+            buffers.append(pending.payload)
+            positions.append(Position(sequence, offset))
+            offset += pending.size
+        self._segment.write(buffers)
+        self.stats.bytes_written += sum(pending.size for pending in group)
+        self._unsynced = True
+        return positions
+
+    def _sync(self) -> None:
+        self._segment.sync()
+        self.stats.syncs += 1
+        self._unsynced = False
+        self._last_sync = time.monotonic()
+
+    def _sync_for_interval(self) -> None:
+        try:
+            self._sync()
+        except OSError as error:
+            with self._wakeup:
+                self._failure = self._classify(error)
+
+    def _classify(self, error: OSError) -> WalError:
+        if error.errno == errno.ENOSPC:
+            return DiskFull(self._segment.path)
+        return LogIOError("writing", self._segment.path, error)
+
+    @staticmethod
+    def _fail(group: list[PendingAppend], error: WalError) -> None:
+        for pending in group:
+            pending.future.set_exception(error)

@@ -1,0 +1,264 @@
+"""The write-ahead log: open (with recovery), append, replay, trim, close."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import fcntl
+import os
+import threading
+from collections.abc import Iterator
+from concurrent.futures import Future
+from types import TracebackType
+
+from native import crc32c
+from wal.errors import LogClosed, LogIOError, LogLocked, PermissionDenied, RecordTooLarge
+from wal.format import MAX_USER_TYPE, RECORD_HEADER_SIZE, SEGMENT_HEADER_SIZE, segment_name
+from wal.group_commit import Durability, GroupCommitter, PendingAppend, WalStats
+from wal.recovery import FREE_PREFIX, RecoveryReport, recover
+from wal.segment import Entry, Position, SegmentWriter, scan_segment, sync_directory
+
+DEFAULT_SEGMENT_BYTES = 64 * 1024 * 1024
+DATA = 1
+"""The default record type; types 1-254 are the caller's to define."""
+
+BytesLike = bytes | bytearray | memoryview
+
+
+class WriteAheadLog:
+    """A segmented, append-only, crash-safe log in one directory.
+
+    Appends are durable (per ``durability``) when they return; records are
+    replayed in append order, exactly once, after any crash.
+    """
+
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        *,
+        segment_bytes: int = DEFAULT_SEGMENT_BYTES,
+        durability: Durability | str = Durability.FSYNC,
+        sync_interval_ms: float = 10.0,
+        preallocate: bool = True,
+        recycle_segments: int = 2,
+    ) -> None:
+        if segment_bytes < SEGMENT_HEADER_SIZE + 4 * RECORD_HEADER_SIZE:
+            raise ValueError(f"segment_bytes {segment_bytes} is too small")
+        self.directory = os.fspath(directory)
+        self.segment_bytes = segment_bytes
+        self._preallocate = preallocate
+        self._recycle_segments = recycle_segments
+        self._segments_lock = threading.Lock()
+        self._closed = False
+        self._lock_fd = _lock_directory(self.directory)
+        try:
+            recovered = recover(self.directory)
+            self.recovery: RecoveryReport = recovered.report
+            self._sequences = recovered.sequences
+            self._free_files = recovered.free_files
+            first = self._create_segment(self._sequences[-1] + 1 if self._sequences else 1)
+        except PermissionError as error:
+            os.close(self._lock_fd)
+            raise PermissionDenied(error.filename or self.directory, str(error)) from error
+        except BaseException:
+            os.close(self._lock_fd)
+            raise
+        # Room for the seal is reserved so a full segment can always be ended.
+        limit = segment_bytes - RECORD_HEADER_SIZE
+        self._max_payload = limit - SEGMENT_HEADER_SIZE - RECORD_HEADER_SIZE
+        self._committer = GroupCommitter(
+            first, self._roll, limit, Durability(durability), sync_interval_ms / 1000.0
+        )
+
+    @property
+    def stats(self) -> WalStats:
+        return self._committer.stats
+
+    # -- appending ------------------------------------------------------
+
+    def submit(
+        self,
+        payload: BytesLike,
+        *,
+        stream_id: int = 0,
+        start_offset: int = 0,
+        end_offset: int = 0,
+        record_type: int = DATA,
+    ) -> Future[Position]:
+        """Queues an append; the future resolves to its position once durable.
+
+        The payload is written as given, without a copy: a bytearray must not
+        change until the future is done.
+        """
+        if not 1 <= record_type <= MAX_USER_TYPE:
+            raise ValueError(f"record_type {record_type} is not in 1..{MAX_USER_TYPE}")
+        if len(payload) > self._max_payload:
+            raise RecordTooLarge(len(payload), self._max_payload)
+        future: Future[Position] = Future()
+        future.set_running_or_notify_cancel()  # an append cannot be taken back
+        self._committer.submit(
+            PendingAppend(
+                future,
+                record_type,
+                stream_id,
+                start_offset,
+                end_offset,
+                payload if isinstance(payload, bytes | memoryview) else memoryview(payload),
+                crc32c(payload),
+            )
+        )
+        return future
+
+    def append(
+        self,
+        payload: BytesLike,
+        *,
+        stream_id: int = 0,
+        start_offset: int = 0,
+        end_offset: int = 0,
+        record_type: int = DATA,
+    ) -> Position:
+        """Appends and returns the record's position once it is durable."""
+        return self.submit(
+            payload,
+            stream_id=stream_id,
+            start_offset=start_offset,
+            end_offset=end_offset,
+            record_type=record_type,
+        ).result()
+
+    async def append_async(
+        self,
+        payload: BytesLike,
+        *,
+        stream_id: int = 0,
+        start_offset: int = 0,
+        end_offset: int = 0,
+        record_type: int = DATA,
+    ) -> Position:
+        """Like append, for asyncio: waits without blocking the event loop."""
+        future = self.submit(
+            payload,
+            stream_id=stream_id,
+            start_offset=start_offset,
+            end_offset=end_offset,
+            record_type=record_type,
+        )
+        return await asyncio.wrap_future(future)
+
+    # -- reading --------------------------------------------------------
+
+    def replay(self, start: Position | None = None) -> Iterator[Entry]:
+        """Every record at or after ``start``, in append order.
+
+        Meant for rebuilding state after open; records still being written
+        by a concurrent append are not returned.
+        """
+        with self._segments_lock:
+            sequences = list(self._sequences)
+        for sequence in sequences:
+            if start is not None and sequence < start.segment:
+                continue
+            path = os.path.join(self.directory, segment_name(sequence))
+            scan = scan_segment(path, sequence)
+            if scan is None:
+                continue
+            for entry in scan.entries:
+                if start is None or entry.position >= start:
+                    yield entry
+
+    @property
+    def segments(self) -> list[int]:
+        """Sequences of the segments on disk, oldest first."""
+        with self._segments_lock:
+            return list(self._sequences)
+
+    # -- trimming -------------------------------------------------------
+
+    def trim(self, position: Position) -> int:
+        """Drops every segment wholly before ``position``; returns how many.
+
+        The active segment is never dropped. Dropped files are kept for reuse
+        (up to ``recycle_segments``) or deleted.
+        """
+        if self._closed:
+            raise LogClosed
+        active = self._committer.active_segment
+        with self._segments_lock:
+            doomed = [s for s in self._sequences if s < position.segment and s < active]
+            for sequence in doomed:
+                path = os.path.join(self.directory, segment_name(sequence))
+                if (
+                    len(self._free_files) < self._recycle_segments
+                    and os.path.getsize(path) >= self.segment_bytes - RECORD_HEADER_SIZE
+                ):
+                    free = os.path.join(self.directory, f"{FREE_PREFIX}{sequence:020d}.wal")
+                    os.rename(path, free)
+                    self._free_files.append(free)
+                else:
+                    os.unlink(path)
+                self._sequences.remove(sequence)
+        if doomed:
+            sync_directory(self.directory)
+        return len(doomed)
+
+    # -- segments -------------------------------------------------------
+
+    def _create_segment(self, sequence: int) -> SegmentWriter:
+        with self._segments_lock:
+            reuse = self._free_files.pop(0) if self._free_files else None
+        segment = SegmentWriter.create(
+            self.directory, sequence, self.segment_bytes, self._preallocate, reuse
+        )
+        with self._segments_lock:
+            self._sequences.append(sequence)
+        return segment
+
+    def _roll(self, segment: SegmentWriter) -> SegmentWriter:
+        """Seals the full segment and opens the next (on the writer thread)."""
+        segment.seal()
+        segment.close()
+        return self._create_segment(segment.sequence + 1)
+
+    # -- lifecycle ------------------------------------------------------
+
+    def close(self) -> None:
+        """Writes and syncs everything queued, then releases the directory."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._committer.close()
+        finally:
+            os.close(self._lock_fd)
+
+    def __enter__(self) -> WriteAheadLog:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def _lock_directory(directory: str) -> int:
+    """Takes the directory's exclusive lock; one writer per directory."""
+    lock_path = os.path.join(directory, "LOCK")
+    try:
+        os.makedirs(directory, exist_ok=True)
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except PermissionError as error:
+        raise PermissionDenied(error.filename or directory, str(error)) from error
+    except OSError as error:
+        raise LogIOError("opening", directory, error) from error
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as error:
+        os.close(fd)
+        if error.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+            raise LogLocked(directory) from error
+        raise LogIOError("locking", lock_path, error) from error
+    return fd

@@ -1,0 +1,185 @@
+"""One segment file: creating (or recycling) it, writing to it, and scanning it."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from wal.format import (
+    RECORD_HEADER_SIZE,
+    SEGMENT_HEADER_SIZE,
+    TYPE_INVALID,
+    TYPE_SEAL,
+    decode_record_header,
+    decode_segment_header,
+    encode_record_header,
+    encode_segment_header,
+    record_crc,
+    segment_name,
+)
+
+IOV_MAX = 1024
+"""Linux's limit on buffers per pwritev call."""
+
+
+class Position(NamedTuple):
+    """Where a record starts: its segment's sequence and its byte offset in it."""
+
+    segment: int
+    offset: int
+
+
+class Entry(NamedTuple):
+    """One record read back from the log."""
+
+    position: Position
+    type: int
+    stream_id: int
+    start_offset: int
+    end_offset: int
+    payload: memoryview
+
+
+@dataclass
+class SegmentScan:
+    """What a scan of one segment found."""
+
+    sequence: int
+    path: str
+    file_size: int
+    entries: list[Entry] = field(default_factory=list)
+    valid_end: int = SEGMENT_HEADER_SIZE
+    """Offset just past the last valid record (the seal included)."""
+    sealed: bool = False
+    stop_reason: str = ""
+    """Why the scan stopped before a seal, if it did."""
+
+
+def scan_segment(path: str, sequence: int) -> SegmentScan | None:
+    """Reads every valid record of a segment; None if its header is not valid."""
+    with open(path, "rb") as file:
+        data = file.read()
+    if decode_segment_header(data) != sequence:
+        return None
+    scan = SegmentScan(sequence=sequence, path=path, file_size=len(data))
+    view = memoryview(data)
+    pos = SEGMENT_HEADER_SIZE
+    while True:
+        if len(data) - pos < RECORD_HEADER_SIZE:
+            scan.stop_reason = "end of file" if pos == len(data) else "a record header is cut short"
+            break
+        header = decode_record_header(view, pos)
+        if header.segment != sequence or header.type == TYPE_INVALID:
+            scan.stop_reason = "unwritten or stale bytes"
+            break
+        if header.length > len(data) - pos - RECORD_HEADER_SIZE:
+            scan.stop_reason = "a record runs past the end of the file"
+            break
+        if record_crc(view, pos, header.length) != header.crc:
+            scan.stop_reason = "a record's CRC32C does not match"
+            break
+        next_pos = pos + RECORD_HEADER_SIZE + header.length
+        if header.type == TYPE_SEAL:
+            scan.sealed = True
+            scan.valid_end = next_pos
+            break
+        payload = view[pos + RECORD_HEADER_SIZE : next_pos]
+        scan.entries.append(
+            Entry(
+                Position(sequence, pos),
+                header.type,
+                header.stream_id,
+                header.start_offset,
+                header.end_offset,
+                payload,
+            )
+        )
+        pos = next_pos
+    if not scan.sealed:
+        scan.valid_end = pos
+    return scan
+
+
+def sync_directory(directory: str) -> None:
+    """Makes a create, rename or unlink in ``directory`` durable."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def seal_record(sequence: int) -> bytes:
+    return encode_record_header(sequence, TYPE_SEAL, 0, 0, 0, 0, 0)
+
+
+class SegmentWriter:
+    """The open segment that appends go to. Used by one thread at a time."""
+
+    def __init__(self, path: str, sequence: int, fd: int, write_offset: int) -> None:
+        self.path = path
+        self.sequence = sequence
+        self.write_offset = write_offset
+        self._fd = fd
+
+    @classmethod
+    def create(
+        cls,
+        directory: str,
+        sequence: int,
+        size: int,
+        preallocate: bool,
+        reuse: str | None = None,
+    ) -> SegmentWriter:
+        """A new segment, from a recycled file if ``reuse`` names one.
+
+        The header is written and synced under a temporary name, then renamed:
+        a segment file under its final name always has a valid header.
+        """
+        final = os.path.join(directory, segment_name(sequence))
+        temporary = final + ".tmp"
+        if reuse is not None:
+            os.rename(reuse, temporary)
+        fd = os.open(temporary, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            os.pwrite(fd, encode_segment_header(sequence), 0)
+            if preallocate and reuse is None:
+                os.posix_fallocate(fd, 0, size)
+            os.fsync(fd)
+            os.rename(temporary, final)
+            sync_directory(directory)
+        except BaseException:
+            os.close(fd)
+            raise
+        return cls(final, sequence, fd, SEGMENT_HEADER_SIZE)
+
+    def write(self, buffers: list[bytes | memoryview]) -> None:
+        """Writes the buffers back to back at the write offset."""
+        for start in range(0, len(buffers), IOV_MAX):
+            chunk = buffers[start : start + IOV_MAX]
+            expected = sum(len(buffer) for buffer in chunk)
+            written = os.pwritev(self._fd, chunk, self.write_offset)
+            if written != expected:
+                # A short write only happens when the disk fills up mid-call.
+                written += self._write_rest(chunk, written)
+            self.write_offset += written
+
+    def _write_rest(self, chunk: list[bytes | memoryview], skip: int) -> int:
+        rest = b"".join(bytes(buffer) for buffer in chunk)[skip:]
+        offset = self.write_offset + skip
+        done = 0
+        while done < len(rest):
+            done += os.pwrite(self._fd, rest[done:], offset + done)
+        return done
+
+    def sync(self) -> None:
+        os.fdatasync(self._fd)
+
+    def seal(self) -> None:
+        """Ends the segment: recovery requires a seal on every segment but the last."""
+        self.write([seal_record(self.sequence)])
+        self.sync()
+
+    def close(self) -> None:
+        os.close(self._fd)
