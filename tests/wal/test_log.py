@@ -1,0 +1,173 @@
+"""Appending, replaying, rolling, trimming and reopening the log."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.wal.conftest import SMALL_SEGMENT, payloads, segment_files
+from wal import (
+    Durability,
+    LogClosed,
+    Position,
+    RecordTooLarge,
+    WriteAheadLog,
+)
+
+OpenLog = Callable[..., WriteAheadLog]
+
+
+def test_append_returns_increasing_positions_and_replay_returns_the_records(
+    open_log: OpenLog,
+) -> None:
+    log = open_log()
+    positions = [
+        log.append(f"record {i}".encode(), stream_id=i % 3, start_offset=i, end_offset=i + 1)
+        for i in range(10)
+    ]
+    assert positions == sorted(positions)
+    assert len(set(positions)) == 10
+    entries = list(log.replay())
+    assert [bytes(e.payload) for e in entries] == [f"record {i}".encode() for i in range(10)]
+    assert [(e.stream_id, e.start_offset, e.end_offset) for e in entries] == [
+        (i % 3, i, i + 1) for i in range(10)
+    ]
+    assert [e.position for e in entries] == positions
+
+
+def test_records_survive_close_and_reopen_with_their_metadata(open_log: OpenLog) -> None:
+    log = open_log()
+    log.append(b"a", stream_id=7, start_offset=100, end_offset=104, record_type=9)
+    log.append(b"", stream_id=8)
+    log.close()
+    reopened = open_log()
+    entries = list(reopened.replay())
+    assert [(bytes(e.payload), e.stream_id, e.type) for e in entries] == [
+        (b"a", 7, 9),
+        (b"", 8, 1),
+    ]
+    assert (entries[0].start_offset, entries[0].end_offset) == (100, 104)
+    assert reopened.recovery.records == 2
+    assert reopened.recovery.segments == 1
+
+
+def test_segments_roll_when_full_and_every_record_stays_readable(
+    open_log: OpenLog, tmp_path: Path
+) -> None:
+    log = open_log()
+    data = [bytes([i % 256]) * 700 for i in range(40)]
+    positions = [log.append(d) for d in data]
+    assert len({p.segment for p in positions}) > 5
+    assert log.stats.segments_rolled == len(log.segments) - 1
+    assert all(f.stat().st_size <= SMALL_SEGMENT for f in segment_files(tmp_path / "wal"))
+    log.close()
+    assert payloads(open_log()) == data
+
+
+def test_replay_from_a_position_skips_earlier_records(open_log: OpenLog) -> None:
+    log = open_log()
+    positions = [log.append(bytes([i]) * 300) for i in range(30)]
+    from_middle = list(log.replay(positions[17]))
+    assert [e.position for e in from_middle] == positions[17:]
+
+
+def test_trim_drops_whole_segments_before_the_position_only(open_log: OpenLog) -> None:
+    log = open_log()
+    positions = [log.append(bytes([i]) * 500) for i in range(40)]
+    keep_from = positions[25]
+    dropped = log.trim(keep_from)
+    assert dropped == keep_from.segment - positions[0].segment
+    remaining = list(log.replay())
+    # Records of the position's own segment survive even if before it.
+    assert remaining[0].position.segment == keep_from.segment
+    assert [e.position for e in remaining if e.position >= keep_from] == positions[25:]
+    log.close()
+    assert next(e.position for e in open_log().replay()).segment == keep_from.segment
+
+
+def test_trim_never_drops_the_active_segment(open_log: OpenLog) -> None:
+    log = open_log()
+    position = log.append(b"x")
+    assert log.trim(Position(position.segment + 100, 0)) == 0
+    assert payloads(log) == [b"x"]
+
+
+def test_recycled_segments_never_bring_back_stale_records(open_log: OpenLog) -> None:
+    log = open_log(recycle_segments=4)
+    old = [b"old-%03d" % i + b"." * 600 for i in range(30)]
+    positions = [log.append(d) for d in old]
+    log.trim(positions[-1])
+    assert any(p.name.startswith("free-") for p in Path(log.directory).iterdir())
+    new = [b"new-%03d" % i for i in range(3)]
+    for d in new:
+        log.append(d)
+    log.close()
+    reopened = open_log(recycle_segments=4)
+    recovered = payloads(reopened)
+    assert recovered[-3:] == new
+    assert set(recovered) <= set(old) | set(new)
+    assert [r for r in recovered if r.startswith(b"old")] == old[len(old) - len(recovered) + 3 :]
+
+
+@pytest.mark.parametrize("durability", list(Durability))
+def test_every_durability_policy_keeps_records_across_a_clean_close(
+    open_log: OpenLog, durability: Durability
+) -> None:
+    log = open_log(durability=durability, sync_interval_ms=5)
+    for i in range(50):
+        log.append(b"%d" % i)
+    syncs = log.stats.syncs
+    log.close()
+    if durability is Durability.FSYNC:
+        assert syncs == log.stats.groups
+    elif durability is Durability.NONE:
+        assert syncs == 0
+    assert payloads(open_log()) == [b"%d" % i for i in range(50)]
+
+
+def test_append_after_close_raises(open_log: OpenLog) -> None:
+    log = open_log()
+    log.close()
+    with pytest.raises(LogClosed):
+        log.append(b"late")
+
+
+def test_a_payload_that_cannot_fit_a_segment_is_refused_and_the_log_goes_on(
+    open_log: OpenLog,
+) -> None:
+    log = open_log()
+    with pytest.raises(RecordTooLarge) as raised:
+        log.append(b"x" * SMALL_SEGMENT)
+    assert raised.value.size == SMALL_SEGMENT
+    assert raised.value.limit < SMALL_SEGMENT
+    largest = b"y" * raised.value.limit
+    log.append(largest)
+    assert payloads(log) == [largest]
+
+
+@pytest.mark.parametrize("record_type", [0, 255, 300])
+def test_reserved_record_types_are_refused(open_log: OpenLog, record_type: int) -> None:
+    with pytest.raises(ValueError, match="record_type"):
+        open_log().append(b"x", record_type=record_type)
+
+
+def test_async_appends_from_many_tasks_are_all_durable(open_log: OpenLog) -> None:
+    log = open_log(segment_bytes=1 << 20)
+
+    async def main() -> list[Position]:
+        return await asyncio.gather(*(log.append_async(b"task %d" % i) for i in range(200)))
+
+    positions = asyncio.run(main())
+    assert len(set(positions)) == 200
+    assert sorted(payloads(log)) == sorted(b"task %d" % i for i in range(200))
+    assert log.stats.syncs < log.stats.appends
+
+
+def test_bytearray_and_memoryview_payloads_are_written_as_given(open_log: OpenLog) -> None:
+    log = open_log()
+    log.append(bytearray(b"from a bytearray"))
+    log.append(memoryview(b"__from a view__")[2:-2])
+    assert payloads(log) == [b"from a bytearray", b"from a view"]
