@@ -300,8 +300,11 @@ def decode_records(data: BytesLike) -> list[Record]:
     """Decode every record of every batch in ``data``, decompressing as needed."""
     buf = memoryview(data).cast("B")
     out: list[Record] = []
-    for header in _scan(buf, check=False):
+    pos = 0
+    while pos < len(buf):
+        header = _read_header(buf, pos, len(buf))
         _decode_batch(buf, header, out)
+        pos += header.size
     return out
 
 

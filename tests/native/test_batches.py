@@ -1,0 +1,345 @@
+"""Record batches: round trips, validation errors with their facts, rewrite — C and Python alike."""
+
+from __future__ import annotations
+
+import struct
+from types import ModuleType
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from native import _pure
+from native.errors import (
+    BatchError,
+    CorruptBatch,
+    InvalidBatchLength,
+    InvalidRecord,
+    InvalidRecordCount,
+    TruncatedBatch,
+    UnsupportedCompression,
+    UnsupportedMagic,
+)
+from native.records import Compression, RecordSpec
+from tests.native.conftest import c_impl, codecs, needs_c, record_lists
+
+SPECS = [
+    RecordSpec(1_700_000_000_000, b"key", b"value", (("trace", b"abc"), ("empty", None))),
+    RecordSpec(1_699_999_999_000, None, None),
+    RecordSpec(1_700_000_000_500, b"", b"x" * 300),
+]
+
+
+def _outcome(function: Any, *args: Any) -> tuple[str, Any]:
+    """A result or an error, in a form two implementations can be compared by."""
+    try:
+        return "ok", function(*args)
+    except BatchError as error:
+        return "error", error.facts()
+    except (TypeError, ValueError) as error:
+        return "error", type(error)
+
+
+def _expected_records(specs: list[RecordSpec], base_offset: int = 0) -> list[tuple[Any, ...]]:
+    return [
+        (base_offset + i, s.timestamp, s.key, s.value, tuple(s.headers))
+        for i, s in enumerate(specs)
+    ]
+
+
+@pytest.mark.parametrize("codec", list(Compression))
+def test_encode_validate_decode_round_trip(impl: ModuleType, codec: Compression) -> None:
+    batch = impl.encode_batch(SPECS, base_offset=42, compression=codec, producer_id=9)
+    (header,) = impl.validate_batches(batch)
+    assert header.compression == codec
+    assert (header.base_offset, header.record_count, header.last_offset_delta) == (42, 3, 2)
+    assert header.base_timestamp == SPECS[0].timestamp
+    assert header.max_timestamp == max(s.timestamp for s in SPECS)
+    assert (header.producer_id, header.magic, header.size) == (9, 2, len(batch))
+    assert [tuple(r) for r in impl.decode_records(batch)] == _expected_records(SPECS, 42)
+
+
+@given(record_lists, codecs, st.integers(0, 2**40))
+def test_both_implementations_encode_and_decode_alike(
+    specs: list[RecordSpec], codec: Compression, base_offset: int
+) -> None:
+    encoded = _pure.encode_batch(specs, base_offset=base_offset, compression=codec)
+    if c_impl_available():
+        assert c_impl().encode_batch(specs, base_offset=base_offset, compression=codec) == encoded
+        assert c_impl().validate_batches(encoded) == _pure.validate_batches(encoded)
+        assert c_impl().decode_records(encoded) == _pure.decode_records(encoded)
+    assert [tuple(r) for r in _pure.decode_records(encoded)] == _expected_records(
+        specs, base_offset
+    )
+
+
+def c_impl_available() -> bool:
+    try:
+        c_impl()
+    except AssertionError:
+        return False
+    return True
+
+
+@needs_c
+@given(
+    record_lists,
+    codecs,
+    st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 7)), max_size=4),
+    st.sampled_from(["flip", "truncate", "append", "none"]),
+    st.integers(0, 10**6),
+    st.binary(min_size=1, max_size=16),
+)
+def test_corrupted_input_gets_the_same_answer_from_both(
+    specs: list[RecordSpec],
+    codec: Compression,
+    flips: list[tuple[int, int]],
+    mutation: str,
+    cut: int,
+    garbage: bytes,
+) -> None:
+    batch = bytearray(_pure.encode_batch(specs, compression=codec))
+    batch += _pure.encode_batch(specs[:1])
+    for where, bit in flips:
+        batch[where % len(batch)] ^= 1 << bit
+    if mutation == "truncate":
+        del batch[cut % len(batch) :]
+    elif mutation == "append":
+        batch += garbage
+    data = bytes(batch)
+    for function in ("scan_batches", "validate_batches", "decode_records"):
+        assert _outcome(getattr(c_impl(), function), data) == _outcome(
+            getattr(_pure, function), data
+        ), function
+
+
+@needs_c
+@given(st.binary(max_size=300))
+def test_arbitrary_bytes_get_the_same_answer_from_both(data: bytes) -> None:
+    for function in ("scan_batches", "validate_batches", "decode_records"):
+        assert _outcome(getattr(c_impl(), function), data) == _outcome(
+            getattr(_pure, function), data
+        )
+
+
+@needs_c
+@given(st.binary(min_size=61, max_size=200), st.integers(1, 200))
+def test_a_valid_header_over_hostile_records_gets_the_same_answer(body: bytes, count: int) -> None:
+    """A correct CRC over garbage records: only the record walk can catch it."""
+    header = bytearray(61)
+    struct.pack_into(">qiibIhiqqqhii", header, 0, 0, 49 + len(body), 0, 2, 0, 0, count - 1,
+                     0, 0, -1, -1, -1, count)  # fmt: skip
+    batch = header + body
+    struct.pack_into(">I", batch, 17, _pure.crc32c(batch[21:]))
+    data = bytes(batch)
+    for function in ("validate_batches", "decode_records"):
+        assert _outcome(getattr(c_impl(), function), data) == _outcome(
+            getattr(_pure, function), data
+        )
+
+
+def _one_batch() -> bytearray:
+    return bytearray(_pure.encode_batch(SPECS))
+
+
+def test_a_flipped_bit_under_the_crc_is_a_corrupt_batch(impl: ModuleType) -> None:
+    batch = _one_batch()
+    batch[70] ^= 0x10
+    with pytest.raises(CorruptBatch) as raised:
+        impl.validate_batches(bytes(batch))
+    assert raised.value.position == 0
+    assert raised.value.expected == struct.unpack_from(">I", batch, 17)[0]
+    assert raised.value.found == _pure.crc32c(bytes(batch[21:]))
+    assert raised.value.kafka_error == "CORRUPT_MESSAGE"
+    # Framing does not look at the CRC.
+    assert len(impl.scan_batches(bytes(batch))) == 1
+
+
+def test_the_error_names_the_batch_that_failed(impl: ModuleType) -> None:
+    first = _one_batch()
+    second = _one_batch()
+    second[80] ^= 0x01
+    with pytest.raises(CorruptBatch) as raised:
+        impl.validate_batches(bytes(first + second))
+    assert raised.value.position == len(first)
+
+
+@pytest.mark.parametrize("keep", [0, 5, 11, 60, -1])
+def test_a_cut_short_buffer_is_a_truncated_batch(impl: ModuleType, keep: int) -> None:
+    batch = bytes(_one_batch())
+    data = batch[:keep] if keep > 0 else batch[:keep] if keep < 0 else b""
+    if not data:
+        assert impl.validate_batches(data) == []
+        return
+    with pytest.raises(TruncatedBatch) as raised:
+        impl.validate_batches(data)
+    assert raised.value.position == 0
+    assert raised.value.found == len(data)
+
+
+def test_trailing_bytes_after_the_last_batch_are_refused(impl: ModuleType) -> None:
+    batch = bytes(_one_batch())
+    with pytest.raises(TruncatedBatch) as raised:
+        impl.validate_batches(batch + b"\x00\x01")
+    assert raised.value.position == len(batch)
+
+
+def test_a_batch_length_shorter_than_a_header_is_refused(impl: ModuleType) -> None:
+    batch = _one_batch()
+    struct.pack_into(">i", batch, 8, 10)
+    with pytest.raises(InvalidBatchLength) as raised:
+        impl.scan_batches(bytes(batch))
+    assert (raised.value.expected, raised.value.found) == (49, 10)
+
+
+@pytest.mark.parametrize("magic", [0, 1, 3, -1])
+def test_only_magic_2_is_accepted(impl: ModuleType, magic: int) -> None:
+    batch = _one_batch()
+    struct.pack_into(">b", batch, 16, magic)
+    with pytest.raises(UnsupportedMagic) as raised:
+        impl.scan_batches(bytes(batch))
+    assert (raised.value.expected, raised.value.found) == (2, magic)
+    assert raised.value.kafka_error == "INVALID_RECORD"
+
+
+def _recrc(batch: bytearray) -> bytes:
+    struct.pack_into(">I", batch, 17, _pure.crc32c(bytes(batch[21:])))
+    return bytes(batch)
+
+
+@pytest.mark.parametrize(("count", "last_delta"), [(0, -1), (-1, 2), (4, 2), (2, 2)])
+def test_record_count_must_agree_with_last_offset_delta(
+    impl: ModuleType, count: int, last_delta: int
+) -> None:
+    batch = _one_batch()
+    struct.pack_into(">i", batch, 23, last_delta)
+    struct.pack_into(">i", batch, 57, count)
+    with pytest.raises(InvalidRecordCount) as raised:
+        impl.validate_batches(_recrc(batch))
+    assert (raised.value.expected, raised.value.found) == (last_delta + 1, count)
+
+
+@pytest.mark.parametrize("codec", [5, 6, 7])
+def test_an_undefined_codec_is_unsupported_compression(impl: ModuleType, codec: int) -> None:
+    batch = _one_batch()
+    struct.pack_into(">h", batch, 21, codec)
+    data = _recrc(batch)
+    with pytest.raises(UnsupportedCompression) as raised:
+        impl.validate_batches(data)
+    assert raised.value.found == codec
+    with pytest.raises(UnsupportedCompression):
+        impl.decode_records(data)
+
+
+def test_records_that_do_not_tile_the_batch_are_invalid(impl: ModuleType) -> None:
+    batch = _one_batch()
+    batch[61] = 0x7E  # first record's length varint: 63, which runs into the next record
+    with pytest.raises(InvalidRecord) as raised:
+        impl.validate_batches(_recrc(batch))
+    assert raised.value.kafka_error == "INVALID_RECORD"
+
+
+def test_a_malformed_record_fails_decode(impl: ModuleType) -> None:
+    batch = bytearray(_pure.encode_batch([RecordSpec(0, b"k", b"v", (("h", b"x"),))]))
+    # The header name's length varint (zigzag 2 -> 1) becomes -2: not a valid length.
+    name_length_at = batch.index(b"h", 61) - 1
+    batch[name_length_at] = 0x03
+    with pytest.raises(InvalidRecord):
+        impl.decode_records(bytes(batch))
+
+
+def test_undecodable_compressed_data_is_an_invalid_record(impl: ModuleType) -> None:
+    batch = bytearray(_pure.encode_batch(SPECS, compression=Compression.LZ4))
+    batch[70:80] = b"\xff" * 10
+    with pytest.raises(InvalidRecord) as raised:
+        impl.decode_records(bytes(batch))
+    assert raised.value.position == 0
+
+
+def test_rewrite_sets_offset_and_epoch_without_touching_the_crc(impl: ModuleType) -> None:
+    batch = _one_batch()
+    crc_before = bytes(batch[17:21])
+    impl.rewrite_batch(batch, 0, 1_000_000, partition_leader_epoch=7)
+    (header,) = impl.validate_batches(bytes(batch))
+    assert (header.base_offset, header.partition_leader_epoch) == (1_000_000, 7)
+    assert bytes(batch[17:21]) == crc_before
+    assert [r.offset for r in impl.decode_records(bytes(batch))] == [
+        1_000_000,
+        1_000_001,
+        1_000_002,
+    ]
+
+
+def test_rewrite_to_log_append_time_recomputes_the_crc(impl: ModuleType) -> None:
+    batch = _one_batch()
+    impl.rewrite_batch(batch, 0, 5, log_append_time=1_800_000_000_000)
+    (header,) = impl.validate_batches(bytes(batch))
+    assert header.timestamp_type == 1
+    assert header.max_timestamp == 1_800_000_000_000
+    records = impl.decode_records(bytes(batch))
+    assert {r.timestamp for r in records} == {1_800_000_000_000}
+
+
+def test_rewrite_works_on_a_batch_inside_a_larger_buffer(impl: ModuleType) -> None:
+    first = _one_batch()
+    buffer = bytearray(first + _one_batch())
+    impl.rewrite_batch(memoryview(buffer), len(first), 77)
+    headers = impl.validate_batches(bytes(buffer))
+    assert [h.base_offset for h in headers] == [0, 77]
+
+
+def test_rewrite_refuses_a_read_only_buffer(impl: ModuleType) -> None:
+    with pytest.raises(TypeError):
+        impl.rewrite_batch(bytes(_one_batch()), 0, 1)
+
+
+def test_rewrite_refuses_a_position_outside_the_buffer(impl: ModuleType) -> None:
+    batch = _one_batch()
+    with pytest.raises(ValueError, match="outside"):
+        impl.rewrite_batch(batch, len(batch) + 1, 1)
+    with pytest.raises(TruncatedBatch):
+        impl.rewrite_batch(batch, 10, 1)
+
+
+def test_encode_refuses_no_records_and_unknown_codecs(impl: ModuleType) -> None:
+    with pytest.raises(ValueError, match="at least one"):
+        impl.encode_batch([])
+    with pytest.raises(ValueError, match="codec"):
+        impl.encode_batch(SPECS, compression=9)
+
+
+def test_encode_sets_producer_and_control_fields(impl: ModuleType) -> None:
+    batch = impl.encode_batch(
+        SPECS,
+        producer_id=12,
+        producer_epoch=3,
+        base_sequence=40,
+        is_transactional=True,
+        is_control=True,
+        partition_leader_epoch=5,
+    )
+    (header,) = impl.validate_batches(batch)
+    assert (header.producer_id, header.producer_epoch, header.base_sequence) == (12, 3, 40)
+    assert header.is_transactional and header.is_control
+    assert header.partition_leader_epoch == 5
+
+
+def test_decode_reads_every_batch_in_a_buffer(impl: ModuleType) -> None:
+    data = impl.encode_batch(SPECS[:2], base_offset=0) + impl.encode_batch(
+        SPECS[2:], base_offset=2, compression=Compression.ZSTD
+    )
+    assert [r.offset for r in impl.decode_records(data)] == [0, 1, 2]
+
+
+def test_xerial_framed_snappy_decodes(impl: ModuleType) -> None:
+    import cramjam
+
+    stream = bytearray(_pure.encode_batch(SPECS))[61:]
+    chunk = bytes(cramjam.snappy.compress_raw(bytes(stream)))
+    xerial = b"\x82SNAPPY\x00" + struct.pack(">ii", 1, 1) + struct.pack(">i", len(chunk)) + chunk
+    batch = bytearray(_pure.encode_batch(SPECS, compression=Compression.SNAPPY))
+    batch[61:] = xerial
+    struct.pack_into(">i", batch, 8, len(batch) - 12)
+    records = impl.decode_records(_recrc(batch))
+    assert [tuple(r) for r in records] == _expected_records(SPECS)

@@ -1,0 +1,64 @@
+"""CRC32C: known vectors, continuation, every length and alignment, both implementations."""
+
+from __future__ import annotations
+
+import os
+from types import ModuleType
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import native
+from native._crc32c_reference import crc32c_reference
+from tests.native.conftest import IMPLEMENTATIONS
+
+# RFC 3720 (iSCSI) appendix B.4 and the classic check value.
+KNOWN = [
+    (b"123456789", 0xE3069283),
+    (bytes(32), 0x8A9136AA),
+    (b"\xff" * 32, 0x62A8AB43),
+    (bytes(range(32)), 0x46DD794E),
+    (bytes(range(31, -1, -1)), 0x113FDB5C),
+    (b"", 0),
+]
+
+
+@pytest.mark.parametrize(("data", "expected"), KNOWN)
+def test_known_vectors(impl: ModuleType, data: bytes, expected: int) -> None:
+    assert impl.crc32c(data) == expected
+    assert crc32c_reference(data) == expected
+
+
+def test_every_length_and_alignment_matches_the_reference(impl: ModuleType) -> None:
+    data = os.urandom(400)
+    for start in range(9):
+        for length in range(0, 300, 7):
+            view = memoryview(data)[start : start + length]
+            assert impl.crc32c(view) == crc32c_reference(view), (start, length)
+
+
+@pytest.mark.parametrize("size", [6143, 6144, 6145, 12288 + 5, 100_000, 1 << 20])
+def test_buffers_past_the_interleaved_threshold(impl: ModuleType, size: int) -> None:
+    data = os.urandom(size)
+    expected = crc32c_reference(data[: size // 2])
+    expected = crc32c_reference(data[size // 2 :], expected)
+    assert impl.crc32c(data) == expected
+
+
+@given(st.binary(max_size=3000), st.binary(max_size=3000))
+def test_continuation(a: bytes, b: bytes) -> None:
+    for impl in IMPLEMENTATIONS:
+        module = impl.values[0]
+        assert module.crc32c(a + b) == module.crc32c(b, module.crc32c(a))
+
+
+def test_any_buffer_object_is_accepted(impl: ModuleType) -> None:
+    data = b"tidelog"
+    assert impl.crc32c(bytearray(data)) == impl.crc32c(memoryview(data)) == impl.crc32c(data)
+
+
+def test_the_live_backend_is_named() -> None:
+    assert native.crc32c_backend()
+    if native.IMPLEMENTATION == "c":
+        assert native.crc32c_backend() in {"sse4.2-3way", "armv8-crc32c-3way", "table"}
