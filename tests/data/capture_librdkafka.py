@@ -8,12 +8,20 @@ only against our own encoder. This script runs a minimal Kafka broker on
 Produce requests — ApiVersions (v0-v3), Metadata (v1), InitProducerId (v0-v1,
 for the idempotent run) and Produce (v3-v7) — and saves each partition's
 `records` bytes verbatim, next to the records that were sent, once per
-compression codec.
+compression codec, and once more with enable.idempotence=true so the batches
+carry a producer id, epoch and base sequences.
+
+For each run, <name>.bin holds the batches concatenated as they arrived (two
+batches: the records are produced in two rounds, flushed apart) and
+<name>.json the records sent (keys, values and header values in base64,
+timestamps), the producer config and the client versions. Regenerate after a
+client upgrade and let tests/native/test_golden.py judge the new bytes.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import socketserver
 import struct
@@ -26,6 +34,9 @@ import confluent_kafka
 OUT = Path(__file__).parent / "librdkafka"
 TOPIC = "golden"
 UNSUPPORTED_VERSION = 35
+SPLIT = 5  # records in the first batch
+LARGE = 96 * 1024  # a repetitive value that compresses well; the files stay under 1 MiB
+BASE_TIMESTAMP = 1_760_000_000_000
 
 # (api key, min version, max version) this broker implements exactly. Fetch (1)
 # and FindCoordinator (10) are advertised but never sent by a producer:
@@ -92,6 +103,7 @@ def uvarint(value: int) -> bytes:
 
 class Broker(socketserver.BaseRequestHandler):
     captured: list[bytes]
+    next_offset: list[int]
     port: int
 
     def handle(self) -> None:
@@ -178,14 +190,30 @@ class Broker(socketserver.BaseRequestHandler):
                 index = request.take(">i")
                 records = request.nullable_bytes() or b""
                 self.captured.append(records)
-                out += struct.pack(">ihqq", index, 0, 0, -1)
+                # The idempotent producer checks that acknowledged offsets advance.
+                base_offset = self.next_offset[0]
+                self.next_offset[0] += record_count(records)
+                out += struct.pack(">ihqq", index, 0, base_offset, -1)
                 if version >= 5:
-                    out += struct.pack(">q", 0)
-        return out + struct.pack(">i", 0)
+                    out += struct.pack(">q", 0)  # log start offset
+        return out + struct.pack(">i", 0)  # throttle time
+
+
+def record_count(records: bytes) -> int:
+    """Records in concatenated v2 batches: batchLength at 8, recordCount at 57."""
+    count = position = 0
+    while position < len(records):
+        (length,) = struct.unpack_from(">i", records, position + 8)
+        count += struct.unpack_from(">i", records, position + 57)[0]
+        position += 12 + length
+    return count
 
 
 def records_to_send() -> list[dict[str, Any]]:
-    incompressible = bytes((i * 7919 + 13) % 251 for i in range(3000))
+    """The records, in order; each round (see SPLIT) holds something compressible,
+    since librdkafka sends a batch uncompressed when compressing does not shrink it."""
+    # SHA-256 in counter mode: deterministic bytes no codec can shrink.
+    incompressible = b"".join(hashlib.sha256(i.to_bytes(4, "big")).digest() for i in range(64))
     return [
         {
             "key": b"order-1",
@@ -193,8 +221,9 @@ def records_to_send() -> list[dict[str, Any]]:
             "headers": [("trace", b"t1")],
         },
         {"key": None, "value": b"null key", "headers": []},
-        {"key": b"empty-value", "value": b"", "headers": [("h-null", None), ("h-empty", b"")]},
+        {"key": b"large", "value": (b"agent memory stream " * 4916)[:LARGE], "headers": []},
         {"key": b"null-value", "value": None, "headers": []},
+        {"key": b"empty-value", "value": b"", "headers": [("h-null", None), ("h-empty", b"")]},
         {
             "key": bytes(range(256)),
             "value": bytes(range(255, -1, -1)),
@@ -203,42 +232,54 @@ def records_to_send() -> list[dict[str, Any]]:
         {
             "key": "clé-✓".encode(),
             "value": "décision: approuvé ✓".encode(),
-            "headers": [("ünï", "çødé".encode())],
+            "headers": [("ünï", "çødé".encode()), ("trace", b"t2")],
         },
-        {"key": b"large", "value": b"agent memory stream " * 1000, "headers": []},
         {"key": b"incompressible", "value": incompressible, "headers": []},
+        {"key": b"verdicts", "value": b'{"verdict":"allow"},' * 100, "headers": []},
     ]
 
 
-def capture(codec: str, idempotent: bool) -> tuple[list[bytes], list[dict[str, Any]]]:
+def timestamp_of(index: int) -> int:
+    # One record goes back in time, so a record's timestamp delta can be negative.
+    return BASE_TIMESTAMP + index * 1000 - (2500 if index == 3 else 0)
+
+
+def config_for(codec: str, idempotent: bool) -> dict[str, Any]:
+    return {
+        "compression.type": codec,
+        "linger.ms": 200,  # records produced together land in one batch
+        "enable.idempotence": idempotent,
+        "acks": "all",
+    }
+
+
+def capture(config: dict[str, Any]) -> tuple[list[bytes], list[dict[str, Any]]]:
     captured: list[bytes] = []
     server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Broker)
     server.daemon_threads = True
     Broker.captured = captured
+    Broker.next_offset = [0]
     Broker.port = server.server_address[1]
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    config = {
-        "bootstrap.servers": f"127.0.0.1:{Broker.port}",
-        "compression.type": codec,
-        "linger.ms": 200,
-        "enable.idempotence": idempotent,
-        "acks": "all",
-    }
-    producer = confluent_kafka.Producer(config)
+    producer = confluent_kafka.Producer({"bootstrap.servers": f"127.0.0.1:{Broker.port}", **config})
     sent = records_to_send()
-    base_timestamp = 1_760_000_000_000
-    for i, record in enumerate(sent):
-        producer.produce(
-            TOPIC,
-            value=record["value"],
-            key=record["key"],
-            headers=record["headers"],
-            timestamp=base_timestamp + i * 1000 - (2500 if i == 3 else 0),
-            partition=0,
-        )
-        record["timestamp"] = base_timestamp + i * 1000 - (2500 if i == 3 else 0)
-    remaining = producer.flush(30)
+    remaining = 0
+    # Two rounds, flushed apart: two batches, so the files hold concatenated
+    # batches and the idempotent one shows base sequences advancing.
+    for round_ in (sent[:SPLIT], sent[SPLIT:]):
+        for record in round_:
+            index = sent.index(record)
+            record["timestamp"] = timestamp_of(index)
+            producer.produce(
+                TOPIC,
+                value=record["value"],
+                key=record["key"],
+                headers=record["headers"],
+                timestamp=record["timestamp"],
+                partition=0,
+            )
+        remaining += producer.flush(30)
     server.shutdown()
     server.server_close()
     if remaining:
@@ -255,15 +296,19 @@ def main() -> None:
     runs = [(codec, False) for codec in ("none", "gzip", "snappy", "lz4", "zstd")]
     runs.append(("lz4", True))
     for codec, idempotent in runs:
-        batches, sent = capture(codec, idempotent)
+        config = config_for(codec, idempotent)
+        requests, sent = capture(config)
+        data = b"".join(requests)
         name = f"{codec}-idempotent" if idempotent else codec
-        (OUT / f"{name}.bin").write_bytes(b"".join(batches))
+        (OUT / f"{name}.bin").write_bytes(data)
         description = {
-            "client": f"confluent-kafka {confluent_kafka.version()[0]}, "
-            f"librdkafka {confluent_kafka.libversion()[0]}",
-            "compression.type": codec,
-            "enable.idempotence": idempotent,
-            "produce_requests": len(batches),
+            "client": {
+                "confluent-kafka": confluent_kafka.version()[0],
+                "librdkafka": confluent_kafka.libversion()[0],
+            },
+            "config": config,
+            "produce_requests": len(requests),
+            "bytes": len(data),
             "records": [
                 {
                     "timestamp": r["timestamp"],
@@ -275,7 +320,7 @@ def main() -> None:
             ],
         }
         (OUT / f"{name}.json").write_text(json.dumps(description, indent=1) + "\n")
-        print(f"{name}: {sum(len(b) for b in batches)} bytes in {len(batches)} produce request(s)")
+        print(f"{name}: {len(data)} bytes in {len(requests)} produce request(s)")
 
 
 if __name__ == "__main__":
