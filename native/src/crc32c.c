@@ -27,10 +27,12 @@
 #endif
 
 #define POLY 0x82F63B78u /* Castagnoli, bit-reversed */
-#define LANE 2048        /* bytes per lane in the 3-way loop */
+#define LANE 2048        /* bytes per lane in the 3-way loop for large buffers */
+#define SHORT_LANE 256   /* ... and for medium ones, down to 768 bytes */
 
 static uint32_t table[8][256];
-static uint32_t shift_lane[4][256];
+static uint32_t shift_lane[4][256];       /* S over LANE zero bytes */
+static uint32_t shift_short_lane[4][256]; /* S over SHORT_LANE zero bytes */
 static uint32_t (*update)(uint32_t, const unsigned char *, size_t);
 static const char *backend_name = "table";
 
@@ -62,12 +64,38 @@ static uint32_t update_table(uint32_t crc, const unsigned char *p, size_t len) {
     return crc;
 }
 
-static uint32_t shift(uint32_t crc) {
-    return shift_lane[0][crc & 0xff] ^ shift_lane[1][(crc >> 8) & 0xff] ^
-           shift_lane[2][(crc >> 16) & 0xff] ^ shift_lane[3][crc >> 24];
+static uint32_t shift(const uint32_t tables[4][256], uint32_t crc) {
+    return tables[0][crc & 0xff] ^ tables[1][(crc >> 8) & 0xff] ^ tables[2][(crc >> 16) & 0xff] ^
+           tables[3][crc >> 24];
 }
 
 #ifdef TL_X86
+/* Three interleaved lanes of `lane` bytes while at least three remain. */
+__attribute__((target("sse4.2"))) static uint64_t sse42_3way(uint64_t c0, const unsigned char **pp,
+                                                             size_t *len, size_t lane,
+                                                             const uint32_t tables[4][256]) {
+    const unsigned char *p = *pp;
+    while (*len >= 3 * lane) {
+        uint64_t c1 = 0, c2 = 0;
+        const unsigned char *end = p + lane;
+        while (p < end) {
+            uint64_t a, b, c;
+            memcpy(&a, p, 8);
+            memcpy(&b, p + lane, 8);
+            memcpy(&c, p + 2 * lane, 8);
+            c0 = _mm_crc32_u64(c0, a);
+            c1 = _mm_crc32_u64(c1, b);
+            c2 = _mm_crc32_u64(c2, c);
+            p += 8;
+        }
+        c0 = shift(tables, shift(tables, (uint32_t)c0) ^ (uint32_t)c1) ^ (uint32_t)c2;
+        p += 2 * lane;
+        *len -= 3 * lane;
+    }
+    *pp = p;
+    return c0;
+}
+
 __attribute__((target("sse4.2"))) static uint32_t update_sse42(uint32_t crc,
                                                                const unsigned char *p,
                                                                size_t len) {
@@ -76,23 +104,8 @@ __attribute__((target("sse4.2"))) static uint32_t update_sse42(uint32_t crc,
         c0 = _mm_crc32_u8((uint32_t)c0, *p++);
         len--;
     }
-    while (len >= 3 * LANE) {
-        uint64_t c1 = 0, c2 = 0;
-        const unsigned char *end = p + LANE;
-        while (p < end) {
-            uint64_t a, b, c;
-            memcpy(&a, p, 8);
-            memcpy(&b, p + LANE, 8);
-            memcpy(&c, p + 2 * LANE, 8);
-            c0 = _mm_crc32_u64(c0, a);
-            c1 = _mm_crc32_u64(c1, b);
-            c2 = _mm_crc32_u64(c2, c);
-            p += 8;
-        }
-        c0 = shift(shift((uint32_t)c0) ^ (uint32_t)c1) ^ (uint32_t)c2;
-        p += 2 * LANE;
-        len -= 3 * LANE;
-    }
+    c0 = sse42_3way(c0, &p, &len, LANE, shift_lane);
+    c0 = sse42_3way(c0, &p, &len, SHORT_LANE, shift_short_lane);
     while (len >= 8) {
         uint64_t a;
         memcpy(&a, p, 8);
@@ -106,28 +119,38 @@ __attribute__((target("sse4.2"))) static uint32_t update_sse42(uint32_t crc,
 #endif
 
 #ifdef TL_ARM
-static uint32_t update_armv8(uint32_t crc, const unsigned char *p, size_t len) {
-    while (len && ((uintptr_t)p & 7)) {
-        crc = __crc32cb(crc, *p++);
-        len--;
-    }
-    while (len >= 3 * LANE) {
+/* Three interleaved lanes of `lane` bytes while at least three remain. */
+static uint32_t armv8_3way(uint32_t crc, const unsigned char **pp, size_t *len, size_t lane,
+                           const uint32_t tables[4][256]) {
+    const unsigned char *p = *pp;
+    while (*len >= 3 * lane) {
         uint32_t c1 = 0, c2 = 0;
-        const unsigned char *end = p + LANE;
+        const unsigned char *end = p + lane;
         while (p < end) {
             uint64_t a, b, c;
             memcpy(&a, p, 8);
-            memcpy(&b, p + LANE, 8);
-            memcpy(&c, p + 2 * LANE, 8);
+            memcpy(&b, p + lane, 8);
+            memcpy(&c, p + 2 * lane, 8);
             crc = __crc32cd(crc, a);
             c1 = __crc32cd(c1, b);
             c2 = __crc32cd(c2, c);
             p += 8;
         }
-        crc = shift(shift(crc) ^ c1) ^ c2;
-        p += 2 * LANE;
-        len -= 3 * LANE;
+        crc = shift(tables, shift(tables, crc) ^ c1) ^ c2;
+        p += 2 * lane;
+        *len -= 3 * lane;
     }
+    *pp = p;
+    return crc;
+}
+
+static uint32_t update_armv8(uint32_t crc, const unsigned char *p, size_t len) {
+    while (len && ((uintptr_t)p & 7)) {
+        crc = __crc32cb(crc, *p++);
+        len--;
+    }
+    crc = armv8_3way(crc, &p, &len, LANE, shift_lane);
+    crc = armv8_3way(crc, &p, &len, SHORT_LANE, shift_short_lane);
     while (len >= 8) {
         uint64_t a;
         memcpy(&a, p, 8);
@@ -140,6 +163,20 @@ static uint32_t update_armv8(uint32_t crc, const unsigned char *p, size_t len) {
 }
 #endif
 
+/* S(e_i) for the 32 basis registers, then S(b << 8k) as XORs of them. */
+static void build_shift_tables(uint32_t tables[4][256], size_t lane) {
+    static const unsigned char zeros[LANE];
+    uint32_t basis[32];
+    for (int i = 0; i < 32; i++) basis[i] = update_table(1u << i, zeros, lane);
+    for (int k = 0; k < 4; k++)
+        for (uint32_t b = 0; b < 256; b++) {
+            uint32_t v = 0;
+            for (int bit = 0; bit < 8; bit++)
+                if (b & (1u << bit)) v ^= basis[8 * k + bit];
+            tables[k][b] = v;
+        }
+}
+
 static void build_tables(void) {
     for (uint32_t n = 0; n < 256; n++) {
         uint32_t c = n;
@@ -150,17 +187,8 @@ static void build_tables(void) {
         for (uint32_t n = 0; n < 256; n++)
             table[t][n] = (table[t - 1][n] >> 8) ^ table[0][table[t - 1][n] & 0xff];
 
-    /* S(e_i) for the 32 basis registers, then S(b << 8k) as XORs of them. */
-    static const unsigned char zeros[LANE];
-    uint32_t basis[32];
-    for (int i = 0; i < 32; i++) basis[i] = update_table(1u << i, zeros, LANE);
-    for (int k = 0; k < 4; k++)
-        for (uint32_t b = 0; b < 256; b++) {
-            uint32_t v = 0;
-            for (int bit = 0; bit < 8; bit++)
-                if (b & (1u << bit)) v ^= basis[8 * k + bit];
-            shift_lane[k][b] = v;
-        }
+    build_shift_tables(shift_lane, LANE);
+    build_shift_tables(shift_short_lane, SHORT_LANE);
 }
 
 void tl_crc32c_init(void) {
