@@ -37,6 +37,7 @@ UNSUPPORTED_VERSION = 35
 SPLIT = 5  # records in the first batch
 LARGE = 96 * 1024  # a repetitive value that compresses well; the files stay under 1 MiB
 BASE_TIMESTAMP = 1_760_000_000_000
+PRODUCER_ID, PRODUCER_EPOCH = 4242, 7  # what InitProducerId hands out
 
 # (api key, min version, max version) this broker implements exactly. Fetch (1)
 # and FindCoordinator (10) are advertised but never sent by a producer:
@@ -143,7 +144,7 @@ class Broker(socketserver.BaseRequestHandler):
         if api_key == 3:
             return self._metadata(request)
         if api_key == 22:
-            return struct.pack(">ihqh", 0, 0, 4242, 7)
+            return struct.pack(">ihqh", 0, 0, PRODUCER_ID, PRODUCER_EPOCH)
         if api_key == 0:
             return self._produce(version, request)
         raise RuntimeError(f"unexpected api key {api_key}")
@@ -303,10 +304,15 @@ def main() -> None:
         (OUT / f"{name}.bin").write_bytes(data)
         description = {
             "client": {
-                "confluent-kafka": confluent_kafka.version()[0],
+                "confluent-kafka": confluent_kafka.__version__,
                 "librdkafka": confluent_kafka.libversion()[0],
             },
             "config": config,
+            "init_producer_id": (
+                {"producer_id": PRODUCER_ID, "producer_epoch": PRODUCER_EPOCH}
+                if idempotent
+                else None
+            ),
             "produce_requests": len(requests),
             "bytes": len(data),
             "records": [
