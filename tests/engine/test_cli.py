@@ -1,0 +1,59 @@
+"""The `tidelog` command line, run as users run it."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import engine
+
+
+def _tidelog() -> list[str]:
+    script = shutil.which("tidelog", path=str(Path(sys.executable).parent))
+    return [script] if script else [sys.executable, "-m", "engine"]
+
+
+def test_version_is_printed() -> None:
+    result = subprocess.run([*_tidelog(), "--version"], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == f"tidelog {engine.__version__}"
+
+
+def test_python_dash_m_engine_is_the_same_cli() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "engine", "--version"], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == f"tidelog {engine.__version__}"
+
+
+def test_no_command_prints_usage_and_fails() -> None:
+    result = subprocess.run(_tidelog(), capture_output=True, text=True, check=False)
+    assert result.returncode == 2
+    assert "wal-bench" in result.stderr
+
+
+def test_wal_bench_reports_durable_appends_and_cleans_up(tmp_path: Path) -> None:
+    data_dir = tmp_path / "bench"
+    result = subprocess.run(
+        [
+            *_tidelog(),
+            "wal-bench",
+            "--seconds",
+            "0.3",
+            "--writers",
+            "4",
+            "--data-dir",
+            str(data_dir),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    figures = dict(
+        line.split(None, 1) for line in result.stdout.splitlines()[1:] if line.startswith("  ")
+    )
+    assert float(figures["appends_per_second"]) > 0
+    assert figures["durability"].strip() == "fsync"
+    assert float(figures["appends_per_sync"]) >= 1
+    assert list(data_dir.iterdir()) == []
