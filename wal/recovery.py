@@ -16,7 +16,14 @@ from dataclasses import dataclass
 
 from wal.errors import CorruptSegment
 from wal.format import parse_segment_name
-from wal.segment import SegmentScan, scan_segment, seal_record, sync_directory
+from wal.segment import (
+    END_OF_FILE,
+    UNWRITTEN,
+    SegmentScan,
+    scan_segment,
+    seal_record,
+    sync_directory,
+)
 
 FREE_PREFIX = "free-"
 """Trimmed segment files kept for reuse are named free-<sequence>.wal."""
@@ -30,6 +37,8 @@ class RecoveryReport:
     records: int
     truncated_bytes: int
     """Bytes cut from the tail of the last segment (torn write, or unwritten space)."""
+    torn: bool
+    """Whether the cut began at a damaged record (a torn write), not at unwritten space."""
     tail_reason: str
     """Why the last segment's records ended there ("" when it was sealed)."""
     tail_path: str | None
@@ -78,6 +87,7 @@ def recover(directory: str) -> Recovered:
             raise CorruptSegment(scan.path, scan.valid_end, f"unsealed: {scan.stop_reason}")
         records += len(scan.entries)
     truncated = 0
+    torn = False
     tail_reason = ""
     tail_path = None
     if sequences:
@@ -86,9 +96,10 @@ def recover(directory: str) -> Recovered:
         if not scan.sealed:
             truncated = scan.file_size - scan.valid_end
             tail_reason = scan.stop_reason
+            torn = tail_reason not in (END_OF_FILE, UNWRITTEN)
             tail_path = scan.path
             _truncate_and_seal(scan)
-    report = RecoveryReport(len(sequences), records, truncated, tail_reason, tail_path)
+    report = RecoveryReport(len(sequences), records, truncated, torn, tail_reason, tail_path)
     return Recovered(sequences, report, free_files)
 
 

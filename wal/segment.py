@@ -19,6 +19,8 @@ from wal.format import (
     segment_name,
 )
 
+END_OF_FILE = "end of file"
+UNWRITTEN = "unwritten or stale bytes"
 IOV_MAX = 1024
 """Linux's limit on buffers per pwritev call."""
 
@@ -67,11 +69,11 @@ def scan_segment(path: str, sequence: int) -> SegmentScan | None:
     pos = SEGMENT_HEADER_SIZE
     while True:
         if len(data) - pos < RECORD_HEADER_SIZE:
-            scan.stop_reason = "end of file" if pos == len(data) else "a record header is cut short"
+            scan.stop_reason = END_OF_FILE if pos == len(data) else "a record header is cut short"
             break
         header = decode_record_header(view, pos)
         if header.segment != sequence or header.type == TYPE_INVALID:
-            scan.stop_reason = "unwritten or stale bytes"
+            scan.stop_reason = UNWRITTEN
             break
         if header.length > len(data) - pos - RECORD_HEADER_SIZE:
             scan.stop_reason = "a record runs past the end of the file"

@@ -162,3 +162,20 @@ def test_a_damaged_segment_header_raises(open_log: OpenLog, tmp_path: Path) -> N
     first.write_bytes(raw)
     with pytest.raises(CorruptSegment, match="header"):
         open_log()
+
+
+def test_a_torn_tail_is_cut_and_reported(open_log: OpenLog, tmp_path: Path) -> None:
+    log = open_log()
+    log.append(b"kept")
+    torn = log.append(b"torn" * 50)
+    log.close()
+    tail = segment_files(tmp_path / "wal")[-1]
+    raw = bytearray(tail.read_bytes())
+    raw[torn.offset + 60] ^= 0xFF
+    tail.write_bytes(raw)
+    reopened = open_log()
+    assert payloads(reopened) == [b"kept"]
+    assert reopened.recovery.torn
+    assert reopened.recovery.tail_path == str(tail)
+    assert "CRC32C" in reopened.recovery.tail_reason
+    assert reopened.recovery.truncated_bytes > 0

@@ -52,6 +52,7 @@ def test_records_survive_close_and_reopen_with_their_metadata(open_log: OpenLog)
     assert (entries[0].start_offset, entries[0].end_offset) == (100, 104)
     assert reopened.recovery.records == 2
     assert reopened.recovery.segments == 1
+    assert not reopened.recovery.torn  # only unwritten, preallocated space was cut
 
 
 def test_segments_roll_when_full_and_every_record_stays_readable(
