@@ -16,9 +16,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from native import _pure
 from native.errors import BatchError, CorruptBatch
 from native.records import CRC_START, Compression, Record, TimestampType
-from tests.native.conftest import IMPLEMENTATIONS
+from tests.native.conftest import IMPLEMENTATIONS, c_impl, needs_c
 
 DATA = Path(__file__).parent.parent / "data" / "librdkafka"
 CAPTURES = sorted(p.stem for p in DATA.glob("*.bin"))
@@ -204,3 +205,40 @@ def test_damage_anywhere_in_a_batch_is_an_error_not_a_crash(impl: ModuleType, na
         else:
             with pytest.raises(BatchError):
                 impl.validate_batches(damaged)
+
+
+def _outcome(function: Any, data: bytes) -> tuple[Any, ...]:
+    try:
+        return ("ok", function(data))
+    except BatchError as error:
+        return ("error", *error.facts())
+
+
+damage = st.one_of(
+    st.tuples(st.just("flip"), st.floats(0, 1, exclude_max=True), st.integers(0, 7)),
+    st.tuples(st.just("truncate"), st.floats(0, 1, exclude_max=True), st.just(0)),
+    st.tuples(st.just("overwrite"), st.floats(0, 1, exclude_max=True), st.integers(0, 255)),
+)
+
+
+@needs_c
+@given(name=st.sampled_from(CAPTURES), how=damage)
+def test_both_implementations_judge_damaged_captures_alike(
+    name: str, how: tuple[str, float, int]
+) -> None:
+    """Real batches, damaged: C and Python accept, decode or reject them identically
+    (decode_records does not check the CRC, so it meets the damage itself)."""
+    capture, _ = _load(name)
+    kind, where, value = how
+    damaged = bytearray(capture)
+    position = int(where * len(capture))
+    if kind == "flip":
+        damaged[position] ^= 1 << value
+    elif kind == "truncate":
+        del damaged[position:]
+    else:
+        damaged[position] = value
+    for function in ("scan_batches", "validate_batches", "decode_records"):
+        ours = _outcome(getattr(_pure, function), bytes(damaged))
+        theirs = _outcome(getattr(c_impl(), function), bytes(damaged))
+        assert ours == theirs, function
