@@ -21,7 +21,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from native import _pure
-from native.errors import BatchError, CorruptBatch
+from native.errors import BatchError, CorruptBatch, InvalidBatchLength, TruncatedBatch
 from native.records import CRC_START, HEADER_SIZE, Compression, Record, TimestampType
 from tests.native.conftest import IMPLEMENTATIONS, c_impl, needs_c
 
@@ -282,3 +282,18 @@ def test_both_implementations_judge_damaged_captures_alike(
         ours = _outcome(getattr(_pure, function), bytes(damaged))
         theirs = _outcome(getattr(c_impl(), function), bytes(damaged))
         assert ours == theirs, function
+
+
+@pytest.mark.parametrize("name", CAPTURES)
+def test_trailing_bytes_after_the_last_batch_are_rejected(impl: ModuleType, name: str) -> None:
+    capture, _ = _load(name)
+    cases: list[tuple[bytes, type[BatchError]]] = [
+        (b"\x00", TruncatedBatch),  # too short to frame a batch
+        (bytes(11), TruncatedBatch),
+        (bytes(12), InvalidBatchLength),  # framed, but batchLength 0
+        (capture[:60], TruncatedBatch),  # a batch cut inside its header
+    ]
+    for tail, error in cases:
+        with pytest.raises(error) as caught:
+            impl.validate_batches(capture + tail)
+        assert caught.value.position == len(capture)
