@@ -44,9 +44,28 @@ _I64_MIN = 1 << 63
 _MAX_CODEC = 4
 
 
+def _check_int(value: int, bits: int, name: str) -> int:
+    """Range-checks an integer argument as the C implementation's parser does."""
+    if not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+    if not -(1 << (bits - 1)) <= value < 1 << (bits - 1):
+        raise OverflowError(f"{name} {value} does not fit in a signed {bits}-bit integer")
+    return value
+
+
+def _byte_view(data: BytesLike) -> memoryview:
+    """A flat byte view of any buffer, refusing what C's PyBUF_SIMPLE refuses."""
+    view = memoryview(data)
+    if not view.c_contiguous:
+        raise BufferError("the buffer is not C-contiguous")
+    return view.cast("B") if view.format != "B" or view.ndim != 1 else view
+
+
 def crc32c(data: BytesLike, crc: int = 0) -> int:
     """CRC32C (Castagnoli) of ``data``, continuing from a previous ``crc``."""
-    return int(_crc32c_lib.crc32c(data, crc))
+    if not 0 <= crc <= 0xFFFFFFFF:
+        raise OverflowError(f"crc {crc} does not fit in 32 bits")
+    return int(_crc32c_lib.crc32c(_byte_view(data), crc))
 
 
 def crc32c_backend() -> str:
@@ -166,7 +185,7 @@ def _check_batch(buf: memoryview, header: BatchHeader) -> None:
 
 
 def _scan(data: BytesLike, check: bool) -> list[BatchHeader]:
-    buf = memoryview(data).cast("B")
+    buf = _byte_view(data)
     end = len(buf)
     headers = []
     pos = 0
@@ -197,9 +216,15 @@ def rewrite_batch(
     log_append_time: int | None = None,
 ) -> None:
     """Set the broker-owned header fields of the batch at ``position`` in place."""
-    buf = memoryview(data).cast("B")
-    if buf.readonly:
+    _check_int(base_offset, 64, "base_offset")
+    if partition_leader_epoch is not None:
+        _check_int(partition_leader_epoch, 32, "partition_leader_epoch")
+    if log_append_time is not None:
+        _check_int(log_append_time, 64, "log_append_time")
+    view = memoryview(data)
+    if view.readonly or not view.c_contiguous:
         raise TypeError("rewrite_batch needs a writable buffer")
+    buf = _byte_view(view)
     if position < 0 or position > len(buf):
         raise ValueError(f"position {position} is outside the buffer of {len(buf)} bytes")
     header = _read_header(buf, position, len(buf))
@@ -298,7 +323,7 @@ def _decode_batch(buf: memoryview, header: BatchHeader, out: list[Record]) -> No
 
 def decode_records(data: BytesLike) -> list[Record]:
     """Decode every record of every batch in ``data``, decompressing as needed."""
-    buf = memoryview(data).cast("B")
+    buf = _byte_view(data)
     out: list[Record] = []
     pos = 0
     while pos < len(buf):
@@ -320,18 +345,25 @@ def _write_bytes(out: bytearray, data: BytesLike | None) -> None:
     if data is None:
         _write_varint(out, -1)
     else:
-        _write_varint(out, len(data))
-        out += data
+        view = _byte_view(data)
+        _write_varint(out, len(view))
+        out += view
 
 
 def _encode_record(out: bytearray, spec: RecordSpec, index: int, base_timestamp: int) -> None:
     body = bytearray(b"\x00")
-    _write_varint(body, spec.timestamp - base_timestamp)
+    # Java computes the delta in a long, so far-apart timestamps wrap the same way.
+    _write_varint(body, _wrap64(_check_int(spec.timestamp, 64, "timestamp") - base_timestamp))
     _write_varint(body, index)
     _write_bytes(body, spec.key)
     _write_bytes(body, spec.value)
     _write_varint(body, len(spec.headers))
-    for name, header_value in spec.headers:
+    for header in spec.headers:
+        if len(header) != 2:
+            raise TypeError("a record header is a (name, value) pair")
+        name, header_value = header
+        if not isinstance(name, str):
+            raise TypeError("a record header name must be a str")
         _write_bytes(body, name.encode("utf-8"))
         _write_bytes(body, header_value)
     _write_varint(out, len(body))
@@ -352,12 +384,22 @@ def encode_batch(
     timestamp_type: int = 0,
 ) -> bytes:
     """Build one v2 batch; record i gets offset delta i. Compresses if asked."""
-    specs = [RecordSpec(*spec) for spec in records]
+    for value, bits, name in (
+        (base_offset, 64, "base_offset"),
+        (compression, 32, "compression"),
+        (producer_id, 64, "producer_id"),
+        (producer_epoch, 16, "producer_epoch"),
+        (base_sequence, 32, "base_sequence"),
+        (partition_leader_epoch, 32, "partition_leader_epoch"),
+        (timestamp_type, 32, "timestamp_type"),
+    ):
+        _check_int(value, bits, name)
+    specs = [_spec(spec) for spec in records]
     if not specs:
         raise ValueError("a record batch holds at least one record")
     if not 0 <= compression <= _MAX_CODEC:
         raise ValueError(f"no such compression codec: {compression}")
-    base_timestamp = specs[0].timestamp
+    base_timestamp = _check_int(specs[0].timestamp, 64, "timestamp")
     max_timestamp = max(spec.timestamp for spec in specs)
     stream = bytearray()
     for index, spec in enumerate(specs):
@@ -391,6 +433,13 @@ def encode_batch(
     batch += area
     struct.pack_into(">I", batch, 17, crc32c(memoryview(batch)[CRC_START:]))
     return bytes(batch)
+
+
+def _spec(spec: Iterable[object]) -> RecordSpec:
+    fields = tuple(spec)
+    if len(fields) not in (3, 4):
+        raise TypeError("a record spec is (timestamp, key, value[, headers])")
+    return RecordSpec(*fields)  # type: ignore[arg-type]
 
 
 def _compress(codec: int, stream: bytearray) -> bytes:

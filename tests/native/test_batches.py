@@ -343,3 +343,60 @@ def test_xerial_framed_snappy_decodes(impl: ModuleType) -> None:
     struct.pack_into(">i", batch, 8, len(batch) - 12)
     records = impl.decode_records(_recrc(batch))
     assert [tuple(r) for r in records] == _expected_records(SPECS)
+
+
+def _error_type(function: Any, *args: Any, **kwargs: Any) -> type[BaseException] | None:
+    try:
+        function(*args, **kwargs)
+    except Exception as error:
+        return type(error)
+    return None
+
+
+BAD_CALLS: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = [
+    ("crc32c", (b"abc", -1), {}),
+    ("crc32c", (b"abc", 2**32), {}),
+    ("crc32c", (memoryview(b"abcdef")[::2],), {}),
+    ("crc32c", ("text",), {}),
+    ("validate_batches", (memoryview(bytes(200))[::2],), {}),
+    ("encode_batch", ([RecordSpec(2**63, None, None)],), {}),
+    ("encode_batch", ([RecordSpec(0, None, None, ((b"name", None),))],), {}),
+    ("encode_batch", ([RecordSpec(0, None, None, (("name",),))],), {}),
+    ("encode_batch", ([RecordSpec(0, "text", None)],), {}),
+    ("encode_batch", ([(0, None)],), {}),
+    ("encode_batch", (SPECS,), {"producer_epoch": 40_000}),
+    ("encode_batch", (SPECS,), {"base_offset": 2**63}),
+    ("encode_batch", (SPECS,), {"partition_leader_epoch": 2**31}),
+]
+
+
+@needs_c
+@pytest.mark.parametrize(("function", "args", "kwargs"), BAD_CALLS)
+def test_bad_arguments_raise_the_same_error_class_in_both(
+    function: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> None:
+    expected = _error_type(getattr(c_impl(), function), *args, **kwargs)
+    assert expected is not None
+    assert _error_type(getattr(_pure, function), *args, **kwargs) is expected
+
+
+@needs_c
+@pytest.mark.parametrize(
+    "arguments",
+    [(2**63, None, None), (0, 2**31, None), (0, None, 2**63)],
+    ids=["base_offset", "epoch", "append_time"],
+)
+def test_out_of_range_rewrites_raise_the_same_error_class_in_both(
+    arguments: tuple[int, int | None, int | None],
+) -> None:
+    base_offset, epoch, append_time = arguments
+    for module in (_pure, c_impl()):
+        with pytest.raises(OverflowError):
+            module.rewrite_batch(_one_batch(), 0, base_offset, epoch, append_time)
+
+
+def test_timestamps_far_apart_wrap_like_java(impl: ModuleType) -> None:
+    specs = [RecordSpec(-1, None, None), RecordSpec(2**63 - 1, None, None)]
+    batch = impl.encode_batch(specs)
+    assert [r.timestamp for r in impl.decode_records(batch)] == [-1, 2**63 - 1]
+    assert batch == _pure.encode_batch(specs)
