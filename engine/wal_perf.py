@@ -1,12 +1,15 @@
 """`tidelog wal-bench`: how fast the write-ahead log acknowledges on this disk.
 
-Concurrent appenders (threads, as a server's request handlers would be) append
-fixed-size records for a while; each append is timed until it is durable.
+Concurrent appenders append fixed-size records for a while; each append is
+timed until it is durable. Appenders are asyncio tasks on one event loop (how
+the wire server appends) or threads (how embedded code may).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import importlib
 import os
 import shutil
 import statistics
@@ -18,9 +21,12 @@ from typing import Any
 
 from wal import Durability, WriteAheadLog
 
+MODES = ("asyncio", "threads")
+
 
 @dataclass
 class PerfResult:
+    mode: str
     writers: int
     record_size: int
     durability: str
@@ -49,6 +55,7 @@ class PerfResult:
 
     def summary(self) -> dict[str, Any]:
         return {
+            "mode": self.mode,
             "writers": self.writers,
             "record_size": self.record_size,
             "durability": self.durability,
@@ -67,34 +74,72 @@ def run_wal_perf(
     record_size: int = 1024,
     seconds: float = 3.0,
     durability: Durability = Durability.FSYNC,
+    mode: str = "asyncio",
 ) -> PerfResult:
-    """Appends from ``writers`` threads for ``seconds`` into a new log in ``directory``."""
+    """Appends from ``writers`` tasks or threads for ``seconds`` into a new log."""
     payload = os.urandom(record_size)
     latencies: list[list[float]] = [[] for _ in range(writers)]
-    start = threading.Barrier(writers + 1)
     with WriteAheadLog(directory, durability=durability) as log:
-        deadline = 0.0
-
-        def appender(mine: list[float]) -> None:
-            start.wait()
-            while (began := time.perf_counter()) < deadline:
-                log.append(payload)
-                mine.append(time.perf_counter() - began)
-
-        threads = [threading.Thread(target=appender, args=(mine,)) for mine in latencies]
-        for thread in threads:
-            thread.start()
-        began = time.perf_counter()
-        deadline = began + seconds
-        start.wait()
-        for thread in threads:
-            thread.join()
-        elapsed = time.perf_counter() - began
+        if mode == "asyncio":
+            elapsed = _new_event_loop().run_until_complete(
+                _append_from_tasks(log, payload, latencies, seconds)
+            )
+        elif mode == "threads":
+            elapsed = _append_from_threads(log, payload, latencies, seconds)
+        else:
+            raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
         stats = log.stats
     merged = [latency for mine in latencies for latency in mine]
     return PerfResult(
-        writers, record_size, durability.value, elapsed, stats.appends, stats.syncs, merged
+        mode, writers, record_size, durability.value, elapsed, stats.appends, stats.syncs, merged
     )
+
+
+def _new_event_loop() -> asyncio.AbstractEventLoop:
+    try:
+        uvloop = importlib.import_module("uvloop")
+    except ImportError:  # uvloop does not build everywhere; asyncio's loop works too
+        return asyncio.new_event_loop()
+    loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+    return loop
+
+
+async def _append_from_tasks(
+    log: WriteAheadLog, payload: bytes, latencies: list[list[float]], seconds: float
+) -> float:
+    deadline = time.perf_counter() + seconds
+
+    async def appender(mine: list[float]) -> None:
+        while (began := time.perf_counter()) < deadline:
+            await log.append_async(payload)
+            mine.append(time.perf_counter() - began)
+
+    began = time.perf_counter()
+    await asyncio.gather(*(appender(mine) for mine in latencies))
+    return time.perf_counter() - began
+
+
+def _append_from_threads(
+    log: WriteAheadLog, payload: bytes, latencies: list[list[float]], seconds: float
+) -> float:
+    start = threading.Barrier(len(latencies) + 1)
+    deadline = 0.0
+
+    def appender(mine: list[float]) -> None:
+        start.wait()
+        while (began := time.perf_counter()) < deadline:
+            log.append(payload)
+            mine.append(time.perf_counter() - began)
+
+    threads = [threading.Thread(target=appender, args=(mine,)) for mine in latencies]
+    for thread in threads:
+        thread.start()
+    began = time.perf_counter()
+    deadline = began + seconds
+    start.wait()
+    for thread in threads:
+        thread.join()
+    return time.perf_counter() - began
 
 
 def add_command(commands: Any) -> None:
@@ -102,7 +147,8 @@ def add_command(commands: Any) -> None:
         "wal-bench", help="measure the write-ahead log's durable append rate on this disk"
     )
     parser.add_argument("--data-dir", default="./tidelog-data/wal-bench")
-    parser.add_argument("--writers", type=int, default=16)
+    parser.add_argument("--writers", type=int, default=16, help="concurrent appenders")
+    parser.add_argument("--mode", choices=MODES, default="asyncio", help="appenders are")
     parser.add_argument("--record-size", type=int, default=1024)
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument(
@@ -121,11 +167,12 @@ def _run(args: argparse.Namespace) -> int:
             record_size=args.record_size,
             seconds=args.seconds,
             durability=Durability(args.durability),
+            mode=args.mode,
         )
     finally:
         shutil.rmtree(directory, ignore_errors=True)
     print(
-        f"wal-bench: {result.writers} writers, {result.record_size} B records, "
+        f"wal-bench: {result.writers} {result.mode} appenders, {result.record_size} B records, "
         f"durability={result.durability}, {result.seconds:.1f} s "
         f"in {os.path.abspath(args.data_dir)}"
     )

@@ -20,7 +20,8 @@ SEGMENT_HEADER_SIZE = SEGMENT_HEADER.size  # 32
 
 RECORD_HEADER = struct.Struct("<IIQB3xQqq")  # crc, length, segment, type, stream, start, end
 RECORD_HEADER_SIZE = RECORD_HEADER.size  # 44
-_CRC_COVERED = slice(4, RECORD_HEADER_SIZE)
+_COVERED = struct.Struct("<IQB3xQqq")  # the header after its crc: what the CRC covers
+_CRC = struct.Struct("<I")
 
 TYPE_INVALID = 0
 TYPE_SEAL = 255
@@ -75,11 +76,8 @@ def encode_record_header(
     length: int,
     payload_crc: int,
 ) -> bytes:
-    header = bytearray(
-        RECORD_HEADER.pack(0, length, segment, record_type, stream_id, start_offset, end_offset)
-    )
-    struct.pack_into("<I", header, 0, crc32c(memoryview(header)[_CRC_COVERED], payload_crc))
-    return bytes(header)
+    covered = _COVERED.pack(length, segment, record_type, stream_id, start_offset, end_offset)
+    return _CRC.pack(crc32c(covered, payload_crc)) + covered
 
 
 def decode_record_header(data: bytes | memoryview, offset: int) -> RecordHeader:

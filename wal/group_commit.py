@@ -9,12 +9,14 @@ dropped dirty pages), so nothing later may be acknowledged.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import enum
 import errno
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 
@@ -45,19 +47,41 @@ class WalStats:
     segments_rolled: int = 0
 
 
-@dataclass(frozen=True)
-class PendingAppend:
-    future: Future[Position]
-    record_type: int
-    stream_id: int
-    start_offset: int
-    end_offset: int
-    payload: bytes | memoryview
-    payload_crc: int
+Outcome = Position | WalError
+Waiter = Future[Position] | asyncio.Future[Position]
+"""A thread waits on a concurrent future; a coroutine on its event loop's future."""
 
-    @property
-    def size(self) -> int:
-        return RECORD_HEADER_SIZE + len(self.payload)
+
+class PendingAppend:
+    """One queued append. A plain slotted class: it is made once per append."""
+
+    __slots__ = (
+        "end_offset",
+        "payload",
+        "payload_crc",
+        "record_type",
+        "start_offset",
+        "stream_id",
+        "waiter",
+    )
+
+    def __init__(
+        self,
+        waiter: Waiter,
+        record_type: int,
+        stream_id: int,
+        start_offset: int,
+        end_offset: int,
+        payload: bytes | memoryview,
+        payload_crc: int,
+    ) -> None:
+        self.waiter = waiter
+        self.record_type = record_type
+        self.stream_id = stream_id
+        self.start_offset = start_offset
+        self.end_offset = end_offset
+        self.payload = payload
+        self.payload_crc = payload_crc
 
 
 class GroupCommitter:
@@ -153,15 +177,17 @@ class GroupCommitter:
             return
         self.stats.appends += len(group)
         self.stats.groups += 1
-        for pending, position in zip(group, positions, strict=True):
-            pending.future.set_result(position)
+        _settle(group, positions)
 
     def _write(self, group: list[PendingAppend]) -> list[Position]:
         positions = []
         buffers: list[bytes | memoryview] = []
         offset = self._segment.write_offset
+        written = 0
         for pending in group:
-            if offset + pending.size > self._segment_limit:
+            size = RECORD_HEADER_SIZE + len(pending.payload)
+            written += size
+            if offset + size > self._segment_limit:
                 self._segment.write(buffers)
                 buffers = []
                 self._segment = self._roll(self._segment)
@@ -181,9 +207,9 @@ class GroupCommitter:
             )
             buffers.append(pending.payload)
             positions.append(Position(sequence, offset))
-            offset += pending.size
+            offset += size
         self._segment.write(buffers)
-        self.stats.bytes_written += sum(pending.size for pending in group)
+        self.stats.bytes_written += written
         self._unsynced = True
         return positions
 
@@ -207,5 +233,33 @@ class GroupCommitter:
 
     @staticmethod
     def _fail(group: list[PendingAppend], error: WalError) -> None:
-        for pending in group:
-            pending.future.set_exception(error)
+        _settle(group, [error] * len(group))
+
+
+def _settle(group: list[PendingAppend], outcomes: Sequence[Outcome]) -> None:
+    """Completes every waiter of a group: threads at once, coroutines in one
+    call per event loop (each cross-thread call writes to the loop's wakeup
+    pipe, so one per append would cost a syscall per append)."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Position], Outcome]]] = {}
+    for pending, outcome in zip(group, outcomes, strict=True):
+        waiter = pending.waiter
+        if isinstance(waiter, Future):
+            if isinstance(outcome, BaseException):
+                waiter.set_exception(outcome)
+            else:
+                waiter.set_result(outcome)
+        else:
+            by_loop.setdefault(waiter.get_loop(), []).append((waiter, outcome))
+    for loop, settled in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting any more
+            loop.call_soon_threadsafe(_settle_on_loop, settled)
+
+
+def _settle_on_loop(settled: list[tuple[asyncio.Future[Position], Outcome]]) -> None:
+    for waiter, outcome in settled:
+        if waiter.cancelled():
+            continue  # the coroutine gave up waiting; the append itself still happened
+        if isinstance(outcome, BaseException):
+            waiter.set_exception(outcome)
+        else:
+            waiter.set_result(outcome)

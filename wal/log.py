@@ -14,9 +14,16 @@ from types import TracebackType
 from native import crc32c
 from wal.errors import LogClosed, LogIOError, LogLocked, PermissionDenied, RecordTooLarge
 from wal.format import MAX_USER_TYPE, RECORD_HEADER_SIZE, SEGMENT_HEADER_SIZE, segment_name
-from wal.group_commit import Durability, GroupCommitter, PendingAppend, WalStats
+from wal.group_commit import Durability, GroupCommitter, PendingAppend, Waiter, WalStats
 from wal.recovery import FREE_PREFIX, RecoveryReport, recover
-from wal.segment import Entry, Position, SegmentWriter, scan_segment, sync_directory
+from wal.segment import (
+    Entry,
+    Position,
+    SegmentWriter,
+    scan_segment,
+    sync_directory,
+    zero_filled_file,
+)
 
 DEFAULT_SEGMENT_BYTES = 64 * 1024 * 1024
 DATA = 1
@@ -50,6 +57,8 @@ class WriteAheadLog:
         self._recycle_segments = recycle_segments
         self._segments_lock = threading.Lock()
         self._closed = False
+        self._spare_maker: threading.Thread | None = None
+        self._spares_made = 0
         self._lock_fd = _lock_directory(self.directory)
         try:
             recovered = recover(self.directory)
@@ -69,6 +78,7 @@ class WriteAheadLog:
         self._committer = GroupCommitter(
             first, self._roll, limit, Durability(durability), sync_interval_ms / 1000.0
         )
+        self._make_spare()
 
     @property
     def stats(self) -> WalStats:
@@ -90,23 +100,9 @@ class WriteAheadLog:
         The payload is written as given, without a copy: a bytearray must not
         change until the future is done.
         """
-        if not 1 <= record_type <= MAX_USER_TYPE:
-            raise ValueError(f"record_type {record_type} is not in 1..{MAX_USER_TYPE}")
-        if len(payload) > self._max_payload:
-            raise RecordTooLarge(len(payload), self._max_payload)
         future: Future[Position] = Future()
         future.set_running_or_notify_cancel()  # an append cannot be taken back
-        self._committer.submit(
-            PendingAppend(
-                future,
-                record_type,
-                stream_id,
-                start_offset,
-                end_offset,
-                payload if isinstance(payload, bytes | memoryview) else memoryview(payload),
-                crc32c(payload),
-            )
-        )
+        self._enqueue(future, payload, stream_id, start_offset, end_offset, record_type)
         return future
 
     def append(
@@ -136,15 +132,38 @@ class WriteAheadLog:
         end_offset: int = 0,
         record_type: int = DATA,
     ) -> Position:
-        """Like append, for asyncio: waits without blocking the event loop."""
-        future = self.submit(
-            payload,
-            stream_id=stream_id,
-            start_offset=start_offset,
-            end_offset=end_offset,
-            record_type=record_type,
+        """Like append, for asyncio: waits without blocking the event loop.
+
+        Cancelling the caller stops the wait, not the append.
+        """
+        waiter: asyncio.Future[Position] = asyncio.get_running_loop().create_future()
+        self._enqueue(waiter, payload, stream_id, start_offset, end_offset, record_type)
+        return await waiter
+
+    def _enqueue(
+        self,
+        waiter: Waiter,
+        payload: BytesLike,
+        stream_id: int,
+        start_offset: int,
+        end_offset: int,
+        record_type: int,
+    ) -> None:
+        if not 1 <= record_type <= MAX_USER_TYPE:
+            raise ValueError(f"record_type {record_type} is not in 1..{MAX_USER_TYPE}")
+        if len(payload) > self._max_payload:
+            raise RecordTooLarge(len(payload), self._max_payload)
+        self._committer.submit(
+            PendingAppend(
+                waiter,
+                record_type,
+                stream_id,
+                start_offset,
+                end_offset,
+                payload if isinstance(payload, bytes | memoryview) else memoryview(payload),
+                crc32c(payload),
+            )
         )
-        return await asyncio.wrap_future(future)
 
     # -- reading --------------------------------------------------------
 
@@ -218,7 +237,34 @@ class WriteAheadLog:
         """Seals the full segment and opens the next (on the writer thread)."""
         segment.seal()
         segment.close()
-        return self._create_segment(segment.sequence + 1)
+        following = self._create_segment(segment.sequence + 1)
+        self._make_spare()
+        return following
+
+    def _make_spare(self) -> None:
+        """Zero-fills a spare segment file in the background if none is waiting.
+
+        Rolling into a spare costs a rename and a header write; without one
+        the next segment is fallocate'd, which works but syncs slower.
+        """
+        with self._segments_lock:
+            busy = self._spare_maker is not None and self._spare_maker.is_alive()
+            if not self._preallocate or self._free_files or busy or self._closed:
+                return
+            self._spares_made += 1
+            name = f"{FREE_PREFIX}spare-{os.getpid()}-{self._spares_made}.wal"
+            self._spare_maker = threading.Thread(
+                target=self._zero_fill_spare, args=(name,), name="wal-spare", daemon=True
+            )
+            self._spare_maker.start()
+
+    def _zero_fill_spare(self, name: str) -> None:
+        try:
+            path = zero_filled_file(self.directory, self.segment_bytes, name)
+        except OSError:
+            return  # only an optimisation: the next roll fallocates instead
+        with self._segments_lock:
+            self._free_files.append(path)
 
     # -- lifecycle ------------------------------------------------------
 
@@ -226,9 +272,13 @@ class WriteAheadLog:
         """Writes and syncs everything queued, then releases the directory."""
         if self._closed:
             return
-        self._closed = True
+        with self._segments_lock:
+            self._closed = True
+            spare_maker = self._spare_maker
         try:
             self._committer.close()
+            if spare_maker is not None:
+                spare_maker.join()
         finally:
             os.close(self._lock_fd)
 

@@ -112,6 +112,29 @@ def sync_directory(directory: str) -> None:
         os.close(fd)
 
 
+def zero_filled_file(directory: str, size: int, name: str) -> str:
+    """A file of ``size`` written zeros, for a future segment.
+
+    Written blocks, unlike fallocate'd ones, need no extent conversion when
+    overwritten, so fdatasync then flushes data only: about three times
+    faster per group commit on ext4. The file is complete under its final
+    name or not there at all.
+    """
+    final = os.path.join(directory, name)
+    temporary = final + ".tmp"
+    zeros = bytes(min(size, 1 << 20))
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    try:
+        for offset in range(0, size, len(zeros)):
+            os.pwrite(fd, zeros[: size - offset], offset)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.rename(temporary, final)
+    sync_directory(directory)
+    return final
+
+
 def seal_record(sequence: int) -> bytes:
     return encode_record_header(sequence, TYPE_SEAL, 0, 0, 0, 0, 0)
 
