@@ -1,0 +1,80 @@
+"""Drives every C entry point with hostile input; run under AddressSanitizer.
+
+    python tests/native/asan_fuzz.py ITERATIONS SEED
+
+Run by test_asan_fuzz.py against an extension built with
+-fsanitize=address,undefined: any out-of-bounds read or write, use after
+free or undefined behaviour aborts the process, which the test reports.
+Typed errors are the expected outcome for bad input and are counted.
+"""
+
+from __future__ import annotations
+
+import random
+import sys
+from pathlib import Path
+
+from native import _cnative as c
+from native.records import RecordSpec
+
+EXPECTED = (ValueError, TypeError, OverflowError, BufferError)
+CAPTURES = Path(__file__).parent.parent / "data" / "librdkafka"
+
+
+def seeds(rng: random.Random) -> list[bytes]:
+    found = [path.read_bytes() for path in sorted(CAPTURES.glob("*.bin"))]
+    for codec in range(5):
+        specs = [
+            RecordSpec(rng.randrange(-(2**40), 2**40), rng.randbytes(8), rng.randbytes(40),
+                       (("h", rng.randbytes(4)), ("n", None)))
+            for _ in range(rng.randrange(1, 8))
+        ]  # fmt: skip
+        found.append(c.encode_batch(specs, compression=codec))
+    return found
+
+
+def mutate(rng: random.Random, data: bytes) -> bytes:
+    buffer = bytearray(data)
+    for _ in range(rng.randrange(1, 6)):
+        action = rng.randrange(6)
+        if action == 0 and buffer:
+            buffer[rng.randrange(len(buffer))] ^= 1 << rng.randrange(8)
+        elif action == 1:
+            del buffer[rng.randrange(len(buffer) + 1) :]
+        elif action == 2:
+            buffer += rng.randbytes(rng.randrange(1, 64))
+        elif action == 3 and len(buffer) >= 12:
+            # A hostile batchLength, record count or varint byte.
+            at = rng.choice([8, 57, 61, 62, 63, rng.randrange(len(buffer) - 4)])
+            value = rng.choice([0, 1, 48, 49, 0x7FFFFFFF, -1, -(2**31), rng.randrange(2**31)])
+            buffer[at : at + 4] = value.to_bytes(4, "big", signed=True)
+        elif action == 4 and buffer:
+            at = rng.randrange(len(buffer))
+            buffer[at : at + 8] = b"\xff" * 8
+        else:
+            buffer = bytearray(rng.randbytes(rng.randrange(0, 200)))
+    return bytes(buffer)
+
+
+def main() -> int:
+    iterations, seed = int(sys.argv[1]), int(sys.argv[2])
+    rng = random.Random(seed)
+    corpus = seeds(rng)
+    errors = 0
+    for _ in range(iterations):
+        data = mutate(rng, rng.choice(corpus))
+        for function in (c.scan_batches, c.validate_batches, c.decode_records, c.crc32c):
+            try:
+                function(data)
+            except EXPECTED:
+                errors += 1
+        try:
+            c.rewrite_batch(bytearray(data), rng.randrange(len(data) + 2), 7, 3, 1)
+        except EXPECTED:
+            errors += 1
+    print(f"{iterations} inputs, {errors} typed errors, no crash")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
