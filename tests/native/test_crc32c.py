@@ -62,3 +62,12 @@ def test_the_live_backend_is_named() -> None:
     assert native.crc32c_backend()
     if native.IMPLEMENTATION == "c":
         assert native.crc32c_backend() in {"sse4.2-3way", "armv8-crc32c-3way", "table"}
+
+
+@given(st.binary(max_size=20_000), st.integers(0, 2**32 - 1))
+def test_agrees_with_the_crc32c_package_on_random_data(data: bytes, start: int) -> None:
+    import crc32c as crc32c_package
+
+    for impl in IMPLEMENTATIONS:
+        module = impl.values[0]
+        assert module.crc32c(data, start) == crc32c_package.crc32c(data, start)
