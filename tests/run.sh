@@ -8,6 +8,7 @@ python3 -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -e '.[test]'
 export PATH="$PWD/.venv/bin:$PATH"
+export TIDELOG_HYPOTHESIS="${TIDELOG_HYPOTHESIS:-ci}"
 
 echo "== ruff"; ruff check .
 echo "== ruff format"; ruff format --check .
