@@ -154,10 +154,22 @@ def add_command(commands: Any) -> None:
     parser.add_argument(
         "--durability", choices=[d.value for d in Durability], default=Durability.FSYNC.value
     )
+    parser.add_argument(
+        "--compare",
+        action="store_true",
+        help="the full comparison: the disk's raw limit, SQLite, 1/8/64 appenders",
+    )
+    parser.add_argument("--quick", action="store_true", help="with --compare: a few seconds")
+    parser.add_argument("--json", action="store_true", help="with --compare: one JSON object")
     parser.set_defaults(run=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.compare:
+        # Deferred: wal_bench imports this module, and its baselines are only for --compare.
+        from engine import wal_bench  # noqa: PLC0415
+
+        return wal_bench.run(args.data_dir, args.quick, args.json)
     os.makedirs(args.data_dir, exist_ok=True)
     directory = tempfile.mkdtemp(prefix="run-", dir=args.data_dir)
     try:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 import engine
 
@@ -57,3 +60,30 @@ def test_wal_bench_reports_durable_appends_and_cleans_up(tmp_path: Path) -> None
     assert figures["durability"].strip() == "fsync"
     assert float(figures["appends_per_sync"]) >= 1
     assert list(data_dir.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_wal_bench_compare_reports_every_headline_figure(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [*_tidelog(), "wal-bench", "--compare", "--quick", "--json", "--data-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    report = json.loads(result.stdout)
+    for key in ("raw_mb_s", "wal_mb_s_16k", "wal_mb_s_1k", "sqlite_mb_s_1k"):
+        assert report[key] > 0, key
+    assert report["wal16k_vs_raw"] == pytest.approx(
+        report["wal_mb_s_16k"] / report["raw_mb_s"], rel=0.01
+    )
+    assert report["wal1k_vs_sqlite"] == pytest.approx(
+        report["wal_mb_s_1k"] / report["sqlite_mb_s_1k"], rel=0.01
+    )
+    configurations = {(r["mode"], r["writers"], r["record_size"]) for r in report["wal"]}
+    assert configurations == {
+        (mode, writers, size)
+        for mode in ("asyncio", "threads")
+        for writers in (1, 8, 64)
+        for size in (1024, 16384)
+    }
+    assert list(tmp_path.iterdir()) == []
