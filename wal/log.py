@@ -136,9 +136,31 @@ class WriteAheadLog:
 
         Cancelling the caller stops the wait, not the append.
         """
+        return await self.submit_async(
+            payload,
+            stream_id=stream_id,
+            start_offset=start_offset,
+            end_offset=end_offset,
+            record_type=record_type,
+        )
+
+    def submit_async(
+        self,
+        payload: BytesLike,
+        *,
+        stream_id: int = 0,
+        start_offset: int = 0,
+        end_offset: int = 0,
+        record_type: int = DATA,
+    ) -> asyncio.Future[Position]:
+        """Queues an append from a running event loop; the returned asyncio
+        future resolves to its position once durable.
+
+        Cancelling the future stops the wait, not the append.
+        """
         waiter: asyncio.Future[Position] = asyncio.get_running_loop().create_future()
         self._enqueue(waiter, payload, stream_id, start_offset, end_offset, record_type)
-        return await waiter
+        return waiter
 
     def _enqueue(
         self,

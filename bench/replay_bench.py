@@ -1,0 +1,219 @@
+"""Replay from object storage, beside the store's own raw read speed.
+
+Writes ``--mib`` (1 GiB by default) across 16 streams through StreamStore
+(16 KiB batches, WAL fsync, uploads running), then opens a fresh StreamStore
+on the same bucket (cold block cache, empty data directory) and reads every
+stream back. The same objects are then read with plain sequential GETs
+(boto3) or file reads: the store's raw speed. Backends: a local directory,
+and moto's S3 server in its own process on loopback. The bare WAL's append
+rate, measured in the same run with the same appenders, is the baseline for
+the store's appends.
+
+    python bench/replay_bench.py [--mib 1024] [--quick] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+MiB = 1024 * 1024
+STREAMS = 16
+BATCH = 16 * 1024
+APPENDERS = 64
+BUCKET = "tidelog-bench"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--mib", type=int, default=1024, help="data to write per backend")
+    parser.add_argument("--quick", action="store_true", help="128 MiB instead")
+    parser.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    parser.add_argument("--dir", default=None, help="scratch directory (default: a temp dir)")
+    args = parser.parse_args()
+    total = (128 if args.quick else args.mib) * MiB
+    scratch = Path(args.dir or tempfile.mkdtemp(prefix="tidelog-replay-"))
+    try:
+        results = run(scratch, total)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    if args.json:
+        print(json.dumps(results))
+    else:
+        print_table(results)
+
+
+def run(scratch: Path, total: int) -> dict[str, Any]:
+    from s3stream.store import LocalStore, S3Store
+
+    results: dict[str, Any] = {"mib": total // MiB, "streams": STREAMS, "batch_bytes": BATCH}
+    results["wal_mb_s"] = bare_wal_rate(scratch / "bare-wal", total)
+    bucket_dir = scratch / "bucket"
+    file_figures = backend_run(scratch / "file", lambda: LocalStore(str(bucket_dir)), total)
+    results.update({f"{k}_file": v for k, v in file_figures.items()})
+    with moto_server() as endpoint:
+
+        def make_s3() -> S3Store:
+            return S3Store(
+                BUCKET,
+                "bench",
+                endpoint_url=endpoint,
+                region="us-east-1",
+                access_key_id="bench",
+                secret_access_key="bench",
+            )
+
+        make_s3().create_bucket_if_missing()
+        s3_figures = backend_run(scratch / "s3", make_s3, total)
+    results.update({f"{k}_s3": v for k, v in s3_figures.items()})
+    # The headline figures the targets speak of:
+    results["replay_vs_raw_s3"] = round(results["replay_mb_s_s3"] / results["raw_get_mb_s_s3"], 3)
+    results["append_mb_s"] = results["append_mb_s_s3"]
+    results["upload_mb_s"] = results["upload_mb_s_s3"]
+    results["append_vs_wal"] = round(results["append_mb_s"] / results["wal_mb_s"], 3)
+    results["targets"] = {
+        "replay_vs_raw_s3 >= 0.7": results["replay_vs_raw_s3"] >= 0.7,
+        "append_vs_wal >= 0.8": results["append_vs_wal"] >= 0.8,
+    }
+    return results
+
+
+def backend_run(scratch: Path, make_store: Callable[[], Any], total: int) -> dict[str, float]:
+    from s3stream import StreamStore, StreamStoreConfig
+
+    config = StreamStoreConfig(compaction_interval_s=3600)
+    writer = StreamStore.open(scratch / "writer", make_store(), config)
+    streams = [writer.create_stream() for _ in range(STREAMS)]
+    for stream in streams:
+        writer.open_stream(stream, 1)
+    started = time.perf_counter()
+    asyncio.run(_append_all(writer, streams, total))
+    appended = time.perf_counter()
+    writer.flush()
+    uploaded = time.perf_counter()
+    writer.close()
+    figures = {
+        "append_mb_s": round(total / MiB / (appended - started), 1),
+        "upload_mb_s": round(total / MiB / (uploaded - started), 1),
+    }
+
+    reader = StreamStore.open(scratch / "reader", make_store(), config)
+    started = time.perf_counter()
+    read = 0
+    for stream in streams:
+        offset = 0
+        end = reader.end_offset(stream)
+        while offset < end:
+            result = reader.fetch(stream, offset, MiB)
+            read += sum(len(b.payload) for b in result.batches)
+            offset = result.next_offset
+    elapsed = time.perf_counter() - started
+    assert read == total, f"read back {read} bytes of {total}"
+    figures["replay_mb_s"] = round(read / MiB / elapsed, 1)
+    keys = [meta.key for meta in reader.manifest.state.objects.values()]
+    store = reader.store
+    started = time.perf_counter()
+    raw = sum(len(store.get(key)) for key in keys)
+    figures["raw_get_mb_s"] = round(raw / MiB / (time.perf_counter() - started), 1)
+    reader.close()
+    return figures
+
+
+async def _append_all(store: Any, streams: list[int], total: int) -> None:
+    payload = os.urandom(BATCH)
+    per_task = total // BATCH // APPENDERS
+
+    async def appender(task: int) -> None:
+        for i in range(per_task):
+            stream = streams[(task + i) % len(streams)]
+            base = store.next_offset(stream)
+            await store.append_async(stream, base, base + 9, payload)
+
+    await asyncio.gather(*(appender(t) for t in range(APPENDERS)))
+
+
+def bare_wal_rate(directory: Path, total: int) -> float:
+    """The same appenders and batches on a WriteAheadLog alone."""
+    from wal import WriteAheadLog
+
+    payload = os.urandom(BATCH)
+    per_task = total // BATCH // APPENDERS
+
+    async def run_all(log: WriteAheadLog) -> None:
+        async def appender() -> None:
+            for _ in range(per_task):
+                await log.append_async(payload, stream_id=1)
+
+        await asyncio.gather(*(appender() for _ in range(APPENDERS)))
+
+    with WriteAheadLog(directory) as log:
+        started = time.perf_counter()
+        asyncio.run(run_all(log))
+        elapsed = time.perf_counter() - started
+    shutil.rmtree(directory, ignore_errors=True)
+    return round(per_task * APPENDERS * BATCH / MiB / elapsed, 1)
+
+
+class moto_server:  # noqa: N801 - used as a context manager, reads like a function
+    """moto's S3 server in its own process on a free loopback port."""
+
+    def __enter__(self) -> str:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                return f"http://127.0.0.1:{port}"
+            except OSError:
+                time.sleep(0.1)
+        self.process.kill()
+        raise RuntimeError("moto's server did not start")
+
+    def __exit__(self, *exc: object) -> None:
+        self.process.terminate()
+        self.process.wait(10)
+
+
+def print_table(results: dict[str, Any]) -> None:
+    print(f"{results['mib']} MiB over {STREAMS} streams, {BATCH // 1024} KiB batches\n")
+    rows = [
+        ("bare WAL appends (fsync, 64 appenders)", "wal_mb_s"),
+        ("StreamStore appends, local dir store", "append_mb_s_file"),
+        ("StreamStore appends, S3 (moto)", "append_mb_s_s3"),
+        ("remotely durable, local dir store", "upload_mb_s_file"),
+        ("remotely durable, S3 (moto)", "upload_mb_s_s3"),
+        ("replay, cold cache, local dir store", "replay_mb_s_file"),
+        ("raw file reads of the same objects", "raw_get_mb_s_file"),
+        ("replay, cold cache, S3 (moto)", "replay_mb_s_s3"),
+        ("raw sequential GETs of the same objects", "raw_get_mb_s_s3"),
+    ]
+    for label, key in rows:
+        print(f"{label:<42} {results[key]:>9.1f} MB/s")
+    print(
+        f"\nreplay_vs_raw_s3 {results['replay_vs_raw_s3']:.2f}   append_vs_wal "
+        f"{results['append_vs_wal']:.2f}"
+    )
+    for target, met in results["targets"].items():
+        print(f"  {target}: {'met' if met else 'NOT met'}")
+
+
+if __name__ == "__main__":
+    main()

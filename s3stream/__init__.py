@@ -1,0 +1,49 @@
+"""Stream storage on object storage: a WAL on the write path, objects in a
+bucket (or a local directory), a manifest with writer fencing.
+
+Formats are specified in docs/object-format.md.
+"""
+
+from s3stream.compaction import Retention
+from s3stream.errors import (
+    CorruptObject,
+    Fenced,
+    OffsetMismatch,
+    OffsetOutOfRange,
+    S3StreamError,
+    StoreClosed,
+    StoreFailed,
+    StreamNotFound,
+    StreamNotOpen,
+)
+from s3stream.objects import StoredBatch
+from s3stream.store import ObjectStore, ObjectStoreError, open_store
+from s3stream.stream_store import (
+    FetchResult,
+    RecoverySummary,
+    StoreStats,
+    StreamStore,
+    StreamStoreConfig,
+)
+
+__all__ = [
+    "CorruptObject",
+    "Fenced",
+    "FetchResult",
+    "ObjectStore",
+    "ObjectStoreError",
+    "OffsetMismatch",
+    "OffsetOutOfRange",
+    "RecoverySummary",
+    "Retention",
+    "S3StreamError",
+    "StoreClosed",
+    "StoreFailed",
+    "StoreStats",
+    "StoredBatch",
+    "StreamNotFound",
+    "StreamNotOpen",
+    "StreamStore",
+    "StreamStoreConfig",
+    "open_store",
+]

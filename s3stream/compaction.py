@@ -1,0 +1,157 @@
+"""Compaction and retention: what to merge, split, trim and delete.
+
+Everything here decides from a manifest state and returns what to do; the
+stream store's compactor thread does the I/O and commits the result. Objects
+leave the manifest first and are deleted only after a grace period, so a
+read that looked an object up just before it left still finds it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from s3stream.manifest_state import ManifestState, ObjectMeta, Op
+from s3stream.objects import ObjectKind, StoredBatch, parse_object
+from s3stream.store import ObjectInfo, ObjectStore
+from s3stream.uploader import ObjectIds, PreparedObject, epoch_of_key, prepare_objects
+
+
+@dataclass(frozen=True)
+class Retention:
+    """Per-stream limits, Kafka's retention.ms and retention.bytes (None: unlimited)."""
+
+    ms: int | None = None
+    bytes: int | None = None
+
+
+def retention_trims(
+    state: ManifestState, retention: dict[int, Retention], now_ms: int
+) -> dict[int, int]:
+    """New start offsets for streams whose oldest objects are past their limits.
+
+    Only whole committed ranges are dropped, oldest first, as Kafka drops
+    whole segments; time is the object's upload time, bytes the stored size.
+    """
+    trims: dict[int, int] = {}
+    for stream_id, limits in retention.items():
+        stream = state.streams.get(stream_id)
+        ranges = state.ranges.get(stream_id)
+        if stream is None or ranges is None:
+            continue
+        live = [
+            (start, end, state.objects[oid])
+            for start, end, oid in ranges.entries
+            if end > stream.start_offset
+        ]
+        sizes = [_range_size(meta, stream_id, start) for start, _, meta in live]
+        total = sum(sizes)
+        new_start = stream.start_offset
+        for (_, end, meta), size in zip(live, sizes, strict=True):
+            too_old = limits.ms is not None and meta.created_ms < now_ms - limits.ms
+            too_big = limits.bytes is not None and total - size >= limits.bytes
+            if not (too_old or too_big):
+                break
+            new_start = end
+            total -= size
+        if new_start > stream.start_offset:
+            trims[stream_id] = new_start
+    return trims
+
+
+def _range_size(meta: ObjectMeta, stream_id: int, start: int) -> int:
+    for r in meta.ranges:
+        if r.stream_id == stream_id and r.start_offset == start:
+            return r.size
+    return 0
+
+
+def dead_objects(state: ManifestState) -> list[int]:
+    """Objects none of whose ranges can be read any more."""
+    return [
+        meta.object_id
+        for meta in state.objects.values()
+        if all(_range_dead(state, r.stream_id, r.end_offset) for r in meta.ranges)
+    ]
+
+
+def _range_dead(state: ManifestState, stream_id: int, end_offset: int) -> bool:
+    stream = state.streams.get(stream_id)
+    return stream is None or end_offset <= stream.start_offset
+
+
+def removal_ops(object_ids: Sequence[int], delete_after_ms: int) -> list[Op]:
+    return [["remove_object", oid, delete_after_ms] for oid in object_ids]
+
+
+def expired_garbage(state: ManifestState, now_ms: int) -> list[str]:
+    return [key for key, after in state.garbage.items() if after <= now_ms]
+
+
+def orphans(state: ManifestState, listing: Sequence[ObjectInfo]) -> list[str]:
+    """Object keys written by an older writer that never made it into the manifest.
+
+    An older writer is fenced, so its uncommitted objects can never be
+    committed; objects of the current epoch may still be on their way.
+    """
+    known = {meta.key for meta in state.objects.values()} | set(state.garbage)
+    found = []
+    for info in listing:
+        epoch = epoch_of_key(info.key)
+        if epoch is not None and epoch < state.epoch and info.key not in known:
+            found.append(info.key)
+    return found
+
+
+def pick_merge(
+    state: ManifestState, small_object_bytes: int, max_objects: int, max_bytes: int
+) -> list[int]:
+    """The oldest small stream-set objects worth merging (two or more), if any."""
+    picked: list[int] = []
+    total = 0
+    for object_id in sorted(state.objects):
+        meta = state.objects[object_id]
+        if meta.kind is not ObjectKind.STREAM_SET or meta.size >= small_object_bytes:
+            continue
+        if len(picked) >= max_objects or total + meta.size > max_bytes:
+            break
+        picked.append(object_id)
+        total += meta.size
+    return picked if len(picked) >= 2 else []
+
+
+def merge_objects(
+    store: ObjectStore,
+    state: ManifestState,
+    object_ids: Sequence[int],
+    *,
+    ids: ObjectIds,
+    now_ms: int,
+    block_bytes: int,
+    stream_object_bytes: int,
+) -> list[PreparedObject]:
+    """Reads the objects and lays out their live data again: small runs
+    together in one stream-set object, big runs in stream objects of their own.
+    Batches every reader has been trimmed past are left out."""
+    per_stream: dict[int, list[StoredBatch]] = {}
+    for object_id in object_ids:
+        meta = state.objects[object_id]
+        index, blocks = parse_object(meta.key, store.get(meta.key))
+        for info, batches in zip(index.blocks, blocks, strict=True):
+            stream = state.streams.get(info.stream_id)
+            if stream is None:
+                continue
+            live = [b for b in batches if b.end_offset > stream.start_offset]
+            per_stream.setdefault(info.stream_id, []).extend(live)
+    streams = [(sid, sorted(b, key=lambda x: x.base_offset)) for sid, b in per_stream.items()]
+    # Each merged object's creation time is that of its newest input, so a
+    # merge never makes data look older to time-based retention.
+    created = max(state.objects[oid].created_ms for oid in object_ids)
+    return prepare_objects(
+        streams,
+        epoch=state.epoch,
+        ids=ids,
+        now_ms=min(now_ms, created),
+        block_bytes=block_bytes,
+        stream_object_bytes=stream_object_bytes,
+    )

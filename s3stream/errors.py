@@ -1,0 +1,79 @@
+"""Typed errors of the stream store; each carries the facts of what went wrong."""
+
+from __future__ import annotations
+
+
+class S3StreamError(Exception):
+    """Base class of every stream-store error."""
+
+
+class Fenced(S3StreamError):
+    """A newer writer owns the store (or the stream); this one must stop.
+
+    Raised by the commit that discovers it, and by every append after it.
+    """
+
+    def __init__(self, what: str, epoch: int, newer_epoch: int) -> None:
+        super().__init__(f"{what} is fenced: epoch {epoch} was superseded by epoch {newer_epoch}")
+        self.what = what
+        self.epoch = epoch
+        self.newer_epoch = newer_epoch
+
+
+class StreamNotFound(S3StreamError):
+    def __init__(self, stream_id: int) -> None:
+        super().__init__(f"stream {stream_id} does not exist")
+        self.stream_id = stream_id
+
+
+class StreamNotOpen(S3StreamError):
+    def __init__(self, stream_id: int) -> None:
+        super().__init__(f"stream {stream_id} is not open for appends in this store")
+        self.stream_id = stream_id
+
+
+class OffsetMismatch(S3StreamError):
+    """An append's base offset is not the stream's next offset."""
+
+    def __init__(self, stream_id: int, expected: int, found: int) -> None:
+        super().__init__(f"stream {stream_id}: append at offset {found}, expected {expected}")
+        self.stream_id = stream_id
+        self.expected = expected
+        self.found = found
+
+
+class OffsetOutOfRange(S3StreamError):
+    """A fetch asked for an offset outside ``[start_offset, end_offset]``."""
+
+    def __init__(self, stream_id: int, offset: int, start_offset: int, end_offset: int) -> None:
+        super().__init__(
+            f"stream {stream_id}: offset {offset} is outside [{start_offset}, {end_offset}]"
+        )
+        self.stream_id = stream_id
+        self.offset = offset
+        self.start_offset = start_offset
+        self.end_offset = end_offset
+
+
+class CorruptObject(S3StreamError):
+    """An object (or manifest record) fails its checksum or structure checks."""
+
+    def __init__(self, key: str, reason: str, position: int | None = None) -> None:
+        where = f" at byte {position}" if position is not None else ""
+        super().__init__(f"object {key!r}{where}: {reason}")
+        self.key = key
+        self.reason = reason
+        self.position = position
+
+
+class StoreClosed(S3StreamError):
+    def __init__(self) -> None:
+        super().__init__("the stream store is closed")
+
+
+class StoreFailed(S3StreamError):
+    """The store stopped after an error it cannot recover from (e.g. the WAL failed)."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(f"the stream store failed: {cause}")
+        self.cause = cause

@@ -1,0 +1,172 @@
+"""The log cache: recent appends in memory, grouped into upload blocks.
+
+Appends of every stream go into the active block; when it is big or old
+enough it is sealed and handed to the uploader, and a new one starts. Blocks
+stay readable after upload so tail reads do no I/O, until the cache is over
+its byte bound and the oldest uploaded block is evicted. Not thread-safe:
+the stream store calls it under its lock.
+"""
+
+from __future__ import annotations
+
+import bisect
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+from s3stream.objects import StoredBatch
+from wal import Position
+
+
+@dataclass
+class CacheBlock:
+    block_id: int
+    created: float = field(default_factory=time.monotonic)
+    size: int = 0
+    batches: dict[int, list[StoredBatch]] = field(default_factory=dict)
+    trims: dict[int, int] = field(default_factory=dict)
+    """Stream start offsets moved while this block was active."""
+    unconfirmed: int = 0
+    """Records of this block not yet durable in the WAL."""
+    last_position: Position | None = None
+    """The WAL position of this block's last record, once all are durable."""
+    sealed: bool = False
+    uploaded: bool = False
+
+    def confirm(self, position: Position) -> None:
+        """One of this block's records became durable at ``position``."""
+        self.unconfirmed -= 1
+        self.note_position(position)
+
+    def note_position(self, position: Position) -> None:
+        if self.last_position is None or position > self.last_position:
+            self.last_position = position
+
+    @property
+    def empty(self) -> bool:
+        return not self.batches and not self.trims
+
+    @property
+    def ready(self) -> bool:
+        """Sealed, and every record is durable in the WAL: it may be uploaded."""
+        return self.sealed and self.unconfirmed == 0
+
+
+class _StreamCache:
+    """One stream's cached batches in offset order, as parallel lists."""
+
+    __slots__ = ("batches", "ends")
+
+    def __init__(self) -> None:
+        self.ends: list[int] = []
+        self.batches: list[StoredBatch] = []
+
+    def drop_front(self, count: int) -> None:
+        del self.ends[:count], self.batches[:count]
+
+
+class LogCache:
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.size = 0
+        self.unuploaded_bytes = 0
+        self._next_block = 1
+        self._blocks: deque[CacheBlock] = deque()
+        self._streams: dict[int, _StreamCache] = {}
+        self.active = self._new_block()
+
+    def _new_block(self) -> CacheBlock:
+        block = CacheBlock(self._next_block)
+        self._next_block += 1
+        self._blocks.append(block)
+        return block
+
+    # -- writing ------------------------------------------------------------
+
+    def add(self, stream_id: int, batch: StoredBatch) -> CacheBlock:
+        block = self.active
+        if block.empty:
+            block.created = time.monotonic()  # the upload age counts from the first append
+        block.batches.setdefault(stream_id, []).append(batch)
+        size = len(batch.payload)
+        block.size += size
+        self.size += size
+        self.unuploaded_bytes += size
+        cache = self._streams.get(stream_id)
+        if cache is None:
+            cache = self._streams[stream_id] = _StreamCache()
+        cache.ends.append(batch.end_offset)
+        cache.batches.append(batch)
+        return block
+
+    def add_trim(self, stream_id: int, start_offset: int) -> CacheBlock:
+        if self.active.empty:
+            self.active.created = time.monotonic()
+        self.active.trims[stream_id] = start_offset
+        return self.active
+
+    def seal(self) -> CacheBlock | None:
+        """Seals the active block (if it holds anything) and starts a new one."""
+        block = self.active
+        if block.empty:
+            return None
+        block.sealed = True
+        self.active = self._new_block()
+        return block
+
+    def next_to_upload(self) -> CacheBlock | None:
+        """The oldest sealed block not uploaded yet (uploads go in order)."""
+        for block in self._blocks:
+            if not block.uploaded:
+                return block if block.sealed else None
+        return None
+
+    def pending_blocks(self) -> int:
+        return sum(1 for b in self._blocks if b.sealed and not b.uploaded)
+
+    def mark_uploaded(self, block: CacheBlock) -> None:
+        block.uploaded = True
+        self.unuploaded_bytes -= block.size
+        self._evict()
+
+    def _evict(self) -> None:
+        while self.size > self.max_bytes and self._blocks and self._blocks[0].uploaded:
+            block = self._blocks.popleft()
+            for stream_id, batches in block.batches.items():
+                cache = self._streams.get(stream_id)
+                if cache is not None:
+                    cache.drop_front(len(batches))
+                    if not cache.ends:
+                        del self._streams[stream_id]
+            self.size -= block.size
+
+    def drop_stream(self, stream_id: int) -> None:
+        """Forgets a deleted stream for reads (its upload blocks skip it too)."""
+        self._streams.pop(stream_id, None)
+
+    # -- reading ------------------------------------------------------------
+
+    def covers(self, stream_id: int, offset: int) -> bool:
+        cache = self._streams.get(stream_id)
+        return cache is not None and cache.batches[0].base_offset <= offset
+
+    def read(
+        self, stream_id: int, offset: int, max_bytes: int, end: int, at_least_one: bool = True
+    ) -> list[StoredBatch]:
+        """Batches from the one holding ``offset`` up to ``max_bytes`` (but one
+        even if bigger, if ``at_least_one``) that end at or before ``end``; the
+        caller checked ``covers``."""
+        cache = self._streams[stream_id]
+        i = bisect.bisect_right(cache.ends, offset)
+        out: list[StoredBatch] = []
+        budget = max_bytes
+        while i < len(cache.batches):
+            batch = cache.batches[i]
+            if batch.end_offset > end or (
+                (out or not at_least_one) and len(batch.payload) > budget
+            ):
+                break
+            out.append(batch)
+            budget -= len(batch.payload)
+            i += 1
+        return out

@@ -1,0 +1,250 @@
+"""The manifest's state and the operations that change it (pure, no I/O).
+
+The state says which objects exist, which offsets of which stream each one
+holds, where every stream starts and ends, and who the writer is (its epoch).
+Every change is an operation; a manifest version is the state after applying
+a log of them in order, so writing a version means writing a short delta and
+reading it back means replaying the same operations (docs/object-format.md).
+"""
+
+from __future__ import annotations
+
+import bisect
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from s3stream.objects import ObjectKind
+
+Op = list[Any]
+"""An operation: ``[name, *arguments]`` of msgpack-friendly values."""
+
+
+@dataclass(frozen=True)
+class RangeMeta:
+    """Offsets ``[start_offset, end_offset)`` of one stream, held in ``size`` bytes."""
+
+    stream_id: int
+    start_offset: int
+    end_offset: int
+    size: int
+
+
+@dataclass(frozen=True)
+class ObjectMeta:
+    object_id: int
+    key: str
+    kind: ObjectKind
+    size: int
+    created_ms: int
+    ranges: tuple[RangeMeta, ...]
+
+    def to_wire(self) -> list[Any]:
+        return [
+            self.object_id,
+            self.key,
+            int(self.kind),
+            self.size,
+            self.created_ms,
+            [[r.stream_id, r.start_offset, r.end_offset, r.size] for r in self.ranges],
+        ]
+
+    @classmethod
+    def from_wire(cls, raw: list[Any]) -> ObjectMeta:
+        object_id, key, kind, size, created_ms, ranges = raw
+        return cls(
+            object_id,
+            key,
+            ObjectKind(kind),
+            size,
+            created_ms,
+            tuple(RangeMeta(*r) for r in ranges),
+        )
+
+
+@dataclass
+class StreamMeta:
+    stream_id: int
+    epoch: int = 0
+    start_offset: int = 0
+    end_offset: int = 0
+    """The end of the stream's data in committed objects: its remote watermark."""
+    created_ms: int = 0
+
+
+@dataclass
+class StreamRanges:
+    """A stream's committed ranges in offset order: ``(start, end, object_id)``."""
+
+    starts: list[int] = field(default_factory=list)
+    entries: list[tuple[int, int, int]] = field(default_factory=list)
+
+    def add(self, start: int, end: int, object_id: int) -> None:
+        i = bisect.bisect_left(self.starts, start)
+        self.starts.insert(i, start)
+        self.entries.insert(i, (start, end, object_id))
+
+    def remove(self, start: int, object_id: int) -> None:
+        i = bisect.bisect_left(self.starts, start)
+        while i < len(self.entries) and self.entries[i][0] == start:
+            if self.entries[i][2] == object_id:
+                del self.starts[i], self.entries[i]
+                return
+            i += 1
+
+    def find(self, offset: int) -> tuple[int, int, int] | None:
+        """The range holding ``offset``, or else the first range after it."""
+        i = bisect.bisect_right(self.starts, offset) - 1
+        if i >= 0 and self.entries[i][1] > offset:
+            return self.entries[i]
+        i += 1
+        return self.entries[i] if i < len(self.entries) else None
+
+
+class InvalidOperation(ValueError):
+    """An operation does not apply to the state (a bug, or a corrupt manifest)."""
+
+
+@dataclass
+class ManifestState:
+    seq: int = 0
+    epoch: int = 0
+    next_stream_id: int = 1
+    next_object_id: int = 1
+    streams: dict[int, StreamMeta] = field(default_factory=dict)
+    objects: dict[int, ObjectMeta] = field(default_factory=dict)
+    garbage: dict[str, int] = field(default_factory=dict)
+    """Keys of removed objects and when (ms) they may be deleted."""
+    ranges: dict[int, StreamRanges] = field(default_factory=dict, repr=False, compare=False)
+
+    # -- applying operations ---------------------------------------------
+
+    def apply(self, op: Op) -> None:
+        name, args = op[0], op[1:]
+        handler = _HANDLERS.get(name)
+        if handler is None:
+            raise InvalidOperation(f"unknown manifest operation {name!r}")
+        handler(self, *args)
+
+    def _fence(self, epoch: int) -> None:
+        if epoch <= self.epoch:
+            raise InvalidOperation(f"fence to epoch {epoch} from epoch {self.epoch}")
+        self.epoch = epoch
+
+    def _create_stream(self, stream_id: int, created_ms: int) -> None:
+        if stream_id in self.streams or stream_id < self.next_stream_id:
+            raise InvalidOperation(f"stream {stream_id} was already created")
+        self.streams[stream_id] = StreamMeta(stream_id, created_ms=created_ms)
+        self.ranges[stream_id] = StreamRanges()
+        self.next_stream_id = stream_id + 1
+
+    def _open_stream(self, stream_id: int, epoch: int) -> None:
+        stream = self._stream(stream_id)
+        if epoch < stream.epoch:
+            raise InvalidOperation(f"stream {stream_id} epoch {epoch} < {stream.epoch}")
+        stream.epoch = epoch
+
+    def _delete_stream(self, stream_id: int) -> None:
+        self._stream(stream_id)
+        del self.streams[stream_id]
+        del self.ranges[stream_id]
+
+    def _trim(self, stream_id: int, start_offset: int) -> None:
+        stream = self.streams.get(stream_id)
+        if stream is not None and start_offset > stream.start_offset:
+            stream.start_offset = start_offset
+            stream.end_offset = max(stream.end_offset, start_offset)
+
+    def _add_object(self, raw: list[Any]) -> None:
+        meta = ObjectMeta.from_wire(raw)
+        if meta.object_id in self.objects:
+            raise InvalidOperation(f"object {meta.object_id} was already added")
+        self.objects[meta.object_id] = meta
+        self.next_object_id = max(self.next_object_id, meta.object_id + 1)
+        for r in meta.ranges:
+            stream = self.streams.get(r.stream_id)
+            if stream is None:  # deleted while its data was uploading
+                continue
+            self.ranges[r.stream_id].add(r.start_offset, r.end_offset, meta.object_id)
+            stream.end_offset = max(stream.end_offset, r.end_offset)
+
+    def _remove_object(self, object_id: int, delete_after_ms: int) -> None:
+        meta = self.objects.pop(object_id, None)
+        if meta is None:
+            raise InvalidOperation(f"object {object_id} is not in the manifest")
+        for r in meta.ranges:
+            if r.stream_id in self.ranges:
+                self.ranges[r.stream_id].remove(r.start_offset, object_id)
+        self.garbage[meta.key] = delete_after_ms
+
+    def _forget_garbage(self, key: str) -> None:
+        self.garbage.pop(key, None)
+
+    def _stream(self, stream_id: int) -> StreamMeta:
+        stream = self.streams.get(stream_id)
+        if stream is None:
+            raise InvalidOperation(f"stream {stream_id} does not exist")
+        return stream
+
+    # -- snapshots ----------------------------------------------------------
+
+    def copy(self) -> ManifestState:
+        """A copy to change; object metadata is immutable and shared."""
+        return ManifestState(
+            seq=self.seq,
+            epoch=self.epoch,
+            next_stream_id=self.next_stream_id,
+            next_object_id=self.next_object_id,
+            streams={k: dataclasses.replace(v) for k, v in self.streams.items()},
+            objects=dict(self.objects),
+            garbage=dict(self.garbage),
+            ranges={
+                k: StreamRanges(list(v.starts), list(v.entries)) for k, v in self.ranges.items()
+            },
+        )
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq,
+            "epoch": self.epoch,
+            "next_stream_id": self.next_stream_id,
+            "next_object_id": self.next_object_id,
+            "streams": [
+                [s.stream_id, s.epoch, s.start_offset, s.end_offset, s.created_ms]
+                for s in self.streams.values()
+            ],
+            "objects": [o.to_wire() for o in self.objects.values()],
+            "garbage": [[k, v] for k, v in self.garbage.items()],
+        }
+
+    @classmethod
+    def from_wire(cls, raw: dict[str, Any]) -> ManifestState:
+        state = cls(
+            seq=raw["seq"],
+            epoch=raw["epoch"],
+            next_stream_id=raw["next_stream_id"],
+            next_object_id=raw["next_object_id"],
+        )
+        for stream_id, epoch, start, end, created in raw["streams"]:
+            state.streams[stream_id] = StreamMeta(stream_id, epoch, start, end, created)
+            state.ranges[stream_id] = StreamRanges()
+        for wire in raw["objects"]:
+            meta = ObjectMeta.from_wire(wire)
+            state.objects[meta.object_id] = meta
+            for r in meta.ranges:
+                if r.stream_id in state.ranges:
+                    state.ranges[r.stream_id].add(r.start_offset, r.end_offset, meta.object_id)
+        state.garbage = {k: v for k, v in raw["garbage"]}
+        return state
+
+
+_HANDLERS: dict[str, Any] = {
+    "fence": ManifestState._fence,
+    "create_stream": ManifestState._create_stream,
+    "open_stream": ManifestState._open_stream,
+    "delete_stream": ManifestState._delete_stream,
+    "trim": ManifestState._trim,
+    "add_object": ManifestState._add_object,
+    "remove_object": ManifestState._remove_object,
+    "forget_garbage": ManifestState._forget_garbage,
+}

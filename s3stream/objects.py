@@ -1,0 +1,249 @@
+"""The object format: stream-set objects and stream objects (docs/object-format.md).
+
+An object is a run of data blocks, an index and a fixed-size footer. A data
+block holds consecutive batches of one stream; the index says, per block,
+which stream and offsets it holds, where it is and its CRC32C, so a reader
+fetches one block with one ranged GET. Payloads are stored exactly as they
+were appended and come back as slices of the block, never re-encoded.
+"""
+
+from __future__ import annotations
+
+import bisect
+import enum
+import struct
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from native import crc32c
+from s3stream.errors import CorruptObject
+
+BytesLike = bytes | bytearray | memoryview
+
+MAGIC = b"TLSOBJ\x00\x01"
+FORMAT_VERSION = 1
+ENTRY_HEADER = struct.Struct("<qII")  # base offset, offset count, payload length
+INDEX_ENTRY = struct.Struct("<qqqQII")  # stream, start, end, position, size, crc
+FOOTER = struct.Struct("<QIIHBBI8s")  # index position, count, crc, version, kind, pad, crc
+FOOTER_SIZE = FOOTER.size
+DEFAULT_BLOCK_BYTES = 1024 * 1024
+SUFFIX_READ_BYTES = 64 * 1024
+"""How much of an object's end a reader fetches to get footer and index in one GET."""
+
+
+class ObjectKind(enum.IntEnum):
+    STREAM_SET = 1  # blocks of many streams
+    STREAM = 2  # blocks of one stream only
+
+
+class StoredBatch(NamedTuple):
+    """One append as stored: offsets ``[base_offset, end_offset)`` and its bytes."""
+
+    base_offset: int
+    end_offset: int
+    payload: bytes | memoryview
+
+
+class BlockInfo(NamedTuple):
+    stream_id: int
+    start_offset: int
+    end_offset: int
+    position: int
+    size: int
+    crc: int
+
+
+@dataclass(frozen=True)
+class ObjectIndex:
+    """The parsed index of one object, searchable by (stream, offset)."""
+
+    kind: ObjectKind
+    blocks: tuple[BlockInfo, ...]
+    _keys: list[tuple[int, int]] = field(repr=False, compare=False)
+
+    @classmethod
+    def of(cls, kind: ObjectKind, blocks: Sequence[BlockInfo]) -> ObjectIndex:
+        return cls(kind, tuple(blocks), [(b.stream_id, b.end_offset) for b in blocks])
+
+    def find(self, stream_id: int, offset: int) -> int | None:
+        """Index of the first block of ``stream_id`` holding an offset >= ``offset``."""
+        i = bisect.bisect_right(self._keys, (stream_id, offset))
+        if i < len(self.blocks) and self.blocks[i].stream_id == stream_id:
+            return i
+        return None
+
+    @property
+    def size_bytes(self) -> int:
+        return 64 + len(self.blocks) * 96
+
+
+@dataclass
+class StreamRangeInfo:
+    """What an object holds of one stream: offsets ``[start, end)`` in ``size`` bytes."""
+
+    stream_id: int
+    start_offset: int
+    end_offset: int
+    size: int
+
+
+class EncodedObject(NamedTuple):
+    data: bytearray
+    ranges: list[StreamRangeInfo]
+    blocks: list[BlockInfo]
+
+
+def encode_object(
+    kind: ObjectKind,
+    streams: Iterable[tuple[int, Sequence[StoredBatch]]],
+    block_bytes: int = DEFAULT_BLOCK_BYTES,
+) -> EncodedObject:
+    """Lays out runs of batches as one object, ordered by (stream, offset).
+
+    Each run's batches must be consecutive (each starts where the last ended);
+    one stream may have several runs, which must not overlap.
+    A block holds at most ``block_bytes``, unless one batch alone is larger:
+    that batch gets a block of its own.
+    """
+    out = bytearray()
+    blocks: list[BlockInfo] = []
+    ranges: list[StreamRangeInfo] = []
+    runs = sorted(((s, b) for s, b in streams if b), key=lambda r: (r[0], r[1][0].base_offset))
+    for stream_id, batches in runs:
+        if ranges and (stream_id, batches[0].base_offset) < (
+            ranges[-1].stream_id,
+            ranges[-1].end_offset,
+        ):
+            raise ValueError(f"stream {stream_id}: runs overlap")
+        if kind is ObjectKind.STREAM and ranges and ranges[-1].stream_id != stream_id:
+            raise ValueError("a stream object holds one stream")
+        stream_begin = len(out)
+        block_start = len(out)
+        block_first = batches[0].base_offset
+        expected = block_first
+        for batch in batches:
+            if batch.base_offset != expected or batch.end_offset <= batch.base_offset:
+                raise ValueError(
+                    f"stream {stream_id}: batch [{batch.base_offset}, {batch.end_offset}) "
+                    f"does not follow offset {expected}"
+                )
+            entry_size = ENTRY_HEADER.size + len(batch.payload)
+            if len(out) > block_start and len(out) - block_start + entry_size > block_bytes:
+                blocks.append(_block(out, stream_id, block_first, expected, block_start))
+                block_start, block_first = len(out), expected
+            out += ENTRY_HEADER.pack(
+                batch.base_offset, batch.end_offset - batch.base_offset, len(batch.payload)
+            )
+            out += batch.payload
+            expected = batch.end_offset
+        if len(out) > block_start:
+            blocks.append(_block(out, stream_id, block_first, expected, block_start))
+        ranges.append(
+            StreamRangeInfo(stream_id, batches[0].base_offset, expected, len(out) - stream_begin)
+        )
+    index_position = len(out)
+    for block in blocks:
+        out += INDEX_ENTRY.pack(*block)
+    index_crc = crc32c(memoryview(out)[index_position:])
+    head = FOOTER.pack(index_position, len(blocks), index_crc, FORMAT_VERSION, kind, 0, 0, MAGIC)
+    footer_crc = crc32c(head[:20] + head[24:])
+    out += FOOTER.pack(
+        index_position, len(blocks), index_crc, FORMAT_VERSION, kind, 0, footer_crc, MAGIC
+    )
+    return EncodedObject(out, ranges, blocks)
+
+
+def _block(out: bytearray, stream_id: int, first: int, end: int, start: int) -> BlockInfo:
+    size = len(out) - start
+    return BlockInfo(stream_id, first, end, start, size, crc32c(memoryview(out)[start:]))
+
+
+class Footer(NamedTuple):
+    index_position: int
+    block_count: int
+    index_crc: int
+    kind: ObjectKind
+
+
+def parse_footer(key: str, tail: BytesLike, object_size: int) -> Footer:
+    """Reads the footer from the last FOOTER_SIZE bytes of an object."""
+    if len(tail) < FOOTER_SIZE or object_size < FOOTER_SIZE:
+        raise CorruptObject(key, f"object of {object_size} bytes is too short for a footer")
+    raw = bytes(tail[-FOOTER_SIZE:])
+    position, count, index_crc, version, kind, _, footer_crc, magic = FOOTER.unpack(raw)
+    if magic != MAGIC:
+        raise CorruptObject(key, f"bad magic {magic!r}", object_size - 8)
+    if crc32c(raw[:20] + raw[24:]) != footer_crc:
+        raise CorruptObject(key, "footer checksum mismatch", object_size - FOOTER_SIZE)
+    if version != FORMAT_VERSION:
+        raise CorruptObject(key, f"unsupported format version {version}")
+    if kind not in (ObjectKind.STREAM_SET, ObjectKind.STREAM):
+        raise CorruptObject(key, f"unknown object kind {kind}")
+    if position + count * INDEX_ENTRY.size != object_size - FOOTER_SIZE:
+        raise CorruptObject(key, "index does not end at the footer", position)
+    return Footer(position, count, index_crc, ObjectKind(kind))
+
+
+def parse_index(key: str, footer: Footer, index_bytes: BytesLike) -> ObjectIndex:
+    """Parses the index region (exactly ``block_count`` entries) and checks it."""
+    if len(index_bytes) != footer.block_count * INDEX_ENTRY.size:
+        raise CorruptObject(key, "index length mismatch", footer.index_position)
+    if crc32c(index_bytes) != footer.index_crc:
+        raise CorruptObject(key, "index checksum mismatch", footer.index_position)
+    blocks = [BlockInfo(*entry) for entry in INDEX_ENTRY.iter_unpack(index_bytes)]
+    previous = (-1, -1)
+    for block in blocks:
+        if block.position + block.size > footer.index_position or block.size <= 0:
+            raise CorruptObject(key, f"block at {block.position} overruns the data")
+        if (block.stream_id, block.start_offset) < previous:
+            raise CorruptObject(key, "index entries are out of order", block.position)
+        previous = (block.stream_id, block.end_offset)
+    return ObjectIndex.of(footer.kind, blocks)
+
+
+def read_index(key: str, tail: BytesLike, object_size: int) -> ObjectIndex | int:
+    """The index if ``tail`` (the object's last bytes) holds it, else the byte
+    position from which the caller must read to get it."""
+    footer = parse_footer(key, tail, object_size)
+    tail_start = object_size - len(tail)
+    if footer.index_position < tail_start:
+        return footer.index_position
+    begin = footer.index_position - tail_start
+    return parse_index(key, footer, memoryview(tail)[begin : len(tail) - FOOTER_SIZE])
+
+
+def parse_block(key: str, info: BlockInfo, data: BytesLike) -> list[StoredBatch]:
+    """Splits a fetched block into its batches, after checking its CRC."""
+    if len(data) != info.size:
+        raise CorruptObject(key, f"block is {len(data)} bytes, index says {info.size}")
+    if crc32c(data) != info.crc:
+        raise CorruptObject(key, "block checksum mismatch", info.position)
+    view = memoryview(data)
+    batches: list[StoredBatch] = []
+    position = 0
+    expected = info.start_offset
+    while position < len(view):
+        if position + ENTRY_HEADER.size > len(view):
+            raise CorruptObject(key, "truncated entry header", info.position + position)
+        base, count, length = ENTRY_HEADER.unpack_from(view, position)
+        position += ENTRY_HEADER.size
+        if base != expected or count == 0 or position + length > len(view):
+            raise CorruptObject(key, "inconsistent entry", info.position + position)
+        batches.append(StoredBatch(base, base + count, view[position : position + length]))
+        position += length
+        expected = base + count
+    if expected != info.end_offset:
+        raise CorruptObject(key, "block offsets do not match its index entry", info.position)
+    return batches
+
+
+def parse_object(key: str, data: BytesLike) -> tuple[ObjectIndex, list[list[StoredBatch]]]:
+    """Parses a whole object: its index and every block's batches (for compaction)."""
+    index = read_index(key, data, len(data))
+    if isinstance(index, int):  # cannot happen with the whole object in hand
+        raise CorruptObject(key, "index outside the object", index)
+    view = memoryview(data)
+    return index, [
+        parse_block(key, b, view[b.position : b.position + b.size]) for b in index.blocks
+    ]

@@ -1,0 +1,97 @@
+"""The object-store interface every backend implements, and its errors.
+
+An object store holds immutable-by-convention blobs under string keys
+("a/b/c"). Besides plain put/get/delete/list it offers the two conditional
+writes the manifest's fencing is built on: create-if-absent and
+replace-if-version-matches. A version is an opaque token returned by every
+write (S3's ETag; a file identity for the local directory).
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import NamedTuple
+
+BytesLike = bytes | bytearray | memoryview
+
+
+class ObjectStoreError(Exception):
+    """An object-store operation failed; ``transient`` says a retry may work."""
+
+    transient = True
+
+    def __init__(self, operation: str, key: str, reason: str) -> None:
+        super().__init__(f"{operation} {key!r}: {reason}")
+        self.operation = operation
+        self.key = key
+        self.reason = reason
+
+
+class ObjectNotFound(ObjectStoreError):
+    """The key does not exist (or the range starts past its end)."""
+
+    transient = False
+
+    def __init__(self, key: str) -> None:
+        super().__init__("get", key, "no such object")
+
+
+class PreconditionFailed(ObjectStoreError):
+    """A conditional put lost: the key exists, or its version moved on."""
+
+    transient = False
+
+    def __init__(self, key: str, condition: str) -> None:
+        super().__init__("put", key, f"precondition failed ({condition})")
+        self.condition = condition
+
+
+class ObjectInfo(NamedTuple):
+    key: str
+    size: int
+    version: str
+
+
+class ObjectStore(abc.ABC):
+    """Blob storage under string keys; safe to call from many threads."""
+
+    #: A short description for logs, e.g. "s3://bucket/prefix".
+    url: str
+
+    @abc.abstractmethod
+    def put(self, key: str, data: BytesLike) -> str:
+        """Stores ``data`` under ``key`` (replacing any object); returns its version."""
+
+    @abc.abstractmethod
+    def put_if_absent(self, key: str, data: BytesLike) -> str:
+        """Like put, but raises PreconditionFailed if ``key`` already exists."""
+
+    @abc.abstractmethod
+    def put_if_version(self, key: str, data: BytesLike, version: str) -> str:
+        """Like put, but raises PreconditionFailed unless ``key`` is at ``version``."""
+
+    @abc.abstractmethod
+    def get(self, key: str, start: int = 0, end: int | None = None) -> bytes:
+        """The bytes ``[start, end)`` of the object (to its end if ``end`` is None).
+
+        A range reaching past the end is cut at the end, as HTTP ranges are.
+        """
+
+    @abc.abstractmethod
+    def get_versioned(self, key: str) -> tuple[bytes, str]:
+        """The whole object and its version, read atomically."""
+
+    @abc.abstractmethod
+    def head(self, key: str) -> ObjectInfo:
+        """Size and version of the object; ObjectNotFound if absent."""
+
+    @abc.abstractmethod
+    def delete(self, key: str) -> None:
+        """Removes the object; deleting a missing key is not an error."""
+
+    @abc.abstractmethod
+    def list(self, prefix: str = "") -> list[ObjectInfo]:
+        """Every object whose key starts with ``prefix``, sorted by key."""
+
+    def close(self) -> None:  # noqa: B027 - most backends hold nothing to release
+        """Releases connections and files."""

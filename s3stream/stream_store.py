@@ -1,0 +1,742 @@
+"""The stream store: many append-only streams on a local WAL and object storage.
+
+An append is *locally durable* once its record is fsynced in the WAL, and
+*remotely durable* once the object holding it is committed to the manifest;
+both points are visible per stream (``end_offset`` and
+``remote_end_offset``). Opening fences any previous writer, then replays the
+WAL records the manifest does not hold yet into the log cache, from where
+they are uploaded again. Background threads: the WAL's writer, the uploader
+(log cache -> objects -> manifest -> WAL trim), the compactor (retention,
+merges, deletions), and a pool of readers for object-storage reads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import NamedTuple
+
+from s3stream.block_cache import BlockCache
+from s3stream.compaction import (
+    Retention,
+    dead_objects,
+    expired_garbage,
+    merge_objects,
+    orphans,
+    pick_merge,
+    removal_ops,
+    retention_trims,
+)
+from s3stream.errors import (
+    Fenced,
+    OffsetMismatch,
+    OffsetOutOfRange,
+    StoreClosed,
+    StoreFailed,
+    StreamNotFound,
+    StreamNotOpen,
+)
+from s3stream.log_cache import CacheBlock, LogCache
+from s3stream.manifest import DEFAULT_CHECKPOINT_EVERY, Manifest
+from s3stream.manifest_state import ManifestState, Op
+from s3stream.objects import DEFAULT_BLOCK_BYTES, StoredBatch
+from s3stream.reader import ObjectReader
+from s3stream.store import ObjectStore, ObjectStoreError, open_store
+from s3stream.uploader import (
+    OBJECT_PREFIX,
+    ObjectIds,
+    PreparedObject,
+    add_ops,
+    now_ms,
+    prepare_objects,
+    put_objects,
+)
+from wal import Durability, Position, WalError, WriteAheadLog
+
+log = logging.getLogger("tidelog.s3stream")
+
+WAL_DATA = 1
+"""WAL record: one append; stream id, [start, end) offsets, the stored bytes."""
+WAL_TRIM = 2
+"""WAL record: a stream's new start offset (in the start offset field), no payload."""
+
+MiB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class StreamStoreConfig:
+    durability: Durability | str = Durability.FSYNC
+    wal_segment_bytes: int = 64 * MiB
+    upload_bytes: int = 32 * MiB
+    """Seal and upload the log cache's active block once it holds this much."""
+    upload_interval_s: float = 2.0
+    """... or once its oldest append is this old."""
+    log_cache_bytes: int = 256 * MiB
+    """Uploaded data kept in memory for tail reads (never evicted before upload)."""
+    max_unuploaded_bytes: int = 1024 * MiB
+    """Appends wait when this much is not uploaded yet (the store is slow or down)."""
+    block_bytes: int = DEFAULT_BLOCK_BYTES
+    stream_object_bytes: int = 16 * MiB
+    block_cache_bytes: int = 256 * MiB
+    readahead_blocks: int = 8
+    read_workers: int = 8
+    compaction_interval_s: float = 60.0
+    small_object_bytes: int = 16 * MiB
+    merge_max_objects: int = 64
+    merge_max_bytes: int = 512 * MiB
+    garbage_grace_s: float = 60.0
+    checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY
+
+
+class FetchResult(NamedTuple):
+    batches: list[StoredBatch]
+    next_offset: int
+    """Where the next sequential fetch starts."""
+    start_offset: int
+    end_offset: int
+    """The stream's locally durable end (its high watermark)."""
+
+
+@dataclass
+class RecoverySummary:
+    manifest_version: int = 0
+    epoch: int = 0
+    wal_records: int = 0
+    replayed_appends: int = 0
+    replayed_bytes: int = 0
+    dropped_appends: int = 0
+    """WAL appends that no longer follow their stream's committed end (another
+    writer took over that stream since they were written)."""
+    orphans_deleted: int = 0
+
+
+@dataclass
+class StoreStats:
+    uploads: int = 0
+    uploaded_bytes: int = 0
+    upload_errors: int = 0
+    compactions: int = 0
+    objects_deleted: int = 0
+    last_error: str = ""
+
+
+@dataclass
+class _Stream:
+    stream_id: int
+    epoch: int
+    start_offset: int
+    next_offset: int
+    """The end of every append accepted so far, durable or not."""
+    end_offset: int
+    """The end of the durable prefix: what readers see."""
+    opened: bool = False
+    retention: Retention = field(default_factory=Retention)
+
+
+class StreamStore:
+    """Open with :meth:`open`; a context manager; safe to use from many threads
+    and from asyncio (``append_async``, ``fetch_async``)."""
+
+    def __init__(self) -> None:
+        raise TypeError("use StreamStore.open(...)")
+
+    @classmethod
+    def open(
+        cls,
+        data_dir: str | os.PathLike[str],
+        object_store: ObjectStore | str | None = None,
+        config: StreamStoreConfig | None = None,
+    ) -> StreamStore:
+        """Opens (fencing any older writer) and recovers from manifest + WAL.
+
+        ``object_store`` defaults to a local directory store under ``data_dir``.
+        """
+        self = cls.__new__(cls)
+        self._init(os.fspath(data_dir), object_store, config or StreamStoreConfig())
+        return self
+
+    def _init(
+        self, data_dir: str, object_store: ObjectStore | str | None, config: StreamStoreConfig
+    ) -> None:
+        self.config = config
+        self.data_dir = data_dir
+        if object_store is None:
+            object_store = "file://" + os.path.abspath(os.path.join(data_dir, "objects"))
+        self._owns_store = isinstance(object_store, str)
+        self.store = open_store(object_store) if isinstance(object_store, str) else object_store
+        self.stats = StoreStats()
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._stop = threading.Event()
+        self._closed = False
+        self._failure: BaseException | None = None
+        self._commit_serial = threading.Lock()
+        self.manifest = Manifest.open(
+            self.store, checkpoint_every=config.checkpoint_every, stop=self._stop
+        )
+        self._ids = ObjectIds(self.manifest.state.next_object_id)
+        self._cache = LogCache(config.log_cache_bytes)
+        self._streams: dict[int, _Stream] = {}
+        self.wal = WriteAheadLog(
+            os.path.join(data_dir, "wal"),
+            segment_bytes=config.wal_segment_bytes,
+            durability=config.durability,
+        )
+        try:
+            self.recovery = self._recover()
+        except BaseException:
+            self.wal.close()
+            raise
+        self._read_pool = ThreadPoolExecutor(config.read_workers, "s3stream-read")
+        self._fetch_pool = ThreadPoolExecutor(config.read_workers, "s3stream-fetch")
+        self.block_cache = BlockCache(config.block_cache_bytes)
+        self.reader = ObjectReader(
+            self.store, self.block_cache, self._read_pool, readahead_blocks=config.readahead_blocks
+        )
+        self._uploader = threading.Thread(target=self._upload_loop, name="s3stream-upload")
+        self._compactor = threading.Thread(target=self._compact_loop, name="s3stream-compact")
+        self._compact_now = threading.Event()
+        self._uploader.start()
+        self._compactor.start()
+
+    # -- recovery -------------------------------------------------------------
+
+    def _recover(self) -> RecoverySummary:
+        state = self.manifest.state
+        summary = RecoverySummary(state.seq, state.epoch)
+        for meta in state.streams.values():
+            self._streams[meta.stream_id] = _Stream(
+                meta.stream_id, meta.epoch, meta.start_offset, meta.end_offset, meta.end_offset
+            )
+        for entry in self.wal.replay():
+            summary.wal_records += 1
+            stream = self._streams.get(entry.stream_id)
+            if stream is None:
+                continue  # deleted since
+            if entry.type == WAL_TRIM:
+                if entry.start_offset > stream.start_offset:
+                    stream.start_offset = min(entry.start_offset, stream.end_offset)
+                    self._cache.add_trim(stream.stream_id, stream.start_offset)
+                self._cache.active.note_position(entry.position)
+                continue
+            if entry.end_offset <= stream.next_offset:
+                continue  # already in a committed object
+            if entry.start_offset != stream.next_offset:
+                summary.dropped_appends += 1
+                continue
+            payload = bytes(entry.payload)
+            block = self._cache.add(
+                stream.stream_id, StoredBatch(entry.start_offset, entry.end_offset, payload)
+            )
+            block.note_position(entry.position)
+            stream.next_offset = stream.end_offset = entry.end_offset
+            summary.replayed_appends += 1
+            summary.replayed_bytes += len(payload)
+        self._cache.seal()
+        try:
+            doomed = orphans(state, self.store.list(OBJECT_PREFIX))
+            for key in doomed:
+                self.store.delete(key)
+            summary.orphans_deleted = len(doomed)
+        except ObjectStoreError as error:
+            log.warning("orphan cleanup skipped: %s", error)
+        if summary.dropped_appends:
+            log.warning(
+                "%d WAL appends were dropped: their streams moved on under a newer writer",
+                summary.dropped_appends,
+            )
+        log.info("recovered: %s", summary)
+        return summary
+
+    # -- streams ----------------------------------------------------------------
+
+    def create_stream(self) -> int:
+        """Creates an empty stream and returns its id (committed to the manifest)."""
+        with self._commit_serial:
+            stream_id = self.manifest.state.next_stream_id
+            self._commit([["create_stream", stream_id, now_ms()]])
+        with self._lock:
+            self._streams[stream_id] = _Stream(stream_id, 0, 0, 0, 0)
+        return stream_id
+
+    def open_stream(self, stream_id: int, epoch: int) -> None:
+        """Opens a stream for appends at ``epoch``; a lower epoch than the
+        stream's raises Fenced, a higher one fences older openers."""
+        self._check_usable()
+        stream = self._stream(stream_id)
+        if epoch < stream.epoch:
+            raise Fenced(f"stream {stream_id}", epoch, stream.epoch)
+        if epoch > stream.epoch:
+            with self._commit_serial:
+                self._commit([["open_stream", stream_id, epoch]])
+        with self._lock:
+            stream.epoch = epoch
+            stream.opened = True
+
+    def close_stream(self, stream_id: int) -> None:
+        with self._lock:
+            self._stream_locked(stream_id).opened = False
+
+    def delete_stream(self, stream_id: int) -> None:
+        """Deletes the stream; its objects go once nothing else lives in them."""
+        self._stream(stream_id)
+        with self._commit_serial:
+            self._commit([["delete_stream", stream_id]])
+        with self._lock:
+            del self._streams[stream_id]
+            self._cache.drop_stream(stream_id)
+        self._compact_now.set()
+
+    def streams(self) -> list[int]:
+        with self._lock:
+            return sorted(self._streams)
+
+    def start_offset(self, stream_id: int) -> int:
+        return self._stream(stream_id).start_offset
+
+    def end_offset(self, stream_id: int) -> int:
+        """The end of the locally durable data: the next offset to be read."""
+        return self._stream(stream_id).end_offset
+
+    def next_offset(self, stream_id: int) -> int:
+        """The offset the next append must start at."""
+        return self._stream(stream_id).next_offset
+
+    def remote_end_offset(self, stream_id: int) -> int:
+        """The remote watermark: everything below it is in committed objects."""
+        self._stream(stream_id)
+        meta = self.manifest.state.streams.get(stream_id)
+        return meta.end_offset if meta is not None else 0
+
+    def set_retention(self, stream_id: int, retention: Retention) -> None:
+        with self._lock:
+            self._stream_locked(stream_id).retention = retention
+
+    # -- appending ----------------------------------------------------------
+
+    def submit(
+        self, stream_id: int, base_offset: int, last_offset: int, payload: bytes | memoryview
+    ) -> Future[int]:
+        """Queues an append of offsets ``[base_offset, last_offset]``; the future
+        resolves to the stream's new end offset once the append is durable.
+
+        ``payload`` is stored as given, without a copy; it must not change.
+        """
+        done: Future[int] = Future()
+        done.set_running_or_notify_cancel()
+        with self._lock:
+            stream, block = self._accept(stream_id, base_offset, last_offset, payload)
+            future = self.wal.submit(
+                payload,
+                stream_id=stream_id,
+                start_offset=base_offset,
+                end_offset=last_offset + 1,
+                record_type=WAL_DATA,
+            )
+
+        def durable(wal_future: Future[Position]) -> None:
+            error = wal_future.exception()
+            if error is None:
+                self._confirm(stream, block, last_offset + 1, wal_future.result())
+                done.set_result(last_offset + 1)
+            else:
+                self._fail(error)
+                done.set_exception(StoreFailed(error))
+
+        future.add_done_callback(durable)
+        self._wait_for_room()  # after accepting: the caller's offsets stay valid
+        return done
+
+    def append(
+        self, stream_id: int, base_offset: int, last_offset: int, payload: bytes | memoryview
+    ) -> int:
+        """Appends and returns the stream's new end offset once durable."""
+        return self.submit(stream_id, base_offset, last_offset, payload).result()
+
+    async def append_async(
+        self, stream_id: int, base_offset: int, last_offset: int, payload: bytes | memoryview
+    ) -> int:
+        """Like append, for asyncio; cancelling stops the wait, not the append."""
+        with self._lock:
+            stream, block = self._accept(stream_id, base_offset, last_offset, payload)
+            future = self.wal.submit_async(
+                payload,
+                stream_id=stream_id,
+                start_offset=base_offset,
+                end_offset=last_offset + 1,
+                record_type=WAL_DATA,
+            )
+        end = last_offset + 1
+
+        def durable(wal_future: asyncio.Future[Position]) -> None:
+            # Runs before the awaiting coroutine resumes, cancelled or not.
+            if wal_future.cancelled():
+                return
+            error = wal_future.exception()
+            if error is None:
+                self._confirm(stream, block, end, wal_future.result())
+            else:
+                self._fail(error)
+
+        future.add_done_callback(durable)
+        try:
+            await asyncio.shield(future)
+        except WalError as error:
+            raise StoreFailed(error) from error
+        if self._cache.unuploaded_bytes > self.config.max_unuploaded_bytes:
+            # Back-pressure after accepting, so the caller's offsets stay valid.
+            await asyncio.get_running_loop().run_in_executor(None, self._wait_for_room)
+        return end
+
+    def _accept(
+        self, stream_id: int, base_offset: int, last_offset: int, payload: bytes | memoryview
+    ) -> tuple[_Stream, CacheBlock]:
+        """Checks an append and adds it to the log cache (under the lock)."""
+        self._check_usable()
+        stream = self._stream_locked(stream_id)
+        if not stream.opened:
+            raise StreamNotOpen(stream_id)
+        if base_offset != stream.next_offset:
+            raise OffsetMismatch(stream_id, stream.next_offset, base_offset)
+        if last_offset < base_offset:
+            raise ValueError(f"last offset {last_offset} < base offset {base_offset}")
+        was_empty = self._cache.active.empty
+        block = self._cache.add(stream_id, StoredBatch(base_offset, last_offset + 1, payload))
+        block.unconfirmed += 1
+        if was_empty:
+            self._changed.notify_all()  # starts the uploader's age clock
+        stream.next_offset = last_offset + 1
+        if self._cache.active.size >= self.config.upload_bytes:
+            self._seal_locked()
+        return stream, block
+
+    def _confirm(self, stream: _Stream, block: CacheBlock, end: int, position: Position) -> None:
+        with self._lock:
+            block.confirm(position)
+            stream.end_offset = max(stream.end_offset, end)
+            if block.ready:
+                self._changed.notify_all()
+
+    def _wait_for_room(self) -> None:
+        with self._lock:
+            while self._cache.unuploaded_bytes > self.config.max_unuploaded_bytes:
+                self._check_usable()
+                self._changed.wait(0.5)
+
+    def trim(self, stream_id: int, start_offset: int) -> None:
+        """Moves the stream's start to ``start_offset``; durable on return."""
+        with self._lock:
+            self._check_usable()
+            stream = self._stream_locked(stream_id)
+            if start_offset > stream.end_offset:
+                raise OffsetOutOfRange(
+                    stream_id, start_offset, stream.start_offset, stream.end_offset
+                )
+            if start_offset <= stream.start_offset:
+                return
+            stream.start_offset = start_offset
+            block = self._cache.add_trim(stream_id, start_offset)
+            block.unconfirmed += 1
+            future = self.wal.submit(
+                b"", stream_id=stream_id, start_offset=start_offset, record_type=WAL_TRIM
+            )
+        try:
+            position = future.result()
+        except WalError as error:
+            self._fail(error)
+            raise StoreFailed(error) from error
+        with self._lock:
+            block.confirm(position)
+            self._changed.notify_all()
+
+    # -- reading ------------------------------------------------------------
+
+    def fetch(self, stream_id: int, offset: int, max_bytes: int = 1 * MiB) -> FetchResult:
+        """Stored batches from the one holding ``offset``: up to ``max_bytes``,
+        but always at least one batch if there is data at ``offset``."""
+        with self._lock:
+            stream = self._stream_locked(stream_id)
+            start, end = stream.start_offset, stream.end_offset
+        if not start <= offset <= end:
+            raise OffsetOutOfRange(stream_id, offset, start, end)
+        batches: list[StoredBatch] = []
+        budget = max_bytes
+        while offset < end and (budget > 0 or not batches):
+            with self._lock:
+                cached = self._cache.covers(stream_id, offset)
+                first = not batches
+                found = self._cache.read(stream_id, offset, budget, end, first) if cached else []
+            if not cached:
+                state = self.manifest.state
+                found = self.reader.read(state, stream_id, offset, budget, end, first)
+            if not found:
+                break
+            batches.extend(found)
+            budget -= sum(len(b.payload) for b in found)
+            offset = found[-1].end_offset
+            if cached:
+                break  # the cache holds everything up to the end
+        return FetchResult(batches, offset, start, end)
+
+    async def fetch_async(
+        self, stream_id: int, offset: int, max_bytes: int = 1 * MiB
+    ) -> FetchResult:
+        """Like fetch; tail reads answer at once, object reads run on the
+        reader threads so the event loop never waits for object storage."""
+        with self._lock:
+            stream = self._stream_locked(stream_id)
+            hot = self._cache.covers(stream_id, max(offset, stream.start_offset))
+        if hot:
+            return self.fetch(stream_id, offset, max_bytes)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._fetch_pool, self.fetch, stream_id, offset, max_bytes
+        )
+
+    # -- uploading -------------------------------------------------------------
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Uploads everything appended so far; True once it is all committed."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._lock:
+            self._seal_locked()
+            target = self._cache.active.block_id
+            while True:
+                block = self._cache.next_to_upload()
+                if block is None or block.block_id >= target:
+                    return True
+                if self._failure is not None:
+                    raise self._failure_error()
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self._changed.wait(remaining if remaining is not None else 0.5)
+
+    def _seal_locked(self) -> None:
+        if self._cache.seal() is not None:
+            self._changed.notify_all()
+
+    def _upload_loop(self) -> None:
+        interval = self.config.upload_interval_s
+        while not self._stop.is_set():
+            with self._lock:
+                block = self._cache.next_to_upload()
+                if block is None:
+                    active = self._cache.active
+                    age = time.monotonic() - active.created
+                    if not active.empty and age >= interval:
+                        self._seal_locked()
+                        continue
+                    self._changed.wait(interval - age if not active.empty else interval)
+                    continue
+                if not block.ready:
+                    self._changed.wait(0.5)
+                    continue
+                live = {sid for sid in self._streams}
+            try:
+                if not self._upload(block, live):
+                    return
+            except Fenced:
+                return
+            except BaseException as error:  # a bug: stop the store rather than lose data
+                log.exception("uploader stopped")
+                self._fail(error)
+                return
+
+    def _upload(self, block: CacheBlock, live: set[int]) -> bool:
+        objects = prepare_objects(
+            ((sid, b) for sid, b in block.batches.items() if sid in live),
+            epoch=self.manifest.epoch,
+            ids=self._ids,
+            now_ms=now_ms(),
+            block_bytes=self.config.block_bytes,
+            stream_object_bytes=self.config.stream_object_bytes,
+        )
+        if not put_objects(self.store, objects, self._stop, self._note_error):
+            return False
+        ops = add_ops(objects)
+        ops += [["trim", sid, start] for sid, start in block.trims.items() if sid in live]
+        try:
+            with self._commit_serial:
+                self._commit(ops)
+        except StoreClosed:
+            return False
+        self.stats.uploads += 1
+        self.stats.uploaded_bytes += sum(o.meta.size for o in objects)
+        with self._lock:
+            self._cache.mark_uploaded(block)
+            self._changed.notify_all()
+        if block.last_position is not None:
+            try:
+                self.wal.trim(block.last_position)
+            except WalError as error:
+                log.warning("WAL trim failed: %s", error)
+        return True
+
+    def _note_error(self, error: ObjectStoreError) -> None:
+        self.stats.upload_errors += 1
+        self.stats.last_error = str(error)
+        log.warning("object store error (will retry): %s", error)
+
+    def _commit(self, ops: list[Op]) -> ManifestState:
+        """Commits to the manifest (caller holds _commit_serial); a Fenced
+        result stops all further appends."""
+        try:
+            return self.manifest.commit(ops)
+        except Fenced as error:
+            self._fail(error)
+            raise
+
+    # -- compaction -----------------------------------------------------------
+
+    def compact(self) -> None:
+        """Runs one pass of retention, merging and deletion now."""
+        self._compact_once()
+
+    def _compact_loop(self) -> None:
+        while not self._stop.is_set():
+            self._compact_now.wait(self.config.compaction_interval_s)
+            self._compact_now.clear()
+            if self._stop.is_set():
+                return
+            try:
+                self._compact_once()
+            except (Fenced, StoreClosed):
+                return
+            except ObjectStoreError as error:
+                self._note_error(error)
+            except Exception:
+                log.exception("compaction pass failed")
+
+    def _compact_once(self) -> None:
+        self._check_usable()
+        now = now_ms()
+        grace_ms = int(self.config.garbage_grace_s * 1000)
+        with self._lock:
+            retention = {s.stream_id: s.retention for s in self._streams.values()}
+        with self._commit_serial:
+            state = self.manifest.state
+            trims = retention_trims(state, retention, now)
+            if trims:
+                state = self._commit([["trim", sid, start] for sid, start in trims.items()])
+                with self._lock:
+                    for sid, start in trims.items():
+                        stream = self._streams.get(sid)
+                        if stream is not None and start > stream.start_offset:
+                            stream.start_offset = start
+            dead = dead_objects(state)
+            if dead:
+                self._commit(removal_ops(dead, now + grace_ms))
+        self._merge(now, grace_ms)
+        self._collect_garbage(now)
+        self.stats.compactions += 1
+
+    def _merge(self, now: int, grace_ms: int) -> None:
+        config = self.config
+        state = self.manifest.state
+        picked = pick_merge(
+            state, config.small_object_bytes, config.merge_max_objects, config.merge_max_bytes
+        )
+        if not picked:
+            return
+        merged: list[PreparedObject] = merge_objects(
+            self.store,
+            state,
+            picked,
+            ids=self._ids,
+            now_ms=now,
+            block_bytes=config.block_bytes,
+            stream_object_bytes=config.stream_object_bytes,
+        )
+        if not put_objects(self.store, merged, self._stop, self._note_error):
+            return
+        with self._commit_serial:
+            current = self.manifest.state.objects
+            if any(oid not in current for oid in picked):
+                for prepared in merged:  # the inputs changed meanwhile; try again later
+                    self.store.delete(prepared.meta.key)
+                return
+            self._commit(add_ops(merged) + removal_ops(picked, now + grace_ms))
+        log.info("merged %d objects into %d", len(picked), len(merged))
+
+    def _collect_garbage(self, now: int) -> None:
+        expired = expired_garbage(self.manifest.state, now)
+        for key in expired:
+            self.store.delete(key)
+            self.reader.forget(key)
+        if expired:
+            with self._commit_serial:
+                self._commit([["forget_garbage", key] for key in expired])
+            self.stats.objects_deleted += len(expired)
+
+    # -- state and lifecycle -----------------------------------------------------
+
+    def _stream(self, stream_id: int) -> _Stream:
+        with self._lock:
+            return self._stream_locked(stream_id)
+
+    def _stream_locked(self, stream_id: int) -> _Stream:
+        stream = self._streams.get(stream_id)
+        if stream is None:
+            raise StreamNotFound(stream_id)
+        return stream
+
+    def _check_usable(self) -> None:
+        if self._closed:
+            raise StoreClosed
+        if self._failure is not None:
+            raise self._failure_error()
+
+    def _failure_error(self) -> BaseException:
+        assert self._failure is not None
+        return self._failure if isinstance(self._failure, Fenced) else StoreFailed(self._failure)
+
+    def _fail(self, error: BaseException) -> None:
+        with self._lock:
+            if self._failure is None:
+                self._failure = error
+            self._changed.notify_all()
+
+    @property
+    def fenced(self) -> bool:
+        return isinstance(self._failure, Fenced)
+
+    def close(self, *, flush: bool = True, timeout: float | None = 30.0) -> None:
+        """Stops appends, uploads what is in the cache (unless ``flush`` is
+        False or the store cannot be reached within ``timeout``; the WAL still
+        holds it), and releases everything."""
+        if self._closed:
+            return
+        if flush and self._failure is None:
+            with contextlib.suppress(Fenced, StoreFailed):
+                self.flush(timeout)
+        with self._lock:
+            self._closed = True
+            self._stop.set()
+            self._changed.notify_all()
+        self._compact_now.set()
+        self._uploader.join()
+        self._compactor.join()
+        self._read_pool.shutdown(wait=True)
+        self._fetch_pool.shutdown(wait=True)
+        self.wal.close()
+        if self._owns_store:
+            self.store.close()
+
+    def __enter__(self) -> StreamStore:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()

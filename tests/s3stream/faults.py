@@ -1,0 +1,87 @@
+"""A wrapper store that fails on command: the faults a real store cannot be
+told to produce (an outage, a timeout, a lost response)."""
+
+from __future__ import annotations
+
+import threading
+
+from s3stream.store import ObjectInfo, ObjectStore, ObjectStoreError
+from s3stream.store.base import BytesLike
+
+
+class InjectedFault(ObjectStoreError):
+    def __init__(self, operation: str, key: str) -> None:
+        super().__init__(operation, key, "injected fault")
+
+
+class FaultyStore(ObjectStore):
+    """Delegates to ``inner``; operations named in ``failing`` raise a
+    transient error until healed. ``lose_put_responses`` makes puts succeed
+    in the inner store but report failure, as a timed-out request would."""
+
+    def __init__(self, inner: ObjectStore) -> None:
+        self.inner = inner
+        self.url = f"faulty+{inner.url}"
+        self.failing: set[str] = set()
+        self.lose_put_responses = False
+        self.calls: dict[str, int] = {}
+        self.failures = 0
+        self._lock = threading.Lock()
+
+    def fail(self, *operations: str) -> None:
+        self.failing = set(operations) or {"put", "get", "delete", "list", "head"}
+
+    def heal(self) -> None:
+        self.failing = set()
+        self.lose_put_responses = False
+
+    def _check(self, operation: str, key: str) -> None:
+        with self._lock:
+            self.calls[operation] = self.calls.get(operation, 0) + 1
+            if operation in self.failing:
+                self.failures += 1
+                raise InjectedFault(operation, key)
+
+    def _after_put(self, key: str) -> None:
+        if self.lose_put_responses:
+            with self._lock:
+                self.failures += 1
+            raise InjectedFault("put", key)
+
+    def put(self, key: str, data: BytesLike) -> str:
+        self._check("put", key)
+        version = self.inner.put(key, data)
+        self._after_put(key)
+        return version
+
+    def put_if_absent(self, key: str, data: BytesLike) -> str:
+        self._check("put", key)
+        version = self.inner.put_if_absent(key, data)
+        self._after_put(key)
+        return version
+
+    def put_if_version(self, key: str, data: BytesLike, version: str) -> str:
+        self._check("put", key)
+        new_version = self.inner.put_if_version(key, data, version)
+        self._after_put(key)
+        return new_version
+
+    def get(self, key: str, start: int = 0, end: int | None = None) -> bytes:
+        self._check("get", key)
+        return self.inner.get(key, start, end)
+
+    def get_versioned(self, key: str) -> tuple[bytes, str]:
+        self._check("get", key)
+        return self.inner.get_versioned(key)
+
+    def head(self, key: str) -> ObjectInfo:
+        self._check("head", key)
+        return self.inner.head(key)
+
+    def delete(self, key: str) -> None:
+        self._check("delete", key)
+        self.inner.delete(key)
+
+    def list(self, prefix: str = "") -> list[ObjectInfo]:
+        self._check("list", prefix)
+        return self.inner.list(prefix)

@@ -1,0 +1,149 @@
+"""A stateful property: random appends, trims, uploads, compactions, stream
+deletions and restarts across many streams, checked against a model that is
+just a dict of lists. Every stream's content must be exactly what was
+appended and not trimmed, whether it is read from the log cache, from
+objects, or after a restart with or without the WAL."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+)
+
+from s3stream import StreamStore, StreamStoreConfig
+from s3stream.store import MemoryStore
+
+CONFIG = StreamStoreConfig(
+    upload_interval_s=3600,
+    compaction_interval_s=3600,
+    block_bytes=256,
+    stream_object_bytes=2048,
+    small_object_bytes=4096,
+    garbage_grace_s=0,
+    wal_segment_bytes=16 * 1024,
+    log_cache_bytes=1024,  # tiny: most reads go to objects
+)
+
+
+class StreamStoreMachine(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.root = Path(tempfile.mkdtemp(prefix="tidelog-model-"))
+        self.bucket = MemoryStore()
+        self.generation = 0
+        self.store = self._open()
+        self.model: dict[int, list[tuple[int, int, bytes]]] = {}
+        self.starts: dict[int, int] = {}
+
+    def _open(self, fresh_dir: bool = False) -> StreamStore:
+        if fresh_dir:
+            self.generation += 1
+        return StreamStore.open(self.root / f"node-{self.generation}", self.bucket, CONFIG)
+
+    def _reopen(self, fresh_dir: bool = False) -> StreamStore:
+        store = self._open(fresh_dir)
+        for stream in self.model:  # appends need the stream open in this process
+            store.open_stream(stream, 1)
+        return store
+
+    @initialize()
+    def first_streams(self) -> None:
+        for _ in range(2):
+            self.create()
+
+    def teardown(self) -> None:
+        self.store.close(flush=False)
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    # -- rules ----------------------------------------------------------------
+
+    @rule()
+    def create(self) -> None:
+        stream = self.store.create_stream()
+        self.store.open_stream(stream, 1)
+        self.model[stream] = []
+        self.starts[stream] = 0
+
+    @precondition(lambda self: self.model)
+    @rule(data=st.data(), count=st.integers(1, 5), size=st.integers(0, 300))
+    def append(self, data: st.DataObject, count: int, size: int) -> None:
+        stream = data.draw(st.sampled_from(sorted(self.model)))
+        base = self.store.next_offset(stream)
+        body = bytes([base % 256, count]) * (size // 2)
+        assert self.store.append(stream, base, base + count - 1, body) == base + count
+        self.model[stream].append((base, base + count, body))
+
+    @precondition(lambda self: self.model)
+    @rule(data=st.data())
+    def trim(self, data: st.DataObject) -> None:
+        stream = data.draw(st.sampled_from(sorted(self.model)))
+        end = self.store.end_offset(stream)
+        start = data.draw(st.integers(self.starts[stream], end))
+        self.store.trim(stream, start)
+        self.starts[stream] = start
+
+    @precondition(lambda self: len(self.model) > 1)
+    @rule(data=st.data())
+    def delete(self, data: st.DataObject) -> None:
+        stream = data.draw(st.sampled_from(sorted(self.model)))
+        self.store.delete_stream(stream)
+        del self.model[stream], self.starts[stream]
+
+    @rule()
+    def upload(self) -> None:
+        assert self.store.flush(timeout=30)
+
+    @rule()
+    def compact(self) -> None:
+        self.store.flush(timeout=30)
+        self.store.compact()
+
+    @rule(flush=st.booleans())
+    def restart(self, flush: bool) -> None:
+        """Close (uploading or not) and reopen on the same WAL."""
+        self.store.close(flush=flush)
+        self.store = self._reopen()
+
+    @rule()
+    def new_machine(self) -> None:
+        """Upload everything, then reopen with an empty data directory."""
+        self.store.close(flush=True)
+        self.store = self._reopen(fresh_dir=True)
+
+    # -- the property -----------------------------------------------------------
+
+    @invariant()
+    def every_stream_reads_back_its_model(self) -> None:
+        assert self.store.streams() == sorted(self.model)
+        for stream, batches in self.model.items():
+            start = self.starts[stream]
+            assert self.store.start_offset(stream) >= start
+            start = self.store.start_offset(stream)  # retention may only move it forward
+            want = [b for b in batches if b[1] > start]
+            got = []
+            offset = start
+            while offset < self.store.end_offset(stream):
+                result = self.store.fetch(stream, offset, 700)
+                got += [(b.base_offset, b.end_offset, bytes(b.payload)) for b in result.batches]
+                offset = result.next_offset
+            assert got == want
+            end = batches[-1][1] if batches else 0
+            assert self.store.end_offset(stream) == max(end, self.starts[stream])
+
+
+StreamStoreMachine.TestCase.settings = settings(
+    max_examples=settings().max_examples // 5 or 1,
+    stateful_step_count=25,
+    deadline=None,
+)
+test_stream_store_matches_model = StreamStoreMachine.TestCase
