@@ -34,6 +34,7 @@ LOG_PREFIX = "manifest/log/"
 CHECKPOINT_PREFIX = "manifest/checkpoint/"
 DEFAULT_CHECKPOINT_EVERY = 64
 _OPEN_ATTEMPTS = 20
+_LOAD_ATTEMPTS = 6
 
 
 def delta_key(seq: int) -> str:
@@ -109,6 +110,13 @@ class Manifest:
             except PreconditionFailed:
                 _backoff_sleep(attempt)  # another opener or writer moved first
                 continue
+            except ObjectStoreError as error:
+                if not error.transient or attempt == _OPEN_ATTEMPTS - 1:
+                    raise
+                # If the fence landed after all, the next load sees it as an
+                # older epoch and this opener simply fences once more.
+                _backoff_sleep(attempt)
+                continue
             log.info("manifest opened at version %d, epoch %d", state.seq, manifest.epoch)
             return manifest
         raise ObjectStoreError("open", LOG_PREFIX, "the manifest kept moving while opening")
@@ -124,12 +132,16 @@ class Manifest:
         """
         with self._commit_lock:
             attempt = 0
+            written = False  # whether the unsettled write, if any, is this call's
             while True:
                 if self._fenced is not None:
                     raise self._fenced
                 try:
                     if self._unsettled is not None:
-                        self._settle()
+                        settled = self._settle()
+                        if written:
+                            return settled
+                    written = True
                     return self._write(self.state.seq + 1, ops)
                 except PreconditionFailed:
                     self._discover_fence(self.state.seq + 1)
@@ -155,8 +167,9 @@ class Manifest:
         self._adopt(state)
         return state
 
-    def _settle(self) -> None:
-        """Finishes a write whose outcome is unknown (its response was lost)."""
+    def _settle(self) -> ManifestState:
+        """Finishes a write whose outcome is unknown (its response was lost):
+        writes it again, or finds it was written after all."""
         assert self._unsettled is not None
         seq, data, state = self._unsettled
         try:
@@ -166,6 +179,7 @@ class Manifest:
                 self._unsettled = None
                 raise
         self._adopt(state)
+        return state
 
     def _adopt(self, state: ManifestState) -> None:
         self._unsettled = None
@@ -211,11 +225,11 @@ class Manifest:
 
 def load_state(store: ObjectStore) -> ManifestState:
     """The newest committed state: the last checkpoint plus the deltas after it."""
-    for attempt in range(_OPEN_ATTEMPTS):
+    for attempt in range(_LOAD_ATTEMPTS):
         try:
             return _load_once(store)
         except ObjectNotFound:
-            _backoff_sleep(attempt)  # a checkpoint deleted what we listed; list again
+            time.sleep(0.01 * 2**attempt)  # a checkpoint deleted what we listed; list again
     raise CorruptObject(LOG_PREFIX, "manifest versions are missing (checked repeatedly)")
 
 

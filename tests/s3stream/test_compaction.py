@@ -1,0 +1,160 @@
+"""Compaction and retention: merges, splits, trims by time and bytes, and
+deletion only after the grace period; the data read back never changes."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from s3stream import OffsetOutOfRange, Retention, StreamStore, StreamStoreConfig
+from s3stream.objects import ObjectKind
+from s3stream.store import MemoryStore, ObjectStore
+from s3stream.uploader import OBJECT_PREFIX, object_key
+from tests.s3stream.test_stream_store import expected, fill, new_stream, read_all
+
+CONFIG = StreamStoreConfig(
+    upload_interval_s=3600,
+    compaction_interval_s=3600,
+    small_object_bytes=64 * 1024,
+    stream_object_bytes=8 * 1024,
+    block_bytes=1024,
+    garbage_grace_s=0,
+    log_cache_bytes=0,  # every read after upload goes to objects
+)
+
+
+@pytest.fixture
+def bucket() -> MemoryStore:
+    return MemoryStore()
+
+
+@pytest.fixture
+def store(tmp_path: Path, bucket: MemoryStore) -> Iterator[StreamStore]:
+    with StreamStore.open(tmp_path / "node", bucket, CONFIG) as opened:
+        yield opened
+
+
+def uploads(store: StreamStore, streams: list[int], rounds: int, count: int = 2) -> None:
+    for _ in range(rounds):
+        for stream in streams:
+            fill(store, stream, count)
+        assert store.flush(timeout=30)
+
+
+def object_keys(bucket: ObjectStore) -> set[str]:
+    return {info.key for info in bucket.list(OBJECT_PREFIX)}
+
+
+def test_small_objects_are_merged(store: StreamStore, bucket: MemoryStore) -> None:
+    streams = [new_stream(store) for _ in range(3)]
+    uploads(store, streams, rounds=8)
+    before = object_keys(bucket)
+    assert len(store.manifest.state.objects) == 8
+    store.compact()
+    state = store.manifest.state
+    assert len(state.objects) == 1
+    for stream in streams:
+        assert read_all(store, stream) == expected(stream, 0, 16)
+    # The grace period is 0 here, so the same pass deleted the inputs.
+    assert object_keys(bucket) == {meta.key for meta in state.objects.values()}
+    assert not before & object_keys(bucket)
+    assert state.garbage == {}
+
+
+def test_big_streams_are_split_into_stream_objects(store: StreamStore) -> None:
+    busy, quiet = new_stream(store), new_stream(store)
+    for _ in range(6):  # each upload: 3 KB of busy, 100 B of quiet; merged: 18 KB of busy
+        fill(store, busy, 6, size=500)
+        fill(store, quiet, 1)
+        assert store.flush(timeout=30)
+    store.compact()
+    kinds = sorted(
+        (meta.kind, tuple(r.stream_id for r in meta.ranges))
+        for meta in store.manifest.state.objects.values()
+    )
+    assert kinds == [(ObjectKind.STREAM_SET, (quiet,)), (ObjectKind.STREAM, (busy,))]
+    assert read_all(store, busy) == expected(busy, 0, 36, size=500)
+    assert read_all(store, quiet) == expected(quiet, 0, 6)
+
+
+def test_retention_by_bytes_keeps_at_least_the_limit(store: StreamStore) -> None:
+    stream = new_stream(store)
+    uploads(store, [stream], rounds=10, count=3)  # 10 objects of 300 payload bytes
+    store.set_retention(stream, Retention(bytes=1000))
+    store.compact()
+    start = store.start_offset(stream)
+    kept = read_all(store, stream)
+    assert start > 0
+    stored = sum(16 + len(b[2]) for b in kept)  # the size in objects: entry header + bytes
+    assert stored >= 1000
+    assert stored < 1000 + 3 * 116  # whole uploads are dropped: at most one more is kept
+    assert kept == [b for b in expected(stream, 0, 30) if b[0] >= start]
+    with pytest.raises(OffsetOutOfRange):
+        store.fetch(stream, 0)
+
+
+def test_retention_by_time_drops_old_objects_only(store: StreamStore, bucket: MemoryStore) -> None:
+    stream, other = new_stream(store), new_stream(store)
+    uploads(store, [stream, other], rounds=3)
+    time.sleep(0.05)
+    fill(store, stream, 2)  # newer than the limit, and not uploaded yet
+    store.set_retention(stream, Retention(ms=20))
+    store.compact()
+    assert store.start_offset(stream) == 18  # every uploaded offset was too old
+    assert read_all(store, stream) == expected(stream, 18, 2)
+    assert read_all(store, other) == expected(other, 0, 6)  # no retention set
+
+
+def test_fully_trimmed_and_deleted_streams_free_their_objects(
+    store: StreamStore, bucket: MemoryStore
+) -> None:
+    keep, drop = new_stream(store), new_stream(store)
+    uploads(store, [drop], rounds=3)
+    uploads(store, [keep, drop], rounds=1)
+    store.delete_stream(drop)
+    store.compact()
+    store.compact()
+    remaining = list(store.manifest.state.objects.values())
+    assert len(remaining) == 1  # the three objects of only the deleted stream are gone
+    assert {r.stream_id for r in remaining[0].ranges} == {keep, drop}
+    assert object_keys(bucket) == {remaining[0].key}
+    assert read_all(store, keep) == expected(keep, 0, 2)
+    store.trim(keep, store.end_offset(keep))  # now nothing in it can be read
+    store.flush(timeout=30)
+    store.compact()
+    assert store.manifest.state.objects == {}
+    assert object_keys(bucket) == set()
+
+
+def test_removed_objects_stay_readable_during_the_grace_period(
+    tmp_path: Path, bucket: MemoryStore
+) -> None:
+    config = StreamStoreConfig(
+        upload_interval_s=3600, compaction_interval_s=3600, garbage_grace_s=3600
+    )
+    with StreamStore.open(tmp_path / "node", bucket, config) as store:
+        stream = new_stream(store)
+        uploads(store, [stream], rounds=4)
+        before = store.manifest.state  # what an in-flight read looked up
+        store.compact()
+        assert len(store.manifest.state.objects) == 1
+        for key in {meta.key for meta in before.objects.values()}:
+            assert key in object_keys(bucket)
+        batches = store.reader.read(before, stream, 0, 1 << 20, 24)
+        assert [b.base_offset for b in batches] == list(range(0, 24, 3))
+
+
+def test_orphans_of_older_writers_are_deleted_on_open(tmp_path: Path, bucket: MemoryStore) -> None:
+    with StreamStore.open(tmp_path / "a", bucket, CONFIG) as store:
+        stream = new_stream(store)
+        uploads(store, [stream], rounds=1)
+        epoch = store.manifest.epoch
+    orphan = object_key(epoch, 999, ObjectKind.STREAM_SET)
+    bucket.put(orphan, b"an upload that never committed")
+    with StreamStore.open(tmp_path / "b", bucket, CONFIG) as store:
+        assert store.recovery.orphans_deleted == 1
+        assert orphan not in object_keys(bucket)
+        assert read_all(store, stream) == expected(stream, 0, 2)

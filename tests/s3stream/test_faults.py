@@ -1,0 +1,136 @@
+"""Object-store outages, timeouts and lost responses: appends keep being
+acknowledged from the WAL, nothing is lost, the WAL is not trimmed before
+its data is in a committed object, and uploads resume when the store heals."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from s3stream import StreamStore, StreamStoreConfig
+from s3stream.store import MemoryStore, ObjectStoreError
+from tests.s3stream.faults import FaultyStore
+from tests.s3stream.test_stream_store import expected, fill, new_stream, read_all
+
+CONFIG = StreamStoreConfig(
+    upload_bytes=8 * 1024,
+    upload_interval_s=0.05,
+    compaction_interval_s=3600,
+    wal_segment_bytes=32 * 1024,
+)
+
+
+@pytest.fixture
+def faulty() -> FaultyStore:
+    return FaultyStore(MemoryStore())
+
+
+@pytest.fixture
+def node(tmp_path: Path, faulty: FaultyStore) -> Iterator[StreamStore]:
+    store = StreamStore.open(tmp_path / "node", faulty, CONFIG)
+    yield store
+    faulty.heal()
+    store.close(flush=False)
+
+
+def test_appends_are_acknowledged_through_an_outage(
+    tmp_path: Path, faulty: FaultyStore, node: StreamStore
+) -> None:
+    stream = new_stream(node)
+    fill(node, stream, 10, size=500)
+    assert node.flush(timeout=30)
+    committed = node.remote_end_offset(stream)
+    faulty.fail()  # every operation fails from now on
+    fill(node, stream, 200, size=500)  # 100 KB: many upload attempts, all failing
+    assert node.end_offset(stream) == 630
+    assert not node.flush(timeout=0.5)
+    assert node.stats.upload_errors > 0
+    assert node.remote_end_offset(stream) == committed
+    segments = node.wal.segments
+    assert len(segments) > 3  # nothing trimmed: the WAL holds what the bucket does not
+    assert read_all(node, stream) == expected(stream, 0, 210, size=500)
+    faulty.heal()
+    assert node.flush(timeout=30)  # uploads resume by themselves
+    assert node.remote_end_offset(stream) == 630
+    assert len(node.wal.segments) <= 2
+    with StreamStore.open(tmp_path / "fresh", faulty.inner, CONFIG) as fresh:
+        assert read_all(fresh, stream) == expected(stream, 0, 210, size=500)
+
+
+def test_a_restart_during_an_outage_recovers_from_the_wal(
+    tmp_path: Path, faulty: FaultyStore
+) -> None:
+    first = StreamStore.open(tmp_path / "node", faulty, CONFIG)
+    stream = new_stream(first)
+    fill(first, stream, 5)
+    assert first.flush(timeout=30)
+    faulty.fail("put")
+    fill(first, stream, 50)
+    first.close(timeout=0.3)  # cannot upload; the WAL keeps it all
+    faulty.heal()
+    with StreamStore.open(tmp_path / "node", faulty, CONFIG) as second:
+        assert second.recovery.replayed_appends == 50
+        assert second.flush(timeout=30)
+    with StreamStore.open(tmp_path / "fresh", faulty.inner, CONFIG) as fresh:
+        assert read_all(fresh, stream) == expected(stream, 0, 55)
+
+
+def test_lost_put_responses_never_duplicate_data(
+    tmp_path: Path, faulty: FaultyStore, node: StreamStore
+) -> None:
+    stream = new_stream(node)
+    faulty.lose_put_responses = True  # every put lands, every answer is lost
+    fill(node, stream, 40)
+    assert not node.flush(timeout=0.5)
+    faulty.heal()
+    assert node.flush(timeout=30)
+    with StreamStore.open(tmp_path / "fresh", faulty.inner, CONFIG) as fresh:
+        assert read_all(fresh, stream) == expected(stream, 0, 40)
+        ranges = fresh.manifest.state.ranges[stream].entries
+        for (_, end, _), (start, _, _) in itertools.pairwise(ranges):
+            assert end == start  # no overlapping (duplicated) ranges
+
+
+def test_failed_reads_are_clear_errors_and_reading_resumes(
+    tmp_path: Path, faulty: FaultyStore
+) -> None:
+    with StreamStore.open(tmp_path / "writer", faulty.inner, CONFIG) as writer:
+        stream = new_stream(writer)
+        fill(writer, stream, 20)
+    with StreamStore.open(tmp_path / "reader", faulty, CONFIG) as reader:
+        faulty.fail("get")
+        with pytest.raises(ObjectStoreError) as caught:
+            reader.fetch(stream, 0)
+        assert caught.value.transient
+        other = new_stream(reader)  # writing still works meanwhile
+        fill(reader, other, 3)
+        faulty.heal()
+        assert read_all(reader, stream) == expected(stream, 0, 20)
+
+
+def test_appends_wait_when_too_much_is_not_uploaded(tmp_path: Path, faulty: FaultyStore) -> None:
+    config = StreamStoreConfig(
+        upload_bytes=4096, upload_interval_s=0.05, max_unuploaded_bytes=16 * 1024
+    )
+    with StreamStore.open(tmp_path / "node", faulty, config) as store:
+        stream = new_stream(store)
+        faulty.fail("put")
+        done = threading.Event()
+
+        def produce() -> None:
+            fill(store, stream, 100, size=1000)  # 100 KB, far over the bound
+            done.set()
+
+        producer = threading.Thread(target=produce)
+        producer.start()
+        assert not done.wait(1.0)  # held back while the store is down
+        assert store.end_offset(stream) < 300
+        faulty.heal()
+        assert done.wait(60)
+        producer.join()
+        assert store.flush(timeout=30)
+        assert read_all(store, stream) == expected(stream, 0, 100, size=1000)

@@ -1,0 +1,182 @@
+"""The manifest: versions, fencing, lost responses, checkpoints, corruption."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from s3stream.errors import CorruptObject, Fenced
+from s3stream.manifest import (
+    CHECKPOINT_PREFIX,
+    LOG_PREFIX,
+    Manifest,
+    decode_record,
+    delta_key,
+    encode_record,
+    load_state,
+)
+from s3stream.manifest_state import InvalidOperation, ManifestState
+from s3stream.objects import ObjectKind
+from s3stream.store import MemoryStore, ObjectStore
+from tests.s3stream.faults import FaultyStore, InjectedFault
+
+
+def add_object_op(object_id: int, stream_id: int, start: int, end: int) -> list[object]:
+    return [
+        "add_object",
+        [
+            object_id,
+            f"objects/{object_id}",
+            int(ObjectKind.STREAM_SET),
+            100,
+            0,
+            [[stream_id, start, end, 100]],
+        ],
+    ]
+
+
+def test_opening_bumps_the_epoch_each_time(any_store: ObjectStore) -> None:
+    epochs = [Manifest.open(any_store).epoch for _ in range(3)]
+    assert epochs == [1, 2, 3]
+    assert load_state(any_store).epoch == 3
+
+
+def test_commits_survive_reopen(any_store: ObjectStore) -> None:
+    manifest = Manifest.open(any_store)
+    manifest.commit([["create_stream", 1, 0], add_object_op(1, 1, 0, 10)])
+    manifest.commit([add_object_op(2, 1, 10, 25), ["trim", 1, 5]])
+    state = Manifest.open(any_store).state
+    stream = state.streams[1]
+    assert (stream.start_offset, stream.end_offset) == (5, 25)
+    assert state.ranges[1].entries == [(0, 10, 1), (10, 25, 2)]
+    assert state.next_object_id == 3
+
+
+def test_the_older_writer_is_fenced_at_its_next_commit(any_store: ObjectStore) -> None:
+    old = Manifest.open(any_store)
+    old.commit([["create_stream", 1, 0]])
+    new = Manifest.open(any_store)
+    with pytest.raises(Fenced) as caught:
+        old.commit([add_object_op(1, 1, 0, 10)])
+    assert (caught.value.epoch, caught.value.newer_epoch) == (1, 2)
+    with pytest.raises(Fenced):
+        old.commit([])  # and every commit after
+    new.commit([add_object_op(1, 1, 0, 10)])
+    assert load_state(any_store).streams[1].end_offset == 10
+
+
+def test_concurrent_openers_get_distinct_epochs(memory_store: MemoryStore) -> None:
+    epochs: list[int] = []
+    barrier = threading.Barrier(6)
+
+    def opener() -> None:
+        barrier.wait()
+        epochs.append(Manifest.open(memory_store).epoch)
+
+    threads = [threading.Thread(target=opener) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(epochs) == [1, 2, 3, 4, 5, 6]
+
+
+def test_a_lost_put_response_is_recognised_as_our_own_write(memory_store: MemoryStore) -> None:
+    faulty = FaultyStore(memory_store)
+    manifest = Manifest.open(faulty)
+    manifest.commit([["create_stream", 1, 0]])
+    faulty.lose_put_responses = True
+    healer = threading.Timer(0.2, faulty.heal)
+    healer.start()
+    manifest.commit([add_object_op(1, 1, 0, 10)])  # retried until the store heals
+    healer.join()
+    assert faulty.failures >= 1
+    state = load_state(memory_store)
+    assert state.seq == manifest.state.seq and state.streams[1].end_offset == 10
+    manifest.commit([["trim", 1, 3]])  # and the next version follows on
+    assert load_state(memory_store).streams[1].start_offset == 3
+
+
+def test_a_commit_gives_up_at_its_deadline_and_settles_later(memory_store: MemoryStore) -> None:
+    import time
+
+    from s3stream.store import ObjectStoreError
+
+    class LoseThenFail(FaultyStore):
+        """The put lands but its answer is lost, then the store goes down."""
+
+        armed = False
+
+        def _after_put(self, key: str) -> None:
+            if self.armed and key.startswith(LOG_PREFIX) and not self.failing:
+                self.fail("put")
+                raise InjectedFault("put", key)
+
+    faulty = LoseThenFail(memory_store)
+    manifest = Manifest.open(faulty)
+    faulty.armed = True
+    with pytest.raises(ObjectStoreError):
+        manifest.commit([["create_stream", 1, 0]], deadline=time.monotonic() + 0.2)
+    faulty.armed = False
+    faulty.heal()
+    manifest.commit([["create_stream", 2, 0]])
+    state = load_state(memory_store)
+    assert sorted(state.streams) == [1, 2]  # the unsettled version was kept, once
+
+
+def test_invalid_operations_are_refused_before_anything_is_written(
+    memory_store: MemoryStore,
+) -> None:
+    manifest = Manifest.open(memory_store)
+    before = [i.key for i in memory_store.list()]
+    with pytest.raises(InvalidOperation):
+        manifest.commit([["trim", 1, 0], ["open_stream", 9, 1]])
+    assert [i.key for i in memory_store.list()] == before
+    manifest.commit([["create_stream", 1, 0]])  # the manifest still works
+
+
+def test_checkpoints_bound_what_an_opener_reads(memory_store: MemoryStore) -> None:
+    manifest = Manifest.open(memory_store, checkpoint_every=4)
+    manifest.commit([["create_stream", 1, 0]])
+    for i in range(1, 30):
+        manifest.commit([add_object_op(i, 1, (i - 1) * 10, i * 10)])
+    checkpoints = [i.key for i in memory_store.list(CHECKPOINT_PREFIX)]
+    deltas = [i.key for i in memory_store.list(LOG_PREFIX)]
+    assert len(checkpoints) == 2
+    assert len(deltas) <= 8  # since the older checkpoint, not the whole history
+    state = load_state(memory_store)
+    assert state.streams[1].end_offset == 290 and len(state.objects) == 29
+    assert state.seq == manifest.state.seq
+
+
+def test_checkpoint_round_trip_equals_replayed_state(memory_store: MemoryStore) -> None:
+    manifest = Manifest.open(memory_store, checkpoint_every=1000)
+    manifest.commit([["create_stream", 1, 0], ["create_stream", 2, 5]])
+    manifest.commit([add_object_op(1, 1, 0, 10), add_object_op(2, 2, 0, 4), ["open_stream", 2, 7]])
+    manifest.commit([["remove_object", 2, 99], ["delete_stream", 1]])
+    state = manifest.state
+    again = ManifestState.from_wire(decode_record("k", encode_record(state.to_wire())))
+    assert again.to_wire() == state.to_wire()
+    assert again.ranges[2].entries == state.ranges[2].entries == []
+    assert again.garbage == {"objects/2": 99}
+
+
+@given(st.binary(min_size=1, max_size=200), st.data())
+def test_damaged_manifest_records_are_detected(body: bytes, data: st.DataObject) -> None:
+    record = bytearray(encode_record({"seq": 1, "ops": [body]}))
+    position = data.draw(st.integers(0, len(record) - 1))
+    record[position] ^= 1 << data.draw(st.integers(0, 7))
+    with pytest.raises(CorruptObject):
+        decode_record("k", bytes(record))
+
+
+def test_a_missing_version_is_reported(memory_store: MemoryStore) -> None:
+    manifest = Manifest.open(memory_store, checkpoint_every=1000)
+    for i in range(1, 4):
+        manifest.commit([["create_stream", i, 0]])
+    memory_store.delete(delta_key(2))
+    with pytest.raises(CorruptObject, match="missing"):
+        load_state(memory_store)
