@@ -1,8 +1,9 @@
 """A bytes-bounded LRU cache of parsed data blocks, with in-flight dedup.
 
 Readers and read-ahead ask for a block by (object key, position); a block
-being fetched is fetched once, whoever asks first, and everyone else waits
-on the same future.
+being fetched is fetched once, whoever asks first (``get``, or ``claim``
+for read-ahead that fetches many blocks in one GET), and everyone else
+waits on the same future.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
-from concurrent.futures import Executor, Future
+from concurrent.futures import Future
 
 from s3stream.objects import StoredBatch
 
@@ -45,14 +46,25 @@ class BlockCache:
             self._load(key, size, loader, future)
         return future.result()
 
-    def prefetch(self, key: BlockKey, size: int, loader: Loader, executor: Executor) -> None:
-        """Starts loading the block in ``executor`` unless cached or in flight."""
+    def claim(self, key: BlockKey) -> bool:
+        """Marks a block as being loaded by the caller, unless it is cached or
+        already on its way; the caller must then ``fulfil`` or ``abandon`` it."""
         with self._lock:
             if key in self._blocks or key in self._loading:
-                return
-            future: Future[list[StoredBatch]] = Future()
-            self._loading[key] = future
-        executor.submit(self._load, key, size, loader, future)
+                return False
+            self._loading[key] = Future()
+            return True
+
+    def fulfil(self, key: BlockKey, size: int, batches: list[StoredBatch]) -> None:
+        with self._lock:
+            future = self._loading.pop(key)
+            self._insert(key, size, batches)
+        future.set_result(batches)
+
+    def abandon(self, key: BlockKey, error: BaseException) -> None:
+        with self._lock:
+            future = self._loading.pop(key)
+        future.set_exception(error)
 
     def _load(
         self, key: BlockKey, size: int, loader: Loader, future: Future[list[StoredBatch]]
@@ -66,13 +78,17 @@ class BlockCache:
             return
         with self._lock:
             del self._loading[key]
-            if size <= self.max_bytes:
-                self._blocks[key] = (batches, size)
-                self.size += size
-                while self.size > self.max_bytes:
-                    _, (_, evicted) = self._blocks.popitem(last=False)
-                    self.size -= evicted
+            self._insert(key, size, batches)
         future.set_result(batches)
+
+    def _insert(self, key: BlockKey, size: int, batches: list[StoredBatch]) -> None:
+        if size > self.max_bytes:
+            return
+        self._blocks[key] = (batches, size)
+        self.size += size
+        while self.size > self.max_bytes:
+            _, (_, evicted) = self._blocks.popitem(last=False)
+            self.size -= evicted
 
     def in_flight(self) -> int:
         with self._lock:

@@ -103,21 +103,40 @@ def orphans(state: ManifestState, listing: Sequence[ObjectInfo]) -> list[str]:
     return found
 
 
-def pick_merge(
-    state: ManifestState, small_object_bytes: int, max_objects: int, max_bytes: int
+def pick_compaction(
+    state: ManifestState,
+    *,
+    small_object_bytes: int,
+    stream_object_bytes: int,
+    max_objects: int,
+    max_bytes: int,
 ) -> list[int]:
-    """The oldest small stream-set objects worth merging (two or more), if any."""
+    """The oldest stream-set objects, if rewriting them gains something.
+
+    It does if two or more of them are small (merging saves GETs and
+    objects), or if one stream has at least ``stream_object_bytes`` across
+    them: that stream then moves into a stream object of its own, so a
+    reader catching up on it reads a few large objects instead of a slice of
+    every stream-set object.
+    """
     picked: list[int] = []
     total = 0
     for object_id in sorted(state.objects):
         meta = state.objects[object_id]
-        if meta.kind is not ObjectKind.STREAM_SET or meta.size >= small_object_bytes:
+        if meta.kind is not ObjectKind.STREAM_SET:
             continue
         if len(picked) >= max_objects or total + meta.size > max_bytes:
             break
         picked.append(object_id)
         total += meta.size
-    return picked if len(picked) >= 2 else []
+    small = sum(1 for oid in picked if state.objects[oid].size < small_object_bytes)
+    per_stream: dict[int, int] = {}
+    for oid in picked:
+        for r in state.objects[oid].ranges:
+            if not _range_dead(state, r.stream_id, r.end_offset):
+                per_stream[r.stream_id] = per_stream.get(r.stream_id, 0) + r.size
+    splits = any(size >= stream_object_bytes for size in per_stream.values())
+    return picked if small >= 2 or splits else []
 
 
 def merge_objects(

@@ -45,13 +45,15 @@ class ObjectReader:
         block_cache: BlockCache,
         executor: Executor,
         *,
-        readahead_blocks: int = 8,
+        readahead_bytes: int = 32 * 1024 * 1024,
+        readahead_span_bytes: int = 8 * 1024 * 1024,
         index_cache_entries: int = 4096,
     ) -> None:
         self.store = store
         self.block_cache = block_cache
         self._executor = executor
-        self._readahead = readahead_blocks
+        self._readahead_bytes = readahead_bytes
+        self._span_bytes = readahead_span_bytes
         self._index_entries = index_cache_entries
         self._indexes: OrderedDict[str, ObjectIndex] = OrderedDict()
         self._lock = threading.Lock()
@@ -91,17 +93,62 @@ class ObjectReader:
         with self._lock:
             sequential = self._read_ends.get(stream_id) == out[0].base_offset if out else False
             self._read_ends[stream_id] = offset
-        if sequential and self._readahead:
+        if sequential and self._readahead_bytes > 0:
             self._read_ahead(state, stream_id, offset)
         return out
 
     def _read_ahead(self, state: ManifestState, stream_id: int, offset: int) -> None:
-        for count, ref in enumerate(self._blocks_from(state, stream_id, offset)):
-            if count >= self._readahead:
+        """Fetches the blocks after ``offset`` (up to the read-ahead window)
+        that nobody has yet, adjacent ones together in one ranged GET."""
+        window = self._readahead_bytes
+        span: list[_BlockRef] = []
+        for ref in self._blocks_from(state, stream_id, offset):
+            if window <= 0:
                 break
-            self.block_cache.prefetch(
-                (ref.key, ref.info.position), ref.info.size, self._loader(ref), self._executor
-            )
+            window -= ref.info.size
+            if not self.block_cache.claim((ref.key, ref.info.position)):
+                self._submit_span(span)
+                span = []
+                continue
+            if span and not self._extends(span, ref):
+                self._submit_span(span)
+                span = []
+            span.append(ref)
+        self._submit_span(span)
+
+    def _extends(self, span: list[_BlockRef], ref: _BlockRef) -> bool:
+        last = span[-1]
+        size = last.info.position + last.info.size - span[0].info.position
+        return (
+            last.key == ref.key
+            and last.info.position + last.info.size == ref.info.position
+            and size + ref.info.size <= self._span_bytes
+        )
+
+    def _submit_span(self, span: list[_BlockRef]) -> None:
+        if span:
+            self._executor.submit(self._load_span, span)
+
+    def _load_span(self, span: list[_BlockRef]) -> None:
+        key = span[0].key
+        start = span[0].info.position
+        end = span[-1].info.position + span[-1].info.size
+        try:
+            self.gets += 1
+            data = memoryview(self.store.get(key, start, end))
+        except BaseException as error:
+            for ref in span:
+                self.block_cache.abandon((key, ref.info.position), error)
+            return
+        for ref in span:
+            block_key = (key, ref.info.position)
+            begin = ref.info.position - start
+            try:
+                batches = parse_block(key, ref.info, data[begin : begin + ref.info.size])
+            except BaseException as error:
+                self.block_cache.abandon(block_key, error)
+                continue
+            self.block_cache.fulfil(block_key, ref.info.size, batches)
 
     def _blocks_from(
         self, state: ManifestState, stream_id: int, offset: int

@@ -30,7 +30,7 @@ from s3stream.compaction import (
     expired_garbage,
     merge_objects,
     orphans,
-    pick_merge,
+    pick_compaction,
     removal_ops,
     retention_trims,
 )
@@ -85,12 +85,16 @@ class StreamStoreConfig:
     block_bytes: int = DEFAULT_BLOCK_BYTES
     stream_object_bytes: int = 16 * MiB
     block_cache_bytes: int = 256 * MiB
-    readahead_blocks: int = 8
+    readahead_bytes: int = 32 * MiB
+    """How far ahead of a sequential reader blocks are fetched."""
+    readahead_span_bytes: int = 8 * MiB
+    """The most one read-ahead GET fetches (adjacent blocks go together)."""
     read_workers: int = 8
     compaction_interval_s: float = 60.0
     small_object_bytes: int = 16 * MiB
     merge_max_objects: int = 64
-    merge_max_bytes: int = 512 * MiB
+    merge_max_bytes: int = 256 * MiB
+    """The most one compaction pass reads (and so holds in memory)."""
     garbage_grace_s: float = 60.0
     checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY
 
@@ -198,7 +202,11 @@ class StreamStore:
         self._fetch_pool = ThreadPoolExecutor(config.read_workers, "s3stream-fetch")
         self.block_cache = BlockCache(config.block_cache_bytes)
         self.reader = ObjectReader(
-            self.store, self.block_cache, self._read_pool, readahead_blocks=config.readahead_blocks
+            self.store,
+            self.block_cache,
+            self._read_pool,
+            readahead_bytes=config.readahead_bytes,
+            readahead_span_bytes=config.readahead_span_bytes,
         )
         self._uploader = threading.Thread(target=self._upload_loop, name="s3stream-upload")
         self._compactor = threading.Thread(target=self._compact_loop, name="s3stream-compact")
@@ -641,8 +649,12 @@ class StreamStore:
     def _merge(self, now: int, grace_ms: int) -> None:
         config = self.config
         state = self.manifest.state
-        picked = pick_merge(
-            state, config.small_object_bytes, config.merge_max_objects, config.merge_max_bytes
+        picked = pick_compaction(
+            state,
+            small_object_bytes=config.small_object_bytes,
+            stream_object_bytes=config.stream_object_bytes,
+            max_objects=config.merge_max_objects,
+            max_bytes=config.merge_max_bytes,
         )
         if not picked:
             return

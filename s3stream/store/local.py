@@ -1,11 +1,24 @@
 """An object store in a local directory: the embedded default (``file:///path``).
 
 Keys map to files under the root ("a/b" is root/a/b). A put writes a temp
-file beside the target, fsyncs it, renames it over the target and fsyncs the
-directory, so an object is either wholly there or not at all, even across a
-power cut. Conditional puts serialise on a threading lock plus an flock on
-root/.lock, so processes sharing the directory see one winner. A version is
-the file's inode, mtime and size: a rename always brings a new inode.
+file (".tmp-<uuid>") beside the target, fsyncs it, renames it over the target
+and fsyncs the directory, so an object is either wholly there or not at all,
+even across a power cut. The rename happens under a threading lock plus an
+flock on root/.lock, and a conditional put checks its condition under them
+too, so threads and processes sharing the directory see one winner; writing
+and syncing the data happens outside the lock.
+
+A version is the file's inode, mtime and size. A rename always brings a new
+inode, but filesystems reuse freed inodes at once (ext4 cycles through a
+handful) and keep mtimes at the clock tick (4 ms), so a write stamps its file
+with a nanosecond mtime later than the one it replaces: a version does not
+come back, and a stale put_if_version cannot succeed by coincidence.
+
+Limits, unlike S3: a key cannot be both an object and the "directory" of
+other keys ("a" and "a/b"); writing one over the other is a permanent error.
+Emptied sub-directories are left in place. Errors that retrying cannot fix
+(permissions, a full or read-only disk, a file where a directory should be)
+are ObjectStoreErrors with ``transient`` False; other I/O errors are transient.
 """
 
 from __future__ import annotations
@@ -14,10 +27,11 @@ import contextlib
 import errno
 import fcntl
 import os
+import stat
 import threading
+import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
 
 from s3stream.store.base import (
     BytesLike,
@@ -30,73 +44,109 @@ from s3stream.store.base import (
 
 _TEMP_PREFIX = ".tmp-"
 _LOCK_NAME = ".lock"
-# Errors that retrying will not fix: the store reports them as not transient.
-_PERMANENT = {errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.ENOTDIR}
+_PERMANENT = {
+    errno.EACCES,
+    errno.EPERM,
+    errno.ENOSPC,
+    errno.EDQUOT,
+    errno.EROFS,
+    errno.ENOTDIR,
+    errno.EISDIR,
+    errno.EEXIST,
+    errno.ENAMETOOLONG,
+}
+# Why a conditional put would fail, and the test the current file must pass.
+_Condition = tuple[str, Callable[[os.stat_result | None], bool]]
+# A path component that is a file, or a key that is a directory: no such object.
+_ABSENT = {errno.ENOENT, errno.ENOTDIR, errno.EISDIR}
 
 
 class LocalStore(ObjectStore):
+    """Objects as files under ``root``; shareable by threads and processes."""
+
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = os.path.abspath(os.fspath(root))
         self.url = f"file://{self.root}"
         os.makedirs(self.root, exist_ok=True)
         self._lock = threading.Lock()
 
-    # -- paths ----------------------------------------------------------------
-
     def _path(self, key: str) -> str:
         parts = key.split("/")
-        if not key or key.startswith("/") or any(p in ("", ".", "..") for p in parts):
-            raise ValueError(f"invalid object key {key!r}")
-        if any(p.startswith(".") for p in parts):
-            raise ValueError(f"object key parts may not start with '.': {key!r}")
+        if not key or any(part in ("", ".", "..") for part in parts):
+            raise ValueError(f"object key {key!r} is empty, absolute or has empty or '..' parts")
+        if any(part.startswith(".") for part in parts):
+            raise ValueError(f"object key {key!r} has a part starting with '.' (reserved)")
         return os.path.join(self.root, *parts)
 
-    # -- writing --------------------------------------------------------------
+    # -- writing ----------------------------------------------------------------
 
     def put(self, key: str, data: BytesLike) -> str:
-        return self._write(key, data)
+        return self._write(key, data, None)
 
     def put_if_absent(self, key: str, data: BytesLike) -> str:
-        path = self._path(key)
-        with self._exclusive(key):
-            if os.path.exists(path):
-                raise PreconditionFailed(key, "exists")
-            return self._write(key, data)
+        return self._write(key, data, ("exists", lambda found: found is None))
 
     def put_if_version(self, key: str, data: BytesLike, version: str) -> str:
-        path = self._path(key)
-        with self._exclusive(key):
-            try:
-                current = _version(os.stat(path))
-            except FileNotFoundError:
-                current = None
-            if current != version:
-                raise PreconditionFailed(key, f"version is not {version}")
-            return self._write(key, data)
+        def at_version(found: os.stat_result | None) -> bool:
+            return found is not None and _version(found) == version
 
-    def _write(self, key: str, data: BytesLike) -> str:
+        return self._write(key, data, (f"version is not {version}", at_version))
+
+    def _write(self, key: str, data: BytesLike, condition: _Condition | None) -> str:
+        """Writes and syncs a temp file, then renames it into place under the lock.
+
+        Only the check and the rename hold the lock, so a slow write blocks no
+        one; plain puts take it too, or one could land between a conditional
+        put's check and its rename.
+        """
         path = self._path(key)
+        if condition is not None and not condition[1](self._stat(key, path)):
+            raise PreconditionFailed(key, condition[0])  # lost already: write nothing
         directory = os.path.dirname(path)
         temp = os.path.join(directory, f"{_TEMP_PREFIX}{uuid.uuid4().hex}")
         try:
-            os.makedirs(directory, exist_ok=True)
+            self._make_directories(directory)
             fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
             try:
-                view = memoryview(data)
+                view = _byte_view(data)
                 while view:
                     view = view[os.write(fd, view) :]
+                stamp = max(time.time_ns(), _mtime_ns(path) + 1)
+                os.utime(fd, ns=(stamp, stamp))
                 os.fsync(fd)
+                with self._exclusive(key):
+                    if condition is not None and not condition[1](self._stat(key, path)):
+                        raise PreconditionFailed(key, condition[0])
+                    replaced = _mtime_ns(path)
+                    if replaced >= stamp:  # a later write landed meanwhile: be later still
+                        os.utime(fd, ns=(replaced + 1, replaced + 1))
+                        os.fsync(fd)
+                    os.rename(temp, path)
+                version = _version(os.fstat(fd))  # a rename keeps inode, mtime and size
             finally:
                 os.close(fd)
-            os.rename(temp, path)
             _sync_directory(directory)
-            return _version(os.stat(path))
-        except OSError as error:
-            _remove_quietly(temp)
-            raise _store_error("put", key, error) from error
+            return version
+        except BaseException as error:
+            _remove_quietly(temp)  # gone already if the rename happened
+            if isinstance(error, OSError):
+                raise _store_error("put", key, error) from error
+            raise
 
-    @contextmanager
+    def _make_directories(self, directory: str) -> None:
+        """Creates ``directory`` and its missing parents, each entry made durable."""
+        if directory == self.root or os.path.isdir(directory):
+            return
+        parent = os.path.dirname(directory)
+        self._make_directories(parent)
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(directory)
+            _sync_directory(parent)
+
+    @contextlib.contextmanager
     def _exclusive(self, key: str) -> Iterator[None]:
+        # The threading lock queues this process's threads; the flock excludes
+        # other processes writing to the same directory.
         with self._lock:
             try:
                 fd = os.open(
@@ -110,76 +160,111 @@ class LocalStore(ObjectStore):
             finally:
                 os.close(fd)  # releases the flock
 
-    # -- reading --------------------------------------------------------------
+    # -- reading ----------------------------------------------------------------
 
     def get(self, key: str, start: int = 0, end: int | None = None) -> bytes:
+        if start < 0 or (end is not None and end < 0):
+            raise ValueError(f"negative range [{start}, {end}) for {key!r}")
         path = self._path(key)
         try:
             with open(path, "rb", buffering=0) as file:
-                if end is None:
-                    end = os.fstat(file.fileno()).st_size
-                return os.pread(file.fileno(), max(0, end - start), start)
-        except FileNotFoundError as error:
-            raise ObjectNotFound(key) from error
+                size = os.fstat(file.fileno()).st_size
+                if start > size:
+                    raise ObjectNotFound(key)
+                end = size if end is None else min(end, size)
+                return _pread_all(file.fileno(), start, end)
         except OSError as error:
-            raise _store_error("get", key, error) from error
+            raise _read_error("get", key, error) from error
 
     def get_versioned(self, key: str) -> tuple[bytes, str]:
         path = self._path(key)
         try:
             with open(path, "rb", buffering=0) as file:
                 # The open file is the version we stat: a rename cannot change it.
-                return file.read(), _version(os.fstat(file.fileno()))
-        except FileNotFoundError as error:
-            raise ObjectNotFound(key) from error
+                status = os.fstat(file.fileno())
+                return _pread_all(file.fileno(), 0, status.st_size), _version(status)
         except OSError as error:
-            raise _store_error("get", key, error) from error
+            raise _read_error("get", key, error) from error
 
     def head(self, key: str) -> ObjectInfo:
-        try:
-            status = os.stat(self._path(key))
-        except FileNotFoundError as error:
-            raise ObjectNotFound(key) from error
-        except OSError as error:
-            raise _store_error("head", key, error) from error
+        status = self._stat(key, self._path(key))
+        if status is None:
+            raise ObjectNotFound(key)
         return ObjectInfo(key, status.st_size, _version(status))
+
+    def _stat(self, key: str, path: str) -> os.stat_result | None:
+        """The object's file status, or None if there is no such object."""
+        try:
+            status = os.stat(path)
+        except OSError as error:
+            if error.errno in _ABSENT:
+                return None
+            raise _store_error("head", key, error) from error
+        return status if stat.S_ISREG(status.st_mode) else None
 
     def delete(self, key: str) -> None:
         try:
             os.unlink(self._path(key))
-        except FileNotFoundError:
-            pass
         except OSError as error:
-            raise _store_error("delete", key, error) from error
+            if error.errno not in _ABSENT:
+                raise _store_error("delete", key, error) from error
 
     def list(self, prefix: str = "") -> list[ObjectInfo]:
         # Walk only the deepest directory the prefix names in full.
-        base = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
-        top = os.path.join(self.root, *base.split("/")) if base else self.root
+        directory = prefix.rpartition("/")[0]
+        parts = directory.split("/") if directory else []
+        if any(part in ("", ".", "..") or part.startswith(".") for part in parts):
+            return []  # no key has such a part, and the walk must not leave the root
+
+        def fail(error: OSError) -> None:
+            if error.errno not in _ABSENT:  # gone or a file: nothing listed there
+                raise _store_error("list", prefix, error)
+
         found: list[ObjectInfo] = []
-        try:
-            for directory, subdirs, files in os.walk(top):
-                subdirs[:] = [d for d in subdirs if not d.startswith(".")]
-                relative = os.path.relpath(directory, self.root)
-                for name in files:
-                    if name.startswith("."):
-                        continue  # temp files and the lock
-                    key = name if relative == "." else f"{relative.replace(os.sep, '/')}/{name}"
-                    if not key.startswith(prefix):
-                        continue
-                    try:
-                        status = os.stat(os.path.join(directory, name))
-                    except FileNotFoundError:
-                        continue  # deleted while we walked
+        for walked, subdirectories, files in os.walk(os.path.join(self.root, *parts), onerror=fail):
+            subdirectories[:] = [name for name in subdirectories if not name.startswith(".")]
+            relative = os.path.relpath(walked, self.root).replace(os.sep, "/")
+            for name in files:
+                if name.startswith("."):
+                    continue  # temp files and the lock
+                key = name if relative == "." else f"{relative}/{name}"
+                if not key.startswith(prefix):
+                    continue
+                status = self._stat(key, os.path.join(walked, name))
+                if status is not None:  # else deleted while we walked
                     found.append(ObjectInfo(key, status.st_size, _version(status)))
-        except OSError as error:
-            raise _store_error("list", prefix, error) from error
         found.sort()
         return found
 
 
 def _version(status: os.stat_result) -> str:
     return f"{status.st_ino:x}-{status.st_mtime_ns:x}-{status.st_size:x}"
+
+
+def _byte_view(data: BytesLike) -> memoryview:
+    view = memoryview(data)
+    if not view.c_contiguous:  # os.write takes only contiguous buffers
+        view = memoryview(view.tobytes())
+    return view.cast("B")
+
+
+def _mtime_ns(path: str) -> int:
+    try:
+        return os.stat(path).st_mtime_ns
+    except OSError:
+        return 0  # nothing to be later than; a real failure shows in the rename
+
+
+def _pread_all(fd: int, start: int, end: int) -> bytes:
+    # One pread returns at most ~2 GiB on Linux; loop for the rest.
+    chunks: list[bytes] = []
+    while start < end:
+        chunk = os.pread(fd, end - start, start)
+        if not chunk:
+            break  # truncated under us; cannot happen to files we rename into place
+        chunks.append(chunk)
+        start += len(chunk)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def _sync_directory(directory: str) -> None:
@@ -193,6 +278,12 @@ def _sync_directory(directory: str) -> None:
 def _remove_quietly(path: str) -> None:
     with contextlib.suppress(OSError):
         os.unlink(path)
+
+
+def _read_error(operation: str, key: str, error: OSError) -> ObjectStoreError:
+    if error.errno in _ABSENT:
+        return ObjectNotFound(key)
+    return _store_error(operation, key, error)
 
 
 def _store_error(operation: str, key: str, error: OSError) -> ObjectStoreError:

@@ -1,4 +1,8 @@
-"""An in-memory object store, for unit tests and benchmarks of the layers above."""
+"""An in-memory object store, for unit tests and benchmarks of the layers above.
+
+A dict under one lock; versions are a per-store counter ("1", "2", ...), so
+every write, even of identical bytes, gets a version never seen before.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +19,8 @@ from s3stream.store.base import (
 
 
 class MemoryStore(ObjectStore):
+    """Objects in a dict; nothing survives the process."""
+
     url = "memory://"
 
     def __init__(self) -> None:
@@ -22,30 +28,37 @@ class MemoryStore(ObjectStore):
         self._versions = itertools.count(1)
         self._lock = threading.Lock()
 
-    def _store(self, key: str, data: BytesLike) -> str:
-        version = str(next(self._versions))
-        self._objects[key] = (bytes(data), version)
-        return version
-
     def put(self, key: str, data: BytesLike) -> str:
+        _check_key(key)
         with self._lock:
             return self._store(key, data)
 
     def put_if_absent(self, key: str, data: BytesLike) -> str:
+        _check_key(key)
         with self._lock:
             if key in self._objects:
                 raise PreconditionFailed(key, "exists")
             return self._store(key, data)
 
     def put_if_version(self, key: str, data: BytesLike, version: str) -> str:
+        _check_key(key)
         with self._lock:
             current = self._objects.get(key)
             if current is None or current[1] != version:
                 raise PreconditionFailed(key, f"version is not {version}")
             return self._store(key, data)
 
+    def _store(self, key: str, data: BytesLike) -> str:
+        version = str(next(self._versions))
+        self._objects[key] = (bytes(data), version)
+        return version
+
     def get(self, key: str, start: int = 0, end: int | None = None) -> bytes:
+        if start < 0 or (end is not None and end < 0):
+            raise ValueError(f"negative range [{start}, {end}) for {key!r}")
         data, _ = self._get(key)
+        if start > len(data):
+            raise ObjectNotFound(key)
         return data[start:end]
 
     def get_versioned(self, key: str) -> tuple[bytes, str]:
@@ -70,3 +83,10 @@ class MemoryStore(ObjectStore):
         with self._lock:
             items = [(k, v) for k, v in self._objects.items() if k.startswith(prefix)]
         return [ObjectInfo(k, len(data), version) for k, (data, version) in sorted(items)]
+
+
+def _check_key(key: str) -> None:
+    # The other backends cannot store an empty key either; refuse it here too
+    # so tests on memory catch what would fail on disk or S3.
+    if not key:
+        raise ValueError("empty object key")

@@ -3,10 +3,25 @@
 Path-style addressing, so any endpoint works without DNS tricks. Throttling,
 5xx responses and timeouts are retried by botocore's "standard" retry mode
 with exponential backoff and jitter; what still fails is an ObjectStoreError
-marked transient, for the caller's own retry loop. Conditional writes use
-If-None-Match: * (create if absent) and If-Match: <ETag> (replace if the
-version matches). Objects above ``multipart_threshold`` go up as concurrent
-multipart uploads.
+marked transient, for the caller's own retry loop. Errors that retrying
+cannot fix (AccessDenied, NoSuchBucket, bad credentials or parameters) are
+marked not transient.
+
+Conditional writes use If-None-Match: * (create if absent) and If-Match:
+<ETag> (replace if the version matches); a 412, or a 404 on If-Match (the
+key is gone), is PreconditionFailed. A 409 ConditionalRequestConflict (a
+concurrent conditional write to the same key was in flight) is a transient
+ObjectStoreError: the write did not happen, and a retry will get a definite
+answer.
+
+The version is the ETag exactly as S3 returns it (with its quotes). An ETag
+is derived from the content (MD5 for single-part uploads), so two writes of
+identical bytes may share a version: callers whose compare-and-swap must
+not suffer ABA keep a sequence number in the content (the manifest does).
+
+Objects above ``multipart_threshold`` go up as multipart uploads, parts sent
+concurrently; a failed upload is aborted. Reads of a range starting exactly
+at the end of an object return b""; past the end, ObjectNotFound (base.py).
 """
 
 from __future__ import annotations
@@ -14,8 +29,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any
 
 import boto3
@@ -32,24 +46,40 @@ from s3stream.store.base import (
 )
 
 MiB = 1024 * 1024
-_NOT_FOUND = {"NoSuchKey", "404", "NotFound"}
-_PRECONDITION = {"PreconditionFailed", "412"}
-# Retrying these cannot help: the request itself, the bucket or the credentials are wrong.
-_PERMANENT = {
-    "AccessDenied",
-    "InvalidAccessKeyId",
-    "SignatureDoesNotMatch",
-    "NoSuchBucket",
-    "InvalidBucketName",
-    "InvalidArgument",
-    "InvalidRequest",
-    "EntityTooLarge",
-    "403",
-    "400",
+_MIN_PART_SIZE = 5 * MiB  # S3's floor for every part but the last
+_MAX_PARTS = 10_000
+_PART_WORKERS = 4
+_BOTO_ERRORS = (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError)
+_NOT_FOUND = {"NoSuchKey", "NotFound", "404"}
+_BUCKET_MISSING = {"NoSuchBucket", "NotFound", "404"}
+_TRANSIENT_CODES = {
+    "ConditionalRequestConflict",
+    "InternalError",
+    "OperationAborted",
+    "RequestLimitExceeded",
+    "RequestTimeout",
+    "ServiceUnavailable",
+    "SlowDown",
+    "Throttling",
+    "ThrottlingException",
 }
+# botocore's own errors that a retry cannot fix: configuration, credentials, arguments.
+_PERMANENT_BOTOCORE = (
+    botocore.exceptions.NoCredentialsError,
+    botocore.exceptions.PartialCredentialsError,
+    botocore.exceptions.ParamValidationError,
+    botocore.exceptions.BaseEndpointResolverError,
+    botocore.exceptions.ValidationError,
+    botocore.exceptions.DataNotFoundError,
+    botocore.exceptions.InvalidConfigError,
+    botocore.exceptions.ProfileNotFound,
+    botocore.exceptions.UnknownCredentialError,
+)
 
 
 class S3Store(ObjectStore):
+    """Objects under ``prefix`` in an S3 bucket; keys are given without the prefix."""
+
     def __init__(
         self,
         bucket: str,
@@ -66,8 +96,10 @@ class S3Store(ObjectStore):
         read_timeout: float = 30.0,
         max_pool_connections: int = 32,
     ) -> None:
-        if part_size < 5 * MiB:
-            raise ValueError("S3 parts must be at least 5 MiB")
+        if part_size < _MIN_PART_SIZE:
+            raise ValueError(f"S3 parts must be at least 5 MiB, not {part_size} bytes")
+        if multipart_threshold < 0:
+            raise ValueError(f"negative multipart_threshold {multipart_threshold}")
         self.bucket = bucket
         self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
         self.url = f"s3://{bucket}/{self.prefix}"
@@ -80,14 +112,20 @@ class S3Store(ObjectStore):
             read_timeout=read_timeout,
             max_pool_connections=max_pool_connections,
         )
-        session = boto3.session.Session()
-        self._client: Any = session.client(
+        # A session per store: boto3's default session is not thread-safe to create clients on.
+        self._client: Any = boto3.session.Session().client(
             "s3",
             endpoint_url=endpoint_url,
             region_name=region,
             aws_access_key_id=access_key_id,
             aws_secret_access_key=secret_access_key,
             config=config,
+        )
+        # As boto3's transfer manager does: when botocore checksums what it can,
+        # multipart parts carry CRC32s and the completion lists them.
+        self._part_checksums = (
+            getattr(self._client.meta.config, "request_checksum_calculation", None)
+            == "when_supported"
         )
         self._parts: ThreadPoolExecutor | None = None
         self._parts_lock = threading.Lock()
@@ -107,36 +145,55 @@ class S3Store(ObjectStore):
         return self._put(key, data, {"IfMatch": version})
 
     def _put(self, key: str, data: BytesLike, condition: dict[str, str]) -> str:
-        if len(data) > self.multipart_threshold:
-            return self._put_multipart(key, data, condition)
+        view = memoryview(data)
+        if not view.c_contiguous:
+            view = memoryview(view.tobytes())
+        view = view.cast("B")
+        if view.nbytes > self.multipart_threshold:
+            return self._put_multipart(key, view, condition)
         with _errors("put", key, condition):
-            body = data if isinstance(data, bytes) else bytes(data)
             response = self._client.put_object(
-                Bucket=self.bucket, Key=self._key(key), Body=body, **condition
+                Bucket=self.bucket,
+                Key=self._key(key),
+                Body=data if isinstance(data, bytes) else view.tobytes(),
+                **condition,
             )
         return str(response["ETag"])
 
-    def _put_multipart(self, key: str, data: BytesLike, condition: dict[str, str]) -> str:
-        view = memoryview(data)
-        with _errors("put", key, condition):
-            upload = self._client.create_multipart_upload(Bucket=self.bucket, Key=self._key(key))
+    def _put_multipart(self, key: str, view: memoryview, condition: dict[str, str]) -> str:
+        part_size = max(self.part_size, -(-view.nbytes // _MAX_PARTS))
+        checksum = {"ChecksumAlgorithm": "CRC32"} if self._part_checksums else {}
+        with _errors("put", key):
+            upload = self._client.create_multipart_upload(
+                Bucket=self.bucket, Key=self._key(key), **checksum
+            )
         upload_id = upload["UploadId"]
+
+        def send(number: int, start: int) -> dict[str, Any]:
+            with _errors("put", key):
+                response = self._client.upload_part(
+                    Bucket=self.bucket,
+                    Key=self._key(key),
+                    UploadId=upload_id,
+                    PartNumber=number,
+                    Body=view[start : start + part_size].tobytes(),
+                    **checksum,
+                )
+            part = {"PartNumber": number, "ETag": response["ETag"]}
+            if "ChecksumCRC32" in response:
+                part["ChecksumCRC32"] = response["ChecksumCRC32"]
+            return part
+
+        pool = self._part_pool()
+        sends: list[Future[dict[str, Any]]] = []
         try:
-            starts = range(0, len(view), self.part_size)
-
-            def send(number: int, start: int) -> dict[str, Any]:
-                with _errors("put", key, condition):
-                    part = self._client.upload_part(
-                        Bucket=self.bucket,
-                        Key=self._key(key),
-                        UploadId=upload_id,
-                        PartNumber=number,
-                        Body=bytes(view[start : start + self.part_size]),
-                    )
-                return {"PartNumber": number, "ETag": part["ETag"]}
-
-            pool = self._part_pool()
-            parts = list(pool.map(send, range(1, len(starts) + 1), starts))
+            for number, start in enumerate(range(0, view.nbytes, part_size), start=1):
+                sends.append(pool.submit(send, number, start))
+            parts = [sent.result() for sent in sends]
+            if "IfMatch" in condition and not _same_etag(self._version(key), condition["IfMatch"]):
+                # S3 checks If-Match on completion itself, but some S3-compatible
+                # servers (moto 5) ignore it there: refuse what we can see.
+                raise PreconditionFailed(key, f"IfMatch {condition['IfMatch']}")
             with _errors("put", key, condition):
                 response = self._client.complete_multipart_upload(
                     Bucket=self.bucket,
@@ -147,37 +204,58 @@ class S3Store(ObjectStore):
                 )
             return str(response["ETag"])
         except BaseException:
-            # If even the abort fails, the bucket's lifecycle rules clean up.
-            with contextlib.suppress(
-                botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError
-            ):
+            for sent in sends:
+                sent.cancel()
+            wait(sends)  # a part landing after the abort would linger, billed, unlisted
+            # If even the abort fails, the bucket's lifecycle rules must clean up.
+            with contextlib.suppress(*_BOTO_ERRORS):
                 self._client.abort_multipart_upload(
                     Bucket=self.bucket, Key=self._key(key), UploadId=upload_id
                 )
             raise
 
+    def _version(self, key: str) -> str | None:
+        try:
+            return self.head(key).version
+        except ObjectNotFound:
+            return None
+
     def _part_pool(self) -> ThreadPoolExecutor:
         with self._parts_lock:
             if self._parts is None:
-                self._parts = ThreadPoolExecutor(4, "s3-parts")
+                self._parts = ThreadPoolExecutor(_PART_WORKERS, "s3-parts")
             return self._parts
 
     # -- reading ----------------------------------------------------------------
 
     def get(self, key: str, start: int = 0, end: int | None = None) -> bytes:
+        if start < 0 or (end is not None and end < 0):
+            raise ValueError(f"negative range [{start}, {end}) for {key!r}")
         if end is not None and end <= start:
+            # HTTP cannot ask for no bytes; a HEAD still says whether the key exists.
+            if start > self.head(key).size:
+                raise ObjectNotFound(key)
             return b""
-        byte_range = f"bytes={start}-" + ("" if end is None else str(end - 1))
         request: dict[str, Any] = {"Bucket": self.bucket, "Key": self._key(key)}
         if start or end is not None:
-            request["Range"] = byte_range
+            request["Range"] = f"bytes={start}-{'' if end is None else end - 1}"
         try:
-            with _errors("get", key):
-                return bytes(self._client.get_object(**request)["Body"].read())
-        except ObjectStoreError as error:
-            if error.reason.startswith("InvalidRange"):
-                return b""  # the range starts at or past the end
-            raise
+            response = self._client.get_object(**request)
+            body = bytes(response["Body"].read())
+            if "Range" in request and "ContentRange" not in response:
+                body = body[start:end]  # a server that ignores ranges sent it all
+            return body
+        except _BOTO_ERRORS as error:
+            if _code(error) != "InvalidRange":
+                raise _translate(error, "get", key) from error
+        # S3 answers 416 to a range starting at or past the end, and to any
+        # range of an empty object.
+        size = self.head(key).size
+        if start == size:
+            return b""
+        if start < size:  # replaced by a longer object since
+            return self.get(key, start, end)
+        raise ObjectNotFound(key)
 
     def get_versioned(self, key: str) -> tuple[bytes, str]:
         with _errors("get", key):
@@ -209,14 +287,22 @@ class S3Store(ObjectStore):
     # -- administration -----------------------------------------------------------
 
     def create_bucket_if_missing(self) -> None:
-        with _errors("create bucket", self.bucket):
-            try:
-                self._client.head_bucket(Bucket=self.bucket)
-                return
-            except botocore.exceptions.ClientError as error:
-                if _code(error) not in _NOT_FOUND | {"NoSuchBucket"}:
-                    raise
-            self._client.create_bucket(Bucket=self.bucket)
+        """Creates the bucket unless it exists (for tests and ``tidelog serve``)."""
+        try:
+            self._client.head_bucket(Bucket=self.bucket)
+            return
+        except _BOTO_ERRORS as error:
+            if _code(error) not in _BUCKET_MISSING:
+                raise _translate(error, "head bucket", self.bucket) from error
+        options: dict[str, Any] = {}
+        region = self._client.meta.region_name
+        if region and region not in ("us-east-1", "aws-global"):
+            options["CreateBucketConfiguration"] = {"LocationConstraint": region}
+        try:
+            self._client.create_bucket(Bucket=self.bucket, **options)
+        except _BOTO_ERRORS as error:
+            if _code(error) != "BucketAlreadyOwnedByYou":  # else a racing creator won
+                raise _translate(error, "create bucket", self.bucket) from error
 
     def close(self) -> None:
         with self._parts_lock:
@@ -226,28 +312,46 @@ class S3Store(ObjectStore):
         self._client.close()
 
 
-def _code(error: botocore.exceptions.ClientError) -> str:
-    return str(error.response.get("Error", {}).get("Code", ""))
+def _same_etag(found: str | None, expected: str) -> bool:
+    # Servers differ on whether If-Match values carry the ETag's quotes.
+    return found is not None and found.strip('"') == expected.strip('"')
 
 
-@contextmanager
+def _code(error: Exception) -> str:
+    if isinstance(error, botocore.exceptions.ClientError):
+        return str(error.response.get("Error", {}).get("Code", ""))
+    return ""
+
+
+@contextlib.contextmanager
 def _errors(operation: str, key: str, condition: dict[str, str] | None = None) -> Iterator[None]:
-    """Translates botocore's exceptions into the store's typed errors."""
+    """Raises botocore's exceptions as the store's typed errors (see _translate)."""
     try:
         yield
-    except botocore.exceptions.ClientError as error:
+    except _BOTO_ERRORS as error:
+        raise _translate(error, operation, key, condition) from error
+
+
+def _translate(
+    error: Exception, operation: str, key: str, condition: dict[str, str] | None = None
+) -> ObjectStoreError:
+    """The store's error for a botocore exception.
+
+    ``condition`` is given only for the request that carries it, so that a 404
+    there (If-Match on a missing key) reads as a lost condition.
+    """
+    if isinstance(error, botocore.exceptions.ClientError):
         code = _code(error)
         status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
-        if code in _PRECONDITION or status == 412:
-            raise PreconditionFailed(key, ", ".join(condition or {}) or "condition") from error
-        if code in _NOT_FOUND or (status == 404 and code != "NoSuchBucket"):
-            raise ObjectNotFound(key) from error
+        if condition and (code in ("PreconditionFailed", "NoSuchKey") or status == 412):
+            return PreconditionFailed(key, ", ".join(f"{k} {v}" for k, v in condition.items()))
+        if code in _NOT_FOUND:
+            return ObjectNotFound(key)
         failure = ObjectStoreError(operation, key, f"{code}: {error}")
-        # 409 is S3's ConditionalRequestConflict: a concurrent conditional write; retry.
-        failure.transient = code not in _PERMANENT and (
-            status >= 500 or status in (0, 408, 409, 429) or code in ("SlowDown", "RequestTimeout")
-        )
-        raise failure from error
-    except botocore.exceptions.BotoCoreError as error:
-        # Connection failures, timeouts, truncated responses: worth another try.
-        raise ObjectStoreError(operation, key, str(error)) from error
+        failure.transient = code in _TRANSIENT_CODES or status >= 500 or status in (408, 429)
+        return failure
+    # Connection failures, timeouts and truncated or corrupt responses are
+    # worth another try; a missing credential or a bad argument is not.
+    failure = ObjectStoreError(operation, key, f"{type(error).__name__}: {error}")
+    failure.transient = not isinstance(error, _PERMANENT_BOTOCORE)
+    return failure

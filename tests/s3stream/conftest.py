@@ -1,10 +1,16 @@
-"""Object stores for the tests: in memory, a local directory, and a real
-HTTP S3 server — moto's on loopback, or any S3-compatible endpoint (MinIO,
-AWS) named by TIDELOG_TEST_S3_ENDPOINT with TIDELOG_TEST_S3_BUCKET,
-AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY."""
+"""Object stores for the tests: in memory, a local directory, and a real HTTP
+S3 server.
+
+The S3 server is moto's, started once per session on loopback, unless
+TIDELOG_TEST_S3_ENDPOINT names another (MinIO, AWS) with
+TIDELOG_TEST_S3_BUCKET (default "tidelog-test"), TIDELOG_TEST_S3_REGION
+(default us-east-1) and, if the usual chain should not supply them,
+AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY. Each test gets its own prefix.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import uuid
@@ -12,10 +18,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlencode
 
 import pytest
 
-from s3stream.store import LocalStore, MemoryStore, ObjectStore, S3Store
+from s3stream.store import LocalStore, MemoryStore, ObjectStore, ObjectStoreError, S3Store
+
+BUCKET = "tidelog-test"
 
 
 @dataclass(frozen=True)
@@ -23,10 +32,11 @@ class S3Endpoint:
     url: str
     bucket: str
     region: str
-    access_key_id: str
-    secret_access_key: str
+    access_key_id: str | None
+    secret_access_key: str | None
 
     def store(self, prefix: str, **options: Any) -> S3Store:
+        """An S3Store on this endpoint under ``prefix``; ``options`` go to S3Store."""
         return S3Store(
             self.bucket,
             prefix,
@@ -38,10 +48,14 @@ class S3Endpoint:
         )
 
     def store_url(self, prefix: str) -> str:
-        return (
-            f"s3://{self.bucket}/{prefix}?endpoint={self.url}&region={self.region}"
-            f"&access_key_id={self.access_key_id}&secret_access_key={self.secret_access_key}"
-        )
+        """An s3:// URL for open_store naming the same place as ``store(prefix)``."""
+        query = {"endpoint": self.url, "region": self.region}
+        if self.access_key_id is not None and self.secret_access_key is not None:
+            query |= {
+                "access_key_id": self.access_key_id,
+                "secret_access_key": self.secret_access_key,
+            }
+        return f"s3://{self.bucket}/{quote(prefix)}?{urlencode(query)}"
 
 
 @pytest.fixture(scope="session")
@@ -50,36 +64,51 @@ def s3_endpoint() -> Iterator[S3Endpoint]:
     if url:
         endpoint = S3Endpoint(
             url,
-            os.environ.get("TIDELOG_TEST_S3_BUCKET", "tidelog-test"),
+            os.environ.get("TIDELOG_TEST_S3_BUCKET", BUCKET),
             os.environ.get("TIDELOG_TEST_S3_REGION", "us-east-1"),
-            os.environ.get("AWS_ACCESS_KEY_ID", ""),
-            os.environ.get("AWS_SECRET_ACCESS_KEY", ""),
+            os.environ.get("AWS_ACCESS_KEY_ID"),
+            os.environ.get("AWS_SECRET_ACCESS_KEY"),
         )
-        endpoint.store("").create_bucket_if_missing()
+        _create_bucket(endpoint)
         yield endpoint
         return
+
     from moto.server import ThreadedMotoServer
 
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # else a log line per request
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
-    host, port = server.get_host_and_port()
-    endpoint = S3Endpoint(f"http://{host}:{port}", "tidelog-test", "us-east-1", "test", "test")
-    endpoint.store("").create_bucket_if_missing()
-    yield endpoint
-    server.stop()
+    try:
+        host, port = server.get_host_and_port()
+        endpoint = S3Endpoint(f"http://{host}:{port}", BUCKET, "us-east-1", "test", "test")
+        _create_bucket(endpoint)
+        yield endpoint
+    finally:
+        server.stop()
+
+
+def _create_bucket(endpoint: S3Endpoint) -> None:
+    store = endpoint.store("")
+    try:
+        store.create_bucket_if_missing()
+    finally:
+        store.close()
 
 
 @pytest.fixture
 def s3_store(s3_endpoint: S3Endpoint) -> Iterator[S3Store]:
     store = s3_endpoint.store(f"test-{uuid.uuid4().hex}")
     yield store
+    # A shared bucket on a real endpoint should not fill up with test debris.
+    with contextlib.suppress(ObjectStoreError):
+        for info in store.list():
+            store.delete(info.key)
     store.close()
 
 
 @pytest.fixture
 def local_store(tmp_path: Path) -> LocalStore:
-    return LocalStore(tmp_path / "bucket")
+    return LocalStore(tmp_path / "objects")
 
 
 @pytest.fixture
@@ -89,5 +118,6 @@ def memory_store() -> MemoryStore:
 
 @pytest.fixture(params=["memory", "local", "s3"])
 def any_store(request: pytest.FixtureRequest) -> ObjectStore:
+    """Each backend in turn, through the fixture above of the same name."""
     store: ObjectStore = request.getfixturevalue(f"{request.param}_store")
     return store

@@ -292,7 +292,9 @@ def test_sequential_cold_reads_run_several_gets_at_once(
         stream = new_stream(writer)
         fill(writer, stream, 60, per_batch=1, size=500)
     counting = CountingGets(memory_store)
-    reader_config = dataclasses.replace(config, readahead_blocks=readahead)
+    reader_config = dataclasses.replace(
+        config, readahead_bytes=readahead * 1024, readahead_span_bytes=1024
+    )
     with StreamStore.open(tmp_path / "r", counting, reader_config) as reader:
         assert read_all(reader, stream, max_bytes=1024) == expected(stream, 0, 60, 1, 500)
     if readahead:
