@@ -21,7 +21,7 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 from s3stream.block_cache import BlockCache
 from s3stream.compaction import (
@@ -31,6 +31,7 @@ from s3stream.compaction import (
     merge_objects,
     orphans,
     pick_compaction,
+    pick_stream_merge,
     removal_ops,
     retention_trims,
 )
@@ -58,7 +59,7 @@ from s3stream.uploader import (
     prepare_objects,
     put_objects,
 )
-from wal import Durability, Position, WalError, WriteAheadLog
+from wal import Durability, Outcome, Position, WalError, WriteAheadLog
 
 log = logging.getLogger("tidelog.s3stream")
 
@@ -83,15 +84,21 @@ class StreamStoreConfig:
     max_unuploaded_bytes: int = 1024 * MiB
     """Appends wait when this much is not uploaded yet (the store is slow or down)."""
     block_bytes: int = DEFAULT_BLOCK_BYTES
-    stream_object_bytes: int = 16 * MiB
+    stream_object_bytes: int = 8 * MiB
+    """A run of one stream at least this large goes to an object of its own."""
     block_cache_bytes: int = 256 * MiB
-    readahead_bytes: int = 32 * MiB
+    readahead_bytes: int = 64 * MiB
     """How far ahead of a sequential reader blocks are fetched."""
-    readahead_span_bytes: int = 8 * MiB
+    readahead_span_bytes: int = 16 * MiB
     """The most one read-ahead GET fetches (adjacent blocks go together)."""
     read_workers: int = 8
     compaction_interval_s: float = 60.0
     small_object_bytes: int = 16 * MiB
+    """Objects smaller than this are merged with their neighbours."""
+    force_split_after_s: float = 1800.0
+    """A stream-set object this old is split into stream objects, whatever its size."""
+    stream_object_max_bytes: int = 64 * MiB
+    """The most a merge of one stream's small stream objects writes."""
     merge_max_objects: int = 64
     merge_max_bytes: int = 256 * MiB
     """The most one compaction pass reads (and so holds in memory)."""
@@ -144,6 +151,11 @@ class _Stream:
     retention: Retention = field(default_factory=Retention)
 
 
+_WalTag = tuple["_Stream | None", CacheBlock, int]
+"""What the WAL's commit hook is given for each append: the stream (None for
+a trim), the log cache block holding the append, and the stream's end after it."""
+
+
 class StreamStore:
     """Open with :meth:`open`; a context manager; safe to use from many threads
     and from asyncio (``append_async``, ``fetch_async``)."""
@@ -192,6 +204,7 @@ class StreamStore:
             os.path.join(data_dir, "wal"),
             segment_bytes=config.wal_segment_bytes,
             durability=config.durability,
+            on_commit=self._on_wal_commit,
         )
         try:
             self.recovery = self._recover()
@@ -300,6 +313,7 @@ class StreamStore:
         with self._lock:
             del self._streams[stream_id]
             self._cache.drop_stream(stream_id)
+        self.reader.forget_stream(stream_id)
         self._compact_now.set()
 
     def streams(self) -> list[int]:
@@ -339,23 +353,23 @@ class StreamStore:
         """
         done: Future[int] = Future()
         done.set_running_or_notify_cancel()
+        end = last_offset + 1
         with self._lock:
             stream, block = self._accept(stream_id, base_offset, last_offset, payload)
             future = self.wal.submit(
                 payload,
                 stream_id=stream_id,
                 start_offset=base_offset,
-                end_offset=last_offset + 1,
+                end_offset=end,
                 record_type=WAL_DATA,
+                tag=(stream, block, end),
             )
 
         def durable(wal_future: Future[Position]) -> None:
             error = wal_future.exception()
             if error is None:
-                self._confirm(stream, block, last_offset + 1, wal_future.result())
-                done.set_result(last_offset + 1)
+                done.set_result(end)
             else:
-                self._fail(error)
                 done.set_exception(StoreFailed(error))
 
         future.add_done_callback(durable)
@@ -372,30 +386,19 @@ class StreamStore:
         self, stream_id: int, base_offset: int, last_offset: int, payload: bytes | memoryview
     ) -> int:
         """Like append, for asyncio; cancelling stops the wait, not the append."""
+        end = last_offset + 1
         with self._lock:
             stream, block = self._accept(stream_id, base_offset, last_offset, payload)
             future = self.wal.submit_async(
                 payload,
                 stream_id=stream_id,
                 start_offset=base_offset,
-                end_offset=last_offset + 1,
+                end_offset=end,
                 record_type=WAL_DATA,
+                tag=(stream, block, end),
             )
-        end = last_offset + 1
-
-        def durable(wal_future: asyncio.Future[Position]) -> None:
-            # Runs before the awaiting coroutine resumes, cancelled or not.
-            if wal_future.cancelled():
-                return
-            error = wal_future.exception()
-            if error is None:
-                self._confirm(stream, block, end, wal_future.result())
-            else:
-                self._fail(error)
-
-        future.add_done_callback(durable)
         try:
-            await asyncio.shield(future)
+            await future
         except WalError as error:
             raise StoreFailed(error) from error
         if self._cache.unuploaded_bytes > self.config.max_unuploaded_bytes:
@@ -425,12 +428,23 @@ class StreamStore:
             self._seal_locked()
         return stream, block
 
-    def _confirm(self, stream: _Stream, block: CacheBlock, end: int, position: Position) -> None:
+    def _on_wal_commit(self, tags: list[object], outcomes: list[Outcome]) -> None:
+        """The WAL's commit hook: one group's appends and trims are durable
+        (or failed). Runs on the WAL's writer thread before any of their
+        callers wake, so a caller sees its own append in ``end_offset``."""
         with self._lock:
-            block.confirm(position)
-            stream.end_offset = max(stream.end_offset, end)
-            if block.ready:
-                self._changed.notify_all()
+            for tag, outcome in zip(tags, outcomes, strict=True):
+                if isinstance(outcome, BaseException):
+                    if self._failure is None:
+                        self._failure = outcome
+                    self._changed.notify_all()
+                    continue
+                stream, block, end = cast(_WalTag, tag)
+                block.confirm(outcome)
+                if stream is not None and end > stream.end_offset:
+                    stream.end_offset = end
+                if block.ready:
+                    self._changed.notify_all()
 
     def _wait_for_room(self) -> None:
         with self._lock:
@@ -453,16 +467,16 @@ class StreamStore:
             block = self._cache.add_trim(stream_id, start_offset)
             block.unconfirmed += 1
             future = self.wal.submit(
-                b"", stream_id=stream_id, start_offset=start_offset, record_type=WAL_TRIM
+                b"",
+                stream_id=stream_id,
+                start_offset=start_offset,
+                record_type=WAL_TRIM,
+                tag=(None, block, 0),
             )
         try:
-            position = future.result()
+            future.result()
         except WalError as error:
-            self._fail(error)
             raise StoreFailed(error) from error
-        with self._lock:
-            block.confirm(position)
-            self._changed.notify_all()
 
     # -- reading ------------------------------------------------------------
 
@@ -655,28 +669,33 @@ class StreamStore:
             stream_object_bytes=config.stream_object_bytes,
             max_objects=config.merge_max_objects,
             max_bytes=config.merge_max_bytes,
+            force_split_before_ms=now - int(config.force_split_after_s * 1000),
+        ) or pick_stream_merge(
+            state,
+            small_object_bytes=config.small_object_bytes,
+            max_bytes=config.stream_object_max_bytes,
         )
-        if not picked:
+        if picked is None:
             return
         merged: list[PreparedObject] = merge_objects(
             self.store,
             state,
-            picked,
+            picked.object_ids,
             ids=self._ids,
             now_ms=now,
             block_bytes=config.block_bytes,
-            stream_object_bytes=config.stream_object_bytes,
+            stream_object_bytes=picked.stream_object_bytes,
         )
         if not put_objects(self.store, merged, self._stop, self._note_error):
             return
         with self._commit_serial:
             current = self.manifest.state.objects
-            if any(oid not in current for oid in picked):
+            if any(oid not in current for oid in picked.object_ids):
                 for prepared in merged:  # the inputs changed meanwhile; try again later
                     self.store.delete(prepared.meta.key)
                 return
-            self._commit(add_ops(merged) + removal_ops(picked, now + grace_ms))
-        log.info("merged %d objects into %d", len(picked), len(merged))
+            self._commit(add_ops(merged) + removal_ops(picked.object_ids, now + grace_ms))
+        log.info("merged %d objects into %d", len(picked.object_ids), len(merged))
 
     def _collect_garbage(self, now: int) -> None:
         expired = expired_garbage(self.manifest.state, now)

@@ -14,7 +14,7 @@ from wal.errors import (
     RecordTooLarge,
     WalError,
 )
-from wal.group_commit import Durability, WalStats
+from wal.group_commit import CommitHook, Durability, Outcome, WalStats
 from wal.log import DATA, DEFAULT_SEGMENT_BYTES, WriteAheadLog
 from wal.recovery import RecoveryReport
 from wal.segment import Entry, Position
@@ -22,6 +22,7 @@ from wal.segment import Entry, Position
 __all__ = [
     "DATA",
     "DEFAULT_SEGMENT_BYTES",
+    "CommitHook",
     "CorruptSegment",
     "DiskFull",
     "Durability",
@@ -30,6 +31,7 @@ __all__ = [
     "LogFailed",
     "LogIOError",
     "LogLocked",
+    "Outcome",
     "PermissionDenied",
     "Position",
     "RecordTooLarge",

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import enum
 import errno
+import logging
 import threading
 import time
 from collections import deque
@@ -23,6 +24,8 @@ from dataclasses import dataclass
 from wal.errors import DiskFull, LogClosed, LogFailed, LogIOError, WalError
 from wal.format import RECORD_HEADER_SIZE, encode_record_header
 from wal.segment import Position, SegmentWriter
+
+log = logging.getLogger("tidelog.wal")
 
 
 class Durability(enum.Enum):
@@ -50,6 +53,9 @@ class WalStats:
 Outcome = Position | WalError
 Waiter = Future[Position] | asyncio.Future[Position]
 """A thread waits on a concurrent future; a coroutine on its event loop's future."""
+CommitHook = Callable[[list[object], list[Outcome]], None]
+"""Called on the writer thread once per group with the tags of its tagged
+appends and their outcomes, before any waiter of the group is woken."""
 
 
 class PendingAppend:
@@ -62,6 +68,7 @@ class PendingAppend:
         "record_type",
         "start_offset",
         "stream_id",
+        "tag",
         "waiter",
     )
 
@@ -74,8 +81,10 @@ class PendingAppend:
         end_offset: int,
         payload: bytes | memoryview,
         payload_crc: int,
+        tag: object = None,
     ) -> None:
         self.waiter = waiter
+        self.tag = tag
         self.record_type = record_type
         self.stream_id = stream_id
         self.start_offset = start_offset
@@ -94,8 +103,10 @@ class GroupCommitter:
         segment_limit: int,
         durability: Durability,
         sync_interval: float,
+        on_commit: CommitHook | None = None,
     ) -> None:
         self.stats = WalStats()
+        self._on_commit = on_commit
         self._segment = segment
         self._roll = roll
         self._segment_limit = segment_limit
@@ -177,7 +188,7 @@ class GroupCommitter:
             return
         self.stats.appends += len(group)
         self.stats.groups += 1
-        _settle(group, positions)
+        self._settle(group, positions)
 
     def _write(self, group: list[PendingAppend]) -> list[Position]:
         positions = []
@@ -231,9 +242,18 @@ class GroupCommitter:
             return DiskFull(self._segment.path)
         return LogIOError("writing", self._segment.path, error)
 
-    @staticmethod
-    def _fail(group: list[PendingAppend], error: WalError) -> None:
-        _settle(group, [error] * len(group))
+    def _fail(self, group: list[PendingAppend], error: WalError) -> None:
+        self._settle(group, [error] * len(group))
+
+    def _settle(self, group: list[PendingAppend], outcomes: Sequence[Outcome]) -> None:
+        if self._on_commit is not None:
+            tagged = [i for i, pending in enumerate(group) if pending.tag is not None]
+            if tagged:
+                try:
+                    self._on_commit([group[i].tag for i in tagged], [outcomes[i] for i in tagged])
+                except Exception:  # the appends are durable; the hook's owner must log its own
+                    log.exception("the WAL's commit hook failed")
+        _settle(group, outcomes)
 
 
 def _settle(group: list[PendingAppend], outcomes: Sequence[Outcome]) -> None:

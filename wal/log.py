@@ -14,7 +14,14 @@ from types import TracebackType
 from native import crc32c
 from wal.errors import LogClosed, LogIOError, LogLocked, PermissionDenied, RecordTooLarge
 from wal.format import MAX_USER_TYPE, RECORD_HEADER_SIZE, SEGMENT_HEADER_SIZE, segment_name
-from wal.group_commit import Durability, GroupCommitter, PendingAppend, Waiter, WalStats
+from wal.group_commit import (
+    CommitHook,
+    Durability,
+    GroupCommitter,
+    PendingAppend,
+    Waiter,
+    WalStats,
+)
 from wal.recovery import FREE_PREFIX, RecoveryReport, recover
 from wal.segment import (
     Entry,
@@ -48,7 +55,13 @@ class WriteAheadLog:
         sync_interval_ms: float = 10.0,
         preallocate: bool = True,
         recycle_segments: int = 2,
+        on_commit: CommitHook | None = None,
     ) -> None:
+        """``on_commit``, if given, is called on the writer thread once per
+        group with the tags of the group's tagged appends (see ``submit``)
+        and their outcomes, before their waiters wake: an owner that keeps
+        its own state about appends can update it once per group rather
+        than once per append."""
         if segment_bytes < SEGMENT_HEADER_SIZE + 4 * RECORD_HEADER_SIZE:
             raise ValueError(f"segment_bytes {segment_bytes} is too small")
         self.directory = os.fspath(directory)
@@ -76,7 +89,12 @@ class WriteAheadLog:
         limit = segment_bytes - RECORD_HEADER_SIZE
         self._max_payload = limit - SEGMENT_HEADER_SIZE - RECORD_HEADER_SIZE
         self._committer = GroupCommitter(
-            first, self._roll, limit, Durability(durability), sync_interval_ms / 1000.0
+            first,
+            self._roll,
+            limit,
+            Durability(durability),
+            sync_interval_ms / 1000.0,
+            on_commit,
         )
         self._make_spare()
 
@@ -94,15 +112,17 @@ class WriteAheadLog:
         start_offset: int = 0,
         end_offset: int = 0,
         record_type: int = DATA,
+        tag: object = None,
     ) -> Future[Position]:
         """Queues an append; the future resolves to its position once durable.
 
         The payload is written as given, without a copy: a bytearray must not
-        change until the future is done.
+        change until the future is done. A ``tag`` other than None is passed
+        to the log's ``on_commit`` hook with the append's outcome.
         """
         future: Future[Position] = Future()
         future.set_running_or_notify_cancel()  # an append cannot be taken back
-        self._enqueue(future, payload, stream_id, start_offset, end_offset, record_type)
+        self._enqueue(future, payload, stream_id, start_offset, end_offset, record_type, tag)
         return future
 
     def append(
@@ -113,6 +133,7 @@ class WriteAheadLog:
         start_offset: int = 0,
         end_offset: int = 0,
         record_type: int = DATA,
+        tag: object = None,
     ) -> Position:
         """Appends and returns the record's position once it is durable."""
         return self.submit(
@@ -121,6 +142,7 @@ class WriteAheadLog:
             start_offset=start_offset,
             end_offset=end_offset,
             record_type=record_type,
+            tag=tag,
         ).result()
 
     async def append_async(
@@ -131,6 +153,7 @@ class WriteAheadLog:
         start_offset: int = 0,
         end_offset: int = 0,
         record_type: int = DATA,
+        tag: object = None,
     ) -> Position:
         """Like append, for asyncio: waits without blocking the event loop.
 
@@ -142,6 +165,7 @@ class WriteAheadLog:
             start_offset=start_offset,
             end_offset=end_offset,
             record_type=record_type,
+            tag=tag,
         )
 
     def submit_async(
@@ -152,14 +176,16 @@ class WriteAheadLog:
         start_offset: int = 0,
         end_offset: int = 0,
         record_type: int = DATA,
+        tag: object = None,
     ) -> asyncio.Future[Position]:
         """Queues an append from a running event loop; the returned asyncio
         future resolves to its position once durable.
 
-        Cancelling the future stops the wait, not the append.
+        Cancelling the future stops the wait, not the append. ``tag`` is as
+        for ``submit``.
         """
         waiter: asyncio.Future[Position] = asyncio.get_running_loop().create_future()
-        self._enqueue(waiter, payload, stream_id, start_offset, end_offset, record_type)
+        self._enqueue(waiter, payload, stream_id, start_offset, end_offset, record_type, tag)
         return waiter
 
     def _enqueue(
@@ -170,6 +196,7 @@ class WriteAheadLog:
         start_offset: int,
         end_offset: int,
         record_type: int,
+        tag: object = None,
     ) -> None:
         if not 1 <= record_type <= MAX_USER_TYPE:
             raise ValueError(f"record_type {record_type} is not in 1..{MAX_USER_TYPE}")
@@ -184,6 +211,7 @@ class WriteAheadLog:
                 end_offset,
                 payload if isinstance(payload, bytes | memoryview) else memoryview(payload),
                 crc32c(payload),
+                tag,
             )
         )
 
