@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from s3stream.manifest_state import ManifestState, ObjectMeta, Op
 from s3stream.objects import ObjectKind, StoredBatch, parse_object
@@ -103,6 +104,14 @@ def orphans(state: ManifestState, listing: Sequence[ObjectInfo]) -> list[str]:
     return found
 
 
+class Compaction(NamedTuple):
+    """Objects to rewrite together, and how."""
+
+    object_ids: list[int]
+    stream_object_bytes: int
+    """Runs of one stream at least this large go to stream objects (0: all)."""
+
+
 def pick_compaction(
     state: ManifestState,
     *,
@@ -110,14 +119,18 @@ def pick_compaction(
     stream_object_bytes: int,
     max_objects: int,
     max_bytes: int,
-) -> list[int]:
+    force_split_before_ms: int,
+) -> Compaction | None:
     """The oldest stream-set objects, if rewriting them gains something.
 
     It does if two or more of them are small (merging saves GETs and
     objects), or if one stream has at least ``stream_object_bytes`` across
     them: that stream then moves into a stream object of its own, so a
     reader catching up on it reads a few large objects instead of a slice of
-    every stream-set object.
+    every stream-set object. Once the oldest was created at or before
+    ``force_split_before_ms``, every stream moves out: no stream-set object
+    lives for ever, and what is left of them is merged into larger stream
+    objects by ``pick_stream_merge``.
     """
     picked: list[int] = []
     total = 0
@@ -125,10 +138,14 @@ def pick_compaction(
         meta = state.objects[object_id]
         if meta.kind is not ObjectKind.STREAM_SET:
             continue
-        if len(picked) >= max_objects or total + meta.size > max_bytes:
+        if picked and (len(picked) >= max_objects or total + meta.size > max_bytes):
             break
         picked.append(object_id)
         total += meta.size
+    if not picked:
+        return None
+    if state.objects[picked[0]].created_ms <= force_split_before_ms:
+        return Compaction(picked, 0)
     small = sum(1 for oid in picked if state.objects[oid].size < small_object_bytes)
     per_stream: dict[int, int] = {}
     for oid in picked:
@@ -136,7 +153,33 @@ def pick_compaction(
             if not _range_dead(state, r.stream_id, r.end_offset):
                 per_stream[r.stream_id] = per_stream.get(r.stream_id, 0) + r.size
     splits = any(size >= stream_object_bytes for size in per_stream.values())
-    return picked if small >= 2 or splits else []
+    return Compaction(picked, stream_object_bytes) if small >= 2 or splits else None
+
+
+def pick_stream_merge(
+    state: ManifestState, *, small_object_bytes: int, max_bytes: int
+) -> Compaction | None:
+    """Two or more adjacent small stream objects of one stream (at most
+    ``max_bytes`` together), to be rewritten as one stream object: a reader
+    catching up then needs fewer GETs, and the bucket holds fewer objects."""
+    for stream_id in sorted(state.ranges):
+        run: list[int] = []
+        total = 0
+        previous_end = -1
+        for start, end, object_id in state.ranges[stream_id].entries:
+            meta = state.objects[object_id]
+            small = meta.kind is ObjectKind.STREAM and meta.size < small_object_bytes
+            if small and run and start == previous_end and total + meta.size <= max_bytes:
+                run.append(object_id)
+                total += meta.size
+            elif len(run) >= 2:
+                return Compaction(run, 0)
+            else:
+                run, total = ([object_id], meta.size) if small else ([], 0)
+            previous_end = end
+        if len(run) >= 2:
+            return Compaction(run, 0)
+    return None
 
 
 def merge_objects(
@@ -149,9 +192,10 @@ def merge_objects(
     block_bytes: int,
     stream_object_bytes: int,
 ) -> list[PreparedObject]:
-    """Reads the objects and lays out their live data again: small runs
-    together in one stream-set object, big runs in stream objects of their own.
-    Batches every reader has been trimmed past are left out."""
+    """Reads the objects and lays out their live data again: runs of one
+    stream of at least ``stream_object_bytes`` in stream objects of their
+    own, the rest together in one stream-set object. Batches every reader
+    has been trimmed past are left out."""
     per_stream: dict[int, list[StoredBatch]] = {}
     for object_id in object_ids:
         meta = state.objects[object_id]

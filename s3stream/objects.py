@@ -89,7 +89,7 @@ class StreamRangeInfo:
 
 
 class EncodedObject(NamedTuple):
-    data: bytearray
+    data: bytes
     ranges: list[StreamRangeInfo]
     blocks: list[BlockInfo]
 
@@ -106,7 +106,10 @@ def encode_object(
     A block holds at most ``block_bytes``, unless one batch alone is larger:
     that batch gets a block of its own.
     """
-    out = bytearray()
+    # The object is gathered as a list of parts and joined once: growing one
+    # buffer would copy every payload again on each reallocation.
+    parts: list[bytes | memoryview] = []
+    size = 0
     blocks: list[BlockInfo] = []
     ranges: list[StreamRangeInfo] = []
     runs = sorted(((s, b) for s, b in streams if b), key=lambda r: (r[0], r[1][0].base_offset))
@@ -118,45 +121,50 @@ def encode_object(
             raise ValueError(f"stream {stream_id}: runs overlap")
         if kind is ObjectKind.STREAM and ranges and ranges[-1].stream_id != stream_id:
             raise ValueError("a stream object holds one stream")
-        stream_begin = len(out)
-        block_start = len(out)
-        block_first = batches[0].base_offset
-        expected = block_first
+        stream_begin = block_start = size
+        block_first = expected = batches[0].base_offset
+        block_crc = 0
         for batch in batches:
             if batch.base_offset != expected or batch.end_offset <= batch.base_offset:
                 raise ValueError(
                     f"stream {stream_id}: batch [{batch.base_offset}, {batch.end_offset}) "
                     f"does not follow offset {expected}"
                 )
-            entry_size = ENTRY_HEADER.size + len(batch.payload)
-            if len(out) > block_start and len(out) - block_start + entry_size > block_bytes:
-                blocks.append(_block(out, stream_id, block_first, expected, block_start))
-                block_start, block_first = len(out), expected
-            out += ENTRY_HEADER.pack(
-                batch.base_offset, batch.end_offset - batch.base_offset, len(batch.payload)
+            payload = batch.payload
+            entry_size = ENTRY_HEADER.size + len(payload)
+            if size > block_start and size - block_start + entry_size > block_bytes:
+                blocks.append(
+                    BlockInfo(
+                        stream_id, block_first, expected, block_start, size - block_start, block_crc
+                    )
+                )
+                block_start, block_first, block_crc = size, expected, 0
+            header = ENTRY_HEADER.pack(
+                batch.base_offset, batch.end_offset - batch.base_offset, len(payload)
             )
-            out += batch.payload
+            block_crc = crc32c(payload, crc32c(header, block_crc))
+            parts.append(header)
+            parts.append(payload)
+            size += entry_size
             expected = batch.end_offset
-        if len(out) > block_start:
-            blocks.append(_block(out, stream_id, block_first, expected, block_start))
+        if size > block_start:
+            blocks.append(
+                BlockInfo(
+                    stream_id, block_first, expected, block_start, size - block_start, block_crc
+                )
+            )
         ranges.append(
-            StreamRangeInfo(stream_id, batches[0].base_offset, expected, len(out) - stream_begin)
+            StreamRangeInfo(stream_id, batches[0].base_offset, expected, size - stream_begin)
         )
-    index_position = len(out)
-    for block in blocks:
-        out += INDEX_ENTRY.pack(*block)
-    index_crc = crc32c(memoryview(out)[index_position:])
-    head = FOOTER.pack(index_position, len(blocks), index_crc, FORMAT_VERSION, kind, 0, 0, MAGIC)
+    index = b"".join(INDEX_ENTRY.pack(*block) for block in blocks)
+    index_crc = crc32c(index)
+    head = FOOTER.pack(size, len(blocks), index_crc, FORMAT_VERSION, kind, 0, 0, MAGIC)
     footer_crc = crc32c(head[:20] + head[24:])
-    out += FOOTER.pack(
-        index_position, len(blocks), index_crc, FORMAT_VERSION, kind, 0, footer_crc, MAGIC
+    parts.append(index)
+    parts.append(
+        FOOTER.pack(size, len(blocks), index_crc, FORMAT_VERSION, kind, 0, footer_crc, MAGIC)
     )
-    return EncodedObject(out, ranges, blocks)
-
-
-def _block(out: bytearray, stream_id: int, first: int, end: int, start: int) -> BlockInfo:
-    size = len(out) - start
-    return BlockInfo(stream_id, first, end, start, size, crc32c(memoryview(out)[start:]))
+    return EncodedObject(b"".join(parts), ranges, blocks)
 
 
 class Footer(NamedTuple):

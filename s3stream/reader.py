@@ -1,19 +1,29 @@
 """The read path from object storage: object index, block fetches, read-ahead.
 
 The manifest says which object holds an offset; the object's index (read
-once with one suffix GET, then cached) says which block; the block is read
-whole with one ranged GET into the block cache. A reader that keeps asking
-where its last read ended is catching up sequentially, so the next blocks are
-fetched ahead of it, several GETs in flight, on the reader's own workers:
-reads never wait behind uploads and uploads never wait behind reads.
+once with one suffix GET, then cached) says which block; blocks are read
+whole with ranged GETs into the block cache.
+
+Every read that misses starts a read-ahead: the blocks from the one it needs
+on, up to a window, are claimed and fetched by the reader's workers, adjacent
+blocks together in one GET of up to a span (in a stream object, which a
+sequential reader reads all of, of up to the window), several GETs in
+flight; the read
+itself then waits only for its own block. The window starts small (a random
+read wastes little) and doubles with every read that starts where the last
+one ended, up to ``readahead_bytes``: a consumer catching up sequentially
+soon has many megabytes on their way. Indexes of the objects ahead are read
+by the workers too, never inline. Reads never wait behind uploads and
+uploads never wait behind reads: they run on different threads.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator
-from concurrent.futures import Executor
+from concurrent.futures import Executor, Future
 from typing import NamedTuple
 
 from s3stream.block_cache import BlockCache, Loader
@@ -24,10 +34,12 @@ from s3stream.objects import (
     SUFFIX_READ_BYTES,
     BlockInfo,
     ObjectIndex,
+    ObjectKind,
     StoredBatch,
     parse_block,
     parse_footer,
     parse_index,
+    parse_object,
     read_index,
 )
 from s3stream.store import ObjectStore
@@ -36,6 +48,19 @@ from s3stream.store import ObjectStore
 class _BlockRef(NamedTuple):
     key: str
     info: BlockInfo
+    whole: bool
+    """The block is in a stream object: a sequential reader reads all of it,
+    so one GET may span as much of it as the window holds."""
+
+
+class _ReadState:
+    """Where a stream's last read ended, and its read-ahead window."""
+
+    __slots__ = ("end", "window")
+
+    def __init__(self) -> None:
+        self.end = -1
+        self.window = 0
 
 
 class ObjectReader:
@@ -55,9 +80,13 @@ class ObjectReader:
         self._readahead_bytes = readahead_bytes
         self._span_bytes = readahead_span_bytes
         self._index_entries = index_cache_entries
+        self._initial_window = min(readahead_bytes, max(readahead_span_bytes // 2, 1))
         self._indexes: OrderedDict[str, ObjectIndex] = OrderedDict()
+        self._index_loads: dict[str, Future[ObjectIndex]] = {}
+        self._prefetching: set[int] = set()
+        """Streams with a read-ahead waiting for an index on a worker."""
         self._lock = threading.Lock()
-        self._read_ends: dict[int, int] = {}
+        self._reads: dict[int, _ReadState] = {}
         self.gets = 0
 
     def read(
@@ -72,10 +101,15 @@ class ObjectReader:
         """Batches of the stream from the one holding ``offset``, up to
         ``max_bytes`` (but one even if bigger, if ``at_least_one``) and not
         past ``end``, from objects only."""
+        if self._readahead_bytes > 0:
+            found = state.ranges[stream_id].find(offset) if stream_id in state.ranges else None
+            if found is not None:  # needed now: read it here, once
+                meta = state.objects[found[2]]
+                self.index(meta, whole=self._reads_whole(meta, offset <= found[0]))
+            self._read_ahead(state, stream_id, offset, self._window(stream_id, offset))
         out: list[StoredBatch] = []
         budget = max_bytes
-        refs = self._blocks_from(state, stream_id, offset)
-        for ref in refs:
+        for ref in self._blocks_from(state, stream_id, offset):
             for batch in self._block(ref):
                 if batch.end_offset <= offset:
                     continue
@@ -90,19 +124,36 @@ class ObjectReader:
                 if budget > 0 and offset < end:
                     continue
             break
-        with self._lock:
-            sequential = self._read_ends.get(stream_id) == out[0].base_offset if out else False
-            self._read_ends[stream_id] = offset
-        if sequential and self._readahead_bytes > 0:
-            self._read_ahead(state, stream_id, offset)
+        if self._readahead_bytes > 0:
+            with self._lock:
+                self._reads[stream_id].end = offset
         return out
 
-    def _read_ahead(self, state: ManifestState, stream_id: int, offset: int) -> None:
-        """Fetches the blocks after ``offset`` (up to the read-ahead window)
-        that nobody has yet, adjacent ones together in one ranged GET."""
-        window = self._readahead_bytes
+    def forget_stream(self, stream_id: int) -> None:
+        with self._lock:
+            self._reads.pop(stream_id, None)
+
+    def _window(self, stream_id: int, offset: int) -> int:
+        """The read-ahead window for a read at ``offset``: doubled if the
+        stream's last read ended there, back to the start if not."""
+        with self._lock:
+            read = self._reads.get(stream_id)
+            if read is None:
+                read = self._reads[stream_id] = _ReadState()
+            if read.end == offset:
+                read.window = min(self._readahead_bytes, read.window * 2)
+            else:
+                read.window = self._initial_window
+            return read.window
+
+    def _read_ahead(self, state: ManifestState, stream_id: int, offset: int, window: int) -> None:
+        """Claims the blocks from the one holding ``offset`` on, up to
+        ``window`` bytes, that nobody has yet, and fetches them on the
+        workers, adjacent ones together. An index not yet read is read by a
+        worker, which then goes on from there."""
         span: list[_BlockRef] = []
-        for ref in self._blocks_from(state, stream_id, offset):
+        missing: list[int] = []
+        for ref in self._blocks_from(state, stream_id, offset, missing):
             if window <= 0:
                 break
             window -= ref.info.size
@@ -115,6 +166,29 @@ class ObjectReader:
                 span = []
             span.append(ref)
         self._submit_span(span)
+        if missing and window > 0:
+            with self._lock:
+                if stream_id in self._prefetching:
+                    return
+                self._prefetching.add(stream_id)
+            self._executor.submit(self._read_ahead_quietly, state, stream_id, missing[0], window)
+
+    def _read_ahead_quietly(
+        self, state: ManifestState, stream_id: int, offset: int, window: int
+    ) -> None:
+        # Only ever a head start: a read that needs this index or block will
+        # read it itself and report what went wrong.
+        try:
+            with contextlib.suppress(Exception):
+                found = state.ranges[stream_id].find(offset)
+                if found is not None:
+                    meta = state.objects[found[2]]
+                    self.index(meta, whole=self._reads_whole(meta, offset <= found[0]))
+        finally:
+            with self._lock:
+                self._prefetching.discard(stream_id)
+        with contextlib.suppress(Exception):
+            self._read_ahead(state, stream_id, offset, window)
 
     def _extends(self, span: list[_BlockRef], ref: _BlockRef) -> bool:
         last = span[-1]
@@ -122,7 +196,7 @@ class ObjectReader:
         return (
             last.key == ref.key
             and last.info.position + last.info.size == ref.info.position
-            and size + ref.info.size <= self._span_bytes
+            and (ref.whole or size + ref.info.size <= self._span_bytes)
         )
 
     def _submit_span(self, span: list[_BlockRef]) -> None:
@@ -151,9 +225,16 @@ class ObjectReader:
             self.block_cache.fulfil(block_key, ref.info.size, batches)
 
     def _blocks_from(
-        self, state: ManifestState, stream_id: int, offset: int
+        self,
+        state: ManifestState,
+        stream_id: int,
+        offset: int,
+        missing: list[int] | None = None,
     ) -> Iterator[_BlockRef]:
-        """The stream's blocks from the one holding ``offset`` on, across objects."""
+        """The stream's blocks from the one holding ``offset`` on, across
+        objects. With ``missing``, indexes are not read: the iteration stops
+        at the first object whose index is not cached, noting the offset
+        there in ``missing``."""
         ranges = state.ranges.get(stream_id)
         if ranges is None:
             return
@@ -161,15 +242,22 @@ class ObjectReader:
             found = ranges.find(offset)
             if found is None:
                 return
-            _, range_end, object_id = found
+            range_start, range_end, object_id = found
             meta = state.objects[object_id]
-            index = self.index(meta)
+            if missing is None:
+                index = self.index(meta, whole=self._reads_whole(meta, offset <= range_start))
+            else:
+                cached = self.cached_index(meta.key)
+                if cached is None:
+                    missing.append(offset)
+                    return
+                index = cached
             i = index.find(stream_id, offset)
             while i is not None and i < len(index.blocks):
                 info = index.blocks[i]
                 if info.stream_id != stream_id or info.start_offset >= range_end:
                     break
-                yield _BlockRef(meta.key, info)
+                yield _BlockRef(meta.key, info, meta.kind is ObjectKind.STREAM)
                 offset = info.end_offset
                 i += 1
             if offset < range_end:  # the index disagrees with the manifest
@@ -187,16 +275,73 @@ class ObjectReader:
 
         return load
 
-    def index(self, meta: ObjectMeta) -> ObjectIndex:
-        """The object's index: cached, or read with one GET of the object's tail."""
+    def cached_index(self, key: str) -> ObjectIndex | None:
+        with self._lock:
+            index = self._indexes.get(key)
+            if index is not None:
+                self._indexes.move_to_end(key)
+            return index
+
+    def _reads_whole(self, meta: ObjectMeta, from_first_offset: bool) -> bool:
+        """Whether a read starting at the first offset a stream object holds
+        fetches all of it in one GET: it is most likely a consumer catching
+        up from the start, who will read all of it, and one GET is the
+        cheapest way there (the index comes with it)."""
+        return (
+            from_first_offset
+            and meta.kind is ObjectKind.STREAM
+            and self._readahead_bytes > 0
+            and meta.size <= self._readahead_bytes
+        )
+
+    def index(self, meta: ObjectMeta, *, whole: bool = False) -> ObjectIndex:
+        """The object's index: cached, or read with one GET of the object's
+        tail (once, however many threads ask at the same time). With
+        ``whole``, the GET reads the whole object and its blocks go to the
+        block cache too."""
         with self._lock:
             index = self._indexes.get(meta.key)
             if index is not None:
                 self._indexes.move_to_end(meta.key)
                 return index
+            loading = self._index_loads.get(meta.key)
+            if loading is None:
+                mine: Future[ObjectIndex] = Future()
+                self._index_loads[meta.key] = mine
+        if loading is not None:
+            return loading.result()
+        try:
+            index = self._read_whole(meta) if whole else self._read_index(meta)
+        except BaseException as error:
+            with self._lock:
+                del self._index_loads[meta.key]
+            mine.set_exception(error)
+            raise
+        with self._lock:
+            del self._index_loads[meta.key]
+            self._indexes[meta.key] = index
+            while len(self._indexes) > self._index_entries:
+                self._indexes.popitem(last=False)
+        mine.set_result(index)
+        return index
+
+    def _read_whole(self, meta: ObjectMeta, data: bytes | None = None) -> ObjectIndex:
+        if data is None:
+            self.gets += 1
+            data = self.store.get(meta.key)
+        index, blocks = parse_object(meta.key, data)
+        for info, batches in zip(index.blocks, blocks, strict=True):
+            block_key = (meta.key, info.position)
+            if self.block_cache.claim(block_key):
+                self.block_cache.fulfil(block_key, info.size, batches)
+        return index
+
+    def _read_index(self, meta: ObjectMeta) -> ObjectIndex:
         tail_start = max(0, meta.size - SUFFIX_READ_BYTES)
         tail = self.store.get(meta.key, tail_start, meta.size)
         self.gets += 1
+        if tail_start == 0:  # a small object: the tail is all of it, blocks too
+            return self._read_whole(meta, tail)
         found = read_index(meta.key, tail, meta.size)
         if isinstance(found, int):  # a big index: read exactly the rest of it
             footer = parse_footer(meta.key, tail, meta.size)
@@ -204,10 +349,6 @@ class ObjectReader:
             index_bytes = self.store.get(meta.key, found, found + length)
             self.gets += 1
             found = parse_index(meta.key, footer, index_bytes)
-        with self._lock:
-            self._indexes[meta.key] = found
-            while len(self._indexes) > self._index_entries:
-                self._indexes.popitem(last=False)
         return found
 
     def forget(self, key: str) -> None:

@@ -41,7 +41,7 @@ def epoch_of_key(key: str) -> int | None:
 @dataclass
 class PreparedObject:
     meta: ObjectMeta
-    data: bytearray
+    data: bytes
 
 
 class ObjectIds:

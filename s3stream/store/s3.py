@@ -19,8 +19,9 @@ is derived from the content (MD5 for single-part uploads), so two writes of
 identical bytes may share a version: callers whose compare-and-swap must
 not suffer ABA keep a sequence number in the content (the manifest does).
 
-Objects above ``multipart_threshold`` go up as multipart uploads, parts sent
-concurrently; a failed upload is aborted. Reads of a range starting exactly
+Objects above ``multipart_threshold`` (64 MiB: above what one upload of the
+log cache writes, so those go up in one request) go up as multipart uploads,
+parts sent concurrently; a failed upload is aborted. Reads of a range starting exactly
 at the end of an object return b""; past the end, ObjectNotFound (base.py).
 """
 
@@ -89,8 +90,8 @@ class S3Store(ObjectStore):
         region: str | None = None,
         access_key_id: str | None = None,
         secret_access_key: str | None = None,
-        multipart_threshold: int = 16 * MiB,
-        part_size: int = 8 * MiB,
+        multipart_threshold: int = 64 * MiB,
+        part_size: int = 16 * MiB,
         max_attempts: int = 8,
         connect_timeout: float = 5.0,
         read_timeout: float = 30.0,

@@ -3,6 +3,7 @@ deletion only after the grace period; the data read back never changes."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -158,3 +159,79 @@ def test_orphans_of_older_writers_are_deleted_on_open(tmp_path: Path, bucket: Me
         assert store.recovery.orphans_deleted == 1
         assert orphan not in object_keys(bucket)
         assert read_all(store, stream) == expected(stream, 0, 2)
+
+
+def kinds_by_stream(store: StreamStore) -> list[tuple[ObjectKind, tuple[int, ...]]]:
+    return sorted(
+        (meta.kind, tuple(r.stream_id for r in meta.ranges))
+        for meta in store.manifest.state.objects.values()
+    )
+
+
+def compact_until_settled(store: StreamStore) -> int:
+    """Compaction passes until one changes nothing; returns how many changed something."""
+    for passes in range(100):
+        before = set(store.manifest.state.objects)
+        store.compact()
+        if set(store.manifest.state.objects) == before:
+            return passes
+    raise AssertionError("compaction never settled")
+
+
+def test_old_stream_set_objects_are_split_whatever_their_size(
+    tmp_path: Path, bucket: MemoryStore
+) -> None:
+    config = dataclasses.replace(CONFIG, force_split_after_s=0)
+    with StreamStore.open(tmp_path / "node", bucket, config) as store:
+        busy, quiet = new_stream(store), new_stream(store)
+        uploads(store, [busy, quiet], rounds=1)  # far below stream_object_bytes
+        assert kinds_by_stream(store) == [(ObjectKind.STREAM_SET, (busy, quiet))]
+        store.compact()
+        assert kinds_by_stream(store) == [
+            (ObjectKind.STREAM, (busy,)),
+            (ObjectKind.STREAM, (quiet,)),
+        ]
+        assert read_all(store, busy) == expected(busy, 0, 2)
+        assert read_all(store, quiet) == expected(quiet, 0, 2)
+
+
+def test_young_stream_set_objects_are_not_split(store: StreamStore) -> None:
+    a, b = new_stream(store), new_stream(store)
+    uploads(store, [a, b], rounds=1)
+    assert compact_until_settled(store) == 0  # one object, not small twice, no big stream
+    assert kinds_by_stream(store) == [(ObjectKind.STREAM_SET, (a, b))]
+
+
+def test_small_stream_objects_of_a_stream_merge_into_larger_ones(
+    tmp_path: Path, bucket: MemoryStore
+) -> None:
+    # Every upload writes a stream object of ~1.3 KB; a merge writes at most 3 KB.
+    config = dataclasses.replace(CONFIG, stream_object_bytes=1, stream_object_max_bytes=3 * 1024)
+    with StreamStore.open(tmp_path / "node", bucket, config) as store:
+        stream = new_stream(store)
+        uploads(store, [stream], rounds=6, count=10)
+        assert kinds_by_stream(store) == [(ObjectKind.STREAM, (stream,))] * 6
+        assert compact_until_settled(store) > 0
+        objects = list(store.manifest.state.objects.values())
+        assert all(meta.kind is ObjectKind.STREAM for meta in objects)
+        assert len(objects) == 3  # pairs: a third upload would pass 3 KB
+        assert all(meta.size <= 3 * 1024 for meta in objects)
+        assert object_keys(bucket) == {meta.key for meta in objects}
+        assert read_all(store, stream) == expected(stream, 0, 60)
+
+
+def test_stream_objects_merge_only_with_their_neighbours(
+    tmp_path: Path, bucket: MemoryStore
+) -> None:
+    # A stream-set object between two stream objects of one stream keeps them apart.
+    config = dataclasses.replace(CONFIG, stream_object_bytes=1500)
+    with StreamStore.open(tmp_path / "node", bucket, config) as store:
+        stream, other = new_stream(store), new_stream(store)
+        uploads(store, [stream], rounds=1, count=16)  # 1.6 KB: a stream object
+        uploads(store, [stream, other], rounds=1, count=1)  # small: a stream-set object
+        uploads(store, [stream], rounds=1, count=16)  # a stream object again
+        before = kinds_by_stream(store)
+        assert [kind for kind, _ in before].count(ObjectKind.STREAM) == 2
+        assert compact_until_settled(store) == 0
+        assert kinds_by_stream(store) == before
+        assert read_all(store, stream) == expected(stream, 0, 33)

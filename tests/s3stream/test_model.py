@@ -6,6 +6,7 @@ objects, or after a restart with or without the WAL."""
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import tempfile
 from pathlib import Path
@@ -33,6 +34,9 @@ CONFIG = StreamStoreConfig(
     wal_segment_bytes=16 * 1024,
     log_cache_bytes=1024,  # tiny: most reads go to objects
 )
+# After a "restart as an old node", every stream-set object counts as old
+# enough to split and small stream objects merge (up to 8 KiB).
+SPLITTING = dataclasses.replace(CONFIG, force_split_after_s=0, stream_object_max_bytes=8192)
 
 
 class StreamStoreMachine(RuleBasedStateMachine):
@@ -41,6 +45,7 @@ class StreamStoreMachine(RuleBasedStateMachine):
         self.root = Path(tempfile.mkdtemp(prefix="tidelog-model-"))
         self.bucket = MemoryStore()
         self.generation = 0
+        self.config = CONFIG
         self.store = self._open()
         self.model: dict[int, list[tuple[int, int, bytes]]] = {}
         self.starts: dict[int, int] = {}
@@ -48,7 +53,7 @@ class StreamStoreMachine(RuleBasedStateMachine):
     def _open(self, fresh_dir: bool = False) -> StreamStore:
         if fresh_dir:
             self.generation += 1
-        return StreamStore.open(self.root / f"node-{self.generation}", self.bucket, CONFIG)
+        return StreamStore.open(self.root / f"node-{self.generation}", self.bucket, self.config)
 
     def _reopen(self, fresh_dir: bool = False) -> StreamStore:
         store = self._open(fresh_dir)
@@ -112,6 +117,14 @@ class StreamStoreMachine(RuleBasedStateMachine):
     def restart(self, flush: bool) -> None:
         """Close (uploading or not) and reopen on the same WAL."""
         self.store.close(flush=flush)
+        self.store = self._reopen()
+
+    @rule(splitting=st.booleans())
+    def restart_aged(self, splitting: bool) -> None:
+        """Reopen with compaction that splits every stream-set object and
+        merges stream objects (``splitting``), or back to the defaults."""
+        self.store.close(flush=True)
+        self.config = SPLITTING if splitting else CONFIG
         self.store = self._reopen()
 
     @rule()

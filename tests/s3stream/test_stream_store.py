@@ -290,13 +290,13 @@ def test_sequential_cold_reads_run_several_gets_at_once(
     config = StreamStoreConfig(upload_interval_s=3600, compaction_interval_s=3600, block_bytes=1024)
     with StreamStore.open(tmp_path / "w", memory_store, config) as writer:
         stream = new_stream(writer)
-        fill(writer, stream, 60, per_batch=1, size=500)
+        fill(writer, stream, 200, per_batch=1, size=500)  # > the 64 KiB an index read takes
     counting = CountingGets(memory_store)
     reader_config = dataclasses.replace(
         config, readahead_bytes=readahead * 1024, readahead_span_bytes=1024
     )
     with StreamStore.open(tmp_path / "r", counting, reader_config) as reader:
-        assert read_all(reader, stream, max_bytes=1024) == expected(stream, 0, 60, 1, 500)
+        assert read_all(reader, stream, max_bytes=1024) == expected(stream, 0, 200, 1, 500)
     if readahead:
         assert counting.most_in_flight >= 3
         assert reader.block_cache.hits > 0

@@ -1,0 +1,136 @@
+"""The read path's GETs: whole stream objects for readers starting at their
+first offset, one index read however many readers want it, and the right
+batches whatever the route."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from pathlib import Path
+
+import pytest
+
+from s3stream import StreamStore, StreamStoreConfig
+from s3stream.objects import ObjectKind
+from s3stream.store import MemoryStore, ObjectStore
+from s3stream.uploader import OBJECT_PREFIX
+from tests.s3stream.faults import FaultyStore
+from tests.s3stream.test_stream_store import expected, fill, new_stream, read_all
+
+# Every upload of one stream writes a stream object of ~81 KB in 1 KB blocks:
+# larger than the 64 KiB tail that an index read fetches.
+BATCHES = 700
+CONFIG = StreamStoreConfig(
+    upload_interval_s=3600,
+    compaction_interval_s=3600,
+    stream_object_bytes=1,
+    block_bytes=1024,
+    log_cache_bytes=0,
+    readahead_bytes=256 * 1024,
+    readahead_span_bytes=4 * 1024,
+)
+
+
+class RecordingGets(FaultyStore):
+    """Records every GET of a data object as (key, start, end)."""
+
+    def __init__(self, inner: ObjectStore, delay: float = 0.0) -> None:
+        super().__init__(inner)
+        self.gets: list[tuple[str, int, int | None]] = []
+        self._delay = delay
+        self._lock = threading.Lock()
+
+    def get(self, key: str, start: int = 0, end: int | None = None) -> bytes:
+        if key.startswith(OBJECT_PREFIX):
+            with self._lock:
+                self.gets.append((key, start, end))
+            threading.Event().wait(self._delay)
+        return super().get(key, start, end)
+
+
+@pytest.fixture
+def bucket() -> MemoryStore:
+    return MemoryStore()
+
+
+def write_stream_objects(tmp_path: Path, bucket: ObjectStore, uploads: int) -> int:
+    with StreamStore.open(tmp_path / "writer", bucket, CONFIG) as writer:
+        stream = new_stream(writer)
+        for _ in range(uploads):
+            fill(writer, stream, BATCHES, per_batch=1)
+            assert writer.flush(timeout=30)
+        kinds = {meta.kind for meta in writer.manifest.state.objects.values()}
+        assert kinds == {ObjectKind.STREAM}
+    return stream
+
+
+def test_a_stream_object_read_from_its_start_takes_one_get(
+    tmp_path: Path, bucket: MemoryStore
+) -> None:
+    stream = write_stream_objects(tmp_path, bucket, uploads=3)
+    recording = RecordingGets(bucket)
+    with StreamStore.open(tmp_path / "reader", recording, CONFIG) as reader:
+        assert read_all(reader, stream) == expected(stream, 0, 3 * BATCHES, per_batch=1)
+        keys = sorted(meta.key for meta in reader.manifest.state.objects.values())
+    # One whole-object GET per object (the later ones as read-ahead), nothing else.
+    assert sorted(recording.gets) == [(key, 0, None) for key in keys]
+
+
+def test_a_read_in_the_middle_of_an_object_reads_its_index_and_blocks(
+    tmp_path: Path, bucket: MemoryStore
+) -> None:
+    stream = write_stream_objects(tmp_path, bucket, uploads=1)
+    recording = RecordingGets(bucket)
+    with StreamStore.open(tmp_path / "reader", recording, CONFIG) as reader:
+        result = reader.fetch(stream, 50, 150)
+        (meta,) = reader.manifest.state.objects.values()
+    assert [b.base_offset for b in result.batches] == [50]  # 100 bytes each: one fits
+    assert bytes(result.batches[0].payload) == expected(stream, 50, 1, per_batch=1)[0][2]
+    first_key, first_start, first_end = recording.gets[0]
+    assert (first_key, first_end) == (meta.key, meta.size)  # the index, from the tail
+    assert first_start > 0
+    assert (meta.key, 0, None) not in recording.gets  # never the whole object
+    assert all(end is not None and end - start <= 64 * 1024 for _, start, end in recording.gets)
+
+
+def test_concurrent_cold_readers_read_an_index_once(tmp_path: Path, bucket: MemoryStore) -> None:
+    stream = write_stream_objects(tmp_path, bucket, uploads=1)
+    recording = RecordingGets(bucket, delay=0.05)  # the readers overlap in the GET
+    with StreamStore.open(tmp_path / "reader", recording, CONFIG) as reader:
+        (meta,) = reader.manifest.state.objects.values()
+        results: list[list[int]] = []
+        start = threading.Barrier(8)
+
+        def read(offset: int) -> None:
+            start.wait()
+            results.append([b.base_offset for b in reader.fetch(stream, offset, 1).batches])
+
+        threads = [threading.Thread(target=read, args=(10 + i,)) for i in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert sorted(results) == [[10 + i] for i in range(8)]
+    index_reads = [g for g in recording.gets if g[0] == meta.key and g[2] == meta.size]
+    assert len(index_reads) == 1
+
+
+def test_stream_set_objects_are_read_in_spans_not_whole(
+    tmp_path: Path, bucket: MemoryStore
+) -> None:
+    # The default stream_object_bytes: both streams share a stream-set object.
+    config = dataclasses.replace(
+        CONFIG, stream_object_bytes=StreamStoreConfig().stream_object_bytes
+    )
+    with StreamStore.open(tmp_path / "writer", bucket, config) as writer:
+        a, b = new_stream(writer), new_stream(writer)
+        fill(writer, a, BATCHES, per_batch=1)
+        fill(writer, b, BATCHES, per_batch=1)
+    recording = RecordingGets(bucket)
+    with StreamStore.open(tmp_path / "reader", recording, config) as reader:
+        (meta,) = reader.manifest.state.objects.values()
+        assert meta.kind is ObjectKind.STREAM_SET
+        assert read_all(reader, a) == expected(a, 0, BATCHES, per_batch=1)
+    assert (meta.key, 0, None) not in recording.gets
+    spans = [end - start for _, start, end in recording.gets if end != meta.size]
+    assert spans and max(spans) <= 4 * 1024  # spans; only the index read is longer
