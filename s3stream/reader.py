@@ -109,21 +109,27 @@ class ObjectReader:
             self._read_ahead(state, stream_id, offset, self._window(stream_id, offset))
         out: list[StoredBatch] = []
         budget = max_bytes
-        for ref in self._blocks_from(state, stream_id, offset):
-            for batch in self._block(ref):
-                if batch.end_offset <= offset:
-                    continue
-                if batch.end_offset > end or (
-                    (out or not at_least_one) and len(batch.payload) > budget
-                ):
-                    break
-                out.append(batch)
-                budget -= len(batch.payload)
-                offset = batch.end_offset
-            else:
-                if budget > 0 and offset < end:
-                    continue
-            break
+        try:
+            for ref in self._blocks_from(state, stream_id, offset):
+                for batch in self._block(ref):
+                    if batch.end_offset <= offset:
+                        continue
+                    if batch.end_offset > end or (
+                        (out or not at_least_one) and len(batch.payload) > budget
+                    ):
+                        break
+                    out.append(batch)
+                    budget -= len(batch.payload)
+                    offset = batch.end_offset
+                else:
+                    if budget > 0 and offset < end:
+                        continue
+                break
+        except Exception:
+            if not out:
+                raise
+            # What was read is returned; the next read, starting where this
+            # one stopped, meets the failure and reports it.
         if self._readahead_bytes > 0:
             with self._lock:
                 self._reads[stream_id].end = offset
@@ -177,13 +183,17 @@ class ObjectReader:
         self, state: ManifestState, stream_id: int, offset: int, window: int
     ) -> None:
         # Only ever a head start: a read that needs this index or block will
-        # read it itself and report what went wrong.
+        # read it itself and report what went wrong. Read-ahead goes on only
+        # if the index arrived, so a failing store is not asked again and
+        # again by the workers.
         try:
-            with contextlib.suppress(Exception):
-                found = state.ranges[stream_id].find(offset)
-                if found is not None:
-                    meta = state.objects[found[2]]
-                    self.index(meta, whole=self._reads_whole(meta, offset <= found[0]))
+            found = state.ranges[stream_id].find(offset)
+            if found is None:
+                return
+            meta = state.objects[found[2]]
+            self.index(meta, whole=self._reads_whole(meta, offset <= found[0]))
+        except Exception:
+            return
         finally:
             with self._lock:
                 self._prefetching.discard(stream_id)

@@ -497,7 +497,12 @@ class StreamStore:
                 found = self._cache.read(stream_id, offset, budget, end, first) if cached else []
             if not cached:
                 state = self.manifest.state
-                found = self.reader.read(state, stream_id, offset, budget, end, first)
+                try:
+                    found = self.reader.read(state, stream_id, offset, budget, end, first)
+                except Exception:
+                    if first:
+                        raise
+                    break  # return what was read; the next fetch reports the failure
             if not found:
                 break
             batches.extend(found)

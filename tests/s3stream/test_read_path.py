@@ -12,7 +12,7 @@ import pytest
 
 from s3stream import StreamStore, StreamStoreConfig
 from s3stream.objects import ObjectKind
-from s3stream.store import MemoryStore, ObjectStore
+from s3stream.store import MemoryStore, ObjectStore, ObjectStoreError
 from s3stream.uploader import OBJECT_PREFIX
 from tests.s3stream.faults import FaultyStore
 from tests.s3stream.test_stream_store import expected, fill, new_stream, read_all
@@ -132,5 +132,34 @@ def test_stream_set_objects_are_read_in_spans_not_whole(
         assert meta.kind is ObjectKind.STREAM_SET
         assert read_all(reader, a) == expected(a, 0, BATCHES, per_batch=1)
     assert (meta.key, 0, None) not in recording.gets
-    spans = [end - start for _, start, end in recording.gets if end != meta.size]
+    spans = [end - start for _, start, end in recording.gets if end not in (None, meta.size)]
     assert spans and max(spans) <= 4 * 1024  # spans; only the index read is longer
+
+
+def test_read_ahead_does_not_keep_asking_a_failing_store(
+    tmp_path: Path, bucket: MemoryStore
+) -> None:
+    stream = write_stream_objects(tmp_path, bucket, uploads=2)
+    second = ""  # the second object's key, once known
+
+    class SecondObjectFails(RecordingGets):
+        def get(self, key: str, start: int = 0, end: int | None = None) -> bytes:
+            data = super().get(key, start, end)
+            if key == second:
+                raise ObjectStoreError("get", key, "injected")
+            return data
+
+    failing = SecondObjectFails(bucket)
+    with StreamStore.open(tmp_path / "reader", failing, CONFIG) as reader:
+        objects = sorted(reader.manifest.state.objects.values(), key=lambda m: m.object_id)
+        second = objects[1].key
+        offset = 0
+        while offset < BATCHES:  # every offset of the first object
+            offset = reader.fetch(stream, offset, 4096).next_offset
+        threading.Event().wait(0.3)  # let the workers finish whatever they started
+        attempts = sum(1 for key, _, _ in failing.gets if key == second)
+        threading.Event().wait(0.3)
+        assert sum(1 for key, _, _ in failing.gets if key == second) == attempts
+        assert 0 < attempts <= BATCHES  # read-ahead tried, at most once per read
+        with pytest.raises(ObjectStoreError):
+            reader.fetch(stream, BATCHES, 4096)  # the read itself reports the failure
