@@ -46,6 +46,11 @@ class BlockCache:
             self._load(key, size, loader, future)
         return future.result()
 
+    def holds(self, key: BlockKey) -> bool:
+        """Whether the block is cached or on its way."""
+        with self._lock:
+            return key in self._blocks or key in self._loading
+
     def claim(self, key: BlockKey) -> bool:
         """Marks a block as being loaded by the caller, unless it is cached or
         already on its way; the caller must then ``fulfil`` or ``abandon`` it."""

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Iterator
 from concurrent.futures import Executor, Future
@@ -54,13 +55,19 @@ class _BlockRef(NamedTuple):
 
 
 class _ReadState:
-    """Where a stream's last read ended, and its read-ahead window."""
+    """Where a stream's last read ended, its read-ahead window, and when."""
 
-    __slots__ = ("end", "window")
+    __slots__ = ("end", "read_at", "window")
 
     def __init__(self) -> None:
         self.end = -1
         self.window = 0
+        self.read_at = 0.0
+
+
+ACTIVE_S = 0.25
+"""A stream read from within this long counts as being read (for the
+read-ahead budget)."""
 
 
 class ObjectReader:
@@ -87,6 +94,8 @@ class ObjectReader:
         """Streams with a read-ahead waiting for an index on a worker."""
         self._lock = threading.Lock()
         self._reads: dict[int, _ReadState] = {}
+        self._active_readers = 0
+        self._active_counted_at = 0.0
         self.gets = 0
 
     def read(
@@ -102,11 +111,15 @@ class ObjectReader:
         ``max_bytes`` (but one even if bigger, if ``at_least_one``) and not
         past ``end``, from objects only."""
         if self._readahead_bytes > 0:
+            window = self._window(stream_id, offset)
             found = state.ranges[stream_id].find(offset) if stream_id in state.ranges else None
             if found is not None:  # needed now: read it here, once
                 meta = state.objects[found[2]]
-                self.index(meta, whole=self._reads_whole(meta, offset <= found[0]))
-            self._read_ahead(state, stream_id, offset, self._window(stream_id, offset))
+                whole = self._reads_whole(meta, offset <= found[0])
+                if whole and self.cached_index(meta.key) is None:
+                    self._fetch_following_objects(state, stream_id, found[1])
+                self.index(meta, whole=whole)
+            self._read_ahead(state, stream_id, offset, window)
         out: list[StoredBatch] = []
         budget = max_bytes
         try:
@@ -132,8 +145,33 @@ class ObjectReader:
             # one stopped, meets the failure and reports it.
         if self._readahead_bytes > 0:
             with self._lock:
-                self._reads[stream_id].end = offset
+                read = self._reads[stream_id]
+                read.end = offset
+                if offset >= end and read.read_at > 0:
+                    # Caught up: it has nothing ahead to keep in the cache.
+                    read.read_at = 0.0
+                    self._active_readers = max(0, self._active_readers - 1)
         return out
+
+    def _fetch_following_objects(self, state: ManifestState, stream_id: int, offset: int) -> None:
+        """Starts whole-object reads of the stream objects that follow on
+        from ``offset``, up to the window limit, while the caller reads the
+        one before them: a reader catching up then waits for one GET at a
+        time only at its start."""
+        budget = self._window_limit()
+        ranges = state.ranges[stream_id]
+        while (found := ranges.find(offset)) is not None and found[0] == offset:
+            meta = state.objects[found[2]]
+            if not self._reads_whole(meta, True) or meta.size > budget:
+                return
+            budget -= meta.size
+            offset = found[1]
+            if self.cached_index(meta.key) is None:
+                self._executor.submit(self._load_quietly, meta)
+
+    def _load_quietly(self, meta: ObjectMeta) -> None:
+        with contextlib.suppress(Exception):  # a read that needs it reports the failure
+            self.index(meta, whole=True)
 
     def forget_stream(self, stream_id: int) -> None:
         with self._lock:
@@ -141,28 +179,64 @@ class ObjectReader:
 
     def _window(self, stream_id: int, offset: int) -> int:
         """The read-ahead window for a read at ``offset``: doubled if the
-        stream's last read ended there, back to the start if not."""
+        stream's last read ended there, back to the start if not; never
+        more than the stream's share of the block cache."""
+        now = time.monotonic()
         with self._lock:
             read = self._reads.get(stream_id)
             if read is None:
                 read = self._reads[stream_id] = _ReadState()
+            if now - read.read_at >= ACTIVE_S:
+                self._active_readers += 1  # at once; leaving is noticed by the recount
+            read.read_at = now
+            limit = self._window_limit_locked(now)
             if read.end == offset:
-                read.window = min(self._readahead_bytes, read.window * 2)
+                read.window = min(limit, read.window * 2)
             else:
-                read.window = self._initial_window
+                read.window = min(limit, self._initial_window)
             return read.window
+
+    def _window_limit(self) -> int:
+        with self._lock:
+            return self._window_limit_locked(time.monotonic())
+
+    def _window_limit_locked(self, now: float) -> int:
+        """``readahead_bytes``, or less when many streams are being read at
+        once: all their windows together stay within the block cache (with
+        a share to spare), so one reader's read-ahead does not push
+        another's out of the cache before it is read (and fetched again)."""
+        if now - self._active_counted_at > ACTIVE_S / 10:
+            self._active_counted_at = now
+            self._active_readers = sum(
+                1 for read in self._reads.values() if now - read.read_at < ACTIVE_S
+            )
+        share = self.block_cache.max_bytes // (self._active_readers + 1)
+        return max(1, min(self._readahead_bytes, share))
 
     def _read_ahead(self, state: ManifestState, stream_id: int, offset: int, window: int) -> None:
         """Claims the blocks from the one holding ``offset`` on, up to
         ``window`` bytes, that nobody has yet, and fetches them on the
-        workers, adjacent ones together. An index not yet read is read by a
-        worker, which then goes on from there."""
+        workers, adjacent ones together. Nothing is fetched while at least
+        half the window ahead is cached or on its way: the window is then
+        refilled in one go when the reader has used half of it, rather than
+        a block at a time as the reader moves. An index not yet read is read
+        by a worker, which then goes on from there."""
         span: list[_BlockRef] = []
         missing: list[int] = []
+        ahead = 0
+        refill_below = window // 2
+        fetching = False
         for ref in self._blocks_from(state, stream_id, offset, missing):
             if window <= 0:
                 break
             window -= ref.info.size
+            if not fetching:
+                if self.block_cache.holds((ref.key, ref.info.position)):
+                    ahead += ref.info.size
+                    continue
+                if ahead >= refill_below and ahead > 0:
+                    return
+                fetching = True
             if not self.block_cache.claim((ref.key, ref.info.position)):
                 self._submit_span(span)
                 span = []
@@ -301,7 +375,7 @@ class ObjectReader:
             from_first_offset
             and meta.kind is ObjectKind.STREAM
             and self._readahead_bytes > 0
-            and meta.size <= self._readahead_bytes
+            and meta.size <= self._window_limit()
         )
 
     def index(self, meta: ObjectMeta, *, whole: bool = False) -> ObjectIndex:

@@ -345,6 +345,20 @@ def test_multipart_uploads_round_trip_and_keep_their_conditions(s3_endpoint: S3E
         store.close()
 
 
+def test_single_uploads_carry_the_crc32_botocore_would_compute(s3_store: S3Store) -> None:
+    from botocore.httpchecksum import Crc32Checksum
+
+    for size in (0, 1, 1000, MiB + 7):
+        data = os.urandom(size)
+        s3_store.put(f"crc-{size}", data)
+        stored = s3_store._client.head_object(
+            Bucket=s3_store.bucket, Key=s3_store._key(f"crc-{size}"), ChecksumMode="ENABLED"
+        )
+        computed = Crc32Checksum()
+        computed.update(data)
+        assert stored["ChecksumCRC32"] == computed.b64digest()
+
+
 def test_small_parts_are_refused(s3_endpoint: S3Endpoint) -> None:
     with pytest.raises(ValueError, match="5 MiB"):
         s3_endpoint.store("x", part_size=MiB)
