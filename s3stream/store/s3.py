@@ -129,9 +129,10 @@ class S3Store(ObjectStore):
             aws_secret_access_key=secret_access_key,
             config=config,
         )
-        # As boto3's transfer manager does: when botocore checksums what it can,
-        # multipart parts carry CRC32s and the completion lists them.
-        self._part_checksums = (
+        # As boto3's transfer manager does: when botocore checksums what it can
+        # (AWS_REQUEST_CHECKSUM_CALCULATION, when_supported by default), uploads
+        # carry CRC32s; multipart parts too, and the completion lists them.
+        self._checksums = (
             getattr(self._client.meta.config, "request_checksum_calculation", None)
             == "when_supported"
         )
@@ -164,17 +165,21 @@ class S3Store(ObjectStore):
                 Bucket=self.bucket,
                 Key=self._key(key),
                 Body=data if isinstance(data, bytes) else view.tobytes(),
-                # Given, botocore need not compute it in 1 MiB chunks, holding
-                # the GIL between them; zlib releases it for the whole buffer.
-                ChecksumAlgorithm="CRC32",
-                ChecksumCRC32=_crc32_header(view),
+                **self._checksum_of(view),
                 **condition,
             )
         return str(response["ETag"])
 
+    def _checksum_of(self, view: memoryview) -> dict[str, str]:
+        # Given, botocore need not compute it in 1 MiB chunks, holding the GIL
+        # between them; zlib releases it for the whole buffer.
+        if not self._checksums:
+            return {}
+        return {"ChecksumAlgorithm": "CRC32", "ChecksumCRC32": _crc32_header(view)}
+
     def _put_multipart(self, key: str, view: memoryview, condition: dict[str, str]) -> str:
         part_size = max(self.part_size, -(-view.nbytes // _MAX_PARTS))
-        checksum = {"ChecksumAlgorithm": "CRC32"} if self._part_checksums else {}
+        checksum = {"ChecksumAlgorithm": "CRC32"} if self._checksums else {}
         with _errors("put", key):
             upload = self._client.create_multipart_upload(
                 Bucket=self.bucket, Key=self._key(key), **checksum
