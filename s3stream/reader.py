@@ -8,13 +8,14 @@ Every read that misses starts a read-ahead: the blocks from the one it needs
 on, up to a window, are claimed and fetched by the reader's workers, adjacent
 blocks together in one GET of up to a span (in a stream object, which a
 sequential reader reads all of, of up to the window), several GETs in
-flight; the read
-itself then waits only for its own block. The window starts small (a random
-read wastes little) and doubles with every read that starts where the last
-one ended, up to ``readahead_bytes``: a consumer catching up sequentially
-soon has many megabytes on their way. Indexes of the objects ahead are read
-by the workers too, never inline. Reads never wait behind uploads and
-uploads never wait behind reads: they run on different threads.
+flight; the read itself then waits only for its own block. The window starts
+small (a random read wastes little) and doubles with every read that starts
+where the last one ended, up to ``readahead_bytes`` or the stream's share of
+the block cache: a consumer catching up sequentially soon has many megabytes
+on their way. A read starting at the first offset of a stream object fetches
+the whole object, and the stream objects after it, in one GET each. Indexes
+of the objects ahead are read by the workers. Reads never wait behind
+uploads and uploads never wait behind reads: they run on different threads.
 """
 
 from __future__ import annotations
@@ -77,8 +78,8 @@ class ObjectReader:
         block_cache: BlockCache,
         executor: Executor,
         *,
-        readahead_bytes: int = 32 * 1024 * 1024,
-        readahead_span_bytes: int = 8 * 1024 * 1024,
+        readahead_bytes: int = 64 * 1024 * 1024,
+        readahead_span_bytes: int = 16 * 1024 * 1024,
         index_cache_entries: int = 4096,
     ) -> None:
         self.store = store
@@ -115,10 +116,10 @@ class ObjectReader:
             found = state.ranges[stream_id].find(offset) if stream_id in state.ranges else None
             if found is not None:  # needed now: read it here, once
                 meta = state.objects[found[2]]
-                whole = self._reads_whole(meta, offset <= found[0])
+                whole = self._reads_whole(meta, offset, found[0])
                 if whole and self.cached_index(meta.key) is None:
                     self._fetch_following_objects(state, stream_id, found[1])
-                self.index(meta, whole=whole)
+                self._index_for_read(meta, offset, found[0])
             self._read_ahead(state, stream_id, offset, window)
         out: list[StoredBatch] = []
         budget = max_bytes
@@ -162,7 +163,7 @@ class ObjectReader:
         ranges = state.ranges[stream_id]
         while (found := ranges.find(offset)) is not None and found[0] == offset:
             meta = state.objects[found[2]]
-            if not self._reads_whole(meta, True) or meta.size > budget:
+            if not self._reads_whole(meta, offset, found[0]) or meta.size > budget:
                 return
             budget -= meta.size
             offset = found[1]
@@ -264,8 +265,7 @@ class ObjectReader:
             found = state.ranges[stream_id].find(offset)
             if found is None:
                 return
-            meta = state.objects[found[2]]
-            self.index(meta, whole=self._reads_whole(meta, offset <= found[0]))
+            self._index_for_read(state.objects[found[2]], offset, found[0])
         except Exception:
             return
         finally:
@@ -329,7 +329,7 @@ class ObjectReader:
             range_start, range_end, object_id = found
             meta = state.objects[object_id]
             if missing is None:
-                index = self.index(meta, whole=self._reads_whole(meta, offset <= range_start))
+                index = self._index_for_read(meta, offset, range_start)
             else:
                 cached = self.cached_index(meta.key)
                 if cached is None:
@@ -361,18 +361,27 @@ class ObjectReader:
 
     def cached_index(self, key: str) -> ObjectIndex | None:
         with self._lock:
-            index = self._indexes.get(key)
-            if index is not None:
-                self._indexes.move_to_end(key)
-            return index
+            return self._cached_index_locked(key)
 
-    def _reads_whole(self, meta: ObjectMeta, from_first_offset: bool) -> bool:
-        """Whether a read starting at the first offset a stream object holds
-        fetches all of it in one GET: it is most likely a consumer catching
-        up from the start, who will read all of it, and one GET is the
-        cheapest way there (the index comes with it)."""
+    def _cached_index_locked(self, key: str) -> ObjectIndex | None:
+        index = self._indexes.get(key)
+        if index is not None:
+            self._indexes.move_to_end(key)
+        return index
+
+    def _index_for_read(self, meta: ObjectMeta, offset: int, range_start: int) -> ObjectIndex:
+        """The index of an object a read at ``offset`` needs, whose range for
+        the stream starts at ``range_start``; read with the whole object if
+        ``_reads_whole`` says so."""
+        return self.index(meta, whole=self._reads_whole(meta, offset, range_start))
+
+    def _reads_whole(self, meta: ObjectMeta, offset: int, range_start: int) -> bool:
+        """Whether a read at ``offset`` fetches all of the object in one GET:
+        yes for a stream object whose range starts there (a consumer catching
+        up from there reads all of it, and one GET is the cheapest way, the
+        index coming with it), if it fits the window limit."""
         return (
-            from_first_offset
+            offset <= range_start
             and meta.kind is ObjectKind.STREAM
             and self._readahead_bytes > 0
             and meta.size <= self._window_limit()
@@ -384,9 +393,8 @@ class ObjectReader:
         ``whole``, the GET reads the whole object and its blocks go to the
         block cache too."""
         with self._lock:
-            index = self._indexes.get(meta.key)
+            index = self._cached_index_locked(meta.key)
             if index is not None:
-                self._indexes.move_to_end(meta.key)
                 return index
             loading = self._index_loads.get(meta.key)
             if loading is None:

@@ -251,7 +251,7 @@ class GroupCommitter:
             if tagged:
                 try:
                     self._on_commit([group[i].tag for i in tagged], [outcomes[i] for i in tagged])
-                except Exception:  # the appends are durable; the hook's owner must log its own
+                except Exception:  # the appends are durable all the same: their waiters still wake
                     log.exception("the WAL's commit hook failed")
         _settle(group, outcomes)
 

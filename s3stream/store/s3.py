@@ -19,10 +19,11 @@ is derived from the content (MD5 for single-part uploads), so two writes of
 identical bytes may share a version: callers whose compare-and-swap must
 not suffer ABA keep a sequence number in the content (the manifest does).
 
-Objects above ``multipart_threshold`` (64 MiB: above what one upload of the
+Objects above ``multipart_threshold`` (64 MiB: more than one upload of the
 log cache writes, so those go up in one request) go up as multipart uploads,
-parts sent concurrently; a failed upload is aborted. Reads of a range starting exactly
-at the end of an object return b""; past the end, ObjectNotFound (base.py).
+parts sent concurrently; a failed upload is aborted. Reads of a range
+starting exactly at the end of an object return b""; past the end,
+ObjectNotFound (base.py).
 """
 
 from __future__ import annotations
