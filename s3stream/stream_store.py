@@ -21,7 +21,8 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import NamedTuple, cast
+from collections.abc import Callable, Coroutine
+from typing import Any, NamedTuple, cast
 
 from s3stream.block_cache import BlockCache
 from s3stream.compaction import (
@@ -200,6 +201,7 @@ class StreamStore:
         self._ids = ObjectIds(self.manifest.state.next_object_id)
         self._cache = LogCache(config.log_cache_bytes)
         self._streams: dict[int, _Stream] = {}
+        self._listeners: list[Callable[[set[int]], None]] = []
         self.wal = WriteAheadLog(
             os.path.join(data_dir, "wal"),
             segment_bytes=config.wal_segment_bytes,
@@ -280,12 +282,21 @@ class StreamStore:
 
     def create_stream(self) -> int:
         """Creates an empty stream and returns its id (committed to the manifest)."""
+        return self.create_streams(1)[0]
+
+    def create_streams(self, count: int) -> list[int]:
+        """Creates ``count`` empty streams with one manifest commit; returns their ids."""
+        if count < 1:
+            raise ValueError(f"cannot create {count} streams")
         with self._commit_serial:
-            stream_id = self.manifest.state.next_stream_id
-            self._commit([["create_stream", stream_id, now_ms()]])
+            first = self.manifest.state.next_stream_id
+            created = now_ms()
+            ids = list(range(first, first + count))
+            self._commit([["create_stream", stream_id, created] for stream_id in ids])
         with self._lock:
-            self._streams[stream_id] = _Stream(stream_id, 0, 0, 0, 0)
-        return stream_id
+            for stream_id in ids:
+                self._streams[stream_id] = _Stream(stream_id, 0, 0, 0, 0)
+        return ids
 
     def open_stream(self, stream_id: int, epoch: int) -> None:
         """Opens a stream for appends at ``epoch``; a lower epoch than the
@@ -386,6 +397,17 @@ class StreamStore:
         self, stream_id: int, base_offset: int, last_offset: int, payload: bytes | memoryview
     ) -> int:
         """Like append, for asyncio; cancelling stops the wait, not the append."""
+        return await self.submit_async(stream_id, base_offset, last_offset, payload)
+
+    def submit_async(
+        self, stream_id: int, base_offset: int, last_offset: int, payload: bytes | memoryview
+    ) -> Coroutine[Any, Any, int]:
+        """Queues an append from a running event loop now, and returns what to
+        await for the stream's new end offset once it is durable.
+
+        The append is accepted (or refused) before this returns, so a caller
+        holding its own lock can assign offsets and submit in one step.
+        """
         end = last_offset + 1
         with self._lock:
             stream, block = self._accept(stream_id, base_offset, last_offset, payload)
@@ -397,6 +419,9 @@ class StreamStore:
                 record_type=WAL_DATA,
                 tag=(stream, block, end),
             )
+        return self._durable_async(future, end)
+
+    async def _durable_async(self, future: asyncio.Future[Position], end: int) -> int:
         try:
             await future
         except WalError as error:
@@ -432,6 +457,7 @@ class StreamStore:
         """The WAL's commit hook: one group's appends and trims are durable
         (or failed). Runs on the WAL's writer thread before any of their
         callers wake, so a caller sees its own append in ``end_offset``."""
+        grown: set[int] = set()
         with self._lock:
             for tag, outcome in zip(tags, outcomes, strict=True):
                 if isinstance(outcome, BaseException):
@@ -443,8 +469,20 @@ class StreamStore:
                 block.confirm(outcome)
                 if stream is not None and end > stream.end_offset:
                     stream.end_offset = end
+                    grown.add(stream.stream_id)
                 if block.ready:
                     self._changed.notify_all()
+        for listener in self._listeners if grown else ():
+            try:
+                listener(grown)
+            except Exception:
+                log.exception("a durable-append listener failed")
+
+    def add_listener(self, listener: Callable[[set[int]], None]) -> None:
+        """Calls ``listener`` with the ids of the streams whose end offset grew,
+        once per WAL group commit, on the WAL's writer thread (so it must be
+        quick: wake waiters, never block)."""
+        self._listeners.append(listener)
 
     def _wait_for_room(self) -> None:
         with self._lock:
