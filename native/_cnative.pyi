@@ -1,11 +1,11 @@
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from native.records import BatchHeader, BytesLike, Record, RecordSpec
 
 def crc32c(data: BytesLike, crc: int = 0) -> int: ...
 def crc32c_backend() -> str: ...
 def scan_batches(data: BytesLike) -> list[BatchHeader]: ...
-def validate_batches(data: BytesLike) -> list[BatchHeader]: ...
+def validate_batches(data: BytesLike, *, from_client: bool = True) -> list[BatchHeader]: ...
 def rewrite_batch(
     data: BytesLike,
     position: int,
@@ -26,4 +26,7 @@ def encode_batch(
     is_control: bool = False,
     partition_leader_epoch: int = -1,
     timestamp_type: int = 0,
+    base_timestamp: int | None = None,
+    offset_deltas: Sequence[int] | None = None,
+    last_offset_delta: int | None = None,
 ) -> bytes: ...

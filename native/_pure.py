@@ -9,7 +9,7 @@ same bad input. See docs/record-batch.md.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import crc32c as _crc32c_lib
 
@@ -42,6 +42,7 @@ _HEADER = struct.Struct(">qiibIhiqqqhii")
 _U64 = 1 << 64
 _I64_MIN = 1 << 63
 _MAX_CODEC = 4
+_I32_MAX = (1 << 31) - 1
 
 
 def _check_int(value: int, bits: int, name: str) -> int:
@@ -129,10 +130,53 @@ def _read_varint(buf: memoryview, pos: int, end: int, max_bytes: int) -> tuple[i
     raise IndexError
 
 
-def _walk_record_lengths(buf: memoryview, header: BatchHeader) -> None:
-    """Check that the record length prefixes tile an uncompressed batch exactly."""
+def _record_offset_delta(buf: memoryview, pos: int, end: int) -> int:
+    """The offsetDelta of the record whose body is buf[pos:end]."""
+    if end - pos < 1:
+        raise IndexError
+    _, pos = _read_varint(buf, pos + 1, end, 10)  # past attributes and timestampDelta
+    offset_delta, _ = _read_varint(buf, pos, end, 5)
+    return offset_delta
+
+
+def _check_offset_delta(
+    buf: memoryview, start: int, pos: int, end: int, previous: int, header: BatchHeader
+) -> int:
+    """A stored batch's record: its offsetDelta is above the previous one's, within the range."""
+    try:
+        offset_delta = _record_offset_delta(buf, pos, end)
+    except IndexError:
+        raise InvalidRecord(
+            f"record at {start}: no offsetDelta within its length", position=start
+        ) from None
+    if offset_delta <= previous:
+        raise InvalidRecord(
+            f"record at {start}: offsetDelta {offset_delta} does not follow the previous "
+            f"record's {previous}",
+            position=start,
+            expected=previous + 1,
+            found=offset_delta,
+        )
+    if offset_delta > header.last_offset_delta:
+        raise InvalidRecord(
+            f"record at {start}: offsetDelta {offset_delta} is past lastOffsetDelta "
+            f"{header.last_offset_delta}",
+            position=start,
+            expected=header.last_offset_delta,
+            found=offset_delta,
+        )
+    return offset_delta
+
+
+def _walk_record_lengths(buf: memoryview, header: BatchHeader, from_client: bool) -> None:
+    """Check that the record length prefixes tile an uncompressed batch exactly.
+
+    A stored batch may have gaps in its offsets, so its recordCount no longer
+    pins them: each record's offsetDelta is checked against the range instead.
+    """
     pos = header.position + HEADER_SIZE
     end = header.position + header.size
+    previous = -1
     for _ in range(header.record_count):
         start = pos
         try:
@@ -145,6 +189,8 @@ def _walk_record_lengths(buf: memoryview, header: BatchHeader) -> None:
                 position=start,
                 found=length,
             )
+        if not from_client:
+            previous = _check_offset_delta(buf, start, pos, pos + length, previous, header)
         pos += length
     if pos != end:
         raise InvalidRecord(
@@ -155,7 +201,7 @@ def _walk_record_lengths(buf: memoryview, header: BatchHeader) -> None:
         )
 
 
-def _check_batch(buf: memoryview, header: BatchHeader) -> None:
+def _check_batch(buf: memoryview, header: BatchHeader, from_client: bool) -> None:
     pos = header.position
     computed = crc32c(buf[pos + CRC_START : pos + header.size])
     if computed != header.crc:
@@ -172,19 +218,28 @@ def _check_batch(buf: memoryview, header: BatchHeader) -> None:
             found=header.compression,
         )
     expected_count = header.last_offset_delta + 1
-    if header.record_count <= 0 or header.record_count != expected_count:
+    if from_client:
+        if header.record_count <= 0 or header.record_count != expected_count:
+            raise InvalidRecordCount(
+                f"batch at {pos}: recordCount {header.record_count}, "
+                f"lastOffsetDelta implies {expected_count}",
+                position=pos,
+                expected=expected_count,
+                found=header.record_count,
+            )
+    elif header.record_count <= 0 or header.record_count > expected_count:
         raise InvalidRecordCount(
             f"batch at {pos}: recordCount {header.record_count}, "
-            f"lastOffsetDelta implies {expected_count}",
+            f"lastOffsetDelta allows 1 to {expected_count}",
             position=pos,
             expected=expected_count,
             found=header.record_count,
         )
     if header.compression == 0:
-        _walk_record_lengths(buf, header)
+        _walk_record_lengths(buf, header, from_client)
 
 
-def _scan(data: BytesLike, check: bool) -> list[BatchHeader]:
+def _scan(data: BytesLike, check: bool, from_client: bool = True) -> list[BatchHeader]:
     buf = _byte_view(data)
     end = len(buf)
     headers = []
@@ -192,7 +247,7 @@ def _scan(data: BytesLike, check: bool) -> list[BatchHeader]:
     while pos < end:
         header = _read_header(buf, pos, end)
         if check:
-            _check_batch(buf, header)
+            _check_batch(buf, header, from_client)
         headers.append(header)
         pos += header.size
     return headers
@@ -203,9 +258,14 @@ def scan_batches(data: BytesLike) -> list[BatchHeader]:
     return _scan(data, check=False)
 
 
-def validate_batches(data: BytesLike) -> list[BatchHeader]:
-    """Frame, CRC-check and count-check concatenated v2 batches."""
-    return _scan(data, check=True)
+def validate_batches(data: BytesLike, *, from_client: bool = True) -> list[BatchHeader]:
+    """Frame, CRC-check and count-check concatenated v2 batches.
+
+    ``from_client`` (the produce path) holds recordCount to lastOffsetDelta + 1,
+    as Kafka's LogValidator does for a client's batch; otherwise the batch may
+    be one the log cleaner rewrote, with gaps in its offsets.
+    """
+    return _scan(data, check=True, from_client=bool(from_client))
 
 
 def rewrite_batch(
@@ -350,11 +410,13 @@ def _write_bytes(out: bytearray, data: BytesLike | None) -> None:
         out += view
 
 
-def _encode_record(out: bytearray, spec: RecordSpec, index: int, base_timestamp: int) -> None:
+def _encode_record(
+    out: bytearray, spec: RecordSpec, offset_delta: int, base_timestamp: int
+) -> None:
     body = bytearray(b"\x00")
     # Java computes the delta in a long, so far-apart timestamps wrap the same way.
     _write_varint(body, _wrap64(_check_int(spec.timestamp, 64, "timestamp") - base_timestamp))
-    _write_varint(body, index)
+    _write_varint(body, offset_delta)
     _write_bytes(body, spec.key)
     _write_bytes(body, spec.value)
     _write_varint(body, len(spec.headers))
@@ -370,6 +432,43 @@ def _encode_record(out: bytearray, spec: RecordSpec, index: int, base_timestamp:
     out += body
 
 
+def _offset_deltas(offset_deltas: Iterable[int] | None, count: int) -> list[int]:
+    """One offsetDelta per record: non-negative int32s, strictly increasing."""
+    if offset_deltas is None:
+        return list(range(count))
+    try:
+        iterator = iter(offset_deltas)
+    except TypeError:
+        raise TypeError("offset_deltas must be a sequence of ints") from None
+    deltas = list(iterator)
+    if len(deltas) != count:
+        raise ValueError(f"offset_deltas has {len(deltas)} items for {count} records")
+    for i, delta in enumerate(deltas):
+        if not isinstance(delta, int):
+            raise TypeError(f"offset_deltas[{i}] must be an int, not {type(delta).__name__}")
+        if not 0 <= delta <= _I32_MAX:
+            raise ValueError(
+                f"offset_deltas[{i}] is {delta!r}; an offsetDelta is between 0 and {_I32_MAX}"
+            )
+        if i > 0 and delta <= deltas[i - 1]:
+            raise ValueError(
+                f"offset_deltas[{i}] is {delta!r}, not above offset_deltas[{i - 1}] "
+                f"({int(deltas[i - 1])}): offsetDeltas must increase"
+            )
+    return [int(delta) for delta in deltas]
+
+
+def _last_offset_delta(last_offset_delta: int | None, deltas: list[int]) -> int:
+    if last_offset_delta is None:
+        return deltas[-1]
+    if not deltas[-1] <= last_offset_delta <= _I32_MAX:
+        raise ValueError(
+            f"last_offset_delta {last_offset_delta!r} must be between the last record's "
+            f"offsetDelta ({deltas[-1]}) and {_I32_MAX}"
+        )
+    return int(last_offset_delta)
+
+
 def encode_batch(
     records: Iterable[RecordSpec],
     *,
@@ -382,8 +481,16 @@ def encode_batch(
     is_control: bool = False,
     partition_leader_epoch: int = -1,
     timestamp_type: int = 0,
+    base_timestamp: int | None = None,
+    offset_deltas: Sequence[int] | None = None,
+    last_offset_delta: int | None = None,
 ) -> bytes:
-    """Build one v2 batch; record i gets offset delta i. Compresses if asked."""
+    """Build one v2 batch. Compresses if asked.
+
+    Record i gets offsetDelta i and the header lastOffsetDelta the last one's,
+    unless ``offset_deltas`` and ``last_offset_delta`` say otherwise: the log
+    cleaner keeps each kept record's offset and the batch's offset range.
+    """
     for value, bits, name in (
         (base_offset, 64, "base_offset"),
         (compression, 32, "compression"),
@@ -394,16 +501,24 @@ def encode_batch(
         (timestamp_type, 32, "timestamp_type"),
     ):
         _check_int(value, bits, name)
+    if base_timestamp is not None:
+        _check_int(base_timestamp, 64, "base_timestamp")
+    if last_offset_delta is not None and not isinstance(last_offset_delta, int):
+        raise TypeError(f"last_offset_delta must be an int, not {type(last_offset_delta).__name__}")
     specs = [_spec(spec) for spec in records]
     if not specs:
         raise ValueError("a record batch holds at least one record")
     if not 0 <= compression <= _MAX_CODEC:
         raise ValueError(f"no such compression codec: {compression}")
-    base_timestamp = _check_int(specs[0].timestamp, 64, "timestamp")
+    deltas = _offset_deltas(offset_deltas, len(specs))
+    last_delta = _last_offset_delta(last_offset_delta, deltas)
+    first_timestamp = _check_int(specs[0].timestamp, 64, "timestamp")
+    if base_timestamp is None:
+        base_timestamp = first_timestamp
     max_timestamp = max(spec.timestamp for spec in specs)
     stream = bytearray()
-    for index, spec in enumerate(specs):
-        _encode_record(stream, spec, index, base_timestamp)
+    for spec, offset_delta in zip(specs, deltas, strict=True):
+        _encode_record(stream, spec, offset_delta, base_timestamp)
     area = stream if compression == 0 else _compress(compression, stream)
     attributes = compression
     if timestamp_type:
@@ -422,7 +537,7 @@ def encode_batch(
         2,
         0,
         attributes,
-        len(specs) - 1,
+        last_delta,
         base_timestamp,
         max_timestamp,
         producer_id,

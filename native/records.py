@@ -92,7 +92,8 @@ class Record(NamedTuple):
 
 
 class RecordSpec(NamedTuple):
-    """One record to encode; its offset is its index in the batch."""
+    """One record to encode; its offset delta is its index in the batch unless
+    ``encode_batch`` is given ``offset_deltas``."""
 
     timestamp: int
     key: bytes | None

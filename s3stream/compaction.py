@@ -8,6 +8,7 @@ read that looked an object up just before it left still finds it.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -15,7 +16,7 @@ from typing import NamedTuple
 from s3stream.manifest_state import ManifestState, ObjectMeta, Op
 from s3stream.objects import ObjectKind, StoredBatch, parse_object
 from s3stream.store import ObjectInfo, ObjectStore
-from s3stream.uploader import ObjectIds, PreparedObject, epoch_of_key, prepare_objects
+from s3stream.uploader import ObjectIds, PreparedObject, Run, epoch_of_key, prepare_runs
 
 
 @dataclass(frozen=True)
@@ -68,17 +69,25 @@ def _range_size(meta: ObjectMeta, stream_id: int, start: int) -> int:
 
 
 def dead_objects(state: ManifestState) -> list[int]:
-    """Objects none of whose ranges can be read any more."""
+    """Objects none of whose ranges can be read any more: their streams were
+    deleted, trimmed past them, or dropped them (``drop_range``)."""
     return [
         meta.object_id
         for meta in state.objects.values()
-        if all(_range_dead(state, r.stream_id, r.end_offset) for r in meta.ranges)
+        if not any(state.range_live(meta.object_id, r) for r in meta.ranges)
     ]
 
 
-def _range_dead(state: ManifestState, stream_id: int, end_offset: int) -> bool:
-    stream = state.streams.get(stream_id)
-    return stream is None or end_offset <= stream.start_offset
+def inputs_unchanged(
+    before: ManifestState, after: ManifestState, object_ids: Sequence[int]
+) -> bool:
+    """Whether a merge of ``object_ids`` read on ``before`` may commit on
+    ``after``: every input is still there and none lost a range to
+    ``drop_range`` since (the merge would bring the replaced data back)."""
+    inputs = set(object_ids)
+    if not inputs <= after.objects.keys():
+        return False
+    return not any(oid in inputs for _, _, oid in after.dropped - before.dropped)
 
 
 def removal_ops(object_ids: Sequence[int], delete_after_ms: int) -> list[Op]:
@@ -150,7 +159,7 @@ def pick_compaction(
     per_stream: dict[int, int] = {}
     for oid in picked:
         for r in state.objects[oid].ranges:
-            if not _range_dead(state, r.stream_id, r.end_offset):
+            if state.range_live(oid, r):
                 per_stream[r.stream_id] = per_stream.get(r.stream_id, 0) + r.size
     splits = any(size >= stream_object_bytes for size in per_stream.values())
     return Compaction(picked, stream_object_bytes) if small >= 2 or splits else None
@@ -194,27 +203,54 @@ def merge_objects(
 ) -> list[PreparedObject]:
     """Reads the objects and lays out their live data again: runs of one
     stream of at least ``stream_object_bytes`` in stream objects of their
-    own, the rest together in one stream-set object. Batches every reader
-    has been trimmed past are left out."""
-    per_stream: dict[int, list[StoredBatch]] = {}
+    own, the rest together in one stream-set object.
+
+    Only ranges their stream still holds are copied (a dropped range was
+    replaced by another object), and of those the batches every reader has
+    been trimmed past are left out. Adjacent ranges of one stream join into
+    one; a range keeps its bounds even where its batches leave gaps, so the
+    stream's ranges still cover its offsets without holes."""
+    per_stream: dict[int, list[Run]] = {}
     for object_id in object_ids:
         meta = state.objects[object_id]
+        live = [r for r in meta.ranges if state.range_live(object_id, r)]
+        if not live:
+            continue  # nothing to copy: no need to read it
         index, blocks = parse_object(meta.key, store.get(meta.key))
+        held: dict[int, list[StoredBatch]] = {}
         for info, batches in zip(index.blocks, blocks, strict=True):
-            stream = state.streams.get(info.stream_id)
-            if stream is None:
-                continue
-            live = [b for b in batches if b.end_offset > stream.start_offset]
-            per_stream.setdefault(info.stream_id, []).extend(live)
-    streams = [(sid, sorted(b, key=lambda x: x.base_offset)) for sid, b in per_stream.items()]
+            held.setdefault(info.stream_id, []).extend(batches)
+        for r in live:
+            batches = held.get(r.stream_id, [])
+            bases = [b.base_offset for b in batches]
+            in_range = batches[
+                bisect.bisect_left(bases, r.start_offset) : bisect.bisect_left(bases, r.end_offset)
+            ]
+            stream_start = state.streams[r.stream_id].start_offset
+            kept = [b for b in in_range if b.end_offset > stream_start]
+            if kept:
+                start = max(r.start_offset, min(kept[0].base_offset, stream_start))
+                per_stream.setdefault(r.stream_id, []).append(Run(start, r.end_offset, kept))
     # Each merged object's creation time is that of its newest input, so a
     # merge never makes data look older to time-based retention.
     created = max(state.objects[oid].created_ms for oid in object_ids)
-    return prepare_objects(
-        streams,
+    return prepare_runs(
+        ((sid, _joined(runs)) for sid, runs in per_stream.items()),
         epoch=state.epoch,
         ids=ids,
         now_ms=min(now_ms, created),
         block_bytes=block_bytes,
         stream_object_bytes=stream_object_bytes,
     )
+
+
+def _joined(runs: list[Run]) -> list[Run]:
+    """Runs in offset order, each adjacent pair joined into one."""
+    out: list[Run] = []
+    for run in sorted(runs, key=lambda r: r.start_offset):
+        if out and out[-1].end_offset == run.start_offset:
+            last = out[-1]
+            out[-1] = Run(last.start_offset, run.end_offset, [*last.batches, *run.batches])
+        else:
+            out.append(run)
+    return out

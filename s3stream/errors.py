@@ -77,3 +77,19 @@ class StoreFailed(S3StreamError):
     def __init__(self, cause: BaseException) -> None:
         super().__init__(f"the stream store failed: {cause}")
         self.cause = cause
+
+
+class RangeChanged(S3StreamError):
+    """``replace_range`` found the stream's committed ranges changed while it
+    wrote the new object (compaction merged them, retention trimmed them, or
+    another replace got there first); nothing was replaced. Retry with fresh
+    boundaries from ``committed_ranges``."""
+
+    def __init__(self, stream_id: int, start_offset: int, end_offset: int) -> None:
+        super().__init__(
+            f"stream {stream_id}: committed ranges in [{start_offset}, {end_offset}) "
+            "changed during the replace; retry"
+        )
+        self.stream_id = stream_id
+        self.start_offset = start_offset
+        self.end_offset = end_offset

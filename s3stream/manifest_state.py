@@ -92,6 +92,15 @@ class StreamRanges:
                 return
             i += 1
 
+    def holds(self, start: int, object_id: int) -> bool:
+        """Whether the object's range starting at ``start`` is one of these."""
+        i = bisect.bisect_left(self.starts, start)
+        while i < len(self.entries) and self.entries[i][0] == start:
+            if self.entries[i][2] == object_id:
+                return True
+            i += 1
+        return False
+
     def find(self, offset: int) -> tuple[int, int, int] | None:
         """The range holding ``offset``, or else the first range after it."""
         i = bisect.bisect_right(self.starts, offset) - 1
@@ -115,6 +124,11 @@ class ManifestState:
     objects: dict[int, ObjectMeta] = field(default_factory=dict)
     garbage: dict[str, int] = field(default_factory=dict)
     """Keys of removed objects and when (ms) they may be deleted."""
+    dropped: set[tuple[int, int, int]] = field(default_factory=set)
+    """Ranges ``(stream_id, start_offset, object_id)`` of objects still in the
+    manifest that left their stream (replaced by ``drop_range``); a
+    checkpoint keeps them, since it rebuilds the streams' ranges from the
+    objects."""
     ranges: dict[int, StreamRanges] = field(default_factory=dict, repr=False, compare=False)
 
     # -- applying operations ---------------------------------------------
@@ -148,6 +162,8 @@ class ManifestState:
         self._stream(stream_id)
         del self.streams[stream_id]
         del self.ranges[stream_id]
+        if self.dropped:
+            self.dropped = {d for d in self.dropped if d[0] != stream_id}
 
     def _trim(self, stream_id: int, start_offset: int) -> None:
         stream = self.streams.get(stream_id)
@@ -175,7 +191,32 @@ class ManifestState:
         for r in meta.ranges:
             if r.stream_id in self.ranges:
                 self.ranges[r.stream_id].remove(r.start_offset, object_id)
+            self.dropped.discard((r.stream_id, r.start_offset, object_id))
         self.garbage[meta.key] = delete_after_ms
+
+    def _drop_range(self, stream_id: int, start_offset: int, object_id: int) -> None:
+        """The object's range of the stream starting at ``start_offset`` leaves
+        the stream (another object now holds those offsets); the object stays,
+        since other ranges of it may still be live."""
+        self._stream(stream_id)
+        if object_id not in self.objects:
+            raise InvalidOperation(f"object {object_id} is not in the manifest")
+        if not self.ranges[stream_id].holds(start_offset, object_id):
+            raise InvalidOperation(
+                f"stream {stream_id} has no range at {start_offset} in object {object_id}"
+            )
+        self.ranges[stream_id].remove(start_offset, object_id)
+        self.dropped.add((stream_id, start_offset, object_id))
+
+    def range_live(self, object_id: int, r: RangeMeta) -> bool:
+        """Whether a range of an object can still be read: its stream exists,
+        has not been trimmed past it, and still holds it (not dropped)."""
+        stream = self.streams.get(r.stream_id)
+        return (
+            stream is not None
+            and r.end_offset > stream.start_offset
+            and self.ranges[r.stream_id].holds(r.start_offset, object_id)
+        )
 
     def _forget_garbage(self, key: str) -> None:
         self.garbage.pop(key, None)
@@ -198,6 +239,7 @@ class ManifestState:
             streams={k: dataclasses.replace(v) for k, v in self.streams.items()},
             objects=dict(self.objects),
             garbage=dict(self.garbage),
+            dropped=set(self.dropped),
             ranges={
                 k: StreamRanges(list(v.starts), list(v.entries)) for k, v in self.ranges.items()
             },
@@ -215,6 +257,7 @@ class ManifestState:
             ],
             "objects": [o.to_wire() for o in self.objects.values()],
             "garbage": [[k, v] for k, v in self.garbage.items()],
+            "dropped": [list(d) for d in sorted(self.dropped)],
         }
 
     @classmethod
@@ -228,11 +271,14 @@ class ManifestState:
         for stream_id, epoch, start, end, created in raw["streams"]:
             state.streams[stream_id] = StreamMeta(stream_id, epoch, start, end, created)
             state.ranges[stream_id] = StreamRanges()
+        # A checkpoint written before drop_range existed has no "dropped".
+        state.dropped = {(s, start, o) for s, start, o in raw.get("dropped", ())}
         for wire in raw["objects"]:
             meta = ObjectMeta.from_wire(wire)
             state.objects[meta.object_id] = meta
             for r in meta.ranges:
-                if r.stream_id in state.ranges:
+                dropped = (r.stream_id, r.start_offset, meta.object_id) in state.dropped
+                if r.stream_id in state.ranges and not dropped:
                     state.ranges[r.stream_id].add(r.start_offset, r.end_offset, meta.object_id)
         state.garbage = {k: v for k, v in raw["garbage"]}
         return state
@@ -246,5 +292,6 @@ _HANDLERS: dict[str, Any] = {
     "trim": ManifestState._trim,
     "add_object": ManifestState._add_object,
     "remove_object": ManifestState._remove_object,
+    "drop_range": ManifestState._drop_range,
     "forget_garbage": ManifestState._forget_garbage,
 }

@@ -16,6 +16,10 @@ on their way. A read starting at the first offset of a stream object fetches
 the whole object, and the stream objects after it, in one GET each. Indexes
 of the objects ahead are read by the workers. Reads never wait behind
 uploads and uploads never wait behind reads: they run on different threads.
+
+A range replaced by a log cleaner (``StreamStore.replace_range``) may have
+gaps, offsets no block holds: a read there returns the next batch, and a
+read in a gap at a range's end goes on at the range's end.
 """
 
 from __future__ import annotations
@@ -344,8 +348,29 @@ class ObjectReader:
                 yield _BlockRef(meta.key, info, meta.kind is ObjectKind.STREAM)
                 offset = info.end_offset
                 i += 1
-            if offset < range_end:  # the index disagrees with the manifest
-                raise CorruptObject(meta.key, f"no block holds offset {offset}")
+            if offset < range_end:
+                if not _holds_any(index, stream_id, range_start, range_end):
+                    # The index disagrees with the manifest.
+                    raise CorruptObject(
+                        meta.key,
+                        f"no block holds stream {stream_id} in [{range_start}, {range_end})",
+                    )
+                offset = range_end  # a replaced range's records after here were removed
+
+    def gap_end(self, state: ManifestState, stream_id: int, offset: int) -> int | None:
+        """If ``offset`` lies in a gap at the end of a range (a replaced range
+        whose last records were removed), the end of that range: where a
+        read finding nothing at ``offset`` in objects goes on."""
+        ranges = state.ranges.get(stream_id)
+        found = ranges.find(offset) if ranges is not None else None
+        if found is None or found[0] > offset:
+            return None
+        _, range_end, object_id = found
+        index = self.index(state.objects[object_id])
+        i = index.find(stream_id, offset)
+        if i is not None and index.blocks[i].start_offset < range_end:
+            return None  # there is data after offset in the range: not a gap
+        return range_end
 
     def _block(self, ref: _BlockRef) -> list[StoredBatch]:
         return self.block_cache.get((ref.key, ref.info.position), ref.info.size, self._loader(ref))
@@ -446,3 +471,9 @@ class ObjectReader:
     def forget(self, key: str) -> None:
         with self._lock:
             self._indexes.pop(key, None)
+
+
+def _holds_any(index: ObjectIndex, stream_id: int, start: int, end: int) -> bool:
+    """Whether the object has a block of the stream within ``[start, end)``."""
+    i = index.find(stream_id, start)
+    return i is not None and index.blocks[i].start_offset < end

@@ -18,10 +18,10 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable, Coroutine, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from types import TracebackType
-from collections.abc import Callable, Coroutine
 from typing import Any, NamedTuple, cast
 
 from s3stream.block_cache import BlockCache
@@ -29,6 +29,7 @@ from s3stream.compaction import (
     Retention,
     dead_objects,
     expired_garbage,
+    inputs_unchanged,
     merge_objects,
     orphans,
     pick_compaction,
@@ -40,6 +41,7 @@ from s3stream.errors import (
     Fenced,
     OffsetMismatch,
     OffsetOutOfRange,
+    RangeChanged,
     StoreClosed,
     StoreFailed,
     StreamNotFound,
@@ -48,15 +50,17 @@ from s3stream.errors import (
 from s3stream.log_cache import CacheBlock, LogCache
 from s3stream.manifest import DEFAULT_CHECKPOINT_EVERY, Manifest
 from s3stream.manifest_state import ManifestState, Op
-from s3stream.objects import DEFAULT_BLOCK_BYTES, StoredBatch
+from s3stream.objects import DEFAULT_BLOCK_BYTES, ObjectKind, StoredBatch
 from s3stream.reader import ObjectReader
 from s3stream.store import ObjectStore, ObjectStoreError, open_store
 from s3stream.uploader import (
     OBJECT_PREFIX,
     ObjectIds,
     PreparedObject,
+    Run,
     add_ops,
     now_ms,
+    prepare_object,
     prepare_objects,
     put_objects,
 )
@@ -202,6 +206,9 @@ class StreamStore:
         self._cache = LogCache(config.log_cache_bytes)
         self._streams: dict[int, _Stream] = {}
         self._listeners: list[Callable[[set[int]], None]] = []
+        self._replaced_below: dict[int, int] = {}
+        """Per stream, the end of the last replaced range: reads below it skip
+        the log cache, which may still hold the bytes the replace removed."""
         self.wal = WriteAheadLog(
             os.path.join(data_dir, "wal"),
             segment_bytes=config.wal_segment_bytes,
@@ -324,6 +331,7 @@ class StreamStore:
         with self._lock:
             del self._streams[stream_id]
             self._cache.drop_stream(stream_id)
+            self._replaced_below.pop(stream_id, None)
         self.reader.forget_stream(stream_id)
         self._compact_now.set()
 
@@ -347,6 +355,16 @@ class StreamStore:
         self._stream(stream_id)
         meta = self.manifest.state.streams.get(stream_id)
         return meta.end_offset if meta is not None else 0
+
+    def committed_ranges(self, stream_id: int) -> list[tuple[int, int]]:
+        """The stream's ranges in committed objects, ``[(start, end)]`` in
+        offset order, but those wholly below its start offset: the boundaries
+        ``replace_range`` accepts."""
+        start = self._stream(stream_id).start_offset
+        ranges = self.manifest.state.ranges.get(stream_id)
+        if ranges is None:
+            return []
+        return [(s, e) for s, e, _ in ranges.entries if e > start]
 
     def set_retention(self, stream_id: int, retention: Retention) -> None:
         with self._lock:
@@ -516,6 +534,76 @@ class StreamStore:
         except WalError as error:
             raise StoreFailed(error) from error
 
+    # -- replacing ------------------------------------------------------------
+
+    def replace_range(
+        self, stream_id: int, start_offset: int, end_offset: int, batches: Sequence[StoredBatch]
+    ) -> None:
+        """Replaces the stream's committed data in ``[start_offset, end_offset)``
+        with ``batches``, for a log cleaner: the offsets stay, records it
+        removed leave gaps, and a read in a gap returns the next batch.
+
+        ``start_offset`` must be the start and ``end_offset`` the end of ranges
+        from ``committed_ranges`` (so only uploaded data is replaced, whole
+        ranges at a time), not below the stream's start offset. ``batches``
+        must be non-empty, in offset order, not overlapping, each within the
+        range. They go to one new stream object, committed with the old
+        ranges dropped in one manifest version; old objects nothing else
+        lives in are then deleted by compaction after the grace period.
+
+        Raises OffsetOutOfRange or ValueError for bad arguments, StreamNotFound,
+        ObjectStoreError if the new object cannot be put, and RangeChanged
+        (retryable) if compaction, retention or another replace changed those
+        ranges meanwhile; nothing is replaced then.
+        """
+        self._check_usable()
+        with self._lock:
+            stream_start = self._stream_locked(stream_id).start_offset
+        state = self.manifest.state
+        replaced = _ranges_to_replace(state, stream_id, stream_start, start_offset, end_offset)
+        _check_replacement(stream_id, start_offset, end_offset, batches)
+        prepared = prepare_object(
+            ObjectKind.STREAM,
+            [(stream_id, Run(start_offset, end_offset, batches))],
+            self.manifest.epoch,
+            self._ids,
+            # As for merges: the replaced data does not look newer to retention.
+            max(state.objects[oid].created_ms for _, _, oid in replaced),
+            self.config.block_bytes,
+        )
+        self.store.put(prepared.meta.key, prepared.data)
+        with self._commit_serial:
+            state = self.manifest.state
+            ranges = state.ranges.get(stream_id)
+            meta = state.streams.get(stream_id)
+            if (
+                ranges is None
+                or meta is None
+                or meta.start_offset > start_offset
+                or _overlapping(ranges.entries, start_offset, end_offset) != replaced
+            ):
+                with contextlib.suppress(ObjectStoreError):  # else an orphan, deleted on open
+                    self.store.delete(prepared.meta.key)
+                if ranges is None:
+                    raise StreamNotFound(stream_id)
+                raise RangeChanged(stream_id, start_offset, end_offset)
+            self._commit(
+                add_ops([prepared])
+                + [["drop_range", stream_id, start, oid] for start, _, oid in replaced]
+            )
+        with self._lock:
+            if stream_id in self._streams:
+                below = self._replaced_below.get(stream_id, 0)
+                self._replaced_below[stream_id] = max(below, end_offset)
+        log.info(
+            "stream %d: replaced [%d, %d) (%d ranges) with object %d",
+            stream_id,
+            start_offset,
+            end_offset,
+            len(replaced),
+            prepared.meta.object_id,
+        )
+
     # -- reading ------------------------------------------------------------
 
     def fetch(self, stream_id: int, offset: int, max_bytes: int = 1 * MiB) -> FetchResult:
@@ -530,7 +618,7 @@ class StreamStore:
         budget = max_bytes
         while offset < end and (budget > 0 or not batches):
             with self._lock:
-                cached = self._cache.covers(stream_id, offset)
+                cached = self._cached_locked(stream_id, offset)
                 first = not batches
                 found = self._cache.read(stream_id, offset, budget, end, first) if cached else []
             if not cached:
@@ -542,6 +630,13 @@ class StreamStore:
                         raise
                     break  # return what was read; the next fetch reports the failure
             if not found:
+                if not cached and first:
+                    # A read in a gap at the end of a replaced range, with
+                    # nothing after it in objects: go on past the gap.
+                    past = self.reader.gap_end(state, stream_id, offset)
+                    if past is not None and past > offset:
+                        offset = past
+                        continue
                 break
             batches.extend(found)
             budget -= sum(len(b.payload) for b in found)
@@ -550,6 +645,13 @@ class StreamStore:
                 break  # the cache holds everything up to the end
         return FetchResult(batches, offset, start, end)
 
+    def _cached_locked(self, stream_id: int, offset: int) -> bool:
+        """Whether a read at ``offset`` is answered by the log cache (which
+        holds everything from there to the end)."""
+        return offset >= self._replaced_below.get(stream_id, 0) and self._cache.covers(
+            stream_id, offset
+        )
+
     async def fetch_async(
         self, stream_id: int, offset: int, max_bytes: int = 1 * MiB
     ) -> FetchResult:
@@ -557,7 +659,7 @@ class StreamStore:
         reader threads so the event loop never waits for object storage."""
         with self._lock:
             stream = self._stream_locked(stream_id)
-            hot = self._cache.covers(stream_id, max(offset, stream.start_offset))
+            hot = self._cached_locked(stream_id, max(offset, stream.start_offset))
         if hot:
             return self.fetch(stream_id, offset, max_bytes)
         loop = asyncio.get_running_loop()
@@ -732,8 +834,7 @@ class StreamStore:
         if not put_objects(self.store, merged, self._stop, self._note_error):
             return
         with self._commit_serial:
-            current = self.manifest.state.objects
-            if any(oid not in current for oid in picked.object_ids):
+            if not inputs_unchanged(state, self.manifest.state, picked.object_ids):
                 for prepared in merged:  # the inputs changed meanwhile; try again later
                     self.store.delete(prepared.meta.key)
                 return
@@ -814,3 +915,55 @@ class StreamStore:
         traceback: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _ranges_to_replace(
+    state: ManifestState, stream_id: int, stream_start: int, start: int, end: int
+) -> list[tuple[int, int, int]]:
+    """The committed ranges ``(start, end, object_id)`` that a replace of
+    ``[start, end)`` drops, after checking its bounds."""
+    meta = state.streams.get(stream_id)
+    remote_end = meta.end_offset if meta is not None else 0
+    stream_start = max(stream_start, meta.start_offset if meta is not None else 0)
+    if start >= end:
+        raise ValueError(f"stream {stream_id}: empty range [{start}, {end})")
+    if start < stream_start:
+        raise OffsetOutOfRange(stream_id, start, stream_start, remote_end)
+    if end > remote_end:
+        raise OffsetOutOfRange(stream_id, end, stream_start, remote_end)
+    ranges = state.ranges.get(stream_id)
+    replaced = _overlapping(ranges.entries if ranges is not None else [], start, end)
+    if not replaced or replaced[0][0] != start or replaced[-1][1] != end:
+        raise ValueError(
+            f"stream {stream_id}: [{start}, {end}) does not start and end at boundaries "
+            f"of committed ranges (see committed_ranges); overlapping: "
+            f"{[(s, e) for s, e, _ in replaced]}"
+        )
+    return replaced
+
+
+def _overlapping(
+    entries: Sequence[tuple[int, int, int]], start: int, end: int
+) -> list[tuple[int, int, int]]:
+    """The entries of a stream's ranges that overlap ``[start, end)``."""
+    return [entry for entry in entries if entry[0] < end and entry[1] > start]
+
+
+def _check_replacement(
+    stream_id: int, start: int, end: int, batches: Sequence[StoredBatch]
+) -> None:
+    if not batches:
+        raise ValueError(f"stream {stream_id}: no batches to replace [{start}, {end}) with")
+    previous_end = start
+    for batch in batches:
+        if batch.base_offset < previous_end or batch.end_offset <= batch.base_offset:
+            raise ValueError(
+                f"stream {stream_id}: batch [{batch.base_offset}, {batch.end_offset}) is out "
+                f"of order, overlapping or empty (previous end {previous_end})"
+            )
+        if batch.end_offset > end:
+            raise ValueError(
+                f"stream {stream_id}: batch [{batch.base_offset}, {batch.end_offset}) "
+                f"ends past the replaced range [{start}, {end})"
+            )
+        previous_end = batch.end_offset

@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from s3stream.manifest_state import ObjectMeta, Op, RangeMeta
 from s3stream.objects import EncodedObject, ObjectKind, StoredBatch, encode_object
@@ -56,6 +57,17 @@ class ObjectIds:
             return next(self._next)
 
 
+class Run(NamedTuple):
+    """Offsets ``[start_offset, end_offset)`` of one stream that an object's
+    range covers, and the batches it holds of them, in offset order. Usually
+    the batches fill the range; a replaced range (``StreamStore.replace_range``)
+    may have gaps: offsets whose records were removed."""
+
+    start_offset: int
+    end_offset: int
+    batches: Sequence[StoredBatch]
+
+
 def runs_of(batches: Sequence[StoredBatch]) -> list[list[StoredBatch]]:
     """Splits batches in offset order into runs of consecutive offsets."""
     runs: list[list[StoredBatch]] = []
@@ -78,31 +90,77 @@ def prepare_objects(
 ) -> list[PreparedObject]:
     """Lays out streams' runs of batches as one stream-set object plus a
     stream object for each run of at least ``stream_object_bytes``."""
-    shared: list[tuple[int, Sequence[StoredBatch]]] = []
+    return prepare_runs(
+        (
+            (stream_id, [Run(r[0].base_offset, r[-1].end_offset, r) for r in runs_of(batches)])
+            for stream_id, batches in streams
+        ),
+        epoch=epoch,
+        ids=ids,
+        now_ms=now_ms,
+        block_bytes=block_bytes,
+        stream_object_bytes=stream_object_bytes,
+    )
+
+
+def prepare_runs(
+    streams: Iterable[tuple[int, Sequence[Run]]],
+    *,
+    epoch: int,
+    ids: ObjectIds,
+    now_ms: int,
+    block_bytes: int,
+    stream_object_bytes: int,
+) -> list[PreparedObject]:
+    """Lays out runs (non-empty, not overlapping) as one stream-set object
+    plus a stream object for each run of at least ``stream_object_bytes``."""
+    shared: list[tuple[int, Run]] = []
     objects: list[PreparedObject] = []
-    for stream_id, batches in streams:
-        for run in runs_of(batches):
-            size = sum(len(b.payload) for b in run)
+    for stream_id, runs in streams:
+        for run in runs:
+            size = sum(len(b.payload) for b in run.batches)
             if size >= stream_object_bytes:
                 objects.append(
-                    _prepare(ObjectKind.STREAM, [(stream_id, run)], epoch, ids, now_ms, block_bytes)
+                    prepare_object(
+                        ObjectKind.STREAM, [(stream_id, run)], epoch, ids, now_ms, block_bytes
+                    )
                 )
             else:
                 shared.append((stream_id, run))
     if shared:
-        objects.append(_prepare(ObjectKind.STREAM_SET, shared, epoch, ids, now_ms, block_bytes))
+        objects.append(
+            prepare_object(ObjectKind.STREAM_SET, shared, epoch, ids, now_ms, block_bytes)
+        )
     return objects
 
 
-def _prepare(
+def prepare_object(
     kind: ObjectKind,
-    streams: list[tuple[int, Sequence[StoredBatch]]],
+    runs: Sequence[tuple[int, Run]],
     epoch: int,
     ids: ObjectIds,
     now_ms: int,
     block_bytes: int,
 ) -> PreparedObject:
-    encoded: EncodedObject = encode_object(kind, streams, block_bytes)
+    """One object holding ``runs``; each becomes one range of the object's
+    metadata, spanning the run's offsets whatever gaps its batches leave."""
+    ordered = sorted(runs, key=lambda r: (r[0], r[1].start_offset))
+    encoded: EncodedObject = encode_object(
+        kind,
+        [(stream_id, part) for stream_id, run in ordered for part in runs_of(run.batches)],
+        block_bytes,
+    )
+    # encode_object reports each stretch of consecutive batches; a run with
+    # gaps is several of them, in the same (stream, offset) order.
+    sizes = [0] * len(ordered)
+    i = 0
+    for part in encoded.ranges:
+        while not (
+            ordered[i][0] == part.stream_id
+            and ordered[i][1].start_offset <= part.start_offset < ordered[i][1].end_offset
+        ):
+            i += 1
+        sizes[i] += part.size
     object_id = ids.take()
     meta = ObjectMeta(
         object_id,
@@ -110,7 +168,10 @@ def _prepare(
         kind,
         len(encoded.data),
         now_ms,
-        tuple(RangeMeta(r.stream_id, r.start_offset, r.end_offset, r.size) for r in encoded.ranges),
+        tuple(
+            RangeMeta(stream_id, run.start_offset, run.end_offset, size)
+            for (stream_id, run), size in zip(ordered, sizes, strict=True)
+        ),
     )
     return PreparedObject(meta, encoded.data)
 

@@ -101,10 +101,42 @@ int tl_read_header(const uint8_t *buf, int64_t pos, int64_t end, tl_header *h, t
     return 0;
 }
 
-static int walk_record_lengths(const uint8_t *buf, const tl_header *h, tl_error *err) {
+/* A stored batch's record, its body at buf[pos, end): its offsetDelta must be
+ * above the previous record's and within lastOffsetDelta. */
+static int check_offset_delta(const uint8_t *buf, int64_t start, int64_t pos, int64_t end,
+                              int64_t *previous, const tl_header *h, tl_error *err) {
+    char msg[160];
+    int64_t timestamp_delta, offset_delta;
+    pos += 1; /* the record's attributes byte */
+    if (pos > end || tl_read_varint(buf, &pos, end, 10, &timestamp_delta) != 0 ||
+        tl_read_varint(buf, &pos, end, 5, &offset_delta) != 0) {
+        snprintf(msg, sizeof msg, "record at %lld: no offsetDelta within its length",
+                 (long long)start);
+        return fail(err, TL_RECORD, start, TL_NO_FACT, TL_NO_FACT, msg);
+    }
+    if (offset_delta <= *previous) {
+        snprintf(msg, sizeof msg,
+                 "record at %lld: offsetDelta %lld does not follow the previous record's %lld",
+                 (long long)start, (long long)offset_delta, (long long)*previous);
+        return fail(err, TL_RECORD, start, *previous + 1, offset_delta, msg);
+    }
+    if (offset_delta > h->last_offset_delta) {
+        snprintf(msg, sizeof msg, "record at %lld: offsetDelta %lld is past lastOffsetDelta %d",
+                 (long long)start, (long long)offset_delta, h->last_offset_delta);
+        return fail(err, TL_RECORD, start, h->last_offset_delta, offset_delta, msg);
+    }
+    *previous = offset_delta;
+    return 0;
+}
+
+/* A stored batch may have gaps in its offsets, so its recordCount no longer
+ * pins them: each record's offsetDelta is checked against the range instead. */
+static int walk_record_lengths(const uint8_t *buf, const tl_header *h, int from_client,
+                               tl_error *err) {
     char msg[160];
     int64_t pos = h->position + TL_HEADER_SIZE;
     int64_t end = h->position + tl_batch_size(h);
+    int64_t previous = -1;
     for (int32_t i = 0; i < h->record_count; i++) {
         int64_t start = pos, length;
         if (tl_read_varint(buf, &pos, end, 5, &length) != 0) {
@@ -116,6 +148,8 @@ static int walk_record_lengths(const uint8_t *buf, const tl_header *h, tl_error 
                      (long long)start, (long long)length, (long long)end);
             return fail(err, TL_RECORD, start, TL_NO_FACT, length, msg);
         }
+        if (!from_client && check_offset_delta(buf, start, pos, pos + length, &previous, h, err) != 0)
+            return -1;
         pos += length;
     }
     if (pos != end) {
@@ -126,7 +160,7 @@ static int walk_record_lengths(const uint8_t *buf, const tl_header *h, tl_error 
     return 0;
 }
 
-int tl_check_batch(const uint8_t *buf, const tl_header *h, tl_error *err) {
+int tl_check_batch(const uint8_t *buf, const tl_header *h, int from_client, tl_error *err) {
     char msg[160];
     int64_t pos = h->position;
     uint32_t computed =
@@ -143,12 +177,18 @@ int tl_check_batch(const uint8_t *buf, const tl_header *h, tl_error *err) {
         return fail(err, TL_CODEC, pos, TL_NO_FACT, codec, msg);
     }
     int64_t expected_count = (int64_t)h->last_offset_delta + 1;
-    if (h->record_count <= 0 || h->record_count != expected_count) {
-        snprintf(msg, sizeof msg, "batch at %lld: recordCount %d, lastOffsetDelta implies %lld",
+    if (from_client) {
+        if (h->record_count <= 0 || h->record_count != expected_count) {
+            snprintf(msg, sizeof msg, "batch at %lld: recordCount %d, lastOffsetDelta implies %lld",
+                     (long long)pos, h->record_count, (long long)expected_count);
+            return fail(err, TL_COUNT, pos, expected_count, h->record_count, msg);
+        }
+    } else if (h->record_count <= 0 || h->record_count > expected_count) {
+        snprintf(msg, sizeof msg, "batch at %lld: recordCount %d, lastOffsetDelta allows 1 to %lld",
                  (long long)pos, h->record_count, (long long)expected_count);
         return fail(err, TL_COUNT, pos, expected_count, h->record_count, msg);
     }
-    if (codec == 0) return walk_record_lengths(buf, h, err);
+    if (codec == 0) return walk_record_lengths(buf, h, from_client, err);
     return 0;
 }
 

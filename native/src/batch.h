@@ -66,8 +66,12 @@ int tl_read_varint(const uint8_t *buf, int64_t *pos, int64_t end, int max_bytes,
 /* Frames the batch at pos and reads its header. */
 int tl_read_header(const uint8_t *buf, int64_t pos, int64_t end, tl_header *h, tl_error *err);
 
-/* CRC, codec, record count and (uncompressed) record-length tiling. */
-int tl_check_batch(const uint8_t *buf, const tl_header *h, tl_error *err);
+/* CRC, codec, record count and (uncompressed) record-length tiling. A batch
+ * from a client must have recordCount == lastOffsetDelta + 1, as Kafka's
+ * LogValidator requires; a stored one (from_client 0, e.g. the log cleaner's
+ * output) may have gaps: 1 <= recordCount <= lastOffsetDelta + 1, and each
+ * uncompressed record's offsetDelta increasing and within lastOffsetDelta. */
+int tl_check_batch(const uint8_t *buf, const tl_header *h, int from_client, tl_error *err);
 
 /* Sets baseOffset, and optionally partitionLeaderEpoch and LogAppendTime. */
 void tl_rewrite(uint8_t *batch, const tl_header *h, int64_t base_offset, const int32_t *leader_epoch,

@@ -123,7 +123,7 @@ static PyObject *py_crc32c_backend(PyObject *self, PyObject *unused) {
 
 /* Frames (and checks) every batch; headers go to a C array first so the
  * GIL can be dropped while CRCs run over a large buffer. */
-static PyObject *scan(PyObject *obj, int check) {
+static PyObject *scan(PyObject *obj, int check, int from_client) {
     Py_buffer view;
     if (PyObject_GetBuffer(obj, &view, PyBUF_SIMPLE) != 0) return NULL;
     const uint8_t *buf = view.buf;
@@ -139,7 +139,7 @@ static PyObject *scan(PyObject *obj, int check) {
     PyThreadState *state = end >= GIL_FREE_BYTES ? PyEval_SaveThread() : NULL;
     for (int64_t pos = 0; pos < end;) {
         tl_header h;
-        if (tl_read_header(buf, pos, end, &h, &err) != 0 || (check && tl_check_batch(buf, &h, &err) != 0)) {
+        if (tl_read_header(buf, pos, end, &h, &err) != 0 || (check && tl_check_batch(buf, &h, from_client, &err) != 0)) {
             failed = 1;
             break;
         }
@@ -176,9 +176,30 @@ static PyObject *scan(PyObject *obj, int check) {
     return result;
 }
 
-static PyObject *py_scan_batches(PyObject *self, PyObject *obj) { return scan(obj, 0); }
+static PyObject *py_scan_batches(PyObject *self, PyObject *obj) { return scan(obj, 0, 1); }
 
-static PyObject *py_validate_batches(PyObject *self, PyObject *obj) { return scan(obj, 1); }
+/* validate_batches(data, *, from_client=True), parsed by hand: it is on the
+ * produce path, and the generic keyword parser costs more than a small batch. */
+static PyObject *py_validate_batches(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                                     PyObject *kwnames) {
+    if (nargs != 1) {
+        PyErr_Format(PyExc_TypeError,
+                     "validate_batches() takes 1 positional argument but %zd were given", nargs);
+        return NULL;
+    }
+    int from_client = 1;
+    Py_ssize_t keywords = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    for (Py_ssize_t i = 0; i < keywords; i++) {
+        PyObject *name = PyTuple_GET_ITEM(kwnames, i);
+        if (!PyUnicode_Check(name) || PyUnicode_CompareWithASCIIString(name, "from_client") != 0) {
+            PyErr_Format(PyExc_TypeError,
+                         "validate_batches() got an unexpected keyword argument %R", name);
+            return NULL;
+        }
+        if ((from_client = PyObject_IsTrue(args[nargs + i])) < 0) return NULL;
+    }
+    return scan(args[0], 1, from_client);
+}
 
 /* ---- rewrite --------------------------------------------------------- */
 
@@ -487,7 +508,7 @@ static int spec_timestamp(PyObject *spec, int64_t *out) {
     return 0;
 }
 
-static int put_record(tl_buf *stream, tl_buf *body, PyObject *spec, int64_t index,
+static int put_record(tl_buf *stream, tl_buf *body, PyObject *spec, int32_t offset_delta,
                       int64_t base_timestamp) {
     int64_t timestamp;
     if (spec_timestamp(spec, &timestamp) != 0) return -1;
@@ -495,7 +516,7 @@ static int put_record(tl_buf *stream, tl_buf *body, PyObject *spec, int64_t inde
     uint8_t attributes = 0;
     if (tl_buf_put(body, &attributes, 1) ||
         tl_buf_put_varint(body, (int64_t)((uint64_t)timestamp - (uint64_t)base_timestamp)) ||
-        tl_buf_put_varint(body, index)) {
+        tl_buf_put_varint(body, offset_delta)) {
         PyErr_NoMemory();
         return -1;
     }
@@ -515,18 +536,20 @@ static int put_record(tl_buf *stream, tl_buf *body, PyObject *spec, int64_t inde
     return 0;
 }
 
-/* Encodes the record stream of specs (a list of 3- or 4-item sequences). */
-static PyObject *encode_stream(PyObject *specs, int64_t *base_timestamp, int64_t *max_timestamp) {
+/* Encodes the record stream of specs (a list of 3- or 4-item sequences), record i
+ * with offset_deltas[i]. *base_timestamp is the first record's unless has_base. */
+static PyObject *encode_stream(PyObject *specs, const int32_t *offset_deltas, int has_base,
+                               int64_t *base_timestamp, int64_t *max_timestamp) {
     Py_ssize_t n = PyList_GET_SIZE(specs);
     tl_buf stream = {0}, body = {0};
     PyObject *result = NULL;
-    if (spec_timestamp(PyList_GET_ITEM(specs, 0), base_timestamp) != 0) return NULL;
-    *max_timestamp = *base_timestamp;
+    if (spec_timestamp(PyList_GET_ITEM(specs, 0), max_timestamp) != 0) return NULL;
+    if (!has_base) *base_timestamp = *max_timestamp;
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *spec = PyList_GET_ITEM(specs, i);
         int64_t timestamp;
         if (spec_timestamp(spec, &timestamp) != 0 ||
-            put_record(&stream, &body, spec, i, *base_timestamp) != 0)
+            put_record(&stream, &body, spec, offset_deltas[i], *base_timestamp) != 0)
             goto done;
         if (timestamp > *max_timestamp) *max_timestamp = timestamp;
     }
@@ -556,24 +579,125 @@ static PyObject *specs_as_list(PyObject *records) {
     return specs;
 }
 
+#define TL_I32_MAX_TEXT "2147483647"
+
+/* One offsetDelta per record (record i gets i when obj is None): non-negative
+ * int32s, strictly increasing. A PyMem array, or NULL with an error set. */
+static int32_t *read_offset_deltas(PyObject *obj, Py_ssize_t count) {
+    int32_t *deltas = PyMem_New(int32_t, (size_t)count);
+    if (!deltas) return (int32_t *)PyErr_NoMemory();
+    if (obj == Py_None) {
+        for (Py_ssize_t i = 0; i < count; i++) deltas[i] = (int32_t)i;
+        return deltas;
+    }
+    PyObject *seq = PySequence_Fast(obj, "offset_deltas must be a sequence of ints");
+    if (!seq) goto fail;
+    if (PySequence_Fast_GET_SIZE(seq) != count) {
+        PyErr_Format(PyExc_ValueError, "offset_deltas has %zd items for %zd records",
+                     PySequence_Fast_GET_SIZE(seq), count);
+        goto fail;
+    }
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *item = PySequence_Fast_GET_ITEM(seq, i);
+        if (!PyLong_Check(item)) {
+            PyErr_Format(PyExc_TypeError, "offset_deltas[%zd] must be an int, not %.200s", i,
+                         Py_TYPE(item)->tp_name);
+            goto fail;
+        }
+        int overflow;
+        long long value = PyLong_AsLongLongAndOverflow(item, &overflow);
+        if (value == -1 && PyErr_Occurred()) goto fail;
+        if (overflow || value < 0 || value > INT32_MAX) {
+            PyErr_Format(PyExc_ValueError,
+                         "offset_deltas[%zd] is %R; an offsetDelta is between 0 and " TL_I32_MAX_TEXT,
+                         i, item);
+            goto fail;
+        }
+        if (i > 0 && value <= deltas[i - 1]) {
+            PyErr_Format(PyExc_ValueError,
+                         "offset_deltas[%zd] is %R, not above offset_deltas[%zd] (%d): "
+                         "offsetDeltas must increase",
+                         i, item, i - 1, (int)deltas[i - 1]);
+            goto fail;
+        }
+        deltas[i] = (int32_t)value;
+    }
+    Py_DECREF(seq);
+    return deltas;
+fail:
+    Py_XDECREF(seq);
+    PyMem_Free(deltas);
+    return NULL;
+}
+
+/* The header's lastOffsetDelta: the last record's, or obj (an int) if at least that. */
+static int read_last_offset_delta(PyObject *obj, int32_t last_record_delta, int32_t *out) {
+    if (obj == Py_None) {
+        *out = last_record_delta;
+        return 0;
+    }
+    int overflow;
+    long long value = PyLong_AsLongLongAndOverflow(obj, &overflow);
+    if (value == -1 && PyErr_Occurred()) return -1;
+    if (overflow || value < last_record_delta || value > INT32_MAX) {
+        PyErr_Format(PyExc_ValueError,
+                     "last_offset_delta %R must be between the last record's offsetDelta (%d) "
+                     "and " TL_I32_MAX_TEXT,
+                     obj, (int)last_record_delta);
+        return -1;
+    }
+    *out = (int32_t)value;
+    return 0;
+}
+
+/* An optional int argument, None or a Python int that fits int64. */
+static int optional_int64(PyObject *obj, const char *name, int64_t *out) {
+    if (obj == Py_None) return 0;
+    if (!PyLong_Check(obj)) {
+        PyErr_Format(PyExc_TypeError, "%s must be an int, not %.200s", name, Py_TYPE(obj)->tp_name);
+        return -1;
+    }
+    int overflow;
+    long long value = PyLong_AsLongLongAndOverflow(obj, &overflow);
+    if (value == -1 && PyErr_Occurred()) return -1;
+    if (overflow) {
+        PyErr_Format(PyExc_OverflowError, "%s %R does not fit in a signed 64-bit integer", name,
+                     obj);
+        return -1;
+    }
+    *out = value;
+    return 0;
+}
+
 static PyObject *py_encode_batch(PyObject *self, PyObject *args, PyObject *kwargs) {
     static char *kwlist[] = {"records",          "base_offset",    "compression",
                              "producer_id",      "producer_epoch", "base_sequence",
                              "is_transactional", "is_control",     "partition_leader_epoch",
-                             "timestamp_type",   NULL};
-    PyObject *records;
+                             "timestamp_type",   "base_timestamp", "offset_deltas",
+                             "last_offset_delta", NULL};
+    PyObject *records, *base_timestamp_obj = Py_None, *deltas_obj = Py_None,
+                       *last_delta_obj = Py_None;
     long long base_offset = 0, producer_id = -1;
     int codec = 0, base_sequence = -1, transactional = 0, control = 0, leader_epoch = -1;
     int timestamp_type = 0;
     short producer_epoch = -1;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|$LiLhippii:encode_batch", kwlist, &records,
-                                     &base_offset, &codec, &producer_id, &producer_epoch,
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|$LiLhippiiOOO:encode_batch", kwlist,
+                                     &records, &base_offset, &codec, &producer_id, &producer_epoch,
                                      &base_sequence, &transactional, &control, &leader_epoch,
-                                     &timestamp_type))
+                                     &timestamp_type, &base_timestamp_obj, &deltas_obj,
+                                     &last_delta_obj))
         return NULL;
+    int64_t base_timestamp = 0, max_timestamp;
+    if (optional_int64(base_timestamp_obj, "base_timestamp", &base_timestamp) != 0) return NULL;
+    if (last_delta_obj != Py_None && !PyLong_Check(last_delta_obj)) {
+        PyErr_Format(PyExc_TypeError, "last_offset_delta must be an int, not %.200s",
+                     Py_TYPE(last_delta_obj)->tp_name);
+        return NULL;
+    }
     PyObject *specs = specs_as_list(records);
     if (!specs) return NULL;
     PyObject *stream = NULL, *area = NULL, *batch = NULL;
+    int32_t *offset_deltas = NULL, last_offset_delta;
     if (PyList_GET_SIZE(specs) == 0) {
         PyErr_SetString(PyExc_ValueError, "a record batch holds at least one record");
         goto done;
@@ -582,8 +706,13 @@ static PyObject *py_encode_batch(PyObject *self, PyObject *args, PyObject *kwarg
         PyErr_Format(PyExc_ValueError, "no such compression codec: %d", codec);
         goto done;
     }
-    int64_t base_timestamp, max_timestamp;
-    if (!(stream = encode_stream(specs, &base_timestamp, &max_timestamp))) goto done;
+    Py_ssize_t count = PyList_GET_SIZE(specs);
+    if (!(offset_deltas = read_offset_deltas(deltas_obj, count)) ||
+        read_last_offset_delta(last_delta_obj, offset_deltas[count - 1], &last_offset_delta) != 0)
+        goto done;
+    if (!(stream = encode_stream(specs, offset_deltas, base_timestamp_obj != Py_None,
+                                 &base_timestamp, &max_timestamp)))
+        goto done;
     area = codec ? PyObject_CallFunction(compress_fn, "iO", codec, stream) : Py_NewRef(stream);
     if (!area) goto done;
     if (!PyBytes_Check(area)) {
@@ -599,14 +728,13 @@ static PyObject *py_encode_batch(PyObject *self, PyObject *args, PyObject *kwarg
     uint8_t *p = (uint8_t *)PyBytes_AS_STRING(batch);
     int attributes = codec | (timestamp_type ? 0x08 : 0) | (transactional ? 0x10 : 0) |
                      (control ? 0x20 : 0);
-    Py_ssize_t count = PyList_GET_SIZE(specs);
     tl_put_i64(p, base_offset);
     tl_put_i32(p + 8, (int32_t)(TL_HEADER_SIZE - TL_LENGTH_PREFIX + area_len));
     tl_put_i32(p + 12, leader_epoch);
     p[16] = 2;
     p[21] = (uint8_t)(attributes >> 8);
     p[22] = (uint8_t)attributes;
-    tl_put_i32(p + 23, (int32_t)(count - 1));
+    tl_put_i32(p + 23, last_offset_delta);
     tl_put_i64(p + 27, base_timestamp);
     tl_put_i64(p + 35, max_timestamp);
     tl_put_i64(p + 43, producer_id);
@@ -617,6 +745,7 @@ static PyObject *py_encode_batch(PyObject *self, PyObject *args, PyObject *kwarg
     memcpy(p + TL_HEADER_SIZE, PyBytes_AS_STRING(area), (size_t)area_len);
     tl_put_i32(p + 17, (int32_t)tl_crc32c(0, p + TL_CRC_START, (size_t)(TL_HEADER_SIZE + area_len - TL_CRC_START)));
 done:
+    PyMem_Free(offset_deltas);
     Py_DECREF(specs);
     Py_XDECREF(stream);
     Py_XDECREF(area);
@@ -629,7 +758,8 @@ static PyMethodDef methods[] = {
     {"crc32c", (PyCFunction)(void (*)(void))py_crc32c, METH_FASTCALL, "CRC32C of a buffer, continuing from crc."},
     {"crc32c_backend", py_crc32c_backend, METH_NOARGS, "The live CRC32C implementation."},
     {"scan_batches", py_scan_batches, METH_O, "Frame v2 batches and read their headers."},
-    {"validate_batches", py_validate_batches, METH_O, "Frame and validate v2 batches."},
+    {"validate_batches", (PyCFunction)(void (*)(void))py_validate_batches,
+     METH_FASTCALL | METH_KEYWORDS, "Frame and validate v2 batches."},
     {"rewrite_batch", (PyCFunction)(void (*)(void))py_rewrite_batch, METH_VARARGS | METH_KEYWORDS,
      "Set baseOffset, partitionLeaderEpoch and LogAppendTime in place."},
     {"decode_records", py_decode_records, METH_O, "Decode the records of v2 batches."},

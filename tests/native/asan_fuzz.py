@@ -13,6 +13,7 @@ from __future__ import annotations
 import random
 import sys
 from pathlib import Path
+from typing import Any
 
 from native import _cnative as c
 from native.records import RecordSpec
@@ -30,7 +31,32 @@ def seeds(rng: random.Random) -> list[bytes]:
             for _ in range(rng.randrange(1, 8))
         ]  # fmt: skip
         found.append(c.encode_batch(specs, compression=codec))
+        # A batch the log cleaner rewrote: gaps in its offsets and a longer range.
+        deltas = sorted(rng.sample(range(64), len(specs)))
+        found.append(
+            c.encode_batch(specs, compression=codec, offset_deltas=deltas,
+                           last_offset_delta=deltas[-1] + rng.randrange(4),
+                           base_timestamp=rng.randrange(-(2**62), 2**62))
+        )  # fmt: skip
     return found
+
+
+def encode_hostile(rng: random.Random) -> None:
+    """encode_batch with offsets and timestamps from every edge the format has."""
+    ints = [0, 1, -1, 2**31 - 1, 2**31, -(2**31), 2**63 - 1, -(2**63), 2**64]
+    edges: list[Any] = [*ints, None]  # out of range on purpose: the typed errors are expected
+    count = rng.randrange(1, 6)
+    specs = [RecordSpec(rng.choice(ints[:8]), None, b"v") for _ in range(count)]
+    deltas: Any = rng.choice(
+        [None, sorted(rng.sample(range(2**31), count)), [rng.choice(edges) for _ in range(count)],
+         list(range(rng.randrange(8)))]
+    )  # fmt: skip
+    c.encode_batch(
+        specs,
+        offset_deltas=deltas,
+        last_offset_delta=rng.choice(edges),
+        base_timestamp=rng.choice(edges),
+    )
 
 
 def mutate(rng: random.Random, data: bytes) -> bytes:
@@ -68,6 +94,14 @@ def main() -> int:
                 function(data)
             except EXPECTED:
                 errors += 1
+        try:
+            c.validate_batches(data, from_client=False)
+        except EXPECTED:
+            errors += 1
+        try:
+            encode_hostile(rng)
+        except EXPECTED:
+            errors += 1
         try:
             c.rewrite_batch(bytearray(data), rng.randrange(len(data) + 2), 7, 3, 1)
         except EXPECTED:

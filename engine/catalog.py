@@ -1,0 +1,175 @@
+"""The catalog: topics, their partitions' streams and configs, producer ids.
+
+It lives in the stream store as one stream of msgpack records (the first
+stream the engine creates, so the lowest id), written through the WAL like
+record data and uploaded with it: a fresh machine with only the bucket reads
+it back and sees every topic. Each change is one record; every
+``SNAPSHOT_EVERY`` records a snapshot of the whole state is appended and the
+stream is trimmed to it, so reading the catalog stays short. The record
+formats are specified in docs/engine-format.md.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgpack
+
+from s3stream import StreamStore
+
+FORMAT_VERSION = 1
+SNAPSHOT_EVERY = 128
+PRODUCER_ID_BLOCK = 1000
+"""Producer ids are reserved in blocks, so allocating one is rarely a write."""
+
+
+@dataclass
+class TopicMeta:
+    name: str
+    topic_id: bytes
+    configs: dict[str, str]
+    streams: list[tuple[int, int]]
+    """Per partition: (data stream, state stream)."""
+    created_ms: int = 0
+
+    def to_wire(self) -> list[Any]:
+        return [
+            self.name,
+            self.topic_id,
+            self.configs,
+            [list(s) for s in self.streams],
+            self.created_ms,
+        ]
+
+    @classmethod
+    def from_wire(cls, raw: list[Any]) -> TopicMeta:
+        name, topic_id, configs, streams, created_ms = raw
+        return cls(name, bytes(topic_id), dict(configs), [(d, s) for d, s in streams], created_ms)
+
+
+@dataclass
+class CatalogState:
+    topics: dict[str, TopicMeta] = field(default_factory=dict)
+    producer_ids_end: int = 0
+    """Producer ids below this were handed out (or reserved) before."""
+
+    def apply(self, record: list[Any]) -> None:
+        kind = record[0]
+        if kind == "catalog":
+            if record[1] > FORMAT_VERSION:
+                raise ValueError(f"catalog format {record[1]} is newer than this tidelog")
+        elif kind == "snapshot":
+            restored = CatalogState.from_wire(record[1])
+            self.topics, self.producer_ids_end = restored.topics, restored.producer_ids_end
+        elif kind == "create_topic":
+            meta = TopicMeta.from_wire(record[1])
+            self.topics[meta.name] = meta
+        elif kind == "delete_topic":
+            self.topics.pop(record[1], None)
+        elif kind == "add_partitions":
+            self.topics[record[1]].streams.extend((d, s) for d, s in record[2])
+        elif kind == "alter_configs":
+            configs = self.topics[record[1]].configs
+            for name, value in record[2].items():
+                if value is None:
+                    configs.pop(name, None)
+                else:
+                    configs[name] = value
+        elif kind == "producer_ids":
+            self.producer_ids_end = max(self.producer_ids_end, record[1])
+        else:
+            raise ValueError(f"unknown catalog record {kind!r}")
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "topics": [t.to_wire() for t in self.topics.values()],
+            "producer_ids_end": self.producer_ids_end,
+        }
+
+    @classmethod
+    def from_wire(cls, raw: dict[str, Any]) -> CatalogState:
+        topics = [TopicMeta.from_wire(t) for t in raw["topics"]]
+        return cls({t.name: t for t in topics}, raw["producer_ids_end"])
+
+    def stream_ids(self) -> set[int]:
+        return {sid for t in self.topics.values() for pair in t.streams for sid in pair}
+
+
+class Catalog:
+    """The catalog stream: read at open, appended to on every change."""
+
+    def __init__(self, store: StreamStore, stream_id: int, state: CatalogState) -> None:
+        self.store = store
+        self.stream_id = stream_id
+        self.state = state
+        self._lock = threading.Lock()
+        self._since_snapshot = 0
+        self._next_producer_id = state.producer_ids_end
+
+    @classmethod
+    def open(cls, store: StreamStore) -> Catalog:
+        """Reads the catalog, or creates it in a store that has no streams yet."""
+        streams = store.streams()
+        if not streams:
+            stream_id = store.create_stream()
+            store.open_stream(stream_id, 0)
+            catalog = cls(store, stream_id, CatalogState())
+            catalog.append(["catalog", FORMAT_VERSION, int(time.time() * 1000)])
+            return catalog
+        stream_id = streams[0]
+        store.open_stream(stream_id, 0)
+        state = CatalogState()
+        records = 0
+        for record in read_records(store, stream_id):
+            if records == 0 and record[0] not in ("catalog", "snapshot"):
+                raise ValueError(f"stream {stream_id} is not a tidelog catalog")
+            state.apply(record)
+            records += 1
+        catalog = cls(store, stream_id, state)
+        catalog._since_snapshot = records
+        return catalog
+
+    def append(self, record: list[Any]) -> None:
+        """Applies a change and makes it durable (returns once it is in the WAL)."""
+        payload = msgpack.packb(record, use_bin_type=True)
+        with self._lock:
+            self.state.apply(record)
+            offset = self.store.next_offset(self.stream_id)
+            self.store.append(self.stream_id, offset, offset, payload)
+            self._since_snapshot += 1
+            if self._since_snapshot >= SNAPSHOT_EVERY:
+                self._snapshot_locked()
+
+    def _snapshot_locked(self) -> None:
+        payload = msgpack.packb(["snapshot", self.state.to_wire()], use_bin_type=True)
+        offset = self.store.next_offset(self.stream_id)
+        self.store.append(self.stream_id, offset, offset, payload)
+        self.store.trim(self.stream_id, offset)
+        self._since_snapshot = 1
+
+    def allocate_producer_id(self) -> int:
+        with self._lock:
+            producer_id = self._next_producer_id
+            self._next_producer_id += 1
+        if producer_id >= self.state.producer_ids_end:
+            self.append(["producer_ids", producer_id + PRODUCER_ID_BLOCK])
+        return producer_id
+
+
+def read_records(store: StreamStore, stream_id: int) -> list[Any]:
+    """Every msgpack record of a stream, from its start to its end."""
+    records: list[Any] = []
+    offset, end = store.start_offset(stream_id), store.end_offset(stream_id)
+    while offset < end:
+        result = store.fetch(stream_id, offset, 4 * 1024 * 1024)
+        if not result.batches:
+            break
+        records.extend(
+            msgpack.unpackb(batch.payload, raw=False, strict_map_key=False)
+            for batch in result.batches
+        )
+        offset = result.next_offset
+    return records

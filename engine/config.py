@@ -1,0 +1,244 @@
+"""Topic configs: Kafka's names, types, defaults and validation.
+
+A topic stores only its overrides, as strings (Kafka's own representation);
+``TopicConfig`` resolves them against the engine's defaults and Kafka's, and
+``describe`` lists every config with its value and source, as a broker's
+DescribeConfigs does. Configs that have no meaning on a single node with
+object storage (replication, segment files, flushing) are accepted and
+described so tools that set them keep working; docs/engine.md says which.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from engine.errors import InvalidConfig
+
+LONG_MAX = 2**63 - 1
+INT_MAX = 2**31 - 1
+
+
+class ConfigType(enum.Enum):
+    BOOLEAN = "boolean"
+    STRING = "string"
+    INT = "int"
+    LONG = "long"
+    DOUBLE = "double"
+    LIST = "list"
+
+
+class ConfigSource(enum.IntEnum):
+    """Kafka's DescribeConfigs source values."""
+
+    TOPIC = 1
+    STATIC_BROKER = 4
+    DEFAULT = 5
+
+
+@dataclass(frozen=True)
+class ConfigDef:
+    name: str
+    type: ConfigType
+    default: str
+    check: Callable[[str], str | None] | None = None
+    """Returns why a (well-typed) value is invalid, or None."""
+    doc: str = ""
+
+
+def _at_least(low: float) -> Callable[[str], str | None]:
+    def check(value: str) -> str | None:
+        return None if float(value) >= low else f"must be at least {low:g}"
+
+    return check
+
+
+def _between(low: float, high: float) -> Callable[[str], str | None]:
+    def check(value: str) -> str | None:
+        return None if low <= float(value) <= high else f"must be in [{low:g}, {high:g}]"
+
+    return check
+
+
+def _one_of(*choices: str) -> Callable[[str], str | None]:
+    def check(value: str) -> str | None:
+        return None if value in choices else f"must be one of {', '.join(choices)}"
+
+    return check
+
+
+def _cleanup_policy(value: str) -> str | None:
+    policies = _split_list(value)
+    if not policies or not set(policies) <= {"delete", "compact"}:
+        return "must be a non-empty list of delete and compact"
+    return None
+
+
+COMPRESSION_TYPES = ("uncompressed", "zstd", "lz4", "snappy", "gzip", "producer")
+
+_L, _I, _B, _S, _D = (
+    ConfigType.LONG,
+    ConfigType.INT,
+    ConfigType.BOOLEAN,
+    ConfigType.STRING,
+    ConfigType.DOUBLE,
+)
+_DEFS = [
+    ConfigDef(
+        "cleanup.policy", ConfigType.LIST, "delete", _cleanup_policy, "delete, compact or both"
+    ),
+    ConfigDef("compression.type", _S, "producer", _one_of(*COMPRESSION_TYPES)),
+    ConfigDef("delete.retention.ms", _L, "86400000", _at_least(0)),
+    ConfigDef("file.delete.delay.ms", _L, "60000", _at_least(0)),
+    ConfigDef("flush.messages", _L, str(LONG_MAX), _at_least(1)),
+    ConfigDef("flush.ms", _L, str(LONG_MAX), _at_least(0)),
+    ConfigDef("follower.replication.throttled.replicas", ConfigType.LIST, ""),
+    ConfigDef("index.interval.bytes", _I, "4096", _at_least(0)),
+    ConfigDef("leader.replication.throttled.replicas", ConfigType.LIST, ""),
+    ConfigDef("local.retention.bytes", _L, "-2", _at_least(-2)),
+    ConfigDef("local.retention.ms", _L, "-2", _at_least(-2)),
+    ConfigDef("max.compaction.lag.ms", _L, str(LONG_MAX), _at_least(1)),
+    ConfigDef("max.message.bytes", _I, "1048588", _at_least(0)),
+    ConfigDef("message.downconversion.enable", _B, "true"),
+    ConfigDef("message.timestamp.after.max.ms", _L, str(LONG_MAX), _at_least(0)),
+    ConfigDef("message.timestamp.before.max.ms", _L, str(LONG_MAX), _at_least(0)),
+    ConfigDef("message.timestamp.difference.max.ms", _L, str(LONG_MAX), _at_least(0)),
+    ConfigDef("message.timestamp.type", _S, "CreateTime", _one_of("CreateTime", "LogAppendTime")),
+    ConfigDef("min.cleanable.dirty.ratio", _D, "0.5", _between(0, 1)),
+    ConfigDef("min.compaction.lag.ms", _L, "0", _at_least(0)),
+    ConfigDef("min.insync.replicas", _I, "1", _at_least(1)),
+    ConfigDef("preallocate", _B, "false"),
+    ConfigDef("remote.storage.enable", _B, "false"),
+    ConfigDef("retention.bytes", _L, "-1", _at_least(-1)),
+    ConfigDef("retention.ms", _L, "604800000", _at_least(-1)),
+    ConfigDef("segment.bytes", _I, "1073741824", _at_least(14)),
+    ConfigDef("segment.index.bytes", _I, "10485760", _at_least(4)),
+    ConfigDef("segment.jitter.ms", _L, "0", _at_least(0)),
+    ConfigDef("segment.ms", _L, "604800000", _at_least(1)),
+    ConfigDef("unclean.leader.election.enable", _B, "false"),
+]
+CONFIG_DEFS: dict[str, ConfigDef] = {d.name: d for d in _DEFS}
+
+
+def _split_list(value: str) -> list[str]:
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def normalize(name: str, value: object) -> str:
+    """Checks one config value and returns its canonical string form."""
+    definition = CONFIG_DEFS.get(name)
+    if definition is None:
+        raise InvalidConfig(name, value, "unknown topic config")
+    text = _to_text(value)
+    try:
+        canonical = _typed(definition.type, text)
+    except ValueError:
+        raise InvalidConfig(name, value, f"not a valid {definition.type.value}") from None
+    if definition.check is not None:
+        reason = definition.check(canonical)
+        if reason is not None:
+            raise InvalidConfig(name, value, reason)
+    return canonical
+
+
+def _to_text(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list | tuple):
+        return ",".join(str(v) for v in value)
+    return str(value).strip()
+
+
+def _typed(kind: ConfigType, text: str) -> str:
+    if kind in (ConfigType.INT, ConfigType.LONG):
+        number = int(text)
+        limit = INT_MAX if kind is ConfigType.INT else LONG_MAX
+        if not -limit - 1 <= number <= limit:
+            raise ValueError(text)
+        return str(number)
+    if kind is ConfigType.DOUBLE:
+        return repr(float(text))
+    if kind is ConfigType.BOOLEAN:
+        lowered = text.lower()
+        if lowered not in ("true", "false"):
+            raise ValueError(text)
+        return lowered
+    if kind is ConfigType.LIST:
+        return ",".join(_split_list(text))
+    return text
+
+
+def normalize_all(configs: Mapping[str, object]) -> dict[str, str]:
+    return {name: normalize(name, value) for name, value in configs.items()}
+
+
+class ConfigEntry(NamedTuple):
+    name: str
+    value: str
+    source: ConfigSource
+    is_default: bool
+    read_only: bool = False
+    sensitive: bool = False
+    type: ConfigType = ConfigType.STRING
+    documentation: str = ""
+
+
+class TopicConfig:
+    """A topic's effective configs: its overrides, else the engine's, else Kafka's."""
+
+    def __init__(self, overrides: Mapping[str, str], engine_defaults: Mapping[str, str]) -> None:
+        self.overrides = dict(overrides)
+        self.engine_defaults = engine_defaults
+        self.retention_ms = self._long("retention.ms")
+        self.retention_bytes = self._long("retention.bytes")
+        policies = _split_list(self.get("cleanup.policy"))
+        self.delete = "delete" in policies
+        self.compact = "compact" in policies
+        self.max_message_bytes = self._long("max.message.bytes")
+        self.log_append_time = self.get("message.timestamp.type") == "LogAppendTime"
+        self.min_compaction_lag_ms = self._long("min.compaction.lag.ms")
+        self.delete_retention_ms = self._long("delete.retention.ms")
+        self.min_cleanable_dirty_ratio = float(self.get("min.cleanable.dirty.ratio"))
+        self.index_interval_bytes = self._long("index.interval.bytes")
+        self.compression_type = self.get("compression.type")
+        difference = self._long("message.timestamp.difference.max.ms")
+        self.timestamp_before_max_ms = min(
+            self._long("message.timestamp.before.max.ms"), difference
+        )
+        self.timestamp_after_max_ms = min(self._long("message.timestamp.after.max.ms"), difference)
+
+    def get(self, name: str) -> str:
+        if name in self.overrides:
+            return self.overrides[name]
+        if name in self.engine_defaults:
+            return self.engine_defaults[name]
+        return CONFIG_DEFS[name].default
+
+    def _long(self, name: str) -> int:
+        return int(self.get(name))
+
+    def describe(self, names: set[str] | None = None) -> list[ConfigEntry]:
+        """Every topic config (or those named) with its value and where it comes from."""
+        entries = []
+        for definition in _DEFS:
+            if names is not None and definition.name not in names:
+                continue
+            if definition.name in self.overrides:
+                source = ConfigSource.TOPIC
+            elif definition.name in self.engine_defaults:
+                source = ConfigSource.STATIC_BROKER
+            else:
+                source = ConfigSource.DEFAULT
+            entries.append(
+                ConfigEntry(
+                    definition.name,
+                    self.get(definition.name),
+                    source,
+                    source is ConfigSource.DEFAULT,
+                    type=definition.type,
+                    documentation=definition.doc,
+                )
+            )
+        return entries

@@ -1,0 +1,659 @@
+"""The engine: topics and partitions on a stream store, in one process.
+
+It owns the stream store, the catalog and every partition leader; the
+embedded producer and consumer, and the wire server, are thin layers over
+its methods. It is safe to use from many threads and from asyncio: produce
+and fetch have ``*_async`` twins that never block the event loop.
+
+A background thread writes partition checkpoints (producer state, time
+index) and runs the log cleaner for compacted topics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import re
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Mapping
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+from engine.catalog import Catalog, TopicMeta
+from engine.config import TopicConfig, normalize, normalize_all
+from engine.consumer import Consumer
+from engine.errors import (
+    EngineClosed,
+    EngineError,
+    Fenced,
+    InvalidPartitions,
+    InvalidReplicationFactor,
+    InvalidTopic,
+    StorageError,
+    TopicExists,
+    UnknownPartition,
+    UnknownTopic,
+)
+from engine.log_cleaner import LogCleaner
+from engine.partition import (
+    AppendResult,
+    OffsetAndTimestamp,
+    Partition,
+    PartitionFetch,
+    now_ms,
+)
+from engine.producer import Producer
+from engine.types import PartitionInfo, TopicDescription, TopicPartition
+from s3stream import Fenced as StoreFenced
+from s3stream import (
+    ObjectStore,
+    S3StreamError,
+    StoreClosed,
+    StreamStore,
+    StreamStoreConfig,
+)
+
+log = logging.getLogger("tidelog.engine")
+
+_TOPIC_NAME = re.compile(r"^[a-zA-Z0-9._-]{1,249}$")
+EARLIEST = -2
+LATEST = -1
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    auto_create_topics: bool = False
+    """Create a topic on its first produce (Kafka's auto.create.topics.enable)."""
+    default_partitions: int = 1
+    """Partitions of an auto-created topic (Kafka's num.partitions)."""
+    topic_defaults: Mapping[str, str] = field(default_factory=dict)
+    """Topic configs every topic gets unless it overrides them (a broker's log.* settings)."""
+    checkpoint_interval_s: float = 5.0
+    """How often changed partitions checkpoint their producer state and time index."""
+    producer_id_expiration_ms: int = 86_400_000
+    cleaner_interval_s: float = 15.0
+    """How often compacted topics are checked for cleaning (log.cleaner.backoff.ms)."""
+    store: StreamStoreConfig = field(default_factory=StreamStoreConfig)
+
+
+class Topic:
+    def __init__(self, meta: TopicMeta, config: TopicConfig, partitions: list[Partition]) -> None:
+        self.meta = meta
+        self.config = config
+        self.partitions = partitions
+
+    @property
+    def name(self) -> str:
+        return self.meta.name
+
+
+class Engine:
+    """Open with :func:`engine.open`; a context manager, sync and async."""
+
+    def __init__(self) -> None:
+        raise TypeError("use engine.open(...)")
+
+    @classmethod
+    def open(
+        cls,
+        data_dir: str | os.PathLike[str],
+        object_store: ObjectStore | str | None = None,
+        config: EngineConfig | None = None,
+    ) -> Engine:
+        """Opens the engine (fencing any other engine on the same storage) and
+        recovers every topic from the object store and the local WAL."""
+        self = cls.__new__(cls)
+        self._init(os.fspath(data_dir), object_store, config or EngineConfig())
+        return self
+
+    def _init(
+        self, data_dir: str, object_store: ObjectStore | str | None, config: EngineConfig
+    ) -> None:
+        self.config = config
+        self.topic_defaults = normalize_all(config.topic_defaults)
+        started = time.monotonic()
+        self.store = StreamStore.open(data_dir, object_store, config.store)
+        self._lock = threading.RLock()
+        self._topics: dict[str, Topic] = {}
+        self._by_stream: dict[int, Partition] = {}
+        self._closed = False
+        self._stop = threading.Event()
+        self._data_arrived = threading.Condition()
+        self._sync_waiters = 0
+        self._async_waiters: dict[int, list[asyncio.Future[None]]] = {}
+        try:
+            self.catalog = Catalog.open(self.store)
+            self.leader_epoch = self.store.manifest.state.epoch
+            replayed = 0
+            for meta in list(self.catalog.state.topics.values()):
+                topic = self._load_topic(meta)
+                for partition in topic.partitions:
+                    replayed += partition.recover()
+            self._delete_orphan_streams()
+        except BaseException:
+            self.store.close(flush=False)
+            raise
+        self.store.add_listener(self._on_durable)
+        self.cleaner = LogCleaner(self.store)
+        self._background = threading.Thread(target=self._background_loop, name="tidelog-engine")
+        self._background.start()
+        log.info(
+            "engine open: %d topics, %d partitions, leader epoch %d, %d batch headers "
+            "replayed, %.2f s",
+            len(self._topics),
+            len(self._by_stream),
+            self.leader_epoch,
+            replayed,
+            time.monotonic() - started,
+        )
+
+    def _load_topic(self, meta: TopicMeta) -> Topic:
+        config = TopicConfig(meta.configs, self.topic_defaults)
+        topic = Topic(meta, config, [])
+        for streams in meta.streams:
+            topic.partitions.append(self._load_partition(topic, streams))
+        self._topics[meta.name] = topic
+        return topic
+
+    def _load_partition(self, topic: Topic, streams: tuple[int, int]) -> Partition:
+        for stream_id in streams:
+            self.store.open_stream(stream_id, 0)
+        partition = Partition(
+            self.store, topic.name, len(topic.partitions), streams, topic.config, self.leader_epoch
+        )
+        self._by_stream[partition.stream_id] = partition
+        return partition
+
+    def _delete_orphan_streams(self) -> None:
+        """Streams of topics whose creation did not reach the catalog, or whose
+        deletion did not finish, are deleted now."""
+        keep = self.catalog.state.stream_ids() | {self.catalog.stream_id}
+        for stream_id in self.store.streams():
+            if stream_id not in keep:
+                log.info("deleting stream %d: no topic refers to it", stream_id)
+                self.store.delete_stream(stream_id)
+
+    # -- topics ------------------------------------------------------------------
+
+    def create_topic(
+        self,
+        name: str,
+        partitions: int | None = None,
+        configs: Mapping[str, object] | None = None,
+        *,
+        replication_factor: int = 1,
+        validate_only: bool = False,
+    ) -> TopicDescription:
+        """Creates a topic; Kafka's rules for names, partition counts and configs."""
+        count = self.config.default_partitions if partitions in (None, -1) else partitions
+        assert count is not None
+        _check_topic_name(name)
+        if count < 1:
+            raise InvalidPartitions(f"a topic needs at least 1 partition, not {count}")
+        if replication_factor not in (1, -1):
+            raise InvalidReplicationFactor(
+                f"replication factor {replication_factor}: this engine is one node, "
+                "its durability comes from the WAL and object storage"
+            )
+        overrides = normalize_all(configs or {})
+        with self._lock:
+            self._check_open()
+            if name in self._topics:
+                raise TopicExists(name)
+            if validate_only:
+                return self._describe_new(name, count, overrides)
+            ids = self._create_streams(2 * count)
+            meta = TopicMeta(
+                name,
+                uuid.uuid4().bytes,
+                overrides,
+                [(ids[2 * i], ids[2 * i + 1]) for i in range(count)],
+                now_ms(),
+            )
+            self._append_catalog(["create_topic", meta.to_wire()])
+            self._load_topic(meta)
+        log.info("created topic %s with %d partitions", name, count)
+        return self.describe_topic(name)
+
+    def _describe_new(self, name: str, count: int, overrides: dict[str, str]) -> TopicDescription:
+        config = TopicConfig(overrides, self.topic_defaults)
+        parts = [PartitionInfo(i, 0, 0, self.leader_epoch) for i in range(count)]
+        return TopicDescription(name, bytes(16), parts, config.describe())
+
+    def delete_topic(self, name: str) -> None:
+        with self._lock:
+            self._check_open()
+            topic = self._topic(name)
+            self._append_catalog(["delete_topic", name])
+            del self._topics[name]
+            for partition in topic.partitions:
+                self._by_stream.pop(partition.stream_id, None)
+        for partition in topic.partitions:
+            for stream_id in (partition.stream_id, partition.state_stream_id):
+                with contextlib.suppress(S3StreamError):
+                    self.store.delete_stream(stream_id)
+        log.info("deleted topic %s", name)
+
+    def create_partitions(self, name: str, total: int, *, validate_only: bool = False) -> None:
+        """Grows a topic to ``total`` partitions (Kafka never shrinks one)."""
+        with self._lock:
+            self._check_open()
+            topic = self._topic(name)
+            current = len(topic.partitions)
+            if total <= current:
+                raise InvalidPartitions(
+                    f"topic {name} has {current} partitions; it can only grow, not to {total}"
+                )
+            if validate_only:
+                return
+            ids = self._create_streams(2 * (total - current))
+            streams = [(ids[2 * i], ids[2 * i + 1]) for i in range(total - current)]
+            self._append_catalog(["add_partitions", name, [list(s) for s in streams]])
+            for pair in streams:
+                topic.partitions.append(self._load_partition(topic, pair))
+
+    def alter_configs(
+        self,
+        name: str,
+        configs: Mapping[str, object | None],
+        *,
+        incremental: bool = True,
+        validate_only: bool = False,
+    ) -> None:
+        """Sets (or, with None, removes) topic config overrides. Not
+        incremental: the given configs replace every override (AlterConfigs)."""
+        changes: dict[str, str | None] = {
+            key: None if value is None else normalize(key, value) for key, value in configs.items()
+        }
+        with self._lock:
+            self._check_open()
+            topic = self._topic(name)
+            if not incremental:
+                for key in topic.meta.configs:
+                    changes.setdefault(key, None)
+            if validate_only:
+                return
+            self._append_catalog(["alter_configs", name, changes])
+            topic.config = TopicConfig(topic.meta.configs, self.topic_defaults)
+            for partition in topic.partitions:
+                partition.configure(topic.config)
+
+    def list_topics(self) -> list[str]:
+        with self._lock:
+            return sorted(self._topics)
+
+    def describe_topic(self, name: str) -> TopicDescription:
+        with self._lock:
+            topic = self._topic(name)
+        parts = [
+            PartitionInfo(p.index, p.log_start_offset, p.high_watermark, self.leader_epoch)
+            for p in topic.partitions
+        ]
+        return TopicDescription(name, topic.meta.topic_id, parts, topic.config.describe())
+
+    def topic_config(self, name: str) -> TopicConfig:
+        with self._lock:
+            return self._topic(name).config
+
+    def partition_count(self, name: str) -> int:
+        with self._lock:
+            return len(self._topic(name).partitions)
+
+    def topic_id(self, name: str) -> bytes:
+        with self._lock:
+            return self._topic(name).meta.topic_id
+
+    def _create_streams(self, count: int) -> list[int]:
+        try:
+            return self.store.create_streams(count)
+        except S3StreamError as error:
+            raise _translate(error) from error
+
+    def _append_catalog(self, record: list[Any]) -> None:
+        try:
+            self.catalog.append(record)
+        except S3StreamError as error:
+            raise _translate(error) from error
+
+    def _topic(self, name: str) -> Topic:
+        topic = self._topics.get(name)
+        if topic is None:
+            raise UnknownTopic(name)
+        return topic
+
+    def partition(self, topic: str, partition: int) -> Partition:
+        with self._lock:
+            found = self._topics.get(topic)
+            if found is None:
+                if not self.config.auto_create_topics or self._closed:
+                    raise UnknownTopic(topic)
+                self.create_topic(topic)
+                found = self._topics[topic]
+        if not 0 <= partition < len(found.partitions):
+            raise UnknownPartition(topic, partition, len(found.partitions))
+        return found.partitions[partition]
+
+    # -- producing -----------------------------------------------------------------
+
+    def submit(
+        self, topic: str, partition: int, records: bytes | bytearray | memoryview
+    ) -> Future[AppendResult]:
+        """Appends record batches (Kafka's v2 format) to a partition; the
+        future resolves once they are durable. Validation errors raise here.
+
+        A bytearray or writable memoryview is rewritten in place (offsets,
+        leader epoch) and stored without a copy: it must not change after.
+        """
+        self._check_open()
+        leader = self.partition(topic, partition)
+        try:
+            result, stored = leader.submit(records)
+        except S3StreamError as error:
+            raise _translate(error) from error
+        done: Future[AppendResult] = Future()
+        done.set_running_or_notify_cancel()
+        if stored is None:
+            done.set_result(result)
+            return done
+
+        def durable(future: Future[int]) -> None:
+            error = future.exception()
+            if error is None:
+                done.set_result(result)
+            else:
+                done.set_exception(_translate(error))
+
+        stored.add_done_callback(durable)
+        return done
+
+    def produce(
+        self, topic: str, partition: int, records: bytes | bytearray | memoryview
+    ) -> AppendResult:
+        """Appends and waits until durable."""
+        return self.submit(topic, partition, records).result()
+
+    async def produce_async(
+        self, topic: str, partition: int, records: bytes | bytearray | memoryview
+    ) -> AppendResult:
+        """Like produce, without blocking the event loop."""
+        self._check_open()
+        leader = self.partition(topic, partition)
+        try:
+            result, stored = leader.submit_async(records)
+            if stored is not None:
+                await stored
+        except S3StreamError as error:
+            raise _translate(error) from error
+        return result
+
+    def init_producer_id(self) -> tuple[int, int]:
+        """A new idempotent producer: (producer id, epoch)."""
+        self._check_open()
+        try:
+            return self.catalog.allocate_producer_id(), 0
+        except S3StreamError as error:
+            raise _translate(error) from error
+
+    # -- reading --------------------------------------------------------------------
+
+    def fetch(
+        self, topic: str, partition: int, offset: int, max_bytes: int = 1024 * 1024
+    ) -> PartitionFetch:
+        """Stored batches from ``offset``, up to ``max_bytes`` (at least one
+        batch if there is one), with the partition's watermarks."""
+        self._check_open()
+        try:
+            return self.partition(topic, partition).fetch(offset, max_bytes)
+        except S3StreamError as error:
+            raise _translate(error) from error
+
+    async def fetch_async(
+        self, topic: str, partition: int, offset: int, max_bytes: int = 1024 * 1024
+    ) -> PartitionFetch:
+        self._check_open()
+        try:
+            return await self.partition(topic, partition).fetch_async(offset, max_bytes)
+        except S3StreamError as error:
+            raise _translate(error) from error
+
+    def list_offset(self, topic: str, partition: int, timestamp: int) -> OffsetAndTimestamp:
+        """ListOffsets: -2 earliest, -1 latest, else the first offset whose
+        timestamp is >= ``timestamp`` (offset -1 if there is none)."""
+        leader = self.partition(topic, partition)
+        if timestamp == EARLIEST:
+            return OffsetAndTimestamp(leader.log_start_offset, -1)
+        if timestamp == LATEST:
+            return OffsetAndTimestamp(leader.high_watermark, -1)
+        try:
+            found = leader.offset_for_timestamp(timestamp)
+        except S3StreamError as error:
+            raise _translate(error) from error
+        return found if found is not None else OffsetAndTimestamp(-1, -1)
+
+    def delete_records(self, topic: str, partition: int, offset: int) -> int:
+        """DeleteRecords: moves the log start to ``offset`` (-1: the high
+        watermark); returns the new log start offset."""
+        self._check_open()
+        try:
+            return self.partition(topic, partition).delete_records(offset)
+        except S3StreamError as error:
+            raise _translate(error) from error
+
+    def offsets(self, topic: str, partition: int) -> tuple[int, int]:
+        """(log start offset, high watermark)."""
+        leader = self.partition(topic, partition)
+        return leader.log_start_offset, leader.high_watermark
+
+    # -- waiting for data ------------------------------------------------------------
+
+    def _on_durable(self, streams: set[int]) -> None:
+        """The store's listener: some streams grew. Wakes waiting consumers."""
+        if self._sync_waiters:
+            with self._data_arrived:
+                self._data_arrived.notify_all()
+        if self._async_waiters:
+            for stream_id in streams:
+                waiters = self._async_waiters.pop(stream_id, None)
+                for waiter in waiters or ():
+                    waiter.get_loop().call_soon_threadsafe(_wake, waiter)
+
+    def _has_data(self, positions: Mapping[TopicPartition, int]) -> bool:
+        for (topic, partition), offset in positions.items():
+            try:
+                leader = self.partition(topic, partition)
+            except EngineError:
+                return True  # let the caller's fetch report it
+            if leader.high_watermark > offset or leader.log_start_offset > offset:
+                return True
+        return not positions
+
+    def wait_for_data(self, positions: Mapping[TopicPartition, int], timeout: float) -> bool:
+        """Blocks until one of the partitions has data at or after its
+        position, or ``timeout`` seconds pass; True if there is data."""
+        deadline = time.monotonic() + timeout
+        with self._data_arrived:
+            self._sync_waiters += 1
+            try:
+                while not self._has_data(positions):
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0 or self._closed:
+                        return False
+                    self._data_arrived.wait(remaining)
+                return True
+            finally:
+                self._sync_waiters -= 1
+
+    async def wait_for_data_async(
+        self, positions: Mapping[TopicPartition, int], timeout: float
+    ) -> bool:
+        """Like wait_for_data, without blocking the event loop."""
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        streams = []
+        for topic, partition in positions:
+            with contextlib.suppress(EngineError):
+                streams.append(self.partition(topic, partition).stream_id)
+        for stream_id in streams:
+            self._async_waiters.setdefault(stream_id, []).append(waiter)
+        try:
+            if self._has_data(positions):
+                return True
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(waiter), timeout)
+            return self._has_data(positions)
+        finally:
+            for stream_id in streams:
+                waiting = self._async_waiters.get(stream_id)
+                if waiting and waiter in waiting:
+                    waiting.remove(waiter)
+
+    # -- background -----------------------------------------------------------------
+
+    def _background_loop(self) -> None:
+        next_checkpoint = time.monotonic() + self.config.checkpoint_interval_s
+        next_clean = time.monotonic() + self.config.cleaner_interval_s
+        while not self._stop.wait(0.2):
+            now = time.monotonic()
+            try:
+                if now >= next_checkpoint:
+                    self.checkpoint()
+                    next_checkpoint = now + self.config.checkpoint_interval_s
+                if now >= next_clean:
+                    self.clean()
+                    next_clean = time.monotonic() + self.config.cleaner_interval_s
+            except (S3StreamError, EngineError) as error:
+                if self.store.fenced:
+                    log.error("engine fenced by a newer owner of the storage: %s", error)
+                    return
+                log.warning("background work failed, will retry: %s", error)
+            except Exception:
+                log.exception("background work failed, will retry")
+
+    def checkpoint(self) -> None:
+        """Checkpoints every partition that changed (producer state, time index)."""
+        with self._lock:
+            partitions = list(self._by_stream.values())
+        pending = [p.checkpoint(self.config.producer_id_expiration_ms) for p in partitions]
+        for future in pending:
+            if future is not None:
+                future.result()
+
+    def clean(self) -> int:
+        """Runs the log cleaner over compacted topics; returns partitions cleaned."""
+        with self._lock:
+            partitions = [
+                p for t in self._topics.values() if t.config.compact for p in t.partitions
+            ]
+        return sum(1 for p in partitions if self.cleaner.clean(p))
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise EngineClosed
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Checkpoints and uploads everything appended so far."""
+        try:
+            self.checkpoint()
+            return self.store.flush(timeout)
+        except S3StreamError as error:
+            raise _translate(error) from error
+
+    def close(self, *, flush: bool = True) -> None:
+        """Stops, checkpoints, uploads (if ``flush``) and closes the store."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        self._stop.set()
+        self._background.join()
+        with self._data_arrived:
+            self._data_arrived.notify_all()
+        for waiters in list(self._async_waiters.values()):
+            for waiter in waiters:
+                waiter.get_loop().call_soon_threadsafe(_wake, waiter)
+        if flush and not self.store.fenced:
+            with contextlib.suppress(S3StreamError):
+                self.checkpoint()
+        self.store.close(flush=flush and not self.store.fenced)
+        log.info("engine closed")
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Engine:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await asyncio.get_running_loop().run_in_executor(None, self.close)
+
+    # -- embedded clients -------------------------------------------------------------
+
+    def producer(self, **options: Any) -> Producer:
+        """An embedded producer (see engine.producer.Producer for options)."""
+        return Producer(self, **options)
+
+    def consumer(self, *topics: str, **options: Any) -> Consumer:
+        """An embedded consumer, subscribed to ``topics`` if any are given."""
+        consumer = Consumer(self, **options)
+        if topics:
+            consumer.subscribe(topics)
+        return consumer
+
+    def topic_partitions(self, topics: Iterable[str]) -> list[TopicPartition]:
+        with self._lock:
+            return [
+                TopicPartition(name, p.index)
+                for name in topics
+                if name in self._topics
+                for p in self._topics[name].partitions
+            ]
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
+def _check_topic_name(name: str) -> None:
+    if name in (".", "..") or not _TOPIC_NAME.match(name):
+        raise InvalidTopic(
+            f"invalid topic name {name!r}: 1-249 characters of ASCII letters, digits, "
+            "'.', '_' and '-', and not '.' or '..'"
+        )
+
+
+def _translate(error: BaseException) -> BaseException:
+    """The engine's error for a stream-store error."""
+    if isinstance(error, EngineError):
+        return error
+    if isinstance(error, StoreFenced):
+        return Fenced(f"another engine opened this storage: {error}")
+    if isinstance(error, StoreClosed):
+        return EngineClosed()
+    if isinstance(error, S3StreamError):
+        return StorageError(str(error))
+    return error

@@ -1,0 +1,202 @@
+"""The engine's typed errors and the one table that maps them to Kafka codes.
+
+Every error names, in ``kafka_error``, the error a Kafka broker returns for
+the same fault; ``ERROR_CODES`` turns that name into the wire code, so the
+embedded API raises these classes and the wire server answers with the code.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+ERROR_CODES: dict[str, int] = {
+    "UNKNOWN_SERVER_ERROR": -1,
+    "NONE": 0,
+    "OFFSET_OUT_OF_RANGE": 1,
+    "CORRUPT_MESSAGE": 2,
+    "UNKNOWN_TOPIC_OR_PARTITION": 3,
+    "INVALID_FETCH_SIZE": 4,
+    "LEADER_NOT_AVAILABLE": 5,
+    "NOT_LEADER_OR_FOLLOWER": 6,
+    "REQUEST_TIMED_OUT": 7,
+    "BROKER_NOT_AVAILABLE": 8,
+    "REPLICA_NOT_AVAILABLE": 9,
+    "MESSAGE_TOO_LARGE": 10,
+    "NETWORK_EXCEPTION": 13,
+    "COORDINATOR_LOAD_IN_PROGRESS": 14,
+    "COORDINATOR_NOT_AVAILABLE": 15,
+    "NOT_COORDINATOR": 16,
+    "INVALID_TOPIC_EXCEPTION": 17,
+    "RECORD_LIST_TOO_LARGE": 18,
+    "INVALID_REQUIRED_ACKS": 21,
+    "INVALID_TIMESTAMP": 32,
+    "UNSUPPORTED_VERSION": 35,
+    "TOPIC_ALREADY_EXISTS": 36,
+    "INVALID_PARTITIONS": 37,
+    "INVALID_REPLICATION_FACTOR": 38,
+    "INVALID_REPLICA_ASSIGNMENT": 39,
+    "INVALID_CONFIG": 40,
+    "INVALID_REQUEST": 42,
+    "POLICY_VIOLATION": 44,
+    "OUT_OF_ORDER_SEQUENCE_NUMBER": 45,
+    "DUPLICATE_SEQUENCE_NUMBER": 46,
+    "INVALID_PRODUCER_EPOCH": 47,
+    "INVALID_TXN_STATE": 48,
+    "KAFKA_STORAGE_ERROR": 56,
+    "UNKNOWN_PRODUCER_ID": 59,
+    "UNSUPPORTED_COMPRESSION_TYPE": 76,
+    "OFFSET_NOT_AVAILABLE": 78,
+    "INVALID_RECORD": 87,
+    "PRODUCER_FENCED": 90,
+    "UNKNOWN_TOPIC_ID": 100,
+}
+
+
+class EngineError(Exception):
+    """Base class of every engine error."""
+
+    kafka_error: ClassVar[str] = "UNKNOWN_SERVER_ERROR"
+
+    @property
+    def error_code(self) -> int:
+        return ERROR_CODES[self.kafka_error]
+
+
+class UnknownTopic(EngineError):
+    kafka_error = "UNKNOWN_TOPIC_OR_PARTITION"
+
+    def __init__(self, topic: str) -> None:
+        super().__init__(f"topic {topic!r} does not exist")
+        self.topic = topic
+
+
+class UnknownPartition(EngineError):
+    kafka_error = "UNKNOWN_TOPIC_OR_PARTITION"
+
+    def __init__(self, topic: str, partition: int, partitions: int) -> None:
+        super().__init__(f"topic {topic!r} has {partitions} partitions, not partition {partition}")
+        self.topic = topic
+        self.partition = partition
+
+
+class TopicExists(EngineError):
+    kafka_error = "TOPIC_ALREADY_EXISTS"
+
+    def __init__(self, topic: str) -> None:
+        super().__init__(f"topic {topic!r} already exists")
+        self.topic = topic
+
+
+class InvalidTopic(EngineError):
+    kafka_error = "INVALID_TOPIC_EXCEPTION"
+
+
+class InvalidPartitions(EngineError):
+    kafka_error = "INVALID_PARTITIONS"
+
+
+class InvalidReplicationFactor(EngineError):
+    kafka_error = "INVALID_REPLICATION_FACTOR"
+
+
+class InvalidConfig(EngineError):
+    kafka_error = "INVALID_CONFIG"
+
+    def __init__(self, name: str, value: object, reason: str) -> None:
+        super().__init__(f"invalid value {value!r} for config {name}: {reason}")
+        self.name = name
+        self.value = value
+
+
+class InvalidRecord(EngineError):
+    """A produced batch is malformed or breaks the topic's rules."""
+
+    kafka_error = "INVALID_RECORD"
+
+
+class CorruptRecord(InvalidRecord):
+    """A produced batch fails its CRC or framing checks."""
+
+    kafka_error = "CORRUPT_MESSAGE"
+
+
+class UnsupportedCompressionType(InvalidRecord):
+    kafka_error = "UNSUPPORTED_COMPRESSION_TYPE"
+
+
+class RecordTooLarge(EngineError):
+    kafka_error = "MESSAGE_TOO_LARGE"
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"a record batch of {size} bytes exceeds max.message.bytes {limit}")
+        self.size = size
+        self.limit = limit
+
+
+class InvalidTimestamp(EngineError):
+    kafka_error = "INVALID_TIMESTAMP"
+
+
+class OutOfOrderSequence(EngineError):
+    kafka_error = "OUT_OF_ORDER_SEQUENCE_NUMBER"
+
+    def __init__(self, producer_id: int, expected: int, found: int) -> None:
+        super().__init__(
+            f"producer {producer_id}: sequence {found} is out of order, expected {expected}"
+        )
+        self.producer_id = producer_id
+        self.expected = expected
+        self.found = found
+
+
+class InvalidProducerEpoch(EngineError):
+    kafka_error = "INVALID_PRODUCER_EPOCH"
+
+    def __init__(self, producer_id: int, epoch: int, current: int) -> None:
+        super().__init__(f"producer {producer_id}: epoch {epoch} is older than epoch {current}")
+        self.producer_id = producer_id
+        self.epoch = epoch
+        self.current = current
+
+
+class InvalidTxnState(EngineError):
+    kafka_error = "INVALID_TXN_STATE"
+
+
+class OffsetOutOfRange(EngineError):
+    kafka_error = "OFFSET_OUT_OF_RANGE"
+
+    def __init__(self, topic: str, partition: int, offset: int, start: int, end: int) -> None:
+        super().__init__(
+            f"{topic}-{partition}: offset {offset} is outside the log [{start}, {end}]"
+        )
+        self.topic = topic
+        self.partition = partition
+        self.offset = offset
+        self.log_start_offset = start
+        self.high_watermark = end
+
+
+class Fenced(EngineError):
+    """Another engine opened the same storage; this one no longer leads anything."""
+
+    kafka_error = "NOT_LEADER_OR_FOLLOWER"
+
+
+class EngineClosed(EngineError):
+    kafka_error = "NOT_LEADER_OR_FOLLOWER"
+
+    def __init__(self) -> None:
+        super().__init__("the engine is closed")
+
+
+class StorageError(EngineError):
+    """The WAL or object storage failed; appends are refused until reopened."""
+
+    kafka_error = "KAFKA_STORAGE_ERROR"
+
+
+def error_code(error: BaseException) -> int:
+    """The Kafka error code for any exception (UNKNOWN_SERVER_ERROR if untyped)."""
+    name = getattr(error, "kafka_error", "UNKNOWN_SERVER_ERROR")
+    return ERROR_CODES.get(name, -1)

@@ -1,0 +1,198 @@
+"""The log cleaner: Kafka's log compaction for topics with cleanup.policy=compact.
+
+It works on data already in object storage. For a partition whose dirty
+share (offsets written since its last cleaning, against the whole log) has
+reached ``min.cleanable.dirty.ratio``, it reads the uploaded log from its
+first object range to the last range older than ``min.compaction.lag.ms``,
+keeps the latest record of every key, drops tombstones older than
+``delete.retention.ms``, and asks the stream store to replace that range
+with the rewritten batches. Offsets never change: a rewritten batch keeps
+its base offset, last offset delta, base timestamp, producer fields and
+codec, and each kept record its offset delta. Batches whose records all
+survive are kept byte for byte.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from typing import NamedTuple
+
+import native
+from engine.partition import Partition
+from native import BatchHeader, Record, RecordSpec, TimestampType
+from s3stream import RangeChanged, StoredBatch, StreamStore
+
+log = logging.getLogger("tidelog.cleaner")
+
+
+class CleaningStats(NamedTuple):
+    start_offset: int
+    end_offset: int
+    records_read: int
+    records_kept: int
+    bytes_read: int
+    bytes_written: int
+
+
+class _Batch(NamedTuple):
+    header: BatchHeader
+    data: memoryview
+    records: list[Record]
+
+
+class LogCleaner:
+    def __init__(self, store: StreamStore) -> None:
+        self.store = store
+        self.last: dict[tuple[str, int], CleaningStats] = {}
+
+    def clean(self, partition: Partition, *, force: bool = False) -> bool:
+        """Cleans the partition if it is dirty enough (always if ``force``);
+        True if a range was rewritten."""
+        config = partition.config
+        if not config.compact:
+            return False
+        stream_id = partition.stream_id
+        log_start = partition.log_start_offset
+        remote_end = self.store.remote_end_offset(stream_id)
+        dirty = remote_end - max(partition.cleaned_offset, log_start)
+        total = remote_end - log_start
+        if dirty <= 0 or (not force and dirty < config.min_cleanable_dirty_ratio * total):
+            return False
+        boundaries = [r for r in self.store.committed_ranges(stream_id) if r[0] >= log_start]
+        if not boundaries:
+            return False
+        start = boundaries[0][0]
+        now = int(time.time() * 1000)
+        batches = list(self._read(partition, start, remote_end))
+        end = self._cleanable_end(batches, boundaries, now - config.min_compaction_lag_ms)
+        batches = [b for b in batches if b.header.last_offset < end]
+        if end <= start or not batches:
+            return False
+        stats = self._rewrite(partition, start, end, batches, now - config.delete_retention_ms)
+        if stats is None:
+            return False
+        partition.note_cleaned(end)
+        self.last[(partition.topic, partition.index)] = stats
+        log.info(
+            "cleaned %s-%d [%d, %d): %d of %d records kept, %d -> %d bytes",
+            partition.topic,
+            partition.index,
+            start,
+            end,
+            stats.records_kept,
+            stats.records_read,
+            stats.bytes_read,
+            stats.bytes_written,
+        )
+        return True
+
+    def _read(self, partition: Partition, start: int, end: int) -> Iterator[_Batch]:
+        offset = start
+        while offset < end:
+            fetched = partition.fetch(offset, 8 * 1024 * 1024)
+            for payload in fetched.records:
+                view = memoryview(payload)
+                for header in native.scan_batches(view):
+                    if header.last_offset < offset or header.base_offset >= end:
+                        continue
+                    data = view[header.position : header.position + header.size]
+                    records = [] if header.is_control else native.decode_records(data)
+                    yield _Batch(header, data, records)
+            if fetched.next_offset <= offset:
+                return
+            offset = fetched.next_offset
+
+    @staticmethod
+    def _cleanable_end(
+        batches: list[_Batch], boundaries: list[tuple[int, int]], newest_ms: int
+    ) -> int:
+        """The last range end before the first batch younger than the lag."""
+        limit = boundaries[-1][1]
+        for batch in batches:
+            if batch.header.max_timestamp > newest_ms:
+                limit = batch.header.base_offset
+                break
+        end = boundaries[0][0]
+        for _, range_end in boundaries:
+            if range_end <= limit:
+                end = range_end
+        return end
+
+    def _rewrite(
+        self,
+        partition: Partition,
+        start: int,
+        end: int,
+        batches: list[_Batch],
+        tombstone_horizon_ms: int,
+    ) -> CleaningStats | None:
+        latest: dict[bytes | None, int] = {}
+        for batch in batches:
+            for record in batch.records:
+                latest[record.key] = record.offset
+        out: list[StoredBatch] = []
+        read = kept_total = bytes_read = bytes_written = 0
+        for batch in batches:
+            header = batch.header
+            bytes_read += len(batch.data)
+            read += len(batch.records)
+            kept = [
+                r
+                for r in batch.records
+                if latest.get(r.key) == r.offset
+                and not (r.value is None and _timestamp(header, r) < tombstone_horizon_ms)
+            ]
+            kept_total += len(kept)
+            if header.is_control or len(kept) == len(batch.records):
+                rewritten = bytes(batch.data)
+            elif not kept:
+                continue
+            else:
+                rewritten = _encode_kept(header, kept)
+            bytes_written += len(rewritten)
+            out.append(StoredBatch(header.base_offset, header.last_offset + 1, rewritten))
+        if not out:  # keep the range's last batch: an object holds at least one
+            last = batches[-1]
+            out.append(
+                StoredBatch(last.header.base_offset, last.header.last_offset + 1, bytes(last.data))
+            )
+        if kept_total == read:
+            return CleaningStats(start, end, read, kept_total, bytes_read, bytes_read)
+        try:
+            self.store.replace_range(partition.stream_id, start, end, out)
+        except RangeChanged as error:
+            log.info("cleaning %s-%d deferred: %s", partition.topic, partition.index, error)
+            return None
+        return CleaningStats(start, end, read, kept_total, bytes_read, bytes_written)
+
+
+def _timestamp(header: BatchHeader, record: Record) -> int:
+    if header.timestamp_type == TimestampType.LOG_APPEND_TIME:
+        return header.max_timestamp
+    return record.timestamp
+
+
+def _encode_kept(header: BatchHeader, kept: list[Record]) -> bytes:
+    encoded = bytearray(
+        native.encode_batch(
+            [RecordSpec(r.timestamp, r.key, r.value, r.headers) for r in kept],
+            base_offset=header.base_offset,
+            compression=header.compression,
+            producer_id=header.producer_id,
+            producer_epoch=header.producer_epoch,
+            base_sequence=header.base_sequence,
+            is_transactional=header.is_transactional,
+            partition_leader_epoch=header.partition_leader_epoch,
+            timestamp_type=header.timestamp_type,
+            offset_deltas=[r.offset - header.base_offset for r in kept],
+            last_offset_delta=header.last_offset_delta,
+            base_timestamp=header.base_timestamp,
+        )
+    )
+    if header.timestamp_type == TimestampType.LOG_APPEND_TIME:
+        native.rewrite_batch(
+            encoded, 0, header.base_offset, header.partition_leader_epoch, header.max_timestamp
+        )
+    return bytes(encoded)

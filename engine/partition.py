@@ -1,0 +1,471 @@
+"""A partition leader: validates batches, assigns offsets, serves reads.
+
+Each partition is two streams of the stream store: its record batches
+(stored exactly as produced, with the broker-owned header fields rewritten)
+and its state (checkpoints of the producer table, the time index and the
+leader epochs, docs/engine-format.md). Nothing here decodes records on the
+produce or fetch path: batches are checked and rewritten by ``native`` from
+their 61-byte headers. The leader keeps no state that the two streams
+cannot rebuild: on open it loads the last checkpoint and replays the batch
+headers appended after it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Coroutine, Sequence
+from concurrent.futures import Future
+from typing import Any, NamedTuple, TypeVar
+
+import msgpack
+
+import native
+from engine.catalog import read_records
+from engine.config import LONG_MAX, TopicConfig
+from engine.errors import (
+    CorruptRecord,
+    InvalidRecord,
+    InvalidTimestamp,
+    InvalidTxnState,
+    OffsetOutOfRange,
+    RecordTooLarge,
+    UnsupportedCompressionType,
+)
+from engine.producer_state import ProducerStateTable
+from engine.time_index import TimeIndex
+from native import BatchError, BatchHeader, Compression, RecordSpec, TimestampType
+from s3stream import OffsetOutOfRange as StreamOffsetOutOfRange
+from s3stream import Retention, StreamStore
+
+FULL_CHECKPOINT_EVERY = 32
+"""Incremental checkpoints between two full ones (which trim the state stream)."""
+
+_CODECS = {
+    "uncompressed": Compression.NONE,
+    "gzip": Compression.GZIP,
+    "snappy": Compression.SNAPPY,
+    "lz4": Compression.LZ4,
+    "zstd": Compression.ZSTD,
+}
+
+T = TypeVar("T")
+BytesLike = bytes | bytearray | memoryview
+
+
+class AppendResult(NamedTuple):
+    base_offset: int
+    last_offset: int
+    log_append_time: int
+    """The time the broker wrote into the batches (LogAppendTime topics), else -1."""
+    log_start_offset: int
+    duplicate: bool = False
+    """A retried batch already in the log: these are its original offsets."""
+
+
+class PartitionFetch(NamedTuple):
+    records: list[bytes | memoryview]
+    """Stored record batches, as produced (with broker fields rewritten)."""
+    next_offset: int
+    high_watermark: int
+    log_start_offset: int
+
+
+class OffsetAndTimestamp(NamedTuple):
+    offset: int
+    timestamp: int
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Partition:
+    def __init__(
+        self,
+        store: StreamStore,
+        topic: str,
+        index: int,
+        streams: tuple[int, int],
+        config: TopicConfig,
+        leader_epoch: int,
+    ) -> None:
+        self.store = store
+        self.topic = topic
+        self.index = index
+        self.stream_id, self.state_stream_id = streams
+        self.leader_epoch = leader_epoch
+        self.lock = threading.Lock()
+        self.producers = ProducerStateTable()
+        self.time_index = TimeIndex(4096)
+        self.leader_epochs: list[tuple[int, int]] = []
+        """(epoch, first offset written in it), oldest first."""
+        self.cleaned_offset = 0
+        """Offsets below this were compacted by the log cleaner."""
+        self.checkpointed_end = -1
+        self._dirty = False
+        """State that only a checkpoint records changed (the cleaned offset)."""
+        self._checkpoints_since_full = 0
+        self.configure(config)
+
+    def __repr__(self) -> str:
+        return f"Partition({self.topic}-{self.index})"
+
+    def configure(self, config: TopicConfig) -> None:
+        self.config = config
+        self.time_index.interval_bytes = config.index_interval_bytes
+        retention = Retention()
+        if config.delete:
+            retention = Retention(
+                ms=config.retention_ms if config.retention_ms >= 0 else None,
+                bytes=config.retention_bytes if config.retention_bytes >= 0 else None,
+            )
+        self.store.set_retention(self.stream_id, retention)
+
+    # -- offsets ---------------------------------------------------------------
+
+    @property
+    def log_start_offset(self) -> int:
+        return self.store.start_offset(self.stream_id)
+
+    @property
+    def high_watermark(self) -> int:
+        """The end of the durable log: what consumers may read."""
+        return self.store.end_offset(self.stream_id)
+
+    @property
+    def log_end_offset(self) -> int:
+        """The offset the next batch gets (appends not yet durable included)."""
+        return self.store.next_offset(self.stream_id)
+
+    # -- appending -------------------------------------------------------------
+
+    def submit(self, data: BytesLike) -> tuple[AppendResult, Any]:
+        """Validates and appends; returns the offsets and the store's future
+        (None for a duplicate, which is already durable)."""
+        return self._append(data, self.store.submit)
+
+    def submit_async(self, data: BytesLike) -> tuple[AppendResult, Coroutine[Any, Any, int] | None]:
+        """Like submit, from a running event loop; returns what to await."""
+        return self._append(data, self.store.submit_async)
+
+    def _append(
+        self, data: BytesLike, submit: Callable[[int, int, int, Any], T]
+    ) -> tuple[AppendResult, T | None]:
+        buffer, headers = self._validate(data)
+        producer_batch = headers[0] if headers[0].producer_id >= 0 else None
+        if producer_batch is not None and len(headers) > 1:
+            raise InvalidRecord("an idempotent producer sends one batch per partition")
+        log_append_time = now_ms() if self.config.log_append_time else -1
+        with self.lock:
+            if producer_batch is not None:
+                duplicate = self.producers.check(producer_batch)
+                if duplicate is not None:
+                    result = AppendResult(
+                        duplicate.first_offset,
+                        duplicate.last_offset,
+                        log_append_time,
+                        self.log_start_offset,
+                        duplicate=True,
+                    )
+                    return result, None
+            base = self.store.next_offset(self.stream_id)
+            offset = base
+            max_timestamp = -1
+            for header in headers:
+                native.rewrite_batch(
+                    buffer,
+                    header.position,
+                    offset,
+                    self.leader_epoch,
+                    log_append_time if log_append_time >= 0 else None,
+                )
+                offset += header.last_offset_delta + 1
+                max_timestamp = max(max_timestamp, header.max_timestamp)
+            last = offset - 1
+            handle = submit(self.stream_id, base, last, buffer)
+            now = now_ms()
+            if producer_batch is not None:
+                self.producers.update(producer_batch, base, now)
+            if not self.leader_epochs or self.leader_epochs[-1][0] != self.leader_epoch:
+                self.leader_epochs.append((self.leader_epoch, base))
+            self.time_index.note_append(
+                base, log_append_time if log_append_time >= 0 else max_timestamp, len(buffer)
+            )
+        return AppendResult(base, last, log_append_time, self.log_start_offset), handle
+
+    def _validate(self, data: BytesLike) -> tuple[bytearray | memoryview, list[BatchHeader]]:
+        """Checks the batches against the format and the topic's rules; returns
+        a writable buffer (the caller's if it is one) and the headers."""
+        try:
+            headers = native.validate_batches(data)
+        except BatchError as error:
+            raise _batch_error(error) from error
+        if not headers:
+            raise InvalidRecord("a produce request must carry at least one record batch")
+        config = self.config
+        for header in headers:
+            if header.size > config.max_message_bytes:
+                raise RecordTooLarge(header.size, config.max_message_bytes)
+            if header.is_control:
+                raise InvalidRecord("clients may not append control batches")
+            if header.is_transactional:
+                raise InvalidTxnState(
+                    f"producer {header.producer_id} has no open transaction on "
+                    f"{self.topic}-{self.index}"
+                )
+            if not config.log_append_time:
+                self._check_timestamps(header)
+        codec = self._recompress_to(headers)
+        if codec is not None:
+            buffer = self._recompress(data, headers, codec)
+            return buffer, native.validate_batches(buffer)
+        if config.compact:
+            self._check_keys(data)
+        if isinstance(data, bytes):
+            return bytearray(data), headers  # batches are rewritten in place
+        if isinstance(data, memoryview) and data.readonly:
+            return bytearray(data), headers
+        return data, headers
+
+    def _check_timestamps(self, header: BatchHeader) -> None:
+        before, after = self.config.timestamp_before_max_ms, self.config.timestamp_after_max_ms
+        if before == LONG_MAX and after == LONG_MAX:
+            return
+        now = now_ms()
+        for timestamp in (header.base_timestamp, header.max_timestamp):
+            if timestamp < now - before or timestamp > now + after:
+                raise InvalidTimestamp(
+                    f"timestamp {timestamp} of the batch at {header.position} is outside "
+                    f"[{now - before}, {now + after}]"
+                )
+
+    def _check_keys(self, data: BytesLike) -> None:
+        for record in native.decode_records(data):
+            if record.key is None:
+                raise InvalidRecord(
+                    f"compacted topic {self.topic} cannot accept a record without a key"
+                )
+
+    def _recompress_to(self, headers: Sequence[BatchHeader]) -> int | None:
+        wanted = _CODECS.get(self.config.compression_type)
+        if wanted is None or all(h.compression == wanted for h in headers):
+            return None
+        return int(wanted)
+
+    def _recompress(self, data: BytesLike, headers: Sequence[BatchHeader], codec: int) -> bytearray:
+        """Re-encodes batches with the topic's compression.type (a Kafka broker
+        does the same when a topic names a codec other than 'producer')."""
+        view = memoryview(data)
+        out = bytearray()
+        for header in headers:
+            batch = view[header.position : header.position + header.size]
+            records = native.decode_records(batch)
+            if self.config.compact and any(r.key is None for r in records):
+                raise InvalidRecord(
+                    f"compacted topic {self.topic} cannot accept a record without a key"
+                )
+            out += native.encode_batch(
+                [RecordSpec(r.timestamp, r.key, r.value, r.headers) for r in records],
+                compression=codec,
+                producer_id=header.producer_id,
+                producer_epoch=header.producer_epoch,
+                base_sequence=header.base_sequence,
+                timestamp_type=TimestampType.CREATE_TIME,
+            )
+        return out
+
+    # -- reading -----------------------------------------------------------------
+
+    def fetch(self, offset: int, max_bytes: int) -> PartitionFetch:
+        """Stored batches from the one holding ``offset``, up to ``max_bytes``
+        (at least one batch if there is data at ``offset``)."""
+        try:
+            result = self.store.fetch(self.stream_id, offset, max_bytes)
+        except StreamOffsetOutOfRange as error:
+            raise self._out_of_range(offset) from error
+        return self._fetched(result)
+
+    async def fetch_async(self, offset: int, max_bytes: int) -> PartitionFetch:
+        try:
+            result = await self.store.fetch_async(self.stream_id, offset, max_bytes)
+        except StreamOffsetOutOfRange as error:
+            raise self._out_of_range(offset) from error
+        return self._fetched(result)
+
+    @staticmethod
+    def _fetched(result: Any) -> PartitionFetch:
+        return PartitionFetch(
+            [batch.payload for batch in result.batches],
+            result.next_offset,
+            result.end_offset,
+            result.start_offset,
+        )
+
+    def _out_of_range(self, offset: int) -> OffsetOutOfRange:
+        return OffsetOutOfRange(
+            self.topic, self.index, offset, self.log_start_offset, self.high_watermark
+        )
+
+    def offset_for_timestamp(self, timestamp: int) -> OffsetAndTimestamp | None:
+        """The first record whose timestamp is >= ``timestamp`` (None: no such
+        record yet). Starts from the time index, so it reads at most about one
+        index interval of batches before the answer."""
+        start = self.log_start_offset
+        with self.lock:
+            hint = self.time_index.start_for(timestamp)
+        offset = max(start, hint if hint is not None else start)
+        end = self.high_watermark
+        while offset < end:
+            try:
+                fetched = self.fetch(offset, 1024 * 1024)
+            except OffsetOutOfRange:
+                offset = self.log_start_offset  # retention moved the start meanwhile
+                continue
+            for payload in fetched.records:
+                found = _first_at_or_after(payload, offset, timestamp)
+                if found is not None:
+                    return found
+            if fetched.next_offset <= offset:
+                break
+            offset = fetched.next_offset
+        return None
+
+    def delete_records(self, offset: int) -> int:
+        """Moves the log start to ``offset`` (-1: the high watermark); returns it."""
+        high_watermark = self.high_watermark
+        if offset == -1:
+            offset = high_watermark
+        if not 0 <= offset <= high_watermark:
+            raise self._out_of_range(offset)
+        self.store.trim(self.stream_id, offset)
+        with self.lock:
+            self.time_index.drop_before(offset)
+        return self.log_start_offset
+
+    # -- checkpoints and recovery ------------------------------------------------
+
+    def checkpoint(self, expiration_ms: int) -> Future[int] | None:
+        """Appends the producer table, new time-index entries and leader epochs
+        as of the log end to the state stream, if anything changed; returns
+        the store's future (None if there was nothing to write)."""
+        with self.lock:
+            end = self.store.next_offset(self.stream_id)
+            if end == self.checkpointed_end and not self.time_index.unsaved and not self._dirty:
+                return None
+            self._dirty = False
+            now = now_ms()
+            self.producers.expire(now, expiration_ms)
+            self.time_index.drop_before(self.log_start_offset)
+            full = self._checkpoints_since_full >= FULL_CHECKPOINT_EVERY
+            record = {
+                "v": 1,
+                "end": end,
+                "full": full,
+                "index": self.time_index.all_entries()
+                if full
+                else self.time_index.unsaved_entries(),
+                "ti": self.time_index.state(),
+                "producers": self.producers.to_wire(),
+                "epochs": [list(e) for e in self.leader_epochs],
+                "cleaned": self.cleaned_offset,
+            }
+            payload = msgpack.packb(record, use_bin_type=True)
+            offset = self.store.next_offset(self.state_stream_id)
+            future = self.store.submit(self.state_stream_id, offset, offset, payload)
+            self.time_index.mark_saved()
+            self.checkpointed_end = end
+            self._checkpoints_since_full = 0 if full else self._checkpoints_since_full + 1
+        if full:
+            # Older checkpoints go once the full one is durable (trim needs it
+            # below the stream's durable end); not under the lock: it waits.
+            future.result()
+            self.store.trim(self.state_stream_id, offset)
+        return future
+
+    def recover(self) -> int:
+        """Rebuilds the leader's state from the state stream and the batches
+        after the last checkpoint; returns how many batches were replayed."""
+        end = self.high_watermark
+        replay_from = self.log_start_offset
+        for record in read_records(self.store, self.state_stream_id):
+            if record["end"] > end:
+                break  # cannot happen for a prefix of the WAL; never trust it anyway
+            self.time_index.load(record["index"], record["full"])
+            self.time_index.restore(record["ti"])
+            self.producers = ProducerStateTable.from_wire(record["producers"])
+            self.leader_epochs = [(e, o) for e, o in record["epochs"]]
+            self.cleaned_offset = record["cleaned"]
+            replay_from = max(record["end"], self.log_start_offset)
+            self.checkpointed_end = record["end"]
+        self.time_index.mark_saved()
+        replayed = 0
+        offset = replay_from
+        now = now_ms()
+        while offset < end:
+            fetched = self.fetch(offset, 4 * 1024 * 1024)
+            for payload in fetched.records:
+                headers = native.scan_batches(payload)
+                if not headers or headers[-1].last_offset < offset:
+                    continue
+                for header in headers:
+                    if header.producer_id >= 0:
+                        self.producers.update(header, header.base_offset, now)
+                    epoch = header.partition_leader_epoch
+                    if not self.leader_epochs or self.leader_epochs[-1][0] < epoch:
+                        self.leader_epochs.append((epoch, header.base_offset))
+                self.time_index.note_append(
+                    headers[0].base_offset, max(h.max_timestamp for h in headers), len(payload)
+                )
+                replayed += len(headers)
+            if fetched.next_offset <= offset:
+                break
+            offset = fetched.next_offset
+        return replayed
+
+    def note_cleaned(self, end_offset: int) -> None:
+        """The log cleaner compacted everything below ``end_offset``."""
+        with self.lock:
+            self.cleaned_offset = end_offset
+            self._dirty = True
+
+    def end_offset_for_epoch(self, epoch: int) -> tuple[int, int]:
+        """OffsetForLeaderEpoch: the largest epoch <= ``epoch`` and the end
+        offset of that epoch (the start of the next one, or the log end)."""
+        with self.lock:
+            epochs = list(self.leader_epochs)
+        end = self.log_end_offset
+        if not epochs:
+            return (self.leader_epoch if epoch >= self.leader_epoch else -1, end)
+        for i in range(len(epochs) - 1, -1, -1):
+            if epochs[i][0] <= epoch:
+                following = epochs[i + 1][1] if i + 1 < len(epochs) else end
+                return epochs[i][0], following
+        return -1, -1
+
+
+def _first_at_or_after(
+    payload: bytes | memoryview, offset: int, timestamp: int
+) -> OffsetAndTimestamp | None:
+    view = memoryview(payload)
+    for header in native.scan_batches(view):
+        if header.last_offset < offset or header.max_timestamp < timestamp:
+            continue
+        if header.is_control:
+            continue
+        if header.timestamp_type == TimestampType.LOG_APPEND_TIME:
+            return OffsetAndTimestamp(max(offset, header.base_offset), header.max_timestamp)
+        batch = view[header.position : header.position + header.size]
+        for record in native.decode_records(batch):
+            if record.offset >= offset and record.timestamp >= timestamp:
+                return OffsetAndTimestamp(record.offset, record.timestamp)
+    return None
+
+
+def _batch_error(error: BatchError) -> InvalidRecord:
+    kind = error.kafka_error
+    if kind == "CORRUPT_MESSAGE":
+        return CorruptRecord(str(error))
+    if kind == "UNSUPPORTED_COMPRESSION_TYPE":
+        return UnsupportedCompressionType(str(error))
+    return InvalidRecord(str(error))

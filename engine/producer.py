@@ -1,0 +1,325 @@
+"""The embedded producer: records in, Kafka record batches to the engine.
+
+``send`` queues a record and returns a future of its (partition, offset),
+resolved once the record is durable. A sender thread turns the queue into
+batches, one per partition, of up to ``batch_size`` bytes: while one batch
+waits for its group commit, the next fills up, as in Kafka's clients.
+Batches carry a producer id and sequences, so the engine's idempotence
+checks hold for embedded producers too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import native
+from engine.errors import EngineClosed, EngineError
+from engine.partition import AppendResult
+from engine.partitioner import StickyPartitioner, partition_for_key
+from engine.types import Header, RecordMetadata, TopicPartition
+from native import Compression, RecordSpec
+
+if TYPE_CHECKING:
+    from engine.engine import Engine
+
+Resolver = Future[RecordMetadata] | asyncio.Future[RecordMetadata]
+BATCH_OVERHEAD = 61 + 21
+"""A batch header plus a record's worst-case framing, for size estimates."""
+
+_CODECS = {"none": 0, "gzip": 1, "snappy": 2, "lz4": 3, "zstd": 4}
+
+
+@dataclass
+class _Queued:
+    spec: RecordSpec
+    size: int
+    resolver: Resolver
+
+
+@dataclass
+class _PartitionQueue:
+    records: list[_Queued] = field(default_factory=list)
+    size: int = 0
+    since: float = 0.0
+
+
+class Producer:
+    """Sends records to the engine's topics; thread-safe; use as a context manager."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        batch_size: int = 16384,
+        linger_ms: float = 0.0,
+        compression: str | int = "none",
+        idempotent: bool = True,
+        max_queued_bytes: int = 64 * 1024 * 1024,
+    ) -> None:
+        self._engine = engine
+        self.batch_size = batch_size
+        self.linger_s = linger_ms / 1000
+        self.compression = int(
+            _CODECS[compression] if isinstance(compression, str) else compression
+        )
+        Compression(self.compression)  # raises ValueError for a codec Kafka does not define
+        self.producer_id, self.producer_epoch = (
+            engine.init_producer_id() if idempotent else (-1, -1)
+        )
+        self.max_queued_bytes = max_queued_bytes
+        self._sequences: dict[TopicPartition, int] = {}
+        self._queues: dict[TopicPartition, _PartitionQueue] = {}
+        self._queued_bytes = 0
+        self._in_flight = 0
+        self._changed = threading.Condition()
+        self._closed = False
+        self._flushing = False
+        self._sticky = StickyPartitioner(batch_size)
+        self._sender = threading.Thread(
+            target=self._send_loop, name="tidelog-producer", daemon=True
+        )
+        self._sender.start()
+
+    # -- sending -------------------------------------------------------------------
+
+    def send(
+        self,
+        topic: str,
+        value: bytes | str | None,
+        key: bytes | str | None = None,
+        headers: Sequence[Header] = (),
+        partition: int | None = None,
+        timestamp: int | None = None,
+    ) -> Future[RecordMetadata]:
+        """Queues a record; the future resolves to (partition, offset) once it is durable."""
+        resolver: Future[RecordMetadata] = Future()
+        resolver.set_running_or_notify_cancel()
+        self._enqueue(topic, value, key, headers, partition, timestamp, resolver)
+        return resolver
+
+    async def send_async(
+        self,
+        topic: str,
+        value: bytes | str | None,
+        key: bytes | str | None = None,
+        headers: Sequence[Header] = (),
+        partition: int | None = None,
+        timestamp: int | None = None,
+    ) -> RecordMetadata:
+        """Like send, awaited: returns (partition, offset) once the record is durable."""
+        resolver: asyncio.Future[RecordMetadata] = asyncio.get_running_loop().create_future()
+        self._enqueue(topic, value, key, headers, partition, timestamp, resolver)
+        return await resolver
+
+    def _enqueue(
+        self,
+        topic: str,
+        value: bytes | str | None,
+        key: bytes | str | None,
+        headers: Sequence[Header],
+        partition: int | None,
+        timestamp: int | None,
+        resolver: Resolver,
+    ) -> None:
+        if self._closed:
+            raise EngineClosed
+        value_bytes = value.encode() if isinstance(value, str) else value
+        key_bytes = key.encode() if isinstance(key, str) else key
+        spec = RecordSpec(
+            int(time.time() * 1000) if timestamp is None else timestamp,
+            key_bytes,
+            value_bytes,
+            tuple(headers),
+        )
+        size = (
+            len(value_bytes or b"")
+            + len(key_bytes or b"")
+            + sum(len(k) + len(v or b"") for k, v in spec.headers)
+            + 21
+        )
+        count = self._engine.partition_count(topic) if partition is None else None
+        if partition is None:
+            assert count is not None
+            if key_bytes is None:
+                partition = self._sticky.partition(topic, count, size)
+            else:
+                partition = partition_for_key(key_bytes, count)
+        else:
+            self._engine.partition(topic, partition)  # raises for an unknown partition
+        tp = TopicPartition(topic, partition)
+        with self._changed:
+            while self._queued_bytes > self.max_queued_bytes and not self._closed:
+                self._changed.wait(0.5)
+            queue = self._queues.get(tp)
+            if queue is None:
+                queue = self._queues[tp] = _PartitionQueue()
+            if not queue.records:
+                queue.since = time.monotonic()
+            queue.records.append(_Queued(spec, size, resolver))
+            queue.size += size
+            self._queued_bytes += size
+            self._changed.notify_all()
+
+    # -- the sender thread ---------------------------------------------------------
+
+    def _send_loop(self) -> None:
+        while True:
+            with self._changed:
+                ready = self._ready_batches()
+                while not ready:
+                    if self._closed and not self._queues:
+                        return
+                    self._changed.wait(self._linger_wait())
+                    ready = self._ready_batches()
+            for tp, records in ready:
+                self._send_batch(tp, records)
+
+    def _linger_wait(self) -> float | None:
+        if not self._queues or self.linger_s <= 0:
+            return None if not self._queues else 0.001
+        oldest = min(q.since for q in self._queues.values())
+        return max(0.0005, oldest + self.linger_s - time.monotonic())
+
+    def _ready_batches(self) -> list[tuple[TopicPartition, list[_Queued]]]:
+        """Takes, per partition, one batch's worth of records that is full or
+        has lingered long enough (everything when flushing or closing)."""
+        now = time.monotonic()
+        ready = []
+        for tp in list(self._queues):
+            queue = self._queues[tp]
+            if (
+                queue.size < self.batch_size
+                and now - queue.since < self.linger_s
+                and not self._closed
+                and not self._flushing
+            ):
+                continue
+            taken, size = 0, 0
+            while taken < len(queue.records) and (
+                taken == 0 or size + queue.records[taken].size <= self.batch_size
+            ):
+                size += queue.records[taken].size
+                taken += 1
+            batch = queue.records[:taken]
+            del queue.records[:taken]
+            queue.size -= size
+            self._queued_bytes -= size
+            self._in_flight += len(batch)
+            if queue.records:
+                queue.since = now
+            else:
+                del self._queues[tp]
+            ready.append((tp, batch))
+        if ready:
+            self._changed.notify_all()
+        return ready
+
+    def _send_batch(self, tp: TopicPartition, records: list[_Queued]) -> None:
+        sequence = self._sequences.get(tp, 0)
+        try:
+            batch = native.encode_batch(
+                [r.spec for r in records],
+                compression=self.compression,
+                producer_id=self.producer_id,
+                producer_epoch=self.producer_epoch,
+                base_sequence=sequence if self.producer_id >= 0 else -1,
+            )
+            future = self._engine.submit(tp.topic, tp.partition, bytearray(batch))
+        except (EngineError, ValueError) as error:
+            self._settle(records, error)
+            return
+        self._sequences[tp] = (sequence + len(records)) % (2**31)
+
+        def durable(done: Future[AppendResult]) -> None:
+            error = done.exception()
+            if error is not None:
+                self._settle(records, error)
+            else:
+                base = done.result().base_offset
+                self._settle(
+                    records, [RecordMetadata(tp.partition, base + i) for i in range(len(records))]
+                )
+
+        future.add_done_callback(durable)
+
+    def _settle(
+        self, records: list[_Queued], outcome: BaseException | list[RecordMetadata]
+    ) -> None:
+        by_loop: dict[
+            asyncio.AbstractEventLoop, list[tuple[asyncio.Future[RecordMetadata], int]]
+        ] = {}
+        for i, record in enumerate(records):
+            resolver = record.resolver
+            if isinstance(resolver, asyncio.Future):
+                by_loop.setdefault(resolver.get_loop(), []).append((resolver, i))
+            elif isinstance(outcome, BaseException):
+                resolver.set_exception(outcome)
+            else:
+                resolver.set_result(outcome[i])
+        for loop, waiting in by_loop.items():
+            with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
+                loop.call_soon_threadsafe(_settle_async, waiting, outcome)
+        with self._changed:
+            self._in_flight -= len(records)
+            self._changed.notify_all()
+
+    # -- flushing and closing ------------------------------------------------------------
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Sends everything queued and waits until it is durable (or failed)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._changed:
+            self._flushing = True
+            self._changed.notify_all()
+            try:
+                while self._queues or self._in_flight:
+                    remaining = None if deadline is None else deadline - time.monotonic()
+                    if remaining is not None and remaining <= 0:
+                        return False
+                    self._changed.wait(remaining)
+                return True
+            finally:
+                self._flushing = False
+
+    async def flush_async(self, timeout: float | None = None) -> bool:
+        return await asyncio.get_running_loop().run_in_executor(None, self.flush, timeout)
+
+    def close(self, timeout: float | None = None) -> None:
+        """Sends what is queued, waits for it, and stops the sender."""
+        self.flush(timeout)
+        with self._changed:
+            self._closed = True
+            self._changed.notify_all()
+        self._sender.join(timeout)
+
+    def __enter__(self) -> Producer:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Producer:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await asyncio.get_running_loop().run_in_executor(None, self.close)
+
+
+def _settle_async(
+    waiting: list[tuple[asyncio.Future[RecordMetadata], int]],
+    outcome: BaseException | list[RecordMetadata],
+) -> None:
+    for resolver, i in waiting:
+        if resolver.done():
+            continue  # the caller gave up waiting; the record is written anyway
+        if isinstance(outcome, BaseException):
+            resolver.set_exception(outcome)
+        else:
+            resolver.set_result(outcome[i])

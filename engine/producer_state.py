@@ -1,0 +1,133 @@
+"""Idempotent producers' state in one partition: epochs and recent sequences.
+
+Kafka's rules (ProducerStateManager): a batch from a known producer must
+carry its current epoch or a newer one; with the same epoch its first
+sequence must follow the last one; a newer epoch starts again at 0; the
+last five batches are remembered so a retried batch is recognised and
+answered with its original offsets instead of being written twice. A
+producer the partition has never seen (or no longer remembers) may start
+at any sequence. Sequences wrap from 2**31 - 1 to 0.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+from engine.errors import InvalidProducerEpoch, OutOfOrderSequence
+from native import BatchHeader
+
+REMEMBERED_BATCHES = 5
+"""Kafka's max.in.flight.requests.per.connection limit for idempotence."""
+
+INT_MAX = 2**31 - 1
+
+
+class BatchMeta(NamedTuple):
+    first_seq: int
+    last_seq: int
+    first_offset: int
+    last_offset: int
+    timestamp: int
+
+
+@dataclass
+class ProducerEntry:
+    producer_id: int
+    epoch: int
+    batches: deque[BatchMeta] = field(default_factory=lambda: deque(maxlen=REMEMBERED_BATCHES))
+    last_append_ms: int = 0
+
+    @property
+    def last_seq(self) -> int:
+        return self.batches[-1].last_seq if self.batches else -1
+
+
+def last_sequence(base_sequence: int, last_offset_delta: int) -> int:
+    if base_sequence > INT_MAX - last_offset_delta:
+        return last_offset_delta - (INT_MAX - base_sequence) - 1
+    return base_sequence + last_offset_delta
+
+
+def _next_sequence(sequence: int) -> int:
+    return 0 if sequence == INT_MAX else sequence + 1
+
+
+class ProducerStateTable:
+    """The partition's producers, keyed by producer id."""
+
+    def __init__(self) -> None:
+        self.producers: dict[int, ProducerEntry] = {}
+
+    def check(self, header: BatchHeader) -> BatchMeta | None:
+        """Checks one batch before it is written: returns the original's
+        metadata if it is a retried duplicate, raises if it is out of order
+        or from a fenced epoch, else returns None."""
+        producer_id = header.producer_id
+        if producer_id < 0:
+            return None
+        entry = self.producers.get(producer_id)
+        if entry is None:
+            return None
+        epoch = header.producer_epoch
+        if epoch < entry.epoch:
+            raise InvalidProducerEpoch(producer_id, epoch, entry.epoch)
+        first = header.base_sequence
+        if epoch > entry.epoch:
+            if first != 0:
+                raise OutOfOrderSequence(producer_id, 0, first)
+            return None
+        last = last_sequence(first, header.last_offset_delta)
+        for batch in entry.batches:
+            if batch.first_seq == first and batch.last_seq == last:
+                return batch
+        if entry.batches and first != _next_sequence(entry.last_seq):
+            raise OutOfOrderSequence(producer_id, _next_sequence(entry.last_seq), first)
+        return None
+
+    def update(self, header: BatchHeader, base_offset: int, now_ms: int) -> None:
+        """Records a batch written at ``base_offset`` (checked, or replayed)."""
+        producer_id = header.producer_id
+        if producer_id < 0:
+            return
+        entry = self.producers.get(producer_id)
+        if entry is None or header.producer_epoch != entry.epoch:
+            entry = self.producers[producer_id] = ProducerEntry(producer_id, header.producer_epoch)
+        if header.base_sequence >= 0:
+            entry.batches.append(
+                BatchMeta(
+                    header.base_sequence,
+                    last_sequence(header.base_sequence, header.last_offset_delta),
+                    base_offset,
+                    base_offset + header.last_offset_delta,
+                    header.max_timestamp,
+                )
+            )
+        entry.last_append_ms = now_ms
+
+    def expire(self, now_ms: int, expiration_ms: int) -> int:
+        """Forgets producers idle longer than ``expiration_ms``; returns how many."""
+        idle = [
+            pid
+            for pid, entry in self.producers.items()
+            if entry.last_append_ms < now_ms - expiration_ms
+        ]
+        for pid in idle:
+            del self.producers[pid]
+        return len(idle)
+
+    def to_wire(self) -> list[Any]:
+        return [
+            [entry.producer_id, entry.epoch, entry.last_append_ms, [list(b) for b in entry.batches]]
+            for entry in self.producers.values()
+        ]
+
+    @classmethod
+    def from_wire(cls, raw: list[Any]) -> ProducerStateTable:
+        table = cls()
+        for producer_id, epoch, last_append_ms, batches in raw:
+            entry = ProducerEntry(producer_id, epoch, last_append_ms=last_append_ms)
+            entry.batches.extend(BatchMeta(*b) for b in batches)
+            table.producers[producer_id] = entry
+        return table

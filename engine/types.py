@@ -1,0 +1,47 @@
+"""Records of data the engine's API hands out."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from engine.config import ConfigEntry
+
+Header = tuple[str, bytes | None]
+
+
+class TopicPartition(NamedTuple):
+    topic: str
+    partition: int
+
+
+class RecordMetadata(NamedTuple):
+    """Where a produced record was written; a send's future resolves to it."""
+
+    partition: int
+    offset: int
+
+
+class ConsumerRecord(NamedTuple):
+    topic: str
+    partition: int
+    offset: int
+    timestamp: int
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[Header, ...] = ()
+    timestamp_type: int = 0
+    """0: CreateTime (set by the producer), 1: LogAppendTime (set by the engine)."""
+
+
+class PartitionInfo(NamedTuple):
+    partition: int
+    log_start_offset: int
+    high_watermark: int
+    leader_epoch: int
+
+
+class TopicDescription(NamedTuple):
+    name: str
+    topic_id: bytes
+    partitions: list[PartitionInfo]
+    configs: list[ConfigEntry]
