@@ -130,6 +130,8 @@ class Catalog:
             records += 1
         catalog = cls(store, stream_id, state)
         catalog._since_snapshot = records
+        if records == 0:  # created, then the process died before its first record
+            catalog.append(["catalog", FORMAT_VERSION, int(time.time() * 1000)])
         return catalog
 
     def append(self, record: list[Any]) -> None:

@@ -243,9 +243,9 @@ class Consumer:
         reset = _RESETS[self.auto_offset_reset]
         start, end = self._engine.offsets(*tp)
         if reset is None:
-            raise NoOffsetForPartition(
-                tp.topic, tp.partition, self._positions[tp] or -1, start, end
-            )
+            position = self._positions[tp]
+            offset = -1 if position is None else position
+            raise NoOffsetForPartition(tp.topic, tp.partition, offset, start, end)
         self._positions[tp] = start if reset == EARLIEST else end
 
     def _decode(self, tp: TopicPartition, position: int, fetched: PartitionFetch) -> None:

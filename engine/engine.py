@@ -217,7 +217,7 @@ class Engine:
                 now_ms(),
             )
             self._append_catalog(["create_topic", meta.to_wire()])
-            self._load_topic(meta)
+            self._load_topic(self.catalog.state.topics[name])
         log.info("created topic %s with %d partitions", name, count)
         return self.describe_topic(name)
 
@@ -302,7 +302,10 @@ class Engine:
             return self._topic(name).config
 
     def partition_count(self, name: str) -> int:
+        """Partitions of a topic (created first if auto_create_topics is on)."""
         with self._lock:
+            if name not in self._topics:
+                self.partition(name, 0)
             return len(self._topic(name).partitions)
 
     def topic_id(self, name: str) -> bytes:
@@ -639,7 +642,7 @@ def _wake(waiter: asyncio.Future[None]) -> None:
 
 
 def _check_topic_name(name: str) -> None:
-    if name in (".", "..") or not _TOPIC_NAME.match(name):
+    if name in (".", "..") or not _TOPIC_NAME.fullmatch(name):
         raise InvalidTopic(
             f"invalid topic name {name!r}: 1-249 characters of ASCII letters, digits, "
             "'.', '_' and '-', and not '.' or '..'"

@@ -62,6 +62,7 @@ class Producer:
         compression: str | int = "none",
         idempotent: bool = True,
         max_queued_bytes: int = 64 * 1024 * 1024,
+        max_in_flight: int = 5,
     ) -> None:
         self._engine = engine
         self.batch_size = batch_size
@@ -74,10 +75,13 @@ class Producer:
             engine.init_producer_id() if idempotent else (-1, -1)
         )
         self.max_queued_bytes = max_queued_bytes
+        self.max_in_flight = max_in_flight
         self._sequences: dict[TopicPartition, int] = {}
         self._queues: dict[TopicPartition, _PartitionQueue] = {}
         self._queued_bytes = 0
         self._in_flight = 0
+        self._batches_in_flight: dict[TopicPartition, int] = {}
+        self._sender_idle = False
         self._changed = threading.Condition()
         self._closed = False
         self._flushing = False
@@ -165,7 +169,8 @@ class Producer:
             queue.records.append(_Queued(spec, size, resolver))
             queue.size += size
             self._queued_bytes += size
-            self._changed.notify_all()
+            if self._sender_idle:
+                self._changed.notify_all()
 
     # -- the sender thread ---------------------------------------------------------
 
@@ -176,16 +181,24 @@ class Producer:
                 while not ready:
                     if self._closed and not self._queues:
                         return
+                    self._sender_idle = True
                     self._changed.wait(self._linger_wait())
+                    self._sender_idle = False
                     ready = self._ready_batches()
             for tp, records in ready:
                 self._send_batch(tp, records)
 
     def _linger_wait(self) -> float | None:
-        if not self._queues or self.linger_s <= 0:
-            return None if not self._queues else 0.001
-        oldest = min(q.since for q in self._queues.values())
-        return max(0.0005, oldest + self.linger_s - time.monotonic())
+        """Until the oldest sendable queue has lingered enough; None: until a
+        send or a durable batch wakes the sender."""
+        waiting = [
+            q.since
+            for tp, q in self._queues.items()
+            if self._batches_in_flight.get(tp, 0) < self.max_in_flight
+        ]
+        if not waiting or self.linger_s <= 0:
+            return None
+        return max(0.0005, min(waiting) + self.linger_s - time.monotonic())
 
     def _ready_batches(self) -> list[tuple[TopicPartition, list[_Queued]]]:
         """Takes, per partition, one batch's worth of records that is full or
@@ -194,6 +207,9 @@ class Producer:
         ready = []
         for tp in list(self._queues):
             queue = self._queues[tp]
+            in_flight = self._batches_in_flight.get(tp, 0)
+            if in_flight >= self.max_in_flight:
+                continue  # records gather here until a batch is durable
             if (
                 queue.size < self.batch_size
                 and now - queue.since < self.linger_s
@@ -212,6 +228,7 @@ class Producer:
             queue.size -= size
             self._queued_bytes -= size
             self._in_flight += len(batch)
+            self._batches_in_flight[tp] = in_flight + 1
             if queue.records:
                 queue.since = now
             else:
@@ -233,24 +250,26 @@ class Producer:
             )
             future = self._engine.submit(tp.topic, tp.partition, bytearray(batch))
         except (EngineError, ValueError) as error:
-            self._settle(records, error)
+            self._settle(tp, records, error)
             return
         self._sequences[tp] = (sequence + len(records)) % (2**31)
 
         def durable(done: Future[AppendResult]) -> None:
             error = done.exception()
             if error is not None:
-                self._settle(records, error)
+                self._settle(tp, records, error)
             else:
-                base = done.result().base_offset
-                self._settle(
-                    records, [RecordMetadata(tp.partition, base + i) for i in range(len(records))]
-                )
+                base, partition = done.result().base_offset, tp.partition
+                written = [RecordMetadata(partition, base + i) for i in range(len(records))]
+                self._settle(tp, records, written)
 
         future.add_done_callback(durable)
 
     def _settle(
-        self, records: list[_Queued], outcome: BaseException | list[RecordMetadata]
+        self,
+        tp: TopicPartition,
+        records: list[_Queued],
+        outcome: BaseException | list[RecordMetadata],
     ) -> None:
         by_loop: dict[
             asyncio.AbstractEventLoop, list[tuple[asyncio.Future[RecordMetadata], int]]
@@ -268,6 +287,7 @@ class Producer:
                 loop.call_soon_threadsafe(_settle_async, waiting, outcome)
         with self._changed:
             self._in_flight -= len(records)
+            self._batches_in_flight[tp] -= 1
             self._changed.notify_all()
 
     # -- flushing and closing ------------------------------------------------------------

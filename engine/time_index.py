@@ -59,6 +59,7 @@ class TimeIndex:
         if i > 0:
             del self.timestamps[:i]
             del self.offsets[:i]
+            self.unsaved = min(self.unsaved, len(self.offsets))
 
     # -- checkpoints ------------------------------------------------------------
 
