@@ -19,7 +19,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -127,6 +127,10 @@ class Engine:
         self._data_arrived = threading.Condition()
         self._sync_waiters = 0
         self._async_waiters: dict[int, list[asyncio.Future[None]]] = {}
+        self._offset_waiters: dict[
+            int, list[tuple[int, Callable[[BaseException | None], None]]]
+        ] = {}
+        self._offset_waiters_lock = threading.Lock()
         try:
             self.catalog = Catalog.open(self.store)
             self.leader_epoch = self.store.manifest.state.epoch
@@ -361,8 +365,10 @@ class Engine:
             raise _translate(error) from error
         done: Future[AppendResult] = Future()
         done.set_running_or_notify_cancel()
-        if stored is None:
-            done.set_result(result)
+        if stored is None:  # a retry: answered once the original is durable
+            self._when_durable(
+                leader, result.last_offset, lambda error: _settle(done, result, error)
+            )
             return done
 
         def durable(future: Future[int]) -> None:
@@ -393,7 +399,24 @@ class Engine:
                 await stored
         except S3StreamError as error:
             raise _translate(error) from error
+        if stored is None and leader.high_watermark <= result.last_offset:
+            waiter: Future[AppendResult] = Future()
+            self._when_durable(
+                leader, result.last_offset, lambda error: _settle(waiter, result, error)
+            )
+            return await asyncio.wrap_future(waiter)
         return result
+
+    def _when_durable(
+        self, leader: Partition, offset: int, callback: Callable[[BaseException | None], None]
+    ) -> None:
+        """Calls ``callback(None)`` once ``offset`` is below the high watermark
+        (at once if it is), or ``callback(error)`` if the engine closes first."""
+        with self._offset_waiters_lock:
+            if leader.high_watermark <= offset:
+                self._offset_waiters.setdefault(leader.stream_id, []).append((offset, callback))
+                return
+        callback(None)
 
     def init_producer_id(self) -> tuple[int, int]:
         """A new idempotent producer: (producer id, epoch)."""
@@ -457,6 +480,8 @@ class Engine:
 
     def _on_durable(self, streams: set[int]) -> None:
         """The store's listener: some streams grew. Wakes waiting consumers."""
+        if self._offset_waiters:
+            self._wake_offset_waiters(streams)
         if self._sync_waiters:
             with self._data_arrived:
                 self._data_arrived.notify_all()
@@ -465,6 +490,20 @@ class Engine:
                 waiters = self._async_waiters.pop(stream_id, None)
                 for waiter in waiters or ():
                     waiter.get_loop().call_soon_threadsafe(_wake, waiter)
+
+    def _wake_offset_waiters(self, streams: set[int]) -> None:
+        ready = []
+        with self._offset_waiters_lock:
+            for stream_id in streams:
+                waiting = self._offset_waiters.get(stream_id)
+                leader = self._by_stream.get(stream_id)
+                if not waiting or leader is None:
+                    continue
+                high_watermark = leader.high_watermark
+                ready += [callback for offset, callback in waiting if offset < high_watermark]
+                waiting[:] = [(o, c) for o, c in waiting if o >= high_watermark]
+        for callback in ready:
+            callback(None)
 
     def _has_data(self, positions: Mapping[TopicPartition, int]) -> bool:
         for (topic, partition), offset in positions.items():
@@ -585,6 +624,11 @@ class Engine:
         for waiters in list(self._async_waiters.values()):
             for waiter in waiters:
                 waiter.get_loop().call_soon_threadsafe(_wake, waiter)
+        with self._offset_waiters_lock:
+            pending = [c for waiting in self._offset_waiters.values() for _, c in waiting]
+            self._offset_waiters.clear()
+        for callback in pending:
+            callback(EngineClosed())
         if flush and not self.store.fenced:
             with contextlib.suppress(S3StreamError):
                 self.checkpoint()
@@ -634,6 +678,13 @@ class Engine:
                 if name in self._topics
                 for p in self._topics[name].partitions
             ]
+
+
+def _settle(done: Future[AppendResult], result: AppendResult, error: BaseException | None) -> None:
+    if error is None:
+        done.set_result(result)
+    else:
+        done.set_exception(error)
 
 
 def _wake(waiter: asyncio.Future[None]) -> None:

@@ -66,7 +66,12 @@ class LogCleaner:
         start = boundaries[0][0]
         now = int(time.time() * 1000)
         batches = list(self._read(partition, start, remote_end))
-        end = self._cleanable_end(batches, boundaries, now - config.min_compaction_lag_ms)
+        end = self._cleanable_end(
+            batches,
+            boundaries,
+            now - config.min_compaction_lag_ms,
+            partition.durable_checkpoint_end,
+        )
         batches = [b for b in batches if b.header.last_offset < end]
         if end <= start or not batches:
             return False
@@ -106,10 +111,12 @@ class LogCleaner:
 
     @staticmethod
     def _cleanable_end(
-        batches: list[_Batch], boundaries: list[tuple[int, int]], newest_ms: int
+        batches: list[_Batch], boundaries: list[tuple[int, int]], newest_ms: int, checkpointed: int
     ) -> int:
-        """The last range end before the first batch younger than the lag."""
-        limit = boundaries[-1][1]
+        """The last range end before the first batch younger than the lag, and
+        not past the last durable checkpoint: a producer's batches after it
+        are what recovery replays to rebuild the producer's sequences."""
+        limit = min(boundaries[-1][1], checkpointed)
         for batch in batches:
             if batch.header.max_timestamp > newest_ms:
                 limit = batch.header.base_offset

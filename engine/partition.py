@@ -103,6 +103,9 @@ class Partition:
         self.cleaned_offset = 0
         """Offsets below this were compacted by the log cleaner."""
         self.checkpointed_end = -1
+        self.durable_checkpoint_end = 0
+        """The producer table below this offset is in a durable checkpoint: the
+        cleaner may drop batches only below it (recovery replays headers after)."""
         self._dirty = False
         """State that only a checkpoint records changed (the cleaned offset)."""
         self._checkpoints_since_full = 0
@@ -164,7 +167,7 @@ class Partition:
                     result = AppendResult(
                         duplicate.first_offset,
                         duplicate.last_offset,
-                        log_append_time,
+                        duplicate.timestamp if log_append_time >= 0 else -1,
                         self.log_start_offset,
                         duplicate=True,
                     )
@@ -186,7 +189,9 @@ class Partition:
             handle = submit(self.stream_id, base, last, buffer)
             now = now_ms()
             if producer_batch is not None:
-                self.producers.update(producer_batch, base, now)
+                self.producers.update(
+                    producer_batch, base, now, log_append_time if log_append_time >= 0 else None
+                )
             if not self.leader_epochs or self.leader_epochs[-1][0] != self.leader_epoch:
                 self.leader_epochs.append((self.leader_epoch, base))
             self.time_index.note_append(
@@ -375,6 +380,7 @@ class Partition:
             future = self.store.submit(self.state_stream_id, offset, offset, payload)
             self.time_index.mark_saved()
             self.checkpointed_end = end
+            future.add_done_callback(lambda done: self._checkpoint_durable(done, end))
             self._checkpoints_since_full = 0 if full else self._checkpoints_since_full + 1
         if full:
             # Older checkpoints go once the full one is durable (trim needs it
@@ -397,7 +403,7 @@ class Partition:
             self.leader_epochs = [(e, o) for e, o in record["epochs"]]
             self.cleaned_offset = record["cleaned"]
             replay_from = max(record["end"], self.log_start_offset)
-            self.checkpointed_end = record["end"]
+            self.checkpointed_end = self.durable_checkpoint_end = record["end"]
         self.time_index.mark_saved()
         replayed = 0
         offset = replay_from
@@ -422,6 +428,10 @@ class Partition:
                 break
             offset = fetched.next_offset
         return replayed
+
+    def _checkpoint_durable(self, done: Future[int], end: int) -> None:
+        if done.exception() is None:
+            self.durable_checkpoint_end = max(self.durable_checkpoint_end, end)
 
     def note_cleaned(self, end_offset: int) -> None:
         """The log cleaner compacted everything below ``end_offset``."""

@@ -57,7 +57,7 @@ class Producer:
         self,
         engine: Engine,
         *,
-        batch_size: int = 16384,
+        batch_size: int = 512 * 1024,
         linger_ms: float = 0.0,
         compression: str | int = "none",
         idempotent: bool = True,
@@ -169,7 +169,10 @@ class Producer:
             queue.records.append(_Queued(spec, size, resolver))
             queue.size += size
             self._queued_bytes += size
-            if self._sender_idle:
+            became_sendable = len(queue.records) == 1 or (
+                queue.size >= self.batch_size > queue.size - size
+            )
+            if self._sender_idle and became_sendable:
                 self._changed.notify_all()
 
     # -- the sender thread ---------------------------------------------------------
@@ -192,9 +195,7 @@ class Producer:
         """Until the oldest sendable queue has lingered enough; None: until a
         send or a durable batch wakes the sender."""
         waiting = [
-            q.since
-            for tp, q in self._queues.items()
-            if self._batches_in_flight.get(tp, 0) < self.max_in_flight
+            q.since for tp, q in self._queues.items() if not self._batches_in_flight.get(tp, 0)
         ]
         if not waiting or self.linger_s <= 0:
             return None
@@ -210,12 +211,11 @@ class Producer:
             in_flight = self._batches_in_flight.get(tp, 0)
             if in_flight >= self.max_in_flight:
                 continue  # records gather here until a batch is durable
-            if (
-                queue.size < self.batch_size
-                and now - queue.since < self.linger_s
-                and not self._closed
-                and not self._flushing
-            ):
+            # A partial batch waits while one of its partition is being written
+            # (and for linger_ms): the next group commit then carries one large
+            # batch rather than many small ones.
+            partial = queue.size < self.batch_size and not (self._closed or self._flushing)
+            if partial and (in_flight or now - queue.since < self.linger_s):
                 continue
             taken, size = 0, 0
             while taken < len(queue.records) and (

@@ -86,8 +86,15 @@ class ProducerStateTable:
             raise OutOfOrderSequence(producer_id, _next_sequence(entry.last_seq), first)
         return None
 
-    def update(self, header: BatchHeader, base_offset: int, now_ms: int) -> None:
-        """Records a batch written at ``base_offset`` (checked, or replayed)."""
+    def update(
+        self,
+        header: BatchHeader,
+        base_offset: int,
+        now_ms: int,
+        max_timestamp: int | None = None,
+    ) -> None:
+        """Records a batch written at ``base_offset`` (checked, or replayed);
+        ``max_timestamp`` overrides the header's (the broker's append time)."""
         producer_id = header.producer_id
         if producer_id < 0:
             return
@@ -101,7 +108,7 @@ class ProducerStateTable:
                     last_sequence(header.base_sequence, header.last_offset_delta),
                     base_offset,
                     base_offset + header.last_offset_delta,
-                    header.max_timestamp,
+                    header.max_timestamp if max_timestamp is None else max_timestamp,
                 )
             )
         entry.last_append_ms = now_ms
