@@ -11,6 +11,7 @@ described so tools that set them keep working; docs/engine.md says which.
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -18,6 +19,7 @@ from typing import NamedTuple
 from engine.errors import InvalidConfig
 
 LONG_MAX = 2**63 - 1
+_INTEGER = re.compile(r"[+-]?[0-9]+")
 INT_MAX = 2**31 - 1
 
 
@@ -153,6 +155,8 @@ def _to_text(value: object) -> str:
 
 def _typed(kind: ConfigType, text: str) -> str:
     if kind in (ConfigType.INT, ConfigType.LONG):
+        if not _INTEGER.fullmatch(text):  # Python's int() also takes "1_000"; Java's does not
+            raise ValueError(text)
         number = int(text)
         limit = INT_MAX if kind is ConfigType.INT else LONG_MAX
         if not -limit - 1 <= number <= limit:

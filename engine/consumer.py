@@ -24,6 +24,8 @@ from native import TimestampType
 if TYPE_CHECKING:
     from engine.engine import Engine
 
+_new = tuple.__new__
+
 EARLIEST = -2
 LATEST = -1
 _RESETS = {"earliest": EARLIEST, "latest": LATEST, "none": None}
@@ -260,24 +262,18 @@ class Consumer:
                 if header.is_control:
                     continue
                 batch = view[header.position : header.position + header.size]
-                log_append = header.timestamp_type == TimestampType.LOG_APPEND_TIME
-                for r in native.decode_records(batch):
-                    if r.offset < position:
-                        continue
-                    records.append(
-                        ConsumerRecord(
-                            tp.topic,
-                            tp.partition,
-                            r.offset,
-                            header.max_timestamp if log_append else r.timestamp,
-                            r.key,
-                            r.value,
-                            r.headers,
-                            header.timestamp_type,
-                        )
-                    )
-        if last >= position:
-            self._positions[tp] = last + 1
+                decoded = native.decode_records(batch)
+                if header.base_offset < position:
+                    decoded = [r for r in decoded if r.offset >= position]
+                if header.timestamp_type == TimestampType.LOG_APPEND_TIME:
+                    appended = header.max_timestamp
+                    decoded = [r._replace(timestamp=appended) for r in decoded]
+                # One tuple per record, built without a Python call per field:
+                # this loop is the consumer's whole per-record cost.
+                prefix, suffix = (tp.topic, tp.partition), (header.timestamp_type,)
+                records += [_new(ConsumerRecord, prefix + r + suffix) for r in decoded]
+        # Past the last batch read, or past a gap the cleaner left at the end.
+        self._positions[tp] = max(position, last + 1, fetched.next_offset)
 
     def _take(self, limit: int) -> list[ConsumerRecord]:
         taken = self._buffer[self._next : self._next + limit]

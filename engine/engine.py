@@ -467,7 +467,8 @@ class Engine:
         watermark); returns the new log start offset."""
         self._check_open()
         try:
-            return self.partition(topic, partition).delete_records(offset)
+            leader = self.partition(topic, partition)
+            return leader.delete_records(offset, self.config.producer_id_expiration_ms)
         except S3StreamError as error:
             raise _translate(error) from error
 

@@ -336,13 +336,21 @@ class Partition:
             offset = fetched.next_offset
         return None
 
-    def delete_records(self, offset: int) -> int:
-        """Moves the log start to ``offset`` (-1: the high watermark); returns it."""
+    def delete_records(self, offset: int, expiration_ms: int) -> int:
+        """Moves the log start to ``offset`` (-1: the high watermark); returns it.
+
+        Producer state outlives the records (as in Kafka since KIP-360), so a
+        checkpoint goes first: recovery replays batch headers only from the
+        log start, and the batches being deleted could not be replayed."""
         high_watermark = self.high_watermark
         if offset == -1:
             offset = high_watermark
         if not 0 <= offset <= high_watermark:
             raise self._out_of_range(offset)
+        if offset > self.durable_checkpoint_end:
+            written = self.checkpoint(expiration_ms)
+            if written is not None:
+                written.result()
         self.store.trim(self.stream_id, offset)
         with self.lock:
             self.time_index.drop_before(offset)
@@ -380,14 +388,16 @@ class Partition:
             future = self.store.submit(self.state_stream_id, offset, offset, payload)
             self.time_index.mark_saved()
             self.checkpointed_end = end
-            future.add_done_callback(lambda done: self._checkpoint_durable(done, end))
+            checkpointed: Future[int] = Future()
+            checkpointed.set_running_or_notify_cancel()
+            future.add_done_callback(lambda done: self._checkpoint_durable(done, end, checkpointed))
             self._checkpoints_since_full = 0 if full else self._checkpoints_since_full + 1
         if full:
             # Older checkpoints go once the full one is durable (trim needs it
             # below the stream's durable end); not under the lock: it waits.
-            future.result()
+            checkpointed.result()
             self.store.trim(self.state_stream_id, offset)
-        return future
+        return checkpointed
 
     def recover(self) -> int:
         """Rebuilds the leader's state from the state stream and the batches
@@ -405,6 +415,13 @@ class Partition:
             replay_from = max(record["end"], self.log_start_offset)
             self.checkpointed_end = self.durable_checkpoint_end = record["end"]
         self.time_index.mark_saved()
+        if self.checkpointed_end < replay_from:
+            # Retention dropped batches no checkpoint covers: their producers'
+            # last sequences are unknown, so their next batches may start
+            # anywhere (Kafka's rule for a producer it has no entry for);
+            # epochs still hold.
+            for entry in self.producers.producers.values():
+                entry.batches.clear()
         replayed = 0
         offset = replay_from
         now = now_ms()
@@ -429,9 +446,15 @@ class Partition:
             offset = fetched.next_offset
         return replayed
 
-    def _checkpoint_durable(self, done: Future[int], end: int) -> None:
-        if done.exception() is None:
+    def _checkpoint_durable(self, done: Future[int], end: int, checkpointed: Future[int]) -> None:
+        """Notes a durable checkpoint before its caller's future resolves, so
+        the cleaner sees it as soon as the caller does."""
+        error = done.exception()
+        if error is None:
             self.durable_checkpoint_end = max(self.durable_checkpoint_end, end)
+            checkpointed.set_result(end)
+        else:
+            checkpointed.set_exception(error)
 
     def note_cleaned(self, end_offset: int) -> None:
         """The log cleaner compacted everything below ``end_offset``."""

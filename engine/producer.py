@@ -14,12 +14,13 @@ import asyncio
 import contextlib
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import native
+from engine.delivery import DeliveryFuture
 from engine.errors import EngineClosed, EngineError
 from engine.partition import AppendResult
 from engine.partitioner import StickyPartitioner, partition_for_key
@@ -29,14 +30,17 @@ from native import Compression, RecordSpec
 if TYPE_CHECKING:
     from engine.engine import Engine
 
-Resolver = Future[RecordMetadata] | asyncio.Future[RecordMetadata]
+Resolver = DeliveryFuture[RecordMetadata] | asyncio.Future[RecordMetadata]
 BATCH_OVERHEAD = 61 + 21
 """A batch header plus a record's worst-case framing, for size estimates."""
+
+METADATA_MAX_AGE_S = 1.0
+"""How long a topic's partition count is trusted before it is looked up again."""
 
 _CODECS = {"none": 0, "gzip": 1, "snappy": 2, "lz4": 3, "zstd": 4}
 
 
-@dataclass
+@dataclass(slots=True)
 class _Queued:
     spec: RecordSpec
     size: int
@@ -86,6 +90,8 @@ class Producer:
         self._closed = False
         self._flushing = False
         self._sticky = StickyPartitioner(batch_size)
+        self._partitions: dict[tuple[str, int], TopicPartition] = {}
+        self._partition_counts: dict[str, tuple[int, float]] = {}
         self._sender = threading.Thread(
             target=self._send_loop, name="tidelog-producer", daemon=True
         )
@@ -101,10 +107,9 @@ class Producer:
         headers: Sequence[Header] = (),
         partition: int | None = None,
         timestamp: int | None = None,
-    ) -> Future[RecordMetadata]:
+    ) -> DeliveryFuture[RecordMetadata]:
         """Queues a record; the future resolves to (partition, offset) once it is durable."""
-        resolver: Future[RecordMetadata] = Future()
-        resolver.set_running_or_notify_cancel()
+        resolver: DeliveryFuture[RecordMetadata] = DeliveryFuture(self._changed)
         self._enqueue(topic, value, key, headers, partition, timestamp, resolver)
         return resolver
 
@@ -142,22 +147,23 @@ class Producer:
             value_bytes,
             tuple(headers),
         )
-        size = (
-            len(value_bytes or b"")
-            + len(key_bytes or b"")
-            + sum(len(k) + len(v or b"") for k, v in spec.headers)
-            + 21
-        )
-        count = self._engine.partition_count(topic) if partition is None else None
+        size = 21 + (len(value_bytes) if value_bytes else 0)
+        if key_bytes:
+            size += len(key_bytes)
+        if spec.headers:
+            size += sum(len(k) + len(v or b"") for k, v in spec.headers)
         if partition is None:
-            assert count is not None
-            if key_bytes is None:
+            count = self._partition_count(topic)
+            if count == 1:
+                partition = 0
+            elif key_bytes is None:
                 partition = self._sticky.partition(topic, count, size)
             else:
                 partition = partition_for_key(key_bytes, count)
-        else:
+        tp = self._partitions.get((topic, partition))
+        if tp is None:
             self._engine.partition(topic, partition)  # raises for an unknown partition
-        tp = TopicPartition(topic, partition)
+            tp = self._partitions[(topic, partition)] = TopicPartition(topic, partition)
         with self._changed:
             while self._queued_bytes > self.max_queued_bytes and not self._closed:
                 self._changed.wait(0.5)
@@ -174,6 +180,18 @@ class Producer:
             )
             if self._sender_idle and became_sendable:
                 self._changed.notify_all()
+
+    def _partition_count(self, topic: str) -> int:
+        """The topic's partition count, looked up at most once a second (a
+        Kafka client refreshes its metadata the same way)."""
+        now = time.monotonic()
+        known = self._partition_counts.get(topic)
+        if known is None or known[1] < now:
+            known = self._partition_counts[topic] = (
+                self._engine.partition_count(topic),
+                now + METADATA_MAX_AGE_S,
+            )
+        return known[0]
 
     # -- the sender thread ---------------------------------------------------------
 
@@ -274,21 +292,28 @@ class Producer:
         by_loop: dict[
             asyncio.AbstractEventLoop, list[tuple[asyncio.Future[RecordMetadata], int]]
         ] = {}
-        for i, record in enumerate(records):
-            resolver = record.resolver
-            if isinstance(resolver, asyncio.Future):
-                by_loop.setdefault(resolver.get_loop(), []).append((resolver, i))
-            elif isinstance(outcome, BaseException):
-                resolver.set_exception(outcome)
-            else:
-                resolver.set_result(outcome[i])
-        for loop, waiting in by_loop.items():
-            with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
-                loop.call_soon_threadsafe(_settle_async, waiting, outcome)
+        callbacks: list[
+            tuple[Callable[[DeliveryFuture[RecordMetadata]], None], DeliveryFuture[RecordMetadata]]
+        ] = []
+        error = outcome if isinstance(outcome, BaseException) else None
         with self._changed:
+            for i, record in enumerate(records):
+                resolver = record.resolver
+                if isinstance(resolver, asyncio.Future):
+                    by_loop.setdefault(resolver.get_loop(), []).append((resolver, i))
+                else:
+                    value = None if error is not None else outcome[i]  # type: ignore[index]
+                    pending = resolver.settle(value, error)
+                    if pending:
+                        callbacks += [(c, resolver) for c in pending]
             self._in_flight -= len(records)
             self._batches_in_flight[tp] -= 1
             self._changed.notify_all()
+        for callback, future in callbacks:
+            callback(future)
+        for loop, waiting in by_loop.items():
+            with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
+                loop.call_soon_threadsafe(_settle_async, waiting, outcome)
 
     # -- flushing and closing ------------------------------------------------------------
 

@@ -326,9 +326,18 @@ def test_a_duplicate_is_acknowledged_only_once_the_original_is_durable(
         e.close()
 
 
+@pytest.fixture
+def quiet_node(tmp_path: Path) -> Iterator[Node]:
+    """A node that uploads only on flush or close, so ranges are predictable."""
+    opened = Node(tmp_path, QUIET)
+    yield opened
+    opened.close()
+
+
 def test_producer_state_survives_a_crash_after_the_cleaner_removed_its_batches(
-    node: Node,
+    quiet_node: Node,
 ) -> None:
+    node = quiet_node
     e = node.engine
     e.create_topic("t", 1, {"cleanup.policy": "compact", "min.compaction.lag.ms": 0})
     producer_id, epoch = e.init_producer_id()
@@ -481,3 +490,39 @@ def test_a_retry_on_a_log_append_time_topic_gets_the_original_append_time(
     stored = native.scan_batches(e.fetch("t", 0, 0).records[0])[0]
     assert first.log_append_time == stored.max_timestamp
     assert retried == first._replace(duplicate=True)
+
+
+def test_delete_records_keeps_the_producer_state_of_the_deleted_batches(node: Node) -> None:
+    e = node.engine
+    e.create_topic("t", 1)
+    producer_id, epoch = e.init_producer_id()
+    batches = [idempotent_batch(producer_id, epoch, s) for s in range(3)]
+    for batch in batches:
+        e.produce("t", 0, batch)
+    assert e.delete_records("t", 0, -1) == 3
+    e = node.restart("crash")
+    retried = e.produce("t", 0, batches[-1])
+    assert retried.duplicate and retried.base_offset == 2
+    assert e.produce("t", 0, idempotent_batch(producer_id, epoch, 3)).base_offset == 3
+
+
+def test_a_trim_past_every_checkpoint_forgets_sequences_but_not_epochs(node: Node) -> None:
+    """Retention can drop batches no checkpoint covers yet (the store trims in
+    the background); recovery then cannot know the producer's last sequence
+    and accepts whatever comes next, as Kafka does for a producer without an
+    entry, while an older epoch stays fenced."""
+    e = node.engine
+    e.create_topic("t", 1)
+    producer_id, _ = e.init_producer_id()
+    e.produce("t", 0, idempotent_batch(producer_id, 1, 0))
+    e.checkpoint()
+    for sequence in (1, 2):
+        e.produce("t", 0, idempotent_batch(producer_id, 1, sequence))
+    leader = e.partition("t", 0)
+    e.store.trim(leader.stream_id, 3)  # as retention would: no checkpoint first
+    e = node.restart("crash")
+    with pytest.raises(engine.InvalidProducerEpoch):
+        e.produce("t", 0, idempotent_batch(producer_id, 0, 0))
+    assert e.produce("t", 0, idempotent_batch(producer_id, 1, 7)).base_offset == 3
+    with pytest.raises(engine.OutOfOrderSequence):
+        e.produce("t", 0, idempotent_batch(producer_id, 1, 9))

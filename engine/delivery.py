@@ -1,0 +1,79 @@
+"""A produced record's pending (partition, offset).
+
+``concurrent.futures.Future`` carries a lock and a condition of its own; one
+per record costs more than writing the record (and keeps the garbage
+collector busy with a million small containers). A ``DeliveryFuture`` is a
+slot object settled a batch at a time under its producer's one condition,
+with the same methods a caller uses on a Future: ``result``, ``exception``,
+``done`` and ``add_done_callback``. In asyncio, ``Producer.send_async``
+returns the outcome directly.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+_PENDING = object()
+
+
+class DeliveryFuture(Generic[T]):
+    __slots__ = ("_callbacks", "_condition", "_error", "_value")
+
+    def __init__(self, condition: threading.Condition) -> None:
+        self._condition = condition
+        self._value: object = _PENDING
+        self._error: BaseException | None = None
+        self._callbacks: list[Callable[[DeliveryFuture[T]], None]] | None = None
+
+    def done(self) -> bool:
+        return self._value is not _PENDING or self._error is not None
+
+    def result(self, timeout: float | None = None) -> T:
+        """The outcome, waiting up to ``timeout`` seconds; raises the error if
+        the record was refused, TimeoutError if it is still pending."""
+        self._wait(timeout)
+        if self._error is not None:
+            raise self._error
+        return self._value  # type: ignore[return-value]  # set by settle(), never _PENDING here
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        self._wait(timeout)
+        return self._error
+
+    def add_done_callback(self, callback: Callable[[DeliveryFuture[T]], None]) -> None:
+        """Calls ``callback(self)`` once settled (at once if it is)."""
+        with self._condition:
+            if not self.done():
+                if self._callbacks is None:
+                    self._callbacks = []
+                self._callbacks.append(callback)
+                return
+        callback(self)
+
+    def _wait(self, timeout: float | None) -> None:
+        if self.done():
+            return
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._condition:
+            while not self.done():
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise TimeoutError("the record is not durable yet")
+                self._condition.wait(remaining)
+
+    def settle(
+        self, value: T | None, error: BaseException | None
+    ) -> list[Callable[[DeliveryFuture[T]], None]] | None:
+        """Sets the outcome (the caller holds the condition and notifies);
+        returns the callbacks to run once it has released it, if any."""
+        if error is not None:
+            self._error = error
+        else:
+            self._value = value
+        callbacks, self._callbacks = self._callbacks, None
+        return callbacks
