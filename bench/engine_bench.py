@@ -38,7 +38,6 @@ import sqlite3
 import statistics
 import tempfile
 import time
-from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -205,7 +204,7 @@ def engine_round(directory: Path, workload: Workload) -> tuple[dict[str, float],
 
 
 def _produce(producer: Any, workload: Workload) -> None:
-    window: list[Future[Any]] = []
+    window: list[Any] = []  # send's futures (anything with result())
     send = producer.send
     for i in range(workload.records):
         window.append(send(TOPIC, workload.value(i), workload.key(i)))
