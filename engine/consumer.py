@@ -19,12 +19,9 @@ import native
 from engine.errors import EngineClosed, OffsetOutOfRange
 from engine.partition import OffsetAndTimestamp, PartitionFetch
 from engine.types import ConsumerRecord, TopicPartition
-from native import TimestampType
 
 if TYPE_CHECKING:
     from engine.engine import Engine
-
-_new = tuple.__new__
 
 EARLIEST = -2
 LATEST = -1
@@ -251,29 +248,19 @@ class Consumer:
         self._positions[tp] = start if reset == EARLIEST else end
 
     def _decode(self, tp: TopicPartition, position: int, fetched: PartitionFetch) -> None:
-        records = self._buffer
-        last = position - 1
+        # native builds the ConsumerRecords itself (no Python step per record),
+        # leaving out control batches and records below the position.
+        prefix = (tp.topic, tp.partition)
         for payload in fetched.records:
-            view = memoryview(payload)
-            for header in native.scan_batches(view):
-                if header.last_offset < position:
-                    continue
-                last = max(last, header.last_offset)
-                if header.is_control:
-                    continue
-                batch = view[header.position : header.position + header.size]
-                decoded = native.decode_records(batch)
-                if header.base_offset < position:
-                    decoded = [r for r in decoded if r.offset >= position]
-                if header.timestamp_type == TimestampType.LOG_APPEND_TIME:
-                    appended = header.max_timestamp
-                    decoded = [r._replace(timestamp=appended) for r in decoded]
-                # One tuple per record, built without a Python call per field:
-                # this loop is the consumer's whole per-record cost.
-                prefix, suffix = (tp.topic, tp.partition), (header.timestamp_type,)
-                records += [_new(ConsumerRecord, prefix + r + suffix) for r in decoded]
-        # Past the last batch read, or past a gap the cleaner left at the end.
-        self._positions[tp] = max(position, last + 1, fetched.next_offset)
+            self._buffer += native.decode_records(
+                payload,
+                record_type=ConsumerRecord,
+                prefix=prefix,
+                min_offset=position,
+                skip_control=True,
+            )
+        # Past the batches read, and past a gap the cleaner left at the end.
+        self._positions[tp] = max(position, fetched.next_offset)
 
     def _take(self, limit: int) -> list[ConsumerRecord]:
         taken = self._buffer[self._next : self._next + limit]

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -41,17 +42,14 @@ _CODECS = {"none": 0, "gzip": 1, "snappy": 2, "lz4": 3, "zstd": 4}
 
 
 @dataclass(slots=True)
-class _Queued:
-    spec: RecordSpec
-    size: int
-    resolver: Resolver
+class _Batch:
+    """Records bound for one record batch, cut at ``batch_size`` as they are
+    sent (parallel lists: no object per record beyond its spec and future)."""
 
-
-@dataclass
-class _PartitionQueue:
-    records: list[_Queued] = field(default_factory=list)
+    since: float
+    specs: list[RecordSpec] = field(default_factory=list)
+    resolvers: list[Resolver] = field(default_factory=list)
     size: int = 0
-    since: float = 0.0
 
 
 class Producer:
@@ -81,7 +79,7 @@ class Producer:
         self.max_queued_bytes = max_queued_bytes
         self.max_in_flight = max_in_flight
         self._sequences: dict[TopicPartition, int] = {}
-        self._queues: dict[TopicPartition, _PartitionQueue] = {}
+        self._queues: dict[TopicPartition, deque[_Batch]] = {}
         self._queued_bytes = 0
         self._in_flight = 0
         self._batches_in_flight: dict[TopicPartition, int] = {}
@@ -169,16 +167,18 @@ class Producer:
                 self._changed.wait(0.5)
             queue = self._queues.get(tp)
             if queue is None:
-                queue = self._queues[tp] = _PartitionQueue()
-            if not queue.records:
-                queue.since = time.monotonic()
-            queue.records.append(_Queued(spec, size, resolver))
-            queue.size += size
+                queue = self._queues[tp] = deque()
+            # A new batch when the last one is full: a new batch means the
+            # sender has something to send (a full batch, or a first one).
+            fresh = not queue or (queue[-1].size + size > self.batch_size and queue[-1].specs)
+            if fresh:
+                queue.append(_Batch(time.monotonic()))
+            batch = queue[-1]
+            batch.specs.append(spec)
+            batch.resolvers.append(resolver)
+            batch.size += size
             self._queued_bytes += size
-            became_sendable = len(queue.records) == 1 or (
-                queue.size >= self.batch_size > queue.size - size
-            )
-            if self._sender_idle and became_sendable:
+            if self._sender_idle and (fresh or batch.size >= self.batch_size):
                 self._changed.notify_all()
 
     def _partition_count(self, topic: str) -> int:
@@ -206,22 +206,22 @@ class Producer:
                     self._changed.wait(self._linger_wait())
                     self._sender_idle = False
                     ready = self._ready_batches()
-            for tp, records in ready:
-                self._send_batch(tp, records)
+            for tp, batch in ready:
+                self._send_batch(tp, batch)
 
     def _linger_wait(self) -> float | None:
         """Until the oldest sendable queue has lingered enough; None: until a
         send or a durable batch wakes the sender."""
         waiting = [
-            q.since for tp, q in self._queues.items() if not self._batches_in_flight.get(tp, 0)
+            q[0].since for tp, q in self._queues.items() if not self._batches_in_flight.get(tp, 0)
         ]
         if not waiting or self.linger_s <= 0:
             return None
         return max(0.0005, min(waiting) + self.linger_s - time.monotonic())
 
-    def _ready_batches(self) -> list[tuple[TopicPartition, list[_Queued]]]:
-        """Takes, per partition, one batch's worth of records that is full or
-        has lingered long enough (everything when flushing or closing)."""
+    def _ready_batches(self) -> list[tuple[TopicPartition, _Batch]]:
+        """Takes, per partition, its oldest batch if it is full or has
+        lingered long enough (any batch when flushing or closing)."""
         now = time.monotonic()
         ready = []
         for tp in list(self._queues):
@@ -232,61 +232,57 @@ class Producer:
             # A partial batch waits while one of its partition is being written
             # (and for linger_ms): the next group commit then carries one large
             # batch rather than many small ones.
-            partial = queue.size < self.batch_size and not (self._closed or self._flushing)
-            if partial and (in_flight or now - queue.since < self.linger_s):
-                continue
-            taken, size = 0, 0
-            while taken < len(queue.records) and (
-                taken == 0 or size + queue.records[taken].size <= self.batch_size
+            batch = queue[0]
+            partial = len(queue) == 1 and batch.size < self.batch_size
+            if (
+                partial
+                and not (self._closed or self._flushing)
+                and (in_flight or now - batch.since < self.linger_s)
             ):
-                size += queue.records[taken].size
-                taken += 1
-            batch = queue.records[:taken]
-            del queue.records[:taken]
-            queue.size -= size
-            self._queued_bytes -= size
-            self._in_flight += len(batch)
-            self._batches_in_flight[tp] = in_flight + 1
-            if queue.records:
-                queue.since = now
-            else:
+                continue
+            queue.popleft()
+            if not queue:
                 del self._queues[tp]
+            self._queued_bytes -= batch.size
+            self._in_flight += len(batch.specs)
+            self._batches_in_flight[tp] = in_flight + 1
             ready.append((tp, batch))
         if ready:
             self._changed.notify_all()
         return ready
 
-    def _send_batch(self, tp: TopicPartition, records: list[_Queued]) -> None:
+    def _send_batch(self, tp: TopicPartition, batch: _Batch) -> None:
         sequence = self._sequences.get(tp, 0)
+        resolvers = batch.resolvers
         try:
-            batch = native.encode_batch(
-                [r.spec for r in records],
+            encoded = native.encode_batch(
+                batch.specs,
                 compression=self.compression,
                 producer_id=self.producer_id,
                 producer_epoch=self.producer_epoch,
                 base_sequence=sequence if self.producer_id >= 0 else -1,
             )
-            future = self._engine.submit(tp.topic, tp.partition, bytearray(batch))
+            future = self._engine.submit(tp.topic, tp.partition, bytearray(encoded))
         except (EngineError, ValueError) as error:
-            self._settle(tp, records, error)
+            self._settle(tp, resolvers, error)
             return
-        self._sequences[tp] = (sequence + len(records)) % (2**31)
+        self._sequences[tp] = (sequence + len(resolvers)) % (2**31)
 
         def durable(done: Future[AppendResult]) -> None:
             error = done.exception()
             if error is not None:
-                self._settle(tp, records, error)
+                self._settle(tp, resolvers, error)
             else:
                 base, partition = done.result().base_offset, tp.partition
-                written = [RecordMetadata(partition, base + i) for i in range(len(records))]
-                self._settle(tp, records, written)
+                written = [RecordMetadata(partition, base + i) for i in range(len(resolvers))]
+                self._settle(tp, resolvers, written)
 
         future.add_done_callback(durable)
 
     def _settle(
         self,
         tp: TopicPartition,
-        records: list[_Queued],
+        resolvers: list[Resolver],
         outcome: BaseException | list[RecordMetadata],
     ) -> None:
         by_loop: dict[
@@ -297,8 +293,7 @@ class Producer:
         ] = []
         error = outcome if isinstance(outcome, BaseException) else None
         with self._changed:
-            for i, record in enumerate(records):
-                resolver = record.resolver
+            for i, resolver in enumerate(resolvers):
                 if isinstance(resolver, asyncio.Future):
                     by_loop.setdefault(resolver.get_loop(), []).append((resolver, i))
                 else:
@@ -306,7 +301,7 @@ class Producer:
                     pending = resolver.settle(value, error)
                     if pending:
                         callbacks += [(c, resolver) for c in pending]
-            self._in_flight -= len(records)
+            self._in_flight -= len(resolvers)
             self._batches_in_flight[tp] -= 1
             self._changed.notify_all()
         for callback, future in callbacks:

@@ -1,6 +1,7 @@
 from collections.abc import Iterable, Sequence
+from typing import Any
 
-from native.records import BatchHeader, BytesLike, Record, RecordSpec
+from native.records import BatchHeader, BytesLike, RecordSpec
 
 def crc32c(data: BytesLike, crc: int = 0) -> int: ...
 def crc32c_backend() -> str: ...
@@ -13,7 +14,14 @@ def rewrite_batch(
     partition_leader_epoch: int | None = None,
     log_append_time: int | None = None,
 ) -> None: ...
-def decode_records(data: BytesLike) -> list[Record]: ...
+def decode_records(
+    data: BytesLike,
+    *,
+    record_type: type[tuple[Any, ...]] | None = None,
+    prefix: tuple[Any, ...] = (),
+    min_offset: int = ...,
+    skip_control: bool = False,
+) -> list[Any]: ...
 def encode_batch(
     records: Iterable[RecordSpec],
     *,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import crc32c as _crc32c_lib
 
@@ -381,15 +382,41 @@ def _decode_batch(buf: memoryview, header: BatchHeader, out: list[Record]) -> No
         )
 
 
-def decode_records(data: BytesLike) -> list[Record]:
-    """Decode every record of every batch in ``data``, decompressing as needed."""
+def decode_records(
+    data: BytesLike,
+    *,
+    record_type: type[tuple[Any, ...]] | None = None,
+    prefix: tuple[Any, ...] = (),
+    min_offset: int = -(2**63),
+    skip_control: bool = False,
+) -> list[Any]:
+    """Decode every record of every batch in ``data``, decompressing as needed.
+
+    Records below ``min_offset`` are left out (batches wholly below it are
+    not decoded), and control batches too with ``skip_control``. With a
+    ``record_type`` (a tuple subclass, e.g. a NamedTuple), each record is
+    ``record_type(*prefix, offset, timestamp, key, value, headers,
+    timestamp_type)`` rather than a ``Record``.
+    """
+    if record_type is None and prefix:
+        raise TypeError("prefix needs a record_type")
     buf = _byte_view(data)
-    out: list[Record] = []
+    out: list[Any] = []
     pos = 0
     while pos < len(buf):
         header = _read_header(buf, pos, len(buf))
-        _decode_batch(buf, header, out)
         pos += header.size
+        if header.last_offset < min_offset or (skip_control and header.is_control):
+            continue
+        records: list[Record] = []
+        _decode_batch(buf, header, records)
+        if records and records[0].offset < min_offset:
+            records = [r for r in records if r.offset >= min_offset]
+        if record_type is None:
+            out += records
+        else:
+            timestamp_type = header.timestamp_type
+            out += [tuple.__new__(record_type, (*prefix, *r, timestamp_type)) for r in records]
     return out
 
 

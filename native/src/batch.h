@@ -10,6 +10,7 @@
 #define TL_CRC_START 21
 #define TL_MAX_CODEC 4
 #define TL_TIMESTAMP_TYPE_BIT 0x08
+#define TL_CONTROL_BIT 0x20
 
 /* Which error class a failure maps to (native/errors.py). */
 typedef enum {

@@ -274,9 +274,19 @@ static int read_bytes(const uint8_t *buf, int64_t *pos, int64_t end, PyObject **
     return 0;
 }
 
-/* One record at *pos. Returns 0, -1 if malformed, -2 on a Python error. */
+/* The shape of decoded records: native's Record, or a caller's tuple type of
+   the prefix's items, the record's five fields and its batch's timestamp
+   type (a consumer's record, built here rather than by a Python loop). */
+typedef struct {
+    PyObject *type;     /* a tuple subclass */
+    PyObject *prefix;   /* a tuple, or NULL for native's Record */
+    int64_t min_offset; /* records below it are skipped */
+} record_shape;
+
+/* One record at *pos into *out (NULL if below the shape's min_offset).
+   Returns 0, -1 if malformed, -2 on a Python error. */
 static int decode_record(const uint8_t *buf, int64_t *pos, int64_t end, const tl_header *h,
-                         PyObject **out) {
+                         const record_shape *shape, PyObject **out) {
     int64_t length, timestamp_delta, offset_delta, header_count;
     PyObject *key = NULL, *value = NULL, *headers = NULL;
     int rc = -1;
@@ -324,21 +334,39 @@ static int decode_record(const uint8_t *buf, int64_t *pos, int64_t end, const tl
                             ? h->max_timestamp
                             : (int64_t)((uint64_t)h->base_timestamp + (uint64_t)timestamp_delta);
     int64_t offset = (int64_t)((uint64_t)h->base_offset + (uint64_t)offset_delta);
-    PyObject *record = new_named_tuple(record_type, 5);
+    if (offset < shape->min_offset) {
+        *out = NULL;
+        *pos = record_end;
+        rc = 0;
+        goto done;
+    }
+    Py_ssize_t first = shape->prefix ? PyTuple_GET_SIZE(shape->prefix) : 0;
+    Py_ssize_t size = first + 5 + (shape->prefix ? 1 : 0);
+    PyObject *record = new_named_tuple(shape->type, size);
     PyObject *offset_obj = PyLong_FromLongLong(offset);
     PyObject *timestamp_obj = PyLong_FromLongLong(timestamp);
-    if (!record || !offset_obj || !timestamp_obj) {
+    PyObject *type_obj = shape->prefix
+                             ? PyLong_FromLong((h->attributes & TL_TIMESTAMP_TYPE_BIT) ? 1 : 0)
+                             : NULL;
+    if (!record || !offset_obj || !timestamp_obj || (shape->prefix && !type_obj)) {
         Py_XDECREF(record);
         Py_XDECREF(offset_obj);
         Py_XDECREF(timestamp_obj);
+        Py_XDECREF(type_obj);
         rc = -2;
         goto done;
     }
-    PyTuple_SET_ITEM(record, 0, offset_obj);
-    PyTuple_SET_ITEM(record, 1, timestamp_obj);
-    PyTuple_SET_ITEM(record, 2, key);
-    PyTuple_SET_ITEM(record, 3, value);
-    PyTuple_SET_ITEM(record, 4, headers);
+    for (Py_ssize_t i = 0; i < first; i++) {
+        PyObject *item = PyTuple_GET_ITEM(shape->prefix, i);
+        Py_INCREF(item);
+        PyTuple_SET_ITEM(record, i, item);
+    }
+    PyTuple_SET_ITEM(record, first + 0, offset_obj);
+    PyTuple_SET_ITEM(record, first + 1, timestamp_obj);
+    PyTuple_SET_ITEM(record, first + 2, key);
+    PyTuple_SET_ITEM(record, first + 3, value);
+    PyTuple_SET_ITEM(record, first + 4, headers);
+    if (type_obj) PyTuple_SET_ITEM(record, first + 5, type_obj);
     *out = record;
     *pos = record_end;
     return 0;
@@ -349,13 +377,14 @@ done:
     return rc;
 }
 
-static int decode_stream(const uint8_t *area, int64_t end, const tl_header *h, PyObject *out) {
+static int decode_stream(const uint8_t *area, int64_t end, const tl_header *h,
+                         const record_shape *shape, PyObject *out) {
     char msg[160];
     int64_t pos = 0;
     for (int32_t i = 0; i < h->record_count; i++) {
         int64_t start = pos;
         PyObject *record;
-        int rc = decode_record(area, &pos, end, h, &record);
+        int rc = decode_record(area, &pos, end, h, shape, &record);
         if (rc == -2) return -1;
         if (rc != 0) {
             tl_error err = {TL_RECORD, start, TL_NO_FACT, TL_NO_FACT, ""};
@@ -365,6 +394,7 @@ static int decode_stream(const uint8_t *area, int64_t end, const tl_header *h, P
             raise_batch_error(&err);
             return -1;
         }
+        if (!record) continue; /* below min_offset */
         int appended = PyList_Append(out, record);
         Py_DECREF(record);
         if (appended != 0) return -1;
@@ -413,9 +443,37 @@ static PyObject *inflate(PyObject *source, const tl_header *h) {
     return raise_batch_error(&err);
 }
 
-static PyObject *py_decode_records(PyObject *self, PyObject *obj) {
+static PyObject *py_decode_records(PyObject *self, PyObject *args, PyObject *kwargs) {
+    static char *kwlist[] = {"data", "record_type", "prefix", "min_offset", "skip_control", NULL};
+    PyObject *obj, *type_arg = Py_None, *prefix = NULL;
+    long long min_offset = LLONG_MIN;
+    int skip_control = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|$OO!Lp:decode_records", kwlist, &obj,
+                                     &type_arg, &PyTuple_Type, &prefix, &min_offset,
+                                     &skip_control))
+        return NULL;
+    record_shape shape = {record_type, NULL, (int64_t)min_offset};
+    if (type_arg != Py_None) {
+        if (!PyType_Check(type_arg) ||
+            !PyType_IsSubtype((PyTypeObject *)type_arg, &PyTuple_Type)) {
+            PyErr_SetString(PyExc_TypeError, "record_type must be a tuple subclass");
+            return NULL;
+        }
+        shape.type = type_arg;
+    } else if (prefix && PyTuple_GET_SIZE(prefix) > 0) {
+        PyErr_SetString(PyExc_TypeError, "prefix needs a record_type");
+        return NULL;
+    }
     Py_buffer view;
     if (PyObject_GetBuffer(obj, &view, PyBUF_SIMPLE) != 0) return NULL;
+    PyObject *empty = NULL;
+    if (type_arg != Py_None) {
+        if (!prefix && !(prefix = empty = PyTuple_New(0))) {
+            PyBuffer_Release(&view);
+            return NULL;
+        }
+        shape.prefix = prefix;
+    }
     PyObject *out = PyList_New(0);
     const uint8_t *buf = view.buf;
     int64_t end = view.len;
@@ -427,10 +485,15 @@ static PyObject *py_decode_records(PyObject *self, PyObject *obj) {
             Py_CLEAR(out);
             break;
         }
+        int64_t last_offset = (int64_t)((uint64_t)h.base_offset + (uint64_t)h.last_offset_delta);
+        if ((skip_control && (h.attributes & TL_CONTROL_BIT)) || last_offset < shape.min_offset) {
+            pos += tl_batch_size(&h); /* not decoded at all */
+            continue;
+        }
         int rc;
         if ((h.attributes & 0x07) == 0) {
             rc = decode_stream(buf + pos + TL_HEADER_SIZE, tl_batch_size(&h) - TL_HEADER_SIZE, &h,
-                               out);
+                               &shape, out);
         } else {
             PyObject *inflated = inflate(obj, &h);
             if (!inflated) {
@@ -440,13 +503,14 @@ static PyObject *py_decode_records(PyObject *self, PyObject *obj) {
                 rc = -1;
             } else {
                 rc = decode_stream((const uint8_t *)PyBytes_AS_STRING(inflated),
-                                   PyBytes_GET_SIZE(inflated), &h, out);
+                                   PyBytes_GET_SIZE(inflated), &h, &shape, out);
             }
             Py_XDECREF(inflated);
         }
         if (rc != 0) Py_CLEAR(out);
         pos += tl_batch_size(&h);
     }
+    Py_XDECREF(empty);
     PyBuffer_Release(&view);
     return out;
 }
@@ -762,7 +826,8 @@ static PyMethodDef methods[] = {
      METH_FASTCALL | METH_KEYWORDS, "Frame and validate v2 batches."},
     {"rewrite_batch", (PyCFunction)(void (*)(void))py_rewrite_batch, METH_VARARGS | METH_KEYWORDS,
      "Set baseOffset, partitionLeaderEpoch and LogAppendTime in place."},
-    {"decode_records", py_decode_records, METH_O, "Decode the records of v2 batches."},
+    {"decode_records", (PyCFunction)(void (*)(void))py_decode_records,
+     METH_VARARGS | METH_KEYWORDS, "Decode the records of v2 batches."},
     {"encode_batch", (PyCFunction)(void (*)(void))py_encode_batch, METH_VARARGS | METH_KEYWORDS,
      "Build one v2 batch from record specs."},
     {NULL, NULL, 0, NULL},

@@ -98,6 +98,16 @@ def main() -> int:
             c.validate_batches(data, from_client=False)
         except EXPECTED:
             errors += 1
+        try:  # the consumer's shape: a caller's tuple type, offsets and control batches skipped
+            c.decode_records(
+                data,
+                record_type=tuple,
+                prefix=("topic", rng.randrange(8)),
+                min_offset=rng.randrange(-2, 40),
+                skip_control=rng.random() < 0.5,
+            )
+        except EXPECTED:
+            errors += 1
         try:
             encode_hostile(rng)
         except EXPECTED:
