@@ -35,6 +35,8 @@ Resolver = DeliveryFuture[RecordMetadata] | asyncio.Future[RecordMetadata]
 BATCH_OVERHEAD = 61 + 21
 """A batch header plus a record's worst-case framing, for size estimates."""
 
+_new = tuple.__new__
+
 METADATA_MAX_AGE_S = 1.0
 """How long a topic's partition count is trusted before it is looked up again."""
 
@@ -84,7 +86,8 @@ class Producer:
         self._in_flight = 0
         self._batches_in_flight: dict[TopicPartition, int] = {}
         self._sender_idle = False
-        self._changed = threading.Condition()
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
         self._closed = False
         self._flushing = False
         self._sticky = StickyPartitioner(batch_size)
@@ -139,19 +142,28 @@ class Producer:
             raise EngineClosed
         value_bytes = value.encode() if isinstance(value, str) else value
         key_bytes = key.encode() if isinstance(key, str) else key
-        spec = RecordSpec(
-            int(time.time() * 1000) if timestamp is None else timestamp,
-            key_bytes,
-            value_bytes,
-            tuple(headers),
+        header_pairs = tuple(headers) if headers else ()
+        # tuple.__new__ skips the NamedTuple's Python-level __new__: this
+        # method is the producer's cost per record, so every call counts.
+        spec = _new(
+            RecordSpec,
+            (
+                int(time.time() * 1000) if timestamp is None else timestamp,
+                key_bytes,
+                value_bytes,
+                header_pairs,
+            ),
         )
         size = 21 + (len(value_bytes) if value_bytes else 0)
         if key_bytes:
             size += len(key_bytes)
-        if spec.headers:
-            size += sum(len(k) + len(v or b"") for k, v in spec.headers)
+        if header_pairs:
+            size += sum(len(k) + len(v or b"") for k, v in header_pairs)
         if partition is None:
-            count = self._partition_count(topic)
+            known = self._partition_counts.get(topic)
+            count = (
+                known[0] if known and known[1] > time.monotonic() else self._partition_count(topic)
+            )
             if count == 1:
                 partition = 0
             elif key_bytes is None:
@@ -162,7 +174,7 @@ class Producer:
         if tp is None:
             self._engine.partition(topic, partition)  # raises for an unknown partition
             tp = self._partitions[(topic, partition)] = TopicPartition(topic, partition)
-        with self._changed:
+        with self._lock:  # the condition's lock, without its Python-level __enter__
             while self._queued_bytes > self.max_queued_bytes and not self._closed:
                 self._changed.wait(0.5)
             queue = self._queues.get(tp)
@@ -274,7 +286,9 @@ class Producer:
                 self._settle(tp, resolvers, error)
             else:
                 base, partition = done.result().base_offset, tp.partition
-                written = [RecordMetadata(partition, base + i) for i in range(len(resolvers))]
+                written = [
+                    _new(RecordMetadata, (partition, base + i)) for i in range(len(resolvers))
+                ]
                 self._settle(tp, resolvers, written)
 
         future.add_done_callback(durable)
