@@ -194,15 +194,7 @@ class Consumer:
         while True:
             self._check_open()
             if self._next >= len(self._buffer):
-                for tp, position in self._plan():
-                    try:
-                        fetched = await self._engine.fetch_async(
-                            tp.topic, tp.partition, position, self.max_partition_fetch_bytes
-                        )
-                    except OffsetOutOfRange:
-                        self._reset_out_of_range(tp)
-                        continue
-                    self._decode(tp, position, fetched)
+                await self._fill_async()
             if self._next < len(self._buffer):
                 return self._take(limit)
             remaining = deadline - time.monotonic()
@@ -230,6 +222,22 @@ class Consumer:
                 break
             try:
                 fetched = self._engine.fetch(
+                    tp.topic, tp.partition, position, min(budget, self.max_partition_fetch_bytes)
+                )
+            except OffsetOutOfRange:
+                self._reset_out_of_range(tp)
+                continue
+            budget -= sum(len(r) for r in fetched.records)
+            self._decode(tp, position, fetched)
+
+    async def _fill_async(self) -> None:
+        """_fill's twin: object-storage reads run off the event loop."""
+        budget = self.fetch_max_bytes
+        for tp, position in self._plan():
+            if budget <= 0:
+                break
+            try:
+                fetched = await self._engine.fetch_async(
                     tp.topic, tp.partition, position, min(budget, self.max_partition_fetch_bytes)
                 )
             except OffsetOutOfRange:

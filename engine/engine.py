@@ -19,7 +19,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -317,16 +317,12 @@ class Engine:
             return self._topic(name).meta.topic_id
 
     def _create_streams(self, count: int) -> list[int]:
-        try:
+        with _store_errors():
             return self.store.create_streams(count)
-        except S3StreamError as error:
-            raise _translate(error) from error
 
     def _append_catalog(self, record: list[Any]) -> None:
-        try:
+        with _store_errors():
             self.catalog.append(record)
-        except S3StreamError as error:
-            raise _translate(error) from error
 
     def _topic(self, name: str) -> Topic:
         topic = self._topics.get(name)
@@ -359,10 +355,8 @@ class Engine:
         """
         self._check_open()
         leader = self.partition(topic, partition)
-        try:
+        with _store_errors():
             result, stored = leader.submit(records)
-        except S3StreamError as error:
-            raise _translate(error) from error
         done: Future[AppendResult] = Future()
         done.set_running_or_notify_cancel()
         if stored is None:  # a retry: answered once the original is durable
@@ -373,10 +367,7 @@ class Engine:
 
         def durable(future: Future[int]) -> None:
             error = future.exception()
-            if error is None:
-                done.set_result(result)
-            else:
-                done.set_exception(_translate(error))
+            _settle(done, result, None if error is None else _translate(error))
 
         stored.add_done_callback(durable)
         return done
@@ -393,12 +384,10 @@ class Engine:
         """Like produce, without blocking the event loop."""
         self._check_open()
         leader = self.partition(topic, partition)
-        try:
+        with _store_errors():
             result, stored = leader.submit_async(records)
             if stored is not None:
                 await stored
-        except S3StreamError as error:
-            raise _translate(error) from error
         if stored is None and leader.high_watermark <= result.last_offset:
             waiter: Future[AppendResult] = Future()
             self._when_durable(
@@ -421,10 +410,8 @@ class Engine:
     def init_producer_id(self) -> tuple[int, int]:
         """A new idempotent producer: (producer id, epoch)."""
         self._check_open()
-        try:
+        with _store_errors():
             return self.catalog.allocate_producer_id(), 0
-        except S3StreamError as error:
-            raise _translate(error) from error
 
     # -- reading --------------------------------------------------------------------
 
@@ -434,19 +421,15 @@ class Engine:
         """Stored batches from ``offset``, up to ``max_bytes`` (at least one
         batch if there is one), with the partition's watermarks."""
         self._check_open()
-        try:
+        with _store_errors():
             return self.partition(topic, partition).fetch(offset, max_bytes)
-        except S3StreamError as error:
-            raise _translate(error) from error
 
     async def fetch_async(
         self, topic: str, partition: int, offset: int, max_bytes: int = 1024 * 1024
     ) -> PartitionFetch:
         self._check_open()
-        try:
+        with _store_errors():
             return await self.partition(topic, partition).fetch_async(offset, max_bytes)
-        except S3StreamError as error:
-            raise _translate(error) from error
 
     def list_offset(self, topic: str, partition: int, timestamp: int) -> OffsetAndTimestamp:
         """ListOffsets: -2 earliest, -1 latest, else the first offset whose
@@ -456,21 +439,17 @@ class Engine:
             return OffsetAndTimestamp(leader.log_start_offset, -1)
         if timestamp == LATEST:
             return OffsetAndTimestamp(leader.high_watermark, -1)
-        try:
+        with _store_errors():
             found = leader.offset_for_timestamp(timestamp)
-        except S3StreamError as error:
-            raise _translate(error) from error
         return found if found is not None else OffsetAndTimestamp(-1, -1)
 
     def delete_records(self, topic: str, partition: int, offset: int) -> int:
         """DeleteRecords: moves the log start to ``offset`` (-1: the high
         watermark); returns the new log start offset."""
         self._check_open()
-        try:
+        with _store_errors():
             leader = self.partition(topic, partition)
             return leader.delete_records(offset, self.config.producer_id_expiration_ms)
-        except S3StreamError as error:
-            raise _translate(error) from error
 
     def offsets(self, topic: str, partition: int) -> tuple[int, int]:
         """(log start offset, high watermark)."""
@@ -606,11 +585,9 @@ class Engine:
 
     def flush(self, timeout: float | None = None) -> bool:
         """Checkpoints and uploads everything appended so far."""
-        try:
+        with _store_errors():
             self.checkpoint()
             return self.store.flush(timeout)
-        except S3StreamError as error:
-            raise _translate(error) from error
 
     def close(self, *, flush: bool = True) -> None:
         """Stops, checkpoints, uploads (if ``flush``) and closes the store."""
@@ -699,6 +676,15 @@ def _check_topic_name(name: str) -> None:
             f"invalid topic name {name!r}: 1-249 characters of ASCII letters, digits, "
             "'.', '_' and '-', and not '.' or '..'"
         )
+
+
+@contextlib.contextmanager
+def _store_errors() -> Iterator[None]:
+    """Raises the engine's error for a stream-store error raised inside."""
+    try:
+        yield
+    except S3StreamError as error:
+        raise _translate(error) from error
 
 
 def _translate(error: BaseException) -> BaseException:

@@ -143,7 +143,7 @@ class Partition:
 
     # -- appending -------------------------------------------------------------
 
-    def submit(self, data: BytesLike) -> tuple[AppendResult, Any]:
+    def submit(self, data: BytesLike) -> tuple[AppendResult, Future[int] | None]:
         """Validates and appends; returns the offsets and the store's future
         (None for a duplicate, which is already durable)."""
         return self._append(data, self.store.submit)
@@ -159,7 +159,9 @@ class Partition:
         producer_batch = headers[0] if headers[0].producer_id >= 0 else None
         if producer_batch is not None and len(headers) > 1:
             raise InvalidRecord("an idempotent producer sends one batch per partition")
-        log_append_time = now_ms() if self.config.log_append_time else -1
+        now = now_ms()
+        stamp = now if self.config.log_append_time else None  # LogAppendTime's broker time
+        log_append_time = -1 if stamp is None else stamp
         with self.lock:
             if producer_batch is not None:
                 duplicate = self.producers.check(producer_batch)
@@ -167,7 +169,7 @@ class Partition:
                     result = AppendResult(
                         duplicate.first_offset,
                         duplicate.last_offset,
-                        duplicate.timestamp if log_append_time >= 0 else -1,
+                        -1 if stamp is None else duplicate.timestamp,
                         self.log_start_offset,
                         duplicate=True,
                     )
@@ -176,26 +178,17 @@ class Partition:
             offset = base
             max_timestamp = -1
             for header in headers:
-                native.rewrite_batch(
-                    buffer,
-                    header.position,
-                    offset,
-                    self.leader_epoch,
-                    log_append_time if log_append_time >= 0 else None,
-                )
+                native.rewrite_batch(buffer, header.position, offset, self.leader_epoch, stamp)
                 offset += header.last_offset_delta + 1
                 max_timestamp = max(max_timestamp, header.max_timestamp)
             last = offset - 1
             handle = submit(self.stream_id, base, last, buffer)
-            now = now_ms()
             if producer_batch is not None:
-                self.producers.update(
-                    producer_batch, base, now, log_append_time if log_append_time >= 0 else None
-                )
+                self.producers.update(producer_batch, base, now, stamp)
             if not self.leader_epochs or self.leader_epochs[-1][0] != self.leader_epoch:
                 self.leader_epochs.append((self.leader_epoch, base))
             self.time_index.note_append(
-                base, log_append_time if log_append_time >= 0 else max_timestamp, len(buffer)
+                base, max_timestamp if stamp is None else stamp, len(buffer)
             )
         return AppendResult(base, last, log_append_time, self.log_start_offset), handle
 
