@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from engine import __version__, wal_perf
+from engine import __version__, serve, wal_perf
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -17,6 +17,7 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"tidelog {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
+    serve.add_command(commands)
     wal_perf.add_command(commands)
     return parser
 

@@ -575,6 +575,11 @@ class Engine:
 
     # -- lifecycle -------------------------------------------------------------------
 
+    @property
+    def storage_url(self) -> str:
+        """The object store the engine keeps its data in (its URL)."""
+        return self.store.store.url
+
     def _check_open(self) -> None:
         if self._closed:
             raise EngineClosed

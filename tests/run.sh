@@ -10,6 +10,23 @@ python3 -m venv .venv
 export PATH="$PWD/.venv/bin:$PATH"
 export TIDELOG_HYPOTHESIS="${TIDELOG_HYPOTHESIS:-ci}"
 
+# Kafka clients other than Python's, for the wire-compatibility tests:
+# kcat (librdkafka) from Debian, kafkajs from npm at the locked version.
+echo "== test clients"
+if ! command -v kcat >/dev/null; then
+    as_root=""
+    if [ "$(id -u)" -ne 0 ]; then
+        command -v sudo >/dev/null || { echo "installing kcat needs root or sudo" >&2; exit 1; }
+        as_root=sudo
+    fi
+    $as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    $as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kcat >/dev/null
+fi
+kcat -V >/dev/null
+(cd tests/clients/node && npm ci --no-audit --no-fund --silent) ||
+    { echo "npm ci failed in tests/clients/node (run it without --silent to see why)" >&2; exit 1; }
+node -e 'require("./tests/clients/node/node_modules/kafkajs")'
+
 echo "== ruff"; ruff check .
 echo "== ruff format"; ruff format --check .
 echo "== mypy --strict"; mypy

@@ -1,0 +1,130 @@
+"""``tidelog serve``: the Kafka wire server over an engine, in one process.
+
+With no flags it runs on the embedded default: a local data directory
+(``./tidelog-data``), a local object store inside it, and 127.0.0.1:9092.
+SIGTERM or SIGINT shut it down cleanly: stop accepting, finish the requests
+in flight, then close the engine (flush the WAL, upload, checkpoint).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from dataclasses import replace
+from typing import Any
+
+try:
+    import uvloop
+except ImportError:  # pragma: no cover - uvloop is a dependency, except on Windows
+    uvloop = None  # type: ignore[assignment]
+
+from engine.engine import Engine, EngineConfig
+from engine.errors import EngineError
+from engine.server.config import (
+    ConfigFileError,
+    FileConfig,
+    ServerConfig,
+    load_config_file,
+    parse_address,
+)
+from engine.server.server import Server
+
+log = logging.getLogger("tidelog.serve")
+
+DEFAULT_DATA_DIR = "./tidelog-data"
+
+
+def add_command(commands: Any) -> None:
+    parser = commands.add_parser(
+        "serve",
+        help="serve the Kafka protocol",
+        description="Serve the Kafka wire protocol over a local engine.",
+    )
+    parser.add_argument("--listen", help="host:port to listen on (default 127.0.0.1:9092)")
+    parser.add_argument("--advertised", help="host:port that Metadata tells clients to use")
+    parser.add_argument("--data-dir", help=f"local data directory (default {DEFAULT_DATA_DIR})")
+    parser.add_argument(
+        "--object-store",
+        help="file:///path or s3://bucket/prefix?endpoint=URL (default: DATA_DIR/objects)",
+    )
+    parser.add_argument("--config", help="a TOML config file (flags override it)")
+    parser.add_argument("--node-id", type=int, help="this broker's node id (default 1)")
+    parser.add_argument(
+        "--no-auto-create-topics",
+        action="store_true",
+        help="answer UNKNOWN_TOPIC_OR_PARTITION instead of creating topics on first use",
+    )
+    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
+    parser.set_defaults(run=run)
+
+
+def settings(args: argparse.Namespace) -> tuple[FileConfig, ServerConfig]:
+    """The file's settings with the command line's on top."""
+    file = load_config_file(args.config) if args.config else FileConfig()
+    server = file.server
+    if args.listen:
+        host, port = parse_address(args.listen)
+        server = replace(server, host=host, port=port)
+    if args.advertised:
+        host, port = parse_address(args.advertised)
+        server = replace(server, advertised_host=host, advertised_port=port)
+    if args.node_id is not None:
+        server = replace(server, node_id=args.node_id)
+    return file, server
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        file, server_config = settings(args)
+    except (ConfigFileError, ValueError) as error:
+        log.error("%s", error)
+        return 2
+    engine_config = EngineConfig(
+        auto_create_topics=not args.no_auto_create_topics
+        and (file.auto_create_topics if file.auto_create_topics is not None else True),
+        default_partitions=file.default_partitions or 1,
+        topic_defaults=file.topic_defaults,
+    )
+    data_dir = args.data_dir or file.data_dir or DEFAULT_DATA_DIR
+    object_store = args.object_store or file.object_store
+    runner: Any = asyncio.run if uvloop is None else uvloop.run
+    try:
+        result: int = runner(_serve(data_dir, object_store, engine_config, server_config))
+    except (EngineError, OSError) as error:
+        log.error("cannot serve: %s", error)
+        return 1
+    return result
+
+
+async def _serve(
+    data_dir: str,
+    object_store: str | None,
+    engine_config: EngineConfig,
+    server_config: ServerConfig,
+) -> int:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    log.info("opening %s (object store: %s)", data_dir, object_store or "local")
+    engine = await loop.run_in_executor(
+        None, lambda: Engine.open(data_dir, object_store, engine_config)
+    )
+    try:
+        server = Server(engine, server_config)
+        await server.start()
+        await stop.wait()
+        log.info("shutting down")
+        await server.stop()
+    finally:
+        await loop.run_in_executor(None, engine.close)
+        log.info("engine closed: data flushed and uploaded")
+    return 0

@@ -1,0 +1,117 @@
+"""The server's settings: where it listens, what it advertises, and the
+limits that keep one client from taking the process down.
+
+They can come from a TOML file (``tidelog serve --config tidelog.toml``)::
+
+    [server]
+    listen = "127.0.0.1:9092"
+    advertised = "myhost:9092"       # what Metadata tells clients to reach
+    node_id = 1
+    max_request_bytes = 104857600     # Kafka's socket.request.max.bytes
+    max_connection_inflight_bytes = 67108864
+    max_inflight_bytes = 536870912
+
+    [engine]
+    data_dir = "./tidelog-data"
+    object_store = "file:///var/lib/tidelog/objects"
+    auto_create_topics = true
+    default_partitions = 1
+
+    [topic_defaults]                  # a broker's log.* settings, by topic config name
+    "retention.ms" = "604800000"
+
+Command-line flags override the file.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+
+class ConfigFileError(ValueError):
+    """A config file that cannot be used, with what is wrong in it."""
+
+
+def parse_address(text: str, *, default_port: int = 9092) -> tuple[str, int]:
+    """``host:port`` (``[v6]:port`` for IPv6) into its parts."""
+    host, sep, port = text.rpartition(":")
+    if not sep:
+        return text, default_port
+    host = host.strip("[]")
+    try:
+        number = int(port)
+    except ValueError:
+        raise ValueError(f"{text!r} is not host:port") from None
+    if not 0 <= number <= 65535:
+        raise ValueError(f"port {number} is out of range")
+    return host, number
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 9092
+    advertised_host: str | None = None
+    """What Metadata returns; the listen address if unset."""
+    advertised_port: int | None = None
+    node_id: int = 1
+    max_request_bytes: int = 100 * 1024 * 1024
+    """A request larger than this closes its connection (socket.request.max.bytes)."""
+    max_connection_inflight_bytes: int = 64 * 1024 * 1024
+    """Request bytes one connection may have unanswered before the server
+    stops reading from it."""
+    max_inflight_bytes: int = 512 * 1024 * 1024
+    """The same limit over all connections."""
+    shutdown_timeout_s: float = 30.0
+    """How long a clean shutdown waits for requests in flight."""
+
+
+@dataclass(frozen=True)
+class FileConfig:
+    """Everything a config file may set."""
+
+    server: ServerConfig = field(default_factory=ServerConfig)
+    data_dir: str | None = None
+    object_store: str | None = None
+    auto_create_topics: bool | None = None
+    default_partitions: int | None = None
+    topic_defaults: dict[str, str] = field(default_factory=dict)
+
+
+_SERVER_KEYS = {f.name for f in fields(ServerConfig)} | {"listen", "advertised"}
+_ENGINE_KEYS = {"data_dir", "object_store", "auto_create_topics", "default_partitions"}
+
+
+def load_config_file(path: str | Path) -> FileConfig:
+    try:
+        document = tomllib.loads(Path(path).read_text())
+    except (OSError, tomllib.TOMLDecodeError) as error:
+        raise ConfigFileError(f"{path}: {error}") from error
+    unknown = set(document) - {"server", "engine", "topic_defaults"}
+    if unknown:
+        raise ConfigFileError(f"{path}: unknown sections {sorted(unknown)}")
+    server_table: dict[str, Any] = dict(document.get("server", {}))
+    engine_table: dict[str, Any] = dict(document.get("engine", {}))
+    for table, known, name in (
+        (server_table, _SERVER_KEYS, "server"),
+        (engine_table, _ENGINE_KEYS, "engine"),
+    ):
+        extra = set(table) - known
+        if extra:
+            raise ConfigFileError(f"{path}: unknown keys in [{name}]: {sorted(extra)}")
+    server = ServerConfig()
+    try:
+        if "listen" in server_table:
+            host, port = parse_address(server_table.pop("listen"))
+            server = replace(server, host=host, port=port)
+        if "advertised" in server_table:
+            host, port = parse_address(server_table.pop("advertised"))
+            server = replace(server, advertised_host=host, advertised_port=port)
+        server = replace(server, **server_table)
+    except (TypeError, ValueError) as error:
+        raise ConfigFileError(f"{path}: [server]: {error}") from error
+    topic_defaults = {str(k): str(v) for k, v in document.get("topic_defaults", {}).items()}
+    return FileConfig(server=server, topic_defaults=topic_defaults, **engine_table)

@@ -1,0 +1,165 @@
+"""Fetch: stored batches go back as stored, by reference, never decoded.
+
+Long-polling follows Kafka: the response waits until ``min_bytes`` are
+available or ``max_wait`` passes. Waiting is a wake-up from the engine when
+a partition's high watermark moves, never a polling loop; after a read that
+found too little, the wait is for data beyond what was read.
+
+Fetch sessions (KIP-227) are declined the way a Kafka broker with a full
+session cache declines them: the response carries session id 0, and the
+client keeps sending full fetch requests. An incremental fetch for a session
+the server does not have gets FETCH_SESSION_ID_NOT_FOUND.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, NamedTuple
+
+from engine.errors import ERROR_CODES, EngineError
+from engine.partition import PartitionFetch
+from engine.server.context import NONE, RequestContext, error_code
+from engine.server.handlers.common import (
+    leader_epoch_error,
+    millis,
+    topic_names_by_id,
+    uuid_bytes,
+)
+from engine.types import TopicPartition
+
+_FIRST_TOPIC_ID_VERSION = 13
+_READ_COMMITTED = 1
+_UNKNOWN_TOPIC_ID = ERROR_CODES["UNKNOWN_TOPIC_ID"]
+
+
+class _Wanted(NamedTuple):
+    topic: str | None
+    topic_id: bytes
+    partition: int
+    offset: int
+    max_bytes: int
+    current_leader_epoch: int
+
+
+class _Read(NamedTuple):
+    wanted: _Wanted
+    error: int
+    fetched: PartitionFetch | None
+    size: int
+
+
+async def handle_fetch(context: RequestContext, request: Any) -> dict[str, Any]:
+    session_id = getattr(request, "session_id", 0)
+    session_epoch = getattr(request, "session_epoch", -1)
+    if session_id != 0 or session_epoch > 0:
+        return _session_error(ERROR_CODES["FETCH_SESSION_ID_NOT_FOUND"])
+    wanted = _wanted_partitions(context, request)
+    max_bytes = getattr(request, "max_bytes", 0x7FFFFFFF)
+    min_bytes = max(request.min_bytes, 0)
+    deadline = time.monotonic() + millis(request.max_wait) / 1000
+    engine = context.engine
+    while True:
+        reads = [await _read(context, w, max_bytes) for w in wanted]
+        total = sum(r.size for r in reads)
+        remaining = deadline - time.monotonic()
+        if total >= min_bytes or remaining <= 0 or any(r.error != NONE for r in reads):
+            break
+        if not wanted:
+            break
+        beyond = {
+            TopicPartition(r.wanted.topic or "", r.wanted.partition): _read_end(r)
+            for r in reads
+            if r.wanted.topic is not None
+        }
+        if not await engine.wait_for_data_async(beyond, remaining):
+            reads = [await _read(context, w, max_bytes) for w in wanted]
+            break
+    committed = getattr(request, "isolation_level", 0) == _READ_COMMITTED
+    return _response(context, reads, committed)
+
+
+def _read_end(read: _Read) -> int:
+    if read.fetched is None:
+        return read.wanted.offset
+    return max(read.fetched.next_offset, read.wanted.offset)
+
+
+def _wanted_partitions(context: RequestContext, request: Any) -> list[_Wanted]:
+    by_id = topic_names_by_id(context) if context.version >= _FIRST_TOPIC_ID_VERSION else {}
+    wanted: list[_Wanted] = []
+    for topic in request.topics:
+        if context.version >= _FIRST_TOPIC_ID_VERSION:
+            topic_id = uuid_bytes(topic.topic_id)
+            name = by_id.get(topic_id)
+        else:
+            name, topic_id = topic.topic, bytes(16)
+        wanted.extend(
+            _Wanted(
+                name,
+                topic_id,
+                partition.partition,
+                partition.fetch_offset,
+                partition.partition_max_bytes,
+                getattr(partition, "current_leader_epoch", -1),
+            )
+            for partition in topic.partitions
+        )
+    return wanted
+
+
+async def _read(context: RequestContext, wanted: _Wanted, budget: int) -> _Read:
+    if wanted.topic is None:
+        return _Read(wanted, _UNKNOWN_TOPIC_ID, None, 0)
+    epoch_error = leader_epoch_error(context, wanted.current_leader_epoch)
+    if epoch_error != NONE:
+        return _Read(wanted, epoch_error, None, 0)
+    try:
+        fetched = await context.engine.fetch_async(
+            wanted.topic, wanted.partition, wanted.offset, max(min(wanted.max_bytes, budget), 1)
+        )
+    except EngineError as error:
+        return _Read(wanted, error_code(error), None, 0)
+    return _Read(wanted, NONE, fetched, sum(len(batch) for batch in fetched.records))
+
+
+def _response(context: RequestContext, reads: list[_Read], committed: bool) -> dict[str, Any]:
+    engine = context.engine
+    topics: dict[tuple[str | None, bytes], list[dict[str, Any]]] = {}
+    budget_left = True
+    for read in reads:
+        wanted = read.wanted
+        records: list[Any] = []
+        if read.fetched is not None and budget_left:
+            records = list(read.fetched.records)
+        if read.fetched is not None:
+            high_watermark = read.fetched.high_watermark
+            log_start = read.fetched.log_start_offset
+        else:
+            high_watermark = log_start = -1
+            if wanted.topic is not None and read.error == ERROR_CODES["OFFSET_OUT_OF_RANGE"]:
+                log_start, high_watermark = engine.offsets(wanted.topic, wanted.partition)
+        topics.setdefault((wanted.topic, wanted.topic_id), []).append(
+            {
+                "partition_index": wanted.partition,
+                "error_code": read.error,
+                "high_watermark": high_watermark,
+                "last_stable_offset": high_watermark,
+                "log_start_offset": log_start,
+                "aborted_transactions": [] if committed else None,
+                "preferred_read_replica": -1,
+                "records": records,
+            }
+        )
+    return {
+        "throttle_time": 0,
+        "error_code": NONE,
+        "session_id": 0,
+        "responses": [
+            {"topic": name, "topic_id": topic_id, "partitions": partitions}
+            for (name, topic_id), partitions in topics.items()
+        ],
+    }
+
+
+def _session_error(code: int) -> dict[str, Any]:
+    return {"throttle_time": 0, "error_code": code, "session_id": 0, "responses": []}

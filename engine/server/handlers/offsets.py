@@ -1,0 +1,89 @@
+"""ListOffsets, OffsetForLeaderEpoch and DeleteRecords: a partition's
+offsets by position, time and leader epoch, and moving its log start."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from engine.errors import EngineError
+from engine.server.context import NONE, RequestContext, error_code
+from engine.server.handlers.common import leader_epoch_error
+
+
+def handle_list_offsets(context: RequestContext, request: Any) -> dict[str, Any]:
+    engine = context.engine
+    topics = []
+    for topic in request.topics:
+        partitions = []
+        for partition in topic.partitions:
+            code = leader_epoch_error(context, getattr(partition, "current_leader_epoch", -1))
+            offset = timestamp = -1
+            if code == NONE:
+                try:
+                    found = engine.list_offset(
+                        topic.name, partition.partition_index, partition.timestamp
+                    )
+                    offset, timestamp = found.offset, found.timestamp
+                except EngineError as error:
+                    code = error_code(error)
+            partitions.append(
+                {
+                    "partition_index": partition.partition_index,
+                    "error_code": code,
+                    "timestamp": timestamp,
+                    "offset": offset,
+                    "leader_epoch": engine.leader_epoch if offset >= 0 else -1,
+                }
+            )
+        topics.append({"name": topic.name, "partitions": partitions})
+    return {"throttle_time": 0, "topics": topics}
+
+
+def handle_offset_for_leader_epoch(context: RequestContext, request: Any) -> dict[str, Any]:
+    """The end offset of a leader epoch, which a client compares with its
+    position after a leader change to detect a truncated log (KIP-320)."""
+    engine = context.engine
+    topics = []
+    for topic in request.topics:
+        partitions = []
+        for partition in topic.partitions:
+            code = leader_epoch_error(context, partition.current_leader_epoch)
+            epoch = end_offset = -1
+            if code == NONE:
+                try:
+                    leader = engine.partition(topic.topic, partition.partition)
+                    epoch, end_offset = leader.end_offset_for_epoch(partition.leader_epoch)
+                except EngineError as error:
+                    code = error_code(error)
+            partitions.append(
+                {
+                    "error_code": code,
+                    "partition": partition.partition,
+                    "leader_epoch": epoch,
+                    "end_offset": end_offset,
+                }
+            )
+        topics.append({"topic": topic.topic, "partitions": partitions})
+    return {"throttle_time": 0, "topics": topics}
+
+
+def handle_delete_records(context: RequestContext, request: Any) -> dict[str, Any]:
+    engine = context.engine
+    topics = []
+    for topic in request.topics:
+        partitions = []
+        for partition in topic.partitions:
+            try:
+                low = engine.delete_records(topic.name, partition.partition_index, partition.offset)
+                code = NONE
+            except EngineError as error:
+                low, code = -1, error_code(error)
+            partitions.append(
+                {
+                    "partition_index": partition.partition_index,
+                    "low_watermark": low,
+                    "error_code": code,
+                }
+            )
+        topics.append({"name": topic.name, "partitions": partitions})
+    return {"throttle_time": 0, "topics": topics}

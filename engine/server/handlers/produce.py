@@ -1,0 +1,136 @@
+"""Produce and InitProducerId.
+
+Each partition's record data is handed to the engine as a slice of the
+request buffer; the engine validates it in C, rewrites the batch headers in
+place and appends it. The response waits until every append is durable in
+the WAL (acks=1 and acks=all mean the same on one node); acks=0 gets no
+response at all, as in Kafka.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import Future
+from typing import Any
+
+from engine.errors import ERROR_CODES, EngineError
+from engine.partition import AppendResult
+from engine.protocol.produce import ProduceRequest
+from engine.server.context import NONE, RequestContext, Response, error_code, error_message
+
+_ACKS = (-1, 0, 1)
+
+
+def handle_produce(context: RequestContext, request: ProduceRequest) -> Response:
+    engine = context.engine
+    results: list[tuple[str, list[tuple[int, Future[AppendResult] | int, str | None]]]] = []
+    waiting: list[Future[AppendResult]] = []
+    acks_error = None if request.acks in _ACKS else ERROR_CODES["INVALID_REQUIRED_ACKS"]
+    for topic in request.topics:
+        partitions: list[tuple[int, Future[AppendResult] | int, str | None]] = []
+        for partition in topic.partitions:
+            if acks_error is not None:
+                partitions.append((partition.partition, acks_error, None))
+                continue
+            if partition.records is None:
+                partitions.append(
+                    (partition.partition, ERROR_CODES["INVALID_RECORD"], "no record data")
+                )
+                continue
+            try:
+                done = engine.submit(topic.name, partition.partition, partition.records)
+            except EngineError as error:
+                partitions.append((partition.partition, error_code(error), error_message(error)))
+                continue
+            waiting.append(done)
+            partitions.append((partition.partition, done, None))
+        results.append((topic.name, partitions))
+    if request.acks == 0:
+        return None
+    if not waiting:
+        return _response(results)
+    return _when_durable(results, waiting)
+
+
+async def _when_durable(
+    results: list[tuple[str, list[tuple[int, Future[AppendResult] | int, str | None]]]],
+    waiting: list[Future[AppendResult]],
+) -> dict[str, Any]:
+    await asyncio.wait([asyncio.wrap_future(done) for done in waiting])
+    return _response(results)
+
+
+def _response(
+    results: list[tuple[str, list[tuple[int, Future[AppendResult] | int, str | None]]]],
+) -> dict[str, Any]:
+    return {
+        "responses": [
+            {
+                "name": name,
+                "partition_responses": [_partition(i, r, m) for i, r, m in partitions],
+            }
+            for name, partitions in results
+        ],
+        "throttle_time": 0,
+    }
+
+
+def _partition(
+    index: int, result: Future[AppendResult] | int, message: str | None
+) -> dict[str, Any]:
+    if isinstance(result, int):
+        return _failed(index, result, message)
+    error = result.exception()
+    if error is not None:
+        return _failed(index, error_code(error), error_message(error))
+    appended = result.result()
+    return {
+        "index": index,
+        "error_code": NONE,
+        "base_offset": appended.base_offset,
+        "log_append_time": appended.log_append_time,
+        "log_start_offset": appended.log_start_offset,
+        "record_errors": [],
+        "error_message": None,
+    }
+
+
+def _failed(index: int, code: int, message: str | None) -> dict[str, Any]:
+    return {
+        "index": index,
+        "error_code": code,
+        "base_offset": -1,
+        "log_append_time": -1,
+        "log_start_offset": -1,
+        "record_errors": [],
+        "error_message": message,
+    }
+
+
+def handle_init_producer_id(context: RequestContext, request: Any) -> dict[str, Any]:
+    """A new idempotent producer. (As in Kafka, a producer without a
+    transactional id that asks to bump its epoch gets a new id instead.)
+    Transactional ids need the transaction coordinator, which this server
+    does not run."""
+    if request.transactional_id is not None:
+        return {
+            "throttle_time": 0,
+            "error_code": ERROR_CODES["COORDINATOR_NOT_AVAILABLE"],
+            "producer_id": -1,
+            "producer_epoch": -1,
+        }
+    try:
+        producer_id, epoch = context.engine.init_producer_id()
+    except EngineError as error:
+        return {
+            "throttle_time": 0,
+            "error_code": error_code(error),
+            "producer_id": -1,
+            "producer_epoch": -1,
+        }
+    return {
+        "throttle_time": 0,
+        "error_code": NONE,
+        "producer_id": producer_id,
+        "producer_epoch": epoch,
+    }

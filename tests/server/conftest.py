@@ -1,0 +1,136 @@
+"""Fixtures that run the wire server as users do: ``python -m engine serve``
+in its own process, on a loopback port, reached by real Kafka clients."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import pytest
+
+_READY = "listening on"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class ServerProcess:
+    """``tidelog serve`` in a child process. It keeps its port across
+    restarts, so clients configured with ``bootstrap`` can reconnect."""
+
+    def __init__(
+        self, data_dir: Path, *, object_store: str | None = None, args: Sequence[str] = ()
+    ) -> None:
+        self.data_dir = data_dir
+        self.object_store = object_store
+        self.args = list(args)
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log_path = data_dir.parent / f"{data_dir.name}-server.log"
+        self.starts = 0
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 60.0) -> ServerProcess:
+        assert self.process is None, "already running"
+        command = [
+            sys.executable,
+            "-m",
+            "engine",
+            "serve",
+            "--listen",
+            self.bootstrap,
+            "--data-dir",
+            str(self.data_dir),
+            *self.args,
+        ]
+        if self.object_store:
+            command += ["--object-store", self.object_store]
+        self.starts += 1
+        with self.log_path.open("ab") as log:
+            log.write(f"--- start {self.starts}\n".encode())
+            log.flush()
+            self.process = subprocess.Popen(command, stderr=log, stdout=log)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the server exited at start:\n{self.log()}")
+            if self._ready():
+                return self
+            time.sleep(0.05)
+        self.kill()
+        raise RuntimeError(f"the server did not start in {timeout} s:\n{self.log()}")
+
+    def _ready(self) -> bool:
+        text = self.log_path.read_text(errors="replace")
+        return _READY in text.rsplit(f"--- start {self.starts}\n", 1)[-1]
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, timeout: float = 60.0) -> int:
+        """SIGTERM, as a service manager would; returns the exit status."""
+        assert self.process is not None, "not running"
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            status = self.process.wait(timeout)
+        finally:
+            self.process = None
+        return status
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown at all."""
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+            self.process = None
+
+    def restart(self) -> ServerProcess:
+        self.stop()
+        return self.start()
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+
+@pytest.fixture(scope="module")
+def kafka_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """One server for a test module; tests use their own topics."""
+    server = ServerProcess(tmp_path_factory.mktemp("server") / "data").start()
+    yield server
+    if server.running:
+        assert server.stop() == 0, server.log()
+
+
+@pytest.fixture
+def own_server(tmp_path: Path) -> Iterator[ServerProcess]:
+    """A server for one test, which it may restart or kill."""
+    server = ServerProcess(tmp_path / "data").start()
+    yield server
+    if server.running:
+        server.kill()
+
+
+@pytest.fixture
+def topic() -> str:
+    """A topic name no other test uses."""
+    return f"t-{uuid.uuid4().hex[:12]}"
+
+
+def quiet_librdkafka() -> dict[str, object]:
+    """librdkafka settings that keep its log lines out of test output."""
+    return {"log_level": 3 if os.environ.get("TIDELOG_CLIENT_DEBUG") is None else 7}
