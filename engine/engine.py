@@ -19,7 +19,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -382,13 +382,32 @@ class Engine:
         self, topic: str, partition: int, records: bytes | bytearray | memoryview
     ) -> AppendResult:
         """Like produce, without blocking the event loop."""
+        return await self.submit_async(topic, partition, records)
+
+    def submit_async(
+        self, topic: str, partition: int, records: bytes | bytearray | memoryview
+    ) -> Coroutine[Any, Any, AppendResult]:
+        """Like submit, from a running event loop: the batches are validated
+        and appended now, in call order (validation errors raise here), and
+        the returned coroutine, which must be awaited, finishes once they
+        are durable. Back-pressure from a full log cache is waited for in
+        that coroutine, never by blocking the loop."""
         self._check_open()
         leader = self.partition(topic, partition)
         with _store_errors():
             result, stored = leader.submit_async(records)
-            if stored is not None:
+        return self._durable_async(leader, result, stored)
+
+    async def _durable_async(
+        self,
+        leader: Partition,
+        result: AppendResult,
+        stored: Coroutine[Any, Any, int] | None,
+    ) -> AppendResult:
+        if stored is not None:
+            with _store_errors():
                 await stored
-        if stored is None and leader.high_watermark <= result.last_offset:
+        elif leader.high_watermark <= result.last_offset:
             waiter: Future[AppendResult] = Future()
             self._when_durable(
                 leader, result.last_offset, lambda error: _settle(waiter, result, error)

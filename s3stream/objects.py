@@ -89,9 +89,19 @@ class StreamRangeInfo:
 
 
 class EncodedObject(NamedTuple):
-    data: bytes
+    parts: list[bytes | memoryview]
+    """The object's bytes in order: stored batches by reference, between the
+    headers, index and footer written for them. Stores write the parts as
+    they are (a local store with writev), so no one copies a whole object
+    into one buffer while holding the GIL."""
+    size: int
     ranges: list[StreamRangeInfo]
     blocks: list[BlockInfo]
+
+    @property
+    def data(self) -> bytes:
+        """The whole object in one buffer."""
+        return b"".join(self.parts)
 
 
 def encode_object(
@@ -106,8 +116,9 @@ def encode_object(
     A block holds at most ``block_bytes``, unless one batch alone is larger:
     that batch gets a block of its own.
     """
-    # The object is gathered as a list of parts and joined once: growing one
-    # buffer would copy every payload again on each reallocation.
+    # The object is gathered as a list of parts, never joined here: growing
+    # one buffer would copy every payload again on each reallocation, and
+    # even one join of tens of MiB holds the GIL for tens of milliseconds.
     parts: list[bytes | memoryview] = []
     size = 0
     blocks: list[BlockInfo] = []
@@ -164,7 +175,7 @@ def encode_object(
     parts.append(
         FOOTER.pack(size, len(blocks), index_crc, FORMAT_VERSION, kind, 0, footer_crc, MAGIC)
     )
-    return EncodedObject(b"".join(parts), ranges, blocks)
+    return EncodedObject(parts, size + len(parts[-2]) + len(parts[-1]), ranges, blocks)
 
 
 class Footer(NamedTuple):

@@ -42,7 +42,8 @@ def epoch_of_key(key: str) -> int | None:
 @dataclass
 class PreparedObject:
     meta: ObjectMeta
-    data: bytes
+    data: list[bytes | memoryview]
+    """The object's bytes, in parts (see EncodedObject)."""
 
 
 class ObjectIds:
@@ -166,14 +167,14 @@ def prepare_object(
         object_id,
         object_key(epoch, object_id, kind),
         kind,
-        len(encoded.data),
+        encoded.size,
         now_ms,
         tuple(
             RangeMeta(stream_id, run.start_offset, run.end_offset, size)
             for (stream_id, run), size in zip(ordered, sizes, strict=True)
         ),
     )
-    return PreparedObject(meta, encoded.data)
+    return PreparedObject(meta, encoded.parts)
 
 
 def put_objects(

@@ -67,6 +67,9 @@ class ServerConfig:
     """The same limit over all connections."""
     shutdown_timeout_s: float = 30.0
     """How long a clean shutdown waits for requests in flight."""
+    activity_log_interval_s: float = 60.0
+    """How often the log gets a line of what was served and uploaded (when
+    anything was)."""
 
 
 @dataclass(frozen=True)

@@ -154,6 +154,9 @@ class Connection(asyncio.BufferedProtocol):
 
     def _request(self, frame: bytearray) -> None:
         size = len(frame)
+        stats = self.server.stats
+        stats.requests += 1
+        stats.bytes_in += size + 4
         try:
             header = parse_header(frame)
         except ProtocolError as error:
@@ -223,6 +226,7 @@ class Connection(asyncio.BufferedProtocol):
 
     def _write(self, parts: Parts) -> None:
         assert self.transport is not None
+        self.server.stats.bytes_out += sum(len(part) for part in parts)
         self.transport.writelines(parts)
 
     def _release(self, size: int) -> None:

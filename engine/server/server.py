@@ -7,6 +7,7 @@ import asyncio
 import base64
 import hashlib
 import logging
+from dataclasses import dataclass, replace
 
 from engine.engine import Engine
 from engine.server.config import ServerConfig
@@ -14,6 +15,16 @@ from engine.server.connection import Connection
 from engine.server.context import Broker, ServerState
 
 log = logging.getLogger("tidelog.server")
+
+
+@dataclass
+class ServerStats:
+    """Counters for the periodic activity log line."""
+
+    connections: int = 0
+    requests: int = 0
+    bytes_in: int = 0
+    bytes_out: int = 0
 
 
 def cluster_id_for(engine: Engine) -> str:
@@ -31,6 +42,8 @@ class Server:
         self.connections: set[Connection] = set()
         self.paused: set[Connection] = set()
         self.inflight_bytes = 0
+        self.stats = ServerStats()
+        self._reporter: asyncio.Task[None] | None = None
         self._server: asyncio.Server | None = None
         self._state: ServerState | None = None
 
@@ -56,6 +69,7 @@ class Server:
             self.config.advertised_port or self.port,
         )
         self._state = ServerState(self.engine, self.config, cluster_id_for(self.engine), broker)
+        self._reporter = asyncio.create_task(self._report_activity())
         log.info(
             "listening on %s:%d (advertised as %s:%d, node %d)",
             self.config.host,
@@ -77,6 +91,8 @@ class Server:
         if self._server is None:
             return
         self._server.close()
+        if self._reporter is not None:
+            self._reporter.cancel()
         connections = list(self.connections)
         for connection in connections:
             connection.stop_reading()
@@ -95,10 +111,38 @@ class Server:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.stop()
 
+    async def _report_activity(self) -> None:
+        """Logs what the server did (requests and bytes served, uploads to
+        object storage) every ``activity_log_interval_s``, when anything was."""
+        store = self.engine.store.stats
+        interval = self.config.activity_log_interval_s
+        last = replace(self.stats)
+        last_uploads, last_uploaded = store.uploads, store.uploaded_bytes
+        while True:
+            await asyncio.sleep(interval)
+            now = replace(self.stats)
+            uploads, uploaded = store.uploads, store.uploaded_bytes
+            if now == last and uploads == last_uploads:
+                continue
+            log.info(
+                "last %.0f s: %d requests, %.1f MB in, %.1f MB out, %d connections open "
+                "(%d new); %d uploads, %.1f MB to object storage",
+                interval,
+                now.requests - last.requests,
+                (now.bytes_in - last.bytes_in) / 1e6,
+                (now.bytes_out - last.bytes_out) / 1e6,
+                len(self.connections),
+                now.connections - last.connections,
+                uploads - last_uploads,
+                (uploaded - last_uploaded) / 1e6,
+            )
+            last, last_uploads, last_uploaded = now, uploads, uploaded
+
     # -- connections --------------------------------------------------------------------
 
     def connection_opened(self, connection: Connection) -> None:
         self.connections.add(connection)
+        self.stats.connections += 1
         log.debug("%s: connected", connection.peer)
 
     def connection_closed(self, connection: Connection) -> None:

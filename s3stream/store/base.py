@@ -10,9 +10,19 @@ write (S3's ETag; a file identity for the local directory).
 from __future__ import annotations
 
 import abc
+from collections.abc import Sequence
 from typing import NamedTuple
 
 BytesLike = bytes | bytearray | memoryview
+ObjectData = BytesLike | Sequence[BytesLike]
+"""An object's bytes: one buffer, or parts to be stored one after another."""
+
+
+def joined(data: ObjectData) -> BytesLike:
+    """The object's bytes in one buffer."""
+    if isinstance(data, bytes | bytearray | memoryview):
+        return data
+    return b"".join(data)
 
 
 class ObjectStoreError(Exception):
@@ -59,7 +69,7 @@ class ObjectStore(abc.ABC):
     url: str
 
     @abc.abstractmethod
-    def put(self, key: str, data: BytesLike) -> str:
+    def put(self, key: str, data: ObjectData) -> str:
         """Stores ``data`` under ``key`` (replacing any object); returns its version."""
 
     @abc.abstractmethod

@@ -11,10 +11,12 @@ import threading
 
 from s3stream.store.base import (
     BytesLike,
+    ObjectData,
     ObjectInfo,
     ObjectNotFound,
     ObjectStore,
     PreconditionFailed,
+    joined,
 )
 
 
@@ -28,10 +30,10 @@ class MemoryStore(ObjectStore):
         self._versions = itertools.count(1)
         self._lock = threading.Lock()
 
-    def put(self, key: str, data: BytesLike) -> str:
+    def put(self, key: str, data: ObjectData) -> str:
         _check_key(key)
         with self._lock:
-            return self._store(key, data)
+            return self._store(key, joined(data))
 
     def put_if_absent(self, key: str, data: BytesLike) -> str:
         _check_key(key)

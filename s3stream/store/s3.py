@@ -42,11 +42,13 @@ import botocore.exceptions
 
 from s3stream.store.base import (
     BytesLike,
+    ObjectData,
     ObjectInfo,
     ObjectNotFound,
     ObjectStore,
     ObjectStoreError,
     PreconditionFailed,
+    joined,
 )
 
 MiB = 1024 * 1024
@@ -145,8 +147,8 @@ class S3Store(ObjectStore):
 
     # -- writing ----------------------------------------------------------------
 
-    def put(self, key: str, data: BytesLike) -> str:
-        return self._put(key, data, {})
+    def put(self, key: str, data: ObjectData) -> str:
+        return self._put(key, joined(data), {})
 
     def put_if_absent(self, key: str, data: BytesLike) -> str:
         return self._put(key, data, {"IfNoneMatch": "*"})

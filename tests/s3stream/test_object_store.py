@@ -687,3 +687,23 @@ def test_local_store_compare_and_swap_loses_no_updates_across_processes(tmp_path
         child.join(60)
         assert child.exitcode == 0
     assert LocalStore(tmp_path).get("counter") == b"%d" % (processes * increments)
+
+
+def test_an_object_put_in_parts_is_their_concatenation(any_store: ObjectStore) -> None:
+    """Objects are put as parts (stored batches by reference); every store
+    keeps them as one object, in order, whatever their sizes and number."""
+    parts = [os.urandom(n) for n in (0, 1, 5 * 1024 * 1024, 7, 3000)] + [b"x"] * 2500
+    any_store.put("parts", [memoryview(p) if i % 2 else p for i, p in enumerate(parts)])
+    assert any_store.get("parts") == b"".join(parts)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.binary(max_size=64), max_size=3000), st.integers(1, 9 * 1024 * 1024))
+def test_local_store_writes_any_parts_in_order(
+    tmp_path_factory: pytest.TempPathFactory, parts: list[bytes], big: int
+) -> None:
+    store = LocalStore(tmp_path_factory.mktemp("parts"))
+    large = os.urandom(big)
+    parts = [*parts[: len(parts) // 2], large, *parts[len(parts) // 2 :]]
+    store.put("object", parts)
+    assert store.get("object") == b"".join(parts)

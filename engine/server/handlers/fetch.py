@@ -59,7 +59,7 @@ async def handle_fetch(context: RequestContext, request: Any) -> dict[str, Any]:
     deadline = time.monotonic() + millis(request.max_wait) / 1000
     engine = context.engine
     while True:
-        reads = [await _read(context, w, max_bytes) for w in wanted]
+        reads = await _read_all(context, wanted, max_bytes)
         total = sum(r.size for r in reads)
         remaining = deadline - time.monotonic()
         if total >= min_bytes or remaining <= 0 or any(r.error != NONE for r in reads):
@@ -72,7 +72,7 @@ async def handle_fetch(context: RequestContext, request: Any) -> dict[str, Any]:
             if r.wanted.topic is not None
         }
         if not await engine.wait_for_data_async(beyond, remaining):
-            reads = [await _read(context, w, max_bytes) for w in wanted]
+            reads = await _read_all(context, wanted, max_bytes)
             break
     committed = getattr(request, "isolation_level", 0) == _READ_COMMITTED
     return _response(context, reads, committed)
@@ -107,6 +107,25 @@ def _wanted_partitions(context: RequestContext, request: Any) -> list[_Wanted]:
     return wanted
 
 
+async def _read_all(context: RequestContext, wanted: list[_Wanted], max_bytes: int) -> list[_Read]:
+    """Reads the partitions in order within the response's ``max_bytes``:
+    each gets what the ones before it left, up to its own limit. As in Kafka,
+    the first partition with data sends at least its first batch, however
+    large; after that, a partition whose first batch is over its limit sends
+    none (but still its offsets)."""
+    reads: list[_Read] = []
+    budget = max_bytes
+    for w in wanted:
+        read = await _read(context, w, max(budget, 1))
+        limit = min(w.max_bytes, budget)
+        if read.fetched is not None and read.size > limit and budget < max_bytes:
+            unsent = read.fetched._replace(records=[], next_offset=w.offset)
+            read = read._replace(fetched=unsent, size=0)
+        budget -= read.size
+        reads.append(read)
+    return reads
+
+
 async def _read(context: RequestContext, wanted: _Wanted, budget: int) -> _Read:
     if wanted.topic is None:
         return _Read(wanted, _UNKNOWN_TOPIC_ID, None, 0)
@@ -125,13 +144,11 @@ async def _read(context: RequestContext, wanted: _Wanted, budget: int) -> _Read:
 def _response(context: RequestContext, reads: list[_Read], committed: bool) -> dict[str, Any]:
     engine = context.engine
     topics: dict[tuple[str | None, bytes], list[dict[str, Any]]] = {}
-    budget_left = True
     for read in reads:
         wanted = read.wanted
         records: list[Any] = []
-        if read.fetched is not None and budget_left:
-            records = list(read.fetched.records)
         if read.fetched is not None:
+            records = list(read.fetched.records)
             high_watermark = read.fetched.high_watermark
             log_start = read.fetched.log_start_offset
         else:

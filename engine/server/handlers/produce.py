@@ -10,24 +10,37 @@ response at all, as in Kafka.
 from __future__ import annotations
 
 import asyncio
-from concurrent.futures import Future
+import logging
 from typing import Any
 
 from engine.errors import ERROR_CODES, EngineError
 from engine.partition import AppendResult
 from engine.protocol.produce import ProduceRequest
-from engine.server.context import NONE, RequestContext, Response, error_code, error_message
+from engine.server.context import (
+    NONE,
+    Body,
+    RequestContext,
+    Response,
+    error_code,
+    error_message,
+)
+
+log = logging.getLogger("tidelog.server")
 
 _ACKS = (-1, 0, 1)
+
+Outcome = asyncio.Task[AppendResult] | int
+"""An append on its way to durability, or the error code it was refused with."""
+Results = list[tuple[str, list[tuple[int, Outcome, str | None]]]]
 
 
 def handle_produce(context: RequestContext, request: ProduceRequest) -> Response:
     engine = context.engine
-    results: list[tuple[str, list[tuple[int, Future[AppendResult] | int, str | None]]]] = []
-    waiting: list[Future[AppendResult]] = []
+    results: Results = []
+    waiting: list[asyncio.Task[AppendResult]] = []
     acks_error = None if request.acks in _ACKS else ERROR_CODES["INVALID_REQUIRED_ACKS"]
     for topic in request.topics:
-        partitions: list[tuple[int, Future[AppendResult] | int, str | None]] = []
+        partitions: list[tuple[int, Outcome, str | None]] = []
         for partition in topic.partitions:
             if acks_error is not None:
                 partitions.append((partition.partition, acks_error, None))
@@ -38,31 +51,34 @@ def handle_produce(context: RequestContext, request: ProduceRequest) -> Response
                 )
                 continue
             try:
-                done = engine.submit(topic.name, partition.partition, partition.records)
+                durable = engine.submit_async(topic.name, partition.partition, partition.records)
             except EngineError as error:
                 partitions.append((partition.partition, error_code(error), error_message(error)))
                 continue
-            waiting.append(done)
-            partitions.append((partition.partition, done, None))
+            task = asyncio.ensure_future(durable)
+            waiting.append(task)
+            partitions.append((partition.partition, task, None))
         results.append((topic.name, partitions))
     if request.acks == 0:
+        for task in waiting:  # nobody waits for the answer; failures are still logged
+            task.add_done_callback(_log_failure)
         return None
     if not waiting:
         return _response(results)
     return _when_durable(results, waiting)
 
 
-async def _when_durable(
-    results: list[tuple[str, list[tuple[int, Future[AppendResult] | int, str | None]]]],
-    waiting: list[Future[AppendResult]],
-) -> dict[str, Any]:
-    await asyncio.wait([asyncio.wrap_future(done) for done in waiting])
+def _log_failure(task: asyncio.Task[AppendResult]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("an acks=0 append failed: %s", task.exception())
+
+
+async def _when_durable(results: Results, waiting: list[asyncio.Task[AppendResult]]) -> Body:
+    await asyncio.wait(waiting)
     return _response(results)
 
 
-def _response(
-    results: list[tuple[str, list[tuple[int, Future[AppendResult] | int, str | None]]]],
-) -> dict[str, Any]:
+def _response(results: Results) -> Body:
     return {
         "responses": [
             {
@@ -75,9 +91,7 @@ def _response(
     }
 
 
-def _partition(
-    index: int, result: Future[AppendResult] | int, message: str | None
-) -> dict[str, Any]:
+def _partition(index: int, result: Outcome, message: str | None) -> Body:
     if isinstance(result, int):
         return _failed(index, result, message)
     error = result.exception()
@@ -95,7 +109,7 @@ def _partition(
     }
 
 
-def _failed(index: int, code: int, message: str | None) -> dict[str, Any]:
+def _failed(index: int, code: int, message: str | None) -> Body:
     return {
         "index": index,
         "error_code": code,

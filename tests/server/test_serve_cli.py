@@ -1,0 +1,200 @@
+"""``tidelog serve`` as an operator runs it: defaults, flags, the config
+file, the advertised listener, signals and the activity log."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from kafka import KafkaAdminClient, KafkaProducer
+from kafka.admin import ConfigResource, ConfigResourceType
+
+from tests.server.conftest import ServerProcess, free_port
+
+DEFAULT_PORT = 9092
+
+
+def _wait_for(path: Path, text: str, process: subprocess.Popen[bytes], timeout: float) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        log = path.read_text(errors="replace") if path.exists() else ""
+        if text in log:
+            return log
+        if process.poll() is not None:
+            raise AssertionError(f"exited with {process.returncode} before {text!r}:\n{log}")
+        time.sleep(0.05)
+    raise AssertionError(f"{text!r} not logged in {timeout} s:\n{path.read_text()}")
+
+
+def _port_is_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_serve_with_no_flags_uses_the_embedded_default(tmp_path: Path, signum: int) -> None:
+    """The README's first command: 127.0.0.1:9092 and ./tidelog-data, with
+    the WAL and a local object store inside; a signal shuts it down cleanly."""
+    assert _port_is_free(DEFAULT_PORT), "port 9092 is taken: this test needs it"
+    log_path = tmp_path / "serve.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "engine", "serve"], cwd=tmp_path, stdout=log, stderr=log
+        )
+    try:
+        _wait_for(log_path, f"listening on 127.0.0.1:{DEFAULT_PORT}", process, 60)
+        producer = KafkaProducer(bootstrap_servers=f"127.0.0.1:{DEFAULT_PORT}", acks="all")
+        metadata = producer.send("first", b"hello").get(timeout=30)
+        producer.close()
+        assert (metadata.partition, metadata.offset) == (0, 0)
+        process.send_signal(signum)
+        assert process.wait(60) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+    text = log_path.read_text()
+    assert "engine closed" in text
+    data = tmp_path / "tidelog-data"
+    assert (data / "objects").is_dir()
+    assert any(data.rglob("*")), "the data directory is empty"
+
+
+def test_restart_after_clean_shutdown_keeps_data_and_reports_recovery(tmp_path: Path) -> None:
+    server = ServerProcess(tmp_path / "data").start()
+    try:
+        producer = KafkaProducer(bootstrap_servers=server.bootstrap, acks="all")
+        for i in range(10):
+            producer.send("kept", str(i).encode()).get(timeout=30)
+        producer.close()
+        server.restart()
+        assert "engine open: 1 topics, 1 partitions" in server.log().rsplit("--- start", 1)[-1]
+        admin = KafkaAdminClient(bootstrap_servers=server.bootstrap)
+        try:
+            assert "kept" in admin.list_topics()
+        finally:
+            admin.close()
+    finally:
+        server.kill()
+
+
+def test_advertised_listener_is_what_metadata_returns(tmp_path: Path) -> None:
+    """Clients bootstrap on the listen address and then connect to what
+    Metadata names: here a different name of the same host."""
+    server = ServerProcess(tmp_path / "data")
+    server.args = ["--advertised", f"localhost:{server.port}", "--node-id", "7"]
+    server.start()
+    try:
+        admin = KafkaAdminClient(bootstrap_servers=server.bootstrap)
+        try:
+            cluster = admin.describe_cluster()
+        finally:
+            admin.close()
+        assert cluster["controller_id"] == 7
+        [broker] = cluster["brokers"]
+        assert (broker["broker_id"], broker["host"], broker["port"]) == (
+            7,
+            "localhost",
+            server.port,
+        )
+    finally:
+        server.kill()
+
+
+def test_config_file_sets_listener_engine_and_topic_defaults(tmp_path: Path) -> None:
+    port = free_port()
+    config = tmp_path / "tidelog.toml"
+    config.write_text(
+        f"""
+[server]
+listen = "127.0.0.1:{port}"
+activity_log_interval_s = 0.2
+
+[engine]
+data_dir = "{tmp_path / "from-file"}"
+default_partitions = 3
+
+[topic_defaults]
+"retention.ms" = "3600000"
+"""
+    )
+    log_path = tmp_path / "serve.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "engine", "serve", "--config", str(config)],
+            stdout=log,
+            stderr=log,
+        )
+    try:
+        _wait_for(log_path, f"listening on 127.0.0.1:{port}", process, 60)
+        producer = KafkaProducer(bootstrap_servers=f"127.0.0.1:{port}", acks="all")
+        producer.send("auto", b"x", partition=2).get(timeout=30)  # 3 partitions by default
+        producer.close()
+        admin = KafkaAdminClient(bootstrap_servers=f"127.0.0.1:{port}")
+        try:
+            described = admin.describe_configs(
+                [ConfigResource(ConfigResourceType.TOPIC, "auto", ["retention.ms"])],
+                config_filter="all",
+            )
+        finally:
+            admin.close()
+        entry = described["topic"]["auto"]["retention.ms"]
+        assert entry["value"] == "3600000"
+        assert entry["config_source"] == "STATIC_BROKER_CONFIG"  # the engine's default
+        log_text = _wait_for(log_path, "MB in", process, 30)
+        assert "requests" in log_text
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(60) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert (tmp_path / "from-file" / "objects").is_dir()
+
+
+@pytest.mark.parametrize(
+    ("document", "complaint"),
+    [
+        ("[server]\nlisten = 'nowhere:port'\n", "host:port"),
+        ("[server]\nmystery = 1\n", "unknown keys in [server]"),
+        ("[wal]\n", "unknown sections"),
+        ("[server\n", "tidelog.toml"),
+    ],
+)
+def test_bad_config_file_exits_with_the_reason(
+    tmp_path: Path, document: str, complaint: str
+) -> None:
+    config = tmp_path / "tidelog.toml"
+    config.write_text(document)
+    result = subprocess.run(
+        [sys.executable, "-m", "engine", "serve", "--config", str(config)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 2
+    assert complaint in result.stderr
+
+
+def test_serve_help_lists_the_flags() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "engine", "serve", "--help"],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ},
+    )
+    assert result.returncode == 0
+    for flag in ("--listen", "--advertised", "--data-dir", "--object-store", "--config"):
+        assert flag in result.stdout
