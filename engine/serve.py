@@ -92,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
         and (file.auto_create_topics if file.auto_create_topics is not None else True),
         default_partitions=file.default_partitions or 1,
         topic_defaults=file.topic_defaults,
+        store=file.store,
     )
     data_dir = args.data_dir or file.data_dir or DEFAULT_DATA_DIR
     object_store = args.object_store or file.object_store

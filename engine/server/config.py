@@ -20,6 +20,10 @@ They can come from a TOML file (``tidelog serve --config tidelog.toml``)::
     [topic_defaults]                  # a broker's log.* settings, by topic config name
     "retention.ms" = "604800000"
 
+    [store]                           # the stream store's settings (StreamStoreConfig)
+    upload_bytes = 33554432
+    durability = "fsync"
+
 Command-line flags override the file.
 """
 
@@ -29,6 +33,8 @@ import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
+
+from s3stream import StreamStoreConfig
 
 
 class ConfigFileError(ValueError):
@@ -82,10 +88,12 @@ class FileConfig:
     auto_create_topics: bool | None = None
     default_partitions: int | None = None
     topic_defaults: dict[str, str] = field(default_factory=dict)
+    store: StreamStoreConfig = field(default_factory=StreamStoreConfig)
 
 
 _SERVER_KEYS = {f.name for f in fields(ServerConfig)} | {"listen", "advertised"}
 _ENGINE_KEYS = {"data_dir", "object_store", "auto_create_topics", "default_partitions"}
+_STORE_KEYS = {f.name for f in fields(StreamStoreConfig)}
 
 
 def load_config_file(path: str | Path) -> FileConfig:
@@ -93,14 +101,16 @@ def load_config_file(path: str | Path) -> FileConfig:
         document = tomllib.loads(Path(path).read_text())
     except (OSError, tomllib.TOMLDecodeError) as error:
         raise ConfigFileError(f"{path}: {error}") from error
-    unknown = set(document) - {"server", "engine", "topic_defaults"}
+    unknown = set(document) - {"server", "engine", "topic_defaults", "store"}
     if unknown:
         raise ConfigFileError(f"{path}: unknown sections {sorted(unknown)}")
     server_table: dict[str, Any] = dict(document.get("server", {}))
     engine_table: dict[str, Any] = dict(document.get("engine", {}))
+    store_table: dict[str, Any] = dict(document.get("store", {}))
     for table, known, name in (
         (server_table, _SERVER_KEYS, "server"),
         (engine_table, _ENGINE_KEYS, "engine"),
+        (store_table, _STORE_KEYS, "store"),
     ):
         extra = set(table) - known
         if extra:
@@ -116,5 +126,9 @@ def load_config_file(path: str | Path) -> FileConfig:
         server = replace(server, **server_table)
     except (TypeError, ValueError) as error:
         raise ConfigFileError(f"{path}: [server]: {error}") from error
+    try:
+        store = StreamStoreConfig(**store_table)
+    except (TypeError, ValueError) as error:
+        raise ConfigFileError(f"{path}: [store]: {error}") from error
     topic_defaults = {str(k): str(v) for k, v in document.get("topic_defaults", {}).items()}
-    return FileConfig(server=server, topic_defaults=topic_defaults, **engine_table)
+    return FileConfig(server=server, topic_defaults=topic_defaults, store=store, **engine_table)
