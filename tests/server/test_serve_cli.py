@@ -4,6 +4,7 @@ file, the advertised listener, signals and the activity log."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -125,6 +126,10 @@ default_partitions = 3
 
 [topic_defaults]
 "retention.ms" = "3600000"
+
+[store]
+upload_bytes = 1048576
+upload_interval_s = 0.5
 """
     )
     log_path = tmp_path / "serve.log"
@@ -150,8 +155,11 @@ default_partitions = 3
         entry = described["topic"]["auto"]["retention.ms"]
         assert entry["value"] == "3600000"
         assert entry["config_source"] == "STATIC_BROKER_CONFIG"  # the engine's default
-        log_text = _wait_for(log_path, "MB in", process, 30)
-        assert "requests" in log_text
+        # The activity line counts the uploads that [store]'s 0.5 s interval made.
+        deadline = time.monotonic() + 30
+        while not re.search(r"requests, .* [1-9]\d* uploads", log_path.read_text()):
+            assert time.monotonic() < deadline, log_path.read_text()
+            time.sleep(0.1)
         process.send_signal(signal.SIGTERM)
         assert process.wait(60) == 0
     finally:
@@ -166,6 +174,7 @@ default_partitions = 3
         ("[server]\nlisten = 'nowhere:port'\n", "host:port"),
         ("[server]\nmystery = 1\n", "unknown keys in [server]"),
         ("[wal]\n", "unknown sections"),
+        ("[store]\nmystery = 1\n", "unknown keys in [store]"),
         ("[server\n", "tidelog.toml"),
     ],
 )

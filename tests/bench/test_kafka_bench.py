@@ -1,0 +1,84 @@
+"""bench/kafka_bench.py, run as people run it: a quick pass through every phase."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "bench" / "kafka_bench.py"
+HEADLINE = (
+    "produce_mb_s",
+    "consume_mb_s",
+    "p50_ms",
+    "p99_ms",
+    "mock_produce_mb_s",
+    "disk_mb_s",
+    "produce_vs_disk",
+)
+
+
+@pytest.mark.slow
+def test_kafka_bench_reports_every_headline_figure_beside_its_ceilings(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, str(BENCH), "--quick", "--json", "--data-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=280,
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    for key in HEADLINE:
+        assert isinstance(report[key], int | float), key
+        assert report[key] > 0, key
+    assert report["produce_vs_disk"] == pytest.approx(
+        report["produce_mb_s"] / report["disk_mb_s"], rel=0.01
+    )
+    assert report["record_bytes"] == 1024
+    assert report["records"] == 32 * 1024
+    assert report["produce_bytes"] == 32 * 1024 * 1024
+    assert report["latency_records"] > 0
+    assert report["p50_ms"] <= report["p99_ms"]
+    assert report["server_produce_cpu_s"] > 0
+    assert report["server_exit_codes"] == [0, 0]
+    assert set(report["targets"]) == {
+        "produce_vs_disk >= 0.6",
+        "consume_mb_s >= 300",
+        "p99_ms <= 10",
+    }
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_kafka_bench_prints_a_table_with_the_targets(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(BENCH),
+            "--produce-mb",
+            "4",
+            "--disk-mb",
+            "8",
+            "--latency-seconds",
+            "1",
+            "--partitions",
+            "2",
+            "--data-dir",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=280,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "produce, tidelog server" in result.stdout
+    assert "produce, librdkafka mock cluster" in result.stdout
+    assert "consume from offset 0" in result.stdout
+    assert "produce_vs_disk >= 0.6:" in result.stdout
+    assert "p99_ms <= 10:" in result.stdout
+    assert list(tmp_path.iterdir()) == []
