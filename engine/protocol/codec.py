@@ -9,10 +9,12 @@ dicts, with record data attached by reference.
 
 from __future__ import annotations
 
+import dataclasses
 import struct
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import cache
-from typing import Any
+from types import NoneType, UnionType
+from typing import Any, Union, get_args, get_origin
 
 from kio.serial import entity_reader
 
@@ -24,7 +26,7 @@ from engine.protocol.apis import (
 )
 from engine.protocol.encoder import Sink, encoder_for
 from engine.protocol.errors import MalformedRequest
-from engine.protocol.frames import RequestHeader, skip_tagged_fields
+from engine.protocol.frames import Cursor, RequestHeader, skip_tagged_fields
 
 _INT32 = struct.Struct(">i")
 
@@ -46,6 +48,7 @@ def body_offset(header: RequestHeader, frame: memoryview) -> int:
 def decode_request(header: RequestHeader, frame: memoryview) -> Any:
     """The request body as a kio entity of the header's API and version."""
     offset = body_offset(header, frame)
+    _shape_check(request_schema(header.api_key, header.api_version))(Cursor(frame, offset))
     try:
         # kio's native readers take read-only buffers only.
         entity, _size = _reader(header.api_key, header.api_version)(frame.toreadonly(), offset)
@@ -56,6 +59,140 @@ def decode_request(header: RequestHeader, frame: memoryview) -> Any:
             f"API key {header.api_key} v{header.api_version} does not decode: {error}"
         ) from error
     return entity
+
+
+# -- shape check ----------------------------------------------------------------------
+#
+# kio's native reader reserves room for an array from its count before it
+# reads the elements, and a failed allocation aborts the process: a request
+# of a few bytes claiming 2^31 elements would take the server down. So a
+# body is first walked, without building anything, to prove that each array
+# count, length and tagged field fits in the bytes that are there. The walk
+# also refuses null for fields the schema does not let be null, as Kafka's
+# own readers do (kio would hand the handler a None).
+
+_Check = Callable[[Cursor], None]
+
+_FIXED_SIZES = {
+    "int8": 1,
+    "bool": 1,
+    "int16": 2,
+    "uint16": 2,
+    "error_code": 2,
+    "int32": 4,
+    "uint32": 4,
+    "timedelta_i32": 4,
+    "int64": 8,
+    "timedelta_i64": 8,
+    "datetime_i64": 8,
+    "float64": 8,
+    "uuid": 16,
+}
+
+
+def _skip(cursor: Cursor, size: int) -> None:
+    end = cursor.offset + size
+    if size < 0 or end > len(cursor.data):
+        raise MalformedRequest(f"the request ends before byte {end} (it has {len(cursor.data)})")
+    cursor.offset = end
+
+
+def _fixed_check(size: int) -> _Check:
+    return lambda cursor: _skip(cursor, size)
+
+
+def _null(nullable: bool) -> None:
+    if not nullable:
+        raise MalformedRequest("a non-nullable field is null")
+
+
+def _sized_check(flexible: bool, wide: bool, nullable: bool) -> _Check:
+    def check(cursor: Cursor) -> None:
+        size = cursor.length(flexible, wide)
+        if size > 0:
+            _skip(cursor, size)
+        elif size < 0:
+            _null(nullable)
+
+    return check
+
+
+def _array_check(item: _Check, flexible: bool, nullable: bool) -> _Check:
+    def check(cursor: Cursor) -> None:
+        count = cursor.length(flexible)
+        if count < 0:
+            _null(nullable)
+        # Every element takes at least a byte: a count beyond the bytes left is a lie.
+        if count > len(cursor.data) - cursor.offset:
+            raise MalformedRequest(f"an array of {count} elements in a shorter request")
+        for _ in range(count):
+            item(cursor)
+
+    return check
+
+
+def _nullable_struct_check(struct_check: _Check) -> _Check:
+    def check(cursor: Cursor) -> None:
+        _skip(cursor, 1)
+        if cursor.data[cursor.offset - 1] < 0x80:  # -1 (null) or 1
+            struct_check(cursor)
+
+    return check
+
+
+def _field_check(field: dataclasses.Field[Any], flexible: bool) -> _Check:
+    field_type, nullable = field.type, False
+    if get_origin(field_type) in (UnionType, Union):
+        args = [arg for arg in get_args(field_type) if arg is not NoneType]
+        field_type, nullable = args[0], len(args) < len(get_args(field_type))
+    is_array = get_origin(field_type) is tuple
+    if is_array:
+        field_type = get_args(field_type)[0]
+    if dataclasses.is_dataclass(field_type):
+        item = _shape_check(field_type)  # type: ignore[arg-type]
+        if nullable and not is_array and field.metadata.get("tag") is None:
+            item = _nullable_struct_check(item)
+    else:
+        kafka_type = field.metadata["kafka_type"]
+        size = _FIXED_SIZES.get(kafka_type)
+        if size is not None:
+            item = _fixed_check(size)
+        elif kafka_type in ("string", "bytes", "records"):
+            item = _sized_check(flexible, kafka_type != "string", nullable and not is_array)
+        else:
+            raise NotImplementedError(f"no shape check for Kafka type {kafka_type!r}")
+    return _array_check(item, flexible, nullable) if is_array else item
+
+
+@cache
+def _shape_check(schema: type) -> _Check:
+    """A function that walks a body of ``schema`` and raises MalformedRequest
+    unless every count and length in it fits the bytes there are."""
+    flexible = bool(getattr(schema, "__flexible__", False))
+    plain: list[_Check] = []
+    tagged: dict[int, _Check] = {}
+    for field in dataclasses.fields(schema):
+        field_check = _field_check(field, flexible)
+        tag = field.metadata.get("tag")
+        if tag is None:
+            plain.append(field_check)
+        else:
+            tagged[int(tag)] = field_check
+
+    def check(cursor: Cursor) -> None:
+        for walk in plain:
+            walk(cursor)
+        if not flexible:
+            return
+        for _ in range(cursor.uvarint()):
+            known = tagged.get(cursor.uvarint())
+            size = cursor.uvarint()
+            start = cursor.offset
+            _skip(cursor, size)
+            if known is not None:
+                known(Cursor(cursor.data[: cursor.offset], start))
+
+    return check
 
 
 def encode_response(header: RequestHeader, body: Mapping[str, Any]) -> Parts:

@@ -219,7 +219,14 @@ class Connection(asyncio.BufferedProtocol):
                     result = result.result()
             self._pending.popleft()
             if result is not None:
-                self._write(encode_response(pending.header, result))
+                try:
+                    parts = encode_response(pending.header, result)
+                except Exception as error:  # a handler bug: this client goes, the server stays
+                    self._release(pending.size)
+                    log.exception("%s: API key %d: no response", self.peer, pending.header.api_key)
+                    self.abort(error)
+                    return
+                self._write(parts)
             self._release(pending.size)
         if not self._pending:
             self._idle.set()

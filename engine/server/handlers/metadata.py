@@ -16,12 +16,18 @@ from engine.server.handlers.common import topic_names_by_id, uuid_bytes
 
 _UNKNOWN_TOPIC = ERROR_CODES["UNKNOWN_TOPIC_OR_PARTITION"]
 _AUTHORIZED_OPERATIONS_OMITTED = -(2**31)
+_FIRST_TOPIC_ID_VERSION = 12
+"""Metadata requests carry topic ids from v10, but may use them from v12."""
 
 
 def handle_metadata(context: RequestContext, request: Any) -> dict[str, Any]:
     engine = context.engine
     broker = context.server.broker
     requested = request.topics
+    if requested and context.version < _FIRST_TOPIC_ID_VERSION:
+        refused = _refuse_topic_ids(requested)
+        if refused is not None:
+            return refused
     if requested is None or (context.version == 0 and not requested):
         wanted: list[tuple[str | None, bytes]] = [(n, b"") for n in engine.list_topics()]
     else:
@@ -43,6 +49,26 @@ def handle_metadata(context: RequestContext, request: Any) -> dict[str, Any]:
         "brokers": [broker.describe()],
         "cluster_id": context.server.cluster_id,
         "controller_id": broker.node_id,
+        "topics": topics,
+        "cluster_authorized_operations": _AUTHORIZED_OPERATIONS_OMITTED,
+    }
+
+
+def _refuse_topic_ids(requested: Any) -> dict[str, Any] | None:
+    """Versions 10 and 11 carry a topic id and a nullable name but may use
+    neither: as Kafka does, every topic is answered INVALID_REQUEST (a null
+    name, which these responses cannot carry, as "")."""
+    zero = bytes(16)
+    ids = [uuid_bytes(getattr(t, "topic_id", None)) for t in requested]
+    if all(t.name is not None for t in requested) and all(i == zero for i in ids):
+        return None
+    code = ERROR_CODES["INVALID_REQUEST"]
+    topics = [_topic_error(t.name or "", i, code) for t, i in zip(requested, ids, strict=True)]
+    return {
+        "throttle_time": 0,
+        "brokers": [],
+        "cluster_id": None,
+        "controller_id": -1,
         "topics": topics,
         "cluster_authorized_operations": _AUTHORIZED_OPERATIONS_OMITTED,
     }

@@ -10,10 +10,32 @@ from engine.server.context import NONE, RequestContext, error_code, error_messag
 from engine.server.handlers.common import topic_names_by_id, uuid_bytes
 from engine.server.handlers.configs import config_type_code
 
+_MAX_RECORDS_PER_REQUEST = 10_000
+"""Kafka's controller refuses an operation that would write more metadata
+records than this (one per topic, one per partition) with POLICY_VIOLATION;
+the bound also keeps one request from holding this server for hours."""
+_TOO_LARGE = "Unable to perform excessively large batch operation."
+
+
+def _partitions_wanted(context: RequestContext, topic: Any) -> int:
+    count = len(topic.assignments) or topic.num_partitions
+    return context.engine.config.default_partitions if count == -1 else max(count, 0)
+
 
 def handle_create_topics(context: RequestContext, request: Any) -> dict[str, Any]:
     engine = context.engine
     node = context.server.broker.node_id
+    records = sum(1 + _partitions_wanted(context, topic) for topic in request.topics)
+    if records > _MAX_RECORDS_PER_REQUEST:
+        refused = {
+            "topic_id": bytes(16),
+            "error_code": ERROR_CODES["POLICY_VIOLATION"],
+            "error_message": _TOO_LARGE,
+            "num_partitions": -1,
+            "replication_factor": -1,
+            "configs": None,
+        }
+        return {"throttle_time": 0, "topics": [{"name": t.name, **refused} for t in request.topics]}
     topics = []
     for topic in request.topics:
         result: dict[str, Any] = {"name": topic.name, "topic_id": bytes(16)}
@@ -101,6 +123,20 @@ def handle_delete_topics(context: RequestContext, request: Any) -> dict[str, Any
 
 def handle_create_partitions(context: RequestContext, request: Any) -> dict[str, Any]:
     engine = context.engine
+    existing = set(engine.list_topics())  # an unknown topic fails on its own below
+    added = 0
+    for topic in request.topics:
+        if topic.name in existing:
+            added += max(topic.count - engine.partition_count(topic.name), 0)
+    if added > _MAX_RECORDS_PER_REQUEST:
+        code = ERROR_CODES["POLICY_VIOLATION"]
+        return {
+            "throttle_time": 0,
+            "results": [
+                {"name": t.name, "error_code": code, "error_message": _TOO_LARGE}
+                for t in request.topics
+            ],
+        }
     results = []
     for topic in request.topics:
         try:

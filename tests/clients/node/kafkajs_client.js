@@ -19,6 +19,22 @@
 // On failure the exit status is 1 (2 for a usage error) and the last line on
 // stderr is a JSON object {"error": {name, message, type, code, ...}}; any
 // earlier stderr lines are kafkajs' own error log.
+//
+// Three commands go beyond one call of kafkajs' public API:
+// - create_topics with `withErrors: true` prints {created, errors}: kafkajs'
+//   result and the per-topic errors it decoded from the CreateTopics response
+//   (its admin reports topics that already exist only as `false`).
+// - produce_steps sends `steps` (a list of {messages}) with one producer. After
+//   each step but the last it writes the line `step <i> done` on stderr and
+//   waits for a line on stdin before the next, so a test can act in between
+//   (restart the broker, say); its arguments must then be given on the command
+//   line. It prints the list of the steps' results.
+// - fetch sends a Fetch request through kafkajs' internal Cluster and Broker,
+//   with its own connections and protocol decoder, as its consumer does for
+//   each fetch, but outside any consumer group (which kafkajs' consumer cannot
+//   do without). `partitions` is a list of {partition, fetchOffset, maxBytes};
+//   `maxBytes`, `minBytes` and `maxWaitTime` (ms) are the request's. It prints,
+//   per partition, the response's fields and every record kafkajs decoded.
 'use strict'
 
 const {
@@ -95,31 +111,87 @@ function toKafkajsMessage(m) {
   return message
 }
 
+// Records the per-topic errors of CreateTopics responses as kafkajs decoded
+// them, before its admin folds TOPIC_ALREADY_EXISTS into a `false` result.
+function recordCreateTopicsErrors() {
+  const Broker = require('kafkajs/src/broker')
+  const original = Broker.prototype.createTopics
+  const errors = []
+  Broker.prototype.createTopics = async function (...callArgs) {
+    try {
+      return await original.apply(this, callArgs)
+    } catch (e) {
+      if (Array.isArray(e.errors)) errors.push(...e.errors)
+      throw e
+    }
+  }
+  return errors
+}
+
+async function createTopics(admin, args) {
+  const topics = required(args, 'topics')
+  if (!args.withErrors) return admin.createTopics({ topics })
+  const errors = recordCreateTopicsErrors()
+  const created = await admin.createTopics({ topics })
+  return { created, errors: errors.map(e => describeError(e)) }
+}
+
 const COMPRESSION = {
   none: CompressionTypes.None,
   gzip: CompressionTypes.GZIP,
 }
 
-async function produce(kafka, args) {
-  const compression = COMPRESSION[args.compression || 'none']
-  if (compression === undefined) throw new UsageError(`unsupported compression: ${args.compression}`)
+function makeProducer(kafka, args) {
   const idempotent = Boolean(args.idempotent)
-  const producer = kafka.producer({
+  return kafka.producer({
     idempotent,
     // One request in flight keeps idempotent sequence numbers in order.
     maxInFlightRequests: idempotent ? 1 : undefined,
     createPartitioner: Partitioners.DefaultPartitioner,
     retry: RETRY,
   })
+}
+
+function send(producer, args, messages) {
+  const compression = COMPRESSION[args.compression || 'none']
+  if (compression === undefined) throw new UsageError(`unsupported compression: ${args.compression}`)
+  return producer.send({
+    topic: required(args, 'topic'),
+    messages: messages.map(toKafkajsMessage),
+    acks: args.acks ?? -1,
+    compression,
+  })
+}
+
+async function produce(kafka, args) {
+  const producer = makeProducer(kafka, args)
   await producer.connect()
   try {
-    return await producer.send({
-      topic: required(args, 'topic'),
-      messages: required(args, 'messages').map(toKafkajsMessage),
-      acks: args.acks ?? -1,
-      compression,
-    })
+    return await send(producer, args, required(args, 'messages'))
   } finally {
+    await producer.disconnect().catch(() => {})
+  }
+}
+
+async function produceSteps(kafka, args) {
+  const steps = required(args, 'steps')
+  const lines = require('readline').createInterface({ input: process.stdin })[
+    Symbol.asyncIterator
+  ]()
+  const producer = makeProducer(kafka, args)
+  await producer.connect()
+  try {
+    const results = []
+    for (const [i, step] of steps.entries()) {
+      results.push(await send(producer, args, required(step, 'messages')))
+      if (i < steps.length - 1) {
+        process.stderr.write(`step ${i} done\n`)
+        if ((await lines.next()).done) throw new UsageError(`stdin closed after step ${i}`)
+      }
+    }
+    return results
+  } finally {
+    lines.return()
     await producer.disconnect().catch(() => {})
   }
 }
@@ -190,11 +262,81 @@ async function consume(kafka, args) {
   }
 }
 
+function toRecord(message) {
+  return {
+    offset: message.offset,
+    key: toBase64(message.key),
+    value: toBase64(message.value),
+    headers: mapHeaders(message.headers, toBase64),
+    timestamp: message.timestamp,
+  }
+}
+
+// kafkajs' Cluster, which holds its broker connections and metadata; the
+// Kafka client keeps its factory under a private symbol.
+function makeCluster(kafka) {
+  const factory = Object.getOwnPropertySymbols(kafka).find(
+    s => s.description === 'private:Kafka:createCluster'
+  )
+  if (factory === undefined) throw new Error('this kafkajs has no cluster factory')
+  return kafka[factory]({ allowAutoTopicCreation: false })
+}
+
+async function fetchRecords(kafka, args) {
+  const topic = required(args, 'topic')
+  const wanted = required(args, 'partitions')
+  const cluster = makeCluster(kafka)
+  await cluster.connect()
+  try {
+    await cluster.addTargetTopic(topic)
+    await cluster.refreshMetadata()
+    const byLeader = cluster.findLeaderForPartitions(topic, wanted.map(p => p.partition))
+    const results = []
+    for (const [nodeId, partitions] of Object.entries(byLeader)) {
+      const broker = await cluster.findBroker({ nodeId })
+      const response = await broker.fetch({
+        maxWaitTime: args.maxWaitTime ?? 100,
+        minBytes: args.minBytes ?? 1,
+        maxBytes: args.maxBytes ?? 10485760,
+        topics: [
+          {
+            topic,
+            partitions: wanted
+              .filter(p => partitions.includes(p.partition))
+              .map(p => ({
+                partition: p.partition,
+                fetchOffset: String(p.fetchOffset ?? 0),
+                maxBytes: p.maxBytes ?? 1048576,
+              })),
+          },
+        ],
+      })
+      for (const { partitions: answered } of response.responses) {
+        for (const p of answered) {
+          results.push({
+            partition: p.partition,
+            errorCode: p.errorCode,
+            highWatermark: p.highWatermark,
+            lastStableOffset: p.lastStableOffset,
+            logStartOffset: p.lastStartOffset,
+            abortedTransactions: p.abortedTransactions,
+            preferredReadReplica: p.preferredReadReplica,
+            messages: p.messages.map(toRecord),
+          })
+        }
+      }
+    }
+    return results.sort((a, b) => a.partition - b.partition)
+  } finally {
+    await cluster.disconnect().catch(() => {})
+  }
+}
+
 const TOPIC = ConfigResourceTypes.TOPIC
 
 // Admin commands: each takes the connected admin client and the arguments.
 const ADMIN = {
-  create_topics: (admin, args) => admin.createTopics({ topics: required(args, 'topics') }),
+  create_topics: createTopics,
   delete_topics: (admin, args) => admin.deleteTopics({ topics: required(args, 'topics') }),
   list_topics: admin => admin.listTopics(),
   fetch_topic_offsets: (admin, args) => admin.fetchTopicOffsets(required(args, 'topic')),
@@ -220,11 +362,13 @@ const ADMIN = {
     admin.createPartitions({
       topicPartitions: [{ topic: required(args, 'topic'), count: required(args, 'count') }],
     }),
-  delete_records: (admin, args) =>
-    admin.deleteTopicRecords({
-      topic: required(args, 'topic'),
-      partitions: required(args, 'partitions'),
-    }),
+  // kafkajs looks the partitions' leaders up in its metadata cache before it
+  // loads anything, so the topic's metadata is fetched first.
+  delete_records: async (admin, args) => {
+    const topic = required(args, 'topic')
+    await admin.fetchTopicMetadata({ topics: [topic] })
+    return admin.deleteTopicRecords({ topic, partitions: required(args, 'partitions') })
+  },
   fetch_metadata: (admin, args) => admin.fetchTopicMetadata({ topics: args.topics || [] }),
   describe_cluster: admin => admin.describeCluster(),
 }
@@ -239,7 +383,8 @@ async function runAdmin(kafka, command, args) {
   }
 }
 
-const COMMANDS = ['produce', 'consume', ...Object.keys(ADMIN)]
+const CLIENTS = { produce, produce_steps: produceSteps, consume, fetch: fetchRecords }
+const COMMANDS = [...Object.keys(CLIENTS), ...Object.keys(ADMIN)]
 
 function readStdin() {
   return require('fs').readFileSync(0, 'utf8')
@@ -289,12 +434,9 @@ async function main() {
   try {
     ;({ command, args } = parseArgs(process.argv.slice(2)))
     const kafka = makeKafka(args)
-    const result =
-      command === 'produce'
-        ? await produce(kafka, args)
-        : command === 'consume'
-        ? await consume(kafka, args)
-        : await runAdmin(kafka, command, args)
+    const result = CLIENTS[command]
+      ? await CLIENTS[command](kafka, args)
+      : await runAdmin(kafka, command, args)
     exit(0, process.stdout, JSON.stringify(result === undefined ? null : result))
   } catch (e) {
     const code = e instanceof UsageError ? EXIT_USAGE : EXIT_ERROR
