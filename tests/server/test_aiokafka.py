@@ -38,33 +38,21 @@ from aiokafka.structs import ConsumerRecord, RecordMetadata
 
 from engine.config import CONFIG_DEFS
 from tests.server.conftest import ServerProcess
+from tests.server.samples import (
+    CREATE_TIME,
+    LOG_APPEND_TIME,
+    MAX_MESSAGE_BYTES,
+    RECORDS,
+    T0,
+    Sent,
+)
 
 T = TypeVar("T")
 
 TIMEOUT_MS = 15_000
 TIMEOUT_S = TIMEOUT_MS / 1000
 TEST_TIMEOUT_S = 120.0
-CREATE_TIME, LOG_APPEND_TIME = 0, 1
 SOURCE_TOPIC, SOURCE_DEFAULT = 1, 5
-T0 = 1_700_000_000_000
-MAX_MESSAGE_BYTES = 1_048_588  # the topic default, Kafka's
-
-Header = tuple[str, bytes]
-Sent = tuple[bytes | None, bytes | None, list[Header], int]
-
-# aiokafka refuses a record with neither key nor value, so each is null
-# once, beside empty ones, binary ones, repeated header keys and timestamps
-# that go back in time within a batch.
-RECORDS: list[Sent] = [
-    (b"key", b"value", [("h1", b"one"), ("h2", b"")], T0),
-    (None, b"no key", [], T0 + 1),
-    (b"tombstone", None, [("h", b"\x00\xff")], T0 + 2),
-    (b"", b"", [], T0 + 3),
-    (b"repeated", b"v", [("h", b"1"), ("h", b"2"), ("h", b"1")], T0 + 10),
-    (b"earlier", b"v", [], T0 + 5),
-    (bytes(range(256)), bytes(range(256)) * 64, [("\u00e9t\u00e9", bytes(range(256)))], T0 + 6),
-    (b"compressible", b"abc" * 20_000, [], T0 + 7),
-]
 
 
 def run(coroutine: Coroutine[Any, Any, T], timeout: float = TEST_TIMEOUT_S) -> T:
