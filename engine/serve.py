@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ctypes
+import ctypes.util
 import logging
 import signal
 import sys
@@ -76,6 +78,32 @@ def settings(args: argparse.Namespace) -> tuple[FileConfig, ServerConfig]:
     return file, server
 
 
+def keep_freed_memory_for_reuse() -> bool:
+    """Has glibc serve large allocations from its heap and keep freed heap
+    memory, instead of mapping fresh pages for each and unmapping them on
+    free (its default above 128 KiB, adjusted as it goes).
+
+    Produce requests are read into buffers of their own that the log cache
+    keeps until upload; with fresh pages for each, every request paid a page
+    fault per 4 KiB, a third of the server's time at a few hundred MB/s on a
+    virtual machine. With these settings freed buffers are reused. Returns
+    whether the settings took (glibc only).
+    """
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    return bool(
+        mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD) and mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD)
+    )
+
+
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt's parameter numbers (malloc.h)
+_MMAP_THRESHOLD = 32 * 1024 * 1024  # the most glibc allows on 64-bit systems
+_TRIM_THRESHOLD = 512 * 1024 * 1024
+
+
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=args.log_level.upper(),
@@ -94,6 +122,8 @@ def run(args: argparse.Namespace) -> int:
         topic_defaults=file.topic_defaults,
         store=file.store,
     )
+    if not keep_freed_memory_for_reuse():
+        log.debug("mallopt is not available: large buffers are mapped afresh")
     data_dir = args.data_dir or file.data_dir or DEFAULT_DATA_DIR
     object_store = args.object_store or file.object_store
     runner: Any = asyncio.run if uvloop is None else uvloop.run
