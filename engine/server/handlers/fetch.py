@@ -46,6 +46,8 @@ class _Read(NamedTuple):
     error: int
     fetched: PartitionFetch | None
     size: int
+    seen_end: int
+    """Where the data read ends, sent or not: a long poll waits for more."""
 
 
 async def handle_fetch(context: RequestContext, request: Any) -> dict[str, Any]:
@@ -67,7 +69,7 @@ async def handle_fetch(context: RequestContext, request: Any) -> dict[str, Any]:
         if not wanted:
             break
         beyond = {
-            TopicPartition(r.wanted.topic or "", r.wanted.partition): _read_end(r)
+            TopicPartition(r.wanted.topic, r.wanted.partition): r.seen_end
             for r in reads
             if r.wanted.topic is not None
         }
@@ -76,12 +78,6 @@ async def handle_fetch(context: RequestContext, request: Any) -> dict[str, Any]:
             break
     committed = getattr(request, "isolation_level", 0) == _READ_COMMITTED
     return _response(context, reads, committed)
-
-
-def _read_end(read: _Read) -> int:
-    if read.fetched is None:
-        return read.wanted.offset
-    return max(read.fetched.next_offset, read.wanted.offset)
 
 
 def _wanted_partitions(context: RequestContext, request: Any) -> list[_Wanted]:
@@ -128,17 +124,18 @@ async def _read_all(context: RequestContext, wanted: list[_Wanted], max_bytes: i
 
 async def _read(context: RequestContext, wanted: _Wanted, budget: int) -> _Read:
     if wanted.topic is None:
-        return _Read(wanted, _UNKNOWN_TOPIC_ID, None, 0)
+        return _Read(wanted, _UNKNOWN_TOPIC_ID, None, 0, wanted.offset)
     epoch_error = leader_epoch_error(context, wanted.current_leader_epoch)
     if epoch_error != NONE:
-        return _Read(wanted, epoch_error, None, 0)
+        return _Read(wanted, epoch_error, None, 0, wanted.offset)
     try:
         fetched = await context.engine.fetch_async(
             wanted.topic, wanted.partition, wanted.offset, max(min(wanted.max_bytes, budget), 1)
         )
     except EngineError as error:
-        return _Read(wanted, error_code(error), None, 0)
-    return _Read(wanted, NONE, fetched, sum(len(batch) for batch in fetched.records))
+        return _Read(wanted, error_code(error), None, 0, wanted.offset)
+    size = sum(len(batch) for batch in fetched.records)
+    return _Read(wanted, NONE, fetched, size, max(fetched.next_offset, wanted.offset))
 
 
 def _response(context: RequestContext, reads: list[_Read], committed: bool) -> dict[str, Any]:
