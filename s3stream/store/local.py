@@ -245,8 +245,10 @@ def _write_all(fd: int, data: ObjectData) -> None:
     the whole write, where joining them first would hold it for the copy).
 
     Every ``_SYNC_EVERY`` bytes are synced as they are written: the WAL
-    shares the disk, and its fsyncs should wait behind a few MiB of object
-    data, not behind a whole object flushed at the end.
+    shares the disk, and its fsyncs should wait behind at most a MiB of
+    object data, not behind a whole object flushed at the end (measured on
+    the wire server at 50 MB/s: produce p99 15-16 ms with 4 MiB steps, 9 ms
+    with 1 MiB steps).
     """
     if isinstance(data, bytes | bytearray | memoryview):
         pending = [_byte_view(data)]
@@ -275,7 +277,7 @@ def _write_all(fd: int, data: ObjectData) -> None:
 
 _IOV_MAX = 1024
 """Buffers per writev call (Linux's IOV_MAX)."""
-_SYNC_EVERY = 4 * 1024 * 1024
+_SYNC_EVERY = 1 * 1024 * 1024
 
 
 def _byte_view(data: BytesLike) -> memoryview:
