@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import struct
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from functools import cache
 from types import NoneType, UnionType
 from typing import Any, Union, get_args, get_origin
@@ -351,7 +351,3 @@ def encode(schema: type, value: Mapping[str, Any] | Any) -> list[bytes | bytearr
     sink = Sink()
     encoder_for(schema)(sink, value)
     return sink.finish()
-
-
-def total_size(parts: Sequence[bytes | bytearray | memoryview]) -> int:
-    return sum(len(part) for part in parts)

@@ -14,7 +14,6 @@ from engine.errors import ERROR_CODES, EngineError, TopicExists, UnknownTopic
 from engine.server.context import NONE, RequestContext, error_code
 from engine.server.handlers.common import topic_names_by_id, uuid_bytes
 
-_UNKNOWN_TOPIC = ERROR_CODES["UNKNOWN_TOPIC_OR_PARTITION"]
 _AUTHORIZED_OPERATIONS_OMITTED = -(2**31)
 _FIRST_TOPIC_ID_VERSION = 12
 """Metadata requests carry topic ids from v10, but may use them from v12."""
@@ -107,12 +106,13 @@ def _describe_topic(context: RequestContext, name: str, auto_create: bool) -> di
 
 def _partition_count(context: RequestContext, name: str, auto_create: bool) -> int:
     engine = context.engine
-    if name in engine.list_topics():
-        return engine.partition_count(name)
-    if not (auto_create and engine.config.auto_create_topics):
-        raise UnknownTopic(name)
-    with contextlib.suppress(TopicExists):  # created meanwhile by another request
-        engine.create_topic(name)
+    try:
+        engine.topic_config(name)  # never creates the topic, unlike partition_count
+    except UnknownTopic:
+        if not (auto_create and engine.config.auto_create_topics):
+            raise
+        with contextlib.suppress(TopicExists):  # created meanwhile by another request
+            engine.create_topic(name)
     return engine.partition_count(name)
 
 
