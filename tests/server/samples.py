@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import native
+from native import RecordSpec
+
 CREATE_TIME, LOG_APPEND_TIME = 0, 1
 T0 = 1_700_000_000_000
 MAX_MESSAGE_BYTES = 1_048_588  # the topic default, Kafka's
@@ -22,3 +25,16 @@ RECORDS: list[Sent] = [
     (bytes(range(256)), bytes(range(256)) * 64, [("\u00e9t\u00e9", bytes(range(256)))], T0 + 6),
     (b"compressible", b"abc" * 20_000, [], T0 + 7),
 ]
+
+
+def value_filling_a_batch(limit: int) -> bytes:
+    """A value whose batch (one record at T0, no key, no headers,
+    uncompressed) is exactly ``limit`` bytes, as any client lays it out."""
+
+    def batch_size(value: bytes) -> int:
+        return len(native.encode_batch([RecordSpec(T0, None, value, ())]))
+
+    value = bytes(limit - 100)
+    value = bytes(len(value) + limit - batch_size(value))
+    assert batch_size(value) == limit
+    return value

@@ -33,7 +33,6 @@ from aiokafka.errors import (
     UnknownTopicOrPartitionError,
     for_code,
 )
-from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from aiokafka.structs import ConsumerRecord, RecordMetadata
 
 from engine.config import CONFIG_DEFS
@@ -45,6 +44,7 @@ from tests.server.samples import (
     RECORDS,
     T0,
     Sent,
+    value_filling_a_batch,
 )
 
 T = TypeVar("T")
@@ -547,21 +547,6 @@ def test_a_hundred_partitions_round_trip(kafka_server: ServerProcess, topic: str
             ]
 
     run(scenario())
-
-
-def value_filling_a_batch(limit: int) -> bytes:
-    """A value whose batch (one record, no key, no headers, uncompressed) is
-    exactly ``limit`` bytes."""
-
-    def batch_size(value: bytes) -> int:
-        builder = DefaultRecordBatchBuilder(2, 0, 0, -1, -1, -1, 2 * limit)
-        builder.append(0, timestamp=T0, key=None, value=value, headers=[])
-        return len(builder.build())
-
-    value = bytes(limit - 100)
-    value = bytes(len(value) + limit - batch_size(value))
-    assert batch_size(value) == limit
-    return value
 
 
 def test_records_up_to_max_message_bytes_pass_and_larger_are_refused(

@@ -26,7 +26,6 @@ from kafka.errors import (
     TopicAlreadyExistsError,
     UnknownTopicOrPartitionError,
 )
-from kafka.record.default_records import DefaultRecordBatchBuilder
 
 from engine.config import CONFIG_DEFS
 from tests.server.conftest import ServerProcess
@@ -37,6 +36,7 @@ from tests.server.samples import (
     RECORDS,
     T0,
     Sent,
+    value_filling_a_batch,
 )
 
 TIMEOUT_MS = 15_000
@@ -532,29 +532,6 @@ def test_a_hundred_partitions_round_trip(
         assert [(r.offset, r.value) for r in mine] == [
             (i, f"{p}-{i}".encode()) for i in range(per_partition)
         ]
-
-
-def value_filling_a_batch(limit: int) -> bytes:
-    """A value whose batch (one record, no key, no headers, uncompressed) is
-    exactly ``limit`` bytes."""
-
-    def batch_size(value: bytes) -> int:
-        builder = DefaultRecordBatchBuilder(
-            magic=2,
-            compression_type=0,
-            is_transactional=False,
-            producer_id=-1,
-            producer_epoch=-1,
-            base_sequence=-1,
-            batch_size=2 * limit,
-        )
-        builder.append(0, timestamp=T0, key=None, value=value, headers=[])
-        return len(builder.build())
-
-    value = bytes(limit - 100)
-    value = bytes(len(value) + limit - batch_size(value))
-    assert batch_size(value) == limit
-    return value
 
 
 def test_records_up_to_max_message_bytes_pass_and_larger_are_refused(
