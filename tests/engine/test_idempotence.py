@@ -475,6 +475,7 @@ def test_random_sends_and_retries_never_duplicate_or_lose_an_acked_batch(
             assert [r.value for r in records] == expected  # each acked batch, once
     finally:
         node.close()
+        shutil.rmtree(node.root, ignore_errors=True)  # one example's WAL is tens of MiB
 
 
 def test_a_retry_on_a_log_append_time_topic_gets_the_original_append_time(

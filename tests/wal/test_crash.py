@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -77,11 +78,14 @@ def test_recovery_returns_a_prefix_holding_every_durable_record(
         raw[point:] = bytes(len(raw) - point)
     tail.write_bytes(raw)
 
-    recovered = _recovered(directory)
-    assert recovered == appended[: len(recovered)]
-    assert len(recovered) >= durable_count
-    # Recovery is idempotent: a second open finds the same records.
-    assert _recovered(directory) == recovered
+    try:
+        recovered = _recovered(directory)
+        assert recovered == appended[: len(recovered)]
+        assert len(recovered) >= durable_count
+        # Recovery is idempotent: a second open finds the same records.
+        assert _recovered(directory) == recovered
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)  # not kept per example
 
 
 _WRITER = """
