@@ -55,6 +55,8 @@ class CatalogState:
     topics: dict[str, TopicMeta] = field(default_factory=dict)
     producer_ids_end: int = 0
     """Producer ids below this were handed out (or reserved) before."""
+    internal: dict[str, int] = field(default_factory=dict)
+    """The engine's own streams by name (group and transaction state)."""
 
     def apply(self, record: list[Any]) -> None:
         kind = record[0]
@@ -64,6 +66,7 @@ class CatalogState:
         elif kind == "snapshot":
             restored = CatalogState.from_wire(record[1])
             self.topics, self.producer_ids_end = restored.topics, restored.producer_ids_end
+            self.internal = restored.internal
         elif kind == "create_topic":
             meta = TopicMeta.from_wire(record[1])
             self.topics[meta.name] = meta
@@ -78,6 +81,8 @@ class CatalogState:
                     configs.pop(name, None)
                 else:
                     configs[name] = value
+        elif kind == "internal_stream":
+            self.internal[record[1]] = record[2]
         elif kind == "producer_ids":
             self.producer_ids_end = max(self.producer_ids_end, record[1])
         else:
@@ -87,15 +92,20 @@ class CatalogState:
         return {
             "topics": [t.to_wire() for t in self.topics.values()],
             "producer_ids_end": self.producer_ids_end,
+            "internal": self.internal,
         }
 
     @classmethod
     def from_wire(cls, raw: dict[str, Any]) -> CatalogState:
         topics = [TopicMeta.from_wire(t) for t in raw["topics"]]
-        return cls({t.name: t for t in topics}, raw["producer_ids_end"])
+        return cls(
+            {t.name: t for t in topics}, raw["producer_ids_end"], dict(raw.get("internal", {}))
+        )
 
     def stream_ids(self) -> set[int]:
-        return {sid for t in self.topics.values() for pair in t.streams for sid in pair}
+        """Every stream the catalog refers to."""
+        topics = {sid for t in self.topics.values() for pair in t.streams for sid in pair}
+        return topics | set(self.internal.values())
 
 
 class Catalog:
@@ -106,6 +116,7 @@ class Catalog:
         self.stream_id = stream_id
         self.state = state
         self._lock = threading.Lock()
+        self._internal_lock = threading.Lock()
         self._since_snapshot = 0
         self._next_producer_id = state.producer_ids_end
 
@@ -151,6 +162,16 @@ class Catalog:
         self.store.append(self.stream_id, offset, offset, payload)
         self.store.trim(self.stream_id, offset)
         self._since_snapshot = 1
+
+    def internal_stream(self, name: str) -> int:
+        """The id of the engine's own stream ``name``, created on first use."""
+        with self._internal_lock:
+            found = self.state.internal.get(name)
+            if found is not None:
+                return found
+            stream_id = self.store.create_stream()
+            self.append(["internal_stream", name, stream_id])
+            return stream_id
 
     def allocate_producer_id(self) -> int:
         with self._lock:

@@ -49,6 +49,7 @@ from engine.partition import (
     now_ms,
 )
 from engine.producer import Producer
+from engine.state_log import StateLog
 from engine.types import PartitionInfo, TopicDescription, TopicPartition
 from s3stream import Fenced as StoreFenced
 from s3stream import (
@@ -173,6 +174,13 @@ class Engine:
         )
         self._by_stream[partition.stream_id] = partition
         return partition
+
+    def _open_state_log(self, name: str) -> StateLog:
+        """The engine's own state log ``name`` (docs/engine-format.md)."""
+        with _store_errors():
+            stream_id = self.catalog.internal_stream(name)
+            self.store.open_stream(stream_id, 0)
+            return StateLog.open(self.store, stream_id)
 
     def _delete_orphan_streams(self) -> None:
         """Streams of topics whose creation did not reach the catalog, or whose

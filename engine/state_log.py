@@ -1,0 +1,183 @@
+"""A keyed state log: the latest value per key, kept in one stream.
+
+The group coordinator (committed offsets, group metadata) and the
+transaction coordinator (transactional ids) keep their state here. Each
+change is one msgpack record ``["put", key, value]`` or ``["del", key]``,
+appended through the WAL like record data and uploaded with it, so a
+restart, or a fresh machine with only the bucket, reads the state back.
+
+The stream is compacted the way Kafka compacts ``__consumer_offsets``, by
+key, but in one step: once the records since the last compaction outnumber
+the live keys (and ``COMPACT_AFTER``), every live key is written again
+after a ``["compact"]`` record and, once those are durable, the stream is
+trimmed to that record. A crash half way leaves the older records in
+place; replaying them and then the rewritten ones gives the same state.
+The record formats are in docs/engine-format.md.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Hashable
+from concurrent.futures import Future
+from typing import Any
+
+import msgpack
+
+from s3stream import S3StreamError, StreamStore
+
+log = logging.getLogger("tidelog.engine")
+
+COMPACT_AFTER = 1024
+"""Records since the last compaction before one is considered."""
+COMPACT_CHUNK = 256
+"""Live keys per record when compacting (records stay small)."""
+
+
+def _pack(record: list[Any]) -> bytes:
+    packed: bytes = msgpack.packb(record, use_bin_type=True)
+    return packed
+
+
+def _key(raw: Any) -> Hashable:
+    """msgpack gives lists back; keys are compared as tuples."""
+    return tuple(_key(k) for k in raw) if isinstance(raw, list) else raw
+
+
+class StateLog:
+    """The live state of one stream of put/del records; thread safe.
+
+    Keys are msgpack-able scalars or tuples of them; values are anything
+    msgpack can carry. A change is applied in memory at once and is durable
+    when the returned future resolves.
+    """
+
+    def __init__(self, store: StreamStore, stream_id: int) -> None:
+        self.store = store
+        self.stream_id = stream_id
+        self._lock = threading.Lock()
+        self._state: dict[Hashable, Any] = {}
+        self._since_compaction = 0
+        self._compacting = False
+
+    @classmethod
+    def open(cls, store: StreamStore, stream_id: int) -> StateLog:
+        """Reads the stream (already open in ``store``) into memory."""
+        log = cls(store, stream_id)
+        offset, end = store.start_offset(stream_id), store.end_offset(stream_id)
+        while offset < end:
+            result = store.fetch(stream_id, offset, 4 * 1024 * 1024)
+            if not result.batches:
+                break
+            for batch in result.batches:
+                log._apply(msgpack.unpackb(batch.payload, raw=False, strict_map_key=False))
+                log._since_compaction += 1
+            offset = result.next_offset
+        return log
+
+    def _apply(self, record: list[Any]) -> None:
+        kind = record[0]
+        if kind == "put":
+            for key, value in record[1]:
+                self._state[_key(key)] = value
+        elif kind == "del":
+            for key in record[1]:
+                self._state.pop(_key(key), None)
+        elif kind != "compact":
+            raise ValueError(f"stream {self.stream_id}: unknown state record {kind!r}")
+
+    # -- reading -----------------------------------------------------------------
+
+    def get(self, key: Hashable, default: Any = None) -> Any:
+        with self._lock:
+            return self._state.get(key, default)
+
+    def items(self) -> list[tuple[Hashable, Any]]:
+        """A copy of every live key and value."""
+        with self._lock:
+            return list(self._state.items())
+
+    def keys(self) -> list[Hashable]:
+        with self._lock:
+            return list(self._state)
+
+    def __len__(self) -> int:
+        return len(self._state)
+
+    # -- changing ----------------------------------------------------------------
+
+    def put(self, key: Hashable, value: Any) -> Future[int]:
+        return self.update(puts={key: value})
+
+    def delete(self, key: Hashable) -> Future[int]:
+        return self.update(deletes=[key])
+
+    def update(
+        self,
+        puts: dict[Hashable, Any] | None = None,
+        deletes: list[Hashable] | None = None,
+    ) -> Future[int]:
+        """Applies puts, then deletes, as one atomic record each; the future
+        resolves when both are durable. Store errors raise here or through
+        the future."""
+        records: list[list[Any]] = []
+        if puts:
+            records.append(["put", [[k, v] for k, v in puts.items()]])
+        if deletes:
+            records.append(["del", list(deletes)])
+        # Packed first: a value msgpack refuses changes nothing.
+        payloads = [_pack(record) for record in records]
+        with self._lock:
+            last: Future[int] | None = None
+            for record, payload in zip(records, payloads, strict=True):
+                self._apply(record)
+                last = self._append_locked(payload)
+            compact = not self._compacting and self._since_compaction >= max(
+                COMPACT_AFTER, 2 * len(self._state)
+            )
+            if compact:
+                self._compacting = True
+        if compact:  # off the caller's thread: it may be an event loop
+            threading.Thread(target=self._compact_quietly, name="state-log-compact").start()
+        if last is None:
+            done: Future[int] = Future()
+            done.set_result(self.store.end_offset(self.stream_id))
+            return done
+        return last
+
+    def _append_locked(self, payload: bytes) -> Future[int]:
+        offset = self.store.next_offset(self.stream_id)
+        self._since_compaction += 1
+        return self.store.submit(self.stream_id, offset, offset, payload)
+
+    def compact(self) -> None:
+        """Rewrites the live keys and trims what came before them."""
+        with self._lock:
+            if self._compacting:
+                return
+            self._compacting = True
+        self._compact()
+
+    def _compact_quietly(self) -> None:
+        try:
+            self._compact()
+        except S3StreamError as error:  # the next change tries again
+            log.warning("compacting state stream %d failed: %s", self.stream_id, error)
+
+    def _compact(self) -> None:
+        try:
+            with self._lock:
+                start = self.store.next_offset(self.stream_id)
+                written = [self._append_locked(_pack(["compact"]))]
+                live = list(self._state.items())
+                for i in range(0, len(live), COMPACT_CHUNK):
+                    chunk = live[i : i + COMPACT_CHUNK]
+                    written.append(self._append_locked(_pack(["put", [[k, v] for k, v in chunk]])))
+                self._since_compaction = len(written)
+            for future in written:
+                future.result()
+            self.store.trim(self.stream_id, start)
+        finally:
+            with self._lock:
+                self._compacting = False

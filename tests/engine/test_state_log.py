@@ -1,0 +1,115 @@
+"""The keyed state log: a model check over puts, deletes, compactions and
+reopenings, on a real stream store."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import engine.state_log as state_log_module
+from engine.state_log import StateLog
+from s3stream import StreamStore
+from tests.engine.conftest import FAST_STORE
+
+keys = st.one_of(st.integers(0, 20), st.tuples(st.sampled_from(["g", "h"]), st.integers(0, 5)))
+values = st.one_of(
+    st.none(),
+    st.integers(-(2**63), 2**63 - 1),
+    st.binary(max_size=8),
+    st.lists(st.integers(), max_size=3),
+)
+steps = st.lists(
+    st.one_of(
+        st.tuples(st.just("put"), st.dictionaries(keys, values, max_size=4)),
+        st.tuples(st.just("del"), st.lists(keys, max_size=3)),
+        st.tuples(st.just("compact"), st.none()),
+        st.tuples(st.just("reopen"), st.booleans()),
+    ),
+    max_size=40,
+)
+
+
+def _plain(value: Any) -> Any:
+    """What msgpack gives back: tuples as lists."""
+    return [_plain(v) for v in value] if isinstance(value, (list, tuple)) else value
+
+
+@settings(max_examples=40, deadline=None)
+@given(steps)
+def test_the_state_read_back_is_the_state_written(program: list[tuple[str, Any]]) -> None:
+    root = Path(tempfile.mkdtemp(prefix="tidelog-state-log-"))
+    bucket = f"file://{root / 'bucket'}"
+    opened: list[StreamStore] = []
+
+    def open_store(directory: str) -> StreamStore:
+        opened.append(StreamStore.open(root / directory, bucket, FAST_STORE))
+        return opened[-1]
+
+    try:
+        store = open_store("node")
+        stream_id = store.create_stream()
+        store.open_stream(stream_id, 0)
+        log = StateLog.open(store, stream_id)
+        model: dict[Any, Any] = {}
+        for kind, argument in program:
+            if kind == "put":
+                log.update(puts=argument).result()
+                model.update({k: _plain(v) for k, v in argument.items()})
+            elif kind == "del":
+                log.update(deletes=argument).result()
+                for key in argument:
+                    model.pop(key, None)
+            elif kind == "compact":
+                log.compact()
+            else:  # reopen, after a clean close or a crash (the WAL holds everything)
+                store.close(flush=argument)
+                store = open_store("node")
+                store.open_stream(stream_id, 0)
+                log = StateLog.open(store, stream_id)
+            assert dict(log.items()) == model
+        store.close(flush=True)
+        fresh = open_store("fresh")  # a fresh machine: only the bucket
+        fresh.open_stream(stream_id, 0)
+        assert dict(StateLog.open(fresh, stream_id).items()) == model
+    finally:
+        for each in opened:
+            each.close(flush=False)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_compaction_trims_what_the_rewrite_repeats(tmp_path: Path, monkeypatch: Any) -> None:
+    monkeypatch.setattr(state_log_module, "COMPACT_AFTER", 10)
+    store = StreamStore.open(tmp_path / "node", f"file://{tmp_path / 'bucket'}", FAST_STORE)
+    try:
+        stream_id = store.create_stream()
+        store.open_stream(stream_id, 0)
+        log = StateLog.open(store, stream_id)
+        for i in range(200):
+            log.put(("offset", i % 3), i).result()
+        log.compact()
+        assert store.end_offset(stream_id) - store.start_offset(stream_id) <= 2
+        reread = StateLog.open(store, stream_id)
+        assert dict(reread.items()) == {("offset", 0): 198, ("offset", 1): 199, ("offset", 2): 197}
+    finally:
+        store.close()
+
+
+def test_a_value_msgpack_refuses_changes_nothing(tmp_path: Path) -> None:
+    store = StreamStore.open(tmp_path / "node", f"file://{tmp_path / 'bucket'}", FAST_STORE)
+    try:
+        stream_id = store.create_stream()
+        store.open_stream(stream_id, 0)
+        log = StateLog.open(store, stream_id)
+        log.put("kept", 1).result()
+        with pytest.raises(OverflowError):
+            log.update(puts={"kept": 2, "huge": 2**64})
+        assert dict(log.items()) == {"kept": 1}
+        assert dict(StateLog.open(store, stream_id).items()) == {"kept": 1}
+    finally:
+        store.close()
