@@ -45,3 +45,14 @@ class TopicDescription(NamedTuple):
     topic_id: bytes
     partitions: list[PartitionInfo]
     configs: list[ConfigEntry]
+
+
+class OffsetAndMetadata(NamedTuple):
+    """A consumer group's committed position in one partition."""
+
+    offset: int
+    leader_epoch: int = -1
+    """The leader epoch of the record before ``offset``, -1 if unknown (KIP-320)."""
+    metadata: str = ""
+    commit_timestamp: int = -1
+    """When it was committed (ms since the epoch), set by the coordinator."""
