@@ -1,31 +1,75 @@
 """The embedded consumer: positions over partitions, records out.
 
 ``assign`` names partitions; ``subscribe`` names topics and follows their
-partitions as they grow (consumer groups, with committed offsets, are the
-group coordinator's job). ``poll`` fetches from every assigned partition in
-turn and decodes the batches into records; with a timeout it waits for new
-data without polling in a loop: the engine wakes it when a write becomes
-durable. Iteration (sync and async) polls for ever, or until
-``iter_timeout`` seconds pass without a record.
+partitions as they grow, or, with a ``group_id``, makes the consumer a
+member of that consumer group, which assigns it its share of their
+partitions (engine/group_member.py runs the membership; the consumer
+commits its positions and starts from the group's committed offsets).
+``poll`` fetches from every assigned partition in turn and decodes the
+batches into records; with a timeout it waits for new data without polling
+in a loop: the engine wakes it when a write becomes durable. Iteration
+(sync and async) polls for ever, or until ``iter_timeout`` seconds pass
+without a record.
 """
 
 from __future__ import annotations
 
+import asyncio
+import itertools
+import logging
 import time
-from collections.abc import AsyncIterator, Iterable, Iterator
-from typing import TYPE_CHECKING
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent import futures
+from concurrent.futures import Future
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import native
-from engine.errors import EngineClosed, OffsetOutOfRange
+from engine.assignors import assignor
+from engine.errors import (
+    ERROR_CODES,
+    EngineClosed,
+    EngineError,
+    InvalidGroupId,
+    OffsetOutOfRange,
+    UnknownPartition,
+    UnknownTopic,
+    UnstableOffsetCommit,
+)
+from engine.group_member import (
+    Assigned,
+    ConsumerGroupMetadata,
+    GroupMember,
+    Revoke,
+    group_error,
+)
 from engine.partition import OffsetAndTimestamp, PartitionFetch
-from engine.types import ConsumerRecord, TopicPartition
+from engine.transactions.isolation import committed_batches
+from engine.types import ConsumerRecord, OffsetAndMetadata, TopicPartition
 
 if TYPE_CHECKING:
     from engine.engine import Engine
 
+log = logging.getLogger("tidelog.consumer")
+
 EARLIEST = -2
 LATEST = -1
+NONE = ERROR_CODES["NONE"]
+UNKNOWN_TOPIC_OR_PARTITION = ERROR_CODES["UNKNOWN_TOPIC_OR_PARTITION"]
+UNSTABLE_OFFSET_COMMIT = ERROR_CODES["UNSTABLE_OFFSET_COMMIT"]
+API_TIMEOUT_S = 60.0
+"""How long commit and committed wait at most (Kafka's default.api.timeout.ms)."""
+RETRY_BACKOFF_S = 0.1
+"""How soon a poll looks again at what it cannot wait on directly: a
+rebalance under way while it reads on, an offset a transaction has pending
+(Kafka's retry.backoff.ms)."""
+
+RebalanceCallback = Callable[["Consumer", list[TopicPartition]], object]
+Offsets = (
+    Mapping[TopicPartition, int | OffsetAndMetadata]
+    | Mapping[tuple[str, int], int | OffsetAndMetadata]
+)
 _RESETS = {"earliest": EARLIEST, "latest": LATEST, "none": None}
+_ISOLATION_LEVELS = ("read_uncommitted", "read_committed")
 
 
 class NoOffsetForPartition(OffsetOutOfRange):
@@ -44,9 +88,37 @@ class Consumer:
         max_partition_fetch_bytes: int = 1024 * 1024,
         fetch_max_bytes: int = 50 * 1024 * 1024,
         iter_timeout: float | None = None,
+        isolation_level: str = "read_uncommitted",
+        group_id: str | None = None,
+        group_instance_id: str | None = None,
+        client_id: str = "tidelog-consumer",
+        enable_auto_commit: bool = True,
+        auto_commit_interval_ms: int = 5000,
+        session_timeout_ms: int = 45_000,
+        heartbeat_interval_ms: int = 3000,
+        max_poll_interval_ms: int = 300_000,
+        partition_assignment_strategy: Sequence[str] | str = ("range", "cooperative-sticky"),
+        on_assign: RebalanceCallback | None = None,
+        on_revoke: RebalanceCallback | None = None,
+        on_lost: RebalanceCallback | None = None,
     ) -> None:
+        if group_id is not None and not group_id:
+            raise ValueError("group_id must not be empty")
+        if group_instance_id is not None and (group_id is None or not group_instance_id):
+            raise ValueError("group_instance_id needs a group_id and must not be empty")
+        if not 0 < heartbeat_interval_ms < session_timeout_ms:
+            raise ValueError("heartbeat_interval_ms must be positive and below session_timeout_ms")
         if auto_offset_reset not in _RESETS:
             raise ValueError(f"auto_offset_reset must be one of {', '.join(_RESETS)}")
+        if isolation_level not in _ISOLATION_LEVELS:
+            raise ValueError(f"isolation_level must be one of {', '.join(_ISOLATION_LEVELS)}")
+        self.isolation_level = isolation_level
+        """read_committed: only records below the last stable offset, and none
+        of aborted transactions (control records are never returned)."""
+        self._read_committed = isolation_level == "read_committed"
+        self._seen_end: dict[TopicPartition, int] = {}
+        """read_committed: the high watermark of each partition's last fetch;
+        a wait for data is a wait for the log to grow past it."""
         self._engine = engine
         self.auto_offset_reset = auto_offset_reset
         self.max_poll_records = max_poll_records
@@ -59,23 +131,73 @@ class Consumer:
         self._next = 0
         self._rotation = -1
         self._closed = False
+        self.group_id = group_id
+        self.enable_auto_commit = enable_auto_commit
+        """Commit the positions of handed-out records every
+        ``auto_commit_interval_ms`` (in poll), before partitions are revoked,
+        and on close."""
+        self.auto_commit_interval_ms = auto_commit_interval_ms
+        self.on_assign = on_assign
+        """Called in poll with the partitions a rebalance added (eager: the
+        whole new assignment), after every rebalance, even with none."""
+        self.on_revoke = on_revoke
+        """Called in poll with the partitions the consumer gives up, before
+        they go (after their positions are committed, with auto-commit)."""
+        self.on_lost = on_lost
+        """Called instead of on_revoke (if set) for partitions the consumer
+        lost: it was no longer in the group's generation, so another member
+        may own them already and their positions are not committed."""
+        self._last_committed: dict[TopicPartition, int] = {}
+        self._next_auto_commit = time.monotonic() + auto_commit_interval_ms / 1000
+        self._unstable = False
+        self._member: GroupMember | None = None
+        if group_id is not None:
+            if isinstance(partition_assignment_strategy, str):
+                partition_assignment_strategy = partition_assignment_strategy.split(",")
+            self._member = GroupMember(
+                engine.groups,
+                group_id,
+                partition_counts=self._partition_counts,
+                assignors=[assignor(n.strip()) for n in partition_assignment_strategy],
+                group_instance_id=group_instance_id,
+                client_id=client_id,
+                session_timeout_ms=session_timeout_ms,
+                rebalance_timeout_ms=max_poll_interval_ms,
+                heartbeat_interval_ms=heartbeat_interval_ms,
+            )
 
     # -- assignment ------------------------------------------------------------------
 
     def assign(self, partitions: Iterable[TopicPartition | tuple[str, int]]) -> None:
-        """Reads exactly these partitions (replacing any subscription)."""
+        """Reads exactly these partitions (replacing any subscription, and
+        leaving the group if it was a member)."""
         wanted = [TopicPartition(*tp) for tp in partitions]
         for tp in wanted:
             self._engine.partition(tp.topic, tp.partition)  # raises if unknown
+        if self._member is not None and self._member.subscribed:
+            self._leave_group("the consumer assigned itself partitions")
         self._subscription = ()
         self._set_assignment(wanted)
 
     def subscribe(self, topics: Iterable[str]) -> None:
-        """Reads every partition of these topics, including partitions added later."""
+        """Reads every partition of these topics, including partitions added
+        later; with a group_id, the partitions the group assigns (the
+        consumer joins at its next poll)."""
+        if self._member is not None:
+            wanted = tuple(topics)
+            if not wanted:
+                self.unsubscribe()
+                return
+            if not self._member.subscribed:
+                self._set_assignment([])  # a manual assignment ends
+            self._member.subscribe(wanted)
+            return
         self._subscription = tuple(topics)
         self._refresh_subscription()
 
     def unsubscribe(self) -> None:
+        if self._member is not None and self._member.subscribed:
+            self._leave_group("the consumer unsubscribed from all topics")
         self._subscription = ()
         self._set_assignment([])
 
@@ -108,7 +230,12 @@ class Consumer:
 
     def seek_to_end(self, *partitions: TopicPartition | tuple[str, int]) -> None:
         for tp in self._targets(partitions):
-            self.seek(tp, self._engine.list_offset(tp.topic, tp.partition, LATEST).offset)
+            self.seek(tp, self._latest(tp))
+
+    def _latest(self, tp: TopicPartition) -> int:
+        return self._engine.list_offset(
+            tp.topic, tp.partition, LATEST, isolation_level=self.isolation_level
+        ).offset
 
     def seek_to_timestamp(
         self, timestamp: int, *partitions: TopicPartition | tuple[str, int]
@@ -119,7 +246,7 @@ class Consumer:
             dict.fromkeys(self._targets(partitions), timestamp)
         ).items():
             if found is None:
-                self.seek(tp, self._engine.list_offset(tp.topic, tp.partition, LATEST).offset)
+                self.seek(tp, self._latest(tp))
             else:
                 self.seek(tp, found.offset)
 
@@ -128,7 +255,9 @@ class Consumer:
     ) -> dict[TopicPartition, OffsetAndTimestamp | None]:
         out: dict[TopicPartition, OffsetAndTimestamp | None] = {}
         for tp, timestamp in timestamps.items():
-            found = self._engine.list_offset(tp.topic, tp.partition, timestamp)
+            found = self._engine.list_offset(
+                tp.topic, tp.partition, timestamp, isolation_level=self.isolation_level
+            )
             out[TopicPartition(*tp)] = found if found.offset >= 0 else None
         return out
 
@@ -158,12 +287,14 @@ class Consumer:
 
     def _resolve(self, tp: TopicPartition) -> int:
         position = self._positions[tp]
+        if position is None and self.group_id is not None:
+            position = self._committed_position(tp)
         if position is None:
             reset = _RESETS[self.auto_offset_reset]
             if reset is None:
                 raise NoOffsetForPartition(tp.topic, tp.partition, -1, *self._engine.offsets(*tp))
             position = self._positions[tp] = self._engine.list_offset(
-                tp.topic, tp.partition, reset
+                tp.topic, tp.partition, reset, isolation_level=self.isolation_level
             ).offset
         return position
 
@@ -174,8 +305,11 @@ class Consumer:
         for new data if there is none."""
         deadline = time.monotonic() + timeout
         limit = max_records or self.max_poll_records
+        self._check_open()
+        self._polled()
         while True:
             self._check_open()
+            rebalance = self._rebalance()
             if self._next >= len(self._buffer):
                 self._fill()
             if self._next < len(self._buffer):
@@ -183,7 +317,7 @@ class Consumer:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return []
-            self._engine.wait_for_data(self._wanted(), remaining)
+            self._wait(remaining, rebalance)
 
     async def poll_async(
         self, timeout: float = 0.0, max_records: int | None = None
@@ -191,8 +325,11 @@ class Consumer:
         """Like poll, for asyncio: waits for data without blocking the loop."""
         deadline = time.monotonic() + timeout
         limit = max_records or self.max_poll_records
+        self._check_open()
+        self._polled()
         while True:
             self._check_open()
+            rebalance = await self._rebalance_async()
             if self._next >= len(self._buffer):
                 await self._fill_async()
             if self._next < len(self._buffer):
@@ -200,10 +337,25 @@ class Consumer:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return []
-            await self._engine.wait_for_data_async(self._wanted(), remaining)
+            await self._wait_async(remaining, rebalance)
 
     def _wanted(self) -> dict[TopicPartition, int]:
-        return {tp: self._resolve(tp) for tp in self._positions}
+        positions = self._resolved()
+        if self._read_committed:  # data past the LSO is there, but not yet readable
+            return {tp: max(p, self._seen_end.get(tp, 0)) for tp, p in positions.items()}
+        return positions
+
+    def _resolved(self) -> dict[TopicPartition, int]:
+        """The position of every assigned partition that has one: a partition
+        whose committed offset a transaction has pending waits for it."""
+        positions = {}
+        self._unstable = False
+        for tp in self._positions:
+            try:
+                positions[tp] = self._resolve(tp)
+            except UnstableOffsetCommit:
+                self._unstable = True
+        return positions
 
     def _plan(self) -> list[tuple[TopicPartition, int]]:
         """Partitions to fetch, rotated so no partition starves the others."""
@@ -213,7 +365,8 @@ class Consumer:
             self._rotation = (self._rotation + 1) % len(order)
             order = order[self._rotation :] + order[: self._rotation]
         self._buffer, self._next = [], 0
-        return [(tp, self._resolve(tp)) for tp in order]
+        positions = self._resolved()
+        return [(tp, positions[tp]) for tp in order if tp in positions]
 
     def _fill(self) -> None:
         budget = self.fetch_max_bytes
@@ -222,7 +375,11 @@ class Consumer:
                 break
             try:
                 fetched = self._engine.fetch(
-                    tp.topic, tp.partition, position, min(budget, self.max_partition_fetch_bytes)
+                    tp.topic,
+                    tp.partition,
+                    position,
+                    min(budget, self.max_partition_fetch_bytes),
+                    self.isolation_level,
                 )
             except OffsetOutOfRange:
                 self._reset_out_of_range(tp)
@@ -238,7 +395,11 @@ class Consumer:
                 break
             try:
                 fetched = await self._engine.fetch_async(
-                    tp.topic, tp.partition, position, min(budget, self.max_partition_fetch_bytes)
+                    tp.topic,
+                    tp.partition,
+                    position,
+                    min(budget, self.max_partition_fetch_bytes),
+                    self.isolation_level,
                 )
             except OffsetOutOfRange:
                 self._reset_out_of_range(tp)
@@ -253,13 +414,16 @@ class Consumer:
             position = self._positions[tp]
             offset = -1 if position is None else position
             raise NoOffsetForPartition(tp.topic, tp.partition, offset, start, end)
-        self._positions[tp] = start if reset == EARLIEST else end
+        self._positions[tp] = start if reset == EARLIEST else self._latest(tp)
 
     def _decode(self, tp: TopicPartition, position: int, fetched: PartitionFetch) -> None:
         # native builds the ConsumerRecords itself (no Python step per record),
         # leaving out control batches and records below the position.
         prefix = (tp.topic, tp.partition)
-        for payload in fetched.records:
+        self._seen_end[tp] = fetched.high_watermark
+        aborted = fetched.aborted_transactions
+        payloads = committed_batches(fetched.records, aborted) if aborted else fetched.records
+        for payload in payloads:
             self._buffer += native.decode_records(
                 payload,
                 record_type=ConsumerRecord,
@@ -278,6 +442,332 @@ class Consumer:
     def _check_open(self) -> None:
         if self._closed or self._engine.closed:
             raise EngineClosed
+
+    def _wait(self, remaining: float, rebalance: Future[None] | None) -> None:
+        if rebalance is not None and not self._positions:
+            futures.wait([rebalance], remaining)
+            return
+        self._engine.wait_for_data(self._wanted(), self._wait_cap(remaining, rebalance))
+
+    async def _wait_async(self, remaining: float, rebalance: Future[None] | None) -> None:
+        waits: set[asyncio.Future[Any]] = set()
+        if rebalance is not None:
+            waits.add(asyncio.wrap_future(rebalance))
+        if self._positions or rebalance is None:
+            wanted = self._wanted()
+            cap = self._wait_cap(remaining, None)
+            waits.add(asyncio.ensure_future(self._engine.wait_for_data_async(wanted, cap)))
+        _, pending = await asyncio.wait(
+            waits, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
+        )
+        for waiter in pending:
+            waiter.cancel()
+
+    def _wait_cap(self, remaining: float, rebalance: Future[None] | None) -> float:
+        """How long a wait for data may last before the consumer looks at its
+        group again."""
+        if rebalance is not None or self._unstable:
+            return min(remaining, RETRY_BACKOFF_S)
+        if self._member is not None and self._member.subscribed:
+            # A heartbeat may learn of a rebalance, which waits for this
+            # consumer to join again.
+            return min(remaining, self._member.heartbeat_interval_ms / 1000)
+        return remaining
+
+    # -- consumer groups ----------------------------------------------------------------
+
+    @overload
+    def commit(
+        self, offsets: Offsets | None = None, asynchronous: Literal[False] = False
+    ) -> dict[TopicPartition, OffsetAndMetadata]: ...
+
+    @overload
+    def commit(
+        self, offsets: Offsets | None, asynchronous: Literal[True]
+    ) -> Future[dict[TopicPartition, OffsetAndMetadata]]: ...
+
+    @overload
+    def commit(
+        self, offsets: Offsets | None = None, *, asynchronous: Literal[True]
+    ) -> Future[dict[TopicPartition, OffsetAndMetadata]]: ...
+
+    def commit(
+        self, offsets: Offsets | None = None, asynchronous: bool = False
+    ) -> dict[TopicPartition, OffsetAndMetadata] | Future[dict[TopicPartition, OffsetAndMetadata]]:
+        """Commits ``offsets`` (per partition, the offset to resume from: the
+        one after the last record processed), by default the position of
+        every assigned partition after the records poll has handed out.
+        Returns the offsets once they are durable, or at once a future of
+        them (``asynchronous=True``).
+
+        Raises IllegalGeneration or UnknownMemberId when the consumer is no
+        longer in the group's generation (the partitions were rebalanced:
+        their new owner reads them from the last successful commit),
+        RebalanceInProgress while a rebalance is completing (poll, then
+        commit again), FencedInstanceId, InvalidGroupId without a group_id.
+        """
+        group_id = self._group()
+        self._check_open()
+        wanted = self._consumed() if offsets is None else offsets
+        try:
+            future = self._commit_offsets(group_id, wanted)
+        except EngineError as error:
+            if not asynchronous:
+                raise
+            future = Future()
+            future.set_running_or_notify_cancel()
+            future.set_exception(error)
+        if asynchronous:
+            return future
+        return future.result(API_TIMEOUT_S)
+
+    async def commit_async(
+        self, offsets: Offsets | None = None
+    ) -> dict[TopicPartition, OffsetAndMetadata]:
+        """Like commit, for asyncio: awaits durability without blocking the loop."""
+        return await asyncio.wrap_future(self.commit(offsets, asynchronous=True))
+
+    def committed(
+        self, partitions: Iterable[TopicPartition | tuple[str, int]], timeout: float = API_TIMEOUT_S
+    ) -> dict[TopicPartition, OffsetAndMetadata | None]:
+        """The group's committed offset of each partition (None: none).
+        Read committed, an offset a transaction has pending is waited for
+        (up to ``timeout``, then UnstableOffsetCommit)."""
+        group_id = self._group()
+        wanted = [TopicPartition(*tp) for tp in partitions]
+        deadline = time.monotonic() + timeout
+        while True:
+            answer = self._engine.groups.fetch_offsets(
+                group_id, wanted, require_stable=self._read_committed
+            )
+            unstable = any(code == UNSTABLE_OFFSET_COMMIT for _, code in answer.values())
+            if not unstable or time.monotonic() >= deadline:
+                break
+            time.sleep(RETRY_BACKOFF_S)
+        found: dict[TopicPartition, OffsetAndMetadata | None] = {}
+        for tp, (offset, code) in answer.items():
+            if code != NONE:
+                raise group_error(code, f"{tp.topic}-{tp.partition}: no committed offset")
+            found[tp] = offset
+        return found
+
+    def group_metadata(self) -> ConsumerGroupMetadata:
+        """The consumer's group, generation and member id (generation -1
+        and no member id outside a generation)."""
+        if self._member is not None:
+            return self._member.metadata()
+        return ConsumerGroupMetadata(self._group(), -1, "", None)
+
+    def _group(self) -> str:
+        if self.group_id is None:
+            raise InvalidGroupId(None)
+        return self.group_id
+
+    def _partition_counts(self, topics: Iterable[str]) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for tp in self._engine.topic_partitions(sorted(set(topics))):
+            counts[tp.topic] = counts.get(tp.topic, 0) + 1
+        return counts
+
+    def _committed_position(self, tp: TopicPartition) -> int | None:
+        assert self.group_id is not None
+        found, code = self._engine.groups.fetch_offsets(
+            self.group_id, [tp], require_stable=self._read_committed
+        )[tp]
+        if code != NONE:
+            raise group_error(code, f"{tp.topic}-{tp.partition}: reading the committed offset")
+        if found is None:
+            return None
+        self._positions[tp] = found.offset
+        return found.offset
+
+    def _consumed(
+        self, partitions: Iterable[TopicPartition] | None = None
+    ) -> dict[TopicPartition, int]:
+        """Per assigned partition with a position: the offset after the
+        records poll has handed out."""
+        wanted = set(self._positions)
+        if partitions is not None:
+            wanted &= {TopicPartition(*tp) for tp in partitions}
+        first: dict[tuple[str, int], int] = {}
+        for record in itertools.islice(self._buffer, self._next, None):
+            key = (record.topic, record.partition)
+            if key in wanted and key not in first:
+                first[key] = record.offset
+                if len(first) == len(wanted):
+                    break
+        consumed = {}
+        for tp in wanted:
+            position = first.get(tp, self._positions[tp])
+            if position is not None:
+                consumed[tp] = position
+        return consumed
+
+    def _commit_offsets(
+        self, group_id: str, offsets: Offsets
+    ) -> Future[dict[TopicPartition, OffsetAndMetadata]]:
+        """Commits as a member of the group's generation when subscribed,
+        else from outside the group (accepted while it has no members)."""
+        wanted = {
+            TopicPartition(*tp): om if isinstance(om, OffsetAndMetadata) else OffsetAndMetadata(om)
+            for tp, om in offsets.items()
+        }
+        result: Future[dict[TopicPartition, OffsetAndMetadata]] = Future()
+        result.set_running_or_notify_cancel()
+        if not wanted:
+            result.set_result({})
+            return result
+        member = self._member
+        if member is not None and member.subscribed:
+            generation, member_id, instance_id = member.commit_identity()
+        else:
+            generation, member_id, instance_id = -1, "", None
+        answer = self._engine.groups.commit_offsets(
+            group_id, generation, member_id, instance_id, wanted
+        )
+
+        def done(answered: Future[dict[TopicPartition, int]]) -> None:
+            try:
+                codes = answered.result()
+            except BaseException as error:
+                result.set_exception(error)
+                return
+            failed = {tp: code for tp, code in codes.items() if code != NONE}
+            for tp, om in wanted.items():
+                if tp not in failed:
+                    self._last_committed[tp] = om.offset
+            if failed:
+                result.set_exception(self._commit_error(failed))
+            else:
+                result.set_result(wanted)
+
+        answer.add_done_callback(done)
+        return result
+
+    def _commit_error(self, failed: dict[TopicPartition, int]) -> EngineError:
+        tp, code = next(iter(sorted(failed.items())))
+        if code == UNKNOWN_TOPIC_OR_PARTITION:
+            count = len(self._engine.topic_partitions([tp.topic]))
+            if count == 0:
+                return UnknownTopic(tp.topic)
+            return UnknownPartition(tp.topic, tp.partition, count)
+        names = ", ".join(f"{t.topic}-{t.partition}" for t in sorted(failed))
+        return group_error(code, f"group {self.group_id}: committing {names} failed")
+
+    def _polled(self) -> None:
+        """At the start of a poll: the records handed out so far count as consumed."""
+        if self._member is not None:
+            self._member.polled()
+        now = time.monotonic()
+        if self.group_id is not None and self.enable_auto_commit and now >= self._next_auto_commit:
+            self._next_auto_commit = now + self.auto_commit_interval_ms / 1000
+            self._auto_commit()
+
+    def _auto_commit(
+        self, partitions: Iterable[TopicPartition] | None = None
+    ) -> Future[dict[TopicPartition, OffsetAndMetadata]] | None:
+        """Commits the consumed positions that changed since the last commit
+        (failures are logged); None if there is nothing to commit."""
+        if self.group_id is None or not self.enable_auto_commit or self._engine.closed:
+            return None
+        offsets = {
+            tp: offset
+            for tp, offset in self._consumed(partitions).items()
+            if self._last_committed.get(tp) != offset
+        }
+        if not offsets:
+            return None
+        try:
+            future = self._commit_offsets(self.group_id, offsets)
+        except EngineError as error:
+            log.info("group %s: auto-commit skipped: %s", self.group_id, error)
+            return None
+        future.add_done_callback(self._log_commit_failure)
+        return future
+
+    def _log_commit_failure(self, future: Future[Any]) -> None:
+        error = future.exception()
+        if error is not None:
+            log.warning("group %s: auto-commit failed: %s", self.group_id, error)
+
+    def _commit_before_revoke(self, partitions: list[TopicPartition]) -> None:
+        future = self._auto_commit(partitions)
+        if future is not None:
+            futures.wait([future], API_TIMEOUT_S)
+
+    async def _commit_before_revoke_async(self, partitions: list[TopicPartition]) -> None:
+        future = self._auto_commit(partitions)
+        if future is not None:
+            await asyncio.wait([asyncio.wrap_future(future)], timeout=API_TIMEOUT_S)
+
+    def _rebalance(self) -> Future[None] | None:
+        """Does what the group asks of the consumer (revocations, a new
+        assignment, their callbacks); the future of a rebalance still under
+        way, if one is."""
+        member = self._member
+        while member is not None:
+            step = member.step()
+            if isinstance(step, Revoke):
+                if not step.lost:
+                    self._commit_before_revoke(step.partitions)
+                self._revoke(step.partitions, step.lost)
+            elif isinstance(step, Assigned):
+                if step.revoked:
+                    self._commit_before_revoke(step.revoked)
+                self._assign_from_group(step)
+            else:
+                return None if step is None else step.done
+        return None
+
+    async def _rebalance_async(self) -> Future[None] | None:
+        """_rebalance's twin: commits are awaited, not waited for."""
+        member = self._member
+        while member is not None:
+            step = member.step()
+            if isinstance(step, Revoke):
+                if not step.lost:
+                    await self._commit_before_revoke_async(step.partitions)
+                self._revoke(step.partitions, step.lost)
+            elif isinstance(step, Assigned):
+                if step.revoked:
+                    await self._commit_before_revoke_async(step.revoked)
+                self._assign_from_group(step)
+            else:
+                return None if step is None else step.done
+        return None
+
+    def _revoke(self, partitions: list[TopicPartition], lost: bool) -> None:
+        callback = self.on_lost if lost and self.on_lost is not None else self.on_revoke
+        try:
+            if callback is not None:
+                callback(self, partitions)
+        finally:
+            gone = set(partitions)
+            self._set_assignment([tp for tp in self._positions if tp not in gone])
+            for tp in gone:
+                self._last_committed.pop(tp, None)
+
+    def _assign_from_group(self, step: Assigned) -> None:
+        if step.revoked:
+            self._revoke(step.revoked, False)
+        # Kept partitions keep their positions; added ones start from the
+        # group's committed offset (else auto_offset_reset) unless on_assign
+        # seeks them.
+        self._set_assignment(step.partitions)
+        if self.on_assign is not None:
+            self.on_assign(self, step.added)
+
+    def _leave_group(self, reason: str) -> None:
+        member = self._member
+        assert member is not None
+        try:
+            release = member.release()
+            if release is not None:
+                if not release.lost:
+                    self._commit_before_revoke(release.partitions)
+                self._revoke(release.partitions, release.lost)
+        finally:
+            member.leave(reason)
 
     # -- iteration ---------------------------------------------------------------------
 
@@ -299,7 +789,21 @@ class Consumer:
                 yield record
 
     def close(self) -> None:
-        self._closed = True
+        """Commits the consumed positions (with auto-commit), gives up the
+        partitions (on_revoke) and leaves the group."""
+        if self._closed:
+            return
+        try:
+            if self._member is not None and self._member.subscribed:
+                self._leave_group("the consumer is being closed")
+            elif not self._engine.closed:
+                future = self._auto_commit()
+                if future is not None:
+                    futures.wait([future], API_TIMEOUT_S)
+        finally:
+            self._closed = True
+            if self._member is not None:
+                self._member.close()
 
     def __enter__(self) -> Consumer:
         return self

@@ -23,7 +23,7 @@ from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any
+from typing import Any, overload
 
 from engine.catalog import Catalog, TopicMeta
 from engine.config import TopicConfig, normalize, normalize_all
@@ -40,6 +40,8 @@ from engine.errors import (
     UnknownPartition,
     UnknownTopic,
 )
+from engine.groups import ConsumerLag, GroupConfig, GroupCoordinator, consumer_lag
+from engine.groups.consumer_group import TopicInfo
 from engine.log_cleaner import LogCleaner
 from engine.partition import (
     AppendResult,
@@ -50,6 +52,8 @@ from engine.partition import (
 )
 from engine.producer import Producer
 from engine.state_log import StateLog
+from engine.transactions.coordinator import TransactionCoordinator
+from engine.transactions.producer import TransactionalProducer
 from engine.types import PartitionInfo, TopicDescription, TopicPartition
 from s3stream import Fenced as StoreFenced
 from s3stream import (
@@ -65,6 +69,8 @@ log = logging.getLogger("tidelog.engine")
 _TOPIC_NAME = re.compile(r"^[a-zA-Z0-9._-]{1,249}$")
 EARLIEST = -2
 LATEST = -1
+READ_UNCOMMITTED = "read_uncommitted"
+READ_COMMITTED = "read_committed"
 
 
 @dataclass(frozen=True)
@@ -81,6 +87,30 @@ class EngineConfig:
     cleaner_interval_s: float = 15.0
     """How often compacted topics are checked for cleaning (log.cleaner.backoff.ms)."""
     store: StreamStoreConfig = field(default_factory=StreamStoreConfig)
+    # Consumer groups (Kafka's broker settings of these names, with its defaults).
+    group_min_session_timeout_ms: int = 6000
+    group_max_session_timeout_ms: int = 1_800_000
+    group_initial_rebalance_delay_ms: int = 3000
+    """A new group waits this long for more members before its first generation."""
+    group_max_size: int = 2**31 - 1
+    offsets_retention_minutes: float = 10080
+    """Offsets of a group that has been empty this long expire (may be fractional)."""
+    offsets_retention_check_interval_ms: int = 600_000
+    offset_metadata_max_bytes: int = 4096
+    # Consumer groups of the KIP-848 protocol (Kafka's group.consumer.* settings).
+    group_consumer_session_timeout_ms: int = 45_000
+    group_consumer_heartbeat_interval_ms: int = 5000
+    group_consumer_assignors: tuple[str, ...] = ("uniform", "range")
+    """The server-side assignors members may ask for; the first is the default."""
+    group_consumer_max_size: int = 2**31 - 1
+    transaction_max_timeout_ms: int = 900_000
+    """The longest transaction.timeout.ms a producer may ask for."""
+    transactional_id_expiration_ms: int = 604_800_000
+    """A transactional id unused this long (and with no open transaction) is forgotten."""
+    transaction_abort_timed_out_transaction_cleanup_interval_ms: int = 10_000
+    """How often open transactions are checked against their timeout."""
+    transaction_remove_expired_transaction_cleanup_interval_ms: int = 3_600_000
+    """How often expired transactional ids are removed."""
 
 
 class Topic:
@@ -141,9 +171,19 @@ class Engine:
                 for partition in topic.partitions:
                     replayed += partition.recover()
             self._delete_orphan_streams()
+            self.groups = GroupCoordinator(
+                self._open_state_log("groups"),
+                GroupConfig.from_settings(config),
+                lambda name: len(t.partitions) if (t := self._topics.get(name)) else None,
+                topics=self._topic_infos,
+            )
+            self.transactions = TransactionCoordinator(self, self._open_state_log("transactions"))
         except BaseException:
+            if hasattr(self, "groups"):
+                self.groups.close()
             self.store.close(flush=False)
             raise
+        self.transactions.start()
         self.store.add_listener(self._on_durable)
         self.cleaner = LogCleaner(self.store)
         self._background = threading.Thread(target=self._background_loop, name="tidelog-engine")
@@ -173,7 +213,11 @@ class Engine:
             self.store, topic.name, len(topic.partitions), streams, topic.config, self.leader_epoch
         )
         self._by_stream[partition.stream_id] = partition
+        partition.verify_transaction = self._verify_transaction
         return partition
+
+    def _verify_transaction(self, topic: str, partition: int, producer_id: int, epoch: int) -> None:
+        self.transactions.verify(topic, partition, producer_id, epoch)
 
     def _open_state_log(self, name: str) -> StateLog:
         """The engine's own state log ``name`` (docs/engine-format.md)."""
@@ -246,6 +290,7 @@ class Engine:
             del self._topics[name]
             for partition in topic.partitions:
                 self._by_stream.pop(partition.stream_id, None)
+        self.groups.on_topic_deleted(name)
         for partition in topic.partitions:
             for stream_id in (partition.stream_id, partition.state_stream_id):
                 with contextlib.suppress(S3StreamError):
@@ -319,6 +364,15 @@ class Engine:
             if name not in self._topics:
                 self.partition(name, 0)
             return len(self._topic(name).partitions)
+
+    def _topic_infos(self) -> dict[str, TopicInfo]:
+        """Every topic's id and partition count, for consumer groups; read
+        without the engine's lock (the group coordinator calls it under its
+        own), from a copy made in one step."""
+        return {
+            name: TopicInfo(topic.meta.topic_id, len(topic.partitions))
+            for name, topic in list(self._topics.items())
+        }
 
     def topic_id(self, name: str) -> bytes:
         with self._lock:
@@ -443,32 +497,56 @@ class Engine:
     # -- reading --------------------------------------------------------------------
 
     def fetch(
-        self, topic: str, partition: int, offset: int, max_bytes: int = 1024 * 1024
+        self,
+        topic: str,
+        partition: int,
+        offset: int,
+        max_bytes: int = 1024 * 1024,
+        isolation_level: str = READ_UNCOMMITTED,
     ) -> PartitionFetch:
         """Stored batches from ``offset``, up to ``max_bytes`` (at least one
-        batch if there is one), with the partition's watermarks."""
+        batch if there is one), with the partition's watermarks. With
+        ``isolation_level="read_committed"``, only batches below the last
+        stable offset, with the aborted transactions among them."""
+        committed = _read_committed(isolation_level)
         self._check_open()
         with _store_errors():
-            return self.partition(topic, partition).fetch(offset, max_bytes)
+            return self.partition(topic, partition).fetch(offset, max_bytes, committed)
 
     async def fetch_async(
-        self, topic: str, partition: int, offset: int, max_bytes: int = 1024 * 1024
+        self,
+        topic: str,
+        partition: int,
+        offset: int,
+        max_bytes: int = 1024 * 1024,
+        isolation_level: str = READ_UNCOMMITTED,
     ) -> PartitionFetch:
+        committed = _read_committed(isolation_level)
         self._check_open()
         with _store_errors():
-            return await self.partition(topic, partition).fetch_async(offset, max_bytes)
+            return await self.partition(topic, partition).fetch_async(offset, max_bytes, committed)
 
-    def list_offset(self, topic: str, partition: int, timestamp: int) -> OffsetAndTimestamp:
+    def list_offset(
+        self,
+        topic: str,
+        partition: int,
+        timestamp: int,
+        isolation_level: str = READ_UNCOMMITTED,
+    ) -> OffsetAndTimestamp:
         """ListOffsets: -2 earliest, -1 latest, else the first offset whose
-        timestamp is >= ``timestamp`` (offset -1 if there is none)."""
+        timestamp is >= ``timestamp`` (offset -1 if there is none). Read
+        committed, the latest offset is the last stable offset, and only
+        offsets below it are found by time (as in Kafka)."""
+        committed = _read_committed(isolation_level)
         leader = self.partition(topic, partition)
         if timestamp == EARLIEST:
             return OffsetAndTimestamp(leader.log_start_offset, -1)
+        end = leader.last_stable_offset if committed else leader.high_watermark
         if timestamp == LATEST:
-            return OffsetAndTimestamp(leader.high_watermark, -1)
+            return OffsetAndTimestamp(end, -1)
         with _store_errors():
             found = leader.offset_for_timestamp(timestamp)
-        return found if found is not None else OffsetAndTimestamp(-1, -1)
+        return found if found is not None and found.offset < end else OffsetAndTimestamp(-1, -1)
 
     def delete_records(self, topic: str, partition: int, offset: int) -> int:
         """DeleteRecords: moves the log start to ``offset`` (-1: the high
@@ -629,6 +707,8 @@ class Engine:
             self._closed = True
         self._stop.set()
         self._background.join()
+        self.transactions.close()
+        self.groups.close()
         with self._data_arrived:
             self._data_arrived.notify_all()
         for waiters in list(self._async_waiters.values()):
@@ -669,8 +749,17 @@ class Engine:
 
     # -- embedded clients -------------------------------------------------------------
 
+    @overload
+    def producer(self, *, transactional_id: str, **options: Any) -> TransactionalProducer: ...
+
+    @overload
+    def producer(self, **options: Any) -> Producer: ...
+
     def producer(self, **options: Any) -> Producer:
-        """An embedded producer (see engine.producer.Producer for options)."""
+        """An embedded producer (see engine.producer.Producer for options);
+        with ``transactional_id``, a transactional one (TransactionalProducer)."""
+        if options.get("transactional_id") is not None:
+            return TransactionalProducer(self, **options)
         return Producer(self, **options)
 
     def consumer(self, *topics: str, **options: Any) -> Consumer:
@@ -679,6 +768,11 @@ class Engine:
         if topics:
             consumer.subscribe(topics)
         return consumer
+
+    def consumer_lag(self, group_id: str) -> dict[TopicPartition, ConsumerLag]:
+        """Per partition of every topic the group has committed offsets for
+        or subscribes to: committed offset, high watermark and lag."""
+        return consumer_lag(self, group_id)
 
     def topic_partitions(self, topics: Iterable[str]) -> list[TopicPartition]:
         with self._lock:
@@ -700,6 +794,15 @@ def _settle(done: Future[AppendResult], result: AppendResult, error: BaseExcepti
 def _wake(waiter: asyncio.Future[None]) -> None:
     if not waiter.done():
         waiter.set_result(None)
+
+
+def _read_committed(isolation_level: str) -> bool:
+    if isolation_level not in (READ_UNCOMMITTED, READ_COMMITTED):
+        raise ValueError(
+            f"isolation_level must be {READ_UNCOMMITTED!r} or {READ_COMMITTED!r}, "
+            f"not {isolation_level!r}"
+        )
+    return isolation_level == READ_COMMITTED
 
 
 def _check_topic_name(name: str) -> None:

@@ -54,6 +54,7 @@ ERROR_CODES: dict[str, int] = {
     "INVALID_TRANSACTION_TIMEOUT": 50,
     "CONCURRENT_TRANSACTIONS": 51,
     "TRANSACTION_COORDINATOR_FENCED": 52,
+    "OPERATION_NOT_ATTEMPTED": 55,
     "KAFKA_STORAGE_ERROR": 56,
     "UNKNOWN_PRODUCER_ID": 59,
     "NON_EMPTY_GROUP": 68,
@@ -231,3 +232,173 @@ def error_code(error: BaseException) -> int:
     """The Kafka error code for any exception (UNKNOWN_SERVER_ERROR if untyped)."""
     name = getattr(error, "kafka_error", "UNKNOWN_SERVER_ERROR")
     return ERROR_CODES.get(name, -1)
+
+
+# -- transactions
+
+
+class ProducerFenced(EngineError):
+    """A newer producer with the same transactional id has the id now (its
+    InitProducerId bumped the epoch), or the coordinator aborted the
+    transaction on timeout and bumped it."""
+
+    kafka_error = "PRODUCER_FENCED"
+
+    def __init__(self, transactional_id: str, epoch: int, current: int) -> None:
+        super().__init__(
+            f"transactional id {transactional_id!r}: epoch {epoch} is fenced, "
+            f"the current epoch is {current}"
+        )
+        self.transactional_id = transactional_id
+        self.epoch = epoch
+        self.current = current
+
+
+class InvalidProducerIdMapping(EngineError):
+    """The transactional id is unknown, or has another producer id."""
+
+    kafka_error = "INVALID_PRODUCER_ID_MAPPING"
+
+
+class InvalidTransactionTimeout(EngineError):
+    kafka_error = "INVALID_TRANSACTION_TIMEOUT"
+
+    def __init__(self, timeout_ms: int, max_timeout_ms: int) -> None:
+        super().__init__(
+            f"transaction timeout {timeout_ms} ms is not in [1, {max_timeout_ms}] "
+            "(transaction.max.timeout.ms)"
+        )
+        self.timeout_ms = timeout_ms
+        self.max_timeout_ms = max_timeout_ms
+
+
+class ConcurrentTransactions(EngineError):
+    """The transactional id is completing a transaction; retry shortly."""
+
+    kafka_error = "CONCURRENT_TRANSACTIONS"
+
+
+class TransactionalIdNotFound(EngineError):
+    kafka_error = "TRANSACTIONAL_ID_NOT_FOUND"
+
+    def __init__(self, transactional_id: str) -> None:
+        super().__init__(f"no transactional id {transactional_id!r}")
+        self.transactional_id = transactional_id
+
+
+class InvalidTransactionRequest(EngineError):
+    """A transaction request that is malformed (an empty transactional id,
+    a producer id without an epoch)."""
+
+    kafka_error = "INVALID_REQUEST"
+
+
+class CoordinatorNotAvailable(EngineError):
+    """The coordinator cannot serve the request now (its state is being
+    written, or a coordinator it needs is missing); clients retry."""
+
+    kafka_error = "COORDINATOR_NOT_AVAILABLE"
+
+
+# -- consumer groups
+
+
+class GroupError(EngineError):
+    """A consumer group request the group coordinator refuses as a whole."""
+
+
+class InvalidGroupId(GroupError):
+    kafka_error = "INVALID_GROUP_ID"
+
+    def __init__(self, group_id: str | None) -> None:
+        super().__init__(f"invalid group id {group_id!r}")
+        self.group_id = group_id
+
+
+class GroupIdNotFound(GroupError):
+    kafka_error = "GROUP_ID_NOT_FOUND"
+
+    def __init__(self, group_id: str) -> None:
+        super().__init__(f"group {group_id!r} does not exist")
+        self.group_id = group_id
+
+
+class NonEmptyGroup(GroupError):
+    """The group has members, and the request needs it without any."""
+
+    kafka_error = "NON_EMPTY_GROUP"
+
+    def __init__(self, group_id: str, state: str) -> None:
+        super().__init__(f"group {group_id!r} has members (state {state})")
+        self.group_id = group_id
+        self.state = state
+
+
+class NotCoordinator(GroupError):
+    """The coordinator has closed (or its storage was taken over)."""
+
+    kafka_error = "NOT_COORDINATOR"
+
+
+class UnknownMemberId(GroupError):
+    kafka_error = "UNKNOWN_MEMBER_ID"
+
+
+class IllegalGeneration(GroupError):
+    kafka_error = "ILLEGAL_GENERATION"
+
+
+class RebalanceInProgress(GroupError):
+    kafka_error = "REBALANCE_IN_PROGRESS"
+
+
+class InconsistentGroupProtocol(GroupError):
+    kafka_error = "INCONSISTENT_GROUP_PROTOCOL"
+
+
+class InvalidSessionTimeout(GroupError):
+    kafka_error = "INVALID_SESSION_TIMEOUT"
+
+
+class MemberIdRequired(GroupError):
+    kafka_error = "MEMBER_ID_REQUIRED"
+
+
+class GroupMaxSizeReached(GroupError):
+    kafka_error = "GROUP_MAX_SIZE_REACHED"
+
+
+class FencedInstanceId(GroupError):
+    """Another consumer joined with the same group.instance.id."""
+
+    kafka_error = "FENCED_INSTANCE_ID"
+
+
+class GroupSubscribedToTopic(GroupError):
+    kafka_error = "GROUP_SUBSCRIBED_TO_TOPIC"
+
+
+class OffsetMetadataTooLarge(GroupError):
+    kafka_error = "OFFSET_METADATA_TOO_LARGE"
+
+
+class UnstableOffsetCommit(GroupError):
+    """A transaction has offsets pending for the partition."""
+
+    kafka_error = "UNSTABLE_OFFSET_COMMIT"
+
+
+# -- consumer groups (KIP-848)
+
+
+class FencedMemberEpoch(GroupError):
+    """A member of a consumer group claims an epoch the coordinator never
+    gave it: it must give up its partitions and join again."""
+
+    kafka_error = "FENCED_MEMBER_EPOCH"
+
+
+class StaleMemberEpoch(GroupError):
+    """A commit or fetch in an older member epoch than the member's."""
+
+    kafka_error = "STALE_MEMBER_EPOCH"

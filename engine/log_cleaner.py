@@ -21,6 +21,8 @@ from typing import NamedTuple
 
 import native
 from engine.partition import Partition
+from engine.transactions import markers
+from engine.transactions.partition_txns import AbortedTxn
 from native import BatchHeader, Record, RecordSpec, TimestampType
 from s3stream import RangeChanged, StoredBatch, StreamStore
 
@@ -70,7 +72,8 @@ class LogCleaner:
             batches,
             boundaries,
             now - config.min_compaction_lag_ms,
-            partition.durable_checkpoint_end,
+            # Open transactions are not cleaned: their outcome decides what stays.
+            min(partition.durable_checkpoint_end, partition.last_stable_offset),
         )
         batches = [b for b in batches if b.header.last_offset < end]
         if end <= start or not batches:
@@ -135,8 +138,11 @@ class LogCleaner:
         batches: list[_Batch],
         tombstone_horizon_ms: int,
     ) -> CleaningStats | None:
+        txns = _transactions(partition, start, end, batches, tombstone_horizon_ms)
         latest: dict[bytes | None, int] = {}
         for batch in batches:
+            if batch.header.base_offset in txns.dropped:
+                continue  # an aborted record never hides a committed one
             for record in batch.records:
                 latest[record.key] = record.offset
         out: list[StoredBatch] = []
@@ -145,6 +151,8 @@ class LogCleaner:
             header = batch.header
             bytes_read += len(batch.data)
             read += len(batch.records)
+            if header.base_offset in txns.dropped:
+                continue
             kept = [
                 r
                 for r in batch.records
@@ -165,14 +173,84 @@ class LogCleaner:
             out.append(
                 StoredBatch(last.header.base_offset, last.header.last_offset + 1, bytes(last.data))
             )
-        if kept_total == read:
+        if kept_total == read and not txns.dropped:
             return CleaningStats(start, end, read, kept_total, bytes_read, bytes_read)
+        if txns.forgotten:
+            # The aborted index loses these entries durably before their
+            # markers go: an entry without its marker would make a reader
+            # drop the producer's later batches, a marker without an entry
+            # is ignored.
+            partition.forget_aborted(txns.forgotten)
+            written = partition.checkpoint()
+            if written is not None:
+                written.result()
         try:
             self.store.replace_range(partition.stream_id, start, end, out)
         except RangeChanged as error:
             log.info("cleaning %s-%d deferred: %s", partition.topic, partition.index, error)
             return None
         return CleaningStats(start, end, read, kept_total, bytes_read, bytes_written)
+
+
+class _Transactions(NamedTuple):
+    dropped: set[int]
+    """Base offsets of batches to remove: aborted data, and markers that
+    are no longer needed."""
+    forgotten: set[AbortedTxn]
+    """Aborted-index entries of the abort markers removed."""
+
+
+def _transactions(
+    partition: Partition, start: int, end: int, batches: list[_Batch], horizon_ms: int
+) -> _Transactions:
+    """Kafka's rules for transactions in a cleaned range: batches of aborted
+    transactions go; a marker stays until no batch of its transaction is
+    left (this pass removes the aborted data, a later one the marker) and
+    it is older than delete.retention.ms. A commit marker's transaction has
+    no index entry to say where it began, so commit markers go only when
+    the range starts at the log start (every batch before the marker is in
+    view)."""
+    upcoming = partition.aborted_transactions(start, end)
+    next_aborted = 0
+    active: dict[int, AbortedTxn] = {}
+    seen: set[AbortedTxn] = set()
+    committed_open: set[int] = set()
+    whole_log = start <= partition.log_start_offset
+    dropped: set[int] = set()
+    forgotten: set[AbortedTxn] = set()
+    for batch in batches:
+        header = batch.header
+        while (
+            next_aborted < len(upcoming)
+            and upcoming[next_aborted].first_offset <= header.last_offset
+        ):
+            starting = upcoming[next_aborted]
+            active[starting.producer_id] = starting
+            next_aborted += 1
+        producer_id = header.producer_id
+        if header.is_control:
+            marker = markers.decode(batch.data)
+            if marker is None:
+                continue
+            old = header.max_timestamp < horizon_ms
+            if not marker.commit:
+                ended = active.pop(producer_id, None)
+                if ended is not None and ended not in seen and ended.first_offset >= start and old:
+                    dropped.add(header.base_offset)
+                    forgotten.add(ended)
+            else:
+                had_data = producer_id in committed_open
+                committed_open.discard(producer_id)
+                if not had_data and whole_log and old:
+                    dropped.add(header.base_offset)
+        elif header.is_transactional:
+            entry = active.get(producer_id)
+            if entry is not None:
+                dropped.add(header.base_offset)
+                seen.add(entry)
+            else:
+                committed_open.add(producer_id)
+    return _Transactions(dropped, forgotten)
 
 
 def _timestamp(header: BatchHeader, record: Record) -> int:

@@ -34,12 +34,21 @@ from engine.errors import (
 )
 from engine.producer_state import ProducerStateTable
 from engine.time_index import TimeIndex
+from engine.transactions import markers
+from engine.transactions.partition_txns import AbortedTxn, PartitionTransactions
 from native import BatchError, BatchHeader, Compression, RecordSpec, TimestampType
 from s3stream import OffsetOutOfRange as StreamOffsetOutOfRange
 from s3stream import Retention, StreamStore
 
 FULL_CHECKPOINT_EVERY = 32
 """Incremental checkpoints between two full ones (which trim the state stream)."""
+
+CHECKPOINT_VERSION = 2
+"""2 adds the partition's transactions and producers' coordinator epochs."""
+
+TransactionVerifier = Callable[[str, int, int, int], None]
+"""(topic, partition, producer id, epoch): raises unless that producer has an
+open transaction that includes the partition."""
 
 _CODECS = {
     "uncompressed": Compression.NONE,
@@ -69,6 +78,21 @@ class PartitionFetch(NamedTuple):
     next_offset: int
     high_watermark: int
     log_start_offset: int
+    last_stable_offset: int = -1
+    aborted_transactions: list[AbortedTxn] | None = None
+    """read_committed only: aborted transactions overlapping the data."""
+
+
+class ProducerInfo(NamedTuple):
+    """One producer of a partition, as DescribeProducers lists it."""
+
+    producer_id: int
+    producer_epoch: int
+    last_sequence: int
+    last_timestamp: int
+    coordinator_epoch: int
+    current_txn_start_offset: int
+    """The first offset of its open transaction here, -1 if none."""
 
 
 class OffsetAndTimestamp(NamedTuple):
@@ -109,6 +133,9 @@ class Partition:
         self._dirty = False
         """State that only a checkpoint records changed (the cleaned offset)."""
         self._checkpoints_since_full = 0
+        self.txns = PartitionTransactions()
+        self.verify_transaction: TransactionVerifier | None = None
+        """The transaction coordinator's check for transactional batches."""
         self.configure(config)
 
     def __repr__(self) -> str:
@@ -174,6 +201,10 @@ class Partition:
                         duplicate=True,
                     )
                     return result, None
+                if producer_batch.is_transactional:
+                    # Under the lock: a marker for this producer (written
+                    # under it too) cannot come between the check and the append.
+                    self._verify_transaction(producer_batch)
             base = self.store.next_offset(self.stream_id)
             offset = base
             max_timestamp = -1
@@ -185,6 +216,8 @@ class Partition:
             handle = submit(self.stream_id, base, last, buffer)
             if producer_batch is not None:
                 self.producers.update(producer_batch, base, now, stamp)
+                if producer_batch.is_transactional:
+                    self.txns.on_batch(producer_batch.producer_id, base)
             if not self.leader_epochs or self.leader_epochs[-1][0] != self.leader_epoch:
                 self.leader_epochs.append((self.leader_epoch, base))
             self.time_index.note_append(
@@ -207,11 +240,8 @@ class Partition:
                 raise RecordTooLarge(header.size, config.max_message_bytes)
             if header.is_control:
                 raise InvalidRecord("clients may not append control batches")
-            if header.is_transactional:
-                raise InvalidTxnState(
-                    f"producer {header.producer_id} has no open transaction on "
-                    f"{self.topic}-{self.index}"
-                )
+            if header.is_transactional and header.producer_id < 0:
+                raise InvalidRecord("a transactional batch needs a producer id")
             if not config.log_append_time:
                 self._check_timestamps(header)
         codec = self._recompress_to(headers)
@@ -269,35 +299,123 @@ class Partition:
                 producer_id=header.producer_id,
                 producer_epoch=header.producer_epoch,
                 base_sequence=header.base_sequence,
+                is_transactional=header.is_transactional,
                 timestamp_type=TimestampType.CREATE_TIME,
             )
         return out
 
+    def _verify_transaction(self, header: BatchHeader) -> None:
+        if self.verify_transaction is None:
+            raise InvalidTxnState(
+                f"producer {header.producer_id} has no open transaction on "
+                f"{self.topic}-{self.index}"
+            )
+        self.verify_transaction(self.topic, self.index, header.producer_id, header.producer_epoch)
+
+    # -- transactions --------------------------------------------------------------
+
+    @property
+    def last_stable_offset(self) -> int:
+        """Where read_committed consumers stop: the first offset of the
+        earliest transaction not yet durably ended, or the high watermark."""
+        high_watermark = self.high_watermark
+        with self.lock:
+            return self.txns.first_unstable_offset(high_watermark)
+
+    def write_marker(
+        self, producer_id: int, producer_epoch: int, coordinator_epoch: int, commit: bool
+    ) -> Future[int]:
+        """Appends a transaction marker for the producer; returns the store's
+        future (resolved once the marker is durable)."""
+        now = now_ms()
+        stamp = now if self.config.log_append_time else None
+        buffer = bytearray(
+            markers.encode(producer_id, producer_epoch, coordinator_epoch, commit, now)
+        )
+        with self.lock:
+            base = self.store.next_offset(self.stream_id)
+            native.rewrite_batch(buffer, 0, base, self.leader_epoch, stamp)
+            handle = self.store.submit(self.stream_id, base, base, bytes(buffer))
+            self.producers.end_transaction(producer_id, producer_epoch, now, coordinator_epoch)
+            self.txns.on_marker(producer_id, base, commit)
+            if not self.leader_epochs or self.leader_epochs[-1][0] != self.leader_epoch:
+                self.leader_epochs.append((self.leader_epoch, base))
+            self.time_index.note_append(base, now, len(buffer))
+        return handle
+
+    def describe_producers(self) -> list[ProducerInfo]:
+        with self.lock:
+            return [
+                ProducerInfo(
+                    entry.producer_id,
+                    entry.epoch,
+                    entry.last_seq,
+                    entry.batches[-1].timestamp if entry.batches else -1,
+                    entry.coordinator_epoch,
+                    self.txns.ongoing.get(entry.producer_id, -1),
+                )
+                for entry in self.producers.producers.values()
+            ]
+
+    def aborted_transactions(self, start: int, end: int) -> list[AbortedTxn]:
+        with self.lock:
+            return self.txns.aborted_between(start, end)
+
+    def forget_aborted(self, entries: set[AbortedTxn]) -> None:
+        """Drops aborted-index entries whose markers the log cleaner removes;
+        the next checkpoint records it."""
+        with self.lock:
+            self.txns.forget(entries)
+            self._dirty = True
+
     # -- reading -----------------------------------------------------------------
 
-    def fetch(self, offset: int, max_bytes: int) -> PartitionFetch:
+    def fetch(self, offset: int, max_bytes: int, read_committed: bool = False) -> PartitionFetch:
         """Stored batches from the one holding ``offset``, up to ``max_bytes``
-        (at least one batch if there is data at ``offset``)."""
+        (at least one batch if there is data at ``offset``); with
+        ``read_committed``, only batches below the last stable offset, and
+        the aborted transactions among them."""
+        stable = self.last_stable_offset
         try:
             result = self.store.fetch(self.stream_id, offset, max_bytes)
         except StreamOffsetOutOfRange as error:
             raise self._out_of_range(offset) from error
-        return self._fetched(result)
+        return self._fetched(result, offset, stable, read_committed)
 
-    async def fetch_async(self, offset: int, max_bytes: int) -> PartitionFetch:
+    async def fetch_async(
+        self, offset: int, max_bytes: int, read_committed: bool = False
+    ) -> PartitionFetch:
+        stable = self.last_stable_offset
         try:
             result = await self.store.fetch_async(self.stream_id, offset, max_bytes)
         except StreamOffsetOutOfRange as error:
             raise self._out_of_range(offset) from error
-        return self._fetched(result)
+        return self._fetched(result, offset, stable, read_committed)
 
-    @staticmethod
-    def _fetched(result: Any) -> PartitionFetch:
+    def _fetched(
+        self, result: Any, offset: int, stable: int, read_committed: bool
+    ) -> PartitionFetch:
+        # The last stable offset is read before the data: it only grows, so
+        # every batch below it is settled whenever the data was read.
+        if not read_committed:
+            return PartitionFetch(
+                [batch.payload for batch in result.batches],
+                result.next_offset,
+                result.end_offset,
+                result.start_offset,
+                stable,
+            )
+        # Cut at a stored batch: the LSO is a transaction's first batch or
+        # the high watermark, both where an append begins.
+        kept = [batch for batch in result.batches if batch.end_offset <= stable]
+        next_offset = kept[-1].end_offset if kept else offset
         return PartitionFetch(
-            [batch.payload for batch in result.batches],
-            result.next_offset,
+            [batch.payload for batch in kept],
+            next_offset,
             result.end_offset,
             result.start_offset,
+            stable,
+            self.aborted_transactions(offset, next_offset),
         )
 
     def _out_of_range(self, offset: int) -> OffsetOutOfRange:
@@ -351,21 +469,24 @@ class Partition:
 
     # -- checkpoints and recovery ------------------------------------------------
 
-    def checkpoint(self, expiration_ms: int) -> Future[int] | None:
+    def checkpoint(self, expiration_ms: int | None = None) -> Future[int] | None:
         """Appends the producer table, new time-index entries and leader epochs
         as of the log end to the state stream, if anything changed; returns
-        the store's future (None if there was nothing to write)."""
+        the store's future (None if there was nothing to write). Producers
+        idle longer than ``expiration_ms`` (if given) are forgotten first."""
         with self.lock:
             end = self.store.next_offset(self.stream_id)
             if end == self.checkpointed_end and not self.time_index.unsaved and not self._dirty:
                 return None
             self._dirty = False
             now = now_ms()
-            self.producers.expire(now, expiration_ms)
+            if expiration_ms is not None:
+                self.producers.expire(now, expiration_ms, keep=self.txns.ongoing)
             self.time_index.drop_before(self.log_start_offset)
+            self.txns.drop_before(self.log_start_offset)
             full = self._checkpoints_since_full >= FULL_CHECKPOINT_EVERY
             record = {
-                "v": 1,
+                "v": CHECKPOINT_VERSION,
                 "end": end,
                 "full": full,
                 "index": self.time_index.all_entries()
@@ -375,6 +496,7 @@ class Partition:
                 "producers": self.producers.to_wire(),
                 "epochs": [list(e) for e in self.leader_epochs],
                 "cleaned": self.cleaned_offset,
+                "txns": self.txns.to_wire(),
             }
             payload = msgpack.packb(record, use_bin_type=True)
             offset = self.store.next_offset(self.state_stream_id)
@@ -398,6 +520,10 @@ class Partition:
         end = self.high_watermark
         replay_from = self.log_start_offset
         for record in read_records(self.store, self.state_stream_id):
+            if record["v"] > CHECKPOINT_VERSION:
+                raise ValueError(
+                    f"{self}: checkpoint format {record['v']} is newer than this tidelog"
+                )
             if record["end"] > end:
                 break  # cannot happen for a prefix of the WAL; never trust it anyway
             self.time_index.load(record["index"], record["full"])
@@ -405,6 +531,11 @@ class Partition:
             self.producers = ProducerStateTable.from_wire(record["producers"])
             self.leader_epochs = [(e, o) for e, o in record["epochs"]]
             self.cleaned_offset = record["cleaned"]
+            # Format 1 predates transactions: a partition then had none.
+            txns = record.get("txns")
+            self.txns = (
+                PartitionTransactions() if txns is None else PartitionTransactions.from_wire(txns)
+            )
             replay_from = max(record["end"], self.log_start_offset)
             self.checkpointed_end = self.durable_checkpoint_end = record["end"]
         self.time_index.mark_saved()
@@ -425,8 +556,12 @@ class Partition:
                 if not headers or headers[-1].last_offset < offset:
                     continue
                 for header in headers:
-                    if header.producer_id >= 0:
+                    if header.is_control:
+                        self._replay_marker(payload, header, now)
+                    elif header.producer_id >= 0:
                         self.producers.update(header, header.base_offset, now)
+                        if header.is_transactional:
+                            self.txns.on_batch(header.producer_id, header.base_offset)
                     epoch = header.partition_leader_epoch
                     if not self.leader_epochs or self.leader_epochs[-1][0] < epoch:
                         self.leader_epochs.append((epoch, header.base_offset))
@@ -438,6 +573,16 @@ class Partition:
                 break
             offset = fetched.next_offset
         return replayed
+
+    def _replay_marker(self, payload: bytes | memoryview, header: BatchHeader, now: int) -> None:
+        batch = memoryview(payload)[header.position : header.position + header.size]
+        marker = markers.decode(batch)
+        if marker is None:
+            return
+        self.producers.end_transaction(
+            header.producer_id, header.producer_epoch, now, marker.coordinator_epoch
+        )
+        self.txns.on_marker(header.producer_id, header.base_offset, marker.commit, durable=True)
 
     def _checkpoint_durable(self, done: Future[int], end: int, checkpointed: Future[int]) -> None:
         """Notes a durable checkpoint before its caller's future resolves, so

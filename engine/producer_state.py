@@ -12,6 +12,7 @@ at any sequence. Sequences wrap from 2**31 - 1 to 0.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -38,6 +39,8 @@ class ProducerEntry:
     epoch: int
     batches: deque[BatchMeta] = field(default_factory=lambda: deque(maxlen=REMEMBERED_BATCHES))
     last_append_ms: int = 0
+    coordinator_epoch: int = -1
+    """The coordinator epoch of the last transaction marker written for it."""
 
     @property
     def last_seq(self) -> int:
@@ -113,12 +116,25 @@ class ProducerStateTable:
             )
         entry.last_append_ms = now_ms
 
-    def expire(self, now_ms: int, expiration_ms: int) -> int:
-        """Forgets producers idle longer than ``expiration_ms``; returns how many."""
+    def end_transaction(
+        self, producer_id: int, epoch: int, now_ms: int, coordinator_epoch: int
+    ) -> None:
+        """Records a transaction marker: it carries the producer's current
+        epoch (a newer one when the coordinator fenced the producer, which
+        forgets the older epoch's batches, as Kafka does)."""
+        entry = self.producers.get(producer_id)
+        if entry is None or epoch > entry.epoch:
+            entry = self.producers[producer_id] = ProducerEntry(producer_id, epoch)
+        entry.last_append_ms = now_ms
+        entry.coordinator_epoch = max(entry.coordinator_epoch, coordinator_epoch)
+
+    def expire(self, now_ms: int, expiration_ms: int, keep: Collection[int] = ()) -> int:
+        """Forgets producers idle longer than ``expiration_ms`` (but those in
+        ``keep``: producers with an open transaction); returns how many."""
         idle = [
             pid
             for pid, entry in self.producers.items()
-            if entry.last_append_ms < now_ms - expiration_ms
+            if entry.last_append_ms < now_ms - expiration_ms and pid not in keep
         ]
         for pid in idle:
             del self.producers[pid]
@@ -126,15 +142,25 @@ class ProducerStateTable:
 
     def to_wire(self) -> list[Any]:
         return [
-            [entry.producer_id, entry.epoch, entry.last_append_ms, [list(b) for b in entry.batches]]
+            [
+                entry.producer_id,
+                entry.epoch,
+                entry.last_append_ms,
+                [list(b) for b in entry.batches],
+                entry.coordinator_epoch,
+            ]
             for entry in self.producers.values()
         ]
 
     @classmethod
     def from_wire(cls, raw: list[Any]) -> ProducerStateTable:
+        """Reads ``to_wire``'s form; entries of format 1 checkpoints lack the
+        coordinator epoch."""
         table = cls()
-        for producer_id, epoch, last_append_ms, batches in raw:
+        for producer_id, epoch, last_append_ms, batches, *rest in raw:
             entry = ProducerEntry(producer_id, epoch, last_append_ms=last_append_ms)
             entry.batches.extend(BatchMeta(*b) for b in batches)
+            if rest:
+                entry.coordinator_epoch = rest[0]
             table.producers[producer_id] = entry
         return table

@@ -121,6 +121,7 @@ def run(args: argparse.Namespace) -> int:
         default_partitions=file.default_partitions or 1,
         topic_defaults=file.topic_defaults,
         store=file.store,
+        **file.engine,
     )
     if not keep_freed_memory_for_reuse():
         log.debug("mallopt is not available: large buffers are mapped afresh")

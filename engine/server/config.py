@@ -16,6 +16,7 @@ They can come from a TOML file (``tidelog serve --config tidelog.toml``)::
     object_store = "file:///var/lib/tidelog/objects"
     auto_create_topics = true
     default_partitions = 1
+    group_initial_rebalance_delay_ms = 3000   # any EngineConfig setting, by its name
 
     [topic_defaults]                  # a broker's log.* settings, by topic config name
     "retention.ms" = "604800000"
@@ -34,6 +35,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from engine.engine import EngineConfig
 from s3stream import StreamStoreConfig
 
 
@@ -89,10 +91,20 @@ class FileConfig:
     default_partitions: int | None = None
     topic_defaults: dict[str, str] = field(default_factory=dict)
     store: StreamStoreConfig = field(default_factory=StreamStoreConfig)
+    engine: dict[str, Any] = field(default_factory=dict)
+    """Other EngineConfig settings, by field name."""
 
 
+_PLAIN_TYPES: dict[str, type] = {"int": int, "float": float, "bool": bool, "str": str}
+_ENGINE_SETTINGS = {
+    f.name: _PLAIN_TYPES[str(f.type)]
+    for f in fields(EngineConfig)
+    if str(f.type) in _PLAIN_TYPES and f.name not in ("auto_create_topics", "default_partitions")
+}
+"""EngineConfig's plain settings (numbers, flags, names) and their types."""
 _SERVER_KEYS = {f.name for f in fields(ServerConfig)} | {"listen", "advertised"}
 _ENGINE_KEYS = {"data_dir", "object_store", "auto_create_topics", "default_partitions"}
+_ENGINE_KEYS |= set(_ENGINE_SETTINGS)
 _STORE_KEYS = {f.name for f in fields(StreamStoreConfig)}
 
 
@@ -131,4 +143,11 @@ def load_config_file(path: str | Path) -> FileConfig:
     except (TypeError, ValueError) as error:
         raise ConfigFileError(f"{path}: [store]: {error}") from error
     topic_defaults = {str(k): str(v) for k, v in document.get("topic_defaults", {}).items()}
-    return FileConfig(server=server, topic_defaults=topic_defaults, store=store, **engine_table)
+    engine = {k: engine_table.pop(k) for k in list(engine_table) if k in _ENGINE_SETTINGS}
+    for name, value in engine.items():
+        wanted = _ENGINE_SETTINGS[name]
+        if type(value) is not wanted and not (wanted is float and type(value) is int):
+            raise ConfigFileError(f"{path}: [engine]: {name} must be a {wanted.__name__}")
+    return FileConfig(
+        server=server, topic_defaults=topic_defaults, store=store, engine=engine, **engine_table
+    )

@@ -5,15 +5,18 @@ Produce with acks=0)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
-from typing import Any, NamedTuple
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple, TypeVar
 
 from engine.engine import Engine
 from engine.errors import ERROR_CODES, EngineError
 from engine.protocol.frames import RequestHeader
 from engine.server.config import ServerConfig
 
+T = TypeVar("T")
 Body = Mapping[str, Any]
 Response = Body | Awaitable[Body | None] | None
 
@@ -36,6 +39,39 @@ class ServerState:
     config: ServerConfig
     cluster_id: str
     broker: Broker
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set when the server starts to shut down: requests that wait on a
+    coordinator (a JoinGroup waits up to its rebalance timeout) give up."""
+
+
+def answer(context: RequestContext, future: Future[T], build: Callable[[T], Body]) -> Response:
+    """The response built from a coordinator's future: at once if it is
+    done, else from a coroutine that awaits it (see until_stopping)."""
+    if future.done():
+        return build(future.result())
+
+    async def wait() -> Body:
+        return build(await until_stopping(context, future))
+
+    return wait()
+
+
+async def until_stopping(context: RequestContext, future: Future[T]) -> T:
+    """The future's result, or cancellation once the server is stopping.
+
+    A cancelled request gets no response and its connection closes at
+    shutdown, as when a broker goes away: the client looks its coordinator
+    up again and retries, instead of holding the shutdown for its wait."""
+    waiting = asyncio.wrap_future(future)
+    stopping = asyncio.ensure_future(context.server.stopping.wait())
+    try:
+        await asyncio.wait((waiting, stopping), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+    if not waiting.done():
+        waiting.cancel()
+        raise asyncio.CancelledError
+    return waiting.result()
 
 
 class RequestContext(NamedTuple):

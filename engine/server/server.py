@@ -96,6 +96,7 @@ class Server:
         connections = list(self.connections)
         for connection in connections:
             connection.stop_reading()
+        self.state.stopping.set()  # coordinator waits give up (see until_stopping)
         if connections:
             log.info("finishing requests in flight on %d connections", len(connections))
             await asyncio.gather(*(c.drain(self.config.shutdown_timeout_s) for c in connections))

@@ -18,11 +18,12 @@ from s3stream import StreamStore
 from tests.engine.conftest import FAST_STORE
 
 keys = st.one_of(st.integers(0, 20), st.tuples(st.sampled_from(["g", "h"]), st.integers(0, 5)))
+int64s = st.integers(-(2**63), 2**63 - 1)
 values = st.one_of(
     st.none(),
-    st.integers(-(2**63), 2**63 - 1),
+    int64s,
     st.binary(max_size=8),
-    st.lists(st.integers(), max_size=3),
+    st.lists(int64s, max_size=3),
 )
 steps = st.lists(
     st.one_of(

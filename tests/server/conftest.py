@@ -134,3 +134,68 @@ def topic() -> str:
 def quiet_librdkafka() -> dict[str, object]:
     """librdkafka settings that keep its log lines out of test output."""
     return {"log_level": 3 if os.environ.get("TIDELOG_CLIENT_DEBUG") is None else 7}
+
+
+GROUP_SERVER_CONFIG = """
+[engine]
+group_initial_rebalance_delay_ms = 0
+group_min_session_timeout_ms = 500
+"""
+"""No initial rebalance delay and a small minimum session timeout, so group
+tests can use sessions of a second or two."""
+
+
+def start_group_server(root: Path) -> ServerProcess:
+    """A server configured for group tests, its data and config under ``root``."""
+    config = root / "tidelog.toml"
+    config.write_text(GROUP_SERVER_CONFIG)
+    return ServerProcess(root / "data", args=["--config", str(config)]).start()
+
+
+@pytest.fixture(scope="module")
+def group_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """One group-test server for a test module; tests use their own groups."""
+    server = start_group_server(tmp_path_factory.mktemp("groups"))
+    yield server
+    if server.running:
+        assert server.stop() == 0, server.log()
+
+
+@pytest.fixture
+def own_group_server(tmp_path: Path) -> Iterator[ServerProcess]:
+    """A group-test server for one test, which it may restart or kill."""
+    server = start_group_server(tmp_path)
+    yield server
+    if server.running:
+        server.kill()
+
+
+TRANSACTION_SERVER_CONFIG = (
+    GROUP_SERVER_CONFIG + "transaction_abort_timed_out_transaction_cleanup_interval_ms = 200\n"
+)
+"""The group tests' settings, and open transactions checked against their
+timeout five times a second, so a test can use a timeout of a few seconds."""
+
+
+def start_transaction_server(root: Path) -> ServerProcess:
+    config = root / "tidelog.toml"
+    config.write_text(TRANSACTION_SERVER_CONFIG)
+    return ServerProcess(root / "data", args=["--config", str(config)]).start()
+
+
+@pytest.fixture(scope="module")
+def transaction_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """One transaction-test server for a test module."""
+    server = start_transaction_server(tmp_path_factory.mktemp("transactions"))
+    yield server
+    if server.running:
+        assert server.stop() == 0, server.log()
+
+
+@pytest.fixture
+def own_transaction_server(tmp_path: Path) -> Iterator[ServerProcess]:
+    """A transaction-test server for one test, which it may restart or kill."""
+    server = start_transaction_server(tmp_path)
+    yield server
+    if server.running:
+        server.kill()

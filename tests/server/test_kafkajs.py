@@ -7,8 +7,8 @@ confluent-kafka (librdkafka) and with kafkajs' own Fetch decoding, so that
 independent clients agree; Fetch limits (offsets, batches, max bytes); the
 admin client (topics, metadata, offsets, configs, partitions, records); a
 topic of 100 partitions; messages at and past max.message.bytes; a server
-restart between produce and read-back; and what kafkajs' group consumer
-gets from a server that runs no group coordinator.
+restart between produce and read-back; and kafkajs' group consumer
+resuming from the offset its group committed.
 """
 
 from __future__ import annotations
@@ -387,25 +387,24 @@ def test_produced_messages_read_back_exactly(
     }
 
 
-def test_kafkajs_group_consumer_fails_cleanly_without_a_coordinator(
-    kafka_server: ServerProcess, topic: str
+def test_kafkajs_group_consumer_resumes_from_its_committed_offset(
+    group_server: ServerProcess, topic: str
 ) -> None:
-    """kafkajs' consumer needs a group coordinator, which this server does
-    not run: FindCoordinator answers COORDINATOR_NOT_AVAILABLE and kafkajs
-    gives up with its own error; the server goes on serving."""
-    bootstrap = kafka_server.bootstrap
-    produce(bootstrap, topic, [Message(0, b"k", b"v", None, T0)])
-    with pytest.raises(KafkaJSError) as failed:
-        kafkajs("consume", bootstrap, topic=topic, groupId="g", count=1, timeoutMs=30000)
-    assert failed.value.error["name"] == "KafkaJSGroupCoordinatorNotFound"
-    assert failed.value.error["retriable"] is False
-    assert "The group coordinator is not available" in failed.value.stderr
-
-    assert kafka_server.running
-    more = produce(bootstrap, topic, [Message(0, b"k2", b"v2", None, T0 + 1)])
-    assert base_offsets(more) == {0: 1}
-    stored = read_back(bootstrap, topic, {0: 2})
-    assert [(r.offset, r.key, r.value) for r in stored[0]] == [(0, b"k", b"v"), (1, b"k2", b"v2")]
+    """kafkajs' consumer joins a group through the group coordinator and
+    commits the messages it handed back, not the rest of the batch it
+    fetched; the group's next consumer starts after them. (More in
+    test_groups_kafkajs.py.)"""
+    bootstrap = group_server.bootstrap
+    group = f"g-{topic}"
+    produce(bootstrap, topic, [Message(0, b"k", b"v%d" % i, None, T0 + i) for i in range(3)])
+    # A short fetch wait, so that leaving the group does not wait for a long poll.
+    options = {"groupId": group, "timeoutMs": 30000, "maxWaitTimeInMs": 100}
+    first = kafkajs("consume", bootstrap, topic=topic, count=2, **options)
+    assert [(r["offset"], r["value"]) for r in first] == [("0", b64(b"v0")), ("1", b64(b"v1"))]
+    [offsets] = kafkajs("fetch_offsets", bootstrap, groupId=group, topics=[topic])
+    assert offsets["partitions"] == [{"partition": 0, "offset": "2", "metadata": None}]
+    second = kafkajs("consume", bootstrap, topic=topic, count=1, **options)
+    assert [(r["offset"], r["value"]) for r in second] == [("2", b64(b"v2"))]
 
 
 def test_log_append_time_topic_stamps_records_on_append(

@@ -16,6 +16,7 @@ import pytest
 from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import ConfigResource, ConfigResourceType
 
+from engine.server.config import load_config_file
 from tests.server.conftest import ServerProcess, free_port
 
 DEFAULT_PORT = 9092
@@ -217,3 +218,15 @@ def test_large_buffers_are_reused_on_glibc() -> None:
     from engine.serve import keep_freed_memory_for_reuse
 
     assert keep_freed_memory_for_reuse() == (platform.libc_ver()[0] == "glibc")
+
+
+def test_the_config_file_in_the_server_doc_loads_as_documented(tmp_path: Path) -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "server.md").read_text()
+    block = doc.split("```toml\n", 1)[1].split("```", 1)[0]
+    config = tmp_path / "tidelog.toml"
+    config.write_text(block)
+    loaded = load_config_file(config)
+    assert (loaded.server.advertised_host, loaded.server.advertised_port) == ("myhost", 9092)
+    assert loaded.engine["group_initial_rebalance_delay_ms"] == 3000
+    assert loaded.engine["transaction_max_timeout_ms"] == 900000
+    assert loaded.store.upload_bytes == 32 * 1024 * 1024

@@ -20,7 +20,7 @@ from kio.index import load_response_schema
 from kio.schema.request_header.v1 import RequestHeader as RequestHeaderV1
 from kio.schema.request_header.v2 import RequestHeader as RequestHeaderV2
 from kio.serial import entity_reader, entity_writer
-from kio.static.primitive import Records, i16, i32
+from kio.static.primitive import Records, i16, i32, i64Timedelta
 
 CLIENT_ID = "tidelog-wire-tests"
 
@@ -258,7 +258,17 @@ def values_of(field_type: Any) -> st.SearchStrategy[Any]:
         return entities(field_type)  # type: ignore[arg-type]
     if field_type is Records:
         return records_values()
+    if field_type is i64Timedelta:
+        # kio reads an int64 of milliseconds as a timedelta only up to
+        # int64 microseconds; clients send -1 or hours in these fields.
+        bound = datetime.timedelta(microseconds=2**63 - 1000)
+        return st.timedeltas(-bound, bound).map(
+            lambda d: i64Timedelta.parse(datetime.timedelta(milliseconds=d // _MILLISECOND))
+        )
     return st.from_type(field_type)
+
+
+_MILLISECOND = datetime.timedelta(milliseconds=1)
 
 
 @cache

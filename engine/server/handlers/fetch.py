@@ -16,6 +16,7 @@ from __future__ import annotations
 import time
 from typing import Any, NamedTuple
 
+from engine.engine import READ_COMMITTED, READ_UNCOMMITTED
 from engine.errors import ERROR_CODES, EngineError
 from engine.partition import PartitionFetch
 from engine.server.context import NONE, RequestContext, error_code
@@ -60,8 +61,9 @@ async def handle_fetch(context: RequestContext, request: Any) -> dict[str, Any]:
     min_bytes = max(request.min_bytes, 0)
     deadline = time.monotonic() + millis(request.max_wait) / 1000
     engine = context.engine
+    committed = getattr(request, "isolation_level", 0) == _READ_COMMITTED
     while True:
-        reads = await _read_all(context, wanted, max_bytes)
+        reads = await _read_all(context, wanted, max_bytes, committed)
         total = sum(r.size for r in reads)
         remaining = deadline - time.monotonic()
         if total >= min_bytes or remaining <= 0 or any(r.error != NONE for r in reads):
@@ -74,9 +76,8 @@ async def handle_fetch(context: RequestContext, request: Any) -> dict[str, Any]:
             if r.wanted.topic is not None
         }
         if not await engine.wait_for_data_async(beyond, remaining):
-            reads = await _read_all(context, wanted, max_bytes)
+            reads = await _read_all(context, wanted, max_bytes, committed)
             break
-    committed = getattr(request, "isolation_level", 0) == _READ_COMMITTED
     return _response(context, reads, committed)
 
 
@@ -103,7 +104,9 @@ def _wanted_partitions(context: RequestContext, request: Any) -> list[_Wanted]:
     return wanted
 
 
-async def _read_all(context: RequestContext, wanted: list[_Wanted], max_bytes: int) -> list[_Read]:
+async def _read_all(
+    context: RequestContext, wanted: list[_Wanted], max_bytes: int, committed: bool
+) -> list[_Read]:
     """Reads the partitions in order within the response's ``max_bytes``:
     each gets what the ones before it left, up to its own limit. As in Kafka,
     the first partition with data sends at least its first batch, however
@@ -112,7 +115,7 @@ async def _read_all(context: RequestContext, wanted: list[_Wanted], max_bytes: i
     reads: list[_Read] = []
     budget = max_bytes
     for w in wanted:
-        read = await _read(context, w, max(budget, 1))
+        read = await _read(context, w, max(budget, 1), committed)
         limit = min(w.max_bytes, budget)
         if read.fetched is not None and read.size > limit and budget < max_bytes:
             unsent = read.fetched._replace(records=[], next_offset=w.offset)
@@ -122,7 +125,7 @@ async def _read_all(context: RequestContext, wanted: list[_Wanted], max_bytes: i
     return reads
 
 
-async def _read(context: RequestContext, wanted: _Wanted, budget: int) -> _Read:
+async def _read(context: RequestContext, wanted: _Wanted, budget: int, committed: bool) -> _Read:
     if wanted.topic is None:
         return _Read(wanted, _UNKNOWN_TOPIC_ID, None, 0, wanted.offset)
     epoch_error = leader_epoch_error(context, wanted.current_leader_epoch)
@@ -130,12 +133,19 @@ async def _read(context: RequestContext, wanted: _Wanted, budget: int) -> _Read:
         return _Read(wanted, epoch_error, None, 0, wanted.offset)
     try:
         fetched = await context.engine.fetch_async(
-            wanted.topic, wanted.partition, wanted.offset, max(min(wanted.max_bytes, budget), 1)
+            wanted.topic,
+            wanted.partition,
+            wanted.offset,
+            max(min(wanted.max_bytes, budget), 1),
+            READ_COMMITTED if committed else READ_UNCOMMITTED,
         )
     except EngineError as error:
         return _Read(wanted, error_code(error), None, 0, wanted.offset)
     size = sum(len(batch) for batch in fetched.records)
-    return _Read(wanted, NONE, fetched, size, max(fetched.next_offset, wanted.offset))
+    seen_end = max(fetched.next_offset, wanted.offset)
+    if committed:  # data past the last stable offset was seen, not sent: wait beyond it
+        seen_end = max(seen_end, fetched.high_watermark)
+    return _Read(wanted, NONE, fetched, size, seen_end)
 
 
 def _response(context: RequestContext, reads: list[_Read], committed: bool) -> dict[str, Any]:
@@ -144,12 +154,18 @@ def _response(context: RequestContext, reads: list[_Read], committed: bool) -> d
     for read in reads:
         wanted = read.wanted
         records: list[Any] = []
+        aborted: list[dict[str, int]] = []
         if read.fetched is not None:
             records = list(read.fetched.records)
             high_watermark = read.fetched.high_watermark
+            last_stable = read.fetched.last_stable_offset
             log_start = read.fetched.log_start_offset
+            aborted = [
+                {"producer_id": txn.producer_id, "first_offset": txn.first_offset}
+                for txn in read.fetched.aborted_transactions or ()
+            ]
         else:
-            high_watermark = log_start = -1
+            high_watermark = last_stable = log_start = -1
             if wanted.topic is not None and read.error == ERROR_CODES["OFFSET_OUT_OF_RANGE"]:
                 log_start, high_watermark = engine.offsets(wanted.topic, wanted.partition)
         topics.setdefault((wanted.topic, wanted.topic_id), []).append(
@@ -157,9 +173,9 @@ def _response(context: RequestContext, reads: list[_Read], committed: bool) -> d
                 "partition_index": wanted.partition,
                 "error_code": read.error,
                 "high_watermark": high_watermark,
-                "last_stable_offset": high_watermark,
+                "last_stable_offset": last_stable,
                 "log_start_offset": log_start,
-                "aborted_transactions": [] if committed else None,
+                "aborted_transactions": aborted if committed else None,
                 "preferred_read_replica": -1,
                 "records": records,
             }

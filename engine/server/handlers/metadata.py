@@ -1,4 +1,4 @@
-"""Metadata, DescribeCluster and FindCoordinator: where things are.
+"""Metadata and DescribeCluster: where things are.
 
 This server is the one broker of its cluster and the leader of every
 partition; Metadata says so, with the leader epoch clients use to detect a
@@ -154,24 +154,3 @@ def handle_describe_cluster(context: RequestContext, request: Any) -> dict[str, 
         ],
         "cluster_authorized_operations": _AUTHORIZED_OPERATIONS_OMITTED,
     }
-
-
-_NO_COORDINATOR = "this server has no group or transaction coordinator"
-
-
-def handle_find_coordinator(context: RequestContext, request: Any) -> dict[str, Any]:
-    """Consumer groups and transactions are not served here: the answer is
-    COORDINATOR_NOT_AVAILABLE, which clients treat as retriable, as they do
-    while a Kafka coordinator is still loading."""
-    code = ERROR_CODES["COORDINATOR_NOT_AVAILABLE"]
-    unavailable = {
-        "node_id": -1,
-        "host": "",
-        "port": -1,
-        "error_code": code,
-        "error_message": _NO_COORDINATOR,
-    }
-    keys = getattr(request, "coordinator_keys", ())
-    if context.version >= 4:
-        return {"throttle_time": 0, "coordinators": [{"key": k, **unavailable} for k in keys]}
-    return {"throttle_time": 0, **unavailable}

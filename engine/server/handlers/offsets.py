@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from engine.engine import READ_COMMITTED, READ_UNCOMMITTED
 from engine.errors import EngineError
 from engine.server.context import NONE, RequestContext, error_code
 from engine.server.handlers.common import leader_epoch_error
@@ -12,6 +13,7 @@ from engine.server.handlers.common import leader_epoch_error
 
 def handle_list_offsets(context: RequestContext, request: Any) -> dict[str, Any]:
     engine = context.engine
+    isolation = READ_COMMITTED if getattr(request, "isolation_level", 0) == 1 else READ_UNCOMMITTED
     topics = []
     for topic in request.topics:
         partitions = []
@@ -21,7 +23,7 @@ def handle_list_offsets(context: RequestContext, request: Any) -> dict[str, Any]
             if code == NONE:
                 try:
                     found = engine.list_offset(
-                        topic.name, partition.partition_index, partition.timestamp
+                        topic.name, partition.partition_index, partition.timestamp, isolation
                     )
                     offset, timestamp = found.offset, found.timestamp
                 except EngineError as error:

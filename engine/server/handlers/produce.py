@@ -24,6 +24,7 @@ from engine.server.context import (
     error_code,
     error_message,
 )
+from engine.server.handlers.transactions import init_transactional_producer
 
 log = logging.getLogger("tidelog.server")
 
@@ -121,18 +122,12 @@ def _failed(index: int, code: int, message: str | None) -> Body:
     }
 
 
-def handle_init_producer_id(context: RequestContext, request: Any) -> dict[str, Any]:
+def handle_init_producer_id(context: RequestContext, request: Any) -> Response:
     """A new idempotent producer. (As in Kafka, a producer without a
     transactional id that asks to bump its epoch gets a new id instead.)
-    Transactional ids need the transaction coordinator, which this server
-    does not run."""
+    A transactional id is the transaction coordinator's (transactions.py)."""
     if request.transactional_id is not None:
-        return {
-            "throttle_time": 0,
-            "error_code": ERROR_CODES["COORDINATOR_NOT_AVAILABLE"],
-            "producer_id": -1,
-            "producer_epoch": -1,
-        }
+        return init_transactional_producer(context, request)
     try:
         producer_id, epoch = context.engine.init_producer_id()
     except EngineError as error:

@@ -10,17 +10,18 @@
 // a "host:port" string or a list of them. Optional for all commands:
 // `clientId`, `connectionTimeout`, `requestTimeout` (ms).
 //
-// On success exactly one JSON document is printed on stdout and the exit
-// status is 0; calls that return nothing in kafkajs print `null`. Values
-// are kafkajs' own, so 64-bit numbers (offsets, timestamps) stay strings.
-// Bytes (keys, values, header values) travel as base64 strings, with JSON
-// null for a null key or value.
+// On success exactly one JSON document is printed on stdout (group_consume
+// prints its events before it, a line each) and the exit status is 0; calls
+// that return nothing in kafkajs print `null`. Values are kafkajs' own, so
+// 64-bit numbers (offsets, timestamps) stay strings. Bytes (keys, values,
+// header values) travel as base64 strings, with JSON null for a null key or
+// value.
 //
 // On failure the exit status is 1 (2 for a usage error) and the last line on
 // stderr is a JSON object {"error": {name, message, type, code, ...}}; any
 // earlier stderr lines are kafkajs' own error log.
 //
-// Three commands go beyond one call of kafkajs' public API:
+// Four commands go beyond one call of kafkajs' public API:
 // - create_topics with `withErrors: true` prints {created, errors}: kafkajs'
 //   result and the per-topic errors it decoded from the CreateTopics response
 //   (its admin reports topics that already exist only as `false`).
@@ -35,13 +36,27 @@
 //   do without). `partitions` is a list of {partition, fetchOffset, maxBytes};
 //   `maxBytes`, `minBytes` and `maxWaitTime` (ms) are the request's. It prints,
 //   per partition, the response's fields and every record kafkajs decoded.
+// - group_consume runs one member of a consumer group and streams its events
+//   (joins with their assignments, records, commits), one JSON line each, as
+//   they happen; the last line is its result. With `untilStdin` it runs until
+//   a line arrives on stdin, so its arguments must be given on the command
+//   line. See groupConsume below.
+//
+// The group consumers (consume, group_consume) take kafkajs' group options
+// (`sessionTimeout`, `rebalanceTimeout`, `heartbeatInterval`,
+// `maxWaitTimeInMs`) and `assigners`, in order of preference: "roundRobin"
+// (kafkajs' own, the default, protocol name "RoundRobinAssigner") or "range",
+// the driver's implementation of Kafka's range assignor, which Java and
+// librdkafka consumers speak too.
 'use strict'
 
 const {
   Kafka,
   logLevel,
+  AssignerProtocol,
   CompressionTypes,
   ConfigResourceTypes,
+  PartitionAssigners,
   Partitioners,
 } = require('kafkajs')
 
@@ -196,6 +211,96 @@ async function produceSteps(kafka, args) {
   }
 }
 
+// Kafka's RangeAssignor (org.apache.kafka.clients.consumer.RangeAssignor),
+// under its protocol name "range", so that a kafkajs member can share a group
+// with Java and librdkafka consumers, which offer "range" by default. Member
+// metadata and assignments are Kafka's ConsumerProtocol encodings at version 0
+// (kafkajs' AssignerProtocol): later versions only append fields, which a
+// version 0 reader skips, so the leader reads every member's subscription.
+//
+// Per topic, the members subscribed to it are sorted (static members by
+// group.instance.id first, then the others by member id) and each takes a
+// contiguous range of the partitions in that order; the first
+// `partitions % members` take one partition more.
+const RangeAssigner = ({ cluster }) => ({
+  name: 'range',
+  version: 0,
+
+  async assign({ members }) {
+    const subscriptions = members.map(({ memberId, groupInstanceId, memberMetadata }) => ({
+      memberId,
+      groupInstanceId: groupInstanceId || null,
+      topics: AssignerProtocol.MemberMetadata.decode(memberMetadata).topics,
+    }))
+    const topics = [...new Set(subscriptions.flatMap(s => s.topics))].sort()
+    // The leader's metadata must cover the other members' topics too.
+    await cluster.addMultipleTargetTopics(topics)
+    const assignment = new Map(members.map(({ memberId }) => [memberId, {}]))
+    for (const topic of topics) {
+      const consumers = subscriptions.filter(s => s.topics.includes(topic)).sort(compareMembers)
+      const partitions = cluster
+        .findTopicPartitionMetadata(topic)
+        .map(p => p.partitionId)
+        .sort((a, b) => a - b)
+      const perConsumer = Math.floor(partitions.length / consumers.length)
+      const withExtra = partitions.length % consumers.length
+      consumers.forEach(({ memberId }, i) => {
+        const start = perConsumer * i + Math.min(i, withExtra)
+        const length = perConsumer + (i < withExtra ? 1 : 0)
+        if (length > 0) assignment.get(memberId)[topic] = partitions.slice(start, start + length)
+      })
+    }
+    return [...assignment].map(([memberId, topicPartitions]) => ({
+      memberId,
+      memberAssignment: AssignerProtocol.MemberAssignment.encode({
+        version: this.version,
+        assignment: topicPartitions,
+      }),
+    }))
+  },
+
+  protocol({ topics }) {
+    return {
+      name: this.name,
+      metadata: AssignerProtocol.MemberMetadata.encode({ version: this.version, topics }),
+    }
+  },
+})
+
+// Kafka's order of members for assignment (ConsumerProtocol's MemberInfo).
+function compareMembers(a, b) {
+  const byString = (x, y) => (x < y ? -1 : x > y ? 1 : 0)
+  if (a.groupInstanceId !== null && b.groupInstanceId !== null) {
+    return byString(a.groupInstanceId, b.groupInstanceId)
+  }
+  if (a.groupInstanceId !== null) return -1
+  if (b.groupInstanceId !== null) return 1
+  return byString(a.memberId, b.memberId)
+}
+
+const ASSIGNERS = { range: RangeAssigner, roundRobin: PartitionAssigners.roundRobin }
+const GROUP_OPTIONS = ['sessionTimeout', 'rebalanceTimeout', 'heartbeatInterval', 'maxWaitTimeInMs']
+
+// A group consumer with the group options the arguments give: `groupId`;
+// `assigners`, names from ASSIGNERS in order of preference (default
+// ["roundRobin"], kafkajs' own); `sessionTimeout`, `rebalanceTimeout`,
+// `heartbeatInterval` and `maxWaitTimeInMs` (ms, kafkajs' defaults if unset).
+function makeConsumer(kafka, args) {
+  const assigners = (args.assigners || ['roundRobin']).map(name => {
+    if (ASSIGNERS[name] === undefined) throw new UsageError(`unknown assigner: ${name}`)
+    return ASSIGNERS[name]
+  })
+  const options = {
+    groupId: required(args, 'groupId'),
+    partitionAssigners: assigners,
+    retry: RETRY,
+  }
+  for (const name of GROUP_OPTIONS) {
+    if (args[name] !== undefined) options[name] = args[name]
+  }
+  return kafka.consumer(options)
+}
+
 // Runs a group consumer until `count` messages have arrived or `timeoutMs`
 // has passed. On timeout it prints what did arrive, unless the consumer
 // crashed meanwhile, in which case the crash is the reported failure.
@@ -204,7 +309,7 @@ async function consume(kafka, args) {
   const count = required(args, 'count')
   const timeoutMs = args.timeoutMs ?? 30000
   if (count <= 0) return []
-  const consumer = kafka.consumer({ groupId: required(args, 'groupId'), retry: RETRY })
+  const consumer = makeConsumer(kafka, args)
   const received = []
   let lastCrash = null
 
@@ -234,19 +339,13 @@ async function consume(kafka, args) {
     await consumer.subscribe({ topics: [topic], fromBeginning: args.fromBeginning ?? true })
     await consumer.run({
       // Offsets are resolved by hand so that only the messages handed back
-      // are committed for the group, not the rest of the last batch.
+      // are committed for the group, not the rest of the last batch; kafkajs
+      // commits the resolved offsets after each batch.
       eachBatchAutoResolve: false,
       eachBatch: async ({ batch, resolveOffset, heartbeat, isRunning, isStale }) => {
         for (const message of batch.messages) {
           if (received.length >= count || !isRunning() || isStale()) break
-          received.push({
-            partition: batch.partition,
-            offset: message.offset,
-            key: toBase64(message.key),
-            value: toBase64(message.value),
-            headers: mapHeaders(message.headers, toBase64),
-            timestamp: message.timestamp,
-          })
+          received.push({ partition: batch.partition, ...toRecord(message) })
           resolveOffset(message.offset)
           if (received.length >= count) finish()
         }
@@ -257,7 +356,121 @@ async function consume(kafka, args) {
     return received
   } finally {
     clearTimeout(timer)
-    // Disconnecting commits the resolved offsets and leaves the group.
+    await consumer.disconnect().catch(() => {})
+  }
+}
+
+// The generation of the group this process's consumer last synced with, as
+// kafkajs sent it in SyncGroup (its consumer does not expose it otherwise).
+function recordGeneration() {
+  const Broker = require('kafkajs/src/broker')
+  const original = Broker.prototype.syncGroup
+  const state = { generation: null }
+  Broker.prototype.syncGroup = async function (request) {
+    const response = await original.call(this, request)
+    state.generation = request.generationId
+    return response
+  }
+  return state
+}
+
+// A group member that streams what happens to it, one JSON line per event
+// on stdout:
+//   {event: "join", generation, memberId, leaderId, isLeader, groupProtocol, assignment}
+//   {event: "record", generation, topic, partition, offset, key, value, headers, timestamp}
+//   {event: "commit", generation, topics: [{topic, partitions: [{partition, offset}]}]}
+//   {event: "crash", error, restart}
+// It processes each message in eachBatch, then resolves its offset and
+// commits it before the next (commitOffsetsIfNecessary with an auto-commit
+// threshold of one); on a rebalance, kafkajs commits the resolved offsets
+// before it rejoins. It leaves the rest of a batch if the member has synced
+// another generation since the batch began: its partitions may have moved.
+// It stops after `count` records (if given), when a line (or the end)
+// arrives on stdin with `untilStdin`, or after `timeoutMs`; then it leaves the
+// group, and its result is the last line: {event: "end", reason, records}.
+async function groupConsume(kafka, args) {
+  const topics = args.topics || [required(args, 'topic')]
+  const timeoutMs = args.timeoutMs ?? 30000
+  const group = recordGeneration()
+  const consumer = makeConsumer(kafka, args)
+  const emit = event => process.stdout.write(JSON.stringify(event) + '\n')
+  let records = 0
+  let stopping = false
+
+  let finish
+  let fail
+  const done = new Promise((resolve, reject) => {
+    finish = reason => {
+      stopping = true
+      resolve(reason)
+    }
+    fail = reject
+  })
+  done.catch(() => {})
+  const timer = setTimeout(() => finish('timeout'), timeoutMs)
+  if (args.untilStdin) {
+    const lines = require('readline').createInterface({ input: process.stdin })
+    lines.once('line', () => finish('stdin'))
+    lines.once('close', () => finish('stdin'))
+  }
+
+  const { GROUP_JOIN, COMMIT_OFFSETS, CRASH } = consumer.events
+  consumer.on(GROUP_JOIN, ({ payload }) =>
+    emit({
+      event: 'join',
+      generation: group.generation,
+      memberId: payload.memberId,
+      leaderId: payload.leaderId,
+      isLeader: payload.isLeader,
+      groupProtocol: payload.groupProtocol,
+      assignment: payload.memberAssignment,
+    })
+  )
+  consumer.on(COMMIT_OFFSETS, ({ payload }) =>
+    emit({ event: 'commit', generation: payload.groupGenerationId, topics: payload.topics })
+  )
+  consumer.on(CRASH, ({ payload }) => {
+    emit({ event: 'crash', error: describeError(payload.error), restart: payload.restart })
+    if (!payload.restart) fail(payload.error)
+  })
+
+  try {
+    await consumer.connect()
+    await consumer.subscribe({ topics, fromBeginning: args.fromBeginning ?? true })
+    await consumer.run({
+      eachBatchAutoResolve: false,
+      autoCommit: true,
+      autoCommitThreshold: 1,
+      eachBatch: async ({
+        batch,
+        resolveOffset,
+        commitOffsetsIfNecessary,
+        heartbeat,
+        isRunning,
+        isStale,
+      }) => {
+        const generation = group.generation
+        for (const message of batch.messages) {
+          if (stopping || !isRunning() || isStale() || group.generation !== generation) break
+          emit({
+            event: 'record',
+            generation,
+            topic: batch.topic,
+            partition: batch.partition,
+            ...toRecord(message),
+          })
+          records += 1
+          resolveOffset(message.offset)
+          await commitOffsetsIfNecessary()
+          if (args.count !== undefined && records >= args.count) finish('count')
+          await heartbeat()
+        }
+      },
+    })
+    const reason = await done
+    return { event: 'end', reason, records }
+  } finally {
+    clearTimeout(timer)
     await consumer.disconnect().catch(() => {})
   }
 }
@@ -371,6 +584,9 @@ const ADMIN = {
   },
   fetch_metadata: (admin, args) => admin.fetchTopicMetadata({ topics: args.topics || [] }),
   describe_cluster: admin => admin.describeCluster(),
+  fetch_offsets: (admin, args) =>
+    admin.fetchOffsets({ groupId: required(args, 'groupId'), topics: args.topics }),
+  describe_groups: (admin, args) => admin.describeGroups(required(args, 'groupIds')),
 }
 
 async function runAdmin(kafka, command, args) {
@@ -383,7 +599,13 @@ async function runAdmin(kafka, command, args) {
   }
 }
 
-const CLIENTS = { produce, produce_steps: produceSteps, consume, fetch: fetchRecords }
+const CLIENTS = {
+  produce,
+  produce_steps: produceSteps,
+  consume,
+  group_consume: groupConsume,
+  fetch: fetchRecords,
+}
 const COMMANDS = [...Object.keys(CLIENTS), ...Object.keys(ADMIN)]
 
 function readStdin() {

@@ -1,0 +1,845 @@
+"""One classic consumer group: its members and its state machine.
+
+The states and transitions are Kafka's (GroupCoordinator / ClassicGroup):
+
+    Empty --join--> PreparingRebalance --all joined, or rebalance timeout-->
+    CompletingRebalance --leader's SyncGroup durable--> Stable
+    Stable / CompletingRebalance --member joins, leaves, changes, expires-->
+    PreparingRebalance --no member left--> Empty
+
+A group runs under its coordinator's lock: the coordinator (the "host")
+gives it timers whose callbacks run under that lock, durable writes of its
+metadata, and futures settled once the lock is released. Nothing here
+blocks or does I/O.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future
+from typing import Any, NamedTuple, Protocol
+
+from engine.errors import ERROR_CODES
+from engine.groups.config import GroupConfig
+from engine.groups.records import StoredGroup, StoredMember
+from engine.groups.results import (
+    NONE,
+    GroupDescription,
+    GroupState,
+    JoinedMember,
+    JoinResult,
+    MemberDescription,
+    SyncResult,
+)
+from engine.groups.subscription import group_subscription
+from engine.groups.timers import Timer
+
+log = logging.getLogger("tidelog.groups")
+
+NEW_MEMBER_JOIN_TIMEOUT_MS = 300_000
+"""A new member's JoinGroup waits at most this long (Kafka's value): a
+client that gave up on it and joins again would otherwise leave defunct
+members behind for a whole rebalance."""
+
+UNKNOWN_MEMBER_ID = ERROR_CODES["UNKNOWN_MEMBER_ID"]
+ILLEGAL_GENERATION = ERROR_CODES["ILLEGAL_GENERATION"]
+REBALANCE_IN_PROGRESS = ERROR_CODES["REBALANCE_IN_PROGRESS"]
+INCONSISTENT_GROUP_PROTOCOL = ERROR_CODES["INCONSISTENT_GROUP_PROTOCOL"]
+MEMBER_ID_REQUIRED = ERROR_CODES["MEMBER_ID_REQUIRED"]
+GROUP_MAX_SIZE_REACHED = ERROR_CODES["GROUP_MAX_SIZE_REACHED"]
+FENCED_INSTANCE_ID = ERROR_CODES["FENCED_INSTANCE_ID"]
+
+Protocols = Sequence[tuple[str, bytes]]
+
+
+class GroupHost(Protocol):
+    """What a group needs from its coordinator."""
+
+    config: GroupConfig
+
+    def now_ms(self) -> int: ...
+
+    def resolve(self, future: Future[Any], value: Any) -> None:
+        """Settles ``future`` with ``value`` once the coordinator's lock is released."""
+
+    def schedule(self, group: ClassicGroup, delay_s: float, callback: Callable[[], None]) -> Timer:
+        """Calls ``callback`` after ``delay_s``, under the lock, if the group still exists."""
+
+    def store_group(
+        self,
+        group: ClassicGroup,
+        assignment: Mapping[str, bytes],
+        then: Callable[[int], None] | None = None,
+    ) -> None:
+        """Writes the group's metadata with ``assignment``; ``then(error_code)``
+        runs under the lock once it is durable (or failed), if the group
+        still exists."""
+
+
+class JoinRequest(NamedTuple):
+    member_id: str
+    group_instance_id: str | None
+    protocol_type: str
+    protocols: list[tuple[str, bytes]]
+    session_timeout_ms: int
+    rebalance_timeout_ms: int
+    client_id: str
+    client_host: str
+    require_known_member_id: bool
+    reason: str | None
+
+
+class Member:
+    """A member of a group, and what it is waiting for."""
+
+    def __init__(
+        self,
+        member_id: str,
+        group_instance_id: str | None,
+        client_id: str,
+        client_host: str,
+        rebalance_timeout_ms: int,
+        session_timeout_ms: int,
+        protocols: list[tuple[str, bytes]],
+    ) -> None:
+        self.member_id = member_id
+        self.group_instance_id = group_instance_id
+        self.client_id = client_id
+        self.client_host = client_host
+        self.rebalance_timeout_ms = rebalance_timeout_ms
+        self.session_timeout_ms = session_timeout_ms
+        self.protocols = protocols
+        """(name, metadata) in the member's order of preference."""
+        self.assignment = b""
+        self.join_waiter: Future[JoinResult] | None = None
+        self.sync_waiter: Future[SyncResult] | None = None
+        self.is_new = False
+        """Joined and not yet part of a generation."""
+        self.session_deadline = 0.0
+        self.session_timer: Timer | None = None
+
+    def metadata(self, protocol: str | None) -> bytes:
+        for name, metadata in self.protocols:
+            if name == protocol:
+                return metadata
+        return b""
+
+    def matches(self, protocols: Protocols) -> bool:
+        return list(protocols) == self.protocols
+
+    def vote(self, candidates: set[str]) -> str:
+        """The member's most preferred protocol among ``candidates``."""
+        return next(name for name, _ in self.protocols if name in candidates)
+
+
+class ClassicGroup:
+    def __init__(self, group_id: str, host: GroupHost) -> None:
+        self.group_id = group_id
+        self.host = host
+        self.state = GroupState.EMPTY
+        self.state_timestamp = host.now_ms()
+        self.protocol_type: str | None = None
+        self.protocol_name: str | None = None
+        self.generation_id = 0
+        self.leader_id: str | None = None
+        self.members: dict[str, Member] = {}
+        self.static_members: dict[str, str] = {}
+        """group.instance.id -> member id."""
+        self.pending_members: dict[str, Timer] = {}
+        """Member ids handed out with MEMBER_ID_REQUIRED, not yet joined with (KIP-394)."""
+        self.pending_sync: set[str] = set()
+        """Members of the new generation that have not sent SyncGroup yet."""
+        self.subscribed_topics: set[str] | None = None
+        """The members' subscriptions (consumer groups), None if not known."""
+        self.new_member_added = False
+        self._initial_delay_remaining_ms: int | None = None
+        self._rebalance_timer: Timer | None = None
+        self._sync_timer: Timer | None = None
+
+    # -- facts ---------------------------------------------------------------------
+
+    @property
+    def rebalance_timeout_ms(self) -> int:
+        return max((m.rebalance_timeout_ms for m in self.members.values()), default=0)
+
+    def has_member(self, member_id: str) -> bool:
+        return member_id in self.members
+
+    def is_static_member_fenced(self, group_instance_id: str | None, member_id: str) -> bool:
+        """Another member id holds this instance id now."""
+        if group_instance_id is None:
+            return False
+        current = self.static_members.get(group_instance_id)
+        return current is not None and current != member_id
+
+    def all_members_joined(self) -> bool:
+        return not self.pending_members and all(
+            m.join_waiter is not None for m in self.members.values()
+        )
+
+    def supports_protocols(self, protocol_type: str, names: set[str]) -> bool:
+        if not self.members:
+            return bool(protocol_type) and bool(names)
+        if protocol_type != self.protocol_type:
+            return False
+        counts = Counter(name for m in self.members.values() for name, _ in m.protocols)
+        return any(counts[name] == len(self.members) for name in names)
+
+    def select_protocol(self) -> str:
+        """Kafka's vote: among the protocols every member supports, the one
+        most members prefer (ties: the earliest in the first member's list)."""
+        members = list(self.members.values())
+        candidates = {name for name, _ in members[0].protocols}
+        for member in members[1:]:
+            candidates &= {name for name, _ in member.protocols}
+        votes = Counter(member.vote(candidates) for member in members)
+        order = [name for name, _ in members[0].protocols if name in candidates]
+        return max(order, key=lambda name: (votes[name], -order.index(name)))
+
+    def is_subscribed_to(self, topic: str) -> bool:
+        return self.subscribed_topics is None or topic in self.subscribed_topics
+
+    # -- joining -------------------------------------------------------------------
+
+    def join(self, request: JoinRequest) -> Future[JoinResult]:
+        future: Future[JoinResult] = _running_future()
+        if not self._accept_joining_member(request.member_id):
+            member = self.members.get(request.member_id)
+            if member is not None:
+                self._remove(member)
+            self._answer(future, GROUP_MAX_SIZE_REACHED, "")
+        elif not request.member_id:
+            self._join_new_member(request, future)
+        else:
+            self._join_known_member(request, future)
+        if self.state == GroupState.PREPARING_REBALANCE:
+            self.try_complete_join()
+        return future
+
+    def _accept_joining_member(self, member_id: str) -> bool:
+        limit = self.host.config.group_max_size
+        member = self.members.get(member_id)
+        if self.state == GroupState.EMPTY:
+            return True
+        if self.state == GroupState.PREPARING_REBALANCE:
+            # Counting the members that rejoined lets a smaller limit push
+            # out the last ones to rejoin.
+            awaiting = sum(1 for m in self.members.values() if m.join_waiter is not None)
+            return (member is not None and member.join_waiter is not None) or awaiting < limit
+        return member is not None or len(self.members) < limit
+
+    def _answer(self, future: Future[JoinResult], error: int, member_id: str) -> None:
+        self.host.resolve(future, JoinResult(error, member_id=member_id))
+
+    def _join_new_member(self, request: JoinRequest, future: Future[JoinResult]) -> None:
+        if not self.supports_protocols(request.protocol_type, {n for n, _ in request.protocols}):
+            self._answer(future, INCONSISTENT_GROUP_PROTOCOL, "")
+            return
+        prefix = request.group_instance_id or request.client_id
+        member_id = f"{prefix}-{uuid.uuid4()}"
+        if request.group_instance_id is not None:
+            old_member_id = self.static_members.get(request.group_instance_id)
+            if old_member_id is not None:
+                self._replace_static_member(old_member_id, member_id, request, future)
+            else:
+                self._add_member_and_rebalance(member_id, request, future)
+        elif request.require_known_member_id:
+            self.pending_members[member_id] = self.host.schedule(
+                self,
+                request.session_timeout_ms / 1000,
+                lambda: self._pending_member_expired(member_id),
+            )
+            self._answer(future, MEMBER_ID_REQUIRED, member_id)
+        else:
+            self._add_member_and_rebalance(member_id, request, future)
+
+    def _join_known_member(self, request: JoinRequest, future: Future[JoinResult]) -> None:
+        member_id = request.member_id
+        if not self.supports_protocols(request.protocol_type, {n for n, _ in request.protocols}):
+            self._answer(future, INCONSISTENT_GROUP_PROTOCOL, member_id)
+            return
+        if member_id in self.pending_members:
+            if request.group_instance_id is not None:  # a pending member is never static
+                self._answer(future, UNKNOWN_MEMBER_ID, member_id)
+                return
+            self.pending_members.pop(member_id).cancel()
+            self._add_member_and_rebalance(member_id, request, future)
+            return
+        instance_id = request.group_instance_id
+        if self.is_static_member_fenced(instance_id, member_id):
+            self._answer(future, FENCED_INSTANCE_ID, member_id)
+            return
+        member = self.members.get(member_id)
+        if member is None or (instance_id is not None and instance_id not in self.static_members):
+            self._answer(future, UNKNOWN_MEMBER_ID, member_id)
+            return
+        match self.state:
+            case GroupState.PREPARING_REBALANCE:
+                self._update_member_and_rebalance(member, request, future, "rejoining")
+            case GroupState.COMPLETING_REBALANCE:
+                if member.matches(request.protocols):
+                    # It may have missed the JoinGroup answer: the same again.
+                    self.host.resolve(future, self._join_result(member))
+                else:
+                    self._update_member_and_rebalance(
+                        member, request, future, "new metadata while completing a rebalance"
+                    )
+            case GroupState.STABLE:
+                if member_id == self.leader_id:
+                    # The leader rejoins to have the assignment made again
+                    # (a topic changed, say): a rebalance.
+                    self._update_member_and_rebalance(member, request, future, "the leader rejoins")
+                elif not member.matches(request.protocols):
+                    self._update_member_and_rebalance(member, request, future, "new metadata")
+                else:
+                    self.host.resolve(future, self._join_result(member))
+            case _:
+                self._answer(future, UNKNOWN_MEMBER_ID, member_id)
+
+    def _join_result(self, member: Member, leader: str | None = None) -> JoinResult:
+        is_leader = member.member_id == self.leader_id
+        return JoinResult(
+            NONE,
+            self.generation_id,
+            self.protocol_type,
+            self.protocol_name,
+            (leader if leader is not None else self.leader_id) or "",
+            member.member_id,
+            self._joined_members() if is_leader and leader is None else [],
+        )
+
+    def _joined_members(self) -> list[JoinedMember]:
+        return [
+            JoinedMember(m.member_id, m.group_instance_id, m.metadata(self.protocol_name))
+            for m in self.members.values()
+        ]
+
+    def _add_member_and_rebalance(
+        self, member_id: str, request: JoinRequest, future: Future[JoinResult]
+    ) -> None:
+        member = Member(
+            member_id,
+            request.group_instance_id,
+            request.client_id,
+            request.client_host,
+            request.rebalance_timeout_ms,
+            request.session_timeout_ms,
+            list(request.protocols),
+        )
+        member.is_new = True
+        if self.state == GroupState.PREPARING_REBALANCE and self.generation_id == 0:
+            self.new_member_added = True  # the initial delay waits a little longer
+        if not self.members:
+            self.protocol_type = request.protocol_type
+        self.members[member_id] = member
+        if member.group_instance_id is not None:
+            self.static_members[member.group_instance_id] = member_id
+        if self.leader_id is None:
+            self.leader_id = member_id
+        member.join_waiter = future
+        self.watch_session(member)
+        self.maybe_prepare_rebalance(f"{member_id} joins ({request.reason or 'no reason given'})")
+
+    def _update_member_and_rebalance(
+        self, member: Member, request: JoinRequest, future: Future[JoinResult], why: str
+    ) -> None:
+        member.protocols = list(request.protocols)
+        if member.join_waiter is not None:  # a second JoinGroup replaces the first
+            self.host.resolve(member.join_waiter, JoinResult(REBALANCE_IN_PROGRESS))
+        member.join_waiter = future
+        self.maybe_prepare_rebalance(f"{member.member_id}: {why} ({request.reason or 'no reason'})")
+
+    def _replace_static_member(
+        self, old_member_id: str, member_id: str, request: JoinRequest, future: Future[JoinResult]
+    ) -> None:
+        """A static member joins again under a new member id: the old id is
+        fenced, and a stable group goes on without a rebalance if the
+        member's protocols leave the chosen protocol as it is."""
+        leader = self.leader_id
+        member = self._rename(old_member_id, member_id)
+        self.watch_session(member)
+        old_protocols = member.protocols
+        member.protocols = list(request.protocols)
+        member.join_waiter = future
+        match self.state:
+            case GroupState.STABLE if self.select_protocol() == self.protocol_name:
+                assignment = {m.member_id: m.assignment for m in self.members.values()}
+
+                def stored(error: int) -> None:
+                    if member.join_waiter is not future:
+                        return  # a rebalance answered it meanwhile
+                    member.join_waiter = None
+                    if error != NONE:
+                        member.protocols = old_protocols
+                        if self.members.get(member_id) is member:
+                            self._rename(member_id, old_member_id)
+                        self._answer(future, error, "")
+                        return
+                    # The previous leader id, so that this member, even if it
+                    # led, does not compute an assignment a stable group
+                    # would not hand out; it syncs to get its own back.
+                    self.host.resolve(future, self._join_result(member, leader=leader or ""))
+
+                self.host.store_group(self, assignment, stored)
+            case GroupState.STABLE | GroupState.COMPLETING_REBALANCE:
+                self.maybe_prepare_rebalance(f"static member {request.group_instance_id} rejoins")
+            case _:
+                pass  # the rebalance in progress answers it
+
+    def _rename(self, old_member_id: str, member_id: str) -> Member:
+        member = self.members.pop(old_member_id)
+        if member.join_waiter is not None:
+            self.host.resolve(
+                member.join_waiter, JoinResult(FENCED_INSTANCE_ID, member_id=old_member_id)
+            )
+            member.join_waiter = None
+        if member.sync_waiter is not None:
+            self.host.resolve(member.sync_waiter, SyncResult(FENCED_INSTANCE_ID))
+            member.sync_waiter = None
+        member.member_id = member_id
+        self.members[member_id] = member
+        if self.leader_id == old_member_id:
+            self.leader_id = member_id
+        if member.group_instance_id is not None:
+            self.static_members[member.group_instance_id] = member_id
+        if old_member_id in self.pending_sync:
+            self.pending_sync.discard(old_member_id)
+            self.pending_sync.add(member_id)
+        return member
+
+    def _pending_member_expired(self, member_id: str) -> None:
+        if self.pending_members.pop(member_id, None) is not None:
+            log.info("group %s: pending member %s never joined", self.group_id, member_id)
+            if self.state == GroupState.PREPARING_REBALANCE:
+                self.try_complete_join()
+
+    # -- rebalancing ---------------------------------------------------------------
+
+    def maybe_prepare_rebalance(self, reason: str) -> None:
+        if self.state in (
+            GroupState.EMPTY,
+            GroupState.STABLE,
+            GroupState.COMPLETING_REBALANCE,
+        ):
+            self.prepare_rebalance(reason)
+
+    def prepare_rebalance(self, reason: str) -> None:
+        if self.state == GroupState.COMPLETING_REBALANCE:
+            self._reset_and_propagate_assignment_error(REBALANCE_IN_PROGRESS)
+        self._cancel_sync_deadline()
+        initial = self.state == GroupState.EMPTY
+        self._transition(GroupState.PREPARING_REBALANCE)
+        log.info(
+            "group %s: preparing to rebalance from generation %d: %s",
+            self.group_id,
+            self.generation_id,
+            reason,
+        )
+        if self._rebalance_timer is not None:
+            self._rebalance_timer.cancel()
+        if initial:
+            delay = self.host.config.group_initial_rebalance_delay_ms
+            self._initial_delay_remaining_ms = max(self.rebalance_timeout_ms - delay, 0)
+            self._rebalance_timer = self.host.schedule(self, delay / 1000, self._initial_delay_over)
+        else:
+            self._initial_delay_remaining_ms = None
+            self._rebalance_timer = self.host.schedule(
+                self, self.rebalance_timeout_ms / 1000, self._rebalance_timed_out
+            )
+            self.try_complete_join()
+
+    def _initial_delay_over(self) -> None:
+        remaining = self._initial_delay_remaining_ms
+        if self.state != GroupState.PREPARING_REBALANCE or remaining is None:
+            return
+        if self.new_member_added and remaining > 0:
+            # Members keep arriving: wait once more, up to the rebalance timeout.
+            self.new_member_added = False
+            delay = self.host.config.group_initial_rebalance_delay_ms
+            self._initial_delay_remaining_ms = max(remaining - delay, 0)
+            self._rebalance_timer = self.host.schedule(
+                self, min(delay, remaining) / 1000, self._initial_delay_over
+            )
+            return
+        self.complete_join()
+
+    def _rebalance_timed_out(self) -> None:
+        if self.state == GroupState.PREPARING_REBALANCE:
+            self.complete_join()
+
+    def try_complete_join(self) -> None:
+        if (
+            self.state == GroupState.PREPARING_REBALANCE
+            and self._initial_delay_remaining_ms is None
+            and self.all_members_joined()
+        ):
+            self.complete_join()
+
+    def complete_join(self) -> None:
+        """Ends the join phase: members that did not rejoin (dynamic ones)
+        are removed, and the next generation starts."""
+        if self._rebalance_timer is not None:
+            self._rebalance_timer.cancel()
+            self._rebalance_timer = None
+        self._initial_delay_remaining_ms = None
+        self.new_member_added = False
+        for member in list(self.members.values()):
+            if member.join_waiter is None and member.group_instance_id is None:
+                log.info("group %s: %s did not rejoin in time", self.group_id, member.member_id)
+                self._remove(member)
+        if self.members and not self._elect_joined_leader():
+            # Only static members that have not rejoined: wait for them (or
+            # for their sessions to expire) another rebalance timeout.
+            self._rebalance_timer = self.host.schedule(
+                self, self.rebalance_timeout_ms / 1000, self._rebalance_timed_out
+            )
+            return
+        self.generation_id += 1
+        if not self.members:
+            self.protocol_name = None
+            self.subscribed_topics = None
+            self._transition(GroupState.EMPTY)
+            log.info("group %s: generation %d is empty", self.group_id, self.generation_id)
+            self.host.store_group(self, {})
+            return
+        self.protocol_name = self.select_protocol()
+        self.subscribed_topics = group_subscription(
+            self.protocol_type, (m.metadata(self.protocol_name) for m in self.members.values())
+        )
+        self._transition(GroupState.COMPLETING_REBALANCE)
+        log.info(
+            "group %s: generation %d with %d members, protocol %s",
+            self.group_id,
+            self.generation_id,
+            len(self.members),
+            self.protocol_name,
+        )
+        for member in self.members.values():
+            if member.join_waiter is not None:
+                self.host.resolve(member.join_waiter, self._join_result(member))
+                member.join_waiter = None
+            member.is_new = False
+            self.watch_session(member)
+            self.pending_sync.add(member.member_id)
+        self._sync_timer = self.host.schedule(
+            self, self.rebalance_timeout_ms / 1000, self._sync_timed_out
+        )
+
+    def _elect_joined_leader(self) -> bool:
+        leader = self.members.get(self.leader_id or "")
+        if leader is not None and leader.join_waiter is not None:
+            return True
+        for member in self.members.values():
+            if member.join_waiter is not None:
+                self.leader_id = member.member_id
+                return True
+        return False
+
+    def _sync_timed_out(self) -> None:
+        self._sync_timer = None
+        if self.state in (GroupState.COMPLETING_REBALANCE, GroupState.STABLE) and self.pending_sync:
+            missing = sorted(self.pending_sync)
+            for member_id in missing:
+                member = self.members.get(member_id)
+                if member is not None:
+                    self._remove(member)
+            self.prepare_rebalance(f"members {missing} did not sync in time")
+
+    def _cancel_sync_deadline(self) -> None:
+        if self._sync_timer is not None:
+            self._sync_timer.cancel()
+            self._sync_timer = None
+        self.pending_sync.clear()
+
+    # -- syncing -------------------------------------------------------------------
+
+    def sync(
+        self,
+        generation_id: int,
+        member_id: str,
+        group_instance_id: str | None,
+        protocol_type: str | None,
+        protocol_name: str | None,
+        assignments: Mapping[str, bytes],
+    ) -> Future[SyncResult]:
+        future: Future[SyncResult] = _running_future()
+        error = self._check_member(generation_id, member_id, group_instance_id)
+        if error == NONE and (
+            (protocol_type is not None and protocol_type != self.protocol_type)
+            or (protocol_name is not None and protocol_name != self.protocol_name)
+        ):
+            error = INCONSISTENT_GROUP_PROTOCOL
+        if error == NONE and self.state == GroupState.EMPTY:
+            error = UNKNOWN_MEMBER_ID
+        if error == NONE and self.state == GroupState.PREPARING_REBALANCE:
+            error = REBALANCE_IN_PROGRESS
+        if error != NONE:
+            self.host.resolve(future, SyncResult(error))
+            return future
+        member = self.members[member_id]
+        self.pending_sync.discard(member_id)
+        if self.state == GroupState.STABLE:
+            self.host.resolve(future, self._sync_result(member))
+            self.watch_session(member)
+            return future
+        if member.sync_waiter is not None:  # a second SyncGroup replaces the first
+            self.host.resolve(member.sync_waiter, SyncResult(REBALANCE_IN_PROGRESS))
+        member.sync_waiter = future
+        if member_id == self.leader_id:
+            assignment = {m: bytes(assignments.get(m, b"")) for m in self.members}
+            generation = self.generation_id
+
+            def stored(error: int) -> None:
+                # Another member may have joined while this was written.
+                if self.state != GroupState.COMPLETING_REBALANCE:
+                    return
+                if self.generation_id != generation:
+                    return
+                if error != NONE:
+                    self._reset_and_propagate_assignment_error(error)
+                    self.maybe_prepare_rebalance("storing the assignment failed")
+                    return
+                for m in self.members.values():
+                    m.assignment = assignment.get(m.member_id, b"")
+                self._propagate_assignment(NONE)
+                self._transition(GroupState.STABLE)
+                log.info("group %s: generation %d is stable", self.group_id, generation)
+
+            self.host.store_group(self, assignment, stored)
+        return future
+
+    def _sync_result(self, member: Member, error: int = NONE) -> SyncResult:
+        return SyncResult(error, self.protocol_type, self.protocol_name, member.assignment)
+
+    def _propagate_assignment(self, error: int) -> None:
+        for member in self.members.values():
+            if member.sync_waiter is not None:
+                self.host.resolve(member.sync_waiter, self._sync_result(member, error))
+                member.sync_waiter = None
+                self.watch_session(member)
+
+    def _reset_and_propagate_assignment_error(self, error: int) -> None:
+        for member in self.members.values():
+            member.assignment = b""
+        self._propagate_assignment(error)
+
+    # -- heartbeats and sessions ---------------------------------------------------
+
+    def _check_member(self, generation_id: int, member_id: str, instance_id: str | None) -> int:
+        if self.is_static_member_fenced(instance_id, member_id):
+            return FENCED_INSTANCE_ID
+        if member_id not in self.members:
+            return UNKNOWN_MEMBER_ID
+        if generation_id != self.generation_id:
+            return ILLEGAL_GENERATION
+        return NONE
+
+    def heartbeat(self, generation_id: int, member_id: str, group_instance_id: str | None) -> int:
+        error = self._check_member(generation_id, member_id, group_instance_id)
+        if error != NONE:
+            return error
+        if self.state == GroupState.EMPTY:
+            return UNKNOWN_MEMBER_ID
+        self.watch_session(self.members[member_id])
+        if self.state == GroupState.PREPARING_REBALANCE:
+            return REBALANCE_IN_PROGRESS
+        return NONE
+
+    def watch_session(self, member: Member) -> None:
+        """(Re)starts the member's session: it is removed if nothing renews
+        it in its session timeout (a new member: in the join timeout)."""
+        timeout_ms = NEW_MEMBER_JOIN_TIMEOUT_MS if member.is_new else member.session_timeout_ms
+        member.session_deadline = time.monotonic() + timeout_ms / 1000
+        timer = member.session_timer
+        if timer is not None and not timer.cancelled and timer.when <= member.session_deadline:
+            return  # it fires first and then waits for the rest
+        if timer is not None:
+            timer.cancel()
+        member.session_timer = self.host.schedule(
+            self, timeout_ms / 1000, lambda: self._check_session(member)
+        )
+
+    def _check_session(self, member: Member) -> None:
+        member.session_timer = None
+        if self.members.get(member.member_id) is not member:
+            return
+        left = member.session_deadline - time.monotonic()
+        if left > 0:
+            member.session_timer = self.host.schedule(
+                self, left, lambda: self._check_session(member)
+            )
+            return
+        if not member.is_new and (member.join_waiter or member.sync_waiter) is not None:
+            return  # waiting on the group keeps it alive; the answer restarts the session
+        log.info("group %s: the session of %s expired", self.group_id, member.member_id)
+        self.remove_member(member, "its session expired")
+
+    def remove_member(self, member: Member, reason: str) -> None:
+        """Removes a member (it left, or its session expired) and rebalances."""
+        if member.join_waiter is not None:
+            self.host.resolve(
+                member.join_waiter, JoinResult(UNKNOWN_MEMBER_ID, member_id=member.member_id)
+            )
+            member.join_waiter = None
+        if member.sync_waiter is not None:
+            self.host.resolve(member.sync_waiter, SyncResult(UNKNOWN_MEMBER_ID))
+            member.sync_waiter = None
+        self._remove(member)
+        if self.state in (GroupState.STABLE, GroupState.COMPLETING_REBALANCE):
+            self.maybe_prepare_rebalance(f"{member.member_id} left: {reason}")
+        elif self.state == GroupState.PREPARING_REBALANCE:
+            self.try_complete_join()
+
+    def _remove(self, member: Member) -> None:
+        self.members.pop(member.member_id, None)
+        if member.session_timer is not None:
+            member.session_timer.cancel()
+            member.session_timer = None
+        instance_id = member.group_instance_id
+        if instance_id is not None and self.static_members.get(instance_id) == member.member_id:
+            del self.static_members[instance_id]
+        if self.leader_id == member.member_id:
+            self.leader_id = next(iter(self.members), None)
+        self.pending_sync.discard(member.member_id)
+
+    # -- leaving -------------------------------------------------------------------
+
+    def leave(self, member_id: str, group_instance_id: str | None, reason: str) -> int:
+        if not member_id:
+            # Removal by instance id alone (an administrator's, KIP-345).
+            current = self.static_members.get(group_instance_id or "")
+            if group_instance_id is None or current is None:
+                return UNKNOWN_MEMBER_ID
+            self.remove_member(self.members[current], reason)
+            return NONE
+        if member_id in self.pending_members:
+            self.pending_members.pop(member_id).cancel()
+            if self.state == GroupState.PREPARING_REBALANCE:
+                self.try_complete_join()
+            return NONE
+        if self.is_static_member_fenced(group_instance_id, member_id):
+            return FENCED_INSTANCE_ID
+        member = self.members.get(member_id)
+        if member is None:
+            return UNKNOWN_MEMBER_ID
+        self.remove_member(member, reason)
+        return NONE
+
+    # -- closing -------------------------------------------------------------------
+
+    def unload(self, error: int) -> None:
+        """Answers every waiting member with ``error`` and stops the timers
+        (the coordinator is closing)."""
+        for member in self.members.values():
+            if member.join_waiter is not None:
+                self.host.resolve(member.join_waiter, JoinResult(error, member_id=member.member_id))
+                member.join_waiter = None
+            if member.sync_waiter is not None:
+                self.host.resolve(member.sync_waiter, SyncResult(error))
+                member.sync_waiter = None
+            if member.session_timer is not None:
+                member.session_timer.cancel()
+        for timer in (self._rebalance_timer, self._sync_timer, *self.pending_members.values()):
+            if timer is not None:
+                timer.cancel()
+        self.pending_members.clear()
+
+    # -- state ---------------------------------------------------------------------
+
+    def _transition(self, state: GroupState) -> None:
+        self.state = state
+        self.state_timestamp = self.host.now_ms()
+
+    def to_stored(self, assignment: Mapping[str, bytes]) -> StoredGroup:
+        members = [
+            StoredMember(
+                m.member_id,
+                m.group_instance_id,
+                m.client_id,
+                m.client_host,
+                m.rebalance_timeout_ms,
+                m.session_timeout_ms,
+                m.metadata(self.protocol_name),
+                assignment.get(m.member_id, b""),
+            )
+            for m in self.members.values()
+        ]
+        return StoredGroup(
+            self.protocol_type,
+            self.generation_id,
+            self.protocol_name,
+            self.leader_id,
+            self.host.now_ms(),
+            members,
+        )
+
+    @classmethod
+    def load(cls, group_id: str, host: GroupHost, stored: StoredGroup) -> ClassicGroup:
+        """A group as it was stored: Stable with its members (whose sessions
+        start now: those that do not come back expire), or Empty."""
+        group = cls(group_id, host)
+        group.protocol_type = stored.protocol_type
+        group.generation_id = stored.generation_id
+        group.protocol_name = stored.protocol_name
+        group.state_timestamp = stored.state_timestamp
+        for saved in stored.members:
+            member = Member(
+                saved.member_id,
+                saved.group_instance_id,
+                saved.client_id,
+                saved.client_host,
+                saved.rebalance_timeout_ms,
+                saved.session_timeout_ms,
+                [(stored.protocol_name or "", saved.metadata)],
+            )
+            member.assignment = saved.assignment
+            group.members[member.member_id] = member
+            if member.group_instance_id is not None:
+                group.static_members[member.group_instance_id] = member.member_id
+        if group.members:
+            group.state = GroupState.STABLE
+            group.leader_id = stored.leader if stored.leader in group.members else None
+            group.leader_id = group.leader_id or next(iter(group.members))
+            group.subscribed_topics = group_subscription(
+                group.protocol_type,
+                (m.metadata(group.protocol_name) for m in group.members.values()),
+            )
+            for member in group.members.values():
+                group.watch_session(member)
+            if len(group.members) > host.config.group_max_size:
+                group.prepare_rebalance("the group is over its maximum size")
+        return group
+
+    def describe(self) -> GroupDescription:
+        stable = self.state == GroupState.STABLE
+        members = [
+            MemberDescription(
+                m.member_id,
+                m.group_instance_id,
+                m.client_id,
+                m.client_host,
+                m.metadata(self.protocol_name) if stable else b"",
+                m.assignment if stable else b"",
+            )
+            for m in self.members.values()
+        ]
+        return GroupDescription(
+            self.group_id,
+            NONE,
+            self.state.value,
+            self.protocol_type or "",
+            (self.protocol_name or "") if stable else "",
+            members,
+        )
+
+
+def _running_future() -> Future[Any]:
+    """A future that cannot be cancelled: a client that goes away must not
+    take the coordinator's answer to the others with it."""
+    future: Future[Any] = Future()
+    future.set_running_or_notify_cancel()
+    return future

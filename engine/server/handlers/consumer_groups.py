@@ -1,0 +1,161 @@
+"""The consumer group protocol's APIs (KIP-848): ConsumerGroupHeartbeat and
+ConsumerGroupDescribe, over the engine's group coordinator
+(engine/groups/consumer_group.py).
+
+Assignments travel by topic id, as Kafka sends them; a heartbeat that
+changed the group is answered once the change is durable (the handler
+awaits the coordinator's future, the event loop never blocks on it).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from engine.errors import EngineError
+from engine.groups.consumer_group import (
+    ConsumerGroupDescription,
+    Heartbeat,
+    HeartbeatResult,
+    Partitions,
+)
+from engine.server.context import (
+    Body,
+    RequestContext,
+    Response,
+    answer,
+    error_code,
+    error_message,
+)
+from engine.server.handlers.common import millis, uuid_bytes
+
+_AUTHORIZED_OPERATIONS_OMITTED = -(2**31)
+_GROUP_OPERATIONS = (1 << 3) | (1 << 6) | (1 << 8)
+"""READ, DELETE and DESCRIBE: every operation on a group (no ACLs here)."""
+_CONSUMER_MEMBER = 1
+"""ConsumerGroupDescribe v1's member type of a member of this protocol."""
+
+
+def handle_consumer_group_heartbeat(context: RequestContext, request: Any) -> Response:
+    owned: dict[bytes, set[int]] | None = None
+    if request.topic_partitions is not None:
+        owned = {}
+        for topic in request.topic_partitions:
+            owned.setdefault(uuid_bytes(topic.topic_id), set()).update(topic.partitions)
+    names = request.subscribed_topic_names
+    heartbeat = Heartbeat(
+        group_id=request.group_id,
+        member_id=request.member_id,
+        member_epoch=request.member_epoch,
+        instance_id=request.instance_id,
+        rack_id=request.rack_id,
+        rebalance_timeout_ms=millis(request.rebalance_timeout),
+        subscribed_topic_names=None if names is None else list(names),
+        subscribed_topic_regex=getattr(request, "subscribed_topic_regex", None),
+        server_assignor=request.server_assignor,
+        owned_partitions=owned,
+        client_id=context.header.client_id or "",
+    )
+    # v1 members make their own member id (KIP-1082); v0 ones may leave it to us.
+    future = context.engine.groups.consumer_group_heartbeat(
+        heartbeat, member_id_required=context.version >= 1
+    )
+
+    def build(result: HeartbeatResult) -> Body:
+        return {
+            "throttle_time": 0,
+            "error_code": result.error,
+            "error_message": result.error_message,
+            "member_id": result.member_id,
+            "member_epoch": result.member_epoch,
+            "heartbeat_interval": result.heartbeat_interval_ms,
+            "assignment": None
+            if result.assignment is None
+            else {"topic_partitions": _topic_partitions(result.assignment)},
+        }
+
+    return answer(context, future, build)
+
+
+def _topic_partitions(partitions: Partitions) -> list[dict[str, Any]]:
+    return [
+        {"topic_id": topic_id, "partitions": sorted(ps)}
+        for topic_id, ps in sorted(partitions.items())
+    ]
+
+
+def handle_consumer_group_describe(context: RequestContext, request: Any) -> Body:
+    operations = (
+        _GROUP_OPERATIONS
+        if request.include_authorized_operations
+        else _AUTHORIZED_OPERATIONS_OMITTED
+    )
+    try:
+        described = context.engine.groups.consumer_group_describe(list(request.group_ids))
+    except EngineError as error:
+        code, message = error_code(error), error_message(error)
+        return {
+            "throttle_time": 0,
+            "groups": [
+                _group_error(group_id, code, message, operations) for group_id in request.group_ids
+            ],
+        }
+    return {"throttle_time": 0, "groups": [_describe(group, operations) for group in described]}
+
+
+def _group_error(group_id: str, code: int, message: str, operations: int) -> dict[str, Any]:
+    return {
+        "error_code": code,
+        "error_message": message,
+        "group_id": group_id,
+        "group_state": "",
+        "group_epoch": -1,
+        "assignment_epoch": -1,
+        "assignor_name": "",
+        "members": [],
+        "authorized_operations": operations,
+    }
+
+
+def _describe(group: ConsumerGroupDescription, operations: int) -> dict[str, Any]:
+    if group.error:
+        return _group_error(group.group_id, group.error, group.error_message or "", operations)
+
+    def assignment(partitions: Partitions) -> dict[str, Any]:
+        return {
+            "topic_partitions": [
+                {
+                    "topic_id": topic_id,
+                    "topic_name": group.topic_names[topic_id],
+                    "partitions": sorted(ps),
+                }
+                for topic_id, ps in sorted(partitions.items())
+                if topic_id in group.topic_names
+            ]
+        }
+
+    return {
+        "error_code": group.error,
+        "error_message": None,
+        "group_id": group.group_id,
+        "group_state": group.state,
+        "group_epoch": group.group_epoch,
+        "assignment_epoch": group.assignment_epoch,
+        "assignor_name": group.assignor_name,
+        "members": [
+            {
+                "member_id": m.member_id,
+                "instance_id": m.instance_id,
+                "rack_id": m.rack_id,
+                "member_epoch": m.member_epoch,
+                "client_id": m.client_id,
+                "client_host": m.client_host,
+                "subscribed_topic_names": m.subscribed_topic_names,
+                "subscribed_topic_regex": m.subscribed_topic_regex,
+                "assignment": assignment(m.assignment),
+                "target_assignment": assignment(m.target_assignment),
+                "member_type": _CONSUMER_MEMBER,
+            }
+            for m in group.members
+        ],
+        "authorized_operations": operations,
+    }

@@ -1,0 +1,368 @@
+"""FindCoordinator and the consumer group APIs: JoinGroup, SyncGroup,
+Heartbeat, LeaveGroup, OffsetCommit, OffsetFetch, OffsetDelete,
+DescribeGroups, ListGroups and DeleteGroups, over the engine's group
+coordinator (engine/groups).
+
+This broker is the coordinator of every group and every transactional
+id. Requests that wait (a JoinGroup for the rebalance, a SyncGroup for the
+leader, a commit for durability) await the coordinator's future; the event
+loop never blocks on one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future
+from typing import Any, TypeVar
+
+from engine.errors import ERROR_CODES, EngineError
+from engine.groups import GroupDescription, JoinResult, SyncResult
+from engine.server.context import (
+    NONE,
+    Body,
+    RequestContext,
+    Response,
+    answer,
+    error_code,
+)
+from engine.server.handlers.common import millis
+from engine.types import OffsetAndMetadata, TopicPartition
+
+T = TypeVar("T")
+
+_GROUP_KEY, _TRANSACTION_KEY = 0, 1
+_AUTHORIZED_OPERATIONS_OMITTED = -(2**31)
+_GROUP_OPERATIONS = (1 << 3) | (1 << 6) | (1 << 8)
+"""READ, DELETE and DESCRIBE: every operation on a group (no ACLs here)."""
+
+
+def _client_id(context: RequestContext) -> str:
+    return context.header.client_id or ""
+
+
+# -- FindCoordinator ---------------------------------------------------------------------
+
+
+def handle_find_coordinator(context: RequestContext, request: Any) -> Body:
+    """This broker coordinates every group (key type 0) and transactional id (1)."""
+    key_type = getattr(request, "key_type", _GROUP_KEY)
+    if context.version >= 4:
+        coordinators = [
+            {"key": key, **_coordinator(context, key_type)} for key in request.coordinator_keys
+        ]
+        return {"throttle_time": 0, "coordinators": coordinators}
+    return {"throttle_time": 0, **_coordinator(context, key_type)}
+
+
+def _coordinator(context: RequestContext, key_type: int) -> dict[str, Any]:
+    if key_type not in (_GROUP_KEY, _TRANSACTION_KEY):
+        return {
+            "error_code": ERROR_CODES["INVALID_REQUEST"],
+            "error_message": f"unknown coordinator key type {key_type}",
+            "node_id": -1,
+            "host": "",
+            "port": -1,
+        }
+    broker = context.server.broker
+    return {
+        "error_code": NONE,
+        "error_message": None,
+        "node_id": broker.node_id,
+        "host": broker.host,
+        "port": broker.port,
+    }
+
+
+# -- membership ---------------------------------------------------------------------------
+
+
+def handle_join_group(context: RequestContext, request: Any) -> Response:
+    version = context.version
+    session_timeout_ms = millis(request.session_timeout)
+    # JoinGroup v0 has no rebalance timeout: the session timeout is both.
+    rebalance_timeout_ms = millis(request.rebalance_timeout) if version >= 1 else session_timeout_ms
+    future = context.engine.groups.join_group(
+        request.group_id,
+        request.member_id,
+        getattr(request, "group_instance_id", None),
+        request.protocol_type,
+        [(protocol.name, protocol.metadata) for protocol in request.protocols],
+        session_timeout_ms,
+        rebalance_timeout_ms,
+        client_id=_client_id(context),
+        require_known_member_id=version >= 4,
+        reason=getattr(request, "reason", None),
+    )
+
+    def build(result: JoinResult) -> Body:
+        return {
+            "throttle_time": 0,
+            "error_code": result.error,
+            "generation_id": result.generation_id,
+            "protocol_type": result.protocol_type,
+            # Not nullable before v7.
+            "protocol_name": result.protocol_name if version >= 7 else result.protocol_name or "",
+            "leader": result.leader,
+            "skip_assignment": False,
+            "member_id": result.member_id,
+            "members": [
+                {
+                    "member_id": member.member_id,
+                    "group_instance_id": member.group_instance_id,
+                    "metadata": member.metadata,
+                }
+                for member in result.members
+            ],
+        }
+
+    return answer(context, future, build)
+
+
+def handle_sync_group(context: RequestContext, request: Any) -> Response:
+    future = context.engine.groups.sync_group(
+        request.group_id,
+        request.generation_id,
+        request.member_id,
+        getattr(request, "group_instance_id", None),
+        getattr(request, "protocol_type", None),
+        getattr(request, "protocol_name", None),
+        {a.member_id: a.assignment for a in request.assignments},
+    )
+
+    def build(result: SyncResult) -> Body:
+        return {
+            "throttle_time": 0,
+            "error_code": result.error,
+            "protocol_type": result.protocol_type,
+            "protocol_name": result.protocol_name,
+            "assignment": result.assignment,
+        }
+
+    return answer(context, future, build)
+
+
+def handle_heartbeat(context: RequestContext, request: Any) -> Body:
+    code = context.engine.groups.heartbeat(
+        request.group_id,
+        request.generation_id,
+        request.member_id,
+        getattr(request, "group_instance_id", None),
+    )
+    return {"throttle_time": 0, "error_code": code}
+
+
+def handle_leave_group(context: RequestContext, request: Any) -> Body:
+    if context.version >= 3:
+        leaving = [(m.member_id, m.group_instance_id) for m in request.members]
+        reasons = {getattr(m, "reason", None) for m in request.members} - {None}
+        reason = ", ".join(sorted(r for r in reasons if r)) or None
+    else:
+        leaving = [(request.member_id, None)]
+        reason = None
+    try:
+        codes = context.engine.groups.leave_group(request.group_id, leaving, reason)
+    except EngineError as error:
+        return {"throttle_time": 0, "error_code": error_code(error), "members": []}
+    if context.version < 3:
+        return {"throttle_time": 0, "error_code": codes[0], "members": []}
+    members = [
+        {"member_id": member_id, "group_instance_id": instance_id, "error_code": code}
+        for (member_id, instance_id), code in zip(leaving, codes, strict=True)
+    ]
+    return {"throttle_time": 0, "error_code": NONE, "members": members}
+
+
+# -- offsets ------------------------------------------------------------------------------
+
+
+def handle_offset_commit(context: RequestContext, request: Any) -> Response:
+    offsets = {
+        TopicPartition(topic.name, p.partition_index): OffsetAndMetadata(
+            p.committed_offset,
+            getattr(p, "committed_leader_epoch", -1),
+            p.committed_metadata or "",
+        )
+        for topic in request.topics
+        for p in topic.partitions
+    }
+    # v2-4 may set a retention time for these offsets; v5 dropped it.
+    retention = getattr(request, "retention_time", None)
+    future = context.engine.groups.commit_offsets(
+        request.group_id,
+        request.generation_id_or_member_epoch,
+        request.member_id,
+        getattr(request, "group_instance_id", None),
+        offsets,
+        millis(retention) if retention is not None else -1,
+    )
+
+    def build(codes: dict[TopicPartition, int]) -> Body:
+        topics = _by_topic(
+            codes, lambda tp, code: {"partition_index": tp.partition, "error_code": code}
+        )
+        return {"throttle_time": 0, "topics": topics}
+
+    return answer(context, future, build)
+
+
+def _by_topic(
+    items: dict[TopicPartition, T], render: Callable[[TopicPartition, T], dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Per-partition answers grouped by topic, in request order."""
+    topics: dict[str, list[dict[str, Any]]] = {}
+    for tp, item in items.items():
+        topics.setdefault(tp.topic, []).append(render(tp, item))
+    return [{"name": name, "partitions": partitions} for name, partitions in topics.items()]
+
+
+def handle_offset_fetch(context: RequestContext, request: Any) -> Body:
+    require_stable = bool(getattr(request, "require_stable", False))
+    if context.version >= 8:
+        groups = [
+            {
+                "group_id": group.group_id,
+                **_fetch(
+                    context,
+                    group.group_id,
+                    group.topics,
+                    require_stable,
+                    # v9: a KIP-848 member fetches in its member epoch.
+                    getattr(group, "member_id", None),
+                    getattr(group, "member_epoch", -1),
+                ),
+            }
+            for group in request.groups
+        ]
+        return {"throttle_time": 0, "groups": groups}
+    return {"throttle_time": 0, **_fetch(context, request.group_id, request.topics, require_stable)}
+
+
+def _fetch(
+    context: RequestContext,
+    group_id: str,
+    topics: Iterable[Any] | None,
+    require_stable: bool,
+    member_id: str | None = None,
+    member_epoch: int = -1,
+) -> dict[str, Any]:
+    wanted = (
+        None
+        if topics is None
+        else [TopicPartition(t.name, index) for t in topics for index in t.partition_indexes]
+    )
+    try:
+        found = context.engine.groups.fetch_offsets(
+            group_id, wanted, require_stable, member_id, member_epoch
+        )
+    except EngineError as error:
+        code = error_code(error)
+        if context.version >= 2:
+            return {"error_code": code, "topics": []}
+        # v1 has no group-level error: every partition carries it.
+        found = {tp: (None, code) for tp in wanted or ()}
+
+    def render(tp: TopicPartition, answer: tuple[OffsetAndMetadata | None, int]) -> dict[str, Any]:
+        committed, code = answer
+        return {
+            "partition_index": tp.partition,
+            "committed_offset": committed.offset if committed is not None else -1,
+            "committed_leader_epoch": committed.leader_epoch if committed is not None else -1,
+            "metadata": committed.metadata if committed is not None else "",
+            "error_code": code,
+        }
+
+    return {"error_code": NONE, "topics": _by_topic(found, render)}
+
+
+def handle_offset_delete(context: RequestContext, request: Any) -> Response:
+    partitions = [
+        TopicPartition(topic.name, p.partition_index)
+        for topic in request.topics
+        for p in topic.partitions
+    ]
+    try:
+        future = context.engine.groups.delete_offsets(request.group_id, partitions)
+    except EngineError as error:
+        return {"error_code": error_code(error), "throttle_time": 0, "topics": []}
+
+    def build(codes: dict[TopicPartition, int]) -> Body:
+        topics = _by_topic(
+            codes, lambda tp, code: {"partition_index": tp.partition, "error_code": code}
+        )
+        return {"error_code": NONE, "throttle_time": 0, "topics": topics}
+
+    return answer(context, future, build)
+
+
+# -- groups -------------------------------------------------------------------------------
+
+
+def handle_describe_groups(context: RequestContext, request: Any) -> Body:
+    operations = (
+        _GROUP_OPERATIONS
+        if getattr(request, "include_authorized_operations", False)
+        else _AUTHORIZED_OPERATIONS_OMITTED
+    )
+    try:
+        described = context.engine.groups.describe_groups(list(request.groups))
+    except EngineError as error:
+        code = error_code(error)
+        described = [GroupDescription(g, code, "", "", "", []) for g in request.groups]
+    groups = [
+        {
+            "error_code": group.error,
+            "group_id": group.group_id,
+            "group_state": group.state,
+            "protocol_type": group.protocol_type,
+            "protocol_data": group.protocol_name,
+            "members": [
+                {
+                    "member_id": m.member_id,
+                    "group_instance_id": m.group_instance_id,
+                    "client_id": m.client_id,
+                    "client_host": m.client_host,
+                    "member_metadata": m.metadata,
+                    "member_assignment": m.assignment,
+                }
+                for m in group.members
+            ],
+            "authorized_operations": operations,
+        }
+        for group in described
+    ]
+    return {"throttle_time": 0, "groups": groups}
+
+
+def handle_list_groups(context: RequestContext, request: Any) -> Body:
+    try:
+        listed = context.engine.groups.list_groups(
+            list(getattr(request, "states_filter", ())), list(getattr(request, "types_filter", ()))
+        )
+    except EngineError as error:
+        return {"throttle_time": 0, "error_code": error_code(error), "groups": []}
+    groups = [
+        {
+            "group_id": group.group_id,
+            "protocol_type": group.protocol_type,
+            "group_state": group.state,
+            "group_type": group.group_type,
+        }
+        for group in listed
+    ]
+    return {"throttle_time": 0, "error_code": NONE, "groups": groups}
+
+
+def handle_delete_groups(context: RequestContext, request: Any) -> Response:
+    names = list(request.groups_names)
+    try:
+        future = context.engine.groups.delete_groups(names)
+    except EngineError as error:
+        failed: Future[dict[str, int]] = Future()
+        failed.set_result(dict.fromkeys(names, error_code(error)))
+        future = failed
+
+    def build(codes: dict[str, int]) -> Body:
+        results = [{"group_id": name, "error_code": code} for name, code in codes.items()]
+        return {"throttle_time": 0, "results": results}
+
+    return answer(context, future, build)

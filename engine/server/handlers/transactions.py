@@ -1,0 +1,348 @@
+"""Transactions over the wire: InitProducerId for transactional ids,
+AddPartitionsToTxn, AddOffsetsToTxn, TxnOffsetCommit, EndTxn, and the
+admin APIs DescribeTransactions, ListTransactions and DescribeProducers.
+
+Each handler is a thin layer over the engine's transaction coordinator
+(engine/transactions/coordinator.py); its state writes are awaited without
+blocking the event loop. Versions older than KIP-588 do not know
+PRODUCER_FENCED and get INVALID_PRODUCER_EPOCH instead, as from Kafka.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable
+from typing import Any
+
+from engine.errors import ERROR_CODES, EngineError
+from engine.server.context import NONE, RequestContext, error_code
+from engine.server.handlers.common import millis
+from engine.transactions.coordinator import TransactionMetadata, TxnState
+from engine.types import OffsetAndMetadata, TopicPartition
+
+_PRODUCER_FENCED = ERROR_CODES["PRODUCER_FENCED"]
+_INVALID_PRODUCER_EPOCH = ERROR_CODES["INVALID_PRODUCER_EPOCH"]
+_UNKNOWN_PARTITION = ERROR_CODES["UNKNOWN_TOPIC_OR_PARTITION"]
+_NOT_ATTEMPTED = ERROR_CODES["OPERATION_NOT_ATTEMPTED"]
+_NO_COORDINATOR = ERROR_CODES["COORDINATOR_NOT_AVAILABLE"]
+
+# The first version of each API whose clients know PRODUCER_FENCED (KIP-588).
+_FENCED_SINCE = {"init_producer_id": 4, "add_partitions": 2, "add_offsets": 2, "end_txn": 2}
+
+
+def _code(context: RequestContext, error: BaseException, api: str) -> int:
+    code = error_code(error)
+    if code == _PRODUCER_FENCED and context.version < _FENCED_SINCE[api]:
+        return _INVALID_PRODUCER_EPOCH
+    return code
+
+
+def _wait(future: Any) -> Awaitable[Any]:
+    return asyncio.wrap_future(future)
+
+
+# -- InitProducerId ------------------------------------------------------------------------
+
+
+async def init_transactional_producer(context: RequestContext, request: Any) -> dict[str, Any]:
+    """InitProducerId with a transactional id (the idempotent case is in
+    produce.py)."""
+    try:
+        producer_id, epoch = await _wait(
+            context.engine.transactions.init_producer_id(
+                request.transactional_id,
+                millis(request.transaction_timeout),
+                getattr(request, "producer_id", -1),
+                getattr(request, "producer_epoch", -1),
+            )
+        )
+    except EngineError as error:
+        return {
+            "throttle_time": 0,
+            "error_code": _code(context, error, "init_producer_id"),
+            "producer_id": -1,
+            "producer_epoch": -1,
+        }
+    return {
+        "throttle_time": 0,
+        "error_code": NONE,
+        "producer_id": producer_id,
+        "producer_epoch": epoch,
+    }
+
+
+# -- the transaction's contents --------------------------------------------------------------
+
+
+async def handle_add_partitions_to_txn(context: RequestContext, request: Any) -> dict[str, Any]:
+    """Adds partitions to the transaction; if any does not exist, none is
+    added (UNKNOWN_TOPIC_OR_PARTITION for those, OPERATION_NOT_ATTEMPTED for
+    the rest), as Kafka does."""
+    engine = context.engine
+    wanted = [(topic.name, list(topic.partitions)) for topic in request.v3_and_below_topics]
+    existing = set(engine.topic_partitions({name for name, _ in wanted}))
+    missing = {
+        TopicPartition(name, p)
+        for name, partitions in wanted
+        for p in partitions
+        if TopicPartition(name, p) not in existing
+    }
+    codes: dict[TopicPartition, int] = {}
+    if missing:
+        for name, partitions in wanted:
+            for p in partitions:
+                tp = TopicPartition(name, p)
+                codes[tp] = _UNKNOWN_PARTITION if tp in missing else _NOT_ATTEMPTED
+    else:
+        partitions_added = [TopicPartition(name, p) for name, ps in wanted for p in ps]
+        try:
+            await _wait(
+                engine.transactions.add_partitions(
+                    request.v3_and_below_transactional_id,
+                    request.v3_and_below_producer_id,
+                    request.v3_and_below_producer_epoch,
+                    partitions_added,
+                )
+            )
+            code = NONE
+        except EngineError as error:
+            code = _code(context, error, "add_partitions")
+        codes = dict.fromkeys(partitions_added, code)
+    return {
+        "throttle_time": 0,
+        "results_by_topic_v3_and_below": [
+            {
+                "name": name,
+                "results_by_partition": [
+                    {"partition_index": p, "partition_error_code": codes[TopicPartition(name, p)]}
+                    for p in dict.fromkeys(partitions)
+                ],
+            }
+            for name, partitions in _merged(wanted)
+        ],
+    }
+
+
+def _merged(wanted: list[tuple[str, list[int]]]) -> list[tuple[str, list[int]]]:
+    """A topic named twice in a request is answered once."""
+    merged: dict[str, list[int]] = {}
+    for name, partitions in wanted:
+        merged.setdefault(name, []).extend(partitions)
+    return list(merged.items())
+
+
+async def handle_add_offsets_to_txn(context: RequestContext, request: Any) -> dict[str, Any]:
+    try:
+        await _wait(
+            context.engine.transactions.add_offsets(
+                request.transactional_id,
+                request.producer_id,
+                request.producer_epoch,
+                request.group_id,
+            )
+        )
+        code = NONE
+    except EngineError as error:
+        code = _code(context, error, "add_offsets")
+    return {"throttle_time": 0, "error_code": code}
+
+
+async def handle_txn_offset_commit(context: RequestContext, request: Any) -> dict[str, Any]:
+    """Offsets committed in the transaction: checked against it here, kept
+    by the group coordinator until the transaction ends."""
+    engine = context.engine
+    names = {topic.name for topic in request.topics}
+    existing = set(engine.topic_partitions(names))
+    codes: dict[TopicPartition, int] = {}
+    offsets: dict[TopicPartition, OffsetAndMetadata] = {}
+    for topic in request.topics:
+        for partition in topic.partitions:
+            tp = TopicPartition(topic.name, partition.partition_index)
+            if tp not in existing:
+                codes[tp] = _UNKNOWN_PARTITION
+                continue
+            offsets[tp] = OffsetAndMetadata(
+                partition.committed_offset,
+                getattr(partition, "committed_leader_epoch", -1),
+                partition.committed_metadata or "",
+            )
+    if offsets:
+        try:
+            engine.transactions.check_offset_commit(
+                request.transactional_id,
+                request.producer_id,
+                request.producer_epoch,
+                request.group_id,
+            )
+            groups = getattr(engine, "groups", None)
+            if groups is None:
+                codes.update(dict.fromkeys(offsets, _NO_COORDINATOR))
+            else:
+                committed = await _wait(
+                    groups.commit_transactional_offsets(
+                        request.group_id,
+                        request.producer_id,
+                        request.producer_epoch,
+                        getattr(request, "member_id", ""),
+                        getattr(request, "generation_id", -1),
+                        getattr(request, "group_instance_id", None),
+                        offsets,
+                    )
+                )
+                codes.update({tp: committed.get(tp, NONE) for tp in offsets})
+        except EngineError as error:
+            codes.update(dict.fromkeys(offsets, error_code(error)))
+    topics: dict[str, list[dict[str, Any]]] = {}
+    for topic in request.topics:
+        results = topics.setdefault(topic.name, [])
+        for partition in topic.partitions:
+            tp = TopicPartition(topic.name, partition.partition_index)
+            results.append({"partition_index": tp.partition, "error_code": codes[tp]})
+    return {
+        "throttle_time": 0,
+        "topics": [{"name": name, "partitions": results} for name, results in topics.items()],
+    }
+
+
+# -- EndTxn ----------------------------------------------------------------------------------
+
+
+async def handle_end_txn(context: RequestContext, request: Any) -> dict[str, Any]:
+    """Answered once the transaction is complete: every partition has its
+    marker, durably (so a read_committed consumer sees the outcome at once)."""
+    try:
+        await _wait(
+            context.engine.transactions.end_transaction(
+                request.transactional_id,
+                request.producer_id,
+                request.producer_epoch,
+                request.committed,
+            )
+        )
+        code = NONE
+    except EngineError as error:
+        code = _code(context, error, "end_txn")
+    return {"throttle_time": 0, "error_code": code}
+
+
+# -- admin -----------------------------------------------------------------------------------
+
+
+def handle_describe_transactions(context: RequestContext, request: Any) -> dict[str, Any]:
+    coordinator = context.engine.transactions
+    states = []
+    for transactional_id in request.transactional_ids:
+        try:
+            meta = coordinator.describe(transactional_id)
+        except EngineError as error:
+            states.append(
+                {
+                    "error_code": error_code(error),
+                    "transactional_id": transactional_id,
+                    "transaction_state": "",
+                    "transaction_timeout": 0,
+                    "transaction_start_time": 0,  # the schema's default, as Kafka sends
+                    "producer_id": -1,
+                    "producer_epoch": -1,
+                    "topics": [],
+                }
+            )
+            continue
+        states.append(_described(meta))
+    return {"throttle_time": 0, "transaction_states": states}
+
+
+def _described(meta: TransactionMetadata) -> dict[str, Any]:
+    topics: dict[str, list[int]] = {}
+    for tp in sorted(meta.partitions):
+        topics.setdefault(tp.topic, []).append(tp.partition)
+    return {
+        "error_code": NONE,
+        "transactional_id": meta.transactional_id,
+        "transaction_state": meta.state.value,
+        "transaction_timeout": meta.timeout_ms,
+        "transaction_start_time": meta.start_ms,
+        "producer_id": meta.producer_id,
+        "producer_epoch": meta.producer_epoch,
+        "topics": [{"topic": name, "partitions": ps} for name, ps in topics.items()],
+    }
+
+
+_STATE_NAMES = {state.value: state for state in TxnState}
+
+
+def handle_list_transactions(context: RequestContext, request: Any) -> dict[str, Any]:
+    """Kafka's filters: states by name (names it does not know are listed
+    back), producer ids, and (v1) transactions running longer than
+    ``duration_filter`` ms."""
+    wanted_states = {_STATE_NAMES[s] for s in request.state_filters if s in _STATE_NAMES}
+    unknown = [s for s in request.state_filters if s not in _STATE_NAMES]
+    producer_ids = set(request.producer_id_filters)
+    duration = getattr(request, "duration_filter", -1)
+    now = int(time.time() * 1000)
+    listed = []
+    for meta in context.engine.transactions.transactions():
+        if meta.state is TxnState.DEAD:
+            continue
+        if request.state_filters and meta.state not in wanted_states:
+            continue
+        if producer_ids and meta.producer_id not in producer_ids:
+            continue
+        if duration >= 0 and now - meta.start_ms <= duration:
+            continue
+        listed.append(
+            {
+                "transactional_id": meta.transactional_id,
+                "producer_id": meta.producer_id,
+                "transaction_state": meta.state.value,
+            }
+        )
+    return {
+        "throttle_time": 0,
+        "error_code": NONE,
+        "unknown_state_filters": unknown,
+        "transaction_states": listed,
+    }
+
+
+def handle_describe_producers(context: RequestContext, request: Any) -> dict[str, Any]:
+    """The active producers of each partition, from its producer state."""
+    engine = context.engine
+    existing = set(engine.topic_partitions({topic.name for topic in request.topics}))
+    topics = []
+    for topic in request.topics:
+        partitions = []
+        for index in topic.partition_indexes:
+            if TopicPartition(topic.name, index) not in existing:
+                partitions.append(
+                    {
+                        "partition_index": index,
+                        "error_code": _UNKNOWN_PARTITION,
+                        "error_message": f"no partition {topic.name}-{index}",
+                        "active_producers": [],
+                    }
+                )
+                continue
+            try:
+                producers = engine.partition(topic.name, index).describe_producers()
+            except EngineError as error:
+                partitions.append(
+                    {
+                        "partition_index": index,
+                        "error_code": error_code(error),
+                        "error_message": str(error),
+                        "active_producers": [],
+                    }
+                )
+                continue
+            partitions.append(
+                {
+                    "partition_index": index,
+                    "error_code": NONE,
+                    "error_message": None,
+                    "active_producers": [p._asdict() for p in producers],
+                }
+            )
+        topics.append({"name": topic.name, "partitions": partitions})
+    return {"throttle_time": 0, "topics": topics}

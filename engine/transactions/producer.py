@@ -1,0 +1,253 @@
+"""The embedded transactional producer: ``engine.producer(transactional_id=...)``.
+
+The same calls as confluent-kafka's transactional producer, driving the
+engine's transaction coordinator directly (no requests):
+``init_transactions`` (fences any older producer with the transactional id
+and aborts its open transaction), ``begin_transaction``, ``send``,
+``send_offsets_to_transaction`` (a consumer group's offsets, committed with
+the records), ``commit_transaction`` and ``abort_transaction``. The sender
+thread adds each partition to the transaction before its first batch there
+(AddPartitionsToTxn) and writes transactional batches.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future
+from typing import TYPE_CHECKING, Any
+
+import native
+from engine.errors import (
+    ConcurrentTransactions,
+    CoordinatorNotAvailable,
+    EngineError,
+    InvalidTxnState,
+)
+from engine.partition import AppendResult
+from engine.producer import Producer, Resolver, _Batch
+from engine.types import Header, OffsetAndMetadata, RecordMetadata, TopicPartition
+
+if TYPE_CHECKING:
+    from engine.engine import Engine
+
+DEFAULT_TIMEOUT_MS = 60_000
+"""Kafka's transaction.timeout.ms default."""
+
+
+class TransactionError(EngineError):
+    """A record of the transaction failed: it can only be aborted (Kafka's
+    abortable error); the cause is chained."""
+
+    kafka_error = "INVALID_TXN_STATE"
+
+
+class TransactionalProducer(Producer):
+    """A producer whose records are written in transactions."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        transactional_id: str,
+        transaction_timeout_ms: int = DEFAULT_TIMEOUT_MS,
+        **options: Any,
+    ) -> None:
+        if options.pop("idempotent", True) is not True:
+            raise ValueError("a transactional producer is idempotent")
+        super().__init__(engine, idempotent=False, **options)
+        self.transactional_id = transactional_id
+        self.transaction_timeout_ms = transaction_timeout_ms
+        self._coordinator = engine.transactions
+        self._state_lock = threading.Lock()
+        self._requests = threading.Lock()
+        """One coordinator request at a time, as a Kafka client sends them."""
+        self._in_transaction = False
+        self._added: set[TopicPartition] = set()
+        self._offsets_added: set[str] = set()
+        self._failure: BaseException | None = None
+
+    def __enter__(self) -> TransactionalProducer:
+        return self
+
+    # -- the transaction ---------------------------------------------------------------
+
+    def init_transactions(self, timeout: float | None = None) -> None:
+        """Gets the transactional id's producer id and a new epoch (waiting
+        while an older producer's open transaction is aborted)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            try:
+                pid, epoch = self._coordinator.init_producer_id(
+                    self.transactional_id, self.transaction_timeout_ms
+                ).result(_remaining(deadline))
+                break
+            except ConcurrentTransactions:
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.02)
+        with self._state_lock:
+            self.producer_id, self.producer_epoch = pid, epoch
+            self._sequences.clear()
+            self._in_transaction = False
+            self._failure = None
+
+    def begin_transaction(self) -> None:
+        with self._state_lock:
+            if self.producer_id < 0:
+                raise InvalidTxnState("init_transactions() comes first")
+            if self._in_transaction:
+                raise InvalidTxnState("a transaction is already open")
+            self._in_transaction = True
+            self._added = set()
+            self._offsets_added = set()
+            self._failure = None
+
+    def send_offsets_to_transaction(
+        self,
+        offsets: Mapping[TopicPartition, int | OffsetAndMetadata],
+        group_id: str,
+        timeout: float | None = None,
+    ) -> None:
+        """Commits the group's ``offsets`` (the next offset to read, per
+        partition) when the transaction commits, and not at all if it aborts."""
+        self._check_in_transaction()
+        groups = getattr(self._engine, "groups", None)
+        if groups is None:
+            raise CoordinatorNotAvailable("this engine runs no group coordinator")
+        if group_id not in self._offsets_added:
+            self._request(
+                lambda: self._coordinator.add_offsets(
+                    self.transactional_id, self.producer_id, self.producer_epoch, group_id
+                ),
+                timeout,
+            )
+            self._offsets_added.add(group_id)
+        self._coordinator.check_offset_commit(
+            self.transactional_id, self.producer_id, self.producer_epoch, group_id
+        )
+        wanted = {
+            TopicPartition(*tp): value
+            if isinstance(value, OffsetAndMetadata)
+            else OffsetAndMetadata(value)
+            for tp, value in offsets.items()
+        }
+        results: dict[TopicPartition, int] = groups.commit_transactional_offsets(
+            group_id, self.producer_id, self.producer_epoch, "", -1, None, wanted
+        ).result(timeout)
+        failed = {tp: code for tp, code in results.items() if code != 0}
+        if failed:
+            raise TransactionError(f"group {group_id!r} refused offsets: {failed}")
+
+    def commit_transaction(self, timeout: float | None = None) -> None:
+        """Sends what is queued, waits for it, and commits; if any record
+        failed the transaction can only be aborted (TransactionError)."""
+        self._check_in_transaction()
+        self.flush(timeout)
+        with self._state_lock:
+            failure = self._failure
+        if failure is not None:
+            raise TransactionError("a record of the transaction failed: abort it") from failure
+        self._end(True, timeout)
+
+    def abort_transaction(self, timeout: float | None = None) -> None:
+        """Waits for what is in flight and aborts: no record of the
+        transaction is ever read committed."""
+        self._check_in_transaction()
+        self.flush(timeout)
+        self._end(False, timeout)
+
+    def _end(self, commit: bool, timeout: float | None) -> None:
+        if self._added or self._offsets_added:  # else the coordinator never heard of it
+            self._request(
+                lambda: self._coordinator.end_transaction(
+                    self.transactional_id, self.producer_id, self.producer_epoch, commit
+                ),
+                timeout,
+            )
+        with self._state_lock:
+            self._in_transaction = False
+
+    def _check_in_transaction(self) -> None:
+        if not self._in_transaction:
+            raise InvalidTxnState("no transaction is open: begin_transaction() first")
+
+    # -- the Producer's hooks ------------------------------------------------------------
+
+    def _enqueue(
+        self,
+        topic: str,
+        value: bytes | str | None,
+        key: bytes | str | None,
+        headers: Sequence[Header],
+        partition: int | None,
+        timestamp: int | None,
+        resolver: Resolver,
+    ) -> None:
+        self._check_in_transaction()
+        super()._enqueue(topic, value, key, headers, partition, timestamp, resolver)
+
+    def _send_batch(self, tp: TopicPartition, batch: _Batch) -> None:
+        sequence = self._sequences.get(tp, 0)
+        resolvers = batch.resolvers
+        try:
+            if tp not in self._added:
+                self._request(
+                    lambda: self._coordinator.add_partitions(
+                        self.transactional_id, self.producer_id, self.producer_epoch, [tp]
+                    ),
+                    None,
+                )
+                self._added.add(tp)
+            encoded = native.encode_batch(
+                batch.specs,
+                compression=self.compression,
+                producer_id=self.producer_id,
+                producer_epoch=self.producer_epoch,
+                base_sequence=sequence,
+                is_transactional=True,
+            )
+            future = self._engine.submit(tp.topic, tp.partition, bytearray(encoded))
+        except (EngineError, ValueError) as error:
+            self._failed(error)
+            self._settle(tp, resolvers, error)
+            return
+        self._sequences[tp] = (sequence + len(resolvers)) % (2**31)
+
+        def durable(done: Future[AppendResult]) -> None:
+            error = done.exception()
+            if error is not None:
+                self._failed(error)
+                self._settle(tp, resolvers, error)
+            else:
+                base, partition = done.result().base_offset, tp.partition
+                self._settle(
+                    tp,
+                    resolvers,
+                    [RecordMetadata(partition, base + i) for i in range(len(resolvers))],
+                )
+
+        future.add_done_callback(durable)
+
+    def _request(self, call: Callable[[], Future[Any]], timeout: float | None) -> Any:
+        """A coordinator request, retried while the transactional id is busy
+        (CONCURRENT_TRANSACTIONS is retriable)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._requests:
+            while True:
+                try:
+                    return call().result(_remaining(deadline))
+                except ConcurrentTransactions:
+                    if deadline is not None and time.monotonic() >= deadline:
+                        raise
+                    time.sleep(0.01)
+
+    def _failed(self, error: BaseException) -> None:
+        with self._state_lock:
+            if self._failure is None:
+                self._failure = error
+
+
+def _remaining(deadline: float | None) -> float | None:
+    return None if deadline is None else max(deadline - time.monotonic(), 0.0)

@@ -1,0 +1,773 @@
+"""The group coordinator through its Python API, no sockets: membership
+(join, sync, heartbeat, leave, generations, KIP-394, static membership,
+sessions, rebalance timeouts, protocol selection), committed offsets,
+retention, durability across restarts and on a fresh machine, and
+offsets committed in transactions."""
+
+from __future__ import annotations
+
+import io
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kio.schema.consumer_protocol_subscription.v1 import ConsumerProtocolSubscription
+from kio.serial import entity_writer
+
+import engine
+from engine.errors import ERROR_CODES, GroupIdNotFound, InvalidGroupId, NonEmptyGroup
+from engine.groups import GroupCoordinator, JoinResult, SyncResult
+from engine.types import OffsetAndMetadata, TopicPartition
+from tests.engine.conftest import EngineFactory
+
+E = ERROR_CODES
+TIMEOUT = 10.0
+"""How long a test waits for an answer that must come (a hang fails)."""
+
+FAST_GROUPS: dict[str, Any] = {
+    "group_min_session_timeout_ms": 10,
+    "group_initial_rebalance_delay_ms": 0,
+}
+RANGE = [("range", b"range-metadata")]
+
+
+@pytest.fixture
+def open_engine(engine_factory: EngineFactory) -> Callable[..., engine.Engine]:
+    """An engine with fast group settings (overridable) and a topic "t" of 4 partitions."""
+
+    def make(**settings: Any) -> engine.Engine:
+        opened = engine_factory(**{**FAST_GROUPS, **settings})
+        if "t" not in opened.list_topics():
+            opened.create_topic("t", 4)
+        return opened
+
+    return make
+
+
+def subscription(*topics: str) -> bytes:
+    """A consumer's JoinGroup metadata (ConsumerProtocolSubscription v1)."""
+    out = io.BytesIO()
+    out.write((1).to_bytes(2, "big"))
+    entity = ConsumerProtocolSubscription(topics=topics, user_data=None, owned_partitions=())
+    entity_writer(ConsumerProtocolSubscription)(out, entity)
+    return out.getvalue()
+
+
+def join(
+    groups: GroupCoordinator,
+    member_id: str = "",
+    *,
+    group: str = "g",
+    protocols: Sequence[tuple[str, bytes]] = RANGE,
+    protocol_type: str = "consumer",
+    session_ms: int = 10_000,
+    rebalance_ms: int = 5_000,
+    instance: str | None = None,
+    require_known: bool = False,
+) -> Future[JoinResult]:
+    return groups.join_group(
+        group,
+        member_id,
+        instance,
+        protocol_type,
+        protocols,
+        session_ms,
+        rebalance_ms,
+        client_id="client",
+        client_host="/127.0.0.1",
+        require_known_member_id=require_known,
+    )
+
+
+def join_together(
+    groups: GroupCoordinator, options: Sequence[dict[str, Any]]
+) -> list[Future[JoinResult]]:
+    """Joins that all reach the group before its next generation starts,
+    with no initial delay: the coordinator's timers need its lock, held
+    here while the joins are made."""
+    with groups._locked():
+        return [join(groups, **option) for option in options]
+
+
+def joined(future: Future[JoinResult]) -> JoinResult:
+    result = future.result(TIMEOUT)
+    assert result.error == E["NONE"], result
+    return result
+
+
+def sync(
+    groups: GroupCoordinator,
+    result: JoinResult,
+    assignments: dict[str, bytes] | None = None,
+    *,
+    group: str = "g",
+    instance: str | None = None,
+) -> Future[SyncResult]:
+    return groups.sync_group(
+        group,
+        result.generation_id,
+        result.member_id,
+        instance,
+        result.protocol_type,
+        result.protocol_name,
+        assignments or {},
+    )
+
+
+def stable_group(
+    groups: GroupCoordinator, count: int, **options: Any
+) -> tuple[list[JoinResult], dict[str, bytes]]:
+    """``count`` members joined at once and synced: their join results
+    (the leader first) and the assignment each got."""
+    futures = join_together(groups, [options] * count)
+    results = [joined(f) for f in futures]
+    assert len({r.generation_id for r in results}) == 1
+    leader = next(r for r in results if r.member_id == r.leader)
+    followers = [r for r in results if r is not leader]
+    assignments = {m.member_id: f"assigned-{m.member_id}".encode() for m in leader.members}
+    pending = [sync(groups, r, group=options.get("group", "g")) for r in followers]
+    leader_sync = sync(groups, leader, assignments, group=options.get("group", "g"))
+    for future in [leader_sync, *pending]:
+        assert future.result(TIMEOUT).error == E["NONE"]
+    return [leader, *followers], assignments
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = TIMEOUT) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "the condition did not hold in time"
+        time.sleep(0.005)
+
+
+def commit(
+    groups: GroupCoordinator,
+    offsets: dict[TopicPartition, int],
+    *,
+    group: str = "g",
+    generation: int = -1,
+    member: str = "",
+    instance: str | None = None,
+    retention_ms: int = -1,
+) -> dict[TopicPartition, int]:
+    future = groups.commit_offsets(
+        group,
+        generation,
+        member,
+        instance,
+        {tp: OffsetAndMetadata(offset, 3, f"m{offset}") for tp, offset in offsets.items()},
+        retention_ms,
+    )
+    return future.result(TIMEOUT)
+
+
+def committed(groups: GroupCoordinator, group: str = "g") -> dict[TopicPartition, int]:
+    return {
+        tp: found.offset
+        for tp, (found, error) in groups.fetch_offsets(group, None).items()
+        if found is not None and error == E["NONE"]
+    }
+
+
+TP0, TP1, TP2, TP3 = (TopicPartition("t", i) for i in range(4))
+
+
+# -- membership ----------------------------------------------------------------------------
+
+
+def test_a_member_joins_syncs_heartbeats_and_leaves(open_engine: Callable[..., Any]) -> None:
+    groups = open_engine().groups
+    first = join(groups, require_known=True).result(TIMEOUT)
+    assert first.error == E["MEMBER_ID_REQUIRED"]  # KIP-394
+    assert first.member_id.startswith("client-")
+    assert groups.list_groups()[0].state == "Empty"  # a pending member is not a member yet
+
+    result = joined(join(groups, first.member_id, require_known=True))
+    assert result.member_id == first.member_id == result.leader
+    assert result.generation_id == 1
+    assert (result.protocol_type, result.protocol_name) == ("consumer", "range")
+    assert [(m.member_id, m.metadata) for m in result.members] == [
+        (first.member_id, b"range-metadata")
+    ]
+    assert groups.describe_groups(["g"])[0].state == "CompletingRebalance"
+
+    synced = sync(groups, result, {result.member_id: b"mine", "stranger": b"x"}).result(TIMEOUT)
+    assert synced == SyncResult(E["NONE"], "consumer", "range", b"mine")
+    described = groups.describe_groups(["g"])[0]
+    assert described.state == "Stable"
+    assert described.protocol_name == "range"
+    assert [(m.member_id, m.metadata, m.assignment) for m in described.members] == [
+        (result.member_id, b"range-metadata", b"mine")
+    ]
+    assert groups.heartbeat("g", 1, result.member_id, None) == E["NONE"]
+    assert groups.heartbeat("g", 0, result.member_id, None) == E["ILLEGAL_GENERATION"]
+    assert groups.heartbeat("g", 1, "nobody", None) == E["UNKNOWN_MEMBER_ID"]
+    assert groups.heartbeat("nope", 1, result.member_id, None) == E["UNKNOWN_MEMBER_ID"]
+
+    assert groups.leave_group("g", [(result.member_id, None), ("nobody", None)]) == [
+        E["NONE"],
+        E["UNKNOWN_MEMBER_ID"],
+    ]
+    described = groups.describe_groups(["g"])[0]
+    assert (described.state, described.members) == ("Empty", [])
+    assert groups.heartbeat("g", 1, result.member_id, None) == E["UNKNOWN_MEMBER_ID"]
+    # The next generation starts where the empty one left off.
+    assert joined(join(groups)).generation_id == 3
+
+
+def test_a_second_member_rebalances_the_group(open_engine: Callable[..., Any]) -> None:
+    groups = open_engine().groups
+    (first,), _ = stable_group(groups, 1)
+    second_join = join(groups, protocols=[("range", b"second")])
+    assert not second_join.done()  # it waits for the first member to rejoin
+    assert groups.heartbeat("g", 1, first.member_id, None) == E["REBALANCE_IN_PROGRESS"]
+    # Committing for the generation being replaced is still allowed.
+    assert commit(groups, {TP0: 5}, generation=1, member=first.member_id) == {TP0: E["NONE"]}
+
+    rejoin = joined(join(groups, first.member_id))
+    second = joined(second_join)
+    assert rejoin.generation_id == second.generation_id == 2
+    assert rejoin.leader == second.leader == first.member_id
+    assert {m.member_id: m.metadata for m in rejoin.members} == {
+        first.member_id: b"range-metadata",
+        second.member_id: b"second",
+    }
+    assert second.members == []
+
+    follower_sync = sync(groups, second)
+    assert not follower_sync.done()  # waits for the leader's assignment
+    # In CompletingRebalance a member's commit is refused until it has its assignment.
+    assert commit(groups, {TP0: 6}, generation=2, member=second.member_id) == {
+        TP0: E["REBALANCE_IN_PROGRESS"]
+    }
+    leader_sync = sync(groups, rejoin, {first.member_id: b"a", second.member_id: b"b"})
+    assert leader_sync.result(TIMEOUT).assignment == b"a"
+    assert follower_sync.result(TIMEOUT).assignment == b"b"
+    assert sync(groups, rejoin).result(TIMEOUT).assignment == b"a"  # stable: the same again
+    assert groups.heartbeat("g", 1, first.member_id, None) == E["ILLEGAL_GENERATION"]
+    assert commit(groups, {TP0: 7}, generation=1, member=first.member_id) == {
+        TP0: E["ILLEGAL_GENERATION"]
+    }
+
+
+def test_the_initial_delay_collects_members_into_one_generation(
+    open_engine: Callable[..., Any],
+) -> None:
+    groups = open_engine(group_initial_rebalance_delay_ms=300).groups
+    first = join(groups, rebalance_ms=10_000)
+    time.sleep(0.1)
+    assert not first.done()
+    second = join(groups, rebalance_ms=10_000)  # extends the delay
+    results = [joined(first), joined(second)]
+    assert [r.generation_id for r in results] == [1, 1]
+    assert len(next(r for r in results if r.members).members) == 2
+
+
+def test_members_that_do_not_rejoin_in_the_rebalance_timeout_are_removed(
+    open_engine: Callable[..., Any],
+) -> None:
+    groups = open_engine().groups
+    (leader, follower), _ = stable_group(groups, 2, rebalance_ms=200)
+    newcomer = join(groups, rebalance_ms=200)
+    rejoined = join(groups, leader.member_id, rebalance_ms=200)
+    results = [joined(newcomer), joined(rejoined)]  # the follower never rejoins
+    assert {r.generation_id for r in results} == {2}
+    members = {m.member_id for m in next(r for r in results if r.members).members}
+    assert members == {leader.member_id, results[0].member_id}
+    assert groups.heartbeat("g", 2, follower.member_id, None) == E["UNKNOWN_MEMBER_ID"]
+
+
+def test_a_pending_member_that_never_joins_expires(open_engine: Callable[..., Any]) -> None:
+    groups = open_engine().groups
+    (member,), _ = stable_group(groups, 1, rebalance_ms=200)
+    pending = join(groups, require_known=True, session_ms=50).result(TIMEOUT)
+    assert pending.error == E["MEMBER_ID_REQUIRED"]
+    # The leader rejoins; the rebalance waits for the pending member until
+    # its session ends, then completes without it.
+    result = joined(join(groups, member.member_id, rebalance_ms=200))
+    assert result.generation_id == 2
+    assert [m.member_id for m in result.members] == [member.member_id]
+    late = join(groups, pending.member_id, require_known=True).result(TIMEOUT)
+    assert late.error == E["UNKNOWN_MEMBER_ID"]
+
+
+def test_a_member_whose_session_expires_is_removed(open_engine: Callable[..., Any]) -> None:
+    groups = open_engine().groups
+    (leader, follower), _ = stable_group(groups, 2, session_ms=150)
+    stop = threading.Event()
+
+    def keep_alive() -> None:  # the leader keeps heartbeating, the follower is gone
+        while not stop.is_set():
+            groups.heartbeat("g", leader.generation_id, leader.member_id, None)
+            time.sleep(0.02)
+
+    heart = threading.Thread(target=keep_alive)
+    heart.start()
+    try:
+        wait_for(lambda: len(groups.describe_groups(["g"])[0].members) == 1)
+        assert groups.heartbeat("g", 1, leader.member_id, None) == E["REBALANCE_IN_PROGRESS"]
+        result = joined(join(groups, leader.member_id, session_ms=150))
+    finally:
+        stop.set()
+        heart.join()
+    assert result.generation_id == 2
+    assert [m.member_id for m in result.members] == [leader.member_id]
+    assert groups.heartbeat("g", 2, follower.member_id, None) == E["UNKNOWN_MEMBER_ID"]
+
+
+def test_a_member_that_never_syncs_is_removed(open_engine: Callable[..., Any]) -> None:
+    groups = open_engine().groups
+    futures = join_together(groups, [{"rebalance_ms": 150}] * 2)
+    results = [joined(f) for f in futures]
+    leader = next(r for r in results if r.members)
+    follower = next(r for r in results if not r.members)
+    assert sync(groups, leader, {}).result(TIMEOUT).error == E["NONE"]
+    # The follower never syncs: after the rebalance timeout it is out.
+    wait_for(lambda: len(groups.describe_groups(["g"])[0].members) == 1)
+    assert groups.heartbeat("g", 1, follower.member_id, None) == E["UNKNOWN_MEMBER_ID"]
+
+
+def test_the_protocol_is_the_one_most_members_prefer(open_engine: Callable[..., Any]) -> None:
+    groups = open_engine().groups
+    options = [
+        [("range", b"1"), ("roundrobin", b"1")],
+        [("range", b"2"), ("roundrobin", b"2")],
+        [("roundrobin", b"3"), ("range", b"3")],
+    ]
+    results = [joined(f) for f in join_together(groups, [{"protocols": p} for p in options])]
+    assert {r.protocol_name for r in results} == {"range"}
+    leader = next(r for r in results if r.members)
+    assert sorted(m.metadata for m in leader.members) == [b"1", b"2", b"3"]
+
+    other = [[("a", b""), ("b", b"")], [("b", b""), ("c", b"")]]
+    together = join_together(groups, [{"group": "h", "protocols": p} for p in other])
+    results = [joined(f) for f in together]
+    assert {r.protocol_name for r in results} == {"b"}  # the only one both support
+
+
+def test_inconsistent_protocols_and_bad_requests_are_refused(
+    open_engine: Callable[..., Any],
+) -> None:
+    groups = open_engine().groups
+    stable_group(groups, 1)
+    assert (
+        join(groups, protocols=[("sticky", b"")]).result(TIMEOUT).error
+        == (E["INCONSISTENT_GROUP_PROTOCOL"])
+    )
+    assert (
+        join(groups, protocol_type="connect").result(TIMEOUT).error
+        == (E["INCONSISTENT_GROUP_PROTOCOL"])
+    )
+    assert (
+        join(groups, group="new", protocols=[]).result(TIMEOUT).error
+        == (E["INCONSISTENT_GROUP_PROTOCOL"])
+    )
+    assert (
+        join(groups, group="new", session_ms=5).result(TIMEOUT).error
+        == (E["INVALID_SESSION_TIMEOUT"])
+    )
+    assert (
+        join(groups, group="new", session_ms=1_800_001).result(TIMEOUT).error
+        == (E["INVALID_SESSION_TIMEOUT"])
+    )
+    assert join(groups, group="").result(TIMEOUT).error == E["INVALID_GROUP_ID"]
+    assert join(groups, "made-up", group="new").result(TIMEOUT).error == E["UNKNOWN_MEMBER_ID"]
+    assert [listing.group_id for listing in groups.list_groups()] == ["g"]  # none of these stay
+    with pytest.raises(InvalidGroupId):
+        groups.leave_group("", [("m", None)])
+
+
+def test_a_full_group_refuses_new_members(open_engine: Callable[..., Any]) -> None:
+    groups = open_engine(group_max_size=2).groups
+    stable_group(groups, 2)
+    refused = join(groups).result(TIMEOUT)
+    assert refused.error == E["GROUP_MAX_SIZE_REACHED"]
+    assert len(groups.describe_groups(["g"])[0].members) == 2
+
+
+def test_concurrent_joins_from_threads_form_one_generation(
+    open_engine: Callable[..., Any],
+) -> None:
+    groups = open_engine(group_initial_rebalance_delay_ms=400).groups
+    results: list[JoinResult] = []
+    barrier = threading.Barrier(8)
+
+    def member() -> None:
+        barrier.wait()
+        results.append(joined(join(groups, rebalance_ms=10_000)))
+
+    threads = [threading.Thread(target=member) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(TIMEOUT)
+    assert len(results) == 8
+    assert {r.generation_id for r in results} == {1}
+    assert len({r.member_id for r in results}) == 8
+    assert sum(1 for r in results if r.members) == 1
+
+
+# -- static membership ----------------------------------------------------------------------
+
+
+def test_a_static_member_rejoins_without_a_rebalance(open_engine: Callable[..., Any]) -> None:
+    groups = open_engine().groups
+    # Static members need no KIP-394 round.
+    static_join, dynamic_join = join_together(groups, [{"instance": "i-1"}, {}])
+    static, dynamic = joined(static_join), joined(dynamic_join)
+    gen = static.generation_id
+    leader, follower = (static, dynamic) if static.members else (dynamic, static)
+    instances = {static.member_id: "i-1", dynamic.member_id: None}
+    follower_sync = sync(groups, follower, instance=instances[follower.member_id])
+    assignments = {static.member_id: b"static-part", dynamic.member_id: b"dynamic-part"}
+    sync(groups, leader, assignments, instance=instances[leader.member_id]).result(TIMEOUT)
+    follower_sync.result(TIMEOUT)
+
+    # The static member restarts: a new member id for the same instance id.
+    again = joined(join(groups, instance="i-1"))
+    assert again.member_id != static.member_id
+    assert again.generation_id == gen
+    assert again.leader == leader.member_id  # the old leader id: it does not assign
+    assert again.members == []
+    assert groups.describe_groups(["g"])[0].state == "Stable"
+    assert groups.heartbeat("g", gen, dynamic.member_id, None) == E["NONE"]  # no rebalance
+    got = groups.sync_group("g", gen, again.member_id, "i-1", None, None, {}).result(TIMEOUT)
+    assert got.assignment == b"static-part"
+    # The old member id is fenced.
+    assert groups.heartbeat("g", gen, static.member_id, "i-1") == E["FENCED_INSTANCE_ID"]
+    old_join = join(groups, static.member_id, instance="i-1").result(TIMEOUT)
+    assert old_join.error == E["FENCED_INSTANCE_ID"]
+    fenced = commit(groups, {TP0: 1}, generation=gen, member=static.member_id, instance="i-1")
+    assert fenced == {TP0: E["FENCED_INSTANCE_ID"]}
+    assert groups.leave_group("g", [(static.member_id, "i-1")]) == [E["FENCED_INSTANCE_ID"]]
+    # An administrator removes it by instance id alone.
+    assert groups.leave_group("g", [("", "i-1")]) == [E["NONE"]]
+    assert groups.heartbeat("g", gen, dynamic.member_id, None) == E["REBALANCE_IN_PROGRESS"]
+
+
+def test_a_static_member_with_new_protocols_rebalances(open_engine: Callable[..., Any]) -> None:
+    groups = open_engine().groups
+    first = joined(join(groups, instance="i-1", protocols=[("range", b""), ("rr", b"")]))
+    sync(groups, first, {first.member_id: b"x"}, instance="i-1").result(TIMEOUT)
+    again = joined(join(groups, instance="i-1", protocols=[("rr", b"")]))
+    assert again.generation_id == 2
+    assert again.protocol_name == "rr"
+
+
+# -- offsets --------------------------------------------------------------------------------
+
+
+def test_offsets_are_committed_fetched_and_deleted(open_engine: Callable[..., Any]) -> None:
+    groups = open_engine(offset_metadata_max_bytes=8).groups
+    results = commit(groups, {TP0: 10, TP1: 20, TopicPartition("t", 9): 1})
+    assert results == {
+        TP0: E["NONE"],
+        TP1: E["NONE"],
+        TopicPartition("t", 9): E["UNKNOWN_TOPIC_OR_PARTITION"],
+    }
+    assert commit(groups, {TopicPartition("nope", 0): 1}) == {
+        TopicPartition("nope", 0): E["UNKNOWN_TOPIC_OR_PARTITION"]
+    }
+    fetched = groups.fetch_offsets("g", [TP0, TP2])
+    assert fetched[TP2] == (None, E["NONE"])
+    found, error = fetched[TP0]
+    assert error == E["NONE"]
+    assert found is not None
+    assert (found.offset, found.leader_epoch, found.metadata) == (10, 3, "m10")
+    assert found.commit_timestamp > 0
+    assert committed(groups) == {TP0: 10, TP1: 20}
+    too_long = groups.commit_offsets("g", -1, "", None, {TP2: OffsetAndMetadata(1, -1, "x" * 9)})
+    assert too_long.result(TIMEOUT) == {TP2: E["OFFSET_METADATA_TOO_LARGE"]}
+    listing = groups.list_groups()
+    assert [(g.group_id, g.state, g.protocol_type) for g in listing] == [("g", "Empty", "")]
+
+    deleted = groups.delete_offsets("g", [TP0, TopicPartition("nope", 0)]).result(TIMEOUT)
+    assert deleted == {TP0: E["NONE"], TopicPartition("nope", 0): E["UNKNOWN_TOPIC_OR_PARTITION"]}
+    assert committed(groups) == {TP1: 20}
+    with pytest.raises(GroupIdNotFound):
+        groups.delete_offsets("other", [TP0])
+    assert committed(groups, "other") == {}
+    assert groups.fetch_offsets("other", [TP0]) == {TP0: (None, E["NONE"])}
+
+
+def test_members_commit_for_their_generation(open_engine: Callable[..., Any]) -> None:
+    groups = open_engine().groups
+    (member,), _ = stable_group(groups, 1, protocols=[("range", subscription("t"))])
+    gen, member_id = member.generation_id, member.member_id
+    assert commit(groups, {TP0: 1}, generation=gen, member=member_id) == {TP0: E["NONE"]}
+    assert commit(groups, {TP0: 2}, generation=gen + 1, member=member_id) == {
+        TP0: E["ILLEGAL_GENERATION"]
+    }
+    assert commit(groups, {TP0: 2}, generation=gen, member="x") == {TP0: E["UNKNOWN_MEMBER_ID"]}
+    # From outside the group while it has members: refused.
+    assert commit(groups, {TP0: 2}) == {TP0: E["UNKNOWN_MEMBER_ID"]}
+    # A generation of a group that does not exist.
+    assert commit(groups, {TP0: 2}, group="gone", generation=3, member="m") == {
+        TP0: E["ILLEGAL_GENERATION"]
+    }
+    assert committed(groups) == {TP0: 1}
+    # Offsets of a topic the members consume cannot be deleted under them.
+    results = groups.delete_offsets("g", [TP0]).result(TIMEOUT)
+    assert results == {TP0: E["GROUP_SUBSCRIBED_TO_TOPIC"]}
+    assert committed(groups) == {TP0: 1}
+
+
+def test_offsets_of_topics_nobody_consumes_can_be_deleted(
+    open_engine: Callable[..., Any],
+) -> None:
+    opened = open_engine()
+    opened.create_topic("u", 1)
+    groups = opened.groups
+    (member,), _ = stable_group(groups, 1, protocols=[("range", subscription("t"))])
+    u0 = TopicPartition("u", 0)
+    commit(groups, {TP0: 1, u0: 2}, generation=1, member=member.member_id)
+    assert groups.delete_offsets("g", [u0]).result(TIMEOUT) == {u0: E["NONE"]}
+    assert committed(groups) == {TP0: 1}
+    # A group of another protocol type with members: refused as a whole.
+    joined(join(groups, group="connect", protocol_type="connect"))
+    with pytest.raises(NonEmptyGroup):
+        groups.delete_offsets("connect", [TP0])
+
+
+def test_offsets_expire_after_the_retention(open_engine: Callable[..., Any]) -> None:
+    # 0.005 minutes: 300 ms.
+    groups = open_engine(offsets_retention_minutes=0.005).groups
+    commit(groups, {TP0: 1}, group="standalone")
+    commit(groups, {TP1: 1}, group="explicit", retention_ms=0)  # OffsetCommit v2-4
+    (member,), _ = stable_group(groups, 1, group="consumers")
+    commit(groups, {TP2: 1}, group="consumers", generation=1, member=member.member_id)
+
+    assert groups.expire_offsets() == 1  # the explicit retention is over at once
+    assert committed(groups, "explicit") == {}
+    assert "explicit" not in {g.group_id for g in groups.list_groups()}
+
+    time.sleep(0.35)
+    assert groups.expire_offsets() == 1  # the standalone commit; the group's members keep theirs
+    assert committed(groups, "standalone") == {}
+    assert committed(groups, "consumers") == {TP2: 1}
+
+    groups.leave_group("consumers", [(member.member_id, None)])
+    assert groups.expire_offsets() == 0  # the retention starts when the group is empty
+    time.sleep(0.35)
+    assert groups.expire_offsets() == 1
+    assert groups.list_groups() == []
+
+
+def test_stable_groups_expire_offsets_of_topics_they_no_longer_consume(
+    open_engine: Callable[..., Any],
+) -> None:
+    opened = open_engine(offsets_retention_minutes=0.001)
+    opened.create_topic("u", 1)
+    groups = opened.groups
+    (member,), _ = stable_group(groups, 1, protocols=[("range", subscription("t"))])
+    commit(groups, {TP0: 1, TopicPartition("u", 0): 1}, generation=1, member=member.member_id)
+    time.sleep(0.1)
+    assert groups.expire_offsets() == 1
+    assert committed(groups) == {TP0: 1}
+
+
+def test_the_periodic_check_expires_offsets(open_engine: Callable[..., Any]) -> None:
+    groups = open_engine(
+        offsets_retention_minutes=0.001, offsets_retention_check_interval_ms=20
+    ).groups
+    commit(groups, {TP0: 1})
+    wait_for(lambda: groups.list_groups() == [])
+    assert committed(groups) == {}
+
+
+def test_deleting_a_topic_drops_its_offsets(open_engine: Callable[..., Any]) -> None:
+    opened = open_engine()
+    opened.create_topic("u", 2)
+    groups = opened.groups
+    commit(groups, {TP0: 1, TopicPartition("u", 1): 2})
+    commit(groups, {TopicPartition("u", 0): 3}, group="only-u")
+    opened.delete_topic("u")
+    assert committed(groups) == {TP0: 1}
+    assert [g.group_id for g in groups.list_groups()] == ["g"]
+    opened.create_topic("u", 2)  # a new topic of the same name starts with nothing committed
+    assert committed(groups, "only-u") == {}
+
+
+def test_groups_are_listed_described_and_deleted(open_engine: Callable[..., Any]) -> None:
+    groups = open_engine().groups
+    stable_group(groups, 1, group="busy")
+    commit(groups, {TP0: 4}, group="idle")
+    listed = {g.group_id: (g.state, g.protocol_type) for g in groups.list_groups()}
+    assert listed == {"busy": ("Stable", "consumer"), "idle": ("Empty", "")}
+    assert [g.group_id for g in groups.list_groups(states=["stable"])] == ["busy"]
+    assert [g.group_id for g in groups.list_groups(states=["Empty", "Dead"])] == ["idle"]
+    assert len(groups.list_groups(types=["classic"])) == 2
+    assert groups.list_groups(types=["consumer"]) == []
+    missing = groups.describe_groups(["missing"])[0]
+    assert (missing.error, missing.state, missing.members) == (E["NONE"], "Dead", [])
+
+    results = groups.delete_groups(["busy", "idle", "missing"]).result(TIMEOUT)
+    assert results == {
+        "busy": E["NON_EMPTY_GROUP"],
+        "idle": E["NONE"],
+        "missing": E["GROUP_ID_NOT_FOUND"],
+    }
+    assert [g.group_id for g in groups.list_groups()] == ["busy"]
+    assert committed(groups, "idle") == {}
+
+
+def test_consumer_lag(open_engine: Callable[..., Any]) -> None:
+    opened = open_engine()
+    opened.create_topic("u", 1)
+    with opened.producer() as producer:
+        for _ in range(5):
+            producer.send("t", b"v", partition=0)
+            producer.send("u", b"v", partition=0)
+        producer.flush()
+    groups = opened.groups
+    (member,), _ = stable_group(groups, 1, protocols=[("range", subscription("t"))])
+    commit(groups, {TP0: 2, TopicPartition("u", 0): 5}, generation=1, member=member.member_id)
+    lag = opened.consumer_lag("g")
+    assert lag[TP0] == (2, 5, 3)
+    assert lag[TP1] == (None, 0, None)
+    assert lag[TopicPartition("u", 0)] == (5, 5, 0)
+    assert set(lag) == {*(TopicPartition("t", i) for i in range(4)), TopicPartition("u", 0)}
+    with pytest.raises(GroupIdNotFound):
+        opened.consumer_lag("missing")
+
+
+# -- transactions ---------------------------------------------------------------------------
+
+
+def txn_commit(
+    groups: GroupCoordinator, producer_id: int, offsets: dict[TopicPartition, int], group: str = "g"
+) -> dict[TopicPartition, int]:
+    return groups.commit_transactional_offsets(
+        group,
+        producer_id,
+        0,
+        "",
+        -1,
+        None,
+        {tp: OffsetAndMetadata(offset) for tp, offset in offsets.items()},
+    ).result(TIMEOUT)
+
+
+def test_transactional_offsets_are_pending_until_the_transaction_commits(
+    open_engine: Callable[..., Any],
+) -> None:
+    groups = open_engine().groups
+    commit(groups, {TP0: 1})
+    assert txn_commit(groups, 7, {TP0: 10, TP1: 11}) == {TP0: E["NONE"], TP1: E["NONE"]}
+    assert txn_commit(groups, 8, {TP2: 12}, group="h") == {TP2: E["NONE"]}
+    assert committed(groups) == {TP0: 1}
+    stable = groups.fetch_offsets("g", [TP0, TP1, TP2], require_stable=True)
+    assert stable == {
+        TP0: (None, E["UNSTABLE_OFFSET_COMMIT"]),
+        TP1: (None, E["UNSTABLE_OFFSET_COMMIT"]),
+        TP2: (None, E["NONE"]),
+    }
+    groups.complete_transaction(7, committed=True).result(TIMEOUT)
+    assert committed(groups) == {TP0: 10, TP1: 11}
+    assert groups.fetch_offsets("g", [TP0], require_stable=True)[TP0][1] == E["NONE"]
+    groups.complete_transaction(7, committed=True).result(TIMEOUT)  # again: nothing to do
+    assert committed(groups) == {TP0: 10, TP1: 11}
+
+    groups.complete_transaction(8, committed=False).result(TIMEOUT)
+    assert committed(groups, "h") == {}
+    assert groups.fetch_offsets("h", [TP2], require_stable=True)[TP2] == (None, E["NONE"])
+
+
+def test_a_later_commit_wins_over_an_earlier_transactional_one(
+    open_engine: Callable[..., Any],
+) -> None:
+    groups = open_engine().groups
+    txn_commit(groups, 7, {TP0: 10})
+    commit(groups, {TP0: 20})
+    groups.complete_transaction(7, committed=True).result(TIMEOUT)
+    assert committed(groups) == {TP0: 20}
+
+
+def test_transactional_commits_check_the_member(open_engine: Callable[..., Any]) -> None:
+    groups = open_engine().groups
+    (member,), _ = stable_group(groups, 1)
+    offsets = {TP0: OffsetAndMetadata(1)}
+    stale = groups.commit_transactional_offsets("g", 7, 0, member.member_id, 0, None, offsets)
+    assert stale.result(TIMEOUT) == {TP0: E["ILLEGAL_GENERATION"]}
+    ok = groups.commit_transactional_offsets("g", 7, 0, member.member_id, 1, None, offsets)
+    assert ok.result(TIMEOUT) == {TP0: E["NONE"]}
+    # Without member and generation (older producers): accepted even with members.
+    assert txn_commit(groups, 8, {TP1: 1}) == {TP1: E["NONE"]}
+
+
+# -- durability -----------------------------------------------------------------------------
+
+
+def test_offsets_and_groups_survive_a_restart(
+    engine_factory: EngineFactory, tmp_path: Path
+) -> None:
+    settings = {**FAST_GROUPS, "group_min_session_timeout_ms": 10}
+    first = engine_factory(**settings)
+    first.create_topic("t", 4)
+    groups = first.groups
+    (leader, follower), assignments = stable_group(groups, 2, session_ms=1000)
+    commit(groups, {TP0: 5, TP1: 6}, generation=1, member=leader.member_id)
+    commit(groups, {TP2: 7}, group="standalone")
+    txn_commit(groups, 9, {TP0: 50})
+    txn_commit(groups, 10, {TP3: 60})
+    first.close()
+
+    second = engine_factory(**settings)
+    groups = second.groups
+    assert committed(groups) == {TP0: 5, TP1: 6}
+    assert committed(groups, "standalone") == {TP2: 7}
+    described = groups.describe_groups(["g"])[0]
+    assert described.state == "Stable"
+    assert {m.member_id: m.assignment for m in described.members} == assignments
+    # Members that come back carry on in their generation, no rebalance.
+    assert groups.heartbeat("g", 1, leader.member_id, None) == E["NONE"]
+    got = sync(groups, follower).result(TIMEOUT)
+    assert got.assignment == assignments[follower.member_id]
+    # Pending transactional offsets are still pending, and complete now.
+    assert (
+        groups.fetch_offsets("g", [TP0], require_stable=True)[TP0][1]
+        == (E["UNSTABLE_OFFSET_COMMIT"])
+    )
+    groups.complete_transaction(9, committed=True).result(TIMEOUT)
+    groups.complete_transaction(10, committed=False).result(TIMEOUT)
+    assert committed(groups) == {TP0: 50, TP1: 6}
+    second.close()
+
+    third = engine_factory(**settings)
+    groups = third.groups
+    assert committed(groups) == {TP0: 50, TP1: 6}
+    assert groups.fetch_offsets("g", [TP3], require_stable=True)[TP3] == (None, E["NONE"])
+    # Nobody heartbeats now: the loaded members expire and the group empties.
+    wait_for(lambda: groups.describe_groups(["g"])[0].state == "Empty")
+    assert committed(groups) == {TP0: 50, TP1: 6}
+    assert joined(join(groups)).generation_id == 3
+
+
+def test_a_fresh_machine_with_only_the_bucket_has_the_offsets(
+    engine_factory: EngineFactory, tmp_path: Path
+) -> None:
+    bucket = f"file://{tmp_path / 'bucket'}"
+    first = engine_factory(tmp_path / "a", bucket, **FAST_GROUPS)
+    first.create_topic("t", 4)
+    commit(first.groups, {TP0: 11, TP1: 12})
+    (member,), _ = stable_group(first.groups, 1, group="members")
+    first.close()  # uploads everything
+
+    second = engine_factory(tmp_path / "b", bucket, **FAST_GROUPS)
+    assert committed(second.groups) == {TP0: 11, TP1: 12}
+    described = second.groups.describe_groups(["members"])[0]
+    assert [m.member_id for m in described.members] == [member.member_id]
+
+
+def test_a_closed_coordinator_answers_not_coordinator(open_engine: Callable[..., Any]) -> None:
+    opened = open_engine()
+    groups = opened.groups
+    (member,), _ = stable_group(groups, 1)
+    waiting = join(groups)  # a rebalance: the member's rejoin is awaited
+    opened.close()
+    assert waiting.result(TIMEOUT).error == E["NOT_COORDINATOR"]
+    assert groups.heartbeat("g", 1, member.member_id, None) == E["NOT_COORDINATOR"]
+    assert commit(groups, {TP0: 1}) == {TP0: E["NOT_COORDINATOR"]}

@@ -1,0 +1,782 @@
+"""Transactions through the engine's API (no sockets): the coordinator's
+state machine, markers, the last stable offset, the aborted index,
+read_committed reads, fencing, timeouts, and restarts in every state."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+import engine
+import native
+from engine.errors import (
+    ConcurrentTransactions,
+    InvalidProducerEpoch,
+    InvalidProducerIdMapping,
+    InvalidTransactionRequest,
+    InvalidTransactionTimeout,
+    InvalidTxnState,
+    ProducerFenced,
+    TransactionalIdNotFound,
+)
+from engine.partition import AppendResult
+from engine.transactions import markers
+from engine.transactions.coordinator import TxnState
+from engine.transactions.partition_txns import AbortedTxn
+from engine.transactions.producer import TransactionError
+from engine.types import TopicPartition
+from native import RecordSpec
+from tests.engine.conftest import EngineFactory
+from tests.engine.helpers_records import batch
+
+TIMEOUT = 10.0
+TS = 1_700_000_000_000
+
+
+class TxnClient:
+    """A transactional producer that drives the engine's coordinator as a
+    Kafka client drives it over the wire."""
+
+    def __init__(self, e: engine.Engine, transactional_id: str, timeout_ms: int = 60_000) -> None:
+        self.engine = e
+        self.transactional_id = transactional_id
+        self.timeout_ms = timeout_ms
+        self.producer_id = self.epoch = -1
+        self.sequences: dict[tuple[str, int], int] = {}
+        self.init()
+
+    def init(self) -> tuple[int, int]:
+        """InitProducerId, retried while an open transaction is aborted."""
+        deadline = time.monotonic() + TIMEOUT
+        while True:
+            try:
+                self.producer_id, self.epoch = self.engine.transactions.init_producer_id(
+                    self.transactional_id, self.timeout_ms
+                ).result(TIMEOUT)
+                break
+            except ConcurrentTransactions:
+                assert time.monotonic() < deadline, "InitProducerId kept answering concurrent"
+                time.sleep(0.01)
+        self.sequences.clear()
+        return self.producer_id, self.epoch
+
+    def begin(self, *partitions: tuple[str, int]) -> None:
+        self.engine.transactions.add_partitions(
+            self.transactional_id,
+            self.producer_id,
+            self.epoch,
+            [TopicPartition(*tp) for tp in partitions],
+        ).result(TIMEOUT)
+
+    def send(self, topic: str, partition: int, *values: bytes, key: bytes = b"k") -> AppendResult:
+        sequence = self.sequences.get((topic, partition), 0)
+        data = native.encode_batch(
+            [RecordSpec(TS + i, key, value) for i, value in enumerate(values)],
+            producer_id=self.producer_id,
+            producer_epoch=self.epoch,
+            base_sequence=sequence,
+            is_transactional=True,
+        )
+        result = self.engine.produce(topic, partition, data)
+        self.sequences[(topic, partition)] = sequence + len(values)
+        return result
+
+    def end(self, commit: bool) -> None:
+        self.engine.transactions.end_transaction(
+            self.transactional_id, self.producer_id, self.epoch, commit
+        ).result(TIMEOUT)
+
+    def commit(self) -> None:
+        self.end(True)
+
+    def abort(self) -> None:
+        self.end(False)
+
+
+def plain(
+    e: engine.Engine, topic: str, partition: int, *values: bytes, key: bytes = b"k"
+) -> AppendResult:
+    return e.produce(topic, partition, batch(list(values), key=key))
+
+
+def control_batches(
+    e: engine.Engine, topic: str, partition: int
+) -> list[tuple[int, int, int, markers.Marker]]:
+    """(offset, producer id, producer epoch, marker) of every control batch."""
+    found = []
+    offset = e.offsets(topic, partition)[0]
+    end = e.offsets(topic, partition)[1]
+    while offset < end:
+        fetched = e.fetch(topic, partition, offset)
+        for payload in fetched.records:
+            view = memoryview(payload)
+            for header in native.scan_batches(view):
+                if header.is_control:
+                    assert header.is_transactional
+                    data = view[header.position : header.position + header.size]
+                    marker = markers.decode(data)
+                    assert marker is not None
+                    found.append(
+                        (header.base_offset, header.producer_id, header.producer_epoch, marker)
+                    )
+        offset = fetched.next_offset
+    return found
+
+
+def values(e: engine.Engine, topic: str, isolation_level: str, partitions: int = 1) -> list[bytes]:
+    """Every value the embedded consumer returns from the log start."""
+    with e.consumer(auto_offset_reset="earliest", isolation_level=isolation_level) as consumer:
+        consumer.assign([(topic, p) for p in range(partitions)])
+        out: list[bytes] = []
+        while True:
+            got = consumer.poll(timeout=0.2)
+            if not got:
+                return out
+            out += [r.value for r in got if r.value is not None]
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout: float = TIMEOUT) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
+# -- commit, abort, the LSO and the aborted index ------------------------------------------------
+
+
+def test_commit_writes_a_commit_marker_to_every_partition_and_releases_the_lso(
+    engine_factory: EngineFactory,
+) -> None:
+    e = engine_factory()
+    e.create_topic("t", 2)
+    client = TxnClient(e, "app")
+    client.begin(("t", 0), ("t", 1))
+    assert e.transactions.describe("app").state is TxnState.ONGOING
+    first = client.send("t", 0, b"a", b"b")
+    client.send("t", 1, b"c")
+    plain(e, "t", 0, b"after")
+    leader = e.partition("t", 0)
+    assert leader.high_watermark == 3
+    assert leader.last_stable_offset == first.base_offset == 0
+    assert e.list_offset("t", 0, -1, isolation_level="read_committed").offset == 0
+    assert e.list_offset("t", 0, -1).offset == 3
+    client.commit()
+    assert e.transactions.describe("app").state is TxnState.COMPLETE_COMMIT
+    for partition in (0, 1):
+        ((offset, producer_id, epoch, marker),) = control_batches(e, "t", partition)
+        assert offset == e.offsets("t", partition)[1] - 1
+        assert (producer_id, epoch) == (client.producer_id, client.epoch)
+        assert marker == markers.Marker(True, e.leader_epoch)
+        assert e.partition("t", partition).last_stable_offset == offset + 1
+    assert leader.txns.aborted == []
+    assert values(e, "t", "read_committed", 2) == [b"a", b"b", b"after", b"c"]
+
+
+def test_abort_indexes_the_transaction_and_read_committed_drops_it(
+    engine_factory: EngineFactory,
+) -> None:
+    e = engine_factory()
+    e.create_topic("t", 1)
+    client = TxnClient(e, "app")
+    plain(e, "t", 0, b"before")
+    client.begin(("t", 0))
+    client.send("t", 0, b"x1", b"x2")
+    plain(e, "t", 0, b"between")
+    client.send("t", 0, b"x3")
+    client.abort()
+    ((marker_offset, _, _, marker),) = control_batches(e, "t", 0)
+    assert not marker.commit
+    assert e.partition("t", 0).txns.aborted == [AbortedTxn(client.producer_id, 1, marker_offset)]
+    client.begin(("t", 0))
+    client.send("t", 0, b"y")
+    client.commit()
+    assert values(e, "t", "read_committed") == [b"before", b"between", b"y"]
+    # read_uncommitted: every record, never a control record
+    assert values(e, "t", "read_uncommitted") == [b"before", b"x1", b"x2", b"between", b"x3", b"y"]
+    fetched = e.fetch("t", 0, 2, isolation_level="read_committed")
+    assert fetched.aborted_transactions == [AbortedTxn(client.producer_id, 1, marker_offset)]
+    assert fetched.last_stable_offset == e.offsets("t", 0)[1]
+    # a fetch past the aborted transaction is not told about it
+    past = e.fetch("t", 0, marker_offset + 1, isolation_level="read_committed")
+    assert past.aborted_transactions == []
+    assert e.fetch("t", 0, 0).aborted_transactions is None
+
+
+def test_read_committed_stops_at_the_first_open_transaction(engine_factory: EngineFactory) -> None:
+    e = engine_factory()
+    e.create_topic("t", 1)
+    early, late = TxnClient(e, "early"), TxnClient(e, "late")
+    plain(e, "t", 0, b"p0")
+    early.begin(("t", 0))
+    late.begin(("t", 0))
+    early.send("t", 0, b"e0")  # offset 1: the LSO while early is open
+    plain(e, "t", 0, b"p1")
+    late.send("t", 0, b"l0")
+    leader = e.partition("t", 0)
+    assert leader.last_stable_offset == 1
+    fetched = e.fetch("t", 0, 0, isolation_level="read_committed")
+    assert fetched.next_offset == 1
+    assert [r.value for p in fetched.records for r in native.decode_records(p)] == [b"p0"]
+    assert values(e, "t", "read_committed") == [b"p0"]
+    early.commit()
+    assert leader.last_stable_offset == 3  # late's first batch
+    assert values(e, "t", "read_committed") == [b"p0", b"e0", b"p1"]
+    late.abort()
+    assert leader.last_stable_offset == leader.high_watermark
+    assert values(e, "t", "read_committed") == [b"p0", b"e0", b"p1"]
+    assert (
+        e.list_offset("t", 0, -1, isolation_level="read_committed").offset == leader.high_watermark
+    )
+
+
+def test_a_read_committed_consumer_waits_for_the_transaction_to_end(
+    engine_factory: EngineFactory,
+) -> None:
+    e = engine_factory()
+    e.create_topic("t", 1)
+    client = TxnClient(e, "app")
+    client.begin(("t", 0))
+    client.send("t", 0, b"v")
+    with e.consumer(auto_offset_reset="earliest", isolation_level="read_committed") as consumer:
+        consumer.assign([("t", 0)])
+        started = time.monotonic()
+        assert consumer.poll(timeout=0.3) == []
+        assert time.monotonic() - started >= 0.25  # it waited rather than returning at once
+        client.commit()
+        assert [r.value for r in consumer.poll(timeout=TIMEOUT)] == [b"v"]
+
+
+def test_timestamps_are_found_only_below_the_lso_read_committed(
+    engine_factory: EngineFactory,
+) -> None:
+    e = engine_factory()
+    e.create_topic("t", 1)
+    client = TxnClient(e, "app")
+    client.begin(("t", 0))
+    client.send("t", 0, b"v")
+    assert e.list_offset("t", 0, TS).offset == 0
+    assert e.list_offset("t", 0, TS, isolation_level="read_committed").offset == -1
+    client.commit()
+    assert e.list_offset("t", 0, TS, isolation_level="read_committed").offset == 0
+
+
+def test_an_unknown_isolation_level_is_refused(engine_factory: EngineFactory) -> None:
+    e = engine_factory()
+    e.create_topic("t", 1)
+    with pytest.raises(ValueError, match="isolation_level"):
+        e.fetch("t", 0, 0, isolation_level="committed")
+    with pytest.raises(ValueError, match="isolation_level"):
+        e.consumer(isolation_level="serializable")
+
+
+# -- what a partition accepts ---------------------------------------------------------------
+
+
+def test_a_transactional_batch_needs_the_partition_in_an_open_transaction(
+    engine_factory: EngineFactory,
+) -> None:
+    e = engine_factory()
+    e.create_topic("t", 2)
+    client = TxnClient(e, "app")
+    with pytest.raises(InvalidTxnState):
+        client.send("t", 0, b"no transaction")
+    client.begin(("t", 0))
+    with pytest.raises(InvalidTxnState):
+        client.send("t", 1, b"not added")
+    client.send("t", 0, b"ok")
+    client.commit()
+    with pytest.raises(InvalidTxnState):
+        client.send("t", 0, b"after the end")
+    idempotent_id, idempotent_epoch = e.init_producer_id()
+    with pytest.raises(InvalidTxnState):  # an idempotent producer has no transactional id
+        e.produce(
+            "t",
+            0,
+            batch(
+                [b"v"],
+                producer_id=idempotent_id,
+                producer_epoch=idempotent_epoch,
+                base_sequence=0,
+                is_transactional=True,
+            ),
+        )
+    assert values(e, "t", "read_uncommitted", 2) == [b"ok"]
+
+
+def test_a_recompressed_transactional_batch_stays_transactional(
+    engine_factory: EngineFactory,
+) -> None:
+    """A topic's compression.type re-encodes batches; the transactional bit
+    goes with them, so an aborted one is still dropped."""
+    e = engine_factory()
+    e.create_topic("t", 1, {"compression.type": "gzip"})
+    client = TxnClient(e, "app")
+    client.begin(("t", 0))
+    client.send("t", 0, b"aborted")
+    client.abort()
+    (stored,) = native.scan_batches(b"".join(e.fetch("t", 0, 0).records))[:1]
+    assert stored.is_transactional and stored.compression == 1
+    assert values(e, "t", "read_committed") == []
+
+
+def test_a_retried_transactional_batch_is_a_duplicate(engine_factory: EngineFactory) -> None:
+    e = engine_factory()
+    e.create_topic("t", 1)
+    client = TxnClient(e, "app")
+    client.begin(("t", 0))
+    first = client.send("t", 0, b"v")
+    client.sequences[("t", 0)] = 0
+    again = client.send("t", 0, b"v")
+    assert again.duplicate and again.base_offset == first.base_offset
+    client.commit()
+    assert values(e, "t", "read_committed") == [b"v"]
+
+
+# -- fencing -------------------------------------------------------------------------------------
+
+
+def test_init_producer_id_bumps_the_epoch_and_fences_the_older_producer(
+    engine_factory: EngineFactory,
+) -> None:
+    e = engine_factory()
+    e.create_topic("t", 1)
+    zombie = TxnClient(e, "app")
+    zombie.begin(("t", 0))
+    zombie.send("t", 0, b"zombie")
+    zombie.commit()
+    fresh = TxnClient(e, "app")
+    assert (fresh.producer_id, fresh.epoch) == (zombie.producer_id, zombie.epoch + 1)
+    with pytest.raises(ProducerFenced):
+        zombie.begin(("t", 0))
+    with pytest.raises(InvalidProducerEpoch):
+        zombie.send("t", 0, b"late write")
+    with pytest.raises(ProducerFenced):
+        zombie.commit()
+    with pytest.raises(InvalidProducerIdMapping):
+        e.transactions.add_partitions("app", zombie.producer_id + 1, fresh.epoch, [])
+    fresh.begin(("t", 0))
+    fresh.send("t", 0, b"fresh")
+    fresh.commit()
+    assert values(e, "t", "read_committed") == [b"zombie", b"fresh"]
+
+
+def test_init_producer_id_aborts_an_open_transaction_first(engine_factory: EngineFactory) -> None:
+    e = engine_factory()
+    e.create_topic("t", 1)
+    zombie = TxnClient(e, "app")
+    zombie.begin(("t", 0))
+    zombie.send("t", 0, b"never committed")
+    with pytest.raises(ConcurrentTransactions):
+        e.transactions.init_producer_id("app", 60_000).result(TIMEOUT)
+    fresh = TxnClient(e, "app")  # retries until the abort is complete
+    # One bump fenced the open transaction (its abort marker carries it), the
+    # retry bumped again.
+    assert fresh.epoch == zombie.epoch + 2
+    ((_, _, marker_epoch, marker),) = control_batches(e, "t", 0)
+    assert (marker.commit, marker_epoch) == (False, zombie.epoch + 1)
+    with pytest.raises(InvalidProducerEpoch):  # the partition saw the fencing epoch
+        zombie.send("t", 0, b"late write")
+    with pytest.raises(ProducerFenced):
+        zombie.commit()
+    assert values(e, "t", "read_committed") == []
+    assert e.partition("t", 0).last_stable_offset == e.offsets("t", 0)[1]
+
+
+def test_init_producer_id_with_the_current_id_and_epoch_resumes(
+    engine_factory: EngineFactory,
+) -> None:
+    """KIP-360: a producer that had an error bumps its own epoch; a retry of
+    that call gets the same answer; a fenced one is told so."""
+    e = engine_factory()
+    client = TxnClient(e, "app")
+    pid, epoch = client.producer_id, client.epoch
+    coordinator = e.transactions
+    assert coordinator.init_producer_id("app", 60_000, pid, epoch).result(TIMEOUT) == (
+        pid,
+        epoch + 1,
+    )
+    # a retry of the same request (its answer was lost) gets the same epoch
+    assert coordinator.init_producer_id("app", 60_000, pid, epoch).result(TIMEOUT) == (
+        pid,
+        epoch + 1,
+    )
+    assert coordinator.init_producer_id("app", 60_000).result(TIMEOUT) == (pid, epoch + 2)
+    with pytest.raises(ProducerFenced):
+        coordinator.init_producer_id("app", 60_000, pid, epoch + 1).result(TIMEOUT)
+    with pytest.raises(ProducerFenced):
+        coordinator.init_producer_id("app", 60_000, pid + 100, epoch).result(TIMEOUT)
+    with pytest.raises(InvalidTransactionRequest):
+        coordinator.init_producer_id("app", 60_000, pid, -1)
+
+
+def test_an_exhausted_epoch_gets_a_new_producer_id(engine_factory: EngineFactory) -> None:
+    e = engine_factory()
+    client = TxnClient(e, "app")
+    meta = e.transactions.describe("app")
+    exhausted = replace(meta, producer_epoch=32766)
+    e.transactions._log.put("app", exhausted.to_wire()).result(TIMEOUT)
+    e.close()
+    e = engine_factory()
+    pid, epoch = e.transactions.init_producer_id("app", 60_000).result(TIMEOUT)
+    assert pid != client.producer_id and epoch == 0
+    described = e.transactions.describe("app")
+    assert described.last_producer_id == client.producer_id
+
+
+def test_transaction_timeouts_are_checked(engine_factory: EngineFactory) -> None:
+    e = engine_factory(transaction_max_timeout_ms=1000)
+    with pytest.raises(InvalidTransactionTimeout):
+        e.transactions.init_producer_id("app", 1001)
+    with pytest.raises(InvalidTransactionTimeout):
+        e.transactions.init_producer_id("app", 0)
+    with pytest.raises(InvalidTransactionRequest):
+        e.transactions.init_producer_id("", 1000)
+    assert e.transactions.init_producer_id("app", 1000).result(TIMEOUT)[1] == 0
+
+
+def test_end_txn_answers_as_kafka_does_in_every_state(engine_factory: EngineFactory) -> None:
+    e = engine_factory()
+    e.create_topic("t", 1)
+    client = TxnClient(e, "app")
+    with pytest.raises(InvalidTxnState):  # Empty: nothing to end
+        client.commit()
+    client.begin(("t", 0))
+    client.commit()
+    client.commit()  # a retried commit of a committed transaction succeeds
+    with pytest.raises(InvalidTxnState):
+        client.abort()
+    with pytest.raises(InvalidProducerIdMapping):
+        e.transactions.end_transaction("nobody", 1, 0, True)
+
+
+# -- timeouts and expiry ------------------------------------------------------------------------
+
+
+def test_an_open_transaction_past_its_timeout_is_aborted_and_its_producer_fenced(
+    engine_factory: EngineFactory,
+) -> None:
+    e = engine_factory(transaction_abort_timed_out_transaction_cleanup_interval_ms=20)
+    e.create_topic("t", 1)
+    client = TxnClient(e, "slow", timeout_ms=200)
+    client.begin(("t", 0))
+    client.send("t", 0, b"too late")
+    wait_for(
+        lambda: e.transactions.describe("slow").state is TxnState.COMPLETE_ABORT,
+        "the timed-out transaction to be aborted",
+    )
+    assert e.transactions.describe("slow").producer_epoch == client.epoch + 1
+    with pytest.raises(ProducerFenced):
+        client.commit()
+    assert values(e, "t", "read_committed") == []
+    assert e.partition("t", 0).last_stable_offset == e.offsets("t", 0)[1]
+
+
+def test_idle_transactional_ids_expire_but_open_transactions_do_not(
+    engine_factory: EngineFactory,
+) -> None:
+    e = engine_factory(
+        transactional_id_expiration_ms=100,
+        transaction_remove_expired_transaction_cleanup_interval_ms=20,
+    )
+    e.create_topic("t", 1)
+    TxnClient(e, "idle")
+    busy = TxnClient(e, "busy")
+    busy.begin(("t", 0))
+    wait_for(
+        lambda: "idle" not in {m.transactional_id for m in e.transactions.transactions()},
+        "the idle transactional id to expire",
+    )
+    with pytest.raises(TransactionalIdNotFound):
+        e.transactions.describe("idle")
+    assert e.transactions.describe("busy").state is TxnState.ONGOING
+    e.close()
+    e = engine_factory()
+    with pytest.raises(TransactionalIdNotFound):  # the removal was durable
+        e.transactions.describe("idle")
+
+
+# -- restarts -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("how", ["clean", "crash"])
+def test_an_open_transaction_is_aborted_after_a_restart_once_its_timeout_passes(
+    engine_factory: EngineFactory, how: str
+) -> None:
+    e = engine_factory()
+    e.create_topic("t", 2)
+    client = TxnClient(e, "app", timeout_ms=500)
+    client.begin(("t", 0), ("t", 1))
+    client.send("t", 0, b"a")
+    client.send("t", 1, b"b")
+    plain(e, "t", 0, b"plain")
+    e.close(flush=how == "clean")
+    e = engine_factory(transaction_abort_timed_out_transaction_cleanup_interval_ms=20)
+    # until the timeout passes the transaction is open: nothing past it is readable
+    assert e.transactions.describe("app").state is TxnState.ONGOING
+    assert e.partition("t", 0).last_stable_offset == 0
+    wait_for(
+        lambda: e.transactions.describe("app").state is TxnState.COMPLETE_ABORT,
+        "the restarted engine to abort the transaction",
+    )
+    assert values(e, "t", "read_committed", 2) == [b"plain"]
+    assert values(e, "t", "read_uncommitted", 2) == [b"a", b"plain", b"b"]
+    for partition in (0, 1):
+        assert e.partition("t", partition).last_stable_offset == e.offsets("t", partition)[1]
+
+
+@pytest.mark.parametrize("commit", [True, False])
+def test_a_prepared_transaction_is_completed_after_a_crash(
+    engine_factory: EngineFactory, commit: bool
+) -> None:
+    """A crash after PrepareCommit/PrepareAbort is durable but before the
+    markers: the state log holds the decision, the restart carries it out."""
+    e = engine_factory()
+    e.create_topic("t", 2)
+    client = TxnClient(e, "app")
+    client.begin(("t", 0), ("t", 1))
+    client.send("t", 0, b"a")
+    client.send("t", 1, b"b")
+    prepared = replace(
+        e.transactions.describe("app"),
+        state=TxnState.PREPARE_COMMIT if commit else TxnState.PREPARE_ABORT,
+    )
+    e.transactions._log.put("app", prepared.to_wire()).result(TIMEOUT)
+    e.close(flush=False)
+    e = engine_factory()
+    wait_for(
+        lambda: (
+            e.transactions.describe("app").state
+            is (TxnState.COMPLETE_COMMIT if commit else TxnState.COMPLETE_ABORT)
+        ),
+        "the prepared transaction to complete",
+    )
+    expected = [b"a", b"b"] if commit else []
+    assert values(e, "t", "read_committed", 2) == expected
+    for partition in (0, 1):
+        ((_, _, _, marker),) = control_batches(e, "t", partition)
+        assert marker.commit is commit
+
+
+def test_a_completed_transaction_whose_markers_are_written_again_reads_the_same(
+    engine_factory: EngineFactory,
+) -> None:
+    """A crash after the markers but before CompleteCommit: the restart
+    writes the markers again, which changes nothing a reader sees."""
+    e = engine_factory()
+    e.create_topic("t", 1)
+    client = TxnClient(e, "app")
+    client.begin(("t", 0))
+    client.send("t", 0, b"a")
+    client.abort()
+    client.begin(("t", 0))
+    client.send("t", 0, b"b")
+    meta = e.transactions.describe("app")
+    client.commit()
+    e.transactions._log.put("app", replace(meta, state=TxnState.PREPARE_COMMIT).to_wire()).result(
+        TIMEOUT
+    )
+    aborted = list(e.partition("t", 0).txns.aborted)
+    e.close(flush=False)
+    e = engine_factory()
+    wait_for(lambda: e.transactions.describe("app").state is TxnState.COMPLETE_COMMIT, "completion")
+    assert len(control_batches(e, "t", 0)) == 3
+    assert e.partition("t", 0).txns.aborted == aborted
+    assert values(e, "t", "read_committed") == [b"b"]
+
+
+@pytest.mark.parametrize("how", ["clean", "crash"])
+def test_the_aborted_index_and_open_transactions_survive_a_restart(
+    engine_factory: EngineFactory, how: str
+) -> None:
+    """A clean close checkpoints them; a crash rebuilds them from the batch
+    headers after the last checkpoint (markers decoded)."""
+    e = engine_factory()
+    e.create_topic("t", 1)
+    first, second = TxnClient(e, "first"), TxnClient(e, "second")
+    for round_ in range(3):
+        first.begin(("t", 0))
+        first.send("t", 0, b"f%d" % round_)
+        first.end(commit=round_ != 1)
+        if round_ == 1:
+            e.checkpoint()  # a crash replays what comes after this
+    second.begin(("t", 0))
+    second.send("t", 0, b"open")
+    leader = e.partition("t", 0)
+    aborted, ongoing, stable = (
+        list(leader.txns.aborted),
+        dict(leader.txns.ongoing),
+        leader.last_stable_offset,
+    )
+    assert len(aborted) == 1 and ongoing == {second.producer_id: stable}
+    e.close(flush=how == "clean")
+    e = engine_factory()
+    leader = e.partition("t", 0)
+    assert leader.txns.aborted == aborted
+    assert leader.txns.ongoing == ongoing
+    assert leader.last_stable_offset == stable
+    assert e.transactions.describe("second").state is TxnState.ONGOING
+
+
+def test_a_format_1_checkpoint_is_read(engine_factory: EngineFactory) -> None:
+    """Checkpoints written before transactions (format 1: no "txns", producer
+    entries of four fields) are read: the partition had no transactions."""
+    import msgpack
+
+    e = engine_factory()
+    e.create_topic("t", 1)
+    producer_id, epoch = e.init_producer_id()
+    e.produce("t", 0, batch([b"v"], producer_id=producer_id, producer_epoch=epoch, base_sequence=0))
+    leader = e.partition("t", 0)
+    record = {
+        "v": 1,
+        "end": leader.high_watermark,
+        "full": True,
+        "index": [],
+        "ti": leader.time_index.state(),
+        "producers": [entry[:4] for entry in leader.producers.to_wire()],
+        "epochs": [list(epoch_) for epoch_ in leader.leader_epochs],
+        "cleaned": 0,
+    }
+    offset = e.store.next_offset(leader.state_stream_id)
+    e.store.append(leader.state_stream_id, offset, offset, msgpack.packb(record, use_bin_type=True))
+    e.close(flush=False)
+    e = engine_factory()
+    leader = e.partition("t", 0)
+    assert leader.txns.ongoing == {} and leader.txns.aborted == []
+    # the producer table came from the checkpoint: the next sequence is 1
+    assert e.produce(
+        "t", 0, batch([b"v"], producer_id=producer_id, producer_epoch=epoch, base_sequence=0)
+    ).duplicate
+
+
+# -- admin views -----------------------------------------------------------------------------------
+
+
+def test_describe_producers_shows_open_transactions(engine_factory: EngineFactory) -> None:
+    e = engine_factory()
+    e.create_topic("t", 1)
+    plain(e, "t", 0, b"x")
+    client = TxnClient(e, "app")
+    client.begin(("t", 0))
+    client.send("t", 0, b"a", b"b")
+    (info,) = e.partition("t", 0).describe_producers()
+    assert (info.producer_id, info.producer_epoch) == (client.producer_id, client.epoch)
+    assert (info.last_sequence, info.current_txn_start_offset) == (1, 1)
+    client.commit()
+    (info,) = e.partition("t", 0).describe_producers()
+    assert info.current_txn_start_offset == -1
+    assert info.coordinator_epoch == e.leader_epoch
+
+
+# -- the log cleaner -------------------------------------------------------------------------------
+
+
+def test_the_cleaner_drops_aborted_records_then_their_marker(
+    tmp_path: Path, engine_factory: EngineFactory
+) -> None:
+    """Kafka's rules: aborted records never hide committed ones and are
+    removed; a marker goes once its transaction has no batch left (a later
+    pass) and it is older than delete.retention.ms; its index entry goes
+    with it; an open transaction is never cleaned."""
+    from tests.engine.conftest import QUIET_STORE
+
+    e = engine_factory(store=QUIET_STORE)
+    e.create_topic(
+        "t",
+        1,
+        {"cleanup.policy": "compact", "min.compaction.lag.ms": 0, "delete.retention.ms": 0},
+    )
+    client = TxnClient(e, "app")
+    plain(e, "t", 0, b"committed")  # key k
+    client.begin(("t", 0))
+    client.send("t", 0, b"aborted")  # same key: must not replace the committed value
+    client.abort()
+    client.begin(("t", 0))
+    client.send("t", 0, b"other", key=b"j")
+    client.commit()
+    assert e.flush(30)
+    leader = e.partition("t", 0)
+    assert e.cleaner.clean(leader, force=True)
+    assert values(e, "t", "read_uncommitted") == [b"committed", b"other"]
+    assert values(e, "t", "read_committed") == [b"committed", b"other"]
+    assert len(control_batches(e, "t", 0)) == 2  # the abort marker stays this pass
+    assert len(leader.txns.aborted) == 1
+    plain(e, "t", 0, b"newer", key=b"n")
+    assert e.flush(30)
+    assert e.cleaner.clean(leader, force=True)
+    assert all(marker.commit for _, _, _, marker in control_batches(e, "t", 0))
+    assert leader.txns.aborted == []
+    assert values(e, "t", "read_committed") == [b"committed", b"other", b"newer"]
+    # an open transaction holds the cleaner back
+    client.begin(("t", 0))
+    client.send("t", 0, b"open", key=b"n")
+    plain(e, "t", 0, b"newest", key=b"n")
+    assert e.flush(30)
+    e.cleaner.clean(leader, force=True)
+    assert b"open" in values(e, "t", "read_uncommitted")
+    client.commit()
+    assert values(e, "t", "read_committed")[-2:] == [b"open", b"newest"]
+
+
+# -- the embedded transactional producer -----------------------------------------------------------
+
+
+def test_the_embedded_transactional_producer_commits_aborts_and_is_fenced(
+    engine_factory: EngineFactory,
+) -> None:
+    e = engine_factory()
+    e.create_topic("t", 2)
+    with e.producer(transactional_id="embedded") as producer:
+        with pytest.raises(InvalidTxnState):
+            producer.begin_transaction()  # init_transactions comes first
+        producer.init_transactions(TIMEOUT)
+        with pytest.raises(InvalidTxnState):
+            producer.send("t", b"outside", partition=0)
+        producer.begin_transaction()
+        sent = [producer.send("t", b"c%d" % i, partition=i % 2) for i in range(4)]
+        producer.commit_transaction(TIMEOUT)
+        assert [f.result(TIMEOUT).partition for f in sent] == [0, 1, 0, 1]
+        producer.begin_transaction()
+        producer.send("t", b"aborted", partition=0)
+        producer.abort_transaction(TIMEOUT)
+        producer.begin_transaction()
+        producer.commit_transaction(TIMEOUT)  # nothing sent: nothing to end
+        successor = e.producer(transactional_id="embedded")
+        successor.init_transactions(TIMEOUT)
+        producer.begin_transaction()
+        producer.send("t", b"zombie", partition=0)
+        with pytest.raises(TransactionError) as caught:
+            producer.commit_transaction(TIMEOUT)
+        assert isinstance(caught.value.__cause__, ProducerFenced)
+        successor.close()
+    assert values(e, "t", "read_committed", 2) == [b"c0", b"c2", b"c1", b"c3"]
+    assert values(e, "t", "read_uncommitted", 2) == [b"c0", b"c2", b"aborted", b"c1", b"c3"]
+
+
+@pytest.mark.parametrize("commit", [True, False])
+def test_offsets_sent_in_a_transaction_are_committed_with_it(
+    engine_factory: EngineFactory, commit: bool
+) -> None:
+    e = engine_factory()
+    e.create_topic("in", 1)
+    e.create_topic("out", 1)
+    source = TopicPartition("in", 0)
+    with e.producer(transactional_id="pipeline") as producer:
+        producer.init_transactions(TIMEOUT)
+        producer.begin_transaction()
+        producer.send("out", b"transformed", partition=0)
+        producer.send_offsets_to_transaction({source: 7}, "readers", TIMEOUT)
+        # pending until the transaction ends: invisible to a fetch
+        assert e.groups.fetch_offsets("readers", [source])[source][0] is None
+        if commit:
+            producer.commit_transaction(TIMEOUT)
+        else:
+            producer.abort_transaction(TIMEOUT)
+    found = e.groups.fetch_offsets("readers", [source])[source][0]
+    assert (found.offset if found is not None else None) == (7 if commit else None)
+    assert values(e, "out", "read_committed") == ([b"transformed"] if commit else [])
