@@ -38,12 +38,13 @@ from confluent_kafka import (
     Producer,
     TopicPartition,
 )
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient
 from kafka import TopicPartition as KafkaPythonTopicPartition
 from kafka.admin import KafkaAdminClient
 
 from engine.errors import ERROR_CODES
 from engine.protocol.apis import ApiKey, request_schema, response_schema
+from tests.server.confluent_helpers import create_topic, produce
 from tests.server.conftest import ServerProcess, quiet_librdkafka
 from tests.server.wire import ConnectionClosed, Wire, build
 
@@ -103,21 +104,6 @@ def poll_until(members: list[Member], condition: Callable[[], bool], what: str) 
         assert time.monotonic() < deadline, f"{what}: not in {TIMEOUT} s"
         for member in members:
             member.poll()
-
-
-def create_topic(bootstrap: str, topic: str, partitions: int) -> None:
-    admin = AdminClient({"bootstrap.servers": bootstrap, **quiet_librdkafka()})
-    admin.create_topics([NewTopic(topic, partitions)])[topic].result(TIMEOUT)
-
-
-def produce(
-    bootstrap: str, topic: str, partitions: int, per_partition: int, first: int = 0
-) -> None:
-    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", **quiet_librdkafka()})
-    for i in range(first, first + per_partition):
-        for partition in range(partitions):
-            producer.produce(topic, f"{partition}:{i}".encode(), partition=partition)
-    assert producer.flush(TIMEOUT) == 0
 
 
 def committed(bootstrap: str, group: str, topic: str, partitions: int) -> dict[int, int]:

@@ -26,8 +26,8 @@ from typing import Any
 
 import pytest
 from confluent_kafka import Consumer, Producer
-from confluent_kafka.admin import AdminClient, NewTopic
 
+from tests.server.confluent_helpers import create_topic, produce
 from tests.server.conftest import ServerProcess, quiet_librdkafka
 from tests.server.test_kafkajs import DRIVER, kafkajs, unb64
 
@@ -35,22 +35,6 @@ TIMEOUT = 30.0
 """Seconds any one client call, or any awaited group change, may take."""
 SESSION_MS = 6000
 """Members leave with LeaveGroup, so no test waits for a session to end."""
-
-
-def create_topic(bootstrap: str, topic: str, partitions: int) -> None:
-    admin = AdminClient({"bootstrap.servers": bootstrap, **quiet_librdkafka()})
-    admin.create_topics([NewTopic(topic, partitions)])[topic].result(TIMEOUT)
-
-
-def produce(
-    bootstrap: str, topic: str, partitions: int, per_partition: int, first: int = 0
-) -> None:
-    """``per_partition`` records to each partition, valued "partition:i"."""
-    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", **quiet_librdkafka()})
-    for i in range(first, first + per_partition):
-        for partition in range(partitions):
-            producer.produce(topic, f"{partition}:{i}".encode(), partition=partition)
-    assert producer.flush(TIMEOUT) == 0
 
 
 def committed(bootstrap: str, group: str, topic: str) -> dict[int, int]:

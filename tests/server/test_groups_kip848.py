@@ -32,11 +32,11 @@ from confluent_kafka import (
     ConsumerGroupTopicPartitions,
     ConsumerGroupType,
     Message,
-    Producer,
     TopicPartition,
 )
-from confluent_kafka.admin import AdminClient, NewPartitions, NewTopic
+from confluent_kafka.admin import AdminClient, NewPartitions
 
+from tests.server.confluent_helpers import create_topic, produce
 from tests.server.conftest import ServerProcess, quiet_librdkafka
 
 TIMEOUT = 30.0
@@ -121,21 +121,6 @@ def poll_until(members: list[Member], condition: Callable[[], bool], what: str) 
 
 def admin(bootstrap: str) -> AdminClient:
     return AdminClient({"bootstrap.servers": bootstrap, **quiet_librdkafka()})
-
-
-def create_topic(bootstrap: str, topic: str, partitions: int) -> None:
-    client = admin(bootstrap)
-    client.create_topics([NewTopic(topic, partitions)])[topic].result(TIMEOUT)
-
-
-def produce(
-    bootstrap: str, topic: str, partitions: int, per_partition: int, first: int = 0
-) -> None:
-    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", **quiet_librdkafka()})
-    for i in range(first, first + per_partition):
-        for partition in range(partitions):
-            producer.produce(topic, f"{partition}:{i}".encode(), partition=partition)
-    assert producer.flush(TIMEOUT) == 0
 
 
 def committed(bootstrap: str, group: str, topic: str, partitions: int) -> dict[int, int]:
