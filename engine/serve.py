@@ -25,6 +25,7 @@ except ImportError:  # pragma: no cover - uvloop is a dependency, except on Wind
 
 from engine.engine import Engine, EngineConfig
 from engine.errors import EngineError
+from engine.log_limit import limit_repeated_lines
 from engine.server.config import (
     ConfigFileError,
     FileConfig,
@@ -110,6 +111,7 @@ def run(args: argparse.Namespace) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    limit_repeated_lines()
     try:
         file, server_config = settings(args)
     except (ConfigFileError, ValueError) as error:
