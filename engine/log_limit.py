@@ -8,7 +8,8 @@ full, then costs a line per interval instead of one per event.
 embedding the engine can do the same with :func:`limit_repeated_lines`.
 It is a handler filter, so it sees the lines of every package (wal and
 s3stream log through the standard logging module and need no import of
-this one). DEBUG lines are never held back.
+this one). Only warnings and errors are held back: INFO lines (start-up,
+the periodic activity line) are written as they come.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ class RepeatFilter(logging.Filter):
         self._seen: dict[_Key, _Seen] = {}
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno < logging.INFO:
+        if record.levelno < logging.WARNING:
             return True
         key = (record.name, record.levelno, str(record.msg))
         now = self._clock()

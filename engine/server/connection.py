@@ -420,12 +420,12 @@ class Connection(asyncio.BufferedProtocol):
         if self.transport is not None:
             self.transport.abort()
 
-    def expire(self, reason: str) -> None:
+    def expire(self, reason: str, level: int) -> None:
         """Closes this connection for a limit on time (idle, or a request
         that does not finish arriving)."""
         if self.closed:
             return
-        log.info("%s: closing the connection: %s", self.peer, reason)
+        log.log(level, "%s: closing the connection: %s", self.peer, reason)
         self.closed = True
         if self.transport is not None:
             self.transport.abort()

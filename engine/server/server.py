@@ -209,7 +209,8 @@ class Server:
                     connection.expire(
                         f"a request still incomplete after {now - since:.1f} s"
                         f" (connections.partial.request.timeout.ms"
-                        f" {config.connections_partial_request_timeout_ms})"
+                        f" {config.connections_partial_request_timeout_ms})",
+                        logging.WARNING,
                     )
                 elif (
                     since is None
@@ -218,7 +219,8 @@ class Server:
                 ):
                     connection.expire(
                         f"idle for {now - connection.last_active:.1f} s"
-                        f" (connections.max.idle.ms {config.connections_max_idle_ms})"
+                        f" (connections.max.idle.ms {config.connections_max_idle_ms})",
+                        logging.DEBUG,  # as Kafka: closing an idle connection is routine
                     )
 
     def maybe_resume(self) -> None:

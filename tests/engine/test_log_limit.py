@@ -56,10 +56,11 @@ def test_lines_are_told_apart_by_logger_level_and_template() -> None:
     assert written(repeat, record("disk full: %s", 2)) is None
 
 
-def test_debug_lines_are_never_held_back() -> None:
+def test_info_and_debug_lines_are_never_held_back() -> None:
     repeat = RepeatFilter(interval_s=10, clock=Clock())
-    for _ in range(5):
-        assert written(repeat, record("%s: connected", "a:1", level=logging.DEBUG)) is not None
+    for level in (logging.DEBUG, logging.INFO):
+        for _ in range(5):
+            assert written(repeat, record("%s: connected", "a:1", level=level)) is not None
 
 
 def test_a_quiet_template_after_an_interval_is_written_without_a_count() -> None:

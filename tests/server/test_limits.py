@@ -252,7 +252,6 @@ def test_idle_connections_are_closed(limited: tuple[ServerProcess, Canary]) -> N
             canary.check()  # busy, so never idle
         polling.read_frame()
         assert _answers(polling)
-    assert "connections.max.idle.ms 1500" in server.log()
 
 
 @pytest.mark.parametrize(

@@ -177,6 +177,8 @@ upload_interval_s = 0.5
         ("[wal]\n", "unknown sections"),
         ("[store]\nmystery = 1\n", "unknown keys in [store]"),
         ("[server\n", "tidelog.toml"),
+        ("[server]\nlisten = ':9093'\n", "or 0.0.0.0:9093 to mean every interface"),
+        ('[server]\n"max.connections" = 0\n', "max.connections must be a positive integer"),
     ],
 )
 def test_bad_config_file_exits_with_the_reason(
@@ -230,3 +232,41 @@ def test_the_config_file_in_the_server_doc_loads_as_documented(tmp_path: Path) -
     assert loaded.engine["group_initial_rebalance_delay_ms"] == 3000
     assert loaded.engine["transaction_max_timeout_ms"] == 900000
     assert loaded.store.upload_bytes == 32 * 1024 * 1024
+
+
+def test_listen_without_a_host_is_refused_with_how_to_mean_every_interface(
+    tmp_path: Path,
+) -> None:
+    """``--listen :PORT`` would bind every interface without saying so."""
+    port = free_port()
+    result = subprocess.run(
+        [sys.executable, "-m", "engine", "serve", "--listen", f":{port}"],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 2
+    assert f"write 127.0.0.1:{port} for this machine only, or 0.0.0.0:{port}" in result.stderr
+    assert not (tmp_path / "tidelog-data").exists()
+
+
+def test_listening_beyond_loopback_warns_that_clients_are_not_authenticated(
+    tmp_path: Path,
+) -> None:
+    everywhere = ServerProcess(tmp_path / "everywhere")
+    everywhere.args = ["--listen", f"0.0.0.0:{everywhere.port}"]
+    loopback = ServerProcess(tmp_path / "loopback")
+    try:
+        everywhere.start()
+        loopback.start()
+        warning = "clients are not authenticated"
+        assert "WARNING tidelog.server: listening on 0.0.0.0 beyond this machine" in (
+            everywhere.log()
+        )
+        assert warning in everywhere.log()
+        assert warning not in loopback.log()
+    finally:
+        everywhere.kill()
+        loopback.kill()
