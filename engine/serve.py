@@ -34,6 +34,7 @@ from engine.server.config import (
     parse_address,
 )
 from engine.server.server import Server
+from s3stream.store import ObjectStoreError, redact_url, secret_parameters
 
 log = logging.getLogger("tidelog.serve")
 
@@ -132,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
     runner: Any = asyncio.run if uvloop is None else uvloop.run
     try:
         result: int = runner(_serve(data_dir, object_store, engine_config, server_config))
-    except (EngineError, OSError) as error:
+    except (EngineError, ObjectStoreError, OSError, ValueError) as error:  # ValueError: a bad URL
         log.error("cannot serve: %s", error)
         return 1
     return result
@@ -148,7 +149,15 @@ async def _serve(
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    log.info("opening %s (object store: %s)", data_dir, object_store or "local")
+    log.info("opening %s (object store: %s)", data_dir, redact_url(object_store or "local"))
+    exposed = secret_parameters(object_store or "")
+    if exposed:
+        log.warning(
+            "the object store URL carries %s in clear, where every user of this machine can"
+            " read it in the process list: give it in a file (secret_access_key_file=PATH)"
+            " or in the environment (AWS_SECRET_ACCESS_KEY)",
+            ", ".join(exposed),
+        )
     engine = await loop.run_in_executor(
         None, lambda: Engine.open(data_dir, object_store, engine_config)
     )
