@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import ctypes
 import ctypes.util
 import logging
+import resource
 import signal
 import sys
 from dataclasses import replace
@@ -101,6 +103,31 @@ def keep_freed_memory_for_reuse() -> bool:
     )
 
 
+_FILES_BESIDE_CONNECTIONS = 1024
+"""Room for the WAL's segments, object-store sockets and the like."""
+
+
+def _allow_open_files(max_connections: int) -> None:
+    """Raises the soft limit on open files towards ``max_connections`` and
+    room besides (as far as the hard limit allows): past the soft limit,
+    new connections fail in accept() instead of meeting max.connections."""
+    wanted = max_connections + _FILES_BESIDE_CONNECTIONS
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        raised = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (raised, hard))
+            soft = raised
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        log.warning(
+            "max.connections is %d, but this process may open only %d files:"
+            " connections beyond about %d will fail to be accepted",
+            max_connections,
+            soft,
+            max(0, soft - _FILES_BESIDE_CONNECTIONS),
+        )
+
+
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt's parameter numbers (malloc.h)
 _MMAP_THRESHOLD = 32 * 1024 * 1024  # the most glibc allows on 64-bit systems
 _TRIM_THRESHOLD = 512 * 1024 * 1024
@@ -126,6 +153,7 @@ def run(args: argparse.Namespace) -> int:
         store=file.store,
         **file.engine,
     )
+    _allow_open_files(server_config.max_connections)
     if not keep_freed_memory_for_reuse():
         log.debug("mallopt is not available: large buffers are mapped afresh")
     data_dir = args.data_dir or file.data_dir or DEFAULT_DATA_DIR

@@ -270,3 +270,57 @@ def test_listening_beyond_loopback_warns_that_clients_are_not_authenticated(
     finally:
         everywhere.kill()
         loopback.kill()
+
+
+def _open_file_limits(pid: int) -> tuple[int, int]:
+    for line in Path(f"/proc/{pid}/limits").read_text().splitlines():
+        if line.startswith("Max open files"):
+            soft, hard = line.split()[3:5]
+            return int(soft), int(hard)
+    raise AssertionError("no open-files line")
+
+
+@pytest.mark.parametrize(("hard", "warns"), [(20_000, False), (2_000, True)])
+def test_the_open_file_limit_is_raised_to_fit_max_connections(
+    tmp_path: Path, hard: int, warns: bool
+) -> None:
+    """max.connections (10,000 by default) fits under the soft limit on open
+    files when the hard limit allows; when it does not, the log says so."""
+    import resource
+
+    if resource.getrlimit(resource.RLIMIT_NOFILE)[1] < hard:
+        pytest.skip(f"the hard limit on open files here is below {hard}")
+    port = free_port()
+    log_path = tmp_path / "serve.log"
+    with log_path.open("wb") as log:
+        # The limits set, then the server exec'd in their place (as a service manager would).
+        limited = (
+            "import os, resource, sys;"
+            f"resource.setrlimit(resource.RLIMIT_NOFILE, (256, {hard}));"
+            "os.execv(sys.executable, [sys.executable, *sys.argv[1:]])"
+        )
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                limited,
+                "-m",
+                "engine",
+                "serve",
+                "--listen",
+                f"127.0.0.1:{port}",
+            ],
+            cwd=tmp_path,
+            stdout=log,
+            stderr=log,
+        )
+    try:
+        text = _wait_for(log_path, "listening on", process, 60)
+        soft, _ = _open_file_limits(process.pid)
+        assert soft == min(hard, 10_000 + 1024)
+        assert ("this process may open only 2000 files" in text) == warns, text
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(60) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
