@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import ctypes
 import ctypes.util
 import logging
+import resource
 import signal
 import sys
 from dataclasses import replace
@@ -25,6 +27,7 @@ except ImportError:  # pragma: no cover - uvloop is a dependency, except on Wind
 
 from engine.engine import Engine, EngineConfig
 from engine.errors import EngineError
+from engine.log_limit import limit_repeated_lines
 from engine.server.config import (
     ConfigFileError,
     FileConfig,
@@ -33,6 +36,7 @@ from engine.server.config import (
     parse_address,
 )
 from engine.server.server import Server
+from s3stream.store import ObjectStoreError, redact_url, secret_parameters
 
 log = logging.getLogger("tidelog.serve")
 
@@ -99,6 +103,31 @@ def keep_freed_memory_for_reuse() -> bool:
     )
 
 
+_FILES_BESIDE_CONNECTIONS = 1024
+"""Room for the WAL's segments, object-store sockets and the like."""
+
+
+def _allow_open_files(max_connections: int) -> None:
+    """Raises the soft limit on open files towards ``max_connections`` and
+    room besides (as far as the hard limit allows): past the soft limit,
+    new connections fail in accept() instead of meeting max.connections."""
+    wanted = max_connections + _FILES_BESIDE_CONNECTIONS
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        raised = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (raised, hard))
+            soft = raised
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        log.warning(
+            "max.connections is %d, but this process may open only %d files:"
+            " connections beyond about %d will fail to be accepted",
+            max_connections,
+            soft,
+            max(0, soft - _FILES_BESIDE_CONNECTIONS),
+        )
+
+
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt's parameter numbers (malloc.h)
 _MMAP_THRESHOLD = 32 * 1024 * 1024  # the most glibc allows on 64-bit systems
 _TRIM_THRESHOLD = 512 * 1024 * 1024
@@ -110,6 +139,7 @@ def run(args: argparse.Namespace) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    limit_repeated_lines()
     try:
         file, server_config = settings(args)
     except (ConfigFileError, ValueError) as error:
@@ -123,6 +153,7 @@ def run(args: argparse.Namespace) -> int:
         store=file.store,
         **file.engine,
     )
+    _allow_open_files(server_config.max_connections)
     if not keep_freed_memory_for_reuse():
         log.debug("mallopt is not available: large buffers are mapped afresh")
     data_dir = args.data_dir or file.data_dir or DEFAULT_DATA_DIR
@@ -130,7 +161,7 @@ def run(args: argparse.Namespace) -> int:
     runner: Any = asyncio.run if uvloop is None else uvloop.run
     try:
         result: int = runner(_serve(data_dir, object_store, engine_config, server_config))
-    except (EngineError, OSError) as error:
+    except (EngineError, ObjectStoreError, OSError, ValueError) as error:  # ValueError: a bad URL
         log.error("cannot serve: %s", error)
         return 1
     return result
@@ -146,7 +177,15 @@ async def _serve(
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    log.info("opening %s (object store: %s)", data_dir, object_store or "local")
+    log.info("opening %s (object store: %s)", data_dir, redact_url(object_store or "local"))
+    exposed = secret_parameters(object_store or "")
+    if exposed:
+        log.warning(
+            "the object store URL carries %s in clear, where every user of this machine can"
+            " read it in the process list: give it in a file (secret_access_key_file=PATH)"
+            " or in the environment (AWS_SECRET_ACCESS_KEY)",
+            ", ".join(exposed),
+        )
     engine = await loop.run_in_executor(
         None, lambda: Engine.open(data_dir, object_store, engine_config)
     )

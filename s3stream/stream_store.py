@@ -188,6 +188,8 @@ class StreamStore:
     ) -> None:
         self.config = config
         self.data_dir = data_dir
+        # Created here, not as a parent of the WAL's directory: 0700, as it holds record data.
+        os.makedirs(data_dir, mode=0o700, exist_ok=True)
         if object_store is None:
             object_store = "file://" + os.path.abspath(os.path.join(data_dir, "objects"))
         self._owns_store = isinstance(object_store, str)

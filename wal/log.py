@@ -348,8 +348,8 @@ def _lock_directory(directory: str) -> int:
     """Takes the directory's exclusive lock; one writer per directory."""
     lock_path = os.path.join(directory, "LOCK")
     try:
-        os.makedirs(directory, exist_ok=True)
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        os.makedirs(directory, mode=0o700, exist_ok=True)  # record data: its owner's only
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     except PermissionError as error:
         raise PermissionDenied(error.filename or directory, str(error)) from error
     except OSError as error:

@@ -123,7 +123,7 @@ def zero_filled_file(directory: str, size: int, name: str) -> str:
     final = os.path.join(directory, name)
     temporary = final + ".tmp"
     zeros = bytes(min(size, 1 << 20))
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
     try:
         for offset in range(0, size, len(zeros)):
             os.pwrite(fd, zeros[: size - offset], offset)
@@ -166,7 +166,7 @@ class SegmentWriter:
         temporary = final + ".tmp"
         if reuse is not None:
             os.rename(reuse, temporary)
-        fd = os.open(temporary, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        fd = os.open(temporary, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             os.pwrite(fd, encode_segment_header(sequence), 0)
             if preallocate and reuse is None:

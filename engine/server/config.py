@@ -10,6 +10,10 @@ They can come from a TOML file (``tidelog serve --config tidelog.toml``)::
     max_request_bytes = 104857600     # Kafka's socket.request.max.bytes
     max_connection_inflight_bytes = 67108864
     max_inflight_bytes = 536870912
+    "max.connections" = 10000         # Kafka's names; also max_connections, and so on
+    "max.connections.per.ip" = 1000
+    "connections.max.idle.ms" = 600000
+    "connections.partial.request.timeout.ms" = 30000
 
     [engine]
     data_dir = "./tidelog-data"
@@ -49,6 +53,11 @@ def parse_address(text: str, *, default_port: int = 9092) -> tuple[str, int]:
     if not sep:
         return text, default_port
     host = host.strip("[]")
+    if not host:
+        raise ValueError(
+            f"{text!r} names no host: write 127.0.0.1:{port} for this machine only,"
+            f" or 0.0.0.0:{port} to mean every interface"
+        )
     try:
         number = int(port)
     except ValueError:
@@ -73,11 +82,37 @@ class ServerConfig:
     stops reading from it."""
     max_inflight_bytes: int = 512 * 1024 * 1024
     """The same limit over all connections."""
+    max_connections: int = 10_000
+    """Connections open at once (Kafka's max.connections); one more is
+    accepted and closed at once."""
+    max_connections_per_ip: int = 2**31 - 1
+    """Connections open at once from one address (max.connections.per.ip;
+    unlimited by default, as in Kafka)."""
+    connections_max_idle_ms: int = 600_000
+    """A connection with no request in flight that reads and writes nothing
+    for this long is closed (Kafka's connections.max.idle.ms)."""
+    connections_partial_request_timeout_ms: int = 30_000
+    """A request whose bytes have not all arrived this long after its first
+    one closes its connection: a client that stalls or trickles a request
+    cannot hold a buffer and a connection for ever. As long as a Kafka
+    client's own request.timeout.ms, after which it gives up anyway."""
     shutdown_timeout_s: float = 30.0
     """How long a clean shutdown waits for requests in flight."""
     activity_log_interval_s: float = 60.0
     """How often the log gets a line of what was served and uploaded (when
     anything was)."""
+
+    def __post_init__(self) -> None:
+        for name in (
+            "max_connections",
+            "max_connections_per_ip",
+            "connections_max_idle_ms",
+            "connections_partial_request_timeout_ms",
+        ):
+            value = getattr(self, name)
+            if type(value) is not int or value <= 0:
+                kafka_name = name.replace("_", ".")
+                raise ValueError(f"{kafka_name} must be a positive integer, not {value!r}")
 
 
 @dataclass(frozen=True)
@@ -116,7 +151,10 @@ def load_config_file(path: str | Path) -> FileConfig:
     unknown = set(document) - {"server", "engine", "topic_defaults", "store"}
     if unknown:
         raise ConfigFileError(f"{path}: unknown sections {sorted(unknown)}")
-    server_table: dict[str, Any] = dict(document.get("server", {}))
+    # Kafka's dotted names ("max.connections") name the same settings.
+    server_table: dict[str, Any] = {
+        str(key).replace(".", "_"): value for key, value in document.get("server", {}).items()
+    }
     engine_table: dict[str, Any] = dict(document.get("engine", {}))
     store_table: dict[str, Any] = dict(document.get("store", {}))
     for table, known, name in (

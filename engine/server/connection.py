@@ -1,28 +1,39 @@
-"""One client connection: framing, dispatch, in-order responses, and
-back-pressure.
+"""One client connection: framing, dispatch, in-order responses,
+back-pressure, and the timestamps the server's limits look at.
 
-Reading uses asyncio's buffered protocol: small requests are read into a
-reusable scratch buffer and copied out whole; a request larger than the
-scratch buffer is read straight into its own buffer, so produce data is
-copied once, from the socket, and never again (the partition leader
-rewrites batch headers in that buffer and stores it).
+Reading uses asyncio's buffered protocol. Between requests a connection
+holds no read buffer of its own: bytes are read into one buffer the server
+shares (a read is handled whole before the next one starts), complete
+requests are copied out of it, and only the start of an incomplete request
+is kept, in a buffer of its own. A request with much still to come is then
+read straight into that buffer, so produce data is copied once, from the
+socket, and never again (the partition leader rewrites batch headers in that
+buffer and stores it).
+
+That buffer grows with the bytes that have arrived (what the socket already
+holds, as the kernel reports it, or one growth step), never to the size a
+size prefix merely claims: when a request's bytes are all in, as with a
+client on the same machine, its buffer is allocated once, at its full size.
 
 Kafka clients pipeline requests and expect responses in request order. Each
 request is dispatched as soon as it is read (so a Produce's append happens
 in arrival order), its response is queued in that order, and the queue is
 written out as its head completes.
 
-Back-pressure: the bytes of requests not yet answered are counted per
-connection and over the server; past either limit, or while the socket's
-send buffer is full, the connection stops reading. Nothing is buffered
-without bound.
+Back-pressure: the bytes of requests not yet answered, and of the request
+being read, are counted per connection and over the server; past either
+limit, or while the socket's send buffer is full, the connection stops
+reading. Nothing is buffered without bound.
 """
 
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import inspect
 import logging
+import sys
+import termios
 from collections import deque
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
@@ -37,7 +48,18 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("tidelog.server")
 
-_SCRATCH_BYTES = 256 * 1024
+SHARED_READ_BYTES = 256 * 1024
+"""The server's one read buffer, which every connection reads into between
+requests."""
+_DIRECT_READ_MIN = 64 * 1024
+"""A request with at least this much still to come is read straight into its
+own buffer; a smaller rest comes through the shared buffer and is copied."""
+_GROWTH_STEP = 256 * 1024
+"""The least a request's buffer grows by when its bytes are not in yet."""
+_GROWTH_MAX = 8 * 1024 * 1024
+"""Growth doubles what was received up to this step, so a slow sender of a
+large request costs a bounded number of reallocations."""
+_NO_BYTES = b"\0\0\0\0"
 
 
 class _Pending:
@@ -52,14 +74,42 @@ class _Pending:
 
 
 class Connection(asyncio.BufferedProtocol):
+    __slots__ = (
+        "_body",
+        "_body_filled",
+        "_body_size",
+        "_direct",
+        "_draining",
+        "_fd",
+        "_head",
+        "_idle",
+        "_pauses",
+        "_pending",
+        "admitted",
+        "closed",
+        "inflight_bytes",
+        "last_active",
+        "partial_since",
+        "peer",
+        "peer_host",
+        "server",
+        "transport",
+    )
+
     def __init__(self, server: Server) -> None:
         self.server = server
         self.transport: asyncio.Transport | None = None
         self.peer = "?"
-        self._scratch = bytearray(_SCRATCH_BYTES)
-        self._filled = 0
-        self._frame: bytearray | None = None
-        self._frame_filled = 0
+        self.peer_host = "?"
+        self.admitted = False
+        self._fd = -1
+        self._head = b""
+        """The first bytes of a size prefix that has not fully arrived."""
+        self._body: bytearray | None = None
+        """The request being read, allocated as its bytes arrive."""
+        self._body_filled = 0
+        self._body_size = 0
+        self._direct = False
         self._draining = False
         self._pending: deque[_Pending] = deque()
         self.inflight_bytes = 0
@@ -67,22 +117,46 @@ class Connection(asyncio.BufferedProtocol):
         self.closed = False
         self._idle = asyncio.Event()
         self._idle.set()
+        self.last_active = server.now()
+        """When the connection last read or wrote (connections.max.idle.ms)."""
+        self.partial_since: float | None = None
+        """When the request being read began arriving, or None between requests."""
 
     # -- asyncio protocol ------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
+        stream: asyncio.Transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
+        self.transport = stream
         peer = transport.get_extra_info("peername")
-        self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        if isinstance(peer, tuple):
+            self.peer_host = str(peer[0])
+            self.peer = f"{peer[0]}:{peer[1]}"
+        else:
+            self.peer = self.peer_host = str(peer)
+        refusal = self.server.admit(self)
+        if refusal is not None:
+            log.warning("%s: refused: %s", self.peer, refusal)
+            self.closed = True
+            stream.abort()
+            return
+        self.admitted = True
+        sock = transport.get_extra_info("socket")
+        self._fd = sock.fileno() if sock is not None else -1
         self.server.connection_opened(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        if not self.admitted:
+            return
         for pending in self._pending:
             if isinstance(pending.result, asyncio.Future):
                 pending.result.cancel()
             self._release(pending.size)
         self._pending.clear()
+        if self._body is not None:
+            self._count(-len(self._body))
+            self._body = None
+            self.server.maybe_resume()
         self._idle.set()
         self.server.connection_closed(self)
 
@@ -93,62 +167,134 @@ class Connection(asyncio.BufferedProtocol):
         self._resume("writing")
 
     def get_buffer(self, sizehint: int) -> memoryview:
-        if self._frame is not None:
-            return memoryview(self._frame)[self._frame_filled :]
-        return memoryview(self._scratch)[self._filled :]
+        body = self._body
+        if body is not None and self._body_size - self._body_filled >= _DIRECT_READ_MIN:
+            if self._body_filled == len(body):
+                self._grow(body)
+            self._direct = True
+            return memoryview(body)[self._body_filled :]
+        self._direct = False
+        return memoryview(self.server.read_buffer)
 
     def buffer_updated(self, nbytes: int) -> None:
-        if self._frame is not None:
-            self._frame_filled += nbytes
-            if self._frame_filled == len(self._frame):
-                frame, self._frame = self._frame, None
-                self._request(frame)
+        self.last_active = self.server.now()
+        if self._direct:
+            self._body_filled += nbytes
+            if self._body_filled == self._body_size:
+                self._finish_body()
+            else:
+                self._check_budgets()
             return
-        self._filled += nbytes
-        self._drain_scratch()
+        if self._draining:  # cannot happen: reads are never nested
+            raise RuntimeError("nested read on one connection")
+        self._draining = True
+        try:
+            self._read_frames(memoryview(self.server.read_buffer)[:nbytes])
+        finally:
+            self._draining = False
+        if self._head or self._body is not None:
+            if self.partial_since is None:
+                self.partial_since = self.last_active
+            self._check_budgets()
 
     def eof_received(self) -> bool:
         return False  # close once the client has closed its side
 
     # -- framing -----------------------------------------------------------------------
 
-    def _drain_scratch(self) -> None:
-        if self._draining:  # a response written while dispatching resumed reading
-            return
-        self._draining = True
-        try:
-            self._drain_frames()
-        finally:
-            self._draining = False
-
-    def _drain_frames(self) -> None:
-        scratch = self._scratch
-        position = 0
-        while not self.closed and self._filled - position >= 4:
-            size = read_size(scratch, position)
-            if size < 0 or size > self.server.config.max_request_bytes:
-                self.abort(RequestTooLarge(size, self.server.config.max_request_bytes))
-                return
-            start = position + 4
-            end = start + size
-            if end <= self._filled:
-                self._request(scratch[start:end])
-                position = end
+    def _read_frames(self, data: memoryview) -> None:
+        """Dispatches every request ``data`` completes and keeps the start of
+        the next; ``data`` is the shared buffer, so nothing may refer to it
+        afterwards."""
+        position, end = 0, len(data)
+        limit = self.server.config.max_request_bytes
+        while position < end and not self.closed:
+            body = self._body
+            if body is not None:
+                take = min(self._body_size - self._body_filled, end - position)
+                filled = self._body_filled
+                if filled + take > len(body):
+                    self._count(filled + take - len(body))
+                body[filled : filled + take] = data[position : position + take]
+                self._body_filled += take
+                position += take
+                if self._body_filled == self._body_size:
+                    self._finish_body()
                 continue
-            if 4 + size > len(scratch):
-                # Too large for the scratch buffer: read the rest straight
-                # into the request's own buffer.
-                frame = bytearray(size)
-                have = self._filled - start
-                frame[:have] = scratch[start : self._filled]
-                self._frame, self._frame_filled = frame, have
-                self._filled = 0
+            if self._head or end - position < 4:
+                piece = bytes(data[position : position + 4 - len(self._head)])
+                self._head += piece
+                position += len(piece)
+                if len(self._head) < 4:
+                    return
+                size = read_size(self._head)
+                self._head = b""
+            else:
+                size = read_size(data, position)
+                position += 4
+            if size < 0 or size > limit:
+                self.abort(RequestTooLarge(size, limit))
                 return
-            break
-        left = self._filled - position
-        if position and left:
-            scratch[:left] = scratch[position : self._filled]
-        self._filled = left
+            if end - position >= size:
+                self.partial_since = None
+                self._request(bytearray(data[position : position + size]))
+                position += size
+                continue
+            self._start_body(size, data[position:end])
+            return
+
+    def _start_body(self, size: int, first: memoryview) -> None:
+        capacity = min(size, len(first) + max(self._socket_holds(), _DIRECT_READ_MIN))
+        body = bytearray(capacity)
+        body[: len(first)] = first
+        self._body, self._body_filled, self._body_size = body, len(first), size
+        self.partial_since = self.server.now()
+        self._count(capacity)
+
+    def _grow(self, body: bytearray) -> None:
+        """Makes room in a full request buffer for the bytes that have arrived
+        (at least a growth step), never past the request's size."""
+        filled = len(body)
+        step = max(self._socket_holds(), min(filled, _GROWTH_MAX), _GROWTH_STEP)
+        added = min(self._body_size, filled + step) - filled
+        body.extend(bytes(added))
+        self._count(added)
+
+    def _finish_body(self) -> None:
+        body = self._body
+        assert body is not None
+        self._body = None
+        self.partial_since = None
+        # From a partial request to a queued one: the same bytes, counted once.
+        self.inflight_bytes -= len(body)
+        self.server.inflight_bytes -= len(body)
+        self._request(body)
+
+    def _socket_holds(self) -> int:
+        """Bytes received by the kernel and not read yet (0 if unknown)."""
+        if self._fd < 0:
+            return 0
+        try:
+            answer = fcntl.ioctl(self._fd, termios.FIONREAD, _NO_BYTES)
+        except OSError:
+            return 0
+        return int.from_bytes(answer, sys.byteorder, signed=True)
+
+    def _count(self, size: int) -> None:
+        """Counts bytes of a request being read against the budgets (checked
+        once the read is handled: get_buffer may not stop reading)."""
+        self.inflight_bytes += size
+        self.server.inflight_bytes += size
+
+    def _check_budgets(self) -> None:
+        config = self.server.config
+        # A connection with nothing to answer keeps reading its one request
+        # (at most max_request_bytes): stopping it would wait for nothing.
+        if self._pending and self.inflight_bytes > config.max_connection_inflight_bytes:
+            self._pause("inflight")
+        if self.server.inflight_bytes > config.max_inflight_bytes:
+            self._pause("server")
+            self.server.paused.add(self)
 
     # -- requests and responses ----------------------------------------------------------
 
@@ -185,11 +331,7 @@ class Connection(asyncio.BufferedProtocol):
             result.add_done_callback(self._completed)
         if len(self._pending) == 1:
             self._write_ready()
-        if self.inflight_bytes > self.server.config.max_connection_inflight_bytes:
-            self._pause("inflight")
-        if self.server.inflight_bytes > self.server.config.max_inflight_bytes:
-            self._pause("server")
-            self.server.paused.add(self)
+        self._check_budgets()
 
     def _completed(self, _future: Awaitable[Any]) -> None:
         if self._pending and self._pending[0].result is _future:
@@ -234,14 +376,21 @@ class Connection(asyncio.BufferedProtocol):
     def _write(self, parts: Parts) -> None:
         assert self.transport is not None
         self.server.stats.bytes_out += sum(len(part) for part in parts)
+        self.last_active = self.server.now()
         self.transport.writelines(parts)
 
     def _release(self, size: int) -> None:
         self.inflight_bytes -= size
         self.server.inflight_bytes -= size
-        if self.inflight_bytes <= self.server.config.max_connection_inflight_bytes // 2:
+        limit = self.server.config.max_connection_inflight_bytes
+        if not self._pending or self.inflight_bytes <= limit // 2:
             self._resume("inflight")
         self.server.maybe_resume()
+
+    @property
+    def waiting(self) -> bool:
+        """Whether a request of this connection is unanswered (it is not idle)."""
+        return bool(self._pending)
 
     # -- flow control --------------------------------------------------------------------
 
@@ -256,8 +405,6 @@ class Connection(asyncio.BufferedProtocol):
         self._pauses.discard(reason)
         if not self._pauses and self.transport is not None and not self.closed:
             self.transport.resume_reading()
-            if self._filled >= 4:
-                self._drain_scratch()
 
     def resume_server_pause(self) -> None:
         self._resume("server")
@@ -269,6 +416,16 @@ class Connection(asyncio.BufferedProtocol):
         if self.closed:
             return
         log.warning("%s: closing the connection: %s", self.peer, error)
+        self.closed = True
+        if self.transport is not None:
+            self.transport.abort()
+
+    def expire(self, reason: str, level: int) -> None:
+        """Closes this connection for a limit on time (idle, or a request
+        that does not finish arriving)."""
+        if self.closed:
+            return
+        log.log(level, "%s: closing the connection: %s", self.peer, reason)
         self.closed = True
         if self.transport is not None:
             self.transport.abort()

@@ -6,12 +6,15 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import ipaddress
 import logging
+import time
+from collections import Counter
 from dataclasses import dataclass, replace
 
 from engine.engine import Engine
 from engine.server.config import ServerConfig
-from engine.server.connection import Connection
+from engine.server.connection import SHARED_READ_BYTES, Connection
 from engine.server.context import Broker, ServerState
 
 log = logging.getLogger("tidelog.server")
@@ -43,7 +46,11 @@ class Server:
         self.paused: set[Connection] = set()
         self.inflight_bytes = 0
         self.stats = ServerStats()
+        self.read_buffer = bytearray(SHARED_READ_BYTES)
+        """The one buffer every connection reads into between requests."""
+        self._per_host: Counter[str] = Counter()
         self._reporter: asyncio.Task[None] | None = None
+        self._sweeper: asyncio.Task[None] | None = None
         self._server: asyncio.Server | None = None
         self._state: ServerState | None = None
 
@@ -70,6 +77,7 @@ class Server:
         )
         self._state = ServerState(self.engine, self.config, cluster_id_for(self.engine), broker)
         self._reporter = asyncio.create_task(self._report_activity())
+        self._sweeper = asyncio.create_task(self._sweep_connections())
         log.info(
             "listening on %s:%d (advertised as %s:%d, node %d)",
             self.config.host,
@@ -78,6 +86,13 @@ class Server:
             broker.port,
             broker.node_id,
         )
+        if not _is_loopback(self.config.host):
+            log.warning(
+                "listening on %s beyond this machine, and clients are not authenticated: "
+                "anyone who can reach port %d can read and write every topic",
+                self.config.host or "every interface",
+                self.port,
+            )
 
     @property
     def state(self) -> ServerState:
@@ -91,8 +106,9 @@ class Server:
         if self._server is None:
             return
         self._server.close()
-        if self._reporter is not None:
-            self._reporter.cancel()
+        for task in (self._reporter, self._sweeper):
+            if task is not None:
+                task.cancel()
         connections = list(self.connections)
         for connection in connections:
             connection.stop_reading()
@@ -141,15 +157,71 @@ class Server:
 
     # -- connections --------------------------------------------------------------------
 
+    @staticmethod
+    def now() -> float:
+        """The clock of the connection timeouts (seconds, monotonic)."""
+        return time.monotonic()
+
+    def admit(self, connection: Connection) -> str | None:
+        """Why a new connection may not stay (max.connections,
+        max.connections.per.ip), or None. As Kafka does, one over a limit is
+        accepted and closed at once."""
+        config = self.config
+        if len(self.connections) >= config.max_connections:
+            return f"max.connections ({config.max_connections}) are open"
+        if self._per_host[connection.peer_host] >= config.max_connections_per_ip:
+            return (
+                f"max.connections.per.ip ({config.max_connections_per_ip}) are open"
+                f" from {connection.peer_host}"
+            )
+        return None
+
     def connection_opened(self, connection: Connection) -> None:
         self.connections.add(connection)
+        self._per_host[connection.peer_host] += 1
         self.stats.connections += 1
         log.debug("%s: connected", connection.peer)
 
     def connection_closed(self, connection: Connection) -> None:
-        self.connections.discard(connection)
+        if connection in self.connections:
+            self.connections.discard(connection)
+            self._per_host[connection.peer_host] -= 1
+            if not self._per_host[connection.peer_host]:
+                del self._per_host[connection.peer_host]
         self.paused.discard(connection)
         log.debug("%s: disconnected", connection.peer)
+
+    async def _sweep_connections(self) -> None:
+        """Closes connections idle past connections.max.idle.ms, and those
+        whose request has not finished arriving within
+        connections.partial.request.timeout.ms (a client that stalls, or
+        trickles bytes, holds its buffer and a connection slot)."""
+        config = self.config
+        idle_s = config.connections_max_idle_ms / 1000
+        partial_s = config.connections_partial_request_timeout_ms / 1000
+        interval = min(1.0, max(0.05, min(idle_s, partial_s) / 10))
+        while True:
+            await asyncio.sleep(interval)
+            now = self.now()
+            for connection in list(self.connections):
+                since = connection.partial_since
+                if since is not None and now - since > partial_s:
+                    connection.expire(
+                        f"a request still incomplete after {now - since:.1f} s"
+                        f" (connections.partial.request.timeout.ms"
+                        f" {config.connections_partial_request_timeout_ms})",
+                        logging.WARNING,
+                    )
+                elif (
+                    since is None
+                    and not connection.waiting
+                    and now - connection.last_active > idle_s
+                ):
+                    connection.expire(
+                        f"idle for {now - connection.last_active:.1f} s"
+                        f" (connections.max.idle.ms {config.connections_max_idle_ms})",
+                        logging.DEBUG,  # as Kafka: closing an idle connection is routine
+                    )
 
     def maybe_resume(self) -> None:
         """Resumes connections paused for the server-wide limit once the
@@ -158,3 +230,13 @@ class Server:
             paused, self.paused = self.paused, set()
             for connection in paused:
                 connection.resume_server_pause()
+
+
+def _is_loopback(host: str) -> bool:
+    """Whether ``host`` can only be reached from this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -6,18 +6,23 @@
   missing (LocalStore);
 - ``s3://bucket/prefix?endpoint=http://127.0.0.1:9000&region=us-east-1``: S3
   or any S3-compatible server (S3Store). Optional parameters:
-  ``access_key_id``, ``secret_access_key``, ``multipart_threshold``,
-  ``part_size``, ``max_attempts``, ``connect_timeout``, ``read_timeout``,
+  ``access_key_id``, ``secret_access_key_file`` (a file holding the secret
+  key: the way to give one, as the URL is visible in the process list),
+  ``secret_access_key``, ``multipart_threshold``, ``part_size``,
+  ``max_attempts``, ``connect_timeout``, ``read_timeout``,
   ``max_pool_connections``; values are percent-encoded as in any query.
-  Without keys, credentials come from boto3's usual chain;
+  Without keys, credentials come from boto3's usual chain (the
+  AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY environment variables, the
+  shared credentials file, an instance role);
 - ``memory://``: a new, empty in-process store (MemoryStore), for tests.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlparse
+from urllib.parse import parse_qs, parse_qsl, quote, unquote, urlparse, urlsplit, urlunsplit
 
 from s3stream.store.base import (
     BytesLike,
@@ -37,6 +42,7 @@ _S3_OPTIONS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "region": ("region", str),
     "access_key_id": ("access_key_id", str),
     "secret_access_key": ("secret_access_key", str),
+    "secret_access_key_file": ("secret_access_key_file", str),
     "multipart_threshold": ("multipart_threshold", int),
     "part_size": ("part_size", int),
     "max_attempts": ("max_attempts", int),
@@ -46,33 +52,95 @@ _S3_OPTIONS: dict[str, tuple[str, Callable[[str], Any]]] = {
 }
 
 
+_SECRET_WORDS = ("secret", "password", "token")
+
+
+def _is_secret(parameter: str) -> bool:
+    name = parameter.lower()
+    return not name.endswith("_file") and any(word in name for word in _SECRET_WORDS)
+
+
+def secret_parameters(url: str) -> list[str]:
+    """The parameters of ``url`` that carry a secret in clear."""
+    try:
+        query = urlsplit(url).query
+    except ValueError:
+        return []
+    names = {name for name, _ in parse_qsl(query, keep_blank_values=True)}
+    return sorted(name for name in names if _is_secret(name))
+
+
+def redact_url(url: str) -> str:
+    """``url`` as it may be shown in a log line or an error: the value of
+    every secret parameter, and any password in a location, replaced by
+    ``***`` (an endpoint given as a parameter is redacted the same way)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "(an object store URL that does not parse)"
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, _, host = netloc.rpartition("@")
+        if ":" in userinfo:
+            netloc = f"{userinfo.partition(':')[0]}:***@{host}"
+    query = parts.query
+    if query:
+        shown = []
+        for name, value in parse_qsl(query, keep_blank_values=True):
+            if _is_secret(name):
+                visible = "***"
+            elif "://" in value:
+                visible = redact_url(value)
+            else:
+                visible = value
+            shown.append(f"{quote(name, safe='')}={quote(visible, safe='/:*@')}")
+        query = "&".join(shown)
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
 def open_store(url: str) -> ObjectStore:
-    """The object store a URL names (see the module docstring); ValueError if it names none."""
+    """The object store a URL names (see the module docstring); ValueError if
+    it names none. Errors show the URL redacted (redact_url)."""
+    shown = redact_url(url)
     parsed = urlparse(url)
     if parsed.scheme == "memory":
         if parsed.netloc or parsed.path or parsed.query:
-            raise ValueError(f"memory:// takes no location or parameters: {url!r}")
+            raise ValueError(f"memory:// takes no location or parameters: {shown!r}")
         return MemoryStore()
     if parsed.scheme == "file":
         if parsed.netloc not in ("", "localhost"):
-            raise ValueError(f"file URLs name a local path (file:///...), not a host: {url!r}")
+            raise ValueError(f"file URLs name a local path (file:///...), not a host: {shown!r}")
         if parsed.query:
-            raise ValueError(f"file URLs take no parameters: {url!r}")
-        return _local(url, unquote(parsed.path))
+            raise ValueError(f"file URLs take no parameters: {shown!r}")
+        return _local(shown, unquote(parsed.path))
     if not parsed.scheme:
-        return _local(url, url)
+        return _local(shown, url)
     if parsed.scheme == "s3":
-        return _s3(url, parsed.netloc, unquote(parsed.path), parsed.query)
-    raise ValueError(f"unsupported object store URL {url!r} (file://, s3://, memory://)")
+        return _s3(parsed.netloc, unquote(parsed.path), parsed.query)
+    raise ValueError(f"unsupported object store URL {shown!r} (file://, s3://, memory://)")
 
 
-def _local(url: str, path: str) -> LocalStore:
+def _local(shown: str, path: str) -> LocalStore:
     if not path:
-        raise ValueError(f"no directory in {url!r}")
+        raise ValueError(f"no directory in {shown!r}")
     return LocalStore(path)
 
 
-def _s3(url: str, bucket: str, prefix: str, query: str) -> S3Store:
+def _read_secret(path: str, where: str) -> str:
+    """The secret key in the file ``path`` (one line; its end of line is not part of it)."""
+    try:
+        secret = Path(path).read_text().rstrip("\r\n")
+    except (OSError, UnicodeDecodeError) as error:
+        reason = error.strerror if isinstance(error, OSError) else "not text"
+        raise ValueError(
+            f"cannot read secret_access_key_file {path} for {where}: {reason}"
+        ) from None
+    if not secret:
+        raise ValueError(f"secret_access_key_file {path} for {where} is empty")
+    return secret
+
+
+def _s3(bucket: str, prefix: str, query: str) -> S3Store:
     if not bucket:
         raise ValueError("no bucket in the s3:// URL")
     where = f"s3://{bucket}/{prefix.lstrip('/')}"  # not the query: it may hold a secret
@@ -93,8 +161,15 @@ def _s3(url: str, bucket: str, prefix: str, query: str) -> S3Store:
                 raise ValueError("empty")
             options[argument] = kind(values[0])
         except ValueError:
-            shown = "..." if name == "secret_access_key" else repr(values[0])
+            shown = "***" if _is_secret(name) else repr(values[0])
             raise ValueError(f"bad s3 URL parameter {name}={shown} for {where}") from None
+    secret_file = options.pop("secret_access_key_file", None)
+    if secret_file is not None:
+        if "secret_access_key" in options:
+            raise ValueError(
+                f"s3 URL for {where} gives both secret_access_key and secret_access_key_file"
+            )
+        options["secret_access_key"] = _read_secret(secret_file, where)
     return S3Store(bucket, prefix, **options)
 
 
@@ -109,4 +184,6 @@ __all__ = [
     "PreconditionFailed",
     "S3Store",
     "open_store",
+    "redact_url",
+    "secret_parameters",
 ]

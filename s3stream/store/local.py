@@ -68,7 +68,7 @@ class LocalStore(ObjectStore):
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = os.path.abspath(os.fspath(root))
         self.url = f"file://{self.root}"
-        os.makedirs(self.root, exist_ok=True)
+        os.makedirs(self.root, mode=0o700, exist_ok=True)  # record data: its owner's only
         self._lock = threading.Lock()
 
     def _path(self, key: str) -> str:
@@ -107,7 +107,7 @@ class LocalStore(ObjectStore):
         temp = os.path.join(directory, f"{_TEMP_PREFIX}{uuid.uuid4().hex}")
         try:
             self._make_directories(directory)
-            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
             try:
                 _write_all(fd, data)
                 stamp = max(time.time_ns(), _mtime_ns(path) + 1)
@@ -139,7 +139,7 @@ class LocalStore(ObjectStore):
         parent = os.path.dirname(directory)
         self._make_directories(parent)
         with contextlib.suppress(FileExistsError):
-            os.mkdir(directory)
+            os.mkdir(directory, 0o700)
             _sync_directory(parent)
 
     @contextlib.contextmanager
@@ -149,7 +149,9 @@ class LocalStore(ObjectStore):
         with self._lock:
             try:
                 fd = os.open(
-                    os.path.join(self.root, _LOCK_NAME), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC
+                    os.path.join(self.root, _LOCK_NAME),
+                    os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
+                    0o600,
                 )
             except OSError as error:
                 raise _store_error("lock", key, error) from error

@@ -177,6 +177,8 @@ upload_interval_s = 0.5
         ("[wal]\n", "unknown sections"),
         ("[store]\nmystery = 1\n", "unknown keys in [store]"),
         ("[server\n", "tidelog.toml"),
+        ("[server]\nlisten = ':9093'\n", "or 0.0.0.0:9093 to mean every interface"),
+        ('[server]\n"max.connections" = 0\n', "max.connections must be a positive integer"),
     ],
 )
 def test_bad_config_file_exits_with_the_reason(
@@ -230,3 +232,95 @@ def test_the_config_file_in_the_server_doc_loads_as_documented(tmp_path: Path) -
     assert loaded.engine["group_initial_rebalance_delay_ms"] == 3000
     assert loaded.engine["transaction_max_timeout_ms"] == 900000
     assert loaded.store.upload_bytes == 32 * 1024 * 1024
+
+
+def test_listen_without_a_host_is_refused_with_how_to_mean_every_interface(
+    tmp_path: Path,
+) -> None:
+    """``--listen :PORT`` would bind every interface without saying so."""
+    port = free_port()
+    result = subprocess.run(
+        [sys.executable, "-m", "engine", "serve", "--listen", f":{port}"],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 2
+    assert f"write 127.0.0.1:{port} for this machine only, or 0.0.0.0:{port}" in result.stderr
+    assert not (tmp_path / "tidelog-data").exists()
+
+
+def test_listening_beyond_loopback_warns_that_clients_are_not_authenticated(
+    tmp_path: Path,
+) -> None:
+    everywhere = ServerProcess(tmp_path / "everywhere")
+    everywhere.args = ["--listen", f"0.0.0.0:{everywhere.port}"]
+    loopback = ServerProcess(tmp_path / "loopback")
+    try:
+        everywhere.start()
+        loopback.start()
+        warning = "clients are not authenticated"
+        assert "WARNING tidelog.server: listening on 0.0.0.0 beyond this machine" in (
+            everywhere.log()
+        )
+        assert warning in everywhere.log()
+        assert warning not in loopback.log()
+    finally:
+        everywhere.kill()
+        loopback.kill()
+
+
+def _open_file_limits(pid: int) -> tuple[int, int]:
+    for line in Path(f"/proc/{pid}/limits").read_text().splitlines():
+        if line.startswith("Max open files"):
+            soft, hard = line.split()[3:5]
+            return int(soft), int(hard)
+    raise AssertionError("no open-files line")
+
+
+@pytest.mark.parametrize(("hard", "warns"), [(20_000, False), (2_000, True)])
+def test_the_open_file_limit_is_raised_to_fit_max_connections(
+    tmp_path: Path, hard: int, warns: bool
+) -> None:
+    """max.connections (10,000 by default) fits under the soft limit on open
+    files when the hard limit allows; when it does not, the log says so."""
+    import resource
+
+    if resource.getrlimit(resource.RLIMIT_NOFILE)[1] < hard:
+        pytest.skip(f"the hard limit on open files here is below {hard}")
+    port = free_port()
+    log_path = tmp_path / "serve.log"
+    with log_path.open("wb") as log:
+        # The limits set, then the server exec'd in their place (as a service manager would).
+        limited = (
+            "import os, resource, sys;"
+            f"resource.setrlimit(resource.RLIMIT_NOFILE, (256, {hard}));"
+            "os.execv(sys.executable, [sys.executable, *sys.argv[1:]])"
+        )
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                limited,
+                "-m",
+                "engine",
+                "serve",
+                "--listen",
+                f"127.0.0.1:{port}",
+            ],
+            cwd=tmp_path,
+            stdout=log,
+            stderr=log,
+        )
+    try:
+        text = _wait_for(log_path, "listening on", process, 60)
+        soft, _ = _open_file_limits(process.pid)
+        assert soft == min(hard, 10_000 + 1024)
+        assert ("this process may open only 2000 files" in text) == warns, text
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(60) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()

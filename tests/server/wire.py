@@ -145,9 +145,11 @@ class ConnectionClosed(Exception):
 class Wire:
     """One TCP connection to the server. Every blocking call times out."""
 
-    def __init__(self, bootstrap: str, timeout: float = 5.0) -> None:
+    def __init__(self, bootstrap: str, timeout: float = 5.0, *, source: str | None = None) -> None:
         host, _, port = bootstrap.rpartition(":")
-        self.sock = socket.create_connection((host, int(port)), timeout=timeout)
+        self.sock = socket.create_connection(
+            (host, int(port)), timeout=timeout, source_address=(source, 0) if source else None
+        )
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.timeout = timeout
         self._next_correlation_id = 1

@@ -1,0 +1,131 @@
+"""A connection's framing, in process: however the byte stream is cut into
+reads, and whatever the socket says it holds, the same requests come out
+in order, a request's buffer never outgrows the bytes received by more than
+a growth step, and what is counted in flight is what is held."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from engine.server import connection as connection_module
+from engine.server.server import Server
+from tests.server.wire import header_bytes
+
+MiB = 1024 * 1024
+
+
+class _Transport:
+    def __init__(self) -> None:
+        self.aborted = False
+        self.paused = False
+
+    def get_extra_info(self, name: str) -> Any:
+        return ("127.0.0.1", 1) if name == "peername" else None
+
+    def writelines(self, parts: list[bytes]) -> None:
+        raise AssertionError("nothing is answered here")
+
+    def abort(self) -> None:
+        self.aborted = True
+
+    def pause_reading(self) -> None:
+        self.paused = True
+
+    def resume_reading(self) -> None:
+        self.paused = False
+
+
+def _frame(correlation_id: int, payload_size: int) -> bytes:
+    body = header_bytes(18, 3, correlation_id, flexible=True)
+    body += bytes([correlation_id % 251]) * payload_size
+    return len(body).to_bytes(4, "big") + body
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    payload_sizes=st.lists(
+        st.one_of(
+            st.integers(0, 300), st.integers(60_000, 70_000), st.integers(300_000, 1_200_000)
+        ),
+        min_size=1,
+        max_size=5,
+    ),
+    cuts=st.lists(st.integers(1, 1_500_000), min_size=1, max_size=40),
+    socket_holds=st.sampled_from(["nothing", "the rest", "a little"]),
+)
+def test_any_cut_of_the_stream_gives_the_same_requests(
+    payload_sizes: list[int], cuts: list[int], socket_holds: str
+) -> None:
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        _read_through_a_connection(monkeypatch, payload_sizes, cuts, socket_holds)
+
+
+def _read_through_a_connection(
+    monkeypatch: pytest.MonkeyPatch, payload_sizes: list[int], cuts: list[int], socket_holds: str
+) -> None:
+    frames = [_frame(index + 1, size) for index, size in enumerate(payload_sizes)]
+    stream = b"".join(frames)
+    position = 0
+    received: list[bytes] = []
+
+    def dispatch(state: Any, header: Any, frame: Any) -> tuple[Any, Any]:
+        received.append(bytes(frame))
+        return header, None  # answered with nothing, at once
+
+    def holds(_self: Any) -> int:
+        rest = len(stream) - position
+        return {"nothing": 0, "the rest": rest, "a little": min(rest, 1000)}[socket_holds]
+
+    monkeypatch.setattr(connection_module, "dispatch", dispatch)
+    monkeypatch.setattr(connection_module.Connection, "_socket_holds", holds)
+    monkeypatch.setattr(Server, "state", property(lambda server: None))
+    server = Server(engine=None)  # type: ignore[arg-type]  # dispatch is replaced
+    connection = connection_module.Connection(server)
+    transport = _Transport()
+    connection.connection_made(transport)  # type: ignore[arg-type]
+
+    index = 0
+    while position < len(stream):
+        view = connection.get_buffer(-1)
+        count = min(len(view), cuts[index % len(cuts)], len(stream) - position)
+        index += 1
+        view[:count] = stream[position : position + count]
+        del view
+        position += count
+        connection.buffer_updated(count)
+        body = connection._body
+        held = len(body) if body is not None else 0
+        assert connection.inflight_bytes == server.inflight_bytes == held
+        if body is not None:
+            filled = connection._body_filled
+            assert held <= filled + max(len(stream), filled, 256 * 1024)
+            if socket_holds != "the rest":
+                assert held <= filled + max(1000, filled, 256 * 1024)
+            assert connection.partial_since is not None
+    assert not transport.aborted
+    assert received == [frame[4:] for frame in frames]
+    assert connection.inflight_bytes == server.inflight_bytes == 0
+    assert connection.partial_since is None
+    connection.connection_lost(None)
+
+
+def test_a_claimed_size_larger_than_the_limit_closes_before_allocating(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(Server, "state", property(lambda server: None))
+    server = Server(engine=None)  # type: ignore[arg-type]  # nothing is dispatched
+    connection = connection_module.Connection(server)
+    transport = _Transport()
+    connection.connection_made(transport)  # type: ignore[arg-type]
+    view = connection.get_buffer(-1)
+    claim = (server.config.max_request_bytes + 1).to_bytes(4, "big")
+    view[:4] = claim
+    del view
+    connection.buffer_updated(4)
+    assert transport.aborted
+    assert connection._body is None
+    assert server.inflight_bytes == 0
