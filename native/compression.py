@@ -3,6 +3,12 @@
 Compression is the libraries' job; only Kafka's framing choices live here:
 gzip streams, LZ4 *frames*, zstd frames (possibly without a content size), and
 snappy either raw or in the xerial "snappy-java" framing some clients write.
+
+Inflation is always bounded: a batch of a few hundred KiB can claim (snappy's
+length preamble) or produce (gzip, lz4, zstd) gigabytes. ``decompress`` stops
+at ``limit`` bytes and raises ``InflationLimit``: the streaming decompressors
+are asked for at most ``limit + 1`` bytes, and snappy's declared length is
+read before anything is allocated.
 """
 
 from __future__ import annotations
@@ -19,6 +25,19 @@ from native.records import BytesLike, Compression
 
 _XERIAL_MAGIC = b"\x82SNAPPY\x00"
 _XERIAL_HEADER = 16  # magic (8) + version (4) + compatible version (4)
+_ZSTD_READ = 256 * 1024  # the stream reader's step: its working buffer, not the output's size
+
+
+class InflationLimit(ValueError):
+    """The data inflates (or claims to inflate) past the caller's limit."""
+
+    def __init__(self, codec: int, limit: int, found: int) -> None:
+        super().__init__(
+            f"{Compression(codec).name} data inflates past the limit of {limit} bytes "
+            f"({found} bytes or more)"
+        )
+        self.limit = limit
+        self.found = found
 
 
 def compress(codec: int, data: BytesLike) -> bytes:
@@ -34,25 +53,81 @@ def compress(codec: int, data: BytesLike) -> bytes:
     raise ValueError(f"no such compression codec: {codec}")
 
 
-def decompress(codec: int, data: BytesLike) -> bytes:
-    """Inflate a batch's records area. Raises ValueError on bad input."""
+def decompress(codec: int, data: BytesLike, limit: int) -> bytes:
+    """Inflate a batch's records area, at most ``limit`` bytes of it.
+
+    Raises InflationLimit past the limit, ValueError on bad input.
+    """
+    if limit < 0:
+        raise ValueError(f"the inflation limit must not be negative, not {limit}")
     try:
         if codec == Compression.GZIP:
-            return zlib.decompress(data, wbits=47)  # gzip or zlib header, auto-detected
+            return _gzip_decompress(data, limit)
         if codec == Compression.SNAPPY:
-            return _snappy_decompress(bytes(data))
+            return _snappy_decompress(bytes(data), limit)
         if codec == Compression.LZ4:
-            return bytes(lz4.frame.decompress(data))
+            return _lz4_decompress(data, limit)
         if codec == Compression.ZSTD:
-            return bytes(zstandard.ZstdDecompressor().decompressobj().decompress(data))
+            return _zstd_decompress(data, limit)
     except (zlib.error, RuntimeError, zstandard.ZstdError, cramjam.DecompressionError) as exc:
         raise ValueError(f"cannot decompress {Compression(codec).name} data: {exc}") from exc
     raise ValueError(f"no such compression codec: {codec}")
 
 
-def _snappy_decompress(data: bytes) -> bytes:
+def _gzip_decompress(data: BytesLike, limit: int) -> bytes:
+    inflater = zlib.decompressobj(wbits=47)  # gzip or zlib header, auto-detected
+    out = inflater.decompress(data, limit + 1)
+    if len(out) > limit:
+        raise InflationLimit(Compression.GZIP, limit, len(out))
+    if not inflater.eof:
+        raise ValueError("cannot decompress GZIP data: incomplete or truncated stream")
+    return out
+
+
+def _lz4_decompress(data: BytesLike, limit: int) -> bytes:
+    # max_length also keeps the library from allocating a frame's claimed size.
+    inflater = lz4.frame.LZ4FrameDecompressor()
+    out = bytes(inflater.decompress(data, max_length=limit + 1))
+    if len(out) > limit:
+        raise InflationLimit(Compression.LZ4, limit, len(out))
+    if not inflater.eof:
+        raise ValueError("cannot decompress LZ4 data: the frame is incomplete")
+    return out
+
+
+def _zstd_decompress(data: BytesLike, limit: int) -> bytes:
+    # The stream reader never allocates by the frame's content size.
+    reader = zstandard.ZstdDecompressor().stream_reader(bytes(data))
+    out = bytearray()
+    while True:
+        chunk = reader.read(min(_ZSTD_READ, limit + 1 - len(out)))
+        if not chunk:
+            return bytes(out)
+        out += chunk
+        if len(out) > limit:
+            raise InflationLimit(Compression.ZSTD, limit, len(out))
+
+
+def _snappy_length(data: bytes) -> int:
+    """The uncompressed length a raw snappy block declares (its varint preamble)."""
+    length = 0
+    for i in range(min(5, len(data))):
+        length |= (data[i] & 0x7F) << (7 * i)
+        if not data[i] & 0x80:
+            return length
+    raise ValueError("cannot decompress SNAPPY data: bad length preamble")
+
+
+def _snappy_block(data: bytes, limit: int) -> bytes:
+    declared = _snappy_length(data)
+    if declared > limit:
+        raise InflationLimit(Compression.SNAPPY, limit, declared)
+    return bytes(cramjam.snappy.decompress_raw(data))
+
+
+def _snappy_decompress(data: bytes, limit: int) -> bytes:
     if not data.startswith(_XERIAL_MAGIC):
-        return bytes(cramjam.snappy.decompress_raw(data))
+        return _snappy_block(data, limit)
     out = bytearray()
     pos = _XERIAL_HEADER
     while pos < len(data):
@@ -62,6 +137,9 @@ def _snappy_decompress(data: bytes) -> bytes:
         pos += 4
         if size < 0 or pos + size > len(data):
             raise ValueError("xerial snappy chunk runs past the data")
-        out += cramjam.snappy.decompress_raw(data[pos : pos + size])
+        try:
+            out += _snappy_block(data[pos : pos + size], limit - len(out))
+        except InflationLimit as exc:
+            raise InflationLimit(Compression.SNAPPY, limit, len(out) + exc.found) from None
         pos += size
     return bytes(out)
