@@ -106,7 +106,11 @@ class LogCleaner:
                     if header.last_offset < offset or header.base_offset >= end:
                         continue
                     data = view[header.position : header.position + header.size]
-                    records = [] if header.is_control else native.decode_records(data)
+                    records = (
+                        []
+                        if header.is_control
+                        else native.decode_records(data, max_inflated=fetched.max_inflated)
+                    )
                     yield _Batch(header, data, records)
             if fetched.next_offset <= offset:
                 return
