@@ -436,8 +436,14 @@ class Consumer:
                 )
             except native.BatchError as error:
                 # A batch stored before compressed batches were validated on
-                # produce; its records are not handed out, its position stays.
-                raise CorruptRecord(f"{tp.topic}-{tp.partition}: {error}") from error
+                # produce. As Kafka's consumer, stop at it: what came before
+                # it is handed out, and seeking past it goes on.
+                first = native.scan_batches(payload)[0].base_offset
+                self._positions[tp] = max(position, first)
+                raise CorruptRecord(
+                    f"{tp.topic}-{tp.partition}: the batch at offset {first} cannot be "
+                    f"decoded: {error}"
+                ) from error
             self._buffer += records
         # Past the batches read, and past a gap the cleaner left at the end.
         self._positions[tp] = max(position, fetched.next_offset)
