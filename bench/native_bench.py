@@ -10,7 +10,8 @@
   reads, so a CRC may pass memcpy on large buffers.
 - validate_batches (the produce path): ours in C and in Python vs what a Python
   broker would otherwise run, kafka-python's MemoryRecords walk with
-  validate_crc() and a header read per batch.
+  validate_crc() and a header read per batch. For lz4 ours also inflates and
+  walks every record, which kafka-python's walk does not.
 - decode_records and encode_batch (the embedded API): ours vs kafka-python.
 - validate_batches on a client's compressed batch (lz4, zstd, gzip, snappy):
   inflating it, bounded, and walking every record, beside the same batch

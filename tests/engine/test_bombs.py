@@ -1,7 +1,9 @@
-"""Batches that inflate without bound, stored by a version that did not walk
-compressed records on produce: ListOffsets by time (before and after a
-restart), the embedded consumer and the log cleaner each refuse them with a
-typed error at the topic's inflation limit, and the process stays small."""
+"""Batches that inflate without bound, of every codec. Produced, they are
+refused before a topic's compression.type re-encodes them. Stored by a
+version that did not walk compressed records on produce, ListOffsets by time
+(before and after a restart) and the embedded consumer refuse them with a
+typed error at the topic's inflation limit, and the log cleaner leaves their
+partition alone; the process stays small throughout."""
 
 from __future__ import annotations
 
@@ -47,16 +49,10 @@ def _good(timestamp: int, value: bytes = b"v") -> bytes:
     return native.encode_batch([RecordSpec(timestamp, b"k", value)])
 
 
-@pytest.fixture(params=["zstd", "snappy"])
+@pytest.fixture(params=sorted(bombs.BOMBS))
 def bomb(request: pytest.FixtureRequest) -> bytes:
-    return bombs.wrap(
-        *(
-            (native.Compression.ZSTD, bombs.zstd_bomb())
-            if request.param == "zstd"
-            else (native.Compression.SNAPPY, bombs.snappy_claim())
-        ),
-        timestamp=T0 + 10,
-    )
+    codec, build = bombs.BOMBS[request.param]
+    return bombs.wrap(codec, build(), timestamp=T0 + 10)
 
 
 def test_list_offsets_by_time_refuses_a_stored_bomb_before_and_after_restart(
@@ -113,3 +109,33 @@ def test_a_topics_limit_follows_its_max_message_bytes(engine_factory: EngineFact
     with pytest.raises(CorruptRecord, match="inflates past the limit of 1048576"):
         engine.produce("small", 0, batch)
     assert engine.produce("large", 0, batch).base_offset == 0
+
+
+def test_a_bomb_is_refused_before_the_topics_codec_re_encodes_it(
+    engine_factory: EngineFactory, bomb: bytes
+) -> None:
+    engine = engine_factory(store=STORE)
+    codec = "lz4" if native.scan_batches(bomb)[0].compression != native.Compression.LZ4 else "gzip"
+    engine.create_topic("t", 1, {"compression.type": codec})
+    peak = bombs.vm_hwm_bytes()
+    with pytest.raises(CorruptRecord, match="inflates past the limit"):
+        engine.produce("t", 0, bomb)
+    assert bombs.vm_hwm_bytes() < peak + HEADROOM
+    assert engine.offsets("t", 0) == (0, 0)
+
+
+def test_the_cleaner_leaves_a_partition_with_a_stored_bomb_alone(
+    engine_factory: EngineFactory, bomb: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    engine = engine_factory(store=STORE)
+    engine.create_topic("c", 1, {"cleanup.policy": "compact"})
+    engine.produce("c", 0, _good(T0, b"old"))
+    _store_unvalidated(engine, "c", bomb)
+    engine.produce("c", 0, _good(T0 + 20, b"new"))
+    engine.flush()
+    engine.checkpoint()
+    peak = bombs.vm_hwm_bytes()
+    assert engine.clean() == 0
+    assert "c-0 is not cleaned: a batch cannot be decoded" in caplog.text
+    assert bombs.vm_hwm_bytes() < peak + HEADROOM
+    assert engine.offsets("c", 0) == (0, 3)
