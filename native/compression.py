@@ -5,16 +5,19 @@ gzip streams, LZ4 *frames*, zstd frames (possibly without a content size), and
 snappy either raw or in the xerial "snappy-java" framing some clients write.
 
 Inflation is always bounded: a batch of a few hundred KiB can claim (snappy's
-length preamble) or produce (gzip, lz4, zstd) gigabytes. ``decompress`` stops
-at ``limit`` bytes and raises ``InflationLimit``: the streaming decompressors
-are asked for at most ``limit + 1`` bytes, and snappy's declared length is
-read before anything is allocated.
+length preamble, a zstd frame's content size) or produce (gzip, lz4, zstd)
+gigabytes. ``decompress`` stops at ``limit`` bytes and raises
+``InflationLimit``: the streaming decompressors are driven in steps of at
+most ``_STEP`` bytes until the output passes the limit (a step, not the
+limit, is what they allocate up front), and a declared length is read
+before anything is allocated.
 """
 
 from __future__ import annotations
 
 import gzip
 import struct
+import threading
 import zlib
 
 import cramjam
@@ -25,7 +28,17 @@ from native.records import BytesLike, Compression
 
 _XERIAL_MAGIC = b"\x82SNAPPY\x00"
 _XERIAL_HEADER = 16  # magic (8) + version (4) + compatible version (4)
-_ZSTD_READ = 256 * 1024  # the stream reader's step: its working buffer, not the output's size
+_STEP = 256 * 1024
+"""Output asked of a streaming decompressor per call: what it allocates up front."""
+_ZSTD_UNKNOWN = zstandard.CONTENTSIZE_UNKNOWN
+_local = threading.local()  # a ZstdDecompressor is not thread-safe, and costs to create
+
+
+def _zstd() -> zstandard.ZstdDecompressor:
+    decompressor: zstandard.ZstdDecompressor | None = getattr(_local, "zstd", None)
+    if decompressor is None:
+        decompressor = _local.zstd = zstandard.ZstdDecompressor()
+    return decompressor
 
 
 class InflationLimit(ValueError):
@@ -74,9 +87,16 @@ def decompress(codec: int, data: BytesLike, limit: int) -> bytes:
     raise ValueError(f"no such compression codec: {codec}")
 
 
+def _step(out: bytes | bytearray, limit: int) -> int:
+    """How much to ask for next: a step, and never more than one byte past the limit."""
+    return min(_STEP, limit + 1 - len(out))
+
+
 def _gzip_decompress(data: BytesLike, limit: int) -> bytes:
     inflater = zlib.decompressobj(wbits=47)  # gzip or zlib header, auto-detected
-    out = inflater.decompress(data, limit + 1)
+    out = inflater.decompress(data, _step(b"", limit))
+    while inflater.unconsumed_tail and len(out) <= limit:
+        out += inflater.decompress(inflater.unconsumed_tail, _step(out, limit))
     if len(out) > limit:
         raise InflationLimit(Compression.GZIP, limit, len(out))
     if not inflater.eof:
@@ -85,9 +105,11 @@ def _gzip_decompress(data: BytesLike, limit: int) -> bytes:
 
 
 def _lz4_decompress(data: BytesLike, limit: int) -> bytes:
-    # max_length also keeps the library from allocating a frame's claimed size.
+    # A frame's content size is not trusted: the library would allocate it.
     inflater = lz4.frame.LZ4FrameDecompressor()
-    out = bytes(inflater.decompress(data, max_length=limit + 1))
+    out = bytes(inflater.decompress(data, max_length=_step(b"", limit)))
+    while not inflater.eof and not inflater.needs_input and len(out) <= limit:
+        out += inflater.decompress(b"", max_length=_step(out, limit))
     if len(out) > limit:
         raise InflationLimit(Compression.LZ4, limit, len(out))
     if not inflater.eof:
@@ -96,11 +118,17 @@ def _lz4_decompress(data: BytesLike, limit: int) -> bytes:
 
 
 def _zstd_decompress(data: BytesLike, limit: int) -> bytes:
-    # The stream reader never allocates by the frame's content size.
-    reader = zstandard.ZstdDecompressor().stream_reader(bytes(data))
+    decompressor = _zstd()
+    declared = zstandard.get_frame_parameters(data).content_size
+    if declared != _ZSTD_UNKNOWN and declared > 0:
+        if declared > limit:
+            raise InflationLimit(Compression.ZSTD, limit, declared)
+        # One shot into a buffer of the declared size, which a frame cannot overrun.
+        return bytes(decompressor.decompress(data))
+    reader = decompressor.stream_reader(bytes(data))
     out = bytearray()
     while True:
-        chunk = reader.read(min(_ZSTD_READ, limit + 1 - len(out)))
+        chunk = reader.read(_step(out, limit))
         if not chunk:
             return bytes(out)
         out += chunk

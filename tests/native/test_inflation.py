@@ -109,3 +109,19 @@ def test_decompress_round_trips_within_the_limit_and_refuses_past_it(
     else:
         with pytest.raises(InflationLimit):
             compression.decompress(codec, area, limit)
+
+
+def test_a_zstd_frame_is_held_to_its_declared_content_size() -> None:
+    """A declared size past the limit is refused unread; one smaller than
+    the frame's real output cannot make the one-shot path write past it."""
+    frame = compression.compress(Compression.ZSTD, b"x" * 1000)  # declares 1000 bytes
+    with pytest.raises(InflationLimit) as caught:
+        compression.decompress(Compression.ZSTD, frame, 999)
+    assert caught.value.found == 1000
+    assert compression.decompress(Compression.ZSTD, frame, 1000) == b"x" * 1000
+    forged = bytearray(frame)
+    assert forged[4] >> 6 == 1 and forged[4] & 0x20  # a 2-byte content size, single segment
+    forged[5:7] = (300 - 256).to_bytes(2, "little")  # declares 300 bytes
+    with pytest.raises(ValueError) as refused:
+        compression.decompress(Compression.ZSTD, bytes(forged), 5000)
+    assert not isinstance(refused.value, InflationLimit)
