@@ -24,6 +24,15 @@ bytes; every ``*_mb_s`` key is MiB/s of record values):
   cache dropped when /proc/sys/vm/drop_caches is writable, the server started
   again (its log cache starts empty), and a Consumer assigned every partition
   reads every record from offset 0: ``consume_mb_s``;
+- compressed produce: ``--compressed-mb`` (256; 32 with ``--quick``; 0 skips
+  it) of 1 KiB JSON-like records, compressible (about 2:1 for lz4), produced
+  flat out to one topic per ``compression.type`` (none, lz4, zstd), while
+  the server inflates and walks every compressed batch's records:
+  ``produce_lz4_mb_s`` and ``produce_zstd_mb_s`` (MiB/s of uncompressed
+  values) beside ``produce_none_mb_s`` with the same records, and their
+  ratios ``produce_lz4_vs_none`` and ``produce_zstd_vs_none``; beside each,
+  ``mock_produce_<codec>_mb_s``, the client's own ceiling with that codec
+  (librdkafka's mock cluster does not inflate);
 - latency: the same records at a fixed ``--rate-mb`` (a token bucket) for
   ``--latency-seconds`` to a second topic; ``p50_ms`` and ``p99_ms`` run from
   produce() to the delivery report's callback, what an application sees
@@ -41,6 +50,7 @@ import argparse
 import collections
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -68,8 +78,10 @@ DISK_BLOCKS = (1 * MIB, 4 * MIB)
 MOCK_PARTITIONS = 4
 """Topics the mock cluster creates on first use have 4 partitions (and its
 CreateTopics cannot be reached: its metadata names no live controller)."""
-QUICK = {"produce_mb": 32, "latency_seconds": 3.0, "disk_mb": 64}
-DEFAULTS = {"produce_mb": 1024, "latency_seconds": 10.0, "disk_mb": 1024}
+QUICK = {"produce_mb": 32, "latency_seconds": 3.0, "disk_mb": 64, "compressed_mb": 32}
+DEFAULTS = {"produce_mb": 1024, "latency_seconds": 10.0, "disk_mb": 1024, "compressed_mb": 256}
+CODECS = ("none", "lz4", "zstd")
+"""The compressed-produce phase's topics, one per librdkafka compression.type."""
 TARGETS = {"produce_vs_disk": (">=", 0.6), "consume_mb_s": (">=", 300.0), "p99_ms": ("<=", 10.0)}
 
 CONSUME_BATCH = 10_000
@@ -618,6 +630,7 @@ class Settings:
     object_store: str | None
     profile_dir: Path | None
     server_config: Path | None
+    compressed_mb: int = 0
 
 
 def run(scratch: Path, settings: Settings) -> dict[str, Any]:
@@ -695,6 +708,8 @@ def run(scratch: Path, settings: Settings) -> dict[str, Any]:
         results["server_produce_cpu_s"] = round(server_cpu, 2)
         results["server_produce_cores"] = round(server_cpu / produced["seconds"], 2)
         results["client_produce_cores"] = round(produced["client_cores"], 2)
+        if settings.compressed_mb > 0:
+            results.update(compressed_produce(server, settings.partitions, settings.compressed_mb))
 
         started = time.perf_counter()
         exit_codes.append(server.stop())
@@ -754,6 +769,81 @@ def run(scratch: Path, settings: Settings) -> dict[str, Any]:
         for key, (op, target) in TARGETS.items()
     }
     return results
+
+
+def make_compressible_values() -> list[bytes]:
+    """1 KiB agent-memory-like records: JSON-ish fields from a small
+    vocabulary around a random hex trace id, alike in shape, unlike in content."""
+    rng = random.Random(2026)
+    words = [
+        b"tool", b"lookup_order", b"refund", b"verdict", b"allow", b"deny", b"approval",
+        b"policy", b"compensation", b"customer", b"status", b"shipped", b"amount", b"EUR",
+    ]  # fmt: skip
+    values = []
+    for i in range(DISTINCT_VALUES):
+        parts = [b'{"seq":%d,"trace":"%s","text":"' % (i, os.urandom(16).hex().encode())]
+        size = len(parts[0])
+        while size < RECORD_BYTES:
+            word = rng.choice(words) + (b" %d " % rng.randrange(10_000))
+            parts.append(word)
+            size += len(word)
+        values.append(b"".join(parts)[: RECORD_BYTES - 2] + b'"}')
+    return values
+
+
+def compressed_produce(server: ServerProcess, partitions: int, mb: int) -> dict[str, Any]:
+    """The same compressible records flat out with each codec in CODECS,
+    each to its own topic: the rates, the server's cores, and each codec's
+    rate over the uncompressed one's; beside them the client's own ceiling
+    with that codec, against librdkafka's mock cluster (which never inflates)."""
+    values = make_compressible_values()
+    records = mb * MIB // RECORD_BYTES
+    topics = {codec: f"{TOPIC}-{codec}" for codec in CODECS}
+    create_topics(server.address, partitions, *topics.values())
+    out: dict[str, Any] = {"compressed_mb": mb}
+    cluster = MockCluster()
+    try:
+        for codec, topic in topics.items():
+            mock = produce_flat_out(
+                {"bootstrap.servers": cluster.address, "compression.type": codec},
+                topic,
+                min(partitions, MOCK_PARTITIONS),
+                records,
+                values,
+            )
+            out[f"mock_produce_{codec}_mb_s"] = round(mock["mb_s"], 1)
+    finally:
+        cluster.close()
+    for codec, topic in topics.items():
+        cpu = server.cpu_seconds()
+        produced = produce_flat_out(
+            {"bootstrap.servers": server.address, "compression.type": codec},
+            topic,
+            partitions,
+            records,
+            values,
+        )
+        server_cpu = server.cpu_seconds() - cpu
+        out[f"produce_{codec}_mb_s"] = round(produced["mb_s"], 1)
+        out[f"server_produce_{codec}_cores"] = round(server_cpu / produced["seconds"], 2)
+    for codec in CODECS[1:]:
+        out[f"produce_{codec}_vs_none"] = round(
+            out[f"produce_{codec}_mb_s"] / out["produce_none_mb_s"], 3
+        )
+    return out
+
+
+def _print_compressed(results: dict[str, Any]) -> None:
+    if "compressed_mb" not in results:
+        return
+    print(f"\ncompressed produce, {results['compressed_mb']} MiB of JSON-like 1 KiB records each:")
+    for codec in CODECS:
+        ratio = "" if codec == "none" else f", {results[f'produce_{codec}_vs_none']:.2f}x none"
+        print(
+            f"  {codec:<5} {results[f'produce_{codec}_mb_s']:8.1f} MiB/s, server "
+            f"{results[f'server_produce_{codec}_cores']:.2f} cores{ratio}; mock cluster "
+            f"{results[f'mock_produce_{codec}_mb_s']:.1f} MiB/s"
+        )
 
 
 def _librdkafka_version() -> str:
@@ -835,6 +925,7 @@ def print_table(results: dict[str, Any]) -> None:
     )
     if "profiles" in results:
         print(f"profiles: {results['profiles']}")
+    _print_compressed(results)
     print(
         f"\nproduce_vs_disk {results['produce_vs_disk']:.2f}   produce_vs_mock "
         f"{results['produce_vs_mock']:.2f}   consume_mb_s {results['consume_mb_s']:.1f}   "
@@ -854,6 +945,9 @@ def main() -> None:
         "--latency-seconds", type=float, default=None, help="length of the latency phase (10)"
     )
     parser.add_argument("--partitions", type=int, default=1, help="partitions of each topic")
+    parser.add_argument(
+        "--compressed-mb", type=int, default=None, help="MiB per codec, compressed phase (256)"
+    )
     parser.add_argument(
         "--quick", action="store_true", help="a smoke test: 32 MiB, 3 s of latency, 64 MiB of disk"
     )
@@ -890,6 +984,9 @@ def main() -> None:
         object_store=args.object_store,
         profile_dir=Path(args.profile).resolve() if args.profile is not None else None,
         server_config=Path(args.config).resolve() if args.config is not None else None,
+        compressed_mb=(
+            args.compressed_mb if args.compressed_mb is not None else int(sizes["compressed_mb"])
+        ),
     )
     if settings.profile_dir is not None:
         settings.profile_dir.mkdir(parents=True, exist_ok=True)

@@ -10,8 +10,15 @@
   reads, so a CRC may pass memcpy on large buffers.
 - validate_batches (the produce path): ours in C and in Python vs what a Python
   broker would otherwise run, kafka-python's MemoryRecords walk with
-  validate_crc() and a header read per batch.
+  validate_crc() and a header read per batch. For lz4 ours also inflates and
+  walks every record, which kafka-python's walk does not.
 - decode_records and encode_batch (the embedded API): ours vs kafka-python.
+- validate_batches on a client's compressed batch (lz4, zstd, gzip, snappy):
+  inflating it, bounded, and walking every record, beside the same batch
+  checked the way the produce path did before records were walked (header,
+  CRC, count: ``from_client=False``) and beside the codec's decompression
+  alone, so ``walk_vs_headers`` is what the record walk costs and
+  ``decompress_share`` how much of it is the library's.
 - rewrite_batch (offset assignment on produce): ns per batch, beside copying
   the batch and CRC32C over it, the two costs it is made of at most.
 
@@ -40,7 +47,7 @@ import crc32c as crc32c_package
 from kafka.record import MemoryRecords
 from kafka.record.default_records import DefaultRecordBatch, DefaultRecordBatchBuilder
 
-from native import _pure
+from native import _pure, compression
 from native._crc32c_reference import crc32c_reference
 from native.records import Compression, RecordSpec
 
@@ -182,6 +189,42 @@ def batch_rows(c: ModuleType | None, budget: float) -> list[dict[str, Any]]:
                 "encode_records_s": rate(functions["encode"], budget) * len(specs),
             }
         rows.append(row)
+    return rows
+
+
+COMPRESSED_CODECS = (Compression.LZ4, Compression.ZSTD, Compression.GZIP, Compression.SNAPPY)
+COMPRESSED_BATCH_RECORDS = (100, 1000)
+"""About 16 KiB and 160 KiB of records: librdkafka's and Java's usual batches."""
+
+
+def compressed_validation_rows(c: ModuleType | None, budget: float) -> list[dict[str, Any]]:
+    """The record walk of a client's compressed batch, in MB/s of records."""
+    module = c if c is not None else _pure
+    base = sample_specs()[0]
+    rows = []
+    for count in COMPRESSED_BATCH_RECORDS:
+        specs = [base._replace(timestamp=base.timestamp + i, key=b"k-%d" % i) for i in range(count)]
+        records_bytes = len(_pure.encode_batch(specs)) - 61
+        for codec in COMPRESSED_CODECS:
+            batch = _pure.encode_batch(specs, compression=codec)
+            area = batch[61:]
+            walk = rate(partial(module.validate_batches, batch), budget)
+            headers = rate(partial(module.validate_batches, batch, from_client=False), budget)
+            inflate = rate(partial(compression.decompress, codec, area, 1 << 25), budget)
+            rows.append(
+                {
+                    "codec": codec.name.lower(),
+                    "records": count,
+                    "records_bytes": records_bytes,
+                    "batch_bytes": len(batch),
+                    "implementation": "c" if c is not None else "python",
+                    "walk_mb_s": walk * records_bytes / 1e6,
+                    "headers_mb_s": headers * records_bytes / 1e6,
+                    "decompress_mb_s": inflate * records_bytes / 1e6,
+                    "walk_vs_headers": headers / walk,
+                    "decompress_share": walk / inflate,
+                }
+            )
     return rows
 
 
@@ -343,6 +386,24 @@ def headline(c: ModuleType | None, budget: float) -> dict[str, Any]:
     return figures
 
 
+def print_compressed_validation(rows: list[dict[str, Any]]) -> None:
+    print(
+        "\nvalidate_batches on a client's compressed batch (inflate + record walk), "
+        f"{rows[0]['implementation']}, MB/s of records"
+    )
+    print(
+        f"  {'codec':<7} {'records':>7} {'batch B':>8} {'walk':>9} {'headers':>9} "
+        f"{'decompress':>10} {'walk cost':>9} {'decompress share':>16}"
+    )
+    for row in rows:
+        print(
+            f"  {row['codec']:<7} {row['records']:>7} {row['batch_bytes']:>8} "
+            f"{row['walk_mb_s']:>9,.0f} {row['headers_mb_s']:>9,.0f} "
+            f"{row['decompress_mb_s']:>10,.0f} {row['walk_vs_headers']:>8.1f}x "
+            f"{row['decompress_share']:>15.0%}"
+        )
+
+
 def print_headline(figures: dict[str, Any]) -> None:
     print("\nTargets")
     for key, target in TARGETS.items():
@@ -365,6 +426,7 @@ def main() -> int:
         "crc32c": crc_rows(c, budget),
         "batches": batch_rows(c, budget),
         "rewrite": rewrite_rows(c, budget),
+        "compressed_validation": compressed_validation_rows(c, budget),
     }
     report.update(headline(c, budget))
     report["seconds"] = round(time.perf_counter() - began, 1)
@@ -373,6 +435,7 @@ def main() -> int:
         print()
     else:
         print_report(report)
+        print_compressed_validation(report["compressed_validation"])
         print_headline(report)
         print(f"\n({report['seconds']} s)")
     return 0

@@ -27,6 +27,7 @@ import native
 from engine.assignors import assignor
 from engine.errors import (
     ERROR_CODES,
+    CorruptRecord,
     EngineClosed,
     EngineError,
     InvalidGroupId,
@@ -424,13 +425,26 @@ class Consumer:
         aborted = fetched.aborted_transactions
         payloads = committed_batches(fetched.records, aborted) if aborted else fetched.records
         for payload in payloads:
-            self._buffer += native.decode_records(
-                payload,
-                record_type=ConsumerRecord,
-                prefix=prefix,
-                min_offset=position,
-                skip_control=True,
-            )
+            try:
+                records = native.decode_records(
+                    payload,
+                    record_type=ConsumerRecord,
+                    prefix=prefix,
+                    min_offset=position,
+                    skip_control=True,
+                    max_inflated=fetched.max_inflated,
+                )
+            except native.BatchError as error:
+                # A batch stored before compressed batches were validated on
+                # produce. As Kafka's consumer, stop at it: what came before
+                # it is handed out, and seeking past it goes on.
+                first = native.scan_batches(payload)[0].base_offset
+                self._positions[tp] = max(position, first)
+                raise CorruptRecord(
+                    f"{tp.topic}-{tp.partition}: the batch at offset {first} cannot be "
+                    f"decoded: {error}"
+                ) from error
+            self._buffer += records
         # Past the batches read, and past a gap the cleaner left at the end.
         self._positions[tp] = max(position, fetched.next_offset)
 

@@ -84,10 +84,17 @@ ERROR_CODES: dict[str, int] = {
 }
 
 
+RecordError = tuple[int, str]
+"""A refused record: its index in its batch and why (KIP-467's batch_index
+and batch_index_error_message in the Produce response)."""
+
+
 class EngineError(Exception):
     """Base class of every engine error."""
 
     kafka_error: ClassVar[str] = "UNKNOWN_SERVER_ERROR"
+    record_errors: tuple[RecordError, ...] = ()
+    """The records of a produced batch that caused the error, if it is theirs."""
 
     @property
     def error_code(self) -> int:
@@ -145,6 +152,10 @@ class InvalidRecord(EngineError):
 
     kafka_error = "INVALID_RECORD"
 
+    def __init__(self, message: str = "", record_errors: tuple[RecordError, ...] = ()) -> None:
+        super().__init__(message)
+        self.record_errors = record_errors
+
 
 class CorruptRecord(InvalidRecord):
     """A produced batch fails its CRC or framing checks."""
@@ -167,6 +178,10 @@ class RecordTooLarge(EngineError):
 
 class InvalidTimestamp(EngineError):
     kafka_error = "INVALID_TIMESTAMP"
+
+    def __init__(self, message: str = "", record_errors: tuple[RecordError, ...] = ()) -> None:
+        super().__init__(message)
+        self.record_errors = record_errors
 
 
 class OutOfOrderSequence(EngineError):

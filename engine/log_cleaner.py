@@ -67,7 +67,19 @@ class LogCleaner:
             return False
         start = boundaries[0][0]
         now = int(time.time() * 1000)
-        batches = list(self._read(partition, start, remote_end))
+        try:
+            batches = list(self._read(partition, start, remote_end))
+        except native.BatchError as error:
+            # A batch stored before compressed batches were validated on
+            # produce: as Kafka's cleaner marks such a partition uncleanable,
+            # leave it as it is rather than guess at its records.
+            log.warning(
+                "%s-%d is not cleaned: a batch cannot be decoded: %s",
+                partition.topic,
+                partition.index,
+                error,
+            )
+            return False
         end = self._cleanable_end(
             batches,
             boundaries,
@@ -106,7 +118,11 @@ class LogCleaner:
                     if header.last_offset < offset or header.base_offset >= end:
                         continue
                     data = view[header.position : header.position + header.size]
-                    records = [] if header.is_control else native.decode_records(data)
+                    records = (
+                        []
+                        if header.is_control
+                        else native.decode_records(data, max_inflated=fetched.max_inflated)
+                    )
                     yield _Batch(header, data, records)
             if fetched.next_offset <= offset:
                 return

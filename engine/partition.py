@@ -36,7 +36,14 @@ from engine.producer_state import ProducerStateTable
 from engine.time_index import TimeIndex
 from engine.transactions import markers
 from engine.transactions.partition_txns import AbortedTxn, PartitionTransactions
-from native import BatchError, BatchHeader, Compression, RecordSpec, TimestampType
+from native import (
+    BatchError,
+    BatchHeader,
+    Compression,
+    RecordSpec,
+    RejectedRecords,
+    TimestampType,
+)
 from s3stream import OffsetOutOfRange as StreamOffsetOutOfRange
 from s3stream import Retention, StreamStore
 
@@ -81,6 +88,8 @@ class PartitionFetch(NamedTuple):
     last_stable_offset: int = -1
     aborted_transactions: list[AbortedTxn] | None = None
     """read_committed only: aborted transactions overlapping the data."""
+    max_inflated: int = native.MAX_INFLATED
+    """The most one of the batches may inflate to when decoded (the topic's limit)."""
 
 
 class ProducerInfo(NamedTuple):
@@ -225,16 +234,33 @@ class Partition:
             )
         return AppendResult(base, last, log_append_time, self.log_start_offset), handle
 
+    @property
+    def max_inflated(self) -> int:
+        """The most one of this topic's compressed batches may inflate to."""
+        return inflation_limit(self.config)
+
     def _validate(self, data: BytesLike) -> tuple[bytearray | memoryview, list[BatchHeader]]:
         """Checks the batches against the format and the topic's rules; returns
-        a writable buffer (the caller's if it is one) and the headers."""
+        a writable buffer (the caller's if it is one) and the headers.
+
+        As Kafka's LogValidator: a compressed batch's records are inflated
+        (bounded) and walked in native code, and records breaking the topic's
+        rules (a compacted topic's key, the timestamp bounds) are named one by
+        one in the error's record_errors."""
+        config = self.config
+        min_timestamp, max_timestamp = self._timestamp_bounds()
         try:
-            headers = native.validate_batches(data)
+            headers = native.validate_batches(
+                data,
+                max_inflated=self.max_inflated,
+                min_timestamp=min_timestamp,
+                max_timestamp=max_timestamp,
+                require_keys=config.compact,
+            )
         except BatchError as error:
-            raise _batch_error(error) from error
+            raise _batch_error(error, self.topic) from error
         if not headers:
             raise InvalidRecord("a produce request must carry at least one record batch")
-        config = self.config
         for header in headers:
             if header.size > config.max_message_bytes:
                 raise RecordTooLarge(header.size, config.max_message_bytes)
@@ -242,38 +268,27 @@ class Partition:
                 raise InvalidRecord("clients may not append control batches")
             if header.is_transactional and header.producer_id < 0:
                 raise InvalidRecord("a transactional batch needs a producer id")
-            if not config.log_append_time:
-                self._check_timestamps(header)
         codec = self._recompress_to(headers)
         if codec is not None:
             buffer = self._recompress(data, headers, codec)
-            return buffer, native.validate_batches(buffer)
-        if config.compact:
-            self._check_keys(data)
+            return buffer, native.validate_batches(buffer, max_inflated=self.max_inflated)
         if isinstance(data, bytes):
             return bytearray(data), headers  # batches are rewritten in place
         if isinstance(data, memoryview) and data.readonly:
             return bytearray(data), headers
         return data, headers
 
-    def _check_timestamps(self, header: BatchHeader) -> None:
-        before, after = self.config.timestamp_before_max_ms, self.config.timestamp_after_max_ms
-        if before == LONG_MAX and after == LONG_MAX:
-            return
+    def _timestamp_bounds(self) -> tuple[int | None, int | None]:
+        """The record timestamps the topic accepts now (None: no bound);
+        LogAppendTime topics overwrite them, so accept any."""
+        config = self.config
+        before, after = config.timestamp_before_max_ms, config.timestamp_after_max_ms
+        if config.log_append_time or (before == LONG_MAX and after == LONG_MAX):
+            return None, None
         now = now_ms()
-        for timestamp in (header.base_timestamp, header.max_timestamp):
-            if timestamp < now - before or timestamp > now + after:
-                raise InvalidTimestamp(
-                    f"timestamp {timestamp} of the batch at {header.position} is outside "
-                    f"[{now - before}, {now + after}]"
-                )
-
-    def _check_keys(self, data: BytesLike) -> None:
-        for record in native.decode_records(data):
-            if record.key is None:
-                raise InvalidRecord(
-                    f"compacted topic {self.topic} cannot accept a record without a key"
-                )
+        low = None if before == LONG_MAX else max(now - before, -LONG_MAX - 1)
+        high = None if after == LONG_MAX else min(now + after, LONG_MAX)
+        return low, high
 
     def _recompress_to(self, headers: Sequence[BatchHeader]) -> int | None:
         wanted = _CODECS.get(self.config.compression_type)
@@ -288,11 +303,8 @@ class Partition:
         out = bytearray()
         for header in headers:
             batch = view[header.position : header.position + header.size]
-            records = native.decode_records(batch)
-            if self.config.compact and any(r.key is None for r in records):
-                raise InvalidRecord(
-                    f"compacted topic {self.topic} cannot accept a record without a key"
-                )
+            # Validated already: keys are there if the topic needs them.
+            records = native.decode_records(batch, max_inflated=self.max_inflated)
             out += native.encode_batch(
                 [RecordSpec(r.timestamp, r.key, r.value, r.headers) for r in records],
                 compression=codec,
@@ -404,6 +416,7 @@ class Partition:
                 result.end_offset,
                 result.start_offset,
                 stable,
+                max_inflated=self.max_inflated,
             )
         # Cut at a stored batch: the LSO is a transaction's first batch or
         # the high watermark, both where an append begins.
@@ -416,6 +429,7 @@ class Partition:
             result.start_offset,
             stable,
             self.aborted_transactions(offset, next_offset),
+            max_inflated=self.max_inflated,
         )
 
     def _out_of_range(self, offset: int) -> OffsetOutOfRange:
@@ -439,7 +453,7 @@ class Partition:
                 offset = self.log_start_offset  # retention moved the start meanwhile
                 continue
             for payload in fetched.records:
-                found = _first_at_or_after(payload, offset, timestamp)
+                found = self._first_at_or_after(payload, offset, timestamp)
                 if found is not None:
                     return found
             if fetched.next_offset <= offset:
@@ -614,27 +628,53 @@ class Partition:
                 return epochs[i][0], following
         return -1, -1
 
+    def _first_at_or_after(
+        self, payload: bytes | memoryview, offset: int, timestamp: int
+    ) -> OffsetAndTimestamp | None:
+        view = memoryview(payload)
+        for header in native.scan_batches(view):
+            if header.last_offset < offset or header.max_timestamp < timestamp:
+                continue
+            if header.is_control:
+                continue
+            if header.timestamp_type == TimestampType.LOG_APPEND_TIME:
+                return OffsetAndTimestamp(max(offset, header.base_offset), header.max_timestamp)
+            batch = view[header.position : header.position + header.size]
+            try:
+                records = native.decode_records(batch, max_inflated=self.max_inflated)
+            except BatchError as error:
+                # Stored before batches were validated record by record: refuse
+                # the search rather than inflate it without bound.
+                raise CorruptRecord(
+                    f"{self}: the stored batch at offset {header.base_offset} cannot be "
+                    f"read: {error}"
+                ) from error
+            for record in records:
+                if record.offset >= offset and record.timestamp >= timestamp:
+                    return OffsetAndTimestamp(record.offset, record.timestamp)
+        return None
 
-def _first_at_or_after(
-    payload: bytes | memoryview, offset: int, timestamp: int
-) -> OffsetAndTimestamp | None:
-    view = memoryview(payload)
-    for header in native.scan_batches(view):
-        if header.last_offset < offset or header.max_timestamp < timestamp:
-            continue
-        if header.is_control:
-            continue
-        if header.timestamp_type == TimestampType.LOG_APPEND_TIME:
-            return OffsetAndTimestamp(max(offset, header.base_offset), header.max_timestamp)
-        batch = view[header.position : header.position + header.size]
-        for record in native.decode_records(batch):
-            if record.offset >= offset and record.timestamp >= timestamp:
-                return OffsetAndTimestamp(record.offset, record.timestamp)
-    return None
+
+INFLATION_FACTOR = 32
+"""A topic's batches may inflate to this many times its max.message.bytes."""
+
+MIN_INFLATION_LIMIT = 1024 * 1024
+"""However small max.message.bytes is, a batch may inflate to 1 MiB."""
 
 
-def _batch_error(error: BatchError) -> InvalidRecord:
+def inflation_limit(config: TopicConfig) -> int:
+    """The most one compressed batch of a topic may inflate to: a budget of
+    the topic's, never a size the batch claims (docs/record-batch.md)."""
+    return max(INFLATION_FACTOR * config.max_message_bytes, MIN_INFLATION_LIMIT)
+
+
+def _batch_error(error: BatchError, topic: str) -> InvalidRecord | InvalidTimestamp:
     kind = error.kafka_error
+    if isinstance(error, RejectedRecords):
+        errors = error.record_errors
+        if kind == "INVALID_TIMESTAMP":
+            return InvalidTimestamp(f"{topic}: {error}", errors)
+        return InvalidRecord(f"{topic}: {error}", errors)
     if kind == "CORRUPT_MESSAGE":
         return CorruptRecord(str(error))
     if kind == "UNSUPPORTED_COMPRESSION_TYPE":

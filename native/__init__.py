@@ -17,14 +17,25 @@ from native import _pure
 from native.errors import (
     BatchError,
     CorruptBatch,
+    InflationLimitExceeded,
     InvalidBatchLength,
     InvalidRecord,
     InvalidRecordCount,
+    RecordError,
+    RejectedRecords,
+    RejectedTimestamps,
     TruncatedBatch,
     UnsupportedCompression,
     UnsupportedMagic,
 )
-from native.records import BatchHeader, Compression, Record, RecordSpec, TimestampType
+from native.records import (
+    MAX_INFLATED,
+    BatchHeader,
+    Compression,
+    Record,
+    RecordSpec,
+    TimestampType,
+)
 
 
 def _select() -> tuple[ModuleType, str]:
@@ -60,15 +71,20 @@ else:
 
 __all__ = [
     "IMPLEMENTATION",
+    "MAX_INFLATED",
     "BatchError",
     "BatchHeader",
     "Compression",
     "CorruptBatch",
+    "InflationLimitExceeded",
     "InvalidBatchLength",
     "InvalidRecord",
     "InvalidRecordCount",
     "Record",
+    "RecordError",
     "RecordSpec",
+    "RejectedRecords",
+    "RejectedTimestamps",
     "TimestampType",
     "TruncatedBatch",
     "UnsupportedCompression",

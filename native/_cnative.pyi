@@ -6,7 +6,15 @@ from native.records import BatchHeader, BytesLike, RecordSpec
 def crc32c(data: BytesLike, crc: int = 0) -> int: ...
 def crc32c_backend() -> str: ...
 def scan_batches(data: BytesLike) -> list[BatchHeader]: ...
-def validate_batches(data: BytesLike, *, from_client: bool = True) -> list[BatchHeader]: ...
+def validate_batches(
+    data: BytesLike,
+    *,
+    from_client: bool = True,
+    max_inflated: int = ...,
+    min_timestamp: int | None = None,
+    max_timestamp: int | None = None,
+    require_keys: bool = False,
+) -> list[BatchHeader]: ...
 def rewrite_batch(
     data: BytesLike,
     position: int,
@@ -21,6 +29,7 @@ def decode_records(
     prefix: tuple[Any, ...] = (),
     min_offset: int = ...,
     skip_control: bool = False,
+    max_inflated: int = ...,
 ) -> list[Any]: ...
 def encode_batch(
     records: Iterable[RecordSpec],

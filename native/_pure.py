@@ -10,16 +10,20 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import crc32c as _crc32c_lib
 
 from native import compression
 from native.errors import (
     CorruptBatch,
+    InflationLimitExceeded,
     InvalidBatchLength,
     InvalidRecord,
     InvalidRecordCount,
+    RecordError,
+    RejectedRecords,
+    RejectedTimestamps,
     TruncatedBatch,
     UnsupportedCompression,
     UnsupportedMagic,
@@ -30,6 +34,7 @@ from native.records import (
     CRC_START,
     HEADER_SIZE,
     LENGTH_PREFIX,
+    MAX_INFLATED,
     TIMESTAMP_TYPE_BIT,
     TRANSACTIONAL_BIT,
     BatchHeader,
@@ -44,6 +49,7 @@ _U64 = 1 << 64
 _I64_MIN = 1 << 63
 _MAX_CODEC = 4
 _I32_MAX = (1 << 31) - 1
+_I64_MAX = (1 << 63) - 1
 
 
 def _check_int(value: int, bits: int, name: str) -> int:
@@ -240,7 +246,23 @@ def _check_batch(buf: memoryview, header: BatchHeader, from_client: bool) -> Non
         _walk_record_lengths(buf, header, from_client)
 
 
-def _scan(data: BytesLike, check: bool, from_client: bool = True) -> list[BatchHeader]:
+class _Rules(NamedTuple):
+    """What a record walk checks beyond the format (batch.h's tl_record_rules)."""
+
+    strict_offsets: bool
+    require_keys: bool
+    check_timestamps: bool
+    min_timestamp: int
+    max_timestamp: int
+
+
+def _scan(
+    data: BytesLike,
+    check: bool,
+    from_client: bool = True,
+    rules: _Rules | None = None,
+    limit: int = MAX_INFLATED,
+) -> list[BatchHeader]:
     buf = _byte_view(data)
     end = len(buf)
     headers = []
@@ -251,6 +273,10 @@ def _scan(data: BytesLike, check: bool, from_client: bool = True) -> list[BatchH
             _check_batch(buf, header, from_client)
         headers.append(header)
         pos += header.size
+    # Records are walked once every batch framed and passed its CRC.
+    if check and from_client and rules is not None:
+        for header in headers:
+            _walk_batch(buf, header, rules, limit)
     return headers
 
 
@@ -259,14 +285,176 @@ def scan_batches(data: BytesLike) -> list[BatchHeader]:
     return _scan(data, check=False)
 
 
-def validate_batches(data: BytesLike, *, from_client: bool = True) -> list[BatchHeader]:
+def validate_batches(
+    data: BytesLike,
+    *,
+    from_client: bool = True,
+    max_inflated: int = MAX_INFLATED,
+    min_timestamp: int | None = None,
+    max_timestamp: int | None = None,
+    require_keys: bool = False,
+) -> list[BatchHeader]:
     """Frame, CRC-check and count-check concatenated v2 batches.
 
     ``from_client`` (the produce path) holds recordCount to lastOffsetDelta + 1,
     as Kafka's LogValidator does for a client's batch; otherwise the batch may
     be one the log cleaner rewrote, with gaps in its offsets.
+
+    A client's compressed batch is also inflated (to at most ``max_inflated``
+    bytes) and its records walked: each must decode, be numbered 0..n-1 and
+    fill the records exactly. With ``require_keys`` or timestamp bounds, an
+    uncompressed batch's records are walked too, and records breaking those
+    rules are named in one RejectedRecords error per batch.
     """
-    return _scan(data, check=True, from_client=bool(from_client))
+    from_client = bool(from_client)
+    if not isinstance(max_inflated, int):
+        raise TypeError("max_inflated must be an int")
+    _check_int(max_inflated, 64, "max_inflated")
+    if max_inflated < 0:
+        raise ValueError("max_inflated must not be negative")
+    for value, name in ((min_timestamp, "min_timestamp"), (max_timestamp, "max_timestamp")):
+        if value is not None:
+            if not isinstance(value, int):
+                raise TypeError(f"{name} must be an int or None")
+            _check_int(value, 64, name)
+    rules = _Rules(
+        strict_offsets=False,
+        require_keys=bool(require_keys),
+        check_timestamps=min_timestamp is not None or max_timestamp is not None,
+        min_timestamp=-_I64_MIN if min_timestamp is None else min_timestamp,
+        max_timestamp=_I64_MAX if max_timestamp is None else max_timestamp,
+    )
+    return _scan(data, check=True, from_client=from_client, rules=rules, limit=max_inflated)
+
+
+def _walk_batch(buf: memoryview, header: BatchHeader, rules: _Rules, limit: int) -> None:
+    """A compressed batch's records always, an uncompressed one's when a rule asks."""
+    if header.compression != 0:
+        area = _records_area(buf, header, limit)
+        errors = _walk_records(area, 0, header, rules._replace(strict_offsets=True))
+    elif rules.require_keys or rules.check_timestamps:
+        start = header.position + HEADER_SIZE
+        area = buf[start : header.position + header.size]
+        errors = _walk_records(area, start, header, rules)
+    else:
+        return
+    if errors:
+        cls = RejectedRecords
+        if any(fault == "timestamp" for fault, _ in errors):
+            cls = RejectedTimestamps
+        record_errors = tuple(error for _, error in errors)
+        raise cls(
+            f"batch at {header.position}: {len(errors)} records refused: {record_errors[0][1]}",
+            position=header.position,
+            record_errors=record_errors,
+        )
+
+
+def _malformed(header: BatchHeader, index: int, position: int, field: str) -> InvalidRecord:
+    return InvalidRecord(
+        f"batch at {header.position}: record {index} is malformed (its {field})",
+        position=position,
+    )
+
+
+def _skip_bytes(area: memoryview, pos: int, end: int) -> tuple[int, int]:
+    """A key, value or header value: (its length, -1 for null; the next position)."""
+    length, pos = _read_varint(area, pos, end, 5)
+    if length == -1:
+        return -1, pos
+    if length < 0 or length > end - pos:
+        raise IndexError
+    return length, pos + length
+
+
+def _walk_records(
+    area: memoryview, base: int, header: BatchHeader, rules: _Rules
+) -> list[tuple[str, RecordError]]:
+    """batch.c's tl_walk_records: format faults raise, rule faults are returned."""
+    errors: list[tuple[str, RecordError]] = []
+    pos = 0
+    end = len(area)
+    for i in range(header.record_count):
+        start = base + pos
+        if pos >= end:
+            raise InvalidRecordCount(
+                f"batch at {header.position}: recordCount {header.record_count}, "
+                f"its records hold {i}",
+                position=header.position,
+                expected=header.record_count,
+                found=i,
+            )
+        field = "length"
+        try:
+            length, pos = _read_varint(area, pos, end, 5)
+            if length < 1 or length > end - pos:
+                raise InvalidRecord(
+                    f"batch at {header.position}: record {i}: length {length} runs past "
+                    "the records' end",
+                    position=start,
+                    found=length,
+                )
+            record_end = pos + length
+            pos += 1  # the record's attributes byte
+            field = "timestampDelta"
+            timestamp_delta, pos = _read_varint(area, pos, record_end, 10)
+            field = "offsetDelta"
+            offset_delta, pos = _read_varint(area, pos, record_end, 5)
+            if rules.strict_offsets and offset_delta != i:
+                raise InvalidRecord(
+                    f"batch at {header.position}: record {i} has offsetDelta {offset_delta}",
+                    position=start,
+                    expected=i,
+                    found=offset_delta,
+                )
+            field = "key"
+            key_length, pos = _skip_bytes(area, pos, record_end)
+            field = "value"
+            _, pos = _skip_bytes(area, pos, record_end)
+            field = "header count"
+            header_count, pos = _read_varint(area, pos, record_end, 5)
+            # Each header takes at least two bytes: the count cannot exceed that.
+            if header_count < 0 or header_count > (record_end - pos) // 2:
+                raise IndexError
+            for _ in range(header_count):
+                field = "header key"
+                name_length, pos = _skip_bytes(area, pos, record_end)
+                if name_length < 0:
+                    raise IndexError
+                try:
+                    bytes(area[pos - name_length : pos]).decode("utf-8")
+                except UnicodeDecodeError:
+                    raise IndexError from None
+                field = "header value"
+                _, pos = _skip_bytes(area, pos, record_end)
+            field = "length"
+            if pos != record_end:
+                raise IndexError
+        except IndexError:
+            raise _malformed(header, i, start, field) from None
+        if header.attributes & TIMESTAMP_TYPE_BIT:
+            timestamp = header.max_timestamp
+        else:
+            timestamp = _wrap64(header.base_timestamp + timestamp_delta)
+        # As Kafka's LogValidator: a missing key first, then the timestamp.
+        if rules.require_keys and key_length == -1:
+            errors.append(("key", (i, f"record {i} has no key; a compacted topic needs one")))
+        elif rules.check_timestamps and not (
+            rules.min_timestamp <= timestamp <= rules.max_timestamp
+        ):
+            message = (
+                f"record {i}: timestamp {timestamp} is outside "
+                f"[{rules.min_timestamp}, {rules.max_timestamp}]"
+            )
+            errors.append(("timestamp", (i, message)))
+    if pos != end:
+        raise InvalidRecord(
+            f"batch at {header.position}: {end - pos} bytes after its last record",
+            position=base + pos,
+            expected=base + end,
+            found=base + pos,
+        )
+    return errors
 
 
 def rewrite_batch(
@@ -299,7 +487,7 @@ def rewrite_batch(
         struct.pack_into(">I", buf, position + 17, crc)
 
 
-def _records_area(buf: memoryview, header: BatchHeader) -> memoryview:
+def _records_area(buf: memoryview, header: BatchHeader, limit: int) -> memoryview:
     body = buf[header.position + HEADER_SIZE : header.position + header.size]
     if header.compression == 0:
         return body
@@ -310,7 +498,14 @@ def _records_area(buf: memoryview, header: BatchHeader) -> memoryview:
             found=header.compression,
         )
     try:
-        return memoryview(compression.decompress(header.compression, body))
+        return memoryview(compression.decompress(header.compression, body, limit))
+    except compression.InflationLimit as exc:
+        raise InflationLimitExceeded(
+            f"batch at {header.position}: {exc}",
+            position=header.position,
+            expected=limit,
+            found=exc.found,
+        ) from None
     except ValueError as exc:
         raise InvalidRecord(
             f"batch at {header.position}: {exc}", position=header.position
@@ -359,8 +554,8 @@ def _decode_record(buf: memoryview, pos: int, end: int, header: BatchHeader) -> 
     return Record(offset, timestamp, key, value, tuple(headers)), record_end
 
 
-def _decode_batch(buf: memoryview, header: BatchHeader, out: list[Record]) -> None:
-    area = _records_area(buf, header)
+def _decode_batch(buf: memoryview, header: BatchHeader, out: list[Record], limit: int) -> None:
+    area = _records_area(buf, header, limit)
     pos = 0
     end = len(area)
     for _ in range(header.record_count):
@@ -389,8 +584,10 @@ def decode_records(
     prefix: tuple[Any, ...] = (),
     min_offset: int = -(2**63),
     skip_control: bool = False,
+    max_inflated: int = MAX_INFLATED,
 ) -> list[Any]:
-    """Decode every record of every batch in ``data``, decompressing as needed.
+    """Decode every record of every batch in ``data``, decompressing as needed
+    (each batch to at most ``max_inflated`` bytes).
 
     Records below ``min_offset`` are left out (batches wholly below it are
     not decoded), and control batches too with ``skip_control``. With a
@@ -400,6 +597,9 @@ def decode_records(
     """
     if record_type is None and prefix:
         raise TypeError("prefix needs a record_type")
+    _check_int(max_inflated, 64, "max_inflated")
+    if max_inflated < 0:
+        raise ValueError("max_inflated must not be negative")
     buf = _byte_view(data)
     out: list[Any] = []
     pos = 0
@@ -409,7 +609,7 @@ def decode_records(
         if header.last_offset < min_offset or (skip_control and header.is_control):
             continue
         records: list[Record] = []
-        _decode_batch(buf, header, records)
+        _decode_batch(buf, header, records, max_inflated)
         if records and records[0].offset < min_offset:
             records = [r for r in records if r.offset >= min_offset]
         if record_type is None:

@@ -28,7 +28,7 @@ class BatchError(ValueError):
         self.expected = expected
         self.found = found
 
-    def facts(self) -> tuple[type[BatchError], int, int | None, int | None]:
+    def facts(self) -> tuple[object, ...]:
         """What the error says, comparable across implementations."""
         return (type(self), self.position, self.expected, self.found)
 
@@ -67,3 +67,46 @@ class UnsupportedCompression(BatchError):
     """The attributes name a compression codec Kafka does not define (5-7)."""
 
     kafka_error = "UNSUPPORTED_COMPRESSION_TYPE"
+
+
+class InflationLimitExceeded(BatchError):
+    """A compressed batch inflates (or its codec claims it would) past the
+    caller's limit; it is refused before the excess is ever allocated.
+
+    Kafka's CORRUPT_MESSAGE covers a batch that "exceeds the valid size".
+    ``expected`` is the limit, ``found`` how far inflation got (or the size a
+    snappy block declares)."""
+
+
+RecordError = tuple[int, str]
+"""(index of the record in its batch, why it was refused): KIP-467's
+batch_index and batch_index_error_message."""
+
+
+class RejectedRecords(BatchError):
+    """Records of a well-formed batch break the topic's rules (a compacted
+    topic's key); ``record_errors`` names each, as Kafka's LogValidator does."""
+
+    kafka_error = "INVALID_RECORD"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        position: int,
+        record_errors: tuple[RecordError, ...],
+        expected: int | None = None,
+        found: int | None = None,
+    ) -> None:
+        super().__init__(message, position=position, expected=expected, found=found)
+        self.record_errors = record_errors
+
+    def facts(self) -> tuple[object, ...]:
+        return (*super().facts(), self.record_errors)
+
+
+class RejectedTimestamps(RejectedRecords):
+    """Among the refused records, at least one has a timestamp outside the
+    topic's message.timestamp.* bounds (Kafka then answers INVALID_TIMESTAMP)."""
+
+    kafka_error = "INVALID_TIMESTAMP"

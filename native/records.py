@@ -16,6 +16,10 @@ LENGTH_PREFIX = 12
 CRC_START = 21
 """The CRC32C covers from the attributes field to the end of the batch."""
 
+MAX_INFLATED = 32 * 1024 * 1024
+"""The most a compressed batch may inflate to when the caller names no limit
+(the engine names its topic's: docs/record-batch.md, "Inflation limit")."""
+
 COMPRESSION_MASK = 0x07
 TIMESTAMP_TYPE_BIT = 0x08
 TRANSACTIONAL_BIT = 0x10

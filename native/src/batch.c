@@ -6,6 +6,7 @@
 #include "batch.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "crc32c.h"
 
@@ -205,4 +206,144 @@ void tl_rewrite(uint8_t *batch, const tl_header *h, int64_t base_offset, const i
             tl_crc32c(0, batch + TL_CRC_START, (size_t)(tl_batch_size(h) - TL_CRC_START));
         tl_put_i32(batch + 17, (int32_t)crc);
     }
+}
+
+/* ---- record walk (compressed batches from clients, topic rules) ------- */
+
+/* Strict UTF-8 as Python's decoder reads it: no overlongs, no surrogates,
+ * nothing above U+10FFFF (Unicode's table 3-7). */
+static int valid_utf8(const uint8_t *s, int64_t n) {
+    int64_t i = 0;
+    while (i < n) {
+        uint8_t c = s[i];
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        int more;
+        uint8_t lo = 0x80, hi = 0xBF;
+        if (c >= 0xC2 && c <= 0xDF) {
+            more = 1;
+        } else if (c >= 0xE0 && c <= 0xEF) {
+            more = 2;
+            if (c == 0xE0) lo = 0xA0;
+            if (c == 0xED) hi = 0x9F;
+        } else if (c >= 0xF0 && c <= 0xF4) {
+            more = 3;
+            if (c == 0xF0) lo = 0x90;
+            if (c == 0xF4) hi = 0x8F;
+        } else {
+            return 0;
+        }
+        if (n - i - 1 < more) return 0;
+        if (s[i + 1] < lo || s[i + 1] > hi) return 0;
+        for (int k = 2; k <= more; k++)
+            if (s[i + k] < 0x80 || s[i + k] > 0xBF) return 0;
+        i += 1 + more;
+    }
+    return 1;
+}
+
+static int add_record_error(tl_record_errors *errors, int32_t index, tl_record_fault fault,
+                            int64_t timestamp) {
+    if (errors->count == errors->cap) {
+        size_t cap = errors->cap ? 2 * errors->cap : 16;
+        tl_record_error *grown = realloc(errors->items, cap * sizeof *grown);
+        if (!grown) return -1;
+        errors->items = grown;
+        errors->cap = cap;
+    }
+    errors->items[errors->count++] = (tl_record_error){index, fault, timestamp};
+    return 0;
+}
+
+void tl_record_errors_free(tl_record_errors *errors) {
+    free(errors->items);
+    errors->items = NULL;
+    errors->count = errors->cap = 0;
+}
+
+static int malformed(tl_error *err, const tl_header *h, int32_t index, int64_t position,
+                     const char *field) {
+    char msg[160];
+    snprintf(msg, sizeof msg, "batch at %lld: record %d is malformed (its %s)",
+             (long long)h->position, index, field);
+    return fail(err, TL_RECORD, position, TL_NO_FACT, TL_NO_FACT, msg);
+}
+
+/* A key, value or header value length: -1 (null) or within the record. */
+static int skip_bytes(const uint8_t *area, int64_t *pos, int64_t end, int64_t *length) {
+    if (tl_read_varint(area, pos, end, 5, length) != 0) return -1;
+    if (*length == -1) return 0;
+    if (*length < 0 || *length > end - *pos) return -1;
+    *pos += *length;
+    return 0;
+}
+
+int tl_walk_records(const uint8_t *area, int64_t end, int64_t base, const tl_header *h,
+                    const tl_record_rules *rules, tl_record_errors *errors, tl_error *err) {
+    char msg[160];
+    int64_t pos = 0;
+    for (int32_t i = 0; i < h->record_count; i++) {
+        int64_t start = base + pos, length, timestamp_delta, offset_delta, key_length, skipped,
+                header_count;
+        if (pos >= end) {
+            snprintf(msg, sizeof msg, "batch at %lld: recordCount %d, its records hold %d",
+                     (long long)h->position, h->record_count, i);
+            return fail(err, TL_COUNT, h->position, h->record_count, i, msg);
+        }
+        if (tl_read_varint(area, &pos, end, 5, &length) != 0)
+            return malformed(err, h, i, start, "length");
+        if (length < 1 || length > end - pos) {
+            snprintf(msg, sizeof msg, "batch at %lld: record %d: length %lld runs past the records' end",
+                     (long long)h->position, i, (long long)length);
+            return fail(err, TL_RECORD, start, TL_NO_FACT, length, msg);
+        }
+        int64_t record_end = pos + length;
+        pos += 1; /* the record's attributes byte */
+        if (tl_read_varint(area, &pos, record_end, 10, &timestamp_delta) != 0)
+            return malformed(err, h, i, start, "timestampDelta");
+        if (tl_read_varint(area, &pos, record_end, 5, &offset_delta) != 0)
+            return malformed(err, h, i, start, "offsetDelta");
+        if (rules->strict_offsets && offset_delta != i) {
+            snprintf(msg, sizeof msg, "batch at %lld: record %d has offsetDelta %lld",
+                     (long long)h->position, i, (long long)offset_delta);
+            return fail(err, TL_RECORD, start, i, offset_delta, msg);
+        }
+        if (skip_bytes(area, &pos, record_end, &key_length) != 0)
+            return malformed(err, h, i, start, "key");
+        if (skip_bytes(area, &pos, record_end, &skipped) != 0)
+            return malformed(err, h, i, start, "value");
+        /* Each header takes at least two bytes: the count cannot exceed that. */
+        if (tl_read_varint(area, &pos, record_end, 5, &header_count) != 0 || header_count < 0 ||
+            header_count > (record_end - pos) / 2)
+            return malformed(err, h, i, start, "header count");
+        for (int64_t k = 0; k < header_count; k++) {
+            int64_t name_length;
+            if (skip_bytes(area, &pos, record_end, &name_length) != 0 || name_length < 0 ||
+                !valid_utf8(area + pos - name_length, name_length))
+                return malformed(err, h, i, start, "header key");
+            if (skip_bytes(area, &pos, record_end, &skipped) != 0)
+                return malformed(err, h, i, start, "header value");
+        }
+        if (pos != record_end) return malformed(err, h, i, start, "length");
+        int64_t timestamp = (h->attributes & TL_TIMESTAMP_TYPE_BIT)
+                                ? h->max_timestamp
+                                : (int64_t)((uint64_t)h->base_timestamp + (uint64_t)timestamp_delta);
+        /* As Kafka's LogValidator: a missing key first, then the timestamp. */
+        int rc = 0;
+        if (rules->require_keys && key_length == -1) {
+            rc = add_record_error(errors, i, TL_NO_KEY, timestamp);
+        } else if (rules->check_timestamps &&
+                   (timestamp < rules->min_timestamp || timestamp > rules->max_timestamp)) {
+            rc = add_record_error(errors, i, TL_BAD_TIMESTAMP, timestamp);
+        }
+        if (rc != 0) return -2;
+    }
+    if (pos != end) {
+        snprintf(msg, sizeof msg, "batch at %lld: %lld bytes after its last record",
+                 (long long)h->position, (long long)(end - pos));
+        return fail(err, TL_RECORD, base + pos, base + end, base + pos, msg);
+    }
+    return 0;
 }

@@ -22,6 +22,7 @@ typedef enum {
     TL_COUNT,
     TL_RECORD,
     TL_CODEC,
+    TL_INFLATION,
 } tl_kind;
 
 #define TL_NO_FACT INT64_MIN
@@ -73,6 +74,42 @@ int tl_read_header(const uint8_t *buf, int64_t pos, int64_t end, tl_header *h, t
  * output) may have gaps: 1 <= recordCount <= lastOffsetDelta + 1, and each
  * uncompressed record's offsetDelta increasing and within lastOffsetDelta. */
 int tl_check_batch(const uint8_t *buf, const tl_header *h, int from_client, tl_error *err);
+
+/* What a record walk checks beyond the format. A compressed batch from a
+ * client must number its records 0..n-1 (strict_offsets); a topic may ask
+ * for keys (compaction) and for timestamps within bounds. */
+typedef struct {
+    int strict_offsets;
+    int require_keys;
+    int check_timestamps;
+    int64_t min_timestamp;
+    int64_t max_timestamp;
+} tl_record_rules;
+
+typedef enum { TL_NO_KEY = 1, TL_BAD_TIMESTAMP } tl_record_fault;
+
+/* One record that breaks a rule: Kafka's per-record error (KIP-467). */
+typedef struct {
+    int32_t index;
+    tl_record_fault fault;
+    int64_t timestamp;
+} tl_record_error;
+
+typedef struct {
+    tl_record_error *items;
+    size_t count, cap;
+} tl_record_errors;
+
+/* Walks the recordCount records of h in area[0, end), whose first byte is at
+ * `base` in what the caller reports positions against: each record must
+ * decode (lengths, varints, key, value, headers with UTF-8 keys) and end
+ * exactly where its length says, and the records must fill the area. A
+ * format fault fails (-1, err); a rule fault is added to errors (-2 if that
+ * runs out of memory). */
+int tl_walk_records(const uint8_t *area, int64_t end, int64_t base, const tl_header *h,
+                    const tl_record_rules *rules, tl_record_errors *errors, tl_error *err);
+
+void tl_record_errors_free(tl_record_errors *errors);
 
 /* Sets baseOffset, and optionally partitionLeaderEpoch and LogAppendTime. */
 void tl_rewrite(uint8_t *batch, const tl_header *h, int64_t base_offset, const int32_t *leader_epoch,

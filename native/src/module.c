@@ -19,13 +19,17 @@ static PyObject *batch_header_type;
 static PyObject *record_type;
 static PyObject *compress_fn;
 static PyObject *decompress_fn;
-static PyObject *error_types[TL_CODEC + 1];
+static PyObject *inflation_limit_type; /* native.compression.InflationLimit */
+static PyObject *rejected_records_type;
+static PyObject *rejected_timestamps_type;
+static int64_t max_inflated_default; /* native.records.MAX_INFLATED */
+static PyObject *error_types[TL_INFLATION + 1];
 
-static const char *const error_names[TL_CODEC + 1] = {
+static const char *const error_names[TL_INFLATION + 1] = {
     [TL_TRUNCATED] = "TruncatedBatch",     [TL_BAD_LENGTH] = "InvalidBatchLength",
     [TL_CORRUPT] = "CorruptBatch",         [TL_MAGIC] = "UnsupportedMagic",
     [TL_COUNT] = "InvalidRecordCount",     [TL_RECORD] = "InvalidRecord",
-    [TL_CODEC] = "UnsupportedCompression",
+    [TL_CODEC] = "UnsupportedCompression", [TL_INFLATION] = "InflationLimitExceeded",
 };
 
 static PyObject *fact(int64_t value) {
@@ -119,11 +123,142 @@ static PyObject *py_crc32c_backend(PyObject *self, PyObject *unused) {
     return PyUnicode_FromString(tl_crc32c_backend());
 }
 
+/* ---- inflate and walk records ------------------------------------ */
+
+/* Decompresses the records area of a compressed batch into a bytes object of
+ * at most `limit` bytes; past it, InflationLimitExceeded. */
+static PyObject *inflate(PyObject *source, const tl_header *h, int64_t limit) {
+    int codec = h->attributes & 0x07;
+    if (codec > TL_MAX_CODEC) {
+        tl_error err = {TL_CODEC, h->position, TL_NO_FACT, codec, ""};
+        snprintf(err.message, sizeof err.message,
+                 "batch at %lld: compression codec %d does not exist", (long long)h->position,
+                 codec);
+        return raise_batch_error(&err);
+    }
+    PyObject *view = PyMemoryView_FromObject(source);
+    if (!view) return NULL;
+    PyObject *body = PySequence_GetSlice(view, h->position + TL_HEADER_SIZE,
+                                         h->position + tl_batch_size(h));
+    Py_DECREF(view);
+    if (!body) return NULL;
+    PyObject *inflated = PyObject_CallFunction(decompress_fn, "iOL", codec, body, (long long)limit);
+    Py_DECREF(body);
+    if (inflated || !PyErr_ExceptionMatches(PyExc_ValueError)) return inflated;
+    tl_error err = {TL_RECORD, h->position, TL_NO_FACT, TL_NO_FACT, ""};
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyErr_NormalizeException(&type, &value, &tb);
+    if (value && PyObject_IsInstance(value, inflation_limit_type) == 1) {
+        PyObject *found = PyObject_GetAttrString(value, "found");
+        err.kind = TL_INFLATION;
+        err.expected = limit;
+        err.found = found ? PyLong_AsLongLong(found) : TL_NO_FACT;
+        Py_XDECREF(found);
+    }
+    PyObject *text = value ? PyObject_Str(value) : NULL;
+    const char *reason = text ? PyUnicode_AsUTF8(text) : NULL;
+    PyErr_Clear();
+    snprintf(err.message, sizeof err.message, "batch at %lld: %s", (long long)h->position,
+             reason ? reason : "cannot decompress");
+    Py_XDECREF(text);
+    Py_XDECREF(type);
+    Py_XDECREF(value);
+    Py_XDECREF(tb);
+    return raise_batch_error(&err);
+}
+
+/* Raises RejectedRecords (RejectedTimestamps if a timestamp is among the
+ * faults) naming each refused record, as Kafka's per-record errors. */
+static void raise_record_errors(const tl_header *h, const tl_record_errors *errors,
+                                const tl_record_rules *rules) {
+    PyObject *items = PyTuple_New((Py_ssize_t)errors->count);
+    int timestamps = 0;
+    for (size_t i = 0; items && i < errors->count; i++) {
+        const tl_record_error *e = &errors->items[i];
+        PyObject *text =
+            e->fault == TL_NO_KEY
+                ? PyUnicode_FromFormat("record %d has no key; a compacted topic needs one",
+                                       (int)e->index)
+                : PyUnicode_FromFormat("record %d: timestamp %lld is outside [%lld, %lld]",
+                                       (int)e->index, (long long)e->timestamp,
+                                       (long long)rules->min_timestamp,
+                                       (long long)rules->max_timestamp);
+        PyObject *pair = text ? Py_BuildValue("(iN)", (int)e->index, text) : NULL;
+        if (!pair) {
+            Py_CLEAR(items);
+            break;
+        }
+        PyTuple_SET_ITEM(items, (Py_ssize_t)i, pair);
+        if (e->fault == TL_BAD_TIMESTAMP) timestamps = 1;
+    }
+    if (!items) return;
+    PyObject *cls = timestamps ? rejected_timestamps_type : rejected_records_type;
+    PyObject *first = PyTuple_GET_ITEM(PyTuple_GET_ITEM(items, 0), 1);
+    PyObject *args = Py_BuildValue("(N)", PyUnicode_FromFormat("batch at %lld: %zd records refused: %U",
+                                                         (long long)h->position,
+                                                         (Py_ssize_t)errors->count, first));
+    PyObject *kwargs = Py_BuildValue("{s:L,s:O}", "position", (long long)h->position,
+                                     "record_errors", items);
+    if (args && kwargs) {
+        PyObject *exc = PyObject_Call(cls, args, kwargs);
+        if (exc) {
+            PyErr_SetObject(cls, exc);
+            Py_DECREF(exc);
+        }
+    }
+    Py_XDECREF(args);
+    Py_XDECREF(kwargs);
+    Py_DECREF(items);
+}
+
+/* The record walk of one batch from a client: a compressed one always (into
+ * a buffer bounded by `limit`, discarded after), an uncompressed one when a
+ * rule asks for it. Returns 0, or -1 with an exception set. */
+static int walk_batch(PyObject *obj, const uint8_t *buf, const tl_header *h,
+                      const tl_record_rules *topic_rules, int64_t limit) {
+    tl_record_rules rules = *topic_rules;
+    tl_record_errors errors = {0};
+    tl_error err = {0};
+    int rc;
+    if ((h->attributes & 0x07) != 0) {
+        PyObject *inflated = inflate(obj, h, limit);
+        if (!inflated) return -1;
+        if (!PyBytes_Check(inflated)) {
+            Py_DECREF(inflated);
+            PyErr_SetString(PyExc_TypeError, "decompress must return bytes");
+            return -1;
+        }
+        rules.strict_offsets = 1;
+        rc = tl_walk_records((const uint8_t *)PyBytes_AS_STRING(inflated),
+                             PyBytes_GET_SIZE(inflated), 0, h, &rules, &errors, &err);
+        Py_DECREF(inflated);
+    } else if (rules.require_keys || rules.check_timestamps) {
+        rules.strict_offsets = 0;
+        rc = tl_walk_records(buf + h->position + TL_HEADER_SIZE,
+                             tl_batch_size(h) - TL_HEADER_SIZE, h->position + TL_HEADER_SIZE, h,
+                             &rules, &errors, &err);
+    } else {
+        return 0;
+    }
+    if (rc == -1) {
+        raise_batch_error(&err);
+    } else if (rc == -2) {
+        PyErr_NoMemory();
+    } else if (errors.count > 0) {
+        raise_record_errors(h, &errors, &rules);
+        rc = -1;
+    }
+    tl_record_errors_free(&errors);
+    return rc == 0 ? 0 : -1;
+}
+
 /* ---- scan / validate ------------------------------------------------- */
 
 /* Frames (and checks) every batch; headers go to a C array first so the
  * GIL can be dropped while CRCs run over a large buffer. */
-static PyObject *scan(PyObject *obj, int check, int from_client) {
+static PyObject *scan(PyObject *obj, int check, int from_client, const tl_record_rules *rules,
+                      int64_t limit) {
     Py_buffer view;
     if (PyObject_GetBuffer(obj, &view, PyBUF_SIMPLE) != 0) return NULL;
     const uint8_t *buf = view.buf;
@@ -156,12 +291,23 @@ static PyObject *scan(PyObject *obj, int check, int from_client) {
         pos += tl_batch_size(&h);
     }
     if (state) PyEval_RestoreThread(state);
+    /* Records are walked once every batch framed and passed its CRC, so the
+     * first fault reported is the same as the pure twin's. */
+    int walk_failed = 0;
+    for (size_t i = 0; !failed && !oom && check && from_client && i < count; i++) {
+        if (walk_batch(obj, buf, &headers[i], rules, limit) != 0) {
+            walk_failed = 1;
+            break;
+        }
+    }
     PyBuffer_Release(&view);
     PyObject *result = NULL;
     if (oom) {
         PyErr_NoMemory();
     } else if (failed) {
         raise_batch_error(&err);
+    } else if (walk_failed) {
+        /* the exception is set */
     } else if ((result = PyList_New((Py_ssize_t)count)) != NULL) {
         for (size_t i = 0; i < count; i++) {
             PyObject *header = make_header(&headers[i]);
@@ -176,10 +322,27 @@ static PyObject *scan(PyObject *obj, int check, int from_client) {
     return result;
 }
 
-static PyObject *py_scan_batches(PyObject *self, PyObject *obj) { return scan(obj, 0, 1); }
+static PyObject *py_scan_batches(PyObject *self, PyObject *obj) {
+    return scan(obj, 0, 1, NULL, 0);
+}
 
-/* validate_batches(data, *, from_client=True), parsed by hand: it is on the
- * produce path, and the generic keyword parser costs more than a small batch. */
+/* An optional int64 keyword (None leaves *out as it is); 1 if given. */
+static int optional_timestamp(PyObject *value, const char *name, int64_t *out) {
+    if (value == Py_None) return 0;
+    if (!PyLong_Check(value)) {
+        PyErr_Format(PyExc_TypeError, "%s must be an int or None", name);
+        return -1;
+    }
+    long long v = PyLong_AsLongLong(value);
+    if (v == -1 && PyErr_Occurred()) return -1;
+    *out = v;
+    return 1;
+}
+
+/* validate_batches(data, *, from_client=True, max_inflated=MAX_INFLATED,
+ * min_timestamp=None, max_timestamp=None, require_keys=False), parsed by hand:
+ * it is on the produce path, and the generic keyword parser costs more than a
+ * small batch. */
 static PyObject *py_validate_batches(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
                                      PyObject *kwnames) {
     if (nargs != 1) {
@@ -188,17 +351,42 @@ static PyObject *py_validate_batches(PyObject *self, PyObject *const *args, Py_s
         return NULL;
     }
     int from_client = 1;
+    int64_t limit = max_inflated_default;
+    tl_record_rules rules = {0, 0, 0, INT64_MIN, INT64_MAX};
     Py_ssize_t keywords = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
     for (Py_ssize_t i = 0; i < keywords; i++) {
-        PyObject *name = PyTuple_GET_ITEM(kwnames, i);
-        if (!PyUnicode_Check(name) || PyUnicode_CompareWithASCIIString(name, "from_client") != 0) {
+        PyObject *name = PyTuple_GET_ITEM(kwnames, i), *value = args[nargs + i];
+        int given;
+        if (!PyUnicode_Check(name)) {
+            given = -2;
+        } else if (PyUnicode_CompareWithASCIIString(name, "from_client") == 0) {
+            given = (from_client = PyObject_IsTrue(value)) < 0 ? -1 : 0;
+        } else if (PyUnicode_CompareWithASCIIString(name, "require_keys") == 0) {
+            given = (rules.require_keys = PyObject_IsTrue(value)) < 0 ? -1 : 0;
+        } else if (PyUnicode_CompareWithASCIIString(name, "min_timestamp") == 0) {
+            given = optional_timestamp(value, "min_timestamp", &rules.min_timestamp);
+            if (given == 1) rules.check_timestamps = 1;
+        } else if (PyUnicode_CompareWithASCIIString(name, "max_timestamp") == 0) {
+            given = optional_timestamp(value, "max_timestamp", &rules.max_timestamp);
+            if (given == 1) rules.check_timestamps = 1;
+        } else if (PyUnicode_CompareWithASCIIString(name, "max_inflated") == 0) {
+            limit = PyLong_AsLongLong(value);
+            given = limit == -1 && PyErr_Occurred() ? -1 : 0;
+            if (given == 0 && limit < 0) {
+                PyErr_SetString(PyExc_ValueError, "max_inflated must not be negative");
+                given = -1;
+            }
+        } else {
+            given = -2;
+        }
+        if (given == -2) {
             PyErr_Format(PyExc_TypeError,
                          "validate_batches() got an unexpected keyword argument %R", name);
             return NULL;
         }
-        if ((from_client = PyObject_IsTrue(args[nargs + i])) < 0) return NULL;
+        if (given < 0) return NULL;
     }
-    return scan(args[0], 1, from_client);
+    return scan(args[0], 1, from_client, &rules, limit);
 }
 
 /* ---- rewrite --------------------------------------------------------- */
@@ -410,48 +598,20 @@ static int decode_stream(const uint8_t *area, int64_t end, const tl_header *h,
     return 0;
 }
 
-/* Decompresses the records area of a compressed batch into a bytes object. */
-static PyObject *inflate(PyObject *source, const tl_header *h) {
-    int codec = h->attributes & 0x07;
-    if (codec > TL_MAX_CODEC) {
-        tl_error err = {TL_CODEC, h->position, TL_NO_FACT, codec, ""};
-        snprintf(err.message, sizeof err.message,
-                 "batch at %lld: compression codec %d does not exist", (long long)h->position,
-                 codec);
-        return raise_batch_error(&err);
-    }
-    PyObject *view = PyMemoryView_FromObject(source);
-    if (!view) return NULL;
-    PyObject *body = PySequence_GetSlice(view, h->position + TL_HEADER_SIZE,
-                                         h->position + tl_batch_size(h));
-    Py_DECREF(view);
-    if (!body) return NULL;
-    PyObject *inflated = PyObject_CallFunction(decompress_fn, "iO", codec, body);
-    Py_DECREF(body);
-    if (inflated || !PyErr_ExceptionMatches(PyExc_ValueError)) return inflated;
-    PyObject *type, *value, *tb;
-    PyErr_Fetch(&type, &value, &tb);
-    PyObject *text = value ? PyObject_Str(value) : NULL;
-    tl_error err = {TL_RECORD, h->position, TL_NO_FACT, TL_NO_FACT, ""};
-    snprintf(err.message, sizeof err.message, "batch at %lld: %s", (long long)h->position,
-             text ? PyUnicode_AsUTF8(text) : "cannot decompress");
-    PyErr_Clear();
-    Py_XDECREF(text);
-    Py_XDECREF(type);
-    Py_XDECREF(value);
-    Py_XDECREF(tb);
-    return raise_batch_error(&err);
-}
-
 static PyObject *py_decode_records(PyObject *self, PyObject *args, PyObject *kwargs) {
-    static char *kwlist[] = {"data", "record_type", "prefix", "min_offset", "skip_control", NULL};
+    static char *kwlist[] = {"data",         "record_type",  "prefix", "min_offset",
+                             "skip_control", "max_inflated", NULL};
     PyObject *obj, *type_arg = Py_None, *prefix = NULL;
-    long long min_offset = LLONG_MIN;
+    long long min_offset = LLONG_MIN, limit = max_inflated_default;
     int skip_control = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|$OO!Lp:decode_records", kwlist, &obj,
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|$OO!LpL:decode_records", kwlist, &obj,
                                      &type_arg, &PyTuple_Type, &prefix, &min_offset,
-                                     &skip_control))
+                                     &skip_control, &limit))
         return NULL;
+    if (limit < 0) {
+        PyErr_SetString(PyExc_ValueError, "max_inflated must not be negative");
+        return NULL;
+    }
     record_shape shape = {record_type, NULL, (int64_t)min_offset};
     if (type_arg != Py_None) {
         if (!PyType_Check(type_arg) ||
@@ -495,7 +655,7 @@ static PyObject *py_decode_records(PyObject *self, PyObject *args, PyObject *kwa
             rc = decode_stream(buf + pos + TL_HEADER_SIZE, tl_batch_size(&h) - TL_HEADER_SIZE, &h,
                                &shape, out);
         } else {
-            PyObject *inflated = inflate(obj, &h);
+            PyObject *inflated = inflate(obj, &h, limit);
             if (!inflated) {
                 rc = -1;
             } else if (!PyBytes_Check(inflated)) {
@@ -850,9 +1010,17 @@ PyMODINIT_FUNC PyInit__cnative(void) {
     if (!(batch_header_type = import_attr("native.records", "BatchHeader")) ||
         !(record_type = import_attr("native.records", "Record")) ||
         !(compress_fn = import_attr("native.compression", "compress")) ||
-        !(decompress_fn = import_attr("native.compression", "decompress")))
+        !(decompress_fn = import_attr("native.compression", "decompress")) ||
+        !(inflation_limit_type = import_attr("native.compression", "InflationLimit")) ||
+        !(rejected_records_type = import_attr("native.errors", "RejectedRecords")) ||
+        !(rejected_timestamps_type = import_attr("native.errors", "RejectedTimestamps")))
         return NULL;
-    for (int kind = TL_TRUNCATED; kind <= TL_CODEC; kind++)
+    PyObject *limit = import_attr("native.records", "MAX_INFLATED");
+    if (!limit) return NULL;
+    max_inflated_default = PyLong_AsLongLong(limit);
+    Py_DECREF(limit);
+    if (max_inflated_default == -1 && PyErr_Occurred()) return NULL;
+    for (int kind = TL_TRUNCATED; kind <= TL_INFLATION; kind++)
         if (!(error_types[kind] = import_attr("native.errors", error_names[kind]))) return NULL;
     return PyModule_Create(&module_def);
 }

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from native import _cnative as c
+from native import compression
 from native.records import RecordSpec
 
 EXPECTED = (ValueError, TypeError, OverflowError, BufferError)
@@ -82,6 +83,41 @@ def mutate(rng: random.Random, data: bytes) -> bytes:
     return bytes(buffer)
 
 
+def with_crc(data: bytes) -> bytes:
+    """The first batch's CRC made right again, so the record walk is reached."""
+    if len(data) < 61:
+        return data
+    buffer = bytearray(data)
+    end = min(len(buffer), 12 + max(0, int.from_bytes(buffer[8:12], "big", signed=True)))
+    buffer[17:21] = c.crc32c(bytes(buffer[21:end])).to_bytes(4, "big")
+    return bytes(buffer)
+
+
+def walk_hostile(rng: random.Random, corpus: list[bytes]) -> None:
+    """A client's batch whose records (inside the compression) are hostile,
+    under a right CRC, through the record walk with random rules."""
+    seed = rng.choice(corpus)
+    codec = rng.randrange(5)
+    area = mutate(rng, seed[61:]) if len(seed) > 61 else rng.randbytes(40)
+    packed = area if codec == 0 else compression.compress(codec, area)
+    header = bytearray(seed[:61] if len(seed) >= 61 else bytes(61))
+    header[8:12] = (49 + len(packed)).to_bytes(4, "big")
+    header[16] = 2
+    header[21:23] = codec.to_bytes(2, "big")
+    count = rng.choice([1, 2, 7, rng.randrange(1, 64), 2**31 - 1])
+    header[23:27] = (count - 1).to_bytes(4, "big")
+    header[57:61] = count.to_bytes(4, "big")
+    data = with_crc(bytes(header) + packed)
+    bound = rng.choice([None, -(2**63), 0, 2**40, 2**63 - 1])
+    c.validate_batches(
+        data,
+        require_keys=rng.random() < 0.5,
+        min_timestamp=bound,
+        max_timestamp=rng.choice([None, 2**63 - 1, 2**41]),
+        max_inflated=rng.choice([0, 1, 64, 1 << 20]),
+    )
+
+
 def main() -> int:
     iterations, seed = int(sys.argv[1]), int(sys.argv[2])
     rng = random.Random(seed)
@@ -96,6 +132,11 @@ def main() -> int:
                 errors += 1
         try:
             c.validate_batches(data, from_client=False)
+        except EXPECTED:
+            errors += 1
+        try:
+            if rng.random() < 0.3:  # a third of the time: the walk doubles an iteration's cost
+                walk_hostile(rng, corpus)
         except EXPECTED:
             errors += 1
         try:  # the consumer's shape: a caller's tuple type, offsets and control batches skipped

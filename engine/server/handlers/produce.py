@@ -30,8 +30,9 @@ log = logging.getLogger("tidelog.server")
 
 _ACKS = (-1, 0, 1)
 
-Outcome = asyncio.Task[AppendResult] | int
-"""An append on its way to durability, or the error code it was refused with."""
+Outcome = asyncio.Task[AppendResult] | EngineError | int
+"""An append on its way to durability, the error it was refused with, or
+the error code of a request fault."""
 Results = list[tuple[str, list[tuple[int, Outcome, str | None]]]]
 
 
@@ -54,7 +55,7 @@ def handle_produce(context: RequestContext, request: ProduceRequest) -> Response
             try:
                 durable = engine.submit_async(topic.name, partition.partition, partition.records)
             except EngineError as error:
-                partitions.append((partition.partition, error_code(error), error_message(error)))
+                partitions.append((partition.partition, error, None))
                 continue
             task = asyncio.ensure_future(durable)
             waiting.append(task)
@@ -95,9 +96,11 @@ def _response(results: Results) -> Body:
 def _partition(index: int, result: Outcome, message: str | None) -> Body:
     if isinstance(result, int):
         return _failed(index, result, message)
+    if isinstance(result, EngineError):
+        return _failed(index, error_code(result), error_message(result), _record_errors(result))
     error = result.exception()
     if error is not None:
-        return _failed(index, error_code(error), error_message(error))
+        return _failed(index, error_code(error), error_message(error), _record_errors(error))
     appended = result.result()
     return {
         "index": index,
@@ -110,16 +113,28 @@ def _partition(index: int, result: Outcome, message: str | None) -> Body:
     }
 
 
-def _failed(index: int, code: int, message: str | None) -> Body:
+def _failed(
+    index: int, code: int, message: str | None, record_errors: list[Body] | None = None
+) -> Body:
     return {
         "index": index,
         "error_code": code,
         "base_offset": -1,
         "log_append_time": -1,
         "log_start_offset": -1,
-        "record_errors": [],
+        "record_errors": record_errors or [],
         "error_message": message,
     }
+
+
+def _record_errors(error: BaseException) -> list[Body]:
+    """KIP-467 (Produce v8+): the records of the batch that caused the error."""
+    if not isinstance(error, EngineError):
+        return []
+    return [
+        {"batch_index": index, "batch_index_error_message": message}
+        for index, message in error.record_errors
+    ]
 
 
 def handle_init_producer_id(context: RequestContext, request: Any) -> Response:

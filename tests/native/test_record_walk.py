@@ -1,0 +1,204 @@
+"""The record walk of a client's batch: a compressed batch is inflated and
+every record checked (count, offsetDeltas 0..n-1, lengths, varints, headers),
+and a topic's record rules (keys, timestamp bounds) name each refused record.
+C and Python agree on what they accept and on every error's facts."""
+
+from __future__ import annotations
+
+import struct
+from types import ModuleType
+from typing import Any
+
+import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from native import _pure, compression
+from native.errors import (
+    BatchError,
+    InvalidRecord,
+    InvalidRecordCount,
+    RejectedRecords,
+    RejectedTimestamps,
+)
+from native.records import HEADER_SIZE, Compression, RecordSpec
+from tests.native.bombs import wrap
+from tests.native.conftest import C_IMPL, codecs, record_lists
+
+T0 = 1_700_000_000_000
+SPECS = [
+    RecordSpec(T0, b"a", b"1", (("h", b"x"),)),
+    RecordSpec(T0 + 5, None, b"2"),
+    RecordSpec(T0 - 9, b"c", None),
+]
+
+
+def _area(specs: list[RecordSpec], **kwargs: Any) -> bytes:
+    """The uncompressed records area of a batch of ``specs``."""
+    return _pure.encode_batch(specs, **kwargs)[HEADER_SIZE:]
+
+
+def _batch(codec: int, area: bytes, record_count: int, **kwargs: Any) -> bytes:
+    return wrap(
+        codec,
+        area if codec == 0 else compression.compress(codec, area),
+        record_count,
+        timestamp=T0,
+        **kwargs,
+    )
+
+
+def _outcome(impl: ModuleType, data: bytes, **rules: Any) -> tuple[str, Any]:
+    try:
+        return "ok", impl.validate_batches(data, **rules)
+    except BatchError as error:
+        return "error", (error.facts(), str(error))
+
+
+@pytest.mark.parametrize("codec", list(Compression)[1:])
+def test_a_batch_lying_about_its_record_count_is_refused(impl: ModuleType, codec: int) -> None:
+    """The attack that moved a partition's offsets by a billion."""
+    batch = _batch(codec, _area(SPECS[:1]), 1_000_000_000)
+    with pytest.raises(InvalidRecordCount) as caught:
+        impl.validate_batches(batch)
+    assert caught.value.facts() == (InvalidRecordCount, 0, 1_000_000_000, 1)
+    assert caught.value.kafka_error == "INVALID_RECORD"
+
+
+@pytest.mark.parametrize("codec", list(Compression)[1:])
+def test_records_past_the_count_are_refused(impl: ModuleType, codec: int) -> None:
+    batch = _batch(codec, _area(SPECS), 2)
+    with pytest.raises(InvalidRecord, match="bytes after its last record"):
+        impl.validate_batches(batch)
+
+
+@pytest.mark.parametrize("codec", list(Compression)[1:])
+def test_offset_deltas_must_run_from_zero(impl: ModuleType, codec: int) -> None:
+    area = _area(SPECS, offset_deltas=[0, 2, 3])
+    batch = _batch(codec, area, 3, last_offset_delta=2)
+    with pytest.raises(InvalidRecord) as caught:
+        impl.validate_batches(batch)
+    assert (caught.value.expected, caught.value.found) == (1, 2)
+    assert "record 1 has offsetDelta 2" in str(caught.value)
+
+
+@pytest.mark.parametrize("codec", list(Compression)[1:])
+def test_a_header_key_must_be_utf8(impl: ModuleType, codec: int) -> None:
+    area = bytearray(_area(SPECS[:1]))
+    at = area.index(b"\x02h")  # the header key's length (1, zigzag) and its byte
+    area[at + 1] = 0xFF
+    with pytest.raises(InvalidRecord, match=r"record 0 is malformed \(its header key\)"):
+        impl.validate_batches(_batch(codec, bytes(area), 1))
+
+
+def test_an_uncompressed_batch_is_not_walked_without_a_rule(impl: ModuleType) -> None:
+    """The plain produce path reads headers and record lengths only."""
+    area = _area(SPECS, offset_deltas=[0, 2, 3])
+    batch = _batch(0, area, 3, last_offset_delta=2)
+    assert [h.record_count for h in impl.validate_batches(batch)] == [3]
+
+
+@pytest.mark.parametrize("codec", list(Compression))
+def test_keyless_records_are_named_for_a_compacted_topic(impl: ModuleType, codec: int) -> None:
+    specs = [*SPECS, RecordSpec(T0, None, b"4")]
+    batch = _batch(codec, _area(specs), 4)
+    with pytest.raises(RejectedRecords) as caught:
+        impl.validate_batches(batch, require_keys=True)
+    assert type(caught.value) is RejectedRecords
+    assert caught.value.kafka_error == "INVALID_RECORD"
+    assert caught.value.record_errors == (
+        (1, "record 1 has no key; a compacted topic needs one"),
+        (3, "record 3 has no key; a compacted topic needs one"),
+    )
+
+
+@pytest.mark.parametrize("codec", list(Compression))
+def test_records_outside_the_timestamp_bounds_are_named(impl: ModuleType, codec: int) -> None:
+    batch = _batch(codec, _area(SPECS), 3)
+    with pytest.raises(RejectedTimestamps) as caught:
+        impl.validate_batches(batch, min_timestamp=T0 - 1, max_timestamp=T0 + 1)
+    assert caught.value.kafka_error == "INVALID_TIMESTAMP"
+    assert [index for index, _ in caught.value.record_errors] == [1, 2]
+    assert caught.value.record_errors[1][1] == (
+        f"record 2: timestamp {T0 - 9} is outside [{T0 - 1}, {T0 + 1}]"
+    )
+    assert impl.validate_batches(batch, min_timestamp=T0 - 9, max_timestamp=T0 + 5)
+
+
+def test_a_missing_key_is_named_before_a_bad_timestamp(impl: ModuleType) -> None:
+    """Record 1 has no key and a timestamp past the bound: its error is the key."""
+    batch = _batch(Compression.LZ4, _area(SPECS), 3)
+    with pytest.raises(RejectedTimestamps) as caught:
+        impl.validate_batches(batch, require_keys=True, max_timestamp=T0 - 10)
+    bounds = f"[{-(2**63)}, {T0 - 10}]"
+    assert caught.value.record_errors == (
+        (0, f"record 0: timestamp {T0} is outside {bounds}"),
+        (1, "record 1 has no key; a compacted topic needs one"),
+        (2, f"record 2: timestamp {T0 - 9} is outside {bounds}"),
+    )
+
+
+# -- differential: C and Python on valid and mutated records ---------------------
+
+mutations = st.lists(
+    st.tuples(
+        st.sampled_from(["flip", "cut", "insert"]), st.integers(0, 4000), st.integers(0, 255)
+    ),
+    max_size=3,
+)
+rules = st.fixed_dictionaries(
+    {},
+    optional={
+        "require_keys": st.booleans(),
+        "min_timestamp": st.none() | st.integers(-(2**40), 2**41),
+        "max_timestamp": st.none() | st.integers(-(2**40), 2**41),
+        "max_inflated": st.integers(0, 1 << 16),
+    },
+)
+
+
+def _mutate(area: bytes, steps: list[tuple[str, int, int]]) -> bytes:
+    out = bytearray(area)
+    for kind, where, value in steps:
+        if not out:
+            break
+        at = where % len(out)
+        if kind == "flip":
+            out[at] ^= value or 1
+        elif kind == "cut":
+            del out[at:]
+        else:
+            out.insert(at, value)
+    return bytes(out)
+
+
+@pytest.mark.skipif(C_IMPL is None, reason="the C extension is not built")
+@settings(max_examples=300)
+@given(record_lists, codecs, mutations, st.integers(-2, 2), rules)
+@example([RecordSpec(0, b"k", b"v")], Compression.ZSTD, [], 999_999_999, {})
+def test_c_and_python_agree_on_mutated_records(
+    specs: list[RecordSpec],
+    codec: Compression,
+    steps: list[tuple[str, int, int]],
+    count_error: int,
+    rule_kwargs: dict[str, Any],
+) -> None:
+    area = _mutate(_area(specs), steps)
+    batch = _batch(codec, area, max(1, len(specs) + count_error))
+    python = _outcome(_pure, batch, **rule_kwargs)
+    assert _outcome(C_IMPL, batch, **rule_kwargs) == python
+    if python[0] == "ok" and codec != 0:
+        # Accepted means every record decodes, as many as the header says.
+        limit = rule_kwargs.get("max_inflated", 1 << 25)
+        decoded = _pure.decode_records(batch, max_inflated=limit)
+        assert len(decoded) == struct.unpack_from(">i", batch, 57)[0]
+        assert C_IMPL.decode_records(batch, max_inflated=limit) == decoded
+
+
+@pytest.mark.skipif(C_IMPL is None, reason="the C extension is not built")
+@given(record_lists, codecs, rules)
+def test_c_and_python_agree_on_valid_batches(
+    specs: list[RecordSpec], codec: Compression, rule_kwargs: dict[str, Any]
+) -> None:
+    batch = _pure.encode_batch(specs, compression=codec)
+    assert _outcome(C_IMPL, batch, **rule_kwargs) == _outcome(_pure, batch, **rule_kwargs)
