@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.wal.conftest import payloads, segment_files
+from tests.wal.conftest import SMALL_SEGMENT, crash_image, payloads, segment_files
 from wal import (
     CorruptSegment,
     DiskFull,
@@ -168,14 +168,14 @@ def test_a_torn_tail_is_cut_and_reported(open_log: OpenLog, tmp_path: Path) -> N
     log = open_log()
     log.append(b"kept")
     torn = log.append(b"torn" * 50)
-    log.close()
-    tail = segment_files(tmp_path / "wal")[-1]
+    crashed = crash_image(tmp_path / "wal", tmp_path / "crashed")  # as a kill -9 leaves it
+    tail = segment_files(crashed)[-1]
     raw = bytearray(tail.read_bytes())
-    raw[torn.offset + 60] ^= 0xFF
+    raw[torn.offset + 60] ^= 0xFF  # the last write, never proven synced: a torn write
     tail.write_bytes(raw)
-    reopened = open_log()
-    assert payloads(reopened) == [b"kept"]
-    assert reopened.recovery.torn
-    assert reopened.recovery.tail_path == str(tail)
-    assert "CRC32C" in reopened.recovery.tail_reason
-    assert reopened.recovery.truncated_bytes > 0
+    with WriteAheadLog(crashed, segment_bytes=SMALL_SEGMENT) as reopened:
+        assert payloads(reopened) == [b"kept"]
+        assert reopened.recovery.torn
+        assert reopened.recovery.tail_path == str(tail)
+        assert "CRC32C" in reopened.recovery.tail_reason
+        assert reopened.recovery.truncated_bytes > 0
