@@ -23,8 +23,8 @@ try:
 except ImportError:  # pragma: no cover - uvloop is a dependency, except on Windows
     uvloop = None  # type: ignore[assignment]
 
+from engine import refusal
 from engine.engine import Engine, EngineConfig
-from engine.errors import EngineError
 from engine.server.config import (
     ConfigFileError,
     FileConfig,
@@ -130,8 +130,8 @@ def run(args: argparse.Namespace) -> int:
     runner: Any = asyncio.run if uvloop is None else uvloop.run
     try:
         result: int = runner(_serve(data_dir, object_store, engine_config, server_config))
-    except (EngineError, OSError) as error:
-        log.error("cannot serve: %s", error)
+    except refusal.REFUSALS as error:
+        log.error("cannot serve: %s", refusal.describe(error, data_dir))
         return 1
     return result
 

@@ -80,7 +80,7 @@ class WriteAheadLog:
         self._closed = False
         self._spare_maker: threading.Thread | None = None
         self._spares_made = 0
-        self._lock_fd = _lock_directory(self.directory)
+        self._lock_fd = lock_directory(self.directory)
         try:
             recovered = recover(self.directory, accept_data_loss=accept_data_loss)
             self.recovery: RecoveryReport = recovered.report
@@ -352,7 +352,7 @@ class WriteAheadLog:
         self.close()
 
 
-def _lock_directory(directory: str) -> int:
+def lock_directory(directory: str) -> int:
     """Takes the directory's exclusive lock; one writer per directory."""
     lock_path = os.path.join(directory, "LOCK")
     try:

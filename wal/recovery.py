@@ -60,7 +60,10 @@ class Damage:
         )
 
     def describe(self) -> str:
-        held = "an unknown number of records" if self.records is None else f"{self.records}"
+        if self.records is None:
+            held = "an unknown number of records"
+        else:
+            held = f"{self.records} record" + ("" if self.records == 1 else "s")
         return (
             f"{self.path} bytes {self.start}..{self.end} ({self.end - self.start} bytes, "
             f"{held}): {self.reason}"
