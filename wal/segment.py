@@ -235,4 +235,8 @@ class SegmentWriter:
         self.sync()
 
     def close(self) -> None:
-        os.close(self._fd)
+        """Closes the file; again is a no-op (a roll that failed to create the
+        next segment has already closed this one)."""
+        if self._fd >= 0:
+            fd, self._fd = self._fd, -1
+            os.close(fd)
