@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import resource
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -93,3 +94,29 @@ def test_a_wal_segment_that_cannot_be_preallocated_is_refused_with_the_space(
     segment = data_dir / "wal" / "00000000000000000001.wal"
     assert f"cannot preallocate write-ahead log segment {segment}" in line
     assert f"needs {64 * 1024 * 1024} bytes" in line and "bytes are free" in line
+
+
+def test_a_port_in_use_is_refused(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "engine",
+                "serve",
+                "--listen",
+                f"127.0.0.1:{port}",
+                "--data-dir",
+                str(tmp_path / "data"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=child_env(),
+            check=False,
+        )
+    assert result.returncode == 1
+    assert str(port) in _the_one_error(result.stderr)
