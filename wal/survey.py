@@ -92,18 +92,19 @@ def survey_segment(path: str, sequence: int) -> Survey:
 
 def survey_bytes(data: bytes, path: str, sequence: int) -> Survey:
     view = memoryview(data)
+    end = written_end(data)
     survey = Survey(
         sequence,
         path,
         len(data),
         decode_segment_header(data) == sequence,
-        data_end=max(SEGMENT_HEADER_SIZE, len(data.rstrip(b"\0"))),
+        data_end=max(SEGMENT_HEADER_SIZE, end),
     )
     pos = SEGMENT_HEADER_SIZE
     while True:
         header = check_record(view, pos, sequence)
         if isinstance(header, str):
-            following = next_valid_record(data, pos + 1, sequence)
+            following = next_valid_record(data, pos + 1, sequence, end)
             if following is None:
                 survey.tail, survey.tail_reason = pos, header
                 return survey
@@ -118,21 +119,40 @@ def survey_bytes(data: bytes, path: str, sequence: int) -> Survey:
             return survey
 
 
-def next_valid_record(data: bytes, start: int, sequence: int) -> int | None:
+def next_valid_record(data: bytes, start: int, sequence: int, end: int | None = None) -> int | None:
     """The offset of the first valid record at or after ``start``, if any.
 
     Candidates are the places where the segment's sequence appears where a
     header would hold it; each is then checked in full (the CRC included).
+    ``end`` (the ``written_end``) bounds the search: a header holds a
+    sequence, which is not zero, so none lies in the zeros past it.
     """
     pattern = _SEQUENCE.pack(sequence)
     view = memoryview(data)
     search = max(start, SEGMENT_HEADER_SIZE) + _SEQUENCE_AT
-    while (found := data.find(pattern, search)) != -1:
+    limit = len(data) if end is None else min(len(data), end + len(pattern))
+    while (found := data.find(pattern, search, limit)) != -1:
         candidate = found - _SEQUENCE_AT
         if not isinstance(check_record(view, candidate, sequence), str):
             return candidate
         search = found + 1
     return None
+
+
+_CHUNK = 1 << 20
+_ZEROS = bytes(_CHUNK)
+
+
+def written_end(data: bytes) -> int:
+    """Just past the last byte that is not zero (0 if every byte is)."""
+    end = len(data)
+    while end > 0:  # whole zero chunks first: a compare is far cheaper than rstrip
+        start = max(0, end - _CHUNK)
+        chunk = data[start:end]
+        if chunk != _ZEROS[: end - start]:
+            return start + len(chunk.rstrip(b"\0"))
+        end = start
+    return 0
 
 
 def _records_in_gap(view: memoryview, start: int, end: int) -> int | None:

@@ -29,6 +29,7 @@ from hypothesis import strategies as st
 from tests.wal.conftest import crash_image, segment_files
 from wal import CorruptSegment, Position, WriteAheadLog
 from wal.segment import SegmentWriter
+from wal.survey import written_end
 
 SEGMENT = 4096
 EXAMPLES = int(os.environ.get("TIDELOG_WAL_EXAMPLES", "60"))
@@ -263,3 +264,17 @@ def test_damage_to_synced_data_is_refused_where_it_is_unless_loss_is_accepted(
             assert _recovered(directory) == payloads[:index]
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+@given(
+    size=st.integers(0, 3 * (1 << 20)),
+    marks=st.lists(st.floats(0, 1), max_size=3),
+)
+def test_written_end_is_just_past_the_last_byte_that_is_not_zero(
+    size: int, marks: list[float]
+) -> None:
+    data = bytearray(size)
+    for mark in marks:
+        if size:
+            data[min(int(mark * size), size - 1)] = 7
+    assert written_end(bytes(data)) == len(bytes(data).rstrip(b"\0"))
