@@ -79,7 +79,8 @@ class RecoveryReport:
     truncated_bytes: int
     """Bytes cut from the tail of the last segment (torn write, or unwritten space)."""
     torn: bool
-    """Whether the cut began at a damaged record (a torn write), not at unwritten space."""
+    """Whether the cut removed a torn write (a bad record, or valid fragments past
+    the cut), not only unwritten space."""
     tail_reason: str
     """Why the last segment's records ended there ("" when it was sealed)."""
     tail_path: str | None
@@ -226,19 +227,21 @@ def recover(directory: str, *, accept_data_loss: bool = False) -> Recovered:
         if last.cut is not None and last.survey is not None:
             truncated = last.survey.file_size - last.cut
             tail_reason = last.cut_reason
-            torn = tail_reason not in (END_OF_FILE, UNWRITTEN)
-            tail_path = last.path
             torn_records = last.torn_records
+            # A lost sector of a torn write reads as zeros (UNWRITTEN); the
+            # valid fragments past it still show the write was torn.
+            torn = tail_reason not in (END_OF_FILE, UNWRITTEN) or torn_records > 0
+            tail_path = last.path
             if not last.damage:  # a rewritten segment is already cut and sealed
                 _truncate_and_seal(last.path, last.sequence, last.cut)
             if torn:
                 log.log(
                     logging.WARNING if torn_records else logging.INFO,
-                    "write-ahead log %s: a torn write was cut at byte %d (%d bytes, %d valid "
-                    "records past it never acknowledged): %s",
+                    "write-ahead log %s: a torn write was cut at byte %d (%d written bytes, "
+                    "%d valid records past it, never acknowledged): %s",
                     last.path,
                     last.cut,
-                    truncated,
+                    max(0, last.survey.data_end - last.cut),
                     torn_records,
                     tail_reason,
                 )

@@ -167,3 +167,28 @@ def test_damage_is_refused_unchanged_then_salvaged_with_the_loss_logged(
     dropped = [r.getMessage() for r in caplog.records if "damage dropped" in r.getMessage()]
     assert len(dropped) == 1 and str(path) in dropped[0] and f"bytes {offset}.." in dropped[0]
     assert _open(written.directory) == expected  # the salvaged log opens normally
+
+
+def test_a_lost_sector_of_a_torn_write_is_cut_with_its_fragments_and_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Under durability "none" nothing after the first record is proven
+    synced: a sector lost from the middle reads as zeros, and the valid
+    records past it are fragments of the same unsynced writes."""
+    payloads = [b"%04d" % i + b"." * 300 for i in range(6)]
+    with WriteAheadLog(tmp_path / "wal", segment_bytes=SEGMENT, durability="none") as log:
+        positions = [log.append(p) for p in payloads]
+        crashed = crash_image(tmp_path / "wal", tmp_path / "crashed")
+    tail = crashed / f"{positions[2].segment:020d}.wal"
+    raw = bytearray(tail.read_bytes())
+    raw[positions[2].offset : positions[3].offset] = bytes(
+        positions[3].offset - positions[2].offset
+    )
+    tail.write_bytes(raw)
+    with (
+        caplog.at_level(logging.WARNING, logger="tidelog.wal"),
+        WriteAheadLog(crashed, segment_bytes=SEGMENT) as log,
+    ):
+        assert [bytes(e.payload) for e in log.replay()] == payloads[:2]
+        assert log.recovery.torn and log.recovery.torn_records == 3
+    assert any("torn write was cut" in r.getMessage() for r in caplog.records)
