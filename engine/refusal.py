@@ -36,7 +36,7 @@ def describe(error: BaseException, data_dir: str) -> str:
             f"({error.path} is locked). Stop that process, or choose another --data-dir"
         )
     if isinstance(error, NoRoomForSegment):
-        return f"{error}"
+        return f"{error} (the config's [store] wal_segment_bytes)"
     if isinstance(error, PermissionDenied):
         return f"{error}. Give this user read and write access to {data_dir}"
     if isinstance(error, ObjectStoreError):
