@@ -8,6 +8,8 @@ kill -9 keeps everything but possibly the end of the write in progress.
 Recovery must open every such image and keep every record that was synced
 (which includes every acknowledged one). Flipping a byte of synced data
 instead must be refused at the damaged record, unless data loss is accepted.
+
+TIDELOG_WAL_EXAMPLES sets the examples per property (60 by default).
 """
 
 from __future__ import annotations
@@ -77,14 +79,20 @@ def _payload(index: int, rng: random.Random) -> bytes:
 
 
 def _run_log(
-    directory: Path, bursts: list[int], rng: random.Random, crashed: Path | None = None
+    directory: Path,
+    bursts: list[int],
+    rng: random.Random,
+    crashed: Path | None = None,
+    durability: str = "fsync",
 ) -> tuple[list[bytes], list[Position]]:
     """Appends in bursts (a burst queues together, so groups of many records
     form) and returns the payloads and their positions, in log order. With
     ``crashed``, a copy of the directory taken before the close is left
     there: what a kill -9 after the last acknowledgement leaves."""
     payloads: list[bytes] = []
-    with WriteAheadLog(directory, segment_bytes=SEGMENT) as log:
+    with WriteAheadLog(
+        directory, segment_bytes=SEGMENT, durability=durability, sync_interval_ms=1
+    ) as log:
         futures = []
         for burst in bursts:
             batch = [_payload(len(payloads) + i, rng) for i in range(burst)]
@@ -172,6 +180,7 @@ def _recovered(directory: Path, **options: Any) -> list[bytes]:
     crash=st.floats(0, 1),
     mode=st.sampled_from(["power", "kill"]),
     sector=st.sampled_from([512, 4096]),
+    durability=st.sampled_from(["fsync", "interval", "none"]),
     seed=st.integers(0, 2**32 - 1),
 )
 def test_every_crash_image_opens_with_every_synced_record(
@@ -181,13 +190,14 @@ def test_every_crash_image_opens_with_every_synced_record(
     crash: float,
     mode: str,
     sector: int,
+    durability: str,
     seed: int,
 ) -> None:
     journal.events.clear()
     rng = random.Random(seed)
     work = tmp_path_factory.mktemp("run")
     try:
-        payloads, positions = _run_log(work / "wal", bursts, rng)
+        payloads, positions = _run_log(work / "wal", bursts, rng, durability=durability)
         point = round(crash * len(journal.events))
         files = _image(journal, point, mode, sector, rng)
         _write_image(files, work / "crashed")
