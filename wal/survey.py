@@ -58,6 +58,8 @@ class Gap(NamedTuple):
 
 @dataclass
 class Survey:
+    """What one segment file holds, record by record."""
+
     sequence: int
     path: str
     file_size: int
@@ -77,11 +79,6 @@ class Survey:
     @property
     def sealed(self) -> bool:
         return bool(self.spans) and self.spans[-1].type == TYPE_SEAL
-
-    @property
-    def records(self) -> int:
-        """Valid records, seals not counted."""
-        return sum(1 for span in self.spans if span.type != TYPE_SEAL)
 
 
 def survey_segment(path: str, sequence: int) -> Survey:
