@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from engine import __version__, serve, wal_perf
+from engine import __version__, recover, serve, wal_perf
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -18,6 +18,7 @@ def _build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     serve.add_command(commands)
+    recover.add_command(commands)
     wal_perf.add_command(commands)
     return parser
 

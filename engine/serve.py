@@ -25,8 +25,8 @@ try:
 except ImportError:  # pragma: no cover - uvloop is a dependency, except on Windows
     uvloop = None  # type: ignore[assignment]
 
+from engine import refusal
 from engine.engine import Engine, EngineConfig
-from engine.errors import EngineError
 from engine.log_limit import limit_repeated_lines
 from engine.server.config import (
     ConfigFileError,
@@ -36,7 +36,7 @@ from engine.server.config import (
     parse_address,
 )
 from engine.server.server import Server
-from s3stream.store import ObjectStoreError, redact_url, secret_parameters
+from s3stream.store import redact_url, secret_parameters
 
 log = logging.getLogger("tidelog.serve")
 
@@ -161,8 +161,8 @@ def run(args: argparse.Namespace) -> int:
     runner: Any = asyncio.run if uvloop is None else uvloop.run
     try:
         result: int = runner(_serve(data_dir, object_store, engine_config, server_config))
-    except (EngineError, ObjectStoreError, OSError, ValueError) as error:  # ValueError: a bad URL
-        log.error("cannot serve: %s", error)
+    except refusal.REFUSALS as error:
+        log.error("cannot serve: %s", refusal.describe(error, data_dir))
         return 1
     return result
 

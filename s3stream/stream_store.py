@@ -109,6 +109,9 @@ class StreamStoreConfig:
     """The most one compaction pass reads (and so holds in memory)."""
     garbage_grace_s: float = 60.0
     checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY
+    accept_data_loss: bool = False
+    """Open a WAL whose acknowledged data is damaged by salvaging its readable
+    records (each dropped range is logged), instead of refusing to open."""
 
 
 class FetchResult(NamedTuple):
@@ -201,23 +204,26 @@ class StreamStore:
         self._closed = False
         self._failure: BaseException | None = None
         self._commit_serial = threading.Lock()
-        self.manifest = Manifest.open(
-            self.store, checkpoint_every=config.checkpoint_every, stop=self._stop
-        )
-        self._ids = ObjectIds(self.manifest.state.next_object_id)
         self._cache = LogCache(config.log_cache_bytes)
         self._streams: dict[int, _Stream] = {}
         self._listeners: list[Callable[[set[int]], None]] = []
         self._replaced_below: dict[int, int] = {}
         """Per stream, the end of the last replaced range: reads below it skip
         the log cache, which may still hold the bytes the replace removed."""
+        # The WAL first: a locked or damaged one refuses the open before the
+        # manifest is fenced, so a refused open writes nothing to the bucket.
         self.wal = WriteAheadLog(
             os.path.join(data_dir, "wal"),
             segment_bytes=config.wal_segment_bytes,
             durability=config.durability,
             on_commit=self._on_wal_commit,
+            accept_data_loss=config.accept_data_loss,
         )
         try:
+            self.manifest = Manifest.open(
+                self.store, checkpoint_every=config.checkpoint_every, stop=self._stop
+            )
+            self._ids = ObjectIds(self.manifest.state.next_object_id)
             self.recovery = self._recover()
         except BaseException:
             self.wal.close()

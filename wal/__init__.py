@@ -10,13 +10,14 @@ from wal.errors import (
     LogFailed,
     LogIOError,
     LogLocked,
+    NoRoomForSegment,
     PermissionDenied,
     RecordTooLarge,
     WalError,
 )
 from wal.group_commit import CommitHook, Durability, Outcome, WalStats
 from wal.log import DATA, DEFAULT_SEGMENT_BYTES, WriteAheadLog
-from wal.recovery import RecoveryReport
+from wal.recovery import Damage, Inspection, RecoveryReport, inspect
 from wal.segment import Entry, Position
 
 __all__ = [
@@ -24,13 +25,16 @@ __all__ = [
     "DEFAULT_SEGMENT_BYTES",
     "CommitHook",
     "CorruptSegment",
+    "Damage",
     "DiskFull",
     "Durability",
     "Entry",
+    "Inspection",
     "LogClosed",
     "LogFailed",
     "LogIOError",
     "LogLocked",
+    "NoRoomForSegment",
     "Outcome",
     "PermissionDenied",
     "Position",
@@ -39,4 +43,5 @@ __all__ = [
     "WalError",
     "WalStats",
     "WriteAheadLog",
+    "inspect",
 ]

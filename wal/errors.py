@@ -24,13 +24,50 @@ class PermissionDenied(WalError):
 
 
 class CorruptSegment(WalError):
-    """Acknowledged data is damaged: a bad record that is not the torn tail."""
+    """Acknowledged data is damaged: a bad record that is not the torn tail.
 
-    def __init__(self, path: str, offset: int, reason: str) -> None:
-        super().__init__(f"corrupt write-ahead log segment {path} at byte {offset}: {reason}")
+    Nothing was changed. Opening with ``accept_data_loss=True`` keeps every
+    readable record and drops the damaged bytes.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        offset: int,
+        reason: str,
+        *,
+        bytes_beyond: int = 0,
+        records_beyond: int = 0,
+        later_segments: int = 0,
+    ) -> None:
+        beyond = f"{bytes_beyond} bytes holding {records_beyond} readable records lie beyond it"
+        if later_segments:
+            beyond += f", and {later_segments} later segments"
+        super().__init__(
+            f"corrupt write-ahead log segment {path} at byte {offset}: {reason}; {beyond}; "
+            "nothing was changed (accepting data loss salvages the readable records)"
+        )
         self.path = path
         self.offset = offset
         self.reason = reason
+        self.bytes_beyond = bytes_beyond
+        self.records_beyond = records_beyond
+        self.later_segments = later_segments
+
+
+class NoRoomForSegment(WalError):
+    """A new segment file could not be given its full size."""
+
+    def __init__(self, path: str, needed: int, free: int, error: OSError) -> None:
+        super().__init__(
+            f"cannot preallocate write-ahead log segment {path}: it needs {needed} bytes, "
+            f"{free} bytes are free on its file system ({error.strerror}); free some space "
+            "or lower the segment size"
+        )
+        self.path = path
+        self.needed = needed
+        self.free = free
+        self.errno = error.errno
 
 
 class DiskFull(WalError):

@@ -18,15 +18,22 @@ SEGMENT_VERSION = 1
 SEGMENT_HEADER = struct.Struct("<8sIIQ4xI")  # magic, version, reserved, sequence, _, crc
 SEGMENT_HEADER_SIZE = SEGMENT_HEADER.size  # 32
 
-RECORD_HEADER = struct.Struct("<IIQB3xQqq")  # crc, length, segment, type, stream, start, end
+# crc, length, segment, type, flags, stream, start, end
+RECORD_HEADER = struct.Struct("<IIQBB2xQqq")
 RECORD_HEADER_SIZE = RECORD_HEADER.size  # 44
-_COVERED = struct.Struct("<IQB3xQqq")  # the header after its crc: what the CRC covers
+_COVERED = struct.Struct("<IQBB2xQqq")  # the header after its crc: what the CRC covers
 _CRC = struct.Struct("<I")
 
 TYPE_INVALID = 0
 TYPE_SEAL = 255
 """Ends every segment but the last; it is never returned by replay."""
 MAX_USER_TYPE = 254
+
+FLAG_SYNCED = 0x01
+"""Set on a record written only after every earlier byte of its segment (and
+every earlier segment) was synced: the first record of a group committed after
+a sync, and every seal. A valid record with this flag beyond a bad one proves
+the bad one was synced, so it is damage, not a torn write."""
 
 _SEGMENT_NAME = re.compile(r"^(\d{20})\.wal$")
 
@@ -62,6 +69,7 @@ class RecordHeader(NamedTuple):
     length: int
     segment: int
     type: int
+    flags: int
     stream_id: int
     start_offset: int
     end_offset: int
@@ -75,8 +83,11 @@ def encode_record_header(
     end_offset: int,
     length: int,
     payload_crc: int,
+    flags: int = 0,
 ) -> bytes:
-    covered = _COVERED.pack(length, segment, record_type, stream_id, start_offset, end_offset)
+    covered = _COVERED.pack(
+        length, segment, record_type, flags, stream_id, start_offset, end_offset
+    )
     return _CRC.pack(crc32c(covered, payload_crc)) + covered
 
 

@@ -22,7 +22,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 
 from wal.errors import DiskFull, LogClosed, LogFailed, LogIOError, WalError
-from wal.format import RECORD_HEADER_SIZE, encode_record_header
+from wal.format import FLAG_SYNCED, RECORD_HEADER_SIZE, encode_record_header
 from wal.segment import Position, SegmentWriter
 
 log = logging.getLogger("tidelog.wal")
@@ -142,8 +142,10 @@ class GroupCommitter:
             self._wakeup.notify()
         self._thread.join()
         try:
-            if self._failure is None and self._unsynced:
-                self._segment.sync()
+            if self._failure is None:
+                # A seal (written after a sync) lets recovery prove that every
+                # record of this segment was synced, the last group's included.
+                self._segment.seal()
         finally:
             self._segment.close()
 
@@ -180,8 +182,9 @@ class GroupCommitter:
                 and time.monotonic() - self._last_sync >= self._sync_interval
             ):
                 self._sync()
-        except OSError as error:
-            failure = self._classify(error)
+        except (OSError, WalError) as error:
+            # A WalError here is a roll that found no room for the next segment.
+            failure = error if isinstance(error, WalError) else self._classify(error)
             with self._wakeup:
                 self._failure = failure
             self._fail(group, failure)
@@ -195,15 +198,19 @@ class GroupCommitter:
         buffers: list[bytes | memoryview] = []
         offset = self._segment.write_offset
         written = 0
+        # The group's first record says whether everything before it is synced
+        # (always, under FSYNC): recovery tells damage from a torn write by it.
+        flags = 0 if self._unsynced else FLAG_SYNCED
         for pending in group:
             size = RECORD_HEADER_SIZE + len(pending.payload)
             written += size
             if offset + size > self._segment_limit:
                 self._segment.write(buffers)
                 buffers = []
-                self._segment = self._roll(self._segment)
+                self._segment = self._roll(self._segment)  # syncs the full segment
                 self.stats.segments_rolled += 1
                 offset = self._segment.write_offset
+                flags = FLAG_SYNCED
             sequence = self._segment.sequence
             buffers.append(
                 encode_record_header(
@@ -214,8 +221,10 @@ class GroupCommitter:
                     pending.end_offset,
                     len(pending.payload),
                     pending.payload_crc,
+                    flags,
                 )
             )
+            flags = 0
             buffers.append(pending.payload)
             positions.append(Position(sequence, offset))
             offset += size

@@ -56,8 +56,16 @@ class WriteAheadLog:
         preallocate: bool = True,
         recycle_segments: int = 2,
         on_commit: CommitHook | None = None,
+        accept_data_loss: bool = False,
     ) -> None:
-        """``on_commit``, if given, is called on the writer thread once per
+        """Opens the log, recovering it first (docs/wal-format.md).
+
+        Damage to acknowledged data raises CorruptSegment and changes nothing;
+        with ``accept_data_loss`` the damaged segments are salvaged instead:
+        every readable record is kept, and each dropped byte range is logged
+        and listed in ``recovery.dropped``.
+
+        ``on_commit``, if given, is called on the writer thread once per
         group with the tags of the group's tagged appends (see ``submit``)
         and their outcomes, before their waiters wake: an owner that keeps
         its own state about appends can update it once per group rather
@@ -72,9 +80,9 @@ class WriteAheadLog:
         self._closed = False
         self._spare_maker: threading.Thread | None = None
         self._spares_made = 0
-        self._lock_fd = _lock_directory(self.directory)
+        self._lock_fd = lock_directory(self.directory)
         try:
-            recovered = recover(self.directory)
+            recovered = recover(self.directory, accept_data_loss=accept_data_loss)
             self.recovery: RecoveryReport = recovered.report
             self._sequences = recovered.sequences
             self._free_files = recovered.free_files
@@ -344,7 +352,7 @@ class WriteAheadLog:
         self.close()
 
 
-def _lock_directory(directory: str) -> int:
+def lock_directory(directory: str) -> int:
     """Takes the directory's exclusive lock; one writer per directory."""
     lock_path = os.path.join(directory, "LOCK")
     try:

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from wal.errors import NoRoomForSegment
 from wal.format import (
+    FLAG_SYNCED,
     RECORD_HEADER_SIZE,
     SEGMENT_HEADER_SIZE,
     TYPE_INVALID,
     TYPE_SEAL,
+    RecordHeader,
     decode_record_header,
     decode_segment_header,
     encode_record_header,
@@ -21,6 +25,7 @@ from wal.format import (
 
 END_OF_FILE = "end of file"
 UNWRITTEN = "unwritten or stale bytes"
+BAD_CRC = "a record's CRC32C does not match"
 IOV_MAX = 1024
 """Linux's limit on buffers per pwritev call."""
 
@@ -58,6 +63,20 @@ class SegmentScan:
     """Why the scan stopped before a seal, if it did."""
 
 
+def check_record(view: memoryview, pos: int, sequence: int) -> RecordHeader | str:
+    """The header of the valid record at ``pos``, or why there is none."""
+    if len(view) - pos < RECORD_HEADER_SIZE:
+        return END_OF_FILE if pos == len(view) else "a record header is cut short"
+    header = decode_record_header(view, pos)
+    if header.segment != sequence or header.type == TYPE_INVALID:
+        return UNWRITTEN
+    if header.length > len(view) - pos - RECORD_HEADER_SIZE:
+        return "a record runs past the end of the file"
+    if record_crc(view, pos, header.length) != header.crc:
+        return BAD_CRC
+    return header
+
+
 def scan_segment(path: str, sequence: int) -> SegmentScan | None:
     """Reads every valid record of a segment; None if its header is not valid."""
     with open(path, "rb") as file:
@@ -68,18 +87,9 @@ def scan_segment(path: str, sequence: int) -> SegmentScan | None:
     view = memoryview(data)
     pos = SEGMENT_HEADER_SIZE
     while True:
-        if len(data) - pos < RECORD_HEADER_SIZE:
-            scan.stop_reason = END_OF_FILE if pos == len(data) else "a record header is cut short"
-            break
-        header = decode_record_header(view, pos)
-        if header.segment != sequence or header.type == TYPE_INVALID:
-            scan.stop_reason = UNWRITTEN
-            break
-        if header.length > len(data) - pos - RECORD_HEADER_SIZE:
-            scan.stop_reason = "a record runs past the end of the file"
-            break
-        if record_crc(view, pos, header.length) != header.crc:
-            scan.stop_reason = "a record's CRC32C does not match"
+        header = check_record(view, pos, sequence)
+        if isinstance(header, str):
+            scan.stop_reason = header
             break
         next_pos = pos + RECORD_HEADER_SIZE + header.length
         if header.type == TYPE_SEAL:
@@ -135,8 +145,19 @@ def zero_filled_file(directory: str, size: int, name: str) -> str:
     return final
 
 
+def _preallocate(fd: int, path: str, size: int) -> None:
+    try:
+        os.posix_fallocate(fd, 0, size)
+    except OSError as error:
+        if error.errno not in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+            raise
+        stats = os.statvfs(os.path.dirname(path) or ".")
+        raise NoRoomForSegment(path, size, stats.f_bavail * stats.f_frsize, error) from error
+
+
 def seal_record(sequence: int) -> bytes:
-    return encode_record_header(sequence, TYPE_SEAL, 0, 0, 0, 0, 0)
+    """A seal; write it only after a sync of everything before it (it claims so)."""
+    return encode_record_header(sequence, TYPE_SEAL, 0, 0, 0, 0, 0, FLAG_SYNCED)
 
 
 class SegmentWriter:
@@ -170,12 +191,14 @@ class SegmentWriter:
         try:
             os.pwrite(fd, encode_segment_header(sequence), 0)
             if preallocate and reuse is None:
-                os.posix_fallocate(fd, 0, size)
+                _preallocate(fd, final, size)
             os.fsync(fd)
             os.rename(temporary, final)
             sync_directory(directory)
         except BaseException:
             os.close(fd)
+            if os.path.exists(temporary):
+                os.unlink(temporary)
             raise
         return cls(final, sequence, fd, SEGMENT_HEADER_SIZE)
 
@@ -202,9 +225,18 @@ class SegmentWriter:
         os.fdatasync(self._fd)
 
     def seal(self) -> None:
-        """Ends the segment: recovery requires a seal on every segment but the last."""
+        """Ends the segment: recovery requires a seal on every segment but the last.
+
+        The seal carries FLAG_SYNCED, so everything before it is synced first:
+        a seal found past a bad record then proves the bad record was synced.
+        """
+        self.sync()
         self.write([seal_record(self.sequence)])
         self.sync()
 
     def close(self) -> None:
-        os.close(self._fd)
+        """Closes the file; again is a no-op (a roll that failed to create the
+        next segment has already closed this one)."""
+        if self._fd >= 0:
+            fd, self._fd = self._fd, -1
+            os.close(fd)

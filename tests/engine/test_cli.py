@@ -11,6 +11,15 @@ from pathlib import Path
 import pytest
 
 import engine
+from tests.engine.helpers_records import child_env, read_partition
+from tests.engine.wal_damage import (
+    TOPIC,
+    acknowledged_then_killed,
+    damage_record_holding,
+    tree,
+    value,
+)
+from wal import WriteAheadLog
 
 
 def _tidelog() -> list[str]:
@@ -87,3 +96,50 @@ def test_wal_bench_compare_reports_every_headline_figure(tmp_path: Path) -> None
         for size in (1024, 16384)
     }
     assert list(tmp_path.iterdir()) == []
+
+
+def _recover(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*_tidelog(), "recover", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=child_env(),
+        check=False,
+    )
+
+
+def test_recover_reports_damage_without_changing_anything_then_salvages_on_request(
+    tmp_path: Path,
+) -> None:
+    data_dir = tmp_path / "data"
+    acknowledged_then_killed(data_dir, 20)
+    path, offset = damage_record_holding(data_dir, value(10))
+    before = tree(data_dir)
+
+    dry = _recover(str(data_dir))
+    assert dry.returncode == 1
+    assert f"damaged: {path} bytes {offset}.." in dry.stdout
+    assert f"tidelog recover --accept-data-loss {data_dir}" in dry.stderr
+    assert tree(data_dir) == before, "a dry run changed the data directory"
+
+    salvage = _recover("--accept-data-loss", str(data_dir))
+    assert salvage.returncode == 0, salvage.stderr
+    assert f"dropped: {path} bytes {offset}.." in salvage.stdout
+    assert "the log opens normally now" in salvage.stdout
+
+    again = _recover(str(data_dir))
+    assert again.returncode == 0 and "no damage" in again.stdout
+    with engine.open(data_dir) as e:
+        assert [r.value for r in read_partition(e, TOPIC, 0)] == [value(i) for i in range(10)]
+
+
+def test_recover_refuses_a_directory_without_a_wal_or_in_use(tmp_path: Path) -> None:
+    missing = _recover(str(tmp_path / "nothing"))
+    assert missing.returncode == 2
+    assert "no write-ahead log" in missing.stderr
+    with WriteAheadLog(tmp_path / "data" / "wal"):
+        locked = _recover(str(tmp_path / "data"))
+    assert locked.returncode == 2
+    assert "in use by another tidelog process" in locked.stderr
+    assert "Traceback" not in missing.stderr + locked.stderr

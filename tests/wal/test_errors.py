@@ -11,13 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.wal.conftest import payloads, segment_files
+from tests.wal.conftest import SMALL_SEGMENT, crash_image, payloads, segment_files
 from wal import (
     CorruptSegment,
     DiskFull,
     LogFailed,
     LogIOError,
     LogLocked,
+    NoRoomForSegment,
     PermissionDenied,
     WriteAheadLog,
 )
@@ -168,14 +169,37 @@ def test_a_torn_tail_is_cut_and_reported(open_log: OpenLog, tmp_path: Path) -> N
     log = open_log()
     log.append(b"kept")
     torn = log.append(b"torn" * 50)
-    log.close()
-    tail = segment_files(tmp_path / "wal")[-1]
+    crashed = crash_image(tmp_path / "wal", tmp_path / "crashed")  # as a kill -9 leaves it
+    tail = segment_files(crashed)[-1]
     raw = bytearray(tail.read_bytes())
-    raw[torn.offset + 60] ^= 0xFF
+    raw[torn.offset + 60] ^= 0xFF  # the last write, never proven synced: a torn write
     tail.write_bytes(raw)
-    reopened = open_log()
-    assert payloads(reopened) == [b"kept"]
-    assert reopened.recovery.torn
-    assert reopened.recovery.tail_path == str(tail)
-    assert "CRC32C" in reopened.recovery.tail_reason
-    assert reopened.recovery.truncated_bytes > 0
+    with WriteAheadLog(crashed, segment_bytes=SMALL_SEGMENT) as reopened:
+        assert payloads(reopened) == [b"kept"]
+        assert reopened.recovery.torn
+        assert reopened.recovery.tail_path == str(tail)
+        assert "CRC32C" in reopened.recovery.tail_reason
+        assert reopened.recovery.truncated_bytes > 0
+
+
+def test_a_segment_without_room_names_its_path_and_space_and_fails_the_log(
+    open_log: OpenLog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A disk that fills up between two segments: the roll's preallocation
+    fails with ENOSPC (injected: a real disk cannot fill on cue here)."""
+    monkeypatch.setattr(WriteAheadLog, "_make_spare", lambda self: None)  # no spare to roll into
+    log = open_log(segment_bytes=65536)
+
+    def no_space(fd: int, offset: int, length: int) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "posix_fallocate", no_space)
+    with pytest.raises(NoRoomForSegment) as raised:
+        for _ in range(100):
+            log.append(b"x" * 1000)
+    assert raised.value.path == str(tmp_path / "wal" / "00000000000000000002.wal")
+    assert (raised.value.needed, raised.value.errno) == (65536, errno.ENOSPC)
+    assert raised.value.free > 0 and "bytes are free" in str(raised.value)
+    with pytest.raises(LogFailed):
+        log.append(b"after")
+    assert not list((tmp_path / "wal").glob("*.tmp"))

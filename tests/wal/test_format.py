@@ -52,7 +52,7 @@ def test_record_header_round_trips_and_crc_covers_payload_then_header(
         segment, record_type, stream, start, end, len(payload), crc32c(payload)
     )
     decoded = decode_record_header(header, 0)
-    assert decoded[1:] == (len(payload), segment, record_type, stream, start, end)
+    assert decoded[1:] == (len(payload), segment, record_type, 0, stream, start, end)
     assert decoded.crc == crc32c(header[4:], crc32c(payload))
     assert record_crc(header + payload, 0, len(payload)) == decoded.crc
 
