@@ -12,6 +12,7 @@ index) and runs the log cleaner for compacted topics.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import logging
 import os
@@ -19,6 +20,7 @@ import re
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -65,6 +67,10 @@ from s3stream import (
 )
 
 log = logging.getLogger("tidelog.engine")
+
+EXIT_CLOSE_TIMEOUT_S = 10.0
+"""How long interpreter exit waits for an engine left open to close."""
+_open_engines: weakref.WeakSet[Engine] = weakref.WeakSet()
 
 _TOPIC_NAME = re.compile(r"^[a-zA-Z0-9._-]{1,249}$")
 EARLIEST = -2
@@ -186,8 +192,13 @@ class Engine:
         self.transactions.start()
         self.store.add_listener(self._on_durable)
         self.cleaner = LogCleaner(self.store)
-        self._background = threading.Thread(target=self._background_loop, name="tidelog-engine")
+        # Daemon threads, so a script that raises with the engine open still
+        # exits; _close_at_exit closes what is left open.
+        self._background = threading.Thread(
+            target=self._background_loop, name="tidelog-engine", daemon=True
+        )
         self._background.start()
+        _open_engines.add(self)
         log.info(
             "engine open: %d topics, %d partitions, leader epoch %d, %d batch headers "
             "replayed, %.2f s",
@@ -705,6 +716,7 @@ class Engine:
             if self._closed:
                 return
             self._closed = True
+        _open_engines.discard(self)
         self._stop.set()
         self._background.join()
         self.transactions.close()
@@ -782,6 +794,35 @@ class Engine:
                 if name in self._topics
                 for p in self._topics[name].partitions
             ]
+
+
+@atexit.register
+def _close_at_exit() -> None:
+    """Closes the engines a script left open when the interpreter exits: the
+    log cache is uploaded if that finishes within EXIT_CLOSE_TIMEOUT_S in
+    all, else the interpreter exits anyway and the next open replays the WAL,
+    which holds everything acknowledged."""
+    engines = list(_open_engines)
+    if not engines:
+        return
+    closing = threading.Thread(target=_close_all, args=(engines,), name="tidelog-exit", daemon=True)
+    closing.start()
+    closing.join(EXIT_CLOSE_TIMEOUT_S)
+    if closing.is_alive():
+        log.warning(
+            "%d engine(s) left open did not close within %.0f s at exit; "
+            "the WAL holds what was acknowledged, and the next open replays it",
+            len(engines),
+            EXIT_CLOSE_TIMEOUT_S,
+        )
+
+
+def _close_all(engines: list[Engine]) -> None:
+    for engine in engines:
+        try:
+            engine.close()
+        except Exception:
+            log.warning("closing an engine left open at exit failed", exc_info=True)
 
 
 def _settle(done: Future[AppendResult], result: AppendResult, error: BaseException | None) -> None:
