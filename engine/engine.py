@@ -373,7 +373,7 @@ class Engine:
         """Partitions of a topic (created first if auto_create_topics is on)."""
         with self._lock:
             if name not in self._topics:
-                self.partition(name, 0)
+                self.partition(name, 0, auto_create=True)
             return len(self._topic(name).partitions)
 
     def _topic_infos(self) -> dict[str, TopicInfo]:
@@ -403,11 +403,15 @@ class Engine:
             raise UnknownTopic(name)
         return topic
 
-    def partition(self, topic: str, partition: int) -> Partition:
+    def partition(self, topic: str, partition: int, *, auto_create: bool = False) -> Partition:
+        """The partition's leader. An unknown topic raises UnknownTopic unless
+        ``auto_create`` and auto_create_topics are on: only produce and
+        metadata create topics, as in Kafka; a fetch or an offset lookup
+        racing a deletion must not bring the topic back."""
         with self._lock:
             found = self._topics.get(topic)
             if found is None:
-                if not self.config.auto_create_topics or self._closed:
+                if not (auto_create and self.config.auto_create_topics) or self._closed:
                     raise UnknownTopic(topic)
                 self.create_topic(topic)
                 found = self._topics[topic]
@@ -427,7 +431,7 @@ class Engine:
         leader epoch) and stored without a copy: it must not change after.
         """
         self._check_open()
-        leader = self.partition(topic, partition)
+        leader = self.partition(topic, partition, auto_create=True)
         with _store_errors():
             result, stored = leader.submit(records)
         done: Future[AppendResult] = Future()
@@ -466,7 +470,7 @@ class Engine:
         are durable. Back-pressure from a full log cache is waited for in
         that coroutine, never by blocking the loop."""
         self._check_open()
-        leader = self.partition(topic, partition)
+        leader = self.partition(topic, partition, auto_create=True)
         with _store_errors():
             result, stored = leader.submit_async(records)
         return self._durable_async(leader, result, stored)
