@@ -31,6 +31,7 @@ from engine.catalog import Catalog, TopicMeta
 from engine.config import TopicConfig, normalize, normalize_all
 from engine.consumer import Consumer
 from engine.errors import (
+    CorruptStoredData,
     EngineClosed,
     EngineError,
     Fenced,
@@ -57,14 +58,15 @@ from engine.state_log import StateLog
 from engine.transactions.coordinator import TransactionCoordinator
 from engine.transactions.producer import TransactionalProducer
 from engine.types import PartitionInfo, TopicDescription, TopicPartition
-from s3stream import Fenced as StoreFenced
 from s3stream import (
+    CorruptObject,
     ObjectStore,
     S3StreamError,
     StoreClosed,
     StreamStore,
     StreamStoreConfig,
 )
+from s3stream import Fenced as StoreFenced
 
 log = logging.getLogger("tidelog.engine")
 
@@ -525,7 +527,7 @@ class Engine:
         stable offset, with the aborted transactions among them."""
         committed = _read_committed(isolation_level)
         self._check_open()
-        with _store_errors():
+        with _store_errors(), _damage_at(topic, partition, offset):
             return self.partition(topic, partition).fetch(offset, max_bytes, committed)
 
     async def fetch_async(
@@ -538,7 +540,7 @@ class Engine:
     ) -> PartitionFetch:
         committed = _read_committed(isolation_level)
         self._check_open()
-        with _store_errors():
+        with _store_errors(), _damage_at(topic, partition, offset):
             return await self.partition(topic, partition).fetch_async(offset, max_bytes, committed)
 
     def list_offset(
@@ -865,6 +867,16 @@ def _store_errors() -> Iterator[None]:
         yield
     except S3StreamError as error:
         raise _translate(error) from error
+
+
+@contextlib.contextmanager
+def _damage_at(topic: str, partition: int, offset: int) -> Iterator[None]:
+    """Raises CorruptStoredData, naming the partition and offset, for a
+    damaged object met by a read inside."""
+    try:
+        yield
+    except CorruptObject as error:
+        raise CorruptStoredData(topic, partition, offset, error.key, error.reason) from error
 
 
 def _translate(error: BaseException) -> BaseException:
