@@ -148,7 +148,8 @@ class Engine:
         """Opens the engine (fencing any other engine on the same storage) and
         recovers every topic from the object store and the local WAL."""
         self = cls.__new__(cls)
-        self._init(os.fspath(data_dir), object_store, config or EngineConfig())
+        with _store_errors():  # e.g. a damaged object met while recovering
+            self._init(os.fspath(data_dir), object_store, config or EngineConfig())
         return self
 
     def _init(
