@@ -35,6 +35,7 @@ from tests.faults.damage import (
     footer_position,
     index_position,
 )
+from tests.server.conftest import ServerProcess
 
 TOPIC = "matrix"
 PARTITIONS = 2
@@ -216,6 +217,20 @@ def test_damage_is_recovered_from_or_refused_by_name(
         assert refused == ([0] if outcome == REFUSES_READ else [])
     finally:
         e.close(flush=False)
+
+
+def test_the_server_refuses_to_start_on_damage_and_says_where(tmp_path: Path) -> None:
+    """``tidelog serve`` on a store it cannot recover exits with the damaged
+    object's key in its log, not a traceback."""
+    data = tmp_path / "data"
+    write(data)
+    damage = damage_catalog_index(data)
+    server = ServerProcess(data)
+    with pytest.raises(RuntimeError, match="exited at start"):
+        server.start()
+    log = server.log()
+    assert "cannot serve" in log and damage.key in log and damage.what in log, log
+    assert "Traceback" not in log, log
 
 
 # -- the manifest's checkpoints, as a property ------------------------------------------------

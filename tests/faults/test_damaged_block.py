@@ -8,6 +8,7 @@ kafka-python raises, where KAFKA_STORAGE_ERROR makes both retry quietly."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Iterator
@@ -63,6 +64,8 @@ def test_embedded_consumer_gets_a_typed_error_naming_the_partition_and_offset(
             assert error.key == key
             assert error.error_code == 2  # CORRUPT_MESSAGE
             assert key in str(error) and f"{TOPIC}-0" in str(error)
+        with pytest.raises(engine.CorruptStoredData):
+            asyncio.run(damaged.poll_async(timeout=5))
         # The other partition of the same object is read as usual.
         healthy = e.consumer(auto_offset_reset="earliest")
         healthy.assign([TopicPartition(TOPIC, 1)])
