@@ -14,6 +14,7 @@ from engine.consumer import Consumer, NoOffsetForPartition
 from engine.engine import Engine, EngineConfig
 from engine.errors import (
     CorruptRecord,
+    CorruptStoredData,
     EngineClosed,
     EngineError,
     Fenced,
@@ -64,6 +65,7 @@ __all__ = [
     "Consumer",
     "ConsumerRecord",
     "CorruptRecord",
+    "CorruptStoredData",
     "Engine",
     "EngineClosed",
     "EngineConfig",

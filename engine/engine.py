@@ -12,6 +12,7 @@ index) and runs the log cleaner for compacted topics.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import logging
 import os
@@ -19,6 +20,7 @@ import re
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -29,6 +31,7 @@ from engine.catalog import Catalog, TopicMeta
 from engine.config import TopicConfig, normalize, normalize_all
 from engine.consumer import Consumer
 from engine.errors import (
+    CorruptStoredData,
     EngineClosed,
     EngineError,
     Fenced,
@@ -55,16 +58,21 @@ from engine.state_log import StateLog
 from engine.transactions.coordinator import TransactionCoordinator
 from engine.transactions.producer import TransactionalProducer
 from engine.types import PartitionInfo, TopicDescription, TopicPartition
-from s3stream import Fenced as StoreFenced
 from s3stream import (
+    CorruptObject,
     ObjectStore,
     S3StreamError,
     StoreClosed,
     StreamStore,
     StreamStoreConfig,
 )
+from s3stream import Fenced as StoreFenced
 
 log = logging.getLogger("tidelog.engine")
+
+EXIT_CLOSE_TIMEOUT_S = 10.0
+"""How long interpreter exit waits for an engine left open to close."""
+_open_engines: weakref.WeakSet[Engine] = weakref.WeakSet()
 
 _TOPIC_NAME = re.compile(r"^[a-zA-Z0-9._-]{1,249}$")
 EARLIEST = -2
@@ -140,7 +148,8 @@ class Engine:
         """Opens the engine (fencing any other engine on the same storage) and
         recovers every topic from the object store and the local WAL."""
         self = cls.__new__(cls)
-        self._init(os.fspath(data_dir), object_store, config or EngineConfig())
+        with _store_errors():  # e.g. a damaged object met while recovering
+            self._init(os.fspath(data_dir), object_store, config or EngineConfig())
         return self
 
     def _init(
@@ -186,8 +195,13 @@ class Engine:
         self.transactions.start()
         self.store.add_listener(self._on_durable)
         self.cleaner = LogCleaner(self.store)
-        self._background = threading.Thread(target=self._background_loop, name="tidelog-engine")
+        # Daemon threads, so a script that raises with the engine open still
+        # exits; _close_at_exit closes what is left open.
+        self._background = threading.Thread(
+            target=self._background_loop, name="tidelog-engine", daemon=True
+        )
         self._background.start()
+        _open_engines.add(self)
         log.info(
             "engine open: %d topics, %d partitions, leader epoch %d, %d batch headers "
             "replayed, %.2f s",
@@ -362,7 +376,7 @@ class Engine:
         """Partitions of a topic (created first if auto_create_topics is on)."""
         with self._lock:
             if name not in self._topics:
-                self.partition(name, 0)
+                self.partition(name, 0, auto_create=True)
             return len(self._topic(name).partitions)
 
     def _topic_infos(self) -> dict[str, TopicInfo]:
@@ -392,11 +406,15 @@ class Engine:
             raise UnknownTopic(name)
         return topic
 
-    def partition(self, topic: str, partition: int) -> Partition:
+    def partition(self, topic: str, partition: int, *, auto_create: bool = False) -> Partition:
+        """The partition's leader. An unknown topic raises UnknownTopic unless
+        ``auto_create`` and auto_create_topics are on: only produce and
+        metadata create topics, as in Kafka; a fetch or an offset lookup
+        racing a deletion must not bring the topic back."""
         with self._lock:
             found = self._topics.get(topic)
             if found is None:
-                if not self.config.auto_create_topics or self._closed:
+                if not (auto_create and self.config.auto_create_topics) or self._closed:
                     raise UnknownTopic(topic)
                 self.create_topic(topic)
                 found = self._topics[topic]
@@ -416,7 +434,7 @@ class Engine:
         leader epoch) and stored without a copy: it must not change after.
         """
         self._check_open()
-        leader = self.partition(topic, partition)
+        leader = self.partition(topic, partition, auto_create=True)
         with _store_errors():
             result, stored = leader.submit(records)
         done: Future[AppendResult] = Future()
@@ -455,7 +473,7 @@ class Engine:
         are durable. Back-pressure from a full log cache is waited for in
         that coroutine, never by blocking the loop."""
         self._check_open()
-        leader = self.partition(topic, partition)
+        leader = self.partition(topic, partition, auto_create=True)
         with _store_errors():
             result, stored = leader.submit_async(records)
         return self._durable_async(leader, result, stored)
@@ -510,7 +528,7 @@ class Engine:
         stable offset, with the aborted transactions among them."""
         committed = _read_committed(isolation_level)
         self._check_open()
-        with _store_errors():
+        with _store_errors(), _damage_at(topic, partition, offset):
             return self.partition(topic, partition).fetch(offset, max_bytes, committed)
 
     async def fetch_async(
@@ -523,7 +541,7 @@ class Engine:
     ) -> PartitionFetch:
         committed = _read_committed(isolation_level)
         self._check_open()
-        with _store_errors():
+        with _store_errors(), _damage_at(topic, partition, offset):
             return await self.partition(topic, partition).fetch_async(offset, max_bytes, committed)
 
     def list_offset(
@@ -705,6 +723,7 @@ class Engine:
             if self._closed:
                 return
             self._closed = True
+        _open_engines.discard(self)
         self._stop.set()
         self._background.join()
         self.transactions.close()
@@ -784,6 +803,35 @@ class Engine:
             ]
 
 
+@atexit.register
+def _close_at_exit() -> None:
+    """Closes the engines a script left open when the interpreter exits: the
+    log cache is uploaded if that finishes within EXIT_CLOSE_TIMEOUT_S in
+    all, else the interpreter exits anyway and the next open replays the WAL,
+    which holds everything acknowledged."""
+    engines = list(_open_engines)
+    if not engines:
+        return
+    closing = threading.Thread(target=_close_all, args=(engines,), name="tidelog-exit", daemon=True)
+    closing.start()
+    closing.join(EXIT_CLOSE_TIMEOUT_S)
+    if closing.is_alive():
+        log.warning(
+            "%d engine(s) left open did not close within %.0f s at exit; "
+            "the WAL holds what was acknowledged, and the next open replays it",
+            len(engines),
+            EXIT_CLOSE_TIMEOUT_S,
+        )
+
+
+def _close_all(engines: list[Engine]) -> None:
+    for engine in engines:
+        try:
+            engine.close()
+        except Exception:
+            log.warning("closing an engine left open at exit failed", exc_info=True)
+
+
 def _settle(done: Future[AppendResult], result: AppendResult, error: BaseException | None) -> None:
     if error is None:
         done.set_result(result)
@@ -820,6 +868,16 @@ def _store_errors() -> Iterator[None]:
         yield
     except S3StreamError as error:
         raise _translate(error) from error
+
+
+@contextlib.contextmanager
+def _damage_at(topic: str, partition: int, offset: int) -> Iterator[None]:
+    """Raises CorruptStoredData, naming the partition and offset, for a
+    damaged object met by a read inside."""
+    try:
+        yield
+    except CorruptObject as error:
+        raise CorruptStoredData(topic, partition, offset, error.key, error.reason) from error
 
 
 def _translate(error: BaseException) -> BaseException:

@@ -243,6 +243,26 @@ class StorageError(EngineError):
     kafka_error = "KAFKA_STORAGE_ERROR"
 
 
+class CorruptStoredData(EngineError):
+    """Stored data of a partition fails its checks when read back (a damaged
+    object in object storage): the records from ``offset`` cannot be served.
+    Kafka's CORRUPT_MESSAGE, which consumers surface to the application
+    (KAFKA_STORAGE_ERROR would have them retry quietly for ever)."""
+
+    kafka_error = "CORRUPT_MESSAGE"
+
+    def __init__(self, topic: str, partition: int, offset: int, key: str, reason: str) -> None:
+        super().__init__(
+            f"{topic}-{partition}: the stored data at offset {offset} is damaged "
+            f"(object {key!r}: {reason}); seek past it to read on"
+        )
+        self.topic = topic
+        self.partition = partition
+        self.offset = offset
+        self.key = key
+        self.reason = reason
+
+
 def error_code(error: BaseException) -> int:
     """The Kafka error code for any exception (UNKNOWN_SERVER_ERROR if untyped)."""
     name = getattr(error, "kafka_error", "UNKNOWN_SERVER_ERROR")

@@ -172,7 +172,8 @@ class Producer:
                 partition = partition_for_key(key_bytes, count)
         tp = self._partitions.get((topic, partition))
         if tp is None:
-            self._engine.partition(topic, partition)  # raises for an unknown partition
+            # Raises for an unknown partition; a produce may create the topic.
+            self._engine.partition(topic, partition, auto_create=True)
             tp = self._partitions[(topic, partition)] = TopicPartition(topic, partition)
         with self._lock:  # the condition's lock, without its Python-level __enter__
             while self._queued_bytes > self.max_queued_bytes and not self._closed:

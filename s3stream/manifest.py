@@ -235,15 +235,14 @@ def load_state(store: ObjectStore) -> ManifestState:
 
 def _load_once(store: ObjectStore) -> ManifestState:
     checkpoints = [i.key for i in store.list(CHECKPOINT_PREFIX)]
-    state = ManifestState()
-    if checkpoints:
-        key = checkpoints[-1]
-        state = ManifestState.from_wire(decode_record(key, store.get(key)))
+    state, damaged = _newest_readable_checkpoint(store, checkpoints)
     for info in store.list(LOG_PREFIX):
         seq = _seq_of(info.key)
         if seq <= state.seq:
             continue
         if seq != state.seq + 1:
+            if damaged is not None:  # the deltas after the older checkpoint are gone
+                raise damaged
             # Deleted by a checkpoint written after we listed: load again.
             raise ObjectNotFound(delta_key(state.seq + 1))
         delta = decode_record(info.key, store.get(info.key))
@@ -256,6 +255,28 @@ def _load_once(store: ObjectStore) -> ManifestState:
             raise CorruptObject(info.key, str(error)) from error
         state.seq = seq
     return state
+
+
+def _newest_readable_checkpoint(
+    store: ObjectStore, checkpoints: list[str]
+) -> tuple[ManifestState, CorruptObject | None]:
+    """The state of the newest checkpoint that reads back (the empty state
+    if there is none), and the damage of the newest one if it did not.
+
+    A checkpoint is a shortcut: the checkpoint before it and the deltas
+    after that (kept until the next checkpoint, see ``_checkpoint``) rebuild
+    the same version. The caller raises the damage if they do not.
+    """
+    damaged: CorruptObject | None = None
+    for key in reversed(checkpoints):
+        try:
+            state = ManifestState.from_wire(decode_record(key, store.get(key)))
+        except CorruptObject as error:
+            log.error("manifest checkpoint %s is damaged (%s); trying the one before", key, error)
+            damaged = damaged or error
+            continue
+        return state, damaged
+    return ManifestState(), damaged
 
 
 def _seq_of(key: str) -> int:

@@ -17,6 +17,10 @@ the whole object, and the stream objects after it, in one GET each. Indexes
 of the objects ahead are read by the workers. Reads never wait behind
 uploads and uploads never wait behind reads: they run on different threads.
 
+A damaged object (a block or index failing its checks) is logged once per
+object, with the offsets it holds, and every read that needs the damaged
+part raises CorruptObject; the object's other blocks are still served.
+
 A range replaced by a log cleaner (``StreamStore.replace_range``) may have
 gaps, offsets no block holds: a read there returns the next batch, and a
 read in a gap at a range's end goes on at the range's end.
@@ -25,6 +29,7 @@ read in a gap at a range's end goes on at the range's end.
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 import time
 from collections import OrderedDict
@@ -45,10 +50,11 @@ from s3stream.objects import (
     parse_block,
     parse_footer,
     parse_index,
-    parse_object,
     read_index,
 )
 from s3stream.store import ObjectStore
+
+log = logging.getLogger("tidelog.s3stream")
 
 
 class _BlockRef(NamedTuple):
@@ -102,6 +108,8 @@ class ObjectReader:
         self._active_readers = 0
         self._active_counted_at = 0.0
         self.gets = 0
+        self._reported: set[str] = set()
+        """Keys of the damaged objects logged so far (each is logged once)."""
 
     def read(
         self,
@@ -373,7 +381,24 @@ class ObjectReader:
         return range_end
 
     def _block(self, ref: _BlockRef) -> list[StoredBatch]:
-        return self.block_cache.get((ref.key, ref.info.position), ref.info.size, self._loader(ref))
+        try:
+            return self.block_cache.get(
+                (ref.key, ref.info.position), ref.info.size, self._loader(ref)
+            )
+        except CorruptObject as error:
+            info = ref.info
+            self._report(
+                error, f"stream {info.stream_id} offsets [{info.start_offset}, {info.end_offset})"
+            )
+            raise
+
+    def _report(self, error: CorruptObject, holding: str) -> None:
+        """Logs a damaged object, once per object: what it is and what it holds."""
+        with self._lock:
+            if error.key in self._reported:
+                return
+            self._reported.add(error.key)
+        log.error("object %s is damaged, %s cannot be read: %s", error.key, holding, error)
 
     def _loader(self, ref: _BlockRef) -> Loader:
         def load() -> list[StoredBatch]:
@@ -398,7 +423,14 @@ class ObjectReader:
         """The index of an object a read at ``offset`` needs, whose range for
         the stream starts at ``range_start``; read with the whole object if
         ``_reads_whole`` says so."""
-        return self.index(meta, whole=self._reads_whole(meta, offset, range_start))
+        try:
+            return self.index(meta, whole=self._reads_whole(meta, offset, range_start))
+        except CorruptObject as error:
+            held = ", ".join(
+                f"stream {r.stream_id} [{r.start_offset}, {r.end_offset})" for r in meta.ranges
+            )
+            self._report(error, f"its index is unreadable, so all it holds ({held})")
+            raise
 
     def _reads_whole(self, meta: ObjectMeta, offset: int, range_start: int) -> bool:
         """Whether a read at ``offset`` fetches all of the object in one GET:
@@ -446,8 +478,19 @@ class ObjectReader:
         if data is None:
             self.gets += 1
             data = self.store.get(meta.key)
-        index, blocks = parse_object(meta.key, data)
-        for info, batches in zip(index.blocks, blocks, strict=True):
+        index = read_index(meta.key, data, len(data))
+        if isinstance(index, int):  # cannot happen with the whole object in hand
+            raise CorruptObject(meta.key, "index outside the object", index)
+        view = memoryview(data)
+        for info in index.blocks:
+            try:
+                batches = parse_block(
+                    meta.key, info, view[info.position : info.position + info.size]
+                )
+            except CorruptObject:
+                # Not cached: the read that needs this block fetches it again
+                # and reports the damage; the object's other blocks are served.
+                continue
             block_key = (meta.key, info.position)
             if self.block_cache.claim(block_key):
                 self.block_cache.fulfil(block_key, info.size, batches)

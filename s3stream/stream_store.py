@@ -238,8 +238,14 @@ class StreamStore:
             readahead_bytes=config.readahead_bytes,
             readahead_span_bytes=config.readahead_span_bytes,
         )
-        self._uploader = threading.Thread(target=self._upload_loop, name="s3stream-upload")
-        self._compactor = threading.Thread(target=self._compact_loop, name="s3stream-compact")
+        # Daemon threads: an owner that never closes the store must not keep
+        # the interpreter from exiting (the WAL holds what was appended).
+        self._uploader = threading.Thread(
+            target=self._upload_loop, name="s3stream-upload", daemon=True
+        )
+        self._compactor = threading.Thread(
+            target=self._compact_loop, name="s3stream-compact", daemon=True
+        )
         self._compact_now = threading.Event()
         self._uploader.start()
         self._compactor.start()

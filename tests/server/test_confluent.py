@@ -763,6 +763,9 @@ class SteadyProducer:
     """Produces unique values to a topic's partitions from a thread until
     stopped, recording every delivery report."""
 
+    pause_every = 10
+    """A millisecond's pause after this many records: a steady stream, not a flood."""
+
     def __init__(self, producer: Producer, topic: str, partitions: int) -> None:
         self.producer = producer
         self.topic = topic
@@ -793,8 +796,8 @@ class SteadyProducer:
                 continue
             self.sent += 1
             self.producer.poll(0)
-            if self.sent % 10 == 0:
-                time.sleep(0.001)  # a steady stream, not a flood
+            if self.sent % self.pause_every == 0:
+                time.sleep(0.001)
 
     def delivered(self, count: int, timeout: float = TIMEOUT) -> None:
         """Waits until at least ``count`` records were reported delivered."""

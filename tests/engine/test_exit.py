@@ -1,0 +1,149 @@
+"""A script that opens an engine without ``with`` or ``close()`` and then
+raises, or is interrupted with Ctrl-C, exits: the engine's threads do not
+keep the interpreter alive, and every record whose future resolved is found
+when the data directory is opened again.
+
+The script runs in a child process, as a user's script would; the parent
+gives it a timeout and reads what the child printed as acknowledged.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import uuid
+from dataclasses import replace
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+import engine
+from engine.engine import EXIT_CLOSE_TIMEOUT_S
+from tests.engine.conftest import QUIET_STORE
+from tests.engine.frozen_link import FrozenLink
+from tests.engine.helpers_records import child_env, read_partition
+from tests.s3stream.conftest import S3Endpoint, s3_endpoint  # noqa: F401
+
+EXIT_TIMEOUT_S = 60
+RECORDS = 200
+
+SCRIPT = """
+import json, os, signal, sys, time
+import engine
+from s3stream import StreamStoreConfig
+
+# Uploads only at close: what the child acknowledged is in the WAL alone.
+config = engine.EngineConfig(
+    store=StreamStoreConfig(upload_interval_s=3600, compaction_interval_s=3600)
+)
+e = engine.open(sys.argv[1], sys.argv[3] if len(sys.argv) > 3 else None, config)
+e.create_topic("exit", partitions=1)
+producer = e.producer(linger_ms=5)
+futures = [producer.send("exit", str(i).encode()) for i in range({records})]
+acked = [[int(f.result(30).offset), i] for i, f in enumerate(futures)]
+print(json.dumps(acked), flush=True)
+if sys.argv[2] == "raise":
+    input()  # the parent may take the object store away first
+    raise RuntimeError("the script fails with the engine still open")
+print("waiting for SIGINT", flush=True)
+time.sleep(3600)
+"""
+
+
+@pytest.mark.parametrize("ending", ["raise", "sigint"])
+def test_script_that_raises_with_the_engine_open_exits_and_keeps_acked_records(
+    tmp_path: Path, ending: str
+) -> None:
+    data = tmp_path / "data"
+    child = subprocess.Popen(
+        [sys.executable, "-c", SCRIPT.format(records=RECORDS), str(data), ending],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=child_env(),
+    )
+    try:
+        assert child.stdout is not None
+        acked = json.loads(child.stdout.readline())
+        if ending == "raise":
+            assert child.stdin is not None
+            child.stdin.write("\n")
+            child.stdin.flush()
+        if ending == "sigint":
+            assert child.stdout.readline().strip() == "waiting for SIGINT"
+            child.send_signal(signal.SIGINT)
+        try:
+            _, stderr = child.communicate(timeout=EXIT_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"the script did not exit within {EXIT_TIMEOUT_S} s of {ending}")
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert child.returncode != 0
+    expected = "RuntimeError" if ending == "raise" else "KeyboardInterrupt"
+    assert expected in stderr
+    assert len(acked) == RECORDS
+
+    with engine.open(data, None, engine.EngineConfig(store=QUIET_STORE)) as e:
+        found = {r.offset: r.value for r in read_partition(e, "exit", 0)}
+    for offset, i in acked:
+        assert found.get(offset) == str(i).encode(), f"record {i} at offset {offset}"
+    assert len(found) == RECORDS
+
+
+@pytest.mark.slow
+def test_exit_with_an_unreachable_object_store_is_bounded_and_keeps_acked_records(
+    tmp_path: Path,
+    s3_endpoint: S3Endpoint,  # noqa: F811
+) -> None:
+    """The object store stops answering before the script raises: the
+    upload at exit cannot finish, the interpreter exits after
+    EXIT_CLOSE_TIMEOUT_S, and the WAL brings every acknowledged record back."""
+    data = tmp_path / "data"
+    prefix = f"exit-{uuid.uuid4().hex}"
+    parsed = urlsplit(s3_endpoint.url)
+    assert parsed.hostname is not None and parsed.port is not None
+    with FrozenLink((parsed.hostname, parsed.port)) as link:
+        through_link = replace(s3_endpoint, url=f"http://127.0.0.1:{link.port}")
+        child = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                SCRIPT.format(records=RECORDS),
+                str(data),
+                "raise",
+                through_link.store_url(prefix),
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=child_env(),
+        )
+        try:
+            assert child.stdout is not None and child.stdin is not None
+            acked = json.loads(child.stdout.readline())
+            link.freeze()
+            child.stdin.write("\n")
+            child.stdin.flush()
+            try:
+                _, stderr = child.communicate(timeout=EXIT_CLOSE_TIMEOUT_S + 30)
+            except subprocess.TimeoutExpired:
+                pytest.fail("the script did not exit with its object store unreachable")
+        finally:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+    assert "RuntimeError" in stderr
+    assert "did not close within" in stderr  # the bound, not a finished upload, ended it
+    assert len(acked) == RECORDS
+    config = engine.EngineConfig(store=QUIET_STORE)
+    with engine.open(data, s3_endpoint.store_url(prefix), config) as e:
+        found = {r.offset: r.value for r in read_partition(e, "exit", 0)}
+    for offset, i in acked:
+        assert found.get(offset) == str(i).encode(), f"record {i} at offset {offset}"
