@@ -38,6 +38,7 @@ from engine.partition import AppendResult, OffsetAndTimestamp, PartitionFetch
 from engine.producer import Producer
 from engine.types import (
     ConsumerRecord,
+    NewTopic,
     PartitionInfo,
     RecordMetadata,
     TopicDescription,
@@ -77,6 +78,7 @@ __all__ = [
     "InvalidTimestamp",
     "InvalidTopic",
     "InvalidTxnState",
+    "NewTopic",
     "NoOffsetForPartition",
     "OffsetAndTimestamp",
     "OffsetOutOfRange",
