@@ -26,6 +26,7 @@ from engine import (
     TopicExists,
     UnknownTopic,
 )
+from tests.engine.helpers_records import batch
 from tests.engine.recording_store import NO_UPLOADS, RecordingStore
 
 
@@ -190,3 +191,19 @@ def catalog_snapshot(catalog: Any) -> bytes:
     import msgpack
 
     return bytes(msgpack.packb(["snapshot", catalog.state.to_wire()], use_bin_type=True))
+
+
+def test_partitions_never_written_to_write_no_checkpoint(tmp_path: Path) -> None:
+    """A checkpoint of an empty partition records nothing: thousands of new
+    topics must not cost thousands of state-stream appends, at each
+    checkpoint pass and each restart."""
+    store = RecordingStore(tmp_path / "bucket")
+    with _open(tmp_path, store) as opened:
+        opened.create_topics(_names("empty", 100))
+        opened.produce("empty-0", 0, batch([b"v"]))
+        opened.checkpoint()
+        states = [
+            opened.store.next_offset(opened.partition(f"empty-{i}", 0).state_stream_id)
+            for i in range(100)
+        ]
+        assert states == [1] + [0] * 99
