@@ -4,7 +4,8 @@ This server is the one broker of its cluster and the leader of every
 partition; Metadata says so, with the leader epoch clients use to detect a
 restart (KIP-320). A Metadata request naming unknown topics, with
 auto-creation on, creates them all in one step on the admin thread
-(context.off_loop), within Kafka's bound of records per request.
+(context.off_loop), within Kafka's bound of records per request; a
+response about many topics is built and encoded there too.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from engine.server.context import NONE, Body, RequestContext, Response, error_co
 from engine.server.handlers.common import auto_create_topics, topic_names_by_id, uuid_bytes
 
 _AUTHORIZED_OPERATIONS_OMITTED = -(2**31)
+_MANY_TOPICS = 1000
+"""A response about more topics than this is built on the admin thread."""
 _FIRST_TOPIC_ID_VERSION = 12
 """Metadata requests carry topic ids from v10, but may use them from v12."""
 
@@ -39,6 +42,8 @@ def handle_metadata(context: RequestContext, request: Any) -> Response:
             return off_loop(
                 context, lambda: _metadata(context, wanted, auto_create_topics(context, unknown))
             )
+    if len(wanted) > _MANY_TOPICS:  # every topic of a large engine, say: a long encode
+        return off_loop(context, lambda: _metadata(context, wanted, {}))
     return _metadata(context, wanted, {})
 
 
