@@ -86,6 +86,9 @@ class CatalogState:
                 self.topics.pop(name, None)
         elif kind == "add_partitions":
             self.topics[record[1]].streams.extend((d, s) for d, s in record[2])
+        elif kind == "add_partitions_many":
+            for name, pairs in record[1]:
+                self.topics[name].streams.extend((d, s) for d, s in pairs)
         elif kind == "alter_configs":
             configs = self.topics[record[1]].configs
             for name, value in record[2].items():

@@ -386,21 +386,53 @@ class Engine:
 
     def create_partitions(self, name: str, total: int, *, validate_only: bool = False) -> None:
         """Grows a topic to ``total`` partitions (Kafka never shrinks one)."""
-        with self._lock:
+        error = self.create_partitions_many([(name, total)], validate_only=validate_only)[0]
+        if error is not None:
+            raise error
+
+    def create_partitions_many(
+        self, totals: Sequence[tuple[str, int]], *, validate_only: bool = False
+    ) -> list[EngineError | None]:
+        """Grows many topics at once, each to its total: one manifest commit
+        for all the new streams and one catalog record (all or nothing after
+        a crash). Per topic, in order: None, or the error that refused it
+        (UnknownTopic; InvalidPartitions for a total that does not grow the
+        topic, or a topic given twice). A store failure raises."""
+        results: list[EngineError | None] = []
+        growing: list[tuple[Topic, int]] = []
+        with self._lock, collector_paused(len(totals) >= _MANY_TOPICS):
             self._check_open()
-            topic = self._topic(name)
-            current = len(topic.partitions)
-            if total <= current:
-                raise InvalidPartitions(
-                    f"topic {name} has {current} partitions; it can only grow, not to {total}"
-                )
-            if validate_only:
-                return
-            ids = self._create_streams(2 * (total - current))
-            streams = [(ids[2 * i], ids[2 * i + 1]) for i in range(total - current)]
-            self._append_catalog(["add_partitions", name, [list(s) for s in streams]])
-            for pair in streams:
-                topic.partitions.append(self._load_partition(topic, pair))
+            for name, total in totals:
+                topic = self._topics.get(name)
+                current = 0 if topic is None else len(topic.partitions)
+                if topic is None:
+                    results.append(UnknownTopic(name))
+                elif any(grown is topic for grown, _ in growing):
+                    results.append(InvalidPartitions(f"topic {name} is given twice"))
+                elif total <= current:
+                    results.append(
+                        InvalidPartitions(
+                            f"topic {name} has {current} partitions; it can only grow, "
+                            f"not to {total}"
+                        )
+                    )
+                else:
+                    results.append(None)
+                    growing.append((topic, total - current))
+            if validate_only or not growing:
+                return results
+            ids = iter(self._create_streams(2 * sum(count for _, count in growing)))
+            added = [
+                (topic, [(next(ids), next(ids)) for _ in range(count)]) for topic, count in growing
+            ]
+            wire = [[topic.name, [list(pair) for pair in pairs]] for topic, pairs in added]
+            self._append_catalog(
+                ["add_partitions", *wire[0]] if len(wire) == 1 else ["add_partitions_many", wire]
+            )
+            for topic, pairs in added:
+                for pair in pairs:
+                    topic.partitions.append(self._load_partition(topic, pair))
+        return results
 
     def alter_configs(
         self,

@@ -207,3 +207,29 @@ def test_partitions_never_written_to_write_no_checkpoint(tmp_path: Path) -> None
             for i in range(100)
         ]
         assert states == [1] + [0] * 99
+
+
+def test_create_partitions_many_is_one_commit_and_one_catalog_record(tmp_path: Path) -> None:
+    store = RecordingStore(tmp_path / "bucket")
+    with _open(tmp_path, store) as opened:
+        opened.create_topics(_names("g", 300))
+        mark = len(store.manifest_puts)
+        catalog_end = opened.store.next_offset(opened.catalog.stream_id)
+        totals = [(f"g-{i}", 3) for i in range(300)]
+        results = opened.create_partitions_many([*totals, ("g-0", 5), ("unknown", 2), ("g-1", 1)])
+        assert results[:300] == [None] * 300
+        assert [type(r) for r in results[300:]] == [
+            InvalidPartitions,
+            UnknownTopic,
+            InvalidPartitions,
+        ]
+        (ops,) = store.deltas_since(mark)
+        assert len(ops) == 300 * 2 * 2  # two new partitions, each a data and a state stream
+        assert opened.store.next_offset(opened.catalog.stream_id) == catalog_end + 1
+        assert {opened.partition_count(f"g-{i}") for i in range(300)} == {3}
+        assert opened.create_partitions_many([("g-0", 4)], validate_only=True) == [None]
+        assert opened.partition_count("g-0") == 3
+        opened.produce("g-7", 2, batch([b"grown"]))
+    with _open(tmp_path, store) as reopened:
+        assert {reopened.partition_count(f"g-{i}") for i in range(300)} == {3}
+        assert reopened.offsets("g-7", 2) == (0, 1)

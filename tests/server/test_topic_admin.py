@@ -199,7 +199,7 @@ def recorded(tmp_path: Path) -> Iterator[tuple[RecordingStore, InProcessServer]]
         opened.close()
 
 
-def test_a_create_topics_request_is_one_manifest_commit(
+def test_a_topic_admin_request_is_one_manifest_commit(
     recorded: tuple[RecordingStore, InProcessServer],
 ) -> None:
     store, server = recorded
@@ -217,6 +217,17 @@ def test_a_create_topics_request_is_one_manifest_commit(
         (ops,) = store.deltas_since(mark)
         assert {op[0] for op in ops} == {"delete_stream"}
         assert len(listed(wire, "r")) == 2000
+        mark = len(store.manifest_puts)
+        grow = build(
+            request_schema(37, 3),
+            topics=[{"name": f"r0-{i}", "count": 2, "assignments": None} for i in range(1000)],
+            timeout=datetime.timedelta(seconds=60),
+        )
+        response = wire.request(grow)
+        assert {r.error_code for r in response.results} == {NONE}
+        (ops,) = store.deltas_since(mark)
+        assert len(ops) == 2000
+        assert set(listed(wire, "r0-").values()) == {2}
 
 
 def test_create_topics_answers_each_topic(recorded: tuple[RecordingStore, InProcessServer]) -> None:

@@ -186,11 +186,10 @@ def _delete_topics(context: RequestContext, wanted: list[tuple[str | None, bytes
 
 def handle_create_partitions(context: RequestContext, request: Any) -> Body:
     engine = context.engine
-    existing = set(engine.list_topics())  # an unknown topic fails on its own below
     added = 0
     for topic in request.topics:
-        if topic.name in existing:
-            added += max(topic.count - engine.partition_count(topic.name), 0)
+        with contextlib.suppress(EngineError):  # an unknown topic fails on its own below
+            added += max(topic.count - engine.topic_shape(topic.name)[1], 0)
     if added > MAX_RECORDS_PER_REQUEST:
         code = ERROR_CODES["POLICY_VIOLATION"]
         return {
@@ -200,12 +199,17 @@ def handle_create_partitions(context: RequestContext, request: Any) -> Body:
                 for t in request.topics
             ],
         }
+    outcomes: list[EngineError | None]
+    try:
+        outcomes = engine.create_partitions_many(
+            [(topic.name, topic.count) for topic in request.topics],
+            validate_only=request.validate_only,
+        )
+    except EngineError as error:  # the store failed: no topic grew
+        outcomes = [error] * len(request.topics)
     results = []
-    for topic in request.topics:
-        try:
-            engine.create_partitions(topic.name, topic.count, validate_only=request.validate_only)
-            code, message = NONE, None
-        except EngineError as error:
-            code, message = error_code(error), error_message(error)
+    for topic, outcome in zip(request.topics, outcomes, strict=True):
+        code = NONE if outcome is None else error_code(outcome)
+        message = None if outcome is None else error_message(outcome)
         results.append({"name": topic.name, "error_code": code, "error_message": message})
     return {"throttle_time": 0, "results": results}
