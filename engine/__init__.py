@@ -39,6 +39,7 @@ from engine.partition import AppendResult, OffsetAndTimestamp, PartitionFetch
 from engine.producer import Producer
 from engine.types import (
     ConsumerRecord,
+    NewTopic,
     PartitionInfo,
     RecordMetadata,
     TopicDescription,
@@ -79,6 +80,7 @@ __all__ = [
     "InvalidTimestamp",
     "InvalidTopic",
     "InvalidTxnState",
+    "NewTopic",
     "NoOffsetForPartition",
     "OffsetAndTimestamp",
     "OffsetOutOfRange",

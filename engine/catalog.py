@@ -3,16 +3,21 @@
 It lives in the stream store as one stream of msgpack records (the first
 stream the engine creates, so the lowest id), written through the WAL like
 record data and uploaded with it: a fresh machine with only the bucket reads
-it back and sees every topic. Each change is one record; every
-``SNAPSHOT_EVERY`` records a snapshot of the whole state is appended and the
-stream is trimmed to it, so reading the catalog stays short. The record
-formats are specified in docs/engine-format.md.
+it back and sees every topic. Each change is one record (a request that
+creates or deletes many topics is one record too, so it is all or nothing);
+once ``SNAPSHOT_EVERY`` records, and at least as many bytes as the last
+snapshot took, were appended since it, a snapshot of the whole state is
+appended and the stream is trimmed to it: reading the catalog stays short,
+and writing snapshots costs in proportion to the changes, however many
+topics there are. The record formats are specified in
+docs/engine-format.md.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -70,10 +75,20 @@ class CatalogState:
         elif kind == "create_topic":
             meta = TopicMeta.from_wire(record[1])
             self.topics[meta.name] = meta
+        elif kind == "create_topics":
+            for raw in record[1]:
+                meta = TopicMeta.from_wire(raw)
+                self.topics[meta.name] = meta
         elif kind == "delete_topic":
             self.topics.pop(record[1], None)
+        elif kind == "delete_topics":
+            for name in record[1]:
+                self.topics.pop(name, None)
         elif kind == "add_partitions":
             self.topics[record[1]].streams.extend((d, s) for d, s in record[2])
+        elif kind == "add_partitions_many":
+            for name, pairs in record[1]:
+                self.topics[name].streams.extend((d, s) for d, s in pairs)
         elif kind == "alter_configs":
             configs = self.topics[record[1]].configs
             for name, value in record[2].items():
@@ -118,6 +133,8 @@ class Catalog:
         self._lock = threading.Lock()
         self._internal_lock = threading.Lock()
         self._since_snapshot = 0
+        self._bytes_since_snapshot = 0
+        self._snapshot_bytes = 0
         self._next_producer_id = state.producer_ids_end
 
     @classmethod
@@ -134,13 +151,17 @@ class Catalog:
         store.open_stream(stream_id, 0)
         state = CatalogState()
         records = 0
-        for record in read_records(store, stream_id):
+        catalog_bytes = [0, 0]  # the first record's (a snapshot's) and the rest's
+        for payload in read_payloads(store, stream_id):
+            record = msgpack.unpackb(payload, raw=False, strict_map_key=False)
             if records == 0 and record[0] not in ("catalog", "snapshot"):
                 raise ValueError(f"stream {stream_id} is not a tidelog catalog")
             state.apply(record)
+            catalog_bytes[records > 0] += len(payload)
             records += 1
         catalog = cls(store, stream_id, state)
         catalog._since_snapshot = records
+        catalog._snapshot_bytes, catalog._bytes_since_snapshot = catalog_bytes
         if records == 0:  # created, then the process died before its first record
             catalog.append(["catalog", FORMAT_VERSION, int(time.time() * 1000)])
         return catalog
@@ -153,7 +174,11 @@ class Catalog:
             offset = self.store.next_offset(self.stream_id)
             self.store.append(self.stream_id, offset, offset, payload)
             self._since_snapshot += 1
-            if self._since_snapshot >= SNAPSHOT_EVERY:
+            self._bytes_since_snapshot += len(payload)
+            if (
+                self._since_snapshot >= SNAPSHOT_EVERY
+                and self._bytes_since_snapshot >= self._snapshot_bytes
+            ):
                 self._snapshot_locked()
 
     def _snapshot_locked(self) -> None:
@@ -162,6 +187,8 @@ class Catalog:
         self.store.append(self.stream_id, offset, offset, payload)
         self.store.trim(self.stream_id, offset)
         self._since_snapshot = 1
+        self._snapshot_bytes = len(payload)
+        self._bytes_since_snapshot = 0
 
     def internal_stream(self, name: str) -> int:
         """The id of the engine's own stream ``name``, created on first use."""
@@ -184,15 +211,19 @@ class Catalog:
 
 def read_records(store: StreamStore, stream_id: int) -> list[Any]:
     """Every msgpack record of a stream, from its start to its end."""
-    records: list[Any] = []
+    return [
+        msgpack.unpackb(payload, raw=False, strict_map_key=False)
+        for payload in read_payloads(store, stream_id)
+    ]
+
+
+def read_payloads(store: StreamStore, stream_id: int) -> Iterator[bytes | memoryview]:
+    """Every append's bytes of a stream, from its start to its end."""
     offset, end = store.start_offset(stream_id), store.end_offset(stream_id)
     while offset < end:
         result = store.fetch(stream_id, offset, 4 * 1024 * 1024)
         if not result.batches:
             break
-        records.extend(
-            msgpack.unpackb(batch.payload, raw=False, strict_map_key=False)
-            for batch in result.batches
-        )
+        for batch in result.batches:
+            yield batch.payload
         offset = result.next_offset
-    return records

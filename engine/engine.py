@@ -21,7 +21,7 @@ import threading
 import time
 import uuid
 import weakref
-from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -43,6 +43,7 @@ from engine.errors import (
     UnknownPartition,
     UnknownTopic,
 )
+from engine.gc_pause import collector_paused
 from engine.groups import ConsumerLag, GroupConfig, GroupCoordinator, consumer_lag
 from engine.groups.consumer_group import TopicInfo
 from engine.log_cleaner import LogCleaner
@@ -57,7 +58,7 @@ from engine.producer import Producer
 from engine.state_log import StateLog
 from engine.transactions.coordinator import TransactionCoordinator
 from engine.transactions.producer import TransactionalProducer
-from engine.types import PartitionInfo, TopicDescription, TopicPartition
+from engine.types import NewTopic, PartitionInfo, TopicDescription, TopicPartition
 from s3stream import (
     CorruptObject,
     ObjectStore,
@@ -79,6 +80,8 @@ EARLIEST = -2
 LATEST = -1
 READ_UNCOMMITTED = "read_uncommitted"
 READ_COMMITTED = "read_committed"
+_MANY_TOPICS = 64
+"""Changes of this many topics pause the garbage collector (gc_pause.py)."""
 
 
 @dataclass(frozen=True)
@@ -261,35 +264,85 @@ class Engine:
         validate_only: bool = False,
     ) -> TopicDescription:
         """Creates a topic; Kafka's rules for names, partition counts and configs."""
-        count = self.config.default_partitions if partitions in (None, -1) else partitions
+        new = NewTopic(name, partitions, configs, replication_factor)
+        result = self.create_topics([new], validate_only=validate_only)[0]
+        if isinstance(result, EngineError):
+            raise result
+        return result
+
+    def create_topics(
+        self, topics: Sequence[NewTopic], *, validate_only: bool = False
+    ) -> list[TopicDescription | EngineError]:
+        """Creates many topics at once: one manifest commit for all their
+        streams and one catalog record naming them all, so after a crash
+        either every one of them exists or none does. Per topic, in order:
+        its description, or the error that refused it (the others are
+        created regardless). A name given twice is refused the second time
+        (TopicExists). A store failure raises, and then none was created."""
+        results: list[TopicDescription | EngineError | None] = [None] * len(topics)
+        checked: list[tuple[int, str, int, dict[str, str]]] = []
+        for i, topic in enumerate(topics):
+            try:
+                checked.append((i, topic.name, *self._check_new_topic(topic)))
+            except EngineError as error:
+                results[i] = error
+        created: list[tuple[int, Topic]] = []
+        with self._lock, collector_paused(len(checked) >= _MANY_TOPICS):
+            self._check_open()
+            fresh: list[tuple[int, str, int, dict[str, str]]] = []
+            taken: set[str] = set()
+            for i, name, count, overrides in checked:
+                if name in self._topics or name in taken:
+                    results[i] = TopicExists(name)
+                elif validate_only:
+                    results[i] = self._describe_new(name, count, overrides)
+                else:
+                    taken.add(name)
+                    fresh.append((i, name, count, overrides))
+            if fresh:
+                ids = iter(self._create_streams(2 * sum(count for _, _, count, _ in fresh)))
+                created_ms = now_ms()
+                metas = [
+                    TopicMeta(
+                        name,
+                        uuid.uuid4().bytes,
+                        overrides,
+                        [(next(ids), next(ids)) for _ in range(count)],
+                        created_ms,
+                    )
+                    for _, name, count, overrides in fresh
+                ]
+                wire = [meta.to_wire() for meta in metas]
+                self._append_catalog(
+                    ["create_topic", wire[0]] if len(wire) == 1 else ["create_topics", wire]
+                )
+                topics_now = self.catalog.state.topics
+                created = [(i, self._load_topic(topics_now[name])) for i, name, _, _ in fresh]
+        with collector_paused(len(created) >= _MANY_TOPICS):
+            for i, loaded in created:
+                results[i] = self._describe(loaded)
+        if created:
+            if len(created) == 1:
+                log.info("created topic %s", created[0][1].name)
+            else:
+                log.info("created %d topics", len(created))
+        return [r for r in results if r is not None]
+
+    def _check_new_topic(self, topic: NewTopic) -> tuple[int, dict[str, str]]:
+        """The topic's partition count and config overrides, by Kafka's rules."""
+        count = (
+            self.config.default_partitions if topic.partitions in (None, -1) else topic.partitions
+        )
         assert count is not None
-        _check_topic_name(name)
+        _check_topic_name(topic.name)
         if count < 1:
             raise InvalidPartitions(f"a topic needs at least 1 partition, not {count}")
-        if replication_factor not in (1, -1):
+        if topic.replication_factor not in (1, -1):
             raise InvalidReplicationFactor(
-                f"replication factor {replication_factor}: this engine is one node, "
+                f"replication factor {topic.replication_factor}: this engine is one node, "
                 "its durability comes from the WAL and object storage"
             )
-        overrides = normalize_all(configs or {})
-        with self._lock:
-            self._check_open()
-            if name in self._topics:
-                raise TopicExists(name)
-            if validate_only:
-                return self._describe_new(name, count, overrides)
-            ids = self._create_streams(2 * count)
-            meta = TopicMeta(
-                name,
-                uuid.uuid4().bytes,
-                overrides,
-                [(ids[2 * i], ids[2 * i + 1]) for i in range(count)],
-                now_ms(),
-            )
-            self._append_catalog(["create_topic", meta.to_wire()])
-            self._load_topic(self.catalog.state.topics[name])
-        log.info("created topic %s with %d partitions", name, count)
-        return self.describe_topic(name)
+        return count, normalize_all(topic.configs or {})
 
     def _describe_new(self, name: str, count: int, overrides: dict[str, str]) -> TopicDescription:
         config = TopicConfig(overrides, self.topic_defaults)
@@ -297,37 +350,103 @@ class Engine:
         return TopicDescription(name, bytes(16), parts, config.describe())
 
     def delete_topic(self, name: str) -> None:
+        error = self.delete_topics([name])[0]
+        if error is not None:
+            raise error
+
+    def delete_topics(self, names: Sequence[str]) -> list[EngineError | None]:
+        """Deletes many topics at once: one catalog record naming them all,
+        then one manifest commit deleting all their streams. Per name, in
+        order: None, or the error that refused it (UnknownTopic; a name given
+        twice is unknown the second time). A store failure raises."""
+        results: list[EngineError | None] = []
+        deleted: list[Topic] = []
         with self._lock:
             self._check_open()
-            topic = self._topic(name)
-            self._append_catalog(["delete_topic", name])
-            del self._topics[name]
-            for partition in topic.partitions:
-                self._by_stream.pop(partition.stream_id, None)
-        self.groups.on_topic_deleted(name)
-        for partition in topic.partitions:
-            for stream_id in (partition.stream_id, partition.state_stream_id):
-                with contextlib.suppress(S3StreamError):
-                    self.store.delete_stream(stream_id)
-        log.info("deleted topic %s", name)
+            for name in names:
+                topic = self._topics.get(name)
+                if topic is None or topic in deleted:
+                    results.append(UnknownTopic(name))
+                else:
+                    results.append(None)
+                    deleted.append(topic)
+            if not deleted:
+                return results
+            gone = [topic.name for topic in deleted]
+            self._append_catalog(
+                ["delete_topic", gone[0]] if len(gone) == 1 else ["delete_topics", gone]
+            )
+            for topic in deleted:
+                del self._topics[topic.name]
+                for partition in topic.partitions:
+                    self._by_stream.pop(partition.stream_id, None)
+        for topic in deleted:
+            self.groups.on_topic_deleted(topic.name)
+        streams = [
+            stream_id
+            for topic in deleted
+            for partition in topic.partitions
+            for stream_id in (partition.stream_id, partition.state_stream_id)
+        ]
+        # The topics are gone once the catalog says so; streams left behind
+        # by a failure here are deleted at the next open (no topic names them).
+        with contextlib.suppress(S3StreamError):
+            self.store.delete_streams(streams)
+        if len(gone) == 1:
+            log.info("deleted topic %s", gone[0])
+        else:
+            log.info("deleted %d topics", len(gone))
+        return results
 
     def create_partitions(self, name: str, total: int, *, validate_only: bool = False) -> None:
         """Grows a topic to ``total`` partitions (Kafka never shrinks one)."""
-        with self._lock:
+        error = self.create_partitions_many([(name, total)], validate_only=validate_only)[0]
+        if error is not None:
+            raise error
+
+    def create_partitions_many(
+        self, totals: Sequence[tuple[str, int]], *, validate_only: bool = False
+    ) -> list[EngineError | None]:
+        """Grows many topics at once, each to its total: one manifest commit
+        for all the new streams and one catalog record (all or nothing after
+        a crash). Per topic, in order: None, or the error that refused it
+        (UnknownTopic; InvalidPartitions for a total that does not grow the
+        topic, or a topic given twice). A store failure raises."""
+        results: list[EngineError | None] = []
+        growing: list[tuple[Topic, int]] = []
+        with self._lock, collector_paused(len(totals) >= _MANY_TOPICS):
             self._check_open()
-            topic = self._topic(name)
-            current = len(topic.partitions)
-            if total <= current:
-                raise InvalidPartitions(
-                    f"topic {name} has {current} partitions; it can only grow, not to {total}"
-                )
-            if validate_only:
-                return
-            ids = self._create_streams(2 * (total - current))
-            streams = [(ids[2 * i], ids[2 * i + 1]) for i in range(total - current)]
-            self._append_catalog(["add_partitions", name, [list(s) for s in streams]])
-            for pair in streams:
-                topic.partitions.append(self._load_partition(topic, pair))
+            for name, total in totals:
+                topic = self._topics.get(name)
+                current = 0 if topic is None else len(topic.partitions)
+                if topic is None:
+                    results.append(UnknownTopic(name))
+                elif any(grown is topic for grown, _ in growing):
+                    results.append(InvalidPartitions(f"topic {name} is given twice"))
+                elif total <= current:
+                    results.append(
+                        InvalidPartitions(
+                            f"topic {name} has {current} partitions; it can only grow, "
+                            f"not to {total}"
+                        )
+                    )
+                else:
+                    results.append(None)
+                    growing.append((topic, total - current))
+            if validate_only or not growing:
+                return results
+            ids = iter(self._create_streams(2 * sum(count for _, count in growing)))
+            added = [
+                (topic, [(next(ids), next(ids)) for _ in range(count)]) for topic, count in growing
+            ]
+            wire = [[topic.name, [list(pair) for pair in pairs]] for topic, pairs in added]
+            self._append_catalog(
+                ["add_partitions", *wire[0]] if len(wire) == 1 else ["add_partitions_many", wire]
+            )
+            for topic, pairs in added:
+                for pair in pairs:
+                    topic.partitions.append(self._load_partition(topic, pair))
+        return results
 
     def alter_configs(
         self,
@@ -355,29 +474,41 @@ class Engine:
             for partition in topic.partitions:
                 partition.configure(topic.config)
 
+    # Reads of the topic map take no lock: it is changed only under the
+    # engine's lock, a topic goes in whole (partitions loaded) and a lookup
+    # or a list() of it is one step under the GIL. So produce, fetch and
+    # Metadata never wait behind a long change, such as creating thousands
+    # of topics.
+
     def list_topics(self) -> list[str]:
-        with self._lock:
-            return sorted(self._topics)
+        return sorted(list(self._topics))
 
     def describe_topic(self, name: str) -> TopicDescription:
-        with self._lock:
-            topic = self._topic(name)
+        return self._describe(self._topic(name))
+
+    def _describe(self, topic: Topic) -> TopicDescription:
         parts = [
             PartitionInfo(p.index, p.log_start_offset, p.high_watermark, self.leader_epoch)
             for p in topic.partitions
         ]
-        return TopicDescription(name, topic.meta.topic_id, parts, topic.config.describe())
+        return TopicDescription(topic.name, topic.meta.topic_id, parts, topic.config.describe())
+
+    def has_topic(self, name: str) -> bool:
+        return name in self._topics
+
+    def topic_shape(self, name: str) -> tuple[bytes, int]:
+        """A topic's id and partition count (it is never auto-created here)."""
+        topic = self._topic(name)
+        return topic.meta.topic_id, len(topic.partitions)
 
     def topic_config(self, name: str) -> TopicConfig:
-        with self._lock:
-            return self._topic(name).config
+        return self._topic(name).config
 
     def partition_count(self, name: str) -> int:
         """Partitions of a topic (created first if auto_create_topics is on)."""
-        with self._lock:
-            if name not in self._topics:
-                self.partition(name, 0, auto_create=True)
-            return len(self._topic(name).partitions)
+        if name not in self._topics:
+            self.partition(name, 0, auto_create=True)
+        return len(self._topic(name).partitions)
 
     def _topic_infos(self) -> dict[str, TopicInfo]:
         """Every topic's id and partition count, for consumer groups; read
@@ -389,8 +520,7 @@ class Engine:
         }
 
     def topic_id(self, name: str) -> bytes:
-        with self._lock:
-            return self._topic(name).meta.topic_id
+        return self._topic(name).meta.topic_id
 
     def _create_streams(self, count: int) -> list[int]:
         with _store_errors():
@@ -411,13 +541,15 @@ class Engine:
         ``auto_create`` and auto_create_topics are on: only produce and
         metadata create topics, as in Kafka; a fetch or an offset lookup
         racing a deletion must not bring the topic back."""
-        with self._lock:
-            found = self._topics.get(topic)
-            if found is None:
-                if not (auto_create and self.config.auto_create_topics) or self._closed:
-                    raise UnknownTopic(topic)
-                self.create_topic(topic)
-                found = self._topics[topic]
+        found = self._topics.get(topic)  # a dict read needs no lock; creating one does
+        if found is None:
+            with self._lock:
+                found = self._topics.get(topic)
+                if found is None:
+                    if not (auto_create and self.config.auto_create_topics) or self._closed:
+                        raise UnknownTopic(topic)
+                    self.create_topic(topic)
+                    found = self._topics[topic]
         if not 0 <= partition < len(found.partitions):
             raise UnknownPartition(topic, partition, len(found.partitions))
         return found.partitions[partition]

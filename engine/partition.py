@@ -490,6 +490,11 @@ class Partition:
         idle longer than ``expiration_ms`` (if given) are forgotten first."""
         with self.lock:
             end = self.store.next_offset(self.stream_id)
+            if end == 0:
+                # Nothing was ever appended: there is no state to record,
+                # and a checkpoint per new partition would cost thousands of
+                # appends after a large CreateTopics, and again at each start.
+                return None
             if end == self.checkpointed_end and not self.time_index.unsaved and not self._dirty:
                 return None
             self._dirty = False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import NamedTuple
 
 from engine.config import ConfigEntry
@@ -38,6 +39,16 @@ class PartitionInfo(NamedTuple):
     log_start_offset: int
     high_watermark: int
     leader_epoch: int
+
+
+class NewTopic(NamedTuple):
+    """A topic to create (see Engine.create_topics)."""
+
+    name: str
+    partitions: int | None = None
+    """None or -1: the engine's default_partitions."""
+    configs: Mapping[str, object] | None = None
+    replication_factor: int = 1
 
 
 class TopicDescription(NamedTuple):

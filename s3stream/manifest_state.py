@@ -130,6 +130,12 @@ class ManifestState:
     checkpoint keeps them, since it rebuilds the streams' ranges from the
     objects."""
     ranges: dict[int, StreamRanges] = field(default_factory=dict, repr=False, compare=False)
+    _owned: set[int] | None = field(default=None, repr=False, compare=False)
+    """Streams whose ``StreamMeta`` and ``StreamRanges`` this state may change
+    in place (it made them, or copied them from the version it was copied
+    from); None: all of them. The other entries are shared with older
+    versions, which readers may still hold, so they are copied on first
+    change (see ``copy``)."""
 
     # -- applying operations ---------------------------------------------
 
@@ -150,10 +156,13 @@ class ManifestState:
             raise InvalidOperation(f"stream {stream_id} was already created")
         self.streams[stream_id] = StreamMeta(stream_id, created_ms=created_ms)
         self.ranges[stream_id] = StreamRanges()
+        if self._owned is not None:
+            self._owned.add(stream_id)
         self.next_stream_id = stream_id + 1
 
     def _open_stream(self, stream_id: int, epoch: int) -> None:
         stream = self._stream(stream_id)
+        stream = self._own(stream_id)
         if epoch < stream.epoch:
             raise InvalidOperation(f"stream {stream_id} epoch {epoch} < {stream.epoch}")
         stream.epoch = epoch
@@ -168,6 +177,7 @@ class ManifestState:
     def _trim(self, stream_id: int, start_offset: int) -> None:
         stream = self.streams.get(stream_id)
         if stream is not None and start_offset > stream.start_offset:
+            stream = self._own(stream_id)
             stream.start_offset = start_offset
             stream.end_offset = max(stream.end_offset, start_offset)
 
@@ -181,6 +191,7 @@ class ManifestState:
             stream = self.streams.get(r.stream_id)
             if stream is None:  # deleted while its data was uploading
                 continue
+            stream = self._own(r.stream_id)
             self.ranges[r.stream_id].add(r.start_offset, r.end_offset, meta.object_id)
             stream.end_offset = max(stream.end_offset, r.end_offset)
 
@@ -190,6 +201,7 @@ class ManifestState:
             raise InvalidOperation(f"object {object_id} is not in the manifest")
         for r in meta.ranges:
             if r.stream_id in self.ranges:
+                self._own(r.stream_id)
                 self.ranges[r.stream_id].remove(r.start_offset, object_id)
             self.dropped.discard((r.stream_id, r.start_offset, object_id))
         self.garbage[meta.key] = delete_after_ms
@@ -205,6 +217,7 @@ class ManifestState:
             raise InvalidOperation(
                 f"stream {stream_id} has no range at {start_offset} in object {object_id}"
             )
+        self._own(stream_id)
         self.ranges[stream_id].remove(start_offset, object_id)
         self.dropped.add((stream_id, start_offset, object_id))
 
@@ -221,6 +234,18 @@ class ManifestState:
     def _forget_garbage(self, key: str) -> None:
         self.garbage.pop(key, None)
 
+    def _own(self, stream_id: int) -> StreamMeta:
+        """The stream's entries, copied first if an older version shares them."""
+        stream = self.streams[stream_id]
+        if self._owned is None or stream_id in self._owned:
+            return stream
+        stream = dataclasses.replace(stream)
+        ranges = self.ranges[stream_id]
+        self.streams[stream_id] = stream
+        self.ranges[stream_id] = StreamRanges(list(ranges.starts), list(ranges.entries))
+        self._owned.add(stream_id)
+        return stream
+
     def _stream(self, stream_id: int) -> StreamMeta:
         stream = self.streams.get(stream_id)
         if stream is None:
@@ -230,19 +255,23 @@ class ManifestState:
     # -- snapshots ----------------------------------------------------------
 
     def copy(self) -> ManifestState:
-        """A copy to change; object metadata is immutable and shared."""
+        """A copy to change, sharing every entry with this state: the maps
+        are copied (a C-speed copy of references, no per-entry Python work)
+        and a stream's entries are copied only when the copy first changes
+        them, so a commit costs what its operations touch. Object metadata
+        is immutable and always shared. This state is never changed again
+        through the copy, so readers holding it need no lock."""
         return ManifestState(
             seq=self.seq,
             epoch=self.epoch,
             next_stream_id=self.next_stream_id,
             next_object_id=self.next_object_id,
-            streams={k: dataclasses.replace(v) for k, v in self.streams.items()},
+            streams=dict(self.streams),
             objects=dict(self.objects),
             garbage=dict(self.garbage),
             dropped=set(self.dropped),
-            ranges={
-                k: StreamRanges(list(v.starts), list(v.entries)) for k, v in self.ranges.items()
-            },
+            ranges=dict(self.ranges),
+            _owned=set(),
         )
 
     def to_wire(self) -> dict[str, Any]:

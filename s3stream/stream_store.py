@@ -339,14 +339,23 @@ class StreamStore:
 
     def delete_stream(self, stream_id: int) -> None:
         """Deletes the stream; its objects go once nothing else lives in them."""
-        self._stream(stream_id)
+        self.delete_streams([stream_id])
+
+    def delete_streams(self, stream_ids: Sequence[int]) -> None:
+        """Deletes the streams with one manifest commit."""
+        for stream_id in stream_ids:
+            self._stream(stream_id)
+        if not stream_ids:
+            return
         with self._commit_serial:
-            self._commit([["delete_stream", stream_id]])
+            self._commit([["delete_stream", stream_id] for stream_id in stream_ids])
         with self._lock:
-            del self._streams[stream_id]
-            self._cache.drop_stream(stream_id)
-            self._replaced_below.pop(stream_id, None)
-        self.reader.forget_stream(stream_id)
+            for stream_id in stream_ids:
+                del self._streams[stream_id]
+                self._cache.drop_stream(stream_id)
+                self._replaced_below.pop(stream_id, None)
+        for stream_id in stream_ids:
+            self.reader.forget_stream(stream_id)
         self._compact_now.set()
 
     def streams(self) -> list[int]:

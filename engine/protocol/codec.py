@@ -14,7 +14,7 @@ import struct
 from collections.abc import Callable, Mapping
 from functools import cache
 from types import NoneType, UnionType
-from typing import Any, Union, get_args, get_origin
+from typing import Any, NamedTuple, Union, get_args, get_origin
 
 from kio.serial import entity_reader
 
@@ -195,9 +195,18 @@ def _shape_check(schema: type) -> _Check:
     return check
 
 
-def encode_response(header: RequestHeader, body: Mapping[str, Any]) -> Parts:
+class Encoded(NamedTuple):
+    """A response frame encoded ahead (by encode_response, off the event
+    loop: a response about thousands of topics takes a while to encode)."""
+
+    parts: Parts
+
+
+def encode_response(header: RequestHeader, body: Mapping[str, Any] | Encoded) -> Parts:
     """The whole response frame (size prefix, response header, body), as
     parts to be written in order."""
+    if isinstance(body, Encoded):
+        return body.parts
     sink = Sink()
     out = sink.buffer
     out += b"\0\0\0\0"  # the size, filled in below

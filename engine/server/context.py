@@ -7,18 +7,20 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, TypeVar
 
 from engine.engine import Engine
 from engine.errors import ERROR_CODES, EngineError
+from engine.gc_pause import collector_paused
+from engine.protocol.codec import Encoded, encode_response
 from engine.protocol.frames import RequestHeader
 from engine.server.config import ServerConfig
 
 T = TypeVar("T")
 Body = Mapping[str, Any]
-Response = Body | Awaitable[Body | None] | None
+Response = Body | Awaitable[Body | Encoded | None] | None
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,11 @@ class ServerState:
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     """Set when the server starts to shut down: requests that wait on a
     coordinator (a JoinGroup waits up to its rebalance timeout) give up."""
+    admin: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="tidelog-admin")
+    )
+    """Where topic administration runs (see off_loop): one thread, since the
+    engine does such changes one at a time anyway."""
 
 
 def answer(context: RequestContext, future: Future[T], build: Callable[[T], Body]) -> Response:
@@ -52,6 +59,29 @@ def answer(context: RequestContext, future: Future[T], build: Callable[[T], Body
 
     async def wait() -> Body:
         return build(await until_stopping(context, future))
+
+    return wait()
+
+
+def off_loop(context: RequestContext, work: Callable[[], Body]) -> Awaitable[Encoded]:
+    """The response ``work`` builds, encoded, on the server's admin thread,
+    so a long change (creating thousands of topics) never stalls the event
+    loop and the produce and fetch requests of other connections it serves.
+    At shutdown the wait is given up (see until_stopping); work already
+    started runs to its end (the engine's changes are all or nothing), work
+    not started yet never starts."""
+    header = context.header
+
+    def run() -> Encoded:
+        # Requests here are bounded (Kafka's bound of records per request)
+        # but may make and encode a great many objects (gc_pause.py).
+        with collector_paused():
+            # One buffer: the loop then hands the socket one large write
+            # instead of iterating over thousands of small parts.
+            return Encoded([b"".join(encode_response(header, work()))])
+
+    async def wait() -> Encoded:
+        return await until_stopping(context, context.server.admin.submit(run))
 
     return wait()
 

@@ -113,6 +113,7 @@ class Server:
         for connection in connections:
             connection.stop_reading()
         self.state.stopping.set()  # coordinator waits give up (see until_stopping)
+        self.state.admin.shutdown(wait=False, cancel_futures=True)
         if connections:
             log.info("finishing requests in flight on %d connections", len(connections))
             await asyncio.gather(*(c.drain(self.config.shutdown_timeout_s) for c in connections))

@@ -1,10 +1,15 @@
 """Request handlers, one module per API family; each handler is a small
-function from a decoded request to a response dict (see context.py)."""
+function from a decoded request to a response dict (see context.py).
+HANDLERS run on the event loop; HANDLERS_OFF_LOOP, the long ones, on the
+server's admin thread (see dispatch.py)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from engine.protocol.apis import ApiKey
-from engine.server.context import Handler
+from engine.server.context import Body, Handler, RequestContext
 from engine.server.handlers import (
     configs,
     consumer_groups,
@@ -39,9 +44,6 @@ HANDLERS: dict[ApiKey, Handler] = {
     ApiKey.LIST_OFFSETS: offsets.handle_list_offsets,
     ApiKey.OFFSET_FOR_LEADER_EPOCH: offsets.handle_offset_for_leader_epoch,
     ApiKey.DELETE_RECORDS: offsets.handle_delete_records,
-    ApiKey.CREATE_TOPICS: topics.handle_create_topics,
-    ApiKey.DELETE_TOPICS: topics.handle_delete_topics,
-    ApiKey.CREATE_PARTITIONS: topics.handle_create_partitions,
     ApiKey.DESCRIBE_CONFIGS: configs.handle_describe_configs,
     ApiKey.ALTER_CONFIGS: configs.handle_alter_configs,
     ApiKey.INCREMENTAL_ALTER_CONFIGS: configs.handle_incremental_alter_configs,
@@ -54,4 +56,10 @@ HANDLERS: dict[ApiKey, Handler] = {
     ApiKey.LIST_TRANSACTIONS: transactions.handle_list_transactions,
     ApiKey.CONSUMER_GROUP_HEARTBEAT: consumer_groups.handle_consumer_group_heartbeat,
     ApiKey.CONSUMER_GROUP_DESCRIBE: consumer_groups.handle_consumer_group_describe,
+}
+
+HANDLERS_OFF_LOOP: dict[ApiKey, Callable[[RequestContext, Any], Body]] = {
+    ApiKey.CREATE_TOPICS: topics.handle_create_topics,
+    ApiKey.DELETE_TOPICS: topics.handle_delete_topics,
+    ApiKey.CREATE_PARTITIONS: topics.handle_create_partitions,
 }

@@ -3,10 +3,21 @@
 from __future__ import annotations
 
 import datetime
+import logging
 from typing import Any
 
-from engine.errors import ERROR_CODES
-from engine.server.context import NONE, RequestContext
+from engine.errors import ERROR_CODES, EngineError, TopicExists
+from engine.server.context import NONE, RequestContext, error_code
+from engine.types import NewTopic
+
+log = logging.getLogger("tidelog.server")
+
+
+MAX_RECORDS_PER_REQUEST = 10_000
+"""Kafka's controller refuses an operation that would write more metadata
+records than this (one per topic, one per partition) with POLICY_VIOLATION
+(QuorumController's MAX_RECORDS_PER_USER_OP); the bound also keeps one
+request from holding this server for long."""
 
 
 def millis(value: Any) -> int:
@@ -37,3 +48,33 @@ def uuid_bytes(value: Any) -> bytes:
     if value is None:
         return bytes(16)
     return bytes(value.bytes) if hasattr(value, "bytes") else bytes(value)
+
+
+def auto_create_topics(context: RequestContext, names: list[str]) -> dict[str, int]:
+    """Creates unknown topics a request names (with the broker's default
+    partition count, all in one step); returns the error code of each one
+    that was not created. As in Kafka 4, where the broker asks the
+    controller to create them all in one request: beyond the controller's
+    bound of metadata records (MAX_RECORDS_PER_REQUEST) none is created and
+    each is answered UNKNOWN_TOPIC_OR_PARTITION."""
+    engine = context.engine
+    records = len(names) * (1 + engine.config.default_partitions)
+    if records > MAX_RECORDS_PER_REQUEST:
+        code = ERROR_CODES["UNKNOWN_TOPIC_OR_PARTITION"]
+        log.warning(
+            "not creating %d topics at once (%d metadata records, more than %d)",
+            len(names),
+            records,
+            MAX_RECORDS_PER_REQUEST,
+        )
+        return dict.fromkeys(names, code)
+    try:
+        outcomes = engine.create_topics([NewTopic(name) for name in names])
+    except EngineError as error:
+        return dict.fromkeys(names, error_code(error))
+    return {
+        name: error_code(outcome)
+        for name, outcome in zip(names, outcomes, strict=True)
+        # created meanwhile by another request: described as it is
+        if isinstance(outcome, EngineError) and not isinstance(outcome, TopicExists)
+    }

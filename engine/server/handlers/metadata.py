@@ -2,26 +2,29 @@
 
 This server is the one broker of its cluster and the leader of every
 partition; Metadata says so, with the leader epoch clients use to detect a
-restart (KIP-320).
+restart (KIP-320). A Metadata request naming unknown topics, with
+auto-creation on, creates them all in one step on the admin thread
+(context.off_loop), within Kafka's bound of records per request; a
+response about many topics is built and encoded there too.
 """
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
-from engine.errors import ERROR_CODES, EngineError, TopicExists, UnknownTopic
-from engine.server.context import NONE, RequestContext, error_code
-from engine.server.handlers.common import topic_names_by_id, uuid_bytes
+from engine.errors import ERROR_CODES, EngineError
+from engine.server.context import NONE, Body, RequestContext, Response, error_code, off_loop
+from engine.server.handlers.common import auto_create_topics, topic_names_by_id, uuid_bytes
 
 _AUTHORIZED_OPERATIONS_OMITTED = -(2**31)
+_MANY_TOPICS = 1000
+"""A response about more topics than this is built on the admin thread."""
 _FIRST_TOPIC_ID_VERSION = 12
 """Metadata requests carry topic ids from v10, but may use them from v12."""
 
 
-def handle_metadata(context: RequestContext, request: Any) -> dict[str, Any]:
+def handle_metadata(context: RequestContext, request: Any) -> Response:
     engine = context.engine
-    broker = context.server.broker
     requested = request.topics
     if requested and context.version < _FIRST_TOPIC_ID_VERSION:
         refused = _refuse_topic_ids(requested)
@@ -31,7 +34,23 @@ def handle_metadata(context: RequestContext, request: Any) -> dict[str, Any]:
         wanted: list[tuple[str | None, bytes]] = [(n, b"") for n in engine.list_topics()]
     else:
         wanted = [(t.name, uuid_bytes(getattr(t, "topic_id", None))) for t in requested]
-    auto_create = getattr(request, "allow_auto_topic_creation", True)
+    if getattr(request, "allow_auto_topic_creation", True) and engine.config.auto_create_topics:
+        unknown = list(
+            dict.fromkeys(n for n, _ in wanted if n is not None and not engine.has_topic(n))
+        )
+        if unknown:
+            return off_loop(
+                context, lambda: _metadata(context, wanted, auto_create_topics(context, unknown))
+            )
+    if len(wanted) > _MANY_TOPICS:  # every topic of a large engine, say: a long encode
+        return off_loop(context, lambda: _metadata(context, wanted, {}))
+    return _metadata(context, wanted, {})
+
+
+def _metadata(
+    context: RequestContext, wanted: list[tuple[str | None, bytes]], refused: dict[str, int]
+) -> Body:
+    broker = context.server.broker
     by_id: dict[bytes, str] | None = None
     topics = []
     for given, topic_id in wanted:
@@ -42,7 +61,11 @@ def handle_metadata(context: RequestContext, request: Any) -> dict[str, Any]:
             if name is None:
                 topics.append(_topic_error(None, topic_id, ERROR_CODES["UNKNOWN_TOPIC_ID"]))
                 continue
-        topics.append(_describe_topic(context, name, auto_create))
+        code = refused.get(name)
+        if code is not None:
+            topics.append(_topic_error(name, bytes(16), code))
+        else:
+            topics.append(_describe_topic(context, name))
     return {
         "throttle_time": 0,
         "brokers": [broker.describe()],
@@ -73,11 +96,10 @@ def _refuse_topic_ids(requested: Any) -> dict[str, Any] | None:
     }
 
 
-def _describe_topic(context: RequestContext, name: str, auto_create: bool) -> dict[str, Any]:
+def _describe_topic(context: RequestContext, name: str) -> dict[str, Any]:
     engine = context.engine
     try:
-        count = _partition_count(context, name, auto_create)
-        topic_id = engine.topic_id(name)
+        topic_id, count = engine.topic_shape(name)
     except EngineError as error:
         return _topic_error(name, bytes(16), error_code(error))
     node = context.server.broker.node_id
@@ -102,18 +124,6 @@ def _describe_topic(context: RequestContext, name: str, auto_create: bool) -> di
         "partitions": partitions,
         "topic_authorized_operations": _AUTHORIZED_OPERATIONS_OMITTED,
     }
-
-
-def _partition_count(context: RequestContext, name: str, auto_create: bool) -> int:
-    engine = context.engine
-    try:
-        engine.topic_config(name)  # never creates the topic, unlike partition_count
-    except UnknownTopic:
-        if not (auto_create and engine.config.auto_create_topics):
-            raise
-        with contextlib.suppress(TopicExists):  # created meanwhile by another request
-            engine.create_topic(name)
-    return engine.partition_count(name)
 
 
 def _topic_error(name: str | None, topic_id: bytes, code: int) -> dict[str, Any]:

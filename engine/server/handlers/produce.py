@@ -4,7 +4,9 @@ Each partition's record data is handed to the engine as a slice of the
 request buffer; the engine validates it in C, rewrites the batch headers in
 place and appends it. The response waits until every append is durable in
 the WAL (acks=1 and acks=all mean the same on one node); acks=0 gets no
-response at all, as in Kafka.
+response at all, as in Kafka. With auto-creation on, the unknown topics a
+request names are created first, all in one step and within Kafka's bound
+of records per request (see common.auto_create_topics).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from engine.server.context import (
     error_code,
     error_message,
 )
+from engine.server.handlers.common import auto_create_topics
 from engine.server.handlers.transactions import init_transactional_producer
 
 log = logging.getLogger("tidelog.server")
@@ -41,11 +44,17 @@ def handle_produce(context: RequestContext, request: ProduceRequest) -> Response
     results: Results = []
     waiting: list[asyncio.Task[AppendResult]] = []
     acks_error = None if request.acks in _ACKS else ERROR_CODES["INVALID_REQUIRED_ACKS"]
+    refused: dict[str, int] = {}
+    if engine.config.auto_create_topics and acks_error is None:
+        unknown = [t.name for t in request.topics if not engine.has_topic(t.name)]
+        if unknown:  # rare (clients ask Metadata first, which creates them)
+            refused = auto_create_topics(context, list(dict.fromkeys(unknown)))
     for topic in request.topics:
         partitions: list[tuple[int, Outcome, str | None]] = []
+        refused_code = refused.get(topic.name, acks_error)
         for partition in topic.partitions:
-            if acks_error is not None:
-                partitions.append((partition.partition, acks_error, None))
+            if refused_code is not None:
+                partitions.append((partition.partition, refused_code, None))
                 continue
             if partition.records is None:
                 partitions.append(

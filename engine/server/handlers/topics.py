@@ -1,19 +1,32 @@
-"""CreateTopics, DeleteTopics and CreatePartitions."""
+"""CreateTopics, DeleteTopics and CreatePartitions.
+
+These run on the server's admin thread, not the event loop (dispatch.py):
+creating or deleting thousands of topics takes a second or two, during
+which the event loop keeps serving every other connection."""
 
 from __future__ import annotations
 
+import contextlib
+from collections import Counter
 from typing import Any
 
 from engine.config import ConfigEntry
 from engine.errors import ERROR_CODES, EngineError
-from engine.server.context import NONE, RequestContext, error_code, error_message
-from engine.server.handlers.common import topic_names_by_id, uuid_bytes
+from engine.server.context import (
+    NONE,
+    Body,
+    RequestContext,
+    error_code,
+    error_message,
+)
+from engine.server.handlers.common import (
+    MAX_RECORDS_PER_REQUEST,
+    topic_names_by_id,
+    uuid_bytes,
+)
 from engine.server.handlers.configs import config_type_code
+from engine.types import NewTopic, TopicDescription
 
-_MAX_RECORDS_PER_REQUEST = 10_000
-"""Kafka's controller refuses an operation that would write more metadata
-records than this (one per topic, one per partition) with POLICY_VIOLATION;
-the bound also keeps one request from holding this server for hours."""
 _TOO_LARGE = "Unable to perform excessively large batch operation."
 
 
@@ -22,11 +35,11 @@ def _partitions_wanted(context: RequestContext, topic: Any) -> int:
     return context.engine.config.default_partitions if count == -1 else max(count, 0)
 
 
-def handle_create_topics(context: RequestContext, request: Any) -> dict[str, Any]:
-    engine = context.engine
-    node = context.server.broker.node_id
+def handle_create_topics(context: RequestContext, request: Any) -> Body:
+    """Creates every topic it may with one manifest commit and one catalog
+    record."""
     records = sum(1 + _partitions_wanted(context, topic) for topic in request.topics)
-    if records > _MAX_RECORDS_PER_REQUEST:
+    if records > MAX_RECORDS_PER_REQUEST:
         refused = {
             "topic_id": bytes(16),
             "error_code": ERROR_CODES["POLICY_VIOLATION"],
@@ -36,39 +49,67 @@ def handle_create_topics(context: RequestContext, request: Any) -> dict[str, Any
             "configs": None,
         }
         return {"throttle_time": 0, "topics": [{"name": t.name, **refused} for t in request.topics]}
-    topics = []
-    for topic in request.topics:
-        result: dict[str, Any] = {"name": topic.name, "topic_id": bytes(16)}
-        try:
-            if any(node not in a.broker_ids for a in topic.assignments):
-                raise _InvalidAssignment(f"this cluster has one broker, node {node}")
-            partitions = len(topic.assignments) or topic.num_partitions
-            described = engine.create_topic(
-                topic.name,
-                partitions,
-                {c.name: c.value for c in topic.configs},
-                replication_factor=topic.replication_factor,
-                validate_only=request.validate_only,
-            )
-        except EngineError as error:
-            result.update(
-                error_code=error_code(error),
-                error_message=error_message(error),
-                num_partitions=-1,
-                replication_factor=-1,
-                configs=None,
-            )
+    # As Kafka's ControllerApis: a name given more than once is answered
+    # once, INVALID_REQUEST, and none of its entries is created.
+    counts = Counter(topic.name for topic in request.topics)
+    duplicates = [name for name, count in counts.items() if count > 1]
+    unique = [topic for topic in request.topics if counts[topic.name] == 1]
+    return _create_topics(context, unique, duplicates, request.validate_only)
+
+
+def _create_topics(
+    context: RequestContext, requested: list[Any], duplicates: list[str], validate_only: bool
+) -> Body:
+    node = context.server.broker.node_id
+    results: dict[str, dict[str, Any]] = {}
+    wanted: list[NewTopic] = []
+    for topic in requested:
+        if any(node not in a.broker_ids for a in topic.assignments):
+            error = _InvalidAssignment(f"this cluster has one broker, node {node}")
+            results[topic.name] = _create_failed(topic.name, error)
+            continue
+        partitions = len(topic.assignments) or topic.num_partitions
+        configs = {c.name: c.value for c in topic.configs}
+        wanted.append(NewTopic(topic.name, partitions, configs, topic.replication_factor))
+    created: list[TopicDescription | EngineError]
+    try:
+        created = list(context.engine.create_topics(wanted, validate_only=validate_only))
+    except EngineError as error:  # the store failed: none was created
+        created = [error] * len(wanted)
+    for new, outcome in zip(wanted, created, strict=True):
+        if isinstance(outcome, EngineError):
+            results[new.name] = _create_failed(new.name, outcome)
         else:
-            result.update(
-                topic_id=described.topic_id,
-                error_code=NONE,
-                error_message=None,
-                num_partitions=len(described.partitions),
-                replication_factor=1,
-                configs=[_created_config(entry) for entry in described.configs],
-            )
-        topics.append(result)
+            results[new.name] = {
+                "name": new.name,
+                "topic_id": outcome.topic_id,
+                "error_code": NONE,
+                "error_message": None,
+                "num_partitions": len(outcome.partitions),
+                "replication_factor": 1,
+                "configs": [_created_config(entry) for entry in outcome.configs],
+            }
+    topics = [results[topic.name] for topic in requested]
+    topics += [
+        _create_failed(name, _DuplicateTopic("Duplicate topic name.")) for name in duplicates
+    ]
     return {"throttle_time": 0, "topics": topics}
+
+
+def _create_failed(name: str, error: EngineError) -> dict[str, Any]:
+    return {
+        "name": name,
+        "topic_id": bytes(16),
+        "error_code": error_code(error),
+        "error_message": error_message(error),
+        "num_partitions": -1,
+        "replication_factor": -1,
+        "configs": None,
+    }
+
+
+class _DuplicateTopic(EngineError):
+    kafka_error = "INVALID_REQUEST"
 
 
 class _InvalidAssignment(EngineError):
@@ -86,49 +127,70 @@ def _created_config(entry: ConfigEntry) -> dict[str, Any]:
     }
 
 
-def handle_delete_topics(context: RequestContext, request: Any) -> dict[str, Any]:
-    engine = context.engine
+def handle_delete_topics(context: RequestContext, request: Any) -> Body:
     if context.version >= 6:
         wanted = [(t.name, uuid_bytes(t.topic_id)) for t in request.topics]
     else:
         wanted = [(name, bytes(16)) for name in request.topic_names]
+    return _delete_topics(context, wanted)
+
+
+def _delete_topics(context: RequestContext, wanted: list[tuple[str | None, bytes]]) -> Body:
+    """Deletes every named topic with one catalog record and one manifest
+    commit; answers in the request's order."""
+    engine = context.engine
     by_id: dict[bytes, str] | None = None
-    responses = []
+    named: list[tuple[str | None, bytes]] = []
     for given, given_id in wanted:
-        name, topic_id = given, given_id
+        name = given
         if name is None:
             by_id = by_id if by_id is not None else topic_names_by_id(context)
-            name = by_id.get(topic_id)
-            if name is None:
-                responses.append(
-                    {
-                        "name": None,
-                        "topic_id": topic_id,
-                        "error_code": ERROR_CODES["UNKNOWN_TOPIC_ID"],
-                        "error_message": "no topic has this id",
-                    }
-                )
-                continue
-        try:
-            topic_id = engine.topic_id(name)
-            engine.delete_topic(name)
-            code, message = NONE, None
-        except EngineError as error:
-            code, message = error_code(error), error_message(error)
+            name = by_id.get(given_id)
+        named.append((name, given_id))
+    names = [name for name, _ in named if name is not None]
+    ids: dict[str, bytes] = {}
+    for name in names:
+        with contextlib.suppress(EngineError):
+            ids[name] = engine.topic_id(name)
+    outcomes: list[EngineError | None]
+    try:
+        outcomes = list(engine.delete_topics(names))
+    except EngineError as error:
+        outcomes = [error] * len(names)
+    deleted = iter(outcomes)
+    responses = []
+    for name, given_id in named:
+        if name is None:
+            responses.append(
+                {
+                    "name": None,
+                    "topic_id": given_id,
+                    "error_code": ERROR_CODES["UNKNOWN_TOPIC_ID"],
+                    "error_message": "no topic has this id",
+                }
+            )
+            continue
+        outcome = next(deleted)
+        code = NONE if outcome is None else error_code(outcome)
+        message = None if outcome is None else error_message(outcome)
         responses.append(
-            {"name": name, "topic_id": topic_id, "error_code": code, "error_message": message}
+            {
+                "name": name,
+                "topic_id": ids.get(name, given_id),
+                "error_code": code,
+                "error_message": message,
+            }
         )
     return {"throttle_time": 0, "responses": responses}
 
 
-def handle_create_partitions(context: RequestContext, request: Any) -> dict[str, Any]:
+def handle_create_partitions(context: RequestContext, request: Any) -> Body:
     engine = context.engine
-    existing = set(engine.list_topics())  # an unknown topic fails on its own below
     added = 0
     for topic in request.topics:
-        if topic.name in existing:
-            added += max(topic.count - engine.partition_count(topic.name), 0)
-    if added > _MAX_RECORDS_PER_REQUEST:
+        with contextlib.suppress(EngineError):  # an unknown topic fails on its own below
+            added += max(topic.count - engine.topic_shape(topic.name)[1], 0)
+    if added > MAX_RECORDS_PER_REQUEST:
         code = ERROR_CODES["POLICY_VIOLATION"]
         return {
             "throttle_time": 0,
@@ -137,12 +199,17 @@ def handle_create_partitions(context: RequestContext, request: Any) -> dict[str,
                 for t in request.topics
             ],
         }
+    outcomes: list[EngineError | None]
+    try:
+        outcomes = engine.create_partitions_many(
+            [(topic.name, topic.count) for topic in request.topics],
+            validate_only=request.validate_only,
+        )
+    except EngineError as error:  # the store failed: no topic grew
+        outcomes = [error] * len(request.topics)
     results = []
-    for topic in request.topics:
-        try:
-            engine.create_partitions(topic.name, topic.count, validate_only=request.validate_only)
-            code, message = NONE, None
-        except EngineError as error:
-            code, message = error_code(error), error_message(error)
+    for topic, outcome in zip(request.topics, outcomes, strict=True):
+        code = NONE if outcome is None else error_code(outcome)
+        message = None if outcome is None else error_message(outcome)
         results.append({"name": topic.name, "error_code": code, "error_message": message})
     return {"throttle_time": 0, "results": results}
