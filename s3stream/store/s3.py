@@ -12,7 +12,12 @@ Conditional writes use If-None-Match: * (create if absent) and If-Match:
 key is gone), is PreconditionFailed. A 409 ConditionalRequestConflict (a
 concurrent conditional write to the same key was in flight) is a transient
 ObjectStoreError: the write did not happen, and a retry will get a definite
-answer.
+answer. botocore retries a conditional write whose answer was lost; when the
+lost attempt took effect, the retry gets 412 from our own object. A 412 after
+a retry is therefore settled by reading the object back: our exact bytes are
+success (with their version), anything else PreconditionFailed. (A replace
+that landed and was itself replaced before the read-back reads as
+PreconditionFailed: superseded, as it would be a moment later anyway.)
 
 The version is the ETag exactly as S3 returns it (with its quotes). An ETag
 is derived from the content (MD5 for single-part uploads), so two writes of
@@ -163,7 +168,7 @@ class S3Store(ObjectStore):
         view = view.cast("B")
         if view.nbytes > self.multipart_threshold:
             return self._put_multipart(key, view, condition)
-        with _errors("put", key, condition):
+        try:
             response = self._client.put_object(
                 Bucket=self.bucket,
                 Key=self._key(key),
@@ -171,7 +176,33 @@ class S3Store(ObjectStore):
                 **self._checksum_of(view),
                 **condition,
             )
+        except _BOTO_ERRORS as error:
+            return self._settle_conditional(error, key, view, condition)
         return str(response["ETag"])
+
+    def _settle_conditional(
+        self, error: Exception, key: str, view: memoryview, condition: dict[str, str]
+    ) -> str:
+        """The version of our own write if ``error`` is a 412 that botocore's
+        retry of it earned; else raises ``error`` as the store's error.
+
+        botocore retries a request whose answer was lost (a timeout, a reset,
+        a 500 after the write). If the lost attempt was a conditional write
+        that took effect, the retry finds the object it wrote itself and gets
+        412. Reading the object back settles it: our exact bytes mean the
+        write happened (the callers' contents carry a writer id and sequence
+        number, so equal bytes are not someone else's). A 412 at the first
+        attempt is a real conflict and is not read back.
+        """
+        failure = _translate(error, "put", key, condition)
+        if isinstance(failure, PreconditionFailed) and _retried(error):
+            try:
+                found, version = self.get_versioned(key)
+            except ObjectNotFound:
+                raise failure from error
+            if found == view:
+                return version
+        raise failure from error
 
     def _checksum_of(self, view: memoryview) -> dict[str, str]:
         # Given, botocore need not compute it in 1 MiB chunks, holding the GIL
@@ -214,7 +245,7 @@ class S3Store(ObjectStore):
                 # S3 checks If-Match on completion itself, but some S3-compatible
                 # servers (moto 5) ignore it there: refuse what we can see.
                 raise PreconditionFailed(key, f"IfMatch {condition['IfMatch']}")
-            with _errors("put", key, condition):
+            try:
                 response = self._client.complete_multipart_upload(
                     Bucket=self.bucket,
                     Key=self._key(key),
@@ -222,6 +253,8 @@ class S3Store(ObjectStore):
                     MultipartUpload={"Parts": parts},
                     **condition,
                 )
+            except _BOTO_ERRORS as error:
+                return self._settle_conditional(error, key, view, condition)
             return str(response["ETag"])
         except BaseException:
             for sent in sends:
@@ -340,6 +373,13 @@ def _crc32_header(view: memoryview) -> str:
 def _same_etag(found: str | None, expected: str) -> bool:
     # Servers differ on whether If-Match values carry the ETag's quotes.
     return found is not None and found.strip('"') == expected.strip('"')
+
+
+def _retried(error: Exception) -> bool:
+    """Whether botocore sent the request more than once before this answer."""
+    if isinstance(error, botocore.exceptions.ClientError):
+        return int(error.response.get("ResponseMetadata", {}).get("RetryAttempts", 0)) > 0
+    return False
 
 
 def _code(error: Exception) -> str:
