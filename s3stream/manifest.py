@@ -163,7 +163,7 @@ class Manifest:
         state.seq = seq
         data = encode_record({"seq": seq, "epoch": state.epoch, "writer": self._writer, "ops": ops})
         self._unsettled = (seq, data, state)
-        self.store.put_if_absent(delta_key(seq), data)
+        self._put_version(seq, data)
         self._adopt(state)
         return state
 
@@ -172,14 +172,31 @@ class Manifest:
         writes it again, or finds it was written after all."""
         assert self._unsettled is not None
         seq, data, state = self._unsettled
+        self._put_version(seq, data)
+        self._adopt(state)
+        return state
+
+    def _put_version(self, seq: int, data: bytes) -> None:
+        """Creates version ``seq`` holding ``data``, or finds it holds ``data`` already.
+
+        A 412 is not proof of another writer: a store (or its client's own
+        retry) may have performed an earlier attempt of this very write and
+        lost the answer. The version then holds our record byte for byte
+        (our writer id, this sequence number, these operations); anything
+        else there is another writer's, and PreconditionFailed stands.
+        A failed read-back leaves the write unsettled for the caller's retry.
+        """
         try:
             self.store.put_if_absent(delta_key(seq), data)
         except PreconditionFailed:
-            if self.store.get(delta_key(seq)) != data:
+            try:
+                found = self.store.get(delta_key(seq))
+            except ObjectNotFound:
+                found = None  # deleted by a checkpoint: long since committed by someone
+            if found != data:
                 self._unsettled = None
                 raise
-        self._adopt(state)
-        return state
+            log.info("manifest version %d: a retried write found its own record", seq)
 
     def _adopt(self, state: ManifestState) -> None:
         self._unsettled = None

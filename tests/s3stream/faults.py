@@ -17,13 +17,17 @@ class InjectedFault(ObjectStoreError):
 class FaultyStore(ObjectStore):
     """Delegates to ``inner``; operations named in ``failing`` raise a
     transient error until healed. ``lose_put_responses`` makes puts succeed
-    in the inner store but report failure, as a timed-out request would."""
+    in the inner store but report failure, as a timed-out request would.
+    ``retry_lost_puts`` (a count) makes that many conditional puts succeed,
+    lose their answer and be sent again inside the same call, as botocore's
+    retries do: the second attempt meets the first one's object."""
 
     def __init__(self, inner: ObjectStore) -> None:
         self.inner = inner
         self.url = f"faulty+{inner.url}"
         self.failing: set[str] = set()
         self.lose_put_responses = False
+        self.retry_lost_puts = 0
         self.calls: dict[str, int] = {}
         self.failures = 0
         self._lock = threading.Lock()
@@ -57,14 +61,26 @@ class FaultyStore(ObjectStore):
     def put_if_absent(self, key: str, data: BytesLike) -> str:
         self._check("put", key)
         version = self.inner.put_if_absent(key, data)
+        if self._retry_lost():
+            version = self.inner.put_if_absent(key, data)  # 412: the first attempt's object
         self._after_put(key)
         return version
 
     def put_if_version(self, key: str, data: BytesLike, version: str) -> str:
         self._check("put", key)
         new_version = self.inner.put_if_version(key, data, version)
+        if self._retry_lost():
+            new_version = self.inner.put_if_version(key, data, version)
         self._after_put(key)
         return new_version
+
+    def _retry_lost(self) -> bool:
+        with self._lock:
+            if self.retry_lost_puts <= 0:
+                return False
+            self.retry_lost_puts -= 1
+            self.failures += 1
+            return True
 
     def get(self, key: str, start: int = 0, end: int | None = None) -> bytes:
         self._check("get", key)

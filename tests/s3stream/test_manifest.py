@@ -100,6 +100,38 @@ def test_a_lost_put_response_is_recognised_as_our_own_write(memory_store: Memory
     assert load_state(memory_store).streams[1].start_offset == 3
 
 
+def test_a_412_earned_by_our_own_retried_write_is_not_a_fence(memory_store: MemoryStore) -> None:
+    faulty = FaultyStore(memory_store)
+    faulty.retry_lost_puts = 1  # the fence at open: written, answer lost, retried, 412
+    manifest = Manifest.open(faulty)
+    assert manifest.epoch == 1 and faulty.retry_lost_puts == 0
+    manifest.commit([["create_stream", 1, 0]])
+    faulty.retry_lost_puts = 1  # a commit: the same
+    manifest.commit([add_object_op(1, 1, 0, 10)])
+    manifest.commit([["trim", 1, 4]])  # still the owner: not fenced by itself
+    state = load_state(memory_store)
+    assert (state.epoch, state.seq) == (1, 4)
+    assert (state.streams[1].start_offset, state.streams[1].end_offset) == (4, 10)
+
+
+def test_a_412_from_a_newer_writer_after_our_lost_write_is_a_fence(
+    memory_store: MemoryStore,
+) -> None:
+    faulty = FaultyStore(memory_store)
+    old = Manifest.open(faulty)
+    old.commit([["create_stream", 1, 0]])
+    faulty.lose_put_responses = True  # the old writer's next version is written, unanswered
+    with pytest.raises(InjectedFault):
+        old.commit([add_object_op(1, 1, 0, 10)], deadline=0)
+    faulty.heal()
+    new = Manifest.open(memory_store)  # loads the unanswered version, fences after it
+    assert new.state.streams[1].end_offset == 10
+    with pytest.raises(Fenced) as caught:
+        old.commit([["trim", 1, 2]])  # settles its own write, then meets the fence
+    assert (caught.value.epoch, caught.value.newer_epoch) == (1, 2)
+    assert load_state(memory_store).streams[1].start_offset == 0
+
+
 def test_a_commit_gives_up_at_its_deadline_and_settles_later(memory_store: MemoryStore) -> None:
     import time
 
