@@ -33,6 +33,7 @@ from engine.server.config import (
     parse_address,
 )
 from engine.server.server import Server
+from s3stream import S3StreamError
 
 log = logging.getLogger("tidelog.serve")
 
@@ -130,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
     runner: Any = asyncio.run if uvloop is None else uvloop.run
     try:
         result: int = runner(_serve(data_dir, object_store, engine_config, server_config))
-    except (EngineError, OSError) as error:
+    except (EngineError, S3StreamError, OSError) as error:
         log.error("cannot serve: %s", error)
         return 1
     return result

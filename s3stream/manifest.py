@@ -18,11 +18,12 @@ import logging
 import os
 import threading
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgpack
 
 from native import crc32c
+from s3stream.conditional_probe import check_conditional_writes
 from s3stream.errors import CorruptObject, Fenced, StoreClosed
 from s3stream.manifest_state import InvalidOperation, ManifestState, Op
 from s3stream.store import ObjectNotFound, ObjectStore, ObjectStoreError, PreconditionFailed
@@ -85,6 +86,8 @@ class Manifest:
         self._fenced: Fenced | None = None
         self._unsettled: tuple[int, bytes, ManifestState] | None = None
         self.commits = 0
+        self.conflicts: list[ManifestConflict] = []
+        """Versions left out at open as contradicting the history (see load)."""
 
     @property
     def epoch(self) -> int:
@@ -100,13 +103,21 @@ class Manifest:
         checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY,
         stop: threading.Event | None = None,
     ) -> Manifest:
-        """Loads the newest version and takes ownership by bumping the epoch."""
+        """Loads the newest version and takes ownership by bumping the epoch.
+
+        First checks that the store enforces conditional writes
+        (ConditionalWritesNotEnforced if not; see conditional_probe.py).
+        """
+        check_conditional_writes(store)
         manifest = cls(store, ManifestState(), checkpoint_every, stop or threading.Event())
         for attempt in range(_OPEN_ATTEMPTS):
-            state = load_state(store)
+            state, manifest.conflicts = load(store)
             manifest.state = state
+            # Above every epoch in the log, left-out versions' too: a writer
+            # whose versions were left out must not share the new epoch.
+            newest = max([state.epoch] + [c.epoch or 0 for c in manifest.conflicts])
             try:
-                manifest._write(state.seq + 1, [["fence", state.epoch + 1]])
+                manifest._write(state.seq + 1, [["fence", newest + 1]])
             except PreconditionFailed:
                 _backoff_sleep(attempt)  # another opener or writer moved first
                 continue
@@ -117,6 +128,17 @@ class Manifest:
                 # older epoch and this opener simply fences once more.
                 _backoff_sleep(attempt)
                 continue
+            for conflict in manifest.conflicts:
+                log.error(
+                    "manifest version %d (%s, writer %s, epoch %s) was left out: %s; "
+                    "two writers committed to %s (a store that ignores conditional writes?)",
+                    conflict.seq,
+                    conflict.key,
+                    conflict.writer,
+                    conflict.epoch,
+                    conflict.reason,
+                    store.url,
+                )
             log.info("manifest opened at version %d, epoch %d", state.seq, manifest.epoch)
             return manifest
         raise ObjectStoreError("open", LOG_PREFIX, "the manifest kept moving while opening")
@@ -240,22 +262,59 @@ class Manifest:
             log.warning("manifest checkpoint at version %d failed: %s", state.seq, error)
 
 
+class ManifestConflict(NamedTuple):
+    """A version left out at load: it contradicts the history before it.
+
+    Only a store that ignores conditional writes (or a writer that was told
+    to trust one, wrongly) lets two writers both create versions; their
+    histories interleave. The first committed history is kept; the other
+    writer's versions are reported here and skipped.
+    """
+
+    key: str
+    seq: int
+    writer: str | None
+    epoch: int | None
+    reason: str
+
+
+class LoadedManifest(NamedTuple):
+    state: ManifestState
+    conflicts: list[ManifestConflict]
+
+
 def load_state(store: ObjectStore) -> ManifestState:
     """The newest committed state: the last checkpoint plus the deltas after it."""
-    for attempt in range(_LOAD_ATTEMPTS):
+    return load(store).state
+
+
+def load(store: ObjectStore) -> LoadedManifest:
+    """The newest committed state, and the versions left out of it as conflicting."""
+    left_out: dict[int, str] = {}  # versions whose operations failed to apply, and why
+    attempt = 0
+    while attempt < _LOAD_ATTEMPTS:
         try:
-            return _load_once(store)
+            return _load_once(store, left_out)
+        except _LoadAgain:
+            continue  # one more version is left out each time: this ends
         except ObjectNotFound:
             time.sleep(0.01 * 2**attempt)  # a checkpoint deleted what we listed; list again
+            attempt += 1
     raise CorruptObject(LOG_PREFIX, "manifest versions are missing (checked repeatedly)")
 
 
-def _load_once(store: ObjectStore) -> ManifestState:
+class _LoadAgain(Exception):
+    """A delta failed part way through its operations: load from the start without it."""
+
+
+def _load_once(store: ObjectStore, left_out: dict[int, str]) -> LoadedManifest:
     checkpoints = [i.key for i in store.list(CHECKPOINT_PREFIX)]
     state = ManifestState()
     if checkpoints:
         key = checkpoints[-1]
         state = ManifestState.from_wire(decode_record(key, store.get(key)))
+    owner: str | None = None  # the writer that fenced the current epoch, once seen
+    conflicts: list[ManifestConflict] = []
     for info in store.list(LOG_PREFIX):
         seq = _seq_of(info.key)
         if seq <= state.seq:
@@ -266,13 +325,45 @@ def _load_once(store: ObjectStore) -> ManifestState:
         delta = decode_record(info.key, store.get(info.key))
         if delta.get("seq") != seq:
             raise CorruptObject(info.key, f"delta says version {delta.get('seq')}")
-        try:
-            for op in delta["ops"]:
-                state.apply(op)
-        except InvalidOperation as error:
-            raise CorruptObject(info.key, str(error)) from error
+        writer, epoch = delta.get("writer"), delta.get("epoch")
+        fence = _is_fence(delta["ops"])
+        reason = left_out.get(seq) or _contradiction(state.epoch, owner, writer, epoch, fence)
+        if reason is None:
+            try:
+                for op in delta["ops"]:
+                    state.apply(op)
+            except InvalidOperation as error:
+                left_out[seq] = f"its operations do not apply: {error}"
+                raise _LoadAgain from error
+            if fence or owner is None:
+                owner = writer
+        else:
+            conflicts.append(ManifestConflict(info.key, seq, writer, epoch, reason))
         state.seq = seq
-    return state
+    return LoadedManifest(state, conflicts)
+
+
+def _is_fence(ops: list[Op]) -> bool:
+    return len(ops) == 1 and bool(ops[0]) and ops[0][0] == "fence"
+
+
+def _contradiction(
+    current_epoch: int, owner: str | None, writer: str | None, epoch: int | None, fence: bool
+) -> str | None:
+    """Why a delta cannot belong to the history so far, or None if it can.
+
+    In a history made with enforced conditional writes, each epoch begins
+    with its fence and every other delta is written by that fence's writer
+    at that epoch (an older writer's put loses to the fence). A fence is
+    checked when applied (its epoch must be higher).
+    """
+    if fence:
+        return None
+    if epoch is not None and epoch != current_epoch:
+        return f"written at epoch {epoch} while epoch {current_epoch} owned the manifest"
+    if owner is not None and writer is not None and writer != owner:
+        return f"written by writer {writer}, not by {owner} which owns epoch {current_epoch}"
+    return None
 
 
 def _seq_of(key: str) -> int:

@@ -8,7 +8,10 @@
   or any S3-compatible server (S3Store). Optional parameters:
   ``access_key_id``, ``secret_access_key``, ``multipart_threshold``,
   ``part_size``, ``max_attempts``, ``connect_timeout``, ``read_timeout``,
-  ``max_pool_connections``; values are percent-encoded as in any query.
+  ``max_pool_connections``, ``conditional_writes`` (``enforced``, the
+  default, checked at open; or ``unenforced-single-writer`` for a server
+  that ignores If-None-Match / If-Match, see docs/object-format.md); values
+  are percent-encoded as in any query.
   Without keys, credentials come from boto3's usual chain;
 - ``memory://``: a new, empty in-process store (MemoryStore), for tests.
 """
@@ -21,6 +24,7 @@ from urllib.parse import parse_qs, unquote, urlparse
 
 from s3stream.store.base import (
     BytesLike,
+    ConditionalWrites,
     ObjectInfo,
     ObjectNotFound,
     ObjectStore,
@@ -43,6 +47,7 @@ _S3_OPTIONS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "connect_timeout": ("connect_timeout", float),
     "read_timeout": ("read_timeout", float),
     "max_pool_connections": ("max_pool_connections", int),
+    "conditional_writes": ("conditional_writes", ConditionalWrites),
 }
 
 
@@ -100,6 +105,7 @@ def _s3(url: str, bucket: str, prefix: str, query: str) -> S3Store:
 
 __all__ = [
     "BytesLike",
+    "ConditionalWrites",
     "LocalStore",
     "MemoryStore",
     "ObjectInfo",

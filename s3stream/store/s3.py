@@ -19,6 +19,12 @@ success (with their version), anything else PreconditionFailed. (A replace
 that landed and was itself replaced before the read-back reads as
 PreconditionFailed: superseded, as it would be a moment later anyway.)
 
+Some S3-compatible servers accept the conditional headers and ignore them;
+the manifest refuses those at open (s3stream/conditional_probe.py) unless
+the store is opened with ``conditional_writes="unenforced-single-writer"``,
+in which case each conditional put is checked with a HEAD just before it is
+sent: exact while there is one writer, a race between two.
+
 The version is the ETag exactly as S3 returns it (with its quotes). An ETag
 is derived from the content (MD5 for single-part uploads), so two writes of
 identical bytes may share a version: callers whose compare-and-swap must
@@ -47,6 +53,7 @@ import botocore.exceptions
 
 from s3stream.store.base import (
     BytesLike,
+    ConditionalWrites,
     ObjectData,
     ObjectInfo,
     ObjectNotFound,
@@ -106,6 +113,7 @@ class S3Store(ObjectStore):
         connect_timeout: float = 5.0,
         read_timeout: float = 30.0,
         max_pool_connections: int = 32,
+        conditional_writes: ConditionalWrites | str = ConditionalWrites.ENFORCED,
     ) -> None:
         if part_size < _MIN_PART_SIZE:
             raise ValueError(f"S3 parts must be at least 5 MiB, not {part_size} bytes")
@@ -116,6 +124,13 @@ class S3Store(ObjectStore):
         self.url = f"s3://{bucket}/{self.prefix}"
         self.multipart_threshold = multipart_threshold
         self.part_size = part_size
+        try:
+            self.conditional_writes = ConditionalWrites(conditional_writes)
+        except ValueError:
+            known = ", ".join(mode.value for mode in ConditionalWrites)
+            raise ValueError(
+                f"unknown conditional_writes {conditional_writes!r} (known: {known})"
+            ) from None
         config = botocore.config.Config(
             s3={"addressing_style": "path"},
             retries={"mode": "standard", "max_attempts": max_attempts},
@@ -156,10 +171,19 @@ class S3Store(ObjectStore):
         return self._put(key, joined(data), {})
 
     def put_if_absent(self, key: str, data: BytesLike) -> str:
+        if self._checks_conditions_itself() and self._version(key) is not None:
+            raise PreconditionFailed(key, "exists (checked before the write)")
         return self._put(key, data, {"IfNoneMatch": "*"})
 
     def put_if_version(self, key: str, data: BytesLike, version: str) -> str:
+        if self._checks_conditions_itself() and not _same_etag(self._version(key), version):
+            raise PreconditionFailed(key, f"version is not {version} (checked before the write)")
         return self._put(key, data, {"IfMatch": version})
+
+    def _checks_conditions_itself(self) -> bool:
+        # A server that ignores the headers still gets them (harmless), but
+        # the condition is checked here first: exact for a single writer.
+        return self.conditional_writes is ConditionalWrites.UNENFORCED_SINGLE_WRITER
 
     def _put(self, key: str, data: BytesLike, condition: dict[str, str]) -> str:
         view = memoryview(data)

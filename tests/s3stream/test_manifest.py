@@ -102,6 +102,7 @@ def test_a_lost_put_response_is_recognised_as_our_own_write(memory_store: Memory
 
 def test_a_412_earned_by_our_own_retried_write_is_not_a_fence(memory_store: MemoryStore) -> None:
     faulty = FaultyStore(memory_store)
+    faulty.retry_lost_prefix = LOG_PREFIX
     faulty.retry_lost_puts = 1  # the fence at open: written, answer lost, retried, 412
     manifest = Manifest.open(faulty)
     assert manifest.epoch == 1 and faulty.retry_lost_puts == 0
