@@ -95,6 +95,7 @@ class S3FaultProxy:
         self._queued: list[tuple[Fault, Match]] = []
         self._rates: dict[Fault, float] = {}
         self._rate_match: Match = any_request
+        self._last_request = time.monotonic()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         self._server.daemon_threads = True
         self._thread = threading.Thread(
@@ -140,6 +141,18 @@ class S3FaultProxy:
             self._queued.clear()
             self._rates = {}
 
+    def wait_quiet(self, quiet_s: float, timeout: float) -> bool:
+        """Waits until no request has arrived for ``quiet_s`` (the client
+        is idle: its uploads are done); False if that took over ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                idle = time.monotonic() - self._last_request
+            if idle >= quiet_s:
+                return True
+            time.sleep(min(quiet_s - idle, 0.05) + 0.001)
+        return False
+
     @property
     def pending(self) -> int:
         """Queued faults not yet injected."""
@@ -149,6 +162,7 @@ class S3FaultProxy:
     def _choose(self, method: str, path: str) -> Fault | None:
         with self._lock:
             self.stats.requests += 1
+            self._last_request = time.monotonic()
             fault = None
             for index, (queued, match) in enumerate(self._queued):
                 if match(method, path):
