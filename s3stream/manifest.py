@@ -38,6 +38,14 @@ _OPEN_ATTEMPTS = 20
 _LOAD_ATTEMPTS = 6
 
 
+class LeftBehind(PreconditionFailed):
+    """Our put created a version that newer checkpoints had already deleted:
+    other writers are far ahead, and the write does not count."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(key, "the previous version is gone: a newer writer checkpointed past it")
+
+
 def delta_key(seq: int) -> str:
     return f"{LOG_PREFIX}{seq:020d}"
 
@@ -88,6 +96,8 @@ class Manifest:
         self.commits = 0
         self.conflicts: list[ManifestConflict] = []
         """Versions left out at open as contradicting the history (see load)."""
+        self._tip_version: str | None = None
+        """The store's version token of ``delta_key(state.seq)``, if known."""
 
     @property
     def epoch(self) -> int:
@@ -111,7 +121,7 @@ class Manifest:
         check_conditional_writes(store)
         manifest = cls(store, ManifestState(), checkpoint_every, stop or threading.Event())
         for attempt in range(_OPEN_ATTEMPTS):
-            state, manifest.conflicts = load(store)
+            state, manifest.conflicts, manifest._tip_version = load(store)
             manifest.state = state
             # Above every epoch in the log, left-out versions' too: a writer
             # whose versions were left out must not share the new epoch.
@@ -209,16 +219,40 @@ class Manifest:
         A failed read-back leaves the write unsettled for the caller's retry.
         """
         try:
-            self.store.put_if_absent(delta_key(seq), data)
+            version = self.store.put_if_absent(delta_key(seq), data)
         except PreconditionFailed:
             try:
-                found = self.store.get(delta_key(seq))
+                found, version = self.store.get_versioned(delta_key(seq))
             except ObjectNotFound:
                 found = None  # deleted by a checkpoint: long since committed by someone
             if found != data:
                 self._unsettled = None
                 raise
             log.info("manifest version %d: a retried write found its own record", seq)
+        self._check_not_left_behind(seq)
+        self._tip_version = version
+
+    def _check_not_left_behind(self, seq: int) -> None:
+        """Raises LeftBehind unless version ``seq - 1`` is still the one we know.
+
+        Checkpoints delete old deltas, so a writer far behind the others (a
+        long pause, a partition) can create a version number that existed
+        once and was deleted: the put succeeds, yet every loader skips it, as
+        it lies below a newer checkpoint. Deletion goes in version order and
+        never reaches the newest version, so the version before ours is then
+        gone too, or is another such writer's stray put (a new version
+        token): either way not the one we loaded or wrote.
+        """
+        if seq <= 1:
+            return
+        try:
+            found = self.store.head(delta_key(seq - 1)).version
+        except ObjectNotFound:
+            found = None
+        expected = self._tip_version
+        if found is None or (expected is not None and found.strip('"') != expected.strip('"')):
+            self._unsettled = None
+            raise LeftBehind(delta_key(seq))
 
     def _adopt(self, state: ManifestState) -> None:
         self._unsettled = None
@@ -228,11 +262,14 @@ class Manifest:
             self._checkpoint(state)
 
     def _discover_fence(self, seq: int) -> None:
-        """Another writer created version ``seq``: we are fenced."""
+        """Another writer created version ``seq`` (or versions far past it): we are fenced."""
         try:
             other = decode_record(delta_key(seq), self.store.get(delta_key(seq)))
+            if other.get("writer") == self._writer:  # ours, left behind: ask the checkpoint
+                newest = self.store.list(CHECKPOINT_PREFIX)[-1].key
+                other = decode_record(newest, self.store.get(newest))
             newer = int(other["epoch"])
-        except (ObjectNotFound, CorruptObject, KeyError, TypeError, ValueError):
+        except (ObjectStoreError, CorruptObject, IndexError, KeyError, TypeError, ValueError):
             newer = self.state.epoch + 1
         self._fenced = Fenced("the stream store", self.state.epoch, newer)
         log.error("%s", self._fenced)
@@ -281,6 +318,8 @@ class ManifestConflict(NamedTuple):
 class LoadedManifest(NamedTuple):
     state: ManifestState
     conflicts: list[ManifestConflict]
+    tip_version: str | None
+    """The store's version token of the newest delta, if it is still there."""
 
 
 def load_state(store: ObjectStore) -> ManifestState:
@@ -315,8 +354,11 @@ def _load_once(store: ObjectStore, left_out: dict[int, str]) -> LoadedManifest:
         state = ManifestState.from_wire(decode_record(key, store.get(key)))
     owner: str | None = None  # the writer that fenced the current epoch, once seen
     conflicts: list[ManifestConflict] = []
+    tip_version: str | None = None
     for info in store.list(LOG_PREFIX):
         seq = _seq_of(info.key)
+        if seq == state.seq:
+            tip_version = info.version  # the checkpoint's own version
         if seq <= state.seq:
             continue
         if seq != state.seq + 1:
@@ -340,7 +382,8 @@ def _load_once(store: ObjectStore, left_out: dict[int, str]) -> LoadedManifest:
         else:
             conflicts.append(ManifestConflict(info.key, seq, writer, epoch, reason))
         state.seq = seq
-    return LoadedManifest(state, conflicts)
+        tip_version = info.version
+    return LoadedManifest(state, conflicts, tip_version)
 
 
 def _is_fence(ops: list[Op]) -> bool:

@@ -68,6 +68,23 @@ def test_the_older_writer_is_fenced_at_its_next_commit(any_store: ObjectStore) -
     assert load_state(any_store).streams[1].end_offset == 10
 
 
+def test_a_writer_left_behind_by_checkpoints_is_fenced_not_acknowledged(
+    memory_store: MemoryStore,
+) -> None:
+    old = Manifest.open(memory_store, checkpoint_every=4)
+    old.commit([["create_stream", 1, 0]])  # version 2
+    new = Manifest.open(memory_store, checkpoint_every=4)
+    for i in range(1, 12):  # versions 4..14: checkpoints delete the deltas old would follow
+        new.commit([add_object_op(i, 1, (i - 1) * 10, i * 10)])
+    assert memory_store.list(delta_key(3)) == []
+    before = load_state(memory_store)
+    with pytest.raises(Fenced) as caught:
+        old.commit([add_object_op(99, 1, 110, 120)])  # version 3 is free again: must not count
+    assert (caught.value.epoch, caught.value.newer_epoch) == (1, 2)
+    assert old.state.seq == 2
+    assert load_state(memory_store).to_wire() == before.to_wire()
+
+
 def test_concurrent_openers_get_distinct_epochs(memory_store: MemoryStore) -> None:
     epochs: list[int] = []
     barrier = threading.Barrier(6)

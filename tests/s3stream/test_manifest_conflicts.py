@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from s3stream import ConditionalWritesNotEnforced, StreamStore, StreamStoreConfig
+from s3stream import ConditionalWritesNotEnforced, Fenced, StreamStore, StreamStoreConfig
 from s3stream.conditional_probe import check_conditional_writes
 from s3stream.manifest import Manifest, delta_key, encode_record, load
 from s3stream.store import (
@@ -69,17 +69,17 @@ def test_two_writers_on_an_unenforcing_store_fork_the_log_and_the_first_history_
     first = Manifest.open(store)  # version 1: fence to epoch 1
     second = Manifest.open(store)  # version 2: fence to epoch 2
     # The first writer does not know it was fenced: it writes version 2 over
-    # the second's fence; the second writes version 3 on top of its own view.
+    # the second's fence. The second writes version 3 on top of its own view;
+    # it lands, but the second sees its version 2 replaced and stops.
     first.commit([["create_stream", 1, 0], add_object_op(1, 1, 0, 10)])
-    second.commit([["create_stream", 1, 0], add_object_op(1, 1, 0, 7)])
-    first.commit([add_object_op(2, 1, 10, 20)])  # version 3 again: overwrites the second's
-    second.commit([add_object_op(2, 1, 7, 9)])  # version 4
+    with pytest.raises(Fenced):
+        second.commit([["create_stream", 1, 0], add_object_op(1, 1, 0, 7)])
     loaded = load(memory_store)
-    assert loaded.state.streams[1].end_offset == 20  # the first writer's history
-    assert [(c.key, c.epoch) for c in loaded.conflicts] == [(delta_key(4), 2)]
+    assert loaded.state.streams[1].end_offset == 10  # the first writer's history
+    assert [(c.key, c.epoch) for c in loaded.conflicts] == [(delta_key(3), 2)]
     with StreamStore.open(tmp_path / "third", store, StreamStoreConfig()) as third:
-        assert third.recovery.manifest_conflicts == (delta_key(4),)
-        assert third.remote_end_offset(1) == 20
+        assert third.recovery.manifest_conflicts == (delta_key(3),)
+        assert third.remote_end_offset(1) == 10
         assert third.manifest.epoch == 3  # above both writers' epochs
 
 
