@@ -18,6 +18,9 @@ a retry is therefore settled by reading the object back: our exact bytes are
 success (with their version), anything else PreconditionFailed. (A replace
 that landed and was itself replaced before the read-back reads as
 PreconditionFailed: superseded, as it would be a moment later anyway.)
+A multipart completion whose answer was lost is settled the same way, and
+also when the retry gets NoSuchUpload (S3's answer once the upload is
+complete): the object is ours if its ETag is the one our parts make.
 
 Some S3-compatible servers accept the conditional headers and ignore them;
 the manifest refuses those at open (s3stream/conditional_probe.py) unless
@@ -41,6 +44,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import hashlib
 import threading
 import zlib
 from collections.abc import Iterator
@@ -204,6 +208,30 @@ class S3Store(ObjectStore):
             return self._settle_conditional(error, key, view, condition)
         return str(response["ETag"])
 
+    def _settle_completion(
+        self,
+        error: Exception,
+        key: str,
+        view: memoryview,
+        condition: dict[str, str],
+        parts: list[dict[str, Any]],
+    ) -> str:
+        """Like _settle_conditional, for a multipart completion; also settles
+        NoSuchUpload after a retry (S3's answer to completing an upload it
+        already completed, when the first answer was lost). The object is
+        recognised by its multipart ETag, computed from the parts' ETags,
+        before falling back to reading it back."""
+        if _retried(error) and _code(error) in ("NoSuchUpload", "PreconditionFailed"):
+            found = self._version(key)
+            if found is not None and _same_etag(found, _multipart_etag(parts)):
+                return found
+        if _code(error) == "NoSuchUpload" and _retried(error):
+            with contextlib.suppress(ObjectNotFound):
+                data, version = self.get_versioned(key)
+                if data == view:
+                    return version
+        return self._settle_conditional(error, key, view, condition)
+
     def _settle_conditional(
         self, error: Exception, key: str, view: memoryview, condition: dict[str, str]
     ) -> str:
@@ -278,7 +306,7 @@ class S3Store(ObjectStore):
                     **condition,
                 )
             except _BOTO_ERRORS as error:
-                return self._settle_conditional(error, key, view, condition)
+                return self._settle_completion(error, key, view, condition, parts)
             return str(response["ETag"])
         except BaseException:
             for sent in sends:
@@ -397,6 +425,12 @@ def _crc32_header(view: memoryview) -> str:
 def _same_etag(found: str | None, expected: str) -> bool:
     # Servers differ on whether If-Match values carry the ETag's quotes.
     return found is not None and found.strip('"') == expected.strip('"')
+
+
+def _multipart_etag(parts: list[dict[str, Any]]) -> str:
+    """S3's ETag of a completed multipart upload: the MD5 of the parts' MD5s, and their count."""
+    digests = b"".join(bytes.fromhex(str(part["ETag"]).strip('"')) for part in parts)
+    return f'"{hashlib.md5(digests, usedforsecurity=False).hexdigest()}-{len(parts)}"'
 
 
 def _retried(error: Exception) -> bool:

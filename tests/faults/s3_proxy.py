@@ -43,6 +43,9 @@ class Fault(enum.Enum):
     """Forwarded (the request takes effect), then the connection is reset."""
     LOST_RESPONSE_500 = "lost_response_500"
     """Forwarded (the request takes effect), then answered 500 InternalError."""
+    NO_SUCH_UPLOAD = "no_such_upload"
+    """404 NoSuchUpload without forwarding: what S3 answers a retried
+    CompleteMultipartUpload once the upload is complete (moto answers 200)."""
 
 
 WRITE_FAULTS = (Fault.LOST_RESPONSE, Fault.LOST_RESPONSE_500)
@@ -220,6 +223,9 @@ def _handler_for(proxy: S3FaultProxy) -> type[BaseHTTPRequestHandler]:
                 return
             if fault is Fault.RESET:
                 self._reset()
+                return
+            if fault is Fault.NO_SUCH_UPLOAD:
+                self._reply_error(404, "NoSuchUpload", "The specified upload does not exist.")
                 return
             if fault is Fault.LATENCY:
                 time.sleep(proxy.latency_s)

@@ -71,3 +71,29 @@ def test_plain_faults_are_retried_by_the_store(
     store.put("k4", b"data")
     assert store.get("k4") == b"data"
     assert s3_fault_proxy.stats.faults[fault.value] == 2
+
+
+def _completes(method: str, path: str) -> bool:
+    return method == "POST" and "uploadId=" in path
+
+
+@pytest.mark.parametrize("conditional", [False, True], ids=["put", "put_if_absent"])
+@pytest.mark.parametrize("fault", WRITE_FAULTS, ids=lambda f: f.value)
+def test_a_lost_multipart_completion_is_settled_as_our_own_write(
+    faulty_endpoint: S3Endpoint, s3_fault_proxy: S3FaultProxy, fault: Fault, conditional: bool
+) -> None:
+    mib = 1024 * 1024
+    store = faulty_endpoint.store(
+        f"proxy-{uuid.uuid4().hex}", multipart_threshold=5 * mib, part_size=5 * mib
+    )
+    data = bytes(range(256)) * (11 * 1024 * 4)  # 11 MiB: three parts
+    try:
+        s3_fault_proxy.inject(fault, match=_completes)
+        s3_fault_proxy.inject(Fault.NO_SUCH_UPLOAD, match=_completes)  # as S3 answers the retry
+        version = store.put_if_absent("big", data) if conditional else store.put("big", data)
+        assert s3_fault_proxy.pending == 0
+        assert version.endswith('-3"')
+        assert store.get_versioned("big") == (data, version)
+    finally:
+        store.delete("big")
+        store.close()
