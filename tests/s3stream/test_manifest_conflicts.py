@@ -5,10 +5,13 @@ the versions it leaves out."""
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from s3stream import ConditionalWritesNotEnforced, Fenced, StreamStore, StreamStoreConfig
 from s3stream.conditional_probe import check_conditional_writes
@@ -126,3 +129,38 @@ def test_single_writer_mode_on_s3_checks_each_condition_itself(s3_endpoint: S3En
 def test_an_unknown_conditional_writes_mode_is_refused() -> None:
     with pytest.raises(ValueError, match="conditional_writes"):
         open_store("s3://bucket/p?conditional_writes=sometimes")
+
+
+@given(
+    st.lists(
+        st.tuples(st.sampled_from("ab"), st.sampled_from(["create", "add", "trim"])),
+        max_size=16,
+    )
+)
+def test_any_interleaving_of_two_writers_leaves_an_openable_bucket(
+    steps: list[tuple[str, str]],
+) -> None:
+    inner = MemoryStore()
+    store = IgnoresConditions(inner, SINGLE_WRITER)
+    writers = {name: Manifest.open(store, checkpoint_every=4) for name in "ab"}
+    for name, action in steps:
+        writer = writers[name]
+        state = writer.state
+        if action == "create" or not state.streams:
+            ops: list[object] = [["create_stream", state.next_stream_id, 0]]
+        elif action == "add":
+            stream = max(state.streams)
+            end = state.streams[stream].end_offset
+            ops = [add_object_op(state.next_object_id, stream, end, end + 5)]
+        else:
+            stream = min(state.streams)
+            ops = [["trim", stream, state.streams[stream].start_offset + 1]]
+        with contextlib.suppress(Fenced):
+            writer.commit(ops)  # type: ignore[arg-type]
+    before = load(inner)
+    third = Manifest.open(inner, checkpoint_every=4)  # an enforcing view of the same bucket
+    assert third.epoch > max([before.state.epoch] + [c.epoch or 0 for c in before.conflicts])
+    third.commit([["create_stream", third.state.next_stream_id, 0]])
+    reloaded = load(inner)
+    assert reloaded.state.to_wire() == third.state.to_wire()
+    assert all(c.seq < third.state.seq for c in reloaded.conflicts)
