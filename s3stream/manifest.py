@@ -18,6 +18,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import msgpack
@@ -118,40 +119,45 @@ class Manifest:
         First checks that the store enforces conditional writes
         (ConditionalWritesNotEnforced if not; see conditional_probe.py).
         """
-        check_conditional_writes(store)
+        _retrying_transient(lambda: check_conditional_writes(store))
         manifest = cls(store, ManifestState(), checkpoint_every, stop or threading.Event())
         for attempt in range(_OPEN_ATTEMPTS):
-            state, manifest.conflicts, manifest._tip_version = load(store)
-            manifest.state = state
-            # Above every epoch in the log, left-out versions' too: a writer
-            # whose versions were left out must not share the new epoch.
-            newest = max([state.epoch] + [c.epoch or 0 for c in manifest.conflicts])
             try:
-                manifest._write(state.seq + 1, [["fence", newest + 1]])
+                if manifest._unsettled is not None:
+                    # The last fence's answer was lost: settle it (ours, or
+                    # taken by someone else) rather than load again and fence
+                    # once more, spending an epoch on nothing.
+                    manifest._settle()
+                else:
+                    state, manifest.conflicts, manifest._tip_version = load(store)
+                    manifest.state = state
+                    # Above every epoch in the log, left-out versions' too: a
+                    # writer whose versions were left out must not share it.
+                    newest = max([state.epoch] + [c.epoch or 0 for c in manifest.conflicts])
+                    manifest._write(state.seq + 1, [["fence", newest + 1]])
+                break
             except PreconditionFailed:
-                _backoff_sleep(attempt)  # another opener or writer moved first
-                continue
+                _backoff_sleep(attempt)  # another opener or writer moved first: load again
             except ObjectStoreError as error:
                 if not error.transient or attempt == _OPEN_ATTEMPTS - 1:
                     raise
-                # If the fence landed after all, the next load sees it as an
-                # older epoch and this opener simply fences once more.
                 _backoff_sleep(attempt)
-                continue
-            for conflict in manifest.conflicts:
-                log.error(
-                    "manifest version %d (%s, writer %s, epoch %s) was left out: %s; "
-                    "two writers committed to %s (a store that ignores conditional writes?)",
-                    conflict.seq,
-                    conflict.key,
-                    conflict.writer,
-                    conflict.epoch,
-                    conflict.reason,
-                    store.url,
-                )
-            log.info("manifest opened at version %d, epoch %d", state.seq, manifest.epoch)
-            return manifest
-        raise ObjectStoreError("open", LOG_PREFIX, "the manifest kept moving while opening")
+        else:
+            raise ObjectStoreError("open", LOG_PREFIX, "the manifest kept moving while opening")
+        state = manifest.state
+        for conflict in manifest.conflicts:
+            log.error(
+                "manifest version %d (%s, writer %s, epoch %s) was left out: %s; "
+                "two writers committed to %s (a store that ignores conditional writes?)",
+                conflict.seq,
+                conflict.key,
+                conflict.writer,
+                conflict.epoch,
+                conflict.reason,
+                store.url,
+            )
+        log.info("manifest opened at version %d, epoch %d", state.seq, manifest.epoch)
+        return manifest
 
     # -- committing ---------------------------------------------------------
 
@@ -411,6 +417,18 @@ def _contradiction(
 
 def _seq_of(key: str) -> int:
     return int(key.rsplit("/", 1)[-1])
+
+
+def _retrying_transient(action: Callable[[], None]) -> None:
+    """Runs ``action``, again after a backoff while it fails transiently."""
+    for attempt in range(_OPEN_ATTEMPTS):
+        try:
+            action()
+            return
+        except ObjectStoreError as error:
+            if not error.transient or attempt == _OPEN_ATTEMPTS - 1:
+                raise
+            _backoff_sleep(attempt)
 
 
 def _backoff_sleep(attempt: int, stop: threading.Event | None = None) -> None:

@@ -132,6 +132,34 @@ def test_a_412_earned_by_our_own_retried_write_is_not_a_fence(memory_store: Memo
     assert (state.streams[1].start_offset, state.streams[1].end_offset) == (4, 10)
 
 
+def test_a_lost_fence_answer_at_open_is_settled_without_spending_an_epoch(
+    memory_store: MemoryStore,
+) -> None:
+    class LosesOneFenceAnswer(FaultyStore):
+        lost = 0
+
+        def _after_put(self, key: str) -> None:
+            if key.startswith(LOG_PREFIX) and not self.lost:
+                self.lost += 1
+                raise InjectedFault("put", key)
+
+    faulty = LosesOneFenceAnswer(memory_store)
+    manifest = Manifest.open(faulty)
+    assert faulty.lost == 1
+    assert (manifest.epoch, manifest.state.seq) == (1, 1)
+    assert load_state(memory_store).epoch == 1
+
+
+def test_open_waits_out_a_store_outage(memory_store: MemoryStore) -> None:
+    faulty = FaultyStore(memory_store)
+    faulty.fail("put")  # the probe's first put fails until the store heals
+    healer = threading.Timer(0.2, faulty.heal)
+    healer.start()
+    manifest = Manifest.open(faulty)
+    healer.join()
+    assert faulty.failures >= 1 and manifest.epoch == 1
+
+
 def test_a_412_from_a_newer_writer_after_our_lost_write_is_a_fence(
     memory_store: MemoryStore,
 ) -> None:
