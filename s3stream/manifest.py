@@ -10,6 +10,13 @@ versions the whole state is written to ``manifest/checkpoint/<N>`` so an
 opener reads one checkpoint plus a few deltas, not the whole history; older
 deltas and checkpoints are then deleted. The layout and encoding are in
 docs/object-format.md.
+
+A writer recognises its own writes whatever happened to their answers: a
+412 on a version holding its exact record is success; a version created
+where checkpoints had already moved past is not. Opening first checks that
+the store enforces conditional writes (conditional_probe.py); loading keeps
+the first committed history of a log that two writers forked and reports
+the versions it leaves out (ManifestConflict).
 """
 
 from __future__ import annotations
