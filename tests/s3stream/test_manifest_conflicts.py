@@ -6,6 +6,7 @@ the versions it leaves out."""
 from __future__ import annotations
 
 import contextlib
+import threading
 import uuid
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from s3stream import ConditionalWritesNotEnforced, Fenced, StreamStore, StreamStoreConfig
-from s3stream.conditional_probe import check_conditional_writes
+from s3stream.conditional_probe import PROBE_PREFIX, check_conditional_writes
 from s3stream.manifest import Manifest, delta_key, encode_record, load
 from s3stream.store import (
     ConditionalWrites,
@@ -164,3 +165,20 @@ def test_any_interleaving_of_two_writers_leaves_an_openable_bucket(
     reloaded = load(inner)
     assert reloaded.state.to_wire() == third.state.to_wire()
     assert all(c.seq < third.state.seq for c in reloaded.conflicts)
+
+
+def test_concurrent_openers_probe_without_disturbing_each_other(any_store: ObjectStore) -> None:
+    epochs: list[int] = []
+    barrier = threading.Barrier(4)
+
+    def opener() -> None:
+        barrier.wait(timeout=30)
+        epochs.append(Manifest.open(any_store).epoch)
+
+    threads = [threading.Thread(target=opener) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert sorted(epochs) == [1, 2, 3, 4]
+    assert any_store.list(PROBE_PREFIX) == []
