@@ -105,6 +105,9 @@ checkpoint_every = 8
 compaction_interval_s = 3600
 """
 SERVED_RECORDS = 6000 if FULL else 1500
+QUIET_S = 3.0
+"""Idle this long, the server has uploaded what it took: longer than botocore's
+usual backoff between retries, which is quiet too."""
 
 
 @pytest.mark.slow
@@ -160,7 +163,7 @@ def test_served_idempotent_producer_loses_nothing_under_store_faults(
         # The server uploads in the background, under faults; once it has
         # been idle a while, shutdown's last upload goes through cleanly, so
         # the bucket has everything without the test depending on its luck.
-        assert s3_fault_proxy.wait_quiet(1.0, timeout=FLUSH_TIMEOUT_S)
+        assert s3_fault_proxy.wait_quiet(QUIET_S, timeout=FLUSH_TIMEOUT_S)
         s3_fault_proxy.heal()
         assert server.stop() == 0
     finally:
