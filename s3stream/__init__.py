@@ -6,6 +6,7 @@ Formats are specified in docs/object-format.md.
 
 from s3stream.compaction import Retention
 from s3stream.errors import (
+    ConditionalWritesNotEnforced,
     CorruptObject,
     Fenced,
     OffsetMismatch,
@@ -28,6 +29,7 @@ from s3stream.stream_store import (
 )
 
 __all__ = [
+    "ConditionalWritesNotEnforced",
     "CorruptObject",
     "Fenced",
     "FetchResult",

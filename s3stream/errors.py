@@ -66,6 +66,27 @@ class CorruptObject(S3StreamError):
         self.position = position
 
 
+class ConditionalWritesNotEnforced(S3StreamError):
+    """The object store accepts conditional writes but does not enforce them.
+
+    The manifest's fencing rests on create-if-absent and
+    replace-if-version: on a store that ignores them, two writers both
+    commit and the bucket's history forks. Raised at open, before anything
+    is written, by the probe in ``s3stream/store/probe.py``.
+    """
+
+    def __init__(self, url: str, condition: str) -> None:
+        super().__init__(
+            f"the object store {url} does not enforce {condition}: two writers on it "
+            "would corrupt the manifest. Use a store that enforces conditional writes "
+            "(AWS S3, MinIO, ...), or, if no other writer can ever open this bucket "
+            "and prefix, open it with conditional_writes=unenforced-single-writer "
+            "(see docs/object-format.md)"
+        )
+        self.url = url
+        self.condition = condition
+
+
 class StoreClosed(S3StreamError):
     def __init__(self) -> None:
         super().__init__("the stream store is closed")

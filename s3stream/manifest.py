@@ -10,6 +10,13 @@ versions the whole state is written to ``manifest/checkpoint/<N>`` so an
 opener reads one checkpoint plus a few deltas, not the whole history; older
 deltas and checkpoints are then deleted. The layout and encoding are in
 docs/object-format.md.
+
+A writer recognises its own writes whatever happened to their answers: a
+412 on a version holding its exact record is success; a version created
+where checkpoints had already moved past is not. Opening first checks that
+the store enforces conditional writes (conditional_probe.py); loading keeps
+the first committed history of a log that two writers forked and reports
+the versions it leaves out (ManifestConflict).
 """
 
 from __future__ import annotations
@@ -18,11 +25,13 @@ import logging
 import os
 import threading
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import msgpack
 
 from native import crc32c
+from s3stream.conditional_probe import check_conditional_writes
 from s3stream.errors import CorruptObject, Fenced, StoreClosed
 from s3stream.manifest_state import InvalidOperation, ManifestState, Op
 from s3stream.store import ObjectNotFound, ObjectStore, ObjectStoreError, PreconditionFailed
@@ -35,6 +44,14 @@ CHECKPOINT_PREFIX = "manifest/checkpoint/"
 DEFAULT_CHECKPOINT_EVERY = 64
 _OPEN_ATTEMPTS = 20
 _LOAD_ATTEMPTS = 6
+
+
+class LeftBehind(PreconditionFailed):
+    """Our put created a version that newer checkpoints had already deleted:
+    other writers are far ahead, and the write does not count."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(key, "the previous version is gone: a newer writer checkpointed past it")
 
 
 def delta_key(seq: int) -> str:
@@ -85,6 +102,10 @@ class Manifest:
         self._fenced: Fenced | None = None
         self._unsettled: tuple[int, bytes, ManifestState] | None = None
         self.commits = 0
+        self.conflicts: list[ManifestConflict] = []
+        """Versions left out at open as contradicting the history (see load)."""
+        self._tip_version: str | None = None
+        """The store's version token of ``delta_key(state.seq)``, if known."""
 
     @property
     def epoch(self) -> int:
@@ -100,26 +121,50 @@ class Manifest:
         checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY,
         stop: threading.Event | None = None,
     ) -> Manifest:
-        """Loads the newest version and takes ownership by bumping the epoch."""
+        """Loads the newest version and takes ownership by bumping the epoch.
+
+        First checks that the store enforces conditional writes
+        (ConditionalWritesNotEnforced if not; see conditional_probe.py).
+        """
+        _retrying_transient(lambda: check_conditional_writes(store))
         manifest = cls(store, ManifestState(), checkpoint_every, stop or threading.Event())
         for attempt in range(_OPEN_ATTEMPTS):
-            state = load_state(store)
-            manifest.state = state
             try:
-                manifest._write(state.seq + 1, [["fence", state.epoch + 1]])
+                if manifest._unsettled is not None:
+                    # The last fence's answer was lost: settle it (ours, or
+                    # taken by someone else) rather than load again and fence
+                    # once more, spending an epoch on nothing.
+                    manifest._settle()
+                else:
+                    state, manifest.conflicts, manifest._tip_version = load(store)
+                    manifest.state = state
+                    # Above every epoch in the log, left-out versions' too: a
+                    # writer whose versions were left out must not share it.
+                    newest = max([state.epoch] + [c.epoch or 0 for c in manifest.conflicts])
+                    manifest._write(state.seq + 1, [["fence", newest + 1]])
+                break
             except PreconditionFailed:
-                _backoff_sleep(attempt)  # another opener or writer moved first
-                continue
+                _backoff_sleep(attempt)  # another opener or writer moved first: load again
             except ObjectStoreError as error:
                 if not error.transient or attempt == _OPEN_ATTEMPTS - 1:
                     raise
-                # If the fence landed after all, the next load sees it as an
-                # older epoch and this opener simply fences once more.
                 _backoff_sleep(attempt)
-                continue
-            log.info("manifest opened at version %d, epoch %d", state.seq, manifest.epoch)
-            return manifest
-        raise ObjectStoreError("open", LOG_PREFIX, "the manifest kept moving while opening")
+        else:
+            raise ObjectStoreError("open", LOG_PREFIX, "the manifest kept moving while opening")
+        state = manifest.state
+        for conflict in manifest.conflicts:
+            log.error(
+                "manifest version %d (%s, writer %s, epoch %s) was left out: %s; "
+                "two writers committed to %s (a store that ignores conditional writes?)",
+                conflict.seq,
+                conflict.key,
+                conflict.writer,
+                conflict.epoch,
+                conflict.reason,
+                store.url,
+            )
+        log.info("manifest opened at version %d, epoch %d", state.seq, manifest.epoch)
+        return manifest
 
     # -- committing ---------------------------------------------------------
 
@@ -163,7 +208,7 @@ class Manifest:
         state.seq = seq
         data = encode_record({"seq": seq, "epoch": state.epoch, "writer": self._writer, "ops": ops})
         self._unsettled = (seq, data, state)
-        self.store.put_if_absent(delta_key(seq), data)
+        self._put_version(seq, data)
         self._adopt(state)
         return state
 
@@ -172,14 +217,55 @@ class Manifest:
         writes it again, or finds it was written after all."""
         assert self._unsettled is not None
         seq, data, state = self._unsettled
-        try:
-            self.store.put_if_absent(delta_key(seq), data)
-        except PreconditionFailed:
-            if self.store.get(delta_key(seq)) != data:
-                self._unsettled = None
-                raise
+        self._put_version(seq, data)
         self._adopt(state)
         return state
+
+    def _put_version(self, seq: int, data: bytes) -> None:
+        """Creates version ``seq`` holding ``data``, or finds it holds ``data`` already.
+
+        A 412 is not proof of another writer: a store (or its client's own
+        retry) may have performed an earlier attempt of this very write and
+        lost the answer. The version then holds our record byte for byte
+        (our writer id, this sequence number, these operations); anything
+        else there is another writer's, and PreconditionFailed stands.
+        A failed read-back leaves the write unsettled for the caller's retry.
+        """
+        try:
+            version = self.store.put_if_absent(delta_key(seq), data)
+        except PreconditionFailed:
+            try:
+                found, version = self.store.get_versioned(delta_key(seq))
+            except ObjectNotFound:
+                found = None  # deleted by a checkpoint: long since committed by someone
+            if found != data:
+                self._unsettled = None
+                raise
+            log.info("manifest version %d: a retried write found its own record", seq)
+        self._check_not_left_behind(seq)
+        self._tip_version = version
+
+    def _check_not_left_behind(self, seq: int) -> None:
+        """Raises LeftBehind unless version ``seq - 1`` is still the one we know.
+
+        Checkpoints delete old deltas, so a writer far behind the others (a
+        long pause, a partition) can create a version number that existed
+        once and was deleted: the put succeeds, yet every loader skips it, as
+        it lies below a newer checkpoint. Deletion goes in version order and
+        never reaches the newest version, so the version before ours is then
+        gone too, or is another such writer's stray put (a new version
+        token): either way not the one we loaded or wrote.
+        """
+        if seq <= 1:
+            return
+        try:
+            found = self.store.head(delta_key(seq - 1)).version
+        except ObjectNotFound:
+            found = None
+        expected = self._tip_version
+        if found is None or (expected is not None and found.strip('"') != expected.strip('"')):
+            self._unsettled = None
+            raise LeftBehind(delta_key(seq))
 
     def _adopt(self, state: ManifestState) -> None:
         self._unsettled = None
@@ -189,11 +275,14 @@ class Manifest:
             self._checkpoint(state)
 
     def _discover_fence(self, seq: int) -> None:
-        """Another writer created version ``seq``: we are fenced."""
+        """Another writer created version ``seq`` (or versions far past it): we are fenced."""
         try:
             other = decode_record(delta_key(seq), self.store.get(delta_key(seq)))
+            if other.get("writer") == self._writer:  # ours, left behind: ask the checkpoint
+                newest = self.store.list(CHECKPOINT_PREFIX)[-1].key
+                other = decode_record(newest, self.store.get(newest))
             newer = int(other["epoch"])
-        except (ObjectNotFound, CorruptObject, KeyError, TypeError, ValueError):
+        except (ObjectStoreError, CorruptObject, IndexError, KeyError, TypeError, ValueError):
             newer = self.state.epoch + 1
         self._fenced = Fenced("the stream store", self.state.epoch, newer)
         log.error("%s", self._fenced)
@@ -223,21 +312,63 @@ class Manifest:
             log.warning("manifest checkpoint at version %d failed: %s", state.seq, error)
 
 
+class ManifestConflict(NamedTuple):
+    """A version left out at load: it contradicts the history before it.
+
+    Only a store that ignores conditional writes (or a writer that was told
+    to trust one, wrongly) lets two writers both create versions; their
+    histories interleave. The first committed history is kept; the other
+    writer's versions are reported here and skipped.
+    """
+
+    key: str
+    seq: int
+    writer: str | None
+    epoch: int | None
+    reason: str
+
+
+class LoadedManifest(NamedTuple):
+    state: ManifestState
+    conflicts: list[ManifestConflict]
+    tip_version: str | None
+    """The store's version token of the newest delta, if it is still there."""
+
+
 def load_state(store: ObjectStore) -> ManifestState:
     """The newest committed state: the last checkpoint plus the deltas after it."""
-    for attempt in range(_LOAD_ATTEMPTS):
+    return load(store).state
+
+
+def load(store: ObjectStore) -> LoadedManifest:
+    """The newest committed state, and the versions left out of it as conflicting."""
+    left_out: dict[int, str] = {}  # versions whose operations failed to apply, and why
+    attempt = 0
+    while attempt < _LOAD_ATTEMPTS:
         try:
-            return _load_once(store)
+            return _load_once(store, left_out)
+        except _LoadAgain:
+            continue  # one more version is left out each time: this ends
         except ObjectNotFound:
             time.sleep(0.01 * 2**attempt)  # a checkpoint deleted what we listed; list again
+            attempt += 1
     raise CorruptObject(LOG_PREFIX, "manifest versions are missing (checked repeatedly)")
 
 
-def _load_once(store: ObjectStore) -> ManifestState:
+class _LoadAgain(Exception):
+    """A delta failed part way through its operations: load from the start without it."""
+
+
+def _load_once(store: ObjectStore, left_out: dict[int, str]) -> LoadedManifest:
     checkpoints = [i.key for i in store.list(CHECKPOINT_PREFIX)]
     state, damaged = _newest_readable_checkpoint(store, checkpoints)
+    owner: str | None = None  # the writer that fenced the current epoch, once seen
+    conflicts: list[ManifestConflict] = []
+    tip_version: str | None = None
     for info in store.list(LOG_PREFIX):
         seq = _seq_of(info.key)
+        if seq == state.seq:
+            tip_version = info.version  # the checkpoint's own version
         if seq <= state.seq:
             continue
         if seq != state.seq + 1:
@@ -248,13 +379,46 @@ def _load_once(store: ObjectStore) -> ManifestState:
         delta = decode_record(info.key, store.get(info.key))
         if delta.get("seq") != seq:
             raise CorruptObject(info.key, f"delta says version {delta.get('seq')}")
-        try:
-            for op in delta["ops"]:
-                state.apply(op)
-        except InvalidOperation as error:
-            raise CorruptObject(info.key, str(error)) from error
+        writer, epoch = delta.get("writer"), delta.get("epoch")
+        fence = _is_fence(delta["ops"])
+        reason = left_out.get(seq) or _contradiction(state.epoch, owner, writer, epoch, fence)
+        if reason is None:
+            try:
+                for op in delta["ops"]:
+                    state.apply(op)
+            except InvalidOperation as error:
+                left_out[seq] = f"its operations do not apply: {error}"
+                raise _LoadAgain from error
+            if fence or owner is None:
+                owner = writer
+        else:
+            conflicts.append(ManifestConflict(info.key, seq, writer, epoch, reason))
         state.seq = seq
-    return state
+        tip_version = info.version
+    return LoadedManifest(state, conflicts, tip_version)
+
+
+def _is_fence(ops: list[Op]) -> bool:
+    return len(ops) == 1 and bool(ops[0]) and ops[0][0] == "fence"
+
+
+def _contradiction(
+    current_epoch: int, owner: str | None, writer: str | None, epoch: int | None, fence: bool
+) -> str | None:
+    """Why a delta cannot belong to the history so far, or None if it can.
+
+    In a history made with enforced conditional writes, each epoch begins
+    with its fence and every other delta is written by that fence's writer
+    at that epoch (an older writer's put loses to the fence). A fence is
+    checked when applied (its epoch must be higher).
+    """
+    if fence:
+        return None
+    if epoch is not None and epoch != current_epoch:
+        return f"written at epoch {epoch} while epoch {current_epoch} owned the manifest"
+    if owner is not None and writer is not None and writer != owner:
+        return f"written by writer {writer}, not by {owner} which owns epoch {current_epoch}"
+    return None
 
 
 def _newest_readable_checkpoint(
@@ -281,6 +445,18 @@ def _newest_readable_checkpoint(
 
 def _seq_of(key: str) -> int:
     return int(key.rsplit("/", 1)[-1])
+
+
+def _retrying_transient(action: Callable[[], None]) -> None:
+    """Runs ``action``, again after a backoff while it fails transiently."""
+    for attempt in range(_OPEN_ATTEMPTS):
+        try:
+            action()
+            return
+        except ObjectStoreError as error:
+            if not error.transient or attempt == _OPEN_ATTEMPTS - 1:
+                raise
+            _backoff_sleep(attempt)
 
 
 def _backoff_sleep(attempt: int, stop: threading.Event | None = None) -> None:

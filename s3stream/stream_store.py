@@ -134,6 +134,9 @@ class RecoverySummary:
     """WAL appends that no longer follow their stream's committed end (another
     writer took over that stream since they were written)."""
     orphans_deleted: int = 0
+    manifest_conflicts: tuple[str, ...] = ()
+    """Keys of manifest versions left out because they contradict the history
+    before them (two writers on a store that ignores conditional writes)."""
 
 
 @dataclass
@@ -255,6 +258,7 @@ class StreamStore:
     def _recover(self) -> RecoverySummary:
         state = self.manifest.state
         summary = RecoverySummary(state.seq, state.epoch)
+        summary.manifest_conflicts = tuple(c.key for c in self.manifest.conflicts)
         for meta in state.streams.values():
             self._streams[meta.stream_id] = _Stream(
                 meta.stream_id, meta.epoch, meta.start_offset, meta.end_offset, meta.end_offset

@@ -10,7 +10,10 @@
   key: the way to give one, as the URL is visible in the process list),
   ``secret_access_key``, ``multipart_threshold``, ``part_size``,
   ``max_attempts``, ``connect_timeout``, ``read_timeout``,
-  ``max_pool_connections``; values are percent-encoded as in any query.
+  ``max_pool_connections``, ``conditional_writes`` (``enforced``, the
+  default, checked at open; or ``unenforced-single-writer`` for a server
+  that ignores If-None-Match / If-Match, see docs/object-format.md); values
+  are percent-encoded as in any query.
   Without keys, credentials come from boto3's usual chain (the
   AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY environment variables, the
   shared credentials file, an instance role);
@@ -26,6 +29,7 @@ from urllib.parse import parse_qs, parse_qsl, quote, unquote, urlparse, urlsplit
 
 from s3stream.store.base import (
     BytesLike,
+    ConditionalWrites,
     ObjectInfo,
     ObjectNotFound,
     ObjectStore,
@@ -49,6 +53,7 @@ _S3_OPTIONS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "connect_timeout": ("connect_timeout", float),
     "read_timeout": ("read_timeout", float),
     "max_pool_connections": ("max_pool_connections", int),
+    "conditional_writes": ("conditional_writes", ConditionalWrites),
 }
 
 
@@ -175,6 +180,7 @@ def _s3(bucket: str, prefix: str, query: str) -> S3Store:
 
 __all__ = [
     "BytesLike",
+    "ConditionalWrites",
     "LocalStore",
     "MemoryStore",
     "ObjectInfo",

@@ -10,6 +10,7 @@ write (S3's ETag; a file identity for the local directory).
 from __future__ import annotations
 
 import abc
+import enum
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -56,6 +57,18 @@ class PreconditionFailed(ObjectStoreError):
         self.condition = condition
 
 
+class ConditionalWrites(enum.Enum):
+    """What the store's conditional writes can be trusted with."""
+
+    ENFORCED = "enforced"
+    """The server enforces them; the manifest checks this at open (the probe)."""
+    UNENFORCED_SINGLE_WRITER = "unenforced-single-writer"
+    """The server may ignore them; the operator guarantees a single writer.
+    The store checks each condition with a read just before the write, which
+    keeps a single writer's retries and restarts safe but cannot stop two
+    writers racing."""
+
+
 class ObjectInfo(NamedTuple):
     key: str
     size: int
@@ -67,6 +80,8 @@ class ObjectStore(abc.ABC):
 
     #: A short description for logs, e.g. "s3://bucket/prefix".
     url: str
+    #: Whether opening probes the conditional writes (see ConditionalWrites).
+    conditional_writes = ConditionalWrites.ENFORCED
 
     @abc.abstractmethod
     def put(self, key: str, data: ObjectData) -> str:

@@ -12,7 +12,21 @@ Conditional writes use If-None-Match: * (create if absent) and If-Match:
 key is gone), is PreconditionFailed. A 409 ConditionalRequestConflict (a
 concurrent conditional write to the same key was in flight) is a transient
 ObjectStoreError: the write did not happen, and a retry will get a definite
-answer.
+answer. botocore retries a conditional write whose answer was lost; when the
+lost attempt took effect, the retry gets 412 from our own object. A 412 after
+a retry is therefore settled by reading the object back: our exact bytes are
+success (with their version), anything else PreconditionFailed. (A replace
+that landed and was itself replaced before the read-back reads as
+PreconditionFailed: superseded, as it would be a moment later anyway.)
+A multipart completion whose answer was lost is settled the same way, and
+also when the retry gets NoSuchUpload (S3's answer once the upload is
+complete): the object is ours if its ETag is the one our parts make.
+
+Some S3-compatible servers accept the conditional headers and ignore them;
+the manifest refuses those at open (s3stream/conditional_probe.py) unless
+the store is opened with ``conditional_writes="unenforced-single-writer"``,
+in which case each conditional put is checked with a HEAD just before it is
+sent: exact while there is one writer, a race between two.
 
 The version is the ETag exactly as S3 returns it (with its quotes). An ETag
 is derived from the content (MD5 for single-part uploads), so two writes of
@@ -30,6 +44,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import hashlib
 import threading
 import zlib
 from collections.abc import Iterator
@@ -42,6 +57,7 @@ import botocore.exceptions
 
 from s3stream.store.base import (
     BytesLike,
+    ConditionalWrites,
     ObjectData,
     ObjectInfo,
     ObjectNotFound,
@@ -101,6 +117,7 @@ class S3Store(ObjectStore):
         connect_timeout: float = 5.0,
         read_timeout: float = 30.0,
         max_pool_connections: int = 32,
+        conditional_writes: ConditionalWrites | str = ConditionalWrites.ENFORCED,
     ) -> None:
         if part_size < _MIN_PART_SIZE:
             raise ValueError(f"S3 parts must be at least 5 MiB, not {part_size} bytes")
@@ -111,6 +128,13 @@ class S3Store(ObjectStore):
         self.url = f"s3://{bucket}/{self.prefix}"
         self.multipart_threshold = multipart_threshold
         self.part_size = part_size
+        try:
+            self.conditional_writes = ConditionalWrites(conditional_writes)
+        except ValueError:
+            known = ", ".join(mode.value for mode in ConditionalWrites)
+            raise ValueError(
+                f"unknown conditional_writes {conditional_writes!r} (known: {known})"
+            ) from None
         config = botocore.config.Config(
             s3={"addressing_style": "path"},
             retries={"mode": "standard", "max_attempts": max_attempts},
@@ -151,10 +175,19 @@ class S3Store(ObjectStore):
         return self._put(key, joined(data), {})
 
     def put_if_absent(self, key: str, data: BytesLike) -> str:
+        if self._checks_conditions_itself() and self._version(key) is not None:
+            raise PreconditionFailed(key, "exists (checked before the write)")
         return self._put(key, data, {"IfNoneMatch": "*"})
 
     def put_if_version(self, key: str, data: BytesLike, version: str) -> str:
+        if self._checks_conditions_itself() and not _same_etag(self._version(key), version):
+            raise PreconditionFailed(key, f"version is not {version} (checked before the write)")
         return self._put(key, data, {"IfMatch": version})
+
+    def _checks_conditions_itself(self) -> bool:
+        # A server that ignores the headers still gets them (harmless), but
+        # the condition is checked here first: exact for a single writer.
+        return self.conditional_writes is ConditionalWrites.UNENFORCED_SINGLE_WRITER
 
     def _put(self, key: str, data: BytesLike, condition: dict[str, str]) -> str:
         view = memoryview(data)
@@ -163,7 +196,7 @@ class S3Store(ObjectStore):
         view = view.cast("B")
         if view.nbytes > self.multipart_threshold:
             return self._put_multipart(key, view, condition)
-        with _errors("put", key, condition):
+        try:
             response = self._client.put_object(
                 Bucket=self.bucket,
                 Key=self._key(key),
@@ -171,7 +204,57 @@ class S3Store(ObjectStore):
                 **self._checksum_of(view),
                 **condition,
             )
+        except _BOTO_ERRORS as error:
+            return self._settle_conditional(error, key, view, condition)
         return str(response["ETag"])
+
+    def _settle_completion(
+        self,
+        error: Exception,
+        key: str,
+        view: memoryview,
+        condition: dict[str, str],
+        parts: list[dict[str, Any]],
+    ) -> str:
+        """Like _settle_conditional, for a multipart completion; also settles
+        NoSuchUpload after a retry (S3's answer to completing an upload it
+        already completed, when the first answer was lost). The object is
+        recognised by its multipart ETag, computed from the parts' ETags,
+        before falling back to reading it back."""
+        if _retried(error) and _code(error) in ("NoSuchUpload", "PreconditionFailed"):
+            found = self._version(key)
+            if found is not None and _same_etag(found, _multipart_etag(parts)):
+                return found
+        if _code(error) == "NoSuchUpload" and _retried(error):
+            with contextlib.suppress(ObjectNotFound):
+                data, version = self.get_versioned(key)
+                if data == view:
+                    return version
+        return self._settle_conditional(error, key, view, condition)
+
+    def _settle_conditional(
+        self, error: Exception, key: str, view: memoryview, condition: dict[str, str]
+    ) -> str:
+        """The version of our own write if ``error`` is a 412 that botocore's
+        retry of it earned; else raises ``error`` as the store's error.
+
+        botocore retries a request whose answer was lost (a timeout, a reset,
+        a 500 after the write). If the lost attempt was a conditional write
+        that took effect, the retry finds the object it wrote itself and gets
+        412. Reading the object back settles it: our exact bytes mean the
+        write happened (the callers' contents carry a writer id and sequence
+        number, so equal bytes are not someone else's). A 412 at the first
+        attempt is a real conflict and is not read back.
+        """
+        failure = _translate(error, "put", key, condition)
+        if isinstance(failure, PreconditionFailed) and _retried(error):
+            try:
+                found, version = self.get_versioned(key)
+            except ObjectNotFound:
+                raise failure from error
+            if found == view:
+                return version
+        raise failure from error
 
     def _checksum_of(self, view: memoryview) -> dict[str, str]:
         # Given, botocore need not compute it in 1 MiB chunks, holding the GIL
@@ -214,7 +297,7 @@ class S3Store(ObjectStore):
                 # S3 checks If-Match on completion itself, but some S3-compatible
                 # servers (moto 5) ignore it there: refuse what we can see.
                 raise PreconditionFailed(key, f"IfMatch {condition['IfMatch']}")
-            with _errors("put", key, condition):
+            try:
                 response = self._client.complete_multipart_upload(
                     Bucket=self.bucket,
                     Key=self._key(key),
@@ -222,6 +305,8 @@ class S3Store(ObjectStore):
                     MultipartUpload={"Parts": parts},
                     **condition,
                 )
+            except _BOTO_ERRORS as error:
+                return self._settle_completion(error, key, view, condition, parts)
             return str(response["ETag"])
         except BaseException:
             for sent in sends:
@@ -340,6 +425,19 @@ def _crc32_header(view: memoryview) -> str:
 def _same_etag(found: str | None, expected: str) -> bool:
     # Servers differ on whether If-Match values carry the ETag's quotes.
     return found is not None and found.strip('"') == expected.strip('"')
+
+
+def _multipart_etag(parts: list[dict[str, Any]]) -> str:
+    """S3's ETag of a completed multipart upload: the MD5 of the parts' MD5s, and their count."""
+    digests = b"".join(bytes.fromhex(str(part["ETag"]).strip('"')) for part in parts)
+    return f'"{hashlib.md5(digests, usedforsecurity=False).hexdigest()}-{len(parts)}"'
+
+
+def _retried(error: Exception) -> bool:
+    """Whether botocore sent the request more than once before this answer."""
+    if isinstance(error, botocore.exceptions.ClientError):
+        return int(error.response.get("ResponseMetadata", {}).get("RetryAttempts", 0)) > 0
+    return False
 
 
 def _code(error: Exception) -> str:

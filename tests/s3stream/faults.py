@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 
 from s3stream.store import ObjectInfo, ObjectStore, ObjectStoreError
-from s3stream.store.base import BytesLike
+from s3stream.store.base import BytesLike, ConditionalWrites
 
 
 class InjectedFault(ObjectStoreError):
@@ -17,16 +17,26 @@ class InjectedFault(ObjectStoreError):
 class FaultyStore(ObjectStore):
     """Delegates to ``inner``; operations named in ``failing`` raise a
     transient error until healed. ``lose_put_responses`` makes puts succeed
-    in the inner store but report failure, as a timed-out request would."""
+    in the inner store but report failure, as a timed-out request would.
+    ``retry_lost_puts`` (a count) makes that many conditional puts under
+    ``retry_lost_prefix`` succeed, lose their answer and be sent again inside
+    the same call, as botocore's retries do: the second attempt meets the
+    first one's object."""
 
     def __init__(self, inner: ObjectStore) -> None:
         self.inner = inner
         self.url = f"faulty+{inner.url}"
         self.failing: set[str] = set()
         self.lose_put_responses = False
+        self.retry_lost_puts = 0
+        self.retry_lost_prefix = ""
         self.calls: dict[str, int] = {}
         self.failures = 0
         self._lock = threading.Lock()
+
+    @property
+    def conditional_writes(self) -> ConditionalWrites:  # type: ignore[override]
+        return self.inner.conditional_writes
 
     def fail(self, *operations: str) -> None:
         self.failing = set(operations) or {"put", "get", "delete", "list", "head"}
@@ -57,14 +67,26 @@ class FaultyStore(ObjectStore):
     def put_if_absent(self, key: str, data: BytesLike) -> str:
         self._check("put", key)
         version = self.inner.put_if_absent(key, data)
+        if self._retry_lost(key):
+            version = self.inner.put_if_absent(key, data)  # 412: the first attempt's object
         self._after_put(key)
         return version
 
     def put_if_version(self, key: str, data: BytesLike, version: str) -> str:
         self._check("put", key)
         new_version = self.inner.put_if_version(key, data, version)
+        if self._retry_lost(key):
+            new_version = self.inner.put_if_version(key, data, version)
         self._after_put(key)
         return new_version
+
+    def _retry_lost(self, key: str) -> bool:
+        with self._lock:
+            if self.retry_lost_puts <= 0 or not key.startswith(self.retry_lost_prefix):
+                return False
+            self.retry_lost_puts -= 1
+            self.failures += 1
+            return True
 
     def get(self, key: str, start: int = 0, end: int | None = None) -> bytes:
         self._check("get", key)
@@ -84,4 +106,43 @@ class FaultyStore(ObjectStore):
 
     def list(self, prefix: str = "") -> list[ObjectInfo]:
         self._check("list", prefix)
+        return self.inner.list(prefix)
+
+
+class IgnoresConditions(ObjectStore):
+    """A store that accepts conditional puts and does not enforce them, as
+    some S3-compatible servers do (s3rver): every put simply replaces.
+    ``conditional_writes`` says what its operator claimed about it."""
+
+    def __init__(
+        self,
+        inner: ObjectStore,
+        conditional_writes: ConditionalWrites = ConditionalWrites.ENFORCED,
+    ) -> None:
+        self.inner = inner
+        self.url = f"ignores-conditions+{inner.url}"
+        self.conditional_writes = conditional_writes
+
+    def put(self, key: str, data: BytesLike) -> str:
+        return self.inner.put(key, data)
+
+    def put_if_absent(self, key: str, data: BytesLike) -> str:
+        return self.inner.put(key, data)
+
+    def put_if_version(self, key: str, data: BytesLike, version: str) -> str:
+        return self.inner.put(key, data)
+
+    def get(self, key: str, start: int = 0, end: int | None = None) -> bytes:
+        return self.inner.get(key, start, end)
+
+    def get_versioned(self, key: str) -> tuple[bytes, str]:
+        return self.inner.get_versioned(key)
+
+    def head(self, key: str) -> ObjectInfo:
+        return self.inner.head(key)
+
+    def delete(self, key: str) -> None:
+        self.inner.delete(key)
+
+    def list(self, prefix: str = "") -> list[ObjectInfo]:
         return self.inner.list(prefix)

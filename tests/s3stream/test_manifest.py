@@ -68,6 +68,23 @@ def test_the_older_writer_is_fenced_at_its_next_commit(any_store: ObjectStore) -
     assert load_state(any_store).streams[1].end_offset == 10
 
 
+def test_a_writer_left_behind_by_checkpoints_is_fenced_not_acknowledged(
+    memory_store: MemoryStore,
+) -> None:
+    old = Manifest.open(memory_store, checkpoint_every=4)
+    old.commit([["create_stream", 1, 0]])  # version 2
+    new = Manifest.open(memory_store, checkpoint_every=4)
+    for i in range(1, 12):  # versions 4..14: checkpoints delete the deltas old would follow
+        new.commit([add_object_op(i, 1, (i - 1) * 10, i * 10)])
+    assert memory_store.list(delta_key(3)) == []
+    before = load_state(memory_store)
+    with pytest.raises(Fenced) as caught:
+        old.commit([add_object_op(99, 1, 110, 120)])  # version 3 is free again: must not count
+    assert (caught.value.epoch, caught.value.newer_epoch) == (1, 2)
+    assert old.state.seq == 2
+    assert load_state(memory_store).to_wire() == before.to_wire()
+
+
 def test_concurrent_openers_get_distinct_epochs(memory_store: MemoryStore) -> None:
     epochs: list[int] = []
     barrier = threading.Barrier(6)
@@ -98,6 +115,67 @@ def test_a_lost_put_response_is_recognised_as_our_own_write(memory_store: Memory
     assert state.seq == manifest.state.seq and state.streams[1].end_offset == 10
     manifest.commit([["trim", 1, 3]])  # and the next version follows on
     assert load_state(memory_store).streams[1].start_offset == 3
+
+
+def test_a_412_earned_by_our_own_retried_write_is_not_a_fence(memory_store: MemoryStore) -> None:
+    faulty = FaultyStore(memory_store)
+    faulty.retry_lost_prefix = LOG_PREFIX
+    faulty.retry_lost_puts = 1  # the fence at open: written, answer lost, retried, 412
+    manifest = Manifest.open(faulty)
+    assert manifest.epoch == 1 and faulty.retry_lost_puts == 0
+    manifest.commit([["create_stream", 1, 0]])
+    faulty.retry_lost_puts = 1  # a commit: the same
+    manifest.commit([add_object_op(1, 1, 0, 10)])
+    manifest.commit([["trim", 1, 4]])  # still the owner: not fenced by itself
+    state = load_state(memory_store)
+    assert (state.epoch, state.seq) == (1, 4)
+    assert (state.streams[1].start_offset, state.streams[1].end_offset) == (4, 10)
+
+
+def test_a_lost_fence_answer_at_open_is_settled_without_spending_an_epoch(
+    memory_store: MemoryStore,
+) -> None:
+    class LosesOneFenceAnswer(FaultyStore):
+        lost = 0
+
+        def _after_put(self, key: str) -> None:
+            if key.startswith(LOG_PREFIX) and not self.lost:
+                self.lost += 1
+                raise InjectedFault("put", key)
+
+    faulty = LosesOneFenceAnswer(memory_store)
+    manifest = Manifest.open(faulty)
+    assert faulty.lost == 1
+    assert (manifest.epoch, manifest.state.seq) == (1, 1)
+    assert load_state(memory_store).epoch == 1
+
+
+def test_open_waits_out_a_store_outage(memory_store: MemoryStore) -> None:
+    faulty = FaultyStore(memory_store)
+    faulty.fail("put")  # the probe's first put fails until the store heals
+    healer = threading.Timer(0.2, faulty.heal)
+    healer.start()
+    manifest = Manifest.open(faulty)
+    healer.join()
+    assert faulty.failures >= 1 and manifest.epoch == 1
+
+
+def test_a_412_from_a_newer_writer_after_our_lost_write_is_a_fence(
+    memory_store: MemoryStore,
+) -> None:
+    faulty = FaultyStore(memory_store)
+    old = Manifest.open(faulty)
+    old.commit([["create_stream", 1, 0]])
+    faulty.lose_put_responses = True  # the old writer's next version is written, unanswered
+    with pytest.raises(InjectedFault):
+        old.commit([add_object_op(1, 1, 0, 10)], deadline=0)
+    faulty.heal()
+    new = Manifest.open(memory_store)  # loads the unanswered version, fences after it
+    assert new.state.streams[1].end_offset == 10
+    with pytest.raises(Fenced) as caught:
+        old.commit([["trim", 1, 2]])  # settles its own write, then meets the fence
+    assert (caught.value.epoch, caught.value.newer_epoch) == (1, 2)
+    assert load_state(memory_store).streams[1].start_offset == 0
 
 
 def test_a_commit_gives_up_at_its_deadline_and_settles_later(memory_store: MemoryStore) -> None:
