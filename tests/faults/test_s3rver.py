@@ -25,10 +25,12 @@ def test_an_engine_refuses_s3rver_and_writes_nothing(
     tmp_path: Path, s3rver_endpoint: S3Endpoint
 ) -> None:
     prefix = f"refused-{uuid.uuid4().hex}"
-    with pytest.raises(ConditionalWritesNotEnforced) as caught:
+    with pytest.raises(engine.StorageError) as caught:
         engine.open(tmp_path / "node", s3rver_endpoint.store_url(prefix), CONFIG)
     assert "If-None-Match" in str(caught.value)
-    assert caught.value.url == f"s3://{s3rver_endpoint.bucket}/{prefix}/"
+    refusal = caught.value.__cause__  # the engine's error wraps the store's
+    assert isinstance(refusal, ConditionalWritesNotEnforced)
+    assert refusal.url == f"s3://{s3rver_endpoint.bucket}/{prefix}/"
     store = s3rver_endpoint.store(prefix)
     try:
         assert store.list() == []
