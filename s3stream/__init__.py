@@ -6,6 +6,7 @@ Formats are specified in docs/object-format.md.
 
 from s3stream.compaction import Retention
 from s3stream.errors import (
+    CorruptIdentity,
     CorruptObject,
     Fenced,
     OffsetMismatch,
@@ -20,6 +21,7 @@ from s3stream.errors import (
 from s3stream.objects import StoredBatch
 from s3stream.store import ObjectStore, ObjectStoreError, open_store
 from s3stream.stream_store import (
+    CloseReport,
     FetchResult,
     RecoverySummary,
     StoreStats,
@@ -28,6 +30,8 @@ from s3stream.stream_store import (
 )
 
 __all__ = [
+    "CloseReport",
+    "CorruptIdentity",
     "CorruptObject",
     "Fenced",
     "FetchResult",

@@ -99,14 +99,17 @@ class Manifest:
         *,
         checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY,
         stop: threading.Event | None = None,
+        owner: str = "",
     ) -> Manifest:
-        """Loads the newest version and takes ownership by bumping the epoch."""
+        """Loads the newest version and takes ownership by bumping the epoch;
+        ``owner`` (the opener's data directory identity) is recorded with it."""
         manifest = cls(store, ManifestState(), checkpoint_every, stop or threading.Event())
         for attempt in range(_OPEN_ATTEMPTS):
             state = load_state(store)
             manifest.state = state
             try:
-                manifest._write(state.seq + 1, [["fence", state.epoch + 1]])
+                fence: Op = ["fence", state.epoch + 1] + ([owner] if owner else [])
+                manifest._write(state.seq + 1, [fence])
             except PreconditionFailed:
                 _backoff_sleep(attempt)  # another opener or writer moved first
                 continue
@@ -155,6 +158,22 @@ class Manifest:
                     log.warning("manifest commit failed, retrying: %s", error)
                     _backoff_sleep(attempt, self._stop)
                     attempt += 1
+
+    def check_fenced(self) -> None:
+        """Raises Fenced if another writer has created the next version: one
+        HEAD request, so a writer with nothing to commit still learns of a
+        takeover. Transient store errors propagate (the caller tries later)."""
+        with self._commit_lock:
+            if self._fenced is not None:
+                raise self._fenced
+            if self._unsettled is not None:
+                return  # the next version may be our own lost write; commit settles it
+            seq = self.state.seq + 1
+            try:
+                self.store.head(delta_key(seq))
+            except ObjectNotFound:
+                return
+            self._discover_fence(seq)
 
     def _write(self, seq: int, ops: list[Op]) -> ManifestState:
         state = self.state.copy()

@@ -2,9 +2,12 @@
 
 Each partition's record data is handed to the engine as a slice of the
 request buffer; the engine validates it in C, rewrites the batch headers in
-place and appends it. The response waits until every append is durable in
-the WAL (acks=1 and acks=all mean the same on one node); acks=0 gets no
-response at all, as in Kafka.
+place and appends it. The response waits until every append is durable as
+its topic's ``tidelog.ack.durability`` says: fsynced in the WAL (``local``)
+or in an object committed to the manifest (``remote``); acks=1 and acks=all
+mean the same on one node. acks=0 gets no response at all, as in Kafka.
+An engine fenced by another owner of its storage answers
+NOT_LEADER_OR_FOLLOWER, so clients look for the new leader.
 """
 
 from __future__ import annotations
@@ -52,7 +55,13 @@ def handle_produce(context: RequestContext, request: ProduceRequest) -> Response
                 )
                 continue
             try:
-                durable = engine.submit_async(topic.name, partition.partition, partition.records)
+                durable = engine.submit_async(
+                    topic.name,
+                    partition.partition,
+                    partition.records,
+                    # Nobody waits for an acks=0 answer: no prompt upload for it.
+                    remote=False if request.acks == 0 else None,
+                )
             except EngineError as error:
                 partitions.append((partition.partition, error_code(error), error_message(error)))
                 continue
