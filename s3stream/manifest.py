@@ -104,14 +104,18 @@ class Manifest:
         """Loads the newest version and takes ownership by bumping the epoch;
         ``owner`` (the opener's data directory identity) is recorded with it."""
         manifest = cls(store, ManifestState(), checkpoint_every, stop or threading.Event())
+        state = load_state(store)
         for attempt in range(_OPEN_ATTEMPTS):
-            state = load_state(store)
             manifest.state = state
             try:
                 fence: Op = ["fence", state.epoch + 1] + ([owner] if owner else [])
                 manifest._write(state.seq + 1, [fence])
             except PreconditionFailed:
-                _backoff_sleep(attempt)  # another opener or writer moved first
+                # Another opener or writer moved first. Read only the versions
+                # it added (a GET each), not the whole manifest again: a
+                # writer committing faster than a full load must not keep
+                # its successor out.
+                state = _catch_up(store, state)
                 continue
             except ObjectStoreError as error:
                 if not error.transient or attempt == _OPEN_ATTEMPTS - 1:
@@ -119,6 +123,7 @@ class Manifest:
                 # If the fence landed after all, the next load sees it as an
                 # older epoch and this opener simply fences once more.
                 _backoff_sleep(attempt)
+                state = load_state(store)
                 continue
             log.info("manifest opened at version %d, epoch %d", state.seq, manifest.epoch)
             return manifest
@@ -275,6 +280,26 @@ def _load_once(store: ObjectStore) -> ManifestState:
             raise CorruptObject(info.key, str(error)) from error
         state.seq = seq
     return state
+
+
+def _catch_up(store: ObjectStore, state: ManifestState) -> ManifestState:
+    """``state`` with the deltas written after it applied, read one by one;
+    a full load if the next one is gone (a checkpoint deleted it)."""
+    caught = state.copy()
+    seq = state.seq + 1
+    while True:
+        try:
+            delta = decode_record(delta_key(seq), store.get(delta_key(seq)))
+        except ObjectNotFound:
+            break
+        try:
+            for op in delta["ops"]:
+                caught.apply(op)
+        except InvalidOperation as error:
+            raise CorruptObject(delta_key(seq), str(error)) from error
+        caught.seq = seq
+        seq += 1
+    return caught if caught.seq > state.seq else load_state(store)
 
 
 def _seq_of(key: str) -> int:

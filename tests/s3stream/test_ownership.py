@@ -13,6 +13,7 @@ import logging
 import struct
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -20,8 +21,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from s3stream import CorruptIdentity, Fenced, StreamStore, StreamStoreConfig
+from s3stream.manifest import LOG_PREFIX
 from s3stream.manifest_state import ManifestState
-from s3stream.store import open_store
+from s3stream.store import ObjectInfo, ObjectStore, open_store
+from s3stream.store.base import BytesLike
 from s3stream.wal_entries import (
     WAL_OWNED_DATA,
     WAL_OWNED_TRIM,
@@ -31,7 +34,8 @@ from s3stream.wal_entries import (
     split_entry,
 )
 from tests.s3stream.faults import FaultyStore
-from wal import LogLocked
+from wal import LogLocked, Position
+from wal.group_commit import PendingAppend
 
 QUIET = StreamStoreConfig(upload_interval_s=3600, compaction_interval_s=3600)
 
@@ -269,9 +273,9 @@ def test_appends_in_flight_when_the_fence_is_found_are_not_acknowledged(
         a.open_stream(stream, 1)
         original = a.wal._committer._write  # hold the WAL writer mid-commit
 
-        def held(group: list[object]) -> object:
+        def held(group: list[PendingAppend]) -> list[Position]:
             release.wait(30)
-            return original(group)  # type: ignore[arg-type]
+            return original(group)
 
         a.wal._committer._write = held  # type: ignore[method-assign]
         pending = a.submit(stream, 0, 0, b"in-flight")
@@ -307,3 +311,52 @@ def test_close_says_what_is_still_only_in_the_wal(tmp_path: Path, bucket: str) -
         assert read_all(again, stream) == [b"x" * 100, b"y" * 50]
     finally:
         assert again.close().uploaded
+
+
+class RacedStore(FaultyStore):
+    """Lets another writer commit just before this store's first manifest put."""
+
+    def __init__(self, inner: ObjectStore, before_first_put: Callable[[], None]) -> None:
+        super().__init__(inner)
+        self._before = before_first_put
+        self.raced = False
+        self.manifest_lists = 0
+
+    def list(self, prefix: str = "") -> list[ObjectInfo]:
+        self.manifest_lists += prefix.startswith("manifest/")
+        return super().list(prefix)
+
+    def put_if_absent(self, key: str, data: BytesLike) -> str:
+        if not self.raced and key.startswith(LOG_PREFIX):
+            self.raced = True
+            self._before()
+        return super().put_if_absent(key, data)
+
+
+def test_an_opener_that_loses_the_race_reads_only_the_new_versions(
+    tmp_path: Path, bucket: str
+) -> None:
+    """A busy writer commits between an opener's load and its fence: the
+    opener reads just the versions added since (no second full load, which
+    a writer committing faster than a load takes would repeat forever)."""
+    a = open_store_at(tmp_path / "a", bucket)
+    try:
+        stream = a.create_stream()
+        a.open_stream(stream, 1)
+        append(a, stream, b"before")
+        assert a.flush(30)
+
+        def commit_first() -> None:
+            a.manifest.commit([["trim", stream, 1]])
+
+        raced = RacedStore(open_store(bucket), commit_first)
+        b = StreamStore.open(tmp_path / "b", raced, QUIET)
+        try:
+            assert raced.raced
+            assert raced.manifest_lists == 2  # one load: checkpoints and deltas, once
+            assert b.manifest.state.streams[stream].start_offset == 1  # A's raced commit
+            assert b.manifest.epoch == a.manifest.epoch + 1
+        finally:
+            b.close()
+    finally:
+        a.close()

@@ -1,0 +1,83 @@
+"""``tidelog serve`` taken over: a second owner opens its object store (moto's
+S3 server). The fenced server answers produces with NOT_LEADER_OR_FOLLOWER
+once it knows, logs the fence once, and its shutdown says what it could not
+upload, with the exit status an operator's supervisor can act on."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from kafka import KafkaProducer
+from kafka.errors import NotLeaderForPartitionError
+
+import engine
+from engine.serve import EXIT_NOT_UPLOADED
+from tests.engine.conftest import QUIET_STORE, s3_url  # noqa: F401
+from tests.s3stream.conftest import s3_endpoint  # noqa: F401
+from tests.server.conftest import ServerProcess
+
+
+def serve(tmp_path: Path, bucket: str, upload_interval_s: float) -> ServerProcess:
+    config = tmp_path / "serve.toml"
+    config.write_text(f"[store]\nupload_interval_s = {upload_interval_s}\n")
+    return ServerProcess(
+        tmp_path / "a", object_store=bucket, args=["--config", str(config)]
+    ).start()
+
+
+def producer(server: ServerProcess) -> KafkaProducer:
+    return KafkaProducer(
+        bootstrap_servers=server.bootstrap, acks="all", retries=0, request_timeout_ms=20000
+    )
+
+
+def take_over(tmp_path: Path, bucket: str) -> None:
+    with engine.open(tmp_path / "b", bucket, engine.EngineConfig(store=QUIET_STORE)):
+        pass
+
+
+def test_a_fenced_server_answers_not_leader_and_logs_the_fence_once(
+    tmp_path: Path,
+    s3_url: str,  # noqa: F811
+) -> None:
+    server = serve(tmp_path, s3_url, upload_interval_s=0.2)
+    client = producer(server)
+    try:
+        assert client.send("agent", b"before").get(timeout=30).offset == 0
+        take_over(tmp_path, s3_url)
+        # Idle, the server learns of the fence within an upload interval or so.
+        deadline = time.monotonic() + 30
+        while "is fenced" not in server.log() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for _ in range(3):
+            with pytest.raises(NotLeaderForPartitionError):
+                client.send("agent", b"refused").get(timeout=30)
+    finally:
+        client.close()
+        status = server.stop()
+    log = server.log()
+    assert log.count("is fenced") == 1, log
+    assert status == 0, log  # everything acknowledged was uploaded before the takeover
+    assert "every acknowledged append is uploaded" in log
+
+
+def test_a_server_stopped_after_a_takeover_says_what_it_could_not_upload(
+    tmp_path: Path,
+    s3_url: str,  # noqa: F811
+) -> None:
+    server = serve(tmp_path, s3_url, upload_interval_s=3600)  # no fence check, no upload
+    client = producer(server)
+    try:
+        for i in range(3):
+            assert client.send("agent", b"local%d" % i).get(timeout=30).offset == i
+    finally:
+        client.close()
+    take_over(tmp_path, s3_url)
+    status = server.stop()
+    log = server.log()
+    assert status == EXIT_NOT_UPLOADED, log
+    assert "data flushed and uploaded" not in log and "every acknowledged" not in log
+    [line] = [x for x in log.splitlines() if "engine closed, NOT uploaded" in x]
+    assert "appends" in line and "fenced" in line and str(tmp_path / "a") in line, line
