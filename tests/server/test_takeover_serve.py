@@ -58,9 +58,14 @@ def test_a_fenced_server_answers_not_leader_and_logs_the_fence_once(
         client.close()
         status = server.stop()
     log = server.log()
-    assert log.count("is fenced") == 1, log
-    assert status == 0, log  # everything acknowledged was uploaded before the takeover
-    assert "every acknowledged append is uploaded" in log
+    fence_lines = [x for x in log.splitlines() if "tidelog.manifest" in x and "is fenced" in x]
+    assert len(fence_lines) == 1, log
+    # Whether "before" was uploaded before B opened depends on timing; the
+    # last line says which, truthfully (the next test forces the second case).
+    if status == 0:
+        assert "every acknowledged append is uploaded" in log, log
+    else:
+        assert status == EXIT_NOT_UPLOADED and "NOT uploaded" in log, log
 
 
 def test_a_server_stopped_after_a_takeover_says_what_it_could_not_upload(
