@@ -240,8 +240,10 @@ class Manifest:
             keep_from = checkpoints[-2]
             for seq in checkpoints[:-2]:
                 self.store.delete(checkpoint_key(seq))
+            fences = set(state.fence_versions)  # where fenced writers' commits collide
             for info in self.store.list(LOG_PREFIX):
-                if _seq_of(info.key) <= keep_from:
+                seq = _seq_of(info.key)
+                if seq <= keep_from and seq not in fences:
                     self.store.delete(info.key)
         except ObjectStoreError as error:
             log.warning("manifest checkpoint at version %d failed: %s", state.seq, error)

@@ -20,6 +20,8 @@ from s3stream.objects import ObjectKind
 Op = list[Any]
 """An operation: ``[name, *arguments]`` of msgpack-friendly values."""
 
+KEPT_FENCES = 16
+
 
 @dataclass(frozen=True)
 class RangeMeta:
@@ -125,6 +127,10 @@ class ManifestState:
     """The epoch of the first fence in the owner's unbroken run of fences: WAL
     entries it wrote at this epoch or later were written while nobody else
     owned the store, so its restart replays them."""
+    fence_versions: list[int] = field(default_factory=list)
+    """The versions of the last KEPT_FENCES fences, which checkpoints never
+    delete: the version after a fenced writer's last one is always a fence,
+    so its next commit collides with it however long it has been away."""
     next_stream_id: int = 1
     next_object_id: int = 1
     streams: dict[int, StreamMeta] = field(default_factory=dict)
@@ -154,6 +160,8 @@ class ManifestState:
             self.owner_since = epoch
         self.epoch = epoch
         self.owner = owner
+        # A delta applies to the version before it: its own version is seq + 1.
+        self.fence_versions = [*self.fence_versions, self.seq + 1][-KEPT_FENCES:]
 
     def _create_stream(self, stream_id: int, created_ms: int) -> None:
         if stream_id in self.streams or stream_id < self.next_stream_id:
@@ -246,6 +254,7 @@ class ManifestState:
             epoch=self.epoch,
             owner=self.owner,
             owner_since=self.owner_since,
+            fence_versions=self.fence_versions,
             next_stream_id=self.next_stream_id,
             next_object_id=self.next_object_id,
             streams={k: dataclasses.replace(v) for k, v in self.streams.items()},
@@ -263,6 +272,7 @@ class ManifestState:
             "epoch": self.epoch,
             "owner": self.owner,
             "owner_since": self.owner_since,
+            "fence_versions": self.fence_versions,
             "next_stream_id": self.next_stream_id,
             "next_object_id": self.next_object_id,
             "streams": [
@@ -282,6 +292,7 @@ class ManifestState:
             # A checkpoint written before owners were recorded has neither.
             owner=raw.get("owner", ""),
             owner_since=raw.get("owner_since", raw["epoch"]),
+            fence_versions=list(raw.get("fence_versions", ())),
             next_stream_id=raw["next_stream_id"],
             next_object_id=raw["next_object_id"],
         )

@@ -14,6 +14,7 @@ import struct
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -360,3 +361,36 @@ def test_an_opener_that_loses_the_race_reads_only_the_new_versions(
             b.close()
     finally:
         a.close()
+
+
+def test_a_writer_fenced_long_ago_still_finds_the_fence_after_checkpoints(
+    tmp_path: Path, bucket: str
+) -> None:
+    """B takes over and commits long enough for two checkpoints to delete
+    the deltas after A's last version. A, unaware all along, must still
+    find the fence (at its check, and at a commit) rather than write into a
+    deleted version's place, where no reader would ever see it."""
+    config = replace(QUIET, checkpoint_every=4)
+    a = open_store_at(tmp_path / "a", bucket, config)
+    try:
+        stream = a.create_stream()
+        a.open_stream(stream, 1)
+        b = open_store_at(tmp_path / "b", bucket, config)
+        try:
+            b.open_stream(stream, 2)
+            for i in range(12):  # three checkpoints' worth of versions
+                append(b, stream, b"b%d" % i)
+                assert b.flush(30)
+        finally:
+            b.close()
+        with pytest.raises(Fenced):
+            a.manifest.check_fenced()
+        with pytest.raises(Fenced):
+            a.manifest.commit([["trim", stream, 0]])
+    finally:
+        a.close()
+    c = open_store_at(tmp_path / "c", bucket)
+    try:
+        assert read_all(c, stream) == [b"b%d" % i for i in range(12)]
+    finally:
+        c.close()
