@@ -5,7 +5,10 @@ request buffer; the engine validates it in C, rewrites the batch headers in
 place and appends it. The response waits until every append is durable as
 its topic's ``tidelog.ack.durability`` says: fsynced in the WAL (``local``)
 or in an object committed to the manifest (``remote``); acks=1 and acks=all
-mean the same on one node. acks=0 gets no response at all, as in Kafka.
+mean the same on one node. A partition not durable within the request's
+timeout_ms is answered REQUEST_TIMED_OUT, as Kafka's DelayedProduce does
+(the append stays and completes later: a retry finds it as a duplicate).
+acks=0 gets no response at all, as in Kafka.
 An engine fenced by another owner of its storage answers
 NOT_LEADER_OR_FOLLOWER, so clients look for the new leader.
 """
@@ -75,7 +78,7 @@ def handle_produce(context: RequestContext, request: ProduceRequest) -> Response
         return None
     if not waiting:
         return _response(results)
-    return _when_durable(results, waiting)
+    return _when_durable(results, waiting, request.timeout_ms)
 
 
 def _log_failure(task: asyncio.Task[AppendResult]) -> None:
@@ -83,9 +86,18 @@ def _log_failure(task: asyncio.Task[AppendResult]) -> None:
         log.warning("an acks=0 append failed: %s", task.exception())
 
 
-async def _when_durable(results: Results, waiting: list[asyncio.Task[AppendResult]]) -> Body:
-    await asyncio.wait(waiting)
+async def _when_durable(
+    results: Results, waiting: list[asyncio.Task[AppendResult]], timeout_ms: int
+) -> Body:
+    _, late = await asyncio.wait(waiting, timeout=timeout_ms / 1000 if timeout_ms > 0 else None)
+    for task in late:  # answered REQUEST_TIMED_OUT; the append finishes on its own
+        task.add_done_callback(_log_late_failure)
     return _response(results)
+
+
+def _log_late_failure(task: asyncio.Task[AppendResult]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("an append answered REQUEST_TIMED_OUT failed later: %s", task.exception())
 
 
 def _response(results: Results) -> Body:
@@ -104,6 +116,14 @@ def _response(results: Results) -> Body:
 def _partition(index: int, result: Outcome, message: str | None) -> Body:
     if isinstance(result, int):
         return _failed(index, result, message)
+    if not result.done():
+        return _failed(
+            index,
+            ERROR_CODES["REQUEST_TIMED_OUT"],
+            "not durable within the request's timeout_ms (the object store may be slow "
+            "or unreachable); the append is kept: an idempotent producer's retry is "
+            "answered once it is durable",
+        )
     error = result.exception()
     if error is not None:
         return _failed(index, error_code(error), error_message(error))
