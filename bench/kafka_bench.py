@@ -36,7 +36,14 @@ bytes; every ``*_mb_s`` key is MiB/s of record values):
 - latency: the same records at a fixed ``--rate-mb`` (a token bucket) for
   ``--latency-seconds`` to a second topic; ``p50_ms`` and ``p99_ms`` run from
   produce() to the delivery report's callback, what an application sees
-  (librdkafka's own produce-to-acknowledgement figures are beside them).
+  (librdkafka's own produce-to-acknowledgement figures are beside them);
+- remote acks: topics with ``tidelog.ack.durability=remote`` (acknowledged
+  once the object holding the record is committed to the object store's
+  manifest), each beside a ``local`` topic measured the same way right
+  before it: flat out for a quarter of ``--produce-mb`` (``remote_mb_s`` /
+  ``remote_local_mb_s`` = ``remote_vs_local_mb_s``) and paced as the latency
+  phase (``remote_p50_ms``, ``remote_p99_ms``, and their ratios to
+  ``p50_ms`` / ``p99_ms``).
 
 The server's CPU time (/proc/PID/stat) is taken around each phase, and this
 process's (the client and librdkafka's threads) beside it. ``--json`` prints
@@ -535,10 +542,15 @@ def consume_all(address: str, topic: str, partitions: int, records: int) -> dict
     }
 
 
-def create_topics(address: str, partitions: int, *topics: str) -> None:
+def create_topics(
+    address: str, partitions: int, *topics: str, config: dict[str, str] | None = None
+) -> None:
     admin = AdminClient({"bootstrap.servers": address, "log_level": 3})
     futures = admin.create_topics(
-        [NewTopic(topic, num_partitions=partitions, replication_factor=1) for topic in topics],
+        [
+            NewTopic(topic, num_partitions=partitions, replication_factor=1, config=config or {})
+            for topic in topics
+        ],
         operation_timeout=30,
     )
     for future in futures.values():
@@ -752,6 +764,7 @@ def run(scratch: Path, settings: Settings) -> dict[str, Any]:
         results["latency_worst_windows"] = paced["worst_windows"]
         results["server_latency_cores"] = round(server_cpu / paced["seconds"], 2)
         results["client_latency_cores"] = round(paced["client_cores"], 2)
+        results.update(remote_acks_phase(server.address, settings, values, results))
         exit_codes.append(server.stop())
     except BaseException:
         print(f"the server's last lines:\n{server.log_tail()}", file=sys.stderr)
@@ -846,6 +859,58 @@ def _print_compressed(results: dict[str, Any]) -> None:
         )
 
 
+REMOTE_TOPIC = "bench-remote"
+REMOTE_LATENCY_TOPIC = "bench-remote-latency"
+REMOTE_BASELINE_TOPIC = "bench-remote-baseline"
+REMOTE = {"tidelog.ack.durability": "remote"}
+
+
+def remote_acks_phase(
+    address: str, settings: Settings, values: list[bytes], results: dict[str, Any]
+) -> dict[str, Any]:
+    """Remote acknowledgements beside local ones on the same server: flat
+    out (a quarter of produce_mb to a local topic, then to a remote one) and
+    paced like the latency phase (whose local figures are in ``results``)."""
+    create_topics(address, settings.partitions, REMOTE_BASELINE_TOPIC)
+    create_topics(address, settings.partitions, REMOTE_TOPIC, REMOTE_LATENCY_TOPIC, config=REMOTE)
+    records = max(1, settings.produce_mb // 4) * MIB // RECORD_BYTES
+    config = {"bootstrap.servers": address}
+    local = produce_flat_out(config, REMOTE_BASELINE_TOPIC, settings.partitions, records, values)
+    remote = produce_flat_out(config, REMOTE_TOPIC, settings.partitions, records, values)
+    paced = produce_paced(
+        address,
+        REMOTE_LATENCY_TOPIC,
+        settings.partitions,
+        settings.rate_mb,
+        settings.latency_seconds,
+        values,
+    )
+    return {
+        "remote_records": records,
+        "remote_mb_s": round(remote["mb_s"], 1),
+        "remote_local_mb_s": round(local["mb_s"], 1),
+        "remote_vs_local_mb_s": round(remote["mb_s"] / local["mb_s"], 3),
+        "remote_latency_achieved_mb_s": round(paced["achieved_mb_s"], 1),
+        "remote_p50_ms": round(paced["p50_ms"], 3),
+        "remote_p99_ms": round(paced["p99_ms"], 3),
+        "remote_p50_vs_local": round(paced["p50_ms"] / results["p50_ms"], 2),
+        "remote_p99_vs_local": round(paced["p99_ms"] / results["p99_ms"], 2),
+    }
+
+
+def print_remote_acks(results: dict[str, Any]) -> None:
+    print(
+        f"\nremote acks (tidelog.ack.durability=remote) beside local, same server:\n"
+        f"  flat out, {results['remote_records']:,} records: remote "
+        f"{results['remote_mb_s']:.1f} MiB/s, local {results['remote_local_mb_s']:.1f} MiB/s "
+        f"(remote/local {results['remote_vs_local_mb_s']:.2f})\n"
+        f"  paced at {results['remote_latency_achieved_mb_s']:.1f} MiB/s, produce() to "
+        f"callback: p50 {results['remote_p50_ms']:.2f} ms, p99 {results['remote_p99_ms']:.2f} "
+        f"ms ({results['remote_p50_vs_local']:.1f}x / {results['remote_p99_vs_local']:.1f}x "
+        f"local's)"
+    )
+
+
 def _librdkafka_version() -> str:
     import confluent_kafka
 
@@ -923,6 +988,7 @@ def print_table(results: dict[str, Any]) -> None:
         f"server stop (flush, upload) {results['stop_s']:.2f} s, restart "
         f"{results['restart_s']:.2f} s, exit codes {results['server_exit_codes']}"
     )
+    print_remote_acks(results)
     if "profiles" in results:
         print(f"profiles: {results['profiles']}")
     _print_compressed(results)

@@ -78,6 +78,10 @@ def _cleanup_policy(value: str) -> str | None:
     return None
 
 
+ACK_DURABILITY = "tidelog.ack.durability"
+"""tidelog's own topic config: the durability an acknowledgement waits for
+(docs/durability.md)."""
+
 COMPRESSION_TYPES = ("uncompressed", "zstd", "lz4", "snappy", "gzip", "producer")
 
 _L, _I, _B, _S, _D = (
@@ -120,6 +124,14 @@ _DEFS = [
     ConfigDef("segment.jitter.ms", _L, "0", _at_least(0)),
     ConfigDef("segment.ms", _L, "604800000", _at_least(1)),
     ConfigDef("unclean.leader.election.enable", _B, "false"),
+    ConfigDef(
+        ACK_DURABILITY,
+        _S,
+        "local",
+        _one_of("local", "remote"),
+        "when acks=1/all and embedded produces are answered: local (fsynced in the WAL) "
+        "or remote (in an object committed to the object store's manifest)",
+    ),
 ]
 CONFIG_DEFS: dict[str, ConfigDef] = {d.name: d for d in _DEFS}
 
@@ -207,6 +219,7 @@ class TopicConfig:
         self.min_cleanable_dirty_ratio = float(self.get("min.cleanable.dirty.ratio"))
         self.index_interval_bytes = self._long("index.interval.bytes")
         self.compression_type = self.get("compression.type")
+        self.remote_acks = self.get(ACK_DURABILITY) == "remote"
         difference = self._long("message.timestamp.difference.max.ms")
         self.timestamp_before_max_ms = min(
             self._long("message.timestamp.before.max.ms"), difference

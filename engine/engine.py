@@ -60,6 +60,7 @@ from engine.transactions.coordinator import TransactionCoordinator
 from engine.transactions.producer import TransactionalProducer
 from engine.types import NewTopic, PartitionInfo, TopicDescription, TopicPartition
 from s3stream import (
+    CloseReport,
     CorruptObject,
     ObjectStore,
     S3StreamError,
@@ -174,6 +175,8 @@ class Engine:
             int, list[tuple[int, Callable[[BaseException | None], None]]]
         ] = {}
         self._offset_waiters_lock = threading.Lock()
+        self.close_report: CloseReport | None = None
+        """What close left only in the WAL (None until closed)."""
         try:
             self.catalog = Catalog.open(self.store)
             self.leader_epoch = self.store.manifest.state.epoch
@@ -557,10 +560,19 @@ class Engine:
     # -- producing -----------------------------------------------------------------
 
     def submit(
-        self, topic: str, partition: int, records: bytes | bytearray | memoryview
+        self,
+        topic: str,
+        partition: int,
+        records: bytes | bytearray | memoryview,
+        *,
+        remote: bool | None = None,
     ) -> Future[AppendResult]:
         """Appends record batches (Kafka's v2 format) to a partition; the
-        future resolves once they are durable. Validation errors raise here.
+        future resolves once they are durable: in the local WAL, or in an
+        object committed to the object store if the topic's
+        ``tidelog.ack.durability`` is ``remote`` (``remote`` overrides it).
+        Validation errors raise here; ``Fenced`` once another engine owns
+        the storage.
 
         A bytearray or writable memoryview is rewritten in place (offsets,
         leader epoch) and stored without a copy: it must not change after.
@@ -568,14 +580,11 @@ class Engine:
         self._check_open()
         leader = self.partition(topic, partition, auto_create=True)
         with _store_errors():
-            result, stored = leader.submit(records)
+            result, stored = leader.submit(records, remote)
+        if stored is None:  # a retry: answered once the original is durable
+            return self._retry_durable(leader, result, remote)
         done: Future[AppendResult] = Future()
         done.set_running_or_notify_cancel()
-        if stored is None:  # a retry: answered once the original is durable
-            self._when_durable(
-                leader, result.last_offset, lambda error: _settle(done, result, error)
-            )
-            return done
 
         def durable(future: Future[int]) -> None:
             error = future.exception()
@@ -585,19 +594,34 @@ class Engine:
         return done
 
     def produce(
-        self, topic: str, partition: int, records: bytes | bytearray | memoryview
+        self,
+        topic: str,
+        partition: int,
+        records: bytes | bytearray | memoryview,
+        *,
+        remote: bool | None = None,
     ) -> AppendResult:
-        """Appends and waits until durable."""
-        return self.submit(topic, partition, records).result()
+        """Appends and waits until durable (see submit)."""
+        return self.submit(topic, partition, records, remote=remote).result()
 
     async def produce_async(
-        self, topic: str, partition: int, records: bytes | bytearray | memoryview
+        self,
+        topic: str,
+        partition: int,
+        records: bytes | bytearray | memoryview,
+        *,
+        remote: bool | None = None,
     ) -> AppendResult:
         """Like produce, without blocking the event loop."""
-        return await self.submit_async(topic, partition, records)
+        return await self.submit_async(topic, partition, records, remote=remote)
 
     def submit_async(
-        self, topic: str, partition: int, records: bytes | bytearray | memoryview
+        self,
+        topic: str,
+        partition: int,
+        records: bytes | bytearray | memoryview,
+        *,
+        remote: bool | None = None,
     ) -> Coroutine[Any, Any, AppendResult]:
         """Like submit, from a running event loop: the batches are validated
         and appended now, in call order (validation errors raise here), and
@@ -607,25 +631,46 @@ class Engine:
         self._check_open()
         leader = self.partition(topic, partition, auto_create=True)
         with _store_errors():
-            result, stored = leader.submit_async(records)
-        return self._durable_async(leader, result, stored)
+            result, stored = leader.submit_async(records, remote)
+        return self._durable_async(leader, result, stored, remote)
 
     async def _durable_async(
         self,
         leader: Partition,
         result: AppendResult,
         stored: Coroutine[Any, Any, int] | None,
+        remote: bool | None,
     ) -> AppendResult:
         if stored is not None:
             with _store_errors():
                 await stored
-        elif leader.high_watermark <= result.last_offset:
-            waiter: Future[AppendResult] = Future()
-            self._when_durable(
-                leader, result.last_offset, lambda error: _settle(waiter, result, error)
+            return result
+        return await asyncio.wrap_future(self._retry_durable(leader, result, remote))
+
+    def _retry_durable(
+        self, leader: Partition, result: AppendResult, remote: bool | None
+    ) -> Future[AppendResult]:
+        """A producer's retry of a batch already appended: answered once the
+        original is as durable as the topic's acknowledgements promise."""
+        done: Future[AppendResult] = Future()
+        done.set_running_or_notify_cancel()
+        wait_remote = leader.config.remote_acks if remote is None else remote
+
+        def locally_durable(error: BaseException | None) -> None:
+            if error is not None or not wait_remote:
+                _settle(done, result, error)
+                return
+            try:
+                uploaded = self.store.when_remote(leader.stream_id, result.last_offset + 1)
+            except S3StreamError as failure:
+                _settle(done, result, _translate(failure))
+                return
+            uploaded.add_done_callback(
+                lambda f: _settle(done, result, _translate_optional(f.exception()))
             )
-            return await asyncio.wrap_future(waiter)
-        return result
+
+        self._when_durable(leader, result.last_offset, locally_durable)
+        return done
 
     def _when_durable(
         self, leader: Partition, offset: int, callback: Callable[[BaseException | None], None]
@@ -873,8 +918,16 @@ class Engine:
         if flush and not self.store.fenced:
             with contextlib.suppress(S3StreamError):
                 self.checkpoint()
-        self.store.close(flush=flush and not self.store.fenced)
-        log.info("engine closed")
+        self.close_report = self.store.close(flush=flush and not self.store.fenced)
+        if self.close_report.uploaded:
+            log.info("engine closed")
+        else:
+            log.warning(
+                "engine closed: %d appends (%d bytes) are only in the WAL: %s",
+                self.close_report.wal_only_appends,
+                self.close_report.wal_only_bytes,
+                self.close_report.reason,
+            )
 
     def __enter__(self) -> Engine:
         return self
@@ -1010,6 +1063,10 @@ def _damage_at(topic: str, partition: int, offset: int) -> Iterator[None]:
         yield
     except CorruptObject as error:
         raise CorruptStoredData(topic, partition, offset, error.key, error.reason) from error
+
+
+def _translate_optional(error: BaseException | None) -> BaseException | None:
+    return None if error is None else _translate(error)
 
 
 def _translate(error: BaseException) -> BaseException:

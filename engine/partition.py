@@ -179,17 +179,26 @@ class Partition:
 
     # -- appending -------------------------------------------------------------
 
-    def submit(self, data: BytesLike) -> tuple[AppendResult, Future[int] | None]:
+    def submit(
+        self, data: BytesLike, remote: bool | None = None
+    ) -> tuple[AppendResult, Future[int] | None]:
         """Validates and appends; returns the offsets and the store's future
-        (None for a duplicate, which is already durable)."""
-        return self._append(data, self.store.submit)
+        (None for a duplicate, which is already durable). The future resolves
+        once the append is locally durable, or with ``remote`` (the topic's
+        ``tidelog.ack.durability`` if None) once it is in a committed object."""
+        return self._append(data, self.store.submit, remote)
 
-    def submit_async(self, data: BytesLike) -> tuple[AppendResult, Coroutine[Any, Any, int] | None]:
+    def submit_async(
+        self, data: BytesLike, remote: bool | None = None
+    ) -> tuple[AppendResult, Coroutine[Any, Any, int] | None]:
         """Like submit, from a running event loop; returns what to await."""
-        return self._append(data, self.store.submit_async)
+        return self._append(data, self.store.submit_async, remote)
 
     def _append(
-        self, data: BytesLike, submit: Callable[[int, int, int, Any], T]
+        self,
+        data: BytesLike,
+        submit: Callable[[int, int, int, Any, bool], T],
+        remote: bool | None,
     ) -> tuple[AppendResult, T | None]:
         buffer, headers = self._validate(data)
         producer_batch = headers[0] if headers[0].producer_id >= 0 else None
@@ -222,7 +231,8 @@ class Partition:
                 offset += header.last_offset_delta + 1
                 max_timestamp = max(max_timestamp, header.max_timestamp)
             last = offset - 1
-            handle = submit(self.stream_id, base, last, buffer)
+            wait_remote = self.config.remote_acks if remote is None else remote
+            handle = submit(self.stream_id, base, last, buffer, wait_remote)
             if producer_batch is not None:
                 self.producers.update(producer_batch, base, now, stamp)
                 if producer_batch.is_transactional:

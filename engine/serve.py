@@ -3,7 +3,11 @@
 With no flags it runs on the embedded default: a local data directory
 (``./tidelog-data``), a local object store inside it, and 127.0.0.1:9092.
 SIGTERM or SIGINT shut it down cleanly: stop accepting, finish the requests
-in flight, then close the engine (flush the WAL, upload, checkpoint).
+in flight, then close the engine (flush the WAL, upload, checkpoint). The
+last line says whether everything was uploaded; if appends are still only
+in the local WAL (the object store unreachable, or another server took the
+storage over), it says how many and why, and the exit status is
+``EXIT_NOT_UPLOADED``, since that data directory must not be discarded.
 """
 
 from __future__ import annotations
@@ -41,6 +45,8 @@ from s3stream.store import redact_url, secret_parameters
 log = logging.getLogger("tidelog.serve")
 
 DEFAULT_DATA_DIR = "./tidelog-data"
+EXIT_NOT_UPLOADED = 3
+"""A clean stop that left acknowledged appends only in the local WAL."""
 
 
 def add_command(commands: Any) -> None:
@@ -197,5 +203,22 @@ async def _serve(
         await server.stop()
     finally:
         await loop.run_in_executor(None, engine.close)
-        log.info("engine closed: data flushed and uploaded")
-    return 0
+    return _report_close(engine, data_dir)
+
+
+def _report_close(engine: Engine, data_dir: str) -> int:
+    """Says what closing left behind; the exit status."""
+    report = engine.close_report
+    if report is None or report.uploaded:
+        log.info("engine closed: every acknowledged append is uploaded to the object store")
+        return 0
+    log.error(
+        "engine closed, NOT uploaded: %d appends (%d bytes) are only in the WAL in %s: %s. "
+        "Keep that directory: the next start on it replays and uploads them, unless "
+        "another server owns the object store now",
+        report.wal_only_appends,
+        report.wal_only_bytes,
+        data_dir,
+        report.reason,
+    )
+    return EXIT_NOT_UPLOADED

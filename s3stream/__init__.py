@@ -7,6 +7,7 @@ Formats are specified in docs/object-format.md.
 from s3stream.compaction import Retention
 from s3stream.errors import (
     ConditionalWritesNotEnforced,
+    CorruptIdentity,
     CorruptObject,
     Fenced,
     OffsetMismatch,
@@ -21,6 +22,7 @@ from s3stream.errors import (
 from s3stream.objects import StoredBatch
 from s3stream.store import ObjectStore, ObjectStoreError, open_store
 from s3stream.stream_store import (
+    CloseReport,
     FetchResult,
     RecoverySummary,
     StoreStats,
@@ -29,7 +31,9 @@ from s3stream.stream_store import (
 )
 
 __all__ = [
+    "CloseReport",
     "ConditionalWritesNotEnforced",
+    "CorruptIdentity",
     "CorruptObject",
     "Fenced",
     "FetchResult",

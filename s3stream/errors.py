@@ -114,3 +114,15 @@ class RangeChanged(S3StreamError):
         self.stream_id = stream_id
         self.start_offset = start_offset
         self.end_offset = end_offset
+
+
+class CorruptIdentity(S3StreamError):
+    """The data directory's identity file is unreadable. Without it the WAL's
+    entries cannot be told apart from a fenced writer's, so the store refuses
+    to open rather than drop them; restore the file (16 hex digits) or move
+    the data directory aside."""
+
+    def __init__(self, path: str, found: str) -> None:
+        super().__init__(f"{path}: not a data directory identity (found {found!r})")
+        self.path = path
+        self.found = found

@@ -121,6 +121,15 @@ class LogCache:
                 return block if block.sealed else None
         return None
 
+    def unuploaded_appends(self) -> int:
+        """Appends in blocks not uploaded yet (the active block included)."""
+        return sum(
+            len(batches)
+            for block in self._blocks
+            if not block.uploaded
+            for batches in block.batches.values()
+        )
+
     def pending_blocks(self) -> int:
         return sum(1 for b in self._blocks if b.sealed and not b.uploaded)
 

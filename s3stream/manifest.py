@@ -120,14 +120,17 @@ class Manifest:
         *,
         checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY,
         stop: threading.Event | None = None,
+        owner: str = "",
     ) -> Manifest:
-        """Loads the newest version and takes ownership by bumping the epoch.
+        """Loads the newest version and takes ownership by bumping the epoch;
+        ``owner`` (the opener's data directory identity) is recorded with it.
 
         First checks that the store enforces conditional writes
         (ConditionalWritesNotEnforced if not; see conditional_probe.py).
         """
         _retrying_transient(lambda: check_conditional_writes(store))
         manifest = cls(store, ManifestState(), checkpoint_every, stop or threading.Event())
+        loaded: LoadedManifest | None = None
         for attempt in range(_OPEN_ATTEMPTS):
             try:
                 if manifest._unsettled is not None:
@@ -136,15 +139,21 @@ class Manifest:
                     # once more, spending an epoch on nothing.
                     manifest._settle()
                 else:
-                    state, manifest.conflicts, manifest._tip_version = load(store)
-                    manifest.state = state
+                    # After a lost race, read only the versions the winner
+                    # added: a writer committing faster than a full load
+                    # must not keep its successor out.
+                    loaded = load(store) if loaded is None else catch_up(store, loaded)
+                    manifest.state = loaded.state
+                    manifest.conflicts = loaded.conflicts
+                    manifest._tip_version = loaded.tip_version
                     # Above every epoch in the log, left-out versions' too: a
                     # writer whose versions were left out must not share it.
-                    newest = max([state.epoch] + [c.epoch or 0 for c in manifest.conflicts])
-                    manifest._write(state.seq + 1, [["fence", newest + 1]])
+                    newest = max([loaded.state.epoch] + [c.epoch or 0 for c in loaded.conflicts])
+                    fence: Op = ["fence", newest + 1] + ([owner] if owner else [])
+                    manifest._write(loaded.state.seq + 1, [fence])
                 break
             except PreconditionFailed:
-                _backoff_sleep(attempt)  # another opener or writer moved first: load again
+                continue  # another opener or writer moved first: catch up and fence again
             except ObjectStoreError as error:
                 if not error.transient or attempt == _OPEN_ATTEMPTS - 1:
                     raise
@@ -200,6 +209,22 @@ class Manifest:
                     log.warning("manifest commit failed, retrying: %s", error)
                     _backoff_sleep(attempt, self._stop)
                     attempt += 1
+
+    def check_fenced(self) -> None:
+        """Raises Fenced if another writer has created the next version: one
+        HEAD request, so a writer with nothing to commit still learns of a
+        takeover. Transient store errors propagate (the caller tries later)."""
+        with self._commit_lock:
+            if self._fenced is not None:
+                raise self._fenced
+            if self._unsettled is not None:
+                return  # the next version may be our own lost write; commit settles it
+            seq = self.state.seq + 1
+            try:
+                self.store.head(delta_key(seq))
+            except ObjectNotFound:
+                return
+            self._discover_fence(seq)
 
     def _write(self, seq: int, ops: list[Op]) -> ManifestState:
         state = self.state.copy()
@@ -305,8 +330,10 @@ class Manifest:
             keep_from = checkpoints[-2]
             for seq in checkpoints[:-2]:
                 self.store.delete(checkpoint_key(seq))
+            fences = set(state.fence_versions)  # where fenced writers' commits collide
             for info in self.store.list(LOG_PREFIX):
-                if _seq_of(info.key) <= keep_from:
+                seq = _seq_of(info.key)
+                if seq <= keep_from and seq not in fences:
                     self.store.delete(info.key)
         except ObjectStoreError as error:
             log.warning("manifest checkpoint at version %d failed: %s", state.seq, error)
@@ -333,6 +360,8 @@ class LoadedManifest(NamedTuple):
     conflicts: list[ManifestConflict]
     tip_version: str | None
     """The store's version token of the newest delta, if it is still there."""
+    owner: str | None
+    """The writer that fenced the current epoch, once seen."""
 
 
 def load_state(store: ObjectStore) -> ManifestState:
@@ -355,20 +384,77 @@ def load(store: ObjectStore) -> LoadedManifest:
     raise CorruptObject(LOG_PREFIX, "manifest versions are missing (checked repeatedly)")
 
 
+def catch_up(store: ObjectStore, loaded: LoadedManifest) -> LoadedManifest:
+    """``loaded`` with the versions written after it, read one by one (a GET
+    each) instead of a full load; a full load if the next one is gone (a
+    checkpoint deleted it) or one of them does not apply."""
+    replay = _Replay(loaded.state.copy(), {}, loaded)
+    seq = loaded.state.seq + 1
+    while True:
+        try:
+            data, version = store.get_versioned(delta_key(seq))
+        except ObjectNotFound:
+            break
+        try:
+            replay.add(delta_key(seq), seq, data, version)
+        except _LoadAgain:
+            return load(store)
+        seq += 1
+    return replay.result() if replay.state.seq > loaded.state.seq else load(store)
+
+
 class _LoadAgain(Exception):
     """A delta failed part way through its operations: load from the start without it."""
+
+
+class _Replay:
+    """Applies deltas in version order to a state, leaving out each one that
+    contradicts the history so far (see ``_contradiction``)."""
+
+    def __init__(
+        self, state: ManifestState, left_out: dict[int, str], since: LoadedManifest | None = None
+    ) -> None:
+        self.state = state
+        self.left_out = left_out
+        self.owner = since.owner if since else None
+        self.conflicts = list(since.conflicts) if since else []
+        self.tip_version = since.tip_version if since else None
+
+    def add(self, key: str, seq: int, data: bytes, version: str | None) -> None:
+        delta = decode_record(key, data)
+        if delta.get("seq") != seq:
+            raise CorruptObject(key, f"delta says version {delta.get('seq')}")
+        writer, epoch = delta.get("writer"), delta.get("epoch")
+        fence = _is_fence(delta["ops"])
+        reason = self.left_out.get(seq) or _contradiction(
+            self.state.epoch, self.owner, writer, epoch, fence
+        )
+        if reason is None:
+            try:
+                for op in delta["ops"]:
+                    self.state.apply(op)
+            except InvalidOperation as error:
+                self.left_out[seq] = f"its operations do not apply: {error}"
+                raise _LoadAgain from error
+            if fence or self.owner is None:
+                self.owner = writer
+        else:
+            self.conflicts.append(ManifestConflict(key, seq, writer, epoch, reason))
+        self.state.seq = seq
+        self.tip_version = version
+
+    def result(self) -> LoadedManifest:
+        return LoadedManifest(self.state, self.conflicts, self.tip_version, self.owner)
 
 
 def _load_once(store: ObjectStore, left_out: dict[int, str]) -> LoadedManifest:
     checkpoints = [i.key for i in store.list(CHECKPOINT_PREFIX)]
     state, damaged = _newest_readable_checkpoint(store, checkpoints)
-    owner: str | None = None  # the writer that fenced the current epoch, once seen
-    conflicts: list[ManifestConflict] = []
-    tip_version: str | None = None
+    replay = _Replay(state, left_out)
     for info in store.list(LOG_PREFIX):
         seq = _seq_of(info.key)
         if seq == state.seq:
-            tip_version = info.version  # the checkpoint's own version
+            replay.tip_version = info.version  # the checkpoint's own version
         if seq <= state.seq:
             continue
         if seq != state.seq + 1:
@@ -376,26 +462,8 @@ def _load_once(store: ObjectStore, left_out: dict[int, str]) -> LoadedManifest:
                 raise damaged
             # Deleted by a checkpoint written after we listed: load again.
             raise ObjectNotFound(delta_key(state.seq + 1))
-        delta = decode_record(info.key, store.get(info.key))
-        if delta.get("seq") != seq:
-            raise CorruptObject(info.key, f"delta says version {delta.get('seq')}")
-        writer, epoch = delta.get("writer"), delta.get("epoch")
-        fence = _is_fence(delta["ops"])
-        reason = left_out.get(seq) or _contradiction(state.epoch, owner, writer, epoch, fence)
-        if reason is None:
-            try:
-                for op in delta["ops"]:
-                    state.apply(op)
-            except InvalidOperation as error:
-                left_out[seq] = f"its operations do not apply: {error}"
-                raise _LoadAgain from error
-            if fence or owner is None:
-                owner = writer
-        else:
-            conflicts.append(ManifestConflict(info.key, seq, writer, epoch, reason))
-        state.seq = seq
-        tip_version = info.version
-    return LoadedManifest(state, conflicts, tip_version)
+        replay.add(info.key, seq, store.get(info.key), info.version)
+    return replay.result()
 
 
 def _is_fence(ops: list[Op]) -> bool:

@@ -1,7 +1,8 @@
 """The manifest's state and the operations that change it (pure, no I/O).
 
 The state says which objects exist, which offsets of which stream each one
-holds, where every stream starts and ends, and who the writer is (its epoch).
+holds, where every stream starts and ends, and who the writer is (its epoch,
+and the identity of the data directory that fenced last).
 Every change is an operation; a manifest version is the state after applying
 a log of them in order, so writing a version means writing a short delta and
 reading it back means replaying the same operations (docs/object-format.md).
@@ -18,6 +19,8 @@ from s3stream.objects import ObjectKind
 
 Op = list[Any]
 """An operation: ``[name, *arguments]`` of msgpack-friendly values."""
+
+KEPT_FENCES = 16
 
 
 @dataclass(frozen=True)
@@ -118,6 +121,16 @@ class InvalidOperation(ValueError):
 class ManifestState:
     seq: int = 0
     epoch: int = 0
+    owner: str = ""
+    """The data directory that wrote the last fence ("" before owners were recorded)."""
+    owner_since: int = 0
+    """The epoch of the first fence in the owner's unbroken run of fences: WAL
+    entries it wrote at this epoch or later were written while nobody else
+    owned the store, so its restart replays them."""
+    fence_versions: list[int] = field(default_factory=list)
+    """The versions of the last KEPT_FENCES fences, which checkpoints never
+    delete: the version after a fenced writer's last one is always a fence,
+    so its next commit collides with it however long it has been away."""
     next_stream_id: int = 1
     next_object_id: int = 1
     streams: dict[int, StreamMeta] = field(default_factory=dict)
@@ -146,10 +159,15 @@ class ManifestState:
             raise InvalidOperation(f"unknown manifest operation {name!r}")
         handler(self, *args)
 
-    def _fence(self, epoch: int) -> None:
+    def _fence(self, epoch: int, owner: str = "") -> None:
         if epoch <= self.epoch:
             raise InvalidOperation(f"fence to epoch {epoch} from epoch {self.epoch}")
+        if not owner or owner != self.owner:
+            self.owner_since = epoch
         self.epoch = epoch
+        self.owner = owner
+        # A delta applies to the version before it: its own version is seq + 1.
+        self.fence_versions = [*self.fence_versions, self.seq + 1][-KEPT_FENCES:]
 
     def _create_stream(self, stream_id: int, created_ms: int) -> None:
         if stream_id in self.streams or stream_id < self.next_stream_id:
@@ -264,6 +282,9 @@ class ManifestState:
         return ManifestState(
             seq=self.seq,
             epoch=self.epoch,
+            owner=self.owner,
+            owner_since=self.owner_since,
+            fence_versions=self.fence_versions,
             next_stream_id=self.next_stream_id,
             next_object_id=self.next_object_id,
             streams=dict(self.streams),
@@ -278,6 +299,9 @@ class ManifestState:
         return {
             "seq": self.seq,
             "epoch": self.epoch,
+            "owner": self.owner,
+            "owner_since": self.owner_since,
+            "fence_versions": self.fence_versions,
             "next_stream_id": self.next_stream_id,
             "next_object_id": self.next_object_id,
             "streams": [
@@ -294,6 +318,10 @@ class ManifestState:
         state = cls(
             seq=raw["seq"],
             epoch=raw["epoch"],
+            # A checkpoint written before owners were recorded has neither.
+            owner=raw.get("owner", ""),
+            owner_since=raw.get("owner_since", raw["epoch"]),
+            fence_versions=list(raw.get("fence_versions", ())),
             next_stream_id=raw["next_stream_id"],
             next_object_id=raw["next_object_id"],
         )

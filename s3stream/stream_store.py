@@ -3,10 +3,14 @@
 An append is *locally durable* once its record is fsynced in the WAL, and
 *remotely durable* once the object holding it is committed to the manifest;
 both points are visible per stream (``end_offset`` and
-``remote_end_offset``). Opening fences any previous writer, then replays the
-WAL records the manifest does not hold yet into the log cache, from where
-they are uploaded again. Background threads: the WAL's writer, the uploader
-(log cache -> objects -> manifest -> WAL trim), the compactor (retention,
+``remote_end_offset``), and an append may ask to be answered at either
+(``remote=True``: its upload starts after a short linger, shared by every
+append asking meanwhile). Opening takes the data directory's lock, then
+fences any previous writer, then replays the WAL entries the manifest does
+not hold yet, and that this directory wrote while it owned the store, into
+the log cache, from where they are uploaded again. Background threads: the
+WAL's writer, the uploader (log cache -> objects -> manifest -> WAL trim;
+when idle, a check that nobody has fenced us), the compactor (retention,
 merges, deletions), and a pool of readers for object-storage reads.
 """
 
@@ -59,19 +63,24 @@ from s3stream.uploader import (
     PreparedObject,
     Run,
     add_ops,
+    epoch_of_key,
     now_ms,
     prepare_object,
     prepare_objects,
     put_objects,
 )
+from s3stream.wal_entries import (
+    WAL_OWNED_DATA,
+    WAL_OWNED_TRIM,
+    Writer,
+    encode_writer,
+    is_trim,
+    load_identity,
+    split_entry,
+)
 from wal import Durability, Outcome, Position, WalError, WriteAheadLog
 
 log = logging.getLogger("tidelog.s3stream")
-
-WAL_DATA = 1
-"""WAL record: one append; stream id, [start, end) offsets, the stored bytes."""
-WAL_TRIM = 2
-"""WAL record: a stream's new start offset (in the start offset field), no payload."""
 
 MiB = 1024 * 1024
 
@@ -112,6 +121,9 @@ class StreamStoreConfig:
     accept_data_loss: bool = False
     """Open a WAL whose acknowledged data is damaged by salvaging its readable
     records (each dropped range is logged), instead of refusing to open."""
+    remote_linger_s: float = 0.002
+    """How long an append waiting to be remotely durable lets others join
+    its object before the upload starts."""
 
 
 class FetchResult(NamedTuple):
@@ -133,6 +145,10 @@ class RecoverySummary:
     dropped_appends: int = 0
     """WAL appends that no longer follow their stream's committed end (another
     writer took over that stream since they were written)."""
+    superseded_appends: int = 0
+    """WAL appends this directory wrote under an ownership of the store that
+    another writer has taken over since: never replayed."""
+    superseded_bytes: int = 0
     orphans_deleted: int = 0
     manifest_conflicts: tuple[str, ...] = ()
     """Keys of manifest versions left out because they contradict the history
@@ -147,6 +163,32 @@ class StoreStats:
     compactions: int = 0
     objects_deleted: int = 0
     last_error: str = ""
+
+
+@dataclass(frozen=True)
+class CloseReport:
+    """What closing left behind: everything uploaded, or what is still only
+    in the WAL (replayed and uploaded when this data directory opens again)."""
+
+    wal_only_bytes: int = 0
+    wal_only_appends: int = 0
+    reason: str = ""
+    """Why it was not uploaded (fenced, the store unreachable, not asked to)."""
+
+    @property
+    def uploaded(self) -> bool:
+        return self.wal_only_appends == 0
+
+
+@dataclass
+class _Superseded:
+    """WAL entries of one stream dropped on replay (see RecoverySummary)."""
+
+    entries: int = 0
+    bytes: int = 0
+    records: int = 0
+    epoch: int = 0
+    """The newest epoch they were written under."""
 
 
 @dataclass
@@ -196,11 +238,9 @@ class StreamStore:
         self.data_dir = data_dir
         # Created here, not as a parent of the WAL's directory: 0700, as it holds record data.
         os.makedirs(data_dir, mode=0o700, exist_ok=True)
-        if object_store is None:
-            object_store = "file://" + os.path.abspath(os.path.join(data_dir, "objects"))
-        self._owns_store = isinstance(object_store, str)
-        self.store = open_store(object_store) if isinstance(object_store, str) else object_store
         self.stats = StoreStats()
+        self.close_report: CloseReport | None = None
+        """Set by close: whether everything was uploaded."""
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._stop = threading.Event()
@@ -213,8 +253,14 @@ class StreamStore:
         self._replaced_below: dict[int, int] = {}
         """Per stream, the end of the last replaced range: reads below it skip
         the log cache, which may still hold the bytes the replace removed."""
-        # The WAL first: a locked or damaged one refuses the open before the
-        # manifest is fenced, so a refused open writes nothing to the bucket.
+        self._remote_waiters: dict[int, list[tuple[int, Future[int]]]] = {}
+        """Per stream, appends waiting to be remotely durable: (end, future)."""
+        self._remote_wanted = 0.0
+        """When (monotonic) the first append of the active block asked to be
+        remotely durable; 0 if none did."""
+        # The WAL takes the data directory's lock: an open that is refused
+        # here (another process has the directory) has touched nothing in the
+        # object store, so the running owner is not fenced by it.
         self.wal = WriteAheadLog(
             os.path.join(data_dir, "wal"),
             segment_bytes=config.wal_segment_bytes,
@@ -223,11 +269,26 @@ class StreamStore:
             accept_data_loss=config.accept_data_loss,
         )
         try:
-            self.manifest = Manifest.open(
-                self.store, checkpoint_every=config.checkpoint_every, stop=self._stop
-            )
-            self._ids = ObjectIds(self.manifest.state.next_object_id)
-            self.recovery = self._recover()
+            self.identity = load_identity(data_dir)
+            if object_store is None:
+                object_store = "file://" + os.path.abspath(os.path.join(data_dir, "objects"))
+            self._owns_store = isinstance(object_store, str)
+            self.store = open_store(object_store) if isinstance(object_store, str) else object_store
+            try:
+                self.manifest = Manifest.open(
+                    self.store,
+                    checkpoint_every=config.checkpoint_every,
+                    stop=self._stop,
+                    owner=self.identity,
+                )
+                self._ids = ObjectIds(self.manifest.state.next_object_id)
+                self._writer = encode_writer(self.identity, self.manifest.epoch)
+                """Every WAL entry of this opening starts with it."""
+                self.recovery = self._recover()
+            except BaseException:
+                if self._owns_store:
+                    self.store.close()
+                raise
         except BaseException:
             self.wal.close()
             raise
@@ -263,12 +324,24 @@ class StreamStore:
             self._streams[meta.stream_id] = _Stream(
                 meta.stream_id, meta.epoch, meta.start_offset, meta.end_offset, meta.end_offset
             )
+        superseded: dict[int, _Superseded] = {}
         for entry in self.wal.replay():
             summary.wal_records += 1
             stream = self._streams.get(entry.stream_id)
             if stream is None:
                 continue  # deleted since
-            if entry.type == WAL_TRIM:
+            writer, payload = split_entry(entry.type, entry.payload)
+            if writer is not None and not self._wrote_as_owner(writer, state):
+                if not is_trim(entry.type) and not _uploaded_under(
+                    state, entry.stream_id, entry.start_offset, writer.epoch
+                ):
+                    dropped = superseded.setdefault(entry.stream_id, _Superseded())
+                    dropped.entries += 1
+                    dropped.bytes += len(payload)
+                    dropped.records += entry.end_offset - entry.start_offset
+                    dropped.epoch = max(dropped.epoch, writer.epoch)
+                continue
+            if is_trim(entry.type):
                 if entry.start_offset > stream.start_offset:
                     stream.start_offset = min(entry.start_offset, stream.end_offset)
                     self._cache.add_trim(stream.stream_id, stream.start_offset)
@@ -279,14 +352,14 @@ class StreamStore:
             if entry.start_offset != stream.next_offset:
                 summary.dropped_appends += 1
                 continue
-            payload = bytes(entry.payload)
+            stored = bytes(payload)
             block = self._cache.add(
-                stream.stream_id, StoredBatch(entry.start_offset, entry.end_offset, payload)
+                stream.stream_id, StoredBatch(entry.start_offset, entry.end_offset, stored)
             )
             block.note_position(entry.position)
             stream.next_offset = stream.end_offset = entry.end_offset
             summary.replayed_appends += 1
-            summary.replayed_bytes += len(payload)
+            summary.replayed_bytes += len(stored)
         self._cache.seal()
         try:
             doomed = orphans(state, self.store.list(OBJECT_PREFIX))
@@ -300,8 +373,29 @@ class StreamStore:
                 "%d WAL appends were dropped: their streams moved on under a newer writer",
                 summary.dropped_appends,
             )
+        for stream_id, dropped in sorted(superseded.items()):
+            summary.superseded_appends += dropped.entries
+            summary.superseded_bytes += dropped.bytes
+            log.error(
+                "stream %d: %d WAL appends (%d bytes, %d records) written under epoch %d were "
+                "dropped: another writer took over the object store after they were written "
+                "(now epoch %d) and was never given them. They were acknowledged in `local` "
+                "durability mode after the takeover and before this writer learned of it: "
+                "the window `local` mode documents (docs/durability.md)",
+                stream_id,
+                dropped.entries,
+                dropped.bytes,
+                dropped.records,
+                dropped.epoch,
+                state.epoch,
+            )
         log.info("recovered: %s", summary)
         return summary
+
+    def _wrote_as_owner(self, writer: Writer, state: ManifestState) -> bool:
+        """Whether this directory wrote the entry while it owned the store and
+        nobody has fenced it since (its own restarts do not count)."""
+        return writer.owner == self.identity == state.owner and writer.epoch >= state.owner_since
 
     # -- streams ----------------------------------------------------------------
 
@@ -354,11 +448,14 @@ class StreamStore:
         with self._commit_serial:
             self._commit([["delete_stream", stream_id] for stream_id in stream_ids])
         with self._lock:
+            orphaned = {}
             for stream_id in stream_ids:
                 del self._streams[stream_id]
                 self._cache.drop_stream(stream_id)
                 self._replaced_below.pop(stream_id, None)
+                orphaned[stream_id] = self._take_remote_waiters_locked(stream_id)
         for stream_id in stream_ids:
+            _fail_all(orphaned[stream_id], StreamNotFound(stream_id))
             self.reader.forget_stream(stream_id)
         self._compact_now.set()
 
@@ -400,10 +497,17 @@ class StreamStore:
     # -- appending ----------------------------------------------------------
 
     def submit(
-        self, stream_id: int, base_offset: int, last_offset: int, payload: bytes | memoryview
+        self,
+        stream_id: int,
+        base_offset: int,
+        last_offset: int,
+        payload: bytes | memoryview,
+        remote: bool = False,
     ) -> Future[int]:
         """Queues an append of offsets ``[base_offset, last_offset]``; the future
-        resolves to the stream's new end offset once the append is durable.
+        resolves to the stream's new end offset once the append is durable:
+        in the WAL, and with ``remote`` also in an object committed to the
+        manifest. Once the store learns it is fenced, it fails instead.
 
         ``payload`` is stored as given, without a copy; it must not change.
         """
@@ -413,42 +517,62 @@ class StreamStore:
         with self._lock:
             stream, block = self._accept(stream_id, base_offset, last_offset, payload)
             future = self.wal.submit(
-                payload,
+                self._writer + payload,
                 stream_id=stream_id,
                 start_offset=base_offset,
                 end_offset=end,
-                record_type=WAL_DATA,
+                record_type=WAL_OWNED_DATA,
                 tag=(stream, block, end),
             )
+            uploaded = self._wait_remote_locked(stream_id, end) if remote else None
 
         def durable(wal_future: Future[Position]) -> None:
             error = wal_future.exception()
-            if error is None:
+            if error is not None:
+                done.set_exception(StoreFailed(error))
+            elif isinstance(self._failure, Fenced):
+                done.set_exception(self._failure)  # a fenced writer acknowledges nothing
+            elif uploaded is None:
                 done.set_result(end)
             else:
-                done.set_exception(StoreFailed(error))
+                uploaded.add_done_callback(lambda f: _copy_outcome(f, done))
 
         future.add_done_callback(durable)
         self._wait_for_room()  # after accepting: the caller's offsets stay valid
         return done
 
     def append(
-        self, stream_id: int, base_offset: int, last_offset: int, payload: bytes | memoryview
+        self,
+        stream_id: int,
+        base_offset: int,
+        last_offset: int,
+        payload: bytes | memoryview,
+        remote: bool = False,
     ) -> int:
         """Appends and returns the stream's new end offset once durable."""
-        return self.submit(stream_id, base_offset, last_offset, payload).result()
+        return self.submit(stream_id, base_offset, last_offset, payload, remote).result()
 
     async def append_async(
-        self, stream_id: int, base_offset: int, last_offset: int, payload: bytes | memoryview
+        self,
+        stream_id: int,
+        base_offset: int,
+        last_offset: int,
+        payload: bytes | memoryview,
+        remote: bool = False,
     ) -> int:
         """Like append, for asyncio; cancelling stops the wait, not the append."""
-        return await self.submit_async(stream_id, base_offset, last_offset, payload)
+        return await self.submit_async(stream_id, base_offset, last_offset, payload, remote)
 
     def submit_async(
-        self, stream_id: int, base_offset: int, last_offset: int, payload: bytes | memoryview
+        self,
+        stream_id: int,
+        base_offset: int,
+        last_offset: int,
+        payload: bytes | memoryview,
+        remote: bool = False,
     ) -> Coroutine[Any, Any, int]:
         """Queues an append from a running event loop now, and returns what to
-        await for the stream's new end offset once it is durable.
+        await for the stream's new end offset once it is durable (as submit).
 
         The append is accepted (or refused) before this returns, so a caller
         holding its own lock can assign offsets and submit in one step.
@@ -457,24 +581,80 @@ class StreamStore:
         with self._lock:
             stream, block = self._accept(stream_id, base_offset, last_offset, payload)
             future = self.wal.submit_async(
-                payload,
+                self._writer + payload,
                 stream_id=stream_id,
                 start_offset=base_offset,
                 end_offset=end,
-                record_type=WAL_DATA,
+                record_type=WAL_OWNED_DATA,
                 tag=(stream, block, end),
             )
-        return self._durable_async(future, end)
+            uploaded = self._wait_remote_locked(stream_id, end) if remote else None
+        return self._durable_async(future, end, uploaded)
 
-    async def _durable_async(self, future: asyncio.Future[Position], end: int) -> int:
+    async def _durable_async(
+        self, future: asyncio.Future[Position], end: int, uploaded: Future[int] | None
+    ) -> int:
         try:
             await future
         except WalError as error:
             raise StoreFailed(error) from error
+        if isinstance(self._failure, Fenced):
+            raise self._failure  # a fenced writer acknowledges nothing
+        if uploaded is not None:
+            await asyncio.wrap_future(uploaded)
         if self._cache.unuploaded_bytes > self.config.max_unuploaded_bytes:
             # Back-pressure after accepting, so the caller's offsets stay valid.
             await asyncio.get_running_loop().run_in_executor(None, self._wait_for_room)
         return end
+
+    def when_remote(self, stream_id: int, end: int) -> Future[int]:
+        """A future resolved (to ``end``) once the stream's offsets below
+        ``end`` are in objects committed to the manifest; waiting starts an
+        upload soon (see ``remote_linger_s``). For an append already made,
+        e.g. a producer's retry of a batch it sent before."""
+        with self._lock:
+            self._check_usable()
+            self._stream_locked(stream_id)
+            return self._wait_remote_locked(stream_id, end)
+
+    def _wait_remote_locked(self, stream_id: int, end: int) -> Future[int]:
+        waiter: Future[int] = Future()
+        waiter.set_running_or_notify_cancel()
+        meta = self.manifest.state.streams.get(stream_id)
+        if meta is not None and meta.end_offset >= end:
+            waiter.set_result(end)
+            return waiter
+        self._remote_waiters.setdefault(stream_id, []).append((end, waiter))
+        if not self._remote_wanted:
+            self._remote_wanted = time.monotonic()
+            self._changed.notify_all()
+        return waiter
+
+    def _remote_reached_locked(self) -> list[tuple[Future[int], int]]:
+        """Takes the remote waiters the manifest now covers (under the lock;
+        the caller resolves them after releasing it)."""
+        state = self.manifest.state
+        reached: list[tuple[Future[int], int]] = []
+        for stream_id in list(self._remote_waiters):
+            meta = state.streams.get(stream_id)
+            if meta is None:
+                continue  # deleted meanwhile: failed by delete_stream
+            waiting = self._remote_waiters[stream_id]
+            reached += [(f, end) for end, f in waiting if end <= meta.end_offset]
+            left = [(end, f) for end, f in waiting if end > meta.end_offset]
+            if left:
+                self._remote_waiters[stream_id] = left
+            else:
+                del self._remote_waiters[stream_id]
+        return reached
+
+    def _take_remote_waiters_locked(self, stream_id: int | None = None) -> list[Future[int]]:
+        """Removes the remote waiters of one stream (or all) for failing them."""
+        if stream_id is not None:
+            return [f for _, f in self._remote_waiters.pop(stream_id, [])]
+        taken = [f for waiting in self._remote_waiters.values() for _, f in waiting]
+        self._remote_waiters.clear()
+        return taken
 
     def _accept(
         self, stream_id: int, base_offset: int, last_offset: int, payload: bytes | memoryview
@@ -503,11 +683,13 @@ class StreamStore:
         (or failed). Runs on the WAL's writer thread before any of their
         callers wake, so a caller sees its own append in ``end_offset``."""
         grown: set[int] = set()
+        failed: list[Future[int]] = []
         with self._lock:
             for tag, outcome in zip(tags, outcomes, strict=True):
                 if isinstance(outcome, BaseException):
                     if self._failure is None:
                         self._failure = outcome
+                    failed += self._take_remote_waiters_locked()
                     self._changed.notify_all()
                     continue
                 stream, block, end = cast(_WalTag, tag)
@@ -517,6 +699,8 @@ class StreamStore:
                     grown.add(stream.stream_id)
                 if block.ready:
                     self._changed.notify_all()
+        if failed:
+            _fail_all(failed, StoreFailed(cast(BaseException, self._failure)))
         for listener in self._listeners if grown else ():
             try:
                 listener(grown)
@@ -550,10 +734,10 @@ class StreamStore:
             block = self._cache.add_trim(stream_id, start_offset)
             block.unconfirmed += 1
             future = self.wal.submit(
-                b"",
+                self._writer,
                 stream_id=stream_id,
                 start_offset=start_offset,
-                record_type=WAL_TRIM,
+                record_type=WAL_OWNED_TRIM,
                 tag=(None, block, 0),
             )
         try:
@@ -714,35 +898,68 @@ class StreamStore:
                 self._changed.wait(remaining if remaining is not None else 0.5)
 
     def _seal_locked(self) -> None:
+        self._remote_wanted = 0.0  # whoever waited has its data in the sealed block
         if self._cache.seal() is not None:
             self._changed.notify_all()
 
     def _upload_loop(self) -> None:
+        """Uploads sealed blocks in order; seals the active block once it is
+        ``upload_interval_s`` old, or ``remote_linger_s`` after an append asked
+        to be remotely durable; and, when a whole interval passes without a
+        commit, checks that no other writer has fenced this one."""
         interval = self.config.upload_interval_s
+        linger = self.config.remote_linger_s
+        check_fence_at = time.monotonic() + interval
         while not self._stop.is_set():
             with self._lock:
                 block = self._cache.next_to_upload()
+                now = time.monotonic()
                 if block is None:
                     active = self._cache.active
-                    age = time.monotonic() - active.created
-                    if not active.empty and age >= interval:
+                    if active.empty:
+                        self._remote_wanted = 0.0
+                    age = now - active.created
+                    wanted = self._remote_wanted
+                    lingered = bool(wanted) and now >= wanted + linger
+                    if not active.empty and (age >= interval or lingered):
                         self._seal_locked()
                         continue
-                    self._changed.wait(interval - age if not active.empty else interval)
-                    continue
-                if not block.ready:
+                    if now < check_fence_at:
+                        wait = check_fence_at - now
+                        if not active.empty:
+                            wait = min(wait, interval - age)
+                        if wanted:
+                            wait = min(wait, wanted + linger - now)
+                        self._changed.wait(max(wait, 0.0))
+                        continue
+                elif not block.ready:
                     self._changed.wait(0.5)
                     continue
                 live = {sid for sid in self._streams}
             try:
-                if not self._upload(block, live):
+                if block is None:
+                    self._check_fence()
+                elif not self._upload(block, live):
                     return
+                check_fence_at = time.monotonic() + interval  # a commit checks as well
             except Fenced:
                 return
             except BaseException as error:  # a bug: stop the store rather than lose data
                 log.exception("uploader stopped")
                 self._fail(error)
                 return
+
+    def _check_fence(self) -> None:
+        """One small request to the manifest: raises Fenced (and stops the
+        store) if another writer has taken over since our last commit."""
+        try:
+            self.manifest.check_fenced()
+        except Fenced as error:
+            self._fail(error)
+            raise
+        except ObjectStoreError as error:
+            # The next check, or the next commit, tries again.
+            log.debug("fence check failed: %s", error)
 
     def _upload(self, block: CacheBlock, live: set[int]) -> bool:
         objects = prepare_objects(
@@ -767,6 +984,9 @@ class StreamStore:
         with self._lock:
             self._cache.mark_uploaded(block)
             self._changed.notify_all()
+            reached = self._remote_reached_locked() if self._remote_waiters else []
+        for waiter, end in reached:
+            waiter.set_result(end)
         if block.last_position is not None:
             try:
                 self.wal.trim(block.last_position)
@@ -905,24 +1125,36 @@ class StreamStore:
             if self._failure is None:
                 self._failure = error
             self._changed.notify_all()
+            waiters = self._take_remote_waiters_locked()
+            failure = self._failure_error()
+        _fail_all(waiters, failure)
 
     @property
     def fenced(self) -> bool:
         return isinstance(self._failure, Fenced)
 
-    def close(self, *, flush: bool = True, timeout: float | None = 30.0) -> None:
+    def close(self, *, flush: bool = True, timeout: float | None = 30.0) -> CloseReport:
         """Stops appends, uploads what is in the cache (unless ``flush`` is
         False or the store cannot be reached within ``timeout``; the WAL still
-        holds it), and releases everything."""
+        holds it), and releases everything. Returns (and keeps in
+        ``close_report``) what is still only in the WAL, and why."""
         if self._closed:
-            return
+            return self.close_report or CloseReport()
+        reason = "" if flush else "closed without uploading"
         if flush and self._failure is None:
-            with contextlib.suppress(Fenced, StoreFailed):
-                self.flush(timeout)
+            try:
+                if not self.flush(timeout):
+                    reason = f"the object store did not take it within {timeout} s"
+                    if self.stats.last_error:
+                        reason += f" (last error: {self.stats.last_error})"
+            except (Fenced, StoreFailed):
+                pass  # described below, from the failure
         with self._lock:
             self._closed = True
             self._stop.set()
             self._changed.notify_all()
+            waiters = self._take_remote_waiters_locked()
+        _fail_all(waiters, StoreClosed())
         self._compact_now.set()
         self._uploader.join()
         self._compactor.join()
@@ -931,6 +1163,18 @@ class StreamStore:
         self.wal.close()
         if self._owns_store:
             self.store.close()
+        if isinstance(self._failure, Fenced):
+            reason = (
+                f"fenced: another writer owns the object store ({self._failure}); "
+                "they will not be replayed"
+            )
+        elif self._failure is not None:
+            reason = f"the store failed: {self._failure}"
+        appends = self._cache.unuploaded_appends()
+        self.close_report = CloseReport(
+            self._cache.unuploaded_bytes if appends else 0, appends, reason if appends else ""
+        )
+        return self.close_report
 
     def __enter__(self) -> StreamStore:
         return self
@@ -994,3 +1238,28 @@ def _check_replacement(
                 f"ends past the replaced range [{start}, {end})"
             )
         previous_end = batch.end_offset
+
+
+def _uploaded_under(state: ManifestState, stream_id: int, offset: int, epoch: int) -> bool:
+    """Whether ``offset`` of the stream is in a committed object written at
+    ``epoch`` (so the writer of that epoch had uploaded it before it was fenced)."""
+    ranges = state.ranges.get(stream_id)
+    found = ranges.find(offset) if ranges is not None else None
+    if found is None or not found[0] <= offset < found[1]:
+        return False
+    meta = state.objects.get(found[2])
+    return meta is not None and epoch_of_key(meta.key) == epoch
+
+
+def _copy_outcome(source: Future[int], target: Future[int]) -> None:
+    error = source.exception()
+    if error is None:
+        target.set_result(source.result())
+    else:
+        target.set_exception(error)
+
+
+def _fail_all(waiters: Sequence[Future[int]], error: BaseException) -> None:
+    for waiter in waiters:
+        if not waiter.done():
+            waiter.set_exception(error)

@@ -45,6 +45,11 @@ def test_kafka_bench_reports_every_headline_figure_beside_its_ceilings(tmp_path:
     assert report["p50_ms"] <= report["p99_ms"]
     assert report["server_produce_cpu_s"] > 0
     assert report["server_exit_codes"] == [0, 0]
+    assert report["remote_mb_s"] > 0 and report["remote_local_mb_s"] > 0
+    assert report["remote_vs_local_mb_s"] == pytest.approx(
+        report["remote_mb_s"] / report["remote_local_mb_s"], rel=0.05
+    )
+    assert 0 < report["remote_p50_ms"] <= report["remote_p99_ms"]
     assert set(report["targets"]) == {
         "produce_vs_disk >= 0.6",
         "consume_mb_s >= 300",

@@ -4,14 +4,16 @@ The guarantee: opening an engine bumps the manifest's writer epoch with a
 conditional write, so from then on the old owner (A) can commit nothing. The
 new owner (B) serves everything A had uploaded (committed to the manifest)
 before B opened, and appends after it with dense offsets. A learns that it
-is fenced at its next manifest commit (an upload, a flush, a topic change);
-from then on every produce raises ``engine.Fenced``. Appends A acknowledged
+is fenced at its next manifest commit (an upload, a flush, a topic change)
+or its next fence check (one per upload interval); from then on every
+produce raises ``engine.Fenced``. Appends A acknowledged in `local` mode
 after B opened but before A discovered the fence went to A's WAL only: B
-never sees them, and nothing A does after B opened (its close included)
-reaches the bucket.
+never sees them, nothing A does after B opened (its close included)
+reaches the bucket, and A's directory opened again does not replay them.
 
-A is a child process (child_engine.py) that uploads only on flush or close;
-B is this process. Both use moto's S3 server.
+A is a child process (child_engine.py) that uploads only on flush or close
+(so it never checks for a fence on its own); B is this process. Both use
+moto's S3 server.
 """
 
 from __future__ import annotations
@@ -22,8 +24,6 @@ import subprocess
 import threading
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 import engine
 from tests.engine.conftest import QUIET_STORE
@@ -185,11 +185,6 @@ def test_appends_the_old_owner_had_not_uploaded_stay_in_its_wal(
         assert [offset for offset, _ in log] == list(range(len(log)))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="s3stream WAL replay splices a fenced owner's stale appends after the new "
-    "owner's records when their offsets happen to line up (see the report)",
-)
 def test_a_fenced_owners_stale_wal_adds_nothing_after_the_new_owners_records(
     tmp_path: Path, s3_url: str
 ) -> None:

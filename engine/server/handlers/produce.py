@@ -2,11 +2,18 @@
 
 Each partition's record data is handed to the engine as a slice of the
 request buffer; the engine validates it in C, rewrites the batch headers in
-place and appends it. The response waits until every append is durable in
-the WAL (acks=1 and acks=all mean the same on one node); acks=0 gets no
-response at all, as in Kafka. With auto-creation on, the unknown topics a
-request names are created first, all in one step and within Kafka's bound
-of records per request (see common.auto_create_topics).
+place and appends it. The response waits until every append is durable as
+its topic's ``tidelog.ack.durability`` says: fsynced in the WAL (``local``)
+or in an object committed to the manifest (``remote``); acks=1 and acks=all
+mean the same on one node. A partition not durable within the request's
+timeout_ms is answered REQUEST_TIMED_OUT, as Kafka's DelayedProduce does
+(the append stays and completes later: a retry finds it as a duplicate).
+acks=0 gets no response at all, as in Kafka.
+An engine fenced by another owner of its storage answers
+NOT_LEADER_OR_FOLLOWER, so clients look for the new leader. With
+auto-creation on, the unknown topics a request names are created first, all
+in one step and within Kafka's bound of records per request (see
+common.auto_create_topics).
 """
 
 from __future__ import annotations
@@ -62,7 +69,13 @@ def handle_produce(context: RequestContext, request: ProduceRequest) -> Response
                 )
                 continue
             try:
-                durable = engine.submit_async(topic.name, partition.partition, partition.records)
+                durable = engine.submit_async(
+                    topic.name,
+                    partition.partition,
+                    partition.records,
+                    # Nobody waits for an acks=0 answer: no prompt upload for it.
+                    remote=False if request.acks == 0 else None,
+                )
             except EngineError as error:
                 partitions.append((partition.partition, error, None))
                 continue
@@ -76,7 +89,7 @@ def handle_produce(context: RequestContext, request: ProduceRequest) -> Response
         return None
     if not waiting:
         return _response(results)
-    return _when_durable(results, waiting)
+    return _when_durable(results, waiting, request.timeout_ms)
 
 
 def _log_failure(task: asyncio.Task[AppendResult]) -> None:
@@ -84,9 +97,18 @@ def _log_failure(task: asyncio.Task[AppendResult]) -> None:
         log.warning("an acks=0 append failed: %s", task.exception())
 
 
-async def _when_durable(results: Results, waiting: list[asyncio.Task[AppendResult]]) -> Body:
-    await asyncio.wait(waiting)
+async def _when_durable(
+    results: Results, waiting: list[asyncio.Task[AppendResult]], timeout_ms: int
+) -> Body:
+    _, late = await asyncio.wait(waiting, timeout=timeout_ms / 1000 if timeout_ms > 0 else None)
+    for task in late:  # answered REQUEST_TIMED_OUT; the append finishes on its own
+        task.add_done_callback(_log_late_failure)
     return _response(results)
+
+
+def _log_late_failure(task: asyncio.Task[AppendResult]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("an append answered REQUEST_TIMED_OUT failed later: %s", task.exception())
 
 
 def _response(results: Results) -> Body:
@@ -107,6 +129,14 @@ def _partition(index: int, result: Outcome, message: str | None) -> Body:
         return _failed(index, result, message)
     if isinstance(result, EngineError):
         return _failed(index, error_code(result), error_message(result), _record_errors(result))
+    if not result.done():
+        return _failed(
+            index,
+            ERROR_CODES["REQUEST_TIMED_OUT"],
+            "not durable within the request's timeout_ms (the object store may be slow "
+            "or unreachable); the append is kept: an idempotent producer's retry is "
+            "answered once it is durable",
+        )
     error = result.exception()
     if error is not None:
         return _failed(index, error_code(error), error_message(error), _record_errors(error))
