@@ -76,10 +76,13 @@ def test_a_writer_left_behind_by_checkpoints_is_fenced_not_acknowledged(
     new = Manifest.open(memory_store, checkpoint_every=4)
     for i in range(1, 12):  # versions 4..14: checkpoints delete the deltas old would follow
         new.commit([add_object_op(i, 1, (i - 1) * 10, i * 10)])
-    assert memory_store.list(delta_key(3)) == []
+    # Checkpoints deleted the deltas old would follow, but for new's fence
+    # (version 3), which they keep: where a fenced writer's next commit lands.
+    assert memory_store.list(delta_key(4)) == []
+    assert [i.key for i in memory_store.list(delta_key(3))] == [delta_key(3)]
     before = load_state(memory_store)
     with pytest.raises(Fenced) as caught:
-        old.commit([add_object_op(99, 1, 110, 120)])  # version 3 is free again: must not count
+        old.commit([add_object_op(99, 1, 110, 120)])  # version 3 is new's fence
     assert (caught.value.epoch, caught.value.newer_epoch) == (1, 2)
     assert old.state.seq == 2
     assert load_state(memory_store).to_wire() == before.to_wire()

@@ -36,7 +36,7 @@ class ManifestUnderFaults(RuleBasedStateMachine):
         self.faulty.retry_lost_prefix = LOG_PREFIX
         self.writer = Manifest.open(self.faulty, checkpoint_every=5)
         self.model = ManifestState()
-        self.model.apply(["fence", 1])
+        self._version([["fence", 1]])
         self.superseded: list[Manifest] = []
         # A commit whose outcome the writer does not know yet: (writer, ops, landed).
         self.unsettled: tuple[Manifest, list[Op], bool] | None = None
@@ -59,8 +59,7 @@ class ManifestUnderFaults(RuleBasedStateMachine):
         if fault in ("none", "retried_into_412"):
             self.writer.commit(ops)
             assert self.faulty.retry_lost_puts == 0
-            for op in ops:
-                self.model.apply(op)
+            self._version(ops)
             return
         if fault == "lost_response":
             self.faulty.lose_put_responses = True
@@ -77,9 +76,9 @@ class ManifestUnderFaults(RuleBasedStateMachine):
         assert self.unsettled is not None
         writer, ops, _ = self.unsettled
         self.unsettled = None
-        writer.commit([])  # settles the earlier write first
-        for op in ops:
-            self.model.apply(op)
+        writer.commit([])  # settles the earlier write first, then commits nothing
+        self._version(ops)
+        self._version([])
 
     @rule(retried=st.booleans())
     def a_new_writer_opens(self, retried: bool) -> None:
@@ -91,9 +90,8 @@ class ManifestUnderFaults(RuleBasedStateMachine):
             _, ops, landed = self.unsettled
             self.unsettled = None
             if landed:
-                for op in ops:
-                    self.model.apply(op)
-        self.model.apply(["fence", self.model.epoch + 1])
+                self._version(ops)
+        self._version([["fence", self.model.epoch + 1]])
         assert newer.epoch == self.model.epoch
         self.superseded.append(self.writer)
         self.writer = newer
@@ -105,6 +103,12 @@ class ManifestUnderFaults(RuleBasedStateMachine):
         with pytest.raises(Fenced) as caught:
             old.commit(self._ops(data))
         assert caught.value.newer_epoch > caught.value.epoch
+
+    def _version(self, ops: list[Any]) -> None:
+        """The model's next version: ``ops`` applied, as a writer commits them."""
+        for op in ops:
+            self.model.apply(op)
+        self.model.seq += 1
 
     @invariant()
     def the_log_holds_what_the_writers_were_told(self) -> None:
