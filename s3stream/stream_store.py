@@ -517,12 +517,13 @@ class StreamStore:
         with self._lock:
             stream, block = self._accept(stream_id, base_offset, last_offset, payload)
             future = self.wal.submit(
-                self._writer + payload,
+                payload,
                 stream_id=stream_id,
                 start_offset=base_offset,
                 end_offset=end,
                 record_type=WAL_OWNED_DATA,
                 tag=(stream, block, end),
+                prefix=self._writer,  # written before the payload, never joined to it
             )
             uploaded = self._wait_remote_locked(stream_id, end) if remote else None
 
@@ -581,12 +582,13 @@ class StreamStore:
         with self._lock:
             stream, block = self._accept(stream_id, base_offset, last_offset, payload)
             future = self.wal.submit_async(
-                self._writer + payload,
+                payload,
                 stream_id=stream_id,
                 start_offset=base_offset,
                 end_offset=end,
                 record_type=WAL_OWNED_DATA,
                 tag=(stream, block, end),
+                prefix=self._writer,  # written before the payload, never joined to it
             )
             uploaded = self._wait_remote_locked(stream_id, end) if remote else None
         return self._durable_async(future, end, uploaded)

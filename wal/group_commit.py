@@ -65,6 +65,7 @@ class PendingAppend:
         "end_offset",
         "payload",
         "payload_crc",
+        "prefix",
         "record_type",
         "start_offset",
         "stream_id",
@@ -82,6 +83,7 @@ class PendingAppend:
         payload: bytes | memoryview,
         payload_crc: int,
         tag: object = None,
+        prefix: bytes = b"",
     ) -> None:
         self.waiter = waiter
         self.tag = tag
@@ -91,6 +93,8 @@ class PendingAppend:
         self.end_offset = end_offset
         self.payload = payload
         self.payload_crc = payload_crc
+        """The CRC32C of prefix then payload: the record's payload on disk."""
+        self.prefix = prefix
 
 
 class GroupCommitter:
@@ -202,7 +206,8 @@ class GroupCommitter:
         # (always, under FSYNC): recovery tells damage from a torn write by it.
         flags = 0 if self._unsynced else FLAG_SYNCED
         for pending in group:
-            size = RECORD_HEADER_SIZE + len(pending.payload)
+            length = len(pending.prefix) + len(pending.payload)
+            size = RECORD_HEADER_SIZE + length
             written += size
             if offset + size > self._segment_limit:
                 self._segment.write(buffers)
@@ -219,12 +224,14 @@ class GroupCommitter:
                     pending.stream_id,
                     pending.start_offset,
                     pending.end_offset,
-                    len(pending.payload),
+                    length,
                     pending.payload_crc,
                     flags,
                 )
             )
             flags = 0
+            if pending.prefix:
+                buffers.append(pending.prefix)
             buffers.append(pending.payload)
             positions.append(Position(sequence, offset))
             offset += size

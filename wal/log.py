@@ -121,16 +121,22 @@ class WriteAheadLog:
         end_offset: int = 0,
         record_type: int = DATA,
         tag: object = None,
+        prefix: bytes = b"",
     ) -> Future[Position]:
         """Queues an append; the future resolves to its position once durable.
 
         The payload is written as given, without a copy: a bytearray must not
         change until the future is done. A ``tag`` other than None is passed
-        to the log's ``on_commit`` hook with the append's outcome.
+        to the log's ``on_commit`` hook with the append's outcome. The
+        record holds ``prefix`` then ``payload``, written one after the other
+        rather than joined (a small header of the caller's before a large
+        payload costs no copy of the payload).
         """
         future: Future[Position] = Future()
         future.set_running_or_notify_cancel()  # an append cannot be taken back
-        self._enqueue(future, payload, stream_id, start_offset, end_offset, record_type, tag)
+        self._enqueue(
+            future, payload, stream_id, start_offset, end_offset, record_type, tag, prefix
+        )
         return future
 
     def append(
@@ -185,15 +191,18 @@ class WriteAheadLog:
         end_offset: int = 0,
         record_type: int = DATA,
         tag: object = None,
+        prefix: bytes = b"",
     ) -> asyncio.Future[Position]:
         """Queues an append from a running event loop; the returned asyncio
         future resolves to its position once durable.
 
-        Cancelling the future stops the wait, not the append. ``tag`` is as
-        for ``submit``.
+        Cancelling the future stops the wait, not the append. ``tag`` and
+        ``prefix`` are as for ``submit``.
         """
         waiter: asyncio.Future[Position] = asyncio.get_running_loop().create_future()
-        self._enqueue(waiter, payload, stream_id, start_offset, end_offset, record_type, tag)
+        self._enqueue(
+            waiter, payload, stream_id, start_offset, end_offset, record_type, tag, prefix
+        )
         return waiter
 
     def _enqueue(
@@ -205,11 +214,12 @@ class WriteAheadLog:
         end_offset: int,
         record_type: int,
         tag: object = None,
+        prefix: bytes = b"",
     ) -> None:
         if not 1 <= record_type <= MAX_USER_TYPE:
             raise ValueError(f"record_type {record_type} is not in 1..{MAX_USER_TYPE}")
-        if len(payload) > self._max_payload:
-            raise RecordTooLarge(len(payload), self._max_payload)
+        if len(prefix) + len(payload) > self._max_payload:
+            raise RecordTooLarge(len(prefix) + len(payload), self._max_payload)
         self._committer.submit(
             PendingAppend(
                 waiter,
@@ -218,8 +228,9 @@ class WriteAheadLog:
                 start_offset,
                 end_offset,
                 payload if isinstance(payload, bytes | memoryview) else memoryview(payload),
-                crc32c(payload),
+                crc32c(payload, crc32c(prefix)) if prefix else crc32c(payload),
                 tag,
+                prefix,
             )
         )
 

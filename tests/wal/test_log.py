@@ -7,6 +7,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.wal.conftest import SMALL_SEGMENT, payloads, segment_files
 from wal import (
@@ -174,3 +176,25 @@ def test_bytearray_and_memoryview_payloads_are_written_as_given(open_log: OpenLo
     log.append(bytearray(b"from a bytearray"))
     log.append(memoryview(b"__from a view__")[2:-2])
     assert payloads(log) == [b"from a bytearray", b"from a view"]
+
+
+@given(parts=st.lists(st.tuples(st.binary(max_size=40), st.binary(max_size=400)), max_size=20))
+@settings(max_examples=25)
+def test_a_prefix_is_written_before_its_payload_as_one_record(
+    tmp_path_factory: pytest.TempPathFactory, parts: list[tuple[bytes, bytes]]
+) -> None:
+    directory = tmp_path_factory.mktemp("prefixed")
+    with WriteAheadLog(str(directory), segment_bytes=SMALL_SEGMENT) as log:
+        for prefix, payload in parts:
+            log.submit(bytearray(payload), prefix=prefix).result()
+    with WriteAheadLog(str(directory), segment_bytes=SMALL_SEGMENT) as log:
+        # Reopening checks every record's CRC, which covers the prefix too.
+        assert [bytes(e.payload) for e in log.replay()] == [p + b for p, b in parts]
+
+
+def test_a_prefix_counts_toward_the_record_size_limit(open_log: OpenLog) -> None:
+    log = open_log(segment_bytes=SMALL_SEGMENT)
+    with pytest.raises(RecordTooLarge):
+        log.submit(b"x" * (SMALL_SEGMENT // 2), prefix=b"y" * SMALL_SEGMENT).result()
+    log.append(b"after")
+    assert [bytes(e.payload) for e in log.replay()] == [b"after"]
