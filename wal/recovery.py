@@ -265,13 +265,16 @@ def _rewrite(directory: str, verdict: SegmentVerdict) -> None:
         with open(verdict.path, "rb") as file:
             data = file.read()
     temporary = verdict.path + ".tmp"
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    # Record data: its owner's only, as every file the log creates.
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
     try:
         view = memoryview(data)
         buffers = [encode_segment_header(verdict.sequence)]
         buffers += [bytes(view[span.offset : span.end]) for span in verdict.keep]
         buffers.append(seal_record(verdict.sequence))
-        os.write(fd, b"".join(buffers))
+        rewritten = memoryview(b"".join(buffers))
+        while rewritten:  # a write may be short; the rename must never publish a cut file
+            rewritten = rewritten[os.write(fd, rewritten) :]
         os.fsync(fd)
     finally:
         os.close(fd)
