@@ -156,9 +156,9 @@ class Connection(asyncio.BufferedProtocol):
         if self._body is not None:
             self._count(-len(self._body))
             self._body = None
-            self.server.maybe_resume()
         self._idle.set()
         self.server.connection_closed(self)
+        self.server.maybe_resume()
 
     def pause_writing(self) -> None:
         self._pause("writing")
@@ -265,10 +265,13 @@ class Connection(asyncio.BufferedProtocol):
         assert body is not None
         self._body = None
         self.partial_since = None
+        if self.server.finishing is self:
+            self.server.finishing = None  # the next is chosen once this one is queued
         # From a partial request to a queued one: the same bytes, counted once.
         self.inflight_bytes -= len(body)
         self.server.inflight_bytes -= len(body)
         self._request(body)
+        self.server.maybe_resume()
 
     def _socket_holds(self) -> int:
         """Bytes received by the kernel and not read yet (0 if unknown)."""
@@ -288,13 +291,26 @@ class Connection(asyncio.BufferedProtocol):
 
     def _check_budgets(self) -> None:
         config = self.server.config
+        server = self.server
         # A connection with nothing to answer keeps reading its one request
         # (at most max_request_bytes): stopping it would wait for nothing.
         if self._pending and self.inflight_bytes > config.max_connection_inflight_bytes:
             self._pause("inflight")
-        if self.server.inflight_bytes > config.max_inflight_bytes:
-            self._pause("server")
-            self.server.paused.add(self)
+        if server.inflight_bytes > config.max_inflight_bytes:
+            if server.finishing is None and self.finishes_request:
+                # When requests still arriving hold the whole budget, no answer
+                # will ever free it: one of them is read to its end (the budget
+                # is passed by at most one request), then the next.
+                server.finishing = self
+            elif server.finishing is not self:
+                self._pause("server")
+                server.paused.add(self)
+
+    @property
+    def finishes_request(self) -> bool:
+        """Whether it is reading a request and has nothing to answer: then
+        only that request arriving whole can free the budget it holds."""
+        return self._body is not None and not self._pending
 
     # -- requests and responses ----------------------------------------------------------
 

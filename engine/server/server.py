@@ -44,6 +44,8 @@ class Server:
         self.config = config or ServerConfig()
         self.connections: set[Connection] = set()
         self.paused: set[Connection] = set()
+        self.finishing: Connection | None = None
+        """The connection whose request is read to its end past the budget."""
         self.inflight_bytes = 0
         self.stats = ServerStats()
         self.read_buffer = bytearray(SHARED_READ_BYTES)
@@ -189,6 +191,8 @@ class Server:
             if not self._per_host[connection.peer_host]:
                 del self._per_host[connection.peer_host]
         self.paused.discard(connection)
+        if self.finishing is connection:
+            self.finishing = None
         log.debug("%s: disconnected", connection.peer)
 
     async def _sweep_connections(self) -> None:
@@ -225,11 +229,24 @@ class Server:
 
     def maybe_resume(self) -> None:
         """Resumes connections paused for the server-wide limit once the
-        bytes in flight fall to half of it."""
-        if self.paused and self.inflight_bytes <= self.config.max_inflight_bytes // 2:
+        bytes in flight fall to half of it. Until then, if no request is
+        being read past the budget, one connection with nothing to answer is
+        resumed to finish its request: answers free no budget when requests
+        still arriving hold it all."""
+        if not self.paused:
+            return
+        if self.inflight_bytes <= self.config.max_inflight_bytes // 2:
             paused, self.paused = self.paused, set()
             for connection in paused:
                 connection.resume_server_pause()
+            return
+        if self.finishing is None:
+            waiting = [c for c in self.paused if c.finishes_request]
+            if waiting:
+                chosen = min(waiting, key=lambda c: c.partial_since or 0.0)  # the oldest
+                self.finishing = chosen
+                self.paused.discard(chosen)
+                chosen.resume_server_pause()
 
 
 def _is_loopback(host: str) -> bool:

@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.server import connection as connection_module
+from engine.server.config import ServerConfig
 from engine.server.server import Server
 from tests.server.wire import header_bytes
 
@@ -129,3 +130,54 @@ def test_a_claimed_size_larger_than_the_limit_closes_before_allocating(
     assert transport.aborted
     assert connection._body is None
     assert server.inflight_bytes == 0
+
+
+def test_requests_arriving_that_hold_the_whole_budget_are_read_one_by_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Clients each sending a request too large for what is left of the
+    server's budget: answers free nothing while only requests still arriving
+    hold it, so one of them is read to its end past the budget, then the
+    next; none waits for the partial-request timeout."""
+    received: list[bytes] = []
+
+    def dispatch(state: Any, header: Any, frame: Any) -> tuple[Any, Any]:
+        received.append(bytes(frame))
+        return header, None  # answered with nothing, at once
+
+    monkeypatch.setattr(connection_module, "dispatch", dispatch)
+    monkeypatch.setattr(connection_module.Connection, "_socket_holds", lambda _self: 0)
+    monkeypatch.setattr(Server, "state", property(lambda server: None))
+    budget = 2 * MiB
+    server = Server(engine=None, config=ServerConfig(max_inflight_bytes=budget))  # type: ignore[arg-type]
+    frames = [_frame(index + 1, 1 * MiB + 1000 * index) for index in range(4)]
+    clients = []
+    for frame in frames:
+        connection = connection_module.Connection(server)
+        transport = _Transport()
+        connection.connection_made(transport)  # type: ignore[arg-type]
+        clients.append([connection, transport, frame, 0])
+    most = 0
+    while any(sent < len(frame) for _, _, frame, sent in clients):
+        progressed = False
+        for client in clients:  # each client sends what TCP lets it, in turn
+            connection, transport, frame, sent = client
+            if transport.paused or sent == len(frame):
+                continue
+            view = connection.get_buffer(-1)
+            count = min(len(view), 100_000, len(frame) - sent)
+            view[:count] = frame[sent : sent + count]
+            del view
+            client[3] = sent + count
+            connection.buffer_updated(count)
+            most = max(most, server.inflight_bytes)
+            progressed = True
+        assert progressed, "every connection stopped reading, each waiting for the others"
+    assert sorted(received) == sorted(frame[4:] for frame in frames)
+    # Past the budget by one request, and by each connection's read before it stopped.
+    one_read = connection_module.SHARED_READ_BYTES + 64 * 1024
+    assert most <= budget + len(max(frames, key=len)) + len(clients) * one_read
+    assert server.inflight_bytes == 0
+    assert not any(transport.paused for _, transport, _, _ in clients)
+    for connection, *_ in clients:
+        connection.connection_lost(None)
