@@ -255,7 +255,31 @@ def recover(directory: str, *, accept_data_loss: bool = False) -> Recovered:
         torn_records,
         tuple(dropped),
     )
-    return Recovered([verdict.sequence for verdict in verdicts], report, inspection.free_files)
+    kept = _drop_empty_tail(directory, verdicts)
+    return Recovered([verdict.sequence for verdict in kept], report, inspection.free_files)
+
+
+def _drop_empty_tail(directory: str, verdicts: list[SegmentVerdict]) -> list[SegmentVerdict]:
+    """Deletes the segments at the end that hold no record (the first stays).
+
+    Every open continues in a new segment, so opens that append nothing (an
+    engine whose object store refuses it, started again and again) would
+    otherwise each leave a preallocated segment behind, until the disk is
+    full. A deleted segment is never recycled: its seal, under the sequence
+    the next segment takes again, would end that segment at its header.
+    """
+    kept = list(verdicts)
+    while len(kept) > 1:
+        verdict = kept[-1]
+        if verdict.survey is None or verdict.keep or verdict.damage:
+            break
+        if not verdict.survey.header_valid:
+            break
+        os.unlink(verdict.path)
+        kept.pop()
+    if len(kept) < len(verdicts):
+        sync_directory(directory)
+    return kept
 
 
 def _rewrite(directory: str, verdict: SegmentVerdict) -> None:

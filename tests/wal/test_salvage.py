@@ -33,3 +33,20 @@ def test_a_salvaged_segment_is_its_owners_only(tmp_path: Path) -> None:
     assert kept == [bytes([1]) * 100, bytes([2]) * 100]
     assert path.read_bytes() != raw, "the damaged segment was not rewritten"
     assert oct(stat.S_IMODE(path.stat().st_mode)) == oct(0o600)
+
+
+def test_opens_that_append_nothing_leave_no_segments_behind(tmp_path: Path) -> None:
+    """Each open continues in a new segment; an engine refused by its object
+    store and started again and again must not fill the disk with them."""
+    directory = tmp_path / "wal"
+    with WriteAheadLog(directory, segment_bytes=4096) as log:
+        log.append(b"acknowledged")
+    for _ in range(5):
+        with WriteAheadLog(directory, segment_bytes=4096):
+            pass
+    assert len(segment_files(directory)) == 2  # the one with the record, and the last opened
+    with WriteAheadLog(directory, segment_bytes=4096) as log:
+        assert [bytes(entry.payload) for entry in log.replay()] == [b"acknowledged"]
+        log.append(b"after")
+    with WriteAheadLog(directory, segment_bytes=4096) as log:
+        assert [bytes(entry.payload) for entry in log.replay()] == [b"acknowledged", b"after"]
