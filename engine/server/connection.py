@@ -265,13 +265,12 @@ class Connection(asyncio.BufferedProtocol):
         assert body is not None
         self._body = None
         self.partial_since = None
-        if self.server.finishing is self:
-            self.server.finishing = None  # the next is chosen once this one is queued
         # From a partial request to a queued one: the same bytes, counted once.
         self.inflight_bytes -= len(body)
         self.server.inflight_bytes -= len(body)
         self._request(body)
-        self.server.maybe_resume()
+        if self.server.finishing is self:
+            self.server.pass_finishing()
 
     def _socket_holds(self) -> int:
         """Bytes received by the kernel and not read yet (0 if unknown)."""
@@ -305,6 +304,8 @@ class Connection(asyncio.BufferedProtocol):
             elif server.finishing is not self:
                 self._pause("server")
                 server.paused.add(self)
+                if self._body is not None:
+                    server.stalled.add(self)
 
     @property
     def finishes_request(self) -> bool:
@@ -396,12 +397,15 @@ class Connection(asyncio.BufferedProtocol):
         self.transport.writelines(parts)
 
     def _release(self, size: int) -> None:
+        server = self.server
         self.inflight_bytes -= size
-        self.server.inflight_bytes -= size
-        limit = self.server.config.max_connection_inflight_bytes
+        server.inflight_bytes -= size
+        limit = server.config.max_connection_inflight_bytes
         if not self._pending or self.inflight_bytes <= limit // 2:
             self._resume("inflight")
-        self.server.maybe_resume()
+        server.maybe_resume()
+        if server.finishing is None and self in server.stalled and self.finishes_request:
+            server.finish_past_budget(self)  # its answers are out: its request's turn
 
     @property
     def waiting(self) -> bool:
