@@ -133,6 +133,16 @@ def test_a_claimed_size_larger_than_the_limit_closes_before_allocating(
     assert server.inflight_bytes == 0
 
 
+def _read_once(connection: connection_module.Connection, rest: bytes, most: int = 100_000) -> int:
+    """One read of the connection's socket, which holds ``rest``; returns its size."""
+    view = connection.get_buffer(-1)
+    count = min(len(view), most, len(rest))
+    view[:count] = rest[:count]
+    del view
+    connection.buffer_updated(count)
+    return count
+
+
 @pytest.mark.parametrize(("clients_count", "chunk"), [(2, 300_000), (4, 100_000), (6, 30_000)])
 def test_requests_arriving_that_hold_the_whole_budget_are_read_one_by_one(
     monkeypatch: pytest.MonkeyPatch, clients_count: int, chunk: int
@@ -166,12 +176,7 @@ def test_requests_arriving_that_hold_the_whole_budget_are_read_one_by_one(
             connection, transport, frame, sent = client
             if transport.paused or sent == len(frame):
                 continue
-            view = connection.get_buffer(-1)
-            count = min(len(view), chunk, len(frame) - sent)
-            view[:count] = frame[sent : sent + count]
-            del view
-            client[3] = sent + count
-            connection.buffer_updated(count)
+            client[3] = sent + _read_once(connection, frame[sent:], chunk)
             most = max(most, server.inflight_bytes)
             progressed = True
         assert progressed, "every connection stopped reading, each waiting for the others"
@@ -214,24 +219,14 @@ def test_a_connection_stopped_with_an_answer_waiting_reads_its_request_once_it_i
         stream = _frame(1, 10) + large
         sent = 0
         while not transport.paused and sent < len(stream):
-            view = connection.get_buffer(-1)
-            count = min(len(view), 100_000, len(stream) - sent)
-            view[:count] = stream[sent : sent + count]
-            del view
-            sent += count
-            connection.buffer_updated(count)
+            sent += _read_once(connection, stream[sent:])
         assert transport.paused and sent < len(stream)
         waiting[0].cancel()  # the answer is out (a cancelled one writes nothing)
         loop.run_until_complete(asyncio.sleep(0))
         assert not transport.paused
         while sent < len(stream):
             assert not transport.paused
-            view = connection.get_buffer(-1)
-            count = min(len(view), 100_000, len(stream) - sent)
-            view[:count] = stream[sent : sent + count]
-            del view
-            sent += count
-            connection.buffer_updated(count)
+            sent += _read_once(connection, stream[sent:])
         assert received == [large[4:]]
         assert connection.inflight_bytes == server.inflight_bytes == 0
         connection.connection_lost(None)
