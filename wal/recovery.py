@@ -276,9 +276,8 @@ def _drop_empty_tail(directory: str, verdicts: list[SegmentVerdict]) -> list[Seg
         if not verdict.survey.header_valid:
             break
         os.unlink(verdict.path)
+        sync_directory(directory)  # each gone before the one before it: never a gap
         kept.pop()
-    if len(kept) < len(verdicts):
-        sync_directory(directory)
     return kept
 
 
