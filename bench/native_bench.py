@@ -19,6 +19,10 @@
   CRC, count: ``from_client=False``) and beside the codec's decompression
   alone, so ``walk_vs_headers`` is what the record walk costs and
   ``decompress_share`` how much of it is the library's.
+- inflating a batch as large as the default limit (32 MiB of records, gzip
+  and lz4), bounded and in steps, beside the library's own one-shot
+  decompression of the same bytes: the steps must cost a constant factor,
+  never one that grows with the output.
 - rewrite_batch (offset assignment on produce): ns per batch, beside copying
   the batch and CRC32C over it, the two costs it is made of at most.
 
@@ -44,6 +48,7 @@ from types import ModuleType
 from typing import Any
 
 import crc32c as crc32c_package
+import lz4.frame
 from kafka.record import MemoryRecords
 from kafka.record.default_records import DefaultRecordBatch, DefaultRecordBatchBuilder
 
@@ -226,6 +231,46 @@ def compressed_validation_rows(c: ModuleType | None, budget: float) -> list[dict
                 }
             )
     return rows
+
+
+LARGE_INFLATION_BYTES = 32 * 1024 * 1024
+ONE_SHOT: dict[Compression, Callable[[bytes], bytes]] = {
+    Compression.GZIP: partial(zlib.decompress, wbits=47),
+    Compression.LZ4: lz4.frame.decompress,
+}
+
+
+def large_inflation_rows(budget: float) -> list[dict[str, Any]]:
+    """Bounded, stepped inflation of 32 MiB of records vs the library's one shot."""
+    specs = [RecordSpec(1_700_000_000_000 + i, b"k-%d" % i, bytes(150)) for i in range(1000)]
+    records = _pure.encode_batch(specs)[61:]
+    area = records * (LARGE_INFLATION_BYTES // len(records))
+    rows = []
+    for codec, one_shot in ONE_SHOT.items():
+        packed = compression.compress(codec, area)
+        bounded = rate(partial(compression.decompress, codec, packed, len(area)), budget)
+        library = rate(partial(one_shot, packed), budget)
+        rows.append(
+            {
+                "codec": codec.name.lower(),
+                "inflated_bytes": len(area),
+                "compressed_bytes": len(packed),
+                "bounded_mb_s": bounded * len(area) / 1e6,
+                "one_shot_mb_s": library * len(area) / 1e6,
+                "bounded_vs_one_shot": library / bounded,
+            }
+        )
+    return rows
+
+
+def print_large_inflation(rows: list[dict[str, Any]]) -> None:
+    print("\nInflating 32 MiB of records: bounded, in steps, vs the library's one shot (MB/s)")
+    print(f"  {'codec':<7} {'compressed B':>12} {'bounded':>9} {'one shot':>9} {'cost':>6}")
+    for row in rows:
+        print(
+            f"  {row['codec']:<7} {row['compressed_bytes']:>12,} {row['bounded_mb_s']:>9,.0f} "
+            f"{row['one_shot_mb_s']:>9,.0f} {row['bounded_vs_one_shot']:>5.1f}x"
+        )
 
 
 def rewrite_rows(c: ModuleType | None, budget: float) -> dict[str, Any]:
@@ -427,6 +472,7 @@ def main() -> int:
         "batches": batch_rows(c, budget),
         "rewrite": rewrite_rows(c, budget),
         "compressed_validation": compressed_validation_rows(c, budget),
+        "large_inflation": large_inflation_rows(budget),
     }
     report.update(headline(c, budget))
     report["seconds"] = round(time.perf_counter() - began, 1)
@@ -436,6 +482,7 @@ def main() -> int:
     else:
         print_report(report)
         print_compressed_validation(report["compressed_validation"])
+        print_large_inflation(report["large_inflation"])
         print_headline(report)
         print(f"\n({report['seconds']} s)")
     return 0

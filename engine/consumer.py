@@ -435,18 +435,46 @@ class Consumer:
                     max_inflated=fetched.max_inflated,
                 )
             except native.BatchError as error:
-                # A batch stored before compressed batches were validated on
-                # produce. As Kafka's consumer, stop at it: what came before
-                # it is handed out, and seeking past it goes on.
-                first = native.scan_batches(payload)[0].base_offset
-                self._positions[tp] = max(position, first)
-                raise CorruptRecord(
-                    f"{tp.topic}-{tp.partition}: the batch at offset {first} cannot be "
-                    f"decoded: {error}"
+                raise self._stop_at_bad_batch(
+                    tp, position, payload, fetched.max_inflated, error
                 ) from error
             self._buffer += records
         # Past the batches read, and past a gap the cleaner left at the end.
         self._positions[tp] = max(position, fetched.next_offset)
+
+    def _stop_at_bad_batch(
+        self,
+        tp: TopicPartition,
+        position: int,
+        payload: bytes | memoryview,
+        max_inflated: int,
+        error: native.BatchError,
+    ) -> CorruptRecord:
+        """A batch of ``payload`` stored before compressed batches were
+        validated on produce cannot be decoded. As Kafka's consumer, stop at
+        it: the records of the batches before it (in this payload too) are
+        handed out, the position is the bad batch's, and seeking past it goes on.
+        """
+        view = memoryview(payload)
+        prefix = (tp.topic, tp.partition)
+        for header in native.scan_batches(view):
+            try:
+                records = native.decode_records(
+                    view[header.position : header.position + header.size],
+                    record_type=ConsumerRecord,
+                    prefix=prefix,
+                    min_offset=position,
+                    skip_control=True,
+                    max_inflated=max_inflated,
+                )
+            except native.BatchError as bad:
+                error, position = bad, max(position, header.base_offset)
+                break
+            self._buffer += records
+        self._positions[tp] = position
+        return CorruptRecord(
+            f"{tp.topic}-{tp.partition}: the batch at offset {position} cannot be decoded: {error}"
+        )
 
     def _take(self, limit: int) -> list[ConsumerRecord]:
         taken = self._buffer[self._next : self._next + limit]

@@ -15,6 +15,7 @@ the periodic activity line) are written as they come.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 
@@ -23,6 +24,9 @@ _MAX_KEYS = 4096
 """Distinct templates remembered; past it, those not seen for an interval go."""
 
 _Key = tuple[str, int, str]
+_VERDICT = "_tidelog_repeat_verdict"
+"""Where a line keeps the filter's verdict: one filter serves every handler
+of a logger, and each handler must see the line the same way."""
 
 
 class _Seen:
@@ -45,10 +49,19 @@ class RepeatFilter(logging.Filter):
         self.interval_s = interval_s
         self._clock = clock
         self._seen: dict[_Key, _Seen] = {}
+        self._lock = threading.Lock()  # lines come from every thread (WAL, uploads, server)
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno < logging.WARNING:
             return True
+        verdict: bool | None = getattr(record, _VERDICT, None)
+        if verdict is None:
+            with self._lock:
+                verdict = self._judge(record)
+            setattr(record, _VERDICT, verdict)
+        return verdict
+
+    def _judge(self, record: logging.LogRecord) -> bool:
         key = (record.name, record.levelno, str(record.msg))
         now = self._clock()
         seen = self._seen.get(key)

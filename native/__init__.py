@@ -30,6 +30,7 @@ from native.errors import (
 )
 from native.records import (
     MAX_INFLATED,
+    MAX_RECORD_ERRORS,
     BatchHeader,
     Compression,
     Record,
@@ -72,6 +73,7 @@ else:
 __all__ = [
     "IMPLEMENTATION",
     "MAX_INFLATED",
+    "MAX_RECORD_ERRORS",
     "BatchError",
     "BatchHeader",
     "Compression",

@@ -35,6 +35,7 @@ from native.records import (
     HEADER_SIZE,
     LENGTH_PREFIX,
     MAX_INFLATED,
+    MAX_RECORD_ERRORS,
     TIMESTAMP_TYPE_BIT,
     TRANSACTIONAL_BIT,
     BatchHeader,
@@ -331,23 +332,39 @@ def _walk_batch(buf: memoryview, header: BatchHeader, rules: _Rules, limit: int)
     """A compressed batch's records always, an uncompressed one's when a rule asks."""
     if header.compression != 0:
         area = _records_area(buf, header, limit)
-        errors = _walk_records(area, 0, header, rules._replace(strict_offsets=True))
+        refused = _walk_records(area, 0, header, rules._replace(strict_offsets=True))
     elif rules.require_keys or rules.check_timestamps:
         start = header.position + HEADER_SIZE
         area = buf[start : header.position + header.size]
-        errors = _walk_records(area, start, header, rules)
+        refused = _walk_records(area, start, header, rules)
     else:
         return
-    if errors:
-        cls = RejectedRecords
-        if any(fault == "timestamp" for fault, _ in errors):
-            cls = RejectedTimestamps
-        record_errors = tuple(error for _, error in errors)
+    if refused.total:
+        cls = RejectedTimestamps if refused.timestamps else RejectedRecords
+        record_errors = tuple(refused.named)
         raise cls(
-            f"batch at {header.position}: {len(errors)} records refused: {record_errors[0][1]}",
+            f"batch at {header.position}: {refused.total} records refused: {record_errors[0][1]}",
             position=header.position,
             record_errors=record_errors,
         )
+
+
+class _Refused:
+    """The records a walk refused: the first MAX_RECORD_ERRORS named, all counted
+    (batch.h's tl_record_errors)."""
+
+    __slots__ = ("named", "timestamps", "total")
+
+    def __init__(self) -> None:
+        self.named: list[RecordError] = []
+        self.total = 0
+        self.timestamps = False
+
+    def add(self, error: RecordError, *, timestamp: bool) -> None:
+        self.total += 1
+        self.timestamps |= timestamp
+        if len(self.named) < MAX_RECORD_ERRORS:
+            self.named.append(error)
 
 
 def _malformed(header: BatchHeader, index: int, position: int, field: str) -> InvalidRecord:
@@ -367,11 +384,9 @@ def _skip_bytes(area: memoryview, pos: int, end: int) -> tuple[int, int]:
     return length, pos + length
 
 
-def _walk_records(
-    area: memoryview, base: int, header: BatchHeader, rules: _Rules
-) -> list[tuple[str, RecordError]]:
+def _walk_records(area: memoryview, base: int, header: BatchHeader, rules: _Rules) -> _Refused:
     """batch.c's tl_walk_records: format faults raise, rule faults are returned."""
-    errors: list[tuple[str, RecordError]] = []
+    refused = _Refused()
     pos = 0
     end = len(area)
     for i in range(header.record_count):
@@ -438,7 +453,7 @@ def _walk_records(
             timestamp = _wrap64(header.base_timestamp + timestamp_delta)
         # As Kafka's LogValidator: a missing key first, then the timestamp.
         if rules.require_keys and key_length == -1:
-            errors.append(("key", (i, f"record {i} has no key; a compacted topic needs one")))
+            refused.add((i, f"record {i} has no key; a compacted topic needs one"), timestamp=False)
         elif rules.check_timestamps and not (
             rules.min_timestamp <= timestamp <= rules.max_timestamp
         ):
@@ -446,7 +461,7 @@ def _walk_records(
                 f"record {i}: timestamp {timestamp} is outside "
                 f"[{rules.min_timestamp}, {rules.max_timestamp}]"
             )
-            errors.append(("timestamp", (i, message)))
+            refused.add((i, message), timestamp=True)
     if pos != end:
         raise InvalidRecord(
             f"batch at {header.position}: {end - pos} bytes after its last record",
@@ -454,7 +469,7 @@ def _walk_records(
             expected=base + end,
             found=base + pos,
         )
-    return errors
+    return refused
 
 
 def rewrite_batch(

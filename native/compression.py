@@ -92,29 +92,34 @@ def _step(out: bytes | bytearray, limit: int) -> int:
     return min(_STEP, limit + 1 - len(out))
 
 
+# The steps are gathered in a bytearray, which grows in place: `bytes += step`
+# would copy everything inflated so far at each step, quadratic in the output
+# (a 40 KiB gzip request then costs the loop most of a second).
+
+
 def _gzip_decompress(data: BytesLike, limit: int) -> bytes:
     inflater = zlib.decompressobj(wbits=47)  # gzip or zlib header, auto-detected
-    out = inflater.decompress(data, _step(b"", limit))
+    out = bytearray(inflater.decompress(data, _step(b"", limit)))
     while inflater.unconsumed_tail and len(out) <= limit:
         out += inflater.decompress(inflater.unconsumed_tail, _step(out, limit))
     if len(out) > limit:
         raise InflationLimit(Compression.GZIP, limit, len(out))
     if not inflater.eof:
         raise ValueError("cannot decompress GZIP data: incomplete or truncated stream")
-    return out
+    return bytes(out)
 
 
 def _lz4_decompress(data: BytesLike, limit: int) -> bytes:
     # A frame's content size is not trusted: the library would allocate it.
     inflater = lz4.frame.LZ4FrameDecompressor()
-    out = bytes(inflater.decompress(data, max_length=_step(b"", limit)))
+    out = bytearray(inflater.decompress(data, max_length=_step(b"", limit)))
     while not inflater.eof and not inflater.needs_input and len(out) <= limit:
         out += inflater.decompress(b"", max_length=_step(out, limit))
     if len(out) > limit:
         raise InflationLimit(Compression.LZ4, limit, len(out))
     if not inflater.eof:
         raise ValueError("cannot decompress LZ4 data: the frame is incomplete")
-    return out
+    return bytes(out)
 
 
 def _zstd_decompress(data: BytesLike, limit: int) -> bytes:

@@ -20,6 +20,11 @@ MAX_INFLATED = 32 * 1024 * 1024
 """The most a compressed batch may inflate to when the caller names no limit
 (the engine names its topic's: docs/record-batch.md, "Inflation limit")."""
 
+MAX_RECORD_ERRORS = 1000
+"""The refused records a batch's RejectedRecords names one by one (the rest
+are counted): a batch can refuse millions of tiny records, and each name
+costs far more than the record's bytes (batch.h's TL_MAX_RECORD_ERRORS)."""
+
 COMPRESSION_MASK = 0x07
 TIMESTAMP_TYPE_BIT = 0x08
 TRANSACTIONAL_BIT = 0x10

@@ -369,10 +369,14 @@ class StreamStore:
         except ObjectStoreError as error:
             log.warning("orphan cleanup skipped: %s", error)
         if summary.dropped_appends:
-            log.warning(
-                "%d WAL appends were dropped: their streams moved on under a newer writer",
-                summary.dropped_appends,
+            # With damage salvaged, a stream that lost an append loses every
+            # later one too: its offsets must stay dense.
+            why = (
+                "they follow appends lost to the write-ahead log damage dropped"
+                if self.wal.recovery.dropped
+                else "their streams moved on under a newer writer"
             )
+            log.warning("%d WAL appends were dropped: %s", summary.dropped_appends, why)
         for stream_id, dropped in sorted(superseded.items()):
             summary.superseded_appends += dropped.entries
             summary.superseded_bytes += dropped.bytes

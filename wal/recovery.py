@@ -255,7 +255,30 @@ def recover(directory: str, *, accept_data_loss: bool = False) -> Recovered:
         torn_records,
         tuple(dropped),
     )
-    return Recovered([verdict.sequence for verdict in verdicts], report, inspection.free_files)
+    kept = _drop_empty_tail(directory, verdicts)
+    return Recovered([verdict.sequence for verdict in kept], report, inspection.free_files)
+
+
+def _drop_empty_tail(directory: str, verdicts: list[SegmentVerdict]) -> list[SegmentVerdict]:
+    """Deletes the segments at the end that hold no record (the first stays).
+
+    Every open continues in a new segment, so opens that append nothing (an
+    engine whose object store refuses it, started again and again) would
+    otherwise each leave a preallocated segment behind, until the disk is
+    full. A deleted segment is never recycled: its seal, under the sequence
+    the next segment takes again, would end that segment at its header.
+    """
+    kept = list(verdicts)
+    while len(kept) > 1:
+        verdict = kept[-1]
+        if verdict.survey is None or verdict.keep or verdict.damage:
+            break
+        if not verdict.survey.header_valid:
+            break
+        os.unlink(verdict.path)
+        sync_directory(directory)  # each gone before the one before it: never a gap
+        kept.pop()
+    return kept
 
 
 def _rewrite(directory: str, verdict: SegmentVerdict) -> None:
@@ -265,13 +288,16 @@ def _rewrite(directory: str, verdict: SegmentVerdict) -> None:
         with open(verdict.path, "rb") as file:
             data = file.read()
     temporary = verdict.path + ".tmp"
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    # Record data: its owner's only, as every file the log creates.
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
     try:
         view = memoryview(data)
         buffers = [encode_segment_header(verdict.sequence)]
         buffers += [bytes(view[span.offset : span.end]) for span in verdict.keep]
         buffers.append(seal_record(verdict.sequence))
-        os.write(fd, b"".join(buffers))
+        rewritten = memoryview(b"".join(buffers))
+        while rewritten:  # a write may be short; the rename must never publish a cut file
+            rewritten = rewritten[os.write(fd, rewritten) :]
         os.fsync(fd)
     finally:
         os.close(fd)

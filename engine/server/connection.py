@@ -156,9 +156,9 @@ class Connection(asyncio.BufferedProtocol):
         if self._body is not None:
             self._count(-len(self._body))
             self._body = None
-            self.server.maybe_resume()
         self._idle.set()
         self.server.connection_closed(self)
+        self.server.maybe_resume()
 
     def pause_writing(self) -> None:
         self._pause("writing")
@@ -269,6 +269,8 @@ class Connection(asyncio.BufferedProtocol):
         self.inflight_bytes -= len(body)
         self.server.inflight_bytes -= len(body)
         self._request(body)
+        if self.server.finishing is self:
+            self.server.pass_finishing()
 
     def _socket_holds(self) -> int:
         """Bytes received by the kernel and not read yet (0 if unknown)."""
@@ -288,13 +290,28 @@ class Connection(asyncio.BufferedProtocol):
 
     def _check_budgets(self) -> None:
         config = self.server.config
+        server = self.server
         # A connection with nothing to answer keeps reading its one request
         # (at most max_request_bytes): stopping it would wait for nothing.
         if self._pending and self.inflight_bytes > config.max_connection_inflight_bytes:
             self._pause("inflight")
-        if self.server.inflight_bytes > config.max_inflight_bytes:
-            self._pause("server")
-            self.server.paused.add(self)
+        if server.inflight_bytes > config.max_inflight_bytes:
+            if server.finishing is None and self.finishes_request:
+                # When requests still arriving hold the whole budget, no answer
+                # will ever free it: one of them is read to its end (the budget
+                # is passed by at most one request), then the next.
+                server.finishing = self
+            elif server.finishing is not self:
+                self._pause("server")
+                server.paused.add(self)
+                if self._body is not None:
+                    server.stalled.add(self)
+
+    @property
+    def finishes_request(self) -> bool:
+        """Whether it is reading a request and has nothing to answer: then
+        only that request arriving whole can free the budget it holds."""
+        return self._body is not None and not self._pending
 
     # -- requests and responses ----------------------------------------------------------
 
@@ -380,12 +397,15 @@ class Connection(asyncio.BufferedProtocol):
         self.transport.writelines(parts)
 
     def _release(self, size: int) -> None:
+        server = self.server
         self.inflight_bytes -= size
-        self.server.inflight_bytes -= size
-        limit = self.server.config.max_connection_inflight_bytes
+        server.inflight_bytes -= size
+        limit = server.config.max_connection_inflight_bytes
         if not self._pending or self.inflight_bytes <= limit // 2:
             self._resume("inflight")
-        self.server.maybe_resume()
+        server.maybe_resume()
+        if server.finishing is None and self in server.stalled and self.finishes_request:
+            server.finish_past_budget(self)  # its answers are out: its request's turn
 
     @property
     def waiting(self) -> bool:

@@ -44,6 +44,10 @@ class Server:
         self.config = config or ServerConfig()
         self.connections: set[Connection] = set()
         self.paused: set[Connection] = set()
+        self.finishing: Connection | None = None
+        """The connection whose request is read to its end past the budget."""
+        self.stalled: set[Connection] = set()
+        """Connections stopped for the budget in the middle of a request."""
         self.inflight_bytes = 0
         self.stats = ServerStats()
         self.read_buffer = bytearray(SHARED_READ_BYTES)
@@ -190,6 +194,9 @@ class Server:
             if not self._per_host[connection.peer_host]:
                 del self._per_host[connection.peer_host]
         self.paused.discard(connection)
+        self.stalled.discard(connection)
+        if self.finishing is connection:
+            self.pass_finishing()
         log.debug("%s: disconnected", connection.peer)
 
     async def _sweep_connections(self) -> None:
@@ -229,8 +236,29 @@ class Server:
         bytes in flight fall to half of it."""
         if self.paused and self.inflight_bytes <= self.config.max_inflight_bytes // 2:
             paused, self.paused = self.paused, set()
+            self.stalled.clear()
             for connection in paused:
                 connection.resume_server_pause()
+
+    def finish_past_budget(self, connection: Connection) -> None:
+        """Lets ``connection``, which has nothing to answer, read its request
+        to its end past the budget: when requests still arriving hold all of
+        it, no answer will free it (Connection._check_budgets)."""
+        self.finishing = connection
+        self.stalled.discard(connection)
+        self.paused.discard(connection)
+        connection.resume_server_pause()
+
+    def pass_finishing(self) -> None:
+        """The request read past the budget is in, or its connection gone:
+        another stalled one with nothing to answer is read to its end (one
+        with answers waiting takes its turn when they are written)."""
+        self.finishing = None
+        self.maybe_resume()  # below half the budget, everyone reads again
+        for connection in self.stalled:
+            if connection.finishes_request:
+                self.finish_past_budget(connection)
+                return
 
 
 def _is_loopback(host: str) -> bool:

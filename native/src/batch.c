@@ -246,6 +246,9 @@ static int valid_utf8(const uint8_t *s, int64_t n) {
 
 static int add_record_error(tl_record_errors *errors, int32_t index, tl_record_fault fault,
                             int64_t timestamp) {
+    errors->total++;
+    if (fault == TL_BAD_TIMESTAMP) errors->timestamps = 1;
+    if (errors->count == TL_MAX_RECORD_ERRORS) return 0;
     if (errors->count == errors->cap) {
         size_t cap = errors->cap ? 2 * errors->cap : 16;
         tl_record_error *grown = realloc(errors->items, cap * sizeof *grown);
@@ -261,6 +264,8 @@ void tl_record_errors_free(tl_record_errors *errors) {
     free(errors->items);
     errors->items = NULL;
     errors->count = errors->cap = 0;
+    errors->total = 0;
+    errors->timestamps = 0;
 }
 
 static int malformed(tl_error *err, const tl_header *h, int32_t index, int64_t position,

@@ -95,9 +95,16 @@ typedef struct {
     int64_t timestamp;
 } tl_record_error;
 
+/* The refused records named one by one: a batch can refuse millions of tiny
+ * records, and each name costs far more than the record's bytes. The rest
+ * are counted. native.records.MAX_RECORD_ERRORS is the same number. */
+#define TL_MAX_RECORD_ERRORS 1000
+
 typedef struct {
-    tl_record_error *items;
+    tl_record_error *items; /* the first TL_MAX_RECORD_ERRORS */
     size_t count, cap;
+    int64_t total;  /* every refused record */
+    int timestamps; /* whether any was refused for its timestamp */
 } tl_record_errors;
 
 /* Walks the recordCount records of h in area[0, end), whose first byte is at

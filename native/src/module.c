@@ -169,11 +169,11 @@ static PyObject *inflate(PyObject *source, const tl_header *h, int64_t limit) {
 }
 
 /* Raises RejectedRecords (RejectedTimestamps if a timestamp is among the
- * faults) naming each refused record, as Kafka's per-record errors. */
+ * faults) naming each refused record kept (the first TL_MAX_RECORD_ERRORS),
+ * as Kafka's per-record errors, and counting them all. */
 static void raise_record_errors(const tl_header *h, const tl_record_errors *errors,
                                 const tl_record_rules *rules) {
     PyObject *items = PyTuple_New((Py_ssize_t)errors->count);
-    int timestamps = 0;
     for (size_t i = 0; items && i < errors->count; i++) {
         const tl_record_error *e = &errors->items[i];
         PyObject *text =
@@ -190,14 +190,13 @@ static void raise_record_errors(const tl_header *h, const tl_record_errors *erro
             break;
         }
         PyTuple_SET_ITEM(items, (Py_ssize_t)i, pair);
-        if (e->fault == TL_BAD_TIMESTAMP) timestamps = 1;
     }
     if (!items) return;
-    PyObject *cls = timestamps ? rejected_timestamps_type : rejected_records_type;
+    PyObject *cls = errors->timestamps ? rejected_timestamps_type : rejected_records_type;
     PyObject *first = PyTuple_GET_ITEM(PyTuple_GET_ITEM(items, 0), 1);
-    PyObject *args = Py_BuildValue("(N)", PyUnicode_FromFormat("batch at %lld: %zd records refused: %U",
+    PyObject *args = Py_BuildValue("(N)", PyUnicode_FromFormat("batch at %lld: %lld records refused: %U",
                                                          (long long)h->position,
-                                                         (Py_ssize_t)errors->count, first));
+                                                         (long long)errors->total, first));
     PyObject *kwargs = Py_BuildValue("{s:L,s:O}", "position", (long long)h->position,
                                      "record_errors", items);
     if (args && kwargs) {

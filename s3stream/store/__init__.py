@@ -78,7 +78,11 @@ def secret_parameters(url: str) -> list[str]:
 def redact_url(url: str) -> str:
     """``url`` as it may be shown in a log line or an error: the value of
     every secret parameter, and any password in a location, replaced by
-    ``***`` (an endpoint given as a parameter is redacted the same way)."""
+    ``***`` (an endpoint given as a parameter is redacted the same way).
+
+    A secret holding an ``&`` or a ``#`` that was not percent-encoded spills
+    its tail into another parameter or the fragment, so of an s3:// URL only
+    the parameters tidelog knows are shown, and never a fragment."""
     try:
         parts = urlsplit(url)
     except ValueError:
@@ -89,18 +93,23 @@ def redact_url(url: str) -> str:
         if ":" in userinfo:
             netloc = f"{userinfo.partition(':')[0]}:***@{host}"
     query = parts.query
+    s3 = parts.scheme == "s3"
     if query:
         shown = []
         for name, value in parse_qsl(query, keep_blank_values=True):
             if _is_secret(name):
                 visible = "***"
+            elif s3 and name not in _S3_OPTIONS:
+                shown.append("***")
+                continue
             elif "://" in value:
                 visible = redact_url(value)
             else:
                 visible = value
             shown.append(f"{quote(name, safe='')}={quote(visible, safe='/:*@')}")
         query = "&".join(shown)
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    fragment = "***" if s3 and parts.fragment else parts.fragment
+    return urlunsplit((parts.scheme, netloc, parts.path, query, fragment))
 
 
 def open_store(url: str) -> ObjectStore:
@@ -152,9 +161,11 @@ def _s3(bucket: str, prefix: str, query: str) -> S3Store:
     parameters = parse_qs(query, keep_blank_values=True)
     unknown = sorted(set(parameters) - set(_S3_OPTIONS))
     if unknown:
+        # An unknown name may be the tail of a secret holding an '&': then unnamed.
+        named = "" if secret_parameters(f"?{query}") else f" {', '.join(unknown)}"
         raise ValueError(
-            f"unknown s3 URL parameters {', '.join(unknown)} for {where}"
-            f" (known: {', '.join(_S3_OPTIONS)})"
+            f"unknown s3 URL parameters{named} for {where} (known: {', '.join(_S3_OPTIONS)};"
+            " percent-encode an '&' in a value as %26)"
         )
     options: dict[str, Any] = {}
     for name, values in parameters.items():

@@ -12,6 +12,7 @@ import dataclasses
 import pytest
 
 import native
+from engine.consumer import Consumer
 from engine.engine import Engine
 from engine.errors import CorruptRecord
 from engine.partition import inflation_limit
@@ -47,6 +48,17 @@ def _store_unvalidated(engine: Engine, topic: str, batch: bytes) -> int:
 
 def _good(timestamp: int, value: bytes = b"v") -> bytes:
     return native.encode_batch([RecordSpec(timestamp, b"k", value)])
+
+
+def _values_until_stopped_at(consumer: Consumer, bad: int) -> list[bytes | None]:
+    """The values polled until the consumer stops at the batch at ``bad``,
+    and those it hands out after."""
+    seen: list[bytes | None] = []
+    with pytest.raises(CorruptRecord, match=f"offset {bad} cannot be decoded"):
+        for _ in range(10):
+            seen += [record.value for record in consumer.poll(timeout=1.0)]
+    seen += [record.value for record in consumer.poll(timeout=1.0)]
+    return seen
 
 
 @pytest.fixture(params=sorted(bombs.BOMBS))
@@ -85,17 +97,41 @@ def test_the_consumer_stops_at_a_stored_bomb_and_goes_on_past_it(
     peak = bombs.vm_hwm_bytes()
     consumer = engine.consumer(auto_offset_reset="earliest")
     consumer.assign([("t", 0)])
-    seen: list[bytes | None] = []
-    with pytest.raises(CorruptRecord, match=f"offset {bad} cannot be decoded"):
-        for _ in range(10):
-            seen += [record.value for record in consumer.poll(timeout=1.0)]
-    seen += [record.value for record in consumer.poll(timeout=1.0)]
+    seen = _values_until_stopped_at(consumer, bad)
     assert seen == [b"before"]
     assert consumer.position(("t", 0)) == bad
     consumer.seek(("t", 0), bad + 1)
     assert [record.value for record in consumer.poll(timeout=5.0)] == [b"after"]
     consumer.close()
     assert bombs.vm_hwm_bytes() < peak + HEADROOM
+
+
+def test_the_consumer_hands_out_the_batches_stored_with_a_bomb_before_it(
+    engine_factory: EngineFactory,
+) -> None:
+    engine = engine_factory(store=STORE)
+    engine.create_topic("t", 1)
+    engine.produce("t", 0, _good(T0, b"first"))
+    # One append of two batches, as an older version stored a produce of both.
+    good, bomb = _good(T0 + 5, b"before"), bombs.bomb_batch("snappy")
+    buffer = bytearray(good + bomb)
+    partition = engine.partition("t", 0)
+    with partition.lock:
+        base = partition.store.next_offset(partition.stream_id)
+        for offset, header in enumerate(native.scan_batches(buffer), start=base):
+            native.rewrite_batch(buffer, header.position, offset, partition.leader_epoch)
+        future = partition.store.submit(partition.stream_id, base, base + 1, bytes(buffer))
+    future.result(timeout=30)
+    engine.produce("t", 0, _good(T0 + 20, b"after"))
+    bad = base + 1
+    consumer = engine.consumer(auto_offset_reset="earliest")
+    consumer.assign([("t", 0)])
+    seen = _values_until_stopped_at(consumer, bad)
+    assert seen == [b"first", b"before"]
+    assert consumer.position(("t", 0)) == bad
+    consumer.seek(("t", 0), bad + 1)
+    assert [record.value for record in consumer.poll(timeout=5.0)] == [b"after"]
+    consumer.close()
 
 
 def test_a_topics_limit_follows_its_max_message_bytes(engine_factory: EngineFactory) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import sys
+import threading
 
 from engine.log_limit import RepeatFilter, limit_repeated_lines
 
@@ -97,3 +99,61 @@ def test_installed_on_a_loggers_handlers() -> None:
         assert lines == ["0: refused"]
     finally:
         logger.removeHandler(handler)
+
+
+def test_every_handler_of_a_logger_writes_the_same_lines() -> None:
+    logger = logging.getLogger("tidelog.test-log-limit-handlers")
+    logger.propagate = False
+    first: list[str] = []
+    second: list[str] = []
+
+    class Collect(logging.Handler):
+        def __init__(self, lines: list[str]) -> None:
+            super().__init__()
+            self.lines = lines
+
+        def emit(self, record: logging.LogRecord) -> None:
+            self.lines.append(record.getMessage())
+
+    handlers = [Collect(first), Collect(second)]  # say, stderr and a file
+    for handler in handlers:
+        logger.addHandler(handler)
+    clock = Clock()
+    try:
+        repeat = limit_repeated_lines(logger, interval_s=10)
+        repeat._clock = clock
+        for index in range(5):
+            logger.warning("%d: refused", index)
+        clock.now += 10
+        logger.warning("%d: refused", 5)
+        expected = ["0: refused", "5: refused (4 more like this in the last 10 s)"]
+        assert first == expected
+        assert second == expected
+    finally:
+        for handler in handlers:
+            logger.removeHandler(handler)
+
+
+def test_lines_from_many_threads_past_the_bound_of_templates_never_raise() -> None:
+    repeat = RepeatFilter(interval_s=0)
+    failures: list[BaseException] = []
+
+    def log_distinct(thread: int) -> None:
+        try:
+            for index in range(5000):
+                repeat.filter(record(f"thread {thread} line {index}"))
+        except BaseException as error:  # what a logging call would raise to its caller
+            failures.append(error)
+
+    threads = [threading.Thread(target=log_distinct, args=(n,)) for n in range(4)]
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # threads interleave inside the filter, as under load
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+    finally:
+        sys.setswitchinterval(switch)
+    assert not failures
+    assert len(repeat._seen) <= 4096

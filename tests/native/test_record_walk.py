@@ -21,7 +21,7 @@ from native.errors import (
     RejectedRecords,
     RejectedTimestamps,
 )
-from native.records import HEADER_SIZE, Compression, RecordSpec
+from native.records import HEADER_SIZE, MAX_RECORD_ERRORS, Compression, RecordSpec
 from tests.native.bombs import wrap
 from tests.native.conftest import C_IMPL, codecs, record_lists
 
@@ -123,6 +123,31 @@ def test_records_outside_the_timestamp_bounds_are_named(impl: ModuleType, codec:
         f"record 2: timestamp {T0 - 9} is outside [{T0 - 1}, {T0 + 1}]"
     )
     assert impl.validate_batches(batch, min_timestamp=T0 - 9, max_timestamp=T0 + 5)
+
+
+@pytest.mark.parametrize("codec", [Compression.NONE, Compression.ZSTD])
+def test_a_batch_of_many_refused_records_names_a_bounded_number(
+    impl: ModuleType, codec: int
+) -> None:
+    """Tiny keyless records compress to almost nothing: naming every one would
+    cost far more than the bytes received. The first MAX_RECORD_ERRORS are
+    named, all are counted, and a timestamp fault past them still sets the
+    error (INVALID_TIMESTAMP)."""
+    count = MAX_RECORD_ERRORS + 1500
+    specs = [RecordSpec(T0, None, None) for _ in range(count - 1)]
+    specs.append(RecordSpec(T0 + 1000, b"k", None))  # its fault: the timestamp only
+    batch = _batch(codec, _area(specs), count)
+    with pytest.raises(RejectedTimestamps) as caught:
+        impl.validate_batches(batch, require_keys=True, max_timestamp=T0)
+    errors = caught.value.record_errors
+    assert [index for index, _ in errors] == list(range(MAX_RECORD_ERRORS))
+    assert errors[-1] == (
+        MAX_RECORD_ERRORS - 1,
+        f"record {MAX_RECORD_ERRORS - 1} has no key; a compacted topic needs one",
+    )
+    assert str(caught.value) == (
+        f"batch at 0: {count} records refused: record 0 has no key; a compacted topic needs one"
+    )
 
 
 def test_a_missing_key_is_named_before_a_bad_timestamp(impl: ModuleType) -> None:

@@ -5,6 +5,7 @@ a growth step, and what is counted in flight is what is held."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -12,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.server import connection as connection_module
+from engine.server.config import ServerConfig
 from engine.server.server import Server
 from tests.server.wire import header_bytes
 
@@ -129,3 +131,104 @@ def test_a_claimed_size_larger_than_the_limit_closes_before_allocating(
     assert transport.aborted
     assert connection._body is None
     assert server.inflight_bytes == 0
+
+
+def _read_once(connection: connection_module.Connection, rest: bytes, most: int = 100_000) -> int:
+    """One read of the connection's socket, which holds ``rest``; returns its size."""
+    view = connection.get_buffer(-1)
+    count = min(len(view), most, len(rest))
+    view[:count] = rest[:count]
+    del view
+    connection.buffer_updated(count)
+    return count
+
+
+@pytest.mark.parametrize(("clients_count", "chunk"), [(2, 300_000), (4, 100_000), (6, 30_000)])
+def test_requests_arriving_that_hold_the_whole_budget_are_read_one_by_one(
+    monkeypatch: pytest.MonkeyPatch, clients_count: int, chunk: int
+) -> None:
+    """Clients each sending a request too large for what is left of the
+    server's budget: answers free nothing while only requests still arriving
+    hold it, so one of them is read to its end past the budget, then the
+    next; none waits for the partial-request timeout."""
+    received: list[bytes] = []
+
+    def dispatch(state: Any, header: Any, frame: Any) -> tuple[Any, Any]:
+        received.append(bytes(frame))
+        return header, None  # answered with nothing, at once
+
+    monkeypatch.setattr(connection_module, "dispatch", dispatch)
+    monkeypatch.setattr(connection_module.Connection, "_socket_holds", lambda _self: 0)
+    monkeypatch.setattr(Server, "state", property(lambda server: None))
+    budget = 2 * MiB
+    server = Server(engine=None, config=ServerConfig(max_inflight_bytes=budget))  # type: ignore[arg-type]
+    frames = [_frame(index + 1, 1 * MiB + 1000 * index) for index in range(clients_count)]
+    clients = []
+    for frame in frames:
+        connection = connection_module.Connection(server)
+        transport = _Transport()
+        connection.connection_made(transport)  # type: ignore[arg-type]
+        clients.append([connection, transport, frame, 0])
+    most = 0
+    while any(sent < len(frame) for _, _, frame, sent in clients):
+        progressed = False
+        for client in clients:  # each client sends what TCP lets it, in turn
+            connection, transport, frame, sent = client
+            if transport.paused or sent == len(frame):
+                continue
+            client[3] = sent + _read_once(connection, frame[sent:], chunk)
+            most = max(most, server.inflight_bytes)
+            progressed = True
+        assert progressed, "every connection stopped reading, each waiting for the others"
+    assert sorted(received) == sorted(frame[4:] for frame in frames)
+    # Past the budget by one request, and by each connection's read before it stopped.
+    one_read = connection_module.SHARED_READ_BYTES + 64 * 1024
+    assert most <= budget + len(max(frames, key=len)) + len(clients) * one_read
+    assert server.inflight_bytes == 0
+    assert not any(transport.paused for _, transport, _, _ in clients)
+    for connection, *_ in clients:
+        connection.connection_lost(None)
+
+
+def test_a_connection_stopped_with_an_answer_waiting_reads_its_request_once_it_is_out(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A connection stopped for the budget in the middle of a request, with
+    an earlier request still unanswered, holds more than the server will
+    free: once its answer is out, its request is read to its end."""
+    loop = asyncio.new_event_loop()
+    received: list[bytes] = []
+    waiting: list[asyncio.Future[Any]] = []
+
+    def dispatch(state: Any, header: Any, frame: Any) -> tuple[Any, Any]:
+        if len(frame) < 1000:  # the small first request: answered later
+            waiting.append(loop.create_future())
+            return header, waiting[-1]
+        received.append(bytes(frame))
+        return header, None
+
+    monkeypatch.setattr(connection_module, "dispatch", dispatch)
+    monkeypatch.setattr(connection_module.Connection, "_socket_holds", lambda _self: 0)
+    monkeypatch.setattr(Server, "state", property(lambda server: None))
+    try:
+        server = Server(engine=None, config=ServerConfig(max_inflight_bytes=1 * MiB))  # type: ignore[arg-type]
+        connection = connection_module.Connection(server)
+        transport = _Transport()
+        connection.connection_made(transport)  # type: ignore[arg-type]
+        large = _frame(2, 2 * MiB)
+        stream = _frame(1, 10) + large
+        sent = 0
+        while not transport.paused and sent < len(stream):
+            sent += _read_once(connection, stream[sent:])
+        assert transport.paused and sent < len(stream)
+        waiting[0].cancel()  # the answer is out (a cancelled one writes nothing)
+        loop.run_until_complete(asyncio.sleep(0))
+        assert not transport.paused
+        while sent < len(stream):
+            assert not transport.paused
+            sent += _read_once(connection, stream[sent:])
+        assert received == [large[4:]]
+        assert connection.inflight_bytes == server.inflight_bytes == 0
+        connection.connection_lost(None)
+    finally:
+        loop.close()

@@ -187,10 +187,30 @@ def test_without_keys_in_the_url_credentials_come_from_the_environment(
             "s3://b?endpoint=http://user:***@host:9000&session_token=***",
         ),
         ("s3://b?secret_access_key_file=/run/key", "s3://b?secret_access_key_file=/run/key"),
+        # A secret with an '&' or a '#' not percent-encoded: its tail parses as
+        # another parameter, or as the fragment, and is shown as neither.
+        (
+            "s3://b/p?secret_access_key=ab&cdTAIL=x&region=eu",
+            "s3://b/p?secret_access_key=***&***&region=eu",
+        ),
+        ("s3://b/p?secret_access_key=ab#cdTAIL", "s3://b/p?secret_access_key=***#***"),
         ("file:///var/lib/tidelog/objects", "file:///var/lib/tidelog/objects"),
         ("https://user:pw@example.com/x", "https://user:***@example.com/x"),
     ],
 )
 def test_redacted_urls(url: str, shown: str) -> None:
     assert redact_url(url) == shown
+    assert "TAIL" not in redact_url(url)
     assert ("***" in shown) == bool(secret_parameters(url) or ":pw@" in url or "%3Apw" in url)
+
+
+def test_a_secret_holding_an_unencoded_ampersand_is_not_shown_in_the_error() -> None:
+    with pytest.raises(ValueError, match="unknown s3 URL parameters") as raised:
+        open_store("s3://b/p?secret_access_key=abc&defTAIL&region=eu")
+    assert "TAIL" not in str(raised.value)
+    assert "%26" in str(raised.value)  # says how to write the '&'
+
+
+def test_an_unknown_parameter_is_named_when_no_secret_is_in_the_url() -> None:
+    with pytest.raises(ValueError, match="unknown s3 URL parameters regoin"):
+        open_store("s3://b/p?regoin=eu")
