@@ -13,7 +13,9 @@ from typing import Any
 
 from engine.config import CONFIG_DEFS, ConfigEntry, ConfigSource, ConfigType, normalize
 from engine.errors import ERROR_CODES, EngineError, InvalidConfig
+from engine.protocol.apis import ApiKey
 from engine.server.context import NONE, RequestContext, error_code, error_message
+from engine.server.handlers.registry import handles
 
 TOPIC = 2
 BROKER = 4
@@ -35,6 +37,16 @@ def config_type_code(entry: ConfigEntry) -> int:
     return _CONFIG_TYPE_CODES[entry.type]
 
 
+@handles(
+    ApiKey.DESCRIBE_CONFIGS,
+    1,
+    4,
+    notes={
+        1: "synonyms: topic override, engine default, Kafka default",
+        3: "type and documentation",
+        4: "flexible encoding",
+    },
+)
 def handle_describe_configs(context: RequestContext, request: Any) -> dict[str, Any]:
     results = []
     synonyms = getattr(request, "include_synonyms", False)
@@ -113,6 +125,15 @@ def _described(entry: ConfigEntry, synonyms: bool, documentation: bool) -> dict[
     return described
 
 
+@handles(
+    ApiKey.ALTER_CONFIGS,
+    0,
+    2,
+    notes={
+        0: "replaces a topic's overrides",
+        2: "flexible encoding",
+    },
+)
 def handle_alter_configs(context: RequestContext, request: Any) -> dict[str, Any]:
     """Replaces a topic's overrides with the given set (configs left out
     return to their defaults)."""
@@ -127,6 +148,15 @@ def handle_alter_configs(context: RequestContext, request: Any) -> dict[str, Any
     return {"throttle_time": 0, "responses": responses}
 
 
+@handles(
+    ApiKey.INCREMENTAL_ALTER_CONFIGS,
+    0,
+    1,
+    notes={
+        0: "SET, DELETE, APPEND, SUBTRACT",
+        1: "flexible encoding",
+    },
+)
 def handle_incremental_alter_configs(context: RequestContext, request: Any) -> dict[str, Any]:
     responses = []
     for resource in request.resources:

@@ -18,6 +18,7 @@ from engine.groups.consumer_group import (
     HeartbeatResult,
     Partitions,
 )
+from engine.protocol.apis import ApiKey
 from engine.server.context import (
     Body,
     RequestContext,
@@ -27,6 +28,7 @@ from engine.server.context import (
     error_message,
 )
 from engine.server.handlers.common import millis, uuid_bytes
+from engine.server.handlers.registry import handles
 
 _AUTHORIZED_OPERATIONS_OMITTED = -(2**31)
 _GROUP_OPERATIONS = (1 << 3) | (1 << 6) | (1 << 8)
@@ -35,6 +37,15 @@ _CONSUMER_MEMBER = 1
 """ConsumerGroupDescribe v1's member type of a member of this protocol."""
 
 
+@handles(
+    ApiKey.CONSUMER_GROUP_HEARTBEAT,
+    0,
+    1,
+    notes={
+        0: "the consumer group protocol (KIP-848), server-side assignors",
+        1: "members make their own member ids; regex subscriptions",
+    },
+)
 def handle_consumer_group_heartbeat(context: RequestContext, request: Any) -> Response:
     owned: dict[bytes, set[int]] | None = None
     if request.topic_partitions is not None:
@@ -83,6 +94,14 @@ def _topic_partitions(partitions: Partitions) -> list[dict[str, Any]]:
     ]
 
 
+@handles(
+    ApiKey.CONSUMER_GROUP_DESCRIBE,
+    0,
+    1,
+    notes={
+        1: "member type",
+    },
+)
 def handle_consumer_group_describe(context: RequestContext, request: Any) -> Body:
     operations = (
         _GROUP_OPERATIONS

@@ -19,6 +19,7 @@ from typing import Any, NamedTuple
 from engine.engine import READ_COMMITTED, READ_UNCOMMITTED
 from engine.errors import ERROR_CODES, EngineError
 from engine.partition import PartitionFetch
+from engine.protocol.apis import ApiKey
 from engine.server.context import NONE, RequestContext, error_code
 from engine.server.handlers.common import (
     leader_epoch_error,
@@ -26,6 +27,7 @@ from engine.server.handlers.common import (
     topic_names_by_id,
     uuid_bytes,
 )
+from engine.server.handlers.registry import handles
 from engine.types import TopicPartition
 
 _FIRST_TOPIC_ID_VERSION = 13
@@ -51,6 +53,21 @@ class _Read(NamedTuple):
     """Where the data read ends, sent or not: a long poll waits for more."""
 
 
+@handles(
+    ApiKey.FETCH,
+    4,
+    15,
+    notes={
+        4: "read_committed, with the aborted transactions",
+        5: "log start offset",
+        7: "fetch sessions (KIP-227), declined: session id 0",
+        9: "current leader epoch (KIP-320)",
+        11: "rack id (ignored: one broker)",
+        12: "flexible encoding",
+        13: "topics by id",
+        15: "replica state (v16, node endpoints, is not served)",
+    },
+)
 async def handle_fetch(context: RequestContext, request: Any) -> dict[str, Any]:
     session_id = getattr(request, "session_id", 0)
     session_epoch = getattr(request, "session_epoch", -1)

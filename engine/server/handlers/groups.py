@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 from engine.errors import ERROR_CODES, EngineError
 from engine.groups import GroupDescription, JoinResult, SyncResult
+from engine.protocol.apis import ApiKey
 from engine.server.context import (
     NONE,
     Body,
@@ -26,6 +27,7 @@ from engine.server.context import (
     error_code,
 )
 from engine.server.handlers.common import millis
+from engine.server.handlers.registry import handles
 from engine.types import OffsetAndMetadata, TopicPartition
 
 T = TypeVar("T")
@@ -43,6 +45,17 @@ def _client_id(context: RequestContext) -> str:
 # -- FindCoordinator ---------------------------------------------------------------------
 
 
+@handles(
+    ApiKey.FIND_COORDINATOR,
+    0,
+    4,
+    notes={
+        0: "this broker, for groups",
+        1: "key types: groups (0) and transactional ids (1)",
+        3: "flexible encoding",
+        4: "a batch of keys",
+    },
+)
 def handle_find_coordinator(context: RequestContext, request: Any) -> Body:
     """This broker coordinates every group (key type 0) and transactional id (1)."""
     key_type = getattr(request, "key_type", _GROUP_KEY)
@@ -76,6 +89,20 @@ def _coordinator(context: RequestContext, key_type: int) -> dict[str, Any]:
 # -- membership ---------------------------------------------------------------------------
 
 
+@handles(
+    ApiKey.JOIN_GROUP,
+    0,
+    9,
+    notes={
+        0: "the classic group protocol",
+        1: "rebalance timeout",
+        4: "a new member is first given its id (MEMBER_ID_REQUIRED)",
+        5: "static members (group_instance_id)",
+        6: "flexible encoding",
+        8: "the reason a member joins",
+        9: "skip_assignment (answered false)",
+    },
+)
 def handle_join_group(context: RequestContext, request: Any) -> Response:
     version = context.version
     session_timeout_ms = millis(request.session_timeout)
@@ -118,6 +145,16 @@ def handle_join_group(context: RequestContext, request: Any) -> Response:
     return answer(context, future, build)
 
 
+@handles(
+    ApiKey.SYNC_GROUP,
+    0,
+    5,
+    notes={
+        3: "static members",
+        4: "flexible encoding",
+        5: "protocol type and name checked",
+    },
+)
 def handle_sync_group(context: RequestContext, request: Any) -> Response:
     future = context.engine.groups.sync_group(
         request.group_id,
@@ -141,6 +178,15 @@ def handle_sync_group(context: RequestContext, request: Any) -> Response:
     return answer(context, future, build)
 
 
+@handles(
+    ApiKey.HEARTBEAT,
+    0,
+    4,
+    notes={
+        3: "static members",
+        4: "flexible encoding",
+    },
+)
 def handle_heartbeat(context: RequestContext, request: Any) -> Body:
     code = context.engine.groups.heartbeat(
         request.group_id,
@@ -151,6 +197,16 @@ def handle_heartbeat(context: RequestContext, request: Any) -> Body:
     return {"throttle_time": 0, "error_code": code}
 
 
+@handles(
+    ApiKey.LEAVE_GROUP,
+    0,
+    5,
+    notes={
+        3: "a batch of members",
+        4: "flexible encoding",
+        5: "the reason a member leaves",
+    },
+)
 def handle_leave_group(context: RequestContext, request: Any) -> Body:
     if context.version >= 3:
         leaving = [(m.member_id, m.group_instance_id) for m in request.members]
@@ -175,6 +231,19 @@ def handle_leave_group(context: RequestContext, request: Any) -> Body:
 # -- offsets ------------------------------------------------------------------------------
 
 
+@handles(
+    ApiKey.OFFSET_COMMIT,
+    2,
+    9,
+    notes={
+        2: "a retention time for the committed offsets",
+        5: "no retention time",
+        6: "committed leader epoch",
+        7: "static members",
+        8: "flexible encoding",
+        9: "KIP-848 member epochs (v10, topics by id, is not served)",
+    },
+)
 def handle_offset_commit(context: RequestContext, request: Any) -> Response:
     offsets = {
         TopicPartition(topic.name, p.partition_index): OffsetAndMetadata(
@@ -215,6 +284,19 @@ def _by_topic(
     return [{"name": name, "partitions": partitions} for name, partitions in topics.items()]
 
 
+@handles(
+    ApiKey.OFFSET_FETCH,
+    1,
+    9,
+    notes={
+        2: "null topics: every committed offset",
+        5: "committed leader epoch",
+        6: "flexible encoding",
+        7: "require_stable: pending transactional offsets are answered UNSTABLE_OFFSET_COMMIT",
+        8: "many groups at once",
+        9: "KIP-848 member ids and epochs",
+    },
+)
 def handle_offset_fetch(context: RequestContext, request: Any) -> Body:
     require_stable = bool(getattr(request, "require_stable", False))
     if context.version >= 8:
@@ -274,6 +356,14 @@ def _fetch(
     return {"error_code": NONE, "topics": _by_topic(found, render)}
 
 
+@handles(
+    ApiKey.OFFSET_DELETE,
+    0,
+    0,
+    notes={
+        0: "a group's committed offsets of topics it no longer reads",
+    },
+)
 def handle_offset_delete(context: RequestContext, request: Any) -> Response:
     partitions = [
         TopicPartition(topic.name, p.partition_index)
@@ -297,6 +387,16 @@ def handle_offset_delete(context: RequestContext, request: Any) -> Response:
 # -- groups -------------------------------------------------------------------------------
 
 
+@handles(
+    ApiKey.DESCRIBE_GROUPS,
+    0,
+    5,
+    notes={
+        3: "authorized operations (omitted)",
+        4: "static members",
+        5: "flexible encoding (v6, GROUP_ID_NOT_FOUND, is not served)",
+    },
+)
 def handle_describe_groups(context: RequestContext, request: Any) -> Body:
     operations = (
         _GROUP_OPERATIONS
@@ -333,6 +433,16 @@ def handle_describe_groups(context: RequestContext, request: Any) -> Body:
     return {"throttle_time": 0, "groups": groups}
 
 
+@handles(
+    ApiKey.LIST_GROUPS,
+    0,
+    5,
+    notes={
+        3: "flexible encoding",
+        4: "filter by state",
+        5: "filter by type",
+    },
+)
 def handle_list_groups(context: RequestContext, request: Any) -> Body:
     try:
         listed = context.engine.groups.list_groups(
@@ -352,6 +462,14 @@ def handle_list_groups(context: RequestContext, request: Any) -> Body:
     return {"throttle_time": 0, "error_code": NONE, "groups": groups}
 
 
+@handles(
+    ApiKey.DELETE_GROUPS,
+    0,
+    2,
+    notes={
+        2: "flexible encoding",
+    },
+)
 def handle_delete_groups(context: RequestContext, request: Any) -> Response:
     names = list(request.groups_names)
     try:

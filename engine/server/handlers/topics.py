@@ -12,6 +12,7 @@ from typing import Any
 
 from engine.config import ConfigEntry
 from engine.errors import ERROR_CODES, EngineError
+from engine.protocol.apis import ApiKey
 from engine.server.context import (
     NONE,
     Body,
@@ -25,6 +26,7 @@ from engine.server.handlers.common import (
     uuid_bytes,
 )
 from engine.server.handlers.configs import config_type_code
+from engine.server.handlers.registry import handles_off_loop
 from engine.types import NewTopic, TopicDescription
 
 _TOO_LARGE = "Unable to perform excessively large batch operation."
@@ -35,6 +37,17 @@ def _partitions_wanted(context: RequestContext, topic: Any) -> int:
     return context.engine.config.default_partitions if count == -1 else max(count, 0)
 
 
+@handles_off_loop(
+    ApiKey.CREATE_TOPICS,
+    2,
+    7,
+    notes={
+        2: "replication factor 1, or assignments naming this broker",
+        4: "default partitions and replication factor (-1)",
+        5: "flexible encoding; configs in the answer",
+        7: "topic ids in the answer",
+    },
+)
 def handle_create_topics(context: RequestContext, request: Any) -> Body:
     """Creates every topic it may with one manifest commit and one catalog
     record."""
@@ -127,6 +140,16 @@ def _created_config(entry: ConfigEntry) -> dict[str, Any]:
     }
 
 
+@handles_off_loop(
+    ApiKey.DELETE_TOPICS,
+    1,
+    6,
+    notes={
+        4: "flexible encoding",
+        5: "error messages",
+        6: "topics by id",
+    },
+)
 def handle_delete_topics(context: RequestContext, request: Any) -> Body:
     if context.version >= 6:
         wanted = [(t.name, uuid_bytes(t.topic_id)) for t in request.topics]
@@ -184,6 +207,15 @@ def _delete_topics(context: RequestContext, wanted: list[tuple[str | None, bytes
     return {"throttle_time": 0, "responses": responses}
 
 
+@handles_off_loop(
+    ApiKey.CREATE_PARTITIONS,
+    0,
+    3,
+    notes={
+        0: "grows a topic",
+        2: "flexible encoding",
+    },
+)
 def handle_create_partitions(context: RequestContext, request: Any) -> Body:
     engine = context.engine
     added = 0

@@ -16,8 +16,10 @@ from collections.abc import Awaitable
 from typing import Any
 
 from engine.errors import ERROR_CODES, EngineError
+from engine.protocol.apis import ApiKey
 from engine.server.context import NONE, RequestContext, error_code
 from engine.server.handlers.common import millis
+from engine.server.handlers.registry import handles
 from engine.transactions.coordinator import TransactionMetadata, TxnState
 from engine.types import OffsetAndMetadata, TopicPartition
 
@@ -75,6 +77,14 @@ async def init_transactional_producer(context: RequestContext, request: Any) -> 
 # -- the transaction's contents --------------------------------------------------------------
 
 
+@handles(
+    ApiKey.ADD_PARTITIONS_TO_TXN,
+    0,
+    3,
+    notes={
+        3: "flexible encoding (v4+, many transactional ids broker to broker, are not served)",
+    },
+)
 async def handle_add_partitions_to_txn(context: RequestContext, request: Any) -> dict[str, Any]:
     """Adds partitions to the transaction; if any does not exist, none is
     added (UNKNOWN_TOPIC_OR_PARTITION for those, OPERATION_NOT_ATTEMPTED for
@@ -132,6 +142,14 @@ def _merged(wanted: list[tuple[str, list[int]]]) -> list[tuple[str, list[int]]]:
     return list(merged.items())
 
 
+@handles(
+    ApiKey.ADD_OFFSETS_TO_TXN,
+    0,
+    3,
+    notes={
+        3: "flexible encoding (v4+, transactions v2, are not served)",
+    },
+)
 async def handle_add_offsets_to_txn(context: RequestContext, request: Any) -> dict[str, Any]:
     try:
         await _wait(
@@ -148,6 +166,16 @@ async def handle_add_offsets_to_txn(context: RequestContext, request: Any) -> di
     return {"throttle_time": 0, "error_code": code}
 
 
+@handles(
+    ApiKey.TXN_OFFSET_COMMIT,
+    0,
+    3,
+    notes={
+        0: "offsets held by the group coordinator until the transaction ends",
+        2: "committed leader epoch",
+        3: "flexible encoding; group metadata (KIP-447)",
+    },
+)
 async def handle_txn_offset_commit(context: RequestContext, request: Any) -> dict[str, Any]:
     """Offsets committed in the transaction: checked against it here, kept
     by the group coordinator until the transaction ends."""
@@ -208,6 +236,15 @@ async def handle_txn_offset_commit(context: RequestContext, request: Any) -> dic
 # -- EndTxn ----------------------------------------------------------------------------------
 
 
+@handles(
+    ApiKey.END_TXN,
+    0,
+    3,
+    notes={
+        0: "answered once every partition has its marker, durably",
+        3: "flexible encoding",
+    },
+)
 async def handle_end_txn(context: RequestContext, request: Any) -> dict[str, Any]:
     """Answered once the transaction is complete: every partition has its
     marker, durably (so a read_committed consumer sees the outcome at once)."""
@@ -229,6 +266,14 @@ async def handle_end_txn(context: RequestContext, request: Any) -> dict[str, Any
 # -- admin -----------------------------------------------------------------------------------
 
 
+@handles(
+    ApiKey.DESCRIBE_TRANSACTIONS,
+    0,
+    0,
+    notes={
+        0: "a transaction's state, producer and partitions",
+    },
+)
 def handle_describe_transactions(context: RequestContext, request: Any) -> dict[str, Any]:
     coordinator = context.engine.transactions
     states = []
@@ -272,6 +317,15 @@ def _described(meta: TransactionMetadata) -> dict[str, Any]:
 _STATE_NAMES = {state.value: state for state in TxnState}
 
 
+@handles(
+    ApiKey.LIST_TRANSACTIONS,
+    0,
+    1,
+    notes={
+        0: "filters by state and producer id",
+        1: "filter by duration (v2, by transactional id pattern, is not served)",
+    },
+)
 def handle_list_transactions(context: RequestContext, request: Any) -> dict[str, Any]:
     """Kafka's filters: states by name (names it does not know are listed
     back), producer ids, and (v1) transactions running longer than
@@ -306,6 +360,14 @@ def handle_list_transactions(context: RequestContext, request: Any) -> dict[str,
     }
 
 
+@handles(
+    ApiKey.DESCRIBE_PRODUCERS,
+    0,
+    0,
+    notes={
+        0: "a partition's producers and open transactions",
+    },
+)
 def handle_describe_producers(context: RequestContext, request: Any) -> dict[str, Any]:
     """The active producers of each partition, from its producer state."""
     engine = context.engine
