@@ -9,6 +9,7 @@ from engine.errors import ERROR_CODES
 from engine.protocol.apis import ApiKey
 from engine.server.context import NONE, RequestContext
 from engine.server.handlers.registry import advertised_versions, handles
+from engine.server.handlers.requests import ApiVersionsRequest
 
 
 @handles(
@@ -20,7 +21,7 @@ from engine.server.handlers.registry import advertised_versions, handles
         3: "flexible encoding; the client's software name and version",
     },
 )
-def handle_api_versions(context: RequestContext, request: Any) -> dict[str, Any]:
+def handle_api_versions(context: RequestContext, request: ApiVersionsRequest) -> dict[str, Any]:
     return {"error_code": NONE, "api_keys": advertised_versions(), "throttle_time": 0}
 
 

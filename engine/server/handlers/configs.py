@@ -16,6 +16,11 @@ from engine.errors import ERROR_CODES, EngineError, InvalidConfig
 from engine.protocol.apis import ApiKey
 from engine.server.context import NONE, RequestContext, error_code, error_message
 from engine.server.handlers.registry import handles
+from engine.server.handlers.requests import (
+    AlterConfigsRequest,
+    DescribeConfigsRequest,
+    IncrementalAlterConfigsRequest,
+)
 
 TOPIC = 2
 BROKER = 4
@@ -47,7 +52,9 @@ def config_type_code(entry: ConfigEntry) -> int:
         4: "flexible encoding",
     },
 )
-def handle_describe_configs(context: RequestContext, request: Any) -> dict[str, Any]:
+def handle_describe_configs(
+    context: RequestContext, request: DescribeConfigsRequest
+) -> dict[str, Any]:
     results = []
     synonyms = getattr(request, "include_synonyms", False)
     documentation = getattr(request, "include_documentation", False)
@@ -134,7 +141,7 @@ def _described(entry: ConfigEntry, synonyms: bool, documentation: bool) -> dict[
         2: "flexible encoding",
     },
 )
-def handle_alter_configs(context: RequestContext, request: Any) -> dict[str, Any]:
+def handle_alter_configs(context: RequestContext, request: AlterConfigsRequest) -> dict[str, Any]:
     """Replaces a topic's overrides with the given set (configs left out
     return to their defaults)."""
     responses = []
@@ -157,7 +164,9 @@ def handle_alter_configs(context: RequestContext, request: Any) -> dict[str, Any
         1: "flexible encoding",
     },
 )
-def handle_incremental_alter_configs(context: RequestContext, request: Any) -> dict[str, Any]:
+def handle_incremental_alter_configs(
+    context: RequestContext, request: IncrementalAlterConfigsRequest
+) -> dict[str, Any]:
     responses = []
     for resource in request.resources:
         try:

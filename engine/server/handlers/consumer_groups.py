@@ -29,6 +29,10 @@ from engine.server.context import (
 )
 from engine.server.handlers.common import millis, uuid_bytes
 from engine.server.handlers.registry import handles
+from engine.server.handlers.requests import (
+    ConsumerGroupDescribeRequest,
+    ConsumerGroupHeartbeatRequest,
+)
 
 _AUTHORIZED_OPERATIONS_OMITTED = -(2**31)
 _GROUP_OPERATIONS = (1 << 3) | (1 << 6) | (1 << 8)
@@ -46,7 +50,9 @@ _CONSUMER_MEMBER = 1
         1: "members make their own member ids; regex subscriptions",
     },
 )
-def handle_consumer_group_heartbeat(context: RequestContext, request: Any) -> Response:
+def handle_consumer_group_heartbeat(
+    context: RequestContext, request: ConsumerGroupHeartbeatRequest
+) -> Response:
     owned: dict[bytes, set[int]] | None = None
     if request.topic_partitions is not None:
         owned = {}
@@ -102,7 +108,9 @@ def _topic_partitions(partitions: Partitions) -> list[dict[str, Any]]:
         1: "member type",
     },
 )
-def handle_consumer_group_describe(context: RequestContext, request: Any) -> Body:
+def handle_consumer_group_describe(
+    context: RequestContext, request: ConsumerGroupDescribeRequest
+) -> Body:
     operations = (
         _GROUP_OPERATIONS
         if request.include_authorized_operations

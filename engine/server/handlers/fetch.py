@@ -16,6 +16,10 @@ from __future__ import annotations
 import time
 from typing import Any, NamedTuple
 
+from kio.schema.fetch.v13.request import FetchTopic as FetchTopicV13
+from kio.schema.fetch.v14.request import FetchTopic as FetchTopicV14
+from kio.schema.fetch.v15.request import FetchTopic as FetchTopicV15
+
 from engine.engine import READ_COMMITTED, READ_UNCOMMITTED
 from engine.errors import ERROR_CODES, EngineError
 from engine.partition import PartitionFetch
@@ -28,6 +32,7 @@ from engine.server.handlers.common import (
     uuid_bytes,
 )
 from engine.server.handlers.registry import handles
+from engine.server.handlers.requests import FetchRequest
 from engine.types import TopicPartition
 
 _FIRST_TOPIC_ID_VERSION = 13
@@ -68,7 +73,7 @@ class _Read(NamedTuple):
         15: "replica state (v16, node endpoints, is not served)",
     },
 )
-async def handle_fetch(context: RequestContext, request: Any) -> dict[str, Any]:
+async def handle_fetch(context: RequestContext, request: FetchRequest) -> dict[str, Any]:
     session_id = getattr(request, "session_id", 0)
     session_epoch = getattr(request, "session_epoch", -1)
     if session_id != 0 or session_epoch > 0:
@@ -98,11 +103,11 @@ async def handle_fetch(context: RequestContext, request: Any) -> dict[str, Any]:
     return _response(context, reads, committed)
 
 
-def _wanted_partitions(context: RequestContext, request: Any) -> list[_Wanted]:
+def _wanted_partitions(context: RequestContext, request: FetchRequest) -> list[_Wanted]:
     by_id = topic_names_by_id(context) if context.version >= _FIRST_TOPIC_ID_VERSION else {}
     wanted: list[_Wanted] = []
     for topic in request.topics:
-        if context.version >= _FIRST_TOPIC_ID_VERSION:
+        if isinstance(topic, FetchTopicV13 | FetchTopicV14 | FetchTopicV15):
             topic_id = uuid_bytes(topic.topic_id)
             name = by_id.get(topic_id)
         else:

@@ -15,6 +15,16 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
+from kio.schema.find_coordinator.v4.request import (
+    FindCoordinatorRequest as FindCoordinatorRequestV4,
+)
+from kio.schema.join_group.v0.request import JoinGroupRequest as JoinGroupRequestV0
+from kio.schema.leave_group.v0.request import LeaveGroupRequest as LeaveGroupRequestV0
+from kio.schema.leave_group.v1.request import LeaveGroupRequest as LeaveGroupRequestV1
+from kio.schema.leave_group.v2.request import LeaveGroupRequest as LeaveGroupRequestV2
+from kio.schema.offset_fetch.v8.request import OffsetFetchRequest as OffsetFetchRequestV8
+from kio.schema.offset_fetch.v9.request import OffsetFetchRequest as OffsetFetchRequestV9
+
 from engine.errors import ERROR_CODES, EngineError
 from engine.groups import GroupDescription, JoinResult, SyncResult
 from engine.protocol.apis import ApiKey
@@ -28,6 +38,19 @@ from engine.server.context import (
 )
 from engine.server.handlers.common import millis
 from engine.server.handlers.registry import handles
+from engine.server.handlers.requests import (
+    DeleteGroupsRequest,
+    DescribeGroupsRequest,
+    FindCoordinatorRequest,
+    HeartbeatRequest,
+    JoinGroupRequest,
+    LeaveGroupRequest,
+    ListGroupsRequest,
+    OffsetCommitRequest,
+    OffsetDeleteRequest,
+    OffsetFetchRequest,
+    SyncGroupRequest,
+)
 from engine.types import OffsetAndMetadata, TopicPartition
 
 T = TypeVar("T")
@@ -56,10 +79,10 @@ def _client_id(context: RequestContext) -> str:
         4: "a batch of keys",
     },
 )
-def handle_find_coordinator(context: RequestContext, request: Any) -> Body:
+def handle_find_coordinator(context: RequestContext, request: FindCoordinatorRequest) -> Body:
     """This broker coordinates every group (key type 0) and transactional id (1)."""
     key_type = getattr(request, "key_type", _GROUP_KEY)
-    if context.version >= 4:
+    if isinstance(request, FindCoordinatorRequestV4):  # a batch of keys
         coordinators = [
             {"key": key, **_coordinator(context, key_type)} for key in request.coordinator_keys
         ]
@@ -103,11 +126,15 @@ def _coordinator(context: RequestContext, key_type: int) -> dict[str, Any]:
         9: "skip_assignment (answered false)",
     },
 )
-def handle_join_group(context: RequestContext, request: Any) -> Response:
+def handle_join_group(context: RequestContext, request: JoinGroupRequest) -> Response:
     version = context.version
     session_timeout_ms = millis(request.session_timeout)
     # JoinGroup v0 has no rebalance timeout: the session timeout is both.
-    rebalance_timeout_ms = millis(request.rebalance_timeout) if version >= 1 else session_timeout_ms
+    rebalance_timeout_ms = (
+        session_timeout_ms
+        if isinstance(request, JoinGroupRequestV0)
+        else millis(request.rebalance_timeout)
+    )
     future = context.engine.groups.join_group(
         request.group_id,
         request.member_id,
@@ -155,7 +182,7 @@ def handle_join_group(context: RequestContext, request: Any) -> Response:
         5: "protocol type and name checked",
     },
 )
-def handle_sync_group(context: RequestContext, request: Any) -> Response:
+def handle_sync_group(context: RequestContext, request: SyncGroupRequest) -> Response:
     future = context.engine.groups.sync_group(
         request.group_id,
         request.generation_id,
@@ -187,7 +214,7 @@ def handle_sync_group(context: RequestContext, request: Any) -> Response:
         4: "flexible encoding",
     },
 )
-def handle_heartbeat(context: RequestContext, request: Any) -> Body:
+def handle_heartbeat(context: RequestContext, request: HeartbeatRequest) -> Body:
     code = context.engine.groups.heartbeat(
         request.group_id,
         request.generation_id,
@@ -207,14 +234,14 @@ def handle_heartbeat(context: RequestContext, request: Any) -> Body:
         5: "the reason a member leaves",
     },
 )
-def handle_leave_group(context: RequestContext, request: Any) -> Body:
-    if context.version >= 3:
+def handle_leave_group(context: RequestContext, request: LeaveGroupRequest) -> Body:
+    if isinstance(request, LeaveGroupRequestV0 | LeaveGroupRequestV1 | LeaveGroupRequestV2):
+        leaving: list[tuple[str, str | None]] = [(request.member_id, None)]
+        reason = None
+    else:  # v3+: a batch of members
         leaving = [(m.member_id, m.group_instance_id) for m in request.members]
         reasons = {getattr(m, "reason", None) for m in request.members} - {None}
         reason = ", ".join(sorted(r for r in reasons if r)) or None
-    else:
-        leaving = [(request.member_id, None)]
-        reason = None
     try:
         codes = context.engine.groups.leave_group(request.group_id, leaving, reason)
     except EngineError as error:
@@ -244,7 +271,7 @@ def handle_leave_group(context: RequestContext, request: Any) -> Body:
         9: "KIP-848 member epochs (v10, topics by id, is not served)",
     },
 )
-def handle_offset_commit(context: RequestContext, request: Any) -> Response:
+def handle_offset_commit(context: RequestContext, request: OffsetCommitRequest) -> Response:
     offsets = {
         TopicPartition(topic.name, p.partition_index): OffsetAndMetadata(
             p.committed_offset,
@@ -297,9 +324,9 @@ def _by_topic(
         9: "KIP-848 member ids and epochs",
     },
 )
-def handle_offset_fetch(context: RequestContext, request: Any) -> Body:
+def handle_offset_fetch(context: RequestContext, request: OffsetFetchRequest) -> Body:
     require_stable = bool(getattr(request, "require_stable", False))
-    if context.version >= 8:
+    if isinstance(request, OffsetFetchRequestV8 | OffsetFetchRequestV9):  # many groups
         groups = [
             {
                 "group_id": group.group_id,
@@ -364,7 +391,7 @@ def _fetch(
         0: "a group's committed offsets of topics it no longer reads",
     },
 )
-def handle_offset_delete(context: RequestContext, request: Any) -> Response:
+def handle_offset_delete(context: RequestContext, request: OffsetDeleteRequest) -> Response:
     partitions = [
         TopicPartition(topic.name, p.partition_index)
         for topic in request.topics
@@ -397,7 +424,7 @@ def handle_offset_delete(context: RequestContext, request: Any) -> Response:
         5: "flexible encoding (v6, GROUP_ID_NOT_FOUND, is not served)",
     },
 )
-def handle_describe_groups(context: RequestContext, request: Any) -> Body:
+def handle_describe_groups(context: RequestContext, request: DescribeGroupsRequest) -> Body:
     operations = (
         _GROUP_OPERATIONS
         if getattr(request, "include_authorized_operations", False)
@@ -443,7 +470,7 @@ def handle_describe_groups(context: RequestContext, request: Any) -> Body:
         5: "filter by type",
     },
 )
-def handle_list_groups(context: RequestContext, request: Any) -> Body:
+def handle_list_groups(context: RequestContext, request: ListGroupsRequest) -> Body:
     try:
         listed = context.engine.groups.list_groups(
             list(getattr(request, "states_filter", ())), list(getattr(request, "types_filter", ()))
@@ -470,7 +497,7 @@ def handle_list_groups(context: RequestContext, request: Any) -> Body:
         2: "flexible encoding",
     },
 )
-def handle_delete_groups(context: RequestContext, request: Any) -> Response:
+def handle_delete_groups(context: RequestContext, request: DeleteGroupsRequest) -> Response:
     names = list(request.groups_names)
     try:
         future = context.engine.groups.delete_groups(names)

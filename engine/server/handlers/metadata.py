@@ -17,6 +17,7 @@ from engine.protocol.apis import ApiKey
 from engine.server.context import NONE, Body, RequestContext, Response, error_code, off_loop
 from engine.server.handlers.common import auto_create_topics, topic_names_by_id, uuid_bytes
 from engine.server.handlers.registry import handles
+from engine.server.handlers.requests import DescribeClusterRequest, MetadataRequest
 
 _AUTHORIZED_OPERATIONS_OMITTED = -(2**31)
 _MANY_TOPICS = 1000
@@ -38,7 +39,7 @@ _FIRST_TOPIC_ID_VERSION = 12
         12: "topics named by id",
     },
 )
-def handle_metadata(context: RequestContext, request: Any) -> Response:
+def handle_metadata(context: RequestContext, request: MetadataRequest) -> Response:
     engine = context.engine
     requested = request.topics
     if requested and context.version < _FIRST_TOPIC_ID_VERSION:
@@ -164,7 +165,9 @@ _BROKERS_ENDPOINT = 1
         1: "endpoint type: brokers only (controllers: UNSUPPORTED_ENDPOINT_TYPE)",
     },
 )
-def handle_describe_cluster(context: RequestContext, request: Any) -> dict[str, Any]:
+def handle_describe_cluster(
+    context: RequestContext, request: DescribeClusterRequest
+) -> dict[str, Any]:
     broker = context.server.broker
     endpoint_type = getattr(request, "endpoint_type", _BROKERS_ENDPOINT)
     if endpoint_type != _BROKERS_ENDPOINT:

@@ -11,6 +11,11 @@ from engine.protocol.apis import ApiKey
 from engine.server.context import NONE, RequestContext, error_code
 from engine.server.handlers.common import leader_epoch_error
 from engine.server.handlers.registry import handles
+from engine.server.handlers.requests import (
+    DeleteRecordsRequest,
+    ListOffsetsRequest,
+    OffsetForLeaderEpochRequest,
+)
 
 
 @handles(
@@ -24,7 +29,7 @@ from engine.server.handlers.registry import handles
         6: "flexible encoding (v7, MAX_TIMESTAMP, is not served)",
     },
 )
-def handle_list_offsets(context: RequestContext, request: Any) -> dict[str, Any]:
+def handle_list_offsets(context: RequestContext, request: ListOffsetsRequest) -> dict[str, Any]:
     engine = context.engine
     isolation = READ_COMMITTED if getattr(request, "isolation_level", 0) == 1 else READ_UNCOMMITTED
     topics = []
@@ -64,7 +69,9 @@ def handle_list_offsets(context: RequestContext, request: Any) -> dict[str, Any]
         4: "flexible encoding",
     },
 )
-def handle_offset_for_leader_epoch(context: RequestContext, request: Any) -> dict[str, Any]:
+def handle_offset_for_leader_epoch(
+    context: RequestContext, request: OffsetForLeaderEpochRequest
+) -> dict[str, Any]:
     """The end offset of a leader epoch, which a client compares with its
     position after a leader change to detect a truncated log (KIP-320)."""
     engine = context.engine
@@ -101,7 +108,7 @@ def handle_offset_for_leader_epoch(context: RequestContext, request: Any) -> dic
         2: "flexible encoding",
     },
 )
-def handle_delete_records(context: RequestContext, request: Any) -> dict[str, Any]:
+def handle_delete_records(context: RequestContext, request: DeleteRecordsRequest) -> dict[str, Any]:
     engine = context.engine
     topics = []
     for topic in request.topics:

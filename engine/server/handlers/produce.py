@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
 
 from engine.errors import ERROR_CODES, EngineError
 from engine.partition import AppendResult
@@ -31,6 +30,7 @@ from engine.server.context import (
 )
 from engine.server.handlers.common import auto_create_topics
 from engine.server.handlers.registry import handles
+from engine.server.handlers.requests import InitProducerIdRequest
 from engine.server.handlers.transactions import init_transactional_producer
 
 log = logging.getLogger("tidelog.server")
@@ -187,12 +187,12 @@ def _record_errors(error: BaseException) -> list[Body]:
         4: "PRODUCER_FENCED (v5, transactions v2, is not served)",
     },
 )
-def handle_init_producer_id(context: RequestContext, request: Any) -> Response:
+def handle_init_producer_id(context: RequestContext, request: InitProducerIdRequest) -> Response:
     """A new idempotent producer. (As in Kafka, a producer without a
     transactional id that asks to bump its epoch gets a new id instead.)
     A transactional id is the transaction coordinator's (transactions.py)."""
     if request.transactional_id is not None:
-        return init_transactional_producer(context, request)
+        return init_transactional_producer(context, request, request.transactional_id)
     try:
         producer_id, epoch = context.engine.init_producer_id()
     except EngineError as error:

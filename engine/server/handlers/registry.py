@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 from engine.protocol.apis import ApiKey
 from engine.protocol.codec import decode_request
 from engine.protocol.frames import RequestHeader
-from engine.server.context import Body, RequestContext, Response, off_loop
+from engine.server.context import Body, Handler, RequestContext, Response, off_loop
 
 Decoder = Callable[[RequestHeader, memoryview], Any]
 """A request body from its frame. Any: what it builds depends on the API
@@ -35,7 +35,7 @@ and version read from the wire, known only once the frame is there; each
 handler states the types it takes (checked against its versions by
 tests/server/test_registry.py)."""
 
-LoopHandler = TypeVar("LoopHandler", bound=Callable[[RequestContext, Any], Response])
+LoopHandler = TypeVar("LoopHandler", bound=Handler)
 AdminHandler = TypeVar("AdminHandler", bound=Callable[[RequestContext, Any], Body])
 
 
@@ -48,7 +48,7 @@ class Registration:
     max_version: int
     notes: Mapping[int, str]
     """What each version adds, or what this server does with it."""
-    handler: Callable[[RequestContext, Any], Response]
+    handler: Handler
     decode: Decoder
     off_loop: bool
     """Decoded, handled and encoded on the server's admin thread (see

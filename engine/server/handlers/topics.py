@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import contextlib
 from collections import Counter
+from collections.abc import Sequence
 from typing import Any
+
+from kio.schema.delete_topics.v6.request import DeleteTopicsRequest as DeleteTopicsRequestV6
 
 from engine.config import ConfigEntry
 from engine.errors import ERROR_CODES, EngineError
@@ -27,6 +30,11 @@ from engine.server.handlers.common import (
 )
 from engine.server.handlers.configs import config_type_code
 from engine.server.handlers.registry import handles_off_loop
+from engine.server.handlers.requests import (
+    CreatePartitionsRequest,
+    CreateTopicsRequest,
+    DeleteTopicsRequest,
+)
 from engine.types import NewTopic, TopicDescription
 
 _TOO_LARGE = "Unable to perform excessively large batch operation."
@@ -48,7 +56,7 @@ def _partitions_wanted(context: RequestContext, topic: Any) -> int:
         7: "topic ids in the answer",
     },
 )
-def handle_create_topics(context: RequestContext, request: Any) -> Body:
+def handle_create_topics(context: RequestContext, request: CreateTopicsRequest) -> Body:
     """Creates every topic it may with one manifest commit and one catalog
     record."""
     records = sum(1 + _partitions_wanted(context, topic) for topic in request.topics)
@@ -71,7 +79,7 @@ def handle_create_topics(context: RequestContext, request: Any) -> Body:
 
 
 def _create_topics(
-    context: RequestContext, requested: list[Any], duplicates: list[str], validate_only: bool
+    context: RequestContext, requested: list[Any], duplicates: Sequence[str], validate_only: bool
 ) -> Body:
     node = context.server.broker.node_id
     results: dict[str, dict[str, Any]] = {}
@@ -150,8 +158,9 @@ def _created_config(entry: ConfigEntry) -> dict[str, Any]:
         6: "topics by id",
     },
 )
-def handle_delete_topics(context: RequestContext, request: Any) -> Body:
-    if context.version >= 6:
+def handle_delete_topics(context: RequestContext, request: DeleteTopicsRequest) -> Body:
+    wanted: list[tuple[str | None, bytes]]
+    if isinstance(request, DeleteTopicsRequestV6):  # topics by name or id
         wanted = [(t.name, uuid_bytes(t.topic_id)) for t in request.topics]
     else:
         wanted = [(name, bytes(16)) for name in request.topic_names]
@@ -216,7 +225,7 @@ def _delete_topics(context: RequestContext, wanted: list[tuple[str | None, bytes
         2: "flexible encoding",
     },
 )
-def handle_create_partitions(context: RequestContext, request: Any) -> Body:
+def handle_create_partitions(context: RequestContext, request: CreatePartitionsRequest) -> Body:
     engine = context.engine
     added = 0
     for topic in request.topics:
@@ -240,8 +249,9 @@ def handle_create_partitions(context: RequestContext, request: Any) -> Body:
     except EngineError as error:  # the store failed: no topic grew
         outcomes = [error] * len(request.topics)
     results = []
-    for topic, outcome in zip(request.topics, outcomes, strict=True):
+    names = [topic.name for topic in request.topics]
+    for name, outcome in zip(names, outcomes, strict=True):
         code = NONE if outcome is None else error_code(outcome)
         message = None if outcome is None else error_message(outcome)
-        results.append({"name": topic.name, "error_code": code, "error_message": message})
+        results.append({"name": name, "error_code": code, "error_message": message})
     return {"throttle_time": 0, "results": results}
