@@ -35,8 +35,12 @@ and version read from the wire, known only once the frame is there; each
 handler states the types it takes (checked against its versions by
 tests/server/test_registry.py)."""
 
+AdminFunction = Callable[[RequestContext, Any], Body]
+"""A handler run on the admin thread: it returns its response, never an
+awaitable (context.off_loop encodes it there)."""
+
 LoopHandler = TypeVar("LoopHandler", bound=Handler)
-AdminHandler = TypeVar("AdminHandler", bound=Callable[[RequestContext, Any], Body])
+AdminHandler = TypeVar("AdminHandler", bound=AdminFunction)
 
 
 @dataclass(frozen=True)
@@ -50,9 +54,8 @@ class Registration:
     """What each version adds, or what this server does with it."""
     handler: Handler
     decode: Decoder
-    off_loop: bool
-    """Decoded, handled and encoded on the server's admin thread (see
-    context.off_loop): the request may be long to read and to carry out."""
+    admin_handler: AdminFunction | None
+    """The same handler when it runs on the admin thread, else None."""
     advertised_min_version: int
     """The lowest version listed in ApiVersions: min_version, but for the
     one deliberate exception (Produce, see produce.py)."""
@@ -62,24 +65,21 @@ class Registration:
         """Kafka's name of the API (``OffsetForLeaderEpoch``)."""
         return "".join(part.capitalize() for part in self.key.name.split("_"))
 
+    @property
+    def off_loop(self) -> bool:
+        """Decoded, handled and encoded on the server's admin thread (see
+        context.off_loop): the request may be long to read and to carry out."""
+        return self.admin_handler is not None
+
     def serves(self, version: int) -> bool:
         return self.min_version <= version <= self.max_version
 
     def answer(self, context: RequestContext, frame: memoryview) -> Response:
         """The handler's response to the request in ``frame``."""
-        if self.off_loop:
-            handler = self.handler
-            return off_loop(
-                context, lambda: _body(handler(context, self.decode(context.header, frame)))
-            )
+        admin = self.admin_handler
+        if admin is not None:
+            return off_loop(context, lambda: admin(context, self.decode(context.header, frame)))
         return self.handler(context, self.decode(context.header, frame))
-
-
-def _body(response: Response) -> Body:
-    # off-loop handlers are registered through handles_off_loop, whose
-    # bound makes them return a Body.
-    assert isinstance(response, Mapping)
-    return response
 
 
 _REGISTRY: dict[ApiKey, Registration] = {}
@@ -111,7 +111,7 @@ def handles(
                 notes=MappingProxyType(dict(notes)),
                 handler=handler,
                 decode=decode,
-                off_loop=False,
+                admin_handler=None,
                 advertised_min_version=(
                     min_version if advertised_min_version is None else advertised_min_version
                 ),
@@ -137,7 +137,7 @@ def handles_off_loop(
                 notes=MappingProxyType(dict(notes)),
                 handler=handler,
                 decode=decode_request,
-                off_loop=True,
+                admin_handler=handler,
                 advertised_min_version=min_version,
             )
         )
