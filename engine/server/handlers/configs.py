@@ -9,7 +9,8 @@ alterable over the wire.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 from engine.config import CONFIG_DEFS, ConfigEntry, ConfigSource, ConfigType, normalize
 from engine.errors import ERROR_CODES, EngineError, InvalidConfig
@@ -36,6 +37,30 @@ _CONFIG_TYPE_CODES = {
 
 # IncrementalAlterConfigs operations.
 _SET, _DELETE, _APPEND, _SUBTRACT = 0, 1, 2, 3
+
+
+class _Resource(Protocol):
+    """A resource as every version of AlterConfigs and IncrementalAlterConfigs
+    names it."""
+
+    @property
+    def resource_type(self) -> int: ...
+    @property
+    def resource_name(self) -> str: ...
+
+
+class _IncrementalConfig(Protocol):
+    @property
+    def name(self) -> str: ...
+    @property
+    def config_operation(self) -> int: ...
+    @property
+    def value(self) -> str | None: ...
+
+
+class _IncrementalResource(_Resource, Protocol):
+    @property
+    def configs(self) -> Sequence[_IncrementalConfig]: ...
 
 
 def config_type_code(entry: ConfigEntry) -> int:
@@ -182,7 +207,9 @@ def handle_incremental_alter_configs(
     return {"throttle_time": 0, "responses": responses}
 
 
-def _incremental_changes(context: RequestContext, resource: Any) -> dict[str, str | None]:
+def _incremental_changes(
+    context: RequestContext, resource: _IncrementalResource
+) -> dict[str, str | None]:
     if resource.resource_type != TOPIC:
         return {}
     current = context.engine.topic_config(resource.resource_name)
@@ -211,7 +238,7 @@ def _incremental_changes(context: RequestContext, resource: Any) -> dict[str, st
 
 def _alter(
     context: RequestContext,
-    resource: Any,
+    resource: _Resource,
     changes: dict[str, str | None],
     *,
     incremental: bool,
@@ -229,7 +256,7 @@ def _alter(
     return _alter_result(resource, NONE, None)
 
 
-def _alter_result(resource: Any, code: int, message: str | None) -> dict[str, Any]:
+def _alter_result(resource: _Resource, code: int, message: str | None) -> dict[str, Any]:
     return {
         "error_code": code,
         "error_message": message,

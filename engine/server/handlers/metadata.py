@@ -10,7 +10,8 @@ response about many topics is built and encoded there too.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 from engine.errors import ERROR_CODES, EngineError
 from engine.protocol.apis import ApiKey
@@ -92,7 +93,12 @@ def _metadata(
     }
 
 
-def _refuse_topic_ids(requested: Any) -> dict[str, Any] | None:
+class _RequestedTopic(Protocol):
+    @property
+    def name(self) -> str | None: ...
+
+
+def _refuse_topic_ids(requested: Sequence[_RequestedTopic]) -> dict[str, Any] | None:
     """Versions 10 and 11 carry a topic id and a nullable name but may use
     neither: as Kafka does, every topic is answered INVALID_REQUEST (a null
     name, which these responses cannot carry, as "")."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 from collections import Counter
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from kio.schema.delete_topics.v6.request import DeleteTopicsRequest as DeleteTopicsRequestV6
 
@@ -40,7 +40,34 @@ from engine.types import NewTopic, TopicDescription
 _TOO_LARGE = "Unable to perform excessively large batch operation."
 
 
-def _partitions_wanted(context: RequestContext, topic: Any) -> int:
+class _Assignment(Protocol):
+    @property
+    def broker_ids(self) -> Sequence[int]: ...
+
+
+class _Config(Protocol):
+    @property
+    def name(self) -> str: ...
+    @property
+    def value(self) -> str | None: ...
+
+
+class _CreatableTopic(Protocol):
+    """A topic as every version of CreateTopics asks for it."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def num_partitions(self) -> int: ...
+    @property
+    def replication_factor(self) -> int: ...
+    @property
+    def assignments(self) -> Sequence[_Assignment]: ...
+    @property
+    def configs(self) -> Sequence[_Config]: ...
+
+
+def _partitions_wanted(context: RequestContext, topic: _CreatableTopic) -> int:
     count = len(topic.assignments) or topic.num_partitions
     return context.engine.config.default_partitions if count == -1 else max(count, 0)
 
@@ -79,7 +106,10 @@ def handle_create_topics(context: RequestContext, request: CreateTopicsRequest) 
 
 
 def _create_topics(
-    context: RequestContext, requested: list[Any], duplicates: Sequence[str], validate_only: bool
+    context: RequestContext,
+    requested: Sequence[_CreatableTopic],
+    duplicates: Sequence[str],
+    validate_only: bool,
 ) -> Body:
     node = context.server.broker.node_id
     results: dict[str, dict[str, Any]] = {}
