@@ -30,7 +30,7 @@ from engine.server.handlers.registry import (
     registrations,
 )
 from tests.server.conftest import ServerProcess
-from tests.server.wire import Wire, build, encode_request
+from tests.server.wire import Wire, build, encode_request, frame, header_bytes
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "server.md"
 
@@ -129,6 +129,26 @@ def test_produce_is_listed_from_v0_but_served_from_v3() -> None:
 def test_only_topic_administration_runs_off_the_event_loop() -> None:
     off = {r.key for r in registrations() if r.off_loop}
     assert off == {ApiKey.CREATE_TOPICS, ApiKey.DELETE_TOPICS, ApiKey.CREATE_PARTITIONS}
+
+
+def test_a_malformed_request_read_off_the_loop_closes_its_connection_quietly(
+    own_server: ServerProcess,
+) -> None:
+    """As a malformed request read on the event loop: the connection closes
+    with one warning, not an error with a traceback, and others are served."""
+    off = [r for r in registrations() if r.off_loop]
+    for registration in off:
+        header = header_bytes(registration.key, registration.min_version, 3, flexible=False)
+        claimed = struct.pack(">i", 2**30)  # the body's first array: 2^30 elements, no bytes
+        with Wire(own_server.bootstrap) as wire:
+            wire.send_raw(frame(header + claimed))
+            assert wire.closed_by_server()
+    with Wire(own_server.bootstrap) as wire:
+        assert wire.request(api_versions_request(4)).error_code == 0
+    log = own_server.log()
+    assert "closing the connection: an array of" in log
+    assert "failed" not in log
+    assert "Traceback" not in log
 
 
 def test_an_api_registered_twice_is_refused() -> None:
