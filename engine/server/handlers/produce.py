@@ -184,7 +184,7 @@ def _record_errors(error: BaseException) -> list[Body]:
         0: "idempotent and transactional producers",
         2: "flexible encoding",
         3: "an existing producer bumps its epoch (KIP-360)",
-        4: "PRODUCER_FENCED (v5, transactions v2, is not served)",
+        4: "PRODUCER_FENCED for a fenced epoch (KIP-588); v5, transactions v2, is not served",
     },
 )
 def handle_init_producer_id(context: RequestContext, request: InitProducerIdRequest) -> Response:

@@ -1,6 +1,7 @@
 """CreateTopics, DeleteTopics and CreatePartitions.
 
-These run on the server's admin thread, not the event loop (dispatch.py):
+These run on the server's admin thread, not the event loop (each is
+registered with handles_off_loop):
 creating or deleting thousands of topics takes a second or two, during
 which the event loop keeps serving every other connection."""
 
