@@ -1,9 +1,9 @@
 """CreateTopics, DeleteTopics and CreatePartitions.
 
 These run on the server's admin thread, not the event loop (each is
-registered with handles_off_loop):
-creating or deleting thousands of topics takes a second or two, during
-which the event loop keeps serving every other connection."""
+registered with handles_off_loop): creating or deleting thousands of topics
+takes a second or two, during which the event loop keeps serving every
+other connection."""
 
 from __future__ import annotations
 
