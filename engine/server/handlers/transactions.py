@@ -12,12 +12,24 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Iterable, Sequence
 from typing import Any
 
 from engine.errors import ERROR_CODES, EngineError
+from engine.protocol.apis import ApiKey
 from engine.server.context import NONE, RequestContext, error_code
 from engine.server.handlers.common import millis
+from engine.server.handlers.registry import handles
+from engine.server.handlers.requests import (
+    AddOffsetsToTxnRequest,
+    AddPartitionsToTxnRequest,
+    DescribeProducersRequest,
+    DescribeTransactionsRequest,
+    EndTxnRequest,
+    InitProducerIdRequest,
+    ListTransactionsRequest,
+    TxnOffsetCommitRequest,
+)
 from engine.transactions.coordinator import TransactionMetadata, TxnState
 from engine.types import OffsetAndMetadata, TopicPartition
 
@@ -45,13 +57,15 @@ def _wait(future: Any) -> Awaitable[Any]:
 # -- InitProducerId ------------------------------------------------------------------------
 
 
-async def init_transactional_producer(context: RequestContext, request: Any) -> dict[str, Any]:
+async def init_transactional_producer(
+    context: RequestContext, request: InitProducerIdRequest, transactional_id: str
+) -> dict[str, Any]:
     """InitProducerId with a transactional id (the idempotent case is in
     produce.py)."""
     try:
         producer_id, epoch = await _wait(
             context.engine.transactions.init_producer_id(
-                request.transactional_id,
+                transactional_id,
                 millis(request.transaction_timeout),
                 getattr(request, "producer_id", -1),
                 getattr(request, "producer_epoch", -1),
@@ -75,7 +89,17 @@ async def init_transactional_producer(context: RequestContext, request: Any) -> 
 # -- the transaction's contents --------------------------------------------------------------
 
 
-async def handle_add_partitions_to_txn(context: RequestContext, request: Any) -> dict[str, Any]:
+@handles(
+    ApiKey.ADD_PARTITIONS_TO_TXN,
+    0,
+    3,
+    notes={
+        3: "flexible encoding (v4+, many transactional ids broker to broker, are not served)",
+    },
+)
+async def handle_add_partitions_to_txn(
+    context: RequestContext, request: AddPartitionsToTxnRequest
+) -> dict[str, Any]:
     """Adds partitions to the transaction; if any does not exist, none is
     added (UNKNOWN_TOPIC_OR_PARTITION for those, OPERATION_NOT_ATTEMPTED for
     the rest), as Kafka does."""
@@ -124,7 +148,7 @@ async def handle_add_partitions_to_txn(context: RequestContext, request: Any) ->
     }
 
 
-def _merged(wanted: list[tuple[str, list[int]]]) -> list[tuple[str, list[int]]]:
+def _merged(wanted: Iterable[tuple[str, Sequence[int]]]) -> list[tuple[str, list[int]]]:
     """A topic named twice in a request is answered once."""
     merged: dict[str, list[int]] = {}
     for name, partitions in wanted:
@@ -132,7 +156,17 @@ def _merged(wanted: list[tuple[str, list[int]]]) -> list[tuple[str, list[int]]]:
     return list(merged.items())
 
 
-async def handle_add_offsets_to_txn(context: RequestContext, request: Any) -> dict[str, Any]:
+@handles(
+    ApiKey.ADD_OFFSETS_TO_TXN,
+    0,
+    3,
+    notes={
+        3: "flexible encoding (v4+, transactions v2, are not served)",
+    },
+)
+async def handle_add_offsets_to_txn(
+    context: RequestContext, request: AddOffsetsToTxnRequest
+) -> dict[str, Any]:
     try:
         await _wait(
             context.engine.transactions.add_offsets(
@@ -148,7 +182,19 @@ async def handle_add_offsets_to_txn(context: RequestContext, request: Any) -> di
     return {"throttle_time": 0, "error_code": code}
 
 
-async def handle_txn_offset_commit(context: RequestContext, request: Any) -> dict[str, Any]:
+@handles(
+    ApiKey.TXN_OFFSET_COMMIT,
+    0,
+    3,
+    notes={
+        0: "offsets held by the group coordinator until the transaction ends",
+        2: "committed leader epoch",
+        3: "flexible encoding; group metadata (KIP-447)",
+    },
+)
+async def handle_txn_offset_commit(
+    context: RequestContext, request: TxnOffsetCommitRequest
+) -> dict[str, Any]:
     """Offsets committed in the transaction: checked against it here, kept
     by the group coordinator until the transaction ends."""
     engine = context.engine
@@ -208,7 +254,16 @@ async def handle_txn_offset_commit(context: RequestContext, request: Any) -> dic
 # -- EndTxn ----------------------------------------------------------------------------------
 
 
-async def handle_end_txn(context: RequestContext, request: Any) -> dict[str, Any]:
+@handles(
+    ApiKey.END_TXN,
+    0,
+    3,
+    notes={
+        0: "answered once every partition has its marker, durably",
+        3: "flexible encoding",
+    },
+)
+async def handle_end_txn(context: RequestContext, request: EndTxnRequest) -> dict[str, Any]:
     """Answered once the transaction is complete: every partition has its
     marker, durably (so a read_committed consumer sees the outcome at once)."""
     try:
@@ -229,7 +284,17 @@ async def handle_end_txn(context: RequestContext, request: Any) -> dict[str, Any
 # -- admin -----------------------------------------------------------------------------------
 
 
-def handle_describe_transactions(context: RequestContext, request: Any) -> dict[str, Any]:
+@handles(
+    ApiKey.DESCRIBE_TRANSACTIONS,
+    0,
+    0,
+    notes={
+        0: "a transaction's state, producer and partitions",
+    },
+)
+def handle_describe_transactions(
+    context: RequestContext, request: DescribeTransactionsRequest
+) -> dict[str, Any]:
     coordinator = context.engine.transactions
     states = []
     for transactional_id in request.transactional_ids:
@@ -272,7 +337,18 @@ def _described(meta: TransactionMetadata) -> dict[str, Any]:
 _STATE_NAMES = {state.value: state for state in TxnState}
 
 
-def handle_list_transactions(context: RequestContext, request: Any) -> dict[str, Any]:
+@handles(
+    ApiKey.LIST_TRANSACTIONS,
+    0,
+    1,
+    notes={
+        0: "filters by state and producer id",
+        1: "filter by duration (v2, by transactional id pattern, is not served)",
+    },
+)
+def handle_list_transactions(
+    context: RequestContext, request: ListTransactionsRequest
+) -> dict[str, Any]:
     """Kafka's filters: states by name (names it does not know are listed
     back), producer ids, and (v1) transactions running longer than
     ``duration_filter`` ms."""
@@ -306,7 +382,17 @@ def handle_list_transactions(context: RequestContext, request: Any) -> dict[str,
     }
 
 
-def handle_describe_producers(context: RequestContext, request: Any) -> dict[str, Any]:
+@handles(
+    ApiKey.DESCRIBE_PRODUCERS,
+    0,
+    0,
+    notes={
+        0: "a partition's producers and open transactions",
+    },
+)
+def handle_describe_producers(
+    context: RequestContext, request: DescribeProducersRequest
+) -> dict[str, Any]:
     """The active producers of each partition, from its producer state."""
     engine = context.engine
     existing = set(engine.topic_partitions({topic.name for topic in request.topics}))
