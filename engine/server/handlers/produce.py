@@ -83,7 +83,13 @@ def handle_produce(context: RequestContext, request: ProduceRequest) -> Response
     acks_error = None if request.acks in _ACKS else ERROR_CODES["INVALID_REQUIRED_ACKS"]
     refused: dict[str, int] = {}
     if engine.config.auto_create_topics and acks_error is None:
-        unknown = [t.name for t in request.topics if not engine.has_topic(t.name)]
+        # A topic whose every partition carries no records would only be
+        # refused (INVALID_RECORD): it is not created for that.
+        unknown = [
+            t.name
+            for t in request.topics
+            if not engine.has_topic(t.name) and any(p.records is not None for p in t.partitions)
+        ]
         if unknown:  # rare (clients ask Metadata first, which creates them)
             refused = auto_create_topics(context, list(dict.fromkeys(unknown)))
     for topic in request.topics:
