@@ -52,7 +52,7 @@ from s3stream.errors import (
     StreamNotOpen,
 )
 from s3stream.log_cache import CacheBlock, LogCache
-from s3stream.manifest import DEFAULT_CHECKPOINT_EVERY, Manifest
+from s3stream.manifest import DEFAULT_CHECKPOINT_EVERY, DEFAULT_OPEN_TIMEOUT_S, Manifest
 from s3stream.manifest_state import ManifestState, Op
 from s3stream.objects import DEFAULT_BLOCK_BYTES, ObjectKind, StoredBatch
 from s3stream.reader import ObjectReader
@@ -118,6 +118,9 @@ class StreamStoreConfig:
     """The most one compaction pass reads (and so holds in memory)."""
     garbage_grace_s: float = 60.0
     checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY
+    open_timeout_s: float = DEFAULT_OPEN_TIMEOUT_S
+    """How long opening waits out an object store that fails transiently
+    (unreachable, throttling) before it refuses to open."""
     accept_data_loss: bool = False
     """Open a WAL whose acknowledged data is damaged by salvaging its readable
     records (each dropped range is logged), instead of refusing to open."""
@@ -258,39 +261,42 @@ class StreamStore:
         self._remote_wanted = 0.0
         """When (monotonic) the first append of the active block asked to be
         remotely durable; 0 if none did."""
-        # The WAL takes the data directory's lock: an open that is refused
-        # here (another process has the directory) has touched nothing in the
-        # object store, so the running owner is not fenced by it.
-        self.wal = WriteAheadLog(
-            os.path.join(data_dir, "wal"),
-            segment_bytes=config.wal_segment_bytes,
-            durability=config.durability,
-            on_commit=self._on_wal_commit,
-            accept_data_loss=config.accept_data_loss,
-        )
+        # The store's URL is checked first (no request is sent): a bad one
+        # leaves nothing behind. Then the WAL takes the data directory's
+        # lock: an open refused there (another process has the directory)
+        # has touched nothing in the object store, so the running owner is
+        # not fenced by it.
+        if object_store is None:
+            object_store = "file://" + os.path.abspath(os.path.join(data_dir, "objects"))
+        self._owns_store = isinstance(object_store, str)
+        self.store = open_store(object_store) if isinstance(object_store, str) else object_store
         try:
-            self.identity = load_identity(data_dir)
-            if object_store is None:
-                object_store = "file://" + os.path.abspath(os.path.join(data_dir, "objects"))
-            self._owns_store = isinstance(object_store, str)
-            self.store = open_store(object_store) if isinstance(object_store, str) else object_store
+            self.wal = WriteAheadLog(
+                os.path.join(data_dir, "wal"),
+                segment_bytes=config.wal_segment_bytes,
+                durability=config.durability,
+                on_commit=self._on_wal_commit,
+                accept_data_loss=config.accept_data_loss,
+            )
             try:
+                self.identity = load_identity(data_dir)
                 self.manifest = Manifest.open(
                     self.store,
                     checkpoint_every=config.checkpoint_every,
                     stop=self._stop,
                     owner=self.identity,
+                    timeout=config.open_timeout_s,
                 )
                 self._ids = ObjectIds(self.manifest.state.next_object_id)
                 self._writer = encode_writer(self.identity, self.manifest.epoch)
                 """Every WAL entry of this opening starts with it."""
                 self.recovery = self._recover()
             except BaseException:
-                if self._owns_store:
-                    self.store.close()
+                self.wal.close()
                 raise
         except BaseException:
-            self.wal.close()
+            if self._owns_store:
+                self.store.close()
             raise
         self._read_pool = ThreadPoolExecutor(config.read_workers, "s3stream-read")
         self._fetch_pool = ThreadPoolExecutor(config.read_workers, "s3stream-fetch")
