@@ -42,13 +42,13 @@ from concurrent.futures import Future
 from enum import StrEnum
 from typing import Any, NamedTuple, Protocol
 
-from engine.assignors import Assignment as ProtocolAssignment
-from engine.assignors import Subscription, encode_assignment, encode_subscription
 from engine.errors import ERROR_CODES, FencedMemberEpoch, StaleMemberEpoch, UnknownMemberId
 from engine.groups.assignors import ASSIGNORS, MemberSpec, TopicId
 from engine.groups.config import GroupConfig
 from engine.groups.results import GroupDescription, GroupListing, MemberDescription
 from engine.groups.timers import Timer
+from engine.protocol.consumer_protocol import Assignment as ProtocolAssignment
+from engine.protocol.consumer_protocol import Subscription, encode_assignment, encode_subscription
 from engine.types import TopicPartition
 
 log = logging.getLogger("tidelog.groups")
