@@ -2,10 +2,11 @@
 group protocol, and committed offsets.
 
 ``GroupCoordinator`` (coordinator.py) is the API; ``Engine.groups`` is the
-engine's. A group's state machine is in classic.py, offsets in memory in
-offsets.py, their stored form in records.py (docs/groups.md). A KIP-848
-group, with its stored form, is in consumer_group.py, its server-side
-assignors in assignors.py.
+engine's. It routes each request to a classic group's state machine
+(classic.py), a KIP-848 group (consumer_group.py, its server-side
+assignors in assignors.py) or the committed offsets (offset_manager.py,
+their state in memory in offsets.py). Every key and value of the groups'
+state log is built and read in records.py (docs/groups.md).
 """
 
 from __future__ import annotations

@@ -1,6 +1,8 @@
 """The group coordinator: every consumer group of this node, their
 committed offsets, and the Python API the wire handlers (and in-process
-consumers) use.
+consumers) use. It routes each request to a classic group (classic.py), a
+KIP-848 consumer group (consumer_group.py) or the committed offsets
+(offset_manager.py), and hosts them: the lock, the timers, the writes.
 
 Thread safety: one lock guards every group and offset; no call blocks
 while holding it. Long waits (a JoinGroup waiting for the rebalance, a
@@ -11,9 +13,10 @@ asyncio callers await them with ``asyncio.wrap_future``. The futures are
 marked running, so a caller that stops waiting cannot cancel them.
 
 Durability: group metadata and offsets live in the "groups" state log
-(records.py, docs/groups.md). A commit, a transaction's completion and a
-leader's assignment are answered only once their records are durable;
-commits become visible to OffsetFetch at that moment, as in Kafka.
+(its records built and read by records.py; docs/groups.md). A commit, a
+transaction's completion and a leader's assignment are answered only once
+their records are durable; commits become visible to OffsetFetch at that
+moment, as in Kafka.
 """
 
 from __future__ import annotations
@@ -22,8 +25,8 @@ import contextlib
 import logging
 import threading
 from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
-from concurrent.futures import Future, InvalidStateError
-from typing import Any, TypeVar
+from concurrent.futures import Future
+from typing import Any
 
 from engine.errors import (
     ERROR_CODES,
@@ -35,8 +38,6 @@ from engine.errors import (
 from engine.groups.classic import ClassicGroup, JoinRequest
 from engine.groups.config import GroupConfig
 from engine.groups.consumer_group import (
-    CONSUMER_GROUP_KEY,
-    CONSUMER_MEMBER_KEY,
     ConsumerGroup,
     ConsumerGroupDescription,
     ConsumerGroupState,
@@ -47,17 +48,14 @@ from engine.groups.consumer_group import (
     check_assignors,
 )
 from engine.groups.consumer_group import validate as validate_heartbeat
-from engine.groups.offsets import OffsetKey, OffsetStore
+from engine.groups.futures import done, failed, running_future, settle
+from engine.groups.offset_manager import OffsetManager, Transaction, is_consuming
 from engine.groups.records import (
-    GROUP,
-    OFFSET,
-    TXN,
-    CommittedOffset,
-    PendingOffset,
-    StoredGroup,
-    group_key,
-    offset_key,
-    txn_key,
+    StoredConsumerGroup,
+    StoredConsumerMember,
+    classic_group_key,
+    consumer_member_key,
+    read_state,
 )
 from engine.groups.results import (
     NONE,
@@ -75,8 +73,6 @@ from engine.types import OffsetAndMetadata, TopicPartition
 
 log = logging.getLogger("tidelog.groups")
 
-T = TypeVar("T")
-
 NOT_COORDINATOR = ERROR_CODES["NOT_COORDINATOR"]
 INVALID_GROUP_ID = ERROR_CODES["INVALID_GROUP_ID"]
 INVALID_SESSION_TIMEOUT = ERROR_CODES["INVALID_SESSION_TIMEOUT"]
@@ -84,10 +80,7 @@ UNKNOWN_MEMBER_ID = ERROR_CODES["UNKNOWN_MEMBER_ID"]
 ILLEGAL_GENERATION = ERROR_CODES["ILLEGAL_GENERATION"]
 REBALANCE_IN_PROGRESS = ERROR_CODES["REBALANCE_IN_PROGRESS"]
 FENCED_INSTANCE_ID = ERROR_CODES["FENCED_INSTANCE_ID"]
-UNKNOWN_TOPIC_OR_PARTITION = ERROR_CODES["UNKNOWN_TOPIC_OR_PARTITION"]
-OFFSET_METADATA_TOO_LARGE = ERROR_CODES["OFFSET_METADATA_TOO_LARGE"]
-UNSTABLE_OFFSET_COMMIT = ERROR_CODES["UNSTABLE_OFFSET_COMMIT"]
-GROUP_SUBSCRIBED_TO_TOPIC = ERROR_CODES["GROUP_SUBSCRIBED_TO_TOPIC"]
+INCONSISTENT_GROUP_PROTOCOL = ERROR_CODES["INCONSISTENT_GROUP_PROTOCOL"]
 GROUP_ID_NOT_FOUND = ERROR_CODES["GROUP_ID_NOT_FOUND"]
 NON_EMPTY_GROUP = ERROR_CODES["NON_EMPTY_GROUP"]
 
@@ -114,7 +107,6 @@ class GroupCoordinator:
         self.config = config or GroupConfig()
         check_assignors(self.config)
         self._log = state_log
-        self._partition_count = partition_count
         self._clock_ms = clock_ms
         self._topic_metadata = topics
         self._consumer_groups: dict[str, ConsumerGroup] = {}
@@ -123,7 +115,7 @@ class GroupCoordinator:
         self._depth = 0
         self._ready: list[tuple[Future[Any], Any]] = []
         self._groups: dict[str, ClassicGroup] = {}
-        self._offsets = OffsetStore()
+        self._offsets = OffsetManager(self, self.config, partition_count)
         self._closed = False
         self._timers = TimerThread("tidelog-groups")
         with self._locked():
@@ -157,13 +149,27 @@ class GroupCoordinator:
     ) -> None:
         value = group.to_stored(assignment).to_value()
 
-        def done(error: int) -> None:
+        def stored(error: int) -> None:
             if error != NONE:
                 log.warning("group %s: storing its metadata failed", group.group_id)
             if then is not None and self._groups.get(group.group_id) is group:
                 then(error)
 
-        self._write({group_key(group.group_id): value}, [], done)
+        self.write({classic_group_key(group.group_id): value}, [], stored)
+
+    # -- the host of the offsets (offset_manager.OffsetHost) ----------------------------
+
+    def group(self, group_id: str) -> ClassicGroup | ConsumerGroup | None:
+        return self._groups.get(group_id) or self._consumer_groups.get(group_id)
+
+    def group_for_commit(self, group_id: str) -> ClassicGroup | ConsumerGroup:
+        consumer_group = self._consumer_groups.get(group_id)
+        if consumer_group is not None:
+            return consumer_group
+        group = self._groups.get(group_id)
+        if group is None:
+            group = self._groups[group_id] = ClassicGroup(group_id, self)
+        return group
 
     # -- locking and writing ------------------------------------------------------------
 
@@ -181,9 +187,9 @@ class GroupCoordinator:
                 if self._depth == 0:
                     ready, self._ready = self._ready, []
         for future, value in ready:
-            _settle(future, value)
+            settle(future, value)
 
-    def _write(
+    def write(
         self,
         puts: dict[Hashable, Any],
         deletes: list[Hashable],
@@ -222,48 +228,20 @@ class GroupCoordinator:
     # -- loading ------------------------------------------------------------------------
 
     def _load(self) -> None:
-        stored: dict[str, StoredGroup] = {}
-        dropped: list[Hashable] = []
-        consumer_groups: dict[str, Any] = {}
-        consumer_members: dict[str, dict[str, Any]] = {}
-        for key, value in self._log.items():
-            assert isinstance(key, tuple)
-            kind = key[0]
-            if kind == GROUP:
-                stored[key[1]] = StoredGroup.from_value(value)
-            elif kind == OFFSET:
-                _, group_id, topic, partition = key
-                tp = TopicPartition(topic, partition)
-                if self._partition_error(tp) != NONE:
-                    dropped.append(key)  # its topic was deleted
-                    continue
-                self._offsets.load(group_id, tp, CommittedOffset.from_value(value))
-            elif kind == TXN:
-                _, producer_id, group_id, topic, partition = key
-                if value is None:
-                    dropped.append(key)  # completed; its deletion did not make it
-                    continue
-                pending = PendingOffset.from_value(value)
-                self._offsets.add_pending(
-                    producer_id, OffsetKey(group_id, TopicPartition(topic, partition)), pending
-                )
-                self._offsets.saw_sequence(pending.offset.sequence)
-            elif kind == CONSUMER_GROUP_KEY:
-                consumer_groups[key[1]] = value
-            elif kind == CONSUMER_MEMBER_KEY:
-                consumer_members.setdefault(key[1], {})[key[2]] = value
-            else:
-                log.warning("groups state log: ignoring a key of unknown kind %r", kind)
-        dropped += self._load_consumer_groups(consumer_groups, consumer_members)
-        for group_id, group_state in stored.items():
+        state = read_state(self._log.items())
+        dropped = self._offsets.load(state)
+        dropped += self._load_consumer_groups(state.consumer_groups, state.consumer_members)
+        for group_id, group_state in state.classic_groups.items():
             if group_id in self._consumer_groups:
-                dropped.append(group_key(group_id))  # converted; its deletion did not make it
+                # converted; its deletion did not make it
+                dropped.append(classic_group_key(group_id))
                 continue
             self._groups[group_id] = ClassicGroup.load(group_id, self, group_state)
-        for group_id in self._offsets.group_ids() - set(stored) - set(self._consumer_groups):
+        known = set(state.classic_groups) | set(self._consumer_groups)
+        for group_id in self._offsets.group_ids() - known:
             self._groups[group_id] = ClassicGroup(group_id, self)
         if dropped:
-            self._write({}, dropped)
+            self.write({}, dropped)
         if self._groups:
             log.info(
                 "groups loaded: %d groups, %d with members",
@@ -320,7 +298,7 @@ class GroupCoordinator:
             if consumer_group is not None:
                 # No migration between the protocols: only an empty group changes hands.
                 if not consumer_group.is_empty:
-                    error = ERROR_CODES["INCONSISTENT_GROUP_PROTOCOL"]
+                    error = INCONSISTENT_GROUP_PROTOCOL
                 elif member_id:
                     error = UNKNOWN_MEMBER_ID
                 else:
@@ -333,7 +311,7 @@ class GroupCoordinator:
                     group = ClassicGroup(group_id, self)
                     self._groups[group_id] = group
             if group is None:
-                return _done(JoinResult(error, member_id=member_id))
+                return done(JoinResult(error, member_id=member_id))
             joined = group.join(request)
             self._forget_if_unused(group)
             return joined
@@ -354,7 +332,7 @@ class GroupCoordinator:
             error = self._group_error(group_id)
             group = self._groups.get(group_id) if error == NONE else None
             if group is None:
-                return _done(SyncResult(error if error != NONE else UNKNOWN_MEMBER_ID))
+                return done(SyncResult(error if error != NONE else UNKNOWN_MEMBER_ID))
             return group.sync(
                 generation_id,
                 member_id,
@@ -419,7 +397,7 @@ class GroupCoordinator:
         ):
             self._groups.pop(group.group_id, None)
 
-    # -- committing ---------------------------------------------------------------------
+    # -- offsets ------------------------------------------------------------------------
 
     def commit_offsets(
         self,
@@ -439,60 +417,9 @@ class GroupCoordinator:
             raise InvalidGroupId(group_id)
         with self._locked():
             if self._closed:
-                return _done({tp: NOT_COORDINATOR for tp in offsets})
-            group = self._groups.get(group_id)
-            consumer_group = self._consumer_groups.get(group_id)
-            if consumer_group is not None:
-                # OffsetCommit v9+: the member's epoch in place of a generation.
-                error = consumer_group.commit_error(
-                    member_id, group_instance_id, generation_id, False
-                )
-            else:
-                error = self._commit_error(
-                    group, generation_id, member_id, group_instance_id, False
-                )
-            if error == NONE and group is not None:
-                if group.state == GroupState.COMPLETING_REBALANCE:
-                    # The member has its new generation but no assignment
-                    # yet: it must not commit for the old one.
-                    error = REBALANCE_IN_PROGRESS
-                elif group.state != GroupState.EMPTY:
-                    group.watch_session(group.members[member_id])
-            now = self.now_ms()
-            expire = now + retention_ms if retention_ms >= 0 else -1
-            results, accepted = self._check_offsets(offsets, error)
-            values = {
-                tp: CommittedOffset(
-                    om.offset,
-                    om.leader_epoch,
-                    om.metadata or "",
-                    now,
-                    expire,
-                    self._offsets.next_sequence(),
-                )
-                for tp, om in accepted.items()
-            }
-            if not values:
-                return _done(results)
-            target = self._group_for_commit(group_id)
-            keys = [OffsetKey(group_id, tp) for tp in values]
-            self._offsets.writing(keys)
-            for key in keys:
-                self._offsets.issued(key, values[key.tp].sequence)
-            future: Future[dict[TopicPartition, int]] = _running_future()
-
-            def written(error: int) -> None:
-                self._offsets.written(keys)
-                for key in keys:
-                    results[key.tp] = error
-                    if error == NONE:
-                        self._make_visible(target, key, values[key.tp])
-                self.resolve(future, results)
-
-            self._write(
-                {offset_key(group_id, tp): v.to_value() for tp, v in values.items()}, [], written
-            )
-            return future
+                return done({tp: NOT_COORDINATOR for tp in offsets})
+            error = self._member_error(group_id, generation_id, member_id, group_instance_id, False)
+            return self._offsets.commit(group_id, offsets, error, retention_ms=retention_ms)
 
     def commit_transactional_offsets(
         self,
@@ -513,50 +440,10 @@ class GroupCoordinator:
             raise InvalidGroupId(group_id)
         with self._locked():
             if self._closed:
-                return _done({tp: NOT_COORDINATOR for tp in offsets})
-            group = self._groups.get(group_id)
-            consumer_group = self._consumer_groups.get(group_id)
-            if consumer_group is not None:
-                error = consumer_group.commit_error(
-                    member_id, group_instance_id, generation_id, True
-                )
-            else:
-                error = self._commit_error(group, generation_id, member_id, group_instance_id, True)
-            now = self.now_ms()
-            results, accepted = self._check_offsets(offsets, error)
-            pending = {
-                OffsetKey(group_id, tp): PendingOffset(
-                    producer_epoch,
-                    CommittedOffset(
-                        om.offset,
-                        om.leader_epoch,
-                        om.metadata or "",
-                        now,
-                        -1,
-                        self._offsets.next_sequence(),
-                    ),
-                )
-                for tp, om in accepted.items()
-            }
-            if not pending:
-                return _done(results)
-            target = self._group_for_commit(group_id)
-            self._offsets.writing(pending)
-            future: Future[dict[TopicPartition, int]] = _running_future()
-
-            def written(error: int) -> None:
-                self._offsets.written(pending)
-                for key, value in pending.items():
-                    results[key.tp] = error
-                    if error == NONE and self._still_there(target, key.tp):
-                        self._offsets.add_pending(producer_id, key, value)
-                self.resolve(future, results)
-
-            puts = {
-                txn_key(producer_id, k.group_id, k.tp): v.to_value() for k, v in pending.items()
-            }
-            self._write(puts, [], written)
-            return future
+                return done({tp: NOT_COORDINATOR for tp in offsets})
+            error = self._member_error(group_id, generation_id, member_id, group_instance_id, True)
+            transaction = Transaction(producer_id, producer_epoch)
+            return self._offsets.commit(group_id, offsets, error, transaction)
 
     def complete_transaction(self, producer_id: int, committed: bool) -> Future[None]:
         """Makes the producer's pending offsets (of every group) committed,
@@ -565,125 +452,37 @@ class GroupCoordinator:
         Idempotent: nothing pending is nothing to do."""
         with self._locked():
             if self._closed:
-                return _failed(NotCoordinator("the group coordinator is closed"))
-            pending = self._offsets.pending_of(producer_id)
-            if not pending:
-                return _done(None)
-            txn_keys = [txn_key(producer_id, k.group_id, k.tp) for k in pending]
-            # Only offsets newer than the partition's last commit, in the
-            # order commits are written, become the committed ones.
-            newer = {
-                key: value.offset
-                for key, value in pending.items()
-                if committed
-                and value.offset.sequence > self._offsets.latest(key)
-                and self._any_group(key.group_id) is not None
-            }
-            for key, offset in newer.items():
-                self._offsets.issued(key, offset.sequence)
-            future: Future[None] = _running_future()
+                return failed(NotCoordinator("the group coordinator is closed"))
+            return self._offsets.complete_transaction(producer_id, committed)
 
-            def written(error: int) -> None:
-                if error != NONE:
-                    self.resolve(future, NotCoordinator("completing the transaction failed"))
-                    return
-                self._offsets.remove_pending(producer_id, pending)
-                for key, offset in newer.items():
-                    group = self._any_group(key.group_id)
-                    if group is not None:
-                        self._make_visible(group, key, offset)
-                if committed:
-                    self._write({}, txn_keys)  # the nil markers are no longer needed
-                self.resolve(future, None)
-
-            if committed:
-                # One record: the offsets and the end of their pending state.
-                puts: dict[Hashable, Any] = {
-                    offset_key(k.group_id, k.tp): v.to_value() for k, v in newer.items()
-                }
-                puts.update(dict.fromkeys(txn_keys))
-                self._write(puts, [], written)
-            else:
-                self._write({}, txn_keys, written)
-            return future
-
-    def _make_visible(
-        self, group: ClassicGroup | ConsumerGroup, key: OffsetKey, offset: CommittedOffset
-    ) -> None:
-        """A durable commit becomes the committed offset, unless a later one
-        was written meanwhile or the offset was removed (its group, its
-        topic or itself deleted) after it was written."""
-        if self._offsets.latest(key) == offset.sequence and self._still_there(group, key.tp):
-            self._offsets.put(key.group_id, key.tp, offset)
-
-    def _commit_error(
+    def _member_error(
         self,
-        group: ClassicGroup | None,
+        group_id: str,
         generation_id: int,
         member_id: str,
         group_instance_id: str | None,
         transactional: bool,
     ) -> int:
-        """Kafka's validateOffsetCommit: members commit for their
-        generation; a commit from outside the group (generation < 0, no
-        member id) only while the group has no members."""
-        if group is None:
-            if generation_id >= 0 and not transactional:
-                return ILLEGAL_GENERATION  # a generation of a group that is gone
-            if generation_id >= 0 or member_id or group_instance_id is not None:
-                return UNKNOWN_MEMBER_ID
-            return NONE
-        if generation_id >= 0 or member_id or group_instance_id is not None:
-            if group.is_static_member_fenced(group_instance_id, member_id):
-                return FENCED_INSTANCE_ID
-            if not group.has_member(member_id):
-                return UNKNOWN_MEMBER_ID
-            if generation_id != group.generation_id:
-                return ILLEGAL_GENERATION
-            return NONE
-        if not transactional and group.state != GroupState.EMPTY:
-            return UNKNOWN_MEMBER_ID
-        return NONE
-
-    def _check_offsets(
-        self, offsets: Mapping[TopicPartition, OffsetAndMetadata], error: int
-    ) -> tuple[dict[TopicPartition, int], dict[TopicPartition, OffsetAndMetadata]]:
-        """The error of each partition, and the offsets that may be written."""
-        results: dict[TopicPartition, int] = {}
-        accepted: dict[TopicPartition, OffsetAndMetadata] = {}
-        limit = self.config.offset_metadata_max_bytes
-        for tp, om in offsets.items():
-            code = self._partition_error(tp)
-            if code == NONE:
-                code = error
-            if code == NONE and om.metadata is not None and len(om.metadata) > limit:
-                code = OFFSET_METADATA_TOO_LARGE
-            results[tp] = code
-            if code == NONE:
-                accepted[tp] = om
-        return results, accepted
-
-    def _partition_error(self, tp: TopicPartition) -> int:
-        count = self._partition_count(tp.topic)
-        if count is None or not 0 <= tp.partition < count:
-            return UNKNOWN_TOPIC_OR_PARTITION
-        return NONE
-
-    def _group_for_commit(self, group_id: str) -> ClassicGroup | ConsumerGroup:
+        """Whether the member may commit, as its group's protocol checks it
+        (a KIP-848 group, OffsetCommit v9+: the member's epoch in place of a
+        generation); the one check that differs between the commit paths."""
         consumer_group = self._consumer_groups.get(group_id)
         if consumer_group is not None:
-            return consumer_group
+            return consumer_group.commit_error(
+                member_id, group_instance_id, generation_id, transactional
+            )
         group = self._groups.get(group_id)
-        if group is None:
-            group = self._groups[group_id] = ClassicGroup(group_id, self)
-        return group
-
-    def _still_there(self, group: ClassicGroup | ConsumerGroup, tp: TopicPartition) -> bool:
-        """A write becoming durable after its group or topic was deleted
-        must not bring its offset back."""
-        return self._any_group(group.group_id) is group and self._partition_error(tp) == NONE
-
-    # -- reading offsets ----------------------------------------------------------------
+        error = _classic_commit_error(
+            group, generation_id, member_id, group_instance_id, transactional
+        )
+        if error == NONE and group is not None and not transactional:
+            if group.state == GroupState.COMPLETING_REBALANCE:
+                # The member has its new generation but no assignment
+                # yet: it must not commit for the old one.
+                error = REBALANCE_IN_PROGRESS
+            elif group.state != GroupState.EMPTY:
+                group.watch_session(group.members[member_id])
+        return error
 
     def fetch_offsets(
         self,
@@ -707,16 +506,7 @@ class GroupCoordinator:
             consumer_group = self._consumer_groups.get(group_id)
             if consumer_group is not None:
                 consumer_group.check_fetch(member_id, member_epoch)
-            committed = self._offsets.of_group(group_id)
-            wanted = list(committed) if partitions is None else list(partitions)
-            answer: dict[TopicPartition, tuple[OffsetAndMetadata | None, int]] = {}
-            for tp in wanted:
-                if require_stable and self._offsets.is_unstable(group_id, tp):
-                    answer[tp] = (None, UNSTABLE_OFFSET_COMMIT)
-                    continue
-                found = committed.get(tp)
-                answer[tp] = (found.public() if found is not None else None, NONE)
-            return answer
+            return self._offsets.fetch(group_id, partitions, require_stable)
 
     def delete_offsets(
         self, group_id: str, partitions: Sequence[TopicPartition]
@@ -729,7 +519,7 @@ class GroupCoordinator:
             raise InvalidGroupId(group_id)
         with self._locked():
             self._check_open()
-            group = self._any_group(group_id)
+            group = self.group(group_id)
             if group is None:
                 raise GroupIdNotFound(group_id)
             if (
@@ -738,28 +528,7 @@ class GroupCoordinator:
                 and group.protocol_type != CONSUMER_PROTOCOL_TYPE
             ):
                 raise NonEmptyGroup(group_id, group.state.value)
-            results = {tp: self._partition_error(tp) for tp in partitions}
-            consuming = not _is_empty(group)
-            for tp, code in results.items():
-                if code == NONE and consuming and group.is_subscribed_to(tp.topic):
-                    results[tp] = GROUP_SUBSCRIBED_TO_TOPIC
-            removable = [tp for tp, code in results.items() if code == NONE]
-            self._offsets.remove(group_id, removable)
-            deletes = [offset_key(group_id, tp) for tp in removable]
-            for producer_id, key in self._offsets.pending_where(group_id, removable):
-                self._offsets.remove_pending(producer_id, [key])
-                deletes.append(txn_key(producer_id, key.group_id, key.tp))
-            if not deletes:
-                return _done(results)
-            future: Future[dict[TopicPartition, int]] = _running_future()
-
-            def written(error: int) -> None:
-                for tp in removable:
-                    results[tp] = error
-                self.resolve(future, results)
-
-            self._write({}, deletes, written)
-            return future
+            return self._offsets.delete(group, is_consuming(group), partitions)
 
     # -- groups -------------------------------------------------------------------------
 
@@ -812,25 +581,25 @@ class GroupCoordinator:
             deletes: list[Hashable] = []
             deleted = []
             for group_id in group_ids:
-                group = self._any_group(group_id)
+                group = self.group(group_id)
                 if group is None:
                     results[group_id] = GROUP_ID_NOT_FOUND
-                elif not _is_empty(group):
+                elif is_consuming(group):
                     results[group_id] = NON_EMPTY_GROUP
                 else:
                     deletes += self._drop_group(group)
                     deleted.append(group_id)
                     results[group_id] = NONE
             if not deletes:
-                return _done(results)
-            future: Future[dict[str, int]] = _running_future()
+                return done(results)
+            future: Future[dict[str, int]] = running_future()
 
             def written(error: int) -> None:
                 for group_id in deleted:
                     results[group_id] = error
                 self.resolve(future, results)
 
-            self._write({}, deletes, written)
+            self.write({}, deletes, written)
             return future
 
     def _drop_group(self, group: ClassicGroup | ConsumerGroup) -> list[Hashable]:
@@ -841,20 +610,15 @@ class GroupCoordinator:
         else:
             del self._groups[group_id]
             group.unload(NOT_COORDINATOR)
-            keys = [group_key(group_id)]
-        committed = list(self._offsets.of_group(group_id))
-        self._offsets.remove(group_id, committed)
-        keys += [offset_key(group_id, tp) for tp in committed]
-        for producer_id, key in self._offsets.pending_where(group_id):
-            self._offsets.remove_pending(producer_id, [key])
-            keys.append(txn_key(producer_id, group_id, key.tp))
+            keys = [classic_group_key(group_id)]
+        keys += self._offsets.remove_group(group_id)
         log.info("group %s deleted", group_id)
         return keys
 
     def subscribed_topics(self, group_id: str) -> set[str]:
         """The topics the group's members subscribe to (consumer groups; empty if unknown)."""
         with self._locked():
-            group = self._any_group(group_id)
+            group = self.group(group_id)
             if group is None:
                 raise GroupIdNotFound(group_id)
             if isinstance(group, ConsumerGroup):
@@ -881,38 +645,32 @@ class GroupCoordinator:
             if self._closed:
                 return 0
             now = self.now_ms()
-            retention = self.config.offsets_retention_ms
             deletes: list[Hashable] = []
             expired_count = 0
             for group in list(self._groups.values()):
                 group_id = group.group_id
+                expired: list[Hashable] = []
                 if group.protocol_type is None:
                     # Only commits from outside any group: each by its own age.
-                    expired = self._offsets.expired(group_id, now, retention, None)
+                    expired = self._offsets.expire(group_id, now, None)
                 elif group.state == GroupState.EMPTY:
                     # Every offset, once the group has been empty that long.
-                    expired = self._offsets.expired(group_id, now, retention, group.state_timestamp)
+                    expired = self._offsets.expire(group_id, now, group.state_timestamp)
                 elif (
                     group.state == GroupState.STABLE
                     and group.protocol_type == CONSUMER_PROTOCOL_TYPE
                     and group.subscribed_topics is not None
                 ):
                     # Topics no member consumes any more, by their commit's age.
-                    expired = self._offsets.expired(
-                        group_id, now, retention, None, group.subscribed_topics
-                    )
-                else:
-                    expired = []
-                self._offsets.remove(group_id, expired)
-                deletes += [offset_key(group_id, tp) for tp in expired]
+                    expired = self._offsets.expire(group_id, now, None, group.subscribed_topics)
                 expired_count += len(expired)
-                deletes += self._forget_if_empty(group)
+                deletes += expired + self._forget_if_empty(group)
             for consumer_group in list(self._consumer_groups.values()):
-                count, keys = self._expire_consumer_group_offsets(consumer_group, now, retention)
-                expired_count += count
-                deletes += keys
+                expired = self._expire_consumer_group_offsets(consumer_group, now)
+                expired_count += len(expired)
+                deletes += expired + self._forget_consumer_group_if_empty(consumer_group)
             if deletes:
-                self._write({}, deletes)
+                self.write({}, deletes)
             if expired_count:
                 log.info("expired %d committed offsets", expired_count)
             return expired_count
@@ -926,7 +684,7 @@ class GroupCoordinator:
             return []
         del self._groups[group.group_id]
         group.unload(NOT_COORDINATOR)
-        return [group_key(group.group_id)]
+        return [classic_group_key(group.group_id)]
 
     # -- topics -------------------------------------------------------------------------
 
@@ -936,17 +694,7 @@ class GroupCoordinator:
         with self._locked():
             if self._closed:
                 return
-            committed, pending = self._offsets.of_topic(topic)
-            deletes: list[Hashable] = []
-            touched = set()
-            for key in committed:
-                self._offsets.remove(key.group_id, [key.tp])
-                deletes.append(offset_key(key.group_id, key.tp))
-                touched.add(key.group_id)
-            for producer_id, key in pending:
-                self._offsets.remove_pending(producer_id, [key])
-                deletes.append(txn_key(producer_id, key.group_id, key.tp))
-                touched.add(key.group_id)
+            deletes, touched = self._offsets.remove_topic(topic)
             for group_id in touched:
                 group = self._groups.get(group_id)
                 if group is not None:
@@ -955,7 +703,7 @@ class GroupCoordinator:
                 if consumer_group is not None:
                     deletes += self._forget_consumer_group_if_empty(consumer_group)
             if deletes:
-                self._write({}, deletes)
+                self.write({}, deletes)
 
     # -- consumer groups (KIP-848) ------------------------------------------------------
 
@@ -978,7 +726,7 @@ class GroupCoordinator:
         deletes: list[Hashable],
         then: Callable[[int], None] | None = None,
     ) -> None:
-        self._write(puts, deletes, then)
+        self.write(puts, deletes, then)
 
     def consumer_group_heartbeat(
         self, request: Heartbeat, member_id_required: bool = True
@@ -994,22 +742,22 @@ class GroupCoordinator:
             try:
                 validate_heartbeat(request, self.config, member_id_required)
             except Refused as refused:
-                return _done(HeartbeatResult(refused.code, refused.message))
+                return done(HeartbeatResult(refused.code, refused.message))
             if self._closed:
-                return _done(HeartbeatResult(NOT_COORDINATOR, "the coordinator is closed"))
+                return done(HeartbeatResult(NOT_COORDINATOR, "the coordinator is closed"))
             group_id = request.group_id
             group = self._consumer_groups.get(group_id)
             if group is None:
                 if request.member_epoch != 0:
-                    return _done(
+                    return done(
                         HeartbeatResult(UNKNOWN_MEMBER_ID, f"group {group_id} has no members")
                     )
                 classic = self._groups.get(group_id)
                 if classic is not None:
                     if classic.state != GroupState.EMPTY or classic.pending_members:
-                        return _done(
+                        return done(
                             HeartbeatResult(
-                                ERROR_CODES["INCONSISTENT_GROUP_PROTOCOL"],
+                                INCONSISTENT_GROUP_PROTOCOL,
                                 f"group {group_id} is a classic group with members",
                             )
                         )
@@ -1017,7 +765,7 @@ class GroupCoordinator:
                     # offsets stay, its stored metadata goes.
                     del self._groups[group_id]
                     classic.unload(NOT_COORDINATOR)
-                    self._write({}, [group_key(group_id)])
+                    self.write({}, [classic_group_key(group_id)])
                 group = self._consumer_groups[group_id] = ConsumerGroup(group_id, self)
             answer = group.heartbeat(request)
             self._forget_consumer_group_if_unused(group)
@@ -1054,11 +802,10 @@ class GroupCoordinator:
                 )
             return described
 
-    def _any_group(self, group_id: str) -> ClassicGroup | ConsumerGroup | None:
-        return self._groups.get(group_id) or self._consumer_groups.get(group_id)
-
     def _load_consumer_groups(
-        self, groups: Mapping[str, Any], members: Mapping[str, Mapping[str, Any]]
+        self,
+        groups: Mapping[str, StoredConsumerGroup],
+        members: Mapping[str, Mapping[str, StoredConsumerMember]],
     ) -> list[Hashable]:
         """Loads the stored consumer groups; returns the keys of members
         whose group is gone (to delete)."""
@@ -1067,7 +814,7 @@ class GroupCoordinator:
                 group_id, self, value, members.get(group_id, {})
             )
         return [
-            (CONSUMER_MEMBER_KEY, group_id, member_id)
+            consumer_member_key(group_id, member_id)
             for group_id, of_group in members.items()
             if group_id not in groups
             for member_id in of_group
@@ -1080,7 +827,7 @@ class GroupCoordinator:
         group.unload()
         keys = group.keys()
         if write:
-            self._write({}, keys)
+            self.write({}, keys)
         return keys
 
     def _forget_consumer_group_if_unused(self, group: ConsumerGroup) -> None:
@@ -1094,22 +841,12 @@ class GroupCoordinator:
             return []
         return self._drop_consumer_group(group, write=False)
 
-    def _expire_consumer_group_offsets(
-        self, group: ConsumerGroup, now: int, retention: int
-    ) -> tuple[int, list[Hashable]]:
+    def _expire_consumer_group_offsets(self, group: ConsumerGroup, now: int) -> list[Hashable]:
         """Retention of a consumer group's offsets, as for a classic one: all
-        of an empty group's, else those of topics no member subscribes to;
-        then the group itself if it is left empty with no offsets."""
-        group_id = group.group_id
+        of an empty group's, else those of topics no member subscribes to."""
         if group.is_empty:
-            expired = self._offsets.expired(group_id, now, retention, group.state_timestamp)
-        else:
-            expired = self._offsets.expired(
-                group_id, now, retention, None, group.subscribed_topics()
-            )
-        self._offsets.remove(group_id, expired)
-        keys = [offset_key(group_id, tp) for tp in expired]
-        return len(expired), keys + self._forget_consumer_group_if_empty(group)
+            return self._offsets.expire(group.group_id, now, group.state_timestamp)
+        return self._offsets.expire(group.group_id, now, None, group.subscribed_topics())
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -1129,40 +866,36 @@ class GroupCoordinator:
         self._timers.stop()
 
 
-def _settle(future: Future[Any], value: Any) -> None:
-    """Settles ``future`` unless something settled it first."""
-    with contextlib.suppress(InvalidStateError):
-        if isinstance(value, BaseException):
-            future.set_exception(value)
-        else:
-            future.set_result(value)
-
-
-def _running_future() -> Future[Any]:
-    future: Future[Any] = Future()
-    future.set_running_or_notify_cancel()
-    return future
-
-
-def _done(value: T) -> Future[T]:
-    future: Future[T] = _running_future()
-    future.set_result(value)
-    return future
-
-
-def _failed(error: BaseException) -> Future[Any]:
-    future: Future[Any] = _running_future()
-    future.set_exception(error)
-    return future
-
-
 def _log_failure(future: Future[int]) -> None:
     error = future.exception()
     if error is not None:
         log.warning("writing group state failed: %s", error)
 
 
-def _is_empty(group: ClassicGroup | ConsumerGroup) -> bool:
-    if isinstance(group, ConsumerGroup):
-        return group.is_empty
-    return group.state == GroupState.EMPTY
+def _classic_commit_error(
+    group: ClassicGroup | None,
+    generation_id: int,
+    member_id: str,
+    group_instance_id: str | None,
+    transactional: bool,
+) -> int:
+    """Kafka's validateOffsetCommit: members commit for their generation; a
+    commit from outside the group (generation < 0, no member id) only while
+    the group has no members."""
+    if group is None:
+        if generation_id >= 0 and not transactional:
+            return ILLEGAL_GENERATION  # a generation of a group that is gone
+        if generation_id >= 0 or member_id or group_instance_id is not None:
+            return UNKNOWN_MEMBER_ID
+        return NONE
+    if generation_id >= 0 or member_id or group_instance_id is not None:
+        if group.is_static_member_fenced(group_instance_id, member_id):
+            return FENCED_INSTANCE_ID
+        if not group.has_member(member_id):
+            return UNKNOWN_MEMBER_ID
+        if generation_id != group.generation_id:
+            return ILLEGAL_GENERATION
+        return NONE
+    if not transactional and group.state != GroupState.EMPTY:
+        return UNKNOWN_MEMBER_ID
+    return NONE

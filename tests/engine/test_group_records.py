@@ -18,7 +18,7 @@ from engine.groups.records import (
     PendingOffset,
     StoredGroup,
     StoredMember,
-    group_key,
+    classic_group_key,
     offset_key,
     txn_key,
 )
@@ -87,7 +87,9 @@ def built_records() -> dict[Hashable, Any]:
     )
     records = dict(host.state)
     member = StoredMember("m1", None, "client", "/127.0.0.1", 5000, 10000, b"meta", b"assign")
-    records[group_key("g")] = StoredGroup("consumer", 3, "range", "m1", T0, [member]).to_value()
+    records[classic_group_key("g")] = StoredGroup(
+        "consumer", 3, "range", "m1", T0, [member]
+    ).to_value()
     records[offset_key("g", TopicPartition("orders", 0))] = CommittedOffset(
         42, 7, "md", T0 + 1, -1, 5
     ).to_value()
