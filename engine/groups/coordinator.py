@@ -21,11 +21,10 @@ moment, as in Kafka.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import threading
-from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from concurrent.futures import Future
+from contextlib import AbstractContextManager
 from typing import Any
 
 from engine.errors import (
@@ -40,7 +39,6 @@ from engine.groups.config import GroupConfig
 from engine.groups.consumer_group import (
     ConsumerGroup,
     ConsumerGroupDescription,
-    ConsumerGroupState,
     Heartbeat,
     HeartbeatResult,
     Refused,
@@ -48,13 +46,12 @@ from engine.groups.consumer_group import (
     check_assignors,
 )
 from engine.groups.consumer_group import validate as validate_heartbeat
-from engine.groups.futures import done, failed, running_future, settle
+from engine.groups.consumer_groups import ConsumerGroups
+from engine.groups.executor import GroupExecutor
+from engine.groups.futures import done, failed, running_future
 from engine.groups.offset_manager import OffsetManager, Transaction, is_consuming
 from engine.groups.records import (
-    StoredConsumerGroup,
-    StoredConsumerMember,
     classic_group_key,
-    consumer_member_key,
     read_state,
 )
 from engine.groups.results import (
@@ -66,7 +63,7 @@ from engine.groups.results import (
     SyncResult,
 )
 from engine.groups.subscription import CONSUMER_PROTOCOL_TYPE
-from engine.groups.timers import Timer, TimerThread
+from engine.groups.timers import Timer
 from engine.partition import now_ms
 from engine.state_log import StateLog
 from engine.types import OffsetAndMetadata, TopicPartition
@@ -106,40 +103,35 @@ class GroupCoordinator:
     ) -> None:
         self.config = config or GroupConfig()
         check_assignors(self.config)
-        self._log = state_log
-        self._clock_ms = clock_ms
-        self._topic_metadata = topics
-        self._consumer_groups: dict[str, ConsumerGroup] = {}
-        """KIP-848 consumer groups; a group id is in this or in ``_groups``, never both."""
-        self._lock = threading.RLock()
-        self._depth = 0
-        self._ready: list[tuple[Future[Any], Any]] = []
+        self._run = GroupExecutor(state_log, clock_ms)
         self._groups: dict[str, ClassicGroup] = {}
         self._offsets = OffsetManager(self, self.config, partition_count)
-        self._closed = False
-        self._timers = TimerThread("tidelog-groups")
+        self._consumer_groups = ConsumerGroups(
+            self._run, self.config, topics, self._offsets.has_offsets
+        )
+        """KIP-848 consumer groups; a group id is in these or in ``_groups``, never both."""
         with self._locked():
             self._load()
-            self._retention_timer = self._timers.call_later(
+            self._retention_timer = self._run.call_later(
                 self.config.offsets_retention_check_interval_ms / 1000, self._retention_check
             )
 
     # -- the host of the groups (classic.GroupHost) ------------------------------------
 
     def now_ms(self) -> int:
-        return self._clock_ms()
+        return self._run.now_ms()
 
     def resolve(self, future: Future[Any], value: Any) -> None:
-        self._ready.append((future, value))
+        self._run.resolve(future, value)
 
     def schedule(self, group: ClassicGroup, delay_s: float, callback: Callable[[], None]) -> Timer:
         def run() -> None:
             with self._locked():
-                if not self._closed and self._groups.get(group.group_id) is group:
+                if not self._run.closed and self._groups.get(group.group_id) is group:
                     callback()
                     self._forget_if_unused(group)
 
-        return self._timers.call_later(delay_s, run)
+        return self._run.call_later(delay_s, run)
 
     def store_group(
         self,
@@ -171,73 +163,35 @@ class GroupCoordinator:
             group = self._groups[group_id] = ClassicGroup(group_id, self)
         return group
 
-    # -- locking and writing ------------------------------------------------------------
-
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        """The coordinator's lock; futures resolved under it are settled
-        once the outermost holder releases it."""
-        with self._lock:
-            self._depth += 1
-            try:
-                yield
-            finally:
-                self._depth -= 1
-                ready: list[tuple[Future[Any], Any]] = []
-                if self._depth == 0:
-                    ready, self._ready = self._ready, []
-        for future, value in ready:
-            settle(future, value)
-
     def write(
         self,
         puts: dict[Hashable, Any],
         deletes: list[Hashable],
         then: Callable[[int], None] | None = None,
     ) -> None:
-        """Appends to the state log; ``then(error_code)`` runs under the
-        lock once the records are durable (NOT_COORDINATOR if they failed)."""
-        try:
-            written = self._log.update(puts=puts or None, deletes=deletes or None)
-        except Exception as error:  # the store refused: fenced, closed or failed
-            log.warning("writing group state failed: %s", error)
-            if then is not None:
-                then(NOT_COORDINATOR)
-            return
-        if then is None:
-            written.add_done_callback(_log_failure)
-            return
+        self._run.write(puts, deletes, then)
 
-        def durable(future: Future[int]) -> None:
-            # On the WAL's thread, which must not wait for the coordinator's
-            # lock: the rest runs on the coordinator's thread.
-            error = NONE if future.exception() is None else NOT_COORDINATOR
-
-            def run() -> None:
-                with self._locked():
-                    then(error)
-
-            self._timers.call_soon(run)
-
-        written.add_done_callback(durable)
+    def _locked(self) -> AbstractContextManager[None]:
+        """The coordinator's lock (GroupExecutor.locked)."""
+        return self._run.locked()
 
     def _check_open(self) -> None:
-        if self._closed:
+        if self._run.closed:
             raise NotCoordinator("the group coordinator is closed")
 
     # -- loading ------------------------------------------------------------------------
 
     def _load(self) -> None:
-        state = read_state(self._log.items())
+        state = read_state(self._run.state_log.items())
         dropped = self._offsets.load(state)
-        dropped += self._load_consumer_groups(state.consumer_groups, state.consumer_members)
+        dropped += self._consumer_groups.load(state.consumer_groups, state.consumer_members)
         for group_id, group_state in state.classic_groups.items():
             if group_id in self._consumer_groups:
                 # converted; its deletion did not make it
                 dropped.append(classic_group_key(group_id))
                 continue
             self._groups[group_id] = ClassicGroup.load(group_id, self, group_state)
-        known = set(state.classic_groups) | set(self._consumer_groups)
+        known = set(state.classic_groups) | set(state.consumer_groups)
         for group_id in self._offsets.group_ids() - known:
             self._groups[group_id] = ClassicGroup(group_id, self)
         if dropped:
@@ -292,7 +246,7 @@ class GroupCoordinator:
             reason,
         )
         with self._locked():
-            if self._closed:
+            if self._run.closed:
                 error = NOT_COORDINATOR
             consumer_group = self._consumer_groups.get(group_id) if error == NONE else None
             if consumer_group is not None:
@@ -302,7 +256,7 @@ class GroupCoordinator:
                 elif member_id:
                     error = UNKNOWN_MEMBER_ID
                 else:
-                    self._drop_consumer_group(consumer_group)
+                    self._consumer_groups.drop(consumer_group)
             group = self._groups.get(group_id) if error == NONE else None
             if error == NONE and group is None:
                 if member_id:
@@ -381,7 +335,7 @@ class GroupCoordinator:
     def _group_error(self, group_id: str) -> int:
         if not group_id:
             return INVALID_GROUP_ID
-        if self._closed:
+        if self._run.closed:
             return NOT_COORDINATOR
         return NONE
 
@@ -416,7 +370,7 @@ class GroupCoordinator:
         if group_id is None:
             raise InvalidGroupId(group_id)
         with self._locked():
-            if self._closed:
+            if self._run.closed:
                 return done({tp: NOT_COORDINATOR for tp in offsets})
             error = self._member_error(group_id, generation_id, member_id, group_instance_id, False)
             return self._offsets.commit(group_id, offsets, error, retention_ms=retention_ms)
@@ -439,7 +393,7 @@ class GroupCoordinator:
         if not group_id:
             raise InvalidGroupId(group_id)
         with self._locked():
-            if self._closed:
+            if self._run.closed:
                 return done({tp: NOT_COORDINATOR for tp in offsets})
             error = self._member_error(group_id, generation_id, member_id, group_instance_id, True)
             transaction = Transaction(producer_id, producer_epoch)
@@ -451,7 +405,7 @@ class GroupCoordinator:
         committed one (committed later outside the transaction) is dropped.
         Idempotent: nothing pending is nothing to do."""
         with self._locked():
-            if self._closed:
+            if self._run.closed:
                 return failed(NotCoordinator("the group coordinator is closed"))
             return self._offsets.complete_transaction(producer_id, committed)
 
@@ -563,7 +517,7 @@ class GroupCoordinator:
             listed = [
                 GroupListing(group.group_id, group.protocol_type or "", group.state.value, CLASSIC)
                 for group in self._groups.values()
-            ] + [group.listing() for group in self._consumer_groups.values()]
+            ] + [group.listing() for group in self._consumer_groups]
             return [
                 listing
                 for listing in sorted(listed, key=lambda g: g.group_id)
@@ -606,7 +560,7 @@ class GroupCoordinator:
         """Forgets the group and its offsets; returns the keys to delete."""
         group_id = group.group_id
         if isinstance(group, ConsumerGroup):
-            keys = self._drop_consumer_group(group, write=False)
+            keys = self._consumer_groups.drop(group, write=False)
         else:
             del self._groups[group_id]
             group.unload(NOT_COORDINATOR)
@@ -632,8 +586,8 @@ class GroupCoordinator:
             self.expire_offsets()
         finally:
             with self._locked():
-                if not self._closed:
-                    self._retention_timer = self._timers.call_later(
+                if not self._run.closed:
+                    self._retention_timer = self._run.call_later(
                         self.config.offsets_retention_check_interval_ms / 1000,
                         self._retention_check,
                     )
@@ -642,7 +596,7 @@ class GroupCoordinator:
         """Removes the offsets retention expires now (KIP-211), and groups
         left with neither members nor offsets; returns how many offsets."""
         with self._locked():
-            if self._closed:
+            if self._run.closed:
                 return 0
             now = self.now_ms()
             deletes: list[Hashable] = []
@@ -665,10 +619,10 @@ class GroupCoordinator:
                     expired = self._offsets.expire(group_id, now, None, group.subscribed_topics)
                 expired_count += len(expired)
                 deletes += expired + self._forget_if_empty(group)
-            for consumer_group in list(self._consumer_groups.values()):
+            for consumer_group in self._consumer_groups:
                 expired = self._expire_consumer_group_offsets(consumer_group, now)
                 expired_count += len(expired)
-                deletes += expired + self._forget_consumer_group_if_empty(consumer_group)
+                deletes += expired + self._consumer_groups.forget_if_empty(consumer_group)
             if deletes:
                 self.write({}, deletes)
             if expired_count:
@@ -692,7 +646,7 @@ class GroupCoordinator:
         """Drops every group's committed and pending offsets of ``topic``
         (and groups left with nothing), as Kafka does when a topic goes."""
         with self._locked():
-            if self._closed:
+            if self._run.closed:
                 return
             deletes, touched = self._offsets.remove_topic(topic)
             for group_id in touched:
@@ -701,32 +655,11 @@ class GroupCoordinator:
                     deletes += self._forget_if_empty(group)
                 consumer_group = self._consumer_groups.get(group_id)
                 if consumer_group is not None:
-                    deletes += self._forget_consumer_group_if_empty(consumer_group)
+                    deletes += self._consumer_groups.forget_if_empty(consumer_group)
             if deletes:
                 self.write({}, deletes)
 
     # -- consumer groups (KIP-848) ------------------------------------------------------
-
-    def topics(self) -> Mapping[str, TopicInfo]:
-        return self._topic_metadata()
-
-    def schedule_consumer(
-        self, group: ConsumerGroup, delay_s: float, callback: Callable[[], None]
-    ) -> Timer:
-        def run() -> None:
-            with self._locked():
-                if not self._closed and self._consumer_groups.get(group.group_id) is group:
-                    callback()
-
-        return self._timers.call_later(delay_s, run)
-
-    def write_consumer(
-        self,
-        puts: dict[Hashable, Any],
-        deletes: list[Hashable],
-        then: Callable[[int], None] | None = None,
-    ) -> None:
-        self.write(puts, deletes, then)
 
     def consumer_group_heartbeat(
         self, request: Heartbeat, member_id_required: bool = True
@@ -743,7 +676,7 @@ class GroupCoordinator:
                 validate_heartbeat(request, self.config, member_id_required)
             except Refused as refused:
                 return done(HeartbeatResult(refused.code, refused.message))
-            if self._closed:
+            if self._run.closed:
                 return done(HeartbeatResult(NOT_COORDINATOR, "the coordinator is closed"))
             group_id = request.group_id
             group = self._consumer_groups.get(group_id)
@@ -766,9 +699,9 @@ class GroupCoordinator:
                     del self._groups[group_id]
                     classic.unload(NOT_COORDINATOR)
                     self.write({}, [classic_group_key(group_id)])
-                group = self._consumer_groups[group_id] = ConsumerGroup(group_id, self)
+                group = self._consumer_groups.create(group_id)
             answer = group.heartbeat(request)
-            self._forget_consumer_group_if_unused(group)
+            self._consumer_groups.forget_if_unused(group)
             return answer
 
     def consumer_group_describe(self, group_ids: Sequence[str]) -> list[ConsumerGroupDescription]:
@@ -776,70 +709,7 @@ class GroupCoordinator:
         does not exist) is GROUP_ID_NOT_FOUND."""
         with self._locked():
             self._check_open()
-            described = []
-            for group_id in group_ids:
-                group = self._consumer_groups.get(group_id)
-                if group is not None:
-                    described.append(group.describe())
-                    continue
-                message = (
-                    f"group {group_id} is not a consumer group"
-                    if group_id in self._groups
-                    else f"group {group_id} not found"
-                )
-                described.append(
-                    ConsumerGroupDescription(
-                        group_id,
-                        GROUP_ID_NOT_FOUND,
-                        message,
-                        ConsumerGroupState.DEAD.value,
-                        -1,
-                        -1,
-                        "",
-                        [],
-                        {},
-                    )
-                )
-            return described
-
-    def _load_consumer_groups(
-        self,
-        groups: Mapping[str, StoredConsumerGroup],
-        members: Mapping[str, Mapping[str, StoredConsumerMember]],
-    ) -> list[Hashable]:
-        """Loads the stored consumer groups; returns the keys of members
-        whose group is gone (to delete)."""
-        for group_id, value in groups.items():
-            self._consumer_groups[group_id] = ConsumerGroup.load(
-                group_id, self, value, members.get(group_id, {})
-            )
-        return [
-            consumer_member_key(group_id, member_id)
-            for group_id, of_group in members.items()
-            if group_id not in groups
-            for member_id in of_group
-        ]
-
-    def _drop_consumer_group(self, group: ConsumerGroup, write: bool = True) -> list[Hashable]:
-        """Forgets a consumer group (not its offsets); its keys are deleted,
-        or returned to be deleted if not ``write``."""
-        del self._consumer_groups[group.group_id]
-        group.unload()
-        keys = group.keys()
-        if write:
-            self.write({}, keys)
-        return keys
-
-    def _forget_consumer_group_if_unused(self, group: ConsumerGroup) -> None:
-        """A group whose first join was refused holds nothing: not kept."""
-        if group.is_empty and group.epoch == 0 and not self._offsets.has_offsets(group.group_id):
-            del self._consumer_groups[group.group_id]
-            group.unload()
-
-    def _forget_consumer_group_if_empty(self, group: ConsumerGroup) -> list[Hashable]:
-        if not group.is_empty or self._offsets.has_offsets(group.group_id):
-            return []
-        return self._drop_consumer_group(group, write=False)
+            return self._consumer_groups.describe(group_ids, self._groups)
 
     def _expire_consumer_group_offsets(self, group: ConsumerGroup, now: int) -> list[Hashable]:
         """Retention of a consumer group's offsets, as for a classic one: all
@@ -855,21 +725,14 @@ class GroupCoordinator:
         coordinator up again) and stops the timers. Writes already made
         still settle their futures."""
         with self._locked():
-            if self._closed:
+            if self._run.closed:
                 return
-            self._closed = True
+            self._run.closed = True
             self._retention_timer.cancel()
             for group in self._groups.values():
                 group.unload(NOT_COORDINATOR)
-            for consumer_group in self._consumer_groups.values():
-                consumer_group.unload()
-        self._timers.stop()
-
-
-def _log_failure(future: Future[int]) -> None:
-    error = future.exception()
-    if error is not None:
-        log.warning("writing group state failed: %s", error)
+            self._consumer_groups.unload()
+        self._run.stop()
 
 
 def _classic_commit_error(
