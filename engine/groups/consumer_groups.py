@@ -7,7 +7,7 @@ these and its classic groups; a group id is in one or the other.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Hashable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Container, Hashable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from typing import Any
 
@@ -77,7 +77,7 @@ class ConsumerGroups:
     def get(self, group_id: str) -> ConsumerGroup | None:
         return self._groups.get(group_id)
 
-    def __contains__(self, group_id: str) -> bool:
+    def __contains__(self, group_id: object) -> bool:
         return group_id in self._groups
 
     def __iter__(self) -> Iterator[ConsumerGroup]:
@@ -129,7 +129,7 @@ class ConsumerGroups:
         return self.drop(group, write=False)
 
     def describe(
-        self, group_ids: Sequence[str], classic: Collection[str]
+        self, group_ids: Sequence[str], classic: Container[str]
     ) -> list[ConsumerGroupDescription]:
         """ConsumerGroupDescribe: a group that is not a consumer group (one
         of ``classic``, or none) is GROUP_ID_NOT_FOUND."""

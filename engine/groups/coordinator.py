@@ -35,6 +35,7 @@ from engine.errors import (
     NotCoordinator,
 )
 from engine.groups.classic import ClassicGroup, JoinRequest
+from engine.groups.classic_groups import ClassicGroups
 from engine.groups.config import GroupConfig
 from engine.groups.consumer_group import (
     ConsumerGroup,
@@ -63,7 +64,6 @@ from engine.groups.results import (
     SyncResult,
 )
 from engine.groups.subscription import CONSUMER_PROTOCOL_TYPE
-from engine.groups.timers import Timer
 from engine.partition import now_ms
 from engine.state_log import StateLog
 from engine.types import OffsetAndMetadata, TopicPartition
@@ -104,19 +104,19 @@ class GroupCoordinator:
         self.config = config or GroupConfig()
         check_assignors(self.config)
         self._run = GroupExecutor(state_log, clock_ms)
-        self._groups: dict[str, ClassicGroup] = {}
         self._offsets = OffsetManager(self, self.config, partition_count)
+        self._classic_groups = ClassicGroups(self._run, self.config, self._offsets.has_offsets)
         self._consumer_groups = ConsumerGroups(
             self._run, self.config, topics, self._offsets.has_offsets
         )
-        """KIP-848 consumer groups; a group id is in these or in ``_groups``, never both."""
+        """KIP-848 consumer groups; a group id is in these or in the classic ones, never both."""
         with self._locked():
             self._load()
             self._retention_timer = self._run.call_later(
                 self.config.offsets_retention_check_interval_ms / 1000, self._retention_check
             )
 
-    # -- the host of the groups (classic.GroupHost) ------------------------------------
+    # -- the host of the offsets (offset_manager.OffsetHost) ----------------------------
 
     def now_ms(self) -> int:
         return self._run.now_ms()
@@ -124,43 +124,16 @@ class GroupCoordinator:
     def resolve(self, future: Future[Any], value: Any) -> None:
         self._run.resolve(future, value)
 
-    def schedule(self, group: ClassicGroup, delay_s: float, callback: Callable[[], None]) -> Timer:
-        def run() -> None:
-            with self._locked():
-                if not self._run.closed and self._groups.get(group.group_id) is group:
-                    callback()
-                    self._forget_if_unused(group)
-
-        return self._run.call_later(delay_s, run)
-
-    def store_group(
-        self,
-        group: ClassicGroup,
-        assignment: Mapping[str, bytes],
-        then: Callable[[int], None] | None = None,
-    ) -> None:
-        value = group.to_stored(assignment).to_value()
-
-        def stored(error: int) -> None:
-            if error != NONE:
-                log.warning("group %s: storing its metadata failed", group.group_id)
-            if then is not None and self._groups.get(group.group_id) is group:
-                then(error)
-
-        self.write({classic_group_key(group.group_id): value}, [], stored)
-
-    # -- the host of the offsets (offset_manager.OffsetHost) ----------------------------
-
     def group(self, group_id: str) -> ClassicGroup | ConsumerGroup | None:
-        return self._groups.get(group_id) or self._consumer_groups.get(group_id)
+        return self._classic_groups.get(group_id) or self._consumer_groups.get(group_id)
 
     def group_for_commit(self, group_id: str) -> ClassicGroup | ConsumerGroup:
         consumer_group = self._consumer_groups.get(group_id)
         if consumer_group is not None:
             return consumer_group
-        group = self._groups.get(group_id)
+        group = self._classic_groups.get(group_id)
         if group is None:
-            group = self._groups[group_id] = ClassicGroup(group_id, self)
+            group = self._classic_groups.create(group_id)
         return group
 
     def write(
@@ -190,17 +163,17 @@ class GroupCoordinator:
                 # converted; its deletion did not make it
                 dropped.append(classic_group_key(group_id))
                 continue
-            self._groups[group_id] = ClassicGroup.load(group_id, self, group_state)
+            self._classic_groups.load(group_id, group_state)
         known = set(state.classic_groups) | set(state.consumer_groups)
         for group_id in self._offsets.group_ids() - known:
-            self._groups[group_id] = ClassicGroup(group_id, self)
+            self._classic_groups.create(group_id)
         if dropped:
             self.write({}, dropped)
-        if self._groups:
+        if self._classic_groups:
             log.info(
                 "groups loaded: %d groups, %d with members",
-                len(self._groups),
-                sum(1 for g in self._groups.values() if g.members),
+                len(self._classic_groups),
+                sum(1 for g in self._classic_groups if g.members),
             )
 
     # -- membership ---------------------------------------------------------------------
@@ -257,17 +230,16 @@ class GroupCoordinator:
                     error = UNKNOWN_MEMBER_ID
                 else:
                     self._consumer_groups.drop(consumer_group)
-            group = self._groups.get(group_id) if error == NONE else None
+            group = self._classic_groups.get(group_id) if error == NONE else None
             if error == NONE and group is None:
                 if member_id:
                     error = UNKNOWN_MEMBER_ID
                 else:
-                    group = ClassicGroup(group_id, self)
-                    self._groups[group_id] = group
+                    group = self._classic_groups.create(group_id)
             if group is None:
                 return done(JoinResult(error, member_id=member_id))
             joined = group.join(request)
-            self._forget_if_unused(group)
+            self._classic_groups.forget_if_unused(group)
             return joined
 
     def sync_group(
@@ -284,7 +256,7 @@ class GroupCoordinator:
         member's future resolves to its own once the leader's is durable."""
         with self._locked():
             error = self._group_error(group_id)
-            group = self._groups.get(group_id) if error == NONE else None
+            group = self._classic_groups.get(group_id) if error == NONE else None
             if group is None:
                 return done(SyncResult(error if error != NONE else UNKNOWN_MEMBER_ID))
             return group.sync(
@@ -304,7 +276,7 @@ class GroupCoordinator:
             error = self._group_error(group_id)
             if error != NONE:
                 return error
-            group = self._groups.get(group_id)
+            group = self._classic_groups.get(group_id)
             if group is None:
                 return UNKNOWN_MEMBER_ID
             return group.heartbeat(generation_id, member_id, group_instance_id)
@@ -322,14 +294,14 @@ class GroupCoordinator:
             raise InvalidGroupId(group_id)
         with self._locked():
             self._check_open()
-            group = self._groups.get(group_id)
+            group = self._classic_groups.get(group_id)
             if group is None:
                 return [UNKNOWN_MEMBER_ID for _ in members]
             why = f"it left the group ({reason or 'no reason given'})"
             errors = [
                 group.leave(member_id, instance_id, why) for member_id, instance_id in members
             ]
-            self._forget_if_unused(group)
+            self._classic_groups.forget_if_unused(group)
             return errors
 
     def _group_error(self, group_id: str) -> int:
@@ -338,18 +310,6 @@ class GroupCoordinator:
         if self._run.closed:
             return NOT_COORDINATOR
         return NONE
-
-    def _forget_if_unused(self, group: ClassicGroup) -> None:
-        """A group that never formed and holds nothing is not kept (a
-        refused first JoinGroup, say)."""
-        if (
-            group.state == GroupState.EMPTY
-            and group.generation_id == 0
-            and not group.members
-            and not group.pending_members
-            and not self._offsets.has_offsets(group.group_id)
-        ):
-            self._groups.pop(group.group_id, None)
 
     # -- offsets ------------------------------------------------------------------------
 
@@ -425,18 +385,9 @@ class GroupCoordinator:
             return consumer_group.commit_error(
                 member_id, group_instance_id, generation_id, transactional
             )
-        group = self._groups.get(group_id)
-        error = _classic_commit_error(
-            group, generation_id, member_id, group_instance_id, transactional
+        return self._classic_groups.commit_error(
+            group_id, generation_id, member_id, group_instance_id, transactional
         )
-        if error == NONE and group is not None and not transactional:
-            if group.state == GroupState.COMPLETING_REBALANCE:
-                # The member has its new generation but no assignment
-                # yet: it must not commit for the old one.
-                error = REBALANCE_IN_PROGRESS
-            elif group.state != GroupState.EMPTY:
-                group.watch_session(group.members[member_id])
-        return error
 
     def fetch_offsets(
         self,
@@ -493,7 +444,7 @@ class GroupCoordinator:
             self._check_open()
             described = []
             for group_id in group_ids:
-                group = self._groups.get(group_id)
+                group = self._classic_groups.get(group_id)
                 consumer_group = self._consumer_groups.get(group_id)
                 if consumer_group is not None:
                     described.append(consumer_group.describe_classic())
@@ -516,7 +467,7 @@ class GroupCoordinator:
             self._check_open()
             listed = [
                 GroupListing(group.group_id, group.protocol_type or "", group.state.value, CLASSIC)
-                for group in self._groups.values()
+                for group in self._classic_groups
             ] + [group.listing() for group in self._consumer_groups]
             return [
                 listing
@@ -562,9 +513,7 @@ class GroupCoordinator:
         if isinstance(group, ConsumerGroup):
             keys = self._consumer_groups.drop(group, write=False)
         else:
-            del self._groups[group_id]
-            group.unload(NOT_COORDINATOR)
-            keys = [classic_group_key(group_id)]
+            keys = self._classic_groups.drop(group)
         keys += self._offsets.remove_group(group_id)
         log.info("group %s deleted", group_id)
         return keys
@@ -601,7 +550,7 @@ class GroupCoordinator:
             now = self.now_ms()
             deletes: list[Hashable] = []
             expired_count = 0
-            for group in list(self._groups.values()):
+            for group in self._classic_groups:
                 group_id = group.group_id
                 expired: list[Hashable] = []
                 if group.protocol_type is None:
@@ -618,7 +567,7 @@ class GroupCoordinator:
                     # Topics no member consumes any more, by their commit's age.
                     expired = self._offsets.expire(group_id, now, None, group.subscribed_topics)
                 expired_count += len(expired)
-                deletes += expired + self._forget_if_empty(group)
+                deletes += expired + self._classic_groups.forget_if_empty(group)
             for consumer_group in self._consumer_groups:
                 expired = self._expire_consumer_group_offsets(consumer_group, now)
                 expired_count += len(expired)
@@ -628,17 +577,6 @@ class GroupCoordinator:
             if expired_count:
                 log.info("expired %d committed offsets", expired_count)
             return expired_count
-
-    def _forget_if_empty(self, group: ClassicGroup) -> list[Hashable]:
-        if (
-            group.state != GroupState.EMPTY
-            or group.pending_members
-            or self._offsets.has_offsets(group.group_id)
-        ):
-            return []
-        del self._groups[group.group_id]
-        group.unload(NOT_COORDINATOR)
-        return [classic_group_key(group.group_id)]
 
     # -- topics -------------------------------------------------------------------------
 
@@ -650,9 +588,9 @@ class GroupCoordinator:
                 return
             deletes, touched = self._offsets.remove_topic(topic)
             for group_id in touched:
-                group = self._groups.get(group_id)
+                group = self._classic_groups.get(group_id)
                 if group is not None:
-                    deletes += self._forget_if_empty(group)
+                    deletes += self._classic_groups.forget_if_empty(group)
                 consumer_group = self._consumer_groups.get(group_id)
                 if consumer_group is not None:
                     deletes += self._consumer_groups.forget_if_empty(consumer_group)
@@ -685,7 +623,7 @@ class GroupCoordinator:
                     return done(
                         HeartbeatResult(UNKNOWN_MEMBER_ID, f"group {group_id} has no members")
                     )
-                classic = self._groups.get(group_id)
+                classic = self._classic_groups.get(group_id)
                 if classic is not None:
                     if classic.state != GroupState.EMPTY or classic.pending_members:
                         return done(
@@ -696,9 +634,7 @@ class GroupCoordinator:
                         )
                     # An empty classic group becomes a consumer group; its
                     # offsets stay, its stored metadata goes.
-                    del self._groups[group_id]
-                    classic.unload(NOT_COORDINATOR)
-                    self.write({}, [classic_group_key(group_id)])
+                    self.write({}, self._classic_groups.drop(classic))
                 group = self._consumer_groups.create(group_id)
             answer = group.heartbeat(request)
             self._consumer_groups.forget_if_unused(group)
@@ -709,7 +645,7 @@ class GroupCoordinator:
         does not exist) is GROUP_ID_NOT_FOUND."""
         with self._locked():
             self._check_open()
-            return self._consumer_groups.describe(group_ids, self._groups)
+            return self._consumer_groups.describe(group_ids, self._classic_groups)
 
     def _expire_consumer_group_offsets(self, group: ConsumerGroup, now: int) -> list[Hashable]:
         """Retention of a consumer group's offsets, as for a classic one: all
@@ -729,36 +665,6 @@ class GroupCoordinator:
                 return
             self._run.closed = True
             self._retention_timer.cancel()
-            for group in self._groups.values():
-                group.unload(NOT_COORDINATOR)
+            self._classic_groups.unload()
             self._consumer_groups.unload()
         self._run.stop()
-
-
-def _classic_commit_error(
-    group: ClassicGroup | None,
-    generation_id: int,
-    member_id: str,
-    group_instance_id: str | None,
-    transactional: bool,
-) -> int:
-    """Kafka's validateOffsetCommit: members commit for their generation; a
-    commit from outside the group (generation < 0, no member id) only while
-    the group has no members."""
-    if group is None:
-        if generation_id >= 0 and not transactional:
-            return ILLEGAL_GENERATION  # a generation of a group that is gone
-        if generation_id >= 0 or member_id or group_instance_id is not None:
-            return UNKNOWN_MEMBER_ID
-        return NONE
-    if generation_id >= 0 or member_id or group_instance_id is not None:
-        if group.is_static_member_fenced(group_instance_id, member_id):
-            return FENCED_INSTANCE_ID
-        if not group.has_member(member_id):
-            return UNKNOWN_MEMBER_ID
-        if generation_id != group.generation_id:
-            return ILLEGAL_GENERATION
-        return NONE
-    if not transactional and group.state != GroupState.EMPTY:
-        return UNKNOWN_MEMBER_ID
-    return NONE
