@@ -2,11 +2,13 @@
 group protocol, and committed offsets.
 
 ``GroupCoordinator`` (coordinator.py) is the API; ``Engine.groups`` is the
-engine's. It routes each request to a classic group's state machine
-(classic.py), a KIP-848 group (consumer_group.py, its server-side
-assignors in assignors.py) or the committed offsets (offset_manager.py,
-their state in memory in offsets.py). Every key and value of the groups'
-state log is built and read in records.py (docs/groups.md).
+engine's. It routes each request to the classic groups (classic_groups.py;
+one group's state machine in classic.py), the KIP-848 groups
+(consumer_groups.py; one group in consumer_group.py, the server-side
+assignors in assignors.py) or the committed offsets (offset_manager.py;
+their state in memory in offset_store.py). All of them run under one lock,
+with one timer thread and one state log (executor.py), whose every key and
+value is built and read in records.py (docs/groups.md).
 """
 
 from __future__ import annotations

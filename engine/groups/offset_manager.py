@@ -8,7 +8,7 @@ Runs under the coordinator's lock, like the groups: the coordinator (the
 released, the clock, and the groups by id. The coordinator checks the
 member and generation of a commit (classic and KIP-848 groups check them
 differently) and hands the answer in. The state in memory is in
-offsets.py, its stored form in records.py.
+offset_store.py, its stored form in records.py.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from engine.groups.classic import ClassicGroup
 from engine.groups.config import GroupConfig
 from engine.groups.consumer_group import ConsumerGroup
 from engine.groups.futures import done, running_future
-from engine.groups.offsets import OffsetKey, OffsetStore
+from engine.groups.offset_store import OffsetKey, OffsetStore
 from engine.groups.records import (
     CommittedOffset,
     PendingOffset,
