@@ -83,11 +83,12 @@ CLASSIC = "classic"
 
 class GroupCoordinator:
     """Consumer groups (Kafka's classic protocol, and KIP-848's consumer
-    protocol in consumer_group.py) and committed offsets.
+    protocol) and committed offsets.
 
     ``partition_count(topic)`` says how many partitions a topic has (None if
     it does not exist); offsets of other partitions are refused. ``topics()``
-    gives every topic's id and partition count, for KIP-848 groups.
+    gives every topic's id and partition count, for KIP-848 groups. The
+    coordinator is the offsets' host (offset_manager.OffsetHost).
     """
 
     def __init__(
