@@ -36,16 +36,9 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from engine.assignors import (
-    Assignment,
     Assignor,
     MemberSubscription,
-    ProtocolError,
     RebalanceProtocol,
-    Subscription,
-    decode_assignment,
-    decode_subscription,
-    encode_assignment,
-    encode_subscription,
     rebalance_protocol,
 )
 from engine.errors import (
@@ -63,7 +56,16 @@ from engine.errors import (
     UnknownMemberId,
     UnstableOffsetCommit,
 )
-from engine.groups.subscription import CONSUMER_PROTOCOL_TYPE
+from engine.protocol.consumer_protocol import (
+    CONSUMER_PROTOCOL_TYPE,
+    Assignment,
+    ConsumerProtocolError,
+    Subscription,
+    decode_assignment,
+    decode_subscription,
+    encode_assignment,
+    encode_subscription,
+)
 from engine.types import TopicPartition
 
 if TYPE_CHECKING:
@@ -507,7 +509,7 @@ class GroupMember:
         if code == NONE:
             try:
                 self._assignment = decode_assignment(result.assignment).partitions
-            except ProtocolError as error:
+            except ConsumerProtocolError as error:
                 log.error(
                     "group %s: the leader's assignment does not parse (%s); nothing assigned",
                     self.group_id,
@@ -573,7 +575,7 @@ class GroupMember:
         for joined in result.members:
             try:
                 subscription = decode_subscription(joined.metadata)
-            except ProtocolError as error:
+            except ConsumerProtocolError as error:
                 log.warning(
                     "group %s: the subscription of %s does not parse (%s); it is assigned nothing",
                     self.group_id,
