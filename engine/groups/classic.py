@@ -24,6 +24,7 @@ from concurrent.futures import Future
 from typing import Any, NamedTuple, Protocol
 
 from engine.errors import ERROR_CODES
+from engine.futures import running_future
 from engine.groups.config import GroupConfig
 from engine.groups.records import StoredGroup, StoredMember
 from engine.groups.results import (
@@ -206,7 +207,7 @@ class ClassicGroup:
     # -- joining -------------------------------------------------------------------
 
     def join(self, request: JoinRequest) -> Future[JoinResult]:
-        future: Future[JoinResult] = _running_future()
+        future: Future[JoinResult] = running_future()
         if not self._accept_joining_member(request.member_id):
             member = self.members.get(request.member_id)
             if member is not None:
@@ -566,7 +567,7 @@ class ClassicGroup:
         protocol_name: str | None,
         assignments: Mapping[str, bytes],
     ) -> Future[SyncResult]:
-        future: Future[SyncResult] = _running_future()
+        future: Future[SyncResult] = running_future()
         error = self._check_member(generation_id, member_id, group_instance_id)
         if error == NONE and (
             (protocol_type is not None and protocol_type != self.protocol_type)
@@ -835,11 +836,3 @@ class ClassicGroup:
             (self.protocol_name or "") if stable else "",
             members,
         )
-
-
-def _running_future() -> Future[Any]:
-    """A future that cannot be cancelled: a client that goes away must not
-    take the coordinator's answer to the others with it."""
-    future: Future[Any] = Future()
-    future.set_running_or_notify_cancel()
-    return future

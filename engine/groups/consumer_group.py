@@ -45,6 +45,7 @@ from typing import Any, NamedTuple, Protocol
 from engine.assignors import Assignment as ProtocolAssignment
 from engine.assignors import Subscription, encode_assignment, encode_subscription
 from engine.errors import ERROR_CODES, FencedMemberEpoch, StaleMemberEpoch, UnknownMemberId
+from engine.futures import running_future
 from engine.groups.assignors import ASSIGNORS, MemberSpec, TopicId
 from engine.groups.config import GroupConfig
 from engine.groups.results import GroupDescription, GroupListing, MemberDescription
@@ -443,7 +444,7 @@ class ConsumerGroup:
                 result = self._heartbeat(request)
         except Refused as refused:
             result = HeartbeatResult(refused.code, refused.message)
-        future: Future[HeartbeatResult] = _running_future()
+        future: Future[HeartbeatResult] = running_future()
 
         def written(error: int) -> None:
             if error != NONE:
@@ -1106,9 +1107,3 @@ def _owns_any(owned: Partitions | None, partitions: Partitions) -> bool:
 
 def _freeze(partitions: Mapping[TopicId, set[int]]) -> Partitions:
     return {t: frozenset(ps) for t, ps in sorted(partitions.items()) if ps}
-
-
-def _running_future() -> Future[Any]:
-    future: Future[Any] = Future()
-    future.set_running_or_notify_cancel()
-    return future

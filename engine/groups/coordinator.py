@@ -32,6 +32,7 @@ from engine.errors import (
     NonEmptyGroup,
     NotCoordinator,
 )
+from engine.futures import running_future
 from engine.groups.classic import ClassicGroup, JoinRequest
 from engine.groups.config import GroupConfig
 from engine.groups.consumer_group import (
@@ -479,7 +480,7 @@ class GroupCoordinator:
             self._offsets.writing(keys)
             for key in keys:
                 self._offsets.issued(key, values[key.tp].sequence)
-            future: Future[dict[TopicPartition, int]] = _running_future()
+            future: Future[dict[TopicPartition, int]] = running_future()
 
             def written(error: int) -> None:
                 self._offsets.written(keys)
@@ -542,7 +543,7 @@ class GroupCoordinator:
                 return _done(results)
             target = self._group_for_commit(group_id)
             self._offsets.writing(pending)
-            future: Future[dict[TopicPartition, int]] = _running_future()
+            future: Future[dict[TopicPartition, int]] = running_future()
 
             def written(error: int) -> None:
                 self._offsets.written(pending)
@@ -581,7 +582,7 @@ class GroupCoordinator:
             }
             for key, offset in newer.items():
                 self._offsets.issued(key, offset.sequence)
-            future: Future[None] = _running_future()
+            future: Future[None] = running_future()
 
             def written(error: int) -> None:
                 if error != NONE:
@@ -751,7 +752,7 @@ class GroupCoordinator:
                 deletes.append(txn_key(producer_id, key.group_id, key.tp))
             if not deletes:
                 return _done(results)
-            future: Future[dict[TopicPartition, int]] = _running_future()
+            future: Future[dict[TopicPartition, int]] = running_future()
 
             def written(error: int) -> None:
                 for tp in removable:
@@ -823,7 +824,7 @@ class GroupCoordinator:
                     results[group_id] = NONE
             if not deletes:
                 return _done(results)
-            future: Future[dict[str, int]] = _running_future()
+            future: Future[dict[str, int]] = running_future()
 
             def written(error: int) -> None:
                 for group_id in deleted:
@@ -1138,20 +1139,14 @@ def _settle(future: Future[Any], value: Any) -> None:
             future.set_result(value)
 
 
-def _running_future() -> Future[Any]:
-    future: Future[Any] = Future()
-    future.set_running_or_notify_cancel()
-    return future
-
-
 def _done(value: T) -> Future[T]:
-    future: Future[T] = _running_future()
+    future: Future[T] = running_future()
     future.set_result(value)
     return future
 
 
 def _failed(error: BaseException) -> Future[Any]:
-    future: Future[Any] = _running_future()
+    future: Future[Any] = running_future()
     future.set_exception(error)
     return future
 
