@@ -23,7 +23,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -44,7 +43,7 @@ from kafka.admin import KafkaAdminClient
 
 from engine.errors import ERROR_CODES
 from engine.protocol.apis import ApiKey, request_schema, response_schema
-from tests.server.confluent_helpers import create_topic, produce
+from tests.server.confluent_helpers import committed, create_topic, poll_until, produce
 from tests.server.conftest import ServerProcess, quiet_librdkafka
 from tests.server.wire import ConnectionClosed, Wire, build
 
@@ -96,23 +95,6 @@ class Member:
 
     def close(self) -> None:
         self.consumer.close()
-
-
-def poll_until(members: list[Member], condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + TIMEOUT
-    while not condition():
-        assert time.monotonic() < deadline, f"{what}: not in {TIMEOUT} s"
-        for member in members:
-            member.poll()
-
-
-def committed(bootstrap: str, group: str, topic: str, partitions: int) -> dict[int, int]:
-    admin = AdminClient({"bootstrap.servers": bootstrap, **quiet_librdkafka()})
-    request = ConsumerGroupTopicPartitions(
-        group, [TopicPartition(topic, p) for p in range(partitions)]
-    )
-    result = admin.list_consumer_group_offsets([request])[group].result(TIMEOUT)
-    return {tp.partition: tp.offset for tp in result.topic_partitions}
 
 
 # -- membership ------------------------------------------------------------------------------

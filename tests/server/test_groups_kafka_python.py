@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 from confluent_kafka import Consumer as ConfluentConsumer
@@ -33,6 +32,7 @@ from kafka.coordinator.assignors.range import RangePartitionAssignor
 from kafka.errors import KafkaError, RetriableError
 from kafka.structs import OffsetAndMetadata
 
+from tests.server.confluent_helpers import wait_until
 from tests.server.conftest import ServerProcess, quiet_librdkafka
 from tests.server.test_groups_aiokafka import Member as AiokafkaMember
 
@@ -108,13 +108,6 @@ def committed(bootstrap: str, group: str) -> dict[int, int]:
     finally:
         client.close()
     return {tp.partition: meta.offset for tp, meta in offsets.items()}
-
-
-def wait_until(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + TIMEOUT_S
-    while not condition():
-        assert time.monotonic() < deadline, f"{what}: not in {TIMEOUT_S} s"
-        time.sleep(0.05)
 
 
 class Deliveries:
