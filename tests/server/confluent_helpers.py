@@ -1,10 +1,12 @@
-"""What the group tests share across clients: topics and numbered records,
-made with confluent-kafka whichever client the test is about."""
+"""What the group tests share across clients: topics, numbered records and
+committed offsets, made and read with confluent-kafka whichever client the
+test is about; the waits; and the check that no record comes again after
+its commit."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol
 
 from confluent_kafka import ConsumerGroupTopicPartitions, Producer, TopicPartition
@@ -61,3 +63,17 @@ def wait_until(condition: Callable[[], bool], what: str) -> None:
     while not condition():
         assert time.monotonic() < deadline, f"{what}: not in {TIMEOUT} s"
         time.sleep(0.05)
+
+
+def assert_nothing_again_after_its_commit(events: Iterable[tuple[str, int, int]]) -> None:
+    """No record is delivered after an offset past it was committed: ``events``
+    are ("deliver" | "commit", partition, offset) in the order they happened."""
+    position: dict[int, int] = {}
+    for kind, partition, offset in events:
+        if kind == "commit":
+            position[partition] = max(position.get(partition, 0), offset)
+        else:
+            assert offset >= position.get(partition, 0), (
+                f"partition {partition}: offset {offset} delivered again after "
+                f"{position[partition]} was committed"
+            )

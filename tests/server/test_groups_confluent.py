@@ -43,7 +43,13 @@ from kafka.admin import KafkaAdminClient
 
 from engine.errors import ERROR_CODES
 from engine.protocol.apis import ApiKey, request_schema, response_schema
-from tests.server.confluent_helpers import committed, create_topic, poll_until, produce
+from tests.server.confluent_helpers import (
+    assert_nothing_again_after_its_commit,
+    committed,
+    create_topic,
+    poll_until,
+    produce,
+)
 from tests.server.conftest import ServerProcess, quiet_librdkafka
 from tests.server.wire import ConnectionClosed, Wire, build
 
@@ -230,15 +236,7 @@ def test_members_come_and_go_under_load_without_loss_or_repeats(
     assert not errors, errors
     assert values == {str(i).encode() for i in range(total)}  # nothing lost
     assert all(delivered), delivered
-    position: dict[int, int] = {}
-    for kind, partition, offset in events:
-        if kind == "commit":
-            position[partition] = max(position.get(partition, 0), offset)
-        else:
-            assert offset >= position.get(partition, 0), (
-                f"partition {partition}: offset {offset} delivered again after "
-                f"{position[partition]} was committed"
-            )
+    assert_nothing_again_after_its_commit(events)
 
 
 CRASHING_MEMBER = """

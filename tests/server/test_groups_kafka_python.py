@@ -32,7 +32,7 @@ from kafka.coordinator.assignors.range import RangePartitionAssignor
 from kafka.errors import KafkaError, RetriableError
 from kafka.structs import OffsetAndMetadata
 
-from tests.server.confluent_helpers import wait_until
+from tests.server.confluent_helpers import assert_nothing_again_after_its_commit, wait_until
 from tests.server.conftest import ServerProcess, quiet_librdkafka
 from tests.server.test_groups_aiokafka import Member as AiokafkaMember
 
@@ -134,15 +134,7 @@ class Deliveries:
             return set(self.values)
 
     def assert_nothing_again_after_its_commit(self) -> None:
-        position: dict[int, int] = {}
-        for kind, partition, offset in self.events:
-            if kind == "commit":
-                position[partition] = max(position.get(partition, 0), offset)
-            else:
-                assert offset >= position.get(partition, 0), (
-                    f"partition {partition}: offset {offset} delivered again after "
-                    f"{position[partition]} was committed"
-                )
+        assert_nothing_again_after_its_commit(self.events)
 
 
 class Member(AsyncConsumerRebalanceListener):  # type: ignore[misc]
