@@ -395,10 +395,6 @@ class InvalidSessionTimeout(GroupError):
     kafka_error = "INVALID_SESSION_TIMEOUT"
 
 
-class MemberIdRequired(GroupError):
-    kafka_error = "MEMBER_ID_REQUIRED"
-
-
 class GroupMaxSizeReached(GroupError):
     kafka_error = "GROUP_MAX_SIZE_REACHED"
 
@@ -407,10 +403,6 @@ class FencedInstanceId(GroupError):
     """Another consumer joined with the same group.instance.id."""
 
     kafka_error = "FENCED_INSTANCE_ID"
-
-
-class GroupSubscribedToTopic(GroupError):
-    kafka_error = "GROUP_SUBSCRIBED_TO_TOPIC"
 
 
 class OffsetMetadataTooLarge(GroupError):

@@ -33,7 +33,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future
 from enum import Enum
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from engine.assignors import (
     Assignor,
@@ -56,6 +56,7 @@ from engine.errors import (
     UnknownMemberId,
     UnstableOffsetCommit,
 )
+from engine.futures import running_future
 from engine.protocol.consumer_protocol import (
     CONSUMER_PROTOCOL_TYPE,
     Assignment,
@@ -375,7 +376,7 @@ class GroupMember:
         self._rejoin_reason = ""
         self._joined_topics = self._topics
         self._snapshot = None
-        self._done = _running_future()
+        self._done = running_future()
         self.state = MemberState.JOINING
         owned = sorted(self._owned) if self.protocol == RebalanceProtocol.COOPERATIVE else []
         self._join_protocols = [
@@ -646,16 +647,8 @@ class GroupMember:
         self._reset(member_id=False)
 
 
-def _running_future() -> Future[Any]:
-    """A future nobody can cancel (an asyncio waiter that gives up on it
-    must not cancel it for everyone)."""
-    future: Future[Any] = Future()
-    future.set_running_or_notify_cancel()
-    return future
-
-
 def _resolved_future() -> Future[None]:
-    future: Future[None] = _running_future()
+    future: Future[None] = running_future()
     future.set_result(None)
     return future
 

@@ -441,10 +441,6 @@ class StreamStore:
             stream.epoch = epoch
             stream.opened = True
 
-    def close_stream(self, stream_id: int) -> None:
-        with self._lock:
-            self._stream_locked(stream_id).opened = False
-
     def delete_stream(self, stream_id: int) -> None:
         """Deletes the stream; its objects go once nothing else lives in them."""
         self.delete_streams([stream_id])

@@ -24,8 +24,8 @@ from concurrent.futures import Future
 from typing import Any, NamedTuple, Protocol
 
 from engine.errors import ERROR_CODES
+from engine.futures import running_future
 from engine.groups.config import GroupConfig
-from engine.groups.futures import running_future
 from engine.groups.records import StoredGroup, StoredMember
 from engine.groups.results import (
     NONE,

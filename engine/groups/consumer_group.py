@@ -44,9 +44,9 @@ from enum import StrEnum
 from typing import Any, NamedTuple, Protocol
 
 from engine.errors import ERROR_CODES, FencedMemberEpoch, StaleMemberEpoch, UnknownMemberId
+from engine.futures import running_future
 from engine.groups.assignors import ASSIGNORS, MemberSpec, TopicId
 from engine.groups.config import GroupConfig
-from engine.groups.futures import running_future
 from engine.groups.records import (
     StoredConsumerGroup,
     StoredConsumerMember,

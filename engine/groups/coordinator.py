@@ -34,6 +34,7 @@ from engine.errors import (
     NonEmptyGroup,
     NotCoordinator,
 )
+from engine.futures import done, failed, running_future
 from engine.groups.classic import ClassicGroup, JoinRequest
 from engine.groups.classic_groups import ClassicGroups
 from engine.groups.config import GroupConfig
@@ -49,7 +50,6 @@ from engine.groups.consumer_group import (
 from engine.groups.consumer_group import validate as validate_heartbeat
 from engine.groups.consumer_groups import ConsumerGroups
 from engine.groups.executor import GroupExecutor
-from engine.groups.futures import done, failed, running_future
 from engine.groups.offset_manager import OffsetManager, Transaction, is_consuming
 from engine.groups.records import (
     classic_group_key,

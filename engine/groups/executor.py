@@ -18,7 +18,7 @@ from concurrent.futures import Future
 from typing import Any
 
 from engine.errors import ERROR_CODES
-from engine.groups.futures import settle
+from engine.futures import settle
 from engine.groups.results import NONE
 from engine.groups.timers import Timer, TimerThread
 from engine.state_log import StateLog

@@ -18,10 +18,10 @@ from concurrent.futures import Future
 from typing import Any, NamedTuple, Protocol
 
 from engine.errors import ERROR_CODES, NotCoordinator
+from engine.futures import done, running_future
 from engine.groups.classic import ClassicGroup
 from engine.groups.config import GroupConfig
 from engine.groups.consumer_group import ConsumerGroup
-from engine.groups.futures import done, running_future
 from engine.groups.offset_store import OffsetKey, OffsetStore
 from engine.groups.records import (
     CommittedOffset,

@@ -48,6 +48,7 @@ from engine.errors import (
     StorageError,
     TransactionalIdNotFound,
 )
+from engine.partition import now_ms
 from engine.state_log import StateLog
 from engine.types import TopicPartition
 from s3stream import Fenced as StoreFenced
@@ -72,10 +73,6 @@ def epoch_exhausted(epoch: int) -> bool:
     """Kafka keeps the last epoch for fencing: an id at this epoch is
     replaced by a new producer id rather than bumped."""
     return epoch >= MAX_EPOCH - 1
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 class TxnState(enum.Enum):

@@ -1,7 +1,7 @@
-"""The futures the coordinator answers with: created running, so a caller
-that stops waiting cannot cancel them (a client that goes away must not
-take the coordinator's answer to the others with it), and settled once,
-whatever settles them first."""
+"""Futures the engine hands to callers on other threads and event loops:
+created running, so a caller that stops waiting cannot cancel them (an
+asyncio task cancelled, a client gone away must not take the answer from
+the others waiting on it), and settled once, whatever settles them first."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ T = TypeVar("T")
 
 
 def running_future() -> Future[Any]:
+    """A future nobody can cancel."""
     future: Future[Any] = Future()
     future.set_running_or_notify_cancel()
     return future
