@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 from s3stream.errors import Fenced, StoreClosed, StoreFailed, StreamNotFound
@@ -92,3 +94,10 @@ class StoreState:
         if stream is None:
             raise StreamNotFound(stream_id)
         return stream
+
+
+def fail_all(waiters: Sequence[Future[int]], error: BaseException) -> None:
+    """Fails the waiters not answered yet."""
+    for waiter in waiters:
+        if not waiter.done():
+            waiter.set_exception(error)

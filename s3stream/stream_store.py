@@ -8,39 +8,43 @@ both points are visible per stream (``end_offset`` and
 append asking meanwhile). Opening takes the data directory's lock, then
 fences any previous writer, then recovers (recovery.py).
 
-StreamStore is the facade: it owns appends (the WAL and its commit hook),
-reads, stream lifecycle and closing, and wires the parts that own a loop
-each, sharing only what they need (store_state.py): the ``Uploader``
-(log cache -> objects -> manifest -> WAL trim, remote-durability waiters,
-the idle fence check; uploader.py), the ``Compactor`` (retention, merges,
-deletions; compaction.py), the ``ObjectReader`` and its pool of readers
-for object-storage reads (reader.py), and the WAL's writer thread.
+StreamStore is the facade: it opens, owns the streams' lifecycle and
+closing, and wires the parts, each given only what it needs (the shared
+lock, log cache and streams are in store_state.py; every manifest commit
+goes through manifest_writer.py):
+
+- ``Appender`` (appender.py): appends and trims into the log cache and
+  the WAL, and the WAL's commit hook (the WAL's writer thread runs it);
+- ``Uploader`` (uploader.py, its own thread): log cache -> objects ->
+  manifest -> WAL trim, the appends waiting to be remotely durable, and
+  the idle check that nobody has fenced this writer;
+- ``Compactor`` (compaction.py, its own thread): retention, merges, deletions;
+- ``Fetcher`` (fetcher.py) over the ``ObjectReader`` (reader.py): reads,
+  each with a pool of threads for object-storage reads;
+- ``recover`` (recovery.py) and ``replace_range`` (replacing.py).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 from collections.abc import Callable, Coroutine, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, NamedTuple, cast
+from typing import Any
 
+from s3stream.appender import Appender
 from s3stream.block_cache import BlockCache
 from s3stream.compaction import Compactor
 from s3stream.config import MiB, StreamStoreConfig
 from s3stream.errors import (
     Fenced,
-    OffsetMismatch,
-    OffsetOutOfRange,
     StoreClosed,
     StoreFailed,
     StreamNotFound,
-    StreamNotOpen,
 )
-from s3stream.log_cache import CacheBlock
+from s3stream.fetcher import Fetcher, FetchResult
 from s3stream.manifest import Manifest
 from s3stream.manifest_writer import ManifestWriter
 from s3stream.objects import StoredBatch
@@ -48,15 +52,10 @@ from s3stream.reader import ObjectReader
 from s3stream.recovery import RecoverySummary, recover
 from s3stream.replacing import replace_range
 from s3stream.store import ObjectStore, open_store
-from s3stream.store_state import Retention, StoreState, StoreStats, StreamState
+from s3stream.store_state import Retention, StoreState, StoreStats, StreamState, fail_all
 from s3stream.uploader import ObjectIds, Uploader, now_ms
-from s3stream.wal_entries import (
-    WAL_OWNED_DATA,
-    WAL_OWNED_TRIM,
-    encode_writer,
-    load_identity,
-)
-from wal import Outcome, Position, WalError, WriteAheadLog
+from s3stream.wal_entries import encode_writer, load_identity
+from wal import Outcome, WriteAheadLog
 
 __all__ = [
     "CloseReport",
@@ -68,15 +67,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("tidelog.s3stream")
-
-
-class FetchResult(NamedTuple):
-    batches: list[StoredBatch]
-    next_offset: int
-    """Where the next sequential fetch starts."""
-    start_offset: int
-    end_offset: int
-    """The stream's locally durable end (its high watermark)."""
 
 
 @dataclass(frozen=True)
@@ -92,11 +82,6 @@ class CloseReport:
     @property
     def uploaded(self) -> bool:
         return self.wal_only_appends == 0
-
-
-_WalTag = tuple["StreamState | None", CacheBlock, int]
-"""What the WAL's commit hook is given for each append: the stream (None for
-a trim), the log cache block holding the append, and the stream's end after it."""
 
 
 class StreamStore:
@@ -132,10 +117,6 @@ class StreamStore:
         self.close_report: CloseReport | None = None
         """Set by close: whether everything was uploaded."""
         self._state = state = StoreState(config.log_cache_bytes)
-        self._listeners: list[Callable[[set[int]], None]] = []
-        self._replaced_below: dict[int, int] = {}
-        """Per stream, the end of the last replaced range: reads below it skip
-        the log cache, which may still hold the bytes the replace removed."""
         # The WAL takes the data directory's lock: an open that is refused
         # here (another process has the directory) has touched nothing in the
         # object store, so the running owner is not fenced by it.
@@ -160,8 +141,7 @@ class StreamStore:
                     owner=self.identity,
                 )
                 self._ids = ObjectIds(self.manifest.state.next_object_id)
-                self._wal_prefix = encode_writer(self.identity, self.manifest.epoch)
-                """Every WAL entry of this opening starts with it."""
+                wal_prefix = encode_writer(self.identity, self.manifest.epoch)
                 self.recovery = recover(
                     self.manifest, self.wal, self.store, self.identity, state.cache, state.streams
                 )
@@ -174,7 +154,6 @@ class StreamStore:
             raise
         self._manifest_writer = ManifestWriter(self.manifest, self._fail)
         self._read_pool = ThreadPoolExecutor(config.read_workers, "s3stream-read")
-        self._fetch_pool = ThreadPoolExecutor(config.read_workers, "s3stream-fetch")
         self.block_cache = BlockCache(config.block_cache_bytes)
         self.reader = ObjectReader(
             self.store,
@@ -183,6 +162,7 @@ class StreamStore:
             readahead_bytes=config.readahead_bytes,
             readahead_span_bytes=config.readahead_span_bytes,
         )
+        self._fetcher = Fetcher(state, self.manifest, self.reader, config.read_workers)
         self._uploader = Uploader(
             state,
             self._manifest_writer,
@@ -202,6 +182,7 @@ class StreamStore:
             config,
             self.stats,
         )
+        self._appender = Appender(state, self.wal, wal_prefix, self._uploader, config)
         self._uploader.start()
         self._compactor.start()
 
@@ -262,10 +243,10 @@ class StreamStore:
             for stream_id in stream_ids:
                 del self._state.streams[stream_id]
                 self._state.cache.drop_stream(stream_id)
-                self._replaced_below.pop(stream_id, None)
+                self._fetcher.forget_stream_locked(stream_id)
                 orphaned[stream_id] = self._uploader.take_waiters_locked(stream_id)
         for stream_id in stream_ids:
-            _fail_all(orphaned[stream_id], StreamNotFound(stream_id))
+            fail_all(orphaned[stream_id], StreamNotFound(stream_id))
             self.reader.forget_stream(stream_id)
         self._compactor.wake()
 
@@ -321,36 +302,7 @@ class StreamStore:
 
         ``payload`` is stored as given, without a copy; it must not change.
         """
-        done: Future[int] = Future()
-        done.set_running_or_notify_cancel()
-        end = last_offset + 1
-        with self._state.lock:
-            stream, block = self._accept(stream_id, base_offset, last_offset, payload)
-            future = self.wal.submit(
-                payload,
-                stream_id=stream_id,
-                start_offset=base_offset,
-                end_offset=end,
-                record_type=WAL_OWNED_DATA,
-                tag=(stream, block, end),
-                prefix=self._wal_prefix,  # written before the payload, never joined to it
-            )
-            uploaded = self._uploader.wait_remote_locked(stream_id, end) if remote else None
-
-        def durable(wal_future: Future[Position]) -> None:
-            error = wal_future.exception()
-            if error is not None:
-                done.set_exception(StoreFailed(error))
-            elif isinstance(self._state.failure, Fenced):
-                done.set_exception(self._state.failure)  # a fenced writer acknowledges nothing
-            elif uploaded is None:
-                done.set_result(end)
-            else:
-                uploaded.add_done_callback(lambda f: _copy_outcome(f, done))
-
-        future.add_done_callback(durable)
-        self._wait_for_room()  # after accepting: the caller's offsets stay valid
-        return done
+        return self._appender.submit(stream_id, base_offset, last_offset, payload, remote)
 
     def append(
         self,
@@ -388,36 +340,7 @@ class StreamStore:
         The append is accepted (or refused) before this returns, so a caller
         holding its own lock can assign offsets and submit in one step.
         """
-        end = last_offset + 1
-        with self._state.lock:
-            stream, block = self._accept(stream_id, base_offset, last_offset, payload)
-            future = self.wal.submit_async(
-                payload,
-                stream_id=stream_id,
-                start_offset=base_offset,
-                end_offset=end,
-                record_type=WAL_OWNED_DATA,
-                tag=(stream, block, end),
-                prefix=self._wal_prefix,  # written before the payload, never joined to it
-            )
-            uploaded = self._uploader.wait_remote_locked(stream_id, end) if remote else None
-        return self._durable_async(future, end, uploaded)
-
-    async def _durable_async(
-        self, future: asyncio.Future[Position], end: int, uploaded: Future[int] | None
-    ) -> int:
-        try:
-            await future
-        except WalError as error:
-            raise StoreFailed(error) from error
-        if isinstance(self._state.failure, Fenced):
-            raise self._state.failure  # a fenced writer acknowledges nothing
-        if uploaded is not None:
-            await asyncio.wrap_future(uploaded)
-        if self._state.cache.unuploaded_bytes > self.config.max_unuploaded_bytes:
-            # Back-pressure after accepting, so the caller's offsets stay valid.
-            await asyncio.get_running_loop().run_in_executor(None, self._wait_for_room)
-        return end
+        return self._appender.submit_async(stream_id, base_offset, last_offset, payload, remote)
 
     def when_remote(self, stream_id: int, end: int) -> Future[int]:
         """A future resolved (to ``end``) once the stream's offsets below
@@ -429,94 +352,18 @@ class StreamStore:
             self._state.stream_locked(stream_id)
             return self._uploader.wait_remote_locked(stream_id, end)
 
-    def _accept(
-        self, stream_id: int, base_offset: int, last_offset: int, payload: bytes | memoryview
-    ) -> tuple[StreamState, CacheBlock]:
-        """Checks an append and adds it to the log cache (under the lock)."""
-        self._state.check_usable()
-        stream = self._state.stream_locked(stream_id)
-        if not stream.opened:
-            raise StreamNotOpen(stream_id)
-        if base_offset != stream.next_offset:
-            raise OffsetMismatch(stream_id, stream.next_offset, base_offset)
-        if last_offset < base_offset:
-            raise ValueError(f"last offset {last_offset} < base offset {base_offset}")
-        was_empty = self._state.cache.active.empty
-        block = self._state.cache.add(stream_id, StoredBatch(base_offset, last_offset + 1, payload))
-        block.unconfirmed += 1
-        if was_empty:
-            self._state.changed.notify_all()  # starts the uploader's age clock
-        stream.next_offset = last_offset + 1
-        if self._state.cache.active.size >= self.config.upload_bytes:
-            self._uploader.seal_locked()
-        return stream, block
-
-    def _on_wal_commit(self, tags: list[object], outcomes: list[Outcome]) -> None:
-        """The WAL's commit hook: one group's appends and trims are durable
-        (or failed). Runs on the WAL's writer thread before any of their
-        callers wake, so a caller sees its own append in ``end_offset``."""
-        grown: set[int] = set()
-        failed: list[Future[int]] = []
-        with self._state.lock:
-            for tag, outcome in zip(tags, outcomes, strict=True):
-                if isinstance(outcome, BaseException):
-                    if self._state.failure is None:
-                        self._state.failure = outcome
-                    failed += self._uploader.take_waiters_locked()
-                    self._state.changed.notify_all()
-                    continue
-                stream, block, end = cast(_WalTag, tag)
-                block.confirm(outcome)
-                if stream is not None and end > stream.end_offset:
-                    stream.end_offset = end
-                    grown.add(stream.stream_id)
-                if block.ready:
-                    self._state.changed.notify_all()
-        if failed:
-            _fail_all(failed, StoreFailed(cast(BaseException, self._state.failure)))
-        for listener in self._listeners if grown else ():
-            try:
-                listener(grown)
-            except Exception:
-                log.exception("a durable-append listener failed")
-
     def add_listener(self, listener: Callable[[set[int]], None]) -> None:
         """Calls ``listener`` with the ids of the streams whose end offset grew,
         once per WAL group commit, on the WAL's writer thread (so it must be
         quick: wake waiters, never block)."""
-        self._listeners.append(listener)
-
-    def _wait_for_room(self) -> None:
-        with self._state.lock:
-            while self._state.cache.unuploaded_bytes > self.config.max_unuploaded_bytes:
-                self._state.check_usable()
-                self._state.changed.wait(0.5)
+        self._appender.add_listener(listener)
 
     def trim(self, stream_id: int, start_offset: int) -> None:
         """Moves the stream's start to ``start_offset``; durable on return."""
-        with self._state.lock:
-            self._state.check_usable()
-            stream = self._state.stream_locked(stream_id)
-            if start_offset > stream.end_offset:
-                raise OffsetOutOfRange(
-                    stream_id, start_offset, stream.start_offset, stream.end_offset
-                )
-            if start_offset <= stream.start_offset:
-                return
-            stream.start_offset = start_offset
-            block = self._state.cache.add_trim(stream_id, start_offset)
-            block.unconfirmed += 1
-            future = self.wal.submit(
-                self._wal_prefix,
-                stream_id=stream_id,
-                start_offset=start_offset,
-                record_type=WAL_OWNED_TRIM,
-                tag=(None, block, 0),
-            )
-        try:
-            future.result()
-        except WalError as error:
-            raise StoreFailed(error) from error
+        self._appender.trim(stream_id, start_offset)
+
+    def _on_wal_commit(self, tags: list[object], outcomes: list[Outcome]) -> None:
+        self._appender.on_wal_commit(tags, outcomes)
 
     # -- replacing ------------------------------------------------------------
 
@@ -556,73 +403,21 @@ class StreamStore:
         )
         with self._state.lock:
             if stream_id in self._state.streams:
-                below = self._replaced_below.get(stream_id, 0)
-                self._replaced_below[stream_id] = max(below, end_offset)
+                self._fetcher.note_replaced_locked(stream_id, end_offset)
 
     # -- reading ------------------------------------------------------------
 
     def fetch(self, stream_id: int, offset: int, max_bytes: int = 1 * MiB) -> FetchResult:
         """Stored batches from the one holding ``offset``: up to ``max_bytes``,
         but always at least one batch if there is data at ``offset``."""
-        with self._state.lock:
-            stream = self._state.stream_locked(stream_id)
-            start, end = stream.start_offset, stream.end_offset
-        if not start <= offset <= end:
-            raise OffsetOutOfRange(stream_id, offset, start, end)
-        batches: list[StoredBatch] = []
-        budget = max_bytes
-        while offset < end and (budget > 0 or not batches):
-            with self._state.lock:
-                cached = self._cached_locked(stream_id, offset)
-                first = not batches
-                found = (
-                    self._state.cache.read(stream_id, offset, budget, end, first) if cached else []
-                )
-            if not cached:
-                state = self.manifest.state
-                try:
-                    found = self.reader.read(state, stream_id, offset, budget, end, first)
-                except Exception:
-                    if first:
-                        raise
-                    break  # return what was read; the next fetch reports the failure
-            if not found:
-                if not cached and first:
-                    # A read in a gap at the end of a replaced range, with
-                    # nothing after it in objects: go on past the gap.
-                    past = self.reader.gap_end(state, stream_id, offset)
-                    if past is not None and past > offset:
-                        offset = past
-                        continue
-                break
-            batches.extend(found)
-            budget -= sum(len(b.payload) for b in found)
-            offset = found[-1].end_offset
-            if cached:
-                break  # the cache holds everything up to the end
-        return FetchResult(batches, offset, start, end)
+        return self._fetcher.fetch(stream_id, offset, max_bytes)
 
-    def _cached_locked(self, stream_id: int, offset: int) -> bool:
-        """Whether a read at ``offset`` is answered by the log cache (which
-        holds everything from there to the end)."""
-        return offset >= self._replaced_below.get(stream_id, 0) and self._state.cache.covers(
-            stream_id, offset
-        )
-
-    async def fetch_async(
+    def fetch_async(
         self, stream_id: int, offset: int, max_bytes: int = 1 * MiB
-    ) -> FetchResult:
-        """Like fetch; tail reads answer at once, object reads run on the
-        reader threads so the event loop never waits for object storage."""
-        with self._state.lock:
-            stream = self._state.stream_locked(stream_id)
-            hot = self._cached_locked(stream_id, max(offset, stream.start_offset))
-        if hot:
-            return self.fetch(stream_id, offset, max_bytes)
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            self._fetch_pool, self.fetch, stream_id, offset, max_bytes
-        )
+    ) -> Coroutine[Any, Any, FetchResult]:
+        """Like fetch, to await; tail reads answer at once, object reads run
+        on the reader threads so the event loop never waits for object storage."""
+        return self._fetcher.fetch_async(stream_id, offset, max_bytes)
 
     # -- uploading and compaction ------------------------------------------------
 
@@ -647,7 +442,7 @@ class StreamStore:
             self._state.changed.notify_all()
             waiters = self._uploader.take_waiters_locked()
             failure = self._state.failure_error()
-        _fail_all(waiters, failure)
+        fail_all(waiters, failure)
 
     @property
     def fenced(self) -> bool:
@@ -674,12 +469,12 @@ class StreamStore:
             self._state.stop.set()
             self._state.changed.notify_all()
             waiters = self._uploader.take_waiters_locked()
-        _fail_all(waiters, StoreClosed())
+        fail_all(waiters, StoreClosed())
         self._compactor.wake()
         self._uploader.join()
         self._compactor.join()
         self._read_pool.shutdown(wait=True)
-        self._fetch_pool.shutdown(wait=True)
+        self._fetcher.close()
         self.wal.close()
         if self._owns_store:
             self.store.close()
@@ -706,17 +501,3 @@ class StreamStore:
         traceback: TracebackType | None,
     ) -> None:
         self.close()
-
-
-def _copy_outcome(source: Future[int], target: Future[int]) -> None:
-    error = source.exception()
-    if error is None:
-        target.set_result(source.result())
-    else:
-        target.set_exception(error)
-
-
-def _fail_all(waiters: Sequence[Future[int]], error: BaseException) -> None:
-    for waiter in waiters:
-        if not waiter.done():
-            waiter.set_exception(error)

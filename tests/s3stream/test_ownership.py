@@ -53,7 +53,7 @@ def crash(store: StreamStore) -> None:
     store._uploader.join()
     store._compactor.join()
     store._read_pool.shutdown()
-    store._fetch_pool.shutdown()
+    store._fetcher.close()
     store.wal.close()
 
 
