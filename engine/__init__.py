@@ -35,8 +35,10 @@ from engine.errors import (
     UnknownTopic,
     UnsupportedCompressionType,
 )
+from engine.groups.config import GroupConfig
 from engine.partition import AppendResult, OffsetAndTimestamp, PartitionFetch
 from engine.producer import Producer
+from engine.transactions.config import TransactionConfig
 from engine.types import (
     ConsumerRecord,
     NewTopic,
@@ -72,6 +74,7 @@ __all__ = [
     "EngineConfig",
     "EngineError",
     "Fenced",
+    "GroupConfig",
     "InvalidConfig",
     "InvalidPartitions",
     "InvalidProducerEpoch",
@@ -95,6 +98,7 @@ __all__ = [
     "TopicDescription",
     "TopicExists",
     "TopicPartition",
+    "TransactionConfig",
     "UnknownPartition",
     "UnknownTopic",
     "UnsupportedCompressionType",

@@ -56,6 +56,7 @@ from engine.partition import (
 )
 from engine.producer import Producer
 from engine.state_log import StateLog
+from engine.transactions.config import TransactionConfig
 from engine.transactions.coordinator import TransactionCoordinator
 from engine.transactions.producer import TransactionalProducer
 from engine.types import NewTopic, PartitionInfo, TopicDescription, TopicPartition
@@ -99,30 +100,10 @@ class EngineConfig:
     cleaner_interval_s: float = 15.0
     """How often compacted topics are checked for cleaning (log.cleaner.backoff.ms)."""
     store: StreamStoreConfig = field(default_factory=StreamStoreConfig)
-    # Consumer groups (Kafka's broker settings of these names, with its defaults).
-    group_min_session_timeout_ms: int = 6000
-    group_max_session_timeout_ms: int = 1_800_000
-    group_initial_rebalance_delay_ms: int = 3000
-    """A new group waits this long for more members before its first generation."""
-    group_max_size: int = 2**31 - 1
-    offsets_retention_minutes: float = 10080
-    """Offsets of a group that has been empty this long expire (may be fractional)."""
-    offsets_retention_check_interval_ms: int = 600_000
-    offset_metadata_max_bytes: int = 4096
-    # Consumer groups of the KIP-848 protocol (Kafka's group.consumer.* settings).
-    group_consumer_session_timeout_ms: int = 45_000
-    group_consumer_heartbeat_interval_ms: int = 5000
-    group_consumer_assignors: tuple[str, ...] = ("uniform", "range")
-    """The server-side assignors members may ask for; the first is the default."""
-    group_consumer_max_size: int = 2**31 - 1
-    transaction_max_timeout_ms: int = 900_000
-    """The longest transaction.timeout.ms a producer may ask for."""
-    transactional_id_expiration_ms: int = 604_800_000
-    """A transactional id unused this long (and with no open transaction) is forgotten."""
-    transaction_abort_timed_out_transaction_cleanup_interval_ms: int = 10_000
-    """How often open transactions are checked against their timeout."""
-    transaction_remove_expired_transaction_cleanup_interval_ms: int = 3_600_000
-    """How often expired transactional ids are removed."""
+    groups: GroupConfig = field(default_factory=GroupConfig)
+    """The group coordinator's settings (Kafka's group.* and offsets.* broker settings)."""
+    transactions: TransactionConfig = field(default_factory=TransactionConfig)
+    """The transaction coordinator's settings (Kafka's transaction.* broker settings)."""
 
 
 class Topic:
@@ -188,7 +169,7 @@ class Engine:
             self._delete_orphan_streams()
             self.groups = GroupCoordinator(
                 self._open_state_log("groups"),
-                GroupConfig.from_settings(config),
+                config.groups,
                 lambda name: len(t.partitions) if (t := self._topics.get(name)) else None,
                 topics=self._topic_infos,
             )

@@ -157,7 +157,7 @@ class TransactionCoordinator:
     complete."""
 
     def __init__(self, engine: Engine, state_log: StateLog) -> None:
-        config = engine.config
+        config = engine.config.transactions
         self._engine = engine
         self._log = state_log
         self.max_timeout_ms = config.transaction_max_timeout_ms

@@ -620,7 +620,8 @@ CONSUMER_SETTINGS: dict[str, Any] = {
 
 
 def open_engine(engine_factory: EngineFactory, data_dir: Path, **settings: Any) -> engine.Engine:
-    opened = engine_factory(data_dir=data_dir, **{**CONSUMER_SETTINGS, **settings})
+    groups = engine.GroupConfig(**{**CONSUMER_SETTINGS, **settings})
+    opened = engine_factory(data_dir=data_dir, groups=groups)
     if "orders" not in opened.list_topics():
         opened.create_topic("orders", 4)
     return opened

@@ -37,10 +37,11 @@ RANGE = [("range", b"range-metadata")]
 
 @pytest.fixture
 def open_engine(engine_factory: EngineFactory) -> Callable[..., engine.Engine]:
-    """An engine with fast group settings (overridable) and a topic "t" of 4 partitions."""
+    """An engine with fast group settings (overridable: GroupConfig's fields)
+    and a topic "t" of 4 partitions."""
 
     def make(**settings: Any) -> engine.Engine:
-        opened = engine_factory(**{**FAST_GROUPS, **settings})
+        opened = engine_factory(groups=engine.GroupConfig(**{**FAST_GROUPS, **settings}))
         if "t" not in opened.list_topics():
             opened.create_topic("t", 4)
         return opened
@@ -704,7 +705,7 @@ def test_transactional_commits_check_the_member(open_engine: Callable[..., Any])
 def test_offsets_and_groups_survive_a_restart(
     engine_factory: EngineFactory, tmp_path: Path
 ) -> None:
-    settings = {**FAST_GROUPS, "group_min_session_timeout_ms": 10}
+    settings = {"groups": engine.GroupConfig(**FAST_GROUPS)}
     first = engine_factory(**settings)
     first.create_topic("t", 4)
     groups = first.groups
@@ -750,13 +751,13 @@ def test_a_fresh_machine_with_only_the_bucket_has_the_offsets(
     engine_factory: EngineFactory, tmp_path: Path
 ) -> None:
     bucket = f"file://{tmp_path / 'bucket'}"
-    first = engine_factory(tmp_path / "a", bucket, **FAST_GROUPS)
+    first = engine_factory(tmp_path / "a", bucket, groups=engine.GroupConfig(**FAST_GROUPS))
     first.create_topic("t", 4)
     commit(first.groups, {TP0: 11, TP1: 12})
     (member,), _ = stable_group(first.groups, 1, group="members")
     first.close()  # uploads everything
 
-    second = engine_factory(tmp_path / "b", bucket, **FAST_GROUPS)
+    second = engine_factory(tmp_path / "b", bucket, groups=engine.GroupConfig(**FAST_GROUPS))
     assert committed(second.groups) == {TP0: 11, TP1: 12}
     described = second.groups.describe_groups(["members"])[0]
     assert [m.member_id for m in described.members] == [member.member_id]

@@ -35,6 +35,9 @@ from tests.engine.helpers_records import batch
 
 TIMEOUT = 10.0
 TS = 1_700_000_000_000
+FAST_ABORTS = engine.TransactionConfig(
+    transaction_abort_timed_out_transaction_cleanup_interval_ms=20
+)
 
 
 class TxnClient:
@@ -429,7 +432,7 @@ def test_an_exhausted_epoch_gets_a_new_producer_id(engine_factory: EngineFactory
 
 
 def test_transaction_timeouts_are_checked(engine_factory: EngineFactory) -> None:
-    e = engine_factory(transaction_max_timeout_ms=1000)
+    e = engine_factory(transactions=engine.TransactionConfig(transaction_max_timeout_ms=1000))
     with pytest.raises(InvalidTransactionTimeout):
         e.transactions.init_producer_id("app", 1001)
     with pytest.raises(InvalidTransactionTimeout):
@@ -460,7 +463,7 @@ def test_end_txn_answers_as_kafka_does_in_every_state(engine_factory: EngineFact
 def test_an_open_transaction_past_its_timeout_is_aborted_and_its_producer_fenced(
     engine_factory: EngineFactory,
 ) -> None:
-    e = engine_factory(transaction_abort_timed_out_transaction_cleanup_interval_ms=20)
+    e = engine_factory(transactions=FAST_ABORTS)
     e.create_topic("t", 1)
     client = TxnClient(e, "slow", timeout_ms=200)
     client.begin(("t", 0))
@@ -480,8 +483,10 @@ def test_idle_transactional_ids_expire_but_open_transactions_do_not(
     engine_factory: EngineFactory,
 ) -> None:
     e = engine_factory(
-        transactional_id_expiration_ms=100,
-        transaction_remove_expired_transaction_cleanup_interval_ms=20,
+        transactions=engine.TransactionConfig(
+            transactional_id_expiration_ms=100,
+            transaction_remove_expired_transaction_cleanup_interval_ms=20,
+        )
     )
     e.create_topic("t", 1)
     TxnClient(e, "idle")
@@ -515,7 +520,7 @@ def test_an_open_transaction_is_aborted_after_a_restart_once_its_timeout_passes(
     client.send("t", 1, b"b")
     plain(e, "t", 0, b"plain")
     e.close(flush=how == "clean")
-    e = engine_factory(transaction_abort_timed_out_transaction_cleanup_interval_ms=20)
+    e = engine_factory(transactions=FAST_ABORTS)
     # until the timeout passes the transaction is open: nothing past it is readable
     assert e.transactions.describe("app").state is TxnState.ONGOING
     assert e.partition("t", 0).last_stable_offset == 0

@@ -44,8 +44,9 @@ PARTITIONS = 4
 def shared(tmp_path: Path) -> Iterator[tuple[engine.Engine, InProcessServer]]:
     config = engine.EngineConfig(
         store=FAST_STORE,
-        group_initial_rebalance_delay_ms=0,
-        group_min_session_timeout_ms=10,
+        groups=engine.GroupConfig(
+            group_initial_rebalance_delay_ms=0, group_min_session_timeout_ms=10
+        ),
     )
     opened = engine.open(tmp_path / "node", config=config)
     server = InProcessServer(opened)
