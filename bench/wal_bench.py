@@ -6,7 +6,7 @@ The comparison lives in the package so that `tidelog wal-bench --compare`
 runs the same code on any machine tidelog is installed on.
 """
 
-from engine.wal_bench import main
+from engine.cli.wal_compare import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

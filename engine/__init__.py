@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import os
 
+from engine.client.consumer import Consumer, NoOffsetForPartition
+from engine.client.producer import Producer
 from engine.config import ConfigEntry, ConfigSource, TopicConfig
-from engine.consumer import Consumer, NoOffsetForPartition
 from engine.engine import Engine, EngineConfig
 from engine.errors import (
     CorruptRecord,
@@ -36,7 +37,6 @@ from engine.errors import (
     UnsupportedCompressionType,
 )
 from engine.partition import AppendResult, OffsetAndTimestamp, PartitionFetch
-from engine.producer import Producer
 from engine.types import (
     ConsumerRecord,
     NewTopic,

@@ -28,8 +28,10 @@ from types import TracebackType
 from typing import Any, overload
 
 from engine.catalog import Catalog, TopicMeta
+from engine.client.consumer import Consumer
+from engine.client.producer import Producer
+from engine.client.transactional_producer import TransactionalProducer
 from engine.config import TopicConfig, normalize, normalize_all
-from engine.consumer import Consumer
 from engine.errors import (
     CorruptStoredData,
     EngineClosed,
@@ -54,10 +56,8 @@ from engine.partition import (
     PartitionFetch,
     now_ms,
 )
-from engine.producer import Producer
 from engine.state_log import StateLog
 from engine.transactions.coordinator import TransactionCoordinator
-from engine.transactions.producer import TransactionalProducer
 from engine.types import NewTopic, PartitionInfo, TopicDescription, TopicPartition
 from s3stream import (
     CloseReport,
@@ -960,7 +960,7 @@ class Engine:
     def producer(self, **options: Any) -> Producer: ...
 
     def producer(self, **options: Any) -> Producer:
-        """An embedded producer (see engine.producer.Producer for options);
+        """An embedded producer (see engine.client.producer.Producer for options);
         with ``transactional_id``, a transactional one (TransactionalProducer)."""
         if options.get("transactional_id") is not None:
             return TransactionalProducer(self, **options)

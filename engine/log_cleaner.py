@@ -20,9 +20,9 @@ from collections.abc import Iterator
 from typing import NamedTuple
 
 import native
+from engine import markers
 from engine.partition import Partition
-from engine.transactions import markers
-from engine.transactions.partition_txns import AbortedTxn
+from engine.partition_txns import AbortedTxn
 from native import BatchHeader, Record, RecordSpec, TimestampType
 from s3stream import RangeChanged, StoredBatch, StreamStore
 

@@ -21,6 +21,7 @@ from typing import Any, NamedTuple, TypeVar
 import msgpack
 
 import native
+from engine import markers
 from engine.catalog import read_records
 from engine.config import LONG_MAX, TopicConfig
 from engine.errors import (
@@ -32,10 +33,9 @@ from engine.errors import (
     RecordTooLarge,
     UnsupportedCompressionType,
 )
+from engine.partition_txns import AbortedTxn, PartitionTransactions
 from engine.producer_state import ProducerStateTable
 from engine.time_index import TimeIndex
-from engine.transactions import markers
-from engine.transactions.partition_txns import AbortedTxn, PartitionTransactions
 from native import (
     BatchError,
     BatchHeader,

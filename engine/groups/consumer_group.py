@@ -42,8 +42,8 @@ from concurrent.futures import Future
 from enum import StrEnum
 from typing import Any, NamedTuple, Protocol
 
-from engine.assignors import Assignment as ProtocolAssignment
-from engine.assignors import Subscription, encode_assignment, encode_subscription
+from engine.client.assignors import Assignment as ProtocolAssignment
+from engine.client.assignors import Subscription, encode_assignment, encode_subscription
 from engine.errors import ERROR_CODES, FencedMemberEpoch, StaleMemberEpoch, UnknownMemberId
 from engine.groups.assignors import ASSIGNORS, MemberSpec, TopicId
 from engine.groups.config import GroupConfig

@@ -22,7 +22,7 @@ from kio.schema.consumer_protocol_subscription.v3 import data as subscription_v3
 from kio.serial import entity_reader, entity_writer
 from kio.static.primitive import i32
 
-from engine.assignors import (
+from engine.client.assignors import (
     Assignment,
     CooperativeStickyAssignor,
     MemberSubscription,

@@ -13,6 +13,8 @@ import pytest
 
 import engine
 import native
+from engine import markers
+from engine.client.transactional_producer import TransactionError
 from engine.errors import (
     ConcurrentTransactions,
     InvalidProducerEpoch,
@@ -24,10 +26,8 @@ from engine.errors import (
     TransactionalIdNotFound,
 )
 from engine.partition import AppendResult
-from engine.transactions import markers
+from engine.partition_txns import AbortedTxn
 from engine.transactions.coordinator import TxnState
-from engine.transactions.partition_txns import AbortedTxn
-from engine.transactions.producer import TransactionError
 from engine.types import TopicPartition
 from native import RecordSpec
 from tests.engine.conftest import EngineFactory

@@ -26,8 +26,8 @@ from kafka.coordinator.assignors.range import RangePartitionAssignor
 from kafka.errors import CommitFailedError, RebalanceInProgressError
 
 import engine
-from engine.assignors import decode_assignment
-from engine.consumer import Consumer
+from engine.client.assignors import decode_assignment
+from engine.client.consumer import Consumer
 from engine.server.config import ServerConfig
 from engine.server.server import Server
 from engine.types import TopicPartition

@@ -19,6 +19,7 @@ from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
 import native
+from engine.client.producer import Producer, Resolver, _Batch
 from engine.errors import (
     ConcurrentTransactions,
     CoordinatorNotAvailable,
@@ -26,7 +27,6 @@ from engine.errors import (
     InvalidTxnState,
 )
 from engine.partition import AppendResult
-from engine.producer import Producer, Resolver, _Batch
 from engine.types import Header, OffsetAndMetadata, RecordMetadata, TopicPartition
 
 if TYPE_CHECKING:

@@ -167,9 +167,9 @@ def add_command(commands: Any) -> None:
 def _run(args: argparse.Namespace) -> int:
     if args.compare:
         # Deferred: wal_bench imports this module, and its baselines are only for --compare.
-        from engine import wal_bench  # noqa: PLC0415
+        from engine.cli import wal_compare  # noqa: PLC0415
 
-        return wal_bench.run(args.data_dir, args.quick, args.json)
+        return wal_compare.run(args.data_dir, args.quick, args.json)
     os.makedirs(args.data_dir, exist_ok=True)
     directory = tempfile.mkdtemp(prefix="run-", dir=args.data_dir)
     try:

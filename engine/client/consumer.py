@@ -24,7 +24,14 @@ from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, Literal, overload
 
 import native
-from engine.assignors import assignor
+from engine.client.assignors import assignor
+from engine.client.group_member import (
+    Assigned,
+    ConsumerGroupMetadata,
+    GroupMember,
+    Revoke,
+    group_error,
+)
 from engine.errors import (
     ERROR_CODES,
     CorruptRecord,
@@ -36,15 +43,8 @@ from engine.errors import (
     UnknownTopic,
     UnstableOffsetCommit,
 )
-from engine.group_member import (
-    Assigned,
-    ConsumerGroupMetadata,
-    GroupMember,
-    Revoke,
-    group_error,
-)
+from engine.isolation import committed_batches
 from engine.partition import OffsetAndTimestamp, PartitionFetch
-from engine.transactions.isolation import committed_batches
 from engine.types import ConsumerRecord, OffsetAndMetadata, TopicPartition
 
 if TYPE_CHECKING:

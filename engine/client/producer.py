@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import native
-from engine.delivery import DeliveryFuture
+from engine.client.delivery import DeliveryFuture
+from engine.client.partitioner import StickyPartitioner, partition_for_key
 from engine.errors import EngineClosed, EngineError
 from engine.partition import AppendResult
-from engine.partitioner import StickyPartitioner, partition_for_key
 from engine.types import Header, RecordMetadata, TopicPartition
 from native import Compression, RecordSpec
 

@@ -35,7 +35,7 @@ from concurrent.futures import Future
 from enum import Enum
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from engine.assignors import (
+from engine.client.assignors import (
     Assignment,
     Assignor,
     MemberSubscription,

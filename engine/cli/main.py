@@ -6,7 +6,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from engine import __version__, recover, serve, wal_perf
+from engine import __version__
+from engine.cli import recover, serve, wal_perf
 
 
 def _build_parser() -> argparse.ArgumentParser:
