@@ -1,4 +1,4 @@
-"""The write-ahead log beside the disk's limits and SQLite (see engine/wal_bench.py).
+"""The write-ahead log beside the disk's limits and SQLite (see engine/cli/wal_compare.py).
 
     python bench/wal_bench.py [--quick] [--json] [--dir PATH]
 

@@ -3,7 +3,7 @@
 ``assign`` names partitions; ``subscribe`` names topics and follows their
 partitions as they grow, or, with a ``group_id``, makes the consumer a
 member of that consumer group, which assigns it its share of their
-partitions (engine/group_member.py runs the membership; the consumer
+partitions (engine/client/group_member.py runs the membership; the consumer
 commits its positions and starts from the group's committed offsets).
 ``poll`` fetches from every assigned partition in turn and decodes the
 batches into records; with a timeout it waits for new data without polling

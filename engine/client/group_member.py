@@ -2,7 +2,7 @@
 group protocol, spoken to the engine's group coordinator in process.
 
 The member joins with a ConsumerProtocolSubscription for each of its
-assignors (engine/assignors.py), computes every member's assignment when
+assignors (engine/client/assignors.py), computes every member's assignment when
 the coordinator makes it the group's leader, and syncs. Its own thread
 answers the coordinator: it sends SyncGroup as soon as JoinGroup is
 answered, heartbeats every heartbeat.interval.ms, and leaves the group
