@@ -48,7 +48,7 @@ from engine.partition import OffsetAndTimestamp, PartitionFetch
 from engine.types import ConsumerRecord, OffsetAndMetadata, TopicPartition
 
 if TYPE_CHECKING:
-    from engine.engine import Engine
+    from engine.client.host import ClientHost
 
 log = logging.getLogger("tidelog.consumer")
 
@@ -82,7 +82,7 @@ class Consumer:
 
     def __init__(
         self,
-        engine: Engine,
+        engine: ClientHost,
         *,
         auto_offset_reset: str = "latest",
         max_poll_records: int = 500,

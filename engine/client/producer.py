@@ -29,7 +29,7 @@ from engine.types import Header, RecordMetadata, TopicPartition
 from native import Compression, RecordSpec
 
 if TYPE_CHECKING:
-    from engine.engine import Engine
+    from engine.client.host import ClientHost
 
 Resolver = DeliveryFuture[RecordMetadata] | asyncio.Future[RecordMetadata]
 BATCH_OVERHEAD = 61 + 21
@@ -59,7 +59,7 @@ class Producer:
 
     def __init__(
         self,
-        engine: Engine,
+        engine: ClientHost,
         *,
         batch_size: int = 512 * 1024,
         linger_ms: float = 0.0,

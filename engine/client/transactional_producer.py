@@ -22,7 +22,6 @@ import native
 from engine.client.producer import Producer, Resolver, _Batch
 from engine.errors import (
     ConcurrentTransactions,
-    CoordinatorNotAvailable,
     EngineError,
     InvalidTxnState,
 )
@@ -30,7 +29,7 @@ from engine.partition import AppendResult
 from engine.types import Header, OffsetAndMetadata, RecordMetadata, TopicPartition
 
 if TYPE_CHECKING:
-    from engine.engine import Engine
+    from engine.client.host import ClientHost
 
 DEFAULT_TIMEOUT_MS = 60_000
 """Kafka's transaction.timeout.ms default."""
@@ -48,7 +47,7 @@ class TransactionalProducer(Producer):
 
     def __init__(
         self,
-        engine: Engine,
+        engine: ClientHost,
         *,
         transactional_id: str,
         transaction_timeout_ms: int = DEFAULT_TIMEOUT_MS,
@@ -113,9 +112,7 @@ class TransactionalProducer(Producer):
         """Commits the group's ``offsets`` (the next offset to read, per
         partition) when the transaction commits, and not at all if it aborts."""
         self._check_in_transaction()
-        groups = getattr(self._engine, "groups", None)
-        if groups is None:
-            raise CoordinatorNotAvailable("this engine runs no group coordinator")
+        groups = self._engine.groups
         if group_id not in self._offsets_added:
             self._request(
                 lambda: self._coordinator.add_offsets(

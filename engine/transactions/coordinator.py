@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from engine.errors import (
     ConcurrentTransactions,
@@ -54,7 +54,8 @@ from s3stream import Fenced as StoreFenced
 from s3stream import S3StreamError, StoreClosed
 
 if TYPE_CHECKING:
-    from engine.engine import Engine
+    from engine.catalog import Catalog
+    from engine.groups import GroupCoordinator
     from engine.partition import Partition
 
 log = logging.getLogger("tidelog.transactions")
@@ -153,15 +154,45 @@ class TransactionMetadata:
         )
 
 
+class TransactionSettings(Protocol):
+    """The coordinator's settings (EngineConfig has them)."""
+
+    @property
+    def transaction_max_timeout_ms(self) -> int: ...
+    @property
+    def transactional_id_expiration_ms(self) -> int: ...
+    @property
+    def transaction_abort_timed_out_transaction_cleanup_interval_ms(self) -> int: ...
+    @property
+    def transaction_remove_expired_transaction_cleanup_interval_ms(self) -> int: ...
+
+
+class TransactionHost(Protocol):
+    """What the coordinator needs from the broker core, and no more: its
+    settings, the leader epoch, producer ids, the partitions it writes
+    markers to, and the group coordinator that settles transactional offsets."""
+
+    @property
+    def config(self) -> TransactionSettings: ...
+    @property
+    def leader_epoch(self) -> int: ...
+    @property
+    def catalog(self) -> Catalog: ...
+    @property
+    def groups(self) -> GroupCoordinator: ...
+    def topic_partitions(self, topics: Iterable[str]) -> list[TopicPartition]: ...
+    def partition(self, topic: str, partition: int, *, auto_create: bool = False) -> Partition: ...
+
+
 class TransactionCoordinator:
     """Thread safe. Methods that change state validate at once (raising the
     engine's typed errors) and return a future resolved once the new state
     is durable; ``end_transaction``'s resolves once the transaction is
     complete."""
 
-    def __init__(self, engine: Engine, state_log: StateLog) -> None:
-        config = engine.config
-        self._engine = engine
+    def __init__(self, host: TransactionHost, state_log: StateLog) -> None:
+        config = host.config
+        self._host = host
         self._log = state_log
         self.max_timeout_ms = config.transaction_max_timeout_ms
         self.expiration_ms = config.transactional_id_expiration_ms
@@ -201,7 +232,7 @@ class TransactionCoordinator:
     def coordinator_epoch(self) -> int:
         """Kafka's coordinator epoch is the leader epoch of the transaction
         log's partition; here, the engine's leader epoch."""
-        return self._engine.leader_epoch
+        return self._host.leader_epoch
 
     # -- InitProducerId -------------------------------------------------------------
 
@@ -299,7 +330,7 @@ class TransactionCoordinator:
 
     def _allocate_producer_id(self) -> int:
         try:
-            return self._engine.catalog.allocate_producer_id()
+            return self._host.catalog.allocate_producer_id()
         except S3StreamError as error:
             raise _storage_error(error) from error
 
@@ -475,10 +506,8 @@ class TransactionCoordinator:
         commit = prepared.state is TxnState.PREPARE_COMMIT
         try:
             self._write_markers(prepared, commit)
-            groups = getattr(self._engine, "groups", None)
-            if prepared.groups and groups is not None:
-                # Without a group coordinator no offsets could be committed.
-                groups.complete_transaction(prepared.producer_id, commit).result()
+            if prepared.groups:
+                self._host.groups.complete_transaction(prepared.producer_id, commit).result()
             completed = replace(
                 prepared,
                 state=TxnState.COMPLETE_COMMIT if commit else TxnState.COMPLETE_ABORT,
@@ -531,10 +560,10 @@ class TransactionCoordinator:
 
     def _partition(self, tp: TopicPartition) -> Partition | None:
         """The partition if it exists (never auto-created)."""
-        if tp not in self._engine.topic_partitions([tp.topic]):
+        if tp not in self._host.topic_partitions([tp.topic]):
             return None
         try:
-            return self._engine.partition(tp.topic, tp.partition)
+            return self._host.partition(tp.topic, tp.partition)
         except EngineError:
             return None
 
