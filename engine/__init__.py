@@ -11,6 +11,7 @@ import os
 
 from engine.client.consumer import Consumer, NoOffsetForPartition
 from engine.client.producer import Producer
+from engine.clock import SYSTEM, Clock
 from engine.config import ConfigEntry, ConfigSource, TopicConfig
 from engine.engine import Engine, EngineConfig
 from engine.errors import (
@@ -54,9 +55,11 @@ def open(
     data_dir: str | os.PathLike[str],
     object_store: ObjectStore | str | None = None,
     config: EngineConfig | None = None,
+    *,
+    clock: Clock = SYSTEM,
 ) -> Engine:
     """Opens an engine on ``data_dir`` (created if missing); see :class:`Engine`."""
-    return Engine.open(data_dir, object_store, config)
+    return Engine.open(data_dir, object_store, config, clock=clock)
 
 
 __all__ = [

@@ -15,12 +15,11 @@ survive are kept byte for byte.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Iterator
 from typing import NamedTuple
 
 import native
-from engine import markers
+from engine import clock, markers
 from engine.partition import Partition
 from engine.partition_txns import AbortedTxn
 from native import BatchHeader, Record, RecordSpec, TimestampType
@@ -66,7 +65,7 @@ class LogCleaner:
         if not boundaries:
             return False
         start = boundaries[0][0]
-        now = int(time.time() * 1000)
+        now = clock.time_ms()
         try:
             batches = list(self._read(partition, start, remote_end))
         except native.BatchError as error:

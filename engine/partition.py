@@ -13,7 +13,6 @@ headers appended after it.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Coroutine, Sequence
 from concurrent.futures import Future
 from typing import Any, NamedTuple, TypeVar
@@ -21,7 +20,7 @@ from typing import Any, NamedTuple, TypeVar
 import msgpack
 
 import native
-from engine import markers
+from engine import clock, markers
 from engine.catalog import read_records
 from engine.config import LONG_MAX, TopicConfig
 from engine.errors import (
@@ -110,7 +109,7 @@ class OffsetAndTimestamp(NamedTuple):
 
 
 def now_ms() -> int:
-    return int(time.time() * 1000)
+    return clock.time_ms()
 
 
 class Partition:

@@ -29,12 +29,12 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future
 from enum import Enum
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from engine import clock
 from engine.client.assignors import (
     Assignment,
     Assignor,
@@ -213,7 +213,7 @@ class GroupMember:
         self._sync: Future[SyncResult] | None = None
         self._done: Future[None] = _resolved_future()
         self._error: BaseException | None = None
-        self._last_poll = time.monotonic()
+        self._last_poll = clock.monotonic()
         self._next_heartbeat = 0.0
         self._closed = False
         self._thread: threading.Thread | None = None
@@ -268,7 +268,7 @@ class GroupMember:
     def polled(self) -> None:
         """The consumer polled: the max.poll.interval.ms clock starts over."""
         with self._lock:
-            self._last_poll = time.monotonic()
+            self._last_poll = clock.monotonic()
 
     def step(self) -> Step:
         """The next thing the consumer must do for the group, or None when
@@ -456,7 +456,7 @@ class GroupMember:
             return 0.0
         if self.state != MemberState.STABLE:
             return None
-        now = time.monotonic()
+        now = clock.monotonic()
         poll_deadline = self._last_poll + self.rebalance_timeout_ms / 1000
         if now >= poll_deadline:
             self._poll_timed_out()
@@ -515,7 +515,7 @@ class GroupMember:
                 )
                 self._assignment = []
             self.state = MemberState.STABLE
-            self._next_heartbeat = time.monotonic() + self.heartbeat_interval_ms / 1000
+            self._next_heartbeat = clock.monotonic() + self.heartbeat_interval_ms / 1000
             log.info(
                 "group %s: %s is in generation %d with %d partitions",
                 self.group_id,

@@ -25,6 +25,7 @@ from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, InvalidStateError
 from typing import Any, TypeVar
 
+from engine.clock import SYSTEM, Clock
 from engine.errors import (
     ERROR_CODES,
     GroupIdNotFound,
@@ -69,7 +70,6 @@ from engine.groups.results import (
 )
 from engine.groups.subscription import CONSUMER_PROTOCOL_TYPE
 from engine.groups.timers import Timer, TimerThread
-from engine.partition import now_ms
 from engine.state_log import StateLog
 from engine.types import OffsetAndMetadata, TopicPartition
 
@@ -108,14 +108,14 @@ class GroupCoordinator:
         state_log: StateLog,
         config: GroupConfig | None = None,
         partition_count: Callable[[str], int | None] = lambda topic: None,
-        clock_ms: Callable[[], int] = now_ms,
+        clock: Clock = SYSTEM,
         topics: Callable[[], Mapping[str, TopicInfo]] = dict,
     ) -> None:
         self.config = config or GroupConfig()
         check_assignors(self.config)
         self._log = state_log
         self._partition_count = partition_count
-        self._clock_ms = clock_ms
+        self._clock = clock
         self._topic_metadata = topics
         self._consumer_groups: dict[str, ConsumerGroup] = {}
         """KIP-848 consumer groups; a group id is in this or in ``_groups``, never both."""
@@ -125,7 +125,7 @@ class GroupCoordinator:
         self._groups: dict[str, ClassicGroup] = {}
         self._offsets = OffsetStore()
         self._closed = False
-        self._timers = TimerThread("tidelog-groups")
+        self._timers = TimerThread("tidelog-groups", clock)
         with self._locked():
             self._load()
             self._retention_timer = self._timers.call_later(
@@ -135,7 +135,10 @@ class GroupCoordinator:
     # -- the host of the groups (classic.GroupHost) ------------------------------------
 
     def now_ms(self) -> int:
-        return self._clock_ms()
+        return self._clock.time_ms()
+
+    def monotonic(self) -> float:
+        return self._clock.monotonic()
 
     def resolve(self, future: Future[Any], value: Any) -> None:
         self._ready.append((future, value))

@@ -28,7 +28,6 @@ from __future__ import annotations
 import enum
 import logging
 import threading
-import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -55,6 +54,7 @@ from s3stream import S3StreamError, StoreClosed
 
 if TYPE_CHECKING:
     from engine.catalog import Catalog
+    from engine.clock import Clock
     from engine.groups import GroupCoordinator
     from engine.partition import Partition
 
@@ -73,10 +73,6 @@ def epoch_exhausted(epoch: int) -> bool:
     """Kafka keeps the last epoch for fencing: an id at this epoch is
     replaced by a new producer id rather than bumped."""
     return epoch >= MAX_EPOCH - 1
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 class TxnState(enum.Enum):
@@ -175,6 +171,8 @@ class TransactionHost(Protocol):
     @property
     def config(self) -> TransactionSettings: ...
     @property
+    def clock(self) -> Clock: ...
+    @property
     def leader_epoch(self) -> int: ...
     @property
     def catalog(self) -> Catalog: ...
@@ -193,6 +191,7 @@ class TransactionCoordinator:
     def __init__(self, host: TransactionHost, state_log: StateLog) -> None:
         config = host.config
         self._host = host
+        self._clock = host.clock
         self._log = state_log
         self.max_timeout_ms = config.transaction_max_timeout_ms
         self.expiration_ms = config.transactional_id_expiration_ms
@@ -213,6 +212,9 @@ class TransactionCoordinator:
             self._by_producer[meta.producer_id] = meta.transactional_id
         self._workers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="tidelog-txn")
         self._stop = threading.Event()
+        self._wake = threading.Event()
+        """Set when the clock jumps (a ManualClock), so the timers re-read it."""
+        self._clock.on_advance(self._wake.set)
         self._timer = threading.Thread(target=self._run, name="tidelog-txn-timer", daemon=True)
         self._closed = False
 
@@ -260,7 +262,7 @@ class TransactionCoordinator:
                     "a producer id and epoch are given together or not at all"
                 )
             expected = (producer_id, producer_epoch)
-        now = now_ms()
+        now = self._clock.time_ms()
         with self._lock:
             self._check_open()
             if transactional_id in self._pending:
@@ -364,7 +366,7 @@ class TransactionCoordinator:
         partitions: frozenset[TopicPartition],
         groups: frozenset[str],
     ) -> Future[None]:
-        now = now_ms()
+        now = self._clock.time_ms()
         with self._lock:
             self._check_open()
             meta = self._current(transactional_id, producer_id, producer_epoch)
@@ -454,7 +456,7 @@ class TransactionCoordinator:
         """EndTxn: commits or aborts the open transaction. The future
         resolves once every partition has its marker, durably, and the
         state is CompleteCommit or CompleteAbort."""
-        now = now_ms()
+        now = self._clock.time_ms()
         with self._lock:
             self._check_open()
             meta = self._current(transactional_id, producer_id, producer_epoch)
@@ -513,7 +515,7 @@ class TransactionCoordinator:
                 state=TxnState.COMPLETE_COMMIT if commit else TxnState.COMPLETE_ABORT,
                 partitions=frozenset(),
                 groups=frozenset(),
-                update_ms=now_ms(),
+                update_ms=self._clock.time_ms(),
             )
             finished: Future[None] = Future()
             finished.set_running_or_notify_cancel()
@@ -583,17 +585,22 @@ class TransactionCoordinator:
     # -- timers -------------------------------------------------------------------------
 
     def _run(self) -> None:
-        next_abort = time.monotonic() + self.abort_interval_s
-        next_expire = time.monotonic() + self.expire_interval_s
-        while not self._stop.wait(max(0.01, min(next_abort, next_expire) - time.monotonic())):
+        clock = self._clock
+        next_abort = clock.monotonic() + self.abort_interval_s
+        next_expire = clock.monotonic() + self.expire_interval_s
+        while not self._stop.is_set():
+            self._wake.wait(max(0.01, min(next_abort, next_expire) - clock.monotonic()))
+            self._wake.clear()
+            if self._stop.is_set():
+                return
             try:
-                if time.monotonic() >= next_abort:
+                if clock.monotonic() >= next_abort:
                     self.abort_timed_out()
                     self._retry_incomplete()
-                    next_abort = time.monotonic() + self.abort_interval_s
-                if time.monotonic() >= next_expire:
+                    next_abort = clock.monotonic() + self.abort_interval_s
+                if clock.monotonic() >= next_expire:
                     self.remove_expired()
-                    next_expire = time.monotonic() + self.expire_interval_s
+                    next_expire = clock.monotonic() + self.expire_interval_s
             except EngineError as error:
                 log.warning("transaction timers: %s", error)
             except Exception:
@@ -602,7 +609,7 @@ class TransactionCoordinator:
     def abort_timed_out(self) -> int:
         """Aborts every Ongoing transaction older than its timeout, bumping
         the epoch so its producer is fenced (as Kafka does); returns how many."""
-        now = now_ms()
+        now = self._clock.time_ms()
         aborting = []
         with self._lock:
             if self._closed:
@@ -654,7 +661,7 @@ class TransactionCoordinator:
     def remove_expired(self) -> int:
         """Forgets transactional ids with no transaction in progress that
         were not used for ``transactional_id_expiration_ms``; returns how many."""
-        cutoff = now_ms() - self.expiration_ms
+        cutoff = self._clock.time_ms() - self.expiration_ms
         with self._lock:
             if self._closed:
                 return 0
@@ -755,6 +762,7 @@ class TransactionCoordinator:
                 return
             self._closed = True
         self._stop.set()
+        self._wake.set()
         if self._timer.is_alive():
             self._timer.join()
         self._workers.shutdown(wait=True, cancel_futures=True)

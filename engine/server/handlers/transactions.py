@@ -11,10 +11,10 @@ PRODUCER_FENCED and get INVALID_PRODUCER_EPOCH instead, as from Kafka.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Awaitable
 from typing import Any
 
+from engine import clock
 from engine.errors import ERROR_CODES, EngineError
 from engine.server.context import NONE, RequestContext, error_code
 from engine.server.handlers.common import millis
@@ -280,7 +280,7 @@ def handle_list_transactions(context: RequestContext, request: Any) -> dict[str,
     unknown = [s for s in request.state_filters if s not in _STATE_NAMES]
     producer_ids = set(request.producer_id_filters)
     duration = getattr(request, "duration_filter", -1)
-    now = int(time.time() * 1000)
+    now = clock.time_ms()
     listed = []
     for meta in context.engine.transactions.transactions():
         if meta.state is TxnState.DEAD:
