@@ -311,24 +311,17 @@ def test_a_pending_member_that_never_joins_expires(open_engine: Callable[..., An
 
 
 def test_a_member_whose_session_expires_is_removed(open_engine: Callable[..., Any]) -> None:
-    groups = open_engine().groups
+    clock = ManualClock()
+    groups = open_engine(clock=clock).groups
     (leader, follower), _ = stable_group(groups, 2, session_ms=150)
-    stop = threading.Event()
-
-    def keep_alive() -> None:  # the leader keeps heartbeating, the follower is gone
-        while not stop.is_set():
-            groups.heartbeat("g", leader.generation_id, leader.member_id, None)
-            time.sleep(0.02)
-
-    heart = threading.Thread(target=keep_alive)
-    heart.start()
-    try:
-        wait_for(lambda: len(groups.describe_groups(["g"])[0].members) == 1)
-        assert groups.heartbeat("g", 1, leader.member_id, None) == E["REBALANCE_IN_PROGRESS"]
-        result = joined(join(groups, leader.member_id, session_ms=150))
-    finally:
-        stop.set()
-        heart.join()
+    # The leader heartbeats, the follower is gone.
+    clock.advance(0.1)
+    assert groups.heartbeat("g", 1, leader.member_id, None) == E["NONE"]
+    assert len(groups.describe_groups(["g"])[0].members) == 2  # both within their sessions
+    clock.advance(0.1)  # past the follower's session, within the leader's renewed one
+    wait_for(lambda: len(groups.describe_groups(["g"])[0].members) == 1)
+    assert groups.heartbeat("g", 1, leader.member_id, None) == E["REBALANCE_IN_PROGRESS"]
+    result = joined(join(groups, leader.member_id, session_ms=150))
     assert result.generation_id == 2
     assert [m.member_id for m in result.members] == [leader.member_id]
     assert groups.heartbeat("g", 2, follower.member_id, None) == E["UNKNOWN_MEMBER_ID"]
