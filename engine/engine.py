@@ -55,7 +55,6 @@ from engine.partition import (
     OffsetAndTimestamp,
     Partition,
     PartitionFetch,
-    now_ms,
 )
 from engine.state_log import StateLog
 from engine.transactions.coordinator import TransactionCoordinator
@@ -239,7 +238,13 @@ class Engine:
         for stream_id in streams:
             self.store.open_stream(stream_id, 0)
         partition = Partition(
-            self.store, topic.name, len(topic.partitions), streams, topic.config, self.leader_epoch
+            self.store,
+            topic.name,
+            len(topic.partitions),
+            streams,
+            topic.config,
+            self.leader_epoch,
+            clock=self.clock,
         )
         self._by_stream[partition.stream_id] = partition
         partition.verify_transaction = self._verify_transaction
@@ -313,7 +318,7 @@ class Engine:
                     fresh.append((i, name, count, overrides))
             if fresh:
                 ids = iter(self._create_streams(2 * sum(count for _, _, count, _ in fresh)))
-                created_ms = now_ms()
+                created_ms = self.clock.time_ms()
                 metas = [
                     TopicMeta(
                         name,
