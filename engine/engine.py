@@ -208,7 +208,7 @@ class Engine:
             raise
         self.transactions.start()
         self.store.add_listener(self._on_durable)
-        self.cleaner = LogCleaner(self.store)
+        self.cleaner = LogCleaner(self.store, self.clock)
         # Daemon threads, so a script that raises with the engine open still
         # exits; _close_at_exit closes what is left open.
         self._background = threading.Thread(

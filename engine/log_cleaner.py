@@ -19,7 +19,8 @@ from collections.abc import Iterator
 from typing import NamedTuple
 
 import native
-from engine import clock, markers
+from engine import markers
+from engine.clock import SYSTEM, Clock
 from engine.partition import Partition
 from engine.partition_txns import AbortedTxn
 from native import BatchHeader, Record, RecordSpec, TimestampType
@@ -44,8 +45,10 @@ class _Batch(NamedTuple):
 
 
 class LogCleaner:
-    def __init__(self, store: StreamStore) -> None:
+    def __init__(self, store: StreamStore, clock: Clock = SYSTEM) -> None:
         self.store = store
+        self._clock = clock
+        """Decides which tombstones and markers are past their retention."""
         self.last: dict[tuple[str, int], CleaningStats] = {}
 
     def clean(self, partition: Partition, *, force: bool = False) -> bool:
@@ -65,7 +68,7 @@ class LogCleaner:
         if not boundaries:
             return False
         start = boundaries[0][0]
-        now = clock.time_ms()
+        now = self._clock.time_ms()
         try:
             batches = list(self._read(partition, start, remote_end))
         except native.BatchError as error:
