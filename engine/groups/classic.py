@@ -16,7 +16,6 @@ blocks or does I/O.
 from __future__ import annotations
 
 import logging
-import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -63,6 +62,8 @@ class GroupHost(Protocol):
     config: GroupConfig
 
     def now_ms(self) -> int: ...
+
+    def monotonic(self) -> float: ...
 
     def resolve(self, future: Future[Any], value: Any) -> None:
         """Settles ``future`` with ``value`` once the coordinator's lock is released."""
@@ -654,7 +655,7 @@ class ClassicGroup:
         """(Re)starts the member's session: it is removed if nothing renews
         it in its session timeout (a new member: in the join timeout)."""
         timeout_ms = NEW_MEMBER_JOIN_TIMEOUT_MS if member.is_new else member.session_timeout_ms
-        member.session_deadline = time.monotonic() + timeout_ms / 1000
+        member.session_deadline = self.host.monotonic() + timeout_ms / 1000
         timer = member.session_timer
         if timer is not None and not timer.cancelled and timer.when <= member.session_deadline:
             return  # it fires first and then waits for the rest
@@ -668,7 +669,7 @@ class ClassicGroup:
         member.session_timer = None
         if self.members.get(member.member_id) is not member:
             return
-        left = member.session_deadline - time.monotonic()
+        left = member.session_deadline - self.host.monotonic()
         if left > 0:
             member.session_timer = self.host.schedule(
                 self, left, lambda: self._check_session(member)

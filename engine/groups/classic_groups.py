@@ -47,6 +47,9 @@ class ClassicGroups:
     def now_ms(self) -> int:
         return self._run.now_ms()
 
+    def monotonic(self) -> float:
+        return self._run.monotonic()
+
     def resolve(self, future: Future[Any], value: Any) -> None:
         self._run.resolve(future, value)
 

@@ -27,6 +27,7 @@ from concurrent.futures import Future
 from contextlib import AbstractContextManager
 from typing import Any
 
+from engine.clock import SYSTEM, Clock
 from engine.errors import (
     ERROR_CODES,
     GroupIdNotFound,
@@ -64,7 +65,6 @@ from engine.groups.results import (
     SyncResult,
 )
 from engine.groups.subscription import CONSUMER_PROTOCOL_TYPE
-from engine.partition import now_ms
 from engine.state_log import StateLog
 from engine.types import OffsetAndMetadata, TopicPartition
 
@@ -96,12 +96,12 @@ class GroupCoordinator:
         state_log: StateLog,
         config: GroupConfig | None = None,
         partition_count: Callable[[str], int | None] = lambda topic: None,
-        clock_ms: Callable[[], int] = now_ms,
+        clock: Clock = SYSTEM,
         topics: Callable[[], Mapping[str, TopicInfo]] = dict,
     ) -> None:
         self.config = config or GroupConfig()
         check_assignors(self.config)
-        self._run = GroupExecutor(state_log, clock_ms)
+        self._run = GroupExecutor(state_log, clock)
         self._offsets = OffsetManager(self, self.config, partition_count)
         self._classic_groups = ClassicGroups(self._run, self.config, self._offsets.has_offsets)
         self._consumer_groups = ConsumerGroups(
@@ -118,6 +118,9 @@ class GroupCoordinator:
 
     def now_ms(self) -> int:
         return self._run.now_ms()
+
+    def monotonic(self) -> float:
+        return self._run.monotonic()
 
     def resolve(self, future: Future[Any], value: Any) -> None:
         self._run.resolve(future, value)

@@ -17,6 +17,7 @@ from collections.abc import Callable, Hashable, Iterator
 from concurrent.futures import Future
 from typing import Any
 
+from engine.clock import Clock
 from engine.errors import ERROR_CODES
 from engine.futures import settle
 from engine.groups.results import NONE
@@ -29,18 +30,21 @@ NOT_COORDINATOR = ERROR_CODES["NOT_COORDINATOR"]
 
 
 class GroupExecutor:
-    def __init__(self, state_log: StateLog, clock_ms: Callable[[], int]) -> None:
+    def __init__(self, state_log: StateLog, clock: Clock) -> None:
         self.state_log = state_log
-        self._clock_ms = clock_ms
+        self._clock = clock
         self._lock = threading.RLock()
         self._depth = 0
         self._ready: list[tuple[Future[Any], Any]] = []
-        self._timers = TimerThread("tidelog-groups")
+        self._timers = TimerThread("tidelog-groups", clock)
         self.closed = False
         """Set (under the lock) when the coordinator closes."""
 
     def now_ms(self) -> int:
-        return self._clock_ms()
+        return self._clock.time_ms()
+
+    def monotonic(self) -> float:
+        return self._clock.monotonic()
 
     def resolve(self, future: Future[Any], value: Any) -> None:
         """Settles ``future`` with ``value`` once the lock is released."""

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.assignors import (
+from engine.client.assignors import (
     CooperativeStickyAssignor,
     MemberSubscription,
     RangeAssignor,

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 import engine
-from engine.consumer import Consumer
+from engine.client.consumer import Consumer
 from engine.errors import FencedInstanceId, IllegalGeneration, UnknownMemberId
 from engine.groups import ConsumerLag
 from engine.types import ConsumerRecord, OffsetAndMetadata, TopicPartition

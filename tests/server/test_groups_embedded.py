@@ -25,7 +25,7 @@ from kafka.coordinator.assignors.range import RangePartitionAssignor
 from kafka.errors import CommitFailedError, RebalanceInProgressError
 
 import engine
-from engine.consumer import Consumer
+from engine.client.consumer import Consumer
 from engine.protocol.consumer_protocol import decode_assignment
 from engine.types import TopicPartition
 from tests.engine.conftest import FAST_STORE

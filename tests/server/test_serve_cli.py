@@ -266,7 +266,7 @@ def test_large_buffers_are_reused_on_glibc() -> None:
     a heap that keeps freed memory), and is reported missing elsewhere."""
     import platform
 
-    from engine.serve import keep_freed_memory_for_reuse
+    from engine.cli.serve import keep_freed_memory_for_reuse
 
     assert keep_freed_memory_for_reuse() == (platform.libc_ver()[0] == "glibc")
 

@@ -13,13 +13,13 @@ the server does not have gets FETCH_SESSION_ID_NOT_FOUND.
 
 from __future__ import annotations
 
-import time
 from typing import Any, NamedTuple
 
 from kio.schema.fetch.v13.request import FetchTopic as FetchTopicV13
 from kio.schema.fetch.v14.request import FetchTopic as FetchTopicV14
 from kio.schema.fetch.v15.request import FetchTopic as FetchTopicV15
 
+from engine import clock
 from engine.engine import READ_COMMITTED, READ_UNCOMMITTED
 from engine.errors import ERROR_CODES, EngineError
 from engine.partition import PartitionFetch
@@ -81,13 +81,13 @@ async def handle_fetch(context: RequestContext, request: FetchRequest) -> dict[s
     wanted = _wanted_partitions(context, request)
     max_bytes = getattr(request, "max_bytes", 0x7FFFFFFF)
     min_bytes = max(request.min_bytes, 0)
-    deadline = time.monotonic() + millis(request.max_wait) / 1000
+    deadline = clock.monotonic() + millis(request.max_wait) / 1000
     engine = context.engine
     committed = getattr(request, "isolation_level", 0) == _READ_COMMITTED
     while True:
         reads = await _read_all(context, wanted, max_bytes, committed)
         total = sum(r.size for r in reads)
-        remaining = deadline - time.monotonic()
+        remaining = deadline - clock.monotonic()
         if total >= min_bytes or remaining <= 0 or any(r.error != NONE for r in reads):
             break
         if not wanted:

@@ -11,10 +11,10 @@ PRODUCER_FENCED and get INVALID_PRODUCER_EPOCH instead, as from Kafka.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Awaitable, Iterable, Sequence
 from typing import Any
 
+from engine import clock
 from engine.errors import ERROR_CODES, EngineError
 from engine.protocol.apis import ApiKey
 from engine.server.context import NONE, RequestContext, error_code
@@ -356,7 +356,7 @@ def handle_list_transactions(
     unknown = [s for s in request.state_filters if s not in _STATE_NAMES]
     producer_ids = set(request.producer_id_filters)
     duration = getattr(request, "duration_filter", -1)
-    now = int(time.time() * 1000)
+    now = clock.time_ms()
     listed = []
     for meta in context.engine.transactions.transactions():
         if meta.state is TxnState.DEAD:

@@ -2,7 +2,7 @@
 group protocol, spoken to the engine's group coordinator in process.
 
 The member joins with a ConsumerProtocolSubscription for each of its
-assignors (engine/assignors.py), computes every member's assignment when
+assignors (engine/client/assignors.py), computes every member's assignment when
 the coordinator makes it the group's leader, and syncs. Its own thread
 answers the coordinator: it sends SyncGroup as soon as JoinGroup is
 answered, heartbeats every heartbeat.interval.ms, and leaves the group
@@ -29,13 +29,13 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future
 from enum import Enum
 from typing import TYPE_CHECKING, NamedTuple
 
-from engine.assignors import (
+from engine import clock
+from engine.client.assignors import (
     Assignor,
     MemberSubscription,
     RebalanceProtocol,
@@ -216,7 +216,7 @@ class GroupMember:
         self._sync: Future[SyncResult] | None = None
         self._done: Future[None] = _resolved_future()
         self._error: BaseException | None = None
-        self._last_poll = time.monotonic()
+        self._last_poll = clock.monotonic()
         self._next_heartbeat = 0.0
         self._closed = False
         self._thread: threading.Thread | None = None
@@ -271,7 +271,7 @@ class GroupMember:
     def polled(self) -> None:
         """The consumer polled: the max.poll.interval.ms clock starts over."""
         with self._lock:
-            self._last_poll = time.monotonic()
+            self._last_poll = clock.monotonic()
 
     def step(self) -> Step:
         """The next thing the consumer must do for the group, or None when
@@ -459,7 +459,7 @@ class GroupMember:
             return 0.0
         if self.state != MemberState.STABLE:
             return None
-        now = time.monotonic()
+        now = clock.monotonic()
         poll_deadline = self._last_poll + self.rebalance_timeout_ms / 1000
         if now >= poll_deadline:
             self._poll_timed_out()
@@ -518,7 +518,7 @@ class GroupMember:
                 )
                 self._assignment = []
             self.state = MemberState.STABLE
-            self._next_heartbeat = time.monotonic() + self.heartbeat_interval_ms / 1000
+            self._next_heartbeat = clock.monotonic() + self.heartbeat_interval_ms / 1000
             log.info(
                 "group %s: %s is in generation %d with %d partitions",
                 self.group_id,
