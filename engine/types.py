@@ -6,13 +6,9 @@ from collections.abc import Mapping
 from typing import NamedTuple
 
 from engine.config import ConfigEntry
+from engine.protocol.topic_partition import TopicPartition as TopicPartition  # noqa: PLC0414 - re-exported
 
 Header = tuple[str, bytes | None]
-
-
-class TopicPartition(NamedTuple):
-    topic: str
-    partition: int
 
 
 class RecordMetadata(NamedTuple):

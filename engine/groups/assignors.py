@@ -50,7 +50,7 @@ class MemberSpec(NamedTuple):
 
 class ServerAssignor(Protocol):
     """An assignor the coordinator runs (the clients' own, for classic
-    groups, are in engine/assignors.py)."""
+    groups, are in engine/client/assignors.py)."""
 
     name: str
 

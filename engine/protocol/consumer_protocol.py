@@ -30,7 +30,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from typing import NamedTuple
 
-from engine.types import TopicPartition
+from engine.protocol.topic_partition import TopicPartition
 
 CONSUMER_PROTOCOL_TYPE = "consumer"
 """The protocol type of a group whose members speak this protocol."""

@@ -14,6 +14,7 @@ import msgpack
 from hypothesis import given
 from hypothesis import strategies as st
 
+from engine.clock import ManualClock
 from engine.groups import GroupCoordinator
 from engine.groups.consumer_group import ConsumerGroup, TopicInfo
 from engine.groups.records import (
@@ -127,7 +128,7 @@ def test_a_coordinator_opens_a_state_log_of_pinned_records(tmp_path: Path) -> No
         coordinator = GroupCoordinator(
             StateLog.open(store, stream_id),
             partition_count=lambda topic: 4 if topic == "orders" else None,
-            clock_ms=lambda: T0 + 10,
+            clock=ManualClock(time_ms=T0 + 10),
             topics=lambda: {"orders": TopicInfo(ORDERS_ID, 4)},
         )
         (classic,) = coordinator.describe_groups(["g"])

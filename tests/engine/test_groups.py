@@ -19,7 +19,7 @@ from kio.schema.consumer_protocol_subscription.v1 import ConsumerProtocolSubscri
 from kio.serial import entity_writer
 
 import engine
-from engine.clock import ManualClock
+from engine.clock import SYSTEM, Clock, ManualClock
 from engine.errors import ERROR_CODES, GroupIdNotFound, InvalidGroupId, NonEmptyGroup
 from engine.groups import GroupCoordinator, JoinResult, SyncResult
 from engine.types import OffsetAndMetadata, TopicPartition
@@ -41,8 +41,9 @@ def open_engine(engine_factory: EngineFactory) -> Callable[..., engine.Engine]:
     """An engine with fast group settings (overridable: GroupConfig's fields)
     and a topic "t" of 4 partitions."""
 
-    def make(**settings: Any) -> engine.Engine:
-        opened = engine_factory(groups=engine.GroupConfig(**{**FAST_GROUPS, **settings}))
+    def make(clock: Clock = SYSTEM, **settings: Any) -> engine.Engine:
+        groups = engine.GroupConfig(**{**FAST_GROUPS, **settings})
+        opened = engine_factory(groups=groups, clock=clock)
         if "t" not in opened.list_topics():
             opened.create_topic("t", 4)
         return opened
