@@ -83,7 +83,10 @@ def load_identity(data_dir: str) -> str:
         return text
     identity = os.urandom(_IDENTITY_BYTES).hex()
     temporary = path + ".tmp"
-    with open(temporary, "w", encoding="ascii") as file:
+    # 0600 whatever the umask, as every file of the data directory.
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(descriptor, 0o600)
+    with open(descriptor, "w", encoding="ascii") as file:
         file.write(identity + "\n")
         file.flush()
         os.fsync(file.fileno())
