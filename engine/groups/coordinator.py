@@ -26,7 +26,6 @@ from concurrent.futures import Future, InvalidStateError
 from typing import Any, TypeVar
 
 from engine.errors import (
-    ERROR_CODES,
     GroupIdNotFound,
     InvalidGroupId,
     NonEmptyGroup,
@@ -60,7 +59,6 @@ from engine.groups.records import (
     txn_key,
 )
 from engine.groups.results import (
-    NONE,
     GroupDescription,
     GroupListing,
     GroupState,
@@ -70,6 +68,7 @@ from engine.groups.results import (
 from engine.groups.subscription import CONSUMER_PROTOCOL_TYPE
 from engine.groups.timers import Timer, TimerThread
 from engine.partition import now_ms
+from engine.protocol.kafka_code import KafkaCode
 from engine.state_log import StateLog
 from engine.types import OffsetAndMetadata, TopicPartition
 
@@ -77,19 +76,6 @@ log = logging.getLogger("tidelog.groups")
 
 T = TypeVar("T")
 
-NOT_COORDINATOR = ERROR_CODES["NOT_COORDINATOR"]
-INVALID_GROUP_ID = ERROR_CODES["INVALID_GROUP_ID"]
-INVALID_SESSION_TIMEOUT = ERROR_CODES["INVALID_SESSION_TIMEOUT"]
-UNKNOWN_MEMBER_ID = ERROR_CODES["UNKNOWN_MEMBER_ID"]
-ILLEGAL_GENERATION = ERROR_CODES["ILLEGAL_GENERATION"]
-REBALANCE_IN_PROGRESS = ERROR_CODES["REBALANCE_IN_PROGRESS"]
-FENCED_INSTANCE_ID = ERROR_CODES["FENCED_INSTANCE_ID"]
-UNKNOWN_TOPIC_OR_PARTITION = ERROR_CODES["UNKNOWN_TOPIC_OR_PARTITION"]
-OFFSET_METADATA_TOO_LARGE = ERROR_CODES["OFFSET_METADATA_TOO_LARGE"]
-UNSTABLE_OFFSET_COMMIT = ERROR_CODES["UNSTABLE_OFFSET_COMMIT"]
-GROUP_SUBSCRIBED_TO_TOPIC = ERROR_CODES["GROUP_SUBSCRIBED_TO_TOPIC"]
-GROUP_ID_NOT_FOUND = ERROR_CODES["GROUP_ID_NOT_FOUND"]
-NON_EMPTY_GROUP = ERROR_CODES["NON_EMPTY_GROUP"]
 
 CLASSIC = "classic"
 
@@ -158,7 +144,7 @@ class GroupCoordinator:
         value = group.to_stored(assignment).to_value()
 
         def done(error: int) -> None:
-            if error != NONE:
+            if error != KafkaCode.NONE:
                 log.warning("group %s: storing its metadata failed", group.group_id)
             if then is not None and self._groups.get(group.group_id) is group:
                 then(error)
@@ -196,7 +182,7 @@ class GroupCoordinator:
         except Exception as error:  # the store refused: fenced, closed or failed
             log.warning("writing group state failed: %s", error)
             if then is not None:
-                then(NOT_COORDINATOR)
+                then(KafkaCode.NOT_COORDINATOR)
             return
         if then is None:
             written.add_done_callback(_log_failure)
@@ -205,7 +191,7 @@ class GroupCoordinator:
         def durable(future: Future[int]) -> None:
             # On the WAL's thread, which must not wait for the coordinator's
             # lock: the rest runs on the coordinator's thread.
-            error = NONE if future.exception() is None else NOT_COORDINATOR
+            error = KafkaCode.NONE if future.exception() is None else KafkaCode.NOT_COORDINATOR
 
             def run() -> None:
                 with self._locked():
@@ -234,7 +220,7 @@ class GroupCoordinator:
             elif kind == OFFSET:
                 _, group_id, topic, partition = key
                 tp = TopicPartition(topic, partition)
-                if self._partition_error(tp) != NONE:
+                if self._partition_error(tp) != KafkaCode.NONE:
                     dropped.append(key)  # its topic was deleted
                     continue
                 self._offsets.load(group_id, tp, CommittedOffset.from_value(value))
@@ -292,15 +278,15 @@ class GroupCoordinator:
         With ``require_known_member_id`` (JoinGroup v4+), a first join with
         an empty member id is answered MEMBER_ID_REQUIRED with the id to
         join with (KIP-394)."""
-        error = NONE
+        error = KafkaCode.NONE
         if not group_id:
-            error = INVALID_GROUP_ID
+            error = KafkaCode.INVALID_GROUP_ID
         elif not (
             self.config.group_min_session_timeout_ms
             <= session_timeout_ms
             <= self.config.group_max_session_timeout_ms
         ):
-            error = INVALID_SESSION_TIMEOUT
+            error = KafkaCode.INVALID_SESSION_TIMEOUT
         request = JoinRequest(
             member_id,
             group_instance_id,
@@ -315,20 +301,22 @@ class GroupCoordinator:
         )
         with self._locked():
             if self._closed:
-                error = NOT_COORDINATOR
-            consumer_group = self._consumer_groups.get(group_id) if error == NONE else None
+                error = KafkaCode.NOT_COORDINATOR
+            consumer_group = (
+                self._consumer_groups.get(group_id) if error == KafkaCode.NONE else None
+            )
             if consumer_group is not None:
                 # No migration between the protocols: only an empty group changes hands.
                 if not consumer_group.is_empty:
-                    error = ERROR_CODES["INCONSISTENT_GROUP_PROTOCOL"]
+                    error = KafkaCode.INCONSISTENT_GROUP_PROTOCOL
                 elif member_id:
-                    error = UNKNOWN_MEMBER_ID
+                    error = KafkaCode.UNKNOWN_MEMBER_ID
                 else:
                     self._drop_consumer_group(consumer_group)
-            group = self._groups.get(group_id) if error == NONE else None
-            if error == NONE and group is None:
+            group = self._groups.get(group_id) if error == KafkaCode.NONE else None
+            if error == KafkaCode.NONE and group is None:
                 if member_id:
-                    error = UNKNOWN_MEMBER_ID
+                    error = KafkaCode.UNKNOWN_MEMBER_ID
                 else:
                     group = ClassicGroup(group_id, self)
                     self._groups[group_id] = group
@@ -352,9 +340,11 @@ class GroupCoordinator:
         member's future resolves to its own once the leader's is durable."""
         with self._locked():
             error = self._group_error(group_id)
-            group = self._groups.get(group_id) if error == NONE else None
+            group = self._groups.get(group_id) if error == KafkaCode.NONE else None
             if group is None:
-                return _done(SyncResult(error if error != NONE else UNKNOWN_MEMBER_ID))
+                return _done(
+                    SyncResult(error if error != KafkaCode.NONE else KafkaCode.UNKNOWN_MEMBER_ID)
+                )
             return group.sync(
                 generation_id,
                 member_id,
@@ -370,11 +360,11 @@ class GroupCoordinator:
         """Heartbeat: the error code (REBALANCE_IN_PROGRESS: join again)."""
         with self._locked():
             error = self._group_error(group_id)
-            if error != NONE:
+            if error != KafkaCode.NONE:
                 return error
             group = self._groups.get(group_id)
             if group is None:
-                return UNKNOWN_MEMBER_ID
+                return KafkaCode.UNKNOWN_MEMBER_ID
             return group.heartbeat(generation_id, member_id, group_instance_id)
 
     def leave_group(
@@ -392,7 +382,7 @@ class GroupCoordinator:
             self._check_open()
             group = self._groups.get(group_id)
             if group is None:
-                return [UNKNOWN_MEMBER_ID for _ in members]
+                return [KafkaCode.UNKNOWN_MEMBER_ID for _ in members]
             why = f"it left the group ({reason or 'no reason given'})"
             errors = [
                 group.leave(member_id, instance_id, why) for member_id, instance_id in members
@@ -402,10 +392,10 @@ class GroupCoordinator:
 
     def _group_error(self, group_id: str) -> int:
         if not group_id:
-            return INVALID_GROUP_ID
+            return KafkaCode.INVALID_GROUP_ID
         if self._closed:
-            return NOT_COORDINATOR
-        return NONE
+            return KafkaCode.NOT_COORDINATOR
+        return KafkaCode.NONE
 
     def _forget_if_unused(self, group: ClassicGroup) -> None:
         """A group that never formed and holds nothing is not kept (a
@@ -439,7 +429,7 @@ class GroupCoordinator:
             raise InvalidGroupId(group_id)
         with self._locked():
             if self._closed:
-                return _done({tp: NOT_COORDINATOR for tp in offsets})
+                return _done({tp: KafkaCode.NOT_COORDINATOR for tp in offsets})
             group = self._groups.get(group_id)
             consumer_group = self._consumer_groups.get(group_id)
             if consumer_group is not None:
@@ -451,11 +441,11 @@ class GroupCoordinator:
                 error = self._commit_error(
                     group, generation_id, member_id, group_instance_id, False
                 )
-            if error == NONE and group is not None:
+            if error == KafkaCode.NONE and group is not None:
                 if group.state == GroupState.COMPLETING_REBALANCE:
                     # The member has its new generation but no assignment
                     # yet: it must not commit for the old one.
-                    error = REBALANCE_IN_PROGRESS
+                    error = KafkaCode.REBALANCE_IN_PROGRESS
                 elif group.state != GroupState.EMPTY:
                     group.watch_session(group.members[member_id])
             now = self.now_ms()
@@ -485,7 +475,7 @@ class GroupCoordinator:
                 self._offsets.written(keys)
                 for key in keys:
                     results[key.tp] = error
-                    if error == NONE:
+                    if error == KafkaCode.NONE:
                         self._make_visible(target, key, values[key.tp])
                 self.resolve(future, results)
 
@@ -506,14 +496,14 @@ class GroupCoordinator:
     ) -> Future[dict[TopicPartition, int]]:
         """TxnOffsetCommit: stores the offsets durably as pending for the
         producer's transaction; they are invisible to fetch_offsets (and
-        make require_stable fetches answer UNSTABLE_OFFSET_COMMIT) until
+        make require_stable fetches answer KafkaCode.UNSTABLE_OFFSET_COMMIT) until
         complete_transaction. Member and generation are checked as for a
         commit when given (KIP-447); generation -1 and no member skip it."""
         if not group_id:
             raise InvalidGroupId(group_id)
         with self._locked():
             if self._closed:
-                return _done({tp: NOT_COORDINATOR for tp in offsets})
+                return _done({tp: KafkaCode.NOT_COORDINATOR for tp in offsets})
             group = self._groups.get(group_id)
             consumer_group = self._consumer_groups.get(group_id)
             if consumer_group is not None:
@@ -548,7 +538,7 @@ class GroupCoordinator:
                 self._offsets.written(pending)
                 for key, value in pending.items():
                     results[key.tp] = error
-                    if error == NONE and self._still_there(target, key.tp):
+                    if error == KafkaCode.NONE and self._still_there(target, key.tp):
                         self._offsets.add_pending(producer_id, key, value)
                 self.resolve(future, results)
 
@@ -584,7 +574,7 @@ class GroupCoordinator:
             future: Future[None] = _running_future()
 
             def written(error: int) -> None:
-                if error != NONE:
+                if error != KafkaCode.NONE:
                     self.resolve(future, NotCoordinator("completing the transaction failed"))
                     return
                 self._offsets.remove_pending(producer_id, pending)
@@ -629,21 +619,21 @@ class GroupCoordinator:
         member id) only while the group has no members."""
         if group is None:
             if generation_id >= 0 and not transactional:
-                return ILLEGAL_GENERATION  # a generation of a group that is gone
+                return KafkaCode.ILLEGAL_GENERATION  # a generation of a group that is gone
             if generation_id >= 0 or member_id or group_instance_id is not None:
-                return UNKNOWN_MEMBER_ID
-            return NONE
+                return KafkaCode.UNKNOWN_MEMBER_ID
+            return KafkaCode.NONE
         if generation_id >= 0 or member_id or group_instance_id is not None:
             if group.is_static_member_fenced(group_instance_id, member_id):
-                return FENCED_INSTANCE_ID
+                return KafkaCode.FENCED_INSTANCE_ID
             if not group.has_member(member_id):
-                return UNKNOWN_MEMBER_ID
+                return KafkaCode.UNKNOWN_MEMBER_ID
             if generation_id != group.generation_id:
-                return ILLEGAL_GENERATION
-            return NONE
+                return KafkaCode.ILLEGAL_GENERATION
+            return KafkaCode.NONE
         if not transactional and group.state != GroupState.EMPTY:
-            return UNKNOWN_MEMBER_ID
-        return NONE
+            return KafkaCode.UNKNOWN_MEMBER_ID
+        return KafkaCode.NONE
 
     def _check_offsets(
         self, offsets: Mapping[TopicPartition, OffsetAndMetadata], error: int
@@ -654,20 +644,20 @@ class GroupCoordinator:
         limit = self.config.offset_metadata_max_bytes
         for tp, om in offsets.items():
             code = self._partition_error(tp)
-            if code == NONE:
+            if code == KafkaCode.NONE:
                 code = error
-            if code == NONE and om.metadata is not None and len(om.metadata) > limit:
-                code = OFFSET_METADATA_TOO_LARGE
+            if code == KafkaCode.NONE and om.metadata is not None and len(om.metadata) > limit:
+                code = KafkaCode.OFFSET_METADATA_TOO_LARGE
             results[tp] = code
-            if code == NONE:
+            if code == KafkaCode.NONE:
                 accepted[tp] = om
         return results, accepted
 
     def _partition_error(self, tp: TopicPartition) -> int:
         count = self._partition_count(tp.topic)
         if count is None or not 0 <= tp.partition < count:
-            return UNKNOWN_TOPIC_OR_PARTITION
-        return NONE
+            return KafkaCode.UNKNOWN_TOPIC_OR_PARTITION
+        return KafkaCode.NONE
 
     def _group_for_commit(self, group_id: str) -> ClassicGroup | ConsumerGroup:
         consumer_group = self._consumer_groups.get(group_id)
@@ -681,7 +671,9 @@ class GroupCoordinator:
     def _still_there(self, group: ClassicGroup | ConsumerGroup, tp: TopicPartition) -> bool:
         """A write becoming durable after its group or topic was deleted
         must not bring its offset back."""
-        return self._any_group(group.group_id) is group and self._partition_error(tp) == NONE
+        return (
+            self._any_group(group.group_id) is group and self._partition_error(tp) == KafkaCode.NONE
+        )
 
     # -- reading offsets ----------------------------------------------------------------
 
@@ -696,7 +688,7 @@ class GroupCoordinator:
         """OffsetFetch: per partition (every committed one if ``partitions``
         is None) the committed offset (None: none) and an error code. With
         ``require_stable``, a partition with a commit being written or
-        pending in a transaction is answered UNSTABLE_OFFSET_COMMIT. A
+        pending in a transaction is answered KafkaCode.UNSTABLE_OFFSET_COMMIT. A
         member of a consumer group (KIP-848) that gives its id and epoch
         (OffsetFetch v9+) must be in that epoch: raises UnknownMemberId,
         StaleMemberEpoch or FencedMemberEpoch otherwise."""
@@ -712,17 +704,17 @@ class GroupCoordinator:
             answer: dict[TopicPartition, tuple[OffsetAndMetadata | None, int]] = {}
             for tp in wanted:
                 if require_stable and self._offsets.is_unstable(group_id, tp):
-                    answer[tp] = (None, UNSTABLE_OFFSET_COMMIT)
+                    answer[tp] = (None, KafkaCode.UNSTABLE_OFFSET_COMMIT)
                     continue
                 found = committed.get(tp)
-                answer[tp] = (found.public() if found is not None else None, NONE)
+                answer[tp] = (found.public() if found is not None else None, KafkaCode.NONE)
             return answer
 
     def delete_offsets(
         self, group_id: str, partitions: Sequence[TopicPartition]
     ) -> Future[dict[TopicPartition, int]]:
         """OffsetDelete: removes committed offsets of an empty group, or of
-        topics no member subscribes to (GROUP_SUBSCRIBED_TO_TOPIC for the
+        topics no member subscribes to (KafkaCode.GROUP_SUBSCRIBED_TO_TOPIC for the
         others). Raises GroupIdNotFound, NonEmptyGroup (a group that is not
         a consumer group and has members), InvalidGroupId, NotCoordinator."""
         if not group_id:
@@ -741,9 +733,9 @@ class GroupCoordinator:
             results = {tp: self._partition_error(tp) for tp in partitions}
             consuming = not _is_empty(group)
             for tp, code in results.items():
-                if code == NONE and consuming and group.is_subscribed_to(tp.topic):
-                    results[tp] = GROUP_SUBSCRIBED_TO_TOPIC
-            removable = [tp for tp, code in results.items() if code == NONE]
+                if code == KafkaCode.NONE and consuming and group.is_subscribed_to(tp.topic):
+                    results[tp] = KafkaCode.GROUP_SUBSCRIBED_TO_TOPIC
+            removable = [tp for tp, code in results.items() if code == KafkaCode.NONE]
             self._offsets.remove(group_id, removable)
             deletes = [offset_key(group_id, tp) for tp in removable]
             for producer_id, key in self._offsets.pending_where(group_id, removable):
@@ -776,7 +768,9 @@ class GroupCoordinator:
                     described.append(consumer_group.describe_classic())
                 elif group is None:
                     described.append(
-                        GroupDescription(group_id, NONE, GroupState.DEAD.value, "", "", [])
+                        GroupDescription(
+                            group_id, KafkaCode.NONE, GroupState.DEAD.value, "", "", []
+                        )
                     )
                 else:
                     described.append(group.describe())
@@ -804,7 +798,7 @@ class GroupCoordinator:
 
     def delete_groups(self, group_ids: Sequence[str]) -> Future[dict[str, int]]:
         """DeleteGroups: an error code per group once the deletions are
-        durable; a group with members is NON_EMPTY_GROUP. A group's
+        durable; a group with members is KafkaCode.NON_EMPTY_GROUP. A group's
         committed and pending offsets go with it."""
         with self._locked():
             self._check_open()
@@ -814,13 +808,13 @@ class GroupCoordinator:
             for group_id in group_ids:
                 group = self._any_group(group_id)
                 if group is None:
-                    results[group_id] = GROUP_ID_NOT_FOUND
+                    results[group_id] = KafkaCode.GROUP_ID_NOT_FOUND
                 elif not _is_empty(group):
-                    results[group_id] = NON_EMPTY_GROUP
+                    results[group_id] = KafkaCode.NON_EMPTY_GROUP
                 else:
                     deletes += self._drop_group(group)
                     deleted.append(group_id)
-                    results[group_id] = NONE
+                    results[group_id] = KafkaCode.NONE
             if not deletes:
                 return _done(results)
             future: Future[dict[str, int]] = _running_future()
@@ -840,7 +834,7 @@ class GroupCoordinator:
             keys = self._drop_consumer_group(group, write=False)
         else:
             del self._groups[group_id]
-            group.unload(NOT_COORDINATOR)
+            group.unload(KafkaCode.NOT_COORDINATOR)
             keys = [group_key(group_id)]
         committed = list(self._offsets.of_group(group_id))
         self._offsets.remove(group_id, committed)
@@ -925,7 +919,7 @@ class GroupCoordinator:
         ):
             return []
         del self._groups[group.group_id]
-        group.unload(NOT_COORDINATOR)
+        group.unload(KafkaCode.NOT_COORDINATOR)
         return [group_key(group.group_id)]
 
     # -- topics -------------------------------------------------------------------------
@@ -996,27 +990,31 @@ class GroupCoordinator:
             except Refused as refused:
                 return _done(HeartbeatResult(refused.code, refused.message))
             if self._closed:
-                return _done(HeartbeatResult(NOT_COORDINATOR, "the coordinator is closed"))
+                return _done(
+                    HeartbeatResult(KafkaCode.NOT_COORDINATOR, "the coordinator is closed")
+                )
             group_id = request.group_id
             group = self._consumer_groups.get(group_id)
             if group is None:
                 if request.member_epoch != 0:
                     return _done(
-                        HeartbeatResult(UNKNOWN_MEMBER_ID, f"group {group_id} has no members")
+                        HeartbeatResult(
+                            KafkaCode.UNKNOWN_MEMBER_ID, f"group {group_id} has no members"
+                        )
                     )
                 classic = self._groups.get(group_id)
                 if classic is not None:
                     if classic.state != GroupState.EMPTY or classic.pending_members:
                         return _done(
                             HeartbeatResult(
-                                ERROR_CODES["INCONSISTENT_GROUP_PROTOCOL"],
+                                KafkaCode.INCONSISTENT_GROUP_PROTOCOL,
                                 f"group {group_id} is a classic group with members",
                             )
                         )
                     # An empty classic group becomes a consumer group; its
                     # offsets stay, its stored metadata goes.
                     del self._groups[group_id]
-                    classic.unload(NOT_COORDINATOR)
+                    classic.unload(KafkaCode.NOT_COORDINATOR)
                     self._write({}, [group_key(group_id)])
                 group = self._consumer_groups[group_id] = ConsumerGroup(group_id, self)
             answer = group.heartbeat(request)
@@ -1042,7 +1040,7 @@ class GroupCoordinator:
                 described.append(
                     ConsumerGroupDescription(
                         group_id,
-                        GROUP_ID_NOT_FOUND,
+                        KafkaCode.GROUP_ID_NOT_FOUND,
                         message,
                         ConsumerGroupState.DEAD.value,
                         -1,
@@ -1123,7 +1121,7 @@ class GroupCoordinator:
             self._closed = True
             self._retention_timer.cancel()
             for group in self._groups.values():
-                group.unload(NOT_COORDINATOR)
+                group.unload(KafkaCode.NOT_COORDINATOR)
             for consumer_group in self._consumer_groups.values():
                 consumer_group.unload()
         self._timers.stop()

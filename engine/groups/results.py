@@ -6,9 +6,6 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import NamedTuple
 
-from engine.errors import ERROR_CODES
-
-NONE = ERROR_CODES["NONE"]
 NO_GENERATION = -1
 UNKNOWN_MEMBER_ID = ""
 """The member id of a first JoinGroup, and of a commit from outside any group."""

@@ -27,6 +27,7 @@ from engine.errors import (
 )
 from engine.partition import AppendResult
 from engine.producer import Producer, Resolver, _Batch
+from engine.protocol.kafka_code import KafkaCode
 from engine.types import Header, OffsetAndMetadata, RecordMetadata, TopicPartition
 
 if TYPE_CHECKING:
@@ -40,7 +41,7 @@ class TransactionError(EngineError):
     """A record of the transaction failed: it can only be aborted (Kafka's
     abortable error); the cause is chained."""
 
-    kafka_error = "INVALID_TXN_STATE"
+    code = KafkaCode.INVALID_TXN_STATE
 
 
 class TransactionalProducer(Producer):

@@ -19,12 +19,13 @@ from kio.schema.consumer_protocol_subscription.v1 import ConsumerProtocolSubscri
 from kio.serial import entity_writer
 
 import engine
-from engine.errors import ERROR_CODES, GroupIdNotFound, InvalidGroupId, NonEmptyGroup
+from engine.errors import GroupIdNotFound, InvalidGroupId, NonEmptyGroup
 from engine.groups import GroupCoordinator, JoinResult, SyncResult
+from engine.protocol.kafka_code import KafkaCode
 from engine.types import OffsetAndMetadata, TopicPartition
 from tests.engine.conftest import EngineFactory
 
-E = ERROR_CODES
+E = KafkaCode
 TIMEOUT = 10.0
 """How long a test waits for an answer that must come (a hang fails)."""
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine.errors import ERROR_CODES
 from engine.protocol.apis import SUPPORTED_VERSIONS, ApiKey
-from engine.server.context import NONE, RequestContext
+from engine.protocol.kafka_code import KafkaCode
+from engine.server.context import RequestContext
 
 # Produce is advertised from v0 although v0-v2 are not served (a request at
 # those versions closes its connection, as any unsupported one does). Kafka
@@ -25,12 +25,12 @@ def advertised_versions() -> list[dict[str, int]]:
 
 
 def handle_api_versions(context: RequestContext, request: Any) -> dict[str, Any]:
-    return {"error_code": NONE, "api_keys": advertised_versions(), "throttle_time": 0}
+    return {"error_code": KafkaCode.NONE, "api_keys": advertised_versions(), "throttle_time": 0}
 
 
 def unsupported_api_versions() -> dict[str, Any]:
     """The answer to an ApiVersions request at a version this server lacks."""
     return {
-        "error_code": ERROR_CODES["UNSUPPORTED_VERSION"],
+        "error_code": KafkaCode.UNSUPPORTED_VERSION,
         "api_keys": advertised_versions(),
     }

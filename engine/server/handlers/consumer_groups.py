@@ -11,21 +11,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine.errors import EngineError
+from engine.errors import EngineError, error_code
 from engine.groups.consumer_group import (
     ConsumerGroupDescription,
     Heartbeat,
     HeartbeatResult,
     Partitions,
 )
-from engine.server.context import (
-    Body,
-    RequestContext,
-    Response,
-    answer,
-    error_code,
-    error_message,
-)
+from engine.server.context import Body, RequestContext, Response, answer, error_message
 from engine.server.handlers.common import millis, uuid_bytes
 
 _AUTHORIZED_OPERATIONS_OMITTED = -(2**31)

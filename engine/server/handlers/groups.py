@@ -15,16 +15,10 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
-from engine.errors import ERROR_CODES, EngineError
+from engine.errors import EngineError, error_code
 from engine.groups import GroupDescription, JoinResult, SyncResult
-from engine.server.context import (
-    NONE,
-    Body,
-    RequestContext,
-    Response,
-    answer,
-    error_code,
-)
+from engine.protocol.kafka_code import KafkaCode
+from engine.server.context import Body, RequestContext, Response, answer
 from engine.server.handlers.common import millis
 from engine.types import OffsetAndMetadata, TopicPartition
 
@@ -57,7 +51,7 @@ def handle_find_coordinator(context: RequestContext, request: Any) -> Body:
 def _coordinator(context: RequestContext, key_type: int) -> dict[str, Any]:
     if key_type not in (_GROUP_KEY, _TRANSACTION_KEY):
         return {
-            "error_code": ERROR_CODES["INVALID_REQUEST"],
+            "error_code": KafkaCode.INVALID_REQUEST,
             "error_message": f"unknown coordinator key type {key_type}",
             "node_id": -1,
             "host": "",
@@ -65,7 +59,7 @@ def _coordinator(context: RequestContext, key_type: int) -> dict[str, Any]:
         }
     broker = context.server.broker
     return {
-        "error_code": NONE,
+        "error_code": KafkaCode.NONE,
         "error_message": None,
         "node_id": broker.node_id,
         "host": broker.host,
@@ -169,7 +163,7 @@ def handle_leave_group(context: RequestContext, request: Any) -> Body:
         {"member_id": member_id, "group_instance_id": instance_id, "error_code": code}
         for (member_id, instance_id), code in zip(leaving, codes, strict=True)
     ]
-    return {"throttle_time": 0, "error_code": NONE, "members": members}
+    return {"throttle_time": 0, "error_code": KafkaCode.NONE, "members": members}
 
 
 # -- offsets ------------------------------------------------------------------------------
@@ -271,7 +265,7 @@ def _fetch(
             "error_code": code,
         }
 
-    return {"error_code": NONE, "topics": _by_topic(found, render)}
+    return {"error_code": KafkaCode.NONE, "topics": _by_topic(found, render)}
 
 
 def handle_offset_delete(context: RequestContext, request: Any) -> Response:
@@ -289,7 +283,7 @@ def handle_offset_delete(context: RequestContext, request: Any) -> Response:
         topics = _by_topic(
             codes, lambda tp, code: {"partition_index": tp.partition, "error_code": code}
         )
-        return {"error_code": NONE, "throttle_time": 0, "topics": topics}
+        return {"error_code": KafkaCode.NONE, "throttle_time": 0, "topics": topics}
 
     return answer(context, future, build)
 
@@ -349,7 +343,7 @@ def handle_list_groups(context: RequestContext, request: Any) -> Body:
         }
         for group in listed
     ]
-    return {"throttle_time": 0, "error_code": NONE, "groups": groups}
+    return {"throttle_time": 0, "error_code": KafkaCode.NONE, "groups": groups}
 
 
 def handle_delete_groups(context: RequestContext, request: Any) -> Response:

@@ -22,17 +22,11 @@ import asyncio
 import logging
 from typing import Any
 
-from engine.errors import ERROR_CODES, EngineError
+from engine.errors import EngineError, error_code
 from engine.partition import AppendResult
+from engine.protocol.kafka_code import KafkaCode
 from engine.protocol.produce import ProduceRequest
-from engine.server.context import (
-    NONE,
-    Body,
-    RequestContext,
-    Response,
-    error_code,
-    error_message,
-)
+from engine.server.context import Body, RequestContext, Response, error_message
 from engine.server.handlers.common import auto_create_topics
 from engine.server.handlers.transactions import init_transactional_producer
 
@@ -50,7 +44,7 @@ def handle_produce(context: RequestContext, request: ProduceRequest) -> Response
     engine = context.engine
     results: Results = []
     waiting: list[asyncio.Task[AppendResult]] = []
-    acks_error = None if request.acks in _ACKS else ERROR_CODES["INVALID_REQUIRED_ACKS"]
+    acks_error = None if request.acks in _ACKS else KafkaCode.INVALID_REQUIRED_ACKS
     refused: dict[str, int] = {}
     if engine.config.auto_create_topics and acks_error is None:
         unknown = [t.name for t in request.topics if not engine.has_topic(t.name)]
@@ -64,9 +58,7 @@ def handle_produce(context: RequestContext, request: ProduceRequest) -> Response
                 partitions.append((partition.partition, refused_code, None))
                 continue
             if partition.records is None:
-                partitions.append(
-                    (partition.partition, ERROR_CODES["INVALID_RECORD"], "no record data")
-                )
+                partitions.append((partition.partition, KafkaCode.INVALID_RECORD, "no record data"))
                 continue
             try:
                 durable = engine.submit_async(
@@ -132,7 +124,7 @@ def _partition(index: int, result: Outcome, message: str | None) -> Body:
     if not result.done():
         return _failed(
             index,
-            ERROR_CODES["REQUEST_TIMED_OUT"],
+            KafkaCode.REQUEST_TIMED_OUT,
             "not durable within the request's timeout_ms (the object store may be slow "
             "or unreachable); the append is kept: an idempotent producer's retry is "
             "answered once it is durable",
@@ -143,7 +135,7 @@ def _partition(index: int, result: Outcome, message: str | None) -> Body:
     appended = result.result()
     return {
         "index": index,
-        "error_code": NONE,
+        "error_code": KafkaCode.NONE,
         "base_offset": appended.base_offset,
         "log_append_time": appended.log_append_time,
         "log_start_offset": appended.log_start_offset,
@@ -193,7 +185,7 @@ def handle_init_producer_id(context: RequestContext, request: Any) -> Response:
         }
     return {
         "throttle_time": 0,
-        "error_code": NONE,
+        "error_code": KafkaCode.NONE,
         "producer_id": producer_id,
         "producer_epoch": epoch,
     }
