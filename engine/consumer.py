@@ -665,7 +665,7 @@ class Consumer:
             group_id, generation, member_id, instance_id, wanted
         )
 
-        def done(answered: Future[dict[TopicPartition, int]]) -> None:
+        def done(answered: Future[dict[TopicPartition, KafkaCode]]) -> None:
             try:
                 codes = answered.result()
             except BaseException as error:
@@ -683,7 +683,7 @@ class Consumer:
         answer.add_done_callback(done)
         return result
 
-    def _commit_error(self, failed: dict[TopicPartition, int]) -> EngineError:
+    def _commit_error(self, failed: Mapping[TopicPartition, KafkaCode]) -> EngineError:
         tp, code = next(iter(sorted(failed.items())))
         if code == KafkaCode.UNKNOWN_TOPIC_OR_PARTITION:
             count = len(self._engine.topic_partitions([tp.topic]))

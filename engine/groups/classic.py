@@ -65,7 +65,7 @@ class GroupHost(Protocol):
         self,
         group: ClassicGroup,
         assignment: Mapping[str, bytes],
-        then: Callable[[int], None] | None = None,
+        then: Callable[[KafkaCode], None] | None = None,
     ) -> None:
         """Writes the group's metadata with ``assignment``; ``then(error_code)``
         runs under the lock once it is durable (or failed), if the group
@@ -224,7 +224,7 @@ class ClassicGroup:
             return (member is not None and member.join_waiter is not None) or awaiting < limit
         return member is not None or len(self.members) < limit
 
-    def _answer(self, future: Future[JoinResult], error: int, member_id: str) -> None:
+    def _answer(self, future: Future[JoinResult], error: KafkaCode, member_id: str) -> None:
         self.host.resolve(future, JoinResult(error, member_id=member_id))
 
     def _join_new_member(self, request: JoinRequest, future: Future[JoinResult]) -> None:
@@ -361,7 +361,7 @@ class ClassicGroup:
             case GroupState.STABLE if self.select_protocol() == self.protocol_name:
                 assignment = {m.member_id: m.assignment for m in self.members.values()}
 
-                def stored(error: int) -> None:
+                def stored(error: KafkaCode) -> None:
                     if member.join_waiter is not future:
                         return  # a rebalance answered it meanwhile
                     member.join_waiter = None
@@ -586,7 +586,7 @@ class ClassicGroup:
             assignment = {m: bytes(assignments.get(m, b"")) for m in self.members}
             generation = self.generation_id
 
-            def stored(error: int) -> None:
+            def stored(error: KafkaCode) -> None:
                 # Another member may have joined while this was written.
                 if self.state != GroupState.COMPLETING_REBALANCE:
                     return
@@ -605,24 +605,26 @@ class ClassicGroup:
             self.host.store_group(self, assignment, stored)
         return future
 
-    def _sync_result(self, member: Member, error: int = KafkaCode.NONE) -> SyncResult:
+    def _sync_result(self, member: Member, error: KafkaCode = KafkaCode.NONE) -> SyncResult:
         return SyncResult(error, self.protocol_type, self.protocol_name, member.assignment)
 
-    def _propagate_assignment(self, error: int) -> None:
+    def _propagate_assignment(self, error: KafkaCode) -> None:
         for member in self.members.values():
             if member.sync_waiter is not None:
                 self.host.resolve(member.sync_waiter, self._sync_result(member, error))
                 member.sync_waiter = None
                 self.watch_session(member)
 
-    def _reset_and_propagate_assignment_error(self, error: int) -> None:
+    def _reset_and_propagate_assignment_error(self, error: KafkaCode) -> None:
         for member in self.members.values():
             member.assignment = b""
         self._propagate_assignment(error)
 
     # -- heartbeats and sessions ---------------------------------------------------
 
-    def _check_member(self, generation_id: int, member_id: str, instance_id: str | None) -> int:
+    def _check_member(
+        self, generation_id: int, member_id: str, instance_id: str | None
+    ) -> KafkaCode:
         if self.is_static_member_fenced(instance_id, member_id):
             return KafkaCode.FENCED_INSTANCE_ID
         if member_id not in self.members:
@@ -631,7 +633,9 @@ class ClassicGroup:
             return KafkaCode.ILLEGAL_GENERATION
         return KafkaCode.NONE
 
-    def heartbeat(self, generation_id: int, member_id: str, group_instance_id: str | None) -> int:
+    def heartbeat(
+        self, generation_id: int, member_id: str, group_instance_id: str | None
+    ) -> KafkaCode:
         error = self._check_member(generation_id, member_id, group_instance_id)
         if error != KafkaCode.NONE:
             return error
@@ -702,7 +706,7 @@ class ClassicGroup:
 
     # -- leaving -------------------------------------------------------------------
 
-    def leave(self, member_id: str, group_instance_id: str | None, reason: str) -> int:
+    def leave(self, member_id: str, group_instance_id: str | None, reason: str) -> KafkaCode:
         if not member_id:
             # Removal by instance id alone (an administrator's, KIP-345).
             current = self.static_members.get(group_instance_id or "")
@@ -725,7 +729,7 @@ class ClassicGroup:
 
     # -- closing -------------------------------------------------------------------
 
-    def unload(self, error: int) -> None:
+    def unload(self, error: KafkaCode) -> None:
         """Answers every waiting member with ``error`` and stops the timers
         (the coordinator is closing)."""
         for member in self.members.values():

@@ -116,7 +116,7 @@ class Heartbeat(NamedTuple):
 
 
 class HeartbeatResult(NamedTuple):
-    error: int
+    error: KafkaCode
     error_message: str | None = None
     member_id: str | None = None
     member_epoch: int = 0
@@ -140,7 +140,7 @@ class ConsumerMemberDescription(NamedTuple):
 
 class ConsumerGroupDescription(NamedTuple):
     group_id: str
-    error: int
+    error: KafkaCode
     error_message: str | None
     state: str
     group_epoch: int
@@ -170,7 +170,7 @@ class ConsumerGroupHost(Protocol):
         self,
         puts: dict[Hashable, Any],
         deletes: list[Hashable],
-        then: Callable[[int], None] | None = None,
+        then: Callable[[KafkaCode], None] | None = None,
     ) -> None:
         """Appends to the state log; ``then(error_code)`` runs under the lock
         once the records are durable (or failed)."""
@@ -182,7 +182,7 @@ class ConsumerGroupHost(Protocol):
 class Refused(Exception):
     """A heartbeat, commit or fetch the group refuses, with Kafka's error."""
 
-    def __init__(self, code: int, message: str) -> None:
+    def __init__(self, code: KafkaCode, message: str) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
@@ -440,7 +440,7 @@ class ConsumerGroup:
             result = HeartbeatResult(refused.code, refused.message)
         future: Future[HeartbeatResult] = _running_future()
 
-        def written(error: int) -> None:
+        def written(error: KafkaCode) -> None:
             if error != KafkaCode.NONE:
                 self.host.resolve(future, HeartbeatResult(error, "storing the group failed"))
             else:
@@ -882,7 +882,7 @@ class ConsumerGroup:
         instance_id: str | None,
         member_epoch: int,
         transactional: bool,
-    ) -> int:
+    ) -> KafkaCode:
         """Kafka's ConsumerGroup.validateOffsetCommit: members commit in
         their epoch; a commit from outside the group (epoch < 0) only while
         the group is empty."""
@@ -917,7 +917,7 @@ class ConsumerGroup:
 
     # -- storing -------------------------------------------------------------------
 
-    def flush(self, then: Callable[[int], None] | None = None) -> bool:
+    def flush(self, then: Callable[[KafkaCode], None] | None = None) -> bool:
         """Writes what changed since the last flush; False if nothing did
         (``then`` is not called)."""
         if not self._group_changed and not self._changed_members:
@@ -1068,7 +1068,7 @@ def _member_facts(member: ConsumerMember) -> tuple[Any, ...]:
     )
 
 
-def _epoch_error(received: int, current: int) -> int:
+def _epoch_error(received: int, current: int) -> KafkaCode:
     if received > current:
         return KafkaCode.FENCED_MEMBER_EPOCH
     if received < current:

@@ -139,11 +139,11 @@ class GroupCoordinator:
         self,
         group: ClassicGroup,
         assignment: Mapping[str, bytes],
-        then: Callable[[int], None] | None = None,
+        then: Callable[[KafkaCode], None] | None = None,
     ) -> None:
         value = group.to_stored(assignment).to_value()
 
-        def done(error: int) -> None:
+        def done(error: KafkaCode) -> None:
             if error != KafkaCode.NONE:
                 log.warning("group %s: storing its metadata failed", group.group_id)
             if then is not None and self._groups.get(group.group_id) is group:
@@ -173,7 +173,7 @@ class GroupCoordinator:
         self,
         puts: dict[Hashable, Any],
         deletes: list[Hashable],
-        then: Callable[[int], None] | None = None,
+        then: Callable[[KafkaCode], None] | None = None,
     ) -> None:
         """Appends to the state log; ``then(error_code)`` runs under the
         lock once the records are durable (NOT_COORDINATOR if they failed)."""
@@ -356,7 +356,7 @@ class GroupCoordinator:
 
     def heartbeat(
         self, group_id: str, generation_id: int, member_id: str, group_instance_id: str | None
-    ) -> int:
+    ) -> KafkaCode:
         """Heartbeat: the error code (REBALANCE_IN_PROGRESS: join again)."""
         with self._locked():
             error = self._group_error(group_id)
@@ -372,7 +372,7 @@ class GroupCoordinator:
         group_id: str,
         members: Sequence[tuple[str, str | None]],
         reason: str | None = None,
-    ) -> list[int]:
+    ) -> list[KafkaCode]:
         """LeaveGroup for (member id, group instance id) pairs: an error code
         per member. A member id of "" with an instance id removes whichever
         member holds that instance id. Raises InvalidGroupId, NotCoordinator."""
@@ -390,7 +390,7 @@ class GroupCoordinator:
             self._forget_if_unused(group)
             return errors
 
-    def _group_error(self, group_id: str) -> int:
+    def _group_error(self, group_id: str) -> KafkaCode:
         if not group_id:
             return KafkaCode.INVALID_GROUP_ID
         if self._closed:
@@ -419,7 +419,7 @@ class GroupCoordinator:
         group_instance_id: str | None,
         offsets: Mapping[TopicPartition, OffsetAndMetadata],
         retention_ms: int = -1,
-    ) -> Future[dict[TopicPartition, int]]:
+    ) -> Future[dict[TopicPartition, KafkaCode]]:
         """OffsetCommit: an error code per partition once the commit is
         durable. A commit with generation -1 and no member id is accepted
         from outside any group while the group has no members.
@@ -469,9 +469,9 @@ class GroupCoordinator:
             self._offsets.writing(keys)
             for key in keys:
                 self._offsets.issued(key, values[key.tp].sequence)
-            future: Future[dict[TopicPartition, int]] = _running_future()
+            future: Future[dict[TopicPartition, KafkaCode]] = _running_future()
 
-            def written(error: int) -> None:
+            def written(error: KafkaCode) -> None:
                 self._offsets.written(keys)
                 for key in keys:
                     results[key.tp] = error
@@ -493,7 +493,7 @@ class GroupCoordinator:
         generation_id: int,
         group_instance_id: str | None,
         offsets: Mapping[TopicPartition, OffsetAndMetadata],
-    ) -> Future[dict[TopicPartition, int]]:
+    ) -> Future[dict[TopicPartition, KafkaCode]]:
         """TxnOffsetCommit: stores the offsets durably as pending for the
         producer's transaction; they are invisible to fetch_offsets (and
         make require_stable fetches answer KafkaCode.UNSTABLE_OFFSET_COMMIT) until
@@ -532,9 +532,9 @@ class GroupCoordinator:
                 return _done(results)
             target = self._group_for_commit(group_id)
             self._offsets.writing(pending)
-            future: Future[dict[TopicPartition, int]] = _running_future()
+            future: Future[dict[TopicPartition, KafkaCode]] = _running_future()
 
-            def written(error: int) -> None:
+            def written(error: KafkaCode) -> None:
                 self._offsets.written(pending)
                 for key, value in pending.items():
                     results[key.tp] = error
@@ -573,7 +573,7 @@ class GroupCoordinator:
                 self._offsets.issued(key, offset.sequence)
             future: Future[None] = _running_future()
 
-            def written(error: int) -> None:
+            def written(error: KafkaCode) -> None:
                 if error != KafkaCode.NONE:
                     self.resolve(future, NotCoordinator("completing the transaction failed"))
                     return
@@ -613,7 +613,7 @@ class GroupCoordinator:
         member_id: str,
         group_instance_id: str | None,
         transactional: bool,
-    ) -> int:
+    ) -> KafkaCode:
         """Kafka's validateOffsetCommit: members commit for their
         generation; a commit from outside the group (generation < 0, no
         member id) only while the group has no members."""
@@ -636,10 +636,10 @@ class GroupCoordinator:
         return KafkaCode.NONE
 
     def _check_offsets(
-        self, offsets: Mapping[TopicPartition, OffsetAndMetadata], error: int
-    ) -> tuple[dict[TopicPartition, int], dict[TopicPartition, OffsetAndMetadata]]:
+        self, offsets: Mapping[TopicPartition, OffsetAndMetadata], error: KafkaCode
+    ) -> tuple[dict[TopicPartition, KafkaCode], dict[TopicPartition, OffsetAndMetadata]]:
         """The error of each partition, and the offsets that may be written."""
-        results: dict[TopicPartition, int] = {}
+        results: dict[TopicPartition, KafkaCode] = {}
         accepted: dict[TopicPartition, OffsetAndMetadata] = {}
         limit = self.config.offset_metadata_max_bytes
         for tp, om in offsets.items():
@@ -653,7 +653,7 @@ class GroupCoordinator:
                 accepted[tp] = om
         return results, accepted
 
-    def _partition_error(self, tp: TopicPartition) -> int:
+    def _partition_error(self, tp: TopicPartition) -> KafkaCode:
         count = self._partition_count(tp.topic)
         if count is None or not 0 <= tp.partition < count:
             return KafkaCode.UNKNOWN_TOPIC_OR_PARTITION
@@ -712,7 +712,7 @@ class GroupCoordinator:
 
     def delete_offsets(
         self, group_id: str, partitions: Sequence[TopicPartition]
-    ) -> Future[dict[TopicPartition, int]]:
+    ) -> Future[dict[TopicPartition, KafkaCode]]:
         """OffsetDelete: removes committed offsets of an empty group, or of
         topics no member subscribes to (KafkaCode.GROUP_SUBSCRIBED_TO_TOPIC for the
         others). Raises GroupIdNotFound, NonEmptyGroup (a group that is not
@@ -743,9 +743,9 @@ class GroupCoordinator:
                 deletes.append(txn_key(producer_id, key.group_id, key.tp))
             if not deletes:
                 return _done(results)
-            future: Future[dict[TopicPartition, int]] = _running_future()
+            future: Future[dict[TopicPartition, KafkaCode]] = _running_future()
 
-            def written(error: int) -> None:
+            def written(error: KafkaCode) -> None:
                 for tp in removable:
                     results[tp] = error
                 self.resolve(future, results)
@@ -819,7 +819,7 @@ class GroupCoordinator:
                 return _done(results)
             future: Future[dict[str, int]] = _running_future()
 
-            def written(error: int) -> None:
+            def written(error: KafkaCode) -> None:
                 for group_id in deleted:
                     results[group_id] = error
                 self.resolve(future, results)
@@ -970,7 +970,7 @@ class GroupCoordinator:
         self,
         puts: dict[Hashable, Any],
         deletes: list[Hashable],
-        then: Callable[[int], None] | None = None,
+        then: Callable[[KafkaCode], None] | None = None,
     ) -> None:
         self._write(puts, deletes, then)
 

@@ -190,7 +190,7 @@ def handle_offset_commit(context: RequestContext, request: Any) -> Response:
         millis(retention) if retention is not None else -1,
     )
 
-    def build(codes: dict[TopicPartition, int]) -> Body:
+    def build(codes: dict[TopicPartition, KafkaCode]) -> Body:
         topics = _by_topic(
             codes, lambda tp, code: {"partition_index": tp.partition, "error_code": code}
         )
@@ -279,7 +279,7 @@ def handle_offset_delete(context: RequestContext, request: Any) -> Response:
     except EngineError as error:
         return {"error_code": error_code(error), "throttle_time": 0, "topics": []}
 
-    def build(codes: dict[TopicPartition, int]) -> Body:
+    def build(codes: dict[TopicPartition, KafkaCode]) -> Body:
         topics = _by_topic(
             codes, lambda tp, code: {"partition_index": tp.partition, "error_code": code}
         )
