@@ -28,7 +28,7 @@ def millis(value: Any) -> int:
     return int(value)
 
 
-def leader_epoch_error(context: RequestContext, current_leader_epoch: int) -> int:
+def leader_epoch_error(context: RequestContext, current_leader_epoch: int) -> KafkaCode:
     """The error for a request made under another leader epoch (KIP-320):
     -1 means the client does not know the epoch and skips the check."""
     ours = context.engine.leader_epoch
@@ -51,7 +51,7 @@ def uuid_bytes(value: Any) -> bytes:
     return bytes(value.bytes) if hasattr(value, "bytes") else bytes(value)
 
 
-def auto_create_topics(context: RequestContext, names: list[str]) -> dict[str, int]:
+def auto_create_topics(context: RequestContext, names: list[str]) -> dict[str, KafkaCode]:
     """Creates unknown topics a request names (with the broker's default
     partition count, all in one step); returns the error code of each one
     that was not created. As in Kafka 4, where the broker asks the

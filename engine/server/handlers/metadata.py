@@ -49,7 +49,7 @@ def handle_metadata(context: RequestContext, request: Any) -> Response:
 
 
 def _metadata(
-    context: RequestContext, wanted: list[tuple[str | None, bytes]], refused: dict[str, int]
+    context: RequestContext, wanted: list[tuple[str | None, bytes]], refused: dict[str, KafkaCode]
 ) -> Body:
     broker = context.server.broker
     by_id: dict[bytes, str] | None = None

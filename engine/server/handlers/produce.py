@@ -45,7 +45,7 @@ def handle_produce(context: RequestContext, request: ProduceRequest) -> Response
     results: Results = []
     waiting: list[asyncio.Task[AppendResult]] = []
     acks_error = None if request.acks in _ACKS else KafkaCode.INVALID_REQUIRED_ACKS
-    refused: dict[str, int] = {}
+    refused: dict[str, KafkaCode] = {}
     if engine.config.auto_create_topics and acks_error is None:
         unknown = [t.name for t in request.topics if not engine.has_topic(t.name)]
         if unknown:  # rare (clients ask Metadata first, which creates them)
