@@ -17,10 +17,12 @@ from engine.errors import (
     error_code,
 )
 from engine.group_member import group_error
+from engine.partition import _batch_error
 from engine.protocol.apis import ApiKey
 from engine.protocol.codec import encode_response
 from engine.protocol.frames import RequestHeader
 from engine.protocol.kafka_code import KafkaCode
+from native.errors import BatchError, RejectedRecords
 
 KNOWN = {member.value for member in KafkaCode}
 
@@ -113,3 +115,26 @@ def test_a_group_answer_becomes_its_typed_error(code: int, kind: type, named: st
     error = group_error(code, "joining")
     assert type(error) is kind
     assert str(error).startswith("joining") and str(error).endswith(named)
+
+
+def _native_errors() -> list[type[BatchError]]:
+    found: list[type[BatchError]] = []
+    pending: list[type[BatchError]] = [BatchError]
+    while pending:
+        cls = pending.pop()
+        found.append(cls)
+        pending.extend(cls.__subclasses__())
+    return found
+
+
+@pytest.mark.parametrize("cls", _native_errors(), ids=lambda cls: cls.__name__)
+def test_a_batch_error_becomes_the_engine_error_of_its_kafka_code(
+    cls: type[BatchError],
+) -> None:
+    # native/ sits below the engine and names its code as a string: the name
+    # must be a KafkaCode, and the engine's error for it must carry that code.
+    if issubclass(cls, RejectedRecords):
+        error: BatchError = cls("refused", position=0, record_errors=((0, "why"),))
+    else:
+        error = cls("refused", position=0)
+    assert _batch_error(error, "t").code is KafkaCode[cls.kafka_error]
