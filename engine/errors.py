@@ -379,8 +379,10 @@ def _raised_from_a_code(cls: type[EngineError]) -> bool:
 
 
 def _classes_by_code() -> dict[KafkaCode, type[EngineError]]:
-    """Each code's class, from the subclasses of EngineError in the order they
-    are defined (the first class of a code is its class)."""
+    """Each code's class, from the subclasses of EngineError, breadth first
+    and each level in the order defined: the most general class of a code is
+    its class. Walked on each call (only errors are looked up) so that a
+    subclass defined after this module, in a handler say, is found too."""
     table: dict[KafkaCode, type[EngineError]] = {}
     pending: list[type[EngineError]] = [EngineError]
     while pending:
