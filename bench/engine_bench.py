@@ -30,17 +30,16 @@ produce_vs_sqlite and replay_vs_sqlite.
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import shutil
 import sqlite3
 import statistics
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import _harness
 
 RECORD_BYTES = 1024
 WINDOW = 10_000
@@ -70,9 +69,8 @@ class Workload:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = _harness.parser(__doc__, quick="20,000 records per round")
     parser.add_argument("--records", type=int, default=500_000, help="records per round")
-    parser.add_argument("--quick", action="store_true", help="20,000 records per round")
     parser.add_argument("--rounds", type=int, default=2, help="rounds per side, alternating")
     parser.add_argument(
         "--key-bytes", type=int, default=0, help="a key of this size per record (0: no key)"
@@ -81,23 +79,14 @@ def main() -> None:
     parser.add_argument(
         "--batch-size", type=int, default=None, help="the producer's batch_size (default: its own)"
     )
-    parser.add_argument("--json", action="store_true", help="one JSON object on stdout")
     parser.add_argument("--dir", default=None, help="scratch directory (default: a temp dir)")
     args = parser.parse_args()
     workload = make_workload(
         20_000 if args.quick else args.records, args.key_bytes, args.partitions, args.batch_size
     )
-    if args.dir is not None:
-        os.makedirs(args.dir, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix="tidelog-engine-bench-", dir=args.dir))
-    try:
+    with _harness.scratch(args.dir, "tidelog-engine-bench-") as scratch:
         results = run(scratch, workload, args.rounds)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-    if args.json:
-        print(json.dumps(results))
-    else:
-        print_table(results)
+    _harness.report(results, args.json, print_table)
 
 
 def make_workload(
@@ -134,8 +123,7 @@ def run(scratch: Path, workload: Workload, rounds: int) -> dict[str, Any]:
         "rounds": rounds,
         "durability": durability,
         "implementation": native.IMPLEMENTATION,
-        "cpu_count": os.cpu_count(),
-        "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        **_harness.cpus(),
     }
     for side in sides.values():
         for key in side[0]:
@@ -326,8 +314,7 @@ def print_table(results: dict[str, Any]) -> None:
         f"produce_vs_sqlite {results['produce_vs_sqlite']:.2f}   replay_vs_sqlite "
         f"{results['replay_vs_sqlite']:.2f} (warm {results['replay_warm_vs_sqlite']:.2f})"
     )
-    for target, met in results["targets"].items():
-        print(f"  {target}: {'met' if met else 'NOT met'}")
+    _harness.print_targets(results["targets"])
 
 
 if __name__ == "__main__":

@@ -35,12 +35,7 @@ group's first formation, which is not what is measured).
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import shutil
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -48,6 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import _harness
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from kafka_bench import (
     MIB,
@@ -460,7 +456,7 @@ def print_table(results: dict[str, Any]) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = _harness.parser(__doc__, quick="a smoke test: a tenth of the records")
     parser.add_argument("--records", type=int, default=None, help="records of the group phase")
     parser.add_argument(
         "--txn-records", type=int, default=None, help="records of the produce phase"
@@ -470,8 +466,6 @@ def main() -> None:
     )
     parser.add_argument("--partitions", type=int, default=16)
     parser.add_argument("--members", type=int, default=4)
-    parser.add_argument("--quick", action="store_true", help="a smoke test: a tenth of the records")
-    parser.add_argument("--json", action="store_true", help="one JSON object on stdout")
     parser.add_argument("--data-dir", default=None, help="scratch directory, emptied after")
     parser.add_argument("--config", default=None, help="a config file for the server (TOML)")
     args = parser.parse_args()
@@ -484,17 +478,9 @@ def main() -> None:
         members=args.members,
         config=Path(args.config).resolve() if args.config is not None else None,
     )
-    if args.data_dir is not None:
-        os.makedirs(args.data_dir, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix="tidelog-group-bench-", dir=args.data_dir))
-    try:
+    with _harness.scratch(args.data_dir, "tidelog-group-bench-") as scratch:
         results = run(scratch, settings)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-    if args.json:
-        print(json.dumps(results))
-    else:
-        print_table(results)
+    _harness.report(results, args.json, print_table)
 
 
 if __name__ == "__main__":

@@ -53,9 +53,7 @@ p99_ms, mock_produce_mb_s, disk_mb_s and produce_vs_disk.
 
 from __future__ import annotations
 
-import argparse
 import collections
-import json
 import os
 import random
 import shutil
@@ -63,7 +61,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -71,6 +68,7 @@ from functools import partial
 from pathlib import Path
 from typing import IO, Any
 
+import _harness
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
@@ -654,9 +652,8 @@ def run(scratch: Path, settings: Settings) -> dict[str, Any]:
         "partitions": settings.partitions,
         "produce_mb": settings.produce_mb,
         "object_store": settings.object_store,
-        "cpu_count": os.cpu_count(),
-        "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-        "librdkafka": _librdkafka_version(),
+        **_harness.cpus(),
+        "librdkafka": _harness.librdkafka_version(),
     }
 
     # The disk's ceiling, in the filesystem the server writes to.
@@ -911,14 +908,6 @@ def print_remote_acks(results: dict[str, Any]) -> None:
     )
 
 
-def _librdkafka_version() -> str:
-    import confluent_kafka
-
-    version = confluent_kafka.version()
-    client = version if isinstance(version, str) else version[0]
-    return f"{confluent_kafka.libversion()[0]} (confluent-kafka {client})"
-
-
 # -- output ------------------------------------------------------------------------
 
 
@@ -997,12 +986,11 @@ def print_table(results: dict[str, Any]) -> None:
         f"{results['produce_vs_mock']:.2f}   consume_mb_s {results['consume_mb_s']:.1f}   "
         f"p99_ms {results['p99_ms']:.2f}"
     )
-    for target, met in results["targets"].items():
-        print(f"  {target}: {'met' if met else 'NOT met'}")
+    _harness.print_targets(results["targets"])
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = _harness.parser(__doc__, quick="a smoke test: 32 MiB, 3 s of latency, 64 MiB of disk")
     parser.add_argument("--produce-mb", type=int, default=None, help="MiB to produce (1024)")
     parser.add_argument("--mock-mb", type=int, default=None, help="MiB to the mock (as produce)")
     parser.add_argument("--disk-mb", type=int, default=None, help="MiB per disk block size (1024)")
@@ -1014,10 +1002,6 @@ def main() -> None:
     parser.add_argument(
         "--compressed-mb", type=int, default=None, help="MiB per codec, compressed phase (256)"
     )
-    parser.add_argument(
-        "--quick", action="store_true", help="a smoke test: 32 MiB, 3 s of latency, 64 MiB of disk"
-    )
-    parser.add_argument("--json", action="store_true", help="one JSON object on stdout")
     parser.add_argument(
         "--data-dir", default=None, help="scratch directory, emptied after (default: a temp dir)"
     )
@@ -1056,17 +1040,9 @@ def main() -> None:
     )
     if settings.profile_dir is not None:
         settings.profile_dir.mkdir(parents=True, exist_ok=True)
-    if args.data_dir is not None:
-        os.makedirs(args.data_dir, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix="tidelog-kafka-bench-", dir=args.data_dir))
-    try:
+    with _harness.scratch(args.data_dir, "tidelog-kafka-bench-") as scratch:
         results = run(scratch, settings)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-    if args.json:
-        print(json.dumps(results))
-    else:
-        print_table(results)
+    _harness.report(results, args.json, print_table)
 
 
 if __name__ == "__main__":

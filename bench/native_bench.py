@@ -33,12 +33,9 @@ figures measured in this same run.
 
 from __future__ import annotations
 
-import argparse
 import importlib
-import json
 import os
 import platform
-import sys
 import time
 import zlib
 from collections.abc import Callable
@@ -47,6 +44,7 @@ from importlib import metadata
 from types import ModuleType
 from typing import Any
 
+import _harness
 import crc32c as crc32c_package
 import lz4.frame
 from kafka.record import MemoryRecords
@@ -459,9 +457,7 @@ def print_headline(figures: dict[str, Any]) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="a few seconds in all")
-    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser = _harness.parser(__doc__, quick="a few seconds in all")
     args = parser.parse_args()
     budget = 0.03 if args.quick else 0.5
     c = _load_c()
@@ -476,16 +472,16 @@ def main() -> int:
     }
     report.update(headline(c, budget))
     report["seconds"] = round(time.perf_counter() - began, 1)
-    if args.json:
-        json.dump(report, sys.stdout, indent=2)
-        print()
-    else:
-        print_report(report)
-        print_compressed_validation(report["compressed_validation"])
-        print_large_inflation(report["large_inflation"])
-        print_headline(report)
-        print(f"\n({report['seconds']} s)")
+    _harness.report(report, args.json, print_all, indent=2)
     return 0
+
+
+def print_all(report: dict[str, Any]) -> None:
+    print_report(report)
+    print_compressed_validation(report["compressed_validation"])
+    print_large_inflation(report["large_inflation"])
+    print_headline(report)
+    print(f"\n({report['seconds']} s)")
 
 
 if __name__ == "__main__":

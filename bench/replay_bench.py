@@ -14,20 +14,19 @@ same batches), is the baseline for the store's appends.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import dataclasses
-import json
 import os
 import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import _harness
 
 MiB = 1024 * 1024
 STREAMS = 16
@@ -38,22 +37,14 @@ BUCKET = "tidelog-bench"
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = _harness.parser(__doc__, quick="128 MiB instead")
     parser.add_argument("--mib", type=int, default=1024, help="data to write per backend")
-    parser.add_argument("--quick", action="store_true", help="128 MiB instead")
-    parser.add_argument("--json", action="store_true", help="one JSON object on stdout")
     parser.add_argument("--dir", default=None, help="scratch directory (default: a temp dir)")
     args = parser.parse_args()
     total = (128 if args.quick else args.mib) * MiB
-    scratch = Path(args.dir or tempfile.mkdtemp(prefix="tidelog-replay-"))
-    try:
+    with _harness.scratch(args.dir, "tidelog-replay-") as scratch:
         results = run(scratch, total)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-    if args.json:
-        print(json.dumps(results))
-    else:
-        print_table(results)
+    _harness.report(results, args.json, print_table)
 
 
 def run(scratch: Path, total: int) -> dict[str, Any]:
@@ -357,8 +348,7 @@ def print_table(results: dict[str, Any]) -> None:
         f"{results['append_vs_wal']:.2f} (local dir {results['append_vs_wal_file']:.2f}, "
         f"S3 {results['append_vs_wal_s3']:.2f})"
     )
-    for target, met in results["targets"].items():
-        print(f"  {target}: {'met' if met else 'NOT met'}")
+    _harness.print_targets(results["targets"])
 
 
 if __name__ == "__main__":

@@ -37,12 +37,8 @@ during_p99_ms, before_p99_ms, during_vs_before_p99 and last_vs_first_request.
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
-import shutil
 import sys
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -50,6 +46,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import _harness
 from confluent_kafka import KafkaError, Message, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 from kafka_bench import ServerProcess, free_port
@@ -260,7 +257,7 @@ def run(scratch: Path, settings: Settings) -> dict[str, Any]:
         "stop_s": round(stop_s, 3),
         "restart_s": round(restart_s, 3),
         "server_exit_codes": exit_codes,
-        "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "cpus_usable": _harness.cpus()["cpus_usable"],
     }
     results["during_vs_before_p99"] = round(results["during_p99_ms"] / results["before_p99_ms"], 2)
     results["targets"] = {
@@ -297,12 +294,11 @@ def print_table(results: dict[str, Any]) -> None:
         f"server stop (SIGTERM: flush, upload) {results['stop_s']:.2f} s, restart "
         f"{results['restart_s']:.2f} s, exit codes {results['server_exit_codes']}"
     )
-    for target, met in results["targets"].items():
-        print(f"  {target}: {'met' if met else 'NOT met'}")
+    _harness.print_targets(results["targets"])
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = _harness.parser(__doc__, quick="a smoke test: 1000 topics in 2 requests, 1 s")
     parser.add_argument("--topics", type=int, default=None, help="topics to create (10000)")
     parser.add_argument(
         "--per-request", type=int, default=None, help="topics per CreateTopics request (5000)"
@@ -311,10 +307,6 @@ def main() -> None:
         "--baseline-seconds", type=float, default=None, help="canary alone before (5)"
     )
     parser.add_argument("--rate", type=float, default=200.0, help="canary records per second")
-    parser.add_argument(
-        "--quick", action="store_true", help="a smoke test: 1000 topics in 2 requests, 1 s"
-    )
-    parser.add_argument("--json", action="store_true", help="one JSON object on stdout")
     parser.add_argument(
         "--data-dir", default=None, help="scratch directory, emptied after (default: a temp dir)"
     )
@@ -332,17 +324,9 @@ def main() -> None:
         ),
         rate=args.rate,
     )
-    if args.data_dir is not None:
-        os.makedirs(args.data_dir, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix="tidelog-topics-bench-", dir=args.data_dir))
-    try:
+    with _harness.scratch(args.data_dir, "tidelog-topics-bench-") as scratch:
         results = run(scratch, settings)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-    if args.json:
-        print(json.dumps(results))
-    else:
-        print_table(results)
+    _harness.report(results, args.json, print_table)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The write-ahead log beside the disk's limits and SQLite (see engine/wal_bench.py).
+"""The write-ahead log beside the disk's limits and SQLite (see engine/cli/wal_compare.py).
 
     python bench/wal_bench.py [--quick] [--json] [--dir PATH]
 
@@ -6,7 +6,7 @@ The comparison lives in the package so that `tidelog wal-bench --compare`
 runs the same code on any machine tidelog is installed on.
 """
 
-from engine.wal_bench import main
+from engine.cli.wal_compare import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

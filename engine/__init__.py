@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import os
 
+from engine.client.consumer import Consumer, NoOffsetForPartition
+from engine.client.producer import Producer
+from engine.clock import SYSTEM, Clock
 from engine.config import ConfigEntry, ConfigSource, TopicConfig
-from engine.consumer import Consumer, NoOffsetForPartition
 from engine.engine import Engine, EngineConfig
 from engine.errors import (
     CorruptRecord,
@@ -35,8 +37,9 @@ from engine.errors import (
     UnknownTopic,
     UnsupportedCompressionType,
 )
+from engine.groups.config import GroupConfig
 from engine.partition import AppendResult, OffsetAndTimestamp, PartitionFetch
-from engine.producer import Producer
+from engine.transactions.config import TransactionConfig
 from engine.types import (
     ConsumerRecord,
     NewTopic,
@@ -54,9 +57,11 @@ def open(
     data_dir: str | os.PathLike[str],
     object_store: ObjectStore | str | None = None,
     config: EngineConfig | None = None,
+    *,
+    clock: Clock = SYSTEM,
 ) -> Engine:
     """Opens an engine on ``data_dir`` (created if missing); see :class:`Engine`."""
-    return Engine.open(data_dir, object_store, config)
+    return Engine.open(data_dir, object_store, config, clock=clock)
 
 
 __all__ = [
@@ -72,6 +77,7 @@ __all__ = [
     "EngineConfig",
     "EngineError",
     "Fenced",
+    "GroupConfig",
     "InvalidConfig",
     "InvalidPartitions",
     "InvalidProducerEpoch",
@@ -95,6 +101,7 @@ __all__ = [
     "TopicDescription",
     "TopicExists",
     "TopicPartition",
+    "TransactionConfig",
     "UnknownPartition",
     "UnknownTopic",
     "UnsupportedCompressionType",

@@ -16,13 +16,13 @@ docs/engine-format.md.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import msgpack
 
+from engine import clock
 from s3stream import StreamStore
 
 FORMAT_VERSION = 1
@@ -145,7 +145,7 @@ class Catalog:
             stream_id = store.create_stream()
             store.open_stream(stream_id, 0)
             catalog = cls(store, stream_id, CatalogState())
-            catalog.append(["catalog", FORMAT_VERSION, int(time.time() * 1000)])
+            catalog.append(["catalog", FORMAT_VERSION, clock.time_ms()])
             return catalog
         stream_id = streams[0]
         store.open_stream(stream_id, 0)
@@ -163,7 +163,7 @@ class Catalog:
         catalog._since_snapshot = records
         catalog._snapshot_bytes, catalog._bytes_since_snapshot = catalog_bytes
         if records == 0:  # created, then the process died before its first record
-            catalog.append(["catalog", FORMAT_VERSION, int(time.time() * 1000)])
+            catalog.append(["catalog", FORMAT_VERSION, clock.time_ms()])
         return catalog
 
     def append(self, record: list[Any]) -> None:

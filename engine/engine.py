@@ -18,7 +18,6 @@ import logging
 import os
 import re
 import threading
-import time
 import uuid
 import weakref
 from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping, Sequence
@@ -27,9 +26,13 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, overload
 
+from engine import clock
 from engine.catalog import Catalog, TopicMeta
+from engine.client.consumer import Consumer
+from engine.client.producer import Producer
+from engine.client.transactional_producer import TransactionalProducer
+from engine.clock import SYSTEM, Clock
 from engine.config import TopicConfig, normalize, normalize_all
-from engine.consumer import Consumer
 from engine.errors import (
     CorruptStoredData,
     EngineClosed,
@@ -52,12 +55,10 @@ from engine.partition import (
     OffsetAndTimestamp,
     Partition,
     PartitionFetch,
-    now_ms,
 )
-from engine.producer import Producer
 from engine.state_log import StateLog
+from engine.transactions.config import TransactionConfig
 from engine.transactions.coordinator import TransactionCoordinator
-from engine.transactions.producer import TransactionalProducer
 from engine.types import NewTopic, PartitionInfo, TopicDescription, TopicPartition
 from s3stream import (
     CloseReport,
@@ -99,30 +100,10 @@ class EngineConfig:
     cleaner_interval_s: float = 15.0
     """How often compacted topics are checked for cleaning (log.cleaner.backoff.ms)."""
     store: StreamStoreConfig = field(default_factory=StreamStoreConfig)
-    # Consumer groups (Kafka's broker settings of these names, with its defaults).
-    group_min_session_timeout_ms: int = 6000
-    group_max_session_timeout_ms: int = 1_800_000
-    group_initial_rebalance_delay_ms: int = 3000
-    """A new group waits this long for more members before its first generation."""
-    group_max_size: int = 2**31 - 1
-    offsets_retention_minutes: float = 10080
-    """Offsets of a group that has been empty this long expire (may be fractional)."""
-    offsets_retention_check_interval_ms: int = 600_000
-    offset_metadata_max_bytes: int = 4096
-    # Consumer groups of the KIP-848 protocol (Kafka's group.consumer.* settings).
-    group_consumer_session_timeout_ms: int = 45_000
-    group_consumer_heartbeat_interval_ms: int = 5000
-    group_consumer_assignors: tuple[str, ...] = ("uniform", "range")
-    """The server-side assignors members may ask for; the first is the default."""
-    group_consumer_max_size: int = 2**31 - 1
-    transaction_max_timeout_ms: int = 900_000
-    """The longest transaction.timeout.ms a producer may ask for."""
-    transactional_id_expiration_ms: int = 604_800_000
-    """A transactional id unused this long (and with no open transaction) is forgotten."""
-    transaction_abort_timed_out_transaction_cleanup_interval_ms: int = 10_000
-    """How often open transactions are checked against their timeout."""
-    transaction_remove_expired_transaction_cleanup_interval_ms: int = 3_600_000
-    """How often expired transactional ids are removed."""
+    groups: GroupConfig = field(default_factory=GroupConfig)
+    """The group coordinator's settings (Kafka's group.* and offsets.* broker settings)."""
+    transactions: TransactionConfig = field(default_factory=TransactionConfig)
+    """The transaction coordinator's settings (Kafka's transaction.* broker settings)."""
 
 
 class Topic:
@@ -139,6 +120,9 @@ class Topic:
 class Engine:
     """Open with :func:`engine.open`; a context manager, sync and async."""
 
+    clock: Clock
+    """Wall and monotonic time for the coordinators' timers and stamps."""
+
     def __init__(self) -> None:
         raise TypeError("use engine.open(...)")
 
@@ -148,10 +132,14 @@ class Engine:
         data_dir: str | os.PathLike[str],
         object_store: ObjectStore | str | None = None,
         config: EngineConfig | None = None,
+        *,
+        clock: Clock = SYSTEM,
     ) -> Engine:
         """Opens the engine (fencing any other engine on the same storage) and
-        recovers every topic from the object store and the local WAL."""
+        recovers every topic from the object store and the local WAL.
+        ``clock`` drives the coordinators' timers (a ManualClock in tests)."""
         self = cls.__new__(cls)
+        self.clock = clock
         with _store_errors():  # e.g. a damaged object met while recovering
             self._init(os.fspath(data_dir), object_store, config or EngineConfig())
         return self
@@ -161,7 +149,7 @@ class Engine:
     ) -> None:
         self.config = config
         self.topic_defaults = normalize_all(config.topic_defaults)
-        started = time.monotonic()
+        started = clock.monotonic()
         self.store = StreamStore.open(data_dir, object_store, config.store)
         self._lock = threading.RLock()
         self._topics: dict[str, Topic] = {}
@@ -188,9 +176,10 @@ class Engine:
             self._delete_orphan_streams()
             self.groups = GroupCoordinator(
                 self._open_state_log("groups"),
-                GroupConfig.from_settings(config),
+                config.groups,
                 lambda name: len(t.partitions) if (t := self._topics.get(name)) else None,
                 topics=self._topic_infos,
+                clock=self.clock,
             )
             self.transactions = TransactionCoordinator(self, self._open_state_log("transactions"))
         except BaseException:
@@ -200,7 +189,7 @@ class Engine:
             raise
         self.transactions.start()
         self.store.add_listener(self._on_durable)
-        self.cleaner = LogCleaner(self.store)
+        self.cleaner = LogCleaner(self.store, self.clock)
         # Daemon threads, so a script that raises with the engine open still
         # exits; _close_at_exit closes what is left open.
         self._background = threading.Thread(
@@ -215,7 +204,7 @@ class Engine:
             len(self._by_stream),
             self.leader_epoch,
             replayed,
-            time.monotonic() - started,
+            clock.monotonic() - started,
         )
 
     def _load_topic(self, meta: TopicMeta) -> Topic:
@@ -230,7 +219,13 @@ class Engine:
         for stream_id in streams:
             self.store.open_stream(stream_id, 0)
         partition = Partition(
-            self.store, topic.name, len(topic.partitions), streams, topic.config, self.leader_epoch
+            self.store,
+            topic.name,
+            len(topic.partitions),
+            streams,
+            topic.config,
+            self.leader_epoch,
+            clock=self.clock,
         )
         self._by_stream[partition.stream_id] = partition
         partition.verify_transaction = self._verify_transaction
@@ -304,7 +299,7 @@ class Engine:
                     fresh.append((i, name, count, overrides))
             if fresh:
                 ids = iter(self._create_streams(2 * sum(count for _, _, count, _ in fresh)))
-                created_ms = now_ms()
+                created_ms = self.clock.time_ms()
                 metas = [
                     TopicMeta(
                         name,
@@ -798,12 +793,12 @@ class Engine:
     def wait_for_data(self, positions: Mapping[TopicPartition, int], timeout: float) -> bool:
         """Blocks until one of the partitions has data at or after its
         position, or ``timeout`` seconds pass; True if there is data."""
-        deadline = time.monotonic() + timeout
+        deadline = clock.monotonic() + timeout
         with self._data_arrived:
             self._sync_waiters += 1
             try:
                 while not self._has_data(positions):
-                    remaining = deadline - time.monotonic()
+                    remaining = deadline - clock.monotonic()
                     if remaining <= 0 or self._closed:
                         return False
                     self._data_arrived.wait(remaining)
@@ -837,17 +832,17 @@ class Engine:
     # -- background -----------------------------------------------------------------
 
     def _background_loop(self) -> None:
-        next_checkpoint = time.monotonic() + self.config.checkpoint_interval_s
-        next_clean = time.monotonic() + self.config.cleaner_interval_s
+        next_checkpoint = clock.monotonic() + self.config.checkpoint_interval_s
+        next_clean = clock.monotonic() + self.config.cleaner_interval_s
         while not self._stop.wait(0.2):
-            now = time.monotonic()
+            now = clock.monotonic()
             try:
                 if now >= next_checkpoint:
                     self.checkpoint()
                     next_checkpoint = now + self.config.checkpoint_interval_s
                 if now >= next_clean:
                     self.clean()
-                    next_clean = time.monotonic() + self.config.cleaner_interval_s
+                    next_clean = clock.monotonic() + self.config.cleaner_interval_s
             except (S3StreamError, EngineError) as error:
                 if self.store.fenced:
                     log.error("engine fenced by a newer owner of the storage: %s", error)
@@ -960,7 +955,7 @@ class Engine:
     def producer(self, **options: Any) -> Producer: ...
 
     def producer(self, **options: Any) -> Producer:
-        """An embedded producer (see engine.producer.Producer for options);
+        """An embedded producer (see engine.client.producer.Producer for options);
         with ``transactional_id``, a transactional one (TransactionalProducer)."""
         if options.get("transactional_id") is not None:
             return TransactionalProducer(self, **options)

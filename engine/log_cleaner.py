@@ -15,14 +15,14 @@ survive are kept byte for byte.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Iterator
 from typing import NamedTuple
 
 import native
+from engine import markers
+from engine.clock import SYSTEM, Clock
 from engine.partition import Partition
-from engine.transactions import markers
-from engine.transactions.partition_txns import AbortedTxn
+from engine.partition_txns import AbortedTxn
 from native import BatchHeader, Record, RecordSpec, TimestampType
 from s3stream import RangeChanged, StoredBatch, StreamStore
 
@@ -45,8 +45,10 @@ class _Batch(NamedTuple):
 
 
 class LogCleaner:
-    def __init__(self, store: StreamStore) -> None:
+    def __init__(self, store: StreamStore, clock: Clock = SYSTEM) -> None:
         self.store = store
+        self._clock = clock
+        """Decides which tombstones and markers are past their retention."""
         self.last: dict[tuple[str, int], CleaningStats] = {}
 
     def clean(self, partition: Partition, *, force: bool = False) -> bool:
@@ -66,7 +68,7 @@ class LogCleaner:
         if not boundaries:
             return False
         start = boundaries[0][0]
-        now = int(time.time() * 1000)
+        now = self._clock.time_ms()
         try:
             batches = list(self._read(partition, start, remote_end))
         except native.BatchError as error:

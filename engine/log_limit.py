@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable
+
+from engine.clock import monotonic
 
 DEFAULT_INTERVAL_S = 10.0
 _MAX_KEYS = 4096
@@ -43,7 +44,7 @@ class RepeatFilter(logging.Filter):
     def __init__(
         self,
         interval_s: float = DEFAULT_INTERVAL_S,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = monotonic,
     ) -> None:
         super().__init__()
         self.interval_s = interval_s

@@ -13,7 +13,6 @@ headers appended after it.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Coroutine, Sequence
 from concurrent.futures import Future
 from typing import Any, NamedTuple, TypeVar
@@ -21,7 +20,9 @@ from typing import Any, NamedTuple, TypeVar
 import msgpack
 
 import native
+from engine import markers
 from engine.catalog import read_records
+from engine.clock import SYSTEM, Clock
 from engine.config import LONG_MAX, TopicConfig
 from engine.errors import (
     CorruptRecord,
@@ -32,10 +33,9 @@ from engine.errors import (
     RecordTooLarge,
     UnsupportedCompressionType,
 )
+from engine.partition_txns import AbortedTxn, PartitionTransactions
 from engine.producer_state import ProducerStateTable
 from engine.time_index import TimeIndex
-from engine.transactions import markers
-from engine.transactions.partition_txns import AbortedTxn, PartitionTransactions
 from native import (
     BatchError,
     BatchHeader,
@@ -109,10 +109,6 @@ class OffsetAndTimestamp(NamedTuple):
     timestamp: int
 
 
-def now_ms() -> int:
-    return int(time.time() * 1000)
-
-
 class Partition:
     def __init__(
         self,
@@ -122,8 +118,11 @@ class Partition:
         streams: tuple[int, int],
         config: TopicConfig,
         leader_epoch: int,
+        clock: Clock = SYSTEM,
     ) -> None:
         self.store = store
+        self._clock = clock
+        """Stamps log-append times, producer activity and time-index entries."""
         self.topic = topic
         self.index = index
         self.stream_id, self.state_stream_id = streams
@@ -204,7 +203,7 @@ class Partition:
         producer_batch = headers[0] if headers[0].producer_id >= 0 else None
         if producer_batch is not None and len(headers) > 1:
             raise InvalidRecord("an idempotent producer sends one batch per partition")
-        now = now_ms()
+        now = self._clock.time_ms()
         stamp = now if self.config.log_append_time else None  # LogAppendTime's broker time
         log_append_time = -1 if stamp is None else stamp
         with self.lock:
@@ -295,7 +294,7 @@ class Partition:
         before, after = config.timestamp_before_max_ms, config.timestamp_after_max_ms
         if config.log_append_time or (before == LONG_MAX and after == LONG_MAX):
             return None, None
-        now = now_ms()
+        now = self._clock.time_ms()
         low = None if before == LONG_MAX else max(now - before, -LONG_MAX - 1)
         high = None if after == LONG_MAX else min(now + after, LONG_MAX)
         return low, high
@@ -349,7 +348,7 @@ class Partition:
     ) -> Future[int]:
         """Appends a transaction marker for the producer; returns the store's
         future (resolved once the marker is durable)."""
-        now = now_ms()
+        now = self._clock.time_ms()
         stamp = now if self.config.log_append_time else None
         buffer = bytearray(
             markers.encode(producer_id, producer_epoch, coordinator_epoch, commit, now)
@@ -508,7 +507,7 @@ class Partition:
             if end == self.checkpointed_end and not self.time_index.unsaved and not self._dirty:
                 return None
             self._dirty = False
-            now = now_ms()
+            now = self._clock.time_ms()
             if expiration_ms is not None:
                 self.producers.expire(now, expiration_ms, keep=self.txns.ongoing)
             self.time_index.drop_before(self.log_start_offset)
@@ -577,7 +576,7 @@ class Partition:
                 entry.batches.clear()
         replayed = 0
         offset = replay_from
-        now = now_ms()
+        now = self._clock.time_ms()
         while offset < end:
             fetched = self.fetch(offset, 4 * 1024 * 1024)
             for payload in fetched.records:

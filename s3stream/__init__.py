@@ -4,7 +4,6 @@ bucket (or a local directory), a manifest with writer fencing.
 Formats are specified in docs/object-format.md.
 """
 
-from s3stream.compaction import Retention
 from s3stream.errors import (
     ConditionalWritesNotEnforced,
     CorruptIdentity,
@@ -21,6 +20,7 @@ from s3stream.errors import (
 )
 from s3stream.objects import StoredBatch
 from s3stream.store import ObjectStore, ObjectStoreError, open_store
+from s3stream.store_state import Retention
 from s3stream.stream_store import (
     CloseReport,
     FetchResult,

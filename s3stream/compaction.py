@@ -1,7 +1,8 @@
 """Compaction and retention: what to merge, split, trim and delete.
 
-Everything here decides from a manifest state and returns what to do; the
-stream store's compactor thread does the I/O and commits the result. Objects
+The functions here decide from a manifest state and return what to do;
+``Compactor`` owns the thread that runs a pass now and then, does the I/O
+and commits the result. Objects
 leave the manifest first and are deleted only after a grace period, so a
 read that looked an object up just before it left still finds it.
 """
@@ -9,22 +10,30 @@ read that looked an object up just before it left still finds it.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Sequence
-from dataclasses import dataclass
+import logging
+import threading
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
+from s3stream.config import StreamStoreConfig
+from s3stream.errors import Fenced, StoreClosed
 from s3stream.manifest_state import ManifestState, ObjectMeta, Op
+from s3stream.manifest_writer import ManifestWriter
 from s3stream.objects import ObjectKind, StoredBatch, parse_object
-from s3stream.store import ObjectInfo, ObjectStore
-from s3stream.uploader import ObjectIds, PreparedObject, Run, epoch_of_key, prepare_runs
+from s3stream.store import ObjectInfo, ObjectStore, ObjectStoreError
+from s3stream.store_state import Retention, StoreState, StoreStats
+from s3stream.uploader import (
+    ObjectIds,
+    PreparedObject,
+    Run,
+    add_ops,
+    epoch_of_key,
+    now_ms,
+    prepare_runs,
+    put_objects,
+)
 
-
-@dataclass(frozen=True)
-class Retention:
-    """Per-stream limits, Kafka's retention.ms and retention.bytes (None: unlimited)."""
-
-    ms: int | None = None
-    bytes: int | None = None
+log = logging.getLogger("tidelog.s3stream")
 
 
 def retention_trims(
@@ -254,3 +263,132 @@ def _joined(runs: list[Run]) -> list[Run]:
         else:
             out.append(run)
     return out
+
+
+class Compactor:
+    """The compaction thread: every ``compaction_interval_s`` (or when woken,
+    e.g. after a stream is deleted) one pass of retention, merging and
+    deletion of expired garbage."""
+
+    def __init__(
+        self,
+        state: StoreState,
+        writer: ManifestWriter,
+        store: ObjectStore,
+        ids: ObjectIds,
+        forget_object: Callable[[str], None],
+        config: StreamStoreConfig,
+        stats: StoreStats,
+    ) -> None:
+        self._state = state
+        self._writer = writer
+        self._store = store
+        self._ids = ids
+        self._forget_object = forget_object
+        """Drops a deleted object's cached blocks and open reads."""
+        self._config = config
+        self._stats = stats
+        self._wake = threading.Event()
+        # A daemon thread, as the uploader's.
+        self._thread = threading.Thread(target=self._loop, name="s3stream-compact", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def wake(self) -> None:
+        """Runs a pass soon (or, once the store's stop event is set, ends the loop)."""
+        self._wake.set()
+
+    def join(self) -> None:
+        self._thread.join()
+
+    def _loop(self) -> None:
+        stop = self._state.stop
+        while not stop.is_set():
+            self._wake.wait(self._config.compaction_interval_s)
+            self._wake.clear()
+            if stop.is_set():
+                return
+            try:
+                self.run_once()
+            except (Fenced, StoreClosed):
+                return
+            except ObjectStoreError as error:
+                self._stats.note_store_error(error)
+            except Exception:
+                log.exception("compaction pass failed")
+
+    def run_once(self) -> None:
+        """One pass of retention, merging and deletion."""
+        state = self._state
+        with state.lock:
+            state.check_usable()
+            retention = {s.stream_id: s.retention for s in state.streams.values()}
+        now = now_ms()
+        grace_ms = int(self._config.garbage_grace_s * 1000)
+        writer = self._writer
+        with writer.serial:
+            manifest_state = writer.manifest.state
+            trims = retention_trims(manifest_state, retention, now)
+            if trims:
+                manifest_state = writer.commit(
+                    [["trim", sid, start] for sid, start in trims.items()]
+                )
+                with state.lock:
+                    for sid, start in trims.items():
+                        stream = state.streams.get(sid)
+                        if stream is not None and start > stream.start_offset:
+                            stream.start_offset = start
+            dead = dead_objects(manifest_state)
+            if dead:
+                writer.commit(removal_ops(dead, now + grace_ms))
+        self._merge(now, grace_ms)
+        self._collect_garbage(now)
+        self._stats.compactions += 1
+
+    def _merge(self, now: int, grace_ms: int) -> None:
+        config = self._config
+        writer = self._writer
+        state = writer.manifest.state
+        picked = pick_compaction(
+            state,
+            small_object_bytes=config.small_object_bytes,
+            stream_object_bytes=config.stream_object_bytes,
+            max_objects=config.merge_max_objects,
+            max_bytes=config.merge_max_bytes,
+            force_split_before_ms=now - int(config.force_split_after_s * 1000),
+        ) or pick_stream_merge(
+            state,
+            small_object_bytes=config.small_object_bytes,
+            max_bytes=config.stream_object_max_bytes,
+        )
+        if picked is None:
+            return
+        merged = merge_objects(
+            self._store,
+            state,
+            picked.object_ids,
+            ids=self._ids,
+            now_ms=now,
+            block_bytes=config.block_bytes,
+            stream_object_bytes=picked.stream_object_bytes,
+        )
+        if not put_objects(self._store, merged, self._state.stop, self._stats.note_store_error):
+            return
+        with writer.serial:
+            if not inputs_unchanged(state, writer.manifest.state, picked.object_ids):
+                for prepared in merged:  # the inputs changed meanwhile; try again later
+                    self._store.delete(prepared.meta.key)
+                return
+            writer.commit(add_ops(merged) + removal_ops(picked.object_ids, now + grace_ms))
+        log.info("merged %d objects into %d", len(picked.object_ids), len(merged))
+
+    def _collect_garbage(self, now: int) -> None:
+        expired = expired_garbage(self._writer.manifest.state, now)
+        for key in expired:
+            self._store.delete(key)
+            self._forget_object(key)
+        if expired:
+            with self._writer.serial:
+                self._writer.commit([["forget_garbage", key] for key in expired])
+            self._stats.objects_deleted += len(expired)

@@ -130,9 +130,6 @@ class LogCache:
             for batches in block.batches.values()
         )
 
-    def pending_blocks(self) -> int:
-        return sum(1 for b in self._blocks if b.sealed and not b.uploaded)
-
     def mark_uploaded(self, block: CacheBlock) -> None:
         block.uploaded = True
         self.unuploaded_bytes -= block.size

@@ -43,6 +43,10 @@ LOG_PREFIX = "manifest/log/"
 CHECKPOINT_PREFIX = "manifest/checkpoint/"
 DEFAULT_CHECKPOINT_EVERY = 64
 _OPEN_ATTEMPTS = 20
+DEFAULT_OPEN_TIMEOUT_S = 30.0
+"""How long opening waits out a store that fails transiently (unreachable,
+throttling) before it gives up: long enough for a store starting beside the
+server, short enough that a wrong endpoint is reported while someone looks."""
 _LOAD_ATTEMPTS = 6
 
 
@@ -121,14 +125,17 @@ class Manifest:
         checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY,
         stop: threading.Event | None = None,
         owner: str = "",
+        timeout: float = DEFAULT_OPEN_TIMEOUT_S,
     ) -> Manifest:
         """Loads the newest version and takes ownership by bumping the epoch;
         ``owner`` (the opener's data directory identity) is recorded with it.
 
         First checks that the store enforces conditional writes
         (ConditionalWritesNotEnforced if not; see conditional_probe.py).
+        Transient store errors are retried for up to ``timeout`` seconds.
         """
-        _retrying_transient(lambda: check_conditional_writes(store))
+        deadline = time.monotonic() + timeout
+        _retrying_transient(lambda: check_conditional_writes(store), deadline)
         manifest = cls(store, ManifestState(), checkpoint_every, stop or threading.Event())
         loaded: LoadedManifest | None = None
         for attempt in range(_OPEN_ATTEMPTS):
@@ -155,9 +162,7 @@ class Manifest:
             except PreconditionFailed:
                 continue  # another opener or writer moved first: catch up and fence again
             except ObjectStoreError as error:
-                if not error.transient or attempt == _OPEN_ATTEMPTS - 1:
-                    raise
-                _backoff_sleep(attempt)
+                _retry_or_raise(error, attempt, deadline)
         else:
             raise ObjectStoreError("open", LOG_PREFIX, "the manifest kept moving while opening")
         state = manifest.state
@@ -515,16 +520,25 @@ def _seq_of(key: str) -> int:
     return int(key.rsplit("/", 1)[-1])
 
 
-def _retrying_transient(action: Callable[[], None]) -> None:
-    """Runs ``action``, again after a backoff while it fails transiently."""
+def _retrying_transient(action: Callable[[], None], deadline: float) -> None:
+    """Runs ``action``, again after a backoff while it fails transiently
+    (until ``deadline``, a time.monotonic() value)."""
     for attempt in range(_OPEN_ATTEMPTS):
         try:
             action()
             return
         except ObjectStoreError as error:
-            if not error.transient or attempt == _OPEN_ATTEMPTS - 1:
-                raise
-            _backoff_sleep(attempt)
+            _retry_or_raise(error, attempt, deadline)
+
+
+def _retry_or_raise(error: ObjectStoreError, attempt: int, deadline: float) -> None:
+    """Sleeps before the next attempt at opening, or raises ``error`` if it
+    is not transient or the attempts or the time are spent."""
+    left = deadline - time.monotonic()
+    if not error.transient or attempt == _OPEN_ATTEMPTS - 1 or left <= 0:
+        raise error
+    log.warning("the object store failed while opening, retrying for %.0f s more: %s", left, error)
+    time.sleep(min(left, 5.0, 0.02 * 2 ** min(attempt, 10)))
 
 
 def _backoff_sleep(attempt: int, stop: threading.Event | None = None) -> None:

@@ -73,10 +73,6 @@ class ObjectIndex:
             return i
         return None
 
-    @property
-    def size_bytes(self) -> int:
-        return 64 + len(self.blocks) * 96
-
 
 @dataclass
 class StreamRangeInfo:

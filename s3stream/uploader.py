@@ -1,5 +1,9 @@
 """The uploader: turns sealed log-cache blocks into committed objects.
 
+``Uploader`` owns the upload thread and the appends waiting to be remotely
+durable; the functions below lay out and put objects (the compactor and
+``replace_range`` use them too).
+
 One block becomes one stream-set object holding every stream's data from
 it, except streams with at least ``stream_object_bytes`` of data, which get
 a stream object each. The objects are put first, then committed to the
@@ -12,15 +16,25 @@ moves forward.
 from __future__ import annotations
 
 import itertools
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from s3stream.config import StreamStoreConfig
+from s3stream.errors import Fenced, StoreClosed
+from s3stream.log_cache import CacheBlock
 from s3stream.manifest_state import ObjectMeta, Op, RangeMeta
+from s3stream.manifest_writer import ManifestWriter
 from s3stream.objects import EncodedObject, ObjectKind, StoredBatch, encode_object
 from s3stream.store import ObjectStore, ObjectStoreError
+from s3stream.store_state import StoreState, StoreStats
+from wal import Position, WalError
+
+log = logging.getLogger("tidelog.s3stream")
 
 OBJECT_PREFIX = "objects/"
 _SUFFIX = {ObjectKind.STREAM_SET: "sso", ObjectKind.STREAM: "so"}
@@ -204,3 +218,196 @@ def add_ops(objects: Sequence[PreparedObject]) -> list[Op]:
 
 def now_ms() -> int:
     return int(time.time() * 1000)
+
+
+class Uploader:
+    """The upload thread: uploads sealed blocks in order; seals the active
+    block once it is ``upload_interval_s`` old, or ``remote_linger_s`` after
+    an append asked to be remotely durable; and, when a whole interval passes
+    without a commit, checks that no other writer has fenced this one.
+
+    Appends waiting to be remotely durable wait here, under the store's lock
+    (``wait_remote_locked``), and are answered after each commit."""
+
+    def __init__(
+        self,
+        state: StoreState,
+        writer: ManifestWriter,
+        store: ObjectStore,
+        ids: ObjectIds,
+        trim_wal: Callable[[Position], object],
+        config: StreamStoreConfig,
+        stats: StoreStats,
+        fail: Callable[[BaseException], None],
+    ) -> None:
+        self._state = state
+        self._writer = writer
+        self._store = store
+        self._ids = ids
+        self._trim_wal = trim_wal
+        self._config = config
+        self._stats = stats
+        self._fail = fail
+        self._waiters: dict[int, list[tuple[int, Future[int]]]] = {}
+        """Per stream, appends waiting to be remotely durable: (end, future)."""
+        self._wanted = 0.0
+        """When (monotonic) the first append of the active block asked to be
+        remotely durable; 0 if none did."""
+        # A daemon thread: an owner that never closes the store must not keep
+        # the interpreter from exiting (the WAL holds what was appended).
+        self._thread = threading.Thread(target=self._loop, name="s3stream-upload", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def join(self) -> None:
+        """Waits for the thread to end (after the store's stop event is set)."""
+        self._thread.join()
+
+    # -- sealing and flushing (callers of *_locked hold the store's lock) -----
+
+    def seal_locked(self) -> None:
+        self._wanted = 0.0  # whoever waited has its data in the sealed block
+        if self._state.cache.seal() is not None:
+            self._state.changed.notify_all()
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Uploads everything appended so far; True once it is all committed."""
+        state = self._state
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with state.lock:
+            self.seal_locked()
+            target = state.cache.active.block_id
+            while True:
+                block = state.cache.next_to_upload()
+                if block is None or block.block_id >= target:
+                    return True
+                if state.failure is not None:
+                    raise state.failure_error()
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                state.changed.wait(remaining if remaining is not None else 0.5)
+
+    # -- remote durability ------------------------------------------------------
+
+    def wait_remote_locked(self, stream_id: int, end: int) -> Future[int]:
+        """A future resolved (to ``end``) once the stream's offsets below
+        ``end`` are committed; asking starts an upload after the linger."""
+        waiter: Future[int] = Future()
+        waiter.set_running_or_notify_cancel()
+        meta = self._writer.manifest.state.streams.get(stream_id)
+        if meta is not None and meta.end_offset >= end:
+            waiter.set_result(end)
+            return waiter
+        self._waiters.setdefault(stream_id, []).append((end, waiter))
+        if not self._wanted:
+            self._wanted = time.monotonic()
+            self._state.changed.notify_all()
+        return waiter
+
+    def take_waiters_locked(self, stream_id: int | None = None) -> list[Future[int]]:
+        """Removes the remote waiters of one stream (or all) for failing them."""
+        if stream_id is not None:
+            return [f for _, f in self._waiters.pop(stream_id, [])]
+        taken = [f for waiting in self._waiters.values() for _, f in waiting]
+        self._waiters.clear()
+        return taken
+
+    def _reached_locked(self) -> list[tuple[Future[int], int]]:
+        """Takes the remote waiters the manifest now covers (under the lock;
+        the caller resolves them after releasing it)."""
+        manifest_state = self._writer.manifest.state
+        reached: list[tuple[Future[int], int]] = []
+        for stream_id in list(self._waiters):
+            meta = manifest_state.streams.get(stream_id)
+            if meta is None:
+                continue  # deleted meanwhile: failed by delete_stream
+            waiting = self._waiters[stream_id]
+            reached += [(f, end) for end, f in waiting if end <= meta.end_offset]
+            left = [(end, f) for end, f in waiting if end > meta.end_offset]
+            if left:
+                self._waiters[stream_id] = left
+            else:
+                del self._waiters[stream_id]
+        return reached
+
+    # -- the loop ---------------------------------------------------------------
+
+    def _loop(self) -> None:
+        state = self._state
+        interval = self._config.upload_interval_s
+        linger = self._config.remote_linger_s
+        check_fence_at = time.monotonic() + interval
+        while not state.stop.is_set():
+            with state.lock:
+                block = state.cache.next_to_upload()
+                now = time.monotonic()
+                if block is None:
+                    active = state.cache.active
+                    if active.empty:
+                        self._wanted = 0.0
+                    age = now - active.created
+                    wanted = self._wanted
+                    lingered = bool(wanted) and now >= wanted + linger
+                    if not active.empty and (age >= interval or lingered):
+                        self.seal_locked()
+                        continue
+                    if now < check_fence_at:
+                        wait = check_fence_at - now
+                        if not active.empty:
+                            wait = min(wait, interval - age)
+                        if wanted:
+                            wait = min(wait, wanted + linger - now)
+                        state.changed.wait(max(wait, 0.0))
+                        continue
+                elif not block.ready:
+                    state.changed.wait(0.5)
+                    continue
+                live = set(state.streams)
+            try:
+                if block is None:
+                    self._writer.check_fence()
+                elif not self._upload(block, live):
+                    return
+                check_fence_at = time.monotonic() + interval  # a commit checks as well
+            except Fenced:
+                return
+            except BaseException as error:  # a bug: stop the store rather than lose data
+                log.exception("uploader stopped")
+                self._fail(error)
+                return
+
+    def _upload(self, block: CacheBlock, live: set[int]) -> bool:
+        config = self._config
+        objects = prepare_objects(
+            ((sid, b) for sid, b in block.batches.items() if sid in live),
+            epoch=self._writer.manifest.epoch,
+            ids=self._ids,
+            now_ms=now_ms(),
+            block_bytes=config.block_bytes,
+            stream_object_bytes=config.stream_object_bytes,
+        )
+        if not put_objects(self._store, objects, self._state.stop, self._stats.note_store_error):
+            return False
+        ops = add_ops(objects)
+        ops += [["trim", sid, start] for sid, start in block.trims.items() if sid in live]
+        try:
+            with self._writer.serial:
+                self._writer.commit(ops)
+        except StoreClosed:
+            return False
+        self._stats.uploads += 1
+        self._stats.uploaded_bytes += sum(o.meta.size for o in objects)
+        with self._state.lock:
+            self._state.cache.mark_uploaded(block)
+            self._state.changed.notify_all()
+            reached = self._reached_locked() if self._waiters else []
+        for waiter, end in reached:
+            waiter.set_result(end)
+        if block.last_position is not None:
+            try:
+                self._trim_wal(block.last_position)
+            except WalError as error:
+                log.warning("WAL trim failed: %s", error)
+        return True

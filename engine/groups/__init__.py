@@ -2,10 +2,13 @@
 group protocol, and committed offsets.
 
 ``GroupCoordinator`` (coordinator.py) is the API; ``Engine.groups`` is the
-engine's. A group's state machine is in classic.py, offsets in memory in
-offsets.py, their stored form in records.py (docs/groups.md). A KIP-848
-group, with its stored form, is in consumer_group.py, its server-side
-assignors in assignors.py.
+engine's. It routes each request to the classic groups (classic_groups.py;
+one group's state machine in classic.py), the KIP-848 groups
+(consumer_groups.py; one group in consumer_group.py, the server-side
+assignors in assignors.py) or the committed offsets (offset_manager.py;
+their state in memory in offset_store.py). All of them run under one lock,
+with one timer thread and one state log (executor.py), whose every key and
+value is built and read in records.py (docs/groups.md).
 """
 
 from __future__ import annotations

@@ -48,7 +48,10 @@ class MemberSpec(NamedTuple):
     """Its previous target assignment (empty for a new member)."""
 
 
-class Assignor(Protocol):
+class ServerAssignor(Protocol):
+    """An assignor the coordinator runs (the clients' own, for classic
+    groups, are in engine/client/assignors.py)."""
+
     name: str
 
     def assign(
@@ -85,7 +88,7 @@ def _previous(spec: MemberSpec, partitions: Mapping[TopicId, int]) -> list[Parti
     )
 
 
-class UniformAssignor:
+class ServerUniformAssignor:
     """Balanced and sticky (see the module's docstring)."""
 
     name = "uniform"
@@ -191,7 +194,7 @@ class UniformAssignor:
         return owned
 
 
-class RangeAssignor:
+class ServerRangeAssignor:
     """Contiguous shares per topic, co-partitioned (see the module's docstring)."""
 
     name = "range"
@@ -225,6 +228,8 @@ class RangeAssignor:
         return _result(members, owned)
 
 
-ASSIGNORS: dict[str, Assignor] = {a.name: a for a in (UniformAssignor(), RangeAssignor())}
+ASSIGNORS: dict[str, ServerAssignor] = {
+    a.name: a for a in (ServerUniformAssignor(), ServerRangeAssignor())
+}
 """Every server-side assignor, by name; ``group_consumer_assignors`` says
 which of them a broker offers (the first is the default)."""

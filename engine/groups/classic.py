@@ -16,13 +16,13 @@ blocks or does I/O.
 from __future__ import annotations
 
 import logging
-import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from typing import Any, NamedTuple, Protocol
 
+from engine.futures import running_future
 from engine.groups.config import GroupConfig
 from engine.groups.records import StoredGroup, StoredMember
 from engine.groups.results import (
@@ -54,6 +54,8 @@ class GroupHost(Protocol):
     config: GroupConfig
 
     def now_ms(self) -> int: ...
+
+    def monotonic(self) -> float: ...
 
     def resolve(self, future: Future[Any], value: Any) -> None:
         """Settles ``future`` with ``value`` once the coordinator's lock is released."""
@@ -198,7 +200,7 @@ class ClassicGroup:
     # -- joining -------------------------------------------------------------------
 
     def join(self, request: JoinRequest) -> Future[JoinResult]:
-        future: Future[JoinResult] = _running_future()
+        future: Future[JoinResult] = running_future()
         if not self._accept_joining_member(request.member_id):
             member = self.members.get(request.member_id)
             if member is not None:
@@ -559,7 +561,7 @@ class ClassicGroup:
         protocol_name: str | None,
         assignments: Mapping[str, bytes],
     ) -> Future[SyncResult]:
-        future: Future[SyncResult] = _running_future()
+        future: Future[SyncResult] = running_future()
         error = self._check_member(generation_id, member_id, group_instance_id)
         if error == KafkaCode.NONE and (
             (protocol_type is not None and protocol_type != self.protocol_type)
@@ -650,7 +652,7 @@ class ClassicGroup:
         """(Re)starts the member's session: it is removed if nothing renews
         it in its session timeout (a new member: in the join timeout)."""
         timeout_ms = NEW_MEMBER_JOIN_TIMEOUT_MS if member.is_new else member.session_timeout_ms
-        member.session_deadline = time.monotonic() + timeout_ms / 1000
+        member.session_deadline = self.host.monotonic() + timeout_ms / 1000
         timer = member.session_timer
         if timer is not None and not timer.cancelled and timer.when <= member.session_deadline:
             return  # it fires first and then waits for the rest
@@ -664,7 +666,7 @@ class ClassicGroup:
         member.session_timer = None
         if self.members.get(member.member_id) is not member:
             return
-        left = member.session_deadline - time.monotonic()
+        left = member.session_deadline - self.host.monotonic()
         if left > 0:
             member.session_timer = self.host.schedule(
                 self, left, lambda: self._check_session(member)
@@ -833,11 +835,3 @@ class ClassicGroup:
             (self.protocol_name or "") if stable else "",
             members,
         )
-
-
-def _running_future() -> Future[Any]:
-    """A future that cannot be cancelled: a client that goes away must not
-    take the coordinator's answer to the others with it."""
-    future: Future[Any] = Future()
-    future.set_running_or_notify_cancel()
-    return future

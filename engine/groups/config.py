@@ -3,8 +3,7 @@ names (in snake case), with Kafka's defaults."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
-from typing import Any
+from dataclasses import dataclass
 
 INT32_MAX = 2**31 - 1
 
@@ -24,13 +23,6 @@ class GroupConfig:
     group_consumer_assignors: tuple[str, ...] = ("uniform", "range")
     """The server-side assignors offered; the first is the default."""
     group_consumer_max_size: int = INT32_MAX
-
-    @classmethod
-    def from_settings(cls, settings: Any) -> GroupConfig:
-        """The settings of these names that ``settings`` (an EngineConfig) has."""
-        return cls(
-            **{f.name: getattr(settings, f.name) for f in fields(cls) if hasattr(settings, f.name)}
-        )
 
     @property
     def offsets_retention_ms(self) -> int:

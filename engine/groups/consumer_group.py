@@ -25,8 +25,9 @@ that index and refuses any change that would break it.
 A group runs under its coordinator's lock: the coordinator (the "host")
 gives it timers whose callbacks run under that lock, durable writes of its
 records, and futures settled once the lock is released. Nothing here
-blocks or does I/O. Its stored form, in the "groups" state log, is
-described in docs/groups.md ("Consumer groups (KIP-848)").
+blocks or does I/O. Its stored form, in the "groups" state log, is built
+and read by records.py and described in docs/groups.md ("Consumer groups
+(KIP-848)").
 """
 
 from __future__ import annotations
@@ -42,13 +43,20 @@ from concurrent.futures import Future
 from enum import StrEnum
 from typing import Any, NamedTuple, Protocol
 
-from engine.assignors import Assignment as ProtocolAssignment
-from engine.assignors import Subscription, encode_assignment, encode_subscription
 from engine.errors import FencedMemberEpoch, StaleMemberEpoch, UnknownMemberId
+from engine.futures import running_future
 from engine.groups.assignors import ASSIGNORS, MemberSpec, TopicId
 from engine.groups.config import GroupConfig
+from engine.groups.records import (
+    StoredConsumerGroup,
+    StoredConsumerMember,
+    consumer_group_key,
+    consumer_member_key,
+)
 from engine.groups.results import GroupDescription, GroupListing, MemberDescription
 from engine.groups.timers import Timer
+from engine.protocol.consumer_protocol import Assignment as ProtocolAssignment
+from engine.protocol.consumer_protocol import Subscription, encode_assignment, encode_subscription
 from engine.protocol.kafka_code import KafkaCode
 from engine.types import TopicPartition
 
@@ -64,9 +72,6 @@ for its session timeout, for a new process with its instance id."""
 CONSUMER = "consumer"
 """The group type, and the protocol type its members have, on the wire."""
 
-CONSUMER_GROUP_KEY = "consumer_group"
-CONSUMER_MEMBER_KEY = "consumer_member"
-FORMAT_VERSION = 1
 
 Partitions = dict[TopicId, frozenset[int]]
 """Partitions by topic id."""
@@ -84,7 +89,9 @@ class ConsumerGroupState(StrEnum):
     DEAD = "Dead"
 
 
-class MemberState(StrEnum):
+class ReconciliationState(StrEnum):
+    """Where a member is in reconciling its assignment with its target."""
+
     STABLE = "stable"
     UNREVOKED_PARTITIONS = "unrevoked_partitions"
     """Waiting for the member to give up its partitions pending revocation."""
@@ -188,14 +195,6 @@ class Refused(Exception):
         self.message = message
 
 
-def group_key(group_id: str) -> Hashable:
-    return (CONSUMER_GROUP_KEY, group_id)
-
-
-def member_key(group_id: str, member_id: str) -> Hashable:
-    return (CONSUMER_MEMBER_KEY, group_id, member_id)
-
-
 def default_assignor(config: GroupConfig) -> str:
     return config.group_consumer_assignors[0]
 
@@ -290,14 +289,14 @@ class ConsumerMember:
         self.rebalance_timeout_ms = 0
         self.epoch = 0
         self.previous_epoch = 0
-        self.state = MemberState.STABLE
+        self.state = ReconciliationState.STABLE
         self.assigned: Partitions = {}
         self.revoking: Partitions = {}
         """Partitions pending revocation: still owned until the member says it let them go."""
         self.session_timer: Timer | None = None
         self.rebalance_timer: Timer | None = None
 
-    def current(self) -> tuple[int, int, MemberState, Partitions, Partitions]:
+    def current(self) -> tuple[int, int, ReconciliationState, Partitions, Partitions]:
         return self.epoch, self.previous_epoch, self.state, self.assigned, self.revoking
 
     def owned(self) -> set[tuple[TopicId, int]]:
@@ -312,51 +311,43 @@ class ConsumerMember:
                 timer.cancel()
         self.session_timer = self.rebalance_timer = None
 
-    def to_value(self, target: Partitions) -> dict[str, Any]:
-        return {
-            "instance_id": self.instance_id,
-            "rack_id": self.rack_id,
-            "client_id": self.client_id,
-            "client_host": self.client_host,
-            "topics": list(self.subscribed_topic_names),
-            "regex": self.subscribed_topic_regex,
-            "assignor": self.server_assignor,
-            "rebalance_timeout_ms": self.rebalance_timeout_ms,
-            "epoch": self.epoch,
-            "previous_epoch": self.previous_epoch,
-            "state": self.state.value,
-            "assigned": _partitions_value(self.assigned),
-            "revoking": _partitions_value(self.revoking),
-            "target": _partitions_value(target),
-        }
+    def to_stored(self, target: Partitions) -> StoredConsumerMember:
+        return StoredConsumerMember(
+            self.instance_id,
+            self.rack_id,
+            self.client_id,
+            self.client_host,
+            self.subscribed_topic_names,
+            self.subscribed_topic_regex,
+            self.server_assignor,
+            self.rebalance_timeout_ms,
+            self.epoch,
+            self.previous_epoch,
+            self.state.value,
+            self.assigned,
+            self.revoking,
+            target,
+        )
 
     @classmethod
-    def from_value(
-        cls, member_id: str, value: Mapping[str, Any]
+    def from_stored(
+        cls, member_id: str, stored: StoredConsumerMember
     ) -> tuple[ConsumerMember, Partitions]:
         member = cls(member_id)
-        member.instance_id = value["instance_id"]
-        member.rack_id = value["rack_id"]
-        member.client_id = value["client_id"]
-        member.client_host = value["client_host"]
-        member.subscribed_topic_names = tuple(value["topics"])
-        member.subscribed_topic_regex = value["regex"]
-        member.server_assignor = value["assignor"]
-        member.rebalance_timeout_ms = value["rebalance_timeout_ms"]
-        member.epoch = value["epoch"]
-        member.previous_epoch = value["previous_epoch"]
-        member.state = MemberState(value["state"])
-        member.assigned = _partitions_from_value(value["assigned"])
-        member.revoking = _partitions_from_value(value["revoking"])
-        return member, _partitions_from_value(value["target"])
-
-
-def _partitions_value(partitions: Partitions) -> list[list[Any]]:
-    return [[topic_id, sorted(ps)] for topic_id, ps in sorted(partitions.items())]
-
-
-def _partitions_from_value(value: Sequence[Sequence[Any]]) -> Partitions:
-    return {bytes(topic_id): frozenset(ps) for topic_id, ps in value}
+        member.instance_id = stored.instance_id
+        member.rack_id = stored.rack_id
+        member.client_id = stored.client_id
+        member.client_host = stored.client_host
+        member.subscribed_topic_names = stored.topics
+        member.subscribed_topic_regex = stored.regex
+        member.server_assignor = stored.assignor
+        member.rebalance_timeout_ms = stored.rebalance_timeout_ms
+        member.epoch = stored.epoch
+        member.previous_epoch = stored.previous_epoch
+        member.state = ReconciliationState(stored.state)
+        member.assigned = stored.assigned
+        member.revoking = stored.revoking
+        return member, stored.target
 
 
 def _as_partitions(owned: Mapping[TopicId, Collection[int]]) -> Partitions:
@@ -394,7 +385,7 @@ class ConsumerGroup:
         if self.epoch > self.assignment_epoch:
             return ConsumerGroupState.ASSIGNING
         for member in self.members.values():
-            if member.epoch != self.assignment_epoch or member.state != MemberState.STABLE:
+            if member.epoch != self.assignment_epoch or member.state != ReconciliationState.STABLE:
                 return ConsumerGroupState.RECONCILING
         return ConsumerGroupState.STABLE
 
@@ -438,7 +429,7 @@ class ConsumerGroup:
                 result = self._heartbeat(request)
         except Refused as refused:
             result = HeartbeatResult(refused.code, refused.message)
-        future: Future[HeartbeatResult] = _running_future()
+        future: Future[HeartbeatResult] = running_future()
 
         def written(error: KafkaCode) -> None:
             if error != KafkaCode.NONE:
@@ -688,15 +679,15 @@ class ConsumerGroup:
         target = self.target.get(member.member_id, {})
         owned_now = None if owned is None else _as_partitions(owned)
         match member.state:
-            case MemberState.STABLE:
+            case ReconciliationState.STABLE:
                 if member.epoch == target_epoch:
                     return
                 step = self._next_assignment(member, member.epoch, target_epoch, target, owned_now)
-            case MemberState.UNREVOKED_PARTITIONS:
+            case ReconciliationState.UNREVOKED_PARTITIONS:
                 if _owns_any(owned_now, member.revoking):
                     return
                 step = self._next_assignment(member, member.epoch, target_epoch, target, owned_now)
-            case MemberState.UNRELEASED_PARTITIONS:
+            case ReconciliationState.UNRELEASED_PARTITIONS:
                 step = self._next_assignment(member, member.epoch, target_epoch, target, owned_now)
         epoch, state, assigned, revoking = step
         previous = member.current()
@@ -704,7 +695,7 @@ class ConsumerGroup:
         if member.current() == previous:
             return
         self._changed_members.add(member.member_id)
-        if member.state == MemberState.UNREVOKED_PARTITIONS:
+        if member.state == ReconciliationState.UNREVOKED_PARTITIONS:
             self._watch_rebalance(member)
         elif member.rebalance_timer is not None:
             member.rebalance_timer.cancel()
@@ -717,7 +708,7 @@ class ConsumerGroup:
         target_epoch: int,
         target: Partitions,
         owned: Partitions | None,
-    ) -> tuple[int, MemberState, Partitions, Partitions]:
+    ) -> tuple[int, ReconciliationState, Partitions, Partitions]:
         """Kafka's computeNextAssignment: (epoch, state, assigned, pending revocation)."""
         unreleased = False
         assigned: dict[TopicId, set[int]] = {}
@@ -742,22 +733,26 @@ class ConsumerGroup:
         frozen = _freeze(assigned)
         if revoking and _owns_any(owned, _freeze(revoking)):
             # It gives up partitions first, in its current epoch.
-            return member_epoch, MemberState.UNREVOKED_PARTITIONS, frozen, _freeze(revoking)
+            return member_epoch, ReconciliationState.UNREVOKED_PARTITIONS, frozen, _freeze(revoking)
         if pending:
             for topic_id, partitions in pending.items():
                 assigned.setdefault(topic_id, set()).update(partitions)
-            state = MemberState.UNRELEASED_PARTITIONS if unreleased else MemberState.STABLE
+            state = (
+                ReconciliationState.UNRELEASED_PARTITIONS
+                if unreleased
+                else ReconciliationState.STABLE
+            )
             return target_epoch, state, _freeze(assigned), {}
         if unreleased:
-            return target_epoch, MemberState.UNRELEASED_PARTITIONS, frozen, {}
-        return target_epoch, MemberState.STABLE, frozen, {}
+            return target_epoch, ReconciliationState.UNRELEASED_PARTITIONS, frozen, {}
+        return target_epoch, ReconciliationState.STABLE, frozen, {}
 
     def _set_current(
         self,
         member: ConsumerMember,
         epoch: int,
         previous_epoch: int,
-        state: MemberState,
+        state: ReconciliationState,
         assigned: Partitions,
         revoking: Partitions,
     ) -> None:
@@ -867,7 +862,7 @@ class ConsumerGroup:
     def _rebalance_timed_out(self, member: ConsumerMember, epoch: int) -> None:
         if (
             self.members.get(member.member_id) is member
-            and member.state == MemberState.UNREVOKED_PARTITIONS
+            and member.state == ReconciliationState.UNREVOKED_PARTITIONS
             and member.epoch == epoch
         ):
             member.rebalance_timer = None
@@ -925,50 +920,51 @@ class ConsumerGroup:
         puts: dict[Hashable, Any] = {}
         deletes: list[Hashable] = []
         if self._group_changed:
-            puts[group_key(self.group_id)] = self.to_value()
+            puts[consumer_group_key(self.group_id)] = self.to_stored().to_value()
         for member_id in sorted(self._changed_members):
             member = self.members.get(member_id)
-            key = member_key(self.group_id, member_id)
+            key = consumer_member_key(self.group_id, member_id)
             if member is None:
                 deletes.append(key)
             else:
-                puts[key] = member.to_value(self.target.get(member_id, {}))
+                puts[key] = member.to_stored(self.target.get(member_id, {})).to_value()
         self._group_changed = False
         self._changed_members.clear()
         self.host.write_consumer(puts, deletes, then)
         return True
 
-    def to_value(self) -> dict[str, Any]:
-        return {
-            "v": FORMAT_VERSION,
-            "epoch": self.epoch,
-            "assignment_epoch": self.assignment_epoch,
-            "topics": [[n, info.topic_id, info.partitions] for n, info in self.topics.items()],
-            "state_timestamp": self.state_timestamp,
-        }
+    def to_stored(self) -> StoredConsumerGroup:
+        return StoredConsumerGroup(
+            self.epoch,
+            self.assignment_epoch,
+            [(n, info.topic_id, info.partitions) for n, info in self.topics.items()],
+            self.state_timestamp,
+        )
 
     def keys(self) -> list[Hashable]:
         """Every key the group has in the state log."""
-        return [group_key(self.group_id)] + [member_key(self.group_id, m) for m in self.members]
+        return [consumer_group_key(self.group_id)] + [
+            consumer_member_key(self.group_id, m) for m in self.members
+        ]
 
     @classmethod
     def load(
         cls,
         group_id: str,
         host: ConsumerGroupHost,
-        value: Mapping[str, Any],
-        members: Mapping[str, Mapping[str, Any]],
+        stored: StoredConsumerGroup,
+        members: Mapping[str, StoredConsumerMember],
     ) -> ConsumerGroup:
         """A group as it was stored. Every member's session starts now (those
         that do not heartbeat again expire); members that were revoking
         partitions have their rebalance timeout again from now."""
         group = cls(group_id, host)
-        group.epoch = value["epoch"]
-        group.assignment_epoch = value["assignment_epoch"]
-        group.topics = {n: TopicInfo(bytes(i), count) for n, i, count in value["topics"]}
-        group.state_timestamp = value["state_timestamp"]
-        for member_id, member_value in sorted(members.items()):
-            member, target = ConsumerMember.from_value(member_id, member_value)
+        group.epoch = stored.epoch
+        group.assignment_epoch = stored.assignment_epoch
+        group.topics = {n: TopicInfo(topic_id, count) for n, topic_id, count in stored.topics}
+        group.state_timestamp = stored.state_timestamp
+        for member_id, stored_member in sorted(members.items()):
+            member, target = ConsumerMember.from_stored(member_id, stored_member)
             group.members[member_id] = member
             group.target[member_id] = target
             if member.instance_id is not None:
@@ -977,7 +973,7 @@ class ConsumerGroup:
                 group.owners.setdefault(tp, member_id)
         for member in group.members.values():
             group._watch_session(member)
-            if member.state == MemberState.UNREVOKED_PARTITIONS:
+            if member.state == ReconciliationState.UNREVOKED_PARTITIONS:
                 group._watch_rebalance(member)
         return group
 
@@ -1101,9 +1097,3 @@ def _owns_any(owned: Partitions | None, partitions: Partitions) -> bool:
 
 def _freeze(partitions: Mapping[TopicId, set[int]]) -> Partitions:
     return {t: frozenset(ps) for t, ps in sorted(partitions.items()) if ps}
-
-
-def _running_future() -> Future[Any]:
-    future: Future[Any] = Future()
-    future.set_running_or_notify_cancel()
-    return future

@@ -3,16 +3,27 @@ of the partitions it consumes."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Protocol
 
 from engine.groups.results import ConsumerLag
 from engine.types import TopicPartition
 
 if TYPE_CHECKING:
-    from engine.engine import Engine
+    from engine.groups.coordinator import GroupCoordinator
 
 
-def consumer_lag(engine: Engine, group_id: str) -> dict[TopicPartition, ConsumerLag]:
+class LagHost(Protocol):
+    """What lag needs from the broker core: the group coordinator, and the
+    partitions of topics with their offsets."""
+
+    @property
+    def groups(self) -> GroupCoordinator: ...
+    def topic_partitions(self, topics: Iterable[str]) -> list[TopicPartition]: ...
+    def offsets(self, topic: str, partition: int) -> tuple[int, int]: ...
+
+
+def consumer_lag(engine: LagHost, group_id: str) -> dict[TopicPartition, ConsumerLag]:
     """Per partition of every topic the group has committed offsets for or
     its members subscribe to: the committed offset, the high watermark and
     their difference. Raises GroupIdNotFound for a group that does not exist."""

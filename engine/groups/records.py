@@ -1,14 +1,19 @@
-"""The "groups" state log's keys and values (docs/groups.md, "Stored state").
+"""The "groups" state log's keys and values (docs/groups.md, "Stored
+state"): the one module that builds and reads them.
 
-Three kinds of key, each a msgpack array whose first item names the kind:
+Five kinds of key, each a msgpack array whose first item names the kind:
 
-- ``["group", group_id]``: a group's metadata, as Kafka's GroupMetadata
-  record holds it (protocol type, generation, chosen protocol, leader,
-  members with their metadata and assignments);
+- ``["group", group_id]``: a classic group's metadata, as Kafka's
+  GroupMetadata record holds it (protocol type, generation, chosen
+  protocol, leader, members with their metadata and assignments);
 - ``["offset", group_id, topic, partition]``: a committed offset;
 - ``["txn", producer_id, group_id, topic, partition]``: an offset a
   transaction committed and has not completed yet; ``nil`` once completed
-  (and deleted after that).
+  (and deleted after that);
+- ``["consumer_group", group_id]``: a consumer group's (KIP-848) epochs
+  and the topics it has seen;
+- ``["consumer_member", group_id, member_id]``: one of its members, with
+  its current and target assignments.
 
 Values are msgpack maps; a reader ignores keys it does not know, so later
 versions may add some.
@@ -16,19 +21,33 @@ versions may add some.
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+import logging
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
+from engine.groups.assignors import TopicId
 from engine.types import OffsetAndMetadata, TopicPartition
+
+log = logging.getLogger("tidelog.groups")
 
 FORMAT_VERSION = 1
 GROUP = "group"
 OFFSET = "offset"
 TXN = "txn"
+CONSUMER_GROUP = "consumer_group"
+CONSUMER_MEMBER = "consumer_member"
 
 
-def group_key(group_id: str) -> Hashable:
+def classic_group_key(group_id: str) -> Hashable:
     return (GROUP, group_id)
+
+
+def consumer_group_key(group_id: str) -> Hashable:
+    return (CONSUMER_GROUP, group_id)
+
+
+def consumer_member_key(group_id: str, member_id: str) -> Hashable:
+    return (CONSUMER_MEMBER, group_id, member_id)
 
 
 def offset_key(group_id: str, tp: TopicPartition) -> Hashable:
@@ -136,3 +155,144 @@ class PendingOffset(NamedTuple):
     @classmethod
     def from_value(cls, value: dict[str, Any]) -> PendingOffset:
         return cls(value["producer_epoch"], CommittedOffset.from_value(value))
+
+
+class StoredConsumerGroup(NamedTuple):
+    """A consumer group (KIP-848) as stored; its members are stored apart."""
+
+    epoch: int
+    assignment_epoch: int
+    topics: list[tuple[str, bytes, int]]
+    """The subscribed topics' metadata the group epoch is for: name, topic id, partitions."""
+    state_timestamp: int
+
+    def to_value(self) -> dict[str, Any]:
+        return {
+            "v": FORMAT_VERSION,
+            "epoch": self.epoch,
+            "assignment_epoch": self.assignment_epoch,
+            "topics": [list(topic) for topic in self.topics],
+            "state_timestamp": self.state_timestamp,
+        }
+
+    @classmethod
+    def from_value(cls, value: Mapping[str, Any]) -> StoredConsumerGroup:
+        return cls(
+            value["epoch"],
+            value["assignment_epoch"],
+            [(name, bytes(topic_id), count) for name, topic_id, count in value["topics"]],
+            value["state_timestamp"],
+        )
+
+
+class StoredConsumerMember(NamedTuple):
+    """A member of a consumer group (KIP-848) as stored."""
+
+    instance_id: str | None
+    rack_id: str | None
+    client_id: str
+    client_host: str
+    topics: tuple[str, ...]
+    regex: str | None
+    assignor: str | None
+    rebalance_timeout_ms: int
+    epoch: int
+    previous_epoch: int
+    state: str
+    assigned: dict[TopicId, frozenset[int]]
+    revoking: dict[TopicId, frozenset[int]]
+    target: dict[TopicId, frozenset[int]]
+
+    def to_value(self) -> dict[str, Any]:
+        return {
+            "instance_id": self.instance_id,
+            "rack_id": self.rack_id,
+            "client_id": self.client_id,
+            "client_host": self.client_host,
+            "topics": list(self.topics),
+            "regex": self.regex,
+            "assignor": self.assignor,
+            "rebalance_timeout_ms": self.rebalance_timeout_ms,
+            "epoch": self.epoch,
+            "previous_epoch": self.previous_epoch,
+            "state": self.state,
+            "assigned": _partitions_value(self.assigned),
+            "revoking": _partitions_value(self.revoking),
+            "target": _partitions_value(self.target),
+        }
+
+    @classmethod
+    def from_value(cls, value: Mapping[str, Any]) -> StoredConsumerMember:
+        return cls(
+            value["instance_id"],
+            value["rack_id"],
+            value["client_id"],
+            value["client_host"],
+            tuple(value["topics"]),
+            value["regex"],
+            value["assignor"],
+            value["rebalance_timeout_ms"],
+            value["epoch"],
+            value["previous_epoch"],
+            value["state"],
+            _partitions_from_value(value["assigned"]),
+            _partitions_from_value(value["revoking"]),
+            _partitions_from_value(value["target"]),
+        )
+
+
+def _partitions_value(partitions: dict[TopicId, frozenset[int]]) -> list[list[Any]]:
+    return [[topic_id, sorted(ps)] for topic_id, ps in sorted(partitions.items())]
+
+
+def _partitions_from_value(value: Sequence[Sequence[Any]]) -> dict[TopicId, frozenset[int]]:
+    return {bytes(topic_id): frozenset(ps) for topic_id, ps in value}
+
+
+# -- reading a whole state log ------------------------------------------------------------
+
+
+class StoredState(NamedTuple):
+    """Everything a "groups" state log holds, read into its records."""
+
+    classic_groups: dict[str, StoredGroup]
+    offsets: list[tuple[str, TopicPartition, CommittedOffset]]
+    """Committed offsets: group id, partition, offset."""
+    pending: list[tuple[int, str, TopicPartition, PendingOffset]]
+    """Offsets of open transactions: producer id, group id, partition, offset."""
+    consumer_groups: dict[str, StoredConsumerGroup]
+    consumer_members: dict[str, dict[str, StoredConsumerMember]]
+    """By group id, then member id."""
+    completed: list[Hashable]
+    """Keys of completed transactions' offsets (nil) whose deletion did not make it."""
+
+
+def read_state(items: Iterable[tuple[Hashable, Any]]) -> StoredState:
+    """Reads every record of the state log; a key of a kind this version
+    does not know is logged and left alone."""
+    state = StoredState({}, [], [], {}, {}, [])
+    for key, value in items:
+        assert isinstance(key, tuple)
+        kind = key[0]
+        if kind == GROUP:
+            state.classic_groups[key[1]] = StoredGroup.from_value(value)
+        elif kind == OFFSET:
+            _, group_id, topic, partition = key
+            state.offsets.append(
+                (group_id, TopicPartition(topic, partition), CommittedOffset.from_value(value))
+            )
+        elif kind == TXN:
+            _, producer_id, group_id, topic, partition = key
+            if value is None:
+                state.completed.append(key)
+                continue
+            tp = TopicPartition(topic, partition)
+            state.pending.append((producer_id, group_id, tp, PendingOffset.from_value(value)))
+        elif kind == CONSUMER_GROUP:
+            state.consumer_groups[key[1]] = StoredConsumerGroup.from_value(value)
+        elif kind == CONSUMER_MEMBER:
+            member = StoredConsumerMember.from_value(value)
+            state.consumer_members.setdefault(key[1], {})[key[2]] = member
+        else:
+            log.warning("groups state log: ignoring a key of unknown kind %r", kind)
+    return state

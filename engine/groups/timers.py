@@ -14,8 +14,9 @@ import heapq
 import itertools
 import logging
 import threading
-import time
 from collections.abc import Callable
+
+from engine.clock import SYSTEM, Clock
 
 log = logging.getLogger("tidelog.groups")
 
@@ -38,16 +39,18 @@ class TimerThread:
     """Runs callbacks at monotonic deadlines, in deadline order (ties in the
     order they were added), one at a time on its own thread."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, clock: Clock = SYSTEM) -> None:
+        self._clock = clock
         self._heap: list[tuple[float, int, Timer]] = []
         self._counter = itertools.count()
         self._changed = threading.Condition(threading.Lock())
         self._stopped = False
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
+        clock.on_advance(self._clock_advanced)
 
     def call_later(self, delay_s: float, callback: Callable[[], None]) -> Timer:
-        return self.call_at(time.monotonic() + max(delay_s, 0.0), callback)
+        return self.call_at(self._clock.monotonic() + max(delay_s, 0.0), callback)
 
     def call_at(self, when: float, callback: Callable[[], None]) -> Timer:
         timer = Timer(when, callback)
@@ -70,6 +73,10 @@ class TimerThread:
                 self._changed.notify()
                 return
         callback()
+
+    def _clock_advanced(self) -> None:
+        with self._changed:
+            self._changed.notify()
 
     @property
     def on_timer_thread(self) -> bool:
@@ -95,7 +102,7 @@ class TimerThread:
                     if self._stopped:
                         return
                     if self._heap:
-                        wait = self._heap[0][0] - time.monotonic()
+                        wait = self._heap[0][0] - self._clock.monotonic()
                         if wait <= 0:
                             timer = heapq.heappop(self._heap)[2]
                             break

@@ -20,7 +20,8 @@ They can come from a TOML file (``tidelog serve --config tidelog.toml``)::
     object_store = "file:///var/lib/tidelog/objects"
     auto_create_topics = true
     default_partitions = 1
-    group_initial_rebalance_delay_ms = 3000   # any EngineConfig setting, by its name
+    group_initial_rebalance_delay_ms = 3000   # any EngineConfig, GroupConfig or
+    transaction_max_timeout_ms = 900000       # TransactionConfig setting, by its name
 
     [topic_defaults]                  # a broker's log.* settings, by topic config name
     "retention.ms" = "604800000"
@@ -40,6 +41,8 @@ from pathlib import Path
 from typing import Any
 
 from engine.engine import EngineConfig
+from engine.groups.config import GroupConfig
+from engine.transactions.config import TransactionConfig
 from s3stream import StreamStoreConfig
 
 
@@ -127,16 +130,31 @@ class FileConfig:
     topic_defaults: dict[str, str] = field(default_factory=dict)
     store: StreamStoreConfig = field(default_factory=StreamStoreConfig)
     engine: dict[str, Any] = field(default_factory=dict)
-    """Other EngineConfig settings, by field name."""
+    """Other EngineConfig arguments, by field name: its own settings, and
+    ``groups`` and ``transactions`` when the file sets any of theirs."""
 
 
 _PLAIN_TYPES: dict[str, type] = {"int": int, "float": float, "bool": bool, "str": str}
-_ENGINE_SETTINGS = {
-    f.name: _PLAIN_TYPES[str(f.type)]
-    for f in fields(EngineConfig)
-    if str(f.type) in _PLAIN_TYPES and f.name not in ("auto_create_topics", "default_partitions")
+_NESTED: dict[str, type[GroupConfig] | type[TransactionConfig]] = {
+    "groups": GroupConfig,
+    "transactions": TransactionConfig,
 }
+"""EngineConfig's nested settings, whose fields the [engine] table sets by
+their own (Kafka's) names."""
+
+
+def _plain_settings(config: type[Any], skip: tuple[str, ...] = ()) -> dict[str, type]:
+    return {
+        f.name: _PLAIN_TYPES[str(f.type)]
+        for f in fields(config)
+        if str(f.type) in _PLAIN_TYPES and f.name not in skip
+    }
+
+
+_ENGINE_SETTINGS = _plain_settings(EngineConfig, ("auto_create_topics", "default_partitions"))
 """EngineConfig's plain settings (numbers, flags, names) and their types."""
+_NESTED_SETTINGS = {name: _plain_settings(config) for name, config in _NESTED.items()}
+_ENGINE_SETTINGS.update({k: v for nested in _NESTED_SETTINGS.values() for k, v in nested.items()})
 _SERVER_KEYS = {f.name for f in fields(ServerConfig)} | {"listen", "advertised"}
 _ENGINE_KEYS = {"data_dir", "object_store", "auto_create_topics", "default_partitions"}
 _ENGINE_KEYS |= set(_ENGINE_SETTINGS)
@@ -186,6 +204,10 @@ def load_config_file(path: str | Path) -> FileConfig:
         wanted = _ENGINE_SETTINGS[name]
         if type(value) is not wanted and not (wanted is float and type(value) is int):
             raise ConfigFileError(f"{path}: [engine]: {name} must be a {wanted.__name__}")
+    for nested, config in _NESTED.items():
+        settings = {k: engine.pop(k) for k in list(engine) if k in _NESTED_SETTINGS[nested]}
+        if settings:
+            engine[nested] = config(**settings)
     return FileConfig(
         server=server, topic_defaults=topic_defaults, store=store, engine=engine, **engine_table
     )

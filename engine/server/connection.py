@@ -367,12 +367,16 @@ class Connection(asyncio.BufferedProtocol):
                 else:
                     error = result.exception()
                     if error is not None:
-                        log.error(
-                            "%s: API key %d failed",
-                            self.peer,
-                            pending.header.api_key,
-                            exc_info=error,
-                        )
+                        # A request read off the event loop (dispatch.py)
+                        # may prove malformed there: as one read here, it
+                        # closes its connection with a warning (abort).
+                        if not isinstance(error, ProtocolError):
+                            log.error(
+                                "%s: API key %d failed",
+                                self.peer,
+                                pending.header.api_key,
+                                exc_info=error,
+                            )
                         self.abort(error)
                         return
                     result = result.result()

@@ -8,10 +8,10 @@ import base64
 import hashlib
 import ipaddress
 import logging
-import time
 from collections import Counter
 from dataclasses import dataclass, replace
 
+from engine import clock
 from engine.engine import Engine
 from engine.server.config import ServerConfig
 from engine.server.connection import SHARED_READ_BYTES, Connection
@@ -165,7 +165,7 @@ class Server:
     @staticmethod
     def now() -> float:
         """The clock of the connection timeouts (seconds, monotonic)."""
-        return time.monotonic()
+        return clock.monotonic()
 
     def admit(self, connection: Connection) -> str | None:
         """Why a new connection may not stay (max.connections,

@@ -28,11 +28,10 @@ from __future__ import annotations
 import enum
 import logging
 import threading
-import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from engine.errors import (
     ConcurrentTransactions,
@@ -49,12 +48,15 @@ from engine.errors import (
     TransactionalIdNotFound,
 )
 from engine.state_log import StateLog
+from engine.transactions.config import TransactionConfig
 from engine.types import TopicPartition
 from s3stream import Fenced as StoreFenced
 from s3stream import S3StreamError, StoreClosed
 
 if TYPE_CHECKING:
-    from engine.engine import Engine
+    from engine.catalog import Catalog
+    from engine.clock import Clock
+    from engine.groups import GroupCoordinator
     from engine.partition import Partition
 
 log = logging.getLogger("tidelog.transactions")
@@ -72,10 +74,6 @@ def epoch_exhausted(epoch: int) -> bool:
     """Kafka keeps the last epoch for fencing: an id at this epoch is
     replaced by a new producer id rather than bumped."""
     return epoch >= MAX_EPOCH - 1
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 class TxnState(enum.Enum):
@@ -153,15 +151,42 @@ class TransactionMetadata:
         )
 
 
+class TransactionSettings(Protocol):
+    """Where the coordinator's settings are (EngineConfig has them)."""
+
+    @property
+    def transactions(self) -> TransactionConfig: ...
+
+
+class TransactionHost(Protocol):
+    """What the coordinator needs from the broker core, and no more: its
+    settings, the leader epoch, producer ids, the partitions it writes
+    markers to, and the group coordinator that settles transactional offsets."""
+
+    @property
+    def config(self) -> TransactionSettings: ...
+    @property
+    def clock(self) -> Clock: ...
+    @property
+    def leader_epoch(self) -> int: ...
+    @property
+    def catalog(self) -> Catalog: ...
+    @property
+    def groups(self) -> GroupCoordinator: ...
+    def topic_partitions(self, topics: Iterable[str]) -> list[TopicPartition]: ...
+    def partition(self, topic: str, partition: int, *, auto_create: bool = False) -> Partition: ...
+
+
 class TransactionCoordinator:
     """Thread safe. Methods that change state validate at once (raising the
     engine's typed errors) and return a future resolved once the new state
     is durable; ``end_transaction``'s resolves once the transaction is
     complete."""
 
-    def __init__(self, engine: Engine, state_log: StateLog) -> None:
-        config = engine.config
-        self._engine = engine
+    def __init__(self, host: TransactionHost, state_log: StateLog) -> None:
+        config = host.config.transactions
+        self._host = host
+        self._clock = host.clock
         self._log = state_log
         self.max_timeout_ms = config.transaction_max_timeout_ms
         self.expiration_ms = config.transactional_id_expiration_ms
@@ -182,6 +207,9 @@ class TransactionCoordinator:
             self._by_producer[meta.producer_id] = meta.transactional_id
         self._workers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="tidelog-txn")
         self._stop = threading.Event()
+        self._wake = threading.Event()
+        """Set when the clock jumps (a ManualClock), so the timers re-read it."""
+        self._clock.on_advance(self._wake.set)
         self._timer = threading.Thread(target=self._run, name="tidelog-txn-timer", daemon=True)
         self._closed = False
 
@@ -201,7 +229,7 @@ class TransactionCoordinator:
     def coordinator_epoch(self) -> int:
         """Kafka's coordinator epoch is the leader epoch of the transaction
         log's partition; here, the engine's leader epoch."""
-        return self._engine.leader_epoch
+        return self._host.leader_epoch
 
     # -- InitProducerId -------------------------------------------------------------
 
@@ -229,7 +257,7 @@ class TransactionCoordinator:
                     "a producer id and epoch are given together or not at all"
                 )
             expected = (producer_id, producer_epoch)
-        now = now_ms()
+        now = self._clock.time_ms()
         with self._lock:
             self._check_open()
             if transactional_id in self._pending:
@@ -299,7 +327,7 @@ class TransactionCoordinator:
 
     def _allocate_producer_id(self) -> int:
         try:
-            return self._engine.catalog.allocate_producer_id()
+            return self._host.catalog.allocate_producer_id()
         except S3StreamError as error:
             raise _storage_error(error) from error
 
@@ -333,7 +361,7 @@ class TransactionCoordinator:
         partitions: frozenset[TopicPartition],
         groups: frozenset[str],
     ) -> Future[None]:
-        now = now_ms()
+        now = self._clock.time_ms()
         with self._lock:
             self._check_open()
             meta = self._current(transactional_id, producer_id, producer_epoch)
@@ -423,7 +451,7 @@ class TransactionCoordinator:
         """EndTxn: commits or aborts the open transaction. The future
         resolves once every partition has its marker, durably, and the
         state is CompleteCommit or CompleteAbort."""
-        now = now_ms()
+        now = self._clock.time_ms()
         with self._lock:
             self._check_open()
             meta = self._current(transactional_id, producer_id, producer_epoch)
@@ -475,16 +503,14 @@ class TransactionCoordinator:
         commit = prepared.state is TxnState.PREPARE_COMMIT
         try:
             self._write_markers(prepared, commit)
-            groups = getattr(self._engine, "groups", None)
-            if prepared.groups and groups is not None:
-                # Without a group coordinator no offsets could be committed.
-                groups.complete_transaction(prepared.producer_id, commit).result()
+            if prepared.groups:
+                self._host.groups.complete_transaction(prepared.producer_id, commit).result()
             completed = replace(
                 prepared,
                 state=TxnState.COMPLETE_COMMIT if commit else TxnState.COMPLETE_ABORT,
                 partitions=frozenset(),
                 groups=frozenset(),
-                update_ms=now_ms(),
+                update_ms=self._clock.time_ms(),
             )
             finished: Future[None] = Future()
             finished.set_running_or_notify_cancel()
@@ -531,10 +557,10 @@ class TransactionCoordinator:
 
     def _partition(self, tp: TopicPartition) -> Partition | None:
         """The partition if it exists (never auto-created)."""
-        if tp not in self._engine.topic_partitions([tp.topic]):
+        if tp not in self._host.topic_partitions([tp.topic]):
             return None
         try:
-            return self._engine.partition(tp.topic, tp.partition)
+            return self._host.partition(tp.topic, tp.partition)
         except EngineError:
             return None
 
@@ -554,17 +580,22 @@ class TransactionCoordinator:
     # -- timers -------------------------------------------------------------------------
 
     def _run(self) -> None:
-        next_abort = time.monotonic() + self.abort_interval_s
-        next_expire = time.monotonic() + self.expire_interval_s
-        while not self._stop.wait(max(0.01, min(next_abort, next_expire) - time.monotonic())):
+        clock = self._clock
+        next_abort = clock.monotonic() + self.abort_interval_s
+        next_expire = clock.monotonic() + self.expire_interval_s
+        while not self._stop.is_set():
+            self._wake.wait(max(0.01, min(next_abort, next_expire) - clock.monotonic()))
+            self._wake.clear()
+            if self._stop.is_set():
+                return
             try:
-                if time.monotonic() >= next_abort:
+                if clock.monotonic() >= next_abort:
                     self.abort_timed_out()
                     self._retry_incomplete()
-                    next_abort = time.monotonic() + self.abort_interval_s
-                if time.monotonic() >= next_expire:
+                    next_abort = clock.monotonic() + self.abort_interval_s
+                if clock.monotonic() >= next_expire:
                     self.remove_expired()
-                    next_expire = time.monotonic() + self.expire_interval_s
+                    next_expire = clock.monotonic() + self.expire_interval_s
             except EngineError as error:
                 log.warning("transaction timers: %s", error)
             except Exception:
@@ -573,7 +604,7 @@ class TransactionCoordinator:
     def abort_timed_out(self) -> int:
         """Aborts every Ongoing transaction older than its timeout, bumping
         the epoch so its producer is fenced (as Kafka does); returns how many."""
-        now = now_ms()
+        now = self._clock.time_ms()
         aborting = []
         with self._lock:
             if self._closed:
@@ -625,7 +656,7 @@ class TransactionCoordinator:
     def remove_expired(self) -> int:
         """Forgets transactional ids with no transaction in progress that
         were not used for ``transactional_id_expiration_ms``; returns how many."""
-        cutoff = now_ms() - self.expiration_ms
+        cutoff = self._clock.time_ms() - self.expiration_ms
         with self._lock:
             if self._closed:
                 return 0
@@ -726,6 +757,7 @@ class TransactionCoordinator:
                 return
             self._closed = True
         self._stop.set()
+        self._wake.set()
         if self._timer.is_alive():
             self._timer.join()
         self._workers.shutdown(wait=True, cancel_futures=True)

@@ -3,26 +3,20 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 import native
+from tests.bench.run import run_bench
 
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "engine_bench.py"
+BENCH = "engine_bench.py"
 
 
 @pytest.mark.slow
 def test_engine_bench_reports_every_headline_figure_beside_sqlite(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, str(BENCH), "--quick", "--rounds", "1", "--json", "--dir", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    report = json.loads(result.stdout)
+    stdout = run_bench(BENCH, "--quick", "--rounds", "1", "--json", "--dir", str(tmp_path))
+    report = json.loads(stdout)
     assert report["records"] == 20_000
     assert report["record_bytes"] == 1024
     assert report["durability"] == "fsync"
@@ -48,14 +42,9 @@ def test_engine_bench_reports_every_headline_figure_beside_sqlite(tmp_path: Path
 
 @pytest.mark.slow
 def test_engine_bench_prints_a_table_with_the_targets(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, str(BENCH), "--records", "2000", "--rounds", "1", "--dir", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    assert "engine produce" in result.stdout
-    assert "SQLite insert" in result.stdout
-    assert "produce_vs_sqlite >= 1.5:" in result.stdout
-    assert "replay_vs_sqlite >= 1.0:" in result.stdout
+    stdout = run_bench(BENCH, "--records", "2000", "--rounds", "1", "--dir", str(tmp_path))
+    assert "engine produce" in stdout
+    assert "SQLite insert" in stdout
+    assert "produce_vs_sqlite >= 1.5:" in stdout
+    assert "replay_vs_sqlite >= 1.0:" in stdout
     assert list(tmp_path.iterdir()) == []

@@ -3,37 +3,29 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "group_bench.py"
+from tests.bench.run import run_bench
+
+BENCH = "group_bench.py"
 
 
 @pytest.mark.slow
 def test_group_bench_reports_each_figure_beside_its_baseline(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(BENCH),
-            "--quick",
-            "--records",
-            "8000",
-            "--txn-records",
-            "4000",
-            "--json",
-            "--data-dir",
-            str(tmp_path),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=280,
+    stdout = run_bench(
+        BENCH,
+        "--quick",
+        "--records",
+        "8000",
+        "--txn-records",
+        "4000",
+        "--json",
+        "--data-dir",
+        str(tmp_path),
     )
-    assert result.returncode == 0, result.stderr
-    report = json.loads(result.stdout)
+    report = json.loads(stdout)
     for key in (
         "group_e2e_mb_s",
         "assign_e2e_mb_s",

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "kafka_bench.py"
+from tests.bench.run import run_bench
+
+BENCH = "kafka_bench.py"
 HEADLINE = (
     "produce_mb_s",
     "consume_mb_s",
@@ -23,15 +23,8 @@ HEADLINE = (
 
 @pytest.mark.slow
 def test_kafka_bench_reports_every_headline_figure_beside_its_ceilings(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, str(BENCH), "--quick", "--json", "--data-dir", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=280,
-    )
-    assert result.returncode == 0, result.stderr
-    report = json.loads(result.stdout)
+    stdout = run_bench(BENCH, "--quick", "--json", "--data-dir", str(tmp_path))
+    report = json.loads(stdout)
     for key in HEADLINE:
         assert isinstance(report[key], int | float), key
         assert report[key] > 0, key
@@ -60,30 +53,22 @@ def test_kafka_bench_reports_every_headline_figure_beside_its_ceilings(tmp_path:
 
 @pytest.mark.slow
 def test_kafka_bench_prints_a_table_with_the_targets(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(BENCH),
-            "--produce-mb",
-            "4",
-            "--disk-mb",
-            "8",
-            "--latency-seconds",
-            "1",
-            "--partitions",
-            "2",
-            "--data-dir",
-            str(tmp_path),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=280,
+    stdout = run_bench(
+        BENCH,
+        "--produce-mb",
+        "4",
+        "--disk-mb",
+        "8",
+        "--latency-seconds",
+        "1",
+        "--partitions",
+        "2",
+        "--data-dir",
+        str(tmp_path),
     )
-    assert result.returncode == 0, result.stderr
-    assert "produce, tidelog server" in result.stdout
-    assert "produce, librdkafka mock cluster" in result.stdout
-    assert "consume from offset 0" in result.stdout
-    assert "produce_vs_disk >= 0.6:" in result.stdout
-    assert "p99_ms <= 10:" in result.stdout
+    assert "produce, tidelog server" in stdout
+    assert "produce, librdkafka mock cluster" in stdout
+    assert "consume from offset 0" in stdout
+    assert "produce_vs_disk >= 0.6:" in stdout
+    assert "p99_ms <= 10:" in stdout
     assert list(tmp_path.iterdir()) == []

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "topics_bench.py"
+from tests.bench.run import run_bench
+
+BENCH = "topics_bench.py"
 HEADLINE = (
     "create_s",
     "before_p99_ms",
@@ -23,15 +23,8 @@ HEADLINE = (
 def test_topics_bench_reports_creation_and_the_canary_beside_its_baseline(
     tmp_path: Path,
 ) -> None:
-    result = subprocess.run(
-        [sys.executable, str(BENCH), "--quick", "--json", "--data-dir", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=280,
-    )
-    assert result.returncode == 0, result.stderr
-    report = json.loads(result.stdout)
+    stdout = run_bench(BENCH, "--quick", "--json", "--data-dir", str(tmp_path))
+    report = json.loads(stdout)
     for key in HEADLINE:
         assert isinstance(report[key], int | float), key
         assert report[key] > 0, key
@@ -52,29 +45,21 @@ def test_topics_bench_reports_creation_and_the_canary_beside_its_baseline(
 
 @pytest.mark.slow
 def test_topics_bench_prints_a_table_with_the_targets(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(BENCH),
-            "--topics",
-            "1000",
-            "--per-request",
-            "1000",
-            "--baseline-seconds",
-            "0.5",
-            "--data-dir",
-            str(tmp_path),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=280,
+    stdout = run_bench(
+        BENCH,
+        "--topics",
+        "1000",
+        "--per-request",
+        "1000",
+        "--baseline-seconds",
+        "0.5",
+        "--data-dir",
+        str(tmp_path),
     )
-    assert result.returncode == 0, result.stderr
-    assert "1,000 topics of 1 partition in 1 CreateTopics request(s)" in result.stdout
-    assert "canary before" in result.stdout
-    assert "canary during" in result.stdout
-    assert "during_vs_before_p99" in result.stdout
-    assert "create_s <= 20:" in result.stdout
-    assert "during_p99_ms <= 50:" in result.stdout
+    assert "1,000 topics of 1 partition in 1 CreateTopics request(s)" in stdout
+    assert "canary before" in stdout
+    assert "canary during" in stdout
+    assert "during_vs_before_p99" in stdout
+    assert "create_s <= 20:" in stdout
+    assert "during_p99_ms <= 50:" in stdout
     assert list(tmp_path.iterdir()) == []

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 import engine
+from engine.clock import SYSTEM, Clock
 from s3stream import ObjectStoreError, StreamStoreConfig
 from tests.s3stream.conftest import S3Endpoint, s3_endpoint  # noqa: F401
 
@@ -49,7 +50,7 @@ def engine_factory(tmp_path: Path) -> Iterator[EngineFactory]:
     """Opens engines (default: on ``tmp_path/"node"`` with its own local object
     store, FAST_STORE uploads, no background cleaner); closes them after the test.
 
-    ``engine_factory(data_dir=None, object_store=None, config=None, **config_fields)``
+    ``engine_factory(data_dir=None, object_store=None, config=None, clock=SYSTEM, **config_fields)``
     """
     opened: list[engine.Engine] = []
 
@@ -57,13 +58,15 @@ def engine_factory(tmp_path: Path) -> Iterator[EngineFactory]:
         data_dir: str | Path | None = None,
         object_store: str | None = None,
         config: engine.EngineConfig | None = None,
+        clock: Clock = SYSTEM,
         **fields: object,
     ) -> engine.Engine:
         if config is None:
             options: dict[str, object] = {"store": FAST_STORE, "cleaner_interval_s": 3600.0}
             options.update(fields)
             config = engine.EngineConfig(**options)  # type: ignore[arg-type]
-        opened_engine = engine.open(data_dir or tmp_path / "node", object_store, config)
+        directory = data_dir or tmp_path / "node"
+        opened_engine = engine.open(directory, object_store, config, clock=clock)
         opened.append(opened_engine)
         return opened_engine
 

@@ -15,7 +15,9 @@ from collections.abc import Mapping
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.groups.assignors import ASSIGNORS, MemberSpec, RangeAssignor, UniformAssignor
+from engine.groups.assignors import ASSIGNORS, MemberSpec
+from engine.groups.assignors import ServerRangeAssignor as RangeAssignor
+from engine.groups.assignors import ServerUniformAssignor as UniformAssignor
 
 Result = dict[str, dict[bytes, frozenset[int]]]
 

@@ -12,7 +12,7 @@ import dataclasses
 import pytest
 
 import native
-from engine.consumer import Consumer
+from engine.client.consumer import Consumer
 from engine.engine import Engine
 from engine.errors import CorruptRecord
 from engine.partition import inflation_limit

@@ -38,7 +38,7 @@ from engine.groups.consumer_group import (
     ConsumerGroupState,
     Heartbeat,
     HeartbeatResult,
-    MemberState,
+    ReconciliationState,
     TopicInfo,
 )
 from engine.groups.timers import Timer
@@ -179,12 +179,12 @@ def test_partitions_move_only_once_their_owner_revoked_them(group: ConsumerGroup
     # b is in the new epoch, but a still owns every partition.
     assert joined.member_epoch == 2
     assert joined.assignment == {}
-    assert group.members["b"].state == MemberState.UNRELEASED_PARTITIONS
+    assert group.members["b"].state == ReconciliationState.UNRELEASED_PARTITIONS
     # a is asked to revoke two partitions, and stays in its epoch meanwhile.
     asked = beat(group, "a", 1, owned_partitions={ORDERS: {0, 1, 2, 3}})
     assert asked.member_epoch == 1
     assert count(asked.assignment) == 2
-    assert group.members["a"].state == MemberState.UNREVOKED_PARTITIONS
+    assert group.members["a"].state == ReconciliationState.UNREVOKED_PARTITIONS
     assert group.state == ConsumerGroupState.RECONCILING
     # Until a reports it let them go, b gets nothing.
     assert beat(group, "b", 2).assignment is None
@@ -273,7 +273,7 @@ def test_a_member_that_does_not_revoke_in_its_rebalance_timeout_is_fenced(
     join(group, "a", ["orders"])
     join(group, "b", ["orders"])
     beat(group, "a", 1, owned_partitions={ORDERS: set(range(4))})
-    assert group.members["a"].state == MemberState.UNREVOKED_PARTITIONS
+    assert group.members["a"].state == ReconciliationState.UNREVOKED_PARTITIONS
     for _ in range(3):  # heartbeats keep its session, not its revocation
         host.advance(REBALANCE_MS // 4)
         assert beat(group, "a", 1).error == E["NONE"]
@@ -620,7 +620,8 @@ CONSUMER_SETTINGS: dict[str, Any] = {
 
 
 def open_engine(engine_factory: EngineFactory, data_dir: Path, **settings: Any) -> engine.Engine:
-    opened = engine_factory(data_dir=data_dir, **{**CONSUMER_SETTINGS, **settings})
+    groups = engine.GroupConfig(**{**CONSUMER_SETTINGS, **settings})
+    opened = engine_factory(data_dir=data_dir, groups=groups)
     if "orders" not in opened.list_topics():
         opened.create_topic("orders", 4)
     return opened

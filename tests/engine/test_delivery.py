@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from engine.delivery import DeliveryFuture
+from engine.client.delivery import DeliveryFuture
 
 
 def _settle(condition: threading.Condition, future: DeliveryFuture[int], value: int) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 import engine
-from engine.consumer import Consumer
+from engine.client.consumer import Consumer
 from engine.errors import FencedInstanceId, IllegalGeneration, UnknownMemberId
 from engine.groups import ConsumerLag
 from engine.types import ConsumerRecord, OffsetAndMetadata, TopicPartition
@@ -26,10 +26,9 @@ from tests.engine.conftest import EngineFactory
 TIMEOUT = 20.0
 """How long a test waits for the group to get somewhere it must get (a hang fails)."""
 
-FAST_GROUPS: dict[str, Any] = {
-    "group_min_session_timeout_ms": 10,
-    "group_initial_rebalance_delay_ms": 0,
-}
+FAST_GROUPS = engine.GroupConfig(
+    group_min_session_timeout_ms=10, group_initial_rebalance_delay_ms=0
+)
 MEMBER: dict[str, Any] = {
     "auto_offset_reset": "earliest",
     "session_timeout_ms": 3000,
@@ -40,7 +39,7 @@ MEMBER: dict[str, Any] = {
 
 @pytest.fixture
 def opened(engine_factory: EngineFactory) -> engine.Engine:
-    return engine_factory(**FAST_GROUPS)
+    return engine_factory(groups=FAST_GROUPS)
 
 
 @pytest.fixture
@@ -387,7 +386,7 @@ def test_a_subscription_change_rejoins_with_the_new_topics(
 def test_committed_offsets_survive_a_restart_and_members_resume_from_them(
     engine_factory: EngineFactory, tmp_path: Path
 ) -> None:
-    first = engine_factory(tmp_path / "node", **FAST_GROUPS)
+    first = engine_factory(tmp_path / "node", groups=FAST_GROUPS)
     first.create_topic("t", 2)
     produce(first, "t", 20)
     consumer = first.consumer("t", group_id="g", enable_auto_commit=False, **MEMBER)
@@ -398,7 +397,7 @@ def test_committed_offsets_survive_a_restart_and_members_resume_from_them(
     consumer.close()
     first.close()
 
-    second = engine_factory(tmp_path / "node", **FAST_GROUPS)
+    second = engine_factory(tmp_path / "node", groups=FAST_GROUPS)
     again = second.consumer("t", group_id="g", enable_auto_commit=False, **MEMBER)
     try:
         found = again.committed([("t", 0), ("t", 1)])

@@ -19,6 +19,7 @@ from kio.schema.consumer_protocol_subscription.v1 import ConsumerProtocolSubscri
 from kio.serial import entity_writer
 
 import engine
+from engine.clock import SYSTEM, Clock, ManualClock
 from engine.errors import GroupIdNotFound, InvalidGroupId, NonEmptyGroup
 from engine.groups import GroupCoordinator, JoinResult, SyncResult
 from engine.protocol.kafka_code import KafkaCode
@@ -38,10 +39,13 @@ RANGE = [("range", b"range-metadata")]
 
 @pytest.fixture
 def open_engine(engine_factory: EngineFactory) -> Callable[..., engine.Engine]:
-    """An engine with fast group settings (overridable) and a topic "t" of 4 partitions."""
+    """An engine with fast group settings (overridable: GroupConfig's fields),
+    on ``clock``, and a topic "t" of 4 partitions."""
 
-    def make(**settings: Any) -> engine.Engine:
-        opened = engine_factory(**{**FAST_GROUPS, **settings})
+    def make(clock: Clock = SYSTEM, **settings: Any) -> engine.Engine:
+        opened = engine_factory(
+            clock=clock, groups=engine.GroupConfig(**{**FAST_GROUPS, **settings})
+        )
         if "t" not in opened.list_topics():
             opened.create_topic("t", 4)
         return opened
@@ -142,6 +146,16 @@ def wait_for(condition: Callable[[], bool], timeout: float = TIMEOUT) -> None:
     while not condition():
         assert time.monotonic() < deadline, "the condition did not hold in time"
         time.sleep(0.005)
+
+
+def advance_until(clock: ManualClock, condition: Callable[[], bool], step_s: float = 0.05) -> None:
+    """Moves virtual time on in steps until ``condition`` holds; the timer
+    thread reacts to each step on its own, so real time passes only for that."""
+    deadline = time.monotonic() + TIMEOUT
+    while not condition():
+        assert time.monotonic() < deadline, "the condition did not hold in time"
+        clock.advance(step_s)
+        time.sleep(0.001)
 
 
 def commit(
@@ -257,11 +271,16 @@ def test_a_second_member_rebalances_the_group(open_engine: Callable[..., Any]) -
 def test_the_initial_delay_collects_members_into_one_generation(
     open_engine: Callable[..., Any],
 ) -> None:
-    groups = open_engine(group_initial_rebalance_delay_ms=300).groups
+    clock = ManualClock()
+    start = clock.monotonic()
+    groups = open_engine(group_initial_rebalance_delay_ms=300, clock=clock).groups
     first = join(groups, rebalance_ms=10_000)
-    time.sleep(0.1)
-    assert not first.done()
+    clock.advance(0.2)
     second = join(groups, rebalance_ms=10_000)  # extends the delay
+    clock.advance(0.2)  # past the first delay, not the extended one
+    assert not first.done()
+    advance_until(clock, first.done)
+    assert clock.monotonic() - start < 10  # done by the delays, not the rebalance timeout
     results = [joined(first), joined(second)]
     assert [r.generation_id for r in results] == [1, 1]
     assert len(next(r for r in results if r.members).members) == 2
@@ -296,24 +315,17 @@ def test_a_pending_member_that_never_joins_expires(open_engine: Callable[..., An
 
 
 def test_a_member_whose_session_expires_is_removed(open_engine: Callable[..., Any]) -> None:
-    groups = open_engine().groups
+    clock = ManualClock()
+    groups = open_engine(clock=clock).groups
     (leader, follower), _ = stable_group(groups, 2, session_ms=150)
-    stop = threading.Event()
-
-    def keep_alive() -> None:  # the leader keeps heartbeating, the follower is gone
-        while not stop.is_set():
-            groups.heartbeat("g", leader.generation_id, leader.member_id, None)
-            time.sleep(0.02)
-
-    heart = threading.Thread(target=keep_alive)
-    heart.start()
-    try:
-        wait_for(lambda: len(groups.describe_groups(["g"])[0].members) == 1)
-        assert groups.heartbeat("g", 1, leader.member_id, None) == E["REBALANCE_IN_PROGRESS"]
-        result = joined(join(groups, leader.member_id, session_ms=150))
-    finally:
-        stop.set()
-        heart.join()
+    # The leader heartbeats, the follower is gone.
+    clock.advance(0.1)
+    assert groups.heartbeat("g", 1, leader.member_id, None) == E["NONE"]
+    assert len(groups.describe_groups(["g"])[0].members) == 2  # both within their sessions
+    clock.advance(0.1)  # past the follower's session, within the leader's renewed one
+    wait_for(lambda: len(groups.describe_groups(["g"])[0].members) == 1)
+    assert groups.heartbeat("g", 1, leader.member_id, None) == E["REBALANCE_IN_PROGRESS"]
+    result = joined(join(groups, leader.member_id, session_ms=150))
     assert result.generation_id == 2
     assert [m.member_id for m in result.members] == [leader.member_id]
     assert groups.heartbeat("g", 2, follower.member_id, None) == E["UNKNOWN_MEMBER_ID"]
@@ -535,7 +547,8 @@ def test_offsets_of_topics_nobody_consumes_can_be_deleted(
 
 def test_offsets_expire_after_the_retention(open_engine: Callable[..., Any]) -> None:
     # 0.005 minutes: 300 ms.
-    groups = open_engine(offsets_retention_minutes=0.005).groups
+    clock = ManualClock()
+    groups = open_engine(offsets_retention_minutes=0.005, clock=clock).groups
     commit(groups, {TP0: 1}, group="standalone")
     commit(groups, {TP1: 1}, group="explicit", retention_ms=0)  # OffsetCommit v2-4
     (member,), _ = stable_group(groups, 1, group="consumers")
@@ -545,14 +558,16 @@ def test_offsets_expire_after_the_retention(open_engine: Callable[..., Any]) -> 
     assert committed(groups, "explicit") == {}
     assert "explicit" not in {g.group_id for g in groups.list_groups()}
 
-    time.sleep(0.35)
+    clock.advance(0.29)
+    assert groups.expire_offsets() == 0  # not yet
+    clock.advance(0.02)
     assert groups.expire_offsets() == 1  # the standalone commit; the group's members keep theirs
     assert committed(groups, "standalone") == {}
     assert committed(groups, "consumers") == {TP2: 1}
 
     groups.leave_group("consumers", [(member.member_id, None)])
     assert groups.expire_offsets() == 0  # the retention starts when the group is empty
-    time.sleep(0.35)
+    clock.advance(0.31)
     assert groups.expire_offsets() == 1
     assert groups.list_groups() == []
 
@@ -560,21 +575,24 @@ def test_offsets_expire_after_the_retention(open_engine: Callable[..., Any]) -> 
 def test_stable_groups_expire_offsets_of_topics_they_no_longer_consume(
     open_engine: Callable[..., Any],
 ) -> None:
-    opened = open_engine(offsets_retention_minutes=0.001)
+    clock = ManualClock()
+    opened = open_engine(offsets_retention_minutes=0.001, clock=clock)
     opened.create_topic("u", 1)
     groups = opened.groups
     (member,), _ = stable_group(groups, 1, protocols=[("range", subscription("t"))])
     commit(groups, {TP0: 1, TopicPartition("u", 0): 1}, generation=1, member=member.member_id)
-    time.sleep(0.1)
+    clock.advance(0.1)
     assert groups.expire_offsets() == 1
     assert committed(groups) == {TP0: 1}
 
 
 def test_the_periodic_check_expires_offsets(open_engine: Callable[..., Any]) -> None:
-    groups = open_engine(
-        offsets_retention_minutes=0.001, offsets_retention_check_interval_ms=20
-    ).groups
+    clock = ManualClock()
+    groups = open_engine(offsets_retention_minutes=0.001, clock=clock).groups
     commit(groups, {TP0: 1})
+    clock.advance(0.06)  # past the retention (60 ms), not yet at the check (600 s)
+    assert groups.list_groups() != []
+    clock.advance(600)
     wait_for(lambda: groups.list_groups() == [])
     assert committed(groups) == {}
 
@@ -705,7 +723,7 @@ def test_transactional_commits_check_the_member(open_engine: Callable[..., Any])
 def test_offsets_and_groups_survive_a_restart(
     engine_factory: EngineFactory, tmp_path: Path
 ) -> None:
-    settings = {**FAST_GROUPS, "group_min_session_timeout_ms": 10}
+    settings = {"groups": engine.GroupConfig(**FAST_GROUPS)}
     first = engine_factory(**settings)
     first.create_topic("t", 4)
     groups = first.groups
@@ -751,13 +769,13 @@ def test_a_fresh_machine_with_only_the_bucket_has_the_offsets(
     engine_factory: EngineFactory, tmp_path: Path
 ) -> None:
     bucket = f"file://{tmp_path / 'bucket'}"
-    first = engine_factory(tmp_path / "a", bucket, **FAST_GROUPS)
+    first = engine_factory(tmp_path / "a", bucket, groups=engine.GroupConfig(**FAST_GROUPS))
     first.create_topic("t", 4)
     commit(first.groups, {TP0: 11, TP1: 12})
     (member,), _ = stable_group(first.groups, 1, group="members")
     first.close()  # uploads everything
 
-    second = engine_factory(tmp_path / "b", bucket, **FAST_GROUPS)
+    second = engine_factory(tmp_path / "b", bucket, groups=engine.GroupConfig(**FAST_GROUPS))
     assert committed(second.groups) == {TP0: 11, TP1: 12}
     described = second.groups.describe_groups(["members"])[0]
     assert [m.member_id for m in described.members] == [member.member_id]

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 import engine
 import native
 from engine import AppendResult, Engine
+from engine.clock import SYSTEM, Clock, ManualClock
 from engine.producer_state import INT_MAX, REMEMBERED_BATCHES
 from native import Record, RecordSpec
 from s3stream import StreamStoreConfig
@@ -44,15 +45,19 @@ class Node:
     """An engine on a data directory, reopened in place or on a new directory
     that shares its object store."""
 
-    def __init__(self, root: Path, config: engine.EngineConfig = CONFIG) -> None:
+    def __init__(
+        self, root: Path, config: engine.EngineConfig = CONFIG, clock: Clock = SYSTEM
+    ) -> None:
         self.root = root
+        self.clock = clock
         self.bucket = f"file://{root / 'bucket'}"
         self.config = config
         self.generation = 0
         self.engine = self._open()
 
     def _open(self) -> Engine:
-        return engine.open(self.root / f"node-{self.generation}", self.bucket, self.config)
+        directory = self.root / f"node-{self.generation}"
+        return engine.open(directory, self.bucket, self.config, clock=self.clock)
 
     def restart(self, how: str) -> Engine:
         """``clean``: close and reopen; ``crash``: reopen without the close's
@@ -479,18 +484,22 @@ def test_random_sends_and_retries_never_duplicate_or_lose_an_acked_batch(
 
 
 def test_a_retry_on_a_log_append_time_topic_gets_the_original_append_time(
-    node: Node, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
 ) -> None:
-    clock = iter(range(1_800_000_000_000, 1_900_000_000_000, 1000))
-    monkeypatch.setattr("engine.partition.now_ms", lambda: next(clock))
-    e = node.engine
-    e.create_topic("t", 1, {"message.timestamp.type": "LogAppendTime"})
-    producer_id, epoch = e.init_producer_id()
-    first = e.produce("t", 0, idempotent_batch(producer_id, epoch, 0))
-    retried = e.produce("t", 0, idempotent_batch(producer_id, epoch, 0))
-    stored = native.scan_batches(e.fetch("t", 0, 0).records[0])[0]
-    assert first.log_append_time == stored.max_timestamp
-    assert retried == first._replace(duplicate=True)
+    clock = ManualClock(time_ms=1_800_000_000_000)
+    node = Node(tmp_path, clock=clock)
+    try:
+        e = node.engine
+        e.create_topic("t", 1, {"message.timestamp.type": "LogAppendTime"})
+        producer_id, epoch = e.init_producer_id()
+        first = e.produce("t", 0, idempotent_batch(producer_id, epoch, 0))
+        clock.advance(1)
+        retried = e.produce("t", 0, idempotent_batch(producer_id, epoch, 0))
+        stored = native.scan_batches(e.fetch("t", 0, 0).records[0])[0]
+        assert first.log_append_time == stored.max_timestamp == 1_800_000_000_000
+        assert retried == first._replace(duplicate=True)
+    finally:
+        node.close()
 
 
 def test_delete_records_keeps_the_producer_state_of_the_deleted_batches(node: Node) -> None:

@@ -8,6 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import engine
+from engine.client.group_member import group_error
 from engine.errors import (
     EngineError,
     GroupError,
@@ -16,7 +17,6 @@ from engine.errors import (
     error_class,
     error_code,
 )
-from engine.group_member import group_error
 from engine.partition import _batch_error
 from engine.protocol.apis import ApiKey
 from engine.protocol.codec import encode_response

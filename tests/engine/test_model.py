@@ -35,7 +35,7 @@ from hypothesis.stateful import (
 import engine
 import native
 from engine import TopicPartition
-from engine.partitioner import partition_for_key
+from engine.client.partitioner import partition_for_key
 from native import Compression, RecordSpec
 from s3stream import StreamStoreConfig
 

@@ -13,6 +13,9 @@ import pytest
 
 import engine
 import native
+from engine import markers
+from engine.client.transactional_producer import TransactionError
+from engine.clock import ManualClock
 from engine.errors import (
     ConcurrentTransactions,
     InvalidProducerEpoch,
@@ -24,10 +27,8 @@ from engine.errors import (
     TransactionalIdNotFound,
 )
 from engine.partition import AppendResult
-from engine.transactions import markers
+from engine.partition_txns import AbortedTxn
 from engine.transactions.coordinator import TxnState
-from engine.transactions.partition_txns import AbortedTxn
-from engine.transactions.producer import TransactionError
 from engine.types import TopicPartition
 from native import RecordSpec
 from tests.engine.conftest import EngineFactory
@@ -35,6 +36,9 @@ from tests.engine.helpers_records import batch
 
 TIMEOUT = 10.0
 TS = 1_700_000_000_000
+FAST_ABORTS = engine.TransactionConfig(
+    transaction_abort_timed_out_transaction_cleanup_interval_ms=20
+)
 
 
 class TxnClient:
@@ -429,7 +433,7 @@ def test_an_exhausted_epoch_gets_a_new_producer_id(engine_factory: EngineFactory
 
 
 def test_transaction_timeouts_are_checked(engine_factory: EngineFactory) -> None:
-    e = engine_factory(transaction_max_timeout_ms=1000)
+    e = engine_factory(transactions=engine.TransactionConfig(transaction_max_timeout_ms=1000))
     with pytest.raises(InvalidTransactionTimeout):
         e.transactions.init_producer_id("app", 1001)
     with pytest.raises(InvalidTransactionTimeout):
@@ -460,11 +464,15 @@ def test_end_txn_answers_as_kafka_does_in_every_state(engine_factory: EngineFact
 def test_an_open_transaction_past_its_timeout_is_aborted_and_its_producer_fenced(
     engine_factory: EngineFactory,
 ) -> None:
-    e = engine_factory(transaction_abort_timed_out_transaction_cleanup_interval_ms=20)
+    clock = ManualClock()
+    e = engine_factory(clock=clock)  # the timed-out check runs every 10 s
     e.create_topic("t", 1)
     client = TxnClient(e, "slow", timeout_ms=200)
     client.begin(("t", 0))
     client.send("t", 0, b"too late")
+    clock.advance(1)  # past the transaction's timeout, before the check
+    assert e.transactions.describe("slow").state is TxnState.ONGOING
+    clock.advance(9)
     wait_for(
         lambda: e.transactions.describe("slow").state is TxnState.COMPLETE_ABORT,
         "the timed-out transaction to be aborted",
@@ -479,14 +487,21 @@ def test_an_open_transaction_past_its_timeout_is_aborted_and_its_producer_fenced
 def test_idle_transactional_ids_expire_but_open_transactions_do_not(
     engine_factory: EngineFactory,
 ) -> None:
+    clock = ManualClock()
     e = engine_factory(
-        transactional_id_expiration_ms=100,
-        transaction_remove_expired_transaction_cleanup_interval_ms=20,
+        clock=clock,
+        transactions=engine.TransactionConfig(
+            transactional_id_expiration_ms=60_000,
+            transaction_remove_expired_transaction_cleanup_interval_ms=120_000,
+        ),
     )
     e.create_topic("t", 1)
     TxnClient(e, "idle")
-    busy = TxnClient(e, "busy")
+    busy = TxnClient(e, "busy", timeout_ms=900_000)
     busy.begin(("t", 0))
+    clock.advance(100)  # past the expiration, before the check
+    assert "idle" in {m.transactional_id for m in e.transactions.transactions()}
+    clock.advance(30)  # the check; the busy transaction is within its timeout
     wait_for(
         lambda: "idle" not in {m.transactional_id for m in e.transactions.transactions()},
         "the idle transactional id to expire",
@@ -507,7 +522,8 @@ def test_idle_transactional_ids_expire_but_open_transactions_do_not(
 def test_an_open_transaction_is_aborted_after_a_restart_once_its_timeout_passes(
     engine_factory: EngineFactory, how: str
 ) -> None:
-    e = engine_factory()
+    clock = ManualClock()
+    e = engine_factory(clock=clock)
     e.create_topic("t", 2)
     client = TxnClient(e, "app", timeout_ms=500)
     client.begin(("t", 0), ("t", 1))
@@ -515,10 +531,12 @@ def test_an_open_transaction_is_aborted_after_a_restart_once_its_timeout_passes(
     client.send("t", 1, b"b")
     plain(e, "t", 0, b"plain")
     e.close(flush=how == "clean")
-    e = engine_factory(transaction_abort_timed_out_transaction_cleanup_interval_ms=20)
+    e = engine_factory(clock=clock)
     # until the timeout passes the transaction is open: nothing past it is readable
+    clock.advance(9.9)  # past its timeout, not yet at the check
     assert e.transactions.describe("app").state is TxnState.ONGOING
     assert e.partition("t", 0).last_stable_offset == 0
+    clock.advance(0.2)
     wait_for(
         lambda: e.transactions.describe("app").state is TxnState.COMPLETE_ABORT,
         "the restarted engine to abort the transaction",

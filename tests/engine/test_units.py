@@ -18,8 +18,8 @@ from kafka.partitioner.default import murmur2 as kafka_murmur2
 
 import engine
 import native
+from engine.client.partitioner import StickyPartitioner, murmur2, partition_for_key
 from engine.config import CONFIG_DEFS, ConfigSource, TopicConfig, normalize
-from engine.partitioner import StickyPartitioner, murmur2, partition_for_key
 from engine.producer_state import (
     INT_MAX,
     REMEMBERED_BATCHES,

@@ -163,6 +163,18 @@ def test_open_waits_out_a_store_outage(memory_store: MemoryStore) -> None:
     assert faulty.failures >= 1 and manifest.epoch == 1
 
 
+def test_open_gives_up_on_a_store_that_stays_down_after_its_timeout(
+    memory_store: MemoryStore,
+) -> None:
+    faulty = FaultyStore(memory_store)
+    faulty.fail()
+    with pytest.raises(InjectedFault):
+        Manifest.open(faulty, timeout=0.3)
+    assert faulty.failures >= 2  # it retried before giving up
+    faulty.heal()
+    assert memory_store.list() == []  # and wrote nothing
+
+
 def test_a_412_from_a_newer_writer_after_our_lost_write_is_a_fence(
     memory_store: MemoryStore,
 ) -> None:

@@ -44,15 +44,16 @@ QUIET = StreamStoreConfig(upload_interval_s=3600, compaction_interval_s=3600)
 def crash(store: StreamStore) -> None:
     """Leaves the store as a killed process would: the WAL as written,
     nothing flushed or uploaded, threads stopped."""
-    store._stop.set()
-    with store._lock:
-        store._closed = True
-        store._changed.notify_all()
-    store._compact_now.set()
+    state = store._state
+    state.stop.set()
+    with state.lock:
+        state.closed = True
+        state.changed.notify_all()
+    store._compactor.wake()
     store._uploader.join()
     store._compactor.join()
     store._read_pool.shutdown()
-    store._fetch_pool.shutdown()
+    store._fetcher.close()
     store.wal.close()
 
 
@@ -283,7 +284,7 @@ def test_appends_in_flight_when_the_fence_is_found_are_not_acknowledged(
         b = open_store_at(tmp_path / "b", bucket)
         b.close()
         with pytest.raises(Fenced):
-            a._check_fence()  # what the uploader does once per idle interval
+            a._manifest_writer.check_fence()  # what the uploader does once per idle interval
         release.set()
         with pytest.raises(Fenced):
             pending.result(30)

@@ -1,9 +1,15 @@
-"""What the group tests share across clients: topics and numbered records,
-made with confluent-kafka whichever client the test is about."""
+"""What the group tests share across clients: topics, numbered records and
+committed offsets, made and read with confluent-kafka whichever client the
+test is about; the waits; and the check that no record comes again after
+its commit."""
 
 from __future__ import annotations
 
-from confluent_kafka import Producer
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Protocol
+
+from confluent_kafka import ConsumerGroupTopicPartitions, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from tests.server.conftest import quiet_librdkafka
@@ -25,3 +31,49 @@ def produce(
         for partition in range(partitions):
             producer.produce(topic, f"{partition}:{i}".encode(), partition=partition)
     assert producer.flush(TIMEOUT) == 0
+
+
+def committed(bootstrap: str, group: str, topic: str, partitions: int) -> dict[int, int]:
+    """The group's committed offsets by partition, as the AdminClient lists them."""
+    admin = AdminClient({"bootstrap.servers": bootstrap, **quiet_librdkafka()})
+    request = ConsumerGroupTopicPartitions(
+        group, [TopicPartition(topic, p) for p in range(partitions)]
+    )
+    result = admin.list_consumer_group_offsets([request])[group].result(TIMEOUT)
+    return {tp.partition: tp.offset for tp in result.topic_partitions}
+
+
+class Polled(Protocol):
+    def poll(self) -> None: ...
+
+
+def poll_until(members: Sequence[Polled], condition: Callable[[], bool], what: str) -> None:
+    """Polls every member in turn (a librdkafka consumer only takes part in its
+    group while polled) until ``condition`` holds."""
+    deadline = time.monotonic() + TIMEOUT
+    while not condition():
+        assert time.monotonic() < deadline, f"{what}: not in {TIMEOUT} s"
+        for member in members:
+            member.poll()
+
+
+def wait_until(condition: Callable[[], bool], what: str) -> None:
+    """Waits for ``condition``, made true by clients running on their own."""
+    deadline = time.monotonic() + TIMEOUT
+    while not condition():
+        assert time.monotonic() < deadline, f"{what}: not in {TIMEOUT} s"
+        time.sleep(0.05)
+
+
+def assert_nothing_again_after_its_commit(events: Iterable[tuple[str, int, int]]) -> None:
+    """No record is delivered after an offset past it was committed: ``events``
+    are ("deliver" | "commit", partition, offset) in the order they happened."""
+    position: dict[int, int] = {}
+    for kind, partition, offset in events:
+        if kind == "commit":
+            position[partition] = max(position.get(partition, 0), offset)
+        else:
+            assert offset >= position.get(partition, 0), (
+                f"partition {partition}: offset {offset} delivered again after "
+                f"{position[partition]} was committed"
+            )

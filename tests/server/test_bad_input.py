@@ -22,7 +22,8 @@ from kio.schema.fetch.v12.response import FetchResponse
 from kio.schema.produce.v9.response import ProduceResponse
 
 import native
-from engine.protocol.apis import SUPPORTED_VERSIONS, request_schema
+from engine.protocol.apis import request_schema
+from engine.server.handlers.registry import SUPPORTED_VERSIONS
 from native.records import RecordSpec
 from tests.server.conftest import ServerProcess
 from tests.server.wire import (

@@ -25,7 +25,8 @@ from kio.schema.api_versions.v0.request import ApiVersionsRequest as ApiVersions
 from kio.schema.api_versions.v0.response import ApiVersionsResponse as ApiVersionsResponseV0
 
 import native
-from engine.protocol.apis import SUPPORTED_VERSIONS, ApiKey, is_flexible, request_schema
+from engine.protocol.apis import ApiKey, is_flexible, request_schema
+from engine.server.handlers.registry import SUPPORTED_VERSIONS
 from native.records import RecordSpec
 from tests.server.conftest import ServerProcess
 from tests.server.wire import (

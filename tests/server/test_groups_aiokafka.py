@@ -35,6 +35,7 @@ from aiokafka.errors import KafkaError
 from aiokafka.protocol.admin import DeleteGroupsRequest
 from aiokafka.structs import ConsumerRecord
 
+from tests.server.confluent_helpers import assert_nothing_again_after_its_commit
 from tests.server.conftest import ServerProcess
 
 T = TypeVar("T")
@@ -149,15 +150,7 @@ class Deliveries:
         self.events += [("commit", tp.partition, offset) for tp, offset in offsets.items()]
 
     def assert_nothing_again_after_its_commit(self) -> None:
-        position: dict[int, int] = {}
-        for kind, partition, offset in self.events:
-            if kind == "commit":
-                position[partition] = max(position.get(partition, 0), offset)
-            else:
-                assert offset >= position.get(partition, 0), (
-                    f"partition {partition}: offset {offset} delivered again after "
-                    f"{position[partition]} was committed"
-                )
+        assert_nothing_again_after_its_commit(self.events)
 
 
 class Member(ConsumerRebalanceListener):  # type: ignore[misc]

@@ -23,7 +23,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -44,7 +43,13 @@ from kafka.admin import KafkaAdminClient
 
 from engine.protocol.apis import ApiKey, request_schema, response_schema
 from engine.protocol.kafka_code import KafkaCode
-from tests.server.confluent_helpers import create_topic, produce
+from tests.server.confluent_helpers import (
+    assert_nothing_again_after_its_commit,
+    committed,
+    create_topic,
+    poll_until,
+    produce,
+)
 from tests.server.conftest import ServerProcess, quiet_librdkafka
 from tests.server.wire import ConnectionClosed, Wire, build
 
@@ -96,23 +101,6 @@ class Member:
 
     def close(self) -> None:
         self.consumer.close()
-
-
-def poll_until(members: list[Member], condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + TIMEOUT
-    while not condition():
-        assert time.monotonic() < deadline, f"{what}: not in {TIMEOUT} s"
-        for member in members:
-            member.poll()
-
-
-def committed(bootstrap: str, group: str, topic: str, partitions: int) -> dict[int, int]:
-    admin = AdminClient({"bootstrap.servers": bootstrap, **quiet_librdkafka()})
-    request = ConsumerGroupTopicPartitions(
-        group, [TopicPartition(topic, p) for p in range(partitions)]
-    )
-    result = admin.list_consumer_group_offsets([request])[group].result(TIMEOUT)
-    return {tp.partition: tp.offset for tp in result.topic_partitions}
 
 
 # -- membership ------------------------------------------------------------------------------
@@ -248,15 +236,7 @@ def test_members_come_and_go_under_load_without_loss_or_repeats(
     assert not errors, errors
     assert values == {str(i).encode() for i in range(total)}  # nothing lost
     assert all(delivered), delivered
-    position: dict[int, int] = {}
-    for kind, partition, offset in events:
-        if kind == "commit":
-            position[partition] = max(position.get(partition, 0), offset)
-        else:
-            assert offset >= position.get(partition, 0), (
-                f"partition {partition}: offset {offset} delivered again after "
-                f"{position[partition]} was committed"
-            )
+    assert_nothing_again_after_its_commit(events)
 
 
 CRASHING_MEMBER = """
@@ -445,7 +425,7 @@ def test_find_coordinator_answers_for_groups_and_transactions(
         refused = wire.request(
             build(request_schema(ApiKey.FIND_COORDINATOR, 2), key="x", key_type=2)
         )
-        assert refused.error_code == KafkaCode["INVALID_REQUEST"]
+        assert refused.error_code == KafkaCode.INVALID_REQUEST
 
 
 def test_offset_fetch_answers_a_batch_of_groups(group_server: ServerProcess, topic: str) -> None:
@@ -508,7 +488,7 @@ def test_join_group_v0_and_a_batch_leave(group_server: ServerProcess, topic: str
         assert left.error_code == 0
         assert [(m.member_id, m.error_code) for m in left.members] == [
             (joined.member_id, 0),
-            ("stranger", KafkaCode["UNKNOWN_MEMBER_ID"]),
+            ("stranger", KafkaCode.UNKNOWN_MEMBER_ID),
         ]
         described = wire.request(build(request_schema(ApiKey.DESCRIBE_GROUPS, 5), groups=[group]))
         assert [(g.group_state, g.members) for g in described.groups] == [("Empty", ())]

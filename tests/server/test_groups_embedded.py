@@ -8,7 +8,6 @@ commits."""
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 from collections import Counter
@@ -26,13 +25,12 @@ from kafka.coordinator.assignors.range import RangePartitionAssignor
 from kafka.errors import CommitFailedError, RebalanceInProgressError
 
 import engine
-from engine.assignors import decode_assignment
-from engine.consumer import Consumer
-from engine.server.config import ServerConfig
-from engine.server.server import Server
+from engine.client.consumer import Consumer
+from engine.protocol.consumer_protocol import decode_assignment
 from engine.types import TopicPartition
 from tests.engine.conftest import FAST_STORE
 from tests.server.conftest import quiet_librdkafka
+from tests.server.in_process import InProcessServer
 
 TIMEOUT = 30.0
 """How long a test waits for the group to get where it must (a hang fails)."""
@@ -42,33 +40,13 @@ TOPIC = "mixed-topic"
 PARTITIONS = 4
 
 
-class InProcessServer:
-    """The wire server on an engine of this process, its event loop on a thread."""
-
-    def __init__(self, opened: engine.Engine) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.server = Server(opened, ServerConfig(host="127.0.0.1", port=0))
-        self.thread = threading.Thread(target=self.loop.run_forever, name="wire-server")
-        self.thread.start()
-        asyncio.run_coroutine_threadsafe(self.server.start(), self.loop).result(TIMEOUT)
-
-    @property
-    def bootstrap(self) -> str:
-        return f"127.0.0.1:{self.server.port}"
-
-    def stop(self) -> None:
-        asyncio.run_coroutine_threadsafe(self.server.stop(), self.loop).result(TIMEOUT)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(TIMEOUT)
-        self.loop.close()
-
-
 @pytest.fixture
 def shared(tmp_path: Path) -> Iterator[tuple[engine.Engine, InProcessServer]]:
     config = engine.EngineConfig(
         store=FAST_STORE,
-        group_initial_rebalance_delay_ms=0,
-        group_min_session_timeout_ms=10,
+        groups=engine.GroupConfig(
+            group_initial_rebalance_delay_ms=0, group_min_session_timeout_ms=10
+        ),
     )
     opened = engine.open(tmp_path / "node", config=config)
     server = InProcessServer(opened)

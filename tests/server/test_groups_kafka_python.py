@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 from confluent_kafka import Consumer as ConfluentConsumer
@@ -33,6 +32,7 @@ from kafka.coordinator.assignors.range import RangePartitionAssignor
 from kafka.errors import KafkaError, RetriableError
 from kafka.structs import OffsetAndMetadata
 
+from tests.server.confluent_helpers import assert_nothing_again_after_its_commit, wait_until
 from tests.server.conftest import ServerProcess, quiet_librdkafka
 from tests.server.test_groups_aiokafka import Member as AiokafkaMember
 
@@ -110,13 +110,6 @@ def committed(bootstrap: str, group: str) -> dict[int, int]:
     return {tp.partition: meta.offset for tp, meta in offsets.items()}
 
 
-def wait_until(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + TIMEOUT_S
-    while not condition():
-        assert time.monotonic() < deadline, f"{what}: not in {TIMEOUT_S} s"
-        time.sleep(0.05)
-
-
 class Deliveries:
     """What the members of one group did, in the order they did it: each
     record delivered, each offset committed ("deliver" | "commit",
@@ -141,15 +134,7 @@ class Deliveries:
             return set(self.values)
 
     def assert_nothing_again_after_its_commit(self) -> None:
-        position: dict[int, int] = {}
-        for kind, partition, offset in self.events:
-            if kind == "commit":
-                position[partition] = max(position.get(partition, 0), offset)
-            else:
-                assert offset >= position.get(partition, 0), (
-                    f"partition {partition}: offset {offset} delivered again after "
-                    f"{position[partition]} was committed"
-                )
+        assert_nothing_again_after_its_commit(self.events)
 
 
 class Member(AsyncConsumerRebalanceListener):  # type: ignore[misc]

@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 from confluent_kafka import Consumer, Producer
 
-from tests.server.confluent_helpers import create_topic, produce
+from tests.server.confluent_helpers import create_topic, produce, wait_until
 from tests.server.conftest import ServerProcess, quiet_librdkafka
 from tests.server.test_kafkajs import DRIVER, kafkajs, unb64
 
@@ -43,13 +43,6 @@ def committed(bootstrap: str, group: str, topic: str) -> dict[int, int]:
     [fetched] = kafkajs("fetch_offsets", bootstrap, groupId=group, topics=[topic])
     assert fetched["topic"] == topic
     return {p["partition"]: int(p["offset"]) for p in fetched["partitions"] if p["offset"] != "-1"}
-
-
-def wait_until(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + TIMEOUT
-    while not condition():
-        assert time.monotonic() < deadline, f"{what}: not in {TIMEOUT} s"
-        time.sleep(0.05)
 
 
 class KafkajsMember:

@@ -22,21 +22,20 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from confluent_kafka import (
     Consumer,
-    ConsumerGroupTopicPartitions,
     ConsumerGroupType,
     Message,
     TopicPartition,
 )
 from confluent_kafka.admin import AdminClient, NewPartitions
 
-from tests.server.confluent_helpers import create_topic, produce
+from tests.server.confluent_helpers import committed, create_topic, poll_until, produce
 from tests.server.conftest import ServerProcess, quiet_librdkafka
 
 TIMEOUT = 30.0
@@ -111,25 +110,8 @@ class Member:
         self.consumer.close()
 
 
-def poll_until(members: list[Member], condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + TIMEOUT
-    while not condition():
-        assert time.monotonic() < deadline, f"{what}: not in {TIMEOUT} s"
-        for member in members:
-            member.poll()
-
-
 def admin(bootstrap: str) -> AdminClient:
     return AdminClient({"bootstrap.servers": bootstrap, **quiet_librdkafka()})
-
-
-def committed(bootstrap: str, group: str, topic: str, partitions: int) -> dict[int, int]:
-    request = ConsumerGroupTopicPartitions(
-        group, [TopicPartition(topic, p) for p in range(partitions)]
-    )
-    client = admin(bootstrap)
-    result = client.list_consumer_group_offsets([request])[group].result(TIMEOUT)
-    return {tp.partition: tp.offset for tp in result.topic_partitions}
 
 
 def describe(bootstrap: str, group: str) -> Any:

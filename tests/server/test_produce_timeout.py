@@ -16,7 +16,7 @@ from s3stream.store import open_store
 from tests.engine.helpers_records import read_partition
 from tests.s3stream.faults import FaultyStore
 from tests.server.conftest import quiet_librdkafka
-from tests.server.test_groups_embedded import InProcessServer
+from tests.server.in_process import InProcessServer
 
 
 def test_a_remote_ack_the_store_cannot_give_times_out_and_the_append_is_kept(

@@ -20,7 +20,6 @@ from hypothesis import strategies as st
 from kio.serial import entity_reader, entity_writer
 
 from engine.protocol.apis import (
-    SUPPORTED_VERSIONS,
     ApiKey,
     is_flexible,
     request_schema,
@@ -42,6 +41,7 @@ from engine.protocol.produce import (
     TopicData,
     decode_produce,
 )
+from engine.server.handlers.registry import SUPPORTED_VERSIONS
 from tests.server.wire import entities, header_bytes, serialize
 
 RESPONSES = [

@@ -58,7 +58,10 @@ def assert_secret_nowhere(text: str) -> None:
 
 
 def serve_once(tmp_path: Path, object_store: str) -> subprocess.CompletedProcess[str]:
-    """``tidelog serve`` that is expected to fail at start."""
+    """``tidelog serve`` that is expected to fail at start (giving an
+    unreachable store one second, not the default half minute)."""
+    config = tmp_path / "tidelog.toml"
+    config.write_text("[store]\nopen_timeout_s = 1.0\n")
     return subprocess.run(
         [
             sys.executable,
@@ -71,6 +74,8 @@ def serve_once(tmp_path: Path, object_store: str) -> subprocess.CompletedProcess
             str(tmp_path / "data"),
             "--object-store",
             object_store,
+            "--config",
+            str(config),
         ],
         check=False,
         capture_output=True,

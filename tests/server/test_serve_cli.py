@@ -266,7 +266,7 @@ def test_large_buffers_are_reused_on_glibc() -> None:
     a heap that keeps freed memory), and is reported missing elsewhere."""
     import platform
 
-    from engine.serve import keep_freed_memory_for_reuse
+    from engine.cli.serve import keep_freed_memory_for_reuse
 
     assert keep_freed_memory_for_reuse() == (platform.libc_ver()[0] == "glibc")
 
@@ -278,8 +278,8 @@ def test_the_config_file_in_the_server_doc_loads_as_documented(tmp_path: Path) -
     config.write_text(block)
     loaded = load_config_file(config)
     assert (loaded.server.advertised_host, loaded.server.advertised_port) == ("myhost", 9092)
-    assert loaded.engine["group_initial_rebalance_delay_ms"] == 3000
-    assert loaded.engine["transaction_max_timeout_ms"] == 900000
+    assert loaded.engine["groups"].group_initial_rebalance_delay_ms == 3000
+    assert loaded.engine["transactions"].transaction_max_timeout_ms == 900000
     assert loaded.store.upload_bytes == 32 * 1024 * 1024
 
 

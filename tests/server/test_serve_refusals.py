@@ -72,16 +72,21 @@ def test_an_unreadable_config_is_refused(tmp_path: Path) -> None:
 def test_an_object_store_that_fails_at_open_is_refused(tmp_path: Path) -> None:
     closed = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     env = child_env(AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test")
+    config = tmp_path / "tidelog.toml"
+    config.write_text("[store]\nopen_timeout_s = 2.0\n")  # the default waits half a minute
     code, stderr = _serve(
         "--data-dir",
         str(tmp_path / "data"),
         "--object-store",
-        f"s3://bucket/prefix?endpoint={closed}",
+        f"s3://bucket/prefix?endpoint={closed}&max_attempts=1",
+        "--config",
+        str(config),
         env=env,
     )
     assert code == 1
     line = _the_one_error(stderr)
     assert "the object store failed" in line and closed in line
+    assert "retrying for" in stderr  # it said what it was waiting for
 
 
 def test_a_wal_segment_that_cannot_be_preallocated_is_refused_with_the_space(

@@ -26,8 +26,8 @@ from kafka import KafkaProducer
 from kafka.errors import NotLeaderForPartitionError
 
 import engine
+from engine.cli.serve import EXIT_NOT_UPLOADED
 from engine.config import ACK_DURABILITY
-from engine.serve import EXIT_NOT_UPLOADED
 from tests.engine.conftest import QUIET_STORE, s3_url  # noqa: F401
 from tests.s3stream.conftest import s3_endpoint  # noqa: F401
 from tests.server.conftest import ServerProcess, quiet_librdkafka

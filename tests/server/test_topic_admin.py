@@ -12,12 +12,10 @@ of them in one request, which the controller refuses whole).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import datetime
 import select
 import signal
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,10 +24,9 @@ import pytest
 
 import engine
 from engine.protocol.apis import request_schema
-from engine.server.config import ServerConfig
-from engine.server.server import Server
 from tests.engine.recording_store import NO_UPLOADS, RecordingStore
 from tests.server.conftest import ServerProcess
+from tests.server.in_process import InProcessServer
 from tests.server.test_bad_input import (
     INVALID_REQUEST,
     NONE,
@@ -165,33 +162,12 @@ def test_produce_beyond_kafkas_bound_auto_creates_nothing(
 # -- one commit per request: the server on an engine of this process ---------------------
 
 
-class InProcessServer:
-    """The wire server on an engine of this process, its event loop on a thread."""
-
-    def __init__(self, opened: engine.Engine) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.server = Server(opened, ServerConfig(host="127.0.0.1", port=0))
-        self.thread = threading.Thread(target=self.loop.run_forever, name="wire-server")
-        self.thread.start()
-        asyncio.run_coroutine_threadsafe(self.server.start(), self.loop).result(SLOW)
-
-    @property
-    def bootstrap(self) -> str:
-        return f"127.0.0.1:{self.server.port}"
-
-    def stop(self) -> None:
-        asyncio.run_coroutine_threadsafe(self.server.stop(), self.loop).result(SLOW)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(SLOW)
-        self.loop.close()
-
-
 @pytest.fixture
 def recorded(tmp_path: Path) -> Iterator[tuple[RecordingStore, InProcessServer]]:
     store = RecordingStore(tmp_path / "bucket")
     config = engine.EngineConfig(store=NO_UPLOADS, auto_create_topics=True)
     opened = engine.open(tmp_path / "node", store, config)
-    server = InProcessServer(opened)
+    server = InProcessServer(opened, timeout=SLOW)
     try:
         yield store, server
     finally:

@@ -1,30 +1,27 @@
-"""ApiVersions: what this server implements, at which versions."""
+"""ApiVersions: what this server implements, at which versions (every
+registration, see registry.py)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from engine.protocol.apis import SUPPORTED_VERSIONS, ApiKey
+from engine.protocol.apis import ApiKey
 from engine.protocol.kafka_code import KafkaCode
 from engine.server.context import RequestContext
-
-# Produce is advertised from v0 although v0-v2 are not served (a request at
-# those versions closes its connection, as any unsupported one does). Kafka
-# 4.0 does the same (KAFKA-18659): older librdkafka (2.0, for one) enables
-# gzip, snappy and lz4 only if the broker lists Produce v0, and otherwise
-# sends every batch uncompressed. A client uses the highest common version,
-# so none is led to send v0-v2.
-_ADVERTISED_MIN = {ApiKey.PRODUCE: 0}
+from engine.server.handlers.registry import advertised_versions, handles
+from engine.server.handlers.requests import ApiVersionsRequest
 
 
-def advertised_versions() -> list[dict[str, int]]:
-    return [
-        {"api_key": int(key), "min_version": _ADVERTISED_MIN.get(key, low), "max_version": high}
-        for key, (low, high) in sorted(SUPPORTED_VERSIONS.items())
-    ]
-
-
-def handle_api_versions(context: RequestContext, request: Any) -> dict[str, Any]:
+@handles(
+    ApiKey.API_VERSIONS,
+    0,
+    4,
+    notes={
+        0: "a version this server lacks is answered at v0: UNSUPPORTED_VERSION and this list",
+        3: "flexible encoding; the client's software name and version",
+    },
+)
+def handle_api_versions(context: RequestContext, request: ApiVersionsRequest) -> dict[str, Any]:
     return {"error_code": KafkaCode.NONE, "api_keys": advertised_versions(), "throttle_time": 0}
 
 

@@ -9,12 +9,20 @@ alterable over the wire.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 from engine.config import CONFIG_DEFS, ConfigEntry, ConfigSource, ConfigType, normalize
 from engine.errors import EngineError, InvalidConfig, error_code
+from engine.protocol.apis import ApiKey
 from engine.protocol.kafka_code import KafkaCode
 from engine.server.context import RequestContext, error_message
+from engine.server.handlers.registry import handles
+from engine.server.handlers.requests import (
+    AlterConfigsRequest,
+    DescribeConfigsRequest,
+    IncrementalAlterConfigsRequest,
+)
 
 TOPIC = 2
 BROKER = 4
@@ -32,11 +40,47 @@ _CONFIG_TYPE_CODES = {
 _SET, _DELETE, _APPEND, _SUBTRACT = 0, 1, 2, 3
 
 
+class _Resource(Protocol):
+    """A resource as every version of AlterConfigs and IncrementalAlterConfigs
+    names it."""
+
+    @property
+    def resource_type(self) -> int: ...
+    @property
+    def resource_name(self) -> str: ...
+
+
+class _IncrementalConfig(Protocol):
+    @property
+    def name(self) -> str: ...
+    @property
+    def config_operation(self) -> int: ...
+    @property
+    def value(self) -> str | None: ...
+
+
+class _IncrementalResource(_Resource, Protocol):
+    @property
+    def configs(self) -> Sequence[_IncrementalConfig]: ...
+
+
 def config_type_code(entry: ConfigEntry) -> int:
     return _CONFIG_TYPE_CODES[entry.type]
 
 
-def handle_describe_configs(context: RequestContext, request: Any) -> dict[str, Any]:
+@handles(
+    ApiKey.DESCRIBE_CONFIGS,
+    1,
+    4,
+    notes={
+        1: "synonyms: topic override, engine default, Kafka default",
+        3: "type and documentation",
+        4: "flexible encoding",
+    },
+)
+def handle_describe_configs(
+    context: RequestContext, request: DescribeConfigsRequest
+) -> dict[str, Any]:
     results = []
     synonyms = getattr(request, "include_synonyms", False)
     documentation = getattr(request, "include_documentation", False)
@@ -114,7 +158,16 @@ def _described(entry: ConfigEntry, synonyms: bool, documentation: bool) -> dict[
     return described
 
 
-def handle_alter_configs(context: RequestContext, request: Any) -> dict[str, Any]:
+@handles(
+    ApiKey.ALTER_CONFIGS,
+    0,
+    2,
+    notes={
+        0: "replaces a topic's overrides",
+        2: "flexible encoding",
+    },
+)
+def handle_alter_configs(context: RequestContext, request: AlterConfigsRequest) -> dict[str, Any]:
     """Replaces a topic's overrides with the given set (configs left out
     return to their defaults)."""
     responses = []
@@ -128,7 +181,18 @@ def handle_alter_configs(context: RequestContext, request: Any) -> dict[str, Any
     return {"throttle_time": 0, "responses": responses}
 
 
-def handle_incremental_alter_configs(context: RequestContext, request: Any) -> dict[str, Any]:
+@handles(
+    ApiKey.INCREMENTAL_ALTER_CONFIGS,
+    0,
+    1,
+    notes={
+        0: "SET, DELETE, APPEND, SUBTRACT",
+        1: "flexible encoding",
+    },
+)
+def handle_incremental_alter_configs(
+    context: RequestContext, request: IncrementalAlterConfigsRequest
+) -> dict[str, Any]:
     responses = []
     for resource in request.resources:
         try:
@@ -144,7 +208,9 @@ def handle_incremental_alter_configs(context: RequestContext, request: Any) -> d
     return {"throttle_time": 0, "responses": responses}
 
 
-def _incremental_changes(context: RequestContext, resource: Any) -> dict[str, str | None]:
+def _incremental_changes(
+    context: RequestContext, resource: _IncrementalResource
+) -> dict[str, str | None]:
     if resource.resource_type != TOPIC:
         return {}
     current = context.engine.topic_config(resource.resource_name)
@@ -173,7 +239,7 @@ def _incremental_changes(context: RequestContext, resource: Any) -> dict[str, st
 
 def _alter(
     context: RequestContext,
-    resource: Any,
+    resource: _Resource,
     changes: dict[str, str | None],
     *,
     incremental: bool,
@@ -191,7 +257,7 @@ def _alter(
     return _alter_result(resource, KafkaCode.NONE, None)
 
 
-def _alter_result(resource: Any, code: int, message: str | None) -> dict[str, Any]:
+def _alter_result(resource: _Resource, code: int, message: str | None) -> dict[str, Any]:
     return {
         "error_code": code,
         "error_message": message,

@@ -18,8 +18,14 @@ from engine.groups.consumer_group import (
     HeartbeatResult,
     Partitions,
 )
+from engine.protocol.apis import ApiKey
 from engine.server.context import Body, RequestContext, Response, answer, error_message
 from engine.server.handlers.common import millis, uuid_bytes
+from engine.server.handlers.registry import handles
+from engine.server.handlers.requests import (
+    ConsumerGroupDescribeRequest,
+    ConsumerGroupHeartbeatRequest,
+)
 
 _AUTHORIZED_OPERATIONS_OMITTED = -(2**31)
 _GROUP_OPERATIONS = (1 << 3) | (1 << 6) | (1 << 8)
@@ -28,7 +34,18 @@ _CONSUMER_MEMBER = 1
 """ConsumerGroupDescribe v1's member type of a member of this protocol."""
 
 
-def handle_consumer_group_heartbeat(context: RequestContext, request: Any) -> Response:
+@handles(
+    ApiKey.CONSUMER_GROUP_HEARTBEAT,
+    0,
+    1,
+    notes={
+        0: "the consumer group protocol (KIP-848), server-side assignors",
+        1: "members make their own member ids; regex subscriptions",
+    },
+)
+def handle_consumer_group_heartbeat(
+    context: RequestContext, request: ConsumerGroupHeartbeatRequest
+) -> Response:
     owned: dict[bytes, set[int]] | None = None
     if request.topic_partitions is not None:
         owned = {}
@@ -76,7 +93,17 @@ def _topic_partitions(partitions: Partitions) -> list[dict[str, Any]]:
     ]
 
 
-def handle_consumer_group_describe(context: RequestContext, request: Any) -> Body:
+@handles(
+    ApiKey.CONSUMER_GROUP_DESCRIBE,
+    0,
+    1,
+    notes={
+        1: "member type",
+    },
+)
+def handle_consumer_group_describe(
+    context: RequestContext, request: ConsumerGroupDescribeRequest
+) -> Body:
     operations = (
         _GROUP_OPERATIONS
         if request.include_authorized_operations

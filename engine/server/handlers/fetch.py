@@ -13,12 +13,17 @@ the server does not have gets FETCH_SESSION_ID_NOT_FOUND.
 
 from __future__ import annotations
 
-import time
 from typing import Any, NamedTuple
 
+from kio.schema.fetch.v13.request import FetchTopic as FetchTopicV13
+from kio.schema.fetch.v14.request import FetchTopic as FetchTopicV14
+from kio.schema.fetch.v15.request import FetchTopic as FetchTopicV15
+
+from engine import clock
 from engine.engine import READ_COMMITTED, READ_UNCOMMITTED
 from engine.errors import EngineError, error_code
 from engine.partition import PartitionFetch
+from engine.protocol.apis import ApiKey
 from engine.protocol.kafka_code import KafkaCode
 from engine.server.context import RequestContext
 from engine.server.handlers.common import (
@@ -27,6 +32,8 @@ from engine.server.handlers.common import (
     topic_names_by_id,
     uuid_bytes,
 )
+from engine.server.handlers.registry import handles
+from engine.server.handlers.requests import FetchRequest
 from engine.types import TopicPartition
 
 _FIRST_TOPIC_ID_VERSION = 13
@@ -51,7 +58,22 @@ class _Read(NamedTuple):
     """Where the data read ends, sent or not: a long poll waits for more."""
 
 
-async def handle_fetch(context: RequestContext, request: Any) -> dict[str, Any]:
+@handles(
+    ApiKey.FETCH,
+    4,
+    15,
+    notes={
+        4: "read_committed, with the aborted transactions",
+        5: "log start offset",
+        7: "fetch sessions (KIP-227), declined: session id 0",
+        9: "current leader epoch (KIP-320)",
+        11: "rack id (ignored: one broker)",
+        12: "flexible encoding",
+        13: "topics by id",
+        15: "replica state (v16, node endpoints, is not served)",
+    },
+)
+async def handle_fetch(context: RequestContext, request: FetchRequest) -> dict[str, Any]:
     session_id = getattr(request, "session_id", 0)
     session_epoch = getattr(request, "session_epoch", -1)
     if session_id != 0 or session_epoch > 0:
@@ -59,13 +81,13 @@ async def handle_fetch(context: RequestContext, request: Any) -> dict[str, Any]:
     wanted = _wanted_partitions(context, request)
     max_bytes = getattr(request, "max_bytes", 0x7FFFFFFF)
     min_bytes = max(request.min_bytes, 0)
-    deadline = time.monotonic() + millis(request.max_wait) / 1000
+    deadline = clock.monotonic() + millis(request.max_wait) / 1000
     engine = context.engine
     committed = getattr(request, "isolation_level", 0) == _READ_COMMITTED
     while True:
         reads = await _read_all(context, wanted, max_bytes, committed)
         total = sum(r.size for r in reads)
-        remaining = deadline - time.monotonic()
+        remaining = deadline - clock.monotonic()
         if total >= min_bytes or remaining <= 0 or any(r.error != KafkaCode.NONE for r in reads):
             break
         if not wanted:
@@ -81,11 +103,11 @@ async def handle_fetch(context: RequestContext, request: Any) -> dict[str, Any]:
     return _response(context, reads, committed)
 
 
-def _wanted_partitions(context: RequestContext, request: Any) -> list[_Wanted]:
+def _wanted_partitions(context: RequestContext, request: FetchRequest) -> list[_Wanted]:
     by_id = topic_names_by_id(context) if context.version >= _FIRST_TOPIC_ID_VERSION else {}
     wanted: list[_Wanted] = []
     for topic in request.topics:
-        if context.version >= _FIRST_TOPIC_ID_VERSION:
+        if isinstance(topic, FetchTopicV13 | FetchTopicV14 | FetchTopicV15):
             topic_id = uuid_bytes(topic.topic_id)
             name = by_id.get(topic_id)
         else:

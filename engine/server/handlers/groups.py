@@ -15,11 +15,36 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
+from kio.schema.find_coordinator.v4.request import (
+    FindCoordinatorRequest as FindCoordinatorRequestV4,
+)
+from kio.schema.join_group.v0.request import JoinGroupRequest as JoinGroupRequestV0
+from kio.schema.leave_group.v0.request import LeaveGroupRequest as LeaveGroupRequestV0
+from kio.schema.leave_group.v1.request import LeaveGroupRequest as LeaveGroupRequestV1
+from kio.schema.leave_group.v2.request import LeaveGroupRequest as LeaveGroupRequestV2
+from kio.schema.offset_fetch.v8.request import OffsetFetchRequest as OffsetFetchRequestV8
+from kio.schema.offset_fetch.v9.request import OffsetFetchRequest as OffsetFetchRequestV9
+
 from engine.errors import EngineError, error_code
 from engine.groups import GroupDescription, JoinResult, SyncResult
+from engine.protocol.apis import ApiKey
 from engine.protocol.kafka_code import KafkaCode
 from engine.server.context import Body, RequestContext, Response, answer
 from engine.server.handlers.common import millis
+from engine.server.handlers.registry import handles
+from engine.server.handlers.requests import (
+    DeleteGroupsRequest,
+    DescribeGroupsRequest,
+    FindCoordinatorRequest,
+    HeartbeatRequest,
+    JoinGroupRequest,
+    LeaveGroupRequest,
+    ListGroupsRequest,
+    OffsetCommitRequest,
+    OffsetDeleteRequest,
+    OffsetFetchRequest,
+    SyncGroupRequest,
+)
 from engine.types import OffsetAndMetadata, TopicPartition
 
 T = TypeVar("T")
@@ -37,10 +62,21 @@ def _client_id(context: RequestContext) -> str:
 # -- FindCoordinator ---------------------------------------------------------------------
 
 
-def handle_find_coordinator(context: RequestContext, request: Any) -> Body:
+@handles(
+    ApiKey.FIND_COORDINATOR,
+    0,
+    4,
+    notes={
+        0: "this broker, for groups",
+        1: "key types: groups (0) and transactional ids (1)",
+        3: "flexible encoding",
+        4: "a batch of keys",
+    },
+)
+def handle_find_coordinator(context: RequestContext, request: FindCoordinatorRequest) -> Body:
     """This broker coordinates every group (key type 0) and transactional id (1)."""
     key_type = getattr(request, "key_type", _GROUP_KEY)
-    if context.version >= 4:
+    if isinstance(request, FindCoordinatorRequestV4):  # a batch of keys
         coordinators = [
             {"key": key, **_coordinator(context, key_type)} for key in request.coordinator_keys
         ]
@@ -70,11 +106,29 @@ def _coordinator(context: RequestContext, key_type: int) -> dict[str, Any]:
 # -- membership ---------------------------------------------------------------------------
 
 
-def handle_join_group(context: RequestContext, request: Any) -> Response:
+@handles(
+    ApiKey.JOIN_GROUP,
+    0,
+    9,
+    notes={
+        0: "the classic group protocol",
+        1: "rebalance timeout",
+        4: "a new member is first given its id (MEMBER_ID_REQUIRED)",
+        5: "static members (group_instance_id)",
+        6: "flexible encoding",
+        8: "the reason a member joins",
+        9: "skip_assignment (answered false)",
+    },
+)
+def handle_join_group(context: RequestContext, request: JoinGroupRequest) -> Response:
     version = context.version
     session_timeout_ms = millis(request.session_timeout)
     # JoinGroup v0 has no rebalance timeout: the session timeout is both.
-    rebalance_timeout_ms = millis(request.rebalance_timeout) if version >= 1 else session_timeout_ms
+    rebalance_timeout_ms = (
+        session_timeout_ms
+        if isinstance(request, JoinGroupRequestV0)
+        else millis(request.rebalance_timeout)
+    )
     future = context.engine.groups.join_group(
         request.group_id,
         request.member_id,
@@ -112,7 +166,17 @@ def handle_join_group(context: RequestContext, request: Any) -> Response:
     return answer(context, future, build)
 
 
-def handle_sync_group(context: RequestContext, request: Any) -> Response:
+@handles(
+    ApiKey.SYNC_GROUP,
+    0,
+    5,
+    notes={
+        3: "static members",
+        4: "flexible encoding",
+        5: "protocol type and name checked",
+    },
+)
+def handle_sync_group(context: RequestContext, request: SyncGroupRequest) -> Response:
     future = context.engine.groups.sync_group(
         request.group_id,
         request.generation_id,
@@ -135,7 +199,16 @@ def handle_sync_group(context: RequestContext, request: Any) -> Response:
     return answer(context, future, build)
 
 
-def handle_heartbeat(context: RequestContext, request: Any) -> Body:
+@handles(
+    ApiKey.HEARTBEAT,
+    0,
+    4,
+    notes={
+        3: "static members",
+        4: "flexible encoding",
+    },
+)
+def handle_heartbeat(context: RequestContext, request: HeartbeatRequest) -> Body:
     code = context.engine.groups.heartbeat(
         request.group_id,
         request.generation_id,
@@ -145,14 +218,24 @@ def handle_heartbeat(context: RequestContext, request: Any) -> Body:
     return {"throttle_time": 0, "error_code": code}
 
 
-def handle_leave_group(context: RequestContext, request: Any) -> Body:
-    if context.version >= 3:
+@handles(
+    ApiKey.LEAVE_GROUP,
+    0,
+    5,
+    notes={
+        3: "a batch of members",
+        4: "flexible encoding",
+        5: "the reason a member leaves",
+    },
+)
+def handle_leave_group(context: RequestContext, request: LeaveGroupRequest) -> Body:
+    if isinstance(request, LeaveGroupRequestV0 | LeaveGroupRequestV1 | LeaveGroupRequestV2):
+        leaving: list[tuple[str, str | None]] = [(request.member_id, None)]
+        reason = None
+    else:  # v3+: a batch of members
         leaving = [(m.member_id, m.group_instance_id) for m in request.members]
         reasons = {getattr(m, "reason", None) for m in request.members} - {None}
         reason = ", ".join(sorted(r for r in reasons if r)) or None
-    else:
-        leaving = [(request.member_id, None)]
-        reason = None
     try:
         codes = context.engine.groups.leave_group(request.group_id, leaving, reason)
     except EngineError as error:
@@ -169,7 +252,20 @@ def handle_leave_group(context: RequestContext, request: Any) -> Body:
 # -- offsets ------------------------------------------------------------------------------
 
 
-def handle_offset_commit(context: RequestContext, request: Any) -> Response:
+@handles(
+    ApiKey.OFFSET_COMMIT,
+    2,
+    9,
+    notes={
+        2: "a retention time for the committed offsets",
+        5: "no retention time",
+        6: "committed leader epoch",
+        7: "static members",
+        8: "flexible encoding",
+        9: "KIP-848 member epochs (v10, topics by id, is not served)",
+    },
+)
+def handle_offset_commit(context: RequestContext, request: OffsetCommitRequest) -> Response:
     offsets = {
         TopicPartition(topic.name, p.partition_index): OffsetAndMetadata(
             p.committed_offset,
@@ -209,9 +305,22 @@ def _by_topic(
     return [{"name": name, "partitions": partitions} for name, partitions in topics.items()]
 
 
-def handle_offset_fetch(context: RequestContext, request: Any) -> Body:
+@handles(
+    ApiKey.OFFSET_FETCH,
+    1,
+    9,
+    notes={
+        2: "null topics: every committed offset",
+        5: "committed leader epoch",
+        6: "flexible encoding",
+        7: "require_stable: pending transactional offsets are answered UNSTABLE_OFFSET_COMMIT",
+        8: "many groups at once",
+        9: "KIP-848 member ids and epochs",
+    },
+)
+def handle_offset_fetch(context: RequestContext, request: OffsetFetchRequest) -> Body:
     require_stable = bool(getattr(request, "require_stable", False))
-    if context.version >= 8:
+    if isinstance(request, OffsetFetchRequestV8 | OffsetFetchRequestV9):  # many groups
         groups = [
             {
                 "group_id": group.group_id,
@@ -268,7 +377,15 @@ def _fetch(
     return {"error_code": KafkaCode.NONE, "topics": _by_topic(found, render)}
 
 
-def handle_offset_delete(context: RequestContext, request: Any) -> Response:
+@handles(
+    ApiKey.OFFSET_DELETE,
+    0,
+    0,
+    notes={
+        0: "a group's committed offsets of topics it no longer reads",
+    },
+)
+def handle_offset_delete(context: RequestContext, request: OffsetDeleteRequest) -> Response:
     partitions = [
         TopicPartition(topic.name, p.partition_index)
         for topic in request.topics
@@ -291,7 +408,17 @@ def handle_offset_delete(context: RequestContext, request: Any) -> Response:
 # -- groups -------------------------------------------------------------------------------
 
 
-def handle_describe_groups(context: RequestContext, request: Any) -> Body:
+@handles(
+    ApiKey.DESCRIBE_GROUPS,
+    0,
+    5,
+    notes={
+        3: "authorized operations (omitted)",
+        4: "static members",
+        5: "flexible encoding (v6, GROUP_ID_NOT_FOUND, is not served)",
+    },
+)
+def handle_describe_groups(context: RequestContext, request: DescribeGroupsRequest) -> Body:
     operations = (
         _GROUP_OPERATIONS
         if getattr(request, "include_authorized_operations", False)
@@ -327,7 +454,17 @@ def handle_describe_groups(context: RequestContext, request: Any) -> Body:
     return {"throttle_time": 0, "groups": groups}
 
 
-def handle_list_groups(context: RequestContext, request: Any) -> Body:
+@handles(
+    ApiKey.LIST_GROUPS,
+    0,
+    5,
+    notes={
+        3: "flexible encoding",
+        4: "filter by state",
+        5: "filter by type",
+    },
+)
+def handle_list_groups(context: RequestContext, request: ListGroupsRequest) -> Body:
     try:
         listed = context.engine.groups.list_groups(
             list(getattr(request, "states_filter", ())), list(getattr(request, "types_filter", ()))
@@ -346,7 +483,15 @@ def handle_list_groups(context: RequestContext, request: Any) -> Body:
     return {"throttle_time": 0, "error_code": KafkaCode.NONE, "groups": groups}
 
 
-def handle_delete_groups(context: RequestContext, request: Any) -> Response:
+@handles(
+    ApiKey.DELETE_GROUPS,
+    0,
+    2,
+    notes={
+        2: "flexible encoding",
+    },
+)
+def handle_delete_groups(context: RequestContext, request: DeleteGroupsRequest) -> Response:
     names = list(request.groups_names)
     try:
         future = context.engine.groups.delete_groups(names)

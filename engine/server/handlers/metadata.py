@@ -10,12 +10,16 @@ response about many topics is built and encoded there too.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 from engine.errors import EngineError, error_code
+from engine.protocol.apis import ApiKey
 from engine.protocol.kafka_code import KafkaCode
 from engine.server.context import Body, RequestContext, Response, off_loop
 from engine.server.handlers.common import auto_create_topics, topic_names_by_id, uuid_bytes
+from engine.server.handlers.registry import handles
+from engine.server.handlers.requests import DescribeClusterRequest, MetadataRequest
 
 _AUTHORIZED_OPERATIONS_OMITTED = -(2**31)
 _MANY_TOPICS = 1000
@@ -24,7 +28,20 @@ _FIRST_TOPIC_ID_VERSION = 12
 """Metadata requests carry topic ids from v10, but may use them from v12."""
 
 
-def handle_metadata(context: RequestContext, request: Any) -> Response:
+@handles(
+    ApiKey.METADATA,
+    0,
+    12,
+    notes={
+        0: "an empty topic list means every topic",
+        1: "null means every topic, empty means none",
+        4: "allow_auto_topic_creation",
+        9: "flexible encoding",
+        10: "topic ids in answers; a request naming one is refused (INVALID_REQUEST), as in Kafka",
+        12: "topics named by id",
+    },
+)
+def handle_metadata(context: RequestContext, request: MetadataRequest) -> Response:
     engine = context.engine
     requested = request.topics
     if requested and context.version < _FIRST_TOPIC_ID_VERSION:
@@ -77,7 +94,12 @@ def _metadata(
     }
 
 
-def _refuse_topic_ids(requested: Any) -> dict[str, Any] | None:
+class _RequestedTopic(Protocol):
+    @property
+    def name(self) -> str | None: ...
+
+
+def _refuse_topic_ids(requested: Sequence[_RequestedTopic]) -> dict[str, Any] | None:
     """Versions 10 and 11 carry a topic id and a nullable name but may use
     neither: as Kafka does, every topic is answered INVALID_REQUEST (a null
     name, which these responses cannot carry, as "")."""
@@ -141,7 +163,18 @@ def _topic_error(name: str | None, topic_id: bytes, code: int) -> dict[str, Any]
 _BROKERS_ENDPOINT = 1
 
 
-def handle_describe_cluster(context: RequestContext, request: Any) -> dict[str, Any]:
+@handles(
+    ApiKey.DESCRIBE_CLUSTER,
+    0,
+    1,
+    notes={
+        0: "this broker and the cluster id",
+        1: "endpoint type: brokers only (controllers: UNSUPPORTED_ENDPOINT_TYPE)",
+    },
+)
+def handle_describe_cluster(
+    context: RequestContext, request: DescribeClusterRequest
+) -> dict[str, Any]:
     broker = context.server.broker
     endpoint_type = getattr(request, "endpoint_type", _BROKERS_ENDPOINT)
     if endpoint_type != _BROKERS_ENDPOINT:

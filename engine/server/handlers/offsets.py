@@ -7,12 +7,30 @@ from typing import Any
 
 from engine.engine import READ_COMMITTED, READ_UNCOMMITTED
 from engine.errors import EngineError, error_code
+from engine.protocol.apis import ApiKey
 from engine.protocol.kafka_code import KafkaCode
 from engine.server.context import RequestContext
 from engine.server.handlers.common import leader_epoch_error
+from engine.server.handlers.registry import handles
+from engine.server.handlers.requests import (
+    DeleteRecordsRequest,
+    ListOffsetsRequest,
+    OffsetForLeaderEpochRequest,
+)
 
 
-def handle_list_offsets(context: RequestContext, request: Any) -> dict[str, Any]:
+@handles(
+    ApiKey.LIST_OFFSETS,
+    1,
+    6,
+    notes={
+        1: "one offset per partition: earliest (-2), latest (-1), by timestamp",
+        2: "isolation level: latest is the last stable offset",
+        4: "current leader epoch",
+        6: "flexible encoding (v7, MAX_TIMESTAMP, is not served)",
+    },
+)
+def handle_list_offsets(context: RequestContext, request: ListOffsetsRequest) -> dict[str, Any]:
     engine = context.engine
     isolation = READ_COMMITTED if getattr(request, "isolation_level", 0) == 1 else READ_UNCOMMITTED
     topics = []
@@ -42,7 +60,19 @@ def handle_list_offsets(context: RequestContext, request: Any) -> dict[str, Any]
     return {"throttle_time": 0, "topics": topics}
 
 
-def handle_offset_for_leader_epoch(context: RequestContext, request: Any) -> dict[str, Any]:
+@handles(
+    ApiKey.OFFSET_FOR_LEADER_EPOCH,
+    2,
+    4,
+    notes={
+        2: "the end offset of a leader epoch, checked against the current one",
+        3: "replica id",
+        4: "flexible encoding",
+    },
+)
+def handle_offset_for_leader_epoch(
+    context: RequestContext, request: OffsetForLeaderEpochRequest
+) -> dict[str, Any]:
     """The end offset of a leader epoch, which a client compares with its
     position after a leader change to detect a truncated log (KIP-320)."""
     engine = context.engine
@@ -70,7 +100,16 @@ def handle_offset_for_leader_epoch(context: RequestContext, request: Any) -> dic
     return {"throttle_time": 0, "topics": topics}
 
 
-def handle_delete_records(context: RequestContext, request: Any) -> dict[str, Any]:
+@handles(
+    ApiKey.DELETE_RECORDS,
+    0,
+    2,
+    notes={
+        0: "moves the log start offset",
+        2: "flexible encoding",
+    },
+)
+def handle_delete_records(context: RequestContext, request: DeleteRecordsRequest) -> dict[str, Any]:
     engine = context.engine
     topics = []
     for topic in request.topics:

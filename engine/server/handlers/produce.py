@@ -20,14 +20,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
 
 from engine.errors import EngineError, error_code
 from engine.partition import AppendResult
+from engine.protocol.apis import ApiKey
+from engine.protocol.codec import body_offset
+from engine.protocol.frames import RequestHeader
 from engine.protocol.kafka_code import KafkaCode
-from engine.protocol.produce import ProduceRequest
+from engine.protocol.produce import ProduceRequest, decode_produce
 from engine.server.context import Body, RequestContext, Response, error_message
 from engine.server.handlers.common import auto_create_topics
+from engine.server.handlers.registry import handles
+from engine.server.handlers.requests import InitProducerIdRequest
 from engine.server.handlers.transactions import init_transactional_producer
 
 log = logging.getLogger("tidelog.server")
@@ -40,6 +44,32 @@ the error code of a request fault."""
 Results = list[tuple[str, list[tuple[int, Outcome, str | None]]]]
 
 
+def _decode_produce(header: RequestHeader, frame: memoryview) -> ProduceRequest:
+    """Decoded by hand, so that record data stays a slice of the frame."""
+    return decode_produce(frame, body_offset(header, frame), header.api_version)
+
+
+# Advertised from v0 although v0-v2 are not served (a request at those
+# versions closes its connection, as any unsupported one does). Kafka 4.0
+# does the same (KAFKA-18659): older librdkafka (2.0, for one) enables gzip,
+# snappy and lz4 only if the broker lists Produce v0, and otherwise sends
+# every batch uncompressed. A client uses the highest common version, so
+# none is led to send v0-v2.
+@handles(
+    ApiKey.PRODUCE,
+    3,
+    11,
+    advertised_min_version=0,
+    decode=_decode_produce,
+    notes={
+        0: "listed from v0 but served from v3 (KAFKA-18659, see above)",
+        3: "record batch v2; transactional ids",
+        5: "log start offset",
+        8: "record_errors: the records a batch was refused for (KIP-467)",
+        9: "flexible encoding",
+        11: "highest (v12 is transactions v2, KIP-890; v13 names topics by id)",
+    },
+)
 def handle_produce(context: RequestContext, request: ProduceRequest) -> Response:
     engine = context.engine
     results: Results = []
@@ -47,7 +77,13 @@ def handle_produce(context: RequestContext, request: ProduceRequest) -> Response
     acks_error = None if request.acks in _ACKS else KafkaCode.INVALID_REQUIRED_ACKS
     refused: dict[str, KafkaCode] = {}
     if engine.config.auto_create_topics and acks_error is None:
-        unknown = [t.name for t in request.topics if not engine.has_topic(t.name)]
+        # A topic whose every partition carries no records would only be
+        # refused (INVALID_RECORD): it is not created for that.
+        unknown = [
+            t.name
+            for t in request.topics
+            if not engine.has_topic(t.name) and any(p.records is not None for p in t.partitions)
+        ]
         if unknown:  # rare (clients ask Metadata first, which creates them)
             refused = auto_create_topics(context, list(dict.fromkeys(unknown)))
     for topic in request.topics:
@@ -168,12 +204,23 @@ def _record_errors(error: BaseException) -> list[Body]:
     ]
 
 
-def handle_init_producer_id(context: RequestContext, request: Any) -> Response:
+@handles(
+    ApiKey.INIT_PRODUCER_ID,
+    0,
+    4,
+    notes={
+        0: "idempotent and transactional producers",
+        2: "flexible encoding",
+        3: "an existing producer bumps its epoch (KIP-360)",
+        4: "PRODUCER_FENCED for a fenced epoch (KIP-588); v5, transactions v2, is not served",
+    },
+)
+def handle_init_producer_id(context: RequestContext, request: InitProducerIdRequest) -> Response:
     """A new idempotent producer. (As in Kafka, a producer without a
     transactional id that asks to bump its epoch gets a new id instead.)
     A transactional id is the transaction coordinator's (transactions.py)."""
     if request.transactional_id is not None:
-        return init_transactional_producer(context, request)
+        return init_transactional_producer(context, request, request.transactional_id)
     try:
         producer_id, epoch = context.engine.init_producer_id()
     except EngineError as error:

@@ -1,17 +1,22 @@
 """CreateTopics, DeleteTopics and CreatePartitions.
 
-These run on the server's admin thread, not the event loop (dispatch.py):
-creating or deleting thousands of topics takes a second or two, during
-which the event loop keeps serving every other connection."""
+These run on the server's admin thread, not the event loop (each is
+registered with handles_off_loop): creating or deleting thousands of topics
+takes a second or two, during which the event loop keeps serving every
+other connection."""
 
 from __future__ import annotations
 
 import contextlib
 from collections import Counter
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from kio.schema.delete_topics.v6.request import DeleteTopicsRequest as DeleteTopicsRequestV6
 
 from engine.config import ConfigEntry
 from engine.errors import EngineError, error_code
+from engine.protocol.apis import ApiKey
 from engine.protocol.kafka_code import KafkaCode
 from engine.server.context import Body, RequestContext, error_message
 from engine.server.handlers.common import (
@@ -20,17 +25,61 @@ from engine.server.handlers.common import (
     uuid_bytes,
 )
 from engine.server.handlers.configs import config_type_code
+from engine.server.handlers.registry import handles_off_loop
+from engine.server.handlers.requests import (
+    CreatePartitionsRequest,
+    CreateTopicsRequest,
+    DeleteTopicsRequest,
+)
 from engine.types import NewTopic, TopicDescription
 
 _TOO_LARGE = "Unable to perform excessively large batch operation."
 
 
-def _partitions_wanted(context: RequestContext, topic: Any) -> int:
+class _Assignment(Protocol):
+    @property
+    def broker_ids(self) -> Sequence[int]: ...
+
+
+class _Config(Protocol):
+    @property
+    def name(self) -> str: ...
+    @property
+    def value(self) -> str | None: ...
+
+
+class _CreatableTopic(Protocol):
+    """A topic as every version of CreateTopics asks for it."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def num_partitions(self) -> int: ...
+    @property
+    def replication_factor(self) -> int: ...
+    @property
+    def assignments(self) -> Sequence[_Assignment]: ...
+    @property
+    def configs(self) -> Sequence[_Config]: ...
+
+
+def _partitions_wanted(context: RequestContext, topic: _CreatableTopic) -> int:
     count = len(topic.assignments) or topic.num_partitions
     return context.engine.config.default_partitions if count == -1 else max(count, 0)
 
 
-def handle_create_topics(context: RequestContext, request: Any) -> Body:
+@handles_off_loop(
+    ApiKey.CREATE_TOPICS,
+    2,
+    7,
+    notes={
+        2: "replication factor 1, or assignments naming this broker",
+        4: "default partitions and replication factor (-1)",
+        5: "flexible encoding; configs in the answer",
+        7: "topic ids in the answer",
+    },
+)
+def handle_create_topics(context: RequestContext, request: CreateTopicsRequest) -> Body:
     """Creates every topic it may with one manifest commit and one catalog
     record."""
     records = sum(1 + _partitions_wanted(context, topic) for topic in request.topics)
@@ -53,7 +102,10 @@ def handle_create_topics(context: RequestContext, request: Any) -> Body:
 
 
 def _create_topics(
-    context: RequestContext, requested: list[Any], duplicates: list[str], validate_only: bool
+    context: RequestContext,
+    requested: Sequence[_CreatableTopic],
+    duplicates: Sequence[str],
+    validate_only: bool,
 ) -> Body:
     node = context.server.broker.node_id
     results: dict[str, dict[str, Any]] = {}
@@ -122,8 +174,19 @@ def _created_config(entry: ConfigEntry) -> dict[str, Any]:
     }
 
 
-def handle_delete_topics(context: RequestContext, request: Any) -> Body:
-    if context.version >= 6:
+@handles_off_loop(
+    ApiKey.DELETE_TOPICS,
+    1,
+    6,
+    notes={
+        4: "flexible encoding",
+        5: "error messages",
+        6: "topics by id",
+    },
+)
+def handle_delete_topics(context: RequestContext, request: DeleteTopicsRequest) -> Body:
+    wanted: list[tuple[str | None, bytes]]
+    if isinstance(request, DeleteTopicsRequestV6):  # topics by name or id
         wanted = [(t.name, uuid_bytes(t.topic_id)) for t in request.topics]
     else:
         wanted = [(name, bytes(16)) for name in request.topic_names]
@@ -179,7 +242,16 @@ def _delete_topics(context: RequestContext, wanted: list[tuple[str | None, bytes
     return {"throttle_time": 0, "responses": responses}
 
 
-def handle_create_partitions(context: RequestContext, request: Any) -> Body:
+@handles_off_loop(
+    ApiKey.CREATE_PARTITIONS,
+    0,
+    3,
+    notes={
+        0: "grows a topic",
+        2: "flexible encoding",
+    },
+)
+def handle_create_partitions(context: RequestContext, request: CreatePartitionsRequest) -> Body:
     engine = context.engine
     added = 0
     for topic in request.topics:
@@ -203,8 +275,9 @@ def handle_create_partitions(context: RequestContext, request: Any) -> Body:
     except EngineError as error:  # the store failed: no topic grew
         outcomes = [error] * len(request.topics)
     results = []
-    for topic, outcome in zip(request.topics, outcomes, strict=True):
+    names = [topic.name for topic in request.topics]
+    for name, outcome in zip(names, outcomes, strict=True):
         code = KafkaCode.NONE if outcome is None else error_code(outcome)
         message = None if outcome is None else error_message(outcome)
-        results.append({"name": topic.name, "error_code": code, "error_message": message})
+        results.append({"name": name, "error_code": code, "error_message": message})
     return {"throttle_time": 0, "results": results}

@@ -11,14 +11,26 @@ PRODUCER_FENCED and get INVALID_PRODUCER_EPOCH instead, as from Kafka.
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Iterable, Sequence
 from typing import Any
 
+from engine import clock
 from engine.errors import EngineError, error_code
+from engine.protocol.apis import ApiKey
 from engine.protocol.kafka_code import KafkaCode
 from engine.server.context import RequestContext
 from engine.server.handlers.common import millis
+from engine.server.handlers.registry import handles
+from engine.server.handlers.requests import (
+    AddOffsetsToTxnRequest,
+    AddPartitionsToTxnRequest,
+    DescribeProducersRequest,
+    DescribeTransactionsRequest,
+    EndTxnRequest,
+    InitProducerIdRequest,
+    ListTransactionsRequest,
+    TxnOffsetCommitRequest,
+)
 from engine.transactions.coordinator import TransactionMetadata, TxnState
 from engine.types import OffsetAndMetadata, TopicPartition
 
@@ -40,13 +52,15 @@ def _wait(future: Any) -> Awaitable[Any]:
 # -- InitProducerId ------------------------------------------------------------------------
 
 
-async def init_transactional_producer(context: RequestContext, request: Any) -> dict[str, Any]:
+async def init_transactional_producer(
+    context: RequestContext, request: InitProducerIdRequest, transactional_id: str
+) -> dict[str, Any]:
     """InitProducerId with a transactional id (the idempotent case is in
     produce.py)."""
     try:
         producer_id, epoch = await _wait(
             context.engine.transactions.init_producer_id(
-                request.transactional_id,
+                transactional_id,
                 millis(request.transaction_timeout),
                 getattr(request, "producer_id", -1),
                 getattr(request, "producer_epoch", -1),
@@ -70,7 +84,17 @@ async def init_transactional_producer(context: RequestContext, request: Any) -> 
 # -- the transaction's contents --------------------------------------------------------------
 
 
-async def handle_add_partitions_to_txn(context: RequestContext, request: Any) -> dict[str, Any]:
+@handles(
+    ApiKey.ADD_PARTITIONS_TO_TXN,
+    0,
+    3,
+    notes={
+        3: "flexible encoding (v4+, many transactional ids broker to broker, are not served)",
+    },
+)
+async def handle_add_partitions_to_txn(
+    context: RequestContext, request: AddPartitionsToTxnRequest
+) -> dict[str, Any]:
     """Adds partitions to the transaction; if any does not exist, none is
     added (UNKNOWN_TOPIC_OR_PARTITION for those, OPERATION_NOT_ATTEMPTED for
     the rest), as Kafka does."""
@@ -123,7 +147,7 @@ async def handle_add_partitions_to_txn(context: RequestContext, request: Any) ->
     }
 
 
-def _merged(wanted: list[tuple[str, list[int]]]) -> list[tuple[str, list[int]]]:
+def _merged(wanted: Iterable[tuple[str, Sequence[int]]]) -> list[tuple[str, list[int]]]:
     """A topic named twice in a request is answered once."""
     merged: dict[str, list[int]] = {}
     for name, partitions in wanted:
@@ -131,7 +155,17 @@ def _merged(wanted: list[tuple[str, list[int]]]) -> list[tuple[str, list[int]]]:
     return list(merged.items())
 
 
-async def handle_add_offsets_to_txn(context: RequestContext, request: Any) -> dict[str, Any]:
+@handles(
+    ApiKey.ADD_OFFSETS_TO_TXN,
+    0,
+    3,
+    notes={
+        3: "flexible encoding (v4+, transactions v2, are not served)",
+    },
+)
+async def handle_add_offsets_to_txn(
+    context: RequestContext, request: AddOffsetsToTxnRequest
+) -> dict[str, Any]:
     try:
         await _wait(
             context.engine.transactions.add_offsets(
@@ -147,7 +181,19 @@ async def handle_add_offsets_to_txn(context: RequestContext, request: Any) -> di
     return {"throttle_time": 0, "error_code": code}
 
 
-async def handle_txn_offset_commit(context: RequestContext, request: Any) -> dict[str, Any]:
+@handles(
+    ApiKey.TXN_OFFSET_COMMIT,
+    0,
+    3,
+    notes={
+        0: "offsets held by the group coordinator until the transaction ends",
+        2: "committed leader epoch",
+        3: "flexible encoding; group metadata (KIP-447)",
+    },
+)
+async def handle_txn_offset_commit(
+    context: RequestContext, request: TxnOffsetCommitRequest
+) -> dict[str, Any]:
     """Offsets committed in the transaction: checked against it here, kept
     by the group coordinator until the transaction ends."""
     engine = context.engine
@@ -207,7 +253,16 @@ async def handle_txn_offset_commit(context: RequestContext, request: Any) -> dic
 # -- EndTxn ----------------------------------------------------------------------------------
 
 
-async def handle_end_txn(context: RequestContext, request: Any) -> dict[str, Any]:
+@handles(
+    ApiKey.END_TXN,
+    0,
+    3,
+    notes={
+        0: "answered once every partition has its marker, durably",
+        3: "flexible encoding",
+    },
+)
+async def handle_end_txn(context: RequestContext, request: EndTxnRequest) -> dict[str, Any]:
     """Answered once the transaction is complete: every partition has its
     marker, durably (so a read_committed consumer sees the outcome at once)."""
     try:
@@ -228,7 +283,17 @@ async def handle_end_txn(context: RequestContext, request: Any) -> dict[str, Any
 # -- admin -----------------------------------------------------------------------------------
 
 
-def handle_describe_transactions(context: RequestContext, request: Any) -> dict[str, Any]:
+@handles(
+    ApiKey.DESCRIBE_TRANSACTIONS,
+    0,
+    0,
+    notes={
+        0: "a transaction's state, producer and partitions",
+    },
+)
+def handle_describe_transactions(
+    context: RequestContext, request: DescribeTransactionsRequest
+) -> dict[str, Any]:
     coordinator = context.engine.transactions
     states = []
     for transactional_id in request.transactional_ids:
@@ -271,7 +336,18 @@ def _described(meta: TransactionMetadata) -> dict[str, Any]:
 _STATE_NAMES = {state.value: state for state in TxnState}
 
 
-def handle_list_transactions(context: RequestContext, request: Any) -> dict[str, Any]:
+@handles(
+    ApiKey.LIST_TRANSACTIONS,
+    0,
+    1,
+    notes={
+        0: "filters by state and producer id",
+        1: "filter by duration (v2, by transactional id pattern, is not served)",
+    },
+)
+def handle_list_transactions(
+    context: RequestContext, request: ListTransactionsRequest
+) -> dict[str, Any]:
     """Kafka's filters: states by name (names it does not know are listed
     back), producer ids, and (v1) transactions running longer than
     ``duration_filter`` ms."""
@@ -279,7 +355,7 @@ def handle_list_transactions(context: RequestContext, request: Any) -> dict[str,
     unknown = [s for s in request.state_filters if s not in _STATE_NAMES]
     producer_ids = set(request.producer_id_filters)
     duration = getattr(request, "duration_filter", -1)
-    now = int(time.time() * 1000)
+    now = clock.time_ms()
     listed = []
     for meta in context.engine.transactions.transactions():
         if meta.state is TxnState.DEAD:
@@ -305,7 +381,17 @@ def handle_list_transactions(context: RequestContext, request: Any) -> dict[str,
     }
 
 
-def handle_describe_producers(context: RequestContext, request: Any) -> dict[str, Any]:
+@handles(
+    ApiKey.DESCRIBE_PRODUCERS,
+    0,
+    0,
+    notes={
+        0: "a partition's producers and open transactions",
+    },
+)
+def handle_describe_producers(
+    context: RequestContext, request: DescribeProducersRequest
+) -> dict[str, Any]:
     """The active producers of each partition, from its producer state."""
     engine = context.engine
     existing = set(engine.topic_partitions({topic.name for topic in request.topics}))

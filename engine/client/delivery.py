@@ -12,9 +12,10 @@ returns the outcome directly.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 from typing import Generic, TypeVar
+
+from engine import clock
 
 T = TypeVar("T")
 
@@ -58,10 +59,10 @@ class DeliveryFuture(Generic[T]):
     def _wait(self, timeout: float | None) -> None:
         if self.done():
             return
-        deadline = None if timeout is None else time.monotonic() + timeout
+        deadline = None if timeout is None else clock.monotonic() + timeout
         with self._condition:
             while not self.done():
-                remaining = None if deadline is None else deadline - time.monotonic()
+                remaining = None if deadline is None else deadline - clock.monotonic()
                 if remaining is not None and remaining <= 0:
                     raise TimeoutError("the record is not durable yet")
                 self._condition.wait(remaining)

@@ -33,7 +33,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from engine.wal_perf import MODES, run_wal_perf
+from engine.cli.wal_perf import MODES, run_wal_perf
 
 SIZES = (1024, 16384)
 APPENDERS = (1, 8, 64)

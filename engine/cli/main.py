@@ -6,7 +6,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from engine import __version__, recover, serve, wal_perf
+from engine import __version__
+from engine.cli import recover, serve, wal_bench
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -19,7 +20,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
     serve.add_command(commands)
     recover.add_command(commands)
-    wal_perf.add_command(commands)
+    wal_bench.add_command(commands)
     return parser
 
 

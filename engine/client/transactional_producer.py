@@ -19,19 +19,19 @@ from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
 import native
+from engine import clock
+from engine.client.producer import Producer, Resolver, _Batch
 from engine.errors import (
     ConcurrentTransactions,
-    CoordinatorNotAvailable,
     EngineError,
     InvalidTxnState,
 )
 from engine.partition import AppendResult
-from engine.producer import Producer, Resolver, _Batch
 from engine.protocol.kafka_code import KafkaCode
 from engine.types import Header, OffsetAndMetadata, RecordMetadata, TopicPartition
 
 if TYPE_CHECKING:
-    from engine.engine import Engine
+    from engine.client.host import ClientHost
 
 DEFAULT_TIMEOUT_MS = 60_000
 """Kafka's transaction.timeout.ms default."""
@@ -49,7 +49,7 @@ class TransactionalProducer(Producer):
 
     def __init__(
         self,
-        engine: Engine,
+        engine: ClientHost,
         *,
         transactional_id: str,
         transaction_timeout_ms: int = DEFAULT_TIMEOUT_MS,
@@ -77,7 +77,7 @@ class TransactionalProducer(Producer):
     def init_transactions(self, timeout: float | None = None) -> None:
         """Gets the transactional id's producer id and a new epoch (waiting
         while an older producer's open transaction is aborted)."""
-        deadline = None if timeout is None else time.monotonic() + timeout
+        deadline = None if timeout is None else clock.monotonic() + timeout
         while True:
             try:
                 pid, epoch = self._coordinator.init_producer_id(
@@ -85,7 +85,7 @@ class TransactionalProducer(Producer):
                 ).result(_remaining(deadline))
                 break
             except ConcurrentTransactions:
-                if deadline is not None and time.monotonic() >= deadline:
+                if deadline is not None and clock.monotonic() >= deadline:
                     raise
                 time.sleep(0.02)
         with self._state_lock:
@@ -114,9 +114,7 @@ class TransactionalProducer(Producer):
         """Commits the group's ``offsets`` (the next offset to read, per
         partition) when the transaction commits, and not at all if it aborts."""
         self._check_in_transaction()
-        groups = getattr(self._engine, "groups", None)
-        if groups is None:
-            raise CoordinatorNotAvailable("this engine runs no group coordinator")
+        groups = self._engine.groups
         if group_id not in self._offsets_added:
             self._request(
                 lambda: self._coordinator.add_offsets(
@@ -134,10 +132,10 @@ class TransactionalProducer(Producer):
             else OffsetAndMetadata(value)
             for tp, value in offsets.items()
         }
-        results: dict[TopicPartition, int] = groups.commit_transactional_offsets(
+        results: dict[TopicPartition, KafkaCode] = groups.commit_transactional_offsets(
             group_id, self.producer_id, self.producer_epoch, "", -1, None, wanted
         ).result(timeout)
-        failed = {tp: code for tp, code in results.items() if code != 0}
+        failed = {tp: code for tp, code in results.items() if code != KafkaCode.NONE}
         if failed:
             raise TransactionError(f"group {group_id!r} refused offsets: {failed}")
 
@@ -234,13 +232,13 @@ class TransactionalProducer(Producer):
     def _request(self, call: Callable[[], Future[Any]], timeout: float | None) -> Any:
         """A coordinator request, retried while the transactional id is busy
         (CONCURRENT_TRANSACTIONS is retriable)."""
-        deadline = None if timeout is None else time.monotonic() + timeout
+        deadline = None if timeout is None else clock.monotonic() + timeout
         with self._requests:
             while True:
                 try:
                     return call().result(_remaining(deadline))
                 except ConcurrentTransactions:
-                    if deadline is not None and time.monotonic() >= deadline:
+                    if deadline is not None and clock.monotonic() >= deadline:
                         raise
                     time.sleep(0.01)
 
@@ -251,4 +249,4 @@ class TransactionalProducer(Producer):
 
 
 def _remaining(deadline: float | None) -> float | None:
-    return None if deadline is None else max(deadline - time.monotonic(), 0.0)
+    return None if deadline is None else max(deadline - clock.monotonic(), 0.0)

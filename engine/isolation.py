@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 
 import native
-from engine.transactions import markers
-from engine.transactions.partition_txns import AbortedTxn
+from engine import markers
+from engine.partition_txns import AbortedTxn
 
 
 def committed_batches(

@@ -2,7 +2,7 @@
 group protocol, spoken to the engine's group coordinator in process.
 
 The member joins with a ConsumerProtocolSubscription for each of its
-assignors (engine/assignors.py), computes every member's assignment when
+assignors (engine/client/assignors.py), computes every member's assignment when
 the coordinator makes it the group's leader, and syncs. Its own thread
 answers the coordinator: it sends SyncGroup as soon as JoinGroup is
 answered, heartbeats every heartbeat.interval.ms, and leaves the group
@@ -29,23 +29,16 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future
 from enum import Enum
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
-from engine.assignors import (
-    Assignment,
+from engine import clock
+from engine.client.assignors import (
     Assignor,
     MemberSubscription,
-    ProtocolError,
     RebalanceProtocol,
-    Subscription,
-    decode_assignment,
-    decode_subscription,
-    encode_assignment,
-    encode_subscription,
     rebalance_protocol,
 )
 from engine.errors import (
@@ -56,7 +49,17 @@ from engine.errors import (
     UnknownMemberId,
     error_class,
 )
-from engine.groups.subscription import CONSUMER_PROTOCOL_TYPE
+from engine.futures import running_future
+from engine.protocol.consumer_protocol import (
+    CONSUMER_PROTOCOL_TYPE,
+    Assignment,
+    ConsumerProtocolError,
+    Subscription,
+    decode_assignment,
+    decode_subscription,
+    encode_assignment,
+    encode_subscription,
+)
 from engine.protocol.kafka_code import KafkaCode
 from engine.types import TopicPartition
 
@@ -185,7 +188,7 @@ class GroupMember:
         self._sync: Future[SyncResult] | None = None
         self._done: Future[None] = _resolved_future()
         self._error: BaseException | None = None
-        self._last_poll = time.monotonic()
+        self._last_poll = clock.monotonic()
         self._next_heartbeat = 0.0
         self._closed = False
         self._thread: threading.Thread | None = None
@@ -240,7 +243,7 @@ class GroupMember:
     def polled(self) -> None:
         """The consumer polled: the max.poll.interval.ms clock starts over."""
         with self._lock:
-            self._last_poll = time.monotonic()
+            self._last_poll = clock.monotonic()
 
     def step(self) -> Step:
         """The next thing the consumer must do for the group, or None when
@@ -345,7 +348,7 @@ class GroupMember:
         self._rejoin_reason = ""
         self._joined_topics = self._topics
         self._snapshot = None
-        self._done = _running_future()
+        self._done = running_future()
         self.state = MemberState.JOINING
         owned = sorted(self._owned) if self.protocol == RebalanceProtocol.COOPERATIVE else []
         self._join_protocols = [
@@ -428,7 +431,7 @@ class GroupMember:
             return 0.0
         if self.state != MemberState.STABLE:
             return None
-        now = time.monotonic()
+        now = clock.monotonic()
         poll_deadline = self._last_poll + self.rebalance_timeout_ms / 1000
         if now >= poll_deadline:
             self._poll_timed_out()
@@ -479,7 +482,7 @@ class GroupMember:
         if code == KafkaCode.NONE:
             try:
                 self._assignment = decode_assignment(result.assignment).partitions
-            except ProtocolError as error:
+            except ConsumerProtocolError as error:
                 log.error(
                     "group %s: the leader's assignment does not parse (%s); nothing assigned",
                     self.group_id,
@@ -487,7 +490,7 @@ class GroupMember:
                 )
                 self._assignment = []
             self.state = MemberState.STABLE
-            self._next_heartbeat = time.monotonic() + self.heartbeat_interval_ms / 1000
+            self._next_heartbeat = clock.monotonic() + self.heartbeat_interval_ms / 1000
             log.info(
                 "group %s: %s is in generation %d with %d partitions",
                 self.group_id,
@@ -545,7 +548,7 @@ class GroupMember:
         for joined in result.members:
             try:
                 subscription = decode_subscription(joined.metadata)
-            except ProtocolError as error:
+            except ConsumerProtocolError as error:
                 log.warning(
                     "group %s: the subscription of %s does not parse (%s); it is assigned nothing",
                     self.group_id,
@@ -616,16 +619,8 @@ class GroupMember:
         self._reset(member_id=False)
 
 
-def _running_future() -> Future[Any]:
-    """A future nobody can cancel (an asyncio waiter that gives up on it
-    must not cancel it for everyone)."""
-    future: Future[Any] = Future()
-    future.set_running_or_notify_cancel()
-    return future
-
-
 def _resolved_future() -> Future[None]:
-    future: Future[None] = _running_future()
+    future: Future[None] = running_future()
     future.set_result(None)
     return future
 

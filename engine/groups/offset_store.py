@@ -2,8 +2,9 @@
 transactions have pending, the commits still being written, and which of
 them retention expires (KIP-211).
 
-The coordinator owns the locking and the persistence; this module only
-keeps the state and answers questions about it.
+The offset manager (offset_manager.py) owns the persistence, the
+coordinator the locking; this module only keeps the state and answers
+questions about it.
 """
 
 from __future__ import annotations

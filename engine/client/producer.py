@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
@@ -21,15 +20,16 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import native
-from engine.delivery import DeliveryFuture
+from engine import clock
+from engine.client.delivery import DeliveryFuture
+from engine.client.partitioner import StickyPartitioner, partition_for_key
 from engine.errors import EngineClosed, EngineError
 from engine.partition import AppendResult
-from engine.partitioner import StickyPartitioner, partition_for_key
 from engine.types import Header, RecordMetadata, TopicPartition
 from native import Compression, RecordSpec
 
 if TYPE_CHECKING:
-    from engine.engine import Engine
+    from engine.client.host import ClientHost
 
 Resolver = DeliveryFuture[RecordMetadata] | asyncio.Future[RecordMetadata]
 BATCH_OVERHEAD = 61 + 21
@@ -59,7 +59,7 @@ class Producer:
 
     def __init__(
         self,
-        engine: Engine,
+        engine: ClientHost,
         *,
         batch_size: int = 512 * 1024,
         linger_ms: float = 0.0,
@@ -148,7 +148,7 @@ class Producer:
         spec = _new(
             RecordSpec,
             (
-                int(time.time() * 1000) if timestamp is None else timestamp,
+                clock.time_ms() if timestamp is None else timestamp,
                 key_bytes,
                 value_bytes,
                 header_pairs,
@@ -162,7 +162,7 @@ class Producer:
         if partition is None:
             known = self._partition_counts.get(topic)
             count = (
-                known[0] if known and known[1] > time.monotonic() else self._partition_count(topic)
+                known[0] if known and known[1] > clock.monotonic() else self._partition_count(topic)
             )
             if count == 1:
                 partition = 0
@@ -185,7 +185,7 @@ class Producer:
             # sender has something to send (a full batch, or a first one).
             fresh = not queue or (queue[-1].size + size > self.batch_size and queue[-1].specs)
             if fresh:
-                queue.append(_Batch(time.monotonic()))
+                queue.append(_Batch(clock.monotonic()))
             batch = queue[-1]
             batch.specs.append(spec)
             batch.resolvers.append(resolver)
@@ -197,7 +197,7 @@ class Producer:
     def _partition_count(self, topic: str) -> int:
         """The topic's partition count, looked up at most once a second (a
         Kafka client refreshes its metadata the same way)."""
-        now = time.monotonic()
+        now = clock.monotonic()
         known = self._partition_counts.get(topic)
         if known is None or known[1] < now:
             known = self._partition_counts[topic] = (
@@ -230,12 +230,12 @@ class Producer:
         ]
         if not waiting or self.linger_s <= 0:
             return None
-        return max(0.0005, min(waiting) + self.linger_s - time.monotonic())
+        return max(0.0005, min(waiting) + self.linger_s - clock.monotonic())
 
     def _ready_batches(self) -> list[tuple[TopicPartition, _Batch]]:
         """Takes, per partition, its oldest batch if it is full or has
         lingered long enough (any batch when flushing or closing)."""
-        now = time.monotonic()
+        now = clock.monotonic()
         ready = []
         for tp in list(self._queues):
             queue = self._queues[tp]
@@ -329,13 +329,13 @@ class Producer:
 
     def flush(self, timeout: float | None = None) -> bool:
         """Sends everything queued and waits until it is durable (or failed)."""
-        deadline = None if timeout is None else time.monotonic() + timeout
+        deadline = None if timeout is None else clock.monotonic() + timeout
         with self._changed:
             self._flushing = True
             self._changed.notify_all()
             try:
                 while self._queues or self._in_flight:
-                    remaining = None if deadline is None else deadline - time.monotonic()
+                    remaining = None if deadline is None else deadline - clock.monotonic()
                     if remaining is not None and remaining <= 0:
                         return False
                     self._changed.wait(remaining)

@@ -3,7 +3,7 @@
 ``assign`` names partitions; ``subscribe`` names topics and follows their
 partitions as they grow, or, with a ``group_id``, makes the consumer a
 member of that consumer group, which assigns it its share of their
-partitions (engine/group_member.py runs the membership; the consumer
+partitions (engine/client/group_member.py runs the membership; the consumer
 commits its positions and starts from the group's committed offsets).
 ``poll`` fetches from every assigned partition in turn and decodes the
 batches into records; with a timeout it waits for new data without polling
@@ -24,7 +24,15 @@ from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, Literal, overload
 
 import native
-from engine.assignors import assignor
+from engine import clock
+from engine.client.assignors import assignor
+from engine.client.group_member import (
+    Assigned,
+    ConsumerGroupMetadata,
+    GroupMember,
+    Revoke,
+    group_error,
+)
 from engine.errors import (
     CorruptRecord,
     EngineClosed,
@@ -35,20 +43,13 @@ from engine.errors import (
     UnknownTopic,
     UnstableOffsetCommit,
 )
-from engine.group_member import (
-    Assigned,
-    ConsumerGroupMetadata,
-    GroupMember,
-    Revoke,
-    group_error,
-)
+from engine.isolation import committed_batches
 from engine.partition import OffsetAndTimestamp, PartitionFetch
 from engine.protocol.kafka_code import KafkaCode
-from engine.transactions.isolation import committed_batches
 from engine.types import ConsumerRecord, OffsetAndMetadata, TopicPartition
 
 if TYPE_CHECKING:
-    from engine.engine import Engine
+    from engine.client.host import ClientHost
 
 log = logging.getLogger("tidelog.consumer")
 
@@ -79,7 +80,7 @@ class Consumer:
 
     def __init__(
         self,
-        engine: Engine,
+        engine: ClientHost,
         *,
         auto_offset_reset: str = "latest",
         max_poll_records: int = 500,
@@ -146,7 +147,7 @@ class Consumer:
         lost: it was no longer in the group's generation, so another member
         may own them already and their positions are not committed."""
         self._last_committed: dict[TopicPartition, int] = {}
-        self._next_auto_commit = time.monotonic() + auto_commit_interval_ms / 1000
+        self._next_auto_commit = clock.monotonic() + auto_commit_interval_ms / 1000
         self._unstable = False
         self._member: GroupMember | None = None
         if group_id is not None:
@@ -301,7 +302,7 @@ class Consumer:
     def poll(self, timeout: float = 0.0, max_records: int | None = None) -> list[ConsumerRecord]:
         """Records from the assigned partitions; waits up to ``timeout`` seconds
         for new data if there is none."""
-        deadline = time.monotonic() + timeout
+        deadline = clock.monotonic() + timeout
         limit = max_records or self.max_poll_records
         self._check_open()
         self._polled()
@@ -312,7 +313,7 @@ class Consumer:
                 self._fill()
             if self._next < len(self._buffer):
                 return self._take(limit)
-            remaining = deadline - time.monotonic()
+            remaining = deadline - clock.monotonic()
             if remaining <= 0:
                 return []
             self._wait(remaining, rebalance)
@@ -321,7 +322,7 @@ class Consumer:
         self, timeout: float = 0.0, max_records: int | None = None
     ) -> list[ConsumerRecord]:
         """Like poll, for asyncio: waits for data without blocking the loop."""
-        deadline = time.monotonic() + timeout
+        deadline = clock.monotonic() + timeout
         limit = max_records or self.max_poll_records
         self._check_open()
         self._polled()
@@ -332,7 +333,7 @@ class Consumer:
                 await self._fill_async()
             if self._next < len(self._buffer):
                 return self._take(limit)
-            remaining = deadline - time.monotonic()
+            remaining = deadline - clock.monotonic()
             if remaining <= 0:
                 return []
             await self._wait_async(remaining, rebalance)
@@ -574,13 +575,13 @@ class Consumer:
         (up to ``timeout``, then UnstableOffsetCommit)."""
         group_id = self._group()
         wanted = [TopicPartition(*tp) for tp in partitions]
-        deadline = time.monotonic() + timeout
+        deadline = clock.monotonic() + timeout
         while True:
             answer = self._engine.groups.fetch_offsets(
                 group_id, wanted, require_stable=self._read_committed
             )
             unstable = any(code == KafkaCode.UNSTABLE_OFFSET_COMMIT for _, code in answer.values())
-            if not unstable or time.monotonic() >= deadline:
+            if not unstable or clock.monotonic() >= deadline:
                 break
             time.sleep(RETRY_BACKOFF_S)
         found: dict[TopicPartition, OffsetAndMetadata | None] = {}
@@ -697,7 +698,7 @@ class Consumer:
         """At the start of a poll: the records handed out so far count as consumed."""
         if self._member is not None:
             self._member.polled()
-        now = time.monotonic()
+        now = clock.monotonic()
         if self.group_id is not None and self.enable_auto_commit and now >= self._next_auto_commit:
             self._next_auto_commit = now + self.auto_commit_interval_ms / 1000
             self._auto_commit()

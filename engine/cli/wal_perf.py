@@ -1,4 +1,4 @@
-"""`tidelog wal-bench`: how fast the write-ahead log acknowledges on this disk.
+"""How fast the write-ahead log acknowledges on this disk.
 
 Concurrent appenders append fixed-size records for a while; each append is
 timed until it is durable. Appenders are asyncio tasks on one event loop (how
@@ -7,13 +7,10 @@ the wire server appends) or threads (how embedded code may).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import importlib
 import os
-import shutil
 import statistics
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -140,54 +137,3 @@ def _append_from_threads(
     for thread in threads:
         thread.join()
     return time.perf_counter() - began
-
-
-def add_command(commands: Any) -> None:
-    parser: argparse.ArgumentParser = commands.add_parser(
-        "wal-bench", help="measure the write-ahead log's durable append rate on this disk"
-    )
-    parser.add_argument("--data-dir", default="./tidelog-data/wal-bench")
-    parser.add_argument("--writers", type=int, default=16, help="concurrent appenders")
-    parser.add_argument("--mode", choices=MODES, default="asyncio", help="appenders are")
-    parser.add_argument("--record-size", type=int, default=1024)
-    parser.add_argument("--seconds", type=float, default=3.0)
-    parser.add_argument(
-        "--durability", choices=[d.value for d in Durability], default=Durability.FSYNC.value
-    )
-    parser.add_argument(
-        "--compare",
-        action="store_true",
-        help="the full comparison: the disk's raw limit, SQLite, 1/8/64 appenders",
-    )
-    parser.add_argument("--quick", action="store_true", help="with --compare: a few seconds")
-    parser.add_argument("--json", action="store_true", help="with --compare: one JSON object")
-    parser.set_defaults(run=_run)
-
-
-def _run(args: argparse.Namespace) -> int:
-    if args.compare:
-        # Deferred: wal_bench imports this module, and its baselines are only for --compare.
-        from engine import wal_bench  # noqa: PLC0415
-
-        return wal_bench.run(args.data_dir, args.quick, args.json)
-    os.makedirs(args.data_dir, exist_ok=True)
-    directory = tempfile.mkdtemp(prefix="run-", dir=args.data_dir)
-    try:
-        result = run_wal_perf(
-            directory,
-            writers=args.writers,
-            record_size=args.record_size,
-            seconds=args.seconds,
-            durability=Durability(args.durability),
-            mode=args.mode,
-        )
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
-    print(
-        f"wal-bench: {result.writers} {result.mode} appenders, {result.record_size} B records, "
-        f"durability={result.durability}, {result.seconds:.1f} s "
-        f"in {os.path.abspath(args.data_dir)}"
-    )
-    for name, value in result.summary().items():
-        print(f"  {name:<22} {value}")
-    return 0

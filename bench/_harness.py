@@ -1,0 +1,71 @@
+"""What every benchmark in bench/ shares: its command line's common flags,
+a scratch directory emptied after, the facts about the machine a figure
+needs beside it, and the choice between a table for people and one JSON
+object for machines. Each benchmark keeps its own measurements and fields."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+
+def parser(doc: str | None, quick: str) -> argparse.ArgumentParser:
+    """The benchmark's parser, described by its docstring's first paragraph,
+    with ``--quick`` (a smoke test, as ``quick`` says) and ``--json``."""
+    parser = argparse.ArgumentParser(description=(doc or "").split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help=quick)
+    parser.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    return parser
+
+
+@contextmanager
+def scratch(parent: str | None, prefix: str) -> Iterator[Path]:
+    """A fresh directory (inside ``parent`` when given, else a temp dir),
+    removed with all it holds once the benchmark is done."""
+    if parent is not None:
+        os.makedirs(parent, exist_ok=True)
+    directory = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    try:
+        yield directory
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def report(
+    results: Mapping[str, Any],
+    as_json: bool,
+    print_table: Callable[[Any], None],
+    indent: int | None = None,
+) -> None:
+    """One JSON object on stdout, or the benchmark's table."""
+    if as_json:
+        print(json.dumps(results, indent=indent))
+    else:
+        print_table(results)
+
+
+def print_targets(targets: Mapping[str, bool]) -> None:
+    for target, met in targets.items():
+        print(f"  {target}: {'met' if met else 'NOT met'}")
+
+
+def cpus() -> dict[str, int | None]:
+    """The machine's CPUs, and those this process may run on (a container or
+    a taskset may allow fewer): figures are read against the second."""
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+    return {"cpu_count": os.cpu_count(), "cpus_usable": usable}
+
+
+def librdkafka_version() -> str:
+    import confluent_kafka
+
+    version = confluent_kafka.version()
+    client = version if isinstance(version, str) else version[0]
+    return f"{confluent_kafka.libversion()[0]} (confluent-kafka {client})"

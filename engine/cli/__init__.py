@@ -1,0 +1,5 @@
+"""The `tidelog` command line: `serve`, `recover` and `wal-bench`."""
+
+from engine.cli.main import main
+
+__all__ = ["main"]

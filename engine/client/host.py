@@ -1,0 +1,68 @@
+"""What the embedded clients need from the broker core: the ``ClientHost``
+protocol. ``Engine`` satisfies it; the clients import this, never the
+engine, so the core can build clients without an import cycle."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from concurrent.futures import Future
+from typing import TYPE_CHECKING, Protocol
+
+from engine.types import TopicPartition
+
+if TYPE_CHECKING:
+    from engine.groups import GroupCoordinator
+    from engine.partition import AppendResult, OffsetAndTimestamp, Partition, PartitionFetch
+    from engine.transactions.coordinator import TransactionCoordinator
+
+
+class ClientHost(Protocol):
+    """Topics and partitions, appends and reads, waits for new data, and the
+    two coordinators, spoken to in process."""
+
+    @property
+    def closed(self) -> bool: ...
+    @property
+    def groups(self) -> GroupCoordinator: ...
+    @property
+    def transactions(self) -> TransactionCoordinator: ...
+    def partition(self, topic: str, partition: int, *, auto_create: bool = False) -> Partition: ...
+    def partition_count(self, name: str) -> int: ...
+    def topic_partitions(self, topics: Iterable[str]) -> list[TopicPartition]: ...
+    def offsets(self, topic: str, partition: int) -> tuple[int, int]: ...
+    def init_producer_id(self) -> tuple[int, int]: ...
+    def submit(
+        self,
+        topic: str,
+        partition: int,
+        records: bytes | bytearray | memoryview,
+        *,
+        remote: bool | None = None,
+    ) -> Future[AppendResult]: ...
+    def fetch(
+        self,
+        topic: str,
+        partition: int,
+        offset: int,
+        max_bytes: int = ...,
+        isolation_level: str = ...,
+    ) -> PartitionFetch: ...
+    async def fetch_async(
+        self,
+        topic: str,
+        partition: int,
+        offset: int,
+        max_bytes: int = ...,
+        isolation_level: str = ...,
+    ) -> PartitionFetch: ...
+    def list_offset(
+        self,
+        topic: str,
+        partition: int,
+        timestamp: int,
+        isolation_level: str = ...,
+    ) -> OffsetAndTimestamp: ...
+    def wait_for_data(self, positions: Mapping[TopicPartition, int], timeout: float) -> bool: ...
+    async def wait_for_data_async(
+        self, positions: Mapping[TopicPartition, int], timeout: float
+    ) -> bool: ...

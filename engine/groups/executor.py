@@ -1,0 +1,111 @@
+"""Where the coordinator's work runs: one lock over every group and
+offset, a timer thread, the clock, and durable writes to the "groups"
+state log.
+
+Nothing waits while holding the lock. Futures resolved under it are
+settled once the outermost holder releases it; what follows a write
+becoming durable runs on the timer thread, under the lock (the WAL's
+thread, which makes it durable, must not wait for that lock).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import Callable, Hashable, Iterator
+from concurrent.futures import Future
+from typing import Any
+
+from engine.clock import Clock
+from engine.futures import settle
+from engine.groups.timers import Timer, TimerThread
+from engine.protocol.kafka_code import KafkaCode
+from engine.state_log import StateLog
+
+log = logging.getLogger("tidelog.groups")
+
+
+class GroupExecutor:
+    def __init__(self, state_log: StateLog, clock: Clock) -> None:
+        self.state_log = state_log
+        self._clock = clock
+        self._lock = threading.RLock()
+        self._depth = 0
+        self._ready: list[tuple[Future[Any], Any]] = []
+        self._timers = TimerThread("tidelog-groups", clock)
+        self.closed = False
+        """Set (under the lock) when the coordinator closes."""
+
+    def now_ms(self) -> int:
+        return self._clock.time_ms()
+
+    def monotonic(self) -> float:
+        return self._clock.monotonic()
+
+    def resolve(self, future: Future[Any], value: Any) -> None:
+        """Settles ``future`` with ``value`` once the lock is released."""
+        self._ready.append((future, value))
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """The coordinator's lock; futures resolved under it are settled
+        once the outermost holder releases it."""
+        with self._lock:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+                ready: list[tuple[Future[Any], Any]] = []
+                if self._depth == 0:
+                    ready, self._ready = self._ready, []
+        for future, value in ready:
+            settle(future, value)
+
+    def call_later(self, delay_s: float, callback: Callable[[], None]) -> Timer:
+        """Calls ``callback`` on the timer thread after ``delay_s`` (it takes
+        the lock itself if it needs it)."""
+        return self._timers.call_later(delay_s, callback)
+
+    def write(
+        self,
+        puts: dict[Hashable, Any],
+        deletes: list[Hashable],
+        then: Callable[[KafkaCode], None] | None = None,
+    ) -> None:
+        """Appends to the state log; ``then(error_code)`` runs under the
+        lock once the records are durable (NOT_COORDINATOR if they failed)."""
+        try:
+            written = self.state_log.update(puts=puts or None, deletes=deletes or None)
+        except Exception as error:  # the store refused: fenced, closed or failed
+            log.warning("writing group state failed: %s", error)
+            if then is not None:
+                then(KafkaCode.NOT_COORDINATOR)
+            return
+        if then is None:
+            written.add_done_callback(_log_failure)
+            return
+
+        def durable(future: Future[int]) -> None:
+            # On the WAL's thread, which must not wait for the coordinator's
+            # lock: the rest runs on the coordinator's thread.
+            error = KafkaCode.NONE if future.exception() is None else KafkaCode.NOT_COORDINATOR
+
+            def run() -> None:
+                with self.locked():
+                    then(error)
+
+            self._timers.call_soon(run)
+
+        written.add_done_callback(durable)
+
+    def stop(self) -> None:
+        """Stops the timer thread (the coordinator has closed)."""
+        self._timers.stop()
+
+
+def _log_failure(future: Future[int]) -> None:
+    error = future.exception()
+    if error is not None:
+        log.warning("writing group state failed: %s", error)

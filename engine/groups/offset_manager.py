@@ -1,0 +1,358 @@
+"""Committed offsets, as the coordinator serves them: commits (plain and
+in a transaction, through one path), a transaction's completion, fetches,
+deletions, retention (KIP-211), a deleted topic's offsets, and their
+loading from the state log.
+
+Runs under the coordinator's lock, like the groups: the coordinator (the
+"host") gives it durable writes, futures settled once the lock is
+released, the clock, and the groups by id. The coordinator checks the
+member and generation of a commit (classic and KIP-848 groups check them
+differently) and hands the answer in. The state in memory is in
+offset_store.py, its stored form in records.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from concurrent.futures import Future
+from typing import Any, NamedTuple, Protocol
+
+from engine.errors import NotCoordinator
+from engine.futures import done, running_future
+from engine.groups.classic import ClassicGroup
+from engine.groups.config import GroupConfig
+from engine.groups.consumer_group import ConsumerGroup
+from engine.groups.offset_store import OffsetKey, OffsetStore
+from engine.groups.records import (
+    CommittedOffset,
+    PendingOffset,
+    StoredState,
+    offset_key,
+    txn_key,
+)
+from engine.groups.results import GroupState
+from engine.protocol.kafka_code import KafkaCode
+from engine.types import OffsetAndMetadata, TopicPartition
+
+Group = ClassicGroup | ConsumerGroup
+
+
+class OffsetHost(Protocol):
+    """What the offsets need from their coordinator."""
+
+    def now_ms(self) -> int: ...
+
+    def resolve(self, future: Future[Any], value: Any) -> None:
+        """Settles ``future`` once the coordinator's lock is released."""
+
+    def write(
+        self,
+        puts: dict[Hashable, Any],
+        deletes: list[Hashable],
+        then: Callable[[KafkaCode], None] | None = None,
+    ) -> None:
+        """Appends to the state log; ``then(error_code)`` runs under the
+        lock once the records are durable (NOT_COORDINATOR if they failed)."""
+
+    def group(self, group_id: str) -> Group | None:
+        """The group of that id, of either protocol."""
+
+    def group_for_commit(self, group_id: str) -> Group:
+        """The group of that id, created (classic, empty) if there is none."""
+
+
+class Transaction(NamedTuple):
+    """The transaction a commit is part of (TxnOffsetCommit)."""
+
+    producer_id: int
+    producer_epoch: int
+
+
+class OffsetManager:
+    """``partition_count(topic)`` says how many partitions a topic has (None
+    if it does not exist); offsets of other partitions are refused."""
+
+    def __init__(
+        self,
+        host: OffsetHost,
+        config: GroupConfig,
+        partition_count: Callable[[str], int | None],
+    ) -> None:
+        self._host = host
+        self._config = config
+        self._partition_count = partition_count
+        self.store = OffsetStore()
+
+    def load(self, state: StoredState) -> list[Hashable]:
+        """Loads the stored offsets; returns the keys to delete: offsets of
+        deleted topics, and completed transactions' whose deletion did not
+        make it."""
+        dropped = list(state.completed)
+        for group_id, tp, committed in state.offsets:
+            if self.partition_error(tp) != KafkaCode.NONE:
+                dropped.append(offset_key(group_id, tp))  # its topic was deleted
+                continue
+            self.store.load(group_id, tp, committed)
+        for producer_id, group_id, tp, pending in state.pending:
+            self.store.add_pending(producer_id, OffsetKey(group_id, tp), pending)
+            self.store.saw_sequence(pending.offset.sequence)
+        return dropped
+
+    def partition_error(self, tp: TopicPartition) -> KafkaCode:
+        count = self._partition_count(tp.topic)
+        if count is None or not 0 <= tp.partition < count:
+            return KafkaCode.UNKNOWN_TOPIC_OR_PARTITION
+        return KafkaCode.NONE
+
+    # -- committing ---------------------------------------------------------------------
+
+    def commit(
+        self,
+        group_id: str,
+        offsets: Mapping[TopicPartition, OffsetAndMetadata],
+        member_error: KafkaCode,
+        transaction: Transaction | None = None,
+        retention_ms: int = -1,
+    ) -> Future[dict[TopicPartition, KafkaCode]]:
+        """OffsetCommit, or TxnOffsetCommit in ``transaction``: an error code
+        per partition (``member_error`` for every partition if the member
+        check refused the commit) once the offsets are durable. A plain
+        commit then becomes the committed offset; a transaction's is
+        pending until complete_transaction. ``retention_ms`` >= 0
+        (OffsetCommit v2-4) expires the offsets that long after the commit."""
+        now = self._host.now_ms()
+        expire = now + retention_ms if retention_ms >= 0 and transaction is None else -1
+        results, accepted = self._check_offsets(offsets, member_error)
+        values = {
+            OffsetKey(group_id, tp): CommittedOffset(
+                om.offset,
+                om.leader_epoch,
+                om.metadata or "",
+                now,
+                expire,
+                self.store.next_sequence(),
+            )
+            for tp, om in accepted.items()
+        }
+        if not values:
+            return done(results)
+        target = self._host.group_for_commit(group_id)
+        self.store.writing(values)
+        puts: dict[Hashable, Any]
+        if transaction is None:
+            for key, value in values.items():
+                self.store.issued(key, value.sequence)
+            puts = {offset_key(k.group_id, k.tp): v.to_value() for k, v in values.items()}
+        else:
+            puts = {
+                txn_key(transaction.producer_id, k.group_id, k.tp): PendingOffset(
+                    transaction.producer_epoch, v
+                ).to_value()
+                for k, v in values.items()
+            }
+        future: Future[dict[TopicPartition, KafkaCode]] = running_future()
+
+        def written(error: KafkaCode) -> None:
+            self.store.written(values)
+            for key, value in values.items():
+                results[key.tp] = error
+                if error != KafkaCode.NONE:
+                    continue
+                if transaction is None:
+                    self._make_visible(target, key, value)
+                elif self._still_there(target, key.tp):
+                    pending = PendingOffset(transaction.producer_epoch, value)
+                    self.store.add_pending(transaction.producer_id, key, pending)
+            self._host.resolve(future, results)
+
+        self._host.write(puts, [], written)
+        return future
+
+    def complete_transaction(self, producer_id: int, committed: bool) -> Future[None]:
+        """Makes the producer's pending offsets (of every group) committed,
+        or drops them, durably. A pending offset older than the partition's
+        committed one (committed later outside the transaction) is dropped.
+        Idempotent: nothing pending is nothing to do. The future fails with
+        NotCoordinator if the records could not be written."""
+        pending = self.store.pending_of(producer_id)
+        if not pending:
+            return done(None)
+        txn_keys = [txn_key(producer_id, k.group_id, k.tp) for k in pending]
+        # Only offsets newer than the partition's last commit, in the
+        # order commits are written, become the committed ones.
+        newer = {
+            key: value.offset
+            for key, value in pending.items()
+            if committed
+            and value.offset.sequence > self.store.latest(key)
+            and self._host.group(key.group_id) is not None
+        }
+        for key, offset in newer.items():
+            self.store.issued(key, offset.sequence)
+        future: Future[None] = running_future()
+
+        def written(error: KafkaCode) -> None:
+            if error != KafkaCode.NONE:
+                self._host.resolve(future, NotCoordinator("completing the transaction failed"))
+                return
+            self.store.remove_pending(producer_id, pending)
+            for key, offset in newer.items():
+                group = self._host.group(key.group_id)
+                if group is not None:
+                    self._make_visible(group, key, offset)
+            if committed:
+                self._host.write({}, txn_keys)  # the nil markers are no longer needed
+            self._host.resolve(future, None)
+
+        if committed:
+            # One record: the offsets and the end of their pending state.
+            puts: dict[Hashable, Any] = {
+                offset_key(k.group_id, k.tp): v.to_value() for k, v in newer.items()
+            }
+            puts.update(dict.fromkeys(txn_keys))
+            self._host.write(puts, [], written)
+        else:
+            self._host.write({}, txn_keys, written)
+        return future
+
+    def _make_visible(self, group: Group, key: OffsetKey, offset: CommittedOffset) -> None:
+        """A durable commit becomes the committed offset, unless a later one
+        was written meanwhile or the offset was removed (its group, its
+        topic or itself deleted) after it was written."""
+        if self.store.latest(key) == offset.sequence and self._still_there(group, key.tp):
+            self.store.put(key.group_id, key.tp, offset)
+
+    def _check_offsets(
+        self, offsets: Mapping[TopicPartition, OffsetAndMetadata], error: KafkaCode
+    ) -> tuple[dict[TopicPartition, KafkaCode], dict[TopicPartition, OffsetAndMetadata]]:
+        """The error of each partition, and the offsets that may be written."""
+        results: dict[TopicPartition, KafkaCode] = {}
+        accepted: dict[TopicPartition, OffsetAndMetadata] = {}
+        limit = self._config.offset_metadata_max_bytes
+        for tp, om in offsets.items():
+            code = self.partition_error(tp)
+            if code == KafkaCode.NONE:
+                code = error
+            if code == KafkaCode.NONE and om.metadata is not None and len(om.metadata) > limit:
+                code = KafkaCode.OFFSET_METADATA_TOO_LARGE
+            results[tp] = code
+            if code == KafkaCode.NONE:
+                accepted[tp] = om
+        return results, accepted
+
+    def _still_there(self, group: Group, tp: TopicPartition) -> bool:
+        """A write becoming durable after its group or topic was deleted
+        must not bring its offset back."""
+        return (
+            self._host.group(group.group_id) is group and self.partition_error(tp) == KafkaCode.NONE
+        )
+
+    # -- reading ------------------------------------------------------------------------
+
+    def fetch(
+        self, group_id: str, partitions: Sequence[TopicPartition] | None, require_stable: bool
+    ) -> dict[TopicPartition, tuple[OffsetAndMetadata | None, int]]:
+        """OffsetFetch: per partition (every committed one if ``partitions``
+        is None) the committed offset (None: none) and an error code
+        (UNSTABLE_OFFSET_COMMIT, with ``require_stable``, for a partition
+        with a commit being written or pending in a transaction)."""
+        committed = self.store.of_group(group_id)
+        wanted = list(committed) if partitions is None else list(partitions)
+        answer: dict[TopicPartition, tuple[OffsetAndMetadata | None, int]] = {}
+        for tp in wanted:
+            if require_stable and self.store.is_unstable(group_id, tp):
+                answer[tp] = (None, KafkaCode.UNSTABLE_OFFSET_COMMIT)
+                continue
+            found = committed.get(tp)
+            answer[tp] = (found.public() if found is not None else None, KafkaCode.NONE)
+        return answer
+
+    def has_offsets(self, group_id: str) -> bool:
+        """Committed, pending in a transaction, or being written."""
+        return self.store.has_offsets(group_id)
+
+    def group_ids(self) -> set[str]:
+        """Every group with committed or pending offsets."""
+        return self.store.group_ids()
+
+    # -- removing -----------------------------------------------------------------------
+
+    def delete(
+        self, group: Group, consuming: bool, partitions: Sequence[TopicPartition]
+    ) -> Future[dict[TopicPartition, KafkaCode]]:
+        """OffsetDelete: removes the group's committed (and pending) offsets
+        of ``partitions``; while the group is ``consuming``, those of topics
+        its members subscribe to are GROUP_SUBSCRIBED_TO_TOPIC."""
+        group_id = group.group_id
+        results = {tp: self.partition_error(tp) for tp in partitions}
+        for tp, code in results.items():
+            if code == KafkaCode.NONE and consuming and group.is_subscribed_to(tp.topic):
+                results[tp] = KafkaCode.GROUP_SUBSCRIBED_TO_TOPIC
+        removable = [tp for tp, code in results.items() if code == KafkaCode.NONE]
+        deletes = self._remove(group_id, removable)
+        deletes += self._remove_pending(group_id, removable)
+        if not deletes:
+            return done(results)
+        future: Future[dict[TopicPartition, KafkaCode]] = running_future()
+
+        def written(error: KafkaCode) -> None:
+            for tp in removable:
+                results[tp] = error
+            self._host.resolve(future, results)
+
+        self._host.write({}, deletes, written)
+        return future
+
+    def remove_group(self, group_id: str) -> list[Hashable]:
+        """Forgets every committed and pending offset of a group that is
+        deleted; returns the keys to delete."""
+        return self._remove(group_id, self.store.of_group(group_id)) + self._remove_pending(
+            group_id, None
+        )
+
+    def expire(
+        self, group_id: str, now_ms: int, since_ms: int | None, subscribed: set[str] | None = None
+    ) -> list[Hashable]:
+        """Removes the group's offsets retention expires now (OffsetStore.expired);
+        returns their keys, to delete."""
+        expired = self.store.expired(
+            group_id, now_ms, self._config.offsets_retention_ms, since_ms, subscribed
+        )
+        return self._remove(group_id, expired)
+
+    def remove_topic(self, topic: str) -> tuple[list[Hashable], set[str]]:
+        """Forgets every group's committed and pending offsets of ``topic``;
+        returns the keys to delete and the groups that had some."""
+        committed, pending = self.store.of_topic(topic)
+        deletes: list[Hashable] = []
+        touched = set()
+        for key in committed:
+            self.store.remove(key.group_id, [key.tp])
+            deletes.append(offset_key(key.group_id, key.tp))
+            touched.add(key.group_id)
+        for producer_id, key in pending:
+            self.store.remove_pending(producer_id, [key])
+            deletes.append(txn_key(producer_id, key.group_id, key.tp))
+            touched.add(key.group_id)
+        return deletes, touched
+
+    def _remove(self, group_id: str, partitions: Iterable[TopicPartition]) -> list[Hashable]:
+        partitions = list(partitions)
+        self.store.remove(group_id, partitions)
+        return [offset_key(group_id, tp) for tp in partitions]
+
+    def _remove_pending(
+        self, group_id: str, partitions: Iterable[TopicPartition] | None
+    ) -> list[Hashable]:
+        keys: list[Hashable] = []
+        for producer_id, key in self.store.pending_where(group_id, partitions):
+            self.store.remove_pending(producer_id, [key])
+            keys.append(txn_key(producer_id, key.group_id, key.tp))
+        return keys
+
+
+def is_consuming(group: Group) -> bool:
+    """Whether the group has members (its offsets of subscribed topics stay)."""
+    if isinstance(group, ConsumerGroup):
+        return not group.is_empty
+    return group.state != GroupState.EMPTY

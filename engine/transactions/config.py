@@ -1,0 +1,18 @@
+"""The transaction coordinator's settings: Kafka's broker configs of the
+same names (in snake case), with Kafka's defaults."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class TransactionConfig:
+    transaction_max_timeout_ms: int = 900_000
+    """The longest transaction.timeout.ms a producer may ask for."""
+    transactional_id_expiration_ms: int = 604_800_000
+    """A transactional id unused this long (and with no open transaction) is forgotten."""
+    transaction_abort_timed_out_transaction_cleanup_interval_ms: int = 10_000
+    """How often open transactions are checked against their timeout."""
+    transaction_remove_expired_transaction_cleanup_interval_ms: int = 3_600_000
+    """How often expired transactional ids are removed."""

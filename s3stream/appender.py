@@ -1,0 +1,241 @@
+"""Appends and trims of the stream store: each is checked and added to the
+log cache under the store's lock, then written to the WAL with this
+opening's writer prefix; the WAL's commit hook moves each stream's durable
+end (what readers see) and tells the listeners. An append asking to be
+remotely durable also waits on the uploader. Appends wait for room when
+too much is not uploaded yet."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Coroutine
+from concurrent.futures import Future
+from typing import Any, cast
+
+from s3stream.config import StreamStoreConfig
+from s3stream.errors import (
+    Fenced,
+    OffsetMismatch,
+    OffsetOutOfRange,
+    StoreFailed,
+    StreamNotOpen,
+)
+from s3stream.log_cache import CacheBlock
+from s3stream.objects import StoredBatch
+from s3stream.store_state import StoreState, StreamState, fail_all
+from s3stream.uploader import Uploader
+from s3stream.wal_entries import WAL_OWNED_DATA, WAL_OWNED_TRIM
+from wal import Outcome, Position, WalError, WriteAheadLog
+
+log = logging.getLogger("tidelog.s3stream")
+
+_WalTag = tuple["StreamState | None", CacheBlock, int]
+"""What the WAL's commit hook is given for each append: the stream (None for
+a trim), the log cache block holding the append, and the stream's end after it."""
+
+
+class Appender:
+    def __init__(
+        self,
+        state: StoreState,
+        wal: WriteAheadLog,
+        wal_prefix: bytes,
+        uploader: Uploader,
+        config: StreamStoreConfig,
+    ) -> None:
+        self._state = state
+        self._wal = wal
+        self._wal_prefix = wal_prefix
+        """Every WAL entry of this opening starts with it (the writer's identity and epoch)."""
+        self._uploader = uploader
+        self._config = config
+        self._listeners: list[Callable[[set[int]], None]] = []
+
+    def submit(
+        self,
+        stream_id: int,
+        base_offset: int,
+        last_offset: int,
+        payload: bytes | memoryview,
+        remote: bool = False,
+    ) -> Future[int]:
+        """Queues an append of offsets ``[base_offset, last_offset]``; the future
+        resolves to the stream's new end offset once the append is durable:
+        in the WAL, and with ``remote`` also in an object committed to the
+        manifest. Once the store learns it is fenced, it fails instead.
+
+        ``payload`` is stored as given, without a copy; it must not change.
+        """
+        done: Future[int] = Future()
+        done.set_running_or_notify_cancel()
+        end = last_offset + 1
+        with self._state.lock:
+            stream, block = self._accept(stream_id, base_offset, last_offset, payload)
+            future = self._wal.submit(
+                payload,
+                stream_id=stream_id,
+                start_offset=base_offset,
+                end_offset=end,
+                record_type=WAL_OWNED_DATA,
+                tag=(stream, block, end),
+                prefix=self._wal_prefix,  # written before the payload, never joined to it
+            )
+            uploaded = self._uploader.wait_remote_locked(stream_id, end) if remote else None
+
+        def durable(wal_future: Future[Position]) -> None:
+            error = wal_future.exception()
+            if error is not None:
+                done.set_exception(StoreFailed(error))
+            elif isinstance(self._state.failure, Fenced):
+                done.set_exception(self._state.failure)  # a fenced writer acknowledges nothing
+            elif uploaded is None:
+                done.set_result(end)
+            else:
+                uploaded.add_done_callback(lambda f: _copy_outcome(f, done))
+
+        future.add_done_callback(durable)
+        self._wait_for_room()  # after accepting: the caller's offsets stay valid
+        return done
+
+    def submit_async(
+        self,
+        stream_id: int,
+        base_offset: int,
+        last_offset: int,
+        payload: bytes | memoryview,
+        remote: bool = False,
+    ) -> Coroutine[Any, Any, int]:
+        """Queues an append from a running event loop now, and returns what to
+        await for the stream's new end offset once it is durable (as submit).
+
+        The append is accepted (or refused) before this returns, so a caller
+        holding its own lock can assign offsets and submit in one step.
+        """
+        end = last_offset + 1
+        with self._state.lock:
+            stream, block = self._accept(stream_id, base_offset, last_offset, payload)
+            future = self._wal.submit_async(
+                payload,
+                stream_id=stream_id,
+                start_offset=base_offset,
+                end_offset=end,
+                record_type=WAL_OWNED_DATA,
+                tag=(stream, block, end),
+                prefix=self._wal_prefix,  # written before the payload, never joined to it
+            )
+            uploaded = self._uploader.wait_remote_locked(stream_id, end) if remote else None
+        return self._durable_async(future, end, uploaded)
+
+    async def _durable_async(
+        self, future: asyncio.Future[Position], end: int, uploaded: Future[int] | None
+    ) -> int:
+        try:
+            await future
+        except WalError as error:
+            raise StoreFailed(error) from error
+        if isinstance(self._state.failure, Fenced):
+            raise self._state.failure  # a fenced writer acknowledges nothing
+        if uploaded is not None:
+            await asyncio.wrap_future(uploaded)
+        if self._state.cache.unuploaded_bytes > self._config.max_unuploaded_bytes:
+            # Back-pressure after accepting, so the caller's offsets stay valid.
+            await asyncio.get_running_loop().run_in_executor(None, self._wait_for_room)
+        return end
+
+    def _accept(
+        self, stream_id: int, base_offset: int, last_offset: int, payload: bytes | memoryview
+    ) -> tuple[StreamState, CacheBlock]:
+        """Checks an append and adds it to the log cache (under the lock)."""
+        self._state.check_usable()
+        stream = self._state.stream_locked(stream_id)
+        if not stream.opened:
+            raise StreamNotOpen(stream_id)
+        if base_offset != stream.next_offset:
+            raise OffsetMismatch(stream_id, stream.next_offset, base_offset)
+        if last_offset < base_offset:
+            raise ValueError(f"last offset {last_offset} < base offset {base_offset}")
+        was_empty = self._state.cache.active.empty
+        block = self._state.cache.add(stream_id, StoredBatch(base_offset, last_offset + 1, payload))
+        block.unconfirmed += 1
+        if was_empty:
+            self._state.changed.notify_all()  # starts the uploader's age clock
+        stream.next_offset = last_offset + 1
+        if self._state.cache.active.size >= self._config.upload_bytes:
+            self._uploader.seal_locked()
+        return stream, block
+
+    def on_wal_commit(self, tags: list[object], outcomes: list[Outcome]) -> None:
+        """The WAL's commit hook: one group's appends and trims are durable
+        (or failed). Runs on the WAL's writer thread before any of their
+        callers wake, so a caller sees its own append in ``end_offset``."""
+        grown: set[int] = set()
+        failed: list[Future[int]] = []
+        with self._state.lock:
+            for tag, outcome in zip(tags, outcomes, strict=True):
+                if isinstance(outcome, BaseException):
+                    if self._state.failure is None:
+                        self._state.failure = outcome
+                    failed += self._uploader.take_waiters_locked()
+                    self._state.changed.notify_all()
+                    continue
+                stream, block, end = cast(_WalTag, tag)
+                block.confirm(outcome)
+                if stream is not None and end > stream.end_offset:
+                    stream.end_offset = end
+                    grown.add(stream.stream_id)
+                if block.ready:
+                    self._state.changed.notify_all()
+        if failed:
+            fail_all(failed, StoreFailed(cast(BaseException, self._state.failure)))
+        for listener in self._listeners if grown else ():
+            try:
+                listener(grown)
+            except Exception:
+                log.exception("a durable-append listener failed")
+
+    def add_listener(self, listener: Callable[[set[int]], None]) -> None:
+        """Calls ``listener`` with the ids of the streams whose end offset grew,
+        once per WAL group commit, on the WAL's writer thread (so it must be
+        quick: wake waiters, never block)."""
+        self._listeners.append(listener)
+
+    def _wait_for_room(self) -> None:
+        with self._state.lock:
+            while self._state.cache.unuploaded_bytes > self._config.max_unuploaded_bytes:
+                self._state.check_usable()
+                self._state.changed.wait(0.5)
+
+    def trim(self, stream_id: int, start_offset: int) -> None:
+        """Moves the stream's start to ``start_offset``; durable on return."""
+        with self._state.lock:
+            self._state.check_usable()
+            stream = self._state.stream_locked(stream_id)
+            if start_offset > stream.end_offset:
+                raise OffsetOutOfRange(
+                    stream_id, start_offset, stream.start_offset, stream.end_offset
+                )
+            if start_offset <= stream.start_offset:
+                return
+            stream.start_offset = start_offset
+            block = self._state.cache.add_trim(stream_id, start_offset)
+            block.unconfirmed += 1
+            future = self._wal.submit(
+                self._wal_prefix,
+                stream_id=stream_id,
+                start_offset=start_offset,
+                record_type=WAL_OWNED_TRIM,
+                tag=(None, block, 0),
+            )
+        try:
+            future.result()
+        except WalError as error:
+            raise StoreFailed(error) from error
+
+
+def _copy_outcome(source: Future[int], target: Future[int]) -> None:
+    error = source.exception()
+    if error is None:
+        target.set_result(source.result())
+    else:
+        target.set_exception(error)

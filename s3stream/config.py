@@ -1,0 +1,55 @@
+"""The stream store's settings: sizes, intervals and limits of its parts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from s3stream.manifest import DEFAULT_CHECKPOINT_EVERY, DEFAULT_OPEN_TIMEOUT_S
+from s3stream.objects import DEFAULT_BLOCK_BYTES
+from wal import Durability
+
+MiB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class StreamStoreConfig:
+    durability: Durability | str = Durability.FSYNC
+    wal_segment_bytes: int = 64 * MiB
+    upload_bytes: int = 32 * MiB
+    """Seal and upload the log cache's active block once it holds this much."""
+    upload_interval_s: float = 2.0
+    """... or once its oldest append is this old."""
+    log_cache_bytes: int = 256 * MiB
+    """Uploaded data kept in memory for tail reads (never evicted before upload)."""
+    max_unuploaded_bytes: int = 1024 * MiB
+    """Appends wait when this much is not uploaded yet (the store is slow or down)."""
+    block_bytes: int = DEFAULT_BLOCK_BYTES
+    stream_object_bytes: int = 8 * MiB
+    """A run of one stream at least this large goes to an object of its own."""
+    block_cache_bytes: int = 256 * MiB
+    readahead_bytes: int = 64 * MiB
+    """How far ahead of a sequential reader blocks are fetched."""
+    readahead_span_bytes: int = 16 * MiB
+    """The most one read-ahead GET fetches (adjacent blocks go together)."""
+    read_workers: int = 8
+    compaction_interval_s: float = 60.0
+    small_object_bytes: int = 16 * MiB
+    """Objects smaller than this are merged with their neighbours."""
+    force_split_after_s: float = 1800.0
+    """A stream-set object this old is split into stream objects, whatever its size."""
+    stream_object_max_bytes: int = 64 * MiB
+    """The most a merge of one stream's small stream objects writes."""
+    merge_max_objects: int = 64
+    merge_max_bytes: int = 256 * MiB
+    """The most one compaction pass reads (and so holds in memory)."""
+    garbage_grace_s: float = 60.0
+    checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY
+    open_timeout_s: float = DEFAULT_OPEN_TIMEOUT_S
+    """How long opening waits out an object store that fails transiently
+    (unreachable, throttling) before it refuses to open."""
+    accept_data_loss: bool = False
+    """Open a WAL whose acknowledged data is damaged by salvaging its readable
+    records (each dropped range is logged), instead of refusing to open."""
+    remote_linger_s: float = 0.002
+    """How long an append waiting to be remotely durable lets others join
+    its object before the upload starts."""

@@ -1,0 +1,112 @@
+"""Reads of the stream store: the tail from the log cache (under the
+store's lock, at once), the rest from objects through the ObjectReader;
+async reads of objects run on a pool of their own, so the event loop never
+waits for object storage."""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+from typing import NamedTuple
+
+from s3stream.config import MiB
+from s3stream.errors import OffsetOutOfRange
+from s3stream.manifest import Manifest
+from s3stream.objects import StoredBatch
+from s3stream.reader import ObjectReader
+from s3stream.store_state import StoreState
+
+
+class FetchResult(NamedTuple):
+    batches: list[StoredBatch]
+    next_offset: int
+    """Where the next sequential fetch starts."""
+    start_offset: int
+    end_offset: int
+    """The stream's locally durable end (its high watermark)."""
+
+
+class Fetcher:
+    def __init__(
+        self, state: StoreState, manifest: Manifest, reader: ObjectReader, workers: int
+    ) -> None:
+        self._state = state
+        self._manifest = manifest
+        self._reader = reader
+        self._pool = ThreadPoolExecutor(workers, "s3stream-fetch")
+        self._replaced_below: dict[int, int] = {}
+        """Per stream, the end of the last replaced range: reads below it skip
+        the log cache, which may still hold the bytes the replace removed
+        (guarded by the store's lock)."""
+
+    def note_replaced_locked(self, stream_id: int, end: int) -> None:
+        """A range of the stream ending at ``end`` was replaced in objects."""
+        self._replaced_below[stream_id] = max(self._replaced_below.get(stream_id, 0), end)
+
+    def forget_stream_locked(self, stream_id: int) -> None:
+        self._replaced_below.pop(stream_id, None)
+
+    def close(self) -> None:
+        """Waits for the object reads under way."""
+        self._pool.shutdown(wait=True)
+
+    def fetch(self, stream_id: int, offset: int, max_bytes: int = 1 * MiB) -> FetchResult:
+        """Stored batches from the one holding ``offset``: up to ``max_bytes``,
+        but always at least one batch if there is data at ``offset``."""
+        with self._state.lock:
+            stream = self._state.stream_locked(stream_id)
+            start, end = stream.start_offset, stream.end_offset
+        if not start <= offset <= end:
+            raise OffsetOutOfRange(stream_id, offset, start, end)
+        batches: list[StoredBatch] = []
+        budget = max_bytes
+        while offset < end and (budget > 0 or not batches):
+            with self._state.lock:
+                cached = self._cached_locked(stream_id, offset)
+                first = not batches
+                found = (
+                    self._state.cache.read(stream_id, offset, budget, end, first) if cached else []
+                )
+            if not cached:
+                state = self._manifest.state
+                try:
+                    found = self._reader.read(state, stream_id, offset, budget, end, first)
+                except Exception:
+                    if first:
+                        raise
+                    break  # return what was read; the next fetch reports the failure
+            if not found:
+                if not cached and first:
+                    # A read in a gap at the end of a replaced range, with
+                    # nothing after it in objects: go on past the gap.
+                    past = self._reader.gap_end(state, stream_id, offset)
+                    if past is not None and past > offset:
+                        offset = past
+                        continue
+                break
+            batches.extend(found)
+            budget -= sum(len(b.payload) for b in found)
+            offset = found[-1].end_offset
+            if cached:
+                break  # the cache holds everything up to the end
+        return FetchResult(batches, offset, start, end)
+
+    def _cached_locked(self, stream_id: int, offset: int) -> bool:
+        """Whether a read at ``offset`` is answered by the log cache (which
+        holds everything from there to the end)."""
+        return offset >= self._replaced_below.get(stream_id, 0) and self._state.cache.covers(
+            stream_id, offset
+        )
+
+    async def fetch_async(
+        self, stream_id: int, offset: int, max_bytes: int = 1 * MiB
+    ) -> FetchResult:
+        """Like fetch; tail reads answer at once, object reads run on the
+        fetch threads so the event loop never waits for object storage."""
+        with self._state.lock:
+            stream = self._state.stream_locked(stream_id)
+            hot = self._cached_locked(stream_id, max(offset, stream.start_offset))
+        if hot:
+            return self.fetch(stream_id, offset, max_bytes)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, self.fetch, stream_id, offset, max_bytes)

@@ -1,0 +1,125 @@
+"""Replacing a stream's committed range with new batches, for a log
+cleaner: the checks of the range and the batches, the new stream object,
+and the one manifest commit that swaps it in (or RangeChanged)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Sequence
+
+from s3stream.errors import OffsetOutOfRange, RangeChanged, StreamNotFound
+from s3stream.manifest_state import ManifestState
+from s3stream.manifest_writer import ManifestWriter
+from s3stream.objects import ObjectKind, StoredBatch
+from s3stream.store import ObjectStore, ObjectStoreError
+from s3stream.uploader import ObjectIds, Run, add_ops, prepare_object
+
+log = logging.getLogger("tidelog.s3stream")
+
+
+def replace_range(
+    writer: ManifestWriter,
+    store: ObjectStore,
+    ids: ObjectIds,
+    block_bytes: int,
+    stream_id: int,
+    stream_start: int,
+    start_offset: int,
+    end_offset: int,
+    batches: Sequence[StoredBatch],
+) -> None:
+    """See ``StreamStore.replace_range``; ``stream_start`` is the stream's
+    start offset as the store knows it (it may be ahead of the manifest's)."""
+    state = writer.manifest.state
+    replaced = _ranges_to_replace(state, stream_id, stream_start, start_offset, end_offset)
+    _check_replacement(stream_id, start_offset, end_offset, batches)
+    prepared = prepare_object(
+        ObjectKind.STREAM,
+        [(stream_id, Run(start_offset, end_offset, batches))],
+        writer.manifest.epoch,
+        ids,
+        # As for merges: the replaced data does not look newer to retention.
+        max(state.objects[oid].created_ms for _, _, oid in replaced),
+        block_bytes,
+    )
+    store.put(prepared.meta.key, prepared.data)
+    with writer.serial:
+        state = writer.manifest.state
+        ranges = state.ranges.get(stream_id)
+        meta = state.streams.get(stream_id)
+        if (
+            ranges is None
+            or meta is None
+            or meta.start_offset > start_offset
+            or _overlapping(ranges.entries, start_offset, end_offset) != replaced
+        ):
+            with contextlib.suppress(ObjectStoreError):  # else an orphan, deleted on open
+                store.delete(prepared.meta.key)
+            if ranges is None:
+                raise StreamNotFound(stream_id)
+            raise RangeChanged(stream_id, start_offset, end_offset)
+        writer.commit(
+            add_ops([prepared])
+            + [["drop_range", stream_id, start, oid] for start, _, oid in replaced]
+        )
+    log.info(
+        "stream %d: replaced [%d, %d) (%d ranges) with object %d",
+        stream_id,
+        start_offset,
+        end_offset,
+        len(replaced),
+        prepared.meta.object_id,
+    )
+
+
+def _ranges_to_replace(
+    state: ManifestState, stream_id: int, stream_start: int, start: int, end: int
+) -> list[tuple[int, int, int]]:
+    """The committed ranges ``(start, end, object_id)`` that a replace of
+    ``[start, end)`` drops, after checking its bounds."""
+    meta = state.streams.get(stream_id)
+    remote_end = meta.end_offset if meta is not None else 0
+    stream_start = max(stream_start, meta.start_offset if meta is not None else 0)
+    if start >= end:
+        raise ValueError(f"stream {stream_id}: empty range [{start}, {end})")
+    if start < stream_start:
+        raise OffsetOutOfRange(stream_id, start, stream_start, remote_end)
+    if end > remote_end:
+        raise OffsetOutOfRange(stream_id, end, stream_start, remote_end)
+    ranges = state.ranges.get(stream_id)
+    replaced = _overlapping(ranges.entries if ranges is not None else [], start, end)
+    if not replaced or replaced[0][0] != start or replaced[-1][1] != end:
+        raise ValueError(
+            f"stream {stream_id}: [{start}, {end}) does not start and end at boundaries "
+            f"of committed ranges (see committed_ranges); overlapping: "
+            f"{[(s, e) for s, e, _ in replaced]}"
+        )
+    return replaced
+
+
+def _overlapping(
+    entries: Sequence[tuple[int, int, int]], start: int, end: int
+) -> list[tuple[int, int, int]]:
+    """The entries of a stream's ranges that overlap ``[start, end)``."""
+    return [entry for entry in entries if entry[0] < end and entry[1] > start]
+
+
+def _check_replacement(
+    stream_id: int, start: int, end: int, batches: Sequence[StoredBatch]
+) -> None:
+    if not batches:
+        raise ValueError(f"stream {stream_id}: no batches to replace [{start}, {end}) with")
+    previous_end = start
+    for batch in batches:
+        if batch.base_offset < previous_end or batch.end_offset <= batch.base_offset:
+            raise ValueError(
+                f"stream {stream_id}: batch [{batch.base_offset}, {batch.end_offset}) is out "
+                f"of order, overlapping or empty (previous end {previous_end})"
+            )
+        if batch.end_offset > end:
+            raise ValueError(
+                f"stream {stream_id}: batch [{batch.base_offset}, {batch.end_offset}) "
+                f"ends past the replaced range [{start}, {end})"
+            )
+        previous_end = batch.end_offset

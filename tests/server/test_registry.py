@@ -1,0 +1,225 @@
+"""The handlers' registrations are what the server serves: the ApiVersions
+answer is, byte for byte, the one the server gave before each handler
+registered itself (kio writes the expected bytes, not our encoder); the
+versions each handler states in its request type are the ones it
+registers; the admin requests still run off the event loop; and the API
+table of docs/server.md says what the registrations say."""
+
+from __future__ import annotations
+
+import datetime
+import io
+import re
+import struct
+import typing
+from pathlib import Path
+from types import UnionType
+from typing import Any
+
+import pytest
+from kio.index import load_request_schema, load_response_schema
+from kio.schema.errors import ErrorCode
+from kio.serial import entity_writer
+
+from engine.protocol.apis import ApiKey
+from engine.server.handlers.registry import (
+    SUPPORTED_VERSIONS,
+    Registration,
+    handles,
+    is_served,
+    registrations,
+)
+from tests.server.conftest import ServerProcess
+from tests.server.wire import Wire, build, encode_request, frame, header_bytes
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "server.md"
+
+PREVIOUS_ADVERTISED = {
+    # api key: (min, max) as ApiVersions listed them before the handlers
+    # registered themselves (Produce listed from v0, see produce.py).
+    0: (0, 11),
+    1: (4, 15),
+    2: (1, 6),
+    3: (0, 12),
+    8: (2, 9),
+    9: (1, 9),
+    10: (0, 4),
+    11: (0, 9),
+    12: (0, 4),
+    13: (0, 5),
+    14: (0, 5),
+    15: (0, 5),
+    16: (0, 5),
+    18: (0, 4),
+    19: (2, 7),
+    20: (1, 6),
+    21: (0, 2),
+    22: (0, 4),
+    23: (2, 4),
+    24: (0, 3),
+    25: (0, 3),
+    26: (0, 3),
+    28: (0, 3),
+    32: (1, 4),
+    33: (0, 2),
+    37: (0, 3),
+    42: (0, 2),
+    44: (0, 1),
+    47: (0, 0),
+    60: (0, 1),
+    61: (0, 0),
+    65: (0, 0),
+    66: (0, 1),
+    68: (0, 1),
+    69: (0, 1),
+}
+UNSUPPORTED_VERSION = 35
+_INT32 = struct.Struct(">i")
+
+
+def expected_frame(version: int, correlation_id: int, error_code: int = 0) -> bytes:
+    """The ApiVersions response, without its size prefix, as kio writes it
+    from PREVIOUS_ADVERTISED (the response header is v0 in every version)."""
+    schema = load_response_schema(ApiKey.API_VERSIONS, version)
+    body = build(
+        schema,
+        error_code=ErrorCode(error_code),
+        api_keys=[
+            {"api_key": key, "min_version": low, "max_version": high}
+            for key, (low, high) in sorted(PREVIOUS_ADVERTISED.items())
+        ],
+        throttle_time=datetime.timedelta(0),
+    )
+    out = io.BytesIO()
+    entity_writer(schema)(out, body)
+    return _INT32.pack(correlation_id) + out.getvalue()
+
+
+def api_versions_request(version: int) -> Any:
+    return build(
+        load_request_schema(ApiKey.API_VERSIONS, version),
+        client_software_name="registry-test",
+        client_software_version="1",
+    )
+
+
+@pytest.mark.parametrize("version", range(0, 5))
+def test_api_versions_answer_is_unchanged(kafka_server: ServerProcess, version: int) -> None:
+    with Wire(kafka_server.bootstrap) as wire:
+        wire.send_raw(encode_request(api_versions_request(version), 7))
+        assert wire.read_frame() == expected_frame(version, 7)
+
+
+def test_unsupported_api_versions_answer_is_unchanged(kafka_server: ServerProcess) -> None:
+    """A version the server lacks: a v0 answer, UNSUPPORTED_VERSION, the list."""
+    request = api_versions_request(4)
+    frame = bytearray(encode_request(request, 9))
+    struct.pack_into(">h", frame, 6, 5)  # the header's api_version: 5
+    with Wire(kafka_server.bootstrap) as wire:
+        wire.send_raw(frame)
+        assert wire.read_frame() == expected_frame(0, 9, UNSUPPORTED_VERSION)
+
+
+def test_produce_is_listed_from_v0_but_served_from_v3() -> None:
+    assert SUPPORTED_VERSIONS[ApiKey.PRODUCE] == (3, 11)
+    assert not any(is_served(ApiKey.PRODUCE, version) for version in range(3))
+    assert all(is_served(ApiKey.PRODUCE, version) for version in range(3, 12))
+
+
+def test_only_topic_administration_runs_off_the_event_loop() -> None:
+    off = {r.key for r in registrations() if r.off_loop}
+    assert off == {ApiKey.CREATE_TOPICS, ApiKey.DELETE_TOPICS, ApiKey.CREATE_PARTITIONS}
+
+
+def test_a_malformed_request_read_off_the_loop_closes_its_connection_quietly(
+    own_server: ServerProcess,
+) -> None:
+    """As a malformed request read on the event loop: the connection closes
+    with one warning, not an error with a traceback, and others are served."""
+    off = [r for r in registrations() if r.off_loop]
+    for registration in off:
+        header = header_bytes(registration.key, registration.min_version, 3, flexible=False)
+        claimed = struct.pack(">i", 2**30)  # the body's first array: 2^30 elements, no bytes
+        with Wire(own_server.bootstrap) as wire:
+            wire.send_raw(frame(header + claimed))
+            assert wire.closed_by_server()
+    with Wire(own_server.bootstrap) as wire:
+        assert wire.request(api_versions_request(4)).error_code == 0
+    log = own_server.log()
+    assert "closing the connection: an array of" in log
+    assert "failed" not in log
+    assert "Traceback" not in log
+
+
+def test_an_api_registered_twice_is_refused() -> None:
+    with pytest.raises(ValueError, match="Heartbeat \\(12\\) is registered twice"):
+        handles(ApiKey.HEARTBEAT, 0, 4, notes={})(lambda context, request: {})
+    assert SUPPORTED_VERSIONS[ApiKey.HEARTBEAT] == (0, 4)
+
+
+def test_a_note_for_a_version_not_listed_is_refused() -> None:
+    with pytest.raises(ValueError, match="notes for versions it does not list: \\[5\\]"):
+        handles(ApiKey.HEARTBEAT, 0, 4, notes={5: "later"})(lambda context, request: {})
+
+
+# -- handler signatures ----------------------------------------------------------------
+
+
+def request_types(registration: Registration) -> set[type]:
+    """The request classes the handler's second parameter names."""
+    hints = typing.get_type_hints(registration.handler)
+    annotation = list(hints.values())[1]
+    if isinstance(annotation, UnionType) or typing.get_origin(annotation) is typing.Union:
+        return set(typing.get_args(annotation))
+    return {annotation}
+
+
+KIO_REGISTRATIONS = [
+    pytest.param(registration, id=registration.name)
+    for registration in registrations()
+    if registration.key != ApiKey.PRODUCE  # decoded by hand (produce.py)
+]
+
+
+@pytest.mark.parametrize("registration", KIO_REGISTRATIONS)
+def test_each_handler_takes_the_requests_of_the_versions_it_registers(
+    registration: Registration,
+) -> None:
+    served = {
+        load_request_schema(registration.key, version)
+        for version in range(registration.min_version, registration.max_version + 1)
+    }
+    assert request_types(registration) == served
+
+
+# -- docs/server.md ----------------------------------------------------------------------
+
+
+def documented_versions() -> dict[str, tuple[int, int, int]]:
+    """API name -> (listed from, served from, served to) from the table under
+    "What it serves", whose rows name one or more APIs ("OffsetCommit (8),
+    OffsetFetch (9) | 2-9, 1-9")."""
+    text = DOCS.read_text()
+    table = text[text.index("| API | versions | notes |") :].split("\n\n", 1)[0]
+    documented: dict[str, tuple[int, int, int]] = {}
+    for row in table.splitlines()[2:]:
+        apis, versions = (cell.strip() for cell in row.strip("|").split("|")[:2])
+        names = re.findall(r"(\w+) \((\d+)\)", apis)
+        ranges = versions.split(", ")
+        assert len(names) == len(ranges), row
+        for (name, key), served in zip(names, ranges, strict=True):
+            found = re.fullmatch(r"(\d+)(?:-(\d+))?(?: \(listed from (\d+)\))?", served)
+            assert found is not None, row
+            low, high, listed = found.groups()
+            high = high or low
+            assert ApiKey(int(key)).name == re.sub(r"(?<!^)(?=[A-Z])", "_", name).upper(), row
+            assert name not in documented, f"{name} is documented twice"
+            documented[name] = (int(listed or low), int(low), int(high))
+    return documented
+
+
+def test_the_documented_api_table_is_the_registrations() -> None:
+    registered = {
+        r.name: (r.advertised_min_version, r.min_version, r.max_version) for r in registrations()
+    }
+    assert documented_versions() == registered

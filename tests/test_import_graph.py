@@ -1,0 +1,140 @@
+"""engine/'s import graph: no cycles but the asyncio server/connection pair,
+and no lower layer importing a higher one.
+
+Layers, lowest first: the wire protocol (engine.protocol); the broker core
+(engine's top-level modules: partitions, catalog, config, errors, types,
+per-partition transaction data); the coordinators (engine.groups,
+engine.transactions) and the embedded clients (engine.client, which reach
+the core through engine.client.host's Protocol, never through Engine); the
+engine facade (engine.engine); the wire server (engine.server); the command
+line and the package's re-exports. Imports under TYPE_CHECKING count: a
+cycle of types is still a cycle of knowledge.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+ALLOWED_CYCLES = [{"engine.server.connection", "engine.server.server"}]
+
+
+def _modules() -> dict[str, Path]:
+    modules = {}
+    for path in (ROOT / "engine").rglob("*.py"):
+        parts = list(path.relative_to(ROOT).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts.pop()
+        modules[".".join(parts)] = path
+    return modules
+
+
+def _owner(name: str, modules: dict[str, Path]) -> str:
+    """The module a dotted name lives in (``engine.x.Y`` -> ``engine.x``)."""
+    while name and name not in modules:
+        name = name.rpartition(".")[0]
+    return name
+
+
+def import_graph() -> dict[str, set[str]]:
+    """module -> the engine modules it imports (anywhere in its body)."""
+    modules = _modules()
+    graph: dict[str, set[str]] = {}
+    for module, path in modules.items():
+        package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+        imported: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                imported |= {_owner(a.name, modules) for a in node.names}
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                    base = ".".join([*anchor, base] if base else anchor)
+                for alias in node.names:
+                    full = f"{base}.{alias.name}"
+                    imported.add(full if full in modules else _owner(base, modules))
+        graph[module] = {m for m in imported if m.startswith("engine")} - {module, "engine"}
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[set[str]]:
+    """The strongly connected components of more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[set[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for successor in graph.get(node, ()):
+            if successor not in index:
+                visit(successor)
+                low[node] = min(low[node], low[successor])
+            elif successor in stack:
+                low[node] = min(low[node], index[successor])
+        if low[node] == index[node]:
+            component = set()
+            while True:
+                member = stack.pop()
+                component.add(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                found.append(component)
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def layer(module: str) -> int:
+    if module.startswith("engine.protocol"):
+        return 0
+    if module.startswith(("engine.groups", "engine.transactions", "engine.client")):
+        return 2
+    if module == "engine.engine":
+        return 3
+    if module.startswith("engine.server"):
+        return 4
+    if module.startswith("engine.cli") or module in {"engine", "engine.__main__"}:
+        return 5
+    return 1  # the broker core
+
+
+def test_layers_are_what_the_test_thinks() -> None:
+    assert layer("engine.partition") == 1
+    assert layer("engine.markers") == 1
+    assert layer("engine.client.consumer") == 2
+    assert layer("engine.server.server") == 4
+    assert {"engine.client.host", "engine.cli.main", "engine.engine"} <= set(import_graph())
+
+
+def test_engine_has_no_import_cycle_but_the_server_and_its_connections() -> None:
+    assert cycles(import_graph()) == ALLOWED_CYCLES
+
+
+def test_no_module_imports_a_higher_layer() -> None:
+    upward = {
+        (module, imported)
+        for module, imports in import_graph().items()
+        for imported in imports
+        if layer(imported) > layer(module)
+    }
+    assert upward == set()
+
+
+def test_clients_reach_the_engine_only_through_their_host_protocol() -> None:
+    graph = import_graph()
+    for module, imports in graph.items():
+        if module.startswith("engine.client"):
+            assert "engine.engine" not in imports, module
+    assert "engine.engine" not in graph["engine.client.host"]
+
+
+def test_the_cycle_finder_finds_a_cycle() -> None:
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    assert cycles(graph) == [{"a", "b", "c"}]
