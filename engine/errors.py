@@ -1,88 +1,17 @@
-"""The engine's typed errors and the one table that maps them to Kafka codes.
+"""The engine's typed errors, each carrying the Kafka code a broker answers
+for the same fault.
 
-Every error names, in ``kafka_error``, the error a Kafka broker returns for
-the same fault; ``ERROR_CODES`` turns that name into the wire code, so the
-embedded API raises these classes and the wire server answers with the code.
+Every class names its ``code`` (a ``KafkaCode``) on the class, so the
+embedded API raises these classes and the wire server answers with the code;
+``error_class`` goes back from a code to the class, from a table built from
+the subclasses themselves.
 """
 
 from __future__ import annotations
 
 from typing import ClassVar
 
-ERROR_CODES: dict[str, int] = {
-    "UNKNOWN_SERVER_ERROR": -1,
-    "NONE": 0,
-    "OFFSET_OUT_OF_RANGE": 1,
-    "CORRUPT_MESSAGE": 2,
-    "UNKNOWN_TOPIC_OR_PARTITION": 3,
-    "INVALID_FETCH_SIZE": 4,
-    "LEADER_NOT_AVAILABLE": 5,
-    "NOT_LEADER_OR_FOLLOWER": 6,
-    "REQUEST_TIMED_OUT": 7,
-    "BROKER_NOT_AVAILABLE": 8,
-    "REPLICA_NOT_AVAILABLE": 9,
-    "MESSAGE_TOO_LARGE": 10,
-    "OFFSET_METADATA_TOO_LARGE": 12,
-    "NETWORK_EXCEPTION": 13,
-    "COORDINATOR_LOAD_IN_PROGRESS": 14,
-    "COORDINATOR_NOT_AVAILABLE": 15,
-    "NOT_COORDINATOR": 16,
-    "INVALID_TOPIC_EXCEPTION": 17,
-    "RECORD_LIST_TOO_LARGE": 18,
-    "INVALID_REQUIRED_ACKS": 21,
-    "ILLEGAL_GENERATION": 22,
-    "INCONSISTENT_GROUP_PROTOCOL": 23,
-    "INVALID_GROUP_ID": 24,
-    "UNKNOWN_MEMBER_ID": 25,
-    "INVALID_SESSION_TIMEOUT": 26,
-    "REBALANCE_IN_PROGRESS": 27,
-    "INVALID_COMMIT_OFFSET_SIZE": 28,
-    "INVALID_TIMESTAMP": 32,
-    "UNSUPPORTED_VERSION": 35,
-    "TOPIC_ALREADY_EXISTS": 36,
-    "INVALID_PARTITIONS": 37,
-    "INVALID_REPLICATION_FACTOR": 38,
-    "INVALID_REPLICA_ASSIGNMENT": 39,
-    "INVALID_CONFIG": 40,
-    "INVALID_REQUEST": 42,
-    "POLICY_VIOLATION": 44,
-    "OUT_OF_ORDER_SEQUENCE_NUMBER": 45,
-    "DUPLICATE_SEQUENCE_NUMBER": 46,
-    "INVALID_PRODUCER_EPOCH": 47,
-    "INVALID_TXN_STATE": 48,
-    "INVALID_PRODUCER_ID_MAPPING": 49,
-    "INVALID_TRANSACTION_TIMEOUT": 50,
-    "CONCURRENT_TRANSACTIONS": 51,
-    "TRANSACTION_COORDINATOR_FENCED": 52,
-    "OPERATION_NOT_ATTEMPTED": 55,
-    "KAFKA_STORAGE_ERROR": 56,
-    "UNKNOWN_PRODUCER_ID": 59,
-    "NON_EMPTY_GROUP": 68,
-    "GROUP_ID_NOT_FOUND": 69,
-    "FETCH_SESSION_ID_NOT_FOUND": 70,
-    "INVALID_FETCH_SESSION_EPOCH": 71,
-    "FENCED_LEADER_EPOCH": 74,
-    "UNKNOWN_LEADER_EPOCH": 75,
-    "UNSUPPORTED_COMPRESSION_TYPE": 76,
-    "OFFSET_NOT_AVAILABLE": 78,
-    "MEMBER_ID_REQUIRED": 79,
-    "GROUP_MAX_SIZE_REACHED": 81,
-    "FENCED_INSTANCE_ID": 82,
-    "GROUP_SUBSCRIBED_TO_TOPIC": 86,
-    "INVALID_RECORD": 87,
-    "UNSTABLE_OFFSET_COMMIT": 88,
-    "PRODUCER_FENCED": 90,
-    "UNKNOWN_TOPIC_ID": 100,
-    "TRANSACTIONAL_ID_NOT_FOUND": 105,
-    "FENCED_MEMBER_EPOCH": 110,
-    "UNRELEASED_INSTANCE_ID": 111,
-    "UNSUPPORTED_ASSIGNOR": 112,
-    "STALE_MEMBER_EPOCH": 113,
-    "UNSUPPORTED_ENDPOINT_TYPE": 115,
-    "TRANSACTION_ABORTABLE": 120,
-    "INVALID_REGULAR_EXPRESSION": 128,
-}
-
+from engine.protocol.kafka_code import KafkaCode
 
 RecordError = tuple[int, str]
 """A refused record: its index in its batch and why (KIP-467's batch_index
@@ -92,17 +21,17 @@ and batch_index_error_message in the Produce response)."""
 class EngineError(Exception):
     """Base class of every engine error."""
 
-    kafka_error: ClassVar[str] = "UNKNOWN_SERVER_ERROR"
+    code: ClassVar[KafkaCode] = KafkaCode.UNKNOWN_SERVER_ERROR
     record_errors: tuple[RecordError, ...] = ()
     """The records of a produced batch that caused the error, if it is theirs."""
 
     @property
-    def error_code(self) -> int:
-        return ERROR_CODES[self.kafka_error]
+    def error_code(self) -> KafkaCode:
+        return self.code
 
 
 class UnknownTopic(EngineError):
-    kafka_error = "UNKNOWN_TOPIC_OR_PARTITION"
+    code = KafkaCode.UNKNOWN_TOPIC_OR_PARTITION
 
     def __init__(self, topic: str) -> None:
         super().__init__(f"topic {topic!r} does not exist")
@@ -110,7 +39,7 @@ class UnknownTopic(EngineError):
 
 
 class UnknownPartition(EngineError):
-    kafka_error = "UNKNOWN_TOPIC_OR_PARTITION"
+    code = KafkaCode.UNKNOWN_TOPIC_OR_PARTITION
 
     def __init__(self, topic: str, partition: int, partitions: int) -> None:
         super().__init__(f"topic {topic!r} has {partitions} partitions, not partition {partition}")
@@ -119,7 +48,7 @@ class UnknownPartition(EngineError):
 
 
 class TopicExists(EngineError):
-    kafka_error = "TOPIC_ALREADY_EXISTS"
+    code = KafkaCode.TOPIC_ALREADY_EXISTS
 
     def __init__(self, topic: str) -> None:
         super().__init__(f"topic {topic!r} already exists")
@@ -127,19 +56,19 @@ class TopicExists(EngineError):
 
 
 class InvalidTopic(EngineError):
-    kafka_error = "INVALID_TOPIC_EXCEPTION"
+    code = KafkaCode.INVALID_TOPIC_EXCEPTION
 
 
 class InvalidPartitions(EngineError):
-    kafka_error = "INVALID_PARTITIONS"
+    code = KafkaCode.INVALID_PARTITIONS
 
 
 class InvalidReplicationFactor(EngineError):
-    kafka_error = "INVALID_REPLICATION_FACTOR"
+    code = KafkaCode.INVALID_REPLICATION_FACTOR
 
 
 class InvalidConfig(EngineError):
-    kafka_error = "INVALID_CONFIG"
+    code = KafkaCode.INVALID_CONFIG
 
     def __init__(self, name: str, value: object, reason: str) -> None:
         super().__init__(f"invalid value {value!r} for config {name}: {reason}")
@@ -150,7 +79,7 @@ class InvalidConfig(EngineError):
 class InvalidRecord(EngineError):
     """A produced batch is malformed or breaks the topic's rules."""
 
-    kafka_error = "INVALID_RECORD"
+    code = KafkaCode.INVALID_RECORD
 
     def __init__(self, message: str = "", record_errors: tuple[RecordError, ...] = ()) -> None:
         super().__init__(message)
@@ -160,15 +89,15 @@ class InvalidRecord(EngineError):
 class CorruptRecord(InvalidRecord):
     """A produced batch fails its CRC or framing checks."""
 
-    kafka_error = "CORRUPT_MESSAGE"
+    code = KafkaCode.CORRUPT_MESSAGE
 
 
 class UnsupportedCompressionType(InvalidRecord):
-    kafka_error = "UNSUPPORTED_COMPRESSION_TYPE"
+    code = KafkaCode.UNSUPPORTED_COMPRESSION_TYPE
 
 
 class RecordTooLarge(EngineError):
-    kafka_error = "MESSAGE_TOO_LARGE"
+    code = KafkaCode.MESSAGE_TOO_LARGE
 
     def __init__(self, size: int, limit: int) -> None:
         super().__init__(f"a record batch of {size} bytes exceeds max.message.bytes {limit}")
@@ -177,7 +106,7 @@ class RecordTooLarge(EngineError):
 
 
 class InvalidTimestamp(EngineError):
-    kafka_error = "INVALID_TIMESTAMP"
+    code = KafkaCode.INVALID_TIMESTAMP
 
     def __init__(self, message: str = "", record_errors: tuple[RecordError, ...] = ()) -> None:
         super().__init__(message)
@@ -185,7 +114,7 @@ class InvalidTimestamp(EngineError):
 
 
 class OutOfOrderSequence(EngineError):
-    kafka_error = "OUT_OF_ORDER_SEQUENCE_NUMBER"
+    code = KafkaCode.OUT_OF_ORDER_SEQUENCE_NUMBER
 
     def __init__(self, producer_id: int, expected: int, found: int) -> None:
         super().__init__(
@@ -197,7 +126,7 @@ class OutOfOrderSequence(EngineError):
 
 
 class InvalidProducerEpoch(EngineError):
-    kafka_error = "INVALID_PRODUCER_EPOCH"
+    code = KafkaCode.INVALID_PRODUCER_EPOCH
 
     def __init__(self, producer_id: int, epoch: int, current: int) -> None:
         super().__init__(f"producer {producer_id}: epoch {epoch} is older than epoch {current}")
@@ -207,11 +136,11 @@ class InvalidProducerEpoch(EngineError):
 
 
 class InvalidTxnState(EngineError):
-    kafka_error = "INVALID_TXN_STATE"
+    code = KafkaCode.INVALID_TXN_STATE
 
 
 class OffsetOutOfRange(EngineError):
-    kafka_error = "OFFSET_OUT_OF_RANGE"
+    code = KafkaCode.OFFSET_OUT_OF_RANGE
 
     def __init__(self, topic: str, partition: int, offset: int, start: int, end: int) -> None:
         super().__init__(
@@ -227,11 +156,11 @@ class OffsetOutOfRange(EngineError):
 class Fenced(EngineError):
     """Another engine opened the same storage; this one no longer leads anything."""
 
-    kafka_error = "NOT_LEADER_OR_FOLLOWER"
+    code = KafkaCode.NOT_LEADER_OR_FOLLOWER
 
 
 class EngineClosed(EngineError):
-    kafka_error = "NOT_LEADER_OR_FOLLOWER"
+    code = KafkaCode.NOT_LEADER_OR_FOLLOWER
 
     def __init__(self) -> None:
         super().__init__("the engine is closed")
@@ -240,7 +169,7 @@ class EngineClosed(EngineError):
 class StorageError(EngineError):
     """The WAL or object storage failed; appends are refused until reopened."""
 
-    kafka_error = "KAFKA_STORAGE_ERROR"
+    code = KafkaCode.KAFKA_STORAGE_ERROR
 
 
 class CorruptStoredData(EngineError):
@@ -249,7 +178,7 @@ class CorruptStoredData(EngineError):
     Kafka's CORRUPT_MESSAGE, which consumers surface to the application
     (KAFKA_STORAGE_ERROR would have them retry quietly for ever)."""
 
-    kafka_error = "CORRUPT_MESSAGE"
+    code = KafkaCode.CORRUPT_MESSAGE
 
     def __init__(self, topic: str, partition: int, offset: int, key: str, reason: str) -> None:
         super().__init__(
@@ -263,12 +192,6 @@ class CorruptStoredData(EngineError):
         self.reason = reason
 
 
-def error_code(error: BaseException) -> int:
-    """The Kafka error code for any exception (UNKNOWN_SERVER_ERROR if untyped)."""
-    name = getattr(error, "kafka_error", "UNKNOWN_SERVER_ERROR")
-    return ERROR_CODES.get(name, -1)
-
-
 # -- transactions
 
 
@@ -277,7 +200,7 @@ class ProducerFenced(EngineError):
     InitProducerId bumped the epoch), or the coordinator aborted the
     transaction on timeout and bumped it."""
 
-    kafka_error = "PRODUCER_FENCED"
+    code = KafkaCode.PRODUCER_FENCED
 
     def __init__(self, transactional_id: str, epoch: int, current: int) -> None:
         super().__init__(
@@ -292,11 +215,11 @@ class ProducerFenced(EngineError):
 class InvalidProducerIdMapping(EngineError):
     """The transactional id is unknown, or has another producer id."""
 
-    kafka_error = "INVALID_PRODUCER_ID_MAPPING"
+    code = KafkaCode.INVALID_PRODUCER_ID_MAPPING
 
 
 class InvalidTransactionTimeout(EngineError):
-    kafka_error = "INVALID_TRANSACTION_TIMEOUT"
+    code = KafkaCode.INVALID_TRANSACTION_TIMEOUT
 
     def __init__(self, timeout_ms: int, max_timeout_ms: int) -> None:
         super().__init__(
@@ -310,11 +233,11 @@ class InvalidTransactionTimeout(EngineError):
 class ConcurrentTransactions(EngineError):
     """The transactional id is completing a transaction; retry shortly."""
 
-    kafka_error = "CONCURRENT_TRANSACTIONS"
+    code = KafkaCode.CONCURRENT_TRANSACTIONS
 
 
 class TransactionalIdNotFound(EngineError):
-    kafka_error = "TRANSACTIONAL_ID_NOT_FOUND"
+    code = KafkaCode.TRANSACTIONAL_ID_NOT_FOUND
 
     def __init__(self, transactional_id: str) -> None:
         super().__init__(f"no transactional id {transactional_id!r}")
@@ -325,14 +248,14 @@ class InvalidTransactionRequest(EngineError):
     """A transaction request that is malformed (an empty transactional id,
     a producer id without an epoch)."""
 
-    kafka_error = "INVALID_REQUEST"
+    code = KafkaCode.INVALID_REQUEST
 
 
 class CoordinatorNotAvailable(EngineError):
     """The coordinator cannot serve the request now (its state is being
     written, or a coordinator it needs is missing); clients retry."""
 
-    kafka_error = "COORDINATOR_NOT_AVAILABLE"
+    code = KafkaCode.COORDINATOR_NOT_AVAILABLE
 
 
 # -- consumer groups
@@ -343,7 +266,7 @@ class GroupError(EngineError):
 
 
 class InvalidGroupId(GroupError):
-    kafka_error = "INVALID_GROUP_ID"
+    code = KafkaCode.INVALID_GROUP_ID
 
     def __init__(self, group_id: str | None) -> None:
         super().__init__(f"invalid group id {group_id!r}")
@@ -351,7 +274,7 @@ class InvalidGroupId(GroupError):
 
 
 class GroupIdNotFound(GroupError):
-    kafka_error = "GROUP_ID_NOT_FOUND"
+    code = KafkaCode.GROUP_ID_NOT_FOUND
 
     def __init__(self, group_id: str) -> None:
         super().__init__(f"group {group_id!r} does not exist")
@@ -361,7 +284,7 @@ class GroupIdNotFound(GroupError):
 class NonEmptyGroup(GroupError):
     """The group has members, and the request needs it without any."""
 
-    kafka_error = "NON_EMPTY_GROUP"
+    code = KafkaCode.NON_EMPTY_GROUP
 
     def __init__(self, group_id: str, state: str) -> None:
         super().__init__(f"group {group_id!r} has members (state {state})")
@@ -372,47 +295,55 @@ class NonEmptyGroup(GroupError):
 class NotCoordinator(GroupError):
     """The coordinator has closed (or its storage was taken over)."""
 
-    kafka_error = "NOT_COORDINATOR"
+    code = KafkaCode.NOT_COORDINATOR
 
 
 class UnknownMemberId(GroupError):
-    kafka_error = "UNKNOWN_MEMBER_ID"
+    code = KafkaCode.UNKNOWN_MEMBER_ID
 
 
 class IllegalGeneration(GroupError):
-    kafka_error = "ILLEGAL_GENERATION"
+    code = KafkaCode.ILLEGAL_GENERATION
 
 
 class RebalanceInProgress(GroupError):
-    kafka_error = "REBALANCE_IN_PROGRESS"
+    code = KafkaCode.REBALANCE_IN_PROGRESS
 
 
 class InconsistentGroupProtocol(GroupError):
-    kafka_error = "INCONSISTENT_GROUP_PROTOCOL"
+    code = KafkaCode.INCONSISTENT_GROUP_PROTOCOL
 
 
 class InvalidSessionTimeout(GroupError):
-    kafka_error = "INVALID_SESSION_TIMEOUT"
+    code = KafkaCode.INVALID_SESSION_TIMEOUT
+
+
+class MemberIdRequired(GroupError):
+    code = KafkaCode.MEMBER_ID_REQUIRED
 
 
 class GroupMaxSizeReached(GroupError):
-    kafka_error = "GROUP_MAX_SIZE_REACHED"
+    code = KafkaCode.GROUP_MAX_SIZE_REACHED
 
 
 class FencedInstanceId(GroupError):
     """Another consumer joined with the same group.instance.id."""
 
-    kafka_error = "FENCED_INSTANCE_ID"
+    code = KafkaCode.FENCED_INSTANCE_ID
+
+
+class GroupSubscribedToTopic(GroupError):
+    code = KafkaCode.GROUP_SUBSCRIBED_TO_TOPIC
 
 
 class OffsetMetadataTooLarge(GroupError):
-    kafka_error = "OFFSET_METADATA_TOO_LARGE"
+    code = KafkaCode.OFFSET_METADATA_TOO_LARGE
 
 
 class UnstableOffsetCommit(GroupError):
     """A transaction has offsets pending for the partition."""
 
-    kafka_error = "UNSTABLE_OFFSET_COMMIT"
+    code = KafkaCode.UNSTABLE_OFFSET_COMMIT
 
 
 # -- consumer groups (KIP-848)
@@ -422,10 +353,47 @@ class FencedMemberEpoch(GroupError):
     """A member of a consumer group claims an epoch the coordinator never
     gave it: it must give up its partitions and join again."""
 
-    kafka_error = "FENCED_MEMBER_EPOCH"
+    code = KafkaCode.FENCED_MEMBER_EPOCH
 
 
 class StaleMemberEpoch(GroupError):
     """A commit or fetch in an older member epoch than the member's."""
 
-    kafka_error = "STALE_MEMBER_EPOCH"
+    code = KafkaCode.STALE_MEMBER_EPOCH
+
+
+def error_code(error: BaseException) -> KafkaCode:
+    """The Kafka code to answer for an exception raised while serving a
+    request: an engine error's own, UNKNOWN_SERVER_ERROR for anything else."""
+    if isinstance(error, EngineError):
+        return error.code
+    return KafkaCode.UNKNOWN_SERVER_ERROR
+
+
+def _raised_from_a_code(cls: type[EngineError]) -> bool:
+    """Whether ``cls`` is built from a message alone (it adds no facts of its
+    own), so a code someone answered can be raised as it."""
+    return all(
+        "__init__" not in vars(base) for base in cls.__mro__[: cls.__mro__.index(EngineError)]
+    )
+
+
+def _classes_by_code() -> dict[KafkaCode, type[EngineError]]:
+    """Each code's class, from the subclasses of EngineError, breadth first
+    and each level in the order defined: the most general class of a code is
+    its class. Walked on each call (only errors are looked up) so that a
+    subclass defined after this module, in a handler say, is found too."""
+    table: dict[KafkaCode, type[EngineError]] = {}
+    pending: list[type[EngineError]] = [EngineError]
+    while pending:
+        cls = pending.pop(0)
+        if _raised_from_a_code(cls):
+            table.setdefault(cls.code, cls)
+        pending.extend(cls.__subclasses__())
+    return table
+
+
+def error_class(code: KafkaCode) -> type[EngineError] | None:
+    """The error to raise for a code a coordinator answered, or None when no
+    engine error carries that code with only a message."""
+    return _classes_by_code().get(code)

@@ -34,7 +34,6 @@ from engine.client.group_member import (
     group_error,
 )
 from engine.errors import (
-    ERROR_CODES,
     CorruptRecord,
     EngineClosed,
     EngineError,
@@ -46,6 +45,7 @@ from engine.errors import (
 )
 from engine.isolation import committed_batches
 from engine.partition import OffsetAndTimestamp, PartitionFetch
+from engine.protocol.kafka_code import KafkaCode
 from engine.types import ConsumerRecord, OffsetAndMetadata, TopicPartition
 
 if TYPE_CHECKING:
@@ -55,9 +55,6 @@ log = logging.getLogger("tidelog.consumer")
 
 EARLIEST = -2
 LATEST = -1
-NONE = ERROR_CODES["NONE"]
-UNKNOWN_TOPIC_OR_PARTITION = ERROR_CODES["UNKNOWN_TOPIC_OR_PARTITION"]
-UNSTABLE_OFFSET_COMMIT = ERROR_CODES["UNSTABLE_OFFSET_COMMIT"]
 API_TIMEOUT_S = 60.0
 """How long commit and committed wait at most (Kafka's default.api.timeout.ms)."""
 RETRY_BACKOFF_S = 0.1
@@ -583,13 +580,13 @@ class Consumer:
             answer = self._engine.groups.fetch_offsets(
                 group_id, wanted, require_stable=self._read_committed
             )
-            unstable = any(code == UNSTABLE_OFFSET_COMMIT for _, code in answer.values())
+            unstable = any(code == KafkaCode.UNSTABLE_OFFSET_COMMIT for _, code in answer.values())
             if not unstable or clock.monotonic() >= deadline:
                 break
             time.sleep(RETRY_BACKOFF_S)
         found: dict[TopicPartition, OffsetAndMetadata | None] = {}
         for tp, (offset, code) in answer.items():
-            if code != NONE:
+            if code != KafkaCode.NONE:
                 raise group_error(code, f"{tp.topic}-{tp.partition}: no committed offset")
             found[tp] = offset
         return found
@@ -617,7 +614,7 @@ class Consumer:
         found, code = self._engine.groups.fetch_offsets(
             self.group_id, [tp], require_stable=self._read_committed
         )[tp]
-        if code != NONE:
+        if code != KafkaCode.NONE:
             raise group_error(code, f"{tp.topic}-{tp.partition}: reading the committed offset")
         if found is None:
             return None
@@ -669,13 +666,13 @@ class Consumer:
             group_id, generation, member_id, instance_id, wanted
         )
 
-        def done(answered: Future[dict[TopicPartition, int]]) -> None:
+        def done(answered: Future[dict[TopicPartition, KafkaCode]]) -> None:
             try:
                 codes = answered.result()
             except BaseException as error:
                 result.set_exception(error)
                 return
-            failed = {tp: code for tp, code in codes.items() if code != NONE}
+            failed = {tp: code for tp, code in codes.items() if code != KafkaCode.NONE}
             for tp, om in wanted.items():
                 if tp not in failed:
                     self._last_committed[tp] = om.offset
@@ -687,9 +684,9 @@ class Consumer:
         answer.add_done_callback(done)
         return result
 
-    def _commit_error(self, failed: dict[TopicPartition, int]) -> EngineError:
+    def _commit_error(self, failed: Mapping[TopicPartition, KafkaCode]) -> EngineError:
         tp, code = next(iter(sorted(failed.items())))
-        if code == UNKNOWN_TOPIC_OR_PARTITION:
+        if code == KafkaCode.UNKNOWN_TOPIC_OR_PARTITION:
             count = len(self._engine.topic_partitions([tp.topic]))
             if count == 0:
                 return UnknownTopic(tp.topic)

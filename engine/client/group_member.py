@@ -42,19 +42,12 @@ from engine.client.assignors import (
     rebalance_protocol,
 )
 from engine.errors import (
-    ERROR_CODES,
     EngineError,
-    FencedInstanceId,
     GroupError,
-    GroupMaxSizeReached,
-    IllegalGeneration,
     InconsistentGroupProtocol,
-    InvalidSessionTimeout,
-    NotCoordinator,
-    OffsetMetadataTooLarge,
     RebalanceInProgress,
     UnknownMemberId,
-    UnstableOffsetCommit,
+    error_class,
 )
 from engine.futures import running_future
 from engine.protocol.consumer_protocol import (
@@ -67,6 +60,7 @@ from engine.protocol.consumer_protocol import (
     encode_assignment,
     encode_subscription,
 )
+from engine.protocol.kafka_code import KafkaCode
 from engine.types import TopicPartition
 
 if TYPE_CHECKING:
@@ -74,40 +68,18 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("tidelog.consumer")
 
-NONE = ERROR_CODES["NONE"]
-UNKNOWN_MEMBER_ID = ERROR_CODES["UNKNOWN_MEMBER_ID"]
-ILLEGAL_GENERATION = ERROR_CODES["ILLEGAL_GENERATION"]
-REBALANCE_IN_PROGRESS = ERROR_CODES["REBALANCE_IN_PROGRESS"]
-MEMBER_ID_REQUIRED = ERROR_CODES["MEMBER_ID_REQUIRED"]
-FENCED_INSTANCE_ID = ERROR_CODES["FENCED_INSTANCE_ID"]
-NOT_COORDINATOR = ERROR_CODES["NOT_COORDINATOR"]
 
 CLIENT_HOST = "in-process"
 """What the group's description shows as an embedded member's host."""
 
-_ERRORS: dict[int, type[GroupError]] = {
-    ERROR_CODES[cls.kafka_error]: cls
-    for cls in (
-        UnknownMemberId,
-        IllegalGeneration,
-        RebalanceInProgress,
-        FencedInstanceId,
-        NotCoordinator,
-        InconsistentGroupProtocol,
-        InvalidSessionTimeout,
-        GroupMaxSizeReached,
-        OffsetMetadataTooLarge,
-        UnstableOffsetCommit,
-    )
-}
-
 
 def group_error(code: int, message: str) -> EngineError:
     """The typed error of a group error code the coordinator answered."""
-    cls = _ERRORS.get(code)
-    if cls is not None:
+    known = KafkaCode.for_value(code)
+    cls = error_class(known)
+    if cls is not None and issubclass(cls, GroupError):
         return cls(message)
-    name = next((n for n, c in ERROR_CODES.items() if c == code), str(code))
+    name = known.name if known == code else str(code)
     return GroupError(f"{message} ({name})")
 
 
@@ -475,7 +447,7 @@ class GroupMember:
         if self.state != MemberState.JOINING:
             return  # it left meanwhile
         code = result.error
-        if code == NONE:
+        if code == KafkaCode.NONE:
             self.member_id = result.member_id
             self.generation_id = result.generation_id
             self.protocol_name = result.protocol_name
@@ -492,12 +464,12 @@ class GroupMember:
                 assignments,
             )
             self._sync.add_done_callback(self._wake)
-        elif code == MEMBER_ID_REQUIRED:
+        elif code == KafkaCode.MEMBER_ID_REQUIRED:
             self.member_id = result.member_id  # KIP-394: join again with it
             self._send_join("joining with the member id the coordinator gave")
-        elif code == UNKNOWN_MEMBER_ID:
+        elif code == KafkaCode.UNKNOWN_MEMBER_ID:
             self._lose(member_id=True, why="the coordinator does not know the member")
-        elif code == REBALANCE_IN_PROGRESS:
+        elif code == KafkaCode.REBALANCE_IN_PROGRESS:
             self._retry("the join was superseded")
         else:
             self._fail(group_error(code, f"group {self.group_id}: joining failed"))
@@ -507,7 +479,7 @@ class GroupMember:
         if self.state != MemberState.SYNCING:
             return
         code = result.error
-        if code == NONE:
+        if code == KafkaCode.NONE:
             try:
                 self._assignment = decode_assignment(result.assignment).partitions
             except ConsumerProtocolError as error:
@@ -527,11 +499,11 @@ class GroupMember:
                 len(self._assignment),
             )
             _resolve(self._done)
-        elif code == REBALANCE_IN_PROGRESS:
+        elif code == KafkaCode.REBALANCE_IN_PROGRESS:
             self._retry("the group began another rebalance")
-        elif code == ILLEGAL_GENERATION:
+        elif code == KafkaCode.ILLEGAL_GENERATION:
             self._lose(member_id=False, why=f"generation {self.generation_id} is over")
-        elif code == UNKNOWN_MEMBER_ID:
+        elif code == KafkaCode.UNKNOWN_MEMBER_ID:
             self._lose(member_id=True, why="the coordinator does not know the member")
         else:
             self._fail(group_error(code, f"group {self.group_id}: syncing failed"))
@@ -540,13 +512,13 @@ class GroupMember:
         code = self._coordinator.heartbeat(
             self.group_id, self.generation_id, self.member_id, self.group_instance_id
         )
-        if code == NONE:
+        if code == KafkaCode.NONE:
             return
-        if code == REBALANCE_IN_PROGRESS:
+        if code == KafkaCode.REBALANCE_IN_PROGRESS:
             self._request_rejoin("the group is rebalancing")
-        elif code == ILLEGAL_GENERATION:
+        elif code == KafkaCode.ILLEGAL_GENERATION:
             self._lose(member_id=False, why=f"generation {self.generation_id} is over")
-        elif code == UNKNOWN_MEMBER_ID:
+        elif code == KafkaCode.UNKNOWN_MEMBER_ID:
             self._lose(member_id=True, why="the coordinator does not know the member")
         else:
             self._fail(group_error(code, f"group {self.group_id}: heartbeat failed"))

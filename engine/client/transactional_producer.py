@@ -27,6 +27,7 @@ from engine.errors import (
     InvalidTxnState,
 )
 from engine.partition import AppendResult
+from engine.protocol.kafka_code import KafkaCode
 from engine.types import Header, OffsetAndMetadata, RecordMetadata, TopicPartition
 
 if TYPE_CHECKING:
@@ -40,7 +41,7 @@ class TransactionError(EngineError):
     """A record of the transaction failed: it can only be aborted (Kafka's
     abortable error); the cause is chained."""
 
-    kafka_error = "INVALID_TXN_STATE"
+    code = KafkaCode.INVALID_TXN_STATE
 
 
 class TransactionalProducer(Producer):
@@ -131,10 +132,10 @@ class TransactionalProducer(Producer):
             else OffsetAndMetadata(value)
             for tp, value in offsets.items()
         }
-        results: dict[TopicPartition, int] = groups.commit_transactional_offsets(
+        results: dict[TopicPartition, KafkaCode] = groups.commit_transactional_offsets(
             group_id, self.producer_id, self.producer_epoch, "", -1, None, wanted
         ).result(timeout)
-        failed = {tp: code for tp, code in results.items() if code != 0}
+        failed = {tp: code for tp, code in results.items() if code != KafkaCode.NONE}
         if failed:
             raise TransactionError(f"group {group_id!r} refused offsets: {failed}")
 

@@ -22,12 +22,10 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from typing import Any, NamedTuple, Protocol
 
-from engine.errors import ERROR_CODES
 from engine.futures import running_future
 from engine.groups.config import GroupConfig
 from engine.groups.records import StoredGroup, StoredMember
 from engine.groups.results import (
-    NONE,
     GroupDescription,
     GroupState,
     JoinedMember,
@@ -37,6 +35,7 @@ from engine.groups.results import (
 )
 from engine.groups.subscription import group_subscription
 from engine.groups.timers import Timer
+from engine.protocol.kafka_code import KafkaCode
 
 log = logging.getLogger("tidelog.groups")
 
@@ -45,13 +44,6 @@ NEW_MEMBER_JOIN_TIMEOUT_MS = 300_000
 client that gave up on it and joins again would otherwise leave defunct
 members behind for a whole rebalance."""
 
-UNKNOWN_MEMBER_ID = ERROR_CODES["UNKNOWN_MEMBER_ID"]
-ILLEGAL_GENERATION = ERROR_CODES["ILLEGAL_GENERATION"]
-REBALANCE_IN_PROGRESS = ERROR_CODES["REBALANCE_IN_PROGRESS"]
-INCONSISTENT_GROUP_PROTOCOL = ERROR_CODES["INCONSISTENT_GROUP_PROTOCOL"]
-MEMBER_ID_REQUIRED = ERROR_CODES["MEMBER_ID_REQUIRED"]
-GROUP_MAX_SIZE_REACHED = ERROR_CODES["GROUP_MAX_SIZE_REACHED"]
-FENCED_INSTANCE_ID = ERROR_CODES["FENCED_INSTANCE_ID"]
 
 Protocols = Sequence[tuple[str, bytes]]
 
@@ -75,7 +67,7 @@ class GroupHost(Protocol):
         self,
         group: ClassicGroup,
         assignment: Mapping[str, bytes],
-        then: Callable[[int], None] | None = None,
+        then: Callable[[KafkaCode], None] | None = None,
     ) -> None:
         """Writes the group's metadata with ``assignment``; ``then(error_code)``
         runs under the lock once it is durable (or failed), if the group
@@ -213,7 +205,7 @@ class ClassicGroup:
             member = self.members.get(request.member_id)
             if member is not None:
                 self._remove(member)
-            self._answer(future, GROUP_MAX_SIZE_REACHED, "")
+            self._answer(future, KafkaCode.GROUP_MAX_SIZE_REACHED, "")
         elif not request.member_id:
             self._join_new_member(request, future)
         else:
@@ -234,12 +226,12 @@ class ClassicGroup:
             return (member is not None and member.join_waiter is not None) or awaiting < limit
         return member is not None or len(self.members) < limit
 
-    def _answer(self, future: Future[JoinResult], error: int, member_id: str) -> None:
+    def _answer(self, future: Future[JoinResult], error: KafkaCode, member_id: str) -> None:
         self.host.resolve(future, JoinResult(error, member_id=member_id))
 
     def _join_new_member(self, request: JoinRequest, future: Future[JoinResult]) -> None:
         if not self.supports_protocols(request.protocol_type, {n for n, _ in request.protocols}):
-            self._answer(future, INCONSISTENT_GROUP_PROTOCOL, "")
+            self._answer(future, KafkaCode.INCONSISTENT_GROUP_PROTOCOL, "")
             return
         prefix = request.group_instance_id or request.client_id
         member_id = f"{prefix}-{uuid.uuid4()}"
@@ -255,29 +247,29 @@ class ClassicGroup:
                 request.session_timeout_ms / 1000,
                 lambda: self._pending_member_expired(member_id),
             )
-            self._answer(future, MEMBER_ID_REQUIRED, member_id)
+            self._answer(future, KafkaCode.MEMBER_ID_REQUIRED, member_id)
         else:
             self._add_member_and_rebalance(member_id, request, future)
 
     def _join_known_member(self, request: JoinRequest, future: Future[JoinResult]) -> None:
         member_id = request.member_id
         if not self.supports_protocols(request.protocol_type, {n for n, _ in request.protocols}):
-            self._answer(future, INCONSISTENT_GROUP_PROTOCOL, member_id)
+            self._answer(future, KafkaCode.INCONSISTENT_GROUP_PROTOCOL, member_id)
             return
         if member_id in self.pending_members:
             if request.group_instance_id is not None:  # a pending member is never static
-                self._answer(future, UNKNOWN_MEMBER_ID, member_id)
+                self._answer(future, KafkaCode.UNKNOWN_MEMBER_ID, member_id)
                 return
             self.pending_members.pop(member_id).cancel()
             self._add_member_and_rebalance(member_id, request, future)
             return
         instance_id = request.group_instance_id
         if self.is_static_member_fenced(instance_id, member_id):
-            self._answer(future, FENCED_INSTANCE_ID, member_id)
+            self._answer(future, KafkaCode.FENCED_INSTANCE_ID, member_id)
             return
         member = self.members.get(member_id)
         if member is None or (instance_id is not None and instance_id not in self.static_members):
-            self._answer(future, UNKNOWN_MEMBER_ID, member_id)
+            self._answer(future, KafkaCode.UNKNOWN_MEMBER_ID, member_id)
             return
         match self.state:
             case GroupState.PREPARING_REBALANCE:
@@ -300,12 +292,12 @@ class ClassicGroup:
                 else:
                     self.host.resolve(future, self._join_result(member))
             case _:
-                self._answer(future, UNKNOWN_MEMBER_ID, member_id)
+                self._answer(future, KafkaCode.UNKNOWN_MEMBER_ID, member_id)
 
     def _join_result(self, member: Member, leader: str | None = None) -> JoinResult:
         is_leader = member.member_id == self.leader_id
         return JoinResult(
-            NONE,
+            KafkaCode.NONE,
             self.generation_id,
             self.protocol_type,
             self.protocol_name,
@@ -351,7 +343,7 @@ class ClassicGroup:
     ) -> None:
         member.protocols = list(request.protocols)
         if member.join_waiter is not None:  # a second JoinGroup replaces the first
-            self.host.resolve(member.join_waiter, JoinResult(REBALANCE_IN_PROGRESS))
+            self.host.resolve(member.join_waiter, JoinResult(KafkaCode.REBALANCE_IN_PROGRESS))
         member.join_waiter = future
         self.maybe_prepare_rebalance(f"{member.member_id}: {why} ({request.reason or 'no reason'})")
 
@@ -371,11 +363,11 @@ class ClassicGroup:
             case GroupState.STABLE if self.select_protocol() == self.protocol_name:
                 assignment = {m.member_id: m.assignment for m in self.members.values()}
 
-                def stored(error: int) -> None:
+                def stored(error: KafkaCode) -> None:
                     if member.join_waiter is not future:
                         return  # a rebalance answered it meanwhile
                     member.join_waiter = None
-                    if error != NONE:
+                    if error != KafkaCode.NONE:
                         member.protocols = old_protocols
                         if self.members.get(member_id) is member:
                             self._rename(member_id, old_member_id)
@@ -396,11 +388,12 @@ class ClassicGroup:
         member = self.members.pop(old_member_id)
         if member.join_waiter is not None:
             self.host.resolve(
-                member.join_waiter, JoinResult(FENCED_INSTANCE_ID, member_id=old_member_id)
+                member.join_waiter,
+                JoinResult(KafkaCode.FENCED_INSTANCE_ID, member_id=old_member_id),
             )
             member.join_waiter = None
         if member.sync_waiter is not None:
-            self.host.resolve(member.sync_waiter, SyncResult(FENCED_INSTANCE_ID))
+            self.host.resolve(member.sync_waiter, SyncResult(KafkaCode.FENCED_INSTANCE_ID))
             member.sync_waiter = None
         member.member_id = member_id
         self.members[member_id] = member
@@ -431,7 +424,7 @@ class ClassicGroup:
 
     def prepare_rebalance(self, reason: str) -> None:
         if self.state == GroupState.COMPLETING_REBALANCE:
-            self._reset_and_propagate_assignment_error(REBALANCE_IN_PROGRESS)
+            self._reset_and_propagate_assignment_error(KafkaCode.REBALANCE_IN_PROGRESS)
         self._cancel_sync_deadline()
         initial = self.state == GroupState.EMPTY
         self._transition(GroupState.PREPARING_REBALANCE)
@@ -570,16 +563,16 @@ class ClassicGroup:
     ) -> Future[SyncResult]:
         future: Future[SyncResult] = running_future()
         error = self._check_member(generation_id, member_id, group_instance_id)
-        if error == NONE and (
+        if error == KafkaCode.NONE and (
             (protocol_type is not None and protocol_type != self.protocol_type)
             or (protocol_name is not None and protocol_name != self.protocol_name)
         ):
-            error = INCONSISTENT_GROUP_PROTOCOL
-        if error == NONE and self.state == GroupState.EMPTY:
-            error = UNKNOWN_MEMBER_ID
-        if error == NONE and self.state == GroupState.PREPARING_REBALANCE:
-            error = REBALANCE_IN_PROGRESS
-        if error != NONE:
+            error = KafkaCode.INCONSISTENT_GROUP_PROTOCOL
+        if error == KafkaCode.NONE and self.state == GroupState.EMPTY:
+            error = KafkaCode.UNKNOWN_MEMBER_ID
+        if error == KafkaCode.NONE and self.state == GroupState.PREPARING_REBALANCE:
+            error = KafkaCode.REBALANCE_IN_PROGRESS
+        if error != KafkaCode.NONE:
             self.host.resolve(future, SyncResult(error))
             return future
         member = self.members[member_id]
@@ -589,67 +582,71 @@ class ClassicGroup:
             self.watch_session(member)
             return future
         if member.sync_waiter is not None:  # a second SyncGroup replaces the first
-            self.host.resolve(member.sync_waiter, SyncResult(REBALANCE_IN_PROGRESS))
+            self.host.resolve(member.sync_waiter, SyncResult(KafkaCode.REBALANCE_IN_PROGRESS))
         member.sync_waiter = future
         if member_id == self.leader_id:
             assignment = {m: bytes(assignments.get(m, b"")) for m in self.members}
             generation = self.generation_id
 
-            def stored(error: int) -> None:
+            def stored(error: KafkaCode) -> None:
                 # Another member may have joined while this was written.
                 if self.state != GroupState.COMPLETING_REBALANCE:
                     return
                 if self.generation_id != generation:
                     return
-                if error != NONE:
+                if error != KafkaCode.NONE:
                     self._reset_and_propagate_assignment_error(error)
                     self.maybe_prepare_rebalance("storing the assignment failed")
                     return
                 for m in self.members.values():
                     m.assignment = assignment.get(m.member_id, b"")
-                self._propagate_assignment(NONE)
+                self._propagate_assignment(KafkaCode.NONE)
                 self._transition(GroupState.STABLE)
                 log.info("group %s: generation %d is stable", self.group_id, generation)
 
             self.host.store_group(self, assignment, stored)
         return future
 
-    def _sync_result(self, member: Member, error: int = NONE) -> SyncResult:
+    def _sync_result(self, member: Member, error: KafkaCode = KafkaCode.NONE) -> SyncResult:
         return SyncResult(error, self.protocol_type, self.protocol_name, member.assignment)
 
-    def _propagate_assignment(self, error: int) -> None:
+    def _propagate_assignment(self, error: KafkaCode) -> None:
         for member in self.members.values():
             if member.sync_waiter is not None:
                 self.host.resolve(member.sync_waiter, self._sync_result(member, error))
                 member.sync_waiter = None
                 self.watch_session(member)
 
-    def _reset_and_propagate_assignment_error(self, error: int) -> None:
+    def _reset_and_propagate_assignment_error(self, error: KafkaCode) -> None:
         for member in self.members.values():
             member.assignment = b""
         self._propagate_assignment(error)
 
     # -- heartbeats and sessions ---------------------------------------------------
 
-    def _check_member(self, generation_id: int, member_id: str, instance_id: str | None) -> int:
+    def _check_member(
+        self, generation_id: int, member_id: str, instance_id: str | None
+    ) -> KafkaCode:
         if self.is_static_member_fenced(instance_id, member_id):
-            return FENCED_INSTANCE_ID
+            return KafkaCode.FENCED_INSTANCE_ID
         if member_id not in self.members:
-            return UNKNOWN_MEMBER_ID
+            return KafkaCode.UNKNOWN_MEMBER_ID
         if generation_id != self.generation_id:
-            return ILLEGAL_GENERATION
-        return NONE
+            return KafkaCode.ILLEGAL_GENERATION
+        return KafkaCode.NONE
 
-    def heartbeat(self, generation_id: int, member_id: str, group_instance_id: str | None) -> int:
+    def heartbeat(
+        self, generation_id: int, member_id: str, group_instance_id: str | None
+    ) -> KafkaCode:
         error = self._check_member(generation_id, member_id, group_instance_id)
-        if error != NONE:
+        if error != KafkaCode.NONE:
             return error
         if self.state == GroupState.EMPTY:
-            return UNKNOWN_MEMBER_ID
+            return KafkaCode.UNKNOWN_MEMBER_ID
         self.watch_session(self.members[member_id])
         if self.state == GroupState.PREPARING_REBALANCE:
-            return REBALANCE_IN_PROGRESS
-        return NONE
+            return KafkaCode.REBALANCE_IN_PROGRESS
+        return KafkaCode.NONE
 
     def watch_session(self, member: Member) -> None:
         """(Re)starts the member's session: it is removed if nothing renews
@@ -684,11 +681,12 @@ class ClassicGroup:
         """Removes a member (it left, or its session expired) and rebalances."""
         if member.join_waiter is not None:
             self.host.resolve(
-                member.join_waiter, JoinResult(UNKNOWN_MEMBER_ID, member_id=member.member_id)
+                member.join_waiter,
+                JoinResult(KafkaCode.UNKNOWN_MEMBER_ID, member_id=member.member_id),
             )
             member.join_waiter = None
         if member.sync_waiter is not None:
-            self.host.resolve(member.sync_waiter, SyncResult(UNKNOWN_MEMBER_ID))
+            self.host.resolve(member.sync_waiter, SyncResult(KafkaCode.UNKNOWN_MEMBER_ID))
             member.sync_waiter = None
         self._remove(member)
         if self.state in (GroupState.STABLE, GroupState.COMPLETING_REBALANCE):
@@ -710,30 +708,30 @@ class ClassicGroup:
 
     # -- leaving -------------------------------------------------------------------
 
-    def leave(self, member_id: str, group_instance_id: str | None, reason: str) -> int:
+    def leave(self, member_id: str, group_instance_id: str | None, reason: str) -> KafkaCode:
         if not member_id:
             # Removal by instance id alone (an administrator's, KIP-345).
             current = self.static_members.get(group_instance_id or "")
             if group_instance_id is None or current is None:
-                return UNKNOWN_MEMBER_ID
+                return KafkaCode.UNKNOWN_MEMBER_ID
             self.remove_member(self.members[current], reason)
-            return NONE
+            return KafkaCode.NONE
         if member_id in self.pending_members:
             self.pending_members.pop(member_id).cancel()
             if self.state == GroupState.PREPARING_REBALANCE:
                 self.try_complete_join()
-            return NONE
+            return KafkaCode.NONE
         if self.is_static_member_fenced(group_instance_id, member_id):
-            return FENCED_INSTANCE_ID
+            return KafkaCode.FENCED_INSTANCE_ID
         member = self.members.get(member_id)
         if member is None:
-            return UNKNOWN_MEMBER_ID
+            return KafkaCode.UNKNOWN_MEMBER_ID
         self.remove_member(member, reason)
-        return NONE
+        return KafkaCode.NONE
 
     # -- closing -------------------------------------------------------------------
 
-    def unload(self, error: int) -> None:
+    def unload(self, error: KafkaCode) -> None:
         """Answers every waiting member with ``error`` and stops the timers
         (the coordinator is closing)."""
         for member in self.members.values():
@@ -831,7 +829,7 @@ class ClassicGroup:
         ]
         return GroupDescription(
             self.group_id,
-            NONE,
+            KafkaCode.NONE,
             self.state.value,
             self.protocol_type or "",
             (self.protocol_name or "") if stable else "",

@@ -13,21 +13,15 @@ from collections.abc import Callable, Hashable, Iterator, Mapping
 from concurrent.futures import Future
 from typing import Any
 
-from engine.errors import ERROR_CODES
 from engine.groups.classic import ClassicGroup
 from engine.groups.config import GroupConfig
 from engine.groups.executor import GroupExecutor
 from engine.groups.records import StoredGroup, classic_group_key
-from engine.groups.results import NONE, GroupState
+from engine.groups.results import GroupState
 from engine.groups.timers import Timer
+from engine.protocol.kafka_code import KafkaCode
 
 log = logging.getLogger("tidelog.groups")
-
-NOT_COORDINATOR = ERROR_CODES["NOT_COORDINATOR"]
-UNKNOWN_MEMBER_ID = ERROR_CODES["UNKNOWN_MEMBER_ID"]
-ILLEGAL_GENERATION = ERROR_CODES["ILLEGAL_GENERATION"]
-REBALANCE_IN_PROGRESS = ERROR_CODES["REBALANCE_IN_PROGRESS"]
-FENCED_INSTANCE_ID = ERROR_CODES["FENCED_INSTANCE_ID"]
 
 
 class ClassicGroups:
@@ -66,12 +60,12 @@ class ClassicGroups:
         self,
         group: ClassicGroup,
         assignment: Mapping[str, bytes],
-        then: Callable[[int], None] | None = None,
+        then: Callable[[KafkaCode], None] | None = None,
     ) -> None:
         value = group.to_stored(assignment).to_value()
 
-        def stored(error: int) -> None:
-            if error != NONE:
+        def stored(error: KafkaCode) -> None:
+            if error != KafkaCode.NONE:
                 log.warning("group %s: storing its metadata failed", group.group_id)
             if then is not None and self._groups.get(group.group_id) is group:
                 then(error)
@@ -102,7 +96,7 @@ class ClassicGroups:
     def drop(self, group: ClassicGroup) -> list[Hashable]:
         """Forgets the group (not its offsets); returns its key to delete."""
         del self._groups[group.group_id]
-        group.unload(NOT_COORDINATOR)
+        group.unload(KafkaCode.NOT_COORDINATOR)
         return [classic_group_key(group.group_id)]
 
     def forget_if_unused(self, group: ClassicGroup) -> None:
@@ -135,18 +129,18 @@ class ClassicGroups:
         member_id: str,
         group_instance_id: str | None,
         transactional: bool,
-    ) -> int:
+    ) -> KafkaCode:
         """Kafka's validateOffsetCommit: members commit for their
         generation; a commit from outside the group (generation < 0, no
         member id) only while the group has no members. A member's plain
         commit counts as a sign of life."""
         group = self._groups.get(group_id)
         error = _commit_error(group, generation_id, member_id, group_instance_id, transactional)
-        if error == NONE and group is not None and not transactional:
+        if error == KafkaCode.NONE and group is not None and not transactional:
             if group.state == GroupState.COMPLETING_REBALANCE:
                 # The member has its new generation but no assignment
                 # yet: it must not commit for the old one.
-                error = REBALANCE_IN_PROGRESS
+                error = KafkaCode.REBALANCE_IN_PROGRESS
             elif group.state != GroupState.EMPTY:
                 group.watch_session(group.members[member_id])
         return error
@@ -155,7 +149,7 @@ class ClassicGroups:
         """Answers every waiting member NOT_COORDINATOR and stops the
         groups' timers (the coordinator is closing)."""
         for group in self._groups.values():
-            group.unload(NOT_COORDINATOR)
+            group.unload(KafkaCode.NOT_COORDINATOR)
 
 
 def _commit_error(
@@ -164,21 +158,21 @@ def _commit_error(
     member_id: str,
     group_instance_id: str | None,
     transactional: bool,
-) -> int:
+) -> KafkaCode:
     if group is None:
         if generation_id >= 0 and not transactional:
-            return ILLEGAL_GENERATION  # a generation of a group that is gone
+            return KafkaCode.ILLEGAL_GENERATION  # a generation of a group that is gone
         if generation_id >= 0 or member_id or group_instance_id is not None:
-            return UNKNOWN_MEMBER_ID
-        return NONE
+            return KafkaCode.UNKNOWN_MEMBER_ID
+        return KafkaCode.NONE
     if generation_id >= 0 or member_id or group_instance_id is not None:
         if group.is_static_member_fenced(group_instance_id, member_id):
-            return FENCED_INSTANCE_ID
+            return KafkaCode.FENCED_INSTANCE_ID
         if not group.has_member(member_id):
-            return UNKNOWN_MEMBER_ID
+            return KafkaCode.UNKNOWN_MEMBER_ID
         if generation_id != group.generation_id:
-            return ILLEGAL_GENERATION
-        return NONE
+            return KafkaCode.ILLEGAL_GENERATION
+        return KafkaCode.NONE
     if not transactional and group.state != GroupState.EMPTY:
-        return UNKNOWN_MEMBER_ID
-    return NONE
+        return KafkaCode.UNKNOWN_MEMBER_ID
+    return KafkaCode.NONE

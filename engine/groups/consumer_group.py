@@ -43,7 +43,7 @@ from concurrent.futures import Future
 from enum import StrEnum
 from typing import Any, NamedTuple, Protocol
 
-from engine.errors import ERROR_CODES, FencedMemberEpoch, StaleMemberEpoch, UnknownMemberId
+from engine.errors import FencedMemberEpoch, StaleMemberEpoch, UnknownMemberId
 from engine.futures import running_future
 from engine.groups.assignors import ASSIGNORS, MemberSpec, TopicId
 from engine.groups.config import GroupConfig
@@ -57,20 +57,11 @@ from engine.groups.results import GroupDescription, GroupListing, MemberDescript
 from engine.groups.timers import Timer
 from engine.protocol.consumer_protocol import Assignment as ProtocolAssignment
 from engine.protocol.consumer_protocol import Subscription, encode_assignment, encode_subscription
+from engine.protocol.kafka_code import KafkaCode
 from engine.types import TopicPartition
 
 log = logging.getLogger("tidelog.groups")
 
-NONE = ERROR_CODES["NONE"]
-INVALID_REQUEST = ERROR_CODES["INVALID_REQUEST"]
-UNKNOWN_MEMBER_ID = ERROR_CODES["UNKNOWN_MEMBER_ID"]
-FENCED_MEMBER_EPOCH = ERROR_CODES["FENCED_MEMBER_EPOCH"]
-STALE_MEMBER_EPOCH = ERROR_CODES["STALE_MEMBER_EPOCH"]
-FENCED_INSTANCE_ID = ERROR_CODES["FENCED_INSTANCE_ID"]
-UNRELEASED_INSTANCE_ID = ERROR_CODES["UNRELEASED_INSTANCE_ID"]
-UNSUPPORTED_ASSIGNOR = ERROR_CODES["UNSUPPORTED_ASSIGNOR"]
-INVALID_REGULAR_EXPRESSION = ERROR_CODES["INVALID_REGULAR_EXPRESSION"]
-GROUP_MAX_SIZE_REACHED = ERROR_CODES["GROUP_MAX_SIZE_REACHED"]
 
 JOIN_GROUP_MEMBER_EPOCH = 0
 LEAVE_GROUP_MEMBER_EPOCH = -1
@@ -132,7 +123,7 @@ class Heartbeat(NamedTuple):
 
 
 class HeartbeatResult(NamedTuple):
-    error: int
+    error: KafkaCode
     error_message: str | None = None
     member_id: str | None = None
     member_epoch: int = 0
@@ -156,7 +147,7 @@ class ConsumerMemberDescription(NamedTuple):
 
 class ConsumerGroupDescription(NamedTuple):
     group_id: str
-    error: int
+    error: KafkaCode
     error_message: str | None
     state: str
     group_epoch: int
@@ -186,7 +177,7 @@ class ConsumerGroupHost(Protocol):
         self,
         puts: dict[Hashable, Any],
         deletes: list[Hashable],
-        then: Callable[[int], None] | None = None,
+        then: Callable[[KafkaCode], None] | None = None,
     ) -> None:
         """Appends to the state log; ``then(error_code)`` runs under the lock
         once the records are durable (or failed)."""
@@ -198,7 +189,7 @@ class ConsumerGroupHost(Protocol):
 class Refused(Exception):
     """A heartbeat, commit or fetch the group refuses, with Kafka's error."""
 
-    def __init__(self, code: int, message: str) -> None:
+    def __init__(self, code: KafkaCode, message: str) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
@@ -231,35 +222,39 @@ def validate(request: Heartbeat, config: GroupConfig, member_id_required: bool) 
     if (member_id_required or epoch > 0 or epoch == LEAVE_GROUP_MEMBER_EPOCH) and not (
         request.member_id
     ):
-        raise Refused(INVALID_REQUEST, "MemberId can't be empty.")
+        raise Refused(KafkaCode.INVALID_REQUEST, "MemberId can't be empty.")
     if not request.group_id:
-        raise Refused(INVALID_REQUEST, "GroupId can't be empty.")
+        raise Refused(KafkaCode.INVALID_REQUEST, "GroupId can't be empty.")
     if request.instance_id == "":
-        raise Refused(INVALID_REQUEST, "InstanceId can't be empty.")
+        raise Refused(KafkaCode.INVALID_REQUEST, "InstanceId can't be empty.")
     if request.rack_id == "":
-        raise Refused(INVALID_REQUEST, "RackId can't be empty.")
+        raise Refused(KafkaCode.INVALID_REQUEST, "RackId can't be empty.")
     if epoch == JOIN_GROUP_MEMBER_EPOCH:
         if request.rebalance_timeout_ms == -1:
-            raise Refused(INVALID_REQUEST, "RebalanceTimeoutMs must be provided in first request.")
+            raise Refused(
+                KafkaCode.INVALID_REQUEST, "RebalanceTimeoutMs must be provided in first request."
+            )
         if request.owned_partitions is None or any(request.owned_partitions.values()):
-            raise Refused(INVALID_REQUEST, "TopicPartitions must be empty when (re-)joining.")
+            raise Refused(
+                KafkaCode.INVALID_REQUEST, "TopicPartitions must be empty when (re-)joining."
+            )
         if request.subscribed_topic_names is None and request.subscribed_topic_regex is None:
             raise Refused(
-                INVALID_REQUEST,
+                KafkaCode.INVALID_REQUEST,
                 "Either SubscribedTopicNames or SubscribedTopicRegex must be non-null "
                 "when (re-)joining.",
             )
     elif epoch == LEAVE_GROUP_STATIC_MEMBER_EPOCH:
         if request.instance_id is None:
-            raise Refused(INVALID_REQUEST, "InstanceId can't be null.")
+            raise Refused(KafkaCode.INVALID_REQUEST, "InstanceId can't be null.")
     elif epoch < LEAVE_GROUP_STATIC_MEMBER_EPOCH:
-        raise Refused(INVALID_REQUEST, "MemberEpoch is invalid.")
+        raise Refused(KafkaCode.INVALID_REQUEST, "MemberEpoch is invalid.")
     if request.rebalance_timeout_ms < -1:
-        raise Refused(INVALID_REQUEST, "RebalanceTimeoutMs is invalid.")
+        raise Refused(KafkaCode.INVALID_REQUEST, "RebalanceTimeoutMs is invalid.")
     assignor = request.server_assignor
     if assignor is not None and assignor not in config.group_consumer_assignors:
         raise Refused(
-            UNSUPPORTED_ASSIGNOR,
+            KafkaCode.UNSUPPORTED_ASSIGNOR,
             f"ServerAssignor {assignor} is not supported. Supported assignors: "
             f"{', '.join(config.group_consumer_assignors)}.",
         )
@@ -268,7 +263,7 @@ def validate(request: Heartbeat, config: GroupConfig, member_id_required: bool) 
             compile_regex(request.subscribed_topic_regex)
         except (re.error, RecursionError, OverflowError) as error:
             raise Refused(
-                INVALID_REGULAR_EXPRESSION,
+                KafkaCode.INVALID_REGULAR_EXPRESSION,
                 f"SubscribedTopicRegex {request.subscribed_topic_regex!r} is not a valid "
                 f"regular expression: {error}",
             ) from None
@@ -436,8 +431,8 @@ class ConsumerGroup:
             result = HeartbeatResult(refused.code, refused.message)
         future: Future[HeartbeatResult] = running_future()
 
-        def written(error: int) -> None:
-            if error != NONE:
+        def written(error: KafkaCode) -> None:
+            if error != KafkaCode.NONE:
                 self.host.resolve(future, HeartbeatResult(error, "storing the group failed"))
             else:
                 self.host.resolve(future, result)
@@ -453,14 +448,14 @@ class ConsumerGroup:
             found = self.members.get(request.member_id)
             if found is None:
                 raise Refused(
-                    UNKNOWN_MEMBER_ID,
+                    KafkaCode.UNKNOWN_MEMBER_ID,
                     f"member {request.member_id} is not in group {self.group_id}",
                 )
             member, joined = found, False
             self._check_epoch(member, request.member_epoch, request.owned_partitions)
             if request.instance_id is not None and member.instance_id != request.instance_id:
                 raise Refused(
-                    FENCED_INSTANCE_ID,
+                    KafkaCode.FENCED_INSTANCE_ID,
                     f"member {member.member_id} does not have instance id {request.instance_id}",
                 )
         before = member.assigned
@@ -482,7 +477,7 @@ class ConsumerGroup:
             and request.owned_partitions is not None
         )
         return HeartbeatResult(
-            NONE,
+            KafkaCode.NONE,
             None,
             member.member_id,
             member.epoch,
@@ -500,7 +495,7 @@ class ConsumerGroup:
                 current = self.members[current_id]
                 if current.epoch != LEAVE_GROUP_STATIC_MEMBER_EPOCH:
                     raise Refused(
-                        UNRELEASED_INSTANCE_ID,
+                        KafkaCode.UNRELEASED_INSTANCE_ID,
                         f"static member with instance id {instance_id} cannot join the group "
                         f"because the instance id is owned by member {current_id}",
                     )
@@ -510,7 +505,7 @@ class ConsumerGroup:
             if instance_id is not None and member.instance_id != instance_id:
                 if member.instance_id is not None:
                     raise Refused(
-                        FENCED_INSTANCE_ID,
+                        KafkaCode.FENCED_INSTANCE_ID,
                         f"member {member_id} has instance id {member.instance_id}",
                     )
                 member.instance_id = instance_id  # it becomes static
@@ -519,7 +514,7 @@ class ConsumerGroup:
             return member, False
         if len(self.members) >= self.host.config.group_consumer_max_size:
             raise Refused(
-                GROUP_MAX_SIZE_REACHED,
+                KafkaCode.GROUP_MAX_SIZE_REACHED,
                 f"group {self.group_id} has reached its maximum size "
                 f"({self.host.config.group_consumer_max_size})",
             )
@@ -579,7 +574,7 @@ class ConsumerGroup:
         moved it on may have been lost)."""
         if received > member.epoch:
             raise Refused(
-                FENCED_MEMBER_EPOCH,
+                KafkaCode.FENCED_MEMBER_EPOCH,
                 f"the member has a greater epoch ({received}) than the coordinator knows "
                 f"({member.epoch}); it must give up its partitions and rejoin",
             )
@@ -589,7 +584,7 @@ class ConsumerGroup:
             or not _is_subset(_as_partitions(owned), member.assigned)
         ):
             raise Refused(
-                FENCED_MEMBER_EPOCH,
+                KafkaCode.FENCED_MEMBER_EPOCH,
                 f"the member has a smaller epoch ({received}) than the coordinator knows "
                 f"({member.epoch}); it must give up its partitions and rejoin",
             )
@@ -788,19 +783,19 @@ class ConsumerGroup:
             member = self.members.get(request.member_id)
             if member is None:
                 raise Refused(
-                    UNKNOWN_MEMBER_ID,
+                    KafkaCode.UNKNOWN_MEMBER_ID,
                     f"member {request.member_id} is not in group {self.group_id}",
                 )
         else:
             member_id = self.static_members.get(request.instance_id)
             if member_id is None:
                 raise Refused(
-                    UNKNOWN_MEMBER_ID,
+                    KafkaCode.UNKNOWN_MEMBER_ID,
                     f"instance id {request.instance_id} is unknown in group {self.group_id}",
                 )
             if member_id != request.member_id:
                 raise Refused(
-                    FENCED_INSTANCE_ID,
+                    KafkaCode.FENCED_INSTANCE_ID,
                     f"instance id {request.instance_id} belongs to member {member_id}",
                 )
             member = self.members[member_id]
@@ -822,7 +817,7 @@ class ConsumerGroup:
             log.info("group %s: static member %s leaves for now", self.group_id, member.member_id)
         else:
             self.remove_member(member, "it left the group")
-        return HeartbeatResult(NONE, None, member.member_id, request.member_epoch)
+        return HeartbeatResult(KafkaCode.NONE, None, member.member_id, request.member_epoch)
 
     def remove_member(self, member: ConsumerMember, reason: str) -> None:
         """Fences a member: its partitions are free and the group epoch is bumped."""
@@ -882,17 +877,17 @@ class ConsumerGroup:
         instance_id: str | None,
         member_epoch: int,
         transactional: bool,
-    ) -> int:
+    ) -> KafkaCode:
         """Kafka's ConsumerGroup.validateOffsetCommit: members commit in
         their epoch; a commit from outside the group (epoch < 0) only while
         the group is empty."""
         if member_epoch < 0 and not self.members:
-            return NONE
+            return KafkaCode.NONE
         if transactional and member_epoch < 0 and not member_id and instance_id is None:
-            return NONE  # TxnOffsetCommit without group metadata is not checked
+            return KafkaCode.NONE  # TxnOffsetCommit without group metadata is not checked
         member = self.members.get(member_id)
         if member is None:
-            return UNKNOWN_MEMBER_ID
+            return KafkaCode.UNKNOWN_MEMBER_ID
         return _epoch_error(member_epoch, member.epoch)
 
     def check_fetch(self, member_id: str | None, member_epoch: int) -> None:
@@ -906,18 +901,18 @@ class ConsumerGroup:
         if member is None:
             raise UnknownMemberId(f"member {member_id} is not in group {self.group_id}")
         error = _epoch_error(member_epoch, member.epoch)
-        if error == FENCED_MEMBER_EPOCH:
+        if error == KafkaCode.FENCED_MEMBER_EPOCH:
             raise FencedMemberEpoch(
                 f"epoch {member_epoch} is ahead of member {member_id}'s ({member.epoch})"
             )
-        if error == STALE_MEMBER_EPOCH:
+        if error == KafkaCode.STALE_MEMBER_EPOCH:
             raise StaleMemberEpoch(
                 f"epoch {member_epoch} is behind member {member_id}'s ({member.epoch})"
             )
 
     # -- storing -------------------------------------------------------------------
 
-    def flush(self, then: Callable[[int], None] | None = None) -> bool:
+    def flush(self, then: Callable[[KafkaCode], None] | None = None) -> bool:
         """Writes what changed since the last flush; False if nothing did
         (``then`` is not called)."""
         if not self._group_changed and not self._changed_members:
@@ -1008,7 +1003,7 @@ class ConsumerGroup:
         ]
         return ConsumerGroupDescription(
             self.group_id,
-            NONE,
+            KafkaCode.NONE,
             None,
             self.state.value,
             self.epoch,
@@ -1043,7 +1038,7 @@ class ConsumerGroup:
                 )
             )
         return GroupDescription(
-            self.group_id, NONE, self.state.value, CONSUMER, self.assignor_name(), members
+            self.group_id, KafkaCode.NONE, self.state.value, CONSUMER, self.assignor_name(), members
         )
 
     def _member_topic_names(self, member: ConsumerMember) -> list[str]:
@@ -1069,12 +1064,12 @@ def _member_facts(member: ConsumerMember) -> tuple[Any, ...]:
     )
 
 
-def _epoch_error(received: int, current: int) -> int:
+def _epoch_error(received: int, current: int) -> KafkaCode:
     if received > current:
-        return FENCED_MEMBER_EPOCH
+        return KafkaCode.FENCED_MEMBER_EPOCH
     if received < current:
-        return STALE_MEMBER_EPOCH
-    return NONE
+        return KafkaCode.STALE_MEMBER_EPOCH
+    return KafkaCode.NONE
 
 
 @functools.lru_cache(maxsize=65536)

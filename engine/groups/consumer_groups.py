@@ -11,7 +11,6 @@ from collections.abc import Callable, Container, Hashable, Iterator, Mapping, Se
 from concurrent.futures import Future
 from typing import Any
 
-from engine.errors import ERROR_CODES
 from engine.groups.config import GroupConfig
 from engine.groups.consumer_group import (
     ConsumerGroup,
@@ -22,8 +21,7 @@ from engine.groups.consumer_group import (
 from engine.groups.executor import GroupExecutor
 from engine.groups.records import StoredConsumerGroup, StoredConsumerMember, consumer_member_key
 from engine.groups.timers import Timer
-
-GROUP_ID_NOT_FOUND = ERROR_CODES["GROUP_ID_NOT_FOUND"]
+from engine.protocol.kafka_code import KafkaCode
 
 
 class ConsumerGroups:
@@ -65,7 +63,7 @@ class ConsumerGroups:
         self,
         puts: dict[Hashable, Any],
         deletes: list[Hashable],
-        then: Callable[[int], None] | None = None,
+        then: Callable[[KafkaCode], None] | None = None,
     ) -> None:
         self._run.write(puts, deletes, then)
 
@@ -147,7 +145,7 @@ class ConsumerGroups:
             described.append(
                 ConsumerGroupDescription(
                     group_id,
-                    GROUP_ID_NOT_FOUND,
+                    KafkaCode.GROUP_ID_NOT_FOUND,
                     message,
                     ConsumerGroupState.DEAD.value,
                     -1,

@@ -29,7 +29,6 @@ from typing import Any
 
 from engine.clock import SYSTEM, Clock
 from engine.errors import (
-    ERROR_CODES,
     GroupIdNotFound,
     InvalidGroupId,
     NonEmptyGroup,
@@ -56,27 +55,14 @@ from engine.groups.records import (
     classic_group_key,
     read_state,
 )
-from engine.groups.results import (
-    NONE,
-    GroupDescription,
-    GroupListing,
-    GroupState,
-    JoinResult,
-    SyncResult,
-)
+from engine.groups.results import GroupDescription, GroupListing, GroupState, JoinResult, SyncResult
 from engine.groups.subscription import CONSUMER_PROTOCOL_TYPE
+from engine.protocol.kafka_code import KafkaCode
 from engine.state_log import StateLog
 from engine.types import OffsetAndMetadata, TopicPartition
 
 log = logging.getLogger("tidelog.groups")
 
-NOT_COORDINATOR = ERROR_CODES["NOT_COORDINATOR"]
-INVALID_GROUP_ID = ERROR_CODES["INVALID_GROUP_ID"]
-INVALID_SESSION_TIMEOUT = ERROR_CODES["INVALID_SESSION_TIMEOUT"]
-UNKNOWN_MEMBER_ID = ERROR_CODES["UNKNOWN_MEMBER_ID"]
-INCONSISTENT_GROUP_PROTOCOL = ERROR_CODES["INCONSISTENT_GROUP_PROTOCOL"]
-GROUP_ID_NOT_FOUND = ERROR_CODES["GROUP_ID_NOT_FOUND"]
-NON_EMPTY_GROUP = ERROR_CODES["NON_EMPTY_GROUP"]
 
 CLASSIC = "classic"
 
@@ -141,7 +127,7 @@ class GroupCoordinator:
         self,
         puts: dict[Hashable, Any],
         deletes: list[Hashable],
-        then: Callable[[int], None] | None = None,
+        then: Callable[[KafkaCode], None] | None = None,
     ) -> None:
         self._run.write(puts, deletes, then)
 
@@ -198,15 +184,15 @@ class GroupCoordinator:
         With ``require_known_member_id`` (JoinGroup v4+), a first join with
         an empty member id is answered MEMBER_ID_REQUIRED with the id to
         join with (KIP-394)."""
-        error = NONE
+        error = KafkaCode.NONE
         if not group_id:
-            error = INVALID_GROUP_ID
+            error = KafkaCode.INVALID_GROUP_ID
         elif not (
             self.config.group_min_session_timeout_ms
             <= session_timeout_ms
             <= self.config.group_max_session_timeout_ms
         ):
-            error = INVALID_SESSION_TIMEOUT
+            error = KafkaCode.INVALID_SESSION_TIMEOUT
         request = JoinRequest(
             member_id,
             group_instance_id,
@@ -221,20 +207,22 @@ class GroupCoordinator:
         )
         with self._locked():
             if self._run.closed:
-                error = NOT_COORDINATOR
-            consumer_group = self._consumer_groups.get(group_id) if error == NONE else None
+                error = KafkaCode.NOT_COORDINATOR
+            consumer_group = (
+                self._consumer_groups.get(group_id) if error == KafkaCode.NONE else None
+            )
             if consumer_group is not None:
                 # No migration between the protocols: only an empty group changes hands.
                 if not consumer_group.is_empty:
-                    error = INCONSISTENT_GROUP_PROTOCOL
+                    error = KafkaCode.INCONSISTENT_GROUP_PROTOCOL
                 elif member_id:
-                    error = UNKNOWN_MEMBER_ID
+                    error = KafkaCode.UNKNOWN_MEMBER_ID
                 else:
                     self._consumer_groups.drop(consumer_group)
-            group = self._classic_groups.get(group_id) if error == NONE else None
-            if error == NONE and group is None:
+            group = self._classic_groups.get(group_id) if error == KafkaCode.NONE else None
+            if error == KafkaCode.NONE and group is None:
                 if member_id:
-                    error = UNKNOWN_MEMBER_ID
+                    error = KafkaCode.UNKNOWN_MEMBER_ID
                 else:
                     group = self._classic_groups.create(group_id)
             if group is None:
@@ -257,9 +245,11 @@ class GroupCoordinator:
         member's future resolves to its own once the leader's is durable."""
         with self._locked():
             error = self._group_error(group_id)
-            group = self._classic_groups.get(group_id) if error == NONE else None
+            group = self._classic_groups.get(group_id) if error == KafkaCode.NONE else None
             if group is None:
-                return done(SyncResult(error if error != NONE else UNKNOWN_MEMBER_ID))
+                return done(
+                    SyncResult(error if error != KafkaCode.NONE else KafkaCode.UNKNOWN_MEMBER_ID)
+                )
             return group.sync(
                 generation_id,
                 member_id,
@@ -271,15 +261,15 @@ class GroupCoordinator:
 
     def heartbeat(
         self, group_id: str, generation_id: int, member_id: str, group_instance_id: str | None
-    ) -> int:
+    ) -> KafkaCode:
         """Heartbeat: the error code (REBALANCE_IN_PROGRESS: join again)."""
         with self._locked():
             error = self._group_error(group_id)
-            if error != NONE:
+            if error != KafkaCode.NONE:
                 return error
             group = self._classic_groups.get(group_id)
             if group is None:
-                return UNKNOWN_MEMBER_ID
+                return KafkaCode.UNKNOWN_MEMBER_ID
             return group.heartbeat(generation_id, member_id, group_instance_id)
 
     def leave_group(
@@ -287,7 +277,7 @@ class GroupCoordinator:
         group_id: str,
         members: Sequence[tuple[str, str | None]],
         reason: str | None = None,
-    ) -> list[int]:
+    ) -> list[KafkaCode]:
         """LeaveGroup for (member id, group instance id) pairs: an error code
         per member. A member id of "" with an instance id removes whichever
         member holds that instance id. Raises InvalidGroupId, NotCoordinator."""
@@ -297,7 +287,7 @@ class GroupCoordinator:
             self._check_open()
             group = self._classic_groups.get(group_id)
             if group is None:
-                return [UNKNOWN_MEMBER_ID for _ in members]
+                return [KafkaCode.UNKNOWN_MEMBER_ID for _ in members]
             why = f"it left the group ({reason or 'no reason given'})"
             errors = [
                 group.leave(member_id, instance_id, why) for member_id, instance_id in members
@@ -305,12 +295,12 @@ class GroupCoordinator:
             self._classic_groups.forget_if_unused(group)
             return errors
 
-    def _group_error(self, group_id: str) -> int:
+    def _group_error(self, group_id: str) -> KafkaCode:
         if not group_id:
-            return INVALID_GROUP_ID
+            return KafkaCode.INVALID_GROUP_ID
         if self._run.closed:
-            return NOT_COORDINATOR
-        return NONE
+            return KafkaCode.NOT_COORDINATOR
+        return KafkaCode.NONE
 
     # -- offsets ------------------------------------------------------------------------
 
@@ -322,7 +312,7 @@ class GroupCoordinator:
         group_instance_id: str | None,
         offsets: Mapping[TopicPartition, OffsetAndMetadata],
         retention_ms: int = -1,
-    ) -> Future[dict[TopicPartition, int]]:
+    ) -> Future[dict[TopicPartition, KafkaCode]]:
         """OffsetCommit: an error code per partition once the commit is
         durable. A commit with generation -1 and no member id is accepted
         from outside any group while the group has no members.
@@ -332,7 +322,7 @@ class GroupCoordinator:
             raise InvalidGroupId(group_id)
         with self._locked():
             if self._run.closed:
-                return done({tp: NOT_COORDINATOR for tp in offsets})
+                return done({tp: KafkaCode.NOT_COORDINATOR for tp in offsets})
             error = self._member_error(group_id, generation_id, member_id, group_instance_id, False)
             return self._offsets.commit(group_id, offsets, error, retention_ms=retention_ms)
 
@@ -345,17 +335,17 @@ class GroupCoordinator:
         generation_id: int,
         group_instance_id: str | None,
         offsets: Mapping[TopicPartition, OffsetAndMetadata],
-    ) -> Future[dict[TopicPartition, int]]:
+    ) -> Future[dict[TopicPartition, KafkaCode]]:
         """TxnOffsetCommit: stores the offsets durably as pending for the
         producer's transaction; they are invisible to fetch_offsets (and
-        make require_stable fetches answer UNSTABLE_OFFSET_COMMIT) until
+        make require_stable fetches answer KafkaCode.UNSTABLE_OFFSET_COMMIT) until
         complete_transaction. Member and generation are checked as for a
         commit when given (KIP-447); generation -1 and no member skip it."""
         if not group_id:
             raise InvalidGroupId(group_id)
         with self._locked():
             if self._run.closed:
-                return done({tp: NOT_COORDINATOR for tp in offsets})
+                return done({tp: KafkaCode.NOT_COORDINATOR for tp in offsets})
             error = self._member_error(group_id, generation_id, member_id, group_instance_id, True)
             transaction = Transaction(producer_id, producer_epoch)
             return self._offsets.commit(group_id, offsets, error, transaction)
@@ -377,7 +367,7 @@ class GroupCoordinator:
         member_id: str,
         group_instance_id: str | None,
         transactional: bool,
-    ) -> int:
+    ) -> KafkaCode:
         """Whether the member may commit, as its group's protocol checks it
         (a KIP-848 group, OffsetCommit v9+: the member's epoch in place of a
         generation); the one check that differs between the commit paths."""
@@ -401,7 +391,7 @@ class GroupCoordinator:
         """OffsetFetch: per partition (every committed one if ``partitions``
         is None) the committed offset (None: none) and an error code. With
         ``require_stable``, a partition with a commit being written or
-        pending in a transaction is answered UNSTABLE_OFFSET_COMMIT. A
+        pending in a transaction is answered KafkaCode.UNSTABLE_OFFSET_COMMIT. A
         member of a consumer group (KIP-848) that gives its id and epoch
         (OffsetFetch v9+) must be in that epoch: raises UnknownMemberId,
         StaleMemberEpoch or FencedMemberEpoch otherwise."""
@@ -416,9 +406,9 @@ class GroupCoordinator:
 
     def delete_offsets(
         self, group_id: str, partitions: Sequence[TopicPartition]
-    ) -> Future[dict[TopicPartition, int]]:
+    ) -> Future[dict[TopicPartition, KafkaCode]]:
         """OffsetDelete: removes committed offsets of an empty group, or of
-        topics no member subscribes to (GROUP_SUBSCRIBED_TO_TOPIC for the
+        topics no member subscribes to (KafkaCode.GROUP_SUBSCRIBED_TO_TOPIC for the
         others). Raises GroupIdNotFound, NonEmptyGroup (a group that is not
         a consumer group and has members), InvalidGroupId, NotCoordinator."""
         if not group_id:
@@ -451,7 +441,9 @@ class GroupCoordinator:
                     described.append(consumer_group.describe_classic())
                 elif group is None:
                     described.append(
-                        GroupDescription(group_id, NONE, GroupState.DEAD.value, "", "", [])
+                        GroupDescription(
+                            group_id, KafkaCode.NONE, GroupState.DEAD.value, "", "", []
+                        )
                     )
                 else:
                     described.append(group.describe())
@@ -479,7 +471,7 @@ class GroupCoordinator:
 
     def delete_groups(self, group_ids: Sequence[str]) -> Future[dict[str, int]]:
         """DeleteGroups: an error code per group once the deletions are
-        durable; a group with members is NON_EMPTY_GROUP. A group's
+        durable; a group with members is KafkaCode.NON_EMPTY_GROUP. A group's
         committed and pending offsets go with it."""
         with self._locked():
             self._check_open()
@@ -489,18 +481,18 @@ class GroupCoordinator:
             for group_id in group_ids:
                 group = self.group(group_id)
                 if group is None:
-                    results[group_id] = GROUP_ID_NOT_FOUND
+                    results[group_id] = KafkaCode.GROUP_ID_NOT_FOUND
                 elif is_consuming(group):
-                    results[group_id] = NON_EMPTY_GROUP
+                    results[group_id] = KafkaCode.NON_EMPTY_GROUP
                 else:
                     deletes += self._drop_group(group)
                     deleted.append(group_id)
-                    results[group_id] = NONE
+                    results[group_id] = KafkaCode.NONE
             if not deletes:
                 return done(results)
             future: Future[dict[str, int]] = running_future()
 
-            def written(error: int) -> None:
+            def written(error: KafkaCode) -> None:
                 for group_id in deleted:
                     results[group_id] = error
                 self.resolve(future, results)
@@ -616,20 +608,22 @@ class GroupCoordinator:
             except Refused as refused:
                 return done(HeartbeatResult(refused.code, refused.message))
             if self._run.closed:
-                return done(HeartbeatResult(NOT_COORDINATOR, "the coordinator is closed"))
+                return done(HeartbeatResult(KafkaCode.NOT_COORDINATOR, "the coordinator is closed"))
             group_id = request.group_id
             group = self._consumer_groups.get(group_id)
             if group is None:
                 if request.member_epoch != 0:
                     return done(
-                        HeartbeatResult(UNKNOWN_MEMBER_ID, f"group {group_id} has no members")
+                        HeartbeatResult(
+                            KafkaCode.UNKNOWN_MEMBER_ID, f"group {group_id} has no members"
+                        )
                     )
                 classic = self._classic_groups.get(group_id)
                 if classic is not None:
                     if classic.state != GroupState.EMPTY or classic.pending_members:
                         return done(
                             HeartbeatResult(
-                                INCONSISTENT_GROUP_PROTOCOL,
+                                KafkaCode.INCONSISTENT_GROUP_PROTOCOL,
                                 f"group {group_id} is a classic group with members",
                             )
                         )

@@ -18,15 +18,12 @@ from concurrent.futures import Future
 from typing import Any
 
 from engine.clock import Clock
-from engine.errors import ERROR_CODES
 from engine.futures import settle
-from engine.groups.results import NONE
 from engine.groups.timers import Timer, TimerThread
+from engine.protocol.kafka_code import KafkaCode
 from engine.state_log import StateLog
 
 log = logging.getLogger("tidelog.groups")
-
-NOT_COORDINATOR = ERROR_CODES["NOT_COORDINATOR"]
 
 
 class GroupExecutor:
@@ -75,7 +72,7 @@ class GroupExecutor:
         self,
         puts: dict[Hashable, Any],
         deletes: list[Hashable],
-        then: Callable[[int], None] | None = None,
+        then: Callable[[KafkaCode], None] | None = None,
     ) -> None:
         """Appends to the state log; ``then(error_code)`` runs under the
         lock once the records are durable (NOT_COORDINATOR if they failed)."""
@@ -84,7 +81,7 @@ class GroupExecutor:
         except Exception as error:  # the store refused: fenced, closed or failed
             log.warning("writing group state failed: %s", error)
             if then is not None:
-                then(NOT_COORDINATOR)
+                then(KafkaCode.NOT_COORDINATOR)
             return
         if then is None:
             written.add_done_callback(_log_failure)
@@ -93,7 +90,7 @@ class GroupExecutor:
         def durable(future: Future[int]) -> None:
             # On the WAL's thread, which must not wait for the coordinator's
             # lock: the rest runs on the coordinator's thread.
-            error = NONE if future.exception() is None else NOT_COORDINATOR
+            error = KafkaCode.NONE if future.exception() is None else KafkaCode.NOT_COORDINATOR
 
             def run() -> None:
                 with self.locked():

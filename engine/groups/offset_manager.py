@@ -17,7 +17,7 @@ from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from concurrent.futures import Future
 from typing import Any, NamedTuple, Protocol
 
-from engine.errors import ERROR_CODES, NotCoordinator
+from engine.errors import NotCoordinator
 from engine.futures import done, running_future
 from engine.groups.classic import ClassicGroup
 from engine.groups.config import GroupConfig
@@ -30,14 +30,9 @@ from engine.groups.records import (
     offset_key,
     txn_key,
 )
-from engine.groups.results import NONE, GroupState
+from engine.groups.results import GroupState
+from engine.protocol.kafka_code import KafkaCode
 from engine.types import OffsetAndMetadata, TopicPartition
-
-NOT_COORDINATOR = ERROR_CODES["NOT_COORDINATOR"]
-UNKNOWN_TOPIC_OR_PARTITION = ERROR_CODES["UNKNOWN_TOPIC_OR_PARTITION"]
-OFFSET_METADATA_TOO_LARGE = ERROR_CODES["OFFSET_METADATA_TOO_LARGE"]
-UNSTABLE_OFFSET_COMMIT = ERROR_CODES["UNSTABLE_OFFSET_COMMIT"]
-GROUP_SUBSCRIBED_TO_TOPIC = ERROR_CODES["GROUP_SUBSCRIBED_TO_TOPIC"]
 
 Group = ClassicGroup | ConsumerGroup
 
@@ -54,7 +49,7 @@ class OffsetHost(Protocol):
         self,
         puts: dict[Hashable, Any],
         deletes: list[Hashable],
-        then: Callable[[int], None] | None = None,
+        then: Callable[[KafkaCode], None] | None = None,
     ) -> None:
         """Appends to the state log; ``then(error_code)`` runs under the
         lock once the records are durable (NOT_COORDINATOR if they failed)."""
@@ -94,7 +89,7 @@ class OffsetManager:
         make it."""
         dropped = list(state.completed)
         for group_id, tp, committed in state.offsets:
-            if self.partition_error(tp) != NONE:
+            if self.partition_error(tp) != KafkaCode.NONE:
                 dropped.append(offset_key(group_id, tp))  # its topic was deleted
                 continue
             self.store.load(group_id, tp, committed)
@@ -103,11 +98,11 @@ class OffsetManager:
             self.store.saw_sequence(pending.offset.sequence)
         return dropped
 
-    def partition_error(self, tp: TopicPartition) -> int:
+    def partition_error(self, tp: TopicPartition) -> KafkaCode:
         count = self._partition_count(tp.topic)
         if count is None or not 0 <= tp.partition < count:
-            return UNKNOWN_TOPIC_OR_PARTITION
-        return NONE
+            return KafkaCode.UNKNOWN_TOPIC_OR_PARTITION
+        return KafkaCode.NONE
 
     # -- committing ---------------------------------------------------------------------
 
@@ -115,10 +110,10 @@ class OffsetManager:
         self,
         group_id: str,
         offsets: Mapping[TopicPartition, OffsetAndMetadata],
-        member_error: int,
+        member_error: KafkaCode,
         transaction: Transaction | None = None,
         retention_ms: int = -1,
-    ) -> Future[dict[TopicPartition, int]]:
+    ) -> Future[dict[TopicPartition, KafkaCode]]:
         """OffsetCommit, or TxnOffsetCommit in ``transaction``: an error code
         per partition (``member_error`` for every partition if the member
         check refused the commit) once the offsets are durable. A plain
@@ -155,13 +150,13 @@ class OffsetManager:
                 ).to_value()
                 for k, v in values.items()
             }
-        future: Future[dict[TopicPartition, int]] = running_future()
+        future: Future[dict[TopicPartition, KafkaCode]] = running_future()
 
-        def written(error: int) -> None:
+        def written(error: KafkaCode) -> None:
             self.store.written(values)
             for key, value in values.items():
                 results[key.tp] = error
-                if error != NONE:
+                if error != KafkaCode.NONE:
                     continue
                 if transaction is None:
                     self._make_visible(target, key, value)
@@ -196,8 +191,8 @@ class OffsetManager:
             self.store.issued(key, offset.sequence)
         future: Future[None] = running_future()
 
-        def written(error: int) -> None:
-            if error != NONE:
+        def written(error: KafkaCode) -> None:
+            if error != KafkaCode.NONE:
                 self._host.resolve(future, NotCoordinator("completing the transaction failed"))
                 return
             self.store.remove_pending(producer_id, pending)
@@ -228,27 +223,29 @@ class OffsetManager:
             self.store.put(key.group_id, key.tp, offset)
 
     def _check_offsets(
-        self, offsets: Mapping[TopicPartition, OffsetAndMetadata], error: int
-    ) -> tuple[dict[TopicPartition, int], dict[TopicPartition, OffsetAndMetadata]]:
+        self, offsets: Mapping[TopicPartition, OffsetAndMetadata], error: KafkaCode
+    ) -> tuple[dict[TopicPartition, KafkaCode], dict[TopicPartition, OffsetAndMetadata]]:
         """The error of each partition, and the offsets that may be written."""
-        results: dict[TopicPartition, int] = {}
+        results: dict[TopicPartition, KafkaCode] = {}
         accepted: dict[TopicPartition, OffsetAndMetadata] = {}
         limit = self._config.offset_metadata_max_bytes
         for tp, om in offsets.items():
             code = self.partition_error(tp)
-            if code == NONE:
+            if code == KafkaCode.NONE:
                 code = error
-            if code == NONE and om.metadata is not None and len(om.metadata) > limit:
-                code = OFFSET_METADATA_TOO_LARGE
+            if code == KafkaCode.NONE and om.metadata is not None and len(om.metadata) > limit:
+                code = KafkaCode.OFFSET_METADATA_TOO_LARGE
             results[tp] = code
-            if code == NONE:
+            if code == KafkaCode.NONE:
                 accepted[tp] = om
         return results, accepted
 
     def _still_there(self, group: Group, tp: TopicPartition) -> bool:
         """A write becoming durable after its group or topic was deleted
         must not bring its offset back."""
-        return self._host.group(group.group_id) is group and self.partition_error(tp) == NONE
+        return (
+            self._host.group(group.group_id) is group and self.partition_error(tp) == KafkaCode.NONE
+        )
 
     # -- reading ------------------------------------------------------------------------
 
@@ -264,10 +261,10 @@ class OffsetManager:
         answer: dict[TopicPartition, tuple[OffsetAndMetadata | None, int]] = {}
         for tp in wanted:
             if require_stable and self.store.is_unstable(group_id, tp):
-                answer[tp] = (None, UNSTABLE_OFFSET_COMMIT)
+                answer[tp] = (None, KafkaCode.UNSTABLE_OFFSET_COMMIT)
                 continue
             found = committed.get(tp)
-            answer[tp] = (found.public() if found is not None else None, NONE)
+            answer[tp] = (found.public() if found is not None else None, KafkaCode.NONE)
         return answer
 
     def has_offsets(self, group_id: str) -> bool:
@@ -282,23 +279,23 @@ class OffsetManager:
 
     def delete(
         self, group: Group, consuming: bool, partitions: Sequence[TopicPartition]
-    ) -> Future[dict[TopicPartition, int]]:
+    ) -> Future[dict[TopicPartition, KafkaCode]]:
         """OffsetDelete: removes the group's committed (and pending) offsets
         of ``partitions``; while the group is ``consuming``, those of topics
         its members subscribe to are GROUP_SUBSCRIBED_TO_TOPIC."""
         group_id = group.group_id
         results = {tp: self.partition_error(tp) for tp in partitions}
         for tp, code in results.items():
-            if code == NONE and consuming and group.is_subscribed_to(tp.topic):
-                results[tp] = GROUP_SUBSCRIBED_TO_TOPIC
-        removable = [tp for tp, code in results.items() if code == NONE]
+            if code == KafkaCode.NONE and consuming and group.is_subscribed_to(tp.topic):
+                results[tp] = KafkaCode.GROUP_SUBSCRIBED_TO_TOPIC
+        removable = [tp for tp, code in results.items() if code == KafkaCode.NONE]
         deletes = self._remove(group_id, removable)
         deletes += self._remove_pending(group_id, removable)
         if not deletes:
             return done(results)
-        future: Future[dict[TopicPartition, int]] = running_future()
+        future: Future[dict[TopicPartition, KafkaCode]] = running_future()
 
-        def written(error: int) -> None:
+        def written(error: KafkaCode) -> None:
             for tp in removable:
                 results[tp] = error
             self._host.resolve(future, results)

@@ -6,9 +6,8 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import NamedTuple
 
-from engine.errors import ERROR_CODES
+from engine.protocol.kafka_code import KafkaCode
 
-NONE = ERROR_CODES["NONE"]
 NO_GENERATION = -1
 UNKNOWN_MEMBER_ID = ""
 """The member id of a first JoinGroup, and of a commit from outside any group."""
@@ -33,7 +32,7 @@ class JoinedMember(NamedTuple):
 
 
 class JoinResult(NamedTuple):
-    error: int
+    error: KafkaCode
     generation_id: int = NO_GENERATION
     protocol_type: str | None = None
     protocol_name: str | None = None
@@ -46,7 +45,7 @@ class JoinResult(NamedTuple):
 
 
 class SyncResult(NamedTuple):
-    error: int
+    error: KafkaCode
     protocol_type: str | None = None
     protocol_name: str | None = None
     assignment: bytes = b""
@@ -65,7 +64,7 @@ class MemberDescription(NamedTuple):
 
 class GroupDescription(NamedTuple):
     group_id: str
-    error: int
+    error: KafkaCode
     state: str
     protocol_type: str
     protocol_name: str

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple, TypeVar
 
 from engine.engine import Engine
-from engine.errors import ERROR_CODES, EngineError
 from engine.gc_pause import collector_paused
 from engine.protocol.codec import Encoded, encode_response
 from engine.protocol.frames import RequestHeader
@@ -120,15 +119,5 @@ class RequestContext(NamedTuple):
 Handler = Callable[[RequestContext, Any], Response]
 
 
-def error_code(error: BaseException) -> int:
-    """The Kafka error code for an exception raised while serving a request."""
-    if isinstance(error, EngineError):
-        return error.error_code
-    return ERROR_CODES["UNKNOWN_SERVER_ERROR"]
-
-
 def error_message(error: BaseException) -> str:
     return str(error) or type(error).__name__
-
-
-NONE = ERROR_CODES["NONE"]

@@ -15,7 +15,7 @@ import pytest
 
 import engine
 from engine import ConfigSource, TopicPartition
-from engine.errors import ERROR_CODES
+from engine.protocol.kafka_code import KafkaCode
 from tests.engine.conftest import EngineFactory
 from tests.engine.helpers_records import batch, read_partition
 
@@ -23,7 +23,7 @@ T0 = 1_700_000_000_000
 
 
 def code(name: str) -> int:
-    return ERROR_CODES[name]
+    return KafkaCode[name]
 
 
 def now_ms() -> int:
@@ -431,11 +431,11 @@ def test_idempotent_batches_are_deduplicated_and_ordered(engine_factory: EngineF
     assert [r.value for r in read_partition(e, "t", 0)] == [b"0", b"1", b"2", b"3"]
 
 
-def test_error_codes_come_from_the_one_table() -> None:
+def test_every_public_error_carries_a_kafka_code() -> None:
     for name in engine.__all__:
         error = getattr(engine, name)
         if isinstance(error, type) and issubclass(error, engine.EngineError):
-            assert error.kafka_error in ERROR_CODES, name
+            assert isinstance(error.code, KafkaCode), name
 
 
 # -- auto creation -----------------------------------------------------------------

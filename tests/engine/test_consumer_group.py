@@ -28,7 +28,6 @@ from hypothesis.stateful import (
 
 import engine
 from engine.errors import (
-    ERROR_CODES,
     FencedMemberEpoch,
     StaleMemberEpoch,
     UnknownMemberId,
@@ -43,10 +42,11 @@ from engine.groups.consumer_group import (
     TopicInfo,
 )
 from engine.groups.timers import Timer
+from engine.protocol.kafka_code import KafkaCode
 from engine.types import OffsetAndMetadata, TopicPartition
 from tests.engine.conftest import EngineFactory
 
-E = ERROR_CODES
+E = KafkaCode
 TIMEOUT = 10.0
 SESSION_MS = 1000
 REBALANCE_MS = 500

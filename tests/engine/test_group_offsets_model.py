@@ -15,11 +15,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import engine
-from engine.errors import ERROR_CODES, GroupIdNotFound
+from engine.errors import GroupIdNotFound
+from engine.protocol.kafka_code import KafkaCode
 from engine.types import OffsetAndMetadata, TopicPartition
 from tests.engine.conftest import FAST_STORE
 
-E = ERROR_CODES
+E = KafkaCode
 TIMEOUT = 10.0
 GROUPS = ["a", "b"]
 PARTITIONS = [TopicPartition("t", p) for p in range(2)]

@@ -20,12 +20,13 @@ from kio.serial import entity_writer
 
 import engine
 from engine.clock import SYSTEM, Clock, ManualClock
-from engine.errors import ERROR_CODES, GroupIdNotFound, InvalidGroupId, NonEmptyGroup
+from engine.errors import GroupIdNotFound, InvalidGroupId, NonEmptyGroup
 from engine.groups import GroupCoordinator, JoinResult, SyncResult
+from engine.protocol.kafka_code import KafkaCode
 from engine.types import OffsetAndMetadata, TopicPartition
 from tests.engine.conftest import EngineFactory
 
-E = ERROR_CODES
+E = KafkaCode
 TIMEOUT = 10.0
 """How long a test waits for an answer that must come (a hang fails)."""
 
@@ -38,12 +39,13 @@ RANGE = [("range", b"range-metadata")]
 
 @pytest.fixture
 def open_engine(engine_factory: EngineFactory) -> Callable[..., engine.Engine]:
-    """An engine with fast group settings (overridable: GroupConfig's fields)
-    and a topic "t" of 4 partitions."""
+    """An engine with fast group settings (overridable: GroupConfig's fields),
+    on ``clock``, and a topic "t" of 4 partitions."""
 
     def make(clock: Clock = SYSTEM, **settings: Any) -> engine.Engine:
-        groups = engine.GroupConfig(**{**FAST_GROUPS, **settings})
-        opened = engine_factory(groups=groups, clock=clock)
+        opened = engine_factory(
+            clock=clock, groups=engine.GroupConfig(**{**FAST_GROUPS, **settings})
+        )
         if "t" not in opened.list_topics():
             opened.create_topic("t", 4)
         return opened

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import engine
+from engine.protocol.kafka_code import KafkaCode
 from tests.engine.conftest import QUIET_STORE
 from tests.engine.helpers_records import batch, child_command, child_env, read_partition
 
@@ -93,7 +94,7 @@ def expected(*runs: list[str], start: int = 0) -> list[tuple[int, bytes | None]]
 def assert_fenced(answer: Any) -> None:
     assert isinstance(answer, dict) and "error" in answer, answer
     assert answer["error"] == "Fenced" and answer["fenced"], answer
-    assert answer["code"] == engine.errors.ERROR_CODES["NOT_LEADER_OR_FOLLOWER"], answer
+    assert answer["code"] == KafkaCode.NOT_LEADER_OR_FOLLOWER, answer
     message = answer["message"]
     assert "another engine opened this storage" in message and "epoch" in message, message
 

@@ -41,8 +41,8 @@ from confluent_kafka.admin import AdminClient
 from kafka import TopicPartition as KafkaPythonTopicPartition
 from kafka.admin import KafkaAdminClient
 
-from engine.errors import ERROR_CODES
 from engine.protocol.apis import ApiKey, request_schema, response_schema
+from engine.protocol.kafka_code import KafkaCode
 from tests.server.confluent_helpers import (
     assert_nothing_again_after_its_commit,
     committed,
@@ -425,7 +425,7 @@ def test_find_coordinator_answers_for_groups_and_transactions(
         refused = wire.request(
             build(request_schema(ApiKey.FIND_COORDINATOR, 2), key="x", key_type=2)
         )
-        assert refused.error_code == ERROR_CODES["INVALID_REQUEST"]
+        assert refused.error_code == KafkaCode.INVALID_REQUEST
 
 
 def test_offset_fetch_answers_a_batch_of_groups(group_server: ServerProcess, topic: str) -> None:
@@ -488,7 +488,7 @@ def test_join_group_v0_and_a_batch_leave(group_server: ServerProcess, topic: str
         assert left.error_code == 0
         assert [(m.member_id, m.error_code) for m in left.members] == [
             (joined.member_id, 0),
-            ("stranger", ERROR_CODES["UNKNOWN_MEMBER_ID"]),
+            ("stranger", KafkaCode.UNKNOWN_MEMBER_ID),
         ]
         described = wire.request(build(request_schema(ApiKey.DESCRIBE_GROUPS, 5), groups=[group]))
         assert [(g.group_state, g.members) for g in described.groups] == [("Empty", ())]

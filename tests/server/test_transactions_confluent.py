@@ -33,8 +33,8 @@ from kafka import TopicPartition as KafkaPythonTopicPartition
 from kafka.admin import KafkaAdminClient
 
 import native
-from engine.errors import ERROR_CODES
 from engine.protocol.apis import ApiKey, request_schema
+from engine.protocol.kafka_code import KafkaCode
 from native import RecordSpec
 from tests.server.conftest import ServerProcess, quiet_librdkafka
 from tests.server.wire import Wire, build
@@ -341,7 +341,7 @@ def test_requests_answer_kafkas_errors_for_each_version(
                     committed=True,
                 )
             )
-            assert end.error_code == ERROR_CODES[expected]
+            assert end.error_code == KafkaCode[expected]
         for version in (0, 3):
             stale = wire.request(
                 build(
@@ -354,7 +354,7 @@ def test_requests_answer_kafkas_errors_for_each_version(
             )
             # v0-2 carry no producer id: a plain bump; v3 names another producer
             expected = "NONE" if version == 0 else "INVALID_PRODUCER_EPOCH"
-            assert stale.error_code == ERROR_CODES[expected], version
+            assert stale.error_code == KafkaCode[expected], version
         current = init(4)
         assert current.producer_epoch == 3
         too_long = wire.request(
@@ -364,7 +364,7 @@ def test_requests_answer_kafkas_errors_for_each_version(
                 transaction_timeout=datetime.timedelta(minutes=16),
             )
         )
-        assert too_long.error_code == ERROR_CODES["INVALID_TRANSACTION_TIMEOUT"]
+        assert too_long.error_code == KafkaCode["INVALID_TRANSACTION_TIMEOUT"]
 
         def add(*partitions: tuple[str, int]) -> dict[tuple[str, int], int]:
             response = wire.request(
@@ -383,8 +383,8 @@ def test_requests_answer_kafkas_errors_for_each_version(
             }
 
         assert add((topic, 0), (topic, 5)) == {
-            (topic, 0): ERROR_CODES["OPERATION_NOT_ATTEMPTED"],
-            (topic, 5): ERROR_CODES["UNKNOWN_TOPIC_OR_PARTITION"],
+            (topic, 0): KafkaCode["OPERATION_NOT_ATTEMPTED"],
+            (topic, 5): KafkaCode["UNKNOWN_TOPIC_OR_PARTITION"],
         }
         assert add((topic, 0)) == {(topic, 0): 0}
         records = native.encode_batch(

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine.errors import ERROR_CODES
 from engine.protocol.apis import ApiKey
-from engine.server.context import NONE, RequestContext
+from engine.protocol.kafka_code import KafkaCode
+from engine.server.context import RequestContext
 from engine.server.handlers.registry import advertised_versions, handles
 from engine.server.handlers.requests import ApiVersionsRequest
 
@@ -22,12 +22,12 @@ from engine.server.handlers.requests import ApiVersionsRequest
     },
 )
 def handle_api_versions(context: RequestContext, request: ApiVersionsRequest) -> dict[str, Any]:
-    return {"error_code": NONE, "api_keys": advertised_versions(), "throttle_time": 0}
+    return {"error_code": KafkaCode.NONE, "api_keys": advertised_versions(), "throttle_time": 0}
 
 
 def unsupported_api_versions() -> dict[str, Any]:
     """The answer to an ApiVersions request at a version this server lacks."""
     return {
-        "error_code": ERROR_CODES["UNSUPPORTED_VERSION"],
+        "error_code": KafkaCode.UNSUPPORTED_VERSION,
         "api_keys": advertised_versions(),
     }

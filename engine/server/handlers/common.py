@@ -6,8 +6,9 @@ import datetime
 import logging
 from typing import Any
 
-from engine.errors import ERROR_CODES, EngineError, TopicExists
-from engine.server.context import NONE, RequestContext, error_code
+from engine.errors import EngineError, TopicExists, error_code
+from engine.protocol.kafka_code import KafkaCode
+from engine.server.context import RequestContext
 from engine.types import NewTopic
 
 log = logging.getLogger("tidelog.server")
@@ -27,15 +28,15 @@ def millis(value: Any) -> int:
     return int(value)
 
 
-def leader_epoch_error(context: RequestContext, current_leader_epoch: int) -> int:
+def leader_epoch_error(context: RequestContext, current_leader_epoch: int) -> KafkaCode:
     """The error for a request made under another leader epoch (KIP-320):
     -1 means the client does not know the epoch and skips the check."""
     ours = context.engine.leader_epoch
     if current_leader_epoch < 0 or current_leader_epoch == ours:
-        return NONE
+        return KafkaCode.NONE
     if current_leader_epoch < ours:
-        return ERROR_CODES["FENCED_LEADER_EPOCH"]
-    return ERROR_CODES["UNKNOWN_LEADER_EPOCH"]
+        return KafkaCode.FENCED_LEADER_EPOCH
+    return KafkaCode.UNKNOWN_LEADER_EPOCH
 
 
 def topic_names_by_id(context: RequestContext) -> dict[bytes, str]:
@@ -50,7 +51,7 @@ def uuid_bytes(value: Any) -> bytes:
     return bytes(value.bytes) if hasattr(value, "bytes") else bytes(value)
 
 
-def auto_create_topics(context: RequestContext, names: list[str]) -> dict[str, int]:
+def auto_create_topics(context: RequestContext, names: list[str]) -> dict[str, KafkaCode]:
     """Creates unknown topics a request names (with the broker's default
     partition count, all in one step); returns the error code of each one
     that was not created. As in Kafka 4, where the broker asks the
@@ -60,7 +61,7 @@ def auto_create_topics(context: RequestContext, names: list[str]) -> dict[str, i
     engine = context.engine
     records = len(names) * (1 + engine.config.default_partitions)
     if records > MAX_RECORDS_PER_REQUEST:
-        code = ERROR_CODES["UNKNOWN_TOPIC_OR_PARTITION"]
+        code = KafkaCode.UNKNOWN_TOPIC_OR_PARTITION
         log.warning(
             "not creating %d topics at once (%d metadata records, more than %d)",
             len(names),

@@ -13,9 +13,10 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from engine.config import CONFIG_DEFS, ConfigEntry, ConfigSource, ConfigType, normalize
-from engine.errors import ERROR_CODES, EngineError, InvalidConfig
+from engine.errors import EngineError, InvalidConfig, error_code
 from engine.protocol.apis import ApiKey
-from engine.server.context import NONE, RequestContext, error_code, error_message
+from engine.protocol.kafka_code import KafkaCode
+from engine.server.context import RequestContext, error_message
 from engine.server.handlers.registry import handles
 from engine.server.handlers.requests import (
     AlterConfigsRequest,
@@ -87,7 +88,7 @@ def handle_describe_configs(
         result: dict[str, Any] = {
             "resource_type": resource.resource_type,
             "resource_name": resource.resource_name,
-            "error_code": NONE,
+            "error_code": KafkaCode.NONE,
             "error_message": None,
             "configs": [],
         }
@@ -117,7 +118,7 @@ def _entries(context: RequestContext, resource_type: int, name: str) -> list[Con
 
 
 class _InvalidRequest(EngineError):
-    kafka_error = "INVALID_REQUEST"
+    code = KafkaCode.INVALID_REQUEST
 
 
 def _broker_entries(context: RequestContext) -> list[ConfigEntry]:
@@ -245,7 +246,7 @@ def _alter(
     validate_only: bool,
 ) -> dict[str, Any]:
     if resource.resource_type != TOPIC:
-        code = ERROR_CODES["INVALID_REQUEST"]
+        code = KafkaCode.INVALID_REQUEST
         return _alter_result(resource, code, "only topic configs can be altered on this server")
     try:
         context.engine.alter_configs(
@@ -253,7 +254,7 @@ def _alter(
         )
     except EngineError as error:
         return _alter_result(resource, error_code(error), error_message(error))
-    return _alter_result(resource, NONE, None)
+    return _alter_result(resource, KafkaCode.NONE, None)
 
 
 def _alter_result(resource: _Resource, code: int, message: str | None) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine.errors import EngineError
+from engine.errors import EngineError, error_code
 from engine.groups.consumer_group import (
     ConsumerGroupDescription,
     Heartbeat,
@@ -19,14 +19,7 @@ from engine.groups.consumer_group import (
     Partitions,
 )
 from engine.protocol.apis import ApiKey
-from engine.server.context import (
-    Body,
-    RequestContext,
-    Response,
-    answer,
-    error_code,
-    error_message,
-)
+from engine.server.context import Body, RequestContext, Response, answer, error_message
 from engine.server.handlers.common import millis, uuid_bytes
 from engine.server.handlers.registry import handles
 from engine.server.handlers.requests import (

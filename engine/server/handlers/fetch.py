@@ -21,10 +21,11 @@ from kio.schema.fetch.v15.request import FetchTopic as FetchTopicV15
 
 from engine import clock
 from engine.engine import READ_COMMITTED, READ_UNCOMMITTED
-from engine.errors import ERROR_CODES, EngineError
+from engine.errors import EngineError, error_code
 from engine.partition import PartitionFetch
 from engine.protocol.apis import ApiKey
-from engine.server.context import NONE, RequestContext, error_code
+from engine.protocol.kafka_code import KafkaCode
+from engine.server.context import RequestContext
 from engine.server.handlers.common import (
     leader_epoch_error,
     millis,
@@ -37,7 +38,6 @@ from engine.types import TopicPartition
 
 _FIRST_TOPIC_ID_VERSION = 13
 _READ_COMMITTED = 1
-_UNKNOWN_TOPIC_ID = ERROR_CODES["UNKNOWN_TOPIC_ID"]
 
 
 class _Wanted(NamedTuple):
@@ -77,7 +77,7 @@ async def handle_fetch(context: RequestContext, request: FetchRequest) -> dict[s
     session_id = getattr(request, "session_id", 0)
     session_epoch = getattr(request, "session_epoch", -1)
     if session_id != 0 or session_epoch > 0:
-        return _session_error(ERROR_CODES["FETCH_SESSION_ID_NOT_FOUND"])
+        return _session_error(KafkaCode.FETCH_SESSION_ID_NOT_FOUND)
     wanted = _wanted_partitions(context, request)
     max_bytes = getattr(request, "max_bytes", 0x7FFFFFFF)
     min_bytes = max(request.min_bytes, 0)
@@ -88,7 +88,7 @@ async def handle_fetch(context: RequestContext, request: FetchRequest) -> dict[s
         reads = await _read_all(context, wanted, max_bytes, committed)
         total = sum(r.size for r in reads)
         remaining = deadline - clock.monotonic()
-        if total >= min_bytes or remaining <= 0 or any(r.error != NONE for r in reads):
+        if total >= min_bytes or remaining <= 0 or any(r.error != KafkaCode.NONE for r in reads):
             break
         if not wanted:
             break
@@ -149,9 +149,9 @@ async def _read_all(
 
 async def _read(context: RequestContext, wanted: _Wanted, budget: int, committed: bool) -> _Read:
     if wanted.topic is None:
-        return _Read(wanted, _UNKNOWN_TOPIC_ID, None, 0, wanted.offset)
+        return _Read(wanted, KafkaCode.UNKNOWN_TOPIC_ID, None, 0, wanted.offset)
     epoch_error = leader_epoch_error(context, wanted.current_leader_epoch)
-    if epoch_error != NONE:
+    if epoch_error != KafkaCode.NONE:
         return _Read(wanted, epoch_error, None, 0, wanted.offset)
     try:
         fetched = await context.engine.fetch_async(
@@ -167,7 +167,7 @@ async def _read(context: RequestContext, wanted: _Wanted, budget: int, committed
     seen_end = max(fetched.next_offset, wanted.offset)
     if committed:  # data past the last stable offset was seen, not sent: wait beyond it
         seen_end = max(seen_end, fetched.high_watermark)
-    return _Read(wanted, NONE, fetched, size, seen_end)
+    return _Read(wanted, KafkaCode.NONE, fetched, size, seen_end)
 
 
 def _response(context: RequestContext, reads: list[_Read], committed: bool) -> dict[str, Any]:
@@ -188,7 +188,7 @@ def _response(context: RequestContext, reads: list[_Read], committed: bool) -> d
             ]
         else:
             high_watermark = last_stable = log_start = -1
-            if wanted.topic is not None and read.error == ERROR_CODES["OFFSET_OUT_OF_RANGE"]:
+            if wanted.topic is not None and read.error == KafkaCode.OFFSET_OUT_OF_RANGE:
                 log_start, high_watermark = engine.offsets(wanted.topic, wanted.partition)
         topics.setdefault((wanted.topic, wanted.topic_id), []).append(
             {
@@ -204,7 +204,7 @@ def _response(context: RequestContext, reads: list[_Read], committed: bool) -> d
         )
     return {
         "throttle_time": 0,
-        "error_code": NONE,
+        "error_code": KafkaCode.NONE,
         "session_id": 0,
         "responses": [
             {"topic": name, "topic_id": topic_id, "partitions": partitions}

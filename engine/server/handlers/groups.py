@@ -25,17 +25,11 @@ from kio.schema.leave_group.v2.request import LeaveGroupRequest as LeaveGroupReq
 from kio.schema.offset_fetch.v8.request import OffsetFetchRequest as OffsetFetchRequestV8
 from kio.schema.offset_fetch.v9.request import OffsetFetchRequest as OffsetFetchRequestV9
 
-from engine.errors import ERROR_CODES, EngineError
+from engine.errors import EngineError, error_code
 from engine.groups import GroupDescription, JoinResult, SyncResult
 from engine.protocol.apis import ApiKey
-from engine.server.context import (
-    NONE,
-    Body,
-    RequestContext,
-    Response,
-    answer,
-    error_code,
-)
+from engine.protocol.kafka_code import KafkaCode
+from engine.server.context import Body, RequestContext, Response, answer
 from engine.server.handlers.common import millis
 from engine.server.handlers.registry import handles
 from engine.server.handlers.requests import (
@@ -93,7 +87,7 @@ def handle_find_coordinator(context: RequestContext, request: FindCoordinatorReq
 def _coordinator(context: RequestContext, key_type: int) -> dict[str, Any]:
     if key_type not in (_GROUP_KEY, _TRANSACTION_KEY):
         return {
-            "error_code": ERROR_CODES["INVALID_REQUEST"],
+            "error_code": KafkaCode.INVALID_REQUEST,
             "error_message": f"unknown coordinator key type {key_type}",
             "node_id": -1,
             "host": "",
@@ -101,7 +95,7 @@ def _coordinator(context: RequestContext, key_type: int) -> dict[str, Any]:
         }
     broker = context.server.broker
     return {
-        "error_code": NONE,
+        "error_code": KafkaCode.NONE,
         "error_message": None,
         "node_id": broker.node_id,
         "host": broker.host,
@@ -252,7 +246,7 @@ def handle_leave_group(context: RequestContext, request: LeaveGroupRequest) -> B
         {"member_id": member_id, "group_instance_id": instance_id, "error_code": code}
         for (member_id, instance_id), code in zip(leaving, codes, strict=True)
     ]
-    return {"throttle_time": 0, "error_code": NONE, "members": members}
+    return {"throttle_time": 0, "error_code": KafkaCode.NONE, "members": members}
 
 
 # -- offsets ------------------------------------------------------------------------------
@@ -292,7 +286,7 @@ def handle_offset_commit(context: RequestContext, request: OffsetCommitRequest) 
         millis(retention) if retention is not None else -1,
     )
 
-    def build(codes: dict[TopicPartition, int]) -> Body:
+    def build(codes: dict[TopicPartition, KafkaCode]) -> Body:
         topics = _by_topic(
             codes, lambda tp, code: {"partition_index": tp.partition, "error_code": code}
         )
@@ -380,7 +374,7 @@ def _fetch(
             "error_code": code,
         }
 
-    return {"error_code": NONE, "topics": _by_topic(found, render)}
+    return {"error_code": KafkaCode.NONE, "topics": _by_topic(found, render)}
 
 
 @handles(
@@ -402,11 +396,11 @@ def handle_offset_delete(context: RequestContext, request: OffsetDeleteRequest) 
     except EngineError as error:
         return {"error_code": error_code(error), "throttle_time": 0, "topics": []}
 
-    def build(codes: dict[TopicPartition, int]) -> Body:
+    def build(codes: dict[TopicPartition, KafkaCode]) -> Body:
         topics = _by_topic(
             codes, lambda tp, code: {"partition_index": tp.partition, "error_code": code}
         )
-        return {"error_code": NONE, "throttle_time": 0, "topics": topics}
+        return {"error_code": KafkaCode.NONE, "throttle_time": 0, "topics": topics}
 
     return answer(context, future, build)
 
@@ -486,7 +480,7 @@ def handle_list_groups(context: RequestContext, request: ListGroupsRequest) -> B
         }
         for group in listed
     ]
-    return {"throttle_time": 0, "error_code": NONE, "groups": groups}
+    return {"throttle_time": 0, "error_code": KafkaCode.NONE, "groups": groups}
 
 
 @handles(

@@ -13,9 +13,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from engine.errors import ERROR_CODES, EngineError
+from engine.errors import EngineError, error_code
 from engine.protocol.apis import ApiKey
-from engine.server.context import NONE, Body, RequestContext, Response, error_code, off_loop
+from engine.protocol.kafka_code import KafkaCode
+from engine.server.context import Body, RequestContext, Response, off_loop
 from engine.server.handlers.common import auto_create_topics, topic_names_by_id, uuid_bytes
 from engine.server.handlers.registry import handles
 from engine.server.handlers.requests import DescribeClusterRequest, MetadataRequest
@@ -65,7 +66,7 @@ def handle_metadata(context: RequestContext, request: MetadataRequest) -> Respon
 
 
 def _metadata(
-    context: RequestContext, wanted: list[tuple[str | None, bytes]], refused: dict[str, int]
+    context: RequestContext, wanted: list[tuple[str | None, bytes]], refused: dict[str, KafkaCode]
 ) -> Body:
     broker = context.server.broker
     by_id: dict[bytes, str] | None = None
@@ -76,7 +77,7 @@ def _metadata(
             by_id = by_id if by_id is not None else topic_names_by_id(context)
             name = by_id.get(topic_id)
             if name is None:
-                topics.append(_topic_error(None, topic_id, ERROR_CODES["UNKNOWN_TOPIC_ID"]))
+                topics.append(_topic_error(None, topic_id, KafkaCode.UNKNOWN_TOPIC_ID))
                 continue
         code = refused.get(name)
         if code is not None:
@@ -106,7 +107,7 @@ def _refuse_topic_ids(requested: Sequence[_RequestedTopic]) -> dict[str, Any] | 
     ids = [uuid_bytes(getattr(t, "topic_id", None)) for t in requested]
     if all(t.name is not None for t in requested) and all(i == zero for i in ids):
         return None
-    code = ERROR_CODES["INVALID_REQUEST"]
+    code = KafkaCode.INVALID_REQUEST
     topics = [_topic_error(t.name or "", i, code) for t, i in zip(requested, ids, strict=True)]
     return {
         "throttle_time": 0,
@@ -128,7 +129,7 @@ def _describe_topic(context: RequestContext, name: str) -> dict[str, Any]:
     epoch = engine.leader_epoch
     partitions = [
         {
-            "error_code": NONE,
+            "error_code": KafkaCode.NONE,
             "partition_index": index,
             "leader_id": node,
             "leader_epoch": epoch,
@@ -139,7 +140,7 @@ def _describe_topic(context: RequestContext, name: str) -> dict[str, Any]:
         for index in range(count)
     ]
     return {
-        "error_code": NONE,
+        "error_code": KafkaCode.NONE,
         "name": name,
         "topic_id": topic_id,
         "is_internal": False,
@@ -178,7 +179,7 @@ def handle_describe_cluster(
     endpoint_type = getattr(request, "endpoint_type", _BROKERS_ENDPOINT)
     if endpoint_type != _BROKERS_ENDPOINT:
         return {
-            "error_code": ERROR_CODES["UNSUPPORTED_ENDPOINT_TYPE"],
+            "error_code": KafkaCode.UNSUPPORTED_ENDPOINT_TYPE,
             "error_message": "this node serves brokers only",
             "endpoint_type": endpoint_type,
             "cluster_id": context.server.cluster_id,
@@ -187,7 +188,7 @@ def handle_describe_cluster(
         }
     return {
         "throttle_time": 0,
-        "error_code": NONE,
+        "error_code": KafkaCode.NONE,
         "error_message": None,
         "endpoint_type": _BROKERS_ENDPOINT,
         "cluster_id": context.server.cluster_id,

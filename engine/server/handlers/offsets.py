@@ -6,9 +6,10 @@ from __future__ import annotations
 from typing import Any
 
 from engine.engine import READ_COMMITTED, READ_UNCOMMITTED
-from engine.errors import EngineError
+from engine.errors import EngineError, error_code
 from engine.protocol.apis import ApiKey
-from engine.server.context import NONE, RequestContext, error_code
+from engine.protocol.kafka_code import KafkaCode
+from engine.server.context import RequestContext
 from engine.server.handlers.common import leader_epoch_error
 from engine.server.handlers.registry import handles
 from engine.server.handlers.requests import (
@@ -38,7 +39,7 @@ def handle_list_offsets(context: RequestContext, request: ListOffsetsRequest) ->
         for partition in topic.partitions:
             code = leader_epoch_error(context, getattr(partition, "current_leader_epoch", -1))
             offset = timestamp = -1
-            if code == NONE:
+            if code == KafkaCode.NONE:
                 try:
                     found = engine.list_offset(
                         topic.name, partition.partition_index, partition.timestamp, isolation
@@ -81,7 +82,7 @@ def handle_offset_for_leader_epoch(
         for partition in topic.partitions:
             code = leader_epoch_error(context, partition.current_leader_epoch)
             epoch = end_offset = -1
-            if code == NONE:
+            if code == KafkaCode.NONE:
                 try:
                     leader = engine.partition(topic.topic, partition.partition)
                     epoch, end_offset = leader.end_offset_for_epoch(partition.leader_epoch)
@@ -116,7 +117,7 @@ def handle_delete_records(context: RequestContext, request: DeleteRecordsRequest
         for partition in topic.partitions:
             try:
                 low = engine.delete_records(topic.name, partition.partition_index, partition.offset)
-                code = NONE
+                code = KafkaCode.NONE
             except EngineError as error:
                 low, code = -1, error_code(error)
             partitions.append(

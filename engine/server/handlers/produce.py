@@ -21,20 +21,14 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from engine.errors import ERROR_CODES, EngineError
+from engine.errors import EngineError, error_code
 from engine.partition import AppendResult
 from engine.protocol.apis import ApiKey
 from engine.protocol.codec import body_offset
 from engine.protocol.frames import RequestHeader
+from engine.protocol.kafka_code import KafkaCode
 from engine.protocol.produce import ProduceRequest, decode_produce
-from engine.server.context import (
-    NONE,
-    Body,
-    RequestContext,
-    Response,
-    error_code,
-    error_message,
-)
+from engine.server.context import Body, RequestContext, Response, error_message
 from engine.server.handlers.common import auto_create_topics
 from engine.server.handlers.registry import handles
 from engine.server.handlers.requests import InitProducerIdRequest
@@ -80,8 +74,8 @@ def handle_produce(context: RequestContext, request: ProduceRequest) -> Response
     engine = context.engine
     results: Results = []
     waiting: list[asyncio.Task[AppendResult]] = []
-    acks_error = None if request.acks in _ACKS else ERROR_CODES["INVALID_REQUIRED_ACKS"]
-    refused: dict[str, int] = {}
+    acks_error = None if request.acks in _ACKS else KafkaCode.INVALID_REQUIRED_ACKS
+    refused: dict[str, KafkaCode] = {}
     if engine.config.auto_create_topics and acks_error is None:
         # A topic whose every partition carries no records would only be
         # refused (INVALID_RECORD): it is not created for that.
@@ -100,9 +94,7 @@ def handle_produce(context: RequestContext, request: ProduceRequest) -> Response
                 partitions.append((partition.partition, refused_code, None))
                 continue
             if partition.records is None:
-                partitions.append(
-                    (partition.partition, ERROR_CODES["INVALID_RECORD"], "no record data")
-                )
+                partitions.append((partition.partition, KafkaCode.INVALID_RECORD, "no record data"))
                 continue
             try:
                 durable = engine.submit_async(
@@ -168,7 +160,7 @@ def _partition(index: int, result: Outcome, message: str | None) -> Body:
     if not result.done():
         return _failed(
             index,
-            ERROR_CODES["REQUEST_TIMED_OUT"],
+            KafkaCode.REQUEST_TIMED_OUT,
             "not durable within the request's timeout_ms (the object store may be slow "
             "or unreachable); the append is kept: an idempotent producer's retry is "
             "answered once it is durable",
@@ -179,7 +171,7 @@ def _partition(index: int, result: Outcome, message: str | None) -> Body:
     appended = result.result()
     return {
         "index": index,
-        "error_code": NONE,
+        "error_code": KafkaCode.NONE,
         "base_offset": appended.base_offset,
         "log_append_time": appended.log_append_time,
         "log_start_offset": appended.log_start_offset,
@@ -240,7 +232,7 @@ def handle_init_producer_id(context: RequestContext, request: InitProducerIdRequ
         }
     return {
         "throttle_time": 0,
-        "error_code": NONE,
+        "error_code": KafkaCode.NONE,
         "producer_id": producer_id,
         "producer_epoch": epoch,
     }

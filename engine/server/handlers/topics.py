@@ -15,15 +15,10 @@ from typing import Any, Protocol
 from kio.schema.delete_topics.v6.request import DeleteTopicsRequest as DeleteTopicsRequestV6
 
 from engine.config import ConfigEntry
-from engine.errors import ERROR_CODES, EngineError
+from engine.errors import EngineError, error_code
 from engine.protocol.apis import ApiKey
-from engine.server.context import (
-    NONE,
-    Body,
-    RequestContext,
-    error_code,
-    error_message,
-)
+from engine.protocol.kafka_code import KafkaCode
+from engine.server.context import Body, RequestContext, error_message
 from engine.server.handlers.common import (
     MAX_RECORDS_PER_REQUEST,
     topic_names_by_id,
@@ -91,7 +86,7 @@ def handle_create_topics(context: RequestContext, request: CreateTopicsRequest) 
     if records > MAX_RECORDS_PER_REQUEST:
         refused = {
             "topic_id": bytes(16),
-            "error_code": ERROR_CODES["POLICY_VIOLATION"],
+            "error_code": KafkaCode.POLICY_VIOLATION,
             "error_message": _TOO_LARGE,
             "num_partitions": -1,
             "replication_factor": -1,
@@ -135,7 +130,7 @@ def _create_topics(
             results[new.name] = {
                 "name": new.name,
                 "topic_id": outcome.topic_id,
-                "error_code": NONE,
+                "error_code": KafkaCode.NONE,
                 "error_message": None,
                 "num_partitions": len(outcome.partitions),
                 "replication_factor": 1,
@@ -161,11 +156,11 @@ def _create_failed(name: str, error: EngineError) -> dict[str, Any]:
 
 
 class _DuplicateTopic(EngineError):
-    kafka_error = "INVALID_REQUEST"
+    code = KafkaCode.INVALID_REQUEST
 
 
 class _InvalidAssignment(EngineError):
-    kafka_error = "INVALID_REPLICA_ASSIGNMENT"
+    code = KafkaCode.INVALID_REPLICA_ASSIGNMENT
 
 
 def _created_config(entry: ConfigEntry) -> dict[str, Any]:
@@ -228,13 +223,13 @@ def _delete_topics(context: RequestContext, wanted: list[tuple[str | None, bytes
                 {
                     "name": None,
                     "topic_id": given_id,
-                    "error_code": ERROR_CODES["UNKNOWN_TOPIC_ID"],
+                    "error_code": KafkaCode.UNKNOWN_TOPIC_ID,
                     "error_message": "no topic has this id",
                 }
             )
             continue
         outcome = next(deleted)
-        code = NONE if outcome is None else error_code(outcome)
+        code = KafkaCode.NONE if outcome is None else error_code(outcome)
         message = None if outcome is None else error_message(outcome)
         responses.append(
             {
@@ -263,7 +258,7 @@ def handle_create_partitions(context: RequestContext, request: CreatePartitionsR
         with contextlib.suppress(EngineError):  # an unknown topic fails on its own below
             added += max(topic.count - engine.topic_shape(topic.name)[1], 0)
     if added > MAX_RECORDS_PER_REQUEST:
-        code = ERROR_CODES["POLICY_VIOLATION"]
+        code = KafkaCode.POLICY_VIOLATION
         return {
             "throttle_time": 0,
             "results": [
@@ -282,7 +277,7 @@ def handle_create_partitions(context: RequestContext, request: CreatePartitionsR
     results = []
     names = [topic.name for topic in request.topics]
     for name, outcome in zip(names, outcomes, strict=True):
-        code = NONE if outcome is None else error_code(outcome)
+        code = KafkaCode.NONE if outcome is None else error_code(outcome)
         message = None if outcome is None else error_message(outcome)
         results.append({"name": name, "error_code": code, "error_message": message})
     return {"throttle_time": 0, "results": results}

@@ -15,9 +15,10 @@ from collections.abc import Awaitable, Iterable, Sequence
 from typing import Any
 
 from engine import clock
-from engine.errors import ERROR_CODES, EngineError
+from engine.errors import EngineError, error_code
 from engine.protocol.apis import ApiKey
-from engine.server.context import NONE, RequestContext, error_code
+from engine.protocol.kafka_code import KafkaCode
+from engine.server.context import RequestContext
 from engine.server.handlers.common import millis
 from engine.server.handlers.registry import handles
 from engine.server.handlers.requests import (
@@ -33,20 +34,14 @@ from engine.server.handlers.requests import (
 from engine.transactions.coordinator import TransactionMetadata, TxnState
 from engine.types import OffsetAndMetadata, TopicPartition
 
-_PRODUCER_FENCED = ERROR_CODES["PRODUCER_FENCED"]
-_INVALID_PRODUCER_EPOCH = ERROR_CODES["INVALID_PRODUCER_EPOCH"]
-_UNKNOWN_PARTITION = ERROR_CODES["UNKNOWN_TOPIC_OR_PARTITION"]
-_NOT_ATTEMPTED = ERROR_CODES["OPERATION_NOT_ATTEMPTED"]
-_NO_COORDINATOR = ERROR_CODES["COORDINATOR_NOT_AVAILABLE"]
-
 # The first version of each API whose clients know PRODUCER_FENCED (KIP-588).
 _FENCED_SINCE = {"init_producer_id": 4, "add_partitions": 2, "add_offsets": 2, "end_txn": 2}
 
 
-def _code(context: RequestContext, error: BaseException, api: str) -> int:
+def _code(context: RequestContext, error: BaseException, api: str) -> KafkaCode:
     code = error_code(error)
-    if code == _PRODUCER_FENCED and context.version < _FENCED_SINCE[api]:
-        return _INVALID_PRODUCER_EPOCH
+    if code == KafkaCode.PRODUCER_FENCED and context.version < _FENCED_SINCE[api]:
+        return KafkaCode.INVALID_PRODUCER_EPOCH
     return code
 
 
@@ -80,7 +75,7 @@ async def init_transactional_producer(
         }
     return {
         "throttle_time": 0,
-        "error_code": NONE,
+        "error_code": KafkaCode.NONE,
         "producer_id": producer_id,
         "producer_epoch": epoch,
     }
@@ -117,7 +112,11 @@ async def handle_add_partitions_to_txn(
         for name, partitions in wanted:
             for p in partitions:
                 tp = TopicPartition(name, p)
-                codes[tp] = _UNKNOWN_PARTITION if tp in missing else _NOT_ATTEMPTED
+                codes[tp] = (
+                    KafkaCode.UNKNOWN_TOPIC_OR_PARTITION
+                    if tp in missing
+                    else KafkaCode.OPERATION_NOT_ATTEMPTED
+                )
     else:
         partitions_added = [TopicPartition(name, p) for name, ps in wanted for p in ps]
         try:
@@ -129,7 +128,7 @@ async def handle_add_partitions_to_txn(
                     partitions_added,
                 )
             )
-            code = NONE
+            code = KafkaCode.NONE
         except EngineError as error:
             code = _code(context, error, "add_partitions")
         codes = dict.fromkeys(partitions_added, code)
@@ -176,7 +175,7 @@ async def handle_add_offsets_to_txn(
                 request.group_id,
             )
         )
-        code = NONE
+        code = KafkaCode.NONE
     except EngineError as error:
         code = _code(context, error, "add_offsets")
     return {"throttle_time": 0, "error_code": code}
@@ -206,7 +205,7 @@ async def handle_txn_offset_commit(
         for partition in topic.partitions:
             tp = TopicPartition(topic.name, partition.partition_index)
             if tp not in existing:
-                codes[tp] = _UNKNOWN_PARTITION
+                codes[tp] = KafkaCode.UNKNOWN_TOPIC_OR_PARTITION
                 continue
             offsets[tp] = OffsetAndMetadata(
                 partition.committed_offset,
@@ -223,7 +222,7 @@ async def handle_txn_offset_commit(
             )
             groups = getattr(engine, "groups", None)
             if groups is None:
-                codes.update(dict.fromkeys(offsets, _NO_COORDINATOR))
+                codes.update(dict.fromkeys(offsets, KafkaCode.COORDINATOR_NOT_AVAILABLE))
             else:
                 committed = await _wait(
                     groups.commit_transactional_offsets(
@@ -236,7 +235,7 @@ async def handle_txn_offset_commit(
                         offsets,
                     )
                 )
-                codes.update({tp: committed.get(tp, NONE) for tp in offsets})
+                codes.update({tp: committed.get(tp, KafkaCode.NONE) for tp in offsets})
         except EngineError as error:
             codes.update(dict.fromkeys(offsets, error_code(error)))
     topics: dict[str, list[dict[str, Any]]] = {}
@@ -275,7 +274,7 @@ async def handle_end_txn(context: RequestContext, request: EndTxnRequest) -> dic
                 request.committed,
             )
         )
-        code = NONE
+        code = KafkaCode.NONE
     except EngineError as error:
         code = _code(context, error, "end_txn")
     return {"throttle_time": 0, "error_code": code}
@@ -323,7 +322,7 @@ def _described(meta: TransactionMetadata) -> dict[str, Any]:
     for tp in sorted(meta.partitions):
         topics.setdefault(tp.topic, []).append(tp.partition)
     return {
-        "error_code": NONE,
+        "error_code": KafkaCode.NONE,
         "transactional_id": meta.transactional_id,
         "transaction_state": meta.state.value,
         "transaction_timeout": meta.timeout_ms,
@@ -376,7 +375,7 @@ def handle_list_transactions(
         )
     return {
         "throttle_time": 0,
-        "error_code": NONE,
+        "error_code": KafkaCode.NONE,
         "unknown_state_filters": unknown,
         "transaction_states": listed,
     }
@@ -404,7 +403,7 @@ def handle_describe_producers(
                 partitions.append(
                     {
                         "partition_index": index,
-                        "error_code": _UNKNOWN_PARTITION,
+                        "error_code": KafkaCode.UNKNOWN_TOPIC_OR_PARTITION,
                         "error_message": f"no partition {topic.name}-{index}",
                         "active_producers": [],
                     }
@@ -425,7 +424,7 @@ def handle_describe_producers(
             partitions.append(
                 {
                     "partition_index": index,
-                    "error_code": NONE,
+                    "error_code": KafkaCode.NONE,
                     "error_message": None,
                     "active_producers": [p._asdict() for p in producers],
                 }
