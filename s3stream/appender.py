@@ -11,7 +11,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Coroutine
 from concurrent.futures import Future
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from s3stream.config import StreamStoreConfig
 from s3stream.errors import (
@@ -29,6 +29,9 @@ from s3stream.wal_entries import WAL_OWNED_DATA, WAL_OWNED_TRIM
 from wal import Outcome, Position, WalError, WriteAheadLog
 
 log = logging.getLogger("tidelog.s3stream")
+
+W = TypeVar("W")
+"""The WAL future an append waits on: concurrent for submit, asyncio for submit_async."""
 
 _WalTag = tuple["StreamState | None", CacheBlock, int]
 """What the WAL's commit hook is given for each append: the stream (None for
@@ -70,18 +73,9 @@ class Appender:
         done: Future[int] = Future()
         done.set_running_or_notify_cancel()
         end = last_offset + 1
-        with self._state.lock:
-            stream, block = self._accept(stream_id, base_offset, last_offset, payload)
-            future = self._wal.submit(
-                payload,
-                stream_id=stream_id,
-                start_offset=base_offset,
-                end_offset=end,
-                record_type=WAL_OWNED_DATA,
-                tag=(stream, block, end),
-                prefix=self._wal_prefix,  # written before the payload, never joined to it
-            )
-            uploaded = self._uploader.wait_remote_locked(stream_id, end) if remote else None
+        future, uploaded = self._append(
+            self._wal.submit, stream_id, base_offset, last_offset, payload, remote
+        )
 
         def durable(wal_future: Future[Position]) -> None:
             error = wal_future.exception()
@@ -112,10 +106,28 @@ class Appender:
         The append is accepted (or refused) before this returns, so a caller
         holding its own lock can assign offsets and submit in one step.
         """
+        future, uploaded = self._append(
+            self._wal.submit_async, stream_id, base_offset, last_offset, payload, remote
+        )
+        return self._durable_async(future, last_offset + 1, uploaded)
+
+    def _append(
+        self,
+        wal_submit: Callable[..., W],
+        stream_id: int,
+        base_offset: int,
+        last_offset: int,
+        payload: bytes | memoryview,
+        remote: bool,
+    ) -> tuple[W, Future[int] | None]:
+        """Accepts the append and hands it to the WAL (``submit`` or
+        ``submit_async``) under the store's lock, so appends reach the WAL in
+        offset order; returns the WAL's future and, for ``remote``, the one
+        settled once the append is in a committed object."""
         end = last_offset + 1
         with self._state.lock:
             stream, block = self._accept(stream_id, base_offset, last_offset, payload)
-            future = self._wal.submit_async(
+            future = wal_submit(
                 payload,
                 stream_id=stream_id,
                 start_offset=base_offset,
@@ -125,7 +137,7 @@ class Appender:
                 prefix=self._wal_prefix,  # written before the payload, never joined to it
             )
             uploaded = self._uploader.wait_remote_locked(stream_id, end) if remote else None
-        return self._durable_async(future, end, uploaded)
+        return future, uploaded
 
     async def _durable_async(
         self, future: asyncio.Future[Position], end: int, uploaded: Future[int] | None
