@@ -669,7 +669,7 @@ def test_poll_with_a_timeout_returns_when_data_arrives(engine_factory: EngineFac
     e.create_topic("live", 1)
 
     def produce_once_the_consumer_waits() -> None:
-        wait_until(lambda: e._sync_waiters > 0, "the consumer to wait")
+        wait_until(lambda: e._waiters.sync_waiters > 0, "the consumer to wait")
         e.produce("live", 0, batch([b"hello"]))
 
     with e.consumer(auto_offset_reset="earliest") as consumer:
@@ -691,7 +691,7 @@ def test_async_iteration_waits_for_data_produced_later(engine_factory: EngineFac
 
         async def produce_once_the_consumer_waits() -> None:
             # The consumer parks a future on the engine, woken by the write.
-            while not any(e._async_waiters.values()):
+            while not any(e._waiters.async_waiters.values()):
                 await asyncio.sleep(0.005)
             async with e.producer() as producer:
                 for i in range(3):

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 import pytest
 
 import engine
-from engine.engine import EXIT_CLOSE_TIMEOUT_S
+from engine.exit_close import EXIT_CLOSE_TIMEOUT_S
 from tests.engine.conftest import QUIET_STORE
 from tests.engine.frozen_link import FrozenLink
 from tests.engine.helpers_records import child_env, read_partition

@@ -1,0 +1,135 @@
+"""Who waits for data, and waking them: consumers polling from threads and
+from event loops, and producer retries waiting for an offset to become
+durable. The stream store's durability listener wakes them."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import Callable, Mapping
+
+from engine import clock
+from engine.errors import EngineClosed, EngineError
+from engine.partition import Partition
+from engine.topics import TopicRegistry
+from engine.types import TopicPartition
+
+
+class DataWaiters:
+    def __init__(self, registry: TopicRegistry) -> None:
+        self.registry = registry
+        self.closed = False
+        self.data_arrived = threading.Condition()
+        self.sync_waiters = 0
+        self.async_waiters: dict[int, list[asyncio.Future[None]]] = {}
+        self._offset_waiters: dict[
+            int, list[tuple[int, Callable[[BaseException | None], None]]]
+        ] = {}
+        self._offset_waiters_lock = threading.Lock()
+
+    def on_durable(self, streams: set[int]) -> None:
+        """The store's listener: some streams grew. Wakes waiting consumers."""
+        if self._offset_waiters:
+            self._wake_offset_waiters(streams)
+        if self.sync_waiters:
+            with self.data_arrived:
+                self.data_arrived.notify_all()
+        if self.async_waiters:
+            for stream_id in streams:
+                waiters = self.async_waiters.pop(stream_id, None)
+                for waiter in waiters or ():
+                    waiter.get_loop().call_soon_threadsafe(_wake, waiter)
+
+    def _wake_offset_waiters(self, streams: set[int]) -> None:
+        ready = []
+        with self._offset_waiters_lock:
+            for stream_id in streams:
+                waiting = self._offset_waiters.get(stream_id)
+                leader = self.registry.by_stream.get(stream_id)
+                if not waiting or leader is None:
+                    continue
+                high_watermark = leader.high_watermark
+                ready += [callback for offset, callback in waiting if offset < high_watermark]
+                waiting[:] = [(o, c) for o, c in waiting if o >= high_watermark]
+        for callback in ready:
+            callback(None)
+
+    def when_durable(
+        self, leader: Partition, offset: int, callback: Callable[[BaseException | None], None]
+    ) -> None:
+        """Calls ``callback(None)`` once ``offset`` is below the high watermark
+        (at once if it is), or ``callback(error)`` if the engine closes first."""
+        with self._offset_waiters_lock:
+            if leader.high_watermark <= offset:
+                self._offset_waiters.setdefault(leader.stream_id, []).append((offset, callback))
+                return
+        callback(None)
+
+    def _has_data(self, positions: Mapping[TopicPartition, int]) -> bool:
+        for (topic, partition), offset in positions.items():
+            try:
+                leader = self.registry.partition(topic, partition)
+            except EngineError:
+                return True  # let the caller's fetch report it
+            if leader.high_watermark > offset or leader.log_start_offset > offset:
+                return True
+        return not positions
+
+    def wait_for_data(self, positions: Mapping[TopicPartition, int], timeout: float) -> bool:
+        """Blocks until one of the partitions has data at or after its
+        position, or ``timeout`` seconds pass; True if there is data."""
+        deadline = clock.monotonic() + timeout
+        with self.data_arrived:
+            self.sync_waiters += 1
+            try:
+                while not self._has_data(positions):
+                    remaining = deadline - clock.monotonic()
+                    if remaining <= 0 or self.closed:
+                        return False
+                    self.data_arrived.wait(remaining)
+                return True
+            finally:
+                self.sync_waiters -= 1
+
+    async def wait_for_data_async(
+        self, positions: Mapping[TopicPartition, int], timeout: float
+    ) -> bool:
+        """Like wait_for_data, without blocking the event loop."""
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        streams = []
+        for topic, partition in positions:
+            with contextlib.suppress(EngineError):
+                streams.append(self.registry.partition(topic, partition).stream_id)
+        for stream_id in streams:
+            self.async_waiters.setdefault(stream_id, []).append(waiter)
+        try:
+            if self._has_data(positions):
+                return True
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(waiter), timeout)
+            return self._has_data(positions)
+        finally:
+            for stream_id in streams:
+                waiting = self.async_waiters.get(stream_id)
+                if waiting and waiter in waiting:
+                    waiting.remove(waiter)
+
+    def close(self) -> None:
+        """Wakes every waiter: consumers find no data, retries get EngineClosed."""
+        self.closed = True
+        with self.data_arrived:
+            self.data_arrived.notify_all()
+        for waiters in list(self.async_waiters.values()):
+            for waiter in waiters:
+                waiter.get_loop().call_soon_threadsafe(_wake, waiter)
+        with self._offset_waiters_lock:
+            pending = [c for waiting in self._offset_waiters.values() for _, c in waiting]
+            self._offset_waiters.clear()
+        for callback in pending:
+            callback(EngineClosed())
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)

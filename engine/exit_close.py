@@ -1,0 +1,59 @@
+"""Closing, when the interpreter exits, the engines a script left open."""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import threading
+import weakref
+from typing import Protocol
+
+log = logging.getLogger("tidelog.engine")
+
+EXIT_CLOSE_TIMEOUT_S = 10.0
+"""How long interpreter exit waits for an engine left open to close."""
+
+
+class Closable(Protocol):
+    def close(self) -> None: ...
+
+
+_open_engines: weakref.WeakSet[Closable] = weakref.WeakSet()
+
+
+def opened(engine: Closable) -> None:
+    """``engine`` is open: close it at exit unless it is closed first."""
+    _open_engines.add(engine)
+
+
+def closed(engine: Closable) -> None:
+    _open_engines.discard(engine)
+
+
+@atexit.register
+def _close_at_exit() -> None:
+    """Closes the engines a script left open when the interpreter exits: the
+    log cache is uploaded if that finishes within EXIT_CLOSE_TIMEOUT_S in
+    all, else the interpreter exits anyway and the next open replays the WAL,
+    which holds everything acknowledged."""
+    engines = list(_open_engines)
+    if not engines:
+        return
+    closing = threading.Thread(target=_close_all, args=(engines,), name="tidelog-exit", daemon=True)
+    closing.start()
+    closing.join(EXIT_CLOSE_TIMEOUT_S)
+    if closing.is_alive():
+        log.warning(
+            "%d engine(s) left open did not close within %.0f s at exit; "
+            "the WAL holds what was acknowledged, and the next open replays it",
+            len(engines),
+            EXIT_CLOSE_TIMEOUT_S,
+        )
+
+
+def _close_all(engines: list[Closable]) -> None:
+    for engine in engines:
+        try:
+            engine.close()
+        except Exception:
+            log.warning("closing an engine left open at exit failed", exc_info=True)

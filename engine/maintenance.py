@@ -1,0 +1,86 @@
+"""The engine's background work: checkpointing the partitions that changed
+(producer state, time index) and running the log cleaner over compacted
+topics, each on its interval, on one daemon thread."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from engine import clock
+from engine.errors import EngineError
+from engine.log_cleaner import LogCleaner
+from engine.topics import TopicRegistry
+from s3stream import S3StreamError, StreamStore
+
+log = logging.getLogger("tidelog.engine")
+
+
+class Maintenance:
+    def __init__(
+        self,
+        registry: TopicRegistry,
+        lock: threading.RLock,
+        store: StreamStore,
+        cleaner: LogCleaner,
+        *,
+        checkpoint_interval_s: float,
+        cleaner_interval_s: float,
+        producer_id_expiration_ms: int,
+    ) -> None:
+        self.registry = registry
+        self.lock = lock
+        self.store = store
+        self.cleaner = cleaner
+        self.checkpoint_interval_s = checkpoint_interval_s
+        self.cleaner_interval_s = cleaner_interval_s
+        self.producer_id_expiration_ms = producer_id_expiration_ms
+        self._stop = threading.Event()
+        # A daemon thread, so a script that raises with the engine open still
+        # exits; engine/exit_close.py closes what is left open.
+        self._thread = threading.Thread(target=self._loop, name="tidelog-engine", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stops the thread and waits for the work under way to finish."""
+        self._stop.set()
+        self._thread.join()
+
+    def _loop(self) -> None:
+        next_checkpoint = clock.monotonic() + self.checkpoint_interval_s
+        next_clean = clock.monotonic() + self.cleaner_interval_s
+        while not self._stop.wait(0.2):
+            now = clock.monotonic()
+            try:
+                if now >= next_checkpoint:
+                    self.checkpoint()
+                    next_checkpoint = now + self.checkpoint_interval_s
+                if now >= next_clean:
+                    self.clean()
+                    next_clean = clock.monotonic() + self.cleaner_interval_s
+            except (S3StreamError, EngineError) as error:
+                if self.store.fenced:
+                    log.error("engine fenced by a newer owner of the storage: %s", error)
+                    return
+                log.warning("background work failed, will retry: %s", error)
+            except Exception:
+                log.exception("background work failed, will retry")
+
+    def checkpoint(self) -> None:
+        """Checkpoints every partition that changed (producer state, time index)."""
+        with self.lock:
+            partitions = list(self.registry.by_stream.values())
+        pending = [p.checkpoint(self.producer_id_expiration_ms) for p in partitions]
+        for future in pending:
+            if future is not None:
+                future.result()
+
+    def clean(self) -> int:
+        """Runs the log cleaner over compacted topics; returns partitions cleaned."""
+        with self.lock:
+            partitions = [
+                p for t in self.registry.topics.values() if t.config.compact for p in t.partitions
+            ]
+        return sum(1 for p in partitions if self.cleaner.clean(p))

@@ -1,0 +1,273 @@
+"""Topic administration: creating, deleting, growing and configuring topics
+by Kafka's rules for names, partition counts and configs.
+
+Each change, however many topics it names, is one catalog record (and one
+manifest commit for the streams it creates or deletes), so after a crash it
+happened whole or not at all.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+import threading
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from engine.catalog import Catalog, TopicMeta
+from engine.clock import Clock
+from engine.config import TopicConfig, normalize, normalize_all
+from engine.errors import (
+    EngineError,
+    InvalidPartitions,
+    InvalidReplicationFactor,
+    InvalidTopic,
+    TopicExists,
+    UnknownTopic,
+)
+from engine.gc_pause import collector_paused
+from engine.store_errors import store_errors
+from engine.topics import Topic, TopicRegistry
+from engine.types import NewTopic, PartitionInfo, TopicDescription
+from s3stream import S3StreamError, StreamStore
+
+log = logging.getLogger("tidelog.engine")
+
+_TOPIC_NAME = re.compile(r"^[a-zA-Z0-9._-]{1,249}$")
+_MANY_TOPICS = 64
+"""Changes of this many topics pause the garbage collector (gc_pause.py)."""
+
+
+class TopicAdmin:
+    """Changes the registry's topics under the engine's lock, recording each
+    change in the catalog before it takes effect."""
+
+    def __init__(
+        self,
+        registry: TopicRegistry,
+        catalog: Catalog,
+        store: StreamStore,
+        lock: threading.RLock,
+        *,
+        default_partitions: int,
+        clock: Clock,
+        check_open: Callable[[], None],
+        on_deleted: Callable[[str], None],
+    ) -> None:
+        self.registry = registry
+        self.catalog = catalog
+        self.store = store
+        self.lock = lock
+        self.default_partitions = default_partitions
+        self.clock = clock
+        self.check_open = check_open
+        self.on_deleted = on_deleted
+        """Told each deleted topic's name (the group coordinator forgets its offsets)."""
+
+    def create_topics(
+        self, topics: Sequence[NewTopic], *, validate_only: bool = False
+    ) -> list[TopicDescription | EngineError]:
+        """Creates many topics at once: one manifest commit for all their
+        streams and one catalog record naming them all, so after a crash
+        either every one of them exists or none does. Per topic, in order:
+        its description, or the error that refused it (the others are
+        created regardless). A name given twice is refused the second time
+        (TopicExists). A store failure raises, and then none was created."""
+        registry = self.registry
+        results: list[TopicDescription | EngineError | None] = [None] * len(topics)
+        checked: list[tuple[int, str, int, dict[str, str]]] = []
+        for i, topic in enumerate(topics):
+            try:
+                checked.append((i, topic.name, *self._check_new_topic(topic)))
+            except EngineError as error:
+                results[i] = error
+        created: list[tuple[int, Topic]] = []
+        with self.lock, collector_paused(len(checked) >= _MANY_TOPICS):
+            self.check_open()
+            fresh: list[tuple[int, str, int, dict[str, str]]] = []
+            taken: set[str] = set()
+            for i, name, count, overrides in checked:
+                if name in registry.topics or name in taken:
+                    results[i] = TopicExists(name)
+                elif validate_only:
+                    results[i] = self._describe_new(name, count, overrides)
+                else:
+                    taken.add(name)
+                    fresh.append((i, name, count, overrides))
+            if fresh:
+                ids = iter(self._create_streams(2 * sum(count for _, _, count, _ in fresh)))
+                created_ms = self.clock.time_ms()
+                metas = [
+                    TopicMeta(
+                        name,
+                        uuid.uuid4().bytes,
+                        overrides,
+                        [(next(ids), next(ids)) for _ in range(count)],
+                        created_ms,
+                    )
+                    for _, name, count, overrides in fresh
+                ]
+                wire = [meta.to_wire() for meta in metas]
+                self._append_catalog(
+                    ["create_topic", wire[0]] if len(wire) == 1 else ["create_topics", wire]
+                )
+                topics_now = self.catalog.state.topics
+                created = [(i, registry.load_topic(topics_now[name])) for i, name, _, _ in fresh]
+        with collector_paused(len(created) >= _MANY_TOPICS):
+            for i, loaded in created:
+                results[i] = registry.describe(loaded)
+        if created:
+            if len(created) == 1:
+                log.info("created topic %s", created[0][1].name)
+            else:
+                log.info("created %d topics", len(created))
+        return [r for r in results if r is not None]
+
+    def _check_new_topic(self, topic: NewTopic) -> tuple[int, dict[str, str]]:
+        """The topic's partition count and config overrides, by Kafka's rules."""
+        count = self.default_partitions if topic.partitions in (None, -1) else topic.partitions
+        assert count is not None
+        _check_topic_name(topic.name)
+        if count < 1:
+            raise InvalidPartitions(f"a topic needs at least 1 partition, not {count}")
+        if topic.replication_factor not in (1, -1):
+            raise InvalidReplicationFactor(
+                f"replication factor {topic.replication_factor}: this engine is one node, "
+                "its durability comes from the WAL and object storage"
+            )
+        return count, normalize_all(topic.configs or {})
+
+    def _describe_new(self, name: str, count: int, overrides: dict[str, str]) -> TopicDescription:
+        config = TopicConfig(overrides, self.registry.topic_defaults)
+        parts = [PartitionInfo(i, 0, 0, self.registry.leader_epoch) for i in range(count)]
+        return TopicDescription(name, bytes(16), parts, config.describe())
+
+    def delete_topics(self, names: Sequence[str]) -> list[EngineError | None]:
+        """Deletes many topics at once: one catalog record naming them all,
+        then one manifest commit deleting all their streams. Per name, in
+        order: None, or the error that refused it (UnknownTopic; a name given
+        twice is unknown the second time). A store failure raises."""
+        results: list[EngineError | None] = []
+        deleted: list[Topic] = []
+        with self.lock:
+            self.check_open()
+            for name in names:
+                topic = self.registry.topics.get(name)
+                if topic is None or topic in deleted:
+                    results.append(UnknownTopic(name))
+                else:
+                    results.append(None)
+                    deleted.append(topic)
+            if not deleted:
+                return results
+            gone = [topic.name for topic in deleted]
+            self._append_catalog(
+                ["delete_topic", gone[0]] if len(gone) == 1 else ["delete_topics", gone]
+            )
+            for topic in deleted:
+                self.registry.remove(topic)
+        for topic in deleted:
+            self.on_deleted(topic.name)
+        streams = [
+            stream_id
+            for topic in deleted
+            for partition in topic.partitions
+            for stream_id in (partition.stream_id, partition.state_stream_id)
+        ]
+        # The topics are gone once the catalog says so; streams left behind
+        # by a failure here are deleted at the next open (no topic names them).
+        with contextlib.suppress(S3StreamError):
+            self.store.delete_streams(streams)
+        if len(gone) == 1:
+            log.info("deleted topic %s", gone[0])
+        else:
+            log.info("deleted %d topics", len(gone))
+        return results
+
+    def create_partitions_many(
+        self, totals: Sequence[tuple[str, int]], *, validate_only: bool = False
+    ) -> list[EngineError | None]:
+        """Grows many topics at once, each to its total: one manifest commit
+        for all the new streams and one catalog record (all or nothing after
+        a crash). Per topic, in order: None, or the error that refused it
+        (UnknownTopic; InvalidPartitions for a total that does not grow the
+        topic, or a topic given twice). A store failure raises."""
+        results: list[EngineError | None] = []
+        growing: list[tuple[Topic, int]] = []
+        with self.lock, collector_paused(len(totals) >= _MANY_TOPICS):
+            self.check_open()
+            for name, total in totals:
+                topic = self.registry.topics.get(name)
+                current = 0 if topic is None else len(topic.partitions)
+                if topic is None:
+                    results.append(UnknownTopic(name))
+                elif any(grown is topic for grown, _ in growing):
+                    results.append(InvalidPartitions(f"topic {name} is given twice"))
+                elif total <= current:
+                    results.append(
+                        InvalidPartitions(
+                            f"topic {name} has {current} partitions; it can only grow, "
+                            f"not to {total}"
+                        )
+                    )
+                else:
+                    results.append(None)
+                    growing.append((topic, total - current))
+            if validate_only or not growing:
+                return results
+            ids = iter(self._create_streams(2 * sum(count for _, count in growing)))
+            added = [
+                (topic, [(next(ids), next(ids)) for _ in range(count)]) for topic, count in growing
+            ]
+            wire = [[topic.name, [list(pair) for pair in pairs]] for topic, pairs in added]
+            self._append_catalog(
+                ["add_partitions", *wire[0]] if len(wire) == 1 else ["add_partitions_many", wire]
+            )
+            for topic, pairs in added:
+                for pair in pairs:
+                    topic.partitions.append(self.registry.load_partition(topic, pair))
+        return results
+
+    def alter_configs(
+        self,
+        name: str,
+        configs: Mapping[str, object | None],
+        *,
+        incremental: bool = True,
+        validate_only: bool = False,
+    ) -> None:
+        """Sets (or, with None, removes) topic config overrides. Not
+        incremental: the given configs replace every override (AlterConfigs)."""
+        changes: dict[str, str | None] = {
+            key: None if value is None else normalize(key, value) for key, value in configs.items()
+        }
+        with self.lock:
+            self.check_open()
+            topic = self.registry.topic(name)
+            if not incremental:
+                for key in topic.meta.configs:
+                    changes.setdefault(key, None)
+            if validate_only:
+                return
+            self._append_catalog(["alter_configs", name, changes])
+            topic.config = TopicConfig(topic.meta.configs, self.registry.topic_defaults)
+            for partition in topic.partitions:
+                partition.configure(topic.config)
+
+    def _create_streams(self, count: int) -> list[int]:
+        with store_errors():
+            return self.store.create_streams(count)
+
+    def _append_catalog(self, record: list[Any]) -> None:
+        with store_errors():
+            self.catalog.append(record)
+
+
+def _check_topic_name(name: str) -> None:
+    if name in (".", "..") or not _TOPIC_NAME.fullmatch(name):
+        raise InvalidTopic(
+            f"invalid topic name {name!r}: 1-249 characters of ASCII letters, digits, "
+            "'.', '_' and '-', and not '.' or '..'"
+        )

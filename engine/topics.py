@@ -1,0 +1,100 @@
+"""The topics the engine serves and their partition leaders: loading them
+from their catalog entries, and finding them by name or by stream.
+
+Reads of the maps take no lock: they are changed only under the engine's
+lock, a topic goes in whole (partitions loaded) and a lookup or a list() of
+one is one step under the GIL. So produce, fetch and Metadata never wait
+behind a long change, such as creating thousands of topics.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from engine.catalog import TopicMeta
+from engine.clock import Clock
+from engine.config import TopicConfig
+from engine.errors import UnknownPartition, UnknownTopic
+from engine.partition import Partition
+from engine.types import PartitionInfo, TopicDescription
+from s3stream import StreamStore
+
+
+class Topic:
+    def __init__(self, meta: TopicMeta, config: TopicConfig, partitions: list[Partition]) -> None:
+        self.meta = meta
+        self.config = config
+        self.partitions = partitions
+
+    @property
+    def name(self) -> str:
+        return self.meta.name
+
+
+class TopicRegistry:
+    """Every loaded topic by name, and its partitions' leaders by stream."""
+
+    def __init__(
+        self,
+        store: StreamStore,
+        leader_epoch: int,
+        topic_defaults: dict[str, str],
+        clock: Clock,
+        verify_transaction: Callable[[str, int, int, int], None],
+    ) -> None:
+        self.store = store
+        self.leader_epoch = leader_epoch
+        self.topic_defaults = topic_defaults
+        self.clock = clock
+        self.verify_transaction = verify_transaction
+        self.topics: dict[str, Topic] = {}
+        self.by_stream: dict[int, Partition] = {}
+
+    def load_topic(self, meta: TopicMeta) -> Topic:
+        config = TopicConfig(meta.configs, self.topic_defaults)
+        topic = Topic(meta, config, [])
+        for streams in meta.streams:
+            topic.partitions.append(self.load_partition(topic, streams))
+        self.topics[meta.name] = topic
+        return topic
+
+    def load_partition(self, topic: Topic, streams: tuple[int, int]) -> Partition:
+        for stream_id in streams:
+            self.store.open_stream(stream_id, 0)
+        partition = Partition(
+            self.store,
+            topic.name,
+            len(topic.partitions),
+            streams,
+            topic.config,
+            self.leader_epoch,
+            clock=self.clock,
+        )
+        self.by_stream[partition.stream_id] = partition
+        partition.verify_transaction = self.verify_transaction
+        return partition
+
+    def remove(self, topic: Topic) -> None:
+        del self.topics[topic.name]
+        for partition in topic.partitions:
+            self.by_stream.pop(partition.stream_id, None)
+
+    def topic(self, name: str) -> Topic:
+        topic = self.topics.get(name)
+        if topic is None:
+            raise UnknownTopic(name)
+        return topic
+
+    def partition(self, topic: str, partition: int) -> Partition:
+        """The partition's leader; UnknownTopic or UnknownPartition if there is none."""
+        partitions = self.topic(topic).partitions
+        if not 0 <= partition < len(partitions):
+            raise UnknownPartition(topic, partition, len(partitions))
+        return partitions[partition]
+
+    def describe(self, topic: Topic) -> TopicDescription:
+        parts = [
+            PartitionInfo(p.index, p.log_start_offset, p.high_watermark, self.leader_epoch)
+            for p in topic.partitions
+        ]
+        return TopicDescription(topic.name, topic.meta.topic_id, parts, topic.config.describe())
