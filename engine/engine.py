@@ -27,6 +27,7 @@ from types import TracebackType
 from typing import Any, overload
 
 from engine import clock
+from engine.broker_config import BrokerConfigs, engine_static
 from engine.catalog import Catalog, TopicMeta
 from engine.client.consumer import Consumer
 from engine.client.producer import Producer
@@ -148,7 +149,7 @@ class Engine:
         self, data_dir: str, object_store: ObjectStore | str | None, config: EngineConfig
     ) -> None:
         self.config = config
-        self.topic_defaults = normalize_all(config.topic_defaults)
+        static_topic_defaults = normalize_all(config.topic_defaults)
         started = clock.monotonic()
         self.store = StreamStore.open(data_dir, object_store, config.store)
         self._lock = threading.RLock()
@@ -167,6 +168,15 @@ class Engine:
         """What close left only in the WAL (None until closed)."""
         try:
             self.catalog = Catalog.open(self.store)
+            self.broker_configs = BrokerConfigs(
+                engine_static(config.auto_create_topics, config.default_partitions),
+                self.catalog.state.broker_configs,
+                lambda scope, changes: self._append_catalog(["broker_configs", scope, changes]),
+                static_topic_defaults=static_topic_defaults,
+            )
+            """The broker configs in force, the dynamic ones included."""
+            self.topic_defaults, self._topic_default_sources = self.broker_configs.topic_defaults()
+            self.broker_configs.subscribe(self._broker_configs_changed)
             self.leader_epoch = self.store.manifest.state.epoch
             replayed = 0
             for meta in list(self.catalog.state.topics.values()):
@@ -207,8 +217,24 @@ class Engine:
             clock.monotonic() - started,
         )
 
+    def _topic_config(self, overrides: Mapping[str, str]) -> TopicConfig:
+        return TopicConfig(overrides, self.topic_defaults, self._topic_default_sources)
+
+    def _broker_configs_changed(self) -> None:
+        """A broker config changed: topics without an override of their
+        own take the new defaults at once."""
+        defaults, sources = self.broker_configs.topic_defaults()
+        with self._lock:
+            if (defaults, sources) == (self.topic_defaults, self._topic_default_sources):
+                return
+            self.topic_defaults, self._topic_default_sources = defaults, sources
+            for topic in list(self._topics.values()):
+                topic.config = self._topic_config(topic.meta.configs)
+                for partition in topic.partitions:
+                    partition.configure(topic.config)
+
     def _load_topic(self, meta: TopicMeta) -> Topic:
-        config = TopicConfig(meta.configs, self.topic_defaults)
+        config = self._topic_config(meta.configs)
         topic = Topic(meta, config, [])
         for streams in meta.streams:
             topic.partitions.append(self._load_partition(topic, streams))
@@ -329,7 +355,9 @@ class Engine:
     def _check_new_topic(self, topic: NewTopic) -> tuple[int, dict[str, str]]:
         """The topic's partition count and config overrides, by Kafka's rules."""
         count = (
-            self.config.default_partitions if topic.partitions in (None, -1) else topic.partitions
+            self.broker_configs.num_partitions
+            if topic.partitions in (None, -1)
+            else topic.partitions
         )
         assert count is not None
         _check_topic_name(topic.name)
@@ -343,7 +371,7 @@ class Engine:
         return count, normalize_all(topic.configs or {})
 
     def _describe_new(self, name: str, count: int, overrides: dict[str, str]) -> TopicDescription:
-        config = TopicConfig(overrides, self.topic_defaults)
+        config = self._topic_config(overrides)
         parts = [PartitionInfo(i, 0, 0, self.leader_epoch) for i in range(count)]
         return TopicDescription(name, bytes(16), parts, config.describe())
 
@@ -468,7 +496,7 @@ class Engine:
             if validate_only:
                 return
             self._append_catalog(["alter_configs", name, changes])
-            topic.config = TopicConfig(topic.meta.configs, self.topic_defaults)
+            topic.config = self._topic_config(topic.meta.configs)
             for partition in topic.partitions:
                 partition.configure(topic.config)
 
@@ -544,7 +572,7 @@ class Engine:
             with self._lock:
                 found = self._topics.get(topic)
                 if found is None:
-                    if not (auto_create and self.config.auto_create_topics) or self._closed:
+                    if not (auto_create and self.broker_configs.auto_create_topics) or self._closed:
                         raise UnknownTopic(topic)
                     self.create_topic(topic)
                     found = self._topics[topic]

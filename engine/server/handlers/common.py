@@ -59,7 +59,7 @@ def auto_create_topics(context: RequestContext, names: list[str]) -> dict[str, K
     bound of metadata records (MAX_RECORDS_PER_REQUEST) none is created and
     each is answered UNKNOWN_TOPIC_OR_PARTITION."""
     engine = context.engine
-    records = len(names) * (1 + engine.config.default_partitions)
+    records = len(names) * (1 + engine.broker_configs.num_partitions)
     if records > MAX_RECORDS_PER_REQUEST:
         code = KafkaCode.UNKNOWN_TOPIC_OR_PARTITION
         log.warning(

@@ -52,7 +52,10 @@ def handle_metadata(context: RequestContext, request: MetadataRequest) -> Respon
         wanted: list[tuple[str | None, bytes]] = [(n, b"") for n in engine.list_topics()]
     else:
         wanted = [(t.name, uuid_bytes(getattr(t, "topic_id", None))) for t in requested]
-    if getattr(request, "allow_auto_topic_creation", True) and engine.config.auto_create_topics:
+    if (
+        getattr(request, "allow_auto_topic_creation", True)
+        and engine.broker_configs.auto_create_topics
+    ):
         unknown = list(
             dict.fromkeys(n for n, _ in wanted if n is not None and not engine.has_topic(n))
         )
