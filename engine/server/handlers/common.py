@@ -8,6 +8,8 @@ from typing import Any
 
 from engine.errors import EngineError, TopicExists, error_code
 from engine.protocol.kafka_code import KafkaCode
+from engine.server import authorizer
+from engine.server.authorizer import ANONYMOUS, AUTHORIZED_OPERATIONS_OMITTED, ResourceType
 from engine.server.context import RequestContext
 from engine.types import NewTopic
 
@@ -42,6 +44,20 @@ def leader_epoch_error(context: RequestContext, current_leader_epoch: int) -> Ka
 def topic_names_by_id(context: RequestContext) -> dict[bytes, str]:
     engine = context.engine
     return {engine.topic_id(name): name for name in engine.list_topics()}
+
+
+def authorized_operations(
+    context: RequestContext, resource_type: ResourceType, name: str, requested: bool
+) -> int:
+    """KIP-430: the operations the connection may perform on the resource
+    (a bitfield of AclOperation codes) when the request asks for them, else
+    Kafka's sentinel. Connections are not authenticated yet: every one is
+    Kafka's anonymous principal."""
+    if not requested:
+        return AUTHORIZED_OPERATIONS_OMITTED
+    return authorizer.authorized_operations(
+        context.server.authorizer, ANONYMOUS, resource_type, name
+    )
 
 
 def uuid_bytes(value: Any) -> bytes:
