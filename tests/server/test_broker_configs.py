@@ -309,3 +309,19 @@ def test_dynamic_configs_survive_a_restart_on_the_same_storage(tmp_path: Path) -
     finally:
         if server.running:
             server.kill()
+
+
+def test_append_and_subtract_act_on_the_resources_own_list(node: Node) -> None:
+    bootstrap = node.server.bootstrap
+    append, subtract = 2, 3
+    alter_default(bootstrap, ("log.cleanup.policy", append, "compact"))
+    assert default_resource(bootstrap)["log.cleanup.policy"] == ("delete,compact", DYNAMIC_DEFAULT)
+    node.engine.create_topic("both", 1)
+    assert node.engine.topic_config("both").compact
+    alter_default(bootstrap, ("log.cleanup.policy", subtract, "delete"))
+    assert not node.engine.topic_config("both").delete
+    refused = alter_raw(bootstrap, BROKER, "", ("num.partitions", append, "2"))
+    assert (refused.error_code, refused.error_message) == (
+        KafkaError.INVALID_REQUEST,
+        "Config value append is not allowed for config key: num.partitions",
+    )

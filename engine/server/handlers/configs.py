@@ -200,8 +200,8 @@ def _broker_changes(
     context: RequestContext, resource: _IncrementalResource
 ) -> dict[str, str | None]:
     """IncrementalAlterConfigs' operations on a broker resource as values
-    to set (None: to remove); APPEND and SUBTRACT act on the value in force
-    (Kafka's prepareIncrementalConfigs)."""
+    to set (None: to remove); APPEND and SUBTRACT act on the resource's own
+    dynamic value, else the default (Kafka's prepareIncrementalConfigs)."""
     brokers = context.engine.broker_configs
     changes: dict[str, str | None] = {}
     for config in resource.configs:
@@ -217,7 +217,8 @@ def _broker_changes(
                 raise _InvalidRequest(
                     f"Config value {verb} is not allowed for config key: {config.name}"
                 )
-            items = [i for i in brokers.value(config.name).split(",") if i]
+            own = brokers.dynamic(resource.resource_name).get(config.name, definition.default)
+            items = [i for i in own.split(",") if i]
             given = [i.strip() for i in (config.value or "").split(",") if i.strip()]
             if operation == _APPEND:
                 items += [i for i in given if i not in items]
