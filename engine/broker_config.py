@@ -159,9 +159,12 @@ class BrokerConfigs:
 
     def set_static(self, values: Mapping[str, object]) -> None:
         """Adds what the owner of a setting was started with (the server's
-        node id and connection limit); notifies as a change does."""
+        node id and connection limit), as it holds them: its own checks
+        passed already; notifies as a change does."""
         static = dict(self._static)
-        static.update({name: _text(BROKER_CONFIG_DEFS[name], v) for name, v in values.items()})
+        static.update(
+            {name: str(v).lower() if isinstance(v, bool) else str(v) for name, v in values.items()}
+        )
         self._static = static
         self.node_id = int(static.get("broker.id", str(self.node_id)))
         self._notify()
@@ -197,13 +200,15 @@ class BrokerConfigs:
         default, the static value, the default. ``scope`` "" leaves out the
         broker's own, as Kafka does when describing the default resource."""
         definition = BROKER_CONFIG_DEFS[name]
+        dynamic, static_values = self._dynamic, self._static  # one version of each, read once
         found = []
-        if scope != CLUSTER_DEFAULT and name in self._dynamic.get(scope, {}):
-            found.append(Synonym(name, self._dynamic[scope][name], ConfigSource.DYNAMIC_BROKER))
-        if name in self._dynamic.get(CLUSTER_DEFAULT, {}):
-            value = self._dynamic[CLUSTER_DEFAULT][name]
-            found.append(Synonym(name, value, ConfigSource.DYNAMIC_DEFAULT_BROKER))
-        static = self._static.get(name)
+        own = dynamic.get(scope, {}).get(name) if scope != CLUSTER_DEFAULT else None
+        if own is not None:
+            found.append(Synonym(name, own, ConfigSource.DYNAMIC_BROKER))
+        default = dynamic.get(CLUSTER_DEFAULT, {}).get(name)
+        if default is not None:
+            found.append(Synonym(name, default, ConfigSource.DYNAMIC_DEFAULT_BROKER))
+        static = static_values.get(name)
         if static is None and definition.topic is not None:
             static = self._static_topic_defaults.get(definition.topic)
         if static is not None:
