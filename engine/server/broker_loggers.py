@@ -65,10 +65,11 @@ def logger_names() -> list[str]:
 
 def levels() -> dict[str, str]:
     """Every listed logger's effective level, by Kafka's name."""
-    return {name: level_name(_logger(name).getEffectiveLevel()) for name in logger_names()}
+    return {name: level_name(logger(name).getEffectiveLevel()) for name in logger_names()}
 
 
-def _logger(name: str) -> logging.Logger:
+def logger(name: str) -> logging.Logger:
+    """The logger a BROKER_LOGGER config names ("root": the root logger)."""
     return logging.getLogger() if name == ROOT else logging.getLogger(name)
 
 
@@ -99,7 +100,7 @@ def set_level(name: str, level: str | None) -> None:
     """Sets a checked level, or with None returns the logger to its parent's."""
     if level is None:
         log.info("Unset the log level of %s", name)
-        _logger(name).setLevel(logging.NOTSET)
+        logger(name).setLevel(logging.NOTSET)
     else:
         log.info("Updating the log level of %s to %s", name, level)
-        _logger(name).setLevel(LEVELS[level])
+        logger(name).setLevel(LEVELS[level])

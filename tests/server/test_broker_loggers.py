@@ -22,7 +22,7 @@ from tests.server.in_process import InProcessServer
 
 @pytest.fixture
 def admin(tmp_path: Path) -> Iterator[KafkaAdminClient]:
-    saved = {name: broker_loggers._logger(name).level for name in broker_loggers.logger_names()}
+    saved = {name: broker_loggers.logger(name).level for name in broker_loggers.logger_names()}
     opened = engine.open(tmp_path / "node", "file://" + str(tmp_path / "bucket"))
     server = InProcessServer(opened)
     client = KafkaAdminClient(bootstrap_servers=server.bootstrap)
@@ -33,7 +33,7 @@ def admin(tmp_path: Path) -> Iterator[KafkaAdminClient]:
         server.stop()
         opened.close()
         for name, level in saved.items():
-            broker_loggers._logger(name).setLevel(level)
+            broker_loggers.logger(name).setLevel(level)
 
 
 def loggers(admin: KafkaAdminClient, name: str = "1") -> dict[str, Any]:
