@@ -156,6 +156,7 @@ class BrokerConfigs:
         self._lock = threading.Lock()
         self._listeners: list[Callable[[], None]] = []
         self.node_id = int(self._static.get("broker.id", "1"))
+        self._in_force = self._values_in_force()
 
     def set_static(self, values: Mapping[str, object]) -> None:
         """Adds what the owner of a setting was started with (the server's
@@ -167,6 +168,7 @@ class BrokerConfigs:
         )
         self._static = static
         self.node_id = int(static.get("broker.id", str(self.node_id)))
+        self._in_force = self._values_in_force()
         self._notify()
 
     def subscribe(self, listener: Callable[[], None]) -> None:
@@ -180,7 +182,12 @@ class BrokerConfigs:
         return self.synonyms(name, str(self.node_id))[0]
 
     def value(self, name: str) -> str:
-        return self.resolved(name).value
+        """The value in force, from a map made at each change: read on
+        every Produce and Metadata request (auto-creation), so a lookup."""
+        return self._in_force[name]
+
+    def _values_in_force(self) -> dict[str, str]:
+        return {name: self.resolved(name).value for name in BROKER_CONFIG_DEFS}
 
     @property
     def auto_create_topics(self) -> bool:
@@ -307,6 +314,7 @@ class BrokerConfigs:
             dynamic = dict(self._dynamic)
             dynamic[scope] = updated
             self._dynamic = dynamic
+            self._in_force = self._values_in_force()
         self._notify()
 
     def _checked(self, changes: Mapping[str, str | None]) -> dict[str, str | None]:
