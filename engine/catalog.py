@@ -62,6 +62,9 @@ class CatalogState:
     """Producer ids below this were handed out (or reserved) before."""
     internal: dict[str, int] = field(default_factory=dict)
     """The engine's own streams by name (group and transaction state)."""
+    broker_configs: dict[str, dict[str, str]] = field(default_factory=dict)
+    """Dynamic broker configs by resource name: a node id, or "" for the
+    cluster's defaults (engine/broker_config.py)."""
 
     def apply(self, record: list[Any]) -> None:
         kind = record[0]
@@ -72,6 +75,7 @@ class CatalogState:
             restored = CatalogState.from_wire(record[1])
             self.topics, self.producer_ids_end = restored.topics, restored.producer_ids_end
             self.internal = restored.internal
+            self.broker_configs = restored.broker_configs
         elif kind == "create_topic":
             meta = TopicMeta.from_wire(record[1])
             self.topics[meta.name] = meta
@@ -96,6 +100,15 @@ class CatalogState:
                     configs.pop(name, None)
                 else:
                     configs[name] = value
+        elif kind == "broker_configs":
+            configs = self.broker_configs.setdefault(record[1], {})
+            for name, value in record[2].items():
+                if value is None:
+                    configs.pop(name, None)
+                else:
+                    configs[name] = value
+            if not configs:
+                del self.broker_configs[record[1]]
         elif kind == "internal_stream":
             self.internal[record[1]] = record[2]
         elif kind == "producer_ids":
@@ -108,13 +121,17 @@ class CatalogState:
             "topics": [t.to_wire() for t in self.topics.values()],
             "producer_ids_end": self.producer_ids_end,
             "internal": self.internal,
+            "broker_configs": self.broker_configs,
         }
 
     @classmethod
     def from_wire(cls, raw: dict[str, Any]) -> CatalogState:
         topics = [TopicMeta.from_wire(t) for t in raw["topics"]]
         return cls(
-            {t.name: t for t in topics}, raw["producer_ids_end"], dict(raw.get("internal", {}))
+            {t.name: t for t in topics},
+            raw["producer_ids_end"],
+            dict(raw.get("internal", {})),
+            {scope: dict(configs) for scope, configs in raw.get("broker_configs", {}).items()},
         )
 
     def stream_ids(self) -> set[int]:

@@ -36,8 +36,14 @@ class ConfigSource(enum.IntEnum):
     """Kafka's DescribeConfigs source values."""
 
     TOPIC = 1
+    DYNAMIC_BROKER = 2
+    """This broker's value, altered while running (broker_config.py)."""
+    DYNAMIC_DEFAULT_BROKER = 3
+    """The cluster's default, altered while running (the resource named "")."""
     STATIC_BROKER = 4
     DEFAULT = 5
+    BROKER_LOGGER = 6
+    """A logger's level (the BROKER_LOGGER resource)."""
 
 
 @dataclass(frozen=True)
@@ -204,9 +210,16 @@ class ConfigEntry(NamedTuple):
 class TopicConfig:
     """A topic's effective configs: its overrides, else the engine's, else Kafka's."""
 
-    def __init__(self, overrides: Mapping[str, str], engine_defaults: Mapping[str, str]) -> None:
+    def __init__(
+        self,
+        overrides: Mapping[str, str],
+        engine_defaults: Mapping[str, str],
+        default_sources: Mapping[str, ConfigSource] | None = None,
+    ) -> None:
         self.overrides = dict(overrides)
         self.engine_defaults = engine_defaults
+        self.default_sources = default_sources or {}
+        """Where each engine default comes from (STATIC_BROKER if not said)."""
         self.retention_ms = self._long("retention.ms")
         self.retention_bytes = self._long("retention.bytes")
         policies = _split_list(self.get("cleanup.policy"))
@@ -245,7 +258,7 @@ class TopicConfig:
             if definition.name in self.overrides:
                 source = ConfigSource.TOPIC
             elif definition.name in self.engine_defaults:
-                source = ConfigSource.STATIC_BROKER
+                source = self.default_sources.get(definition.name, ConfigSource.STATIC_BROKER)
             else:
                 source = ConfigSource.DEFAULT
             entries.append(

@@ -29,6 +29,7 @@ from typing import Any, overload
 
 from engine import clock, exit_close
 from engine.acks import Acks
+from engine.broker_config import BrokerConfigs, engine_static
 from engine.catalog import Catalog
 from engine.client.consumer import Consumer
 from engine.client.producer import Producer
@@ -110,7 +111,7 @@ class Engine:
         self, data_dir: str, object_store: ObjectStore | str | None, config: EngineConfig
     ) -> None:
         self.config = config
-        self.topic_defaults = normalize_all(config.topic_defaults)
+        static_topic_defaults = normalize_all(config.topic_defaults)
         started = clock.monotonic()
         self.store = StreamStore.open(data_dir, object_store, config.store)
         self._lock = threading.RLock()
@@ -119,11 +120,20 @@ class Engine:
         """What close left only in the WAL (None until closed)."""
         try:
             self.catalog = Catalog.open(self.store)
+            self.broker_configs = BrokerConfigs(
+                engine_static(config.auto_create_topics, config.default_partitions),
+                self.catalog.state.broker_configs,
+                lambda scope, changes: self._admin.append_catalog(
+                    ["broker_configs", scope, changes]
+                ),
+                static_topic_defaults=static_topic_defaults,
+            )
+            """The broker configs in force, the dynamic ones included."""
             self.leader_epoch = self.store.manifest.state.epoch
             self._registry = TopicRegistry(
                 self.store,
                 self.leader_epoch,
-                self.topic_defaults,
+                self.broker_configs.topic_defaults(),
                 self.clock,
                 self._verify_transaction,
             )
@@ -152,11 +162,12 @@ class Engine:
             self.catalog,
             self.store,
             self._lock,
-            default_partitions=config.default_partitions,
+            default_partitions=lambda: self.broker_configs.num_partitions,
             clock=self.clock,
             check_open=self._check_open,
             on_deleted=self.groups.on_topic_deleted,
         )
+        self.broker_configs.subscribe(self._broker_configs_changed)
         self._waiters = DataWaiters(self._registry)
         self._acks = Acks(self.store, self._waiters)
         self.transactions.start()
@@ -182,6 +193,16 @@ class Engine:
             replayed,
             clock.monotonic() - started,
         )
+
+    @property
+    def topic_defaults(self) -> dict[str, str]:
+        """The topic configs a topic without overrides has now: the broker's
+        static [topic_defaults] under its dynamic broker configs."""
+        return self._registry.topic_defaults
+
+    def _broker_configs_changed(self) -> None:
+        with self._lock:
+            self._registry.set_defaults(*self.broker_configs.topic_defaults())
 
     def _verify_transaction(self, topic: str, partition: int, producer_id: int, epoch: int) -> None:
         self.transactions.verify(topic, partition, producer_id, epoch)
@@ -317,7 +338,7 @@ class Engine:
         if topic not in self._registry.topics:  # a dict read needs no lock; creating one does
             with self._lock:
                 if topic not in self._registry.topics:
-                    if not (auto_create and self.config.auto_create_topics) or self._closed:
+                    if not (auto_create and self.broker_configs.auto_create_topics) or self._closed:
                         raise UnknownTopic(topic)
                     self.create_topic(topic)
         return self._registry.partition(topic, partition)

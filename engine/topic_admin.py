@@ -18,7 +18,7 @@ from typing import Any
 
 from engine.catalog import Catalog, TopicMeta
 from engine.clock import Clock
-from engine.config import TopicConfig, normalize, normalize_all
+from engine.config import normalize, normalize_all
 from engine.errors import (
     EngineError,
     InvalidPartitions,
@@ -51,7 +51,7 @@ class TopicAdmin:
         store: StreamStore,
         lock: threading.RLock,
         *,
-        default_partitions: int,
+        default_partitions: Callable[[], int],
         clock: Clock,
         check_open: Callable[[], None],
         on_deleted: Callable[[str], None],
@@ -61,6 +61,7 @@ class TopicAdmin:
         self.store = store
         self.lock = lock
         self.default_partitions = default_partitions
+        """The broker's num.partitions now (a dynamic broker config)."""
         self.clock = clock
         self.check_open = check_open
         self.on_deleted = on_deleted
@@ -110,7 +111,7 @@ class TopicAdmin:
                     for _, name, count, overrides in fresh
                 ]
                 wire = [meta.to_wire() for meta in metas]
-                self._append_catalog(
+                self.append_catalog(
                     ["create_topic", wire[0]] if len(wire) == 1 else ["create_topics", wire]
                 )
                 topics_now = self.catalog.state.topics
@@ -127,7 +128,7 @@ class TopicAdmin:
 
     def _check_new_topic(self, topic: NewTopic) -> tuple[int, dict[str, str]]:
         """The topic's partition count and config overrides, by Kafka's rules."""
-        count = self.default_partitions if topic.partitions in (None, -1) else topic.partitions
+        count = self.default_partitions() if topic.partitions in (None, -1) else topic.partitions
         assert count is not None
         _check_topic_name(topic.name)
         if count < 1:
@@ -140,7 +141,7 @@ class TopicAdmin:
         return count, normalize_all(topic.configs or {})
 
     def _describe_new(self, name: str, count: int, overrides: dict[str, str]) -> TopicDescription:
-        config = TopicConfig(overrides, self.registry.topic_defaults)
+        config = self.registry.topic_config(overrides)
         parts = [PartitionInfo(i, 0, 0, self.registry.leader_epoch) for i in range(count)]
         return TopicDescription(name, bytes(16), parts, config.describe())
 
@@ -163,7 +164,7 @@ class TopicAdmin:
             if not deleted:
                 return results
             gone = [topic.name for topic in deleted]
-            self._append_catalog(
+            self.append_catalog(
                 ["delete_topic", gone[0]] if len(gone) == 1 else ["delete_topics", gone]
             )
             for topic in deleted:
@@ -222,7 +223,7 @@ class TopicAdmin:
                 (topic, [(next(ids), next(ids)) for _ in range(count)]) for topic, count in growing
             ]
             wire = [[topic.name, [list(pair) for pair in pairs]] for topic, pairs in added]
-            self._append_catalog(
+            self.append_catalog(
                 ["add_partitions", *wire[0]] if len(wire) == 1 else ["add_partitions_many", wire]
             )
             for topic, pairs in added:
@@ -251,8 +252,8 @@ class TopicAdmin:
                     changes.setdefault(key, None)
             if validate_only:
                 return
-            self._append_catalog(["alter_configs", name, changes])
-            topic.config = TopicConfig(topic.meta.configs, self.registry.topic_defaults)
+            self.append_catalog(["alter_configs", name, changes])
+            topic.config = self.registry.topic_config(topic.meta.configs)
             for partition in topic.partitions:
                 partition.configure(topic.config)
 
@@ -260,7 +261,7 @@ class TopicAdmin:
         with store_errors():
             return self.store.create_streams(count)
 
-    def _append_catalog(self, record: list[Any]) -> None:
+    def append_catalog(self, record: list[Any]) -> None:
         with store_errors():
             self.catalog.append(record)
 

@@ -9,11 +9,11 @@ behind a long change, such as creating thousands of topics.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from engine.catalog import TopicMeta
 from engine.clock import Clock
-from engine.config import TopicConfig
+from engine.config import ConfigSource, TopicConfig
 from engine.errors import UnknownPartition, UnknownTopic
 from engine.partition import Partition
 from engine.types import PartitionInfo, TopicDescription
@@ -38,20 +38,36 @@ class TopicRegistry:
         self,
         store: StreamStore,
         leader_epoch: int,
-        topic_defaults: dict[str, str],
+        topic_defaults: tuple[dict[str, str], dict[str, ConfigSource]],
         clock: Clock,
         verify_transaction: Callable[[str, int, int, int], None],
     ) -> None:
         self.store = store
         self.leader_epoch = leader_epoch
-        self.topic_defaults = topic_defaults
+        self.topic_defaults, self.topic_default_sources = topic_defaults
+        """The broker's topic defaults in force, and where each came from."""
         self.clock = clock
         self.verify_transaction = verify_transaction
         self.topics: dict[str, Topic] = {}
         self.by_stream: dict[int, Partition] = {}
 
+    def topic_config(self, overrides: Mapping[str, str]) -> TopicConfig:
+        """A topic's config: its overrides over the broker's defaults."""
+        return TopicConfig(overrides, self.topic_defaults, self.topic_default_sources)
+
+    def set_defaults(self, defaults: dict[str, str], sources: dict[str, ConfigSource]) -> None:
+        """The broker's topic defaults changed (under the engine's lock):
+        topics without an override of their own take them at once."""
+        if (defaults, sources) == (self.topic_defaults, self.topic_default_sources):
+            return
+        self.topic_defaults, self.topic_default_sources = defaults, sources
+        for topic in list(self.topics.values()):
+            topic.config = self.topic_config(topic.meta.configs)
+            for partition in topic.partitions:
+                partition.configure(topic.config)
+
     def load_topic(self, meta: TopicMeta) -> Topic:
-        config = TopicConfig(meta.configs, self.topic_defaults)
+        config = self.topic_config(meta.configs)
         topic = Topic(meta, config, [])
         for streams in meta.streams:
             topic.partitions.append(self.load_partition(topic, streams))

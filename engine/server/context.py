@@ -15,6 +15,7 @@ from engine.engine import Engine
 from engine.gc_pause import collector_paused
 from engine.protocol.codec import Encoded, encode_response
 from engine.protocol.frames import RequestHeader
+from engine.server.authorizer import AllowAll, Authorizer
 from engine.server.config import ServerConfig
 
 T = TypeVar("T")
@@ -48,6 +49,8 @@ class ServerState:
     )
     """Where topic administration runs (see off_loop): one thread, since the
     engine does such changes one at a time anyway."""
+    authorizer: Authorizer = field(default_factory=AllowAll)
+    """What each principal may do (authorizer.py): everything, until ACLs are served."""
 
 
 def answer(context: RequestContext, future: Future[T], build: Callable[[T], Body]) -> Response:

@@ -80,6 +80,13 @@ class Server:
             self.config.advertised_port or self.port,
         )
         self._state = ServerState(self.engine, self.config, cluster_id_for(self.engine), broker)
+        self.engine.broker_configs.set_static(
+            {
+                "broker.id": self.config.node_id,
+                "max.connections": self.config.max_connections,
+                "socket.request.max.bytes": self.config.max_request_bytes,
+            }
+        )
         self._reporter = asyncio.create_task(self._report_activity())
         self._sweeper = asyncio.create_task(self._sweep_connections())
         log.info(
@@ -172,8 +179,9 @@ class Server:
         max.connections.per.ip), or None. As Kafka does, one over a limit is
         accepted and closed at once."""
         config = self.config
-        if len(self.connections) >= config.max_connections:
-            return f"max.connections ({config.max_connections}) are open"
+        max_connections = self.engine.broker_configs.max_connections  # dynamic
+        if len(self.connections) >= max_connections:
+            return f"max.connections ({max_connections}) are open"
         if self._per_host[connection.peer_host] >= config.max_connections_per_ip:
             return (
                 f"max.connections.per.ip ({config.max_connections_per_ip}) are open"

@@ -3,13 +3,12 @@ answer is, byte for byte, the one the server gave before each handler
 registered itself (kio writes the expected bytes, not our encoder); the
 versions each handler states in its request type are the ones it
 registers; the admin requests still run off the event loop; and the API
-table of docs/server.md says what the registrations say."""
+table of docs/server.md is the one generated from the registrations."""
 
 from __future__ import annotations
 
 import datetime
 import io
-import re
 import struct
 import typing
 from pathlib import Path
@@ -22,6 +21,8 @@ from kio.schema.errors import ErrorCode
 from kio.serial import entity_writer
 
 from engine.protocol.apis import ApiKey
+from engine.server import api_table
+from engine.server.api_table import with_table
 from engine.server.handlers.registry import (
     SUPPORTED_VERSIONS,
     Registration,
@@ -195,31 +196,24 @@ def test_each_handler_takes_the_requests_of_the_versions_it_registers(
 # -- docs/server.md ----------------------------------------------------------------------
 
 
-def documented_versions() -> dict[str, tuple[int, int, int]]:
-    """API name -> (listed from, served from, served to) from the table under
-    "What it serves", whose rows name one or more APIs ("OffsetCommit (8),
-    OffsetFetch (9) | 2-9, 1-9")."""
+def test_the_documented_api_table_is_the_generated_one() -> None:
+    """Regenerate with: python -m engine.server.api_table --write docs/server.md"""
     text = DOCS.read_text()
-    table = text[text.index("| API | versions | notes |") :].split("\n\n", 1)[0]
-    documented: dict[str, tuple[int, int, int]] = {}
-    for row in table.splitlines()[2:]:
-        apis, versions = (cell.strip() for cell in row.strip("|").split("|")[:2])
-        names = re.findall(r"(\w+) \((\d+)\)", apis)
-        ranges = versions.split(", ")
-        assert len(names) == len(ranges), row
-        for (name, key), served in zip(names, ranges, strict=True):
-            found = re.fullmatch(r"(\d+)(?:-(\d+))?(?: \(listed from (\d+)\))?", served)
-            assert found is not None, row
-            low, high, listed = found.groups()
-            high = high or low
-            assert ApiKey(int(key)).name == re.sub(r"(?<!^)(?=[A-Z])", "_", name).upper(), row
-            assert name not in documented, f"{name} is documented twice"
-            documented[name] = (int(listed or low), int(low), int(high))
-    return documented
+    assert text.count(api_table.BEGIN) == 1
+    assert with_table(text) == text
 
 
-def test_the_documented_api_table_is_the_registrations() -> None:
-    registered = {
-        r.name: (r.advertised_min_version, r.min_version, r.max_version) for r in registrations()
-    }
-    assert documented_versions() == registered
+def test_the_api_table_lists_every_kafka_key_and_each_served_one_by_its_registration() -> None:
+    assert sorted(api_table.KAFKA_APIS) == list(range(max(api_table.KAFKA_APIS) + 1))
+    rows = {}
+    for line in api_table.api_table().splitlines()[3:-1]:
+        key, name, versions, notes = (cell.strip() for cell in line.strip("|").split(" | "))
+        rows[int(key)] = (name, versions, notes)
+    for registration in registrations():
+        name, versions, _ = rows.pop(int(registration.key))
+        assert name == registration.name == api_table.KAFKA_APIS[registration.key][0]
+        low, high = registration.min_version, registration.max_version
+        assert versions.startswith(str(low) if low == high else f"{low}-{high}")
+    for key, (name, versions, notes) in rows.items():
+        assert (name, versions) == (api_table.KAFKA_APIS[key][0], "not served")
+        assert notes, f"{name} ({key}) needs a reason it is not served"

@@ -8,6 +8,8 @@ from typing import Any
 
 from engine.errors import EngineError, TopicExists, error_code
 from engine.protocol.kafka_code import KafkaCode
+from engine.server import authorizer
+from engine.server.authorizer import ANONYMOUS, AUTHORIZED_OPERATIONS_OMITTED, ResourceType
 from engine.server.context import RequestContext
 from engine.types import NewTopic
 
@@ -44,6 +46,20 @@ def topic_names_by_id(context: RequestContext) -> dict[bytes, str]:
     return {engine.topic_id(name): name for name in engine.list_topics()}
 
 
+def authorized_operations(
+    context: RequestContext, resource_type: ResourceType, name: str, requested: bool
+) -> int:
+    """KIP-430: the operations the connection may perform on the resource
+    (a bitfield of AclOperation codes) when the request asks for them, else
+    Kafka's sentinel. Connections are not authenticated yet: every one is
+    Kafka's anonymous principal."""
+    if not requested:
+        return AUTHORIZED_OPERATIONS_OMITTED
+    return authorizer.authorized_operations(
+        context.server.authorizer, ANONYMOUS, resource_type, name
+    )
+
+
 def uuid_bytes(value: Any) -> bytes:
     """kio decodes UUID fields as uuid.UUID (or None for the zero UUID)."""
     if value is None:
@@ -59,7 +75,7 @@ def auto_create_topics(context: RequestContext, names: list[str]) -> dict[str, K
     bound of metadata records (MAX_RECORDS_PER_REQUEST) none is created and
     each is answered UNKNOWN_TOPIC_OR_PARTITION."""
     engine = context.engine
-    records = len(names) * (1 + engine.config.default_partitions)
+    records = len(names) * (1 + engine.broker_configs.num_partitions)
     if records > MAX_RECORDS_PER_REQUEST:
         code = KafkaCode.UNKNOWN_TOPIC_OR_PARTITION
         log.warning(

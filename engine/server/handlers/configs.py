@@ -1,10 +1,13 @@
 """DescribeConfigs, AlterConfigs and IncrementalAlterConfigs.
 
-Topic configs are the engine's (docs/engine.md lists them). DescribeConfigs
-returns every config with its value and source, defaults included, as Kafka
-does: clients and UIs read defaults from it. The broker resource describes
-the settings this node runs with; they are static (set at start) and so not
-alterable over the wire.
+Each resource type has its own functions, and the handlers only dispatch:
+topics (the engine's topic configs, docs/engine.md), the broker (Kafka's
+dynamic broker configs, engine/broker_config.py: the resource named by this
+node's id, or "" for the cluster's defaults) and BROKER_LOGGER (log levels,
+engine/server/broker_loggers.py). DescribeConfigs returns every config with
+its value and source, defaults included, as Kafka does: clients and UIs
+read defaults from it. Checks that Kafka's ConfigAdminManager makes of every
+resource (named once, each config once, no null value to set) come first.
 """
 
 from __future__ import annotations
@@ -12,10 +15,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+from engine.broker_config import BROKER_CONFIG_DEFS, Synonym
 from engine.config import CONFIG_DEFS, ConfigEntry, ConfigSource, ConfigType, normalize
 from engine.errors import EngineError, InvalidConfig, error_code
 from engine.protocol.apis import ApiKey
 from engine.protocol.kafka_code import KafkaCode
+from engine.server import broker_loggers
 from engine.server.context import RequestContext, error_message
 from engine.server.handlers.registry import handles
 from engine.server.handlers.requests import (
@@ -26,6 +31,7 @@ from engine.server.handlers.requests import (
 
 TOPIC = 2
 BROKER = 4
+BROKER_LOGGER = 8
 
 _CONFIG_TYPE_CODES = {
     ConfigType.BOOLEAN: 1,
@@ -38,6 +44,7 @@ _CONFIG_TYPE_CODES = {
 
 # IncrementalAlterConfigs operations.
 _SET, _DELETE, _APPEND, _SUBTRACT = 0, 1, 2, 3
+_OPERATION_NAMES = {_SET: "SET", _DELETE: "DELETE", _APPEND: "APPEND", _SUBTRACT: "SUBTRACT"}
 
 
 class _Resource(Protocol):
@@ -48,6 +55,18 @@ class _Resource(Protocol):
     def resource_type(self) -> int: ...
     @property
     def resource_name(self) -> str: ...
+
+
+class _Config(Protocol):
+    @property
+    def name(self) -> str: ...
+    @property
+    def value(self) -> str | None: ...
+
+
+class _LegacyResource(_Resource, Protocol):
+    @property
+    def configs(self) -> Sequence[_Config]: ...
 
 
 class _IncrementalConfig(Protocol):
@@ -73,7 +92,7 @@ def config_type_code(entry: ConfigEntry) -> int:
     1,
     4,
     notes={
-        1: "synonyms: topic override, engine default, Kafka default",
+        1: "synonyms: topic override, dynamic broker, dynamic default, static and default values",
         3: "type and documentation",
         4: "flexible encoding",
     },
@@ -92,28 +111,31 @@ def handle_describe_configs(
             "error_message": None,
             "configs": [],
         }
+        keys = resource.configuration_keys
         try:
-            entries = _entries(context, resource.resource_type, resource.resource_name)
+            described = _described_resource(
+                context, resource.resource_type, resource.resource_name, synonyms, documentation
+            )
         except EngineError as error:
             result.update(error_code=error_code(error), error_message=error_message(error))
             results.append(result)
             continue
-        keys = resource.configuration_keys
         if keys is not None:
-            entries = [e for e in entries if e.name in keys]
-        result["configs"] = [_described(e, synonyms, documentation) for e in entries]
+            described = [d for d in described if d["name"] in keys]
+        result["configs"] = described
         results.append(result)
     return {"throttle_time": 0, "results": results}
 
 
-def _entries(context: RequestContext, resource_type: int, name: str) -> list[ConfigEntry]:
+def _described_resource(
+    context: RequestContext, resource_type: int, name: str, synonyms: bool, documentation: bool
+) -> list[dict[str, Any]]:
     if resource_type == TOPIC:
-        return context.engine.describe_topic(name).configs
+        return _described_topic(context, name, synonyms, documentation)
     if resource_type == BROKER:
-        if name not in ("", str(context.server.broker.node_id)):
-            node = context.server.broker.node_id
-            raise _InvalidRequest(f"this cluster's only broker is node {node}")
-        return _broker_entries(context)
+        return _described_broker(context, name, synonyms, documentation)
+    if resource_type == BROKER_LOGGER:
+        return _described_loggers(context, name)
     raise _InvalidRequest(f"config resource type {resource_type} is not served here")
 
 
@@ -121,41 +143,166 @@ class _InvalidRequest(EngineError):
     code = KafkaCode.INVALID_REQUEST
 
 
-def _broker_entries(context: RequestContext) -> list[ConfigEntry]:
-    """The node's own settings that clients look for; topic defaults are
-    described on each topic, with their source."""
-    engine = context.engine
+# -- topics --------------------------------------------------------------------------
 
-    def static(name: str, value: object, kind: ConfigType) -> ConfigEntry:
-        text = str(value).lower() if isinstance(value, bool) else str(value)
-        return ConfigEntry(name, text, ConfigSource.STATIC_BROKER, False, True, False, kind)
 
+def _described_topic(
+    context: RequestContext, name: str, synonyms: bool, documentation: bool
+) -> list[dict[str, Any]]:
+    config = context.engine.topic_config(name)
+    brokers = context.engine.broker_configs
+    described = []
+    for entry in config.describe():
+        chain: list[Synonym] = []
+        if synonyms:
+            if entry.source is ConfigSource.TOPIC:
+                chain.append(Synonym(entry.name, entry.value, ConfigSource.TOPIC))
+            inherited = brokers.topic_synonyms(entry.name)
+            chain += inherited
+            if not inherited or inherited[-1].source is not ConfigSource.DEFAULT:
+                default = CONFIG_DEFS[entry.name].default
+                chain.append(Synonym(entry.name, default, ConfigSource.DEFAULT))
+        described.append(_described(entry, chain, documentation))
+    return described
+
+
+# -- the broker ----------------------------------------------------------------------
+
+
+def _described_broker(
+    context: RequestContext, name: str, synonyms: bool, documentation: bool
+) -> list[dict[str, Any]]:
+    """This broker's configs, or for "" the cluster's dynamic defaults set
+    (Kafka's ConfigHelper.describeConfigs)."""
+    brokers = context.engine.broker_configs
+    brokers.check_scope(name)
     return [
-        static("broker.id", context.server.broker.node_id, ConfigType.INT),
-        static("auto.create.topics.enable", engine.config.auto_create_topics, ConfigType.BOOLEAN),
-        static("num.partitions", engine.config.default_partitions, ConfigType.INT),
-        static("default.replication.factor", 1, ConfigType.INT),
-        static("socket.request.max.bytes", context.server.config.max_request_bytes, ConfigType.INT),
+        _described(entry, chain if synonyms else [], documentation)
+        for entry, chain in brokers.describe(name)
     ]
 
 
-def _described(entry: ConfigEntry, synonyms: bool, documentation: bool) -> dict[str, Any]:
-    described: dict[str, Any] = {
+def _described(entry: ConfigEntry, synonyms: list[Synonym], documentation: bool) -> dict[str, Any]:
+    return {
         "name": entry.name,
         "value": entry.value,
         "read_only": entry.read_only,
         "config_source": int(entry.source),
         "is_default": entry.is_default,
         "is_sensitive": entry.sensitive,
-        "synonyms": [],
+        "synonyms": [{"name": s.name, "value": s.value, "source": int(s.source)} for s in synonyms],
         "config_type": config_type_code(entry),
         "documentation": entry.documentation if documentation else None,
     }
-    if synonyms:
-        described["synonyms"] = [
-            {"name": entry.name, "value": entry.value, "source": int(entry.source)}
+
+
+def _broker_changes(
+    context: RequestContext, resource: _IncrementalResource
+) -> dict[str, str | None]:
+    """IncrementalAlterConfigs' operations on a broker resource as values
+    to set (None: to remove); APPEND and SUBTRACT act on the resource's own
+    dynamic value, else the default (Kafka's prepareIncrementalConfigs)."""
+    brokers = context.engine.broker_configs
+    changes: dict[str, str | None] = {}
+    for config in resource.configs:
+        operation = config.config_operation
+        if operation == _SET:
+            changes[config.name] = config.value
+        elif operation == _DELETE:
+            changes[config.name] = None
+        elif operation in (_APPEND, _SUBTRACT):
+            definition = BROKER_CONFIG_DEFS.get(config.name)
+            if definition is None or definition.type is not ConfigType.LIST:
+                verb = "append" if operation == _APPEND else "subtract"
+                raise _InvalidRequest(
+                    f"Config value {verb} is not allowed for config key: {config.name}"
+                )
+            own = brokers.dynamic(resource.resource_name).get(config.name, definition.default)
+            items = [i for i in own.split(",") if i]
+            given = [i.strip() for i in (config.value or "").split(",") if i.strip()]
+            if operation == _APPEND:
+                items += [i for i in given if i not in items]
+            else:
+                items = [i for i in items if i not in given]
+            changes[config.name] = ",".join(items)
+        else:
+            raise _InvalidRequest(f"Unknown operations type {operation}")
+    return changes
+
+
+# -- loggers -------------------------------------------------------------------------
+
+
+def _check_logger_resource(context: RequestContext, name: str) -> None:
+    if name == "":
+        raise _InvalidRequest("Broker id must not be empty")
+    context.engine.broker_configs.check_scope(name)
+
+
+def _described_loggers(context: RequestContext, name: str) -> list[dict[str, Any]]:
+    _check_logger_resource(context, name)
+    return [
+        {
+            "name": logger,
+            "value": level,
+            "read_only": False,
+            "config_source": int(ConfigSource.BROKER_LOGGER),
+            "is_default": False,
+            "is_sensitive": False,
+            "synonyms": [],
+            "config_type": 0,  # UNKNOWN, as Kafka leaves it for loggers
+            "documentation": None,
+        }
+        for logger, level in broker_loggers.levels().items()
+    ]
+
+
+def _alter_loggers(
+    context: RequestContext, resource: _IncrementalResource, validate_only: bool
+) -> None:
+    """Checks every operation first, then applies them all (Kafka's
+    ConfigAdminManager.preprocess for BROKER_LOGGER)."""
+    _check_logger_resource(context, resource.resource_name)
+    operations = []
+    for config in resource.configs:
+        operation = _OPERATION_NAMES.get(config.config_operation, str(config.config_operation))
+        broker_loggers.check(config.name, operation, config.value)
+        operations.append((config.name, None if operation == "DELETE" else config.value))
+    if not validate_only:
+        for name, level in operations:
+            broker_loggers.set_level(name, level)
+
+
+# -- alterations ---------------------------------------------------------------------
+
+
+def _refused_resources(
+    resources: Sequence[_LegacyResource | _IncrementalResource],
+) -> dict[int, str]:
+    """Why a resource is refused before anything is done, by its index in
+    the request: named twice, a config named twice, a null value to set."""
+    refused: dict[int, str] = {}
+    seen: dict[tuple[int, str], int] = {}
+    for index, resource in enumerate(resources):
+        key = (resource.resource_type, resource.resource_name)
+        if key in seen:
+            refused[seen[key]] = refused[index] = "Each resource must appear at most once."
+        seen.setdefault(key, index)
+    for index, resource in enumerate(resources):
+        if index in refused:
+            continue
+        names = [c.name for c in resource.configs]
+        if len(set(names)) != len(names):
+            refused[index] = "Error due to duplicate config keys"
+            continue
+        nulls = [
+            c.name
+            for c in resource.configs
+            if c.value is None and getattr(c, "config_operation", _SET) != _DELETE
         ]
-    return described
+        if nulls:
+            refused[index] = "Null value not supported for : " + ", ".join(nulls)
+    return refused
 
 
 @handles(
@@ -163,15 +310,21 @@ def _described(entry: ConfigEntry, synonyms: bool, documentation: bool) -> dict[
     0,
     2,
     notes={
-        0: "replaces a topic's overrides",
+        0: "replaces a topic's overrides, or a broker resource's dynamic configs",
         2: "flexible encoding",
     },
 )
 def handle_alter_configs(context: RequestContext, request: AlterConfigsRequest) -> dict[str, Any]:
-    """Replaces a topic's overrides with the given set (configs left out
+    """Replaces a resource's configs with the given set (configs left out
     return to their defaults)."""
+    resources: Sequence[_LegacyResource] = request.resources
+    refused = _refused_resources(resources)
     responses = []
-    for resource in request.resources:
+    for index, resource in enumerate(resources):
+        if index in refused:
+            code = KafkaCode.INVALID_REQUEST
+            responses.append(_alter_result(resource, code, refused[index]))
+            continue
         changes = {c.name: c.value for c in resource.configs}
         responses.append(
             _alter(
@@ -186,16 +339,26 @@ def handle_alter_configs(context: RequestContext, request: AlterConfigsRequest) 
     0,
     1,
     notes={
-        0: "SET, DELETE, APPEND, SUBTRACT",
+        0: "SET, DELETE, APPEND, SUBTRACT; topics, the broker, and loggers (BROKER_LOGGER)",
         1: "flexible encoding",
     },
 )
 def handle_incremental_alter_configs(
     context: RequestContext, request: IncrementalAlterConfigsRequest
 ) -> dict[str, Any]:
+    resources: Sequence[_IncrementalResource] = request.resources
+    refused = _refused_resources(resources)
     responses = []
-    for resource in request.resources:
+    for index, resource in enumerate(resources):
+        if index in refused:
+            code = KafkaCode.INVALID_REQUEST
+            responses.append(_alter_result(resource, code, refused[index]))
+            continue
         try:
+            if resource.resource_type == BROKER_LOGGER:
+                _alter_loggers(context, resource, request.validate_only)
+                responses.append(_alter_result(resource, KafkaCode.NONE, None))
+                continue
             changes = _incremental_changes(context, resource)
         except EngineError as error:
             responses.append(_alter_result(resource, error_code(error), error_message(error)))
@@ -211,8 +374,16 @@ def handle_incremental_alter_configs(
 def _incremental_changes(
     context: RequestContext, resource: _IncrementalResource
 ) -> dict[str, str | None]:
+    if resource.resource_type == BROKER:
+        return _broker_changes(context, resource)
     if resource.resource_type != TOPIC:
         return {}
+    return _topic_changes(context, resource)
+
+
+def _topic_changes(
+    context: RequestContext, resource: _IncrementalResource
+) -> dict[str, str | None]:
     current = context.engine.topic_config(resource.resource_name)
     changes: dict[str, str | None] = {}
     for config in resource.configs:
@@ -245,13 +416,24 @@ def _alter(
     incremental: bool,
     validate_only: bool,
 ) -> dict[str, Any]:
-    if resource.resource_type != TOPIC:
-        code = KafkaCode.INVALID_REQUEST
-        return _alter_result(resource, code, "only topic configs can be altered on this server")
     try:
-        context.engine.alter_configs(
-            resource.resource_name, changes, incremental=incremental, validate_only=validate_only
-        )
+        if resource.resource_type == TOPIC:
+            context.engine.alter_configs(
+                resource.resource_name,
+                changes,
+                incremental=incremental,
+                validate_only=validate_only,
+            )
+        elif resource.resource_type == BROKER:
+            context.engine.broker_configs.alter(
+                resource.resource_name,
+                changes,
+                incremental=incremental,
+                validate_only=validate_only,
+            )
+        else:
+            # Legacy AlterConfigs has no BROKER_LOGGER (ConfigAdminManager).
+            raise _InvalidRequest(f"Unknown resource type {resource.resource_type}")
     except EngineError as error:
         return _alter_result(resource, error_code(error), error_message(error))
     return _alter_result(resource, KafkaCode.NONE, None)

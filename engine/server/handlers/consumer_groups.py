@@ -19,16 +19,15 @@ from engine.groups.consumer_group import (
     Partitions,
 )
 from engine.protocol.apis import ApiKey
+from engine.server.authorizer import ResourceType
 from engine.server.context import Body, RequestContext, Response, answer, error_message
-from engine.server.handlers.common import millis, uuid_bytes
+from engine.server.handlers.common import authorized_operations, millis, uuid_bytes
 from engine.server.handlers.registry import handles
 from engine.server.handlers.requests import (
     ConsumerGroupDescribeRequest,
     ConsumerGroupHeartbeatRequest,
 )
 
-_AUTHORIZED_OPERATIONS_OMITTED = -(2**31)
-_GROUP_OPERATIONS = (1 << 3) | (1 << 6) | (1 << 8)
 """READ, DELETE and DESCRIBE: every operation on a group (no ACLs here)."""
 _CONSUMER_MEMBER = 1
 """ConsumerGroupDescribe v1's member type of a member of this protocol."""
@@ -104,11 +103,11 @@ def _topic_partitions(partitions: Partitions) -> list[dict[str, Any]]:
 def handle_consumer_group_describe(
     context: RequestContext, request: ConsumerGroupDescribeRequest
 ) -> Body:
-    operations = (
-        _GROUP_OPERATIONS
-        if request.include_authorized_operations
-        else _AUTHORIZED_OPERATIONS_OMITTED
-    )
+    def operations(group_id: str) -> int:
+        return authorized_operations(
+            context, ResourceType.GROUP, group_id, request.include_authorized_operations
+        )
+
     try:
         described = context.engine.groups.consumer_group_describe(list(request.group_ids))
     except EngineError as error:
@@ -116,10 +115,12 @@ def handle_consumer_group_describe(
         return {
             "throttle_time": 0,
             "groups": [
-                _group_error(group_id, code, message, operations) for group_id in request.group_ids
+                _group_error(group_id, code, message, operations(group_id))
+                for group_id in request.group_ids
             ],
         }
-    return {"throttle_time": 0, "groups": [_describe(group, operations) for group in described]}
+    groups = [_describe(group, operations(group.group_id)) for group in described]
+    return {"throttle_time": 0, "groups": groups}
 
 
 def _group_error(group_id: str, code: int, message: str, operations: int) -> dict[str, Any]:

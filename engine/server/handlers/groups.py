@@ -29,8 +29,9 @@ from engine.errors import EngineError, error_code
 from engine.groups import GroupDescription, JoinResult, SyncResult
 from engine.protocol.apis import ApiKey
 from engine.protocol.kafka_code import KafkaCode
+from engine.server.authorizer import ResourceType
 from engine.server.context import Body, RequestContext, Response, answer
-from engine.server.handlers.common import millis
+from engine.server.handlers.common import authorized_operations, millis
 from engine.server.handlers.registry import handles
 from engine.server.handlers.requests import (
     DeleteGroupsRequest,
@@ -50,9 +51,6 @@ from engine.types import OffsetAndMetadata, TopicPartition
 T = TypeVar("T")
 
 _GROUP_KEY, _TRANSACTION_KEY = 0, 1
-_AUTHORIZED_OPERATIONS_OMITTED = -(2**31)
-_GROUP_OPERATIONS = (1 << 3) | (1 << 6) | (1 << 8)
-"""READ, DELETE and DESCRIBE: every operation on a group (no ACLs here)."""
 
 
 def _client_id(context: RequestContext) -> str:
@@ -413,17 +411,13 @@ def handle_offset_delete(context: RequestContext, request: OffsetDeleteRequest) 
     0,
     5,
     notes={
-        3: "authorized operations (omitted)",
+        3: "authorized operations (KIP-430)",
         4: "static members",
         5: "flexible encoding (v6, GROUP_ID_NOT_FOUND, is not served)",
     },
 )
 def handle_describe_groups(context: RequestContext, request: DescribeGroupsRequest) -> Body:
-    operations = (
-        _GROUP_OPERATIONS
-        if getattr(request, "include_authorized_operations", False)
-        else _AUTHORIZED_OPERATIONS_OMITTED
-    )
+    requested = getattr(request, "include_authorized_operations", False)
     try:
         described = context.engine.groups.describe_groups(list(request.groups))
     except EngineError as error:
@@ -447,7 +441,9 @@ def handle_describe_groups(context: RequestContext, request: DescribeGroupsReque
                 }
                 for m in group.members
             ],
-            "authorized_operations": operations,
+            "authorized_operations": authorized_operations(
+                context, ResourceType.GROUP, group.group_id, requested
+            ),
         }
         for group in described
     ]

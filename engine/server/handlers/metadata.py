@@ -16,12 +16,17 @@ from typing import Any, Protocol
 from engine.errors import EngineError, error_code
 from engine.protocol.apis import ApiKey
 from engine.protocol.kafka_code import KafkaCode
+from engine.server.authorizer import AUTHORIZED_OPERATIONS_OMITTED, CLUSTER_NAME, ResourceType
 from engine.server.context import Body, RequestContext, Response, off_loop
-from engine.server.handlers.common import auto_create_topics, topic_names_by_id, uuid_bytes
+from engine.server.handlers.common import (
+    authorized_operations,
+    auto_create_topics,
+    topic_names_by_id,
+    uuid_bytes,
+)
 from engine.server.handlers.registry import handles
 from engine.server.handlers.requests import DescribeClusterRequest, MetadataRequest
 
-_AUTHORIZED_OPERATIONS_OMITTED = -(2**31)
 _MANY_TOPICS = 1000
 """A response about more topics than this is built on the admin thread."""
 _FIRST_TOPIC_ID_VERSION = 12
@@ -36,6 +41,7 @@ _FIRST_TOPIC_ID_VERSION = 12
         0: "an empty topic list means every topic",
         1: "null means every topic, empty means none",
         4: "allow_auto_topic_creation",
+        8: "authorized operations of the cluster and of each topic (KIP-430)",
         9: "flexible encoding",
         10: "topic ids in answers; a request naming one is refused (INVALID_REQUEST), as in Kafka",
         12: "topics named by id",
@@ -52,23 +58,31 @@ def handle_metadata(context: RequestContext, request: MetadataRequest) -> Respon
         wanted: list[tuple[str | None, bytes]] = [(n, b"") for n in engine.list_topics()]
     else:
         wanted = [(t.name, uuid_bytes(getattr(t, "topic_id", None))) for t in requested]
-    if getattr(request, "allow_auto_topic_creation", True) and engine.config.auto_create_topics:
+    if (
+        getattr(request, "allow_auto_topic_creation", True)
+        and engine.broker_configs.auto_create_topics
+    ):
         unknown = list(
             dict.fromkeys(n for n, _ in wanted if n is not None and not engine.has_topic(n))
         )
         if unknown:
             return off_loop(
-                context, lambda: _metadata(context, wanted, auto_create_topics(context, unknown))
+                context,
+                lambda: _metadata(context, wanted, auto_create_topics(context, unknown), request),
             )
     if len(wanted) > _MANY_TOPICS:  # every topic of a large engine, say: a long encode
-        return off_loop(context, lambda: _metadata(context, wanted, {}))
-    return _metadata(context, wanted, {})
+        return off_loop(context, lambda: _metadata(context, wanted, {}, request))
+    return _metadata(context, wanted, {}, request)
 
 
 def _metadata(
-    context: RequestContext, wanted: list[tuple[str | None, bytes]], refused: dict[str, KafkaCode]
+    context: RequestContext,
+    wanted: list[tuple[str | None, bytes]],
+    refused: dict[str, KafkaCode],
+    request: MetadataRequest,
 ) -> Body:
     broker = context.server.broker
+    topic_operations = getattr(request, "include_topic_authorized_operations", False)
     by_id: dict[bytes, str] | None = None
     topics = []
     for given, topic_id in wanted:
@@ -81,16 +95,25 @@ def _metadata(
                 continue
         code = refused.get(name)
         if code is not None:
-            topics.append(_topic_error(name, bytes(16), code))
+            described = _topic_error(name, bytes(16), code)
         else:
-            topics.append(_describe_topic(context, name))
+            described = _describe_topic(context, name)
+        described["topic_authorized_operations"] = authorized_operations(
+            context, ResourceType.TOPIC, name, topic_operations
+        )
+        topics.append(described)
     return {
         "throttle_time": 0,
         "brokers": [broker.describe()],
         "cluster_id": context.server.cluster_id,
         "controller_id": broker.node_id,
         "topics": topics,
-        "cluster_authorized_operations": _AUTHORIZED_OPERATIONS_OMITTED,
+        "cluster_authorized_operations": authorized_operations(
+            context,
+            ResourceType.CLUSTER,
+            CLUSTER_NAME,
+            getattr(request, "include_cluster_authorized_operations", False),
+        ),
     }
 
 
@@ -115,7 +138,7 @@ def _refuse_topic_ids(requested: Sequence[_RequestedTopic]) -> dict[str, Any] | 
         "cluster_id": None,
         "controller_id": -1,
         "topics": topics,
-        "cluster_authorized_operations": _AUTHORIZED_OPERATIONS_OMITTED,
+        "cluster_authorized_operations": AUTHORIZED_OPERATIONS_OMITTED,
     }
 
 
@@ -145,7 +168,7 @@ def _describe_topic(context: RequestContext, name: str) -> dict[str, Any]:
         "topic_id": topic_id,
         "is_internal": False,
         "partitions": partitions,
-        "topic_authorized_operations": _AUTHORIZED_OPERATIONS_OMITTED,
+        "topic_authorized_operations": AUTHORIZED_OPERATIONS_OMITTED,
     }
 
 
@@ -156,7 +179,7 @@ def _topic_error(name: str | None, topic_id: bytes, code: int) -> dict[str, Any]
         "topic_id": topic_id,
         "is_internal": False,
         "partitions": [],
-        "topic_authorized_operations": _AUTHORIZED_OPERATIONS_OMITTED,
+        "topic_authorized_operations": AUTHORIZED_OPERATIONS_OMITTED,
     }
 
 
@@ -168,7 +191,7 @@ _BROKERS_ENDPOINT = 1
     0,
     1,
     notes={
-        0: "this broker and the cluster id",
+        0: "this broker, the cluster id and authorized operations (KIP-430)",
         1: "endpoint type: brokers only (controllers: UNSUPPORTED_ENDPOINT_TYPE)",
     },
 )
@@ -196,5 +219,10 @@ def handle_describe_cluster(
         "brokers": [
             {"broker_id": broker.node_id, "host": broker.host, "port": broker.port, "rack": None}
         ],
-        "cluster_authorized_operations": _AUTHORIZED_OPERATIONS_OMITTED,
+        "cluster_authorized_operations": authorized_operations(
+            context,
+            ResourceType.CLUSTER,
+            CLUSTER_NAME,
+            request.include_cluster_authorized_operations,
+        ),
     }

@@ -76,7 +76,7 @@ def handle_produce(context: RequestContext, request: ProduceRequest) -> Response
     waiting: list[asyncio.Task[AppendResult]] = []
     acks_error = None if request.acks in _ACKS else KafkaCode.INVALID_REQUIRED_ACKS
     refused: dict[str, KafkaCode] = {}
-    if engine.config.auto_create_topics and acks_error is None:
+    if engine.broker_configs.auto_create_topics and acks_error is None:
         # A topic whose every partition carries no records would only be
         # refused (INVALID_RECORD): it is not created for that.
         unknown = [

@@ -65,7 +65,7 @@ class _CreatableTopic(Protocol):
 
 def _partitions_wanted(context: RequestContext, topic: _CreatableTopic) -> int:
     count = len(topic.assignments) or topic.num_partitions
-    return context.engine.config.default_partitions if count == -1 else max(count, 0)
+    return context.engine.broker_configs.num_partitions if count == -1 else max(count, 0)
 
 
 @handles_off_loop(
