@@ -28,7 +28,7 @@ from engine.errors import (
 )
 from engine.partition import AppendResult
 from engine.partition_txns import AbortedTxn
-from engine.transactions.coordinator import TxnState
+from engine.transactions.metadata import TxnState
 from engine.types import TopicPartition
 from native import RecordSpec
 from tests.engine.conftest import EngineFactory

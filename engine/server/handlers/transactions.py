@@ -3,7 +3,7 @@ AddPartitionsToTxn, AddOffsetsToTxn, TxnOffsetCommit, EndTxn, and the
 admin APIs DescribeTransactions, ListTransactions and DescribeProducers.
 
 Each handler is a thin layer over the engine's transaction coordinator
-(engine/transactions/coordinator.py); its state writes are awaited without
+(engine/transactions/); its state writes are awaited without
 blocking the event loop. Versions older than KIP-588 do not know
 PRODUCER_FENCED and get INVALID_PRODUCER_EPOCH instead, as from Kafka.
 """
@@ -31,7 +31,7 @@ from engine.server.handlers.requests import (
     ListTransactionsRequest,
     TxnOffsetCommitRequest,
 )
-from engine.transactions.coordinator import TransactionMetadata, TxnState
+from engine.transactions.metadata import TransactionMetadata, TxnState
 from engine.types import OffsetAndMetadata, TopicPartition
 
 # The first version of each API whose clients know PRODUCER_FENCED (KIP-588).
