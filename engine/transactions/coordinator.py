@@ -374,6 +374,29 @@ class TransactionCoordinator:
         with self._table.lock:
             return self._table.states()
 
+    def listing(
+        self,
+        states: Iterable[TxnState] | None = None,
+        producer_ids: Iterable[int] = (),
+        running_longer_than_ms: int = -1,
+    ) -> list[TransactionMetadata]:
+        """ListTransactions' filters, as Kafka's TransactionStateManager
+        applies them: ``states`` (None: any), ``producer_ids`` (empty: any),
+        and, when not negative, transactions that began longer ago than
+        ``running_longer_than_ms`` by the coordinator's clock. Dead ids are
+        never listed."""
+        wanted = None if states is None else frozenset(states)
+        ids = frozenset(producer_ids)
+        now = self._clock.time_ms()
+        return [
+            meta
+            for meta in self.transactions()
+            if meta.state is not TxnState.DEAD
+            and (wanted is None or meta.state in wanted)
+            and (not ids or meta.producer_id in ids)
+            and (running_longer_than_ms < 0 or now - meta.start_ms > running_longer_than_ms)
+        ]
+
     # -- checks -------------------------------------------------------------------
 
     def _current(
