@@ -144,6 +144,8 @@ def test_a_hanging_transaction_is_found_then_aborted_at_its_timeout(
     (state,) = admin.describe_producers([tp])[tp].active_producers
     assert state.current_transaction_start_offset == -1
     assert state.coordinator_epoch == opened.leader_epoch
+    # The marker's newer epoch replaces the old one's sequences, as in Kafka.
+    assert (state.producer_epoch, state.last_sequence) == (1, -1)
     assert partition.last_stable_offset == partition.high_watermark == 4  # the abort marker
     del producer  # fenced: librdkafka gives up on its transaction
 
