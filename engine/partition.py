@@ -176,6 +176,12 @@ class Partition:
         """The offset the next batch gets (appends not yet durable included)."""
         return self.store.next_offset(self.stream_id)
 
+    @property
+    def stored_bytes(self) -> int:
+        """The bytes its record batches take as stored, from the log start
+        offset (DescribeLogDirs' partition size; StreamStore.stored_bytes)."""
+        return self.store.stored_bytes(self.stream_id)
+
     # -- appending -------------------------------------------------------------
 
     def submit(

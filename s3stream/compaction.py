@@ -55,7 +55,7 @@ def retention_trims(
             for start, end, oid in ranges.entries
             if end > stream.start_offset
         ]
-        sizes = [_range_size(meta, stream_id, start) for start, _, meta in live]
+        sizes = [range_size(meta, stream_id, start) for start, _, meta in live]
         total = sum(sizes)
         new_start = stream.start_offset
         for (_, end, meta), size in zip(live, sizes, strict=True):
@@ -70,7 +70,8 @@ def retention_trims(
     return trims
 
 
-def _range_size(meta: ObjectMeta, stream_id: int, start: int) -> int:
+def range_size(meta: ObjectMeta, stream_id: int, start: int) -> int:
+    """The stored bytes of the stream's range from ``start`` in the object."""
     for r in meta.ranges:
         if r.stream_id == stream_id and r.start_offset == start:
             return r.size

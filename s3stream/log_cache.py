@@ -130,6 +130,17 @@ class LogCache:
             for batches in block.batches.values()
         )
 
+    def unuploaded_bytes_of(self, stream_id: int, from_offset: int) -> int:
+        """The bytes of the stream's batches from ``from_offset`` in blocks not
+        uploaded yet (the active block included)."""
+        return sum(
+            len(batch.payload)
+            for block in self._blocks
+            if not block.uploaded
+            for batch in block.batches.get(stream_id, ())
+            if batch.base_offset >= from_offset
+        )
+
     def mark_uploaded(self, block: CacheBlock) -> None:
         block.uploaded = True
         self.unuploaded_bytes -= block.size

@@ -36,7 +36,7 @@ from typing import Any
 
 from s3stream.appender import Appender
 from s3stream.block_cache import BlockCache
-from s3stream.compaction import Compactor
+from s3stream.compaction import Compactor, range_size
 from s3stream.config import MiB, StreamStoreConfig
 from s3stream.errors import (
     Fenced,
@@ -279,6 +279,24 @@ class StreamStore:
         if ranges is None:
             return []
         return [(s, e) for s, e, _ in ranges.entries if e > start]
+
+    def stored_bytes(self, stream_id: int) -> int:
+        """The bytes the stream's batches take from its start offset, as
+        stored: its ranges in committed objects (each counted whole, as Kafka
+        counts a log's whole segments), and the batches not in a committed
+        object yet (in the WAL and the log cache)."""
+        with self._state.lock:
+            start = self._state.stream_locked(stream_id).start_offset
+            state = self.manifest.state
+            meta = state.streams.get(stream_id)
+            remote_end = meta.end_offset if meta is not None else 0
+            ranges = state.ranges.get(stream_id)
+            committed = 0
+            for range_start, range_end, object_id in ranges.entries if ranges else ():
+                if range_end > start:
+                    committed += range_size(state.objects[object_id], stream_id, range_start)
+            waiting = self._state.cache.unuploaded_bytes_of(stream_id, max(start, remote_end))
+        return committed + waiting
 
     def set_retention(self, stream_id: int, retention: Retention) -> None:
         with self._state.lock:

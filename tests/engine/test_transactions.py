@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -28,7 +29,7 @@ from engine.errors import (
 )
 from engine.partition import AppendResult
 from engine.partition_txns import AbortedTxn
-from engine.transactions.coordinator import TxnState
+from engine.transactions.metadata import TxnState
 from engine.types import TopicPartition
 from native import RecordSpec
 from tests.engine.conftest import EngineFactory
@@ -456,6 +457,34 @@ def test_end_txn_answers_as_kafka_does_in_every_state(engine_factory: EngineFact
         client.abort()
     with pytest.raises(InvalidProducerIdMapping):
         e.transactions.end_transaction("nobody", 1, 0, True)
+
+
+# -- listing ------------------------------------------------------------------------------------
+
+
+def test_listing_filters_as_kafkas_list_transactions(engine_factory: EngineFactory) -> None:
+    """States, producer ids, and a duration counted on the coordinator's
+    clock: listed only once strictly older than asked. An id with no
+    transaction begun has a start time of -1, so Kafka lists it under any
+    duration; so does this."""
+    clock = ManualClock()
+    e = engine_factory(clock=clock)
+    e.create_topic("t", 1)
+    idle = TxnClient(e, "idle")
+    busy = TxnClient(e, "busy", timeout_ms=900_000)
+    busy.begin(("t", 0))
+
+    def names(**filters: Any) -> set[str]:
+        return {m.transactional_id for m in e.transactions.listing(**filters)}
+
+    assert names() == {"idle", "busy"}
+    assert names(states=[TxnState.ONGOING]) == {"busy"}
+    assert names(states=[]) == set()
+    assert names(producer_ids=[idle.producer_id]) == {"idle"}
+    clock.advance(30)
+    assert names(running_longer_than_ms=30_000) == {"idle"}
+    clock.advance(0.001)
+    assert names(running_longer_than_ms=30_000) == {"idle", "busy"}
 
 
 # -- timeouts and expiry ------------------------------------------------------------------------

@@ -372,3 +372,30 @@ def test_store_directory_default_is_under_the_data_dir(tmp_path: Path) -> None:
     assert os.path.isdir(tmp_path / "d" / "objects" / "manifest")
     with StreamStore.open(tmp_path / "d", config=config) as store:
         assert read_all(store, stream) == expected(stream, 0, 2)
+
+
+def test_stored_bytes_counts_every_batch_once_wherever_it_is(open_store: Open) -> None:
+    """Batches waiting in the log cache and the WAL count by their size; once
+    uploaded, by their committed range (the batches and their index); a
+    trim drops only whole ranges (as Kafka drops whole segments); a restart
+    that replays the WAL counts what it re-uploads."""
+    store = open_store()
+    sid = new_stream(store)
+    assert store.stored_bytes(sid) == 0
+    fill(store, sid, 4, size=100)
+    assert store.stored_bytes(sid) == 400
+    assert store.flush(timeout=10)
+    uploaded = store.stored_bytes(sid)
+    assert uploaded >= 400  # the committed range, as stored
+    fill(store, sid, 2, size=50)
+    assert store.stored_bytes(sid) == uploaded + 100
+    store.trim(sid, 3)  # inside the committed range: it stays whole
+    assert store.stored_bytes(sid) == uploaded + 100
+    store.close(flush=False)
+    reopened = open_store()
+    reopened.open_stream(sid, 2)
+    assert reopened.flush(timeout=10)
+    recovered = reopened.stored_bytes(sid)
+    assert recovered - uploaded >= 100  # the replayed batches, uploaded
+    reopened.trim(sid, 12)  # past the whole first range
+    assert reopened.stored_bytes(sid) == recovered - uploaded

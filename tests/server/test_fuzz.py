@@ -207,6 +207,7 @@ def request_values(key: ApiKey, topic: str, topic_id: uuid.UUID) -> dict[str, An
                 }
             ],
         },
+        ApiKey.DESCRIBE_LOG_DIRS: {"topics": [{"topic": topic, "partitions": [0]}]},
         ApiKey.DESCRIBE_PRODUCERS: {"topics": [{"name": topic, "partition_indexes": [0]}]},
         ApiKey.DESCRIBE_TRANSACTIONS: {"transactional_ids": ["fuzz-txn"]},
         ApiKey.LIST_TRANSACTIONS: {"duration_filter": -1},

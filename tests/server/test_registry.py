@@ -63,6 +63,7 @@ PREVIOUS_ADVERTISED = {
     28: (0, 3),
     32: (1, 4),
     33: (0, 2),
+    35: (1, 4),
     37: (0, 3),
     42: (0, 2),
     44: (0, 1),
@@ -127,9 +128,14 @@ def test_produce_is_listed_from_v0_but_served_from_v3() -> None:
     assert all(is_served(ApiKey.PRODUCE, version) for version in range(3, 12))
 
 
-def test_only_topic_administration_runs_off_the_event_loop() -> None:
+def test_only_topic_administration_and_log_dirs_run_off_the_event_loop() -> None:
     off = {r.key for r in registrations() if r.off_loop}
-    assert off == {ApiKey.CREATE_TOPICS, ApiKey.DELETE_TOPICS, ApiKey.CREATE_PARTITIONS}
+    assert off == {
+        ApiKey.CREATE_TOPICS,
+        ApiKey.DELETE_TOPICS,
+        ApiKey.CREATE_PARTITIONS,
+        ApiKey.DESCRIBE_LOG_DIRS,
+    }
 
 
 def test_a_malformed_request_read_off_the_loop_closes_its_connection_quietly(

@@ -108,6 +108,18 @@ from kio.schema.describe_groups.v2.request import DescribeGroupsRequest as Descr
 from kio.schema.describe_groups.v3.request import DescribeGroupsRequest as DescribeGroupsRequestV3
 from kio.schema.describe_groups.v4.request import DescribeGroupsRequest as DescribeGroupsRequestV4
 from kio.schema.describe_groups.v5.request import DescribeGroupsRequest as DescribeGroupsRequestV5
+from kio.schema.describe_log_dirs.v1.request import (
+    DescribeLogDirsRequest as DescribeLogDirsRequestV1,
+)
+from kio.schema.describe_log_dirs.v2.request import (
+    DescribeLogDirsRequest as DescribeLogDirsRequestV2,
+)
+from kio.schema.describe_log_dirs.v3.request import (
+    DescribeLogDirsRequest as DescribeLogDirsRequestV3,
+)
+from kio.schema.describe_log_dirs.v4.request import (
+    DescribeLogDirsRequest as DescribeLogDirsRequestV4,
+)
 from kio.schema.describe_producers.v0.request import (
     DescribeProducersRequest as DescribeProducersRequestV0,
 )
@@ -476,6 +488,13 @@ IncrementalAlterConfigsRequest: TypeAlias = (
 OffsetDeleteRequest: TypeAlias = OffsetDeleteRequestV0
 
 DescribeClusterRequest: TypeAlias = DescribeClusterRequestV0 | DescribeClusterRequestV1
+
+DescribeLogDirsRequest: TypeAlias = (
+    DescribeLogDirsRequestV1
+    | DescribeLogDirsRequestV2
+    | DescribeLogDirsRequestV3
+    | DescribeLogDirsRequestV4
+)
 
 DescribeProducersRequest: TypeAlias = DescribeProducersRequestV0
 

@@ -3,7 +3,7 @@ AddPartitionsToTxn, AddOffsetsToTxn, TxnOffsetCommit, EndTxn, and the
 admin APIs DescribeTransactions, ListTransactions and DescribeProducers.
 
 Each handler is a thin layer over the engine's transaction coordinator
-(engine/transactions/coordinator.py); its state writes are awaited without
+(engine/transactions/); its state writes are awaited without
 blocking the event loop. Versions older than KIP-588 do not know
 PRODUCER_FENCED and get INVALID_PRODUCER_EPOCH instead, as from Kafka.
 """
@@ -14,7 +14,6 @@ import asyncio
 from collections.abc import Awaitable, Iterable, Sequence
 from typing import Any
 
-from engine import clock
 from engine.errors import EngineError, error_code
 from engine.protocol.apis import ApiKey
 from engine.protocol.kafka_code import KafkaCode
@@ -31,7 +30,7 @@ from engine.server.handlers.requests import (
     ListTransactionsRequest,
     TxnOffsetCommitRequest,
 )
-from engine.transactions.coordinator import TransactionMetadata, TxnState
+from engine.transactions.metadata import TransactionMetadata, TxnState
 from engine.types import OffsetAndMetadata, TopicPartition
 
 # The first version of each API whose clients know PRODUCER_FENCED (KIP-588).
@@ -294,27 +293,35 @@ async def handle_end_txn(context: RequestContext, request: EndTxnRequest) -> dic
 def handle_describe_transactions(
     context: RequestContext, request: DescribeTransactionsRequest
 ) -> dict[str, Any]:
+    """As Kafka's TransactionCoordinator.handleDescribeTransactions: an empty
+    id is INVALID_REQUEST, an unknown (or expiring) one
+    TRANSACTIONAL_ID_NOT_FOUND, each beside the schema's defaults."""
     coordinator = context.engine.transactions
     states = []
     for transactional_id in request.transactional_ids:
+        if not transactional_id:
+            states.append(_not_described(transactional_id, KafkaCode.INVALID_REQUEST))
+            continue
         try:
             meta = coordinator.describe(transactional_id)
         except EngineError as error:
-            states.append(
-                {
-                    "error_code": error_code(error),
-                    "transactional_id": transactional_id,
-                    "transaction_state": "",
-                    "transaction_timeout": 0,
-                    "transaction_start_time": 0,  # the schema's default, as Kafka sends
-                    "producer_id": -1,
-                    "producer_epoch": -1,
-                    "topics": [],
-                }
-            )
+            states.append(_not_described(transactional_id, error_code(error)))
             continue
         states.append(_described(meta))
     return {"throttle_time": 0, "transaction_states": states}
+
+
+def _not_described(transactional_id: str, code: int) -> dict[str, Any]:
+    return {
+        "error_code": code,
+        "transactional_id": transactional_id,
+        "transaction_state": "",
+        "transaction_timeout": 0,
+        "transaction_start_time": 0,
+        "producer_id": 0,
+        "producer_epoch": 0,
+        "topics": [],
+    }
 
 
 def _described(meta: TransactionMetadata) -> dict[str, Any]:
@@ -351,28 +358,21 @@ def handle_list_transactions(
     """Kafka's filters: states by name (names it does not know are listed
     back), producer ids, and (v1) transactions running longer than
     ``duration_filter`` ms."""
-    wanted_states = {_STATE_NAMES[s] for s in request.state_filters if s in _STATE_NAMES}
+    known = [_STATE_NAMES[s] for s in request.state_filters if s in _STATE_NAMES]
     unknown = [s for s in request.state_filters if s not in _STATE_NAMES]
-    producer_ids = set(request.producer_id_filters)
-    duration = getattr(request, "duration_filter", -1)
-    now = clock.time_ms()
-    listed = []
-    for meta in context.engine.transactions.transactions():
-        if meta.state is TxnState.DEAD:
-            continue
-        if request.state_filters and meta.state not in wanted_states:
-            continue
-        if producer_ids and meta.producer_id not in producer_ids:
-            continue
-        if duration >= 0 and now - meta.start_ms <= duration:
-            continue
-        listed.append(
-            {
-                "transactional_id": meta.transactional_id,
-                "producer_id": meta.producer_id,
-                "transaction_state": meta.state.value,
-            }
+    listed = [
+        {
+            "transactional_id": meta.transactional_id,
+            "producer_id": meta.producer_id,
+            "transaction_state": meta.state.value,
+        }
+        for meta in context.engine.transactions.listing(
+            # Filters naming only unknown states match nothing, as in Kafka.
+            known if request.state_filters else None,
+            request.producer_id_filters,
+            getattr(request, "duration_filter", -1),
         )
+    ]
     return {
         "throttle_time": 0,
         "error_code": KafkaCode.NONE,
@@ -397,14 +397,14 @@ def handle_describe_producers(
     existing = set(engine.topic_partitions({topic.name for topic in request.topics}))
     topics = []
     for topic in request.topics:
-        partitions = []
+        partitions: list[dict[str, Any]] = []
         for index in topic.partition_indexes:
             if TopicPartition(topic.name, index) not in existing:
                 partitions.append(
                     {
                         "partition_index": index,
                         "error_code": KafkaCode.UNKNOWN_TOPIC_OR_PARTITION,
-                        "error_message": f"no partition {topic.name}-{index}",
+                        "error_message": None,  # as from Kafka
                         "active_producers": [],
                     }
                 )

@@ -1,0 +1,134 @@
+"""Completing a decided transaction: a commit or abort marker written to
+every partition of the transaction and waited for until durable, the
+group coordinator told to settle the transaction's offsets, then
+CompleteCommit or CompleteAbort written to the state log.
+
+Completion runs on worker threads (it waits on storage). Writing a marker
+again is harmless, so a completion that fails leaves the transaction in
+Prepare* and is simply run again: by the coordinator's timer, or by the
+next open of the engine (``retry_incomplete``).
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING
+
+from engine.errors import EngineClosed, EngineError
+from engine.transactions.host import TransactionHost
+from engine.transactions.metadata import PREPARED, TransactionMetadata, TxnState, completed
+from engine.transactions.table import TransactionTable, as_engine_error, settle, storage_error
+from engine.types import TopicPartition
+from s3stream import S3StreamError
+
+if TYPE_CHECKING:
+    from engine.partition import Partition
+
+log = logging.getLogger("tidelog.transactions")
+
+
+class TransactionCompleter:
+    """Thread safe."""
+
+    def __init__(self, host: TransactionHost, table: TransactionTable) -> None:
+        self._host = host
+        self._table = table
+        self._workers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="tidelog-txn")
+
+    def complete_later(
+        self, prepared: TransactionMetadata, result: Future[None] | None = None
+    ) -> None:
+        """Completes a prepared transaction on a worker thread. Its
+        transactional id is pending already and stays so until then;
+        ``result`` resolves once the transaction is complete."""
+        try:
+            self._workers.submit(self._complete, prepared, result)
+        except RuntimeError:  # shut down: the next open completes it
+            with self._table.lock:
+                self._table.release(prepared.transactional_id)
+            if result is not None:
+                result.set_exception(EngineClosed())
+
+    def retry_incomplete(self) -> int:
+        """Completes Prepare* transactions nobody is completing (after a
+        restart, or a failed attempt); returns how many."""
+        table = self._table
+        with table.lock:
+            waiting = [
+                meta
+                for meta in table.states()
+                if meta.state in PREPARED and not table.is_pending(meta.transactional_id)
+            ]
+            for meta in waiting:
+                table.hold(meta.transactional_id)
+        for meta in waiting:
+            self.complete_later(meta)
+        return len(waiting)
+
+    def close(self) -> None:
+        """Waits for the completions in flight; those not started are left
+        for the next open."""
+        self._workers.shutdown(wait=True, cancel_futures=True)
+
+    def _complete(self, prepared: TransactionMetadata, result: Future[None] | None) -> None:
+        commit = prepared.state is TxnState.PREPARE_COMMIT
+        try:
+            self._write_markers(prepared, commit)
+            if prepared.groups:
+                self._host.groups.complete_transaction(prepared.producer_id, commit).result()
+            finished: Future[None] = Future()
+            finished.set_running_or_notify_cancel()
+            self._table.write(
+                completed(prepared, self._host.clock.time_ms()),
+                lambda error: settle(finished, error),
+            )
+            finished.result()
+        except BaseException as error:
+            # Left in Prepare*: the timer (or the next open) tries again.
+            log.warning(
+                "completing the transaction of %r failed, will retry: %s",
+                prepared.transactional_id,
+                error,
+            )
+            with self._table.lock:
+                self._table.release(prepared.transactional_id)
+            if result is not None:
+                result.set_exception(
+                    error if isinstance(error, EngineError) else as_engine_error(error)
+                )
+            return
+        if result is not None:
+            result.set_result(None)
+
+    def _write_markers(self, prepared: TransactionMetadata, commit: bool) -> None:
+        # Kafka's coordinator epoch is the leader epoch of the transaction
+        # log's partition; here, the engine's leader epoch.
+        epoch = self._host.leader_epoch
+        written = []
+        for tp in sorted(prepared.partitions):
+            partition = self._partition(tp)
+            if partition is None:
+                continue  # deleted since: nothing there to end
+            try:
+                written.append(
+                    partition.write_marker(
+                        prepared.producer_id, prepared.producer_epoch, epoch, commit
+                    )
+                )
+            except S3StreamError as error:
+                raise storage_error(error) from error
+        for future in written:
+            try:
+                future.result()
+            except S3StreamError as error:
+                raise storage_error(error) from error
+
+    def _partition(self, tp: TopicPartition) -> Partition | None:
+        """The partition if it exists (never auto-created)."""
+        if tp not in self._host.topic_partitions([tp.topic]):
+            return None
+        try:
+            return self._host.partition(tp.topic, tp.partition)
+        except EngineError:
+            return None
