@@ -48,7 +48,7 @@ from engine.errors import (
 )
 from engine.gc_pause import collector_paused
 from engine.groups import ConsumerLag, GroupConfig, GroupCoordinator, consumer_lag
-from engine.groups.consumer_group import TopicInfo
+from engine.groups.topic_subscriptions import TopicInfo
 from engine.log_cleaner import LogCleaner
 from engine.partition import (
     AppendResult,

@@ -12,15 +12,12 @@ from concurrent.futures import Future
 from typing import Any
 
 from engine.groups.config import GroupConfig
-from engine.groups.consumer_group import (
-    ConsumerGroup,
-    ConsumerGroupDescription,
-    ConsumerGroupState,
-    TopicInfo,
-)
+from engine.groups.consumer_group import ConsumerGroup, ConsumerGroupState
+from engine.groups.consumer_group_description import ConsumerGroupDescription
 from engine.groups.executor import GroupExecutor
 from engine.groups.records import StoredConsumerGroup, StoredConsumerMember, consumer_member_key
 from engine.groups.timers import Timer
+from engine.groups.topic_subscriptions import TopicInfo
 from engine.protocol.kafka_code import KafkaCode
 
 

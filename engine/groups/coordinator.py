@@ -38,17 +38,11 @@ from engine.futures import done, failed, running_future
 from engine.groups.classic import ClassicGroup, JoinRequest
 from engine.groups.classic_groups import ClassicGroups
 from engine.groups.config import GroupConfig
-from engine.groups.consumer_group import (
-    ConsumerGroup,
-    ConsumerGroupDescription,
-    Heartbeat,
-    HeartbeatResult,
-    Refused,
-    TopicInfo,
-    check_assignors,
-)
-from engine.groups.consumer_group import validate as validate_heartbeat
+from engine.groups.consumer_group import ConsumerGroup
+from engine.groups.consumer_group_description import ConsumerGroupDescription
 from engine.groups.consumer_groups import ConsumerGroups
+from engine.groups.consumer_heartbeat import Heartbeat, HeartbeatResult, Refused
+from engine.groups.consumer_heartbeat import validate as validate_heartbeat
 from engine.groups.executor import GroupExecutor
 from engine.groups.offset_manager import OffsetManager, Transaction, is_consuming
 from engine.groups.records import (
@@ -57,6 +51,8 @@ from engine.groups.records import (
 )
 from engine.groups.results import GroupDescription, GroupListing, GroupState, JoinResult, SyncResult
 from engine.groups.subscription import CONSUMER_PROTOCOL_TYPE
+from engine.groups.target_assignment import check_assignors
+from engine.groups.topic_subscriptions import TopicInfo
 from engine.protocol.kafka_code import KafkaCode
 from engine.state_log import StateLog
 from engine.types import OffsetAndMetadata, TopicPartition

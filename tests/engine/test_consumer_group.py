@@ -33,15 +33,11 @@ from engine.errors import (
     UnknownMemberId,
 )
 from engine.groups import GroupConfig
-from engine.groups.consumer_group import (
-    ConsumerGroup,
-    ConsumerGroupState,
-    Heartbeat,
-    HeartbeatResult,
-    ReconciliationState,
-    TopicInfo,
-)
+from engine.groups.consumer_group import ConsumerGroup, ConsumerGroupState
+from engine.groups.consumer_heartbeat import Heartbeat, HeartbeatResult
+from engine.groups.consumer_member import ReconciliationState
 from engine.groups.timers import Timer
+from engine.groups.topic_subscriptions import TopicInfo
 from engine.protocol.kafka_code import KafkaCode
 from engine.types import OffsetAndMetadata, TopicPartition
 from tests.engine.conftest import EngineFactory

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from engine.clock import ManualClock
 from engine.groups import GroupCoordinator
-from engine.groups.consumer_group import ConsumerGroup, TopicInfo
+from engine.groups.consumer_group import ConsumerGroup
 from engine.groups.records import (
     CommittedOffset,
     PendingOffset,
@@ -32,6 +32,7 @@ from engine.groups.records import (
     read_state,
     txn_key,
 )
+from engine.groups.topic_subscriptions import TopicInfo
 from engine.state_log import StateLog
 from engine.types import OffsetAndMetadata, TopicPartition
 from s3stream import StreamStore
