@@ -35,8 +35,10 @@ from engine.errors import (
     NotCoordinator,
 )
 from engine.futures import done, failed, running_future
-from engine.groups.classic import ClassicGroup, JoinRequest
+from engine.groups.classic import ClassicGroup
 from engine.groups.classic_groups import ClassicGroups
+from engine.groups.classic_join import join as join_classic
+from engine.groups.classic_member import JoinRequest
 from engine.groups.config import GroupConfig
 from engine.groups.consumer_group import ConsumerGroup
 from engine.groups.consumer_group_description import ConsumerGroupDescription
@@ -223,7 +225,7 @@ class GroupCoordinator:
                     group = self._classic_groups.create(group_id)
             if group is None:
                 return done(JoinResult(error, member_id=member_id))
-            joined = group.join(request)
+            joined = join_classic(group, request)
             self._classic_groups.forget_if_unused(group)
             return joined
 
