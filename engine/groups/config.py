@@ -23,6 +23,13 @@ class GroupConfig:
     group_consumer_assignors: tuple[str, ...] = ("uniform", "range")
     """The server-side assignors offered; the first is the default."""
     group_consumer_max_size: int = INT32_MAX
+    group_consumer_regex_refresh_interval_ms: int = 600_000
+    """How long a resolution of the group's regexes stands before a heartbeat
+    has them resolved again (Kafka's group.consumer.regex.refresh.interval.ms)."""
+    group_consumer_regex_batch_refresh_interval_ms: int = 10_000
+    """The least time between two resolutions of a group's regexes for topics
+    created or deleted: a burst of them makes one rebalance (Kafka's fixed
+    REGEX_BATCH_REFRESH_MIN_INTERVAL_MS)."""
 
     @property
     def offsets_retention_ms(self) -> int:

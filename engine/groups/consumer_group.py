@@ -21,7 +21,8 @@ and its checks (consumer_heartbeat.py), a member (consumer_member.py),
 which topics the members subscribe to (topic_subscriptions.py), the
 target assignment (target_assignment.py), one reconciliation step of a
 member towards its target (reconciliation.py) and the descriptions
-(consumer_group_description.py).
+(consumer_group_description.py). The members' regexes are resolved on
+the host's timer, off the heartbeat, as Kafka does (topic_subscriptions.py).
 
 A group runs under its coordinator's lock: the coordinator (the "host")
 gives it timers whose callbacks run under that lock, durable writes of its
@@ -43,13 +44,7 @@ from engine.errors import FencedMemberEpoch, StaleMemberEpoch, UnknownMemberId
 from engine.futures import running_future
 from engine.groups.assignors import TopicId
 from engine.groups.config import GroupConfig
-from engine.groups.consumer_group_description import (
-    ConsumerGroupDescription,
-    describe_members,
-    describe_members_classic,
-)
 from engine.groups.consumer_heartbeat import (
-    CONSUMER,
     JOIN_GROUP_MEMBER_EPOCH,
     LEAVE_GROUP_MEMBER_EPOCH,
     LEAVE_GROUP_STATIC_MEMBER_EPOCH,
@@ -71,10 +66,14 @@ from engine.groups.records import (
     consumer_group_key,
     consumer_member_key,
 )
-from engine.groups.results import GroupDescription, GroupListing
 from engine.groups.target_assignment import assignor_name, compute_target
 from engine.groups.timers import Timer
-from engine.groups.topic_subscriptions import TopicInfo, matches, subscription_metadata
+from engine.groups.topic_subscriptions import (
+    RegexResolutions,
+    TopicInfo,
+    subscribed_regexes,
+    subscription_metadata,
+)
 from engine.protocol.kafka_code import KafkaCode
 
 log = logging.getLogger("tidelog.groups")
@@ -134,6 +133,9 @@ class ConsumerGroup:
         self.target: dict[str, Partitions] = {}
         """Each member's target assignment."""
         self.topics: dict[str, TopicInfo] = {}
+        self.regexes = RegexResolutions()
+        """The members' regexes and the topics each resolved to."""
+        self._regex_timer: Timer | None = None
         """The subscribed topics that exist, as the target assignment saw them."""
         self.owners: dict[tuple[TopicId, int], str] = {}
         """Which member holds each partition (assigned or pending revocation)."""
@@ -170,10 +172,7 @@ class ConsumerGroup:
     def is_subscribed_to(self, topic: str) -> bool:
         if any(topic in m.subscribed_topic_names for m in self.members.values()):
             return True
-        return any(
-            m.subscribed_topic_regex is not None and matches(m.subscribed_topic_regex, topic)
-            for m in self.members.values()
-        )
+        return any(topic in self.regexes.topic_names(m) for m in self.members.values())
 
     # -- the heartbeat -------------------------------------------------------------
 
@@ -221,7 +220,9 @@ class ConsumerGroup:
         if facts_changed:
             self._changed_members.add(member.member_id)
         subscription_changed |= joined
-        topics = subscription_metadata(self.members.values(), self.host.topics())
+        existing = self.host.topics()
+        self._schedule_regex_resolution(existing)
+        topics = subscription_metadata(self.members.values(), self.regexes, existing)
         if subscription_changed or topics != self.topics:
             self.topics = topics
             self._bump_epoch()
@@ -317,7 +318,7 @@ class ConsumerGroup:
     def _compute_target(self) -> None:
         """The target assignment for the group epoch, by the group's assignor."""
         name = self.assignor_name()
-        assigned = compute_target(name, self.members, self.target, self.topics)
+        assigned = compute_target(name, self.members, self.target, self.topics, self.regexes)
         for member_id, target in assigned.items():
             if self.target.get(member_id) != target:
                 self.target[member_id] = target
@@ -331,6 +332,36 @@ class ConsumerGroup:
             name,
             len(self.members),
         )
+
+    # -- regex resolution ------------------------------------------------------------
+
+    def _schedule_regex_resolution(self, existing: Mapping[str, TopicInfo]) -> None:
+        """Has the members' regexes resolved on the coordinator's timer,
+        off the heartbeat, when a resolution is due (Kafka's
+        maybeUpdateRegularExpressions)."""
+        if self._regex_timer is not None:
+            return
+        regexes = subscribed_regexes(self.members.values())
+        config = self.host.config
+        delay_ms = self.regexes.refresh_delay_ms(regexes, existing, self.host.now_ms(), config)
+        if delay_ms is not None:
+            self._regex_timer = self.host.schedule_consumer(
+                self, delay_ms / 1000, self._resolve_regexes
+            )
+
+    def _resolve_regexes(self) -> None:
+        """Resolves the regexes; if any now matches other topics, the group
+        epoch moves on and the members' next heartbeats get the target
+        assignment of it (Kafka's handleRegularExpressionsResult)."""
+        self._regex_timer = None
+        existing = self.host.topics()
+        regexes = subscribed_regexes(self.members.values())
+        if not self.regexes.resolve(regexes, existing, self.host.now_ms()):
+            return
+        self.topics = subscription_metadata(self.members.values(), self.regexes, existing)
+        self._bump_epoch()
+        log.info("group %s: regexes resolved to other topics; epoch %d", self.group_id, self.epoch)
+        self.flush()
 
     # -- reconciliation --------------------------------------------------------------
 
@@ -579,6 +610,7 @@ class ConsumerGroup:
                 group.static_members[member.instance_id] = member_id
             for tp in member.owned():
                 group.owners.setdefault(tp, member_id)
+        group.regexes.restore(subscribed_regexes(group.members.values()), group.topics)
         for member in group.members.values():
             group._watch_session(member)
             if member.state == ReconciliationState.UNREVOKED_PARTITIONS:
@@ -589,28 +621,6 @@ class ConsumerGroup:
         """Stops the timers (the coordinator is closing or the group goes)."""
         for member in self.members.values():
             member.cancel_timers()
-
-    # -- describing ----------------------------------------------------------------
-
-    def describe(self) -> ConsumerGroupDescription:
-        return ConsumerGroupDescription(
-            self.group_id,
-            KafkaCode.NONE,
-            None,
-            self.state.value,
-            self.epoch,
-            self.assignment_epoch,
-            self.assignor_name(),
-            describe_members(self.members.values(), self.target),
-            {info.topic_id: name for name, info in self.host.topics().items()},
-        )
-
-    def describe_classic(self) -> GroupDescription:
-        """The group as DescribeGroups shows it (protocol type "consumer")."""
-        members = describe_members_classic(self.members.values(), self.topics, self.host.topics())
-        return GroupDescription(
-            self.group_id, KafkaCode.NONE, self.state.value, CONSUMER, self.assignor_name(), members
-        )
-
-    def listing(self) -> GroupListing:
-        return GroupListing(self.group_id, CONSUMER, self.state.value, CONSUMER)
+        if self._regex_timer is not None:
+            self._regex_timer.cancel()
+            self._regex_timer = None

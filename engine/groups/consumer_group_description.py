@@ -9,9 +9,11 @@ from collections.abc import Iterable, Mapping
 from typing import NamedTuple
 
 from engine.groups.assignors import TopicId
+from engine.groups.consumer_group import ConsumerGroup
+from engine.groups.consumer_heartbeat import CONSUMER
 from engine.groups.consumer_member import ConsumerMember, Partitions
-from engine.groups.results import MemberDescription
-from engine.groups.topic_subscriptions import TopicInfo, regex_topic_names
+from engine.groups.results import GroupDescription, GroupListing, MemberDescription
+from engine.groups.topic_subscriptions import RegexResolutions, TopicInfo
 from engine.protocol.consumer_protocol import Assignment as ProtocolAssignment
 from engine.protocol.consumer_protocol import Subscription, encode_assignment, encode_subscription
 from engine.protocol.kafka_code import KafkaCode
@@ -66,15 +68,16 @@ def describe_members(
 
 def describe_members_classic(
     members: Iterable[ConsumerMember],
-    subscribed: Mapping[str, TopicInfo],
+    resolutions: RegexResolutions,
     existing: Mapping[str, TopicInfo],
 ) -> list[MemberDescription]:
-    """Each member with its subscription (names, and the ``subscribed``
-    topics its regex matches) and assignment encoded as a classic consumer's."""
+    """Each member with its subscription (names, and the existing topics
+    its regex resolved to) and assignment encoded as a classic consumer's."""
     names = {info.topic_id: name for name, info in existing.items()}
     described = []
     for m in members:
-        topics = sorted(set(m.subscribed_topic_names) | set(regex_topic_names(m, subscribed)))
+        by_regex = {n for n in resolutions.topic_names(m) if n in existing}
+        topics = sorted(set(m.subscribed_topic_names) | by_regex)
         assigned = [
             TopicPartition(names[t], p)
             for t, ps in sorted(m.assigned.items())
@@ -92,3 +95,30 @@ def describe_members_classic(
             )
         )
     return described
+
+
+def describe(group: ConsumerGroup) -> ConsumerGroupDescription:
+    """The group as ConsumerGroupDescribe shows it."""
+    return ConsumerGroupDescription(
+        group.group_id,
+        KafkaCode.NONE,
+        None,
+        group.state.value,
+        group.epoch,
+        group.assignment_epoch,
+        group.assignor_name(),
+        describe_members(group.members.values(), group.target),
+        {info.topic_id: name for name, info in group.host.topics().items()},
+    )
+
+
+def describe_classic(group: ConsumerGroup) -> GroupDescription:
+    """The group as DescribeGroups shows it (protocol type "consumer")."""
+    members = describe_members_classic(group.members.values(), group.regexes, group.host.topics())
+    return GroupDescription(
+        group.group_id, KafkaCode.NONE, group.state.value, CONSUMER, group.assignor_name(), members
+    )
+
+
+def listing(group: ConsumerGroup) -> GroupListing:
+    return GroupListing(group.group_id, CONSUMER, group.state.value, CONSUMER)

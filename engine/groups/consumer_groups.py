@@ -13,7 +13,7 @@ from typing import Any
 
 from engine.groups.config import GroupConfig
 from engine.groups.consumer_group import ConsumerGroup, ConsumerGroupState
-from engine.groups.consumer_group_description import ConsumerGroupDescription
+from engine.groups.consumer_group_description import ConsumerGroupDescription, describe
 from engine.groups.executor import GroupExecutor
 from engine.groups.records import StoredConsumerGroup, StoredConsumerMember, consumer_member_key
 from engine.groups.timers import Timer
@@ -132,7 +132,7 @@ class ConsumerGroups:
         for group_id in group_ids:
             group = self._groups.get(group_id)
             if group is not None:
-                described.append(group.describe())
+                described.append(describe(group))
                 continue
             message = (
                 f"group {group_id} is not a consumer group"

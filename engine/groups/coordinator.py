@@ -41,7 +41,11 @@ from engine.groups.classic_join import join as join_classic
 from engine.groups.classic_member import JoinRequest
 from engine.groups.config import GroupConfig
 from engine.groups.consumer_group import ConsumerGroup
-from engine.groups.consumer_group_description import ConsumerGroupDescription
+from engine.groups.consumer_group_description import (
+    ConsumerGroupDescription,
+    describe_classic,
+    listing,
+)
 from engine.groups.consumer_groups import ConsumerGroups
 from engine.groups.consumer_heartbeat import Heartbeat, HeartbeatResult, Refused
 from engine.groups.consumer_heartbeat import validate as validate_heartbeat
@@ -436,7 +440,7 @@ class GroupCoordinator:
                 group = self._classic_groups.get(group_id)
                 consumer_group = self._consumer_groups.get(group_id)
                 if consumer_group is not None:
-                    described.append(consumer_group.describe_classic())
+                    described.append(describe_classic(consumer_group))
                 elif group is None:
                     described.append(
                         GroupDescription(
@@ -459,7 +463,7 @@ class GroupCoordinator:
             listed = [
                 GroupListing(group.group_id, group.protocol_type or "", group.state.value, CLASSIC)
                 for group in self._classic_groups
-            ] + [group.listing() for group in self._consumer_groups]
+            ] + [listing(group) for group in self._consumer_groups]
             return [
                 listing
                 for listing in sorted(listed, key=lambda g: g.group_id)

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from engine.groups.assignors import ASSIGNORS, MemberSpec
 from engine.groups.config import GroupConfig
 from engine.groups.consumer_member import ConsumerMember, Partitions
-from engine.groups.topic_subscriptions import TopicInfo, member_topic_ids
+from engine.groups.topic_subscriptions import RegexResolutions, TopicInfo, member_topic_ids
 
 
 def default_assignor(config: GroupConfig) -> str:
@@ -44,6 +44,7 @@ def compute_target(
     members: Mapping[str, ConsumerMember],
     current: Mapping[str, Partitions],
     topics: Mapping[str, TopicInfo],
+    resolutions: RegexResolutions,
 ) -> dict[str, Partitions]:
     """Every member's target assignment over the subscribed ``topics``; the
     ``current`` targets let a sticky assignor move as little as it can."""
@@ -51,7 +52,7 @@ def compute_target(
         member_id: MemberSpec(
             member.instance_id,
             member.rack_id,
-            member_topic_ids(member, topics),
+            member_topic_ids(member, topics, resolutions),
             current.get(member_id, {}),
         )
         for member_id, member in members.items()

@@ -56,6 +56,8 @@ class FakeHost:
         self.config = GroupConfig(
             group_consumer_session_timeout_ms=SESSION_MS,
             group_consumer_heartbeat_interval_ms=100,
+            group_consumer_regex_batch_refresh_interval_ms=2000,
+            group_consumer_regex_refresh_interval_ms=60_000,
             **config,
         )
         self.clock_ms = 0
@@ -333,17 +335,69 @@ def test_partitions_added_to_a_topic_are_assigned(host: FakeHost, group: Consume
     assert grown.assignment == {ORDERS: frozenset(range(6))}
 
 
-def test_a_regex_subscription_follows_topics_created_later(
+def test_a_new_regex_is_resolved_off_the_heartbeat_and_assigned_at_the_next(
     host: FakeHost, group: ConsumerGroup
 ) -> None:
     joined = join(group, "a", subscribed_topic_regex="ord.*")
-    assert joined.assignment == {ORDERS: frozenset(range(4))}
+    # Answered before the regex is resolved: none of its topics yet.
+    assert joined.member_epoch == 1
+    assert joined.assignment == {}
+    assert group.topics == {}
+    host.advance(0)  # the coordinator's timer resolves it
+    assert group.epoch == 2
+    assert set(group.topics) == {"orders"}
+    assigned = beat(group, "a", 1)
+    assert assigned.member_epoch == 2
+    assert assigned.assignment == {ORDERS: frozenset(range(4))}
+    # A second member with the same, resolved, regex needs no resolution.
+    second = join(group, "b", subscribed_topic_regex="ord.*")
+    assert second.member_epoch == 3
+    assert [t for t in host.timers if t.callback == group._resolve_regexes] == []
+
+
+def test_topics_created_later_are_resolved_at_most_every_batch_interval(
+    host: FakeHost, group: ConsumerGroup
+) -> None:
+    batch_ms = host.config.group_consumer_regex_batch_refresh_interval_ms
+    join(group, "a", subscribed_topic_regex="ord.*")
+    host.advance(0)
+    assert beat(group, "a", 1).assignment == {ORDERS: frozenset(range(4))}
     host.add_topic("ordinals", 2)
     host.add_topic("xorders", 2)  # the whole name must match
-    grown = beat(group, "a", 1)
+    # The heartbeat that sees the new topics has them resolved after the
+    # batch interval since the last resolution; until then, nothing moves.
+    assert beat(group, "a", 2).assignment is None
+    step_ms = SESSION_MS // 2
+    for _ in range(batch_ms // step_ms - 1):
+        host.advance(step_ms)
+        assert group.epoch == 2
+        assert beat(group, "a", 2).assignment is None
+    host.advance(step_ms)
+    assert group.epoch == 3
+    grown = beat(group, "a", 2)
     ordinals = b"ordinals".ljust(16, b".")
+    assert grown.member_epoch == 3
     assert grown.assignment == {ORDERS: frozenset(range(4)), ordinals: frozenset({0, 1})}
     assert group.subscribed_topics() == {"orders", "ordinals"}
+
+
+def test_regexes_are_resolved_again_after_the_refresh_interval(
+    host: FakeHost, group: ConsumerGroup
+) -> None:
+    join(group, "a", subscribed_topic_regex="ord.*")
+    host.advance(0)
+    beat(group, "a", 1)
+    resolved_at = group.regexes.resolved_ms
+    step_ms = SESSION_MS // 2
+    for _ in range(host.config.group_consumer_regex_refresh_interval_ms // step_ms - 1):
+        host.advance(step_ms)
+        beat(group, "a", 2)
+        assert group.regexes.resolved_ms == resolved_at
+    host.advance(step_ms)
+    beat(group, "a", 2)
+    host.advance(0)
+    assert group.regexes.resolved_ms == host.clock_ms
+    assert group.epoch == 2  # the same topics: nothing moves
 
 
 def test_a_subscription_change_moves_the_group_on(host: FakeHost, group: ConsumerGroup) -> None:
