@@ -36,6 +36,12 @@ from engine.groups import GroupConfig
 from engine.groups.consumer_group import ConsumerGroup, ConsumerGroupState
 from engine.groups.consumer_heartbeat import Heartbeat, HeartbeatResult
 from engine.groups.consumer_member import ReconciliationState
+from engine.groups.records import (
+    StoredConsumerGroup,
+    StoredConsumerMember,
+    consumer_group_key,
+    consumer_member_key,
+)
 from engine.groups.timers import Timer
 from engine.groups.topic_subscriptions import TopicInfo
 from engine.protocol.kafka_code import KafkaCode
@@ -398,6 +404,24 @@ def test_regexes_are_resolved_again_after_the_refresh_interval(
     host.advance(0)
     assert group.regexes.resolved_ms == host.clock_ms
     assert group.epoch == 2  # the same topics: nothing moves
+
+
+def test_a_loaded_group_keeps_its_regexes_topics_until_it_resolves_them_again(
+    host: FakeHost, group: ConsumerGroup
+) -> None:
+    join(group, "a", subscribed_topic_regex="ord.*")
+    host.advance(0)
+    assert beat(group, "a", 1).assignment == {ORDERS: frozenset(range(4))}
+    group.unload()
+    stored = StoredConsumerGroup.from_value(host.state[consumer_group_key("g")])
+    member = StoredConsumerMember.from_value(host.state[consumer_member_key("g", "a")])
+    loaded = ConsumerGroup.load("g", host, stored, {"a": member})
+    # Its first heartbeat is in the same epoch: nothing waits for a resolution.
+    again = beat(loaded, "a", 2)
+    assert (again.error, again.member_epoch, loaded.epoch) == (E["NONE"], 2, 2)
+    host.advance(0)  # resolved again: the same topics, nothing moves
+    assert loaded.regexes.resolved_ms == host.clock_ms
+    assert loaded.epoch == 2
 
 
 def test_a_subscription_change_moves_the_group_on(host: FakeHost, group: ConsumerGroup) -> None:
