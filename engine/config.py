@@ -38,6 +38,8 @@ class ConfigSource(enum.IntEnum):
     TOPIC = 1
     STATIC_BROKER = 4
     DEFAULT = 5
+    GROUP = 8
+    """A group's own config (a GROUP resource, KIP-848): Kafka's GROUP_CONFIG."""
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,12 @@ class GroupConfig:
     # Consumer groups of the KIP-848 protocol (group.consumer.*).
     group_consumer_session_timeout_ms: int = 45_000
     group_consumer_heartbeat_interval_ms: int = 5000
+    group_consumer_min_session_timeout_ms: int = 45_000
+    group_consumer_max_session_timeout_ms: int = 60_000
+    group_consumer_min_heartbeat_interval_ms: int = 5000
+    group_consumer_max_heartbeat_interval_ms: int = 15_000
+    """The bounds of a group's own consumer.session.timeout.ms and
+    consumer.heartbeat.interval.ms (group_configs.py)."""
     group_consumer_assignors: tuple[str, ...] = ("uniform", "range")
     """The server-side assignors offered; the first is the default."""
     group_consumer_max_size: int = INT32_MAX

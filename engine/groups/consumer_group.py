@@ -59,6 +59,7 @@ from engine.groups.consumer_member import (
     Partitions,
     ReconciliationState,
 )
+from engine.groups.group_configs import ConsumerGroupSettings
 from engine.groups.reconciliation import check_epoch, epoch_error, next_step
 from engine.groups.records import (
     StoredConsumerGroup,
@@ -120,7 +121,12 @@ class ConsumerGroupHost(Protocol):
 
 
 class ConsumerGroup:
-    def __init__(self, group_id: str, host: ConsumerGroupHost) -> None:
+    def __init__(
+        self,
+        group_id: str,
+        host: ConsumerGroupHost,
+        settings: ConsumerGroupSettings | None = None,
+    ) -> None:
         self.group_id = group_id
         self.host = host
         self.epoch = 0
@@ -139,6 +145,12 @@ class ConsumerGroup:
         """The subscribed topics that exist, as the target assignment saw them."""
         self.owners: dict[tuple[TopicId, int], str] = {}
         """Which member holds each partition (assigned or pending revocation)."""
+        self.settings = settings or ConsumerGroupSettings(
+            host.config.group_consumer_session_timeout_ms,
+            host.config.group_consumer_heartbeat_interval_ms,
+        )
+        """Its session timeout and heartbeat interval: the broker's, or the
+        group's own configs (group_configs.py), from its members' next heartbeat."""
         self.state_timestamp = host.now_ms()
         """When the group last became empty (the start of its offsets' retention)."""
         self._changed_members: set[str] = set()
@@ -243,7 +255,7 @@ class ConsumerGroup:
             None,
             member.member_id,
             member.epoch,
-            self.host.config.group_consumer_heartbeat_interval_ms,
+            self.settings.heartbeat_interval_ms,
             dict(member.assigned) if full or member.assigned != before else None,
         )
 
@@ -477,7 +489,7 @@ class ConsumerGroup:
     def _watch_session(self, member: ConsumerMember) -> None:
         if member.session_timer is not None:
             member.session_timer.cancel()
-        timeout_ms = self.host.config.group_consumer_session_timeout_ms
+        timeout_ms = self.settings.session_timeout_ms
         member.session_timer = self.host.schedule_consumer(
             self, timeout_ms / 1000, lambda: self._session_expired(member)
         )
@@ -593,11 +605,12 @@ class ConsumerGroup:
         host: ConsumerGroupHost,
         stored: StoredConsumerGroup,
         members: Mapping[str, StoredConsumerMember],
+        settings: ConsumerGroupSettings | None = None,
     ) -> ConsumerGroup:
         """A group as it was stored. Every member's session starts now (those
         that do not heartbeat again expire); members that were revoking
         partitions have their rebalance timeout again from now."""
-        group = cls(group_id, host)
+        group = cls(group_id, host, settings)
         group.epoch = stored.epoch
         group.assignment_epoch = stored.assignment_epoch
         group.topics = {n: TopicInfo(topic_id, count) for n, topic_id, count in stored.topics}

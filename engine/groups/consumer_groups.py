@@ -15,6 +15,7 @@ from engine.groups.config import GroupConfig
 from engine.groups.consumer_group import ConsumerGroup, ConsumerGroupState
 from engine.groups.consumer_group_description import ConsumerGroupDescription, describe
 from engine.groups.executor import GroupExecutor
+from engine.groups.group_configs import GroupConfigs
 from engine.groups.records import StoredConsumerGroup, StoredConsumerMember, consumer_member_key
 from engine.groups.timers import Timer
 from engine.groups.topic_subscriptions import TopicInfo
@@ -31,8 +32,10 @@ class ConsumerGroups:
         config: GroupConfig,
         topics: Callable[[], Mapping[str, TopicInfo]],
         has_offsets: Callable[[str], bool],
+        configs: GroupConfigs,
     ) -> None:
         self.config = config
+        self._configs = configs
         self._run = run
         self._topics = topics
         self._has_offsets = has_offsets
@@ -79,7 +82,8 @@ class ConsumerGroups:
         return iter(list(self._groups.values()))
 
     def create(self, group_id: str) -> ConsumerGroup:
-        group = self._groups[group_id] = ConsumerGroup(group_id, self)
+        settings = self._configs.settings(group_id)
+        group = self._groups[group_id] = ConsumerGroup(group_id, self, settings)
         return group
 
     def load(
@@ -91,7 +95,7 @@ class ConsumerGroups:
         whose group is gone (to delete)."""
         for group_id, stored in groups.items():
             self._groups[group_id] = ConsumerGroup.load(
-                group_id, self, stored, members.get(group_id, {})
+                group_id, self, stored, members.get(group_id, {}), self._configs.settings(group_id)
             )
         return [
             consumer_member_key(group_id, member_id)

@@ -28,6 +28,7 @@ from contextlib import AbstractContextManager
 from typing import Any
 
 from engine.clock import SYSTEM, Clock
+from engine.config import ConfigEntry
 from engine.errors import (
     GroupIdNotFound,
     InvalidGroupId,
@@ -50,6 +51,7 @@ from engine.groups.consumer_groups import ConsumerGroups
 from engine.groups.consumer_heartbeat import Heartbeat, HeartbeatResult, Refused
 from engine.groups.consumer_heartbeat import validate as validate_heartbeat
 from engine.groups.executor import GroupExecutor
+from engine.groups.group_configs import GroupConfigs
 from engine.groups.offset_manager import OffsetManager, Transaction, is_consuming
 from engine.groups.records import (
     classic_group_key,
@@ -92,8 +94,10 @@ class GroupCoordinator:
         self._run = GroupExecutor(state_log, clock)
         self._offsets = OffsetManager(self, self.config, partition_count)
         self._classic_groups = ClassicGroups(self._run, self.config, self._offsets.has_offsets)
+        self._group_configs = GroupConfigs(self.config)
+        """Groups' own configs (GROUP config resources), whether or not the group exists."""
         self._consumer_groups = ConsumerGroups(
-            self._run, self.config, topics, self._offsets.has_offsets
+            self._run, self.config, topics, self._offsets.has_offsets, self._group_configs
         )
         """KIP-848 consumer groups; a group id is in these or in the classic ones, never both."""
         with self._locked():
@@ -145,6 +149,7 @@ class GroupCoordinator:
 
     def _load(self) -> None:
         state = read_state(self._run.state_log.items())
+        self._group_configs.load(state.group_configs)
         dropped = self._offsets.load(state)
         dropped += self._consumer_groups.load(state.consumer_groups, state.consumer_members)
         for group_id, group_state in state.classic_groups.items():
@@ -650,6 +655,46 @@ class GroupCoordinator:
         if group.is_empty:
             return self._offsets.expire(group.group_id, now, group.state_timestamp)
         return self._offsets.expire(group.group_id, now, None, group.subscribed_topics())
+
+    # -- group configs (GROUP config resources, KIP-848) --------------------------------
+
+    def describe_group_configs(self, group_id: str) -> list[ConfigEntry]:
+        """DescribeConfigs of a GROUP resource: each group config, the
+        group's own (source GROUP) or the broker's (DEFAULT). Raises
+        EmptyGroupName, NotCoordinator."""
+        with self._locked():
+            self._check_open()
+            return self._group_configs.describe(group_id)
+
+    def alter_group_configs(
+        self, group_id: str, changes: Mapping[str, str | None], validate_only: bool = False
+    ) -> Future[None]:
+        """IncrementalAlterConfigs of a GROUP resource: sets (a value) or
+        removes (None) the group's own configs, done once durable; a
+        consumer group times its members by them from their next heartbeat.
+        Raises InvalidConfig, EmptyGroupName, NotCoordinator; the future
+        fails with NotCoordinator if the write does."""
+        with self._locked():
+            self._check_open()
+            overrides = self._group_configs.altered(group_id, changes)
+            if validate_only:
+                return done(None)
+            puts, deletes = self._group_configs.store(group_id, overrides)
+            group = self._consumer_groups.get(group_id)
+            if group is not None:
+                group.settings = self._group_configs.settings(group_id)
+            future: Future[None] = running_future()
+
+            def written(error: KafkaCode) -> None:
+                if error == KafkaCode.NONE:
+                    self.resolve(future, None)
+                else:
+                    self.resolve(
+                        future, NotCoordinator(f"storing group {group_id}'s configs failed")
+                    )
+
+            self.write(puts, deletes, written)
+            return future
 
     # -- lifecycle ----------------------------------------------------------------------
 

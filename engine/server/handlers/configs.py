@@ -17,6 +17,7 @@ from engine.errors import EngineError, InvalidConfig, error_code
 from engine.protocol.apis import ApiKey
 from engine.protocol.kafka_code import KafkaCode
 from engine.server.context import RequestContext, error_message
+from engine.server.handlers.group_configs import GROUP, alter_group, describe_group
 from engine.server.handlers.registry import handles
 from engine.server.handlers.requests import (
     AlterConfigsRequest,
@@ -109,6 +110,8 @@ def handle_describe_configs(
 def _entries(context: RequestContext, resource_type: int, name: str) -> list[ConfigEntry]:
     if resource_type == TOPIC:
         return context.engine.describe_topic(name).configs
+    if resource_type == GROUP:
+        return describe_group(context, name)
     if resource_type == BROKER:
         if name not in ("", str(context.server.broker.node_id)):
             node = context.server.broker.node_id
@@ -195,6 +198,10 @@ def handle_incremental_alter_configs(
 ) -> dict[str, Any]:
     responses = []
     for resource in request.resources:
+        if resource.resource_type == GROUP:
+            code, message = alter_group(context, resource, request.validate_only)
+            responses.append(_alter_result(resource, code, message))
+            continue
         try:
             changes = _incremental_changes(context, resource)
         except EngineError as error:
