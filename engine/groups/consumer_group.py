@@ -40,7 +40,6 @@ from concurrent.futures import Future
 from enum import StrEnum
 from typing import Any, Protocol
 
-from engine.errors import FencedMemberEpoch, StaleMemberEpoch, UnknownMemberId
 from engine.futures import running_future
 from engine.groups.assignors import TopicId
 from engine.groups.config import GroupConfig
@@ -60,7 +59,7 @@ from engine.groups.consumer_member import (
     ReconciliationState,
 )
 from engine.groups.group_configs import ConsumerGroupSettings
-from engine.groups.reconciliation import check_epoch, epoch_error, next_step
+from engine.groups.reconciliation import check_epoch, check_fetch, commit_error, next_step
 from engine.groups.records import (
     StoredConsumerGroup,
     StoredConsumerMember,
@@ -520,46 +519,15 @@ class ConsumerGroup:
             self.remove_member(member, "it did not revoke its partitions in its rebalance timeout")
             self.flush()
 
-    # -- committed offsets -----------------------------------------------------------
+    # -- committed offsets (reconciliation.py checks them) ------------------------
 
     def commit_error(
-        self,
-        member_id: str,
-        instance_id: str | None,
-        member_epoch: int,
-        transactional: bool,
+        self, member_id: str, instance_id: str | None, member_epoch: int, transactional: bool
     ) -> KafkaCode:
-        """Kafka's ConsumerGroup.validateOffsetCommit: members commit in
-        their epoch; a commit from outside the group (epoch < 0) only while
-        the group is empty."""
-        if member_epoch < 0 and not self.members:
-            return KafkaCode.NONE
-        if transactional and member_epoch < 0 and not member_id and instance_id is None:
-            return KafkaCode.NONE  # TxnOffsetCommit without group metadata is not checked
-        member = self.members.get(member_id)
-        if member is None:
-            return KafkaCode.UNKNOWN_MEMBER_ID
-        return epoch_error(member_epoch, member.epoch)
+        return commit_error(self.members, member_id, instance_id, member_epoch, transactional)
 
     def check_fetch(self, member_id: str | None, member_epoch: int) -> None:
-        """Kafka's ConsumerGroup.validateOffsetFetch: a fetch that names a
-        member (OffsetFetch v9+) is in its epoch; raises UnknownMemberId,
-        StaleMemberEpoch or FencedMemberEpoch. Without one (an admin, or an
-        older version) it is not checked."""
-        if member_id is None and member_epoch < 0:
-            return
-        member = self.members.get(member_id or "")
-        if member is None:
-            raise UnknownMemberId(f"member {member_id} is not in group {self.group_id}")
-        error = epoch_error(member_epoch, member.epoch)
-        if error == KafkaCode.FENCED_MEMBER_EPOCH:
-            raise FencedMemberEpoch(
-                f"epoch {member_epoch} is ahead of member {member_id}'s ({member.epoch})"
-            )
-        if error == KafkaCode.STALE_MEMBER_EPOCH:
-            raise StaleMemberEpoch(
-                f"epoch {member_epoch} is behind member {member_id}'s ({member.epoch})"
-            )
+        check_fetch(self.group_id, self.members, member_id, member_epoch)
 
     # -- storing -------------------------------------------------------------------
 

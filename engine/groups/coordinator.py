@@ -51,7 +51,6 @@ from engine.groups.consumer_groups import ConsumerGroups
 from engine.groups.consumer_heartbeat import Heartbeat, HeartbeatResult, Refused
 from engine.groups.consumer_heartbeat import validate as validate_heartbeat
 from engine.groups.executor import GroupExecutor
-from engine.groups.group_configs import GroupConfigs
 from engine.groups.offset_manager import OffsetManager, Transaction, is_consuming
 from engine.groups.records import (
     classic_group_key,
@@ -94,10 +93,8 @@ class GroupCoordinator:
         self._run = GroupExecutor(state_log, clock)
         self._offsets = OffsetManager(self, self.config, partition_count)
         self._classic_groups = ClassicGroups(self._run, self.config, self._offsets.has_offsets)
-        self._group_configs = GroupConfigs(self.config)
-        """Groups' own configs (GROUP config resources), whether or not the group exists."""
         self._consumer_groups = ConsumerGroups(
-            self._run, self.config, topics, self._offsets.has_offsets, self._group_configs
+            self._run, self.config, topics, self._offsets.has_offsets
         )
         """KIP-848 consumer groups; a group id is in these or in the classic ones, never both."""
         with self._locked():
@@ -149,7 +146,7 @@ class GroupCoordinator:
 
     def _load(self) -> None:
         state = read_state(self._run.state_log.items())
-        self._group_configs.load(state.group_configs)
+        self._consumer_groups.load_configs(state.group_configs)
         dropped = self._offsets.load(state)
         dropped += self._consumer_groups.load(state.consumer_groups, state.consumer_members)
         for group_id, group_state in state.classic_groups.items():
@@ -664,7 +661,7 @@ class GroupCoordinator:
         EmptyGroupName, NotCoordinator."""
         with self._locked():
             self._check_open()
-            return self._group_configs.describe(group_id)
+            return self._consumer_groups.describe_configs(group_id)
 
     def alter_group_configs(
         self, group_id: str, changes: Mapping[str, str | None], validate_only: bool = False
@@ -676,25 +673,7 @@ class GroupCoordinator:
         fails with NotCoordinator if the write does."""
         with self._locked():
             self._check_open()
-            overrides = self._group_configs.altered(group_id, changes)
-            if validate_only:
-                return done(None)
-            puts, deletes = self._group_configs.store(group_id, overrides)
-            group = self._consumer_groups.get(group_id)
-            if group is not None:
-                group.settings = self._group_configs.settings(group_id)
-            future: Future[None] = running_future()
-
-            def written(error: KafkaCode) -> None:
-                if error == KafkaCode.NONE:
-                    self.resolve(future, None)
-                else:
-                    self.resolve(
-                        future, NotCoordinator(f"storing group {group_id}'s configs failed")
-                    )
-
-            self.write(puts, deletes, written)
-            return future
+            return self._consumer_groups.alter_configs(group_id, changes, validate_only)
 
     # -- lifecycle ----------------------------------------------------------------------
 

@@ -1,5 +1,6 @@
 """Moving a KIP-848 member towards its target assignment (Kafka's
-CurrentAssignmentBuilder), and the fencing of a member by its epoch.
+CurrentAssignmentBuilder), and the fencing of a member by its epoch: in
+its heartbeats, and in the offsets it commits and fetches.
 
 A member is first asked to revoke the partitions it must give up, staying
 in its epoch; once its heartbeat no longer reports them, it moves to the
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 
+from engine.errors import FencedMemberEpoch, StaleMemberEpoch, UnknownMemberId
 from engine.groups.assignors import TopicId
 from engine.groups.consumer_heartbeat import Refused
 from engine.groups.consumer_member import (
@@ -59,6 +61,50 @@ def epoch_error(received: int, current: int) -> KafkaCode:
     if received < current:
         return KafkaCode.STALE_MEMBER_EPOCH
     return KafkaCode.NONE
+
+
+def commit_error(
+    members: Mapping[str, ConsumerMember],
+    member_id: str,
+    instance_id: str | None,
+    member_epoch: int,
+    transactional: bool,
+) -> KafkaCode:
+    """Kafka's ConsumerGroup.validateOffsetCommit: members commit in
+    their epoch; a commit from outside the group (epoch < 0) only while
+    the group is empty."""
+    if member_epoch < 0 and not members:
+        return KafkaCode.NONE
+    if transactional and member_epoch < 0 and not member_id and instance_id is None:
+        return KafkaCode.NONE  # TxnOffsetCommit without group metadata is not checked
+    member = members.get(member_id)
+    if member is None:
+        return KafkaCode.UNKNOWN_MEMBER_ID
+    return epoch_error(member_epoch, member.epoch)
+
+
+def check_fetch(
+    group_id: str, members: Mapping[str, ConsumerMember], member_id: str | None, member_epoch: int
+) -> None:
+    """Kafka's ConsumerGroup.validateOffsetFetch: a fetch that names a
+    member (OffsetFetch v9+) is in its epoch; raises UnknownMemberId,
+    StaleMemberEpoch or FencedMemberEpoch. Without one (an admin, or an
+    older version, or a consumer that assigns its partitions itself) it is
+    not checked."""
+    if member_id is None and member_epoch < 0:
+        return
+    member = members.get(member_id or "")
+    if member is None:
+        raise UnknownMemberId(f"member {member_id} is not in group {group_id}")
+    error = epoch_error(member_epoch, member.epoch)
+    if error == KafkaCode.FENCED_MEMBER_EPOCH:
+        raise FencedMemberEpoch(
+            f"epoch {member_epoch} is ahead of member {member_id}'s ({member.epoch})"
+        )
+    if error == KafkaCode.STALE_MEMBER_EPOCH:
+        raise StaleMemberEpoch(
+            f"epoch {member_epoch} is behind member {member_id}'s ({member.epoch})"
+        )
 
 
 def next_step(
