@@ -353,6 +353,7 @@ class ConsumerGroup:
         if self._regex_timer is not None:
             return
         regexes = subscribed_regexes(self.members.values())
+        self.regexes.forget_unused(regexes)
         config = self.host.config
         delay_ms = self.regexes.refresh_delay_ms(regexes, existing, self.host.now_ms(), config)
         if delay_ms is not None:
@@ -480,6 +481,7 @@ class ConsumerGroup:
         ):
             del self.static_members[member.instance_id]
         self.target.pop(member.member_id, None)
+        self.regexes.forget_unused(subscribed_regexes(self.members.values()))
         self._changed_members.add(member.member_id)
         self._bump_epoch()
         if not self.members:

@@ -74,6 +74,12 @@ class RegexResolutions:
             return max(0, last + config.group_consumer_regex_batch_refresh_interval_ms - now_ms)
         return None
 
+    def forget_unused(self, regexes: Set[str]) -> None:
+        """Forgets the resolutions of regexes no member has any more, so one
+        that comes back is resolved anew (Kafka deletes its resolution)."""
+        for regex in self.topics.keys() - regexes:
+            del self.topics[regex]
+
     def resolve(self, regexes: Set[str], existing: Collection[str], now_ms: int) -> bool:
         """Resolves ``regexes`` against the ``existing`` topics (forgetting
         those no member has any more); whether any resolves to other topics."""

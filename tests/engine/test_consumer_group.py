@@ -387,6 +387,23 @@ def test_topics_created_later_are_resolved_at_most_every_batch_interval(
     assert group.subscribed_topics() == {"orders", "ordinals"}
 
 
+def test_a_regex_no_member_has_any_more_is_resolved_anew(
+    host: FakeHost, group: ConsumerGroup
+) -> None:
+    join(group, "a", subscribed_topic_regex="ord.*")
+    host.advance(0)
+    beat(group, "a", 1)
+    beat(group, "a", -1)  # leaves: nobody has the regex
+    ordinals = host.add_topic("ordinals", 1)
+    joined = join(group, "b", subscribed_topic_regex="ord.*")
+    assert joined.assignment == {}
+    host.advance(0)  # at once, not after the batch interval
+    assert beat(group, "b", joined.member_epoch).assignment == {
+        ORDERS: frozenset(range(4)),
+        ordinals: frozenset({0}),
+    }
+
+
 def test_regexes_are_resolved_again_after_the_refresh_interval(
     host: FakeHost, group: ConsumerGroup
 ) -> None:
