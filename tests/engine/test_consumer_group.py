@@ -27,6 +27,7 @@ from hypothesis.stateful import (
 )
 
 import engine
+from engine.clock import ManualClock
 from engine.errors import (
     FencedMemberEpoch,
     StaleMemberEpoch,
@@ -769,6 +770,25 @@ def test_a_restart_keeps_the_groups_epochs_and_members(
     assert (again.error, again.member_epoch) == (E["NONE"], 2)
     assert engine_beat(second, "b", 2).error == E["NONE"]
     assert second.groups.consumer_group_describe(["g"])[0].group_epoch == 2
+
+
+def test_the_coordinator_resolves_a_new_regex_on_its_timer_not_in_the_heartbeat(
+    engine_factory: EngineFactory, tmp_path: Path
+) -> None:
+    clock = ManualClock()
+    groups = engine.GroupConfig(**CONSUMER_SETTINGS)
+    opened = engine_factory(data_dir=tmp_path / "node", groups=groups, clock=clock)
+    opened.create_topic("orders", 2)
+    topic_id = opened.topic_id("orders")
+    joined = engine_join(opened, "a", subscribed_topic_names=None, subscribed_topic_regex="ord.*")
+    assert (joined.error, joined.member_epoch, joined.assignment) == (E["NONE"], 1, {})
+    # The clock stands still: only the timer thread, not a request, moves it on.
+    deadline = time.monotonic() + TIMEOUT
+    while opened.groups.consumer_group_describe(["g"])[0].group_epoch != 2:
+        assert time.monotonic() < deadline, "the regex was never resolved"
+        time.sleep(0.01)
+    later = engine_beat(opened, "a", 1)
+    assert (later.member_epoch, later.assignment) == (2, {topic_id: frozenset({0, 1})})
 
 
 def test_members_that_do_not_return_after_a_restart_expire(
