@@ -44,6 +44,8 @@ class ConfigSource(enum.IntEnum):
     DEFAULT = 5
     BROKER_LOGGER = 6
     """A logger's level (the BROKER_LOGGER resource)."""
+    GROUP = 8
+    """A group's own config (a GROUP resource, KIP-848): Kafka's GROUP_CONFIG."""
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,7 @@ from engine.config import TopicConfig, normalize_all
 from engine.data_waiters import DataWaiters
 from engine.errors import EngineClosed, EngineError, UnknownTopic
 from engine.groups import ConsumerLag, GroupConfig, GroupCoordinator, consumer_lag
-from engine.groups.consumer_group import TopicInfo
+from engine.groups.topic_subscriptions import TopicInfo
 from engine.log_cleaner import LogCleaner
 from engine.maintenance import Maintenance
 from engine.partition import AppendResult, OffsetAndTimestamp, Partition, PartitionFetch

@@ -3,7 +3,8 @@ group protocol, and committed offsets.
 
 ``GroupCoordinator`` (coordinator.py) is the API; ``Engine.groups`` is the
 engine's. It routes each request to the classic groups (classic_groups.py;
-one group's state machine in classic.py), the KIP-848 groups
+one group's state machine in classic.py, its join path in
+classic_join.py), the KIP-848 groups
 (consumer_groups.py; one group in consumer_group.py, the server-side
 assignors in assignors.py) or the committed offsets (offset_manager.py;
 their state in memory in offset_store.py). All of them run under one lock,

@@ -11,18 +11,27 @@ A group runs under its coordinator's lock: the coordinator (the "host")
 gives it timers whose callbacks run under that lock, durable writes of its
 metadata, and futures settled once the lock is released. Nothing here
 blocks or does I/O.
+
+This module owns the state machine: rebalancing, syncing, heartbeats,
+sessions, leaving, and the group's stored form. How a member joins
+(new, known and static members) is in classic_join.py; a member and the
+choice of the group's protocol in classic_member.py.
 """
 
 from __future__ import annotations
 
 import logging
-import uuid
-from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Protocol
 
 from engine.futures import running_future
+from engine.groups.classic_member import (
+    NEW_MEMBER_JOIN_TIMEOUT_MS,
+    Member,
+    select_protocol,
+    supports_protocols,
+)
 from engine.groups.config import GroupConfig
 from engine.groups.records import StoredGroup, StoredMember
 from engine.groups.results import (
@@ -38,14 +47,6 @@ from engine.groups.timers import Timer
 from engine.protocol.kafka_code import KafkaCode
 
 log = logging.getLogger("tidelog.groups")
-
-NEW_MEMBER_JOIN_TIMEOUT_MS = 300_000
-"""A new member's JoinGroup waits at most this long (Kafka's value): a
-client that gave up on it and joins again would otherwise leave defunct
-members behind for a whole rebalance."""
-
-
-Protocols = Sequence[tuple[str, bytes]]
 
 
 class GroupHost(Protocol):
@@ -72,62 +73,6 @@ class GroupHost(Protocol):
         """Writes the group's metadata with ``assignment``; ``then(error_code)``
         runs under the lock once it is durable (or failed), if the group
         still exists."""
-
-
-class JoinRequest(NamedTuple):
-    member_id: str
-    group_instance_id: str | None
-    protocol_type: str
-    protocols: list[tuple[str, bytes]]
-    session_timeout_ms: int
-    rebalance_timeout_ms: int
-    client_id: str
-    client_host: str
-    require_known_member_id: bool
-    reason: str | None
-
-
-class Member:
-    """A member of a group, and what it is waiting for."""
-
-    def __init__(
-        self,
-        member_id: str,
-        group_instance_id: str | None,
-        client_id: str,
-        client_host: str,
-        rebalance_timeout_ms: int,
-        session_timeout_ms: int,
-        protocols: list[tuple[str, bytes]],
-    ) -> None:
-        self.member_id = member_id
-        self.group_instance_id = group_instance_id
-        self.client_id = client_id
-        self.client_host = client_host
-        self.rebalance_timeout_ms = rebalance_timeout_ms
-        self.session_timeout_ms = session_timeout_ms
-        self.protocols = protocols
-        """(name, metadata) in the member's order of preference."""
-        self.assignment = b""
-        self.join_waiter: Future[JoinResult] | None = None
-        self.sync_waiter: Future[SyncResult] | None = None
-        self.is_new = False
-        """Joined and not yet part of a generation."""
-        self.session_deadline = 0.0
-        self.session_timer: Timer | None = None
-
-    def metadata(self, protocol: str | None) -> bytes:
-        for name, metadata in self.protocols:
-            if name == protocol:
-                return metadata
-        return b""
-
-    def matches(self, protocols: Protocols) -> bool:
-        return list(protocols) == self.protocols
-
-    def vote(self, candidates: set[str]) -> str:
-        """The member's most preferred protocol among ``candidates``."""
-        return next(name for name, _ in self.protocols if name in candidates)
 
 
 class ClassicGroup:
@@ -176,125 +121,17 @@ class ClassicGroup:
         )
 
     def supports_protocols(self, protocol_type: str, names: set[str]) -> bool:
-        if not self.members:
-            return bool(protocol_type) and bool(names)
-        if protocol_type != self.protocol_type:
-            return False
-        counts = Counter(name for m in self.members.values() for name, _ in m.protocols)
-        return any(counts[name] == len(self.members) for name in names)
+        return supports_protocols(self.members.values(), self.protocol_type, protocol_type, names)
 
     def select_protocol(self) -> str:
-        """Kafka's vote: among the protocols every member supports, the one
-        most members prefer (ties: the earliest in the first member's list)."""
-        members = list(self.members.values())
-        candidates = {name for name, _ in members[0].protocols}
-        for member in members[1:]:
-            candidates &= {name for name, _ in member.protocols}
-        votes = Counter(member.vote(candidates) for member in members)
-        order = [name for name, _ in members[0].protocols if name in candidates]
-        return max(order, key=lambda name: (votes[name], -order.index(name)))
+        return select_protocol(self.members.values())
 
     def is_subscribed_to(self, topic: str) -> bool:
         return self.subscribed_topics is None or topic in self.subscribed_topics
 
-    # -- joining -------------------------------------------------------------------
+    # -- joining (classic_join.py) --------------------------------------------------
 
-    def join(self, request: JoinRequest) -> Future[JoinResult]:
-        future: Future[JoinResult] = running_future()
-        if not self._accept_joining_member(request.member_id):
-            member = self.members.get(request.member_id)
-            if member is not None:
-                self._remove(member)
-            self._answer(future, KafkaCode.GROUP_MAX_SIZE_REACHED, "")
-        elif not request.member_id:
-            self._join_new_member(request, future)
-        else:
-            self._join_known_member(request, future)
-        if self.state == GroupState.PREPARING_REBALANCE:
-            self.try_complete_join()
-        return future
-
-    def _accept_joining_member(self, member_id: str) -> bool:
-        limit = self.host.config.group_max_size
-        member = self.members.get(member_id)
-        if self.state == GroupState.EMPTY:
-            return True
-        if self.state == GroupState.PREPARING_REBALANCE:
-            # Counting the members that rejoined lets a smaller limit push
-            # out the last ones to rejoin.
-            awaiting = sum(1 for m in self.members.values() if m.join_waiter is not None)
-            return (member is not None and member.join_waiter is not None) or awaiting < limit
-        return member is not None or len(self.members) < limit
-
-    def _answer(self, future: Future[JoinResult], error: KafkaCode, member_id: str) -> None:
-        self.host.resolve(future, JoinResult(error, member_id=member_id))
-
-    def _join_new_member(self, request: JoinRequest, future: Future[JoinResult]) -> None:
-        if not self.supports_protocols(request.protocol_type, {n for n, _ in request.protocols}):
-            self._answer(future, KafkaCode.INCONSISTENT_GROUP_PROTOCOL, "")
-            return
-        prefix = request.group_instance_id or request.client_id
-        member_id = f"{prefix}-{uuid.uuid4()}"
-        if request.group_instance_id is not None:
-            old_member_id = self.static_members.get(request.group_instance_id)
-            if old_member_id is not None:
-                self._replace_static_member(old_member_id, member_id, request, future)
-            else:
-                self._add_member_and_rebalance(member_id, request, future)
-        elif request.require_known_member_id:
-            self.pending_members[member_id] = self.host.schedule(
-                self,
-                request.session_timeout_ms / 1000,
-                lambda: self._pending_member_expired(member_id),
-            )
-            self._answer(future, KafkaCode.MEMBER_ID_REQUIRED, member_id)
-        else:
-            self._add_member_and_rebalance(member_id, request, future)
-
-    def _join_known_member(self, request: JoinRequest, future: Future[JoinResult]) -> None:
-        member_id = request.member_id
-        if not self.supports_protocols(request.protocol_type, {n for n, _ in request.protocols}):
-            self._answer(future, KafkaCode.INCONSISTENT_GROUP_PROTOCOL, member_id)
-            return
-        if member_id in self.pending_members:
-            if request.group_instance_id is not None:  # a pending member is never static
-                self._answer(future, KafkaCode.UNKNOWN_MEMBER_ID, member_id)
-                return
-            self.pending_members.pop(member_id).cancel()
-            self._add_member_and_rebalance(member_id, request, future)
-            return
-        instance_id = request.group_instance_id
-        if self.is_static_member_fenced(instance_id, member_id):
-            self._answer(future, KafkaCode.FENCED_INSTANCE_ID, member_id)
-            return
-        member = self.members.get(member_id)
-        if member is None or (instance_id is not None and instance_id not in self.static_members):
-            self._answer(future, KafkaCode.UNKNOWN_MEMBER_ID, member_id)
-            return
-        match self.state:
-            case GroupState.PREPARING_REBALANCE:
-                self._update_member_and_rebalance(member, request, future, "rejoining")
-            case GroupState.COMPLETING_REBALANCE:
-                if member.matches(request.protocols):
-                    # It may have missed the JoinGroup answer: the same again.
-                    self.host.resolve(future, self._join_result(member))
-                else:
-                    self._update_member_and_rebalance(
-                        member, request, future, "new metadata while completing a rebalance"
-                    )
-            case GroupState.STABLE:
-                if member_id == self.leader_id:
-                    # The leader rejoins to have the assignment made again
-                    # (a topic changed, say): a rebalance.
-                    self._update_member_and_rebalance(member, request, future, "the leader rejoins")
-                elif not member.matches(request.protocols):
-                    self._update_member_and_rebalance(member, request, future, "new metadata")
-                else:
-                    self.host.resolve(future, self._join_result(member))
-            case _:
-                self._answer(future, KafkaCode.UNKNOWN_MEMBER_ID, member_id)
-
-    def _join_result(self, member: Member, leader: str | None = None) -> JoinResult:
+    def join_result(self, member: Member, leader: str | None = None) -> JoinResult:
         is_leader = member.member_id == self.leader_id
         return JoinResult(
             KafkaCode.NONE,
@@ -311,106 +148,6 @@ class ClassicGroup:
             JoinedMember(m.member_id, m.group_instance_id, m.metadata(self.protocol_name))
             for m in self.members.values()
         ]
-
-    def _add_member_and_rebalance(
-        self, member_id: str, request: JoinRequest, future: Future[JoinResult]
-    ) -> None:
-        member = Member(
-            member_id,
-            request.group_instance_id,
-            request.client_id,
-            request.client_host,
-            request.rebalance_timeout_ms,
-            request.session_timeout_ms,
-            list(request.protocols),
-        )
-        member.is_new = True
-        if self.state == GroupState.PREPARING_REBALANCE and self.generation_id == 0:
-            self.new_member_added = True  # the initial delay waits a little longer
-        if not self.members:
-            self.protocol_type = request.protocol_type
-        self.members[member_id] = member
-        if member.group_instance_id is not None:
-            self.static_members[member.group_instance_id] = member_id
-        if self.leader_id is None:
-            self.leader_id = member_id
-        member.join_waiter = future
-        self.watch_session(member)
-        self.maybe_prepare_rebalance(f"{member_id} joins ({request.reason or 'no reason given'})")
-
-    def _update_member_and_rebalance(
-        self, member: Member, request: JoinRequest, future: Future[JoinResult], why: str
-    ) -> None:
-        member.protocols = list(request.protocols)
-        if member.join_waiter is not None:  # a second JoinGroup replaces the first
-            self.host.resolve(member.join_waiter, JoinResult(KafkaCode.REBALANCE_IN_PROGRESS))
-        member.join_waiter = future
-        self.maybe_prepare_rebalance(f"{member.member_id}: {why} ({request.reason or 'no reason'})")
-
-    def _replace_static_member(
-        self, old_member_id: str, member_id: str, request: JoinRequest, future: Future[JoinResult]
-    ) -> None:
-        """A static member joins again under a new member id: the old id is
-        fenced, and a stable group goes on without a rebalance if the
-        member's protocols leave the chosen protocol as it is."""
-        leader = self.leader_id
-        member = self._rename(old_member_id, member_id)
-        self.watch_session(member)
-        old_protocols = member.protocols
-        member.protocols = list(request.protocols)
-        member.join_waiter = future
-        match self.state:
-            case GroupState.STABLE if self.select_protocol() == self.protocol_name:
-                assignment = {m.member_id: m.assignment for m in self.members.values()}
-
-                def stored(error: KafkaCode) -> None:
-                    if member.join_waiter is not future:
-                        return  # a rebalance answered it meanwhile
-                    member.join_waiter = None
-                    if error != KafkaCode.NONE:
-                        member.protocols = old_protocols
-                        if self.members.get(member_id) is member:
-                            self._rename(member_id, old_member_id)
-                        self._answer(future, error, "")
-                        return
-                    # The previous leader id, so that this member, even if it
-                    # led, does not compute an assignment a stable group
-                    # would not hand out; it syncs to get its own back.
-                    self.host.resolve(future, self._join_result(member, leader=leader or ""))
-
-                self.host.store_group(self, assignment, stored)
-            case GroupState.STABLE | GroupState.COMPLETING_REBALANCE:
-                self.maybe_prepare_rebalance(f"static member {request.group_instance_id} rejoins")
-            case _:
-                pass  # the rebalance in progress answers it
-
-    def _rename(self, old_member_id: str, member_id: str) -> Member:
-        member = self.members.pop(old_member_id)
-        if member.join_waiter is not None:
-            self.host.resolve(
-                member.join_waiter,
-                JoinResult(KafkaCode.FENCED_INSTANCE_ID, member_id=old_member_id),
-            )
-            member.join_waiter = None
-        if member.sync_waiter is not None:
-            self.host.resolve(member.sync_waiter, SyncResult(KafkaCode.FENCED_INSTANCE_ID))
-            member.sync_waiter = None
-        member.member_id = member_id
-        self.members[member_id] = member
-        if self.leader_id == old_member_id:
-            self.leader_id = member_id
-        if member.group_instance_id is not None:
-            self.static_members[member.group_instance_id] = member_id
-        if old_member_id in self.pending_sync:
-            self.pending_sync.discard(old_member_id)
-            self.pending_sync.add(member_id)
-        return member
-
-    def _pending_member_expired(self, member_id: str) -> None:
-        if self.pending_members.pop(member_id, None) is not None:
-            log.info("group %s: pending member %s never joined", self.group_id, member_id)
-            if self.state == GroupState.PREPARING_REBALANCE:
-                self.try_complete_join()
 
     # -- rebalancing ---------------------------------------------------------------
 
@@ -485,7 +222,7 @@ class ClassicGroup:
         for member in list(self.members.values()):
             if member.join_waiter is None and member.group_instance_id is None:
                 log.info("group %s: %s did not rejoin in time", self.group_id, member.member_id)
-                self._remove(member)
+                self.drop(member)
         if self.members and not self._elect_joined_leader():
             # Only static members that have not rejoined: wait for them (or
             # for their sessions to expire) another rebalance timeout.
@@ -515,7 +252,7 @@ class ClassicGroup:
         )
         for member in self.members.values():
             if member.join_waiter is not None:
-                self.host.resolve(member.join_waiter, self._join_result(member))
+                self.host.resolve(member.join_waiter, self.join_result(member))
                 member.join_waiter = None
             member.is_new = False
             self.watch_session(member)
@@ -541,7 +278,7 @@ class ClassicGroup:
             for member_id in missing:
                 member = self.members.get(member_id)
                 if member is not None:
-                    self._remove(member)
+                    self.drop(member)
             self.prepare_rebalance(f"members {missing} did not sync in time")
 
     def _cancel_sync_deadline(self) -> None:
@@ -688,13 +425,13 @@ class ClassicGroup:
         if member.sync_waiter is not None:
             self.host.resolve(member.sync_waiter, SyncResult(KafkaCode.UNKNOWN_MEMBER_ID))
             member.sync_waiter = None
-        self._remove(member)
+        self.drop(member)
         if self.state in (GroupState.STABLE, GroupState.COMPLETING_REBALANCE):
             self.maybe_prepare_rebalance(f"{member.member_id} left: {reason}")
         elif self.state == GroupState.PREPARING_REBALANCE:
             self.try_complete_join()
 
-    def _remove(self, member: Member) -> None:
+    def drop(self, member: Member) -> None:
         self.members.pop(member.member_id, None)
         if member.session_timer is not None:
             member.session_timer.cancel()

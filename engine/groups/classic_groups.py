@@ -131,9 +131,9 @@ class ClassicGroups:
         transactional: bool,
     ) -> KafkaCode:
         """Kafka's validateOffsetCommit: members commit for their
-        generation; a commit from outside the group (generation < 0, no
-        member id) only while the group has no members. A member's plain
-        commit counts as a sign of life."""
+        generation; a commit from outside the group (generation < 0, with
+        or without a member id) only while the group has no members. A
+        member's plain commit counts as a sign of life."""
         group = self._groups.get(group_id)
         error = _commit_error(group, generation_id, member_id, group_instance_id, transactional)
         if error == KafkaCode.NONE and group is not None and not transactional:
@@ -159,12 +159,16 @@ def _commit_error(
     group_instance_id: str | None,
     transactional: bool,
 ) -> KafkaCode:
+    # Generation -1 is a "simple" consumer's commit (an admin, or a consumer
+    # that assigns its partitions itself: a KIP-848 one names its member id
+    # too), taken while the group does not exist or is empty, as Kafka's
+    # OffsetMetadataManager and ClassicGroup.validateOffsetCommit do.
+    if generation_id < 0 and (group is None or group.state == GroupState.EMPTY):
+        return KafkaCode.NONE
     if group is None:
         if generation_id >= 0 and not transactional:
             return KafkaCode.ILLEGAL_GENERATION  # a generation of a group that is gone
-        if generation_id >= 0 or member_id or group_instance_id is not None:
-            return KafkaCode.UNKNOWN_MEMBER_ID
-        return KafkaCode.NONE
+        return KafkaCode.UNKNOWN_MEMBER_ID
     if generation_id >= 0 or member_id or group_instance_id is not None:
         if group.is_static_member_fenced(group_instance_id, member_id):
             return KafkaCode.FENCED_INSTANCE_ID

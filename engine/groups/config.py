@@ -20,9 +20,22 @@ class GroupConfig:
     # Consumer groups of the KIP-848 protocol (group.consumer.*).
     group_consumer_session_timeout_ms: int = 45_000
     group_consumer_heartbeat_interval_ms: int = 5000
+    group_consumer_min_session_timeout_ms: int = 45_000
+    group_consumer_max_session_timeout_ms: int = 60_000
+    group_consumer_min_heartbeat_interval_ms: int = 5000
+    group_consumer_max_heartbeat_interval_ms: int = 15_000
+    """The bounds of a group's own consumer.session.timeout.ms and
+    consumer.heartbeat.interval.ms (group_configs.py)."""
     group_consumer_assignors: tuple[str, ...] = ("uniform", "range")
     """The server-side assignors offered; the first is the default."""
     group_consumer_max_size: int = INT32_MAX
+    group_consumer_regex_refresh_interval_ms: int = 600_000
+    """How long a resolution of the group's regexes stands before a heartbeat
+    has them resolved again (Kafka's group.consumer.regex.refresh.interval.ms)."""
+    group_consumer_regex_batch_refresh_interval_ms: int = 10_000
+    """The least time between two resolutions of a group's regexes for topics
+    created or deleted: a burst of them makes one rebalance (Kafka's fixed
+    REGEX_BATCH_REFRESH_MIN_INTERVAL_MS)."""
 
     @property
     def offsets_retention_ms(self) -> int:

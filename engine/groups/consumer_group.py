@@ -13,14 +13,16 @@ own; the coordinator keeps:
   partitions it is assigned and those it must give up (pending
   revocation).
 
-Reconciliation (Kafka's CurrentAssignmentBuilder) moves each member
-towards its target: first it is asked to revoke the partitions it must
-give up, staying in its epoch; once its heartbeat no longer reports them,
-it moves to the target epoch and is given the partitions of its target
-that no other member owns any more (a partition still owned elsewhere is
-"unreleased" and given at a later heartbeat). So no partition is ever
-assigned or pending revocation to two members at once; ``owners`` holds
-that index and refuses any change that would break it.
+This module owns the group's state machine: members joining (static
+ones replacing their predecessor), heartbeating, leaving and expiring,
+the epochs, and the ``owners`` index that refuses any change giving a
+partition to two members at once. Its parts live beside it: the request
+and its checks (consumer_heartbeat.py), a member (consumer_member.py),
+which topics the members subscribe to (topic_subscriptions.py), the
+target assignment (target_assignment.py), one reconciliation step of a
+member towards its target (reconciliation.py) and the descriptions
+(consumer_group_description.py). The members' regexes are resolved on
+the host's timer, off the heartbeat, as Kafka does (topic_subscriptions.py).
 
 A group runs under its coordinator's lock: the coordinator (the "host")
 gives it timers whose callbacks run under that lock, durable writes of its
@@ -32,49 +34,49 @@ and read by records.py and described in docs/groups.md ("Consumer groups
 
 from __future__ import annotations
 
-import base64
-import functools
 import logging
-import re
-import uuid
-from collections import Counter
-from collections.abc import Callable, Collection, Hashable, Mapping, Sequence
+from collections.abc import Callable, Collection, Hashable, Mapping
 from concurrent.futures import Future
 from enum import StrEnum
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Protocol
 
-from engine.errors import FencedMemberEpoch, StaleMemberEpoch, UnknownMemberId
 from engine.futures import running_future
-from engine.groups.assignors import ASSIGNORS, MemberSpec, TopicId
+from engine.groups.assignors import TopicId
 from engine.groups.config import GroupConfig
+from engine.groups.consumer_heartbeat import (
+    JOIN_GROUP_MEMBER_EPOCH,
+    LEAVE_GROUP_MEMBER_EPOCH,
+    LEAVE_GROUP_STATIC_MEMBER_EPOCH,
+    Heartbeat,
+    HeartbeatResult,
+    Refused,
+    apply_heartbeat,
+    new_member_id,
+)
+from engine.groups.consumer_member import (
+    ConsumerMember,
+    Partitions,
+    ReconciliationState,
+)
+from engine.groups.group_configs import ConsumerGroupSettings
+from engine.groups.reconciliation import check_epoch, check_fetch, commit_error, next_step
 from engine.groups.records import (
     StoredConsumerGroup,
     StoredConsumerMember,
     consumer_group_key,
     consumer_member_key,
 )
-from engine.groups.results import GroupDescription, GroupListing, MemberDescription
+from engine.groups.target_assignment import assignor_name, compute_target
 from engine.groups.timers import Timer
-from engine.protocol.consumer_protocol import Assignment as ProtocolAssignment
-from engine.protocol.consumer_protocol import Subscription, encode_assignment, encode_subscription
+from engine.groups.topic_subscriptions import (
+    RegexResolutions,
+    TopicInfo,
+    subscribed_regexes,
+    subscription_metadata,
+)
 from engine.protocol.kafka_code import KafkaCode
-from engine.types import TopicPartition
 
 log = logging.getLogger("tidelog.groups")
-
-
-JOIN_GROUP_MEMBER_EPOCH = 0
-LEAVE_GROUP_MEMBER_EPOCH = -1
-LEAVE_GROUP_STATIC_MEMBER_EPOCH = -2
-"""A static member's temporary leave: it keeps its place (and partitions)
-for its session timeout, for a new process with its instance id."""
-
-CONSUMER = "consumer"
-"""The group type, and the protocol type its members have, on the wire."""
-
-
-Partitions = dict[TopicId, frozenset[int]]
-"""Partitions by topic id."""
 
 
 class ConsumerGroupState(StrEnum):
@@ -87,75 +89,6 @@ class ConsumerGroupState(StrEnum):
     """A member has not reached the target assignment yet."""
     STABLE = "Stable"
     DEAD = "Dead"
-
-
-class ReconciliationState(StrEnum):
-    """Where a member is in reconciling its assignment with its target."""
-
-    STABLE = "stable"
-    UNREVOKED_PARTITIONS = "unrevoked_partitions"
-    """Waiting for the member to give up its partitions pending revocation."""
-    UNRELEASED_PARTITIONS = "unreleased_partitions"
-    """In the target epoch, waiting for partitions other members still own."""
-
-
-class TopicInfo(NamedTuple):
-    topic_id: TopicId
-    partitions: int
-
-
-class Heartbeat(NamedTuple):
-    """A ConsumerGroupHeartbeat request; None (or -1) is "unchanged"."""
-
-    group_id: str
-    member_id: str
-    member_epoch: int
-    instance_id: str | None = None
-    rack_id: str | None = None
-    rebalance_timeout_ms: int = -1
-    subscribed_topic_names: Sequence[str] | None = None
-    subscribed_topic_regex: str | None = None
-    server_assignor: str | None = None
-    owned_partitions: Mapping[TopicId, Collection[int]] | None = None
-    """The partitions the member owns (by topic id); None: unchanged."""
-    client_id: str = ""
-    client_host: str = ""
-
-
-class HeartbeatResult(NamedTuple):
-    error: KafkaCode
-    error_message: str | None = None
-    member_id: str | None = None
-    member_epoch: int = 0
-    heartbeat_interval_ms: int = 0
-    assignment: Partitions | None = None
-    """The member's assignment, when it changed or the request was a full one."""
-
-
-class ConsumerMemberDescription(NamedTuple):
-    member_id: str
-    instance_id: str | None
-    rack_id: str | None
-    member_epoch: int
-    client_id: str
-    client_host: str
-    subscribed_topic_names: list[str]
-    subscribed_topic_regex: str | None
-    assignment: Partitions
-    target_assignment: Partitions
-
-
-class ConsumerGroupDescription(NamedTuple):
-    group_id: str
-    error: KafkaCode
-    error_message: str | None
-    state: str
-    group_epoch: int
-    assignment_epoch: int
-    assignor_name: str
-    members: list[ConsumerMemberDescription]
-    topic_names: dict[TopicId, str]
-    """The names of the topics the assignments name (deleted ones are absent)."""
 
 
 class ConsumerGroupHost(Protocol):
@@ -186,176 +119,13 @@ class ConsumerGroupHost(Protocol):
         """Every topic that exists now, by name."""
 
 
-class Refused(Exception):
-    """A heartbeat, commit or fetch the group refuses, with Kafka's error."""
-
-    def __init__(self, code: KafkaCode, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
-def default_assignor(config: GroupConfig) -> str:
-    return config.group_consumer_assignors[0]
-
-
-def check_assignors(config: GroupConfig) -> None:
-    """Refuses a configuration naming no assignor or one that does not exist."""
-    names = config.group_consumer_assignors
-    if not names:
-        raise ValueError("group_consumer_assignors names no assignor")
-    unknown = [name for name in names if name not in ASSIGNORS]
-    if unknown:
-        raise ValueError(
-            f"group_consumer_assignors: unknown assignors {unknown}; there are {sorted(ASSIGNORS)}"
-        )
-
-
-@functools.lru_cache(maxsize=256)
-def compile_regex(regex: str) -> re.Pattern[str]:
-    return re.compile(regex)
-
-
-def validate(request: Heartbeat, config: GroupConfig, member_id_required: bool) -> None:
-    """Kafka's checks of a ConsumerGroupHeartbeat request as a whole; raises Refused."""
-    epoch = request.member_epoch
-    if (member_id_required or epoch > 0 or epoch == LEAVE_GROUP_MEMBER_EPOCH) and not (
-        request.member_id
-    ):
-        raise Refused(KafkaCode.INVALID_REQUEST, "MemberId can't be empty.")
-    if not request.group_id:
-        raise Refused(KafkaCode.INVALID_REQUEST, "GroupId can't be empty.")
-    if request.instance_id == "":
-        raise Refused(KafkaCode.INVALID_REQUEST, "InstanceId can't be empty.")
-    if request.rack_id == "":
-        raise Refused(KafkaCode.INVALID_REQUEST, "RackId can't be empty.")
-    if epoch == JOIN_GROUP_MEMBER_EPOCH:
-        if request.rebalance_timeout_ms == -1:
-            raise Refused(
-                KafkaCode.INVALID_REQUEST, "RebalanceTimeoutMs must be provided in first request."
-            )
-        if request.owned_partitions is None or any(request.owned_partitions.values()):
-            raise Refused(
-                KafkaCode.INVALID_REQUEST, "TopicPartitions must be empty when (re-)joining."
-            )
-        if request.subscribed_topic_names is None and request.subscribed_topic_regex is None:
-            raise Refused(
-                KafkaCode.INVALID_REQUEST,
-                "Either SubscribedTopicNames or SubscribedTopicRegex must be non-null "
-                "when (re-)joining.",
-            )
-    elif epoch == LEAVE_GROUP_STATIC_MEMBER_EPOCH:
-        if request.instance_id is None:
-            raise Refused(KafkaCode.INVALID_REQUEST, "InstanceId can't be null.")
-    elif epoch < LEAVE_GROUP_STATIC_MEMBER_EPOCH:
-        raise Refused(KafkaCode.INVALID_REQUEST, "MemberEpoch is invalid.")
-    if request.rebalance_timeout_ms < -1:
-        raise Refused(KafkaCode.INVALID_REQUEST, "RebalanceTimeoutMs is invalid.")
-    assignor = request.server_assignor
-    if assignor is not None and assignor not in config.group_consumer_assignors:
-        raise Refused(
-            KafkaCode.UNSUPPORTED_ASSIGNOR,
-            f"ServerAssignor {assignor} is not supported. Supported assignors: "
-            f"{', '.join(config.group_consumer_assignors)}.",
-        )
-    if request.subscribed_topic_regex:
-        try:
-            compile_regex(request.subscribed_topic_regex)
-        except (re.error, RecursionError, OverflowError) as error:
-            raise Refused(
-                KafkaCode.INVALID_REGULAR_EXPRESSION,
-                f"SubscribedTopicRegex {request.subscribed_topic_regex!r} is not a valid "
-                f"regular expression: {error}",
-            ) from None
-
-
-def new_member_id() -> str:
-    """A member id as Kafka makes them: a random UUID, URL-safe base64."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
-
-
-class ConsumerMember:
-    """A member: its subscription and its current assignment."""
-
-    def __init__(self, member_id: str) -> None:
-        self.member_id = member_id
-        self.instance_id: str | None = None
-        self.rack_id: str | None = None
-        self.client_id = ""
-        self.client_host = ""
-        self.subscribed_topic_names: tuple[str, ...] = ()
-        self.subscribed_topic_regex: str | None = None
-        self.server_assignor: str | None = None
-        self.rebalance_timeout_ms = 0
-        self.epoch = 0
-        self.previous_epoch = 0
-        self.state = ReconciliationState.STABLE
-        self.assigned: Partitions = {}
-        self.revoking: Partitions = {}
-        """Partitions pending revocation: still owned until the member says it let them go."""
-        self.session_timer: Timer | None = None
-        self.rebalance_timer: Timer | None = None
-
-    def current(self) -> tuple[int, int, ReconciliationState, Partitions, Partitions]:
-        return self.epoch, self.previous_epoch, self.state, self.assigned, self.revoking
-
-    def owned(self) -> set[tuple[TopicId, int]]:
-        """The partitions the member holds: assigned or pending revocation."""
-        return {
-            (t, p) for part in (self.assigned, self.revoking) for t, ps in part.items() for p in ps
-        }
-
-    def cancel_timers(self) -> None:
-        for timer in (self.session_timer, self.rebalance_timer):
-            if timer is not None:
-                timer.cancel()
-        self.session_timer = self.rebalance_timer = None
-
-    def to_stored(self, target: Partitions) -> StoredConsumerMember:
-        return StoredConsumerMember(
-            self.instance_id,
-            self.rack_id,
-            self.client_id,
-            self.client_host,
-            self.subscribed_topic_names,
-            self.subscribed_topic_regex,
-            self.server_assignor,
-            self.rebalance_timeout_ms,
-            self.epoch,
-            self.previous_epoch,
-            self.state.value,
-            self.assigned,
-            self.revoking,
-            target,
-        )
-
-    @classmethod
-    def from_stored(
-        cls, member_id: str, stored: StoredConsumerMember
-    ) -> tuple[ConsumerMember, Partitions]:
-        member = cls(member_id)
-        member.instance_id = stored.instance_id
-        member.rack_id = stored.rack_id
-        member.client_id = stored.client_id
-        member.client_host = stored.client_host
-        member.subscribed_topic_names = stored.topics
-        member.subscribed_topic_regex = stored.regex
-        member.server_assignor = stored.assignor
-        member.rebalance_timeout_ms = stored.rebalance_timeout_ms
-        member.epoch = stored.epoch
-        member.previous_epoch = stored.previous_epoch
-        member.state = ReconciliationState(stored.state)
-        member.assigned = stored.assigned
-        member.revoking = stored.revoking
-        return member, stored.target
-
-
-def _as_partitions(owned: Mapping[TopicId, Collection[int]]) -> Partitions:
-    return {t: frozenset(ps) for t, ps in owned.items() if ps}
-
-
 class ConsumerGroup:
-    def __init__(self, group_id: str, host: ConsumerGroupHost) -> None:
+    def __init__(
+        self,
+        group_id: str,
+        host: ConsumerGroupHost,
+        settings: ConsumerGroupSettings | None = None,
+    ) -> None:
         self.group_id = group_id
         self.host = host
         self.epoch = 0
@@ -368,9 +138,18 @@ class ConsumerGroup:
         self.target: dict[str, Partitions] = {}
         """Each member's target assignment."""
         self.topics: dict[str, TopicInfo] = {}
+        self.regexes = RegexResolutions()
+        """The members' regexes and the topics each resolved to."""
+        self._regex_timer: Timer | None = None
         """The subscribed topics that exist, as the target assignment saw them."""
         self.owners: dict[tuple[TopicId, int], str] = {}
         """Which member holds each partition (assigned or pending revocation)."""
+        self.settings = settings or ConsumerGroupSettings(
+            host.config.group_consumer_session_timeout_ms,
+            host.config.group_consumer_heartbeat_interval_ms,
+        )
+        """Its session timeout and heartbeat interval: the broker's, or the
+        group's own configs (group_configs.py), from its members' next heartbeat."""
         self.state_timestamp = host.now_ms()
         """When the group last became empty (the start of its offsets' retention)."""
         self._changed_members: set[str] = set()
@@ -394,15 +173,7 @@ class ConsumerGroup:
         return not self.members
 
     def assignor_name(self) -> str:
-        """The assignor most members ask for (the configured default if none
-        does; a tie goes to the one configured first)."""
-        configured = self.host.config.group_consumer_assignors
-        votes = Counter(
-            m.server_assignor for m in self.members.values() if m.server_assignor in configured
-        )
-        if not votes:
-            return default_assignor(self.host.config)
-        return max(votes, key=lambda name: (votes[name], -configured.index(name)))
+        return assignor_name(self.members, self.host.config)
 
     def subscribed_topics(self) -> set[str]:
         """The topics some member subscribes to, by name or by regex."""
@@ -412,10 +183,7 @@ class ConsumerGroup:
     def is_subscribed_to(self, topic: str) -> bool:
         if any(topic in m.subscribed_topic_names for m in self.members.values()):
             return True
-        return any(
-            m.subscribed_topic_regex is not None and _matches(m.subscribed_topic_regex, topic)
-            for m in self.members.values()
-        )
+        return any(topic in self.regexes.topic_names(m) for m in self.members.values())
 
     # -- the heartbeat -------------------------------------------------------------
 
@@ -452,15 +220,20 @@ class ConsumerGroup:
                     f"member {request.member_id} is not in group {self.group_id}",
                 )
             member, joined = found, False
-            self._check_epoch(member, request.member_epoch, request.owned_partitions)
+            check_epoch(member, request.member_epoch, request.owned_partitions)
             if request.instance_id is not None and member.instance_id != request.instance_id:
                 raise Refused(
                     KafkaCode.FENCED_INSTANCE_ID,
                     f"member {member.member_id} does not have instance id {request.instance_id}",
                 )
         before = member.assigned
-        subscription_changed = self._update_member(member, request) or joined
-        topics = self._subscription_metadata()
+        subscription_changed, facts_changed = apply_heartbeat(member, request)
+        if facts_changed:
+            self._changed_members.add(member.member_id)
+        subscription_changed |= joined
+        existing = self.host.topics()
+        self._schedule_regex_resolution(existing)
+        topics = subscription_metadata(self.members.values(), self.regexes, existing)
         if subscription_changed or topics != self.topics:
             self.topics = topics
             self._bump_epoch()
@@ -481,7 +254,7 @@ class ConsumerGroup:
             None,
             member.member_id,
             member.epoch,
-            self.host.config.group_consumer_heartbeat_interval_ms,
+            self.settings.heartbeat_interval_ms,
             dict(member.assigned) if full or member.assigned != before else None,
         )
 
@@ -530,21 +303,7 @@ class ConsumerGroup:
     def _replace_static_member(self, old: ConsumerMember, member_id: str) -> ConsumerMember:
         """A static member's new process takes its place: same subscription,
         partitions and target, a new member id, epoch 0 (it reconciles at once)."""
-        member = ConsumerMember(member_id)
-        for name in (
-            "instance_id",
-            "rack_id",
-            "client_id",
-            "client_host",
-            "subscribed_topic_names",
-            "subscribed_topic_regex",
-            "server_assignor",
-            "rebalance_timeout_ms",
-            "state",
-            "assigned",
-            "revoking",
-        ):
-            setattr(member, name, getattr(old, name))
+        member = old.successor(member_id)
         old.cancel_timers()
         del self.members[old.member_id]
         self.members[member_id] = member
@@ -563,97 +322,14 @@ class ConsumerGroup:
         )
         return member
 
-    def _check_epoch(
-        self,
-        member: ConsumerMember,
-        received: int,
-        owned: Mapping[TopicId, Collection[int]] | None,
-    ) -> None:
-        """Kafka's fencing: a member heartbeats in its epoch, or in the one
-        before with no partition it was not assigned (the answer that
-        moved it on may have been lost)."""
-        if received > member.epoch:
-            raise Refused(
-                KafkaCode.FENCED_MEMBER_EPOCH,
-                f"the member has a greater epoch ({received}) than the coordinator knows "
-                f"({member.epoch}); it must give up its partitions and rejoin",
-            )
-        if received < member.epoch and (
-            received != member.previous_epoch
-            or owned is None
-            or not _is_subset(_as_partitions(owned), member.assigned)
-        ):
-            raise Refused(
-                KafkaCode.FENCED_MEMBER_EPOCH,
-                f"the member has a smaller epoch ({received}) than the coordinator knows "
-                f"({member.epoch}); it must give up its partitions and rejoin",
-            )
-
-    def _update_member(self, member: ConsumerMember, request: Heartbeat) -> bool:
-        """Applies what the request changes; whether the member's
-        subscription (topics, regex or assignor) changed."""
-        before = _member_facts(member)
-        changed = False
-        if request.rack_id is not None:
-            member.rack_id = request.rack_id
-        if request.rebalance_timeout_ms != -1:
-            member.rebalance_timeout_ms = request.rebalance_timeout_ms
-        if request.subscribed_topic_names is not None:
-            names = tuple(sorted(set(request.subscribed_topic_names)))
-            changed |= names != member.subscribed_topic_names
-            member.subscribed_topic_names = names
-        if request.subscribed_topic_regex is not None:
-            regex = request.subscribed_topic_regex or None
-            changed |= regex != member.subscribed_topic_regex
-            member.subscribed_topic_regex = regex
-        if request.server_assignor is not None:
-            changed |= request.server_assignor != member.server_assignor
-            member.server_assignor = request.server_assignor
-        member.client_id = request.client_id
-        member.client_host = request.client_host
-        if _member_facts(member) != before:
-            self._changed_members.add(member.member_id)
-        return changed
-
-    def _subscription_metadata(self) -> dict[str, TopicInfo]:
-        """The topics that exist among those the members subscribe to."""
-        existing = self.host.topics()
-        names = {n for m in self.members.values() for n in m.subscribed_topic_names}
-        regexes = {
-            m.subscribed_topic_regex
-            for m in self.members.values()
-            if m.subscribed_topic_regex is not None
-        }
-        found = {n: existing[n] for n in names if n in existing}
-        for regex in regexes:
-            found.update((n, info) for n, info in existing.items() if _matches(regex, n))
-        return dict(sorted(found.items()))
-
-    def _member_topic_ids(self, member: ConsumerMember) -> frozenset[TopicId]:
-        ids = {self.topics[n].topic_id for n in member.subscribed_topic_names if n in self.topics}
-        regex = member.subscribed_topic_regex
-        if regex is not None:
-            ids.update(info.topic_id for n, info in self.topics.items() if _matches(regex, n))
-        return frozenset(ids)
-
     def _bump_epoch(self) -> None:
         self.epoch += 1
         self._group_changed = True
 
     def _compute_target(self) -> None:
         """The target assignment for the group epoch, by the group's assignor."""
-        specs = {
-            member_id: MemberSpec(
-                member.instance_id,
-                member.rack_id,
-                self._member_topic_ids(member),
-                self.target.get(member_id, {}),
-            )
-            for member_id, member in self.members.items()
-        }
-        partitions = {info.topic_id: info.partitions for info in self.topics.values()}
         name = self.assignor_name()
-        assigned = ASSIGNORS[name].assign(specs, partitions)
+        assigned = compute_target(name, self.members, self.target, self.topics, self.regexes)
         for member_id, target in assigned.items():
             if self.target.get(member_id) != target:
                 self.target[member_id] = target
@@ -668,6 +344,37 @@ class ConsumerGroup:
             len(self.members),
         )
 
+    # -- regex resolution ------------------------------------------------------------
+
+    def _schedule_regex_resolution(self, existing: Mapping[str, TopicInfo]) -> None:
+        """Has the members' regexes resolved on the coordinator's timer,
+        off the heartbeat, when a resolution is due (Kafka's
+        maybeUpdateRegularExpressions)."""
+        if self._regex_timer is not None:
+            return
+        regexes = subscribed_regexes(self.members.values())
+        self.regexes.forget_unused(regexes)
+        config = self.host.config
+        delay_ms = self.regexes.refresh_delay_ms(regexes, existing, self.host.now_ms(), config)
+        if delay_ms is not None:
+            self._regex_timer = self.host.schedule_consumer(
+                self, delay_ms / 1000, self._resolve_regexes
+            )
+
+    def _resolve_regexes(self) -> None:
+        """Resolves the regexes; if any now matches other topics, the group
+        epoch moves on and the members' next heartbeats get the target
+        assignment of it (Kafka's handleRegularExpressionsResult)."""
+        self._regex_timer = None
+        existing = self.host.topics()
+        regexes = subscribed_regexes(self.members.values())
+        if not self.regexes.resolve(regexes, existing, self.host.now_ms()):
+            return
+        self.topics = subscription_metadata(self.members.values(), self.regexes, existing)
+        self._bump_epoch()
+        log.info("group %s: regexes resolved to other topics; epoch %d", self.group_id, self.epoch)
+        self.flush()
+
     # -- reconciliation --------------------------------------------------------------
 
     def _reconcile(
@@ -675,20 +382,10 @@ class ConsumerGroup:
     ) -> None:
         """Kafka's CurrentAssignmentBuilder: one step of the member towards
         its target assignment."""
-        target_epoch = self.assignment_epoch
         target = self.target.get(member.member_id, {})
-        owned_now = None if owned is None else _as_partitions(owned)
-        match member.state:
-            case ReconciliationState.STABLE:
-                if member.epoch == target_epoch:
-                    return
-                step = self._next_assignment(member, member.epoch, target_epoch, target, owned_now)
-            case ReconciliationState.UNREVOKED_PARTITIONS:
-                if _owns_any(owned_now, member.revoking):
-                    return
-                step = self._next_assignment(member, member.epoch, target_epoch, target, owned_now)
-            case ReconciliationState.UNRELEASED_PARTITIONS:
-                step = self._next_assignment(member, member.epoch, target_epoch, target, owned_now)
+        step = next_step(member, self.assignment_epoch, target, self.owners, owned)
+        if step is None:
+            return
         epoch, state, assigned, revoking = step
         previous = member.current()
         self._set_current(member, epoch, member.epoch, state, assigned, revoking)
@@ -700,52 +397,6 @@ class ConsumerGroup:
         elif member.rebalance_timer is not None:
             member.rebalance_timer.cancel()
             member.rebalance_timer = None
-
-    def _next_assignment(
-        self,
-        member: ConsumerMember,
-        member_epoch: int,
-        target_epoch: int,
-        target: Partitions,
-        owned: Partitions | None,
-    ) -> tuple[int, ReconciliationState, Partitions, Partitions]:
-        """Kafka's computeNextAssignment: (epoch, state, assigned, pending revocation)."""
-        unreleased = False
-        assigned: dict[TopicId, set[int]] = {}
-        revoking: dict[TopicId, set[int]] = {}
-        pending: dict[TopicId, set[int]] = {}
-        for topic_id in sorted(set(target) | set(member.assigned)):
-            wanted = target.get(topic_id, frozenset())
-            current = member.assigned.get(topic_id, frozenset())
-            keep = current & wanted
-            give_up = current - keep
-            to_get = set(wanted - keep)
-            held = {p for p in to_get if (topic_id, p) in self.owners}
-            if held:
-                unreleased = True
-                to_get -= held
-            if keep:
-                assigned[topic_id] = set(keep)
-            if give_up:
-                revoking[topic_id] = set(give_up)
-            if to_get:
-                pending[topic_id] = to_get
-        frozen = _freeze(assigned)
-        if revoking and _owns_any(owned, _freeze(revoking)):
-            # It gives up partitions first, in its current epoch.
-            return member_epoch, ReconciliationState.UNREVOKED_PARTITIONS, frozen, _freeze(revoking)
-        if pending:
-            for topic_id, partitions in pending.items():
-                assigned.setdefault(topic_id, set()).update(partitions)
-            state = (
-                ReconciliationState.UNRELEASED_PARTITIONS
-                if unreleased
-                else ReconciliationState.STABLE
-            )
-            return target_epoch, state, _freeze(assigned), {}
-        if unreleased:
-            return target_epoch, ReconciliationState.UNRELEASED_PARTITIONS, frozen, {}
-        return target_epoch, ReconciliationState.STABLE, frozen, {}
 
     def _set_current(
         self,
@@ -830,6 +481,7 @@ class ConsumerGroup:
         ):
             del self.static_members[member.instance_id]
         self.target.pop(member.member_id, None)
+        self.regexes.forget_unused(subscribed_regexes(self.members.values()))
         self._changed_members.add(member.member_id)
         self._bump_epoch()
         if not self.members:
@@ -838,7 +490,7 @@ class ConsumerGroup:
     def _watch_session(self, member: ConsumerMember) -> None:
         if member.session_timer is not None:
             member.session_timer.cancel()
-        timeout_ms = self.host.config.group_consumer_session_timeout_ms
+        timeout_ms = self.settings.session_timeout_ms
         member.session_timer = self.host.schedule_consumer(
             self, timeout_ms / 1000, lambda: self._session_expired(member)
         )
@@ -869,46 +521,15 @@ class ConsumerGroup:
             self.remove_member(member, "it did not revoke its partitions in its rebalance timeout")
             self.flush()
 
-    # -- committed offsets -----------------------------------------------------------
+    # -- committed offsets (reconciliation.py checks them) ------------------------
 
     def commit_error(
-        self,
-        member_id: str,
-        instance_id: str | None,
-        member_epoch: int,
-        transactional: bool,
+        self, member_id: str, instance_id: str | None, member_epoch: int, transactional: bool
     ) -> KafkaCode:
-        """Kafka's ConsumerGroup.validateOffsetCommit: members commit in
-        their epoch; a commit from outside the group (epoch < 0) only while
-        the group is empty."""
-        if member_epoch < 0 and not self.members:
-            return KafkaCode.NONE
-        if transactional and member_epoch < 0 and not member_id and instance_id is None:
-            return KafkaCode.NONE  # TxnOffsetCommit without group metadata is not checked
-        member = self.members.get(member_id)
-        if member is None:
-            return KafkaCode.UNKNOWN_MEMBER_ID
-        return _epoch_error(member_epoch, member.epoch)
+        return commit_error(self.members, member_id, instance_id, member_epoch, transactional)
 
     def check_fetch(self, member_id: str | None, member_epoch: int) -> None:
-        """Kafka's ConsumerGroup.validateOffsetFetch: a fetch that names a
-        member (OffsetFetch v9+) is in its epoch; raises UnknownMemberId,
-        StaleMemberEpoch or FencedMemberEpoch. Without one (an admin, or an
-        older version) it is not checked."""
-        if member_id is None and member_epoch < 0:
-            return
-        member = self.members.get(member_id or "")
-        if member is None:
-            raise UnknownMemberId(f"member {member_id} is not in group {self.group_id}")
-        error = _epoch_error(member_epoch, member.epoch)
-        if error == KafkaCode.FENCED_MEMBER_EPOCH:
-            raise FencedMemberEpoch(
-                f"epoch {member_epoch} is ahead of member {member_id}'s ({member.epoch})"
-            )
-        if error == KafkaCode.STALE_MEMBER_EPOCH:
-            raise StaleMemberEpoch(
-                f"epoch {member_epoch} is behind member {member_id}'s ({member.epoch})"
-            )
+        check_fetch(self.group_id, self.members, member_id, member_epoch)
 
     # -- storing -------------------------------------------------------------------
 
@@ -954,11 +575,12 @@ class ConsumerGroup:
         host: ConsumerGroupHost,
         stored: StoredConsumerGroup,
         members: Mapping[str, StoredConsumerMember],
+        settings: ConsumerGroupSettings | None = None,
     ) -> ConsumerGroup:
         """A group as it was stored. Every member's session starts now (those
         that do not heartbeat again expire); members that were revoking
         partitions have their rebalance timeout again from now."""
-        group = cls(group_id, host)
+        group = cls(group_id, host, settings)
         group.epoch = stored.epoch
         group.assignment_epoch = stored.assignment_epoch
         group.topics = {n: TopicInfo(topic_id, count) for n, topic_id, count in stored.topics}
@@ -971,6 +593,7 @@ class ConsumerGroup:
                 group.static_members[member.instance_id] = member_id
             for tp in member.owned():
                 group.owners.setdefault(tp, member_id)
+        group.regexes.restore(subscribed_regexes(group.members.values()), group.topics)
         for member in group.members.values():
             group._watch_session(member)
             if member.state == ReconciliationState.UNREVOKED_PARTITIONS:
@@ -981,119 +604,6 @@ class ConsumerGroup:
         """Stops the timers (the coordinator is closing or the group goes)."""
         for member in self.members.values():
             member.cancel_timers()
-
-    # -- describing ----------------------------------------------------------------
-
-    def describe(self) -> ConsumerGroupDescription:
-        names = {info.topic_id: name for name, info in self.host.topics().items()}
-        members = [
-            ConsumerMemberDescription(
-                m.member_id,
-                m.instance_id,
-                m.rack_id,
-                m.epoch,
-                m.client_id,
-                m.client_host,
-                list(m.subscribed_topic_names),
-                m.subscribed_topic_regex,
-                dict(m.assigned),
-                dict(self.target.get(m.member_id, {})),
-            )
-            for m in self.members.values()
-        ]
-        return ConsumerGroupDescription(
-            self.group_id,
-            KafkaCode.NONE,
-            None,
-            self.state.value,
-            self.epoch,
-            self.assignment_epoch,
-            self.assignor_name(),
-            members,
-            names,
-        )
-
-    def describe_classic(self) -> GroupDescription:
-        """The group as DescribeGroups shows it: protocol type "consumer",
-        the assignor as the protocol, each member's subscription and
-        assignment in the classic consumer protocol's encodings."""
-        names = {info.topic_id: name for name, info in self.host.topics().items()}
-        members = []
-        for m in self.members.values():
-            topics = sorted(set(m.subscribed_topic_names) | set(self._member_topic_names(m)))
-            assigned = [
-                TopicPartition(names[t], p)
-                for t, ps in sorted(m.assigned.items())
-                if t in names
-                for p in sorted(ps)
-            ]
-            members.append(
-                MemberDescription(
-                    m.member_id,
-                    m.instance_id,
-                    m.client_id,
-                    m.client_host,
-                    encode_subscription(Subscription(topics), 0),
-                    encode_assignment(ProtocolAssignment(assigned), 0),
-                )
-            )
-        return GroupDescription(
-            self.group_id, KafkaCode.NONE, self.state.value, CONSUMER, self.assignor_name(), members
-        )
-
-    def _member_topic_names(self, member: ConsumerMember) -> list[str]:
-        regex = member.subscribed_topic_regex
-        if regex is None:
-            return []
-        return [n for n in self.topics if _matches(regex, n)]
-
-    def listing(self) -> GroupListing:
-        return GroupListing(self.group_id, CONSUMER, self.state.value, CONSUMER)
-
-
-def _member_facts(member: ConsumerMember) -> tuple[Any, ...]:
-    return (
-        member.instance_id,
-        member.rack_id,
-        member.client_id,
-        member.client_host,
-        member.subscribed_topic_names,
-        member.subscribed_topic_regex,
-        member.server_assignor,
-        member.rebalance_timeout_ms,
-    )
-
-
-def _epoch_error(received: int, current: int) -> KafkaCode:
-    if received > current:
-        return KafkaCode.FENCED_MEMBER_EPOCH
-    if received < current:
-        return KafkaCode.STALE_MEMBER_EPOCH
-    return KafkaCode.NONE
-
-
-@functools.lru_cache(maxsize=65536)
-def _matches(regex: str, topic: str) -> bool:
-    """Kafka matches a subscription's regex against the whole topic name.
-    Remembered: every heartbeat matches the group's regexes against every
-    topic."""
-    try:
-        return compile_regex(regex).fullmatch(topic) is not None
-    except (re.error, RecursionError, OverflowError):
-        return False
-
-
-def _is_subset(owned: Partitions, assigned: Partitions) -> bool:
-    return all(ps <= assigned.get(t, frozenset()) for t, ps in owned.items())
-
-
-def _owns_any(owned: Partitions | None, partitions: Partitions) -> bool:
-    """Whether the member still holds any of ``partitions``; a member that
-    did not say what it owns holds what it held."""
-    if owned is None:
-        return True
-    return any(owned.get(t, frozenset()) & ps for t, ps in partitions.items())
-
-
-def _freeze(partitions: Mapping[TopicId, set[int]]) -> Partitions:
-    return {t: frozenset(ps) for t, ps in sorted(partitions.items()) if ps}
+        if self._regex_timer is not None:
+            self._regex_timer.cancel()
+            self._regex_timer = None

@@ -1,7 +1,8 @@
 """The coordinator's consumer groups of Kafka's consumer group protocol
 (KIP-848), by id: their host (consumer_group.ConsumerGroupHost: the
 clock, timers and writes, under the coordinator's lock), their loading,
-and their going once nothing holds them. The coordinator decides between
+their going once nothing holds them, and the groups' own configs
+(group_configs.py), which a group times its members by. The coordinator decides between
 these and its classic groups; a group id is in one or the other.
 """
 
@@ -11,16 +12,22 @@ from collections.abc import Callable, Container, Hashable, Iterator, Mapping, Se
 from concurrent.futures import Future
 from typing import Any
 
+from engine.config import ConfigEntry
+from engine.errors import NotCoordinator
+from engine.futures import done, running_future
 from engine.groups.config import GroupConfig
-from engine.groups.consumer_group import (
-    ConsumerGroup,
-    ConsumerGroupDescription,
-    ConsumerGroupState,
-    TopicInfo,
-)
+from engine.groups.consumer_group import ConsumerGroup, ConsumerGroupState
+from engine.groups.consumer_group_description import ConsumerGroupDescription, describe
 from engine.groups.executor import GroupExecutor
-from engine.groups.records import StoredConsumerGroup, StoredConsumerMember, consumer_member_key
+from engine.groups.group_configs import GroupConfigs
+from engine.groups.records import (
+    StoredConsumerGroup,
+    StoredConsumerMember,
+    StoredGroupConfig,
+    consumer_member_key,
+)
 from engine.groups.timers import Timer
+from engine.groups.topic_subscriptions import TopicInfo
 from engine.protocol.kafka_code import KafkaCode
 
 
@@ -36,6 +43,8 @@ class ConsumerGroups:
         has_offsets: Callable[[str], bool],
     ) -> None:
         self.config = config
+        self._configs = GroupConfigs(config)
+        """Groups' own configs (GROUP config resources), whether or not the group exists."""
         self._run = run
         self._topics = topics
         self._has_offsets = has_offsets
@@ -82,7 +91,8 @@ class ConsumerGroups:
         return iter(list(self._groups.values()))
 
     def create(self, group_id: str) -> ConsumerGroup:
-        group = self._groups[group_id] = ConsumerGroup(group_id, self)
+        settings = self._configs.settings(group_id)
+        group = self._groups[group_id] = ConsumerGroup(group_id, self, settings)
         return group
 
     def load(
@@ -94,7 +104,7 @@ class ConsumerGroups:
         whose group is gone (to delete)."""
         for group_id, stored in groups.items():
             self._groups[group_id] = ConsumerGroup.load(
-                group_id, self, stored, members.get(group_id, {})
+                group_id, self, stored, members.get(group_id, {}), self._configs.settings(group_id)
             )
         return [
             consumer_member_key(group_id, member_id)
@@ -135,7 +145,7 @@ class ConsumerGroups:
         for group_id in group_ids:
             group = self._groups.get(group_id)
             if group is not None:
-                described.append(group.describe())
+                described.append(describe(group))
                 continue
             message = (
                 f"group {group_id} is not a consumer group"
@@ -156,6 +166,37 @@ class ConsumerGroups:
                 )
             )
         return described
+
+    # -- group configs -------------------------------------------------------------------
+
+    def load_configs(self, stored: Mapping[str, StoredGroupConfig]) -> None:
+        """Takes the stored group configs; before the groups are loaded."""
+        self._configs.load(stored)
+
+    def describe_configs(self, group_id: str) -> list[ConfigEntry]:
+        return self._configs.describe(group_id)
+
+    def alter_configs(
+        self, group_id: str, changes: Mapping[str, str | None], validate_only: bool
+    ) -> Future[None]:
+        """Validates (raising InvalidConfig, EmptyGroupName) and stores a
+        group's configs; the group, if it exists, times its members by them
+        from their next heartbeat. Done once durable (NotCoordinator if not)."""
+        overrides = self._configs.altered(group_id, changes)
+        if validate_only:
+            return done(None)
+        puts, deletes = self._configs.store(group_id, overrides)
+        group = self._groups.get(group_id)
+        if group is not None:
+            group.settings = self._configs.settings(group_id)
+        future: Future[None] = running_future()
+
+        def written(error: KafkaCode) -> None:
+            failure = NotCoordinator(f"storing the configs of group {group_id} failed")
+            self.resolve(future, None if error == KafkaCode.NONE else failure)
+
+        self._run.write(puts, deletes, written)
+        return future
 
     def unload(self) -> None:
         """Stops every group's timers (the coordinator is closing)."""

@@ -28,6 +28,7 @@ from contextlib import AbstractContextManager
 from typing import Any
 
 from engine.clock import SYSTEM, Clock
+from engine.config import ConfigEntry
 from engine.errors import (
     GroupIdNotFound,
     InvalidGroupId,
@@ -35,20 +36,20 @@ from engine.errors import (
     NotCoordinator,
 )
 from engine.futures import done, failed, running_future
-from engine.groups.classic import ClassicGroup, JoinRequest
+from engine.groups.classic import ClassicGroup
 from engine.groups.classic_groups import ClassicGroups
+from engine.groups.classic_join import join as join_classic
+from engine.groups.classic_member import JoinRequest
 from engine.groups.config import GroupConfig
-from engine.groups.consumer_group import (
-    ConsumerGroup,
+from engine.groups.consumer_group import ConsumerGroup
+from engine.groups.consumer_group_description import (
     ConsumerGroupDescription,
-    Heartbeat,
-    HeartbeatResult,
-    Refused,
-    TopicInfo,
-    check_assignors,
+    describe_classic,
+    listing,
 )
-from engine.groups.consumer_group import validate as validate_heartbeat
 from engine.groups.consumer_groups import ConsumerGroups
+from engine.groups.consumer_heartbeat import Heartbeat, HeartbeatResult, Refused
+from engine.groups.consumer_heartbeat import validate as validate_heartbeat
 from engine.groups.executor import GroupExecutor
 from engine.groups.offset_manager import OffsetManager, Transaction, is_consuming
 from engine.groups.records import (
@@ -57,6 +58,8 @@ from engine.groups.records import (
 )
 from engine.groups.results import GroupDescription, GroupListing, GroupState, JoinResult, SyncResult
 from engine.groups.subscription import CONSUMER_PROTOCOL_TYPE
+from engine.groups.target_assignment import check_assignors
+from engine.groups.topic_subscriptions import TopicInfo
 from engine.protocol.kafka_code import KafkaCode
 from engine.state_log import StateLog
 from engine.types import OffsetAndMetadata, TopicPartition
@@ -143,6 +146,7 @@ class GroupCoordinator:
 
     def _load(self) -> None:
         state = read_state(self._run.state_log.items())
+        self._consumer_groups.load_configs(state.group_configs)
         dropped = self._offsets.load(state)
         dropped += self._consumer_groups.load(state.consumer_groups, state.consumer_members)
         for group_id, group_state in state.classic_groups.items():
@@ -227,7 +231,7 @@ class GroupCoordinator:
                     group = self._classic_groups.create(group_id)
             if group is None:
                 return done(JoinResult(error, member_id=member_id))
-            joined = group.join(request)
+            joined = join_classic(group, request)
             self._classic_groups.forget_if_unused(group)
             return joined
 
@@ -438,7 +442,7 @@ class GroupCoordinator:
                 group = self._classic_groups.get(group_id)
                 consumer_group = self._consumer_groups.get(group_id)
                 if consumer_group is not None:
-                    described.append(consumer_group.describe_classic())
+                    described.append(describe_classic(consumer_group))
                 elif group is None:
                     described.append(
                         GroupDescription(
@@ -461,7 +465,7 @@ class GroupCoordinator:
             listed = [
                 GroupListing(group.group_id, group.protocol_type or "", group.state.value, CLASSIC)
                 for group in self._classic_groups
-            ] + [group.listing() for group in self._consumer_groups]
+            ] + [listing(group) for group in self._consumer_groups]
             return [
                 listing
                 for listing in sorted(listed, key=lambda g: g.group_id)
@@ -648,6 +652,28 @@ class GroupCoordinator:
         if group.is_empty:
             return self._offsets.expire(group.group_id, now, group.state_timestamp)
         return self._offsets.expire(group.group_id, now, None, group.subscribed_topics())
+
+    # -- group configs (GROUP config resources, KIP-848) --------------------------------
+
+    def describe_group_configs(self, group_id: str) -> list[ConfigEntry]:
+        """DescribeConfigs of a GROUP resource: each group config, the
+        group's own (source GROUP) or the broker's (DEFAULT). Raises
+        EmptyGroupName, NotCoordinator."""
+        with self._locked():
+            self._check_open()
+            return self._consumer_groups.describe_configs(group_id)
+
+    def alter_group_configs(
+        self, group_id: str, changes: Mapping[str, str | None], validate_only: bool = False
+    ) -> Future[None]:
+        """IncrementalAlterConfigs of a GROUP resource: sets (a value) or
+        removes (None) the group's own configs, done once durable; a
+        consumer group times its members by them from their next heartbeat.
+        Raises InvalidConfig, EmptyGroupName, NotCoordinator; the future
+        fails with NotCoordinator if the write does."""
+        with self._locked():
+            self._check_open()
+            return self._consumer_groups.alter_configs(group_id, changes, validate_only)
 
     # -- lifecycle ----------------------------------------------------------------------
 

@@ -1,7 +1,7 @@
 """The "groups" state log's keys and values (docs/groups.md, "Stored
 state"): the one module that builds and reads them.
 
-Five kinds of key, each a msgpack array whose first item names the kind:
+Six kinds of key, each a msgpack array whose first item names the kind:
 
 - ``["group", group_id]``: a classic group's metadata, as Kafka's
   GroupMetadata record holds it (protocol type, generation, chosen
@@ -13,7 +13,9 @@ Five kinds of key, each a msgpack array whose first item names the kind:
 - ``["consumer_group", group_id]``: a consumer group's (KIP-848) epochs
   and the topics it has seen;
 - ``["consumer_member", group_id, member_id]``: one of its members, with
-  its current and target assignments.
+  its current and target assignments;
+- ``["group_config", group_id]``: a group's config overrides (a GROUP
+  config resource, KIP-848), whether or not the group exists.
 
 Values are msgpack maps; a reader ignores keys it does not know, so later
 versions may add some.
@@ -36,6 +38,7 @@ OFFSET = "offset"
 TXN = "txn"
 CONSUMER_GROUP = "consumer_group"
 CONSUMER_MEMBER = "consumer_member"
+GROUP_CONFIG = "group_config"
 
 
 def classic_group_key(group_id: str) -> Hashable:
@@ -48,6 +51,10 @@ def consumer_group_key(group_id: str) -> Hashable:
 
 def consumer_member_key(group_id: str, member_id: str) -> Hashable:
     return (CONSUMER_MEMBER, group_id, member_id)
+
+
+def group_config_key(group_id: str) -> Hashable:
+    return (GROUP_CONFIG, group_id)
 
 
 def offset_key(group_id: str, tp: TopicPartition) -> Hashable:
@@ -249,6 +256,19 @@ def _partitions_from_value(value: Sequence[Sequence[Any]]) -> dict[TopicId, froz
     return {bytes(topic_id): frozenset(ps) for topic_id, ps in value}
 
 
+class StoredGroupConfig(NamedTuple):
+    """A group's config overrides: config name -> value, as set."""
+
+    configs: dict[str, str]
+
+    def to_value(self) -> dict[str, Any]:
+        return {"v": FORMAT_VERSION, "configs": dict(sorted(self.configs.items()))}
+
+    @classmethod
+    def from_value(cls, value: Mapping[str, Any]) -> StoredGroupConfig:
+        return cls({str(name): str(v) for name, v in value["configs"].items()})
+
+
 # -- reading a whole state log ------------------------------------------------------------
 
 
@@ -265,12 +285,13 @@ class StoredState(NamedTuple):
     """By group id, then member id."""
     completed: list[Hashable]
     """Keys of completed transactions' offsets (nil) whose deletion did not make it."""
+    group_configs: dict[str, StoredGroupConfig]
 
 
 def read_state(items: Iterable[tuple[Hashable, Any]]) -> StoredState:
     """Reads every record of the state log; a key of a kind this version
     does not know is logged and left alone."""
-    state = StoredState({}, [], [], {}, {}, [])
+    state = StoredState({}, [], [], {}, {}, [], {})
     for key, value in items:
         assert isinstance(key, tuple)
         kind = key[0]
@@ -293,6 +314,8 @@ def read_state(items: Iterable[tuple[Hashable, Any]]) -> StoredState:
         elif kind == CONSUMER_MEMBER:
             member = StoredConsumerMember.from_value(value)
             state.consumer_members.setdefault(key[1], {})[key[2]] = member
+        elif kind == GROUP_CONFIG:
+            state.group_configs[key[1]] = StoredGroupConfig.from_value(value)
         else:
             log.warning("groups state log: ignoring a key of unknown kind %r", kind)
     return state

@@ -27,21 +27,24 @@ from hypothesis.stateful import (
 )
 
 import engine
+from engine.clock import ManualClock
 from engine.errors import (
     FencedMemberEpoch,
     StaleMemberEpoch,
     UnknownMemberId,
 )
 from engine.groups import GroupConfig
-from engine.groups.consumer_group import (
-    ConsumerGroup,
-    ConsumerGroupState,
-    Heartbeat,
-    HeartbeatResult,
-    ReconciliationState,
-    TopicInfo,
+from engine.groups.consumer_group import ConsumerGroup, ConsumerGroupState
+from engine.groups.consumer_heartbeat import Heartbeat, HeartbeatResult
+from engine.groups.consumer_member import ReconciliationState
+from engine.groups.records import (
+    StoredConsumerGroup,
+    StoredConsumerMember,
+    consumer_group_key,
+    consumer_member_key,
 )
 from engine.groups.timers import Timer
+from engine.groups.topic_subscriptions import TopicInfo
 from engine.protocol.kafka_code import KafkaCode
 from engine.types import OffsetAndMetadata, TopicPartition
 from tests.engine.conftest import EngineFactory
@@ -60,6 +63,8 @@ class FakeHost:
         self.config = GroupConfig(
             group_consumer_session_timeout_ms=SESSION_MS,
             group_consumer_heartbeat_interval_ms=100,
+            group_consumer_regex_batch_refresh_interval_ms=2000,
+            group_consumer_regex_refresh_interval_ms=60_000,
             **config,
         )
         self.clock_ms = 0
@@ -337,17 +342,104 @@ def test_partitions_added_to_a_topic_are_assigned(host: FakeHost, group: Consume
     assert grown.assignment == {ORDERS: frozenset(range(6))}
 
 
-def test_a_regex_subscription_follows_topics_created_later(
+def test_a_new_regex_is_resolved_off_the_heartbeat_and_assigned_at_the_next(
     host: FakeHost, group: ConsumerGroup
 ) -> None:
     joined = join(group, "a", subscribed_topic_regex="ord.*")
-    assert joined.assignment == {ORDERS: frozenset(range(4))}
+    # Answered before the regex is resolved: none of its topics yet.
+    assert joined.member_epoch == 1
+    assert joined.assignment == {}
+    assert group.topics == {}
+    host.advance(0)  # the coordinator's timer resolves it
+    assert group.epoch == 2
+    assert set(group.topics) == {"orders"}
+    assigned = beat(group, "a", 1)
+    assert assigned.member_epoch == 2
+    assert assigned.assignment == {ORDERS: frozenset(range(4))}
+    # A second member with the same, resolved, regex needs no resolution.
+    second = join(group, "b", subscribed_topic_regex="ord.*")
+    assert second.member_epoch == 3
+    assert [t for t in host.timers if t.callback == group._resolve_regexes] == []
+
+
+def test_topics_created_later_are_resolved_at_most_every_batch_interval(
+    host: FakeHost, group: ConsumerGroup
+) -> None:
+    batch_ms = host.config.group_consumer_regex_batch_refresh_interval_ms
+    join(group, "a", subscribed_topic_regex="ord.*")
+    host.advance(0)
+    assert beat(group, "a", 1).assignment == {ORDERS: frozenset(range(4))}
     host.add_topic("ordinals", 2)
     host.add_topic("xorders", 2)  # the whole name must match
-    grown = beat(group, "a", 1)
+    # The heartbeat that sees the new topics has them resolved after the
+    # batch interval since the last resolution; until then, nothing moves.
+    assert beat(group, "a", 2).assignment is None
+    step_ms = SESSION_MS // 2
+    for _ in range(batch_ms // step_ms - 1):
+        host.advance(step_ms)
+        assert group.epoch == 2
+        assert beat(group, "a", 2).assignment is None
+    host.advance(step_ms)
+    assert group.epoch == 3
+    grown = beat(group, "a", 2)
     ordinals = b"ordinals".ljust(16, b".")
+    assert grown.member_epoch == 3
     assert grown.assignment == {ORDERS: frozenset(range(4)), ordinals: frozenset({0, 1})}
     assert group.subscribed_topics() == {"orders", "ordinals"}
+
+
+def test_a_regex_no_member_has_any_more_is_resolved_anew(
+    host: FakeHost, group: ConsumerGroup
+) -> None:
+    join(group, "a", subscribed_topic_regex="ord.*")
+    host.advance(0)
+    beat(group, "a", 1)
+    beat(group, "a", -1)  # leaves: nobody has the regex
+    ordinals = host.add_topic("ordinals", 1)
+    joined = join(group, "b", subscribed_topic_regex="ord.*")
+    assert joined.assignment == {}
+    host.advance(0)  # at once, not after the batch interval
+    assert beat(group, "b", joined.member_epoch).assignment == {
+        ORDERS: frozenset(range(4)),
+        ordinals: frozenset({0}),
+    }
+
+
+def test_regexes_are_resolved_again_after_the_refresh_interval(
+    host: FakeHost, group: ConsumerGroup
+) -> None:
+    join(group, "a", subscribed_topic_regex="ord.*")
+    host.advance(0)
+    beat(group, "a", 1)
+    resolved_at = group.regexes.resolved_ms
+    step_ms = SESSION_MS // 2
+    for _ in range(host.config.group_consumer_regex_refresh_interval_ms // step_ms - 1):
+        host.advance(step_ms)
+        beat(group, "a", 2)
+        assert group.regexes.resolved_ms == resolved_at
+    host.advance(step_ms)
+    beat(group, "a", 2)
+    host.advance(0)
+    assert group.regexes.resolved_ms == host.clock_ms
+    assert group.epoch == 2  # the same topics: nothing moves
+
+
+def test_a_loaded_group_keeps_its_regexes_topics_until_it_resolves_them_again(
+    host: FakeHost, group: ConsumerGroup
+) -> None:
+    join(group, "a", subscribed_topic_regex="ord.*")
+    host.advance(0)
+    assert beat(group, "a", 1).assignment == {ORDERS: frozenset(range(4))}
+    group.unload()
+    stored = StoredConsumerGroup.from_value(host.state[consumer_group_key("g")])
+    member = StoredConsumerMember.from_value(host.state[consumer_member_key("g", "a")])
+    loaded = ConsumerGroup.load("g", host, stored, {"a": member})
+    # Its first heartbeat is in the same epoch: nothing waits for a resolution.
+    again = beat(loaded, "a", 2)
+    assert (again.error, again.member_epoch, loaded.epoch) == (E["NONE"], 2, 2)
+    host.advance(0)  # resolved again: the same topics, nothing moves
+    assert loaded.regexes.resolved_ms == host.clock_ms
+    assert loaded.epoch == 2
 
 
 def test_a_subscription_change_moves_the_group_on(host: FakeHost, group: ConsumerGroup) -> None:
@@ -678,6 +770,25 @@ def test_a_restart_keeps_the_groups_epochs_and_members(
     assert (again.error, again.member_epoch) == (E["NONE"], 2)
     assert engine_beat(second, "b", 2).error == E["NONE"]
     assert second.groups.consumer_group_describe(["g"])[0].group_epoch == 2
+
+
+def test_the_coordinator_resolves_a_new_regex_on_its_timer_not_in_the_heartbeat(
+    engine_factory: EngineFactory, tmp_path: Path
+) -> None:
+    clock = ManualClock()
+    groups = engine.GroupConfig(**CONSUMER_SETTINGS)
+    opened = engine_factory(data_dir=tmp_path / "node", groups=groups, clock=clock)
+    opened.create_topic("orders", 2)
+    topic_id = opened.topic_id("orders")
+    joined = engine_join(opened, "a", subscribed_topic_names=None, subscribed_topic_regex="ord.*")
+    assert (joined.error, joined.member_epoch, joined.assignment) == (E["NONE"], 1, {})
+    # The clock stands still: only the timer thread, not a request, moves it on.
+    deadline = time.monotonic() + TIMEOUT
+    while opened.groups.consumer_group_describe(["g"])[0].group_epoch != 2:
+        assert time.monotonic() < deadline, "the regex was never resolved"
+        time.sleep(0.01)
+    later = engine_beat(opened, "a", 1)
+    assert (later.member_epoch, later.assignment) == (2, {topic_id: frozenset({0, 1})})
 
 
 def test_members_that_do_not_return_after_a_restart_expire(

@@ -16,22 +16,31 @@ from hypothesis import strategies as st
 
 from engine.clock import ManualClock
 from engine.groups import GroupCoordinator
-from engine.groups.consumer_group import ConsumerGroup, TopicInfo
+from engine.groups.config import GroupConfig
+from engine.groups.consumer_group import ConsumerGroup
+from engine.groups.group_configs import (
+    CONSUMER_HEARTBEAT_INTERVAL_MS,
+    CONSUMER_SESSION_TIMEOUT_MS,
+    GroupConfigs,
+)
 from engine.groups.records import (
     CommittedOffset,
     PendingOffset,
     StoredConsumerGroup,
     StoredConsumerMember,
     StoredGroup,
+    StoredGroupConfig,
     StoredMember,
     StoredState,
     classic_group_key,
     consumer_group_key,
     consumer_member_key,
+    group_config_key,
     offset_key,
     read_state,
     txn_key,
 )
+from engine.groups.topic_subscriptions import TopicInfo
 from engine.state_log import StateLog
 from engine.types import OffsetAndMetadata, TopicPartition
 from s3stream import StreamStore
@@ -39,6 +48,7 @@ from tests.engine.conftest import FAST_STORE
 from tests.engine.test_consumer_group import FakeHost, join
 
 T0 = 1_700_000_000_000
+SESSION, INTERVAL = CONSUMER_SESSION_TIMEOUT_MS, CONSUMER_HEARTBEAT_INTERVAL_MS
 ORDERS_ID = b"orders".ljust(16, b".")
 
 PINNED: dict[Hashable, bytes] = {
@@ -55,6 +65,11 @@ PINNED: dict[Hashable, bytes] = {
         "706f636801ae70726576696f75735f65706f636800a57374617465a6737461626c65a86173736967"
         "6e65649192c4106f72646572732e2e2e2e2e2e2e2e2e2e9400010203a87265766f6b696e6790a674"
         "61726765749192c4106f72646572732e2e2e2e2e2e2e2e2e2e9400010203"
+    ),
+    ("group_config", "g"): bytes.fromhex(
+        "92a3707574919292ac67726f75705f636f6e666967a16782a17601a7636f6e6669677382be636f6e"
+        "73756d65722e6865617274626561742e696e74657276616c2e6d73a3393030bb636f6e73756d6572"
+        "2e73657373696f6e2e74696d656f75742e6d73a433303030"
     ),
     ("group", "g"): bytes.fromhex(
         "92a3707574919292a567726f7570a16787a17601ad70726f746f636f6c5f74797065a8636f6e7375"
@@ -100,6 +115,14 @@ def built_records() -> dict[Hashable, Any]:
     records[classic_group_key("g")] = StoredGroup(
         "consumer", 3, "range", "m1", T0, [member]
     ).to_value()
+    configs = GroupConfigs(
+        GroupConfig(
+            group_consumer_min_session_timeout_ms=1000,
+            group_consumer_min_heartbeat_interval_ms=100,
+        )
+    )
+    overrides = configs.altered("g", {SESSION: "3000", INTERVAL: "900"})
+    records.update(configs.store("g", overrides)[0])
     records[offset_key("g", TopicPartition("orders", 0))] = CommittedOffset(
         42, 7, "md", T0 + 1, -1, 5
     ).to_value()
@@ -140,6 +163,8 @@ def test_a_coordinator_opens_a_state_log_of_pinned_records(tmp_path: Path) -> No
         assert [(m.member_id, m.metadata, m.assignment) for m in classic.members] == [
             ("m1", b"meta", b"assign")
         ]
+        stored_configs = {e.name: e.value for e in coordinator.describe_group_configs("g")}
+        assert stored_configs == {SESSION: "3000", INTERVAL: "900"}
         (consumer,) = coordinator.consumer_group_describe(["cg"])
         assert (consumer.error, consumer.group_epoch, consumer.assignment_epoch) == (0, 1, 1)
         (member,) = consumer.members
@@ -206,6 +231,7 @@ consumer_groups = st.builds(
     st.lists(st.tuples(names, topic_ids, st.integers(0, 2**31 - 1)), max_size=3),
     int64s,
 )
+group_configs = st.builds(StoredGroupConfig, st.dictionaries(names, names, max_size=3))
 consumer_members = st.builds(
     StoredConsumerMember,
     optional_names,
@@ -246,6 +272,7 @@ def _through_msgpack(records: dict[Hashable, Any]) -> list[tuple[Hashable, Any]]
     ),
     st.dictionaries(names, consumer_groups, max_size=2),
     st.dictionaries(st.tuples(names, names), consumer_members, max_size=3),
+    st.dictionaries(names, group_configs, max_size=2),
 )
 def test_every_record_reads_back_as_written(
     classic: dict[str, StoredGroup],
@@ -253,6 +280,7 @@ def test_every_record_reads_back_as_written(
     pending: dict[tuple[int, str, TopicPartition], PendingOffset],
     consumer: dict[str, StoredConsumerGroup],
     members: dict[tuple[str, str], StoredConsumerMember],
+    configs: dict[str, StoredGroupConfig],
 ) -> None:
     records: dict[Hashable, Any] = {}
     records.update({classic_group_key(g): v.to_value() for g, v in classic.items()})
@@ -260,6 +288,7 @@ def test_every_record_reads_back_as_written(
     records.update({txn_key(p, g, tp): v.to_value() for (p, g, tp), v in pending.items()})
     records.update({consumer_group_key(g): v.to_value() for g, v in consumer.items()})
     records.update({consumer_member_key(g, m): v.to_value() for (g, m), v in members.items()})
+    records.update({group_config_key(g): v.to_value() for g, v in configs.items()})
     state = read_state(_through_msgpack(records))
     assert state.classic_groups == classic
     assert sorted(state.offsets) == sorted((g, tp, v) for (g, tp), v in offsets.items())
@@ -269,9 +298,10 @@ def test_every_record_reads_back_as_written(
         members
     )
     assert state.completed == []
+    assert state.group_configs == configs
 
 
 def test_completed_and_unknown_records_are_told_apart() -> None:
     done = txn_key(7, "g", TopicPartition("t", 0))
     state = read_state([(done, None), (("later_kind", "g"), {"v": 9})])
-    assert state == StoredState({}, [], [], {}, {}, [done])
+    assert state == StoredState({}, [], [], {}, {}, [done], {})

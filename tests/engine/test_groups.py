@@ -506,6 +506,22 @@ def test_offsets_are_committed_fetched_and_deleted(open_engine: Callable[..., An
     assert groups.fetch_offsets("other", [TP0]) == {TP0: (None, E["NONE"])}
 
 
+def test_a_commit_outside_any_generation_is_a_simple_consumers_while_the_group_is_empty(
+    open_engine: Callable[..., Any],
+) -> None:
+    """Generation -1 with a member id (a consumer that assigns its partitions
+    itself, as a KIP-848 one does, names its member id): accepted while the
+    group does not exist or is empty, refused once it has members."""
+    groups = open_engine().groups
+    assert commit(groups, {TP0: 1}, group="new", member="assigner") == {TP0: E["NONE"]}
+    assert committed(groups, "new") == {TP0: 1}
+    (member,), _ = stable_group(groups, 1, protocols=[("range", subscription("t"))])
+    assert commit(groups, {TP0: 2}, member="assigner") == {TP0: E["UNKNOWN_MEMBER_ID"]}
+    assert groups.leave_group("g", [(member.member_id, None)]) == [E["NONE"]]
+    assert commit(groups, {TP0: 3}, member="assigner") == {TP0: E["NONE"]}
+    assert committed(groups) == {TP0: 3}
+
+
 def test_members_commit_for_their_generation(open_engine: Callable[..., Any]) -> None:
     groups = open_engine().groups
     (member,), _ = stable_group(groups, 1, protocols=[("range", subscription("t"))])

@@ -46,6 +46,7 @@ SERVER_CONFIG = f"""
 [engine]
 group_consumer_heartbeat_interval_ms = 250
 group_consumer_session_timeout_ms = {SESSION_MS}
+group_consumer_regex_batch_refresh_interval_ms = 500
 """
 
 

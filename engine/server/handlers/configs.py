@@ -22,6 +22,7 @@ from engine.protocol.apis import ApiKey
 from engine.protocol.kafka_code import KafkaCode
 from engine.server import broker_loggers
 from engine.server.context import RequestContext, error_message
+from engine.server.handlers.group_configs import GROUP, alter_group, describe_group
 from engine.server.handlers.registry import handles
 from engine.server.handlers.requests import (
     AlterConfigsRequest,
@@ -132,6 +133,8 @@ def _described_resource(
 ) -> list[dict[str, Any]]:
     if resource_type == TOPIC:
         return _described_topic(context, name, synonyms, documentation)
+    if resource_type == GROUP:
+        return [_described(entry, [], documentation) for entry in describe_group(context, name)]
     if resource_type == BROKER:
         return _described_broker(context, name, synonyms, documentation)
     if resource_type == BROKER_LOGGER:
@@ -353,6 +356,10 @@ def handle_incremental_alter_configs(
         if index in refused:
             code = KafkaCode.INVALID_REQUEST
             responses.append(_alter_result(resource, code, refused[index]))
+            continue
+        if resource.resource_type == GROUP:
+            code, message = alter_group(context, resource, request.validate_only)
+            responses.append(_alter_result(resource, code, message))
             continue
         try:
             if resource.resource_type == BROKER_LOGGER:

@@ -12,12 +12,9 @@ from __future__ import annotations
 from typing import Any
 
 from engine.errors import EngineError, error_code
-from engine.groups.consumer_group import (
-    ConsumerGroupDescription,
-    Heartbeat,
-    HeartbeatResult,
-    Partitions,
-)
+from engine.groups.consumer_group_description import ConsumerGroupDescription
+from engine.groups.consumer_heartbeat import Heartbeat, HeartbeatResult
+from engine.groups.consumer_member import Partitions
 from engine.protocol.apis import ApiKey
 from engine.server.authorizer import ResourceType
 from engine.server.context import Body, RequestContext, Response, answer, error_message
