@@ -1,7 +1,7 @@
 """Two revisions of tidelog, each running its own benchmarks, side by side.
 
-    python bench/compare.py [--base 4495dd4] [--head HEAD] [--rounds 3] [--json]
-                            [--only REGEX] [--timeout 900] BENCH [BENCH ...]
+    python bench/compare.py [--base 4495dd4] [--head HEAD] [--between REV] [--rounds 3]
+                            [--json] [--only REGEX] [--timeout 900] BENCH [BENCH ...]
 
 Each BENCH is a script of bench/ with its arguments, one shell-quoted word:
 ``"engine_bench.py --records 20000 --rounds 1"``. Every revision gets a
@@ -12,13 +12,15 @@ command lines drift between revisions, so an option a revision's ``--help``
 does not list is left out of its command (and named in the report).
 
 The revisions alternate, base then head, round after round (A/B/A/B), so a
-machine that slows down part-way slows both. Every numeric value of the
-JSON objects (nested keys joined with dots) is a figure; for each figure
-present in both revisions the report gives the median of the rounds on each
-side, the ratio head/base of the medians, each side's spread ((max - min) /
-median over its rounds), and the lowest and highest ratio of one round's
-pair: when those bracket 1.0 widely, the difference is noise. ``--json``
-prints one JSON object instead of the table.
+machine that slows down part-way slows both. ``--between REV`` adds a
+revision in the middle (A/M/B/A/M/B...), to tell which of two sets of
+changes moved a figure. Every numeric value of the JSON objects (nested
+keys joined with dots) is a figure; for each figure every revision reported,
+the report gives each revision's median over its rounds and its spread
+((max - min) / median), the ratio of the medians from each revision to the
+next (and head/base), and beside each ratio the lowest and highest ratio of
+one round's pair: when those bracket 1.0 widely, the difference is noise.
+``--json`` prints one JSON object instead of the table.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +72,7 @@ class Bench:
 @dataclass(frozen=True)
 class Revision:
     label: str
-    """"base" or "head"."""
+    """Its worktree's directory name."""
     ref: str
     commit: str
     tree: Path
@@ -122,37 +125,43 @@ def keep_supported(args: Sequence[str], supported: set[str]) -> tuple[list[str],
     return kept, dropped
 
 
-def summarise(base: Sequence[float], head: Sequence[float]) -> dict[str, float | None]:
-    """Medians, their ratio head/base, each side's spread, and the range of
-    the per-round ratios (round i of head over round i of base)."""
-    base_median = statistics.median(base)
-    head_median = statistics.median(head)
+def spread(values: Sequence[float]) -> float | None:
+    """(max - min) / median of one revision's rounds: how much it moved."""
+    median = statistics.median(values)
+    return (max(values) - min(values)) / abs(median) if median else None
 
-    def spread(values: Sequence[float], median: float) -> float | None:
-        return (max(values) - min(values)) / abs(median) if median else None
 
-    pairs = [h / b for b, h in zip(base, head, strict=False) if b]
+def step(before: Sequence[float], after: Sequence[float]) -> dict[str, float | None]:
+    """The ratio after/before of the medians, and the range of the per-round
+    ratios (round i of ``after`` over round i of ``before``)."""
+    median_before, median_after = statistics.median(before), statistics.median(after)
+    pairs = [a / b for b, a in zip(before, after, strict=False) if b]
     return {
-        "base": base_median,
-        "head": head_median,
-        "ratio": head_median / base_median if base_median else None,
-        "base_spread": spread(base, base_median),
-        "head_spread": spread(head, head_median),
+        "ratio": median_after / median_before if median_before else None,
         "round_ratio_min": min(pairs) if pairs else None,
         "round_ratio_max": max(pairs) if pairs else None,
     }
 
 
-def compare_rounds(
-    base_rounds: Sequence[Mapping[str, float]], head_rounds: Sequence[Mapping[str, float]]
-) -> dict[str, dict[str, float | None]]:
-    """Each figure every round of both sides reported, summarised; a figure
-    one revision lacks (renamed, added) cannot be compared and is left out."""
-    keys = set.intersection(*(set(r) for r in [*base_rounds, *head_rounds]))
-    return {
-        key: summarise([r[key] for r in base_rounds], [r[key] for r in head_rounds])
-        for key in sorted(keys)
-    }
+def compare_rounds(rounds: Mapping[str, Sequence[Mapping[str, float]]]) -> dict[str, Any]:
+    """Per figure that every round of every revision reported (a figure one
+    revision lacks, renamed or added, cannot be compared): each revision's
+    median and spread, the step from each revision to the next, and the
+    last over the first (``head/base``)."""
+    labels = list(rounds)
+    keys = set.intersection(*(set(r) for runs in rounds.values() for r in runs))
+    figures: dict[str, Any] = {}
+    for key in sorted(keys):
+        values = {label: [r[key] for r in rounds[label]] for label in labels}
+        figures[key] = {
+            "median": {label: statistics.median(v) for label, v in values.items()},
+            "spread": {label: spread(v) for label, v in values.items()},
+            "steps": [
+                {"from": a, "to": b, **step(values[a], values[b])} for a, b in pairwise(labels)
+            ],
+            **step(values[labels[0]], values[labels[-1]]),
+        }
+    return figures
 
 
 def git(*args: str) -> str:
@@ -232,34 +241,35 @@ def run_once(revision: Revision, argv: list[str], timeout: float) -> dict[str, f
 
 
 def run(
-    base_ref: str, head_ref: str, benches: Sequence[Bench], rounds: int, timeout: float
+    refs: Sequence[str], benches: Sequence[Bench], rounds: int, timeout: float
 ) -> dict[str, Any]:
     results: dict[str, Any] = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "rounds": rounds,
         "load_before": list(os.getloadavg()),
         **_harness.cpus(),
+        "revisions": [],
         "benchmarks": {},
     }
     with ExitStack() as stack:
         parent = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="tidelog-compare-")))
-        base = stack.enter_context(worktree("base", base_ref, parent))
-        head = stack.enter_context(worktree("head", head_ref, parent))
-        results["base"] = {"ref": base_ref, "commit": base.commit}
-        results["head"] = {"ref": head_ref, "commit": head.commit}
+        revisions = [
+            stack.enter_context(worktree(f"{i}-{ref}".replace("/", "_"), ref, parent))
+            for i, ref in enumerate(refs)
+        ]
+        results["revisions"] = [{"ref": r.ref, "commit": r.commit} for r in revisions]
         for bench in benches:
-            base_argv, base_dropped = command(base, bench, timeout)
-            head_argv, head_dropped = command(head, bench, timeout)
-            base_rounds: list[dict[str, float]] = []
-            head_rounds: list[dict[str, float]] = []
-            for _ in range(rounds):
-                base_rounds.append(run_once(base, base_argv, timeout))
-                head_rounds.append(run_once(head, head_argv, timeout))
+            commands = [command(revision, bench, timeout) for revision in revisions]
+            runs: dict[str, list[dict[str, float]]] = {r.ref: [] for r in revisions}
+            for _ in range(rounds):  # every revision once per round, in order
+                for revision, (argv, _dropped) in zip(revisions, commands, strict=True):
+                    runs[revision.ref].append(run_once(revision, argv, timeout))
             results["benchmarks"][bench.name] = {
-                "base_args": base_argv[2:],
-                "head_args": head_argv[2:],
-                "dropped": {"base": base_dropped, "head": head_dropped},
-                "figures": compare_rounds(base_rounds, head_rounds),
+                "args": {r.ref: argv[2:] for r, (argv, _) in zip(revisions, commands, strict=True)},
+                "dropped": {
+                    r.ref: dropped for r, (_, dropped) in zip(revisions, commands, strict=True)
+                },
+                "figures": compare_rounds(runs),
             }
     results["load_after"] = list(os.getloadavg())
     return results
@@ -281,36 +291,52 @@ def fmt(value: float | None, digits: int = 3) -> str:
     return f"{value:.{digits}g}" if abs(value) >= 1000 or abs(value) < 0.01 else f"{value:.3f}"
 
 
+def _ratio(step: Mapping[str, float | None]) -> str:
+    if step["ratio"] is None or step["round_ratio_min"] is None:
+        return "-"
+    return f"{step['ratio']:.3f} ({step['round_ratio_min']:.2f}-{step['round_ratio_max']:.2f})"
+
+
 def print_table(results: Mapping[str, Any]) -> None:
-    base, head = results["base"], results["head"]
+    refs = [r["ref"] for r in results["revisions"]]
     print(
-        f"{results['date']}  base {base['ref']} ({base['commit'][:9]})  "
-        f"head {head['ref']} ({head['commit'][:9]})  rounds {results['rounds']}  "
-        f"cpus {results['cpus_usable']}/{results['cpu_count']}  load "
+        f"{results['date']}  rounds {results['rounds']}  cpus "
+        f"{results['cpus_usable']}/{results['cpu_count']}  load "
         f"{results['load_before'][0]:.1f} -> {results['load_after'][0]:.1f}"
     )
+    for revision in results["revisions"]:
+        print(f"  {revision['ref']} = {revision['commit'][:12]}")
+    width = max(11, *(len(ref) for ref in refs))
+    steps = [f"{b}/{a}" for a, b in pairwise(refs)]
+    if len(refs) > 2:
+        steps.append(f"{refs[-1]}/{refs[0]}")
     for name, bench in results["benchmarks"].items():
-        print(f"\n{name}  base: {' '.join(bench['base_args'])}")
-        print(f"{' ' * len(name)}  head: {' '.join(bench['head_args'])}")
-        for side, dropped in bench["dropped"].items():
-            if dropped:
-                print(f"  ({side} does not take {', '.join(dropped)})")
+        print(f"\n{name}")
+        for ref in refs:
+            dropped = bench["dropped"][ref]
+            note = f"  (does not take {', '.join(dropped)})" if dropped else ""
+            print(f"  {ref}: {' '.join(bench['args'][ref])}{note}")
         print(
-            f"  {'figure':<36} {'base':>11} {'head':>11} {'head/base':>9} "
-            f"{'spread b':>8} {'spread h':>8} {'pair ratios':>13}"
+            f"  {'figure':<34} "
+            + " ".join(f"{ref:>{width}}" for ref in refs)
+            + " "
+            + " ".join(f"{s:>22}" for s in steps)
+            + "  spread "
+            + "/".join(refs)
         )
         for key, f in bench["figures"].items():
-            spread_b = "-" if f["base_spread"] is None else f"{f['base_spread']:.0%}"
-            spread_h = "-" if f["head_spread"] is None else f"{f['head_spread']:.0%}"
-            pairs = (
-                "-"
-                if f["round_ratio_min"] is None
-                else f"{f['round_ratio_min']:.2f}-{f['round_ratio_max']:.2f}"
+            ratios = [_ratio(s) for s in f["steps"]]
+            if len(refs) > 2:
+                ratios.append(_ratio(f))
+            spreads = "/".join(
+                "-" if f["spread"][ref] is None else f"{f['spread'][ref]:.0%}" for ref in refs
             )
-            ratio = "-" if f["ratio"] is None else f"{f['ratio']:.3f}"
             print(
-                f"  {key:<36} {fmt(f['base']):>11} {fmt(f['head']):>11} {ratio:>9} "
-                f"{spread_b:>8} {spread_h:>8} {pairs:>13}"
+                f"  {key:<34} "
+                + " ".join(f"{fmt(f['median'][ref]):>{width}}" for ref in refs)
+                + " "
+                + " ".join(f"{r:>22}" for r in ratios)
+                + f"  {spreads}"
             )
 
 
@@ -321,6 +347,13 @@ def main() -> None:
     )
     parser.add_argument("--base", default="4495dd4", help="the baseline revision (4495dd4)")
     parser.add_argument("--head", default="HEAD", help="the revision measured against it (HEAD)")
+    parser.add_argument(
+        "--between",
+        action="append",
+        default=[],
+        metavar="REV",
+        help="a revision measured between the two, in the same rounds (repeatable)",
+    )
     parser.add_argument("--rounds", type=int, default=3, help="runs of each revision, alternating")
     parser.add_argument("--only", default=None, help="show only figures matching this regex")
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds per benchmark run")
@@ -329,7 +362,10 @@ def main() -> None:
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
     benches = [Bench.parse(spec) for spec in args.benches]
-    results = only(run(args.base, args.head, benches, args.rounds, args.timeout), args.only)
+    refs = [args.base, *args.between, args.head]
+    if len(set(refs)) != len(refs):
+        parser.error("each revision once")
+    results = only(run(refs, benches, args.rounds, args.timeout), args.only)
     _harness.report(results, args.json, print_table)
 
 
