@@ -528,6 +528,8 @@ def test_the_manifest_the_store_writes_parses_by_the_document(tmp_path: Path) ->
     checkpoint = doc_read_record(checkpoints[-1].read_bytes())
     assert list(checkpoint) == CHECKPOINT_KEYS
     assert all(len(s) == len(STREAM_FIELDS) for s in checkpoint["streams"])
+    assert all(len(g) == len(GARBAGE_FIELDS) for g in checkpoint["garbage"])
+    assert all(len(d) == len(DROPPED_FIELDS) for d in checkpoint["dropped"])
     for obj in checkpoint["objects"]:
         assert len(obj) == len(OBJECT_FIELDS)
         named = dict(zip(OBJECT_FIELDS, obj, strict=True))
