@@ -288,6 +288,39 @@ def test_keys_are_the_documented_patterns(epoch: int, object_id: int, version: i
     )
 
 
+def _key_pattern(pattern: str) -> re.Pattern[str]:
+    """A key pattern of the table as a regular expression: ``<name:N>`` is N
+    decimal digits, ``<name:N hex>`` N hex digits."""
+    parts = re.split(r"<\w+:(\d+)( hex)?>", pattern)
+    regex = ""
+    for i in range(0, len(parts), 3):
+        regex += re.escape(parts[i])
+        if i + 1 < len(parts):
+            regex += ("[0-9a-f]" if parts[i + 2] else "[0-9]") + "{" + parts[i + 1] + "}"
+    return re.compile(regex)
+
+
+class ProbeRecordingStore(LocalStore):
+    """A local store that notes the keys created with create-if-absent."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.created: list[str] = []
+
+    def put_if_absent(self, key: str, data: bytes | bytearray | memoryview) -> str:
+        self.created.append(key)
+        return super().put_if_absent(key, data)
+
+
+def test_an_openers_probe_key_is_the_documented_pattern(tmp_path: Path) -> None:
+    store = ProbeRecordingStore(tmp_path / "bucket")
+    StreamStore.open(tmp_path / "data", store).close()
+    probe = KEYS["an opener's conditional-write probe (deleted at once; never read)"]
+    probes = [k for k in store.created if k.startswith("manifest/probe/")]
+    assert probes and all(_key_pattern(probe).fullmatch(k) for k in probes)
+    assert store.list("manifest/probe/") == []  # deleted at once
+
+
 @given(st.lists(st.integers(0, 10**20 - 1), min_size=2, max_size=20, unique=True))
 def test_a_key_listing_is_in_numeric_order(versions: list[int]) -> None:
     assert sorted(delta_key(v) for v in versions) == [delta_key(v) for v in sorted(versions)]
