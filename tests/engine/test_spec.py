@@ -175,7 +175,7 @@ def test_the_engine_reads_a_catalog_built_from_the_document(tmp_path: Path) -> N
     with StreamStore.open(node) as store:
         catalog = store.create_stream()
         store.open_stream(catalog, 0)
-        s = store.create_streams(14)
+        s = store.create_streams(15)
         records = [
             doc_record("catalog", CATALOG_RECORDS, version=1, created_ms=5),
             doc_record("create_topic", CATALOG_RECORDS, topic=doc_topic(
@@ -194,6 +194,7 @@ def test_the_engine_reads_a_catalog_built_from_the_document(tmp_path: Path) -> N
             doc_record("delete_topic", CATALOG_RECORDS, name="three"),
             doc_record("delete_topics", CATALOG_RECORDS, names=["four", "five"]),
             doc_record("producer_ids", CATALOG_RECORDS, end=2000),
+            doc_record("internal_stream", CATALOG_RECORDS, name="example", stream_id=s[14]),
         ]  # fmt: skip
         _append_all(store, catalog, records)
     with engine.open(node) as e:
@@ -203,6 +204,7 @@ def test_the_engine_reads_a_catalog_built_from_the_document(tmp_path: Path) -> N
         # cleanup.policy's override was removed, retention.ms's set
         assert e.topic_config("one").overrides == {"retention.ms": "1000"}
         assert e.init_producer_id()[0] >= 2000  # never one of a reserved block
+        assert e.catalog.state.internal["example"] == s[14]
 
 
 def test_the_engine_reads_a_catalog_that_starts_with_a_snapshot(tmp_path: Path) -> None:
@@ -323,6 +325,8 @@ def test_what_the_engine_writes_parses_and_applies_by_the_document(tmp_path: Pat
             producer.begin_transaction()
             producer.send("b", b"aborted", partition=2).result(30)
             producer.abort_transaction(30)
+        # The leader epoch is the store's writer epoch (docs: Leader epochs).
+        leader_epoch = e.store.manifest.epoch
         expected = {
             name: (e.partition_count(name), e.topic_config(name).overrides)
             for name in e.list_topics()
@@ -351,6 +355,7 @@ def test_what_the_engine_writes_parses_and_applies_by_the_document(tmp_path: Pat
     for checkpoint in written:
         _check_checkpoint(checkpoint)
     _check_time_index(checkpoints[("a", 0)], stamps)
+    assert checkpoints[("a", 0)][-1]["epochs"] == [[leader_epoch, 0]]
     aborted = [c["txns"]["aborted"] for c in checkpoints[("b", 2)]]
     assert aborted[-1] and all(len(a) == len(ABORTED) for a in aborted[-1])
     producers = checkpoints[("b", 2)][-1]["producers"]
