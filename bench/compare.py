@@ -261,8 +261,10 @@ def run(
         for bench in benches:
             commands = [command(revision, bench, timeout) for revision in revisions]
             runs: dict[str, list[dict[str, float]]] = {r.ref: [] for r in revisions}
-            for _ in range(rounds):  # every revision once per round, in order
+            for i in range(rounds):  # every revision once per round, in order
                 for revision, (argv, _dropped) in zip(revisions, commands, strict=True):
+                    # Progress on stderr: a long comparison is not silent.
+                    print(f"{bench.name} round {i + 1}/{rounds}: {revision.ref}", file=sys.stderr)
                     runs[revision.ref].append(run_once(revision, argv, timeout))
             results["benchmarks"][bench.name] = {
                 "args": {r.ref: argv[2:] for r, (argv, _) in zip(revisions, commands, strict=True)},

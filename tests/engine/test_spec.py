@@ -239,6 +239,20 @@ def test_a_store_whose_lowest_stream_is_no_catalog_is_refused(tmp_path: Path) ->
         engine.open(node)
 
 
+def test_a_catalog_record_the_document_does_not_name_is_refused(tmp_path: Path) -> None:
+    node = tmp_path / "node"
+    with StreamStore.open(node) as store:
+        stream = store.create_stream()
+        store.open_stream(stream, 0)
+        future: bytes = msgpack.packb(["rename_topic", "a", "b"])
+        assert "rename_topic" not in CATALOG_RECORDS
+        _append_all(
+            store, stream, [doc_record("catalog", CATALOG_RECORDS, version=1, created_ms=0), future]
+        )
+    with pytest.raises(ValueError, match="unknown catalog record 'rename_topic'"):
+        engine.open(node)
+
+
 def read_stream(store: StreamStore, stream_id: int) -> list[Any]:
     """Every append of a stream, one msgpack value each, read with fetch."""
     values, offset = [], store.start_offset(stream_id)
@@ -483,6 +497,20 @@ def test_what_a_state_log_writes_parses_and_applies_by_the_document(tmp_path: Pa
 
 
 # -- partition checkpoints ----------------------------------------------------------------
+
+
+def test_a_checkpoint_newer_than_the_documented_version_is_refused(tmp_path: Path) -> None:
+    node = tmp_path / "node"
+    with engine.open(node) as e:
+        e.create_topic("t", 1)
+        e.produce("t", 0, native.encode_batch([RecordSpec(1000, None, b"v")]))
+        data, state = e.catalog.state.topics["t"].streams[0]
+    with StreamStore.open(node) as store:
+        store.open_stream(state, 0)
+        newer = {"v": CHECKPOINT_VERSION + 1, "end": store.end_offset(data)}
+        _append_all(store, state, [msgpack.packb(newer)])
+    with pytest.raises(ValueError, match="newer than this tidelog"), engine.open(node) as e:
+        e.partition("t", 0)
 
 
 @pytest.mark.parametrize("version", [1, CHECKPOINT_VERSION])
