@@ -22,7 +22,15 @@ from hypothesis import strategies as st
 from s3stream import StreamStore, StreamStoreConfig
 from s3stream.errors import CorruptObject
 from s3stream.manifest import checkpoint_key, delta_key, load_state
-from s3stream.objects import ObjectKind, StoredBatch, encode_object, parse_object, read_index
+from s3stream.manifest_state import KEPT_FENCES
+from s3stream.objects import (
+    SUFFIX_READ_BYTES,
+    ObjectKind,
+    StoredBatch,
+    encode_object,
+    parse_object,
+    read_index,
+)
 from s3stream.store import LocalStore
 from s3stream.uploader import object_key
 from s3stream.wal_entries import (
@@ -46,7 +54,7 @@ RECORD = LAYOUTS["record"]
 
 
 def _stated_size(pattern: str) -> int:
-    found = re.search(pattern, docspec.text(DOC))
+    found = re.search(pattern, docspec.text(DOC), flags=re.S)
     assert found is not None, pattern
     return int(found.group(1))
 
@@ -66,6 +74,25 @@ def test_the_layouts_have_the_sizes_the_text_states() -> None:
     assert FOOTER.fixed().size == _stated_size(r"The last (\d+) bytes of every data object")
     assert ENTRY.names[-1] == "payload"
     assert RECORD.names == ["magic", "crc", "body"]
+
+
+def test_the_numbers_in_the_text_are_the_stores() -> None:
+    defaults = StreamStoreConfig()
+    mib = 1024 * 1024
+    assert _stated_size(r"`block_bytes` \((\d+) MiB by default\)") * mib == defaults.block_bytes
+    assert (
+        _stated_size(r"`stream_object_bytes`\s+\((\d+) MiB by default\)") * mib
+        == defaults.stream_object_bytes
+    )
+    assert _stated_size(r"It fetches the last\s+(\d+) KiB") * 1024 == SUFFIX_READ_BYTES
+    assert _stated_size(r"`checkpoint_every` \((\d+)\)") == defaults.checkpoint_every
+    assert _stated_size(r"which keeps the last (\d+)") == KEPT_FENCES
+    assert _stated_size(r"grace period, (\d+) s\s+by default") == defaults.garbage_grace_s
+    assert _stated_size(r"\((\d+) min by\s+default\)") * 60 == defaults.force_split_after_s
+    assert (
+        _stated_size(r"`stream_object_max_bytes`\s+\((\d+) MiB\)") * mib
+        == defaults.stream_object_max_bytes
+    )
 
 
 def test_the_object_kinds_are_the_documented_numbers() -> None:
