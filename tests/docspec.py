@@ -115,7 +115,7 @@ def tables(doc: str) -> list[list[dict[str, str]]]:
         if (
             lines[i].startswith("|")
             and i + 1 < len(lines)
-            and re.match(r"^\|[-| ]+\|$", lines[i + 1])
+            and re.match(r"^\|[-|: ]+\|$", lines[i + 1])
         ):
             header = _cells(lines[i])
             rows = []
