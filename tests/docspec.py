@@ -157,11 +157,11 @@ def array_shape(cell: str) -> tuple[str, list[str]]:
     code = re.search(r"`(\[.*\])`", cell)
     assert code is not None, cell
     inner = code.group(1)[1:-1]
-    parts = _split_top(inner)
+    parts = split_top(inner)
     return ast.literal_eval(parts[0]), parts[1:]
 
 
-def _split_top(inner: str) -> list[str]:
+def split_top(inner: str) -> list[str]:
     """Splits on commas outside brackets and braces."""
     parts, depth, current = [], 0, ""
     for char in inner:

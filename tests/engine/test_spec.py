@@ -62,7 +62,7 @@ def _names(shape: str) -> list[str]:
     written, e.g. ``[[data, state], ...]``), as the document spells them."""
     inner = shape.strip()
     inner = inner[inner.index("[") + 1 : inner.rindex("]")]
-    return docspec._split_top(inner)
+    return docspec.split_top(inner)
 
 
 def _first_array(cell: str) -> str:
@@ -77,7 +77,7 @@ def _first_array(cell: str) -> str:
 
 
 TOPIC = _names(re.search(r"A topic is `(\[.*?\])`:", TEXT).group(1))  # type: ignore[union-attr]
-SNAPSHOT_KEYS = re.findall(r'"(\w+)":', next(r for r in CATALOG_RECORDS["snapshot"]))
+SNAPSHOT_KEYS = re.findall(r'"(\w+)":', CATALOG_RECORDS["snapshot"][0])
 
 
 def _row(cell: str) -> list[str]:
@@ -402,7 +402,7 @@ def _check_checkpoint(checkpoint: dict[str, Any]) -> None:
     assert list(checkpoint["ti"]) == TI_KEYS
     for producer in checkpoint["producers"]:
         assert len(producer) == len(PRODUCER)
-        batches = producer[PRODUCER.index(PRODUCER[3])]
+        batches = producer[3]  # the array of batches, between last_append_ms and coordinator_epoch
         assert len(batches) <= 5 and all(len(b) == len(PRODUCER_BATCH) for b in batches)
     assert all(len(e) == len(EPOCH) for e in checkpoint["epochs"])
     assert sorted(checkpoint["txns"]) == ["aborted", "ongoing"]
