@@ -2,9 +2,10 @@
 
 The group coordinator (committed offsets, group metadata) and the
 transaction coordinator (transactional ids) keep their state here. Each
-change is one msgpack record ``["put", key, value]`` or ``["del", key]``,
-appended through the WAL like record data and uploaded with it, so a
-restart, or a fresh machine with only the bucket, reads the state back.
+change is one msgpack record, ``["put", [[key, value], ...]]`` or
+``["del", [key, ...]]``, appended through the WAL like record data and
+uploaded with it, so a restart, or a fresh machine with only the bucket,
+reads the state back.
 
 The stream is compacted the way Kafka compacts ``__consumer_offsets``, by
 key, but in one step: once the records since the last compaction outnumber

@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import struct
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from tests import docspec
 from wal import DATA, CorruptSegment, WriteAheadLog
 
 SYNCED = 0x01
@@ -55,6 +59,64 @@ def seal(sequence: int) -> bytes:
 
 def test_the_documented_crc32c_check_value() -> None:
     assert crc32c(b"123456789") == 0xE3069283
+
+
+HEADER_TABLE = docspec.table("wal-format.md", "offset", "size", "field", "value")
+RECORD_TABLE = docspec.table("wal-format.md", "offset", "size", "field", "meaning")
+
+
+def by_table(rows: list[dict[str, str]], values: dict[str, Any]) -> bytes:
+    """Fixed-size fields laid out at the table's offsets: integers little
+    endian, signed where the table says so; byte strings as they are."""
+    out = bytearray()
+    for row in rows:
+        offset, size, name = int(row["offset"]), row["size"], row["field"]
+        if not size.isdigit():  # the payload, after the fixed fields
+            continue
+        assert offset == len(out), f"{name} at {offset}, after {len(out)} bytes"
+        value = values[name]
+        if isinstance(value, bytes):
+            assert len(value) == int(size)
+            out += value
+        else:
+            signed = "(signed)" in row.get("meaning", "")
+            out += value.to_bytes(int(size), "little", signed=signed)
+    return bytes(out)
+
+
+@given(st.integers(0, 2**64 - 1))
+def test_the_header_builder_is_the_documents_table(sequence: int) -> None:
+    assert HEADER_TABLE[0]["value"].strip("`") == "TLWALSEG"
+    values = {"magic": b"TLWALSEG", "version": 1, "reserved": 0, "sequence": sequence}
+    values["padding"] = 0
+    values["crc"] = 0
+    covered = by_table(HEADER_TABLE, values)[:-4]
+    values["crc"] = crc32c(covered)
+    assert by_table(HEADER_TABLE, values) == segment_header(sequence)
+
+
+@given(
+    st.binary(max_size=64),
+    st.integers(0, 2**64 - 1),
+    st.integers(1, 254),
+    st.integers(0, 1),
+    st.integers(0, 2**64 - 1),
+    st.integers(-(2**63), 2**63 - 1),
+    st.integers(-(2**63), 2**63 - 1),
+)
+def test_the_record_builder_is_the_documents_table(
+    payload: bytes, sequence: int, kind: int, flags: int, stream: int, start: int, end: int
+) -> None:
+    values: dict[str, Any] = {
+        "crc": 0, "length": len(payload), "segment": sequence, "type": kind, "flags": flags,
+        "reserved": 0, "stream id": stream, "start offset": start, "end offset": end,
+    }  # fmt: skip
+    header = by_table(RECORD_TABLE, values)
+    values["crc"] = crc32c(header[4:], crc32c(payload))
+    built = record(
+        sequence, payload, record_type=kind, flags=flags, stream_id=stream, start=start, end=end
+    )
+    assert by_table(RECORD_TABLE, values) + payload == built
 
 
 def test_the_log_reads_segments_built_from_the_document(tmp_path: Path) -> None:

@@ -1,0 +1,558 @@
+"""docs/engine-format.md is enough to write a reader and a writer.
+
+The catalog's records, the state logs' records, the partitions' checkpoints
+and the time index are built here from the document's own tables and
+shapes (read by tests.docspec): the engine must read what the document
+describes, and what the engine writes must parse, and apply, by the
+document's rules.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Hashable
+from itertools import pairwise
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import engine
+import native
+from engine import NewTopic
+from engine.catalog import PRODUCER_ID_BLOCK, SNAPSHOT_EVERY
+from engine.partition import CHECKPOINT_VERSION, FULL_CHECKPOINT_EVERY
+from engine.state_log import COMPACT_AFTER, COMPACT_CHUNK, StateLog
+from engine.time_index import TimeIndex
+from native import RecordSpec
+from s3stream import StreamStore, StreamStoreConfig
+from tests import docspec
+from tests.engine.conftest import QUIET_STORE
+
+DOC = "engine-format.md"
+TEXT = docspec.text(DOC)
+
+
+def _record_table(first: str) -> dict[str, list[str]]:
+    """The record table (headed record, meaning) whose first record is ``first``."""
+    for rows in docspec.tables(DOC):
+        if rows and list(rows[0]) == ["record", "meaning"]:
+            shapes = dict(docspec.array_shape(row["record"]) for row in rows)
+            if next(iter(shapes)) == first:
+                return shapes
+    raise AssertionError(f"{DOC}: no record table starting with {first!r}")
+
+
+CATALOG_RECORDS = _record_table("catalog")
+STATE_RECORDS = _record_table("put")
+CHECKPOINT = {row["key"].strip("`"): row["value"] for row in docspec.table(DOC, "key", "value")}
+
+
+def _stated(pattern: str) -> int:
+    found = re.search(pattern, TEXT, flags=re.S)
+    assert found is not None, pattern
+    return int(found.group(1))
+
+
+def _names(shape: str) -> list[str]:
+    """The names of the first array in ``shape`` (nested arrays and maps as
+    written, e.g. ``[[data, state], ...]``), as the document spells them."""
+    inner = shape.strip()
+    inner = inner[inner.index("[") + 1 : inner.rindex("]")]
+    return docspec.split_top(inner)
+
+
+def _first_array(cell: str) -> str:
+    """The first ``[...]`` of a table cell or sentence, brackets balanced."""
+    start = cell.index("[")
+    depth = 0
+    for i, char in enumerate(cell[start:], start):
+        depth += {"[": 1, "]": -1}.get(char, 0)
+        if depth == 0:
+            return cell[start : i + 1]
+    raise AssertionError(cell)
+
+
+TOPIC = _names(re.search(r"A topic is `(\[.*?\])`:", TEXT).group(1))  # type: ignore[union-attr]
+SNAPSHOT_KEYS = re.findall(r'"(\w+)":', CATALOG_RECORDS["snapshot"][0])
+
+
+def _row(cell: str) -> list[str]:
+    """The names of one row of a list of rows, ``[[a, b], ...]``."""
+    return _names(_first_array(_first_array(cell)[1:]))
+
+
+PRODUCER = _row(CHECKPOINT["producers"])
+PRODUCER_BATCH = _row(PRODUCER[3])
+TI_KEYS = re.findall(r'"(\w+)":', CHECKPOINT["ti"])
+ONGOING = _row(CHECKPOINT["txns"].split('"ongoing":')[1])
+ABORTED = _row(CHECKPOINT["txns"].split('"aborted":')[1])
+EPOCH = _row(CHECKPOINT["epochs"])
+
+
+def test_the_document_names_what_the_tests_build_from() -> None:
+    assert TOPIC[0] == "name" and TOPIC[1].startswith("topic_id")
+    assert SNAPSHOT_KEYS == ["topics", "producer_ids_end", "internal"]
+    assert PRODUCER[:3] == ["producer_id", "epoch", "last_append_ms"]
+    assert PRODUCER[-1] == "coordinator_epoch"
+    assert PRODUCER_BATCH == ["first_seq", "last_seq", "first_offset", "last_offset", "max_ts"]
+    assert TI_KEYS == ["max_ts", "since"]
+    assert (ONGOING, ABORTED) == (
+        ["producer_id", "first_offset"],
+        ["producer_id", "first_offset", "last_offset"],
+    )
+    assert EPOCH == ["leader_epoch", "first offset written in it"]
+
+
+def test_the_numbers_in_the_text_are_the_engines() -> None:
+    assert _stated(r"at least (\d+)\s+records and at least as many bytes") == SNAPSHOT_EVERY
+    assert _stated(r"reserved (\d+) at a time") == PRODUCER_ID_BLOCK
+    assert _stated(r"number at least\s+(\d+) and twice the live keys") == COMPACT_AFTER
+    assert _stated(r"records of at most (\d+) keys") == COMPACT_CHUNK
+    assert _stated(r"Every (\d+)rd is\s+`full`") == FULL_CHECKPOINT_EVERY + 1
+    assert _stated(r"`index.interval.bytes` \((\d+)\)") == TimeIndex().interval_bytes
+    assert int(CHECKPOINT["v"].split()[0]) == CHECKPOINT_VERSION
+    assert _stated(r'`\["catalog", version, created_ms\]`[^|]*\|[^|]*`version` is (\d+)') == 1
+
+
+# -- the catalog --------------------------------------------------------------------
+
+
+def doc_record(record: str, table: dict[str, list[str]], **arguments: Any) -> bytes:
+    """A record as its table shapes it: its name, then its arguments in the
+    table's order (named as the table names them)."""
+    assert sorted(arguments) == sorted(_key_of(a) for a in table[record]), record
+    packed: bytes = msgpack.packb(
+        [record, *(arguments[_key_of(a)] for a in table[record])], use_bin_type=True
+    )
+    return packed
+
+
+def _key_of(argument: str) -> str:
+    """A keyword for an argument as the table writes it: ``[topic, ...]``
+    is ``topics``, ``{config: value or nil}`` is ``configs``, a map with
+    quoted keys is ``body``."""
+    if argument.startswith('{"'):
+        return "body"
+    if argument.startswith("{"):
+        return "configs"
+    if argument.startswith("[["):
+        return "pairs"
+    if argument.startswith("["):
+        return re.match(r"\[(\w+)", argument).group(1) + "s"  # type: ignore[union-attr]
+    return argument
+
+
+def doc_topic(
+    name: str, topic_id: bytes, configs: dict[str, str], streams: list[list[int]], created_ms: int
+) -> list[Any]:
+    size = int(re.search(r"\((\d+) bytes\)", TOPIC[1]).group(1))  # type: ignore[union-attr]
+    assert len(topic_id) == size
+    by_shape = {
+        "name": name,
+        "topic_id": topic_id,
+        "{config: value}": configs,
+        "[[data, state], ...]": streams,
+        "created_ms": created_ms,
+    }
+    return [by_shape[field.split(" (")[0]] for field in TOPIC]
+
+
+def _append_all(store: StreamStore, stream_id: int, payloads: list[bytes]) -> None:
+    for payload in payloads:
+        offset = store.next_offset(stream_id)
+        store.append(stream_id, offset, offset, payload)
+
+
+TOPIC_IDS = [bytes([i]) * 16 for i in range(1, 7)]
+
+
+def test_the_engine_reads_a_catalog_built_from_the_document(tmp_path: Path) -> None:
+    node = tmp_path / "node"
+    with StreamStore.open(node) as store:
+        catalog = store.create_stream()
+        store.open_stream(catalog, 0)
+        s = store.create_streams(15)
+        records = [
+            doc_record("catalog", CATALOG_RECORDS, version=1, created_ms=5),
+            doc_record("create_topic", CATALOG_RECORDS, topic=doc_topic(
+                "one", TOPIC_IDS[0], {"cleanup.policy": "compact"}, [[s[0], s[1]]], 10
+            )),
+            doc_record("create_topics", CATALOG_RECORDS, topics=[
+                doc_topic("two", TOPIC_IDS[1], {}, [[s[2], s[3]]], 11),
+                doc_topic("three", TOPIC_IDS[2], {}, [[s[4], s[5]]], 12),
+                doc_topic("four", TOPIC_IDS[3], {}, [[s[6], s[7]]], 13),
+                doc_topic("five", TOPIC_IDS[4], {}, [[s[8], s[9]]], 14),
+            ]),
+            doc_record("add_partitions", CATALOG_RECORDS, name="one", pairs=[[s[10], s[11]]]),
+            doc_record("add_partitions_many", CATALOG_RECORDS, pairs=[["two", [[s[12], s[13]]]]]),
+            doc_record("alter_configs", CATALOG_RECORDS, name="one",
+                       configs={"retention.ms": "1000", "cleanup.policy": None}),
+            doc_record("delete_topic", CATALOG_RECORDS, name="three"),
+            doc_record("delete_topics", CATALOG_RECORDS, names=["four", "five"]),
+            doc_record("producer_ids", CATALOG_RECORDS, end=2000),
+            doc_record("internal_stream", CATALOG_RECORDS, name="example", stream_id=s[14]),
+        ]  # fmt: skip
+        _append_all(store, catalog, records)
+    with engine.open(node) as e:
+        assert sorted(e.list_topics()) == ["one", "two"]
+        assert (e.partition_count("one"), e.partition_count("two")) == (2, 2)
+        assert e.topic_id("one") == TOPIC_IDS[0]
+        # cleanup.policy's override was removed, retention.ms's set
+        assert e.topic_config("one").overrides == {"retention.ms": "1000"}
+        assert e.init_producer_id()[0] >= 2000  # never one of a reserved block
+        assert e.catalog.state.internal["example"] == s[14]
+
+
+def test_the_engine_reads_a_catalog_that_starts_with_a_snapshot(tmp_path: Path) -> None:
+    node = tmp_path / "node"
+    with StreamStore.open(node) as store:
+        catalog = store.create_stream()
+        store.open_stream(catalog, 0)
+        data, state, internal = store.create_streams(3)
+        body = {
+            "topics": [
+                doc_topic("kept", TOPIC_IDS[5], {"retention.ms": "5000"}, [[data, state]], 1)
+            ],
+            "producer_ids_end": 7000,
+            "internal": {"example": internal},
+        }  # fmt: skip
+        assert list(body) == SNAPSHOT_KEYS
+        _append_all(store, catalog, [doc_record("snapshot", CATALOG_RECORDS, body=body)])
+    with engine.open(node) as e:
+        assert e.list_topics() == ["kept"]
+        assert e.topic_config("kept").overrides == {"retention.ms": "5000"}
+        assert e.init_producer_id()[0] >= 7000
+        assert e.catalog.state.internal["example"] == internal
+
+
+def test_a_store_whose_lowest_stream_is_no_catalog_is_refused(tmp_path: Path) -> None:
+    node = tmp_path / "node"
+    with StreamStore.open(node) as store:
+        stream = store.create_stream()
+        store.open_stream(stream, 0)
+        _append_all(store, stream, [doc_record("producer_ids", CATALOG_RECORDS, end=1000)])
+    with pytest.raises(ValueError, match="not a tidelog catalog"):
+        engine.open(node)
+
+
+def test_a_catalog_record_the_document_does_not_name_is_refused(tmp_path: Path) -> None:
+    node = tmp_path / "node"
+    with StreamStore.open(node) as store:
+        stream = store.create_stream()
+        store.open_stream(stream, 0)
+        future: bytes = msgpack.packb(["rename_topic", "a", "b"])
+        assert "rename_topic" not in CATALOG_RECORDS
+        _append_all(
+            store, stream, [doc_record("catalog", CATALOG_RECORDS, version=1, created_ms=0), future]
+        )
+    with pytest.raises(ValueError, match="unknown catalog record 'rename_topic'"):
+        engine.open(node)
+
+
+def read_stream(store: StreamStore, stream_id: int) -> list[Any]:
+    """Every append of a stream, one msgpack value each, read with fetch."""
+    values, offset = [], store.start_offset(stream_id)
+    while offset < store.end_offset(stream_id):
+        fetched = store.fetch(stream_id, offset)
+        values += [msgpack.unpackb(b.payload, raw=False) for b in fetched.batches]
+        offset = fetched.next_offset
+    return values
+
+
+class DocCatalog:
+    """The catalog's state, by the document's table alone."""
+
+    def __init__(self) -> None:
+        self.topics: dict[str, dict[str, Any]] = {}
+        self.producer_ids_end = 0
+        self.internal: dict[str, int] = {}
+
+    def apply(self, record: list[Any]) -> None:
+        name, args = record[0], record[1:]
+        assert len(args) == len(CATALOG_RECORDS[name]), record
+        named = {_key_of(a): v for a, v in zip(CATALOG_RECORDS[name], args, strict=True)}
+        if name == "create_topic":
+            self._add(named["topic"])
+        elif name == "create_topics":
+            assert len(named["topics"]) >= 2  # "written for two or more"
+            for topic in named["topics"]:
+                self._add(topic)
+        elif name == "delete_topic":
+            del self.topics[named["name"]]
+        elif name == "delete_topics":
+            for topic in named["names"]:
+                del self.topics[topic]
+        elif name == "add_partitions":
+            self.topics[named["name"]]["streams"] += named["pairs"]
+        elif name == "add_partitions_many":
+            for topic, pairs in named["pairs"]:
+                self.topics[topic]["streams"] += pairs
+        elif name == "alter_configs":
+            for key, value in named["configs"].items():
+                self.topics[named["name"]]["configs"].pop(key, None)
+                if value is not None:
+                    self.topics[named["name"]]["configs"][key] = value
+        elif name == "producer_ids":
+            self.producer_ids_end = named["end"]
+        elif name == "internal_stream":
+            self.internal[named["name"]] = named["stream_id"]
+        elif name == "snapshot":
+            self.topics = {}
+            for topic in named["body"]["topics"]:
+                self._add(topic)
+            self.producer_ids_end = named["body"]["producer_ids_end"]
+            self.internal = dict(named["body"]["internal"])
+
+    def _add(self, raw: list[Any]) -> None:
+        fields = dict(zip((f.split(" (")[0] for f in TOPIC), raw, strict=True))
+        assert isinstance(fields["topic_id"], bytes) and len(fields["topic_id"]) == 16
+        self.topics[fields["name"]] = {
+            "configs": dict(fields["{config: value}"]),
+            "streams": [list(p) for p in fields["[[data, state], ...]"]],
+        }
+
+
+def test_what_the_engine_writes_parses_and_applies_by_the_document(tmp_path: Path) -> None:
+    node = tmp_path / "node"
+    config = engine.EngineConfig(store=QUIET_STORE)
+    with engine.open(node, config=config) as e:
+        e.create_topic("solo", 1, {"retention.ms": "60000"})
+        e.create_topics([NewTopic("a", 1), NewTopic("b", 1), NewTopic("gone", 1)])
+        e.create_topic("also-gone", 1)
+        e.create_topics([NewTopic("x", 1), NewTopic("y", 1)])
+        e.create_partitions("solo", 2)
+        e.create_partitions_many([("a", 2), ("b", 3)])
+        e.alter_configs("solo", {"retention.ms": None, "segment.bytes": "1048576"})
+        e.delete_topic("gone")
+        e.delete_topics(["x", "y"])
+        e.init_producer_id()
+        stamps = _produce_timed(e, "a", 0)
+        with e.producer(transactional_id="spec") as producer:
+            producer.init_transactions(30)
+            producer.begin_transaction()
+            producer.send("b", b"committed", partition=2).result(30)
+            producer.commit_transaction(30)
+            producer.begin_transaction()
+            producer.send("b", b"aborted", partition=2).result(30)
+            producer.abort_transaction(30)
+        # The leader epoch is the store's writer epoch (docs: Leader epochs).
+        leader_epoch = e.store.manifest.epoch
+        expected = {
+            name: (e.partition_count(name), e.topic_config(name).overrides)
+            for name in e.list_topics()
+        }
+    with StreamStore.open(node) as store:
+        catalog_stream = min(store.streams())
+        records = read_stream(store, catalog_stream)
+        assert records[0][0] in ("catalog", "snapshot")
+        model = DocCatalog()
+        for record in records:
+            model.apply(record)
+        assert {r[0] for r in records} >= set(CATALOG_RECORDS) - {"snapshot"}
+        assert {
+            name: (len(t["streams"]), t["configs"]) for name, t in model.topics.items()
+        } == expected
+        logs = {name: _apply_state_log(read_stream(store, i)) for name, i in model.internal.items()}
+        assert logs["transactions"], "the transactional id lives in a state log"
+        streams = {name: t["streams"] for name, t in model.topics.items()}
+        checkpoints = {
+            (name, p): read_stream(store, state)
+            for name, pairs in streams.items()
+            for p, (_, state) in enumerate(pairs)
+        }
+    written = [c for cs in checkpoints.values() for c in cs]
+    assert written, "the engine writes checkpoints on close"
+    for checkpoint in written:
+        _check_checkpoint(checkpoint)
+    _check_time_index(checkpoints[("a", 0)], stamps)
+    assert checkpoints[("a", 0)][-1]["epochs"] == [[leader_epoch, 0]]
+    aborted = [c["txns"]["aborted"] for c in checkpoints[("b", 2)]]
+    assert aborted[-1] and all(len(a) == len(ABORTED) for a in aborted[-1])
+    producers = checkpoints[("b", 2)][-1]["producers"]
+    assert any(p[PRODUCER.index("coordinator_epoch")] >= 0 for p in producers)
+
+
+def _apply_state_log(records: list[Any]) -> dict[Hashable, Any]:
+    state: dict[Hashable, Any] = {}
+    for record in records:
+        name, args = record[0], record[1:]
+        assert len(args) == len(STATE_RECORDS[name]), record
+        if name == "put":
+            for key, value in args[0]:
+                state[_tuple(key)] = value
+        elif name == "del":
+            for key in args[0]:
+                state.pop(_tuple(key), None)
+    return state
+
+
+def _tuple(key: Any) -> Hashable:
+    return tuple(_tuple(k) for k in key) if isinstance(key, list) else key
+
+
+def _check_checkpoint(checkpoint: dict[str, Any]) -> None:
+    assert set(checkpoint) == set(CHECKPOINT)
+    assert checkpoint["v"] == CHECKPOINT_VERSION
+    assert isinstance(checkpoint["full"], bool)
+    assert len(checkpoint["index"]) % 2 == 0
+    assert list(checkpoint["ti"]) == TI_KEYS
+    for producer in checkpoint["producers"]:
+        assert len(producer) == len(PRODUCER)
+        batches = producer[3]  # the array of batches, between last_append_ms and coordinator_epoch
+        assert len(batches) <= 5 and all(len(b) == len(PRODUCER_BATCH) for b in batches)
+    assert all(len(e) == len(EPOCH) for e in checkpoint["epochs"])
+    assert sorted(checkpoint["txns"]) == ["aborted", "ongoing"]
+    assert all(len(t) == len(ONGOING) for t in checkpoint["txns"]["ongoing"])
+
+
+def _produce_timed(e: engine.Engine, topic: str, partition: int) -> list[tuple[int, int]]:
+    """Batches of 1 KiB records whose timestamps go up and down; returns
+    each record's (offset, timestamp)."""
+    stamps: list[tuple[int, int]] = []
+    base = 1_700_000_000_000
+    for i in range(40):
+        times = [base + ((i * 7919 + j * 104729) % 100_000) for j in range(3)]
+        specs = [RecordSpec(t, None, bytes(1024)) for t in times]
+        result = e.produce(topic, partition, native.encode_batch(specs))
+        stamps += [(result.base_offset + j, t) for j, t in enumerate(times)]
+    return stamps
+
+
+def _check_time_index(checkpoints: list[dict[str, Any]], stamps: list[tuple[int, int]]) -> None:
+    """The document's reading of the index: apply ``index`` entries in order
+    (a full checkpoint replaces them); each (max_ts, offset) bounds every
+    record below offset; both columns only grow."""
+    entries: list[tuple[int, int]] = []
+    for checkpoint in checkpoints:
+        flat = checkpoint["index"]
+        pairs = list(zip(flat[::2], flat[1::2], strict=True))
+        entries = pairs if checkpoint["full"] else entries + pairs
+    assert len(entries) >= 5, "40 KiB at 4 KiB per entry"
+    for (ts0, off0), (ts1, off1) in pairwise(entries):
+        assert ts1 > ts0 and off1 > off0
+    for max_ts, offset in entries:
+        assert max(t for o, t in stamps if o < offset) <= max_ts
+    assert checkpoints[-1]["ti"]["max_ts"] == max(t for _, t in stamps)
+
+
+# -- state logs ------------------------------------------------------------------------
+
+
+SMALL_WAL = StreamStoreConfig(wal_segment_bytes=256 * 1024)
+"""A store opened per example: small WAL segments are quick to preallocate."""
+Key = int | str | tuple[int | str, ...]
+keys = st.one_of(
+    st.integers(-(2**40), 2**40),
+    st.text(max_size=8),
+    st.tuples(st.text(max_size=4), st.integers(0, 9)),
+)
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.lists(st.tuples(st.booleans(), keys, st.integers(-(2**63), 2**64 - 1)), max_size=30))
+def test_a_state_log_reads_records_built_from_the_document(
+    tmp_path_factory: pytest.TempPathFactory, changes: list[tuple[bool, Key, int]]
+) -> None:
+    node = tmp_path_factory.mktemp("node")
+    expected: dict[Hashable, Any] = {}
+    records = []
+    for put, key, value in changes:
+        wire = list(key) if isinstance(key, tuple) else key
+        if put:
+            records.append(doc_record("put", STATE_RECORDS, pairs=[[wire, value]]))
+            expected[key] = value
+        else:
+            records.append(doc_record("del", STATE_RECORDS, keys=[wire]))
+            expected.pop(key, None)
+    records.insert(len(records) // 2, doc_record("compact", STATE_RECORDS))
+    with StreamStore.open(node, config=SMALL_WAL) as store:
+        stream = store.create_stream()
+        store.open_stream(stream, 0)
+        _append_all(store, stream, records)
+        assert dict(StateLog.open(store, stream).items()) == expected
+
+
+def test_what_a_state_log_writes_parses_and_applies_by_the_document(tmp_path: Path) -> None:
+    with StreamStore.open(tmp_path / "node") as store:
+        stream = store.create_stream()
+        store.open_stream(stream, 0)
+        log = StateLog.open(store, stream)
+        for i in range(300):
+            log.update(puts={("group", i % 40): {"offset": i}}, deletes=[("group", 0)]).result(30)
+        log.compact()
+        records = read_stream(store, stream)
+        assert records[0] == ["compact"]  # the stream was trimmed to its compact record
+        assert len(records) == 1 + -(-len(log) // COMPACT_CHUNK)
+        for record in records:
+            assert len(record) - 1 == len(STATE_RECORDS[record[0]])
+        state: dict[Hashable, Any] = {}
+        for record in records:
+            if record[0] == "put":
+                state.update((_tuple(k), v) for k, v in record[1])
+        assert state == dict(log.items())
+
+
+# -- partition checkpoints ----------------------------------------------------------------
+
+
+def test_a_checkpoint_newer_than_the_documented_version_is_refused(tmp_path: Path) -> None:
+    node = tmp_path / "node"
+    with engine.open(node) as e:
+        e.create_topic("t", 1)
+        e.produce("t", 0, native.encode_batch([RecordSpec(1000, None, b"v")]))
+        data, state = e.catalog.state.topics["t"].streams[0]
+    with StreamStore.open(node) as store:
+        store.open_stream(state, 0)
+        newer = {"v": CHECKPOINT_VERSION + 1, "end": store.end_offset(data)}
+        _append_all(store, state, [msgpack.packb(newer)])
+    with pytest.raises(ValueError, match="newer than this tidelog"), engine.open(node) as e:
+        e.partition("t", 0)
+
+
+@pytest.mark.parametrize("version", [1, CHECKPOINT_VERSION])
+def test_the_engine_recovers_a_checkpoint_built_from_the_document(
+    tmp_path: Path, version: int
+) -> None:
+    node = tmp_path / "node"
+    with engine.open(node) as e:
+        e.create_topic("t", 1)
+        for i in range(3):
+            e.produce("t", 0, native.encode_batch([RecordSpec(1000 + i, None, b"v")]))
+        data, state = e.catalog.state.topics["t"].streams[0]
+    producer = {
+        "producer_id": 4242, "epoch": 3, "last_append_ms": 99, "coordinator_epoch": 7,
+        "batches": [[{"first_seq": 10, "last_seq": 14, "first_offset": 0, "last_offset": 1,
+                      "max_ts": 1001}[n] for n in PRODUCER_BATCH]],
+    }  # fmt: skip
+    producer_fields = [
+        producer["batches"] if i == 3 else producer[n] for i, n in enumerate(PRODUCER)
+    ]
+    values: dict[str, Any] = {
+        "v": version,
+        "full": True,
+        "index": [1000, 1, 1001, 2],
+        "ti": dict(zip(TI_KEYS, [1002, 17], strict=True)),
+        "producers": [producer_fields if version > 1 else producer_fields[:-1]],
+        "epochs": [[0, 0], [5, 2]],
+        "cleaned": 1,
+        "txns": {"ongoing": [], "aborted": [[4242, 0, 1]]},
+    }
+    with StreamStore.open(node) as store:
+        store.open_stream(state, 0)
+        values["end"] = store.end_offset(data)
+        keys = [k for k in CHECKPOINT if version > 1 or k != "txns"]
+        _append_all(store, state, [msgpack.packb({k: values[k] for k in keys}, use_bin_type=True)])
+    with engine.open(node) as e:
+        partition = e.partition("t", 0)
+        entry = partition.producers.producers[4242]
+        assert (entry.epoch, entry.last_append_ms) == (3, 99)
+        assert [tuple(b) for b in entry.batches] == [(10, 14, 0, 1, 1001)]
+        assert entry.coordinator_epoch == (7 if version > 1 else -1)
+        assert partition.leader_epochs[:2] == [(0, 0), (5, 2)]
+        assert partition.cleaned_offset == 1
+        assert [tuple(a) for a in partition.txns.aborted] == ([(4242, 0, 1)] if version > 1 else [])
+        assert partition.time_index.start_for(1001) == 1
