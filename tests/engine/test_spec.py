@@ -95,7 +95,7 @@ EPOCH = _row(CHECKPOINT["epochs"])
 
 def test_the_document_names_what_the_tests_build_from() -> None:
     assert TOPIC[0] == "name" and TOPIC[1].startswith("topic_id")
-    assert SNAPSHOT_KEYS == ["topics", "producer_ids_end", "internal"]
+    assert SNAPSHOT_KEYS == ["topics", "producer_ids_end", "internal", "broker_configs"]
     assert PRODUCER[:3] == ["producer_id", "epoch", "last_append_ms"]
     assert PRODUCER[-1] == "coordinator_epoch"
     assert PRODUCER_BATCH == ["first_seq", "last_seq", "first_offset", "last_offset", "max_ts"]
@@ -195,6 +195,10 @@ def test_the_engine_reads_a_catalog_built_from_the_document(tmp_path: Path) -> N
             doc_record("delete_topics", CATALOG_RECORDS, names=["four", "five"]),
             doc_record("producer_ids", CATALOG_RECORDS, end=2000),
             doc_record("internal_stream", CATALOG_RECORDS, name="example", stream_id=s[14]),
+            doc_record("broker_configs", CATALOG_RECORDS, resource="",
+                       configs={"log.retention.ms": "5000", "num.partitions": "3"}),
+            doc_record("broker_configs", CATALOG_RECORDS, resource="",
+                       configs={"num.partitions": None}),
         ]  # fmt: skip
         _append_all(store, catalog, records)
     with engine.open(node) as e:
@@ -219,6 +223,7 @@ def test_the_engine_reads_a_catalog_that_starts_with_a_snapshot(tmp_path: Path) 
             ],
             "producer_ids_end": 7000,
             "internal": {"example": internal},
+            "broker_configs": {"": {"num.partitions": "3"}},
         }  # fmt: skip
         assert list(body) == SNAPSHOT_KEYS
         _append_all(store, catalog, [doc_record("snapshot", CATALOG_RECORDS, body=body)])
@@ -227,6 +232,7 @@ def test_the_engine_reads_a_catalog_that_starts_with_a_snapshot(tmp_path: Path) 
         assert e.topic_config("kept").overrides == {"retention.ms": "5000"}
         assert e.init_producer_id()[0] >= 7000
         assert e.catalog.state.internal["example"] == internal
+        assert e.broker_configs.num_partitions == 3
 
 
 def test_a_store_whose_lowest_stream_is_no_catalog_is_refused(tmp_path: Path) -> None:
@@ -270,6 +276,7 @@ class DocCatalog:
         self.topics: dict[str, dict[str, Any]] = {}
         self.producer_ids_end = 0
         self.internal: dict[str, int] = {}
+        self.broker_configs: dict[str, dict[str, str]] = {}
 
     def apply(self, record: list[Any]) -> None:
         name, args = record[0], record[1:]
@@ -300,12 +307,22 @@ class DocCatalog:
             self.producer_ids_end = named["end"]
         elif name == "internal_stream":
             self.internal[named["name"]] = named["stream_id"]
+        elif name == "broker_configs":
+            configs = self.broker_configs.setdefault(named["resource"], {})
+            for key, value in named["configs"].items():
+                configs.pop(key, None)
+                if value is not None:
+                    configs[key] = value
         elif name == "snapshot":
             self.topics = {}
             for topic in named["body"]["topics"]:
                 self._add(topic)
             self.producer_ids_end = named["body"]["producer_ids_end"]
             self.internal = dict(named["body"]["internal"])
+            self.broker_configs = {
+                resource: dict(configs)
+                for resource, configs in named["body"].get("broker_configs", {}).items()
+            }
 
     def _add(self, raw: list[Any]) -> None:
         fields = dict(zip((f.split(" (")[0] for f in TOPIC), raw, strict=True))
@@ -329,6 +346,9 @@ def test_what_the_engine_writes_parses_and_applies_by_the_document(tmp_path: Pat
         e.alter_configs("solo", {"retention.ms": None, "segment.bytes": "1048576"})
         e.delete_topic("gone")
         e.delete_topics(["x", "y"])
+        e.broker_configs.alter(
+            "", {"log.retention.ms": "90000"}, incremental=True, validate_only=False
+        )
         e.init_producer_id()
         stamps = _produce_timed(e, "a", 0)
         with e.producer(transactional_id="spec") as producer:
@@ -356,6 +376,7 @@ def test_what_the_engine_writes_parses_and_applies_by_the_document(tmp_path: Pat
         assert {
             name: (len(t["streams"]), t["configs"]) for name, t in model.topics.items()
         } == expected
+        assert model.broker_configs == {"": {"log.retention.ms": "90000"}}
         logs = {name: _apply_state_log(read_stream(store, i)) for name, i in model.internal.items()}
         assert logs["transactions"], "the transactional id lives in a state log"
         streams = {name: t["streams"] for name, t in model.topics.items()}
