@@ -3,13 +3,17 @@ registration, see registry.py)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.protocol.apis import ApiKey
 from engine.protocol.kafka_code import KafkaCode
 from engine.server.context import RequestContext
 from engine.server.handlers.registry import advertised_versions, handles
-from engine.server.handlers.requests import ApiVersionsRequest
+
+if TYPE_CHECKING:
+    # The kio request classes, for the handlers' annotations only: importing
+    # every version's class costs the server's start hundreds of modules.
+    from engine.server.handlers.requests import ApiVersionsRequest
 
 
 @handles(

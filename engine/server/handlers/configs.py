@@ -13,7 +13,7 @@ resource (named once, each config once, no null value to set) come first.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from engine.broker_config import BROKER_CONFIG_DEFS, Synonym
 from engine.config import CONFIG_DEFS, ConfigEntry, ConfigSource, ConfigType, normalize
@@ -24,11 +24,15 @@ from engine.server import broker_loggers
 from engine.server.context import RequestContext, error_message
 from engine.server.handlers.group_configs import GROUP, alter_group, describe_group
 from engine.server.handlers.registry import handles
-from engine.server.handlers.requests import (
-    AlterConfigsRequest,
-    DescribeConfigsRequest,
-    IncrementalAlterConfigsRequest,
-)
+
+if TYPE_CHECKING:
+    # The kio request classes, for the handlers' annotations only: importing
+    # every version's class costs the server's start hundreds of modules.
+    from engine.server.handlers.requests import (
+        AlterConfigsRequest,
+        DescribeConfigsRequest,
+        IncrementalAlterConfigsRequest,
+    )
 
 TOPIC = 2
 BROKER = 4

@@ -9,7 +9,7 @@ awaits the coordinator's future, the event loop never blocks on it).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.errors import EngineError, error_code
 from engine.groups.consumer_group_description import ConsumerGroupDescription
@@ -20,10 +20,14 @@ from engine.server.authorizer import ResourceType
 from engine.server.context import Body, RequestContext, Response, answer, error_message
 from engine.server.handlers.common import authorized_operations, millis, uuid_bytes
 from engine.server.handlers.registry import handles
-from engine.server.handlers.requests import (
-    ConsumerGroupDescribeRequest,
-    ConsumerGroupHeartbeatRequest,
-)
+
+if TYPE_CHECKING:
+    # The kio request classes, for the handlers' annotations only: importing
+    # every version's class costs the server's start hundreds of modules.
+    from engine.server.handlers.requests import (
+        ConsumerGroupDescribeRequest,
+        ConsumerGroupHeartbeatRequest,
+    )
 
 """READ, DELETE and DESCRIBE: every operation on a group (no ACLs here)."""
 _CONSUMER_MEMBER = 1

@@ -13,7 +13,7 @@ the server does not have gets FETCH_SESSION_ID_NOT_FOUND.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from kio.schema.fetch.v13.request import FetchTopic as FetchTopicV13
 from kio.schema.fetch.v14.request import FetchTopic as FetchTopicV14
@@ -33,8 +33,12 @@ from engine.server.handlers.common import (
     uuid_bytes,
 )
 from engine.server.handlers.registry import handles
-from engine.server.handlers.requests import FetchRequest
 from engine.types import TopicPartition
+
+if TYPE_CHECKING:
+    # The kio request classes, for the handlers' annotations only: importing
+    # every version's class costs the server's start hundreds of modules.
+    from engine.server.handlers.requests import FetchRequest
 
 _FIRST_TOPIC_ID_VERSION = 13
 _READ_COMMITTED = 1

@@ -21,16 +21,20 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.errors import EngineError
 from engine.protocol.apis import ApiKey
 from engine.protocol.kafka_code import KafkaCode
 from engine.server.context import Body, RequestContext
 from engine.server.handlers.registry import handles_off_loop
-from engine.server.handlers.requests import DescribeLogDirsRequest
 from engine.types import TopicPartition
 from s3stream import S3StreamError
+
+if TYPE_CHECKING:
+    # The kio request classes, for the handlers' annotations only: importing
+    # every version's class costs the server's start hundreds of modules.
+    from engine.server.handlers.requests import DescribeLogDirsRequest
 
 log = logging.getLogger("tidelog.server")
 

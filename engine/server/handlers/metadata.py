@@ -11,7 +11,7 @@ response about many topics is built and encoded there too.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from engine.errors import EngineError, error_code
 from engine.protocol.apis import ApiKey
@@ -25,7 +25,11 @@ from engine.server.handlers.common import (
     uuid_bytes,
 )
 from engine.server.handlers.registry import handles
-from engine.server.handlers.requests import DescribeClusterRequest, MetadataRequest
+
+if TYPE_CHECKING:
+    # The kio request classes, for the handlers' annotations only: importing
+    # every version's class costs the server's start hundreds of modules.
+    from engine.server.handlers.requests import DescribeClusterRequest, MetadataRequest
 
 _MANY_TOPICS = 1000
 """A response about more topics than this is built on the admin thread."""

@@ -3,7 +3,7 @@ offsets by position, time and leader epoch, and moving its log start."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.engine import READ_COMMITTED, READ_UNCOMMITTED
 from engine.errors import EngineError, error_code
@@ -12,11 +12,15 @@ from engine.protocol.kafka_code import KafkaCode
 from engine.server.context import RequestContext
 from engine.server.handlers.common import leader_epoch_error
 from engine.server.handlers.registry import handles
-from engine.server.handlers.requests import (
-    DeleteRecordsRequest,
-    ListOffsetsRequest,
-    OffsetForLeaderEpochRequest,
-)
+
+if TYPE_CHECKING:
+    # The kio request classes, for the handlers' annotations only: importing
+    # every version's class costs the server's start hundreds of modules.
+    from engine.server.handlers.requests import (
+        DeleteRecordsRequest,
+        ListOffsetsRequest,
+        OffsetForLeaderEpochRequest,
+    )
 
 
 @handles(

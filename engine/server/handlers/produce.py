@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import TYPE_CHECKING
 
 from engine.errors import EngineError, error_code
 from engine.partition import AppendResult
@@ -31,8 +32,12 @@ from engine.protocol.produce import ProduceRequest, decode_produce
 from engine.server.context import Body, RequestContext, Response, error_message
 from engine.server.handlers.common import auto_create_topics
 from engine.server.handlers.registry import handles
-from engine.server.handlers.requests import InitProducerIdRequest
 from engine.server.handlers.transactions import init_transactional_producer
+
+if TYPE_CHECKING:
+    # The kio request classes, for the handlers' annotations only: importing
+    # every version's class costs the server's start hundreds of modules.
+    from engine.server.handlers.requests import InitProducerIdRequest
 
 log = logging.getLogger("tidelog.server")
 

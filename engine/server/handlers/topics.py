@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 from collections import Counter
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from kio.schema.delete_topics.v6.request import DeleteTopicsRequest as DeleteTopicsRequestV6
 
@@ -26,12 +26,16 @@ from engine.server.handlers.common import (
 )
 from engine.server.handlers.configs import config_type_code
 from engine.server.handlers.registry import handles_off_loop
-from engine.server.handlers.requests import (
-    CreatePartitionsRequest,
-    CreateTopicsRequest,
-    DeleteTopicsRequest,
-)
 from engine.types import NewTopic, TopicDescription
+
+if TYPE_CHECKING:
+    # The kio request classes, for the handlers' annotations only: importing
+    # every version's class costs the server's start hundreds of modules.
+    from engine.server.handlers.requests import (
+        CreatePartitionsRequest,
+        CreateTopicsRequest,
+        DeleteTopicsRequest,
+    )
 
 _TOO_LARGE = "Unable to perform excessively large batch operation."
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.errors import EngineError, error_code
 from engine.protocol.apis import ApiKey
@@ -20,18 +20,22 @@ from engine.protocol.kafka_code import KafkaCode
 from engine.server.context import RequestContext
 from engine.server.handlers.common import millis
 from engine.server.handlers.registry import handles
-from engine.server.handlers.requests import (
-    AddOffsetsToTxnRequest,
-    AddPartitionsToTxnRequest,
-    DescribeProducersRequest,
-    DescribeTransactionsRequest,
-    EndTxnRequest,
-    InitProducerIdRequest,
-    ListTransactionsRequest,
-    TxnOffsetCommitRequest,
-)
 from engine.transactions.metadata import TransactionMetadata, TxnState
 from engine.types import OffsetAndMetadata, TopicPartition
+
+if TYPE_CHECKING:
+    # The kio request classes, for the handlers' annotations only: importing
+    # every version's class costs the server's start hundreds of modules.
+    from engine.server.handlers.requests import (
+        AddOffsetsToTxnRequest,
+        AddPartitionsToTxnRequest,
+        DescribeProducersRequest,
+        DescribeTransactionsRequest,
+        EndTxnRequest,
+        InitProducerIdRequest,
+        ListTransactionsRequest,
+        TxnOffsetCommitRequest,
+    )
 
 # The first version of each API whose clients know PRODUCER_FENCED (KIP-588).
 _FENCED_SINCE = {"init_producer_id": 4, "add_partitions": 2, "add_offsets": 2, "end_txn": 2}
