@@ -16,6 +16,7 @@ from engine.gc_pause import collector_paused
 from engine.protocol.codec import Encoded, encode_response
 from engine.protocol.frames import RequestHeader
 from engine.server.config import ServerConfig
+from engine.server.fetch_sessions import FetchSessionCache
 
 T = TypeVar("T")
 Body = Mapping[str, Any]
@@ -43,6 +44,11 @@ class ServerState:
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     """Set when the server starts to shut down: requests that wait on a
     coordinator (a JoinGroup waits up to its rebalance timeout) give up."""
+    fetch_sessions: FetchSessionCache = field(
+        default_factory=lambda: FetchSessionCache(slots=0, eviction_ms=0, max_partitions=0)
+    )
+    """Incremental fetch sessions (KIP-227), sized by the config's
+    max_incremental_fetch_session_cache_slots; none unless the server sets it."""
     admin: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="tidelog-admin")
     )
