@@ -10,10 +10,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.protocol.kafka_code import KafkaCode
+from engine.server.config import ServerConfig
 from engine.server.fetch_sessions import (
     FINAL_EPOCH,
     INVALID_SESSION_ID,
@@ -258,3 +260,14 @@ def test_a_sessions_partitions_and_answers_follow_the_model(
             (m.high_watermark, m.log_start) for m in model.values()
         ]
         epoch = next_epoch(epoch)
+
+
+def test_the_server_config_refuses_negative_session_limits() -> None:
+    ServerConfig(max_incremental_fetch_session_cache_slots=0)
+    for name in (
+        "max_incremental_fetch_session_cache_slots",
+        "min_incremental_fetch_session_eviction_ms",
+        "max_incremental_fetch_session_partitions",
+    ):
+        with pytest.raises(ValueError, match=name.replace("_", ".")):
+            ServerConfig(**{name: -1})
