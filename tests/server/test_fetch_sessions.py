@@ -186,21 +186,23 @@ def test_a_partition_in_error_is_sent_every_time_and_once_more_when_it_clears(
     assert answered(wire.request(fetch(NAMES, session_id=session, epoch=4))) == {}
 
 
+@pytest.mark.parametrize("version", [NAMES, IDS])
 def test_forgotten_partitions_leave_the_session_and_the_last_one_closes_it(
-    wire: Wire, topic: str
+    wire: Wire, topic: str, version: int
 ) -> None:
     t = Topic(wire, topic)
-    session = open_session(wire, IDS, t)
-    forget_one = fetch(IDS, session_id=session, epoch=1, forgotten={t.id: [1]})
+    key = t.key(version)
+    session = open_session(wire, version, t)
+    forget_one = fetch(version, session_id=session, epoch=1, forgotten={key: [1]})
     assert answered(wire.request(forget_one)) == {}
     produce(wire, t, 1)
-    assert answered(wire.request(fetch(IDS, session_id=session, epoch=2))) == {}
+    assert answered(wire.request(fetch(version, session_id=session, epoch=2))) == {}
     produce(wire, t, 0)
-    assert list(answered(wire.request(fetch(IDS, session_id=session, epoch=3)))) == [(t.id, 0)]
+    assert list(answered(wire.request(fetch(version, session_id=session, epoch=3)))) == [(key, 0)]
 
-    closing = wire.request(fetch(IDS, session_id=session, epoch=4, forgotten={t.id: [0, 2]}))
+    closing = wire.request(fetch(version, session_id=session, epoch=4, forgotten={key: [0, 2]}))
     assert (closing.error_code, closing.session_id) == (0, 0)
-    gone = wire.request(fetch(IDS, session_id=session, epoch=5))
+    gone = wire.request(fetch(version, session_id=session, epoch=5))
     assert gone.error_code == KafkaCode.FETCH_SESSION_ID_NOT_FOUND
 
 
