@@ -95,14 +95,14 @@ QUICK = {
     "latency_seconds": 3.0,
     "disk_mb": 64,
     "compressed_mb": 32,
-    "fetch_session_fetches": 200,
+    "fetch_session_fetches": 100,
 }
 DEFAULTS = {
     "produce_mb": 1024,
     "latency_seconds": 10.0,
     "disk_mb": 1024,
     "compressed_mb": 256,
-    "fetch_session_fetches": 2000,
+    "fetch_session_fetches": 500,
 }
 CODECS = ("none", "lz4", "zstd")
 """The compressed-produce phase's topics, one per librdkafka compression.type."""
@@ -1049,7 +1049,7 @@ def main() -> None:
         "--fetch-session-fetches",
         type=int,
         default=None,
-        help="fetches of the fetch-session phase, with sessions and without (2000)",
+        help="fetches of the fetch-session phase, with sessions and without (500)",
     )
     parser.add_argument(
         "--data-dir", default=None, help="scratch directory, emptied after (default: a temp dir)"
