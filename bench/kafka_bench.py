@@ -3,6 +3,7 @@
     python bench/kafka_bench.py [--produce-mb 1024] [--rate-mb 50] [--latency-seconds 10]
                                 [--partitions 1] [--quick] [--json] [--data-dir PATH]
                                 [--object-store URL] [--port N] [--profile [DIR]]
+                                [--fetch-session-partitions 1000] [--fetch-session-fetches 500]
 
 One run, on loopback, every figure measured in it (MB below is MiB, 2**20
 bytes; every ``*_mb_s`` key is MiB/s of record values):
