@@ -113,7 +113,7 @@ class ServerConfig:
     """Partitions one session may hold (Kafka has no such bound: its
     sessions are bounded only by request size). A fetch over more gets no
     session. With the slots, it bounds the cache at slots x this many
-    partitions, about 200 bytes each: a consumer reading more partitions
+    partitions, about 300 bytes each: a consumer reading more partitions
     than this from one broker is past any deployment one process serves,
     and it still fetches, only not incrementally."""
     shutdown_timeout_s: float = 30.0
