@@ -103,8 +103,13 @@ async def until_stopping(context: RequestContext, future: Future[T]) -> T:
         await asyncio.wait((waiting, stopping), return_when=asyncio.FIRST_COMPLETED)
     finally:
         stopping.cancel()
-    if not waiting.done():
-        waiting.cancel()
+        if not waiting.done():
+            # Given up (stopping, or this request cancelled with its
+            # connection): work still running may yet fail, and its error
+            # must not land on a future nobody reads ("Future exception was
+            # never retrieved" in the log).
+            waiting.cancel()
+    if waiting.cancelled():
         raise asyncio.CancelledError
     return waiting.result()
 
