@@ -290,6 +290,21 @@ class IncrementalContext(NamedTuple):
     request_epoch: int
     cached: int
     """How many of ``partitions``, from the first, are the session's."""
+    states: Sequence[CachedPartition]
+    """What was last sent of each of the session's partitions, in order."""
+
+    def is_quiet(self, index: int, high_watermark: int, log_start_offset: int) -> bool:
+        """Whether partition ``index``, with these offsets now, has nothing
+        to send: its client is at the high watermark, which is the one last
+        sent, as is the log start offset. Its read would find no records and
+        the response would leave it out, so it need not be read."""
+        if index >= self.cached:
+            return False
+        state = self.states[index]
+        return (
+            self.partitions[index].offset == high_watermark == state.high_watermark
+            and log_start_offset == state.log_start_offset
+        )
 
     def answer(self, outcomes: Sequence[PartitionOutcome], now_ms: int) -> SessionAnswer:
         session = self.session
@@ -378,8 +393,9 @@ class FetchSessionCache:
         self.stats.incremental += 1
         self.touch(session, now_ms)
         session.epoch = next_epoch(session.epoch)
-        own = [cached.request for cached in session.partitions.values()]
-        return IncrementalContext(session, own + unkept, epoch, len(own))
+        states = list(session.partitions.values())
+        own = [cached.request for cached in states]
+        return IncrementalContext(session, own + unkept, epoch, len(own), states)
 
     def maybe_create(
         self,

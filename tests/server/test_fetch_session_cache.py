@@ -236,6 +236,14 @@ def test_a_sessions_partitions_and_answers_follow_the_model(
             return
         assert isinstance(context, IncrementalContext)
         assert list(context.partitions) == expected
+        # A partition the handler may skip is exactly one whose read would
+        # find nothing and whose response the model leaves out.
+        for index, (m, outcome) in enumerate(zip(model.values(), drawn, strict=False)):
+            unchanged = m.request.offset == outcome.high_watermark == m.high_watermark
+            skippable = unchanged and outcome.log_start_offset == m.log_start
+            quiet = context.is_quiet(index, outcome.high_watermark, outcome.log_start_offset)
+            assert quiet == skippable
+        assert not any(context.is_quiet(len(model) + i, w.offset, 0) for i, w in enumerate(unkept))
         answer = context.answer(drawn[: len(expected)], now_ms)
         keep: list[bool] = []
         for key, outcome in zip(list(model), drawn, strict=False):

@@ -33,6 +33,7 @@ from engine.server.fetch_sessions import (
     FIRST_TOPIC_ID_VERSION,
     INVALID_SESSION_ID,
     FetchPartition,
+    IncrementalContext,
     PartitionKey,
     PartitionOutcome,
     SessionAnswer,
@@ -97,8 +98,9 @@ async def handle_fetch(context: RequestContext, request: FetchRequest) -> dict[s
     min_bytes = max(request.min_bytes, 0)
     deadline = clock.monotonic() + millis(request.max_wait) / 1000
     committed = getattr(request, "isolation_level", 0) == _READ_COMMITTED
+    quiet = session_context if isinstance(session_context, IncrementalContext) else None
     while True:
-        reads = await _read_all(context, wanted, max_bytes, committed)
+        reads = await _read_all(context, wanted, max_bytes, committed, quiet)
         total = sum(r.size for r in reads)
         remaining = deadline - clock.monotonic()
         failed = any(r.outcome.error != KafkaCode.NONE for r in reads)
@@ -110,7 +112,7 @@ async def handle_fetch(context: RequestContext, request: FetchRequest) -> dict[s
             if r.wanted.topic is not None
         }
         if not await engine.wait_for_data_async(beyond, remaining):
-            reads = await _read_all(context, wanted, max_bytes, committed)
+            reads = await _read_all(context, wanted, max_bytes, committed, quiet)
             break
     answer = session_context.answer([r.outcome for r in reads], _now_ms())
     return _response(reads, committed, answer)
@@ -168,16 +170,26 @@ def _exists(engine: Engine, wanted: FetchPartition) -> bool:
 
 
 async def _read_all(
-    context: RequestContext, wanted: list[FetchPartition], max_bytes: int, committed: bool
+    context: RequestContext,
+    wanted: list[FetchPartition],
+    max_bytes: int,
+    committed: bool,
+    session: IncrementalContext | None,
 ) -> list[_Read]:
     """Reads the partitions in order within the response's ``max_bytes``:
     each gets what the ones before it left, up to its own limit. As in Kafka,
     the first partition with data sends at least its first batch, however
     large; after that, a partition whose first batch is over its limit sends
-    none (but still its offsets)."""
+    none (but still its offsets). In an incremental session a partition with
+    nothing new is not read at all (see IncrementalContext.is_quiet): most
+    of a many-partition consumer's partitions are quiet at any time."""
     reads: list[_Read] = []
     budget = max_bytes
-    for w in wanted:
+    for index, w in enumerate(wanted):
+        quiet = _quiet(context, w, index, session) if session is not None else None
+        if quiet is not None:
+            reads.append(quiet)
+            continue
         read = await _read(context, w, max(budget, 1), committed)
         limit = min(w.max_bytes, budget)
         if read.fetched is not None and read.size > limit and budget < max_bytes:
@@ -187,6 +199,25 @@ async def _read_all(
         budget -= read.size
         reads.append(read)
     return reads
+
+
+def _quiet(
+    context: RequestContext, wanted: FetchPartition, index: int, session: IncrementalContext
+) -> _Read | None:
+    """The read of a session partition with nothing new, without reading
+    it; None if it has something (or an error) to send."""
+    if wanted.topic is None:
+        return None
+    if leader_epoch_error(context, wanted.current_leader_epoch) != KafkaCode.NONE:
+        return None
+    try:
+        log_start, high_watermark = context.engine.offsets(wanted.topic, wanted.partition)
+    except EngineError:
+        return None
+    if not session.is_quiet(index, high_watermark, log_start):
+        return None
+    outcome = PartitionOutcome(0, high_watermark, log_start, KafkaCode.NONE)
+    return _Read(wanted, None, 0, wanted.offset, outcome, -1)
 
 
 async def _read(
