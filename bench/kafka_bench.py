@@ -3,6 +3,7 @@
     python bench/kafka_bench.py [--produce-mb 1024] [--rate-mb 50] [--latency-seconds 10]
                                 [--partitions 1] [--quick] [--json] [--data-dir PATH]
                                 [--object-store URL] [--port N] [--profile [DIR]]
+                                [--fetch-session-partitions 1000] [--fetch-session-fetches 500]
 
 One run, on loopback, every figure measured in it (MB below is MiB, 2**20
 bytes; every ``*_mb_s`` key is MiB/s of record values):
@@ -43,7 +44,13 @@ bytes; every ``*_mb_s`` key is MiB/s of record values):
   before it: flat out for a quarter of ``--produce-mb`` (``remote_mb_s`` /
   ``remote_local_mb_s`` = ``remote_vs_local_mb_s``) and paced as the latency
   phase (``remote_p50_ms``, ``remote_p99_ms``, and their ratios to
-  ``p50_ms`` / ``p99_ms``).
+  ``p50_ms`` / ``p99_ms``);
+- fetch sessions: a consumer of ``--fetch-session-partitions`` partitions
+  (1000; 0 skips it) fetching ``--fetch-session-fetches`` times, with
+  incremental fetch sessions (KIP-227) and without (a server with no session
+  slots), each on a server of its own: request and response bytes and the
+  server's CPU per fetch, and their ratios on/off (``fs_*``; see
+  bench/_fetch_sessions.py).
 
 The server's CPU time (/proc/PID/stat) is taken around each phase, and this
 process's (the client and librdkafka's threads) beside it. ``--json`` prints
@@ -69,6 +76,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import _harness
+from _fetch_sessions import fetch_sessions_phase, print_fetch_sessions
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
@@ -83,8 +91,20 @@ DISK_BLOCKS = (1 * MIB, 4 * MIB)
 MOCK_PARTITIONS = 4
 """Topics the mock cluster creates on first use have 4 partitions (and its
 CreateTopics cannot be reached: its metadata names no live controller)."""
-QUICK = {"produce_mb": 32, "latency_seconds": 3.0, "disk_mb": 64, "compressed_mb": 32}
-DEFAULTS = {"produce_mb": 1024, "latency_seconds": 10.0, "disk_mb": 1024, "compressed_mb": 256}
+QUICK = {
+    "produce_mb": 32,
+    "latency_seconds": 3.0,
+    "disk_mb": 64,
+    "compressed_mb": 32,
+    "fetch_session_fetches": 100,
+}
+DEFAULTS = {
+    "produce_mb": 1024,
+    "latency_seconds": 10.0,
+    "disk_mb": 1024,
+    "compressed_mb": 256,
+    "fetch_session_fetches": 500,
+}
 CODECS = ("none", "lz4", "zstd")
 """The compressed-produce phase's topics, one per librdkafka compression.type."""
 TARGETS = {"produce_vs_disk": (">=", 0.6), "consume_mb_s": (">=", 300.0), "p99_ms": ("<=", 10.0)}
@@ -641,6 +661,8 @@ class Settings:
     profile_dir: Path | None
     server_config: Path | None
     compressed_mb: int = 0
+    fetch_session_partitions: int = 0
+    fetch_session_fetches: int = 0
 
 
 def run(scratch: Path, settings: Settings) -> dict[str, Any]:
@@ -769,6 +791,21 @@ def run(scratch: Path, settings: Settings) -> dict[str, Any]:
     finally:
         server.kill()
     results["server_exit_codes"] = exit_codes
+    if settings.fetch_session_partitions > 0:
+
+        def session_server(name: str, config: Path) -> ServerProcess:
+            logs = scratch / f"{name}-logs"
+            logs.mkdir()
+            return ServerProcess(scratch / name, free_port(), logs, config=config)
+
+        results.update(
+            fetch_sessions_phase(
+                session_server,
+                scratch,
+                settings.fetch_session_partitions,
+                settings.fetch_session_fetches,
+            )
+        )
     if settings.profile_dir is not None:
         results["profiles"] = server.profiles or "py-spy not installed"
 
@@ -981,6 +1018,7 @@ def print_table(results: dict[str, Any]) -> None:
     if "profiles" in results:
         print(f"profiles: {results['profiles']}")
     _print_compressed(results)
+    print_fetch_sessions(results)
     print(
         f"\nproduce_vs_disk {results['produce_vs_disk']:.2f}   produce_vs_mock "
         f"{results['produce_vs_mock']:.2f}   consume_mb_s {results['consume_mb_s']:.1f}   "
@@ -1001,6 +1039,18 @@ def main() -> None:
     parser.add_argument("--partitions", type=int, default=1, help="partitions of each topic")
     parser.add_argument(
         "--compressed-mb", type=int, default=None, help="MiB per codec, compressed phase (256)"
+    )
+    parser.add_argument(
+        "--fetch-session-partitions",
+        type=int,
+        default=1000,
+        help="partitions of the fetch-session phase's consumer (1000; 0 skips the phase)",
+    )
+    parser.add_argument(
+        "--fetch-session-fetches",
+        type=int,
+        default=None,
+        help="fetches of the fetch-session phase, with sessions and without (500)",
     )
     parser.add_argument(
         "--data-dir", default=None, help="scratch directory, emptied after (default: a temp dir)"
@@ -1036,6 +1086,12 @@ def main() -> None:
         server_config=Path(args.config).resolve() if args.config is not None else None,
         compressed_mb=(
             args.compressed_mb if args.compressed_mb is not None else int(sizes["compressed_mb"])
+        ),
+        fetch_session_partitions=args.fetch_session_partitions,
+        fetch_session_fetches=(
+            args.fetch_session_fetches
+            if args.fetch_session_fetches is not None
+            else int(sizes["fetch_session_fetches"])
         ),
     )
     if settings.profile_dir is not None:

@@ -105,7 +105,12 @@ class Fetcher:
         fetch threads so the event loop never waits for object storage."""
         with self._state.lock:
             stream = self._state.stream_locked(stream_id)
-            hot = self._cached_locked(stream_id, max(offset, stream.start_offset))
+            # A read at the end (a caught-up consumer's) or out of range
+            # needs no object, and a hop to a fetch thread would cost more
+            # than the read: a consumer of many quiet partitions makes many.
+            hot = not stream.start_offset <= offset < stream.end_offset or self._cached_locked(
+                stream_id, offset
+            )
         if hot:
             return self.fetch(stream_id, offset, max_bytes)
         loop = asyncio.get_running_loop()

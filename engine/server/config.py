@@ -14,6 +14,8 @@ They can come from a TOML file (``tidelog serve --config tidelog.toml``)::
     "max.connections.per.ip" = 1000
     "connections.max.idle.ms" = 600000
     "connections.partial.request.timeout.ms" = 30000
+    "max.incremental.fetch.session.cache.slots" = 1000   # 0: no fetch sessions
+    max_incremental_fetch_session_partitions = 10000
 
     [engine]
     data_dir = "./tidelog-data"
@@ -99,6 +101,21 @@ class ServerConfig:
     one closes its connection: a client that stalls or trickles a request
     cannot hold a buffer and a connection for ever. As long as a Kafka
     client's own request.timeout.ms, after which it gives up anyway."""
+    max_incremental_fetch_session_cache_slots: int = 1000
+    """Incremental fetch sessions (KIP-227) held at once, Kafka's
+    max.incremental.fetch.session.cache.slots; 0 turns sessions off, and
+    clients send full fetches."""
+    min_incremental_fetch_session_eviction_ms: int = 120_000
+    """How long a session is safe from eviction by a larger one, and how
+    long unused before any new session may take its slot (Kafka's
+    MIN_INCREMENTAL_FETCH_SESSION_EVICTION_MS)."""
+    max_incremental_fetch_session_partitions: int = 10_000
+    """Partitions one session may hold (Kafka has no such bound: its
+    sessions are bounded only by request size). A fetch over more gets no
+    session. With the slots, it bounds the cache at slots x this many
+    partitions, about 300 bytes each: a consumer reading more partitions
+    than this from one broker is past any deployment one process serves,
+    and it still fetches, only not incrementally."""
     shutdown_timeout_s: float = 30.0
     """How long a clean shutdown waits for requests in flight."""
     activity_log_interval_s: float = 60.0
@@ -116,6 +133,15 @@ class ServerConfig:
             if type(value) is not int or value <= 0:
                 kafka_name = name.replace("_", ".")
                 raise ValueError(f"{kafka_name} must be a positive integer, not {value!r}")
+        for name in (
+            "max_incremental_fetch_session_cache_slots",
+            "min_incremental_fetch_session_eviction_ms",
+            "max_incremental_fetch_session_partitions",
+        ):
+            value = getattr(self, name)
+            if type(value) is not int or value < 0:
+                kafka_name = name.replace("_", ".")
+                raise ValueError(f"{kafka_name} must be an integer of 0 or more, not {value!r}")
 
 
 @dataclass(frozen=True)

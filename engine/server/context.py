@@ -17,6 +17,7 @@ from engine.protocol.codec import Encoded, encode_response
 from engine.protocol.frames import RequestHeader
 from engine.server.authorizer import AllowAll, Authorizer
 from engine.server.config import ServerConfig
+from engine.server.fetch_sessions import FetchSessionCache
 
 T = TypeVar("T")
 Body = Mapping[str, Any]
@@ -44,6 +45,11 @@ class ServerState:
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     """Set when the server starts to shut down: requests that wait on a
     coordinator (a JoinGroup waits up to its rebalance timeout) give up."""
+    fetch_sessions: FetchSessionCache = field(
+        default_factory=lambda: FetchSessionCache(slots=0, eviction_ms=0, max_partitions=0)
+    )
+    """Incremental fetch sessions (KIP-227), sized by the config's
+    max_incremental_fetch_session_cache_slots; none unless the server sets it."""
     admin: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="tidelog-admin")
     )
@@ -100,8 +106,13 @@ async def until_stopping(context: RequestContext, future: Future[T]) -> T:
         await asyncio.wait((waiting, stopping), return_when=asyncio.FIRST_COMPLETED)
     finally:
         stopping.cancel()
-    if not waiting.done():
-        waiting.cancel()
+        if not waiting.done():
+            # Given up (stopping, or this request cancelled with its
+            # connection): work still running may yet fail, and its error
+            # must not land on a future nobody reads ("Future exception was
+            # never retrieved" in the log).
+            waiting.cancel()
+    if waiting.cancelled():
         raise asyncio.CancelledError
     return waiting.result()
 

@@ -16,6 +16,7 @@ from engine.engine import Engine
 from engine.server.config import ServerConfig
 from engine.server.connection import SHARED_READ_BYTES, Connection
 from engine.server.context import Broker, ServerState
+from engine.server.fetch_sessions import FetchSessionCache
 
 log = logging.getLogger("tidelog.server")
 
@@ -79,7 +80,18 @@ class Server:
             self.config.advertised_host or self.config.host,
             self.config.advertised_port or self.port,
         )
-        self._state = ServerState(self.engine, self.config, cluster_id_for(self.engine), broker)
+        sessions = FetchSessionCache(
+            slots=self.config.max_incremental_fetch_session_cache_slots,
+            eviction_ms=self.config.min_incremental_fetch_session_eviction_ms,
+            max_partitions=self.config.max_incremental_fetch_session_partitions,
+        )
+        self._state = ServerState(
+            self.engine,
+            self.config,
+            cluster_id_for(self.engine),
+            broker,
+            fetch_sessions=sessions,
+        )
         self.engine.broker_configs.set_static(
             {
                 "broker.id": self.config.node_id,

@@ -48,6 +48,12 @@ def test_kafka_bench_reports_every_headline_figure_beside_its_ceilings(tmp_path:
         "consume_mb_s >= 300",
         "p99_ms <= 10",
     }
+    # Fetch sessions: after the first fetch, requests name only what moved.
+    assert report["fs_partitions"] == 1000
+    assert report["fs_on_incremental"] == report["fs_fetches"] == 100
+    assert report["fs_off_incremental"] == 0
+    assert report["fs_request_bytes_on_vs_off"] < 0.05
+    assert report["fs_on_server_cpu_ms"] > 0 and report["fs_off_server_cpu_ms"] > 0
     assert list(tmp_path.iterdir()) == []
 
 
@@ -63,6 +69,10 @@ def test_kafka_bench_prints_a_table_with_the_targets(tmp_path: Path) -> None:
         "1",
         "--partitions",
         "2",
+        "--fetch-session-partitions",
+        "50",
+        "--fetch-session-fetches",
+        "20",
         "--data-dir",
         str(tmp_path),
     )
@@ -71,4 +81,5 @@ def test_kafka_bench_prints_a_table_with_the_targets(tmp_path: Path) -> None:
     assert "consume from offset 0" in stdout
     assert "produce_vs_disk >= 0.6:" in stdout
     assert "p99_ms <= 10:" in stdout
+    assert "fetch sessions, a consumer of 50 partitions, 20 fetches" in stdout
     assert list(tmp_path.iterdir()) == []

@@ -262,6 +262,28 @@ def test_async_appends_and_fetches(open_store: Open) -> None:
     asyncio.run(main())
 
 
+def test_async_reads_at_the_end_or_out_of_range_need_no_fetch_thread(open_store: Open) -> None:
+    """A caught-up consumer reads at the end of each partition; with the
+    data in objects only (a new machine: an empty log cache), such reads,
+    and reads out of range, are answered at once, never on a fetch thread
+    (here shut down, so a read sent to one would fail)."""
+    first = open_store("one")
+    stream = new_stream(first)
+    fill(first, stream, 4)
+    first.close()  # flushes
+    cold = open_store("two")
+    end = cold.next_offset(stream)
+    cold._fetcher._pool.shutdown()
+
+    async def main() -> None:
+        at_end = await cold.fetch_async(stream, end, 10**6)
+        assert (at_end.batches, at_end.next_offset) == ([], end)
+        with pytest.raises(OffsetOutOfRange):
+            await cold.fetch_async(stream, end + 1, 10**6)
+
+    asyncio.run(main())
+
+
 class CountingGets(FaultyStore):
     """Counts how many object GETs are in flight at once; each takes a while."""
 

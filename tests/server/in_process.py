@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from dataclasses import replace
 
 import engine
 from engine.server.config import ServerConfig
@@ -15,10 +16,13 @@ class InProcessServer:
     """The wire server on an engine of this process, its event loop on a thread;
     each start and stop waits at most ``timeout`` seconds."""
 
-    def __init__(self, opened: engine.Engine, timeout: float = 30.0) -> None:
+    def __init__(
+        self, opened: engine.Engine, timeout: float = 30.0, config: ServerConfig | None = None
+    ) -> None:
         self.timeout = timeout
         self.loop = asyncio.new_event_loop()
-        self.server = Server(opened, ServerConfig(host="127.0.0.1", port=0))
+        config = replace(config or ServerConfig(), host="127.0.0.1", port=0)
+        self.server = Server(opened, config)
         self.thread = threading.Thread(target=self.loop.run_forever, name="wire-server")
         self.thread.start()
         asyncio.run_coroutine_threadsafe(self.server.start(), self.loop).result(timeout)

@@ -3,12 +3,14 @@
 Long-polling follows Kafka: the response waits until ``min_bytes`` are
 available or ``max_wait`` passes. Waiting is a wake-up from the engine when
 a partition's high watermark moves, never a polling loop; after a read that
-found too little, the wait is for data beyond what was read.
+found too little, the wait is for data beyond what was read. In an
+incremental fetch session the wait is over every partition of the session,
+so data on any of them ends it.
 
-Fetch sessions (KIP-227) are declined the way a Kafka broker with a full
-session cache declines them: the response carries session id 0, and the
-client keeps sending full fetch requests. An incremental fetch for a session
-the server does not have gets FETCH_SESSION_ID_NOT_FOUND.
+Fetch sessions (KIP-227) are Kafka's: the request's session id and epoch
+pick a context from the session cache (fetch_sessions.py), which says which
+partitions to read and, once they are read, which of them the response
+carries and under which session id.
 """
 
 from __future__ import annotations
@@ -20,12 +22,22 @@ from kio.schema.fetch.v14.request import FetchTopic as FetchTopicV14
 from kio.schema.fetch.v15.request import FetchTopic as FetchTopicV15
 
 from engine import clock
-from engine.engine import READ_COMMITTED, READ_UNCOMMITTED
+from engine.engine import READ_COMMITTED, READ_UNCOMMITTED, Engine
 from engine.errors import EngineError, error_code
 from engine.partition import PartitionFetch
 from engine.protocol.apis import ApiKey
 from engine.protocol.kafka_code import KafkaCode
 from engine.server.context import RequestContext
+from engine.server.fetch_sessions import (
+    FINAL_EPOCH,
+    FIRST_TOPIC_ID_VERSION,
+    INVALID_SESSION_ID,
+    FetchPartition,
+    IncrementalContext,
+    PartitionKey,
+    PartitionOutcome,
+    SessionAnswer,
+)
 from engine.server.handlers.common import (
     leader_epoch_error,
     millis,
@@ -40,26 +52,18 @@ if TYPE_CHECKING:
     # every version's class costs the server's start hundreds of modules.
     from engine.server.handlers.requests import FetchRequest
 
-_FIRST_TOPIC_ID_VERSION = 13
 _READ_COMMITTED = 1
 
 
-class _Wanted(NamedTuple):
-    topic: str | None
-    topic_id: bytes
-    partition: int
-    offset: int
-    max_bytes: int
-    current_leader_epoch: int
-
-
 class _Read(NamedTuple):
-    wanted: _Wanted
-    error: int
+    wanted: FetchPartition
     fetched: PartitionFetch | None
     size: int
     seen_end: int
     """Where the data read ends, sent or not: a long poll waits for more."""
+    outcome: PartitionOutcome
+    """Records size, high watermark, log start and error, as answered."""
+    last_stable_offset: int
 
 
 @handles(
@@ -69,32 +73,42 @@ class _Read(NamedTuple):
     notes={
         4: "read_committed, with the aborted transactions",
         5: "log start offset",
-        7: "fetch sessions (KIP-227), declined: session id 0",
+        7: "fetch sessions (KIP-227)",
         9: "current leader epoch (KIP-320)",
         11: "rack id (ignored: one broker)",
         12: "flexible encoding",
-        13: "topics by id",
+        13: "topics by id (and sessions by topic id)",
         15: "replica state (v16, node endpoints, is not served)",
     },
 )
 async def handle_fetch(context: RequestContext, request: FetchRequest) -> dict[str, Any]:
-    session_id = getattr(request, "session_id", 0)
-    session_epoch = getattr(request, "session_epoch", -1)
-    if session_id != 0 or session_epoch > 0:
-        return _session_error(KafkaCode.FETCH_SESSION_ID_NOT_FOUND)
-    wanted = _wanted_partitions(context, request)
+    engine = context.engine
+    by_id = topic_names_by_id(context) if context.version >= FIRST_TOPIC_ID_VERSION else None
+    session_context = context.server.fetch_sessions.new_context(
+        version=context.version,
+        session_id=getattr(request, "session_id", INVALID_SESSION_ID),
+        epoch=getattr(request, "session_epoch", FINAL_EPOCH),
+        requested=_requested_partitions(request, by_id),
+        forgotten=_forgotten_partitions(request, by_id is not None),
+        # A follower's session is privileged in Kafka; this broker has none.
+        privileged=False,
+        exists=lambda wanted: _exists(engine, wanted),
+        now_ms=_now_ms(),
+    )
+    wanted = list(session_context.partitions)
+    if by_id is not None:  # a session's topic may have gone, or come back under a new id
+        wanted = [w if by_id.get(w.topic_id) == w.topic else _renamed(w, by_id) for w in wanted]
     max_bytes = getattr(request, "max_bytes", 0x7FFFFFFF)
     min_bytes = max(request.min_bytes, 0)
     deadline = clock.monotonic() + millis(request.max_wait) / 1000
-    engine = context.engine
     committed = getattr(request, "isolation_level", 0) == _READ_COMMITTED
+    quiet = session_context if isinstance(session_context, IncrementalContext) else None
     while True:
-        reads = await _read_all(context, wanted, max_bytes, committed)
+        reads = await _read_all(context, wanted, max_bytes, committed, quiet)
         total = sum(r.size for r in reads)
         remaining = deadline - clock.monotonic()
-        if total >= min_bytes or remaining <= 0 or any(r.error != KafkaCode.NONE for r in reads):
-            break
-        if not wanted:
+        failed = any(r.outcome.error != KafkaCode.NONE for r in reads)
+        if total >= min_bytes or remaining <= 0 or failed or not wanted:
             break
         beyond = {
             TopicPartition(r.wanted.topic, r.wanted.partition): r.seen_end
@@ -102,22 +116,28 @@ async def handle_fetch(context: RequestContext, request: FetchRequest) -> dict[s
             if r.wanted.topic is not None
         }
         if not await engine.wait_for_data_async(beyond, remaining):
-            reads = await _read_all(context, wanted, max_bytes, committed)
+            reads = await _read_all(context, wanted, max_bytes, committed, quiet)
             break
-    return _response(context, reads, committed)
+    answer = session_context.answer([r.outcome for r in reads], _now_ms())
+    return _response(reads, committed, answer)
 
 
-def _wanted_partitions(context: RequestContext, request: FetchRequest) -> list[_Wanted]:
-    by_id = topic_names_by_id(context) if context.version >= _FIRST_TOPIC_ID_VERSION else {}
-    wanted: list[_Wanted] = []
+def _now_ms() -> int:
+    return int(clock.monotonic() * 1000)
+
+
+def _requested_partitions(
+    request: FetchRequest, by_id: dict[bytes, str] | None
+) -> list[FetchPartition]:
+    wanted: list[FetchPartition] = []
     for topic in request.topics:
         if isinstance(topic, FetchTopicV13 | FetchTopicV14 | FetchTopicV15):
             topic_id = uuid_bytes(topic.topic_id)
-            name = by_id.get(topic_id)
+            name = by_id.get(topic_id) if by_id is not None else None
         else:
             name, topic_id = topic.topic, bytes(16)
         wanted.extend(
-            _Wanted(
+            FetchPartition(
                 name,
                 topic_id,
                 partition.partition,
@@ -130,33 +150,88 @@ def _wanted_partitions(context: RequestContext, request: FetchRequest) -> list[_
     return wanted
 
 
+def _forgotten_partitions(request: FetchRequest, uses_topic_ids: bool) -> list[PartitionKey]:
+    forgotten: list[PartitionKey] = []
+    for topic in getattr(request, "forgotten_topics_data", ()):
+        key: bytes | str = uuid_bytes(topic.topic_id) if uses_topic_ids else topic.topic
+        forgotten.extend((key, partition) for partition in topic.partitions)
+    return forgotten
+
+
+def _renamed(wanted: FetchPartition, by_id: dict[bytes, str]) -> FetchPartition:
+    return wanted._replace(topic=by_id.get(wanted.topic_id))
+
+
+def _exists(engine: Engine, wanted: FetchPartition) -> bool:
+    """Whether a partition exists, so that a session may keep it."""
+    if wanted.topic is None or not engine.has_topic(wanted.topic):
+        return False
+    try:
+        _, count = engine.topic_shape(wanted.topic)
+    except EngineError:  # deleted meanwhile
+        return False
+    return 0 <= wanted.partition < count
+
+
 async def _read_all(
-    context: RequestContext, wanted: list[_Wanted], max_bytes: int, committed: bool
+    context: RequestContext,
+    wanted: list[FetchPartition],
+    max_bytes: int,
+    committed: bool,
+    session: IncrementalContext | None,
 ) -> list[_Read]:
     """Reads the partitions in order within the response's ``max_bytes``:
     each gets what the ones before it left, up to its own limit. As in Kafka,
     the first partition with data sends at least its first batch, however
     large; after that, a partition whose first batch is over its limit sends
-    none (but still its offsets)."""
+    none (but still its offsets). In an incremental session a partition with
+    nothing new is not read at all (see IncrementalContext.is_quiet): most
+    of a many-partition consumer's partitions are quiet at any time."""
     reads: list[_Read] = []
     budget = max_bytes
-    for w in wanted:
+    for index, w in enumerate(wanted):
+        quiet = _quiet(context, w, index, session) if session is not None else None
+        if quiet is not None:
+            reads.append(quiet)
+            continue
         read = await _read(context, w, max(budget, 1), committed)
         limit = min(w.max_bytes, budget)
         if read.fetched is not None and read.size > limit and budget < max_bytes:
             unsent = read.fetched._replace(records=[], next_offset=w.offset)
-            read = read._replace(fetched=unsent, size=0)
+            outcome = read.outcome._replace(records_bytes=0)
+            read = read._replace(fetched=unsent, size=0, outcome=outcome)
         budget -= read.size
         reads.append(read)
     return reads
 
 
-async def _read(context: RequestContext, wanted: _Wanted, budget: int, committed: bool) -> _Read:
+def _quiet(
+    context: RequestContext, wanted: FetchPartition, index: int, session: IncrementalContext
+) -> _Read | None:
+    """The read of a session partition with nothing new, without reading
+    it; None if it has something (or an error) to send."""
     if wanted.topic is None:
-        return _Read(wanted, KafkaCode.UNKNOWN_TOPIC_ID, None, 0, wanted.offset)
+        return None
+    if leader_epoch_error(context, wanted.current_leader_epoch) != KafkaCode.NONE:
+        return None
+    try:
+        log_start, high_watermark = context.engine.offsets(wanted.topic, wanted.partition)
+    except EngineError:
+        return None
+    if not session.is_quiet(index, high_watermark, log_start):
+        return None
+    outcome = PartitionOutcome(0, high_watermark, log_start, KafkaCode.NONE)
+    return _Read(wanted, None, 0, wanted.offset, outcome, -1)
+
+
+async def _read(
+    context: RequestContext, wanted: FetchPartition, budget: int, committed: bool
+) -> _Read:
+    if wanted.topic is None:
+        return _failed(context, wanted, KafkaCode.UNKNOWN_TOPIC_ID)
     epoch_error = leader_epoch_error(context, wanted.current_leader_epoch)
     if epoch_error != KafkaCode.NONE:
-        return _Read(wanted, epoch_error, None, 0, wanted.offset)
+        return _failed(context, wanted, epoch_error)
     try:
         fetched = await context.engine.fetch_async(
             wanted.topic,
@@ -166,41 +241,46 @@ async def _read(context: RequestContext, wanted: _Wanted, budget: int, committed
             READ_COMMITTED if committed else READ_UNCOMMITTED,
         )
     except EngineError as error:
-        return _Read(wanted, error_code(error), None, 0, wanted.offset)
+        return _failed(context, wanted, error_code(error))
     size = sum(len(batch) for batch in fetched.records)
     seen_end = max(fetched.next_offset, wanted.offset)
     if committed:  # data past the last stable offset was seen, not sent: wait beyond it
         seen_end = max(seen_end, fetched.high_watermark)
-    return _Read(wanted, KafkaCode.NONE, fetched, size, seen_end)
+    outcome = PartitionOutcome(
+        size, fetched.high_watermark, fetched.log_start_offset, KafkaCode.NONE
+    )
+    return _Read(wanted, fetched, size, seen_end, outcome, fetched.last_stable_offset)
 
 
-def _response(context: RequestContext, reads: list[_Read], committed: bool) -> dict[str, Any]:
-    engine = context.engine
+def _failed(context: RequestContext, wanted: FetchPartition, error: int) -> _Read:
+    high_watermark = log_start = -1
+    if wanted.topic is not None and error == KafkaCode.OFFSET_OUT_OF_RANGE:
+        log_start, high_watermark = context.engine.offsets(wanted.topic, wanted.partition)
+    outcome = PartitionOutcome(0, high_watermark, log_start, error)
+    return _Read(wanted, None, 0, wanted.offset, outcome, -1)
+
+
+def _response(reads: list[_Read], committed: bool, answer: SessionAnswer) -> dict[str, Any]:
     topics: dict[tuple[str | None, bytes], list[dict[str, Any]]] = {}
-    for read in reads:
-        wanted = read.wanted
+    for read, keep in zip(reads, answer.keep, strict=True):
+        if not keep:
+            continue
+        wanted, outcome = read.wanted, read.outcome
         records: list[Any] = []
         aborted: list[dict[str, int]] = []
         if read.fetched is not None:
             records = list(read.fetched.records)
-            high_watermark = read.fetched.high_watermark
-            last_stable = read.fetched.last_stable_offset
-            log_start = read.fetched.log_start_offset
             aborted = [
                 {"producer_id": txn.producer_id, "first_offset": txn.first_offset}
                 for txn in read.fetched.aborted_transactions or ()
             ]
-        else:
-            high_watermark = last_stable = log_start = -1
-            if wanted.topic is not None and read.error == KafkaCode.OFFSET_OUT_OF_RANGE:
-                log_start, high_watermark = engine.offsets(wanted.topic, wanted.partition)
         topics.setdefault((wanted.topic, wanted.topic_id), []).append(
             {
                 "partition_index": wanted.partition,
-                "error_code": read.error,
-                "high_watermark": high_watermark,
-                "last_stable_offset": last_stable,
-                "log_start_offset": log_start,
+                "error_code": outcome.error,
+                "high_watermark": outcome.high_watermark,
+                "last_stable_offset": read.last_stable_offset,
+                "log_start_offset": outcome.log_start_offset,
                 "aborted_transactions": aborted if committed else None,
                 "preferred_read_replica": -1,
                 "records": records,
@@ -208,14 +288,10 @@ def _response(context: RequestContext, reads: list[_Read], committed: bool) -> d
         )
     return {
         "throttle_time": 0,
-        "error_code": KafkaCode.NONE,
-        "session_id": 0,
+        "error_code": answer.error,
+        "session_id": answer.session_id,
         "responses": [
             {"topic": name, "topic_id": topic_id, "partitions": partitions}
             for (name, topic_id), partitions in topics.items()
         ],
     }
-
-
-def _session_error(code: int) -> dict[str, Any]:
-    return {"throttle_time": 0, "error_code": code, "session_id": 0, "responses": []}

@@ -1,0 +1,38 @@
+"""What a handler waits on: a request cancelled (its connection closed)
+while its work runs on another thread leaves nothing behind when that work
+then fails: no "Future exception was never retrieved" in the log."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+from concurrent.futures import Future
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from engine.protocol.errors import MalformedRequest
+from engine.server.context import until_stopping
+
+
+def test_a_cancelled_wait_on_work_that_then_fails_reports_nothing() -> None:
+    async def main() -> list[dict[str, Any]]:
+        reported: list[dict[str, Any]] = []
+        asyncio.get_running_loop().set_exception_handler(lambda _, what: reported.append(what))
+        context: Any = SimpleNamespace(server=SimpleNamespace(stopping=asyncio.Event()))
+        work: Future[int] = Future()
+        assert work.set_running_or_notify_cancel()  # started: it can no longer be cancelled
+        waiter = asyncio.ensure_future(until_stopping(context, work))
+        await asyncio.sleep(0)
+        waiter.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiter
+        work.set_exception(MalformedRequest("the request ends before byte 77 (it has 73)"))
+        await asyncio.sleep(0.05)  # the failure reaches the loop's side of the future
+        del waiter
+        gc.collect()
+        await asyncio.sleep(0)
+        return reported
+
+    assert asyncio.run(main()) == []
