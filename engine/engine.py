@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, overload
 
-from engine import clock
+from engine import clock, offset_lookup
 from engine.catalog import Catalog, TopicMeta
 from engine.client.consumer import Consumer
 from engine.client.producer import Producer
@@ -78,8 +78,8 @@ EXIT_CLOSE_TIMEOUT_S = 10.0
 _open_engines: weakref.WeakSet[Engine] = weakref.WeakSet()
 
 _TOPIC_NAME = re.compile(r"^[a-zA-Z0-9._-]{1,249}$")
-EARLIEST = -2
-LATEST = -1
+EARLIEST = offset_lookup.EARLIEST
+LATEST = offset_lookup.LATEST
 READ_UNCOMMITTED = "read_uncommitted"
 READ_COMMITTED = "read_committed"
 _MANY_TOPICS = 64
@@ -723,20 +723,16 @@ class Engine:
         timestamp: int,
         isolation_level: str = READ_UNCOMMITTED,
     ) -> OffsetAndTimestamp:
-        """ListOffsets: -2 earliest, -1 latest, else the first offset whose
-        timestamp is >= ``timestamp`` (offset -1 if there is none). Read
-        committed, the latest offset is the last stable offset, and only
+        """ListOffsets: -2 earliest, -1 latest, -3 the record with the largest
+        timestamp, -4 the first offset held locally, -5 the last offset in
+        object storage, else the first offset whose timestamp is >=
+        ``timestamp`` (offset -1 if there is none); see engine.offset_lookup.
+        Read committed, the latest offset is the last stable offset, and only
         offsets below it are found by time (as in Kafka)."""
         committed = _read_committed(isolation_level)
         leader = self.partition(topic, partition)
-        if timestamp == EARLIEST:
-            return OffsetAndTimestamp(leader.log_start_offset, -1)
-        end = leader.last_stable_offset if committed else leader.high_watermark
-        if timestamp == LATEST:
-            return OffsetAndTimestamp(end, -1)
         with _store_errors():
-            found = leader.offset_for_timestamp(timestamp)
-        return found if found is not None and found.offset < end else OffsetAndTimestamp(-1, -1)
+            return offset_lookup.list_offset(leader, timestamp, committed)
 
     def delete_records(self, topic: str, partition: int, offset: int) -> int:
         """DeleteRecords: moves the log start to ``offset`` (-1: the high

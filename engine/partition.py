@@ -446,10 +446,13 @@ class Partition:
             self.topic, self.index, offset, self.log_start_offset, self.high_watermark
         )
 
-    def offset_for_timestamp(self, timestamp: int) -> OffsetAndTimestamp | None:
+    def offset_for_timestamp(
+        self, timestamp: int, include_control: bool = False
+    ) -> OffsetAndTimestamp | None:
         """The first record whose timestamp is >= ``timestamp`` (None: no such
-        record yet). Starts from the time index, so it reads at most about one
-        index interval of batches before the answer."""
+        record yet); transaction markers count only with ``include_control``.
+        Starts from the time index, so it reads at most about one index
+        interval of batches before the answer."""
         start = self.log_start_offset
         with self.lock:
             hint = self.time_index.start_for(timestamp)
@@ -462,7 +465,7 @@ class Partition:
                 offset = self.log_start_offset  # retention moved the start meanwhile
                 continue
             for payload in fetched.records:
-                found = self._first_at_or_after(payload, offset, timestamp)
+                found = self._first_at_or_after(payload, offset, timestamp, include_control)
                 if found is not None:
                     return found
             if fetched.next_offset <= offset:
@@ -643,15 +646,17 @@ class Partition:
         return -1, -1
 
     def _first_at_or_after(
-        self, payload: bytes | memoryview, offset: int, timestamp: int
+        self, payload: bytes | memoryview, offset: int, timestamp: int, include_control: bool
     ) -> OffsetAndTimestamp | None:
         view = memoryview(payload)
         for header in native.scan_batches(view):
             if header.last_offset < offset or header.max_timestamp < timestamp:
                 continue
-            if header.is_control:
+            if header.is_control and not include_control:
                 continue
-            if header.timestamp_type == TimestampType.LOG_APPEND_TIME:
+            if header.is_control or header.timestamp_type == TimestampType.LOG_APPEND_TIME:
+                # A marker batch holds one record; a log-append-time batch's
+                # records all carry its max timestamp.
                 return OffsetAndTimestamp(max(offset, header.base_offset), header.max_timestamp)
             batch = view[header.position : header.position + header.size]
             try:

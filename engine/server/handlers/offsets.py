@@ -1,5 +1,6 @@
 """ListOffsets, OffsetForLeaderEpoch and DeleteRecords: a partition's
-offsets by position, time and leader epoch, and moving its log start."""
+offsets by position, time and leader epoch, and moving its log start.
+What each special ListOffsets timestamp names: engine/offset_lookup.py."""
 
 from __future__ import annotations
 
@@ -22,12 +23,16 @@ from engine.server.handlers.requests import (
 @handles(
     ApiKey.LIST_OFFSETS,
     1,
-    6,
+    10,
     notes={
         1: "one offset per partition: earliest (-2), latest (-1), by timestamp",
         2: "isolation level: latest is the last stable offset",
         4: "current leader epoch",
-        6: "flexible encoding (v7, MAX_TIMESTAMP, is not served)",
+        6: "flexible encoding",
+        7: "MAX_TIMESTAMP (-3): the first record with the largest timestamp (KIP-734)",
+        8: "EARLIEST_LOCAL (-4): the first offset readable without object storage",
+        9: "LATEST_TIERED (-5): the last offset in object storage, -1 if none (KIP-1005)",
+        10: "timeout_ms (KIP-1075): accepted; lookups answer without waiting on it",
     },
 )
 def handle_list_offsets(context: RequestContext, request: ListOffsetsRequest) -> dict[str, Any]:
