@@ -49,6 +49,7 @@ from engine.errors import (
 from engine.gc_pause import collector_paused
 from engine.groups import ConsumerLag, GroupConfig, GroupCoordinator, consumer_lag
 from engine.groups.consumer_group import TopicInfo
+from engine.internal_topics import append_refusal, is_internal_topic
 from engine.log_cleaner import LogCleaner
 from engine.partition import (
     AppendResult,
@@ -333,6 +334,8 @@ class Engine:
         )
         assert count is not None
         _check_topic_name(topic.name)
+        if is_internal_topic(topic.name):
+            raise TopicExists(topic.name)  # Kafka's: it exists, as Metadata says
         if count < 1:
             raise InvalidPartitions(f"a topic needs at least 1 partition, not {count}")
         if topic.replication_factor not in (1, -1):
@@ -544,6 +547,8 @@ class Engine:
             with self._lock:
                 found = self._topics.get(topic)
                 if found is None:
+                    if auto_create and is_internal_topic(topic):
+                        raise InvalidTopic(append_refusal(topic))
                     if not (auto_create and self.config.auto_create_topics) or self._closed:
                         raise UnknownTopic(topic)
                     self.create_topic(topic)

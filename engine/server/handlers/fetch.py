@@ -13,6 +13,7 @@ the server does not have gets FETCH_SESSION_ID_NOT_FOUND.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, NamedTuple
 
 from kio.schema.fetch.v13.request import FetchTopic as FetchTopicV13
@@ -22,6 +23,7 @@ from kio.schema.fetch.v15.request import FetchTopic as FetchTopicV15
 from engine import clock
 from engine.engine import READ_COMMITTED, READ_UNCOMMITTED
 from engine.errors import EngineError, error_code
+from engine.internal_topics import internal_fetch, is_internal_topic
 from engine.partition import PartitionFetch
 from engine.protocol.apis import ApiKey
 from engine.protocol.kafka_code import KafkaCode
@@ -95,8 +97,11 @@ async def handle_fetch(context: RequestContext, request: FetchRequest) -> dict[s
         beyond = {
             TopicPartition(r.wanted.topic, r.wanted.partition): r.seen_end
             for r in reads
-            if r.wanted.topic is not None
+            if r.wanted.topic is not None and not is_internal_topic(r.wanted.topic)
         }
+        if not beyond:  # internal topics only: nothing will ever arrive
+            await asyncio.sleep(remaining)
+            continue
         if not await engine.wait_for_data_async(beyond, remaining):
             reads = await _read_all(context, wanted, max_bytes, committed)
             break
@@ -153,6 +158,9 @@ async def _read(context: RequestContext, wanted: _Wanted, budget: int, committed
     epoch_error = leader_epoch_error(context, wanted.current_leader_epoch)
     if epoch_error != KafkaCode.NONE:
         return _Read(wanted, epoch_error, None, 0, wanted.offset)
+    if is_internal_topic(wanted.topic):
+        code, empty = internal_fetch(wanted.partition, wanted.offset, committed)
+        return _Read(wanted, code, empty, 0, wanted.offset)
     try:
         fetched = await context.engine.fetch_async(
             wanted.topic,

@@ -8,6 +8,7 @@ from typing import Any
 
 from engine.engine import READ_COMMITTED, READ_UNCOMMITTED
 from engine.errors import EngineError, error_code
+from engine.internal_topics import internal_list_offset, is_internal_topic
 from engine.protocol.apis import ApiKey
 from engine.protocol.kafka_code import KafkaCode
 from engine.server.context import RequestContext
@@ -44,7 +45,9 @@ def handle_list_offsets(context: RequestContext, request: ListOffsetsRequest) ->
         for partition in topic.partitions:
             code = leader_epoch_error(context, getattr(partition, "current_leader_epoch", -1))
             offset = timestamp = -1
-            if code == KafkaCode.NONE:
+            if code == KafkaCode.NONE and is_internal_topic(topic.name):
+                code, offset = internal_list_offset(partition.partition_index, partition.timestamp)
+            elif code == KafkaCode.NONE:
                 try:
                     found = engine.list_offset(
                         topic.name, partition.partition_index, partition.timestamp, isolation
