@@ -44,6 +44,7 @@ from native import (
     RejectedRecords,
     TimestampType,
 )
+from native.errors import NO_KEY_MESSAGE
 from s3stream import OffsetOutOfRange as StreamOffsetOutOfRange
 from s3stream import Retention, StreamStore
 
@@ -267,7 +268,7 @@ class Partition:
                 require_keys=config.compact,
             )
         except BatchError as error:
-            raise _batch_error(error, self.topic) from error
+            raise _batch_error(error, self.topic, self.index) from error
         if not headers:
             raise InvalidRecord("a produce request must carry at least one record batch")
         for header in headers:
@@ -687,15 +688,33 @@ def inflation_limit(config: TopicConfig) -> int:
     return max(INFLATION_FACTOR * config.max_message_bytes, MIN_INFLATION_LIMIT)
 
 
-def _batch_error(error: BatchError, topic: str) -> InvalidRecord | InvalidTimestamp:
+def _batch_error(error: BatchError, topic: str, index: int) -> InvalidRecord | InvalidTimestamp:
     kind = error.kafka_error
     if isinstance(error, RejectedRecords):
-        errors = error.record_errors
-        if kind == "INVALID_TIMESTAMP":
-            return InvalidTimestamp(f"{topic}: {error}", errors)
-        return InvalidRecord(f"{topic}: {error}", errors)
+        return _rejected(error, f"{topic}-{index}")
     if kind == "CORRUPT_MESSAGE":
         return CorruptRecord(str(error))
     if kind == "UNSUPPORTED_COMPRESSION_TYPE":
         return UnsupportedCompressionType(str(error))
     return InvalidRecord(str(error))
+
+
+def _rejected(error: RejectedRecords, topic_partition: str) -> InvalidRecord | InvalidTimestamp:
+    """The refused records in Kafka's words (LogValidator.processRecordErrors):
+    the batch's message, and each record's with its topic partition where
+    Kafka names it. Only a refused batch gets here: accepted ones cost nothing."""
+    where = f" in topic partition {topic_partition}"
+    errors = tuple(
+        (i, message + where if message == NO_KEY_MESSAGE else message)
+        for i, message in error.record_errors
+    )
+    if error.kafka_error == "INVALID_TIMESTAMP":
+        return InvalidTimestamp(
+            "One or more records have been rejected due to invalid timestamp", errors
+        )
+    shown = ", ".join(f"RecordError(batchIndex={i}, message='{m}')" for i, m in errors[:3])
+    return InvalidRecord(
+        f"One or more records have been rejected due to {error.total} record errors in "
+        f"total, and only showing the first three errors at most: [{shown}]",
+        errors,
+    )
