@@ -35,6 +35,7 @@ from engine.errors import (
 )
 from engine.partition_txns import AbortedTxn, PartitionTransactions
 from engine.producer_state import ProducerStateTable
+from engine.record_errors import log_append_time_refused, rejected
 from engine.time_index import TimeIndex
 from native import (
     BatchError,
@@ -44,7 +45,6 @@ from native import (
     RejectedRecords,
     TimestampType,
 )
-from native.errors import NO_KEY_MESSAGE
 from s3stream import OffsetOutOfRange as StreamOffsetOutOfRange
 from s3stream import Retention, StreamStore
 
@@ -278,6 +278,9 @@ class Partition:
                 raise InvalidRecord("clients may not append control batches")
             if header.is_transactional and header.producer_id < 0:
                 raise InvalidRecord("a transactional batch needs a producer id")
+            if config.log_append_time and header.timestamp_type == TimestampType.LOG_APPEND_TIME:
+                batch = memoryview(data)[header.position : header.position + header.size]
+                raise log_append_time_refused(batch, self.max_inflated)
         codec = self._recompress_to(headers)
         if codec is not None:
             buffer = self._recompress(data, headers, codec)
@@ -691,30 +694,9 @@ def inflation_limit(config: TopicConfig) -> int:
 def _batch_error(error: BatchError, topic: str, index: int) -> InvalidRecord | InvalidTimestamp:
     kind = error.kafka_error
     if isinstance(error, RejectedRecords):
-        return _rejected(error, f"{topic}-{index}")
+        return rejected(error, f"{topic}-{index}")
     if kind == "CORRUPT_MESSAGE":
         return CorruptRecord(str(error))
     if kind == "UNSUPPORTED_COMPRESSION_TYPE":
         return UnsupportedCompressionType(str(error))
     return InvalidRecord(str(error))
-
-
-def _rejected(error: RejectedRecords, topic_partition: str) -> InvalidRecord | InvalidTimestamp:
-    """The refused records in Kafka's words (LogValidator.processRecordErrors):
-    the batch's message, and each record's with its topic partition where
-    Kafka names it. Only a refused batch gets here: accepted ones cost nothing."""
-    where = f" in topic partition {topic_partition}"
-    errors = tuple(
-        (i, message + where if message == NO_KEY_MESSAGE else message)
-        for i, message in error.record_errors
-    )
-    if error.kafka_error == "INVALID_TIMESTAMP":
-        return InvalidTimestamp(
-            "One or more records have been rejected due to invalid timestamp", errors
-        )
-    shown = ", ".join(f"RecordError(batchIndex={i}, message='{m}')" for i, m in errors[:3])
-    return InvalidRecord(
-        f"One or more records have been rejected due to {error.total} record errors in "
-        f"total, and only showing the first three errors at most: [{shown}]",
-        errors,
-    )

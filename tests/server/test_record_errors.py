@@ -16,7 +16,18 @@ from kafka import KafkaProducer
 from kafka.errors import InvalidRecordError, InvalidTimestampError
 from kafka.errors import KafkaError as PyKafkaError
 
+import native
+from native.records import RecordSpec, TimestampType
 from tests.server.conftest import ServerProcess, quiet_librdkafka
+from tests.server.test_bombs import (
+    INVALID_TIMESTAMP,
+    NONE,
+    T0,
+    answer,
+    new_topic,
+    produce,
+)
+from tests.server.wire import Wire
 
 TIMEOUT = 30.0
 
@@ -108,3 +119,36 @@ def test_librdkafka_reports_the_batchs_code(
     [(error, _)] = reports
     assert error is not None and error.code() == code, error
     assert not error.retriable()
+
+
+def test_a_producers_log_append_time_batch_is_refused_record_by_record(
+    kafka_server: ServerProcess,
+) -> None:
+    """On a LogAppendTime topic the broker stamps the time: a batch claiming
+    LogAppendTime itself gets INVALID_TIMESTAMP, every record named (Kafka's
+    LogValidator.validateTimestamp). A CreateTime batch is stamped instead."""
+    specs = [RecordSpec(T0, b"k", b"one"), RecordSpec(T0, None, b"")]
+    claimed = native.encode_batch(specs, timestamp_type=TimestampType.LOG_APPEND_TIME)
+    with Wire(kafka_server.bootstrap) as wire:
+        topic = new_topic(wire, message_timestamp_type="LogAppendTime")
+        refused = answer(wire, produce(topic, claimed))
+        assert refused.error_code == INVALID_TIMESTAMP
+        assert refused.error_message == (
+            "One or more records have been rejected due to invalid timestamp"
+        )
+        assert [(e.batch_index, e.batch_index_error_message) for e in refused.record_errors] == [
+            (
+                0,
+                f"Invalid timestamp type in message DefaultRecord(offset=0, timestamp={T0}, "
+                "key=1 bytes, value=3 bytes). Producer should not set timestamp type to "
+                "LogAppendTime.",
+            ),
+            (
+                1,
+                f"Invalid timestamp type in message DefaultRecord(offset=1, timestamp={T0}, "
+                "key=0 bytes, value=0 bytes). Producer should not set timestamp type to "
+                "LogAppendTime.",
+            ),
+        ]
+        accepted = answer(wire, produce(topic, native.encode_batch(specs)))
+        assert (accepted.error_code, accepted.base_offset) == (NONE, 0)
