@@ -8,7 +8,9 @@ without error. Real clients against ``tidelog serve``."""
 from __future__ import annotations
 
 import asyncio
+import datetime
 import re
+import time
 
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -18,7 +20,10 @@ from kafka import KafkaConsumer
 
 import engine
 from engine.errors import InvalidTopic, TopicExists
+from engine.protocol.apis import request_schema
 from tests.server.conftest import ServerProcess, quiet_librdkafka
+from tests.server.test_long_poll import cpu_seconds
+from tests.server.wire import Wire, build
 
 TIMEOUT = 30.0
 INTERNAL = ["__consumer_offsets", "__transaction_state"]
@@ -127,3 +132,55 @@ def test_the_embedded_api_reserves_the_names_too(tmp_path: object) -> None:
             with opened.producer() as producer, pytest.raises(InvalidTopic, match="internal"):
                 producer.send(name, b"v")
         assert opened.list_topics() == []
+
+
+@pytest.mark.parametrize("version", [12, 13])
+def test_a_fetch_of_an_internal_topic_alone_waits_asleep_and_answers_empty(
+    kafka_server: ServerProcess, version: int
+) -> None:
+    """Nothing ever arrives in an internal topic here: a long poll on it
+    alone waits out max_wait without spinning, then answers an empty
+    partition, by name (v12) or by the id Metadata gave (v13)."""
+    with Wire(kafka_server.bootstrap, timeout=10) as wire:
+        metadata = wire.request(
+            build(request_schema(3, 12), topics=[{"name": "__consumer_offsets"}])
+        )
+        [described] = metadata.topics
+        assert described.is_internal and described.topic_id is not None
+        request = build(
+            request_schema(1, version),
+            replica_id=-1,
+            max_wait=datetime.timedelta(milliseconds=1000),
+            min_bytes=1,
+            max_bytes=1024 * 1024,
+            session_epoch=-1,
+            topics=[
+                {
+                    "topic": "__consumer_offsets",
+                    "topic_id": described.topic_id,
+                    "partitions": [
+                        {
+                            "partition": 0,
+                            "current_leader_epoch": -1,
+                            "fetch_offset": 0,
+                            "last_fetched_epoch": -1,
+                            "log_start_offset": -1,
+                            "partition_max_bytes": 1024 * 1024,
+                        }
+                    ],
+                }
+            ],
+        )
+        before = cpu_seconds(kafka_server)
+        started = time.monotonic()
+        response = wire.request(request)
+        waited = time.monotonic() - started
+        used = cpu_seconds(kafka_server) - before
+    [topic_response] = response.responses
+    [partition] = topic_response.partitions
+    assert (partition.error_code, partition.high_watermark, partition.log_start_offset) == (0, 0, 0)
+    assert not partition.records
+    assert waited >= 0.9, "the Fetch returned before max_wait with nothing"
+    # Asleep, the wait costs the server next to no CPU; re-reading the empty
+    # partition in a loop cost a fifth of the wait and more.
+    assert used < 0.1 * waited, f"the server used {used:.2f} s of CPU in a {waited:.2f} s wait"
