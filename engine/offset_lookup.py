@@ -66,6 +66,11 @@ def max_timestamp_offset(leader: Partition) -> OffsetAndTimestamp | None:
         found = leader.offset_for_timestamp(largest, include_control=True)
         if found is not None:
             return found
+        if leader.log_end_offset > leader.high_watermark:
+            # Appended, not yet durable: that is where the largest timestamp
+            # is, and it cannot be answered yet (Kafka answers none as well,
+            # the offset not being below the high watermark).
+            return None
     remaining = _largest_remaining_timestamp(leader)
     if remaining is None:
         return None
