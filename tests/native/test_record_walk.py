@@ -252,3 +252,49 @@ def test_c_and_python_agree_on_valid_batches(
 ) -> None:
     batch = _pure.encode_batch(specs, compression=codec)
     assert _outcome(C_IMPL, batch, **rule_kwargs) == _outcome(_pure, batch, **rule_kwargs)
+
+
+# -- record rules against a model: which records each rule refuses ---------------
+
+ruled_records = st.lists(
+    st.tuples(st.booleans(), st.sampled_from([-1, T0 - 100, T0 - 1, T0, T0 + 1, T0 + 100])),
+    min_size=1,
+    max_size=40,
+)
+
+
+@settings(max_examples=200)
+@given(ruled_records, codecs, st.booleans(), st.booleans())
+def test_both_implementations_name_the_records_the_model_refuses(
+    records: list[tuple[bool, int]], codec: Compression, require_keys: bool, bounded: bool
+) -> None:
+    """Kafka's order: a missing key first, else a timestamp outside
+    [T0 - 1, T0 + 1] (but -1, no timestamp, passes); the C extension and the
+    pure twin name the same indexes, with the same messages, and pick the
+    same error class."""
+    specs = [RecordSpec(ts, b"k" if keyed else None, b"v") for keyed, ts in records]
+    batch = _pure.encode_batch(specs, compression=codec)
+    bounds: dict[str, int] = {"min_timestamp": T0 - 1, "max_timestamp": T0 + 1} if bounded else {}
+    keyless = [i for i, (keyed, _) in enumerate(records) if require_keys and not keyed]
+    late = [
+        i
+        for i, (_, ts) in enumerate(records)
+        if bounded and i not in keyless and ts != -1 and not T0 - 1 <= ts <= T0 + 1
+    ]
+    outcomes = []
+    for implementation in [_pure] + ([C_IMPL] if C_IMPL is not None else []):
+        try:
+            implementation.validate_batches(batch, require_keys=require_keys, **bounds)
+            outcomes.append(None)
+        except RejectedRecords as error:
+            outcomes.append((type(error), error.record_errors, error.total))
+    assert len(set(outcomes)) == 1
+    if not keyless and not late:
+        assert outcomes[0] is None
+        return
+    assert outcomes[0] is not None
+    kind, named, total = outcomes[0]
+    assert [i for i, _ in named] == sorted(keyless + late)
+    assert total == len(keyless) + len(late)
+    assert kind is (RejectedTimestamps if late else RejectedRecords)
+    assert all(m == NO_KEY_MESSAGE for i, m in named if i in keyless)
