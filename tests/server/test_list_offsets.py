@@ -15,6 +15,9 @@ from typing import Any
 import pytest
 from confluent_kafka import IsolationLevel, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
+from kafka import KafkaAdminClient
+from kafka import TopicPartition as PyTopicPartition
+from kafka.admin import OffsetSpec as PyOffsetSpec
 
 import engine
 import native
@@ -199,3 +202,34 @@ def test_list_offsets_versions_up_to_10_are_advertised(served: Served) -> None:
         )
     [entry] = [key for key in versions.api_keys if key.api_key == 2]
     assert (entry.min_version, entry.max_version) == (1, 10)
+
+
+def test_kafka_pythons_offset_specs(served: Served) -> None:
+    """kafka-python's admin list_partition_offsets, every special spec at once."""
+    served.engine.create_topic("t", 1)
+    served.produce("t", T0 + 3, T0 + 8, T0 + 8, T0 + 1)
+    assert served.engine.flush(TIMEOUT)
+    served.produce("t", T0 + 2)
+    where = PyTopicPartition("t", 0)
+    admin = KafkaAdminClient(bootstrap_servers=served.server.bootstrap)
+    try:
+        found = {
+            spec: admin.list_partition_offsets({where: spec})[where]
+            for spec in (
+                PyOffsetSpec.EARLIEST,
+                PyOffsetSpec.LATEST,
+                PyOffsetSpec.MAX_TIMESTAMP,
+                PyOffsetSpec.EARLIEST_LOCAL,
+                PyOffsetSpec.LATEST_TIERED,
+            )
+        }
+    finally:
+        admin.close()
+    offsets = {spec.name: (result.offset, result.timestamp) for spec, result in found.items()}
+    assert offsets == {
+        "EARLIEST": (0, -1),
+        "LATEST": (5, -1),
+        "MAX_TIMESTAMP": (1, T0 + 8),
+        "EARLIEST_LOCAL": (0, -1),  # uploaded, and still in the log cache
+        "LATEST_TIERED": (3, -1),  # the first batch was uploaded, the second not
+    }
