@@ -1,8 +1,9 @@
 """ListOffsets' special timestamps over a real socket, answered as Kafka 4.x
 answers them: MAX_TIMESTAMP (-3) through confluent-kafka's AdminClient,
-EARLIEST_LOCAL (-4) and LATEST_TIERED (-5) with raw v9 / v10 requests, as
-the partition's records move from the WAL and the log cache to object
-storage and the engine reopens from the bucket."""
+EARLIEST_LOCAL (-4) and LATEST_TIERED (-5) with raw v9 / v10 requests and
+kafka-python's list_partition_offsets, as the partition's records move from
+the WAL and the log cache to object storage and the engine reopens from the
+bucket."""
 
 from __future__ import annotations
 
