@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import uuid
 
-from engine.offset_lookup import EARLIEST, EARLIEST_LOCAL, LATEST
+from engine.offset_lookup import EARLIEST, EARLIEST_LOCAL, EARLIEST_PENDING_UPLOAD, LATEST
 from engine.partition import PartitionFetch
 from engine.protocol.kafka_code import KafkaCode
 
@@ -60,8 +60,9 @@ def internal_fetch(
 
 def internal_list_offset(partition: int, timestamp: int) -> tuple[KafkaCode, int]:
     """ListOffsets of an internal topic's partition: (error code, offset);
-    the log start, the end and the local start are all 0; nothing is found
-    by time or tiered."""
+    the log start, the end, the local start and the first offset pending
+    upload are all 0; nothing is found by time or tiered."""
     if not 0 <= partition < INTERNAL_TOPIC_PARTITIONS:
         return KafkaCode.UNKNOWN_TOPIC_OR_PARTITION, -1
-    return KafkaCode.NONE, 0 if timestamp in (LATEST, EARLIEST, EARLIEST_LOCAL) else -1
+    known = (LATEST, EARLIEST, EARLIEST_LOCAL, EARLIEST_PENDING_UPLOAD)
+    return KafkaCode.NONE, 0 if timestamp in known else -1

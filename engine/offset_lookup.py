@@ -11,6 +11,9 @@ them, once uploaded, in object storage, so Kafka's tiered-storage names
   that timestamp; transaction markers count, as in Kafka;
 - EARLIEST_LOCAL (-4): the first offset readable without object storage;
 - LATEST_TIERED (-5): the last offset in committed objects (-1: none yet);
+- EARLIEST_PENDING_UPLOAD (-6): the first offset not yet in committed
+  objects (KIP-1023; the log start if none was uploaded, the log end if all
+  was);
 - any other timestamp: the first record at or after it.
 
 Offsets found by time are answered only below the end the isolation level
@@ -30,6 +33,11 @@ EARLIEST = -2
 MAX_TIMESTAMP = -3
 EARLIEST_LOCAL = -4
 LATEST_TIERED = -5
+EARLIEST_PENDING_UPLOAD = -6
+
+FIRST_VERSION = {MAX_TIMESTAMP: 7, EARLIEST_LOCAL: 8, LATEST_TIERED: 9, EARLIEST_PENDING_UPLOAD: 11}
+"""The ListOffsets version that introduced each special timestamp: an older
+request naming one is answered UNSUPPORTED_VERSION (Kafka's ReplicaManager)."""
 
 NOT_FOUND = OffsetAndTimestamp(-1, -1)
 
@@ -42,6 +50,9 @@ def list_offset(leader: Partition, timestamp: int, committed: bool) -> OffsetAnd
         return OffsetAndTimestamp(leader.store.local_start_offset(leader.stream_id), -1)
     if timestamp == LATEST_TIERED:
         return OffsetAndTimestamp(leader.store.remote_end_offset(leader.stream_id) - 1, -1)
+    if timestamp == EARLIEST_PENDING_UPLOAD:
+        remote_end = leader.store.remote_end_offset(leader.stream_id)
+        return OffsetAndTimestamp(max(remote_end, leader.log_start_offset), -1)
     end = leader.last_stable_offset if committed else leader.high_watermark
     if timestamp == LATEST:
         return OffsetAndTimestamp(end, -1)

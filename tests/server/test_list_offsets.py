@@ -33,6 +33,8 @@ TIMEOUT = 30.0
 T0 = 1_700_000_000_000
 EARLIEST_LOCAL = -4
 LATEST_TIERED = -5
+EARLIEST_PENDING_UPLOAD = -6
+UNSUPPORTED_VERSION = 35
 NO_UPLOADS = StreamStoreConfig(upload_interval_s=3600, compaction_interval_s=3600)
 
 
@@ -196,13 +198,40 @@ def test_earliest_local_and_latest_tiered_follow_the_uploads(served: Served, ver
     assert served.wire_offset("t", -3, version) == (0, 0, T0)
 
 
-def test_list_offsets_versions_up_to_10_are_advertised(served: Served) -> None:
+def test_earliest_pending_upload_follows_the_uploads(served: Served) -> None:
+    served.engine.create_topic("t", 1)
+    assert served.wire_offset("t", EARLIEST_PENDING_UPLOAD, 11) == (0, 0, -1)
+    served.produce("t", T0, T0, T0)
+    assert served.wire_offset("t", EARLIEST_PENDING_UPLOAD, 11) == (0, 0, -1)
+    assert served.engine.flush(TIMEOUT)
+    assert served.wire_offset("t", EARLIEST_PENDING_UPLOAD, 11) == (0, 3, -1)
+    served.produce("t", T0)
+    assert served.wire_offset("t", EARLIEST_PENDING_UPLOAD, 11) == (0, 3, -1)
+    served.engine.delete_records("t", 0, 4)  # the log start passes the uploads
+    assert served.wire_offset("t", EARLIEST_PENDING_UPLOAD, 11) == (0, 4, -1)
+
+
+@pytest.mark.parametrize(
+    ("timestamp", "first"),
+    [(-3, 7), (EARLIEST_LOCAL, 8), (LATEST_TIERED, 9), (EARLIEST_PENDING_UPLOAD, 11)],
+)
+def test_a_special_timestamp_older_than_its_version_is_unsupported(
+    served: Served, timestamp: int, first: int
+) -> None:
+    """Kafka's ReplicaManager: the partition is answered UNSUPPORTED_VERSION."""
+    served.engine.create_topic("t", 1)
+    served.produce("t", T0)
+    assert served.wire_offset("t", timestamp, first - 1) == (UNSUPPORTED_VERSION, -1, -1)
+    assert served.wire_offset("t", timestamp, first)[0] == 0
+
+
+def test_list_offsets_versions_up_to_11_are_advertised(served: Served) -> None:
     with Wire(served.server.bootstrap) as wire:
         versions = wire.request(
             build(request_schema(18, 3), client_software_name="t", client_software_version="1")
         )
     [entry] = [key for key in versions.api_keys if key.api_key == 2]
-    assert (entry.min_version, entry.max_version) == (1, 10)
+    assert (entry.min_version, entry.max_version) == (1, 11)
 
 
 def test_kafka_pythons_offset_specs(served: Served) -> None:

@@ -193,6 +193,7 @@ from kio.schema.list_offsets.v7.request import ListOffsetsRequest as ListOffsets
 from kio.schema.list_offsets.v8.request import ListOffsetsRequest as ListOffsetsRequestV8
 from kio.schema.list_offsets.v9.request import ListOffsetsRequest as ListOffsetsRequestV9
 from kio.schema.list_offsets.v10.request import ListOffsetsRequest as ListOffsetsRequestV10
+from kio.schema.list_offsets.v11.request import ListOffsetsRequest as ListOffsetsRequestV11
 from kio.schema.list_transactions.v0.request import (
     ListTransactionsRequest as ListTransactionsRequestV0,
 )
@@ -284,6 +285,7 @@ ListOffsetsRequest: TypeAlias = (
     | ListOffsetsRequestV8
     | ListOffsetsRequestV9
     | ListOffsetsRequestV10
+    | ListOffsetsRequestV11
 )
 
 MetadataRequest: TypeAlias = (
