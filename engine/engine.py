@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, overload
 
-from engine import clock, exit_close
+from engine import clock, exit_close, offset_lookup
 from engine.acks import Acks
 from engine.broker_config import BrokerConfigs, engine_static
 from engine.catalog import Catalog
@@ -37,9 +37,10 @@ from engine.client.transactional_producer import TransactionalProducer
 from engine.clock import SYSTEM, Clock
 from engine.config import TopicConfig, normalize_all
 from engine.data_waiters import DataWaiters
-from engine.errors import EngineClosed, EngineError, UnknownTopic
+from engine.errors import EngineClosed, EngineError, InvalidTopic, UnknownTopic
 from engine.groups import ConsumerLag, GroupConfig, GroupCoordinator, consumer_lag
 from engine.groups.topic_subscriptions import TopicInfo
+from engine.internal_topics import append_refusal, is_internal_topic
 from engine.log_cleaner import LogCleaner
 from engine.maintenance import Maintenance
 from engine.partition import AppendResult, OffsetAndTimestamp, Partition, PartitionFetch
@@ -54,8 +55,8 @@ from s3stream import CloseReport, ObjectStore, S3StreamError, StreamStore, Strea
 
 log = logging.getLogger("tidelog.engine")
 
-EARLIEST = -2
-LATEST = -1
+EARLIEST = offset_lookup.EARLIEST
+LATEST = offset_lookup.LATEST
 READ_UNCOMMITTED = "read_uncommitted"
 READ_COMMITTED = "read_committed"
 
@@ -338,6 +339,8 @@ class Engine:
         if topic not in self._registry.topics:  # a dict read needs no lock; creating one does
             with self._lock:
                 if topic not in self._registry.topics:
+                    if auto_create and is_internal_topic(topic):
+                        raise InvalidTopic(append_refusal(topic))
                     if not (auto_create and self.broker_configs.auto_create_topics) or self._closed:
                         raise UnknownTopic(topic)
                     self.create_topic(topic)
@@ -452,20 +455,16 @@ class Engine:
         timestamp: int,
         isolation_level: str = READ_UNCOMMITTED,
     ) -> OffsetAndTimestamp:
-        """ListOffsets: -2 earliest, -1 latest, else the first offset whose
-        timestamp is >= ``timestamp`` (offset -1 if there is none). Read
-        committed, the latest offset is the last stable offset, and only
+        """ListOffsets: -2 earliest, -1 latest, -3 the record with the largest
+        timestamp, -4 the first offset held locally, -5 the last offset in
+        object storage, else the first offset whose timestamp is >=
+        ``timestamp`` (offset -1 if there is none); see engine.offset_lookup.
+        Read committed, the latest offset is the last stable offset, and only
         offsets below it are found by time (as in Kafka)."""
         committed = _read_committed(isolation_level)
         leader = self.partition(topic, partition)
-        if timestamp == EARLIEST:
-            return OffsetAndTimestamp(leader.log_start_offset, -1)
-        end = leader.last_stable_offset if committed else leader.high_watermark
-        if timestamp == LATEST:
-            return OffsetAndTimestamp(end, -1)
         with store_errors():
-            found = leader.offset_for_timestamp(timestamp)
-        return found if found is not None and found.offset < end else OffsetAndTimestamp(-1, -1)
+            return offset_lookup.list_offset(leader, timestamp, committed)
 
     def delete_records(self, topic: str, partition: int, offset: int) -> int:
         """DeleteRecords: moves the log start to ``offset`` (-1: the high

@@ -35,6 +35,7 @@ from engine.errors import (
 )
 from engine.partition_txns import AbortedTxn, PartitionTransactions
 from engine.producer_state import ProducerStateTable
+from engine.record_errors import log_append_time_refused, rejected
 from engine.time_index import TimeIndex
 from native import (
     BatchError,
@@ -273,7 +274,7 @@ class Partition:
                 require_keys=config.compact,
             )
         except BatchError as error:
-            raise _batch_error(error, self.topic) from error
+            raise _batch_error(error, self.topic, self.index) from error
         if not headers:
             raise InvalidRecord("a produce request must carry at least one record batch")
         for header in headers:
@@ -283,6 +284,9 @@ class Partition:
                 raise InvalidRecord("clients may not append control batches")
             if header.is_transactional and header.producer_id < 0:
                 raise InvalidRecord("a transactional batch needs a producer id")
+            if config.log_append_time and header.timestamp_type == TimestampType.LOG_APPEND_TIME:
+                batch = memoryview(data)[header.position : header.position + header.size]
+                raise log_append_time_refused(batch, self.max_inflated)
         codec = self._recompress_to(headers)
         if codec is not None:
             buffer = self._recompress(data, headers, codec)
@@ -452,10 +456,13 @@ class Partition:
             self.topic, self.index, offset, self.log_start_offset, self.high_watermark
         )
 
-    def offset_for_timestamp(self, timestamp: int) -> OffsetAndTimestamp | None:
+    def offset_for_timestamp(
+        self, timestamp: int, include_control: bool = False
+    ) -> OffsetAndTimestamp | None:
         """The first record whose timestamp is >= ``timestamp`` (None: no such
-        record yet). Starts from the time index, so it reads at most about one
-        index interval of batches before the answer."""
+        record yet); transaction markers count only with ``include_control``.
+        Starts from the time index, so it reads at most about one index
+        interval of batches before the answer."""
         start = self.log_start_offset
         with self.lock:
             hint = self.time_index.start_for(timestamp)
@@ -468,7 +475,7 @@ class Partition:
                 offset = self.log_start_offset  # retention moved the start meanwhile
                 continue
             for payload in fetched.records:
-                found = self._first_at_or_after(payload, offset, timestamp)
+                found = self._first_at_or_after(payload, offset, timestamp, include_control)
                 if found is not None:
                     return found
             if fetched.next_offset <= offset:
@@ -649,15 +656,17 @@ class Partition:
         return -1, -1
 
     def _first_at_or_after(
-        self, payload: bytes | memoryview, offset: int, timestamp: int
+        self, payload: bytes | memoryview, offset: int, timestamp: int, include_control: bool
     ) -> OffsetAndTimestamp | None:
         view = memoryview(payload)
         for header in native.scan_batches(view):
             if header.last_offset < offset or header.max_timestamp < timestamp:
                 continue
-            if header.is_control:
+            if header.is_control and not include_control:
                 continue
-            if header.timestamp_type == TimestampType.LOG_APPEND_TIME:
+            if header.is_control or header.timestamp_type == TimestampType.LOG_APPEND_TIME:
+                # A marker batch holds one record; a log-append-time batch's
+                # records all carry its max timestamp.
                 return OffsetAndTimestamp(max(offset, header.base_offset), header.max_timestamp)
             batch = view[header.position : header.position + header.size]
             try:
@@ -688,13 +697,10 @@ def inflation_limit(config: TopicConfig) -> int:
     return max(INFLATION_FACTOR * config.max_message_bytes, MIN_INFLATION_LIMIT)
 
 
-def _batch_error(error: BatchError, topic: str) -> InvalidRecord | InvalidTimestamp:
+def _batch_error(error: BatchError, topic: str, index: int) -> InvalidRecord | InvalidTimestamp:
     kind = error.kafka_error
     if isinstance(error, RejectedRecords):
-        errors = error.record_errors
-        if kind == "INVALID_TIMESTAMP":
-            return InvalidTimestamp(f"{topic}: {error}", errors)
-        return InvalidRecord(f"{topic}: {error}", errors)
+        return rejected(error, f"{topic}-{index}")
     if kind == "CORRUPT_MESSAGE":
         return CorruptRecord(str(error))
     if kind == "UNSUPPORTED_COMPRESSION_TYPE":

@@ -28,6 +28,7 @@ from engine.errors import (
     UnknownTopic,
 )
 from engine.gc_pause import collector_paused
+from engine.internal_topics import is_internal_topic
 from engine.store_errors import store_errors
 from engine.topics import Topic, TopicRegistry
 from engine.types import NewTopic, PartitionInfo, TopicDescription
@@ -131,6 +132,8 @@ class TopicAdmin:
         count = self.default_partitions() if topic.partitions in (None, -1) else topic.partitions
         assert count is not None
         _check_topic_name(topic.name)
+        if is_internal_topic(topic.name):
+            raise TopicExists(topic.name)  # Kafka's: it exists, as Metadata says
         if count < 1:
             raise InvalidPartitions(f"a topic needs at least 1 partition, not {count}")
         if topic.replication_factor not in (1, -1):

@@ -16,6 +16,7 @@ import crc32c as _crc32c_lib
 
 from native import compression
 from native.errors import (
+    NO_KEY_MESSAGE,
     CorruptBatch,
     InflationLimitExceeded,
     InvalidBatchLength,
@@ -36,6 +37,7 @@ from native.records import (
     LENGTH_PREFIX,
     MAX_INFLATED,
     MAX_RECORD_ERRORS,
+    NO_TIMESTAMP,
     TIMESTAMP_TYPE_BIT,
     TRANSACTIONAL_BIT,
     BatchHeader,
@@ -346,6 +348,7 @@ def _walk_batch(buf: memoryview, header: BatchHeader, rules: _Rules, limit: int)
             f"batch at {header.position}: {refused.total} records refused: {record_errors[0][1]}",
             position=header.position,
             record_errors=record_errors,
+            total=refused.total,
         )
 
 
@@ -451,15 +454,19 @@ def _walk_records(area: memoryview, base: int, header: BatchHeader, rules: _Rule
             timestamp = header.max_timestamp
         else:
             timestamp = _wrap64(header.base_timestamp + timestamp_delta)
-        # As Kafka's LogValidator: a missing key first, then the timestamp.
+        # As Kafka's LogValidator: a missing key first, then the timestamp;
+        # a record without one (-1, NO_TIMESTAMP) is not held to the bounds.
         if rules.require_keys and key_length == -1:
-            refused.add((i, f"record {i} has no key; a compacted topic needs one"), timestamp=False)
-        elif rules.check_timestamps and not (
-            rules.min_timestamp <= timestamp <= rules.max_timestamp
+            refused.add((i, NO_KEY_MESSAGE), timestamp=False)
+        elif (
+            rules.check_timestamps
+            and timestamp != NO_TIMESTAMP
+            and not (rules.min_timestamp <= timestamp <= rules.max_timestamp)
         ):
+            offset = _wrap64(header.base_offset + offset_delta)
             message = (
-                f"record {i}: timestamp {timestamp} is outside "
-                f"[{rules.min_timestamp}, {rules.max_timestamp}]"
+                f"Timestamp {timestamp} of message with offset {offset} is out of range. "
+                f"The timestamp should be within [{rules.min_timestamp}, {rules.max_timestamp}]"
             )
             refused.add((i, message), timestamp=True)
     if pos != end:

@@ -78,6 +78,10 @@ class InflationLimitExceeded(BatchError):
     snappy block declares)."""
 
 
+NO_KEY_MESSAGE = "Compacted topic cannot accept message without key"
+"""A keyless record's error on a compacted topic: Kafka's words, to which the
+engine adds " in topic partition <topic>-<partition>" as Kafka does."""
+
 RecordError = tuple[int, str]
 """(index of the record in its batch, why it was refused): KIP-467's
 batch_index and batch_index_error_message."""
@@ -85,7 +89,9 @@ batch_index and batch_index_error_message."""
 
 class RejectedRecords(BatchError):
     """Records of a well-formed batch break the topic's rules (a compacted
-    topic's key); ``record_errors`` names each, as Kafka's LogValidator does."""
+    topic's key); ``record_errors`` names each, in Kafka's LogValidator's
+    words, and ``total`` counts them all (only the first MAX_RECORD_ERRORS
+    are named)."""
 
     kafka_error = "INVALID_RECORD"
 
@@ -95,14 +101,16 @@ class RejectedRecords(BatchError):
         *,
         position: int,
         record_errors: tuple[RecordError, ...],
+        total: int | None = None,
         expected: int | None = None,
         found: int | None = None,
     ) -> None:
         super().__init__(message, position=position, expected=expected, found=found)
         self.record_errors = record_errors
+        self.total = len(record_errors) if total is None else total
 
     def facts(self) -> tuple[object, ...]:
-        return (*super().facts(), self.record_errors)
+        return (*super().facts(), self.record_errors, self.total)
 
 
 class RejectedTimestamps(RejectedRecords):

@@ -20,6 +20,9 @@ MAX_INFLATED = 32 * 1024 * 1024
 """The most a compressed batch may inflate to when the caller names no limit
 (the engine names its topic's: docs/record-batch.md, "Inflation limit")."""
 
+NO_TIMESTAMP = -1
+"""A record timestamp of -1: none given (Kafka's RecordBatch.NO_TIMESTAMP)."""
+
 MAX_RECORD_ERRORS = 1000
 """The refused records a batch's RejectedRecords names one by one (the rest
 are counted): a batch can refuse millions of tiny records, and each name

@@ -163,6 +163,11 @@ class LogCache:
 
     # -- reading ------------------------------------------------------------
 
+    def first_offset(self, stream_id: int) -> int | None:
+        """The first offset of the stream still cached (None: none is)."""
+        cache = self._streams.get(stream_id)
+        return cache.batches[0].base_offset if cache is not None and cache.batches else None
+
     def covers(self, stream_id: int, offset: int) -> bool:
         cache = self._streams.get(stream_id)
         return cache is not None and cache.batches[0].base_offset <= offset

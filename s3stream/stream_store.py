@@ -270,6 +270,16 @@ class StreamStore:
         meta = self.manifest.state.streams.get(stream_id)
         return meta.end_offset if meta is not None else 0
 
+    def local_start_offset(self, stream_id: int) -> int:
+        """The first offset readable without object storage: from the log
+        cache, which holds everything not yet uploaded (and what it has not
+        evicted since). The end offset if nothing is cached."""
+        with self._state.lock:
+            stream = self._state.stream_locked(stream_id)
+            first = self._state.cache.first_offset(stream_id)
+            local = stream.end_offset if first is None else min(first, stream.end_offset)
+            return max(local, stream.start_offset)
+
     def committed_ranges(self, stream_id: int) -> list[tuple[int, int]]:
         """The stream's ranges in committed objects, ``[(start, end)]`` in
         offset order, but those wholly below its start offset: the boundaries

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import native
 from engine import clock
 from engine.client.delivery import DeliveryFuture
-from engine.client.partitioner import StickyPartitioner, partition_for_key
+from engine.client.partitioner import DEFAULT_PARTITIONER, StickyPartitioner, key_partitioner
 from engine.errors import EngineClosed, EngineError
 from engine.partition import AppendResult
 from engine.types import Header, RecordMetadata, TopicPartition
@@ -67,8 +67,10 @@ class Producer:
         idempotent: bool = True,
         max_queued_bytes: int = 64 * 1024 * 1024,
         max_in_flight: int = 5,
+        partitioner: str = DEFAULT_PARTITIONER,
     ) -> None:
         self._engine = engine
+        self.partitioner = key_partitioner(partitioner)
         self.batch_size = batch_size
         self.linger_s = linger_ms / 1000
         self.compression = int(
@@ -166,10 +168,10 @@ class Producer:
             )
             if count == 1:
                 partition = 0
-            elif key_bytes is None:
-                partition = self._sticky.partition(topic, count, size)
             else:
-                partition = partition_for_key(key_bytes, count)
+                partition = self.partitioner.partition(key_bytes, count)
+                if partition is None:
+                    partition = self._sticky.partition(topic, count, size)
         tp = self._partitions.get((topic, partition))
         if tp is None:
             # Raises for an unknown partition; a produce may create the topic.

@@ -245,7 +245,7 @@ static int valid_utf8(const uint8_t *s, int64_t n) {
 }
 
 static int add_record_error(tl_record_errors *errors, int32_t index, tl_record_fault fault,
-                            int64_t timestamp) {
+                            int64_t timestamp, int64_t offset) {
     errors->total++;
     if (fault == TL_BAD_TIMESTAMP) errors->timestamps = 1;
     if (errors->count == TL_MAX_RECORD_ERRORS) return 0;
@@ -256,7 +256,7 @@ static int add_record_error(tl_record_errors *errors, int32_t index, tl_record_f
         errors->items = grown;
         errors->cap = cap;
     }
-    errors->items[errors->count++] = (tl_record_error){index, fault, timestamp};
+    errors->items[errors->count++] = (tl_record_error){index, fault, timestamp, offset};
     return 0;
 }
 
@@ -335,13 +335,15 @@ int tl_walk_records(const uint8_t *area, int64_t end, int64_t base, const tl_hea
         int64_t timestamp = (h->attributes & TL_TIMESTAMP_TYPE_BIT)
                                 ? h->max_timestamp
                                 : (int64_t)((uint64_t)h->base_timestamp + (uint64_t)timestamp_delta);
-        /* As Kafka's LogValidator: a missing key first, then the timestamp. */
+        /* As Kafka's LogValidator: a missing key first, then the timestamp;
+         * a record without one (-1, NO_TIMESTAMP) is not held to the bounds. */
+        int64_t offset = (int64_t)((uint64_t)h->base_offset + (uint64_t)offset_delta);
         int rc = 0;
         if (rules->require_keys && key_length == -1) {
-            rc = add_record_error(errors, i, TL_NO_KEY, timestamp);
-        } else if (rules->check_timestamps &&
+            rc = add_record_error(errors, i, TL_NO_KEY, timestamp, offset);
+        } else if (rules->check_timestamps && timestamp != TL_NO_TIMESTAMP &&
                    (timestamp < rules->min_timestamp || timestamp > rules->max_timestamp)) {
-            rc = add_record_error(errors, i, TL_BAD_TIMESTAMP, timestamp);
+            rc = add_record_error(errors, i, TL_BAD_TIMESTAMP, timestamp, offset);
         }
         if (rc != 0) return -2;
     }

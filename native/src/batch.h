@@ -88,11 +88,15 @@ typedef struct {
 
 typedef enum { TL_NO_KEY = 1, TL_BAD_TIMESTAMP } tl_record_fault;
 
+/* A record timestamp of -1: none given (Kafka's RecordBatch.NO_TIMESTAMP). */
+#define TL_NO_TIMESTAMP (-1)
+
 /* One record that breaks a rule: Kafka's per-record error (KIP-467). */
 typedef struct {
     int32_t index;
     tl_record_fault fault;
     int64_t timestamp;
+    int64_t offset; /* baseOffset + offsetDelta, as Kafka's message names it */
 } tl_record_error;
 
 /* The refused records named one by one: a batch can refuse millions of tiny

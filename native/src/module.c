@@ -176,12 +176,14 @@ static void raise_record_errors(const tl_header *h, const tl_record_errors *erro
     PyObject *items = PyTuple_New((Py_ssize_t)errors->count);
     for (size_t i = 0; items && i < errors->count; i++) {
         const tl_record_error *e = &errors->items[i];
+        /* Kafka's LogValidator words (the engine adds the topic partition
+         * to the first: native.records.NO_KEY_MESSAGE). */
         PyObject *text =
             e->fault == TL_NO_KEY
-                ? PyUnicode_FromFormat("record %d has no key; a compacted topic needs one",
-                                       (int)e->index)
-                : PyUnicode_FromFormat("record %d: timestamp %lld is outside [%lld, %lld]",
-                                       (int)e->index, (long long)e->timestamp,
+                ? PyUnicode_FromString("Compacted topic cannot accept message without key")
+                : PyUnicode_FromFormat("Timestamp %lld of message with offset %lld is out of "
+                                       "range. The timestamp should be within [%lld, %lld]",
+                                       (long long)e->timestamp, (long long)e->offset,
                                        (long long)rules->min_timestamp,
                                        (long long)rules->max_timestamp);
         PyObject *pair = text ? Py_BuildValue("(iN)", (int)e->index, text) : NULL;
@@ -197,8 +199,8 @@ static void raise_record_errors(const tl_header *h, const tl_record_errors *erro
     PyObject *args = Py_BuildValue("(N)", PyUnicode_FromFormat("batch at %lld: %lld records refused: %U",
                                                          (long long)h->position,
                                                          (long long)errors->total, first));
-    PyObject *kwargs = Py_BuildValue("{s:L,s:O}", "position", (long long)h->position,
-                                     "record_errors", items);
+    PyObject *kwargs = Py_BuildValue("{s:L,s:O,s:L}", "position", (long long)h->position,
+                                     "record_errors", items, "total", (long long)errors->total);
     if (args && kwargs) {
         PyObject *exc = PyObject_Call(cls, args, kwargs);
         if (exc) {

@@ -137,4 +137,4 @@ def test_a_batch_error_becomes_the_engine_error_of_its_kafka_code(
         error: BatchError = cls("refused", position=0, record_errors=((0, "why"),))
     else:
         error = cls("refused", position=0)
-    assert _batch_error(error, "t").code is KafkaCode[cls.kafka_error]
+    assert _batch_error(error, "t", 0).code is KafkaCode[cls.kafka_error]

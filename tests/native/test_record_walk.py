@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from native import _pure, compression
 from native.errors import (
+    NO_KEY_MESSAGE,
     BatchError,
     InvalidRecord,
     InvalidRecordCount,
@@ -107,8 +108,8 @@ def test_keyless_records_are_named_for_a_compacted_topic(impl: ModuleType, codec
     assert type(caught.value) is RejectedRecords
     assert caught.value.kafka_error == "INVALID_RECORD"
     assert caught.value.record_errors == (
-        (1, "record 1 has no key; a compacted topic needs one"),
-        (3, "record 3 has no key; a compacted topic needs one"),
+        (1, NO_KEY_MESSAGE),
+        (3, NO_KEY_MESSAGE),
     )
 
 
@@ -120,7 +121,8 @@ def test_records_outside_the_timestamp_bounds_are_named(impl: ModuleType, codec:
     assert caught.value.kafka_error == "INVALID_TIMESTAMP"
     assert [index for index, _ in caught.value.record_errors] == [1, 2]
     assert caught.value.record_errors[1][1] == (
-        f"record 2: timestamp {T0 - 9} is outside [{T0 - 1}, {T0 + 1}]"
+        f"Timestamp {T0 - 9} of message with offset 2 is out of range. "
+        f"The timestamp should be within [{T0 - 1}, {T0 + 1}]"
     )
     assert impl.validate_batches(batch, min_timestamp=T0 - 9, max_timestamp=T0 + 5)
 
@@ -143,11 +145,10 @@ def test_a_batch_of_many_refused_records_names_a_bounded_number(
     assert [index for index, _ in errors] == list(range(MAX_RECORD_ERRORS))
     assert errors[-1] == (
         MAX_RECORD_ERRORS - 1,
-        f"record {MAX_RECORD_ERRORS - 1} has no key; a compacted topic needs one",
+        NO_KEY_MESSAGE,
     )
-    assert str(caught.value) == (
-        f"batch at 0: {count} records refused: record 0 has no key; a compacted topic needs one"
-    )
+    assert caught.value.total == count
+    assert str(caught.value) == f"batch at 0: {count} records refused: {NO_KEY_MESSAGE}"
 
 
 def test_a_missing_key_is_named_before_a_bad_timestamp(impl: ModuleType) -> None:
@@ -155,11 +156,35 @@ def test_a_missing_key_is_named_before_a_bad_timestamp(impl: ModuleType) -> None
     batch = _batch(Compression.LZ4, _area(SPECS), 3)
     with pytest.raises(RejectedTimestamps) as caught:
         impl.validate_batches(batch, require_keys=True, max_timestamp=T0 - 10)
-    bounds = f"[{-(2**63)}, {T0 - 10}]"
+    bounds = f"The timestamp should be within [{-(2**63)}, {T0 - 10}]"
     assert caught.value.record_errors == (
-        (0, f"record 0: timestamp {T0} is outside {bounds}"),
-        (1, "record 1 has no key; a compacted topic needs one"),
-        (2, f"record 2: timestamp {T0 - 9} is outside {bounds}"),
+        (0, f"Timestamp {T0} of message with offset 0 is out of range. {bounds}"),
+        (1, NO_KEY_MESSAGE),
+        (2, f"Timestamp {T0 - 9} of message with offset 2 is out of range. {bounds}"),
+    )
+
+
+@pytest.mark.parametrize("codec", [Compression.NONE, Compression.GZIP])
+def test_a_record_without_a_timestamp_is_not_held_to_the_bounds(
+    impl: ModuleType, codec: int
+) -> None:
+    """Kafka checks the bounds only for a timestamp other than -1 (NO_TIMESTAMP)."""
+    specs = [RecordSpec(-1, b"k", b"1"), RecordSpec(T0 + 10, b"k", b"2")]
+    batch = _batch(codec, _area(specs), 2)
+    with pytest.raises(RejectedTimestamps) as caught:
+        impl.validate_batches(batch, min_timestamp=T0 - 1, max_timestamp=T0 + 1)
+    assert [index for index, _ in caught.value.record_errors] == [1]
+    assert impl.validate_batches(_batch(codec, _area(specs[:1]), 1), min_timestamp=T0 - 1)
+
+
+def test_a_timestamp_error_names_the_records_offset(impl: ModuleType) -> None:
+    """As Kafka's message: the record's offset is baseOffset + offsetDelta."""
+    batch = bytearray(_batch(Compression.NONE, _area(SPECS), 3))
+    struct.pack_into(">q", batch, 0, 40)  # baseOffset 40 (CRC does not cover it)
+    with pytest.raises(RejectedTimestamps) as caught:
+        impl.validate_batches(bytes(batch), max_timestamp=T0 - 10)
+    assert caught.value.record_errors[1][1].startswith(
+        f"Timestamp {T0 + 5} of message with offset 41 is out of range."
     )
 
 
@@ -227,3 +252,49 @@ def test_c_and_python_agree_on_valid_batches(
 ) -> None:
     batch = _pure.encode_batch(specs, compression=codec)
     assert _outcome(C_IMPL, batch, **rule_kwargs) == _outcome(_pure, batch, **rule_kwargs)
+
+
+# -- record rules against a model: which records each rule refuses ---------------
+
+ruled_records = st.lists(
+    st.tuples(st.booleans(), st.sampled_from([-1, T0 - 100, T0 - 1, T0, T0 + 1, T0 + 100])),
+    min_size=1,
+    max_size=40,
+)
+
+
+@settings(max_examples=200)
+@given(ruled_records, codecs, st.booleans(), st.booleans())
+def test_both_implementations_name_the_records_the_model_refuses(
+    records: list[tuple[bool, int]], codec: Compression, require_keys: bool, bounded: bool
+) -> None:
+    """Kafka's order: a missing key first, else a timestamp outside
+    [T0 - 1, T0 + 1] (but -1, no timestamp, passes); the C extension and the
+    pure twin name the same indexes, with the same messages, and pick the
+    same error class."""
+    specs = [RecordSpec(ts, b"k" if keyed else None, b"v") for keyed, ts in records]
+    batch = _pure.encode_batch(specs, compression=codec)
+    bounds: dict[str, int] = {"min_timestamp": T0 - 1, "max_timestamp": T0 + 1} if bounded else {}
+    keyless = [i for i, (keyed, _) in enumerate(records) if require_keys and not keyed]
+    late = [
+        i
+        for i, (_, ts) in enumerate(records)
+        if bounded and i not in keyless and ts != -1 and not T0 - 1 <= ts <= T0 + 1
+    ]
+    outcomes = []
+    for implementation in [_pure] + ([C_IMPL] if C_IMPL is not None else []):
+        try:
+            implementation.validate_batches(batch, require_keys=require_keys, **bounds)
+            outcomes.append(None)
+        except RejectedRecords as error:
+            outcomes.append((type(error), error.record_errors, error.total))
+    assert len(set(outcomes)) == 1
+    if not keyless and not late:
+        assert outcomes[0] is None
+        return
+    assert outcomes[0] is not None
+    kind, named, total = outcomes[0]
+    assert [i for i, _ in named] == sorted(keyless + late)
+    assert total == len(keyless) + len(late)
+    assert kind is (RejectedTimestamps if late else RejectedRecords)
+    assert all(m == NO_KEY_MESSAGE for i, m in named if i in keyless)

@@ -275,10 +275,17 @@ def test_keyless_records_on_a_compacted_topic_are_named(
         topic = new_topic(wire, cleanup_policy="compact")
         refused = answer(wire, produce(topic, native.encode_batch(KEYLESS, compression=codec)))
         assert refused.error_code == INVALID_RECORD
+        # Kafka's LogValidator words, and its batch message (processRecordErrors).
+        message = f"Compacted topic cannot accept message without key in topic partition {topic}-0"
         assert [(e.batch_index, e.batch_index_error_message) for e in refused.record_errors] == [
-            (1, "record 1 has no key; a compacted topic needs one"),
-            (3, "record 3 has no key; a compacted topic needs one"),
+            (1, message),
+            (3, message),
         ]
+        assert refused.error_message == (
+            "One or more records have been rejected due to 2 record errors in total, and only "
+            f"showing the first three errors at most: [RecordError(batchIndex=1, message="
+            f"'{message}'), RecordError(batchIndex=3, message='{message}')]"
+        )
         keyed = [spec._replace(key=b"k") for spec in KEYLESS]
         accepted = answer(wire, produce(topic, native.encode_batch(keyed, compression=codec)))
         assert (accepted.error_code, accepted.base_offset) == (NONE, 0)
@@ -295,8 +302,12 @@ def test_records_outside_the_timestamp_bounds_are_named(
         refused = answer(wire, produce(topic, native.encode_batch(specs, compression=codec)))
         assert refused.error_code == INVALID_TIMESTAMP
         assert [e.batch_index for e in refused.record_errors] == [1]
-        assert f"timestamp {now - 7_200_000} is outside" in (
-            refused.record_errors[0].batch_index_error_message
+        assert refused.record_errors[0].batch_index_error_message.startswith(
+            f"Timestamp {now - 7_200_000} of message with offset 1 is out of range. "
+            "The timestamp should be within ["
+        )
+        assert refused.error_message == (
+            "One or more records have been rejected due to invalid timestamp"
         )
 
 

@@ -43,7 +43,7 @@ PREVIOUS_ADVERTISED = {
     # registered themselves (Produce listed from v0, see produce.py).
     0: (0, 11),
     1: (4, 15),
-    2: (1, 6),
+    2: (1, 11),
     3: (0, 12),
     8: (2, 9),
     9: (1, 9),

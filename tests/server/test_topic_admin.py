@@ -67,11 +67,12 @@ def delete_topics(names: list[str]) -> Any:
 
 
 def listed(wire: Wire, prefix: str) -> dict[str, int]:
-    """Topics whose name starts with ``prefix``: their partition counts."""
+    """Topics whose name starts with ``prefix``: their partition counts
+    (internal topics left out, as Kafka clients leave them out)."""
     return {
         t.name: len(t.partitions)
         for t in wire.request(all_metadata()).topics
-        if t.name.startswith(prefix)
+        if t.name.startswith(prefix) and not t.is_internal
     }
 
 

@@ -7,6 +7,7 @@ import logging
 from typing import Any
 
 from engine.errors import EngineError, TopicExists, error_code
+from engine.internal_topics import INTERNAL_TOPIC_IDS
 from engine.protocol.kafka_code import KafkaCode
 from engine.server import authorizer
 from engine.server.authorizer import ANONYMOUS, AUTHORIZED_OPERATIONS_OMITTED, ResourceType
@@ -43,7 +44,9 @@ def leader_epoch_error(context: RequestContext, current_leader_epoch: int) -> Ka
 
 def topic_names_by_id(context: RequestContext) -> dict[bytes, str]:
     engine = context.engine
-    return {engine.topic_id(name): name for name in engine.list_topics()}
+    by_id = {engine.topic_id(name): name for name in engine.list_topics()}
+    by_id.update((topic_id, name) for name, topic_id in INTERNAL_TOPIC_IDS.items())
+    return by_id
 
 
 def authorized_operations(

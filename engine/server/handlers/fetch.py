@@ -15,6 +15,7 @@ carries and under which session id.
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from kio.schema.fetch.v13.request import FetchTopic as FetchTopicV13
@@ -24,6 +25,7 @@ from kio.schema.fetch.v15.request import FetchTopic as FetchTopicV15
 from engine import clock
 from engine.engine import READ_COMMITTED, READ_UNCOMMITTED, Engine
 from engine.errors import EngineError, error_code
+from engine.internal_topics import internal_fetch, is_internal_topic
 from engine.partition import PartitionFetch
 from engine.protocol.apis import ApiKey
 from engine.protocol.kafka_code import KafkaCode
@@ -113,8 +115,11 @@ async def handle_fetch(context: RequestContext, request: FetchRequest) -> dict[s
         beyond = {
             TopicPartition(r.wanted.topic, r.wanted.partition): r.seen_end
             for r in reads
-            if r.wanted.topic is not None
+            if r.wanted.topic is not None and not is_internal_topic(r.wanted.topic)
         }
+        if not beyond:  # internal topics only: nothing will ever arrive
+            await asyncio.sleep(remaining)
+            continue
         if not await engine.wait_for_data_async(beyond, remaining):
             reads = await _read_all(context, wanted, max_bytes, committed, quiet)
             break
@@ -232,6 +237,12 @@ async def _read(
     epoch_error = leader_epoch_error(context, wanted.current_leader_epoch)
     if epoch_error != KafkaCode.NONE:
         return _failed(context, wanted, epoch_error)
+    if is_internal_topic(wanted.topic):
+        code, empty = internal_fetch(wanted.partition, wanted.offset, committed)
+        marks = -1 if empty is None else 0  # high watermark and log start of an empty log
+        outcome = PartitionOutcome(0, marks, marks, code)
+        found = empty if code == KafkaCode.NONE else None
+        return _Read(wanted, found, 0, wanted.offset, outcome, marks)
     try:
         fetched = await context.engine.fetch_async(
             wanted.topic,

@@ -5,7 +5,9 @@ partition; Metadata says so, with the leader epoch clients use to detect a
 restart (KIP-320). A Metadata request naming unknown topics, with
 auto-creation on, creates them all in one step on the admin thread
 (context.off_loop), within Kafka's bound of records per request; a
-response about many topics is built and encoded there too.
+response about many topics is built and encoded there too. Kafka's
+internal topic names are listed as internal and never auto-created
+(engine/internal_topics.py).
 """
 
 from __future__ import annotations
@@ -14,6 +16,12 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from engine.errors import EngineError, error_code
+from engine.internal_topics import (
+    INTERNAL_TOPIC_IDS,
+    INTERNAL_TOPIC_PARTITIONS,
+    INTERNAL_TOPICS,
+    is_internal_topic,
+)
 from engine.protocol.apis import ApiKey
 from engine.protocol.kafka_code import KafkaCode
 from engine.server.authorizer import AUTHORIZED_OPERATIONS_OMITTED, CLUSTER_NAME, ResourceType
@@ -59,7 +67,8 @@ def handle_metadata(context: RequestContext, request: MetadataRequest) -> Respon
         if refused is not None:
             return refused
     if requested is None or (context.version == 0 and not requested):
-        wanted: list[tuple[str | None, bytes]] = [(n, b"") for n in engine.list_topics()]
+        every = [*engine.list_topics(), *INTERNAL_TOPICS]
+        wanted: list[tuple[str | None, bytes]] = [(n, b"") for n in every]
     else:
         wanted = [(t.name, uuid_bytes(getattr(t, "topic_id", None))) for t in requested]
     if (
@@ -67,7 +76,11 @@ def handle_metadata(context: RequestContext, request: MetadataRequest) -> Respon
         and engine.broker_configs.auto_create_topics
     ):
         unknown = list(
-            dict.fromkeys(n for n, _ in wanted if n is not None and not engine.has_topic(n))
+            dict.fromkeys(
+                n
+                for n, _ in wanted
+                if n is not None and not engine.has_topic(n) and not is_internal_topic(n)
+            )
         )
         if unknown:
             return off_loop(
@@ -148,8 +161,12 @@ def _refuse_topic_ids(requested: Sequence[_RequestedTopic]) -> dict[str, Any] | 
 
 def _describe_topic(context: RequestContext, name: str) -> dict[str, Any]:
     engine = context.engine
+    internal = is_internal_topic(name)
     try:
-        topic_id, count = engine.topic_shape(name)
+        if internal:
+            topic_id, count = INTERNAL_TOPIC_IDS[name], INTERNAL_TOPIC_PARTITIONS
+        else:
+            topic_id, count = engine.topic_shape(name)
     except EngineError as error:
         return _topic_error(name, bytes(16), error_code(error))
     node = context.server.broker.node_id
@@ -170,7 +187,7 @@ def _describe_topic(context: RequestContext, name: str) -> dict[str, Any]:
         "error_code": KafkaCode.NONE,
         "name": name,
         "topic_id": topic_id,
-        "is_internal": False,
+        "is_internal": internal,
         "partitions": partitions,
         "topic_authorized_operations": AUTHORIZED_OPERATIONS_OMITTED,
     }

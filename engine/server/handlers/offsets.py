@@ -1,5 +1,6 @@
 """ListOffsets, OffsetForLeaderEpoch and DeleteRecords: a partition's
-offsets by position, time and leader epoch, and moving its log start."""
+offsets by position, time and leader epoch, and moving its log start.
+What each special ListOffsets timestamp names: engine/offset_lookup.py."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 from engine.engine import READ_COMMITTED, READ_UNCOMMITTED
 from engine.errors import EngineError, error_code
+from engine.internal_topics import internal_list_offset, is_internal_topic
+from engine.offset_lookup import FIRST_VERSION
 from engine.protocol.apis import ApiKey
 from engine.protocol.kafka_code import KafkaCode
 from engine.server.context import RequestContext
@@ -26,12 +29,17 @@ if TYPE_CHECKING:
 @handles(
     ApiKey.LIST_OFFSETS,
     1,
-    6,
+    11,
     notes={
         1: "one offset per partition: earliest (-2), latest (-1), by timestamp",
         2: "isolation level: latest is the last stable offset",
         4: "current leader epoch",
-        6: "flexible encoding (v7, MAX_TIMESTAMP, is not served)",
+        6: "flexible encoding",
+        7: "MAX_TIMESTAMP (-3): the first record with the largest timestamp (KIP-734)",
+        8: "EARLIEST_LOCAL (-4): the first offset readable without object storage",
+        9: "LATEST_TIERED (-5): the last offset in object storage, -1 if none (KIP-1005)",
+        10: "timeout_ms (KIP-1075): accepted; lookups answer without waiting on it",
+        11: "EARLIEST_PENDING_UPLOAD (-6): the first offset not yet in object storage (KIP-1023)",
     },
 )
 def handle_list_offsets(context: RequestContext, request: ListOffsetsRequest) -> dict[str, Any]:
@@ -42,8 +50,12 @@ def handle_list_offsets(context: RequestContext, request: ListOffsetsRequest) ->
         partitions = []
         for partition in topic.partitions:
             code = leader_epoch_error(context, getattr(partition, "current_leader_epoch", -1))
+            if context.version < FIRST_VERSION.get(partition.timestamp, 0):
+                code = KafkaCode.UNSUPPORTED_VERSION
             offset = timestamp = -1
-            if code == KafkaCode.NONE:
+            if code == KafkaCode.NONE and is_internal_topic(topic.name):
+                code, offset = internal_list_offset(partition.partition_index, partition.timestamp)
+            elif code == KafkaCode.NONE:
                 try:
                     found = engine.list_offset(
                         topic.name, partition.partition_index, partition.timestamp, isolation

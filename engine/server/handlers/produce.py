@@ -23,6 +23,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from engine.errors import EngineError, error_code
+from engine.internal_topics import is_internal_topic
 from engine.partition import AppendResult
 from engine.protocol.apis import ApiKey
 from engine.protocol.codec import body_offset
@@ -87,7 +88,9 @@ def handle_produce(context: RequestContext, request: ProduceRequest) -> Response
         unknown = [
             t.name
             for t in request.topics
-            if not engine.has_topic(t.name) and any(p.records is not None for p in t.partitions)
+            if not engine.has_topic(t.name)
+            and not is_internal_topic(t.name)  # refused below, never created
+            and any(p.records is not None for p in t.partitions)
         ]
         if unknown:  # rare (clients ask Metadata first, which creates them)
             refused = auto_create_topics(context, list(dict.fromkeys(unknown)))

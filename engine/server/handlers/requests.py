@@ -201,6 +201,11 @@ from kio.schema.list_offsets.v3.request import ListOffsetsRequest as ListOffsets
 from kio.schema.list_offsets.v4.request import ListOffsetsRequest as ListOffsetsRequestV4
 from kio.schema.list_offsets.v5.request import ListOffsetsRequest as ListOffsetsRequestV5
 from kio.schema.list_offsets.v6.request import ListOffsetsRequest as ListOffsetsRequestV6
+from kio.schema.list_offsets.v7.request import ListOffsetsRequest as ListOffsetsRequestV7
+from kio.schema.list_offsets.v8.request import ListOffsetsRequest as ListOffsetsRequestV8
+from kio.schema.list_offsets.v9.request import ListOffsetsRequest as ListOffsetsRequestV9
+from kio.schema.list_offsets.v10.request import ListOffsetsRequest as ListOffsetsRequestV10
+from kio.schema.list_offsets.v11.request import ListOffsetsRequest as ListOffsetsRequestV11
 from kio.schema.list_transactions.v0.request import (
     ListTransactionsRequest as ListTransactionsRequestV0,
 )
@@ -288,6 +293,11 @@ ListOffsetsRequest: TypeAlias = (
     | ListOffsetsRequestV4
     | ListOffsetsRequestV5
     | ListOffsetsRequestV6
+    | ListOffsetsRequestV7
+    | ListOffsetsRequestV8
+    | ListOffsetsRequestV9
+    | ListOffsetsRequestV10
+    | ListOffsetsRequestV11
 )
 
 MetadataRequest: TypeAlias = (
