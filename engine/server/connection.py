@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 from engine.protocol.codec import Parts, encode_response
 from engine.protocol.errors import ProtocolError, RequestTooLarge
 from engine.protocol.frames import RequestHeader, parse_header, read_size
+from engine.server.context import Identity
 from engine.server.dispatch import dispatch
 
 if TYPE_CHECKING:
@@ -87,6 +88,7 @@ class Connection(asyncio.BufferedProtocol):
         "_pending",
         "admitted",
         "closed",
+        "identity",
         "inflight_bytes",
         "last_active",
         "partial_since",
@@ -101,6 +103,8 @@ class Connection(asyncio.BufferedProtocol):
         self.transport: asyncio.Transport | None = None
         self.peer = "?"
         self.peer_host = "?"
+        self.identity = Identity()
+        """Who the peer is (its principal once it authenticates)."""
         self.admitted = False
         self._fd = -1
         self._head = b""
@@ -133,6 +137,7 @@ class Connection(asyncio.BufferedProtocol):
             self.peer = f"{peer[0]}:{peer[1]}"
         else:
             self.peer = self.peer_host = str(peer)
+        self.identity = Identity(host=self.peer_host)
         refusal = self.server.admit(self)
         if refusal is not None:
             log.warning("%s: refused: %s", self.peer, refusal)
@@ -326,7 +331,7 @@ class Connection(asyncio.BufferedProtocol):
             self.abort(error)
             return
         try:
-            header, result = dispatch(self.server.state, header, memoryview(frame))
+            header, result = dispatch(self.server.state, header, memoryview(frame), self.identity)
         except ProtocolError as error:
             self.abort(error)
             return

@@ -15,7 +15,7 @@ from engine.engine import Engine
 from engine.gc_pause import collector_paused
 from engine.protocol.codec import Encoded, encode_response
 from engine.protocol.frames import RequestHeader
-from engine.server.authorizer import AllowAll, Authorizer
+from engine.server.authorizer import ANONYMOUS, AllowAll, Authorizer
 from engine.server.config import ServerConfig
 from engine.server.fetch_sessions import FetchSessionCache
 
@@ -34,6 +34,21 @@ class Broker:
 
     def describe(self) -> dict[str, Any]:
         return {"node_id": self.node_id, "host": self.host, "port": self.port, "rack": None}
+
+
+@dataclass
+class Identity:
+    """Who is at the other end of a connection, as the authorizer sees it:
+    its principal (``User:ANONYMOUS`` until it authenticates), the listener
+    it came in on, and its address (for host-scoped ACLs)."""
+
+    principal: str = ANONYMOUS
+    listener: str = "PLAINTEXT"
+    host: str = "?"
+
+
+NOBODY = Identity()
+"""The identity of a request made in-process, not over a connection."""
 
 
 @dataclass
@@ -120,6 +135,7 @@ async def until_stopping(context: RequestContext, future: Future[T]) -> T:
 class RequestContext(NamedTuple):
     server: ServerState
     header: RequestHeader
+    identity: Identity = NOBODY
 
     @property
     def version(self) -> int:

@@ -16,13 +16,13 @@ from __future__ import annotations
 from engine.protocol.apis import ApiKey
 from engine.protocol.errors import UnsupportedRequest
 from engine.protocol.frames import RequestHeader
-from engine.server.context import RequestContext, Response, ServerState
+from engine.server.context import NOBODY, Identity, RequestContext, Response, ServerState
 from engine.server.handlers.api_versions import unsupported_api_versions
 from engine.server.handlers.registry import registration
 
 
 def dispatch(
-    state: ServerState, header: RequestHeader, frame: memoryview
+    state: ServerState, header: RequestHeader, frame: memoryview, identity: Identity = NOBODY
 ) -> tuple[RequestHeader, Response]:
     """Decodes and handles one request; returns the header to answer with
     (its version may differ, see above) and the handler's response."""
@@ -31,4 +31,4 @@ def dispatch(
         if header.api_key == ApiKey.API_VERSIONS:
             return header._replace(api_version=0), unsupported_api_versions()
         raise UnsupportedRequest(header.api_key, header.api_version)
-    return header, served.answer(RequestContext(state, header), frame)
+    return header, served.answer(RequestContext(state, header, identity), frame)
