@@ -554,7 +554,12 @@ def test_confluent_aiokafka_and_kafka_python_members_share_a_range_group(
         for member in members:
             assert {p for p, _, _ in member.records} == member.assignment
     finally:
-        for member in reversed(members):
+        # librdkafka first: a partition it gave up while its fetcher was
+        # still stopping, and that came back to it as others left, has been
+        # seen to deliver a stale fetch from offset 0 (librdkafka 2.16; its
+        # OffsetFetch had got the committed offset right). Leaving first,
+        # it never gets a partition back.
+        for member in members:
             member.stop()
     values = [value for member in members for _, _, value in member.records]
     assert sorted(values) == sorted(
