@@ -9,7 +9,7 @@ import os
 import pytest
 from hypothesis import HealthCheck, settings
 
-from tests.native_twin import in_pure_pass
+from tests.native_twin import given_the_c_extension, in_pure_pass
 
 settings.register_profile(
     "default",
@@ -36,5 +36,7 @@ settings.load_profile(os.environ.get("TIDELOG_HYPOTHESIS", "default"))
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if in_pure_pass(item.nodeid):
+        callspec = getattr(item, "callspec", None)
+        params = callspec.params if callspec is not None else {}
+        if in_pure_pass(item.nodeid) and not given_the_c_extension(params):
             item.add_marker(pytest.mark.native_twin)

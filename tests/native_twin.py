@@ -11,13 +11,18 @@ suite (group coordination, admin, the CLI, framing, limits, ...) runs the
 same Python whichever native/ is loaded, so one pass over it is enough.
 
 A test belongs to the pure pass when its node id starts with an entry of
-``PURE_PASS``; tests/conftest.py marks those ``native_twin`` and the pure pass
+``PURE_PASS`` and it is not handed the C extension itself as a parameter
+(tests/native/'s ``impl`` of ``c``: that case runs the same in both
+passes). tests/conftest.py marks those ``native_twin`` and the pure pass
 selects ``-m native_twin``. tests/test_native_twin.py keeps the list honest:
 every entry exists, and a test module that imports native/ is either in the
 pure pass or named in ``ONE_PASS_ONLY`` with the reason it need not be.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from types import ModuleType
 
 PURE_PASS: tuple[str, ...] = (
     # native/ against its own spec and the C against the pure twin.
@@ -54,6 +59,8 @@ ONE_PASS_ONLY: dict[str, str] = {
     "server's framing and decoding of requests",
     "tests/server/test_transactions_confluent.py": "builds its batches with native/; the "
     "markers' encoding is covered by tests/engine/test_transactions.py",
+    "tests/test_native_twin.py": "checks this selection; it names native/'s modules, "
+    "it does not run them",
 }
 
 
@@ -69,3 +76,12 @@ def _covers(entry: str, nodeid: str) -> bool:
     if "::" in entry:  # one test, with any parameters
         return nodeid == entry or nodeid.startswith(entry + "[")
     return nodeid.startswith(entry + "::")  # a module
+
+
+def given_the_c_extension(params: Mapping[str, object]) -> bool:
+    """Whether a test's parameters hand it native/'s C extension module
+    itself: it then tests the C whichever implementation is live."""
+    return any(
+        isinstance(value, ModuleType) and value.__name__ == "native._cnative"
+        for value in params.values()
+    )

@@ -4,11 +4,16 @@ whose outcome depends on native/, and names nothing that is not there."""
 from __future__ import annotations
 
 import ast
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from tests.native_twin import ONE_PASS_ONLY, PURE_PASS, in_pure_pass
+from native import _pure
+from tests.native.conftest import C_IMPL
+from tests.native_twin import ONE_PASS_ONLY, PURE_PASS, given_the_c_extension, in_pure_pass
 
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = ROOT / "tests"
@@ -108,3 +113,28 @@ def test_the_mark_is_on_exactly_the_selected_tests(request: pytest.FixtureReques
     marked = request.node.get_closest_marker("native_twin") is not None
     assert marked is in_pure_pass(request.node.nodeid)
     assert marked is False  # this module runs once, in the C pass
+
+
+def test_a_case_given_the_c_extension_runs_once_and_the_pure_case_twice() -> None:
+    assert not given_the_c_extension({"impl": _pure, "codec": 1})
+    assert not given_the_c_extension({})
+    if C_IMPL is not None:
+        assert given_the_c_extension({"impl": C_IMPL})
+
+
+def test_the_pure_pass_selects_the_pure_case_and_not_the_c_case() -> None:
+    listed = subprocess.run(
+        [
+            *(sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider"),
+            *("-m", "native_twin and not slow", "tests/native/test_golden.py"),
+        ],
+        cwd=ROOT,
+        env=os.environ | {"TIDELOG_PURE": "1"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout.splitlines()
+    cases = [line for line in listed if "::" in line]
+    assert any(case.endswith("[python]") for case in cases), cases
+    assert not any("[c]" in case or "[c-" in case or "-c]" in case for case in cases), cases
