@@ -1,10 +1,15 @@
-"""Suite-wide settings: hypothesis profiles sized for a 2-core CI machine."""
+"""Suite-wide settings: hypothesis profiles sized for a 2-core CI machine, and
+the ``native_twin`` mark on the tests the pure-Python pass runs
+(tests/native_twin.py)."""
 
 from __future__ import annotations
 
 import os
 
+import pytest
 from hypothesis import HealthCheck, settings
+
+from tests.native_twin import given_the_c_extension, in_pure_pass
 
 settings.register_profile(
     "default",
@@ -27,3 +32,11 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow],
 )
 settings.load_profile(os.environ.get("TIDELOG_HYPOTHESIS", "default"))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        params = callspec.params if callspec is not None else {}
+        if in_pure_pass(item.nodeid) and not given_the_c_extension(params):
+            item.add_marker(pytest.mark.native_twin)

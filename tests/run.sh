@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything the tests need into .venv and runs them all:
-# lint, types, then the suite once per native implementation (C and pure Python).
+# lint, types, then the suite with native/'s C extension and the tests that
+# depend on native/ again with its pure-Python twin.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,4 +34,11 @@ echo "== mypy --strict"; mypy
 
 python -c 'import native; assert native.IMPLEMENTATION == "c", "the C extension did not build"'
 echo "== pytest (native: C)"; pytest -q "$@"
-echo "== pytest (native: pure Python)"; TIDELOG_PURE=1 pytest -q -m "not slow" "$@"
+# The pure-Python pass shows native/'s twin gives the C's results, so it runs
+# only the tests marked native_twin: those whose outcome can depend on which
+# implementation is live (native/, the WAL's and s3stream's formats and
+# recovery, the engine's produce/fetch paths, one real client end to end).
+# tests/native_twin.py lists them and says why; tests/test_native_twin.py
+# fails when a module that imports native/ is left out without a reason.
+echo "== pytest (native: pure Python)"
+TIDELOG_PURE=1 pytest -q -m "native_twin and not slow" "$@"

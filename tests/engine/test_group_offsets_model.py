@@ -19,6 +19,7 @@ from engine.errors import GroupIdNotFound
 from engine.protocol.kafka_code import KafkaCode
 from engine.types import OffsetAndMetadata, TopicPartition
 from tests.engine.conftest import FAST_STORE
+from tests.long_runs import sized
 
 E = KafkaCode
 TIMEOUT = 10.0
@@ -96,7 +97,7 @@ class Model:
 
 
 @pytest.mark.slow
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=sized(50, 150), deadline=None)
 @given(steps)
 def test_committed_offsets_follow_the_model(program: list[tuple[Any, ...]]) -> None:
     root = Path(tempfile.mkdtemp(prefix="tidelog-groups-"))

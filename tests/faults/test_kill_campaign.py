@@ -5,7 +5,7 @@ trims run, and during the start itself: WAL replay and re-upload), and
 started again on the same port. At the end every acknowledged record is in
 the log once, at the offset its delivery report gave, in the order sent.
 
-On a local object store and on S3 (moto's server on loopback). 20 and 5
+On a local object store and on S3 (moto's server on loopback). 8 and 5
 cycles by default; ``TIDELOG_FAULTS=full`` runs 100 and 30 (a number runs
 that many of each); ``TIDELOG_FAULTS_SEED`` replays a run. Each run prints
 its seed and figures (run with ``-s`` to see them).
@@ -102,7 +102,7 @@ def config_file(root: Path) -> list[str]:
 def test_kill_campaign_on_a_local_object_store(tmp_path: Path) -> None:
     server = ServerProcess(tmp_path / "data", args=config_file(tmp_path))
     try:
-        run_campaign(server, campaign_size(20, 100), "local")
+        run_campaign(server, campaign_size(8, 100), "local")
     finally:
         server.kill()
 

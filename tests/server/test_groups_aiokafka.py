@@ -318,15 +318,24 @@ def test_members_come_and_go_under_load_without_loss_or_repeats(
                 await asyncio.wait_for(producer.stop(), TIMEOUT_S)
             return written
 
+        def reads_more(member: Member) -> Callable[[], bool]:
+            seen = len(member.records)
+            return lambda: len(member.records) > seen
+
         writer = asyncio.create_task(write())
         members: list[Member] = []
         try:
-            for _ in range(3):
+            # Each change waits for the members to have read since the last
+            # one, not for a fixed time: a rebalance takes longer on a loaded
+            # machine, and a member that leaves before it was assigned
+            # anything would have nothing to show.
+            for index in range(3):
                 members.append(await Member(bootstrap, group, topic, deliveries).start())
-                await asyncio.sleep(0.5)
-            for member in members[:2]:
+                await wait_until(reads_more(members[index]), f"member {index} reads")
+            for index, member in enumerate(members[:2]):
                 await member.stop()  # leaves
-                await asyncio.sleep(0.5)
+                reading = reads_more(members[2])
+                await wait_until(reading, f"the last member reads after member {index} left")
             changed.set()
             total = await asyncio.wait_for(writer, TIMEOUT_S)
             await wait_until(lambda: len(set(deliveries.values)) == total, "every record")

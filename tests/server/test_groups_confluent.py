@@ -23,6 +23,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -49,6 +50,7 @@ from tests.server.confluent_helpers import (
     create_topic,
     poll_until,
     produce,
+    wait_until,
 )
 from tests.server.conftest import ServerProcess, quiet_librdkafka
 from tests.server.wire import ConnectionClosed, Wire, build
@@ -163,7 +165,7 @@ def test_members_come_and_go_under_load_without_loss_or_repeats(
     revocation: every record is delivered, and none again once committed."""
     bootstrap = group_server.bootstrap
     group = f"load-{strategy}-{topic}"
-    partitions, total = 6, 3000
+    partitions = 6
     create_topic(bootstrap, topic, partitions)
     lock = threading.Lock()
     events: list[tuple[str, int, int]] = []  # ("deliver" | "commit", partition, offset)
@@ -203,36 +205,54 @@ def test_members_come_and_go_under_load_without_loss_or_repeats(
             consumer.close()
 
     def producer() -> None:
+        """Writes through every change of the members, and a while after."""
         client = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, **quiet_librdkafka()})
-        for i in range(total):
-            client.produce(topic, str(i).encode(), partition=i % partitions)
-            if i % 100 == 99:  # about 3 s of writing, through every change below
-                client.flush(TIMEOUT)
-                time.sleep(0.1)
+        bursts_after = 5
+        while bursts_after > 0:
+            if done_changing.is_set():
+                bursts_after -= 1
+            for _ in range(100):
+                client.produce(topic, str(written[0]).encode(), partition=written[0] % partitions)
+                written[0] += 1
+            client.flush(TIMEOUT)
+            time.sleep(0.1)
         assert client.flush(TIMEOUT) == 0
 
+    def reading(index: int) -> Callable[[], bool]:
+        seen = delivered[index]
+        return lambda: delivered[index] > seen
+
+    # Each change waits for the members to have read since the last one
+    # (not for a fixed time): a rebalance, cooperative-sticky's two rounds
+    # most of all, takes longer on a loaded machine, and a member that
+    # leaves before it was assigned anything would have nothing to show.
+    done_changing = threading.Event()
+    written = [0]
     stops = [threading.Event() for _ in range(3)]
     threads = [threading.Thread(target=member, args=(i, stop)) for i, stop in enumerate(stops)]
     writer = threading.Thread(target=producer)
     writer.start()
-    threads[0].start()
-    time.sleep(0.6)
-    threads[1].start()
-    time.sleep(0.6)
-    threads[2].start()
-    time.sleep(0.6)
-    stops[0].set()  # leaves
-    time.sleep(0.6)
-    stops[1].set()
-    assert writer.is_alive(), "the writing ended before the members stopped changing"
-    writer.join(TIMEOUT)
-    deadline = time.monotonic() + TIMEOUT
-    while len(values) < total and time.monotonic() < deadline:
-        time.sleep(0.1)
-    for stop in stops:
-        stop.set()
-    for thread in threads:
-        thread.join(TIMEOUT)
+    try:
+        try:
+            for index, thread in enumerate(threads):
+                thread.start()
+                wait_until(reading(index), f"member {index} reads after joining")
+            for index in (0, 1):
+                stops[index].set()  # leaves
+                threads[index].join(TIMEOUT)
+                wait_until(reading(2), f"the last member reads after member {index} left")
+        finally:
+            done_changing.set()
+            writer.join(TIMEOUT)
+        assert not writer.is_alive(), "the writer did not finish"
+        total = written[0]
+        wait_until(lambda: len(values) == total, "every record")
+    finally:
+        for stop in stops:
+            stop.set()
+        for thread in threads:
+            if thread.ident is not None:
+                thread.join(TIMEOUT)
     assert not errors, errors
     assert values == {str(i).encode() for i in range(total)}  # nothing lost
     assert all(delivered), delivered

@@ -1,0 +1,87 @@
+"""Which tests the pure-Python pass runs (``TIDELOG_PURE=1``, tests/run.sh).
+
+The suite runs twice: once on native/'s C extension and once on its
+pure-Python twin. The second pass is there to show that the twin gives the
+results the C gives, so it runs only the tests whose outcome can depend on
+which implementation is live: native/ itself, the formats and recovery of
+the WAL and of s3stream (their CRCs and record batches go through native/),
+the engine's produce, fetch, idempotence, transaction markers, compaction and
+validation, and one end-to-end pass through a real client. The rest of the
+suite (group coordination, admin, the CLI, framing, limits, ...) runs the
+same Python whichever native/ is loaded, so one pass over it is enough.
+
+A test belongs to the pure pass when its node id starts with an entry of
+``PURE_PASS`` and it is not handed the C extension itself as a parameter
+(tests/native/'s ``impl`` of ``c``: that case runs the same in both
+passes). tests/conftest.py marks those ``native_twin`` and the pure pass
+selects ``-m native_twin``. tests/test_native_twin.py keeps the list honest:
+every entry exists, and a test module that imports native/ is either in the
+pure pass or named in ``ONE_PASS_ONLY`` with the reason it need not be.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import ModuleType
+
+PURE_PASS: tuple[str, ...] = (
+    # native/ against its own spec and the C against the pure twin.
+    "tests/native/",
+    # Formats, CRCs and recovery of the WAL and of what object storage holds.
+    "tests/wal/",
+    "tests/s3stream/",
+    # The engine's produce and fetch paths, which validate, stamp, rewrite and
+    # decode record batches through native/.
+    "tests/engine/test_api.py",
+    "tests/engine/test_bombs.py",
+    "tests/engine/test_fresh_machine.py",
+    "tests/engine/test_idempotence.py",
+    "tests/engine/test_model.py",
+    "tests/engine/test_record_validation.py",
+    "tests/engine/test_state_log.py",
+    "tests/engine/test_transactions.py",
+    "tests/engine/test_txn_model.py",
+    "tests/engine/test_units.py",
+    "tests/engine/test_wal_damage.py",
+    # End to end: librdkafka over a real socket to `python -m engine serve`
+    # (which inherits TIDELOG_PURE), every codec both ways.
+    "tests/server/test_kcat.py::test_produce_and_consume_with_each_codec",
+)
+
+ONE_PASS_ONLY: dict[str, str] = {
+    "tests/bench/test_engine_bench.py": "checks the bench reports the implementation it ran on",
+    "tests/engine/test_kafka_code.py": "imports native/'s error classes, not its code",
+    "tests/server/test_bad_input.py": "builds its batches with native/; the server's answers "
+    "to them are the engine's, which the pure pass covers",
+    "tests/server/test_bombs.py": "the bombs of tests/engine/test_bombs.py, which the pure "
+    "pass runs, sent over a socket",
+    "tests/server/test_fuzz.py": "builds its batches with native/; what it tests is the "
+    "server's framing and decoding of requests",
+    "tests/server/test_transactions_confluent.py": "builds its batches with native/; the "
+    "markers' encoding is covered by tests/engine/test_transactions.py",
+    "tests/test_native_twin.py": "checks this selection; it names native/'s modules, "
+    "it does not run them",
+}
+
+
+def in_pure_pass(nodeid: str) -> bool:
+    """Whether the test with this node id (relative to the repository root,
+    as pytest names it) runs in the pure-Python pass."""
+    return any(_covers(entry, nodeid) for entry in PURE_PASS)
+
+
+def _covers(entry: str, nodeid: str) -> bool:
+    if entry.endswith("/"):  # a directory
+        return nodeid.startswith(entry)
+    if "::" in entry:  # one test, with any parameters
+        return nodeid == entry or nodeid.startswith(entry + "[")
+    return nodeid.startswith(entry + "::")  # a module
+
+
+def given_the_c_extension(params: Mapping[str, object]) -> bool:
+    """Whether a test's parameters hand it native/'s C extension module
+    itself: it then tests the C whichever implementation is live."""
+    return any(
+        isinstance(value, ModuleType) and value.__name__ == "native._cnative"
+        for value in params.values()
+    )

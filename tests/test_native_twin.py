@@ -1,0 +1,140 @@
+"""The pure-Python pass's selection (tests/native_twin.py) leaves out no test
+whose outcome depends on native/, and names nothing that is not there."""
+
+from __future__ import annotations
+
+import ast
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from native import _pure
+from tests.native.conftest import C_IMPL
+from tests.native_twin import ONE_PASS_ONLY, PURE_PASS, given_the_c_extension, in_pure_pass
+
+ROOT = Path(__file__).resolve().parents[1]
+TESTS = ROOT / "tests"
+
+
+def _test_modules() -> list[str]:
+    return sorted(
+        path.relative_to(ROOT).as_posix()
+        for path in TESTS.rglob("test_*.py")
+        if "node_modules" not in path.parts
+    )
+
+
+def _imports_native(module: str) -> bool:
+    tree = ast.parse((ROOT / module).read_text(), module)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import) and any(
+            alias.name.split(".")[0] == "native" for alias in node.names
+        ):
+            return True
+        if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "native":
+            return True
+    return False
+
+
+def _module_in_pure_pass(module: str) -> bool:
+    """Whether any test of the module runs in the pure pass."""
+    return in_pure_pass(f"{module}::any_test") or any(
+        entry.startswith(module + "::") for entry in PURE_PASS
+    )
+
+
+@pytest.mark.parametrize("entry", PURE_PASS)
+def test_every_entry_names_a_directory_a_module_or_a_test_that_exists(entry: str) -> None:
+    path, _, test = entry.partition("::")
+    assert (ROOT / path).exists(), f"{path} is in PURE_PASS but does not exist"
+    if entry.endswith("/"):
+        assert (ROOT / path).is_dir()
+    if test:
+        defined = {
+            node.name
+            for node in ast.parse((ROOT / path).read_text()).body
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+        }
+        assert test in defined, f"{path} has no test {test}"
+
+
+@pytest.mark.parametrize("module", sorted(ONE_PASS_ONLY))
+def test_every_exemption_names_a_module_that_exists_and_is_not_selected(module: str) -> None:
+    assert (ROOT / module).is_file(), f"{module} is in ONE_PASS_ONLY but does not exist"
+    assert not _module_in_pure_pass(module), f"{module} is both selected and exempted"
+
+
+def test_every_module_under_native_wal_and_s3stream_runs_in_the_pure_pass() -> None:
+    dependent = [
+        module
+        for module in _test_modules()
+        if module.startswith(("tests/native/", "tests/wal/", "tests/s3stream/"))
+    ]
+    assert dependent, "no test modules found under tests/native, tests/wal, tests/s3stream"
+    left_out = [module for module in dependent if not _module_in_pure_pass(module)]
+    assert left_out == []
+
+
+def test_a_module_importing_native_runs_in_the_pure_pass_or_says_why_not() -> None:
+    undecided = [
+        module
+        for module in _test_modules()
+        if _imports_native(module)
+        and not _module_in_pure_pass(module)
+        and module not in ONE_PASS_ONLY
+    ]
+    assert undecided == [], (
+        "these modules import native/: add them to PURE_PASS or, with a reason, "
+        "to ONE_PASS_ONLY in tests/native_twin.py"
+    )
+
+
+@pytest.mark.parametrize(
+    ("nodeid", "selected"),
+    [
+        ("tests/native/test_crc32c.py::test_x", True),
+        ("tests/native_other/test_x.py::test_x", False),
+        ("tests/engine/test_model.py::test_engine_matches_model", True),
+        ("tests/engine/test_model.py.bak::test_x", False),
+        ("tests/server/test_kcat.py::test_produce_and_consume_with_each_codec[gzip]", True),
+        ("tests/server/test_kcat.py::test_produce_and_consume_with_each_codec_again", False),
+        ("tests/server/test_kcat.py::test_consume_json_envelope", False),
+        ("tests/server/test_groups_confluent.py::test_x", False),
+    ],
+)
+def test_entries_select_a_directory_a_module_or_one_test(nodeid: str, selected: bool) -> None:
+    assert in_pure_pass(nodeid) is selected
+
+
+def test_the_mark_is_on_exactly_the_selected_tests(request: pytest.FixtureRequest) -> None:
+    marked = request.node.get_closest_marker("native_twin") is not None
+    assert marked is in_pure_pass(request.node.nodeid)
+    assert marked is False  # this module runs once, in the C pass
+
+
+def test_a_case_given_the_c_extension_runs_once_and_the_pure_case_twice() -> None:
+    assert not given_the_c_extension({"impl": _pure, "codec": 1})
+    assert not given_the_c_extension({})
+    if C_IMPL is not None:
+        assert given_the_c_extension({"impl": C_IMPL})
+
+
+def test_the_pure_pass_selects_the_pure_case_and_not_the_c_case() -> None:
+    listed = subprocess.run(
+        [
+            *(sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider"),
+            *("-m", "native_twin and not slow", "tests/native/test_golden.py"),
+        ],
+        cwd=ROOT,
+        env=os.environ | {"TIDELOG_PURE": "1"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout.splitlines()
+    cases = [line for line in listed if "::" in line]
+    assert any(case.endswith("[python]") for case in cases), cases
+    assert not any("[c]" in case or "[c-" in case or "-c]" in case for case in cases), cases
