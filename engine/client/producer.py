@@ -16,13 +16,13 @@ import threading
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import native
 from engine import clock
 from engine.client.delivery import DeliveryFuture
 from engine.client.partitioner import StickyPartitioner, partition_for_key
+from engine.client.producer_batch import ProducerBatch, Resolver
 from engine.errors import EngineClosed, EngineError
 from engine.partition import AppendResult
 from engine.types import Header, RecordMetadata, TopicPartition
@@ -31,7 +31,6 @@ from native import Compression, RecordSpec
 if TYPE_CHECKING:
     from engine.client.host import ClientHost
 
-Resolver = DeliveryFuture[RecordMetadata] | asyncio.Future[RecordMetadata]
 BATCH_OVERHEAD = 61 + 21
 """A batch header plus a record's worst-case framing, for size estimates."""
 
@@ -41,17 +40,6 @@ METADATA_MAX_AGE_S = 1.0
 """How long a topic's partition count is trusted before it is looked up again."""
 
 _CODECS = {"none": 0, "gzip": 1, "snappy": 2, "lz4": 3, "zstd": 4}
-
-
-@dataclass(slots=True)
-class _Batch:
-    """Records bound for one record batch, cut at ``batch_size`` as they are
-    sent (parallel lists: no object per record beyond its spec and future)."""
-
-    since: float
-    specs: list[RecordSpec] = field(default_factory=list)
-    resolvers: list[Resolver] = field(default_factory=list)
-    size: int = 0
 
 
 class Producer:
@@ -81,7 +69,7 @@ class Producer:
         self.max_queued_bytes = max_queued_bytes
         self.max_in_flight = max_in_flight
         self._sequences: dict[TopicPartition, int] = {}
-        self._queues: dict[TopicPartition, deque[_Batch]] = {}
+        self._queues: dict[TopicPartition, deque[ProducerBatch]] = {}
         self._queued_bytes = 0
         self._in_flight = 0
         self._batches_in_flight: dict[TopicPartition, int] = {}
@@ -185,7 +173,7 @@ class Producer:
             # sender has something to send (a full batch, or a first one).
             fresh = not queue or (queue[-1].size + size > self.batch_size and queue[-1].specs)
             if fresh:
-                queue.append(_Batch(clock.monotonic()))
+                queue.append(ProducerBatch(clock.monotonic()))
             batch = queue[-1]
             batch.specs.append(spec)
             batch.resolvers.append(resolver)
@@ -232,7 +220,7 @@ class Producer:
             return None
         return max(0.0005, min(waiting) + self.linger_s - clock.monotonic())
 
-    def _ready_batches(self) -> list[tuple[TopicPartition, _Batch]]:
+    def _ready_batches(self) -> list[tuple[TopicPartition, ProducerBatch]]:
         """Takes, per partition, its oldest batch if it is full or has
         lingered long enough (any batch when flushing or closing)."""
         now = clock.monotonic()
@@ -264,19 +252,22 @@ class Producer:
             self._changed.notify_all()
         return ready
 
-    def _send_batch(self, tp: TopicPartition, batch: _Batch) -> None:
+    def _send_batch(self, tp: TopicPartition, batch: ProducerBatch) -> None:
         sequence = self._sequences.get(tp, 0)
         resolvers = batch.resolvers
         try:
+            self._before_send(tp)
             encoded = native.encode_batch(
                 batch.specs,
                 compression=self.compression,
                 producer_id=self.producer_id,
                 producer_epoch=self.producer_epoch,
                 base_sequence=sequence if self.producer_id >= 0 else -1,
+                is_transactional=self._transactional,
             )
             future = self._engine.submit(tp.topic, tp.partition, bytearray(encoded))
         except (EngineError, ValueError) as error:
+            self._send_failed(error)
             self._settle(tp, resolvers, error)
             return
         self._sequences[tp] = (sequence + len(resolvers)) % (2**31)
@@ -284,6 +275,7 @@ class Producer:
         def durable(done: Future[AppendResult]) -> None:
             error = done.exception()
             if error is not None:
+                self._send_failed(error)
                 self._settle(tp, resolvers, error)
             else:
                 base, partition = done.result().base_offset, tp.partition
@@ -293,6 +285,16 @@ class Producer:
                 self._settle(tp, resolvers, written)
 
         future.add_done_callback(durable)
+
+    # Hooks of a transactional producer (engine/client/transactional_producer.py).
+    _transactional = False
+    """Batches are sent marked as part of a transaction."""
+
+    def _before_send(self, tp: TopicPartition) -> None:
+        """Called on the sender thread before a batch for ``tp`` is encoded."""
+
+    def _send_failed(self, error: BaseException) -> None:
+        """A batch failed, before or after it reached the engine."""
 
     def _settle(
         self,

@@ -18,17 +18,16 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
-import native
 from engine import clock
-from engine.client.producer import Producer, Resolver, _Batch
+from engine.client.producer import Producer
+from engine.client.producer_batch import Resolver
 from engine.errors import (
     ConcurrentTransactions,
     EngineError,
     InvalidTxnState,
 )
-from engine.partition import AppendResult
 from engine.protocol.kafka_code import KafkaCode
-from engine.types import Header, OffsetAndMetadata, RecordMetadata, TopicPartition
+from engine.types import Header, OffsetAndMetadata, TopicPartition
 
 if TYPE_CHECKING:
     from engine.client.host import ClientHost
@@ -187,47 +186,22 @@ class TransactionalProducer(Producer):
         self._check_in_transaction()
         super()._enqueue(topic, value, key, headers, partition, timestamp, resolver)
 
-    def _send_batch(self, tp: TopicPartition, batch: _Batch) -> None:
-        sequence = self._sequences.get(tp, 0)
-        resolvers = batch.resolvers
-        try:
-            if tp not in self._added:
-                self._request(
-                    lambda: self._coordinator.add_partitions(
-                        self.transactional_id, self.producer_id, self.producer_epoch, [tp]
-                    ),
-                    None,
-                )
-                self._added.add(tp)
-            encoded = native.encode_batch(
-                batch.specs,
-                compression=self.compression,
-                producer_id=self.producer_id,
-                producer_epoch=self.producer_epoch,
-                base_sequence=sequence,
-                is_transactional=True,
+    _transactional = True
+
+    def _before_send(self, tp: TopicPartition) -> None:
+        if tp not in self._added:
+            self._request(
+                lambda: self._coordinator.add_partitions(
+                    self.transactional_id, self.producer_id, self.producer_epoch, [tp]
+                ),
+                None,
             )
-            future = self._engine.submit(tp.topic, tp.partition, bytearray(encoded))
-        except (EngineError, ValueError) as error:
-            self._failed(error)
-            self._settle(tp, resolvers, error)
-            return
-        self._sequences[tp] = (sequence + len(resolvers)) % (2**31)
+            self._added.add(tp)
 
-        def durable(done: Future[AppendResult]) -> None:
-            error = done.exception()
-            if error is not None:
-                self._failed(error)
-                self._settle(tp, resolvers, error)
-            else:
-                base, partition = done.result().base_offset, tp.partition
-                self._settle(
-                    tp,
-                    resolvers,
-                    [RecordMetadata(partition, base + i) for i in range(len(resolvers))],
-                )
-
-        future.add_done_callback(durable)
+    def _send_failed(self, error: BaseException) -> None:
+        with self._state_lock:
+            if self._failure is None:
+                self._failure = error
 
     def _request(self, call: Callable[[], Future[Any]], timeout: float | None) -> Any:
         """A coordinator request, retried while the transactional id is busy
@@ -241,11 +215,6 @@ class TransactionalProducer(Producer):
                     if deadline is not None and clock.monotonic() >= deadline:
                         raise
                     time.sleep(0.01)
-
-    def _failed(self, error: BaseException) -> None:
-        with self._state_lock:
-            if self._failure is None:
-                self._failure = error
 
 
 def _remaining(deadline: float | None) -> float | None:
