@@ -157,7 +157,7 @@ class Engine:
             check_open=self._check_open,
             on_deleted=self.groups.on_topic_deleted,
         )
-        self._waiters = DataWaiters(self._registry)
+        self._waiters = DataWaiters(self._registry, self.clock)
         self._acks = Acks(self.store, self._waiters)
         self.transactions.start()
         self.store.add_listener(self._waiters.on_durable)

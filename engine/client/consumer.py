@@ -21,7 +21,6 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequenc
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Literal, overload
 
-from engine import clock
 from engine.client.assignors import assignor
 from engine.client.fetched_records import decode_fetched
 from engine.client.group_member import GroupMember
@@ -107,6 +106,8 @@ class Consumer:
         """read_committed: the high watermark of each partition's last fetch;
         a wait for data is a wait for the log to grow past it."""
         self._engine = engine
+        self._clock = engine.clock
+        """Poll timeouts and the auto-commit interval run on it."""
         self.auto_offset_reset = auto_offset_reset
         self.max_poll_records = max_poll_records
         self.max_partition_fetch_bytes = max_partition_fetch_bytes
@@ -134,7 +135,7 @@ class Consumer:
         """Called instead of on_revoke (if set) for partitions the consumer
         lost: it was no longer in the group's generation, so another member
         may own them already and their positions are not committed."""
-        self._next_auto_commit = clock.monotonic() + auto_commit_interval_ms / 1000
+        self._next_auto_commit = self._clock.monotonic() + auto_commit_interval_ms / 1000
         self._unstable = False
         self._member: GroupMember | None = None
         if group_id is not None:
@@ -150,6 +151,7 @@ class Consumer:
                 session_timeout_ms=session_timeout_ms,
                 rebalance_timeout_ms=max_poll_interval_ms,
                 heartbeat_interval_ms=heartbeat_interval_ms,
+                clock=engine.clock,
             )
         self._commits = (
             None
@@ -304,7 +306,7 @@ class Consumer:
 
     def _poll(self, timeout: float, max_records: int | None) -> Steps[list[ConsumerRecord]]:
         """poll and poll_async, as steps (engine/client/poll_steps.py)."""
-        deadline = clock.monotonic() + timeout
+        deadline = self._clock.monotonic() + timeout
         limit = max_records or self.max_poll_records
         self._check_open()
         self._polled()
@@ -315,7 +317,7 @@ class Consumer:
                 yield from self._fill()
             if self._next < len(self._buffer):
                 return self._take(limit)
-            remaining = deadline - clock.monotonic()
+            remaining = deadline - self._clock.monotonic()
             if remaining <= 0:
                 return []
             positions = self._wanted() if self._positions or rebalance is None else None
@@ -516,7 +518,7 @@ class Consumer:
         """At the start of a poll: the records handed out so far count as consumed."""
         if self._member is not None:
             self._member.polled()
-        now = clock.monotonic()
+        now = self._clock.monotonic()
         if self.group_id is not None and self.enable_auto_commit and now >= self._next_auto_commit:
             self._next_auto_commit = now + self.auto_commit_interval_ms / 1000
             self._auto_commit()

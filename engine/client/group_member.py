@@ -33,7 +33,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future
 from typing import TYPE_CHECKING
 
-from engine import clock
 from engine.client.assignors import (
     Assignor,
     RebalanceProtocol,
@@ -50,6 +49,7 @@ from engine.client.membership import (
     Step,
     group_error,
 )
+from engine.clock import SYSTEM, Clock
 from engine.errors import (
     EngineError,
     RebalanceInProgress,
@@ -89,6 +89,7 @@ class GroupMember:
         session_timeout_ms: int = 45_000,
         rebalance_timeout_ms: int = 300_000,
         heartbeat_interval_ms: int = 3000,
+        clock: Clock = SYSTEM,
     ) -> None:
         if not assignors:
             raise ValueError("a group member needs at least one partition assignment strategy")
@@ -103,6 +104,8 @@ class GroupMember:
         self._coordinator = coordinator
         self._partition_counts = partition_counts
         self._assignors = {a.name: a for a in assignors}
+        self._clock = clock
+        """The session, heartbeat and poll-interval timers run on it."""
         self._lock = threading.RLock()
         self._signal = threading.Event()
         """Wakes the member's thread. Futures settle on other threads (other
@@ -186,7 +189,7 @@ class GroupMember:
     def polled(self) -> None:
         """The consumer polled: the max.poll.interval.ms clock starts over."""
         with self._lock:
-            self._last_poll = clock.monotonic()
+            self._last_poll = self._clock.monotonic()
 
     def step(self) -> Step:
         """The next thing the consumer must do for the group, or None when
@@ -313,6 +316,8 @@ class GroupMember:
             self._thread = threading.Thread(
                 target=self._run, name=f"tidelog-group-{self.group_id}", daemon=True
             )
+            # A clock that jumps (a ManualClock) makes the thread look again.
+            self._clock.on_advance(self._wake)
             self._thread.start()
 
     def _send_join(self, reason: str) -> None:
@@ -374,7 +379,7 @@ class GroupMember:
             return 0.0
         if self.state != MemberState.STABLE:
             return None
-        now = clock.monotonic()
+        now = self._clock.monotonic()
         poll_deadline = self._last_poll + self.rebalance_timeout_ms / 1000
         if now >= poll_deadline:
             self._poll_timed_out()
@@ -433,7 +438,7 @@ class GroupMember:
                 )
                 self._assignment = []
             self.state = MemberState.STABLE
-            self._next_heartbeat = clock.monotonic() + self.heartbeat_interval_ms / 1000
+            self._next_heartbeat = self._clock.monotonic() + self.heartbeat_interval_ms / 1000
             log.info(
                 "group %s: %s is in generation %d with %d partitions",
                 self.group_id,

@@ -10,7 +10,6 @@ from collections.abc import Iterable, Mapping
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
-from engine import clock
 from engine.client.membership import group_error
 from engine.client.poll_steps import RETRY_BACKOFF_S
 from engine.errors import EngineError, UnknownPartition, UnknownTopic
@@ -122,6 +121,7 @@ class OffsetCommits:
         committed, an offset a transaction has pending is waited for (up to
         ``timeout``, then UnstableOffsetCommit)."""
         wanted = [TopicPartition(*tp) for tp in partitions]
+        clock = self._host.clock
         deadline = clock.monotonic() + timeout
         while True:
             answer = self._host.groups.fetch_offsets(

@@ -19,8 +19,7 @@ from concurrent.futures import Future
 from typing import TYPE_CHECKING
 
 import native
-from engine import clock
-from engine.client.delivery import DeliveryFuture
+from engine.client.delivery import DeliveryFuture, Waits
 from engine.client.partitioner import StickyPartitioner, partition_for_key
 from engine.client.producer_batch import ProducerBatch, Resolver
 from engine.errors import EngineClosed, EngineError
@@ -76,6 +75,12 @@ class Producer:
         self._sender_idle = False
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
+        self._clock = engine.clock
+        """Record timestamps, linger.ms and flush and delivery timeouts run on it."""
+        self._waits = Waits(self._changed, self._clock)
+        # Waits here are real waits bounded by the clock's remaining time; a
+        # clock that jumps (a ManualClock) wakes them to read it again.
+        self._clock.on_advance(self._clock_moved)
         self._closed = False
         self._flushing = False
         self._sticky = StickyPartitioner(batch_size)
@@ -98,7 +103,7 @@ class Producer:
         timestamp: int | None = None,
     ) -> DeliveryFuture[RecordMetadata]:
         """Queues a record; the future resolves to (partition, offset) once it is durable."""
-        resolver: DeliveryFuture[RecordMetadata] = DeliveryFuture(self._changed)
+        resolver: DeliveryFuture[RecordMetadata] = DeliveryFuture(self._waits)
         self._enqueue(topic, value, key, headers, partition, timestamp, resolver)
         return resolver
 
@@ -136,7 +141,7 @@ class Producer:
         spec = _new(
             RecordSpec,
             (
-                clock.time_ms() if timestamp is None else timestamp,
+                self._clock.time_ms() if timestamp is None else timestamp,
                 key_bytes,
                 value_bytes,
                 header_pairs,
@@ -150,7 +155,9 @@ class Producer:
         if partition is None:
             known = self._partition_counts.get(topic)
             count = (
-                known[0] if known and known[1] > clock.monotonic() else self._partition_count(topic)
+                known[0]
+                if known and known[1] > self._clock.monotonic()
+                else self._partition_count(topic)
             )
             if count == 1:
                 partition = 0
@@ -173,7 +180,7 @@ class Producer:
             # sender has something to send (a full batch, or a first one).
             fresh = not queue or (queue[-1].size + size > self.batch_size and queue[-1].specs)
             if fresh:
-                queue.append(ProducerBatch(clock.monotonic()))
+                queue.append(ProducerBatch(self._clock.monotonic()))
             batch = queue[-1]
             batch.specs.append(spec)
             batch.resolvers.append(resolver)
@@ -182,10 +189,14 @@ class Producer:
             if self._sender_idle and (fresh or batch.size >= self.batch_size):
                 self._changed.notify_all()
 
+    def _clock_moved(self) -> None:
+        with self._changed:
+            self._changed.notify_all()
+
     def _partition_count(self, topic: str) -> int:
         """The topic's partition count, looked up at most once a second (a
         Kafka client refreshes its metadata the same way)."""
-        now = clock.monotonic()
+        now = self._clock.monotonic()
         known = self._partition_counts.get(topic)
         if known is None or known[1] < now:
             known = self._partition_counts[topic] = (
@@ -218,12 +229,12 @@ class Producer:
         ]
         if not waiting or self.linger_s <= 0:
             return None
-        return max(0.0005, min(waiting) + self.linger_s - clock.monotonic())
+        return max(0.0005, min(waiting) + self.linger_s - self._clock.monotonic())
 
     def _ready_batches(self) -> list[tuple[TopicPartition, ProducerBatch]]:
         """Takes, per partition, its oldest batch if it is full or has
         lingered long enough (any batch when flushing or closing)."""
-        now = clock.monotonic()
+        now = self._clock.monotonic()
         ready = []
         for tp in list(self._queues):
             queue = self._queues[tp]
@@ -331,13 +342,13 @@ class Producer:
 
     def flush(self, timeout: float | None = None) -> bool:
         """Sends everything queued and waits until it is durable (or failed)."""
-        deadline = None if timeout is None else clock.monotonic() + timeout
+        deadline = None if timeout is None else self._clock.monotonic() + timeout
         with self._changed:
             self._flushing = True
             self._changed.notify_all()
             try:
                 while self._queues or self._in_flight:
-                    remaining = None if deadline is None else deadline - clock.monotonic()
+                    remaining = None if deadline is None else deadline - self._clock.monotonic()
                     if remaining is not None and remaining <= 0:
                         return False
                     self._changed.wait(remaining)

@@ -18,9 +18,9 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
-from engine import clock
 from engine.client.producer import Producer
 from engine.client.producer_batch import Resolver
+from engine.clock import Clock
 from engine.errors import (
     ConcurrentTransactions,
     EngineError,
@@ -76,15 +76,15 @@ class TransactionalProducer(Producer):
     def init_transactions(self, timeout: float | None = None) -> None:
         """Gets the transactional id's producer id and a new epoch (waiting
         while an older producer's open transaction is aborted)."""
-        deadline = None if timeout is None else clock.monotonic() + timeout
+        deadline = None if timeout is None else self._clock.monotonic() + timeout
         while True:
             try:
                 pid, epoch = self._coordinator.init_producer_id(
                     self.transactional_id, self.transaction_timeout_ms
-                ).result(_remaining(deadline))
+                ).result(_remaining(self._clock, deadline))
                 break
             except ConcurrentTransactions:
-                if deadline is not None and clock.monotonic() >= deadline:
+                if deadline is not None and self._clock.monotonic() >= deadline:
                     raise
                 time.sleep(0.02)
         with self._state_lock:
@@ -206,16 +206,16 @@ class TransactionalProducer(Producer):
     def _request(self, call: Callable[[], Future[Any]], timeout: float | None) -> Any:
         """A coordinator request, retried while the transactional id is busy
         (CONCURRENT_TRANSACTIONS is retriable)."""
-        deadline = None if timeout is None else clock.monotonic() + timeout
+        deadline = None if timeout is None else self._clock.monotonic() + timeout
         with self._requests:
             while True:
                 try:
-                    return call().result(_remaining(deadline))
+                    return call().result(_remaining(self._clock, deadline))
                 except ConcurrentTransactions:
-                    if deadline is not None and clock.monotonic() >= deadline:
+                    if deadline is not None and self._clock.monotonic() >= deadline:
                         raise
                     time.sleep(0.01)
 
 
-def _remaining(deadline: float | None) -> float | None:
+def _remaining(clock: Clock, deadline: float | None) -> float | None:
     return None if deadline is None else max(deadline - clock.monotonic(), 0.0)

@@ -132,15 +132,18 @@ def control_batches(
 
 
 def values(e: engine.Engine, topic: str, isolation_level: str, partitions: int = 1) -> list[bytes]:
-    """Every value the embedded consumer returns from the log start."""
+    """Every value the embedded consumer returns from the log start up to
+    the end its isolation level reads to (on any clock: polls never wait)."""
+    tps = [TopicPartition(topic, p) for p in range(partitions)]
+    ends = {tp: e.list_offset(topic, tp.partition, -1, isolation_level).offset for tp in tps}
+    deadline = time.monotonic() + TIMEOUT
     with e.consumer(auto_offset_reset="earliest", isolation_level=isolation_level) as consumer:
-        consumer.assign([(topic, p) for p in range(partitions)])
+        consumer.assign(tps)
         out: list[bytes] = []
-        while True:
-            got = consumer.poll(timeout=0.2)
-            if not got:
-                return out
-            out += [r.value for r in got if r.value is not None]
+        while any(consumer.position(tp) < ends[tp] for tp in tps):
+            assert time.monotonic() < deadline, "the consumer never reached the end"
+            out += [r.value for r in consumer.poll(timeout=0) if r.value is not None]
+        return out
 
 
 def wait_for(condition: Callable[[], bool], what: str, timeout: float = TIMEOUT) -> None:
