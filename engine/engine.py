@@ -260,9 +260,7 @@ class Engine:
     ) -> None:
         """Sets (or, with None, removes) topic config overrides. Not
         incremental: the given configs replace every override (AlterConfigs)."""
-        self._admin.alter_configs(
-            name, configs, incremental=incremental, validate_only=validate_only
-        )
+        self._admin.alter_configs(name, configs, incremental, validate_only)
 
     def list_topics(self) -> list[str]:
         return sorted(list(self._registry.topics))

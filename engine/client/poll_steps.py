@@ -14,7 +14,7 @@ import asyncio
 from collections.abc import Generator, Mapping
 from concurrent import futures
 from concurrent.futures import Future
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, NamedTuple, Protocol, TypeVar
 
 from engine.partition import PartitionFetch
 from engine.types import TopicPartition
@@ -46,34 +46,47 @@ Steps = Generator[Wait[Any], Any, T]
 
 def run(steps: Steps[T]) -> T:
     """Runs ``steps`` on this thread; a wait's error is raised inside them."""
-    answer: Any = None
-    error: BaseException | None = None
-    while True:
+    driver = _Driver(steps)
+    while (wait := driver.next_wait()) is not None:
         try:
-            wait = steps.send(answer) if error is None else steps.throw(error)
-        except StopIteration as done:
-            return done.value  # type: ignore[no-any-return]
-        answer, error = None, None
-        try:
-            answer = wait.run()
+            driver.answer = wait.run()
         except Exception as failure:
-            error = failure
+            driver.error = failure
+    return driver.result
 
 
 async def run_async(steps: Steps[T]) -> T:
     """Runs ``steps`` on the running event loop, never blocking it."""
-    answer: Any = None
-    error: BaseException | None = None
-    while True:
+    driver = _Driver(steps)
+    while (wait := driver.next_wait()) is not None:
         try:
-            wait = steps.send(answer) if error is None else steps.throw(error)
-        except StopIteration as done:
-            return done.value  # type: ignore[no-any-return]
-        answer, error = None, None
-        try:
-            answer = await wait.run_async()
+            driver.answer = await wait.run_async()
         except Exception as failure:
-            error = failure
+            driver.error = failure
+    return driver.result
+
+
+class _Driver(Generic[T]):
+    """Hands a wait's answer (or error) back to the steps and takes the next wait."""
+
+    def __init__(self, steps: Steps[T]) -> None:
+        self.steps = steps
+        self.answer: Any = None
+        self.error: BaseException | None = None
+        self.result: T
+
+    def next_wait(self) -> Wait[Any] | None:
+        """The next wait; None once the steps returned (``result``)."""
+        try:
+            if self.error is None:
+                wait = self.steps.send(self.answer)
+            else:
+                wait = self.steps.throw(self.error)
+        except StopIteration as done:
+            self.result = done.value
+            return None
+        self.answer, self.error = None, None
+        return wait
 
 
 class Fetch(NamedTuple):
