@@ -82,6 +82,8 @@ class Producer:
         # clock that jumps (a ManualClock) wakes them to read it again.
         self._clock.on_advance(self._clock_moved)
         self._closed = False
+        self._accepting = True
+        """Sends are taken (a transactional producer's only in a transaction)."""
         self._flushing = False
         self._sticky = StickyPartitioner(batch_size)
         self._partitions: dict[tuple[str, int], TopicPartition] = {}
@@ -131,8 +133,8 @@ class Producer:
         timestamp: int | None,
         resolver: Resolver,
     ) -> None:
-        if self._closed:
-            raise EngineClosed
+        if self._closed or not self._accepting:
+            raise self._refusal()
         value_bytes = value.encode() if isinstance(value, str) else value
         key_bytes = key.encode() if isinstance(key, str) else key
         header_pairs = tuple(headers) if headers else ()
@@ -300,6 +302,10 @@ class Producer:
     # Hooks of a transactional producer (engine/client/transactional_producer.py).
     _transactional = False
     """Batches are sent marked as part of a transaction."""
+
+    def _refusal(self) -> EngineError:
+        """Why a send is refused."""
+        return EngineClosed()
 
     def _before_send(self, tp: TopicPartition) -> None:
         """Called on the sender thread before a batch for ``tp`` is encoded."""

@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
 from engine.client.producer import Producer
-from engine.client.producer_batch import Resolver
 from engine.clock import Clock
 from engine.errors import (
     ConcurrentTransactions,
@@ -27,7 +26,7 @@ from engine.errors import (
     InvalidTxnState,
 )
 from engine.protocol.kafka_code import KafkaCode
-from engine.types import Header, OffsetAndMetadata, TopicPartition
+from engine.types import OffsetAndMetadata, TopicPartition
 
 if TYPE_CHECKING:
     from engine.client.host import ClientHost
@@ -63,7 +62,7 @@ class TransactionalProducer(Producer):
         self._state_lock = threading.Lock()
         self._requests = threading.Lock()
         """One coordinator request at a time, as a Kafka client sends them."""
-        self._in_transaction = False
+        self._accepting = False  # until begin_transaction
         self._added: set[TopicPartition] = set()
         self._offsets_added: set[str] = set()
         self._failure: BaseException | None = None
@@ -90,16 +89,16 @@ class TransactionalProducer(Producer):
         with self._state_lock:
             self.producer_id, self.producer_epoch = pid, epoch
             self._sequences.clear()
-            self._in_transaction = False
+            self._accepting = False
             self._failure = None
 
     def begin_transaction(self) -> None:
         with self._state_lock:
             if self.producer_id < 0:
                 raise InvalidTxnState("init_transactions() comes first")
-            if self._in_transaction:
+            if self._accepting:
                 raise InvalidTxnState("a transaction is already open")
-            self._in_transaction = True
+            self._accepting = True
             self._added = set()
             self._offsets_added = set()
             self._failure = None
@@ -165,26 +164,18 @@ class TransactionalProducer(Producer):
                 timeout,
             )
         with self._state_lock:
-            self._in_transaction = False
+            self._accepting = False
 
     def _check_in_transaction(self) -> None:
-        if not self._in_transaction:
+        if not self._accepting:
             raise InvalidTxnState("no transaction is open: begin_transaction() first")
 
     # -- the Producer's hooks ------------------------------------------------------------
 
-    def _enqueue(
-        self,
-        topic: str,
-        value: bytes | str | None,
-        key: bytes | str | None,
-        headers: Sequence[Header],
-        partition: int | None,
-        timestamp: int | None,
-        resolver: Resolver,
-    ) -> None:
-        self._check_in_transaction()
-        super()._enqueue(topic, value, key, headers, partition, timestamp, resolver)
+    def _refusal(self) -> EngineError:
+        if not self._accepting:
+            return InvalidTxnState("no transaction is open: begin_transaction() first")
+        return super()._refusal()
 
     _transactional = True
 
