@@ -18,6 +18,7 @@ from engine.client.transactional_producer import TransactionError
 from engine.clock import ManualClock
 from engine.errors import (
     ConcurrentTransactions,
+    EngineClosed,
     InvalidProducerEpoch,
     InvalidProducerIdMapping,
     InvalidTransactionRequest,
@@ -801,3 +802,27 @@ def test_offsets_sent_in_a_transaction_are_committed_with_it(
     found = e.groups.fetch_offsets("readers", [source])[source][0]
     assert (found.offset if found is not None else None) == (7 if commit else None)
     assert values(e, "out", "read_committed") == ([b"transformed"] if commit else [])
+
+
+def test_the_embedded_transactional_producer_sends_only_inside_a_transaction(
+    engine_factory: EngineFactory,
+) -> None:
+    e = engine_factory()
+    e.create_topic("t", 1)
+    producer = e.producer(transactional_id="strict")
+    producer.init_transactions()
+    with pytest.raises(InvalidTxnState, match="begin_transaction"):
+        producer.send("t", b"before")
+    producer.begin_transaction()
+    producer.send("t", b"inside")
+    producer.commit_transaction()
+    with pytest.raises(InvalidTxnState, match="begin_transaction"):
+        producer.send("t", b"after the commit")
+    producer.close()
+    with pytest.raises(InvalidTxnState):  # outside a transaction, closed or not
+        producer.send("t", b"closed")
+    assert values(e, "t", "read_committed") == [b"inside"]
+    plain = e.producer()
+    plain.close()
+    with pytest.raises(EngineClosed):
+        plain.send("t", b"closed")
