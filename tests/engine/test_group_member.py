@@ -454,7 +454,14 @@ def test_commit_after_the_group_moved_on_is_refused(
     clock = ManualClock()  # the member's poll timeout runs on the engine's clock
     opened = engine_factory(groups=FAST_GROUPS, clock=clock)
     opened.create_topic("t", 2)
-    slow = member(opened, consumers, "t", max_poll_interval_ms=60_000, enable_auto_commit=False)
+    slow = member(
+        opened,
+        consumers,
+        "t",
+        max_poll_interval_ms=60_000,
+        session_timeout_ms=600_000,  # the session outlives the poll timeout
+        enable_auto_commit=False,
+    )
     group = Group(opened, {"slow": slow}, poll_timeout=0)
     group.poll_until(lambda: len(slow.assignment()) == 2)
     clock.advance(61)  # past the poll timeout: the member leaves the group
