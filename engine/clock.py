@@ -2,10 +2,13 @@
 stored state are stamped with) and monotonic seconds (what deadlines and
 timers are measured in).
 
-Code that waits on real threads or sockets (a consumer's poll, a fetch's
-long poll) uses the module functions, the system clock. The coordinators
-and the classic group take a :class:`Clock`, so that tests can drive their
-timers with a :class:`ManualClock` instead of sleeping.
+The coordinators, the classic group, the partitions and the embedded
+clients (through their host) take a :class:`Clock`, so that tests can
+drive their timers and timeouts with a :class:`ManualClock` instead of
+sleeping; their waits are real waits bounded by the clock's remaining
+time, woken through :meth:`Clock.on_advance` when a ManualClock moves.
+Code that waits on sockets (a wire fetch's long poll) uses the module
+functions, the system clock.
 """
 
 from __future__ import annotations

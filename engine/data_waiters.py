@@ -9,7 +9,7 @@ import contextlib
 import threading
 from collections.abc import Callable, Mapping
 
-from engine import clock
+from engine.clock import Clock
 from engine.errors import EngineClosed, EngineError
 from engine.partition import Partition
 from engine.topics import TopicRegistry
@@ -17,8 +17,10 @@ from engine.types import TopicPartition
 
 
 class DataWaiters:
-    def __init__(self, registry: TopicRegistry) -> None:
+    def __init__(self, registry: TopicRegistry, clock: Clock) -> None:
         self.registry = registry
+        self.clock = clock
+        """What a wait's timeout runs on; when it jumps, waiters look again."""
         self.closed = False
         self.data_arrived = threading.Condition()
         self.sync_waiters = 0
@@ -27,6 +29,7 @@ class DataWaiters:
             int, list[tuple[int, Callable[[BaseException | None], None]]]
         ] = {}
         self._offset_waiters_lock = threading.Lock()
+        clock.on_advance(self._clock_moved)
 
     def on_durable(self, streams: set[int]) -> None:
         """The store's listener: some streams grew. Wakes waiting consumers."""
@@ -40,6 +43,14 @@ class DataWaiters:
                 waiters = self.async_waiters.pop(stream_id, None)
                 for waiter in waiters or ():
                     waiter.get_loop().call_soon_threadsafe(_wake, waiter)
+
+    def _clock_moved(self) -> None:
+        """A clock that jumps (a ManualClock): a waiter's timeout may be over."""
+        with self.data_arrived:
+            self.data_arrived.notify_all()
+        for waiters in list(self.async_waiters.values()):
+            for waiter in waiters:
+                waiter.get_loop().call_soon_threadsafe(_wake, waiter)
 
     def _wake_offset_waiters(self, streams: set[int]) -> None:
         ready = []
@@ -79,12 +90,12 @@ class DataWaiters:
     def wait_for_data(self, positions: Mapping[TopicPartition, int], timeout: float) -> bool:
         """Blocks until one of the partitions has data at or after its
         position, or ``timeout`` seconds pass; True if there is data."""
-        deadline = clock.monotonic() + timeout
+        deadline = self.clock.monotonic() + timeout
         with self.data_arrived:
             self.sync_waiters += 1
             try:
                 while not self._has_data(positions):
-                    remaining = deadline - clock.monotonic()
+                    remaining = deadline - self.clock.monotonic()
                     if remaining <= 0 or self.closed:
                         return False
                     self.data_arrived.wait(remaining)
@@ -95,7 +106,9 @@ class DataWaiters:
     async def wait_for_data_async(
         self, positions: Mapping[TopicPartition, int], timeout: float
     ) -> bool:
-        """Like wait_for_data, without blocking the event loop."""
+        """Like wait_for_data, without blocking the event loop; a jump of
+        the clock ends the wait early (with no data: the caller reads the
+        clock again)."""
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         streams = []
         for topic, partition in positions:

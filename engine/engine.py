@@ -169,7 +169,7 @@ class Engine:
             on_deleted=self.groups.on_topic_deleted,
         )
         self.broker_configs.subscribe(self._broker_configs_changed)
-        self._waiters = DataWaiters(self._registry)
+        self._waiters = DataWaiters(self._registry, self.clock)
         self._acks = Acks(self.store, self._waiters)
         self.transactions.start()
         self.store.add_listener(self._waiters.on_durable)
@@ -282,9 +282,7 @@ class Engine:
     ) -> None:
         """Sets (or, with None, removes) topic config overrides. Not
         incremental: the given configs replace every override (AlterConfigs)."""
-        self._admin.alter_configs(
-            name, configs, incremental=incremental, validate_only=validate_only
-        )
+        self._admin.alter_configs(name, configs, incremental, validate_only)
 
     def list_topics(self) -> list[str]:
         return sorted(list(self._registry.topics))

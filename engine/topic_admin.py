@@ -238,12 +238,11 @@ class TopicAdmin:
         self,
         name: str,
         configs: Mapping[str, object | None],
-        *,
-        incremental: bool = True,
-        validate_only: bool = False,
+        incremental: bool,
+        validate_only: bool,
     ) -> None:
-        """Sets (or, with None, removes) topic config overrides. Not
-        incremental: the given configs replace every override (AlterConfigs)."""
+        """Records the topic's new overrides (None removes one; not
+        ``incremental``, any override not given is removed) and applies them."""
         changes: dict[str, str | None] = {
             key: None if value is None else normalize(key, value) for key, value in configs.items()
         }

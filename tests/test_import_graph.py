@@ -135,6 +135,36 @@ def test_clients_reach_the_engine_only_through_their_host_protocol() -> None:
     assert "engine.engine" not in graph["engine.client.host"]
 
 
+ENGINE_PARTS = {
+    "engine.topic_admin",
+    "engine.acks",
+    "engine.data_waiters",
+    "engine.maintenance",
+    "engine.exit_close",
+}
+"""The parts Engine wires; engine.topics and engine.store_errors are shared."""
+
+
+def test_only_the_engine_facade_wires_its_parts() -> None:
+    graph = import_graph()
+    assert set(graph) >= ENGINE_PARTS
+    for module, imports in graph.items():
+        if module not in ENGINE_PARTS | {"engine.engine"}:
+            assert not imports & ENGINE_PARTS, module
+
+
+def test_the_parts_of_the_consumer_never_import_the_consumer() -> None:
+    graph = import_graph()
+    parts = {
+        "engine.client.poll_steps",
+        "engine.client.offset_commits",
+        "engine.client.fetched_records",
+    }
+    assert parts <= set(graph)
+    for part in parts:
+        assert "engine.client.consumer" not in graph[part], part
+
+
 def test_the_cycle_finder_finds_a_cycle() -> None:
     graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
     assert cycles(graph) == [{"a", "b", "c"}]

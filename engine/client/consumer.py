@@ -17,35 +17,33 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import time
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent import futures
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future
-from typing import TYPE_CHECKING, Any, Literal, overload
+from typing import TYPE_CHECKING, Literal, overload
 
-import native
-from engine import clock
 from engine.client.assignors import assignor
-from engine.client.group_member import (
-    Assigned,
-    ConsumerGroupMetadata,
-    GroupMember,
-    Revoke,
-    group_error,
+from engine.client.fetched_records import decode_fetched
+from engine.client.group_member import GroupMember
+from engine.client.membership import Assigned, ConsumerGroupMetadata, Revoke
+from engine.client.offset_commits import OffsetCommits, Offsets
+from engine.client.poll_steps import (
+    API_TIMEOUT_S,
+    RETRY_BACKOFF_S,
+    AwaitCommit,
+    AwaitData,
+    Fetch,
+    Steps,
+    run,
+    run_async,
 )
 from engine.errors import (
-    CorruptRecord,
     EngineClosed,
     EngineError,
     InvalidGroupId,
     OffsetOutOfRange,
-    UnknownPartition,
-    UnknownTopic,
     UnstableOffsetCommit,
 )
-from engine.isolation import committed_batches
 from engine.partition import OffsetAndTimestamp, PartitionFetch
-from engine.protocol.kafka_code import KafkaCode
 from engine.types import ConsumerRecord, OffsetAndMetadata, TopicPartition
 
 if TYPE_CHECKING:
@@ -55,18 +53,7 @@ log = logging.getLogger("tidelog.consumer")
 
 EARLIEST = -2
 LATEST = -1
-API_TIMEOUT_S = 60.0
-"""How long commit and committed wait at most (Kafka's default.api.timeout.ms)."""
-RETRY_BACKOFF_S = 0.1
-"""How soon a poll looks again at what it cannot wait on directly: a
-rebalance under way while it reads on, an offset a transaction has pending
-(Kafka's retry.backoff.ms)."""
-
 RebalanceCallback = Callable[["Consumer", list[TopicPartition]], object]
-Offsets = (
-    Mapping[TopicPartition, int | OffsetAndMetadata]
-    | Mapping[tuple[str, int], int | OffsetAndMetadata]
-)
 _RESETS = {"earliest": EARLIEST, "latest": LATEST, "none": None}
 _ISOLATION_LEVELS = ("read_uncommitted", "read_committed")
 
@@ -119,6 +106,8 @@ class Consumer:
         """read_committed: the high watermark of each partition's last fetch;
         a wait for data is a wait for the log to grow past it."""
         self._engine = engine
+        self._clock = engine.clock
+        """Poll timeouts and the auto-commit interval run on it."""
         self.auto_offset_reset = auto_offset_reset
         self.max_poll_records = max_poll_records
         self.max_partition_fetch_bytes = max_partition_fetch_bytes
@@ -146,8 +135,7 @@ class Consumer:
         """Called instead of on_revoke (if set) for partitions the consumer
         lost: it was no longer in the group's generation, so another member
         may own them already and their positions are not committed."""
-        self._last_committed: dict[TopicPartition, int] = {}
-        self._next_auto_commit = clock.monotonic() + auto_commit_interval_ms / 1000
+        self._next_auto_commit = self._clock.monotonic() + auto_commit_interval_ms / 1000
         self._unstable = False
         self._member: GroupMember | None = None
         if group_id is not None:
@@ -163,7 +151,13 @@ class Consumer:
                 session_timeout_ms=session_timeout_ms,
                 rebalance_timeout_ms=max_poll_interval_ms,
                 heartbeat_interval_ms=heartbeat_interval_ms,
+                clock=engine.clock,
             )
+        self._commits = (
+            None
+            if group_id is None
+            else OffsetCommits(engine, group_id, self._member, self._read_committed)
+        )
 
     # -- assignment ------------------------------------------------------------------
 
@@ -302,41 +296,33 @@ class Consumer:
     def poll(self, timeout: float = 0.0, max_records: int | None = None) -> list[ConsumerRecord]:
         """Records from the assigned partitions; waits up to ``timeout`` seconds
         for new data if there is none."""
-        deadline = clock.monotonic() + timeout
-        limit = max_records or self.max_poll_records
-        self._check_open()
-        self._polled()
-        while True:
-            self._check_open()
-            rebalance = self._rebalance()
-            if self._next >= len(self._buffer):
-                self._fill()
-            if self._next < len(self._buffer):
-                return self._take(limit)
-            remaining = deadline - clock.monotonic()
-            if remaining <= 0:
-                return []
-            self._wait(remaining, rebalance)
+        return run(self._poll(timeout, max_records))
 
     async def poll_async(
         self, timeout: float = 0.0, max_records: int | None = None
     ) -> list[ConsumerRecord]:
         """Like poll, for asyncio: waits for data without blocking the loop."""
-        deadline = clock.monotonic() + timeout
+        return await run_async(self._poll(timeout, max_records))
+
+    def _poll(self, timeout: float, max_records: int | None) -> Steps[list[ConsumerRecord]]:
+        """poll and poll_async, as steps (engine/client/poll_steps.py)."""
+        deadline = self._clock.monotonic() + timeout
         limit = max_records or self.max_poll_records
         self._check_open()
         self._polled()
         while True:
             self._check_open()
-            rebalance = await self._rebalance_async()
+            rebalance = yield from self._rebalance()
             if self._next >= len(self._buffer):
-                await self._fill_async()
+                yield from self._fill()
             if self._next < len(self._buffer):
                 return self._take(limit)
-            remaining = deadline - clock.monotonic()
+            remaining = deadline - self._clock.monotonic()
             if remaining <= 0:
                 return []
-            await self._wait_async(remaining, rebalance)
+            positions = self._wanted() if self._positions or rebalance is None else None
+            cap = self._wait_cap(remaining)
+            yield AwaitData(self._engine, positions, rebalance, remaining, cap)
 
     def _wanted(self) -> dict[TopicPartition, int]:
         positions = self._resolved()
@@ -367,38 +353,15 @@ class Consumer:
         positions = self._resolved()
         return [(tp, positions[tp]) for tp in order if tp in positions]
 
-    def _fill(self) -> None:
+    def _fill(self) -> Steps[None]:
         budget = self.fetch_max_bytes
         for tp, position in self._plan():
             if budget <= 0:
                 break
+            max_bytes = min(budget, self.max_partition_fetch_bytes)
             try:
-                fetched = self._engine.fetch(
-                    tp.topic,
-                    tp.partition,
-                    position,
-                    min(budget, self.max_partition_fetch_bytes),
-                    self.isolation_level,
-                )
-            except OffsetOutOfRange:
-                self._reset_out_of_range(tp)
-                continue
-            budget -= sum(len(r) for r in fetched.records)
-            self._decode(tp, position, fetched)
-
-    async def _fill_async(self) -> None:
-        """_fill's twin: object-storage reads run off the event loop."""
-        budget = self.fetch_max_bytes
-        for tp, position in self._plan():
-            if budget <= 0:
-                break
-            try:
-                fetched = await self._engine.fetch_async(
-                    tp.topic,
-                    tp.partition,
-                    position,
-                    min(budget, self.max_partition_fetch_bytes),
-                    self.isolation_level,
+                fetched: PartitionFetch = yield Fetch(
+                    self._engine, tp, position, max_bytes, self.isolation_level
                 )
             except OffsetOutOfRange:
                 self._reset_out_of_range(tp)
@@ -416,63 +379,12 @@ class Consumer:
         self._positions[tp] = start if reset == EARLIEST else self._latest(tp)
 
     def _decode(self, tp: TopicPartition, position: int, fetched: PartitionFetch) -> None:
-        # native builds the ConsumerRecords itself (no Python step per record),
-        # leaving out control batches and records below the position.
-        prefix = (tp.topic, tp.partition)
         self._seen_end[tp] = fetched.high_watermark
-        aborted = fetched.aborted_transactions
-        payloads = committed_batches(fetched.records, aborted) if aborted else fetched.records
-        for payload in payloads:
-            try:
-                records = native.decode_records(
-                    payload,
-                    record_type=ConsumerRecord,
-                    prefix=prefix,
-                    min_offset=position,
-                    skip_control=True,
-                    max_inflated=fetched.max_inflated,
-                )
-            except native.BatchError as error:
-                raise self._stop_at_bad_batch(
-                    tp, position, payload, fetched.max_inflated, error
-                ) from error
-            self._buffer += records
-        # Past the batches read, and past a gap the cleaner left at the end.
-        self._positions[tp] = max(position, fetched.next_offset)
-
-    def _stop_at_bad_batch(
-        self,
-        tp: TopicPartition,
-        position: int,
-        payload: bytes | memoryview,
-        max_inflated: int,
-        error: native.BatchError,
-    ) -> CorruptRecord:
-        """A batch of ``payload`` stored before compressed batches were
-        validated on produce cannot be decoded. As Kafka's consumer, stop at
-        it: the records of the batches before it (in this payload too) are
-        handed out, the position is the bad batch's, and seeking past it goes on.
-        """
-        view = memoryview(payload)
-        prefix = (tp.topic, tp.partition)
-        for header in native.scan_batches(view):
-            try:
-                records = native.decode_records(
-                    view[header.position : header.position + header.size],
-                    record_type=ConsumerRecord,
-                    prefix=prefix,
-                    min_offset=position,
-                    skip_control=True,
-                    max_inflated=max_inflated,
-                )
-            except native.BatchError as bad:
-                error, position = bad, max(position, header.base_offset)
-                break
-            self._buffer += records
-        self._positions[tp] = position
-        return CorruptRecord(
-            f"{tp.topic}-{tp.partition}: the batch at offset {position} cannot be decoded: {error}"
-        )
+        decoded = decode_fetched(tp, position, fetched)
+        self._buffer += decoded.records
+        self._positions[tp] = decoded.position
+        if decoded.error is not None:
+            raise decoded.error
 
     def _take(self, limit: int) -> list[ConsumerRecord]:
         taken = self._buffer[self._next : self._next + limit]
@@ -483,30 +395,10 @@ class Consumer:
         if self._closed or self._engine.closed:
             raise EngineClosed
 
-    def _wait(self, remaining: float, rebalance: Future[None] | None) -> None:
-        if rebalance is not None and not self._positions:
-            futures.wait([rebalance], remaining)
-            return
-        self._engine.wait_for_data(self._wanted(), self._wait_cap(remaining, rebalance))
-
-    async def _wait_async(self, remaining: float, rebalance: Future[None] | None) -> None:
-        waits: set[asyncio.Future[Any]] = set()
-        if rebalance is not None:
-            waits.add(asyncio.wrap_future(rebalance))
-        if self._positions or rebalance is None:
-            wanted = self._wanted()
-            cap = self._wait_cap(remaining, None)
-            waits.add(asyncio.ensure_future(self._engine.wait_for_data_async(wanted, cap)))
-        _, pending = await asyncio.wait(
-            waits, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
-        )
-        for waiter in pending:
-            waiter.cancel()
-
-    def _wait_cap(self, remaining: float, rebalance: Future[None] | None) -> float:
+    def _wait_cap(self, remaining: float) -> float:
         """How long a wait for data may last before the consumer looks at its
         group again."""
-        if rebalance is not None or self._unstable:
+        if self._unstable:
             return min(remaining, RETRY_BACKOFF_S)
         if self._member is not None and self._member.subscribed:
             # A heartbeat may learn of a rebalance, which waits for this
@@ -546,11 +438,11 @@ class Consumer:
         RebalanceInProgress while a rebalance is completing (poll, then
         commit again), FencedInstanceId, InvalidGroupId without a group_id.
         """
-        group_id = self._group()
+        commits = self._group()
         self._check_open()
         wanted = self._consumed() if offsets is None else offsets
         try:
-            future = self._commit_offsets(group_id, wanted)
+            future = commits.commit(wanted)
         except EngineError as error:
             if not asynchronous:
                 raise
@@ -573,35 +465,19 @@ class Consumer:
         """The group's committed offset of each partition (None: none).
         Read committed, an offset a transaction has pending is waited for
         (up to ``timeout``, then UnstableOffsetCommit)."""
-        group_id = self._group()
-        wanted = [TopicPartition(*tp) for tp in partitions]
-        deadline = clock.monotonic() + timeout
-        while True:
-            answer = self._engine.groups.fetch_offsets(
-                group_id, wanted, require_stable=self._read_committed
-            )
-            unstable = any(code == KafkaCode.UNSTABLE_OFFSET_COMMIT for _, code in answer.values())
-            if not unstable or clock.monotonic() >= deadline:
-                break
-            time.sleep(RETRY_BACKOFF_S)
-        found: dict[TopicPartition, OffsetAndMetadata | None] = {}
-        for tp, (offset, code) in answer.items():
-            if code != KafkaCode.NONE:
-                raise group_error(code, f"{tp.topic}-{tp.partition}: no committed offset")
-            found[tp] = offset
-        return found
+        return self._group().committed(partitions, timeout)
 
     def group_metadata(self) -> ConsumerGroupMetadata:
         """The consumer's group, generation and member id (generation -1
         and no member id outside a generation)."""
         if self._member is not None:
             return self._member.metadata()
-        return ConsumerGroupMetadata(self._group(), -1, "", None)
+        return ConsumerGroupMetadata(self._group().group_id, -1, "", None)
 
-    def _group(self) -> str:
-        if self.group_id is None:
+    def _group(self) -> OffsetCommits:
+        if self._commits is None:
             raise InvalidGroupId(None)
-        return self.group_id
+        return self._commits
 
     def _partition_counts(self, topics: Iterable[str]) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -610,16 +486,11 @@ class Consumer:
         return counts
 
     def _committed_position(self, tp: TopicPartition) -> int | None:
-        assert self.group_id is not None
-        found, code = self._engine.groups.fetch_offsets(
-            self.group_id, [tp], require_stable=self._read_committed
-        )[tp]
-        if code != KafkaCode.NONE:
-            raise group_error(code, f"{tp.topic}-{tp.partition}: reading the committed offset")
-        if found is None:
-            return None
-        self._positions[tp] = found.offset
-        return found.offset
+        assert self._commits is not None
+        found = self._commits.committed_offset(tp)
+        if found is not None:
+            self._positions[tp] = found
+        return found
 
     def _consumed(
         self, partitions: Iterable[TopicPartition] | None = None
@@ -643,62 +514,11 @@ class Consumer:
                 consumed[tp] = position
         return consumed
 
-    def _commit_offsets(
-        self, group_id: str, offsets: Offsets
-    ) -> Future[dict[TopicPartition, OffsetAndMetadata]]:
-        """Commits as a member of the group's generation when subscribed,
-        else from outside the group (accepted while it has no members)."""
-        wanted = {
-            TopicPartition(*tp): om if isinstance(om, OffsetAndMetadata) else OffsetAndMetadata(om)
-            for tp, om in offsets.items()
-        }
-        result: Future[dict[TopicPartition, OffsetAndMetadata]] = Future()
-        result.set_running_or_notify_cancel()
-        if not wanted:
-            result.set_result({})
-            return result
-        member = self._member
-        if member is not None and member.subscribed:
-            generation, member_id, instance_id = member.commit_identity()
-        else:
-            generation, member_id, instance_id = -1, "", None
-        answer = self._engine.groups.commit_offsets(
-            group_id, generation, member_id, instance_id, wanted
-        )
-
-        def done(answered: Future[dict[TopicPartition, KafkaCode]]) -> None:
-            try:
-                codes = answered.result()
-            except BaseException as error:
-                result.set_exception(error)
-                return
-            failed = {tp: code for tp, code in codes.items() if code != KafkaCode.NONE}
-            for tp, om in wanted.items():
-                if tp not in failed:
-                    self._last_committed[tp] = om.offset
-            if failed:
-                result.set_exception(self._commit_error(failed))
-            else:
-                result.set_result(wanted)
-
-        answer.add_done_callback(done)
-        return result
-
-    def _commit_error(self, failed: Mapping[TopicPartition, KafkaCode]) -> EngineError:
-        tp, code = next(iter(sorted(failed.items())))
-        if code == KafkaCode.UNKNOWN_TOPIC_OR_PARTITION:
-            count = len(self._engine.topic_partitions([tp.topic]))
-            if count == 0:
-                return UnknownTopic(tp.topic)
-            return UnknownPartition(tp.topic, tp.partition, count)
-        names = ", ".join(f"{t.topic}-{t.partition}" for t in sorted(failed))
-        return group_error(code, f"group {self.group_id}: committing {names} failed")
-
     def _polled(self) -> None:
         """At the start of a poll: the records handed out so far count as consumed."""
         if self._member is not None:
             self._member.polled()
-        now = clock.monotonic()
+        now = self._clock.monotonic()
         if self.group_id is not None and self.enable_auto_commit and now >= self._next_auto_commit:
             self._next_auto_commit = now + self.auto_commit_interval_ms / 1000
             self._auto_commit()
@@ -708,39 +528,11 @@ class Consumer:
     ) -> Future[dict[TopicPartition, OffsetAndMetadata]] | None:
         """Commits the consumed positions that changed since the last commit
         (failures are logged); None if there is nothing to commit."""
-        if self.group_id is None or not self.enable_auto_commit or self._engine.closed:
+        if self._commits is None or not self.enable_auto_commit or self._engine.closed:
             return None
-        offsets = {
-            tp: offset
-            for tp, offset in self._consumed(partitions).items()
-            if self._last_committed.get(tp) != offset
-        }
-        if not offsets:
-            return None
-        try:
-            future = self._commit_offsets(self.group_id, offsets)
-        except EngineError as error:
-            log.info("group %s: auto-commit skipped: %s", self.group_id, error)
-            return None
-        future.add_done_callback(self._log_commit_failure)
-        return future
+        return self._commits.auto_commit(self._consumed(partitions))
 
-    def _log_commit_failure(self, future: Future[Any]) -> None:
-        error = future.exception()
-        if error is not None:
-            log.warning("group %s: auto-commit failed: %s", self.group_id, error)
-
-    def _commit_before_revoke(self, partitions: list[TopicPartition]) -> None:
-        future = self._auto_commit(partitions)
-        if future is not None:
-            futures.wait([future], API_TIMEOUT_S)
-
-    async def _commit_before_revoke_async(self, partitions: list[TopicPartition]) -> None:
-        future = self._auto_commit(partitions)
-        if future is not None:
-            await asyncio.wait([asyncio.wrap_future(future)], timeout=API_TIMEOUT_S)
-
-    def _rebalance(self) -> Future[None] | None:
+    def _rebalance(self) -> Steps[Future[None] | None]:
         """Does what the group asks of the consumer (revocations, a new
         assignment, their callbacks); the future of a rebalance still under
         way, if one is."""
@@ -749,28 +541,11 @@ class Consumer:
             step = member.step()
             if isinstance(step, Revoke):
                 if not step.lost:
-                    self._commit_before_revoke(step.partitions)
+                    yield AwaitCommit(self._auto_commit(step.partitions))
                 self._revoke(step.partitions, step.lost)
             elif isinstance(step, Assigned):
                 if step.revoked:
-                    self._commit_before_revoke(step.revoked)
-                self._assign_from_group(step)
-            else:
-                return None if step is None else step.done
-        return None
-
-    async def _rebalance_async(self) -> Future[None] | None:
-        """_rebalance's twin: commits are awaited, not waited for."""
-        member = self._member
-        while member is not None:
-            step = member.step()
-            if isinstance(step, Revoke):
-                if not step.lost:
-                    await self._commit_before_revoke_async(step.partitions)
-                self._revoke(step.partitions, step.lost)
-            elif isinstance(step, Assigned):
-                if step.revoked:
-                    await self._commit_before_revoke_async(step.revoked)
+                    yield AwaitCommit(self._auto_commit(step.revoked))
                 self._assign_from_group(step)
             else:
                 return None if step is None else step.done
@@ -784,8 +559,9 @@ class Consumer:
         finally:
             gone = set(partitions)
             self._set_assignment([tp for tp in self._positions if tp not in gone])
-            for tp in gone:
-                self._last_committed.pop(tp, None)
+            if self._commits is not None:
+                for tp in gone:
+                    self._commits.last_committed.pop(tp, None)
 
     def _assign_from_group(self, step: Assigned) -> None:
         if step.revoked:
@@ -804,7 +580,7 @@ class Consumer:
             release = member.release()
             if release is not None:
                 if not release.lost:
-                    self._commit_before_revoke(release.partitions)
+                    AwaitCommit(self._auto_commit(release.partitions)).run()
                 self._revoke(release.partitions, release.lost)
         finally:
             member.leave(reason)
@@ -837,9 +613,7 @@ class Consumer:
             if self._member is not None and self._member.subscribed:
                 self._leave_group("the consumer is being closed")
             elif not self._engine.closed:
-                future = self._auto_commit()
-                if future is not None:
-                    futures.wait([future], API_TIMEOUT_S)
+                AwaitCommit(self._auto_commit()).run()
         finally:
             self._closed = True
             if self._member is not None:

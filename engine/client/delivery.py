@@ -13,20 +13,28 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from typing import Generic, NamedTuple, TypeVar
 
-from engine import clock
+from engine.clock import Clock
 
 T = TypeVar("T")
 
 _PENDING = object()
 
 
-class DeliveryFuture(Generic[T]):
-    __slots__ = ("_callbacks", "_condition", "_error", "_value")
+class Waits(NamedTuple):
+    """What the futures of one producer share: the condition their
+    settling notifies, and the clock their timeouts run on."""
 
-    def __init__(self, condition: threading.Condition) -> None:
-        self._condition = condition
+    condition: threading.Condition
+    clock: Clock
+
+
+class DeliveryFuture(Generic[T]):
+    __slots__ = ("_callbacks", "_error", "_value", "_waits")
+
+    def __init__(self, waits: Waits) -> None:
+        self._waits = waits
         self._value: object = _PENDING
         self._error: BaseException | None = None
         self._callbacks: list[Callable[[DeliveryFuture[T]], None]] | None = None
@@ -48,7 +56,7 @@ class DeliveryFuture(Generic[T]):
 
     def add_done_callback(self, callback: Callable[[DeliveryFuture[T]], None]) -> None:
         """Calls ``callback(self)`` once settled (at once if it is)."""
-        with self._condition:
+        with self._waits.condition:
             if not self.done():
                 if self._callbacks is None:
                     self._callbacks = []
@@ -59,13 +67,16 @@ class DeliveryFuture(Generic[T]):
     def _wait(self, timeout: float | None) -> None:
         if self.done():
             return
+        condition, clock = self._waits
         deadline = None if timeout is None else clock.monotonic() + timeout
-        with self._condition:
+        with condition:
             while not self.done():
                 remaining = None if deadline is None else deadline - clock.monotonic()
                 if remaining is not None and remaining <= 0:
                     raise TimeoutError("the record is not durable yet")
-                self._condition.wait(remaining)
+                # A real wait bounded by the clock's remaining time: a clock
+                # that jumps is read again when it ends.
+                condition.wait(remaining)
 
     def settle(
         self, value: T | None, error: BaseException | None

@@ -31,33 +31,36 @@ import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future
-from enum import Enum
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
-from engine import clock
 from engine.client.assignors import (
     Assignor,
-    MemberSubscription,
     RebalanceProtocol,
     rebalance_protocol,
 )
+from engine.client.leader_assignment import assign_members
+from engine.client.membership import (
+    CLIENT_HOST,
+    Assigned,
+    ConsumerGroupMetadata,
+    MemberState,
+    Rebalancing,
+    Revoke,
+    Step,
+    group_error,
+)
+from engine.clock import SYSTEM, Clock
 from engine.errors import (
     EngineError,
-    GroupError,
-    InconsistentGroupProtocol,
     RebalanceInProgress,
     UnknownMemberId,
-    error_class,
 )
 from engine.futures import running_future
 from engine.protocol.consumer_protocol import (
     CONSUMER_PROTOCOL_TYPE,
-    Assignment,
     ConsumerProtocolError,
     Subscription,
     decode_assignment,
-    decode_subscription,
-    encode_assignment,
     encode_subscription,
 )
 from engine.protocol.kafka_code import KafkaCode
@@ -67,66 +70,6 @@ if TYPE_CHECKING:
     from engine.groups import GroupCoordinator, JoinResult, SyncResult
 
 log = logging.getLogger("tidelog.consumer")
-
-
-CLIENT_HOST = "in-process"
-"""What the group's description shows as an embedded member's host."""
-
-
-def group_error(code: int, message: str) -> EngineError:
-    """The typed error of a group error code the coordinator answered."""
-    known = KafkaCode.for_value(code)
-    cls = error_class(known)
-    if cls is not None and issubclass(cls, GroupError):
-        return cls(message)
-    name = known.name if known == code else str(code)
-    return GroupError(f"{message} ({name})")
-
-
-class ConsumerGroupMetadata(NamedTuple):
-    """A consumer's place in its group, as Kafka's ConsumerGroupMetadata:
-    what a transactional producer commits a consumer's offsets with."""
-
-    group_id: str
-    generation_id: int
-    member_id: str
-    group_instance_id: str | None
-
-
-class MemberState(Enum):
-    UNJOINED = "unjoined"
-    JOINING = "joining"
-    """JoinGroup sent, not answered yet."""
-    SYNCING = "syncing"
-    """In the new generation, waiting for its assignment."""
-    STABLE = "stable"
-
-
-class Revoke(NamedTuple):
-    """The consumer gives these partitions up (commits their positions
-    first, unless they are lost) and calls on_revoke, or on_lost."""
-
-    partitions: list[TopicPartition]
-    lost: bool
-
-
-class Assigned(NamedTuple):
-    """A rebalance completed: the consumer's assignment is ``partitions``;
-    it revokes ``revoked`` (cooperative) and then adds ``added``."""
-
-    partitions: list[TopicPartition]
-    added: list[TopicPartition]
-    revoked: list[TopicPartition]
-
-
-class Rebalancing(NamedTuple):
-    """A rebalance is under way; ``done`` resolves when there is something
-    for the consumer to do again (or the member failed)."""
-
-    done: Future[None]
-
-
-Step = Revoke | Assigned | Rebalancing | None
 
 
 class GroupMember:
@@ -146,6 +89,7 @@ class GroupMember:
         session_timeout_ms: int = 45_000,
         rebalance_timeout_ms: int = 300_000,
         heartbeat_interval_ms: int = 3000,
+        clock: Clock = SYSTEM,
     ) -> None:
         if not assignors:
             raise ValueError("a group member needs at least one partition assignment strategy")
@@ -160,6 +104,8 @@ class GroupMember:
         self._coordinator = coordinator
         self._partition_counts = partition_counts
         self._assignors = {a.name: a for a in assignors}
+        self._clock = clock
+        """The session, heartbeat and poll-interval timers run on it."""
         self._lock = threading.RLock()
         self._signal = threading.Event()
         """Wakes the member's thread. Futures settle on other threads (other
@@ -243,7 +189,7 @@ class GroupMember:
     def polled(self) -> None:
         """The consumer polled: the max.poll.interval.ms clock starts over."""
         with self._lock:
-            self._last_poll = clock.monotonic()
+            self._last_poll = self._clock.monotonic()
 
     def step(self) -> Step:
         """The next thing the consumer must do for the group, or None when
@@ -370,6 +316,8 @@ class GroupMember:
             self._thread = threading.Thread(
                 target=self._run, name=f"tidelog-group-{self.group_id}", daemon=True
             )
+            # A clock that jumps (a ManualClock) makes the thread look again.
+            self._clock.on_advance(self._wake)
             self._thread.start()
 
     def _send_join(self, reason: str) -> None:
@@ -431,7 +379,7 @@ class GroupMember:
             return 0.0
         if self.state != MemberState.STABLE:
             return None
-        now = clock.monotonic()
+        now = self._clock.monotonic()
         poll_deadline = self._last_poll + self.rebalance_timeout_ms / 1000
         if now >= poll_deadline:
             self._poll_timed_out()
@@ -490,7 +438,7 @@ class GroupMember:
                 )
                 self._assignment = []
             self.state = MemberState.STABLE
-            self._next_heartbeat = clock.monotonic() + self.heartbeat_interval_ms / 1000
+            self._next_heartbeat = self._clock.monotonic() + self.heartbeat_interval_ms / 1000
             log.info(
                 "group %s: %s is in generation %d with %d partitions",
                 self.group_id,
@@ -544,44 +492,10 @@ class GroupMember:
 
     def _assign(self, result: JoinResult) -> dict[str, bytes]:
         """The leader's part: every member's assignment by the chosen assignor."""
-        members = []
-        for joined in result.members:
-            try:
-                subscription = decode_subscription(joined.metadata)
-            except ConsumerProtocolError as error:
-                log.warning(
-                    "group %s: the subscription of %s does not parse (%s); it is assigned nothing",
-                    self.group_id,
-                    joined.member_id,
-                    error,
-                )
-                subscription = Subscription([])
-            members.append(
-                MemberSubscription(joined.member_id, joined.group_instance_id, subscription)
-            )
-        topics = {topic for member in members for topic in member.subscription.topics}
-        counts = self._partition_counts(topics)
-        self._snapshot = {topic: counts.get(topic, 0) for topic in topics}
-        chosen = self._assignors.get(result.protocol_name or "")
-        if chosen is None:
-            raise InconsistentGroupProtocol(
-                f"group {self.group_id}: the group chose {result.protocol_name!r}, "
-                f"which this consumer does not have"
-            )
-        partitions = chosen.assign({t: c for t, c in counts.items() if c > 0}, members)
-        log.info(
-            "group %s: %s leads generation %d and assigned %d partitions to %d members (%s)",
-            self.group_id,
-            self.member_id,
-            result.generation_id,
-            sum(len(p) for p in partitions.values()),
-            len(members),
-            chosen.name,
+        assignments, self._snapshot = assign_members(
+            self.group_id, self.member_id, result, self._assignors, self._partition_counts
         )
-        return {
-            member_id: encode_assignment(Assignment(assigned))
-            for member_id, assigned in partitions.items()
-        }
+        return assignments
 
     # -- state changes ----------------------------------------------------------------
 

@@ -8,6 +8,7 @@ from collections.abc import Iterable, Mapping
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Protocol
 
+from engine.clock import Clock
 from engine.types import TopicPartition
 
 if TYPE_CHECKING:
@@ -19,6 +20,12 @@ if TYPE_CHECKING:
 class ClientHost(Protocol):
     """Topics and partitions, appends and reads, waits for new data, and the
     two coordinators, spoken to in process."""
+
+    @property
+    def clock(self) -> Clock:
+        """What the clients' timeouts run on: poll, delivery, flush, linger,
+        and a group member's session, heartbeat and poll interval."""
+        ...
 
     @property
     def closed(self) -> bool: ...

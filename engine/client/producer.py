@@ -16,13 +16,12 @@ import threading
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import native
-from engine import clock
-from engine.client.delivery import DeliveryFuture
+from engine.client.delivery import DeliveryFuture, Waits
 from engine.client.partitioner import DEFAULT_PARTITIONER, StickyPartitioner, key_partitioner
+from engine.client.producer_batch import ProducerBatch, Resolver
 from engine.errors import EngineClosed, EngineError
 from engine.partition import AppendResult
 from engine.types import Header, RecordMetadata, TopicPartition
@@ -31,7 +30,6 @@ from native import Compression, RecordSpec
 if TYPE_CHECKING:
     from engine.client.host import ClientHost
 
-Resolver = DeliveryFuture[RecordMetadata] | asyncio.Future[RecordMetadata]
 BATCH_OVERHEAD = 61 + 21
 """A batch header plus a record's worst-case framing, for size estimates."""
 
@@ -41,17 +39,6 @@ METADATA_MAX_AGE_S = 1.0
 """How long a topic's partition count is trusted before it is looked up again."""
 
 _CODECS = {"none": 0, "gzip": 1, "snappy": 2, "lz4": 3, "zstd": 4}
-
-
-@dataclass(slots=True)
-class _Batch:
-    """Records bound for one record batch, cut at ``batch_size`` as they are
-    sent (parallel lists: no object per record beyond its spec and future)."""
-
-    since: float
-    specs: list[RecordSpec] = field(default_factory=list)
-    resolvers: list[Resolver] = field(default_factory=list)
-    size: int = 0
 
 
 class Producer:
@@ -83,14 +70,22 @@ class Producer:
         self.max_queued_bytes = max_queued_bytes
         self.max_in_flight = max_in_flight
         self._sequences: dict[TopicPartition, int] = {}
-        self._queues: dict[TopicPartition, deque[_Batch]] = {}
+        self._queues: dict[TopicPartition, deque[ProducerBatch]] = {}
         self._queued_bytes = 0
         self._in_flight = 0
         self._batches_in_flight: dict[TopicPartition, int] = {}
         self._sender_idle = False
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
+        self._clock = engine.clock
+        """Record timestamps, linger.ms and flush and delivery timeouts run on it."""
+        self._waits = Waits(self._changed, self._clock)
+        # Waits here are real waits bounded by the clock's remaining time; a
+        # clock that jumps (a ManualClock) wakes them to read it again.
+        self._clock.on_advance(self._clock_moved)
         self._closed = False
+        self._accepting = True
+        """Sends are taken (a transactional producer's only in a transaction)."""
         self._flushing = False
         self._sticky = StickyPartitioner(batch_size)
         self._partitions: dict[tuple[str, int], TopicPartition] = {}
@@ -112,7 +107,7 @@ class Producer:
         timestamp: int | None = None,
     ) -> DeliveryFuture[RecordMetadata]:
         """Queues a record; the future resolves to (partition, offset) once it is durable."""
-        resolver: DeliveryFuture[RecordMetadata] = DeliveryFuture(self._changed)
+        resolver: DeliveryFuture[RecordMetadata] = DeliveryFuture(self._waits)
         self._enqueue(topic, value, key, headers, partition, timestamp, resolver)
         return resolver
 
@@ -140,8 +135,8 @@ class Producer:
         timestamp: int | None,
         resolver: Resolver,
     ) -> None:
-        if self._closed:
-            raise EngineClosed
+        if self._closed or not self._accepting:
+            raise self._refusal()
         value_bytes = value.encode() if isinstance(value, str) else value
         key_bytes = key.encode() if isinstance(key, str) else key
         header_pairs = tuple(headers) if headers else ()
@@ -150,7 +145,7 @@ class Producer:
         spec = _new(
             RecordSpec,
             (
-                clock.time_ms() if timestamp is None else timestamp,
+                self._clock.time_ms() if timestamp is None else timestamp,
                 key_bytes,
                 value_bytes,
                 header_pairs,
@@ -164,7 +159,9 @@ class Producer:
         if partition is None:
             known = self._partition_counts.get(topic)
             count = (
-                known[0] if known and known[1] > clock.monotonic() else self._partition_count(topic)
+                known[0]
+                if known and known[1] > self._clock.monotonic()
+                else self._partition_count(topic)
             )
             if count == 1:
                 partition = 0
@@ -187,7 +184,7 @@ class Producer:
             # sender has something to send (a full batch, or a first one).
             fresh = not queue or (queue[-1].size + size > self.batch_size and queue[-1].specs)
             if fresh:
-                queue.append(_Batch(clock.monotonic()))
+                queue.append(ProducerBatch(self._clock.monotonic()))
             batch = queue[-1]
             batch.specs.append(spec)
             batch.resolvers.append(resolver)
@@ -196,10 +193,14 @@ class Producer:
             if self._sender_idle and (fresh or batch.size >= self.batch_size):
                 self._changed.notify_all()
 
+    def _clock_moved(self) -> None:
+        with self._changed:
+            self._changed.notify_all()
+
     def _partition_count(self, topic: str) -> int:
         """The topic's partition count, looked up at most once a second (a
         Kafka client refreshes its metadata the same way)."""
-        now = clock.monotonic()
+        now = self._clock.monotonic()
         known = self._partition_counts.get(topic)
         if known is None or known[1] < now:
             known = self._partition_counts[topic] = (
@@ -232,12 +233,12 @@ class Producer:
         ]
         if not waiting or self.linger_s <= 0:
             return None
-        return max(0.0005, min(waiting) + self.linger_s - clock.monotonic())
+        return max(0.0005, min(waiting) + self.linger_s - self._clock.monotonic())
 
-    def _ready_batches(self) -> list[tuple[TopicPartition, _Batch]]:
+    def _ready_batches(self) -> list[tuple[TopicPartition, ProducerBatch]]:
         """Takes, per partition, its oldest batch if it is full or has
         lingered long enough (any batch when flushing or closing)."""
-        now = clock.monotonic()
+        now = self._clock.monotonic()
         ready = []
         for tp in list(self._queues):
             queue = self._queues[tp]
@@ -266,19 +267,22 @@ class Producer:
             self._changed.notify_all()
         return ready
 
-    def _send_batch(self, tp: TopicPartition, batch: _Batch) -> None:
+    def _send_batch(self, tp: TopicPartition, batch: ProducerBatch) -> None:
         sequence = self._sequences.get(tp, 0)
         resolvers = batch.resolvers
         try:
+            self._before_send(tp)
             encoded = native.encode_batch(
                 batch.specs,
                 compression=self.compression,
                 producer_id=self.producer_id,
                 producer_epoch=self.producer_epoch,
                 base_sequence=sequence if self.producer_id >= 0 else -1,
+                is_transactional=self._transactional,
             )
             future = self._engine.submit(tp.topic, tp.partition, bytearray(encoded))
         except (EngineError, ValueError) as error:
+            self._send_failed(error)
             self._settle(tp, resolvers, error)
             return
         self._sequences[tp] = (sequence + len(resolvers)) % (2**31)
@@ -286,6 +290,7 @@ class Producer:
         def durable(done: Future[AppendResult]) -> None:
             error = done.exception()
             if error is not None:
+                self._send_failed(error)
                 self._settle(tp, resolvers, error)
             else:
                 base, partition = done.result().base_offset, tp.partition
@@ -295,6 +300,20 @@ class Producer:
                 self._settle(tp, resolvers, written)
 
         future.add_done_callback(durable)
+
+    # Hooks of a transactional producer (engine/client/transactional_producer.py).
+    _transactional = False
+    """Batches are sent marked as part of a transaction."""
+
+    def _refusal(self) -> EngineError:
+        """Why a send is refused."""
+        return EngineClosed()
+
+    def _before_send(self, tp: TopicPartition) -> None:
+        """Called on the sender thread before a batch for ``tp`` is encoded."""
+
+    def _send_failed(self, error: BaseException) -> None:
+        """A batch failed, before or after it reached the engine."""
 
     def _settle(
         self,
@@ -331,13 +350,13 @@ class Producer:
 
     def flush(self, timeout: float | None = None) -> bool:
         """Sends everything queued and waits until it is durable (or failed)."""
-        deadline = None if timeout is None else clock.monotonic() + timeout
+        deadline = None if timeout is None else self._clock.monotonic() + timeout
         with self._changed:
             self._flushing = True
             self._changed.notify_all()
             try:
                 while self._queues or self._in_flight:
-                    remaining = None if deadline is None else deadline - clock.monotonic()
+                    remaining = None if deadline is None else deadline - self._clock.monotonic()
                     if remaining is not None and remaining <= 0:
                         return False
                     self._changed.wait(remaining)

@@ -14,21 +14,19 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
-import native
-from engine import clock
-from engine.client.producer import Producer, Resolver, _Batch
+from engine.client.producer import Producer
+from engine.clock import Clock
 from engine.errors import (
     ConcurrentTransactions,
     EngineError,
     InvalidTxnState,
 )
-from engine.partition import AppendResult
 from engine.protocol.kafka_code import KafkaCode
-from engine.types import Header, OffsetAndMetadata, RecordMetadata, TopicPartition
+from engine.types import OffsetAndMetadata, TopicPartition
 
 if TYPE_CHECKING:
     from engine.client.host import ClientHost
@@ -64,7 +62,7 @@ class TransactionalProducer(Producer):
         self._state_lock = threading.Lock()
         self._requests = threading.Lock()
         """One coordinator request at a time, as a Kafka client sends them."""
-        self._in_transaction = False
+        self._accepting = False  # until begin_transaction
         self._added: set[TopicPartition] = set()
         self._offsets_added: set[str] = set()
         self._failure: BaseException | None = None
@@ -77,30 +75,30 @@ class TransactionalProducer(Producer):
     def init_transactions(self, timeout: float | None = None) -> None:
         """Gets the transactional id's producer id and a new epoch (waiting
         while an older producer's open transaction is aborted)."""
-        deadline = None if timeout is None else clock.monotonic() + timeout
+        deadline = None if timeout is None else self._clock.monotonic() + timeout
         while True:
             try:
                 pid, epoch = self._coordinator.init_producer_id(
                     self.transactional_id, self.transaction_timeout_ms
-                ).result(_remaining(deadline))
+                ).result(_remaining(self._clock, deadline))
                 break
             except ConcurrentTransactions:
-                if deadline is not None and clock.monotonic() >= deadline:
+                if deadline is not None and self._clock.monotonic() >= deadline:
                     raise
                 time.sleep(0.02)
         with self._state_lock:
             self.producer_id, self.producer_epoch = pid, epoch
             self._sequences.clear()
-            self._in_transaction = False
+            self._accepting = False
             self._failure = None
 
     def begin_transaction(self) -> None:
         with self._state_lock:
             if self.producer_id < 0:
                 raise InvalidTxnState("init_transactions() comes first")
-            if self._in_transaction:
+            if self._accepting:
                 raise InvalidTxnState("a transaction is already open")
-            self._in_transaction = True
+            self._accepting = True
             self._added = set()
             self._offsets_added = set()
             self._failure = None
@@ -166,87 +164,49 @@ class TransactionalProducer(Producer):
                 timeout,
             )
         with self._state_lock:
-            self._in_transaction = False
+            self._accepting = False
 
     def _check_in_transaction(self) -> None:
-        if not self._in_transaction:
+        if not self._accepting:
             raise InvalidTxnState("no transaction is open: begin_transaction() first")
 
     # -- the Producer's hooks ------------------------------------------------------------
 
-    def _enqueue(
-        self,
-        topic: str,
-        value: bytes | str | None,
-        key: bytes | str | None,
-        headers: Sequence[Header],
-        partition: int | None,
-        timestamp: int | None,
-        resolver: Resolver,
-    ) -> None:
-        self._check_in_transaction()
-        super()._enqueue(topic, value, key, headers, partition, timestamp, resolver)
+    def _refusal(self) -> EngineError:
+        if not self._accepting:
+            return InvalidTxnState("no transaction is open: begin_transaction() first")
+        return super()._refusal()
 
-    def _send_batch(self, tp: TopicPartition, batch: _Batch) -> None:
-        sequence = self._sequences.get(tp, 0)
-        resolvers = batch.resolvers
-        try:
-            if tp not in self._added:
-                self._request(
-                    lambda: self._coordinator.add_partitions(
-                        self.transactional_id, self.producer_id, self.producer_epoch, [tp]
-                    ),
-                    None,
-                )
-                self._added.add(tp)
-            encoded = native.encode_batch(
-                batch.specs,
-                compression=self.compression,
-                producer_id=self.producer_id,
-                producer_epoch=self.producer_epoch,
-                base_sequence=sequence,
-                is_transactional=True,
+    _transactional = True
+
+    def _before_send(self, tp: TopicPartition) -> None:
+        if tp not in self._added:
+            self._request(
+                lambda: self._coordinator.add_partitions(
+                    self.transactional_id, self.producer_id, self.producer_epoch, [tp]
+                ),
+                None,
             )
-            future = self._engine.submit(tp.topic, tp.partition, bytearray(encoded))
-        except (EngineError, ValueError) as error:
-            self._failed(error)
-            self._settle(tp, resolvers, error)
-            return
-        self._sequences[tp] = (sequence + len(resolvers)) % (2**31)
+            self._added.add(tp)
 
-        def durable(done: Future[AppendResult]) -> None:
-            error = done.exception()
-            if error is not None:
-                self._failed(error)
-                self._settle(tp, resolvers, error)
-            else:
-                base, partition = done.result().base_offset, tp.partition
-                self._settle(
-                    tp,
-                    resolvers,
-                    [RecordMetadata(partition, base + i) for i in range(len(resolvers))],
-                )
-
-        future.add_done_callback(durable)
-
-    def _request(self, call: Callable[[], Future[Any]], timeout: float | None) -> Any:
-        """A coordinator request, retried while the transactional id is busy
-        (CONCURRENT_TRANSACTIONS is retriable)."""
-        deadline = None if timeout is None else clock.monotonic() + timeout
-        with self._requests:
-            while True:
-                try:
-                    return call().result(_remaining(deadline))
-                except ConcurrentTransactions:
-                    if deadline is not None and clock.monotonic() >= deadline:
-                        raise
-                    time.sleep(0.01)
-
-    def _failed(self, error: BaseException) -> None:
+    def _send_failed(self, error: BaseException) -> None:
         with self._state_lock:
             if self._failure is None:
                 self._failure = error
 
+    def _request(self, call: Callable[[], Future[Any]], timeout: float | None) -> Any:
+        """A coordinator request, retried while the transactional id is busy
+        (CONCURRENT_TRANSACTIONS is retriable)."""
+        deadline = None if timeout is None else self._clock.monotonic() + timeout
+        with self._requests:
+            while True:
+                try:
+                    return call().result(_remaining(self._clock, deadline))
+                except ConcurrentTransactions:
+                    if deadline is not None and self._clock.monotonic() >= deadline:
+                        raise
+                    time.sleep(0.01)
 
-def _remaining(deadline: float | None) -> float | None:
+
+def _remaining(clock: Clock, deadline: float | None) -> float | None:
     return None if deadline is None else max(deadline - clock.monotonic(), 0.0)

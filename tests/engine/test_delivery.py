@@ -6,7 +6,8 @@ import threading
 
 import pytest
 
-from engine.client.delivery import DeliveryFuture
+from engine.client.delivery import DeliveryFuture, Waits
+from engine.clock import SYSTEM
 
 
 def _settle(condition: threading.Condition, future: DeliveryFuture[int], value: int) -> None:
@@ -19,7 +20,7 @@ def _settle(condition: threading.Condition, future: DeliveryFuture[int], value: 
 
 def test_result_waits_until_another_thread_settles_it() -> None:
     condition = threading.Condition()
-    future: DeliveryFuture[int] = DeliveryFuture(condition)
+    future: DeliveryFuture[int] = DeliveryFuture(Waits(condition, SYSTEM))
     assert not future.done()
     settler = threading.Timer(0.05, _settle, (condition, future, 7))
     settler.start()
@@ -30,7 +31,7 @@ def test_result_waits_until_another_thread_settles_it() -> None:
 
 
 def test_result_raises_timeout_while_pending() -> None:
-    future: DeliveryFuture[int] = DeliveryFuture(threading.Condition())
+    future: DeliveryFuture[int] = DeliveryFuture(Waits(threading.Condition(), SYSTEM))
     with pytest.raises(TimeoutError):
         future.result(timeout=0.01)
     assert not future.done()
@@ -38,7 +39,7 @@ def test_result_raises_timeout_while_pending() -> None:
 
 def test_an_error_is_raised_by_result_and_returned_by_exception() -> None:
     condition = threading.Condition()
-    future: DeliveryFuture[int] = DeliveryFuture(condition)
+    future: DeliveryFuture[int] = DeliveryFuture(Waits(condition, SYSTEM))
     error = ValueError("refused")
     with condition:
         future.settle(None, error)
@@ -49,7 +50,7 @@ def test_an_error_is_raised_by_result_and_returned_by_exception() -> None:
 
 def test_callbacks_run_once_settled_and_at_once_when_added_later() -> None:
     condition = threading.Condition()
-    future: DeliveryFuture[int] = DeliveryFuture(condition)
+    future: DeliveryFuture[int] = DeliveryFuture(Waits(condition, SYSTEM))
     seen: list[int] = []
     future.add_done_callback(lambda f: seen.append(f.result()))
     assert seen == []

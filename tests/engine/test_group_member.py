@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -18,6 +19,7 @@ import pytest
 
 import engine
 from engine.client.consumer import Consumer
+from engine.clock import ManualClock
 from engine.errors import FencedInstanceId, IllegalGeneration, UnknownMemberId
 from engine.groups import ConsumerLag
 from engine.types import ConsumerRecord, OffsetAndMetadata, TopicPartition
@@ -74,17 +76,25 @@ class Group:
     """Polls its consumers in turn, as one thread serving each would, and
     keeps what each received."""
 
-    def __init__(self, e: engine.Engine, consumers: dict[str, Consumer], group: str = "g") -> None:
+    def __init__(
+        self,
+        e: engine.Engine,
+        consumers: dict[str, Consumer],
+        group: str = "g",
+        poll_timeout: float = 0.01,
+    ) -> None:
         self.engine = e
         self.consumers = consumers
         self.group = group
+        self.poll_timeout = poll_timeout
+        """0 on a ManualClock, whose polls wait until the clock moves."""
         self.received: dict[str, list[ConsumerRecord]] = {name: [] for name in consumers}
 
     def poll_until(self, condition: Callable[[], bool], timeout: float = TIMEOUT) -> None:
         deadline = time.monotonic() + timeout
         while True:
             for name, consumer in self.consumers.items():
-                self.received.setdefault(name, []).extend(consumer.poll(0.01))
+                self.received.setdefault(name, []).extend(consumer.poll(self.poll_timeout))
             if condition():
                 return
             assert time.monotonic() < deadline, f"not reached in {timeout} s: {self.describe()}"
@@ -197,26 +207,29 @@ def wait_committed(consumer: Consumer, tp: TopicPartition, offset: int) -> None:
 
 
 def test_auto_commit_commits_at_the_next_poll_what_poll_handed_out(
-    opened: engine.Engine, consumers: list[Consumer]
+    engine_factory: EngineFactory, consumers: list[Consumer]
 ) -> None:
+    clock = ManualClock()  # the auto-commit interval runs on the engine's clock
+    opened = engine_factory(groups=FAST_GROUPS, clock=clock)
     opened.create_topic("t", 1)
     produce(opened, "t", 10)
     tp = TopicPartition("t", 0)
-    consumer = member(opened, consumers, "t", auto_commit_interval_ms=50)
+    consumer = member(opened, consumers, "t", auto_commit_interval_ms=60_000)
     deadline = time.monotonic() + TIMEOUT
     handed_out: list[ConsumerRecord] = []
     while not handed_out:
-        handed_out = consumer.poll(0.05, max_records=4)
+        handed_out = consumer.poll(0, max_records=4)
         assert time.monotonic() < deadline
     assert [r.offset for r in handed_out] == [0, 1, 2, 3]
     assert consumer.committed([tp])[tp] is None
-    time.sleep(0.06)
+    clock.advance(60)
     # This poll commits the four handed out before it, not the one it hands out.
     assert [r.offset for r in consumer.poll(0, max_records=1)] == [4]
     wait_committed(consumer, tp, 4)
-    time.sleep(0.06)
+    consumer.poll(0, max_records=1)  # within the interval: no commit
+    clock.advance(60)
     consumer.poll(0, max_records=1)
-    wait_committed(consumer, tp, 5)
+    wait_committed(consumer, tp, 6)
 
 
 def test_no_auto_commit_before_its_interval(
@@ -436,15 +449,80 @@ def test_consumer_lag_before_and_after_commits(
 
 
 def test_commit_after_the_group_moved_on_is_refused(
-    opened: engine.Engine, consumers: list[Consumer]
+    engine_factory: EngineFactory, consumers: list[Consumer]
 ) -> None:
+    clock = ManualClock()  # the member's poll timeout runs on the engine's clock
+    opened = engine_factory(groups=FAST_GROUPS, clock=clock)
     opened.create_topic("t", 2)
-    slow = member(opened, consumers, "t", max_poll_interval_ms=300, enable_auto_commit=False)
-    Group(opened, {"slow": slow}).poll_until(lambda: len(slow.assignment()) == 2)
-    time.sleep(0.6)  # past the poll timeout: it left the group
+    slow = member(
+        opened,
+        consumers,
+        "t",
+        max_poll_interval_ms=60_000,
+        session_timeout_ms=600_000,  # the session outlives the poll timeout
+        enable_auto_commit=False,
+    )
+    group = Group(opened, {"slow": slow}, poll_timeout=0)
+    group.poll_until(lambda: len(slow.assignment()) == 2)
+    clock.advance(61)  # past the poll timeout: the member leaves the group
+    deadline = time.monotonic() + TIMEOUT
+    while slow.group_metadata().generation_id >= 0:
+        assert time.monotonic() < deadline, "the member never left"
+        time.sleep(0.01)
     with pytest.raises((UnknownMemberId, IllegalGeneration)):
         slow.commit({("t", 0): 1})
     assert slow.committed([("t", 0)]) == {TopicPartition("t", 0): None}
+
+
+def test_a_poll_timeout_runs_on_the_engine_clock(
+    engine_factory: EngineFactory, consumers: list[Consumer]
+) -> None:
+    clock = ManualClock()
+    opened = engine_factory(clock=clock)
+    opened.create_topic("t", 1)
+    consumer = opened.consumer(auto_offset_reset="earliest")
+    consumers.append(consumer)
+    consumer.assign([("t", 0)])
+    polled: list[list[ConsumerRecord]] = []
+    poller = threading.Thread(target=lambda: polled.append(consumer.poll(timeout=3600)))
+    poller.start()
+    deadline = time.monotonic() + TIMEOUT
+    while not opened._waiters.sync_waiters:
+        assert time.monotonic() < deadline, "the poll never waited"
+        time.sleep(0.01)
+    clock.advance(3600)
+    poller.join(TIMEOUT)
+    assert not poller.is_alive(), "an hour passed on the clock, and the poll still waits"
+    assert polled == [[]]
+
+
+def test_linger_and_delivery_timeouts_run_on_the_engine_clock(
+    engine_factory: EngineFactory,
+) -> None:
+    clock = ManualClock()
+    opened = engine_factory(clock=clock)
+    opened.create_topic("t", 1)
+    with opened.producer(linger_ms=3_600_000) as producer:
+        future = producer.send("t", b"v")
+        waited: list[BaseException] = []
+
+        def wait_briefly() -> None:
+            try:
+                future.result(timeout=1)
+            except TimeoutError as error:
+                waited.append(error)
+
+        waiter = threading.Thread(target=wait_briefly)
+        waiter.start()
+        deadline = time.monotonic() + TIMEOUT
+        while waiter.is_alive():  # a second at a time, however soon the wait began
+            assert time.monotonic() < deadline, "the delivery wait never timed out"
+            clock.advance(1)
+            waiter.join(0.05)
+        assert len(waited) == 1  # the wait timed out, the batch still lingers
+        assert opened.offsets("t", 0) == (0, 0)
+        clock.advance(3600)  # linger.ms is over: the batch goes
+        assert future.result(timeout=TIMEOUT) == (0, 0)
 
 
 def test_a_manually_assigned_consumer_commits_from_outside_the_group(

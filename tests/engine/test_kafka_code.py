@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import engine
-from engine.client.group_member import group_error
+from engine.client.membership import group_error
 from engine.errors import (
     EngineError,
     GroupError,

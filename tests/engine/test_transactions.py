@@ -19,6 +19,7 @@ from engine.client.transactional_producer import TransactionError
 from engine.clock import ManualClock
 from engine.errors import (
     ConcurrentTransactions,
+    EngineClosed,
     InvalidProducerEpoch,
     InvalidProducerIdMapping,
     InvalidTransactionRequest,
@@ -133,15 +134,18 @@ def control_batches(
 
 
 def values(e: engine.Engine, topic: str, isolation_level: str, partitions: int = 1) -> list[bytes]:
-    """Every value the embedded consumer returns from the log start."""
+    """Every value the embedded consumer returns from the log start up to
+    the end its isolation level reads to (on any clock: polls never wait)."""
+    tps = [TopicPartition(topic, p) for p in range(partitions)]
+    ends = {tp: e.list_offset(topic, tp.partition, -1, isolation_level).offset for tp in tps}
+    deadline = time.monotonic() + TIMEOUT
     with e.consumer(auto_offset_reset="earliest", isolation_level=isolation_level) as consumer:
-        consumer.assign([(topic, p) for p in range(partitions)])
+        consumer.assign(tps)
         out: list[bytes] = []
-        while True:
-            got = consumer.poll(timeout=0.2)
-            if not got:
-                return out
-            out += [r.value for r in got if r.value is not None]
+        while any(consumer.position(tp) < ends[tp] for tp in tps):
+            assert time.monotonic() < deadline, "the consumer never reached the end"
+            out += [r.value for r in consumer.poll(timeout=0) if r.value is not None]
+        return out
 
 
 def wait_for(condition: Callable[[], bool], what: str, timeout: float = TIMEOUT) -> None:
@@ -827,3 +831,27 @@ def test_offsets_sent_in_a_transaction_are_committed_with_it(
     found = e.groups.fetch_offsets("readers", [source])[source][0]
     assert (found.offset if found is not None else None) == (7 if commit else None)
     assert values(e, "out", "read_committed") == ([b"transformed"] if commit else [])
+
+
+def test_the_embedded_transactional_producer_sends_only_inside_a_transaction(
+    engine_factory: EngineFactory,
+) -> None:
+    e = engine_factory()
+    e.create_topic("t", 1)
+    producer = e.producer(transactional_id="strict")
+    producer.init_transactions()
+    with pytest.raises(InvalidTxnState, match="begin_transaction"):
+        producer.send("t", b"before")
+    producer.begin_transaction()
+    producer.send("t", b"inside")
+    producer.commit_transaction()
+    with pytest.raises(InvalidTxnState, match="begin_transaction"):
+        producer.send("t", b"after the commit")
+    producer.close()
+    with pytest.raises(InvalidTxnState):  # outside a transaction, closed or not
+        producer.send("t", b"closed")
+    assert values(e, "t", "read_committed") == [b"inside"]
+    plain = e.producer()
+    plain.close()
+    with pytest.raises(EngineClosed):
+        plain.send("t", b"closed")

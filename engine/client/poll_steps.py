@@ -1,0 +1,160 @@
+"""The consumer's poll, written once for threads and for asyncio.
+
+A poll is a generator that yields what it has to wait on (a fetch, a
+commit before partitions are revoked, new data) and gets the answer back.
+:func:`run` does each wait on the calling thread; :func:`run_async` awaits
+it on the running event loop (object-storage reads run off the loop). So
+the sync and asyncio polls share every decision and differ only in how
+they wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Generator, Mapping
+from concurrent import futures
+from concurrent.futures import Future
+from typing import TYPE_CHECKING, Any, Generic, NamedTuple, Protocol, TypeVar
+
+from engine.partition import PartitionFetch
+from engine.types import TopicPartition
+
+if TYPE_CHECKING:
+    from engine.client.host import ClientHost
+
+T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
+
+API_TIMEOUT_S = 60.0
+"""How long commit and committed wait at most (Kafka's default.api.timeout.ms)."""
+RETRY_BACKOFF_S = 0.1
+"""How soon a poll looks again at what it cannot wait on directly: a
+rebalance under way while it reads on, an offset a transaction has pending
+(Kafka's retry.backoff.ms)."""
+
+
+class Wait(Protocol[T_co]):
+    """Something a poll waits on, done either way."""
+
+    def run(self) -> T_co: ...
+    async def run_async(self) -> T_co: ...
+
+
+Steps = Generator[Wait[Any], Any, T]
+"""A poll (or a part of one): yields waits, returns its result."""
+
+
+def run(steps: Steps[T]) -> T:
+    """Runs ``steps`` on this thread; a wait's error is raised inside them."""
+    driver = _Driver(steps)
+    while (wait := driver.next_wait()) is not None:
+        try:
+            driver.answer = wait.run()
+        except Exception as failure:
+            driver.error = failure
+    return driver.result
+
+
+async def run_async(steps: Steps[T]) -> T:
+    """Runs ``steps`` on the running event loop, never blocking it."""
+    driver = _Driver(steps)
+    while (wait := driver.next_wait()) is not None:
+        try:
+            driver.answer = await wait.run_async()
+        except Exception as failure:
+            driver.error = failure
+    return driver.result
+
+
+class _Driver(Generic[T]):
+    """Hands a wait's answer (or error) back to the steps and takes the next wait."""
+
+    def __init__(self, steps: Steps[T]) -> None:
+        self.steps = steps
+        self.answer: Any = None
+        self.error: BaseException | None = None
+        self.result: T
+
+    def next_wait(self) -> Wait[Any] | None:
+        """The next wait; None once the steps returned (``result``)."""
+        try:
+            if self.error is None:
+                wait = self.steps.send(self.answer)
+            else:
+                wait = self.steps.throw(self.error)
+        except StopIteration as done:
+            self.result = done.value
+            return None
+        self.answer, self.error = None, None
+        return wait
+
+
+class Fetch(NamedTuple):
+    """Stored batches of one partition from ``position``."""
+
+    host: ClientHost
+    tp: TopicPartition
+    position: int
+    max_bytes: int
+    isolation_level: str
+
+    def run(self) -> PartitionFetch:
+        tp = self.tp
+        return self.host.fetch(
+            tp.topic, tp.partition, self.position, self.max_bytes, self.isolation_level
+        )
+
+    async def run_async(self) -> PartitionFetch:
+        tp = self.tp
+        return await self.host.fetch_async(
+            tp.topic, tp.partition, self.position, self.max_bytes, self.isolation_level
+        )
+
+
+class AwaitCommit(NamedTuple):
+    """A commit made before partitions are revoked, waited for (at most
+    API_TIMEOUT_S): their next owner starts where this consumer stopped."""
+
+    commit: Future[Any] | None
+
+    def run(self) -> None:
+        if self.commit is not None:
+            futures.wait([self.commit], API_TIMEOUT_S)
+
+    async def run_async(self) -> None:
+        if self.commit is not None:
+            await asyncio.wait([asyncio.wrap_future(self.commit)], timeout=API_TIMEOUT_S)
+
+
+class AwaitData(NamedTuple):
+    """Waits up to ``remaining`` seconds for data at ``positions`` (None:
+    the consumer has no partitions yet) or for the ``rebalance`` under way
+    to need the consumer; a wait for data alone lasts at most ``cap``."""
+
+    host: ClientHost
+    positions: Mapping[TopicPartition, int] | None
+    rebalance: Future[None] | None
+    remaining: float
+    cap: float
+
+    def run(self) -> None:
+        if self.positions is None:
+            assert self.rebalance is not None
+            futures.wait([self.rebalance], self.remaining)
+            return
+        # A thread cannot wait on both at once: it looks at the rebalance again soon.
+        cap = self.cap if self.rebalance is None else min(self.remaining, RETRY_BACKOFF_S)
+        self.host.wait_for_data(self.positions, cap)
+
+    async def run_async(self) -> None:
+        waits: set[asyncio.Future[Any]] = set()
+        if self.rebalance is not None:
+            waits.add(asyncio.wrap_future(self.rebalance))
+        if self.positions is not None:
+            data = self.host.wait_for_data_async(self.positions, self.cap)
+            waits.add(asyncio.ensure_future(data))
+        _, pending = await asyncio.wait(
+            waits, timeout=self.remaining, return_when=asyncio.FIRST_COMPLETED
+        )
+        for waiter in pending:
+            waiter.cancel()
