@@ -5,6 +5,8 @@ ListTransactions v2's transactional-id pattern. Raw requests against
 
 from __future__ import annotations
 
+import datetime
+
 import pytest
 
 from engine.protocol.apis import request_schema
@@ -20,7 +22,7 @@ def create_topic(server: ServerProcess, name: str) -> None:
     request = build(
         request_schema(CREATE_TOPICS, 5),
         topics=[{"name": name, "num_partitions": 1, "replication_factor": 1}],
-        timeout_ms=10000,
+        timeout=datetime.timedelta(seconds=10),
     )
     with Wire(server.bootstrap, timeout=10) as wire:
         [created] = wire.request(request).topics
@@ -59,3 +61,71 @@ def test_a_generation_of_a_group_that_does_not_exist(
     generation is illegal, which they already handle."""
     create_topic(kafka_server, "t")
     assert commit_codes(kafka_server, version, f"missing-v{version}", 3) == {expected}
+
+
+INIT_PRODUCER_ID = 22
+LIST_TRANSACTIONS = 66
+
+
+def init_transactional_ids(server: ServerProcess, ids: list[str]) -> dict[str, int]:
+    """Each id's producer id after an InitProducerId (the id is then Empty)."""
+    producer_ids = {}
+    with Wire(server.bootstrap, timeout=10) as wire:
+        for transactional_id in ids:
+            body = wire.request(
+                build(
+                    request_schema(INIT_PRODUCER_ID, 4),
+                    transactional_id=transactional_id,
+                    transaction_timeout=datetime.timedelta(seconds=60),
+                    producer_id=-1,
+                    producer_epoch=-1,
+                )
+            )
+            assert body.error_code == KafkaCode.NONE
+            producer_ids[transactional_id] = int(body.producer_id)
+    return producer_ids
+
+
+def list_transactions(
+    server: ServerProcess, version: int, pattern: str | None
+) -> tuple[int, set[str]]:
+    """(error code, listed transactional ids) of a ListTransactions."""
+    request = build(
+        request_schema(LIST_TRANSACTIONS, version),
+        duration_filter=-1,
+        transactional_id_pattern=pattern,
+    )
+    with Wire(server.bootstrap, timeout=10) as wire:
+        body = wire.request(request)
+    return int(body.error_code), {s.transactional_id for s in body.transaction_states}
+
+
+def test_list_transactions_v2_filters_by_a_pattern_of_the_whole_id(
+    kafka_server: ServerProcess,
+) -> None:
+    """KIP-1152: the pattern must match the whole id (Kafka's
+    ``matcher().matches()``), an empty or null one is no filter; v1 has no
+    such field and lists every id."""
+    ids = ["orders-1", "orders-2", "billing-1"]
+    init_transactional_ids(kafka_server, ids)
+    assert list_transactions(kafka_server, 2, "orders-.*") == (0, {"orders-1", "orders-2"})
+    assert list_transactions(kafka_server, 2, "[a-z]+-1") == (0, {"orders-1", "billing-1"})
+    # A prefix alone matches nothing: not a search.
+    assert list_transactions(kafka_server, 2, "orders") == (0, set())
+    for everything in ("", None):
+        code, listed = list_transactions(kafka_server, 2, everything)
+        assert code == 0 and set(ids) <= listed
+    code, listed = list_transactions(kafka_server, 1, None)
+    assert code == 0 and set(ids) <= listed
+
+
+def test_list_transactions_v2_refuses_a_pattern_that_does_not_compile(
+    kafka_server: ServerProcess,
+) -> None:
+    init_transactional_ids(kafka_server, ["refused-1"])
+    assert list_transactions(kafka_server, 2, "refused-(") == (
+        KafkaCode.INVALID_REGULAR_EXPRESSION,
+        set(),
+    )
+    # The server keeps serving on the same terms.
+    assert list_transactions(kafka_server, 2, "refused-.") == (0, {"refused-1"})
