@@ -40,7 +40,7 @@ from engine.data_waiters import DataWaiters
 from engine.errors import EngineClosed, EngineError, InvalidTopic, UnknownTopic
 from engine.groups import ConsumerLag, GroupConfig, GroupCoordinator, consumer_lag
 from engine.groups.topic_subscriptions import TopicInfo
-from engine.internal_topics import append_refusal, is_internal_topic
+from engine.internal_topics import append_refusal, is_internal_topic, refuses_record_deletion
 from engine.log_cleaner import LogCleaner
 from engine.maintenance import Maintenance
 from engine.partition import AppendResult, OffsetAndTimestamp, Partition, PartitionFetch
@@ -468,8 +468,11 @@ class Engine:
 
     def delete_records(self, topic: str, partition: int, offset: int) -> int:
         """DeleteRecords: moves the log start to ``offset`` (-1: the high
-        watermark); returns the new log start offset."""
+        watermark); returns the new log start offset. An internal topic's
+        records cannot be deleted (InvalidTopic)."""
         self._check_open()
+        if refuses_record_deletion(topic, partition):
+            raise InvalidTopic(f"Cannot delete records of internal topic {topic}")
         with store_errors():
             leader = self.partition(topic, partition)
             return leader.delete_records(offset, self.config.producer_id_expiration_ms)

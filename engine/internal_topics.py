@@ -12,7 +12,9 @@ topics (docs/server.md, "Internal topics"):
 - Metadata lists them, internal, with INTERNAL_TOPIC_PARTITIONS partitions
   and a topic id derived from the name;
 - CreateTopics answers TOPIC_ALREADY_EXISTS, Produce INVALID_TOPIC_EXCEPTION
-  ("Cannot append to internal topic", Kafka's ReplicaManager);
+  ("Cannot append to internal topic", Kafka's ReplicaManager), DeleteRecords
+  of one of their partitions INVALID_TOPIC_EXCEPTION as well ("Cannot delete
+  records of internal topic");
 - Fetch and ListOffsets see an empty partition: offsets 0.
 """
 
@@ -45,6 +47,13 @@ def is_internal_topic(name: str | None) -> bool:
 def append_refusal(name: str) -> str:
     """Kafka's message for a produce to an internal topic."""
     return f"Cannot append to internal topic {name}"
+
+
+def refuses_record_deletion(name: str, partition: int) -> bool:
+    """Whether DeleteRecords of (``name``, ``partition``) is refused as Kafka's
+    ReplicaManager refuses it: a partition of an internal topic (one that
+    does not exist stays UNKNOWN_TOPIC_OR_PARTITION, as in Kafka)."""
+    return is_internal_topic(name) and 0 <= partition < INTERNAL_TOPIC_PARTITIONS
 
 
 def internal_fetch(
