@@ -40,7 +40,12 @@ from engine.data_waiters import DataWaiters
 from engine.errors import EngineClosed, EngineError, InvalidTopic, UnknownTopic
 from engine.groups import ConsumerLag, GroupConfig, GroupCoordinator, consumer_lag
 from engine.groups.topic_subscriptions import TopicInfo
-from engine.internal_topics import append_refusal, is_internal_topic, refuses_record_deletion
+from engine.internal_topics import (
+    INTERNAL_TOPIC_CONFIGS,
+    append_refusal,
+    is_internal_topic,
+    refuses_record_deletion,
+)
 from engine.log_cleaner import LogCleaner
 from engine.maintenance import Maintenance
 from engine.partition import AppendResult, OffsetAndTimestamp, Partition, PartitionFetch
@@ -301,6 +306,10 @@ class Engine:
         return topic.meta.topic_id, len(topic.partitions)
 
     def topic_config(self, name: str) -> TopicConfig:
+        """A topic's config; an internal topic's is the overrides Kafka
+        creates it with (INTERNAL_TOPIC_CONFIGS) over the broker's defaults."""
+        if is_internal_topic(name):
+            return self._registry.topic_config(INTERNAL_TOPIC_CONFIGS[name])
         return self._registry.topic(name).config
 
     def partition_count(self, name: str) -> int:

@@ -15,7 +15,9 @@ topics (docs/server.md, "Internal topics"):
   ("Cannot append to internal topic", Kafka's ReplicaManager), DeleteRecords
   of one of their partitions INVALID_TOPIC_EXCEPTION as well ("Cannot delete
   records of internal topic");
-- Fetch and ListOffsets see an empty partition: offsets 0.
+- Fetch and ListOffsets see an empty partition: offsets 0;
+- DescribeConfigs describes them with the overrides Kafka's coordinators
+  create them with (INTERNAL_TOPIC_CONFIGS).
 """
 
 from __future__ import annotations
@@ -33,6 +35,26 @@ INTERNAL_TOPICS = (CONSUMER_OFFSETS, TRANSACTION_STATE)
 INTERNAL_TOPIC_PARTITIONS = 1
 """The partitions Metadata reports for each (Kafka's offsets.topic.num.partitions
 defaults to 50; with no records to spread, one is enough)."""
+
+INTERNAL_TOPIC_CONFIGS: dict[str, dict[str, str]] = {
+    # Kafka's GroupCoordinatorService.groupMetadataTopicConfigs, with the
+    # default offsets.topic.segment.bytes.
+    CONSUMER_OFFSETS: {
+        "cleanup.policy": "compact",
+        "compression.type": "producer",
+        "segment.bytes": "104857600",
+    },
+    # Kafka's TransactionStateManager.transactionTopicConfigs, with the
+    # default transaction.state.log.segment.bytes and a one-broker min ISR.
+    TRANSACTION_STATE: {
+        "unclean.leader.election.enable": "false",
+        "compression.type": "uncompressed",
+        "cleanup.policy": "compact",
+        "min.insync.replicas": "1",
+        "segment.bytes": "104857600",
+    },
+}
+"""The per-topic overrides DescribeConfigs reports for each."""
 
 _ID_NAMESPACE = uuid.UUID("6f1c3a52-2d3b-4c55-9a57-0c1d8e6b7f20")
 

@@ -17,7 +17,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from confluent_kafka import KafkaError, KafkaException, Producer, TopicCollection
 from confluent_kafka import TopicPartition as ConfluentTopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, ConfigResource, ConfigSource, NewTopic, ResourceType
 from kafka import KafkaConsumer
 
 import engine
@@ -228,3 +228,37 @@ def test_the_embedded_api_refuses_deleting_their_records(tmp_path: Path) -> None
         for name in INTERNAL:
             with pytest.raises(InvalidTopic, match="Cannot delete records of internal topic"):
                 opened.delete_records(name, 0, 0)
+
+
+def test_describe_configs_shows_the_overrides_kafka_creates_them_with(
+    kafka_server: ServerProcess,
+) -> None:
+    """Kafka's coordinators create the internal topics compacted, with
+    their own compression and segment size: DescribeConfigs lists those as
+    the topic's own configs, the rest as defaults."""
+    client = admin(kafka_server)
+    expected = {
+        "__consumer_offsets": {
+            "cleanup.policy": "compact",
+            "compression.type": "producer",
+            "segment.bytes": "104857600",
+        },
+        "__transaction_state": {
+            "cleanup.policy": "compact",
+            "compression.type": "uncompressed",
+            "min.insync.replicas": "1",
+            "segment.bytes": "104857600",
+            "unclean.leader.election.enable": "false",
+        },
+    }
+    for name, overrides in expected.items():
+        resource = ConfigResource(ResourceType.TOPIC, name)
+        [future] = client.describe_configs([resource], request_timeout=TIMEOUT).values()
+        configs = future.result(TIMEOUT)
+        own = {
+            key: entry.value
+            for key, entry in configs.items()
+            if entry.source == ConfigSource.DYNAMIC_TOPIC_CONFIG.value
+        }
+        assert own == overrides, name
+        assert configs["retention.ms"].is_default
