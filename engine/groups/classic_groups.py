@@ -173,9 +173,9 @@ def _commit_error(
     if generation_id < 0 and (group is None or group.state == GroupState.EMPTY):
         return KafkaCode.NONE
     if group is None:
-        if generation_id >= 0 and not transactional:
-            return missing_group  # a generation of a group that is gone
-        return KafkaCode.UNKNOWN_MEMBER_ID
+        # A generation (>= 0 here) of a group that is gone; Kafka's
+        # transactional check answers ILLEGAL_GENERATION in every version.
+        return KafkaCode.ILLEGAL_GENERATION if transactional else missing_group
     if generation_id >= 0 or member_id or group_instance_id is not None:
         if group.is_static_member_fenced(group_instance_id, member_id):
             return KafkaCode.FENCED_INSTANCE_ID

@@ -731,6 +731,10 @@ def test_transactional_commits_check_the_member(open_engine: Callable[..., Any])
     assert ok.result(TIMEOUT) == {TP0: E["NONE"]}
     # Without member and generation (older producers): accepted even with members.
     assert txn_commit(groups, 8, {TP1: 1}) == {TP1: E["NONE"]}
+    # A generation of a group that does not exist: Kafka's
+    # validateTransactionalOffsetCommit answers ILLEGAL_GENERATION, whatever the version.
+    gone = groups.commit_transactional_offsets("gone", 9, 0, "m", 3, None, offsets)
+    assert gone.result(TIMEOUT) == {TP0: E["ILLEGAL_GENERATION"]}
 
 
 # -- durability -----------------------------------------------------------------------------
