@@ -1,5 +1,6 @@
 """Answers that follow Apache Kafka 4.x to the error code, over the wire:
-an OffsetCommit naming a generation of a group that does not exist, and
+an OffsetCommit or TxnOffsetCommit naming a generation of a group that does
+not exist, and
 ListTransactions v2's transactional-id pattern. Raw requests against
 ``tidelog serve``."""
 
@@ -129,3 +130,53 @@ def test_list_transactions_v2_refuses_a_pattern_that_does_not_compile(
     )
     # The server keeps serving on the same terms.
     assert list_transactions(kafka_server, 2, "refused-.") == (0, {"refused-1"})
+
+
+ADD_OFFSETS_TO_TXN = 25
+TXN_OFFSET_COMMIT = 28
+
+
+def test_a_transactional_commit_for_a_generation_of_a_group_that_does_not_exist(
+    kafka_server: ServerProcess,
+) -> None:
+    """Kafka's validateTransactionalOffsetCommit: ILLEGAL_GENERATION, in
+    every version that carries a generation (v3+)."""
+    create_topic(kafka_server, "t")
+    transactional_id = "txn-missing-group"
+    producer_id = init_transactional_ids(kafka_server, [transactional_id])[transactional_id]
+    with Wire(kafka_server.bootstrap, timeout=10) as wire:
+        added = wire.request(
+            build(
+                request_schema(ADD_OFFSETS_TO_TXN, 3),
+                transactional_id=transactional_id,
+                producer_id=producer_id,
+                producer_epoch=0,
+                group_id="txn-missing",
+            )
+        )
+        assert added.error_code == KafkaCode.NONE
+        body = wire.request(
+            build(
+                request_schema(TXN_OFFSET_COMMIT, 3),
+                transactional_id=transactional_id,
+                group_id="txn-missing",
+                producer_id=producer_id,
+                producer_epoch=0,
+                generation_id=3,
+                member_id="member-1",
+                topics=[
+                    {
+                        "name": "t",
+                        "partitions": [
+                            {
+                                "partition_index": 0,
+                                "committed_offset": 5,
+                                "committed_leader_epoch": -1,
+                            }
+                        ],
+                    }
+                ],
+            )
+        )
+    codes = {int(p.error_code) for t in body.topics for p in t.partitions}
+    assert codes == {KafkaCode.ILLEGAL_GENERATION}
