@@ -1,8 +1,7 @@
 """Answers that follow Apache Kafka 4.x to the error code, over the wire:
 an OffsetCommit or TxnOffsetCommit naming a generation of a group that does
-not exist, and
-ListTransactions v2's transactional-id pattern. Raw requests against
-``tidelog serve``."""
+not exist, and ListTransactions v2's transactional-id pattern. Raw requests
+against ``tidelog serve``."""
 
 from __future__ import annotations
 
