@@ -40,7 +40,12 @@ from engine.data_waiters import DataWaiters
 from engine.errors import EngineClosed, EngineError, InvalidTopic, UnknownTopic
 from engine.groups import ConsumerLag, GroupConfig, GroupCoordinator, consumer_lag
 from engine.groups.topic_subscriptions import TopicInfo
-from engine.internal_topics import append_refusal, is_internal_topic
+from engine.internal_topics import (
+    INTERNAL_TOPIC_CONFIGS,
+    append_refusal,
+    is_internal_topic,
+    refuses_record_deletion,
+)
 from engine.log_cleaner import LogCleaner
 from engine.maintenance import Maintenance
 from engine.partition import AppendResult, OffsetAndTimestamp, Partition, PartitionFetch
@@ -299,6 +304,10 @@ class Engine:
         return topic.meta.topic_id, len(topic.partitions)
 
     def topic_config(self, name: str) -> TopicConfig:
+        """A topic's config; an internal topic's is the overrides Kafka
+        creates it with (INTERNAL_TOPIC_CONFIGS) over the broker's defaults."""
+        if is_internal_topic(name):
+            return self._registry.topic_config(INTERNAL_TOPIC_CONFIGS[name])
         return self._registry.topic(name).config
 
     def partition_count(self, name: str) -> int:
@@ -466,8 +475,11 @@ class Engine:
 
     def delete_records(self, topic: str, partition: int, offset: int) -> int:
         """DeleteRecords: moves the log start to ``offset`` (-1: the high
-        watermark); returns the new log start offset."""
+        watermark); returns the new log start offset. An internal topic's
+        records cannot be deleted (InvalidTopic)."""
         self._check_open()
+        if refuses_record_deletion(topic, partition):
+            raise InvalidTopic(f"Cannot delete records of internal topic {topic}")
         with store_errors():
             leader = self.partition(topic, partition)
             return leader.delete_records(offset, self.config.producer_id_expiration_ms)

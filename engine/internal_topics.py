@@ -12,8 +12,12 @@ topics (docs/server.md, "Internal topics"):
 - Metadata lists them, internal, with INTERNAL_TOPIC_PARTITIONS partitions
   and a topic id derived from the name;
 - CreateTopics answers TOPIC_ALREADY_EXISTS, Produce INVALID_TOPIC_EXCEPTION
-  ("Cannot append to internal topic", Kafka's ReplicaManager);
-- Fetch and ListOffsets see an empty partition: offsets 0.
+  ("Cannot append to internal topic", Kafka's ReplicaManager), DeleteRecords
+  of one of their partitions INVALID_TOPIC_EXCEPTION as well ("Cannot delete
+  records of internal topic");
+- Fetch and ListOffsets see an empty partition: offsets 0;
+- DescribeConfigs describes them with the overrides Kafka's coordinators
+  create them with (INTERNAL_TOPIC_CONFIGS).
 """
 
 from __future__ import annotations
@@ -32,6 +36,26 @@ INTERNAL_TOPIC_PARTITIONS = 1
 """The partitions Metadata reports for each (Kafka's offsets.topic.num.partitions
 defaults to 50; with no records to spread, one is enough)."""
 
+INTERNAL_TOPIC_CONFIGS: dict[str, dict[str, str]] = {
+    # Kafka's GroupCoordinatorService.groupMetadataTopicConfigs, with the
+    # default offsets.topic.segment.bytes.
+    CONSUMER_OFFSETS: {
+        "cleanup.policy": "compact",
+        "compression.type": "producer",
+        "segment.bytes": "104857600",
+    },
+    # Kafka's TransactionStateManager.transactionTopicConfigs, with the
+    # default transaction.state.log.segment.bytes and a one-broker min ISR.
+    TRANSACTION_STATE: {
+        "unclean.leader.election.enable": "false",
+        "compression.type": "uncompressed",
+        "cleanup.policy": "compact",
+        "min.insync.replicas": "1",
+        "segment.bytes": "104857600",
+    },
+}
+"""The per-topic overrides DescribeConfigs reports for each."""
+
 _ID_NAMESPACE = uuid.UUID("6f1c3a52-2d3b-4c55-9a57-0c1d8e6b7f20")
 
 INTERNAL_TOPIC_IDS = {name: uuid.uuid5(_ID_NAMESPACE, name).bytes for name in INTERNAL_TOPICS}
@@ -45,6 +69,13 @@ def is_internal_topic(name: str | None) -> bool:
 def append_refusal(name: str) -> str:
     """Kafka's message for a produce to an internal topic."""
     return f"Cannot append to internal topic {name}"
+
+
+def refuses_record_deletion(name: str, partition: int) -> bool:
+    """Whether DeleteRecords of (``name``, ``partition``) is refused as Kafka's
+    ReplicaManager refuses it: a partition of an internal topic (one that
+    does not exist stays UNKNOWN_TOPIC_OR_PARTITION, as in Kafka)."""
+    return is_internal_topic(name) and 0 <= partition < INTERNAL_TOPIC_PARTITIONS
 
 
 def internal_fetch(

@@ -35,6 +35,14 @@ EARLIEST_LOCAL = -4
 LATEST_TIERED = -5
 EARLIEST_PENDING_UPLOAD = -6
 
+
+def reads_the_log(timestamp: int) -> bool:
+    """Whether looking ``timestamp`` up reads records (which may be in object
+    storage): a time, or MAX_TIMESTAMP. The other special timestamps are
+    answered from what the partition holds in memory."""
+    return timestamp >= 0 or timestamp == MAX_TIMESTAMP
+
+
 FIRST_VERSION = {MAX_TIMESTAMP: 7, EARLIEST_LOCAL: 8, LATEST_TIERED: 9, EARLIEST_PENDING_UPLOAD: 11}
 """The ListOffsets version that introduced each special timestamp: an older
 request naming one is answered UNSUPPORTED_VERSION (Kafka's ReplicaManager)."""

@@ -51,8 +51,9 @@ from s3stream import Retention, StreamStore
 FULL_CHECKPOINT_EVERY = 32
 """Incremental checkpoints between two full ones (which trim the state stream)."""
 
-CHECKPOINT_VERSION = 2
-"""2 adds the partition's transactions and producers' coordinator epochs."""
+CHECKPOINT_VERSION = 3
+"""2 adds the partition's transactions and producers' coordinator epochs, 3
+producers' last timestamps (their last batch's or transaction marker's)."""
 
 TransactionVerifier = Callable[[str, int, int, int], None]
 """(topic, partition, producer id, epoch): raises unless that producer has an
@@ -367,7 +368,9 @@ class Partition:
             base = self.store.next_offset(self.stream_id)
             native.rewrite_batch(buffer, 0, base, self.leader_epoch, stamp)
             handle = self.store.submit(self.stream_id, base, base, bytes(buffer))
-            self.producers.end_transaction(producer_id, producer_epoch, now, coordinator_epoch)
+            self.producers.end_transaction(
+                producer_id, producer_epoch, now, coordinator_epoch, now if stamp is None else stamp
+            )
             self.txns.on_marker(producer_id, base, commit)
             if not self.leader_epochs or self.leader_epochs[-1][0] != self.leader_epoch:
                 self.leader_epochs.append((self.leader_epoch, base))
@@ -381,7 +384,7 @@ class Partition:
                     entry.producer_id,
                     entry.epoch,
                     entry.last_seq,
-                    entry.batches[-1].timestamp if entry.batches else -1,
+                    entry.last_timestamp,
                     entry.coordinator_epoch,
                     self.txns.ongoing.get(entry.producer_id, -1),
                 )
@@ -621,7 +624,11 @@ class Partition:
         if marker is None:
             return
         self.producers.end_transaction(
-            header.producer_id, header.producer_epoch, now, marker.coordinator_epoch
+            header.producer_id,
+            header.producer_epoch,
+            now,
+            marker.coordinator_epoch,
+            header.max_timestamp,
         )
         self.txns.on_marker(header.producer_id, header.base_offset, marker.commit, durable=True)
 

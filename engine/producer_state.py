@@ -41,6 +41,9 @@ class ProducerEntry:
     last_append_ms: int = 0
     coordinator_epoch: int = -1
     """The coordinator epoch of the last transaction marker written for it."""
+    last_timestamp: int = -1
+    """The timestamp of its last batch or transaction marker (Kafka's
+    ProducerStateEntry.lastTimestamp, which DescribeProducers lists)."""
 
     @property
     def last_seq(self) -> int:
@@ -104,6 +107,7 @@ class ProducerStateTable:
         entry = self.producers.get(producer_id)
         if entry is None or header.producer_epoch != entry.epoch:
             entry = self.producers[producer_id] = ProducerEntry(producer_id, header.producer_epoch)
+        timestamp = header.max_timestamp if max_timestamp is None else max_timestamp
         if header.base_sequence >= 0:
             entry.batches.append(
                 BatchMeta(
@@ -111,21 +115,24 @@ class ProducerStateTable:
                     last_sequence(header.base_sequence, header.last_offset_delta),
                     base_offset,
                     base_offset + header.last_offset_delta,
-                    header.max_timestamp if max_timestamp is None else max_timestamp,
+                    timestamp,
                 )
             )
+            entry.last_timestamp = timestamp
         entry.last_append_ms = now_ms
 
     def end_transaction(
-        self, producer_id: int, epoch: int, now_ms: int, coordinator_epoch: int
+        self, producer_id: int, epoch: int, now_ms: int, coordinator_epoch: int, timestamp: int
     ) -> None:
-        """Records a transaction marker: it carries the producer's current
-        epoch (a newer one when the coordinator fenced the producer, which
-        forgets the older epoch's batches, as Kafka does)."""
+        """Records a transaction marker stamped ``timestamp``: it carries the
+        producer's current epoch (a newer one when the coordinator fenced the
+        producer, which forgets the older epoch's batches, as Kafka does),
+        and becomes the producer's last timestamp, as in Kafka."""
         entry = self.producers.get(producer_id)
         if entry is None or epoch > entry.epoch:
             entry = self.producers[producer_id] = ProducerEntry(producer_id, epoch)
         entry.last_append_ms = now_ms
+        entry.last_timestamp = timestamp
         entry.coordinator_epoch = max(entry.coordinator_epoch, coordinator_epoch)
 
     def expire(self, now_ms: int, expiration_ms: int, keep: Collection[int] = ()) -> int:
@@ -148,6 +155,7 @@ class ProducerStateTable:
                 entry.last_append_ms,
                 [list(b) for b in entry.batches],
                 entry.coordinator_epoch,
+                entry.last_timestamp,
             ]
             for entry in self.producers.values()
         ]
@@ -155,12 +163,17 @@ class ProducerStateTable:
     @classmethod
     def from_wire(cls, raw: list[Any]) -> ProducerStateTable:
         """Reads ``to_wire``'s form; entries of format 1 checkpoints lack the
-        coordinator epoch."""
+        coordinator epoch, those of formats 1 and 2 the last timestamp (their
+        last batch's is taken: a marker's was not kept)."""
         table = cls()
         for producer_id, epoch, last_append_ms, batches, *rest in raw:
             entry = ProducerEntry(producer_id, epoch, last_append_ms=last_append_ms)
             entry.batches.extend(BatchMeta(*b) for b in batches)
             if rest:
                 entry.coordinator_epoch = rest[0]
+            if len(rest) > 1:
+                entry.last_timestamp = rest[1]
+            elif entry.batches:
+                entry.last_timestamp = entry.batches[-1].timestamp
             table.producers[producer_id] = entry
         return table

@@ -129,13 +129,19 @@ class ClassicGroups:
         member_id: str,
         group_instance_id: str | None,
         transactional: bool,
+        missing_group: KafkaCode = KafkaCode.GROUP_ID_NOT_FOUND,
     ) -> KafkaCode:
         """Kafka's validateOffsetCommit: members commit for their
         generation; a commit from outside the group (generation < 0, with
         or without a member id) only while the group has no members. A
-        member's plain commit counts as a sign of life."""
+        member's plain commit counts as a sign of life. A plain commit
+        with a generation (or member epoch) for a group that does not exist
+        answers ``missing_group``: OffsetCommit v9+ GROUP_ID_NOT_FOUND,
+        older versions ILLEGAL_GENERATION, as Kafka's OffsetMetadataManager."""
         group = self._groups.get(group_id)
-        error = _commit_error(group, generation_id, member_id, group_instance_id, transactional)
+        error = _commit_error(
+            group, generation_id, member_id, group_instance_id, transactional, missing_group
+        )
         if error == KafkaCode.NONE and group is not None and not transactional:
             if group.state == GroupState.COMPLETING_REBALANCE:
                 # The member has its new generation but no assignment
@@ -158,6 +164,7 @@ def _commit_error(
     member_id: str,
     group_instance_id: str | None,
     transactional: bool,
+    missing_group: KafkaCode,
 ) -> KafkaCode:
     # Generation -1 is a "simple" consumer's commit (an admin, or a consumer
     # that assigns its partitions itself: a KIP-848 one names its member id
@@ -166,9 +173,9 @@ def _commit_error(
     if generation_id < 0 and (group is None or group.state == GroupState.EMPTY):
         return KafkaCode.NONE
     if group is None:
-        if generation_id >= 0 and not transactional:
-            return KafkaCode.ILLEGAL_GENERATION  # a generation of a group that is gone
-        return KafkaCode.UNKNOWN_MEMBER_ID
+        # A generation (>= 0 here) of a group that is gone; Kafka's
+        # transactional check answers ILLEGAL_GENERATION in every version.
+        return KafkaCode.ILLEGAL_GENERATION if transactional else missing_group
     if generation_id >= 0 or member_id or group_instance_id is not None:
         if group.is_static_member_fenced(group_instance_id, member_id):
             return KafkaCode.FENCED_INSTANCE_ID

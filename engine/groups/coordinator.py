@@ -316,18 +316,23 @@ class GroupCoordinator:
         group_instance_id: str | None,
         offsets: Mapping[TopicPartition, OffsetAndMetadata],
         retention_ms: int = -1,
+        missing_group: KafkaCode = KafkaCode.GROUP_ID_NOT_FOUND,
     ) -> Future[dict[TopicPartition, KafkaCode]]:
         """OffsetCommit: an error code per partition once the commit is
         durable. A commit with generation -1 and no member id is accepted
         from outside any group while the group has no members.
         ``retention_ms`` (OffsetCommit v2-4) >= 0 expires these offsets that
-        long after the commit, whatever the group does."""
+        long after the commit, whatever the group does. A commit with a
+        generation for a group that does not exist answers
+        ``missing_group`` (OffsetCommit v0-8 answer ILLEGAL_GENERATION)."""
         if group_id is None:
             raise InvalidGroupId(group_id)
         with self._locked():
             if self._run.closed:
                 return done({tp: KafkaCode.NOT_COORDINATOR for tp in offsets})
-            error = self._member_error(group_id, generation_id, member_id, group_instance_id, False)
+            error = self._member_error(
+                group_id, generation_id, member_id, group_instance_id, False, missing_group
+            )
             return self._offsets.commit(group_id, offsets, error, retention_ms=retention_ms)
 
     def commit_transactional_offsets(
@@ -371,6 +376,7 @@ class GroupCoordinator:
         member_id: str,
         group_instance_id: str | None,
         transactional: bool,
+        missing_group: KafkaCode = KafkaCode.GROUP_ID_NOT_FOUND,
     ) -> KafkaCode:
         """Whether the member may commit, as its group's protocol checks it
         (a KIP-848 group, OffsetCommit v9+: the member's epoch in place of a
@@ -381,7 +387,7 @@ class GroupCoordinator:
                 member_id, group_instance_id, generation_id, transactional
             )
         return self._classic_groups.commit_error(
-            group_id, generation_id, member_id, group_instance_id, transactional
+            group_id, generation_id, member_id, group_instance_id, transactional, missing_group
         )
 
     def fetch_offsets(

@@ -25,6 +25,7 @@ holding its own, so the two cannot deadlock.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable
 from concurrent.futures import Future
 from dataclasses import replace
@@ -379,12 +380,14 @@ class TransactionCoordinator:
         states: Iterable[TxnState] | None = None,
         producer_ids: Iterable[int] = (),
         running_longer_than_ms: int = -1,
+        transactional_id_pattern: re.Pattern[str] | None = None,
     ) -> list[TransactionMetadata]:
         """ListTransactions' filters, as Kafka's TransactionStateManager
         applies them: ``states`` (None: any), ``producer_ids`` (empty: any),
-        and, when not negative, transactions that began longer ago than
-        ``running_longer_than_ms`` by the coordinator's clock. Dead ids are
-        never listed."""
+        when not negative, transactions that began longer ago than
+        ``running_longer_than_ms`` by the coordinator's clock, and ids the
+        ``transactional_id_pattern`` matches whole (None: any; Kafka's
+        ``matcher().matches()``). Dead ids are never listed."""
         wanted = None if states is None else frozenset(states)
         ids = frozenset(producer_ids)
         now = self._clock.time_ms()
@@ -395,6 +398,10 @@ class TransactionCoordinator:
             and (wanted is None or meta.state in wanted)
             and (not ids or meta.producer_id in ids)
             and (running_longer_than_ms < 0 or now - meta.start_ms > running_longer_than_ms)
+            and (
+                transactional_id_pattern is None
+                or transactional_id_pattern.fullmatch(meta.transactional_id) is not None
+            )
         ]
 
     # -- checks -------------------------------------------------------------------

@@ -533,9 +533,9 @@ def test_members_commit_for_their_generation(open_engine: Callable[..., Any]) ->
     assert commit(groups, {TP0: 2}, generation=gen, member="x") == {TP0: E["UNKNOWN_MEMBER_ID"]}
     # From outside the group while it has members: refused.
     assert commit(groups, {TP0: 2}) == {TP0: E["UNKNOWN_MEMBER_ID"]}
-    # A generation of a group that does not exist.
+    # A generation of a group that does not exist (as OffsetCommit v9+).
     assert commit(groups, {TP0: 2}, group="gone", generation=3, member="m") == {
-        TP0: E["ILLEGAL_GENERATION"]
+        TP0: E["GROUP_ID_NOT_FOUND"]
     }
     assert committed(groups) == {TP0: 1}
     # Offsets of a topic the members consume cannot be deleted under them.
@@ -731,6 +731,10 @@ def test_transactional_commits_check_the_member(open_engine: Callable[..., Any])
     assert ok.result(TIMEOUT) == {TP0: E["NONE"]}
     # Without member and generation (older producers): accepted even with members.
     assert txn_commit(groups, 8, {TP1: 1}) == {TP1: E["NONE"]}
+    # A generation of a group that does not exist: Kafka's
+    # validateTransactionalOffsetCommit answers ILLEGAL_GENERATION, whatever the version.
+    gone = groups.commit_transactional_offsets("gone", 9, 0, "m", 3, None, offsets)
+    assert gone.result(TIMEOUT) == {TP0: E["ILLEGAL_GENERATION"]}
 
 
 # -- durability -----------------------------------------------------------------------------

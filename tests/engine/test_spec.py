@@ -97,7 +97,7 @@ def test_the_document_names_what_the_tests_build_from() -> None:
     assert TOPIC[0] == "name" and TOPIC[1].startswith("topic_id")
     assert SNAPSHOT_KEYS == ["topics", "producer_ids_end", "internal", "broker_configs"]
     assert PRODUCER[:3] == ["producer_id", "epoch", "last_append_ms"]
-    assert PRODUCER[-1] == "coordinator_epoch"
+    assert PRODUCER[-2:] == ["coordinator_epoch", "last_ts"]
     assert PRODUCER_BATCH == ["first_seq", "last_seq", "first_offset", "last_offset", "max_ts"]
     assert TI_KEYS == ["max_ts", "since"]
     assert (ONGOING, ABORTED) == (
@@ -534,7 +534,7 @@ def test_a_checkpoint_newer_than_the_documented_version_is_refused(tmp_path: Pat
         e.partition("t", 0)
 
 
-@pytest.mark.parametrize("version", [1, CHECKPOINT_VERSION])
+@pytest.mark.parametrize("version", [1, 2, CHECKPOINT_VERSION])
 def test_the_engine_recovers_a_checkpoint_built_from_the_document(
     tmp_path: Path, version: int
 ) -> None:
@@ -546,6 +546,7 @@ def test_the_engine_recovers_a_checkpoint_built_from_the_document(
         data, state = e.catalog.state.topics["t"].streams[0]
     producer = {
         "producer_id": 4242, "epoch": 3, "last_append_ms": 99, "coordinator_epoch": 7,
+        "last_ts": 2002,
         "batches": [[{"first_seq": 10, "last_seq": 14, "first_offset": 0, "last_offset": 1,
                       "max_ts": 1001}[n] for n in PRODUCER_BATCH]],
     }  # fmt: skip
@@ -557,7 +558,8 @@ def test_the_engine_recovers_a_checkpoint_built_from_the_document(
         "full": True,
         "index": [1000, 1, 1001, 2],
         "ti": dict(zip(TI_KEYS, [1002, 17], strict=True)),
-        "producers": [producer_fields if version > 1 else producer_fields[:-1]],
+        # Format 1 lacks coordinator_epoch and last_ts, format 2 last_ts.
+        "producers": [producer_fields[: len(PRODUCER) - max(0, CHECKPOINT_VERSION - version)]],
         "epochs": [[0, 0], [5, 2]],
         "cleaned": 1,
         "txns": {"ongoing": [], "aborted": [[4242, 0, 1]]},
@@ -573,6 +575,8 @@ def test_the_engine_recovers_a_checkpoint_built_from_the_document(
         assert (entry.epoch, entry.last_append_ms) == (3, 99)
         assert [tuple(b) for b in entry.batches] == [(10, 14, 0, 1, 1001)]
         assert entry.coordinator_epoch == (7 if version > 1 else -1)
+        # Before format 3 the last timestamp is the last batch's.
+        assert entry.last_timestamp == (2002 if version > 2 else 1001)
         assert partition.leader_epochs[:2] == [(0, 0), (5, 2)]
         assert partition.cleaned_offset == 1
         assert [tuple(a) for a in partition.txns.aborted] == ([(4242, 0, 1)] if version > 1 else [])

@@ -11,16 +11,19 @@ import asyncio
 import datetime
 import re
 import time
+from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from confluent_kafka import KafkaError, KafkaException, Producer, TopicCollection
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka import TopicPartition as ConfluentTopicPartition
+from confluent_kafka.admin import AdminClient, ConfigResource, ConfigSource, NewTopic, ResourceType
 from kafka import KafkaConsumer
 
 import engine
 from engine.errors import InvalidTopic, TopicExists
 from engine.protocol.apis import request_schema
+from engine.protocol.kafka_code import KafkaCode
 from tests.server.conftest import ServerProcess, quiet_librdkafka
 from tests.server.test_long_poll import cpu_seconds
 from tests.server.wire import Wire, build
@@ -184,3 +187,78 @@ def test_a_fetch_of_an_internal_topic_alone_waits_asleep_and_answers_empty(
     # Asleep, the wait costs the server next to no CPU; re-reading the empty
     # partition in a loop cost a fifth of the wait and more.
     assert used < 0.1 * waited, f"the server used {used:.2f} s of CPU in a {waited:.2f} s wait"
+
+
+def test_deleting_their_records_is_refused_as_kafka_refuses_it(
+    kafka_server: ServerProcess,
+) -> None:
+    """Kafka's ReplicaManager: INVALID_TOPIC_EXCEPTION for an internal
+    topic's partition; a partition it does not have stays unknown."""
+    client = admin(kafka_server)
+    for name in INTERNAL:
+        futures = client.delete_records(
+            [ConfluentTopicPartition(name, 0, 0)], request_timeout=TIMEOUT
+        )
+        [future] = futures.values()
+        with pytest.raises(KafkaException) as caught:
+            future.result(TIMEOUT)
+        assert caught.value.args[0].code() == KafkaError.TOPIC_EXCEPTION, caught.value
+    with Wire(kafka_server.bootstrap, timeout=10) as wire:
+        body = wire.request(
+            build(
+                request_schema(21, 2),
+                timeout=datetime.timedelta(seconds=10),
+                topics=[
+                    {
+                        "name": "__consumer_offsets",
+                        "partitions": [
+                            {"partition_index": 0, "offset": -1},
+                            {"partition_index": 7, "offset": -1},
+                        ],
+                    }
+                ],
+            )
+        )
+    codes = {int(p.partition_index): int(p.error_code) for p in body.topics[0].partitions}
+    assert codes == {0: KafkaCode.INVALID_TOPIC_EXCEPTION, 7: KafkaCode.UNKNOWN_TOPIC_OR_PARTITION}
+
+
+def test_the_embedded_api_refuses_deleting_their_records(tmp_path: Path) -> None:
+    with engine.open(tmp_path / "node", "file://" + str(tmp_path / "bucket")) as opened:
+        for name in INTERNAL:
+            with pytest.raises(InvalidTopic, match="Cannot delete records of internal topic"):
+                opened.delete_records(name, 0, 0)
+
+
+def test_describe_configs_shows_the_overrides_kafka_creates_them_with(
+    kafka_server: ServerProcess,
+) -> None:
+    """Kafka's coordinators create the internal topics compacted, with
+    their own compression and segment size: DescribeConfigs lists those as
+    the topic's own configs, the rest as defaults."""
+    client = admin(kafka_server)
+    expected = {
+        "__consumer_offsets": {
+            "cleanup.policy": "compact",
+            "compression.type": "producer",
+            "segment.bytes": "104857600",
+        },
+        "__transaction_state": {
+            "cleanup.policy": "compact",
+            "compression.type": "uncompressed",
+            "min.insync.replicas": "1",
+            "segment.bytes": "104857600",
+            "unclean.leader.election.enable": "false",
+        },
+    }
+    for name, overrides in expected.items():
+        resource = ConfigResource(ResourceType.TOPIC, name)
+        [future] = client.describe_configs([resource], request_timeout=TIMEOUT).values()
+        configs = future.result(TIMEOUT)
+        own = {
+            key: entry.value
+            for key, entry in configs.items()
+            if entry.source == ConfigSource.DYNAMIC_TOPIC_CONFIG.value
+        }
+        assert own == overrides, name
+        assert configs["retention.ms"].is_default

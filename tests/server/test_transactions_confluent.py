@@ -460,3 +460,37 @@ def test_requests_answer_kafkas_errors_for_each_version(
         assert [(s.transactional_id, s.transaction_state) for s in listed.transaction_states] == [
             (transactional_id, "CompleteAbort")
         ]
+
+
+def test_a_producers_last_timestamp_is_its_markers_once_the_transaction_ends(
+    own_transaction_server: ServerProcess, topic: str
+) -> None:
+    """Kafka's ProducerStateManager takes a transaction marker's timestamp as
+    the producer's last one: DescribeProducers lists the marker's stamp
+    (the coordinator's clock), not the last batch's, and so after a restart."""
+    bootstrap = own_transaction_server.bootstrap
+    create_topics(bootstrap, topic)
+    old = 1_600_000_000_000  # a record timestamp long before the marker's
+    producer = transactional_producer(bootstrap, f"last-ts-{topic}")
+    producer.begin_transaction()
+    producer.produce(topic, b"v", partition=0, timestamp=old)
+    assert producer.flush(TIMEOUT) == 0
+    tp = KafkaPythonTopicPartition(topic, 0)
+
+    def last_timestamp(server: ServerProcess) -> int:
+        admin = KafkaAdminClient(
+            bootstrap_servers=server.bootstrap, request_timeout_ms=int(TIMEOUT * 1000)
+        )
+        try:
+            (state,) = admin.describe_producers([tp])[tp].active_producers
+            return int(state.last_timestamp)
+        finally:
+            admin.close()
+
+    assert last_timestamp(own_transaction_server) == old
+    before_commit = int(time.time() * 1000)
+    producer.commit_transaction(TIMEOUT)
+    stamped = last_timestamp(own_transaction_server)
+    assert stamped >= before_commit
+    own_transaction_server.restart()
+    assert last_timestamp(own_transaction_server) == stamped

@@ -286,6 +286,9 @@ def handle_offset_commit(context: RequestContext, request: OffsetCommitRequest) 
         getattr(request, "group_instance_id", None),
         offsets,
         millis(retention) if retention is not None else -1,
+        # v9 (KIP-848) names a group that does not exist; older clients
+        # expect ILLEGAL_GENERATION, as Kafka answers them.
+        KafkaCode.GROUP_ID_NOT_FOUND if request.__version__ >= 9 else KafkaCode.ILLEGAL_GENERATION,
     )
 
     def build(codes: dict[TopicPartition, KafkaCode]) -> Body:

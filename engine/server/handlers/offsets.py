@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING, Any
 from engine.engine import READ_COMMITTED, READ_UNCOMMITTED
 from engine.errors import EngineError, error_code
 from engine.internal_topics import internal_list_offset, is_internal_topic
-from engine.offset_lookup import FIRST_VERSION
+from engine.offset_lookup import FIRST_VERSION, reads_the_log
 from engine.protocol.apis import ApiKey
 from engine.protocol.kafka_code import KafkaCode
-from engine.server.context import RequestContext
+from engine.server.context import RequestContext, Response, off_loop
 from engine.server.handlers.common import leader_epoch_error
 from engine.server.handlers.registry import handles
 
@@ -42,7 +42,17 @@ if TYPE_CHECKING:
         11: "EARLIEST_PENDING_UPLOAD (-6): the first offset not yet in object storage (KIP-1023)",
     },
 )
-def handle_list_offsets(context: RequestContext, request: ListOffsetsRequest) -> dict[str, Any]:
+def handle_list_offsets(context: RequestContext, request: ListOffsetsRequest) -> Response:
+    """Lookups by time and MAX_TIMESTAMP read the log, perhaps from object
+    storage (and scan it if retention removed the largest timestamp): such
+    a request runs on the admin thread, so the event loop keeps serving the
+    other connections. The others are answered from memory, on the loop."""
+    if any(reads_the_log(p.timestamp) for topic in request.topics for p in topic.partitions):
+        return off_loop(context, lambda: _list_offsets(context, request))
+    return _list_offsets(context, request)
+
+
+def _list_offsets(context: RequestContext, request: ListOffsetsRequest) -> dict[str, Any]:
     engine = context.engine
     isolation = READ_COMMITTED if getattr(request, "isolation_level", 0) == 1 else READ_UNCOMMITTED
     topics = []

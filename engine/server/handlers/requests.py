@@ -212,6 +212,9 @@ from kio.schema.list_transactions.v0.request import (
 from kio.schema.list_transactions.v1.request import (
     ListTransactionsRequest as ListTransactionsRequestV1,
 )
+from kio.schema.list_transactions.v2.request import (
+    ListTransactionsRequest as ListTransactionsRequestV2,
+)
 from kio.schema.metadata.v0.request import MetadataRequest as MetadataRequestV0
 from kio.schema.metadata.v1.request import MetadataRequest as MetadataRequestV1
 from kio.schema.metadata.v2.request import MetadataRequest as MetadataRequestV2
@@ -510,7 +513,9 @@ DescribeProducersRequest: TypeAlias = DescribeProducersRequestV0
 
 DescribeTransactionsRequest: TypeAlias = DescribeTransactionsRequestV0
 
-ListTransactionsRequest: TypeAlias = ListTransactionsRequestV0 | ListTransactionsRequestV1
+ListTransactionsRequest: TypeAlias = (
+    ListTransactionsRequestV0 | ListTransactionsRequestV1 | ListTransactionsRequestV2
+)
 
 ConsumerGroupHeartbeatRequest: TypeAlias = (
     ConsumerGroupHeartbeatRequestV0 | ConsumerGroupHeartbeatRequestV1

@@ -11,6 +11,7 @@ PRODUCER_FENCED and get INVALID_PRODUCER_EPOCH instead, as from Kafka.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Awaitable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -350,20 +351,35 @@ _STATE_NAMES = {state.value: state for state in TxnState}
 @handles(
     ApiKey.LIST_TRANSACTIONS,
     0,
-    1,
+    2,
     notes={
         0: "filters by state and producer id",
-        1: "filter by duration (v2, by transactional id pattern, is not served)",
+        1: "filter by duration",
+        2: "filter by transactional id pattern (KIP-1152)",
     },
 )
 def handle_list_transactions(
     context: RequestContext, request: ListTransactionsRequest
 ) -> dict[str, Any]:
     """Kafka's filters: states by name (names it does not know are listed
-    back), producer ids, and (v1) transactions running longer than
-    ``duration_filter`` ms."""
+    back), producer ids, (v1) transactions running longer than
+    ``duration_filter`` ms, and (v2) ids a regular expression matches
+    whole; an empty or null pattern is no filter, one that does not
+    compile is INVALID_REGULAR_EXPRESSION, as Kafka answers."""
     known = [_STATE_NAMES[s] for s in request.state_filters if s in _STATE_NAMES]
     unknown = [s for s in request.state_filters if s not in _STATE_NAMES]
+    # Python's syntax agrees with Kafka's (RE2/J) for the usual patterns;
+    # lookarounds and backreferences, which RE2 refuses, are taken here.
+    text = getattr(request, "transactional_id_pattern", None)
+    try:
+        pattern = re.compile(text) if text else None
+    except (re.error, RecursionError, OverflowError):
+        return {
+            "throttle_time": 0,
+            "error_code": KafkaCode.INVALID_REGULAR_EXPRESSION,
+            "unknown_state_filters": [],
+            "transaction_states": [],
+        }
     listed = [
         {
             "transactional_id": meta.transactional_id,
@@ -375,6 +391,7 @@ def handle_list_transactions(
             known if request.state_filters else None,
             request.producer_id_filters,
             getattr(request, "duration_filter", -1),
+            pattern,
         )
     ]
     return {
