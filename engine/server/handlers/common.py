@@ -10,7 +10,7 @@ from engine.errors import EngineError, TopicExists, error_code
 from engine.internal_topics import INTERNAL_TOPIC_IDS
 from engine.protocol.kafka_code import KafkaCode
 from engine.server import authorizer
-from engine.server.authorizer import ANONYMOUS, AUTHORIZED_OPERATIONS_OMITTED, ResourceType
+from engine.server.authorizer import AUTHORIZED_OPERATIONS_OMITTED, ResourceType
 from engine.server.context import RequestContext
 from engine.types import NewTopic
 
@@ -54,12 +54,12 @@ def authorized_operations(
 ) -> int:
     """KIP-430: the operations the connection may perform on the resource
     (a bitfield of AclOperation codes) when the request asks for them, else
-    Kafka's sentinel. Connections are not authenticated yet: every one is
-    Kafka's anonymous principal."""
+    Kafka's sentinel."""
     if not requested:
         return AUTHORIZED_OPERATIONS_OMITTED
+    identity = context.identity
     return authorizer.authorized_operations(
-        context.server.authorizer, ANONYMOUS, resource_type, name
+        context.server.authorizer, identity.principal, resource_type, name, identity.host
     )
 
 
