@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from engine.errors import EngineError
+from engine.protocol.kafka_code import KafkaCode
 from engine.server.authorizer import CLUSTER_NAME, AclOperation, AllowAll, ResourceType
 from engine.server.context import RequestContext
 
@@ -50,3 +52,42 @@ def may_create_topic(context: RequestContext, name: str) -> bool:
     return allowed_on_cluster(context, AclOperation.CREATE) or allowed(
         context, AclOperation.CREATE, TOPIC, name
     )
+
+
+def may_read_group(context: RequestContext, group_id: str) -> bool:
+    """READ on the group: joining it, syncing, heartbeats, leaving, commits."""
+    return allowed(context, AclOperation.READ, GROUP, group_id)
+
+
+def coordinator_refused(context: RequestContext, transactional: bool, key: str) -> KafkaCode | None:
+    """FindCoordinator: DESCRIBE on the group or the transactional id."""
+    if transactional:
+        if allowed(context, AclOperation.DESCRIBE, TRANSACTIONAL_ID, key):
+            return None
+        return KafkaCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+    if allowed(context, AclOperation.DESCRIBE, GROUP, key):
+        return None
+    return KafkaCode.GROUP_AUTHORIZATION_FAILED
+
+
+def offset_commit_refused(
+    context: RequestContext, group_id: str, topics: Iterable[str]
+) -> dict[str, KafkaCode]:
+    """The topics whose offsets an OffsetCommit (or TxnOffsetCommit) may not
+    commit, with the code each is answered: every topic without READ on the
+    group, else those without READ on the topic."""
+    if type(context.server.authorizer) is AllowAll:
+        return {}
+    if not may_read_group(context, group_id):
+        return dict.fromkeys(topics, KafkaCode.GROUP_AUTHORIZATION_FAILED)
+    refused = refused_topics(context, AclOperation.READ, topics)
+    return dict.fromkeys(refused, KafkaCode.TOPIC_AUTHORIZATION_FAILED)
+
+
+class TopicAuthorizationFailed(EngineError):
+    """The principal may not perform the operation on the topic."""
+
+    code = KafkaCode.TOPIC_AUTHORIZATION_FAILED
+
+    def __init__(self, principal: str, operation: AclOperation, topic: str) -> None:
+        super().__init__(f"{principal} may not {operation.name} topic {topic!r}")

@@ -84,6 +84,11 @@ def _allow(
     return AclBinding(resource, name, pattern, principal, "*", operation, permission)
 
 
+def _create_topic(cluster: Cluster, name: str) -> None:
+    admin = cluster.admin()
+    admin.create_topics([NewTopic(name, 1)])[name].result(TIMEOUT)
+
+
 def _create(admin: AdminClient, *bindings: AclBinding) -> None:
     for future in admin.create_acls(list(bindings), request_timeout=TIMEOUT).values():
         future.result(TIMEOUT)
@@ -156,22 +161,24 @@ def test_acl_administration_needs_alter_and_describe_on_the_cluster(cluster: Clu
 
 
 def test_produce_needs_write_on_the_topic(cluster: Cluster) -> None:
-    cluster.admin().create_topics([NewTopic("orders", 1)])["orders"].result(TIMEOUT)
+    _create_topic(cluster, "orders")
+    admin = cluster.admin()
     _create(
-        cluster.admin(),
+        admin,
         _allow(ResourceType.TOPIC, "orders", "User:alice", AclOperation.WRITE),
         _allow(ResourceType.TOPIC, "orders", "User:bob", AclOperation.READ),
     )
     assert _produce(cluster.bootstrap("User:alice"), "orders") is None
     refused = _produce(cluster.bootstrap("User:bob"), "orders")
     assert refused is not None and refused.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
-    assert cluster.engine.partition_info("orders", 0).high_watermark == 1
+    assert cluster.engine.offsets("orders", 0) == (0, 1)
 
 
 def test_deny_beats_allow_and_super_users_pass(cluster: Cluster) -> None:
-    cluster.admin().create_topics([NewTopic("logs-a", 1)])["logs-a"].result(TIMEOUT)
+    _create_topic(cluster, "logs-a")
+    admin = cluster.admin()
     _create(
-        cluster.admin(),
+        admin,
         _allow(
             ResourceType.TOPIC, "logs-", "User:*", AclOperation.ALL, ResourcePatternType.PREFIXED
         ),
@@ -190,8 +197,9 @@ def test_deny_beats_allow_and_super_users_pass(cluster: Cluster) -> None:
 
 
 def test_delete_topics_needs_delete(cluster: Cluster) -> None:
-    cluster.admin().create_topics([NewTopic("kept", 1)])["kept"].result(TIMEOUT)
-    _create(cluster.admin(), _allow(ResourceType.TOPIC, "kept", "User:eve", AclOperation.DESCRIBE))
+    _create_topic(cluster, "kept")
+    admin = cluster.admin()
+    _create(admin, _allow(ResourceType.TOPIC, "kept", "User:eve", AclOperation.DESCRIBE))
     eve = cluster.admin("User:eve")
     with pytest.raises(KafkaException) as refused:
         eve.delete_topics(["kept"], request_timeout=TIMEOUT)["kept"].result(TIMEOUT)
@@ -200,10 +208,11 @@ def test_delete_topics_needs_delete(cluster: Cluster) -> None:
 
 
 def test_consuming_in_a_group_needs_read_on_topic_and_group(cluster: Cluster) -> None:
-    cluster.admin().create_topics([NewTopic("events", 1)])["events"].result(TIMEOUT)
+    _create_topic(cluster, "events")
     assert _produce(cluster.bootstrap(ADMIN), "events") is None
+    admin = cluster.admin()
     _create(
-        cluster.admin(),
+        admin,
         _allow(ResourceType.TOPIC, "events", "User:frank", AclOperation.READ),
     )
 
@@ -237,5 +246,5 @@ def test_consuming_in_a_group_needs_read_on_topic_and_group(cluster: Cluster) ->
     refused = consume("readers")
     assert isinstance(refused, KafkaError)
     assert refused.code() == KafkaError.GROUP_AUTHORIZATION_FAILED
-    _create(cluster.admin(), _allow(ResourceType.GROUP, "readers", "User:frank", AclOperation.READ))
+    _create(admin, _allow(ResourceType.GROUP, "readers", "User:frank", AclOperation.READ))
     assert consume("readers") == b"v"
