@@ -131,6 +131,43 @@ class AclAuthorizer:
                     allowed = acl.operation in (operation, _O.ALL)
         return allowed
 
+    def authorize_by_resource_type(
+        self, principal: str, operation: AclOperation, resource_type: ResourceType, host: str
+    ) -> bool:
+        """Whether ``operation`` is allowed on some resource of the type
+        (Kafka's authorizeByResourceType): a super user, or an ALLOW binding
+        for the principal that no DENY binding for it covers (a DENY on the
+        same literal name, on ``*``, or on a prefix of the name)."""
+        if principal in self.super_users:
+            return True
+        mine = [
+            acl
+            for acl in self._catalog_acls()
+            if acl.resource_type == resource_type
+            and acl.principal in (principal, WILDCARD_PRINCIPAL)
+            and acl.host in (host, WILDCARD)
+            and acl.operation in (operation, _O.ALL)
+        ]
+        denied = [acl for acl in mine if acl.permission == AclPermission.DENY]
+        for acl in mine:
+            if acl.permission != AclPermission.ALLOW:
+                continue
+            if not any(_covers(deny, acl) for deny in denied):
+                return True
+        return False
+
+    def _catalog_acls(self) -> list[AclBinding]:
+        return list(self._catalog.acls)
+
+
+def _covers(deny: AclBinding, allow: AclBinding) -> bool:
+    """Whether every resource ``allow`` names is denied by ``deny``."""
+    if deny.pattern_type == PatternType.LITERAL:
+        if deny.name == WILDCARD:
+            return True
+        return allow.pattern_type == PatternType.LITERAL and allow.name == deny.name
+    return allow.name.startswith(deny.name)
+
 
 def authorizer_for(config: ServerConfig, engine: Engine) -> Authorizer:
     """The authorizer the config names: Kafka's authorizer.class.name."""

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 
 from engine.errors import EngineError
 from engine.protocol.kafka_code import KafkaCode
+from engine.server.acl_authorizer import AclAuthorizer
 from engine.server.authorizer import CLUSTER_NAME, AclOperation, AllowAll, ResourceType
 from engine.server.context import RequestContext
 
@@ -46,11 +47,39 @@ def refused_topics(
     return {n for n in set(names) if not allowed(context, operation, TOPIC, n)}
 
 
+def refused_groups(
+    context: RequestContext, operation: AclOperation, names: Iterable[str]
+) -> set[str]:
+    """The groups among ``names`` the principal may not ``operation``."""
+    if type(context.server.authorizer) is AllowAll:
+        return set()
+    return {n for n in set(names) if not allowed(context, operation, GROUP, n)}
+
+
 def may_create_topic(context: RequestContext, name: str) -> bool:
     """CREATE on the cluster, or on the topic (Kafka's CreateTopics and
     auto-creation)."""
     return allowed_on_cluster(context, AclOperation.CREATE) or allowed(
         context, AclOperation.CREATE, TOPIC, name
+    )
+
+
+def may_write_transaction(context: RequestContext, transactional_id: str) -> bool:
+    """WRITE on the transactional id: every transactional request."""
+    return allowed(context, AclOperation.WRITE, TRANSACTIONAL_ID, transactional_id)
+
+
+def may_write_idempotently(context: RequestContext) -> bool:
+    """InitProducerId without a transactional id: IDEMPOTENT_WRITE on the
+    cluster, or WRITE on some topic (Kafka 3's KIP-679 rule)."""
+    if allowed_on_cluster(context, AclOperation.IDEMPOTENT_WRITE):
+        return True
+    authorizer = context.server.authorizer
+    if not isinstance(authorizer, AclAuthorizer):
+        return False
+    identity = context.identity
+    return authorizer.authorize_by_resource_type(
+        identity.principal, AclOperation.WRITE, TOPIC, identity.host
     )
 
 
@@ -82,6 +111,31 @@ def offset_commit_refused(
         return dict.fromkeys(topics, KafkaCode.GROUP_AUTHORIZATION_FAILED)
     refused = refused_topics(context, AclOperation.READ, topics)
     return dict.fromkeys(refused, KafkaCode.TOPIC_AUTHORIZATION_FAILED)
+
+
+_CONFIG_RESOURCES = {
+    # Kafka's ConfigResource.Type codes: the ACL resource each is authorized
+    # on, and the code a refusal is answered with (KafkaApis / AuthHelper).
+    2: (TOPIC, KafkaCode.TOPIC_AUTHORIZATION_FAILED),
+    4: (CLUSTER, KafkaCode.CLUSTER_AUTHORIZATION_FAILED),
+    8: (CLUSTER, KafkaCode.CLUSTER_AUTHORIZATION_FAILED),
+    32: (GROUP, KafkaCode.GROUP_AUTHORIZATION_FAILED),
+}
+
+
+def config_refused(
+    context: RequestContext, operation: AclOperation, config_resource_type: int, name: str
+) -> KafkaCode | None:
+    """DescribeConfigs (DESCRIBE_CONFIGS) and AlterConfigs (ALTER_CONFIGS):
+    the code a config resource is refused with, or None. A broker's (and
+    its loggers') configs are the cluster's; a type it does not know is
+    left to the handler to refuse."""
+    found = _CONFIG_RESOURCES.get(config_resource_type)
+    if found is None:
+        return None
+    resource_type, refusal = found
+    acl_name = CLUSTER_NAME if resource_type is CLUSTER else name
+    return None if allowed(context, operation, resource_type, acl_name) else refusal
 
 
 class TopicAuthorizationFailed(EngineError):

@@ -449,12 +449,23 @@ def handle_offset_delete(context: RequestContext, request: OffsetDeleteRequest) 
         for topic in request.topics
         for p in topic.partitions
     ]
+    if not authorize.allowed(context, AclOperation.DELETE, authorize.GROUP, request.group_id):
+        code = KafkaCode.GROUP_AUTHORIZATION_FAILED
+        return {"error_code": code, "throttle_time": 0, "topics": []}
+    unreadable = authorize.refused_topics(
+        context, AclOperation.READ, (t.name for t in request.topics)
+    )
     try:
-        future = context.engine.groups.delete_offsets(request.group_id, partitions)
+        future = context.engine.groups.delete_offsets(
+            request.group_id, [tp for tp in partitions if tp.topic not in unreadable]
+        )
     except EngineError as error:
         return {"error_code": error_code(error), "throttle_time": 0, "topics": []}
 
     def build(codes: dict[TopicPartition, KafkaCode]) -> Body:
+        if unreadable:  # in the request's order
+            denied = KafkaCode.TOPIC_AUTHORIZATION_FAILED
+            codes = {tp: denied if tp.topic in unreadable else codes[tp] for tp in partitions}
         topics = _by_topic(
             codes, lambda tp, code: {"partition_index": tp.partition, "error_code": code}
         )
@@ -478,11 +489,22 @@ def handle_offset_delete(context: RequestContext, request: OffsetDeleteRequest) 
 )
 def handle_describe_groups(context: RequestContext, request: DescribeGroupsRequest) -> Body:
     requested = getattr(request, "include_authorized_operations", False)
+    hidden = authorize.refused_groups(context, AclOperation.DESCRIBE, request.groups)
     try:
-        described = context.engine.groups.describe_groups(list(request.groups))
+        found = context.engine.groups.describe_groups(
+            [g for g in request.groups if g not in hidden]
+        )
     except EngineError as error:
         code = error_code(error)
-        described = [GroupDescription(g, code, "", "", "", []) for g in request.groups]
+        found = [
+            GroupDescription(g, code, "", "", "", []) for g in request.groups if g not in hidden
+        ]
+    by_id = {group.group_id: group for group in found}
+    denied = KafkaCode.GROUP_AUTHORIZATION_FAILED
+    described = [
+        GroupDescription(g, denied, "", "", "", []) if g in hidden else by_id[g]
+        for g in request.groups
+    ]
     groups = [
         {
             "error_code": group.error,
@@ -527,6 +549,12 @@ def handle_list_groups(context: RequestContext, request: ListGroupsRequest) -> B
         )
     except EngineError as error:
         return {"throttle_time": 0, "error_code": error_code(error), "groups": []}
+    if not authorize.allowed_on_cluster(context, AclOperation.DESCRIBE):
+        # Kafka: DESCRIBE on the cluster lists every group, else the describable ones
+        hidden = authorize.refused_groups(
+            context, AclOperation.DESCRIBE, [g.group_id for g in listed]
+        )
+        listed = [g for g in listed if g.group_id not in hidden]
     groups = [
         {
             "group_id": group.group_id,
@@ -549,14 +577,18 @@ def handle_list_groups(context: RequestContext, request: ListGroupsRequest) -> B
 )
 def handle_delete_groups(context: RequestContext, request: DeleteGroupsRequest) -> Response:
     names = list(request.groups_names)
+    refused = authorize.refused_groups(context, AclOperation.DELETE, names)
+    allowed = [name for name in names if name not in refused]
     try:
-        future = context.engine.groups.delete_groups(names)
+        future = context.engine.groups.delete_groups(allowed)
     except EngineError as error:
         failed: Future[dict[str, int]] = Future()
-        failed.set_result(dict.fromkeys(names, error_code(error)))
+        failed.set_result(dict.fromkeys(allowed, error_code(error)))
         future = failed
 
     def build(codes: dict[str, int]) -> Body:
+        if refused:
+            codes = dict.fromkeys(refused, KafkaCode.GROUP_AUTHORIZATION_FAILED) | codes
         results = [{"group_id": name, "error_code": code} for name, code in codes.items()]
         return {"throttle_time": 0, "results": results}
 

@@ -239,6 +239,13 @@ def handle_init_producer_id(context: RequestContext, request: InitProducerIdRequ
     A transactional id is the transaction coordinator's (transactions.py)."""
     if request.transactional_id is not None:
         return init_transactional_producer(context, request, request.transactional_id)
+    if not authorize.may_write_idempotently(context):
+        return {
+            "throttle_time": 0,
+            "error_code": KafkaCode.CLUSTER_AUTHORIZATION_FAILED,
+            "producer_id": -1,
+            "producer_epoch": -1,
+        }
     try:
         producer_id, epoch = context.engine.init_producer_id()
     except EngineError as error:
