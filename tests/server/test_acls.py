@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import (
     AclBinding,
     AclBindingFilter,
@@ -33,7 +33,7 @@ from kafka.errors import ClusterAuthorizationFailedError
 
 import engine
 from engine.server.config import ServerConfig
-from tests.server.conftest import quiet_librdkafka
+from tests.server.conftest import ServerProcess, quiet_librdkafka
 from tests.server.in_process import InProcessServer
 
 TIMEOUT = 30
@@ -248,3 +248,65 @@ def test_consuming_in_a_group_needs_read_on_topic_and_group(cluster: Cluster) ->
     assert refused.code() == KafkaError.GROUP_AUTHORIZATION_FAILED
     _create(admin, _allow(ResourceType.GROUP, "readers", "User:frank", AclOperation.READ))
     assert consume("readers") == b"v"
+
+
+def test_acls_survive_a_killed_server(tmp_path: Path) -> None:
+    """ACLs created through `tidelog serve` are in the catalog once
+    acknowledged: after SIGKILL the server restarts with them, and enforces
+    them on a principal that is no super user any more."""
+    first = tmp_path / "first.toml"
+    first.write_text('[server]\nauthorizer = "acl"\n"super.users" = ["User:ANONYMOUS"]\n')
+    second = tmp_path / "second.toml"
+    second.write_text('[server]\nauthorizer = "acl"\n')
+    server = ServerProcess(tmp_path / "node", args=["--config", str(first)]).start()
+    try:
+        admin = AdminClient({"bootstrap.servers": server.bootstrap, **quiet_librdkafka()})
+        for name in ("open", "closed"):
+            admin.create_topics([NewTopic(name, 1)])[name].result(TIMEOUT)
+        kept = [
+            _allow(ResourceType.TOPIC, "open", "User:*", AclOperation.ALL),
+            # librdkafka's BROKER is Kafka's ACL resource type 4, the cluster
+            _allow(ResourceType.BROKER, "kafka-cluster", "User:ANONYMOUS", AclOperation.DESCRIBE),
+        ]
+        _create(admin, *kept)
+        del admin
+        server.kill()
+        server.args = ["--config", str(second)]
+        server.start()
+        admin = AdminClient({"bootstrap.servers": server.bootstrap, **quiet_librdkafka()})
+        described = admin.describe_acls(_everything(admin)).result(TIMEOUT)
+        assert set(described) == set(kept)
+        assert _produce(server.bootstrap, "open") is None
+        refused = _produce(server.bootstrap, "closed")
+        assert refused is not None and refused.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    finally:
+        server.kill()
+
+
+def test_metadata_lists_only_describable_topics_and_creates_none_without_create(
+    cluster: Cluster,
+) -> None:
+    for name in ("seen", "unseen"):
+        _create_topic(cluster, name)
+    admin = cluster.admin()
+    _create(admin, _allow(ResourceType.TOPIC, "seen", "User:gina", AclOperation.READ))
+    gina = cluster.admin("User:gina")
+    listed = gina.list_topics(timeout=TIMEOUT)
+    assert set(listed.topics) == {"seen"}
+    named = gina.list_topics("never-made", timeout=TIMEOUT).topics["never-made"]
+    assert named.error is not None
+    assert named.error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    assert not cluster.engine.has_topic("never-made")
+
+
+def test_delete_records_needs_delete_on_the_topic(cluster: Cluster) -> None:
+    _create_topic(cluster, "ledger")
+    assert _produce(cluster.bootstrap(ADMIN), "ledger") is None
+    admin = cluster.admin()
+    _create(admin, _allow(ResourceType.TOPIC, "ledger", "User:hal", AclOperation.READ))
+    hal = cluster.admin("User:hal")
+    futures = hal.delete_records([TopicPartition("ledger", 0, 1)], request_timeout=TIMEOUT)
+    with pytest.raises(KafkaException) as refused:
+        next(iter(futures.values())).result(TIMEOUT)
+    assert refused.value.args[0].code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    assert cluster.engine.offsets("ledger", 0) == (0, 1)
