@@ -22,14 +22,16 @@ from confluent_kafka.admin import (
 )
 from kafka import KafkaAdminClient
 from kafka.admin import (
+    ACL,
     ACLFilter,
     ACLOperation,
     ACLPermissionType,
     ACLResourcePatternType,
+    ResourcePattern,
     ResourcePatternFilter,
 )
 from kafka.admin import ResourceType as KafkaResourceType
-from kafka.errors import ClusterAuthorizationFailedError
+from kafka.errors import ClusterAuthorizationFailedError, InvalidRequestError
 
 import engine
 from engine.server.config import ServerConfig
@@ -310,3 +312,72 @@ def test_delete_records_needs_delete_on_the_topic(cluster: Cluster) -> None:
         next(iter(futures.values())).result(TIMEOUT)
     assert refused.value.args[0].code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
     assert cluster.engine.offsets("ledger", 0) == (0, 1)
+
+
+def test_a_transactional_producer_needs_write_on_its_transactional_id(cluster: Cluster) -> None:
+    """Without WRITE on the id another application's id cannot be taken
+    over (fencing its producer); with it, the transaction commits."""
+    _create_topic(cluster, "payments")
+    admin = cluster.admin()
+    _create(
+        admin,
+        _allow(ResourceType.TOPIC, "payments", "User:*", AclOperation.WRITE),
+        _allow(ResourceType.TRANSACTIONAL_ID, "billing", "User:ivan", AclOperation.WRITE),
+    )
+
+    def producer(principal: str) -> Producer:
+        return Producer(
+            {
+                "bootstrap.servers": cluster.bootstrap(principal),
+                "transactional.id": "billing",
+                **quiet_librdkafka(),
+            }
+        )
+
+    with pytest.raises(KafkaException) as refused:
+        producer("User:judy").init_transactions(TIMEOUT)
+    assert refused.value.args[0].code() == KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+    owner = producer("User:ivan")
+    owner.init_transactions(TIMEOUT)
+    owner.begin_transaction()
+    owner.produce("payments", b"paid")
+    owner.commit_transaction(TIMEOUT)
+    assert cluster.engine.offsets("payments", 0)[1] == 2  # the record and its marker
+
+
+def test_kafka_python_administers_acls(cluster: Cluster) -> None:
+    client = KafkaAdminClient(bootstrap_servers=cluster.bootstrap(ADMIN))
+    try:
+        acl = ACL(
+            principal="User:kim", host="*", operation=ACLOperation.READ,
+            permission_type=ACLPermissionType.ALLOW,
+            resource_pattern=ResourcePattern(
+                KafkaResourceType.TOPIC, "kim-", ACLResourcePatternType.PREFIXED
+            ),
+        )  # fmt: skip
+        created = client.create_acls([acl])
+        assert created["succeeded"] == [acl] and not created["failed"]
+        found, _ = client.describe_acls(
+            ACLFilter(
+                principal="User:kim",
+                host=None,
+                operation=ACLOperation.ANY,
+                permission_type=ACLPermissionType.ANY,
+                resource_pattern=ResourcePatternFilter(
+                    KafkaResourceType.ANY, None, ACLResourcePatternType.ANY
+                ),
+            )
+        )
+        assert [a.resource_pattern.resource_name for a in found] == ["kim-"]
+        unknown = ACL(
+            principal="User:kim", host="*", operation=ACLOperation.READ,
+            permission_type=ACLPermissionType.ALLOW,
+            resource_pattern=ResourcePattern(
+                KafkaResourceType.TOPIC, "", ACLResourcePatternType.LITERAL
+            ),
+        )  # fmt: skip
+        refused = client.create_acls([unknown])
+        # kafka-python lists the error class of each failure
+        assert refused["failed"] == [InvalidRequestError] and not refused["succeeded"]
+    finally:
+        client.close()
