@@ -34,7 +34,7 @@ from kafka.admin import ResourceType as KafkaResourceType
 from kafka.errors import ClusterAuthorizationFailedError, InvalidRequestError
 
 import engine
-from engine.server.config import ServerConfig
+from engine.server.config import ConfigFileError, ServerConfig, load_config_file
 from tests.server.conftest import ServerProcess, quiet_librdkafka
 from tests.server.in_process import InProcessServer
 
@@ -381,3 +381,19 @@ def test_kafka_python_administers_acls(cluster: Cluster) -> None:
         assert refused["failed"] == [InvalidRequestError] and not refused["succeeded"]
     finally:
         client.close()
+
+
+def test_the_config_file_names_the_authorizer_and_super_users(tmp_path: Path) -> None:
+    path = tmp_path / "tidelog.toml"
+    path.write_text(
+        '[server]\nauthorizer = "acl"\n"super.users" = "User:a; User:b"\n'
+        '"allow.everyone.if.no.acl.found" = true\n'
+    )
+    loaded = load_config_file(path).server
+    assert loaded.authorizer == "acl"
+    assert loaded.super_users == ("User:a", "User:b")
+    assert loaded.allow_everyone_if_no_acl_found
+    assert ServerConfig().authorizer == ""  # none by default: everything allowed
+    path.write_text('[server]\nauthorizer = "kafka.security.authorizer.AclAuthorizer"\n')
+    with pytest.raises(ConfigFileError, match="authorizer"):
+        load_config_file(path)
