@@ -68,7 +68,8 @@ class CatalogState:
     cluster's defaults (engine/broker_config.py)."""
     acls: dict[AclBinding, None] = field(default_factory=dict)
     """The ACL bindings, in the order they were created (a dict: a set that
-    keeps order, so DescribeAcls answers the same way every time)."""
+    keeps order, so DescribeAcls answers the same way every time). Replaced
+    on each change, never changed in place."""
     acls_version: int = 0
     """Bumped on every change to ``acls``: the authorizer rebuilds its index
     when it differs from the one it was built at."""
@@ -119,11 +120,14 @@ class CatalogState:
             if not configs:
                 del self.broker_configs[record[1]]
         elif kind == "acls_add":
-            self.acls.update((AclBinding.from_wire(raw), None) for raw in record[1])
+            # A new dict, never changed in place: the authorizer and
+            # DescribeAcls read it from other threads without a lock.
+            added = dict.fromkeys(AclBinding.from_wire(raw) for raw in record[1])
+            self.acls = {**self.acls, **added}
             self.acls_version += 1
         elif kind == "acls_remove":
-            for raw in record[1]:
-                self.acls.pop(AclBinding.from_wire(raw), None)
+            gone = {AclBinding.from_wire(raw) for raw in record[1]}
+            self.acls = {acl: None for acl in self.acls if acl not in gone}
             self.acls_version += 1
         elif kind == "internal_stream":
             self.internal[record[1]] = record[2]

@@ -94,10 +94,11 @@ class AclAuthorizer:
         if self._version == catalog.acls_version:
             return self._index
         with self._lock:
+            # The version first: the catalog replaces its bindings before it
+            # bumps the version, so these bindings are at least that new.
             version = catalog.acls_version
             if version != self._version:
-                # A copy: the catalog may change while the index is built.
-                self._index = _Index(list(catalog.acls))
+                self._index = _Index(catalog.acls)
                 self._version = version
             return self._index
 
