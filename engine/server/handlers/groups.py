@@ -321,7 +321,7 @@ def handle_offset_commit(context: RequestContext, request: OffsetCommitRequest) 
         )
         return {"throttle_time": 0, "topics": topics}
 
-    if not committed:
+    if refused and not committed:
         return build({})
     # v2-4 may set a retention time for these offsets; v5 dropped it.
     retention = getattr(request, "retention_time", None)
