@@ -3,7 +3,7 @@ authorizer decides by, kept in the catalog (engine/acl_bindings.py), as
 Kafka's AclControlManager serves them.
 
 Versions: v1-v3 of each (Kafka 4's range; v1 adds pattern types, v2 is
-flexible, v3 changes nothing on the wire). ACLs are stored whatever the
+flexible, v3 the USER resource type). ACLs are stored whatever the
 server's authorizer; they are enforced only with ``authorizer = "acl"``, so
 no request is answered SECURITY_DISABLED. Describing needs DESCRIBE on the
 cluster, creating and deleting ALTER (CLUSTER_AUTHORIZATION_FAILED).
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from engine.acl_bindings import AclBinding, AclFilter, PatternType, binding_invalid
+from engine.acl_bindings import AclBinding, AclFilter, binding_invalid
 from engine.errors import EngineError, error_code
 from engine.protocol.apis import ApiKey
 from engine.protocol.kafka_code import KafkaCode
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 _NOTES = {
     1: "pattern types (LITERAL, PREFIXED; ANY and MATCH in filters)",
     2: "flexible encoding",
-    3: "no change on the wire",
+    3: "the USER resource type (KIP-373)",
 }
 
 
@@ -169,6 +169,3 @@ def _filter_result(
             for acl in matching
         ],
     }
-
-
-__all__ = ["PatternType", "handle_create_acls", "handle_delete_acls", "handle_describe_acls"]
