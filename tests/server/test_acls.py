@@ -397,3 +397,45 @@ def test_the_config_file_names_the_authorizer_and_super_users(tmp_path: Path) ->
     path.write_text('[server]\nauthorizer = "kafka.security.authorizer.AclAuthorizer"\n')
     with pytest.raises(ConfigFileError, match="authorizer"):
         load_config_file(path)
+
+
+def test_fetch_needs_read_which_describe_does_not_imply(cluster: Cluster) -> None:
+    _create_topic(cluster, "secrets")
+    assert _produce(cluster.bootstrap(ADMIN), "secrets") is None
+    admin = cluster.admin()
+    _create(
+        admin,
+        _allow(ResourceType.TOPIC, "secrets", "User:lee", AclOperation.DESCRIBE),
+        # librdkafka looks its group's coordinator up, even when it only assigns
+        _allow(ResourceType.GROUP, "unused", "User:lee", AclOperation.DESCRIBE),
+    )
+
+    def first_fetch(principal: str) -> KafkaError | bytes:
+        consumer = Consumer(
+            {
+                "bootstrap.servers": cluster.bootstrap(principal),
+                "group.id": "unused",  # assigned, never joined
+                "enable.auto.commit": False,
+                **quiet_librdkafka(),
+            }
+        )
+        try:
+            consumer.assign([TopicPartition("secrets", 0, 0)])
+            for _ in range(TIMEOUT * 4):
+                message = consumer.poll(0.25)
+                if message is None:
+                    continue
+                error = message.error()
+                if error is not None:
+                    return error
+                value = message.value()
+                assert value is not None
+                return value
+            raise AssertionError("neither a record nor an error")
+        finally:
+            consumer.close()
+
+    refused = first_fetch("User:lee")
+    assert isinstance(refused, KafkaError)
+    assert refused.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    assert first_fetch(ADMIN) == b"v"
