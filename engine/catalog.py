@@ -23,6 +23,7 @@ from typing import Any
 import msgpack
 
 from engine import clock
+from engine.acl_bindings import AclBinding
 from s3stream import StreamStore
 
 FORMAT_VERSION = 1
@@ -65,6 +66,13 @@ class CatalogState:
     broker_configs: dict[str, dict[str, str]] = field(default_factory=dict)
     """Dynamic broker configs by resource name: a node id, or "" for the
     cluster's defaults (engine/broker_config.py)."""
+    acls: dict[AclBinding, None] = field(default_factory=dict)
+    """The ACL bindings, in the order they were created (a dict: a set that
+    keeps order, so DescribeAcls answers the same way every time). Replaced
+    on each change, never changed in place."""
+    acls_version: int = 0
+    """Bumped on every change to ``acls``: the authorizer rebuilds its index
+    when it differs from the one it was built at."""
 
     def apply(self, record: list[Any]) -> None:
         kind = record[0]
@@ -76,6 +84,8 @@ class CatalogState:
             self.topics, self.producer_ids_end = restored.topics, restored.producer_ids_end
             self.internal = restored.internal
             self.broker_configs = restored.broker_configs
+            self.acls = restored.acls
+            self.acls_version += 1
         elif kind == "create_topic":
             meta = TopicMeta.from_wire(record[1])
             self.topics[meta.name] = meta
@@ -109,6 +119,16 @@ class CatalogState:
                     configs[name] = value
             if not configs:
                 del self.broker_configs[record[1]]
+        elif kind == "acls_add":
+            # A new dict, never changed in place: the authorizer and
+            # DescribeAcls read it from other threads without a lock.
+            added = dict.fromkeys(AclBinding.from_wire(raw) for raw in record[1])
+            self.acls = {**self.acls, **added}
+            self.acls_version += 1
+        elif kind == "acls_remove":
+            gone = {AclBinding.from_wire(raw) for raw in record[1]}
+            self.acls = {acl: None for acl in self.acls if acl not in gone}
+            self.acls_version += 1
         elif kind == "internal_stream":
             self.internal[record[1]] = record[2]
         elif kind == "producer_ids":
@@ -122,6 +142,7 @@ class CatalogState:
             "producer_ids_end": self.producer_ids_end,
             "internal": self.internal,
             "broker_configs": self.broker_configs,
+            "acls": [acl.to_wire() for acl in self.acls],
         }
 
     @classmethod
@@ -132,6 +153,7 @@ class CatalogState:
             raw["producer_ids_end"],
             dict(raw.get("internal", {})),
             {scope: dict(configs) for scope, configs in raw.get("broker_configs", {}).items()},
+            {AclBinding.from_wire(acl): None for acl in raw.get("acls", [])},
         )
 
     def stream_ids(self) -> set[int]:
@@ -149,6 +171,7 @@ class Catalog:
         self.state = state
         self._lock = threading.Lock()
         self._internal_lock = threading.Lock()
+        self._acls_lock = threading.Lock()
         self._since_snapshot = 0
         self._bytes_since_snapshot = 0
         self._snapshot_bytes = 0
@@ -216,6 +239,21 @@ class Catalog:
             stream_id = self.store.create_stream()
             self.append(["internal_stream", name, stream_id])
             return stream_id
+
+    def add_acls(self, acls: list[AclBinding]) -> None:
+        """Stores the bindings (those already stored are left as they are),
+        as one record: all of them or none."""
+        with self._acls_lock:
+            new = list(dict.fromkeys(a for a in acls if a not in self.state.acls))
+            if new:
+                self.append(["acls_add", [a.to_wire() for a in new]])
+
+    def remove_acls(self, acls: list[AclBinding]) -> None:
+        """Removes the bindings, as one record."""
+        with self._acls_lock:
+            gone = list(dict.fromkeys(a for a in acls if a in self.state.acls))
+            if gone:
+                self.append(["acls_remove", [a.to_wire() for a in gone]])
 
     def allocate_producer_id(self) -> int:
         with self._lock:

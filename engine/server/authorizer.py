@@ -3,10 +3,10 @@ handlers ask before they act, and the answer KIP-430's authorized
 operations report (Metadata, DescribeCluster, DescribeGroups,
 ConsumerGroupDescribe).
 
-The server holds one ``Authorizer``. Until ACLs are served it is
-``AllowAll``: every operation a resource type has is allowed to everyone.
-An ACL authorizer takes its place by implementing ``authorize``; the
-handlers and the bitfields they answer do not change.
+The server holds one ``Authorizer``: ``AllowAll`` (every operation a
+resource type has is allowed to everyone) unless the server's config names
+the ACL authorizer (acl_authorizer.py); the handlers ask it through
+authorize.py.
 """
 
 from __future__ import annotations
@@ -75,9 +75,15 @@ AUTHORIZED_OPERATIONS_OMITTED = -(2**31)
 
 class Authorizer(Protocol):
     def authorize(
-        self, principal: str, operation: AclOperation, resource_type: ResourceType, name: str
+        self,
+        principal: str,
+        operation: AclOperation,
+        resource_type: ResourceType,
+        name: str,
+        host: str = "*",
     ) -> bool:
-        """Whether ``principal`` may perform ``operation`` on the resource."""
+        """Whether ``principal``, connected from ``host``, may perform
+        ``operation`` on the resource."""
         ...
 
 
@@ -85,18 +91,27 @@ class AllowAll:
     """Every operation, for everyone: the server without ACLs."""
 
     def authorize(
-        self, principal: str, operation: AclOperation, resource_type: ResourceType, name: str
+        self,
+        principal: str,
+        operation: AclOperation,
+        resource_type: ResourceType,
+        name: str,
+        host: str = "*",
     ) -> bool:
         return True
 
 
 def authorized_operations(
-    authorizer: Authorizer, principal: str, resource_type: ResourceType, name: str
+    authorizer: Authorizer,
+    principal: str,
+    resource_type: ResourceType,
+    name: str,
+    host: str = "*",
 ) -> int:
     """KIP-430's bitfield: bit N set when operation N is allowed on the
     resource, among those its type has."""
     bits = 0
     for operation in SUPPORTED_OPERATIONS[resource_type]:
-        if authorizer.authorize(principal, operation, resource_type, name):
+        if authorizer.authorize(principal, operation, resource_type, name, host):
             bits |= 1 << operation
     return bits

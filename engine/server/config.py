@@ -16,6 +16,9 @@ They can come from a TOML file (``tidelog serve --config tidelog.toml``)::
     "connections.partial.request.timeout.ms" = 30000
     "max.incremental.fetch.session.cache.slots" = 1000   # 0: no fetch sessions
     max_incremental_fetch_session_partitions = 10000
+    authorizer = "acl"                # Kafka's authorizer.class.name; "" (default): none
+    "super.users" = ["User:admin"]
+    "allow.everyone.if.no.acl.found" = false
 
     [engine]
     data_dir = "./tidelog-data"
@@ -122,7 +125,26 @@ class ServerConfig:
     """How often the log gets a line of what was served and uploaded (when
     anything was)."""
 
+    authorizer: str = ""
+    """Kafka's authorizer.class.name: "" serves every request to everyone;
+    "acl" decides by the ACLs stored in the catalog (docs/server.md,
+    Authorization)."""
+    super_users: tuple[str, ...] = ()
+    """Kafka's super.users: principals (``User:name``) the ACL authorizer
+    always allows."""
+    allow_everyone_if_no_acl_found: bool = False
+    """Kafka's allow.everyone.if.no.acl.found: whether the ACL authorizer
+    allows a resource that no ACL names."""
+
     def __post_init__(self) -> None:
+        if self.authorizer not in ("", "acl"):
+            raise ValueError(f'authorizer must be "" or "acl", not {self.authorizer!r}')
+        users: object = self.super_users
+        if isinstance(users, str):  # Kafka's form: "User:a;User:b"
+            users = tuple(u.strip() for u in users.split(";") if u.strip())
+        if not isinstance(users, (tuple, list)):
+            raise ValueError(f"super.users must be a list of principals, not {users!r}")
+        object.__setattr__(self, "super_users", tuple(str(u) for u in users))
         for name in (
             "max_connections",
             "max_connections_per_ip",

@@ -138,6 +138,8 @@ class Connection(asyncio.BufferedProtocol):
         else:
             self.peer = self.peer_host = str(peer)
         self.identity = Identity(host=self.peer_host)
+        if self.server.principal_builder is not None:
+            self.identity = self.server.principal_builder(self.identity)
         refusal = self.server.admit(self)
         if refusal is not None:
             log.warning("%s: refused: %s", self.peer, refusal)

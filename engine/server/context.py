@@ -50,6 +50,11 @@ class Identity:
 NOBODY = Identity()
 """The identity of a request made in-process, not over a connection."""
 
+PrincipalBuilder = Callable[[Identity], Identity]
+"""Who a connection is, from what is known of it when it opens (its
+listener and address): Kafka's KafkaPrincipalBuilder. Authentication may
+replace the principal afterwards."""
+
 
 @dataclass
 class ServerState:

@@ -13,9 +13,10 @@ from dataclasses import dataclass, replace
 
 from engine import clock
 from engine.engine import Engine
+from engine.server.acl_authorizer import authorizer_for
 from engine.server.config import ServerConfig
 from engine.server.connection import SHARED_READ_BYTES, Connection
-from engine.server.context import Broker, ServerState
+from engine.server.context import Broker, PrincipalBuilder, ServerState
 from engine.server.fetch_sessions import FetchSessionCache
 
 log = logging.getLogger("tidelog.server")
@@ -40,9 +41,18 @@ def cluster_id_for(engine: Engine) -> str:
 
 
 class Server:
-    def __init__(self, engine: Engine, config: ServerConfig | None = None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        config: ServerConfig | None = None,
+        *,
+        principal_builder: PrincipalBuilder | None = None,
+    ) -> None:
         self.engine = engine
         self.config = config or ServerConfig()
+        self.principal_builder = principal_builder
+        """Who a new connection is before it authenticates (Kafka's
+        KafkaPrincipalBuilder); None: Kafka's anonymous principal."""
         self.connections: set[Connection] = set()
         self.paused: set[Connection] = set()
         self.finishing: Connection | None = None
@@ -91,6 +101,7 @@ class Server:
             cluster_id_for(self.engine),
             broker,
             fetch_sessions=sessions,
+            authorizer=authorizer_for(self.config, self.engine),
         )
         self.engine.broker_configs.set_static(
             {

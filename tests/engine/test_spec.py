@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 import engine
 import native
 from engine import NewTopic
+from engine.acl_bindings import AclBinding
 from engine.catalog import PRODUCER_ID_BLOCK, SNAPSHOT_EVERY
 from engine.partition import CHECKPOINT_VERSION, FULL_CHECKPOINT_EVERY
 from engine.state_log import COMPACT_AFTER, COMPACT_CHUNK, StateLog
@@ -77,6 +78,7 @@ def _first_array(cell: str) -> str:
 
 
 TOPIC = _names(re.search(r"A topic is `(\[.*?\])`:", TEXT).group(1))  # type: ignore[union-attr]
+ACL = _names(re.search(r"An acl is `(\[.*?\])`,", TEXT).group(1))  # type: ignore[union-attr]
 SNAPSHOT_KEYS = re.findall(r'"(\w+)":', CATALOG_RECORDS["snapshot"][0])
 
 
@@ -95,7 +97,11 @@ EPOCH = _row(CHECKPOINT["epochs"])
 
 def test_the_document_names_what_the_tests_build_from() -> None:
     assert TOPIC[0] == "name" and TOPIC[1].startswith("topic_id")
-    assert SNAPSHOT_KEYS == ["topics", "producer_ids_end", "internal", "broker_configs"]
+    assert SNAPSHOT_KEYS == ["topics", "producer_ids_end", "internal", "broker_configs", "acls"]
+    assert ACL == [
+        "resource_type", "resource_name", "pattern_type", "principal", "host", "operation",
+        "permission",
+    ]  # fmt: skip
     assert PRODUCER[:3] == ["producer_id", "epoch", "last_append_ms"]
     assert PRODUCER[-2:] == ["coordinator_epoch", "last_ts"]
     assert PRODUCER_BATCH == ["first_seq", "last_seq", "first_offset", "last_offset", "max_ts"]
@@ -224,6 +230,7 @@ def test_the_engine_reads_a_catalog_that_starts_with_a_snapshot(tmp_path: Path) 
             "producer_ids_end": 7000,
             "internal": {"example": internal},
             "broker_configs": {"": {"num.partitions": "3"}},
+            "acls": [[4, "kafka-cluster", 3, "User:ops", "10.0.0.1", 7, 3]],
         }  # fmt: skip
         assert list(body) == SNAPSHOT_KEYS
         _append_all(store, catalog, [doc_record("snapshot", CATALOG_RECORDS, body=body)])
@@ -233,6 +240,9 @@ def test_the_engine_reads_a_catalog_that_starts_with_a_snapshot(tmp_path: Path) 
         assert e.init_producer_id()[0] >= 7000
         assert e.catalog.state.internal["example"] == internal
         assert e.broker_configs.num_partitions == 3
+        assert list(e.catalog.state.acls) == [
+            AclBinding(4, "kafka-cluster", 3, "User:ops", "10.0.0.1", 7, 3)
+        ]
 
 
 def test_a_store_whose_lowest_stream_is_no_catalog_is_refused(tmp_path: Path) -> None:
@@ -277,6 +287,7 @@ class DocCatalog:
         self.producer_ids_end = 0
         self.internal: dict[str, int] = {}
         self.broker_configs: dict[str, dict[str, str]] = {}
+        self.acls: list[dict[str, Any]] = []
 
     def apply(self, record: list[Any]) -> None:
         name, args = record[0], record[1:]
@@ -313,7 +324,14 @@ class DocCatalog:
                 configs.pop(key, None)
                 if value is not None:
                     configs[key] = value
+        elif name == "acls_add":
+            for raw in named["acls"]:
+                self.acls.append(dict(zip(ACL, raw, strict=True)))
+        elif name == "acls_remove":
+            for raw in named["acls"]:
+                self.acls.remove(dict(zip(ACL, raw, strict=True)))
         elif name == "snapshot":
+            self.acls = [dict(zip(ACL, raw, strict=True)) for raw in named["body"].get("acls", [])]
             self.topics = {}
             for topic in named["body"]["topics"]:
                 self._add(topic)
@@ -349,6 +367,9 @@ def test_what_the_engine_writes_parses_and_applies_by_the_document(tmp_path: Pat
         e.broker_configs.alter(
             "", {"log.retention.ms": "90000"}, incremental=True, validate_only=False
         )
+        kept = AclBinding(2, "solo", 3, "User:alice", "*", 3, 3)
+        e.catalog.add_acls([kept, AclBinding(3, "app-", 4, "User:*", "*", 2, 2)])
+        e.catalog.remove_acls([AclBinding(3, "app-", 4, "User:*", "*", 2, 2)])
         e.init_producer_id()
         stamps = _produce_timed(e, "a", 0)
         with e.producer(transactional_id="spec") as producer:
@@ -377,6 +398,12 @@ def test_what_the_engine_writes_parses_and_applies_by_the_document(tmp_path: Pat
             name: (len(t["streams"]), t["configs"]) for name, t in model.topics.items()
         } == expected
         assert model.broker_configs == {"": {"log.retention.ms": "90000"}}
+        assert model.acls == [
+            {
+                "resource_type": 2, "resource_name": "solo", "pattern_type": 3,
+                "principal": "User:alice", "host": "*", "operation": 3, "permission": 3,
+            }
+        ]  # fmt: skip
         logs = {name: _apply_state_log(read_stream(store, i)) for name, i in model.internal.items()}
         assert logs["transactions"], "the transactional id lives in a state log"
         streams = {name: t["streams"] for name, t in model.topics.items()}

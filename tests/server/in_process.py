@@ -9,6 +9,7 @@ from dataclasses import replace
 
 import engine
 from engine.server.config import ServerConfig
+from engine.server.context import Identity
 from engine.server.server import Server
 
 
@@ -17,12 +18,25 @@ class InProcessServer:
     each start and stop waits at most ``timeout`` seconds."""
 
     def __init__(
-        self, opened: engine.Engine, timeout: float = 30.0, config: ServerConfig | None = None
+        self,
+        opened: engine.Engine,
+        timeout: float = 30.0,
+        config: ServerConfig | None = None,
+        principal: str | None = None,
     ) -> None:
+        """``principal``: every connection's, as if each had authenticated
+        as it (several servers on one engine: one per principal)."""
         self.timeout = timeout
         self.loop = asyncio.new_event_loop()
         config = replace(config or ServerConfig(), host="127.0.0.1", port=0)
-        self.server = Server(opened, config)
+        builder = None
+        if principal is not None:
+            as_principal = principal
+
+            def builder(identity: Identity) -> Identity:
+                return replace(identity, principal=as_principal)
+
+        self.server = Server(opened, config, principal_builder=builder)
         self.thread = threading.Thread(target=self.loop.run_forever, name="wire-server")
         self.thread.start()
         asyncio.run_coroutine_threadsafe(self.server.start(), self.loop).result(timeout)

@@ -67,6 +67,7 @@ class DenyWrites:
         operation: authorizer.AclOperation,
         resource_type: ResourceType,
         name: str,
+        host: str = "*",
     ) -> bool:
         assert principal == authorizer.ANONYMOUS
         if resource_type is ResourceType.TOPIC and name == "t":

@@ -152,6 +152,23 @@ def request_values(key: ApiKey, topic: str, topic_id: uuid.UUID) -> dict[str, An
         "configuration_keys": None,
         "configs": [{"name": "retention.ms", "value": "86400000", "config_operation": 0}],
     }
+    acl = {
+        "resource_type": 2,
+        "resource_name": topic,
+        "principal": "User:fuzz",
+        "host": "*",
+        "operation": 3,
+        "permission_type": 3,
+    }
+    acl_filter = {
+        "resource_type_filter": 2,
+        "resource_name_filter": topic,
+        "pattern_type_filter": 3,
+        "principal_filter": "User:fuzz",
+        "host_filter": None,
+        "operation": 1,
+        "permission_type": 1,
+    }
     values: dict[ApiKey, dict[str, Any]] = {
         ApiKey.API_VERSIONS: {"client_software_name": "fuzz", "client_software_version": "1"},
         ApiKey.METADATA: {"topics": [{"name": topic}], "allow_auto_topic_creation": False},
@@ -211,6 +228,9 @@ def request_values(key: ApiKey, topic: str, topic_id: uuid.UUID) -> dict[str, An
         ApiKey.DESCRIBE_PRODUCERS: {"topics": [{"name": topic, "partition_indexes": [0]}]},
         ApiKey.DESCRIBE_TRANSACTIONS: {"transactional_ids": ["fuzz-txn"]},
         ApiKey.LIST_TRANSACTIONS: {"duration_filter": -1},
+        ApiKey.CREATE_ACLS: {"creations": [acl | {"resource_pattern_type": 3}]},
+        ApiKey.DESCRIBE_ACLS: acl_filter,
+        ApiKey.DELETE_ACLS: {"filters": [acl_filter]},
         **group_request_values(topic),
     }
     return values[key]

@@ -64,6 +64,9 @@ PREVIOUS_ADVERTISED = {
     25: (0, 3),
     26: (0, 3),
     28: (0, 3),
+    29: (1, 3),
+    30: (1, 3),
+    31: (1, 3),
     32: (1, 4),
     33: (0, 2),
     35: (1, 4),
@@ -132,8 +135,12 @@ def test_produce_is_listed_from_v0_but_served_from_v3() -> None:
 
 
 def test_only_topic_administration_and_log_dirs_run_off_the_event_loop() -> None:
+    """And the ACL APIs: their changes are catalog writes, as topics' are."""
     off = {r.key for r in registrations() if r.off_loop}
     assert off == {
+        ApiKey.CREATE_ACLS,
+        ApiKey.DESCRIBE_ACLS,
+        ApiKey.DELETE_ACLS,
         ApiKey.CREATE_TOPICS,
         ApiKey.DELETE_TOPICS,
         ApiKey.CREATE_PARTITIONS,

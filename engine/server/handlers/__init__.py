@@ -7,6 +7,7 @@ makes every registration."""
 from __future__ import annotations
 
 from engine.server.handlers import (
+    acls,
     api_versions,
     configs,
     consumer_groups,
@@ -21,6 +22,7 @@ from engine.server.handlers import (
 )
 
 __all__ = [
+    "acls",
     "api_versions",
     "configs",
     "consumer_groups",

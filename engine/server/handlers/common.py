@@ -9,8 +9,8 @@ from typing import Any
 from engine.errors import EngineError, TopicExists, error_code
 from engine.internal_topics import INTERNAL_TOPIC_IDS
 from engine.protocol.kafka_code import KafkaCode
-from engine.server import authorizer
-from engine.server.authorizer import ANONYMOUS, AUTHORIZED_OPERATIONS_OMITTED, ResourceType
+from engine.server import authorize, authorizer
+from engine.server.authorizer import AUTHORIZED_OPERATIONS_OMITTED, ResourceType
 from engine.server.context import RequestContext
 from engine.types import NewTopic
 
@@ -54,12 +54,12 @@ def authorized_operations(
 ) -> int:
     """KIP-430: the operations the connection may perform on the resource
     (a bitfield of AclOperation codes) when the request asks for them, else
-    Kafka's sentinel. Connections are not authenticated yet: every one is
-    Kafka's anonymous principal."""
+    Kafka's sentinel."""
     if not requested:
         return AUTHORIZED_OPERATIONS_OMITTED
+    identity = context.identity
     return authorizer.authorized_operations(
-        context.server.authorizer, ANONYMOUS, resource_type, name
+        context.server.authorizer, identity.principal, resource_type, name, identity.host
     )
 
 
@@ -76,8 +76,19 @@ def auto_create_topics(context: RequestContext, names: list[str]) -> dict[str, K
     that was not created. As in Kafka 4, where the broker asks the
     controller to create them all in one request: beyond the controller's
     bound of metadata records (MAX_RECORDS_PER_REQUEST) none is created and
-    each is answered UNKNOWN_TOPIC_OR_PARTITION."""
+    each is answered UNKNOWN_TOPIC_OR_PARTITION. Creating one needs CREATE
+    on the cluster or the topic (TOPIC_AUTHORIZATION_FAILED)."""
     engine = context.engine
+    refused = {
+        name: KafkaCode.TOPIC_AUTHORIZATION_FAILED
+        for name in names
+        if not authorize.may_create_topic(context, name)
+    }
+    if refused:
+        names = [name for name in names if name not in refused]
+        if not names:
+            return refused
+        return refused | auto_create_topics(context, names)
     records = len(names) * (1 + engine.broker_configs.num_partitions)
     if records > MAX_RECORDS_PER_REQUEST:
         code = KafkaCode.UNKNOWN_TOPIC_OR_PARTITION

@@ -20,7 +20,8 @@ from engine.config import CONFIG_DEFS, ConfigEntry, ConfigSource, ConfigType, no
 from engine.errors import EngineError, InvalidConfig, error_code
 from engine.protocol.apis import ApiKey
 from engine.protocol.kafka_code import KafkaCode
-from engine.server import broker_loggers
+from engine.server import authorize, broker_loggers
+from engine.server.authorizer import AclOperation
 from engine.server.context import RequestContext, error_message
 from engine.server.handlers.group_configs import GROUP, alter_group, describe_group
 from engine.server.handlers.registry import handles
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
 TOPIC = 2
 BROKER = 4
 BROKER_LOGGER = 8
+DESCRIBE_CONFIGS, ALTER_CONFIGS = AclOperation.DESCRIBE_CONFIGS, AclOperation.ALTER_CONFIGS
 
 _CONFIG_TYPE_CODES = {
     ConfigType.BOOLEAN: 1,
@@ -117,6 +119,13 @@ def handle_describe_configs(
             "configs": [],
         }
         keys = resource.configuration_keys
+        denied = authorize.config_refused(
+            context, DESCRIBE_CONFIGS, resource.resource_type, resource.resource_name
+        )
+        if denied is not None:
+            result["error_code"] = denied
+            results.append(result)
+            continue
         try:
             described = _described_resource(
                 context, resource.resource_type, resource.resource_name, synonyms, documentation
@@ -332,6 +341,12 @@ def handle_alter_configs(context: RequestContext, request: AlterConfigsRequest) 
             code = KafkaCode.INVALID_REQUEST
             responses.append(_alter_result(resource, code, refused[index]))
             continue
+        denied = authorize.config_refused(
+            context, ALTER_CONFIGS, resource.resource_type, resource.resource_name
+        )
+        if denied is not None:
+            responses.append(_alter_result(resource, denied, None))
+            continue
         changes = {c.name: c.value for c in resource.configs}
         responses.append(
             _alter(
@@ -360,6 +375,12 @@ def handle_incremental_alter_configs(
         if index in refused:
             code = KafkaCode.INVALID_REQUEST
             responses.append(_alter_result(resource, code, refused[index]))
+            continue
+        denied = authorize.config_refused(
+            context, ALTER_CONFIGS, resource.resource_type, resource.resource_name
+        )
+        if denied is not None:
+            responses.append(_alter_result(resource, denied, None))
             continue
         if resource.resource_type == GROUP:
             code, message = alter_group(context, resource, request.validate_only)

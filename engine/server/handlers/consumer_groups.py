@@ -16,7 +16,9 @@ from engine.groups.consumer_group_description import ConsumerGroupDescription
 from engine.groups.consumer_heartbeat import Heartbeat, HeartbeatResult
 from engine.groups.consumer_member import Partitions
 from engine.protocol.apis import ApiKey
-from engine.server.authorizer import ResourceType
+from engine.protocol.kafka_code import KafkaCode
+from engine.server import authorize
+from engine.server.authorizer import AclOperation, ResourceType
 from engine.server.context import Body, RequestContext, Response, answer, error_message
 from engine.server.handlers.common import authorized_operations, millis, uuid_bytes
 from engine.server.handlers.registry import handles
@@ -46,6 +48,16 @@ _CONSUMER_MEMBER = 1
 def handle_consumer_group_heartbeat(
     context: RequestContext, request: ConsumerGroupHeartbeatRequest
 ) -> Response:
+    if not authorize.may_read_group(context, request.group_id):
+        return {
+            "throttle_time": 0,
+            "error_code": KafkaCode.GROUP_AUTHORIZATION_FAILED,
+            "error_message": None,
+            "member_id": None,
+            "member_epoch": -1,
+            "heartbeat_interval": 0,
+            "assignment": None,
+        }
     owned: dict[bytes, set[int]] | None = None
     if request.topic_partitions is not None:
         owned = {}
@@ -109,8 +121,11 @@ def handle_consumer_group_describe(
             context, ResourceType.GROUP, group_id, request.include_authorized_operations
         )
 
+    hidden = authorize.refused_groups(context, AclOperation.DESCRIBE, request.group_ids)
     try:
-        described = context.engine.groups.consumer_group_describe(list(request.group_ids))
+        described = context.engine.groups.consumer_group_describe(
+            [g for g in request.group_ids if g not in hidden]
+        )
     except EngineError as error:
         code, message = error_code(error), error_message(error)
         return {
@@ -121,6 +136,13 @@ def handle_consumer_group_describe(
             ],
         }
     groups = [_describe(group, operations(group.group_id)) for group in described]
+    if hidden:  # in the request's order
+        denied = KafkaCode.GROUP_AUTHORIZATION_FAILED
+        by_id = {group["group_id"]: group for group in groups}
+        groups = [
+            _group_error(g, denied, "", operations(g)) if g in hidden else by_id[g]
+            for g in request.group_ids
+        ]
     return {"throttle_time": 0, "groups": groups}
 
 

@@ -29,6 +29,8 @@ from engine.internal_topics import internal_fetch, is_internal_topic
 from engine.partition import PartitionFetch
 from engine.protocol.apis import ApiKey
 from engine.protocol.kafka_code import KafkaCode
+from engine.server import authorize
+from engine.server.authorizer import AclOperation
 from engine.server.context import RequestContext
 from engine.server.fetch_sessions import (
     FINAL_EPOCH,
@@ -105,8 +107,11 @@ async def handle_fetch(context: RequestContext, request: FetchRequest) -> dict[s
     deadline = clock.monotonic() + millis(request.max_wait) / 1000
     committed = getattr(request, "isolation_level", 0) == _READ_COMMITTED
     quiet = session_context if isinstance(session_context, IncrementalContext) else None
+    refused = authorize.refused_topics(
+        context, AclOperation.READ, (w.topic for w in wanted if w.topic is not None)
+    )
     while True:
-        reads = await _read_all(context, wanted, max_bytes, committed, quiet)
+        reads = await _read_all(context, wanted, max_bytes, committed, quiet, refused)
         total = sum(r.size for r in reads)
         remaining = deadline - clock.monotonic()
         failed = any(r.outcome.error != KafkaCode.NONE for r in reads)
@@ -121,7 +126,7 @@ async def handle_fetch(context: RequestContext, request: FetchRequest) -> dict[s
             await asyncio.sleep(remaining)
             continue
         if not await engine.wait_for_data_async(beyond, remaining):
-            reads = await _read_all(context, wanted, max_bytes, committed, quiet)
+            reads = await _read_all(context, wanted, max_bytes, committed, quiet, refused)
             break
     answer = session_context.answer([r.outcome for r in reads], _now_ms())
     return _response(reads, committed, answer)
@@ -184,6 +189,7 @@ async def _read_all(
     max_bytes: int,
     committed: bool,
     session: IncrementalContext | None,
+    refused: set[str],
 ) -> list[_Read]:
     """Reads the partitions in order within the response's ``max_bytes``:
     each gets what the ones before it left, up to its own limit. As in Kafka,
@@ -191,10 +197,15 @@ async def _read_all(
     large; after that, a partition whose first batch is over its limit sends
     none (but still its offsets). In an incremental session a partition with
     nothing new is not read at all (see IncrementalContext.is_quiet): most
-    of a many-partition consumer's partitions are quiet at any time."""
+    of a many-partition consumer's partitions are quiet at any time.
+    Partitions of ``refused`` topics (no READ) are answered
+    TOPIC_AUTHORIZATION_FAILED."""
     reads: list[_Read] = []
     budget = max_bytes
     for index, w in enumerate(wanted):
+        if refused and w.topic in refused:
+            reads.append(_failed(context, w, KafkaCode.TOPIC_AUTHORIZATION_FAILED))
+            continue
         quiet = _quiet(context, w, index, session) if session is not None else None
         if quiet is not None:
             reads.append(quiet)

@@ -29,7 +29,8 @@ from engine.errors import EngineError, error_code
 from engine.groups import GroupDescription, JoinResult, SyncResult
 from engine.protocol.apis import ApiKey
 from engine.protocol.kafka_code import KafkaCode
-from engine.server.authorizer import ResourceType
+from engine.server import authorize
+from engine.server.authorizer import AclOperation, ResourceType
 from engine.server.context import Body, RequestContext, Response, answer
 from engine.server.handlers.common import authorized_operations, millis
 from engine.server.handlers.registry import handles
@@ -80,13 +81,13 @@ def handle_find_coordinator(context: RequestContext, request: FindCoordinatorReq
     key_type = getattr(request, "key_type", _GROUP_KEY)
     if isinstance(request, FindCoordinatorRequestV4):  # a batch of keys
         coordinators = [
-            {"key": key, **_coordinator(context, key_type)} for key in request.coordinator_keys
+            {"key": key, **_coordinator(context, key_type, key)} for key in request.coordinator_keys
         ]
         return {"throttle_time": 0, "coordinators": coordinators}
-    return {"throttle_time": 0, **_coordinator(context, key_type)}
+    return {"throttle_time": 0, **_coordinator(context, key_type, request.key)}
 
 
-def _coordinator(context: RequestContext, key_type: int) -> dict[str, Any]:
+def _coordinator(context: RequestContext, key_type: int, key: str) -> dict[str, Any]:
     if key_type not in (_GROUP_KEY, _TRANSACTION_KEY):
         return {
             "error_code": KafkaCode.INVALID_REQUEST,
@@ -95,6 +96,9 @@ def _coordinator(context: RequestContext, key_type: int) -> dict[str, Any]:
             "host": "",
             "port": -1,
         }
+    refused = authorize.coordinator_refused(context, key_type == _TRANSACTION_KEY, key)
+    if refused is not None:
+        return {"error_code": refused, "error_message": None, "node_id": -1, "host": "", "port": -1}
     broker = context.server.broker
     return {
         "error_code": KafkaCode.NONE,
@@ -124,6 +128,18 @@ def _coordinator(context: RequestContext, key_type: int) -> dict[str, Any]:
 )
 def handle_join_group(context: RequestContext, request: JoinGroupRequest) -> Response:
     version = context.version
+    if not authorize.may_read_group(context, request.group_id):
+        return {
+            "throttle_time": 0,
+            "error_code": KafkaCode.GROUP_AUTHORIZATION_FAILED,
+            "generation_id": -1,
+            "protocol_type": None,
+            "protocol_name": None if version >= 7 else "",
+            "leader": "",
+            "skip_assignment": False,
+            "member_id": request.member_id,
+            "members": [],
+        }
     session_timeout_ms = millis(request.session_timeout)
     # JoinGroup v0 has no rebalance timeout: the session timeout is both.
     rebalance_timeout_ms = (
@@ -179,6 +195,14 @@ def handle_join_group(context: RequestContext, request: JoinGroupRequest) -> Res
     },
 )
 def handle_sync_group(context: RequestContext, request: SyncGroupRequest) -> Response:
+    if not authorize.may_read_group(context, request.group_id):
+        return {
+            "throttle_time": 0,
+            "error_code": KafkaCode.GROUP_AUTHORIZATION_FAILED,
+            "protocol_type": None,
+            "protocol_name": None,
+            "assignment": b"",
+        }
     future = context.engine.groups.sync_group(
         request.group_id,
         request.generation_id,
@@ -211,6 +235,8 @@ def handle_sync_group(context: RequestContext, request: SyncGroupRequest) -> Res
     },
 )
 def handle_heartbeat(context: RequestContext, request: HeartbeatRequest) -> Body:
+    if not authorize.may_read_group(context, request.group_id):
+        return {"throttle_time": 0, "error_code": KafkaCode.GROUP_AUTHORIZATION_FAILED}
     code = context.engine.groups.heartbeat(
         request.group_id,
         request.generation_id,
@@ -231,6 +257,9 @@ def handle_heartbeat(context: RequestContext, request: HeartbeatRequest) -> Body
     },
 )
 def handle_leave_group(context: RequestContext, request: LeaveGroupRequest) -> Body:
+    if not authorize.may_read_group(context, request.group_id):
+        code = KafkaCode.GROUP_AUTHORIZATION_FAILED
+        return {"throttle_time": 0, "error_code": code, "members": []}
     if isinstance(request, LeaveGroupRequestV0 | LeaveGroupRequestV1 | LeaveGroupRequestV2):
         leaving: list[tuple[str, str | None]] = [(request.member_id, None)]
         reason = None
@@ -277,6 +306,23 @@ def handle_offset_commit(context: RequestContext, request: OffsetCommitRequest) 
         for topic in request.topics
         for p in topic.partitions
     }
+    # As Kafka: no READ on the group refuses every partition; no READ on a
+    # topic refuses its partitions, and the others are committed.
+    refused = authorize.offset_commit_refused(
+        context, request.group_id, {t.name for t in request.topics}
+    )
+    committed = {tp: o for tp, o in offsets.items() if tp.topic not in refused}
+
+    def build(codes: dict[TopicPartition, KafkaCode]) -> Body:
+        if refused:  # in the request's order
+            codes = {tp: refused.get(tp.topic) or codes[tp] for tp in offsets}
+        topics = _by_topic(
+            codes, lambda tp, code: {"partition_index": tp.partition, "error_code": code}
+        )
+        return {"throttle_time": 0, "topics": topics}
+
+    if refused and not committed:
+        return build({})
     # v2-4 may set a retention time for these offsets; v5 dropped it.
     retention = getattr(request, "retention_time", None)
     future = context.engine.groups.commit_offsets(
@@ -284,19 +330,12 @@ def handle_offset_commit(context: RequestContext, request: OffsetCommitRequest) 
         request.generation_id_or_member_epoch,
         request.member_id,
         getattr(request, "group_instance_id", None),
-        offsets,
+        committed,
         millis(retention) if retention is not None else -1,
         # v9 (KIP-848) names a group that does not exist; older clients
         # expect ILLEGAL_GENERATION, as Kafka answers them.
         KafkaCode.GROUP_ID_NOT_FOUND if request.__version__ >= 9 else KafkaCode.ILLEGAL_GENERATION,
     )
-
-    def build(codes: dict[TopicPartition, KafkaCode]) -> Body:
-        topics = _by_topic(
-            codes, lambda tp, code: {"partition_index": tp.partition, "error_code": code}
-        )
-        return {"throttle_time": 0, "topics": topics}
-
     return answer(context, future, build)
 
 
@@ -358,6 +397,14 @@ def _fetch(
         if topics is None
         else [TopicPartition(t.name, index) for t in topics for index in t.partition_indexes]
     )
+    if not authorize.allowed(context, AclOperation.DESCRIBE, authorize.GROUP, group_id):
+        denied = KafkaCode.GROUP_AUTHORIZATION_FAILED
+        if context.version >= 2:
+            return {"error_code": denied, "topics": []}
+        return {
+            "error_code": denied,
+            "topics": _by_topic({tp: (None, denied) for tp in wanted or ()}, _fetched),
+        }
     try:
         found = context.engine.groups.fetch_offsets(
             group_id, wanted, require_stable, member_id, member_epoch
@@ -369,17 +416,26 @@ def _fetch(
         # v1 has no group-level error: every partition carries it.
         found = {tp: (None, code) for tp in wanted or ()}
 
-    def render(tp: TopicPartition, answer: tuple[OffsetAndMetadata | None, int]) -> dict[str, Any]:
-        committed, code = answer
-        return {
-            "partition_index": tp.partition,
-            "committed_offset": committed.offset if committed is not None else -1,
-            "committed_leader_epoch": committed.leader_epoch if committed is not None else -1,
-            "metadata": committed.metadata if committed is not None else "",
-            "error_code": code,
+    hidden = authorize.refused_topics(context, AclOperation.DESCRIBE, (tp.topic for tp in found))
+    if hidden:  # every offset: the others' left out; named ones: refused
+        denied = KafkaCode.TOPIC_AUTHORIZATION_FAILED
+        found = {
+            tp: (None, denied) if tp.topic in hidden else value
+            for tp, value in found.items()
+            if wanted is not None or tp.topic not in hidden
         }
+    return {"error_code": KafkaCode.NONE, "topics": _by_topic(found, _fetched)}
 
-    return {"error_code": KafkaCode.NONE, "topics": _by_topic(found, render)}
+
+def _fetched(tp: TopicPartition, found: tuple[OffsetAndMetadata | None, int]) -> dict[str, Any]:
+    committed, code = found
+    return {
+        "partition_index": tp.partition,
+        "committed_offset": committed.offset if committed is not None else -1,
+        "committed_leader_epoch": committed.leader_epoch if committed is not None else -1,
+        "metadata": committed.metadata if committed is not None else "",
+        "error_code": code,
+    }
 
 
 @handles(
@@ -396,12 +452,23 @@ def handle_offset_delete(context: RequestContext, request: OffsetDeleteRequest) 
         for topic in request.topics
         for p in topic.partitions
     ]
+    if not authorize.allowed(context, AclOperation.DELETE, authorize.GROUP, request.group_id):
+        code = KafkaCode.GROUP_AUTHORIZATION_FAILED
+        return {"error_code": code, "throttle_time": 0, "topics": []}
+    unreadable = authorize.refused_topics(
+        context, AclOperation.READ, (t.name for t in request.topics)
+    )
     try:
-        future = context.engine.groups.delete_offsets(request.group_id, partitions)
+        future = context.engine.groups.delete_offsets(
+            request.group_id, [tp for tp in partitions if tp.topic not in unreadable]
+        )
     except EngineError as error:
         return {"error_code": error_code(error), "throttle_time": 0, "topics": []}
 
     def build(codes: dict[TopicPartition, KafkaCode]) -> Body:
+        if unreadable:  # in the request's order
+            denied = KafkaCode.TOPIC_AUTHORIZATION_FAILED
+            codes = {tp: denied if tp.topic in unreadable else codes[tp] for tp in partitions}
         topics = _by_topic(
             codes, lambda tp, code: {"partition_index": tp.partition, "error_code": code}
         )
@@ -425,11 +492,22 @@ def handle_offset_delete(context: RequestContext, request: OffsetDeleteRequest) 
 )
 def handle_describe_groups(context: RequestContext, request: DescribeGroupsRequest) -> Body:
     requested = getattr(request, "include_authorized_operations", False)
+    hidden = authorize.refused_groups(context, AclOperation.DESCRIBE, request.groups)
     try:
-        described = context.engine.groups.describe_groups(list(request.groups))
+        found = context.engine.groups.describe_groups(
+            [g for g in request.groups if g not in hidden]
+        )
     except EngineError as error:
         code = error_code(error)
-        described = [GroupDescription(g, code, "", "", "", []) for g in request.groups]
+        found = [
+            GroupDescription(g, code, "", "", "", []) for g in request.groups if g not in hidden
+        ]
+    by_id = {group.group_id: group for group in found}
+    denied = KafkaCode.GROUP_AUTHORIZATION_FAILED
+    described = [
+        GroupDescription(g, denied, "", "", "", []) if g in hidden else by_id[g]
+        for g in request.groups
+    ]
     groups = [
         {
             "error_code": group.error,
@@ -474,6 +552,12 @@ def handle_list_groups(context: RequestContext, request: ListGroupsRequest) -> B
         )
     except EngineError as error:
         return {"throttle_time": 0, "error_code": error_code(error), "groups": []}
+    if not authorize.allowed_on_cluster(context, AclOperation.DESCRIBE):
+        # Kafka: DESCRIBE on the cluster lists every group, else the describable ones
+        hidden = authorize.refused_groups(
+            context, AclOperation.DESCRIBE, [g.group_id for g in listed]
+        )
+        listed = [g for g in listed if g.group_id not in hidden]
     groups = [
         {
             "group_id": group.group_id,
@@ -496,14 +580,18 @@ def handle_list_groups(context: RequestContext, request: ListGroupsRequest) -> B
 )
 def handle_delete_groups(context: RequestContext, request: DeleteGroupsRequest) -> Response:
     names = list(request.groups_names)
+    refused = authorize.refused_groups(context, AclOperation.DELETE, names)
+    allowed = [name for name in names if name not in refused]
     try:
-        future = context.engine.groups.delete_groups(names)
+        future = context.engine.groups.delete_groups(allowed)
     except EngineError as error:
         failed: Future[dict[str, int]] = Future()
-        failed.set_result(dict.fromkeys(names, error_code(error)))
+        failed.set_result(dict.fromkeys(allowed, error_code(error)))
         future = failed
 
     def build(codes: dict[str, int]) -> Body:
+        if refused:
+            codes = dict.fromkeys(refused, KafkaCode.GROUP_AUTHORIZATION_FAILED) | codes
         results = [{"group_id": name, "error_code": code} for name, code in codes.items()]
         return {"throttle_time": 0, "results": results}
 

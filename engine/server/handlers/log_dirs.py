@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING, Any
 from engine.errors import EngineError
 from engine.protocol.apis import ApiKey
 from engine.protocol.kafka_code import KafkaCode
+from engine.server import authorize
+from engine.server.authorizer import AclOperation
 from engine.server.context import Body, RequestContext
 from engine.server.handlers.registry import handles_off_loop
 from engine.types import TopicPartition
@@ -53,6 +55,9 @@ log = logging.getLogger("tidelog.server")
 def handle_describe_log_dirs(context: RequestContext, request: DescribeLogDirsRequest) -> Body:
     """Off the event loop: sizing every partition reads each one's ranges."""
     engine = context.engine
+    if not authorize.allowed_on_cluster(context, AclOperation.DESCRIBE):
+        code = KafkaCode.CLUSTER_AUTHORIZATION_FAILED
+        return {"throttle_time": 0, "error_code": code, "results": []}
     if request.topics is None:  # null: every partition
         names = engine.list_topics()
         wanted = None

@@ -24,7 +24,13 @@ from engine.internal_topics import (
 )
 from engine.protocol.apis import ApiKey
 from engine.protocol.kafka_code import KafkaCode
-from engine.server.authorizer import AUTHORIZED_OPERATIONS_OMITTED, CLUSTER_NAME, ResourceType
+from engine.server import authorize
+from engine.server.authorizer import (
+    AUTHORIZED_OPERATIONS_OMITTED,
+    CLUSTER_NAME,
+    AclOperation,
+    ResourceType,
+)
 from engine.server.context import Body, RequestContext, Response, off_loop
 from engine.server.handlers.common import (
     authorized_operations,
@@ -68,9 +74,17 @@ def handle_metadata(context: RequestContext, request: MetadataRequest) -> Respon
             return refused
     if requested is None or (context.version == 0 and not requested):
         every = [*engine.list_topics(), *INTERNAL_TOPICS]
-        wanted: list[tuple[str | None, bytes]] = [(n, b"") for n in every]
+        hidden = authorize.refused_topics(context, AclOperation.DESCRIBE, every)
+        wanted: list[tuple[str | None, bytes]] = [(n, b"") for n in every if n not in hidden]
+        undescribable: dict[str, KafkaCode] = {}
     else:
         wanted = [(t.name, uuid_bytes(getattr(t, "topic_id", None))) for t in requested]
+        undescribable = dict.fromkeys(
+            authorize.refused_topics(
+                context, AclOperation.DESCRIBE, (n for n, _ in wanted if n is not None)
+            ),
+            KafkaCode.TOPIC_AUTHORIZATION_FAILED,
+        )
     if (
         getattr(request, "allow_auto_topic_creation", True)
         and engine.broker_configs.auto_create_topics
@@ -79,17 +93,22 @@ def handle_metadata(context: RequestContext, request: MetadataRequest) -> Respon
             dict.fromkeys(
                 n
                 for n, _ in wanted
-                if n is not None and not engine.has_topic(n) and not is_internal_topic(n)
+                if n is not None
+                and not engine.has_topic(n)
+                and not is_internal_topic(n)
+                and n not in undescribable
             )
         )
         if unknown:
             return off_loop(
                 context,
-                lambda: _metadata(context, wanted, auto_create_topics(context, unknown), request),
+                lambda: _metadata(
+                    context, wanted, undescribable | auto_create_topics(context, unknown), request
+                ),
             )
     if len(wanted) > _MANY_TOPICS:  # every topic of a large engine, say: a long encode
-        return off_loop(context, lambda: _metadata(context, wanted, {}, request))
-    return _metadata(context, wanted, {}, request)
+        return off_loop(context, lambda: _metadata(context, wanted, undescribable, request))
+    return _metadata(context, wanted, undescribable, request)
 
 
 def _metadata(
@@ -109,6 +128,10 @@ def _metadata(
             name = by_id.get(topic_id)
             if name is None:
                 topics.append(_topic_error(None, topic_id, KafkaCode.UNKNOWN_TOPIC_ID))
+                continue
+            if not authorize.allowed(context, AclOperation.DESCRIBE, authorize.TOPIC, name):
+                denied = KafkaCode.TOPIC_AUTHORIZATION_FAILED
+                topics.append(_topic_error(None, topic_id, denied))
                 continue
         code = refused.get(name)
         if code is not None:

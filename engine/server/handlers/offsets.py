@@ -12,6 +12,8 @@ from engine.internal_topics import internal_list_offset, is_internal_topic
 from engine.offset_lookup import FIRST_VERSION, reads_the_log
 from engine.protocol.apis import ApiKey
 from engine.protocol.kafka_code import KafkaCode
+from engine.server import authorize
+from engine.server.authorizer import AclOperation
 from engine.server.context import RequestContext, Response, off_loop
 from engine.server.handlers.common import leader_epoch_error
 from engine.server.handlers.registry import handles
@@ -55,11 +57,16 @@ def handle_list_offsets(context: RequestContext, request: ListOffsetsRequest) ->
 def _list_offsets(context: RequestContext, request: ListOffsetsRequest) -> dict[str, Any]:
     engine = context.engine
     isolation = READ_COMMITTED if getattr(request, "isolation_level", 0) == 1 else READ_UNCOMMITTED
+    refused = authorize.refused_topics(
+        context, AclOperation.DESCRIBE, (t.name for t in request.topics)
+    )
     topics = []
     for topic in request.topics:
         partitions = []
         for partition in topic.partitions:
             code = leader_epoch_error(context, getattr(partition, "current_leader_epoch", -1))
+            if refused and topic.name in refused:
+                code = KafkaCode.TOPIC_AUTHORIZATION_FAILED
             if context.version < FIRST_VERSION.get(partition.timestamp, 0):
                 code = KafkaCode.UNSUPPORTED_VERSION
             offset = timestamp = -1
@@ -102,11 +109,16 @@ def handle_offset_for_leader_epoch(
     """The end offset of a leader epoch, which a client compares with its
     position after a leader change to detect a truncated log (KIP-320)."""
     engine = context.engine
+    refused = authorize.refused_topics(
+        context, AclOperation.DESCRIBE, (t.topic for t in request.topics)
+    )
     topics = []
     for topic in request.topics:
         partitions = []
         for partition in topic.partitions:
             code = leader_epoch_error(context, partition.current_leader_epoch)
+            if refused and topic.topic in refused:
+                code = KafkaCode.TOPIC_AUTHORIZATION_FAILED
             epoch = end_offset = -1
             if code == KafkaCode.NONE:
                 try:
@@ -137,15 +149,23 @@ def handle_offset_for_leader_epoch(
 )
 def handle_delete_records(context: RequestContext, request: DeleteRecordsRequest) -> dict[str, Any]:
     engine = context.engine
+    refused = authorize.refused_topics(
+        context, AclOperation.DELETE, (t.name for t in request.topics)
+    )
     topics = []
     for topic in request.topics:
         partitions = []
         for partition in topic.partitions:
-            try:
-                low = engine.delete_records(topic.name, partition.partition_index, partition.offset)
-                code = KafkaCode.NONE
-            except EngineError as error:
-                low, code = -1, error_code(error)
+            if refused and topic.name in refused:
+                low, code = -1, KafkaCode.TOPIC_AUTHORIZATION_FAILED
+            else:
+                try:
+                    low = engine.delete_records(
+                        topic.name, partition.partition_index, partition.offset
+                    )
+                    code = KafkaCode.NONE
+                except EngineError as error:
+                    low, code = -1, error_code(error)
             partitions.append(
                 {
                     "partition_index": partition.partition_index,

@@ -30,6 +30,8 @@ from engine.protocol.codec import body_offset
 from engine.protocol.frames import RequestHeader
 from engine.protocol.kafka_code import KafkaCode
 from engine.protocol.produce import ProduceRequest, decode_produce
+from engine.server import authorize
+from engine.server.authorizer import AclOperation
 from engine.server.context import Body, RequestContext, Response, error_message
 from engine.server.handlers.common import auto_create_topics
 from engine.server.handlers.registry import handles
@@ -81,7 +83,14 @@ def handle_produce(context: RequestContext, request: ProduceRequest) -> Response
     results: Results = []
     waiting: list[asyncio.Task[AppendResult]] = []
     acks_error = None if request.acks in _ACKS else KafkaCode.INVALID_REQUIRED_ACKS
-    refused: dict[str, KafkaCode] = {}
+    if request.transactional_id is not None and not authorize.allowed(
+        context, AclOperation.WRITE, authorize.TRANSACTIONAL_ID, request.transactional_id
+    ):
+        acks_error = KafkaCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+    refused = dict.fromkeys(
+        authorize.refused_topics(context, AclOperation.WRITE, (t.name for t in request.topics)),
+        KafkaCode.TOPIC_AUTHORIZATION_FAILED,
+    )
     if engine.broker_configs.auto_create_topics and acks_error is None:
         # A topic whose every partition carries no records would only be
         # refused (INVALID_RECORD): it is not created for that.
@@ -91,9 +100,10 @@ def handle_produce(context: RequestContext, request: ProduceRequest) -> Response
             if not engine.has_topic(t.name)
             and not is_internal_topic(t.name)  # refused below, never created
             and any(p.records is not None for p in t.partitions)
+            and t.name not in refused
         ]
         if unknown:  # rare (clients ask Metadata first, which creates them)
-            refused = auto_create_topics(context, list(dict.fromkeys(unknown)))
+            refused.update(auto_create_topics(context, list(dict.fromkeys(unknown))))
     for topic in request.topics:
         partitions: list[tuple[int, Outcome, str | None]] = []
         refused_code = refused.get(topic.name, acks_error)
@@ -229,6 +239,13 @@ def handle_init_producer_id(context: RequestContext, request: InitProducerIdRequ
     A transactional id is the transaction coordinator's (transactions.py)."""
     if request.transactional_id is not None:
         return init_transactional_producer(context, request, request.transactional_id)
+    if not authorize.may_write_idempotently(context):
+        return {
+            "throttle_time": 0,
+            "error_code": KafkaCode.CLUSTER_AUTHORIZATION_FAILED,
+            "producer_id": -1,
+            "producer_epoch": -1,
+        }
     try:
         producer_id, epoch = context.engine.init_producer_id()
     except EngineError as error:

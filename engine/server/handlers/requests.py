@@ -54,6 +54,9 @@ from kio.schema.consumer_group_heartbeat.v0.request import (
 from kio.schema.consumer_group_heartbeat.v1.request import (
     ConsumerGroupHeartbeatRequest as ConsumerGroupHeartbeatRequestV1,
 )
+from kio.schema.create_acls.v1.request import CreateAclsRequest as CreateAclsRequestV1
+from kio.schema.create_acls.v2.request import CreateAclsRequest as CreateAclsRequestV2
+from kio.schema.create_acls.v3.request import CreateAclsRequest as CreateAclsRequestV3
 from kio.schema.create_partitions.v0.request import (
     CreatePartitionsRequest as CreatePartitionsRequestV0,
 )
@@ -72,6 +75,9 @@ from kio.schema.create_topics.v4.request import CreateTopicsRequest as CreateTop
 from kio.schema.create_topics.v5.request import CreateTopicsRequest as CreateTopicsRequestV5
 from kio.schema.create_topics.v6.request import CreateTopicsRequest as CreateTopicsRequestV6
 from kio.schema.create_topics.v7.request import CreateTopicsRequest as CreateTopicsRequestV7
+from kio.schema.delete_acls.v1.request import DeleteAclsRequest as DeleteAclsRequestV1
+from kio.schema.delete_acls.v2.request import DeleteAclsRequest as DeleteAclsRequestV2
+from kio.schema.delete_acls.v3.request import DeleteAclsRequest as DeleteAclsRequestV3
 from kio.schema.delete_groups.v0.request import DeleteGroupsRequest as DeleteGroupsRequestV0
 from kio.schema.delete_groups.v1.request import DeleteGroupsRequest as DeleteGroupsRequestV1
 from kio.schema.delete_groups.v2.request import DeleteGroupsRequest as DeleteGroupsRequestV2
@@ -84,6 +90,9 @@ from kio.schema.delete_topics.v3.request import DeleteTopicsRequest as DeleteTop
 from kio.schema.delete_topics.v4.request import DeleteTopicsRequest as DeleteTopicsRequestV4
 from kio.schema.delete_topics.v5.request import DeleteTopicsRequest as DeleteTopicsRequestV5
 from kio.schema.delete_topics.v6.request import DeleteTopicsRequest as DeleteTopicsRequestV6
+from kio.schema.describe_acls.v1.request import DescribeAclsRequest as DescribeAclsRequestV1
+from kio.schema.describe_acls.v2.request import DescribeAclsRequest as DescribeAclsRequestV2
+from kio.schema.describe_acls.v3.request import DescribeAclsRequest as DescribeAclsRequestV3
 from kio.schema.describe_cluster.v0.request import (
     DescribeClusterRequest as DescribeClusterRequestV0,
 )
@@ -524,3 +533,8 @@ ConsumerGroupHeartbeatRequest: TypeAlias = (
 ConsumerGroupDescribeRequest: TypeAlias = (
     ConsumerGroupDescribeRequestV0 | ConsumerGroupDescribeRequestV1
 )
+CreateAclsRequest: TypeAlias = CreateAclsRequestV1 | CreateAclsRequestV2 | CreateAclsRequestV3
+DescribeAclsRequest: TypeAlias = (
+    DescribeAclsRequestV1 | DescribeAclsRequestV2 | DescribeAclsRequestV3
+)
+DeleteAclsRequest: TypeAlias = DeleteAclsRequestV1 | DeleteAclsRequestV2 | DeleteAclsRequestV3

@@ -18,6 +18,8 @@ from engine.config import ConfigEntry
 from engine.errors import EngineError, error_code
 from engine.protocol.apis import ApiKey
 from engine.protocol.kafka_code import KafkaCode
+from engine.server import authorize
+from engine.server.authorizer import AclOperation
 from engine.server.context import Body, RequestContext, error_message
 from engine.server.handlers.common import (
     MAX_RECORDS_PER_REQUEST,
@@ -114,7 +116,14 @@ def _create_topics(
     node = context.server.broker.node_id
     results: dict[str, dict[str, Any]] = {}
     wanted: list[NewTopic] = []
+    may_create_any = authorize.allowed_on_cluster(context, AclOperation.CREATE)
     for topic in requested:
+        if not may_create_any and not authorize.may_create_topic(context, topic.name):
+            refused = authorize.TopicAuthorizationFailed(
+                context.identity.principal, AclOperation.CREATE, topic.name
+            )
+            results[topic.name] = _create_failed(topic.name, refused)
+            continue
         if any(node not in a.broker_ids for a in topic.assignments):
             error = _InvalidAssignment(f"this cluster has one broker, node {node}")
             results[topic.name] = _create_failed(topic.name, error)
@@ -209,7 +218,10 @@ def _delete_topics(context: RequestContext, wanted: list[tuple[str | None, bytes
             by_id = by_id if by_id is not None else topic_names_by_id(context)
             name = by_id.get(given_id)
         named.append((name, given_id))
-    names = [name for name, _ in named if name is not None]
+    refused = authorize.refused_topics(
+        context, AclOperation.DELETE, (name for name, _ in named if name is not None)
+    )
+    names = [name for name, _ in named if name is not None and name not in refused]
     ids: dict[str, bytes] = {}
     for name in names:
         with contextlib.suppress(EngineError):
@@ -229,6 +241,20 @@ def _delete_topics(context: RequestContext, wanted: list[tuple[str | None, bytes
                     "topic_id": given_id,
                     "error_code": KafkaCode.UNKNOWN_TOPIC_ID,
                     "error_message": "no topic has this id",
+                }
+            )
+            continue
+        if name in refused:
+            denied = authorize.TopicAuthorizationFailed(
+                context.identity.principal, AclOperation.DELETE, name
+            )
+            # By id, the name is not told to one who may not delete it.
+            responses.append(
+                {
+                    "name": name if given_id == bytes(16) else None,
+                    "topic_id": given_id,
+                    "error_code": denied.code,
+                    "error_message": error_message(denied),
                 }
             )
             continue
@@ -256,32 +282,45 @@ def _delete_topics(context: RequestContext, wanted: list[tuple[str | None, bytes
     },
 )
 def handle_create_partitions(context: RequestContext, request: CreatePartitionsRequest) -> Body:
+    refused = authorize.refused_topics(
+        context, AclOperation.ALTER, (t.name for t in request.topics)
+    )
+    if refused:
+        code = KafkaCode.TOPIC_AUTHORIZATION_FAILED
+        allowed = [t for t in request.topics if t.name not in refused]
+        answer = _grow(context, allowed, request.validate_only) if allowed else []
+        by_name = {r["name"]: r for r in answer}
+        results = [
+            by_name.get(t.name) or {"name": t.name, "error_code": code, "error_message": None}
+            for t in request.topics
+        ]
+        return {"throttle_time": 0, "results": results}
+    return {"throttle_time": 0, "results": _grow(context, request.topics, request.validate_only)}
+
+
+def _grow(
+    context: RequestContext, topics: Sequence[Any], validate_only: bool
+) -> list[dict[str, Any]]:
     engine = context.engine
     added = 0
-    for topic in request.topics:
+    for topic in topics:
         with contextlib.suppress(EngineError):  # an unknown topic fails on its own below
             added += max(topic.count - engine.topic_shape(topic.name)[1], 0)
     if added > MAX_RECORDS_PER_REQUEST:
         code = KafkaCode.POLICY_VIOLATION
-        return {
-            "throttle_time": 0,
-            "results": [
-                {"name": t.name, "error_code": code, "error_message": _TOO_LARGE}
-                for t in request.topics
-            ],
-        }
+        return [{"name": t.name, "error_code": code, "error_message": _TOO_LARGE} for t in topics]
     outcomes: list[EngineError | None]
     try:
         outcomes = engine.create_partitions_many(
-            [(topic.name, topic.count) for topic in request.topics],
-            validate_only=request.validate_only,
+            [(topic.name, topic.count) for topic in topics],
+            validate_only=validate_only,
         )
     except EngineError as error:  # the store failed: no topic grew
-        outcomes = [error] * len(request.topics)
+        outcomes = [error] * len(topics)
     results = []
-    names = [topic.name for topic in request.topics]
+    names = [topic.name for topic in topics]
     for name, outcome in zip(names, outcomes, strict=True):
         code = KafkaCode.NONE if outcome is None else error_code(outcome)
         message = None if outcome is None else error_message(outcome)
         results.append({"name": name, "error_code": code, "error_message": message})
-    return {"throttle_time": 0, "results": results}
+    return results

@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 from engine.errors import EngineError, error_code
 from engine.protocol.apis import ApiKey
 from engine.protocol.kafka_code import KafkaCode
+from engine.server import authorize
+from engine.server.authorizer import AclOperation
 from engine.server.context import RequestContext
 from engine.server.handlers.common import millis
 from engine.server.handlers.registry import handles
@@ -61,6 +63,13 @@ async def init_transactional_producer(
 ) -> dict[str, Any]:
     """InitProducerId with a transactional id (the idempotent case is in
     produce.py)."""
+    if not authorize.may_write_transaction(context, transactional_id):
+        return {
+            "throttle_time": 0,
+            "error_code": KafkaCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+            "producer_id": -1,
+            "producer_epoch": -1,
+        }
     try:
         producer_id, epoch = await _wait(
             context.engine.transactions.init_producer_id(
@@ -111,8 +120,26 @@ async def handle_add_partitions_to_txn(
         for p in partitions
         if TopicPartition(name, p) not in existing
     }
+    # As Kafka: WRITE on the transactional id, then on each topic (those
+    # refused answer TOPIC_AUTHORIZATION_FAILED, the others are not attempted).
+    refusal: dict[str, int] = {}
+    if not authorize.may_write_transaction(context, request.v3_and_below_transactional_id):
+        refusal = dict.fromkeys(
+            (name for name, _ in wanted), KafkaCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+        )
+    else:
+        unwritable = authorize.refused_topics(
+            context, AclOperation.WRITE, (name for name, _ in wanted)
+        )
+        refusal = dict.fromkeys(unwritable, KafkaCode.TOPIC_AUTHORIZATION_FAILED)
     codes: dict[TopicPartition, int] = {}
-    if missing:
+    if refusal:
+        for name, partitions in wanted:
+            for p in partitions:
+                codes[TopicPartition(name, p)] = refusal.get(
+                    name, KafkaCode.OPERATION_NOT_ATTEMPTED
+                )
+    elif missing:
         for name, partitions in wanted:
             for p in partitions:
                 tp = TopicPartition(name, p)
@@ -170,6 +197,10 @@ def _merged(wanted: Iterable[tuple[str, Sequence[int]]]) -> list[tuple[str, list
 async def handle_add_offsets_to_txn(
     context: RequestContext, request: AddOffsetsToTxnRequest
 ) -> dict[str, Any]:
+    if not authorize.may_write_transaction(context, request.transactional_id):
+        return {"throttle_time": 0, "error_code": KafkaCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED}
+    if not authorize.may_read_group(context, request.group_id):
+        return {"throttle_time": 0, "error_code": KafkaCode.GROUP_AUTHORIZATION_FAILED}
     try:
         await _wait(
             context.engine.transactions.add_offsets(
@@ -205,9 +236,17 @@ async def handle_txn_offset_commit(
     existing = set(engine.topic_partitions(names))
     codes: dict[TopicPartition, int] = {}
     offsets: dict[TopicPartition, OffsetAndMetadata] = {}
+    refused: dict[str, KafkaCode]
+    if not authorize.may_write_transaction(context, request.transactional_id):
+        refused = dict.fromkeys(names, KafkaCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
+    else:
+        refused = authorize.offset_commit_refused(context, request.group_id, names)
     for topic in request.topics:
         for partition in topic.partitions:
             tp = TopicPartition(topic.name, partition.partition_index)
+            if topic.name in refused:
+                codes[tp] = refused[topic.name]
+                continue
             if tp not in existing:
                 codes[tp] = KafkaCode.UNKNOWN_TOPIC_OR_PARTITION
                 continue
@@ -269,6 +308,8 @@ async def handle_txn_offset_commit(
 async def handle_end_txn(context: RequestContext, request: EndTxnRequest) -> dict[str, Any]:
     """Answered once the transaction is complete: every partition has its
     marker, durably (so a read_committed consumer sees the outcome at once)."""
+    if not authorize.may_write_transaction(context, request.transactional_id):
+        return {"throttle_time": 0, "error_code": KafkaCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED}
     try:
         await _wait(
             context.engine.transactions.end_transaction(
@@ -306,6 +347,12 @@ def handle_describe_transactions(
     for transactional_id in request.transactional_ids:
         if not transactional_id:
             states.append(_not_described(transactional_id, KafkaCode.INVALID_REQUEST))
+            continue
+        if not authorize.allowed(
+            context, AclOperation.DESCRIBE, authorize.TRANSACTIONAL_ID, transactional_id
+        ):
+            denied = KafkaCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+            states.append(_not_described(transactional_id, denied))
             continue
         try:
             meta = coordinator.describe(transactional_id)
@@ -393,6 +440,10 @@ def handle_list_transactions(
             getattr(request, "duration_filter", -1),
             pattern,
         )
+        # As Kafka: only the transactional ids the principal may describe
+        if authorize.allowed(
+            context, AclOperation.DESCRIBE, authorize.TRANSACTIONAL_ID, meta.transactional_id
+        )
     ]
     return {
         "throttle_time": 0,
@@ -416,10 +467,23 @@ def handle_describe_producers(
     """The active producers of each partition, from its producer state."""
     engine = context.engine
     existing = set(engine.topic_partitions({topic.name for topic in request.topics}))
+    unreadable = authorize.refused_topics(
+        context, AclOperation.READ, (t.name for t in request.topics)
+    )
     topics = []
     for topic in request.topics:
         partitions: list[dict[str, Any]] = []
         for index in topic.partition_indexes:
+            if topic.name in unreadable:
+                partitions.append(
+                    {
+                        "partition_index": index,
+                        "error_code": KafkaCode.TOPIC_AUTHORIZATION_FAILED,
+                        "error_message": None,
+                        "active_producers": [],
+                    }
+                )
+                continue
             if TopicPartition(topic.name, index) not in existing:
                 partitions.append(
                     {

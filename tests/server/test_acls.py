@@ -1,0 +1,441 @@
+"""ACLs over the wire with the ACL authorizer on: administered through
+confluent-kafka's AdminClient (create_acls, describe_acls, delete_acls) and
+enforced on real clients. Each principal has its own server on the one
+engine (InProcessServer's principal), as if it had authenticated as it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import (
+    AclBinding,
+    AclBindingFilter,
+    AclOperation,
+    AclPermissionType,
+    AdminClient,
+    NewTopic,
+    ResourcePatternType,
+    ResourceType,
+)
+from kafka import KafkaAdminClient
+from kafka.admin import (
+    ACL,
+    ACLFilter,
+    ACLOperation,
+    ACLPermissionType,
+    ACLResourcePatternType,
+    ResourcePattern,
+    ResourcePatternFilter,
+)
+from kafka.admin import ResourceType as KafkaResourceType
+from kafka.errors import ClusterAuthorizationFailedError, InvalidRequestError
+
+import engine
+from engine.server.config import ConfigFileError, ServerConfig, load_config_file
+from tests.server.conftest import ServerProcess, quiet_librdkafka
+from tests.server.in_process import InProcessServer
+
+TIMEOUT = 30
+ADMIN = "User:admin"
+ACL_CONFIG = ServerConfig(authorizer="acl", super_users=(ADMIN,))
+
+
+class Cluster:
+    """One engine; a server per principal."""
+
+    def __init__(self, opened: engine.Engine) -> None:
+        self.engine = opened
+        self.servers: dict[str, InProcessServer] = {}
+
+    def bootstrap(self, principal: str) -> str:
+        if principal not in self.servers:
+            self.servers[principal] = InProcessServer(
+                self.engine, config=ACL_CONFIG, principal=principal
+            )
+        return self.servers[principal].bootstrap
+
+    def admin(self, principal: str = ADMIN) -> AdminClient:
+        return AdminClient({"bootstrap.servers": self.bootstrap(principal), **quiet_librdkafka()})
+
+    def stop(self) -> None:
+        for server in self.servers.values():
+            server.stop()
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
+    with engine.open(tmp_path / "node", config=engine.EngineConfig()) as opened:
+        running = Cluster(opened)
+        try:
+            yield running
+        finally:
+            running.stop()
+
+
+def _allow(
+    resource: ResourceType,
+    name: str,
+    principal: str,
+    operation: AclOperation,
+    pattern: ResourcePatternType = ResourcePatternType.LITERAL,
+    permission: AclPermissionType = AclPermissionType.ALLOW,
+) -> AclBinding:
+    return AclBinding(resource, name, pattern, principal, "*", operation, permission)
+
+
+def _create_topic(cluster: Cluster, name: str) -> None:
+    admin = cluster.admin()
+    admin.create_topics([NewTopic(name, 1)])[name].result(TIMEOUT)
+
+
+def _create(admin: AdminClient, *bindings: AclBinding) -> None:
+    for future in admin.create_acls(list(bindings), request_timeout=TIMEOUT).values():
+        future.result(TIMEOUT)
+
+
+def _produce(bootstrap: str, topic: str) -> KafkaError | None:
+    """The error a one-record produce ends with, or None once acknowledged."""
+    errors: list[KafkaError | None] = []
+    producer = Producer({"bootstrap.servers": bootstrap, **quiet_librdkafka()})
+    producer.produce(topic, b"v", on_delivery=lambda err, _msg: errors.append(err))
+    producer.flush(TIMEOUT)
+    assert errors, "the produce was never answered"
+    return errors[0]
+
+
+def _everything(admin: AdminClient) -> AclBindingFilter:
+    return AclBindingFilter(
+        ResourceType.ANY, None, ResourcePatternType.ANY, None, None,
+        AclOperation.ANY, AclPermissionType.ANY,
+    )  # fmt: skip
+
+
+def test_acls_round_trip_through_the_admin_client(cluster: Cluster) -> None:
+    admin = cluster.admin()
+    read = _allow(ResourceType.TOPIC, "orders", "User:alice", AclOperation.READ)
+    prefixed = _allow(
+        ResourceType.GROUP, "app-", "User:bob", AclOperation.READ, ResourcePatternType.PREFIXED
+    )
+    _create(admin, read, prefixed)
+    described = admin.describe_acls(_everything(admin), request_timeout=TIMEOUT).result(TIMEOUT)
+    assert set(described) == {read, prefixed}
+    only_topics = AclBindingFilter(
+        ResourceType.TOPIC, None, ResourcePatternType.ANY, None, None,
+        AclOperation.ANY, AclPermissionType.ANY,
+    )  # fmt: skip
+    assert admin.describe_acls(only_topics).result(TIMEOUT) == [read]
+    # MATCH: the bindings that apply to group "app-1" (the prefix)
+    matching = AclBindingFilter(
+        ResourceType.GROUP, "app-1", ResourcePatternType.MATCH, None, None,
+        AclOperation.ANY, AclPermissionType.ANY,
+    )  # fmt: skip
+    assert admin.describe_acls(matching).result(TIMEOUT) == [prefixed]
+    deleted = admin.delete_acls([only_topics], request_timeout=TIMEOUT)
+    assert deleted[only_topics].result(TIMEOUT) == [read]
+    assert admin.describe_acls(_everything(admin)).result(TIMEOUT) == [prefixed]
+
+
+def test_acl_administration_needs_alter_and_describe_on_the_cluster(cluster: Cluster) -> None:
+    stranger = cluster.admin("User:mallory")
+    binding = _allow(ResourceType.TOPIC, "t", "User:mallory", AclOperation.ALL)
+    with pytest.raises(KafkaException) as refused:
+        _create(stranger, binding)
+    assert refused.value.args[0].code() == KafkaError.CLUSTER_AUTHORIZATION_FAILED
+    # librdkafka drops DescribeAcls' top-level error (it yields no bindings):
+    # kafka-python reports it
+    reader = KafkaAdminClient(bootstrap_servers=cluster.bootstrap("User:mallory"))
+    everything = ACLFilter(
+        principal=None, host="*", operation=ACLOperation.ANY,
+        permission_type=ACLPermissionType.ANY,
+        resource_pattern=ResourcePatternFilter(
+            KafkaResourceType.ANY, None, ACLResourcePatternType.ANY
+        ),
+    )  # fmt: skip
+    try:
+        with pytest.raises(ClusterAuthorizationFailedError):
+            reader.describe_acls(everything)
+    finally:
+        reader.close()
+    assert cluster.engine.catalog.state.acls == {}
+
+
+def test_produce_needs_write_on_the_topic(cluster: Cluster) -> None:
+    _create_topic(cluster, "orders")
+    admin = cluster.admin()
+    _create(
+        admin,
+        _allow(ResourceType.TOPIC, "orders", "User:alice", AclOperation.WRITE),
+        _allow(ResourceType.TOPIC, "orders", "User:bob", AclOperation.READ),
+    )
+    assert _produce(cluster.bootstrap("User:alice"), "orders") is None
+    refused = _produce(cluster.bootstrap("User:bob"), "orders")
+    assert refused is not None and refused.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    assert cluster.engine.offsets("orders", 0) == (0, 1)
+
+
+def test_deny_beats_allow_and_super_users_pass(cluster: Cluster) -> None:
+    _create_topic(cluster, "logs-a")
+    admin = cluster.admin()
+    _create(
+        admin,
+        _allow(
+            ResourceType.TOPIC, "logs-", "User:*", AclOperation.ALL, ResourcePatternType.PREFIXED
+        ),
+        _allow(
+            ResourceType.TOPIC,
+            "logs-a",
+            "User:carol",
+            AclOperation.WRITE,
+            permission=AclPermissionType.DENY,
+        ),
+    )
+    assert _produce(cluster.bootstrap("User:dave"), "logs-a") is None
+    refused = _produce(cluster.bootstrap("User:carol"), "logs-a")
+    assert refused is not None and refused.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    assert _produce(cluster.bootstrap(ADMIN), "logs-a") is None
+
+
+def test_delete_topics_needs_delete(cluster: Cluster) -> None:
+    _create_topic(cluster, "kept")
+    admin = cluster.admin()
+    _create(admin, _allow(ResourceType.TOPIC, "kept", "User:eve", AclOperation.DESCRIBE))
+    eve = cluster.admin("User:eve")
+    with pytest.raises(KafkaException) as refused:
+        eve.delete_topics(["kept"], request_timeout=TIMEOUT)["kept"].result(TIMEOUT)
+    assert refused.value.args[0].code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    assert cluster.engine.has_topic("kept")
+
+
+def test_consuming_in_a_group_needs_read_on_topic_and_group(cluster: Cluster) -> None:
+    _create_topic(cluster, "events")
+    assert _produce(cluster.bootstrap(ADMIN), "events") is None
+    admin = cluster.admin()
+    _create(
+        admin,
+        _allow(ResourceType.TOPIC, "events", "User:frank", AclOperation.READ),
+    )
+
+    def consume(group: str) -> KafkaError | bytes:
+        consumer = Consumer(
+            {
+                "bootstrap.servers": cluster.bootstrap("User:frank"),
+                "group.id": group,
+                "auto.offset.reset": "earliest",
+                **quiet_librdkafka(),
+            }
+        )
+        try:
+            consumer.subscribe(["events"])
+            for _ in range(TIMEOUT * 4):
+                message = consumer.poll(0.25)
+                if message is None:
+                    continue
+                error = message.error()
+                if error is not None:
+                    if error.code() == KafkaError.GROUP_AUTHORIZATION_FAILED:
+                        return error
+                    continue
+                value = message.value()
+                assert value is not None
+                return value
+            raise AssertionError("neither a record nor a refusal")
+        finally:
+            consumer.close()
+
+    refused = consume("readers")
+    assert isinstance(refused, KafkaError)
+    assert refused.code() == KafkaError.GROUP_AUTHORIZATION_FAILED
+    _create(admin, _allow(ResourceType.GROUP, "readers", "User:frank", AclOperation.READ))
+    assert consume("readers") == b"v"
+
+
+def test_acls_survive_a_killed_server(tmp_path: Path) -> None:
+    """ACLs created through `tidelog serve` are in the catalog once
+    acknowledged: after SIGKILL the server restarts with them, and enforces
+    them on a principal that is no super user any more."""
+    first = tmp_path / "first.toml"
+    first.write_text('[server]\nauthorizer = "acl"\n"super.users" = ["User:ANONYMOUS"]\n')
+    second = tmp_path / "second.toml"
+    second.write_text('[server]\nauthorizer = "acl"\n')
+    server = ServerProcess(tmp_path / "node", args=["--config", str(first)]).start()
+    try:
+        admin = AdminClient({"bootstrap.servers": server.bootstrap, **quiet_librdkafka()})
+        for name in ("open", "closed"):
+            admin.create_topics([NewTopic(name, 1)])[name].result(TIMEOUT)
+        kept = [
+            _allow(ResourceType.TOPIC, "open", "User:*", AclOperation.ALL),
+            # librdkafka's BROKER is Kafka's ACL resource type 4, the cluster
+            _allow(ResourceType.BROKER, "kafka-cluster", "User:ANONYMOUS", AclOperation.DESCRIBE),
+        ]
+        _create(admin, *kept)
+        del admin
+        server.kill()
+        server.args = ["--config", str(second)]
+        server.start()
+        admin = AdminClient({"bootstrap.servers": server.bootstrap, **quiet_librdkafka()})
+        described = admin.describe_acls(_everything(admin)).result(TIMEOUT)
+        assert set(described) == set(kept)
+        assert _produce(server.bootstrap, "open") is None
+        refused = _produce(server.bootstrap, "closed")
+        assert refused is not None and refused.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    finally:
+        server.kill()
+
+
+def test_metadata_lists_only_describable_topics_and_creates_none_without_create(
+    cluster: Cluster,
+) -> None:
+    for name in ("seen", "unseen"):
+        _create_topic(cluster, name)
+    admin = cluster.admin()
+    _create(admin, _allow(ResourceType.TOPIC, "seen", "User:gina", AclOperation.READ))
+    gina = cluster.admin("User:gina")
+    listed = gina.list_topics(timeout=TIMEOUT)
+    assert set(listed.topics) == {"seen"}
+    named = gina.list_topics("never-made", timeout=TIMEOUT).topics["never-made"]
+    assert named.error is not None
+    assert named.error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    assert not cluster.engine.has_topic("never-made")
+
+
+def test_delete_records_needs_delete_on_the_topic(cluster: Cluster) -> None:
+    _create_topic(cluster, "ledger")
+    assert _produce(cluster.bootstrap(ADMIN), "ledger") is None
+    admin = cluster.admin()
+    _create(admin, _allow(ResourceType.TOPIC, "ledger", "User:hal", AclOperation.READ))
+    hal = cluster.admin("User:hal")
+    futures = hal.delete_records([TopicPartition("ledger", 0, 1)], request_timeout=TIMEOUT)
+    with pytest.raises(KafkaException) as refused:
+        next(iter(futures.values())).result(TIMEOUT)
+    assert refused.value.args[0].code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    assert cluster.engine.offsets("ledger", 0) == (0, 1)
+
+
+def test_a_transactional_producer_needs_write_on_its_transactional_id(cluster: Cluster) -> None:
+    """Without WRITE on the id another application's id cannot be taken
+    over (fencing its producer); with it, the transaction commits."""
+    _create_topic(cluster, "payments")
+    admin = cluster.admin()
+    _create(
+        admin,
+        _allow(ResourceType.TOPIC, "payments", "User:*", AclOperation.WRITE),
+        _allow(ResourceType.TRANSACTIONAL_ID, "billing", "User:ivan", AclOperation.WRITE),
+    )
+
+    def producer(principal: str) -> Producer:
+        return Producer(
+            {
+                "bootstrap.servers": cluster.bootstrap(principal),
+                "transactional.id": "billing",
+                **quiet_librdkafka(),
+            }
+        )
+
+    with pytest.raises(KafkaException) as refused:
+        producer("User:judy").init_transactions(TIMEOUT)
+    assert refused.value.args[0].code() == KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+    owner = producer("User:ivan")
+    owner.init_transactions(TIMEOUT)
+    owner.begin_transaction()
+    owner.produce("payments", b"paid")
+    owner.commit_transaction(TIMEOUT)
+    assert cluster.engine.offsets("payments", 0)[1] == 2  # the record and its marker
+
+
+def test_kafka_python_administers_acls(cluster: Cluster) -> None:
+    client = KafkaAdminClient(bootstrap_servers=cluster.bootstrap(ADMIN))
+    try:
+        acl = ACL(
+            principal="User:kim", host="*", operation=ACLOperation.READ,
+            permission_type=ACLPermissionType.ALLOW,
+            resource_pattern=ResourcePattern(
+                KafkaResourceType.TOPIC, "kim-", ACLResourcePatternType.PREFIXED
+            ),
+        )  # fmt: skip
+        created = client.create_acls([acl])
+        assert created["succeeded"] == [acl] and not created["failed"]
+        found, _ = client.describe_acls(
+            ACLFilter(
+                principal="User:kim",
+                host=None,
+                operation=ACLOperation.ANY,
+                permission_type=ACLPermissionType.ANY,
+                resource_pattern=ResourcePatternFilter(
+                    KafkaResourceType.ANY, None, ACLResourcePatternType.ANY
+                ),
+            )
+        )
+        assert [a.resource_pattern.resource_name for a in found] == ["kim-"]
+        unknown = ACL(
+            principal="User:kim", host="*", operation=ACLOperation.READ,
+            permission_type=ACLPermissionType.ALLOW,
+            resource_pattern=ResourcePattern(
+                KafkaResourceType.TOPIC, "", ACLResourcePatternType.LITERAL
+            ),
+        )  # fmt: skip
+        refused = client.create_acls([unknown])
+        # kafka-python lists the error class of each failure
+        assert refused["failed"] == [InvalidRequestError] and not refused["succeeded"]
+    finally:
+        client.close()
+
+
+def test_the_config_file_names_the_authorizer_and_super_users(tmp_path: Path) -> None:
+    path = tmp_path / "tidelog.toml"
+    path.write_text(
+        '[server]\nauthorizer = "acl"\n"super.users" = "User:a; User:b"\n'
+        '"allow.everyone.if.no.acl.found" = true\n'
+    )
+    loaded = load_config_file(path).server
+    assert loaded.authorizer == "acl"
+    assert loaded.super_users == ("User:a", "User:b")
+    assert loaded.allow_everyone_if_no_acl_found
+    assert ServerConfig().authorizer == ""  # none by default: everything allowed
+    path.write_text('[server]\nauthorizer = "kafka.security.authorizer.AclAuthorizer"\n')
+    with pytest.raises(ConfigFileError, match="authorizer"):
+        load_config_file(path)
+
+
+def test_fetch_needs_read_which_describe_does_not_imply(cluster: Cluster) -> None:
+    _create_topic(cluster, "secrets")
+    assert _produce(cluster.bootstrap(ADMIN), "secrets") is None
+    admin = cluster.admin()
+    _create(
+        admin,
+        _allow(ResourceType.TOPIC, "secrets", "User:lee", AclOperation.DESCRIBE),
+        # librdkafka looks its group's coordinator up, even when it only assigns
+        _allow(ResourceType.GROUP, "unused", "User:lee", AclOperation.DESCRIBE),
+    )
+
+    def first_fetch(principal: str) -> KafkaError | bytes:
+        consumer = Consumer(
+            {
+                "bootstrap.servers": cluster.bootstrap(principal),
+                "group.id": "unused",  # assigned, never joined
+                "enable.auto.commit": False,
+                **quiet_librdkafka(),
+            }
+        )
+        try:
+            consumer.assign([TopicPartition("secrets", 0, 0)])
+            for _ in range(TIMEOUT * 4):
+                message = consumer.poll(0.25)
+                if message is None:
+                    continue
+                error = message.error()
+                if error is not None:
+                    return error
+                value = message.value()
+                assert value is not None
+                return value
+            raise AssertionError("neither a record nor an error")
+        finally:
+            consumer.close()
+
+    refused = first_fetch("User:lee")
+    assert isinstance(refused, KafkaError)
+    assert refused.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    assert first_fetch(ADMIN) == b"v"
