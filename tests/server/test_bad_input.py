@@ -26,6 +26,7 @@ from engine.protocol.apis import request_schema
 from engine.server.handlers.registry import SUPPORTED_VERSIONS
 from native.records import RecordSpec
 from tests.server.conftest import ServerProcess
+from tests.server.engineless import ENGINELESS
 from tests.server.wire import (
     ConnectionClosed,
     Wire,
@@ -564,16 +565,16 @@ def test_a_response_that_does_not_fit_its_schema_closes_only_its_connection(
 
     answered: list[int] = []
 
-    def dispatch(state: Any, header: Any, frame: Any) -> tuple[Any, Any]:
+    def dispatch(state: Any, header: Any, frame: Any, identity: Any) -> tuple[Any, Any]:
         answered.append(header.correlation_id)
         return header, {"topics": [{"name": None}]}  # a null name, which v10 cannot carry
 
     monkeypatch.setattr(connection_module, "dispatch", dispatch)
     monkeypatch.setattr(Server, "state", property(lambda server: None))
-    server = Server(engine=None)  # type: ignore[arg-type]  # dispatch is replaced
+    server = Server(engine=ENGINELESS)  # dispatch is replaced
     connection = connection_module.Connection(server)
     transport = _Transport()
-    connection.connection_made(transport)  # type: ignore[arg-type]
+    connection.connection_made(transport)
     request = encode_request(build(request_schema(3, 10), topics=[{"name": "t"}]), 9)
     view = connection.get_buffer(len(request))
     view[: len(request)] = request

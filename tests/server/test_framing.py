@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from engine.server import connection as connection_module
 from engine.server.config import ServerConfig
 from engine.server.server import Server
+from tests.server.engineless import ENGINELESS
 from tests.server.wire import header_bytes
 
 MiB = 1024 * 1024
@@ -74,7 +75,7 @@ def _read_through_a_connection(
     position = 0
     received: list[bytes] = []
 
-    def dispatch(state: Any, header: Any, frame: Any) -> tuple[Any, Any]:
+    def dispatch(state: Any, header: Any, frame: Any, identity: Any) -> tuple[Any, Any]:
         received.append(bytes(frame))
         return header, None  # answered with nothing, at once
 
@@ -85,10 +86,10 @@ def _read_through_a_connection(
     monkeypatch.setattr(connection_module, "dispatch", dispatch)
     monkeypatch.setattr(connection_module.Connection, "_socket_holds", holds)
     monkeypatch.setattr(Server, "state", property(lambda server: None))
-    server = Server(engine=None)  # type: ignore[arg-type]  # dispatch is replaced
+    server = Server(engine=ENGINELESS)  # dispatch is replaced
     connection = connection_module.Connection(server)
     transport = _Transport()
-    connection.connection_made(transport)  # type: ignore[arg-type]
+    connection.connection_made(transport)
 
     index = 0
     while position < len(stream):
@@ -119,10 +120,10 @@ def test_a_claimed_size_larger_than_the_limit_closes_before_allocating(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(Server, "state", property(lambda server: None))
-    server = Server(engine=None)  # type: ignore[arg-type]  # nothing is dispatched
+    server = Server(engine=ENGINELESS)  # nothing is dispatched
     connection = connection_module.Connection(server)
     transport = _Transport()
-    connection.connection_made(transport)  # type: ignore[arg-type]
+    connection.connection_made(transport)
     view = connection.get_buffer(-1)
     claim = (server.config.max_request_bytes + 1).to_bytes(4, "big")
     view[:4] = claim
@@ -153,7 +154,7 @@ def test_requests_arriving_that_hold_the_whole_budget_are_read_one_by_one(
     next; none waits for the partial-request timeout."""
     received: list[bytes] = []
 
-    def dispatch(state: Any, header: Any, frame: Any) -> tuple[Any, Any]:
+    def dispatch(state: Any, header: Any, frame: Any, identity: Any) -> tuple[Any, Any]:
         received.append(bytes(frame))
         return header, None  # answered with nothing, at once
 
@@ -161,13 +162,13 @@ def test_requests_arriving_that_hold_the_whole_budget_are_read_one_by_one(
     monkeypatch.setattr(connection_module.Connection, "_socket_holds", lambda _self: 0)
     monkeypatch.setattr(Server, "state", property(lambda server: None))
     budget = 2 * MiB
-    server = Server(engine=None, config=ServerConfig(max_inflight_bytes=budget))  # type: ignore[arg-type]
+    server = Server(engine=ENGINELESS, config=ServerConfig(max_inflight_bytes=budget))
     frames = [_frame(index + 1, 1 * MiB + 1000 * index) for index in range(clients_count)]
     clients = []
     for frame in frames:
         connection = connection_module.Connection(server)
         transport = _Transport()
-        connection.connection_made(transport)  # type: ignore[arg-type]
+        connection.connection_made(transport)
         clients.append([connection, transport, frame, 0])
     most = 0
     while any(sent < len(frame) for _, _, frame, sent in clients):
@@ -200,7 +201,7 @@ def test_a_connection_stopped_with_an_answer_waiting_reads_its_request_once_it_i
     received: list[bytes] = []
     waiting: list[asyncio.Future[Any]] = []
 
-    def dispatch(state: Any, header: Any, frame: Any) -> tuple[Any, Any]:
+    def dispatch(state: Any, header: Any, frame: Any, identity: Any) -> tuple[Any, Any]:
         if len(frame) < 1000:  # the small first request: answered later
             waiting.append(loop.create_future())
             return header, waiting[-1]
@@ -211,10 +212,10 @@ def test_a_connection_stopped_with_an_answer_waiting_reads_its_request_once_it_i
     monkeypatch.setattr(connection_module.Connection, "_socket_holds", lambda _self: 0)
     monkeypatch.setattr(Server, "state", property(lambda server: None))
     try:
-        server = Server(engine=None, config=ServerConfig(max_inflight_bytes=1 * MiB))  # type: ignore[arg-type]
+        server = Server(engine=ENGINELESS, config=ServerConfig(max_inflight_bytes=1 * MiB))
         connection = connection_module.Connection(server)
         transport = _Transport()
-        connection.connection_made(transport)  # type: ignore[arg-type]
+        connection.connection_made(transport)
         large = _frame(2, 2 * MiB)
         stream = _frame(1, 10) + large
         sent = 0

@@ -640,8 +640,14 @@ def test_describe_configs_with_synonyms_names_the_source(
     (resource,) = described["resources"]
     entries = {e["configName"]: e for e in resource["configEntries"]}
     assert set(entries) == {"retention.ms", "segment.ms"}
+    # The override, then what it falls back to: the broker's log.retention.ms.
     assert entries["retention.ms"]["configSynonyms"] == [
-        {"configName": "retention.ms", "configValue": "3600000", "configSource": SOURCE_TOPIC}
+        {"configName": "retention.ms", "configValue": "3600000", "configSource": SOURCE_TOPIC},
+        {
+            "configName": "log.retention.ms",
+            "configValue": "604800000",
+            "configSource": SOURCE_DEFAULT,
+        },
     ]
     assert entries["segment.ms"]["configSynonyms"] == [
         {"configName": "segment.ms", "configValue": "604800000", "configSource": SOURCE_DEFAULT}

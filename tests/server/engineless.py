@@ -1,0 +1,14 @@
+"""A stand-in for the engine of a Server whose requests never reach one
+(their dispatch is replaced): what the server still reads of the engine
+as connections open, the dynamic max.connections."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+from engine.server.config import ServerConfig
+
+ENGINELESS: Any = SimpleNamespace(
+    broker_configs=SimpleNamespace(max_connections=ServerConfig().max_connections)
+)
