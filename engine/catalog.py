@@ -65,6 +65,9 @@ class CatalogState:
     broker_configs: dict[str, dict[str, str]] = field(default_factory=dict)
     """Dynamic broker configs by resource name: a node id, or "" for the
     cluster's defaults (engine/broker_config.py)."""
+    credentials: dict[str, dict[str, list[Any]]] = field(default_factory=dict)
+    """Users' credentials by user, then SASL mechanism: salt, stored key,
+    server key, iterations (engine/credentials.py); never a password."""
 
     def apply(self, record: list[Any]) -> None:
         kind = record[0]
@@ -76,6 +79,7 @@ class CatalogState:
             self.topics, self.producer_ids_end = restored.topics, restored.producer_ids_end
             self.internal = restored.internal
             self.broker_configs = restored.broker_configs
+            self.credentials = restored.credentials
         elif kind == "create_topic":
             meta = TopicMeta.from_wire(record[1])
             self.topics[meta.name] = meta
@@ -109,6 +113,15 @@ class CatalogState:
                     configs[name] = value
             if not configs:
                 del self.broker_configs[record[1]]
+        elif kind == "user_credentials":
+            user, mechanism, credential = record[1], record[2], record[3]
+            mechanisms = self.credentials.setdefault(user, {})
+            if credential is None:
+                mechanisms.pop(mechanism, None)
+            else:
+                mechanisms[mechanism] = list(credential)
+            if not mechanisms:
+                del self.credentials[user]
         elif kind == "internal_stream":
             self.internal[record[1]] = record[2]
         elif kind == "producer_ids":
@@ -122,6 +135,7 @@ class CatalogState:
             "producer_ids_end": self.producer_ids_end,
             "internal": self.internal,
             "broker_configs": self.broker_configs,
+            "credentials": self.credentials,
         }
 
     @classmethod
@@ -132,6 +146,10 @@ class CatalogState:
             raw["producer_ids_end"],
             dict(raw.get("internal", {})),
             {scope: dict(configs) for scope, configs in raw.get("broker_configs", {}).items()},
+            {
+                user: {mechanism: list(c) for mechanism, c in mechanisms.items()}
+                for user, mechanisms in raw.get("credentials", {}).items()
+            },
         )
 
     def stream_ids(self) -> set[int]:

@@ -16,8 +16,10 @@ from engine.server.handlers import (
     metadata,
     offsets,
     produce,
+    sasl,
     topics,
     transactions,
+    users,
 )
 
 __all__ = [
@@ -30,6 +32,8 @@ __all__ = [
     "metadata",
     "offsets",
     "produce",
+    "sasl",
     "topics",
     "transactions",
+    "users",
 ]

@@ -95,7 +95,7 @@ def _coordinator(context: RequestContext, key_type: int) -> dict[str, Any]:
             "host": "",
             "port": -1,
         }
-    broker = context.server.broker
+    broker = context.broker
     return {
         "error_code": KafkaCode.NONE,
         "error_message": None,
