@@ -75,6 +75,9 @@ class Authentication:
         self.authenticated = False
         self.expires: float | None = None
         """When the session ends (monotonic seconds), or None for never."""
+        self.raw_tokens = False
+        """After a SaslHandshake v0: the tokens come as bare frames (the
+        connection reads them, see Connection._raw_token) until the exchange ends."""
         self.close_after_answer = False
         """Set when the exchange failed: the answer is written, then the connection closed."""
 
@@ -91,9 +94,10 @@ class Authentication:
             )
         return None
 
-    def handshake(self, mechanism: str) -> KafkaCode:
+    def handshake(self, mechanism: str, version: int) -> KafkaCode:
         """Starts an exchange with ``mechanism`` (a re-authentication on an
-        authenticated connection, whose mechanism may not change)."""
+        authenticated connection, whose mechanism may not change); after
+        ``version`` 0 the tokens come unframed."""
         if self._server is not None:
             self.close_after_answer = True
             return KafkaCode.ILLEGAL_SASL_STATE
@@ -103,7 +107,12 @@ class Authentication:
             log.info("%s: SASL mechanism %r refused", self._peer, mechanism)
             self.close_after_answer = True
             return KafkaCode.UNSUPPORTED_SASL_MECHANISM
+        if version == 0 and self.authenticated:
+            # Re-authentication (KIP-368) goes through SaslAuthenticate only.
+            self.close_after_answer = True
+            return KafkaCode.ILLEGAL_SASL_STATE
         self._server = server_for(mechanism, self._lookup)
+        self.raw_tokens = version == 0
         return KafkaCode.NONE
 
     def authenticate(self, token: bytes) -> SaslResult:
@@ -126,11 +135,13 @@ class Authentication:
         except SaslAuthenticationFailed as failure:
             log.info("%s: SASL authentication failed: %s", self._peer, failure.detail)
             self._server = None
+            self.raw_tokens = False
             self.close_after_answer = True
             return SaslResult(b"", KafkaCode.SASL_AUTHENTICATION_FAILED, failure.message, 0)
         if not server.complete:
             return SaslResult(challenge, KafkaCode.NONE, None, 0)
         self._server = None
+        self.raw_tokens = False
         again = self.authenticated
         self.user, self._mechanism, self.authenticated = server.user, server.mechanism, True
         lifetime = self._reauth_ms

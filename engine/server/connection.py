@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Any
 from engine.protocol.codec import Parts, encode_response
 from engine.protocol.errors import ProtocolError, RequestTooLarge
 from engine.protocol.frames import RequestHeader, parse_header, read_size
+from engine.protocol.kafka_code import KafkaCode
 from engine.server.authentication import Authentication
 from engine.server.context import Identity
 from engine.server.dispatch import dispatch
@@ -363,12 +364,15 @@ class Connection(asyncio.BufferedProtocol):
         stats = self.server.stats
         stats.requests += 1
         stats.bytes_in += size + 4
+        authentication = self.authentication
+        if authentication is not None and authentication.raw_tokens:
+            self._raw_token(authentication, frame)
+            return
         try:
             header = parse_header(frame)
         except ProtocolError as error:
             self.abort(error)
             return
-        authentication = self.authentication
         if authentication is not None:
             refusal = authentication.refusal(header.api_key)
             if refusal is not None:
@@ -388,6 +392,20 @@ class Connection(asyncio.BufferedProtocol):
         if inspect.isawaitable(result):
             result = asyncio.ensure_future(result)
         self._queue(header, result, size)
+
+    def _raw_token(self, authentication: Authentication, frame: bytearray) -> None:
+        """A SASL token after a SaslHandshake v0: a bare size-prefixed frame
+        each way, no request header (the exchange before KIP-152, which
+        librdkafka before 2.x and kcat still use). A failure closes the
+        connection with no answer, as Kafka does for that exchange."""
+        if self._pending:  # the handshake's answer is written before the client goes on
+            self.abort(ProtocolError("a SASL token before the SaslHandshake answer"))
+            return
+        result = authentication.authenticate(bytes(frame))
+        if result.error != KafkaCode.NONE:
+            self.abort(ConnectionRefusedError(result.message or "SASL authentication failed"))
+            return
+        self._write([len(result.challenge).to_bytes(4, "big"), result.challenge])
 
     def _queue(self, header: RequestHeader, result: Any, size: int) -> None:
         self.inflight_bytes += size

@@ -267,6 +267,7 @@ from kio.schema.sasl_authenticate.v1.request import (
 from kio.schema.sasl_authenticate.v2.request import (
     SaslAuthenticateRequest as SaslAuthenticateRequestV2,
 )
+from kio.schema.sasl_handshake.v0.request import SaslHandshakeRequest as SaslHandshakeRequestV0
 from kio.schema.sasl_handshake.v1.request import SaslHandshakeRequest as SaslHandshakeRequestV1
 from kio.schema.sync_group.v0.request import SyncGroupRequest as SyncGroupRequestV0
 from kio.schema.sync_group.v1.request import SyncGroupRequest as SyncGroupRequestV1
@@ -536,7 +537,7 @@ ConsumerGroupDescribeRequest: TypeAlias = (
     ConsumerGroupDescribeRequestV0 | ConsumerGroupDescribeRequestV1
 )
 
-SaslHandshakeRequest: TypeAlias = SaslHandshakeRequestV1
+SaslHandshakeRequest: TypeAlias = SaslHandshakeRequestV0 | SaslHandshakeRequestV1
 
 SaslAuthenticateRequest: TypeAlias = (
     SaslAuthenticateRequestV0 | SaslAuthenticateRequestV1 | SaslAuthenticateRequestV2

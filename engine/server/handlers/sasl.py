@@ -1,9 +1,10 @@
 """SaslHandshake and SaslAuthenticate: the SASL exchange of a connection on
 a SASL_* listener (engine/server/authentication.py holds its state).
 
-SaslHandshake v1 only: v0 sends the tokens unframed after it (the
-pre-KIP-152 exchange), which every maintained client has replaced with
-SaslAuthenticate. SaslAuthenticate v0-v2.
+SaslHandshake v0-v1: after v0 the tokens follow as bare size-prefixed
+frames, no request header (the exchange before KIP-152; librdkafka only
+takes a broker for a SASL one if it lists v0), which the connection reads
+itself; after v1 they come in SaslAuthenticate requests, v0-v2.
 """
 
 from __future__ import annotations
@@ -21,15 +22,18 @@ if TYPE_CHECKING:
 
 @handles(
     ApiKey.SASL_HANDSHAKE,
+    0,
     1,
-    1,
-    notes={1: "the mechanism; its tokens follow in SaslAuthenticate (KIP-152)"},
+    notes={
+        0: "the mechanism; its tokens follow as bare size-prefixed frames",
+        1: "its tokens follow in SaslAuthenticate requests (KIP-152)",
+    },
 )
 def handle_sasl_handshake(context: RequestContext, request: SaslHandshakeRequest) -> dict[str, Any]:
     authentication = context.authentication
     if authentication is None:
         return {"error_code": KafkaCode.ILLEGAL_SASL_STATE, "mechanisms": []}
-    code = authentication.handshake(request.mechanism)
+    code = authentication.handshake(request.mechanism, context.version)
     return {"error_code": code, "mechanisms": list(authentication.mechanisms)}
 
 
