@@ -29,6 +29,10 @@ from engine.protocol.kafka_code import KafkaCode
 from tests.server.conftest import ServerProcess, free_port, quiet_librdkafka
 from tests.server.wire import Wire, build, frame
 
+# Real clients against a server process: run once, in the C pass (the
+# SASL and TLS code is the same Python in both passes).
+pytestmark = pytest.mark.slow
+
 TIMEOUT = 30.0
 PASSWORD = "correct horse battery staple"
 

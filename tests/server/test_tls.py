@@ -26,6 +26,10 @@ from tests.server.in_process import InProcessServer
 from tests.server.test_kafkajs import kafkajs
 from tests.server.test_sasl import PASSWORD, round_trip
 
+# Real clients against a server process: run once, in the C pass (the
+# SASL and TLS code is the same Python in both passes).
+pytestmark = pytest.mark.slow
+
 TIMEOUT = 30.0
 
 
