@@ -21,6 +21,7 @@ They can come from a TOML file (``tidelog serve --config tidelog.toml``)::
     listeners = "PLAINTEXT://127.0.0.1:9092,SASL_SSL://0.0.0.0:9093"
     "advertised.listeners" = "PLAINTEXT://127.0.0.1:9092,SASL_SSL://myhost:9093"
     "sasl.enabled.mechanisms" = "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512"
+    "listener.name.sasl_ssl.sasl.enabled.mechanisms" = "SCRAM-SHA-512"   # one listener's
     "ssl.keystore.location" = "/etc/tidelog/server.pem"   # PEM: certificate chain, key
     "ssl.key.password.file" = "/etc/tidelog/key-password"
     "ssl.truststore.location" = "/etc/tidelog/ca.pem"     # CAs of client certificates
@@ -48,6 +49,7 @@ Command-line flags override the file.
 
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -137,6 +139,9 @@ class ServerConfig:
     listener not named here is advertised at its own address."""
     sasl_enabled_mechanisms: tuple[str, ...] = MECHANISMS
     """The SASL mechanisms the SASL_* listeners accept."""
+    listener_sasl_enabled_mechanisms: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    """Per listener name, mechanisms in place of sasl_enabled_mechanisms
+    (Kafka's listener.name.<name>.sasl.enabled.mechanisms)."""
     ssl_keystore_location: str | None = None
     """A PEM file with the server's certificate chain and its private key."""
     ssl_key_password_file: str | None = None
@@ -157,7 +162,9 @@ class ServerConfig:
     anything was)."""
 
     def __post_init__(self) -> None:
-        for mechanism in self.sasl_enabled_mechanisms:
+        chosen = [self.sasl_enabled_mechanisms]
+        chosen += [mechanisms for _, mechanisms in self.listener_sasl_enabled_mechanisms]
+        for mechanism in (m for mechanisms in chosen for m in mechanisms):
             if mechanism not in MECHANISMS:
                 raise ValueError(
                     f"sasl.enabled.mechanisms: {mechanism!r} is not one of {', '.join(MECHANISMS)}"
@@ -175,6 +182,11 @@ class ServerConfig:
         for advertised in self.advertised_listeners:
             if advertised.name not in names:
                 raise ValueError(f"advertised listener {advertised} names no listener")
+        for name, _ in self.listener_sasl_enabled_mechanisms:
+            if name not in names:
+                raise ValueError(
+                    f"listener.name.{name.lower()}.sasl.enabled.mechanisms names no listener"
+                )
         if any(listener.protocol.uses_tls for listener in self.effective_listeners) and (
             not self.ssl_keystore_location
         ):
@@ -204,6 +216,12 @@ class ServerConfig:
         """The listeners, or the one PLAINTEXT listener host:port stands for."""
         return self.listeners or (Listener("PLAINTEXT", self.host, self.port),)
 
+    def mechanisms(self, listener: Listener) -> tuple[str, ...]:
+        """The SASL mechanisms ``listener`` accepts."""
+        return dict(self.listener_sasl_enabled_mechanisms).get(
+            listener.name, self.sasl_enabled_mechanisms
+        )
+
     def advertised(self, listener: Listener, bound_port: int) -> tuple[str, int]:
         """Where clients that came in on ``listener`` are told to reach it."""
         for advertised in self.advertised_listeners:
@@ -218,14 +236,29 @@ def listener_settings(table: dict[str, Any]) -> dict[str, Any]:
     """The [server] table's security settings in ServerConfig's types
     (lists of listeners and of mechanisms are written as Kafka's strings)."""
     settings = dict(table)
+    per_listener = []
+    for key in list(settings):
+        found = _PER_LISTENER_MECHANISMS.fullmatch(key)
+        if found is not None:
+            per_listener.append((found[1].upper(), _mechanism_list(settings.pop(key))))
+    if per_listener:
+        settings["listener_sasl_enabled_mechanisms"] = tuple(per_listener)
     for key in ("listeners", "advertised_listeners"):
         if key in settings:
             settings[key] = parse_listeners(str(settings[key]))
     if "sasl_enabled_mechanisms" in settings:
-        value = settings["sasl_enabled_mechanisms"]
-        items = value.split(",") if isinstance(value, str) else value
-        settings["sasl_enabled_mechanisms"] = tuple(str(m).strip() for m in items if str(m).strip())
+        settings["sasl_enabled_mechanisms"] = _mechanism_list(settings["sasl_enabled_mechanisms"])
     return settings
+
+
+_PER_LISTENER_MECHANISMS = re.compile(r"listener_name_(\w+?)_sasl_enabled_mechanisms")
+"""listener.name.<name>.sasl.enabled.mechanisms, its dots made underscores."""
+
+
+def _mechanism_list(value: Any) -> tuple[str, ...]:
+    """``"A,B"`` or ``["A", "B"]`` as a tuple of names."""
+    items = value.split(",") if isinstance(value, str) else value
+    return tuple(str(m).strip() for m in items if str(m).strip())
 
 
 @dataclass(frozen=True)
@@ -290,7 +323,11 @@ def load_config_file(path: str | Path) -> FileConfig:
         (engine_table, _ENGINE_KEYS, "engine"),
         (store_table, _STORE_KEYS, "store"),
     ):
-        extra = set(table) - known
+        extra = {
+            key
+            for key in set(table) - known
+            if name != "server" or not _PER_LISTENER_MECHANISMS.fullmatch(key)
+        }
         if extra:
             raise ConfigFileError(f"{path}: unknown keys in [{name}]: {sorted(extra)}")
     server = ServerConfig()

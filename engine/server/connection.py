@@ -176,7 +176,7 @@ class Connection(asyncio.BufferedProtocol):
         if self.listener.protocol.uses_sasl:
             config = self.server.config
             self.authentication = Authentication(
-                mechanisms=config.sasl_enabled_mechanisms,
+                mechanisms=config.mechanisms(self.listener),
                 lookup=self.server.engine.credentials.get,
                 now=self.server.now,
                 reauth_ms=config.connections_max_reauth_ms,

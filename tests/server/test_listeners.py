@@ -7,9 +7,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from kio.index import load_request_schema
 
+import engine
+from engine.protocol.apis import ApiKey
+from engine.protocol.kafka_code import KafkaCode
 from engine.server.config import ConfigFileError, ServerConfig, load_config_file
 from engine.server.listeners import Listener, SecurityProtocol, parse_listeners
+from tests.server.in_process import InProcessServer
+from tests.server.wire import Wire, build
 
 
 def test_listeners_parse_as_kafka_writes_them() -> None:
@@ -47,12 +53,15 @@ def test_the_config_file_sets_listeners_and_their_security(tmp_path: Path) -> No
         'listeners = "PLAINTEXT://127.0.0.1:9092,SASL_SSL://0.0.0.0:9093"\n'
         '"advertised.listeners" = "SASL_SSL://broker.example:19093"\n'
         '"sasl.enabled.mechanisms" = "SCRAM-SHA-512, PLAIN"\n'
+        '"listener.name.sasl_ssl.sasl.enabled.mechanisms" = ["SCRAM-SHA-256"]\n'
         '"ssl.keystore.location" = "/etc/tidelog/server.pem"\n'
         '"connections.max.reauth.ms" = 60000\n'
     )
     server = load_config_file(path).server
     plaintext, sasl_ssl = server.effective_listeners
     assert server.sasl_enabled_mechanisms == ("SCRAM-SHA-512", "PLAIN")
+    assert server.mechanisms(sasl_ssl) == ("SCRAM-SHA-256",)
+    assert server.mechanisms(plaintext) == ("SCRAM-SHA-512", "PLAIN")
     assert server.connections_max_reauth_ms == 60000
     assert server.advertised(sasl_ssl, 9093) == ("broker.example", 19093)
     assert server.advertised(plaintext, 9092) == ("127.0.0.1", 9092)
@@ -73,6 +82,7 @@ def test_without_listeners_listen_and_advertised_make_one_plaintext_listener() -
         ('"ssl.client.auth" = "always"\n', "required, requested or none"),
         ('"advertised.listeners" = "SASL_SSL://h:1"\n', "names no listener"),
         ('"connections.max.reauth.ms" = -1\n', "0 or more"),
+        ('"listener.name.ssl.sasl.enabled.mechanisms" = "PLAIN"\n', "names no listener"),
     ],
 )
 def test_bad_security_settings_are_refused(tmp_path: Path, lines: str, complaint: str) -> None:
@@ -80,3 +90,21 @@ def test_bad_security_settings_are_refused(tmp_path: Path, lines: str, complaint
     path.write_text("[server]\n" + lines)
     with pytest.raises(ConfigFileError, match=complaint):
         load_config_file(path)
+
+
+def test_a_listener_accepts_only_its_own_mechanisms(tmp_path: Path) -> None:
+    config = ServerConfig(
+        listeners=parse_listeners("SASL_PLAINTEXT://127.0.0.1:0"),
+        listener_sasl_enabled_mechanisms=(("SASL_PLAINTEXT", ("SCRAM-SHA-512",)),),
+    )
+    handshake = build(load_request_schema(ApiKey.SASL_HANDSHAKE, 1), mechanism="PLAIN")
+    with engine.open(tmp_path / "node") as opened:
+        server = InProcessServer(opened, config=config)
+        try:
+            with Wire(server.bootstrap) as wire:
+                answer = wire.request(handshake)
+                assert answer.error_code == KafkaCode.UNSUPPORTED_SASL_MECHANISM
+                assert list(answer.mechanisms) == ["SCRAM-SHA-512"]
+                assert wire.closed_by_server(30.0)
+        finally:
+            server.stop()
