@@ -24,6 +24,10 @@ from engine.server.sasl.scram import ScramServer
 
 log = logging.getLogger("tidelog.server")
 
+SASL_MAX_RECEIVE_BYTES = 524288
+"""The largest request a connection may send before it authenticates
+(Kafka's sasl.server.max.receive.size): a peer nobody knows yet cannot have
+the server buffer max_request_bytes for it."""
 SASL_KEYS = frozenset((ApiKey.API_VERSIONS, ApiKey.SASL_HANDSHAKE, ApiKey.SASL_AUTHENTICATE))
 """What a connection may send before it authenticates (and to re-authenticate)."""
 

@@ -47,7 +47,7 @@ from engine.protocol.codec import Parts, encode_response
 from engine.protocol.errors import ProtocolError, RequestTooLarge
 from engine.protocol.frames import RequestHeader, parse_header, read_size
 from engine.protocol.kafka_code import KafkaCode
-from engine.server.authentication import Authentication
+from engine.server.authentication import SASL_MAX_RECEIVE_BYTES, Authentication
 from engine.server.context import Identity
 from engine.server.dispatch import dispatch
 from engine.server.listeners import Listener
@@ -252,6 +252,9 @@ class Connection(asyncio.BufferedProtocol):
         afterwards."""
         position, end = 0, len(data)
         limit = self.server.config.max_request_bytes
+        authentication = self.authentication
+        if authentication is not None and not authentication.authenticated:
+            limit = min(limit, SASL_MAX_RECEIVE_BYTES)
         while position < end and not self.closed:
             body = self._body
             if body is not None:

@@ -17,11 +17,12 @@ from kio.index import load_request_schema
 import engine
 from engine.protocol.apis import ApiKey
 from engine.protocol.kafka_code import KafkaCode
+from engine.server.authentication import SASL_MAX_RECEIVE_BYTES
 from engine.server.config import ServerConfig
 from engine.server.listeners import parse_listeners
 from tests.server.conftest import quiet_librdkafka
 from tests.server.in_process import InProcessServer
-from tests.server.wire import Wire, build
+from tests.server.wire import Wire, build, encode_request
 
 LIFETIME_MS = 1500
 TIMEOUT = 30.0
@@ -123,3 +124,21 @@ def session_ends(server: InProcessServer) -> dict[str, float]:
         if authentication is not None and authentication.expires is not None:
             ends[connection.peer] = authentication.expires
     return ends
+
+
+def test_a_large_request_before_authentication_closes_the_connection(
+    server: InProcessServer,
+) -> None:
+    """Kafka's sasl.server.max.receive.size: 512 KiB until authenticated,
+    max_request_bytes after."""
+    with Wire(server.bootstrap) as wire:
+        wire.send_raw((SASL_MAX_RECEIVE_BYTES + 1).to_bytes(4, "big") + b"\0" * 64)
+        assert wire.closed_by_server(TIMEOUT)
+    names = [{"name": f"absent-topic-{i:020d}"} for i in range(SASL_MAX_RECEIVE_BYTES // 30)]
+    large = build(
+        load_request_schema(ApiKey.METADATA, 4), topics=names, allow_auto_topic_creation=False
+    )
+    with Wire(server.bootstrap) as wire:
+        assert login(wire, "alice", "pw-a").error_code == KafkaCode.NONE
+        assert len(encode_request(large, 1)) > SASL_MAX_RECEIVE_BYTES
+        assert len(wire.request(large).topics) == len(names)
