@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import Producer
+from confluent_kafka import Consumer, Producer
 
 import engine
 from engine.server.config import ServerConfig
@@ -206,3 +206,31 @@ def test_the_subject_is_written_as_rfc_2253() -> None:
         )
     }
     assert distinguished_name(peercert) == "CN=alice,O=Acme\\, Inc.,C=US"
+
+
+def test_a_large_request_over_tls_arrives_whole(
+    tls: Tls, tls_server: ServerProcess, topic: str
+) -> None:
+    """A request large enough to be read straight into its own buffer
+    arrives whole over TLS, where the socket's count of waiting bytes (of
+    encrypted bytes) is not what the buffer grows by."""
+    settings = {
+        "bootstrap.servers": f"127.0.0.1:{tls_server.ssl_port}",  # type: ignore[attr-defined]
+        "security.protocol": "SSL",
+        "ssl.ca.location": str(tls.authority.ca),
+        **quiet_librdkafka(),
+    }
+    value = bytes(range(256)) * 3000  # 768,000 bytes
+    producer = Producer({**settings, "compression.type": "none", "linger.ms": 0})
+    reports: list[Any] = []
+    producer.produce(topic, value, on_delivery=lambda e, m: reports.append(e))
+    assert producer.flush(TIMEOUT) == 0
+    assert reports == [None]
+    consumer = Consumer({**settings, "group.id": f"g-{topic}", "auto.offset.reset": "earliest"})
+    consumer.subscribe([topic])
+    try:
+        message = consumer.poll(TIMEOUT)
+        assert message is not None and message.error() is None
+        assert message.value() == value
+    finally:
+        consumer.close()
