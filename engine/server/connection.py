@@ -398,9 +398,9 @@ class Connection(asyncio.BufferedProtocol):
 
     def _raw_token(self, authentication: Authentication, frame: bytearray) -> None:
         """A SASL token after a SaslHandshake v0: a bare size-prefixed frame
-        each way, no request header (the exchange before KIP-152, which
-        librdkafka before 2.x and kcat still use). A failure closes the
-        connection with no answer, as Kafka does for that exchange."""
+        each way, no request header (the exchange before KIP-152, for
+        clients that know only it). A failure closes the connection with no
+        answer, as Kafka does for that exchange."""
         if self._pending:  # the handshake's answer is written before the client goes on
             self.abort(ProtocolError("a SASL token before the SaslHandshake answer"))
             return
