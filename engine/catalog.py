@@ -73,6 +73,9 @@ class CatalogState:
     acls_version: int = 0
     """Bumped on every change to ``acls``: the authorizer rebuilds its index
     when it differs from the one it was built at."""
+    credentials: dict[str, dict[str, list[Any]]] = field(default_factory=dict)
+    """Users' credentials by user, then SASL mechanism: salt, stored key,
+    server key, iterations (engine/credentials.py); never a password."""
 
     def apply(self, record: list[Any]) -> None:
         kind = record[0]
@@ -86,6 +89,7 @@ class CatalogState:
             self.broker_configs = restored.broker_configs
             self.acls = restored.acls
             self.acls_version += 1
+            self.credentials = restored.credentials
         elif kind == "create_topic":
             meta = TopicMeta.from_wire(record[1])
             self.topics[meta.name] = meta
@@ -129,6 +133,15 @@ class CatalogState:
             gone = {AclBinding.from_wire(raw) for raw in record[1]}
             self.acls = {acl: None for acl in self.acls if acl not in gone}
             self.acls_version += 1
+        elif kind == "user_credentials":
+            user, mechanism, credential = record[1], record[2], record[3]
+            mechanisms = self.credentials.setdefault(user, {})
+            if credential is None:
+                mechanisms.pop(mechanism, None)
+            else:
+                mechanisms[mechanism] = list(credential)
+            if not mechanisms:
+                del self.credentials[user]
         elif kind == "internal_stream":
             self.internal[record[1]] = record[2]
         elif kind == "producer_ids":
@@ -143,6 +156,7 @@ class CatalogState:
             "internal": self.internal,
             "broker_configs": self.broker_configs,
             "acls": [acl.to_wire() for acl in self.acls],
+            "credentials": self.credentials,
         }
 
     @classmethod
@@ -153,7 +167,11 @@ class CatalogState:
             raw["producer_ids_end"],
             dict(raw.get("internal", {})),
             {scope: dict(configs) for scope, configs in raw.get("broker_configs", {}).items()},
-            {AclBinding.from_wire(acl): None for acl in raw.get("acls", [])},
+            acls={AclBinding.from_wire(acl): None for acl in raw.get("acls", [])},
+            credentials={
+                user: {mechanism: list(c) for mechanism, c in mechanisms.items()}
+                for user, mechanisms in raw.get("credentials", {}).items()
+            },
         )
 
     def stream_ids(self) -> set[int]:

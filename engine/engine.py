@@ -36,6 +36,7 @@ from engine.client.producer import Producer
 from engine.client.transactional_producer import TransactionalProducer
 from engine.clock import SYSTEM, Clock
 from engine.config import TopicConfig, normalize_all
+from engine.credentials import Credentials
 from engine.data_waiters import DataWaiters
 from engine.errors import EngineClosed, EngineError, InvalidTopic, UnknownTopic
 from engine.groups import ConsumerLag, GroupConfig, GroupCoordinator, consumer_lag
@@ -135,6 +136,13 @@ class Engine:
                 static_topic_defaults=static_topic_defaults,
             )
             """The broker configs in force, the dynamic ones included."""
+            self.credentials = Credentials(
+                self.catalog.state.credentials,
+                lambda user, mechanism, credential: self._admin.append_catalog(
+                    ["user_credentials", user, mechanism, credential]
+                ),
+            )
+            """Users' SASL credentials (kept salted in the catalog)."""
             self.leader_epoch = self.store.manifest.state.epoch
             self._registry = TopicRegistry(
                 self.store,

@@ -39,6 +39,7 @@ from engine.server.config import (
     load_config_file,
     parse_address,
 )
+from engine.server.listeners import parse_listeners
 from engine.server.server import Server
 from s3stream.store import redact_url, secret_parameters
 
@@ -57,6 +58,15 @@ def add_command(commands: Any) -> None:
     )
     parser.add_argument("--listen", help="host:port to listen on (default 127.0.0.1:9092)")
     parser.add_argument("--advertised", help="host:port that Metadata tells clients to use")
+    parser.add_argument(
+        "--listeners",
+        help="listeners as Kafka names them, e.g. PLAINTEXT://127.0.0.1:9092,SASL_SSL://0.0.0.0:9093"
+        " (replaces --listen; TLS and SASL settings come from --config)",
+    )
+    parser.add_argument(
+        "--advertised-listeners",
+        help="what Metadata tells clients of each listener, e.g. SASL_SSL://myhost:9093",
+    )
     parser.add_argument("--data-dir", help=f"local data directory (default {DEFAULT_DATA_DIR})")
     parser.add_argument(
         "--object-store",
@@ -83,6 +93,10 @@ def settings(args: argparse.Namespace) -> tuple[FileConfig, ServerConfig]:
     if args.advertised:
         host, port = parse_address(args.advertised)
         server = replace(server, advertised_host=host, advertised_port=port)
+    if args.listeners:
+        server = replace(server, listeners=parse_listeners(args.listeners))
+    if args.advertised_listeners:
+        server = replace(server, advertised_listeners=parse_listeners(args.advertised_listeners))
     if args.node_id is not None:
         server = replace(server, node_id=args.node_id)
     return file, server

@@ -20,6 +20,18 @@ They can come from a TOML file (``tidelog serve --config tidelog.toml``)::
     "super.users" = ["User:admin"]
     "allow.everyone.if.no.acl.found" = false
 
+    # Several listeners, each with its security protocol (docs/server.md, Security):
+    listeners = "PLAINTEXT://127.0.0.1:9092,SASL_SSL://0.0.0.0:9093"
+    "advertised.listeners" = "PLAINTEXT://127.0.0.1:9092,SASL_SSL://myhost:9093"
+    "sasl.enabled.mechanisms" = "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512"
+    "listener.name.sasl_ssl.sasl.enabled.mechanisms" = "SCRAM-SHA-512"   # one listener's
+    "ssl.keystore.location" = "/etc/tidelog/server.pem"   # PEM: certificate chain, key
+    "ssl.key.password.file" = "/etc/tidelog/key-password"
+    "ssl.truststore.location" = "/etc/tidelog/ca.pem"     # CAs of client certificates
+    "ssl.client.auth" = "required"                          # or requested, none
+    "ssl.principal.mapping.rules" = "RULE:^CN=(.*?),.*$/$1/L,DEFAULT"
+    "connections.max.reauth.ms" = 3600000
+
     [engine]
     data_dir = "./tidelog-data"
     object_store = "file:///var/lib/tidelog/objects"
@@ -40,13 +52,16 @@ Command-line flags override the file.
 
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from engine.credentials import MECHANISMS
 from engine.engine import EngineConfig
 from engine.groups.config import GroupConfig
+from engine.server.listeners import Listener, parse_listeners
 from engine.transactions.config import TransactionConfig
 from s3stream import StreamStoreConfig
 
@@ -119,6 +134,30 @@ class ServerConfig:
     partitions, about 300 bytes each: a consumer reading more partitions
     than this from one broker is past any deployment one process serves,
     and it still fetches, only not incrementally."""
+    listeners: tuple[Listener, ...] = ()
+    """Where to listen, each with its security protocol; none: one PLAINTEXT
+    listener at host:port (advertised at advertised_host:advertised_port)."""
+    advertised_listeners: tuple[Listener, ...] = ()
+    """What Metadata tells a client that came in on each listener; a
+    listener not named here is advertised at its own address."""
+    sasl_enabled_mechanisms: tuple[str, ...] = MECHANISMS
+    """The SASL mechanisms the SASL_* listeners accept."""
+    listener_sasl_enabled_mechanisms: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    """Per listener name, mechanisms in place of sasl_enabled_mechanisms
+    (Kafka's listener.name.<name>.sasl.enabled.mechanisms)."""
+    ssl_keystore_location: str | None = None
+    """A PEM file with the server's certificate chain and its private key."""
+    ssl_key_password_file: str | None = None
+    """A file holding the private key's password, if it is encrypted."""
+    ssl_truststore_location: str | None = None
+    """A PEM file of the CAs that sign client certificates (for ssl.client.auth)."""
+    ssl_client_auth: str = "none"
+    """required, requested or none: whether TLS clients present a certificate."""
+    ssl_principal_mapping_rules: str = "DEFAULT"
+    """How a client certificate's subject becomes a user name (Kafka's rules)."""
+    connections_max_reauth_ms: int = 0
+    """A SASL session's lifetime (KIP-368): a client re-authenticates
+    within it, else its connection is closed; 0 means for ever."""
     shutdown_timeout_s: float = 30.0
     """How long a clean shutdown waits for requests in flight."""
     activity_log_interval_s: float = 60.0
@@ -145,6 +184,35 @@ class ServerConfig:
         if not isinstance(users, (tuple, list)):
             raise ValueError(f"super.users must be a list of principals, not {users!r}")
         object.__setattr__(self, "super_users", tuple(str(u) for u in users))
+        chosen = [self.sasl_enabled_mechanisms]
+        chosen += [mechanisms for _, mechanisms in self.listener_sasl_enabled_mechanisms]
+        for mechanism in (m for mechanisms in chosen for m in mechanisms):
+            if mechanism not in MECHANISMS:
+                raise ValueError(
+                    f"sasl.enabled.mechanisms: {mechanism!r} is not one of {', '.join(MECHANISMS)}"
+                )
+        if self.ssl_client_auth not in ("required", "requested", "none"):
+            raise ValueError(
+                f"ssl.client.auth must be required, requested or none, not {self.ssl_client_auth!r}"
+            )
+        if type(self.connections_max_reauth_ms) is not int or self.connections_max_reauth_ms < 0:
+            raise ValueError(
+                "connections.max.reauth.ms must be an integer of 0 or more,"
+                f" not {self.connections_max_reauth_ms!r}"
+            )
+        names = {listener.name for listener in self.effective_listeners}
+        for advertised in self.advertised_listeners:
+            if advertised.name not in names:
+                raise ValueError(f"advertised listener {advertised} names no listener")
+        for name, _ in self.listener_sasl_enabled_mechanisms:
+            if name not in names:
+                raise ValueError(
+                    f"listener.name.{name.lower()}.sasl.enabled.mechanisms names no listener"
+                )
+        if any(listener.protocol.uses_tls for listener in self.effective_listeners) and (
+            not self.ssl_keystore_location
+        ):
+            raise ValueError("an SSL or SASL_SSL listener needs ssl.keystore.location")
         for name in (
             "max_connections",
             "max_connections_per_ip",
@@ -164,6 +232,55 @@ class ServerConfig:
             if type(value) is not int or value < 0:
                 kafka_name = name.replace("_", ".")
                 raise ValueError(f"{kafka_name} must be an integer of 0 or more, not {value!r}")
+
+    @property
+    def effective_listeners(self) -> tuple[Listener, ...]:
+        """The listeners, or the one PLAINTEXT listener host:port stands for."""
+        return self.listeners or (Listener("PLAINTEXT", self.host, self.port),)
+
+    def mechanisms(self, listener: Listener) -> tuple[str, ...]:
+        """The SASL mechanisms ``listener`` accepts."""
+        return dict(self.listener_sasl_enabled_mechanisms).get(
+            listener.name, self.sasl_enabled_mechanisms
+        )
+
+    def advertised(self, listener: Listener, bound_port: int) -> tuple[str, int]:
+        """Where clients that came in on ``listener`` are told to reach it."""
+        for advertised in self.advertised_listeners:
+            if advertised.name == listener.name:
+                return advertised.host, advertised.port or bound_port
+        if not self.listeners:
+            return self.advertised_host or self.host, self.advertised_port or bound_port
+        return listener.host, bound_port
+
+
+def listener_settings(table: dict[str, Any]) -> dict[str, Any]:
+    """The [server] table's security settings in ServerConfig's types
+    (lists of listeners and of mechanisms are written as Kafka's strings)."""
+    settings = dict(table)
+    per_listener = []
+    for key in list(settings):
+        found = _PER_LISTENER_MECHANISMS.fullmatch(key)
+        if found is not None:
+            per_listener.append((found[1].upper(), _mechanism_list(settings.pop(key))))
+    if per_listener:
+        settings["listener_sasl_enabled_mechanisms"] = tuple(per_listener)
+    for key in ("listeners", "advertised_listeners"):
+        if key in settings:
+            settings[key] = parse_listeners(str(settings[key]))
+    if "sasl_enabled_mechanisms" in settings:
+        settings["sasl_enabled_mechanisms"] = _mechanism_list(settings["sasl_enabled_mechanisms"])
+    return settings
+
+
+_PER_LISTENER_MECHANISMS = re.compile(r"listener_name_(\w+?)_sasl_enabled_mechanisms")
+"""listener.name.<name>.sasl.enabled.mechanisms, its dots made underscores."""
+
+
+def _mechanism_list(value: Any) -> tuple[str, ...]:
+    """``"A,B"`` or ``["A", "B"]`` as a tuple of names."""
+    items = value.split(",") if isinstance(value, str) else value
+    return tuple(str(m).strip() for m in items if str(m).strip())
 
 
 @dataclass(frozen=True)
@@ -228,7 +345,11 @@ def load_config_file(path: str | Path) -> FileConfig:
         (engine_table, _ENGINE_KEYS, "engine"),
         (store_table, _STORE_KEYS, "store"),
     ):
-        extra = set(table) - known
+        extra = {
+            key
+            for key in set(table) - known
+            if name != "server" or not _PER_LISTENER_MECHANISMS.fullmatch(key)
+        }
         if extra:
             raise ConfigFileError(f"{path}: unknown keys in [{name}]: {sorted(extra)}")
     server = ServerConfig()
@@ -239,7 +360,7 @@ def load_config_file(path: str | Path) -> FileConfig:
         if "advertised" in server_table:
             host, port = parse_address(server_table.pop("advertised"))
             server = replace(server, advertised_host=host, advertised_port=port)
-        server = replace(server, **server_table)
+        server = replace(server, **listener_settings(server_table))
     except (TypeError, ValueError) as error:
         raise ConfigFileError(f"{path}: [server]: {error}") from error
     try:

@@ -1,6 +1,11 @@
 """One client connection: framing, dispatch, in-order responses,
 back-pressure, and the timestamps the server's limits look at.
 
+A connection belongs to one listener (listeners.py): on a SASL_* listener
+its requests pass its authentication first (authentication.py); on a TLS
+listener every byte comes through the TLS transport (the socket's own
+count of bytes waiting is of encrypted bytes, and is not consulted).
+
 Reading uses asyncio's buffered protocol. Between requests a connection
 holds no read buffer of its own: bytes are read into one buffer the server
 shares (a read is handled whole before the next one starts), complete
@@ -41,8 +46,12 @@ from typing import TYPE_CHECKING, Any
 from engine.protocol.codec import Parts, encode_response
 from engine.protocol.errors import ProtocolError, RequestTooLarge
 from engine.protocol.frames import RequestHeader, parse_header, read_size
+from engine.protocol.kafka_code import KafkaCode
+from engine.server.authentication import SASL_MAX_RECEIVE_BYTES, Authentication
 from engine.server.context import Identity
 from engine.server.dispatch import dispatch
+from engine.server.listeners import Listener
+from engine.server.tls import NoMatchingRule
 
 if TYPE_CHECKING:
     from engine.server.server import Server
@@ -87,10 +96,12 @@ class Connection(asyncio.BufferedProtocol):
         "_pauses",
         "_pending",
         "admitted",
+        "authentication",
         "closed",
         "identity",
         "inflight_bytes",
         "last_active",
+        "listener",
         "partial_since",
         "peer",
         "peer_host",
@@ -98,8 +109,11 @@ class Connection(asyncio.BufferedProtocol):
         "transport",
     )
 
-    def __init__(self, server: Server) -> None:
+    def __init__(self, server: Server, listener: Listener | None = None) -> None:
         self.server = server
+        self.listener = listener or Listener("PLAINTEXT", server.config.host, server.config.port)
+        self.authentication: Authentication | None = None
+        """The SASL state, on a SASL_* listener (None elsewhere)."""
         self.transport: asyncio.Transport | None = None
         self.peer = "?"
         self.peer_host = "?"
@@ -137,7 +151,7 @@ class Connection(asyncio.BufferedProtocol):
             self.peer = f"{peer[0]}:{peer[1]}"
         else:
             self.peer = self.peer_host = str(peer)
-        self.identity = Identity(host=self.peer_host)
+        self.identity = Identity(listener=self.listener.name, host=self.peer_host)
         if self.server.principal_builder is not None:
             self.identity = self.server.principal_builder(self.identity)
         refusal = self.server.admit(self)
@@ -147,9 +161,34 @@ class Connection(asyncio.BufferedProtocol):
             stream.abort()
             return
         self.admitted = True
-        sock = transport.get_extra_info("socket")
+        tls = transport.get_extra_info("ssl_object") is not None
+        sock = None if tls else transport.get_extra_info("socket")
         self._fd = sock.fileno() if sock is not None else -1
+        if tls:
+            try:
+                principal = self.server.tls_principal(transport.get_extra_info("peercert"))
+            except NoMatchingRule as error:
+                log.warning("%s: refused: %s", self.peer, error)
+                self.closed = True
+                self.admitted = False
+                stream.abort()
+                return
+            if principal is not None:
+                self.identity = Identity(principal, self.listener.name, self.peer_host)
+        if self.listener.protocol.uses_sasl:
+            config = self.server.config
+            self.authentication = Authentication(
+                mechanisms=config.mechanisms(self.listener),
+                lookup=self.server.engine.credentials.get,
+                now=self.server.now,
+                reauth_ms=config.connections_max_reauth_ms,
+                peer=self.peer,
+                on_authenticated=self._authenticated,
+            )
         self.server.connection_opened(self)
+
+    def _authenticated(self, user: str) -> None:
+        self.identity = Identity(f"User:{user}", self.listener.name, self.peer_host)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -215,6 +254,9 @@ class Connection(asyncio.BufferedProtocol):
         afterwards."""
         position, end = 0, len(data)
         limit = self.server.config.max_request_bytes
+        authentication = self.authentication
+        if authentication is not None and not authentication.authenticated:
+            limit = min(limit, SASL_MAX_RECEIVE_BYTES)
         while position < end and not self.closed:
             body = self._body
             if body is not None:
@@ -327,13 +369,24 @@ class Connection(asyncio.BufferedProtocol):
         stats = self.server.stats
         stats.requests += 1
         stats.bytes_in += size + 4
+        authentication = self.authentication
+        if authentication is not None and authentication.raw_tokens:
+            self._raw_token(authentication, frame)
+            return
         try:
             header = parse_header(frame)
         except ProtocolError as error:
             self.abort(error)
             return
+        if authentication is not None:
+            refusal = authentication.refusal(header.api_key)
+            if refusal is not None:
+                self.abort(ConnectionRefusedError(refusal))
+                return
         try:
-            header, result = dispatch(self.server.state, header, memoryview(frame), self.identity)
+            header, result = dispatch(
+                self.server.state, header, memoryview(frame), self.identity, authentication
+            )
         except ProtocolError as error:
             self.abort(error)
             return
@@ -344,6 +397,20 @@ class Connection(asyncio.BufferedProtocol):
         if inspect.isawaitable(result):
             result = asyncio.ensure_future(result)
         self._queue(header, result, size)
+
+    def _raw_token(self, authentication: Authentication, frame: bytearray) -> None:
+        """A SASL token after a SaslHandshake v0: a bare size-prefixed frame
+        each way, no request header (the exchange before KIP-152, for
+        clients that know only it). A failure closes the connection with no
+        answer, as Kafka does for that exchange."""
+        if self._pending:  # the handshake's answer is written before the client goes on
+            self.abort(ProtocolError("a SASL token before the SaslHandshake answer"))
+            return
+        result = authentication.authenticate(bytes(frame))
+        if result.error != KafkaCode.NONE:
+            self.abort(ConnectionRefusedError(result.message or "SASL authentication failed"))
+            return
+        self._write([len(result.challenge).to_bytes(4, "big"), result.challenge])
 
     def _queue(self, header: RequestHeader, result: Any, size: int) -> None:
         self.inflight_bytes += size
@@ -398,6 +465,14 @@ class Connection(asyncio.BufferedProtocol):
                     return
                 self._write(parts)
             self._release(pending.size)
+            authentication = self.authentication
+            if authentication is not None and authentication.close_after_answer:
+                # A failed SASL exchange: its answer goes out, then the
+                # connection closes, as Kafka's SaslServerAuthenticator does.
+                self.closed = True
+                if self.transport is not None:
+                    self.transport.close()
+                return
         if not self._pending:
             self._idle.set()
 

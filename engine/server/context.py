@@ -9,7 +9,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from engine.engine import Engine
 from engine.gc_pause import collector_paused
@@ -18,6 +18,9 @@ from engine.protocol.frames import RequestHeader
 from engine.server.authorizer import ANONYMOUS, AllowAll, Authorizer
 from engine.server.config import ServerConfig
 from engine.server.fetch_sessions import FetchSessionCache
+
+if TYPE_CHECKING:
+    from engine.server.authentication import Authentication
 
 T = TypeVar("T")
 Body = Mapping[str, Any]
@@ -77,6 +80,9 @@ class ServerState:
     engine does such changes one at a time anyway."""
     authorizer: Authorizer = field(default_factory=AllowAll)
     """What each principal may do (authorizer.py): everything, until ACLs are served."""
+    brokers: dict[str, Broker] = field(default_factory=dict)
+    """This node as advertised on each listener, by listener name (``broker``
+    is the first listener's)."""
 
 
 def answer(context: RequestContext, future: Future[T], build: Callable[[T], Body]) -> Response:
@@ -141,6 +147,14 @@ class RequestContext(NamedTuple):
     server: ServerState
     header: RequestHeader
     identity: Identity = NOBODY
+    authentication: Authentication | None = None
+    """The connection's SASL state (None for a request made in-process)."""
+
+    @property
+    def broker(self) -> Broker:
+        """This node as advertised on the listener the request came in on
+        (Kafka answers Metadata with the endpoints of that listener)."""
+        return self.server.brokers.get(self.identity.listener, self.server.broker)
 
     @property
     def version(self) -> int:

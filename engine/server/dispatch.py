@@ -13,6 +13,8 @@ the handlers' registrations (handlers/registry.py).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from engine.protocol.apis import ApiKey
 from engine.protocol.errors import UnsupportedRequest
 from engine.protocol.frames import RequestHeader
@@ -20,9 +22,16 @@ from engine.server.context import NOBODY, Identity, RequestContext, Response, Se
 from engine.server.handlers.api_versions import unsupported_api_versions
 from engine.server.handlers.registry import registration
 
+if TYPE_CHECKING:
+    from engine.server.authentication import Authentication
+
 
 def dispatch(
-    state: ServerState, header: RequestHeader, frame: memoryview, identity: Identity = NOBODY
+    state: ServerState,
+    header: RequestHeader,
+    frame: memoryview,
+    identity: Identity = NOBODY,
+    authentication: Authentication | None = None,
 ) -> tuple[RequestHeader, Response]:
     """Decodes and handles one request; returns the header to answer with
     (its version may differ, see above) and the handler's response."""
@@ -31,4 +40,4 @@ def dispatch(
         if header.api_key == ApiKey.API_VERSIONS:
             return header._replace(api_version=0), unsupported_api_versions()
         raise UnsupportedRequest(header.api_key, header.api_version)
-    return header, served.answer(RequestContext(state, header, identity), frame)
+    return header, served.answer(RequestContext(state, header, identity, authentication), frame)

@@ -1,5 +1,7 @@
-"""The Kafka wire server: a listening socket, its connections, and a clean
-shutdown, on one asyncio event loop over an open engine."""
+"""The Kafka wire server: its listeners (a listening socket each, with its
+security protocol), their connections, and a clean shutdown, on one
+asyncio event loop over an open engine. Connection limits count the
+connections of every listener together."""
 
 from __future__ import annotations
 
@@ -8,8 +10,10 @@ import base64
 import hashlib
 import ipaddress
 import logging
+import ssl
 from collections import Counter
 from dataclasses import dataclass, replace
+from typing import Any
 
 from engine import clock
 from engine.engine import Engine
@@ -18,6 +22,8 @@ from engine.server.config import ServerConfig
 from engine.server.connection import SHARED_READ_BYTES, Connection
 from engine.server.context import Broker, PrincipalBuilder, ServerState
 from engine.server.fetch_sessions import FetchSessionCache
+from engine.server.listeners import Listener
+from engine.server.tls import PrincipalMapper, distinguished_name, server_context
 
 log = logging.getLogger("tidelog.server")
 
@@ -66,30 +72,57 @@ class Server:
         self._per_host: Counter[str] = Counter()
         self._reporter: asyncio.Task[None] | None = None
         self._sweeper: asyncio.Task[None] | None = None
-        self._server: asyncio.Server | None = None
+        self._servers: dict[str, asyncio.Server] = {}
         self._state: ServerState | None = None
+        self._principals = PrincipalMapper(self.config.ssl_principal_mapping_rules)
 
     @property
     def port(self) -> int:
-        """The port listened on (the one the OS chose, for port 0)."""
-        assert self._server is not None, "the server is not started"
-        port: int = self._server.sockets[0].getsockname()[1]
-        return port
+        """The first listener's port (the one the OS chose, for port 0)."""
+        return next(iter(self.ports.values()))
+
+    @property
+    def ports(self) -> dict[str, int]:
+        """Each listener's port, by listener name."""
+        assert self._servers, "the server is not started"
+        return {name: s.sockets[0].getsockname()[1] for name, s in self._servers.items()}
+
+    def tls_principal(self, peercert: Any) -> str | None:
+        """The principal a client certificate names (ssl.principal.mapping.rules),
+        or None without one. Raises tls.NoMatchingRule."""
+        if not peercert:
+            return None
+        return f"User:{self._principals.name(distinguished_name(peercert))}"
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(
-            lambda: Connection(self),
-            self.config.host,
-            self.config.port,
-            reuse_address=True,
-            backlog=1024,
-        )
-        broker = Broker(
-            self.config.node_id,
-            self.config.advertised_host or self.config.host,
-            self.config.advertised_port or self.port,
-        )
+        listeners = self.config.effective_listeners
+        tls: ssl.SSLContext | None = None
+        if any(listener.protocol.uses_tls for listener in listeners):
+            tls = server_context(self.config)
+        try:
+            for listener in listeners:
+                self._servers[listener.name] = await loop.create_server(
+                    self._connection_factory(listener),
+                    listener.host,
+                    listener.port,
+                    reuse_address=True,
+                    backlog=1024,
+                    ssl=tls if listener.protocol.uses_tls else None,
+                )
+        except BaseException:
+            for opened in self._servers.values():
+                opened.close()
+            self._servers.clear()
+            raise
+        ports = self.ports
+        brokers = {
+            listener.name: Broker(
+                self.config.node_id, *self.config.advertised(listener, ports[listener.name])
+            )
+            for listener in listeners
+        }
+        broker = brokers[listeners[0].name]
         sessions = FetchSessionCache(
             slots=self.config.max_incremental_fetch_session_cache_slots,
             eviction_ms=self.config.min_incremental_fetch_session_eviction_ms,
@@ -102,6 +135,7 @@ class Server:
             broker,
             fetch_sessions=sessions,
             authorizer=authorizer_for(self.config, self.engine),
+            brokers=brokers,
         )
         self.engine.broker_configs.set_static(
             {
@@ -112,21 +146,30 @@ class Server:
         )
         self._reporter = asyncio.create_task(self._report_activity())
         self._sweeper = asyncio.create_task(self._sweep_connections())
-        log.info(
-            "listening on %s:%d (advertised as %s:%d, node %d)",
-            self.config.host,
-            self.port,
-            broker.host,
-            broker.port,
-            broker.node_id,
-        )
-        if not _is_loopback(self.config.host):
-            log.warning(
-                "listening on %s beyond this machine, and clients are not authenticated: "
-                "anyone who can reach port %d can read and write every topic",
-                self.config.host or "every interface",
-                self.port,
+        for listener in listeners:
+            advertised = brokers[listener.name]
+            log.info(
+                "listening on %s:%d, %s (advertised as %s:%d, node %d)",
+                listener.host,
+                ports[listener.name],
+                listener.name,
+                advertised.host,
+                advertised.port,
+                advertised.node_id,
             )
+            authenticates = listener.protocol.uses_sasl or (
+                listener.protocol.uses_tls and self.config.ssl_client_auth == "required"
+            )
+            if not authenticates and not _is_loopback(listener.host):
+                log.warning(
+                    "listening on %s beyond this machine, and clients are not authenticated: "
+                    "anyone who can reach port %d can read and write every topic",
+                    listener.host or "every interface",
+                    ports[listener.name],
+                )
+
+    def _connection_factory(self, listener: Listener) -> Any:
+        return lambda: Connection(self, listener)
 
     @property
     def state(self) -> ServerState:
@@ -137,9 +180,10 @@ class Server:
         """Stops accepting, lets requests in flight finish (up to the
         shutdown timeout), then closes every connection. The engine is the
         caller's to close."""
-        if self._server is None:
+        if not self._servers:
             return
-        self._server.close()
+        for opened in self._servers.values():
+            opened.close()
         for task in (self._reporter, self._sweeper):
             if task is not None:
                 task.cancel()
@@ -153,8 +197,9 @@ class Server:
             await asyncio.gather(*(c.drain(self.config.shutdown_timeout_s) for c in connections))
         for connection in connections:
             connection.close()
-        await self._server.wait_closed()
-        self._server = None
+        for opened in self._servers.values():
+            await opened.wait_closed()
+        self._servers.clear()
 
     async def __aenter__(self) -> Server:
         await self.start()

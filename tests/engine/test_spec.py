@@ -25,6 +25,7 @@ import native
 from engine import NewTopic
 from engine.acl_bindings import AclBinding
 from engine.catalog import PRODUCER_ID_BLOCK, SNAPSHOT_EVERY
+from engine.credentials import new_credential
 from engine.partition import CHECKPOINT_VERSION, FULL_CHECKPOINT_EVERY
 from engine.state_log import COMPACT_AFTER, COMPACT_CHUNK, StateLog
 from engine.time_index import TimeIndex
@@ -97,7 +98,14 @@ EPOCH = _row(CHECKPOINT["epochs"])
 
 def test_the_document_names_what_the_tests_build_from() -> None:
     assert TOPIC[0] == "name" and TOPIC[1].startswith("topic_id")
-    assert SNAPSHOT_KEYS == ["topics", "producer_ids_end", "internal", "broker_configs", "acls"]
+    assert SNAPSHOT_KEYS == [
+        "topics",
+        "producer_ids_end",
+        "internal",
+        "broker_configs",
+        "acls",
+        "credentials",
+    ]
     assert ACL == [
         "resource_type", "resource_name", "pattern_type", "principal", "host", "operation",
         "permission",
@@ -174,6 +182,8 @@ def _append_all(store: StreamStore, stream_id: int, payloads: list[bytes]) -> No
 
 
 TOPIC_IDS = [bytes([i]) * 16 for i in range(1, 7)]
+ALICE = new_credential("SCRAM-SHA-256", "pencil", salt=b"salt" * 8)
+"""A credential, as the document shapes it."""
 
 
 def test_the_engine_reads_a_catalog_built_from_the_document(tmp_path: Path) -> None:
@@ -205,6 +215,12 @@ def test_the_engine_reads_a_catalog_built_from_the_document(tmp_path: Path) -> N
                        configs={"log.retention.ms": "5000", "num.partitions": "3"}),
             doc_record("broker_configs", CATALOG_RECORDS, resource="",
                        configs={"num.partitions": None}),
+            doc_record("user_credentials", CATALOG_RECORDS, user="alice",
+                       mechanism="SCRAM-SHA-256", credential=ALICE.to_wire()),
+            doc_record("user_credentials", CATALOG_RECORDS, user="alice",
+                       mechanism="PLAIN", credential=ALICE.to_wire()),
+            doc_record("user_credentials", CATALOG_RECORDS, user="alice",
+                       mechanism="PLAIN", credential=None),
         ]  # fmt: skip
         _append_all(store, catalog, records)
     with engine.open(node) as e:
@@ -215,6 +231,7 @@ def test_the_engine_reads_a_catalog_built_from_the_document(tmp_path: Path) -> N
         assert e.topic_config("one").overrides == {"retention.ms": "1000"}
         assert e.init_producer_id()[0] >= 2000  # never one of a reserved block
         assert e.catalog.state.internal["example"] == s[14]
+        assert e.credentials.mechanisms("alice") == {"SCRAM-SHA-256": ALICE}
 
 
 def test_the_engine_reads_a_catalog_that_starts_with_a_snapshot(tmp_path: Path) -> None:
@@ -231,6 +248,7 @@ def test_the_engine_reads_a_catalog_that_starts_with_a_snapshot(tmp_path: Path) 
             "internal": {"example": internal},
             "broker_configs": {"": {"num.partitions": "3"}},
             "acls": [[4, "kafka-cluster", 3, "User:ops", "10.0.0.1", 7, 3]],
+            "credentials": {"bob": {"SCRAM-SHA-512": ALICE.to_wire()}},
         }  # fmt: skip
         assert list(body) == SNAPSHOT_KEYS
         _append_all(store, catalog, [doc_record("snapshot", CATALOG_RECORDS, body=body)])
@@ -243,6 +261,7 @@ def test_the_engine_reads_a_catalog_that_starts_with_a_snapshot(tmp_path: Path) 
         assert list(e.catalog.state.acls) == [
             AclBinding(4, "kafka-cluster", 3, "User:ops", "10.0.0.1", 7, 3)
         ]
+        assert e.credentials.get("bob", "SCRAM-SHA-512") == ALICE
 
 
 def test_a_store_whose_lowest_stream_is_no_catalog_is_refused(tmp_path: Path) -> None:
@@ -288,6 +307,7 @@ class DocCatalog:
         self.internal: dict[str, int] = {}
         self.broker_configs: dict[str, dict[str, str]] = {}
         self.acls: list[dict[str, Any]] = []
+        self.credentials: dict[str, dict[str, list[Any]]] = {}
 
     def apply(self, record: list[Any]) -> None:
         name, args = record[0], record[1:]
@@ -330,6 +350,16 @@ class DocCatalog:
         elif name == "acls_remove":
             for raw in named["acls"]:
                 self.acls.remove(dict(zip(ACL, raw, strict=True)))
+        elif name == "user_credentials":
+            mechanisms = self.credentials.setdefault(named["user"], {})
+            mechanisms.pop(named["mechanism"], None)
+            if named["credential"] is not None:
+                salt, stored_key, server_key, iterations = named["credential"]
+                assert isinstance(salt, bytes) and isinstance(iterations, int)
+                assert len(stored_key) == len(server_key)
+                mechanisms[named["mechanism"]] = named["credential"]
+            if not mechanisms:
+                del self.credentials[named["user"]]
         elif name == "snapshot":
             self.acls = [dict(zip(ACL, raw, strict=True)) for raw in named["body"].get("acls", [])]
             self.topics = {}
@@ -340,6 +370,10 @@ class DocCatalog:
             self.broker_configs = {
                 resource: dict(configs)
                 for resource, configs in named["body"].get("broker_configs", {}).items()
+            }
+            self.credentials = {
+                user: dict(mechanisms)
+                for user, mechanisms in named["body"].get("credentials", {}).items()
             }
 
     def _add(self, raw: list[Any]) -> None:
@@ -370,6 +404,10 @@ def test_what_the_engine_writes_parses_and_applies_by_the_document(tmp_path: Pat
         kept = AclBinding(2, "solo", 3, "User:alice", "*", 3, 3)
         e.catalog.add_acls([kept, AclBinding(3, "app-", 4, "User:*", "*", 2, 2)])
         e.catalog.remove_acls([AclBinding(3, "app-", 4, "User:*", "*", 2, 2)])
+        e.credentials.add("alice", "SCRAM-SHA-512", "pencil")
+        e.credentials.add("bob", "PLAIN", "pencil")
+        e.credentials.remove_user("bob")
+        alice = e.credentials.get("alice", "SCRAM-SHA-512")
         e.init_producer_id()
         stamps = _produce_timed(e, "a", 0)
         with e.producer(transactional_id="spec") as producer:
@@ -404,6 +442,8 @@ def test_what_the_engine_writes_parses_and_applies_by_the_document(tmp_path: Pat
                 "principal": "User:alice", "host": "*", "operation": 3, "permission": 3,
             }
         ]  # fmt: skip
+        assert alice is not None
+        assert model.credentials == {"alice": {"SCRAM-SHA-512": alice.to_wire()}}
         logs = {name: _apply_state_log(read_stream(store, i)) for name, i in model.internal.items()}
         assert logs["transactions"], "the transactional id lives in a state log"
         streams = {name: t["streams"] for name, t in model.topics.items()}

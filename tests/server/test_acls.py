@@ -19,6 +19,9 @@ from confluent_kafka.admin import (
     NewTopic,
     ResourcePatternType,
     ResourceType,
+    ScramCredentialInfo,
+    ScramMechanism,
+    UserScramCredentialUpsertion,
 )
 from kafka import KafkaAdminClient
 from kafka.admin import (
@@ -32,11 +35,15 @@ from kafka.admin import (
 )
 from kafka.admin import ResourceType as KafkaResourceType
 from kafka.errors import ClusterAuthorizationFailedError, InvalidRequestError
+from kio.index import load_request_schema as request_schema
 
 import engine
+from engine.protocol.apis import ApiKey
+from engine.protocol.kafka_code import KafkaCode
 from engine.server.config import ConfigFileError, ServerConfig, load_config_file
 from tests.server.conftest import ServerProcess, quiet_librdkafka
 from tests.server.in_process import InProcessServer
+from tests.server.wire import Wire, build
 
 TIMEOUT = 30
 ADMIN = "User:admin"
@@ -160,6 +167,28 @@ def test_acl_administration_needs_alter_and_describe_on_the_cluster(cluster: Clu
     finally:
         reader.close()
     assert cluster.engine.catalog.state.acls == {}
+
+
+def test_scram_credentials_need_alter_and_describe_on_the_cluster(cluster: Cluster) -> None:
+    stranger = cluster.admin("User:mallory")
+    upsert = UserScramCredentialUpsertion(
+        "mallory", ScramCredentialInfo(ScramMechanism.SCRAM_SHA_256, 4096), b"pencil"
+    )
+    futures = stranger.alter_user_scram_credentials([upsert], request_timeout=TIMEOUT)
+    with pytest.raises(KafkaException) as refused:
+        futures["mallory"].result(TIMEOUT)
+    assert refused.value.args[0].code() == KafkaError.CLUSTER_AUTHORIZATION_FAILED
+    assert cluster.engine.credentials.users() == []
+    # over the wire: librdkafka 2.16 crashes on a top-level error here
+    describe = build(request_schema(ApiKey.DESCRIBE_USER_SCRAM_CREDENTIALS, 0), users=None)
+    with Wire(cluster.bootstrap("User:mallory"), timeout=TIMEOUT) as wire:
+        answer = wire.request(describe)
+    assert answer.error_code == KafkaCode.CLUSTER_AUTHORIZATION_FAILED
+    assert answer.results == ()
+    # the super user may
+    admin = cluster.admin()
+    admin.alter_user_scram_credentials([upsert], request_timeout=TIMEOUT)["mallory"].result(TIMEOUT)
+    assert cluster.engine.credentials.users() == ["mallory"]
 
 
 def test_produce_needs_write_on_the_topic(cluster: Cluster) -> None:

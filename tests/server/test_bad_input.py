@@ -565,7 +565,7 @@ def test_a_response_that_does_not_fit_its_schema_closes_only_its_connection(
 
     answered: list[int] = []
 
-    def dispatch(state: Any, header: Any, frame: Any, identity: Any) -> tuple[Any, Any]:
+    def dispatch(state: Any, header: Any, frame: Any, *_peer: Any) -> tuple[Any, Any]:
         answered.append(header.correlation_id)
         return header, {"topics": [{"name": None}]}  # a null name, which v10 cannot carry
 

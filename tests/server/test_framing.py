@@ -75,7 +75,7 @@ def _read_through_a_connection(
     position = 0
     received: list[bytes] = []
 
-    def dispatch(state: Any, header: Any, frame: Any, identity: Any) -> tuple[Any, Any]:
+    def dispatch(state: Any, header: Any, frame: Any, *_peer: Any) -> tuple[Any, Any]:
         received.append(bytes(frame))
         return header, None  # answered with nothing, at once
 
@@ -154,7 +154,7 @@ def test_requests_arriving_that_hold_the_whole_budget_are_read_one_by_one(
     next; none waits for the partial-request timeout."""
     received: list[bytes] = []
 
-    def dispatch(state: Any, header: Any, frame: Any, identity: Any) -> tuple[Any, Any]:
+    def dispatch(state: Any, header: Any, frame: Any, *_peer: Any) -> tuple[Any, Any]:
         received.append(bytes(frame))
         return header, None  # answered with nothing, at once
 
@@ -201,7 +201,7 @@ def test_a_connection_stopped_with_an_answer_waiting_reads_its_request_once_it_i
     received: list[bytes] = []
     waiting: list[asyncio.Future[Any]] = []
 
-    def dispatch(state: Any, header: Any, frame: Any, identity: Any) -> tuple[Any, Any]:
+    def dispatch(state: Any, header: Any, frame: Any, *_peer: Any) -> tuple[Any, Any]:
         if len(frame) < 1000:  # the small first request: answered later
             waiting.append(loop.create_future())
             return header, waiting[-1]

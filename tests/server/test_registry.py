@@ -54,6 +54,7 @@ PREVIOUS_ADVERTISED = {
     14: (0, 5),
     15: (0, 5),
     16: (0, 5),
+    17: (0, 1),
     18: (0, 4),
     19: (2, 7),
     20: (1, 6),
@@ -70,10 +71,13 @@ PREVIOUS_ADVERTISED = {
     32: (1, 4),
     33: (0, 2),
     35: (1, 4),
+    36: (0, 2),
     37: (0, 3),
     42: (0, 2),
     44: (0, 1),
     47: (0, 0),
+    50: (0, 0),
+    51: (0, 0),
     60: (0, 1),
     61: (0, 0),
     65: (0, 0),
@@ -134,8 +138,8 @@ def test_produce_is_listed_from_v0_but_served_from_v3() -> None:
     assert all(is_served(ApiKey.PRODUCE, version) for version in range(3, 12))
 
 
-def test_only_topic_administration_and_log_dirs_run_off_the_event_loop() -> None:
-    """And the ACL APIs: their changes are catalog writes, as topics' are."""
+def test_only_topic_administration_log_dirs_acls_and_credentials_run_off_the_event_loop() -> None:
+    """The ACL and credential APIs' changes are catalog writes, as topics' are."""
     off = {r.key for r in registrations() if r.off_loop}
     assert off == {
         ApiKey.CREATE_ACLS,
@@ -145,6 +149,8 @@ def test_only_topic_administration_and_log_dirs_run_off_the_event_loop() -> None
         ApiKey.DELETE_TOPICS,
         ApiKey.CREATE_PARTITIONS,
         ApiKey.DESCRIBE_LOG_DIRS,
+        # a durable catalog write per user
+        ApiKey.ALTER_USER_SCRAM_CREDENTIALS,
     }
 
 

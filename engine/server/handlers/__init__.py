@@ -17,8 +17,10 @@ from engine.server.handlers import (
     metadata,
     offsets,
     produce,
+    sasl,
     topics,
     transactions,
+    users,
 )
 
 __all__ = [
@@ -32,6 +34,8 @@ __all__ = [
     "metadata",
     "offsets",
     "produce",
+    "sasl",
     "topics",
     "transactions",
+    "users",
 ]

@@ -99,7 +99,7 @@ def _coordinator(context: RequestContext, key_type: int, key: str) -> dict[str, 
     refused = authorize.coordinator_refused(context, key_type == _TRANSACTION_KEY, key)
     if refused is not None:
         return {"error_code": refused, "error_message": None, "node_id": -1, "host": "", "port": -1}
-    broker = context.server.broker
+    broker = context.broker
     return {
         "error_code": KafkaCode.NONE,
         "error_message": None,

@@ -117,7 +117,7 @@ def _metadata(
     refused: dict[str, KafkaCode],
     request: MetadataRequest,
 ) -> Body:
-    broker = context.server.broker
+    broker = context.broker
     topic_operations = getattr(request, "include_topic_authorized_operations", False)
     by_id: dict[bytes, str] | None = None
     topics = []
@@ -242,7 +242,7 @@ _BROKERS_ENDPOINT = 1
 def handle_describe_cluster(
     context: RequestContext, request: DescribeClusterRequest
 ) -> dict[str, Any]:
-    broker = context.server.broker
+    broker = context.broker
     endpoint_type = getattr(request, "endpoint_type", _BROKERS_ENDPOINT)
     if endpoint_type != _BROKERS_ENDPOINT:
         return {

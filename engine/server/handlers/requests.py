@@ -37,6 +37,9 @@ from kio.schema.add_partitions_to_txn.v3.request import (
 from kio.schema.alter_configs.v0.request import AlterConfigsRequest as AlterConfigsRequestV0
 from kio.schema.alter_configs.v1.request import AlterConfigsRequest as AlterConfigsRequestV1
 from kio.schema.alter_configs.v2.request import AlterConfigsRequest as AlterConfigsRequestV2
+from kio.schema.alter_user_scram_credentials.v0.request import (
+    AlterUserScramCredentialsRequest as AlterUserScramCredentialsRequestV0,
+)
 from kio.schema.api_versions.v0.request import ApiVersionsRequest as ApiVersionsRequestV0
 from kio.schema.api_versions.v1.request import ApiVersionsRequest as ApiVersionsRequestV1
 from kio.schema.api_versions.v2.request import ApiVersionsRequest as ApiVersionsRequestV2
@@ -134,6 +137,9 @@ from kio.schema.describe_producers.v0.request import (
 )
 from kio.schema.describe_transactions.v0.request import (
     DescribeTransactionsRequest as DescribeTransactionsRequestV0,
+)
+from kio.schema.describe_user_scram_credentials.v0.request import (
+    DescribeUserScramCredentialsRequest as DescribeUserScramCredentialsRequestV0,
 )
 from kio.schema.end_txn.v0.request import EndTxnRequest as EndTxnRequestV0
 from kio.schema.end_txn.v1.request import EndTxnRequest as EndTxnRequestV1
@@ -264,6 +270,17 @@ from kio.schema.offset_for_leader_epoch.v3.request import (
 from kio.schema.offset_for_leader_epoch.v4.request import (
     OffsetForLeaderEpochRequest as OffsetForLeaderEpochRequestV4,
 )
+from kio.schema.sasl_authenticate.v0.request import (
+    SaslAuthenticateRequest as SaslAuthenticateRequestV0,
+)
+from kio.schema.sasl_authenticate.v1.request import (
+    SaslAuthenticateRequest as SaslAuthenticateRequestV1,
+)
+from kio.schema.sasl_authenticate.v2.request import (
+    SaslAuthenticateRequest as SaslAuthenticateRequestV2,
+)
+from kio.schema.sasl_handshake.v0.request import SaslHandshakeRequest as SaslHandshakeRequestV0
+from kio.schema.sasl_handshake.v1.request import SaslHandshakeRequest as SaslHandshakeRequestV1
 from kio.schema.sync_group.v0.request import SyncGroupRequest as SyncGroupRequestV0
 from kio.schema.sync_group.v1.request import SyncGroupRequest as SyncGroupRequestV1
 from kio.schema.sync_group.v2.request import SyncGroupRequest as SyncGroupRequestV2
@@ -538,3 +555,13 @@ DescribeAclsRequest: TypeAlias = (
     DescribeAclsRequestV1 | DescribeAclsRequestV2 | DescribeAclsRequestV3
 )
 DeleteAclsRequest: TypeAlias = DeleteAclsRequestV1 | DeleteAclsRequestV2 | DeleteAclsRequestV3
+
+SaslHandshakeRequest: TypeAlias = SaslHandshakeRequestV0 | SaslHandshakeRequestV1
+
+SaslAuthenticateRequest: TypeAlias = (
+    SaslAuthenticateRequestV0 | SaslAuthenticateRequestV1 | SaslAuthenticateRequestV2
+)
+
+DescribeUserScramCredentialsRequest: TypeAlias = DescribeUserScramCredentialsRequestV0
+
+AlterUserScramCredentialsRequest: TypeAlias = AlterUserScramCredentialsRequestV0

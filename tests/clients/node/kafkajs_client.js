@@ -8,7 +8,9 @@
 // is "-" or missing, read from stdin (large payloads can exceed the 128 KiB
 // limit on a single command-line argument). Every command needs `brokers`:
 // a "host:port" string or a list of them. Optional for all commands:
-// `clientId`, `connectionTimeout`, `requestTimeout` (ms).
+// `clientId`, `connectionTimeout`, `requestTimeout` (ms), `ssl` ({ca: a PEM
+// file of CAs to trust}) and `sasl` (kafkajs' own: {mechanism, username,
+// password}).
 //
 // On success exactly one JSON document is printed on stdout (group_consume
 // prints its events before it, a line each) and the exit status is 0; calls
@@ -100,6 +102,8 @@ function makeKafka(args) {
     retry: RETRY,
     connectionTimeout: args.connectionTimeout ?? 1000,
     requestTimeout: args.requestTimeout ?? 10000,
+    ssl: args.ssl ? { ca: [require('fs').readFileSync(args.ssl.ca, 'utf8')] } : undefined,
+    sasl: args.sasl || undefined,
   })
 }
 

@@ -1,0 +1,109 @@
+"""``tidelog users add|remove|list``: the users SASL clients authenticate
+as, kept in the catalog in the object store (engine/credentials.py).
+
+It opens the engine's store as ``tidelog serve`` does (so not while a
+server runs on the same data directory); a server started afterwards, on
+this machine or a fresh one on the same bucket, knows the users. A password
+is read from a file (``--password-file``, its first line) or prompted for
+without echo, and is never printed or logged: only its salted keys are kept.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from engine import refusal
+from engine.cli.serve import DEFAULT_DATA_DIR
+from engine.credentials import MECHANISMS, SCRAM_HASHES
+from engine.engine import Engine, EngineConfig
+from engine.errors import EngineError
+from engine.server.config import ConfigFileError, FileConfig, load_config_file
+
+CANNOT_RUN = 2
+
+
+def add_command(commands: Any) -> None:
+    parser = commands.add_parser(
+        "users",
+        help="add, remove and list the users SASL clients authenticate as",
+        description="Manage the SASL users kept in the engine's catalog (not while it serves).",
+    )
+    parser.add_argument("--data-dir", help=f"local data directory (default {DEFAULT_DATA_DIR})")
+    parser.add_argument("--object-store", help="as for tidelog serve (default: DATA_DIR/objects)")
+    parser.add_argument("--config", help="a TOML config file, as for tidelog serve")
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    add = actions.add_parser("add", help="add a user, or set its password for a mechanism")
+    add.add_argument("name", metavar="NAME")
+    add.add_argument(
+        "--mechanism",
+        choices=MECHANISMS,
+        action="append",
+        help="SCRAM-SHA-256, SCRAM-SHA-512 or PLAIN; repeat for several (default: all three)",
+    )
+    add.add_argument(
+        "--password-file", help="a file whose first line is the password (default: prompt)"
+    )
+    remove = actions.add_parser("remove", help="remove a user and all its credentials")
+    remove.add_argument("name", metavar="NAME")
+    actions.add_parser("list", help="list the users and their mechanisms")
+    parser.set_defaults(run=run)
+
+
+def _password(args: argparse.Namespace) -> str:
+    if args.password_file:
+        lines = Path(args.password_file).read_text().splitlines()
+        password = lines[0] if lines else ""
+    else:
+        password = getpass.getpass(f"password for {args.name}: ")
+        if getpass.getpass("again: ") != password:
+            raise ValueError("the passwords differ")
+    if not password:
+        raise ValueError("the password is empty")
+    return password
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    try:
+        file = load_config_file(args.config) if args.config else FileConfig()
+        password = _password(args) if args.action == "add" else ""
+    except (ConfigFileError, OSError, ValueError) as error:
+        print(f"tidelog users: {error}", file=sys.stderr)
+        return CANNOT_RUN
+    data_dir = args.data_dir or file.data_dir or DEFAULT_DATA_DIR
+    object_store = args.object_store or file.object_store
+    try:
+        engine = Engine.open(data_dir, object_store, EngineConfig(store=file.store))
+    except refusal.REFUSALS as error:
+        print(f"tidelog users: {refusal.describe(error, data_dir)}", file=sys.stderr)
+        return CANNOT_RUN
+    try:
+        credentials = engine.credentials
+        if args.action == "add":
+            for mechanism in args.mechanism or MECHANISMS:
+                credentials.add(args.name, mechanism, password)
+            print(f"user {args.name}: {', '.join(args.mechanism or MECHANISMS)}")
+        elif args.action == "remove":
+            credentials.remove_user(args.name)
+            print(f"user {args.name} removed")
+        else:
+            for name in credentials.users():
+                mechanisms = credentials.mechanisms(name)
+                described = [
+                    f"{m} ({c.iterations} iterations)" if m in SCRAM_HASHES else m
+                    for m, c in sorted(mechanisms.items())
+                ]
+                print(f"{name}: {', '.join(described)}")
+    except EngineError as error:
+        print(f"tidelog users: {error}", file=sys.stderr)
+        return 1
+    finally:
+        engine.close()
+    return 0

@@ -1,0 +1,161 @@
+"""One connection's authentication: on a SASL_* listener, the SASL exchange
+(SaslHandshake then SaslAuthenticate, KIP-152 framing) that must succeed
+before any other request, and the session's lifetime with re-authentication
+(KIP-368), as Kafka's SaslServerAuthenticator keeps them.
+
+Before authentication only ApiVersions, SaslHandshake and SaslAuthenticate
+are served; any other request closes the connection, as in Kafka. A failed
+exchange is answered (SASL_AUTHENTICATION_FAILED and Kafka's message) and
+the connection is then closed. A session past connections.max.reauth.ms
+serves only a re-authentication; any other request closes it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+
+from engine.credentials import PLAIN, SCRAM_HASHES
+from engine.protocol.apis import ApiKey
+from engine.protocol.kafka_code import KafkaCode
+from engine.server.sasl import CredentialLookup, SaslAuthenticationFailed, SaslServer
+from engine.server.sasl.plain import PlainServer
+from engine.server.sasl.scram import ScramServer
+
+log = logging.getLogger("tidelog.server")
+
+SASL_MAX_RECEIVE_BYTES = 524288
+"""The largest request a connection may send before it authenticates
+(Kafka's sasl.server.max.receive.size): a peer nobody knows yet cannot have
+the server buffer max_request_bytes for it."""
+SASL_KEYS = frozenset((ApiKey.API_VERSIONS, ApiKey.SASL_HANDSHAKE, ApiKey.SASL_AUTHENTICATE))
+"""What a connection may send before it authenticates (and to re-authenticate)."""
+
+
+def server_for(mechanism: str, lookup: CredentialLookup) -> SaslServer:
+    """A fresh server side of ``mechanism`` (one of engine.credentials.MECHANISMS)."""
+    if mechanism == PLAIN:
+        return PlainServer(lookup)
+    if mechanism in SCRAM_HASHES:
+        return ScramServer(mechanism, lookup)
+    raise ValueError(f"no SASL mechanism {mechanism!r}")
+
+
+class SaslResult:
+    """What one SaslAuthenticate answers."""
+
+    __slots__ = ("challenge", "error", "message", "session_lifetime_ms")
+
+    def __init__(
+        self, challenge: bytes, error: KafkaCode, message: str | None, session_lifetime_ms: int
+    ) -> None:
+        self.challenge = challenge
+        self.error = error
+        self.message = message
+        self.session_lifetime_ms = session_lifetime_ms
+
+
+class Authentication:
+    def __init__(
+        self,
+        *,
+        mechanisms: Sequence[str],
+        lookup: CredentialLookup,
+        now: Callable[[], float],
+        reauth_ms: int,
+        peer: str,
+        on_authenticated: Callable[[str], None],
+    ) -> None:
+        self.mechanisms = tuple(mechanisms)
+        self._lookup = lookup
+        self._now = now
+        self._reauth_ms = reauth_ms
+        self._peer = peer
+        self._on_authenticated = on_authenticated
+        self._server: SaslServer | None = None
+        self._mechanism: str | None = None
+        """The mechanism of the session (kept across re-authentication)."""
+        self.user: str | None = None
+        self.authenticated = False
+        self.expires: float | None = None
+        """When the session ends (monotonic seconds), or None for never."""
+        self.raw_tokens = False
+        """After a SaslHandshake v0: the tokens come as bare frames (the
+        connection reads them, see Connection._raw_token) until the exchange ends."""
+        self.close_after_answer = False
+        """Set when the exchange failed: the answer is written, then the connection closed."""
+
+    def refusal(self, api_key: int) -> str | None:
+        """Why a request with ``api_key`` closes the connection now, or None."""
+        if not self.authenticated:
+            if api_key in SASL_KEYS:
+                return None
+            return f"API key {api_key} before SASL authentication"
+        if self.expires is not None and self._now() > self.expires and api_key not in SASL_KEYS:
+            return (
+                f"the SASL session of {self.user!r} expired (connections.max.reauth.ms"
+                f" {self._reauth_ms}) and the client did not re-authenticate"
+            )
+        return None
+
+    def handshake(self, mechanism: str, version: int) -> KafkaCode:
+        """Starts an exchange with ``mechanism`` (a re-authentication on an
+        authenticated connection, whose mechanism may not change); after
+        ``version`` 0 the tokens come unframed."""
+        if self._server is not None:
+            self.close_after_answer = True
+            return KafkaCode.ILLEGAL_SASL_STATE
+        if mechanism not in self.mechanisms or (
+            self.authenticated and mechanism != self._mechanism
+        ):
+            log.info("%s: SASL mechanism %r refused", self._peer, mechanism)
+            self.close_after_answer = True
+            return KafkaCode.UNSUPPORTED_SASL_MECHANISM
+        if version == 0 and self.authenticated:
+            # Re-authentication (KIP-368) goes through SaslAuthenticate only.
+            self.close_after_answer = True
+            return KafkaCode.ILLEGAL_SASL_STATE
+        self._server = server_for(mechanism, self._lookup)
+        self.raw_tokens = version == 0
+        return KafkaCode.NONE
+
+    def authenticate(self, token: bytes) -> SaslResult:
+        server = self._server
+        if server is None:
+            self.close_after_answer = True
+            return SaslResult(
+                b"",
+                KafkaCode.ILLEGAL_SASL_STATE,
+                "Unexpected SaslAuthenticate request: no SaslHandshake before it",
+                0,
+            )
+        try:
+            challenge = server.step(token)
+            if server.complete and self.user is not None and server.user != self.user:
+                raise SaslAuthenticationFailed(
+                    "Cannot change principals during re-authentication",
+                    f"re-authentication as {server.user!r} on a connection of {self.user!r}",
+                )
+        except SaslAuthenticationFailed as failure:
+            log.info("%s: SASL authentication failed: %s", self._peer, failure.detail)
+            self._server = None
+            self.raw_tokens = False
+            self.close_after_answer = True
+            return SaslResult(b"", KafkaCode.SASL_AUTHENTICATION_FAILED, failure.message, 0)
+        if not server.complete:
+            return SaslResult(challenge, KafkaCode.NONE, None, 0)
+        self._server = None
+        self.raw_tokens = False
+        again = self.authenticated
+        self.user, self._mechanism, self.authenticated = server.user, server.mechanism, True
+        lifetime = self._reauth_ms
+        self.expires = self._now() + lifetime / 1000 if lifetime else None
+        log.debug(
+            "%s: %s as %r with %s",
+            self._peer,
+            "re-authenticated" if again else "authenticated",
+            server.user,
+            server.mechanism,
+        )
+        self._on_authenticated(server.user)
+        return SaslResult(challenge, KafkaCode.NONE, None, lifetime)

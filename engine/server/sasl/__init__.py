@@ -1,0 +1,45 @@
+"""SASL on the server side: one module per mechanism, each behind the same
+small interface (``SaslServer``), chosen by name in authentication.py.
+
+A mechanism is a step function from the client's bytes to the server's
+bytes; once ``complete`` it names the authenticated user. A step that
+refuses the client raises ``SaslAuthenticationFailed`` with the message
+Kafka sends (SaslServerAuthenticator) and a detail for the log, which never
+holds a secret.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+from engine.credentials import ScramCredential
+
+CredentialLookup = Callable[[str, str], ScramCredential | None]
+"""A user's credential for a mechanism, or None: (user, mechanism)."""
+
+
+class SaslAuthenticationFailed(Exception):
+    """The client failed to authenticate: ``message`` goes to it, ``detail`` to the log."""
+
+    def __init__(self, message: str, detail: str) -> None:
+        super().__init__(detail)
+        self.message = message
+        self.detail = detail
+
+
+class SaslServer(Protocol):
+    mechanism: str
+
+    def step(self, response: bytes) -> bytes:
+        """The server's challenge to the client's ``response`` (raises
+        SaslAuthenticationFailed)."""
+        ...
+
+    @property
+    def complete(self) -> bool: ...
+
+    @property
+    def user(self) -> str:
+        """The authenticated user's name (once complete)."""
+        ...

@@ -1,0 +1,59 @@
+"""SASL/PLAIN (RFC 4616) as Kafka's PlainSaslServer serves it: one message,
+``authzid NUL authcid NUL password``, the authzid empty or the user's name;
+the password is checked against the user's salted PLAIN credential."""
+
+from __future__ import annotations
+
+from engine.credentials import PLAIN, password_matches
+from engine.server.sasl import CredentialLookup, SaslAuthenticationFailed
+
+_INVALID = "Authentication failed: Invalid username or password"
+
+
+class PlainServer:
+    mechanism = PLAIN
+
+    def __init__(self, lookup: CredentialLookup) -> None:
+        self._lookup = lookup
+        self._user: str | None = None
+
+    def step(self, response: bytes) -> bytes:
+        if self._user is not None:
+            raise SaslAuthenticationFailed(
+                "Authentication failed: SASL/PLAIN takes one message", "a second PLAIN message"
+            )
+        tokens = response.split(b"\0")
+        if len(tokens) != 3:
+            message = f"Invalid SASL/PLAIN response: expected 3 tokens, got {len(tokens)}"
+            raise SaslAuthenticationFailed(message, message)
+        authzid_raw, user_raw, password = tokens
+        try:
+            authzid, user = authzid_raw.decode(), user_raw.decode()
+        except UnicodeDecodeError:
+            raise SaslAuthenticationFailed(_INVALID, "a user name that is not UTF-8") from None
+        if not user:
+            message = "Authentication failed: username not specified"
+            raise SaslAuthenticationFailed(message, message)
+        if not password:
+            message = "Authentication failed: password not specified"
+            raise SaslAuthenticationFailed(message, f"{message} (user {user!r})")
+        if authzid and authzid != user:
+            message = (
+                "Authentication failed: Client requested an authorization id that is"
+                " different from username"
+            )
+            raise SaslAuthenticationFailed(message, f"{message} (user {user!r})")
+        credential = self._lookup(user, PLAIN)
+        if credential is None or not password_matches(credential, PLAIN, password):
+            raise SaslAuthenticationFailed(_INVALID, f"wrong PLAIN credentials for user {user!r}")
+        self._user = user
+        return b""
+
+    @property
+    def complete(self) -> bool:
+        return self._user is not None
+
+    @property
+    def user(self) -> str:
+        assert self._user is not None, "not authenticated"
+        return self._user

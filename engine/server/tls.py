@@ -1,0 +1,125 @@
+"""TLS for the SSL and SASL_SSL listeners, with the standard library's
+``ssl``: the server's certificate and key, TLS 1.2 or later, optional
+client certificates (ssl.client.auth), and the principal a client
+certificate names, by Kafka's ssl.principal.mapping.rules
+(SslPrincipalMapper): ``DEFAULT`` keeps the subject's distinguished name
+(RFC 2253, as Java's X500Principal.getName writes it);
+``RULE:pattern/replacement/`` with an optional ``L`` or ``U`` rewrites a
+name the pattern matches whole, lower- or upper-casing the result. The
+first rule that matches decides; a name no rule matches is refused.
+"""
+
+from __future__ import annotations
+
+import re
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from engine.server.config import ServerConfig
+
+
+class NoMatchingRule(ValueError):
+    """No ssl.principal.mapping.rules rule applies to a certificate's subject."""
+
+
+_RDN_NAMES = {
+    "commonName": "CN",
+    "countryName": "C",
+    "localityName": "L",
+    "stateOrProvinceName": "ST",
+    "organizationName": "O",
+    "organizationalUnitName": "OU",
+    "streetAddress": "STREET",
+    "domainComponent": "DC",
+    "userId": "UID",
+}
+"""RFC 2253's keywords; others are written with the name ssl reports."""
+_RULE = re.compile(
+    r"\s*(?:(?P<default>DEFAULT)|RULE:(?P<pattern>(?:\\/|[^/])*)/(?P<replacement>(?:\\/|[^/])*)/"
+    r"(?P<case>[LU]?))\s*(?:,|$)"
+)
+
+
+@dataclass(frozen=True)
+class _Rule:
+    pattern: re.Pattern[str] | None
+    """None for DEFAULT."""
+    replacement: str
+    case: str
+
+
+class PrincipalMapper:
+    """Kafka's SslPrincipalMapper: a certificate's subject to a user name."""
+
+    def __init__(self, rules: str) -> None:
+        self._rules: list[_Rule] = []
+        position = 0
+        text = rules.strip() or "DEFAULT"
+        while position < len(text):
+            found = _RULE.match(text, position)
+            if found is None or found.end() == position:
+                raise ValueError(f"ssl.principal.mapping.rules: cannot read {text[position:]!r}")
+            position = found.end()
+            if found["default"]:
+                self._rules.append(_Rule(None, "", ""))
+                continue
+            pattern = found["pattern"].replace("\\/", "/")
+            # Java's $1 in a replacement is Python's \g<1>.
+            replacement = re.sub(r"\$(\d+)", r"\\g<\1>", found["replacement"].replace("\\/", "/"))
+            self._rules.append(_Rule(re.compile(pattern), replacement, found["case"]))
+
+    def name(self, distinguished_name: str) -> str:
+        for rule in self._rules:
+            if rule.pattern is None:
+                return distinguished_name
+            if rule.pattern.fullmatch(distinguished_name):
+                mapped = rule.pattern.sub(rule.replacement, distinguished_name)
+                if rule.case == "L":
+                    return mapped.lower()
+                if rule.case == "U":
+                    return mapped.upper()
+                return mapped
+        raise NoMatchingRule(
+            f"no ssl.principal.mapping.rules rule applies to {distinguished_name!r}"
+        )
+
+
+def _escape(value: str) -> str:
+    escaped = re.sub(r'([,+"\\<>;])', r"\\\1", value)
+    if escaped.startswith((" ", "#")):
+        escaped = "\\" + escaped
+    if escaped.endswith(" "):
+        escaped = escaped[:-1] + "\\ "
+    return escaped
+
+
+def distinguished_name(peercert: dict[str, Any]) -> str:
+    """A certificate's subject as RFC 2253 writes it (most specific first)."""
+    return ",".join(
+        "+".join(f"{_RDN_NAMES.get(name, name)}={_escape(value)}" for name, value in rdn)
+        for rdn in reversed(peercert.get("subject", ()))
+    )
+
+
+def server_context(config: ServerConfig) -> ssl.SSLContext:
+    """The TLS context of the SSL and SASL_SSL listeners."""
+    if not config.ssl_keystore_location:
+        raise ValueError("an SSL or SASL_SSL listener needs ssl.keystore.location")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    password = None
+    if config.ssl_key_password_file:
+        password = Path(config.ssl_key_password_file).read_text().rstrip("\r\n")
+    context.load_cert_chain(config.ssl_keystore_location, password=password)
+    if config.ssl_client_auth != "none":
+        if not config.ssl_truststore_location:
+            raise ValueError(
+                f"ssl.client.auth={config.ssl_client_auth} needs ssl.truststore.location"
+            )
+        context.load_verify_locations(config.ssl_truststore_location)
+        context.verify_mode = (
+            ssl.CERT_REQUIRED if config.ssl_client_auth == "required" else ssl.CERT_OPTIONAL
+        )
+    return context

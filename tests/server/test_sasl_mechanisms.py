@@ -1,0 +1,166 @@
+"""The SASL mechanisms' server sides, alone: RFC 7677's SCRAM-SHA-256
+exchange byte for byte, SCRAM-SHA-512 against a client written from RFC
+5802, PLAIN's refusals as Kafka words them, and the stored credentials
+(never the password)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from engine.credentials import (
+    MIN_ITERATIONS,
+    PLAIN,
+    ScramCredential,
+    UnacceptableCredential,
+    UnsupportedSaslMechanism,
+    new_credential,
+    password_matches,
+    salted_password,
+)
+from engine.server.sasl import SaslAuthenticationFailed
+from engine.server.sasl.plain import PlainServer
+from engine.server.sasl.scram import ScramServer
+
+RFC7677_SALT = base64.b64decode("W22ZaJ0SNY7soEsUEjb6gQ==")
+
+
+def test_rfc7677_scram_sha_256_exchange() -> None:
+    credential = new_credential("SCRAM-SHA-256", "pencil", 4096, RFC7677_SALT)
+    server = ScramServer(
+        "SCRAM-SHA-256",
+        lambda user, mechanism: credential if user == "user" else None,
+        nonce=b"%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0",
+    )
+    first = server.step(b"n,,n=user,r=rOprNGfwEbeRWgbNEkqO")
+    assert first == (
+        b"r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096"
+    )
+    final = server.step(
+        b"c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,"
+        b"p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ="
+    )
+    assert final == b"v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4="
+    assert server.complete and server.user == "user"
+
+
+def scram_client(
+    server: ScramServer, hash_name: str, user: str, password: str, *, tamper: str = ""
+) -> bytes:
+    """Runs RFC 5802's client side against ``server``; returns the server's final message."""
+    client_nonce = b"fyko+d2lbbFgONRv9qkxdawL"
+    bare = b"n=" + user.encode() + b",r=" + client_nonce
+    first = server.step(b"n,," + bare)
+    fields = dict(item.split(b"=", 1) for item in first.split(b","))
+    nonce = fields[b"r"]
+    assert nonce.startswith(client_nonce)
+    if tamper == "nonce":
+        nonce = client_nonce + b"x"
+    salted = salted_password(
+        hash_name, password.encode(), base64.b64decode(fields[b"s"]), int(fields[b"i"])
+    )
+    binding = b"biws" if tamper != "binding" else base64.b64encode(b"y,,")
+    without_proof = b"c=" + binding + b",r=" + nonce
+    auth_message = bare + b"," + first + b"," + without_proof
+    client_key = hmac.digest(salted, b"Client Key", hash_name)
+    stored_key = hashlib.new(hash_name, client_key).digest()
+    signature = hmac.digest(stored_key, auth_message, hash_name)
+    proof = bytes(a ^ b for a, b in zip(client_key, signature, strict=True))
+    final = server.step(without_proof + b",p=" + base64.b64encode(proof))
+    server_key = hmac.digest(salted, b"Server Key", hash_name)
+    assert final == b"v=" + base64.b64encode(hmac.digest(server_key, auth_message, hash_name))
+    return final
+
+
+@settings(max_examples=10, deadline=None)
+@given(st.text(min_size=1, max_size=20), st.sampled_from(["SCRAM-SHA-256", "SCRAM-SHA-512"]))
+def test_scram_authenticates_the_right_password(password: str, mechanism: str) -> None:
+    credential = new_credential(mechanism, password)
+    server = ScramServer(mechanism, lambda user, m: credential if user == "alice" else None)
+    scram_client(server, mechanism.split("-", 1)[1].replace("-", "").lower(), "alice", password)
+    assert server.user == "alice"
+
+
+@pytest.mark.parametrize(
+    ("user", "password", "tamper", "detail"),
+    [
+        ("alice", "wrong", "", "invalid client credentials"),
+        ("bob", "secret", "", "no SCRAM-SHA-512 credential"),
+        ("alice", "secret", "nonce", "invalid client nonce"),
+        ("alice", "secret", "binding", "channel binding"),
+    ],
+)
+def test_scram_refuses(user: str, password: str, tamper: str, detail: str) -> None:
+    credential = new_credential("SCRAM-SHA-512", "secret")
+    server = ScramServer("SCRAM-SHA-512", lambda u, m: credential if u == "alice" else None)
+    with pytest.raises(SaslAuthenticationFailed) as refused:
+        scram_client(server, "sha512", user, password, tamper=tamper)
+    assert detail in refused.value.detail
+    assert refused.value.message == (
+        "Authentication failed during authentication due to invalid credentials with"
+        " SASL mechanism SCRAM-SHA-512"
+    )
+    assert password not in refused.value.detail
+    assert not server.complete
+
+
+def test_scram_refuses_malformed_and_channel_binding_requests() -> None:
+    credential = new_credential("SCRAM-SHA-256", "secret")
+    for message in (b"", b"p=tls-unique,,n=alice,r=abc", b"n,,n=alice", b"n,a=bob,n=alice,r=x"):
+        server = ScramServer("SCRAM-SHA-256", lambda u, m: credential)
+        with pytest.raises(SaslAuthenticationFailed):
+            server.step(message)
+
+
+def test_plain_checks_the_salted_password() -> None:
+    credential = new_credential(PLAIN, "s3cret")
+    assert b"s3cret" not in b"".join(
+        v if isinstance(v, bytes) else b"" for v in credential.to_wire()
+    )
+    table = {("alice", PLAIN): credential}
+    server = PlainServer(lambda u, m: table.get((u, m)))
+    assert server.step(b"\0alice\0s3cret") == b""
+    assert server.complete and server.user == "alice"
+    assert PlainServer(lambda u, m: table.get((u, m))).step(b"alice\0alice\0s3cret") == b""
+
+
+@pytest.mark.parametrize(
+    ("message", "answer"),
+    [
+        (b"\0alice\0wrong", "Authentication failed: Invalid username or password"),
+        (b"\0nobody\0s3cret", "Authentication failed: Invalid username or password"),
+        (b"alice\0s3cret", "Invalid SASL/PLAIN response: expected 3 tokens, got 2"),
+        (b"\0\0s3cret", "Authentication failed: username not specified"),
+        (b"\0alice\0", "Authentication failed: password not specified"),
+        (
+            b"bob\0alice\0s3cret",
+            "Authentication failed: Client requested an authorization id that is different"
+            " from username",
+        ),
+    ],
+)
+def test_plain_refuses_as_kafka(message: bytes, answer: str) -> None:
+    credential = new_credential(PLAIN, "s3cret")
+    server = PlainServer(lambda u, m: credential if u == "alice" else None)
+    with pytest.raises(SaslAuthenticationFailed) as refused:
+        server.step(message)
+    assert refused.value.message == answer
+    assert b"s3cret".decode() not in refused.value.detail
+    assert not server.complete
+
+
+def test_credentials_hold_keys_not_passwords() -> None:
+    credential = new_credential("SCRAM-SHA-512", "hunter2", 8192)
+    assert credential.iterations == 8192 and len(credential.salt) == 32
+    assert ScramCredential.from_wire(credential.to_wire()) == credential
+    assert password_matches(credential, "SCRAM-SHA-512", b"hunter2")
+    assert not password_matches(credential, "SCRAM-SHA-512", b"hunter3")
+    with pytest.raises(UnacceptableCredential):
+        new_credential("SCRAM-SHA-256", "x", MIN_ITERATIONS - 1)
+    with pytest.raises(UnsupportedSaslMechanism):
+        new_credential("SCRAM-SHA-1", "x")
