@@ -33,6 +33,7 @@ from engine.server.config import ServerConfig
 from engine.server.listeners import parse_listeners
 from tests.server.certificates import Authority
 from tests.server.in_process import InProcessServer
+from tests.server.test_sasl import add_user, sasl_bootstrap, sasl_server
 from tests.server.wire import Wire, build
 
 PASSWORD = "correct horse battery staple"
@@ -286,3 +287,31 @@ def test_garbage_instead_of_a_client_hello_is_closed(doors: Doors) -> None:
         context.wrap_socket(raw, server_hostname="localhost") as tls,
     ):
         assert tls.version() is not None
+
+
+@pytest.mark.slow
+def test_a_flood_of_wrong_passwords_is_logged_a_line_per_interval(tmp_path: Path) -> None:
+    """``tidelog serve`` limits repeated warnings: a password-guessing peer
+    costs a line per interval, not one per guess, and is served its answers."""
+    process = sasl_server(tmp_path)
+    add_user(process.data_dir, "alice", PASSWORD)
+    process.start()
+    try:
+        guesses = 20
+        for guess in range(guesses):
+            with Wire(sasl_bootstrap(process), timeout=TIMEOUT) as wire:
+                assert handshake(wire, "PLAIN").error_code == KafkaCode.NONE
+                token = f"\0alice\0guess-{guess}".encode()
+                refused = authenticate(wire, token)
+                assert refused.error_code == KafkaCode.SASL_AUTHENTICATION_FAILED
+                assert wire.closed_by_server(TIMEOUT)
+        with Wire(sasl_bootstrap(process), timeout=TIMEOUT) as wire:
+            assert handshake(wire, "PLAIN").error_code == KafkaCode.NONE
+            assert authenticate(wire, b"\0alice\0" + PASSWORD.encode()).error_code == 0
+            assert wire.request(METADATA).brokers
+    finally:
+        assert process.stop() == 0, process.log()
+    log = process.log()
+    failures = [line for line in log.splitlines() if "SASL authentication failed" in line]
+    assert 1 <= len(failures) < guesses, failures
+    assert "guess-" not in log
