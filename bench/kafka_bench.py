@@ -4,6 +4,7 @@
                                 [--partitions 1] [--quick] [--json] [--data-dir PATH]
                                 [--object-store URL] [--port N] [--profile [DIR]]
                                 [--fetch-session-partitions 1000] [--fetch-session-fetches 500]
+                                [--sasl-ssl-mb 128]
 
 One run, on loopback, every figure measured in it (MB below is MiB, 2**20
 bytes; every ``*_mb_s`` key is MiB/s of record values):
@@ -50,7 +51,14 @@ bytes; every ``*_mb_s`` key is MiB/s of record values):
   incremental fetch sessions (KIP-227) and without (a server with no session
   slots), each on a server of its own: request and response bytes and the
   server's CPU per fetch, and their ratios on/off (``fs_*``; see
-  bench/_fetch_sessions.py).
+  bench/_fetch_sessions.py);
+- SASL_SSL: ``--sasl-ssl-mb`` (128; 16 with ``--quick``; 0 skips it) produced
+  flat out and consumed, once over a PLAINTEXT listener and once over a
+  SASL_SSL listener (SCRAM-SHA-512, a CA and certificate made for the run,
+  bench/_certificates.py) of the same server, one topic each:
+  ``sasl_ssl_produce_mb_s`` / ``plaintext_produce_mb_s`` =
+  ``sasl_ssl_vs_plaintext_produce`` and likewise for consume (the cost of
+  TLS and of authenticated connections; connecting is not timed).
 
 The server's CPU time (/proc/PID/stat) is taken around each phase, and this
 process's (the client and librdkafka's threads) beside it. ``--json`` prints
@@ -76,6 +84,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import _harness
+from _certificates import make_server_certificate
 from _fetch_sessions import fetch_sessions_phase, print_fetch_sessions
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -97,6 +106,7 @@ QUICK = {
     "disk_mb": 64,
     "compressed_mb": 32,
     "fetch_session_fetches": 100,
+    "sasl_ssl_mb": 16,
 }
 DEFAULTS = {
     "produce_mb": 1024,
@@ -104,6 +114,7 @@ DEFAULTS = {
     "disk_mb": 1024,
     "compressed_mb": 256,
     "fetch_session_fetches": 500,
+    "sasl_ssl_mb": 128,
 }
 CODECS = ("none", "lz4", "zstd")
 """The compressed-produce phase's topics, one per librdkafka compression.type."""
@@ -521,9 +532,16 @@ def _quantile(values: list[float], q: float) -> float:
 # -- consuming ---------------------------------------------------------------------
 
 
-def consume_all(address: str, topic: str, partitions: int, records: int) -> dict[str, float]:
-    """Reads records records from offset 0 of every partition (assign, no group)."""
-    consumer = Consumer({**CONSUMER_CONFIG, "bootstrap.servers": address})
+def consume_all(
+    address: str,
+    topic: str,
+    partitions: int,
+    records: int,
+    config: dict[str, Any] | None = None,
+) -> dict[str, float]:
+    """Reads records records from offset 0 of every partition (assign, no
+    group); ``config`` adds to the consumer's (security settings)."""
+    consumer = Consumer({**CONSUMER_CONFIG, "bootstrap.servers": address, **(config or {})})
     try:
         consumer.list_topics(topic, timeout=30)
         received = nbytes = 0
@@ -663,6 +681,7 @@ class Settings:
     compressed_mb: int = 0
     fetch_session_partitions: int = 0
     fetch_session_fetches: int = 0
+    sasl_ssl_mb: int = 0
 
 
 def run(scratch: Path, settings: Settings) -> dict[str, Any]:
@@ -806,6 +825,8 @@ def run(scratch: Path, settings: Settings) -> dict[str, Any]:
                 settings.fetch_session_fetches,
             )
         )
+    if settings.sasl_ssl_mb > 0:
+        results.update(sasl_ssl_phase(scratch, settings, values))
     if settings.profile_dir is not None:
         results["profiles"] = server.profiles or "py-spy not installed"
 
@@ -932,6 +953,90 @@ def remote_acks_phase(
     }
 
 
+SASL_USER = "bench"
+
+
+def sasl_ssl_phase(scratch: Path, settings: Settings, values: list[bytes]) -> dict[str, Any]:
+    """Produce and consume over PLAINTEXT and over SASL_SSL (SCRAM-SHA-512),
+    two listeners of one server, one topic each; their ratios."""
+    root = scratch / "sasl-ssl"
+    root.mkdir()
+    certificate = make_server_certificate(root)
+    password = root / "password"
+    password.write_text(os.urandom(16).hex() + "\n")
+    password.chmod(0o600)
+    data_dir = root / "data"
+    subprocess.run(
+        [sys.executable, "-m", "engine", "users", "--data-dir", str(data_dir), "add",
+         SASL_USER, "--password-file", str(password), "--mechanism", "SCRAM-SHA-512"],
+        check=True, capture_output=True, timeout=120,
+        cwd=Path(__file__).resolve().parents[1],
+    )  # fmt: skip
+    port, sasl_ssl_port = free_port(), free_port()
+    config = root / "tidelog.toml"
+    config.write_text(
+        "[server]\n"
+        f'listeners = "PLAINTEXT://{HOST}:{port},SASL_SSL://{HOST}:{sasl_ssl_port}"\n'
+        f'"ssl.keystore.location" = "{certificate.keystore}"\n'
+    )
+    logs = root / "logs"
+    logs.mkdir()
+    server = ServerProcess(data_dir, port, logs, config=config)  # a local store of its own
+    secure = {
+        "security.protocol": "SASL_SSL",
+        "ssl.ca.location": str(certificate.ca),
+        "sasl.mechanism": "SCRAM-SHA-512",
+        "sasl.username": SASL_USER,
+        "sasl.password": password.read_text().strip(),
+    }
+    doors = {
+        "plaintext": (server.address, {}),
+        "sasl_ssl": (f"{HOST}:{sasl_ssl_port}", secure),
+    }
+    records = settings.sasl_ssl_mb * MIB // RECORD_BYTES
+    results: dict[str, Any] = {"sasl_ssl_mb": settings.sasl_ssl_mb}
+    server.start()
+    try:
+        server.wait_ready()
+        topics = {door: f"bench-{door}" for door in doors}
+        create_topics(server.address, settings.partitions, *topics.values())
+        for door, (address, security) in doors.items():
+            produced = produce_flat_out(
+                {"bootstrap.servers": address, **security},
+                topics[door],
+                settings.partitions,
+                records,
+                values,
+            )
+            results[f"{door}_produce_mb_s"] = round(produced["mb_s"], 1)
+        for door, (address, security) in doors.items():
+            consumed = consume_all(address, topics[door], settings.partitions, records, security)
+            results[f"{door}_consume_mb_s"] = round(consumed["mb_s"], 1)
+        results["sasl_ssl_server_exit_code"] = server.stop()
+    except BaseException:
+        print(f"the SASL_SSL server's last lines:\n{server.log_tail()}", file=sys.stderr)
+        raise
+    finally:
+        server.kill()
+    for what in ("produce", "consume"):
+        results[f"sasl_ssl_vs_plaintext_{what}"] = round(
+            results[f"sasl_ssl_{what}_mb_s"] / results[f"plaintext_{what}_mb_s"], 3
+        )
+    return results
+
+
+def print_sasl_ssl(results: dict[str, Any]) -> None:
+    if "sasl_ssl_mb" not in results:
+        return
+    print(f"SASL_SSL (SCRAM-SHA-512) beside PLAINTEXT, one server, {results['sasl_ssl_mb']} MiB:")
+    for what in ("produce", "consume"):
+        print(
+            f"  {what}: PLAINTEXT {results[f'plaintext_{what}_mb_s']:.1f} MiB/s, "
+            f"SASL_SSL {results[f'sasl_ssl_{what}_mb_s']:.1f} MiB/s, "
+            f"ratio {results[f'sasl_ssl_vs_plaintext_{what}']:.2f}"
+        )
+
+
 def print_remote_acks(results: dict[str, Any]) -> None:
     print(
         f"\nremote acks (tidelog.ack.durability=remote) beside local, same server:\n"
@@ -1019,6 +1124,7 @@ def print_table(results: dict[str, Any]) -> None:
         print(f"profiles: {results['profiles']}")
     _print_compressed(results)
     print_fetch_sessions(results)
+    print_sasl_ssl(results)
     print(
         f"\nproduce_vs_disk {results['produce_vs_disk']:.2f}   produce_vs_mock "
         f"{results['produce_vs_mock']:.2f}   consume_mb_s {results['consume_mb_s']:.1f}   "
@@ -1059,6 +1165,12 @@ def main() -> None:
     parser.add_argument("--object-store", default=None, help="the server's --object-store URL")
     parser.add_argument("--config", default=None, help="a config file for the server (TOML)")
     parser.add_argument(
+        "--sasl-ssl-mb",
+        type=int,
+        default=None,
+        help="MiB per listener, SASL_SSL beside PLAINTEXT (128; 0 skips the phase)",
+    )
+    parser.add_argument(
         "--profile",
         nargs="?",
         const=".",
@@ -1093,6 +1205,7 @@ def main() -> None:
             if args.fetch_session_fetches is not None
             else int(sizes["fetch_session_fetches"])
         ),
+        sasl_ssl_mb=args.sasl_ssl_mb if args.sasl_ssl_mb is not None else int(sizes["sasl_ssl_mb"]),
     )
     if settings.profile_dir is not None:
         settings.profile_dir.mkdir(parents=True, exist_ok=True)

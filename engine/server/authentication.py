@@ -108,7 +108,7 @@ class Authentication:
         if mechanism not in self.mechanisms or (
             self.authenticated and mechanism != self._mechanism
         ):
-            log.info("%s: SASL mechanism %r refused", self._peer, mechanism)
+            log.warning("%s: SASL mechanism %r refused", self._peer, mechanism)
             self.close_after_answer = True
             return KafkaCode.UNSUPPORTED_SASL_MECHANISM
         if version == 0 and self.authenticated:
@@ -137,7 +137,9 @@ class Authentication:
                     f"re-authentication as {server.user!r} on a connection of {self.user!r}",
                 )
         except SaslAuthenticationFailed as failure:
-            log.info("%s: SASL authentication failed: %s", self._peer, failure.detail)
+            # A warning, so that the repeat filter of ``tidelog serve`` holds
+            # back a flood of guesses to a line per interval.
+            log.warning("%s: SASL authentication failed: %s", self._peer, failure.detail)
             self._server = None
             self.raw_tokens = False
             self.close_after_answer = True

@@ -109,6 +109,13 @@ class Server:
                     reuse_address=True,
                     backlog=1024,
                     ssl=tls if listener.protocol.uses_tls else None,
+                    # A handshake that stalls holds a connection like a
+                    # request that stalls: the same bound (asyncio's own is 60 s).
+                    ssl_handshake_timeout=(
+                        self.config.connections_partial_request_timeout_ms / 1000
+                        if listener.protocol.uses_tls
+                        else None
+                    ),
                 )
         except BaseException:
             for opened in self._servers.values():

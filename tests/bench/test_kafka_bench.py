@@ -54,6 +54,15 @@ def test_kafka_bench_reports_every_headline_figure_beside_its_ceilings(tmp_path:
     assert report["fs_off_incremental"] == 0
     assert report["fs_request_bytes_on_vs_off"] < 0.05
     assert report["fs_on_server_cpu_ms"] > 0 and report["fs_off_server_cpu_ms"] > 0
+    # SASL_SSL beside PLAINTEXT: both listeners of one server carried every record.
+    assert report["sasl_ssl_mb"] == 16
+    assert report["sasl_ssl_server_exit_code"] == 0
+    for what in ("produce", "consume"):
+        plaintext, sasl_ssl = report[f"plaintext_{what}_mb_s"], report[f"sasl_ssl_{what}_mb_s"]
+        assert plaintext > 0 and sasl_ssl > 0
+        assert report[f"sasl_ssl_vs_plaintext_{what}"] == pytest.approx(
+            sasl_ssl / plaintext, rel=0.05
+        )
     assert list(tmp_path.iterdir()) == []
 
 
