@@ -34,6 +34,7 @@ from engine.catalog import Catalog
 from engine.client.consumer import Consumer
 from engine.client.producer import Producer
 from engine.client.transactional_producer import TransactionalProducer
+from engine.client_quotas import ClientQuotas, entity_to_wire
 from engine.clock import SYSTEM, Clock
 from engine.config import TopicConfig, normalize_all
 from engine.credentials import Credentials
@@ -143,6 +144,13 @@ class Engine:
                 ),
             )
             """Users' SASL credentials (kept salted in the catalog)."""
+            self.client_quotas = ClientQuotas(
+                lambda: self.catalog.state.client_quotas,
+                lambda entity, changes: self._admin.append_catalog(
+                    ["client_quotas", entity_to_wire(entity), changes]
+                ),
+            )
+            """Client quotas by user and client id (kept in the catalog)."""
             self.leader_epoch = self.store.manifest.state.epoch
             self._registry = TopicRegistry(
                 self.store,

@@ -1,0 +1,163 @@
+"""DescribeClientQuotas and AlterClientQuotas over the wire, against
+``tidelog serve`` in a child process: Kafka's validation and errors, the
+filters' matching, validate_only, and quotas that survive a restart."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kio.index import load_request_schema
+
+from engine.protocol.apis import ApiKey
+from engine.protocol.kafka_code import KafkaCode
+from tests.server.conftest import ServerProcess
+from tests.server.wire import Wire, build
+
+EXACT, DEFAULT, SPECIFIED = 0, 1, 2
+
+
+def alter(
+    wire: Wire,
+    entries: list[tuple[dict[str, str | None], dict[str, float | None]]],
+    *,
+    validate_only: bool = False,
+    version: int = 1,
+) -> list[tuple[int, str | None]]:
+    """(error code, message) per entry; a None value removes the key."""
+    request = build(
+        load_request_schema(ApiKey.ALTER_CLIENT_QUOTAS, version),
+        entries=[
+            {
+                "entity": [{"entity_type": t, "entity_name": n} for t, n in entity.items()],
+                "ops": [
+                    {"key": k, "value": 0.0 if v is None else v, "remove": v is None}
+                    for k, v in ops.items()
+                ],
+            }
+            for entity, ops in entries
+        ],
+        validate_only=validate_only,
+    )
+    response = wire.request(request)
+    return [(int(e.error_code), e.error_message) for e in response.entries]
+
+
+def describe(
+    wire: Wire, components: list[tuple[str, int, str | None]], *, strict: bool = False
+) -> Any:
+    request = build(
+        load_request_schema(ApiKey.DESCRIBE_CLIENT_QUOTAS, 1),
+        components=[{"entity_type": t, "match_type": m, "match": n} for t, m, n in components],
+        strict=strict,
+    )
+    return wire.request(request)
+
+
+def described(
+    wire: Wire, components: list[tuple[str, int, str | None]], **kw: Any
+) -> dict[tuple[tuple[str, str | None], ...], dict[str, float]]:
+    response = describe(wire, components, **kw)
+    assert response.error_code == KafkaCode.NONE, response.error_message
+    return {
+        tuple(sorted((e.entity_type, e.entity_name) for e in entry.entity)): {
+            v.key: v.value for v in entry.values
+        }
+        for entry in response.entries
+    }
+
+
+def test_quotas_are_set_described_by_filter_and_removed(kafka_server: ServerProcess) -> None:
+    with Wire(kafka_server.bootstrap) as wire:
+        assert (
+            alter(
+                wire,
+                [
+                    ({"user": "alice", "client-id": "app"}, {"producer_byte_rate": 1024.0}),
+                    ({"user": "alice"}, {"consumer_byte_rate": 2048.0, "request_percentage": 25.0}),
+                    ({"user": None}, {"producer_byte_rate": 4096.0}),
+                    ({"client-id": None}, {"controller_mutation_rate": 10.0}),
+                ],
+            )
+            == [(0, None)] * 4
+        )
+        alice = described(wire, [("user", EXACT, "alice")])
+        assert alice == {
+            (("client-id", "app"), ("user", "alice")): {"producer_byte_rate": 1024.0},
+            (("user", "alice"),): {"consumer_byte_rate": 2048.0, "request_percentage": 25.0},
+        }
+        # strict: only entities with exactly the filter's types
+        assert list(described(wire, [("user", EXACT, "alice")], strict=True)) == [
+            (("user", "alice"),)
+        ]
+        assert described(wire, [("user", DEFAULT, None)]) == {
+            (("user", None),): {"producer_byte_rate": 4096.0}
+        }
+        assert set(described(wire, [("user", SPECIFIED, None)])) == set(alice)
+        assert list(described(wire, [("client-id", DEFAULT, None)])) == [(("client-id", None),)]
+        assert len(described(wire, [])) == 4  # no component: every entity
+        assert alter(wire, [({"user": "alice"}, {"request_percentage": None})]) == [(0, None)]
+        assert described(wire, [("user", EXACT, "alice")], strict=True) == {
+            (("user", "alice"),): {"consumer_byte_rate": 2048.0}
+        }
+        # removing an entity's last quota removes the entity
+        assert alter(wire, [({"client-id": None}, {"controller_mutation_rate": None})]) == [
+            (0, None)
+        ]
+        assert described(wire, [("client-id", DEFAULT, None)], strict=True) == {}
+
+
+def test_validate_only_checks_and_writes_nothing(kafka_server: ServerProcess) -> None:
+    with Wire(kafka_server.bootstrap) as wire:
+        assert alter(
+            wire, [({"user": "vo"}, {"producer_byte_rate": 100.0})], validate_only=True
+        ) == [(0, None)]
+        assert described(wire, [("user", EXACT, "vo")]) == {}
+        [(code, _)] = alter(wire, [({"user": "vo"}, {"bogus": 1.0})], validate_only=True)
+        assert code == KafkaCode.INVALID_REQUEST
+
+
+def test_bad_entities_and_quotas_get_invalid_request(kafka_server: ServerProcess) -> None:
+    with Wire(kafka_server.bootstrap) as wire:
+        bad: list[tuple[dict[str, str | None], dict[str, float | None]]] = [
+            ({"user": "x"}, {"no_such_quota": 1.0}),  # an unknown key
+            ({"group": "x"}, {"producer_byte_rate": 1.0}),  # an unknown entity type
+            ({}, {"producer_byte_rate": 1.0}),  # no entity
+            ({"user": ""}, {"producer_byte_rate": 1.0}),  # an empty name
+            ({"user": "x"}, {"producer_byte_rate": 1.5}),  # a byte rate is whole
+            ({"user": "x"}, {"consumer_byte_rate": 0.0}),  # a rate is positive
+            ({"user": "x"}, {"request_percentage": -5.0}),
+        ]
+        fine = ({"user": "fine"}, {"producer_byte_rate": 10.0})
+        answers = alter(wire, [*bad, fine])
+        assert [code for code, _ in answers] == [KafkaCode.INVALID_REQUEST] * len(bad) + [0]
+        assert all(message for _, message in answers[:-1])
+        # one bad entry refuses only its own entity
+        assert described(wire, [("user", EXACT, "fine")]) == {
+            (("user", "fine"),): {"producer_byte_rate": 10.0}
+        }
+        assert described(wire, [("user", EXACT, "x")]) == {}
+
+
+def test_a_bad_filter_gets_invalid_request(kafka_server: ServerProcess) -> None:
+    with Wire(kafka_server.bootstrap) as wire:
+        for components in (
+            [("user", EXACT, None)],  # exact match of nothing
+            [("user", DEFAULT, "alice")],  # a default with a name
+            [("user", EXACT, "a"), ("user", EXACT, "b")],  # a type twice
+            [("", SPECIFIED, None)],
+            [("user", 7, None)],
+        ):
+            response = describe(wire, components)
+            assert response.error_code == KafkaCode.INVALID_REQUEST, components
+            assert response.error_message and response.entries is None
+
+
+def test_quotas_survive_a_restart(own_server: ServerProcess) -> None:
+    entity = {"user": "kept", "client-id": None}
+    with Wire(own_server.bootstrap) as wire:
+        assert alter(wire, [(entity, {"consumer_byte_rate": 5000.0})], version=0) == [(0, None)]
+    own_server.restart()
+    with Wire(own_server.bootstrap) as wire:
+        assert described(wire, [("user", EXACT, "kept")]) == {
+            (("client-id", None), ("user", "kept")): {"consumer_byte_rate": 5000.0}
+        }
