@@ -4,6 +4,7 @@ filters' matching, validate_only, and quotas that survive a restart."""
 
 from __future__ import annotations
 
+import datetime
 import os
 from typing import Any
 
@@ -14,7 +15,7 @@ from kio.index import load_request_schema
 from engine.protocol.apis import ApiKey
 from engine.protocol.kafka_code import KafkaCode
 from tests.server.conftest import ServerProcess, quiet_librdkafka
-from tests.server.wire import Wire, build
+from tests.server.wire import CLIENT_ID, Wire, build
 
 EXACT, DEFAULT, SPECIFIED = 0, 1, 2
 
@@ -203,3 +204,57 @@ def test_a_producer_past_its_byte_rate_is_throttled_to_it(
     # less the window that absorbed the first of them.
     assert throttles and sum(throttles) >= count * size / quota - 11
     assert max(throttles) <= 11  # never past the quota window
+
+
+def _fetch(wire: Wire, topic: str) -> Any:
+    return wire.request(
+        build(
+            load_request_schema(ApiKey.FETCH, 11),
+            replica_id=-1,
+            max_wait=datetime.timedelta(0),
+            min_bytes=0,
+            max_bytes=1 << 20,
+            isolation_level=0,
+            session_epoch=-1,
+            topics=[
+                {
+                    "topic": topic,
+                    "partitions": [
+                        {"partition": 0, "fetch_offset": 0, "partition_max_bytes": 1 << 20}
+                    ],
+                }
+            ],
+        )
+    )
+
+
+def test_a_fetch_past_the_consumer_byte_rate_answers_its_throttle_time(
+    kafka_server: ServerProcess, topic: str
+) -> None:
+    assert _produce(kafka_server.bootstrap, topic, "writer", 10, 10_000) == []
+    with Wire(kafka_server.bootstrap) as wire:
+        unthrottled = _fetch(wire, topic)
+        size = len(unthrottled.responses[0].partitions[0].records)
+        assert size >= 100_000 and unthrottled.throttle_time.total_seconds() == 0
+        # A quota that the one answer passes by about half a second's worth,
+        # for the wire tests' client id only.
+        quota = float(size // 10)
+        assert alter(wire, [({"client-id": CLIENT_ID}, {"consumer_byte_rate": quota})]) == [
+            (0, None)
+        ]
+        throttled = _fetch(wire, topic)
+        assert len(throttled.responses[0].partitions[0].records) == size
+        # Kafka's arithmetic: (rate - quota) / quota * window, the rate the
+        # answer's bytes over the 10 s minimum window
+        assert 0 < throttled.throttle_time.total_seconds() <= 11
+        # another connection is served while this one is muted
+        with Wire(kafka_server.bootstrap) as other:
+            assert alter(other, [({"client-id": "other"}, {"consumer_byte_rate": 1.0})]) == [
+                (0, None)
+            ]
+        # the muted connection is read again once the throttle has passed
+        assert _fetch(wire, topic).throttle_time.total_seconds() > 0
+    with Wire(kafka_server.bootstrap) as wire:
+        assert alter(wire, [({"client-id": CLIENT_ID}, {"consumer_byte_rate": None})]) == [
+            (0, None)
+        ]
