@@ -6,15 +6,21 @@ from __future__ import annotations
 
 import datetime
 import os
+import socket
+from pathlib import Path
 from typing import Any
 
 import pytest
 from confluent_kafka import Producer
 from kio.index import load_request_schema
 
+import engine
+import native
 from engine.protocol.apis import ApiKey
 from engine.protocol.kafka_code import KafkaCode
+from native import RecordSpec
 from tests.server.conftest import ServerProcess, quiet_librdkafka
+from tests.server.in_process import InProcessServer
 from tests.server.wire import CLIENT_ID, Wire, build
 
 EXACT, DEFAULT, SPECIFIED = 0, 1, 2
@@ -258,3 +264,36 @@ def test_a_fetch_past_the_consumer_byte_rate_answers_its_throttle_time(
         assert alter(wire, [({"client-id": CLIENT_ID}, {"consumer_byte_rate": None})]) == [
             (0, None)
         ]
+
+
+def test_a_throttled_connection_is_not_read_until_its_throttle_has_passed(
+    tmp_path: Path,
+) -> None:
+    """KIP-219: the server mutes the connection for the throttle time, so a
+    client that does not hold back waits anyway. The user is the
+    connection's principal's name."""
+    opened = engine.open(tmp_path / "node", "file://" + str(tmp_path / "bucket"))
+    server = InProcessServer(opened, principal="User:alice")
+    try:
+        opened.create_topic("t", 1)
+        opened.produce("t", 0, native.encode_batch([RecordSpec(0, None, os.urandom(100_000))]))
+        with Wire(server.bootstrap) as wire:
+            size = len(_fetch(wire, "t").responses[0].partitions[0].records)
+            # the next answer's rate, over the 10 s minimum window, is 20 %
+            # past the quota: a throttle of about 2 s
+            opened.client_quotas.alter((("user", "alice"),), {"consumer_byte_rate": size / 12})
+            throttle = _fetch(wire, "t").throttle_time.total_seconds()
+            assert 1 < throttle <= 11
+            stats = server.server.stats
+            read = stats.requests
+            wire.send(build(load_request_schema(ApiKey.API_VERSIONS, 3)))
+            wire.sock.settimeout(min(throttle / 2, 1.0))
+            with pytest.raises(TimeoutError):
+                wire.sock.recv(1, socket.MSG_PEEK)
+            assert stats.requests == read  # not even read
+            wire.sock.settimeout(throttle + 5)
+            wire.read_frame()  # read, and answered, once the throttle has passed
+            assert stats.requests == read + 1
+    finally:
+        server.stop()
+        opened.close()
