@@ -470,6 +470,8 @@ class Connection(asyncio.BufferedProtocol):
                     self.abort(error)
                     return
                 self._write(parts)
+            elif self.server.quotas.active:  # acks=0: no answer, but the bytes count
+                self._throttle(pending, None, [])
             self._release(pending.size)
             authentication = self.authentication
             if authentication is not None and authentication.close_after_answer:
@@ -528,17 +530,18 @@ class Connection(asyncio.BufferedProtocol):
         delay_ms = self.server.quotas.throttle_ms(
             header.api_key, self.identity.principal, header.client_id, size
         )
-        if delay_ms <= 0 or not isinstance(result, dict):
+        if delay_ms <= 0:
             return parts
-        result["throttle_time"] = delay_ms
         loop = asyncio.get_running_loop()
         until = loop.time() + delay_ms / 1000
-        if self._throttled is not None:
-            if self._throttled[0] >= until:
-                return encode_response(header, result)
-            self._throttled[1].cancel()
-        self._throttled = (until, loop.call_at(until, self._end_throttle))
-        self._pause("quota")
+        if self._throttled is None or self._throttled[0] < until:
+            if self._throttled is not None:
+                self._throttled[1].cancel()
+            self._throttled = (until, loop.call_at(until, self._end_throttle))
+            self._pause("quota")
+        if not isinstance(result, dict):
+            return parts
+        result["throttle_time"] = delay_ms
         return encode_response(header, result)
 
     def _end_throttle(self) -> None:

@@ -87,7 +87,10 @@ class Rate:
         horizon = now - WINDOW_SAMPLES * WINDOW_SECONDS
         while samples[0][0] < horizon or len(samples) > WINDOW_SAMPLES:
             del samples[0]
-        return sum(s[1] for s in samples) / self.window(now)
+        return self.measure(now)
+
+    def measure(self, now: float) -> float:
+        return sum(s[1] for s in self.samples) / self.window(now)
 
     def window(self, now: float) -> float:
         elapsed = now - self.samples[0][0]
@@ -133,3 +136,9 @@ class QuotaManager:
         # Kafka's QuotaUtils.throttleTime: how long at zero rate brings the
         # window's rate back to the quota.
         return min(int((measured - quota) / quota * rate.window(now) * 1000), MAX_THROTTLE_MS)
+
+    def rate(self, key: str, user: str, client_id: str) -> float:
+        """The rate measured in a bucket (``resolve``'s), in bytes a second;
+        0 before it counts anything."""
+        rate = self._rates.get((key, user, client_id))
+        return 0.0 if rate is None or not rate.samples else rate.measure(self._now())

@@ -4,9 +4,12 @@ filters' matching, validate_only, and quotas that survive a restart."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import datetime
 import os
 import socket
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -294,6 +297,63 @@ def test_a_throttled_connection_is_not_read_until_its_throttle_has_passed(
             wire.sock.settimeout(throttle + 5)
             wire.read_frame()  # read, and answered, once the throttle has passed
             assert stats.requests == read + 1
+    finally:
+        server.stop()
+        opened.close()
+
+
+def _until_on_loop(server: InProcessServer, condition: Callable[[], bool]) -> None:
+    """Waits (at most 30 s) until ``condition``, evaluated on the server's
+    event loop, between two of its steps, holds."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        answer: concurrent.futures.Future[bool] = concurrent.futures.Future()
+        server.loop.call_soon_threadsafe(lambda found=answer: found.set_result(condition()))
+        if answer.result(30):
+            return
+        time.sleep(0.01)
+    raise AssertionError("the condition never held")
+
+
+def test_an_unanswered_produce_past_its_quota_still_mutes_its_connection(
+    tmp_path: Path,
+) -> None:
+    """acks=0 has no answer to carry a throttle time: as in Kafka, its
+    bytes count all the same and the connection is muted."""
+    opened = engine.open(tmp_path / "node", "file://" + str(tmp_path / "bucket"))
+    server = InProcessServer(opened)
+    try:
+        opened.create_topic("t", 1)
+        batch = native.encode_batch([RecordSpec(0, None, os.urandom(100_000))])
+        # one request's bytes, over the 10 s minimum window, pass the quota
+        # by 20 %: a throttle of about 2 s
+        opened.client_quotas.alter(
+            (("client-id", CLIENT_ID),), {"producer_byte_rate": 100_000 / 12}
+        )
+        with Wire(server.bootstrap) as wire:
+            wire.send(
+                build(
+                    load_request_schema(ApiKey.PRODUCE, 9),
+                    acks=0,
+                    timeout=datetime.timedelta(seconds=30),
+                    topic_data=[{"name": "t", "partition_data": [{"index": 0, "records": batch}]}],
+                )
+            )
+            # requests are read while others are served: wait until the
+            # Produce is counted (and its connection muted, in the same step)
+            _until_on_loop(
+                server, lambda: server.server.quotas.rate("producer_byte_rate", "", CLIENT_ID) > 0
+            )
+            stats = server.server.stats
+            wire.send(build(load_request_schema(ApiKey.API_VERSIONS, 3)))
+            wire.sock.settimeout(1.0)
+            with pytest.raises(TimeoutError):
+                wire.sock.recv(1, socket.MSG_PEEK)
+            assert stats.requests == 1  # the Produce only
+            wire.sock.settimeout(15)
+            wire.read_frame()  # read, and answered, once the throttle has passed
+            assert stats.requests == 2
+            assert opened.offsets("t", 0)[1] == 1  # the record was written
     finally:
         server.stop()
         opened.close()
