@@ -24,7 +24,7 @@ import msgpack
 
 from engine import clock
 from engine.acl_bindings import AclBinding
-from engine.client_quotas import Entity, entity_from_wire, entity_to_wire
+from engine.quota_entities import Entity, entity_from_wire, entity_to_wire
 from s3stream import StreamStore
 
 FORMAT_VERSION = 1
@@ -78,7 +78,7 @@ class CatalogState:
     """Users' credentials by user, then SASL mechanism: salt, stored key,
     server key, iterations (engine/credentials.py); never a password."""
     client_quotas: dict[Entity, dict[str, float]] = field(default_factory=dict)
-    """Client quotas by entity (engine/client_quotas.py)."""
+    """Client quotas by entity (engine/quota_entities.py)."""
 
     def apply(self, record: list[Any]) -> None:
         kind = record[0]

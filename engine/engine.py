@@ -34,7 +34,6 @@ from engine.catalog import Catalog
 from engine.client.consumer import Consumer
 from engine.client.producer import Producer
 from engine.client.transactional_producer import TransactionalProducer
-from engine.client_quotas import ClientQuotas, entity_to_wire
 from engine.clock import SYSTEM, Clock
 from engine.config import TopicConfig, normalize_all
 from engine.credentials import Credentials
@@ -51,6 +50,7 @@ from engine.internal_topics import (
 from engine.log_cleaner import LogCleaner
 from engine.maintenance import Maintenance
 from engine.partition import AppendResult, OffsetAndTimestamp, Partition, PartitionFetch
+from engine.quota_entities import ClientQuotas, entity_to_wire
 from engine.state_log import StateLog
 from engine.store_errors import damage_at, store_errors
 from engine.topic_admin import TopicAdmin

@@ -5,7 +5,7 @@ rate measured over ``WINDOW_SAMPLES`` samples of ``WINDOW_SECONDS``; past
 the quota, the answer carries a throttle time and the server stops reading
 from the connection for that long (KIP-219), while the client backs off.
 
-The quotas themselves live in the catalog (engine/client_quotas.py).
+The quotas themselves live in the catalog (engine/quota_entities.py).
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from engine import clock
-from engine.client_quotas import (
+from engine.protocol.apis import ApiKey
+from engine.quota_entities import (
     CLIENT_ID,
     CONSUMER_BYTE_RATE,
     PRODUCER_BYTE_RATE,
@@ -22,7 +23,6 @@ from engine.client_quotas import (
     ClientQuotas,
     Entity,
 )
-from engine.protocol.apis import ApiKey
 
 WINDOW_SAMPLES = 11
 """Kafka's quota.window.num."""

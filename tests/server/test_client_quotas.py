@@ -284,7 +284,7 @@ def test_a_throttled_connection_is_not_read_until_its_throttle_has_passed(
             size = len(_fetch(wire, "t").responses[0].partitions[0].records)
             # the next answer's rate, over the 10 s minimum window, is 20 %
             # past the quota: a throttle of about 2 s
-            opened.client_quotas.alter((("user", "alice"),), {"consumer_byte_rate": size / 12})
+            opened.client_quotas.alter((("user", "alice"),), {"consumer_byte_rate": size // 12})
             throttle = _fetch(wire, "t").throttle_time.total_seconds()
             assert 1 < throttle <= 11
             stats = server.server.stats
@@ -328,7 +328,7 @@ def test_an_unanswered_produce_past_its_quota_still_mutes_its_connection(
         # one request's bytes, over the 10 s minimum window, pass the quota
         # by 20 %: a throttle of about 2 s
         opened.client_quotas.alter(
-            (("client-id", CLIENT_ID),), {"producer_byte_rate": 100_000 / 12}
+            (("client-id", CLIENT_ID),), {"producer_byte_rate": 100_000 // 12}
         )
         with Wire(server.bootstrap) as wire:
             wire.send(

@@ -5,12 +5,15 @@ order; the rate over its sampled window; the throttle times it answers."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine.client_quotas import ClientQuotas, Entity
+import engine
 from engine.protocol.apis import ApiKey
+from engine.quota_entities import ClientQuotas, Entity, InvalidClientQuota
 from engine.server.quotas import (
     MAX_THROTTLE_MS,
     WINDOW_SAMPLES,
@@ -139,3 +142,20 @@ def test_a_changed_quota_is_measured_afresh() -> None:
     assert manager.throttle_ms(ApiKey.FETCH, "User:ANONYMOUS", None, 10_000) > 0
     manager.quotas.alter(entity, {"consumer_byte_rate": 10.0**9})
     assert manager.throttle_ms(ApiKey.FETCH, "User:ANONYMOUS", None, 10_000) == 0
+
+
+def test_the_embedded_api_refuses_what_kafka_refuses(tmp_path: Path) -> None:
+    with engine.open(tmp_path / "node") as opened:
+        for entity, changes in (
+            ((("group", "x"),), {"producer_byte_rate": 1.0}),
+            ((), {"producer_byte_rate": 1.0}),
+            ((("user", "x"),), {"producer_byte_rate": 0.5}),
+            ((("user", "x"),), {"unknown": 1.0}),
+        ):
+            with pytest.raises(InvalidClientQuota):
+                opened.client_quotas.alter(entity, changes)  # type: ignore[arg-type]
+        # pairs in any order name the same entity
+        opened.client_quotas.alter((("user", "x"), ("client-id", None)), {"consumer_byte_rate": 8})
+        assert opened.client_quotas.entities() == {
+            (("client-id", None), ("user", "x")): {"consumer_byte_rate": 8.0}
+        }

@@ -8,15 +8,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from engine.client_quotas import (
+from engine.errors import EngineError
+from engine.protocol.apis import ApiKey
+from engine.protocol.kafka_code import KafkaCode
+from engine.quota_entities import (
     Entity,
     InvalidClientQuota,
     check_quota,
     entity_of,
 )
-from engine.errors import EngineError
-from engine.protocol.apis import ApiKey
-from engine.protocol.kafka_code import KafkaCode
 from engine.server import authorize
 from engine.server.authorizer import AclOperation
 from engine.server.context import Body, RequestContext

@@ -104,8 +104,11 @@ class ClientQuotas:
 
     def alter(self, entity: Entity, changes: Mapping[str, float | None]) -> None:
         """Sets (a value) or removes (None) quotas of ``entity``, as one
-        catalog record; the caller has checked them."""
-        self._write(entity, dict(changes))
+        catalog record; raises InvalidClientQuota for what Kafka refuses."""
+        checked = entity_of(list(entity))
+        for key, value in changes.items():
+            check_quota(key, 1.0 if value is None else value)
+        self._write(checked, {k: None if v is None else float(v) for k, v in changes.items()})
         self.version += 1
         self.byte_rates = self._any_byte_rate()
 
