@@ -31,6 +31,10 @@ WINDOW_SECONDS = 1.0
 MAX_THROTTLE_MS = int(WINDOW_SAMPLES * WINDOW_SECONDS * 1000)
 """Kafka's cap on one throttle: the whole quota window."""
 
+SWEEP_AT = 1024
+"""Idle buckets are forgotten once there are this many (or twice as many
+as after the last sweep)."""
+
 BYTE_RATED: Mapping[int, str] = {
     ApiKey.PRODUCE: PRODUCER_BYTE_RATE,
     ApiKey.FETCH: CONSUMER_BYTE_RATE,
@@ -107,6 +111,7 @@ class QuotaManager:
         self.quotas = quotas
         self._now = now
         self._rates: dict[tuple[str, str, str], Rate] = {}
+        self._sweep_at = SWEEP_AT
         self._version = -1
 
     @property
@@ -128,14 +133,32 @@ class QuotaManager:
         if found is None:
             return 0
         (bucket_user, bucket_client), quota = found
-        rate = self._rates.setdefault((key, bucket_user, bucket_client), Rate())
         now = self._now()
+        rate = self._rates.get((key, bucket_user, bucket_client))
+        if rate is None:
+            if len(self._rates) >= self._sweep_at:
+                self._sweep(now)
+            rate = self._rates[(key, bucket_user, bucket_client)] = Rate()
         measured = rate.record(now, size)
         if measured <= quota:
             return 0
         # Kafka's QuotaUtils.throttleTime: how long at zero rate brings the
         # window's rate back to the quota.
         return min(int((measured - quota) / quota * rate.window(now) * 1000), MAX_THROTTLE_MS)
+
+    def _sweep(self, now: float) -> None:
+        """Forgets the buckets idle for a whole window (Kafka expires its
+        quota sensors likewise): client ids are the peers' to choose, so
+        their count must not grow the server without bound. Sweeping when
+        the count doubles keeps the cost per request constant."""
+        horizon = now - WINDOW_SAMPLES * WINDOW_SECONDS
+        self._rates = {k: r for k, r in self._rates.items() if r.samples[-1][0] >= horizon}
+        self._sweep_at = max(SWEEP_AT, 2 * len(self._rates))
+
+    @property
+    def buckets(self) -> int:
+        """How many (user, client id) buckets are measured."""
+        return len(self._rates)
 
     def rate(self, key: str, user: str, client_id: str) -> float:
         """The rate measured in a bucket (``resolve``'s), in bytes a second;

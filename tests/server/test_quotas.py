@@ -16,6 +16,7 @@ from engine.protocol.apis import ApiKey
 from engine.quota_entities import ClientQuotas, Entity, InvalidClientQuota
 from engine.server.quotas import (
     MAX_THROTTLE_MS,
+    SWEEP_AT,
     WINDOW_SAMPLES,
     WINDOW_SECONDS,
     QuotaManager,
@@ -159,3 +160,15 @@ def test_the_embedded_api_refuses_what_kafka_refuses(tmp_path: Path) -> None:
         assert opened.client_quotas.entities() == {
             (("client-id", None), ("user", "x")): {"consumer_byte_rate": 8.0}
         }
+
+
+def test_idle_client_ids_are_forgotten_so_their_count_stays_bounded() -> None:
+    manager, clock = _manager({(("client-id", None),): {"producer_byte_rate": 10.0**9}})
+    for i in range(20_000):
+        manager.throttle_ms(ApiKey.PRODUCE, "User:ANONYMOUS", f"client-{i}", 100)
+        if i % 50 == 0:
+            clock.now += WINDOW_SECONDS  # fifty new client ids a second
+    # a window's worth are live; a sweep keeps them and waits for twice as many
+    live = 50 * (WINDOW_SAMPLES + 1)
+    assert manager.buckets <= max(SWEEP_AT, 2 * live)
+    assert manager.rate("producer_byte_rate", "", "client-19999") > 0
