@@ -41,7 +41,8 @@ BYTE_RATED: Mapping[int, str] = {
 }
 """The APIs whose bytes are counted, and the quota they count against."""
 
-ANONYMOUS_PREFIX = "User:"
+USER_PRINCIPAL = "User:"
+"""The principal type whose name is a quota's user (User:ANONYMOUS included)."""
 
 
 def precedence(user: str, client_id: str) -> tuple[Entity, ...]:
@@ -128,7 +129,7 @@ class QuotaManager:
         if self._version != self.quotas.version:  # a quota changed: measure afresh
             self._rates.clear()
             self._version = self.quotas.version
-        user = principal.removeprefix(ANONYMOUS_PREFIX)
+        user = principal.removeprefix(USER_PRINCIPAL)
         found = resolve(self.quotas.state, key, user, client_id or "")
         if found is None:
             return 0
