@@ -21,6 +21,7 @@ import engine
 import native
 from engine.protocol.apis import ApiKey
 from engine.protocol.kafka_code import KafkaCode
+from engine.server.config import ServerConfig
 from native import RecordSpec
 from tests.server.conftest import ServerProcess, quiet_librdkafka
 from tests.server.in_process import InProcessServer
@@ -357,3 +358,21 @@ def test_an_unanswered_produce_past_its_quota_still_mutes_its_connection(
     finally:
         server.stop()
         opened.close()
+
+
+def test_quotas_need_the_cluster_configs_operations(tmp_path: Path) -> None:
+    """As in Kafka: ALTER_CONFIGS on the cluster to alter, DESCRIBE_CONFIGS
+    to describe; refused, nothing is stored."""
+    config = ServerConfig(authorizer="acl", super_users=("User:admin",))
+    with engine.open(tmp_path / "node") as opened:
+        server = InProcessServer(opened, config=config, principal="User:mallory")
+        try:
+            with Wire(server.bootstrap) as wire:
+                [(code, _)] = alter(wire, [({"user": "mallory"}, {"producer_byte_rate": 1e9})])
+                assert code == KafkaCode.CLUSTER_AUTHORIZATION_FAILED
+                refused = describe(wire, [])
+                assert refused.error_code == KafkaCode.CLUSTER_AUTHORIZATION_FAILED
+                assert refused.entries is None
+            assert opened.client_quotas.entities() == {}
+        finally:
+            server.stop()
