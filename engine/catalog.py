@@ -24,6 +24,7 @@ import msgpack
 
 from engine import clock
 from engine.acl_bindings import AclBinding
+from engine.quota_entities import Entity, entity_from_wire, entity_to_wire
 from s3stream import StreamStore
 
 FORMAT_VERSION = 1
@@ -76,6 +77,8 @@ class CatalogState:
     credentials: dict[str, dict[str, list[Any]]] = field(default_factory=dict)
     """Users' credentials by user, then SASL mechanism: salt, stored key,
     server key, iterations (engine/credentials.py); never a password."""
+    client_quotas: dict[Entity, dict[str, float]] = field(default_factory=dict)
+    """Client quotas by entity (engine/quota_entities.py)."""
 
     def apply(self, record: list[Any]) -> None:
         kind = record[0]
@@ -90,6 +93,7 @@ class CatalogState:
             self.acls = restored.acls
             self.acls_version += 1
             self.credentials = restored.credentials
+            self.client_quotas = restored.client_quotas
         elif kind == "create_topic":
             meta = TopicMeta.from_wire(record[1])
             self.topics[meta.name] = meta
@@ -142,6 +146,20 @@ class CatalogState:
                 mechanisms[mechanism] = list(credential)
             if not mechanisms:
                 del self.credentials[user]
+        elif kind == "client_quotas":
+            # A new dict, never changed in place: the server reads it on
+            # the event loop while the admin thread writes.
+            entity = entity_from_wire(record[1])
+            quotas = dict(self.client_quotas.get(entity, {}))
+            for key, value in record[2].items():
+                if value is None:
+                    quotas.pop(key, None)
+                else:
+                    quotas[key] = value
+            replaced = {e: q for e, q in self.client_quotas.items() if e != entity}
+            if quotas:
+                replaced[entity] = quotas
+            self.client_quotas = replaced
         elif kind == "internal_stream":
             self.internal[record[1]] = record[2]
         elif kind == "producer_ids":
@@ -157,6 +175,9 @@ class CatalogState:
             "broker_configs": self.broker_configs,
             "acls": [acl.to_wire() for acl in self.acls],
             "credentials": self.credentials,
+            "client_quotas": [
+                [entity_to_wire(entity), quotas] for entity, quotas in self.client_quotas.items()
+            ],
         }
 
     @classmethod
@@ -171,6 +192,10 @@ class CatalogState:
             credentials={
                 user: {mechanism: list(c) for mechanism, c in mechanisms.items()}
                 for user, mechanisms in raw.get("credentials", {}).items()
+            },
+            client_quotas={
+                entity_from_wire(entity): dict(quotas)
+                for entity, quotas in raw.get("client_quotas", [])
             },
         )
 

@@ -50,6 +50,7 @@ from engine.internal_topics import (
 from engine.log_cleaner import LogCleaner
 from engine.maintenance import Maintenance
 from engine.partition import AppendResult, OffsetAndTimestamp, Partition, PartitionFetch
+from engine.quota_entities import ClientQuotas, entity_to_wire
 from engine.state_log import StateLog
 from engine.store_errors import damage_at, store_errors
 from engine.topic_admin import TopicAdmin
@@ -143,6 +144,13 @@ class Engine:
                 ),
             )
             """Users' SASL credentials (kept salted in the catalog)."""
+            self.client_quotas = ClientQuotas(
+                lambda: self.catalog.state.client_quotas,
+                lambda entity, changes: self._admin.append_catalog(
+                    ["client_quotas", entity_to_wire(entity), changes]
+                ),
+            )
+            """Client quotas by user and client id (kept in the catalog)."""
             self.leader_epoch = self.store.manifest.state.epoch
             self._registry = TopicRegistry(
                 self.store,

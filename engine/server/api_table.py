@@ -32,7 +32,6 @@ _STREAMS = "Kafka Streams groups (KIP-1071) are not served"
 _TOKENS = "delegation tokens: no SASL yet"
 _ACLS = "ACLs are not served yet (every operation is allowed)"
 _REPLICAS = "one replica per partition: nothing to move or elect"
-_QUOTAS = "client quotas are not served"
 _SCRAM = "SASL/SCRAM is not served yet"
 
 KAFKA_APIS: dict[int, tuple[str, str]] = {
@@ -85,8 +84,8 @@ KAFKA_APIS: dict[int, tuple[str, str]] = {
     45: ("AlterPartitionReassignments", _REPLICAS),
     46: ("ListPartitionReassignments", _REPLICAS),
     47: ("OffsetDelete", ""),
-    48: ("DescribeClientQuotas", _QUOTAS),
-    49: ("AlterClientQuotas", _QUOTAS),
+    48: ("DescribeClientQuotas", ""),
+    49: ("AlterClientQuotas", ""),
     50: ("DescribeUserScramCredentials", _SCRAM),
     51: ("AlterUserScramCredentials", _SCRAM),
     52: ("Vote", _RAFT),

@@ -43,6 +43,7 @@ from collections import deque
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
+from engine.protocol.apis import ApiKey
 from engine.protocol.codec import Parts, encode_response
 from engine.protocol.errors import ProtocolError, RequestTooLarge
 from engine.protocol.frames import RequestHeader, parse_header, read_size
@@ -95,6 +96,7 @@ class Connection(asyncio.BufferedProtocol):
         "_idle",
         "_pauses",
         "_pending",
+        "_throttled",
         "admitted",
         "authentication",
         "closed",
@@ -132,6 +134,8 @@ class Connection(asyncio.BufferedProtocol):
         self._pending: deque[_Pending] = deque()
         self.inflight_bytes = 0
         self._pauses: set[str] = set()
+        self._throttled: tuple[float, asyncio.TimerHandle] | None = None
+        """When a quota's throttle ends, and the timer that resumes reading then."""
         self.closed = False
         self._idle = asyncio.Event()
         self._idle.set()
@@ -458,12 +462,16 @@ class Connection(asyncio.BufferedProtocol):
             if result is not None:
                 try:
                     parts = encode_response(pending.header, result)
+                    if self.server.quotas.active:  # the one check when no quota is set
+                        parts = self._throttle(pending, result, parts)
                 except Exception as error:  # a handler bug: this client goes, the server stays
                     self._release(pending.size)
                     log.exception("%s: API key %d: no response", self.peer, pending.header.api_key)
                     self.abort(error)
                     return
                 self._write(parts)
+            elif self.server.quotas.active:  # acks=0: no answer, but the bytes count
+                self._throttle(pending, None, [])
             self._release(pending.size)
             authentication = self.authentication
             if authentication is not None and authentication.close_after_answer:
@@ -511,6 +519,34 @@ class Connection(asyncio.BufferedProtocol):
         self._pauses.discard(reason)
         if not self._pauses and self.transport is not None and not self.closed:
             self.transport.resume_reading()
+
+    def _throttle(self, pending: _Pending, result: Any, parts: Parts) -> Parts:
+        """Counts a Produce request's bytes or a Fetch answer's against the
+        client's byte-rate quota (engine/server/quotas.py); past it, the
+        answer carries the throttle time and the connection is not read
+        until it ends, as Kafka mutes a throttled channel (KIP-219)."""
+        header = pending.header
+        size = pending.size if header.api_key == ApiKey.PRODUCE else sum(map(len, parts))
+        delay_ms = self.server.quotas.throttle_ms(
+            header.api_key, self.identity.principal, header.client_id, size
+        )
+        if delay_ms <= 0:
+            return parts
+        loop = asyncio.get_running_loop()
+        until = loop.time() + delay_ms / 1000
+        if self._throttled is None or self._throttled[0] < until:
+            if self._throttled is not None:
+                self._throttled[1].cancel()
+            self._throttled = (until, loop.call_at(until, self._end_throttle))
+            self._pause("quota")
+        if not isinstance(result, dict):
+            return parts
+        result["throttle_time"] = delay_ms
+        return encode_response(header, result)
+
+    def _end_throttle(self) -> None:
+        self._throttled = None
+        self._resume("quota")
 
     def resume_server_pause(self) -> None:
         self._resume("server")

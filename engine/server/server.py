@@ -23,6 +23,7 @@ from engine.server.connection import SHARED_READ_BYTES, Connection
 from engine.server.context import Broker, PrincipalBuilder, ServerState
 from engine.server.fetch_sessions import FetchSessionCache
 from engine.server.listeners import Listener
+from engine.server.quotas import QuotaManager
 from engine.server.tls import PrincipalMapper, distinguished_name, server_context
 
 log = logging.getLogger("tidelog.server")
@@ -67,6 +68,8 @@ class Server:
         """Connections stopped for the budget in the middle of a request."""
         self.inflight_bytes = 0
         self.stats = ServerStats()
+        self.quotas = QuotaManager(engine.client_quotas)
+        """The client byte-rate quotas' rates (engine/server/quotas.py)."""
         self.read_buffer = bytearray(SHARED_READ_BYTES)
         """The one buffer every connection reads into between requests."""
         self._per_host: Counter[str] = Counter()

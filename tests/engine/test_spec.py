@@ -105,6 +105,7 @@ def test_the_document_names_what_the_tests_build_from() -> None:
         "broker_configs",
         "acls",
         "credentials",
+        "client_quotas",
     ]
     assert ACL == [
         "resource_type", "resource_name", "pattern_type", "principal", "host", "operation",
@@ -221,6 +222,13 @@ def test_the_engine_reads_a_catalog_built_from_the_document(tmp_path: Path) -> N
                        mechanism="PLAIN", credential=ALICE.to_wire()),
             doc_record("user_credentials", CATALOG_RECORDS, user="alice",
                        mechanism="PLAIN", credential=None),
+            doc_record("client_quotas", CATALOG_RECORDS, entity=[["client-id", None]],
+                       configs={"producer_byte_rate": 1024.0, "request_percentage": 50.0}),
+            doc_record("client_quotas", CATALOG_RECORDS, entity=[["client-id", None]],
+                       configs={"request_percentage": None}),
+            doc_record("client_quotas", CATALOG_RECORDS,
+                       entity=[["client-id", "app"], ["user", "alice"]],
+                       configs={"consumer_byte_rate": 2048.0}),
         ]  # fmt: skip
         _append_all(store, catalog, records)
     with engine.open(node) as e:
@@ -232,6 +240,10 @@ def test_the_engine_reads_a_catalog_built_from_the_document(tmp_path: Path) -> N
         assert e.init_producer_id()[0] >= 2000  # never one of a reserved block
         assert e.catalog.state.internal["example"] == s[14]
         assert e.credentials.mechanisms("alice") == {"SCRAM-SHA-256": ALICE}
+        assert e.client_quotas.entities() == {
+            (("client-id", None),): {"producer_byte_rate": 1024.0},
+            (("client-id", "app"), ("user", "alice")): {"consumer_byte_rate": 2048.0},
+        }
 
 
 def test_the_engine_reads_a_catalog_that_starts_with_a_snapshot(tmp_path: Path) -> None:
@@ -249,6 +261,7 @@ def test_the_engine_reads_a_catalog_that_starts_with_a_snapshot(tmp_path: Path) 
             "broker_configs": {"": {"num.partitions": "3"}},
             "acls": [[4, "kafka-cluster", 3, "User:ops", "10.0.0.1", 7, 3]],
             "credentials": {"bob": {"SCRAM-SHA-512": ALICE.to_wire()}},
+            "client_quotas": [[[["user", None]], {"consumer_byte_rate": 4096.0}]],
         }  # fmt: skip
         assert list(body) == SNAPSHOT_KEYS
         _append_all(store, catalog, [doc_record("snapshot", CATALOG_RECORDS, body=body)])
@@ -262,6 +275,7 @@ def test_the_engine_reads_a_catalog_that_starts_with_a_snapshot(tmp_path: Path) 
             AclBinding(4, "kafka-cluster", 3, "User:ops", "10.0.0.1", 7, 3)
         ]
         assert e.credentials.get("bob", "SCRAM-SHA-512") == ALICE
+        assert e.client_quotas.entities() == {(("user", None),): {"consumer_byte_rate": 4096.0}}
 
 
 def test_a_store_whose_lowest_stream_is_no_catalog_is_refused(tmp_path: Path) -> None:
@@ -308,6 +322,7 @@ class DocCatalog:
         self.broker_configs: dict[str, dict[str, str]] = {}
         self.acls: list[dict[str, Any]] = []
         self.credentials: dict[str, dict[str, list[Any]]] = {}
+        self.client_quotas: dict[tuple[tuple[str, str | None], ...], dict[str, float]] = {}
 
     def apply(self, record: list[Any]) -> None:
         name, args = record[0], record[1:]
@@ -360,7 +375,24 @@ class DocCatalog:
                 mechanisms[named["mechanism"]] = named["credential"]
             if not mechanisms:
                 del self.credentials[named["user"]]
+        elif name == "client_quotas":
+            pairs = [tuple(pair) for pair in named["entity"]]
+            assert pairs == sorted(pairs) and len({t for t, _ in pairs}) == len(pairs)
+            assert all(t in ("user", "client-id") for t, _ in pairs)
+            entity = tuple(pairs)
+            quotas = self.client_quotas.setdefault(entity, {})  # type: ignore[arg-type]
+            for key, value in named["configs"].items():
+                quotas.pop(key, None)
+                if value is not None:
+                    assert isinstance(value, float) and value > 0
+                    quotas[key] = value
+            if not quotas:
+                del self.client_quotas[entity]  # type: ignore[arg-type]
         elif name == "snapshot":
+            self.client_quotas = {
+                tuple(tuple(pair) for pair in entity): dict(quotas)
+                for entity, quotas in named["body"].get("client_quotas", [])
+            }
             self.acls = [dict(zip(ACL, raw, strict=True)) for raw in named["body"].get("acls", [])]
             self.topics = {}
             for topic in named["body"]["topics"]:
@@ -407,6 +439,9 @@ def test_what_the_engine_writes_parses_and_applies_by_the_document(tmp_path: Pat
         e.credentials.add("alice", "SCRAM-SHA-512", "pencil")
         e.credentials.add("bob", "PLAIN", "pencil")
         e.credentials.remove_user("bob")
+        app = (("client-id", "app"), ("user", None))
+        e.client_quotas.alter(app, {"producer_byte_rate": 1000.0, "consumer_byte_rate": 2000.0})
+        e.client_quotas.alter(app, {"consumer_byte_rate": None})
         alice = e.credentials.get("alice", "SCRAM-SHA-512")
         e.init_producer_id()
         stamps = _produce_timed(e, "a", 0)
@@ -444,6 +479,7 @@ def test_what_the_engine_writes_parses_and_applies_by_the_document(tmp_path: Pat
         ]  # fmt: skip
         assert alice is not None
         assert model.credentials == {"alice": {"SCRAM-SHA-512": alice.to_wire()}}
+        assert model.client_quotas == {app: {"producer_byte_rate": 1000.0}}
         logs = {name: _apply_state_log(read_stream(store, i)) for name, i in model.internal.items()}
         assert logs["transactions"], "the transactional id lives in a state log"
         streams = {name: t["streams"] for name, t in model.topics.items()}

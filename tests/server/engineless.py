@@ -1,6 +1,7 @@
 """A stand-in for the engine of a Server whose requests never reach one
 (their dispatch is replaced): what the server still reads of the engine
-as connections open, the dynamic max.connections."""
+as connections open, the dynamic max.connections, and whether a client
+quota is set."""
 
 from __future__ import annotations
 
@@ -10,5 +11,6 @@ from typing import Any
 from engine.server.config import ServerConfig
 
 ENGINELESS: Any = SimpleNamespace(
-    broker_configs=SimpleNamespace(max_connections=ServerConfig().max_connections)
+    broker_configs=SimpleNamespace(max_connections=ServerConfig().max_connections),
+    client_quotas=SimpleNamespace(byte_rates=False),
 )

@@ -50,11 +50,20 @@ FUZZED_APIS = list(SUPPORTED_VERSIONS)
 # Random valid CreateTopics and CreatePartitions requests are left out: a
 # valid count (up to Kafka's bound of 10,000 partitions a request) takes
 # seconds to create, too slow for hundreds of examples. So are JoinGroup
-# requests: a valid one waits for its group's rebalance, seconds later.
+# requests: a valid one waits for its group's rebalance, seconds later; and
+# AlterClientQuotas requests (see below).
 RANDOM_VALID_APIS = [
     key
     for key in FUZZED_APIS
-    if key not in (ApiKey.CREATE_TOPICS, ApiKey.CREATE_PARTITIONS, ApiKey.JOIN_GROUP)
+    if key
+    not in (
+        ApiKey.CREATE_TOPICS,
+        ApiKey.CREATE_PARTITIONS,
+        ApiKey.JOIN_GROUP,
+        # a random quota (1 byte a second for every user) would throttle
+        # every later request of the module for seconds
+        ApiKey.ALTER_CLIENT_QUOTAS,
+    )
 ]
 # Base requests that name a member no group has: their errors are expected.
 UNKNOWN_MEMBER_APIS = (ApiKey.JOIN_GROUP, ApiKey.SYNC_GROUP, ApiKey.HEARTBEAT, ApiKey.LEAVE_GROUP)
@@ -231,6 +240,16 @@ def request_values(key: ApiKey, topic: str, topic_id: uuid.UUID) -> dict[str, An
         ApiKey.CREATE_ACLS: {"creations": [acl | {"resource_pattern_type": 3}]},
         ApiKey.DESCRIBE_ACLS: acl_filter,
         ApiKey.DELETE_ACLS: {"filters": [acl_filter]},
+        ApiKey.DESCRIBE_CLIENT_QUOTAS: {"components": [], "strict": False},
+        ApiKey.ALTER_CLIENT_QUOTAS: {
+            "entries": [
+                {
+                    "entity": [{"entity_type": "client-id", "entity_name": "fuzz"}],
+                    "ops": [{"key": "producer_byte_rate", "value": 1e9, "remove": False}],
+                }
+            ],
+            "validate_only": True,
+        },
         **group_request_values(topic),
     }
     return values[key]

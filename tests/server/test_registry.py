@@ -76,6 +76,8 @@ PREVIOUS_ADVERTISED = {
     42: (0, 2),
     44: (0, 1),
     47: (0, 0),
+    48: (0, 1),
+    49: (0, 1),
     50: (0, 0),
     51: (0, 0),
     60: (0, 1),
@@ -151,6 +153,8 @@ def test_only_topic_administration_log_dirs_acls_and_credentials_run_off_the_eve
         ApiKey.DESCRIBE_LOG_DIRS,
         # a durable catalog write per user
         ApiKey.ALTER_USER_SCRAM_CREDENTIALS,
+        # a durable catalog write per entity
+        ApiKey.ALTER_CLIENT_QUOTAS,
     }
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from engine.server.handlers import (
     acls,
     api_versions,
+    client_quotas,
     configs,
     consumer_groups,
     fetch,
@@ -26,6 +27,7 @@ from engine.server.handlers import (
 __all__ = [
     "acls",
     "api_versions",
+    "client_quotas",
     "configs",
     "consumer_groups",
     "fetch",

@@ -34,6 +34,12 @@ from kio.schema.add_partitions_to_txn.v2.request import (
 from kio.schema.add_partitions_to_txn.v3.request import (
     AddPartitionsToTxnRequest as AddPartitionsToTxnRequestV3,
 )
+from kio.schema.alter_client_quotas.v0.request import (
+    AlterClientQuotasRequest as AlterClientQuotasRequestV0,
+)
+from kio.schema.alter_client_quotas.v1.request import (
+    AlterClientQuotasRequest as AlterClientQuotasRequestV1,
+)
 from kio.schema.alter_configs.v0.request import AlterConfigsRequest as AlterConfigsRequestV0
 from kio.schema.alter_configs.v1.request import AlterConfigsRequest as AlterConfigsRequestV1
 from kio.schema.alter_configs.v2.request import AlterConfigsRequest as AlterConfigsRequestV2
@@ -96,6 +102,12 @@ from kio.schema.delete_topics.v6.request import DeleteTopicsRequest as DeleteTop
 from kio.schema.describe_acls.v1.request import DescribeAclsRequest as DescribeAclsRequestV1
 from kio.schema.describe_acls.v2.request import DescribeAclsRequest as DescribeAclsRequestV2
 from kio.schema.describe_acls.v3.request import DescribeAclsRequest as DescribeAclsRequestV3
+from kio.schema.describe_client_quotas.v0.request import (
+    DescribeClientQuotasRequest as DescribeClientQuotasRequestV0,
+)
+from kio.schema.describe_client_quotas.v1.request import (
+    DescribeClientQuotasRequest as DescribeClientQuotasRequestV1,
+)
 from kio.schema.describe_cluster.v0.request import (
     DescribeClusterRequest as DescribeClusterRequestV0,
 )
@@ -565,3 +577,9 @@ SaslAuthenticateRequest: TypeAlias = (
 DescribeUserScramCredentialsRequest: TypeAlias = DescribeUserScramCredentialsRequestV0
 
 AlterUserScramCredentialsRequest: TypeAlias = AlterUserScramCredentialsRequestV0
+
+DescribeClientQuotasRequest: TypeAlias = (
+    DescribeClientQuotasRequestV0 | DescribeClientQuotasRequestV1
+)
+
+AlterClientQuotasRequest: TypeAlias = AlterClientQuotasRequestV0 | AlterClientQuotasRequestV1

@@ -1,0 +1,119 @@
+"""Client quotas as Kafka keeps them (its ClientQuotaControlManager): rate
+limits on entities made of a user, a client id, or both, each name or the
+entity type's default (a null name). They live in the catalog, so a
+restart or a fresh machine on the same bucket keeps them; the server
+enforces the byte rates (engine/server/quotas.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from engine.errors import EngineError
+from engine.protocol.kafka_code import KafkaCode
+
+USER = "user"
+CLIENT_ID = "client-id"
+ENTITY_TYPES = (USER, CLIENT_ID)
+
+PRODUCER_BYTE_RATE = "producer_byte_rate"
+CONSUMER_BYTE_RATE = "consumer_byte_rate"
+REQUEST_PERCENTAGE = "request_percentage"
+CONTROLLER_MUTATION_RATE = "controller_mutation_rate"
+KEYS: Mapping[str, type] = {
+    PRODUCER_BYTE_RATE: int,
+    CONSUMER_BYTE_RATE: int,
+    REQUEST_PERCENTAGE: float,
+    CONTROLLER_MUTATION_RATE: float,
+}
+"""The quota keys of user and client-id entities, with Kafka's types
+(QuotaConfig: the byte rates are longs, the others doubles)."""
+
+Entity = tuple[tuple[str, str | None], ...]
+"""(entity type, name or None for the default), sorted by type, each type
+once."""
+
+
+class InvalidClientQuota(EngineError):
+    """An entity or a quota Kafka would refuse (INVALID_REQUEST)."""
+
+    code = KafkaCode.INVALID_REQUEST
+
+
+def entity_of(parts: list[tuple[str, str | None]]) -> Entity:
+    """The entity of a request's (type, name) parts, checked as Kafka's
+    ClientQuotaControlManager checks it."""
+    if not parts:
+        raise InvalidClientQuota("Invalid empty client quota entity")
+    seen: dict[str, str | None] = {}
+    for entity_type, name in parts:
+        if entity_type not in ENTITY_TYPES:
+            raise InvalidClientQuota(f"Unhandled client quota entity type: {entity_type}")
+        if entity_type in seen:
+            raise InvalidClientQuota(f"Duplicate {entity_type} entity type")
+        if name == "":
+            raise InvalidClientQuota(f"Empty {entity_type} not supported")
+        seen[entity_type] = name
+    return tuple(sorted(seen.items()))
+
+
+def check_quota(key: str, value: float) -> None:
+    """Refuses an unknown key, or a value its type or Kafka's bounds refuse."""
+    kind = KEYS.get(key)
+    if kind is None:
+        raise InvalidClientQuota(f"Invalid configuration key {key}")
+    if kind is int and value != int(value):
+        raise InvalidClientQuota(f"Configuration {key} must be a Long value")
+    if not value > 0:
+        raise InvalidClientQuota(f"Invalid value {value} for configuration key {key}")
+
+
+def entity_to_wire(entity: Entity) -> list[list[str | None]]:
+    return [[entity_type, name] for entity_type, name in entity]
+
+
+def entity_from_wire(raw: list[Any]) -> Entity:
+    return tuple((str(entity_type), name) for entity_type, name in raw)
+
+
+class ClientQuotas:
+    """The quotas in force, by entity, over the catalog's copy of them."""
+
+    def __init__(
+        self,
+        state: Callable[[], Mapping[Entity, Mapping[str, float]]],
+        write: Callable[[Entity, dict[str, float | None]], None],
+    ) -> None:
+        self._state = state
+        self._write = write
+        self.version = 0
+        """Bumped on every change: the server's enforcement measures afresh."""
+        self.byte_rates = self._any_byte_rate()
+        """Whether any entity has a byte-rate quota (one check per request)."""
+
+    @property
+    def state(self) -> Mapping[Entity, Mapping[str, float]]:
+        """The quotas by entity: replaced on each change, never changed in
+        place, so a reader on another thread sees one whole state."""
+        return self._state()
+
+    def entities(self) -> dict[Entity, dict[str, float]]:
+        """A copy of every entity's quotas."""
+        return {entity: dict(quotas) for entity, quotas in self.state.items()}
+
+    def alter(self, entity: Entity, changes: Mapping[str, float | None]) -> None:
+        """Sets (a value) or removes (None) quotas of ``entity``, as one
+        catalog record; raises InvalidClientQuota for what Kafka refuses."""
+        checked = entity_of(list(entity))
+        for key, value in changes.items():
+            check_quota(key, 1.0 if value is None else value)
+        self._write(checked, {k: None if v is None else float(v) for k, v in changes.items()})
+        self.version += 1
+        self.byte_rates = self._any_byte_rate()
+
+    def _any_byte_rate(self) -> bool:
+        return any(
+            PRODUCER_BYTE_RATE in quotas or CONSUMER_BYTE_RATE in quotas
+            for quotas in self.state.values()
+        )

@@ -1,0 +1,177 @@
+"""DescribeClientQuotas and AlterClientQuotas (KIP-546): the client quotas
+of user and client-id entities, described by filter and altered as Kafka's
+controller does (ClientQuotasImage's matching, ClientQuotaControlManager's
+checks and errors).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from engine.errors import EngineError
+from engine.protocol.apis import ApiKey
+from engine.protocol.kafka_code import KafkaCode
+from engine.quota_entities import (
+    Entity,
+    InvalidClientQuota,
+    check_quota,
+    entity_of,
+)
+from engine.server import authorize
+from engine.server.authorizer import AclOperation
+from engine.server.context import Body, RequestContext
+from engine.server.handlers.registry import handles, handles_off_loop
+
+if TYPE_CHECKING:
+    from engine.server.handlers.requests import (
+        AlterClientQuotasRequest,
+        DescribeClientQuotasRequest,
+    )
+
+MATCH_EXACT, MATCH_DEFAULT, MATCH_SPECIFIED = 0, 1, 2
+"""The DescribeClientQuotas filter's match types."""
+
+
+def _filter(
+    request: DescribeClientQuotasRequest,
+) -> dict[str, tuple[int, str | None]]:
+    """The request's filter by entity type, checked as Kafka's
+    ClientQuotasImage checks it."""
+    components: dict[str, tuple[int, str | None]] = {}
+    for component in request.components:
+        entity_type, match_type = component.entity_type, int(component.match_type)
+        if not entity_type:
+            raise InvalidClientQuota("Invalid empty entity type.")
+        if entity_type in components:
+            raise InvalidClientQuota(
+                f"Entity type {entity_type} cannot appear more than once in the filter."
+            )
+        if match_type == MATCH_EXACT and component.match is None:
+            raise InvalidClientQuota(
+                "Request specified MATCH_TYPE_EXACT, but set match string to null."
+            )
+        if match_type == MATCH_DEFAULT and component.match is not None:
+            raise InvalidClientQuota(
+                "Request specified MATCH_TYPE_DEFAULT, but also specified a match string."
+            )
+        if match_type == MATCH_SPECIFIED and component.match is not None:
+            raise InvalidClientQuota(
+                "Request specified MATCH_TYPE_SPECIFIED, but also specified a match string."
+            )
+        if match_type not in (MATCH_EXACT, MATCH_DEFAULT, MATCH_SPECIFIED):
+            raise InvalidClientQuota(f"Unknown match type {match_type}")
+        components[entity_type] = (match_type, component.match)
+    return components
+
+
+def matches(entity: Entity, components: dict[str, tuple[int, str | None]], strict: bool) -> bool:
+    """Whether ``entity`` is one the filter asks for: every component
+    matches its part, and under ``strict`` the entity has no other part."""
+    names = dict(entity)
+    if strict and set(names) != set(components):
+        return False
+    for entity_type, (match_type, match) in components.items():
+        if entity_type not in names:
+            return False
+        name = names[entity_type]
+        if match_type == MATCH_EXACT and name != match:
+            return False
+        if match_type == MATCH_DEFAULT and name is not None:
+            return False
+        if match_type == MATCH_SPECIFIED and name is None:
+            return False
+    return True
+
+
+def _entity_data(entity: Entity) -> list[dict[str, Any]]:
+    return [{"entity_type": t, "entity_name": name} for t, name in entity]
+
+
+@handles(
+    ApiKey.DESCRIBE_CLIENT_QUOTAS,
+    0,
+    1,
+    notes={
+        0: "user and client-id entities, their defaults and combinations",
+        1: "flexible versions",
+    },
+)
+def handle_describe_client_quotas(
+    context: RequestContext, request: DescribeClientQuotasRequest
+) -> dict[str, Any]:
+    def refused(code: KafkaCode, message: str) -> dict[str, Any]:
+        return {"throttle_time": 0, "error_code": code, "error_message": message, "entries": None}
+
+    if not authorize.allowed_on_cluster(context, AclOperation.DESCRIBE_CONFIGS):
+        return refused(KafkaCode.CLUSTER_AUTHORIZATION_FAILED, "Cluster authorization failed.")
+    try:
+        components = _filter(request)
+    except InvalidClientQuota as error:
+        return refused(error.code, str(error))
+    entries = [
+        {
+            "entity": _entity_data(entity),
+            "values": [
+                {"key": key, "value": float(value)} for key, value in sorted(quotas.items())
+            ],
+        }
+        for entity, quotas in sorted(
+            context.engine.client_quotas.entities().items(), key=lambda item: repr(item[0])
+        )
+        if matches(entity, components, request.strict)
+    ]
+    return {
+        "throttle_time": 0,
+        "error_code": KafkaCode.NONE,
+        "error_message": None,
+        "entries": entries,
+    }
+
+
+@handles_off_loop(
+    ApiKey.ALTER_CLIENT_QUOTAS,
+    0,
+    1,
+    notes={
+        0: "producer_byte_rate, consumer_byte_rate, request_percentage, controller_mutation_rate",
+        1: "flexible versions",
+    },
+)
+def handle_alter_client_quotas(context: RequestContext, request: AlterClientQuotasRequest) -> Body:
+    allowed = authorize.allowed_on_cluster(context, AclOperation.ALTER_CONFIGS)
+    results: list[dict[str, Any]] = []
+    for entry in request.entries:
+        code, message = KafkaCode.NONE, None
+        try:
+            if not allowed:
+                code, message = (
+                    KafkaCode.CLUSTER_AUTHORIZATION_FAILED,
+                    "Cluster authorization failed.",
+                )
+            else:
+                entity = entity_of([(e.entity_type, e.entity_name) for e in entry.entity])
+                changes: dict[str, float | None] = {}
+                for op in entry.ops:
+                    if op.key in changes:
+                        raise InvalidClientQuota(f"Duplicate quota key {op.key}")
+                    if op.remove:
+                        check_quota(op.key, 1.0)  # an unknown key is refused, removed or not
+                        changes[op.key] = None
+                    else:
+                        check_quota(op.key, float(op.value))
+                        changes[op.key] = float(op.value)
+                if changes and not request.validate_only:
+                    context.engine.client_quotas.alter(entity, changes)
+        except EngineError as error:
+            code, message = error.code, str(error)
+        results.append(
+            {
+                "error_code": code,
+                "error_message": message,
+                "entity": [
+                    {"entity_type": e.entity_type, "entity_name": e.entity_name}
+                    for e in entry.entity
+                ],
+            }
+        )
+    return {"throttle_time": 0, "entries": results}

@@ -1,0 +1,168 @@
+"""Enforcement of the client byte-rate quotas, as Kafka's ClientQuotaManager
+does it: each Produce request's size and each Fetch response's size is
+recorded against the (user, client-id) entity the quota resolves to, its
+rate measured over ``WINDOW_SAMPLES`` samples of ``WINDOW_SECONDS``; past
+the quota, the answer carries a throttle time and the server stops reading
+from the connection for that long (KIP-219), while the client backs off.
+
+The quotas themselves live in the catalog (engine/quota_entities.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from engine import clock
+from engine.protocol.apis import ApiKey
+from engine.quota_entities import (
+    CLIENT_ID,
+    CONSUMER_BYTE_RATE,
+    PRODUCER_BYTE_RATE,
+    USER,
+    ClientQuotas,
+    Entity,
+)
+
+WINDOW_SAMPLES = 11
+"""Kafka's quota.window.num."""
+WINDOW_SECONDS = 1.0
+"""Kafka's quota.window.size.seconds."""
+MAX_THROTTLE_MS = int(WINDOW_SAMPLES * WINDOW_SECONDS * 1000)
+"""Kafka's cap on one throttle: the whole quota window."""
+
+SWEEP_AT = 1024
+"""Idle buckets are forgotten once there are this many (or twice as many
+as after the last sweep)."""
+
+BYTE_RATED: Mapping[int, str] = {
+    ApiKey.PRODUCE: PRODUCER_BYTE_RATE,
+    ApiKey.FETCH: CONSUMER_BYTE_RATE,
+}
+"""The APIs whose bytes are counted, and the quota they count against."""
+
+USER_PRINCIPAL = "User:"
+"""The principal type whose name is a quota's user (User:ANONYMOUS included)."""
+
+
+def precedence(user: str, client_id: str) -> tuple[Entity, ...]:
+    """The entities a (user, client id) may take its quota from, first
+    found wins: Kafka's order (DefaultQuotaCallback), from
+    /users/<user>/clients/<client> to /clients/<default>."""
+    u: tuple[tuple[str, str | None], ...] = ((USER, user),)
+    du: tuple[tuple[str, str | None], ...] = ((USER, None),)
+    c: tuple[tuple[str, str | None], ...] = ((CLIENT_ID, client_id),)
+    dc: tuple[tuple[str, str | None], ...] = ((CLIENT_ID, None),)
+    # An entity is sorted by type: client-id before user.
+    return (c + u, dc + u, u, c + du, dc + du, du, c, dc)
+
+
+def resolve(
+    entities: Mapping[Entity, Mapping[str, float]], key: str, user: str, client_id: str
+) -> tuple[tuple[str, str], float] | None:
+    """The quota ``key`` of a (user, client id), and the bucket its bytes
+    are counted in: (user, client id) with a part blank where the quota's
+    entity has no such type (a /users/<user> quota is shared by all that
+    user's clients, as in Kafka); None when no quota applies."""
+    for entity in precedence(user, client_id):
+        quotas = entities.get(entity)
+        if quotas is not None and key in quotas:
+            types = {entity_type for entity_type, _ in entity}
+            bucket = (user if USER in types else "", client_id if CLIENT_ID in types else "")
+            return bucket, quotas[key]
+    return None
+
+
+@dataclass
+class Rate:
+    """Kafka's Rate over a SampledStat: the sum of the samples still in the
+    window over the time they span, that time taken as at least
+    ``WINDOW_SAMPLES - 1`` whole samples (so a first burst is not measured
+    over a few milliseconds)."""
+
+    samples: list[list[float]] = field(default_factory=list)
+    """[start, bytes] per sample, oldest first."""
+
+    def record(self, now: float, value: float) -> float:
+        """Counts ``value`` at ``now``; returns the rate after it."""
+        samples = self.samples
+        if not samples or now >= samples[-1][0] + WINDOW_SECONDS:
+            samples.append([now, 0.0])
+        samples[-1][1] += value
+        horizon = now - WINDOW_SAMPLES * WINDOW_SECONDS
+        while samples[0][0] < horizon or len(samples) > WINDOW_SAMPLES:
+            del samples[0]
+        return self.measure(now)
+
+    def measure(self, now: float) -> float:
+        return sum(s[1] for s in self.samples) / self.window(now)
+
+    def window(self, now: float) -> float:
+        elapsed = now - self.samples[0][0]
+        full = int(elapsed // WINDOW_SECONDS)
+        if full < WINDOW_SAMPLES - 1:
+            elapsed += (WINDOW_SAMPLES - 1 - full) * WINDOW_SECONDS
+        return elapsed
+
+
+class QuotaManager:
+    """The rates of every quota'd (user, client id) bucket, per quota key."""
+
+    def __init__(self, quotas: ClientQuotas, now: Callable[[], float] = clock.monotonic) -> None:
+        self.quotas = quotas
+        self._now = now
+        self._rates: dict[tuple[str, str, str], Rate] = {}
+        self._sweep_at = SWEEP_AT
+        self._version = -1
+
+    @property
+    def active(self) -> bool:
+        """Whether any byte-rate quota is set: when not, nothing is counted."""
+        return self.quotas.byte_rates
+
+    def throttle_ms(self, api_key: int, principal: str, client_id: str | None, size: int) -> int:
+        """Records ``size`` bytes of a request (``api_key``'s) and returns
+        how long its client must wait, in milliseconds (0: within quota)."""
+        key = BYTE_RATED.get(api_key)
+        if key is None:
+            return 0
+        if self._version != self.quotas.version:  # a quota changed: measure afresh
+            self._rates.clear()
+            self._version = self.quotas.version
+        user = principal.removeprefix(USER_PRINCIPAL)
+        found = resolve(self.quotas.state, key, user, client_id or "")
+        if found is None:
+            return 0
+        (bucket_user, bucket_client), quota = found
+        now = self._now()
+        rate = self._rates.get((key, bucket_user, bucket_client))
+        if rate is None:
+            if len(self._rates) >= self._sweep_at:
+                self._sweep(now)
+            rate = self._rates[(key, bucket_user, bucket_client)] = Rate()
+        measured = rate.record(now, size)
+        if measured <= quota:
+            return 0
+        # Kafka's QuotaUtils.throttleTime: how long at zero rate brings the
+        # window's rate back to the quota.
+        return min(int((measured - quota) / quota * rate.window(now) * 1000), MAX_THROTTLE_MS)
+
+    def _sweep(self, now: float) -> None:
+        """Forgets the buckets idle for a whole window (Kafka expires its
+        quota sensors likewise): client ids are the peers' to choose, so
+        their count must not grow the server without bound. Sweeping when
+        the count doubles keeps the cost per request constant."""
+        horizon = now - WINDOW_SAMPLES * WINDOW_SECONDS
+        self._rates = {k: r for k, r in self._rates.items() if r.samples[-1][0] >= horizon}
+        self._sweep_at = max(SWEEP_AT, 2 * len(self._rates))
+
+    @property
+    def buckets(self) -> int:
+        """How many (user, client id) buckets are measured."""
+        return len(self._rates)
+
+    def rate(self, key: str, user: str, client_id: str) -> float:
+        """The rate measured in a bucket (``resolve``'s), in bytes a second;
+        0 before it counts anything."""
+        rate = self._rates.get((key, user, client_id))
+        return 0.0 if rate is None or not rate.samples else rate.measure(self._now())

@@ -1,0 +1,378 @@
+"""DescribeClientQuotas and AlterClientQuotas over the wire, against
+``tidelog serve`` in a child process: Kafka's validation and errors, the
+filters' matching, validate_only, and quotas that survive a restart."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import datetime
+import os
+import socket
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from confluent_kafka import Producer
+from kio.index import load_request_schema
+
+import engine
+import native
+from engine.protocol.apis import ApiKey
+from engine.protocol.kafka_code import KafkaCode
+from engine.server.config import ServerConfig
+from native import RecordSpec
+from tests.server.conftest import ServerProcess, quiet_librdkafka
+from tests.server.in_process import InProcessServer
+from tests.server.wire import CLIENT_ID, Wire, build
+
+EXACT, DEFAULT, SPECIFIED = 0, 1, 2
+
+
+def alter(
+    wire: Wire,
+    entries: list[tuple[dict[str, str | None], dict[str, float | None]]],
+    *,
+    validate_only: bool = False,
+    version: int = 1,
+) -> list[tuple[int, str | None]]:
+    """(error code, message) per entry; a None value removes the key."""
+    request = build(
+        load_request_schema(ApiKey.ALTER_CLIENT_QUOTAS, version),
+        entries=[
+            {
+                "entity": [{"entity_type": t, "entity_name": n} for t, n in entity.items()],
+                "ops": [
+                    {"key": k, "value": 0.0 if v is None else v, "remove": v is None}
+                    for k, v in ops.items()
+                ],
+            }
+            for entity, ops in entries
+        ],
+        validate_only=validate_only,
+    )
+    response = wire.request(request)
+    return [(int(e.error_code), e.error_message) for e in response.entries]
+
+
+def describe(
+    wire: Wire, components: list[tuple[str, int, str | None]], *, strict: bool = False
+) -> Any:
+    request = build(
+        load_request_schema(ApiKey.DESCRIBE_CLIENT_QUOTAS, 1),
+        components=[{"entity_type": t, "match_type": m, "match": n} for t, m, n in components],
+        strict=strict,
+    )
+    return wire.request(request)
+
+
+def described(
+    wire: Wire, components: list[tuple[str, int, str | None]], **kw: Any
+) -> dict[tuple[tuple[str, str | None], ...], dict[str, float]]:
+    response = describe(wire, components, **kw)
+    assert response.error_code == KafkaCode.NONE, response.error_message
+    return {
+        tuple(sorted((e.entity_type, e.entity_name) for e in entry.entity)): {
+            v.key: v.value for v in entry.values
+        }
+        for entry in response.entries
+    }
+
+
+def test_quotas_are_set_described_by_filter_and_removed(kafka_server: ServerProcess) -> None:
+    with Wire(kafka_server.bootstrap) as wire:
+        assert (
+            alter(
+                wire,
+                [
+                    ({"user": "alice", "client-id": "app"}, {"producer_byte_rate": 1024.0}),
+                    ({"user": "alice"}, {"consumer_byte_rate": 2048.0, "request_percentage": 25.0}),
+                    ({"user": None}, {"producer_byte_rate": 4096.0}),
+                    ({"client-id": None}, {"controller_mutation_rate": 10.0}),
+                ],
+            )
+            == [(0, None)] * 4
+        )
+        alice = described(wire, [("user", EXACT, "alice")])
+        assert alice == {
+            (("client-id", "app"), ("user", "alice")): {"producer_byte_rate": 1024.0},
+            (("user", "alice"),): {"consumer_byte_rate": 2048.0, "request_percentage": 25.0},
+        }
+        # strict: only entities with exactly the filter's types
+        assert list(described(wire, [("user", EXACT, "alice")], strict=True)) == [
+            (("user", "alice"),)
+        ]
+        assert described(wire, [("user", DEFAULT, None)]) == {
+            (("user", None),): {"producer_byte_rate": 4096.0}
+        }
+        assert set(described(wire, [("user", SPECIFIED, None)])) == set(alice)
+        assert list(described(wire, [("client-id", DEFAULT, None)])) == [(("client-id", None),)]
+        assert set(described(wire, [])) >= set(alice)  # no component: every entity
+        assert alter(wire, [({"user": "alice"}, {"request_percentage": None})]) == [(0, None)]
+        assert described(wire, [("user", EXACT, "alice")], strict=True) == {
+            (("user", "alice"),): {"consumer_byte_rate": 2048.0}
+        }
+        # removing an entity's last quota removes the entity
+        assert alter(wire, [({"client-id": None}, {"controller_mutation_rate": None})]) == [
+            (0, None)
+        ]
+        assert described(wire, [("client-id", DEFAULT, None)], strict=True) == {}
+        # the default user's byte rate would throttle this module's other clients
+        assert alter(wire, [({"user": None}, {"producer_byte_rate": None})]) == [(0, None)]
+
+
+def test_validate_only_checks_and_writes_nothing(kafka_server: ServerProcess) -> None:
+    with Wire(kafka_server.bootstrap) as wire:
+        assert alter(
+            wire, [({"user": "vo"}, {"producer_byte_rate": 100.0})], validate_only=True
+        ) == [(0, None)]
+        assert described(wire, [("user", EXACT, "vo")]) == {}
+        [(code, _)] = alter(wire, [({"user": "vo"}, {"bogus": 1.0})], validate_only=True)
+        assert code == KafkaCode.INVALID_REQUEST
+
+
+def test_bad_entities_and_quotas_get_invalid_request(kafka_server: ServerProcess) -> None:
+    with Wire(kafka_server.bootstrap) as wire:
+        bad: list[tuple[dict[str, str | None], dict[str, float | None]]] = [
+            ({"user": "x"}, {"no_such_quota": 1.0}),  # an unknown key
+            ({"group": "x"}, {"producer_byte_rate": 1.0}),  # an unknown entity type
+            ({}, {"producer_byte_rate": 1.0}),  # no entity
+            ({"user": ""}, {"producer_byte_rate": 1.0}),  # an empty name
+            ({"user": "x"}, {"producer_byte_rate": 1.5}),  # a byte rate is whole
+            ({"user": "x"}, {"consumer_byte_rate": 0.0}),  # a rate is positive
+            ({"user": "x"}, {"request_percentage": -5.0}),
+        ]
+        fine = ({"user": "fine"}, {"producer_byte_rate": 10.0})
+        answers = alter(wire, [*bad, fine])
+        assert [code for code, _ in answers] == [KafkaCode.INVALID_REQUEST] * len(bad) + [0]
+        assert all(message for _, message in answers[:-1])
+        # one bad entry refuses only its own entity
+        assert described(wire, [("user", EXACT, "fine")]) == {
+            (("user", "fine"),): {"producer_byte_rate": 10.0}
+        }
+        assert described(wire, [("user", EXACT, "x")]) == {}
+
+
+def test_a_bad_filter_gets_invalid_request(kafka_server: ServerProcess) -> None:
+    with Wire(kafka_server.bootstrap) as wire:
+        for components in (
+            [("user", EXACT, None)],  # exact match of nothing
+            [("user", DEFAULT, "alice")],  # a default with a name
+            [("user", EXACT, "a"), ("user", EXACT, "b")],  # a type twice
+            [("", SPECIFIED, None)],
+            [("user", 7, None)],
+        ):
+            response = describe(wire, components)
+            assert response.error_code == KafkaCode.INVALID_REQUEST, components
+            assert response.error_message and response.entries is None
+
+
+def test_quotas_survive_a_restart(own_server: ServerProcess) -> None:
+    entity = {"user": "kept", "client-id": None}
+    with Wire(own_server.bootstrap) as wire:
+        assert alter(wire, [(entity, {"consumer_byte_rate": 5000.0})], version=0) == [(0, None)]
+    own_server.restart()
+    with Wire(own_server.bootstrap) as wire:
+        assert described(wire, [("user", EXACT, "kept")]) == {
+            (("client-id", None), ("user", "kept")): {"consumer_byte_rate": 5000.0}
+        }
+
+
+def _produce(bootstrap: str, topic: str, client_id: str, count: int, size: int) -> list[float]:
+    """Sends ``count`` values of ``size`` random bytes, one at a time waiting
+    for each, and returns the throttle times (seconds) the server answered."""
+    throttles: list[float] = []
+    producer = Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "client.id": client_id,
+            "linger.ms": 0,
+            "throttle_cb": lambda event: throttles.append(event.throttle_time),
+            **quiet_librdkafka(),
+        }
+    )
+    for _ in range(count):
+        producer.produce(topic, os.urandom(size))
+        assert producer.flush(60) == 0
+    producer.poll(0)  # the last answer's throttle callback
+    return throttles
+
+
+@pytest.mark.slow  # about 15 s: the quota's window is 11 s
+def test_a_producer_past_its_byte_rate_is_throttled_to_it(
+    own_server: ServerProcess, topic: str
+) -> None:
+    quota, count, size = 20_000.0, 30, 10_000
+    with Wire(own_server.bootstrap) as wire:
+        assert alter(wire, [({"client-id": "slow"}, {"producer_byte_rate": quota})]) == [(0, None)]
+    # another client id is not under the quota: never throttled
+    assert _produce(own_server.bootstrap, topic, "fast", count, size) == []
+    throttles = _produce(own_server.bootstrap, topic, "slow", count, size)
+    # Kafka's arithmetic: with the rate measured over the whole window, the
+    # throttles add up to at least the time the bytes take at the quota
+    # less the window that absorbed the first of them.
+    assert throttles and sum(throttles) >= count * size / quota - 11
+    assert max(throttles) <= 11  # never past the quota window
+
+
+def _fetch(wire: Wire, topic: str) -> Any:
+    return wire.request(
+        build(
+            load_request_schema(ApiKey.FETCH, 11),
+            replica_id=-1,
+            max_wait=datetime.timedelta(0),
+            min_bytes=0,
+            max_bytes=1 << 20,
+            isolation_level=0,
+            session_epoch=-1,
+            topics=[
+                {
+                    "topic": topic,
+                    "partitions": [
+                        {"partition": 0, "fetch_offset": 0, "partition_max_bytes": 1 << 20}
+                    ],
+                }
+            ],
+        )
+    )
+
+
+def test_a_fetch_past_the_consumer_byte_rate_answers_its_throttle_time(
+    kafka_server: ServerProcess, topic: str
+) -> None:
+    assert _produce(kafka_server.bootstrap, topic, "writer", 10, 10_000) == []
+    with Wire(kafka_server.bootstrap) as wire:
+        unthrottled = _fetch(wire, topic)
+        size = len(unthrottled.responses[0].partitions[0].records)
+        assert size >= 100_000 and unthrottled.throttle_time.total_seconds() == 0
+        # A quota that the one answer passes by about half a second's worth,
+        # for the wire tests' client id only.
+        quota = float(size // 10)
+        assert alter(wire, [({"client-id": CLIENT_ID}, {"consumer_byte_rate": quota})]) == [
+            (0, None)
+        ]
+        throttled = _fetch(wire, topic)
+        assert len(throttled.responses[0].partitions[0].records) == size
+        # Kafka's arithmetic: (rate - quota) / quota * window, the rate the
+        # answer's bytes over the 10 s minimum window
+        assert 0 < throttled.throttle_time.total_seconds() <= 11
+        # another connection is served while this one is muted
+        with Wire(kafka_server.bootstrap) as other:
+            assert alter(other, [({"client-id": "other"}, {"consumer_byte_rate": 1.0})]) == [
+                (0, None)
+            ]
+        # the muted connection is read again once the throttle has passed
+        assert _fetch(wire, topic).throttle_time.total_seconds() > 0
+    with Wire(kafka_server.bootstrap) as wire:
+        assert alter(wire, [({"client-id": CLIENT_ID}, {"consumer_byte_rate": None})]) == [
+            (0, None)
+        ]
+
+
+def test_a_throttled_connection_is_not_read_until_its_throttle_has_passed(
+    tmp_path: Path,
+) -> None:
+    """KIP-219: the server mutes the connection for the throttle time, so a
+    client that does not hold back waits anyway. The user is the
+    connection's principal's name."""
+    opened = engine.open(tmp_path / "node", "file://" + str(tmp_path / "bucket"))
+    server = InProcessServer(opened, principal="User:alice")
+    try:
+        opened.create_topic("t", 1)
+        opened.produce("t", 0, native.encode_batch([RecordSpec(0, None, os.urandom(100_000))]))
+        with Wire(server.bootstrap) as wire:
+            size = len(_fetch(wire, "t").responses[0].partitions[0].records)
+            # the next answer's rate, over the 10 s minimum window, is 20 %
+            # past the quota: a throttle of about 2 s
+            opened.client_quotas.alter((("user", "alice"),), {"consumer_byte_rate": size // 12})
+            throttle = _fetch(wire, "t").throttle_time.total_seconds()
+            assert 1 < throttle <= 11
+            stats = server.server.stats
+            read = stats.requests
+            wire.send(build(load_request_schema(ApiKey.API_VERSIONS, 3)))
+            wire.sock.settimeout(min(throttle / 2, 1.0))
+            with pytest.raises(TimeoutError):
+                wire.sock.recv(1, socket.MSG_PEEK)
+            assert stats.requests == read  # not even read
+            wire.sock.settimeout(throttle + 5)
+            wire.read_frame()  # read, and answered, once the throttle has passed
+            assert stats.requests == read + 1
+    finally:
+        server.stop()
+        opened.close()
+
+
+def _until_on_loop(server: InProcessServer, condition: Callable[[], bool]) -> None:
+    """Waits (at most 30 s) until ``condition``, evaluated on the server's
+    event loop, between two of its steps, holds."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        answer: concurrent.futures.Future[bool] = concurrent.futures.Future()
+        server.loop.call_soon_threadsafe(lambda found=answer: found.set_result(condition()))
+        if answer.result(30):
+            return
+        time.sleep(0.01)
+    raise AssertionError("the condition never held")
+
+
+def test_an_unanswered_produce_past_its_quota_still_mutes_its_connection(
+    tmp_path: Path,
+) -> None:
+    """acks=0 has no answer to carry a throttle time: as in Kafka, its
+    bytes count all the same and the connection is muted."""
+    opened = engine.open(tmp_path / "node", "file://" + str(tmp_path / "bucket"))
+    server = InProcessServer(opened)
+    try:
+        opened.create_topic("t", 1)
+        batch = native.encode_batch([RecordSpec(0, None, os.urandom(100_000))])
+        # one request's bytes, over the 10 s minimum window, pass the quota
+        # by 20 %: a throttle of about 2 s
+        opened.client_quotas.alter(
+            (("client-id", CLIENT_ID),), {"producer_byte_rate": 100_000 // 12}
+        )
+        with Wire(server.bootstrap) as wire:
+            wire.send(
+                build(
+                    load_request_schema(ApiKey.PRODUCE, 9),
+                    acks=0,
+                    timeout=datetime.timedelta(seconds=30),
+                    topic_data=[{"name": "t", "partition_data": [{"index": 0, "records": batch}]}],
+                )
+            )
+            # requests are read while others are served: wait until the
+            # Produce is counted (and its connection muted, in the same step)
+            _until_on_loop(
+                server, lambda: server.server.quotas.rate("producer_byte_rate", "", CLIENT_ID) > 0
+            )
+            stats = server.server.stats
+            wire.send(build(load_request_schema(ApiKey.API_VERSIONS, 3)))
+            wire.sock.settimeout(1.0)
+            with pytest.raises(TimeoutError):
+                wire.sock.recv(1, socket.MSG_PEEK)
+            assert stats.requests == 1  # the Produce only
+            wire.sock.settimeout(15)
+            wire.read_frame()  # read, and answered, once the throttle has passed
+            assert stats.requests == 2
+            assert opened.offsets("t", 0)[1] == 1  # the record was written
+    finally:
+        server.stop()
+        opened.close()
+
+
+def test_quotas_need_the_cluster_configs_operations(tmp_path: Path) -> None:
+    """As in Kafka: ALTER_CONFIGS on the cluster to alter, DESCRIBE_CONFIGS
+    to describe; refused, nothing is stored."""
+    config = ServerConfig(authorizer="acl", super_users=("User:admin",))
+    with engine.open(tmp_path / "node") as opened:
+        server = InProcessServer(opened, config=config, principal="User:mallory")
+        try:
+            with Wire(server.bootstrap) as wire:
+                [(code, _)] = alter(wire, [({"user": "mallory"}, {"producer_byte_rate": 1e9})])
+                assert code == KafkaCode.CLUSTER_AUTHORIZATION_FAILED
+                refused = describe(wire, [])
+                assert refused.error_code == KafkaCode.CLUSTER_AUTHORIZATION_FAILED
+                assert refused.entries is None
+            assert opened.client_quotas.entities() == {}
+        finally:
+            server.stop()

@@ -1,0 +1,174 @@
+"""The byte-rate quotas' arithmetic (engine/server/quotas.py): Kafka's
+precedence of entities, against a model written from Kafka's documented
+order; the rate over its sampled window; the throttle times it answers."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import engine
+from engine.protocol.apis import ApiKey
+from engine.quota_entities import ClientQuotas, Entity, InvalidClientQuota
+from engine.server.quotas import (
+    MAX_THROTTLE_MS,
+    SWEEP_AT,
+    WINDOW_SAMPLES,
+    WINDOW_SECONDS,
+    QuotaManager,
+    Rate,
+    resolve,
+)
+
+NAMES = st.sampled_from(["alice", "bob", "app", "ANONYMOUS"])
+DEFAULT = "<default>"
+
+KAFKA_ORDER = [
+    "/users/{u}/clients/{c}",
+    "/users/{u}/clients/<default>",
+    "/users/{u}",
+    "/users/<default>/clients/{c}",
+    "/users/<default>/clients/<default>",
+    "/users/<default>",
+    "/clients/{c}",
+    "/clients/<default>",
+]
+"""Kafka's documented precedence (docs: Quotas), most specific first."""
+
+
+def path(entity: Entity) -> str:
+    parts = dict(entity)
+    text = ""
+    if "user" in parts:
+        text += f"/users/{parts['user'] or DEFAULT}"
+    if "client-id" in parts:
+        text += f"/clients/{parts['client-id'] or DEFAULT}"
+    return text
+
+
+def entities() -> st.SearchStrategy[Entity]:
+    part = st.one_of(st.none(), NAMES)
+    return st.one_of(
+        st.tuples(st.tuples(st.just("user"), part)),
+        st.tuples(st.tuples(st.just("client-id"), part)),
+        st.tuples(st.tuples(st.just("client-id"), part), st.tuples(st.just("user"), part)),
+    )
+
+
+@given(
+    configured=st.dictionaries(entities(), st.integers(1, 10**9).map(float), max_size=12),
+    user=NAMES,
+    client=NAMES,
+)
+def test_the_most_specific_entity_gives_the_quota_as_kafka_orders_them(
+    configured: Mapping[Entity, float], user: str, client: str
+) -> None:
+    by_path = {path(entity): rate for entity, rate in configured.items()}
+    expected = None
+    for pattern in KAFKA_ORDER:
+        wanted = pattern.format(u=user, c=client)
+        if wanted in by_path:
+            shared_user = user if wanted.startswith("/users/") else ""
+            shared_client = client if "/clients/" in wanted else ""
+            expected = ((shared_user, shared_client), by_path[wanted])
+            break
+    quotas = {entity: {"producer_byte_rate": rate} for entity, rate in configured.items()}
+    assert resolve(quotas, "producer_byte_rate", user, client) == expected
+    assert resolve(quotas, "consumer_byte_rate", user, client) is None
+
+
+def test_a_rate_is_measured_over_at_least_the_full_window_less_one_sample() -> None:
+    rate = Rate()
+    # one burst: measured over (samples - 1) windows, not over no time at all
+    assert rate.record(100.0, 1000) == 1000 / ((WINDOW_SAMPLES - 1) * WINDOW_SECONDS)
+    # samples older than the whole window no longer count
+    later = 100.0 + (WINDOW_SAMPLES + 1) * WINDOW_SECONDS
+    assert rate.record(later, 10) == 10 / ((WINDOW_SAMPLES - 1) * WINDOW_SECONDS)
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _manager(quotas: dict[Entity, dict[str, float]]) -> tuple[QuotaManager, _Clock]:
+    store = ClientQuotas(lambda: quotas, lambda entity, changes: None)
+    clock = _Clock()
+    return QuotaManager(store, now=clock), clock
+
+
+def test_a_client_within_its_quota_is_never_throttled() -> None:
+    manager, clock = _manager({(("client-id", "slow"),): {"producer_byte_rate": 1000.0}})
+    for _ in range(100):
+        assert manager.throttle_ms(ApiKey.PRODUCE, "User:ANONYMOUS", "slow", 900) == 0
+        clock.now += 1.0
+    # another client id, and Fetch, are not under this quota
+    assert manager.throttle_ms(ApiKey.PRODUCE, "User:ANONYMOUS", "other", 10**9) == 0
+    assert manager.throttle_ms(ApiKey.FETCH, "User:ANONYMOUS", "slow", 10**9) == 0
+
+
+def test_throttle_times_add_up_to_what_brings_the_rate_back_to_the_quota() -> None:
+    """A client that waits each throttle out sends at about its quota: its
+    bytes over the time spent (sending and waiting) stay near the quota."""
+    quota = 1000.0
+    manager, clock = _manager({(("user", None),): {"producer_byte_rate": quota}})
+    sent, throttled_ms = 0, 0
+    for _ in range(400):
+        delay = manager.throttle_ms(ApiKey.PRODUCE, "User:alice", "any", 500)
+        assert 0 <= delay <= MAX_THROTTLE_MS
+        sent += 500
+        throttled_ms += delay
+        clock.now += 0.01 + delay / 1000
+    elapsed = 400 * 0.01 + throttled_ms / 1000
+    assert throttled_ms / 1000 >= sent / quota - WINDOW_SAMPLES * WINDOW_SECONDS
+    assert sent / elapsed <= quota * 1.1
+
+
+def test_a_changed_quota_is_measured_afresh() -> None:
+    entity: Entity = (("user", None),)
+    quotas: dict[Entity, dict[str, float]] = {entity: {"consumer_byte_rate": 10.0}}
+
+    def write(changed: Entity, changes: dict[str, float | None]) -> None:
+        quotas[changed] = {k: v for k, v in changes.items() if v is not None}
+
+    manager = QuotaManager(ClientQuotas(lambda: quotas, write), now=lambda: 5.0)
+    # the default user's quota applies to the anonymous principal too
+    assert manager.throttle_ms(ApiKey.FETCH, "User:ANONYMOUS", None, 10_000) > 0
+    manager.quotas.alter(entity, {"consumer_byte_rate": 10.0**9})
+    assert manager.throttle_ms(ApiKey.FETCH, "User:ANONYMOUS", None, 10_000) == 0
+
+
+def test_the_embedded_api_refuses_what_kafka_refuses(tmp_path: Path) -> None:
+    with engine.open(tmp_path / "node") as opened:
+        for entity, changes in (
+            ((("group", "x"),), {"producer_byte_rate": 1.0}),
+            ((), {"producer_byte_rate": 1.0}),
+            ((("user", "x"),), {"producer_byte_rate": 0.5}),
+            ((("user", "x"),), {"unknown": 1.0}),
+        ):
+            with pytest.raises(InvalidClientQuota):
+                opened.client_quotas.alter(entity, changes)  # type: ignore[arg-type]
+        # pairs in any order name the same entity
+        opened.client_quotas.alter((("user", "x"), ("client-id", None)), {"consumer_byte_rate": 8})
+        assert opened.client_quotas.entities() == {
+            (("client-id", None), ("user", "x")): {"consumer_byte_rate": 8.0}
+        }
+
+
+def test_idle_client_ids_are_forgotten_so_their_count_stays_bounded() -> None:
+    manager, clock = _manager({(("client-id", None),): {"producer_byte_rate": 10.0**9}})
+    for i in range(20_000):
+        manager.throttle_ms(ApiKey.PRODUCE, "User:ANONYMOUS", f"client-{i}", 100)
+        if i % 50 == 0:
+            clock.now += WINDOW_SECONDS  # fifty new client ids a second
+    # a window's worth are live; a sweep keeps them and waits for twice as many
+    live = 50 * (WINDOW_SAMPLES + 1)
+    assert manager.buckets <= max(SWEEP_AT, 2 * live)
+    assert manager.rate("producer_byte_rate", "", "client-19999") > 0
