@@ -138,6 +138,10 @@ async def until_stopping(context: RequestContext, future: Future[T]) -> T:
             # must not land on a future nobody reads ("Future exception was
             # never retrieved" in the log).
             waiting.cancel()
+        elif not waiting.cancelled():
+            # Done, but this wait may be leaving without reading it (cancelled
+            # as the work failed): mark its error read, or asyncio logs it.
+            waiting.exception()
     if waiting.cancelled():
         raise asyncio.CancelledError
     return waiting.result()

@@ -36,3 +36,30 @@ def test_a_cancelled_wait_on_work_that_then_fails_reports_nothing() -> None:
         return reported
 
     assert asyncio.run(main()) == []
+
+
+def test_work_that_fails_as_its_wait_is_cancelled_reports_nothing() -> None:
+    """The race the other order leaves: the work's failure has reached the
+    loop's side of the future, but the waiting request is cancelled (its
+    connection closed) before it reads it."""
+
+    async def main() -> list[dict[str, Any]]:
+        reported: list[dict[str, Any]] = []
+        asyncio.get_running_loop().set_exception_handler(lambda _, what: reported.append(what))
+        context: Any = SimpleNamespace(server=SimpleNamespace(stopping=asyncio.Event()))
+        work: Future[int] = Future()
+        assert work.set_running_or_notify_cancel()
+        waiter = asyncio.ensure_future(until_stopping(context, work))
+        await asyncio.sleep(0)
+        work.set_exception(MalformedRequest("the request ends before byte 57 (it has 56)"))
+        # Runs after the failure is copied to the loop's future, before the
+        # waiter wakes to read it.
+        asyncio.get_running_loop().call_soon(waiter.cancel)
+        with pytest.raises(asyncio.CancelledError):
+            await waiter
+        del waiter
+        gc.collect()
+        await asyncio.sleep(0)
+        return reported
+
+    assert asyncio.run(main()) == []
