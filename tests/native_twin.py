@@ -39,6 +39,8 @@ PURE_PASS: tuple[str, ...] = (
     "tests/engine/test_max_timestamp.py",
     "tests/engine/test_model.py",
     "tests/engine/test_record_validation.py",
+    "tests/engine/test_schema_checks.py",
+    "tests/engine/test_schema_validation.py",
     "tests/engine/test_spec.py",
     "tests/engine/test_state_log.py",
     "tests/engine/test_transactions.py",
