@@ -67,6 +67,8 @@ class JsonSchemaCheck:
         except (ValueError, RecursionError) as error:
             return f"is not JSON: {error}"
         try:
+            if self.validator.is_valid(instance):  # the common case, without ranking errors
+                return None
             found = jsonschema.exceptions.best_match(self.validator.iter_errors(instance))
         except Exception as failure:  # a $ref that does not resolve, a recursion too deep
             return f"could not be checked against its schema: {failure}"
