@@ -263,3 +263,21 @@ def test_avro_passes_what_fastavro_wrote_and_refuses_any_cut_of_it(
     cut = data.draw(st.integers(0, len(body) - 1))
     errors = check([(None, frame(known, body[:cut]))], lookup)
     assert len(errors) == 1 and "does not decode as Avro" in errors[0][1]
+
+
+def test_json_nested_past_the_parsers_depth_is_refused_not_raised(
+    lookup: InMemorySchemas,
+) -> None:
+    known = lookup.register("orders-value", JSON, ORDER_JSON).schema_id
+    deep = b"[" * 100_000 + b"]" * 100_000
+    errors = check([(None, frame(known, deep)), (None, frame(known, order()))], lookup)
+    assert [index for index, _ in errors] == [0]
+    assert errors[0][1].startswith("record 0: value is not JSON: ")
+
+
+def test_raw_checks_unframed_avro_against_the_subjects_latest(lookup: InMemorySchemas) -> None:
+    lookup.register("orders-value", AVRO, ORDER_AVRO)
+    good = avro(ORDER_AVRO, {"id": "o-1", "amount": 3, "tags": []})
+    errors = check([(None, good), (None, frame(1, good))], lookup, value="raw")
+    assert [index for index, _ in errors] == [1]  # the prefix is not Avro of the schema
+    assert "does not decode as Avro" in errors[0][1]
