@@ -30,6 +30,10 @@ from engine.schemas.wire_format import NotFramed, unframe
 from native import MAX_RECORD_ERRORS, BatchHeader
 from native.errors import RecordError
 
+MAX_MESSAGE_CHARS = 500
+"""A record error's message is cut to this: a validator's words may quote the
+whole failing value, and a refusal names up to MAX_RECORD_ERRORS records."""
+
 
 class Validation(enum.Enum):
     NONE = "none"
@@ -113,7 +117,8 @@ class RecordCheck:
                     if problem is not None:
                         total += 1
                         if len(errors) < MAX_RECORD_ERRORS:
-                            errors.append((index, f"record {index}: {rule.field} {problem}"))
+                            message = f"record {index}: {rule.field} {problem}"
+                            errors.append((index, _shortened(message)))
                         break  # one error per record, as Kafka's record errors
         if errors:
             raise records_rejected(tuple(errors), total)
@@ -138,6 +143,12 @@ class RecordCheck:
         if rule.validation is Validation.ID:
             return None
         return compiled.problem(body)
+
+
+def _shortened(message: str) -> str:
+    if len(message) <= MAX_MESSAGE_CHARS:
+        return message
+    return message[: MAX_MESSAGE_CHARS - 3] + "..."
 
 
 def record_check(

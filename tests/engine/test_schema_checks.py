@@ -17,7 +17,12 @@ import native
 from engine.config import SCHEMA_VALIDATION_MODES
 from engine.errors import InvalidRecord
 from engine.schemas.compiled import AvroCheck, CompiledSchemas, IdOnly, JsonSchemaCheck
-from engine.schemas.record_check import SchemaSource, Validation, record_check
+from engine.schemas.record_check import (
+    MAX_MESSAGE_CHARS,
+    SchemaSource,
+    Validation,
+    record_check,
+)
 from engine.schemas.types import AVRO, JSON, PROTOBUF
 from engine.schemas.wire_format import frame
 from native import RecordSpec
@@ -281,3 +286,13 @@ def test_raw_checks_unframed_avro_against_the_subjects_latest(lookup: InMemorySc
     errors = check([(None, good), (None, frame(1, good))], lookup, value="raw")
     assert [index for index, _ in errors] == [1]  # the prefix is not Avro of the schema
     assert "does not decode as Avro" in errors[0][1]
+
+
+def test_a_message_quoting_a_large_value_is_cut(lookup: InMemorySchemas) -> None:
+    known = lookup.register("s", JSON, json.dumps({"type": "string", "maxLength": 3})).schema_id
+    huge = json.dumps("x" * 100_000).encode()
+    errors = check([(None, frame(known, huge))] * 3, lookup)
+    assert [index for index, _ in errors] == [0, 1, 2]
+    for index, message in errors:
+        assert len(message) == MAX_MESSAGE_CHARS
+        assert message.startswith(f"record {index}: value $: 'xxx") and message.endswith("...")
