@@ -125,3 +125,16 @@ def test_the_embedded_producer_gets_the_typed_exception(engine_factory: EngineFa
         with pytest.raises(InvalidRecord) as refused:
             bad.result(30)
     assert "'amount' is a required property" in str(refused.value)
+
+
+def test_a_topic_default_holds_every_topic_without_an_override(
+    engine_factory: EngineFactory,
+) -> None:
+    opened = engine_factory(topic_defaults={VALUE_VALIDATION: "id"})
+    opened.create_topic("free", 1, {VALUE_VALIDATION: "none"})
+    assert opened.produce("free", 0, batch(b"plain")).base_offset == 0
+    opened.create_topic("held", 1)
+    with pytest.raises(InvalidRecord):
+        opened.produce("held", 0, batch(b"plain"))
+    configs = {c.name: c for c in opened.describe_topic("held").configs}
+    assert configs[VALUE_VALIDATION].value == "id"
