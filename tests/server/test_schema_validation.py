@@ -15,15 +15,20 @@ from typing import Any
 
 import pytest
 from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka.schema_registry import SchemaRegistryClient, SchemaRegistryError
+from confluent_kafka.schema_registry.avro import AvroSerializer
+from confluent_kafka.schema_registry.json_schema import JSONSerializer
+from confluent_kafka.serialization import MessageField, SerializationContext
 from kafka import KafkaProducer
 from kafka.errors import InvalidRecordError
 from kafka.errors import KafkaError as PyKafkaError
 
 import engine
 import native
+from engine.schemas.types import RegisteredSchema
 from engine.schemas.wire_format import frame
 from native import RecordSpec
-from tests.engine.schema_fixtures import JSON, ORDER_JSON, register
+from tests.engine.schema_fixtures import JSON, ORDER_AVRO, ORDER_JSON, register
 from tests.server.conftest import quiet_librdkafka
 from tests.server.in_process import InProcessServer
 from tests.server.test_bombs import NONE, answer, create_topic, new_topic, produce
@@ -142,3 +147,48 @@ def test_the_produce_answer_carries_the_record_errors(served: Served) -> None:
         good = native.encode_batch([RecordSpec(0, None, order(1))])
         accepted = answer(wire, produce(topic, good))
         assert (accepted.error_code, accepted.base_offset) == (NONE, 0)
+
+
+class ConfluentsRegistry:
+    """A SchemaLookup over the registry client Confluent's serializers
+    registered with (its in-memory ``mock://`` client)."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    def by_id(self, schema_id: int) -> RegisteredSchema | None:
+        try:
+            schema = self.client.get_schema(schema_id)
+        except SchemaRegistryError:
+            return None
+        return RegisteredSchema(schema_id, schema.schema_type, schema.schema_str)
+
+    def latest(self, subject: str) -> RegisteredSchema | None:
+        try:
+            found = self.client.get_latest_version(subject)
+        except SchemaRegistryError:
+            return None
+        return RegisteredSchema(found.schema_id, found.schema.schema_type, found.schema.schema_str)
+
+
+def test_confluents_serializers_pass_a_full_topic_and_a_mixed_up_one_is_refused(
+    served: Served,
+) -> None:
+    """What Confluent's JSONSerializer and AvroSerializer send passes a
+    ``full`` topic; JSON sent under the Avro schema's id does not."""
+    client = SchemaRegistryClient.new_client({"url": f"mock://{uuid.uuid4().hex}"})
+    served.engine.schemas = ConfluentsRegistry(client)
+    topic = served.topic("full")
+    context = SerializationContext(topic, MessageField.VALUE)
+    as_json = JSONSerializer(ORDER_JSON, client)({"id": "o-1", "amount": 3}, context)
+    as_avro = AvroSerializer(client, ORDER_AVRO)({"id": "o-1", "amount": 3, "tags": []}, context)
+    assert as_json is not None and as_avro is not None
+    avro_id = int.from_bytes(as_avro[1:5], "big")
+    mixed_up = frame(avro_id, as_json[5:])
+    outcomes = confluent_deliveries(served, topic, [as_json, as_avro, mixed_up])
+    assert outcomes[:2] == [None, None]
+    assert outcomes[2] is not None and outcomes[2].code() == KafkaError.INVALID_RECORD
+    with Wire(served.server.bootstrap) as wire:
+        refused = answer(wire, produce(topic, native.encode_batch([RecordSpec(0, None, mixed_up)])))
+    [error] = refused.record_errors
+    assert error.batch_index_error_message.startswith("record 0: value does not decode as Avro")
