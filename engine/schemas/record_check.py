@@ -27,7 +27,7 @@ from engine.record_errors import records_rejected
 from engine.schemas.compiled import CompiledSchema, CompiledSchemas
 from engine.schemas.types import SchemaLookup
 from engine.schemas.wire_format import NotFramed, unframe
-from native import MAX_RECORD_ERRORS, BatchHeader
+from native import MAX_RECORD_ERRORS, BatchHeader, Record
 from native.errors import RecordError
 
 MAX_MESSAGE_CHARS = 500
@@ -50,6 +50,8 @@ class FieldRule(NamedTuple):
     validation: Validation
     subject: str
     """The subject ``raw`` checks against."""
+    position: int
+    """The field's place in a decoded record (native.Record)."""
 
 
 class SchemaSource(NamedTuple):
@@ -74,10 +76,13 @@ class _Resolver:
         self.by_subject: dict[str, CompiledSchema | None] = {}
 
     def schema(self, schema_id: int) -> CompiledSchema | None:
-        if schema_id not in self.by_id:
+        try:
+            return self.by_id[schema_id]
+        except KeyError:
             found = None if self.lookup is None else self.lookup.by_id(schema_id)
-            self.by_id[schema_id] = None if found is None else self.compiled.get(found)
-        return self.by_id[schema_id]
+            compiled = None if found is None else self.compiled.get(found)
+            self.by_id[schema_id] = compiled
+            return compiled
 
     def latest(self, subject: str) -> CompiledSchema | None:
         if subject not in self.by_subject:
@@ -112,8 +117,7 @@ class RecordCheck:
             records = native.decode_records(batch, max_inflated=max_inflated)
             for index, record in enumerate(records):
                 for rule in self.rules:
-                    payload = record.key if rule.field == "key" else record.value
-                    problem = self._problem(rule, payload, resolver)
+                    problem = self._problem(rule, record[rule.position], resolver)
                     if problem is not None:
                         total += 1
                         if len(errors) < MAX_RECORD_ERRORS:
@@ -163,7 +167,8 @@ def record_check(
     for field, (mode, subject) in (("key", key), ("value", value)):
         validation = Validation(mode)
         if validation is not Validation.NONE:
-            rules.append(FieldRule(field, validation, subject or f"{topic}-{field}"))
+            position = Record._fields.index(field)
+            rules.append(FieldRule(field, validation, subject or f"{topic}-{field}", position))
     if not rules:
         return None
     return RecordCheck(rules, tombstones=compact)
