@@ -24,7 +24,7 @@ from engine.schemas.record_check import (
     record_check,
 )
 from engine.schemas.types import AVRO, JSON, PROTOBUF
-from engine.schemas.wire_format import frame
+from engine.schemas.wire_format import NotFramed, frame, unframe
 from native import RecordSpec
 from tests.engine.schema_fixtures import ORDER_AVRO, ORDER_JSON, InMemorySchemas
 
@@ -296,3 +296,17 @@ def test_a_message_quoting_a_large_value_is_cut(lookup: InMemorySchemas) -> None
     for index, message in errors:
         assert len(message) == MAX_MESSAGE_CHARS
         assert message.startswith(f"record {index}: value $: 'xxx") and message.endswith("...")
+
+
+@given(st.integers(0, 2**32 - 1), st.binary(max_size=64))
+def test_the_wire_format_is_a_zero_byte_and_a_big_endian_id(schema_id: int, body: bytes) -> None:
+    framed = frame(schema_id, body)
+    assert framed == b"\x00" + schema_id.to_bytes(4, "big") + body  # docs/governance.md
+    found, rest = unframe(framed)
+    assert (found, bytes(rest)) == (schema_id, body)
+
+
+@given(st.binary(max_size=4) | st.binary(min_size=5).filter(lambda b: b[0] != 0))
+def test_a_payload_without_the_prefix_is_not_framed(payload: bytes) -> None:
+    with pytest.raises(NotFramed):
+        unframe(payload)

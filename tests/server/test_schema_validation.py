@@ -31,7 +31,7 @@ from native import RecordSpec
 from tests.engine.schema_fixtures import JSON, ORDER_AVRO, ORDER_JSON, register
 from tests.server.conftest import quiet_librdkafka
 from tests.server.in_process import InProcessServer
-from tests.server.test_bombs import NONE, answer, create_topic, new_topic, produce
+from tests.server.test_bombs import NONE, alter_topic, answer, create_topic, new_topic, produce
 from tests.server.wire import Wire
 
 TIMEOUT = 30.0
@@ -127,13 +127,15 @@ def test_a_topic_validating_nothing_takes_any_bytes(served: Served) -> None:
     ]
 
 
-def test_the_produce_answer_carries_the_record_errors(served: Served) -> None:
+def test_bad_values_are_invalid_config_and_the_produce_answer_names_records(served: Served) -> None:
     with Wire(served.server.bootstrap) as wire:
         refused_config = wire.request(
             create_topic(f"t-{uuid.uuid4().hex[:12]}", tidelog_value_schema_validation="strict")
         ).topics[0]
         assert refused_config.error_code == INVALID_CONFIG
         topic = new_topic(wire, tidelog_value_schema_validation="raw")
+        refused_alter = wire.request(alter_topic(topic, tidelog_key_schema_validation="on"))
+        assert refused_alter.responses[0].error_code == INVALID_CONFIG
         register(served.engine, f"{topic}-value", JSON, ORDER_JSON)
         batch = native.encode_batch(
             [RecordSpec(0, None, order(1)), RecordSpec(0, None, b'{"amount": 1}')]
