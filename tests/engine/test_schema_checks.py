@@ -310,3 +310,16 @@ def test_the_wire_format_is_a_zero_byte_and_a_big_endian_id(schema_id: int, body
 def test_a_payload_without_the_prefix_is_not_framed(payload: bytes) -> None:
     with pytest.raises(NotFramed):
         unframe(payload)
+
+
+def test_a_json_schema_ref_is_never_fetched(lookup: InMemorySchemas) -> None:
+    remote = json.dumps({"$ref": "http://127.0.0.1:9/order.json"})
+    known = lookup.register("r", JSON, remote).schema_id
+    errors = check([(None, frame(known, b"{}"))], lookup)
+    assert errors == (
+        (
+            0,
+            "record 0: value could not be checked against its schema: "
+            "Unresolvable: http://127.0.0.1:9/order.json",
+        ),
+    )
