@@ -4,9 +4,11 @@ schema a parsed ``fastavro`` schema, each once per schema, not per record.
 
 A schema the broker cannot check a payload against on its own (Protobuf,
 which needs its compiled descriptors; a schema with references to other
-subjects, which the lookup cannot resolve at their versions; an Avro array
-of items that take no bytes, whose block count a payload could claim without
-sending it) is checked by its id only: the id is registered.
+subjects, which the lookup cannot resolve at their versions; a recursive
+Avro schema, whose payload could nest deeper than fastavro's reader can
+recurse without overflowing the C stack; an Avro array of items that take
+no bytes, whose block count a payload could claim without sending it) is
+checked by its id only: the id is registered.
 """
 
 from __future__ import annotations
@@ -112,9 +114,29 @@ def compile_schema(registered: RegisteredSchema) -> CompiledSchema:
             f"has schema id {registered.schema_id}, which does not compile: "
             f"{type(error).__name__}: {error}"
         )
-    if _has_array_of_empty_items(parsed, {}):
+    if _is_recursive(parsed, frozenset()) or _has_array_of_empty_items(parsed, {}):
         return IdOnly()
     return AvroCheck(parsed)
+
+
+def _is_recursive(schema: Any, enclosing: frozenset[str]) -> bool:
+    """Whether a named type in ``schema`` refers to itself, directly or through
+    the types inside it (``enclosing``: the names being defined around it)."""
+    if isinstance(schema, str):
+        return schema in enclosing
+    if isinstance(schema, list):
+        return any(_is_recursive(branch, enclosing) for branch in schema)
+    if not isinstance(schema, dict):
+        return False
+    kind = schema.get("type")
+    if kind in {"record", "error"}:
+        inside = enclosing | {schema.get("name", "")}
+        return any(_is_recursive(field["type"], inside) for field in schema["fields"])
+    if kind == "array":
+        return _is_recursive(schema["items"], enclosing)
+    if kind == "map":
+        return _is_recursive(schema["values"], enclosing)
+    return isinstance(kind, dict | list) and _is_recursive(kind, enclosing)
 
 
 _FIXED_WIDTH = {"boolean", "int", "long", "float", "double", "bytes", "string", "enum"}

@@ -323,3 +323,28 @@ def test_a_json_schema_ref_is_never_fetched(lookup: InMemorySchemas) -> None:
             "Unresolvable: http://127.0.0.1:9/order.json",
         ),
     )
+
+
+LINKED_LIST = json.dumps(
+    {
+        "type": "record",
+        "name": "Node",
+        "namespace": "t",
+        "fields": [
+            {"name": "next", "type": ["null", {"type": "array", "items": "t.Node"}]},
+        ],
+    }
+)
+
+
+def test_a_recursive_avro_schema_is_checked_by_id_so_no_nesting_can_overflow(
+    lookup: InMemorySchemas,
+) -> None:
+    """fastavro's reader recurses in C: a payload nesting a recursive type some
+    ten thousand deep overflows its stack and kills the process."""
+    recursive = lookup.register("l", AVRO, LINKED_LIST)
+    assert isinstance(CompiledSchemas().get(recursive), IdOnly)
+    deep = b"\x02\x02" * 1_000_000 + b"\x00"  # a list of one node, a million times
+    assert check([(None, frame(recursive.schema_id, deep))], lookup) == ()
+    shallow = lookup.register("s", AVRO, ORDER_AVRO)
+    assert isinstance(CompiledSchemas().get(shallow), AvroCheck)
