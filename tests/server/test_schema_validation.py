@@ -8,6 +8,7 @@ the raw Produce answer carries KIP-467's record errors."""
 from __future__ import annotations
 
 import json
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +26,7 @@ from kafka.errors import KafkaError as PyKafkaError
 
 import engine
 import native
+from engine.schemas.record_check import RecordCheck
 from engine.schemas.types import RegisteredSchema
 from engine.schemas.wire_format import frame
 from native import RecordSpec
@@ -194,3 +196,48 @@ def test_confluents_serializers_pass_a_full_topic_and_a_mixed_up_one_is_refused(
         refused = answer(wire, produce(topic, native.encode_batch([RecordSpec(0, None, mixed_up)])))
     [error] = refused.record_errors
     assert error.batch_index_error_message.startswith("record 0: value does not decode as Avro")
+
+
+def test_a_checked_topics_batches_are_checked_off_the_event_loop_in_order(
+    served: Served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The check runs on the server's record-check thread, so a slow one
+    never stalls other connections; an idempotent producer's pipelined
+    batches still land in order."""
+    threads: set[str] = set()
+    check = RecordCheck.check
+
+    def recording(self: RecordCheck, *args: Any) -> None:
+        threads.add(threading.current_thread().name)
+        check(self, *args)
+
+    monkeypatch.setattr(RecordCheck, "check", recording)
+    topic = served.topic("id")
+    producer = Producer(
+        {
+            "bootstrap.servers": served.server.bootstrap,
+            "enable.idempotence": True,
+            "max.in.flight.requests.per.connection": 5,
+            "batch.num.messages": 20,
+            "linger.ms": 0,
+            **quiet_librdkafka(),
+        }
+    )
+    failures: list[KafkaError] = []
+
+    def delivered(error: KafkaError | None, message: Message) -> None:
+        if error is not None:
+            failures.append(error)
+
+    count = 2000
+    for i in range(count):
+        producer.produce(
+            topic, frame(served.schema_id, b"%d" % i), partition=0, on_delivery=delivered
+        )
+        producer.poll(0)
+    assert producer.flush(TIMEOUT) == 0
+    assert failures == []
+    assert threads and all(name.startswith("tidelog-record-checks") for name in threads)
+    fetched = served.engine.fetch(topic, 0, 0, 1 << 24)
+    records = native.decode_records(b"".join(bytes(b) for b in fetched.records))
+    assert [r.value for r in records] == [frame(served.schema_id, b"%d" % i) for i in range(count)]
