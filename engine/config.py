@@ -90,6 +90,9 @@ ACK_DURABILITY = "tidelog.ack.durability"
 """tidelog's own topic config: the durability an acknowledgement waits for
 (docs/durability.md)."""
 
+SCHEMA_VALIDATION_MODES = ("none", "id", "full", "raw")
+"""tidelog.{key,value}.schema.validation (engine/schemas/record_check.py)."""
+
 COMPRESSION_TYPES = ("uncompressed", "zstd", "lz4", "snappy", "gzip", "producer")
 
 _L, _I, _B, _S, _D = (
@@ -141,6 +144,26 @@ _DEFS = [
         "or remote (in an object committed to the object store's manifest)",
     ),
 ]
+for _field in ("key", "value"):
+    _DEFS += [
+        ConfigDef(
+            f"tidelog.{_field}.schema.validation",
+            _S,
+            "none",
+            _one_of(*SCHEMA_VALIDATION_MODES),
+            f"how produced records' {_field}s are held to the schema registry's schemas: "
+            "none, id (framed with a registered schema id), full (and valid by that schema) "
+            "or raw (unframed, valid by the subject's latest schema)",
+        ),
+        ConfigDef(
+            f"tidelog.{_field}.schema.subject",
+            _S,
+            "",
+            None,
+            f"the subject whose latest schema raw {_field} validation uses "
+            f"(empty: <topic>-{_field})",
+        ),
+    ]
 CONFIG_DEFS: dict[str, ConfigDef] = {d.name: d for d in _DEFS}
 
 
@@ -235,6 +258,15 @@ class TopicConfig:
         self.index_interval_bytes = self._long("index.interval.bytes")
         self.compression_type = self.get("compression.type")
         self.remote_acks = self.get(ACK_DURABILITY) == "remote"
+        self.key_schema = (
+            self.get("tidelog.key.schema.validation"),
+            self.get("tidelog.key.schema.subject"),
+        )
+        """The key's schema validation mode and subject."""
+        self.value_schema = (
+            self.get("tidelog.value.schema.validation"),
+            self.get("tidelog.value.schema.subject"),
+        )
         difference = self._long("message.timestamp.difference.max.ms")
         self.timestamp_before_max_ms = min(
             self._long("message.timestamp.before.max.ms"), difference

@@ -51,6 +51,7 @@ from engine.log_cleaner import LogCleaner
 from engine.maintenance import Maintenance
 from engine.partition import AppendResult, OffsetAndTimestamp, Partition, PartitionFetch
 from engine.quota_entities import ClientQuotas, entity_to_wire
+from engine.schemas.types import SchemaLookup
 from engine.state_log import StateLog
 from engine.store_errors import damage_at, store_errors
 from engine.topic_admin import TopicAdmin
@@ -151,6 +152,8 @@ class Engine:
                 ),
             )
             """Client quotas by user and client id (kept in the catalog)."""
+            self.schemas: SchemaLookup | None = None
+            """The schema registry that topics' schema validation asks (None: none)."""
             self.leader_epoch = self.store.manifest.state.epoch
             self._registry = TopicRegistry(
                 self.store,
@@ -158,6 +161,7 @@ class Engine:
                 self.broker_configs.topic_defaults(),
                 self.clock,
                 self._verify_transaction,
+                lambda: self.schemas,
             )
             replayed = 0
             for meta in list(self.catalog.state.topics.values()):

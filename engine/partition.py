@@ -36,6 +36,7 @@ from engine.errors import (
 from engine.partition_txns import AbortedTxn, PartitionTransactions
 from engine.producer_state import ProducerStateTable
 from engine.record_errors import log_append_time_refused, rejected
+from engine.schemas.record_check import NO_REGISTRY, RecordCheck, SchemaSource, record_check
 from engine.time_index import TimeIndex
 from native import (
     BatchError,
@@ -146,6 +147,8 @@ class Partition:
         self.txns = PartitionTransactions()
         self.verify_transaction: TransactionVerifier | None = None
         """The transaction coordinator's check for transactional batches."""
+        self.schema_source: SchemaSource = NO_REGISTRY
+        """Where the topic's schema checks find schemas (the broker's registry)."""
         self.configure(config)
 
     def __repr__(self) -> str:
@@ -153,6 +156,10 @@ class Partition:
 
     def configure(self, config: TopicConfig) -> None:
         self.config = config
+        self.record_check: RecordCheck | None = record_check(
+            self.topic, config.key_schema, config.value_schema, config.compact
+        )
+        """The topic's schema rules (None: records are never decoded for them)."""
         self.time_index.interval_bytes = config.index_interval_bytes
         retention = Retention()
         if config.delete:
@@ -288,6 +295,8 @@ class Partition:
             if config.log_append_time and header.timestamp_type == TimestampType.LOG_APPEND_TIME:
                 batch = memoryview(data)[header.position : header.position + header.size]
                 raise log_append_time_refused(batch, self.max_inflated)
+        if self.record_check is not None:  # governance: between validation and append
+            self.record_check.check(data, headers, self.schema_source, self.max_inflated)
         codec = self._recompress_to(headers)
         if codec is not None:
             buffer = self._recompress(data, headers, codec)

@@ -24,9 +24,15 @@ def rejected(error: RejectedRecords, topic_partition: str) -> InvalidRecord | In
     )
     if error.kafka_error == "INVALID_TIMESTAMP":
         return InvalidTimestamp(INVALID_TIMESTAMP_MESSAGE, errors)
+    return records_rejected(errors, error.total)
+
+
+def records_rejected(errors: tuple[RecordError, ...], total: int) -> InvalidRecord:
+    """The refusal of a batch whose records ``errors`` names (``total`` of
+    them in all), with Kafka's message for it."""
     shown = ", ".join(f"RecordError(batchIndex={i}, message='{m}')" for i, m in errors[:3])
     return InvalidRecord(
-        f"One or more records have been rejected due to {error.total} record errors in "
+        f"One or more records have been rejected due to {total} record errors in "
         f"total, and only showing the first three errors at most: [{shown}]",
         errors,
     )

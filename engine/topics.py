@@ -16,6 +16,9 @@ from engine.clock import Clock
 from engine.config import ConfigSource, TopicConfig
 from engine.errors import UnknownPartition, UnknownTopic
 from engine.partition import Partition
+from engine.schemas.compiled import CompiledSchemas
+from engine.schemas.record_check import SchemaSource
+from engine.schemas.types import SchemaLookup
 from engine.types import PartitionInfo, TopicDescription
 from s3stream import StreamStore
 
@@ -41,6 +44,7 @@ class TopicRegistry:
         topic_defaults: tuple[dict[str, str], dict[str, ConfigSource]],
         clock: Clock,
         verify_transaction: Callable[[str, int, int, int], None],
+        schemas: Callable[[], SchemaLookup | None] = lambda: None,
     ) -> None:
         self.store = store
         self.leader_epoch = leader_epoch
@@ -48,6 +52,8 @@ class TopicRegistry:
         """The broker's topic defaults in force, and where each came from."""
         self.clock = clock
         self.verify_transaction = verify_transaction
+        self.schema_source = SchemaSource(schemas, CompiledSchemas())
+        """The registry the topics' schema checks ask, and their compiled schemas."""
         self.topics: dict[str, Topic] = {}
         self.by_stream: dict[int, Partition] = {}
 
@@ -88,6 +94,7 @@ class TopicRegistry:
         )
         self.by_stream[partition.stream_id] = partition
         partition.verify_transaction = self.verify_transaction
+        partition.schema_source = self.schema_source
         return partition
 
     def remove(self, topic: Topic) -> None:

@@ -78,6 +78,11 @@ class ServerState:
     )
     """Where topic administration runs (see off_loop): one thread, since the
     engine does such changes one at a time anyway."""
+    record_checks: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="tidelog-record-checks")
+    )
+    """Where produces to topics that check records' schemas are validated and
+    appended (checked_appends.py): off the loop, in request order."""
     authorizer: Authorizer = field(default_factory=AllowAll)
     """What each principal may do (authorizer.py): everything, until ACLs are served."""
     brokers: dict[str, Broker] = field(default_factory=dict)

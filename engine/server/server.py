@@ -207,6 +207,7 @@ class Server:
             await asyncio.gather(*(c.drain(self.config.shutdown_timeout_s) for c in connections))
         for connection in connections:
             connection.close()
+        self.state.record_checks.shutdown(wait=False, cancel_futures=True)
         for opened in self._servers.values():
             await opened.wait_closed()
         self._servers.clear()

@@ -32,6 +32,7 @@ from engine.protocol.kafka_code import KafkaCode
 from engine.protocol.produce import ProduceRequest, decode_produce
 from engine.server import authorize
 from engine.server.authorizer import AclOperation
+from engine.server.checked_appends import records_checked, submit_checked
 from engine.server.context import Body, RequestContext, Response, error_message
 from engine.server.handlers.common import auto_create_topics
 from engine.server.handlers.registry import handles
@@ -114,14 +115,22 @@ def handle_produce(context: RequestContext, request: ProduceRequest) -> Response
             if partition.records is None:
                 partitions.append((partition.partition, KafkaCode.INVALID_RECORD, "no record data"))
                 continue
+            # Nobody waits for an acks=0 answer: no prompt upload for it.
+            remote = False if request.acks == 0 else None
             try:
-                durable = engine.submit_async(
-                    topic.name,
-                    partition.partition,
-                    partition.records,
-                    # Nobody waits for an acks=0 answer: no prompt upload for it.
-                    remote=False if request.acks == 0 else None,
-                )
+                if records_checked(engine, topic.name, partition.partition):
+                    durable = submit_checked(
+                        engine,
+                        context.server.record_checks,
+                        topic.name,
+                        partition.partition,
+                        partition.records,
+                        remote,
+                    )
+                else:
+                    durable = engine.submit_async(
+                        topic.name, partition.partition, partition.records, remote=remote
+                    )
             except EngineError as error:
                 partitions.append((partition.partition, error, None))
                 continue
