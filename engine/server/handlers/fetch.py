@@ -49,7 +49,9 @@ from engine.server.handlers.common import (
     uuid_bytes,
 )
 from engine.server.handlers.registry import handles
+from engine.server.masked_fetch import as_seen_by
 from engine.types import TopicPartition
+from native import BatchError
 
 if TYPE_CHECKING:
     # The kio request classes, for the handlers' annotations only: importing
@@ -254,16 +256,20 @@ async def _read(
         outcome = PartitionOutcome(0, marks, marks, code)
         found = empty if code == KafkaCode.NONE else None
         return _Read(wanted, found, 0, wanted.offset, outcome, marks)
+    limit = max(min(wanted.max_bytes, budget), 1)
     try:
         fetched = await context.engine.fetch_async(
             wanted.topic,
             wanted.partition,
             wanted.offset,
-            max(min(wanted.max_bytes, budget), 1),
+            limit,
             READ_COMMITTED if committed else READ_UNCOMMITTED,
         )
+        fetched = await as_seen_by(context, wanted.topic, fetched, limit)
     except EngineError as error:
         return _failed(context, wanted, error_code(error))
+    except BatchError:  # a batch that cannot be masked is not sent in clear either
+        return _failed(context, wanted, KafkaCode.CORRUPT_MESSAGE)
     size = sum(len(batch) for batch in fetched.records)
     seen_end = max(fetched.next_offset, wanted.offset)
     if committed:  # data past the last stable offset was seen, not sent: wait beyond it
