@@ -4,7 +4,10 @@ every header field the stored batch had (base offset, offset deltas and
 last offset delta, timestamps and their type, producer id, epoch and base
 sequence, transactional flag, partition leader epoch, compression codec),
 so offsets, transactions and consumer positions are what they would be
-unmasked. Control batches carry no user data and go as stored. Nothing is
+unmasked. Under LogAppendTime a record's timestamp is the batch's max
+timestamp as decoded (Kafka's rule), so the masked records carry that one:
+what every client reads is unchanged, the producer's own times are not
+sent. Control batches carry no user data and go as stored. Nothing is
 stored: the masked bytes exist for one response.
 """
 
@@ -13,7 +16,6 @@ from __future__ import annotations
 import native
 from engine.masking.documents import Masking
 from engine.partition import PartitionFetch
-from native.records import TimestampType
 
 
 def mask_fetch(fetched: PartitionFetch, masking: Masking, limit: int | None) -> PartitionFetch:
@@ -64,12 +66,5 @@ def mask_batch(
             offset_deltas=[record.offset - header.base_offset for record in records],
             last_offset_delta=header.last_offset_delta,
         )
-        if header.timestamp_type == TimestampType.LOG_APPEND_TIME:
-            # the broker's time is the batch's max timestamp, whatever the records say
-            rewritten = bytearray(batch)
-            native.rewrite_batch(
-                rewritten, 0, header.base_offset, log_append_time=header.max_timestamp
-            )
-            batch = bytes(rewritten)
         out.append(batch)
     return out[0] if len(out) == 1 else b"".join(out)
