@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import copy
 import json
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,7 +26,14 @@ from engine.masking.documents import (
     mask_document,
     redacted,
 )
-from engine.masking.rules import MAX_RULES, MaskRule, RuleError, parse_pointer, parse_rules
+from engine.masking.rules import (
+    MAX_RULES,
+    MAX_TOKENS,
+    MaskRule,
+    RuleError,
+    parse_pointer,
+    parse_rules,
+)
 from engine.masking.unmask import unmask_binding, unmask_granted
 
 KEY = b"k" * 32
@@ -320,3 +329,19 @@ def test_unmask_is_read_on_the_reserved_name_literal_or_prefixed() -> None:
 )
 def test_nothing_else_unmasks(bindings: list[AclBinding]) -> None:
     assert not unmask_granted(bindings, "User:alice", "chats", "127.0.0.1")
+
+
+# -- the document ---------------------------------------------------------------------------
+
+GOVERNANCE = Path(__file__).resolve().parents[2] / "docs" / "governance.md"
+
+
+def test_the_documents_example_rules_parse_and_its_numbers_are_the_engines() -> None:
+    text = GOVERNANCE.read_text()
+    example = re.search(r"```json\n(.*?)```", text, re.DOTALL)
+    assert example is not None
+    rules = parse_rules(example.group(1))
+    assert [r.target for r in rules] == ["value"] * 4 + ["key", "header:authorization"]
+    assert rules[3].tokens == ("messages", "*", "text")
+    assert f"At most {MAX_TOKENS} tokens" in text and f"At most {MAX_RULES} rules" in text
+    assert f"as {HASH_HEX_DIGITS} hex digits" in text
