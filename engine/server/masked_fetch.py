@@ -14,10 +14,21 @@ import asyncio
 
 from engine.acl_bindings import TOPIC
 from engine.masking.batches import mask_fetch
+from engine.masking.documents import Masking
 from engine.masking.unmask import unmask_granted, unmask_resource
 from engine.partition import PartitionFetch
 from engine.server.acl_authorizer import AclAuthorizer
 from engine.server.context import RequestContext
+
+
+def masking_for(context: RequestContext, topic: str) -> Masking | None:
+    """The masking the request's reads of ``topic`` get: None for a topic
+    without rules or a principal who sees it in clear (no call of the
+    authorizer at all for a topic without rules)."""
+    masking = context.engine.masking(topic)
+    if masking is None or may_unmask(context, topic):
+        return None
+    return masking
 
 
 def may_unmask(context: RequestContext, topic: str) -> bool:
@@ -32,15 +43,11 @@ def may_unmask(context: RequestContext, topic: str) -> bool:
     return unmask_granted(bindings, identity.principal, topic, identity.host)
 
 
-async def as_seen_by(
-    context: RequestContext, topic: str, fetched: PartitionFetch, limit: int
-) -> PartitionFetch:
-    """``fetched`` as the request's principal may see it. The masking runs
-    off the event loop (it decodes and re-encodes every record), within
-    ``limit`` bytes but for the first batch, as Kafka bounds a partition's
-    data."""
-    masking = context.engine.masking(topic)
-    if masking is None or not fetched.records or may_unmask(context, topic):
+async def masked(fetched: PartitionFetch, masking: Masking, limit: int) -> PartitionFetch:
+    """``fetched`` masked, off the event loop (it decodes and re-encodes
+    every record), within ``limit`` bytes but for the first batch, as Kafka
+    bounds a partition's data."""
+    if not fetched.records:
         return fetched
     loop = asyncio.get_running_loop()
     return await loop.run_in_executor(None, mask_fetch, fetched, masking, limit)

@@ -1,4 +1,6 @@
-"""Fetch: stored batches go back as stored, by reference, never decoded.
+"""Fetch: stored batches go back as stored, by reference, never decoded;
+only a masked topic read by a principal who may not see it in clear gets
+its batches re-encoded with their records masked (masked_fetch.py).
 
 Long-polling follows Kafka: the response waits until ``min_bytes`` are
 available or ``max_wait`` passes. Waiting is a wake-up from the engine when
@@ -49,7 +51,7 @@ from engine.server.handlers.common import (
     uuid_bytes,
 )
 from engine.server.handlers.registry import handles
-from engine.server.masked_fetch import as_seen_by
+from engine.server.masked_fetch import masked, masking_for
 from engine.types import TopicPartition
 from native import BatchError
 
@@ -265,7 +267,9 @@ async def _read(
             limit,
             READ_COMMITTED if committed else READ_UNCOMMITTED,
         )
-        fetched = await as_seen_by(context, wanted.topic, fetched, limit)
+        masking = masking_for(context, wanted.topic)
+        if masking is not None:  # else the stored bytes, as they are
+            fetched = await masked(fetched, masking, limit)
     except EngineError as error:
         return _failed(context, wanted, error_code(error))
     except BatchError:  # a batch that cannot be masked is not sent in clear either
