@@ -15,6 +15,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -239,3 +240,20 @@ def test_read_committed_reads_masked_and_without_aborted_records(engine_factory:
     records = _read_all(_consumer(e, isolation_level="read_committed"), 2)
     assert [r.offset for r in records] == [0, 4]
     assert [json.loads(r.value)["customer"]["email"] for r in records] == ["***", "***"]
+
+
+def test_a_batch_that_cannot_be_decoded_within_the_limit_is_not_sent_in_clear(
+    engine_factory: Any,
+) -> None:
+    e = engine_factory()
+    e.create_topic("chats", 1, {"tidelog.masking.rules": RULES})
+    big = json.dumps({"customer": {"email": "ann@example.com"}, "pad": "0" * (2 << 20)})
+    with e.producer(compression="gzip") as producer:
+        producer.send("chats", big.encode()).result(30)
+    # a lower limit afterwards: the stored batch now inflates past what may be decoded
+    e.alter_configs("chats", {"max.message.bytes": "1000"})
+    fetched = e.fetch("chats", 0, 0)
+    with pytest.raises(native.InflationLimitExceeded):
+        e.masked_fetch("chats", fetched, "User:evaluator")
+    e.grant_unmask("chats", "User:auditor")
+    assert e.masked_fetch("chats", fetched, "User:auditor") is fetched

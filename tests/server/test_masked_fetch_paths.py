@@ -2,10 +2,12 @@
 wire server in this process with kafka-python: with no authorizer everyone
 reads masked (fail closed); a super user reads in clear; a masked batch
 that grows past a partition's max bytes still lets a consumer through the
-whole log; an unmasked topic beside it is read as stored."""
+whole log; an unmasked topic beside it is read as stored; a batch that
+cannot be masked is refused, never sent in clear."""
 
 from __future__ import annotations
 
+import datetime
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,11 +15,15 @@ from typing import Any
 
 import pytest
 from kafka import KafkaConsumer, TopicPartition
+from kio.index import load_request_schema
 
 import engine
 import native
+from engine.protocol.apis import ApiKey
+from engine.protocol.kafka_code import KafkaCode
 from engine.server.config import ServerConfig
 from tests.server.in_process import InProcessServer
+from tests.server.wire import Wire, build
 
 RULES = json.dumps([{"path": "/name", "action": "hash"}, {"path": "/email", "action": "redact"}])
 ADMIN = "User:admin"
@@ -99,3 +105,42 @@ def test_batches_that_grow_past_the_partition_limit_are_all_read(opened: engine.
         assert len(values) == 40
         names = [json.loads(v)["name"] for v in values]
         assert len(set(names)) == 40 and all(len(name) == 32 for name in names)
+
+
+def _fetch(bootstrap: str, topic: str) -> Any:
+    with Wire(bootstrap) as wire:
+        return wire.request(
+            build(
+                load_request_schema(ApiKey.FETCH, 11),
+                replica_id=-1,
+                max_wait=datetime.timedelta(0),
+                min_bytes=0,
+                max_bytes=1 << 20,
+                isolation_level=0,
+                session_epoch=-1,
+                topics=[
+                    {
+                        "topic": topic,
+                        "partitions": [
+                            {"partition": 0, "fetch_offset": 0, "partition_max_bytes": 1 << 20}
+                        ],
+                    }
+                ],
+            )
+        )
+
+
+def test_a_batch_that_cannot_be_masked_is_answered_corrupt_message(
+    opened: engine.Engine,
+) -> None:
+    big = json.dumps({"email": "ann@example.com", "pad": "0" * (2 << 20)})
+    with opened.producer(compression="gzip") as producer:
+        producer.send("masked", big.encode()).result(30)
+    # a lower limit afterwards: the stored batch inflates past what may be decoded
+    opened.alter_configs("masked", {"max.message.bytes": "1000"})
+    for server in _serve(opened):
+        answer = _fetch(server.bootstrap, "masked")
+        partition = answer.responses[0].partitions[0]
+        assert partition.error_code == KafkaCode.CORRUPT_MESSAGE
+        assert not partition.records
+        assert _fetch(server.bootstrap, "plain").responses[0].partitions[0].records  # served on
