@@ -104,6 +104,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     for value in SENT:
         producer.produce(TOPIC, value, key=b'{"user": "ann"}', headers=[("token", b"bearer x")])
     assert producer.flush(TIMEOUT) == 0
+    del producer, admin  # their connections close now, not after the server is gone
     yield process
     if process.running:
         assert process.stop() == 0, process.log()
@@ -213,6 +214,7 @@ def test_read_committed_reads_masked_without_aborted_records(server: ServerProce
             producer.commit_transaction(TIMEOUT)
         else:
             producer.abort_transaction(TIMEOUT)
+    del producer
     committed = read_confluent(
         server, "evaluator", TXN_TOPIC, 2, **{"isolation.level": "read_committed"}
     )
