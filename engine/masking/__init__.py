@@ -4,5 +4,6 @@ batches and a fetch (docs/governance.md, "Masked replay").
 
 ``rules`` parses and checks the topic config; ``documents`` masks one JSON
 document and one record; ``batches`` re-encodes a fetch's batches with
-their records masked; ``unmask`` says who is let see clear values.
+their records masked; ``policy`` gives a topic's masking from its config
+and key; ``unmask`` says who is let see clear values.
 """
