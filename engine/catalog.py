@@ -79,6 +79,9 @@ class CatalogState:
     server key, iterations (engine/credentials.py); never a password."""
     client_quotas: dict[Entity, dict[str, float]] = field(default_factory=dict)
     """Client quotas by entity (engine/quota_entities.py)."""
+    masking_keys: dict[str, bytes] = field(default_factory=dict)
+    """Each masked topic's key for its ``hash`` rules (engine/masking/), by
+    topic name: kept here, never in a topic config a client may describe."""
 
     def apply(self, record: list[Any]) -> None:
         kind = record[0]
@@ -94,6 +97,7 @@ class CatalogState:
             self.acls_version += 1
             self.credentials = restored.credentials
             self.client_quotas = restored.client_quotas
+            self.masking_keys = restored.masking_keys
         elif kind == "create_topic":
             meta = TopicMeta.from_wire(record[1])
             self.topics[meta.name] = meta
@@ -103,9 +107,11 @@ class CatalogState:
                 self.topics[meta.name] = meta
         elif kind == "delete_topic":
             self.topics.pop(record[1], None)
+            self.masking_keys.pop(record[1], None)
         elif kind == "delete_topics":
             for name in record[1]:
                 self.topics.pop(name, None)
+                self.masking_keys.pop(name, None)
         elif kind == "add_partitions":
             self.topics[record[1]].streams.extend((d, s) for d, s in record[2])
         elif kind == "add_partitions_many":
@@ -160,6 +166,8 @@ class CatalogState:
             if quotas:
                 replaced[entity] = quotas
             self.client_quotas = replaced
+        elif kind == "masking_key":
+            self.masking_keys[record[1]] = bytes(record[2])
         elif kind == "internal_stream":
             self.internal[record[1]] = record[2]
         elif kind == "producer_ids":
@@ -178,6 +186,7 @@ class CatalogState:
             "client_quotas": [
                 [entity_to_wire(entity), quotas] for entity, quotas in self.client_quotas.items()
             ],
+            "masking_keys": self.masking_keys,
         }
 
     @classmethod
@@ -197,6 +206,7 @@ class CatalogState:
                 entity_from_wire(entity): dict(quotas)
                 for entity, quotas in raw.get("client_quotas", [])
             },
+            masking_keys={name: bytes(key) for name, key in raw.get("masking_keys", {}).items()},
         )
 
     def stream_ids(self) -> set[int]:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from engine.errors import InvalidConfig
+from engine.masking.rules import MASKING_RULES, check_rules
 
 LONG_MAX = 2**63 - 1
 _INTEGER = re.compile(r"[+-]?[0-9]+")
@@ -142,6 +143,14 @@ _DEFS = [
         _one_of("local", "remote"),
         "when acks=1/all and embedded produces are answered: local (fsynced in the WAL) "
         "or remote (in an object committed to the object store's manifest)",
+    ),
+    ConfigDef(
+        MASKING_RULES,
+        _S,
+        "",
+        check_rules,
+        "a JSON list of masking rules applied on fetch for principals without unmask "
+        "(docs/governance.md)",
     ),
 ]
 for _field in ("key", "value"):

@@ -49,6 +49,10 @@ from engine.internal_topics import (
 )
 from engine.log_cleaner import LogCleaner
 from engine.maintenance import Maintenance
+from engine.masking.batches import mask_fetch
+from engine.masking.documents import Masking
+from engine.masking.policy import topic_masking
+from engine.masking.unmask import unmask_binding, unmask_granted
 from engine.partition import AppendResult, OffsetAndTimestamp, Partition, PartitionFetch
 from engine.quota_entities import ClientQuotas, entity_to_wire
 from engine.schemas.types import SchemaLookup
@@ -474,6 +478,33 @@ class Engine:
         self._check_open()
         with store_errors(), damage_at(topic, partition, offset):
             return await self.partition(topic, partition).fetch_async(offset, max_bytes, committed)
+
+    def masking(self, topic: str) -> Masking | None:
+        """The topic's masking rules and key (docs/governance.md, "Masked
+        replay"), None if it is not masked."""
+        found = self._registry.topics.get(topic)
+        if found is None:
+            return None
+        return topic_masking(found.config, self.catalog.state.masking_keys.get(topic))
+
+    def masked_fetch(self, topic: str, fetched: PartitionFetch, principal: str) -> PartitionFetch:
+        """``fetched`` as ``principal`` may see it: as stored if the topic is
+        not masked or the principal holds unmask in the catalog's ACLs, else
+        with its records masked (what the embedded consumer reads)."""
+        masking = self.masking(topic)
+        if masking is None or unmask_granted(self.catalog.state.acls, principal, topic):
+            return fetched
+        return mask_fetch(fetched, masking, None)
+
+    def grant_unmask(self, topic: str, principal: str, *, prefixed: bool = False) -> None:
+        """Lets ``principal`` read ``topic`` (with ``prefixed``, every topic
+        whose name starts with it) in clear: the ACL binding CreateAcls
+        would add (engine/masking/unmask.py)."""
+        self.catalog.add_acls([unmask_binding(topic, principal, prefixed=prefixed)])
+
+    def revoke_unmask(self, topic: str, principal: str, *, prefixed: bool = False) -> None:
+        """Removes what ``grant_unmask`` with the same arguments added."""
+        self.catalog.remove_acls([unmask_binding(topic, principal, prefixed=prefixed)])
 
     def list_offset(
         self,

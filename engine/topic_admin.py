@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import re
 import threading
 import uuid
@@ -29,6 +30,7 @@ from engine.errors import (
 )
 from engine.gc_pause import collector_paused
 from engine.internal_topics import is_internal_topic
+from engine.masking.rules import MASKING_RULES
 from engine.store_errors import store_errors
 from engine.topics import Topic, TopicRegistry
 from engine.types import NewTopic, PartitionInfo, TopicDescription
@@ -111,6 +113,8 @@ class TopicAdmin:
                     )
                     for _, name, count, overrides in fresh
                 ]
+                for meta in metas:
+                    self._ensure_masking_key(meta.name, meta.configs)
                 wire = [meta.to_wire() for meta in metas]
                 self.append_catalog(
                     ["create_topic", wire[0]] if len(wire) == 1 else ["create_topics", wire]
@@ -254,10 +258,18 @@ class TopicAdmin:
                     changes.setdefault(key, None)
             if validate_only:
                 return
+            self._ensure_masking_key(name, changes)
             self.append_catalog(["alter_configs", name, changes])
             topic.config = self.registry.topic_config(topic.meta.configs)
             for partition in topic.partitions:
                 partition.configure(topic.config)
+
+    def _ensure_masking_key(self, name: str, configs: Mapping[str, str | None]) -> None:
+        """The topic's key for hashing masked values, made before the config
+        that first asks for masking: a hash rule never meets a topic without
+        one, and the key outlives rule changes, so hashes stay stable."""
+        if configs.get(MASKING_RULES) and name not in self.catalog.state.masking_keys:
+            self.append_catalog(["masking_key", name, os.urandom(32)])
 
     def _create_streams(self, count: int) -> list[int]:
         with store_errors():

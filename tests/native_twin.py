@@ -50,6 +50,8 @@ PURE_PASS: tuple[str, ...] = (
     # End to end: librdkafka over a real socket to `python -m engine serve`
     # (which inherits TIDELOG_PURE), every codec both ways.
     "tests/server/test_kcat.py::test_produce_and_consume_with_each_codec",
+    # Masked fetches decode and re-encode batches through native/.
+    "tests/server/test_masked_fetch_paths.py",
     # The records a refused batch names are found by native/'s record walk.
     "tests/server/test_record_errors.py",
     # Schema validation decodes the refused batches' records through native/.
@@ -61,6 +63,8 @@ ONE_PASS_ONLY: dict[str, str] = {
     "tests/faults/test_list_offsets_off_loop.py": "builds its batches with native/; what it "
     "tests is where the server runs a slow lookup",
     "tests/engine/test_kafka_code.py": "imports native/'s error classes, not its code",
+    "tests/engine/test_masked_fetch.py": "masks every batch on the C extension and on the pure "
+    "twin itself, and checks they agree",
     "tests/server/test_bad_input.py": "builds its batches with native/; the server's answers "
     "to them are the engine's, which the pure pass covers",
     "tests/server/test_bombs.py": "the bombs of tests/engine/test_bombs.py, which the pure "

@@ -87,6 +87,7 @@ class Consumer:
         on_assign: RebalanceCallback | None = None,
         on_revoke: RebalanceCallback | None = None,
         on_lost: RebalanceCallback | None = None,
+        principal: str = "User:ANONYMOUS",
     ) -> None:
         if group_id is not None and not group_id:
             raise ValueError("group_id must not be empty")
@@ -98,6 +99,9 @@ class Consumer:
             raise ValueError(f"auto_offset_reset must be one of {', '.join(_RESETS)}")
         if isolation_level not in _ISOLATION_LEVELS:
             raise ValueError(f"isolation_level must be one of {', '.join(_ISOLATION_LEVELS)}")
+        self.principal = principal
+        """Who reads: a masked topic's records come masked unless the catalog's
+        ACLs let this principal see them in clear (docs/governance.md)."""
         self.isolation_level = isolation_level
         """read_committed: only records below the last stable offset, and none
         of aborted transactions (control records are never returned)."""
@@ -366,6 +370,7 @@ class Consumer:
             except OffsetOutOfRange:
                 self._reset_out_of_range(tp)
                 continue
+            fetched = self._engine.masked_fetch(tp.topic, fetched, self.principal)
             budget -= sum(len(r) for r in fetched.records)
             self._decode(tp, position, fetched)
 

@@ -62,6 +62,9 @@ class ClientHost(Protocol):
         max_bytes: int = ...,
         isolation_level: str = ...,
     ) -> PartitionFetch: ...
+    def masked_fetch(
+        self, topic: str, fetched: PartitionFetch, principal: str
+    ) -> PartitionFetch: ...
     def list_offset(
         self,
         topic: str,

@@ -106,6 +106,7 @@ def test_the_document_names_what_the_tests_build_from() -> None:
         "acls",
         "credentials",
         "client_quotas",
+        "masking_keys",
     ]
     assert ACL == [
         "resource_type", "resource_name", "pattern_type", "principal", "host", "operation",
@@ -208,6 +209,7 @@ def test_the_engine_reads_a_catalog_built_from_the_document(tmp_path: Path) -> N
             doc_record("add_partitions_many", CATALOG_RECORDS, pairs=[["two", [[s[12], s[13]]]]]),
             doc_record("alter_configs", CATALOG_RECORDS, name="one",
                        configs={"retention.ms": "1000", "cleanup.policy": None}),
+            doc_record("masking_key", CATALOG_RECORDS, name="three", key=b"3" * 32),
             doc_record("delete_topic", CATALOG_RECORDS, name="three"),
             doc_record("delete_topics", CATALOG_RECORDS, names=["four", "five"]),
             doc_record("producer_ids", CATALOG_RECORDS, end=2000),
@@ -229,6 +231,7 @@ def test_the_engine_reads_a_catalog_built_from_the_document(tmp_path: Path) -> N
             doc_record("client_quotas", CATALOG_RECORDS,
                        entity=[["client-id", "app"], ["user", "alice"]],
                        configs={"consumer_byte_rate": 2048.0}),
+            doc_record("masking_key", CATALOG_RECORDS, name="one", key=b"k" * 32),
         ]  # fmt: skip
         _append_all(store, catalog, records)
     with engine.open(node) as e:
@@ -244,6 +247,7 @@ def test_the_engine_reads_a_catalog_built_from_the_document(tmp_path: Path) -> N
             (("client-id", None),): {"producer_byte_rate": 1024.0},
             (("client-id", "app"), ("user", "alice")): {"consumer_byte_rate": 2048.0},
         }
+        assert e.catalog.state.masking_keys == {"one": b"k" * 32}
 
 
 def test_the_engine_reads_a_catalog_that_starts_with_a_snapshot(tmp_path: Path) -> None:
@@ -262,6 +266,7 @@ def test_the_engine_reads_a_catalog_that_starts_with_a_snapshot(tmp_path: Path) 
             "acls": [[4, "kafka-cluster", 3, "User:ops", "10.0.0.1", 7, 3]],
             "credentials": {"bob": {"SCRAM-SHA-512": ALICE.to_wire()}},
             "client_quotas": [[[["user", None]], {"consumer_byte_rate": 4096.0}]],
+            "masking_keys": {"kept": b"m" * 32},
         }  # fmt: skip
         assert list(body) == SNAPSHOT_KEYS
         _append_all(store, catalog, [doc_record("snapshot", CATALOG_RECORDS, body=body)])
@@ -276,6 +281,7 @@ def test_the_engine_reads_a_catalog_that_starts_with_a_snapshot(tmp_path: Path) 
         ]
         assert e.credentials.get("bob", "SCRAM-SHA-512") == ALICE
         assert e.client_quotas.entities() == {(("user", None),): {"consumer_byte_rate": 4096.0}}
+        assert e.catalog.state.masking_keys == {"kept": b"m" * 32}
 
 
 def test_a_store_whose_lowest_stream_is_no_catalog_is_refused(tmp_path: Path) -> None:
@@ -323,6 +329,7 @@ class DocCatalog:
         self.acls: list[dict[str, Any]] = []
         self.credentials: dict[str, dict[str, list[Any]]] = {}
         self.client_quotas: dict[tuple[tuple[str, str | None], ...], dict[str, float]] = {}
+        self.masking_keys: dict[str, bytes] = {}
 
     def apply(self, record: list[Any]) -> None:
         name, args = record[0], record[1:]
@@ -336,9 +343,14 @@ class DocCatalog:
                 self._add(topic)
         elif name == "delete_topic":
             del self.topics[named["name"]]
+            self.masking_keys.pop(named["name"], None)
         elif name == "delete_topics":
             for topic in named["names"]:
                 del self.topics[topic]
+                self.masking_keys.pop(topic, None)
+        elif name == "masking_key":
+            assert isinstance(named["key"], bytes) and len(named["key"]) == 32
+            self.masking_keys[named["name"]] = named["key"]
         elif name == "add_partitions":
             self.topics[named["name"]]["streams"] += named["pairs"]
         elif name == "add_partitions_many":
@@ -394,6 +406,7 @@ class DocCatalog:
                 for entity, quotas in named["body"].get("client_quotas", [])
             }
             self.acls = [dict(zip(ACL, raw, strict=True)) for raw in named["body"].get("acls", [])]
+            self.masking_keys = dict(named["body"].get("masking_keys", {}))
             self.topics = {}
             for topic in named["body"]["topics"]:
                 self._add(topic)
@@ -428,6 +441,9 @@ def test_what_the_engine_writes_parses_and_applies_by_the_document(tmp_path: Pat
         e.create_partitions("solo", 2)
         e.create_partitions_many([("a", 2), ("b", 3)])
         e.alter_configs("solo", {"retention.ms": None, "segment.bytes": "1048576"})
+        masked = '[{"path":"/email","action":"hash"}]'
+        e.alter_configs("a", {"tidelog.masking.rules": masked})
+        e.alter_configs("gone", {"tidelog.masking.rules": masked})
         e.delete_topic("gone")
         e.delete_topics(["x", "y"])
         e.broker_configs.alter(
@@ -455,6 +471,7 @@ def test_what_the_engine_writes_parses_and_applies_by_the_document(tmp_path: Pat
             producer.abort_transaction(30)
         # The leader epoch is the store's writer epoch (docs: Leader epochs).
         leader_epoch = e.store.manifest.epoch
+        masking_keys = dict(e.catalog.state.masking_keys)
         expected = {
             name: (e.partition_count(name), e.topic_config(name).overrides)
             for name in e.list_topics()
@@ -480,6 +497,8 @@ def test_what_the_engine_writes_parses_and_applies_by_the_document(tmp_path: Pat
         assert alice is not None
         assert model.credentials == {"alice": {"SCRAM-SHA-512": alice.to_wire()}}
         assert model.client_quotas == {app: {"producer_byte_rate": 1000.0}}
+        assert model.masking_keys == masking_keys
+        assert set(masking_keys) == {"a"}
         logs = {name: _apply_state_log(read_stream(store, i)) for name, i in model.internal.items()}
         assert logs["transactions"], "the transactional id lives in a state log"
         streams = {name: t["streams"] for name, t in model.topics.items()}

@@ -1,4 +1,6 @@
-"""Fetch: stored batches go back as stored, by reference, never decoded.
+"""Fetch: stored batches go back as stored, by reference, never decoded;
+only a masked topic read by a principal who may not see it in clear gets
+its batches re-encoded with their records masked (masked_fetch.py).
 
 Long-polling follows Kafka: the response waits until ``min_bytes`` are
 available or ``max_wait`` passes. Waiting is a wake-up from the engine when
@@ -49,7 +51,9 @@ from engine.server.handlers.common import (
     uuid_bytes,
 )
 from engine.server.handlers.registry import handles
+from engine.server.masked_fetch import masked, masking_for
 from engine.types import TopicPartition
+from native import BatchError
 
 if TYPE_CHECKING:
     # The kio request classes, for the handlers' annotations only: importing
@@ -254,16 +258,22 @@ async def _read(
         outcome = PartitionOutcome(0, marks, marks, code)
         found = empty if code == KafkaCode.NONE else None
         return _Read(wanted, found, 0, wanted.offset, outcome, marks)
+    limit = max(min(wanted.max_bytes, budget), 1)
     try:
         fetched = await context.engine.fetch_async(
             wanted.topic,
             wanted.partition,
             wanted.offset,
-            max(min(wanted.max_bytes, budget), 1),
+            limit,
             READ_COMMITTED if committed else READ_UNCOMMITTED,
         )
+        masking = masking_for(context, wanted.topic)
+        if masking is not None:  # else the stored bytes, as they are
+            fetched = await masked(fetched, masking, limit)
     except EngineError as error:
         return _failed(context, wanted, error_code(error))
+    except BatchError:  # a batch that cannot be masked is not sent in clear either
+        return _failed(context, wanted, KafkaCode.CORRUPT_MESSAGE)
     size = sum(len(batch) for batch in fetched.records)
     seen_end = max(fetched.next_offset, wanted.offset)
     if committed:  # data past the last stable offset was seen, not sent: wait beyond it
