@@ -405,7 +405,7 @@ def test_the_document_names_what_the_tests_build_from() -> None:
     assert DELTA_KEYS == ["seq", "epoch", "writer", "ops"]
     assert "streams" in CHECKPOINT_KEYS and "objects" in CHECKPOINT_KEYS
     assert OBJECT_FIELDS[-1] == ""  # the ranges, an array of its own
-    assert RANGE_FIELDS == ["stream_id", "start_offset", "end_offset", "size_bytes"]
+    assert RANGE_FIELDS == ["stream_id", "start_offset", "end_offset", "size_bytes", "links"]
 
 
 def doc_object_meta(
@@ -420,7 +420,8 @@ def doc_object_meta(
     }
     return [
         *(values[name] for name in OBJECT_FIELDS[:-1]),
-        [[r[name] for name in RANGE_FIELDS] for r in ranges],
+        # A range without links is one written before the chain existed.
+        [[r[name] for name in RANGE_FIELDS if name in r] for r in ranges],
     ]
 
 
@@ -454,7 +455,15 @@ def _history() -> list[list[list[Any]]]:
         _kinds()["stream object"],
         300,
         2000,
-        [{"stream_id": 1, "start_offset": 10, "end_offset": 30, "size_bytes": 250}],
+        [
+            {
+                "stream_id": 1,
+                "start_offset": 10,
+                "end_offset": 30,
+                "size_bytes": 250,
+                "links": [b"\x05" * 32, b"\x06" * 32],
+            }
+        ],
     )
     return [
         [doc_op("fence", epoch=1, owner=OWNER)],
@@ -490,6 +499,8 @@ def test_the_store_loads_a_manifest_log_built_from_the_document(tmp_path: Path) 
     assert (two.end_offset, three.end_offset) == (5, 7)
     assert state.dropped == {(3, 0, 1)}
     assert state.ranges[3].find(0) is None  # dropped: the stream no longer holds it
+    assert state.objects[1].ranges[0].links is None  # written before the chain
+    assert state.chain_head(1) == (30, b"\x06" * 32)
     for seq, ops in enumerate(history[5:], start=6):
         store.put(delta_key(seq), _delta(seq, ops))
     state = load_state(store)
@@ -506,7 +517,15 @@ def test_the_store_loads_a_checkpoint_built_from_the_document(tmp_path: Path) ->
         _kinds()["stream object"],
         64,
         77,
-        [{"stream_id": 9, "start_offset": 3, "end_offset": 8, "size_bytes": 40}],
+        [
+            {
+                "stream_id": 9,
+                "start_offset": 3,
+                "end_offset": 8,
+                "size_bytes": 40,
+                "links": [b"\x01" * 32, b"\x02" * 32, b"\x03" * 32, b"\x04" * 32],
+            }
+        ],
     )
     stream = {"stream_id": 9, "epoch": 2, "start_offset": 3, "end_offset": 8, "created_ms": 70}
     values: dict[str, Any] = {
@@ -535,6 +554,9 @@ def test_the_store_loads_a_checkpoint_built_from_the_document(tmp_path: Path) ->
     meta = state.streams[9]
     assert (meta.epoch, meta.start_offset, meta.end_offset, meta.created_ms) == (2, 3, 8, 70)
     assert state.objects[4].ranges[0].size == 40
+    links = state.objects[4].ranges[0].links
+    assert links is not None and (links.before, links.after) == (b"\x01" * 32, b"\x02" * 32)
+    assert links.rewrite == (b"\x03" * 32, b"\x04" * 32)
     assert state.ranges[9].find(5) is not None
     assert state.garbage == {"objects/0000000001/0000000000000003.so": 99}
 
