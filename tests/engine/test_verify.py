@@ -78,15 +78,19 @@ def test_tidelog_verify_finds_an_edited_value_in_s3_with_its_offset(
         e.create_topic(TOPIC, 1)
         _produce_in_uploads(e, [[b"decision-0", b"decision-1"], [b"approve-2"], [b"tool-3"]])
         stream = _stream(e)
+        beside = _verify_cli(tmp_path / "elsewhere", s3_url, TOPIC)
+        assert beside.returncode == 0, beside.stdout + beside.stderr
+        _produce_in_uploads(e, [[b"still-serving-4"]])  # the verifier fenced no one
         report = e.verify(TOPIC)
     (partition,) = report.partitions
-    assert report.ok and partition.verdict.end_offset == 4 and partition.verdict.from_genesis
+    assert report.ok and partition.verdict.end_offset == 5 and partition.verdict.from_genesis
+    assert "verified offsets [0, 4)" in beside.stdout
     head = partition.verdict.head
     assert head is not None
 
     proven = _verify_cli(data_dir, s3_url, TOPIC)
     assert proven.returncode == 0, proven.stderr
-    assert f"{TOPIC}:0: verified offsets [0, 4) from its genesis" in proven.stdout
+    assert f"{TOPIC}:0: verified offsets [0, 5) from its genesis" in proven.stdout
     assert head.hex() in proven.stdout
     anchored = _verify_cli(data_dir, s3_url, f"{TOPIC}:0", "--expect-head", head.hex())
     assert anchored.returncode == 0, anchored.stdout + anchored.stderr
