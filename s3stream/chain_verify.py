@@ -17,7 +17,7 @@ from typing import NamedTuple
 from s3stream import chain
 from s3stream.errors import CorruptObject, StreamNotFound
 from s3stream.manifest_state import ManifestState
-from s3stream.objects import StoredBatch, parse_object
+from s3stream.objects import ChainLinks, StoredBatch, parse_object, read_chain
 from s3stream.store import ObjectStore
 
 _OBJECTS_KEPT = 4
@@ -62,6 +62,9 @@ class StreamVerdict:
     than at a link kept where retention truncated the stream."""
     unlinked_end: int | None = None
     """The end of the ranges written before the chain existed (not proven)."""
+    ranges_without_object_links: int = 0
+    """Ranges proven from the manifest's links alone: their objects (format
+    version 1) keep no copy of them."""
     batches: int = 0
     bytes: int = 0
     rewrites: list[RewriteSeen] = field(default_factory=list)
@@ -72,25 +75,42 @@ class StreamVerdict:
         return not self.breaks
 
 
+class _Parsed(NamedTuple):
+    batches: dict[int, list[StoredBatch]]
+    chain: dict[tuple[int, int], ChainLinks] | None
+    """The object's own copy of its ranges' links; None in a version 1 object."""
+
+
 class _Objects:
     """Parsed objects, a few at a time: per key, each stream's batches."""
 
     def __init__(self, store: ObjectStore) -> None:
         self._store = store
-        self._parsed: OrderedDict[str, dict[int, list[StoredBatch]]] = OrderedDict()
+        self._parsed: OrderedDict[str, _Parsed] = OrderedDict()
 
-    def batches(self, key: str, stream_id: int) -> list[StoredBatch]:
-        held = self._parsed.get(key)
-        if held is None:
-            index, blocks = parse_object(key, self._store.get(key))
-            held = {}
+    def _get(self, key: str) -> _Parsed:
+        parsed = self._parsed.get(key)
+        if parsed is None:
+            data = self._store.get(key)
+            index, blocks = parse_object(key, data)
+            held: dict[int, list[StoredBatch]] = {}
             for info, batches in zip(index.blocks, blocks, strict=True):
                 held.setdefault(info.stream_id, []).extend(batches)
-            self._parsed[key] = held
+            chain_region = read_chain(key, data)
+            kept = None
+            if chain_region is not None:
+                kept = {(c.stream_id, c.start_offset): c for c in chain_region}
+            parsed = self._parsed[key] = _Parsed(held, kept)
             while len(self._parsed) > _OBJECTS_KEPT:
                 self._parsed.popitem(last=False)
         self._parsed.move_to_end(key)
-        return held.get(stream_id, [])
+        return parsed
+
+    def batches(self, key: str, stream_id: int) -> list[StoredBatch]:
+        return self._get(key).batches.get(stream_id, [])
+
+    def chain(self, key: str) -> dict[tuple[int, int], ChainLinks] | None:
+        return self._get(key).chain
 
 
 def verify_stream(
@@ -152,6 +172,18 @@ def verify_stream(
         except CorruptObject as error:
             _broke(verdict, start, end, key, f"unreadable: {error}")
             return verdict
+        kept = objects.chain(key)
+        if kept is None:
+            verdict.ranges_without_object_links += 1
+        elif kept.get((stream_id, start)) != _as_kept(stream_id, start, end, links):
+            _broke(
+                verdict,
+                start,
+                end,
+                key,
+                f"the object keeps other links for offsets [{start}, {end}) than the manifest",
+            )
+            return verdict
         problem = _offsets_problem(batches, start, end, gaps=rewrite is not None)
         if problem is not None:
             offset, reason = problem
@@ -184,6 +216,10 @@ def _links(
 ) -> chain.RangeLinks | None:
     meta = state.range_meta(stream_id, start, object_id)
     return None if meta is None else meta.links
+
+
+def _as_kept(stream_id: int, start: int, end: int, links: chain.RangeLinks) -> ChainLinks:
+    return ChainLinks(stream_id, start, end, links.before, links.after, links.rewrite)
 
 
 def _goes_on(

@@ -31,7 +31,7 @@ from s3stream.errors import Fenced, StoreClosed
 from s3stream.log_cache import CacheBlock
 from s3stream.manifest_state import ManifestState, ObjectMeta, Op, RangeMeta
 from s3stream.manifest_writer import ManifestWriter
-from s3stream.objects import EncodedObject, ObjectKind, StoredBatch, encode_object
+from s3stream.objects import ChainLinks, EncodedObject, ObjectKind, StoredBatch, encode_object
 from s3stream.store import ObjectStore, ObjectStoreError
 from s3stream.store_state import StoreState, StoreStats
 from wal import Position, WalError
@@ -193,6 +193,18 @@ def prepare_object(
         kind,
         [(stream_id, part) for stream_id, run in ordered for part in runs_of(run.batches)],
         block_bytes,
+        [
+            ChainLinks(
+                stream_id,
+                run.start_offset,
+                run.end_offset,
+                run.links.before,
+                run.links.after,
+                run.links.rewrite,
+            )
+            for stream_id, run in ordered
+            if run.links is not None
+        ],
     )
     # encode_object reports each stretch of consecutive batches; a run with
     # gaps is several of them, in the same (stream, offset) order.

@@ -125,6 +125,11 @@ def _print_verdict(found: PartitionVerdict, expected: bytes | None) -> bool:
             f"{name}: offsets below {verdict.unlinked_end} were written before the chain "
             "existed; not proven"
         )
+    if verdict.ranges_without_object_links:
+        print(
+            f"{name}: {verdict.ranges_without_object_links} ranges are in objects written "
+            "before objects kept links; proven from the manifest's links"
+        )
     for rewrite in verdict.rewrites:
         print(
             f"{name}: offsets [{rewrite.start_offset}, {rewrite.end_offset}) were rewritten "

@@ -134,7 +134,7 @@ def test_an_object_put_in_anothers_place_is_reported_at_its_first_offset(tmp_pat
     assert not report.ok
     (broken,) = report.partitions[0].verdict.breaks
     assert (broken.offset, broken.end_offset, broken.key) == (0, 2, keys[0])
-    assert "no batch holds" in broken.reason
+    assert "the object keeps other links" in broken.reason
 
 
 def test_a_restart_after_kill_9_continues_the_chain_over_wal_only_data(tmp_path: Path) -> None:

@@ -38,8 +38,8 @@ def forge_range(
             mine = [b for b in batches if r.start_offset <= b.base_offset < r.end_offset]
             if sid == stream_id and r.start_offset == start:
                 mine = edit(mine)
-            if mine:
-                kept.append(Run(mine[0].base_offset, mine[-1].end_offset, mine))
+            if mine:  # the range's bounds and links copied as they were
+                kept.append(Run(r.start_offset, r.end_offset, mine, r.links))
         runs.append((sid, kept))
     forged = prepare_runs(
         runs,

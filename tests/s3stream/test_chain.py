@@ -205,3 +205,14 @@ def test_a_cleaners_rewrite_is_reported_and_the_chain_goes_on() -> None:
     old_after = _head(payloads[:6])
     assert rewrite == (3, 6, old_before, old_after)
     assert verdict.head == hashlib.sha256(_head(payloads) + b"after").digest()
+
+
+def test_verification_from_an_offset_starts_at_the_range_holding_it() -> None:
+    payloads = [bytes([i]) * 4 for i in range(9)]
+    bucket, state, _ = _stored(payloads, [3, 6])
+    forge_range(bucket, state, STREAM, 1, flip_byte(1, 0))  # before the start asked for
+    verdict = verify_stream(bucket, state, STREAM, from_offset=4)
+    assert verdict.ok, verdict.breaks
+    assert (verdict.start_offset, verdict.end_offset, verdict.batches) == (3, 9, 6)
+    assert verdict.head == _head(payloads) and not verdict.from_genesis
+    assert not verify_stream(bucket, state, STREAM).ok
