@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import re
+import struct
 import threading
 
 from hypothesis import given, settings
@@ -20,6 +22,7 @@ from s3stream.objects import StoredBatch
 from s3stream.replacing import replace_range
 from s3stream.store import MemoryStore
 from s3stream.uploader import ObjectIds, add_ops, prepare_objects
+from tests import docspec
 from tests.s3stream.forgery import drop_renumbered, flip_byte, forge_range, swap_payloads
 
 STREAM = 7
@@ -216,3 +219,33 @@ def test_verification_from_an_offset_starts_at_the_range_holding_it() -> None:
     assert (verdict.start_offset, verdict.end_offset, verdict.batches) == (3, 9, 6)
     assert verdict.head == _head(payloads) and not verdict.from_genesis
     assert not verify_stream(bucket, state, STREAM).ok
+
+
+def _doc_tag(name: str) -> bytes:
+    """A domain tag as docs/tamper-evidence.md writes it: ``"tidelog.chain.<name>\\0"``."""
+    formulas = docspec.code_blocks("tamper-evidence.md")[0]
+    found = re.search(r'"(tidelog\.chain\.' + name + r')\\0"', formulas)
+    assert found is not None, name
+    return found.group(1).encode() + b"\0"
+
+
+@given(st.integers(0, 2**63 - 1), st.integers(0, 2**62), st.binary(min_size=32, max_size=32))
+def test_the_genesis_links_are_the_documents_formulas(
+    stream_id: int, offset: int, link: bytes
+) -> None:
+    def int64(value: int) -> bytes:
+        return struct.pack("<q", value)
+
+    assert (
+        chain.genesis(stream_id, offset)
+        == hashlib.sha256(_doc_tag("genesis") + int64(stream_id) + int64(offset)).digest()
+    )
+    end = offset + 7
+    assert (
+        chain.rewrite_genesis(stream_id, offset, end, link, link[::-1])
+        == hashlib.sha256(
+            _doc_tag("rewrite") + int64(stream_id) + int64(offset) + int64(end) + link + link[::-1]
+        ).digest()
+    )
+    batch = StoredBatch(offset, end, link * 3)
+    assert chain.extend(link, [batch]) == hashlib.sha256(link + link * 3).digest()
