@@ -63,6 +63,7 @@ from engine.topics import TopicRegistry
 from engine.transactions.config import TransactionConfig
 from engine.transactions.coordinator import TransactionCoordinator
 from engine.types import NewTopic, TopicDescription, TopicPartition
+from engine.verify import VerifyReport, verify_partitions
 from s3stream import CloseReport, ObjectStore, S3StreamError, StreamStore, StreamStoreConfig
 
 log = logging.getLogger("tidelog.engine")
@@ -562,6 +563,22 @@ class Engine:
     def clean(self) -> int:
         """Runs the log cleaner over compacted topics; returns partitions cleaned."""
         return self._maintenance.clean()
+
+    def verify(
+        self, topic: str | None = None, partition: int | None = None, *, from_offset: int = 0
+    ) -> VerifyReport:
+        """Proves the hash chains of a topic's partitions (all topics if None)
+        from what is committed in the object store (docs/tamper-evidence.md);
+        data not uploaded yet is not covered: ``flush`` first to include it."""
+        self._check_open()
+        with store_errors():
+            return verify_partitions(
+                self.store.store,
+                topic,
+                partition,
+                from_offset=from_offset,
+                catalog=self.catalog.state,
+            )
 
     # -- lifecycle -------------------------------------------------------------------
 

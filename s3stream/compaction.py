@@ -15,6 +15,8 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
+from s3stream import chain
+from s3stream.chain import RangeLinks
 from s3stream.config import StreamStoreConfig
 from s3stream.errors import Fenced, StoreClosed
 from s3stream.manifest_state import ManifestState, ObjectMeta, Op
@@ -186,6 +188,9 @@ def pick_stream_merge(
         total = 0
         previous_end = -1
         for start, end, object_id in state.ranges[stream_id].entries:
+            if run and run[-1] == object_id:  # several ranges of one object
+                previous_end = end
+                continue
             meta = state.objects[object_id]
             small = meta.kind is ObjectKind.STREAM and meta.size < small_object_bytes
             if small and run and start == previous_end and total + meta.size <= max_bytes:
@@ -240,7 +245,15 @@ def merge_objects(
             kept = [b for b in in_range if b.end_offset > stream_start]
             if kept:
                 start = max(r.start_offset, min(kept[0].base_offset, stream_start))
-                per_stream.setdefault(r.stream_id, []).append(Run(start, r.end_offset, kept))
+                links = r.links
+                if links is not None and len(kept) < len(in_range):
+                    # The chain goes on from the link after the batches left
+                    # out: the truncation point a verifier starts from. The
+                    # link at the end is the manifest's, never recomputed, so
+                    # a merge cannot make changed bytes look linked.
+                    skipped = in_range[: len(in_range) - len(kept)]
+                    links = links._replace(before=chain.extend(links.before, skipped))
+                per_stream.setdefault(r.stream_id, []).append(Run(start, r.end_offset, kept, links))
     # Each merged object's creation time is that of its newest input, so a
     # merge never makes data look older to time-based retention.
     created = max(state.objects[oid].created_ms for oid in object_ids)
@@ -255,15 +268,27 @@ def merge_objects(
 
 
 def _joined(runs: list[Run]) -> list[Run]:
-    """Runs in offset order, each adjacent pair joined into one."""
+    """Runs in offset order, each adjacent pair whose chains follow on
+    joined into one. Where the chain does not (a cleaner's rewrite starts or
+    ends there, or only one side is linked) the runs stay apart, so each
+    range's links still describe one stretch of one chain."""
     out: list[Run] = []
     for run in sorted(runs, key=lambda r: r.start_offset):
-        if out and out[-1].end_offset == run.start_offset:
+        if out and out[-1].end_offset == run.start_offset and _follows(out[-1], run):
             last = out[-1]
-            out[-1] = Run(last.start_offset, run.end_offset, [*last.batches, *run.batches])
+            links = None
+            if last.links is not None and run.links is not None:
+                links = RangeLinks(last.links.before, run.links.after, last.links.rewrite)
+            out[-1] = Run(last.start_offset, run.end_offset, [*last.batches, *run.batches], links)
         else:
             out.append(run)
     return out
+
+
+def _follows(first: Run, second: Run) -> bool:
+    if first.links is None or second.links is None:
+        return first.links is None and second.links is None
+    return second.links.rewrite is None and first.links.after == second.links.before
 
 
 class Compactor:

@@ -15,6 +15,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from s3stream.chain import RangeLinks
 from s3stream.objects import ObjectKind
 
 Op = list[Any]
@@ -31,6 +32,21 @@ class RangeMeta:
     start_offset: int
     end_offset: int
     size: int
+    links: RangeLinks | None = None
+    """The stream's hash chain at both ends of the range (s3stream/chain.py);
+    None for ranges written before the chain existed."""
+
+    def to_wire(self) -> list[Any]:
+        fields: list[Any] = [self.stream_id, self.start_offset, self.end_offset, self.size]
+        if self.links is not None:
+            fields.append(self.links.to_wire())
+        return fields
+
+    @classmethod
+    def from_wire(cls, raw: list[Any]) -> RangeMeta:
+        stream_id, start, end, size = raw[:4]
+        links = RangeLinks.from_wire(raw[4]) if len(raw) > 4 else None
+        return cls(stream_id, start, end, size, links)
 
 
 @dataclass(frozen=True)
@@ -49,7 +65,7 @@ class ObjectMeta:
             int(self.kind),
             self.size,
             self.created_ms,
-            [[r.stream_id, r.start_offset, r.end_offset, r.size] for r in self.ranges],
+            [r.to_wire() for r in self.ranges],
         ]
 
     @classmethod
@@ -61,7 +77,7 @@ class ObjectMeta:
             ObjectKind(kind),
             size,
             created_ms,
-            tuple(RangeMeta(*r) for r in ranges),
+            tuple(RangeMeta.from_wire(r) for r in ranges),
         )
 
 
@@ -248,6 +264,28 @@ class ManifestState:
             and r.end_offset > stream.start_offset
             and self.ranges[r.stream_id].holds(r.start_offset, object_id)
         )
+
+    def range_meta(self, stream_id: int, start_offset: int, object_id: int) -> RangeMeta | None:
+        """The object's range of the stream that starts at ``start_offset``."""
+        meta = self.objects.get(object_id)
+        if meta is None:
+            return None
+        for r in meta.ranges:
+            if r.stream_id == stream_id and r.start_offset == start_offset:
+                return r
+        return None
+
+    def chain_head(self, stream_id: int) -> tuple[int, bytes] | None:
+        """The end offset of the stream's last committed range and the chain's
+        link there, or None if that range has no links (or there is none)."""
+        ranges = self.ranges.get(stream_id)
+        if ranges is None or not ranges.entries:
+            return None
+        start, end, object_id = ranges.entries[-1]
+        meta = self.range_meta(stream_id, start, object_id)
+        if meta is None or meta.links is None:
+            return None
+        return end, meta.links.after
 
     def _forget_garbage(self, key: str) -> None:
         self.garbage.pop(key, None)

@@ -22,11 +22,18 @@ from s3stream.errors import CorruptObject
 BytesLike = bytes | bytearray | memoryview
 
 MAGIC = b"TLSOBJ\x00\x01"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+"""Version 1 objects have no chain region; everything else is the same."""
 ENTRY_HEADER = struct.Struct("<qII")  # base offset, offset count, payload length
 INDEX_ENTRY = struct.Struct("<qqqQII")  # stream, start, end, position, size, crc
 FOOTER = struct.Struct("<QIIHBBI8s")  # index position, count, crc, version, kind, pad, crc
 FOOTER_SIZE = FOOTER.size
+CHAIN_ENTRY = struct.Struct("<qqqI32s32s32s32s")  # stream, start, end, flags, 4 links
+CHAIN_TRAILER = struct.Struct("<II")  # entry count, CRC32C of the entries
+CHAIN_REWRITE = 1
+"""A chain entry's flag: the range is a log cleaner's rewrite (its old links are set)."""
+NO_LINK = bytes(32)
 DEFAULT_BLOCK_BYTES = 1024 * 1024
 SUFFIX_READ_BYTES = 64 * 1024
 """How much of an object's end a reader fetches to get footer and index in one GET."""
@@ -74,6 +81,61 @@ class ObjectIndex:
         return None
 
 
+class ChainLinks(NamedTuple):
+    """The hash chain at the ends of one range of an object (docs/tamper-evidence.md):
+    ``old`` holds the replaced chain's links for a cleaner's rewrite."""
+
+    stream_id: int
+    start_offset: int
+    end_offset: int
+    before: bytes
+    after: bytes
+    old: tuple[bytes, bytes] | None = None
+
+
+def encode_chain(entries: Sequence[ChainLinks]) -> bytes:
+    body = b"".join(
+        CHAIN_ENTRY.pack(
+            e.stream_id,
+            e.start_offset,
+            e.end_offset,
+            0 if e.old is None else CHAIN_REWRITE,
+            e.before,
+            e.after,
+            *(e.old or (NO_LINK, NO_LINK)),
+        )
+        for e in entries
+    )
+    return body + CHAIN_TRAILER.pack(len(entries), crc32c(body))
+
+
+def parse_chain(key: str, data: BytesLike, index_position: int) -> list[ChainLinks]:
+    """The chain region of a whole version 2 object (it ends where the index starts)."""
+    if index_position < CHAIN_TRAILER.size or index_position > len(data):
+        raise CorruptObject(key, "no room for the chain region", index_position)
+    count, crc = CHAIN_TRAILER.unpack_from(data, index_position - CHAIN_TRAILER.size)
+    start = index_position - CHAIN_TRAILER.size - count * CHAIN_ENTRY.size
+    if start < 0:
+        raise CorruptObject(key, f"chain region of {count} entries overruns the object", 0)
+    body = memoryview(data)[start : index_position - CHAIN_TRAILER.size]
+    if crc32c(body) != crc:
+        raise CorruptObject(key, "chain region checksum mismatch", start)
+    entries = []
+    for (
+        stream_id,
+        first,
+        end,
+        flags,
+        before,
+        after,
+        old_before,
+        old_after,
+    ) in CHAIN_ENTRY.iter_unpack(body):
+        old = (old_before, old_after) if flags & CHAIN_REWRITE else None
+        entries.append(ChainLinks(stream_id, first, end, before, after, old))
+    return entries
+
+
 @dataclass
 class StreamRangeInfo:
     """What an object holds of one stream: offsets ``[start, end)`` in ``size`` bytes."""
@@ -104,13 +166,15 @@ def encode_object(
     kind: ObjectKind,
     streams: Iterable[tuple[int, Sequence[StoredBatch]]],
     block_bytes: int = DEFAULT_BLOCK_BYTES,
+    chain: Sequence[ChainLinks] = (),
 ) -> EncodedObject:
     """Lays out runs of batches as one object, ordered by (stream, offset).
 
     Each run's batches must be consecutive (each starts where the last ended);
     one stream may have several runs, which must not overlap.
     A block holds at most ``block_bytes``, unless one batch alone is larger:
-    that batch gets a block of its own.
+    that batch gets a block of its own. ``chain`` is the chain region: the
+    links of the object's ranges.
     """
     # The object is gathered as a list of parts, never joined here: growing
     # one buffer would copy every payload again on each reallocation, and
@@ -163,6 +227,9 @@ def encode_object(
         ranges.append(
             StreamRangeInfo(stream_id, batches[0].base_offset, expected, size - stream_begin)
         )
+    chain_region = encode_chain(sorted(chain, key=lambda c: (c.stream_id, c.start_offset)))
+    parts.append(chain_region)
+    size += len(chain_region)
     index = b"".join(INDEX_ENTRY.pack(*block) for block in blocks)
     index_crc = crc32c(index)
     head = FOOTER.pack(size, len(blocks), index_crc, FORMAT_VERSION, kind, 0, 0, MAGIC)
@@ -179,6 +246,7 @@ class Footer(NamedTuple):
     block_count: int
     index_crc: int
     kind: ObjectKind
+    version: int = FORMAT_VERSION
 
 
 def parse_footer(key: str, tail: BytesLike, object_size: int) -> Footer:
@@ -191,13 +259,13 @@ def parse_footer(key: str, tail: BytesLike, object_size: int) -> Footer:
         raise CorruptObject(key, f"bad magic {magic!r}", object_size - 8)
     if crc32c(raw[:20] + raw[24:]) != footer_crc:
         raise CorruptObject(key, "footer checksum mismatch", object_size - FOOTER_SIZE)
-    if version != FORMAT_VERSION:
+    if version not in READABLE_VERSIONS:
         raise CorruptObject(key, f"unsupported format version {version}")
     if kind not in (ObjectKind.STREAM_SET, ObjectKind.STREAM):
         raise CorruptObject(key, f"unknown object kind {kind}")
     if position + count * INDEX_ENTRY.size != object_size - FOOTER_SIZE:
         raise CorruptObject(key, "index does not end at the footer", position)
-    return Footer(position, count, index_crc, ObjectKind(kind))
+    return Footer(position, count, index_crc, ObjectKind(kind), version)
 
 
 def parse_index(key: str, footer: Footer, index_bytes: BytesLike) -> ObjectIndex:
@@ -259,6 +327,20 @@ def parse_object(key: str, data: BytesLike) -> tuple[ObjectIndex, list[list[Stor
     if isinstance(index, int):  # cannot happen with the whole object in hand
         raise CorruptObject(key, "index outside the object", index)
     view = memoryview(data)
+    chain = read_chain(key, data)  # checked as well: a damaged region is damage
+    if chain is not None and index.blocks:
+        chain_start = len(data) - FOOTER_SIZE - INDEX_ENTRY.size * len(index.blocks)
+        chain_start -= CHAIN_TRAILER.size + CHAIN_ENTRY.size * len(chain)
+        if max(b.position + b.size for b in index.blocks) > chain_start:
+            raise CorruptObject(key, "blocks overrun the chain region", chain_start)
     return index, [
         parse_block(key, b, view[b.position : b.position + b.size]) for b in index.blocks
     ]
+
+
+def read_chain(key: str, data: BytesLike) -> list[ChainLinks] | None:
+    """The chain region of a whole object; None for a version 1 object (none kept)."""
+    footer = parse_footer(key, data, len(data))
+    if footer.version < 2:
+        return None
+    return parse_chain(key, data, footer.index_position)

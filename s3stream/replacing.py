@@ -8,6 +8,8 @@ import contextlib
 import logging
 from collections.abc import Sequence
 
+from s3stream import chain
+from s3stream.chain import RangeLinks, Rewrite
 from s3stream.errors import OffsetOutOfRange, RangeChanged, StreamNotFound
 from s3stream.manifest_state import ManifestState
 from s3stream.manifest_writer import ManifestWriter
@@ -34,9 +36,10 @@ def replace_range(
     state = writer.manifest.state
     replaced = _ranges_to_replace(state, stream_id, stream_start, start_offset, end_offset)
     _check_replacement(stream_id, start_offset, end_offset, batches)
+    links = _rewrite_links(state, stream_id, start_offset, end_offset, replaced, batches)
     prepared = prepare_object(
         ObjectKind.STREAM,
-        [(stream_id, Run(start_offset, end_offset, batches))],
+        [(stream_id, Run(start_offset, end_offset, batches, links))],
         writer.manifest.epoch,
         ids,
         # As for merges: the replaced data does not look newer to retention.
@@ -71,6 +74,39 @@ def replace_range(
         len(replaced),
         prepared.meta.object_id,
     )
+
+
+def _rewrite_links(
+    state: ManifestState,
+    stream_id: int,
+    start: int,
+    end: int,
+    replaced: Sequence[tuple[int, int, int]],
+    batches: Sequence[StoredBatch],
+) -> RangeLinks | None:
+    """The new range's chain: it starts at a genesis that commits to the
+    links at both ends of what it replaces, and both are kept with it, so a
+    verifier sees that, and where, the cleaner rewrote the stream. None if
+    the replaced ranges were written before the chain existed."""
+    first = state.range_meta(stream_id, replaced[0][0], replaced[0][2])
+    last = state.range_meta(stream_id, replaced[-1][0], replaced[-1][2])
+    if first is None or last is None or first.links is None or last.links is None:
+        return None
+    # The old links are those of the chain the neighbours were linked to:
+    # a range already rewritten gives the links it replaced in its turn,
+    # and the range that follows says which link it went on from.
+    rewritten = first.links.rewrite
+    old_before = rewritten.old_before if rewritten is not None else first.links.before
+    old_after = last.links.after
+    following = state.ranges[stream_id].find(end)
+    if following is not None and following[0] == end:
+        after = state.range_meta(stream_id, following[0], following[2])
+        if after is not None and after.links is not None:
+            went_on = after.links.rewrite
+            old_after = went_on.old_before if went_on is not None else after.links.before
+    old = Rewrite(old_before, old_after)
+    before = chain.rewrite_genesis(stream_id, start, end, old.old_before, old.old_after)
+    return RangeLinks(before, chain.extend(before, batches), old)
 
 
 def _ranges_to_replace(

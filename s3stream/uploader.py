@@ -24,12 +24,14 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from s3stream import chain
+from s3stream.chain import RangeLinks
 from s3stream.config import StreamStoreConfig
 from s3stream.errors import Fenced, StoreClosed
 from s3stream.log_cache import CacheBlock
-from s3stream.manifest_state import ObjectMeta, Op, RangeMeta
+from s3stream.manifest_state import ManifestState, ObjectMeta, Op, RangeMeta
 from s3stream.manifest_writer import ManifestWriter
-from s3stream.objects import EncodedObject, ObjectKind, StoredBatch, encode_object
+from s3stream.objects import ChainLinks, EncodedObject, ObjectKind, StoredBatch, encode_object
 from s3stream.store import ObjectStore, ObjectStoreError
 from s3stream.store_state import StoreState, StoreStats
 from wal import Position, WalError
@@ -81,6 +83,8 @@ class Run(NamedTuple):
     start_offset: int
     end_offset: int
     batches: Sequence[StoredBatch]
+    links: RangeLinks | None = None
+    """The chain at the run's ends, kept with its range in the manifest."""
 
 
 def runs_of(batches: Sequence[StoredBatch]) -> list[list[StoredBatch]]:
@@ -94,22 +98,39 @@ def runs_of(batches: Sequence[StoredBatch]) -> list[list[StoredBatch]]:
     return runs
 
 
+def linked_runs(state: ManifestState, stream_id: int, batches: Sequence[StoredBatch]) -> list[Run]:
+    """The batches (in offset order) as runs, each linked into the stream's
+    hash chain: from the link at the end of the stream's last committed range
+    if the run starts there, else from a genesis at the run's start."""
+    head = state.chain_head(stream_id)
+    runs: list[Run] = []
+    for part in runs_of(batches):
+        start = part[0].base_offset
+        if head is not None and head[0] == start:
+            before = head[1]
+        else:
+            before = chain.genesis(stream_id, start)
+        after = chain.extend(before, part)
+        runs.append(Run(start, part[-1].end_offset, part, RangeLinks(before, after)))
+        head = (part[-1].end_offset, after)
+    return runs
+
+
 def prepare_objects(
     streams: Iterable[tuple[int, Sequence[StoredBatch]]],
     *,
+    state: ManifestState,
     epoch: int,
     ids: ObjectIds,
     now_ms: int,
     block_bytes: int,
     stream_object_bytes: int,
 ) -> list[PreparedObject]:
-    """Lays out streams' runs of batches as one stream-set object plus a
-    stream object for each run of at least ``stream_object_bytes``."""
+    """Lays out streams' runs of batches, linked into their chains after the
+    manifest ``state``, as one stream-set object plus a stream object for
+    each run of at least ``stream_object_bytes``."""
     return prepare_runs(
-        (
-            (stream_id, [Run(r[0].base_offset, r[-1].end_offset, r) for r in runs_of(batches)])
-            for stream_id, batches in streams
-        ),
+        ((stream_id, linked_runs(state, stream_id, batches)) for stream_id, batches in streams),
         epoch=epoch,
         ids=ids,
         now_ms=now_ms,
@@ -132,16 +153,24 @@ def prepare_runs(
     shared: list[tuple[int, Run]] = []
     objects: list[PreparedObject] = []
     for stream_id, runs in streams:
+        # Adjacent runs (kept apart only where the hash chain does not go
+        # on, see compaction._joined) share one stream object.
+        alone: list[tuple[int, Run]] = []
         for run in runs:
             size = sum(len(b.payload) for b in run.batches)
-            if size >= stream_object_bytes:
-                objects.append(
-                    prepare_object(
-                        ObjectKind.STREAM, [(stream_id, run)], epoch, ids, now_ms, block_bytes
-                    )
-                )
-            else:
+            if size < stream_object_bytes:
                 shared.append((stream_id, run))
+                continue
+            if alone and alone[-1][1].end_offset != run.start_offset:
+                objects.append(
+                    prepare_object(ObjectKind.STREAM, alone, epoch, ids, now_ms, block_bytes)
+                )
+                alone = []
+            alone.append((stream_id, run))
+        if alone:
+            objects.append(
+                prepare_object(ObjectKind.STREAM, alone, epoch, ids, now_ms, block_bytes)
+            )
     if shared:
         objects.append(
             prepare_object(ObjectKind.STREAM_SET, shared, epoch, ids, now_ms, block_bytes)
@@ -164,6 +193,18 @@ def prepare_object(
         kind,
         [(stream_id, part) for stream_id, run in ordered for part in runs_of(run.batches)],
         block_bytes,
+        [
+            ChainLinks(
+                stream_id,
+                run.start_offset,
+                run.end_offset,
+                run.links.before,
+                run.links.after,
+                run.links.rewrite,
+            )
+            for stream_id, run in ordered
+            if run.links is not None
+        ],
     )
     # encode_object reports each stretch of consecutive batches; a run with
     # gaps is several of them, in the same (stream, offset) order.
@@ -184,7 +225,7 @@ def prepare_object(
         encoded.size,
         now_ms,
         tuple(
-            RangeMeta(stream_id, run.start_offset, run.end_offset, size)
+            RangeMeta(stream_id, run.start_offset, run.end_offset, size, run.links)
             for (stream_id, run), size in zip(ordered, sizes, strict=True)
         ),
     )
@@ -382,6 +423,7 @@ class Uploader:
         config = self._config
         objects = prepare_objects(
             ((sid, b) for sid, b in block.batches.items() if sid in live),
+            state=self._writer.manifest.state,
             epoch=self._writer.manifest.epoch,
             ids=self._ids,
             now_ms=now_ms(),

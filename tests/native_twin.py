@@ -46,6 +46,7 @@ PURE_PASS: tuple[str, ...] = (
     "tests/engine/test_transactions.py",
     "tests/engine/test_txn_model.py",
     "tests/engine/test_units.py",
+    "tests/engine/test_verify.py",
     "tests/engine/test_wal_damage.py",
     # End to end: librdkafka over a real socket to `python -m engine serve`
     # (which inherits TIDELOG_PURE), every codec both ways.

@@ -369,8 +369,16 @@ def test_stream_object_merges_keep_the_gaps(tmp_path: Path, bucket: HookedStore)
         store.compact()
         objects = list(store.manifest.state.objects.values())
         assert len(objects) == 1  # all four merged, the replacement too
-        assert [(r.start_offset, r.end_offset) for r in objects[0].ranges] == [(0, 48)]
-        assert store.committed_ranges(stream) == [(0, 48)]
+        # The replacement stays a range of its own: its hash chain starts
+        # afresh (docs/tamper-evidence.md), so its links stay with it.
+        assert [(r.start_offset, r.end_offset) for r in objects[0].ranges] == [
+            (0, 12),
+            (12, 24),
+            (24, 48),
+        ]
+        store.compact()
+        assert list(store.manifest.state.objects) == [objects[0].object_id]  # nothing to merge
+        assert store.committed_ranges(stream) == [(0, 12), (12, 24), (24, 48)]
         assert read_stream(store, stream) == want
         assert [b.base_offset for b in store.fetch(stream, 12, max_bytes=1).batches] == [15]
         assert [b.base_offset for b in store.fetch(stream, 18, max_bytes=1).batches] == [24]
@@ -384,7 +392,13 @@ def test_merge_objects_leaves_dropped_ranges_out() -> None:
     state.apply(["create_stream", 2, 0])
     batches = {s: [StoredBatch(o, o + 1, f"{s}:{o}".encode()) for o in range(4)] for s in (1, 2)}
     (prepared,) = prepare_objects(
-        batches.items(), epoch=1, ids=ids, now_ms=5, block_bytes=64, stream_object_bytes=1 << 20
+        batches.items(),
+        state=state,
+        epoch=1,
+        ids=ids,
+        now_ms=5,
+        block_bytes=64,
+        stream_object_bytes=1 << 20,
     )
     bucket.put(prepared.meta.key, prepared.data)
     object_id = prepared.meta.object_id

@@ -25,10 +25,12 @@ from s3stream.manifest import checkpoint_key, delta_key, load_state
 from s3stream.manifest_state import KEPT_FENCES
 from s3stream.objects import (
     SUFFIX_READ_BYTES,
+    ChainLinks,
     ObjectKind,
     StoredBatch,
     encode_object,
     parse_object,
+    read_chain,
     read_index,
 )
 from s3stream.store import LocalStore
@@ -50,6 +52,8 @@ LAYOUTS = docspec.layouts(DOC)
 ENTRY = LAYOUTS["entry"]
 INDEX_ENTRY = LAYOUTS["index_entry"]
 FOOTER = LAYOUTS["footer"]
+CHAIN_ENTRY = LAYOUTS["chain_entry"]
+CHAIN_TRAILER = LAYOUTS["chain_trailer"]
 RECORD = LAYOUTS["record"]
 
 
@@ -105,10 +109,41 @@ def test_the_object_kinds_are_the_documented_numbers() -> None:
 Run = tuple[int, list[StoredBatch]]
 
 
-def doc_object(kind: int, runs: list[Run], block_bytes: int) -> bytes:
+def _doc_chain_region(chain: list[ChainLinks]) -> bytes:
+    """The chain region as the document lays it out: entries sorted by
+    (stream, start offset), then the trailer."""
+    entry, trailer = CHAIN_ENTRY.fixed(), CHAIN_TRAILER.fixed()
+    body = bytearray()
+    for c in sorted(chain, key=lambda c: (c.stream_id, c.start_offset)):
+        old_before, old_after = c.old or (bytes(32), bytes(32))
+        values = {
+            "stream_id": c.stream_id,
+            "start_offset": c.start_offset,
+            "end_offset": c.end_offset,
+            "flags": 0 if c.old is None else 1,
+            "before": c.before,
+            "after": c.after,
+            "old_before": old_before,
+            "old_after": old_after,
+        }
+        body += entry.pack(*(values[n] for n in CHAIN_ENTRY.names))
+    values = {"entry_count": len(chain), "chain_crc": docspec.crc32c(bytes(body))}
+    return bytes(body) + trailer.pack(*(values[n] for n in CHAIN_TRAILER.names))
+
+
+def doc_object(
+    kind: int,
+    runs: list[Run],
+    block_bytes: int,
+    chain: list[ChainLinks] | None = None,
+    *,
+    version: int | None = None,
+) -> bytes:
     """An object laid out by the document: blocks of entries, a new block when
-    the next entry would pass ``block_bytes``; the index sorted by (stream,
-    start offset); the footer, its CRC over its other 28 bytes in order."""
+    the next entry would pass ``block_bytes``; the chain region (none in a
+    version 1 object); the index sorted by (stream, start offset); the
+    footer, its CRC over its other 28 bytes in order."""
+    version = version or int(str(FOOTER.field("format_version").literal))
     entry_head, index_struct, footer_struct = (
         ENTRY.fixed(),
         INDEX_ENTRY.fixed(),
@@ -133,12 +168,14 @@ def doc_object(kind: int, runs: list[Run], block_bytes: int) -> bytes:
             block += entry
         index.append(_index_row(stream_id, first, batches[-1].end_offset, len(data), block))
         data += block
+    if version >= 2:
+        data += _doc_chain_region(chain or [])
     index_bytes = b"".join(index_struct.pack(*(row[n] for n in INDEX_ENTRY.names)) for row in index)
     footer: dict[str, Any] = {
         "index_position": len(data),
         "block_count": len(index),
         "index_crc": docspec.crc32c(index_bytes),
-        "format_version": FOOTER.field("format_version").literal,
+        "format_version": version,
         "kind": kind,
         "reserved": FOOTER.field("reserved").literal,
         "footer_crc": 0,
@@ -169,9 +206,12 @@ def _index_row(stream_id: int, start: int, end: int, position: int, block: bytes
     }
 
 
-def doc_read_object(data: bytes) -> tuple[int, list[tuple[int, list[tuple[int, int, bytes]]]]]:
-    """An object read by the document's rules: its kind, and per index entry
-    the block's stream and its entries (base offset, end offset, payload)."""
+def doc_read_object(
+    data: bytes,
+) -> tuple[int, list[tuple[int, list[tuple[int, int, bytes]]]], list[dict[str, Any]]]:
+    """An object read by the document's rules: its kind, per index entry the
+    block's stream and its entries (base offset, end offset, payload), and
+    the chain region's entries."""
     footer_struct = FOOTER.fixed()
     footer = dict(zip(FOOTER.names, footer_struct.unpack(data[-footer_struct.size :]), strict=True))
     raw = data[-footer_struct.size :]
@@ -184,6 +224,17 @@ def doc_read_object(data: bytes) -> tuple[int, list[tuple[int, list[tuple[int, i
     assert position + index_struct.size * count == len(data) - footer_struct.size
     index_bytes = data[position : position + index_struct.size * count]
     assert footer["index_crc"] == docspec.crc32c(index_bytes)
+    trailer_struct, entry_struct = CHAIN_TRAILER.fixed(), CHAIN_ENTRY.fixed()
+    trailer_at = position - trailer_struct.size
+    trailer = dict(
+        zip(CHAIN_TRAILER.names, trailer_struct.unpack_from(data, trailer_at), strict=True)
+    )
+    chain_at = trailer_at - entry_struct.size * trailer["entry_count"]
+    chain_bytes = data[chain_at:trailer_at]
+    assert trailer["chain_crc"] == docspec.crc32c(chain_bytes)
+    chain = [
+        dict(zip(CHAIN_ENTRY.names, e, strict=True)) for e in entry_struct.iter_unpack(chain_bytes)
+    ]
     rows = [
         dict(zip(INDEX_ENTRY.names, r, strict=True)) for r in index_struct.iter_unpack(index_bytes)
     ]
@@ -203,8 +254,9 @@ def doc_read_object(data: bytes) -> tuple[int, list[tuple[int, list[tuple[int, i
             entries.append((entry["base_offset"], expected, block[at : at + entry["length"]]))
             at += entry["length"]
         assert at == len(block) and expected == row["end_offset"]
+        assert row["position"] + row["size"] <= chain_at
         blocks.append((row["stream_id"], entries))
-    return footer["kind"], blocks
+    return footer["kind"], blocks, chain
 
 
 @st.composite
@@ -231,13 +283,30 @@ def runs(draw: st.DrawFn) -> tuple[int, list[Run]]:
     return kind, result
 
 
+@st.composite
+def chains(draw: st.DrawFn, object_runs: list[Run]) -> list[ChainLinks]:
+    """Links for some of the runs (a range copied from before the chain has none)."""
+    link = st.binary(min_size=32, max_size=32)
+    found = []
+    for stream_id, batches in object_runs:
+        if draw(st.booleans()):
+            old = draw(st.none() | st.tuples(link, link))
+            first, end = batches[0].base_offset, batches[-1].end_offset
+            found.append(ChainLinks(stream_id, first, end, draw(link), draw(link), old))
+    return found
+
+
 @settings(max_examples=60, deadline=None)
-@given(runs(), st.integers(1, 1200))
+@given(runs(), st.integers(1, 1200), st.data())
 def test_the_store_reads_objects_built_from_the_document(
-    layout: tuple[int, list[Run]], block_bytes: int
+    layout: tuple[int, list[Run]], block_bytes: int, data_: st.DataObject
 ) -> None:
     kind, object_runs = layout
-    data = doc_object(kind, object_runs, block_bytes)
+    chain = data_.draw(chains(object_runs))
+    version = data_.draw(st.sampled_from([1, 2]))  # both versions are read
+    data = doc_object(kind, object_runs, block_bytes, chain, version=version)
+    want_chain = sorted(chain, key=lambda c: (c.stream_id, c.start_offset))
+    assert read_chain("doc.sso", data) == (want_chain if version == 2 else None)
     index, blocks = parse_object("doc.sso", data)
     assert index.kind == kind
     expected = sorted(
@@ -261,15 +330,27 @@ def test_the_store_reads_objects_built_from_the_document(
 
 
 @settings(max_examples=60, deadline=None)
-@given(runs(), st.integers(1, 1200))
+@given(runs(), st.integers(1, 1200), st.data())
 def test_objects_the_store_writes_parse_by_the_document(
-    layout: tuple[int, list[Run]], block_bytes: int
+    layout: tuple[int, list[Run]], block_bytes: int, data_: st.DataObject
 ) -> None:
     kind, object_runs = layout
-    encoded = encode_object(ObjectKind(kind), object_runs, block_bytes)
+    chain = data_.draw(chains(object_runs))
+    encoded = encode_object(ObjectKind(kind), object_runs, block_bytes, chain)
     data = encoded.data
-    read_kind, blocks = doc_read_object(data)
+    read_kind, blocks, chain_read = doc_read_object(data)
     assert read_kind == kind
+    assert [
+        ChainLinks(
+            e["stream_id"],
+            e["start_offset"],
+            e["end_offset"],
+            e["before"],
+            e["after"],
+            (e["old_before"], e["old_after"]) if e["flags"] == 1 else None,
+        )
+        for e in chain_read
+    ] == sorted(chain, key=lambda c: (c.stream_id, c.start_offset))
     for _, entries in blocks:  # a block passes block_bytes only by one entry alone
         size = sum(ENTRY.fixed().size + len(p) for *_, p in entries)
         assert size <= block_bytes or len(entries) == 1
@@ -279,7 +360,7 @@ def test_objects_the_store_writes_parse_by_the_document(
     )
     assert [(s, *e) for s, entries in blocks for e in entries] == by_stream
     # Written by the same rules, the bytes are the document's byte for byte.
-    assert data == doc_object(kind, object_runs, block_bytes)
+    assert data == doc_object(kind, object_runs, block_bytes, chain)
 
 
 def test_a_footer_checksum_off_by_one_bit_is_refused() -> None:
@@ -405,7 +486,7 @@ def test_the_document_names_what_the_tests_build_from() -> None:
     assert DELTA_KEYS == ["seq", "epoch", "writer", "ops"]
     assert "streams" in CHECKPOINT_KEYS and "objects" in CHECKPOINT_KEYS
     assert OBJECT_FIELDS[-1] == ""  # the ranges, an array of its own
-    assert RANGE_FIELDS == ["stream_id", "start_offset", "end_offset", "size_bytes"]
+    assert RANGE_FIELDS == ["stream_id", "start_offset", "end_offset", "size_bytes", "links"]
 
 
 def doc_object_meta(
@@ -420,7 +501,8 @@ def doc_object_meta(
     }
     return [
         *(values[name] for name in OBJECT_FIELDS[:-1]),
-        [[r[name] for name in RANGE_FIELDS] for r in ranges],
+        # A range without links is one written before the chain existed.
+        [[r[name] for name in RANGE_FIELDS if name in r] for r in ranges],
     ]
 
 
@@ -454,7 +536,15 @@ def _history() -> list[list[list[Any]]]:
         _kinds()["stream object"],
         300,
         2000,
-        [{"stream_id": 1, "start_offset": 10, "end_offset": 30, "size_bytes": 250}],
+        [
+            {
+                "stream_id": 1,
+                "start_offset": 10,
+                "end_offset": 30,
+                "size_bytes": 250,
+                "links": [b"\x05" * 32, b"\x06" * 32],
+            }
+        ],
     )
     return [
         [doc_op("fence", epoch=1, owner=OWNER)],
@@ -490,6 +580,8 @@ def test_the_store_loads_a_manifest_log_built_from_the_document(tmp_path: Path) 
     assert (two.end_offset, three.end_offset) == (5, 7)
     assert state.dropped == {(3, 0, 1)}
     assert state.ranges[3].find(0) is None  # dropped: the stream no longer holds it
+    assert state.objects[1].ranges[0].links is None  # written before the chain
+    assert state.chain_head(1) == (30, b"\x06" * 32)
     for seq, ops in enumerate(history[5:], start=6):
         store.put(delta_key(seq), _delta(seq, ops))
     state = load_state(store)
@@ -506,7 +598,15 @@ def test_the_store_loads_a_checkpoint_built_from_the_document(tmp_path: Path) ->
         _kinds()["stream object"],
         64,
         77,
-        [{"stream_id": 9, "start_offset": 3, "end_offset": 8, "size_bytes": 40}],
+        [
+            {
+                "stream_id": 9,
+                "start_offset": 3,
+                "end_offset": 8,
+                "size_bytes": 40,
+                "links": [b"\x01" * 32, b"\x02" * 32, b"\x03" * 32, b"\x04" * 32],
+            }
+        ],
     )
     stream = {"stream_id": 9, "epoch": 2, "start_offset": 3, "end_offset": 8, "created_ms": 70}
     values: dict[str, Any] = {
@@ -535,6 +635,9 @@ def test_the_store_loads_a_checkpoint_built_from_the_document(tmp_path: Path) ->
     meta = state.streams[9]
     assert (meta.epoch, meta.start_offset, meta.end_offset, meta.created_ms) == (2, 3, 8, 70)
     assert state.objects[4].ranges[0].size == 40
+    links = state.objects[4].ranges[0].links
+    assert links is not None and (links.before, links.after) == (b"\x01" * 32, b"\x02" * 32)
+    assert links.rewrite == (b"\x03" * 32, b"\x04" * 32)
     assert state.ranges[9].find(5) is not None
     assert state.garbage == {"objects/0000000001/0000000000000003.so": 99}
 

@@ -1,0 +1,186 @@
+"""``tidelog verify [TOPIC[:PARTITION]]``: prove partitions' hash chains from the object store.
+
+Reads the committed manifest, the objects it names and the catalog as
+uploaded; writes nothing and takes no epoch, so it runs beside a serving
+engine without fencing it. Exit 0 if every chain verified (and the head
+is the one ``--expect-head`` names), 1 if not, 2 if it could not run.
+See docs/tamper-evidence.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
+from engine.cli.serve import DEFAULT_DATA_DIR
+from engine.errors import EngineError
+from engine.server.config import ConfigFileError, FileConfig, load_config_file
+from engine.verify import PartitionVerdict, verify_partitions
+from s3stream import ObjectStoreError, S3StreamError, open_store
+from s3stream.store import redact_url
+
+BROKEN = 1
+CANNOT_RUN = 2
+
+
+def add_command(commands: Any) -> None:
+    parser = commands.add_parser(
+        "verify",
+        help="prove partitions' hash chains from the object store (read-only)",
+        description=(
+            "Re-read every committed batch of the selected partitions from the object store "
+            "and prove each partition's hash chain; print the range proven and the head link. "
+            "Read-only: safe while the engine serves. Exit 1 if a batch was changed, removed "
+            "or reordered (or the head is not --expect-head)."
+        ),
+    )
+    parser.add_argument(
+        "selection",
+        nargs="?",
+        metavar="TOPIC[:PARTITION]",
+        help="a topic, or one partition of it (default: every topic)",
+    )
+    parser.add_argument("--data-dir", help=f"local data directory (default {DEFAULT_DATA_DIR})")
+    parser.add_argument("--object-store", help="as for tidelog serve (default: DATA_DIR/objects)")
+    parser.add_argument("--config", help="a TOML config file, as for tidelog serve")
+    parser.add_argument(
+        "--from-offset",
+        type=int,
+        default=0,
+        metavar="N",
+        help="start at the committed range holding offset N (its kept link is trusted)",
+    )
+    parser.add_argument(
+        "--expect-head",
+        metavar="HEX",
+        help="the head link recorded earlier for the one selected partition; a mismatch fails",
+    )
+    parser.set_defaults(run=run)
+
+
+def _selection(text: str | None) -> tuple[str | None, int | None]:
+    if text is None:
+        return None, None
+    topic, colon, partition = text.rpartition(":")
+    if colon and partition.isdigit() and topic:
+        return topic, int(partition)
+    return text, None
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        file = load_config_file(args.config) if args.config else FileConfig()
+        expected = bytes.fromhex(args.expect_head) if args.expect_head else None
+    except (ConfigFileError, OSError, ValueError) as error:
+        print(f"tidelog verify: {error}", file=sys.stderr)
+        return CANNOT_RUN
+    data_dir = args.data_dir or file.data_dir or DEFAULT_DATA_DIR
+    url = args.object_store or file.object_store
+    if url is None:
+        url = "file://" + os.path.abspath(os.path.join(data_dir, "objects"))
+    topic, partition = _selection(args.selection)
+    try:
+        store = open_store(url)
+    except ValueError as error:
+        print(f"tidelog verify: {error}", file=sys.stderr)
+        return CANNOT_RUN
+    try:
+        with _progress() as advance:
+            report = verify_partitions(
+                store, topic, partition, from_offset=args.from_offset, on_progress=advance
+            )
+    except EngineError as error:
+        print(f"tidelog verify: {error}", file=sys.stderr)
+        return CANNOT_RUN
+    except (S3StreamError, ObjectStoreError) as error:
+        print(f"tidelog verify: {redact_url(url)}: {error}", file=sys.stderr)
+        return CANNOT_RUN
+    finally:
+        store.close()
+    if expected is not None and len(report.partitions) != 1:
+        print(
+            "tidelog verify: --expect-head needs one partition (TOPIC:PARTITION), "
+            f"{len(report.partitions)} selected",
+            file=sys.stderr,
+        )
+        return CANNOT_RUN
+    failed = False
+    for verdict in report.partitions:
+        failed |= not _print_verdict(verdict, expected)
+    return BROKEN if failed else 0
+
+
+def _print_verdict(found: PartitionVerdict, expected: bytes | None) -> bool:
+    name = f"{found.topic}:{found.partition}"
+    verdict = found.verdict
+    if verdict.unlinked_end is not None:
+        print(
+            f"{name}: offsets below {verdict.unlinked_end} were written before the chain "
+            "existed; not proven"
+        )
+    if verdict.ranges_without_object_links:
+        print(
+            f"{name}: {verdict.ranges_without_object_links} ranges are in objects written "
+            "before objects kept links; proven from the manifest's links"
+        )
+    for rewrite in verdict.rewrites:
+        print(
+            f"{name}: offsets [{rewrite.start_offset}, {rewrite.end_offset}) were rewritten "
+            f"by the log cleaner (replaced chain {rewrite.old_before.hex()} .. "
+            f"{rewrite.old_after.hex()})"
+        )
+    for broken in verdict.breaks:
+        print(
+            f"{name}: BROKEN at offset {broken.offset} (range up to {broken.end_offset}, "
+            f"object {broken.key}): {broken.reason}"
+        )
+    if not verdict.ok:
+        return False
+    if verdict.head is None:
+        print(f"{name}: nothing linked in the object store yet")
+        return expected is None
+    origin = "genesis" if verdict.from_genesis else "kept link"
+    print(
+        f"{name}: verified offsets [{verdict.start_offset}, {verdict.end_offset}) from its "
+        f"{origin}, {verdict.batches} batches, {verdict.bytes} bytes; head {verdict.head.hex()}"
+    )
+    if expected is not None and expected != verdict.head:
+        print(f"{name}: head is not the expected {expected.hex()}")
+        return False
+    return True
+
+
+def _progress() -> AbstractContextManager[Callable[[int], None] | None]:
+    """A rich progress bar of bytes hashed on a terminal; nothing otherwise."""
+    if not sys.stderr.isatty():
+        return nullcontext(None)
+    return _RichProgress()
+
+
+class _RichProgress(AbstractContextManager[Callable[[int], None] | None]):
+    def __enter__(self) -> Callable[[int], None]:
+        self._progress = Progress(
+            TextColumn("verifying"),
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            transient=True,
+            console=Console(stderr=True),
+        )
+        self._progress.start()
+        task = self._progress.add_task("verify", total=None)
+
+        def advance(size: int) -> None:
+            self._progress.advance(task, size)
+
+        return advance
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.stop()

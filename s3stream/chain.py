@@ -1,0 +1,85 @@
+"""The hash chain over each stream's stored batches (docs/tamper-evidence.md).
+
+``link(n) = SHA-256(link(n-1) || batch n)`` over a stream's batches in
+offset order, the batch as stored (the payload of its object entry). A
+chain starts at a *genesis* link that commits to the stream and the offset
+it starts at, or, for a range a log cleaner rewrote, to the links of the
+range it replaced. The links at both ends of each object range are kept in
+the manifest (``RangeLinks``), so a verifier can start at any range and a
+writer continues the chain from the last range without reading anything.
+
+The chain is computed where batches are uploaded, merged or replaced, on
+the store's own threads: the produce path pays nothing for it, and
+``hashlib`` releases the GIL while it hashes a payload.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from collections.abc import Iterable
+from typing import Any, NamedTuple
+
+from s3stream.objects import StoredBatch
+
+LINK_BYTES = 32
+GENESIS_TAG = b"tidelog.chain.genesis\x00"
+REWRITE_TAG = b"tidelog.chain.rewrite\x00"
+_STREAM_OFFSET = struct.Struct("<qq")
+_RANGE = struct.Struct("<qqq")
+
+
+def genesis(stream_id: int, offset: int) -> bytes:
+    """The link before the first batch of a stream's chain starting at ``offset``."""
+    return hashlib.sha256(GENESIS_TAG + _STREAM_OFFSET.pack(stream_id, offset)).digest()
+
+
+def rewrite_genesis(
+    stream_id: int, start_offset: int, end_offset: int, old_before: bytes, old_after: bytes
+) -> bytes:
+    """The link before the first batch of a rewritten range ``[start, end)``:
+    it commits to the links at both ends of the range it replaced."""
+    return hashlib.sha256(
+        REWRITE_TAG + _RANGE.pack(stream_id, start_offset, end_offset) + old_before + old_after
+    ).digest()
+
+
+def extend(link: bytes, batches: Iterable[StoredBatch]) -> bytes:
+    """The link after ``batches``, starting from ``link``."""
+    for batch in batches:
+        digest = hashlib.sha256(link)
+        digest.update(batch.payload)
+        link = digest.digest()
+    return link
+
+
+class Rewrite(NamedTuple):
+    """The links at both ends of the range a log cleaner's rewrite replaced."""
+
+    old_before: bytes
+    old_after: bytes
+
+
+class RangeLinks(NamedTuple):
+    """The chain at both ends of one object range: ``before`` its first batch
+    and ``after`` its last; ``rewrite`` if the range is a cleaner's rewrite
+    (its chain then started at ``rewrite_genesis`` of these links)."""
+
+    before: bytes
+    after: bytes
+    rewrite: Rewrite | None = None
+
+    def to_wire(self) -> list[bytes]:
+        if self.rewrite is None:
+            return [self.before, self.after]
+        return [self.before, self.after, self.rewrite.old_before, self.rewrite.old_after]
+
+    @classmethod
+    def from_wire(cls, raw: Any) -> RangeLinks:
+        if not isinstance(raw, list) or len(raw) not in (2, 4):
+            raise ValueError(f"a range's chain is 2 or 4 links, not {raw!r}")
+        links = [bytes(link) for link in raw]
+        if any(len(link) != LINK_BYTES for link in links):
+            raise ValueError("a chain link is 32 bytes")
+        rewrite = Rewrite(links[2], links[3]) if len(links) == 4 else None
+        return cls(links[0], links[1], rewrite)
