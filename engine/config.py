@@ -90,6 +90,10 @@ ACK_DURABILITY = "tidelog.ack.durability"
 """tidelog's own topic config: the durability an acknowledgement waits for
 (docs/durability.md)."""
 
+PROVENANCE = "tidelog.provenance"
+"""tidelog's own topic config: whether the broker stamps who wrote each
+record into its headers (engine/provenance.py, docs/governance.md)."""
+
 COMPRESSION_TYPES = ("uncompressed", "zstd", "lz4", "snappy", "gzip", "producer")
 
 _L, _I, _B, _S, _D = (
@@ -139,6 +143,14 @@ _DEFS = [
         _one_of("local", "remote"),
         "when acks=1/all and embedded produces are answered: local (fsynced in the WAL) "
         "or remote (in an object committed to the object store's manifest)",
+    ),
+    ConfigDef(
+        PROVENANCE,
+        _S,
+        "none",
+        _one_of("none", "stamp"),
+        "stamp: the broker adds tidelog.* headers naming each record's writer "
+        "(principal, client id, listener, address, receive time)",
     ),
 ]
 CONFIG_DEFS: dict[str, ConfigDef] = {d.name: d for d in _DEFS}
@@ -235,6 +247,7 @@ class TopicConfig:
         self.index_interval_bytes = self._long("index.interval.bytes")
         self.compression_type = self.get("compression.type")
         self.remote_acks = self.get(ACK_DURABILITY) == "remote"
+        self.stamp_provenance = self.get(PROVENANCE) == "stamp"
         difference = self._long("message.timestamp.difference.max.ms")
         self.timestamp_before_max_ms = min(
             self._long("message.timestamp.before.max.ms"), difference

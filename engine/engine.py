@@ -50,6 +50,7 @@ from engine.internal_topics import (
 from engine.log_cleaner import LogCleaner
 from engine.maintenance import Maintenance
 from engine.partition import AppendResult, OffsetAndTimestamp, Partition, PartitionFetch
+from engine.provenance import Provenance
 from engine.quota_entities import ClientQuotas, entity_to_wire
 from engine.state_log import StateLog
 from engine.store_errors import damage_at, store_errors
@@ -378,6 +379,7 @@ class Engine:
         records: bytes | bytearray | memoryview,
         *,
         remote: bool | None = None,
+        provenance: Provenance | None = None,
     ) -> Future[AppendResult]:
         """Appends record batches (Kafka's v2 format) to a partition; the
         future resolves once they are durable: in the local WAL, or in an
@@ -388,10 +390,14 @@ class Engine:
 
         A bytearray or writable memoryview is rewritten in place (offsets,
         leader epoch) and stored without a copy: it must not change after.
+
+        On a ``tidelog.provenance = stamp`` topic every record is stamped
+        with ``provenance``: who wrote it (engine/provenance.py; an append
+        that names nobody is stamped as ``User:ANONYMOUS`` on ``embedded``).
         """
         self._check_open()
         return self._acks.submit(
-            self.partition(topic, partition, auto_create=True), records, remote
+            self.partition(topic, partition, auto_create=True), records, remote, provenance
         )
 
     def produce(
@@ -423,6 +429,7 @@ class Engine:
         records: bytes | bytearray | memoryview,
         *,
         remote: bool | None = None,
+        provenance: Provenance | None = None,
     ) -> Coroutine[Any, Any, AppendResult]:
         """Like submit, from a running event loop: the batches are validated
         and appended now, in call order (validation errors raise here), and
@@ -431,7 +438,7 @@ class Engine:
         that coroutine, never by blocking the loop."""
         self._check_open()
         leader = self.partition(topic, partition, auto_create=True)
-        return self._acks.submit_async(leader, records, remote)
+        return self._acks.submit_async(leader, records, remote, provenance)
 
     def init_producer_id(self) -> tuple[int, int]:
         """A new idempotent producer: (producer id, epoch)."""

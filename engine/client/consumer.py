@@ -44,6 +44,7 @@ from engine.errors import (
     UnstableOffsetCommit,
 )
 from engine.partition import OffsetAndTimestamp, PartitionFetch
+from engine.provenance import ANONYMOUS
 from engine.types import ConsumerRecord, OffsetAndMetadata, TopicPartition
 
 if TYPE_CHECKING:
@@ -87,7 +88,10 @@ class Consumer:
         on_assign: RebalanceCallback | None = None,
         on_revoke: RebalanceCallback | None = None,
         on_lost: RebalanceCallback | None = None,
+        principal: str = ANONYMOUS,
     ) -> None:
+        self.principal = principal
+        """Who this consumer reads as (docs/security.md)."""
         if group_id is not None and not group_id:
             raise ValueError("group_id must not be empty")
         if group_instance_id is not None and (group_id is None or not group_instance_id):

@@ -14,6 +14,7 @@ from engine.types import TopicPartition
 if TYPE_CHECKING:
     from engine.groups import GroupCoordinator
     from engine.partition import AppendResult, OffsetAndTimestamp, Partition, PartitionFetch
+    from engine.provenance import Provenance
     from engine.transactions.coordinator import TransactionCoordinator
 
 
@@ -45,6 +46,7 @@ class ClientHost(Protocol):
         records: bytes | bytearray | memoryview,
         *,
         remote: bool | None = None,
+        provenance: Provenance | None = None,
     ) -> Future[AppendResult]: ...
     def fetch(
         self,

@@ -24,6 +24,7 @@ from engine.client.partitioner import DEFAULT_PARTITIONER, StickyPartitioner, ke
 from engine.client.producer_batch import ProducerBatch, Resolver
 from engine.errors import EngineClosed, EngineError
 from engine.partition import AppendResult
+from engine.provenance import ANONYMOUS, EMBEDDED_LISTENER, Provenance
 from engine.types import Header, RecordMetadata, TopicPartition
 from native import Compression, RecordSpec
 
@@ -55,8 +56,14 @@ class Producer:
         max_queued_bytes: int = 64 * 1024 * 1024,
         max_in_flight: int = 5,
         partitioner: str = DEFAULT_PARTITIONER,
+        principal: str = ANONYMOUS,
+        client_id: str | None = None,
     ) -> None:
         self._engine = engine
+        self.principal = principal
+        """Who this producer writes as: what a ``tidelog.provenance = stamp``
+        topic stamps on its records (docs/security.md, docs/governance.md)."""
+        self._provenance = Provenance(principal, EMBEDDED_LISTENER, client_id)
         self.partitioner = key_partitioner(partitioner)
         self.batch_size = batch_size
         self.linger_s = linger_ms / 1000
@@ -280,7 +287,9 @@ class Producer:
                 base_sequence=sequence if self.producer_id >= 0 else -1,
                 is_transactional=self._transactional,
             )
-            future = self._engine.submit(tp.topic, tp.partition, bytearray(encoded))
+            future = self._engine.submit(
+                tp.topic, tp.partition, bytearray(encoded), provenance=self._provenance
+            )
         except (EngineError, ValueError) as error:
             self._send_failed(error)
             self._settle(tp, resolvers, error)

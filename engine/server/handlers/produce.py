@@ -104,6 +104,8 @@ def handle_produce(context: RequestContext, request: ProduceRequest) -> Response
         ]
         if unknown:  # rare (clients ask Metadata first, which creates them)
             refused.update(auto_create_topics(context, list(dict.fromkeys(unknown))))
+    # Who sent it, for the partitions of stamp topics (one value per request).
+    provenance = context.identity.provenance(context.header.client_id)
     for topic in request.topics:
         partitions: list[tuple[int, Outcome, str | None]] = []
         refused_code = refused.get(topic.name, acks_error)
@@ -121,6 +123,7 @@ def handle_produce(context: RequestContext, request: ProduceRequest) -> Response
                     partition.records,
                     # Nobody waits for an acks=0 answer: no prompt upload for it.
                     remote=False if request.acks == 0 else None,
+                    provenance=provenance,
                 )
             except EngineError as error:
                 partitions.append((partition.partition, error, None))
