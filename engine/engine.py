@@ -29,6 +29,8 @@ from typing import Any, overload
 
 from engine import clock, exit_close, offset_lookup
 from engine.acks import Acks
+from engine.acl_authorizer import engine_authorizer
+from engine.authorization import AuthorizationConfig
 from engine.broker_config import BrokerConfigs, engine_static
 from engine.catalog import Catalog
 from engine.client.consumer import Consumer
@@ -87,6 +89,10 @@ class EngineConfig:
     """The group coordinator's settings (Kafka's group.* and offsets.* broker settings)."""
     transactions: TransactionConfig = field(default_factory=TransactionConfig)
     """The transaction coordinator's settings (Kafka's transaction.* broker settings)."""
+    authorization: AuthorizationConfig | None = None
+    """None: everyone may do everything. Set: the ACL authorizer over the
+    catalog's ACLs decides for the embedded clients' principals and, under
+    ``tidelog serve``, for every connection's (docs/security.md)."""
 
 
 class Engine:
@@ -129,6 +135,9 @@ class Engine:
         """What close left only in the WAL (None until closed)."""
         try:
             self.catalog = Catalog.open(self.store)
+            self.authorizer = engine_authorizer(config.authorization, self.catalog.state)
+            """What the principals of the embedded clients (and, served, of
+            connections) may do: the one authorizer both ask."""
             self.broker_configs = BrokerConfigs(
                 engine_static(config.auto_create_topics, config.default_partitions),
                 self.catalog.state.broker_configs,

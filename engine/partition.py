@@ -726,10 +726,14 @@ def inflation_limit(config: TopicConfig) -> int:
     return max(INFLATION_FACTOR * config.max_message_bytes, MIN_INFLATION_LIMIT)
 
 
-def _batch_error(error: BatchError, topic: str, index: int) -> InvalidRecord | InvalidTimestamp:
+def _batch_error(
+    error: BatchError, topic: str, index: int
+) -> InvalidRecord | InvalidTimestamp | RecordTooLarge:
     kind = error.kafka_error
     if isinstance(error, RejectedRecords):
         return rejected(error, f"{topic}-{index}")
+    if kind == "MESSAGE_TOO_LARGE":  # a provenance stamp past max.message.bytes
+        return RecordTooLarge(error.found or 0, error.expected or 0)
     if kind == "CORRUPT_MESSAGE":
         return CorruptRecord(str(error))
     if kind == "UNSUPPORTED_COMPRESSION_TYPE":

@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import native
+from engine.authorization import ANONYMOUS
 from engine.errors import RecordTooLarge
 from native import StampedBatchTooLarge
 
@@ -32,8 +33,6 @@ RECEIVED_MS = "tidelog.received.ms"
 
 EMBEDDED_LISTENER = "embedded"
 """The listener name of records written through the embedded API."""
-
-ANONYMOUS = "User:ANONYMOUS"
 
 
 @dataclass(frozen=True, slots=True)

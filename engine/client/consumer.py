@@ -21,6 +21,8 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequenc
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Literal, overload
 
+from engine.authorization import ANONYMOUS, AclOperation
+from engine.client.access import Access
 from engine.client.assignors import assignor
 from engine.client.fetched_records import decode_fetched
 from engine.client.group_member import GroupMember
@@ -44,7 +46,6 @@ from engine.errors import (
     UnstableOffsetCommit,
 )
 from engine.partition import OffsetAndTimestamp, PartitionFetch
-from engine.provenance import ANONYMOUS
 from engine.types import ConsumerRecord, OffsetAndMetadata, TopicPartition
 
 if TYPE_CHECKING:
@@ -92,6 +93,9 @@ class Consumer:
     ) -> None:
         self.principal = principal
         """Who this consumer reads as (docs/security.md)."""
+        self._access = Access(engine.authorizer, principal)
+        if group_id:
+            self._access.group(AclOperation.READ, group_id)  # joins, commits, offset lookups
         if group_id is not None and not group_id:
             raise ValueError("group_id must not be empty")
         if group_instance_id is not None and (group_id is None or not group_instance_id):
@@ -169,6 +173,7 @@ class Consumer:
         """Reads exactly these partitions (replacing any subscription, and
         leaving the group if it was a member)."""
         wanted = [TopicPartition(*tp) for tp in partitions]
+        self._authorize_reads(wanted)  # first: a refused topic's existence is not told
         for tp in wanted:
             self._engine.partition(tp.topic, tp.partition)  # raises if unknown
         if self._member is not None and self._member.subscribed:
@@ -207,7 +212,12 @@ class Consumer:
             if set(current) != set(self._positions):
                 self._set_assignment(current)
 
+    def _authorize_reads(self, partitions: list[TopicPartition]) -> None:
+        for topic in sorted({tp.topic for tp in partitions}):
+            self._access.topic(AclOperation.READ, topic)
+
     def _set_assignment(self, partitions: list[TopicPartition]) -> None:
+        self._authorize_reads(partitions)  # before anything changes
         self._positions = {tp: self._positions.get(tp) for tp in partitions}
         self._buffer = [
             r for r in self._buffer[self._next :] if (r.topic, r.partition) in self._positions

@@ -8,6 +8,7 @@ from collections.abc import Iterable, Mapping
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Protocol
 
+from engine.authorization import Authorizer
 from engine.clock import Clock
 from engine.types import TopicPartition
 
@@ -21,6 +22,9 @@ if TYPE_CHECKING:
 class ClientHost(Protocol):
     """Topics and partitions, appends and reads, waits for new data, and the
     two coordinators, spoken to in process."""
+
+    authorizer: Authorizer
+    """What the clients' principals may do (engine/client/access.py)."""
 
     @property
     def clock(self) -> Clock:

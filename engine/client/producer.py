@@ -19,12 +19,14 @@ from concurrent.futures import Future
 from typing import TYPE_CHECKING
 
 import native
+from engine.authorization import ANONYMOUS, AclOperation
+from engine.client.access import Access
 from engine.client.delivery import DeliveryFuture, Waits
 from engine.client.partitioner import DEFAULT_PARTITIONER, StickyPartitioner, key_partitioner
 from engine.client.producer_batch import ProducerBatch, Resolver
 from engine.errors import EngineClosed, EngineError
 from engine.partition import AppendResult
-from engine.provenance import ANONYMOUS, EMBEDDED_LISTENER, Provenance
+from engine.provenance import EMBEDDED_LISTENER, Provenance
 from engine.types import Header, RecordMetadata, TopicPartition
 from native import Compression, RecordSpec
 
@@ -71,6 +73,9 @@ class Producer:
             _CODECS[compression] if isinstance(compression, str) else compression
         )
         Compression(self.compression)  # raises ValueError for a codec Kafka does not define
+        self._access = Access(engine.authorizer, principal)
+        if idempotent:
+            self._access.idempotent_write()
         self.producer_id, self.producer_epoch = (
             engine.init_producer_id() if idempotent else (-1, -1)
         )
@@ -279,6 +284,7 @@ class Producer:
         resolvers = batch.resolvers
         try:
             self._before_send(tp)
+            self._access.topic(AclOperation.WRITE, tp.topic)  # per batch, as a Produce
             encoded = native.encode_batch(
                 batch.specs,
                 compression=self.compression,
