@@ -183,3 +183,17 @@ def test_the_topic_config_takes_none_or_stamp_only(engine_factory: EngineFactory
     assert e.topic_config("t").get("tidelog.provenance") == "none"
     e.alter_configs("t", {"tidelog.provenance": "stamp"})
     assert e.topic_config("t").stamp_provenance
+
+
+def test_a_topic_codec_and_a_stamp_compose(
+    engine_factory: EngineFactory, clock: ManualClock
+) -> None:
+    e = engine_factory(clock=clock)
+    e.create_topic("audit", 1, {**STAMP, "compression.type": "lz4"})
+    sent = [RecordSpec(NOW, b"k%d" % i, b"v" * i, [("tidelog.listener", b"x")]) for i in range(5)]
+    e.produce("audit", 0, native.encode_batch(sent, compression=Compression.GZIP))
+    (batch,) = e.fetch("audit", 0, 0).records
+    assert native.scan_batches(batch)[0].compression == Compression.LZ4
+    assert [(r.key, r.value, r.headers) for r in read_all(e, "audit")] == [
+        (s.key, s.value, stamped("User:ANONYMOUS")) for s in sent
+    ]
