@@ -59,6 +59,22 @@ class Provenance:
         fields.append((RECEIVED_MS, str(received_ms).encode()))
         return fields
 
+    def stamp_size(self) -> int:
+        """The most bytes the stamp adds to one record (its headers and the
+        longer varints they may need), for producers sizing their batches."""
+        encoded = 0
+        for name, value in self.headers(LONG_MAX):
+            encoded += _varint_size(len(name)) + len(name) + _varint_size(len(value)) + len(value)
+        return encoded + 8  # the record's length and header count may each grow a varint
+
+
+def _varint_size(value: int) -> int:
+    """Bytes of a zigzag varint of a non-negative value (Kafka's record fields)."""
+    return max(1, ((value << 1).bit_length() + 6) // 7)
+
+
+LONG_MAX = (1 << 63) - 1
+
 
 EMBEDDED = Provenance()
 """What an append that names no writer is stamped with (the engine's raw

@@ -100,7 +100,11 @@ class Producer:
         """Sends are taken (a transactional producer's only in a transaction)."""
         self._flushing = False
         self._sticky = StickyPartitioner(batch_size)
-        self._partitions: dict[tuple[str, int], TopicPartition] = {}
+        self._partitions: dict[tuple[str, int], tuple[TopicPartition, int]] = {}
+        """Each partition sent to, and what the broker adds to each of its
+        records (a provenance stamp, or nothing): counted in batch sizes so
+        that a stamped batch still fits the topic's max.message.bytes."""
+        self._stamp_bytes = self._provenance.stamp_size()
         self._partition_counts: dict[str, tuple[int, float]] = {}
         self._sender = threading.Thread(
             target=self._send_loop, name="tidelog-producer", daemon=True
@@ -181,11 +185,15 @@ class Producer:
                 partition = self.partitioner.partition(key_bytes, count)
                 if partition is None:
                     partition = self._sticky.partition(topic, count, size)
-        tp = self._partitions.get((topic, partition))
-        if tp is None:
+        known_partition = self._partitions.get((topic, partition))
+        if known_partition is None:
             # Raises for an unknown partition; a produce may create the topic.
-            self._engine.partition(topic, partition, auto_create=True)
-            tp = self._partitions[(topic, partition)] = TopicPartition(topic, partition)
+            leader = self._engine.partition(topic, partition, auto_create=True)
+            stamp = self._stamp_bytes if leader.config.stamp_provenance else 0
+            known_partition = (TopicPartition(topic, partition), stamp)
+            self._partitions[(topic, partition)] = known_partition
+        tp, stamp = known_partition
+        size += stamp
         with self._lock:  # the condition's lock, without its Python-level __enter__
             while self._queued_bytes > self.max_queued_bytes and not self._closed:
                 self._changed.wait(0.5)

@@ -197,3 +197,18 @@ def test_a_topic_codec_and_a_stamp_compose(
     assert [(r.key, r.value, r.headers) for r in read_all(e, "audit")] == [
         (s.key, s.value, stamped("User:ANONYMOUS")) for s in sent
     ]
+
+
+def test_an_embedded_producer_sizes_its_batches_so_that_stamped_ones_still_fit(
+    engine_factory: EngineFactory, clock: ManualClock
+) -> None:
+    # Small records in full batches: the stamp more than doubles each one, so
+    # batches sized without it would pass max.message.bytes once stamped.
+    e = engine_factory(clock=clock)
+    e.create_topic("audit", 1, {**STAMP, "max.message.bytes": 64 * 1024})
+    with e.producer(principal="User:alice", batch_size=48 * 1024, linger_ms=0) as producer:
+        futures = [producer.send("audit", b"%08d" % i, partition=0) for i in range(6000)]
+        producer.flush(30)
+    assert [f.result(10).offset for f in futures] == list(range(6000))
+    sizes = [len(batch) for batch in e.fetch("audit", 0, 0, 64 * 1024 * 1024).records]
+    assert max(sizes) <= 64 * 1024
