@@ -4,7 +4,8 @@ and a SASL_PLAINTEXT listener, records written by confluent-kafka
 stamp`` topic, read back with kcat's ``%h``: each carries its writer's
 authenticated principal, client id, listener, address and receive time, and
 a forged ``tidelog.principal`` header is replaced. Idempotent and
-transactional producers keep exactly-once on a stamp topic."""
+transactional producers keep exactly-once on a stamp topic, and a batch the
+stamp takes past max.message.bytes is answered MESSAGE_TOO_LARGE."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer, KafkaError, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from tests.server.conftest import ServerProcess, quiet_librdkafka
@@ -177,3 +178,23 @@ def test_a_transactional_producer_keeps_exactly_once_on_a_stamp_topic(
     assert [(value, headers["tidelog.principal"]) for value, headers in records] == [
         (b"committed", b"User:alice")
     ]
+
+
+def test_a_batch_the_stamp_takes_past_max_message_bytes_is_message_too_large(
+    server: ServerProcess,
+) -> None:
+    admin = AdminClient({"bootstrap.servers": server.bootstrap, **quiet_librdkafka()})
+    config = {**STAMP, "max.message.bytes": "2000"}
+    admin.create_topics([NewTopic("tight", 1, config=config)])["tight"].result(TIMEOUT)
+    errors: list[KafkaError | None] = []
+    producer = Producer(
+        {"bootstrap.servers": server.bootstrap, "message.timeout.ms": 10_000, **quiet_librdkafka()}
+    )
+    # About 1,900 bytes as sent: under the limit until the stamp is added.
+    producer.produce("tight", b"x" * 1800, partition=0, on_delivery=lambda e, _m: errors.append(e))
+    producer.flush(TIMEOUT)
+    producer.produce("tight", b"small", partition=0, on_delivery=lambda e, _m: errors.append(e))
+    producer.flush(TIMEOUT)
+    assert len(errors) == 2 and errors[0] is not None
+    assert errors[0].code() == KafkaError.MSG_SIZE_TOO_LARGE
+    assert errors[1] is None  # the partition keeps serving
