@@ -219,7 +219,7 @@ class Partition:
         if self.config.stamp_provenance:
             # Before offsets and sequences: the stamp keeps every field they
             # read (producer id, epoch, base sequence, record count).
-            buffer, headers = self._stamp(buffer, headers, provenance or EMBEDDED, now)
+            buffer, headers = self._stamp_provenance(buffer, headers, provenance or EMBEDDED, now)
             producer_batch = headers[0] if producer_batch is not None else None
         stamp = now if self.config.log_append_time else None  # LogAppendTime's broker time
         log_append_time = -1 if stamp is None else stamp
@@ -260,7 +260,7 @@ class Partition:
             )
         return AppendResult(base, last, log_append_time, self.log_start_offset), handle
 
-    def _stamp(
+    def _stamp_provenance(
         self, buffer: BytesLike, headers: list[BatchHeader], provenance: Provenance, now: int
     ) -> tuple[bytearray, list[BatchHeader]]:
         stamped = stamp_batches(

@@ -91,13 +91,13 @@ class Consumer:
         on_lost: RebalanceCallback | None = None,
         principal: str = ANONYMOUS,
     ) -> None:
+        if group_id is not None and not group_id:
+            raise ValueError("group_id must not be empty")
         self.principal = principal
         """Who this consumer reads as (docs/security.md)."""
         self._access = Access(engine.authorizer, principal)
-        if group_id:
+        if group_id is not None:
             self._access.group(AclOperation.READ, group_id)  # joins, commits, offset lookups
-        if group_id is not None and not group_id:
-            raise ValueError("group_id must not be empty")
         if group_instance_id is not None and (group_id is None or not group_instance_id):
             raise ValueError("group_instance_id needs a group_id and must not be empty")
         if not 0 < heartbeat_interval_ms < session_timeout_ms:
