@@ -86,13 +86,13 @@ def _cleanup_policy(value: str) -> str | None:
     return None
 
 
-ACK_DURABILITY = "tidelog.ack.durability"
-"""tidelog's own topic config: the durability an acknowledgement waits for
-(docs/durability.md)."""
-
 PROVENANCE = "tidelog.provenance"
 """tidelog's own topic config: whether the broker stamps who wrote each
 record into its headers (engine/provenance.py, docs/governance.md)."""
+
+ACK_DURABILITY = "tidelog.ack.durability"
+"""tidelog's own topic config: the durability an acknowledgement waits for
+(docs/durability.md)."""
 
 COMPRESSION_TYPES = ("uncompressed", "zstd", "lz4", "snappy", "gzip", "producer")
 
@@ -137,20 +137,20 @@ _DEFS = [
     ConfigDef("segment.ms", _L, "604800000", _at_least(1)),
     ConfigDef("unclean.leader.election.enable", _B, "false"),
     ConfigDef(
-        ACK_DURABILITY,
-        _S,
-        "local",
-        _one_of("local", "remote"),
-        "when acks=1/all and embedded produces are answered: local (fsynced in the WAL) "
-        "or remote (in an object committed to the object store's manifest)",
-    ),
-    ConfigDef(
         PROVENANCE,
         _S,
         "none",
         _one_of("none", "stamp"),
         "stamp: the broker adds tidelog.* headers naming each record's writer "
         "(principal, client id, listener, address, receive time)",
+    ),
+    ConfigDef(
+        ACK_DURABILITY,
+        _S,
+        "local",
+        _one_of("local", "remote"),
+        "when acks=1/all and embedded produces are answered: local (fsynced in the WAL) "
+        "or remote (in an object committed to the object store's manifest)",
     ),
 ]
 CONFIG_DEFS: dict[str, ConfigDef] = {d.name: d for d in _DEFS}
@@ -241,13 +241,13 @@ class TopicConfig:
         self.compact = "compact" in policies
         self.max_message_bytes = self._long("max.message.bytes")
         self.log_append_time = self.get("message.timestamp.type") == "LogAppendTime"
+        self.stamp_provenance = self.get(PROVENANCE) == "stamp"
         self.min_compaction_lag_ms = self._long("min.compaction.lag.ms")
         self.delete_retention_ms = self._long("delete.retention.ms")
         self.min_cleanable_dirty_ratio = float(self.get("min.cleanable.dirty.ratio"))
         self.index_interval_bytes = self._long("index.interval.bytes")
         self.compression_type = self.get("compression.type")
         self.remote_acks = self.get(ACK_DURABILITY) == "remote"
-        self.stamp_provenance = self.get(PROVENANCE) == "stamp"
         difference = self._long("message.timestamp.difference.max.ms")
         self.timestamp_before_max_ms = min(
             self._long("message.timestamp.before.max.ms"), difference
