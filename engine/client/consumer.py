@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequenc
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Literal, overload
 
-from engine.authorization import ANONYMOUS, AclOperation
+from engine.authorization import AclOperation
 from engine.client.access import Access
 from engine.client.assignors import assignor
 from engine.client.fetched_records import decode_fetched
@@ -89,15 +89,10 @@ class Consumer:
         on_assign: RebalanceCallback | None = None,
         on_revoke: RebalanceCallback | None = None,
         on_lost: RebalanceCallback | None = None,
-        principal: str = ANONYMOUS,
+        principal: str = "User:ANONYMOUS",
     ) -> None:
         if group_id is not None and not group_id:
             raise ValueError("group_id must not be empty")
-        self.principal = principal
-        """Who this consumer reads as (docs/security.md)."""
-        self._access = Access(engine.authorizer, principal)
-        if group_id is not None:
-            self._access.group(AclOperation.READ, group_id)  # joins, commits, offset lookups
         if group_instance_id is not None and (group_id is None or not group_instance_id):
             raise ValueError("group_instance_id needs a group_id and must not be empty")
         if not 0 < heartbeat_interval_ms < session_timeout_ms:
@@ -106,6 +101,9 @@ class Consumer:
             raise ValueError(f"auto_offset_reset must be one of {', '.join(_RESETS)}")
         if isolation_level not in _ISOLATION_LEVELS:
             raise ValueError(f"isolation_level must be one of {', '.join(_ISOLATION_LEVELS)}")
+        self.principal = principal
+        """Who reads: a masked topic's records come masked unless the catalog's
+        ACLs let this principal see them in clear (docs/governance.md)."""
         self.isolation_level = isolation_level
         """read_committed: only records below the last stable offset, and none
         of aborted transactions (control records are never returned)."""
@@ -114,6 +112,10 @@ class Consumer:
         """read_committed: the high watermark of each partition's last fetch;
         a wait for data is a wait for the log to grow past it."""
         self._engine = engine
+        self._access = Access(engine.authorizer, principal)
+        """What the principal may read (docs/security.md)."""
+        if group_id is not None:
+            self._access.group(AclOperation.READ, group_id)  # joins, commits, offset lookups
         self._clock = engine.clock
         """Poll timeouts and the auto-commit interval run on it."""
         self.auto_offset_reset = auto_offset_reset
