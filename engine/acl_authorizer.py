@@ -136,6 +136,10 @@ class AclAuthorizer:
                     allowed = acl.operation in (operation, _O.ALL)
         return allowed
 
+    def matching(self, resource_type: int, name: str) -> list[AclBinding]:
+        """The bindings whose pattern matches the resource, any principal."""
+        return self._current().matching(resource_type, name)
+
     def authorize_by_resource_type(
         self, principal: str, operation: AclOperation, resource_type: ResourceType, host: str
     ) -> bool:
