@@ -12,6 +12,7 @@ from typing import Any
 
 from engine.data_waiters import DataWaiters
 from engine.partition import AppendResult, Partition
+from engine.provenance import Provenance
 from engine.store_errors import store_errors, translate, translate_optional
 from s3stream import S3StreamError, StreamStore
 
@@ -22,11 +23,15 @@ class Acks:
         self.waiters = waiters
 
     def submit(
-        self, leader: Partition, records: bytes | bytearray | memoryview, remote: bool | None
+        self,
+        leader: Partition,
+        records: bytes | bytearray | memoryview,
+        remote: bool | None,
+        provenance: Provenance | None = None,
     ) -> Future[AppendResult]:
         """Appends to ``leader``; the future resolves once durable."""
         with store_errors():
-            result, stored = leader.submit(records, remote)
+            result, stored = leader.submit(records, remote, provenance)
         if stored is None:  # a retry: answered once the original is durable
             return self._retry_durable(leader, result, remote)
         done: Future[AppendResult] = Future()
@@ -40,11 +45,15 @@ class Acks:
         return done
 
     def submit_async(
-        self, leader: Partition, records: bytes | bytearray | memoryview, remote: bool | None
+        self,
+        leader: Partition,
+        records: bytes | bytearray | memoryview,
+        remote: bool | None,
+        provenance: Provenance | None = None,
     ) -> Coroutine[Any, Any, AppendResult]:
         """Appends to ``leader`` now; the coroutine finishes once durable."""
         with store_errors():
-            result, stored = leader.submit_async(records, remote)
+            result, stored = leader.submit_async(records, remote, provenance)
         return self._durable_async(leader, result, stored, remote)
 
     async def _durable_async(

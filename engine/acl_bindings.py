@@ -2,7 +2,7 @@
 resource pattern, a principal, a host, an operation, a permission), their
 msgpack form, and the filters Kafka's DescribeAcls and DeleteAcls match them
 with (Kafka's AclBindingFilter.matches). Deciding a request is the
-authorizer's job (engine/server/acl_authorizer.py).
+authorizer's job (engine/acl_authorizer.py).
 """
 
 from __future__ import annotations

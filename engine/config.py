@@ -87,6 +87,10 @@ def _cleanup_policy(value: str) -> str | None:
     return None
 
 
+PROVENANCE = "tidelog.provenance"
+"""tidelog's own topic config: whether the broker stamps who wrote each
+record into its headers (engine/provenance.py, docs/governance.md)."""
+
 ACK_DURABILITY = "tidelog.ack.durability"
 """tidelog's own topic config: the durability an acknowledgement waits for
 (docs/durability.md)."""
@@ -136,6 +140,14 @@ _DEFS = [
     ConfigDef("segment.jitter.ms", _L, "0", _at_least(0)),
     ConfigDef("segment.ms", _L, "604800000", _at_least(1)),
     ConfigDef("unclean.leader.election.enable", _B, "false"),
+    ConfigDef(
+        PROVENANCE,
+        _S,
+        "none",
+        _one_of("none", "stamp"),
+        "stamp: the broker adds tidelog.* headers naming each record's writer "
+        "(principal, client id, listener, address, receive time)",
+    ),
     ConfigDef(
         ACK_DURABILITY,
         _S,
@@ -261,6 +273,7 @@ class TopicConfig:
         self.compact = "compact" in policies
         self.max_message_bytes = self._long("max.message.bytes")
         self.log_append_time = self.get("message.timestamp.type") == "LogAppendTime"
+        self.stamp_provenance = self.get(PROVENANCE) == "stamp"
         self.min_compaction_lag_ms = self._long("min.compaction.lag.ms")
         self.delete_retention_ms = self._long("delete.retention.ms")
         self.min_cleanable_dirty_ratio = float(self.get("min.cleanable.dirty.ratio"))

@@ -29,6 +29,8 @@ from typing import Any, overload
 
 from engine import clock, exit_close, offset_lookup
 from engine.acks import Acks
+from engine.acl_authorizer import engine_authorizer
+from engine.authorization import AuthorizationConfig
 from engine.broker_config import BrokerConfigs, engine_static
 from engine.catalog import Catalog
 from engine.client.consumer import Consumer
@@ -54,6 +56,7 @@ from engine.masking.documents import Masking
 from engine.masking.policy import topic_masking
 from engine.masking.unmask import unmask_binding, unmask_granted
 from engine.partition import AppendResult, OffsetAndTimestamp, Partition, PartitionFetch
+from engine.provenance import Provenance
 from engine.quota_entities import ClientQuotas, entity_to_wire
 from engine.schemas.types import SchemaLookup
 from engine.state_log import StateLog
@@ -92,6 +95,10 @@ class EngineConfig:
     """The group coordinator's settings (Kafka's group.* and offsets.* broker settings)."""
     transactions: TransactionConfig = field(default_factory=TransactionConfig)
     """The transaction coordinator's settings (Kafka's transaction.* broker settings)."""
+    authorization: AuthorizationConfig | None = None
+    """None: everyone may do everything. Set: the ACL authorizer over the
+    catalog's ACLs decides for the embedded clients' principals and, under
+    ``tidelog serve``, for every connection's (docs/security.md)."""
 
 
 class Engine:
@@ -134,6 +141,9 @@ class Engine:
         """What close left only in the WAL (None until closed)."""
         try:
             self.catalog = Catalog.open(self.store)
+            self.authorizer = engine_authorizer(config.authorization, self.catalog.state)
+            """What the principals of the embedded clients (and, served, of
+            connections) may do: the one authorizer both ask."""
             self.broker_configs = BrokerConfigs(
                 engine_static(config.auto_create_topics, config.default_partitions),
                 self.catalog.state.broker_configs,
@@ -387,6 +397,7 @@ class Engine:
         records: bytes | bytearray | memoryview,
         *,
         remote: bool | None = None,
+        provenance: Provenance | None = None,
     ) -> Future[AppendResult]:
         """Appends record batches (Kafka's v2 format) to a partition; the
         future resolves once they are durable: in the local WAL, or in an
@@ -397,10 +408,14 @@ class Engine:
 
         A bytearray or writable memoryview is rewritten in place (offsets,
         leader epoch) and stored without a copy: it must not change after.
+
+        On a ``tidelog.provenance = stamp`` topic every record is stamped
+        with ``provenance``: who wrote it (engine/provenance.py; an append
+        that names nobody is stamped as ``User:ANONYMOUS`` on ``embedded``).
         """
         self._check_open()
         return self._acks.submit(
-            self.partition(topic, partition, auto_create=True), records, remote
+            self.partition(topic, partition, auto_create=True), records, remote, provenance
         )
 
     def produce(
@@ -432,6 +447,7 @@ class Engine:
         records: bytes | bytearray | memoryview,
         *,
         remote: bool | None = None,
+        provenance: Provenance | None = None,
     ) -> Coroutine[Any, Any, AppendResult]:
         """Like submit, from a running event loop: the batches are validated
         and appended now, in call order (validation errors raise here), and
@@ -440,7 +456,7 @@ class Engine:
         that coroutine, never by blocking the loop."""
         self._check_open()
         leader = self.partition(topic, partition, auto_create=True)
-        return self._acks.submit_async(leader, records, remote)
+        return self._acks.submit_async(leader, records, remote, provenance)
 
     def init_producer_id(self) -> tuple[int, int]:
         """A new idempotent producer: (producer id, epoch)."""

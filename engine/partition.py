@@ -35,6 +35,7 @@ from engine.errors import (
 )
 from engine.partition_txns import AbortedTxn, PartitionTransactions
 from engine.producer_state import ProducerStateTable
+from engine.provenance import EMBEDDED, Provenance, stamp_batches
 from engine.record_errors import log_append_time_refused, rejected
 from engine.schemas.record_check import NO_REGISTRY, RecordCheck, SchemaSource, record_check
 from engine.time_index import TimeIndex
@@ -194,31 +195,39 @@ class Partition:
     # -- appending -------------------------------------------------------------
 
     def submit(
-        self, data: BytesLike, remote: bool | None = None
+        self, data: BytesLike, remote: bool | None = None, provenance: Provenance | None = None
     ) -> tuple[AppendResult, Future[int] | None]:
         """Validates and appends; returns the offsets and the store's future
         (None for a duplicate, which is already durable). The future resolves
         once the append is locally durable, or with ``remote`` (the topic's
-        ``tidelog.ack.durability`` if None) once it is in a committed object."""
-        return self._append(data, self.store.submit, remote)
+        ``tidelog.ack.durability`` if None) once it is in a committed object.
+        On a ``tidelog.provenance = stamp`` topic the records are stamped
+        with ``provenance`` (engine/provenance.py's EMBEDDED if None)."""
+        return self._append(data, self.store.submit, remote, provenance)
 
     def submit_async(
-        self, data: BytesLike, remote: bool | None = None
+        self, data: BytesLike, remote: bool | None = None, provenance: Provenance | None = None
     ) -> tuple[AppendResult, Coroutine[Any, Any, int] | None]:
         """Like submit, from a running event loop; returns what to await."""
-        return self._append(data, self.store.submit_async, remote)
+        return self._append(data, self.store.submit_async, remote, provenance)
 
     def _append(
         self,
         data: BytesLike,
         submit: Callable[[int, int, int, Any, bool], T],
         remote: bool | None,
+        provenance: Provenance | None,
     ) -> tuple[AppendResult, T | None]:
         buffer, headers = self._validate(data)
         producer_batch = headers[0] if headers[0].producer_id >= 0 else None
         if producer_batch is not None and len(headers) > 1:
             raise InvalidRecord("an idempotent producer sends one batch per partition")
         now = self._clock.time_ms()
+        if self.config.stamp_provenance:
+            # Before offsets and sequences: the stamp keeps every field they
+            # read (producer id, epoch, base sequence, record count).
+            buffer, headers = self._stamp_provenance(buffer, headers, provenance or EMBEDDED, now)
+            producer_batch = headers[0] if producer_batch is not None else None
         stamp = now if self.config.log_append_time else None  # LogAppendTime's broker time
         log_append_time = -1 if stamp is None else stamp
         with self.lock:
@@ -257,6 +266,19 @@ class Partition:
                 base, max_timestamp if stamp is None else stamp, len(buffer)
             )
         return AppendResult(base, last, log_append_time, self.log_start_offset), handle
+
+    def _stamp_provenance(
+        self, buffer: BytesLike, headers: list[BatchHeader], provenance: Provenance, now: int
+    ) -> tuple[bytearray, list[BatchHeader]]:
+        stamped = stamp_batches(
+            buffer,
+            [(header.position, header.size) for header in headers],
+            provenance,
+            now,
+            max_message_bytes=self.config.max_message_bytes,
+            max_inflated=self.max_inflated,
+        )
+        return stamped, native.scan_batches(stamped)
 
     @property
     def max_inflated(self) -> int:
@@ -713,10 +735,14 @@ def inflation_limit(config: TopicConfig) -> int:
     return max(INFLATION_FACTOR * config.max_message_bytes, MIN_INFLATION_LIMIT)
 
 
-def _batch_error(error: BatchError, topic: str, index: int) -> InvalidRecord | InvalidTimestamp:
+def _batch_error(
+    error: BatchError, topic: str, index: int
+) -> InvalidRecord | InvalidTimestamp | RecordTooLarge:
     kind = error.kafka_error
     if isinstance(error, RejectedRecords):
         return rejected(error, f"{topic}-{index}")
+    if kind == "MESSAGE_TOO_LARGE":  # a provenance stamp past max.message.bytes
+        return RecordTooLarge(error.found or 0, error.expected or 0)
     if kind == "CORRUPT_MESSAGE":
         return CorruptRecord(str(error))
     if kind == "UNSUPPORTED_COMPRESSION_TYPE":

@@ -24,6 +24,7 @@ from native.errors import (
     RecordError,
     RejectedRecords,
     RejectedTimestamps,
+    StampedBatchTooLarge,
     TruncatedBatch,
     UnsupportedCompression,
     UnsupportedMagic,
@@ -59,6 +60,7 @@ if TYPE_CHECKING:
         encode_batch,
         rewrite_batch,
         scan_batches,
+        stamp_batch,
         validate_batches,
     )
 else:
@@ -69,6 +71,7 @@ else:
     rewrite_batch = _impl.rewrite_batch
     decode_records = _impl.decode_records
     encode_batch = _impl.encode_batch
+    stamp_batch = _impl.stamp_batch
 
 __all__ = [
     "IMPLEMENTATION",
@@ -87,6 +90,7 @@ __all__ = [
     "RecordSpec",
     "RejectedRecords",
     "RejectedTimestamps",
+    "StampedBatchTooLarge",
     "TimestampType",
     "TruncatedBatch",
     "UnsupportedCompression",
@@ -97,5 +101,6 @@ __all__ = [
     "encode_batch",
     "rewrite_batch",
     "scan_batches",
+    "stamp_batch",
     "validate_batches",
 ]

@@ -47,3 +47,11 @@ def encode_batch(
     offset_deltas: Sequence[int] | None = None,
     last_offset_delta: int | None = None,
 ) -> bytes: ...
+def stamp_batch(
+    data: BytesLike,
+    headers: Sequence[tuple[str, BytesLike]],
+    *,
+    reserved_prefix: str,
+    max_size: int,
+    max_inflated: int = ...,
+) -> bytes: ...

@@ -25,6 +25,7 @@ from native.errors import (
     RecordError,
     RejectedRecords,
     RejectedTimestamps,
+    StampedBatchTooLarge,
     TruncatedBatch,
     UnsupportedCompression,
     UnsupportedMagic,
@@ -810,6 +811,120 @@ def _compress(codec: int, stream: bytearray) -> bytes:
     return compression.compress(codec, stream)
 
 
+# -- provenance stamp -----------------------------------------------------------
+
+
+def _stamp_fields(headers: Sequence[tuple[str, BytesLike]]) -> bytes:
+    """The encoded (name, value) headers a stamp appends to every record."""
+    out = bytearray()
+    for pair in headers:
+        if len(pair) != 2:
+            raise TypeError("a stamp header is a (name, value) pair")
+        name, value = pair
+        if not isinstance(name, str):
+            raise TypeError("a stamp header name must be a str")
+        _write_bytes(out, name.encode())
+        _write_bytes(out, value)
+    return bytes(out)
+
+
+def _stamp_record(
+    area: memoryview, pos: int, end: int, prefix: bytes, fields: bytes, extra: int, out: bytearray
+) -> int:
+    """Re-encodes the record at area[pos]: its headers named with ``prefix``
+    dropped, ``fields`` (``extra`` headers) appended; returns where the next begins."""
+    length, pos = _read_varint(area, pos, end, 5)
+    if length < 1 or length > end - pos:
+        raise IndexError
+    record_end = pos + length
+    start = pos
+    pos += 1  # attributes
+    _, pos = _read_varint(area, pos, record_end, 10)  # timestampDelta
+    _, pos = _read_varint(area, pos, record_end, 5)  # offsetDelta
+    _, pos = _read_bytes(area, pos, record_end)  # key
+    _, pos = _read_bytes(area, pos, record_end)  # value
+    head_end = pos
+    count, pos = _read_varint(area, pos, record_end, 5)
+    if count < 0:
+        raise IndexError
+    kept: list[memoryview] = []
+    for _ in range(count):
+        header_start = pos
+        name_length, pos = _read_varint(area, pos, record_end, 5)
+        if name_length < 0 or name_length > record_end - pos:
+            raise IndexError
+        name = area[pos : pos + name_length]
+        pos += name_length
+        _, pos = _read_bytes(area, pos, record_end)
+        if bytes(name[: len(prefix)]) != prefix:
+            kept.append(area[header_start:pos])
+    if pos != record_end:
+        raise IndexError
+    body = bytearray(area[start:head_end])
+    _write_varint(body, len(kept) + extra)
+    for header in kept:
+        body += header
+    body += fields
+    _write_varint(out, len(body))
+    out += body
+    return record_end
+
+
+def _unstampable() -> InvalidRecord:
+    return InvalidRecord("batch at 0: its records are malformed", position=0)
+
+
+def stamp_batch(
+    data: BytesLike,
+    headers: Sequence[tuple[str, BytesLike]],
+    *,
+    reserved_prefix: str,
+    max_size: int,
+    max_inflated: int = MAX_INFLATED,
+) -> bytes:
+    """One validated batch re-encoded with ``headers`` appended to every
+    record and each record's own headers named with ``reserved_prefix``
+    removed. Every batch field is kept (producer id, epoch and sequence,
+    attributes and codec, timestamps, offset deltas); the CRC is recomputed.
+    A result larger than ``max_size`` bytes raises StampedBatchTooLarge."""
+    buf = _byte_view(data)
+    header = _read_header(buf, 0, len(buf))
+    if header.size != len(buf):
+        raise InvalidBatchLength(
+            f"stamp_batch takes one whole batch: {len(buf)} bytes for a batch of {header.size}",
+            position=0,
+            expected=header.size,
+            found=len(buf),
+        )
+    _check_int(max_size, 64, "max_size")
+    fields = _stamp_fields(headers)
+    prefix = reserved_prefix.encode()
+    area = _records_area(buf, header, max_inflated)
+    stream = bytearray()
+    pos = 0
+    try:
+        for _ in range(header.record_count):
+            pos = _stamp_record(area, pos, len(area), prefix, fields, len(headers), stream)
+    except IndexError:
+        raise _unstampable() from None
+    if pos != len(area):
+        raise _unstampable()
+    records = _compress(header.compression, stream) if header.compression else stream
+    size = HEADER_SIZE + len(records)
+    if size > max_size:
+        raise StampedBatchTooLarge(
+            f"batch at 0: {size} bytes once stamped, above the limit of {max_size}",
+            position=0,
+            expected=max_size,
+            found=size,
+        )
+    out = bytearray(buf[:HEADER_SIZE])
+    out += records
+    struct.pack_into(">i", out, 8, size - LENGTH_PREFIX)
+    struct.pack_into(">I", out, 17, crc32c(memoryview(out)[CRC_START:]))
+    return bytes(out)
+
+
 __all__ = [
     "COMPRESSION_MASK",
     "crc32c",
@@ -818,5 +933,6 @@ __all__ = [
     "encode_batch",
     "rewrite_batch",
     "scan_batches",
+    "stamp_batch",
     "validate_batches",
 ]

@@ -78,6 +78,13 @@ class InflationLimitExceeded(BatchError):
     snappy block declares)."""
 
 
+class StampedBatchTooLarge(BatchError):
+    """A batch with the broker's provenance headers added would pass the
+    topic's max.message.bytes (``expected``); ``found`` is its size."""
+
+    kafka_error = "MESSAGE_TOO_LARGE"
+
+
 NO_KEY_MESSAGE = "Compacted topic cannot accept message without key"
 """A keyless record's error on a compacted topic: Kafka's words, to which the
 engine adds " in topic partition <topic>-<partition>" as Kafka does."""

@@ -38,6 +38,7 @@ PURE_PASS: tuple[str, ...] = (
     "tests/engine/test_idempotence.py",
     "tests/engine/test_max_timestamp.py",
     "tests/engine/test_model.py",
+    "tests/engine/test_provenance.py",
     "tests/engine/test_record_validation.py",
     "tests/engine/test_schema_checks.py",
     "tests/engine/test_schema_validation.py",

@@ -30,6 +30,7 @@ except ImportError:  # pragma: no cover - uvloop is a dependency, except on Wind
     uvloop = None  # type: ignore[assignment]
 
 from engine import refusal
+from engine.authorization import AuthorizationConfig
 from engine.engine import Engine, EngineConfig
 from engine.log_limit import limit_repeated_lines
 from engine.server.config import (
@@ -171,6 +172,13 @@ def run(args: argparse.Namespace) -> int:
         default_partitions=file.default_partitions or 1,
         topic_defaults=file.topic_defaults,
         store=file.store,
+        # The engine holds the authorizer: the server asks the same one, so
+        # embedded clients in this process are refused as connections are.
+        authorization=AuthorizationConfig(
+            server_config.super_users, server_config.allow_everyone_if_no_acl_found
+        )
+        if server_config.authorizer == "acl"
+        else None,
         **file.engine,
     )
     _allow_open_files(server_config.max_connections)

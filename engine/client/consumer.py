@@ -21,6 +21,8 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequenc
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Literal, overload
 
+from engine.authorization import AclOperation
+from engine.client.access import Access
 from engine.client.assignors import assignor
 from engine.client.fetched_records import decode_fetched
 from engine.client.group_member import GroupMember
@@ -110,6 +112,10 @@ class Consumer:
         """read_committed: the high watermark of each partition's last fetch;
         a wait for data is a wait for the log to grow past it."""
         self._engine = engine
+        self._access = Access(engine.authorizer, principal)
+        """What the principal may read (docs/security.md)."""
+        if group_id is not None:
+            self._access.group(AclOperation.READ, group_id)  # joins, commits, offset lookups
         self._clock = engine.clock
         """Poll timeouts and the auto-commit interval run on it."""
         self.auto_offset_reset = auto_offset_reset
@@ -169,6 +175,7 @@ class Consumer:
         """Reads exactly these partitions (replacing any subscription, and
         leaving the group if it was a member)."""
         wanted = [TopicPartition(*tp) for tp in partitions]
+        self._authorize_reads(wanted)  # first: a refused topic's existence is not told
         for tp in wanted:
             self._engine.partition(tp.topic, tp.partition)  # raises if unknown
         if self._member is not None and self._member.subscribed:
@@ -207,7 +214,12 @@ class Consumer:
             if set(current) != set(self._positions):
                 self._set_assignment(current)
 
+    def _authorize_reads(self, partitions: list[TopicPartition]) -> None:
+        for topic in sorted({tp.topic for tp in partitions}):
+            self._access.topic(AclOperation.READ, topic)
+
     def _set_assignment(self, partitions: list[TopicPartition]) -> None:
+        self._authorize_reads(partitions)  # before anything changes
         self._positions = {tp: self._positions.get(tp) for tp in partitions}
         self._buffer = [
             r for r in self._buffer[self._next :] if (r.topic, r.partition) in self._positions

@@ -8,18 +8,23 @@ from collections.abc import Iterable, Mapping
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Protocol
 
+from engine.authorization import Authorizer
 from engine.clock import Clock
 from engine.types import TopicPartition
 
 if TYPE_CHECKING:
     from engine.groups import GroupCoordinator
     from engine.partition import AppendResult, OffsetAndTimestamp, Partition, PartitionFetch
+    from engine.provenance import Provenance
     from engine.transactions.coordinator import TransactionCoordinator
 
 
 class ClientHost(Protocol):
     """Topics and partitions, appends and reads, waits for new data, and the
     two coordinators, spoken to in process."""
+
+    authorizer: Authorizer
+    """What the clients' principals may do (engine/client/access.py)."""
 
     @property
     def clock(self) -> Clock:
@@ -45,6 +50,7 @@ class ClientHost(Protocol):
         records: bytes | bytearray | memoryview,
         *,
         remote: bool | None = None,
+        provenance: Provenance | None = None,
     ) -> Future[AppendResult]: ...
     def fetch(
         self,

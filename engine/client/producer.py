@@ -19,11 +19,14 @@ from concurrent.futures import Future
 from typing import TYPE_CHECKING
 
 import native
+from engine.authorization import ANONYMOUS, AclOperation
+from engine.client.access import Access
 from engine.client.delivery import DeliveryFuture, Waits
 from engine.client.partitioner import DEFAULT_PARTITIONER, StickyPartitioner, key_partitioner
 from engine.client.producer_batch import ProducerBatch, Resolver
 from engine.errors import EngineClosed, EngineError
 from engine.partition import AppendResult
+from engine.provenance import EMBEDDED_LISTENER, Provenance
 from engine.types import Header, RecordMetadata, TopicPartition
 from native import Compression, RecordSpec
 
@@ -55,8 +58,14 @@ class Producer:
         max_queued_bytes: int = 64 * 1024 * 1024,
         max_in_flight: int = 5,
         partitioner: str = DEFAULT_PARTITIONER,
+        principal: str = ANONYMOUS,
+        client_id: str | None = None,
     ) -> None:
         self._engine = engine
+        self.principal = principal
+        """Who this producer writes as: what a ``tidelog.provenance = stamp``
+        topic stamps on its records (docs/security.md, docs/governance.md)."""
+        self._provenance = Provenance(principal, EMBEDDED_LISTENER, client_id)
         self.partitioner = key_partitioner(partitioner)
         self.batch_size = batch_size
         self.linger_s = linger_ms / 1000
@@ -64,6 +73,9 @@ class Producer:
             _CODECS[compression] if isinstance(compression, str) else compression
         )
         Compression(self.compression)  # raises ValueError for a codec Kafka does not define
+        self._access = Access(engine.authorizer, principal)
+        if idempotent:
+            self._access.idempotent_write()
         self.producer_id, self.producer_epoch = (
             engine.init_producer_id() if idempotent else (-1, -1)
         )
@@ -88,7 +100,11 @@ class Producer:
         """Sends are taken (a transactional producer's only in a transaction)."""
         self._flushing = False
         self._sticky = StickyPartitioner(batch_size)
-        self._partitions: dict[tuple[str, int], TopicPartition] = {}
+        self._partitions: dict[tuple[str, int], tuple[TopicPartition, int]] = {}
+        """Each partition sent to, and what the broker adds to each of its
+        records (a provenance stamp, or nothing): counted in batch sizes so
+        that a stamped batch still fits the topic's max.message.bytes."""
+        self._stamp_bytes = self._provenance.stamp_size()
         self._partition_counts: dict[str, tuple[int, float]] = {}
         self._sender = threading.Thread(
             target=self._send_loop, name="tidelog-producer", daemon=True
@@ -169,11 +185,15 @@ class Producer:
                 partition = self.partitioner.partition(key_bytes, count)
                 if partition is None:
                     partition = self._sticky.partition(topic, count, size)
-        tp = self._partitions.get((topic, partition))
-        if tp is None:
+        known_partition = self._partitions.get((topic, partition))
+        if known_partition is None:
             # Raises for an unknown partition; a produce may create the topic.
-            self._engine.partition(topic, partition, auto_create=True)
-            tp = self._partitions[(topic, partition)] = TopicPartition(topic, partition)
+            leader = self._engine.partition(topic, partition, auto_create=True)
+            stamp = self._stamp_bytes if leader.config.stamp_provenance else 0
+            known_partition = (TopicPartition(topic, partition), stamp)
+            self._partitions[(topic, partition)] = known_partition
+        tp, stamp = known_partition
+        size += stamp
         with self._lock:  # the condition's lock, without its Python-level __enter__
             while self._queued_bytes > self.max_queued_bytes and not self._closed:
                 self._changed.wait(0.5)
@@ -272,6 +292,7 @@ class Producer:
         resolvers = batch.resolvers
         try:
             self._before_send(tp)
+            self._access.topic(AclOperation.WRITE, tp.topic)  # per batch, as a Produce
             encoded = native.encode_batch(
                 batch.specs,
                 compression=self.compression,
@@ -280,7 +301,9 @@ class Producer:
                 base_sequence=sequence if self.producer_id >= 0 else -1,
                 is_transactional=self._transactional,
             )
-            future = self._engine.submit(tp.topic, tp.partition, bytearray(encoded))
+            future = self._engine.submit(
+                tp.topic, tp.partition, bytearray(encoded), provenance=self._provenance
+            )
         except (EngineError, ValueError) as error:
             self._send_failed(error)
             self._settle(tp, resolvers, error)

@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
+from engine.authorization import AclOperation
 from engine.client.producer import Producer
 from engine.clock import Clock
 from engine.errors import (
@@ -75,6 +76,7 @@ class TransactionalProducer(Producer):
     def init_transactions(self, timeout: float | None = None) -> None:
         """Gets the transactional id's producer id and a new epoch (waiting
         while an older producer's open transaction is aborted)."""
+        self._access.transactional_id(AclOperation.WRITE, self.transactional_id)
         deadline = None if timeout is None else self._clock.monotonic() + timeout
         while True:
             try:
@@ -112,6 +114,10 @@ class TransactionalProducer(Producer):
         """Commits the group's ``offsets`` (the next offset to read, per
         partition) when the transaction commits, and not at all if it aborts."""
         self._check_in_transaction()
+        # Kafka's AddOffsetsToTxn and TxnOffsetCommit: READ on the group and its topics.
+        self._access.group(AclOperation.READ, group_id)
+        for topic in sorted({TopicPartition(*tp).topic for tp in offsets}):
+            self._access.topic(AclOperation.READ, topic)
         groups = self._engine.groups
         if group_id not in self._offsets_added:
             self._request(

@@ -10,10 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from engine.errors import EngineError
+from engine.acl_authorizer import AclAuthorizer
+from engine.authorization import (
+    CLUSTER_NAME,
+    AclOperation,
+    AllowAll,
+    ResourceType,
+)
 from engine.protocol.kafka_code import KafkaCode
-from engine.server.acl_authorizer import AclAuthorizer
-from engine.server.authorizer import CLUSTER_NAME, AclOperation, AllowAll, ResourceType
 from engine.server.context import RequestContext
 
 TOPIC = ResourceType.TOPIC
@@ -136,12 +140,3 @@ def config_refused(
     resource_type, refusal = found
     acl_name = CLUSTER_NAME if resource_type is CLUSTER else name
     return None if allowed(context, operation, resource_type, acl_name) else refusal
-
-
-class TopicAuthorizationFailed(EngineError):
-    """The principal may not perform the operation on the topic."""
-
-    code = KafkaCode.TOPIC_AUTHORIZATION_FAILED
-
-    def __init__(self, principal: str, operation: AclOperation, topic: str) -> None:
-        super().__init__(f"{principal} may not {operation.name} topic {topic!r}")

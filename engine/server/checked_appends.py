@@ -20,6 +20,7 @@ from typing import Any
 from engine.engine import Engine
 from engine.errors import EngineError
 from engine.partition import AppendResult
+from engine.provenance import Provenance
 
 
 def records_checked(engine: Engine, topic: str, partition: int) -> bool:
@@ -38,10 +39,13 @@ def submit_checked(
     partition: int,
     records: bytes | bytearray | memoryview,
     remote: bool | None,
+    provenance: Provenance | None = None,
 ) -> Coroutine[Any, Any, AppendResult]:
     """Engine.submit on ``pool``, queued now (so in request order); what to
     await for the append's result once it is durable, or its refusal."""
-    queued = pool.submit(engine.submit, topic, partition, records, remote=remote)
+    queued = pool.submit(
+        engine.submit, topic, partition, records, remote=remote, provenance=provenance
+    )
 
     async def durable() -> AppendResult:
         appended = await asyncio.wrap_future(queued)

@@ -155,7 +155,9 @@ class Connection(asyncio.BufferedProtocol):
             self.peer = f"{peer[0]}:{peer[1]}"
         else:
             self.peer = self.peer_host = str(peer)
-        self.identity = Identity(listener=self.listener.name, host=self.peer_host)
+        self.identity = Identity(
+            listener=self.listener.name, host=self.peer_host, address=self.peer
+        )
         if self.server.principal_builder is not None:
             self.identity = self.server.principal_builder(self.identity)
         refusal = self.server.admit(self)
@@ -178,7 +180,7 @@ class Connection(asyncio.BufferedProtocol):
                 stream.abort()
                 return
             if principal is not None:
-                self.identity = Identity(principal, self.listener.name, self.peer_host)
+                self.identity = Identity(principal, self.listener.name, self.peer_host, self.peer)
         if self.listener.protocol.uses_sasl:
             config = self.server.config
             self.authentication = Authentication(
@@ -192,7 +194,7 @@ class Connection(asyncio.BufferedProtocol):
         self.server.connection_opened(self)
 
     def _authenticated(self, user: str) -> None:
-        self.identity = Identity(f"User:{user}", self.listener.name, self.peer_host)
+        self.identity = Identity(f"User:{user}", self.listener.name, self.peer_host, self.peer)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True

@@ -15,6 +15,7 @@ from engine.engine import Engine
 from engine.gc_pause import collector_paused
 from engine.protocol.codec import Encoded, encode_response
 from engine.protocol.frames import RequestHeader
+from engine.provenance import Provenance
 from engine.server.authorizer import ANONYMOUS, AllowAll, Authorizer
 from engine.server.config import ServerConfig
 from engine.server.fetch_sessions import FetchSessionCache
@@ -48,6 +49,13 @@ class Identity:
     principal: str = ANONYMOUS
     listener: str = "PLAINTEXT"
     host: str = "?"
+    address: str | None = None
+    """host:port of the peer (provenance stamps name it); None in-process."""
+
+    def provenance(self, client_id: str | None) -> Provenance:
+        """Who this connection's produce requests come from, for a
+        ``tidelog.provenance = stamp`` topic (engine/provenance.py)."""
+        return Provenance(self.principal, self.listener, client_id, self.address)
 
 
 NOBODY = Identity()

@@ -12,6 +12,7 @@
 #include "batch.h"
 #include "buffer.h"
 #include "crc32c.h"
+#include "stamp.h"
 
 #define GIL_FREE_BYTES (64 * 1024) /* below this, dropping the GIL costs more than it frees */
 
@@ -991,6 +992,8 @@ static PyMethodDef methods[] = {
      METH_VARARGS | METH_KEYWORDS, "Decode the records of v2 batches."},
     {"encode_batch", (PyCFunction)(void (*)(void))py_encode_batch, METH_VARARGS | METH_KEYWORDS,
      "Build one v2 batch from record specs."},
+    {"stamp_batch", (PyCFunction)(void (*)(void))tl_py_stamp_batch, METH_VARARGS | METH_KEYWORDS,
+     "Append provenance headers to every record of one batch."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -10,6 +10,7 @@ Typed errors are the expected outcome for bad input and are counted.
 
 from __future__ import annotations
 
+import contextlib
 import random
 import sys
 from pathlib import Path
@@ -108,6 +109,8 @@ def walk_hostile(rng: random.Random, corpus: list[bytes]) -> None:
     header[23:27] = (count - 1).to_bytes(4, "big")
     header[57:61] = count.to_bytes(4, "big")
     data = with_crc(bytes(header) + packed)
+    with contextlib.suppress(EXPECTED):
+        stamp_hostile(rng, data)
     bound = rng.choice([None, -(2**63), 0, 2**40, 2**63 - 1])
     c.validate_batches(
         data,
@@ -115,6 +118,18 @@ def walk_hostile(rng: random.Random, corpus: list[bytes]) -> None:
         min_timestamp=bound,
         max_timestamp=rng.choice([None, 2**63 - 1, 2**41]),
         max_inflated=rng.choice([0, 1, 64, 1 << 20]),
+    )
+
+
+def stamp_hostile(rng: random.Random, data: bytes) -> None:
+    """stamp_batch is given validated batches, but must stay in bounds on any."""
+    stamp = [("tidelog.principal", rng.randbytes(rng.randrange(12))), ("tidelog.x", None)]
+    c.stamp_batch(
+        data,
+        stamp,
+        reserved_prefix=rng.choice(["tidelog.", "", "h"]),
+        max_size=rng.choice([0, 61, 1 << 20, 2**63 - 1]),
+        max_inflated=rng.choice([0, 64, 1 << 20]),
     )
 
 
@@ -132,6 +147,10 @@ def main() -> int:
                 errors += 1
         try:
             c.validate_batches(data, from_client=False)
+        except EXPECTED:
+            errors += 1
+        try:
+            stamp_hostile(rng, data)
         except EXPECTED:
             errors += 1
         try:

@@ -97,6 +97,27 @@ def test_the_authorizer_decides_as_the_model(
     assert decided == model(acls, principal, host, operation, resource_type, name, allow_if_none)
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.lists(bindings, max_size=12), TYPES, NAMES)
+def test_matching_finds_the_bindings_whose_pattern_matches_any_principals(
+    acls: list[AclBinding], resource_type: ResourceType, name: str
+) -> None:
+    state = CatalogState()
+    state.apply(["acls_add", [a.to_wire() for a in acls]])
+    expected = {
+        a
+        for a in acls
+        if a.resource_type == resource_type
+        and (
+            name.startswith(a.name)
+            if a.pattern_type == PatternType.PREFIXED
+            else a.name in (name, "*")
+        )
+    }
+    found = AclAuthorizer(state).matching(resource_type, name)
+    assert len(found) == len(set(found)) and set(found) == expected
+
+
 def test_super_users_are_allowed_whatever_the_acls_say() -> None:
     state = CatalogState()
     deny = AclBinding(ResourceType.TOPIC, "*", PatternType.LITERAL, "User:*", "*", Op.ALL, 2)

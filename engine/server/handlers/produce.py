@@ -105,6 +105,8 @@ def handle_produce(context: RequestContext, request: ProduceRequest) -> Response
         ]
         if unknown:  # rare (clients ask Metadata first, which creates them)
             refused.update(auto_create_topics(context, list(dict.fromkeys(unknown))))
+    # Who sent it, for the partitions of stamp topics (one value per request).
+    provenance = context.identity.provenance(context.header.client_id)
     for topic in request.topics:
         partitions: list[tuple[int, Outcome, str | None]] = []
         refused_code = refused.get(topic.name, acks_error)
@@ -126,10 +128,15 @@ def handle_produce(context: RequestContext, request: ProduceRequest) -> Response
                         partition.partition,
                         partition.records,
                         remote,
+                        provenance,
                     )
                 else:
                     durable = engine.submit_async(
-                        topic.name, partition.partition, partition.records, remote=remote
+                        topic.name,
+                        partition.partition,
+                        partition.records,
+                        remote=remote,
+                        provenance=provenance,
                     )
             except EngineError as error:
                 partitions.append((partition.partition, error, None))

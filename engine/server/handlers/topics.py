@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from kio.schema.delete_topics.v6.request import DeleteTopicsRequest as DeleteTopicsRequestV6
 
+from engine.authorization import TopicAuthorizationFailed
 from engine.config import ConfigEntry
 from engine.errors import EngineError, error_code
 from engine.protocol.apis import ApiKey
@@ -119,7 +120,7 @@ def _create_topics(
     may_create_any = authorize.allowed_on_cluster(context, AclOperation.CREATE)
     for topic in requested:
         if not may_create_any and not authorize.may_create_topic(context, topic.name):
-            refused = authorize.TopicAuthorizationFailed(
+            refused = TopicAuthorizationFailed(
                 context.identity.principal, AclOperation.CREATE, topic.name
             )
             results[topic.name] = _create_failed(topic.name, refused)
@@ -245,9 +246,7 @@ def _delete_topics(context: RequestContext, wanted: list[tuple[str | None, bytes
             )
             continue
         if name in refused:
-            denied = authorize.TopicAuthorizationFailed(
-                context.identity.principal, AclOperation.DELETE, name
-            )
+            denied = TopicAuthorizationFailed(context.identity.principal, AclOperation.DELETE, name)
             # By id, the name is not told to one who may not delete it.
             responses.append(
                 {

@@ -1,0 +1,15 @@
+/* Provenance stamp: a validated batch re-encoded with the broker's headers
+ * appended to every record (docs/record-batch.md, "Stamped batches"). */
+#ifndef TIDELOG_STAMP_H
+#define TIDELOG_STAMP_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+/* stamp_batch(data, headers, *, reserved_prefix, max_size, max_inflated=MAX_INFLATED):
+ * the batch with each (name, value) of headers appended to every record and
+ * each record's own headers whose name starts with reserved_prefix dropped;
+ * every batch field kept, the CRC recomputed. */
+PyObject *tl_py_stamp_batch(PyObject *self, PyObject *args, PyObject *kwargs);
+
+#endif
