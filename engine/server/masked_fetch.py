@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import asyncio
 
+from engine.acl_authorizer import AclAuthorizer
 from engine.acl_bindings import TOPIC
 from engine.masking.batches import mask_fetch
 from engine.masking.documents import Masking
 from engine.masking.unmask import unmask_granted, unmask_resource
 from engine.partition import PartitionFetch
-from engine.server.acl_authorizer import AclAuthorizer
 from engine.server.context import RequestContext
 
 

@@ -20,6 +20,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import native
+from engine.acl_bindings import AclBinding, AclPermission, PatternType
+from engine.authorization import AclOperation, AuthorizationConfig, ResourceType
 from engine.client.consumer import Consumer
 from engine.masking.batches import mask_batch, mask_fetch
 from engine.masking.documents import MARKER_JSON, Masking, hash_value
@@ -221,6 +223,33 @@ def test_the_embedded_consumer_reads_masked_unless_its_principal_may_unmask(
     reopened = engine_factory(tmp_path / "node")
     again = _read_all(_consumer(reopened), 6)
     assert [r.value for r in again] == [r.value for r in masked]  # the key is the catalog's
+
+
+def test_a_super_user_of_the_engines_authorization_reads_in_clear(
+    engine_factory: Any,
+) -> None:
+    authorization = AuthorizationConfig(super_users=("User:root",))
+    e = engine_factory(authorization=authorization)
+    e.create_topic("chats", 1, {"tidelog.masking.rules": RULES})
+    with e.producer(principal="User:root") as producer:
+        producer.send("chats", _value(0))
+        producer.flush(30)
+    assert _read_all(_consumer(e, principal="User:root"), 1)[0].value == _value(0)
+    e.catalog.add_acls(
+        [
+            AclBinding(
+                ResourceType.TOPIC,
+                "chats",
+                PatternType.LITERAL,
+                "User:reader",
+                "*",
+                AclOperation.READ,
+                AclPermission.ALLOW,
+            )
+        ]
+    )
+    masked = _read_all(_consumer(e, principal="User:reader"), 1)[0].value
+    assert json.loads(masked)["customer"]["email"] == "***"
 
 
 def test_read_committed_reads_masked_and_without_aborted_records(engine_factory: Any) -> None:
