@@ -51,6 +51,7 @@ from engine.log_cleaner import LogCleaner
 from engine.maintenance import Maintenance
 from engine.partition import AppendResult, OffsetAndTimestamp, Partition, PartitionFetch
 from engine.quota_entities import ClientQuotas, entity_to_wire
+from engine.schemas.store import SchemaRegistry
 from engine.state_log import StateLog
 from engine.store_errors import damage_at, store_errors
 from engine.topic_admin import TopicAdmin
@@ -151,6 +152,11 @@ class Engine:
                 ),
             )
             """Client quotas by user and client id (kept in the catalog)."""
+            self.schemas = SchemaRegistry(
+                lambda: self.catalog.state,
+                lambda record: self._admin.append_catalog(record),  # noqa: PLW0108 (set below)
+            )
+            """The schema registry (Confluent's API; kept in the catalog)."""
             self.leader_epoch = self.store.manifest.state.epoch
             self._registry = TopicRegistry(
                 self.store,
