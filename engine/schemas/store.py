@@ -156,6 +156,20 @@ class SchemaRegistry:
                 raise SchemaNotFound(f"Schema {schema_id} not found")
             return found
 
+    def referenced_by(self, subject: str, version: int) -> list[int]:
+        """The ids of live schemas whose references name this version."""
+        with self._lock:
+            tables = self._tables()
+            return sorted(
+                {
+                    state[0]
+                    for versions in tables.subject_versions.values()
+                    for state in versions.values()
+                    if not state[1]
+                    and any(r[1:] == [subject, version] for r in tables.schemas[state[0]][2])
+                }
+            )
+
     def lookup(
         self,
         subject: str,
