@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from engine import __version__
-from engine.cli import recover, serve, users, wal_bench
+from engine.cli import recover, schemas, serve, users, wal_bench
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -21,6 +21,7 @@ def _build_parser() -> argparse.ArgumentParser:
     serve.add_command(commands)
     recover.add_command(commands)
     users.add_command(commands)
+    schemas.add_command(commands)
     wal_bench.add_command(commands)
     return parser
 
