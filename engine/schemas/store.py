@@ -52,6 +52,8 @@ DEFAULT_MODE = "READWRITE"
 SERVED_TYPES = (AVRO, JSON)
 """Schema types this registry parses and checks (PROTOBUF is refused)."""
 MAX_VERSION = 2**31 - 1
+MAX_NESTING = 200
+"""The deepest a schema's JSON may nest: parsing and checking it recurse."""
 COMPATIBILITY = "compatibility"
 MODE = "mode"
 
@@ -468,14 +470,17 @@ class SchemaRegistry:
             )
         try:
             value = json.loads(text)
-        except (ValueError, TypeError) as error:
+        except (ValueError, TypeError, RecursionError) as error:
             raise InvalidSchema(f"Invalid schema: not JSON: {error}") from error
+        if _nesting(value) > MAX_NESTING:
+            raise InvalidSchema(f"Invalid schema: nested deeper than {MAX_NESTING}")
         refs = tuple(references)
         if schema_type == AVRO:
             named: dict[str, Any] = {}
             for reference in refs:
                 self._avro_reference(reference, named, 0)
             try:
+                _check_avro_attributes(value, 0)
                 parsed = fastavro.parse_schema(value, named_schemas=named)
             except Exception as error:  # fastavro raises many kinds for a bad schema
                 raise InvalidSchema(f"Invalid schema {text[:200]!r}: {error}") from error
@@ -527,6 +532,62 @@ def parse_version(version: int | str) -> int | None:
     if not 1 <= number <= MAX_VERSION:
         raise InvalidVersion(str(version))
     return number
+
+
+_AVRO_REQUIRED = {
+    "record": ("fields", list),
+    "error": ("fields", list),
+    "enum": ("symbols", list),
+    "fixed": ("size", int),
+    "array": ("items", object),
+    "map": ("values", object),
+}
+"""What the Avro specification requires of each complex type (fastavro's
+parser is lenient about some, Java's Avro and so Confluent's are not)."""
+_AVRO_DEPTH = 64
+
+
+def _check_avro_attributes(value: Any, depth: int) -> None:
+    if depth > _AVRO_DEPTH:
+        raise ValueError(f"the schema nests deeper than {_AVRO_DEPTH}")
+    if isinstance(value, list):
+        for branch in value:
+            _check_avro_attributes(branch, depth + 1)
+        return
+    if not isinstance(value, dict):
+        return
+    kind = value.get("type")
+    required = _AVRO_REQUIRED.get(kind) if isinstance(kind, str) else None
+    if required is not None:
+        key, wanted = required
+        if not isinstance(value.get(key), wanted):
+            raise ValueError(f"a {kind} needs {key!r}")
+    elif not isinstance(kind, str):
+        _check_avro_attributes(kind, depth + 1)
+    for field_ in value.get("fields", []) if kind in ("record", "error") else []:
+        if not isinstance(field_, dict) or "type" not in field_:
+            raise ValueError("a record's field needs a name and a type")
+        _check_avro_attributes(field_["type"], depth + 1)
+    for key in ("items", "values"):
+        if key in value and kind in ("array", "map"):
+            _check_avro_attributes(value[key], depth + 1)
+
+
+def _nesting(value: Any) -> int:
+    """How deep JSON arrays and objects nest in ``value`` (without recursion)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = (
+            item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        )
+        for child in children:
+            if isinstance(child, dict | list):
+                deepest = max(deepest, depth + 1)
+                if deepest > MAX_NESTING:
+                    return deepest
+                stack.append((child, depth + 1))
+    return deepest
 
 
 def _ref(reference: SchemaReference) -> tuple[str, str, int]:

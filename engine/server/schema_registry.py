@@ -266,7 +266,7 @@ class SchemaRegistryServer:
         raw = await request.read()
         try:
             return json.loads(raw) if raw else {}
-        except (ValueError, UnicodeDecodeError) as error:
+        except (ValueError, UnicodeDecodeError, RecursionError) as error:
             raise BadRequest(f"the request body is not JSON: {error}") from None
 
     # -- subjects ----------------------------------------------------------------
