@@ -46,6 +46,8 @@ from engine.server.registry_config import RegistryConfig
 log = logging.getLogger("tidelog.schema_registry")
 
 CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"
+BODY_TIMEOUT_S = 30.0
+"""How long a request body may take to arrive."""
 REALM = 'Basic realm="tidelog-schema-registry"'
 _T = TypeVar("_T")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -207,14 +209,18 @@ class SchemaRegistryServer:
 
     @web.middleware
     async def _errors(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        claimed = request.content_length
+        if claimed is not None and claimed > self.config.max_request_bytes:
+            # Refused on the claim, before a byte of the body is read.
+            return _error(413, 413, self._too_large())
         try:
             return await handler(request)
         except RegistryError as error:
             return _error(error.http_status, error.registry_code, str(error))
         except web.HTTPRequestEntityTooLarge:
-            return _error(
-                413, 413, f"the request body is larger than {self.config.max_request_bytes} bytes"
-            )
+            return _error(413, 413, self._too_large())
+        except TimeoutError:
+            return _error(408, 408, f"the request body did not arrive in {BODY_TIMEOUT_S} s")
         except web.HTTPException as error:
             if error.status < 400:
                 raise
@@ -262,8 +268,12 @@ class SchemaRegistryServer:
     async def _off_loop(self, call: Callable[[], _T]) -> _T:
         return await asyncio.get_running_loop().run_in_executor(None, call)
 
+    def _too_large(self) -> str:
+        return f"the request body is larger than {self.config.max_request_bytes} bytes"
+
     async def _body(self, request: web.Request) -> Any:
-        raw = await request.read()
+        async with asyncio.timeout(BODY_TIMEOUT_S):
+            raw = await request.read()
         try:
             return json.loads(raw) if raw else {}
         except (ValueError, UnicodeDecodeError, RecursionError) as error:
