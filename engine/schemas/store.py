@@ -79,6 +79,14 @@ class SubjectVersion:
     deleted: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class _Reads:
+    source: int
+    """id() of the subject table it was built from (a snapshot replaces it)."""
+    by_id: dict[int, RegisteredSchema]
+    latest: dict[str, RegisteredSchema]
+
+
 class SchemaRegistry:
     """The registry over the catalog; every method is safe from any thread."""
 
@@ -86,25 +94,49 @@ class SchemaRegistry:
         self, tables: Callable[[], SchemaTables], append: Callable[[list[Any]], None]
     ) -> None:
         self._tables = tables
-        self._append = append
+        self._append_record = append
         self._lock = threading.RLock()
         self._ids: dict[tuple[str, str, tuple[SchemaReference, ...]], int] = {}
         self._ids_for: int = -1
         """id() of the tables ``_ids`` was built from."""
+        self._reads: _Reads | None = None
+        """What by_id and latest answer, rebuilt after a change: the record
+        checks ask on every produce, without taking the lock."""
+
+    def _append(self, record: list[Any]) -> None:
+        self._reads = None
+        try:
+            self._append_record(record)
+        finally:
+            self._reads = None
+
+    def _current_reads(self) -> _Reads:
+        reads = self._reads
+        tables = self._tables()
+        if reads is not None and reads.source == id(tables.subject_versions):
+            return reads
+        with self._lock:
+            tables = self._tables()
+            by_id: dict[int, RegisteredSchema] = {}
+            latest: dict[str, RegisteredSchema] = {}
+            for subject, versions in tables.subject_versions.items():
+                live = [v for v, state in versions.items() if not state[1]]
+                for state in versions.values():
+                    if state[0] not in by_id:
+                        by_id[state[0]] = _registered(state[0], tables.schemas[state[0]])
+                if live:
+                    latest[subject] = by_id[versions[max(live)][0]]
+            reads = _Reads(id(tables.subject_versions), by_id, latest)
+            self._reads = reads
+            return reads
 
     # -- reads -------------------------------------------------------------------
 
     def by_id(self, schema_id: int) -> RegisteredSchema | None:
-        with self._lock:
-            raw = self._tables().schemas.get(schema_id)
-            if raw is None or not self._in_use(schema_id):
-                return None
-            return _registered(schema_id, raw)
+        return self._current_reads().by_id.get(schema_id)
 
     def latest(self, subject: str) -> RegisteredSchema | None:
-        with self._lock:
-            live = self._live_versions(subject)
-            return self._version_locked(subject, live[-1]).schema if live else None
+        return self._current_reads().latest.get(subject)
 
     def schema(self, schema_id: int) -> RegisteredSchema:
         """The schema with ``schema_id``; SchemaNotFound if none is."""
@@ -413,13 +445,6 @@ class SchemaRegistry:
         schema_id, deleted = self._versions(subject)[version]
         return SubjectVersion(
             subject, version, _registered(schema_id, self._tables().schemas[schema_id]), deleted
-        )
-
-    def _in_use(self, schema_id: int) -> bool:
-        return any(
-            state[0] == schema_id
-            for versions in self._tables().subject_versions.values()
-            for state in versions.values()
         )
 
     def _not_referenced(self, subject: str, numbers: list[int]) -> None:

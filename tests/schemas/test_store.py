@@ -4,6 +4,7 @@ Confluent's Schema Registry answers them, kept in the catalog."""
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -340,3 +341,38 @@ def test_a_fresh_machine_on_the_same_bucket_keeps_every_schema_and_id(tmp_path: 
         assert by_id is not None and by_id.schema_type == "JSON"
         assert e.schemas.compatibility("pay-value") == "FULL"
         assert e.schemas.register("new", '"int"') == 4  # after 1, 2, 3
+
+
+def test_readers_on_other_threads_see_each_registration_in_order() -> None:
+    """by_id and latest answer without the store's lock (the record checks
+    ask on every produce): never a torn or a backward answer."""
+    registry = Tables().registry()
+    registry.set_compatibility("NONE")
+    stop = threading.Event()
+    seen: list[list[int]] = [[], []]
+    errors: list[BaseException] = []
+
+    def read(mine: list[int]) -> None:
+        try:
+            while not stop.is_set():
+                latest = registry.latest("s")
+                if latest is not None:
+                    assert registry.by_id(latest.schema_id) == latest
+                    mine.append(latest.schema_id)
+        except BaseException as error:  # reported below, on the test's thread
+            errors.append(error)
+
+    readers = [threading.Thread(target=read, args=(mine,)) for mine in seen]
+    for reader in readers:
+        reader.start()
+    try:
+        ids = [registry.register("s", json.dumps({"type": "fixed", "name": "F", "size": n}))
+               for n in range(1, 60)]  # fmt: skip
+    finally:
+        stop.set()
+        for reader in readers:
+            reader.join(30)
+    assert not errors, errors
+    assert all(mine == sorted(mine) for mine in seen)  # never back to an older version
+    latest = registry.latest("s")
+    assert latest is not None and latest.schema_id == ids[-1]
