@@ -229,14 +229,16 @@ async def _serve(
         server = Server(engine, server_config)
         await server.start()
         registry = None
-        if registry_config is not None and registry_config.listen is not None:
-            registry = registry_server_for(engine, registry_config, server_config)
-            await registry.start()
-        await stop.wait()
-        log.info("shutting down")
-        if registry is not None:
-            await registry.stop()
-        await server.stop()
+        try:
+            if registry_config is not None and registry_config.listen is not None:
+                registry = registry_server_for(engine, registry_config, server_config)
+                await registry.start()
+            await stop.wait()
+            log.info("shutting down")
+        finally:
+            if registry is not None:
+                await registry.stop()
+            await server.stop()
     finally:
         await loop.run_in_executor(None, engine.close)
     return _report_close(engine, data_dir)

@@ -20,14 +20,16 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import hmac
 import json
 import logging
+import os
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from aiohttp import web
 
-from engine.credentials import password_matches
+from engine.credentials import ScramCredential, password_matches
 from engine.engine import Engine
 from engine.schemas.errors import (
     BadRequest,
@@ -48,6 +50,10 @@ log = logging.getLogger("tidelog.schema_registry")
 CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"
 BODY_TIMEOUT_S = 30.0
 """How long a request body may take to arrive."""
+PASSWORD_CHECKS = 2
+"""Passwords checked at once (each a PBKDF2 derivation off the loop)."""
+VERIFIED_MAX = 1024
+"""Checked passwords remembered, at most."""
 REALM = 'Basic realm="tidelog-schema-registry"'
 _T = TypeVar("_T")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -143,6 +149,13 @@ class SchemaRegistryServer:
         self.config = config
         self.authenticate = authenticate
         self.authorizer = authorizer
+        self._password_checks = asyncio.Semaphore(PASSWORD_CHECKS)
+        self._verified: dict[tuple[str, bytes], dict[str, ScramCredential]] = {}
+        """Passwords checked already, by user and a keyed digest of the
+        password, with the credentials they matched: a client's every
+        request needs no new key derivation, and a changed password (other
+        credentials) is checked afresh."""
+        self._digest_key = os.urandom(32)
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
 
@@ -242,16 +255,32 @@ class SchemaRegistryServer:
             user, sep, password = base64.b64decode(encoded, validate=True).decode().partition(":")
         except (binascii.Error, UnicodeDecodeError):
             raise Unauthorized("Unauthorized: malformed HTTP Basic credentials") from None
-        if not sep or not await self._off_loop(lambda: self._password_matches(user, password)):
+        if not sep or not await self._password_matches(user, password):
             log.warning("schema registry: failed authentication for user %r", user)
             raise Unauthorized("Unauthorized: wrong user name or password")
         return f"User:{user}"
 
-    def _password_matches(self, user: str, password: str) -> bool:
-        return any(
-            password_matches(credential, mechanism, password.encode())
-            for mechanism, credential in self.engine.credentials.mechanisms(user).items()
-        )
+    async def _password_matches(self, user: str, password: str) -> bool:
+        credentials = self.engine.credentials.mechanisms(user)
+        if not credentials:
+            return False
+        key = (user, hmac.digest(self._digest_key, password.encode(), "sha256"))
+        if self._verified.get(key) == credentials:
+            return True
+        # Key derivation is thousands of hash rounds: a few at a time, so a
+        # flood of guesses cannot take every thread the Kafka side needs.
+        async with self._password_checks:
+            matches = await self._off_loop(
+                lambda: any(
+                    password_matches(credential, mechanism, password.encode())
+                    for mechanism, credential in credentials.items()
+                )
+            )
+        if matches:
+            if len(self._verified) >= VERIFIED_MAX:
+                self._verified.clear()
+            self._verified[key] = credentials
+        return matches
 
     def _may_write(self, request: web.Request) -> None:
         principal: str = request["principal"]

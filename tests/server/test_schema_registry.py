@@ -22,6 +22,12 @@ from typing import Any
 
 import pytest
 from confluent_kafka import Consumer, Producer
+from confluent_kafka.admin import (
+    AdminClient,
+    ScramCredentialInfo,
+    ScramMechanism,
+    UserScramCredentialUpsertion,
+)
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
 from confluent_kafka.schema_registry.error import SchemaRegistryError
@@ -30,7 +36,7 @@ from confluent_kafka.serialization import MessageField, SerializationContext
 
 from engine.cli.schemas import agent_action_schema
 from tests.server.conftest import ServerProcess, free_port, quiet_librdkafka
-from tests.server.test_sasl import PASSWORD, add_user, sasl_server
+from tests.server.test_sasl import PASSWORD, add_user, confluent, sasl_server
 
 TIMEOUT = 30.0
 READY = "Schema Registry API on"
@@ -301,6 +307,16 @@ def test_with_sasl_on_the_registry_asks_for_a_sasl_user_and_writes_need_alter(
             {"url": url(process), "basic.auth.user.info": f"reader:{PASSWORD}"}
         )
         assert reader.get_schema(schema_id).schema_str == '"string"'
+        # A password changed over Kafka's AlterUserScramCredentials: the
+        # registry checks the new one, and no longer takes the old one.
+        kafka_admin = AdminClient(confluent(process, "SCRAM-SHA-512", "admin", PASSWORD))
+        upsert = UserScramCredentialUpsertion(
+            "admin", ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, 4096), b"new password"
+        )
+        for future in kafka_admin.alter_user_scram_credentials([upsert]).values():
+            future.result(TIMEOUT)
+        assert http(process, "GET", "/subjects", auth=("admin", PASSWORD))[0] == 401
+        assert http(process, "GET", "/subjects", auth=("admin", "new password")) == (200, ["s"])
         assert PASSWORD not in process.log()
         assert process.stop() == 0, process.log()
     finally:
