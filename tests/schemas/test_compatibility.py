@@ -335,8 +335,16 @@ JSON_PARTS = st.fixed_dictionaries(
 )
 
 
+OBJECTS = st.dictionaries(
+    st.sampled_from(["a", "b", "c"]),
+    st.none() | st.integers(-5, 5) | st.sampled_from(["a", "ccccccc"]) | st.just(1.5),
+    max_size=3,
+)
+"""Objects most of all: the content-model rules are about their properties."""
+
+
 @settings(max_examples=300, deadline=None)
-@given(JSON_PARTS, JSON_PARTS, JSON_VALUES)
+@given(JSON_PARTS, JSON_PARTS, OBJECTS | JSON_VALUES)
 def test_what_a_json_reader_is_said_to_read_it_accepts(
     writer: dict[str, Any], reader: dict[str, Any], value: Any
 ) -> None:
