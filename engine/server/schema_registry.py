@@ -31,6 +31,7 @@ from aiohttp import web
 
 from engine.credentials import ScramCredential, password_matches
 from engine.engine import Engine
+from engine.errors import EngineError
 from engine.schemas.errors import (
     BadRequest,
     Forbidden,
@@ -54,6 +55,10 @@ PASSWORD_CHECKS = 2
 """Passwords checked at once (each a PBKDF2 derivation off the loop)."""
 VERIFIED_MAX = 1024
 """Checked passwords remembered, at most."""
+PRINCIPAL = web.RequestKey("principal", str)
+"""Who the request authenticated as (``User:ANONYMOUS`` without authentication)."""
+STORE_ERROR = 50001
+"""Confluent's error code for a failure of the registry's store."""
 REALM = 'Basic realm="tidelog-schema-registry"'
 _T = TypeVar("_T")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -238,12 +243,17 @@ class SchemaRegistryServer:
             if error.status < 400:
                 raise
             return _error(error.status, error.status, f"HTTP {error.status} {error.reason}")
+        except EngineError as error:
+            # The catalog could not be written (the WAL or the object store
+            # failed, the store was taken over): Confluent's store error.
+            log.warning("schema registry: %s %s failed: %s", request.method, request.path, error)
+            return _error(500, STORE_ERROR, f"Error in the backend data store: {error}")
 
     @web.middleware
     async def _authentication(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        request["principal"] = ANONYMOUS
+        request[PRINCIPAL] = ANONYMOUS
         if self.authenticate:
-            request["principal"] = await self._principal(request)
+            request[PRINCIPAL] = await self._principal(request)
         return await handler(request)
 
     async def _principal(self, request: web.Request) -> str:
@@ -283,7 +293,7 @@ class SchemaRegistryServer:
         return matches
 
     def _may_write(self, request: web.Request) -> None:
-        principal: str = request["principal"]
+        principal: str = request[PRINCIPAL]
         if self.authorizer is None:
             return
         host = request.remote or "*"
