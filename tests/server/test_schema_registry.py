@@ -321,3 +321,30 @@ def test_with_sasl_on_the_registry_asks_for_a_sasl_user_and_writes_need_alter(
         assert process.stop() == 0, process.log()
     finally:
         process.kill()
+
+
+def test_lookups_deletes_and_modes_through_the_client(server: ServerProcess) -> None:
+    subject = f"pay-{uuid.uuid4().hex[:8]}-value"
+    client = SchemaRegistryClient({"url": url(server)})
+    first = client.register_schema(subject, Schema(PAY, "AVRO"))
+    client.register_schema(subject, Schema(PAY_V2, "AVRO"))
+    found = client.lookup_schema(subject, Schema(PAY, "AVRO"))
+    assert (found.version, found.schema_id) == (1, first)
+    assert {"subject": subject, "version": 1} in [
+        {"subject": v.subject, "version": v.version} for v in client.get_schema_versions(first)
+    ]
+    assert client.delete_version(subject, 2) == 2
+    assert client.get_versions(subject) == [1]
+    assert client.delete_version(subject, 2, permanent=True) == 2
+    assert client.update_mode(subject, "READONLY") == "READONLY"
+    uncached = SchemaRegistryClient({"url": url(server)})  # the first client remembers PAY_V2
+    with pytest.raises(SchemaRegistryError) as refused:
+        uncached.register_schema(subject, Schema(PAY_V2, "AVRO"))
+    assert refused.value.error_code == 42205
+    status, _ = http(server, "DELETE", f"/mode/{subject}")
+    assert status == 200
+    assert client.delete_subject(subject) == [1]
+    assert client.delete_subject(subject, permanent=True) == [1]
+    with pytest.raises(SchemaRegistryError) as gone:
+        client.get_latest_version(subject)
+    assert gone.value.error_code == 40401
