@@ -20,7 +20,8 @@ class RegistryConfig:
     """(host, port) to serve the API on; None: not served."""
     authentication: str = "auto"
     """``basic``: HTTP Basic against the catalog's SASL users; ``none``:
-    open; ``auto``: ``basic`` when a Kafka listener uses SASL, else ``none``."""
+    open; ``auto``: ``basic`` when a Kafka listener authenticates its clients
+    (SASL, or TLS requiring certificates), else ``none``."""
     max_request_bytes: int = 4 * 1024 * 1024
     """The largest request body read (a larger one is refused with 413)."""
 

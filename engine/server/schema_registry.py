@@ -499,15 +499,20 @@ def registry_server_for(
 ) -> SchemaRegistryServer:
     """The API as ``tidelog serve`` runs it beside the Kafka listeners:
     authenticated when the config says so, or (``auto``) when a Kafka
-    listener uses SASL; writes authorized by the Kafka side's authorizer."""
-    uses_sasl = any(listener.protocol.uses_sasl for listener in server.effective_listeners)
-    authenticate = config.authentication == "basic" or (
-        config.authentication == "auto" and uses_sasl
+    listener authenticates (SASL, or TLS requiring client certificates);
+    writes authorized by the Kafka side's authorizer."""
+    kafka_authenticates = any(
+        listener.protocol.uses_sasl
+        or (listener.protocol.uses_tls and server.ssl_client_auth == "required")
+        for listener in server.effective_listeners
     )
-    if config.authentication == "none" and uses_sasl:
+    authenticate = config.authentication == "basic" or (
+        config.authentication == "auto" and kafka_authenticates
+    )
+    if config.authentication == "none" and kafka_authenticates:
         log.warning(
             "the Schema Registry API is open to everyone (authentication = none)"
-            " while the Kafka listeners ask for SASL"
+            " while the Kafka listeners authenticate their clients"
         )
     authorizer = authorizer_for(server, engine) if server.authorizer else None
     return SchemaRegistryServer(engine, config, authenticate=authenticate, authorizer=authorizer)

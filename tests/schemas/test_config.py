@@ -8,9 +8,14 @@ from pathlib import Path
 
 import pytest
 
+import engine
 from engine.cli.main import _build_parser
 from engine.cli.serve import settings
-from engine.server.config import ConfigFileError, load_config_file
+from engine.server.config import ConfigFileError, ServerConfig, load_config_file
+from engine.server.listeners import parse_listeners
+from engine.server.registry_config import RegistryConfig
+from engine.server.schema_registry import registry_server_for
+from tests.engine.conftest import QUIET_STORE
 
 
 def serve_args(*flags: str) -> argparse.Namespace:
@@ -61,3 +66,28 @@ def test_bad_settings_are_refused(tmp_path: Path, table: str, complaint: str) ->
     with pytest.raises(ConfigFileError, match=complaint) as refused:
         load_config_file(config)
     assert "[schema_registry]" in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("listeners", "client_auth", "authentication", "asks"),
+    [
+        ("PLAINTEXT://127.0.0.1:0", "none", "auto", False),
+        ("PLAINTEXT://127.0.0.1:0,SASL_PLAINTEXT://127.0.0.1:0", "none", "auto", True),
+        ("SSL://127.0.0.1:0", "none", "auto", False),
+        ("SSL://127.0.0.1:0", "required", "auto", True),
+        ("PLAINTEXT://127.0.0.1:0", "none", "basic", True),
+        ("SASL_SSL://127.0.0.1:0", "none", "none", False),
+    ],
+)
+def test_auto_authenticates_when_the_kafka_side_does(
+    tmp_path: Path, listeners: str, client_auth: str, authentication: str, asks: bool
+) -> None:
+    config = ServerConfig(
+        listeners=parse_listeners(listeners),
+        ssl_client_auth=client_auth,
+        ssl_keystore_location=str(tmp_path / "unread.pem"),  # checked only when served
+    )
+    with engine.open(tmp_path / "node", config=engine.EngineConfig(store=QUIET_STORE)) as e:
+        server = registry_server_for(e, RegistryConfig(authentication=authentication), config)
+        assert server.authenticate is asks
+        assert server.authorizer is None  # no authorizer configured: writes are not checked
