@@ -509,7 +509,7 @@ class SchemaRegistry:
                 parsed = fastavro.parse_schema(value, named_schemas=named)
             except Exception as error:  # fastavro raises many kinds for a bad schema
                 raise InvalidSchema(f"Invalid schema {text[:200]!r}: {error}") from error
-            canonical = json.dumps(value, separators=(",", ":"))
+            canonical = json.dumps(_avro_canonical(value), separators=(",", ":"))
             return (AVRO, canonical, refs), ParsedSchema(AVRO, parsed, named)
         if not isinstance(value, dict | bool):
             raise InvalidSchema("Invalid schema: a JSON Schema is an object or a boolean")
@@ -596,6 +596,60 @@ def _check_avro_attributes(value: Any, depth: int) -> None:
     for key in ("items", "values"):
         if key in value and kind in ("array", "map"):
             _check_avro_attributes(value[key], depth + 1)
+
+
+_AVRO_KEY_ORDER = (
+    "type",
+    "name",
+    "namespace",
+    "doc",
+    "aliases",
+    "fields",
+    "symbols",
+    "items",
+    "values",
+    "size",
+    "default",
+    "order",
+    "logicalType",
+    "precision",
+    "scale",
+)
+"""The order Avro's own schema printer writes attributes in (Java's
+Schema.toString, which Confluent's canonical text is): the same schema in
+another attribute order is the same schema, with the same id."""
+
+
+def _avro_canonical(schema: Any) -> Any:
+    """``schema`` with its attributes in Avro's order and ``{"type": "int"}``
+    written ``"int"``; fields keep their order, defaults are kept as given."""
+    if isinstance(schema, list):
+        return [_avro_canonical(branch) for branch in schema]
+    if not isinstance(schema, dict):
+        return schema
+    if set(schema) == {"type"} and isinstance(schema["type"], str):
+        return schema["type"]
+    rank = {key: i for i, key in enumerate(_AVRO_KEY_ORDER)}
+    ordered: dict[str, Any] = {}
+    for key in sorted(schema, key=lambda k: (rank.get(k, len(rank)), k)):
+        value = schema[key]
+        if key in ("type", "items", "values"):
+            value = _avro_canonical(value)
+        elif key == "fields" and isinstance(value, list):
+            value = [_avro_field(f) for f in value]
+        ordered[key] = value
+    return ordered
+
+
+def _avro_field(field_: Any) -> Any:
+    if not isinstance(field_, dict):
+        return field_
+    rank = {key: i for i, key in enumerate(_AVRO_KEY_ORDER)}
+    ordered = {}
+    for key in sorted(field_, key=lambda k: (rank.get(k, len(rank)), k)):
+        ordered[key] = _avro_canonical(field_[key]) if key == "type" else field_[key]
+    # A field is written name first, then its type, as Avro prints it.
+    return {k: ordered[k] for k in ("name", *ordered) if k in ordered}
 
 
 def _nesting(value: Any) -> int:

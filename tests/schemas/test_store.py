@@ -376,3 +376,23 @@ def test_readers_on_other_threads_see_each_registration_in_order() -> None:
     assert all(mine == sorted(mine) for mine in seen)  # never back to an older version
     latest = registry.latest("s")
     assert latest is not None and latest.schema_id == ids[-1]
+
+
+def test_an_avro_schema_in_another_attribute_order_is_the_same_schema(
+    registry: SchemaRegistry,
+) -> None:
+    written = '{"type": "record", "name": "Pay", "fields": [{"name": "c", "type": "long"}]}'
+    shuffled = (
+        '{"fields": [{"type": {"type": "long"}, "name": "c"}], "name": "Pay", "type": "record"}'
+    )
+    schema_id = registry.register("pay", written)
+    assert registry.register("pay", shuffled) == schema_id
+    assert registry.versions("pay") == [1]
+    assert registry.register("s", '{"type": "string"}') == registry.register("t", '"string"')
+    # Field order is the schema's: another order is another schema.
+    two = '{"type": "record", "name": "P", "fields": [{"name": "a", "type": "int"}, '
+    assert registry.register("u", two + '{"name": "b", "type": "int"}]}') != registry.register(
+        "v",
+        '{"type": "record", "name": "P", "fields": [{"name": "b", "type": "int"}, '
+        '{"name": "a", "type": "int"}]}',
+    )
