@@ -82,6 +82,13 @@ class CatalogState:
     masking_keys: dict[str, bytes] = field(default_factory=dict)
     """Each masked topic's key for its ``hash`` rules (engine/masking/), by
     topic name: kept here, never in a topic config a client may describe."""
+    schemas: dict[int, list[Any]] = field(default_factory=dict)
+    """The schema registry's schemas by global id: [schema_type, schema,
+    [[name, subject, version], ...]] (engine/schemas/store.py)."""
+    subject_versions: dict[str, dict[int, list[Any]]] = field(default_factory=dict)
+    """The registry's subjects: version -> [schema_id, deleted]."""
+    schema_configs: dict[str | None, dict[str, str]] = field(default_factory=dict)
+    """The registry's compatibility levels and modes by subject (None: global)."""
 
     def apply(self, record: list[Any]) -> None:
         kind = record[0]
@@ -98,6 +105,9 @@ class CatalogState:
             self.credentials = restored.credentials
             self.client_quotas = restored.client_quotas
             self.masking_keys = restored.masking_keys
+            self.schemas = restored.schemas
+            self.subject_versions = restored.subject_versions
+            self.schema_configs = restored.schema_configs
         elif kind == "create_topic":
             meta = TopicMeta.from_wire(record[1])
             self.topics[meta.name] = meta
@@ -168,6 +178,26 @@ class CatalogState:
             self.client_quotas = replaced
         elif kind == "masking_key":
             self.masking_keys[record[1]] = bytes(record[2])
+        elif kind == "schema":
+            self.schemas[record[1]] = [record[2], record[3], [list(r) for r in record[4]]]
+        elif kind == "subject_version":
+            subject, version, schema_id, deleted = record[1:5]
+            versions = self.subject_versions.setdefault(subject, {})
+            if schema_id is None:
+                versions.pop(version, None)
+            else:
+                versions[version] = [schema_id, bool(deleted)]
+            if not versions:
+                del self.subject_versions[subject]
+        elif kind == "schema_config":
+            settings = self.schema_configs.setdefault(record[1], {})
+            for name, value in record[2].items():
+                if value is None:
+                    settings.pop(name, None)
+                else:
+                    settings[name] = value
+            if not settings:
+                del self.schema_configs[record[1]]
         elif kind == "internal_stream":
             self.internal[record[1]] = record[2]
         elif kind == "producer_ids":
@@ -187,6 +217,13 @@ class CatalogState:
                 [entity_to_wire(entity), quotas] for entity, quotas in self.client_quotas.items()
             ],
             "masking_keys": self.masking_keys,
+            "schemas": [[i, *raw] for i, raw in self.schemas.items()],
+            "subject_versions": [
+                [subject, version, *state]
+                for subject, versions in self.subject_versions.items()
+                for version, state in versions.items()
+            ],
+            "schema_configs": [[subject, c] for subject, c in self.schema_configs.items()],
         }
 
     @classmethod
@@ -207,12 +244,27 @@ class CatalogState:
                 for entity, quotas in raw.get("client_quotas", [])
             },
             masking_keys={name: bytes(key) for name, key in raw.get("masking_keys", {}).items()},
+            schemas={
+                schema_id: [schema_type, text, [list(r) for r in refs]]
+                for schema_id, schema_type, text, refs in raw.get("schemas", [])
+            },
+            subject_versions=_subject_versions(raw.get("subject_versions", [])),
+            schema_configs={
+                subject: dict(settings) for subject, settings in raw.get("schema_configs", [])
+            },
         )
 
     def stream_ids(self) -> set[int]:
         """Every stream the catalog refers to."""
         topics = {sid for t in self.topics.values() for pair in t.streams for sid in pair}
         return topics | set(self.internal.values())
+
+
+def _subject_versions(rows: list[list[Any]]) -> dict[str, dict[int, list[Any]]]:
+    found: dict[str, dict[int, list[Any]]] = {}
+    for subject, version, schema_id, deleted in rows:
+        found.setdefault(subject, {})[version] = [schema_id, bool(deleted)]
+    return found
 
 
 class Catalog:

@@ -58,7 +58,7 @@ from engine.masking.unmask import unmask_binding, unmask_granted
 from engine.partition import AppendResult, OffsetAndTimestamp, Partition, PartitionFetch
 from engine.provenance import Provenance
 from engine.quota_entities import ClientQuotas, entity_to_wire
-from engine.schemas.types import SchemaLookup
+from engine.schemas.store import SchemaRegistry
 from engine.state_log import StateLog
 from engine.store_errors import damage_at, store_errors
 from engine.topic_admin import TopicAdmin
@@ -167,8 +167,11 @@ class Engine:
                 ),
             )
             """Client quotas by user and client id (kept in the catalog)."""
-            self.schemas: SchemaLookup | None = None
-            """The schema registry that topics' schema validation asks (None: none)."""
+            self.schemas = SchemaRegistry(
+                lambda: self.catalog.state,
+                lambda record: self._admin.append_catalog(record),  # noqa: PLW0108 (set below)
+            )
+            """The schema registry (Confluent's API; kept in the catalog)."""
             self.leader_epoch = self.store.manifest.state.epoch
             self._registry = TopicRegistry(
                 self.store,

@@ -41,6 +41,8 @@ from engine.server.config import (
     parse_address,
 )
 from engine.server.listeners import parse_listeners
+from engine.server.registry_config import DEFAULT_REGISTRY_PORT, RegistryConfig
+from engine.server.schema_registry import registry_server_for
 from engine.server.server import Server
 from s3stream.store import redact_url, secret_parameters
 
@@ -80,6 +82,14 @@ def add_command(commands: Any) -> None:
         action="store_true",
         help="answer UNKNOWN_TOPIC_OR_PARTITION instead of creating topics on first use",
     )
+    parser.add_argument(
+        "--schema-registry",
+        nargs="?",
+        const=f"127.0.0.1:{DEFAULT_REGISTRY_PORT}",
+        metavar="HOST:PORT",
+        help="serve the Schema Registry API (Confluent's) on HOST:PORT"
+        f" (default 127.0.0.1:{DEFAULT_REGISTRY_PORT}; off unless asked for here or in --config)",
+    )
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
     parser.set_defaults(run=run)
 
@@ -100,6 +110,9 @@ def settings(args: argparse.Namespace) -> tuple[FileConfig, ServerConfig]:
         server = replace(server, advertised_listeners=parse_listeners(args.advertised_listeners))
     if args.node_id is not None:
         server = replace(server, node_id=args.node_id)
+    if getattr(args, "schema_registry", None):
+        address = parse_address(args.schema_registry, default_port=DEFAULT_REGISTRY_PORT)
+        file = replace(file, schema_registry=replace(file.schema_registry, listen=address))
     return file, server
 
 
@@ -188,7 +201,9 @@ def run(args: argparse.Namespace) -> int:
     object_store = args.object_store or file.object_store
     runner: Any = asyncio.run if uvloop is None else uvloop.run
     try:
-        result: int = runner(_serve(data_dir, object_store, engine_config, server_config))
+        result: int = runner(
+            _serve(data_dir, object_store, engine_config, server_config, file.schema_registry)
+        )
     except refusal.REFUSALS as error:
         log.error("cannot serve: %s", refusal.describe(error, data_dir))
         return 1
@@ -200,6 +215,7 @@ async def _serve(
     object_store: str | None,
     engine_config: EngineConfig,
     server_config: ServerConfig,
+    registry_config: RegistryConfig | None = None,
 ) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -220,9 +236,17 @@ async def _serve(
     try:
         server = Server(engine, server_config)
         await server.start()
-        await stop.wait()
-        log.info("shutting down")
-        await server.stop()
+        registry = None
+        try:
+            if registry_config is not None and registry_config.listen is not None:
+                registry = registry_server_for(engine, registry_config, server_config)
+                await registry.start()
+            await stop.wait()
+            log.info("shutting down")
+        finally:
+            if registry is not None:
+                await registry.stop()
+            await server.stop()
     finally:
         await loop.run_in_executor(None, engine.close)
     return _report_close(engine, data_dir)

@@ -62,6 +62,7 @@ from engine.credentials import MECHANISMS
 from engine.engine import EngineConfig
 from engine.groups.config import GroupConfig
 from engine.server.listeners import Listener, parse_listeners
+from engine.server.registry_config import DEFAULT_REGISTRY_PORT, KEYS, RegistryConfig
 from engine.transactions.config import TransactionConfig
 from s3stream import StreamStoreConfig
 
@@ -297,6 +298,7 @@ class FileConfig:
     engine: dict[str, Any] = field(default_factory=dict)
     """Other EngineConfig arguments, by field name: its own settings, and
     ``groups`` and ``transactions`` when the file sets any of theirs."""
+    schema_registry: RegistryConfig = field(default_factory=RegistryConfig)
 
 
 _PLAIN_TYPES: dict[str, type] = {"int": int, "float": float, "bool": bool, "str": str}
@@ -326,12 +328,23 @@ _ENGINE_KEYS |= set(_ENGINE_SETTINGS)
 _STORE_KEYS = {f.name for f in fields(StreamStoreConfig)}
 
 
+def _registry_settings(table: dict[str, Any]) -> RegistryConfig:
+    unknown = set(table) - KEYS
+    if unknown:
+        raise ValueError(f"unknown keys {sorted(unknown)}")
+    listen = table.pop("listen", None)
+    if listen is not None and not isinstance(listen, str):
+        raise ValueError("listen must be a string, host:port")
+    address = parse_address(listen, default_port=DEFAULT_REGISTRY_PORT) if listen else None
+    return RegistryConfig(listen=address, **table)
+
+
 def load_config_file(path: str | Path) -> FileConfig:
     try:
         document = tomllib.loads(Path(path).read_text())
     except (OSError, tomllib.TOMLDecodeError) as error:
         raise ConfigFileError(f"{path}: {error}") from error
-    unknown = set(document) - {"server", "engine", "topic_defaults", "store"}
+    unknown = set(document) - {"server", "engine", "topic_defaults", "store", "schema_registry"}
     if unknown:
         raise ConfigFileError(f"{path}: unknown sections {sorted(unknown)}")
     # Kafka's dotted names ("max.connections") name the same settings.
@@ -367,6 +380,10 @@ def load_config_file(path: str | Path) -> FileConfig:
         store = StreamStoreConfig(**store_table)
     except (TypeError, ValueError) as error:
         raise ConfigFileError(f"{path}: [store]: {error}") from error
+    try:
+        registry = _registry_settings(dict(document.get("schema_registry", {})))
+    except (TypeError, ValueError) as error:
+        raise ConfigFileError(f"{path}: [schema_registry]: {error}") from error
     topic_defaults = {str(k): str(v) for k, v in document.get("topic_defaults", {}).items()}
     engine = {k: engine_table.pop(k) for k in list(engine_table) if k in _ENGINE_SETTINGS}
     for name, value in engine.items():
@@ -378,5 +395,10 @@ def load_config_file(path: str | Path) -> FileConfig:
         if settings:
             engine[nested] = config(**settings)
     return FileConfig(
-        server=server, topic_defaults=topic_defaults, store=store, engine=engine, **engine_table
+        server=server,
+        topic_defaults=topic_defaults,
+        store=store,
+        engine=engine,
+        schema_registry=registry,
+        **engine_table,
     )

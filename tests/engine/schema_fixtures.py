@@ -1,7 +1,6 @@
 """Schemas for the tests of schema validation on the broker: a dict-backed
-:class:`SchemaLookup`, and ``register``, the one place tests register a
-schema with an engine (through ``engine.schemas``), so they keep working
-when the engine's own registry answers."""
+:class:`SchemaLookup` for the record checks' unit tests, and ``register``,
+the one place tests register a schema with an engine's own registry."""
 
 from __future__ import annotations
 
@@ -63,12 +62,9 @@ class InMemorySchemas:
 
 
 def register(opened: engine.Engine, subject: str, schema_type: str, schema: str) -> int:
-    """Registers ``schema`` under ``subject`` with the engine's registry;
-    its id."""
-    if opened.schemas is None:
-        opened.schemas = InMemorySchemas()
-    assert isinstance(opened.schemas, InMemorySchemas)
-    return opened.schemas.register(subject, schema_type, schema).schema_id
+    """Registers ``schema`` under ``subject`` with the engine's own registry
+    (kept in its catalog); its id."""
+    return opened.schemas.register(subject, schema, schema_type)
 
 
 __all__ = ["AVRO", "JSON", "ORDER_AVRO", "ORDER_JSON", "InMemorySchemas", "register"]

@@ -27,6 +27,7 @@ from engine.acl_bindings import AclBinding
 from engine.catalog import PRODUCER_ID_BLOCK, SNAPSHOT_EVERY
 from engine.credentials import new_credential
 from engine.partition import CHECKPOINT_VERSION, FULL_CHECKPOINT_EVERY
+from engine.schemas.types import RegisteredSchema
 from engine.state_log import COMPACT_AFTER, COMPACT_CHUNK, StateLog
 from engine.time_index import TimeIndex
 from native import RecordSpec
@@ -107,6 +108,9 @@ def test_the_document_names_what_the_tests_build_from() -> None:
         "credentials",
         "client_quotas",
         "masking_keys",
+        "schemas",
+        "subject_versions",
+        "schema_configs",
     ]
     assert ACL == [
         "resource_type", "resource_name", "pattern_type", "principal", "host", "operation",
@@ -184,6 +188,8 @@ def _append_all(store: StreamStore, stream_id: int, payloads: list[bytes]) -> No
 
 
 TOPIC_IDS = [bytes([i]) * 16 for i in range(1, 7)]
+AVRO_TEXT = '{"type":"record","name":"Pay","fields":[{"name":"cents","type":"long"}]}'
+JSON_TEXT = '{"type":"object"}'
 ALICE = new_credential("SCRAM-SHA-256", "pencil", salt=b"salt" * 8)
 """A credential, as the document shapes it."""
 
@@ -232,6 +238,23 @@ def test_the_engine_reads_a_catalog_built_from_the_document(tmp_path: Path) -> N
                        entity=[["client-id", "app"], ["user", "alice"]],
                        configs={"consumer_byte_rate": 2048.0}),
             doc_record("masking_key", CATALOG_RECORDS, name="one", key=b"k" * 32),
+            doc_record("schema", CATALOG_RECORDS, schema_id=1, schema_type="AVRO",
+                       schema=AVRO_TEXT, references=[]),
+            doc_record("schema", CATALOG_RECORDS, schema_id=2, schema_type="JSON",
+                       schema=JSON_TEXT, references=[["Pay", "pay-value", 1]]),
+            doc_record("subject_version", CATALOG_RECORDS, subject="pay-value", version=1,
+                       schema_id=1, deleted=False),
+            doc_record("subject_version", CATALOG_RECORDS, subject="other", version=1,
+                       schema_id=2, deleted=False),
+            doc_record("subject_version", CATALOG_RECORDS, subject="other", version=2,
+                       schema_id=1, deleted=True),
+            doc_record("subject_version", CATALOG_RECORDS, subject="other", version=1,
+                       schema_id=None, deleted=True),
+            doc_record("schema_config", CATALOG_RECORDS, subject=None,
+                       configs={"compatibility": "FULL", "mode": "READONLY"}),
+            doc_record("schema_config", CATALOG_RECORDS, subject=None, configs={"mode": None}),
+            doc_record("schema_config", CATALOG_RECORDS, subject="pay-value",
+                       configs={"compatibility": "NONE"}),
         ]  # fmt: skip
         _append_all(store, catalog, records)
     with engine.open(node) as e:
@@ -248,6 +271,13 @@ def test_the_engine_reads_a_catalog_built_from_the_document(tmp_path: Path) -> N
             (("client-id", "app"), ("user", "alice")): {"consumer_byte_rate": 2048.0},
         }
         assert e.catalog.state.masking_keys == {"one": b"k" * 32}
+        assert e.schemas.subjects() == ["pay-value"]
+        assert e.schemas.subjects(deleted=True) == ["other", "pay-value"]
+        assert e.schemas.versions("other", deleted=True) == [2]
+        assert e.schemas.latest("pay-value") == RegisteredSchema(1, "AVRO", AVRO_TEXT)
+        assert e.schemas.by_id(2) is None  # no version names it any more
+        assert (e.schemas.compatibility(), e.schemas.compatibility("pay-value")) == ("FULL", "NONE")
+        assert e.schemas.mode() == "READWRITE"
 
 
 def test_the_engine_reads_a_catalog_that_starts_with_a_snapshot(tmp_path: Path) -> None:
@@ -267,6 +297,11 @@ def test_the_engine_reads_a_catalog_that_starts_with_a_snapshot(tmp_path: Path) 
             "credentials": {"bob": {"SCRAM-SHA-512": ALICE.to_wire()}},
             "client_quotas": [[[["user", None]], {"consumer_byte_rate": 4096.0}]],
             "masking_keys": {"kept": b"m" * 32},
+            "schemas": [[7, "AVRO", AVRO_TEXT, []]],
+            "subject_versions": [["pay-value", 3, 7, False], ["pay-value", 4, 7, True]],
+            "schema_configs": [
+                [None, {"compatibility": "NONE"}], ["pay-value", {"mode": "IMPORT"}]
+            ],
         }  # fmt: skip
         assert list(body) == SNAPSHOT_KEYS
         _append_all(store, catalog, [doc_record("snapshot", CATALOG_RECORDS, body=body)])
@@ -282,6 +317,13 @@ def test_the_engine_reads_a_catalog_that_starts_with_a_snapshot(tmp_path: Path) 
         assert e.credentials.get("bob", "SCRAM-SHA-512") == ALICE
         assert e.client_quotas.entities() == {(("user", None),): {"consumer_byte_rate": 4096.0}}
         assert e.catalog.state.masking_keys == {"kept": b"m" * 32}
+        assert e.schemas.version("pay-value", "latest").version == 3
+        assert e.schemas.versions("pay-value", deleted=True) == [3, 4]
+        assert e.schemas.by_id(7) == RegisteredSchema(7, "AVRO", AVRO_TEXT)
+        assert (e.schemas.compatibility(), e.schemas.mode("pay-value")) == ("NONE", "IMPORT")
+        # A new schema's id is one past the greatest bound.
+        e.schemas.set_mode("READWRITE", "pay-value")
+        assert e.schemas.register("other", '"string"') == 8
 
 
 def test_a_store_whose_lowest_stream_is_no_catalog_is_refused(tmp_path: Path) -> None:
@@ -330,6 +372,9 @@ class DocCatalog:
         self.credentials: dict[str, dict[str, list[Any]]] = {}
         self.client_quotas: dict[tuple[tuple[str, str | None], ...], dict[str, float]] = {}
         self.masking_keys: dict[str, bytes] = {}
+        self.schemas: dict[int, list[Any]] = {}
+        self.subject_versions: dict[tuple[str, int], list[Any]] = {}
+        self.schema_configs: dict[str | None, dict[str, str]] = {}
 
     def apply(self, record: list[Any]) -> None:
         name, args = record[0], record[1:]
@@ -400,7 +445,39 @@ class DocCatalog:
                     quotas[key] = value
             if not quotas:
                 del self.client_quotas[entity]  # type: ignore[arg-type]
+        elif name == "schema":
+            assert named["schema_id"] not in self.schemas, "an id is bound once"
+            assert named["schema_id"] == max(self.schemas, default=0) + 1
+            assert named["schema_type"] in ("AVRO", "JSON")
+            assert all(len(r) == 3 for r in named["references"])
+            self.schemas[named["schema_id"]] = [
+                named["schema_type"], named["schema"], named["references"]
+            ]  # fmt: skip
+        elif name == "subject_version":
+            key = (named["subject"], named["version"])
+            if named["schema_id"] is None:
+                del self.subject_versions[key]
+            else:
+                assert named["schema_id"] in self.schemas
+                self.subject_versions[key] = [named["schema_id"], named["deleted"]]
+        elif name == "schema_config":
+            settings = self.schema_configs.setdefault(named["subject"], {})
+            for key, value in named["configs"].items():
+                assert key in ("compatibility", "mode")
+                settings.pop(key, None)
+                if value is not None:
+                    settings[key] = value
+            if not settings:
+                del self.schema_configs[named["subject"]]
         elif name == "snapshot":
+            self.schemas = {row[0]: list(row[1:]) for row in named["body"].get("schemas", [])}
+            self.subject_versions = {
+                (row[0], row[1]): list(row[2:]) for row in named["body"].get("subject_versions", [])
+            }
+            self.schema_configs = {
+                subject: dict(settings)
+                for subject, settings in named["body"].get("schema_configs", [])
+            }
             self.client_quotas = {
                 tuple(tuple(pair) for pair in entity): dict(quotas)
                 for entity, quotas in named["body"].get("client_quotas", [])
@@ -459,6 +536,14 @@ def test_what_the_engine_writes_parses_and_applies_by_the_document(tmp_path: Pat
         e.client_quotas.alter(app, {"producer_byte_rate": 1000.0, "consumer_byte_rate": 2000.0})
         e.client_quotas.alter(app, {"consumer_byte_rate": None})
         alice = e.credentials.get("alice", "SCRAM-SHA-512")
+        pay_id = e.schemas.register("pay-value", AVRO_TEXT)
+        assert e.schemas.register("again-value", AVRO_TEXT) == pay_id
+        e.schemas.register("gone-value", '"string"')
+        e.schemas.delete_subject("gone-value")
+        e.schemas.delete_subject("gone-value", permanent=True)
+        e.schemas.set_compatibility("FULL")
+        e.schemas.set_compatibility("NONE", "pay-value")
+        e.schemas.set_mode("READONLY", "again-value")
         e.init_producer_id()
         stamps = _produce_timed(e, "a", 0)
         with e.producer(transactional_id="spec") as producer:
@@ -499,6 +584,15 @@ def test_what_the_engine_writes_parses_and_applies_by_the_document(tmp_path: Pat
         assert model.client_quotas == {app: {"producer_byte_rate": 1000.0}}
         assert model.masking_keys == masking_keys
         assert set(masking_keys) == {"a"}
+        assert model.schemas[pay_id] == ["AVRO", AVRO_TEXT, []]
+        assert model.subject_versions == {
+            ("pay-value", 1): [pay_id, False], ("again-value", 1): [pay_id, False]
+        }  # fmt: skip
+        assert model.schema_configs == {
+            None: {"compatibility": "FULL"},
+            "pay-value": {"compatibility": "NONE"},
+            "again-value": {"mode": "READONLY"},
+        }
         logs = {name: _apply_state_log(read_stream(store, i)) for name, i in model.internal.items()}
         assert logs["transactions"], "the transactional id lives in a state log"
         streams = {name: t["streams"] for name, t in model.topics.items()}

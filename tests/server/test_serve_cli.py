@@ -281,6 +281,7 @@ def test_the_config_file_in_the_server_doc_loads_as_documented(tmp_path: Path) -
     assert loaded.engine["groups"].group_initial_rebalance_delay_ms == 3000
     assert loaded.engine["transactions"].transaction_max_timeout_ms == 900000
     assert loaded.store.upload_bytes == 32 * 1024 * 1024
+    assert loaded.schema_registry.listen == ("127.0.0.1", 8081)
 
 
 def test_listen_without_a_host_is_refused_with_how_to_mean_every_interface(

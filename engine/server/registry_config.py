@@ -1,0 +1,35 @@
+"""The ``[schema_registry]`` settings: where the Schema Registry API listens
+and who may use it (docs/schema-registry.md)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DEFAULT_REGISTRY_PORT = 8081
+"""Confluent Schema Registry's port."""
+AUTHENTICATIONS = ("auto", "basic", "none")
+KEYS = frozenset({"listen", "authentication", "max_request_bytes"})
+"""What a ``[schema_registry]`` table may set."""
+
+
+@dataclass(frozen=True)
+class RegistryConfig:
+    """The Schema Registry API's listener; off unless ``listen`` is set."""
+
+    listen: tuple[str, int] | None = None
+    """(host, port) to serve the API on; None: not served."""
+    authentication: str = "auto"
+    """``basic``: HTTP Basic against the catalog's SASL users; ``none``:
+    open; ``auto``: ``basic`` when a Kafka listener authenticates its clients
+    (SASL, or TLS requiring certificates), else ``none``."""
+    max_request_bytes: int = 4 * 1024 * 1024
+    """The largest request body read (a larger one is refused with 413)."""
+
+    def __post_init__(self) -> None:
+        if self.authentication not in AUTHENTICATIONS:
+            raise ValueError(
+                f"authentication must be one of {', '.join(AUTHENTICATIONS)},"
+                f" not {self.authentication!r}"
+            )
+        if not 1024 <= self.max_request_bytes <= 1024**3:
+            raise ValueError("max_request_bytes must be from 1 KiB to 1 GiB")
