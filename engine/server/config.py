@@ -119,6 +119,10 @@ class ServerConfig:
     one closes its connection: a client that stalls or trickles a request
     cannot hold a buffer and a connection for ever. As long as a Kafka
     client's own request.timeout.ms, after which it gives up anyway."""
+    connection_failed_authentication_delay_ms: int = 100
+    """How long after its SASL_AUTHENTICATION_FAILED answer a connection is
+    closed (Kafka's connection.failed.authentication.delay.ms), unless the
+    client closes it first: the answer arrives before the close."""
     max_incremental_fetch_session_cache_slots: int = 1000
     """Incremental fetch sessions (KIP-227) held at once, Kafka's
     max.incremental.fetch.session.cache.slots; 0 turns sessions off, and
@@ -224,6 +228,7 @@ class ServerConfig:
                 kafka_name = name.replace("_", ".")
                 raise ValueError(f"{kafka_name} must be a positive integer, not {value!r}")
         for name in (
+            "connection_failed_authentication_delay_ms",
             "max_incremental_fetch_session_cache_slots",
             "min_incremental_fetch_session_eviction_ms",
             "max_incremental_fetch_session_partitions",

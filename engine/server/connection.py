@@ -89,6 +89,7 @@ class Connection(asyncio.BufferedProtocol):
         "_body",
         "_body_filled",
         "_body_size",
+        "_closing",
         "_direct",
         "_draining",
         "_fd",
@@ -141,6 +142,8 @@ class Connection(asyncio.BufferedProtocol):
         self._idle.set()
         self.last_active = server.now()
         """When the connection last read or wrote (connections.max.idle.ms)."""
+        self._closing: asyncio.TimerHandle | None = None
+        """The close a failed SASL exchange put off (connection.failed.authentication.delay.ms)."""
         self.partial_since: float | None = None
         """When the request being read began arriving, or None between requests."""
 
@@ -196,6 +199,8 @@ class Connection(asyncio.BufferedProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        if self._closing is not None:
+            self._closing.cancel()
         if not self.admitted:
             return
         for pending in self._pending:
@@ -476,10 +481,21 @@ class Connection(asyncio.BufferedProtocol):
             authentication = self.authentication
             if authentication is not None and authentication.close_after_answer:
                 # A failed SASL exchange: its answer goes out, then the
-                # connection closes, as Kafka's SaslServerAuthenticator does.
+                # connection closes, as Kafka's SaslServerAuthenticator does,
+                # connection.failed.authentication.delay.ms later (or when
+                # the client closes): a client that reads the answer and the
+                # close together may drop the answer (kafka-python does).
                 self.closed = True
+                self._idle.set()  # nothing more is answered
                 if self.transport is not None:
-                    self.transport.close()
+                    self.transport.pause_reading()
+                    delay = self.server.config.connection_failed_authentication_delay_ms
+                    if delay:
+                        self._closing = asyncio.get_running_loop().call_later(
+                            delay / 1000, self.transport.close
+                        )
+                    else:
+                        self.transport.close()
                 return
         if not self._pending:
             self._idle.set()
@@ -583,5 +599,5 @@ class Connection(asyncio.BufferedProtocol):
             log.warning("%s: %d responses unwritten at shutdown", self.peer, len(self._pending))
 
     def close(self) -> None:
-        if self.transport is not None and not self.closed:
+        if self.transport is not None and (not self.closed or self._closing is not None):
             self.transport.close()
