@@ -103,8 +103,11 @@ def distinguished_name(peercert: dict[str, Any]) -> str:
     )
 
 
-def server_context(config: ServerConfig) -> ssl.SSLContext:
-    """The TLS context of the SSL and SASL_SSL listeners."""
+def server_context(config: ServerConfig, *, client_auth: bool = True) -> ssl.SSLContext:
+    """The TLS context of the SSL listeners, or with ``client_auth=False``
+    of the SASL_SSL listeners, which never ask for a client certificate:
+    as in Kafka, ssl.client.auth is an SSL listener's (a SASL_SSL client
+    is the SASL user, and it need not hold a certificate)."""
     if not config.ssl_keystore_location:
         raise ValueError("an SSL or SASL_SSL listener needs ssl.keystore.location")
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -113,7 +116,7 @@ def server_context(config: ServerConfig) -> ssl.SSLContext:
     if config.ssl_key_password_file:
         password = Path(config.ssl_key_password_file).read_text().rstrip("\r\n")
     context.load_cert_chain(config.ssl_keystore_location, password=password)
-    if config.ssl_client_auth != "none":
+    if client_auth and config.ssl_client_auth != "none":
         if not config.ssl_truststore_location:
             raise ValueError(
                 f"ssl.client.auth={config.ssl_client_auth} needs ssl.truststore.location"
