@@ -52,7 +52,7 @@ from engine.server.authentication import SASL_MAX_RECEIVE_BYTES, Authentication
 from engine.server.context import Identity
 from engine.server.dispatch import dispatch
 from engine.server.listeners import Listener
-from engine.server.tls import NoMatchingRule
+from engine.server.tls import NoMatchingRule, tls_writes
 
 if TYPE_CHECKING:
     from engine.server.server import Server
@@ -98,6 +98,7 @@ class Connection(asyncio.BufferedProtocol):
         "_pauses",
         "_pending",
         "_throttled",
+        "_tls",
         "admitted",
         "authentication",
         "closed",
@@ -124,6 +125,7 @@ class Connection(asyncio.BufferedProtocol):
         """Who the peer is (its principal once it authenticates)."""
         self.admitted = False
         self._fd = -1
+        self._tls = False
         self._head = b""
         """The first bytes of a size prefix that has not fully arrived."""
         self._body: bytearray | None = None
@@ -168,7 +170,7 @@ class Connection(asyncio.BufferedProtocol):
             stream.abort()
             return
         self.admitted = True
-        tls = transport.get_extra_info("ssl_object") is not None
+        tls = self._tls = transport.get_extra_info("ssl_object") is not None
         sock = None if tls else transport.get_extra_info("socket")
         self._fd = sock.fileno() if sock is not None else -1
         if tls:
@@ -504,7 +506,11 @@ class Connection(asyncio.BufferedProtocol):
         assert self.transport is not None
         self.server.stats.bytes_out += sum(len(part) for part in parts)
         self.last_active = self.server.now()
-        self.transport.writelines(parts)
+        if self._tls:  # bounded writes, small parts joined: see tls_writes
+            for write in tls_writes(parts):
+                self.transport.write(write)
+        else:
+            self.transport.writelines(parts)
 
     def _release(self, size: int) -> None:
         server = self.server
