@@ -31,6 +31,7 @@ They can come from a TOML file (``tidelog serve --config tidelog.toml``)::
     "ssl.client.auth" = "required"                          # or requested, none
     "ssl.principal.mapping.rules" = "RULE:^CN=(.*?),.*$/$1/L,DEFAULT"
     "connections.max.reauth.ms" = 3600000
+    "connection.failed.authentication.delay.ms" = 100     # the close after a failed login
 
     [engine]
     data_dir = "./tidelog-data"
