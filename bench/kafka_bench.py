@@ -58,7 +58,12 @@ bytes; every ``*_mb_s`` key is MiB/s of record values):
   bench/_certificates.py) of the same server, one topic each:
   ``sasl_ssl_produce_mb_s`` / ``plaintext_produce_mb_s`` =
   ``sasl_ssl_vs_plaintext_produce`` and likewise for consume (the cost of
-  TLS and of authenticated connections; connecting is not timed).
+  TLS and of authenticated connections; connecting is not timed); beside
+  them the server's CPU per MiB (``<door>_<produce|consume>_server_ms_per_mib``
+  and ``sasl_ssl_vs_plaintext_<what>_server_cpu``, steadier than MiB/s on a
+  busy machine) and the consuming client's (``<door>_consume_client_ms_per_mib``:
+  with TLS on both sides of one machine, the client's decryption weighs as
+  much as the server's encryption).
 
 The server's CPU time (/proc/PID/stat) is taken around each phase, and this
 process's (the client and librdkafka's threads) beside it. ``--json`` prints
@@ -1001,6 +1006,7 @@ def sasl_ssl_phase(scratch: Path, settings: Settings, values: list[bytes]) -> di
         topics = {door: f"bench-{door}" for door in doors}
         create_topics(server.address, settings.partitions, *topics.values())
         for door, (address, security) in doors.items():
+            cpu = server.cpu_seconds()
             produced = produce_flat_out(
                 {"bootstrap.servers": address, **security},
                 topics[door],
@@ -1009,9 +1015,19 @@ def sasl_ssl_phase(scratch: Path, settings: Settings, values: list[bytes]) -> di
                 values,
             )
             results[f"{door}_produce_mb_s"] = round(produced["mb_s"], 1)
+            results[f"{door}_produce_server_ms_per_mib"] = round(
+                (server.cpu_seconds() - cpu) * 1000 / settings.sasl_ssl_mb, 3
+            )
         for door, (address, security) in doors.items():
+            cpu = server.cpu_seconds()
             consumed = consume_all(address, topics[door], settings.partitions, records, security)
             results[f"{door}_consume_mb_s"] = round(consumed["mb_s"], 1)
+            results[f"{door}_consume_server_ms_per_mib"] = round(
+                (server.cpu_seconds() - cpu) * 1000 / settings.sasl_ssl_mb, 3
+            )
+            results[f"{door}_consume_client_ms_per_mib"] = round(
+                consumed["client_cores"] * consumed["seconds"] * 1000 / settings.sasl_ssl_mb, 3
+            )
         results["sasl_ssl_server_exit_code"] = server.stop()
     except BaseException:
         print(f"the SASL_SSL server's last lines:\n{server.log_tail()}", file=sys.stderr)
@@ -1021,6 +1037,14 @@ def sasl_ssl_phase(scratch: Path, settings: Settings, values: list[bytes]) -> di
     for what in ("produce", "consume"):
         results[f"sasl_ssl_vs_plaintext_{what}"] = round(
             results[f"sasl_ssl_{what}_mb_s"] / results[f"plaintext_{what}_mb_s"], 3
+        )
+        # CPU time per MiB holds still on a busy machine where MiB/s does not;
+        # a run too short for a clock tick of plaintext CPU has no ratio.
+        plaintext_cpu = results[f"plaintext_{what}_server_ms_per_mib"]
+        results[f"sasl_ssl_vs_plaintext_{what}_server_cpu"] = (
+            round(results[f"sasl_ssl_{what}_server_ms_per_mib"] / plaintext_cpu, 3)
+            if plaintext_cpu
+            else None
         )
     return results
 
@@ -1033,8 +1057,14 @@ def print_sasl_ssl(results: dict[str, Any]) -> None:
         print(
             f"  {what}: PLAINTEXT {results[f'plaintext_{what}_mb_s']:.1f} MiB/s, "
             f"SASL_SSL {results[f'sasl_ssl_{what}_mb_s']:.1f} MiB/s, "
-            f"ratio {results[f'sasl_ssl_vs_plaintext_{what}']:.2f}"
+            f"ratio {results[f'sasl_ssl_vs_plaintext_{what}']:.2f}; server CPU "
+            f"{results[f'plaintext_{what}_server_ms_per_mib']:.2f} and "
+            f"{results[f'sasl_ssl_{what}_server_ms_per_mib']:.2f} ms/MiB"
         )
+    print(
+        f"  consume, client CPU: PLAINTEXT {results['plaintext_consume_client_ms_per_mib']:.2f}"
+        f" ms/MiB, SASL_SSL {results['sasl_ssl_consume_client_ms_per_mib']:.2f} ms/MiB"
+    )
 
 
 def print_remote_acks(results: dict[str, Any]) -> None:

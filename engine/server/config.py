@@ -31,6 +31,7 @@ They can come from a TOML file (``tidelog serve --config tidelog.toml``)::
     "ssl.client.auth" = "required"                          # or requested, none
     "ssl.principal.mapping.rules" = "RULE:^CN=(.*?),.*$/$1/L,DEFAULT"
     "connections.max.reauth.ms" = 3600000
+    "connection.failed.authentication.delay.ms" = 100     # the close after a failed login
 
     [engine]
     data_dir = "./tidelog-data"
@@ -120,6 +121,10 @@ class ServerConfig:
     one closes its connection: a client that stalls or trickles a request
     cannot hold a buffer and a connection for ever. As long as a Kafka
     client's own request.timeout.ms, after which it gives up anyway."""
+    connection_failed_authentication_delay_ms: int = 100
+    """How long after its SASL_AUTHENTICATION_FAILED answer a connection is
+    closed (Kafka's connection.failed.authentication.delay.ms), unless the
+    client closes it first: the answer arrives before the close."""
     max_incremental_fetch_session_cache_slots: int = 1000
     """Incremental fetch sessions (KIP-227) held at once, Kafka's
     max.incremental.fetch.session.cache.slots; 0 turns sessions off, and
@@ -225,6 +230,7 @@ class ServerConfig:
                 kafka_name = name.replace("_", ".")
                 raise ValueError(f"{kafka_name} must be a positive integer, not {value!r}")
         for name in (
+            "connection_failed_authentication_delay_ms",
             "max_incremental_fetch_session_cache_slots",
             "min_incremental_fetch_session_eviction_ms",
             "max_incremental_fetch_session_partitions",

@@ -52,7 +52,7 @@ from engine.server.authentication import SASL_MAX_RECEIVE_BYTES, Authentication
 from engine.server.context import Identity
 from engine.server.dispatch import dispatch
 from engine.server.listeners import Listener
-from engine.server.tls import NoMatchingRule
+from engine.server.tls import NoMatchingRule, tls_writes
 
 if TYPE_CHECKING:
     from engine.server.server import Server
@@ -89,6 +89,7 @@ class Connection(asyncio.BufferedProtocol):
         "_body",
         "_body_filled",
         "_body_size",
+        "_closing",
         "_direct",
         "_draining",
         "_fd",
@@ -97,6 +98,7 @@ class Connection(asyncio.BufferedProtocol):
         "_pauses",
         "_pending",
         "_throttled",
+        "_tls",
         "admitted",
         "authentication",
         "closed",
@@ -123,6 +125,7 @@ class Connection(asyncio.BufferedProtocol):
         """Who the peer is (its principal once it authenticates)."""
         self.admitted = False
         self._fd = -1
+        self._tls = False
         self._head = b""
         """The first bytes of a size prefix that has not fully arrived."""
         self._body: bytearray | None = None
@@ -141,6 +144,8 @@ class Connection(asyncio.BufferedProtocol):
         self._idle.set()
         self.last_active = server.now()
         """When the connection last read or wrote (connections.max.idle.ms)."""
+        self._closing: asyncio.TimerHandle | None = None
+        """The close a failed SASL exchange put off (connection.failed.authentication.delay.ms)."""
         self.partial_since: float | None = None
         """When the request being read began arriving, or None between requests."""
 
@@ -167,7 +172,7 @@ class Connection(asyncio.BufferedProtocol):
             stream.abort()
             return
         self.admitted = True
-        tls = transport.get_extra_info("ssl_object") is not None
+        tls = self._tls = transport.get_extra_info("ssl_object") is not None
         sock = None if tls else transport.get_extra_info("socket")
         self._fd = sock.fileno() if sock is not None else -1
         if tls:
@@ -198,6 +203,8 @@ class Connection(asyncio.BufferedProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        if self._closing is not None:
+            self._closing.cancel()
         if not self.admitted:
             return
         for pending in self._pending:
@@ -478,10 +485,21 @@ class Connection(asyncio.BufferedProtocol):
             authentication = self.authentication
             if authentication is not None and authentication.close_after_answer:
                 # A failed SASL exchange: its answer goes out, then the
-                # connection closes, as Kafka's SaslServerAuthenticator does.
+                # connection closes, as Kafka's SaslServerAuthenticator does,
+                # connection.failed.authentication.delay.ms later (or when
+                # the client closes): a client that reads the answer and the
+                # close together may drop the answer (kafka-python does).
                 self.closed = True
+                self._idle.set()  # nothing more is answered
                 if self.transport is not None:
-                    self.transport.close()
+                    self.transport.pause_reading()
+                    delay = self.server.config.connection_failed_authentication_delay_ms
+                    if delay:
+                        self._closing = asyncio.get_running_loop().call_later(
+                            delay / 1000, self.transport.close
+                        )
+                    else:
+                        self.transport.close()
                 return
         if not self._pending:
             self._idle.set()
@@ -490,7 +508,11 @@ class Connection(asyncio.BufferedProtocol):
         assert self.transport is not None
         self.server.stats.bytes_out += sum(len(part) for part in parts)
         self.last_active = self.server.now()
-        self.transport.writelines(parts)
+        if self._tls:  # bounded writes, small parts joined: see tls_writes
+            for write in tls_writes(parts):
+                self.transport.write(write)
+        else:
+            self.transport.writelines(parts)
 
     def _release(self, size: int) -> None:
         server = self.server
@@ -585,5 +607,5 @@ class Connection(asyncio.BufferedProtocol):
             log.warning("%s: %d responses unwritten at shutdown", self.peer, len(self._pending))
 
     def close(self) -> None:
-        if self.transport is not None and not self.closed:
+        if self.transport is not None and (not self.closed or self._closing is not None):
             self.transport.close()

@@ -22,7 +22,7 @@ from engine.server.config import ServerConfig
 from engine.server.connection import SHARED_READ_BYTES, Connection
 from engine.server.context import Broker, PrincipalBuilder, ServerState
 from engine.server.fetch_sessions import FetchSessionCache
-from engine.server.listeners import Listener
+from engine.server.listeners import Listener, SecurityProtocol
 from engine.server.quotas import QuotaManager
 from engine.server.tls import PrincipalMapper, distinguished_name, server_context
 
@@ -100,9 +100,12 @@ class Server:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         listeners = self.config.effective_listeners
-        tls: ssl.SSLContext | None = None
-        if any(listener.protocol.uses_tls for listener in listeners):
-            tls = server_context(self.config)
+        tls: dict[SecurityProtocol, ssl.SSLContext] = {}
+        for listener in listeners:
+            if listener.protocol.uses_tls and listener.protocol not in tls:
+                tls[listener.protocol] = server_context(
+                    self.config, client_auth=listener.protocol is SecurityProtocol.SSL
+                )
         try:
             for listener in listeners:
                 self._servers[listener.name] = await loop.create_server(
@@ -111,7 +114,7 @@ class Server:
                     listener.port,
                     reuse_address=True,
                     backlog=1024,
-                    ssl=tls if listener.protocol.uses_tls else None,
+                    ssl=tls.get(listener.protocol),
                     # A handshake that stalls holds a connection like a
                     # request that stalls: the same bound (asyncio's own is 60 s).
                     ssl_handshake_timeout=(

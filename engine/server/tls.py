@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from engine.protocol.codec import Parts
 from engine.server.config import ServerConfig
 
 
@@ -103,8 +104,11 @@ def distinguished_name(peercert: dict[str, Any]) -> str:
     )
 
 
-def server_context(config: ServerConfig) -> ssl.SSLContext:
-    """The TLS context of the SSL and SASL_SSL listeners."""
+def server_context(config: ServerConfig, *, client_auth: bool = True) -> ssl.SSLContext:
+    """The TLS context of the SSL listeners, or with ``client_auth=False``
+    of the SASL_SSL listeners, which never ask for a client certificate:
+    as in Kafka, ssl.client.auth is an SSL listener's (a SASL_SSL client
+    is the SASL user, and it need not hold a certificate)."""
     if not config.ssl_keystore_location:
         raise ValueError("an SSL or SASL_SSL listener needs ssl.keystore.location")
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -113,7 +117,7 @@ def server_context(config: ServerConfig) -> ssl.SSLContext:
     if config.ssl_key_password_file:
         password = Path(config.ssl_key_password_file).read_text().rstrip("\r\n")
     context.load_cert_chain(config.ssl_keystore_location, password=password)
-    if config.ssl_client_auth != "none":
+    if client_auth and config.ssl_client_auth != "none":
         if not config.ssl_truststore_location:
             raise ValueError(
                 f"ssl.client.auth={config.ssl_client_auth} needs ssl.truststore.location"
@@ -123,3 +127,46 @@ def server_context(config: ServerConfig) -> ssl.SSLContext:
             ssl.CERT_REQUIRED if config.ssl_client_auth == "required" else ssl.CERT_OPTIONAL
         )
     return context
+
+
+TLS_WRITE_BYTES = 128 * 1024
+"""The most a response gives a TLS transport at once (see tls_writes)."""
+TLS_RECORD_BYTES = 16 * 1024
+"""TLS's largest record: parts smaller than this are joined."""
+
+
+def tls_writes(parts: Parts) -> Parts:
+    """A response's parts as the writes a TLS transport takes best: small
+    parts joined (each write is at least one TLS record of its own, with its
+    own header, tag and cipher call), large ones cut to TLS_WRITE_BYTES at
+    most. The transport encrypts its whole backlog into a memory BIO before
+    it sends any of it, so one write of a whole fetch response grows that
+    BIO (zeroed, on fresh pages) to the response's size and copies it out
+    again; writes of a bounded size keep reusing the same memory."""
+    writes: Parts = []
+    small: Parts = []
+    small_bytes = 0
+
+    def flush() -> None:
+        nonlocal small, small_bytes
+        if small:
+            writes.append(small[0] if len(small) == 1 else b"".join(small))
+            small, small_bytes = [], 0
+
+    for part in parts:
+        size = len(part)
+        if size == 0:
+            continue
+        if size < TLS_RECORD_BYTES:
+            if small_bytes + size > TLS_WRITE_BYTES:
+                flush()
+            small.append(part)
+            small_bytes += size
+            continue
+        flush()
+        view = memoryview(part)
+        writes.extend(
+            view[start : start + TLS_WRITE_BYTES] for start in range(0, size, TLS_WRITE_BYTES)
+        )
+    flush()
+    return writes

@@ -63,6 +63,14 @@ def test_kafka_bench_reports_every_headline_figure_beside_its_ceilings(tmp_path:
         assert report[f"sasl_ssl_vs_plaintext_{what}"] == pytest.approx(
             sasl_ssl / plaintext, rel=0.05
         )
+        plaintext_cpu = report[f"plaintext_{what}_server_ms_per_mib"]
+        sasl_ssl_cpu = report[f"sasl_ssl_{what}_server_ms_per_mib"]
+        assert plaintext_cpu >= 0 and sasl_ssl_cpu > 0
+        if plaintext_cpu:
+            assert report[f"sasl_ssl_vs_plaintext_{what}_server_cpu"] == pytest.approx(
+                sasl_ssl_cpu / plaintext_cpu, rel=0.05
+            )
+    assert report["sasl_ssl_consume_client_ms_per_mib"] > 0
     assert list(tmp_path.iterdir()) == []
 
 

@@ -61,6 +61,10 @@ def scram_client(
     assert nonce.startswith(client_nonce)
     if tamper == "nonce":
         nonce = client_nonce + b"x"
+    elif tamper == "librdkafka":  # before 2.6.1: its own nonce once more
+        nonce = client_nonce + nonce
+    elif tamper == "prefix":
+        nonce = b"x" + nonce
     salted = salted_password(
         hash_name, password.encode(), base64.b64decode(fields[b"s"]), int(fields[b"i"])
     )
@@ -93,6 +97,7 @@ def test_scram_authenticates_the_right_password(password: str, mechanism: str) -
         ("bob", "secret", "", "no SCRAM-SHA-512 credential"),
         ("alice", "secret", "nonce", "invalid client nonce"),
         ("alice", "secret", "binding", "channel binding"),
+        ("alice", "secret", "prefix", "invalid client nonce"),
     ],
 )
 def test_scram_refuses(user: str, password: str, tamper: str, detail: str) -> None:
@@ -107,6 +112,15 @@ def test_scram_refuses(user: str, password: str, tamper: str, detail: str) -> No
     )
     assert password not in refused.value.detail
     assert not server.complete
+
+
+def test_scram_takes_the_nonce_librdkafka_before_2_6_1_writes() -> None:
+    """librdkafka before 2.6.1 (Debian's kcat) writes its own nonce again
+    before the whole nonce in client-final; Kafka 3.8.1 to 3.9 accept it."""
+    credential = new_credential("SCRAM-SHA-512", "secret")
+    server = ScramServer("SCRAM-SHA-512", lambda u, m: credential if u == "alice" else None)
+    scram_client(server, "sha512", "alice", "secret", tamper="librdkafka")
+    assert server.complete and server.user == "alice"
 
 
 def test_scram_refuses_malformed_and_channel_binding_requests() -> None:

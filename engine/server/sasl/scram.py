@@ -3,6 +3,13 @@ ScramSaslServer serves them: client-first (``n,,n=user,r=nonce``), the
 server's first (its nonce appended, the salt, the iterations), client-final
 (channel binding, the whole nonce, the proof), and the server's signature.
 
+The client-final message's nonce is the whole nonce of the server's first
+message, or that nonce after the client's own once more: librdkafka before
+2.6.1 (kcat as distributions ship it, among others) writes it so, and
+Kafka 3.8.1 to 3.9 accept it (its ScramSaslServer checks that the nonce
+ends with the server's). Nothing else before it is accepted; the proof
+covers the message as sent, so the form does not weaken it.
+
 No channel binding is offered (the gs2 flag must be ``n`` or ``y``; ``p=``
 is refused), the authorization id must be empty or the user's own, and the
 proof is compared in constant time. A failure at any step answers Kafka's
@@ -56,6 +63,7 @@ class ScramServer:
         self._state = "client-first"
         self._user = ""
         self._gs2 = b""
+        self._client_nonce = b""
         self._nonce = b""
         self._auth_start = b""
         self._credential: ScramCredential | None = None
@@ -94,7 +102,8 @@ class ScramServer:
         if server_nonce is None:
             server_nonce = base64.b64encode(os.urandom(SERVER_NONCE_BYTES))
         self._user, self._gs2, self._credential = user, found["gs2"], credential
-        self._nonce = found["nonce"] + server_nonce
+        self._client_nonce = found["nonce"]
+        self._nonce = self._client_nonce + server_nonce
         server_first = b"r=%s,s=%s,i=%d" % (
             self._nonce,
             base64.b64encode(credential.salt),
@@ -117,7 +126,11 @@ class ScramServer:
             raise self._fail("client-final message's base64 is invalid") from None
         if not hmac.compare_digest(binding, self._gs2):
             raise self._fail("the channel binding differs from the client-first gs2 header")
-        if not hmac.compare_digest(found["nonce"], self._nonce):
+        nonce = found["nonce"]
+        if not (
+            hmac.compare_digest(nonce, self._nonce)
+            or hmac.compare_digest(nonce, self._client_nonce + self._nonce)
+        ):
             raise self._fail("invalid client nonce in the final client message")
         auth_message = self._auth_start + b"," + found["without_proof"]
         signature = hmac.digest(credential.stored_key, auth_message, self._hash)

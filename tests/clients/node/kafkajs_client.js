@@ -8,9 +8,10 @@
 // is "-" or missing, read from stdin (large payloads can exceed the 128 KiB
 // limit on a single command-line argument). Every command needs `brokers`:
 // a "host:port" string or a list of them. Optional for all commands:
-// `clientId`, `connectionTimeout`, `requestTimeout` (ms), `ssl` ({ca: a PEM
-// file of CAs to trust}) and `sasl` (kafkajs' own: {mechanism, username,
-// password}).
+// `clientId`, `logLevel` (kafkajs' level name, ERROR unless given),
+// `connectionTimeout`, `requestTimeout` (ms), `ssl` ({ca: a PEM
+// file of CAs to trust, and for mutual TLS cert and key: the client's PEM
+// files}) and `sasl` (kafkajs' own: {mechanism, username, password}).
 //
 // On success exactly one JSON document is printed on stdout (group_consume
 // prints its events before it, a line each) and the exit status is 0; calls
@@ -92,17 +93,27 @@ function required(args, name) {
   return args[name]
 }
 
+// kafkajs passes `ssl` to node's tls.connect: the CAs to trust and, for
+// mutual TLS, the client's certificate and key (PEM files).
+function tlsOptions(ssl) {
+  const read = path => require('fs').readFileSync(path, 'utf8')
+  const options = { ca: [read(required(ssl, 'ca'))] }
+  if (ssl.cert) options.cert = read(ssl.cert)
+  if (ssl.key) options.key = read(ssl.key)
+  return options
+}
+
 function makeKafka(args) {
   const brokers = required(args, 'brokers')
   return new Kafka({
     clientId: args.clientId || 'tidelog-tests',
     brokers: Array.isArray(brokers) ? brokers : [brokers],
-    logLevel: logLevel.ERROR,
+    logLevel: args.logLevel ? logLevel[args.logLevel] : logLevel.ERROR,
     logCreator: stderrLogCreator,
     retry: RETRY,
     connectionTimeout: args.connectionTimeout ?? 1000,
     requestTimeout: args.requestTimeout ?? 10000,
-    ssl: args.ssl ? { ca: [require('fs').readFileSync(args.ssl.ca, 'utf8')] } : undefined,
+    ssl: args.ssl ? tlsOptions(args.ssl) : undefined,
     sasl: args.sasl || undefined,
   })
 }
