@@ -1,0 +1,172 @@
+"""Offset vectors and record references: the values an agent's records use
+to name what they were based on.
+
+An :class:`OffsetVector` names, for a set of topic partitions, the position
+a reader had reached: the offset of the first record *not* included (as a
+high watermark is), with the leader epoch of the last included record (-1
+when unknown). It is the "context version" a decision references: the
+records below the vector are exactly what the decision could have seen.
+
+Its text form is JSON in the agent-action schema's ``context_offsets``
+shape — topic -> partition (as a decimal string) -> ``{"offset": n,
+"leader_epoch": e}`` — written compactly, with topics and partitions
+sorted, so one vector has one text (usable as a record header value).
+
+A :class:`RecordRef` names one stored record: topic, partition, offset and
+the leader epoch it was written in. Its text form is
+``topic:partition:offset:epoch`` (Kafka topic names never hold ``:``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
+
+from engine.errors import EngineError
+from engine.protocol.kafka_code import KafkaCode
+from engine.types import TopicPartition
+
+CONTEXT_HEADER = "tidelog.context"
+"""The record header an offset vector travels in, by convention."""
+
+_MAX_TEXT = 1 << 20
+"""The longest vector text parsed (a vector names a position per partition;
+a megabyte is tens of thousands of them)."""
+
+
+class InvalidVector(EngineError):
+    """A vector's or reference's text form did not parse."""
+
+    code = KafkaCode.INVALID_REQUEST
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """A partition's place in a vector: the first offset not included and
+    the leader epoch of the last included record (-1: unknown)."""
+
+    offset: int
+    leader_epoch: int = -1
+
+
+class OffsetVector(Mapping[TopicPartition, Position]):
+    """An immutable mapping from topic partitions to positions."""
+
+    __slots__ = ("_positions",)
+
+    def __init__(self, positions: Mapping[TopicPartition, Position] | None = None) -> None:
+        checked: dict[TopicPartition, Position] = {}
+        for tp, position in (positions or {}).items():
+            if position.offset < 0 or tp.partition < 0 or not tp.topic:
+                raise InvalidVector(f"{tp.topic}-{tp.partition}: offset {position.offset}")
+            checked[tp] = position
+        self._positions = MappingProxyType(dict(sorted(checked.items())))
+
+    def __getitem__(self, tp: TopicPartition) -> Position:
+        return self._positions[tp]
+
+    def __iter__(self) -> Iterator[TopicPartition]:
+        return iter(self._positions)
+
+    def __len__(self) -> int:
+        return len(self._positions)
+
+    def __repr__(self) -> str:
+        return f"OffsetVector({self.to_text()})"
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, OffsetVector):
+            return dict(self._positions) == dict(other._positions)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(tuple(self._positions.items()))
+
+    @property
+    def topics(self) -> list[str]:
+        """The topics the vector names, sorted."""
+        return sorted({tp.topic for tp in self._positions})
+
+    def includes(self, tp: TopicPartition, offset: int) -> bool:
+        """Whether the record at ``offset`` of ``tp`` is below the vector."""
+        position = self._positions.get(tp)
+        return position is not None and offset < position.offset
+
+    def to_json(self) -> dict[str, dict[str, dict[str, int]]]:
+        """The agent-action schema's ``context_offsets`` value."""
+        out: dict[str, dict[str, dict[str, int]]] = {}
+        for tp, position in self._positions.items():
+            out.setdefault(tp.topic, {})[str(tp.partition)] = {
+                "offset": position.offset,
+                "leader_epoch": position.leader_epoch,
+            }
+        return out
+
+    def to_text(self) -> str:
+        """The compact, canonical JSON text (one vector, one text)."""
+        return json.dumps(self.to_json(), separators=(",", ":"), sort_keys=True)
+
+    def to_header(self) -> tuple[str, bytes]:
+        """The vector as a record header: (CONTEXT_HEADER, its text)."""
+        return CONTEXT_HEADER, self.to_text().encode()
+
+    @classmethod
+    def from_json(cls, raw: Any) -> OffsetVector:
+        """Parses the ``context_offsets`` value; InvalidVector if malformed."""
+        if not isinstance(raw, dict):
+            raise InvalidVector("an offset vector is a JSON object of topics")
+        positions: dict[TopicPartition, Position] = {}
+        for topic, partitions in raw.items():
+            if not isinstance(topic, str) or not isinstance(partitions, dict):
+                raise InvalidVector(f"topic {topic!r}: expected an object of partitions")
+            for partition, position in partitions.items():
+                if not (isinstance(partition, str) and partition.isdigit()):
+                    raise InvalidVector(f"{topic}: partition {partition!r} is not a number")
+                offset = position.get("offset") if isinstance(position, dict) else None
+                epoch = position.get("leader_epoch", -1) if isinstance(position, dict) else None
+                if type(offset) is not int or type(epoch) is not int:
+                    raise InvalidVector(f"{topic}-{partition}: expected integer offset/epoch")
+                positions[TopicPartition(topic, int(partition))] = Position(offset, epoch)
+        return cls(positions)
+
+    @classmethod
+    def from_text(cls, text: str | bytes) -> OffsetVector:
+        """Parses :meth:`to_text`'s form (or any JSON of the same shape)."""
+        if len(text) > _MAX_TEXT:
+            raise InvalidVector(f"an offset vector's text is at most {_MAX_TEXT} bytes")
+        try:
+            raw = json.loads(text)
+        except (ValueError, RecursionError) as error:  # RecursionError: nested too deep
+            raise InvalidVector(f"not JSON: {error}") from error
+        return cls.from_json(raw)
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class RecordRef:
+    """One stored record: where it is and the leader epoch it was written in."""
+
+    topic: str
+    partition: int
+    offset: int
+    leader_epoch: int = -1
+
+    def __str__(self) -> str:
+        return f"{self.topic}:{self.partition}:{self.offset}:{self.leader_epoch}"
+
+    @classmethod
+    def parse(cls, text: str) -> RecordRef:
+        """Parses ``topic:partition:offset:epoch``; InvalidVector if malformed."""
+        parts = text.rsplit(":", 3)
+        try:
+            topic, partition, offset, epoch = parts
+            ref = cls(topic, int(partition), int(offset), int(epoch))
+        except ValueError as error:
+            raise InvalidVector(
+                f"not a record reference (topic:partition:offset:epoch): {text!r}"
+            ) from error
+        if not topic or ref.partition < 0 or ref.offset < 0 or ref.leader_epoch < -1:
+            raise InvalidVector(f"not a record reference: {text!r}")
+        return ref
