@@ -468,3 +468,36 @@ def test_fetch_needs_read_which_describe_does_not_imply(cluster: Cluster) -> Non
     assert isinstance(refused, KafkaError)
     assert refused.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
     assert first_fetch(ADMIN) == b"v"
+
+
+def test_a_produce_with_a_refused_transactional_id_fails_every_partition(
+    cluster: Cluster,
+) -> None:
+    """As Kafka's KafkaApis.handleProduceRequest: a transactional id the
+    principal may not WRITE fails the whole request with
+    TRANSACTIONAL_ID_AUTHORIZATION_FAILED for every partition, before any
+    topic is authorized, created or written."""
+    for name in ("open", "closed"):
+        _create_topic(cluster, name)
+    _create(cluster.admin(), _allow(ResourceType.TOPIC, "open", "User:judy", AclOperation.WRITE))
+    produce = build(
+        request_schema(ApiKey.PRODUCE, 9),
+        transactional_id="billing",
+        acks=-1,
+        timeout_ms=TIMEOUT * 1000,
+        topic_data=[
+            {"name": name, "partition_data": [{"index": 0, "records": None}]}
+            for name in ("open", "closed", "never-made")
+        ],
+    )
+    with Wire(cluster.bootstrap("User:judy"), timeout=TIMEOUT) as wire:
+        answer = wire.request(produce)
+    codes = {
+        (topic.name, partition.index): partition.error_code
+        for topic in answer.responses
+        for partition in topic.partition_responses
+    }
+    refused = KafkaCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+    assert codes == {("open", 0): refused, ("closed", 0): refused, ("never-made", 0): refused}
+    assert not cluster.engine.has_topic("never-made")
+    assert cluster.engine.offsets("open", 0) == (0, 0)
