@@ -5,7 +5,7 @@ engine (InProcessServer's principal), as if it had authenticated as it."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -111,6 +111,33 @@ def _produce(bootstrap: str, topic: str) -> KafkaError | None:
     producer.flush(TIMEOUT)
     assert errors, "the produce was never answered"
     return errors[0]
+
+
+def _first_message(
+    conf: dict[str, object],
+    start: Callable[[Consumer], None],
+    stop_on: int | None = None,
+) -> KafkaError | bytes:
+    """The first record's value a consumer started by ``start`` polls, or
+    the first error it polls (only an error of code ``stop_on``, if given)."""
+    consumer = Consumer({**conf, **quiet_librdkafka()})
+    try:
+        start(consumer)
+        for _ in range(TIMEOUT * 4):
+            message = consumer.poll(0.25)
+            if message is None:
+                continue
+            error = message.error()
+            if error is not None:
+                if stop_on is None or error.code() == stop_on:
+                    return error
+                continue
+            value = message.value()
+            assert value is not None
+            return value
+        raise AssertionError("neither a record nor the error waited for")
+    finally:
+        consumer.close()
 
 
 def _everything(admin: AdminClient) -> AclBindingFilter:
@@ -248,31 +275,15 @@ def test_consuming_in_a_group_needs_read_on_topic_and_group(cluster: Cluster) ->
     )
 
     def consume(group: str) -> KafkaError | bytes:
-        consumer = Consumer(
+        return _first_message(
             {
                 "bootstrap.servers": cluster.bootstrap("User:frank"),
                 "group.id": group,
                 "auto.offset.reset": "earliest",
-                **quiet_librdkafka(),
-            }
+            },
+            lambda consumer: consumer.subscribe(["events"]),
+            stop_on=KafkaError.GROUP_AUTHORIZATION_FAILED,
         )
-        try:
-            consumer.subscribe(["events"])
-            for _ in range(TIMEOUT * 4):
-                message = consumer.poll(0.25)
-                if message is None:
-                    continue
-                error = message.error()
-                if error is not None:
-                    if error.code() == KafkaError.GROUP_AUTHORIZATION_FAILED:
-                        return error
-                    continue
-                value = message.value()
-                assert value is not None
-                return value
-            raise AssertionError("neither a record nor a refusal")
-        finally:
-            consumer.close()
 
     refused = consume("readers")
     assert isinstance(refused, KafkaError)
@@ -440,29 +451,14 @@ def test_fetch_needs_read_which_describe_does_not_imply(cluster: Cluster) -> Non
     )
 
     def first_fetch(principal: str) -> KafkaError | bytes:
-        consumer = Consumer(
+        return _first_message(
             {
                 "bootstrap.servers": cluster.bootstrap(principal),
                 "group.id": "unused",  # assigned, never joined
                 "enable.auto.commit": False,
-                **quiet_librdkafka(),
-            }
+            },
+            lambda consumer: consumer.assign([TopicPartition("secrets", 0, 0)]),
         )
-        try:
-            consumer.assign([TopicPartition("secrets", 0, 0)])
-            for _ in range(TIMEOUT * 4):
-                message = consumer.poll(0.25)
-                if message is None:
-                    continue
-                error = message.error()
-                if error is not None:
-                    return error
-                value = message.value()
-                assert value is not None
-                return value
-            raise AssertionError("neither a record nor an error")
-        finally:
-            consumer.close()
 
     refused = first_fetch("User:lee")
     assert isinstance(refused, KafkaError)
