@@ -25,6 +25,7 @@ from engine.server.fetch_sessions import FetchSessionCache
 from engine.server.listeners import Listener
 from engine.server.quotas import QuotaManager
 from engine.server.tls import PrincipalMapper, distinguished_name, server_context
+from engine.server.tls_handshake import HandshakeFailures, TlsHandshake
 
 log = logging.getLogger("tidelog.server")
 
@@ -78,6 +79,9 @@ class Server:
         self._servers: dict[str, asyncio.Server] = {}
         self._state: ServerState | None = None
         self._principals = PrincipalMapper(self.config.ssl_principal_mapping_rules)
+        self.handshakes: set[asyncio.Task[None]] = set()
+        """TLS handshakes under way (tls_handshake.py)."""
+        self._handshake_failures = HandshakeFailures(self.now)
 
     @property
     def port(self) -> int:
@@ -106,19 +110,11 @@ class Server:
         try:
             for listener in listeners:
                 self._servers[listener.name] = await loop.create_server(
-                    self._connection_factory(listener),
+                    self._connection_factory(listener, tls),
                     listener.host,
                     listener.port,
                     reuse_address=True,
                     backlog=1024,
-                    ssl=tls if listener.protocol.uses_tls else None,
-                    # A handshake that stalls holds a connection like a
-                    # request that stalls: the same bound (asyncio's own is 60 s).
-                    ssl_handshake_timeout=(
-                        self.config.connections_partial_request_timeout_ms / 1000
-                        if listener.protocol.uses_tls
-                        else None
-                    ),
                 )
         except BaseException:
             for opened in self._servers.values():
@@ -178,8 +174,21 @@ class Server:
                     ports[listener.name],
                 )
 
-    def _connection_factory(self, listener: Listener) -> Any:
-        return lambda: Connection(self, listener)
+    def _connection_factory(self, listener: Listener, tls: ssl.SSLContext | None) -> Any:
+        if tls is None or not listener.protocol.uses_tls:
+            return lambda: Connection(self, listener)
+        # The handshake is the connection's own (tls_handshake.py), so that
+        # a failed one is logged; one that stalls holds a connection like a
+        # request that stalls: the same bound (asyncio's own is 60 s).
+        timeout_s = self.config.connections_partial_request_timeout_ms / 1000
+        return lambda: TlsHandshake(
+            Connection(self, listener),
+            tls,
+            timeout_s,
+            listener.name,
+            self._handshake_failures,
+            self.handshakes,
+        )
 
     @property
     def state(self) -> ServerState:
@@ -194,6 +203,8 @@ class Server:
             return
         for opened in self._servers.values():
             opened.close()
+        for handshake in list(self.handshakes):
+            handshake.cancel()
         for task in (self._reporter, self._sweeper):
             if task is not None:
                 task.cancel()

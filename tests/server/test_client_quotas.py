@@ -4,12 +4,9 @@ filters' matching, validate_only, and quotas that survive a restart."""
 
 from __future__ import annotations
 
-import concurrent.futures
 import datetime
 import os
 import socket
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -303,19 +300,6 @@ def test_a_throttled_connection_is_not_read_until_its_throttle_has_passed(
         opened.close()
 
 
-def _until_on_loop(server: InProcessServer, condition: Callable[[], bool]) -> None:
-    """Waits (at most 30 s) until ``condition``, evaluated on the server's
-    event loop, between two of its steps, holds."""
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        answer: concurrent.futures.Future[bool] = concurrent.futures.Future()
-        server.loop.call_soon_threadsafe(lambda found=answer: found.set_result(condition()))
-        if answer.result(30):
-            return
-        time.sleep(0.01)
-    raise AssertionError("the condition never held")
-
-
 def test_an_unanswered_produce_past_its_quota_still_mutes_its_connection(
     tmp_path: Path,
 ) -> None:
@@ -342,8 +326,8 @@ def test_an_unanswered_produce_past_its_quota_still_mutes_its_connection(
             )
             # requests are read while others are served: wait until the
             # Produce is counted (and its connection muted, in the same step)
-            _until_on_loop(
-                server, lambda: server.server.quotas.rate("producer_byte_rate", "", CLIENT_ID) > 0
+            server.until_on_loop(
+                lambda: server.server.quotas.rate("producer_byte_rate", "", CLIENT_ID) > 0
             )
             stats = server.server.stats
             wire.send(build(load_request_schema(ApiKey.API_VERSIONS, 3)))
