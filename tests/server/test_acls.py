@@ -6,6 +6,7 @@ engine (InProcessServer's principal), as if it had authenticated as it."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -72,14 +73,21 @@ class Cluster:
             server.stop()
 
 
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    with engine.open(tmp_path / "node", config=engine.EngineConfig()) as opened:
+@contextmanager
+def open_cluster(path: Path) -> Iterator[Cluster]:
+    """An engine at ``path`` and the servers its principals connect to."""
+    with engine.open(path, config=engine.EngineConfig()) as opened:
         running = Cluster(opened)
         try:
             yield running
         finally:
             running.stop()
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
+    with open_cluster(tmp_path / "node") as running:
+        yield running
 
 
 def _allow(
