@@ -542,6 +542,15 @@ class Connection(asyncio.BufferedProtocol):
         if not isinstance(result, dict):
             return parts
         result["throttle_time"] = delay_ms
+        if header.api_key == ApiKey.FETCH:
+            # Kafka's handleFetchRequest: a Fetch past the quota is answered
+            # empty (FetchContext.getThrottledResponse), and the bytes it
+            # would have carried are not counted; the client fetches the
+            # same offsets again once the throttle has passed.
+            self.server.quotas.unrecord(
+                header.api_key, self.identity.principal, header.client_id, size
+            )
+            result["responses"] = []
         return encode_response(header, result)
 
     def _end_throttle(self) -> None:

@@ -4,6 +4,9 @@ recorded against the (user, client-id) entity the quota resolves to, its
 rate measured over ``WINDOW_SAMPLES`` samples of ``WINDOW_SECONDS``; past
 the quota, the answer carries a throttle time and the server stops reading
 from the connection for that long (KIP-219), while the client backs off.
+A Fetch answer past the quota is sent empty (its bytes are not counted),
+and a Fetch asks for no more than the quota allows in one window, as
+Kafka's KafkaApis.handleFetchRequest does.
 
 The quotas themselves live in the catalog (engine/quota_entities.py).
 """
@@ -123,29 +126,62 @@ class QuotaManager:
     def throttle_ms(self, api_key: int, principal: str, client_id: str | None, size: int) -> int:
         """Records ``size`` bytes of a request (``api_key``'s) and returns
         how long its client must wait, in milliseconds (0: within quota)."""
-        key = BYTE_RATED.get(api_key)
-        if key is None:
-            return 0
-        if self._version != self.quotas.version:  # a quota changed: measure afresh
-            self._rates.clear()
-            self._version = self.quotas.version
-        user = principal.removeprefix(USER_PRINCIPAL)
-        found = resolve(self.quotas.state, key, user, client_id or "")
+        found = self._bucket(api_key, principal, client_id)
         if found is None:
             return 0
-        (bucket_user, bucket_client), quota = found
+        rate, quota = found
         now = self._now()
-        rate = self._rates.get((key, bucket_user, bucket_client))
-        if rate is None:
-            if len(self._rates) >= self._sweep_at:
-                self._sweep(now)
-            rate = self._rates[(key, bucket_user, bucket_client)] = Rate()
         measured = rate.record(now, size)
         if measured <= quota:
             return 0
         # Kafka's QuotaUtils.throttleTime: how long at zero rate brings the
         # window's rate back to the quota.
         return min(int((measured - quota) / quota * rate.window(now) * 1000), MAX_THROTTLE_MS)
+
+    def unrecord(self, api_key: int, principal: str, client_id: str | None, size: int) -> None:
+        """Takes back ``size`` bytes ``throttle_ms`` counted: a throttled
+        Fetch is answered empty, so its bytes were never sent (Kafka's
+        ClientQuotaManager.unrecordQuotaSensor)."""
+        found = self._bucket(api_key, principal, client_id)
+        if found is not None:
+            found[0].record(self._now(), -size)
+
+    def window_bytes(self, api_key: int, principal: str, client_id: str | None) -> int | None:
+        """The most bytes one answer may carry within the quota: the quota
+        over the window less one sample (Kafka's
+        getMaxValueInQuotaWindow, which caps a Fetch's max_bytes, so that
+        one answer can never pass the quota by itself); None without one."""
+        key = BYTE_RATED.get(api_key)
+        if key is None:
+            return None
+        found = resolve(
+            self.quotas.state, key, principal.removeprefix(USER_PRINCIPAL), client_id or ""
+        )
+        if found is None:
+            return None
+        return max(int(found[1] * (WINDOW_SAMPLES - 1) * WINDOW_SECONDS), 1)
+
+    def _bucket(
+        self, api_key: int, principal: str, client_id: str | None
+    ) -> tuple[Rate, float] | None:
+        """The rate a request of ``api_key`` counts in, and its quota."""
+        key = BYTE_RATED.get(api_key)
+        if key is None:
+            return None
+        if self._version != self.quotas.version:  # a quota changed: measure afresh
+            self._rates.clear()
+            self._version = self.quotas.version
+        user = principal.removeprefix(USER_PRINCIPAL)
+        found = resolve(self.quotas.state, key, user, client_id or "")
+        if found is None:
+            return None
+        (bucket_user, bucket_client), quota = found
+        rate = self._rates.get((key, bucket_user, bucket_client))
+        if rate is None:
+            if len(self._rates) >= self._sweep_at:
+                self._sweep(self._now())
+            rate = self._rates[(key, bucket_user, bucket_client)] = Rate()
+        return rate, quota
 
     def _sweep(self, now: float) -> None:
         """Forgets the buckets idle for a whole window (Kafka expires its

@@ -142,6 +142,7 @@ class Server:
             fetch_sessions=sessions,
             authorizer=authorizer_for(self.config, self.engine),
             brokers=brokers,
+            quotas=self.quotas,
         )
         self.engine.broker_configs.set_static(
             {
