@@ -18,6 +18,7 @@ from engine.protocol.frames import RequestHeader
 from engine.server.authorizer import ANONYMOUS, AllowAll, Authorizer
 from engine.server.config import ServerConfig
 from engine.server.fetch_sessions import FetchSessionCache
+from engine.server.mutation_quotas import MutationQuotas
 from engine.server.quotas import QuotaManager
 
 if TYPE_CHECKING:
@@ -86,6 +87,8 @@ class ServerState:
     is the first listener's)."""
     quotas: QuotaManager | None = None
     """The client byte-rate quotas' rates (quotas.py), when served."""
+    mutations: MutationQuotas | None = None
+    """The controller mutation quota's buckets (mutation_quotas.py), when served."""
 
 
 def answer(context: RequestContext, future: Future[T], build: Callable[[T], Body]) -> Response:

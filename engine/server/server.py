@@ -23,6 +23,7 @@ from engine.server.connection import SHARED_READ_BYTES, Connection
 from engine.server.context import Broker, PrincipalBuilder, ServerState
 from engine.server.fetch_sessions import FetchSessionCache
 from engine.server.listeners import Listener
+from engine.server.mutation_quotas import MutationQuotas
 from engine.server.quotas import QuotaManager
 from engine.server.tls import PrincipalMapper, distinguished_name, server_context
 from engine.server.tls_handshake import HandshakeFailures, TlsHandshake
@@ -143,6 +144,7 @@ class Server:
             authorizer=authorizer_for(self.config, self.engine),
             brokers=brokers,
             quotas=self.quotas,
+            mutations=MutationQuotas(self.engine.client_quotas, self.now),
         )
         self.engine.broker_configs.set_static(
             {
