@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import Producer
+from confluent_kafka import Consumer, Producer, TopicPartition
 from kio.index import load_request_schema
 
 import engine
@@ -212,6 +212,48 @@ def test_a_producer_past_its_byte_rate_is_throttled_to_it(
     # less the window that absorbed the first of them.
     assert throttles and sum(throttles) >= count * size / quota - 11
     assert max(throttles) <= 11  # never past the quota window
+
+
+@pytest.mark.slow  # about 15 s: the quota's window is 11 s
+def test_a_consumer_past_its_byte_rate_is_throttled_and_misses_nothing(
+    own_server: ServerProcess, topic: str
+) -> None:
+    """confluent-kafka under a consumer byte rate that lets four of five
+    records through in the first window: librdkafka reports the throttle
+    times answered, and every record arrives, in order, however many
+    answers were empty."""
+    count, size, quota = 5, 10_000, 4_000.0  # four records in the first window
+    assert _produce(own_server.bootstrap, topic, "writer", count, size) == []
+    with Wire(own_server.bootstrap) as wire:
+        assert alter(wire, [({"client-id": "reader"}, {"consumer_byte_rate": quota})]) == [
+            (0, None)
+        ]
+    throttles: list[float] = []
+    consumer = Consumer(
+        {
+            "bootstrap.servers": own_server.bootstrap,
+            "client.id": "reader",
+            "group.id": f"g-{topic}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+            "throttle_cb": lambda event: throttles.append(event.throttle_time),
+            **quiet_librdkafka(),
+        }
+    )
+    offsets: list[int] = []
+    try:
+        consumer.assign([TopicPartition(topic, 0, 0)])  # no group to join: quicker
+        for _ in range(240):
+            if len(offsets) == count:
+                break
+            message = consumer.poll(0.25)
+            if message is not None and message.error() is None:
+                assert len(message.value() or b"") == size
+                offsets.append(message.offset())
+    finally:
+        consumer.close()
+    assert offsets == list(range(count))
+    assert throttles and max(throttles) <= 11
 
 
 def _fetch(wire: Wire, topic: str) -> Any:
