@@ -393,6 +393,26 @@ def test_a_fetch_is_cut_to_what_the_quota_allows_in_a_window(tmp_path: Path) -> 
         opened.close()
 
 
+def test_a_client_past_its_request_percentage_is_throttled(tmp_path: Path) -> None:
+    """Kafka's request quota: the server's time spent on a client's
+    requests, as a share of a thread's, against request_percentage. A
+    share no request can stay within throttles the first answer; another
+    client id is not under it."""
+    with engine.open(tmp_path / "node") as opened:
+        server = InProcessServer(opened)
+        try:
+            opened.client_quotas.alter((("client-id", CLIENT_ID),), {"request_percentage": 1e-9})
+            metadata = build(load_request_schema(ApiKey.METADATA, 12), topics=None)
+            with Wire(server.bootstrap) as wire:
+                assert 0 < wire.request(metadata).throttle_time.total_seconds() <= 11
+            opened.client_quotas.alter((("client-id", CLIENT_ID),), {"request_percentage": None})
+            opened.client_quotas.alter((("client-id", "other"),), {"request_percentage": 1e-9})
+            with Wire(server.bootstrap) as wire:
+                assert wire.request(metadata).throttle_time.total_seconds() == 0
+        finally:
+            server.stop()
+
+
 def test_an_unanswered_produce_past_its_quota_still_mutes_its_connection(
     tmp_path: Path,
 ) -> None:

@@ -198,3 +198,19 @@ def test_an_unrecorded_answer_leaves_the_rate_as_it_was() -> None:
     assert manager.rate("consumer_byte_rate", "", "c") == pytest.approx(before)
     clock.now += delay / 1000
     assert manager.rate("consumer_byte_rate", "", "c") <= 1000.0
+
+
+def test_a_request_quota_is_a_share_of_the_servers_time_in_percent() -> None:
+    """Kafka's request quota: request_percentage 50 is half of one thread's
+    time; a client that takes more is throttled what brings it back."""
+    manager, clock = _manager({(("user", "alice"),): {"request_percentage": 50.0}})
+    # 4 s of the server's time in 10 s: 40 %, within the quota
+    for _ in range(10):
+        assert manager.request_throttle_ms("User:alice", "any", 0.4) == 0
+        clock.now += 1.0
+    # then 2 s in one second: 6 s in the 10 s window is 60 %: 20 % over
+    delay = manager.request_throttle_ms("User:alice", "any", 2.0)
+    assert delay == pytest.approx(2000, abs=100)
+    # another user, and a byte-rate API's bytes, are not under this quota
+    assert manager.request_throttle_ms("User:bob", "any", 100.0) == 0
+    assert manager.throttle_ms(ApiKey.FETCH, "User:alice", "any", 10**9) == 0
