@@ -91,6 +91,8 @@ class ClientQuotas:
         """Bumped on every change: the server's enforcement measures afresh."""
         self.byte_rates = self._any_byte_rate()
         """Whether any entity has a byte-rate quota (one check per request)."""
+        self.request_rates = self._any(REQUEST_PERCENTAGE)
+        """Whether any entity has a request_percentage quota."""
 
     @property
     def state(self) -> Mapping[Entity, Mapping[str, float]]:
@@ -111,6 +113,10 @@ class ClientQuotas:
         self._write(checked, {k: None if v is None else float(v) for k, v in changes.items()})
         self.version += 1
         self.byte_rates = self._any_byte_rate()
+        self.request_rates = self._any(REQUEST_PERCENTAGE)
+
+    def _any(self, key: str) -> bool:
+        return any(key in quotas for quotas in self.state.values())
 
     def _any_byte_rate(self) -> bool:
         return any(

@@ -76,12 +76,14 @@ _NO_BYTES = b"\0\0\0\0"
 class _Pending:
     """A request whose response has not been written yet."""
 
-    __slots__ = ("header", "result", "size")
+    __slots__ = ("header", "result", "seconds", "size")
 
-    def __init__(self, header: RequestHeader, result: Any, size: int) -> None:
+    def __init__(self, header: RequestHeader, result: Any, size: int, seconds: float) -> None:
         self.header = header
         self.result = result
         self.size = size
+        self.seconds = seconds
+        """The event loop's time spent on it so far (the request quota)."""
 
 
 class Connection(asyncio.BufferedProtocol):
@@ -396,6 +398,8 @@ class Connection(asyncio.BufferedProtocol):
             if refusal is not None:
                 self.abort(ConnectionRefusedError(refusal))
                 return
+        timed = self.server.quotas.active  # the request quota counts the loop's time
+        started = self.server.now() if timed else 0.0
         try:
             header, result = dispatch(
                 self.server.state, header, memoryview(frame), self.identity, authentication
@@ -409,7 +413,7 @@ class Connection(asyncio.BufferedProtocol):
             return
         if inspect.isawaitable(result):
             result = asyncio.ensure_future(result)
-        self._queue(header, result, size)
+        self._queue(header, result, size, self.server.now() - started if timed else 0.0)
 
     def _raw_token(self, authentication: Authentication, frame: bytearray) -> None:
         """A SASL token after a SaslHandshake v0: a bare size-prefixed frame
@@ -425,10 +429,10 @@ class Connection(asyncio.BufferedProtocol):
             return
         self._write([len(result.challenge).to_bytes(4, "big"), result.challenge])
 
-    def _queue(self, header: RequestHeader, result: Any, size: int) -> None:
+    def _queue(self, header: RequestHeader, result: Any, size: int, seconds: float) -> None:
         self.inflight_bytes += size
         self.server.inflight_bytes += size
-        pending = _Pending(header, result, size)
+        pending = _Pending(header, result, size, seconds)
         self._pending.append(pending)
         self._idle.clear()
         if isinstance(result, asyncio.Future):
@@ -470,8 +474,11 @@ class Connection(asyncio.BufferedProtocol):
             self._pending.popleft()
             if result is not None:
                 try:
+                    timed = self.server.quotas.active  # the one check when no quota is set
+                    encoding = self.server.now() if timed else 0.0
                     parts = encode_response(pending.header, result)
-                    if self.server.quotas.active:  # the one check when no quota is set
+                    if timed:
+                        pending.seconds += self.server.now() - encoding
                         parts = self._throttle(pending, result, parts)
                 except Exception as error:  # a handler bug: this client goes, the server stays
                     self._release(pending.size)
@@ -550,9 +557,13 @@ class Connection(asyncio.BufferedProtocol):
         answer carries the throttle time and the connection is not read
         until it ends, as Kafka mutes a throttled channel (KIP-219)."""
         header = pending.header
+        quotas = self.server.quotas
+        principal = self.identity.principal
         size = pending.size if header.api_key == ApiKey.PRODUCE else sum(map(len, parts))
-        delay_ms = self.server.quotas.throttle_ms(
-            header.api_key, self.identity.principal, header.client_id, size
+        delay_ms = quotas.throttle_ms(header.api_key, principal, header.client_id, size)
+        # Kafka's request quota too; the longer throttle is answered
+        delay_ms = max(
+            delay_ms, quotas.request_throttle_ms(principal, header.client_id, pending.seconds)
         )
         if delay_ms <= 0:
             return parts
@@ -566,6 +577,15 @@ class Connection(asyncio.BufferedProtocol):
         if not isinstance(result, dict):
             return parts
         result["throttle_time"] = delay_ms
+        if header.api_key == ApiKey.FETCH:
+            # Kafka's handleFetchRequest: a Fetch past the quota is answered
+            # empty (FetchContext.getThrottledResponse), and the bytes it
+            # would have carried are not counted; the client fetches the
+            # same offsets again once the throttle has passed.
+            self.server.quotas.unrecord(
+                header.api_key, self.identity.principal, header.client_id, size
+            )
+            result["responses"] = []
         return encode_response(header, result)
 
     def _end_throttle(self) -> None:

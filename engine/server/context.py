@@ -19,6 +19,8 @@ from engine.provenance import Provenance
 from engine.server.authorizer import ANONYMOUS, AllowAll, Authorizer
 from engine.server.config import ServerConfig
 from engine.server.fetch_sessions import FetchSessionCache
+from engine.server.mutation_quotas import MutationQuotas
+from engine.server.quotas import QuotaManager
 
 if TYPE_CHECKING:
     from engine.server.authentication import Authentication
@@ -96,6 +98,10 @@ class ServerState:
     brokers: dict[str, Broker] = field(default_factory=dict)
     """This node as advertised on each listener, by listener name (``broker``
     is the first listener's)."""
+    quotas: QuotaManager | None = None
+    """The client byte-rate quotas' rates (quotas.py), when served."""
+    mutations: MutationQuotas | None = None
+    """The controller mutation quota's buckets (mutation_quotas.py), when served."""
 
 
 def answer(context: RequestContext, future: Future[T], build: Callable[[T], Body]) -> Response:

@@ -1,9 +1,14 @@
-"""Enforcement of the client byte-rate quotas, as Kafka's ClientQuotaManager
-does it: each Produce request's size and each Fetch response's size is
-recorded against the (user, client-id) entity the quota resolves to, its
-rate measured over ``WINDOW_SAMPLES`` samples of ``WINDOW_SECONDS``; past
-the quota, the answer carries a throttle time and the server stops reading
-from the connection for that long (KIP-219), while the client backs off.
+"""Enforcement of the client byte-rate quotas and the request quota, as
+Kafka's ClientQuotaManager and ClientRequestQuotaManager do it: each
+Produce request's size, each Fetch response's size and the server's time
+on each request (in percent of a second) is recorded against the (user,
+client-id) entity the quota resolves to, its rate measured over
+``WINDOW_SAMPLES`` samples of ``WINDOW_SECONDS``; past the quota, the
+answer carries a throttle time (the longest, past more than one) and the
+server stops reading from the connection for that long (KIP-219), while
+the client backs off. A Fetch answer past the quota is sent empty (its
+bytes are not counted), and a Fetch asks for no more than the quota
+allows in one window, as Kafka's KafkaApis.handleFetchRequest does.
 
 The quotas themselves live in the catalog (engine/quota_entities.py).
 """
@@ -19,6 +24,7 @@ from engine.quota_entities import (
     CLIENT_ID,
     CONSUMER_BYTE_RATE,
     PRODUCER_BYTE_RATE,
+    REQUEST_PERCENTAGE,
     USER,
     ClientQuotas,
     Entity,
@@ -40,6 +46,9 @@ BYTE_RATED: Mapping[int, str] = {
     ApiKey.FETCH: CONSUMER_BYTE_RATE,
 }
 """The APIs whose bytes are counted, and the quota they count against."""
+REQUEST_TIME = -1
+"""Not an API key: what the request quota is looked up by (every API)."""
+_QUOTA_KEYS: Mapping[int, str] = {**BYTE_RATED, REQUEST_TIME: REQUEST_PERCENTAGE}
 
 USER_PRINCIPAL = "User:"
 """The principal type whose name is a quota's user (User:ANONYMOUS included)."""
@@ -117,35 +126,82 @@ class QuotaManager:
 
     @property
     def active(self) -> bool:
-        """Whether any byte-rate quota is set: when not, nothing is counted."""
-        return self.quotas.byte_rates
+        """Whether any byte-rate or request quota is set: when not, nothing
+        is counted."""
+        return self.quotas.byte_rates or self.quotas.request_rates
+
+    def request_throttle_ms(self, principal: str, client_id: str | None, seconds: float) -> int:
+        """Records ``seconds`` of the server's time spent on one request
+        against the client's request_percentage (Kafka's request quota: the
+        share of a thread's time, in percent, a window may use) and returns
+        how long its client must wait, in milliseconds."""
+        found = self._bucket(REQUEST_TIME, principal, client_id)
+        if found is None:
+            return 0
+        return self._throttle(found, seconds * 100)
 
     def throttle_ms(self, api_key: int, principal: str, client_id: str | None, size: int) -> int:
         """Records ``size`` bytes of a request (``api_key``'s) and returns
         how long its client must wait, in milliseconds (0: within quota)."""
+        found = self._bucket(api_key, principal, client_id)
+        if found is None:
+            return 0
+        return self._throttle(found, size)
+
+    def _throttle(self, found: tuple[Rate, float], value: float) -> int:
+        rate, quota = found
+        now = self._now()
+        measured = rate.record(now, value)
+        if measured <= quota:
+            return 0
+        # Kafka's QuotaUtils.throttleTime: how long at zero rate brings the
+        # window's rate back to the quota.
+        return min(int((measured - quota) / quota * rate.window(now) * 1000), MAX_THROTTLE_MS)
+
+    def unrecord(self, api_key: int, principal: str, client_id: str | None, size: int) -> None:
+        """Takes back ``size`` bytes ``throttle_ms`` counted: a throttled
+        Fetch is answered empty, so its bytes were never sent (Kafka's
+        ClientQuotaManager.unrecordQuotaSensor)."""
+        found = self._bucket(api_key, principal, client_id)
+        if found is not None:
+            found[0].record(self._now(), -size)
+
+    def window_bytes(self, api_key: int, principal: str, client_id: str | None) -> int | None:
+        """The most bytes one answer may carry within the quota: the quota
+        over the window less one sample (Kafka's
+        getMaxValueInQuotaWindow, which caps a Fetch's max_bytes, so that
+        one answer can never pass the quota by itself); None without one."""
         key = BYTE_RATED.get(api_key)
         if key is None:
-            return 0
+            return None
+        found = resolve(
+            self.quotas.state, key, principal.removeprefix(USER_PRINCIPAL), client_id or ""
+        )
+        if found is None:
+            return None
+        return max(int(found[1] * (WINDOW_SAMPLES - 1) * WINDOW_SECONDS), 1)
+
+    def _bucket(
+        self, api_key: int, principal: str, client_id: str | None
+    ) -> tuple[Rate, float] | None:
+        """The rate a request of ``api_key`` counts in, and its quota."""
+        key = _QUOTA_KEYS.get(api_key)
+        if key is None:
+            return None
         if self._version != self.quotas.version:  # a quota changed: measure afresh
             self._rates.clear()
             self._version = self.quotas.version
         user = principal.removeprefix(USER_PRINCIPAL)
         found = resolve(self.quotas.state, key, user, client_id or "")
         if found is None:
-            return 0
+            return None
         (bucket_user, bucket_client), quota = found
-        now = self._now()
         rate = self._rates.get((key, bucket_user, bucket_client))
         if rate is None:
             if len(self._rates) >= self._sweep_at:
-                self._sweep(now)
+                self._sweep(self._now())
             rate = self._rates[(key, bucket_user, bucket_client)] = Rate()
-        measured = rate.record(now, size)
-        if measured <= quota:
-            return 0
-        # Kafka's QuotaUtils.throttleTime: how long at zero rate brings the
-        # window's rate back to the quota.
-        return min(int((measured - quota) / quota * rate.window(now) * 1000), MAX_THROTTLE_MS)
+        return rate, quota
 
     def _sweep(self, now: float) -> None:
         """Forgets the buckets idle for a whole window (Kafka expires its

@@ -23,8 +23,10 @@ from engine.server.connection import SHARED_READ_BYTES, Connection
 from engine.server.context import Broker, PrincipalBuilder, ServerState
 from engine.server.fetch_sessions import FetchSessionCache
 from engine.server.listeners import Listener, SecurityProtocol
+from engine.server.mutation_quotas import MutationQuotas
 from engine.server.quotas import QuotaManager
 from engine.server.tls import PrincipalMapper, distinguished_name, server_context
+from engine.server.tls_handshake import HandshakeFailures, TlsHandshake
 
 log = logging.getLogger("tidelog.server")
 
@@ -78,6 +80,9 @@ class Server:
         self._servers: dict[str, asyncio.Server] = {}
         self._state: ServerState | None = None
         self._principals = PrincipalMapper(self.config.ssl_principal_mapping_rules)
+        self.handshakes: set[asyncio.Task[None]] = set()
+        """TLS handshakes under way (tls_handshake.py)."""
+        self._handshake_failures = HandshakeFailures(self.now)
 
     @property
     def port(self) -> int:
@@ -109,19 +114,11 @@ class Server:
         try:
             for listener in listeners:
                 self._servers[listener.name] = await loop.create_server(
-                    self._connection_factory(listener),
+                    self._connection_factory(listener, tls),
                     listener.host,
                     listener.port,
                     reuse_address=True,
                     backlog=1024,
-                    ssl=tls.get(listener.protocol),
-                    # A handshake that stalls holds a connection like a
-                    # request that stalls: the same bound (asyncio's own is 60 s).
-                    ssl_handshake_timeout=(
-                        self.config.connections_partial_request_timeout_ms / 1000
-                        if listener.protocol.uses_tls
-                        else None
-                    ),
                 )
         except BaseException:
             for opened in self._servers.values():
@@ -149,6 +146,8 @@ class Server:
             fetch_sessions=sessions,
             authorizer=authorizer_for(self.config, self.engine),
             brokers=brokers,
+            quotas=self.quotas,
+            mutations=MutationQuotas(self.engine.client_quotas, self.now),
         )
         self.engine.broker_configs.set_static(
             {
@@ -181,8 +180,24 @@ class Server:
                     ports[listener.name],
                 )
 
-    def _connection_factory(self, listener: Listener) -> Any:
-        return lambda: Connection(self, listener)
+    def _connection_factory(
+        self, listener: Listener, tls: dict[SecurityProtocol, ssl.SSLContext]
+    ) -> Any:
+        context = tls.get(listener.protocol)
+        if context is None:
+            return lambda: Connection(self, listener)
+        # The handshake is the connection's own (tls_handshake.py), so that
+        # a failed one is logged; one that stalls holds a connection like a
+        # request that stalls: the same bound (asyncio's own is 60 s).
+        timeout_s = self.config.connections_partial_request_timeout_ms / 1000
+        return lambda: TlsHandshake(
+            Connection(self, listener),
+            context,
+            timeout_s,
+            listener.name,
+            self._handshake_failures,
+            self.handshakes,
+        )
 
     @property
     def state(self) -> ServerState:
@@ -197,6 +212,8 @@ class Server:
             return
         for opened in self._servers.values():
             opened.close()
+        for handshake in list(self.handshakes):
+            handshake.cancel()
         for task in (self._reporter, self._sweeper):
             if task is not None:
                 task.cancel()

@@ -9,11 +9,15 @@ import datetime
 import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+from engine.server.config import ServerConfig
+from engine.server.listeners import parse_listeners
 
 
 @dataclass(frozen=True)
@@ -55,9 +59,13 @@ class Authority:
         self.ca = directory / "ca.pem"
         self.ca.write_bytes(self._certificate.public_bytes(serialization.Encoding.PEM))
 
-    def issue(self, name: str, *, common_name: str, unit: str, server: bool) -> Pem:
+    def issue(
+        self, name: str, *, common_name: str, unit: str, server: bool, expired: bool = False
+    ) -> Pem:
+        """``expired``: valid until an hour ago."""
         key = ec.generate_private_key(ec.SECP256R1())
         now = datetime.datetime.now(datetime.UTC)
+        until = now - datetime.timedelta(hours=1) if expired else now + datetime.timedelta(days=2)
         builder = (
             x509.CertificateBuilder()
             .subject_name(_name(common_name, unit))
@@ -65,7 +73,7 @@ class Authority:
             .public_key(key.public_key())
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - datetime.timedelta(days=1))
-            .not_valid_after(now + datetime.timedelta(days=2))
+            .not_valid_after(until)
         )
         if server:
             builder = builder.add_extension(
@@ -103,3 +111,38 @@ class Authority:
             )
         )
         return path
+
+
+@dataclass
+class Tls:
+    """A CA, the server's certificate in a keystore whose key is encrypted
+    (its password in a file), and a client certificate, ``alice``'s."""
+
+    authority: Authority
+    server: Pem
+    keystore: Path
+    key_password: Path
+    alice: Pem
+
+    def mutual_tls(self, **settings: Any) -> ServerConfig:
+        """An SSL listener on an ephemeral port that requires a client
+        certificate this CA signed."""
+        return ServerConfig(
+            listeners=parse_listeners("SSL://127.0.0.1:0"),
+            ssl_keystore_location=str(self.keystore),
+            ssl_key_password_file=str(self.key_password),
+            ssl_truststore_location=str(self.authority.ca),
+            ssl_client_auth="required",
+            **settings,
+        )
+
+
+def issue_tls(root: Path) -> Tls:
+    """A fresh CA and its certificates under ``root``."""
+    authority = Authority(root)
+    server = authority.issue("server", common_name="localhost", unit="Servers", server=True)
+    key_password = root / "key-password"
+    key_password.write_text("keystore secret\n")
+    keystore = authority.keystore(server, b"keystore secret")
+    alice = authority.issue("alice", common_name="alice", unit="Clients", server=False)
+    return Tls(authority, server, keystore, key_password, alice)

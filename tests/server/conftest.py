@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.server.certificates import Tls, issue_tls
+
 _READY = "listening on"
 
 
@@ -199,3 +201,9 @@ def own_transaction_server(tmp_path: Path) -> Iterator[ServerProcess]:
     yield server
     if server.running:
         server.kill()
+
+
+@pytest.fixture(scope="module")
+def tls(tmp_path_factory: pytest.TempPathFactory) -> Tls:
+    """A CA and its server and client certificates, for a test module."""
+    return issue_tls(tmp_path_factory.mktemp("tls"))

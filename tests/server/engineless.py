@@ -12,5 +12,5 @@ from engine.server.config import ServerConfig
 
 ENGINELESS: Any = SimpleNamespace(
     broker_configs=SimpleNamespace(max_connections=ServerConfig().max_connections),
-    client_quotas=SimpleNamespace(byte_rates=False),
+    client_quotas=SimpleNamespace(byte_rates=False, request_rates=False),
 )

@@ -4,7 +4,10 @@ the engine's insides and a real client on a socket."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import replace
 
 import engine
@@ -44,6 +47,18 @@ class InProcessServer:
     @property
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.server.port}"
+
+    def until_on_loop(self, condition: Callable[[], bool]) -> None:
+        """Waits (at most ``timeout``) until ``condition``, evaluated on the
+        server's event loop, between two of its steps, holds."""
+        deadline = time.monotonic() + self.timeout
+        while time.monotonic() < deadline:
+            answer: concurrent.futures.Future[bool] = concurrent.futures.Future()
+            self.loop.call_soon_threadsafe(lambda found=answer: found.set_result(condition()))
+            if answer.result(self.timeout):
+                return
+            time.sleep(0.01)
+        raise AssertionError("the condition never held")
 
     def stop(self) -> None:
         asyncio.run_coroutine_threadsafe(self.server.stop(), self.loop).result(self.timeout)

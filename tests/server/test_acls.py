@@ -5,7 +5,8 @@ engine (InProcessServer's principal), as if it had authenticated as it."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -72,14 +73,21 @@ class Cluster:
             server.stop()
 
 
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    with engine.open(tmp_path / "node", config=engine.EngineConfig()) as opened:
+@contextmanager
+def open_cluster(path: Path) -> Iterator[Cluster]:
+    """An engine at ``path`` and the servers its principals connect to."""
+    with engine.open(path, config=engine.EngineConfig()) as opened:
         running = Cluster(opened)
         try:
             yield running
         finally:
             running.stop()
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
+    with open_cluster(tmp_path / "node") as running:
+        yield running
 
 
 def _allow(
@@ -111,6 +119,33 @@ def _produce(bootstrap: str, topic: str) -> KafkaError | None:
     producer.flush(TIMEOUT)
     assert errors, "the produce was never answered"
     return errors[0]
+
+
+def _first_message(
+    conf: dict[str, object],
+    start: Callable[[Consumer], None],
+    stop_on: int | None = None,
+) -> KafkaError | bytes:
+    """The first record's value a consumer started by ``start`` polls, or
+    the first error it polls (only an error of code ``stop_on``, if given)."""
+    consumer = Consumer({**conf, **quiet_librdkafka()})
+    try:
+        start(consumer)
+        for _ in range(TIMEOUT * 4):
+            message = consumer.poll(0.25)
+            if message is None:
+                continue
+            error = message.error()
+            if error is not None:
+                if stop_on is None or error.code() == stop_on:
+                    return error
+                continue
+            value = message.value()
+            assert value is not None
+            return value
+        raise AssertionError("neither a record nor the error waited for")
+    finally:
+        consumer.close()
 
 
 def _everything(admin: AdminClient) -> AclBindingFilter:
@@ -248,31 +283,15 @@ def test_consuming_in_a_group_needs_read_on_topic_and_group(cluster: Cluster) ->
     )
 
     def consume(group: str) -> KafkaError | bytes:
-        consumer = Consumer(
+        return _first_message(
             {
                 "bootstrap.servers": cluster.bootstrap("User:frank"),
                 "group.id": group,
                 "auto.offset.reset": "earliest",
-                **quiet_librdkafka(),
-            }
+            },
+            lambda consumer: consumer.subscribe(["events"]),
+            stop_on=KafkaError.GROUP_AUTHORIZATION_FAILED,
         )
-        try:
-            consumer.subscribe(["events"])
-            for _ in range(TIMEOUT * 4):
-                message = consumer.poll(0.25)
-                if message is None:
-                    continue
-                error = message.error()
-                if error is not None:
-                    if error.code() == KafkaError.GROUP_AUTHORIZATION_FAILED:
-                        return error
-                    continue
-                value = message.value()
-                assert value is not None
-                return value
-            raise AssertionError("neither a record nor a refusal")
-        finally:
-            consumer.close()
 
     refused = consume("readers")
     assert isinstance(refused, KafkaError)
@@ -440,31 +459,49 @@ def test_fetch_needs_read_which_describe_does_not_imply(cluster: Cluster) -> Non
     )
 
     def first_fetch(principal: str) -> KafkaError | bytes:
-        consumer = Consumer(
+        return _first_message(
             {
                 "bootstrap.servers": cluster.bootstrap(principal),
                 "group.id": "unused",  # assigned, never joined
                 "enable.auto.commit": False,
-                **quiet_librdkafka(),
-            }
+            },
+            lambda consumer: consumer.assign([TopicPartition("secrets", 0, 0)]),
         )
-        try:
-            consumer.assign([TopicPartition("secrets", 0, 0)])
-            for _ in range(TIMEOUT * 4):
-                message = consumer.poll(0.25)
-                if message is None:
-                    continue
-                error = message.error()
-                if error is not None:
-                    return error
-                value = message.value()
-                assert value is not None
-                return value
-            raise AssertionError("neither a record nor an error")
-        finally:
-            consumer.close()
 
     refused = first_fetch("User:lee")
     assert isinstance(refused, KafkaError)
     assert refused.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
     assert first_fetch(ADMIN) == b"v"
+
+
+def test_a_produce_with_a_refused_transactional_id_fails_every_partition(
+    cluster: Cluster,
+) -> None:
+    """As Kafka's KafkaApis.handleProduceRequest: a transactional id the
+    principal may not WRITE fails the whole request with
+    TRANSACTIONAL_ID_AUTHORIZATION_FAILED for every partition, before any
+    topic is authorized, created or written."""
+    for name in ("open", "closed"):
+        _create_topic(cluster, name)
+    _create(cluster.admin(), _allow(ResourceType.TOPIC, "open", "User:judy", AclOperation.WRITE))
+    produce = build(
+        request_schema(ApiKey.PRODUCE, 9),
+        transactional_id="billing",
+        acks=-1,
+        timeout_ms=TIMEOUT * 1000,
+        topic_data=[
+            {"name": name, "partition_data": [{"index": 0, "records": None}]}
+            for name in ("open", "closed", "never-made")
+        ],
+    )
+    with Wire(cluster.bootstrap("User:judy"), timeout=TIMEOUT) as wire:
+        answer = wire.request(produce)
+    codes = {
+        (topic.name, partition.index): partition.error_code
+        for topic in answer.responses
+        for partition in topic.partition_responses
+    }
+    refused = KafkaCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+    assert codes == {("open", 0): refused, ("closed", 0): refused, ("never-made", 0): refused}
+    assert not cluster.engine.has_topic("never-made")
+    assert cluster.engine.offsets("open", 0) == (0, 0)

@@ -4,17 +4,14 @@ filters' matching, validate_only, and quotas that survive a restart."""
 
 from __future__ import annotations
 
-import concurrent.futures
 import datetime
 import os
 import socket
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import Producer
+from confluent_kafka import Consumer, Producer, TopicPartition
 from kio.index import load_request_schema
 
 import engine
@@ -22,6 +19,7 @@ import native
 from engine.protocol.apis import ApiKey
 from engine.protocol.kafka_code import KafkaCode
 from engine.server.config import ServerConfig
+from engine.server.quotas import WINDOW_SAMPLES
 from native import RecordSpec
 from tests.server.conftest import ServerProcess, quiet_librdkafka
 from tests.server.in_process import InProcessServer
@@ -216,6 +214,48 @@ def test_a_producer_past_its_byte_rate_is_throttled_to_it(
     assert max(throttles) <= 11  # never past the quota window
 
 
+@pytest.mark.slow  # about 15 s: the quota's window is 11 s
+def test_a_consumer_past_its_byte_rate_is_throttled_and_misses_nothing(
+    own_server: ServerProcess, topic: str
+) -> None:
+    """confluent-kafka under a consumer byte rate that lets four of five
+    records through in the first window: librdkafka reports the throttle
+    times answered, and every record arrives, in order, however many
+    answers were empty."""
+    count, size, quota = 5, 10_000, 4_000.0  # four records in the first window
+    assert _produce(own_server.bootstrap, topic, "writer", count, size) == []
+    with Wire(own_server.bootstrap) as wire:
+        assert alter(wire, [({"client-id": "reader"}, {"consumer_byte_rate": quota})]) == [
+            (0, None)
+        ]
+    throttles: list[float] = []
+    consumer = Consumer(
+        {
+            "bootstrap.servers": own_server.bootstrap,
+            "client.id": "reader",
+            "group.id": f"g-{topic}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+            "throttle_cb": lambda event: throttles.append(event.throttle_time),
+            **quiet_librdkafka(),
+        }
+    )
+    offsets: list[int] = []
+    try:
+        consumer.assign([TopicPartition(topic, 0, 0)])  # no group to join: quicker
+        for _ in range(240):
+            if len(offsets) == count:
+                break
+            message = consumer.poll(0.25)
+            if message is not None and message.error() is None:
+                assert len(message.value() or b"") == size
+                offsets.append(message.offset())
+    finally:
+        consumer.close()
+    assert offsets == list(range(count))
+    assert throttles and max(throttles) <= 11
+
+
 def _fetch(wire: Wire, topic: str) -> Any:
     return wire.request(
         build(
@@ -238,7 +278,7 @@ def _fetch(wire: Wire, topic: str) -> Any:
     )
 
 
-def test_a_fetch_past_the_consumer_byte_rate_answers_its_throttle_time(
+def test_a_fetch_past_the_consumer_byte_rate_is_answered_empty_with_its_throttle_time(
     kafka_server: ServerProcess, topic: str
 ) -> None:
     assert _produce(kafka_server.bootstrap, topic, "writer", 10, 10_000) == []
@@ -246,24 +286,32 @@ def test_a_fetch_past_the_consumer_byte_rate_answers_its_throttle_time(
         unthrottled = _fetch(wire, topic)
         size = len(unthrottled.responses[0].partitions[0].records)
         assert size >= 100_000 and unthrottled.throttle_time.total_seconds() == 0
-        # A quota that the one answer passes by about half a second's worth,
-        # for the wire tests' client id only.
-        quota = float(size // 10)
+        # A quota of a fifth of those bytes in a window (the 10 s minimum),
+        # for the wire tests' client id only: the next answer is cut to it,
+        # the one after that is past it.
+        quota = float(size // 50)
         assert alter(wire, [({"client-id": CLIENT_ID}, {"consumer_byte_rate": quota})]) == [
             (0, None)
         ]
+        cut = _fetch(wire, topic)
+        assert 0 < len(cut.responses[0].partitions[0].records) < size
+        assert cut.throttle_time.total_seconds() == 0
         throttled = _fetch(wire, topic)
-        assert len(throttled.responses[0].partitions[0].records) == size
-        # Kafka's arithmetic: (rate - quota) / quota * window, the rate the
-        # answer's bytes over the 10 s minimum window
+        # as Kafka: the answer goes out empty (FetchContext.getThrottledResponse)
+        # with the throttle time, (rate - quota) / quota * window
+        assert throttled.error_code == KafkaCode.NONE
+        assert throttled.responses == ()
         assert 0 < throttled.throttle_time.total_seconds() <= 11
         # another connection is served while this one is muted
         with Wire(kafka_server.bootstrap) as other:
             assert alter(other, [({"client-id": "other"}, {"consumer_byte_rate": 1.0})]) == [
                 (0, None)
             ]
-        # the muted connection is read again once the throttle has passed
-        assert _fetch(wire, topic).throttle_time.total_seconds() > 0
+        # the muted connection is read again once the throttle has passed,
+        # and (the other quota set since, rates are measured afresh) its
+        # offsets are served: the throttled answer's bytes were not counted
+        again = _fetch(wire, topic)
+        assert 0 < len(again.responses[0].partitions[0].records) < size
     with Wire(kafka_server.bootstrap) as wire:
         assert alter(wire, [({"client-id": CLIENT_ID}, {"consumer_byte_rate": None})]) == [
             (0, None)
@@ -303,17 +351,66 @@ def test_a_throttled_connection_is_not_read_until_its_throttle_has_passed(
         opened.close()
 
 
-def _until_on_loop(server: InProcessServer, condition: Callable[[], bool]) -> None:
-    """Waits (at most 30 s) until ``condition``, evaluated on the server's
-    event loop, between two of its steps, holds."""
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        answer: concurrent.futures.Future[bool] = concurrent.futures.Future()
-        server.loop.call_soon_threadsafe(lambda found=answer: found.set_result(condition()))
-        if answer.result(30):
-            return
-        time.sleep(0.01)
-    raise AssertionError("the condition never held")
+def test_a_fetch_is_cut_to_what_the_quota_allows_in_a_window(tmp_path: Path) -> None:
+    """As Kafka's handleFetchRequest: a Fetch asks for no more than the
+    consumer byte rate over the window less one sample, so an answer within
+    it is sent whole; the next, past the quota, is sent empty and its bytes
+    are not counted: after the throttle the same offsets are served."""
+    opened = engine.open(tmp_path / "node", "file://" + str(tmp_path / "bucket"))
+    server = InProcessServer(opened)
+    try:
+        opened.create_topic("t", 1)
+        for _ in range(10):
+            opened.produce("t", 0, native.encode_batch([RecordSpec(0, None, os.urandom(10_000))]))
+        # 35 000 bytes in a window: three of the ten batches
+        opened.client_quotas.alter((("client-id", CLIENT_ID),), {"consumer_byte_rate": 3_500})
+        with Wire(server.bootstrap) as wire:
+            first = _fetch(wire, "t")
+            records = first.responses[0].partitions[0].records
+            assert 3 * 10_000 < len(records) <= 35_000
+            assert first.throttle_time.total_seconds() == 0
+            second = _fetch(wire, "t")
+            assert second.responses == ()
+            throttle = second.throttle_time.total_seconds()
+            assert 0 < throttle <= 11
+            # Kafka's arithmetic, both answers' bytes over the 10 s minimum
+            # window: (rate - quota) / quota * window
+            window = WINDOW_SAMPLES - 1
+            rate = 2 * len(records) / window
+            assert throttle == pytest.approx((rate - 3_500) / 3_500 * window, abs=0.5)
+            # then the empty answer's bytes are taken back: only the first count
+            counted: list[float] = []
+            server.until_on_loop(
+                lambda: (
+                    not counted.append(
+                        server.server.quotas.rate("consumer_byte_rate", "", CLIENT_ID)
+                    )
+                )
+            )
+            assert counted[0] == pytest.approx(len(records) / window, rel=0.02)
+    finally:
+        server.stop()
+        opened.close()
+
+
+def test_a_client_past_its_request_percentage_is_throttled(tmp_path: Path) -> None:
+    """Kafka's request quota: the server's time spent on a client's
+    requests, as a share of a thread's, against request_percentage. A
+    share no request can stay within throttles the first answer; another
+    client id is not under it."""
+    with engine.open(tmp_path / "node") as opened:
+        server = InProcessServer(opened)
+        try:
+            opened.client_quotas.alter((("client-id", CLIENT_ID),), {"request_percentage": 1e-9})
+            metadata = build(load_request_schema(ApiKey.METADATA, 12), topics=None)
+            with Wire(server.bootstrap) as wire:
+                assert 0 < wire.request(metadata).throttle_time.total_seconds() <= 11
+            opened.client_quotas.alter((("client-id", CLIENT_ID),), {"request_percentage": None})
+            opened.client_quotas.alter((("client-id", "other"),), {"request_percentage": 1e-9})
+            with Wire(server.bootstrap) as wire:
+                assert wire.request(metadata).throttle_time.total_seconds() == 0
+        finally:
+            server.stop()
 
 
 def test_an_unanswered_produce_past_its_quota_still_mutes_its_connection(
@@ -342,8 +439,8 @@ def test_an_unanswered_produce_past_its_quota_still_mutes_its_connection(
             )
             # requests are read while others are served: wait until the
             # Produce is counted (and its connection muted, in the same step)
-            _until_on_loop(
-                server, lambda: server.server.quotas.rate("producer_byte_rate", "", CLIENT_ID) > 0
+            server.until_on_loop(
+                lambda: server.server.quotas.rate("producer_byte_rate", "", CLIENT_ID) > 0
             )
             stats = server.server.stats
             wire.send(build(load_request_schema(ApiKey.API_VERSIONS, 3)))

@@ -6,8 +6,6 @@ broker's bounds with INVALID_CONFIG, and what it sets survives a restart."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,6 +19,7 @@ from confluent_kafka.admin import (
     ResourceType,
 )
 
+from tests.server.configured_servers import server_fixtures
 from tests.server.conftest import ServerProcess, quiet_librdkafka
 
 TIMEOUT = 30.0
@@ -39,26 +38,7 @@ group_consumer_max_heartbeat_interval_ms = 2000
 """
 
 
-def start_server(root: Path) -> ServerProcess:
-    config = root / "tidelog.toml"
-    config.write_text(SERVER_CONFIG)
-    return ServerProcess(root / "data", args=["--config", str(config)]).start()
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    started = start_server(tmp_path_factory.mktemp("group-configs"))
-    yield started
-    if started.running:
-        assert started.stop() == 0, started.log()
-
-
-@pytest.fixture
-def own_server(tmp_path: Path) -> Iterator[ServerProcess]:
-    started = start_server(tmp_path)
-    yield started
-    if started.running:
-        started.kill()
+server, own_server = server_fixtures(SERVER_CONFIG, "group-configs")
 
 
 def admin(server: ServerProcess) -> AdminClient:

@@ -22,8 +22,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -35,6 +33,7 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient, NewPartitions
 
+from tests.server.configured_servers import server_fixtures
 from tests.server.confluent_helpers import committed, create_topic, poll_until, produce
 from tests.server.conftest import ServerProcess, quiet_librdkafka
 
@@ -50,26 +49,7 @@ group_consumer_regex_batch_refresh_interval_ms = 500
 """
 
 
-def start_server(root: Path) -> ServerProcess:
-    config = root / "tidelog.toml"
-    config.write_text(SERVER_CONFIG)
-    return ServerProcess(root / "data", args=["--config", str(config)]).start()
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    started = start_server(tmp_path_factory.mktemp("kip848"))
-    yield started
-    if started.running:
-        assert started.stop() == 0, started.log()
-
-
-@pytest.fixture
-def own_server(tmp_path: Path) -> Iterator[ServerProcess]:
-    started = start_server(tmp_path)
-    yield started
-    if started.running:
-        started.kill()
+server, own_server = server_fixtures(SERVER_CONFIG, "kip848")
 
 
 def consumer_conf(bootstrap: str, group: str, **conf: Any) -> dict[str, Any]:

@@ -172,3 +172,45 @@ def test_idle_client_ids_are_forgotten_so_their_count_stays_bounded() -> None:
     live = 50 * (WINDOW_SAMPLES + 1)
     assert manager.buckets <= max(SWEEP_AT, 2 * live)
     assert manager.rate("producer_byte_rate", "", "client-19999") > 0
+
+
+def test_a_fetch_asks_for_the_quota_over_the_window_less_one_sample() -> None:
+    manager, _ = _manager({(("user", "alice"),): {"consumer_byte_rate": 1000.0}})
+    assert manager.window_bytes(ApiKey.FETCH, "User:alice", "any") == 1000 * (
+        WINDOW_SAMPLES - 1
+    ) * int(WINDOW_SECONDS)
+    # no quota, and Produce (never cut), have no such bound
+    assert manager.window_bytes(ApiKey.FETCH, "User:bob", "any") is None
+    assert manager.window_bytes(ApiKey.PRODUCE, "User:alice", "any") is None
+
+
+def test_an_unrecorded_answer_leaves_the_rate_as_it_was() -> None:
+    """A throttled Fetch is answered empty: its bytes are taken back, so a
+    client that waits its throttle out is served within the quota again."""
+    manager, clock = _manager({(("client-id", "c"),): {"consumer_byte_rate": 1000.0}})
+    limit = manager.window_bytes(ApiKey.FETCH, "User:ANONYMOUS", "c")
+    assert limit is not None
+    assert manager.throttle_ms(ApiKey.FETCH, "User:ANONYMOUS", "c", limit) == 0
+    before = manager.rate("consumer_byte_rate", "", "c")
+    delay = manager.throttle_ms(ApiKey.FETCH, "User:ANONYMOUS", "c", limit)
+    assert delay > 0
+    manager.unrecord(ApiKey.FETCH, "User:ANONYMOUS", "c", limit)
+    assert manager.rate("consumer_byte_rate", "", "c") == pytest.approx(before)
+    clock.now += delay / 1000
+    assert manager.rate("consumer_byte_rate", "", "c") <= 1000.0
+
+
+def test_a_request_quota_is_a_share_of_the_servers_time_in_percent() -> None:
+    """Kafka's request quota: request_percentage 50 is half of one thread's
+    time; a client that takes more is throttled what brings it back."""
+    manager, clock = _manager({(("user", "alice"),): {"request_percentage": 50.0}})
+    # 4 s of the server's time in 10 s: 40 %, within the quota
+    for _ in range(10):
+        assert manager.request_throttle_ms("User:alice", "any", 0.4) == 0
+        clock.now += 1.0
+    # then 2 s in one second: 6 s in the 10 s window is 60 %: 20 % over
+    delay = manager.request_throttle_ms("User:alice", "any", 2.0)
+    assert delay == pytest.approx(2000, abs=100)
+    # another user, and a byte-rate API's bytes, are not under this quota
+    assert manager.request_throttle_ms("User:bob", "any", 100.0) == 0
+    assert manager.throttle_ms(ApiKey.FETCH, "User:alice", "any", 10**9) == 0

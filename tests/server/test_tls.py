@@ -9,7 +9,6 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +16,8 @@ import pytest
 from confluent_kafka import Consumer, Producer
 
 import engine
-from engine.server.config import ServerConfig
-from engine.server.listeners import parse_listeners
 from engine.server.tls import NoMatchingRule, PrincipalMapper, distinguished_name
-from tests.server.certificates import Authority, Pem
+from tests.server.certificates import Tls
 from tests.server.conftest import ServerProcess, free_port, quiet_librdkafka
 from tests.server.in_process import InProcessServer
 from tests.server.test_kafkajs import kafkajs
@@ -31,27 +28,6 @@ from tests.server.test_sasl import PASSWORD, round_trip
 pytestmark = pytest.mark.slow
 
 TIMEOUT = 30.0
-
-
-@dataclass
-class Tls:
-    authority: Authority
-    server: Pem
-    keystore: Path
-    key_password: Path
-    alice: Pem
-
-
-@pytest.fixture(scope="module")
-def tls(tmp_path_factory: pytest.TempPathFactory) -> Tls:
-    root = tmp_path_factory.mktemp("tls")
-    authority = Authority(root)
-    server = authority.issue("server", common_name="localhost", unit="Servers", server=True)
-    key_password = root / "key-password"
-    key_password.write_text("keystore secret\n")
-    keystore = authority.keystore(server, b"keystore secret")
-    alice = authority.issue("alice", common_name="alice", unit="Clients", server=False)
-    return Tls(authority, server, keystore, key_password, alice)
 
 
 @pytest.fixture(scope="module")
@@ -125,13 +101,8 @@ def test_kafkajs_over_sasl_ssl(tls: Tls, tls_server: ServerProcess, topic: str) 
 def test_mutual_tls_names_the_principal_by_the_mapping_rules(
     tls: Tls, tmp_path: Path, topic: str
 ) -> None:
-    config = ServerConfig(
-        listeners=parse_listeners("SSL://127.0.0.1:0"),
-        ssl_keystore_location=str(tls.keystore),
-        ssl_key_password_file=str(tls.key_password),
-        ssl_truststore_location=str(tls.authority.ca),
-        ssl_client_auth="required",
-        ssl_principal_mapping_rules="RULE:^CN=([^,]*),OU=Clients,.*$/$1/U,DEFAULT",
+    config = tls.mutual_tls(
+        ssl_principal_mapping_rules="RULE:^CN=([^,]*),OU=Clients,.*$/$1/U,DEFAULT"
     )
     with engine.open(tmp_path / "node") as opened:
         opened.create_topic(topic, 1)

@@ -12,8 +12,8 @@ resource (named once, each config once, no null value to set) come first.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from engine.broker_config import BROKER_CONFIG_DEFS, Synonym
 from engine.config import CONFIG_DEFS, ConfigEntry, ConfigSource, ConfigType, normalize
@@ -88,6 +88,9 @@ class _IncrementalConfig(Protocol):
 class _IncrementalResource(_Resource, Protocol):
     @property
     def configs(self) -> Sequence[_IncrementalConfig]: ...
+
+
+_AlteredResource = TypeVar("_AlteredResource", _LegacyResource, _IncrementalResource)
 
 
 def config_type_code(entry: ConfigEntry) -> int:
@@ -333,27 +336,15 @@ def _refused_resources(
 def handle_alter_configs(context: RequestContext, request: AlterConfigsRequest) -> dict[str, Any]:
     """Replaces a resource's configs with the given set (configs left out
     return to their defaults)."""
-    resources: Sequence[_LegacyResource] = request.resources
-    refused = _refused_resources(resources)
-    responses = []
-    for index, resource in enumerate(resources):
-        if index in refused:
-            code = KafkaCode.INVALID_REQUEST
-            responses.append(_alter_result(resource, code, refused[index]))
-            continue
-        denied = authorize.config_refused(
-            context, ALTER_CONFIGS, resource.resource_type, resource.resource_name
-        )
-        if denied is not None:
-            responses.append(_alter_result(resource, denied, None))
-            continue
+
+    def replace(resource: _LegacyResource) -> dict[str, Any]:
         changes = {c.name: c.value for c in resource.configs}
-        responses.append(
-            _alter(
-                context, resource, changes, incremental=False, validate_only=request.validate_only
-            )
+        return _alter(
+            context, resource, changes, incremental=False, validate_only=request.validate_only
         )
-    return {"throttle_time": 0, "responses": responses}
+
+    resources: Sequence[_LegacyResource] = request.resources
+    return _alter_each(context, resources, replace)
 
 
 @handles(
@@ -368,13 +359,38 @@ def handle_alter_configs(context: RequestContext, request: AlterConfigsRequest) 
 def handle_incremental_alter_configs(
     context: RequestContext, request: IncrementalAlterConfigsRequest
 ) -> dict[str, Any]:
+    def apply(resource: _IncrementalResource) -> dict[str, Any]:
+        if resource.resource_type == GROUP:
+            code, message = alter_group(context, resource, request.validate_only)
+            return _alter_result(resource, code, message)
+        try:
+            if resource.resource_type == BROKER_LOGGER:
+                _alter_loggers(context, resource, request.validate_only)
+                return _alter_result(resource, KafkaCode.NONE, None)
+            changes = _incremental_changes(context, resource)
+        except EngineError as error:
+            return _alter_result(resource, error_code(error), error_message(error))
+        return _alter(
+            context, resource, changes, incremental=True, validate_only=request.validate_only
+        )
+
     resources: Sequence[_IncrementalResource] = request.resources
+    return _alter_each(context, resources, apply)
+
+
+def _alter_each(
+    context: RequestContext,
+    resources: Sequence[_AlteredResource],
+    alter_one: Callable[[_AlteredResource], dict[str, Any]],
+) -> dict[str, Any]:
+    """The response of both AlterConfigs versions of the request: each
+    resource refused as malformed or unauthorized, else altered by
+    ``alter_one``."""
     refused = _refused_resources(resources)
     responses = []
     for index, resource in enumerate(resources):
         if index in refused:
-            code = KafkaCode.INVALID_REQUEST
-            responses.append(_alter_result(resource, code, refused[index]))
+            responses.append(_alter_result(resource, KafkaCode.INVALID_REQUEST, refused[index]))
             continue
         denied = authorize.config_refused(
             context, ALTER_CONFIGS, resource.resource_type, resource.resource_name
@@ -382,24 +398,7 @@ def handle_incremental_alter_configs(
         if denied is not None:
             responses.append(_alter_result(resource, denied, None))
             continue
-        if resource.resource_type == GROUP:
-            code, message = alter_group(context, resource, request.validate_only)
-            responses.append(_alter_result(resource, code, message))
-            continue
-        try:
-            if resource.resource_type == BROKER_LOGGER:
-                _alter_loggers(context, resource, request.validate_only)
-                responses.append(_alter_result(resource, KafkaCode.NONE, None))
-                continue
-            changes = _incremental_changes(context, resource)
-        except EngineError as error:
-            responses.append(_alter_result(resource, error_code(error), error_message(error)))
-            continue
-        responses.append(
-            _alter(
-                context, resource, changes, incremental=True, validate_only=request.validate_only
-            )
-        )
+        responses.append(alter_one(resource))
     return {"throttle_time": 0, "responses": responses}
 
 

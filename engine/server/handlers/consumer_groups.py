@@ -49,15 +49,13 @@ def handle_consumer_group_heartbeat(
     context: RequestContext, request: ConsumerGroupHeartbeatRequest
 ) -> Response:
     if not authorize.may_read_group(context, request.group_id):
-        return {
-            "throttle_time": 0,
-            "error_code": KafkaCode.GROUP_AUTHORIZATION_FAILED,
-            "error_message": None,
-            "member_id": None,
-            "member_epoch": -1,
-            "heartbeat_interval": 0,
-            "assignment": None,
-        }
+        return _heartbeat_refused(KafkaCode.GROUP_AUTHORIZATION_FAILED)
+    if request.subscribed_topic_names and authorize.refused_topics(
+        context, AclOperation.DESCRIBE, request.subscribed_topic_names
+    ):
+        # Kafka's KafkaApis.handleConsumerGroupHeartbeat: a member may not
+        # learn of, nor be assigned, a topic it may not describe.
+        return _heartbeat_refused(KafkaCode.TOPIC_AUTHORIZATION_FAILED)
     owned: dict[bytes, set[int]] | None = None
     if request.topic_partitions is not None:
         owned = {}
@@ -98,6 +96,18 @@ def handle_consumer_group_heartbeat(
     return answer(context, future, build)
 
 
+def _heartbeat_refused(code: KafkaCode) -> Body:
+    return {
+        "throttle_time": 0,
+        "error_code": code,
+        "error_message": None,
+        "member_id": None,
+        "member_epoch": -1,
+        "heartbeat_interval": 0,
+        "assignment": None,
+    }
+
+
 def _topic_partitions(partitions: Partitions) -> list[dict[str, Any]]:
     return [
         {"topic_id": topic_id, "partitions": sorted(ps)}
@@ -136,6 +146,23 @@ def handle_consumer_group_describe(
             ],
         }
     groups = [_describe(group, operations(group.group_id)) for group in described]
+    unseen = authorize.refused_topics(
+        context, AclOperation.DESCRIBE, (name for group in groups for name in _topics_named(group))
+    )
+    if unseen:
+        # Kafka's KafkaApis.handleConsumerGroupDescribe: a group whose
+        # members name a topic the principal may not describe is not shown.
+        groups = [
+            _group_error(
+                g["group_id"],
+                KafkaCode.TOPIC_AUTHORIZATION_FAILED,
+                _UNSEEN_TOPICS,
+                g["authorized_operations"],
+            )
+            if unseen.intersection(_topics_named(g))
+            else g
+            for g in groups
+        ]
     if hidden:  # in the request's order
         denied = KafkaCode.GROUP_AUTHORIZATION_FAILED
         by_id = {group["group_id"]: group for group in groups}
@@ -144,6 +171,20 @@ def handle_consumer_group_describe(
             for g in request.group_ids
         ]
     return {"throttle_time": 0, "groups": groups}
+
+
+_UNSEEN_TOPICS = "The group has described topic(s) that the client is not authorized to describe."
+"""Kafka's message for a group hidden for its topics."""
+
+
+def _topics_named(group: Body) -> set[str]:
+    """The topics a described group's members subscribe to or are assigned."""
+    names: set[str] = set()
+    for member in group["members"]:
+        names.update(member["subscribed_topic_names"] or ())
+        for assignment in (member["assignment"], member["target_assignment"]):
+            names.update(t["topic_name"] for t in assignment["topic_partitions"])
+    return names
 
 
 def _group_error(group_id: str, code: int, message: str, operations: int) -> dict[str, Any]:

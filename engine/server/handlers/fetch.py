@@ -107,6 +107,16 @@ async def handle_fetch(context: RequestContext, request: FetchRequest) -> dict[s
     if by_id is not None:  # a session's topic may have gone, or come back under a new id
         wanted = [w if by_id.get(w.topic_id) == w.topic else _renamed(w, by_id) for w in wanted]
     max_bytes = getattr(request, "max_bytes", 0x7FFFFFFF)
+    quotas = context.server.quotas
+    if quotas is not None and quotas.active:
+        # Kafka's handleFetchRequest: no more than the consumer byte rate
+        # allows in a window, so one answer alone never passes the quota
+        # (the first batch still goes whole, as under any max_bytes).
+        allowed = quotas.window_bytes(
+            ApiKey.FETCH, context.identity.principal, context.header.client_id
+        )
+        if allowed is not None:
+            max_bytes = min(max_bytes, allowed)
     min_bytes = max(request.min_bytes, 0)
     deadline = clock.monotonic() + millis(request.max_wait) / 1000
     committed = getattr(request, "isolation_level", 0) == _READ_COMMITTED

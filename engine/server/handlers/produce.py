@@ -83,11 +83,13 @@ def handle_produce(context: RequestContext, request: ProduceRequest) -> Response
     engine = context.engine
     results: Results = []
     waiting: list[asyncio.Task[AppendResult]] = []
-    acks_error = None if request.acks in _ACKS else KafkaCode.INVALID_REQUIRED_ACKS
     if request.transactional_id is not None and not authorize.allowed(
         context, AclOperation.WRITE, authorize.TRANSACTIONAL_ID, request.transactional_id
     ):
-        acks_error = KafkaCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+        # Kafka's KafkaApis.handleProduceRequest fails the whole request,
+        # every partition alike, before it authorizes or creates any topic.
+        return _refused(request, KafkaCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
+    acks_error = None if request.acks in _ACKS else KafkaCode.INVALID_REQUIRED_ACKS
     refused = dict.fromkeys(
         authorize.refused_topics(context, AclOperation.WRITE, (t.name for t in request.topics)),
         KafkaCode.TOPIC_AUTHORIZATION_FAILED,
@@ -152,6 +154,15 @@ def handle_produce(context: RequestContext, request: ProduceRequest) -> Response
     if not waiting:
         return _response(results)
     return _when_durable(results, waiting, request.timeout_ms)
+
+
+def _refused(request: ProduceRequest, code: KafkaCode) -> Response:
+    """Every partition of the request answered ``code``; acks=0 gets no answer."""
+    if request.acks == 0:
+        return None
+    return _response(
+        [(t.name, [(p.partition, code, None) for p in t.partitions]) for t in request.topics]
+    )
 
 
 def _log_failure(task: asyncio.Task[AppendResult]) -> None:

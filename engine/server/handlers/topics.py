@@ -29,6 +29,7 @@ from engine.server.handlers.common import (
 )
 from engine.server.handlers.configs import config_type_code
 from engine.server.handlers.registry import handles_off_loop
+from engine.server.mutation_quotas import Mutations, ThrottlingQuotaExceeded
 from engine.types import NewTopic, TopicDescription
 
 if TYPE_CHECKING:
@@ -75,6 +76,16 @@ def _partitions_wanted(context: RequestContext, topic: _CreatableTopic) -> int:
     return context.engine.broker_configs.num_partitions if count == -1 else max(count, 0)
 
 
+def _mutations(context: RequestContext, strict_from: int) -> Mutations:
+    """The request's controller mutation quota (KIP-599): strict from the
+    version that knows THROTTLING_QUOTA_EXCEEDED, permissive before it."""
+    quotas = context.server.mutations
+    strict = context.version >= strict_from
+    if quotas is None:
+        return Mutations(None, None, strict)
+    return quotas.for_request(context.identity.principal, context.header.client_id, strict)
+
+
 @handles_off_loop(
     ApiKey.CREATE_TOPICS,
     2,
@@ -105,7 +116,8 @@ def handle_create_topics(context: RequestContext, request: CreateTopicsRequest) 
     counts = Counter(topic.name for topic in request.topics)
     duplicates = [name for name, count in counts.items() if count > 1]
     unique = [topic for topic in request.topics if counts[topic.name] == 1]
-    return _create_topics(context, unique, duplicates, request.validate_only)
+    mutations = _mutations(context, strict_from=6)
+    return _create_topics(context, unique, duplicates, request.validate_only, mutations)
 
 
 def _create_topics(
@@ -113,6 +125,7 @@ def _create_topics(
     requested: Sequence[_CreatableTopic],
     duplicates: Sequence[str],
     validate_only: bool,
+    mutations: Mutations,
 ) -> Body:
     node = context.server.broker.node_id
     results: dict[str, dict[str, Any]] = {}
@@ -129,6 +142,11 @@ def _create_topics(
             error = _InvalidAssignment(f"this cluster has one broker, node {node}")
             results[topic.name] = _create_failed(topic.name, error)
             continue
+        if mutations.refused():
+            results[topic.name] = _create_failed(topic.name, ThrottlingQuotaExceeded())
+            continue
+        if not validate_only:
+            mutations.record(_partitions_wanted(context, topic))
         partitions = len(topic.assignments) or topic.num_partitions
         configs = {c.name: c.value for c in topic.configs}
         wanted.append(NewTopic(topic.name, partitions, configs, topic.replication_factor))
@@ -154,7 +172,7 @@ def _create_topics(
     topics += [
         _create_failed(name, _DuplicateTopic("Duplicate topic name.")) for name in duplicates
     ]
-    return {"throttle_time": 0, "topics": topics}
+    return {"throttle_time": mutations.throttle_ms(), "topics": topics}
 
 
 def _create_failed(name: str, error: EngineError) -> dict[str, Any]:
@@ -204,10 +222,12 @@ def handle_delete_topics(context: RequestContext, request: DeleteTopicsRequest) 
         wanted = [(t.name, uuid_bytes(t.topic_id)) for t in request.topics]
     else:
         wanted = [(name, bytes(16)) for name in request.topic_names]
-    return _delete_topics(context, wanted)
+    return _delete_topics(context, wanted, _mutations(context, strict_from=5))
 
 
-def _delete_topics(context: RequestContext, wanted: list[tuple[str | None, bytes]]) -> Body:
+def _delete_topics(
+    context: RequestContext, wanted: list[tuple[str | None, bytes]], mutations: Mutations
+) -> Body:
     """Deletes every named topic with one catalog record and one manifest
     commit; answers in the request's order."""
     engine = context.engine
@@ -222,11 +242,19 @@ def _delete_topics(context: RequestContext, wanted: list[tuple[str | None, bytes
     refused = authorize.refused_topics(
         context, AclOperation.DELETE, (name for name, _ in named if name is not None)
     )
-    names = [name for name, _ in named if name is not None and name not in refused]
+    names: list[str] = []
+    throttled: set[str] = set()
     ids: dict[str, bytes] = {}
-    for name in names:
-        with contextlib.suppress(EngineError):
-            ids[name] = engine.topic_id(name)
+    for name in (n for n, _ in named if n is not None and n not in refused):
+        if name not in ids and name not in throttled:  # a name given twice is decided once
+            if mutations.refused():
+                throttled.add(name)
+            else:
+                with contextlib.suppress(EngineError):  # an unknown topic fails below
+                    ids[name] = engine.topic_id(name)
+                    mutations.record(engine.topic_shape(name)[1])
+        if name not in throttled:
+            names.append(name)
     outcomes: list[EngineError | None]
     try:
         outcomes = list(engine.delete_topics(names))
@@ -257,7 +285,7 @@ def _delete_topics(context: RequestContext, wanted: list[tuple[str | None, bytes
                 }
             )
             continue
-        outcome = next(deleted)
+        outcome = ThrottlingQuotaExceeded() if name in throttled else next(deleted)
         code = KafkaCode.NONE if outcome is None else error_code(outcome)
         message = None if outcome is None else error_message(outcome)
         responses.append(
@@ -268,7 +296,7 @@ def _delete_topics(context: RequestContext, wanted: list[tuple[str | None, bytes
                 "error_message": message,
             }
         )
-    return {"throttle_time": 0, "responses": responses}
+    return {"throttle_time": mutations.throttle_ms(), "responses": responses}
 
 
 @handles_off_loop(
@@ -281,33 +309,47 @@ def _delete_topics(context: RequestContext, wanted: list[tuple[str | None, bytes
     },
 )
 def handle_create_partitions(context: RequestContext, request: CreatePartitionsRequest) -> Body:
+    mutations = _mutations(context, strict_from=3)
     refused = authorize.refused_topics(
         context, AclOperation.ALTER, (t.name for t in request.topics)
     )
     if refused:
         code = KafkaCode.TOPIC_AUTHORIZATION_FAILED
         allowed = [t for t in request.topics if t.name not in refused]
-        answer = _grow(context, allowed, request.validate_only) if allowed else []
+        answer = _grow(context, allowed, request.validate_only, mutations) if allowed else []
         by_name = {r["name"]: r for r in answer}
         results = [
             by_name.get(t.name) or {"name": t.name, "error_code": code, "error_message": None}
             for t in request.topics
         ]
-        return {"throttle_time": 0, "results": results}
-    return {"throttle_time": 0, "results": _grow(context, request.topics, request.validate_only)}
+        return {"throttle_time": mutations.throttle_ms(), "results": results}
+    results = _grow(context, request.topics, request.validate_only, mutations)
+    return {"throttle_time": mutations.throttle_ms(), "results": results}
 
 
 def _grow(
-    context: RequestContext, topics: Sequence[Any], validate_only: bool
+    context: RequestContext, topics: Sequence[Any], validate_only: bool, mutations: Mutations
 ) -> list[dict[str, Any]]:
     engine = context.engine
-    added = 0
+    added: dict[str, int] = {}
     for topic in topics:
         with contextlib.suppress(EngineError):  # an unknown topic fails on its own below
-            added += max(topic.count - engine.topic_shape(topic.name)[1], 0)
-    if added > MAX_RECORDS_PER_REQUEST:
+            added[topic.name] = max(topic.count - engine.topic_shape(topic.name)[1], 0)
+    if sum(added.values()) > MAX_RECORDS_PER_REQUEST:
         code = KafkaCode.POLICY_VIOLATION
         return [{"name": t.name, "error_code": code, "error_message": _TOO_LARGE} for t in topics]
+    throttled: list[dict[str, Any]] = []
+    if mutations.strict or not validate_only:
+        kept = []
+        for topic in topics:
+            if mutations.refused():
+                error = ThrottlingQuotaExceeded()
+                throttled.append(_grown(topic.name, error_code(error), error_message(error)))
+                continue
+            kept.append(topic)
+            if not validate_only:
+                mutations.record(added.get(topic.name, 0))
+        topics = kept
     outcomes: list[EngineError | None]
     try:
         outcomes = engine.create_partitions_many(
@@ -321,5 +363,9 @@ def _grow(
     for name, outcome in zip(names, outcomes, strict=True):
         code = KafkaCode.NONE if outcome is None else error_code(outcome)
         message = None if outcome is None else error_message(outcome)
-        results.append({"name": name, "error_code": code, "error_message": message})
-    return results
+        results.append(_grown(name, code, message))
+    return results + throttled
+
+
+def _grown(name: str, code: int, message: str | None) -> dict[str, Any]:
+    return {"name": name, "error_code": code, "error_message": message}
