@@ -382,6 +382,10 @@ class Uploader:
         check_fence_at = time.monotonic() + interval
         while not state.stop.is_set():
             with state.lock:
+                # Looked at again under the lock: a close that set the flag
+                # (and notified) since the look above must not be waited out.
+                if state.stop.is_set():
+                    return
                 block = state.cache.next_to_upload()
                 now = time.monotonic()
                 if block is None:

@@ -1,10 +1,12 @@
-"""Suite-wide settings: hypothesis profiles sized for a 2-core CI machine, and
-the ``native_twin`` mark on the tests the pure-Python pass runs
-(tests/native_twin.py)."""
+"""Suite-wide settings: hypothesis profiles sized for a 2-core CI machine, the
+``native_twin`` mark on the tests the pure-Python pass runs
+(tests/native_twin.py), and tests/child_site first on the PYTHONPATH of every
+process the tests start."""
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -32,6 +34,14 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow],
 )
 settings.load_profile(os.environ.get("TIDELOG_HYPOTHESIS", "default"))
+
+# Children (servers, child engines, CLI runs, benchmarks) inherit this
+# process's environment: tests/child_site/sitecustomize.py keeps hypothesis
+# out of them, as it is out of an installed tidelog.
+CHILD_SITE = Path(__file__).resolve().parent / "child_site"
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    [str(CHILD_SITE), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -22,9 +22,10 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, parse_qsl, quote, unquote, urlparse, urlsplit, urlunsplit
 
 from s3stream.store.base import (
@@ -38,7 +39,24 @@ from s3stream.store.base import (
 )
 from s3stream.store.local import LocalStore
 from s3stream.store.memory import MemoryStore
-from s3stream.store.s3 import S3Store
+
+if TYPE_CHECKING:
+    from s3stream.store.s3 import S3Store
+
+
+def _s3_store_class() -> type[S3Store]:
+    """S3Store, imported when first needed: boto3 and botocore take a quarter
+    of a second to import, which an engine on a local directory (and every
+    ``tidelog`` command on one) need not pay."""
+    store_class: type[S3Store] = importlib.import_module("s3stream.store.s3").S3Store
+    return store_class
+
+
+def __getattr__(name: str) -> Any:
+    if name == "S3Store":
+        return _s3_store_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 # URL parameter -> (S3Store argument, its type)
 _S3_OPTIONS: dict[str, tuple[str, Callable[[str], Any]]] = {
@@ -186,7 +204,7 @@ def _s3(bucket: str, prefix: str, query: str) -> S3Store:
                 f"s3 URL for {where} gives both secret_access_key and secret_access_key_file"
             )
         options["secret_access_key"] = _read_secret(secret_file, where)
-    return S3Store(bucket, prefix, **options)
+    return _s3_store_class()(bucket, prefix, **options)
 
 
 __all__ = [

@@ -90,6 +90,10 @@ def test_kafka_bench_prints_a_table_with_the_targets(tmp_path: Path) -> None:
         "50",
         "--fetch-session-fetches",
         "20",
+        "--compressed-mb",
+        "2",
+        "--sasl-ssl-mb",
+        "2",
         "--data-dir",
         str(tmp_path),
     )
@@ -99,4 +103,6 @@ def test_kafka_bench_prints_a_table_with_the_targets(tmp_path: Path) -> None:
     assert "produce_vs_disk >= 0.6:" in stdout
     assert "p99_ms <= 10:" in stdout
     assert "fetch sessions, a consumer of 50 partitions, 20 fetches" in stdout
+    assert "compressed produce, 2 MiB of JSON-like 1 KiB records each:" in stdout
+    assert "SASL_SSL (SCRAM-SHA-512) beside PLAINTEXT, one server, 2 MiB:" in stdout
     assert list(tmp_path.iterdir()) == []
