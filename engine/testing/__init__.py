@@ -10,6 +10,20 @@ shows each.
 
 from __future__ import annotations
 
-from engine.testing.broker import TestBroker, async_broker, broker, start
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from engine.testing.brokers import TestBroker, async_broker, broker, start
 
 __all__ = ["TestBroker", "async_broker", "broker", "start"]
+
+
+def __getattr__(name: str) -> Any:
+    # pytest imports this package (for its plugin) in every session of every
+    # project with tidelog installed: the engine is imported on first use.
+    if name not in __all__:
+        raise AttributeError(f"module 'engine.testing' has no attribute {name!r}")
+    value = getattr(importlib.import_module("engine.testing.brokers"), name)
+    globals()[name] = value
+    return value

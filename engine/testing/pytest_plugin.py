@@ -17,13 +17,13 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
-    from engine.testing.broker import TestBroker
+    from engine.testing.brokers import TestBroker
 
 
 @pytest.fixture
 def kafka_broker() -> Iterator[TestBroker]:
     """A broker of this test's own, removed after it."""
-    from engine.testing.broker import broker  # noqa: PLC0415
+    from engine.testing.brokers import broker  # noqa: PLC0415
 
     with broker() as started:
         yield started
@@ -32,7 +32,7 @@ def kafka_broker() -> Iterator[TestBroker]:
 @pytest.fixture(scope="session")
 def kafka_broker_session() -> Iterator[TestBroker]:
     """One broker for the session, removed at its end."""
-    from engine.testing.broker import broker  # noqa: PLC0415
+    from engine.testing.brokers import broker  # noqa: PLC0415
 
     with broker() as started:
         yield started
