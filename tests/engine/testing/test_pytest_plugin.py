@@ -1,7 +1,8 @@
 """The pytest plugin loads through the distribution's ``pytest11`` entry
 point, as it does for anyone who installs tidelog, and its fixtures give a
 test file a broker a real client reaches: a fresh one per test with
-``kafka_broker``, one shared by every test with ``kafka_broker_session``.
+``kafka_broker``, one shared by every test with ``kafka_broker_session``;
+docs/testing-broker.md's example passes as written.
 
 The test files run in a child pytest (pytester) that sees the entry point
 exactly as pyproject.toml declares it, installed as distribution metadata
@@ -10,6 +11,7 @@ in a directory on its path."""
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from pathlib import Path
 
@@ -18,6 +20,14 @@ import pytest
 pytest_plugins = ["pytester"]
 
 ROOT = Path(__file__).resolve().parents[3]
+
+
+def documented_test() -> str:
+    """docs/testing-broker.md's pytest example, as written."""
+    text = (ROOT / "docs" / "testing-broker.md").read_text()
+    found = re.search(r"## pytest\n.*?```python\n(.*?)```", text, re.S)
+    assert found is not None
+    return found.group(1)
 
 
 def declared_entry_points() -> dict[str, str]:
@@ -49,6 +59,7 @@ def test_kafka_broker_is_a_fresh_broker_per_test(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     install_entry_points(pytester, monkeypatch)
+    pytester.makepyfile(test_documented=documented_test())
     pytester.makepyfile(
         test_uses_the_fixture="""
         import os
@@ -84,7 +95,7 @@ def test_kafka_broker_is_a_fresh_broker_per_test(
         """
     )
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
-    result.assert_outcomes(passed=2)
+    result.assert_outcomes(passed=3)
 
 
 def test_kafka_broker_session_is_shared(
