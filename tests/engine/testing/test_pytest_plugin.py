@@ -55,65 +55,61 @@ def test_pyproject_declares_the_plugin() -> None:
     assert declared_entry_points() == {"tidelog": "engine.testing.pytest_plugin"}
 
 
-def test_kafka_broker_is_a_fresh_broker_per_test(
+FRESH_PER_TEST = """
+import os
+
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+SEEN = []
+
+def round_trip(kafka_broker):
+    producer = KafkaProducer(bootstrap_servers=kafka_broker.bootstrap)
+    producer.send("topic", b"hello").get(30)
+    producer.close(30)
+    consumer = KafkaConsumer(bootstrap_servers=kafka_broker.bootstrap, consumer_timeout_ms=30000)
+    partition = TopicPartition("topic", 0)
+    consumer.assign([partition])
+    consumer.seek_to_beginning(partition)
+    first = next(consumer)
+    consumer.close()
+    return first.value
+
+def test_first(kafka_broker):
+    SEEN.append((kafka_broker.port, kafka_broker.data_dir))
+    assert round_trip(kafka_broker) == b"hello"
+
+def test_second(kafka_broker):
+    SEEN.append((kafka_broker.port, kafka_broker.data_dir))
+    # a fresh broker: the first test's record is not here, its directory is gone
+    assert kafka_broker.engine.list_topics() == []
+    assert SEEN[0] != SEEN[1]
+    assert not os.path.exists(SEEN[0][1])
+"""
+
+SHARED_BY_THE_SESSION = """
+BROKERS = []
+
+def test_first(kafka_broker_session):
+    BROKERS.append(kafka_broker_session)
+    kafka_broker_session.create_topic("made-by-the-first")
+
+def test_second(kafka_broker_session):
+    assert kafka_broker_session is BROKERS[0]
+    assert "made-by-the-first" in kafka_broker_session.engine.list_topics()
+"""
+
+
+def test_the_entry_point_gives_a_fresh_broker_per_test_and_one_per_session(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    install_entry_points(pytester, monkeypatch)
-    pytester.makepyfile(test_documented=documented_test())
-    pytester.makepyfile(
-        test_uses_the_fixture="""
-        import os
-
-        from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-
-        SEEN = []
-
-        def round_trip(kafka_broker):
-            producer = KafkaProducer(bootstrap_servers=kafka_broker.bootstrap)
-            producer.send("topic", b"hello").get(30)
-            producer.close(30)
-            consumer = KafkaConsumer(
-                bootstrap_servers=kafka_broker.bootstrap, consumer_timeout_ms=30000
-            )
-            partition = TopicPartition("topic", 0)
-            consumer.assign([partition])
-            consumer.seek_to_beginning(partition)
-            first = next(consumer)
-            consumer.close()
-            return first.value
-
-        def test_first(kafka_broker):
-            SEEN.append((kafka_broker.port, kafka_broker.data_dir))
-            assert round_trip(kafka_broker) == b"hello"
-
-        def test_second(kafka_broker):
-            SEEN.append((kafka_broker.port, kafka_broker.data_dir))
-            # a fresh broker: the first test's record is not here
-            assert kafka_broker.engine.list_topics() == []
-            assert SEEN[0] != SEEN[1]
-            assert not os.path.exists(SEEN[0][1])
-        """
-    )
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
-    result.assert_outcomes(passed=3)
-
-
-def test_kafka_broker_session_is_shared(
-    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
-) -> None:
+    """One child pytest for all three files: each costs seconds of start-up."""
     install_entry_points(pytester, monkeypatch)
     pytester.makepyfile(
-        test_shares_the_broker="""
-        BROKERS = []
-
-        def test_first(kafka_broker_session):
-            BROKERS.append(kafka_broker_session)
-            kafka_broker_session.create_topic("made-by-the-first")
-
-        def test_second(kafka_broker_session):
-            assert kafka_broker_session is BROKERS[0]
-            assert "made-by-the-first" in kafka_broker_session.engine.list_topics()
-        """
+        test_documented=documented_test(),
+        test_fresh_per_test=FRESH_PER_TEST,
+        test_shared_by_the_session=SHARED_BY_THE_SESSION,
     )
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
-    result.assert_outcomes(passed=2)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-v")
+    result.assert_outcomes(passed=5)
+    result.stdout.fnmatch_lines(["*test_fresh_per_test.py::test_second PASSED*"])
+    result.stdout.fnmatch_lines(["*test_shared_by_the_session.py::test_second PASSED*"])
