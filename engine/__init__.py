@@ -7,48 +7,52 @@ another: ``s3://bucket/prefix?endpoint=...``, ``file:///path``).
 
 from __future__ import annotations
 
+import importlib
 import os
+from typing import TYPE_CHECKING, Any
 
-from engine.client.consumer import Consumer, NoOffsetForPartition
-from engine.client.producer import Producer
 from engine.clock import SYSTEM, Clock
-from engine.config import ConfigEntry, ConfigSource, TopicConfig
-from engine.engine import Engine, EngineConfig
-from engine.errors import (
-    CorruptRecord,
-    CorruptStoredData,
-    EngineClosed,
-    EngineError,
-    Fenced,
-    InvalidConfig,
-    InvalidPartitions,
-    InvalidProducerEpoch,
-    InvalidRecord,
-    InvalidReplicationFactor,
-    InvalidTimestamp,
-    InvalidTopic,
-    InvalidTxnState,
-    OffsetOutOfRange,
-    OutOfOrderSequence,
-    RecordTooLarge,
-    StorageError,
-    TopicExists,
-    UnknownPartition,
-    UnknownTopic,
-    UnsupportedCompressionType,
-)
-from engine.groups.config import GroupConfig
-from engine.partition import AppendResult, OffsetAndTimestamp, PartitionFetch
-from engine.transactions.config import TransactionConfig
-from engine.types import (
-    ConsumerRecord,
-    NewTopic,
-    PartitionInfo,
-    RecordMetadata,
-    TopicDescription,
-    TopicPartition,
-)
-from s3stream import ObjectStore
+
+if TYPE_CHECKING:
+    from engine.client.consumer import Consumer, NoOffsetForPartition
+    from engine.client.producer import Producer
+    from engine.config import ConfigEntry, ConfigSource, TopicConfig
+    from engine.engine import Engine, EngineConfig
+    from engine.errors import (
+        CorruptRecord,
+        CorruptStoredData,
+        EngineClosed,
+        EngineError,
+        Fenced,
+        InvalidConfig,
+        InvalidPartitions,
+        InvalidProducerEpoch,
+        InvalidRecord,
+        InvalidReplicationFactor,
+        InvalidTimestamp,
+        InvalidTopic,
+        InvalidTxnState,
+        OffsetOutOfRange,
+        OutOfOrderSequence,
+        RecordTooLarge,
+        StorageError,
+        TopicExists,
+        UnknownPartition,
+        UnknownTopic,
+        UnsupportedCompressionType,
+    )
+    from engine.groups.config import GroupConfig
+    from engine.partition import AppendResult, OffsetAndTimestamp, PartitionFetch
+    from engine.transactions.config import TransactionConfig
+    from engine.types import (
+        ConsumerRecord,
+        NewTopic,
+        PartitionInfo,
+        RecordMetadata,
+        TopicDescription,
+        TopicPartition,
+    )
+    from s3stream import ObjectStore
 
 __version__ = "0.1.0"
 
@@ -61,7 +65,66 @@ def open(
     clock: Clock = SYSTEM,
 ) -> Engine:
     """Opens an engine on ``data_dir`` (created if missing); see :class:`Engine`."""
+    from engine.engine import Engine  # noqa: PLC0415  (see _EXPORTS)
+
     return Engine.open(data_dir, object_store, config, clock=clock)
+
+
+_EXPORTS = {
+    "Consumer": "engine.client.consumer",
+    "NoOffsetForPartition": "engine.client.consumer",
+    "Producer": "engine.client.producer",
+    "ConfigEntry": "engine.config",
+    "ConfigSource": "engine.config",
+    "TopicConfig": "engine.config",
+    "Engine": "engine.engine",
+    "EngineConfig": "engine.engine",
+    "CorruptRecord": "engine.errors",
+    "CorruptStoredData": "engine.errors",
+    "EngineClosed": "engine.errors",
+    "EngineError": "engine.errors",
+    "Fenced": "engine.errors",
+    "InvalidConfig": "engine.errors",
+    "InvalidPartitions": "engine.errors",
+    "InvalidProducerEpoch": "engine.errors",
+    "InvalidRecord": "engine.errors",
+    "InvalidReplicationFactor": "engine.errors",
+    "InvalidTimestamp": "engine.errors",
+    "InvalidTopic": "engine.errors",
+    "InvalidTxnState": "engine.errors",
+    "OffsetOutOfRange": "engine.errors",
+    "OutOfOrderSequence": "engine.errors",
+    "RecordTooLarge": "engine.errors",
+    "StorageError": "engine.errors",
+    "TopicExists": "engine.errors",
+    "UnknownPartition": "engine.errors",
+    "UnknownTopic": "engine.errors",
+    "UnsupportedCompressionType": "engine.errors",
+    "GroupConfig": "engine.groups.config",
+    "AppendResult": "engine.partition",
+    "OffsetAndTimestamp": "engine.partition",
+    "PartitionFetch": "engine.partition",
+    "TransactionConfig": "engine.transactions.config",
+    "ConsumerRecord": "engine.types",
+    "NewTopic": "engine.types",
+    "PartitionInfo": "engine.types",
+    "RecordMetadata": "engine.types",
+    "TopicDescription": "engine.types",
+    "TopicPartition": "engine.types",
+    "ObjectStore": "s3stream",
+}
+"""Where each public name lives. They are imported on first use (PEP 562),
+so importing a part of the package (engine.testing's pytest plugin, the
+command line's parser) does not import the whole engine first."""
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'engine' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # found once; later lookups are plain attribute reads
+    return value
 
 
 __all__ = [

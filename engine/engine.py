@@ -23,7 +23,7 @@ import os
 import threading
 from collections.abc import Coroutine, Iterable, Mapping, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import TracebackType
 from typing import Any, overload
 
@@ -99,6 +99,12 @@ class EngineConfig:
     """None: everyone may do everything. Set: the ACL authorizer over the
     catalog's ACLs decides for the embedded clients' principals and, under
     ``tidelog serve``, for every connection's (docs/security.md)."""
+
+    @classmethod
+    def small(cls) -> EngineConfig:
+        """The defaults with the stream store's small footprint
+        (StreamStoreConfig.small): what engine.testing's brokers run on."""
+        return replace(cls(), store=StreamStoreConfig.small())
 
 
 class Engine:

@@ -131,6 +131,7 @@ class StreamStore:
                 os.path.join(data_dir, "wal"),
                 segment_bytes=config.wal_segment_bytes,
                 durability=config.durability,
+                preallocate=config.wal_preallocate,
                 on_commit=self._on_wal_commit,
                 accept_data_loss=config.accept_data_loss,
             )

@@ -7,8 +7,9 @@ per-partition transaction data); the coordinators (engine.groups,
 engine.transactions) and the embedded clients (engine.client, which reach
 the core through engine.client.host's Protocol, never through Engine); the
 engine facade (engine.engine); the wire server (engine.server); the command
-line and the package's re-exports. Imports under TYPE_CHECKING count: a
-cycle of types is still a cycle of knowledge.
+line, the test broker (engine.testing) and the package's re-exports.
+Imports under TYPE_CHECKING count: a cycle of types is still a cycle of
+knowledge.
 """
 
 from __future__ import annotations
@@ -100,7 +101,10 @@ def layer(module: str) -> int:
         return 3
     if module.startswith("engine.server"):
         return 4
-    if module.startswith("engine.cli") or module in {"engine", "engine.__main__"}:
+    if module.startswith(("engine.cli", "engine.testing")) or module in {
+        "engine",
+        "engine.__main__",
+    }:
         return 5
     return 1  # the broker core
 

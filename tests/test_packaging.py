@@ -14,7 +14,7 @@ def test_every_package_in_the_tree_is_in_the_distribution() -> None:
     )
     in_tree = {  # directories of modules, namespace packages included
         ".".join(module.parent.relative_to(ROOT).parts)
-        for top in ("engine", "wal", "s3stream", "native")
+        for top in ("engine", "wal", "s3stream", "native", "tidelog")
         for module in (ROOT / top).rglob("*.py")
     }
     assert listed == in_tree

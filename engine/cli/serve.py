@@ -42,7 +42,6 @@ from engine.server.config import (
 )
 from engine.server.listeners import parse_listeners
 from engine.server.registry_config import DEFAULT_REGISTRY_PORT, RegistryConfig
-from engine.server.schema_registry import registry_server_for
 from engine.server.server import Server
 from s3stream.store import redact_url, secret_parameters
 
@@ -239,6 +238,9 @@ async def _serve(
         registry = None
         try:
             if registry_config is not None and registry_config.listen is not None:
+                # aiohttp is imported only when the registry is served (a faster start).
+                from engine.server.schema_registry import registry_server_for  # noqa: PLC0415
+
                 registry = registry_server_for(engine, registry_config, server_config)
                 await registry.start()
             await stop.wait()

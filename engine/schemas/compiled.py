@@ -19,11 +19,6 @@ import threading
 from collections import OrderedDict
 from typing import Any, Protocol
 
-import fastavro
-import jsonschema  # type: ignore[import-untyped]
-import jsonschema.exceptions  # type: ignore[import-untyped]
-import jsonschema.validators  # type: ignore[import-untyped]
-
 from engine.schemas.types import AVRO, JSON, RegisteredSchema
 
 CACHE_SIZE = 1024
@@ -59,9 +54,15 @@ class JsonSchemaCheck:
     """A payload is JSON text that the JSON Schema accepts."""
 
     def __init__(self, schema: Any) -> None:
+        # jsonschema is imported by the first JSON Schema compiled, not with
+        # the engine: most engines never validate a record (a faster start).
+        import jsonschema.exceptions  # type: ignore[import-untyped]  # noqa: PLC0415
+        import jsonschema.validators  # type: ignore[import-untyped]  # noqa: PLC0415
+
         cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
         cls.check_schema(schema)
         self.validator = cls(schema)
+        self._best_match = jsonschema.exceptions.best_match
 
     def problem(self, body: bytes | memoryview) -> str | None:
         try:
@@ -71,7 +72,7 @@ class JsonSchemaCheck:
         try:
             if self.validator.is_valid(instance):  # the common case, without ranking errors
                 return None
-            found = jsonschema.exceptions.best_match(self.validator.iter_errors(instance))
+            found = self._best_match(self.validator.iter_errors(instance))
         except Exception as failure:  # a $ref that does not resolve, a recursion too deep
             return f"could not be checked against its schema: {failure}"
         if found is None:
@@ -83,12 +84,15 @@ class AvroCheck:
     """A payload decodes as the Avro schema's binary encoding, to its last byte."""
 
     def __init__(self, parsed: Any) -> None:
+        import fastavro  # noqa: PLC0415  (see JsonSchemaCheck)
+
         self.parsed = parsed
+        self._read = fastavro.schemaless_reader
 
     def problem(self, body: bytes | memoryview) -> str | None:
         reader = io.BytesIO(body)
         try:
-            fastavro.schemaless_reader(reader, self.parsed, None)
+            self._read(reader, self.parsed, None)
         except Exception as error:  # fastavro raises what its decoding met
             return f"does not decode as Avro: {type(error).__name__}: {error}"
         left = len(body) - reader.tell()
@@ -108,6 +112,8 @@ def compile_schema(registered: RegisteredSchema) -> CompiledSchema:
     try:
         if registered.schema_type == JSON:
             return JsonSchemaCheck(text)
+        import fastavro  # noqa: PLC0415  (see JsonSchemaCheck)
+
         parsed = fastavro.parse_schema(text)
     except Exception as error:  # the schema libraries' own errors
         return Unusable(

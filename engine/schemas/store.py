@@ -21,10 +21,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import fastavro
-import jsonschema.exceptions  # type: ignore[import-untyped]
-import jsonschema.validators  # type: ignore[import-untyped]
-
 from engine.schemas import compatibility
 from engine.schemas.compatibility import DEFAULT_LEVEL, LEVELS, ParsedSchema
 from engine.schemas.errors import (
@@ -500,6 +496,12 @@ class SchemaRegistry:
         if _nesting(value) > MAX_NESTING:
             raise InvalidSchema(f"Invalid schema: nested deeper than {MAX_NESTING}")
         refs = tuple(references)
+        # The schema libraries are imported by the first schema registered or
+        # read, not with the engine: most engines never see one (a faster start).
+        import fastavro  # noqa: PLC0415
+        import jsonschema.exceptions  # type: ignore[import-untyped]  # noqa: PLC0415
+        import jsonschema.validators  # type: ignore[import-untyped]  # noqa: PLC0415
+
         if schema_type == AVRO:
             named: dict[str, Any] = {}
             for reference in refs:
@@ -539,6 +541,8 @@ class SchemaRegistry:
         found = self._resolve_reference(reference)
         for inner in found.references:
             self._avro_reference(inner, named, depth + 1)
+        import fastavro  # noqa: PLC0415  (see _parse)
+
         fastavro.parse_schema(json.loads(found.schema), named_schemas=named)
 
 
