@@ -1,0 +1,75 @@
+"""Where a stream's batches with one header value may be: the offsets its
+committed objects' header indexes list, and the stretches no index covers.
+
+An object covers a stream's range for a header name if its header index
+region lists the name for the stream (s3stream/header_index.py); then only
+the batches the region lists for the value's hash can hold it. A range in
+an object written before the region existed, or when the stream indexed
+other names, is not covered and is scanned; so is the stream's data not in
+a committed object yet (in the WAL and log cache, above the remote
+watermark): small by construction, as the uploader ships it within its
+interval.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from s3stream.header_index import key_hash, name_hash, read_directory, read_offsets
+from s3stream.manifest_state import ManifestState
+from s3stream.store import ObjectStore
+
+
+class Candidates(NamedTuple):
+    offsets: list[int]
+    """Base offsets of batches that may hold the value, ascending."""
+    scans: list[tuple[int, int]]
+    """Offset stretches ``[start, end)`` no index covers, ascending."""
+
+
+def header_candidates(
+    store: ObjectStore,
+    state: ManifestState,
+    stream_id: int,
+    start_offset: int,
+    end_offset: int,
+    name: str,
+    value: bytes,
+) -> Candidates:
+    """See ``StreamStore.header_candidates``: ``[start_offset, end_offset)``
+    is the stream's readable span."""
+    hashed_name = name_hash(name)
+    hashed = key_hash(name, value)
+    offsets: list[int] = []
+    scans: list[tuple[int, int]] = []
+    ranges = state.ranges.get(stream_id)
+    entries = list(ranges.entries) if ranges is not None else []
+    meta = state.streams.get(stream_id)
+    remote_end = meta.end_offset if meta is not None else start_offset
+    for range_start, range_end, object_id in entries:
+        if range_end <= start_offset:
+            continue
+        info = state.objects[object_id]
+        directory = read_directory(store, info.key, info.size)
+        if directory is None or (stream_id, hashed_name) not in directory.names:
+            scans.append((max(range_start, start_offset), range_end))
+            continue
+        offsets.extend(
+            o
+            for o in read_offsets(store, info.key, directory, stream_id, hashed)
+            if range_start <= o < range_end
+        )
+    tail = max(remote_end, start_offset)
+    if tail < end_offset:
+        scans.append((tail, end_offset))
+    return Candidates(sorted(set(offsets)), _merged(scans))
+
+
+def _merged(scans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    for start, end in sorted(scans):
+        if out and out[-1][1] >= start:
+            out[-1] = (out[-1][0], max(out[-1][1], end))
+        else:
+            out.append((start, end))
+    return out
