@@ -63,6 +63,11 @@ def key_hash(name: str, value: bytes) -> int:
     return int.from_bytes(digest[:8], "little")
 
 
+class Unindexable(Exception):
+    """An indexer could not read a batch: the object then covers nothing of
+    the stream, and lookups scan it."""
+
+
 class Indexer(NamedTuple):
     """What to index for one stream: the hashes of the header names it
     covers, and a function from stored batches to ``(key hash, base
@@ -222,4 +227,7 @@ def parse_region(key: str, data: BytesLike, end: int) -> list[StreamKeys]:
 
 def stream_keys(stream_id: int, indexer: Indexer, batches: Sequence[StoredBatch]) -> StreamKeys:
     """What the region holds for a run of one stream's batches."""
-    return StreamKeys(stream_id, indexer.names, list(indexer.keys(batches)))
+    try:
+        return StreamKeys(stream_id, indexer.names, list(indexer.keys(batches)))
+    except Unindexable:
+        return StreamKeys(stream_id, (), [])
