@@ -42,8 +42,6 @@ def check_index_headers(value: str) -> str | None:
             return f"a header name is at most {MAX_HEADER_NAME} characters"
         if not name.isprintable() or any(c.isspace() for c in name):
             return f"header name {name!r} holds a space or a control character"
-    if value.strip() and not names:
-        return "a comma list of header names"
     return None
 
 
