@@ -13,10 +13,13 @@ interval.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import NamedTuple
 
+from s3stream.errors import CorruptObject
 from s3stream.header_index import key_hash, name_hash, read_directory, read_offsets
 from s3stream.manifest_state import ManifestState
+from s3stream.objects import SUFFIX_READ_BYTES, ObjectIndex, StoredBatch, parse_block, read_index
 from s3stream.store import ObjectStore
 
 
@@ -73,3 +76,43 @@ def _merged(scans: list[tuple[int, int]]) -> list[tuple[int, int]]:
         else:
             out.append((start, end))
     return out
+
+
+def committed_batches(
+    store: ObjectStore, state: ManifestState, stream_id: int, candidates: Candidates
+) -> Iterator[StoredBatch]:
+    """The committed batches holding the candidates' offsets and those of
+    their stretches to scan, read from the objects alone with ranged GETs
+    (for a reader that does not open the store as a writer), in offset order."""
+    ranges = state.ranges.get(stream_id)
+    for range_start, range_end, object_id in list(ranges.entries) if ranges else []:
+        offsets = [o for o in candidates.offsets if range_start <= o < range_end]
+        scans = [(s, e) for s, e in candidates.scans if s < range_end and e > range_start]
+        if not offsets and not scans:
+            continue
+        info = state.objects[object_id]
+        index = _index(store, info.key, info.size)
+        for block in index.blocks:
+            if block.stream_id != stream_id:
+                continue
+            low, high = max(block.start_offset, range_start), min(block.end_offset, range_end)
+            if low >= high:
+                continue
+            if not any(low <= o < high for o in offsets) and not any(
+                s < high and e > low for s, e in scans
+            ):
+                continue
+            data = store.get(info.key, block.position, block.position + block.size)
+            for batch in parse_block(info.key, block, data):
+                if low <= batch.base_offset < high or batch.base_offset < low < batch.end_offset:
+                    yield batch
+
+
+def _index(store: ObjectStore, key: str, size: int) -> ObjectIndex:
+    tail = store.get(key, max(0, size - SUFFIX_READ_BYTES), size)
+    found = read_index(key, tail, size)
+    if isinstance(found, int):
+        found = read_index(key, store.get(key, found, size), size)
+    if isinstance(found, int):
+        raise CorruptObject(key, "index outside the object", found)
+    return found

@@ -12,7 +12,7 @@ collision costs a read, never a wrong answer.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import NamedTuple
 
 import native
@@ -82,14 +82,27 @@ def _matches(
     max_inflated: int,
     found: dict[int, FoundRecord],
 ) -> None:
+    for record in matching_records(
+        partition.topic, partition.index, batch, header, value, max_inflated
+    ):
+        found[record.ref.offset] = record
+
+
+def matching_records(
+    topic: str,
+    partition: int,
+    batch: bytes | memoryview,
+    header: str,
+    value: bytes,
+    max_inflated: int = native.MAX_INFLATED,
+) -> Iterator[FoundRecord]:
+    """The records of a stored batch whose header ``header`` has ``value``."""
     epochs = [h.partition_leader_epoch for h in native.scan_batches(batch)]
     epoch = epochs[0] if epochs else -1
     for record in native.decode_records(batch, skip_control=True, max_inflated=max_inflated):
         if _holds(record.headers, header, value):
-            ref = RecordRef(partition.topic, partition.index, record.offset, epoch)
-            found[record.offset] = FoundRecord(
-                ref, record.timestamp, record.key, record.value, record.headers
-            )
+            ref = RecordRef(topic, partition, record.offset, epoch)
+            yield FoundRecord(ref, record.timestamp, record.key, record.value, record.headers)
 
 
 def _holds(headers: Iterable[Header], name: str, value: bytes) -> bool:

@@ -6,6 +6,9 @@ not the log."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import tempfile
 import threading
 from pathlib import Path
@@ -21,6 +24,7 @@ from native.records import Compression, RecordSpec
 from s3stream import StreamStoreConfig
 from s3stream.store.base import ObjectData
 from s3stream.store.local import LocalStore
+from tests.engine.helpers_records import child_env
 from tests.s3stream.faults import FaultyStore
 
 HEADER = "cid"
@@ -188,3 +192,37 @@ def test_a_bad_header_list_is_invalid_config(tmp_path: Path) -> None:
                 engine.create_topic("t", 1, configs={"tidelog.index.headers": bad})
         engine.create_topic("t", 1, configs={"tidelog.index.headers": "correlation-id, tidelog.x"})
         assert engine.topic_config("t").index_headers == ("correlation-id", "tidelog.x")
+
+
+def _lookup_cli(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "engine", "lookup", *args, "--data-dir", str(data_dir)],
+        capture_output=True,
+        text=True,
+        env=child_env(),
+        timeout=120,
+        check=False,
+    )
+
+
+def test_tidelog_lookup_reads_the_object_store_beside_a_running_engine(tmp_path: Path) -> None:
+    with Engine.open(tmp_path, config=QUIET) as engine:
+        engine.create_topic("t", 2, configs={"tidelog.index.headers": HEADER})
+        engine.create_topic("u", 1)  # not indexed: scanned
+        for i in range(6):
+            engine.produce("t", i % 2, _batch([((HEADER, b"a" if i % 3 else b"b"),)], i == 4))
+        engine.produce("u", 0, _batch([((HEADER, b"b"),), (("other", b"b"),)], False))
+        assert engine.flush(30)
+        engine.produce("t", 0, _batch([((HEADER, b"b"),)], False))  # only in the WAL
+        done = _lookup_cli(tmp_path, "t", "u", "--header", HEADER, "--value", "b", "--json")
+        assert done.returncode == 0, done.stderr
+        refs = [json.loads(line)["ref"] for line in done.stdout.splitlines()]
+        assert refs == ["t:0:0:1", "t:1:1:1", "u:0:0:1"]
+        assert [str(r.ref) for r in engine.lookup_many(["t", "u"], HEADER, "b")] == [
+            "t:0:0:1",
+            "t:0:3:1",
+            "t:1:1:1",
+            "u:0:0:1",
+        ]
+    missing = _lookup_cli(tmp_path, "nope", "--header", HEADER, "--value", "b")
+    assert missing.returncode == 2 and "nope" in missing.stderr
