@@ -86,9 +86,10 @@ class StreamKeys(NamedTuple):
 
 
 def encode_region(streams: Sequence[StreamKeys]) -> bytes:
-    """The region: name entries, key entries sorted by hash, the bucket
-    directory and the trailer; empty bytes are never returned (a version 3
-    object always has a trailer, even with nothing indexed)."""
+    """The region: key entries sorted by hash, name entries, the bucket
+    directory and the trailer (a version 3 object always has a trailer,
+    even with nothing indexed). Names, directory and trailer end the
+    region, so they come in the object's tail with its index."""
     names = b"".join(
         NAME_ENTRY.pack(s.stream_id, name) for s in sorted(streams) for name in sorted(s.names)
     )
@@ -107,7 +108,7 @@ def encode_region(streams: Sequence[StreamKeys]) -> bytes:
             start = end
         directory = b"".join(ends)
     trailer = TRAILER.pack(len(names) // NAME_ENTRY.size, len(keys), crc32c(names + directory))
-    return names + body + directory + trailer
+    return body + names + directory + trailer
 
 
 class Directory(NamedTuple):
@@ -138,50 +139,62 @@ def region_end(key: str, tail: BytesLike, object_size: int) -> int | None:
     return int(end)
 
 
-def read_directory(store: ObjectStore, key: str, object_size: int) -> Directory | None:
-    """Reads an object's region directory with one or two ranged GETs (the
-    object's tail, and the directory if the tail does not hold it); None for
-    an object written before the region existed."""
-    tail_start = max(0, object_size - SUFFIX_READ_BYTES)
-    tail = store.get(key, tail_start, object_size)
+class Tails:
+    """The objects' last bytes one lookup fetched, by key: the header
+    index's directory and the object's index come from the same GET."""
+
+    def __init__(self, store: ObjectStore) -> None:
+        self.store = store
+        self._held: dict[str, tuple[int, bytes]] = {}
+
+    def get(self, key: str, size: int, start: int) -> tuple[int, bytes]:
+        """``(tail_start, bytes)``: the object from ``tail_start <= start``
+        to its end; one GET unless a tail held already reaches ``start``."""
+        held = self._held.get(key)
+        if held is not None and held[0] <= start:
+            return held
+        tail_start = max(0, min(start, size - SUFFIX_READ_BYTES))
+        fetched = (tail_start, self.store.get(key, tail_start, size))
+        self._held[key] = fetched
+        return fetched
+
+
+def read_directory(tails: Tails, key: str, object_size: int) -> Directory | None:
+    """Reads an object's region directory: from the object's tail (one GET,
+    shared with the object's index), and a second GET only if the names
+    and directory reach before it; None for an object written before the
+    region existed."""
+    tail_start, tail = tails.get(key, object_size, object_size - SUFFIX_READ_BYTES)
     footer = parse_footer(key, tail, object_size)
     if footer.version < FIRST_VERSION:
         return None
     index_position = object_size - FOOTER_SIZE - INDEX_ENTRY.size * footer.block_count
     if index_position - CHAIN_TRAILER.size < tail_start:
-        tail_start = max(0, index_position - SUFFIX_READ_BYTES)
-        tail = store.get(key, tail_start, object_size)
+        tail_start, tail = tails.get(key, object_size, index_position - CHAIN_TRAILER.size)
     end = region_end(key, tail, object_size)
     assert end is not None
     if end - TRAILER.size < tail_start:
-        tail_start = max(0, end - TRAILER.size)
-        tail = store.get(key, tail_start, object_size)
+        tail_start, tail = tails.get(key, object_size, end - TRAILER.size)
     name_count, key_count, crc = TRAILER.unpack_from(tail, end - TRAILER.size - tail_start)
     directory_size = BUCKETS * BUCKET.size if key_count else 0
-    names_size = name_count * NAME_ENTRY.size
-    keys_position = end - TRAILER.size - directory_size - key_count * KEY_ENTRY.size
-    names_position = keys_position - names_size
-    if names_position < 0:
+    names_position = end - TRAILER.size - directory_size - name_count * NAME_ENTRY.size
+    keys_position = names_position - key_count * KEY_ENTRY.size
+    if keys_position < 0:
         raise CorruptObject(key, "header index overruns the object", end)
-    directory_position = end - TRAILER.size - directory_size
-    # The names lie before the keys: either part the tail does not hold is
-    # fetched on its own, so big key entries between are never read.
-    if names_position >= tail_start or names_position == keys_position:
-        names = tail[names_position - tail_start : keys_position - tail_start]
-    else:
-        names = store.get(key, names_position, keys_position)
-    if directory_position >= tail_start or not directory_size:
-        directory = tail[directory_position - tail_start : end - TRAILER.size - tail_start]
-    else:
-        directory = store.get(key, directory_position, end - TRAILER.size)
-    if crc32c(bytes(names) + bytes(directory)) != crc:
+    if names_position < tail_start:
+        tail_start, tail = tails.get(key, object_size, names_position)
+    names = tail[names_position - tail_start : end - TRAILER.size - directory_size - tail_start]
+    directory = tail[
+        end - TRAILER.size - directory_size - tail_start : end - TRAILER.size - tail_start
+    ]
+    if crc32c(names + directory) != crc:
         raise CorruptObject(key, "header index checksum mismatch", names_position)
     buckets = tuple((end_, crc_) for end_, crc_ in BUCKET.iter_unpack(directory))
     if buckets and (
         buckets[-1][0] != key_count
         or any(later[0] < earlier[0] for earlier, later in itertools.pairwise(buckets))
     ):
-        raise CorruptObject(key, "header index directory out of order", directory_position)
+        raise CorruptObject(key, "header index directory out of order", names_position)
     return Directory(frozenset(NAME_ENTRY.iter_unpack(names)), keys_position, buckets)
 
 
@@ -212,13 +225,13 @@ def parse_region(key: str, data: BytesLike, end: int) -> list[StreamKeys]:
     """The whole region of a whole object (``end`` from ``region_end``),
     checked: what a merge reads."""
     check_header_index(key, data, end)
-    names, keys, directory, _ = header_index_layout(key, data, end)
+    keys, names, directory, _ = header_index_layout(key, data, end)
     view = memoryview(data)
     per_stream: dict[int, StreamKeys] = {}
-    for stream_id, name in NAME_ENTRY.iter_unpack(view[names:keys]):
+    for stream_id, name in NAME_ENTRY.iter_unpack(view[names:directory]):
         found = per_stream.setdefault(stream_id, StreamKeys(stream_id, (), []))
         per_stream[stream_id] = found._replace(names=(*found.names, name))
-    for hashed, stream_id, offset in KEY_ENTRY.iter_unpack(view[keys:directory]):
+    for hashed, stream_id, offset in KEY_ENTRY.iter_unpack(view[keys:names]):
         per_stream.setdefault(stream_id, StreamKeys(stream_id, (), [])).keys.append(
             (hashed, offset)
         )

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from typing import NamedTuple
 
 from s3stream.errors import CorruptObject
-from s3stream.header_index import key_hash, name_hash, read_directory, read_offsets
+from s3stream.header_index import Tails, key_hash, name_hash, read_directory, read_offsets
 from s3stream.manifest_state import ManifestState
 from s3stream.objects import SUFFIX_READ_BYTES, ObjectIndex, StoredBatch, parse_block, read_index
 from s3stream.store import ObjectStore
@@ -28,6 +28,8 @@ class Candidates(NamedTuple):
     """Base offsets of batches that may hold the value, ascending."""
     scans: list[tuple[int, int]]
     """Offset stretches ``[start, end)`` no index covers, ascending."""
+    tails: Tails | None = None
+    """The objects' tails read to find them (their indexes are in them too)."""
 
 
 def header_candidates(
@@ -49,11 +51,12 @@ def header_candidates(
     entries = list(ranges.entries) if ranges is not None else []
     meta = state.streams.get(stream_id)
     remote_end = meta.end_offset if meta is not None else start_offset
+    tails = Tails(store)
     for range_start, range_end, object_id in entries:
         if range_end <= start_offset:
             continue
         info = state.objects[object_id]
-        directory = read_directory(store, info.key, info.size)
+        directory = read_directory(tails, info.key, info.size)
         if directory is None or (stream_id, hashed_name) not in directory.names:
             scans.append((max(range_start, start_offset), range_end))
             continue
@@ -65,7 +68,7 @@ def header_candidates(
     tail = max(remote_end, start_offset)
     if tail < end_offset:
         scans.append((tail, end_offset))
-    return Candidates(sorted(set(offsets)), _merged(scans))
+    return Candidates(sorted(set(offsets)), _merged(scans), tails)
 
 
 def _merged(scans: list[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -85,13 +88,14 @@ def committed_batches(
     their stretches to scan, read from the objects alone with ranged GETs
     (for a reader that does not open the store as a writer), in offset order."""
     ranges = state.ranges.get(stream_id)
+    tails = candidates.tails or Tails(store)
     for range_start, range_end, object_id in list(ranges.entries) if ranges else []:
         offsets = [o for o in candidates.offsets if range_start <= o < range_end]
         scans = [(s, e) for s, e in candidates.scans if s < range_end and e > range_start]
         if not offsets and not scans:
             continue
         info = state.objects[object_id]
-        index = _index(store, info.key, info.size)
+        index = _index(tails, info.key, info.size)
         for block in index.blocks:
             if block.stream_id != stream_id:
                 continue
@@ -108,11 +112,11 @@ def committed_batches(
                     yield batch
 
 
-def _index(store: ObjectStore, key: str, size: int) -> ObjectIndex:
-    tail = store.get(key, max(0, size - SUFFIX_READ_BYTES), size)
+def _index(tails: Tails, key: str, size: int) -> ObjectIndex:
+    tail = tails.get(key, size, size - SUFFIX_READ_BYTES)[1]
     found = read_index(key, tail, size)
     if isinstance(found, int):
-        found = read_index(key, store.get(key, found, size), size)
+        found = read_index(key, tails.get(key, size, found)[1], size)
     if isinstance(found, int):
         raise CorruptObject(key, "index outside the object", found)
     return found

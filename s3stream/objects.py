@@ -356,29 +356,28 @@ def parse_object(key: str, data: BytesLike) -> tuple[ObjectIndex, list[list[Stor
 
 def header_index_layout(key: str, data: BytesLike, end: int) -> tuple[int, int, int, int]:
     """The header index region ending at ``end`` (where the chain region
-    starts): the positions of its names, keys and directory, and its key
+    starts): the positions of its keys, names and directory, and its key
     count, from its trailer (``data`` holds at least the trailer's bytes,
     as the object's bytes from position 0)."""
     if end < HEADER_TRAILER.size:
         raise CorruptObject(key, "no room for the header index region", end)
     name_count, key_count, _ = HEADER_TRAILER.unpack_from(data, end - HEADER_TRAILER.size)
-    directory = (
-        end - HEADER_TRAILER.size - (HEADER_BUCKETS * HEADER_BUCKET.size if key_count else 0)
-    )
-    keys = directory - key_count * HEADER_KEY.size
-    names = keys - name_count * HEADER_NAME.size
-    if names < 0:
+    directory_size = HEADER_BUCKETS * HEADER_BUCKET.size if key_count else 0
+    directory = end - HEADER_TRAILER.size - directory_size
+    names = directory - name_count * HEADER_NAME.size
+    keys = names - key_count * HEADER_KEY.size
+    if keys < 0:
         raise CorruptObject(key, "header index region overruns the object", end)
-    return names, keys, directory, key_count
+    return keys, names, directory, key_count
 
 
 def check_header_index(key: str, data: BytesLike, end: int) -> int:
     """Checks a whole object's header index region (ending at ``end``)
     against its CRCs and returns where it starts."""
-    names, keys, directory, key_count = header_index_layout(key, data, end)
+    keys, names, directory, key_count = header_index_layout(key, data, end)
     view = memoryview(data)
     crc = HEADER_TRAILER.unpack_from(data, end - HEADER_TRAILER.size)[2]
-    if crc32c(bytes(view[names:keys]) + bytes(view[directory : end - HEADER_TRAILER.size])) != crc:
+    if crc32c(view[names : end - HEADER_TRAILER.size]) != crc:
         raise CorruptObject(key, "header index checksum mismatch", names)
     first = 0
     for bucket, (bucket_end, bucket_crc) in enumerate(
@@ -390,7 +389,7 @@ def check_header_index(key: str, data: BytesLike, end: int) -> int:
         first = bucket_end
     if key_count and first != key_count:
         raise CorruptObject(key, "header index directory does not end at its keys", directory)
-    return names
+    return keys
 
 
 def read_chain(key: str, data: BytesLike) -> list[ChainLinks] | None:

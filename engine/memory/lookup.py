@@ -19,6 +19,7 @@ import native
 from engine.memory.vector import RecordRef
 from engine.partition import Partition
 from native.records import Header
+from s3stream.lookup import Candidates, committed_batches
 
 SCAN_BYTES = 1024 * 1024
 """How much one read of a scanned stretch asks for."""
@@ -40,11 +41,18 @@ def lookup_partition(partition: Partition, header: str, value: bytes) -> list[Fo
     start, end = partition.log_start_offset, partition.high_watermark
     if start >= end:
         return []
-    candidates = partition.store.header_candidates(partition.stream_id, header, value)
+    store = partition.store
+    candidates = store.header_candidates(partition.stream_id, header, value)
     found: dict[int, FoundRecord] = {}
-    for offset in candidates.offsets:
-        if offset < end:
-            _collect(partition, max(offset, start), max(offset, start) + 1, header, value, found)
+    # The listed batches are read block by block from their objects: the
+    # fetch path's read-ahead would bring whole spans for one batch.
+    listed = Candidates(candidates.offsets, [], candidates.tails)
+    limit = partition.max_inflated
+    for batch in committed_batches(store.store, store.manifest.state, partition.stream_id, listed):
+        for record in matching_records(
+            partition.topic, partition.index, batch.payload, header, value, limit
+        ):
+            found[record.ref.offset] = record
     for scan_start, scan_end in candidates.scans:
         _collect(partition, max(scan_start, start), min(scan_end, end), header, value, found)
     return [found[offset] for offset in sorted(found) if start <= offset < end]

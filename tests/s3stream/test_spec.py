@@ -145,8 +145,8 @@ def _pack(layout: docspec.Layout, values: dict[str, Any]) -> bytes:
 
 
 def _doc_header_index_region(streams: HeaderIndex) -> bytes:
-    """The header index region as the document lays it out: names sorted by
-    (stream, name hash), keys by (key hash, stream, base offset) each once,
+    """The header index region as the document lays it out: keys sorted by
+    (key hash, stream, base offset) each once, names by (stream, name hash),
     the 256-bucket directory by the key hash's top byte if there are keys,
     the trailer."""
     names = b"".join(
@@ -169,13 +169,13 @@ def _doc_header_index_region(streams: HeaderIndex) -> bytes:
         "key_count": len(keys),
         "header_crc": docspec.crc32c(names + directory),
     }
-    return names + b"".join(packed) + directory + _pack(HEADER_TRAILER, trailer)
+    return b"".join(packed) + names + directory + _pack(HEADER_TRAILER, trailer)
 
 
 def doc_read_header_index(data: bytes) -> HeaderIndex:
     """The header index region of a version 3 object, read by the document's
     rules: from the chain region's start, back through trailer, directory,
-    keys and names, every CRC checked."""
+    names and keys, every CRC checked."""
     footer = FOOTER.fixed()
     index_position = int.from_bytes(data[-footer.size : -footer.size + 8], "little")
     chain_count = CHAIN_TRAILER.fixed().unpack_from(data, index_position - 8)[0]
@@ -192,10 +192,10 @@ def doc_read_header_index(data: bytes) -> HeaderIndex:
     directory_at = end - trailer_struct.size
     if trailer["key_count"]:
         directory_at -= 256 * bucket_struct.size
-    keys_at = directory_at - HEADER_KEY.fixed().size * trailer["key_count"]
-    names_at = keys_at - HEADER_NAME.fixed().size * trailer["name_count"]
+    names_at = directory_at - HEADER_NAME.fixed().size * trailer["name_count"]
+    keys_at = names_at - HEADER_KEY.fixed().size * trailer["key_count"]
     directory = data[directory_at : end - trailer_struct.size]
-    assert trailer["header_crc"] == docspec.crc32c(data[names_at:keys_at] + directory)
+    assert trailer["header_crc"] == docspec.crc32c(data[names_at:directory_at] + directory)
     key_size = HEADER_KEY.fixed().size
     first = 0
     for bucket, (bucket_end, crc) in enumerate(bucket_struct.iter_unpack(directory)):
@@ -204,9 +204,9 @@ def doc_read_header_index(data: bytes) -> HeaderIndex:
         assert all(k >> 56 == bucket for k, _, _ in HEADER_KEY.fixed().iter_unpack(chunk))
         first = bucket_end
     streams: dict[int, tuple[list[int], list[tuple[int, int]]]] = {}
-    for stream, name in HEADER_NAME.fixed().iter_unpack(data[names_at:keys_at]):
+    for stream, name in HEADER_NAME.fixed().iter_unpack(data[names_at:directory_at]):
         streams.setdefault(stream, ([], []))[0].append(name)
-    key_rows = list(HEADER_KEY.fixed().iter_unpack(data[keys_at:directory_at]))
+    key_rows = list(HEADER_KEY.fixed().iter_unpack(data[keys_at:names_at]))
     assert key_rows == sorted(set(key_rows))
     for key, stream, offset in key_rows:
         streams.setdefault(stream, ([], []))[1].append((key, offset))
