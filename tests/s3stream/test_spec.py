@@ -21,7 +21,14 @@ from hypothesis import strategies as st
 
 from s3stream import StreamStore, StreamStoreConfig
 from s3stream.errors import CorruptObject
-from s3stream.header_index import StreamKeys, encode_region, parse_region, region_end
+from s3stream.header_index import (
+    StreamKeys,
+    Tails,
+    encode_region,
+    parse_region,
+    read_directory,
+    region_end,
+)
 from s3stream.manifest import checkpoint_key, delta_key, load_state
 from s3stream.manifest_state import KEPT_FENCES
 from s3stream.objects import (
@@ -34,7 +41,7 @@ from s3stream.objects import (
     read_chain,
     read_index,
 )
-from s3stream.store import LocalStore
+from s3stream.store import LocalStore, MemoryStore
 from s3stream.uploader import object_key
 from s3stream.wal_entries import (
     WAL_DATA,
@@ -414,8 +421,13 @@ def test_the_store_reads_objects_built_from_the_document(
     want_chain = sorted(chain, key=lambda c: (c.stream_id, c.start_offset))
     assert read_chain("doc.sso", data) == (want_chain if version >= 2 else None)
     end = region_end("doc.sso", data, len(data))
+    # A lookup's reader: no directory in an older object (its ranges are
+    # scanned), else the names the document's region lists.
+    bucket = MemoryStore()
+    bucket.put("doc.sso", data)
+    directory = read_directory(Tails(bucket), "doc.sso", len(data))
     if version < 3:
-        assert end is None
+        assert end is None and directory is None
     else:
         assert end is not None
         read = [
@@ -423,6 +435,8 @@ def test_the_store_reads_objects_built_from_the_document(
             for k in parse_region("doc.sso", data, end)
         ]
         assert read == [(s, sorted(n), sorted(set(p))) for s, n, p in sorted(header_index)]
+        assert directory is not None
+        assert directory.names == {(s, n) for s, names, _ in header_index for n in names}
     index, blocks = parse_object("doc.sso", data)
     assert index.kind == kind
     expected = sorted(
