@@ -33,7 +33,6 @@ from s3stream.objects import (
     HEADER_NAME,
     HEADER_TRAILER,
     INDEX_ENTRY,
-    SUFFIX_READ_BYTES,
     BytesLike,
     StoredBatch,
     check_header_index,
@@ -47,6 +46,10 @@ KEY_ENTRY = HEADER_KEY
 BUCKET = HEADER_BUCKET
 BUCKETS = HEADER_BUCKETS
 TRAILER = HEADER_TRAILER
+LOOKUP_TAIL_BYTES = 16 * 1024
+"""How much of an object's end a lookup fetches first: footer, index, chain
+region, names and directory of an object of up to a few hundred blocks
+(a lookup reads every object of a partition: their tails add up)."""
 FIRST_VERSION = 3
 """The object format version that has the region."""
 _NAME_TAG = b"tidelog.index.name\x00"
@@ -153,7 +156,7 @@ class Tails:
         held = self._held.get(key)
         if held is not None and held[0] <= start:
             return held
-        tail_start = max(0, min(start, size - SUFFIX_READ_BYTES))
+        tail_start = max(0, min(start, size - LOOKUP_TAIL_BYTES))
         fetched = (tail_start, self.store.get(key, tail_start, size))
         self._held[key] = fetched
         return fetched
@@ -164,7 +167,7 @@ def read_directory(tails: Tails, key: str, object_size: int) -> Directory | None
     shared with the object's index), and a second GET only if the names
     and directory reach before it; None for an object written before the
     region existed."""
-    tail_start, tail = tails.get(key, object_size, object_size - SUFFIX_READ_BYTES)
+    tail_start, tail = tails.get(key, object_size, object_size - LOOKUP_TAIL_BYTES)
     footer = parse_footer(key, tail, object_size)
     if footer.version < FIRST_VERSION:
         return None

@@ -17,9 +17,16 @@ from collections.abc import Iterator
 from typing import NamedTuple
 
 from s3stream.errors import CorruptObject
-from s3stream.header_index import Tails, key_hash, name_hash, read_directory, read_offsets
+from s3stream.header_index import (
+    LOOKUP_TAIL_BYTES,
+    Tails,
+    key_hash,
+    name_hash,
+    read_directory,
+    read_offsets,
+)
 from s3stream.manifest_state import ManifestState
-from s3stream.objects import SUFFIX_READ_BYTES, ObjectIndex, StoredBatch, parse_block, read_index
+from s3stream.objects import ObjectIndex, StoredBatch, parse_block, read_index
 from s3stream.store import ObjectStore
 
 
@@ -113,7 +120,7 @@ def committed_batches(
 
 
 def _index(tails: Tails, key: str, size: int) -> ObjectIndex:
-    tail = tails.get(key, size, size - SUFFIX_READ_BYTES)[1]
+    tail = tails.get(key, size, size - LOOKUP_TAIL_BYTES)[1]
     found = read_index(key, tail, size)
     if isinstance(found, int):
         found = read_index(key, tails.get(key, size, found)[1], size)

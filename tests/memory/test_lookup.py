@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 import native
 from engine import Engine, EngineConfig
-from engine.errors import InvalidConfig
+from engine.errors import InvalidConfig, UnknownPartition, UnknownTopic
 from native.records import Compression, RecordSpec
 from s3stream import StreamStoreConfig
 from s3stream.store.base import ObjectData
@@ -226,3 +226,13 @@ def test_tidelog_lookup_reads_the_object_store_beside_a_running_engine(tmp_path:
         ]
     missing = _lookup_cli(tmp_path, "nope", "--header", HEADER, "--value", "b")
     assert missing.returncode == 2 and "nope" in missing.stderr
+
+
+def test_an_unknown_topic_or_partition_is_a_typed_error(tmp_path: Path) -> None:
+    with Engine.open(tmp_path) as engine:
+        engine.create_topic("t", 1)
+        with pytest.raises(UnknownTopic):
+            engine.lookup("nope", HEADER, "a")
+        with pytest.raises(UnknownPartition):
+            engine.lookup("t", HEADER, "a", partitions=[3])
+        assert engine.lookup("t", HEADER, "a") == []
