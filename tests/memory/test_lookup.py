@@ -236,3 +236,22 @@ def test_an_unknown_topic_or_partition_is_a_typed_error(tmp_path: Path) -> None:
         with pytest.raises(UnknownPartition):
             engine.lookup("t", HEADER, "a", partitions=[3])
         assert engine.lookup("t", HEADER, "a") == []
+
+
+def test_a_log_cleaners_rewrite_is_indexed_and_keeps_only_the_latest(tmp_path: Path) -> None:
+    configs = {
+        "cleanup.policy": "compact",
+        "min.cleanable.dirty.ratio": "0",
+        "tidelog.index.headers": HEADER,
+    }
+    with Engine.open(tmp_path, config=QUIET) as engine:
+        engine.create_topic("t", 1, configs=configs)
+        for key in (b"k1", b"k1", b"k2"):
+            spec = RecordSpec(0, key, b"v", ((HEADER, b"a"),))
+            engine.produce("t", 0, native.encode_batch([spec]))
+            assert engine.flush(30)
+        assert engine.clean() == 1
+        partition = engine.partition("t", 0)
+        candidates = partition.store.header_candidates(partition.stream_id, HEADER, b"a")
+        assert candidates.scans == []  # the rewritten object is indexed too
+        assert [r.ref.offset for r in engine.lookup("t", HEADER, "a")] == [1, 2]
