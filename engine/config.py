@@ -18,6 +18,7 @@ from typing import NamedTuple
 
 from engine.errors import InvalidConfig
 from engine.masking.rules import MASKING_RULES, check_rules
+from engine.memory.header_index import INDEX_HEADERS, check_index_headers, index_header_names
 
 LONG_MAX = 2**63 - 1
 _INTEGER = re.compile(r"[+-]?[0-9]+")
@@ -185,6 +186,16 @@ for _field in ("key", "value"):
             f"(empty: <topic>-{_field})",
         ),
     ]
+_DEFS.append(
+    ConfigDef(
+        INDEX_HEADERS,
+        ConfigType.LIST,
+        "",
+        check_index_headers,
+        "header names whose values the topic's objects index, for lookups by header "
+        "(docs/memory.md)",
+    )
+)
 CONFIG_DEFS: dict[str, ConfigDef] = {d.name: d for d in _DEFS}
 
 
@@ -274,6 +285,8 @@ class TopicConfig:
         self.max_message_bytes = self._long("max.message.bytes")
         self.log_append_time = self.get("message.timestamp.type") == "LogAppendTime"
         self.stamp_provenance = self.get(PROVENANCE) == "stamp"
+        self.index_headers = index_header_names(self.get(INDEX_HEADERS))
+        """The header names the topic's objects index (docs/memory.md)."""
         self.min_compaction_lag_ms = self._long("min.compaction.lag.ms")
         self.delete_retention_ms = self._long("delete.retention.ms")
         self.min_cleanable_dirty_ratio = float(self.get("min.cleanable.dirty.ratio"))

@@ -55,6 +55,7 @@ from engine.masking.batches import mask_fetch
 from engine.masking.documents import Masking
 from engine.masking.policy import topic_masking
 from engine.masking.unmask import unmask_binding, unmask_granted
+from engine.memory.lookup import FoundRecord, lookup_partition
 from engine.partition import AppendResult, OffsetAndTimestamp, Partition, PartitionFetch
 from engine.provenance import Provenance
 from engine.quota_entities import ClientQuotas, entity_to_wire
@@ -504,6 +505,48 @@ class Engine:
         self._check_open()
         with store_errors(), damage_at(topic, partition, offset):
             return await self.partition(topic, partition).fetch_async(offset, max_bytes, committed)
+
+    def lookup(
+        self,
+        topic: str,
+        header: str,
+        value: bytes | str,
+        *,
+        partitions: Iterable[int] | None = None,
+    ) -> list[FoundRecord]:
+        """Every record of ``topic`` (of ``partitions``, else all) whose
+        header ``header`` has ``value`` (a str is its UTF-8), from the log
+        start to the high watermark: by partition, in offset order, each
+        with its RecordRef. With ``header`` in the topic's
+        ``tidelog.index.headers`` only indexed batches are read; otherwise
+        the log is scanned (docs/memory.md, "Lookup by header")."""
+        self._check_open()
+        count = len(self._registry.topic(topic).partitions)
+        indexes = range(count) if partitions is None else sorted(set(partitions))
+        wanted = value.encode() if isinstance(value, str) else bytes(value)
+        found: list[FoundRecord] = []
+        for index in indexes:
+            with store_errors(), damage_at(topic, index, 0):
+                found += lookup_partition(self._registry.partition(topic, index), header, wanted)
+        return found
+
+    def lookup_many(
+        self, topics: Iterable[str], header: str, value: bytes | str
+    ) -> list[FoundRecord]:
+        """``lookup`` over several topics, in the order given."""
+        return [r for topic in topics for r in self.lookup(topic, header, value)]
+
+    async def lookup_async(
+        self,
+        topic: str,
+        header: str,
+        value: bytes | str,
+        *,
+        partitions: Iterable[int] | None = None,
+    ) -> list[FoundRecord]:
+        """Like lookup, on a worker thread, so the event loop never waits
+        for object storage."""
+        return await asyncio.to_thread(self.lookup, topic, header, value, partitions=partitions)
 
     def masking(self, topic: str) -> Masking | None:
         """The topic's masking rules and key (docs/governance.md, "Masked

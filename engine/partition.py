@@ -33,6 +33,7 @@ from engine.errors import (
     RecordTooLarge,
     UnsupportedCompressionType,
 )
+from engine.memory.header_index import header_indexer
 from engine.partition_txns import AbortedTxn, PartitionTransactions
 from engine.producer_state import ProducerStateTable
 from engine.provenance import EMBEDDED, Provenance, stamp_batches
@@ -169,6 +170,9 @@ class Partition:
                 bytes=config.retention_bytes if config.retention_bytes >= 0 else None,
             )
         self.store.set_retention(self.stream_id, retention)
+        names = config.index_headers
+        indexer = header_indexer(names, inflation_limit(config)) if names else None
+        self.store.set_indexer(self.stream_id, indexer)
 
     # -- offsets ---------------------------------------------------------------
 

@@ -12,13 +12,14 @@ from __future__ import annotations
 import bisect
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import NamedTuple
 
 from s3stream import chain
 from s3stream.chain import RangeLinks
 from s3stream.config import StreamStoreConfig
 from s3stream.errors import Fenced, StoreClosed
+from s3stream.header_index import Indexer, StreamKeys, parse_region, region_end, stream_keys
 from s3stream.manifest_state import ManifestState, ObjectMeta, Op
 from s3stream.manifest_writer import ManifestWriter
 from s3stream.objects import ObjectKind, StoredBatch, parse_object
@@ -215,6 +216,7 @@ def merge_objects(
     now_ms: int,
     block_bytes: int,
     stream_object_bytes: int,
+    indexers: Mapping[int, Indexer] | None = None,
 ) -> list[PreparedObject]:
     """Reads the objects and lays out their live data again: runs of one
     stream of at least ``stream_object_bytes`` in stream objects of their
@@ -224,14 +226,21 @@ def merge_objects(
     replaced by another object), and of those the batches every reader has
     been trimmed past are left out. Adjacent ranges of one stream join into
     one; a range keeps its bounds even where its batches leave gaps, so the
-    stream's ranges still cover its offsets without holes."""
+    stream's ranges still cover its offsets without holes.
+
+    A stream in ``indexers`` gets its header index entries computed again
+    from its batches; any other keeps the entries its inputs' regions held
+    for the batches copied, for the names all of its inputs covered."""
     per_stream: dict[int, list[Run]] = {}
+    carried = _Carried()
     for object_id in object_ids:
         meta = state.objects[object_id]
         live = [r for r in meta.ranges if state.range_live(object_id, r)]
         if not live:
             continue  # nothing to copy: no need to read it
-        index, blocks = parse_object(meta.key, store.get(meta.key))
+        data = store.get(meta.key)
+        index, blocks = parse_object(meta.key, data)
+        carried.add(meta.key, data, {r.stream_id for r in live})
         held: dict[int, list[StoredBatch]] = {}
         for info, batches in zip(index.blocks, blocks, strict=True):
             held.setdefault(info.stream_id, []).extend(batches)
@@ -264,7 +273,45 @@ def merge_objects(
         now_ms=min(now_ms, created),
         block_bytes=block_bytes,
         stream_object_bytes=stream_object_bytes,
+        index=carried.index(indexers or {}),
     )
+
+
+class _Carried:
+    """The header index entries of a merge's inputs, per stream."""
+
+    def __init__(self) -> None:
+        self.names: dict[int, set[int]] = {}
+        self.keys: dict[int, dict[int, list[int]]] = {}
+        """Per stream: base offset -> key hashes of that batch."""
+
+    def add(self, key: str, data: bytes, streams: set[int]) -> None:
+        end = region_end(key, data, len(data))
+        found = {s.stream_id: s for s in parse_region(key, data, end)} if end is not None else {}
+        for stream_id in streams:
+            keys = found.get(stream_id)
+            names = set(keys.names) if keys is not None else set()
+            held = self.names.get(stream_id)
+            self.names[stream_id] = names if held is None else held & names
+            per_batch = self.keys.setdefault(stream_id, {})
+            for hashed, offset in keys.keys if keys is not None else ():
+                per_batch.setdefault(offset, []).append(hashed)
+
+    def index(self, indexers: Mapping[int, Indexer]) -> Callable[[int, Run], StreamKeys | None]:
+        def index(stream_id: int, run: Run) -> StreamKeys | None:
+            indexer = indexers.get(stream_id)
+            if indexer is not None:
+                return stream_keys(stream_id, indexer, run.batches)
+            names = self.names.get(stream_id)
+            if not names:
+                return None
+            per_batch = self.keys.get(stream_id, {})
+            keys = [
+                (k, b.base_offset) for b in run.batches for k in per_batch.get(b.base_offset, ())
+            ]
+            return StreamKeys(stream_id, tuple(sorted(names)), keys)
+
+        return index
 
 
 def _joined(runs: list[Run]) -> list[Run]:
@@ -398,6 +445,7 @@ class Compactor:
             now_ms=now,
             block_bytes=config.block_bytes,
             stream_object_bytes=picked.stream_object_bytes,
+            indexers=self._state.indexers(),
         )
         if not put_objects(self._store, merged, self._state.stop, self._stats.note_store_error):
             return

@@ -22,9 +22,18 @@ from s3stream.errors import CorruptObject
 BytesLike = bytes | bytearray | memoryview
 
 MAGIC = b"TLSOBJ\x00\x01"
-FORMAT_VERSION = 2
-READABLE_VERSIONS = (1, 2)
-"""Version 1 objects have no chain region; everything else is the same."""
+FORMAT_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
+"""Version 1 objects have no chain region, version 2 no header index region
+(s3stream/header_index.py); everything else is the same."""
+HEADER_NAME = struct.Struct("<qQ")  # stream, name hash
+HEADER_KEY = struct.Struct("<QqQ")  # key hash, stream, base offset
+HEADER_BUCKET = struct.Struct("<II")  # entries up to the bucket's end, CRC32C of its entries
+HEADER_BUCKETS = 256
+HEADER_TRAILER = struct.Struct("<III")  # name count, key count, CRC32C of names + directory
+EMPTY_HEADER_INDEX = HEADER_TRAILER.pack(0, 0, 0)
+"""A header index region with nothing indexed (its trailer alone: no
+names, no keys, the CRC32C of nothing)."""
 ENTRY_HEADER = struct.Struct("<qII")  # base offset, offset count, payload length
 INDEX_ENTRY = struct.Struct("<qqqQII")  # stream, start, end, position, size, crc
 FOOTER = struct.Struct("<QIIHBBI8s")  # index position, count, crc, version, kind, pad, crc
@@ -167,6 +176,7 @@ def encode_object(
     streams: Iterable[tuple[int, Sequence[StoredBatch]]],
     block_bytes: int = DEFAULT_BLOCK_BYTES,
     chain: Sequence[ChainLinks] = (),
+    header_index: bytes = EMPTY_HEADER_INDEX,
 ) -> EncodedObject:
     """Lays out runs of batches as one object, ordered by (stream, offset).
 
@@ -174,7 +184,8 @@ def encode_object(
     one stream may have several runs, which must not overlap.
     A block holds at most ``block_bytes``, unless one batch alone is larger:
     that batch gets a block of its own. ``chain`` is the chain region: the
-    links of the object's ranges.
+    links of the object's ranges; ``header_index`` the header index region
+    (s3stream/header_index.py), before it.
     """
     # The object is gathered as a list of parts, never joined here: growing
     # one buffer would copy every payload again on each reallocation, and
@@ -227,6 +238,8 @@ def encode_object(
         ranges.append(
             StreamRangeInfo(stream_id, batches[0].base_offset, expected, size - stream_begin)
         )
+    parts.append(header_index)
+    size += len(header_index)
     chain_region = encode_chain(sorted(chain, key=lambda c: (c.stream_id, c.start_offset)))
     parts.append(chain_region)
     size += len(chain_region)
@@ -328,14 +341,55 @@ def parse_object(key: str, data: BytesLike) -> tuple[ObjectIndex, list[list[Stor
         raise CorruptObject(key, "index outside the object", index)
     view = memoryview(data)
     chain = read_chain(key, data)  # checked as well: a damaged region is damage
-    if chain is not None and index.blocks:
+    if chain is not None:
         chain_start = len(data) - FOOTER_SIZE - INDEX_ENTRY.size * len(index.blocks)
         chain_start -= CHAIN_TRAILER.size + CHAIN_ENTRY.size * len(chain)
-        if max(b.position + b.size for b in index.blocks) > chain_start:
-            raise CorruptObject(key, "blocks overrun the chain region", chain_start)
+        data_end = chain_start
+        if parse_footer(key, data, len(data)).version >= 3:
+            data_end = check_header_index(key, data, chain_start)
+        if index.blocks and max(b.position + b.size for b in index.blocks) > data_end:
+            raise CorruptObject(key, "blocks overrun the regions after them", data_end)
     return index, [
         parse_block(key, b, view[b.position : b.position + b.size]) for b in index.blocks
     ]
+
+
+def header_index_layout(key: str, data: BytesLike, end: int) -> tuple[int, int, int, int]:
+    """The header index region ending at ``end`` (where the chain region
+    starts): the positions of its keys, names and directory, and its key
+    count, from its trailer (``data`` holds at least the trailer's bytes,
+    as the object's bytes from position 0)."""
+    if end < HEADER_TRAILER.size:
+        raise CorruptObject(key, "no room for the header index region", end)
+    name_count, key_count, _ = HEADER_TRAILER.unpack_from(data, end - HEADER_TRAILER.size)
+    directory_size = HEADER_BUCKETS * HEADER_BUCKET.size if key_count else 0
+    directory = end - HEADER_TRAILER.size - directory_size
+    names = directory - name_count * HEADER_NAME.size
+    keys = names - key_count * HEADER_KEY.size
+    if keys < 0:
+        raise CorruptObject(key, "header index region overruns the object", end)
+    return keys, names, directory, key_count
+
+
+def check_header_index(key: str, data: BytesLike, end: int) -> int:
+    """Checks a whole object's header index region (ending at ``end``)
+    against its CRCs and returns where it starts."""
+    keys, names, directory, key_count = header_index_layout(key, data, end)
+    view = memoryview(data)
+    crc = HEADER_TRAILER.unpack_from(data, end - HEADER_TRAILER.size)[2]
+    if crc32c(view[names : end - HEADER_TRAILER.size]) != crc:
+        raise CorruptObject(key, "header index checksum mismatch", names)
+    first = 0
+    for bucket, (bucket_end, bucket_crc) in enumerate(
+        HEADER_BUCKET.iter_unpack(view[directory : end - HEADER_TRAILER.size])
+    ):
+        chunk = view[keys + first * HEADER_KEY.size : keys + bucket_end * HEADER_KEY.size]
+        if not first <= bucket_end <= key_count or crc32c(chunk) != bucket_crc:
+            raise CorruptObject(key, f"header index bucket {bucket} mismatch", keys)
+        first = bucket_end
+    if key_count and first != key_count:
+        raise CorruptObject(key, "header index directory does not end at its keys", directory)
+    return keys
 
 
 def read_chain(key: str, data: BytesLike) -> list[ChainLinks] | None:

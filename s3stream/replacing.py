@@ -11,11 +11,12 @@ from collections.abc import Sequence
 from s3stream import chain
 from s3stream.chain import RangeLinks, Rewrite
 from s3stream.errors import OffsetOutOfRange, RangeChanged, StreamNotFound
+from s3stream.header_index import Indexer
 from s3stream.manifest_state import ManifestState
 from s3stream.manifest_writer import ManifestWriter
 from s3stream.objects import ObjectKind, StoredBatch
 from s3stream.store import ObjectStore, ObjectStoreError
-from s3stream.uploader import ObjectIds, Run, add_ops, prepare_object
+from s3stream.uploader import ObjectIds, Run, add_ops, indexed_by, prepare_object
 
 log = logging.getLogger("tidelog.s3stream")
 
@@ -30,9 +31,11 @@ def replace_range(
     start_offset: int,
     end_offset: int,
     batches: Sequence[StoredBatch],
+    indexer: Indexer | None = None,
 ) -> None:
     """See ``StreamStore.replace_range``; ``stream_start`` is the stream's
-    start offset as the store knows it (it may be ahead of the manifest's)."""
+    start offset as the store knows it (it may be ahead of the manifest's);
+    ``indexer`` the stream's header indexer, for the new object's region."""
     state = writer.manifest.state
     replaced = _ranges_to_replace(state, stream_id, stream_start, start_offset, end_offset)
     _check_replacement(stream_id, start_offset, end_offset, batches)
@@ -45,6 +48,7 @@ def replace_range(
         # As for merges: the replaced data does not look newer to retention.
         max(state.objects[oid].created_ms for _, _, oid in replaced),
         block_bytes,
+        indexed_by({stream_id: indexer} if indexer is not None else {}),
     )
     store.put(prepared.meta.key, prepared.data)
     with writer.serial:

@@ -15,6 +15,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 from s3stream.errors import Fenced, StoreClosed, StoreFailed, StreamNotFound
+from s3stream.header_index import Indexer
 from s3stream.log_cache import LogCache
 from s3stream.store import ObjectStoreError
 
@@ -40,6 +41,8 @@ class StreamState:
     """The end of the durable prefix: what readers see."""
     opened: bool = False
     retention: Retention = field(default_factory=Retention)
+    indexer: Indexer | None = None
+    """What the stream's objects index of its headers (None: nothing)."""
 
 
 @dataclass
@@ -88,6 +91,15 @@ class StoreState:
     @property
     def fenced(self) -> bool:
         return isinstance(self.failure, Fenced)
+
+    def indexers(self) -> dict[int, Indexer]:
+        """The streams' indexers, as they are now (for an object being written)."""
+        with self.lock:
+            return {
+                sid: stream.indexer
+                for sid, stream in self.streams.items()
+                if stream.indexer is not None
+            }
 
     def stream_locked(self, stream_id: int) -> StreamState:
         stream = self.streams.get(stream_id)

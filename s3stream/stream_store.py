@@ -45,6 +45,8 @@ from s3stream.errors import (
     StreamNotFound,
 )
 from s3stream.fetcher import Fetcher, FetchResult
+from s3stream.header_index import Indexer
+from s3stream.lookup import Candidates, header_candidates
 from s3stream.manifest import Manifest
 from s3stream.manifest_writer import ManifestWriter
 from s3stream.objects import StoredBatch
@@ -313,6 +315,24 @@ class StreamStore:
         with self._state.lock:
             self._state.stream_locked(stream_id).retention = retention
 
+    def set_indexer(self, stream_id: int, indexer: Indexer | None) -> None:
+        """What the stream's objects written from now on index of its
+        batches (s3stream/header_index.py); None: nothing."""
+        with self._state.lock:
+            self._state.stream_locked(stream_id).indexer = indexer
+
+    def header_candidates(self, stream_id: int, name: str, value: bytes) -> Candidates:
+        """Where the stream's batches with header ``name`` = ``value`` may
+        be, from its committed objects' header indexes; what they do not
+        cover (older objects, other names, data not uploaded yet) is to be
+        scanned (s3stream/lookup.py)."""
+        with self._state.lock:
+            start = self._state.stream_locked(stream_id).start_offset
+            end = self._state.stream_locked(stream_id).end_offset
+        return header_candidates(
+            self.store, self.manifest.state, stream_id, start, end, name, value
+        )
+
     # -- appending ----------------------------------------------------------
 
     def submit(
@@ -418,6 +438,7 @@ class StreamStore:
         self._state.check_usable()
         with self._state.lock:
             stream_start = self._state.stream_locked(stream_id).start_offset
+            indexer = self._state.stream_locked(stream_id).indexer
         replace_range(
             self._manifest_writer,
             self.store,
@@ -428,6 +449,7 @@ class StreamStore:
             start_offset,
             end_offset,
             batches,
+            indexer,
         )
         with self._state.lock:
             if stream_id in self._state.streams:

@@ -19,7 +19,7 @@ import itertools
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -28,6 +28,7 @@ from s3stream import chain
 from s3stream.chain import RangeLinks
 from s3stream.config import StreamStoreConfig
 from s3stream.errors import Fenced, StoreClosed
+from s3stream.header_index import Indexer, StreamKeys, encode_region, stream_keys
 from s3stream.log_cache import CacheBlock
 from s3stream.manifest_state import ManifestState, ObjectMeta, Op, RangeMeta
 from s3stream.manifest_writer import ManifestWriter
@@ -125,10 +126,12 @@ def prepare_objects(
     now_ms: int,
     block_bytes: int,
     stream_object_bytes: int,
+    indexers: Mapping[int, Indexer] | None = None,
 ) -> list[PreparedObject]:
     """Lays out streams' runs of batches, linked into their chains after the
     manifest ``state``, as one stream-set object plus a stream object for
-    each run of at least ``stream_object_bytes``."""
+    each run of at least ``stream_object_bytes``; the streams in
+    ``indexers`` get their header index entries."""
     return prepare_runs(
         ((stream_id, linked_runs(state, stream_id, batches)) for stream_id, batches in streams),
         epoch=epoch,
@@ -136,7 +139,26 @@ def prepare_objects(
         now_ms=now_ms,
         block_bytes=block_bytes,
         stream_object_bytes=stream_object_bytes,
+        index=indexed_by(indexers or {}),
     )
+
+
+IndexRun = Callable[[int, Run], StreamKeys | None]
+"""What an object's header index region holds for one run of a stream (None: nothing)."""
+
+
+def indexed_by(indexers: Mapping[int, Indexer]) -> IndexRun:
+    """Runs indexed by their stream's indexer, if it has one."""
+
+    def index(stream_id: int, run: Run) -> StreamKeys | None:
+        indexer = indexers.get(stream_id)
+        return None if indexer is None else stream_keys(stream_id, indexer, run.batches)
+
+    return index
+
+
+def _no_index(stream_id: int, run: Run) -> StreamKeys | None:
+    return None
 
 
 def prepare_runs(
@@ -147,6 +169,7 @@ def prepare_runs(
     now_ms: int,
     block_bytes: int,
     stream_object_bytes: int,
+    index: IndexRun = _no_index,
 ) -> list[PreparedObject]:
     """Lays out runs (non-empty, not overlapping) as one stream-set object
     plus a stream object for each run of at least ``stream_object_bytes``."""
@@ -163,17 +186,17 @@ def prepare_runs(
                 continue
             if alone and alone[-1][1].end_offset != run.start_offset:
                 objects.append(
-                    prepare_object(ObjectKind.STREAM, alone, epoch, ids, now_ms, block_bytes)
+                    prepare_object(ObjectKind.STREAM, alone, epoch, ids, now_ms, block_bytes, index)
                 )
                 alone = []
             alone.append((stream_id, run))
         if alone:
             objects.append(
-                prepare_object(ObjectKind.STREAM, alone, epoch, ids, now_ms, block_bytes)
+                prepare_object(ObjectKind.STREAM, alone, epoch, ids, now_ms, block_bytes, index)
             )
     if shared:
         objects.append(
-            prepare_object(ObjectKind.STREAM_SET, shared, epoch, ids, now_ms, block_bytes)
+            prepare_object(ObjectKind.STREAM_SET, shared, epoch, ids, now_ms, block_bytes, index)
         )
     return objects
 
@@ -185,10 +208,28 @@ def prepare_object(
     ids: ObjectIds,
     now_ms: int,
     block_bytes: int,
+    index: IndexRun = _no_index,
 ) -> PreparedObject:
     """One object holding ``runs``; each becomes one range of the object's
-    metadata, spanning the run's offsets whatever gaps its batches leave."""
+    metadata, spanning the run's offsets whatever gaps its batches leave.
+    ``index`` gives each run's header index entries (computed here, on the
+    store's thread, never on the produce path)."""
     ordered = sorted(runs, key=lambda r: (r[0], r[1].start_offset))
+    indexed: dict[int, StreamKeys] = {}
+    unindexed: set[int] = set()
+    for stream_id, run in ordered:
+        keys = index(stream_id, run)
+        held = indexed.get(stream_id)
+        if keys is None:
+            unindexed.add(stream_id)
+        elif held is None:
+            indexed[stream_id] = keys
+        else:
+            # The region's names hold for all of a stream's runs in the
+            # object: only the names every run indexes are covered.
+            names = tuple(n for n in held.names if n in keys.names)
+            indexed[stream_id] = StreamKeys(stream_id, names, [*held.keys, *keys.keys])
+    region = encode_region([k for sid, k in indexed.items() if sid not in unindexed])
     encoded: EncodedObject = encode_object(
         kind,
         [(stream_id, part) for stream_id, run in ordered for part in runs_of(run.batches)],
@@ -205,6 +246,7 @@ def prepare_object(
             for stream_id, run in ordered
             if run.links is not None
         ],
+        region,
     )
     # encode_object reports each stretch of consecutive batches; a run with
     # gaps is several of them, in the same (stream, offset) order.
@@ -433,6 +475,7 @@ class Uploader:
             now_ms=now_ms(),
             block_bytes=config.block_bytes,
             stream_object_bytes=config.stream_object_bytes,
+            indexers=self._state.indexers(),
         )
         if not put_objects(self._store, objects, self._state.stop, self._stats.note_store_error):
             return False

@@ -21,6 +21,14 @@ from hypothesis import strategies as st
 
 from s3stream import StreamStore, StreamStoreConfig
 from s3stream.errors import CorruptObject
+from s3stream.header_index import (
+    StreamKeys,
+    Tails,
+    encode_region,
+    parse_region,
+    read_directory,
+    region_end,
+)
 from s3stream.manifest import checkpoint_key, delta_key, load_state
 from s3stream.manifest_state import KEPT_FENCES
 from s3stream.objects import (
@@ -33,7 +41,7 @@ from s3stream.objects import (
     read_chain,
     read_index,
 )
-from s3stream.store import LocalStore
+from s3stream.store import LocalStore, MemoryStore
 from s3stream.uploader import object_key
 from s3stream.wal_entries import (
     WAL_DATA,
@@ -54,6 +62,10 @@ INDEX_ENTRY = LAYOUTS["index_entry"]
 FOOTER = LAYOUTS["footer"]
 CHAIN_ENTRY = LAYOUTS["chain_entry"]
 CHAIN_TRAILER = LAYOUTS["chain_trailer"]
+HEADER_NAME = LAYOUTS["header_name"]
+HEADER_KEY = LAYOUTS["header_key"]
+HEADER_BUCKET = LAYOUTS["header_bucket"]
+HEADER_TRAILER = LAYOUTS["header_trailer"]
 RECORD = LAYOUTS["record"]
 
 
@@ -131,6 +143,83 @@ def _doc_chain_region(chain: list[ChainLinks]) -> bytes:
     return bytes(body) + trailer.pack(*(values[n] for n in CHAIN_TRAILER.names))
 
 
+HeaderIndex = list[tuple[int, list[int], list[tuple[int, int]]]]
+"""Per stream: the name hashes it indexes and its (key hash, base offset) pairs."""
+
+
+def _pack(layout: docspec.Layout, values: dict[str, Any]) -> bytes:
+    return layout.fixed().pack(*(values[n] for n in layout.names))
+
+
+def _doc_header_index_region(streams: HeaderIndex) -> bytes:
+    """The header index region as the document lays it out: keys sorted by
+    (key hash, stream, base offset) each once, names by (stream, name hash),
+    the 256-bucket directory by the key hash's top byte if there are keys,
+    the trailer."""
+    names = b"".join(
+        _pack(HEADER_NAME, {"stream_id": stream, "name_hash": name})
+        for stream, name in sorted({(s, n) for s, found, _ in streams for n in found})
+    )
+    keys = sorted({(k, s, o) for s, _, pairs in streams for k, o in pairs})
+    packed = [
+        _pack(HEADER_KEY, {"key_hash": k, "stream_id": s, "base_offset": o}) for k, s, o in keys
+    ]
+    directory = b""
+    if keys:
+        for bucket in range(256):
+            end = sum(1 for k, _, _ in keys if k >> 56 <= bucket)
+            first = sum(1 for k, _, _ in keys if k >> 56 < bucket)
+            chunk = b"".join(packed[first:end])
+            directory += _pack(HEADER_BUCKET, {"end": end, "bucket_crc": docspec.crc32c(chunk)})
+    trailer = {
+        "name_count": len(names) // HEADER_NAME.fixed().size,
+        "key_count": len(keys),
+        "header_crc": docspec.crc32c(names + directory),
+    }
+    return b"".join(packed) + names + directory + _pack(HEADER_TRAILER, trailer)
+
+
+def doc_read_header_index(data: bytes) -> HeaderIndex:
+    """The header index region of a version 3 object, read by the document's
+    rules: from the chain region's start, back through trailer, directory,
+    names and keys, every CRC checked."""
+    footer = FOOTER.fixed()
+    index_position = int.from_bytes(data[-footer.size : -footer.size + 8], "little")
+    chain_count = CHAIN_TRAILER.fixed().unpack_from(data, index_position - 8)[0]
+    end = index_position - CHAIN_TRAILER.fixed().size - CHAIN_ENTRY.fixed().size * chain_count
+    trailer_struct = HEADER_TRAILER.fixed()
+    trailer = dict(
+        zip(
+            HEADER_TRAILER.names,
+            trailer_struct.unpack_from(data, end - trailer_struct.size),
+            strict=True,
+        )
+    )
+    bucket_struct = HEADER_BUCKET.fixed()
+    directory_at = end - trailer_struct.size
+    if trailer["key_count"]:
+        directory_at -= 256 * bucket_struct.size
+    names_at = directory_at - HEADER_NAME.fixed().size * trailer["name_count"]
+    keys_at = names_at - HEADER_KEY.fixed().size * trailer["key_count"]
+    directory = data[directory_at : end - trailer_struct.size]
+    assert trailer["header_crc"] == docspec.crc32c(data[names_at:directory_at] + directory)
+    key_size = HEADER_KEY.fixed().size
+    first = 0
+    for bucket, (bucket_end, crc) in enumerate(bucket_struct.iter_unpack(directory)):
+        chunk = data[keys_at + first * key_size : keys_at + bucket_end * key_size]
+        assert crc == docspec.crc32c(chunk)
+        assert all(k >> 56 == bucket for k, _, _ in HEADER_KEY.fixed().iter_unpack(chunk))
+        first = bucket_end
+    streams: dict[int, tuple[list[int], list[tuple[int, int]]]] = {}
+    for stream, name in HEADER_NAME.fixed().iter_unpack(data[names_at:directory_at]):
+        streams.setdefault(stream, ([], []))[0].append(name)
+    key_rows = list(HEADER_KEY.fixed().iter_unpack(data[keys_at:names_at]))
+    assert key_rows == sorted(set(key_rows))
+    for key, stream, offset in key_rows:
+        streams.setdefault(stream, ([], []))[1].append((key, offset))
+    return [(s, sorted(n), sorted(p)) for s, (n, p) in sorted(streams.items())]
+
+
 def doc_object(
     kind: int,
     runs: list[Run],
@@ -138,6 +227,7 @@ def doc_object(
     chain: list[ChainLinks] | None = None,
     *,
     version: int | None = None,
+    header_index: HeaderIndex | None = None,
 ) -> bytes:
     """An object laid out by the document: blocks of entries, a new block when
     the next entry would pass ``block_bytes``; the chain region (none in a
@@ -168,6 +258,8 @@ def doc_object(
             block += entry
         index.append(_index_row(stream_id, first, batches[-1].end_offset, len(data), block))
         data += block
+    if version >= 3:
+        data += _doc_header_index_region(header_index or [])
     if version >= 2:
         data += _doc_chain_region(chain or [])
     index_bytes = b"".join(index_struct.pack(*(row[n] for n in INDEX_ENTRY.names)) for row in index)
@@ -296,6 +388,24 @@ def chains(draw: st.DrawFn, object_runs: list[Run]) -> list[ChainLinks]:
     return found
 
 
+@st.composite
+def header_indexes(draw: st.DrawFn, object_runs: list[Run]) -> HeaderIndex:
+    """Header index entries for some of the runs' streams: names, and keys
+    at their batches' base offsets (hashes of any value: the format does
+    not care which)."""
+    hashes = st.integers(0, 2**64 - 1)
+    found: dict[int, tuple[list[int], list[tuple[int, int]]]] = {}
+    for stream_id, batches in object_runs:
+        if not draw(st.booleans()):
+            continue
+        names, keys = found.setdefault(stream_id, ([], []))
+        if not names:
+            names.extend(draw(st.lists(hashes, min_size=1, max_size=3, unique=True)))
+        for batch in batches:
+            keys.extend((k, batch.base_offset) for k in draw(st.lists(hashes, max_size=3)))
+    return [(s, n, k) for s, (n, k) in found.items()]
+
+
 @settings(max_examples=60, deadline=None)
 @given(runs(), st.integers(1, 1200), st.data())
 def test_the_store_reads_objects_built_from_the_document(
@@ -303,10 +413,30 @@ def test_the_store_reads_objects_built_from_the_document(
 ) -> None:
     kind, object_runs = layout
     chain = data_.draw(chains(object_runs))
-    version = data_.draw(st.sampled_from([1, 2]))  # both versions are read
-    data = doc_object(kind, object_runs, block_bytes, chain, version=version)
+    version = data_.draw(st.sampled_from([1, 2, 3]))  # every version is read
+    header_index = data_.draw(header_indexes(object_runs))
+    data = doc_object(
+        kind, object_runs, block_bytes, chain, version=version, header_index=header_index
+    )
     want_chain = sorted(chain, key=lambda c: (c.stream_id, c.start_offset))
-    assert read_chain("doc.sso", data) == (want_chain if version == 2 else None)
+    assert read_chain("doc.sso", data) == (want_chain if version >= 2 else None)
+    end = region_end("doc.sso", data, len(data))
+    # A lookup's reader: no directory in an older object (its ranges are
+    # scanned), else the names the document's region lists.
+    bucket = MemoryStore()
+    bucket.put("doc.sso", data)
+    directory = read_directory(Tails(bucket), "doc.sso", len(data))
+    if version < 3:
+        assert end is None and directory is None
+    else:
+        assert end is not None
+        read = [
+            (k.stream_id, sorted(k.names), sorted(k.keys))
+            for k in parse_region("doc.sso", data, end)
+        ]
+        assert read == [(s, sorted(n), sorted(set(p))) for s, n, p in sorted(header_index)]
+        assert directory is not None
+        assert directory.names == {(s, n) for s, names, _ in header_index for n in names}
     index, blocks = parse_object("doc.sso", data)
     assert index.kind == kind
     expected = sorted(
@@ -336,9 +466,14 @@ def test_objects_the_store_writes_parse_by_the_document(
 ) -> None:
     kind, object_runs = layout
     chain = data_.draw(chains(object_runs))
-    encoded = encode_object(ObjectKind(kind), object_runs, block_bytes, chain)
+    header_index = data_.draw(header_indexes(object_runs))
+    region = encode_region([StreamKeys(s, tuple(n), k) for s, n, k in header_index])
+    encoded = encode_object(ObjectKind(kind), object_runs, block_bytes, chain, region)
     data = encoded.data
     read_kind, blocks, chain_read = doc_read_object(data)
+    assert doc_read_header_index(data) == [
+        (s, sorted(n), sorted(set(k))) for s, n, k in sorted(header_index)
+    ]
     assert read_kind == kind
     assert [
         ChainLinks(
@@ -360,7 +495,7 @@ def test_objects_the_store_writes_parse_by_the_document(
     )
     assert [(s, *e) for s, entries in blocks for e in entries] == by_stream
     # Written by the same rules, the bytes are the document's byte for byte.
-    assert data == doc_object(kind, object_runs, block_bytes, chain)
+    assert data == doc_object(kind, object_runs, block_bytes, chain, header_index=header_index)
 
 
 def test_a_footer_checksum_off_by_one_bit_is_refused() -> None:

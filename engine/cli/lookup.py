@@ -1,0 +1,104 @@
+"""``tidelog lookup TOPIC... --header NAME --value V``: every record whose
+header has a value, from the object store (read-only).
+
+Reads the committed manifest, the catalog as uploaded and the objects'
+header indexes; writes nothing and takes no epoch, so it runs beside a
+serving engine without fencing it. Records still only in a WAL are not
+seen. Exit 0 with one line per record (none found is no error), 2 if it
+could not run. See docs/memory.md, "Lookup by header".
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import sys
+from typing import Any
+
+from engine.cli.serve import DEFAULT_DATA_DIR
+from engine.errors import EngineError
+from engine.memory.lookup import FoundRecord
+from engine.memory.uploaded_lookup import lookup_uploaded
+from engine.server.config import ConfigFileError, FileConfig, load_config_file
+from s3stream import ObjectStoreError, S3StreamError, open_store
+from s3stream.store import redact_url
+
+CANNOT_RUN = 2
+
+
+def add_command(commands: Any) -> None:
+    parser = commands.add_parser(
+        "lookup",
+        help="every record whose header has a value, from the object store (read-only)",
+        description=(
+            "Find the records of the topics whose header NAME has value V, reading only the "
+            "batches the topics' header indexes list (tidelog.index.headers) and scanning "
+            "what no index covers. Read-only: safe while the engine serves; records not "
+            "uploaded yet are not seen."
+        ),
+    )
+    parser.add_argument("topics", nargs="+", metavar="TOPIC")
+    parser.add_argument("--header", required=True, metavar="NAME")
+    parser.add_argument("--value", required=True, metavar="V", help="the value, as UTF-8")
+    parser.add_argument("--data-dir", help=f"local data directory (default {DEFAULT_DATA_DIR})")
+    parser.add_argument("--object-store", help="as for tidelog serve (default: DATA_DIR/objects)")
+    parser.add_argument("--config", help="a TOML config file, as for tidelog serve")
+    parser.add_argument("--json", action="store_true", help="one JSON object per line")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        file = load_config_file(args.config) if args.config else FileConfig()
+    except (ConfigFileError, OSError) as error:
+        print(f"tidelog lookup: {error}", file=sys.stderr)
+        return CANNOT_RUN
+    data_dir = args.data_dir or file.data_dir or DEFAULT_DATA_DIR
+    url = args.object_store or file.object_store
+    if url is None:
+        url = "file://" + os.path.abspath(os.path.join(data_dir, "objects"))
+    try:
+        store = open_store(url)
+    except ValueError as error:
+        print(f"tidelog lookup: {error}", file=sys.stderr)
+        return CANNOT_RUN
+    try:
+        found = lookup_uploaded(store, args.topics, args.header, args.value.encode())
+    except EngineError as error:
+        print(f"tidelog lookup: {error}", file=sys.stderr)
+        return CANNOT_RUN
+    except (S3StreamError, ObjectStoreError) as error:
+        print(f"tidelog lookup: {redact_url(url)}: {error}", file=sys.stderr)
+        return CANNOT_RUN
+    finally:
+        store.close()
+    for record in found:
+        print(_json(record) if args.json else _line(record))
+    return 0
+
+
+def _text(data: bytes | None) -> str | None:
+    if data is None:
+        return None
+    try:
+        return data.decode()
+    except UnicodeDecodeError:
+        return "base64:" + base64.b64encode(data).decode()
+
+
+def _line(record: FoundRecord) -> str:
+    return f"{record.ref}\t{record.timestamp}\t{_text(record.value)}"
+
+
+def _json(record: FoundRecord) -> str:
+    return json.dumps(
+        {
+            "ref": str(record.ref),
+            "timestamp": record.timestamp,
+            "key": _text(record.key),
+            "value": _text(record.value),
+            "headers": [[name, _text(value)] for name, value in record.headers],
+        }
+    )

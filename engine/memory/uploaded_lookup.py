@@ -1,0 +1,45 @@
+"""Lookup by header from the object store alone (``tidelog lookup``).
+
+Reads the committed manifest, the catalog as uploaded and the objects'
+header indexes and batches; writes nothing and takes no epoch, so it runs
+beside a serving engine without fencing it (as ``tidelog verify`` does).
+It sees what is committed to the object store: records still only in a
+WAL are not seen (docs/memory.md, "Lookup by header").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from engine.config import TopicConfig
+from engine.memory.lookup import FoundRecord, matching_records
+from engine.partition import inflation_limit
+from engine.verify import partitions_of, uploaded_catalog
+from s3stream import ObjectStore
+from s3stream.lookup import committed_batches, header_candidates
+from s3stream.manifest import load_state
+
+
+def lookup_uploaded(
+    store: ObjectStore, topics: Sequence[str], header: str, value: bytes
+) -> list[FoundRecord]:
+    """``Engine.lookup_many`` over what ``store`` holds committed."""
+    state = load_state(store)
+    catalog = uploaded_catalog(store, state)
+    found: list[FoundRecord] = []
+    for topic in topics:
+        chosen = partitions_of(catalog, topic, None)  # UnknownTopic if it is not there
+        limit = inflation_limit(TopicConfig(catalog.topics[topic].configs, {}))
+        for name, index, stream_id in chosen:
+            meta = state.streams.get(stream_id)
+            if meta is None:
+                continue
+            start, end = meta.start_offset, meta.end_offset
+            candidates = header_candidates(store, state, stream_id, start, end, header, value)
+            records: dict[int, FoundRecord] = {}
+            for batch in committed_batches(store, state, stream_id, candidates):
+                for record in matching_records(name, index, batch.payload, header, value, limit):
+                    if start <= record.ref.offset < end:
+                        records[record.ref.offset] = record
+            found += [records[offset] for offset in sorted(records)]
+    return found

@@ -1,0 +1,257 @@
+"""Lookup by header (engine/memory/lookup.py, s3stream/header_index.py):
+exactly the records whose header holds the value, in offset order, across
+uploads, merges, restarts and deletions, whether the index covers the data
+or not; and an indexed lookup reads the index and the matching batches,
+not the log."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+import threading
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import native
+from engine import Engine, EngineConfig
+from engine.errors import InvalidConfig, UnknownPartition, UnknownTopic
+from native.records import Compression, RecordSpec
+from s3stream import StreamStoreConfig
+from s3stream.store.base import ObjectData
+from s3stream.store.local import LocalStore
+from tests.engine.helpers_records import child_env
+from tests.s3stream.faults import FaultyStore
+
+HEADER = "cid"
+VALUES = [b"a", b"b", b"c"]
+# Uploads and merges only when the test asks (flush, compact).
+QUIET = EngineConfig(
+    store=StreamStoreConfig(
+        upload_interval_s=3600, upload_bytes=1 << 30, compaction_interval_s=3600
+    ),
+    cleaner_interval_s=3600,
+)
+
+Headers = tuple[tuple[str, bytes | None], ...]
+
+header = st.one_of(
+    st.tuples(st.just(HEADER), st.sampled_from(VALUES)),
+    st.tuples(st.just(HEADER), st.none()),
+    st.tuples(st.just("other"), st.sampled_from(VALUES)),
+)
+records = st.lists(st.lists(header, max_size=3).map(tuple), min_size=1, max_size=6)
+step = st.one_of(
+    st.tuples(st.just("produce"), st.integers(0, 1), records, st.booleans()),
+    st.tuples(st.just("flush")),
+    st.tuples(st.just("compact")),
+    st.tuples(st.just("restart")),
+    st.tuples(st.just("delete"), st.integers(0, 1), st.integers(0, 8)),
+    st.tuples(st.just("index")),
+)
+
+
+class Model:
+    """Every record produced, by partition: (offset, headers); and the log starts."""
+
+    def __init__(self) -> None:
+        self.records: dict[int, list[tuple[int, Headers]]] = {0: [], 1: []}
+        self.start = {0: 0, 1: 0}
+
+    def expected(self, value: bytes) -> list[tuple[int, int]]:
+        return [
+            (partition, offset)
+            for partition in (0, 1)
+            for offset, headers in self.records[partition]
+            if offset >= self.start[partition] and (HEADER, value) in headers
+        ]
+
+
+def _batch(headers: list[Headers], compressed: bool) -> bytes:
+    specs = [RecordSpec(0, None, b"v", h) for h in headers]
+    codec = Compression.GZIP if compressed else Compression.NONE
+    return native.encode_batch(specs, compression=codec)
+
+
+def _check(engine: Engine, model: Model) -> None:
+    for value in VALUES:
+        found = engine.lookup("t", HEADER, value)
+        assert [(r.ref.partition, r.ref.offset) for r in found] == model.expected(value)
+        assert all((HEADER, value) in r.headers for r in found)
+
+
+def _run(steps: list[tuple[object, ...]], indexed_from_start: bool) -> None:
+    with tempfile.TemporaryDirectory() as directory:
+        configs = {"tidelog.index.headers": f"{HEADER},x-trace"} if indexed_from_start else {}
+        engine = Engine.open(directory, config=QUIET)
+        try:
+            engine.create_topic("t", 2, configs=configs)
+            model = Model()
+            for action, *args in steps:
+                if action == "produce":
+                    partition, headers, compressed = args
+                    assert isinstance(partition, int) and isinstance(headers, list)
+                    base = engine.offsets("t", partition)[1]
+                    engine.produce("t", partition, _batch(headers, bool(compressed)))
+                    model.records[partition] += [(base + i, h) for i, h in enumerate(headers)]
+                elif action == "flush":
+                    assert engine.flush(30)
+                elif action == "compact":
+                    engine.store.compact()
+                elif action == "restart":
+                    engine.close()
+                    engine = Engine.open(directory, config=QUIET)
+                elif action == "delete":
+                    partition, ahead = args
+                    assert isinstance(partition, int) and isinstance(ahead, int)
+                    start, end = engine.offsets("t", partition)
+                    target = min(end, start + ahead)
+                    model.start[partition] = engine.delete_records("t", partition, target)
+                elif action == "index":
+                    engine.alter_configs("t", {"tidelog.index.headers": HEADER})
+                _check(engine, model)
+            # Everything uploaded and merged once more: the index alone answers.
+            assert engine.flush(30)
+            engine.store.compact()
+            _check(engine, model)
+        finally:
+            engine.close()
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(step, min_size=1, max_size=12), st.booleans())
+def test_lookup_returns_exactly_the_records_holding_the_value(
+    steps: list[tuple[object, ...]], indexed_from_start: bool
+) -> None:
+    _run(steps, indexed_from_start)
+
+
+def test_objects_written_before_the_topic_indexed_the_header_are_scanned() -> None:
+    produce = ("produce", 0, [((HEADER, b"a"),), (("other", b"a"),), ((HEADER, b"b"),)], False)
+    _run([produce, ("flush",), ("index",), produce, ("flush",), ("compact",), produce], False)
+
+
+class CountingStore(FaultyStore):
+    """Counts the GETs and the bytes they return."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(LocalStore(root))
+        self.gets = 0
+        self.got = 0
+        self._count = threading.Lock()
+
+    def get(self, key: str, start: int = 0, end: int | None = None) -> bytes:
+        data = super().get(key, start, end)
+        with self._count:
+            self.gets += 1
+            self.got += len(data)
+        return data
+
+    def put(self, key: str, data: ObjectData) -> str:
+        return super().put(key, data)
+
+
+def test_an_indexed_lookup_reads_the_index_and_the_matching_batches(tmp_path: Path) -> None:
+    store = CountingStore(tmp_path / "bucket")
+    config = EngineConfig(
+        store=StreamStoreConfig(
+            upload_interval_s=3600,
+            upload_bytes=1 << 30,
+            compaction_interval_s=3600,
+            block_bytes=16 * 1024,
+            block_cache_bytes=0,
+        )
+    )
+    with Engine.open(tmp_path / "data", store, config=config) as engine:
+        engine.create_topic("t", 1, configs={"tidelog.index.headers": HEADER})
+        for batch in range(400):
+            specs = [
+                RecordSpec(0, None, bytes(200), ((HEADER, b"id-%d" % (batch * 10 + i)),))
+                for i in range(10)
+            ]
+            engine.produce("t", 0, native.encode_batch(specs))
+    # Reopened, nothing is in the log cache: every read goes to the objects.
+    with Engine.open(tmp_path / "data", store, config=config) as engine:
+        total = sum(info.size for info in store.list("objects/"))
+        gets, got = store.gets, store.got
+        found = engine.lookup("t", HEADER, "id-1234")
+        assert [r.ref.offset for r in found] == [1234]
+        # The object's tail (footer, index, directory), one bucket, one block.
+        assert store.gets - gets <= 3
+        assert store.got - got < total // 10
+
+
+def test_a_bad_header_list_is_invalid_config(tmp_path: Path) -> None:
+    with Engine.open(tmp_path) as engine:
+        for bad in ("a,a", "a b", "x\x01", ",".join(f"h{i}" for i in range(17)), "h" * 250):
+            with pytest.raises(InvalidConfig):
+                engine.create_topic("t", 1, configs={"tidelog.index.headers": bad})
+        engine.create_topic("t", 1, configs={"tidelog.index.headers": "correlation-id, tidelog.x"})
+        assert engine.topic_config("t").index_headers == ("correlation-id", "tidelog.x")
+
+
+def _lookup_cli(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "engine", "lookup", *args, "--data-dir", str(data_dir)],
+        capture_output=True,
+        text=True,
+        env=child_env(),
+        timeout=120,
+        check=False,
+    )
+
+
+def test_tidelog_lookup_reads_the_object_store_beside_a_running_engine(tmp_path: Path) -> None:
+    with Engine.open(tmp_path, config=QUIET) as engine:
+        engine.create_topic("t", 2, configs={"tidelog.index.headers": HEADER})
+        engine.create_topic("u", 1)  # not indexed: scanned
+        for i in range(6):
+            engine.produce("t", i % 2, _batch([((HEADER, b"a" if i % 3 else b"b"),)], i == 4))
+        engine.produce("u", 0, _batch([((HEADER, b"b"),), (("other", b"b"),)], False))
+        assert engine.flush(30)
+        engine.produce("t", 0, _batch([((HEADER, b"b"),)], False))  # only in the WAL
+        done = _lookup_cli(tmp_path, "t", "u", "--header", HEADER, "--value", "b", "--json")
+        assert done.returncode == 0, done.stderr
+        refs = [json.loads(line)["ref"] for line in done.stdout.splitlines()]
+        assert refs == ["t:0:0:1", "t:1:1:1", "u:0:0:1"]
+        assert [str(r.ref) for r in engine.lookup_many(["t", "u"], HEADER, "b")] == [
+            "t:0:0:1",
+            "t:0:3:1",
+            "t:1:1:1",
+            "u:0:0:1",
+        ]
+    missing = _lookup_cli(tmp_path, "nope", "--header", HEADER, "--value", "b")
+    assert missing.returncode == 2 and "nope" in missing.stderr
+
+
+def test_an_unknown_topic_or_partition_is_a_typed_error(tmp_path: Path) -> None:
+    with Engine.open(tmp_path) as engine:
+        engine.create_topic("t", 1)
+        with pytest.raises(UnknownTopic):
+            engine.lookup("nope", HEADER, "a")
+        with pytest.raises(UnknownPartition):
+            engine.lookup("t", HEADER, "a", partitions=[3])
+        assert engine.lookup("t", HEADER, "a") == []
+
+
+def test_a_log_cleaners_rewrite_is_indexed_and_keeps_only_the_latest(tmp_path: Path) -> None:
+    configs = {
+        "cleanup.policy": "compact",
+        "min.cleanable.dirty.ratio": "0",
+        "tidelog.index.headers": HEADER,
+    }
+    with Engine.open(tmp_path, config=QUIET) as engine:
+        engine.create_topic("t", 1, configs=configs)
+        for key in (b"k1", b"k1", b"k2"):
+            spec = RecordSpec(0, key, b"v", ((HEADER, b"a"),))
+            engine.produce("t", 0, native.encode_batch([spec]))
+            assert engine.flush(30)
+        assert engine.clean() == 1
+        partition = engine.partition("t", 0)
+        candidates = partition.store.header_candidates(partition.stream_id, HEADER, b"a")
+        assert candidates.scans == []  # the rewritten object is indexed too
+        assert [r.ref.offset for r in engine.lookup("t", HEADER, "a")] == [1, 2]
