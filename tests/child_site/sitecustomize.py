@@ -8,14 +8,16 @@ child engine and CLI run of the suite about 0.2 s of CPU at start. Marking it
 missing in ``sys.modules`` makes kio's ``import hypothesis`` fail as it does
 where hypothesis is not installed. Two kinds of children import test
 modules, which need hypothesis, and keep it: a pytest run
-(tests/test_native_twin.py) and a process started by multiprocessing, which
-imports the module of the function it runs (tests/s3stream/test_object_store.py).
+(tests/test_native_twin.py; pytester's in tests/engine/testing/) and a
+process started by multiprocessing, which imports the module of the
+function it runs (tests/s3stream/test_object_store.py).
 """
 
 import sys
 
-_RUNS_TESTS = sys.orig_argv[1:3] == ["-m", "pytest"] or any(
-    argument.startswith("from multiprocessing.") for argument in sys.orig_argv
-)
+_RUNS_TESTS = (
+    sys.orig_argv[1:3] == ["-m", "pytest"]
+    or sys.orig_argv[1:2] == ["-mpytest"]  # pytester's runpytest_subprocess
+) or any(argument.startswith("from multiprocessing.") for argument in sys.orig_argv)
 if not _RUNS_TESTS:
     sys.modules.setdefault("hypothesis", None)  # type: ignore[arg-type]
