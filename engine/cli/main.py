@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from engine import __version__
-from engine.cli import recover, schemas, serve, unmask, users, verify, wal_bench
+from engine.cli import recover, schemas, serve, unmask, users, verify, wal_bench, wire_replay
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -24,6 +24,7 @@ def _build_parser() -> argparse.ArgumentParser:
     unmask.add_command(commands)
     verify.add_command(commands)
     schemas.add_command(commands)
+    wire_replay.add_command(commands)
     wal_bench.add_command(commands)
     return parser
 
