@@ -682,10 +682,11 @@ class Consumer:
 
     def __iter__(self) -> Iterator[ConsumerRecord]:
         while not self._closed:
-            record = self._hand_out()
-            if record is not None:
-                yield record
-                continue
+            # Hand fetched records out one at a time, so the position of a
+            # loop that stops is right after the record it stopped at.
+            while self._next < len(self._buffer):
+                self._next += 1
+                yield self._buffer[self._next - 1]
             if self._until and self.at_end():
                 return
             records = self.poll(self._iter_wait(), max_records=1)
@@ -696,10 +697,9 @@ class Consumer:
 
     async def __aiter__(self) -> AsyncIterator[ConsumerRecord]:
         while not self._closed:
-            record = self._hand_out()
-            if record is not None:
-                yield record
-                continue
+            while self._next < len(self._buffer):
+                self._next += 1
+                yield self._buffer[self._next - 1]
             if self._until and self.at_end():
                 return
             records = await self.poll_async(self._iter_wait(), max_records=1)
@@ -707,15 +707,6 @@ class Consumer:
                 yield records[0]
             elif self.iter_timeout is not None:
                 return
-
-    def _hand_out(self) -> ConsumerRecord | None:
-        """The next fetched record, handed out one at a time so the position
-        of a loop that stops is right after the record it stopped at."""
-        if self._next < len(self._buffer):
-            record = self._buffer[self._next]
-            self._next += 1
-            return record
-        return None
 
     def _iter_wait(self) -> float:
         return self.iter_timeout if self.iter_timeout is not None else 1.0
