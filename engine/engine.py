@@ -55,7 +55,10 @@ from engine.masking.batches import mask_fetch
 from engine.masking.documents import Masking
 from engine.masking.policy import topic_masking
 from engine.masking.unmask import unmask_binding, unmask_granted
+from engine.memory import snapshot as memory_snapshot
 from engine.memory.lookup import FoundRecord, lookup_partition
+from engine.memory.replay import Replay
+from engine.memory.vector import OffsetVector
 from engine.partition import AppendResult, OffsetAndTimestamp, Partition, PartitionFetch
 from engine.provenance import Provenance
 from engine.quota_entities import ClientQuotas, entity_to_wire
@@ -744,6 +747,50 @@ class Engine:
         if topics:
             consumer.subscribe(topics)
         return consumer
+
+    # -- points in time and bounded replay (engine/memory/, docs/memory.md) -----------
+
+    def snapshot(
+        self,
+        topics: Iterable[str],
+        at: int | None = None,
+        *,
+        isolation_level: str = READ_COMMITTED,
+    ) -> OffsetVector:
+        """The OffsetVector of what ``topics`` held durably now, or at ``at``
+        (ms since the epoch); see engine.memory.snapshot."""
+        self._check_open()
+        with store_errors():
+            return memory_snapshot.snapshot(self, topics, at, isolation_level)
+
+    async def snapshot_async(
+        self,
+        topics: Iterable[str],
+        at: int | None = None,
+        *,
+        isolation_level: str = READ_COMMITTED,
+    ) -> OffsetVector:
+        self._check_open()
+        with store_errors():
+            return await memory_snapshot.snapshot_async(self, topics, at, isolation_level)
+
+    def earliest(self, topics: Iterable[str]) -> OffsetVector:
+        """The log start of every partition of ``topics``, as a vector."""
+        self._check_open()
+        return memory_snapshot.earliest(self, topics)
+
+    def replay(
+        self,
+        until: OffsetVector,
+        since: OffsetVector | None = None,
+        *,
+        isolation_level: str = READ_COMMITTED,
+        **options: Any,
+    ) -> Replay:
+        """The records below ``until`` from ``since`` (inclusive), then an
+        end; see engine.memory.replay.Replay."""
+        self._check_open()
+        return Replay(self, until, since, isolation_level=isolation_level, **options)
 
     def consumer_lag(self, group_id: str) -> dict[TopicPartition, ConsumerLag]:
         """Per partition of every topic the group has committed offsets for

@@ -7,7 +7,17 @@ import sys
 from collections.abc import Sequence
 
 from engine import __version__
-from engine.cli import lookup, recover, schemas, serve, unmask, users, verify, wal_bench
+from engine.cli import (
+    lookup,
+    recover,
+    schemas,
+    serve,
+    unmask,
+    users,
+    verify,
+    wal_bench,
+    wire_replay,
+)
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -25,6 +35,7 @@ def _build_parser() -> argparse.ArgumentParser:
     verify.add_command(commands)
     lookup.add_command(commands)
     schemas.add_command(commands)
+    wire_replay.add_command(commands)
     wal_bench.add_command(commands)
     return parser
 

@@ -9,15 +9,21 @@ commits its positions and starts from the group's committed offsets).
 batches into records; with a timeout it waits for new data without polling
 in a loop: the engine wakes it when a write becomes durable. Iteration
 (sync and async) polls for ever, or until ``iter_timeout`` seconds pass
-without a record.
+without a record, or, for a consumer bounded by ``until``, until every
+partition reached its bound (``at_end``).
+
+A partition's position is the offset after the last record handed to the
+caller: poll hands out records, and iteration hands them out one at a
+time, so records fetched but not yet handed out stay for the next poll.
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import itertools
 import logging
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Literal, overload
 
@@ -45,6 +51,7 @@ from engine.errors import (
     OffsetOutOfRange,
     UnstableOffsetCommit,
 )
+from engine.memory.vector import Position
 from engine.partition import OffsetAndTimestamp, PartitionFetch
 from engine.types import ConsumerRecord, OffsetAndMetadata, TopicPartition
 
@@ -90,6 +97,7 @@ class Consumer:
         on_revoke: RebalanceCallback | None = None,
         on_lost: RebalanceCallback | None = None,
         principal: str = "User:ANONYMOUS",
+        until: Mapping[TopicPartition, Position | int] | None = None,
     ) -> None:
         if group_id is not None and not group_id:
             raise ValueError("group_id must not be empty")
@@ -124,6 +132,13 @@ class Consumer:
         self.fetch_max_bytes = fetch_max_bytes
         self.iter_timeout = iter_timeout
         self._positions: dict[TopicPartition, int | None] = {}
+        self._paused: set[TopicPartition] = set()
+        self._until = {
+            TopicPartition(*tp): end.offset if isinstance(end, Position) else end
+            for tp, end in (until or {}).items()
+        }
+        """Per bounded partition, the first offset not to hand out (an
+        OffsetVector's positions): its records stop there (``at_end``)."""
         self._subscription: tuple[str, ...] = ()
         self._buffer: list[ConsumerRecord] = []
         self._next = 0
@@ -168,6 +183,8 @@ class Consumer:
             if group_id is None
             else OffsetCommits(engine, group_id, self._member, self._read_committed)
         )
+        if self._until:
+            self.assign(self._until)
 
     # -- assignment ------------------------------------------------------------------
 
@@ -221,6 +238,7 @@ class Consumer:
     def _set_assignment(self, partitions: list[TopicPartition]) -> None:
         self._authorize_reads(partitions)  # before anything changes
         self._positions = {tp: self._positions.get(tp) for tp in partitions}
+        self._paused &= set(partitions)
         self._buffer = [
             r for r in self._buffer[self._next :] if (r.topic, r.partition) in self._positions
         ]
@@ -271,6 +289,9 @@ class Consumer:
         return out
 
     def position(self, partition: TopicPartition | tuple[str, int]) -> int:
+        """The offset after the last record handed out (by poll or iteration)
+        from ``partition``: where its next record comes from, and what a
+        commit stores."""
         tp = self._assigned(partition)
         buffered = [r.offset for r in self._buffer[self._next :] if (r.topic, r.partition) == tp]
         if buffered:
@@ -289,6 +310,39 @@ class Consumer:
     ) -> list[TopicPartition]:
         self._refresh_subscription()
         return [TopicPartition(*tp) for tp in partitions] or list(self._positions)
+
+    # -- pausing and bounds ----------------------------------------------------------
+
+    def pause(self, partitions: Iterable[TopicPartition | tuple[str, int]]) -> None:
+        """Stops handing out records of ``partitions`` (their positions stay)
+        until they are resumed; as Kafka's consumer, a paused partition keeps
+        its assignment and its group membership."""
+        for tp in [self._assigned(p) for p in partitions]:
+            # Fetched records not yet handed out are fetched again on resume.
+            self._positions[tp] = self.position(tp)
+            self._drop_buffered(tp)
+            self._paused.add(tp)
+
+    def resume(self, partitions: Iterable[TopicPartition | tuple[str, int]]) -> None:
+        """Hands out records of ``partitions`` again, from their positions."""
+        for tp in [self._assigned(p) for p in partitions]:
+            self._paused.discard(tp)
+
+    def paused(self) -> set[TopicPartition]:
+        """The assigned partitions that are paused."""
+        return set(self._paused)
+
+    def at_end(self) -> bool:
+        """Whether a bounded consumer (``until``) handed out every record
+        below its bound of every assigned partition: a poll returns nothing
+        more and iteration ends. Always False for an unbounded partition."""
+        if not self._positions or self._next < len(self._buffer):
+            return False
+        for tp, position in self._positions.items():
+            end = self._until.get(tp)
+            if end is None or position is None or position < end:
+                return False
+        return True
 
     def _drop_buffered(self, tp: TopicPartition) -> None:
         self._buffer = [r for r in self._buffer[self._next :] if (r.topic, r.partition) != tp]
@@ -333,6 +387,8 @@ class Consumer:
                 yield from self._fill()
             if self._next < len(self._buffer):
                 return self._take(limit)
+            if self._until and self.at_end():
+                return []
             remaining = deadline - self._clock.monotonic()
             if remaining <= 0:
                 return []
@@ -341,7 +397,12 @@ class Consumer:
             yield AwaitData(self._engine, positions, rebalance, remaining, cap)
 
     def _wanted(self) -> dict[TopicPartition, int]:
-        positions = self._resolved()
+        # Paused partitions and those at their bound wait for nothing.
+        positions = {
+            tp: p
+            for tp, p in self._resolved().items()
+            if tp not in self._paused and p < self._until.get(tp, p + 1)
+        }
         if self._read_committed:  # data past the LSO is there, but not yet readable
             return {tp: max(p, self._seen_end.get(tp, 0)) for tp, p in positions.items()}
         return positions
@@ -367,7 +428,13 @@ class Consumer:
             order = order[self._rotation :] + order[: self._rotation]
         self._buffer, self._next = [], 0
         positions = self._resolved()
-        return [(tp, positions[tp]) for tp in order if tp in positions]
+        return [
+            (tp, positions[tp])
+            for tp in order
+            if tp in positions
+            and tp not in self._paused
+            and positions[tp] < self._until.get(tp, positions[tp] + 1)
+        ]
 
     def _fill(self) -> Steps[None]:
         budget = self.fetch_max_bytes
@@ -398,6 +465,15 @@ class Consumer:
     def _decode(self, tp: TopicPartition, position: int, fetched: PartitionFetch) -> None:
         self._seen_end[tp] = fetched.high_watermark
         decoded = decode_fetched(tp, position, fetched)
+        end = self._until.get(tp)
+        if end is not None and decoded.position > end:
+            # Records are in offset order: keep those below the bound.
+            keep = bisect.bisect_left(decoded.records, end, key=_offset)
+            self._buffer += decoded.records[:keep]
+            self._positions[tp] = end
+            if decoded.error is not None and decoded.position < end:
+                raise decoded.error
+            return
         self._buffer += decoded.records
         self._positions[tp] = decoded.position
         if decoded.error is not None:
@@ -606,20 +682,34 @@ class Consumer:
 
     def __iter__(self) -> Iterator[ConsumerRecord]:
         while not self._closed:
-            records = self.poll(self.iter_timeout if self.iter_timeout is not None else 1.0)
-            if not records and self.iter_timeout is not None:
+            # Hand fetched records out one at a time, so the position of a
+            # loop that stops is right after the record it stopped at.
+            while self._next < len(self._buffer):
+                self._next += 1
+                yield self._buffer[self._next - 1]
+            if self._until and self.at_end():
                 return
-            yield from records
+            records = self.poll(self._iter_wait(), max_records=1)
+            if records:
+                yield records[0]
+            elif self.iter_timeout is not None:
+                return
 
     async def __aiter__(self) -> AsyncIterator[ConsumerRecord]:
         while not self._closed:
-            records = await self.poll_async(
-                self.iter_timeout if self.iter_timeout is not None else 1.0
-            )
-            if not records and self.iter_timeout is not None:
+            while self._next < len(self._buffer):
+                self._next += 1
+                yield self._buffer[self._next - 1]
+            if self._until and self.at_end():
                 return
-            for record in records:
-                yield record
+            records = await self.poll_async(self._iter_wait(), max_records=1)
+            if records:
+                yield records[0]
+            elif self.iter_timeout is not None:
+                return
+
+    def _iter_wait(self) -> float:
+        return self.iter_timeout if self.iter_timeout is not None else 1.0
 
     def close(self) -> None:
         """Commits the consumed positions (with auto-commit), gives up the
@@ -647,3 +737,7 @@ class Consumer:
 
     async def __aexit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def _offset(record: ConsumerRecord) -> int:
+    return record.offset

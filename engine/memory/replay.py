@@ -1,0 +1,172 @@
+"""Bounded replay: exactly the records below an offset vector (or between
+two), in offset order per partition, and then an end.
+
+A :class:`Replay` is a consumer bounded by the ``until`` vector: it starts
+every partition at ``since`` (inclusive; offset 0 where ``since`` does not
+name it), hands out each record below ``until`` once, and ends: iteration
+(sync or async) stops and :meth:`Replay.at_end` is True. Read committed by
+default: records of aborted transactions are left out, and transaction
+markers are never records. Records retention removed are never skipped in
+silence: a start below the partition's log start, or a log start that
+passes the replay while it runs, raises :class:`RecordsRemoved`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+from engine.client.consumer import Consumer
+from engine.client.host import ClientHost
+from engine.errors import EngineError, OffsetOutOfRange
+from engine.memory.snapshot import READ_COMMITTED
+from engine.memory.vector import InvalidVector, OffsetVector
+from engine.protocol.kafka_code import KafkaCode
+from engine.types import ConsumerRecord, TopicPartition
+
+DEFAULT_STALL_S = 30.0
+"""How long a replay waits for a record it is owed (read committed: for an
+open transaction below ``until`` to end) before ReplayStalled."""
+
+
+class RecordsRemoved(OffsetOutOfRange):
+    """Records the replay was to return are gone: retention or
+    DeleteRecords moved the partition's log start past them."""
+
+
+class ReplayStalled(EngineError):
+    """No record came for ``timeout`` seconds while some were still owed
+    (read committed: a transaction below the vector is still open)."""
+
+    code = KafkaCode.REQUEST_TIMED_OUT
+
+    def __init__(self, waiting: dict[TopicPartition, tuple[int, int]], timeout: float) -> None:
+        shown = ", ".join(
+            f"{tp.topic}-{tp.partition} at {p} of {u}" for tp, (p, u) in waiting.items()
+        )
+        super().__init__(f"no record in {timeout}s; still owed: {shown}")
+        self.waiting = waiting
+        """Per partition not at its end: (position, until offset)."""
+
+
+class Replay:
+    """The records below ``until`` from ``since``; iterate it (sync or
+    async) once, or poll it; use as a context manager."""
+
+    def __init__(
+        self,
+        host: ClientHost,
+        until: OffsetVector,
+        since: OffsetVector | None = None,
+        *,
+        isolation_level: str = READ_COMMITTED,
+        timeout: float = DEFAULT_STALL_S,
+        **consumer_options: Any,
+    ) -> None:
+        starts = {tp: 0 for tp in until}
+        for tp, position in (since or OffsetVector()).items():
+            if tp not in until:
+                raise InvalidVector(f"{tp.topic}-{tp.partition} is in since but not in until")
+            if position.offset > until[tp].offset:
+                raise InvalidVector(
+                    f"{tp.topic}-{tp.partition}: since {position.offset} is past "
+                    f"until {until[tp].offset}"
+                )
+            starts[tp] = position.offset
+        self.until = until
+        self.since = since or OffsetVector()
+        self.timeout = timeout
+        for tp, start in starts.items():
+            log_start, high_watermark = host.offsets(tp.topic, tp.partition)
+            end = until[tp].offset
+            if end > high_watermark:
+                raise OffsetOutOfRange(tp.topic, tp.partition, end, log_start, high_watermark)
+            if start < log_start and start < end:
+                raise RecordsRemoved(tp.topic, tp.partition, start, log_start, high_watermark)
+        self._consumer = Consumer(
+            host,
+            until=until,
+            isolation_level=isolation_level,
+            auto_offset_reset="none",
+            enable_auto_commit=False,
+            iter_timeout=timeout,
+            **consumer_options,
+        )
+        for tp, start in starts.items():
+            self._consumer.seek(tp, start)
+
+    def at_end(self) -> bool:
+        """Whether every record below ``until`` was handed out."""
+        return self._consumer.at_end()
+
+    def position(self, partition: TopicPartition | tuple[str, int]) -> int:
+        """The offset after the last record handed out from ``partition``."""
+        return self._consumer.position(partition)
+
+    def poll(self, max_records: int | None = None) -> list[ConsumerRecord]:
+        """The next records ([] only at the end); ReplayStalled if none came
+        within ``timeout`` while some are owed."""
+        try:
+            records = self._consumer.poll(self.timeout, max_records)
+        except OffsetOutOfRange as error:
+            raise _removed(error) from error
+        self._check_owed(records)
+        return records
+
+    async def poll_async(self, max_records: int | None = None) -> list[ConsumerRecord]:
+        try:
+            records = await self._consumer.poll_async(self.timeout, max_records)
+        except OffsetOutOfRange as error:
+            raise _removed(error) from error
+        self._check_owed(records)
+        return records
+
+    def __iter__(self) -> Iterator[ConsumerRecord]:
+        # The consumer hands records out one at a time and ends at the bound,
+        # or after ``timeout`` without a record (then some are still owed).
+        try:
+            yield from self._consumer
+        except OffsetOutOfRange as error:
+            raise _removed(error) from error
+        self._check_owed([])
+
+    async def __aiter__(self) -> AsyncIterator[ConsumerRecord]:
+        try:
+            async for record in self._consumer:
+                yield record
+        except OffsetOutOfRange as error:
+            raise _removed(error) from error
+        self._check_owed([])
+
+    def _check_owed(self, records: list[ConsumerRecord]) -> None:
+        if records or self.at_end():
+            return
+        waiting = {
+            tp: (self._consumer.position(tp), position.offset)
+            for tp, position in self.until.items()
+            if self._consumer.position(tp) < position.offset
+        }
+        raise ReplayStalled(waiting, self.timeout)
+
+    def close(self) -> None:
+        self._consumer.close()
+
+    def __enter__(self) -> Replay:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Replay:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def _removed(error: OffsetOutOfRange) -> RecordsRemoved:
+    if isinstance(error, RecordsRemoved):
+        return error
+    return RecordsRemoved(
+        error.topic, error.partition, error.offset, error.log_start_offset, error.high_watermark
+    )

@@ -1,0 +1,210 @@
+"""Snapshots and bounded replay on an engine: a snapshot is the vector of
+what was durable (now, or at a time), a replay returns exactly the records
+below a vector (from another, if given) and then ends, never skipping
+records retention removed in silence."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+import engine
+from engine.clock import ManualClock
+from engine.errors import UnknownTopic
+from engine.memory.replay import RecordsRemoved, ReplayStalled
+from engine.memory.vector import InvalidVector, OffsetVector, Position
+from engine.types import TopicPartition
+from tests.engine.helpers_records import batch
+
+T0 = TopicPartition("t", 0)
+T1 = TopicPartition("t", 1)
+
+
+def _produce(e: engine.Engine, partition: int, *values: bytes, timestamp: int = 1_000) -> None:
+    e.produce("t", partition, batch(list(values), timestamp=timestamp))
+
+
+def _values(records: object) -> list[tuple[int, int, bytes | None]]:
+    return [(r.partition, r.offset, r.value) for r in records]  # type: ignore[attr-defined]
+
+
+def test_a_snapshot_is_the_high_watermark_with_the_last_records_epoch(tmp_path: Path) -> None:
+    with engine.open(tmp_path / "node") as e:
+        e.create_topic("t", partitions=2)
+        _produce(e, 0, b"a", b"b", b"c")
+        vector = e.snapshot(["t"])
+        epoch = e.partition("t", 0).leader_epoch
+        assert vector == OffsetVector({T0: Position(3, epoch), T1: Position(0, -1)})
+        assert e.earliest(["t"]) == OffsetVector({T0: Position(0, -1), T1: Position(0, -1)})
+
+
+def test_an_unknown_topic_is_a_typed_error(tmp_path: Path) -> None:
+    with engine.open(tmp_path / "node") as e:
+        e.create_topic("t", partitions=1)
+        with pytest.raises(UnknownTopic):
+            e.snapshot(["t", "nope"])
+        with pytest.raises(UnknownTopic):
+            asyncio.run(e.snapshot_async(["nope"], at=5))
+
+
+def test_read_committed_cuts_before_an_open_transaction(tmp_path: Path) -> None:
+    with engine.open(tmp_path / "node") as e:
+        e.create_topic("t", partitions=1)
+        _produce(e, 0, b"before")
+        with e.producer(transactional_id="tx") as producer:
+            producer.init_transactions()
+            producer.begin_transaction()
+            producer.send("t", b"open", partition=0)
+            producer.flush()
+            assert e.snapshot(["t"])[T0].offset == 1
+            assert e.snapshot(["t"], isolation_level="read_uncommitted")[T0].offset == 2
+            producer.commit_transaction()
+        assert e.snapshot(["t"])[T0].offset == 3  # the record and its marker
+
+
+def test_a_snapshot_at_a_time_cuts_before_what_was_appended_after_it(tmp_path: Path) -> None:
+    clock = ManualClock(time_ms=10_000)
+    with engine.open(tmp_path / "node", clock=clock) as e:
+        e.create_topic("t", partitions=1, configs={"message.timestamp.type": "LogAppendTime"})
+        _produce(e, 0, b"a", b"b")  # appended at 10_000 whatever the producer said
+        clock.advance(1.0)
+        _produce(e, 0, b"c")  # at 11_000
+        clock.advance(1.0)
+        assert e.snapshot(["t"], at=9_999)[T0].offset == 0
+        assert e.snapshot(["t"], at=10_000)[T0].offset == 2
+        assert e.snapshot(["t"], at=10_999)[T0].offset == 2
+        assert e.snapshot(["t"], at=11_000)[T0].offset == 3
+        assert e.snapshot(["t"], at=99_000) == e.snapshot(["t"])
+        assert asyncio.run(e.snapshot_async(["t"], at=10_500))[T0].offset == 2
+
+
+def test_a_snapshot_at_a_time_on_create_time_uses_the_producers_timestamps(
+    tmp_path: Path,
+) -> None:
+    with engine.open(tmp_path / "node") as e:
+        e.create_topic("t", partitions=1)
+        _produce(e, 0, b"a", b"b", timestamp=1_000)  # 1_000, 1_001
+        _produce(e, 0, b"c", timestamp=5_000)
+        assert e.snapshot(["t"], at=1_000)[T0].offset == 1
+        assert e.snapshot(["t"], at=4_999)[T0].offset == 2
+
+
+def test_replay_returns_exactly_the_records_below_the_vector_and_ends(tmp_path: Path) -> None:
+    with engine.open(tmp_path / "node") as e:
+        e.create_topic("t", partitions=2)
+        _produce(e, 0, b"a", b"b", b"c")
+        _produce(e, 1, b"x")
+        until = e.snapshot(["t"])
+        _produce(e, 0, b"later")
+        with e.replay(until) as replay:
+            got = _values(replay)
+            assert replay.at_end()
+            assert replay.poll() == []
+        assert sorted(got) == [(0, 0, b"a"), (0, 1, b"b"), (0, 2, b"c"), (1, 0, b"x")]
+        since = OffsetVector({T0: Position(1)})
+        with e.replay(until, since) as replay:
+            assert sorted(_values(replay)) == [(0, 1, b"b"), (0, 2, b"c"), (1, 0, b"x")]
+
+
+def test_async_replay(tmp_path: Path) -> None:
+    async def read(e: engine.Engine, until: OffsetVector) -> list[tuple[int, int, bytes | None]]:
+        async with e.replay(until) as replay:
+            got = [(r.partition, r.offset, r.value) async for r in replay]
+            assert replay.at_end()
+            return got
+
+    with engine.open(tmp_path / "node") as e:
+        e.create_topic("t", partitions=1)
+        _produce(e, 0, b"a", b"b")
+        until = e.snapshot(["t"])
+        _produce(e, 0, b"c")
+        assert asyncio.run(read(e, until)) == [(0, 0, b"a"), (0, 1, b"b")]
+
+
+def test_replay_leaves_out_aborted_records_and_markers(tmp_path: Path) -> None:
+    with engine.open(tmp_path / "node") as e:
+        e.create_topic("t", partitions=1)
+        with e.producer(transactional_id="tx") as producer:
+            producer.init_transactions()
+            for value, commit in ((b"kept", True), (b"dropped", False), (b"kept2", True)):
+                producer.begin_transaction()
+                producer.send("t", value, partition=0)
+                if commit:
+                    producer.commit_transaction()
+                else:
+                    producer.abort_transaction()
+        until = e.snapshot(["t"])
+        assert until[T0].offset == 6
+        with e.replay(until) as replay:
+            assert [r.value for r in replay] == [b"kept", b"kept2"]
+        with e.replay(until, isolation_level="read_uncommitted") as replay:
+            assert [r.value for r in replay] == [b"kept", b"dropped", b"kept2"]
+
+
+def test_records_retention_removed_are_a_typed_error_not_a_later_start(tmp_path: Path) -> None:
+    with engine.open(tmp_path / "node") as e:
+        e.create_topic("t", partitions=1)
+        _produce(e, 0, b"a", b"b", b"c")
+        until = e.snapshot(["t"])
+        e.delete_records("t", 0, 2)
+        with pytest.raises(RecordsRemoved) as raised:
+            e.replay(until)
+        assert (raised.value.offset, raised.value.log_start_offset) == (0, 2)
+        with e.replay(until, e.earliest(["t"])) as replay:
+            assert [r.value for r in replay] == [b"c"]
+
+
+def test_records_removed_while_a_replay_runs_are_a_typed_error(tmp_path: Path) -> None:
+    with engine.open(tmp_path / "node") as e:
+        e.create_topic("t", partitions=1)
+        for i in range(4):
+            _produce(e, 0, b"v%d" % i)
+        with e.replay(e.snapshot(["t"]), max_partition_fetch_bytes=1) as replay:
+            assert [r.offset for r in replay.poll(max_records=1)] == [0]
+            e.delete_records("t", 0, 3)
+            with pytest.raises(RecordsRemoved):
+                while not replay.at_end():
+                    replay.poll()
+
+
+def test_a_replay_waiting_on_an_open_transaction_stalls_with_a_typed_error(
+    tmp_path: Path,
+) -> None:
+    with engine.open(tmp_path / "node") as e:
+        e.create_topic("t", partitions=1)
+        with e.producer(transactional_id="tx") as producer:
+            producer.init_transactions()
+            producer.begin_transaction()
+            producer.send("t", b"open", partition=0)
+            producer.flush()
+            until = e.snapshot(["t"], isolation_level="read_uncommitted")
+            with e.replay(until, timeout=0.2) as replay, pytest.raises(ReplayStalled) as raised:
+                list(replay)
+            assert raised.value.waiting == {T0: (0, 1)}
+            producer.abort_transaction()
+
+
+def test_a_vector_past_the_log_or_a_since_past_until_is_refused(tmp_path: Path) -> None:
+    with engine.open(tmp_path / "node") as e:
+        e.create_topic("t", partitions=1)
+        _produce(e, 0, b"a")
+        with pytest.raises(engine.OffsetOutOfRange):
+            e.replay(OffsetVector({T0: Position(5)}))
+        with pytest.raises(InvalidVector):
+            e.replay(OffsetVector({T0: Position(1)}), OffsetVector({T0: Position(2)}))
+
+
+def test_a_vector_replays_the_same_records_after_a_restart(tmp_path: Path) -> None:
+    with engine.open(tmp_path / "node") as e:
+        e.create_topic("t", partitions=1)
+        _produce(e, 0, b"a", b"b")
+        until = e.snapshot(["t"])
+        with e.replay(until) as replay:
+            before = _values(replay)
+    with engine.open(tmp_path / "node") as e:
+        _produce(e, 0, b"c")
+        assert e.snapshot(["t"])[T0].leader_epoch >= until[T0].leader_epoch
+        with e.replay(OffsetVector.from_text(until.to_text())) as replay:
+            assert _values(replay) == before
