@@ -20,6 +20,7 @@ from engine.errors import InvalidConfig
 from engine.masking.rules import MASKING_RULES, check_rules
 
 LONG_MAX = 2**63 - 1
+LONG_MIN = -(2**63)
 _INTEGER = re.compile(r"[+-]?[0-9]+")
 INT_MAX = 2**31 - 1
 
@@ -275,6 +276,7 @@ class TopicConfig:
         self.log_append_time = self.get("message.timestamp.type") == "LogAppendTime"
         self.stamp_provenance = self.get(PROVENANCE) == "stamp"
         self.min_compaction_lag_ms = self._long("min.compaction.lag.ms")
+        self.max_compaction_lag_ms = self._long("max.compaction.lag.ms")
         self.delete_retention_ms = self._long("delete.retention.ms")
         self.min_cleanable_dirty_ratio = float(self.get("min.cleanable.dirty.ratio"))
         self.index_interval_bytes = self._long("index.interval.bytes")
