@@ -63,5 +63,16 @@ class CompactionHorizon(NamedTuple):
         return cls(first_offset, first_ms, end_offset, max_ms)
 
 
+def from_checkpoint(record: dict[str, Any]) -> CompactionHorizon | None:
+    """The horizon a partition checkpoint (docs/engine-format.md) records."""
+    horizon = CompactionHorizon.from_wire(record.get("horizon"))
+    cleaned = int(record.get("cleaned", 0))
+    if record["v"] < 4 and cleaned > 0:
+        # Formats before 4 kept no horizon: all that is known is that
+        # records below the cleaned offset may be gone, whenever written.
+        return CompactionHorizon(0, -(2**63), cleaned, 2**63 - 1)
+    return horizon
+
+
 def widen(current: CompactionHorizon | None, more: CompactionHorizon) -> CompactionHorizon:
     return more if current is None else current.widened(more)

@@ -20,7 +20,6 @@ from engine.errors import InvalidConfig
 from engine.masking.rules import MASKING_RULES, check_rules
 
 LONG_MAX = 2**63 - 1
-LONG_MIN = -(2**63)
 _INTEGER = re.compile(r"[+-]?[0-9]+")
 INT_MAX = 2**31 - 1
 

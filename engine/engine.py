@@ -24,6 +24,7 @@ import threading
 from collections.abc import Coroutine, Iterable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from datetime import datetime
 from types import TracebackType
 from typing import Any, overload
 
@@ -55,6 +56,8 @@ from engine.masking.batches import mask_fetch
 from engine.masking.documents import Masking
 from engine.masking.policy import topic_masking
 from engine.masking.unmask import unmask_binding, unmask_granted
+from engine.memory.state_at import TopicState, rebuild, rebuild_async, state_query
+from engine.memory.vector import OffsetVector
 from engine.partition import AppendResult, OffsetAndTimestamp, Partition, PartitionFetch
 from engine.provenance import Provenance
 from engine.quota_entities import ClientQuotas, entity_to_wire
@@ -605,6 +608,36 @@ class Engine:
                 from_offset=from_offset,
                 catalog=self.catalog.state,
             )
+
+    def state_at(
+        self,
+        topic: str,
+        at: int | datetime | None = None,
+        *,
+        vector: OffsetVector | None = None,
+        partitions: Sequence[int] | None = None,
+    ) -> TopicState:
+        """A compacted topic's keys and values as of ``at`` (ms, or an aware
+        datetime) or below ``vector``, from the committed records kept, with
+        each partition's exactness (engine/memory/state_at.py, docs/memory.md)."""
+        self._check_open()
+        query = state_query(topic, at, vector, partitions, self.partition_count(topic))
+        with store_errors():
+            return rebuild(topic, [self.partition(topic, p) for p in query.partitions], query)
+
+    async def state_at_async(
+        self,
+        topic: str,
+        at: int | datetime | None = None,
+        *,
+        vector: OffsetVector | None = None,
+        partitions: Sequence[int] | None = None,
+    ) -> TopicState:
+        self._check_open()
+        query = state_query(topic, at, vector, partitions, self.partition_count(topic))
+        with store_errors():
+            sources = [self.partition(topic, p) for p in query.partitions]
+            return await rebuild_async(topic, sources, query)
 
     # -- lifecycle -------------------------------------------------------------------
 

@@ -24,7 +24,8 @@ from engine import markers
 from engine.catalog import read_records
 from engine.clock import SYSTEM, Clock
 from engine.compaction_horizon import CompactionHorizon, widen
-from engine.config import LONG_MAX, LONG_MIN, TopicConfig
+from engine.compaction_horizon import from_checkpoint as horizon_from_checkpoint
+from engine.config import LONG_MAX, TopicConfig
 from engine.errors import (
     CorruptRecord,
     InvalidRecord,
@@ -612,13 +613,7 @@ class Partition:
             self.producers = ProducerStateTable.from_wire(record["producers"])
             self.leader_epochs = [(e, o) for e, o in record["epochs"]]
             self.cleaned_offset = record["cleaned"]
-            self.compaction_horizon = CompactionHorizon.from_wire(record.get("horizon"))
-            if record["v"] < 4 and self.cleaned_offset > 0:
-                # Formats before 4 kept no horizon: all that is known is that
-                # records below the cleaned offset may be gone, whenever written.
-                self.compaction_horizon = CompactionHorizon(
-                    0, LONG_MIN, self.cleaned_offset, LONG_MAX
-                )
+            self.compaction_horizon = horizon_from_checkpoint(record)
             # Format 1 predates transactions: a partition then had none.
             txns = record.get("txns")
             self.txns = (

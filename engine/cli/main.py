@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from engine import __version__
-from engine.cli import recover, schemas, serve, unmask, users, verify, wal_bench
+from engine.cli import recover, schemas, serve, state, unmask, users, verify, wal_bench
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -23,6 +23,7 @@ def _build_parser() -> argparse.ArgumentParser:
     users.add_command(commands)
     unmask.add_command(commands)
     verify.add_command(commands)
+    state.add_command(commands)
     schemas.add_command(commands)
     wal_bench.add_command(commands)
     return parser
