@@ -131,3 +131,26 @@ def test_without_a_min_lag_a_future_timestamp_does_not_hold_cleaning_back(
     put(opened, b"k", b"2", T0 + 10 * HOUR_MS)
     assert opened.cleaner.clean(opened.partition("state", 0))
     assert kept(opened) == {1: b"k"}
+
+
+def test_the_broker_wide_max_lag_reaches_a_topic_without_its_own(
+    opened: engine.Engine, clock: ManualClock
+) -> None:
+    opened.create_topic(
+        "state", 1, {"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.9"}
+    )
+    opened.broker_configs.alter(
+        "",
+        {"log.cleaner.max.compaction.lag.ms": str(HOUR_MS)},
+        incremental=True,
+        validate_only=False,
+    )
+    assert opened.topic_config("state").max_compaction_lag_ms == HOUR_MS
+    for n in range(10):
+        put(opened, b"key%d" % n, b"1", T0)
+    partition = opened.partition("state", 0)
+    assert opened.cleaner.clean(partition, force=True)
+    put(opened, b"key0", b"2", T0)
+    assert not opened.cleaner.clean(partition)
+    clock.advance(HOUR_MS / 1000 + 1)
+    assert opened.cleaner.clean(partition)
