@@ -1,12 +1,13 @@
 """The log cleaner: Kafka's log compaction for topics with cleanup.policy=compact.
 
-It works on data already in object storage. For a partition whose dirty
-share (offsets written since its last cleaning, against the whole log) has
-reached ``min.cleanable.dirty.ratio``, it reads the uploaded log from its
-first object range to the last range older than ``min.compaction.lag.ms``,
-keeps the latest record of every key, drops tombstones older than
-``delete.retention.ms``, and asks the stream store to replace that range
-with the rewritten batches. Offsets never change: a rewritten batch keeps
+It works on data already in object storage. For a partition that is due
+(``LogCleaner.clean`` says when, as Kafka's LogCleanerManager does, with
+``min.cleanable.dirty.ratio`` and ``max.compaction.lag.ms``), it reads the
+uploaded log from its first object range to the last range older than
+``min.compaction.lag.ms``, keeps the latest record of every key, drops
+tombstones older than ``delete.retention.ms``, records what it removes as
+the partition's compaction horizon, and asks the stream store to replace
+that range with the rewritten batches. Offsets never change: a rewritten batch keeps
 its base offset, last offset delta, base timestamp, producer fields and
 codec, and each kept record its offset delta. Batches whose records all
 survive are kept byte for byte.
