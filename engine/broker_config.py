@@ -89,6 +89,13 @@ _DEFS = [
         "log.cleaner.min.compaction.lag.ms", _L, "0", True, topic="min.compaction.lag.ms"
     ),
     BrokerConfigDef(
+        "log.cleaner.max.compaction.lag.ms",
+        _L,
+        "9223372036854775807",
+        True,
+        topic="max.compaction.lag.ms",
+    ),
+    BrokerConfigDef(
         "log.cleaner.min.cleanable.ratio",
         ConfigType.DOUBLE,
         "0.5",

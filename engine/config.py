@@ -288,6 +288,7 @@ class TopicConfig:
         self.index_headers = index_header_names(self.get(INDEX_HEADERS))
         """The header names the topic's objects index (docs/memory.md)."""
         self.min_compaction_lag_ms = self._long("min.compaction.lag.ms")
+        self.max_compaction_lag_ms = self._long("max.compaction.lag.ms")
         self.delete_retention_ms = self._long("delete.retention.ms")
         self.min_cleanable_dirty_ratio = float(self.get("min.cleanable.dirty.ratio"))
         self.index_interval_bytes = self._long("index.interval.bytes")

@@ -24,6 +24,7 @@ import threading
 from collections.abc import Coroutine, Iterable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from types import TracebackType
 from typing import Any, overload
 
@@ -58,6 +59,7 @@ from engine.masking.unmask import unmask_binding, unmask_granted
 from engine.memory import snapshot as memory_snapshot
 from engine.memory.lookup import FoundRecord, lookup_partition
 from engine.memory.replay import Replay
+from engine.memory.state_at import TopicState, rebuild, rebuild_async, state_query
 from engine.memory.vector import OffsetVector
 from engine.partition import AppendResult, OffsetAndTimestamp, Partition, PartitionFetch
 from engine.provenance import Provenance
@@ -657,6 +659,36 @@ class Engine:
                 from_offset=from_offset,
                 catalog=self.catalog.state,
             )
+
+    def state_at(
+        self,
+        topic: str,
+        at: int | datetime | None = None,
+        *,
+        vector: OffsetVector | None = None,
+        partitions: Sequence[int] | None = None,
+    ) -> TopicState:
+        """A compacted topic's keys and values as of ``at`` (ms, or an aware
+        datetime) or below ``vector``, from the committed records kept, with
+        each partition's exactness (engine/memory/state_at.py, docs/memory.md)."""
+        self._check_open()
+        query = state_query(topic, at, vector, partitions, self.partition_count(topic))
+        with store_errors():
+            return rebuild(topic, [self.partition(topic, p) for p in query.partitions], query)
+
+    async def state_at_async(
+        self,
+        topic: str,
+        at: int | datetime | None = None,
+        *,
+        vector: OffsetVector | None = None,
+        partitions: Sequence[int] | None = None,
+    ) -> TopicState:
+        self._check_open()
+        query = state_query(topic, at, vector, partitions, self.partition_count(topic))
+        with store_errors():
+            sources = [self.partition(topic, p) for p in query.partitions]
+            return await rebuild_async(topic, sources, query)
 
     # -- lifecycle -------------------------------------------------------------------
 

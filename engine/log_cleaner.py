@@ -1,12 +1,13 @@
 """The log cleaner: Kafka's log compaction for topics with cleanup.policy=compact.
 
-It works on data already in object storage. For a partition whose dirty
-share (offsets written since its last cleaning, against the whole log) has
-reached ``min.cleanable.dirty.ratio``, it reads the uploaded log from its
-first object range to the last range older than ``min.compaction.lag.ms``,
-keeps the latest record of every key, drops tombstones older than
-``delete.retention.ms``, and asks the stream store to replace that range
-with the rewritten batches. Offsets never change: a rewritten batch keeps
+It works on data already in object storage. For a partition that is due
+(``LogCleaner.clean`` says when, as Kafka's LogCleanerManager does, with
+``min.cleanable.dirty.ratio`` and ``max.compaction.lag.ms``), it reads the
+uploaded log from its first object range to the last range older than
+``min.compaction.lag.ms``, keeps the latest record of every key, drops
+tombstones older than ``delete.retention.ms``, records what it removes as
+the partition's compaction horizon, and asks the stream store to replace
+that range with the rewritten batches. Offsets never change: a rewritten batch keeps
 its base offset, last offset delta, base timestamp, producer fields and
 codec, and each kept record its offset delta. Batches whose records all
 survive are kept byte for byte.
@@ -21,6 +22,8 @@ from typing import NamedTuple
 import native
 from engine import markers
 from engine.clock import SYSTEM, Clock
+from engine.compaction_horizon import CompactionHorizon
+from engine.config import LONG_MAX
 from engine.partition import Partition
 from engine.partition_txns import AbortedTxn
 from native import BatchHeader, Record, RecordSpec, TimestampType
@@ -52,23 +55,39 @@ class LogCleaner:
         self.last: dict[tuple[str, int], CleaningStats] = {}
 
     def clean(self, partition: Partition, *, force: bool = False) -> bool:
-        """Cleans the partition if it is dirty enough (always if ``force``);
-        True if a range was rewritten."""
+        """Cleans the partition if it is due (always if ``force``); True if a
+        range was rewritten.
+
+        As Kafka's LogCleanerManager decides: the dirty part starts at the
+        cleaned offset; the cleanable part ends before the first range
+        holding a batch younger than ``min.compaction.lag.ms`` (by the
+        batch's max timestamp, as Kafka uses a segment's largest timestamp),
+        and before any open transaction; the partition is due when the dirty
+        share of the cleanable part reaches ``min.cleanable.dirty.ratio``, or
+        when its first dirty batch is older than ``max.compaction.lag.ms``
+        (then whatever the ratio, as long as something is cleanable)."""
         config = partition.config
         if not config.compact:
             return False
         stream_id = partition.stream_id
         log_start = partition.log_start_offset
         remote_end = self.store.remote_end_offset(stream_id)
-        dirty = remote_end - max(partition.cleaned_offset, log_start)
-        total = remote_end - log_start
-        if dirty <= 0 or (not force and dirty < config.min_cleanable_dirty_ratio * total):
+        first_dirty = max(partition.cleaned_offset, log_start)
+        if remote_end <= first_dirty:
+            return False
+        now = self._clock.time_ms()
+        # The dirty share of the whole uploaded log bounds that of its
+        # cleanable part from above: a cheap test before reading anything.
+        ratio_due = (remote_end - first_dirty) >= config.min_cleanable_dirty_ratio * (
+            remote_end - log_start
+        )
+        lag_due = self._max_lag_passed(partition, first_dirty, now)
+        if not (force or ratio_due or lag_due):
             return False
         boundaries = [r for r in self.store.committed_ranges(stream_id) if r[0] >= log_start]
         if not boundaries:
             return False
         start = boundaries[0][0]
-        now = self._clock.time_ms()
         try:
             batches = list(self._read(partition, start, remote_end))
         except native.BatchError as error:
@@ -85,12 +104,17 @@ class LogCleaner:
         end = self._cleanable_end(
             batches,
             boundaries,
-            now - config.min_compaction_lag_ms,
+            # Kafka applies the lag only when it is set: a timestamp in the
+            # future does not hold back a partition without one.
+            now - config.min_compaction_lag_ms if config.min_compaction_lag_ms > 0 else None,
             # Open transactions are not cleaned: their outcome decides what stays.
             min(partition.durable_checkpoint_end, partition.last_stable_offset),
         )
         batches = [b for b in batches if b.header.last_offset < end]
-        if end <= start or not batches:
+        if end <= start or not batches or end <= first_dirty:
+            return False
+        cleanable_ratio = (end - first_dirty) / (end - log_start)
+        if not (force or lag_due or cleanable_ratio >= config.min_cleanable_dirty_ratio):
             return False
         stats = self._rewrite(partition, start, end, batches, now - config.delete_retention_ms)
         if stats is None:
@@ -130,16 +154,32 @@ class LogCleaner:
                 return
             offset = fetched.next_offset
 
+    def _max_lag_passed(self, partition: Partition, first_dirty: int, now: int) -> bool:
+        """Kafka's maxCompactionDelay > 0: the first dirty batch (its max
+        timestamp) is older than ``max.compaction.lag.ms``."""
+        max_lag = partition.config.max_compaction_lag_ms
+        if max_lag >= LONG_MAX:
+            return False
+        fetched = partition.fetch(first_dirty, 1)
+        for payload in fetched.records:
+            for header in native.scan_batches(payload):
+                if header.last_offset >= first_dirty:
+                    return header.max_timestamp < now - max_lag
+        return False
+
     @staticmethod
     def _cleanable_end(
-        batches: list[_Batch], boundaries: list[tuple[int, int]], newest_ms: int, checkpointed: int
+        batches: list[_Batch],
+        boundaries: list[tuple[int, int]],
+        newest_ms: int | None,
+        checkpointed: int,
     ) -> int:
         """The last range end before the first batch younger than the lag, and
         not past the last durable checkpoint: a producer's batches after it
         are what recovery replays to rebuild the producer's sequences."""
         limit = min(boundaries[-1][1], checkpointed)
         for batch in batches:
-            if batch.header.max_timestamp > newest_ms:
+            if newest_ms is not None and batch.header.max_timestamp > newest_ms:
                 limit = batch.header.base_offset
                 break
         end = boundaries[0][0]
@@ -165,18 +205,22 @@ class LogCleaner:
                 latest[record.key] = record.offset
         out: list[StoredBatch] = []
         read = kept_total = bytes_read = bytes_written = 0
+        removed: list[tuple[int, int]] = []
+        """(offset, timestamp) of each record the rewrite removes."""
         for batch in batches:
             header = batch.header
             bytes_read += len(batch.data)
             read += len(batch.records)
             if header.base_offset in txns.dropped:
                 continue
-            kept = [
-                r
-                for r in batch.records
-                if latest.get(r.key) == r.offset
-                and not (r.value is None and _timestamp(header, r) < tombstone_horizon_ms)
-            ]
+            kept: list[Record] = []
+            for r in batch.records:
+                if latest.get(r.key) == r.offset and not (
+                    r.value is None and _timestamp(header, r) < tombstone_horizon_ms
+                ):
+                    kept.append(r)
+                else:
+                    removed.append((r.offset, _timestamp(header, r)))
             kept_total += len(kept)
             if header.is_control or len(kept) == len(batch.records):
                 rewritten = bytes(batch.data)
@@ -191,6 +235,7 @@ class LogCleaner:
             out.append(
                 StoredBatch(last.header.base_offset, last.header.last_offset + 1, bytes(last.data))
             )
+            removed = [r for r in removed if r[0] < last.header.base_offset]
         if kept_total == read and not txns.dropped:
             return CleaningStats(start, end, read, kept_total, bytes_read, bytes_read)
         if txns.forgotten:
@@ -199,9 +244,20 @@ class LogCleaner:
             # drop the producer's later batches, a marker without an entry
             # is ignored.
             partition.forget_aborted(txns.forgotten)
-            written = partition.checkpoint()
-            if written is not None:
-                written.result()
+        if removed:
+            # What the rewrite removes is durable before the rewrite is, so a
+            # reader of history never takes a removal for an exact answer.
+            horizon = CompactionHorizon(
+                min(offset for offset, _ in removed),
+                min(timestamp for _, timestamp in removed),
+                end,
+                max(b.header.max_timestamp for b in batches),
+            )
+            written = partition.note_compaction_horizon(horizon)
+        else:
+            written = partition.checkpoint() if txns.forgotten else None
+        if written is not None:
+            written.result()
         try:
             self.store.replace_range(partition.stream_id, start, end, out)
         except RangeChanged as error:

@@ -23,6 +23,8 @@ import native
 from engine import markers
 from engine.catalog import read_records
 from engine.clock import SYSTEM, Clock
+from engine.compaction_horizon import CompactionHorizon, widen
+from engine.compaction_horizon import from_checkpoint as horizon_from_checkpoint
 from engine.config import LONG_MAX, TopicConfig
 from engine.errors import (
     CorruptRecord,
@@ -54,7 +56,7 @@ from s3stream import Retention, StreamStore
 FULL_CHECKPOINT_EVERY = 32
 """Incremental checkpoints between two full ones (which trim the state stream)."""
 
-CHECKPOINT_VERSION = 3
+CHECKPOINT_VERSION = 4
 """2 adds the partition's transactions and producers' coordinator epochs, 3
 producers' last timestamps (their last batch's or transaction marker's)."""
 
@@ -139,6 +141,8 @@ class Partition:
         """(epoch, first offset written in it), oldest first."""
         self.cleaned_offset = 0
         """Offsets below this were compacted by the log cleaner."""
+        self.compaction_horizon: CompactionHorizon | None = None
+        """What the log cleaner removed (None: nothing yet); see engine/compaction_horizon.py."""
         self.checkpointed_end = -1
         self.durable_checkpoint_end = 0
         """The producer table below this offset is in a durable checkpoint: the
@@ -575,6 +579,9 @@ class Partition:
                 "producers": self.producers.to_wire(),
                 "epochs": [list(e) for e in self.leader_epochs],
                 "cleaned": self.cleaned_offset,
+                "horizon": None
+                if self.compaction_horizon is None
+                else self.compaction_horizon.to_wire(),
                 "txns": self.txns.to_wire(),
             }
             payload = msgpack.packb(record, use_bin_type=True)
@@ -610,6 +617,7 @@ class Partition:
             self.producers = ProducerStateTable.from_wire(record["producers"])
             self.leader_epochs = [(e, o) for e, o in record["epochs"]]
             self.cleaned_offset = record["cleaned"]
+            self.compaction_horizon = horizon_from_checkpoint(record)
             # Format 1 predates transactions: a partition then had none.
             txns = record.get("txns")
             self.txns = (
@@ -682,6 +690,15 @@ class Partition:
         with self.lock:
             self.cleaned_offset = end_offset
             self._dirty = True
+
+    def note_compaction_horizon(self, removed: CompactionHorizon) -> Future[int] | None:
+        """Widens the compaction horizon by what a cleaning pass is about to
+        remove and checkpoints it; the cleaner waits for the returned future
+        before it commits the rewrite."""
+        with self.lock:
+            self.compaction_horizon = widen(self.compaction_horizon, removed)
+            self._dirty = True
+        return self.checkpoint()
 
     def end_offset_for_epoch(self, epoch: int) -> tuple[int, int]:
         """OffsetForLeaderEpoch: the largest epoch <= ``epoch`` and the end

@@ -51,6 +51,8 @@ PURE_PASS: tuple[str, ...] = (
     "tests/engine/test_units.py",
     "tests/engine/test_verify.py",
     "tests/engine/test_wal_damage.py",
+    # State as of a time decodes records and the cleaner rewrites them through native/.
+    "tests/memory/test_state_at.py",
     # End to end: librdkafka over a real socket to `python -m engine serve`
     # (which inherits TIDELOG_PURE), every codec both ways.
     "tests/server/test_kcat.py::test_produce_and_consume_with_each_codec",
@@ -66,6 +68,10 @@ ONE_PASS_ONLY: dict[str, str] = {
     "tests/bench/test_engine_bench.py": "checks the bench reports the implementation it ran on",
     "tests/faults/test_list_offsets_off_loop.py": "builds its batches with native/; what it "
     "tests is where the server runs a slow lookup",
+    "tests/engine/test_compaction_lags.py": "builds its batches with native/; what it tests "
+    "is when the cleaner runs, and the rewrite itself is in the pure pass's test_model.py",
+    "tests/memory/test_state_cli.py": "builds its batches with native/; the records are "
+    "decoded as in tests/memory/test_state_at.py, which the pure pass runs",
     "tests/engine/test_kafka_code.py": "imports native/'s error classes, not its code",
     "tests/engine/test_masked_fetch.py": "masks every batch on the C extension and on the pure "
     "twin itself, and checks they agree",

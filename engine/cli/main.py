@@ -12,6 +12,7 @@ from engine.cli import (
     recover,
     schemas,
     serve,
+    state,
     unmask,
     users,
     verify,
@@ -34,6 +35,7 @@ def _build_parser() -> argparse.ArgumentParser:
     unmask.add_command(commands)
     verify.add_command(commands)
     lookup.add_command(commands)
+    state.add_command(commands)
     schemas.add_command(commands)
     wire_replay.add_command(commands)
     wal_bench.add_command(commands)

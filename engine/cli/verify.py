@@ -74,6 +74,16 @@ def _selection(text: str | None) -> tuple[str | None, int | None]:
     return text, None
 
 
+def object_store_url(args: argparse.Namespace, file: FileConfig) -> str:
+    """The object store a read-only command reads: ``--object-store``, the
+    config file's, or DATA_DIR/objects (as ``tidelog serve`` chooses it)."""
+    data_dir = args.data_dir or file.data_dir or DEFAULT_DATA_DIR
+    url: str | None = args.object_store or file.object_store
+    if url is None:
+        url = "file://" + os.path.abspath(os.path.join(data_dir, "objects"))
+    return url
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         file = load_config_file(args.config) if args.config else FileConfig()
@@ -81,10 +91,7 @@ def run(args: argparse.Namespace) -> int:
     except (ConfigFileError, OSError, ValueError) as error:
         print(f"tidelog verify: {error}", file=sys.stderr)
         return CANNOT_RUN
-    data_dir = args.data_dir or file.data_dir or DEFAULT_DATA_DIR
-    url = args.object_store or file.object_store
-    if url is None:
-        url = "file://" + os.path.abspath(os.path.join(data_dir, "objects"))
+    url = object_store_url(args, file)
     topic, partition = _selection(args.selection)
     try:
         store = open_store(url)

@@ -750,7 +750,7 @@ def test_a_checkpoint_newer_than_the_documented_version_is_refused(tmp_path: Pat
         e.partition("t", 0)
 
 
-@pytest.mark.parametrize("version", [1, 2, CHECKPOINT_VERSION])
+@pytest.mark.parametrize("version", [1, 2, 3, CHECKPOINT_VERSION])
 def test_the_engine_recovers_a_checkpoint_built_from_the_document(
     tmp_path: Path, version: int
 ) -> None:
@@ -775,15 +775,20 @@ def test_the_engine_recovers_a_checkpoint_built_from_the_document(
         "index": [1000, 1, 1001, 2],
         "ti": dict(zip(TI_KEYS, [1002, 17], strict=True)),
         # Format 1 lacks coordinator_epoch and last_ts, format 2 last_ts.
-        "producers": [producer_fields[: len(PRODUCER) - max(0, CHECKPOINT_VERSION - version)]],
+        "producers": [producer_fields[: len(PRODUCER) - max(0, 3 - version)]],
         "epochs": [[0, 0], [5, 2]],
         "cleaned": 1,
+        "horizon": [0, 1000, 1, 1001],
         "txns": {"ongoing": [], "aborted": [[4242, 0, 1]]},
     }
     with StreamStore.open(node) as store:
         store.open_stream(state, 0)
         values["end"] = store.end_offset(data)
-        keys = [k for k in CHECKPOINT if version > 1 or k != "txns"]
+        keys = [
+            k
+            for k in CHECKPOINT
+            if (version > 1 or k != "txns") and (version > 3 or k != "horizon")
+        ]
         _append_all(store, state, [msgpack.packb({k: values[k] for k in keys}, use_bin_type=True)])
     with engine.open(node) as e:
         partition = e.partition("t", 0)
@@ -795,5 +800,9 @@ def test_the_engine_recovers_a_checkpoint_built_from_the_document(
         assert entry.last_timestamp == (2002 if version > 2 else 1001)
         assert partition.leader_epochs[:2] == [(0, 0), (5, 2)]
         assert partition.cleaned_offset == 1
+        # Before format 4 a cleaned partition's horizon is all of its cleaned part.
+        assert partition.compaction_horizon == (
+            (0, 1000, 1, 1001) if version > 3 else (0, -(2**63), 1, 2**63 - 1)
+        )
         assert [tuple(a) for a in partition.txns.aborted] == ([(4242, 0, 1)] if version > 1 else [])
         assert partition.time_index.start_for(1001) == 1

@@ -1,0 +1,120 @@
+"""``tidelog state TOPIC --at MS|ISO8601``: a compacted topic's keys and values
+as of a time, read from the object store.
+
+Read-only like ``tidelog verify`` (it opens the store the same way and takes
+no epoch), so it runs beside a serving engine; records still only in the
+server's WAL are not seen. Prints one JSON line per key, then one line with
+each partition's exactness (docs/memory.md, "State as of T"). Exit 0 when
+every partition's answer is exact, 1 when one is not, 2 if it could not run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import sys
+from datetime import datetime
+from typing import Any
+
+from engine.cli.verify import object_store_url
+from engine.errors import EngineError
+from engine.memory.state_at import TopicState
+from engine.memory.stored_state import stored_state_at
+from engine.server.config import ConfigFileError, FileConfig, load_config_file
+from s3stream import ObjectStoreError, S3StreamError, open_store
+from s3stream.store import redact_url
+
+INEXACT = 1
+CANNOT_RUN = 2
+
+
+def add_command(commands: Any) -> None:
+    parser = commands.add_parser(
+        "state",
+        help="a compacted topic's state as of a time (read-only)",
+        description=(
+            "Rebuild each key's latest value as of a time from what the object store holds, "
+            "and say per partition whether compaction kept the history to answer exactly. "
+            "Read-only: safe while the engine serves. Exit 1 if an answer is not exact."
+        ),
+    )
+    parser.add_argument("topic", metavar="TOPIC")
+    parser.add_argument(
+        "--at",
+        required=True,
+        metavar="MS|ISO8601",
+        help="milliseconds since the epoch, or an ISO 8601 time with a zone (2026-12-01T09:00Z)",
+    )
+    parser.add_argument("--partition", type=int, action="append", help="only this partition")
+    parser.add_argument("--data-dir", help="local data directory (as for tidelog serve)")
+    parser.add_argument("--object-store", help="as for tidelog serve (default: DATA_DIR/objects)")
+    parser.add_argument("--config", help="a TOML config file, as for tidelog serve")
+    parser.set_defaults(run=run)
+
+
+def parse_time(text: str) -> int:
+    """Milliseconds since the epoch from ``text``: an integer, or ISO 8601 with a zone."""
+    if text.lstrip("-").isdigit():
+        return int(text)
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if moment.tzinfo is None:
+        raise ValueError(f"the time {text!r} has no zone (add Z or +hh:mm)")
+    return round(moment.timestamp() * 1000)
+
+
+def _text(data: bytes) -> str:
+    try:
+        return data.decode()
+    except UnicodeDecodeError:
+        return "base64:" + base64.b64encode(data).decode()
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        file = load_config_file(args.config) if args.config else FileConfig()
+        at = parse_time(args.at)
+    except (ConfigFileError, OSError, ValueError) as error:
+        print(f"tidelog state: {error}", file=sys.stderr)
+        return CANNOT_RUN
+    url = object_store_url(args, file)
+    try:
+        store = open_store(url)
+    except ValueError as error:
+        print(f"tidelog state: {error}", file=sys.stderr)
+        return CANNOT_RUN
+    try:
+        answer = stored_state_at(store, args.topic, at, partitions=args.partition)
+    except EngineError as error:
+        print(f"tidelog state: {error}", file=sys.stderr)
+        return CANNOT_RUN
+    except (S3StreamError, ObjectStoreError) as error:
+        print(f"tidelog state: {redact_url(url)}: {error}", file=sys.stderr)
+        return CANNOT_RUN
+    finally:
+        store.close()
+    _print(answer)
+    return 0 if answer.exact else INEXACT
+
+
+def _print(answer: TopicState) -> None:
+    for key in sorted(answer.values):
+        kept = answer.values[key]
+        line = {
+            "key": _text(key),
+            "value": _text(kept.value),
+            "ref": str(kept.ref),
+            "timestamp": kept.timestamp,
+        }
+        print(json.dumps(line))
+    partitions = [
+        {
+            "partition": p.partition,
+            "exact": p.exact,
+            "as_of_ms": p.as_of_ms,
+            "log_start_offset": p.log_start_offset,
+            "note": p.describe(),
+        }
+        for p in answer.partitions
+    ]
+    print(json.dumps({"exact": answer.exact, "partitions": partitions}))

@@ -1,0 +1,283 @@
+"""State as of a time or an offset vector, rebuilt from a compacted topic.
+
+A "current state" topic (cleanup.policy=compact) holds one value per key;
+the state as of a time T is, per key, the value of its last record (in
+offset order, the order compaction keeps) whose timestamp is at or before
+T; a tombstone (null value) there means the key is absent. Below an offset
+vector, the same with the records below each partition's position. Only
+committed records count: records above the last stable offset are not read,
+and aborted transactions are skipped with the partition's aborted index, as
+a read_committed consumer skips them. Records without a key are ignored
+(a compacted topic refuses them).
+
+Compaction removes superseded records, so such a state may no longer be
+answerable. Each partition's answer says whether it is exact, from the
+partition's compaction horizon (engine/compaction_horizon.py) and its log
+start: when the cleaner removed records at or before T whose superseding
+records are after T, or when retention or DeleteRecords removed a prefix,
+it is not. Then the partition's answer is the exact state at the earliest
+time (or offset) at or after the one asked for that the kept records still
+answer — at least as new as asked, and said so — never a silent mix.
+
+Memory is O(live keys): one dict of each key's latest record, filled from
+a stream of fetched chunks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import NamedTuple, Protocol
+
+import native
+from engine.compaction_horizon import CompactionHorizon
+from engine.errors import EngineError, UnknownPartition
+from engine.isolation import committed_batches
+from engine.memory.vector import OffsetVector, RecordRef
+from engine.partition import PartitionFetch
+from engine.protocol.kafka_code import KafkaCode
+from native import TimestampType
+
+CHUNK_BYTES = 4 * 1024 * 1024
+"""The most one fetch of a state rebuild reads at once."""
+
+
+class InvalidStateQuery(EngineError):
+    """A state query named neither or both of a time and a vector, or a
+    vector without the topic."""
+
+    code = KafkaCode.INVALID_REQUEST
+
+
+class StateQuery(NamedTuple):
+    partitions: list[int]
+    at_ms: int | None
+    below: dict[int, int]
+
+
+def state_query(
+    topic: str,
+    at: int | datetime | None,
+    vector: OffsetVector | None,
+    partitions: Sequence[int] | None,
+    partition_count: int,
+) -> StateQuery:
+    """Checks a state query's arguments: exactly one of ``at`` (ms since the
+    epoch, or an aware datetime) and ``vector``; ``partitions`` default to
+    all of the topic's (the vector's for the vector form)."""
+    if (at is None) == (vector is None):
+        raise InvalidStateQuery(f"state of {topic}: give one of a time or an offset vector")
+    for p in partitions or ():
+        if not 0 <= p < partition_count:
+            raise UnknownPartition(topic, p, partition_count)
+    if vector is None:
+        assert at is not None
+        if isinstance(at, datetime):
+            if at.tzinfo is None:
+                raise InvalidStateQuery(f"state of {topic}: the time {at} has no time zone")
+            at = round(at.timestamp() * 1000)
+        chosen = list(partitions) if partitions is not None else list(range(partition_count))
+        return StateQuery(chosen, at, {})
+    below = {tp.partition: pos.offset for tp, pos in vector.items() if tp.topic == topic}
+    if not below:
+        raise InvalidStateQuery(f"state of {topic}: the vector names none of its partitions")
+    for p in below:
+        if not 0 <= p < partition_count:
+            raise UnknownPartition(topic, p, partition_count)
+    chosen = sorted(below) if partitions is None else [p for p in partitions if p in below]
+    return StateQuery(chosen, None, below)
+
+
+class KeyState(NamedTuple):
+    """A key's value as of the time asked, and the record that set it."""
+
+    value: bytes
+    ref: RecordRef
+    timestamp: int
+
+
+class PartitionExactness(NamedTuple):
+    """How far one partition's part of the answer can be trusted."""
+
+    partition: int
+    exact: bool
+    """Every record that could matter for the time or offset asked is kept."""
+    as_of_ms: int | None
+    """Time form: the time the partition's answer is exactly the state at
+    (the time asked when exact, later when not)."""
+    below_offset: int | None
+    """Vector form: the offset the partition's answer is exactly the state below."""
+    log_start_offset: int
+    horizon: CompactionHorizon | None
+    """What the log cleaner removed (None: nothing)."""
+
+    def describe(self) -> str:
+        where = (
+            f"as of {self.as_of_ms} ms"
+            if self.as_of_ms is not None
+            else f"below {self.below_offset}"
+        )
+        if self.exact:
+            return f"partition {self.partition}: exact ({where})"
+        if self.log_start_offset > 0:
+            return (
+                f"partition {self.partition}: inexact: offsets below {self.log_start_offset} "
+                f"were deleted; kept records read {where}"
+            )
+        return (
+            f"partition {self.partition}: inexact: history compacted away; "
+            f"the state given is the state {where}, at least as new as asked"
+        )
+
+
+@dataclass(frozen=True)
+class TopicState:
+    """A topic's keys and values as of a time or below a vector."""
+
+    topic: str
+    values: dict[bytes, KeyState]
+    """A key found in more than one partition keeps its latest record (by timestamp)."""
+    partitions: tuple[PartitionExactness, ...]
+
+    @property
+    def exact(self) -> bool:
+        return all(p.exact for p in self.partitions)
+
+
+class StateSource(Protocol):
+    """What a state rebuild reads from one partition (a Partition is one)."""
+
+    topic: str
+    index: int
+    compaction_horizon: CompactionHorizon | None
+
+    @property
+    def log_start_offset(self) -> int: ...
+
+    def fetch(
+        self, offset: int, max_bytes: int, read_committed: bool = False
+    ) -> PartitionFetch: ...
+
+
+def plan_at(source: StateSource, at_ms: int) -> PartitionExactness:
+    """The time a partition's answer for ``at_ms`` is exact at."""
+    horizon = source.compaction_horizon
+    start = source.log_start_offset
+    kept_exact = horizon is None or horizon.exact_at(at_ms)
+    as_of = at_ms if kept_exact or horizon is None else max(at_ms, horizon.max_ms)
+    return PartitionExactness(source.index, kept_exact and start == 0, as_of, None, start, horizon)
+
+
+def plan_below(source: StateSource, offset: int) -> PartitionExactness:
+    """The offset a partition's answer below ``offset`` is exact below."""
+    horizon = source.compaction_horizon
+    start = source.log_start_offset
+    kept_exact = horizon is None or horizon.exact_below(offset)
+    below = offset if kept_exact or horizon is None else max(offset, horizon.end_offset)
+    return PartitionExactness(source.index, kept_exact and start == 0, None, below, start, horizon)
+
+
+class PartitionFold:
+    """Folds a partition's committed records into each key's latest record,
+    as of a time (``as_of_ms``) or below an offset (``below_offset``)."""
+
+    def __init__(self, source: StateSource, plan: PartitionExactness) -> None:
+        self.topic = source.topic
+        self.partition = source.index
+        self.as_of_ms = plan.as_of_ms
+        self.below_offset = plan.below_offset
+        self.offset = plan.log_start_offset
+        self.latest: dict[bytes, KeyState] = {}
+        self.done = self.below_offset is not None and self.offset >= self.below_offset
+
+    def feed(self, fetched: PartitionFetch) -> None:
+        """Applies one fetched chunk (read_committed, from ``self.offset``)."""
+        if fetched.next_offset <= self.offset or not fetched.records:
+            self.done = True
+            return
+        aborted = fetched.aborted_transactions or []
+        for batch in committed_batches(fetched.records, aborted):
+            self._apply(batch, fetched.max_inflated)
+        self.offset = fetched.next_offset
+        if self.below_offset is not None and self.offset >= self.below_offset:
+            self.done = True
+
+    def _apply(self, batch: memoryview, max_inflated: int) -> None:
+        header = native.scan_batches(batch)[0]
+        if header.last_offset < self.offset:
+            return
+        below = self.below_offset
+        if below is not None and header.base_offset >= below:
+            return
+        at = self.as_of_ms
+        log_append = header.timestamp_type == TimestampType.LOG_APPEND_TIME
+        for record in native.decode_records(batch, max_inflated=max_inflated):
+            if record.key is None or record.offset < self.offset:
+                continue
+            if below is not None and record.offset >= below:
+                break
+            timestamp = header.max_timestamp if log_append else record.timestamp
+            if at is not None and timestamp > at:
+                continue
+            if record.value is None:
+                self.latest.pop(record.key, None)
+            else:
+                ref = RecordRef(
+                    self.topic, self.partition, record.offset, header.partition_leader_epoch
+                )
+                self.latest[record.key] = KeyState(record.value, ref, timestamp)
+
+
+def merge(
+    topic: str, folds: Iterable[PartitionFold], plans: Iterable[PartitionExactness]
+) -> TopicState:
+    values: dict[bytes, KeyState] = {}
+    for fold in folds:
+        for key, state in fold.latest.items():
+            known = values.get(key)
+            if known is None or state.timestamp > known.timestamp:
+                values[key] = state
+    return TopicState(topic, values, tuple(plans))
+
+
+def _plan(source: StateSource, query: StateQuery) -> PartitionExactness:
+    if query.at_ms is not None:
+        return plan_at(source, query.at_ms)
+    return plan_below(source, query.below[source.index])
+
+
+def rebuild(topic: str, sources: Iterable[StateSource], query: StateQuery) -> TopicState:
+    """The state of ``sources`` (the topic's partitions the query names)."""
+    plans: list[PartitionExactness] = []
+    folds: list[PartitionFold] = []
+    for source in sources:
+        plan = _plan(source, query)
+        fold = PartitionFold(source, plan)
+        while not fold.done:
+            fold.feed(source.fetch(fold.offset, CHUNK_BYTES, read_committed=True))
+        plans.append(plan)
+        folds.append(fold)
+    return merge(topic, folds, plans)
+
+
+class AsyncStateSource(StateSource, Protocol):
+    async def fetch_async(
+        self, offset: int, max_bytes: int, read_committed: bool = False
+    ) -> PartitionFetch: ...
+
+
+async def rebuild_async(
+    topic: str, sources: Iterable[AsyncStateSource], query: StateQuery
+) -> TopicState:
+    """:func:`rebuild`, reading through the store's asynchronous fetch."""
+    plans: list[PartitionExactness] = []
+    folds: list[PartitionFold] = []
+    for source in sources:
+        plan = _plan(source, query)
+        fold = PartitionFold(source, plan)
+        while not fold.done:
+            fold.feed(await source.fetch_async(fold.offset, CHUNK_BYTES, read_committed=True))
+        plans.append(plan)
+        folds.append(fold)
+    return merge(topic, folds, plans)

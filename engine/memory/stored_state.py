@@ -1,0 +1,150 @@
+"""State as of T read from the object store alone, for ``tidelog state``.
+
+Like ``tidelog verify`` (engine/verify.py), it reads the committed manifest,
+the objects it names and the catalog as uploaded; it writes nothing and
+takes no epoch, so a serving engine is never fenced. Records still only in
+the server's WAL are not seen.
+
+A partition's compaction horizon comes from its last uploaded checkpoint.
+Without the engine's aborted-transaction index at hand, a first pass over
+the batch headers finds each transaction's outcome from its marker (the
+cleaner never removes a marker while batches of its transaction remain), and
+the last stable offset as the first batch of a transaction with no marker
+yet; the second pass folds the records as engine/memory/state_at.py does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+
+import msgpack
+
+import native
+from engine import markers
+from engine.catalog import CatalogState
+from engine.compaction_horizon import CompactionHorizon
+from engine.compaction_horizon import from_checkpoint as horizon_from_checkpoint
+from engine.config import TopicConfig
+from engine.errors import UnknownTopic
+from engine.memory.state_at import StateQuery, TopicState, rebuild, state_query
+from engine.memory.vector import OffsetVector
+from engine.partition import PartitionFetch, inflation_limit
+from engine.partition_txns import AbortedTxn
+from engine.verify import uploaded_catalog
+from s3stream import ObjectStore
+from s3stream.chain_verify import stored_payloads
+from s3stream.manifest import load_state
+from s3stream.manifest_state import ManifestState
+
+
+class StoredPartition:
+    """One partition as the object store holds it, read in offset order."""
+
+    def __init__(
+        self,
+        store: ObjectStore,
+        state: ManifestState,
+        topic: str,
+        index: int,
+        streams: tuple[int, int],
+        max_inflated: int,
+    ) -> None:
+        self.topic = topic
+        self.index = index
+        self._store = store
+        self._state = state
+        self._data, self._checkpoints = streams
+        self._max_inflated = max_inflated
+        meta = state.streams.get(self._data)
+        self._start = 0 if meta is None else meta.start_offset
+        self._end = 0 if meta is None else meta.end_offset
+        self.compaction_horizon = self._last_horizon()
+        self._aborted, self._stable = self._transactions()
+        self._payloads = self._read()
+
+    @property
+    def log_start_offset(self) -> int:
+        return self._start
+
+    def _stream(self, stream_id: int) -> Iterator[bytes | memoryview]:
+        if stream_id not in self._state.streams:
+            return iter(())
+        return stored_payloads(self._store, self._state, stream_id)
+
+    def _last_horizon(self) -> CompactionHorizon | None:
+        horizon = None
+        for payload in self._stream(self._checkpoints):
+            record = msgpack.unpackb(payload, raw=False, strict_map_key=False)
+            horizon = horizon_from_checkpoint(record)
+        return horizon
+
+    def _transactions(self) -> tuple[list[AbortedTxn], int]:
+        """The aborted transactions, and the first offset of the first
+        transaction without a marker (the stored end if none)."""
+        open_since: dict[int, int] = {}
+        aborted: list[AbortedTxn] = []
+        for payload in self._stream(self._data):
+            view = memoryview(payload)
+            for header in native.scan_batches(view):
+                producer_id = header.producer_id
+                if header.is_control:
+                    marker = markers.decode(view[header.position : header.position + header.size])
+                    first = open_since.pop(producer_id, None)
+                    if marker is not None and not marker.commit and first is not None:
+                        aborted.append(AbortedTxn(producer_id, first, header.base_offset))
+                elif header.is_transactional:
+                    open_since.setdefault(producer_id, header.base_offset)
+        return aborted, min(open_since.values(), default=self._end)
+
+    def _read(self) -> Iterator[bytes | memoryview]:
+        for payload in self._stream(self._data):
+            headers = native.scan_batches(payload)
+            if headers and headers[-1].last_offset >= self._stable:
+                return
+            yield payload
+
+    def fetch(self, offset: int, max_bytes: int, read_committed: bool = False) -> PartitionFetch:
+        """The next stored payloads from where the last fetch ended (the
+        fold asks in order), below the last stable offset."""
+        chunk: list[bytes | memoryview] = []
+        size = 0
+        next_offset = offset
+        for payload in self._payloads:
+            chunk.append(payload)
+            size += len(payload)
+            next_offset = native.scan_batches(payload)[-1].last_offset + 1
+            if size >= max_bytes:
+                break
+        return PartitionFetch(
+            chunk,
+            next_offset,
+            self._end,
+            self._start,
+            self._stable,
+            self._aborted,
+            max_inflated=self._max_inflated,
+        )
+
+
+def stored_state_at(
+    store: ObjectStore,
+    topic: str,
+    at: int | datetime | None = None,
+    *,
+    vector: OffsetVector | None = None,
+    partitions: Sequence[int] | None = None,
+) -> TopicState:
+    """``Engine.state_at`` over what ``store`` holds committed."""
+    state = load_state(store)
+    catalog: CatalogState = uploaded_catalog(store, state)
+    meta = catalog.topics.get(topic)
+    if meta is None:
+        raise UnknownTopic(topic)
+    query: StateQuery = state_query(topic, at, vector, partitions, len(meta.streams))
+    max_inflated = inflation_limit(TopicConfig(meta.configs, {}))
+    sources = [
+        StoredPartition(store, state, topic, index, meta.streams[index], max_inflated)
+        for index in query.partitions
+    ]
+    return rebuild(topic, sources, query)

@@ -1,0 +1,292 @@
+"""Engine.state_at: a compacted topic's state as of a time or below an offset
+vector, rebuilt from what the cleaner kept, exact when every record that
+could matter is kept, and otherwise the exact state at the earliest later
+point the kept records answer — said so, never silently wrong; across a
+restart too, since the compaction horizon is in the partition's checkpoints.
+
+The property test drives random keyed puts and tombstones with timestamps,
+cleaning passes at random times with random lags, and restarts, against a
+model of the whole history."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import engine
+import native
+from engine.clock import ManualClock
+from engine.errors import UnknownPartition
+from engine.memory.state_at import InvalidStateQuery, TopicState
+from engine.memory.vector import OffsetVector, Position, RecordRef
+from engine.types import TopicPartition
+from native import RecordSpec
+from s3stream import StreamStoreConfig
+
+T0 = 1_700_000_000_000
+HOUR_MS = 3_600_000
+CONFIG = engine.EngineConfig(
+    checkpoint_interval_s=3600,
+    cleaner_interval_s=3600,
+    store=StreamStoreConfig(compaction_interval_s=3600, upload_interval_s=3600),
+)
+COMPACT = {"cleanup.policy": "compact", "delete.retention.ms": 0}
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(time_ms=T0)
+
+
+@pytest.fixture
+def opened(tmp_path: Path, clock: ManualClock) -> Iterator[engine.Engine]:
+    with engine.open(tmp_path, config=CONFIG, clock=clock) as opened:
+        yield opened
+
+
+def put(
+    e: engine.Engine, records: list[tuple[bytes, bytes | None, int]], partition: int = 0
+) -> int:
+    batch = native.encode_batch([RecordSpec(ts, key, value, ()) for key, value, ts in records])
+    return e.produce("state", partition, batch).base_offset
+
+
+def values(state: TopicState) -> dict[bytes, bytes]:
+    return {key: kept.value for key, kept in state.values.items()}
+
+
+def test_the_state_as_of_a_time_is_each_keys_last_record_at_or_before_it(
+    opened: engine.Engine,
+) -> None:
+    opened.create_topic("state", 1, COMPACT)
+    put(opened, [(b"order-1", b"placed", T0 - 300), (b"order-2", b"placed", T0 - 300)])
+    put(opened, [(b"order-1", b"paid", T0 - 200)])
+    put(opened, [(b"order-2", None, T0 - 100), (b"order-1", b"shipped", T0)])
+    assert values(opened.state_at("state", T0 - 301)) == {}
+    assert values(opened.state_at("state", T0 - 300)) == {
+        b"order-1": b"placed",
+        b"order-2": b"placed",
+    }
+    assert values(opened.state_at("state", T0 - 150)) == {
+        b"order-1": b"paid",
+        b"order-2": b"placed",
+    }
+    latest = opened.state_at("state", datetime.fromtimestamp(T0 / 1000, UTC))
+    assert values(latest) == {b"order-1": b"shipped"}  # the tombstone deleted order-2
+    assert latest.values[b"order-1"].ref == RecordRef(
+        "state", 0, 4, opened.partition("state", 0).leader_epoch
+    )
+    assert latest.values[b"order-1"].timestamp == T0
+    assert latest.exact and latest.partitions[0].as_of_ms == T0
+
+
+def test_history_the_cleaner_removed_makes_earlier_times_inexact(
+    opened: engine.Engine, tmp_path: Path, clock: ManualClock
+) -> None:
+    opened.create_topic("state", 1, COMPACT)
+    put(opened, [(b"k", b"v1", T0 - 300)])
+    put(opened, [(b"k", b"v2", T0 - 200), (b"j", b"x", T0 - 250)])
+    assert opened.flush(timeout=30)
+    assert opened.cleaner.clean(opened.partition("state", 0), force=True)
+    put(opened, [(b"k", b"v3", T0 - 100)])
+    before_any_removal = opened.state_at("state", T0 - 301)
+    assert before_any_removal.exact and values(before_any_removal) == {}
+    # v1 was removed; whether k was v1 at T0 - 300 the kept records cannot say.
+    compacted = opened.state_at("state", T0 - 300)
+    assert not compacted.exact
+    assert compacted.partitions[0].as_of_ms == T0 - 200
+    assert values(compacted) == {b"k": b"v2", b"j": b"x"}
+    assert "at least as new as asked" in compacted.partitions[0].describe()
+    after = opened.state_at("state", T0 - 200)
+    assert after.exact and values(after) == {b"k": b"v2", b"j": b"x"}
+    # Below an offset vector: the same rule in offsets.
+    below = opened.state_at("state", vector=OffsetVector({TopicPartition("state", 0): Position(1)}))
+    assert not below.exact and below.partitions[0].below_offset == 3
+    assert values(below) == {b"k": b"v2", b"j": b"x"}
+    exact_below = opened.state_at(
+        "state", vector=OffsetVector({TopicPartition("state", 0): Position(4)})
+    )
+    assert exact_below.exact and values(exact_below) == {b"k": b"v3", b"j": b"x"}
+    # The horizon is durable: a crash right after cleaning keeps the answer honest.
+    opened.close(flush=False)
+    with engine.open(tmp_path, config=CONFIG, clock=clock) as reopened:
+        again = reopened.state_at("state", T0 - 300)
+        assert not again.exact and again.partitions[0].as_of_ms == T0 - 200
+
+
+def test_only_committed_records_count(tmp_path: Path) -> None:
+    with engine.open(tmp_path, config=CONFIG) as e:
+        e.create_topic("state", 1, COMPACT)
+        with e.producer(transactional_id="orders") as producer:
+            producer.init_transactions(timeout=30)
+            producer.begin_transaction()
+            producer.send("state", b"committed", b"k", timestamp=T0)
+            producer.commit_transaction(timeout=30)
+            producer.begin_transaction()
+            producer.send("state", b"aborted", b"k", timestamp=T0)
+            producer.send("state", b"aborted", b"j", timestamp=T0)
+            producer.abort_transaction(timeout=30)
+            producer.begin_transaction()
+            producer.send("state", b"open", b"k", timestamp=T0).result(timeout=30)
+            assert values(e.state_at("state", T0)) == {b"k": b"committed"}
+            producer.abort_transaction(timeout=30)
+
+
+def test_partitions_merge_and_a_query_is_checked(opened: engine.Engine) -> None:
+    opened.create_topic("state", 2, COMPACT)
+    put(opened, [(b"a", b"1", T0)], partition=0)
+    put(opened, [(b"b", b"2", T0)], partition=1)
+    assert values(opened.state_at("state", T0)) == {b"a": b"1", b"b": b"2"}
+    assert values(opened.state_at("state", T0, partitions=[1])) == {b"b": b"2"}
+    assert (
+        asyncio.run(opened.state_at_async("state", T0)).values
+        == opened.state_at("state", T0).values
+    )
+    with pytest.raises(InvalidStateQuery):
+        opened.state_at("state")
+    with pytest.raises(InvalidStateQuery):
+        opened.state_at("state", T0, vector=OffsetVector({TopicPartition("state", 0): Position(1)}))
+    with pytest.raises(InvalidStateQuery):
+        opened.state_at("state", datetime(2026, 1, 1))
+    with pytest.raises(UnknownPartition):
+        opened.state_at("state", T0, partitions=[2])
+
+
+# -- the property ------------------------------------------------------------------------
+
+KEYS = [b"a", b"b", b"c"]
+
+
+@dataclass(frozen=True)
+class Put:
+    key: bytes
+    value: bytes | None
+    timestamp: int
+
+
+@dataclass(frozen=True)
+class Clean:
+    advance_ms: int
+    min_lag_ms: int
+
+
+@dataclass(frozen=True)
+class Restart:
+    pass
+
+
+puts = st.builds(
+    Put,
+    st.sampled_from(KEYS),
+    st.one_of(st.none(), st.binary(min_size=1, max_size=3)),
+    st.integers(T0 - 10 * HOUR_MS, T0),
+)
+steps = st.lists(
+    st.one_of(
+        st.lists(puts, min_size=1, max_size=3),
+        st.builds(Clean, st.integers(0, 6 * HOUR_MS), st.sampled_from([0, HOUR_MS, 3 * HOUR_MS])),
+        st.just(Restart()),
+    ),
+    min_size=1,
+    max_size=12,
+)
+
+
+def model_state(
+    history: list[tuple[int, Put]], keep: Callable[[int, Put], bool]
+) -> dict[bytes, bytes]:
+    """Each key's last record (in offset order) among those ``keep`` keeps."""
+    state: dict[bytes, bytes] = {}
+    for offset, record in history:
+        if not keep(offset, record):
+            continue
+        if record.value is None:
+            state.pop(record.key, None)
+        else:
+            state[record.key] = record.value
+    return state
+
+
+def stored_offsets(e: engine.Engine) -> set[int]:
+    out: set[int] = set()
+    offset = 0
+    while offset < e.partition("state", 0).high_watermark:
+        fetched = e.fetch("state", 0, offset)
+        for payload in fetched.records:
+            out.update(r.offset for r in native.decode_records(payload))
+        offset = fetched.next_offset
+    return out
+
+
+@settings(
+    max_examples=int(os.environ.get("TIDELOG_STATE_EXAMPLES", "20")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+@given(steps, st.lists(st.integers(T0 - 11 * HOUR_MS, T0 + HOUR_MS), min_size=1, max_size=4))
+def test_state_at_matches_the_model_or_says_history_was_compacted(
+    plan: list[list[Put] | Clean | Restart], times: list[int]
+) -> None:
+    clock = ManualClock(time_ms=T0)
+    history: list[tuple[int, Put]] = []
+    with tempfile.TemporaryDirectory() as directory:
+        e = engine.open(directory, config=CONFIG, clock=clock)
+        try:
+            e.create_topic(
+                "state", 1, {"cleanup.policy": "compact", "delete.retention.ms": HOUR_MS}
+            )
+            for step in plan:
+                if isinstance(step, Restart):
+                    e.close()
+                    e = engine.open(directory, config=CONFIG, clock=clock)
+                elif isinstance(step, Clean):
+                    clock.advance(step.advance_ms / 1000)
+                    e.alter_configs("state", {"min.compaction.lag.ms": str(step.min_lag_ms)})
+                    assert e.flush(timeout=30)
+                    e.cleaner.clean(e.partition("state", 0), force=True)
+                else:
+                    base = put(e, [(p.key, p.value, p.timestamp) for p in step])
+                    history.extend((base + i, p) for i, p in enumerate(step))
+            _check(e, history, times)
+            e.close()
+            e = engine.open(directory, config=CONFIG, clock=clock)
+            _check(e, history, times)
+        finally:
+            e.close()
+
+
+def _check(e: engine.Engine, history: list[tuple[int, Put]], times: list[int]) -> None:
+    stored = stored_offsets(e)
+    for at in times:
+        answer = e.state_at("state", at)
+        (partition,) = answer.partitions
+        assert partition.as_of_ms is not None and partition.as_of_ms >= at
+        assert values(answer) == model_state(
+            history, lambda _o, r, cut=partition.as_of_ms: r.timestamp <= cut
+        )
+        if partition.exact:
+            assert partition.as_of_ms == at
+        else:
+            # Really compacted: a record at or before the time asked is gone.
+            assert any(o not in stored and r.timestamp <= at for o, r in history)
+        end = max((o for o, _ in history), default=-1) + 1
+        for offset in {0, end // 2, end}:
+            below = e.state_at(
+                "state", vector=OffsetVector({TopicPartition("state", 0): Position(offset)})
+            )
+            (partition,) = below.partitions
+            assert partition.below_offset is not None and partition.below_offset >= offset
+            assert values(below) == model_state(
+                history, lambda o, _r, cut=partition.below_offset: o < cut
+            )
+            if not partition.exact:
+                assert any(o not in stored and o < offset for o, _ in history)
