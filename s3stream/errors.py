@@ -126,3 +126,21 @@ class CorruptIdentity(S3StreamError):
         super().__init__(f"{path}: not a data directory identity (found {found!r})")
         self.path = path
         self.found = found
+
+
+class ForkPointInsideRange(S3StreamError):
+    """A stream can be forked only where one of its committed ranges ends
+    (or at its start): the fork shares whole ranges, so the offsets at and
+    after the fork point in the range holding it would be the source's,
+    not the fork's. The current end always qualifies (forking uploads
+    first)."""
+
+    def __init__(self, stream_id: int, offset: int, range_start: int, range_end: int) -> None:
+        super().__init__(
+            f"stream {stream_id}: offset {offset} is inside the committed range "
+            f"[{range_start}, {range_end}); fork at {range_start} or {range_end}"
+        )
+        self.stream_id = stream_id
+        self.offset = offset
+        self.range_start = range_start
+        self.range_end = range_end
