@@ -1,5 +1,5 @@
 """Object garbage collection with forks, against a model: random sequences
-of uploads, forks, trims, deletes, cleaner drops, collections and reloads
+of uploads, forks, trims, deletes, a cleaner's replacements, collections and reloads
 (through a checkpoint's bytes) never remove an object some stream can still
 read, always remove the ones none can, and leave every stream reading the
 ranges the model says, from the stream that wrote them."""
@@ -87,19 +87,24 @@ class Model:
             self.state.apply(["delete_stream", stream_id])
             del self.streams[stream_id]
 
-    def drop(self, n: int) -> None:
-        """A cleaner takes one of a stream's live ranges from it (as
-        replace_range does, without the new object: the model only tracks
-        which objects stay referenced)."""
+    def replace(self, n: int) -> None:
+        """A cleaner rewrites one of a stream's live ranges, as replace_range
+        commits it: a new stream object for the range, the old range dropped."""
         stream_id = self.pick(n)
         if stream_id is None:
             return
         stream = self.streams[stream_id]
         live = [e for e in stream.entries if e[1] > stream.start]
-        if live:
-            entry = live[n % len(live)]
-            self.state.apply(["drop_range", stream_id, entry[0], entry[2]])
-            stream.entries.remove(entry)
+        if not live:
+            return
+        entry = live[n % len(live)]
+        start, end, old_id, _ = entry
+        object_id = self.state.next_object_id
+        ranged = RangeMeta(stream_id, start, end, 1)
+        meta = ObjectMeta(object_id, f"o{object_id}", ObjectKind.STREAM, 1, 0, (ranged,))
+        self.state.apply(["add_object", meta.to_wire()])
+        self.state.apply(["drop_range", stream_id, start, old_id])
+        stream.entries[stream.entries.index(entry)] = (start, end, object_id, stream_id)
 
     def collect(self) -> None:
         dead = dead_objects(self.state)
@@ -140,7 +145,7 @@ class Model:
 ACTIONS = st.lists(
     st.tuples(
         st.sampled_from(
-            ["create", "upload", "upload", "fork", "trim", "delete", "drop", "collect", "reload"]
+            ["create", "upload", "upload", "fork", "trim", "delete", "replace", "collect", "reload"]
         ),
         st.integers(0, 7),
     ),
@@ -158,7 +163,7 @@ def test_collection_keeps_exactly_what_some_stream_can_read(actions: list[tuple[
             model.create()
         elif action == "upload":
             model.upload(n, 1 + n % 3)
-        elif action in ("fork", "trim", "delete", "drop"):
+        elif action in ("fork", "trim", "delete", "replace"):
             getattr(model, action)(n)
         elif action == "collect":
             model.collect()
