@@ -55,6 +55,8 @@ from engine.masking.batches import mask_fetch
 from engine.masking.documents import Masking
 from engine.masking.policy import topic_masking
 from engine.masking.unmask import unmask_binding, unmask_granted
+from engine.memory.forks import fork_topic
+from engine.memory.vector import OffsetVector
 from engine.partition import AppendResult, OffsetAndTimestamp, Partition, PartitionFetch
 from engine.provenance import Provenance
 from engine.quota_entities import ClientQuotas, entity_to_wire
@@ -291,6 +293,19 @@ class Engine:
         """Creates many topics at once, all or none after a crash; per topic,
         its description or the error that refused it (TopicAdmin.create_topics)."""
         return self._admin.create_topics(topics, validate_only=validate_only)
+
+    def fork(
+        self,
+        topic: str,
+        at: OffsetVector | None = None,
+        *,
+        name: str,
+        configs: Mapping[str, object] | None = None,
+    ) -> TopicDescription:
+        """Creates topic ``name`` reading ``topic``'s records below ``at``
+        (None: every partition's high watermark) and taking its own records
+        after; nothing is copied (engine/memory/forks.py, docs/memory.md)."""
+        return fork_topic(self._admin, topic, name, at, configs)
 
     def delete_topic(self, name: str) -> None:
         error = self.delete_topics([name])[0]
