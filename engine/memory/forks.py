@@ -36,6 +36,7 @@ log = logging.getLogger("tidelog.engine")
 _FORK_ATTEMPTS = 5
 """Forks at the high watermark retried when appends landed meanwhile."""
 _MARKER_TIMEOUT_S = 30.0
+"""How long a fork waits for its abort markers and first checkpoint to be durable."""
 
 
 class ForkHost(Protocol):
@@ -127,6 +128,7 @@ def fork_topic(
         for partition in forked.partitions:
             partition.recover()
             _abort_open_transactions(partition)
+            _forget_sequences(partition)
         log.info("forked topic %s from %s at %s", name, topic, points)
         return registry.describe(forked)
 
@@ -168,6 +170,20 @@ def _fork_partition(admin: ForkHost, partition: Partition, point: int | None) ->
                     error.range_start,
                     error.range_end,
                 ) from error
+
+
+def _forget_sequences(partition: Partition) -> None:
+    """Forgets the sequences the replay gave the fork's producers, and
+    checkpoints that: to a producer the fork is a new partition, whose
+    batches it numbers from 0, so a sequence it used in the parent must be
+    neither a duplicate (its record would be dropped as already written) nor
+    out of order in the fork. Epochs stay, so fencing still holds."""
+    with partition.lock:
+        for entry in partition.producers.producers.values():
+            entry.batches.clear()
+    written = partition.checkpoint()
+    if written is not None:
+        written.result(_MARKER_TIMEOUT_S)
 
 
 def _abort_open_transactions(partition: Partition) -> None:

@@ -173,3 +173,30 @@ def test_a_kafka_client_consumes_a_fork_from_offset_zero(engine_factory: EngineF
     finally:
         server.stop()
     assert got == [(i, b"p%d" % i) for i in range(5)] + [(5, b"decision")]
+
+
+def test_a_producer_of_the_parent_writes_to_the_fork_from_sequence_zero(
+    engine_factory: EngineFactory,
+) -> None:
+    """An idempotent producer numbers each partition's batches from 0: the
+    fork is a new partition to it, though the fork's replayed producer
+    table knows its sequences in the parent. Before and after a restart."""
+    e = engine_factory()
+    e.create_topic("t", 1)
+    with e.producer() as producer:
+        for i in range(3):
+            producer.send("t", b"p%d" % i, partition=0).result(10)
+        e.fork("t", name="eval")
+        producer.send("eval", b"decision", partition=0).result(10)
+        producer.send("t", b"p3", partition=0).result(10)
+    e.close()
+    e = engine_factory()
+    with e.producer() as producer:
+        producer.send("t", b"p4", partition=0).result(10)
+    e.fork("t", name="second")
+    e.close()
+    e = engine_factory()
+    with e.producer() as producer:
+        producer.send("second", b"s", partition=0).result(10)
+    assert values(e, "eval", "read_committed") == [b"p0", b"p1", b"p2", b"decision"]
+    assert values(e, "second", "read_committed") == [b"p0", b"p1", b"p2", b"p3", b"p4", b"s"]
