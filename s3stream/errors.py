@@ -129,16 +129,15 @@ class CorruptIdentity(S3StreamError):
 
 
 class ForkPointInsideRange(S3StreamError):
-    """A stream can be forked only where one of its committed ranges ends
-    (or at its start): the fork shares whole ranges, so the offsets at and
-    after the fork point in the range holding it would be the source's,
-    not the fork's. The current end always qualifies (forking uploads
-    first)."""
+    """A fork cannot start inside a stored batch (it would split the batch),
+    nor inside a range a log cleaner rewrote (its chain is proven over the
+    whole range). ``range_start`` and ``range_end`` are the bounds of that
+    batch or range: fork points that work."""
 
     def __init__(self, stream_id: int, offset: int, range_start: int, range_end: int) -> None:
         super().__init__(
-            f"stream {stream_id}: offset {offset} is inside the committed range "
-            f"[{range_start}, {range_end}); fork at {range_start} or {range_end}"
+            f"stream {stream_id}: offset {offset} is inside the stored batch or cleaned "
+            f"range [{range_start}, {range_end}); fork at {range_start} or {range_end}"
         )
         self.stream_id = stream_id
         self.offset = offset

@@ -26,6 +26,7 @@ goes through manifest_writer.py):
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Callable, Coroutine, Sequence
@@ -53,7 +54,7 @@ from s3stream.objects import StoredBatch
 from s3stream.reader import ObjectReader
 from s3stream.recovery import RecoverySummary, recover
 from s3stream.replacing import replace_range
-from s3stream.store import ObjectStore, open_store
+from s3stream.store import ObjectStore, ObjectStoreError, open_store
 from s3stream.store_state import Retention, StoreState, StoreStats, StreamState, fail_all
 from s3stream.uploader import ObjectIds, Uploader, now_ms
 from s3stream.wal_entries import encode_writer, load_identity
@@ -255,13 +256,14 @@ class StreamStore:
         self, source_stream_id: int, at: int | None = None, timeout: float | None = 30.0
     ) -> int:
         """Creates a stream whose offsets below ``at`` (default: the source's
-        end) are the source's, sharing its committed objects (nothing is
-        copied), and returns its id; it takes appends from ``at`` on, and
-        neither stream sees the other's appends after that. The source's
-        appends are uploaded first (within ``timeout``), so its end is a
-        range boundary. Raises OffsetOutOfRange, ForkPointInsideRange (see
-        s3stream/forking.py), StreamNotFound, or StoreFailed if the upload
-        did not finish in time."""
+        end) are the source's, sharing its committed objects, and returns its
+        id; it takes appends from ``at`` on, and neither stream sees the
+        other's appends after that. The source's appends are uploaded first
+        (within ``timeout``); only the part below ``at`` of the range holding
+        ``at``, if any, is copied (s3stream/forking.py). Raises
+        OffsetOutOfRange, ForkPointInsideRange (``at`` splits a batch or a
+        cleaned range), StreamNotFound, ObjectStoreError, or StoreFailed if
+        the upload did not finish in time."""
         self._state.check_usable()
         source = self._stream(source_stream_id)
         at = source.end_offset if at is None else at
@@ -271,8 +273,23 @@ class StreamStore:
             raise StoreFailed(TimeoutError(f"uploading before a fork took over {timeout} s"))
         with self._manifest_writer.serial:
             start = self._stream(source_stream_id).start_offset
-            stream_id, ops = fork_ops(self._manifest_writer, source_stream_id, start, at, now_ms())
-            self._manifest_writer.commit(ops)
+            stream_id, ops, copied = fork_ops(
+                self._manifest_writer,
+                self.store,
+                self._ids,
+                self.config.block_bytes,
+                source_stream_id,
+                start,
+                at,
+                now_ms(),
+            )
+            try:
+                self._manifest_writer.commit(ops)
+            except BaseException:
+                if copied is not None:
+                    with contextlib.suppress(ObjectStoreError):  # else an orphan, deleted on open
+                        self.store.delete(copied.meta.key)
+                raise
         with self._state.lock:
             self._state.streams[stream_id] = StreamState(stream_id, 0, start, at, at)
         return stream_id

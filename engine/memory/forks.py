@@ -60,9 +60,9 @@ class ForkHost(Protocol):
 
 
 class ForkPointUnavailable(EngineError):
-    """The fork point is inside the stored range of uploaded records that
-    holds it: a fork shares whole ranges. The range's ends are fork points
-    that work, as is the high watermark."""
+    """The fork point would split a stored batch (a fork shares or copies
+    whole batches), or a range the log cleaner rewrote. ``range_start`` and
+    ``range_end``, that batch's or range's bounds, are fork points that work."""
 
     code = KafkaCode.OFFSET_OUT_OF_RANGE
 
@@ -70,9 +70,8 @@ class ForkPointUnavailable(EngineError):
         self, topic: str, partition: int, offset: int, range_start: int, range_end: int
     ) -> None:
         super().__init__(
-            f"{topic}-{partition}: offset {offset} is inside the stored range "
-            f"[{range_start}, {range_end}); fork at {range_start}, {range_end} "
-            "or the high watermark"
+            f"{topic}-{partition}: offset {offset} is inside the stored batch or cleaned "
+            f"range [{range_start}, {range_end}); fork at {range_start} or {range_end}"
         )
         self.topic = topic
         self.partition = partition

@@ -17,6 +17,7 @@ import engine
 from engine.errors import OffsetOutOfRange, TopicExists, UnknownTopic
 from engine.memory.forks import ForkPointUnavailable
 from engine.memory.vector import OffsetVector, Position
+from engine.protocol.kafka_code import KafkaCode
 from engine.types import TopicPartition
 from tests.engine.conftest import QUIET_STORE, EngineFactory
 from tests.engine.test_transactions import TxnClient, plain, values
@@ -106,16 +107,24 @@ def test_fork_points_from_a_vector(engine_factory: EngineFactory) -> None:
     assert "past" not in e.list_topics() and "nopart" not in e.list_topics()
 
 
-def test_a_fork_point_inside_a_stored_range_is_refused(engine_factory: EngineFactory) -> None:
+def test_a_fork_point_inside_a_stored_range_copies_and_inside_a_batch_is_refused(
+    engine_factory: EngineFactory,
+) -> None:
     e = engine_factory(store=QUIET_STORE)
     e.create_topic("t", 1)
     for i in range(3):
         plain(e, "t", 0, b"a%d" % i)
-    assert e.flush(timeout=30)  # one range [0, 3)
+    plain(e, "t", 0, b"b0", b"b1", b"b2")  # one batch, offsets 3 to 5
+    assert e.flush(timeout=30)  # one stored range [0, 6)
+    e.fork("t", OffsetVector({TopicPartition("t", 0): Position(2)}), name="eval")
+    assert values(e, "eval", "read_committed") == [b"a0", b"a1"]
+    plain(e, "eval", 0, b"decision")
+    assert values(e, "eval", "read_committed") == [b"a0", b"a1", b"decision"]
     with pytest.raises(ForkPointUnavailable) as refused:
-        e.fork("t", OffsetVector({TopicPartition("t", 0): Position(1)}), name="eval")
-    assert (refused.value.range_start, refused.value.range_end) == (0, 3)
-    assert "eval" not in e.list_topics()
+        e.fork("t", OffsetVector({TopicPartition("t", 0): Position(4)}), name="split")
+    assert (refused.value.range_start, refused.value.range_end) == (3, 6)
+    assert refused.value.code is KafkaCode.OFFSET_OUT_OF_RANGE
+    assert "split" not in e.list_topics()
     assert sorted(e.store.streams()) == sorted(e.catalog.state.stream_ids() | {1})
 
 

@@ -100,18 +100,52 @@ def test_a_fork_at_an_earlier_range_boundary_starts_there(store: StreamStore) ->
     assert read_all(store, empty) == []
 
 
-def test_a_fork_point_inside_a_range_or_outside_the_stream_is_refused(store: StreamStore) -> None:
+def test_a_fork_inside_a_range_copies_only_that_ranges_batches_below_the_point(
+    store: StreamStore, bucket: MemoryStore
+) -> None:
     source = new_stream(store)
-    uploaded(store, source, 4)  # one range [0, 12)
-    streams = store.streams()
+    uploaded(store, source, 4, rounds=2)  # ranges [0, 12) and [12, 24), batches of 3
+    keys = object_keys(bucket)
+    fork = open_fork(store, source, at=18)
+    assert read_all(store, fork) == expected(source, 0, 6)
+    state = store.manifest.state
+    (first, _, first_id), (copy_start, copy_end, copy_id) = state.ranges[fork].entries
+    assert state.source_of(fork, first, first_id) == source  # shared
+    assert (copy_start, copy_end) == (12, 18)
+    assert state.source_of(fork, copy_start, copy_id) == fork  # the fork's own copy
+    assert len(object_keys(bucket) - keys) == 1
+    fill(store, fork, 2)
+    assert store.flush(timeout=30)
+    assert read_all(store, fork) == expected(source, 0, 6) + expected(fork, 18, 2)
+    verdict = verify_stream(bucket, store.manifest.state, fork)
+    assert verdict.ok and verdict.from_genesis and verdict.end_offset == 24, verdict
+    assert read_all(store, source) == expected(source, 0, 8)
+
+
+def test_a_fork_point_inside_a_batch_or_outside_the_stream_is_refused(
+    store: StreamStore, bucket: MemoryStore
+) -> None:
+    source = new_stream(store)
+    uploaded(store, source, 4)  # one range [0, 12), batches of 3
+    streams, keys = store.streams(), object_keys(bucket)
     with pytest.raises(ForkPointInsideRange) as inside:
-        store.fork_stream(source, at=6)
-    assert (inside.value.range_start, inside.value.range_end) == (0, 12)
+        store.fork_stream(source, at=7)
+    assert (inside.value.range_start, inside.value.range_end) == (6, 9)
     with pytest.raises(OffsetOutOfRange):
         store.fork_stream(source, at=13)
     with pytest.raises(OffsetOutOfRange):
         store.fork_stream(source, at=-1)
     assert store.streams() == streams  # nothing was created
+    assert object_keys(bucket) == keys  # nor put
+
+
+def test_a_fork_point_inside_a_cleaned_range_is_refused(store: StreamStore) -> None:
+    source = new_stream(store)
+    uploaded(store, source, 4)
+    store.replace_range(source, 0, 12, [StoredBatch(0, 3, b"kept"), StoredBatch(6, 9, b"kept")])
+    with pytest.raises(ForkPointInsideRange) as inside:
+        store.fork_stream(source, at=3)
+    assert (inside.value.range_start, inside.value.range_end) == (0, 12)
 
 
 def test_a_fork_of_a_fork_reads_both_histories(store: StreamStore) -> None:
