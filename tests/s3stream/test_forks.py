@@ -7,10 +7,14 @@ objects go only once no stream holds a range of them."""
 from __future__ import annotations
 
 import dataclasses
+import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from s3stream import (
     ForkPointInsideRange,
@@ -280,3 +284,78 @@ def _entries(store: StreamStore, stream_id: int) -> list[tuple[int, int, int]]:
 def _ids(store: StreamStore, stream_id: int) -> set[int]:
     start = store.start_offset(stream_id)
     return {oid for _, end, oid in _entries(store, stream_id) if end > start}
+
+
+_STEPS = st.lists(
+    st.tuples(
+        st.sampled_from(["append", "append", "fork", "delete", "retention", "compact", "restart"]),
+        st.integers(0, 11),
+    ),
+    max_size=14,
+)
+
+
+@given(_STEPS)
+@settings(
+    max_examples=40 if os.environ.get("TIDELOG_FAULTS") == "full" else 8,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+def test_random_histories_of_forks_read_as_the_model_says(steps: list[tuple[str, int]]) -> None:
+    """Appends, forks at any batch boundary, deletes, retention, merges and
+    restarts: every stream reads exactly what the model holds from its start,
+    and no object a stream can read is ever deleted from the bucket."""
+    bucket = MemoryStore()
+    config = dataclasses.replace(CONFIG, checkpoint_every=4)
+    model: dict[int, list[tuple[int, int, bytes]]] = {}
+    with tempfile.TemporaryDirectory() as directory:
+        store = StreamStore.open(directory, bucket, config)
+        epoch = 1
+        try:
+            model[new_stream(store)] = []
+            for action, n in steps:
+                ids = sorted(model)
+                stream_id = ids[n % len(ids)] if ids else None
+                if action == "append" and stream_id is not None:
+                    start = store.next_offset(stream_id)
+                    fill(store, stream_id, 1 + n % 3)
+                    model[stream_id] += expected(stream_id, start, 1 + n % 3)
+                    if n % 2:
+                        assert store.flush(timeout=30)
+                elif action == "fork" and stream_id is not None:
+                    start = store.start_offset(stream_id)
+                    held = [b for b in model[stream_id] if b[1] > start]
+                    points = [start] + [end for _, end, _ in held]
+                    # Half at the end (all shared), half anywhere (a range copied).
+                    at = points[-1] if n < 6 else points[n % len(points)]
+                    fork = store.fork_stream(stream_id, at)
+                    store.open_stream(fork, epoch)
+                    model[fork] = [b for b in held if b[1] <= at]
+                elif action == "delete" and stream_id is not None and len(model) > 1:
+                    store.delete_stream(stream_id)
+                    del model[stream_id]
+                elif action == "retention" and stream_id is not None:
+                    store.set_retention(stream_id, Retention(bytes=1))
+                    store.compact()
+                    store.set_retention(stream_id, Retention())
+                elif action == "compact":
+                    store.compact()
+                elif action == "restart":
+                    store.close()
+                    store = StreamStore.open(directory, bucket, config)
+                    epoch += 1
+                    for known in model:
+                        store.open_stream(known, epoch)
+                for known, batches in model.items():
+                    start = store.start_offset(known)
+                    assert read_all(store, known) == [b for b in batches if b[1] > start]
+                state = store.manifest.state
+                readable = {
+                    state.objects[oid].key
+                    for known in model
+                    for _, end, oid in state.ranges[known].entries
+                    if end > store.start_offset(known)
+                }
+                assert readable <= object_keys(bucket)
+        finally:
+            store.close()
