@@ -57,6 +57,7 @@ from engine.masking.documents import Masking
 from engine.masking.policy import topic_masking
 from engine.masking.unmask import unmask_binding, unmask_granted
 from engine.memory import snapshot as memory_snapshot
+from engine.memory.forks import fork_topic
 from engine.memory.lookup import FoundRecord, lookup_partition
 from engine.memory.replay import Replay
 from engine.memory.state_at import TopicState, rebuild, rebuild_async, state_query
@@ -303,6 +304,19 @@ class Engine:
         """Creates many topics at once, all or none after a crash; per topic,
         its description or the error that refused it (TopicAdmin.create_topics)."""
         return self._admin.create_topics(topics, validate_only=validate_only)
+
+    def fork(
+        self,
+        topic: str,
+        at: OffsetVector | None = None,
+        *,
+        name: str,
+        configs: Mapping[str, object] | None = None,
+    ) -> TopicDescription:
+        """Creates topic ``name`` reading ``topic``'s records below ``at``
+        (None: every partition's high watermark) and taking its own records
+        after; nothing is copied (engine/memory/forks.py, docs/memory.md)."""
+        return fork_topic(self._admin, topic, name, at, configs)
 
     def delete_topic(self, name: str) -> None:
         error = self.delete_topics([name])[0]

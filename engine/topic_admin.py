@@ -84,7 +84,7 @@ class TopicAdmin:
         checked: list[tuple[int, str, int, dict[str, str]]] = []
         for i, topic in enumerate(topics):
             try:
-                checked.append((i, topic.name, *self._check_new_topic(topic)))
+                checked.append((i, topic.name, *self.check_new_topic(topic)))
             except EngineError as error:
                 results[i] = error
         created: list[tuple[int, Topic]] = []
@@ -114,7 +114,7 @@ class TopicAdmin:
                     for _, name, count, overrides in fresh
                 ]
                 for meta in metas:
-                    self._ensure_masking_key(meta.name, meta.configs)
+                    self.ensure_masking_key(meta.name, meta.configs)
                 wire = [meta.to_wire() for meta in metas]
                 self.append_catalog(
                     ["create_topic", wire[0]] if len(wire) == 1 else ["create_topics", wire]
@@ -131,7 +131,7 @@ class TopicAdmin:
                 log.info("created %d topics", len(created))
         return [r for r in results if r is not None]
 
-    def _check_new_topic(self, topic: NewTopic) -> tuple[int, dict[str, str]]:
+    def check_new_topic(self, topic: NewTopic) -> tuple[int, dict[str, str]]:
         """The topic's partition count and config overrides, by Kafka's rules."""
         count = self.default_partitions() if topic.partitions in (None, -1) else topic.partitions
         assert count is not None
@@ -258,13 +258,13 @@ class TopicAdmin:
                     changes.setdefault(key, None)
             if validate_only:
                 return
-            self._ensure_masking_key(name, changes)
+            self.ensure_masking_key(name, changes)
             self.append_catalog(["alter_configs", name, changes])
             topic.config = self.registry.topic_config(topic.meta.configs)
             for partition in topic.partitions:
                 partition.configure(topic.config)
 
-    def _ensure_masking_key(self, name: str, configs: Mapping[str, str | None]) -> None:
+    def ensure_masking_key(self, name: str, configs: Mapping[str, str | None]) -> None:
         """The topic's key for hashing masked values, made before the config
         that first asks for masking: a hash rule never meets a topic without
         one, and the key outlives rule changes, so hashes stay stable."""

@@ -138,6 +138,9 @@ def verify_stream(
             continue
         key = state.objects[object_id].key
         links = _links(state, stream_id, start, object_id)
+        # A fork's shared range is its source's bytes and chain: the fork's
+        # chain goes on from the source's link at the fork point.
+        writer = state.source_of(stream_id, start, object_id)
         if not started:
             verdict.start_offset = start
             started = True
@@ -153,11 +156,11 @@ def verify_stream(
             verdict.rewrites.append(RewriteSeen(start, end, *rewrite))
         if expected is None:
             verdict.start_offset = start
-            origin = chain.genesis(stream_id, start)
+            origin = chain.genesis(writer, start)
             verdict.from_genesis = links.before == origin or (
                 rewrite is not None and rewrite.old_before == origin
             )
-        elif not _goes_on(stream_id, start, end, links, expected):
+        elif not _goes_on(writer, start, end, links, expected):
             _broke(
                 verdict,
                 start,
@@ -168,14 +171,14 @@ def verify_stream(
             )
             return verdict
         try:
-            batches = list(_in_range(objects.batches(key, stream_id), start, end))
+            batches = list(_in_range(objects.batches(key, writer), start, end))
         except CorruptObject as error:
             _broke(verdict, start, end, key, f"unreadable: {error}")
             return verdict
         kept = objects.chain(key)
         if kept is None:
             verdict.ranges_without_object_links += 1
-        elif kept.get((stream_id, start)) != _as_kept(stream_id, start, end, links):
+        elif kept.get((writer, start)) != _as_kept(writer, start, end, links):
             _broke(
                 verdict,
                 start,

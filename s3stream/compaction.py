@@ -58,7 +58,10 @@ def retention_trims(
             for start, end, oid in ranges.entries
             if end > stream.start_offset
         ]
-        sizes = [range_size(meta, stream_id, start) for start, _, meta in live]
+        sizes = [
+            range_size(meta, state.source_of(stream_id, start, meta.object_id), start)
+            for start, _, meta in live
+        ]
         total = sum(sizes)
         new_start = stream.start_offset
         for (_, end, meta), size in zip(live, sizes, strict=True):
@@ -82,13 +85,10 @@ def range_size(meta: ObjectMeta, stream_id: int, start: int) -> int:
 
 
 def dead_objects(state: ManifestState) -> list[int]:
-    """Objects none of whose ranges can be read any more: their streams were
+    """Objects none of whose ranges can be read any more by any stream: the
+    streams holding them (the writer's, and every stream sharing one) were
     deleted, trimmed past them, or dropped them (``drop_range``)."""
-    return [
-        meta.object_id
-        for meta in state.objects.values()
-        if not any(state.range_live(meta.object_id, r) for r in meta.ranges)
-    ]
+    return [meta.object_id for meta in state.objects.values() if not state.object_live(meta)]
 
 
 def inputs_unchanged(
@@ -96,9 +96,11 @@ def inputs_unchanged(
 ) -> bool:
     """Whether a merge of ``object_ids`` read on ``before`` may commit on
     ``after``: every input is still there and none lost a range to
-    ``drop_range`` since (the merge would bring the replaced data back)."""
+    ``drop_range`` since (the merge would bring the replaced data back), and
+    no stream shares one (``share_range``) since: removing it would take
+    the shared range's bytes from under that stream."""
     inputs = set(object_ids)
-    if not inputs <= after.objects.keys():
+    if not inputs <= after.objects.keys() or inputs & after.shared_object_ids():
         return False
     return not any(oid in inputs for _, _, oid in after.dropped - before.dropped)
 
@@ -152,13 +154,15 @@ def pick_compaction(
     every stream-set object. Once the oldest was created at or before
     ``force_split_before_ms``, every stream moves out: no stream-set object
     lives for ever, and what is left of them is merged into larger stream
-    objects by ``pick_stream_merge``.
+    objects by ``pick_stream_merge``. Objects a stream shares a range of
+    are never picked: they stay as they are while the share lives.
     """
     picked: list[int] = []
     total = 0
+    shared = state.shared_object_ids()
     for object_id in sorted(state.objects):
         meta = state.objects[object_id]
-        if meta.kind is not ObjectKind.STREAM_SET:
+        if meta.kind is not ObjectKind.STREAM_SET or object_id in shared:
             continue
         if picked and (len(picked) >= max_objects or total + meta.size > max_bytes):
             break
@@ -184,6 +188,7 @@ def pick_stream_merge(
     """Two or more adjacent small stream objects of one stream (at most
     ``max_bytes`` together), to be rewritten as one stream object: a reader
     catching up then needs fewer GETs, and the bucket holds fewer objects."""
+    shared = state.shared_object_ids()
     for stream_id in sorted(state.ranges):
         run: list[int] = []
         total = 0
@@ -193,7 +198,11 @@ def pick_stream_merge(
                 previous_end = end
                 continue
             meta = state.objects[object_id]
-            small = meta.kind is ObjectKind.STREAM and meta.size < small_object_bytes
+            small = (
+                meta.kind is ObjectKind.STREAM
+                and meta.size < small_object_bytes
+                and object_id not in shared
+            )
             if small and run and start == previous_end and total + meta.size <= max_bytes:
                 run.append(object_id)
                 total += meta.size

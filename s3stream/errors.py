@@ -126,3 +126,20 @@ class CorruptIdentity(S3StreamError):
         super().__init__(f"{path}: not a data directory identity (found {found!r})")
         self.path = path
         self.found = found
+
+
+class ForkPointInsideRange(S3StreamError):
+    """A fork cannot start inside a stored batch (it would split the batch),
+    nor inside a range a log cleaner rewrote (its chain is proven over the
+    whole range). ``range_start`` and ``range_end`` are the bounds of that
+    batch or range: fork points that work."""
+
+    def __init__(self, stream_id: int, offset: int, range_start: int, range_end: int) -> None:
+        super().__init__(
+            f"stream {stream_id}: offset {offset} is inside the stored batch or cleaned "
+            f"range [{range_start}, {range_end}); fork at {range_start} or {range_end}"
+        )
+        self.stream_id = stream_id
+        self.offset = offset
+        self.range_start = range_start
+        self.range_end = range_end

@@ -158,6 +158,12 @@ class ManifestState:
     manifest that left their stream (replaced by ``drop_range``); a
     checkpoint keeps them, since it rebuilds the streams' ranges from the
     objects."""
+    shares: dict[int, dict[tuple[int, int], int]] = field(default_factory=dict)
+    """Per stream, the ranges it shares with the stream that wrote them
+    (``share_range``): ``(start_offset, object_id) -> source_stream_id``.
+    The ranges are in the stream's ``ranges`` too; this says which stream's
+    blocks of the object hold them. Each dict is replaced, never changed in
+    place, so versions can share it."""
     ranges: dict[int, StreamRanges] = field(default_factory=dict, repr=False, compare=False)
     _owned: set[int] | None = field(default=None, repr=False, compare=False)
     """Streams whose ``StreamMeta`` and ``StreamRanges`` this state may change
@@ -205,6 +211,7 @@ class ManifestState:
         self._stream(stream_id)
         del self.streams[stream_id]
         del self.ranges[stream_id]
+        self.shares.pop(stream_id, None)
         if self.dropped:
             self.dropped = {d for d in self.dropped if d[0] != stream_id}
 
@@ -230,9 +237,18 @@ class ManifestState:
             stream.end_offset = max(stream.end_offset, r.end_offset)
 
     def _remove_object(self, object_id: int, delete_after_ms: int) -> None:
-        meta = self.objects.pop(object_id, None)
+        meta = self.objects.get(object_id)
         if meta is None:
             raise InvalidOperation(f"object {object_id} is not in the manifest")
+        for stream_id, start in self.sharers(object_id):
+            if self._entry_live(stream_id, start, object_id):
+                raise InvalidOperation(
+                    f"object {object_id} is shared by stream {stream_id} from offset {start}"
+                )
+            self._own(stream_id)
+            self.ranges[stream_id].remove(start, object_id)
+            self._unshare(stream_id, start, object_id)
+        del self.objects[object_id]
         for r in meta.ranges:
             if r.stream_id in self.ranges:
                 self._own(r.stream_id)
@@ -253,7 +269,92 @@ class ManifestState:
             )
         self._own(stream_id)
         self.ranges[stream_id].remove(start_offset, object_id)
-        self.dropped.add((stream_id, start_offset, object_id))
+        if (start_offset, object_id) in self.shares.get(stream_id, {}):
+            # A shared range leaves only the stream that shared it: the
+            # checkpoint lists shares itself, so nothing joins ``dropped``.
+            self._unshare(stream_id, start_offset, object_id)
+        else:
+            self.dropped.add((stream_id, start_offset, object_id))
+
+    def _share_range(
+        self, stream_id: int, source_stream_id: int, start_offset: int, object_id: int
+    ) -> None:
+        """The object's range of ``source_stream_id`` starting at
+        ``start_offset`` joins ``stream_id`` too, which reads those offsets
+        from the same bytes (a fork's history below its fork point). The
+        object then stays while either stream holds the range."""
+        self._stream(stream_id)
+        meta = self.range_meta(source_stream_id, start_offset, object_id, source=True)
+        if meta is None:
+            raise InvalidOperation(
+                f"object {object_id} has no range of stream {source_stream_id} at {start_offset}"
+            )
+        found = self.ranges[stream_id].find(start_offset)
+        if found is not None and found[0] < meta.end_offset:
+            raise InvalidOperation(
+                f"stream {stream_id} already holds offsets in [{start_offset}, {meta.end_offset})"
+            )
+        stream = self._own(stream_id)
+        self.ranges[stream_id].add(start_offset, meta.end_offset, object_id)
+        self.shares[stream_id] = {
+            **self.shares.get(stream_id, {}),
+            (start_offset, object_id): source_stream_id,
+        }
+        stream.end_offset = max(stream.end_offset, meta.end_offset)
+
+    def _unshare(self, stream_id: int, start_offset: int, object_id: int) -> None:
+        left = dict(self.shares[stream_id])
+        del left[(start_offset, object_id)]
+        if left:
+            self.shares[stream_id] = left
+        else:
+            del self.shares[stream_id]
+
+    def source_of(self, stream_id: int, start_offset: int, object_id: int) -> int:
+        """The stream whose blocks of the object hold the stream's range
+        starting at ``start_offset``: the stream itself, or for a shared
+        range the stream that wrote it."""
+        shares = self.shares.get(stream_id)
+        if shares is None:
+            return stream_id
+        return shares.get((start_offset, object_id), stream_id)
+
+    def sharers(self, object_id: int) -> list[tuple[int, int]]:
+        """The ``(stream_id, start_offset)`` of every shared range of the object."""
+        return [
+            (stream_id, start)
+            for stream_id, shares in self.shares.items()
+            for start, oid in shares
+            if oid == object_id
+        ]
+
+    def shared_object_ids(self) -> set[int]:
+        """Objects some stream holds a shared range of (live or not): a merge
+        leaves them as they are, so a fork's view never changes under it."""
+        return {oid for shares in self.shares.values() for _, oid in shares}
+
+    def _entry_live(self, stream_id: int, start_offset: int, object_id: int) -> bool:
+        stream = self.streams.get(stream_id)
+        if stream is None:
+            return False
+        ranges = self.ranges[stream_id]
+        i = bisect.bisect_left(ranges.starts, start_offset)
+        while i < len(ranges.entries) and ranges.entries[i][0] == start_offset:
+            if ranges.entries[i][2] == object_id:
+                return ranges.entries[i][1] > stream.start_offset
+            i += 1
+        return False
+
+    def object_live(self, meta: ObjectMeta) -> bool:
+        """Whether any stream can still read any of the object's ranges: its
+        own (``range_live``) or one another stream shares. Objects are
+        reference counted by the streams that hold their ranges."""
+        if any(self.range_live(meta.object_id, r) for r in meta.ranges):
+            return True
+        return any(
+            self._entry_live(stream_id, start, meta.object_id)
+            for stream_id, start in self.sharers(meta.object_id)
+        )
 
     def range_live(self, object_id: int, r: RangeMeta) -> bool:
         """Whether a range of an object can still be read: its stream exists,
@@ -265,13 +366,18 @@ class ManifestState:
             and self.ranges[r.stream_id].holds(r.start_offset, object_id)
         )
 
-    def range_meta(self, stream_id: int, start_offset: int, object_id: int) -> RangeMeta | None:
-        """The object's range of the stream that starts at ``start_offset``."""
+    def range_meta(
+        self, stream_id: int, start_offset: int, object_id: int, *, source: bool = False
+    ) -> RangeMeta | None:
+        """The object's range of the stream that starts at ``start_offset``
+        (a shared range's as its source wrote it; with ``source``, the
+        range ``stream_id`` itself wrote)."""
         meta = self.objects.get(object_id)
         if meta is None:
             return None
+        writer = stream_id if source else self.source_of(stream_id, start_offset, object_id)
         for r in meta.ranges:
-            if r.stream_id == stream_id and r.start_offset == start_offset:
+            if r.stream_id == writer and r.start_offset == start_offset:
                 return r
         return None
 
@@ -329,6 +435,7 @@ class ManifestState:
             objects=dict(self.objects),
             garbage=dict(self.garbage),
             dropped=set(self.dropped),
+            shares=dict(self.shares),
             ranges=dict(self.ranges),
             _owned=set(),
         )
@@ -349,6 +456,11 @@ class ManifestState:
             "objects": [o.to_wire() for o in self.objects.values()],
             "garbage": [[k, v] for k, v in self.garbage.items()],
             "dropped": [list(d) for d in sorted(self.dropped)],
+            "shared": [
+                [stream_id, source, start, object_id]
+                for stream_id, shares in sorted(self.shares.items())
+                for (start, object_id), source in sorted(shares.items())
+            ],
         }
 
     @classmethod
@@ -376,6 +488,9 @@ class ManifestState:
                 if r.stream_id in state.ranges and not dropped:
                     state.ranges[r.stream_id].add(r.start_offset, r.end_offset, meta.object_id)
         state.garbage = {k: v for k, v in raw["garbage"]}
+        # A checkpoint written before share_range existed has no "shared".
+        for stream_id, source, start, object_id in raw.get("shared", ()):
+            state._share_range(stream_id, source, start, object_id)
         return state
 
 
@@ -388,5 +503,6 @@ _HANDLERS: dict[str, Any] = {
     "add_object": ManifestState._add_object,
     "remove_object": ManifestState._remove_object,
     "drop_range": ManifestState._drop_range,
+    "share_range": ManifestState._share_range,
     "forget_garbage": ManifestState._forget_garbage,
 }

@@ -348,16 +348,18 @@ class ObjectReader:
                     missing.append(offset)
                     return
                 index = cached
-            i = index.find(stream_id, offset)
+            # A shared range is held by its source stream's blocks.
+            source = state.source_of(stream_id, range_start, object_id)
+            i = index.find(source, offset)
             while i is not None and i < len(index.blocks):
                 info = index.blocks[i]
-                if info.stream_id != stream_id or info.start_offset >= range_end:
+                if info.stream_id != source or info.start_offset >= range_end:
                     break
                 yield _BlockRef(meta.key, info, meta.kind is ObjectKind.STREAM)
                 offset = info.end_offset
                 i += 1
             if offset < range_end:
-                if not _holds_any(index, stream_id, range_start, range_end):
+                if not _holds_any(index, source, range_start, range_end):
                     # The index disagrees with the manifest.
                     raise CorruptObject(
                         meta.key,
@@ -373,9 +375,9 @@ class ObjectReader:
         found = ranges.find(offset) if ranges is not None else None
         if found is None or found[0] > offset:
             return None
-        _, range_end, object_id = found
+        range_start, range_end, object_id = found
         index = self.index(state.objects[object_id])
-        i = index.find(stream_id, offset)
+        i = index.find(state.source_of(stream_id, range_start, object_id), offset)
         if i is not None and index.blocks[i].start_offset < range_end:
             return None  # there is data after offset in the range: not a gap
         return range_end

@@ -26,6 +26,7 @@ goes through manifest_writer.py):
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Callable, Coroutine, Sequence
@@ -40,11 +41,13 @@ from s3stream.compaction import Compactor, range_size
 from s3stream.config import MiB, StreamStoreConfig
 from s3stream.errors import (
     Fenced,
+    OffsetOutOfRange,
     StoreClosed,
     StoreFailed,
     StreamNotFound,
 )
 from s3stream.fetcher import Fetcher, FetchResult
+from s3stream.forking import fork_ops
 from s3stream.header_index import Indexer
 from s3stream.lookup import Candidates, header_candidates
 from s3stream.manifest import Manifest
@@ -53,7 +56,7 @@ from s3stream.objects import StoredBatch
 from s3stream.reader import ObjectReader
 from s3stream.recovery import RecoverySummary, recover
 from s3stream.replacing import replace_range
-from s3stream.store import ObjectStore, open_store
+from s3stream.store import ObjectStore, ObjectStoreError, open_store
 from s3stream.store_state import Retention, StoreState, StoreStats, StreamState, fail_all
 from s3stream.uploader import ObjectIds, Uploader, now_ms
 from s3stream.wal_entries import encode_writer, load_identity
@@ -252,6 +255,48 @@ class StreamStore:
             self.reader.forget_stream(stream_id)
         self._compactor.wake()
 
+    def fork_stream(
+        self, source_stream_id: int, at: int | None = None, timeout: float | None = 30.0
+    ) -> int:
+        """Creates a stream whose offsets below ``at`` (default: the source's
+        end) are the source's, sharing its committed objects, and returns its
+        id; it takes appends from ``at`` on, and neither stream sees the
+        other's appends after that. The source's appends are uploaded first
+        (within ``timeout``); only the part below ``at`` of the range holding
+        ``at``, if any, is copied (s3stream/forking.py). Raises
+        OffsetOutOfRange, ForkPointInsideRange (``at`` splits a batch or a
+        cleaned range), StreamNotFound, ObjectStoreError, or StoreFailed if
+        the upload did not finish in time."""
+        self._state.check_usable()
+        source = self._stream(source_stream_id)
+        at = source.end_offset if at is None else at
+        if not source.start_offset <= at <= source.end_offset:
+            raise OffsetOutOfRange(source_stream_id, at, source.start_offset, source.end_offset)
+        if not self.flush(timeout):
+            raise StoreFailed(TimeoutError(f"uploading before a fork took over {timeout} s"))
+        with self._manifest_writer.serial:
+            start = self._stream(source_stream_id).start_offset
+            stream_id, ops, copied = fork_ops(
+                self._manifest_writer,
+                self.store,
+                self._ids,
+                self.config.block_bytes,
+                source_stream_id,
+                start,
+                at,
+                now_ms(),
+            )
+            try:
+                self._manifest_writer.commit(ops)
+            except BaseException:
+                if copied is not None:
+                    with contextlib.suppress(ObjectStoreError):  # else an orphan, deleted on open
+                        self.store.delete(copied.meta.key)
+                raise
+        with self._state.lock:
+            self._state.streams[stream_id] = StreamState(stream_id, 0, start, at, at)
+        return stream_id
+
     def streams(self) -> list[int]:
         with self._state.lock:
             return sorted(self._state.streams)
@@ -307,7 +352,8 @@ class StreamStore:
             committed = 0
             for range_start, range_end, object_id in ranges.entries if ranges else ():
                 if range_end > start:
-                    committed += range_size(state.objects[object_id], stream_id, range_start)
+                    source = state.source_of(stream_id, range_start, object_id)
+                    committed += range_size(state.objects[object_id], source, range_start)
             waiting = self._state.cache.unuploaded_bytes_of(stream_id, max(start, remote_end))
         return committed + waiting
 

@@ -612,6 +612,7 @@ OBJECT_FIELDS = _tuple_names(_checkpoint_block(), "object := ")
 RANGE_FIELDS = _tuple_names(_checkpoint_block(), "created_ms,\n")
 GARBAGE_FIELDS = _tuple_names(_checkpoint_block(), '"garbage":')
 DROPPED_FIELDS = _tuple_names(_checkpoint_block(), '"dropped":')
+SHARED_FIELDS = _tuple_names(_checkpoint_block(), '"shared":')
 OPERATIONS = dict(
     docspec.array_shape(row["Operation"]) for row in docspec.table(DOC, "Operation", "Effect")
 )
@@ -691,6 +692,10 @@ def _history() -> list[list[list[Any]]]:
         [doc_op("open_stream", id=1, epoch=1), doc_op("add_object", object=sso)],
         [doc_op("add_object", object=so), doc_op("trim", id=1, start_offset=4)],
         [doc_op("drop_range", stream_id=3, start_offset=0, object_id=1)],
+        [
+            doc_op("create_stream", id=4, created_ms=14),
+            doc_op("share_range", stream_id=4, source_stream_id=2, start_offset=0, object_id=1),
+        ],
         [doc_op("delete_stream", id=2)],
         [doc_op("delete_stream", id=1), doc_op("remove_object", object_id=2, delete_after_ms=9)],
         [doc_op("forget_garbage", key="objects/0000000001/0000000000000002.so")],
@@ -720,9 +725,13 @@ def test_the_store_loads_a_manifest_log_built_from_the_document(tmp_path: Path) 
     for seq, ops in enumerate(history[5:], start=6):
         store.put(delta_key(seq), _delta(seq, ops))
     state = load_state(store)
-    assert sorted(state.streams) == [3]
+    assert sorted(state.streams) == [3, 4]
     assert sorted(state.objects) == [1]
     assert state.garbage == {}
+    # Stream 4 still reads stream 2's range, in stream 2's blocks, though 2 is gone.
+    assert state.ranges[4].find(0) == (0, 5, 1)
+    assert state.source_of(4, 0, 1) == 2
+    assert state.streams[4].end_offset == 5
 
 
 def test_the_store_loads_a_checkpoint_built_from_the_document(tmp_path: Path) -> None:
@@ -761,7 +770,14 @@ def test_the_store_loads_a_checkpoint_built_from_the_document(tmp_path: Path) ->
             ]
         ],
         "dropped": [],
+        "shared": [
+            [
+                {"stream_id": 7, "source_stream_id": 9, "start_offset": 3, "object_id": 4}[n]
+                for n in SHARED_FIELDS
+            ]
+        ],
     }
+    values["streams"].append([{**stream, "stream_id": 7, "epoch": 0}[n] for n in STREAM_FIELDS])
     store.put(checkpoint_key(12), doc_record({k: values[k] for k in CHECKPOINT_KEYS}))
     state = load_state(store)
     assert (state.seq, state.epoch, state.owner, state.owner_since) == (12, 2, OWNER, 1)
@@ -775,13 +791,14 @@ def test_the_store_loads_a_checkpoint_built_from_the_document(tmp_path: Path) ->
     assert links.rewrite == (b"\x03" * 32, b"\x04" * 32)
     assert state.ranges[9].find(5) is not None
     assert state.garbage == {"objects/0000000001/0000000000000003.so": 99}
+    assert state.ranges[7].find(5) == (3, 8, 4) and state.source_of(7, 3, 4) == 9
 
 
 def test_a_checkpoint_from_before_owners_and_drops_loads_as_the_document_says(
     tmp_path: Path,
 ) -> None:
     store = LocalStore(tmp_path / "bucket")
-    newer = {"owner", "owner_since", "fence_versions", "dropped"}
+    newer = {"owner", "owner_since", "fence_versions", "dropped", "shared"}
     values: dict[str, Any] = {
         "seq": 3, "epoch": 2, "next_stream_id": 1, "next_object_id": 1,
         "streams": [], "objects": [], "garbage": [],
@@ -796,6 +813,7 @@ def test_a_checkpoint_from_before_owners_and_drops_loads_as_the_document_says(
         [],
         set(),
     )
+    assert state.shares == {}
 
 
 def test_the_manifest_the_store_writes_parses_by_the_document(tmp_path: Path) -> None:
@@ -828,6 +846,7 @@ def test_the_manifest_the_store_writes_parses_by_the_document(tmp_path: Path) ->
     assert all(len(s) == len(STREAM_FIELDS) for s in checkpoint["streams"])
     assert all(len(g) == len(GARBAGE_FIELDS) for g in checkpoint["garbage"])
     assert all(len(d) == len(DROPPED_FIELDS) for d in checkpoint["dropped"])
+    assert all(len(d) == len(SHARED_FIELDS) for d in checkpoint["shared"])
     for obj in checkpoint["objects"]:
         assert len(obj) == len(OBJECT_FIELDS)
         named = dict(zip(OBJECT_FIELDS, obj, strict=True))

@@ -1,0 +1,197 @@
+"""Forks of topics for evaluation: a new topic whose partitions read the
+parent's records below a fork point from the parent's own objects (shared,
+not copied; s3stream/forking.py) and take new records after it.
+
+Over the wire a fork is just a topic. Each fork partition gets a new, empty
+state stream, so it rebuilds its producer state, leader epochs, time index
+and transaction index by replaying the shared batches' headers, as a
+partition does after a crash: aborted transactions below the fork point
+stay aborted for read_committed readers. A transaction still open at the
+fork point can never end in the fork (its coordinator serves the parent),
+so the fork ends it with an abort marker, as Kafka's transaction timeout
+would. The design is docs/design/0007-forks.md; users' guide docs/memory.md.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from engine.catalog import Catalog, TopicMeta
+from engine.clock import Clock
+from engine.errors import EngineError, OffsetOutOfRange, TopicExists, UnknownTopic
+from engine.memory.vector import OffsetVector
+from engine.partition import Partition
+from engine.protocol.kafka_code import KafkaCode
+from engine.store_errors import store_errors
+from engine.topics import TopicRegistry
+from engine.types import NewTopic, TopicDescription
+from s3stream import ForkPointInsideRange, StreamStore
+
+log = logging.getLogger("tidelog.engine")
+
+_FORK_ATTEMPTS = 5
+"""Forks at the high watermark retried when appends landed meanwhile."""
+_MARKER_TIMEOUT_S = 30.0
+"""How long a fork waits for its abort markers and first checkpoint to be durable."""
+
+
+class ForkHost(Protocol):
+    """What a fork needs of topic administration (engine/topic_admin.py's
+    TopicAdmin): the topics, the catalog and store, the engine's lock, and
+    the checks and records a new topic goes through."""
+
+    registry: TopicRegistry
+    catalog: Catalog
+    store: StreamStore
+    lock: threading.RLock
+    clock: Clock
+
+    def check_open(self) -> None: ...
+
+    def check_new_topic(self, topic: NewTopic) -> tuple[int, dict[str, str]]: ...
+
+    def ensure_masking_key(self, name: str, configs: Mapping[str, str | None]) -> None: ...
+
+    def append_catalog(self, record: list[Any]) -> None: ...
+
+
+class ForkPointUnavailable(EngineError):
+    """The fork point would split a stored batch (a fork shares or copies
+    whole batches), or a range the log cleaner rewrote. ``range_start`` and
+    ``range_end``, that batch's or range's bounds, are fork points that work."""
+
+    code = KafkaCode.OFFSET_OUT_OF_RANGE
+
+    def __init__(
+        self, topic: str, partition: int, offset: int, range_start: int, range_end: int
+    ) -> None:
+        super().__init__(
+            f"{topic}-{partition}: offset {offset} is inside the stored batch or cleaned "
+            f"range [{range_start}, {range_end}); fork at {range_start} or {range_end}"
+        )
+        self.topic = topic
+        self.partition = partition
+        self.offset = offset
+        self.range_start = range_start
+        self.range_end = range_end
+
+
+def fork_topic(
+    admin: ForkHost,
+    topic: str,
+    name: str,
+    at: OffsetVector | None = None,
+    configs: Mapping[str, object] | None = None,
+) -> TopicDescription:
+    """Creates topic ``name`` as a fork of ``topic`` at ``at`` (each of the
+    topic's partitions at its position there; a partition the vector leaves
+    out, or every partition when ``at`` is None, at its high watermark).
+    The fork has the parent's config overrides, then ``configs``.
+
+    Raises UnknownTopic, TopicExists, InvalidTopic (the name), OffsetOutOfRange
+    (a position outside a partition's log, or a vector naming a partition
+    the topic does not have), ForkPointUnavailable."""
+    registry = admin.registry
+    with admin.lock:
+        admin.check_open()
+        source = registry.topics.get(topic)
+        if source is None:
+            raise UnknownTopic(topic)
+        if name in registry.topics:
+            raise TopicExists(name)
+        overrides = {**source.meta.configs, **(configs or {})}
+        count = len(source.partitions)
+        _, checked = admin.check_new_topic(NewTopic(name, count, overrides))
+        points = _fork_points(topic, source.partitions, at)
+        data_ids: list[int] = []
+        try:
+            for partition, point in zip(source.partitions, points, strict=True):
+                data_ids.append(_fork_partition(admin, partition, point))
+            with store_errors():
+                state_ids = admin.store.create_streams(count)
+        except BaseException:
+            with store_errors():
+                admin.store.delete_streams(data_ids)
+            raise
+        meta = TopicMeta(
+            name, uuid.uuid4().bytes, checked, list(zip(data_ids, state_ids, strict=True)),
+            admin.clock.time_ms(),
+        )  # fmt: skip
+        admin.ensure_masking_key(name, checked)
+        admin.append_catalog(["create_topic", meta.to_wire()])
+        forked = registry.load_topic(admin.catalog.state.topics[name])
+        for partition in forked.partitions:
+            partition.recover()
+            _abort_open_transactions(partition)
+            _forget_sequences(partition)
+        log.info("forked topic %s from %s at %s", name, topic, points)
+        return registry.describe(forked)
+
+
+def _fork_points(
+    topic: str, partitions: list[Partition], at: OffsetVector | None
+) -> list[int | None]:
+    """Each partition's fork point (None: its high watermark at the fork)."""
+    points: list[int | None] = [None] * len(partitions)
+    if at is not None:
+        for tp, position in at.items():
+            if tp.topic != topic:
+                continue
+            if not 0 <= tp.partition < len(partitions):
+                raise OffsetOutOfRange(topic, tp.partition, position.offset, 0, 0)
+            points[tp.partition] = position.offset
+    for partition, point in zip(partitions, points, strict=True):
+        start, end = partition.log_start_offset, partition.high_watermark
+        if point is not None and not start <= point <= end:
+            raise OffsetOutOfRange(topic, partition.index, point, start, end)
+    return points
+
+
+def _fork_partition(admin: ForkHost, partition: Partition, point: int | None) -> int:
+    """The fork's data stream for the partition, sharing its data below ``point``."""
+    with store_errors():
+        attempt = 0
+        while True:
+            try:
+                return admin.store.fork_stream(partition.stream_id, point)
+            except ForkPointInsideRange as error:
+                attempt += 1
+                if point is None and attempt < _FORK_ATTEMPTS:
+                    continue  # appends landed after the high watermark was read
+                raise ForkPointUnavailable(
+                    partition.topic,
+                    partition.index,
+                    error.offset,
+                    error.range_start,
+                    error.range_end,
+                ) from error
+
+
+def _forget_sequences(partition: Partition) -> None:
+    """Forgets the sequences the replay gave the fork's producers, and
+    checkpoints that: to a producer the fork is a new partition, whose
+    batches it numbers from 0, so a sequence it used in the parent must be
+    neither a duplicate (its record would be dropped as already written) nor
+    out of order in the fork. Epochs stay, so fencing still holds."""
+    with partition.lock:
+        for entry in partition.producers.producers.values():
+            entry.batches.clear()
+    written = partition.checkpoint()
+    if written is not None:
+        written.result(_MARKER_TIMEOUT_S)
+
+
+def _abort_open_transactions(partition: Partition) -> None:
+    """Ends each transaction open at the fork point with an abort marker."""
+    with partition.lock:
+        open_ = [
+            (producer_id, partition.producers.producers[producer_id].epoch)
+            for producer_id in partition.txns.ongoing
+            if producer_id in partition.producers.producers
+        ]
+    for producer_id, epoch in open_:
+        partition.write_marker(producer_id, epoch, -1, commit=False).result(_MARKER_TIMEOUT_S)

@@ -1,0 +1,211 @@
+"""Forks of topics (engine.fork): the fork reads the parent's stored batches
+below the fork point byte for byte (offsets, timestamps, headers), its
+transactions as the parent's readers see them (aborted ones filtered for
+read_committed, open ones ended by an abort), takes its own records after
+the fork point, and outlives the parent's deletion and a restart; a real
+Kafka client consumes it over the wire like any topic."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Consumer
+from confluent_kafka import TopicPartition as KafkaTopicPartition
+
+import engine
+from engine.errors import OffsetOutOfRange, TopicExists, UnknownTopic
+from engine.memory.forks import ForkPointUnavailable
+from engine.memory.vector import OffsetVector, Position
+from engine.protocol.kafka_code import KafkaCode
+from engine.types import TopicPartition
+from tests.engine.conftest import QUIET_STORE, EngineFactory
+from tests.engine.test_transactions import TxnClient, plain, values
+from tests.server.in_process import InProcessServer
+
+
+def stored(e: engine.Engine, topic: str, partition: int, end: int) -> list[bytes]:
+    """The stored batches of the partition below ``end``, as fetched."""
+    out: list[bytes] = []
+    offset = e.offsets(topic, partition)[0]
+    while offset < end:
+        fetched = e.fetch(topic, partition, offset)
+        out += [bytes(p) for p in fetched.records]
+        offset = fetched.next_offset
+    return out
+
+
+def test_a_fork_reads_the_parents_batches_and_takes_only_its_own_records(
+    engine_factory: EngineFactory,
+) -> None:
+    e = engine_factory()
+    e.create_topic("t", 2, {"retention.ms": "86400000"})
+    for i in range(6):
+        plain(e, "t", i % 2, b"p%d" % i, key=b"k%d" % i)
+    ends = [e.offsets("t", p)[1] for p in range(2)]
+    described = e.fork("t", name="eval")
+    assert [p.partition for p in described.partitions] == [0, 1]
+    assert e.topic_config("eval").retention_ms == 86400000  # the parent's overrides
+    for p in range(2):
+        assert e.offsets("eval", p) == (0, ends[p])
+        assert stored(e, "eval", p, ends[p]) == stored(e, "t", p, ends[p])
+    plain(e, "eval", 0, b"decision")
+    plain(e, "t", 0, b"later")
+    fork_values = [b"p0", b"p2", b"p4", b"decision", b"p1", b"p3", b"p5"]
+    assert values(e, "eval", "read_uncommitted", 2) == fork_values
+    assert values(e, "t", "read_committed", 1) == [b"p0", b"p2", b"p4", b"later"]
+
+
+def test_transactions_below_the_fork_point_read_as_in_the_parent(
+    engine_factory: EngineFactory,
+) -> None:
+    e = engine_factory()
+    e.create_topic("t", 1)
+    aborted, committed, open_ = TxnClient(e, "a"), TxnClient(e, "c"), TxnClient(e, "o")
+    plain(e, "t", 0, b"plain")
+    aborted.begin(("t", 0))
+    aborted.send("t", 0, b"aborted")
+    aborted.abort()
+    committed.begin(("t", 0))
+    committed.send("t", 0, b"committed")
+    committed.commit()
+    open_.begin(("t", 0))
+    open_.send("t", 0, b"open")
+    e.fork("t", name="eval")
+    fork = e.partition("eval", 0)
+    # The transaction open at the fork point cannot end in the fork: it was aborted there.
+    assert fork.txns.ongoing == {}
+    assert fork.last_stable_offset == fork.high_watermark
+    assert values(e, "eval", "read_committed") == [b"plain", b"committed"]
+    assert values(e, "eval", "read_uncommitted") == [b"plain", b"aborted", b"committed", b"open"]
+    # In the parent it goes on, and commits there only.
+    open_.commit()
+    assert values(e, "t", "read_committed") == [b"plain", b"committed", b"open"]
+    assert values(e, "eval", "read_committed") == [b"plain", b"committed"]
+
+
+def test_fork_points_from_a_vector(engine_factory: EngineFactory) -> None:
+    e = engine_factory(store=QUIET_STORE)
+    e.create_topic("t", 2)
+    for i in range(3):
+        plain(e, "t", 0, b"a%d" % i)
+        plain(e, "t", 1, b"b%d" % i)
+        assert e.flush(timeout=30)  # one stored range per round
+    plain(e, "t", 1, b"b3")
+    at = OffsetVector({TopicPartition("t", 0): Position(2)})  # partition 1: its end
+    e.fork("t", at, name="eval")
+    assert values(e, "eval", "read_committed", 1) == [b"a0", b"a1"]
+    assert e.offsets("eval", 1) == (0, 4)
+    with pytest.raises(OffsetOutOfRange):
+        e.fork("t", OffsetVector({TopicPartition("t", 0): Position(9)}), name="past")
+    with pytest.raises(OffsetOutOfRange):
+        e.fork("t", OffsetVector({TopicPartition("t", 5): Position(0)}), name="nopart")
+    with pytest.raises(UnknownTopic):
+        e.fork("missing", name="x")
+    with pytest.raises(TopicExists):
+        e.fork("t", name="eval")
+    assert "past" not in e.list_topics() and "nopart" not in e.list_topics()
+
+
+def test_a_fork_point_inside_a_stored_range_copies_and_inside_a_batch_is_refused(
+    engine_factory: EngineFactory,
+) -> None:
+    e = engine_factory(store=QUIET_STORE)
+    e.create_topic("t", 1)
+    for i in range(3):
+        plain(e, "t", 0, b"a%d" % i)
+    plain(e, "t", 0, b"b0", b"b1", b"b2")  # one batch, offsets 3 to 5
+    assert e.flush(timeout=30)  # one stored range [0, 6)
+    e.fork("t", OffsetVector({TopicPartition("t", 0): Position(2)}), name="eval")
+    assert values(e, "eval", "read_committed") == [b"a0", b"a1"]
+    plain(e, "eval", 0, b"decision")
+    assert values(e, "eval", "read_committed") == [b"a0", b"a1", b"decision"]
+    with pytest.raises(ForkPointUnavailable) as refused:
+        e.fork("t", OffsetVector({TopicPartition("t", 0): Position(4)}), name="split")
+    assert (refused.value.range_start, refused.value.range_end) == (3, 6)
+    assert refused.value.code is KafkaCode.OFFSET_OUT_OF_RANGE
+    assert "split" not in e.list_topics()
+    assert sorted(e.store.streams()) == sorted(e.catalog.state.stream_ids() | {1})
+
+
+def test_a_fork_outlives_its_parent_and_a_restart_and_verifies(
+    engine_factory: EngineFactory, tmp_path: Path
+) -> None:
+    e = engine_factory()
+    e.create_topic("t", 1)
+    for i in range(4):
+        plain(e, "t", 0, b"p%d" % i)
+    e.fork("t", name="first")
+    plain(e, "first", 0, b"f")
+    e.fork("first", name="second")
+    plain(e, "second", 0, b"s")
+    e.delete_topic("t")
+    e.delete_topic("first")
+    e.store.compact()
+    assert e.flush(timeout=30)
+    e.close()
+    e = engine_factory()
+    assert values(e, "second", "read_committed") == [b"p0", b"p1", b"p2", b"p3", b"f", b"s"]
+    plain(e, "second", 0, b"after")
+    assert e.flush(timeout=30)
+    report = e.verify("second")
+    assert report.ok, report
+
+
+def test_a_kafka_client_consumes_a_fork_from_offset_zero(engine_factory: EngineFactory) -> None:
+    e = engine_factory()
+    e.create_topic("t", 1)
+    for i in range(5):
+        plain(e, "t", 0, b"p%d" % i)
+    e.fork("t", name="eval")
+    plain(e, "eval", 0, b"decision")
+    server = InProcessServer(e)
+    try:
+        consumer = Consumer(
+            {
+                "bootstrap.servers": server.bootstrap,
+                "group.id": "fork-reader",
+                "enable.auto.commit": False,
+            }
+        )
+        try:
+            consumer.assign([KafkaTopicPartition("eval", 0, 0)])
+            got: list[tuple[int, bytes | None]] = []
+            for _ in range(50):
+                message = consumer.poll(0.5)
+                if message is not None and message.error() is None:
+                    got.append((message.offset(), message.value()))
+                if len(got) == 6:
+                    break
+        finally:
+            consumer.close()
+    finally:
+        server.stop()
+    assert got == [(i, b"p%d" % i) for i in range(5)] + [(5, b"decision")]
+
+
+def test_a_producer_of_the_parent_writes_to_the_fork_from_sequence_zero(
+    engine_factory: EngineFactory,
+) -> None:
+    """An idempotent producer numbers each partition's batches from 0: the
+    fork is a new partition to it, though the fork's replayed producer
+    table knows its sequences in the parent. Before and after a restart."""
+    e = engine_factory()
+    e.create_topic("t", 1)
+    with e.producer() as producer:
+        for i in range(3):
+            producer.send("t", b"p%d" % i, partition=0).result(10)
+        e.fork("t", name="eval")
+        producer.send("eval", b"decision", partition=0).result(10)
+        producer.send("t", b"p3", partition=0).result(10)
+    e.close()
+    e = engine_factory()
+    with e.producer() as producer:
+        producer.send("t", b"p4", partition=0).result(10)
+    e.fork("t", name="second")
+    e.close()
+    e = engine_factory()
+    with e.producer() as producer:
+        producer.send("second", b"s", partition=0).result(10)
+    assert values(e, "eval", "read_committed") == [b"p0", b"p1", b"p2", b"decision"]
+    assert values(e, "second", "read_committed") == [b"p0", b"p1", b"p2", b"p3", b"p4", b"s"]
