@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from engine.errors import InvalidConfig
+from engine.header_index import INDEX_HEADERS, check_index_headers, index_header_names
 from engine.masking.rules import MASKING_RULES, check_rules
-from engine.memory.header_index import INDEX_HEADERS, check_index_headers, index_header_names
 
 LONG_MAX = 2**63 - 1
 _INTEGER = re.compile(r"[+-]?[0-9]+")

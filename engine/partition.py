@@ -35,7 +35,7 @@ from engine.errors import (
     RecordTooLarge,
     UnsupportedCompressionType,
 )
-from engine.memory.header_index import header_indexer
+from engine.header_index import header_indexer
 from engine.partition_txns import AbortedTxn, PartitionTransactions
 from engine.producer_state import ProducerStateTable
 from engine.provenance import EMBEDDED, Provenance, stamp_batches
