@@ -55,6 +55,7 @@ from engine.masking.batches import mask_fetch
 from engine.masking.documents import Masking
 from engine.masking.policy import topic_masking
 from engine.masking.unmask import unmask_binding, unmask_granted
+from engine.metrics import EngineMetrics
 from engine.partition import AppendResult, OffsetAndTimestamp, Partition, PartitionFetch
 from engine.provenance import Provenance
 from engine.quota_entities import ClientQuotas, entity_to_wire
@@ -137,6 +138,7 @@ class Engine:
         self.store = StreamStore.open(data_dir, object_store, config.store)
         self._lock = threading.RLock()
         self._closed = False
+        self._metrics: EngineMetrics | None = None
         self.close_report: CloseReport | None = None
         """What close left only in the WAL (None until closed)."""
         try:
@@ -695,6 +697,19 @@ class Engine:
         if topics:
             consumer.subscribe(topics)
         return consumer
+
+    def metrics(self) -> EngineMetrics:
+        """The engine's metrics registry (docs/operations.md): serve
+        ``metrics().text()`` or hand ``metrics().registry`` to prometheus-client."""
+        if self._metrics is None:
+            self._metrics = EngineMetrics(self)
+        return self._metrics
+
+    def all_partitions(self) -> list[Partition]:
+        """Every loaded partition of every topic, internal ones included.
+        Read without the engine's lock: a scrape never waits on an append."""
+        topics = list(self._registry.topics.values())
+        return [partition for topic in topics for partition in topic.partitions]
 
     def consumer_lag(self, group_id: str) -> dict[TopicPartition, ConsumerLag]:
         """Per partition of every topic the group has committed offsets for

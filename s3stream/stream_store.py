@@ -26,13 +26,15 @@ goes through manifest_writer.py):
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import time
 from collections.abc import Callable, Coroutine, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, NamedTuple
 
 from s3stream.appender import Appender
 from s3stream.block_cache import BlockCache
@@ -51,7 +53,7 @@ from s3stream.objects import StoredBatch
 from s3stream.reader import ObjectReader
 from s3stream.recovery import RecoverySummary, recover
 from s3stream.replacing import replace_range
-from s3stream.store import ObjectStore, open_store
+from s3stream.store import ObjectNotFound, ObjectStore, open_store
 from s3stream.store_state import Retention, StoreState, StoreStats, StreamState, fail_all
 from s3stream.uploader import ObjectIds, Uploader, now_ms
 from s3stream.wal_entries import encode_writer, load_identity
@@ -67,6 +69,18 @@ __all__ = [
 ]
 
 log = logging.getLogger("tidelog.s3stream")
+
+PROBE_KEY = "readiness-probe"
+"""The key a reachability probe asks about; it is never written."""
+
+
+class LogCacheUsage(NamedTuple):
+    size: int
+    """Bytes held in the log cache (uploaded blocks kept for tail reads included)."""
+    unuploaded_bytes: int
+    """Bytes appended and not yet in an uploaded object."""
+    oldest_unuploaded_age_s: float
+    """Seconds since the first append of the oldest block not uploaded (0: none)."""
 
 
 @dataclass(frozen=True)
@@ -474,6 +488,21 @@ class StreamStore:
     @property
     def fenced(self) -> bool:
         return self._state.fenced
+
+    def log_cache_usage(self) -> LogCacheUsage:
+        """The log cache's size and what of it is not uploaded yet."""
+        with self._state.lock:
+            cache = self._state.cache
+            oldest = cache.oldest_unuploaded()
+            size, unuploaded = cache.size, cache.unuploaded_bytes
+        age = 0.0 if oldest is None else max(time.monotonic() - oldest, 0.0)
+        return LogCacheUsage(size, unuploaded, age)
+
+    def probe_object_store(self) -> None:
+        """One small request to the object store (a HEAD of a key that need
+        not exist); raises ObjectStoreError when the store cannot answer."""
+        with contextlib.suppress(ObjectNotFound):
+            self.store.head(PROBE_KEY)
 
     def close(self, *, flush: bool = True, timeout: float | None = 30.0) -> CloseReport:
         """Stops appends, uploads what is in the cache (unless ``flush`` is
