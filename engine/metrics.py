@@ -153,6 +153,27 @@ class EngineCollector(Collector):
         errors.add_metric(["data"], stats.upload_errors)
         errors.add_metric(["manifest"], store.manifest.commit_retries)
         yield errors
+        requests, failed, latency = store.store.snapshot()
+        by_operation = ["operation"]
+        counted = CounterMetricFamily(
+            "tidelog_object_store_requests", "Object-store requests made.", labels=by_operation
+        )
+        errored = CounterMetricFamily(
+            "tidelog_object_store_request_errors",
+            "Object-store requests that failed (after the backend's own retries).",
+            labels=by_operation,
+        )
+        seconds = HistogramMetricFamily(
+            "tidelog_object_store_request_seconds",
+            "How long each object-store request took.",
+            labels=by_operation,
+        )
+        for operation in sorted(requests):
+            counted.add_metric([operation], requests[operation])
+            errored.add_metric([operation], failed.get(operation, 0))
+            histogram = latency[operation]
+            seconds.add_metric([operation], histogram.cumulative(), histogram.sum)
+        yield from (counted, errored, seconds)
         yield _counter("tidelog_object_compactions", "Object compactions.", stats.compactions)
         yield _counter(
             "tidelog_objects_deleted",

@@ -54,6 +54,7 @@ from s3stream.reader import ObjectReader
 from s3stream.recovery import RecoverySummary, recover
 from s3stream.replacing import replace_range
 from s3stream.store import ObjectNotFound, ObjectStore, open_store
+from s3stream.store.metered import MeteredStore
 from s3stream.store_state import Retention, StoreState, StoreStats, StreamState, fail_all
 from s3stream.uploader import ObjectIds, Uploader, now_ms
 from s3stream.wal_entries import encode_writer, load_identity
@@ -139,7 +140,9 @@ class StreamStore:
         if object_store is None:
             object_store = "file://" + os.path.abspath(os.path.join(data_dir, "objects"))
         self._owns_store = isinstance(object_store, str)
-        self.store = open_store(object_store) if isinstance(object_store, str) else object_store
+        opened = open_store(object_store) if isinstance(object_store, str) else object_store
+        self.store = MeteredStore(opened)
+        """The object store, its requests counted (engine/metrics.py)."""
         try:
             self.wal = WriteAheadLog(
                 os.path.join(data_dir, "wal"),

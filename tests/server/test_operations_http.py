@@ -239,6 +239,11 @@ def test_readyz_follows_the_object_store_and_errors_are_counted(
                 served,
             )
             assert _get(f"{served.http}/healthz")[0] == 200  # the process is up all along
+            failed = _samples(served.http)
+            assert _value(failed, "tidelog_object_store_request_errors_total", operation="head") > 0
+            assert _value(failed, "tidelog_object_store_requests_total", operation="head") >= (
+                _value(failed, "tidelog_object_store_request_errors_total", operation="head")
+            )
 
             proxy.heal()
             _wait_for(lambda: _get(f"{served.http}/readyz")[0] == 200, "/readyz stayed 503", served)
