@@ -192,6 +192,11 @@ class EngineCollector(Collector):
             "Age of the oldest append not yet uploaded (0 when none is).",
             cache.oldest_unuploaded_age_s,
         )
+        hits, misses = store.log_cache_reads()
+        yield _counter("tidelog_log_cache_hits", "Reads answered by the log cache.", hits)
+        yield _counter(
+            "tidelog_log_cache_misses", "Reads that went to objects (block cache, store).", misses
+        )
         blocks = store.block_cache
         yield _gauge("tidelog_block_cache_bytes", "Bytes held in the block cache.", blocks.size)
         yield _counter("tidelog_block_cache_hits", "Block-cache lookups found.", blocks.hits)

@@ -501,6 +501,10 @@ class StreamStore:
         age = 0.0 if oldest is None else max(time.monotonic() - oldest, 0.0)
         return LogCacheUsage(size, unuploaded, age)
 
+    def log_cache_reads(self) -> tuple[int, int]:
+        """Reads the log cache answered, and reads that went to objects."""
+        return self._fetcher.log_cache_hits, self._fetcher.log_cache_misses
+
     def probe_object_store(self) -> None:
         """One small request to the object store (a HEAD of a key that need
         not exist); raises ObjectStoreError when the store cannot answer."""

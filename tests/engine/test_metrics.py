@@ -66,7 +66,16 @@ def test_embedded_produce_and_consume_are_counted(tmp_path: Path) -> None:
             == (samples["tidelog_wal_appends_total", ()])
         )
         assert samples["tidelog_engine_open", ()] == 1
+        # the two reads above were of the tail: the log cache answered them
+        assert samples["tidelog_log_cache_hits_total", ()] == 2
+        assert samples["tidelog_log_cache_misses_total", ()] == 0
     assert _samples(engine.metrics().text())["tidelog_engine_open", ()] == 0
+
+    with Engine.open(str(tmp_path)) as reopened:  # closing uploaded: reads go to objects
+        assert reopened.fetch("events", 0, 0).records
+        samples = _samples(reopened.metrics().text())
+        assert samples["tidelog_log_cache_misses_total", ()] >= 1
+        assert samples["tidelog_object_store_requests_total", (("operation", "get"),)] >= 1
 
 
 def _documented() -> set[str]:
