@@ -12,8 +12,8 @@ locks); ``ServerCollector`` turns them into metric families when
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Collection, Iterator, Sequence
+from typing import Protocol
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -25,9 +25,6 @@ from prometheus_client.registry import Collector
 
 from engine.protocol.apis import ApiKey
 from wal.histogram import PlainHistogram
-
-if TYPE_CHECKING:
-    from engine.server.server import Server
 
 
 def api_name(api_key: int) -> str:
@@ -60,10 +57,47 @@ class RequestMetrics:
         histogram.observe(seconds)
 
 
+class _Stats(Protocol):
+    connections: int
+    bytes_in: int
+    bytes_out: int
+
+
+class _Listener(Protocol):
+    @property
+    def name(self) -> str: ...
+
+
+class _Connection(Protocol):
+    @property
+    def listener(self) -> _Listener: ...
+
+
+class _Config(Protocol):
+    @property
+    def effective_listeners(self) -> Sequence[_Listener]: ...
+
+
+class MeteredServer(Protocol):
+    """What the collector reads of the server (server.py's Server)."""
+
+    request_metrics: RequestMetrics
+    inflight_bytes: int
+
+    @property
+    def stats(self) -> _Stats: ...
+    @property
+    def config(self) -> _Config: ...
+    @property
+    def connections(self) -> Collection[_Connection]: ...
+    @property
+    def paused(self) -> Collection[_Connection]: ...
+
+
 class ServerCollector(Collector):
     """Reads a server's counters and connections at scrape time."""
 
-    def __init__(self, server: Server) -> None:
+    def __init__(self, server: MeteredServer) -> None:
         self._server = server
 
     def collect(self) -> Iterator[Metric]:

@@ -18,6 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from engine import Engine
 from engine.log_json import JsonFormatter
+from engine.log_limit import RepeatFilter
 from engine.server.config import ServerConfig
 from engine.server.server import Server
 from wal.histogram import PlainHistogram
@@ -137,3 +138,24 @@ def test_json_log_lines_carry_the_fields_of_the_line() -> None:
     assert "exception" not in first
     assert second["message"] == "failed"
     assert "ValueError: bad" in second["exception"]
+
+
+def test_a_json_line_after_held_back_repeats_says_how_many_in_a_field() -> None:
+    now = [0.0]
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    handler.addFilter(RepeatFilter(10.0, clock=lambda: now[0]))
+    logger = logging.getLogger("tidelog.test_json_repeats")
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        for _ in range(5):
+            logger.warning("object store error (will retry): %s", "SlowDown")
+        now[0] = 11.0
+        logger.warning("object store error (will retry): %s", "SlowDown")
+    finally:
+        logger.removeHandler(handler)
+    first, last = (json.loads(line) for line in stream.getvalue().splitlines())
+    assert "repeated" not in first
+    assert last["repeated"] == 4
