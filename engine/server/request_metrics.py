@@ -50,7 +50,7 @@ class RequestMetrics:
         """Responses that carried a quota's throttle time, by API key."""
 
     def answered(self, api_key: int, version: int, error_code: int, seconds: float) -> None:
-        self.requests[api_key, version, error_code] += 1
+        self.requests[api_key, version, int(error_code)] += 1
         histogram = self.latency.get(api_key)
         if histogram is None:
             histogram = self.latency[api_key] = PlainHistogram()

@@ -19,7 +19,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from engine import Engine
 from engine.log_json import JsonFormatter
 from engine.log_limit import RepeatFilter
+from engine.protocol.apis import ApiKey
+from engine.protocol.kafka_code import KafkaCode
 from engine.server.config import ServerConfig
+from engine.server.request_metrics import RequestMetrics, api_name
 from engine.server.server import Server
 from wal.histogram import PlainHistogram
 
@@ -159,3 +162,17 @@ def test_a_json_line_after_held_back_repeats_says_how_many_in_a_field() -> None:
     first, last = (json.loads(line) for line in stream.getvalue().splitlines())
     assert "repeated" not in first
     assert last["repeated"] == 4
+
+
+def test_requests_are_counted_by_kafka_api_name_version_and_error_code() -> None:
+    metrics = RequestMetrics()
+    metrics.answered(ApiKey.OFFSET_COMMIT, 8, 0, 0.002)
+    metrics.answered(ApiKey.OFFSET_COMMIT, 8, KafkaCode.COORDINATOR_NOT_AVAILABLE, 0.2)
+    metrics.answered(ApiKey.API_VERSIONS, 3, 0, 0.0001)
+    assert api_name(ApiKey.OFFSET_COMMIT) == "OffsetCommit"
+    assert metrics.requests == {
+        (ApiKey.OFFSET_COMMIT, 8, 0): 1,
+        (ApiKey.OFFSET_COMMIT, 8, 15): 1,
+        (ApiKey.API_VERSIONS, 3, 0): 1,
+    }
+    assert metrics.latency[ApiKey.OFFSET_COMMIT].count == 2
