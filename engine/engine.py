@@ -62,6 +62,7 @@ from engine.memory.lookup import FoundRecord, lookup_partition
 from engine.memory.replay import Replay
 from engine.memory.state_at import TopicState, rebuild, rebuild_async, state_query
 from engine.memory.vector import OffsetVector
+from engine.metrics import EngineMetrics
 from engine.partition import AppendResult, OffsetAndTimestamp, Partition, PartitionFetch
 from engine.provenance import Provenance
 from engine.quota_entities import ClientQuotas, entity_to_wire
@@ -150,6 +151,7 @@ class Engine:
         self.store = StreamStore.open(data_dir, object_store, config.store)
         self._lock = threading.RLock()
         self._closed = False
+        self._metrics: EngineMetrics | None = None
         self.close_report: CloseReport | None = None
         """What close left only in the WAL (None until closed)."""
         try:
@@ -837,6 +839,19 @@ class Engine:
         end; see engine.memory.replay.Replay."""
         self._check_open()
         return Replay(self, until, since, isolation_level=isolation_level, **options)
+
+    def metrics(self) -> EngineMetrics:
+        """The engine's metrics registry (docs/operations.md): serve
+        ``metrics().text()`` or hand ``metrics().registry`` to prometheus-client."""
+        if self._metrics is None:
+            self._metrics = EngineMetrics(self)
+        return self._metrics
+
+    def all_partitions(self) -> list[Partition]:
+        """Every loaded partition of every topic, internal ones included.
+        Read without the engine's lock: a scrape never waits on an append."""
+        topics = list(self._registry.topics.values())
+        return [partition for topic in topics for partition in topic.partitions]
 
     def consumer_lag(self, group_id: str) -> dict[TopicPartition, ConsumerLag]:
         """Per partition of every topic the group has committed offsets for

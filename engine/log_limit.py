@@ -75,6 +75,7 @@ class RepeatFilter(logging.Filter):
                 f" in the last {now - seen.since:.0f} s)"
             )
             record.args = None
+            record.repeated = seen.held  # a field of its own in JSON lines (log_json.py)
         if seen is None and len(self._seen) >= _MAX_KEYS:
             self._forget(now)
         self._seen[key] = _Seen(now)

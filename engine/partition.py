@@ -155,6 +155,11 @@ class Partition:
         """The transaction coordinator's check for transactional batches."""
         self.schema_source: SchemaSource = NO_REGISTRY
         """Where the topic's schema checks find schemas (the broker's registry)."""
+        self.bytes_in = 0
+        self.records_in = 0
+        """Appended, counted per append from the batch headers (engine/metrics.py)."""
+        self.bytes_out = 0
+        """Stored batch bytes fetched (engine/metrics.py)."""
         self.configure(config)
 
     def __repr__(self) -> str:
@@ -273,6 +278,8 @@ class Partition:
             self.time_index.note_append(
                 base, max_timestamp if stamp is None else stamp, len(buffer)
             )
+            self.bytes_in += len(buffer)
+            self.records_in += offset - base
         return AppendResult(base, last, log_append_time, self.log_start_offset), handle
 
     def _stamp_provenance(
@@ -471,8 +478,10 @@ class Partition:
         # The last stable offset is read before the data: it only grows, so
         # every batch below it is settled whenever the data was read.
         if not read_committed:
+            payloads = [batch.payload for batch in result.batches]
+            self.bytes_out += sum(len(payload) for payload in payloads)
             return PartitionFetch(
-                [batch.payload for batch in result.batches],
+                payloads,
                 result.next_offset,
                 result.end_offset,
                 result.start_offset,
@@ -483,8 +492,10 @@ class Partition:
         # the high watermark, both where an append begins.
         kept = [batch for batch in result.batches if batch.end_offset <= stable]
         next_offset = kept[-1].end_offset if kept else offset
+        payloads = [batch.payload for batch in kept]
+        self.bytes_out += sum(len(payload) for payload in payloads)
         return PartitionFetch(
-            [batch.payload for batch in kept],
+            payloads,
             next_offset,
             result.end_offset,
             result.start_offset,

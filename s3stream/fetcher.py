@@ -30,6 +30,10 @@ class Fetcher:
     def __init__(
         self, state: StoreState, manifest: Manifest, reader: ObjectReader, workers: int
     ) -> None:
+        self.log_cache_hits = 0
+        """Reads answered by the log cache (counted under the store's lock)."""
+        self.log_cache_misses = 0
+        """Reads that went to objects (the block cache, then the object store)."""
         self._state = state
         self._manifest = manifest
         self._reader = reader
@@ -63,6 +67,10 @@ class Fetcher:
         while offset < end and (budget > 0 or not batches):
             with self._state.lock:
                 cached = self._cached_locked(stream_id, offset)
+                if cached:
+                    self.log_cache_hits += 1
+                else:
+                    self.log_cache_misses += 1
                 first = not batches
                 found = (
                     self._state.cache.read(stream_id, offset, budget, end, first) if cached else []

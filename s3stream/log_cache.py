@@ -130,6 +130,14 @@ class LogCache:
             for batches in block.batches.values()
         )
 
+    def oldest_unuploaded(self) -> float | None:
+        """When (time.monotonic) the oldest block not uploaded yet got its
+        first append; None when everything is uploaded."""
+        for block in self._blocks:
+            if not block.uploaded and not block.empty:
+                return block.created
+        return None
+
     def unuploaded_bytes_of(self, stream_id: int, from_offset: int) -> int:
         """The bytes of the stream's batches from ``from_offset`` in blocks not
         uploaded yet (the active block included)."""

@@ -103,6 +103,8 @@ class Manifest:
         self._stop = stop
         self._writer = os.urandom(8).hex()
         self._commit_lock = threading.Lock()
+        self.commit_retries = 0
+        """Commits retried after a transient object-store error (metrics)."""
         self._fenced: Fenced | None = None
         self._unsettled: tuple[int, bytes, ManifestState] | None = None
         self.commits = 0
@@ -211,6 +213,7 @@ class Manifest:
                         raise StoreClosed from error
                     if deadline is not None and time.monotonic() >= deadline:
                         raise
+                    self.commit_retries += 1
                     log.warning("manifest commit failed, retrying: %s", error)
                     _backoff_sleep(attempt, self._stop)
                     attempt += 1

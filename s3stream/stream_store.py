@@ -29,11 +29,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import time
 from collections.abc import Callable, Coroutine, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, NamedTuple
 
 from s3stream.appender import Appender
 from s3stream.block_cache import BlockCache
@@ -56,7 +57,8 @@ from s3stream.objects import StoredBatch
 from s3stream.reader import ObjectReader
 from s3stream.recovery import RecoverySummary, recover
 from s3stream.replacing import replace_range
-from s3stream.store import ObjectStore, ObjectStoreError, open_store
+from s3stream.store import ObjectNotFound, ObjectStore, ObjectStoreError, open_store
+from s3stream.store.metered import MeteredStore
 from s3stream.store_state import Retention, StoreState, StoreStats, StreamState, fail_all
 from s3stream.uploader import ObjectIds, Uploader, now_ms
 from s3stream.wal_entries import encode_writer, load_identity
@@ -72,6 +74,18 @@ __all__ = [
 ]
 
 log = logging.getLogger("tidelog.s3stream")
+
+PROBE_KEY = "readiness-probe"
+"""The key a reachability probe asks about; it is never written."""
+
+
+class LogCacheUsage(NamedTuple):
+    size: int
+    """Bytes held in the log cache (uploaded blocks kept for tail reads included)."""
+    unuploaded_bytes: int
+    """Bytes appended and not yet in an uploaded object."""
+    oldest_unuploaded_age_s: float
+    """Seconds since the first append of the oldest block not uploaded (0: none)."""
 
 
 @dataclass(frozen=True)
@@ -130,7 +144,9 @@ class StreamStore:
         if object_store is None:
             object_store = "file://" + os.path.abspath(os.path.join(data_dir, "objects"))
         self._owns_store = isinstance(object_store, str)
-        self.store = open_store(object_store) if isinstance(object_store, str) else object_store
+        opened = open_store(object_store) if isinstance(object_store, str) else object_store
+        self.store = MeteredStore(opened)
+        """The object store, its requests counted (engine/metrics.py)."""
         try:
             self.wal = WriteAheadLog(
                 os.path.join(data_dir, "wal"),
@@ -543,6 +559,25 @@ class StreamStore:
     @property
     def fenced(self) -> bool:
         return self._state.fenced
+
+    def log_cache_usage(self) -> LogCacheUsage:
+        """The log cache's size and what of it is not uploaded yet."""
+        with self._state.lock:
+            cache = self._state.cache
+            oldest = cache.oldest_unuploaded()
+            size, unuploaded = cache.size, cache.unuploaded_bytes
+        age = 0.0 if oldest is None else max(time.monotonic() - oldest, 0.0)
+        return LogCacheUsage(size, unuploaded, age)
+
+    def log_cache_reads(self) -> tuple[int, int]:
+        """Reads the log cache answered, and reads that went to objects."""
+        return self._fetcher.log_cache_hits, self._fetcher.log_cache_misses
+
+    def probe_object_store(self) -> None:
+        """One small request to the object store (a HEAD of a key that need
+        not exist); raises ObjectStoreError when the store cannot answer."""
+        with contextlib.suppress(ObjectNotFound):
+            self.store.head(PROBE_KEY)
 
     def close(self, *, flush: bool = True, timeout: float | None = 30.0) -> CloseReport:
         """Stops appends, uploads what is in the cache (unless ``flush`` is

@@ -19,10 +19,11 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from wal.errors import DiskFull, LogClosed, LogFailed, LogIOError, WalError
 from wal.format import FLAG_SYNCED, RECORD_HEADER_SIZE, encode_record_header
+from wal.histogram import PlainHistogram
 from wal.segment import Position, SegmentWriter
 
 log = logging.getLogger("tidelog.wal")
@@ -39,6 +40,10 @@ class Durability(enum.Enum):
     """After its group is written; synced only on segment roll and close."""
 
 
+GROUP_SIZE_BOUNDS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+"""Appends per group commit."""
+
+
 @dataclass
 class WalStats:
     """Counters kept by the writer thread."""
@@ -48,6 +53,10 @@ class WalStats:
     syncs: int = 0
     bytes_written: int = 0
     segments_rolled: int = 0
+    fsync_seconds: PlainHistogram = field(default_factory=PlainHistogram)
+    """How long each fdatasync took."""
+    group_appends: PlainHistogram = field(default_factory=lambda: PlainHistogram(GROUP_SIZE_BOUNDS))
+    """How many appends each group commit wrote."""
 
 
 Outcome = Position | WalError
@@ -195,6 +204,7 @@ class GroupCommitter:
             return
         self.stats.appends += len(group)
         self.stats.groups += 1
+        self.stats.group_appends.observe(len(group))
         self._settle(group, positions)
 
     def _write(self, group: list[PendingAppend]) -> list[Position]:
@@ -241,10 +251,12 @@ class GroupCommitter:
         return positions
 
     def _sync(self) -> None:
+        started = time.monotonic()
         self._segment.sync()
         self.stats.syncs += 1
         self._unsynced = False
         self._last_sync = time.monotonic()
+        self.stats.fsync_seconds.observe(self._last_sync - started)
 
     def _sync_for_interval(self) -> None:
         try:

@@ -32,6 +32,7 @@ except ImportError:  # pragma: no cover - uvloop is a dependency, except on Wind
 from engine import refusal
 from engine.authorization import AuthorizationConfig
 from engine.engine import Engine, EngineConfig
+from engine.log_json import use_json_lines
 from engine.log_limit import limit_repeated_lines
 from engine.server.config import (
     ConfigFileError,
@@ -40,7 +41,9 @@ from engine.server.config import (
     load_config_file,
     parse_address,
 )
+from engine.server.http_config import DEFAULT_HTTP_PORT, HttpConfig
 from engine.server.listeners import parse_listeners
+from engine.server.operations_http import OperationsServer
 from engine.server.registry_config import DEFAULT_REGISTRY_PORT, RegistryConfig
 from engine.server.server import Server
 from s3stream.store import redact_url, secret_parameters
@@ -89,7 +92,20 @@ def add_command(commands: Any) -> None:
         help="serve the Schema Registry API (Confluent's) on HOST:PORT"
         f" (default 127.0.0.1:{DEFAULT_REGISTRY_PORT}; off unless asked for here or in --config)",
     )
+    parser.add_argument(
+        "--http",
+        nargs="?",
+        const=f"127.0.0.1:{DEFAULT_HTTP_PORT}",
+        metavar="HOST:PORT",
+        help="serve /metrics, /healthz and /readyz on HOST:PORT"
+        f" (default 127.0.0.1:{DEFAULT_HTTP_PORT}; off unless asked for here or in --config)",
+    )
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
+    parser.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        help="text (default) or json: one JSON object per line",
+    )
     parser.set_defaults(run=run)
 
 
@@ -112,6 +128,11 @@ def settings(args: argparse.Namespace) -> tuple[FileConfig, ServerConfig]:
     if getattr(args, "schema_registry", None):
         address = parse_address(args.schema_registry, default_port=DEFAULT_REGISTRY_PORT)
         file = replace(file, schema_registry=replace(file.schema_registry, listen=address))
+    if getattr(args, "http", None):
+        address = parse_address(args.http, default_port=DEFAULT_HTTP_PORT)
+        file = replace(file, http=replace(file.http, listen=address))
+    if getattr(args, "log_format", None):
+        server = replace(server, log_format=args.log_format)
     return file, server
 
 
@@ -172,12 +193,15 @@ def run(args: argparse.Namespace) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    limit_repeated_lines()
     try:
         file, server_config = settings(args)
     except (ConfigFileError, ValueError) as error:
+        limit_repeated_lines()
         log.error("%s", error)
         return 2
+    if server_config.log_format == "json":
+        use_json_lines()
+    limit_repeated_lines()
     engine_config = EngineConfig(
         auto_create_topics=not args.no_auto_create_topics
         and (file.auto_create_topics if file.auto_create_topics is not None else True),
@@ -201,7 +225,14 @@ def run(args: argparse.Namespace) -> int:
     runner: Any = asyncio.run if uvloop is None else uvloop.run
     try:
         result: int = runner(
-            _serve(data_dir, object_store, engine_config, server_config, file.schema_registry)
+            _serve(
+                data_dir,
+                object_store,
+                engine_config,
+                server_config,
+                file.schema_registry,
+                file.http,
+            )
         )
     except refusal.REFUSALS as error:
         log.error("cannot serve: %s", refusal.describe(error, data_dir))
@@ -215,6 +246,7 @@ async def _serve(
     engine_config: EngineConfig,
     server_config: ServerConfig,
     registry_config: RegistryConfig | None = None,
+    http_config: HttpConfig | None = None,
 ) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -236,6 +268,7 @@ async def _serve(
         server = Server(engine, server_config)
         await server.start()
         registry = None
+        operations = None
         try:
             if registry_config is not None and registry_config.listen is not None:
                 # aiohttp is imported only when the registry is served (a faster start).
@@ -243,9 +276,14 @@ async def _serve(
 
                 registry = registry_server_for(engine, registry_config, server_config)
                 await registry.start()
+            if http_config is not None and http_config.listen is not None:
+                operations = OperationsServer(engine, http_config)
+                await operations.start()
             await stop.wait()
             log.info("shutting down")
         finally:
+            if operations is not None:
+                await operations.stop()
             if registry is not None:
                 await registry.stop()
             await server.stop()

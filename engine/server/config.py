@@ -33,6 +33,12 @@ They can come from a TOML file (``tidelog serve --config tidelog.toml``)::
     "connections.max.reauth.ms" = 3600000
     "connection.failed.authentication.delay.ms" = 100     # the close after a failed login
 
+    log_format = "json"              # or "text" (the default)
+
+    [http]                            # /metrics, /healthz, /readyz (docs/operations.md)
+    listen = "127.0.0.1:9644"         # off unless set here or with --http
+    object_store_window_s = 10
+
     [engine]
     data_dir = "./tidelog-data"
     object_store = "file:///var/lib/tidelog/objects"
@@ -62,6 +68,8 @@ from typing import Any
 from engine.credentials import MECHANISMS
 from engine.engine import EngineConfig
 from engine.groups.config import GroupConfig
+from engine.server.http_config import DEFAULT_HTTP_PORT, HttpConfig
+from engine.server.http_config import KEYS as HTTP_KEYS
 from engine.server.listeners import Listener, parse_listeners
 from engine.server.registry_config import DEFAULT_REGISTRY_PORT, KEYS, RegistryConfig
 from engine.transactions.config import TransactionConfig
@@ -169,6 +177,9 @@ class ServerConfig:
     activity_log_interval_s: float = 60.0
     """How often the log gets a line of what was served and uploaded (when
     anything was)."""
+    log_format: str = "text"
+    """``text``: one line for people; ``json``: one JSON object per line
+    (engine/log_json.py, docs/operations.md)."""
 
     authorizer: str = ""
     """Kafka's authorizer.class.name: "" serves every request to everyone;
@@ -182,6 +193,8 @@ class ServerConfig:
     allows a resource that no ACL names."""
 
     def __post_init__(self) -> None:
+        if self.log_format not in ("text", "json"):
+            raise ValueError(f'log_format must be "text" or "json", not {self.log_format!r}')
         if self.authorizer not in ("", "acl"):
             raise ValueError(f'authorizer must be "" or "acl", not {self.authorizer!r}')
         users: object = self.super_users
@@ -305,6 +318,7 @@ class FileConfig:
     """Other EngineConfig arguments, by field name: its own settings, and
     ``groups`` and ``transactions`` when the file sets any of theirs."""
     schema_registry: RegistryConfig = field(default_factory=RegistryConfig)
+    http: HttpConfig = field(default_factory=HttpConfig)
 
 
 _PLAIN_TYPES: dict[str, type] = {"int": int, "float": float, "bool": bool, "str": str}
@@ -345,12 +359,24 @@ def _registry_settings(table: dict[str, Any]) -> RegistryConfig:
     return RegistryConfig(listen=address, **table)
 
 
+def _http_settings(table: dict[str, Any]) -> HttpConfig:
+    unknown = set(table) - HTTP_KEYS
+    if unknown:
+        raise ValueError(f"unknown keys {sorted(unknown)}")
+    listen = table.pop("listen", None)
+    if listen is not None and not isinstance(listen, str):
+        raise ValueError("listen must be a string, host:port")
+    address = parse_address(listen, default_port=DEFAULT_HTTP_PORT) if listen else None
+    return HttpConfig(listen=address, **table)
+
+
 def load_config_file(path: str | Path) -> FileConfig:
     try:
         document = tomllib.loads(Path(path).read_text())
     except (OSError, tomllib.TOMLDecodeError) as error:
         raise ConfigFileError(f"{path}: {error}") from error
-    unknown = set(document) - {"server", "engine", "topic_defaults", "store", "schema_registry"}
+    sections = {"server", "engine", "topic_defaults", "store", "schema_registry", "http"}
+    unknown = set(document) - sections
     if unknown:
         raise ConfigFileError(f"{path}: unknown sections {sorted(unknown)}")
     # Kafka's dotted names ("max.connections") name the same settings.
@@ -390,6 +416,10 @@ def load_config_file(path: str | Path) -> FileConfig:
         registry = _registry_settings(dict(document.get("schema_registry", {})))
     except (TypeError, ValueError) as error:
         raise ConfigFileError(f"{path}: [schema_registry]: {error}") from error
+    try:
+        http = _http_settings(dict(document.get("http", {})))
+    except (TypeError, ValueError) as error:
+        raise ConfigFileError(f"{path}: [http]: {error}") from error
     topic_defaults = {str(k): str(v) for k, v in document.get("topic_defaults", {}).items()}
     engine = {k: engine_table.pop(k) for k in list(engine_table) if k in _ENGINE_SETTINGS}
     for name, value in engine.items():
@@ -406,5 +436,6 @@ def load_config_file(path: str | Path) -> FileConfig:
         store=store,
         engine=engine,
         schema_registry=registry,
+        http=http,
         **engine_table,
     )

@@ -76,14 +76,18 @@ _NO_BYTES = b"\0\0\0\0"
 class _Pending:
     """A request whose response has not been written yet."""
 
-    __slots__ = ("header", "result", "seconds", "size")
+    __slots__ = ("header", "read", "result", "seconds", "size")
 
-    def __init__(self, header: RequestHeader, result: Any, size: int, seconds: float) -> None:
+    def __init__(
+        self, header: RequestHeader, result: Any, size: int, seconds: float, read: float
+    ) -> None:
         self.header = header
         self.result = result
         self.size = size
         self.seconds = seconds
         """The event loop's time spent on it so far (the request quota)."""
+        self.read = read
+        """When it was read whole (the latency metric)."""
 
 
 class Connection(asyncio.BufferedProtocol):
@@ -399,7 +403,7 @@ class Connection(asyncio.BufferedProtocol):
                 self.abort(ConnectionRefusedError(refusal))
                 return
         timed = self.server.quotas.active  # the request quota counts the loop's time
-        started = self.server.now() if timed else 0.0
+        started = self.server.now()
         try:
             header, result = dispatch(
                 self.server.state, header, memoryview(frame), self.identity, authentication
@@ -413,7 +417,7 @@ class Connection(asyncio.BufferedProtocol):
             return
         if inspect.isawaitable(result):
             result = asyncio.ensure_future(result)
-        self._queue(header, result, size, self.server.now() - started if timed else 0.0)
+        self._queue(header, result, size, self.server.now() - started if timed else 0.0, started)
 
     def _raw_token(self, authentication: Authentication, frame: bytearray) -> None:
         """A SASL token after a SaslHandshake v0: a bare size-prefixed frame
@@ -429,10 +433,12 @@ class Connection(asyncio.BufferedProtocol):
             return
         self._write([len(result.challenge).to_bytes(4, "big"), result.challenge])
 
-    def _queue(self, header: RequestHeader, result: Any, size: int, seconds: float) -> None:
+    def _queue(
+        self, header: RequestHeader, result: Any, size: int, seconds: float, read: float
+    ) -> None:
         self.inflight_bytes += size
         self.server.inflight_bytes += size
-        pending = _Pending(header, result, size, seconds)
+        pending = _Pending(header, result, size, seconds, read)
         self._pending.append(pending)
         self._idle.clear()
         if isinstance(result, asyncio.Future):
@@ -486,6 +492,13 @@ class Connection(asyncio.BufferedProtocol):
                     self.abort(error)
                     return
                 self._write(parts)
+                header = pending.header
+                self.server.request_metrics.answered(
+                    header.api_key,
+                    header.api_version,
+                    result.get("error_code", 0) if isinstance(result, dict) else 0,
+                    self.server.now() - pending.read,
+                )
             elif self.server.quotas.active:  # acks=0: no answer, but the bytes count
                 self._throttle(pending, None, [])
             self._release(pending.size)
@@ -542,6 +555,8 @@ class Connection(asyncio.BufferedProtocol):
     def _pause(self, reason: str) -> None:
         if not self._pauses and self.transport is not None and not self.closed:
             self.transport.pause_reading()
+        if reason not in self._pauses:
+            self.server.request_metrics.pauses[reason] += 1
         self._pauses.add(reason)
 
     def _resume(self, reason: str) -> None:
@@ -567,6 +582,7 @@ class Connection(asyncio.BufferedProtocol):
         )
         if delay_ms <= 0:
             return parts
+        self.server.request_metrics.throttles[header.api_key] += 1
         loop = asyncio.get_running_loop()
         until = loop.time() + delay_ms / 1000
         if self._throttled is None or self._throttled[0] < until:

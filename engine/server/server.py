@@ -25,6 +25,7 @@ from engine.server.fetch_sessions import FetchSessionCache
 from engine.server.listeners import Listener, SecurityProtocol
 from engine.server.mutation_quotas import MutationQuotas
 from engine.server.quotas import QuotaManager
+from engine.server.request_metrics import RequestMetrics, ServerCollector
 from engine.server.tls import PrincipalMapper, distinguished_name, server_context
 from engine.server.tls_handshake import HandshakeFailures, TlsHandshake
 
@@ -83,6 +84,9 @@ class Server:
         self.handshakes: set[asyncio.Task[None]] = set()
         """TLS handshakes under way (tls_handshake.py)."""
         self._handshake_failures = HandshakeFailures(self.now)
+        self.request_metrics = RequestMetrics()
+        """What the connections count as they answer (request_metrics.py)."""
+        self._collector = ServerCollector(self)
 
     @property
     def port(self) -> int:
@@ -156,6 +160,7 @@ class Server:
                 "socket.request.max.bytes": self.config.max_request_bytes,
             }
         )
+        self.engine.metrics().register(self._collector)
         self._reporter = asyncio.create_task(self._report_activity())
         self._sweeper = asyncio.create_task(self._sweep_connections())
         for listener in listeners:
@@ -231,6 +236,7 @@ class Server:
         for opened in self._servers.values():
             await opened.wait_closed()
         self._servers.clear()
+        self.engine.metrics().unregister(self._collector)
 
     async def __aenter__(self) -> Server:
         await self.start()

@@ -17,7 +17,7 @@ import pytest
 from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import ConfigResource, ConfigResourceType
 
-from engine.server.config import load_config_file
+from engine.server.config import ConfigFileError, load_config_file
 from tests.server.conftest import ServerProcess, free_port
 
 DEFAULT_PORT = 9092
@@ -282,6 +282,21 @@ def test_the_config_file_in_the_server_doc_loads_as_documented(tmp_path: Path) -
     assert loaded.engine["transactions"].transaction_max_timeout_ms == 900000
     assert loaded.store.upload_bytes == 32 * 1024 * 1024
     assert loaded.schema_registry.listen == ("127.0.0.1", 8081)
+    assert loaded.http.listen == ("127.0.0.1", 9644)
+    assert loaded.http.object_store_window_s == 10.0
+    assert loaded.server.log_format == "text"
+
+
+def test_an_http_table_with_an_unknown_key_or_a_bad_log_format_is_refused(
+    tmp_path: Path,
+) -> None:
+    config = tmp_path / "tidelog.toml"
+    config.write_text('[http]\nlisten = "127.0.0.1:9644"\nport = 1\n')
+    with pytest.raises(ConfigFileError, match=r"\[http\]: unknown keys \['port'\]"):
+        load_config_file(config)
+    config.write_text('[server]\nlog_format = "xml"\n')
+    with pytest.raises(ConfigFileError, match="log_format must be"):
+        load_config_file(config)
 
 
 def test_listen_without_a_host_is_refused_with_how_to_mean_every_interface(

@@ -1,0 +1,31 @@
+"""The ``[http]`` settings: where the operations endpoints (``/metrics``,
+``/healthz``, ``/readyz``) listen, and how fresh a readiness probe of the
+object store must be (docs/operations.md)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DEFAULT_HTTP_PORT = 9644
+"""Redpanda's admin API port, where its metrics are served."""
+KEYS = frozenset({"listen", "object_store_window_s", "probe_timeout_s"})
+"""What an ``[http]`` table may set."""
+
+
+@dataclass(frozen=True)
+class HttpConfig:
+    """The operations endpoints' listener; off unless ``listen`` is set."""
+
+    listen: tuple[str, int] | None = None
+    """(host, port) to serve on; None: not served."""
+    object_store_window_s: float = 10.0
+    """``/readyz`` answers 503 when the object store has not answered a
+    probe within this many seconds."""
+    probe_timeout_s: float = 2.0
+    """How long one probe of the object store may take."""
+
+    def __post_init__(self) -> None:
+        if not 0.1 <= self.object_store_window_s <= 3600:
+            raise ValueError("object_store_window_s must be from 0.1 to 3600")
+        if not 0.1 <= self.probe_timeout_s <= 60:
+            raise ValueError("probe_timeout_s must be from 0.1 to 60")

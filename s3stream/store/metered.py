@@ -1,0 +1,105 @@
+"""An object store that counts its requests: per operation, how many, how
+many failed and how long each took (docs/operations.md's
+``tidelog_object_store_*``). The stream store wraps whatever store it was
+given in one, so every caller (uploads, reads, compaction, the manifest,
+the readiness probe) is counted in one place.
+
+Counting takes a lock: object-store requests come from several threads
+and each costs a round trip, so the lock is noise beside it. Retries that
+the backend makes inside one call (botocore's) are one request here.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import TypeVar
+
+from s3stream.store.base import (
+    BytesLike,
+    ObjectData,
+    ObjectInfo,
+    ObjectNotFound,
+    ObjectStore,
+    PreconditionFailed,
+)
+from wal.histogram import PlainHistogram
+
+_T = TypeVar("_T")
+
+ANSWERS = (ObjectNotFound, PreconditionFailed)
+"""Errors that are the store's answer, not its failure: not counted as errors."""
+
+
+class MeteredStore(ObjectStore):
+    """Counts the requests made to ``inner`` and passes them on."""
+
+    def __init__(self, inner: ObjectStore) -> None:
+        self.inner = inner
+        self.url = inner.url
+        self.conditional_writes = inner.conditional_writes
+        self.requests: Counter[str] = Counter()
+        self.errors: Counter[str] = Counter()
+        self.latency: dict[str, PlainHistogram] = {}
+        self._lock = threading.Lock()
+
+    def _timed(self, operation: str, call: Callable[[], _T]) -> _T:
+        started = time.monotonic()
+        failed = False
+        try:
+            return call()
+        except ANSWERS:
+            raise
+        except Exception:
+            failed = True
+            raise
+        finally:
+            elapsed = time.monotonic() - started
+            with self._lock:
+                self.requests[operation] += 1
+                if failed:
+                    self.errors[operation] += 1
+                histogram = self.latency.get(operation)
+                if histogram is None:
+                    histogram = self.latency[operation] = PlainHistogram()
+                histogram.observe(elapsed)
+
+    def snapshot(self) -> tuple[dict[str, int], dict[str, int], dict[str, PlainHistogram]]:
+        """Requests, errors and latency by operation, copied under the lock."""
+        with self._lock:
+            latency = {}
+            for operation, source in self.latency.items():
+                copied = PlainHistogram(source.bounds)
+                copied.counts = list(source.counts)
+                copied.sum = source.sum
+                latency[operation] = copied
+            return dict(self.requests), dict(self.errors), latency
+
+    def put(self, key: str, data: ObjectData) -> str:
+        return self._timed("put", lambda: self.inner.put(key, data))
+
+    def put_if_absent(self, key: str, data: BytesLike) -> str:
+        return self._timed("put_if_absent", lambda: self.inner.put_if_absent(key, data))
+
+    def put_if_version(self, key: str, data: BytesLike, version: str) -> str:
+        return self._timed("put_if_version", lambda: self.inner.put_if_version(key, data, version))
+
+    def get(self, key: str, start: int = 0, end: int | None = None) -> bytes:
+        return self._timed("get", lambda: self.inner.get(key, start, end))
+
+    def get_versioned(self, key: str) -> tuple[bytes, str]:
+        return self._timed("get_versioned", lambda: self.inner.get_versioned(key))
+
+    def head(self, key: str) -> ObjectInfo:
+        return self._timed("head", lambda: self.inner.head(key))
+
+    def delete(self, key: str) -> None:
+        self._timed("delete", lambda: self.inner.delete(key))
+
+    def list(self, prefix: str = "") -> list[ObjectInfo]:
+        return self._timed("list", lambda: self.inner.list(prefix))
+
+    def close(self) -> None:
+        self.inner.close()
