@@ -6,7 +6,8 @@ Layers, lowest first: the wire protocol (engine.protocol); the broker core
 per-partition transaction data); the coordinators (engine.groups,
 engine.transactions) and the embedded clients (engine.client, which reach
 the core through engine.client.host's Protocol, never through Engine); the
-engine facade (engine.engine); the wire server (engine.server); the command
+engine facade (engine.engine) and the typed agent records that write through
+it (engine.memory.agent, .transport, .wire); the wire server (engine.server); the command
 line and the package's re-exports. Imports under TYPE_CHECKING count: a
 cycle of types is still a cycle of knowledge.
 """
@@ -98,9 +99,11 @@ def layer(module: str) -> int:
         return 2
     if module == "engine.engine":
         return 3
+    if module.startswith(("engine.memory.agent", "engine.memory.transport", "engine.memory.wire")):
+        return 3  # typed agent records write through the engine's clients, as a user does
     if module.startswith("engine.server"):
         return 4
-    if module.startswith("engine.cli") or module in {"engine", "engine.__main__"}:
+    if module.startswith("engine.cli") or module in {"engine", "engine.__main__", "engine.memory"}:
         return 5
     return 1  # the broker core
 

@@ -1,0 +1,185 @@
+"""The wire :class:`~engine.memory.transport.Transport`: an agent memory on
+any Kafka-protocol broker (``tidelog serve``, or a Kafka cluster) through
+confluent-kafka, the optional extra ``tidelog[kafka]``.
+
+Writes use an idempotent producer with acks=all and wait for the delivery
+report; transactions use a second producer with the transactional id; reads
+assign one partition at the reference's offset, read_committed.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from engine.clock import Clock
+from engine.errors import EngineError
+from engine.memory.transport import RecordNotFound, StoredRecord
+from engine.memory.vector import RecordRef
+from engine.protocol.kafka_code import KafkaCode
+from engine.types import Header
+
+try:
+    import confluent_kafka
+except ImportError:  # pragma: no cover - depends on the installed extras
+    confluent_kafka = None  # type: ignore[assignment]
+
+
+class WireError(EngineError):
+    """The Kafka client reported an error; ``kafka_code`` is its code."""
+
+    code = KafkaCode.UNKNOWN_SERVER_ERROR
+
+    def __init__(self, message: str, kafka_code: int = -1) -> None:
+        super().__init__(message)
+        self.kafka_code = kafka_code
+
+
+def _client() -> Any:
+    if confluent_kafka is None:
+        raise ImportError(
+            "an agent memory over the wire needs confluent-kafka: pip install 'tidelog[kafka]'"
+        )
+    return confluent_kafka
+
+
+class _Delivery:
+    """One produced record's delivery report, waited for by polling the producer."""
+
+    def __init__(self) -> None:
+        self.message: Any = None
+        self.error: Any = None
+        self.done = threading.Event()
+
+    def __call__(self, error: Any, message: Any) -> None:
+        self.error, self.message = error, message
+        self.done.set()
+
+
+class WireTransport:
+    def __init__(
+        self,
+        bootstrap: str,
+        *,
+        clock: Clock,
+        transactional_id: str | None = None,
+        transaction_timeout_ms: int = 60_000,
+        config: Mapping[str, Any] | None = None,
+    ) -> None:
+        """``config``: further librdkafka settings for every client (security)."""
+        self._kafka = _client()
+        self._clock = clock
+        self._common = {"bootstrap.servers": bootstrap, **(config or {})}
+        self._producer = self._kafka.Producer(
+            {**self._common, "enable.idempotence": True, "acks": "all", "linger.ms": 0}
+        )
+        self._transactional_id = transactional_id
+        self._transaction_timeout_ms = transaction_timeout_ms
+        self._transactional: Any = None
+
+    def _produce(
+        self,
+        producer: Any,
+        topic: str,
+        value: bytes,
+        key: bytes | None,
+        headers: Sequence[Header],
+        timeout: float,
+    ) -> RecordRef:
+        delivery = _Delivery()
+        producer.produce(topic, value, key, headers=list(headers), on_delivery=delivery)
+        deadline = self._clock.monotonic() + timeout
+        while not delivery.done.is_set():
+            remaining = deadline - self._clock.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"no delivery report for a record to {topic} in {timeout} s")
+            producer.poll(min(remaining, 0.1))
+        if delivery.error is not None:
+            raise WireError(f"{topic}: {delivery.error}", delivery.error.code())
+        message = delivery.message
+        epoch = message.leader_epoch()
+        return RecordRef(
+            topic, message.partition(), message.offset(), -1 if epoch is None else epoch
+        )
+
+    def write(
+        self,
+        topic: str,
+        value: bytes,
+        key: bytes | None,
+        headers: Sequence[Header],
+        timeout: float,
+    ) -> RecordRef:
+        return self._produce(self._producer, topic, value, key, headers, timeout)
+
+    def begin(self, timeout: float) -> None:
+        if self._transactional is None:
+            transactional = self._kafka.Producer(
+                {
+                    **self._common,
+                    "transactional.id": self._transactional_id or f"tidelog-agent-{uuid.uuid4()}",
+                    "transaction.timeout.ms": self._transaction_timeout_ms,
+                    "linger.ms": 0,
+                }
+            )
+            self._call(lambda: transactional.init_transactions(timeout))
+            self._transactional = transactional
+        self._call(self._transactional.begin_transaction)
+
+    def _call(self, call: Any) -> None:
+        try:
+            call()
+        except self._kafka.KafkaException as error:
+            failure = error.args[0]
+            raise WireError(str(failure), failure.code()) from error
+
+    def write_in_transaction(
+        self,
+        topic: str,
+        value: bytes,
+        key: bytes | None,
+        headers: Sequence[Header],
+        timeout: float,
+    ) -> RecordRef:
+        if self._transactional is None:
+            raise RuntimeError("begin() comes first")
+        return self._produce(self._transactional, topic, value, key, headers, timeout)
+
+    def commit(self, timeout: float) -> None:
+        self._call(lambda: self._transactional.commit_transaction(timeout))
+
+    def abort(self, timeout: float) -> None:
+        self._call(lambda: self._transactional.abort_transaction(timeout))
+
+    def read(self, ref: RecordRef, timeout: float) -> StoredRecord:
+        consumer = self._kafka.Consumer(
+            {
+                **self._common,
+                "group.id": f"tidelog-agent-read-{uuid.uuid4()}",
+                "enable.auto.commit": False,
+                "isolation.level": "read_committed",
+            }
+        )
+        try:
+            consumer.assign([self._kafka.TopicPartition(ref.topic, ref.partition, ref.offset)])
+            deadline = self._clock.monotonic() + timeout
+            while (remaining := deadline - self._clock.monotonic()) > 0:
+                message = consumer.poll(min(remaining, 0.5))
+                if message is None:
+                    continue
+                if message.error() is not None:
+                    raise WireError(f"{ref}: {message.error()}", message.error().code())
+                if message.offset() != ref.offset:
+                    raise RecordNotFound(f"no record at {ref} (the next is at {message.offset()})")
+                headers = tuple((name, value or b"") for name, value in message.headers() or ())
+                return StoredRecord(ref, message.key(), message.value(), headers)
+        finally:
+            consumer.close()
+        raise RecordNotFound(f"no record at {ref} within {timeout} s")
+
+    def close(self, timeout: float) -> None:
+        self._producer.flush(timeout)
+        if self._transactional is not None:
+            self._transactional.flush(timeout)
