@@ -5,6 +5,10 @@ confluent-kafka, the optional extra ``tidelog[kafka]``.
 Writes use an idempotent producer with acks=all and wait for the delivery
 report; transactions use a second producer with the transactional id; reads
 assign one partition at the reference's offset, read_committed.
+
+A produce response carries no leader epoch, so librdkafka's delivery report
+has none: the epoch a ref names is read from the written batch itself (a
+read_uncommitted fetch of the one record, from the broker's log cache).
 """
 
 from __future__ import annotations
@@ -78,6 +82,9 @@ class WireTransport:
         self._transactional_id = transactional_id
         self._transaction_timeout_ms = transaction_timeout_ms
         self._transactional: Any = None
+        self._epochs: Any = None
+        """The read_uncommitted consumer that reads written records' epochs."""
+        self._epochs_lock = threading.Lock()
 
     def _produce(
         self,
@@ -100,9 +107,45 @@ class WireTransport:
             raise WireError(f"{topic}: {delivery.error}", delivery.error.code())
         message = delivery.message
         epoch = message.leader_epoch()
-        return RecordRef(
-            topic, message.partition(), message.offset(), -1 if epoch is None else epoch
+        if epoch is None:
+            epoch = self._written_epoch(topic, message.partition(), message.offset(), deadline)
+        return RecordRef(topic, message.partition(), message.offset(), epoch)
+
+    def _written_epoch(self, topic: str, partition: int, offset: int, deadline: float) -> int:
+        with self._epochs_lock:
+            if self._epochs is None:
+                self._epochs = self._consumer("read_uncommitted")
+            self._epochs.assign([self._kafka.TopicPartition(topic, partition, offset)])
+            message = self._poll_at(self._epochs, topic, partition, offset, deadline)
+        epoch = message.leader_epoch()
+        return -1 if epoch is None else int(epoch)
+
+    def _consumer(self, isolation_level: str) -> Any:
+        return self._kafka.Consumer(
+            {
+                **self._common,
+                "group.id": f"tidelog-agent-read-{uuid.uuid4()}",
+                "enable.auto.commit": False,
+                "isolation.level": isolation_level,
+            }
         )
+
+    def _poll_at(
+        self, consumer: Any, topic: str, partition: int, offset: int, deadline: float
+    ) -> Any:
+        """The message at ``offset`` of an assigned partition; RecordNotFound
+        if the next one there is another, or none comes by ``deadline``."""
+        where = f"{topic}:{partition}:{offset}"
+        while (remaining := deadline - self._clock.monotonic()) > 0:
+            message = consumer.poll(min(remaining, 0.5))
+            if message is None:
+                continue
+            if message.error() is not None:
+                raise WireError(f"{where}: {message.error()}", message.error().code())
+            if message.offset() != offset:
+                raise RecordNotFound(f"no record at {where} (the next is at {message.offset()})")
+            return message
+        raise RecordNotFound(f"no record at {where} by the deadline")
 
     def write(
         self,
@@ -154,32 +197,21 @@ class WireTransport:
         self._call(lambda: self._transactional.abort_transaction(timeout))
 
     def read(self, ref: RecordRef, timeout: float) -> StoredRecord:
-        consumer = self._kafka.Consumer(
-            {
-                **self._common,
-                "group.id": f"tidelog-agent-read-{uuid.uuid4()}",
-                "enable.auto.commit": False,
-                "isolation.level": "read_committed",
-            }
-        )
+        consumer = self._consumer("read_committed")
         try:
             consumer.assign([self._kafka.TopicPartition(ref.topic, ref.partition, ref.offset)])
             deadline = self._clock.monotonic() + timeout
-            while (remaining := deadline - self._clock.monotonic()) > 0:
-                message = consumer.poll(min(remaining, 0.5))
-                if message is None:
-                    continue
-                if message.error() is not None:
-                    raise WireError(f"{ref}: {message.error()}", message.error().code())
-                if message.offset() != ref.offset:
-                    raise RecordNotFound(f"no record at {ref} (the next is at {message.offset()})")
-                headers = tuple((name, value or b"") for name, value in message.headers() or ())
-                return StoredRecord(ref, message.key(), message.value(), headers)
+            message = self._poll_at(consumer, ref.topic, ref.partition, ref.offset, deadline)
         finally:
             consumer.close()
-        raise RecordNotFound(f"no record at {ref} within {timeout} s")
+        headers = tuple((name, value or b"") for name, value in message.headers() or ())
+        return StoredRecord(ref, message.key(), message.value(), headers)
 
     def close(self, timeout: float) -> None:
         self._producer.flush(timeout)
         if self._transactional is not None:
             self._transactional.flush(timeout)
+        with self._epochs_lock:
+            if self._epochs is not None:
+                self._epochs.close()
+                self._epochs = None
