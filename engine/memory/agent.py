@@ -23,6 +23,7 @@ from engine.authorization import ANONYMOUS
 from engine.clock import SYSTEM, Clock
 from engine.errors import InvalidTxnState
 from engine.memory.actions import (
+    ACTION_TYPES,
     CAUSATION_HEADER,
     CORRELATION_HEADER,
     ActionRecord,
@@ -314,6 +315,30 @@ class AgentMemory:
         """The action stored at ``ref`` (read_committed); RecordNotFound if
         none is, InvalidAction if the record there is not an action."""
         return parse_stored(self._transport.read(ref, self.timeout))
+
+    def history(
+        self, correlation_id: str, *, topics: Sequence[str] | None = None
+    ) -> list[StoredAction]:
+        """Every committed action of ``correlation_id`` on ``topics`` (default:
+        the topics this memory writes actions to), ordered by topic, then
+        partition and offset (one correlation id keys one partition per
+        topic, so within a topic this is the order they were written).
+
+        A scan: it reads the topics from their start, keeping the records
+        whose correlation header matches; records there that are not agent
+        actions (a decide-and-act's effects) are left out."""
+        wanted = topics if topics is not None else self._action_topics()
+        header = (CORRELATION_HEADER, correlation_id.encode())
+        found: list[StoredAction] = []
+        for stored in sorted(self._transport.scan(wanted, header, self.timeout)):
+            try:
+                found.append(parse_stored(stored))
+            except InvalidAction:
+                continue
+        return found
+
+    def _action_topics(self) -> list[str]:
+        return sorted({self.topic_for(action_type) for action_type in ACTION_TYPES})
 
     # -- the parts -----------------------------------------------------------------------
 

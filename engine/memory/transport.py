@@ -18,12 +18,17 @@ from engine.authorization import ANONYMOUS
 from engine.errors import EngineError
 from engine.memory.vector import RecordRef
 from engine.protocol.kafka_code import KafkaCode
-from engine.types import Header, RecordMetadata
+from engine.types import ConsumerRecord, Header, RecordMetadata, TopicPartition
 
 if TYPE_CHECKING:
     from engine.client.producer import Producer
     from engine.client.transactional_producer import TransactionalProducer
     from engine.engine import Engine
+    from engine.partition import Partition
+
+LATEST = -1
+"""ListOffsets' timestamp for the end of a partition."""
+READ_COMMITTED = "read_committed"
 
 
 class RecordNotFound(EngineError):
@@ -68,6 +73,11 @@ class Transport(Protocol):
     def abort(self, timeout: float) -> None: ...
 
     def read(self, ref: RecordRef, timeout: float) -> StoredRecord: ...
+
+    def scan(self, topics: Sequence[str], header: Header, timeout: float) -> list[StoredRecord]:
+        """The committed records of ``topics`` that carry ``header``, from
+        each partition's start to its last stable offset when the scan began."""
+        ...
 
     def close(self, timeout: float) -> None: ...
 
@@ -147,7 +157,7 @@ class EmbeddedTransport:
     def read(self, ref: RecordRef, timeout: float) -> StoredRecord:
         with self._engine.consumer(
             principal=self._principal,
-            isolation_level="read_committed",
+            isolation_level=READ_COMMITTED,
             enable_auto_commit=False,
         ) as consumer:
             consumer.assign([(ref.topic, ref.partition)])
@@ -160,7 +170,48 @@ class EmbeddedTransport:
                     raise RecordNotFound(f"no record at {ref} (the next is at {record.offset})")
         raise RecordNotFound(f"no record at {ref} within {timeout} s")
 
+    def scan(self, topics: Sequence[str], header: Header, timeout: float) -> list[StoredRecord]:
+        partitions = self._engine.topic_partitions(topics)
+        stable = {
+            tp: self._engine.list_offset(tp.topic, tp.partition, LATEST, READ_COMMITTED).offset
+            for tp in partitions
+        }
+        found: list[StoredRecord] = []
+        clock = self._engine.clock
+        deadline = clock.monotonic() + timeout
+        with self._engine.consumer(
+            principal=self._principal, isolation_level=READ_COMMITTED, enable_auto_commit=False
+        ) as consumer:
+            consumer.assign(partitions)
+            consumer.seek_to_beginning(*partitions)
+            while any(consumer.position(tp) < end for tp, end in stable.items()):
+                remaining = deadline - clock.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(f"scanning {', '.join(topics)} took over {timeout} s")
+                for record in consumer.poll(remaining):
+                    if header in record.headers and record.offset < stable[_tp(record)]:
+                        epoch = _epoch_at(
+                            self._engine.partition(record.topic, record.partition), record.offset
+                        )
+                        ref = RecordRef(record.topic, record.partition, record.offset, epoch)
+                        found.append(StoredRecord(ref, record.key, record.value, record.headers))
+        return found
+
     def close(self, timeout: float) -> None:
         self._producer.close(timeout)
         if self._transactional is not None:
             self._transactional.close(timeout)
+
+
+def _tp(record: ConsumerRecord) -> TopicPartition:
+    return TopicPartition(record.topic, record.partition)
+
+
+def _epoch_at(partition: Partition, offset: int) -> int:
+    """The leader epoch the batch holding ``offset`` was written in (-1: not known)."""
+    epoch = -1
+    for started, start_offset in partition.leader_epochs:
+        if start_offset > offset:
+            break
+        epoch = started
+    return epoch

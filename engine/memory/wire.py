@@ -120,13 +120,14 @@ class WireTransport:
         epoch = message.leader_epoch()
         return -1 if epoch is None else int(epoch)
 
-    def _consumer(self, isolation_level: str) -> Any:
+    def _consumer(self, isolation_level: str, extra: Mapping[str, Any] | None = None) -> Any:
         return self._kafka.Consumer(
             {
                 **self._common,
                 "group.id": f"tidelog-agent-read-{uuid.uuid4()}",
                 "enable.auto.commit": False,
                 "isolation.level": isolation_level,
+                **(extra or {}),
             }
         )
 
@@ -206,6 +207,51 @@ class WireTransport:
             consumer.close()
         headers = tuple((name, value or b"") for name, value in message.headers() or ())
         return StoredRecord(ref, message.key(), message.value(), headers)
+
+    def scan(self, topics: Sequence[str], header: Header, timeout: float) -> list[StoredRecord]:
+        consumer = self._consumer("read_committed", {"enable.partition.eof": True})
+        found: list[StoredRecord] = []
+        try:
+            listed = consumer.list_topics(timeout=timeout)
+            waiting = {
+                (topic, partition)
+                for topic in topics
+                if topic in listed.topics
+                for partition in listed.topics[topic].partitions
+            }
+            consumer.assign(
+                [
+                    self._kafka.TopicPartition(topic, partition, self._kafka.OFFSET_BEGINNING)
+                    for topic, partition in waiting
+                ]
+            )
+            deadline = self._clock.monotonic() + timeout
+            while waiting:
+                remaining = deadline - self._clock.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(f"scanning {', '.join(topics)} took over {timeout} s")
+                message = consumer.poll(min(remaining, 0.5))
+                if message is None:
+                    continue
+                error = message.error()
+                if error is not None and error.code() == self._kafka.KafkaError._PARTITION_EOF:
+                    waiting.discard((message.topic(), message.partition()))
+                elif error is not None:
+                    raise WireError(f"scanning {message.topic()}: {error}", error.code())
+                else:
+                    headers = tuple((name, value or b"") for name, value in message.headers() or ())
+                    if header in headers:
+                        epoch = message.leader_epoch()
+                        ref = RecordRef(
+                            message.topic(),
+                            message.partition(),
+                            message.offset(),
+                            -1 if epoch is None else epoch,
+                        )
+                        found.append(StoredRecord(ref, message.key(), message.value(), headers))
+        finally:
+            consumer.close()
+        return found
 
     def close(self, timeout: float) -> None:
         self._producer.flush(timeout)

@@ -31,7 +31,7 @@ from engine.memory import (
 from engine.memory.actions import CAUSATION_HEADER, CORRELATION_HEADER
 from engine.memory.vector import CONTEXT_HEADER, OffsetVector, Position, RecordRef
 from engine.types import ConsumerRecord, TopicPartition
-from tests.memory.conftest import ACTIONS
+from tests.memory.conftest import ACTIONS, HELD_TO_THE_SCHEMA
 
 SHIPPED = jsonschema.Draft202012Validator(json.loads(agent_action_schema()))
 AGENT = Actor("agent", "support-agent")
@@ -293,3 +293,38 @@ def test_the_async_twin_writes_and_decides_alike(memory_engine: engine.Engine) -
     assert [r.value for r in seen if r.topic == "payments"] == [b"paid"]
     assert [r.offset for r in seen if r.topic == ACTIONS] == [0, 1, 2]
     assert RecordRef.parse(str(call)) == call
+
+
+def test_history_is_every_committed_action_of_one_correlation(
+    memory_engine: engine.Engine,
+) -> None:
+    memory_engine.create_topic("agent.reviews", 3, HELD_TO_THE_SCHEMA)
+    routed = {"approval": "agent.reviews", "denial": "agent.reviews"}
+    with AgentMemory(memory_engine, AGENT, topics=routed, transactional_id="h") as agent:
+        call = agent.tool_call("refund", correlation_id="task-1")
+        other = agent.tool_call("search", correlation_id="task-2")
+        denied = agent.denial(causation=call, reason="limit")
+        with pytest.raises(Boom), agent.decide_and_act(correlation_id="task-1") as failed:
+            failed.send("payments", b"never")
+            raise Boom
+        with agent.decide_and_act(correlation_id="task-1") as act:
+            act.send("payments", b"paid")
+        history = agent.history("task-1")
+        assert [a.ref for a in agent.history("task-2")] == [other]
+        assert agent.history("task-1", topics=["payments"]) == []  # effects are not actions
+    assert [(a.ref.topic, a.action["type"]) for a in history] == [
+        (ACTIONS, "tool_call"),
+        (ACTIONS, "decision"),
+        ("agent.reviews", "denial"),
+    ]
+    assert [a.ref for a in history] == [call, act.decision, denied]
+
+
+def test_over_the_wire_without_confluent_kafka_the_error_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import engine.memory.wire
+
+    monkeypatch.setattr(engine.memory.wire, "confluent_kafka", None)
+    with pytest.raises(ImportError, match=r"tidelog\[kafka\]"):
+        AgentMemory("127.0.0.1:1", AGENT)

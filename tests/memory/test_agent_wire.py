@@ -104,6 +104,8 @@ def test_each_action_over_the_wire_is_accepted_and_read_back_at_its_ref(
         undone = agent.compensation(result, reason="refunded twice")
         refs = [call, denied, approved, overridden, result, decided, undone]
         stored = [agent.read(RecordRef.parse(str(ref))) for ref in refs]
+        agent.tool_call("search", correlation_id="another-task")
+        history = agent.history("refund-7")
     epoch = served.engine.partition(ACTIONS, 0).leader_epoch
     assert [(r.topic, r.partition, r.offset, r.leader_epoch) for r in refs] == [
         (ACTIONS, 0, offset, epoch) for offset in range(7)
@@ -114,8 +116,9 @@ def test_each_action_over_the_wire_is_accepted_and_read_back_at_its_ref(
     assert stored[-1].action["causation_id"] == stored[4].action_id
     assert dict(stored[-1].headers)[CAUSATION_HEADER] == stored[4].action_id.encode()
     assert dict(stored[5].headers)[CONTEXT_HEADER] == CONTEXT.to_text().encode()
+    assert history == stored
     keys = [m.key() for m in committed(served.bootstrap, ACTIONS)]
-    assert keys == [b"refund-7"] * 7
+    assert keys == [b"refund-7"] * 7 + [b"another-task"]
 
 
 def test_decide_and_act_over_the_wire_is_all_or_nothing(served: Served) -> None:
