@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
+from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -18,6 +20,7 @@ from hypothesis import strategies as st
 
 import engine
 from engine.cli.schemas import agent_action_schema
+from engine.clock import ManualClock
 from engine.errors import InvalidRecord
 from engine.memory import (
     Actor,
@@ -31,16 +34,18 @@ from engine.memory import (
 from engine.memory.actions import CAUSATION_HEADER, CORRELATION_HEADER
 from engine.memory.vector import CONTEXT_HEADER, OffsetVector, Position, RecordRef
 from engine.types import ConsumerRecord, TopicPartition
-from tests.memory.conftest import ACTIONS, HELD_TO_THE_SCHEMA
+from tests.engine.conftest import FAST_STORE
+from tests.memory.conftest import ACTIONS, HELD_TO_THE_SCHEMA, governed
 
 SHIPPED = jsonschema.Draft202012Validator(json.loads(agent_action_schema()))
 AGENT = Actor("agent", "support-agent")
 CONTEXT = OffsetVector({TopicPartition("support.chat", 0): Position(42, 0)})
 
 
-def committed(opened: engine.Engine, *topics: str) -> list[ConsumerRecord]:
+def committed(opened: engine.Engine, *topics: str, wait: float = 0.05) -> list[ConsumerRecord]:
     """Every record of ``topics`` a read_committed reader sees, up to each
-    partition's last stable offset."""
+    partition's last stable offset (``wait``: each poll's; 0 on a ManualClock,
+    where a poll waits for the clock to move)."""
     partitions = opened.topic_partitions(topics)
     records: list[ConsumerRecord] = []
     stable = {
@@ -50,8 +55,8 @@ def committed(opened: engine.Engine, *topics: str) -> list[ConsumerRecord]:
     with opened.consumer(isolation_level="read_committed", enable_auto_commit=False) as consumer:
         consumer.assign(partitions)
         consumer.seek_to_beginning(*partitions)
-        for _ in range(200):  # bounded: each poll waits at most 0.05 s
-            records += consumer.poll(0.05)
+        for _ in range(200):  # bounded: each poll waits at most ``wait``
+            records += consumer.poll(wait)
             if all(consumer.position(tp) >= stable[tp] for tp in partitions):
                 return records
     raise AssertionError("a read_committed reader did not reach the end")
@@ -328,3 +333,30 @@ def test_over_the_wire_without_confluent_kafka_the_error_says_what_to_install(
     monkeypatch.setattr(engine.memory.wire, "confluent_kafka", None)
     with pytest.raises(ImportError, match=r"tidelog\[kafka\]"):
         AgentMemory("127.0.0.1:1", AGENT)
+
+
+def test_a_transaction_left_open_is_aborted_when_its_timeout_passes(tmp_path: Path) -> None:
+    clock = ManualClock()
+    config = engine.EngineConfig(store=FAST_STORE, cleaner_interval_s=3600.0)
+    with engine.open(tmp_path / "timed", None, config, clock=clock) as opened:
+        governed(opened, "payments")
+        writer = AgentMemory(opened, AGENT, transactional_id="slow", transaction_timeout_ms=5000)
+        abandoned = writer.decide_and_act(correlation_id="late")
+        act = abandoned.__enter__()  # the writer hangs here, its transaction open
+        act.send("payments", b"never")
+        tp = act.effects[0]
+        assert opened.list_offset("payments", tp.partition, -1, "read_committed").offset == 0
+        clock.advance(5 + 11)  # past the timeout and the coordinator's next check
+        for _ in range(500):  # bounded: the abort is written by the coordinator's timer thread
+            if opened.list_offset("payments", tp.partition, -1, "read_committed").offset > 0:
+                break
+            time.sleep(0.01)
+        assert committed(opened, ACTIONS, "payments", wait=0) == []
+        assert all(
+            opened.list_offset(t.topic, t.partition, -1, "read_committed").offset
+            == opened.offsets(t.topic, t.partition)[1]
+            for t in opened.topic_partitions([ACTIONS, "payments"])
+        )
+        with pytest.raises(engine.errors.EngineError):  # the coordinator fenced it
+            abandoned.__exit__(None, None, None)
+        writer.close()
