@@ -12,6 +12,7 @@ wire (on a bootstrap address, through confluent-kafka); see docs/memory.md.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import uuid
 from collections import OrderedDict
@@ -303,7 +304,15 @@ class AgentMemory:
             except BaseException:
                 self._transport.abort(self.timeout)
                 raise
-            self._transport.commit(self.timeout)
+            try:
+                self._transport.commit(self.timeout)
+            except BaseException:
+                # A failed commit can only be aborted (Kafka's abortable
+                # error); a fenced writer's abort fails too, and its error is
+                # the one worth raising.
+                with contextlib.suppress(Exception):
+                    self._transport.abort(self.timeout)
+                raise
             act.result = Decided(act.decision, tuple(act.effects))
             self._remember(act.decision, decision)
         finally:
