@@ -6,11 +6,12 @@ Layers, lowest first: the wire protocol (engine.protocol); the broker core
 per-partition transaction data); the coordinators (engine.groups,
 engine.transactions) and the embedded clients (engine.client, which reach
 the core through engine.client.host's Protocol, never through Engine, and
-engine.memory, which reads through them); the
-engine facade (engine.engine); the wire server (engine.server); the command
-line, the test broker (engine.testing) and the package's re-exports.
-Imports under TYPE_CHECKING count: a cycle of types is still a cycle of
-knowledge.
+engine.memory's readers, which read through them); the engine facade
+(engine.engine) and the typed agent records that write through it
+(engine.memory.agent, .transport, .wire); the wire server (engine.server);
+the command line, the test broker (engine.testing) and the package's
+re-exports. Imports under TYPE_CHECKING count: a cycle of types is still a
+cycle of knowledge.
 """
 
 from __future__ import annotations
@@ -96,7 +97,9 @@ def cycles(graph: dict[str, set[str]]) -> list[set[str]]:
 def layer(module: str) -> int:
     if module.startswith("engine.protocol"):
         return 0
-    if module.startswith(
+    if module.startswith(("engine.memory.agent", "engine.memory.transport", "engine.memory.wire")):
+        return 3  # typed agent records write through the engine's clients, as a user does
+    if module != "engine.memory" and module.startswith(
         ("engine.groups", "engine.transactions", "engine.client", "engine.memory")
     ):
         return 2  # engine.memory reads through the clients (bounded replay)
@@ -107,6 +110,7 @@ def layer(module: str) -> int:
     if module.startswith(("engine.cli", "engine.testing")) or module in {
         "engine",
         "engine.__main__",
+        "engine.memory",
     }:
         return 5
     return 1  # the broker core

@@ -1,3 +1,42 @@
-"""The engine fixtures (tests/engine/conftest.py) for the memory tests."""
+"""Fixtures for the agent-memory tests: the engine fixtures
+(tests/engine/conftest.py), and an engine whose ``agent.actions`` topic is
+held to the shipped agent-action schema by the broker (``raw`` validation
+against ``agent-actions-value``), as docs/governance.md sets it up."""
 
-from tests.engine.conftest import engine_factory, s3_endpoint, s3_url  # noqa: F401
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import engine
+from engine.cli.schemas import AGENT_ACTIONS_SUBJECT, agent_action_schema
+from engine.schemas.types import JSON
+from tests.engine.conftest import FAST_STORE, engine_factory, s3_endpoint, s3_url  # noqa: F401
+
+ACTIONS = "agent.actions"
+HELD_TO_THE_SCHEMA = {
+    "tidelog.value.schema.validation": "raw",
+    "tidelog.value.schema.subject": AGENT_ACTIONS_SUBJECT,
+}
+
+
+def governed(opened: engine.Engine, *effect_topics: str) -> engine.Engine:
+    """Registers the agent-action schema and creates ``agent.actions`` held
+    to it, and plain topics for effects."""
+    opened.schemas.register(AGENT_ACTIONS_SUBJECT, agent_action_schema(), JSON)
+    opened.create_topic(ACTIONS, 1, HELD_TO_THE_SCHEMA)
+    for topic in effect_topics:
+        opened.create_topic(topic, 2)
+    return opened
+
+
+@pytest.fixture
+def memory_engine(tmp_path: Path) -> Iterator[engine.Engine]:
+    config = engine.EngineConfig(store=FAST_STORE, cleaner_interval_s=3600.0)
+    opened = engine.open(tmp_path / "node", None, config)
+    try:
+        yield governed(opened, "payments", "emails")
+    finally:
+        opened.close()

@@ -1,0 +1,217 @@
+"""How an :class:`~engine.memory.agent.AgentMemory` writes and reads records:
+the :class:`Transport` it needs, and the embedded one (the engine's own
+producers and consumer, as a principal). The wire one, over a Kafka client,
+is engine/memory/wire.py.
+
+Every write returns once the record is durable (idempotent producer, the
+topic's durability level), with the leader epoch it was written in; every
+wait is bounded by the timeout given.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, NamedTuple, Protocol
+
+from engine.authorization import ANONYMOUS
+from engine.errors import EngineError
+from engine.memory.vector import RecordRef
+from engine.protocol.kafka_code import KafkaCode
+from engine.types import ConsumerRecord, Header, RecordMetadata, TopicPartition
+
+if TYPE_CHECKING:
+    from engine.client.producer import Producer
+    from engine.client.transactional_producer import TransactionalProducer
+    from engine.engine import Engine
+    from engine.partition import Partition
+
+LATEST = -1
+"""ListOffsets' timestamp for the end of a partition."""
+READ_COMMITTED = "read_committed"
+
+
+class RecordNotFound(EngineError):
+    """No record is stored at a reference (deleted, beyond the end, or not
+    visible to read_committed readers)."""
+
+    code = KafkaCode.OFFSET_OUT_OF_RANGE
+
+
+class StoredRecord(NamedTuple):
+    """A record read back by its reference."""
+
+    ref: RecordRef
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[Header, ...]
+
+
+class Transport(Protocol):
+    def write(
+        self,
+        topic: str,
+        value: bytes,
+        key: bytes | None,
+        headers: Sequence[Header],
+        timeout: float,
+    ) -> RecordRef: ...
+
+    def begin(self, timeout: float) -> None: ...
+
+    def write_in_transaction(
+        self,
+        topic: str,
+        value: bytes,
+        key: bytes | None,
+        headers: Sequence[Header],
+        timeout: float,
+    ) -> RecordRef: ...
+
+    def commit(self, timeout: float) -> None: ...
+
+    def abort(self, timeout: float) -> None: ...
+
+    def read(self, ref: RecordRef, timeout: float) -> StoredRecord: ...
+
+    def scan(self, topics: Sequence[str], header: Header, timeout: float) -> list[StoredRecord]:
+        """The committed records of ``topics`` that carry ``header``, from
+        each partition's start to its last stable offset when the scan began."""
+        ...
+
+    def close(self, timeout: float) -> None: ...
+
+
+class EmbeddedTransport:
+    """The engine's embedded producer (idempotent), transactional producer
+    (made on the first transaction) and consumer, all as ``principal``."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        principal: str = ANONYMOUS,
+        transactional_id: str | None = None,
+        transaction_timeout_ms: int = 60_000,
+    ) -> None:
+        self._engine = engine
+        self._principal = principal
+        self._producer: Producer = engine.producer(principal=principal)
+        self._transactional_id = transactional_id
+        self._transaction_timeout_ms = transaction_timeout_ms
+        self._transactional: TransactionalProducer | None = None
+
+    def _ref(self, topic: str, written: RecordMetadata) -> RecordRef:
+        # The partition's leader epoch is what it stamped into the batch.
+        epoch = self._engine.partition(topic, written.partition).leader_epoch
+        return RecordRef(topic, written.partition, written.offset, epoch)
+
+    def write(
+        self,
+        topic: str,
+        value: bytes,
+        key: bytes | None,
+        headers: Sequence[Header],
+        timeout: float,
+    ) -> RecordRef:
+        written = self._producer.send(topic, value, key, headers).result(timeout)
+        return self._ref(topic, written)
+
+    def begin(self, timeout: float) -> None:
+        if self._transactional is None:
+            transactional = self._engine.producer(
+                transactional_id=self._transactional_id or f"tidelog-agent-{uuid.uuid4()}",
+                transaction_timeout_ms=self._transaction_timeout_ms,
+                principal=self._principal,
+            )
+            try:
+                transactional.init_transactions(timeout)
+            except BaseException:
+                transactional.close(timeout)
+                raise
+            self._transactional = transactional
+        self._transactional.begin_transaction()
+
+    def _in_transaction(self) -> TransactionalProducer:
+        if self._transactional is None:
+            raise RuntimeError("begin() comes first")
+        return self._transactional
+
+    def write_in_transaction(
+        self,
+        topic: str,
+        value: bytes,
+        key: bytes | None,
+        headers: Sequence[Header],
+        timeout: float,
+    ) -> RecordRef:
+        written = self._in_transaction().send(topic, value, key, headers).result(timeout)
+        return self._ref(topic, written)
+
+    def commit(self, timeout: float) -> None:
+        self._in_transaction().commit_transaction(timeout)
+
+    def abort(self, timeout: float) -> None:
+        self._in_transaction().abort_transaction(timeout)
+
+    def read(self, ref: RecordRef, timeout: float) -> StoredRecord:
+        with self._engine.consumer(
+            principal=self._principal,
+            isolation_level=READ_COMMITTED,
+            enable_auto_commit=False,
+        ) as consumer:
+            consumer.assign([(ref.topic, ref.partition)])
+            consumer.seek((ref.topic, ref.partition), ref.offset)
+            deadline = self._engine.clock.monotonic() + timeout
+            while (remaining := deadline - self._engine.clock.monotonic()) > 0:
+                for record in consumer.poll(remaining, max_records=1):
+                    if record.offset == ref.offset:
+                        return StoredRecord(ref, record.key, record.value, record.headers)
+                    raise RecordNotFound(f"no record at {ref} (the next is at {record.offset})")
+        raise RecordNotFound(f"no record at {ref} within {timeout} s")
+
+    def scan(self, topics: Sequence[str], header: Header, timeout: float) -> list[StoredRecord]:
+        partitions = self._engine.topic_partitions(topics)
+        stable = {
+            tp: self._engine.list_offset(tp.topic, tp.partition, LATEST, READ_COMMITTED).offset
+            for tp in partitions
+        }
+        found: list[StoredRecord] = []
+        clock = self._engine.clock
+        deadline = clock.monotonic() + timeout
+        with self._engine.consumer(
+            principal=self._principal, isolation_level=READ_COMMITTED, enable_auto_commit=False
+        ) as consumer:
+            consumer.assign(partitions)
+            consumer.seek_to_beginning(*partitions)
+            while any(consumer.position(tp) < end for tp, end in stable.items()):
+                remaining = deadline - clock.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(f"scanning {', '.join(topics)} took over {timeout} s")
+                for record in consumer.poll(remaining):
+                    if header in record.headers and record.offset < stable[_tp(record)]:
+                        epoch = _epoch_at(
+                            self._engine.partition(record.topic, record.partition), record.offset
+                        )
+                        ref = RecordRef(record.topic, record.partition, record.offset, epoch)
+                        found.append(StoredRecord(ref, record.key, record.value, record.headers))
+        return found
+
+    def close(self, timeout: float) -> None:
+        self._producer.close(timeout)
+        if self._transactional is not None:
+            self._transactional.close(timeout)
+
+
+def _tp(record: ConsumerRecord) -> TopicPartition:
+    return TopicPartition(record.topic, record.partition)
+
+
+def _epoch_at(partition: Partition, offset: int) -> int:
+    """The leader epoch the batch holding ``offset`` was written in (-1: not known)."""
+    epoch = -1
+    for started, start_offset in partition.leader_epochs:
+        if start_offset > offset:
+            break
+        epoch = started
+    return epoch

@@ -1,0 +1,263 @@
+"""The wire :class:`~engine.memory.transport.Transport`: an agent memory on
+any Kafka-protocol broker (``tidelog serve``, or a Kafka cluster) through
+confluent-kafka, the optional extra ``tidelog[kafka]``.
+
+Writes use an idempotent producer with acks=all and wait for the delivery
+report; transactions use a second producer with the transactional id; reads
+assign one partition at the reference's offset, read_committed.
+
+A produce response carries no leader epoch, so librdkafka's delivery report
+has none: the epoch a ref names is read from the written batch itself (a
+read_uncommitted fetch of the one record, from the broker's log cache).
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from engine.clock import Clock
+from engine.errors import EngineError
+from engine.memory.transport import RecordNotFound, StoredRecord
+from engine.memory.vector import RecordRef
+from engine.protocol.kafka_code import KafkaCode
+from engine.types import Header
+
+try:
+    import confluent_kafka
+except ImportError:  # pragma: no cover - depends on the installed extras
+    confluent_kafka = None  # type: ignore[assignment]
+
+
+class WireError(EngineError):
+    """The Kafka client reported an error; ``kafka_code`` is its code."""
+
+    code = KafkaCode.UNKNOWN_SERVER_ERROR
+
+    def __init__(self, message: str, kafka_code: int = -1) -> None:
+        super().__init__(message)
+        self.kafka_code = kafka_code
+
+
+def _client() -> Any:
+    if confluent_kafka is None:
+        raise ImportError(
+            "an agent memory over the wire needs confluent-kafka: pip install 'tidelog[kafka]'"
+        )
+    return confluent_kafka
+
+
+class _Delivery:
+    """One produced record's delivery report, waited for by polling the producer."""
+
+    def __init__(self) -> None:
+        self.message: Any = None
+        self.error: Any = None
+        self.done = threading.Event()
+
+    def __call__(self, error: Any, message: Any) -> None:
+        self.error, self.message = error, message
+        self.done.set()
+
+
+class WireTransport:
+    def __init__(
+        self,
+        bootstrap: str,
+        *,
+        clock: Clock,
+        transactional_id: str | None = None,
+        transaction_timeout_ms: int = 60_000,
+        config: Mapping[str, Any] | None = None,
+    ) -> None:
+        """``config``: further librdkafka settings for every client (security)."""
+        self._kafka = _client()
+        self._clock = clock
+        self._common = {"bootstrap.servers": bootstrap, **(config or {})}
+        self._producer = self._kafka.Producer(
+            {**self._common, "enable.idempotence": True, "acks": "all", "linger.ms": 0}
+        )
+        self._transactional_id = transactional_id
+        self._transaction_timeout_ms = transaction_timeout_ms
+        self._transactional: Any = None
+        self._epochs: Any = None
+        """The read_uncommitted consumer that reads written records' epochs."""
+        self._epochs_lock = threading.Lock()
+
+    def _produce(
+        self,
+        producer: Any,
+        topic: str,
+        value: bytes,
+        key: bytes | None,
+        headers: Sequence[Header],
+        timeout: float,
+    ) -> RecordRef:
+        delivery = _Delivery()
+        producer.produce(topic, value, key, headers=list(headers), on_delivery=delivery)
+        deadline = self._clock.monotonic() + timeout
+        while not delivery.done.is_set():
+            remaining = deadline - self._clock.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"no delivery report for a record to {topic} in {timeout} s")
+            producer.poll(min(remaining, 0.1))
+        if delivery.error is not None:
+            raise WireError(f"{topic}: {delivery.error}", delivery.error.code())
+        message = delivery.message
+        epoch = message.leader_epoch()
+        if epoch is None:
+            epoch = self._written_epoch(topic, message.partition(), message.offset(), deadline)
+        return RecordRef(topic, message.partition(), message.offset(), epoch)
+
+    def _written_epoch(self, topic: str, partition: int, offset: int, deadline: float) -> int:
+        with self._epochs_lock:
+            if self._epochs is None:
+                self._epochs = self._consumer("read_uncommitted")
+            self._epochs.assign([self._kafka.TopicPartition(topic, partition, offset)])
+            message = self._poll_at(self._epochs, topic, partition, offset, deadline)
+        epoch = message.leader_epoch()
+        return -1 if epoch is None else int(epoch)
+
+    def _consumer(self, isolation_level: str, extra: Mapping[str, Any] | None = None) -> Any:
+        return self._kafka.Consumer(
+            {
+                **self._common,
+                "group.id": f"tidelog-agent-read-{uuid.uuid4()}",
+                "enable.auto.commit": False,
+                "isolation.level": isolation_level,
+                **(extra or {}),
+            }
+        )
+
+    def _poll_at(
+        self, consumer: Any, topic: str, partition: int, offset: int, deadline: float
+    ) -> Any:
+        """The message at ``offset`` of an assigned partition; RecordNotFound
+        if the next one there is another, or none comes by ``deadline``."""
+        where = f"{topic}:{partition}:{offset}"
+        while (remaining := deadline - self._clock.monotonic()) > 0:
+            message = consumer.poll(min(remaining, 0.5))
+            if message is None:
+                continue
+            if message.error() is not None:
+                raise WireError(f"{where}: {message.error()}", message.error().code())
+            if message.offset() != offset:
+                raise RecordNotFound(f"no record at {where} (the next is at {message.offset()})")
+            return message
+        raise RecordNotFound(f"no record at {where} by the deadline")
+
+    def write(
+        self,
+        topic: str,
+        value: bytes,
+        key: bytes | None,
+        headers: Sequence[Header],
+        timeout: float,
+    ) -> RecordRef:
+        return self._produce(self._producer, topic, value, key, headers, timeout)
+
+    def begin(self, timeout: float) -> None:
+        if self._transactional is None:
+            transactional = self._kafka.Producer(
+                {
+                    **self._common,
+                    "transactional.id": self._transactional_id or f"tidelog-agent-{uuid.uuid4()}",
+                    "transaction.timeout.ms": self._transaction_timeout_ms,
+                    "linger.ms": 0,
+                }
+            )
+            self._call(lambda: transactional.init_transactions(timeout))
+            self._transactional = transactional
+        self._call(self._transactional.begin_transaction)
+
+    def _call(self, call: Any) -> None:
+        try:
+            call()
+        except self._kafka.KafkaException as error:
+            failure = error.args[0]
+            raise WireError(str(failure), failure.code()) from error
+
+    def write_in_transaction(
+        self,
+        topic: str,
+        value: bytes,
+        key: bytes | None,
+        headers: Sequence[Header],
+        timeout: float,
+    ) -> RecordRef:
+        if self._transactional is None:
+            raise RuntimeError("begin() comes first")
+        return self._produce(self._transactional, topic, value, key, headers, timeout)
+
+    def commit(self, timeout: float) -> None:
+        self._call(lambda: self._transactional.commit_transaction(timeout))
+
+    def abort(self, timeout: float) -> None:
+        self._call(lambda: self._transactional.abort_transaction(timeout))
+
+    def read(self, ref: RecordRef, timeout: float) -> StoredRecord:
+        consumer = self._consumer("read_committed")
+        try:
+            consumer.assign([self._kafka.TopicPartition(ref.topic, ref.partition, ref.offset)])
+            deadline = self._clock.monotonic() + timeout
+            message = self._poll_at(consumer, ref.topic, ref.partition, ref.offset, deadline)
+        finally:
+            consumer.close()
+        headers = tuple((name, value or b"") for name, value in message.headers() or ())
+        return StoredRecord(ref, message.key(), message.value(), headers)
+
+    def scan(self, topics: Sequence[str], header: Header, timeout: float) -> list[StoredRecord]:
+        consumer = self._consumer("read_committed", {"enable.partition.eof": True})
+        found: list[StoredRecord] = []
+        try:
+            listed = consumer.list_topics(timeout=timeout)
+            waiting = {
+                (topic, partition)
+                for topic in topics
+                if topic in listed.topics
+                for partition in listed.topics[topic].partitions
+            }
+            consumer.assign(
+                [
+                    self._kafka.TopicPartition(topic, partition, self._kafka.OFFSET_BEGINNING)
+                    for topic, partition in waiting
+                ]
+            )
+            deadline = self._clock.monotonic() + timeout
+            while waiting:
+                remaining = deadline - self._clock.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(f"scanning {', '.join(topics)} took over {timeout} s")
+                message = consumer.poll(min(remaining, 0.5))
+                if message is None:
+                    continue
+                error = message.error()
+                if error is not None and error.code() == self._kafka.KafkaError._PARTITION_EOF:
+                    waiting.discard((message.topic(), message.partition()))
+                elif error is not None:
+                    raise WireError(f"scanning {message.topic()}: {error}", error.code())
+                else:
+                    headers = tuple((name, value or b"") for name, value in message.headers() or ())
+                    if header in headers:
+                        epoch = message.leader_epoch()
+                        ref = RecordRef(
+                            message.topic(),
+                            message.partition(),
+                            message.offset(),
+                            -1 if epoch is None else epoch,
+                        )
+                        found.append(StoredRecord(ref, message.key(), message.value(), headers))
+        finally:
+            consumer.close()
+        return found
+
+    def close(self, timeout: float) -> None:
+        self._producer.flush(timeout)
+        if self._transactional is not None:
+            self._transactional.flush(timeout)
+        with self._epochs_lock:
+            if self._epochs is not None:
+                self._epochs.close()
+                self._epochs = None

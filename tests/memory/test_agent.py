@@ -1,0 +1,362 @@
+"""Typed agent records on an embedded engine: every action is one record
+the shipped schema accepts and a topic held to it by the broker takes, keyed
+and headed as docs/memory.md says; refs round-trip and point at the record;
+an invalid action raises InvalidAction and sends nothing; decide-and-act is
+all or nothing for read_committed readers, also when the writer raises or
+dies before committing; the asyncio twin does the same."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import engine
+from engine.cli.schemas import agent_action_schema
+from engine.clock import ManualClock
+from engine.errors import InvalidRecord
+from engine.memory import (
+    Actor,
+    AgentMemory,
+    AsyncAgentMemory,
+    InvalidAction,
+    Policy,
+    StoredAction,
+    Tool,
+)
+from engine.memory.actions import CAUSATION_HEADER, CORRELATION_HEADER
+from engine.memory.vector import CONTEXT_HEADER, OffsetVector, Position, RecordRef
+from engine.types import ConsumerRecord, TopicPartition
+from tests.engine.conftest import FAST_STORE
+from tests.memory.conftest import ACTIONS, HELD_TO_THE_SCHEMA, governed
+
+SHIPPED = jsonschema.Draft202012Validator(json.loads(agent_action_schema()))
+AGENT = Actor("agent", "support-agent")
+CONTEXT = OffsetVector({TopicPartition("support.chat", 0): Position(42, 0)})
+
+
+def committed(opened: engine.Engine, *topics: str, wait: float = 0.05) -> list[ConsumerRecord]:
+    """Every record of ``topics`` a read_committed reader sees, up to each
+    partition's last stable offset (``wait``: each poll's; 0 on a ManualClock,
+    where a poll waits for the clock to move)."""
+    partitions = opened.topic_partitions(topics)
+    records: list[ConsumerRecord] = []
+    stable = {
+        tp: opened.list_offset(tp.topic, tp.partition, -1, "read_committed").offset
+        for tp in partitions
+    }
+    with opened.consumer(isolation_level="read_committed", enable_auto_commit=False) as consumer:
+        consumer.assign(partitions)
+        consumer.seek_to_beginning(*partitions)
+        for _ in range(200):  # bounded: each poll waits at most ``wait``
+            records += consumer.poll(wait)
+            if all(consumer.position(tp) >= stable[tp] for tp in partitions):
+                return records
+    raise AssertionError("a read_committed reader did not reach the end")
+
+
+def headers_of(stored: StoredAction) -> dict[str, bytes]:
+    return dict(stored.headers)
+
+
+def test_each_action_is_one_record_the_schema_and_the_broker_accept(
+    memory_engine: engine.Engine,
+) -> None:
+    human = Actor("human", "lead-sam")
+    with (
+        AgentMemory(memory_engine, AGENT, principal="User:agent") as agent,
+        AgentMemory(memory_engine, human) as lead,
+    ):
+        call = agent.tool_call(
+            "refund",
+            correlation_id="refund-7",
+            input_ref=RecordRef("support.tool-inputs", 0, 0),
+            policy=Policy("not_evaluated"),
+        )
+        denied = agent.denial(causation=call, reason="above the limit", policy_id="refunds")
+        approved = lead.approval(causation=denied, reason="long-time customer")
+        overridden = lead.override(causation=denied, reason="the lead's call")
+        result = agent.tool_result(
+            Tool("refund", "2"), causation=approved, output_ref="payments://refunds/R-88"
+        )
+        decided = agent.decision(correlation_id="refund-7", context=CONTEXT, causation=result)
+        undone = lead.compensation(result, reason="refunded twice")
+        refs = [call, denied, approved, overridden, result, decided, undone]
+        stored = [agent.read(ref) for ref in refs]
+
+    epoch = memory_engine.partition(ACTIONS, 0).leader_epoch
+    assert [ref.offset for ref in refs] == list(range(7))
+    types = ["tool_call", "denial", "approval", "override", "tool_result", "decision"]
+    for ref, action, action_type in zip(refs, stored, [*types, "compensation"], strict=True):
+        assert RecordRef.parse(str(ref)) == ref
+        assert (ref.topic, ref.partition, ref.leader_epoch) == (ACTIONS, 0, epoch)
+        assert action.ref == ref
+        SHIPPED.validate(action.action)
+        assert action.action["type"] == action_type
+        assert action.correlation_id == "refund-7"
+        assert headers_of(action)[CORRELATION_HEADER] == b"refund-7"
+    by_ref = {action.ref: action for action in stored}
+    assert "causation_id" not in by_ref[call].action
+    assert CAUSATION_HEADER not in headers_of(by_ref[call])
+    for effect, cause in [(denied, call), (approved, denied), (result, approved), (undone, result)]:
+        assert by_ref[effect].action["causation_id"] == by_ref[cause].action_id
+        assert headers_of(by_ref[effect])[CAUSATION_HEADER] == by_ref[cause].action_id.encode()
+    assert by_ref[call].action["actor"] == {
+        "kind": "agent",
+        "id": "support-agent",
+        "principal": "User:agent",
+    }
+    assert by_ref[call].action["input_ref"] == {
+        "topic": "support.tool-inputs",
+        "partition": 0,
+        "offset": 0,
+    }
+    assert by_ref[denied].action["policy"] == {
+        "policy_id": "refunds",
+        "verdict": "deny",
+        "reason": "above the limit",
+    }
+    assert by_ref[result].action["output_ref"] == {"uri": "payments://refunds/R-88"}
+    assert by_ref[decided].action["context_offsets"] == CONTEXT.to_json()
+    assert headers_of(by_ref[decided])[CONTEXT_HEADER] == CONTEXT.to_text().encode()
+    assert by_ref[undone].action["policy"] == {"verdict": "allow", "reason": "refunded twice"}
+    raw = committed(memory_engine, ACTIONS)
+    assert [record.key for record in raw] == [b"refund-7"] * 7
+    assert len({json.loads(record.value or b"")["action_id"] for record in raw}) == 7
+
+
+def test_the_topic_refuses_what_is_not_an_action(memory_engine: engine.Engine) -> None:
+    """The broker holds agent.actions to the schema: the records above are
+    accepted by a check that refuses others."""
+    with memory_engine.producer() as producer, pytest.raises(InvalidRecord):
+        producer.send(ACTIONS, json.dumps({"type": "tool_call"}), key="k").result(10)
+    assert memory_engine.offsets(ACTIONS, 0) == (0, 0)
+
+
+def test_a_compensation_points_at_a_record_this_memory_did_not_write(
+    memory_engine: engine.Engine,
+) -> None:
+    with AgentMemory(memory_engine, AGENT) as agent:
+        call = agent.tool_call("email", correlation_id="c-9")
+    with AgentMemory(memory_engine, Actor("service", "janitor")) as other:
+        # Not among what it wrote: the compensated action is read back by its ref.
+        undone = other.compensation(call, reason="sent to the wrong customer")
+        compensated, compensation = other.read(call), other.read(undone)
+    assert compensation.action["causation_id"] == compensated.action_id
+    assert compensation.correlation_id == "c-9"
+    assert compensation.action["actor"] == {"kind": "service", "id": "janitor"}
+
+
+def test_an_action_needs_a_correlation_and_a_ref_needs_a_record(
+    memory_engine: engine.Engine,
+) -> None:
+    with AgentMemory(memory_engine, AGENT, timeout=1.0) as agent:
+        with pytest.raises(InvalidAction) as refused:
+            agent.approval(reason="no task named")
+        assert refused.value.path == "$.correlation_id"
+        with pytest.raises(engine.errors.EngineError):
+            agent.compensation(RecordRef(ACTIONS, 0, 5), reason="nothing there")
+    assert memory_engine.offsets(ACTIONS, 0) == (0, 0)
+
+
+KINDS = st.sampled_from(["agent", "human", "service", "robot", ""])
+VERDICTS = st.sampled_from(["allow", "deny", "needs_approval", "not_evaluated", "maybe"])
+DIGESTS = st.one_of(
+    st.just("ab" * 32), st.text(alphabet="0123456789abcdefABCDEF", min_size=0, max_size=66)
+)
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(KINDS, st.text(max_size=8), st.text(max_size=8), VERDICTS, DIGESTS)
+def test_an_action_from_any_fields_is_written_valid_or_refused_unsent(
+    memory_engine: engine.Engine,
+    kind: str,
+    actor_id: str,
+    tool: str,
+    verdict: str,
+    digest: str,
+) -> None:
+    valid = (
+        kind in {"agent", "human", "service"}
+        and actor_id != ""
+        and tool != ""
+        and verdict != "maybe"
+        and len(digest) == 64
+        and all(c in "0123456789abcdef" for c in digest)
+    )
+    before = memory_engine.offsets(ACTIONS, 0)[1]
+    with AgentMemory(memory_engine, AGENT) as writer:
+        writer.actor = Actor(kind, actor_id)
+        try:
+            ref = writer.tool_call(
+                tool,
+                correlation_id="c",
+                input_ref={"uri": "blob://in", "sha256": digest},
+                policy=Policy(verdict),
+            )
+        except InvalidAction:
+            assert not valid
+            assert memory_engine.offsets(ACTIONS, 0)[1] == before
+            return
+        assert valid
+        SHIPPED.validate(writer.read(ref).action)
+
+
+def test_decide_and_act_commits_the_decision_and_its_effects_together(
+    memory_engine: engine.Engine,
+) -> None:
+    with AgentMemory(memory_engine, AGENT, transactional_id="support-agent") as agent:
+        with agent.decide_and_act(correlation_id="refund-8", context=CONTEXT) as act:
+            paid = act.send("payments", b'{"refund": 30}')
+            mailed = act.send("emails", "refunded", key="customer-1")
+            assert committed(memory_engine, ACTIONS, "payments", "emails") == []
+        assert act.result is not None
+        assert act.result.decision == act.decision
+        assert act.result.effects == (paid, mailed)
+        decision = agent.read(act.result.decision)
+    SHIPPED.validate(decision.action)
+    assert decision.action["type"] == "decision"
+    assert decision.action["context_offsets"] == CONTEXT.to_json()
+    seen = committed(memory_engine, ACTIONS, "payments", "emails")
+    assert {(r.topic, r.partition, r.offset) for r in seen} == {
+        (ref.topic, ref.partition, ref.offset) for ref in [act.decision, paid, mailed]
+    }
+    effects = {r.topic: r for r in seen if r.topic != ACTIONS}
+    assert effects["emails"].key == b"customer-1" and effects["payments"].key == b"refund-8"
+    for effect in effects.values():
+        assert dict(effect.headers)[CAUSATION_HEADER] == decision.action_id.encode()
+        assert dict(effect.headers)[CORRELATION_HEADER] == b"refund-8"
+
+
+class Boom(Exception):
+    pass
+
+
+def test_decide_and_act_that_raises_leaves_nothing_to_read_committed(
+    memory_engine: engine.Engine,
+) -> None:
+    with AgentMemory(memory_engine, AGENT, transactional_id="support-agent") as agent:
+        with pytest.raises(Boom), agent.decide_and_act(correlation_id="refund-9") as act:
+            act.send("payments", b'{"refund": 30}')
+            raise Boom
+        assert act.result is None
+        assert committed(memory_engine, ACTIONS, "payments") == []
+        with agent.decide_and_act(correlation_id="refund-9") as again:  # the memory goes on
+            again.send("payments", b'{"refund": 31}')
+    assert [r.value for r in committed(memory_engine, "payments")] == [b'{"refund": 31}']
+
+
+def test_a_writer_that_dies_before_commit_is_fenced_and_aborted_by_its_successor(
+    memory_engine: engine.Engine,
+) -> None:
+    crashed = AgentMemory(memory_engine, AGENT, transactional_id="support-agent")
+    abandoned = crashed.decide_and_act(correlation_id="refund-10")
+    act = abandoned.__enter__()  # the block never ends: its process died here
+    act.send("payments", b'{"refund": "lost"}')
+    assert memory_engine.offsets("payments", act.effects[0].partition)[1] == 1
+    with (
+        AgentMemory(memory_engine, AGENT, transactional_id="support-agent") as successor,
+        successor.decide_and_act(correlation_id="refund-10") as redo,
+    ):
+        redo.send("payments", b'{"refund": "redone"}')
+    seen = committed(memory_engine, ACTIONS, "payments")
+    assert [r.value for r in seen if r.topic == "payments"] == [b'{"refund": "redone"}']
+    assert [json.loads(r.value or b"")["action_id"] for r in seen if r.topic == ACTIONS] == [
+        redo.decision_id
+    ]
+    with pytest.raises(engine.errors.EngineError):  # the dead writer is fenced
+        abandoned.__exit__(None, None, None)
+    crashed.close()
+
+
+def test_the_async_twin_writes_and_decides_alike(memory_engine: engine.Engine) -> None:
+    async def work() -> tuple[Any, ...]:
+        async with AsyncAgentMemory(memory_engine, AGENT, transactional_id="async") as agent:
+            call = await agent.tool_call("refund", correlation_id="a-1")
+            undone = await agent.compensation(call, reason="duplicate")
+            async with agent.decide_and_act(causation=undone, context=CONTEXT) as act:
+                await act.send("payments", b"paid")
+            with pytest.raises(Boom):
+                async with agent.decide_and_act(correlation_id="a-2") as failed:
+                    await failed.send("payments", b"never")
+                    raise Boom
+            return call, undone, act.result, await agent.read(undone), await agent.read(call)
+
+    call, undone, decided, compensation, compensated = asyncio.run(work())
+    assert compensation.action["causation_id"] == compensated.action_id
+    assert decided is not None and decided.decision.offset == undone.offset + 1
+    seen = committed(memory_engine, ACTIONS, "payments")
+    assert [r.value for r in seen if r.topic == "payments"] == [b"paid"]
+    assert [r.offset for r in seen if r.topic == ACTIONS] == [0, 1, 2]
+    assert RecordRef.parse(str(call)) == call
+
+
+def test_history_is_every_committed_action_of_one_correlation(
+    memory_engine: engine.Engine,
+) -> None:
+    memory_engine.create_topic("agent.reviews", 3, HELD_TO_THE_SCHEMA)
+    routed = {"approval": "agent.reviews", "denial": "agent.reviews"}
+    with AgentMemory(memory_engine, AGENT, topics=routed, transactional_id="h") as agent:
+        call = agent.tool_call("refund", correlation_id="task-1")
+        other = agent.tool_call("search", correlation_id="task-2")
+        denied = agent.denial(causation=call, reason="limit")
+        with pytest.raises(Boom), agent.decide_and_act(correlation_id="task-1") as failed:
+            failed.send("payments", b"never")
+            raise Boom
+        with agent.decide_and_act(correlation_id="task-1") as act:
+            act.send("payments", b"paid")
+        history = agent.history("task-1")
+        assert [a.ref for a in agent.history("task-2")] == [other]
+        assert agent.history("task-1", topics=["payments"]) == []  # effects are not actions
+    assert [(a.ref.topic, a.action["type"]) for a in history] == [
+        (ACTIONS, "tool_call"),
+        (ACTIONS, "decision"),
+        ("agent.reviews", "denial"),
+    ]
+    assert [a.ref for a in history] == [call, act.decision, denied]
+
+
+def test_over_the_wire_without_confluent_kafka_the_error_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import engine.memory.wire
+
+    monkeypatch.setattr(engine.memory.wire, "confluent_kafka", None)
+    with pytest.raises(ImportError, match=r"tidelog\[kafka\]"):
+        AgentMemory("127.0.0.1:1", AGENT)
+
+
+def test_a_transaction_left_open_is_aborted_when_its_timeout_passes(tmp_path: Path) -> None:
+    clock = ManualClock()
+    config = engine.EngineConfig(store=FAST_STORE, cleaner_interval_s=3600.0)
+    with engine.open(tmp_path / "timed", None, config, clock=clock) as opened:
+        governed(opened, "payments")
+        writer = AgentMemory(opened, AGENT, transactional_id="slow", transaction_timeout_ms=5000)
+        abandoned = writer.decide_and_act(correlation_id="late")
+        act = abandoned.__enter__()  # the writer hangs here, its transaction open
+        act.send("payments", b"never")
+        tp = act.effects[0]
+        assert opened.list_offset("payments", tp.partition, -1, "read_committed").offset == 0
+        clock.advance(5 + 11)  # past the timeout and the coordinator's next check
+        for _ in range(500):  # bounded: the abort is written by the coordinator's timer thread
+            if opened.list_offset("payments", tp.partition, -1, "read_committed").offset > 0:
+                break
+            time.sleep(0.01)
+        assert committed(opened, ACTIONS, "payments", wait=0) == []
+        assert all(
+            opened.list_offset(t.topic, t.partition, -1, "read_committed").offset
+            == opened.offsets(t.topic, t.partition)[1]
+            for t in opened.topic_partitions([ACTIONS, "payments"])
+        )
+        with pytest.raises(engine.errors.EngineError):  # the coordinator fenced it
+            abandoned.__exit__(None, None, None)
+        writer.close()

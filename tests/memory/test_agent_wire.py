@@ -1,0 +1,192 @@
+"""Typed agent records over the wire: AgentMemory on a bootstrap address,
+through confluent-kafka, to the wire server on an engine whose
+``agent.actions`` topic the broker holds to the shipped schema. Each action
+is accepted and read back where its ref points, with the leader epoch the
+broker gave; decide-and-act is all or nothing for a read_committed
+confluent-kafka consumer, also when the writing process dies before
+committing (its successor with the same transactional id fences it and
+aborts its transaction)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import confluent_kafka
+import jsonschema
+import pytest
+
+import engine
+from engine.cli.schemas import agent_action_schema
+from engine.memory import Actor, AgentMemory, AsyncAgentMemory
+from engine.memory.actions import CAUSATION_HEADER, CORRELATION_HEADER
+from engine.memory.vector import CONTEXT_HEADER, OffsetVector, Position, RecordRef
+from engine.types import TopicPartition
+from tests.engine.conftest import FAST_STORE
+from tests.memory.conftest import ACTIONS, governed
+from tests.server.in_process import InProcessServer
+
+SHIPPED = jsonschema.Draft202012Validator(json.loads(agent_action_schema()))
+AGENT = Actor("agent", "support-agent")
+CONTEXT = OffsetVector({TopicPartition("support.chat", 0): Position(7, 0)})
+QUIET = {"log_level": 0}
+
+
+class Served:
+    def __init__(self, opened: engine.Engine, server: InProcessServer) -> None:
+        self.engine = opened
+        self.bootstrap = server.bootstrap
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[Served]:
+    config = engine.EngineConfig(store=FAST_STORE, cleaner_interval_s=3600.0)
+    opened = governed(engine.open(tmp_path / "node", None, config), "payments")
+    server = InProcessServer(opened)
+    try:
+        yield Served(opened, server)
+    finally:
+        server.stop()
+        opened.close()
+
+
+def committed(bootstrap: str, *topics: str) -> list[Any]:
+    """Every message of ``topics`` a read_committed consumer sees, up to
+    each partition's end (librdkafka's partition EOF: the last stable offset)."""
+    consumer = confluent_kafka.Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"check-{uuid.uuid4()}",
+            "isolation.level": "read_committed",
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+            **QUIET,
+        }
+    )
+    try:
+        metadata = consumer.list_topics(timeout=10)
+        waiting = {(topic, p) for topic in topics for p in metadata.topics[topic].partitions}
+        consumer.assign([confluent_kafka.TopicPartition(t, p, 0) for t, p in waiting])
+        messages: list[Any] = []
+        for _ in range(200):  # bounded: each poll waits at most 0.1 s
+            message = consumer.poll(0.1)
+            if message is None:
+                continue
+            error = message.error()
+            if error is None:
+                messages.append(message)
+            elif error.code() == confluent_kafka.KafkaError._PARTITION_EOF:
+                waiting.discard((message.topic(), message.partition()))
+                if not waiting:
+                    return messages
+        raise AssertionError(f"a read_committed consumer did not reach the end of {waiting}")
+    finally:
+        consumer.close()
+
+
+def test_each_action_over_the_wire_is_accepted_and_read_back_at_its_ref(
+    served: Served,
+) -> None:
+    with AgentMemory(served.bootstrap, AGENT, kafka_config=QUIET) as agent:
+        call = agent.tool_call("refund", correlation_id="refund-7", input_ref="blob://in/1")
+        denied = agent.denial(causation=call, reason="above the limit")
+        approved = agent.approval(causation=denied, reason="ok by the lead")
+        overridden = agent.override(causation=denied, reason="the lead's call")
+        result = agent.tool_result("refund", causation=approved, output_ref="payments://R-88")
+        decided = agent.decision(causation=result, context=CONTEXT)
+        undone = agent.compensation(result, reason="refunded twice")
+        refs = [call, denied, approved, overridden, result, decided, undone]
+        stored = [agent.read(RecordRef.parse(str(ref))) for ref in refs]
+        agent.tool_call("search", correlation_id="another-task")
+        history = agent.history("refund-7")
+    epoch = served.engine.partition(ACTIONS, 0).leader_epoch
+    assert [(r.topic, r.partition, r.offset, r.leader_epoch) for r in refs] == [
+        (ACTIONS, 0, offset, epoch) for offset in range(7)
+    ]
+    for action in stored:
+        SHIPPED.validate(action.action)
+        assert dict(action.headers)[CORRELATION_HEADER] == b"refund-7"
+    assert stored[-1].action["causation_id"] == stored[4].action_id
+    assert dict(stored[-1].headers)[CAUSATION_HEADER] == stored[4].action_id.encode()
+    assert dict(stored[5].headers)[CONTEXT_HEADER] == CONTEXT.to_text().encode()
+    assert history == stored
+    keys = [m.key() for m in committed(served.bootstrap, ACTIONS)]
+    assert keys == [b"refund-7"] * 7 + [b"another-task"]
+
+
+def test_decide_and_act_over_the_wire_is_all_or_nothing(served: Served) -> None:
+    with AgentMemory(
+        served.bootstrap, AGENT, transactional_id="wire-agent", kafka_config=QUIET
+    ) as agent:
+        with pytest.raises(ZeroDivisionError), agent.decide_and_act(correlation_id="r-1") as act:
+            act.send("payments", b"half-done")
+            _ = 1 / 0
+        with agent.decide_and_act(correlation_id="r-1", context=CONTEXT) as done:
+            paid = done.send("payments", b"paid")
+        decision = agent.read(done.decision)
+    assert act.result is None and done.result is not None
+    assert done.result.effects == (paid,)
+    seen = committed(served.bootstrap, ACTIONS, "payments")
+    assert [m.value() for m in seen if m.topic() == "payments"] == [b"paid"]
+    assert [m.offset() for m in seen if m.topic() == ACTIONS] == [done.decision.offset]
+    assert decision.action["context_offsets"] == CONTEXT.to_json()
+
+
+CRASHING_WRITER = """
+import os, sys
+from engine.memory import Actor, AgentMemory
+agent = AgentMemory(sys.argv[1], Actor("agent", "support-agent"),
+                    transactional_id="wire-agent", kafka_config={"log_level": 0})
+block = agent.decide_and_act(correlation_id="r-2")
+act = block.__enter__()
+act.send("payments", b"lost")
+print(act.decision, flush=True)
+os._exit(9)  # dies with its transaction open
+"""
+
+
+def test_a_writer_process_that_dies_before_commit_is_aborted_by_its_successor(
+    served: Served,
+) -> None:
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    crashed = subprocess.run(
+        [sys.executable, "-c", CRASHING_WRITER, served.bootstrap],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert crashed.returncode == 9, crashed.stderr
+    lost = RecordRef.parse(crashed.stdout.strip())
+    assert served.engine.offsets(ACTIONS, 0)[1] == lost.offset + 1  # written, not committed
+    assert committed(served.bootstrap, ACTIONS, "payments") == []
+    with (
+        AgentMemory(
+            served.bootstrap, AGENT, transactional_id="wire-agent", kafka_config=QUIET
+        ) as successor,
+        successor.decide_and_act(correlation_id="r-2") as redo,
+    ):
+        redo.send("payments", b"redone")
+    seen = committed(served.bootstrap, ACTIONS, "payments")
+    assert [m.value() for m in seen if m.topic() == "payments"] == [b"redone"]
+    assert [m.offset() for m in seen if m.topic() == ACTIONS] == [redo.decision.offset]
+
+
+def test_the_async_twin_over_the_wire(served: Served) -> None:
+    async def work() -> tuple[RecordRef, RecordRef]:
+        async with AsyncAgentMemory(served.bootstrap, AGENT, kafka_config=QUIET) as agent:
+            call = await agent.tool_call("search", correlation_id="q-1")
+            return call, await agent.tool_result("search", causation=call)
+
+    call, result = asyncio.run(work())
+    assert (call.offset, result.offset) == (0, 1)
+    with AgentMemory(served.engine, AGENT) as reader:
+        assert reader.read(result).action["causation_id"] == reader.read(call).action_id
