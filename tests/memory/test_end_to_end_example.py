@@ -10,21 +10,18 @@ from pathlib import Path
 
 import pytest
 
-DOC = Path(__file__).resolve().parents[2] / "docs" / "memory.md"
+from tests.memory.doc_examples import python_example, run
 
 
 def example() -> str:
-    section = DOC.read_text().split("## End to end:", 1)[1].split("\n## ", 1)[0]
-    found = re.search(r"```python\n(.*?)```", section, re.S)
-    assert found is not None, "the section has no Python example"
-    return found.group(1)
+    return python_example("## End to end:")
 
 
 def test_the_end_to_end_example_runs_as_written(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    exec(compile(example(), str(DOC), "exec"), {})
+    run(example())
     printed = capsys.readouterr().out.splitlines()
     assert printed == [
         "['decision', 'approval', 'compensation']",
