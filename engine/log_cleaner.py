@@ -21,6 +21,7 @@ from typing import NamedTuple
 
 import native
 from engine import markers
+from engine.batch_encoding import encode_like
 from engine.clock import SYSTEM, Clock
 from engine.compaction_horizon import CompactionHorizon
 from engine.config import LONG_MAX
@@ -335,19 +336,10 @@ def _timestamp(header: BatchHeader, record: Record) -> int:
 
 def _encode_kept(header: BatchHeader, kept: list[Record]) -> bytes:
     encoded = bytearray(
-        native.encode_batch(
+        encode_like(
+            header,
             [RecordSpec(r.timestamp, r.key, r.value, r.headers) for r in kept],
-            base_offset=header.base_offset,
-            compression=header.compression,
-            producer_id=header.producer_id,
-            producer_epoch=header.producer_epoch,
-            base_sequence=header.base_sequence,
-            is_transactional=header.is_transactional,
-            partition_leader_epoch=header.partition_leader_epoch,
-            timestamp_type=header.timestamp_type,
-            offset_deltas=[r.offset - header.base_offset for r in kept],
-            last_offset_delta=header.last_offset_delta,
-            base_timestamp=header.base_timestamp,
+            [r.offset for r in kept],
         )
     )
     if header.timestamp_type == TimestampType.LOG_APPEND_TIME:

@@ -14,6 +14,7 @@ stored: the masked bytes exist for one response.
 from __future__ import annotations
 
 import native
+from engine.batch_encoding import encode_like
 from engine.masking.documents import Masking
 from engine.partition import PartitionFetch
 
@@ -52,19 +53,8 @@ def mask_batch(
         if not records:
             out.append(raw)
             continue
-        batch = native.encode_batch(
-            [masking.record(record) for record in records],
-            base_offset=header.base_offset,
-            compression=header.compression,
-            producer_id=header.producer_id,
-            producer_epoch=header.producer_epoch,
-            base_sequence=header.base_sequence,
-            is_transactional=header.is_transactional,
-            partition_leader_epoch=header.partition_leader_epoch,
-            timestamp_type=header.timestamp_type,
-            base_timestamp=header.base_timestamp,
-            offset_deltas=[record.offset - header.base_offset for record in records],
-            last_offset_delta=header.last_offset_delta,
+        batch = encode_like(
+            header, [masking.record(record) for record in records], [r.offset for r in records]
         )
         out.append(batch)
     return out[0] if len(out) == 1 else b"".join(out)
