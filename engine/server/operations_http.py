@@ -22,6 +22,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from engine import clock
 from engine.engine import Engine
 from engine.server.http_config import HttpConfig
+from engine.server.http_site import HttpSite
 from s3stream.store import ObjectStoreError
 
 log = logging.getLogger("tidelog.http")
@@ -33,8 +34,7 @@ class OperationsServer:
     def __init__(self, engine: Engine, config: HttpConfig) -> None:
         self.engine = engine
         self.config = config
-        self._runner: web.AppRunner | None = None
-        self._site: web.TCPSite | None = None
+        self._http = HttpSite()
         self._probes = ThreadPoolExecutor(1, "tidelog-probe")
         self._probe: asyncio.Future[None] | None = None
         self._reachable_at: float | None = None
@@ -44,9 +44,7 @@ class OperationsServer:
     @property
     def port(self) -> int:
         """The bound port (the one the OS chose, for port 0)."""
-        assert self._site is not None and self._site._server is not None, "not started"
-        sockets = self._site._server.sockets  # type: ignore[attr-defined]
-        return int(sockets[0].getsockname()[1])
+        return self._http.port
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -58,18 +56,13 @@ class OperationsServer:
     async def start(self) -> None:
         assert self.config.listen is not None, "no listen address"
         host, port = self.config.listen
-        self._runner = web.AppRunner(self.app(), access_log=None, handle_signals=False)
-        await self._runner.setup()
-        self._site = web.TCPSite(self._runner, host, port, reuse_address=True)
-        await self._site.start()
+        await self._http.start(self.app(), host, port)
         log.info(
             "operations endpoints on http://%s:%d (/metrics, /healthz, /readyz)", host, self.port
         )
 
     async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        await self._http.stop()
         self._probes.shutdown(wait=False, cancel_futures=True)
 
     async def _metrics(self, _request: web.Request) -> web.Response:

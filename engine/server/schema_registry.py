@@ -44,6 +44,7 @@ from engine.schemas.types import AVRO, SchemaReference
 from engine.server.acl_authorizer import authorizer_for
 from engine.server.authorizer import ANONYMOUS, CLUSTER_NAME, AclOperation, Authorizer, ResourceType
 from engine.server.config import ServerConfig
+from engine.server.http_site import HttpSite
 from engine.server.registry_config import RegistryConfig
 
 log = logging.getLogger("tidelog.schema_registry")
@@ -161,15 +162,12 @@ class SchemaRegistryServer:
         request needs no new key derivation, and a changed password (other
         credentials) is checked afresh."""
         self._digest_key = os.urandom(32)
-        self._runner: web.AppRunner | None = None
-        self._site: web.TCPSite | None = None
+        self._http = HttpSite()
 
     @property
     def port(self) -> int:
         """The bound port (the one the OS chose, for port 0)."""
-        assert self._site is not None and self._site._server is not None, "not started"
-        sockets = self._site._server.sockets  # type: ignore[attr-defined]
-        return int(sockets[0].getsockname()[1])
+        return self._http.port
 
     def app(self) -> web.Application:
         app = web.Application(
@@ -207,10 +205,7 @@ class SchemaRegistryServer:
     async def start(self) -> None:
         assert self.config.listen is not None, "no listen address"
         host, port = self.config.listen
-        self._runner = web.AppRunner(self.app(), access_log=None, handle_signals=False)
-        await self._runner.setup()
-        self._site = web.TCPSite(self._runner, host, port, reuse_address=True)
-        await self._site.start()
+        await self._http.start(self.app(), host, port)
         log.info(
             "Schema Registry API on http://%s:%d (authentication %s)",
             host,
@@ -219,9 +214,7 @@ class SchemaRegistryServer:
         )
 
     async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        await self._http.stop()
 
     # -- middlewares -------------------------------------------------------------
 
