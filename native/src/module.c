@@ -679,17 +679,6 @@ static PyObject *py_decode_records(PyObject *self, PyObject *args, PyObject *kwa
 
 /* ---- encode ---------------------------------------------------------- */
 
-/* Appends a varint length and the bytes of obj (a buffer, or None for -1). */
-static int put_bytes(tl_buf *b, PyObject *obj) {
-    if (obj == Py_None) return tl_buf_put_varint(b, -1) == 0 ? 0 : (PyErr_NoMemory(), -1);
-    Py_buffer view;
-    if (PyObject_GetBuffer(obj, &view, PyBUF_SIMPLE) != 0) return -1;
-    int rc = tl_buf_put_varint(b, view.len) || tl_buf_put(b, view.buf, (size_t)view.len);
-    PyBuffer_Release(&view);
-    if (rc) PyErr_NoMemory();
-    return rc ? -1 : 0;
-}
-
 static int put_headers(tl_buf *b, PyObject *headers) {
     PyObject *seq = PySequence_Fast(headers, "record headers must be a sequence of pairs");
     if (!seq) return -1;
@@ -718,7 +707,7 @@ static int put_headers(tl_buf *b, PyObject *headers) {
                 PyErr_NoMemory();
                 rc = -1;
             } else {
-                rc = put_bytes(b, PySequence_Fast_GET_ITEM(pair, 1));
+                rc = tl_put_py_bytes(b, PySequence_Fast_GET_ITEM(pair, 1));
             }
         }
         Py_DECREF(pair);
@@ -748,8 +737,8 @@ static int put_record(tl_buf *stream, tl_buf *body, PyObject *spec, int32_t offs
     }
     PyObject *headers = PySequence_Fast_GET_SIZE(spec) == 4 ? PySequence_Fast_GET_ITEM(spec, 3)
                                                             : NULL;
-    if (put_bytes(body, PySequence_Fast_GET_ITEM(spec, 1)) != 0 ||
-        put_bytes(body, PySequence_Fast_GET_ITEM(spec, 2)) != 0)
+    if (tl_put_py_bytes(body, PySequence_Fast_GET_ITEM(spec, 1)) != 0 ||
+        tl_put_py_bytes(body, PySequence_Fast_GET_ITEM(spec, 2)) != 0)
         return -1;
     if (headers ? put_headers(body, headers) != 0 : tl_buf_put_varint(body, 0) != 0) {
         if (!PyErr_Occurred()) PyErr_NoMemory();

@@ -201,7 +201,7 @@ static PyObject *inflate(const uint8_t *buf, const tl_header *h, int64_t limit) 
 
 /* ---- the stamp's headers --------------------------------------------------- */
 
-static int put_value(tl_buf *b, PyObject *obj) {
+int tl_put_py_bytes(tl_buf *b, PyObject *obj) {
     if (obj == Py_None) return tl_buf_put_varint(b, -1) == 0 ? 0 : (PyErr_NoMemory(), -1);
     Py_buffer view;
     if (PyObject_GetBuffer(obj, &view, PyBUF_SIMPLE) != 0) return -1;
@@ -232,7 +232,7 @@ static Py_ssize_t encode_fields(PyObject *headers, tl_buf *b) {
             PyErr_NoMemory();
             goto fail;
         }
-        if (put_value(b, PySequence_Fast_GET_ITEM(pair, 1)) != 0) goto fail;
+        if (tl_put_py_bytes(b, PySequence_Fast_GET_ITEM(pair, 1)) != 0) goto fail;
     }
     Py_DECREF(seq);
     return n;

@@ -6,10 +6,17 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include "buffer.h"
+
 /* stamp_batch(data, headers, *, reserved_prefix, max_size, max_inflated=MAX_INFLATED):
  * the batch with each (name, value) of headers appended to every record and
  * each record's own headers whose name starts with reserved_prefix dropped;
  * every batch field kept, the CRC recomputed. */
 PyObject *tl_py_stamp_batch(PyObject *self, PyObject *args, PyObject *kwargs);
+
+/* Appends a varint length and the bytes of obj (any buffer; None: length -1),
+ * as a record's key, value and header values are written; 0, or -1 with a
+ * Python error set. Shared with encode_batch (module.c). */
+int tl_put_py_bytes(tl_buf *b, PyObject *obj);
 
 #endif
