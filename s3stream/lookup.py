@@ -9,13 +9,20 @@ other names, is not covered and is scanned; so is the stream's data not in
 a committed object yet (in the WAL and log cache, above the remote
 watermark): small by construction, as the uploader ships it within its
 interval.
+
+A listed batch in an object of format version 4 or later is read alone,
+with one ranged GET of its entry, checked against the CRC32C its key
+entry keeps; in an older object, or if that check fails, its whole block
+is read (checked against the block's CRC, so damage to the data itself is
+a CorruptObject either way).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import NamedTuple
 
+from native import crc32c
 from s3stream.errors import CorruptObject
 from s3stream.header_index import (
     LOOKUP_TAIL_BYTES,
@@ -26,7 +33,14 @@ from s3stream.header_index import (
     read_offsets,
 )
 from s3stream.manifest_state import ManifestState
-from s3stream.objects import ObjectIndex, StoredBatch, parse_block, read_index
+from s3stream.objects import (
+    ENTRY_HEADER,
+    EntrySpan,
+    ObjectIndex,
+    StoredBatch,
+    parse_block,
+    read_index,
+)
 from s3stream.store import ObjectStore
 
 
@@ -37,6 +51,9 @@ class Candidates(NamedTuple):
     """Offset stretches ``[start, end)`` no index covers, ascending."""
     tails: Tails | None = None
     """The objects' tails read to find them (their indexes are in them too)."""
+    spans: Mapping[int, EntrySpan] | None = None
+    """Where each offset's batch lies in its object, for those whose
+    object says so (format version 4 or later)."""
 
 
 def header_candidates(
@@ -53,6 +70,7 @@ def header_candidates(
     hashed_name = name_hash(name)
     hashed = key_hash(name, value)
     offsets: list[int] = []
+    spans: dict[int, EntrySpan] = {}
     scans: list[tuple[int, int]] = []
     ranges = state.ranges.get(stream_id)
     entries = list(ranges.entries) if ranges is not None else []
@@ -67,15 +85,15 @@ def header_candidates(
         if directory is None or (stream_id, hashed_name) not in directory.names:
             scans.append((max(range_start, start_offset), range_end))
             continue
-        offsets.extend(
-            o
-            for o in read_offsets(store, info.key, directory, stream_id, hashed)
-            if range_start <= o < range_end
-        )
+        for listed in read_offsets(store, info.key, directory, stream_id, hashed):
+            if range_start <= listed.base_offset < range_end:
+                offsets.append(listed.base_offset)
+                if listed.span is not None:
+                    spans[listed.base_offset] = listed.span
     tail = max(remote_end, start_offset)
     if tail < end_offset:
         scans.append((tail, end_offset))
-    return Candidates(sorted(set(offsets)), _merged(scans), tails)
+    return Candidates(sorted(set(offsets)), _merged(scans), tails, spans)
 
 
 def _merged(scans: list[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -93,15 +111,25 @@ def committed_batches(
 ) -> Iterator[StoredBatch]:
     """The committed batches holding the candidates' offsets and those of
     their stretches to scan, read from the objects alone with ranged GETs
-    (for a reader that does not open the store as a writer), in offset order."""
+    (for a reader that does not open the store as a writer), in offset order:
+    a batch whose span is known alone, any other in its whole block."""
     ranges = state.ranges.get(stream_id)
     tails = candidates.tails or Tails(store)
+    spans = candidates.spans or {}
     for range_start, range_end, object_id in list(ranges.entries) if ranges else []:
-        offsets = [o for o in candidates.offsets if range_start <= o < range_end]
+        listed = [o for o in candidates.offsets if range_start <= o < range_end]
         scans = [(s, e) for s, e in candidates.scans if s < range_end and e > range_start]
-        if not offsets and not scans:
+        if not listed and not scans:
             continue
         info = state.objects[object_id]
+        alone = [o for o in listed if o in spans]
+        offsets = [o for o in listed if o not in spans]
+        if not offsets and not scans:
+            # Every batch is read alone: the object's index is not needed
+            # unless one of them fails its check.
+            for offset in alone:
+                yield _batch_alone(store, tails, info.key, info.size, stream_id, offset, spans)
+            continue
         index = _index(tails, info.key, info.size)
         for block in index.blocks:
             if block.stream_id != stream_id:
@@ -113,10 +141,54 @@ def committed_batches(
                 s < high and e > low for s, e in scans
             ):
                 continue
+            while alone and alone[0] < low:
+                yield _batch_alone(store, tails, info.key, info.size, stream_id, alone[0], spans)
+                alone.pop(0)
+            alone = [o for o in alone if not low <= o < high]  # this block holds them
             data = store.get(info.key, block.position, block.position + block.size)
             for batch in parse_block(info.key, block, data):
                 if low <= batch.base_offset < high or batch.base_offset < low < batch.end_offset:
                     yield batch
+        for offset in alone:
+            yield _batch_alone(store, tails, info.key, info.size, stream_id, offset, spans)
+
+
+def _batch_alone(
+    store: ObjectStore,
+    tails: Tails,
+    key: str,
+    size: int,
+    stream_id: int,
+    offset: int,
+    spans: Mapping[int, EntrySpan],
+) -> StoredBatch:
+    """The batch at ``offset`` read alone (one ranged GET of its entry) and
+    checked against its span's CRC32C and its entry header; if the check
+    fails, read again in its whole block, checked against the block's CRC."""
+    span = spans[offset]
+    data = store.get(key, span.position, span.position + span.size)
+    batch = _entry(data, span, offset)
+    if batch is not None:
+        return batch
+    index = _index(tails, key, size)
+    for block in index.blocks:
+        if block.stream_id == stream_id and block.start_offset <= offset < block.end_offset:
+            fetched = store.get(key, block.position, block.position + block.size)
+            for found in parse_block(key, block, fetched):
+                if found.base_offset == offset:
+                    return found
+    raise CorruptObject(key, f"header index lists a batch at offset {offset} it does not hold")
+
+
+def _entry(data: bytes, span: EntrySpan, offset: int) -> StoredBatch | None:
+    """The batch of an entry read alone, or None if its bytes are not what
+    the header index says (length, CRC32C, base offset, payload length)."""
+    if len(data) != span.size or span.size < ENTRY_HEADER.size or crc32c(data) != span.crc:
+        return None
+    base, count, length = ENTRY_HEADER.unpack_from(data, 0)
+    if base != offset or count == 0 or ENTRY_HEADER.size + length != span.size:
+        return None
+    return StoredBatch(base, base + count, memoryview(data)[ENTRY_HEADER.size :])
 
 
 def _index(tails: Tails, key: str, size: int) -> ObjectIndex:
