@@ -169,7 +169,7 @@ class Tails:
         """``(tail_start, bytes)``: the object from ``tail_start <= start``
         to its end; one GET unless a tail held already reaches ``start``."""
         held = self._held.get(key)
-        if held is not None and held[0] <= start:
+        if held is not None and held[0] <= max(0, start):
             return held
         tail_start = max(0, min(start, size - LOOKUP_TAIL_BYTES))
         fetched = (tail_start, self.store.get(key, tail_start, size))
