@@ -163,6 +163,8 @@ def _measure(directory: Path, store: CountingStore, records: int) -> dict[str, A
         topic_bytes = engine.partition("memory", 0).stored_bytes
         results["topic_bytes"] = topic_bytes
         results["objects"] = len(engine.store.manifest.state.objects)
+        # The objects whole: the data, and the header index regions beside it.
+        results["objects_bytes"] = sum(o.size for o in engine.store.manifest.state.objects.values())
         gets, got = store.counts()
         start = time.perf_counter()
         found = [r.ref.offset for r in engine.lookup("memory", HEADER, wanted)]
@@ -236,6 +238,7 @@ def _print_table(results: dict[str, Any]) -> None:
         f"{results['records']} records, {results['topic_bytes'] / 2**20:.1f} MiB in "
         f"{results['objects']} objects ({results['store']}); one id on {results['found']} records"
     )
+    print(f"objects with their indexes: {results['objects_bytes'] / 2**20:.1f} MiB")
     print(f"{'':>8} {'GETs':>8} {'MiB read':>10} {'share':>8} {'seconds':>9}")
     for name in ("lookup", "blocks", "scan"):
         share = results[f"{name}_bytes"] / results["topic_bytes"]
