@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from s3stream.compaction import merge_objects
 from s3stream.errors import CorruptObject
 from s3stream.header_index import Indexer, key_hash, name_hash, parse_region, region_end
 from s3stream.lookup import Candidates, committed_batches, header_candidates
@@ -200,3 +201,34 @@ def test_a_damaged_stored_batch_is_a_corrupt_object() -> None:
     bucket.put(key, bytes(data))
     with pytest.raises(CorruptObject, match="block checksum mismatch"):
         list(committed_batches(bucket, state, STREAM, found))
+
+
+@settings(max_examples=15, deadline=None)
+@given(payload_lists, st.lists(st.integers(0, 40), max_size=4), st.sampled_from(VALUES))
+def test_a_merge_of_version_3_objects_lists_each_batch_alone(
+    payloads: list[bytes], cuts: list[int], value: bytes
+) -> None:
+    bucket, state = _written(payloads, cuts, version=3)
+    # Without the stream's indexer: the merge carries its inputs' keys and
+    # locates their batches in the object it writes.
+    merged = merge_objects(
+        bucket,
+        state,
+        sorted(state.objects),
+        ids=ObjectIds(100),
+        now_ms=2,
+        block_bytes=BLOCK_BYTES,
+        stream_object_bytes=1 << 20,
+        indexers={},
+    )
+    for prepared in merged:
+        bucket.put(prepared.meta.key, prepared.data)
+    for object_id in sorted(state.objects):
+        state.apply(["remove_object", object_id, 0])
+    for op in add_ops(merged):
+        state.apply(op)
+    found, batches = _lookup(bucket, state, len(payloads), value)
+    holding = [o for o, p in enumerate(payloads) if p[:1] == value]
+    assert sorted(found.spans or {}) == holding
+    assert [bytes(b.payload) for b in batches] == [payloads[o] for o in holding]
+    assert len(bucket.gets) == len(holding)
