@@ -11,7 +11,8 @@ watermark): small by construction, as the uploader ships it within its
 interval.
 
 A listed batch in an object of format version 4 or later is read alone,
-with one ranged GET of its entry, checked against the CRC32C its key
+with one ranged GET of its entry (or of a run of listed entries that lie
+end to end), checked against the CRC32C its key
 entry keeps; in an older object, or if that check fails, its whole block
 is read (checked against the block's CRC, so damage to the data itself is
 a CorruptObject either way).
@@ -35,6 +36,7 @@ from s3stream.header_index import (
 from s3stream.manifest_state import ManifestState
 from s3stream.objects import (
     ENTRY_HEADER,
+    BytesLike,
     EntrySpan,
     ObjectIndex,
     StoredBatch,
@@ -42,6 +44,9 @@ from s3stream.objects import (
     read_index,
 )
 from s3stream.store import ObjectStore
+
+ALONE_RUN_BYTES = 1024 * 1024
+"""The most one GET of batches lying end to end brings (a block's default size)."""
 
 
 class Candidates(NamedTuple):
@@ -127,8 +132,7 @@ def committed_batches(
         if not offsets and not scans:
             # Every batch is read alone: the object's index is not needed
             # unless one of them fails its check.
-            for offset in alone:
-                yield _batch_alone(store, tails, info.key, info.size, stream_id, offset, spans)
+            yield from _batches_alone(store, tails, info.key, info.size, stream_id, alone, spans)
             continue
         index = _index(tails, info.key, info.size)
         for block in index.blocks:
@@ -141,35 +145,55 @@ def committed_batches(
                 s < high and e > low for s, e in scans
             ):
                 continue
-            while alone and alone[0] < low:
-                yield _batch_alone(store, tails, info.key, info.size, stream_id, alone[0], spans)
-                alone.pop(0)
-            alone = [o for o in alone if not low <= o < high]  # this block holds them
+            before = [o for o in alone if o < low]
+            yield from _batches_alone(store, tails, info.key, info.size, stream_id, before, spans)
+            alone = [o for o in alone if o >= high]  # this block holds those below
             data = store.get(info.key, block.position, block.position + block.size)
             for batch in parse_block(info.key, block, data):
                 if low <= batch.base_offset < high or batch.base_offset < low < batch.end_offset:
                     yield batch
-        for offset in alone:
-            yield _batch_alone(store, tails, info.key, info.size, stream_id, offset, spans)
+        yield from _batches_alone(store, tails, info.key, info.size, stream_id, alone, spans)
 
 
-def _batch_alone(
+def _batches_alone(
     store: ObjectStore,
     tails: Tails,
     key: str,
     size: int,
     stream_id: int,
-    offset: int,
+    offsets: list[int],
     spans: Mapping[int, EntrySpan],
+) -> Iterator[StoredBatch]:
+    """The batches at ``offsets`` (ascending) read alone: one ranged GET
+    per run of entries that lie end to end in the object (a value on many
+    consecutive batches costs no more GETs than their blocks would), up to
+    ``ALONE_RUN_BYTES`` a GET; each checked against its span's CRC32C and
+    its entry header, and one that fails read again in its whole block."""
+    run: list[int] = []
+    for offset in [*offsets, None]:
+        if run and (
+            offset is None
+            or spans[offset].position != spans[run[-1]].position + spans[run[-1]].size
+            or spans[offset].position + spans[offset].size - spans[run[0]].position
+            > ALONE_RUN_BYTES
+        ):
+            first = spans[run[0]].position
+            data = memoryview(store.get(key, first, spans[run[-1]].position + spans[run[-1]].size))
+            for listed in run:
+                span = spans[listed]
+                piece = data[span.position - first : span.position - first + span.size]
+                batch = _entry(piece, span, listed)
+                yield batch or _in_block(store, tails, key, size, stream_id, listed)
+            run = []
+        if offset is not None:
+            run.append(offset)
+
+
+def _in_block(
+    store: ObjectStore, tails: Tails, key: str, size: int, stream_id: int, offset: int
 ) -> StoredBatch:
-    """The batch at ``offset`` read alone (one ranged GET of its entry) and
-    checked against its span's CRC32C and its entry header; if the check
-    fails, read again in its whole block, checked against the block's CRC."""
-    span = spans[offset]
-    data = store.get(key, span.position, span.position + span.size)
-    batch = _entry(data, span, offset)
-    if batch is not None:
-        return batch
+    """The batch at ``offset`` read in its whole block, checked against the
+    block's CRC: the answer when a batch read alone fails its check."""
     index = _index(tails, key, size)
     for block in index.blocks:
         if block.stream_id == stream_id and block.start_offset <= offset < block.end_offset:
@@ -180,7 +204,7 @@ def _batch_alone(
     raise CorruptObject(key, f"header index lists a batch at offset {offset} it does not hold")
 
 
-def _entry(data: bytes, span: EntrySpan, offset: int) -> StoredBatch | None:
+def _entry(data: BytesLike, span: EntrySpan, offset: int) -> StoredBatch | None:
     """The batch of an entry read alone, or None if its bytes are not what
     the header index says (length, CRC32C, base offset, payload length)."""
     if len(data) != span.size or span.size < ENTRY_HEADER.size or crc32c(data) != span.crc:
