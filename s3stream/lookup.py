@@ -20,6 +20,7 @@ a CorruptObject either way).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Mapping
 from typing import NamedTuple
 
@@ -44,6 +45,8 @@ from s3stream.objects import (
     read_index,
 )
 from s3stream.store import ObjectStore
+
+log = logging.getLogger("tidelog.s3stream")
 
 ALONE_RUN_BYTES = 1024 * 1024
 """The most one GET of batches lying end to end brings (a block's default size)."""
@@ -194,6 +197,11 @@ def _in_block(
 ) -> StoredBatch:
     """The batch at ``offset`` read in its whole block, checked against the
     block's CRC: the answer when a batch read alone fails its check."""
+    log.warning(
+        "lookup: the batch at offset %d of %s failed its check when read alone; reading its block",
+        offset,
+        key,
+    )
     index = _index(tails, key, size)
     for block in index.blocks:
         if block.stream_id == stream_id and block.start_offset <= offset < block.end_offset:

@@ -172,7 +172,9 @@ def test_version_3_objects_are_answered_from_whole_blocks(
     )
 
 
-def test_a_damaged_ranged_read_is_read_again_in_its_block() -> None:
+def test_a_damaged_ranged_read_is_read_again_in_its_block(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     payloads = [v * 40 for v in VALUES * 8]
     bucket, state = _written(payloads, [10, 20], version=4)
     found = header_candidates(bucket, state, STREAM, 0, len(payloads), NAME, b"b")
@@ -190,6 +192,7 @@ def test_a_damaged_ranged_read_is_read_again_in_its_block() -> None:
     assert retried[0] == key and retried[2] is not None
     assert retried[1] <= span.position and retried[2] >= span.position + span.size
     assert retried[2] - retried[1] > span.size
+    assert f"offset {found.offsets[0]} of {key} failed its check" in caplog.text
 
 
 def test_a_damaged_stored_batch_is_a_corrupt_object() -> None:
