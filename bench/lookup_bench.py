@@ -8,10 +8,14 @@ spread over the whole log (the worst case: 4 batches far apart). After the
 upload and compaction, the engine is opened again (nothing cached) and one
 id is looked up with ``Engine.lookup``; then, opened again, the same
 answer is found by a full scan (fetch every batch, decode, check the
-header), what a reader does without the index. A wrapper on the object
-store counts the GETs and bytes each reads. ``lookup_bytes_share`` is the
+header), what a reader does without the index; and, opened again, the
+lookup as objects before format version 4 answer it (each matching
+batch's whole block read, no batch alone): the baseline of reading only
+the matching batches. A wrapper on the object store counts the GETs and
+bytes each reads. ``lookup_bytes_share`` is the
 lookup's bytes over the topic's stored bytes (aim: under 1%);
-``scan_vs_lookup`` is the scan's time over the lookup's. ``--s3`` runs
+``scan_vs_lookup`` is the scan's time over the lookup's,
+``blocks_vs_lookup_bytes`` the whole-block lookup's bytes over the lookup's. ``--s3`` runs
 against moto's S3 server on loopback instead of a local directory.
 """
 
@@ -32,6 +36,7 @@ import native
 from engine import Engine, EngineConfig
 from native.records import RecordSpec
 from s3stream import StreamStoreConfig
+from s3stream.lookup import Candidates, committed_batches
 from s3stream.store import LocalStore, ObjectStore, S3Store
 from s3stream.store.base import BytesLike, ObjectData, ObjectInfo
 
@@ -129,6 +134,26 @@ def _scan(engine: Engine, value: bytes) -> list[int]:
     return found
 
 
+def _lookup_in_blocks(engine: Engine, value: bytes) -> list[int]:
+    """The lookup as a version 3 object answers it: the index's candidates,
+    each read in its whole block (their spans left out)."""
+    partition = engine.partition("memory", 0)
+    store = engine.store
+    listed = store.header_candidates(partition.stream_id, HEADER, value)
+    assert listed.scans == []
+    candidates = Candidates(listed.offsets, [], listed.tails)
+    found: list[int] = []
+    for batch in committed_batches(
+        store.store, store.manifest.state, partition.stream_id, candidates
+    ):
+        found += [
+            r.offset
+            for r in native.decode_records(bytes(batch.payload))
+            if (HEADER, value) in r.headers
+        ]
+    return sorted(set(found))
+
+
 def _measure(directory: Path, store: CountingStore, records: int) -> dict[str, Any]:
     _fill(directory, store, records)
     wanted = b"c-%09d" % (max(1, records // PER_ID) // 2)
@@ -138,6 +163,8 @@ def _measure(directory: Path, store: CountingStore, records: int) -> dict[str, A
         topic_bytes = engine.partition("memory", 0).stored_bytes
         results["topic_bytes"] = topic_bytes
         results["objects"] = len(engine.store.manifest.state.objects)
+        # The objects whole: the data, and the header index regions beside it.
+        results["objects_bytes"] = sum(o.size for o in engine.store.manifest.state.objects.values())
         gets, got = store.counts()
         start = time.perf_counter()
         found = [r.ref.offset for r in engine.lookup("memory", HEADER, wanted)]
@@ -151,10 +178,19 @@ def _measure(directory: Path, store: CountingStore, records: int) -> dict[str, A
         results["scan_s"] = time.perf_counter() - start
         results["scan_gets"] = store.counts()[0] - gets
         results["scan_bytes"] = store.counts()[1] - got
-    assert found == scanned and len(found) == min(PER_ID, records), (found, scanned)
+    with Engine.open(directory, store, config=CONFIG) as engine:
+        gets, got = store.counts()
+        start = time.perf_counter()
+        in_blocks = _lookup_in_blocks(engine, wanted)
+        results["blocks_s"] = time.perf_counter() - start
+        results["blocks_gets"] = store.counts()[0] - gets
+        results["blocks_bytes"] = store.counts()[1] - got
+    assert found == scanned == in_blocks and len(found) == min(PER_ID, records), (found, scanned)
     results["found"] = len(found)
     results["lookup_bytes_share"] = results["lookup_bytes"] / topic_bytes
     results["scan_vs_lookup"] = results["scan_s"] / results["lookup_s"]
+    results["blocks_bytes_share"] = results["blocks_bytes"] / topic_bytes
+    results["blocks_vs_lookup_bytes"] = results["blocks_bytes"] / results["lookup_bytes"]
     return results
 
 
@@ -202,14 +238,16 @@ def _print_table(results: dict[str, Any]) -> None:
         f"{results['records']} records, {results['topic_bytes'] / 2**20:.1f} MiB in "
         f"{results['objects']} objects ({results['store']}); one id on {results['found']} records"
     )
+    print(f"objects with their indexes: {results['objects_bytes'] / 2**20:.1f} MiB")
     print(f"{'':>8} {'GETs':>8} {'MiB read':>10} {'share':>8} {'seconds':>9}")
-    for name in ("lookup", "scan"):
+    for name in ("lookup", "blocks", "scan"):
         share = results[f"{name}_bytes"] / results["topic_bytes"]
         print(
             f"{name:>8} {results[f'{name}_gets']:>8} {results[f'{name}_bytes'] / 2**20:>10.2f} "
             f"{share:>8.2%} {results[f'{name}_s']:>9.3f}"
         )
     print(f"scan / lookup time: {results['scan_vs_lookup']:.1f}x")
+    print(f"blocks / lookup bytes: {results['blocks_vs_lookup_bytes']:.1f}x")
     _harness.print_targets(
         {"lookup reads under 1% of the topic": results["lookup_bytes_share"] < 0.01}
     )

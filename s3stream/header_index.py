@@ -5,7 +5,9 @@ a 64-bit hash of (header name, header value) to the base offsets of the
 batches holding a record with that header. Entries are sorted by hash and
 bucketed by the hash's top byte, so a lookup reads the region's directory
 (near the object's end, beside its index) and then one bucket with one
-ranged GET, never the data. A hash collision only costs reading a batch
+ranged GET. Since format version 4 each entry also says where its batch
+lies in the object and its CRC32C, so the lookup then reads that batch
+alone, never the rest of its block. A hash collision only costs reading a batch
 that does not match: the caller checks the real header.
 
 The store knows streams and batches, not records: what to index comes from
@@ -34,9 +36,12 @@ from s3stream.objects import (
     HEADER_TRAILER,
     INDEX_ENTRY,
     BytesLike,
+    EntrySpan,
+    Locate,
     StoredBatch,
     check_header_index,
     header_index_layout,
+    header_key_entry,
     parse_footer,
 )
 from s3stream.store import ObjectStore
@@ -88,16 +93,24 @@ class StreamKeys(NamedTuple):
     keys: list[tuple[int, int]]
 
 
-def encode_region(streams: Sequence[StreamKeys]) -> bytes:
-    """The region: key entries sorted by hash, name entries, the bucket
-    directory and the trailer (a version 3 object always has a trailer,
-    even with nothing indexed). Names, directory and trailer end the
-    region, so they come in the object's tail with its index."""
+def encode_region(streams: Sequence[StreamKeys], locate: Locate) -> bytes:
+    """The region: key entries sorted by hash, each with its batch's span
+    in the object (from ``locate``), name entries, the bucket directory and
+    the trailer (an object of version 3 or later always has a trailer, even
+    with nothing indexed). Names, directory and trailer end the region, so
+    they come in the object's tail with its index."""
     names = b"".join(
         NAME_ENTRY.pack(s.stream_id, name) for s in sorted(streams) for name in sorted(s.names)
     )
     keys = sorted({(k, s.stream_id, offset) for s in streams for k, offset in s.keys})
-    body = b"".join(KEY_ENTRY.pack(*entry) for entry in keys)
+    located: dict[tuple[int, int], EntrySpan] = {}
+    for _, stream_id, offset in keys:
+        if (stream_id, offset) not in located:
+            located[(stream_id, offset)] = locate(stream_id, offset)
+    body = b"".join(
+        KEY_ENTRY.pack(k, stream_id, offset, *located[(stream_id, offset)])
+        for k, stream_id, offset in keys
+    )
     directory = b""
     if keys:
         ends: list[bytes] = []
@@ -122,6 +135,8 @@ class Directory(NamedTuple):
     keys_position: int
     buckets: tuple[tuple[int, int], ...]
     """Per bucket: (entries up to its end, CRC32C of its entries)."""
+    version: int = 4
+    """The object's format version: whether key entries carry their batch's span."""
 
 
 def region_end(key: str, tail: BytesLike, object_size: int) -> int | None:
@@ -154,7 +169,7 @@ class Tails:
         """``(tail_start, bytes)``: the object from ``tail_start <= start``
         to its end; one GET unless a tail held already reaches ``start``."""
         held = self._held.get(key)
-        if held is not None and held[0] <= start:
+        if held is not None and held[0] <= max(0, start):
             return held
         tail_start = max(0, min(start, size - LOOKUP_TAIL_BYTES))
         fetched = (tail_start, self.store.get(key, tail_start, size))
@@ -181,7 +196,7 @@ def read_directory(tails: Tails, key: str, object_size: int) -> Directory | None
     name_count, key_count, crc = TRAILER.unpack_from(tail, end - TRAILER.size - tail_start)
     directory_size = BUCKETS * BUCKET.size if key_count else 0
     names_position = end - TRAILER.size - directory_size - name_count * NAME_ENTRY.size
-    keys_position = names_position - key_count * KEY_ENTRY.size
+    keys_position = names_position - key_count * header_key_entry(footer.version).size
     if keys_position < 0:
         raise CorruptObject(key, "header index overruns the object", end)
     if names_position < tail_start:
@@ -198,13 +213,23 @@ def read_directory(tails: Tails, key: str, object_size: int) -> Directory | None
         or any(later[0] < earlier[0] for earlier, later in itertools.pairwise(buckets))
     ):
         raise CorruptObject(key, "header index directory out of order", names_position)
-    return Directory(frozenset(NAME_ENTRY.iter_unpack(names)), keys_position, buckets)
+    return Directory(
+        frozenset(NAME_ENTRY.iter_unpack(names)), keys_position, buckets, footer.version
+    )
+
+
+class Listed(NamedTuple):
+    """A batch a region lists for a key: its base offset and, in an object
+    of version 4 or later, where its entry lies (None before)."""
+
+    base_offset: int
+    span: EntrySpan | None
 
 
 def read_offsets(
     store: ObjectStore, key: str, directory: Directory, stream_id: int, hashed: int
-) -> list[int]:
-    """The base offsets the object's region lists for ``hashed`` in
+) -> list[Listed]:
+    """The batches the object's region lists for ``hashed`` in
     ``stream_id``: one ranged GET of the key's bucket (none if it is empty)."""
     if not directory.buckets:
         return []
@@ -213,28 +238,32 @@ def read_offsets(
     end, crc = directory.buckets[bucket]
     if end == first:
         return []
-    start = directory.keys_position + first * KEY_ENTRY.size
-    data = store.get(key, start, directory.keys_position + end * KEY_ENTRY.size)
-    if len(data) != (end - first) * KEY_ENTRY.size or crc32c(data) != crc:
+    entry = header_key_entry(directory.version)
+    start = directory.keys_position + first * entry.size
+    data = store.get(key, start, directory.keys_position + end * entry.size)
+    if len(data) != (end - first) * entry.size or crc32c(data) != crc:
         raise CorruptObject(key, "header index bucket checksum mismatch", start)
     return [
-        offset
-        for found, stream, offset in KEY_ENTRY.iter_unpack(data)
-        if found == hashed and stream == stream_id
+        Listed(row[2], EntrySpan(*row[3:]) if len(row) > 3 else None)
+        for row in entry.iter_unpack(data)
+        if row[0] == hashed and row[1] == stream_id
     ]
 
 
 def parse_region(key: str, data: BytesLike, end: int) -> list[StreamKeys]:
     """The whole region of a whole object (``end`` from ``region_end``),
-    checked: what a merge reads."""
-    check_header_index(key, data, end)
-    keys, names, directory, _ = header_index_layout(key, data, end)
+    checked: what a merge reads (the batches' spans are the old object's,
+    so they are left out: the new object's region locates them again)."""
+    entry = header_key_entry(parse_footer(key, data, len(data)).version)
+    check_header_index(key, data, end, entry)
+    keys, names, directory, _ = header_index_layout(key, data, end, entry)
     view = memoryview(data)
     per_stream: dict[int, StreamKeys] = {}
     for stream_id, name in NAME_ENTRY.iter_unpack(view[names:directory]):
         found = per_stream.setdefault(stream_id, StreamKeys(stream_id, (), []))
         per_stream[stream_id] = found._replace(names=(*found.names, name))
-    for hashed, stream_id, offset in KEY_ENTRY.iter_unpack(view[keys:names]):
+    for row in entry.iter_unpack(view[keys:names]):
+        hashed, stream_id, offset = row[:3]
         per_stream.setdefault(stream_id, StreamKeys(stream_id, (), [])).keys.append(
             (hashed, offset)
         )

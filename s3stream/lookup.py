@@ -9,13 +9,22 @@ other names, is not covered and is scanned; so is the stream's data not in
 a committed object yet (in the WAL and log cache, above the remote
 watermark): small by construction, as the uploader ships it within its
 interval.
+
+A listed batch in an object of format version 4 or later is read alone,
+with one ranged GET of its entry (or of a run of listed entries that lie
+end to end), checked against the CRC32C its key
+entry keeps; in an older object, or if that check fails, its whole block
+is read (checked against the block's CRC, so damage to the data itself is
+a CorruptObject either way).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+from collections.abc import Iterator, Mapping
 from typing import NamedTuple
 
+from native import crc32c
 from s3stream.errors import CorruptObject
 from s3stream.header_index import (
     LOOKUP_TAIL_BYTES,
@@ -26,8 +35,21 @@ from s3stream.header_index import (
     read_offsets,
 )
 from s3stream.manifest_state import ManifestState
-from s3stream.objects import ObjectIndex, StoredBatch, parse_block, read_index
+from s3stream.objects import (
+    ENTRY_HEADER,
+    BytesLike,
+    EntrySpan,
+    ObjectIndex,
+    StoredBatch,
+    parse_block,
+    read_index,
+)
 from s3stream.store import ObjectStore
+
+log = logging.getLogger("tidelog.s3stream")
+
+ALONE_RUN_BYTES = 1024 * 1024
+"""The most one GET of batches lying end to end brings (a block's default size)."""
 
 
 class Candidates(NamedTuple):
@@ -37,6 +59,9 @@ class Candidates(NamedTuple):
     """Offset stretches ``[start, end)`` no index covers, ascending."""
     tails: Tails | None = None
     """The objects' tails read to find them (their indexes are in them too)."""
+    spans: Mapping[int, EntrySpan] | None = None
+    """Where each offset's batch lies in its object, for those whose
+    object says so (format version 4 or later)."""
 
 
 def header_candidates(
@@ -53,6 +78,7 @@ def header_candidates(
     hashed_name = name_hash(name)
     hashed = key_hash(name, value)
     offsets: list[int] = []
+    spans: dict[int, EntrySpan] = {}
     scans: list[tuple[int, int]] = []
     ranges = state.ranges.get(stream_id)
     entries = list(ranges.entries) if ranges is not None else []
@@ -67,15 +93,15 @@ def header_candidates(
         if directory is None or (stream_id, hashed_name) not in directory.names:
             scans.append((max(range_start, start_offset), range_end))
             continue
-        offsets.extend(
-            o
-            for o in read_offsets(store, info.key, directory, stream_id, hashed)
-            if range_start <= o < range_end
-        )
+        for listed in read_offsets(store, info.key, directory, stream_id, hashed):
+            if range_start <= listed.base_offset < range_end:
+                offsets.append(listed.base_offset)
+                if listed.span is not None:
+                    spans[listed.base_offset] = listed.span
     tail = max(remote_end, start_offset)
     if tail < end_offset:
         scans.append((tail, end_offset))
-    return Candidates(sorted(set(offsets)), _merged(scans), tails)
+    return Candidates(sorted(set(offsets)), _merged(scans), tails, spans)
 
 
 def _merged(scans: list[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -93,15 +119,24 @@ def committed_batches(
 ) -> Iterator[StoredBatch]:
     """The committed batches holding the candidates' offsets and those of
     their stretches to scan, read from the objects alone with ranged GETs
-    (for a reader that does not open the store as a writer), in offset order."""
+    (for a reader that does not open the store as a writer), in offset order:
+    a batch whose span is known alone, any other in its whole block."""
     ranges = state.ranges.get(stream_id)
     tails = candidates.tails or Tails(store)
+    spans = candidates.spans or {}
     for range_start, range_end, object_id in list(ranges.entries) if ranges else []:
-        offsets = [o for o in candidates.offsets if range_start <= o < range_end]
+        listed = [o for o in candidates.offsets if range_start <= o < range_end]
         scans = [(s, e) for s, e in candidates.scans if s < range_end and e > range_start]
-        if not offsets and not scans:
+        if not listed and not scans:
             continue
         info = state.objects[object_id]
+        alone = [o for o in listed if o in spans]
+        offsets = [o for o in listed if o not in spans]
+        if not offsets and not scans:
+            # Every batch is read alone: the object's index is not needed
+            # unless one of them fails its check.
+            yield from _batches_alone(store, tails, info.key, info.size, stream_id, alone, spans)
+            continue
         index = _index(tails, info.key, info.size)
         for block in index.blocks:
             if block.stream_id != stream_id:
@@ -113,10 +148,79 @@ def committed_batches(
                 s < high and e > low for s, e in scans
             ):
                 continue
+            before = [o for o in alone if o < low]
+            yield from _batches_alone(store, tails, info.key, info.size, stream_id, before, spans)
+            alone = [o for o in alone if o >= high]  # this block holds those below
             data = store.get(info.key, block.position, block.position + block.size)
             for batch in parse_block(info.key, block, data):
                 if low <= batch.base_offset < high or batch.base_offset < low < batch.end_offset:
                     yield batch
+        yield from _batches_alone(store, tails, info.key, info.size, stream_id, alone, spans)
+
+
+def _batches_alone(
+    store: ObjectStore,
+    tails: Tails,
+    key: str,
+    size: int,
+    stream_id: int,
+    offsets: list[int],
+    spans: Mapping[int, EntrySpan],
+) -> Iterator[StoredBatch]:
+    """The batches at ``offsets`` (ascending) read alone: one ranged GET
+    per run of entries that lie end to end in the object (a value on many
+    consecutive batches costs no more GETs than their blocks would), up to
+    ``ALONE_RUN_BYTES`` a GET; each checked against its span's CRC32C and
+    its entry header, and one that fails read again in its whole block."""
+    run: list[int] = []
+    for offset in [*offsets, None]:
+        if run and (
+            offset is None
+            or spans[offset].position != spans[run[-1]].position + spans[run[-1]].size
+            or spans[offset].position + spans[offset].size - spans[run[0]].position
+            > ALONE_RUN_BYTES
+        ):
+            first = spans[run[0]].position
+            data = memoryview(store.get(key, first, spans[run[-1]].position + spans[run[-1]].size))
+            for listed in run:
+                span = spans[listed]
+                piece = data[span.position - first : span.position - first + span.size]
+                batch = _entry(piece, span, listed)
+                yield batch or _in_block(store, tails, key, size, stream_id, listed)
+            run = []
+        if offset is not None:
+            run.append(offset)
+
+
+def _in_block(
+    store: ObjectStore, tails: Tails, key: str, size: int, stream_id: int, offset: int
+) -> StoredBatch:
+    """The batch at ``offset`` read in its whole block, checked against the
+    block's CRC: the answer when a batch read alone fails its check."""
+    log.warning(
+        "lookup: the batch at offset %d of %s failed its check when read alone; reading its block",
+        offset,
+        key,
+    )
+    index = _index(tails, key, size)
+    for block in index.blocks:
+        if block.stream_id == stream_id and block.start_offset <= offset < block.end_offset:
+            fetched = store.get(key, block.position, block.position + block.size)
+            for found in parse_block(key, block, fetched):
+                if found.base_offset == offset:
+                    return found
+    raise CorruptObject(key, f"header index lists a batch at offset {offset} it does not hold")
+
+
+def _entry(data: BytesLike, span: EntrySpan, offset: int) -> StoredBatch | None:
+    """The batch of an entry read alone, or None if its bytes are not what
+    the header index says (length, CRC32C, base offset, payload length)."""
+    if len(data) != span.size or span.size < ENTRY_HEADER.size or crc32c(data) != span.crc:
+        return None
+    base, count, length = ENTRY_HEADER.unpack_from(data, 0)
+    if base != offset or count == 0 or ENTRY_HEADER.size + length != span.size:
+        return None
+    return StoredBatch(base, base + count, memoryview(data)[ENTRY_HEADER.size :])
 
 
 def _index(tails: Tails, key: str, size: int) -> ObjectIndex:

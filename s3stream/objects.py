@@ -12,7 +12,7 @@ from __future__ import annotations
 import bisect
 import enum
 import struct
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -22,12 +22,14 @@ from s3stream.errors import CorruptObject
 BytesLike = bytes | bytearray | memoryview
 
 MAGIC = b"TLSOBJ\x00\x01"
-FORMAT_VERSION = 3
-READABLE_VERSIONS = (1, 2, 3)
+FORMAT_VERSION = 4
+READABLE_VERSIONS = (1, 2, 3, 4)
 """Version 1 objects have no chain region, version 2 no header index region
-(s3stream/header_index.py); everything else is the same."""
+(s3stream/header_index.py), version 3 header index keys without their
+batch's byte span; everything else is the same."""
 HEADER_NAME = struct.Struct("<qQ")  # stream, name hash
-HEADER_KEY = struct.Struct("<QqQ")  # key hash, stream, base offset
+HEADER_KEY = struct.Struct("<QqQQII")  # key hash, stream, base offset, entry position, size, crc
+HEADER_KEY_V3 = struct.Struct("<QqQ")  # key hash, stream, base offset
 HEADER_BUCKET = struct.Struct("<II")  # entries up to the bucket's end, CRC32C of its entries
 HEADER_BUCKETS = 256
 HEADER_TRAILER = struct.Struct("<III")  # name count, key count, CRC32C of names + directory
@@ -155,6 +157,26 @@ class StreamRangeInfo:
     size: int
 
 
+class EntrySpan(NamedTuple):
+    """Where one stored batch's entry (its entry header, then its payload)
+    lies in an object, and the CRC32C of those bytes: enough to fetch and
+    check that batch alone with one ranged GET."""
+
+    position: int
+    size: int
+    crc: int
+
+
+Locate = Callable[[int, int], EntrySpan]
+"""The span of a stream's entry at a base offset in the object being
+written (KeyError if the object holds no entry there)."""
+
+
+def header_key_entry(version: int) -> struct.Struct:
+    """The header index key entry of a format version (3 or later)."""
+    return HEADER_KEY_V3 if version == 3 else HEADER_KEY
+
+
 class EncodedObject(NamedTuple):
     parts: list[bytes | memoryview]
     """The object's bytes in order: stored batches by reference, between the
@@ -176,7 +198,7 @@ def encode_object(
     streams: Iterable[tuple[int, Sequence[StoredBatch]]],
     block_bytes: int = DEFAULT_BLOCK_BYTES,
     chain: Sequence[ChainLinks] = (),
-    header_index: bytes = EMPTY_HEADER_INDEX,
+    header_index: bytes | Callable[[Locate], bytes] = EMPTY_HEADER_INDEX,
 ) -> EncodedObject:
     """Lays out runs of batches as one object, ordered by (stream, offset).
 
@@ -185,7 +207,8 @@ def encode_object(
     A block holds at most ``block_bytes``, unless one batch alone is larger:
     that batch gets a block of its own. ``chain`` is the chain region: the
     links of the object's ranges; ``header_index`` the header index region
-    (s3stream/header_index.py), before it.
+    (s3stream/header_index.py), before it, or a function that encodes it
+    from where the object's entries lie.
     """
     # The object is gathered as a list of parts, never joined here: growing
     # one buffer would copy every payload again on each reallocation, and
@@ -195,6 +218,11 @@ def encode_object(
     blocks: list[BlockInfo] = []
     ranges: list[StreamRangeInfo] = []
     runs = sorted(((s, b) for s, b in streams if b), key=lambda r: (r[0], r[1][0].base_offset))
+    # Only a region that lists batches needs their spans: one small tuple
+    # per batch, on the uploader's thread; CRCs are taken for listed ones only.
+    spans: dict[tuple[int, int], tuple[int, bytes, BytesLike]] | None = (
+        {} if callable(header_index) else None
+    )
     for stream_id, batches in runs:
         if ranges and (stream_id, batches[0].base_offset) < (
             ranges[-1].stream_id,
@@ -225,6 +253,8 @@ def encode_object(
                 batch.base_offset, batch.end_offset - batch.base_offset, len(payload)
             )
             block_crc = crc32c(payload, crc32c(header, block_crc))
+            if spans is not None:
+                spans[(stream_id, batch.base_offset)] = (size, header, payload)
             parts.append(header)
             parts.append(payload)
             size += entry_size
@@ -238,8 +268,19 @@ def encode_object(
         ranges.append(
             StreamRangeInfo(stream_id, batches[0].base_offset, expected, size - stream_begin)
         )
-    parts.append(header_index)
-    size += len(header_index)
+    if spans is not None and callable(header_index):
+        held = spans
+
+        def locate(stream_id: int, base_offset: int) -> EntrySpan:
+            position, header, payload = held[(stream_id, base_offset)]
+            return EntrySpan(position, len(header) + len(payload), crc32c(payload, crc32c(header)))
+
+        region = header_index(locate)
+    else:
+        assert not callable(header_index)
+        region = header_index
+    parts.append(region)
+    size += len(region)
     chain_region = encode_chain(sorted(chain, key=lambda c: (c.stream_id, c.start_offset)))
     parts.append(chain_region)
     size += len(chain_region)
@@ -345,8 +386,9 @@ def parse_object(key: str, data: BytesLike) -> tuple[ObjectIndex, list[list[Stor
         chain_start = len(data) - FOOTER_SIZE - INDEX_ENTRY.size * len(index.blocks)
         chain_start -= CHAIN_TRAILER.size + CHAIN_ENTRY.size * len(chain)
         data_end = chain_start
-        if parse_footer(key, data, len(data)).version >= 3:
-            data_end = check_header_index(key, data, chain_start)
+        version = parse_footer(key, data, len(data)).version
+        if version >= 3:
+            data_end = check_header_index(key, data, chain_start, header_key_entry(version))
         if index.blocks and max(b.position + b.size for b in index.blocks) > data_end:
             raise CorruptObject(key, "blocks overrun the regions after them", data_end)
     return index, [
@@ -354,7 +396,9 @@ def parse_object(key: str, data: BytesLike) -> tuple[ObjectIndex, list[list[Stor
     ]
 
 
-def header_index_layout(key: str, data: BytesLike, end: int) -> tuple[int, int, int, int]:
+def header_index_layout(
+    key: str, data: BytesLike, end: int, key_entry: struct.Struct = HEADER_KEY
+) -> tuple[int, int, int, int]:
     """The header index region ending at ``end`` (where the chain region
     starts): the positions of its keys, names and directory, and its key
     count, from its trailer (``data`` holds at least the trailer's bytes,
@@ -365,16 +409,19 @@ def header_index_layout(key: str, data: BytesLike, end: int) -> tuple[int, int, 
     directory_size = HEADER_BUCKETS * HEADER_BUCKET.size if key_count else 0
     directory = end - HEADER_TRAILER.size - directory_size
     names = directory - name_count * HEADER_NAME.size
-    keys = names - key_count * HEADER_KEY.size
+    keys = names - key_count * key_entry.size
     if keys < 0:
         raise CorruptObject(key, "header index region overruns the object", end)
     return keys, names, directory, key_count
 
 
-def check_header_index(key: str, data: BytesLike, end: int) -> int:
-    """Checks a whole object's header index region (ending at ``end``)
-    against its CRCs and returns where it starts."""
-    keys, names, directory, key_count = header_index_layout(key, data, end)
+def check_header_index(
+    key: str, data: BytesLike, end: int, key_entry: struct.Struct = HEADER_KEY
+) -> int:
+    """Checks a whole object's header index region (ending at ``end``,
+    with key entries of ``key_entry``'s layout) against its CRCs and
+    returns where it starts."""
+    keys, names, directory, key_count = header_index_layout(key, data, end, key_entry)
     view = memoryview(data)
     crc = HEADER_TRAILER.unpack_from(data, end - HEADER_TRAILER.size)[2]
     if crc32c(view[names : end - HEADER_TRAILER.size]) != crc:
@@ -383,7 +430,7 @@ def check_header_index(key: str, data: BytesLike, end: int) -> int:
     for bucket, (bucket_end, bucket_crc) in enumerate(
         HEADER_BUCKET.iter_unpack(view[directory : end - HEADER_TRAILER.size])
     ):
-        chunk = view[keys + first * HEADER_KEY.size : keys + bucket_end * HEADER_KEY.size]
+        chunk = view[keys + first * key_entry.size : keys + bucket_end * key_entry.size]
         if not first <= bucket_end <= key_count or crc32c(chunk) != bucket_crc:
             raise CorruptObject(key, f"header index bucket {bucket} mismatch", keys)
         first = bucket_end

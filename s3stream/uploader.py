@@ -229,7 +229,7 @@ def prepare_object(
             # object: only the names every run indexes are covered.
             names = tuple(n for n in held.names if n in keys.names)
             indexed[stream_id] = StreamKeys(stream_id, names, [*held.keys, *keys.keys])
-    region = encode_region([k for sid, k in indexed.items() if sid not in unindexed])
+    listed = [k for sid, k in indexed.items() if sid not in unindexed]
     encoded: EncodedObject = encode_object(
         kind,
         [(stream_id, part) for stream_id, run in ordered for part in runs_of(run.batches)],
@@ -246,7 +246,7 @@ def prepare_object(
             for stream_id, run in ordered
             if run.links is not None
         ],
-        region,
+        lambda locate: encode_region(listed, locate),
     )
     # encode_object reports each stretch of consecutive batches; a run with
     # gaps is several of them, in the same (stream, offset) order.

@@ -44,9 +44,10 @@ def lookup_partition(partition: Partition, header: str, value: bytes) -> list[Fo
     store = partition.store
     candidates = store.header_candidates(partition.stream_id, header, value)
     found: dict[int, FoundRecord] = {}
-    # The listed batches are read block by block from their objects: the
-    # fetch path's read-ahead would bring whole spans for one batch.
-    listed = Candidates(candidates.offsets, [], candidates.tails)
+    # The listed batches are read from their objects one by one (alone, or
+    # in their block in an object older than format version 4): the fetch
+    # path's read-ahead would bring whole spans for one batch.
+    listed = Candidates(candidates.offsets, [], candidates.tails, candidates.spans)
     limit = partition.max_inflated
     for batch in committed_batches(store.store, store.manifest.state, partition.stream_id, listed):
         for record in matching_records(

@@ -16,3 +16,5 @@ def test_lookup_bench_reports_the_lookup_beside_a_full_scan() -> None:
     for key in ("lookup_gets", "lookup_bytes", "scan_bytes", "topic_bytes", "scan_vs_lookup"):
         assert report[key] > 0, key
     assert report["lookup_bytes_share"] > 0
+    # Reading the matching batches alone reads less than their whole blocks.
+    assert report["blocks_bytes"] > report["lookup_bytes"]

@@ -27,6 +27,7 @@ from s3stream.header_index import (
     encode_region,
     parse_region,
     read_directory,
+    read_offsets,
     region_end,
 )
 from s3stream.manifest import checkpoint_key, delta_key, load_state
@@ -64,6 +65,7 @@ CHAIN_ENTRY = LAYOUTS["chain_entry"]
 CHAIN_TRAILER = LAYOUTS["chain_trailer"]
 HEADER_NAME = LAYOUTS["header_name"]
 HEADER_KEY = LAYOUTS["header_key"]
+HEADER_KEY_V3 = LAYOUTS["header_key_v3"]
 HEADER_BUCKET = LAYOUTS["header_bucket"]
 HEADER_TRAILER = LAYOUTS["header_trailer"]
 RECORD = LAYOUTS["record"]
@@ -151,9 +153,14 @@ def _pack(layout: docspec.Layout, values: dict[str, Any]) -> bytes:
     return layout.fixed().pack(*(values[n] for n in layout.names))
 
 
-def _doc_header_index_region(streams: HeaderIndex) -> bytes:
+Spans = dict[tuple[int, int], tuple[int, int, int]]
+"""Per (stream, base offset): the entry's position, size and CRC32C."""
+
+
+def _doc_header_index_region(streams: HeaderIndex, spans: Spans, version: int) -> bytes:
     """The header index region as the document lays it out: keys sorted by
-    (key hash, stream, base offset) each once, names by (stream, name hash),
+    (key hash, stream, base offset) each once (with their batch's entry's
+    position, size and CRC in version 4), names by (stream, name hash),
     the 256-bucket directory by the key hash's top byte if there are keys,
     the trailer."""
     names = b"".join(
@@ -161,9 +168,12 @@ def _doc_header_index_region(streams: HeaderIndex) -> bytes:
         for stream, name in sorted({(s, n) for s, found, _ in streams for n in found})
     )
     keys = sorted({(k, s, o) for s, _, pairs in streams for k, o in pairs})
-    packed = [
-        _pack(HEADER_KEY, {"key_hash": k, "stream_id": s, "base_offset": o}) for k, s, o in keys
-    ]
+    layout = HEADER_KEY_V3 if version == 3 else HEADER_KEY
+    packed = []
+    for k, s, o in keys:
+        position, size, crc = spans[(s, o)]
+        fields = {"key_hash": k, "stream_id": s, "base_offset": o, "position": position}
+        packed.append(_pack(layout, {**fields, "entry_size": size, "entry_crc": crc}))
     directory = b""
     if keys:
         for bucket in range(256):
@@ -180,10 +190,15 @@ def _doc_header_index_region(streams: HeaderIndex) -> bytes:
 
 
 def doc_read_header_index(data: bytes) -> HeaderIndex:
-    """The header index region of a version 3 object, read by the document's
-    rules: from the chain region's start, back through trailer, directory,
-    names and keys, every CRC checked."""
+    """The header index region of an object of version 3 or later, read by
+    the document's rules: from the chain region's start, back through
+    trailer, directory, names and keys, every CRC checked; in version 4
+    each key's span checked against the entry it names."""
     footer = FOOTER.fixed()
+    version = dict(zip(FOOTER.names, footer.unpack(data[-footer.size :]), strict=True))[
+        "format_version"
+    ]
+    key_struct = (HEADER_KEY_V3 if version == 3 else HEADER_KEY).fixed()
     index_position = int.from_bytes(data[-footer.size : -footer.size + 8], "little")
     chain_count = CHAIN_TRAILER.fixed().unpack_from(data, index_position - 8)[0]
     end = index_position - CHAIN_TRAILER.fixed().size - CHAIN_ENTRY.fixed().size * chain_count
@@ -200,23 +215,30 @@ def doc_read_header_index(data: bytes) -> HeaderIndex:
     if trailer["key_count"]:
         directory_at -= 256 * bucket_struct.size
     names_at = directory_at - HEADER_NAME.fixed().size * trailer["name_count"]
-    keys_at = names_at - HEADER_KEY.fixed().size * trailer["key_count"]
+    keys_at = names_at - key_struct.size * trailer["key_count"]
     directory = data[directory_at : end - trailer_struct.size]
     assert trailer["header_crc"] == docspec.crc32c(data[names_at:directory_at] + directory)
-    key_size = HEADER_KEY.fixed().size
+    key_size = key_struct.size
     first = 0
     for bucket, (bucket_end, crc) in enumerate(bucket_struct.iter_unpack(directory)):
         chunk = data[keys_at + first * key_size : keys_at + bucket_end * key_size]
         assert crc == docspec.crc32c(chunk)
-        assert all(k >> 56 == bucket for k, _, _ in HEADER_KEY.fixed().iter_unpack(chunk))
+        assert all(row[0] >> 56 == bucket for row in key_struct.iter_unpack(chunk))
         first = bucket_end
     streams: dict[int, tuple[list[int], list[tuple[int, int]]]] = {}
     for stream, name in HEADER_NAME.fixed().iter_unpack(data[names_at:directory_at]):
         streams.setdefault(stream, ([], []))[0].append(name)
-    key_rows = list(HEADER_KEY.fixed().iter_unpack(data[keys_at:names_at]))
+    key_rows = list(key_struct.iter_unpack(data[keys_at:names_at]))
     assert key_rows == sorted(set(key_rows))
-    for key, stream, offset in key_rows:
+    entry_head = ENTRY.fixed()
+    for key, stream, offset, *span in key_rows:
         streams.setdefault(stream, ([], []))[1].append((key, offset))
+        if span:
+            position, size, crc = span
+            entry = data[position : position + size]
+            assert docspec.crc32c(entry) == crc
+            assert entry_head.unpack_from(entry)[0] == offset
+            assert entry_head.size + entry_head.unpack_from(entry)[2] == size
     return [(s, sorted(n), sorted(p)) for s, (n, p) in sorted(streams.items())]
 
 
@@ -241,6 +263,7 @@ def doc_object(
     )
     data = bytearray()
     index: list[dict[str, int]] = []
+    spans: Spans = {}
     for stream_id, batches in sorted(runs, key=lambda r: (r[0], r[1][0].base_offset)):
         block = bytearray()
         first = batches[0].base_offset
@@ -255,11 +278,16 @@ def doc_object(
                 index.append(_index_row(stream_id, first, batch.base_offset, len(data), block))
                 data += block
                 block, first = bytearray(), batch.base_offset
+            spans[(stream_id, batch.base_offset)] = (
+                len(data) + len(block),
+                len(entry),
+                docspec.crc32c(entry),
+            )
             block += entry
         index.append(_index_row(stream_id, first, batches[-1].end_offset, len(data), block))
         data += block
     if version >= 3:
-        data += _doc_header_index_region(header_index or [])
+        data += _doc_header_index_region(header_index or [], spans, version)
     if version >= 2:
         data += _doc_chain_region(chain or [])
     index_bytes = b"".join(index_struct.pack(*(row[n] for n in INDEX_ENTRY.names)) for row in index)
@@ -413,7 +441,7 @@ def test_the_store_reads_objects_built_from_the_document(
 ) -> None:
     kind, object_runs = layout
     chain = data_.draw(chains(object_runs))
-    version = data_.draw(st.sampled_from([1, 2, 3]))  # every version is read
+    version = data_.draw(st.sampled_from([1, 2, 3, 4]))  # every version is read
     header_index = data_.draw(header_indexes(object_runs))
     data = doc_object(
         kind, object_runs, block_bytes, chain, version=version, header_index=header_index
@@ -437,6 +465,19 @@ def test_the_store_reads_objects_built_from_the_document(
         assert read == [(s, sorted(n), sorted(set(p))) for s, n, p in sorted(header_index)]
         assert directory is not None
         assert directory.names == {(s, n) for s, names, _ in header_index for n in names}
+        # A lookup's listed batches: with their spans from version 4, which
+        # hold exactly the entry of their batch; without them in version 3.
+        for stream_id, _, pairs in header_index:
+            for hashed, offset in pairs:
+                listed = read_offsets(bucket, "doc.sso", directory, stream_id, hashed)
+                assert offset in [found.base_offset for found in listed]
+                for found in listed:
+                    if version == 3:
+                        assert found.span is None
+                        continue
+                    assert found.span is not None
+                    entry = data[found.span.position : found.span.position + found.span.size]
+                    assert ENTRY.fixed().unpack_from(entry)[0] == found.base_offset
     index, blocks = parse_object("doc.sso", data)
     assert index.kind == kind
     expected = sorted(
@@ -467,8 +508,14 @@ def test_objects_the_store_writes_parse_by_the_document(
     kind, object_runs = layout
     chain = data_.draw(chains(object_runs))
     header_index = data_.draw(header_indexes(object_runs))
-    region = encode_region([StreamKeys(s, tuple(n), k) for s, n, k in header_index])
-    encoded = encode_object(ObjectKind(kind), object_runs, block_bytes, chain, region)
+    listed = [StreamKeys(s, tuple(n), k) for s, n, k in header_index]
+    encoded = encode_object(
+        ObjectKind(kind),
+        object_runs,
+        block_bytes,
+        chain,
+        lambda locate: encode_region(listed, locate),
+    )
     data = encoded.data
     read_kind, blocks, chain_read = doc_read_object(data)
     assert doc_read_header_index(data) == [
