@@ -8,11 +8,15 @@ from collections.abc import Sequence
 
 from engine import __version__
 from engine.cli import (
+    cluster,
+    group,
     lookup,
+    produce,
     recover,
     schemas,
     serve,
     state,
+    topic,
     unmask,
     users,
     verify,
@@ -38,6 +42,10 @@ def _build_parser() -> argparse.ArgumentParser:
     state.add_command(commands)
     schemas.add_command(commands)
     wire_replay.add_command(commands)
+    topic.add_command(commands)
+    group.add_command(commands)
+    produce.add_command(commands)
+    cluster.add_command(commands)
     wal_bench.add_command(commands)
     return parser
 
