@@ -10,6 +10,7 @@ from engine import __version__
 from engine.cli import (
     cluster,
     group,
+    inspect,
     lookup,
     produce,
     recover,
@@ -46,6 +47,7 @@ def _build_parser() -> argparse.ArgumentParser:
     group.add_command(commands)
     produce.add_command(commands)
     cluster.add_command(commands)
+    inspect.add_command(commands)
     wal_bench.add_command(commands)
     return parser
 
