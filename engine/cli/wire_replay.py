@@ -5,7 +5,8 @@ replay against any Kafka broker (tidelog or Kafka), over the wire.
 read committed: the last stable offset) or at a time (ListOffsets by
 timestamp for T + 1: the first record after T). ``consume`` reads every
 partition a vector names, from a start vector (else offset 0) up to the
-vector, read committed, prints the records and exits. Both speak the wire
+vector, read committed, prints the records and exits; without a vector it
+reads from another start (engine/cli/consume_open.py). Both speak the wire
 through confluent-kafka, the ``kafka`` extra (docs/memory.md, "Over the
 wire"). Exit 0 when done, 1 on a broker error or a stall, 2 when the
 command cannot run (bad arguments, confluent-kafka missing, records below
@@ -66,14 +67,32 @@ def add_command(commands: Any) -> None:
             "Read, read committed, every partition of TOPICs that --until-vector names, from "
             "--from-vector (else offset 0) up to the vector, print the records and exit. "
             "Records below a partition's log start are an error (exit 2), never skipped. "
-            + _NEEDS
-            + "."
+            "Without --until-vector: from --from-beginning, --offset, --from-time, the "
+            "--group's committed offsets, else the end, up to the end each partition had at "
+            "the start (--follow: on and on; --max-messages: stop sooner). " + _NEEDS + "."
         ),
+        epilog=(
+            "examples:\n  tidelog consume orders --until-vector @vector.json "
+            "--bootstrap-server 127.0.0.1:9092\n  tidelog consume orders --from-beginning "
+            "--max-messages 10 --format text --bootstrap-server 127.0.0.1:9092"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     consume.add_argument("topics", nargs="+", metavar="TOPIC")
     _connection(consume)
-    consume.add_argument("--until-vector", required=True, metavar="TEXT|@FILE")
+    consume.add_argument("--until-vector", metavar="TEXT|@FILE")
     consume.add_argument("--from-vector", metavar="TEXT|@FILE")
+    # Without --until-vector (engine/cli/consume_open.py):
+    consume.add_argument("--from-beginning", action="store_true", help="start at the log start")
+    consume.add_argument("--offset", type=int, metavar="N", help="start at offset N")
+    consume.add_argument(
+        "--from-time", metavar="MS|ISO8601", help="start at the first record at or after it"
+    )
+    consume.add_argument("--follow", action="store_true", help="go on reading new records")
+    consume.add_argument("--max-messages", type=int, metavar="N", help="stop after N records")
+    consume.add_argument(
+        "--group", metavar="GROUP", help="start at and commit this group's offsets"
+    )
     consume.add_argument("--format", choices=("json", "text"), default="json")
     consume.add_argument(
         "--timeout",
@@ -222,8 +241,14 @@ def _snapshot(args: argparse.Namespace) -> None:
 
 
 def _consume(args: argparse.Namespace, out: TextIO) -> None:
+    from engine.cli import consume_open  # noqa: PLC0415 - it imports this module
+
+    consume_open.check_flags(args)
     kafka = _kafka()
     config = _client_config(args)
+    if args.until_vector is None:
+        consume_open.consume_open(kafka, config, args, out)
+        return
     until = read_vector(args.until_vector, "--until-vector")
     since = read_vector(args.from_vector, "--from-vector") if args.from_vector else OffsetVector()
     wanted = set(args.topics)

@@ -1,4 +1,5 @@
-"""``tidelog topic``, ``group``, ``produce`` and ``cluster`` against
+"""``tidelog topic``, ``group``, ``produce``, ``cluster`` and open-ended
+``consume`` (a start, the end or --follow, a group's offsets) against
 ``tidelog serve`` over a real socket: each command's JSON output is what the
 broker holds (read back with confluent-kafka), changes it makes are there,
 and a refused request exits 1. The commands run in this process (a child
@@ -11,6 +12,7 @@ import io
 import json
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -349,3 +351,75 @@ def test_every_command_has_help_with_an_example() -> None:
             main([*command, "--help"])
         assert exit_.value.code == 0
         assert "example:\n  tidelog" in out.getvalue() or "example:\n  printf" in out.getvalue()
+
+
+def _consume(server: ServerProcess, topic: str, *args: str) -> list[dict[str, Any]]:
+    done = _tidelog("consume", topic, "--bootstrap-server", server.bootstrap, *args)
+    assert done.returncode == 0, done.stderr
+    return [json.loads(line) for line in done.stdout.splitlines()]
+
+
+def test_consume_from_a_start_to_the_end_then_exits(server: ServerProcess) -> None:
+    topic = _name("read")
+    _json(server, "topic", "create", topic, "-p", "2")
+    producer = Producer({"bootstrap.servers": server.bootstrap, **quiet_librdkafka()})
+    for i in range(4):
+        producer.produce(topic, f"p0-{i}".encode(), partition=0, timestamp=T0 + 10 * i)
+    producer.produce(topic, b"p1-0", partition=1, timestamp=T0)
+    assert producer.flush(TIMEOUT) == 0
+
+    every = _consume(server, topic, "--from-beginning")
+    assert sorted((r["partition"], r["offset"], r["value"]) for r in every) == [
+        (0, 0, "p0-0"),
+        (0, 1, "p0-1"),
+        (0, 2, "p0-2"),
+        (0, 3, "p0-3"),
+        (1, 0, "p1-0"),
+    ]
+    assert _consume(server, topic) == []  # from the end, and not following: nothing
+    from_three = _consume(server, topic, "--offset", "3")
+    assert [(r["partition"], r["value"]) for r in from_three] == [(0, "p0-3")]
+    by_time = _consume(server, topic, "--from-time", str(T0 + 15))
+    assert sorted(r["value"] for r in by_time) == ["p0-2", "p0-3"]
+    assert len(_consume(server, topic, "--from-beginning", "--max-messages", "2")) == 2
+
+    group = _name("reader")
+    first = _consume(server, topic, "--group", group, "--from-beginning")
+    assert len(first) == 5
+    assert _committed(server, group, topic) == {0: 4, 1: 1}
+    producer.produce(topic, b"p0-4", partition=0)
+    assert producer.flush(TIMEOUT) == 0
+    assert [r["value"] for r in _consume(server, topic, "--group", group)] == ["p0-4"]
+    assert _committed(server, group, topic) == {0: 5, 1: 1}
+
+    refused = _tidelog(
+        "consume",
+        topic,
+        "--until-vector",
+        "{}",
+        "--follow",
+        "--bootstrap-server",
+        server.bootstrap,
+    )
+    assert refused.returncode == 2
+
+
+def test_consume_follow_prints_records_produced_after_it_started(server: ServerProcess) -> None:
+    topic = _name("tail")
+    _json(server, "topic", "create", topic)
+    producer = Producer({"bootstrap.servers": server.bootstrap, **quiet_librdkafka()})
+    producer.produce(topic, b"before", partition=0)
+    assert producer.flush(TIMEOUT) == 0
+
+    def later() -> None:
+        time.sleep(1.0)
+        producer.produce(topic, b"after", partition=0)
+        producer.flush(TIMEOUT)
+
+    writer = threading.Thread(target=later)
+    writer.start()
+    try:
+        got = _consume(server, topic, "--from-beginning", "--follow", "--max-messages", "2")
+    finally:
+        writer.join(TIMEOUT)
+    assert [r["value"] for r in got] == ["before", "after"]
