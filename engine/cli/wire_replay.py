@@ -62,7 +62,7 @@ def add_command(commands: Any) -> None:
 
     consume = commands.add_parser(
         "consume",
-        help="read topics on a Kafka broker up to an offset vector, then exit",
+        help="read topics on a Kafka broker: up to an offset vector, to the end, or following",
         description=(
             "Read, read committed, every partition of TOPICs that --until-vector names, from "
             "--from-vector (else offset 0) up to the vector, print the records and exit. "

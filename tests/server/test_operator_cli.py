@@ -10,12 +10,15 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import re
+import shlex
 import subprocess
 import sys
 import threading
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,7 +26,7 @@ from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, Producer
 from confluent_kafka import TopicPartition as KafkaTopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
 
-from engine.cli.main import main
+from engine.cli.main import _build_parser, main
 from tests.server.conftest import ServerProcess, quiet_librdkafka, start_group_server
 
 TIMEOUT = 60.0
@@ -423,3 +426,15 @@ def test_consume_follow_prints_records_produced_after_it_started(server: ServerP
     finally:
         writer.join(TIMEOUT)
     assert [r["value"] for r in got] == ["before", "after"]
+
+
+def test_every_example_in_docs_cli_md_parses() -> None:
+    text = (Path(__file__).parents[2] / "docs" / "cli.md").read_text()
+    examples = re.findall(r"\| `(tidelog [^`]+)` \|$", text, flags=re.MULTILINE)
+    for block in re.findall(r"```\n(.*?)```", text, flags=re.DOTALL):
+        examples += [line[line.index("tidelog ") :] for line in block.splitlines()]
+    assert len(examples) >= 25
+    parser = _build_parser()
+    for example in examples:
+        argv = shlex.split(example.split(" > ")[0])[1:]
+        assert parser.parse_args(argv).run is not None, example
