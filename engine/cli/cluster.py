@@ -11,6 +11,7 @@ import struct
 from typing import Any
 
 from engine.cli import table
+from engine.cli.topic import all_topics
 from engine.cli.wire_admin import (
     FAILED,
     TIMEOUT_S,
@@ -55,7 +56,7 @@ def add_command(commands: Any) -> None:
 def _info(args: argparse.Namespace) -> None:
     kafka, client = admin(args)
     described = wait(kafka, client.describe_cluster(), "describe cluster")
-    metadata = client.list_topics(timeout=TIMEOUT_S)
+    metadata = wait(kafka, all_topics(client), "metadata")
     topics = [t for name, t in metadata.topics.items() if not name.startswith("__")]
     config = client_config(args)
     plain = config.get("security.protocol", "plaintext").lower() == "plaintext"
@@ -85,7 +86,9 @@ def _info(args: argparse.Namespace) -> None:
 def api_versions(bootstrap: str) -> list[dict[str, int]]:
     """[{key, min, max}] from an ApiVersions v0 request (every broker answers
     v0, whatever it serves)."""
-    host, _, port = bootstrap.rpartition(":")
+    first = bootstrap.split(",", maxsplit=1)[0].strip()
+    host, _, port = first.rpartition(":")
+    host = host.strip("[]")  # an IPv6 address: [::1]:9092
     body = struct.pack(">hhih", _API_VERSIONS, 0, 1, len(b"tidelog")) + b"tidelog"
     try:
         with socket.create_connection((host, int(port)), timeout=TIMEOUT_S) as sock:

@@ -8,6 +8,7 @@ command ends (as Kafka's console consumer leaves its group's offsets)."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 from typing import Any, TextIO
 
 from engine import clock
@@ -133,8 +134,23 @@ def _read(
     """Prints records until every owed partition reached its end (never,
     with --follow) or --max-messages were printed; returns the offset after
     the last record printed per partition."""
-    printed = 0
     positions: dict[TopicPartition, int] = {}
+    # Ctrl-C is how --follow stops: what was printed is committed, with --group.
+    with contextlib.suppress(KeyboardInterrupt):
+        _print(kafka, consumer, ends, owed, args, out, positions)
+    return positions
+
+
+def _print(
+    kafka: Any,
+    consumer: Any,
+    ends: dict[TopicPartition, int],
+    owed: set[TopicPartition],
+    args: argparse.Namespace,
+    out: TextIO,
+    positions: dict[TopicPartition, int],
+) -> None:
+    printed = 0
     deadline = clock.monotonic() + args.timeout
     while owed and (args.max_messages is None or printed < args.max_messages):
         if not args.follow and clock.monotonic() > deadline:
@@ -162,4 +178,3 @@ def _read(
         deadline = clock.monotonic() + args.timeout
         if message.offset() + 1 >= ends[tp]:
             owed.discard(tp)
-    return positions

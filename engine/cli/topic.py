@@ -147,10 +147,12 @@ def _list(args: argparse.Namespace) -> None:
 def all_topics(client: Any) -> Any:
     """list_topics (every topic) as a future-like object, so :func:`wait`
     maps its errors."""
-    return _Done(lambda timeout: client.list_topics(timeout=timeout))
+    return _Call(lambda timeout: client.list_topics(timeout=timeout))
 
 
-class _Done:
+class _Call:
+    """A blocking call that looks like a future to :func:`wait`."""
+
     def __init__(self, call: Any) -> None:
         self._call = call
 
