@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import sys
 from typing import Any, TextIO
 
 from engine import clock
@@ -17,14 +18,47 @@ from engine.cli.wire_replay import (
     CANNOT_RUN,
     FAILED,
     CommandError,
+    _client_config,
+    _guarded,
+    _kafka,
     _line,
     _partitions,
     parse_time,
+    run_consume,
 )
 from engine.types import TopicPartition
 
 _CONSUMER_GROUP = "tidelog-consume"
 _NEVER = 2**63 - 1
+
+
+def add_flags(commands: Any) -> None:
+    """Adds the open-ended flags to ``tidelog consume`` (made by
+    engine/cli/wire_replay.py) and takes over running it."""
+    consume = commands.choices["consume"]
+    consume.add_argument("--from-beginning", action="store_true", help="start at the log start")
+    consume.add_argument("--offset", type=int, metavar="N", help="start at offset N")
+    consume.add_argument(
+        "--from-time", metavar="MS|ISO8601", help="start at the first record at or after it"
+    )
+    consume.add_argument("--follow", action="store_true", help="go on reading new records")
+    consume.add_argument("--max-messages", type=int, metavar="N", help="stop after N records")
+    consume.add_argument(
+        "--group", metavar="GROUP", help="start at and commit this group's offsets"
+    )
+    consume.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    def command() -> None:
+        check_flags(args)
+        if args.until_vector is None:
+            consume_open(_kafka(), _client_config(args), args, sys.stdout)
+
+    status = _guarded(command)
+    if status != 0 or args.until_vector is None:
+        return status
+    return run_consume(args)
 
 
 def check_flags(args: argparse.Namespace) -> None:

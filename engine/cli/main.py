@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from engine import __version__
 from engine.cli import (
     cluster,
+    consume_open,
     group,
     inspect,
     lookup,
@@ -43,6 +44,7 @@ def _build_parser() -> argparse.ArgumentParser:
     state.add_command(commands)
     schemas.add_command(commands)
     wire_replay.add_command(commands)
+    consume_open.add_flags(commands)
     topic.add_command(commands)
     group.add_command(commands)
     produce.add_command(commands)

@@ -5,8 +5,8 @@ replay against any Kafka broker (tidelog or Kafka), over the wire.
 read committed: the last stable offset) or at a time (ListOffsets by
 timestamp for T + 1: the first record after T). ``consume`` reads every
 partition a vector names, from a start vector (else offset 0) up to the
-vector, read committed, prints the records and exits; without a vector it
-reads from another start (engine/cli/consume_open.py). Both speak the wire
+vector, read committed, prints the records and exits (without a vector,
+engine/cli/consume_open.py takes the command over). Both speak the wire
 through confluent-kafka, the ``kafka`` extra (docs/memory.md, "Over the
 wire"). Exit 0 when done, 1 on a broker error or a stall, 2 when the
 command cannot run (bad arguments, confluent-kafka missing, records below
@@ -82,17 +82,6 @@ def add_command(commands: Any) -> None:
     _connection(consume)
     consume.add_argument("--until-vector", metavar="TEXT|@FILE")
     consume.add_argument("--from-vector", metavar="TEXT|@FILE")
-    # Without --until-vector (engine/cli/consume_open.py):
-    consume.add_argument("--from-beginning", action="store_true", help="start at the log start")
-    consume.add_argument("--offset", type=int, metavar="N", help="start at offset N")
-    consume.add_argument(
-        "--from-time", metavar="MS|ISO8601", help="start at the first record at or after it"
-    )
-    consume.add_argument("--follow", action="store_true", help="go on reading new records")
-    consume.add_argument("--max-messages", type=int, metavar="N", help="stop after N records")
-    consume.add_argument(
-        "--group", metavar="GROUP", help="start at and commit this group's offsets"
-    )
     consume.add_argument("--format", choices=("json", "text"), default="json")
     consume.add_argument(
         "--timeout",
@@ -241,14 +230,10 @@ def _snapshot(args: argparse.Namespace) -> None:
 
 
 def _consume(args: argparse.Namespace, out: TextIO) -> None:
-    from engine.cli import consume_open  # noqa: PLC0415 - it imports this module
-
-    consume_open.check_flags(args)
+    if args.until_vector is None:  # the other starts: engine/cli/consume_open.py
+        raise CommandError("--until-vector is required", CANNOT_RUN)
     kafka = _kafka()
     config = _client_config(args)
-    if args.until_vector is None:
-        consume_open.consume_open(kafka, config, args, out)
-        return
     until = read_vector(args.until_vector, "--until-vector")
     since = read_vector(args.from_vector, "--from-vector") if args.from_vector else OffsetVector()
     wanted = set(args.topics)
