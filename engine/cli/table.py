@@ -5,12 +5,29 @@ tab-separated lines in a pipe (one row a line, no header, so ``cut`` and
 from __future__ import annotations
 
 import json
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, TextIO
 
 from rich.console import Console
 from rich.table import Table
+
+
+@contextmanager
+def _reader_may_leave(stream: TextIO) -> Iterator[None]:
+    """A reader that stops early (``| head``) ends the command quietly, with
+    status 1, instead of with a traceback (as the Python docs advise for
+    SIGPIPE)."""
+    try:
+        yield
+    except BrokenPipeError:
+        if stream is sys.stdout:
+            # Later flushes (at exit) would fail again: point stdout at nothing.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        raise SystemExit(1) from None
 
 
 def emit(
@@ -23,6 +40,17 @@ def emit(
 ) -> None:
     """Print ``rows`` (each a dict holding at least ``columns``)."""
     stream = out if out is not None else sys.stdout
+    with _reader_may_leave(stream):
+        _emit(rows, columns, as_json, title, stream)
+
+
+def _emit(
+    rows: Sequence[dict[str, Any]],
+    columns: Sequence[str],
+    as_json: bool,
+    title: str | None,
+    stream: TextIO,
+) -> None:
     if as_json:
         stream.write(json.dumps(list(rows), separators=(",", ":")) + "\n")
     elif stream.isatty():
@@ -42,16 +70,17 @@ def emit_object(value: dict[str, Any], *, as_json: bool, out: TextIO | None = No
     """Print one record: JSON with ``--json``, else ``key<TAB>value`` lines
     (nested lists and objects as compact JSON)."""
     stream = out if out is not None else sys.stdout
-    if as_json:
-        stream.write(json.dumps(value, separators=(",", ":")) + "\n")
-    else:
+    if not as_json:
         emit(
             [{"key": key, "value": item} for key, item in value.items()],
             ("key", "value"),
             as_json=False,
             out=stream,
         )
-    stream.flush()
+        return
+    with _reader_may_leave(stream):
+        stream.write(json.dumps(value, separators=(",", ":")) + "\n")
+        stream.flush()
 
 
 def _cell(value: Any) -> str:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import io
 import json
 
+import pytest
+
 from engine.cli.table import emit, emit_object
 
 ROWS = [
@@ -43,3 +45,16 @@ def test_a_terminal_gets_a_table_with_a_header() -> None:
     assert "\t" not in text
     assert lines.index(header) < next(i for i, line in enumerate(lines) if "orders" in line)
     assert any("x" in line and "-" in line for line in lines)
+
+
+class _ClosedPipe(io.StringIO):
+    def write(self, text: str) -> int:
+        raise BrokenPipeError(32, "Broken pipe")
+
+
+def test_a_reader_that_leaves_early_ends_the_command_quietly() -> None:
+    with pytest.raises(SystemExit) as exit_:
+        emit(ROWS, ("topic",), as_json=False, out=_ClosedPipe())
+    assert exit_.value.code == 1
+    with pytest.raises(SystemExit):
+        emit_object({"a": 1}, as_json=True, out=_ClosedPipe())
