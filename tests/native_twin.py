@@ -72,6 +72,8 @@ ONE_PASS_ONLY: dict[str, str] = {
     "is when the cleaner runs, and the rewrite itself is in the pure pass's test_model.py",
     "tests/memory/test_state_cli.py": "builds its batches with native/; the records are "
     "decoded as in tests/memory/test_state_at.py, which the pure pass runs",
+    "tests/engine/test_inspect_cli.py": "builds its batches with native/; what it tests is "
+    "what the CLI reads from the WAL and the bucket, not how batches were checked",
     "tests/engine/test_kafka_code.py": "imports native/'s error classes, not its code",
     "tests/engine/test_masked_fetch.py": "masks every batch on the C extension and on the pure "
     "twin itself, and checks they agree",

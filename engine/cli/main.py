@@ -8,11 +8,17 @@ from collections.abc import Sequence
 
 from engine import __version__
 from engine.cli import (
+    cluster,
+    consume_open,
+    group,
+    inspect,
     lookup,
+    produce,
     recover,
     schemas,
     serve,
     state,
+    topic,
     unmask,
     users,
     verify,
@@ -38,6 +44,12 @@ def _build_parser() -> argparse.ArgumentParser:
     state.add_command(commands)
     schemas.add_command(commands)
     wire_replay.add_command(commands)
+    consume_open.add_flags(commands)
+    topic.add_command(commands)
+    group.add_command(commands)
+    produce.add_command(commands)
+    cluster.add_command(commands)
+    inspect.add_command(commands)
     wal_bench.add_command(commands)
     return parser
 

@@ -5,7 +5,8 @@ replay against any Kafka broker (tidelog or Kafka), over the wire.
 read committed: the last stable offset) or at a time (ListOffsets by
 timestamp for T + 1: the first record after T). ``consume`` reads every
 partition a vector names, from a start vector (else offset 0) up to the
-vector, read committed, prints the records and exits. Both speak the wire
+vector, read committed, prints the records and exits (without a vector,
+engine/cli/consume_open.py takes the command over). Both speak the wire
 through confluent-kafka, the ``kafka`` extra (docs/memory.md, "Over the
 wire"). Exit 0 when done, 1 on a broker error or a stall, 2 when the
 command cannot run (bad arguments, confluent-kafka missing, records below
@@ -61,18 +62,25 @@ def add_command(commands: Any) -> None:
 
     consume = commands.add_parser(
         "consume",
-        help="read topics on a Kafka broker up to an offset vector, then exit",
+        help="read topics on a Kafka broker: up to an offset vector, to the end, or following",
         description=(
             "Read, read committed, every partition of TOPICs that --until-vector names, from "
             "--from-vector (else offset 0) up to the vector, print the records and exit. "
             "Records below a partition's log start are an error (exit 2), never skipped. "
-            + _NEEDS
-            + "."
+            "Without --until-vector: from --from-beginning, --offset, --from-time, the "
+            "--group's committed offsets, else the end, up to the end each partition had at "
+            "the start (--follow: on and on; --max-messages: stop sooner). " + _NEEDS + "."
         ),
+        epilog=(
+            "examples:\n  tidelog consume orders --until-vector @vector.json "
+            "--bootstrap-server 127.0.0.1:9092\n  tidelog consume orders --from-beginning "
+            "--max-messages 10 --format text --bootstrap-server 127.0.0.1:9092"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     consume.add_argument("topics", nargs="+", metavar="TOPIC")
     _connection(consume)
-    consume.add_argument("--until-vector", required=True, metavar="TEXT|@FILE")
+    consume.add_argument("--until-vector", metavar="TEXT|@FILE")
     consume.add_argument("--from-vector", metavar="TEXT|@FILE")
     consume.add_argument("--format", choices=("json", "text"), default="json")
     consume.add_argument(
@@ -222,6 +230,8 @@ def _snapshot(args: argparse.Namespace) -> None:
 
 
 def _consume(args: argparse.Namespace, out: TextIO) -> None:
+    if args.until_vector is None:  # the other starts: engine/cli/consume_open.py
+        raise CommandError("--until-vector is required", CANNOT_RUN)
     kafka = _kafka()
     config = _client_config(args)
     until = read_vector(args.until_vector, "--until-vector")
