@@ -271,6 +271,7 @@ def _png(figure: Any) -> str:
 
 def plot_ratios(name: str, found: list[tuple[str, float, str]]) -> str:
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, LogLocator
 
     shown = [(key, value) for key, value, _ in found if value > 0]
     if not shown:
@@ -278,18 +279,25 @@ def plot_ratios(name: str, found: list[tuple[str, float, str]]) -> str:
     figure, axes = plt.subplots(figsize=(8, 0.9 + 0.32 * len(shown)))
     labels = [key for key, _ in shown]
     values = [value for _, value in shown]
-    colours = ["#2b7bba" if value >= 1 else "#d9822b" for value in values]
-    axes.barh(range(len(values)), values, color=colours)
+    # Bars start at 1 (the baseline) and reach the ratio, so a figure below
+    # its baseline points left. Whether higher is better depends on the
+    # figure (a rate or a cost), so one colour serves both.
+    axes.barh(range(len(values)), [value - 1 for value in values], left=1, color="#2b7bba")
+    axes.set_xlim(min([*values, 1.0]) / 1.6, max([*values, 1.0]) * 2.2)
     axes.set_yticks(range(len(values)), labels, fontsize=8)
     axes.invert_yaxis()
     axes.set_xscale("log")
     axes.axvline(1.0, color="black", linewidth=0.8)
+    axes.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    axes.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}"))
+    axes.xaxis.set_minor_formatter(FuncFormatter(lambda x, _: ""))
     for index, value in enumerate(values):
         axes.annotate(
             f"{value:.3g}x",
             (value, index),
-            xytext=(3, 0),
+            xytext=(3 if value >= 1 else -3, 0),
             textcoords="offset points",
+            ha="left" if value >= 1 else "right",
             va="center",
             fontsize=8,
         )
@@ -307,7 +315,10 @@ def plot_lines(
     for label, points in curves.items():
         axes.plot([p[0] for p in points], [p[1] for p in points], label=label, linewidth=1.2)
     if logx:
+        from matplotlib.ticker import FuncFormatter
+
         axes.set_xscale("log")
+        axes.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}"))
     axes.set_xlabel(xlabel)
     axes.set_ylabel(ylabel)
     axes.set_title(title)
