@@ -4,6 +4,7 @@ page with the plots inline; a benchmark that fails loses only itself."""
 from __future__ import annotations
 
 import base64
+import html
 import importlib.util
 import json
 import re
@@ -28,11 +29,9 @@ def _load() -> ModuleType:
 
 
 def _embedded(page: str) -> dict[str, Any]:
-    match = re.search(
-        r"<script type='application/json' id='report-data'>(.*?)</script>", page, re.S
-    )
+    match = re.search(r"<pre id='report-data'>(.*?)</pre>", page, re.S)
     assert match is not None
-    value = json.loads(match.group(1))
+    value = json.loads(html.unescape(match.group(1)))
     assert isinstance(value, dict)
     return value
 
