@@ -235,8 +235,12 @@ def _sides(figures: dict[str, float], key: str) -> str:
         left_name = f"{left}_{unit}"
         a, b = figures.get(prefix + left_name), figures.get(prefix + right_name)
         if a is not None and b is not None:
-            return f"{left_name} {a:,.4g} vs {right_name} {b:,.4g}"
+            return f"{left_name} {_number(a)} vs {right_name} {_number(b)}"
     return ""
+
+
+def _number(value: float) -> str:
+    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"
 
 
 def series(value: Any, marker: str, prefix: str = "") -> dict[str, list[list[float]]]:
@@ -277,18 +281,19 @@ def plot_ratios(name: str, found: list[tuple[str, float, str]]) -> str:
     import matplotlib.pyplot as plt
     from matplotlib.ticker import FuncFormatter, LogLocator
 
-    shown = [(key, value) for key, value, _ in found if value > 0]
+    shown = [(key, value, sides) for key, value, sides in found if value > 0]
     if not shown:
         return ""
-    figure, axes = plt.subplots(figsize=(8, 0.9 + 0.32 * len(shown)))
-    labels = [key for key, _ in shown]
-    values = [value for _, value in shown]
+    figure, axes = plt.subplots(figsize=(8, 0.9 + 0.42 * len(shown)))
+    # A ratio's two figures go under its name where both are reported.
+    labels = [f"{key}\n{sides}" if sides else key for key, _, sides in shown]
+    values = [value for _, value, _ in shown]
     # Bars start at 1 (the baseline) and reach the ratio, so a figure below
     # its baseline points left. Whether higher is better depends on the
     # figure (a rate or a cost), so one colour serves both.
     axes.barh(range(len(values)), [value - 1 for value in values], left=1, color="#2b7bba")
-    axes.set_xlim(min([*values, 1.0]) / 1.6, max([*values, 1.0]) * 2.2)
-    axes.set_yticks(range(len(values)), labels, fontsize=8)
+    axes.set_xlim(min([*values, 1.0]) / 3, max([*values, 1.0]) * 2.2)
+    axes.set_yticks(range(len(values)), labels, fontsize=7)
     axes.invert_yaxis()
     axes.set_xscale("log")
     axes.axvline(1.0, color="black", linewidth=0.8)
