@@ -160,7 +160,7 @@ def _memory_gib() -> float | None:
 def _disk(directory: Path) -> dict[str, Any]:
     """The filesystem the benchmarks' scratch directories live on (the
     system's temp directory), its size, and its device's model if known."""
-    path = directory
+    path = str(directory.resolve())
     usage = shutil.disk_usage(path)
     facts: dict[str, Any] = {"disk_total_gib": round(usage.total / 2**30, 1)}
     mount = ("", "", "")
@@ -168,7 +168,8 @@ def _disk(directory: Path) -> dict[str, Any]:
         with open("/proc/mounts") as mounts:
             for line in mounts:
                 device, point, kind = line.split()[:3]
-                if str(path.resolve()).startswith(point) and len(point) >= len(mount[1]):
+                inside = path == point or path.startswith(point.rstrip("/") + "/")
+                if inside and len(point) >= len(mount[1]):
                     mount = (device, point, kind)
     except OSError:
         pass
