@@ -7,6 +7,7 @@ no network needed to read it) and ``report.json`` (the same figures) into
 the others go on.
 
     python bench/report.py [--quick] [--out DIR] [--only NAME]... [--timeout 3600]
+    python bench/report.py --from-json DIR/report.json --out DIR
 
 The page holds: the machine (CPU model, cores, memory, disk, Python, OS);
 per benchmark, its ratios against the baselines measured in the same run
@@ -262,9 +263,9 @@ def series(value: Any, marker: str, prefix: str = "") -> dict[str, list[list[flo
 # -- plots -------------------------------------------------------------------------
 
 
-def _png(figure: Any) -> str:
-    """The figure as an <img> holding its PNG inline (base64), reduced to a
-    small palette: plots have few colours, and the page stays small."""
+def _png(figure: Any) -> bytes:
+    """The figure as PNG, reduced to a small palette: plots have few
+    colours, and the page stays small."""
     import matplotlib.pyplot as plt
     from PIL import Image
 
@@ -274,17 +275,22 @@ def _png(figure: Any) -> str:
     buffer.seek(0)
     small = io.BytesIO()
     Image.open(buffer).convert("RGB").quantize(colors=64).save(small, "PNG", optimize=True)
-    encoded = base64.b64encode(small.getvalue()).decode("ascii")
+    return small.getvalue()
+
+
+def _img(png: bytes) -> str:
+    """A PNG inline in the page (base64), so the page needs nothing else."""
+    encoded = base64.b64encode(png).decode("ascii")
     return f'<img alt="plot" src="data:image/png;base64,{encoded}">'
 
 
-def plot_ratios(name: str, found: list[tuple[str, float, str]]) -> str:
+def plot_ratios(name: str, found: list[tuple[str, float, str]]) -> bytes:
     import matplotlib.pyplot as plt
     from matplotlib.ticker import FuncFormatter, LogLocator
 
     shown = [(key, value, sides) for key, value, sides in found if value > 0]
     if not shown:
-        return ""
+        return b""
     figure, axes = plt.subplots(figsize=(8, 0.9 + 0.42 * len(shown)))
     # A ratio's two figures go under its name where both are reported.
     labels = [f"{key}\n{sides}" if sides else key for key, _, sides in shown]
@@ -318,7 +324,7 @@ def plot_ratios(name: str, found: list[tuple[str, float, str]]) -> str:
 
 def plot_lines(
     title: str, curves: dict[str, list[list[float]]], xlabel: str, ylabel: str, logx: bool
-) -> str:
+) -> bytes:
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(figsize=(8, 4))
@@ -338,7 +344,7 @@ def plot_lines(
     return _png(figure)
 
 
-def latency_cdf(curves: dict[str, list[list[float]]]) -> str:
+def latency_cdf(curves: dict[str, list[list[float]]]) -> bytes:
     """[quantile, ms] lists, drawn as ms (x, log) against the quantile (y)."""
     flipped = {
         name: [[ms, quantile] for quantile, ms in points if ms > 0]
@@ -364,7 +370,7 @@ fetch served from the block cache takes microseconds, so the rate between
 two samples alone jumps by orders of magnitude."""
 
 
-def replay_rate(timelines: dict[str, list[list[float]]]) -> str:
+def replay_rate(timelines: dict[str, list[list[float]]]) -> bytes:
     """[seconds, MiB so far] lists: the progress as sampled (left) and the
     rate in each twentieth of the replay (right, MiB/s)."""
     import matplotlib.pyplot as plt
@@ -393,13 +399,13 @@ def replay_rate(timelines: dict[str, list[list[float]]]) -> str:
     return _png(figure)
 
 
-def startup_bars(result: dict[str, Any]) -> str:
+def startup_bars(result: dict[str, Any]) -> bytes:
     import matplotlib.pyplot as plt
 
     figures = flatten(result)
     shown = [(k, v) for k, v in figures.items() if k.endswith("_s") and "_vs_" not in k]
     if not shown:
-        return ""
+        return b""
     figure, axes = plt.subplots(figsize=(8, 0.9 + 0.35 * len(shown)))
     axes.barh(range(len(shown)), [v for _, v in shown], color="#2b7bba")
     axes.set_yticks(range(len(shown)), [k for k, _ in shown], fontsize=8)
@@ -426,7 +432,15 @@ td.n{text-align:right;font-family:monospace}.failed{color:#b00}
 pre{white-space:pre-wrap;font-size:0.8em;background:#f6f6f6;padding:0.5em}"""
 
 
-def render(report: dict[str, Any]) -> str:
+def render(report: dict[str, Any], images: dict[str, bytes] | None = None) -> str:
+    """The page; each plot also goes into ``images`` by name when given
+    (latency, replay, startup, ratios-<benchmark>), for the PNG files."""
+
+    def img(name: str, png: bytes) -> str:
+        if images is not None:
+            images[name] = png
+        return _img(png)
+
     import matplotlib
 
     matplotlib.use("Agg")
@@ -467,16 +481,18 @@ def render(report: dict[str, Any]) -> str:
         cdfs.update({f"{name}.{k}": v for k, v in series(result, "latency_cdf_ms").items()})
         timelines.update({f"{name}.{k}": v for k, v in series(result, "_timeline").items()})
     if cdfs:
-        parts += ["<h2>Latency</h2>", latency_cdf(cdfs)]
+        parts += ["<h2>Latency</h2>", img("latency", latency_cdf(cdfs))]
     if timelines:
-        parts += ["<h2>Replay rate over time</h2>", replay_rate(timelines)]
+        parts += ["<h2>Replay rate over time</h2>", img("replay", replay_rate(timelines))]
     if "startup" in done:
-        parts += ["<h2>Startup</h2>", startup_bars(done["startup"])]
+        startup = startup_bars(done["startup"])
+        if startup:
+            parts += ["<h2>Startup</h2>", img("startup", startup)]
     parts.append("<h2>Against the baselines</h2>")
     for name, result in done.items():
         plot = plot_ratios(name, ratios(flatten(result)))
         if plot:
-            parts += [f"<h3>{html.escape(name)}</h3>", plot]
+            parts += [f"<h3>{html.escape(name)}</h3>", img(f"ratios-{name}", plot)]
     parts.append("<h2>Every figure</h2>")
     for name, result in done.items():
         figures = flatten(result)
@@ -523,9 +539,18 @@ def build(benches: Sequence[Bench], quick: bool, timeout: float, out: Path) -> d
         outcome = "ok" if run["ok"] else f"FAILED ({run['error'].splitlines()[0][:200]})"
         print(f"{bench.name}: {outcome} in {run['seconds']} s", file=sys.stderr, flush=True)
         report["benches"].append(run)
-    (out / "report.json").write_text(json.dumps(report, indent=1) + "\n")
-    (out / "report.html").write_text(render(report))
+    write(report, out)
     return report
+
+
+def write(report: dict[str, Any], out: Path) -> None:
+    """report.json, report.html and each plot as <name>.png into ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "report.json").write_text(json.dumps(report, indent=1) + "\n")
+    images: dict[str, bytes] = {}
+    (out / "report.html").write_text(render(report, images))
+    for name, png in images.items():
+        (out / f"{name}.png").write_bytes(png)
 
 
 def main() -> int:
@@ -539,7 +564,16 @@ def main() -> int:
         help="run only this benchmark (repeatable)",
     )
     parser.add_argument("--timeout", type=float, default=3600.0, help="seconds per benchmark")
+    parser.add_argument(
+        "--from-json",
+        type=Path,
+        help="run nothing: draw the page again from a report.json written before",
+    )
     args = parser.parse_args()
+    if args.from_json is not None:
+        write(json.loads(args.from_json.read_text()), args.out)
+        print(f"wrote {args.out / 'report.html'}")
+        return 0
     chosen = [b for b in BENCHES if args.only is None or b.name in args.only]
     report = build(chosen, args.quick, args.timeout, args.out)
     failed = [run["name"] for run in report["benches"] if not run["ok"]]

@@ -58,6 +58,14 @@ def test_two_benches_make_a_page_with_their_plots_and_json(tmp_path: Path) -> No
     assert "<h2>Startup</h2>" in page
     assert "acl_per_s" in page  # the table names both sides of acl_vs_scan
     assert "http://" not in page and "https://" not in page  # nothing to fetch
+    files = {path.name: path.read_bytes() for path in out.glob("*.png")}
+    assert {"startup.png", "ratios-acl.png", "ratios-startup.png"} <= set(files)
+    assert sorted(files.values()) == sorted(_pngs(page))
+    # The page drawn again from its JSON, running nothing, holds the same plots.
+    again = tmp_path / "again"
+    run_bench("report.py", "--from-json", str(out / "report.json"), "--out", str(again))
+    assert len(_pngs((again / "report.html").read_text())) == len(files)
+    assert json.loads((again / "report.json").read_text()) == written
 
 
 def test_a_failing_bench_is_reported_and_the_others_kept(tmp_path: Path) -> None:
