@@ -229,16 +229,47 @@ def ratios(figures: dict[str, float]) -> list[tuple[str, float, str]]:
 
 
 def _sides(figures: dict[str, float], key: str) -> str:
+    """Finds the two figures a ratio X_vs_Y divides, by the names the
+    benchmarks use: X_<unit> and Y_<unit>, either with a qualifier after
+    (append_vs_wal_file: append_mb_s_file, wal_mb_s_file), the baseline named
+    after the figure (produce_vs_mock: mock_produce_mb_s) or the figure's
+    own baseline (remote_vs_local_mb_s: remote_local_mb_s), or the one
+    figure whose name ends in Y_<unit> (import_engine_vs_pass: python_pass_s);
+    kept only when the two figures give the ratio."""
     prefix, _, leaf = key.rpartition(".")
     prefix = f"{prefix}." if prefix else ""
-    left, _, right = leaf.partition("_vs_")
-    for unit in UNITS:
-        right_name = right if right.endswith(f"_{unit}") else f"{right}_{unit}"
-        left_name = f"{left}_{unit}"
-        a, b = figures.get(prefix + left_name), figures.get(prefix + right_name)
-        if a is not None and b is not None:
-            return f"{left_name} {_number(a)} vs {right_name} {_number(b)}"
+    x, _, right = leaf.partition("_vs_")
+    names = [name[len(prefix) :] for name in figures if name.startswith(prefix)]
+    splits = [(right, "")] + [
+        (right[:at], right[at:]) for at in range(1, len(right)) if right[at] == "_"
+    ]
+    for y, qualifier in splits:
+        for unit in ("", *UNITS):
+            if not unit and not qualifier:
+                continue
+            tail = f"_{unit}{qualifier}" if unit else qualifier
+            left = f"{x}{tail}"
+            if prefix + left not in figures:
+                continue
+            candidates = [f"{y}{tail}", f"{y}_{x}{tail}", f"{x}_{y}{tail}"]
+            ending = [name for name in names if name.endswith(f"_{y}{tail}")]
+            if len(ending) == 1:
+                candidates.append(ending[0])
+            for right_name in candidates:
+                if right_name != left and prefix + right_name in figures:
+                    a, b = figures[prefix + left], figures[prefix + right_name]
+                    if _divides(figures[key], a, b):
+                        return f"{left} {_number(a)} vs {right_name} {_number(b)}"
     return ""
+
+
+def _divides(ratio: float, a: float, b: float) -> bool:
+    """Whether a and b give the ratio (a/b, or b/a for a cost such as
+    seconds), within rounding: a pair found by name alone is only shown
+    when its figures agree."""
+    if a <= 0 or b <= 0 or ratio <= 0:
+        return False
+    return any(abs(candidate / ratio - 1) <= 0.05 for candidate in (a / b, b / a))
 
 
 def _number(value: float) -> str:

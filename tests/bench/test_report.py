@@ -109,3 +109,39 @@ def test_latency_cdfs_and_replay_timelines_are_plotted(tmp_path: Path) -> None:
         "latency_cdf_ms": cdf,
         "remote_latency_cdf_ms": cdf,
     }
+
+
+def test_a_ratio_is_shown_beside_the_two_figures_it_divides() -> None:
+    report = _load()
+    figures = {
+        "produce_mb_s": 124.0,
+        "mock_produce_mb_s": 163.0,
+        "produce_vs_mock": 0.761,
+        "remote_mb_s": 37.6,
+        "remote_local_mb_s": 196.1,
+        "remote_vs_local_mb_s": 0.192,
+        "python_pass_s": 0.032,
+        "import_engine_s": 0.1228,
+        "import_engine_vs_pass": 3.8375,
+        "append_mb_s_file": 188.8,
+        "wal_mb_s_file": 203.8,
+        "append_vs_wal_file": 0.926,
+        "none.stamp_mb_s": 317.0,
+        "none.none_mb_s": 437.5,
+        "none.stamp_vs_none": 0.725,
+        # Named alike, but these two figures do not give this ratio.
+        "lookup_s": 1.0,
+        "scan_s": 1.0,
+        "scan_vs_lookup": 4.3,
+        "crc_vs_pkg": 0.94,
+    }
+    sides = {key: text for key, _, text in report.ratios(figures)}
+    assert sides == {
+        "produce_vs_mock": "produce_mb_s 124 vs mock_produce_mb_s 163",
+        "remote_vs_local_mb_s": "remote_mb_s 37.6 vs remote_local_mb_s 196.1",
+        "import_engine_vs_pass": "import_engine_s 0.1228 vs python_pass_s 0.032",
+        "append_vs_wal_file": "append_mb_s_file 188.8 vs wal_mb_s_file 203.8",
+        "none.stamp_vs_none": "stamp_mb_s 317 vs none_mb_s 437.5",
+        "scan_vs_lookup": "",
+        "crc_vs_pkg": "",
+    }
