@@ -511,6 +511,7 @@ def produce_paced(
         "seconds": run.last - started,
         "client_cores": cpu / (perf_counter() - started),
         "worst_windows": _worst_windows(run, started),
+        "cdf_ms": _latency_cdf(run.latencies),
     }
 
 
@@ -527,6 +528,18 @@ def _worst_windows(run: PacedRun, started: float) -> list[list[float]]:
         [round(window * STALL_WINDOW_SECONDS, 2), round(latency * 1000, 2)]
         for window, latency in sorted(top)
     ]
+
+
+CDF_QUANTILES = (*(q / 100 for q in range(100)), 0.995, 0.999, 0.9995, 0.9999, 1.0)
+"""Where the latency CDF is sampled: every percentile, then finer in the tail."""
+
+
+def _latency_cdf(latencies: list[float]) -> list[list[float]]:
+    """The per-record latencies as a CDF of ~100 points, [quantile, ms]: the
+    curve bench/report.py plots, a few KB however many records were sent."""
+    ordered = sorted(latencies)
+    last = len(ordered) - 1
+    return [[q, round(ordered[min(last, int(q * len(ordered)))] * 1000, 3)] for q in CDF_QUANTILES]
 
 
 def _quantile(values: list[float], q: float) -> float:
@@ -738,6 +751,7 @@ def run(scratch: Path, settings: Settings) -> dict[str, Any]:
     results["mock_p50_ms"] = round(mock_paced["p50_ms"], 3)
     results["mock_p99_ms"] = round(mock_paced["p99_ms"], 3)
     results["mock_latency_achieved_mb_s"] = round(mock_paced["achieved_mb_s"], 1)
+    results["mock_latency_cdf_ms"] = mock_paced["cdf_ms"]
 
     server = ServerProcess(
         scratch / "data",
@@ -805,6 +819,7 @@ def run(scratch: Path, settings: Settings) -> dict[str, Any]:
         for key in ("p50_ms", "p99_ms", "p999_ms", "max_ms", "p50_ack_ms", "p99_ack_ms"):
             results[key] = round(paced[key], 3)
         results["latency_worst_windows"] = paced["worst_windows"]
+        results["latency_cdf_ms"] = paced["cdf_ms"]
         results["server_latency_cores"] = round(server_cpu / paced["seconds"], 2)
         results["client_latency_cores"] = round(paced["client_cores"], 2)
         results.update(remote_acks_phase(server.address, settings, values, results))
@@ -955,6 +970,7 @@ def remote_acks_phase(
         "remote_p99_ms": round(paced["p99_ms"], 3),
         "remote_p50_vs_local": round(paced["p50_ms"] / results["p50_ms"], 2),
         "remote_p99_vs_local": round(paced["p99_ms"] / results["p99_ms"], 2),
+        "remote_latency_cdf_ms": paced["cdf_ms"],
     }
 
 

@@ -34,6 +34,8 @@ BATCH = 16 * 1024
 APPENDERS = 64
 ROUNDS = 4
 BUCKET = "tidelog-bench"
+TIMELINE_POINTS = 60
+"""Samples of a replay's progress kept in the JSON (a few KB at any size)."""
 
 
 def main() -> None:
@@ -113,7 +115,7 @@ def backend_run(
     plain_read: Callable[[str], int],
     total: int,
     server_pid: int | None = None,
-) -> dict[str, float]:
+) -> dict[str, Any]:
     from s3stream import StreamStore, StreamStoreConfig
 
     # Compaction runs when the benchmark says, so each phase is timed alone.
@@ -150,7 +152,7 @@ def backend_run(
         upload_s += time.perf_counter() - started
     bare.close()
     writer.close()
-    figures = {
+    figures: dict[str, Any] = {
         "wal_mb_s": round(total / MiB / wal_s, 1),
         "append_mb_s": round(total / MiB / append_s, 1),
         "upload_mb_s": round(total / MiB / upload_s, 1),
@@ -164,7 +166,9 @@ def backend_run(
     # A cold reader straight after the upload: each stream is a slice of
     # every stream-set object.
     reader = StreamStore.open(scratch / "reader-1", make_store(), compacting)
-    figures["replay_uncompacted_mb_s"] = _replay(reader, streams, total)
+    figures["replay_uncompacted_mb_s"], figures["replay_uncompacted_timeline"] = _replay(
+        reader, streams, total
+    )
     # Compaction moves each stream into stream objects of its own (as it
     # would in the background); time it, then replay cold once more.
     started = time.perf_counter()
@@ -176,7 +180,7 @@ def backend_run(
     figures["compaction_mb_s"] = round(total / MiB / (time.perf_counter() - started), 1)
     reader.close()
     reader = StreamStore.open(scratch / "reader-2", make_store(), config)
-    figures["replay_mb_s"] = _replay(reader, streams, total)
+    figures["replay_mb_s"], figures["replay_timeline"] = _replay(reader, streams, total)
     keys = [meta.key for meta in reader.manifest.state.objects.values()]
     reader.close()
     # The raw speed: the same objects, read whole one after another, by a
@@ -212,12 +216,16 @@ def _read_rate(keys: list[str], read: Callable[[str], int]) -> float:
     return round(total / MiB / (time.perf_counter() - started), 1)
 
 
-def _replay(reader: Any, streams: list[int], total: int) -> float:
+def _replay(reader: Any, streams: list[int], total: int) -> tuple[float, list[list[float]]]:
     """Reads every stream from its start, one after another, 1 MiB per
     fetch, as a consumer catching up on one partition at a time would;
-    returns MB/s."""
+    returns MB/s, and the MiB read so far at about TIMELINE_POINTS moments
+    ([seconds, MiB]): the rate over time that bench/report.py plots."""
+    step = max(1, total // TIMELINE_POINTS)
+    timeline: list[list[float]] = [[0.0, 0.0]]
     started = time.perf_counter()
     read = 0
+    next_sample = step
     for stream in streams:
         offset = 0
         end = reader.end_offset(stream)
@@ -225,9 +233,14 @@ def _replay(reader: Any, streams: list[int], total: int) -> float:
             result = reader.fetch(stream, offset, MiB)
             read += sum(len(b.payload) for b in result.batches)
             offset = result.next_offset
+            if read >= next_sample:
+                timeline.append([round(time.perf_counter() - started, 4), round(read / MiB, 2)])
+                next_sample = read + step
     elapsed = time.perf_counter() - started
     assert read == total, f"read back {read} bytes of {total}"
-    return round(read / MiB / elapsed, 1)
+    if timeline[-1][1] != round(read / MiB, 2):
+        timeline.append([round(elapsed, 4), round(read / MiB, 2)])
+    return round(read / MiB / elapsed, 1), timeline
 
 
 async def _append_all(store: Any, streams: list[int], total: int) -> None:

@@ -43,6 +43,14 @@ def test_kafka_bench_reports_every_headline_figure_beside_its_ceilings(tmp_path:
         report["remote_mb_s"] / report["remote_local_mb_s"], rel=0.05
     )
     assert 0 < report["remote_p50_ms"] <= report["remote_p99_ms"]
+    # The per-record latency CDFs bench/report.py plots: sampled at rising
+    # quantiles up to the maximum, latencies never falling, the median p50's.
+    for phase in ("", "remote_", "mock_"):
+        cdf = report[f"{phase}latency_cdf_ms"]
+        quantiles, latencies = [q for q, _ in cdf], [ms for _, ms in cdf]
+        assert quantiles == sorted(quantiles) and quantiles[0] == 0 and quantiles[-1] == 1
+        assert latencies == sorted(latencies) and latencies[0] > 0
+        assert dict(cdf)[0.5] == pytest.approx(report[f"{phase}p50_ms"], abs=0.001)
     assert set(report["targets"]) == {
         "produce_vs_disk >= 0.6",
         "consume_mb_s >= 300",
