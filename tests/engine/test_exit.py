@@ -53,6 +53,14 @@ time.sleep(3600)
 """
 
 
+def _interruptible() -> None:
+    """In the child before it execs: SIGINT at its default, as in a script
+    run at a terminal, which Python turns into KeyboardInterrupt. A child
+    inherits an ignored SIGINT (a shell's background job, some CI runners
+    start the suite so), and Python then leaves it ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("ending", ["raise", "sigint"])
 def test_script_that_raises_with_the_engine_open_exits_and_keeps_acked_records(
     tmp_path: Path, ending: str
@@ -65,6 +73,7 @@ def test_script_that_raises_with_the_engine_open_exits_and_keeps_acked_records(
         stderr=subprocess.PIPE,
         text=True,
         env=child_env(),
+        preexec_fn=_interruptible,  # noqa: PLW1509 - signal state only, nothing a thread holds
     )
     try:
         assert child.stdout is not None
