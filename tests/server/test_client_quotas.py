@@ -23,7 +23,7 @@ from engine.server.quotas import WINDOW_SAMPLES
 from native import RecordSpec
 from tests.server.conftest import ServerProcess, quiet_librdkafka
 from tests.server.in_process import InProcessServer
-from tests.server.wire import CLIENT_ID, Wire, build
+from tests.server.wire import CLIENT_ID, Wire, build, fetch_from_start
 
 EXACT, DEFAULT, SPECIFIED = 0, 1, 2
 
@@ -257,25 +257,7 @@ def test_a_consumer_past_its_byte_rate_is_throttled_and_misses_nothing(
 
 
 def _fetch(wire: Wire, topic: str) -> Any:
-    return wire.request(
-        build(
-            load_request_schema(ApiKey.FETCH, 11),
-            replica_id=-1,
-            max_wait=datetime.timedelta(0),
-            min_bytes=0,
-            max_bytes=1 << 20,
-            isolation_level=0,
-            session_epoch=-1,
-            topics=[
-                {
-                    "topic": topic,
-                    "partitions": [
-                        {"partition": 0, "fetch_offset": 0, "partition_max_bytes": 1 << 20}
-                    ],
-                }
-            ],
-        )
-    )
+    return wire.request(fetch_from_start(topic))
 
 
 def test_a_fetch_past_the_consumer_byte_rate_is_answered_empty_with_its_throttle_time(

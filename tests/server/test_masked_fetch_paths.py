@@ -7,7 +7,6 @@ cannot be masked is refused, never sent in clear."""
 
 from __future__ import annotations
 
-import datetime
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,15 +14,13 @@ from typing import Any
 
 import pytest
 from kafka import KafkaConsumer, TopicPartition
-from kio.index import load_request_schema
 
 import engine
 import native
-from engine.protocol.apis import ApiKey
 from engine.protocol.kafka_code import KafkaCode
 from engine.server.config import ServerConfig
 from tests.server.in_process import InProcessServer
-from tests.server.wire import Wire, build
+from tests.server.wire import Wire, fetch_from_start
 
 RULES = json.dumps([{"path": "/name", "action": "hash"}, {"path": "/email", "action": "redact"}])
 ADMIN = "User:admin"
@@ -109,25 +106,7 @@ def test_batches_that_grow_past_the_partition_limit_are_all_read(opened: engine.
 
 def _fetch(bootstrap: str, topic: str) -> Any:
     with Wire(bootstrap) as wire:
-        return wire.request(
-            build(
-                load_request_schema(ApiKey.FETCH, 11),
-                replica_id=-1,
-                max_wait=datetime.timedelta(0),
-                min_bytes=0,
-                max_bytes=1 << 20,
-                isolation_level=0,
-                session_epoch=-1,
-                topics=[
-                    {
-                        "topic": topic,
-                        "partitions": [
-                            {"partition": 0, "fetch_offset": 0, "partition_max_bytes": 1 << 20}
-                        ],
-                    }
-                ],
-            )
-        )
+        return wire.request(fetch_from_start(topic))
 
 
 def test_a_batch_that_cannot_be_masked_is_answered_corrupt_message(

@@ -16,11 +16,13 @@ from types import NoneType, TracebackType, UnionType
 from typing import Any, Union, get_args, get_origin
 
 from hypothesis import strategies as st
-from kio.index import load_response_schema
+from kio.index import load_request_schema, load_response_schema
 from kio.schema.request_header.v1 import RequestHeader as RequestHeaderV1
 from kio.schema.request_header.v2 import RequestHeader as RequestHeaderV2
 from kio.serial import entity_reader, entity_writer
 from kio.static.primitive import Records, i16, i32, i64Timedelta
+
+from engine.protocol.apis import ApiKey
 
 CLIENT_ID = "tidelog-wire-tests"
 
@@ -104,6 +106,26 @@ def build(schema: type, **values: Any) -> Any:
         else:
             kwargs[f.name] = _ZEROS.get(f.metadata.get("kafka_type", ""), 0)
     return schema(**kwargs)
+
+
+def fetch_from_start(topic: str, version: int = 11) -> Any:
+    """A Fetch of ``topic``'s partition 0 from offset 0 that does not wait
+    (no session, read_uncommitted, 1 MiB at most)."""
+    return build(
+        load_request_schema(ApiKey.FETCH, version),
+        replica_id=-1,
+        max_wait=datetime.timedelta(0),
+        min_bytes=0,
+        max_bytes=1 << 20,
+        isolation_level=0,
+        session_epoch=-1,
+        topics=[
+            {
+                "topic": topic,
+                "partitions": [{"partition": 0, "fetch_offset": 0, "partition_max_bytes": 1 << 20}],
+            }
+        ],
+    )
 
 
 def frame(payload: bytes) -> bytes:
