@@ -1,0 +1,2 @@
+"""Mirroring topics to a Kafka-compatible cluster, with offset translation
+(docs/migration.md)."""
