@@ -253,6 +253,18 @@ def normalize_all(configs: Mapping[str, object]) -> dict[str, str]:
     return {name: normalize(name, value) for name, value in configs.items()}
 
 
+def check_combination(config: TopicConfig) -> None:
+    """Refuses a topic config whose values are each valid but contradict
+    each other once the broker's defaults are merged in, as Kafka's
+    LogConfig.validate does."""
+    if config.min_compaction_lag_ms > config.max_compaction_lag_ms:
+        raise InvalidConfig(
+            "min.compaction.lag.ms",
+            config.min_compaction_lag_ms,
+            f"conflict: greater than max.compaction.lag.ms ({config.max_compaction_lag_ms})",
+        )
+
+
 class ConfigEntry(NamedTuple):
     name: str
     value: str

@@ -19,7 +19,7 @@ from typing import Any
 
 from engine.catalog import Catalog, TopicMeta
 from engine.clock import Clock
-from engine.config import normalize, normalize_all
+from engine.config import check_combination, normalize, normalize_all
 from engine.errors import (
     EngineError,
     InvalidPartitions,
@@ -145,7 +145,9 @@ class TopicAdmin:
                 f"replication factor {topic.replication_factor}: this engine is one node, "
                 "its durability comes from the WAL and object storage"
             )
-        return count, normalize_all(topic.configs or {})
+        overrides = normalize_all(topic.configs or {})
+        check_combination(self.registry.topic_config(overrides))
+        return count, overrides
 
     def _describe_new(self, name: str, count: int, overrides: dict[str, str]) -> TopicDescription:
         config = self.registry.topic_config(overrides)
@@ -256,6 +258,10 @@ class TopicAdmin:
             if not incremental:
                 for key in topic.meta.configs:
                     changes.setdefault(key, None)
+            after = {**topic.meta.configs, **changes}
+            check_combination(
+                self.registry.topic_config({k: v for k, v in after.items() if v is not None})
+            )
             if validate_only:
                 return
             self.ensure_masking_key(name, changes)

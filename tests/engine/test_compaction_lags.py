@@ -154,3 +154,21 @@ def test_the_broker_wide_max_lag_reaches_a_topic_without_its_own(
     assert not opened.cleaner.clean(partition)
     clock.advance(HOUR_MS / 1000 + 1)
     assert opened.cleaner.clean(partition)
+
+
+def test_a_min_lag_above_the_max_lag_is_refused_at_create_and_at_alter(
+    opened: engine.Engine,
+) -> None:
+    conflicting = {"min.compaction.lag.ms": 2 * HOUR_MS, "max.compaction.lag.ms": HOUR_MS}
+    with pytest.raises(engine.InvalidConfig, match=r"max\.compaction\.lag\.ms"):
+        opened.create_topic("state", 1, {"cleanup.policy": "compact", **conflicting})
+    assert "state" not in opened.list_topics()
+
+    opened.create_topic("state", 1, {"cleanup.policy": "compact", "max.compaction.lag.ms": HOUR_MS})
+    with pytest.raises(engine.InvalidConfig, match=r"min\.compaction\.lag\.ms"):
+        opened.alter_configs("state", {"min.compaction.lag.ms": 2 * HOUR_MS}, incremental=True)
+    # Not incremental, the max override is removed with the others: the
+    # broker's default max (Long.MAX) is above any min.
+    opened.alter_configs("state", {"min.compaction.lag.ms": 2 * HOUR_MS}, incremental=False)
+    config = opened.describe_topic("state").configs
+    assert {c.name: c.value for c in config}["min.compaction.lag.ms"] == str(2 * HOUR_MS)
