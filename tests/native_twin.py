@@ -70,6 +70,8 @@ ONE_PASS_ONLY: dict[str, str] = {
     "tests is where the server runs a slow lookup",
     "tests/engine/test_compaction_lags.py": "builds its batches with native/; what it tests "
     "is when the cleaner runs, and the rewrite itself is in the pure pass's test_model.py",
+    "tests/memory/test_fork_cli.py": "builds its batches with native/; what it tests is the "
+    "command around Engine.fork (tests/memory/test_forks.py), not how batches are read",
     "tests/memory/test_state_cli.py": "builds its batches with native/; the records are "
     "decoded as in tests/memory/test_state_at.py, which the pure pass runs",
     "tests/engine/test_inspect_cli.py": "builds its batches with native/; what it tests is "

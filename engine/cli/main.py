@@ -10,6 +10,7 @@ from engine import __version__
 from engine.cli import (
     cluster,
     consume_open,
+    fork,
     group,
     inspect,
     lookup,
@@ -42,6 +43,7 @@ def _build_parser() -> argparse.ArgumentParser:
     verify.add_command(commands)
     lookup.add_command(commands)
     state.add_command(commands)
+    fork.add_command(commands)
     schemas.add_command(commands)
     wire_replay.add_command(commands)
     consume_open.add_flags(commands)
