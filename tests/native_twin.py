@@ -79,6 +79,8 @@ ONE_PASS_ONLY: dict[str, str] = {
     "tests/engine/test_kafka_code.py": "imports native/'s error classes, not its code",
     "tests/engine/test_masked_fetch.py": "masks every batch on the C extension and on the pure "
     "twin itself, and checks they agree",
+    "tests/server/test_acls.py": "builds one batch with native/; what it tests is who may "
+    "do what, decided before any batch is read",
     "tests/server/test_bad_input.py": "builds its batches with native/; the server's answers "
     "to them are the engine's, which the pure pass covers",
     "tests/server/test_bombs.py": "the bombs of tests/engine/test_bombs.py, which the pure "

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
@@ -39,12 +40,13 @@ from kafka.errors import ClusterAuthorizationFailedError, InvalidRequestError
 from kio.index import load_request_schema as request_schema
 
 import engine
+import native
 from engine.protocol.apis import ApiKey
 from engine.protocol.kafka_code import KafkaCode
 from engine.server.config import ConfigFileError, ServerConfig, load_config_file
 from tests.server.conftest import ServerProcess, quiet_librdkafka
 from tests.server.in_process import InProcessServer
-from tests.server.wire import Wire, build
+from tests.server.wire import Wire, build, response_schema_for
 
 TIMEOUT = 30
 ADMIN = "User:admin"
@@ -505,3 +507,37 @@ def test_a_produce_with_a_refused_transactional_id_fails_every_partition(
     assert codes == {("open", 0): refused, ("closed", 0): refused, ("never-made", 0): refused}
     assert not cluster.engine.has_topic("never-made")
     assert cluster.engine.offsets("open", 0) == (0, 0)
+
+
+def test_an_acks0_produce_refused_closes_its_connection_after_the_answers_before_it(
+    cluster: Cluster,
+) -> None:
+    """acks=0 has no answer to carry an error; as Kafka's KafkaApis does, a
+    refused one closes the connection (the producer learns of it by
+    reconnecting), once the requests before it are answered. An accepted
+    acks=0 produce leaves the connection open and unanswered."""
+    _create_topic(cluster, "open")
+    _create(cluster.admin(), _allow(ResourceType.TOPIC, "open", "User:judy", AclOperation.WRITE))
+    versions = request_schema(ApiKey.API_VERSIONS, 0)()
+
+    def produce(topic: str, transactional_id: str | None = None) -> Any:
+        records = native.encode_batch([native.RecordSpec(0, None, b"v", ())])
+        return build(
+            request_schema(ApiKey.PRODUCE, 9),
+            transactional_id=transactional_id,
+            acks=0,
+            timeout_ms=TIMEOUT * 1000,
+            topic_data=[{"name": topic, "partition_data": [{"index": 0, "records": records}]}],
+        )
+
+    with Wire(cluster.bootstrap("User:judy"), timeout=TIMEOUT) as wire:
+        wire.send(produce("open"))  # accepted: no answer, and the connection stays
+        assert wire.request(versions).error_code == 0
+    for refused in (produce("open", transactional_id="billing"), produce("closed")):
+        with Wire(cluster.bootstrap("User:judy"), timeout=TIMEOUT) as wire:
+            before = wire.send(versions)
+            wire.send(refused)
+            answered, _ = wire.receive(response_schema_for(versions))
+            assert answered == before
+            assert wire.closed_by_server()
+    assert cluster.engine.offsets("open", 0) == (0, 1)

@@ -8,7 +8,12 @@ or in an object committed to the manifest (``remote``); acks=1 and acks=all
 mean the same on one node. A partition not durable within the request's
 timeout_ms is answered REQUEST_TIMED_OUT, as Kafka's DelayedProduce does
 (the append stays and completes later: a retry finds it as a duplicate).
-acks=0 gets no response at all, as in Kafka.
+acks=0 gets no response at all, as in Kafka; and as in Kafka, an acks=0
+request refused for any partition (authorization, an unknown topic, a
+batch refused on arrival) closes its connection once the answers before it
+are written, so the producer learns of it by reconnecting and asking
+Metadata. Failures found after the append was accepted (the WAL) are only
+logged: Kafka's acks=0 producer cannot learn of those either.
 An engine fenced by another owner of its storage answers
 NOT_LEADER_OR_FOLLOWER, so clients look for the new leader. With
 auto-creation on, the unknown topics a request names are created first, all
@@ -27,6 +32,7 @@ from engine.internal_topics import is_internal_topic
 from engine.partition import AppendResult
 from engine.protocol.apis import ApiKey
 from engine.protocol.codec import body_offset
+from engine.protocol.errors import ProtocolError
 from engine.protocol.frames import RequestHeader
 from engine.protocol.kafka_code import KafkaCode
 from engine.protocol.produce import ProduceRequest, decode_produce
@@ -150,19 +156,49 @@ def handle_produce(context: RequestContext, request: ProduceRequest) -> Response
     if request.acks == 0:
         for task in waiting:  # nobody waits for the answer; failures are still logged
             task.add_done_callback(_log_failure)
-        return None
+        return _close_if_refused(results)
     if not waiting:
         return _response(results)
     return _when_durable(results, waiting, request.timeout_ms)
 
 
 def _refused(request: ProduceRequest, code: KafkaCode) -> Response:
-    """Every partition of the request answered ``code``; acks=0 gets no answer."""
-    if request.acks == 0:
+    """Every partition of the request answered ``code`` (acks=0: its
+    connection closed instead)."""
+    results: Results = [
+        (t.name, [(p.partition, code, None) for p in t.partitions]) for t in request.topics
+    ]
+    return _close_if_refused(results) if request.acks == 0 else _response(results)
+
+
+class AcksZeroRefused(ProtocolError):
+    """An acks=0 Produce refused for some partition: it has no answer to
+    carry the error, so its connection closes (Kafka's KafkaApis does the
+    same, "Closing connection due to error during produce request")."""
+
+
+def _close_if_refused(results: Results) -> Response:
+    """None (no answer) if every partition's append was accepted; else an
+    awaitable that fails, so the connection closes in its turn, after the
+    answers to the requests before this one are written."""
+    refused = [
+        f"{topic}-{index}: {_code_name(outcome)}"
+        for topic, partitions in results
+        for index, outcome, _ in partitions
+        if not isinstance(outcome, asyncio.Task)
+    ]
+    if not refused:
         return None
-    return _response(
-        [(t.name, [(p.partition, code, None) for p in t.partitions]) for t in request.topics]
-    )
+    return _close(AcksZeroRefused("an acks=0 produce was refused: " + ", ".join(refused)))
+
+
+def _code_name(outcome: EngineError | int) -> str:
+    code = error_code(outcome) if isinstance(outcome, EngineError) else outcome
+    return KafkaCode.for_value(code).name
+
+
+async def _close(error: ProtocolError) -> Body:
+    raise error
 
 
 def _log_failure(task: asyncio.Task[AppendResult]) -> None:
