@@ -35,7 +35,7 @@ and read by records.py and described in docs/groups.md ("Consumer groups
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Collection, Hashable, Mapping
+from collections.abc import Callable, Collection, Hashable, Mapping, Set
 from concurrent.futures import Future
 from enum import StrEnum
 from typing import Any, Protocol
@@ -141,6 +141,9 @@ class ConsumerGroup:
         self.regexes = RegexResolutions()
         """The members' regexes and the topics each resolved to."""
         self._regex_timer: Timer | None = None
+        self._refused_topics: Callable[[Collection[str]], Set[str]] | None = None
+        """Whom the regexes are resolved for: the topics the principal of
+        the last heartbeat subscribing by regex may not describe."""
         """The subscribed topics that exist, as the target assignment saw them."""
         self.owners: dict[tuple[TopicId, int], str] = {}
         """Which member holds each partition (assigned or pending revocation)."""
@@ -228,6 +231,8 @@ class ConsumerGroup:
                 )
         before = member.assigned
         subscription_changed, facts_changed = apply_heartbeat(member, request)
+        if member.subscribed_topic_regex is not None:
+            self._refused_topics = request.refused_topics
         if facts_changed:
             self._changed_members.add(member.member_id)
         subscription_changed |= joined
@@ -368,7 +373,8 @@ class ConsumerGroup:
         self._regex_timer = None
         existing = self.host.topics()
         regexes = subscribed_regexes(self.members.values())
-        if not self.regexes.resolve(regexes, existing, self.host.now_ms()):
+        refused = self._refused_topics
+        if not self.regexes.resolve(regexes, existing, self.host.now_ms(), refused):
             return
         self.topics = subscription_metadata(self.members.values(), self.regexes, existing)
         self._bump_epoch()

@@ -7,7 +7,7 @@ from __future__ import annotations
 import base64
 import re
 import uuid
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence, Set
 from typing import NamedTuple
 
 from engine.groups.assignors import TopicId
@@ -47,6 +47,11 @@ class Heartbeat(NamedTuple):
     """The partitions the member owns (by topic id); None: unchanged."""
     client_id: str = ""
     client_host: str = ""
+    refused_topics: Callable[[Collection[str]], Set[str]] | None = None
+    """The topics among those given that the member's principal may not
+    DESCRIBE (None: it may describe every topic). The group's regexes never
+    resolve to them, as Kafka's refreshRegularExpressions filters by the
+    context of the heartbeat that asked for the resolution."""
 
 
 class HeartbeatResult(NamedTuple):

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Collection, Iterable, Mapping, Set
+from collections.abc import Callable, Collection, Iterable, Mapping, Set
 from typing import NamedTuple
 
 from engine.groups.assignors import TopicId
@@ -80,10 +80,22 @@ class RegexResolutions:
         for regex in self.topics.keys() - regexes:
             del self.topics[regex]
 
-    def resolve(self, regexes: Set[str], existing: Collection[str], now_ms: int) -> bool:
+    def resolve(
+        self,
+        regexes: Set[str],
+        existing: Collection[str],
+        now_ms: int,
+        refused: Callable[[Collection[str]], Set[str]] | None = None,
+    ) -> bool:
         """Resolves ``regexes`` against the ``existing`` topics (forgetting
-        those no member has any more); whether any resolves to other topics."""
+        those no member has any more), leaving out the matching ones that
+        ``refused`` names (topics the asking principal may not describe);
+        whether any resolves to other topics."""
         topics = {r: frozenset(n for n in existing if matches(r, n)) for r in regexes}
+        if refused is not None:
+            hidden = refused(frozenset().union(*topics.values()))
+            if hidden:
+                topics = {r: found - hidden for r, found in topics.items()}
         changed = any(self.topics.get(r) != found for r, found in topics.items())
         self.topics = topics
         self.resolved_ms = now_ms

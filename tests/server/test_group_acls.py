@@ -11,6 +11,7 @@ READ on each topic."""
 from __future__ import annotations
 
 import datetime
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -103,6 +104,37 @@ def test_a_consumer_group_heartbeat_needs_read_on_the_group_and_describe_on_its_
     assert joined.member_epoch >= 1
     described = _ask(groups, ADMIN, ApiKey.CONSUMER_GROUP_DESCRIBE, 1, group_ids=["app"])
     assert [len(g.members) for g in described.groups] == [1]  # the refused member never joined
+
+
+def test_a_regex_subscription_resolves_only_to_topics_the_member_may_describe(
+    groups: Cluster,
+) -> None:
+    """As Kafka's refreshRegularExpressions: a regex matching ``orders``
+    and ``secret`` is resolved for the principal who subscribed, so the
+    member is assigned ``orders`` and never learns of ``secret``."""
+    _create(groups.admin(), _allow(ResourceType.GROUP, "by-regex", USER, AclOperation.READ))
+    described = (groups.engine.describe_topic(n) for n in ("orders", "secret"))
+    ids = {uuid.UUID(bytes=d.topic_id): d.name for d in described}
+    member = str(uuid.uuid4())
+    assigned: set[str] = set()
+    with Wire(groups.bootstrap(USER), timeout=TIMEOUT) as wire:
+        schema = request_schema(ApiKey.CONSUMER_GROUP_HEARTBEAT, 1)
+        epoch = 0
+        deadline = time.monotonic() + TIMEOUT
+        while not assigned and time.monotonic() < deadline:
+            answer = wire.request(
+                build(
+                    schema, group_id="by-regex", member_id=member, member_epoch=epoch,
+                    rebalance_timeout=datetime.timedelta(seconds=30),
+                    subscribed_topic_regex="orders|secret", topic_partitions=[],
+                )
+            )  # fmt: skip
+            assert answer.error_code == KafkaCode.NONE, answer.error_message
+            epoch = answer.member_epoch
+            if answer.assignment is not None:
+                assigned = {ids[t.topic_id] for t in answer.assignment.topic_partitions}
+            time.sleep(0.05)
+    assert assigned == {"orders"}
 
 
 def test_consumer_group_describe_needs_describe_on_the_group_and_on_its_members_topics(

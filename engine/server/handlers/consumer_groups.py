@@ -36,6 +36,9 @@ _CONSUMER_MEMBER = 1
 """ConsumerGroupDescribe v1's member type of a member of this protocol."""
 
 
+_DESCRIBE = AclOperation.DESCRIBE
+
+
 @handles(
     ApiKey.CONSUMER_GROUP_HEARTBEAT,
     0,
@@ -74,6 +77,7 @@ def handle_consumer_group_heartbeat(
         server_assignor=request.server_assignor,
         owned_partitions=owned,
         client_id=context.header.client_id or "",
+        refused_topics=lambda names: authorize.refused_topics(context, _DESCRIBE, names),
     )
     # v1 members make their own member id (KIP-1082); v0 ones may leave it to us.
     future = context.engine.groups.consumer_group_heartbeat(
