@@ -137,10 +137,14 @@ class TopicMismatch:
     def describe(self) -> str:
         if self.target_partitions is None:
             return f"{self.topic}: missing on the target ({self.source_partitions} partitions)"
-        return (
+        text = (
             f"{self.topic}: {self.source_partitions} partitions on the source, "
             f"{self.target_partitions} on the target"
         )
+        if self.target_partitions < self.source_partitions:
+            missing = range(self.target_partitions, self.source_partitions)
+            text += f"; missing on the target: {', '.join(map(str, missing))}"
+        return text
 
     def to_json(self) -> dict[str, object]:
         return {

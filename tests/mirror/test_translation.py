@@ -88,61 +88,50 @@ class Mirrored:
         return after[0] if after else self.target_end
 
 
-@given(logs, st.integers(0, 5))
-def test_every_mirrored_record_translates_exactly(entries: list[str], start: int) -> None:
-    side = Mirrored(entries, start)
-    for source, target in side.pairs:
-        assert translate_offset(TP, source, side.translations, side.target_end) == target
-
-
-@given(logs, st.integers(0, 5))
-def test_an_offset_that_was_not_mirrored_never_lands_on_a_mirrored_record(
-    entries: list[str], start: int
+@given(logs, st.integers(0, 5), st.data())
+def test_records_translate_exactly_gaps_are_told_and_positions_skip_nothing(
+    entries: list[str], start: int, data: st.DataObject
 ) -> None:
     side = Mirrored(entries, start)
+    end = side.target_end
+    # Syncs read in any order, some twice (a mirror that restarted), give
+    # the same translation.
+    syncs = syncs_for(TP, side.pairs)
+    again = OffsetTranslation(data.draw(st.permutations(syncs + syncs[: len(syncs) // 2])))
+    assert [again.translate(o) for o in range(side.source_end + 1)] == [
+        side.translations[TP].translate(o) for o in range(side.source_end + 1)
+    ]
+    # Every mirrored record: exactly its copy's offset.
+    for source, target in side.pairs:
+        assert translate_offset(TP, source, side.translations, end) == target
+    # A source offset that was not mirrored never lands on a mirrored record:
+    # the syncs show the gap, or it lands on a marker of the target's own
+    # (which reading the target tells: Translator.ref).
     mirrored_targets = {t for _, t in side.pairs}
     first = side.pairs[0][0] if side.pairs else None
     for offset in sorted(side.source_gaps):
         if first is None:
             with pytest.raises(NoOffsetSyncs):
-                translate_offset(TP, offset, side.translations, side.target_end)
+                translate_offset(TP, offset, side.translations, end)
         elif offset < first:
             with pytest.raises(BelowFirstSync):
-                translate_offset(TP, offset, side.translations, side.target_end)
+                translate_offset(TP, offset, side.translations, end)
         else:
-            # The syncs show the gap, or the offset lands on a marker of the
-            # target's own (which reading the target tells: Translator.ref).
             try:
-                found = translate_offset(TP, offset, side.translations, side.target_end)
+                found = translate_offset(TP, offset, side.translations, end)
             except NotMirrored as error:
                 assert error.reason in (GAP, NOT_YET)
             else:
                 assert found in side.target_markers and found not in mirrored_targets
-
-
-@given(logs, st.integers(0, 5))
-def test_a_position_skips_nothing_and_repeats_nothing(entries: list[str], start: int) -> None:
-    side = Mirrored(entries, start)
-    if not side.pairs:
+    # A position: the copies below it are exactly the mirrored records below
+    # the source position (nothing skipped, nothing repeated).
+    if first is None:
         return
-    for position in range(side.pairs[0][0], side.source_end + 1):
-        found = translate_position(TP, Position(position, 7), side.translations, side.target_end)
-        assert found.leader_epoch == -1
+    for position in range(first, side.source_end + 1):
+        found_at = translate_position(TP, Position(position, 7), side.translations, end)
+        assert found_at.leader_epoch == -1
         low = side.lowest_target_position(position)
-        assert low <= found.offset <= side.highest_target_position(position), position
-
-
-@given(logs, st.integers(0, 5), st.randoms(use_true_random=False))
-def test_syncs_read_in_any_order_and_written_twice_give_the_same_translation(
-    entries: list[str], start: int, rng: random.Random
-) -> None:
-    side = Mirrored(entries, start)
-    syncs = syncs_for(TP, side.pairs)
-    again = syncs + syncs[: len(syncs) // 2]
-    rng.shuffle(again)
-    shuffled = OffsetTranslation(again)
-    for offset in range(side.source_end + 1):
-        assert shuffled.translate(offset) == side.translations[TP].translate(offset)
+        assert low <= found_at.offset <= side.highest_target_position(position), position
 
 
 def test_past_a_trailing_gap_a_position_stops_at_the_targets_end() -> None:
