@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import struct
 from collections.abc import Iterable, Iterator, Mapping
+from contextlib import suppress
 from dataclasses import dataclass
 from itertools import zip_longest
 from typing import Protocol
@@ -323,6 +324,7 @@ def _verify_partition(
     until: OffsetVector | None,
     progress: Progress | None,
 ) -> PartitionVerdict:
+    start, end = source_range
     target_start, target_end = target_reader.watermarks(tp.topic, tp.partition)
     bounded_end: int | None = None
     try:
@@ -332,9 +334,14 @@ def _verify_partition(
             bounded_end = _target_position(tp, until[tp], translations, target_end)
     except NotTranslated as error:
         empty = hashlib.sha256().hexdigest()
-        found = Difference(NO_SYNCS, source_range[0], None, str(error))
+        found = Difference(NO_SYNCS, start, None, str(error))
         return PartitionVerdict(tp.topic, tp.partition, 0, 0, empty, empty, found, False)
-    start, end = source_range
+    if (since is None or tp not in since) and tp in translations:
+        # Retention or DeleteRecords on the source after the copy: compare
+        # from where the source now starts, not from what the target kept.
+        with suppress(NotTranslated):
+            mirrored_start = _target_position(tp, Position(start), translations, target_end)
+            target_start = max(target_start, mirrored_start)
     return compare_partition(
         tp,
         source_reader.records(tp.topic, tp.partition, start, end),

@@ -35,7 +35,7 @@ from engine.mirror.verify import (
 )
 from engine.testing.brokers import TestBroker
 from engine.types import TopicPartition
-from tests.mirror.conftest import EVENTS, ORDERS, PARTITIONS, Target, mock_cluster
+from tests.mirror.conftest import EVENTS, ORDERS, PARTITIONS, T0, Target, mock_cluster
 from tests.mirror.copier import Change, copy_topics, dropping, only, swapping, syncs_for, with_value
 
 TP = TopicPartition("t", 0)
@@ -264,3 +264,23 @@ def test_since_and_until_verify_only_what_the_vectors_cover(
         assert status == 1
         assert lines[0].startswith(f"{ORDERS}:0: DIFFERENT: source offset 15 and target offset 11 ")
         assert "4 records on the source, 4 on the target" in lines[0]
+
+
+def test_records_the_source_deleted_after_the_copy_are_not_a_difference(
+    source: TestBroker, capsys: pytest.CaptureFixture[str]
+) -> None:
+    topic = "retained"
+    source.engine.create_topic(topic, 4)
+    with source.engine.producer() as producer:
+        for n in range(20):
+            producer.send(topic, b"%d" % n, partition=n % 4, timestamp=T0 + n)
+        producer.flush(30)
+    with mock_cluster() as bootstrap:
+        copy_topics(source.bootstrap, bootstrap, {topic: 4}, create=False)
+        # Retention on the source runs on; the target keeps what it was sent.
+        source.engine.delete_records(topic, 0, 3)
+        status, lines = verify(
+            ["--from", source.bootstrap, "--to", bootstrap, "--topics", topic], capsys
+        )
+    assert status == 0, lines
+    assert lines[0].startswith(f"{topic}:0: same, 2 records")
