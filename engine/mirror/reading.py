@@ -166,11 +166,12 @@ class ClusterReader:
         ``end`` (exclusive) or the partition's end, in offset order."""
         if end is not None and end <= start:
             return
-        self._consumer.assign([self._kafka.TopicPartition(topic, partition, start)])
+        start_at = self._kafka.TopicPartition(topic, partition, start)
+        self._call(lambda: self._consumer.assign([start_at]))
         try:
             deadline = monotonic() + self.timeout
             while True:
-                messages = self._next_messages()
+                messages: list[Any] = self._call(self._next_messages)
                 if not messages and monotonic() > deadline:
                     raise ReadStalled(
                         f"{self.cluster.bootstrap} {topic}:{partition}: nothing read in "

@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from confluent_kafka import Consumer
+from confluent_kafka import Consumer, Producer
 from confluent_kafka import TopicPartition as KafkaTP
 from hypothesis import given
 from hypothesis import strategies as st
@@ -34,12 +34,17 @@ from engine.memory import (
     translate_vector,
 )
 from engine.memory.translate import ABORTED, ABSENT_ON_SOURCE, GAP, NOT_YET
-from engine.mirror.offset_sync import OffsetSync, OffsetTranslation
+from engine.mirror.offset_sync import (
+    OFFSET_SYNCS_TOPIC,
+    InvalidOffsetSync,
+    OffsetSync,
+    OffsetTranslation,
+)
 from engine.mirror.reading import Cluster
 from engine.mirror.translation import Translator, load_translations
 from engine.testing.brokers import TestBroker
 from engine.types import ConsumerRecord, TopicPartition
-from tests.mirror.conftest import ORDERS, PARTITIONS, PROFILES, Target
+from tests.mirror.conftest import ORDERS, PARTITIONS, PROFILES, Target, mock_cluster
 from tests.mirror.copier import Copied, syncs_for
 from tests.server.conftest import quiet_librdkafka
 
@@ -333,3 +338,16 @@ def test_the_translate_command_prints_the_translated_ref_and_vector(
     assert "aborted transaction" in capsys.readouterr().err
     assert _translate_cli(["translate", "orders:zero", "--to", mock_target.bootstrap]) == 2
     assert "record reference" in capsys.readouterr().err
+
+
+def test_a_sync_that_does_not_parse_is_refused_by_name(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with mock_cluster() as bootstrap:
+        producer = Producer({"bootstrap.servers": bootstrap, **quiet_librdkafka()})
+        producer.produce(OFFSET_SYNCS_TOPIC, b"not a sync", b"orders\0\0\0\0\0", partition=0)
+        assert producer.flush(30) == 0
+        with pytest.raises(InvalidOffsetSync):
+            load_translations(Cluster(bootstrap))
+        assert _translate_cli(["translate", "orders:0:1:0", "--to", bootstrap]) == 2
+    assert "offset sync of 11+10 bytes" in capsys.readouterr().err
