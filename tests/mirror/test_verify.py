@@ -35,7 +35,7 @@ from engine.mirror.verify import (
 )
 from engine.testing.brokers import TestBroker
 from engine.types import TopicPartition
-from tests.mirror.conftest import EVENTS, ORDERS, PARTITIONS, T0, Target, mock_cluster
+from tests.mirror.conftest import EVENTS, ORDERS, PARTITIONS, PROFILES, T0, Target, mock_cluster
 from tests.mirror.copier import Change, copy_topics, dropping, only, swapping, syncs_for, with_value
 
 TP = TopicPartition("t", 0)
@@ -284,3 +284,27 @@ def test_records_the_source_deleted_after_the_copy_are_not_a_difference(
         )
     assert status == 0, lines
     assert lines[0].startswith(f"{topic}:0: same, 2 records")
+
+
+def test_the_hooks_read_the_flags_a_mirror_parser_already_defines(
+    source: TestBroker, mock_target: Target, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The mirror command defines the connection flags itself, under its own names.
+    parser = argparse.ArgumentParser(prog="tidelog mirror")
+    parser.add_argument("--from", dest="source_bootstrap", required=True)
+    parser.add_argument("--to", dest="target_bootstrap", required=True)
+    parser.add_argument("--to-config", dest="target_properties", action="append", default=[])
+    parser.add_argument("--topics", dest="topic_pattern")
+    parser.add_argument("--verify", action="store_true")
+    add_verify_arguments(parser)
+    argv = ["--verify", "--from", source.bootstrap, "--to", mock_target.bootstrap]
+    args = parser.parse_args([*argv, "--to-config", "client.id=v", "--topics", PROFILES])
+    assert run_verify(args) == 0
+    lines = capsys.readouterr().out.splitlines()
+    # x, y, z, b, a, w of x a y a z b a w: what the cleaner kept.
+    assert [line.split(", sha256")[0] for line in lines] == [
+        f"{PROFILES}:{p}: same, 6 records" for p in range(4)
+    ]
+    args = parser.parse_args([*argv, "--to-config", "no-equals-sign"])
+    assert run_verify(args) == 2
+    assert "--to-config 'no-equals-sign': expected K=V" in capsys.readouterr().err
