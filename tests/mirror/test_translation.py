@@ -223,8 +223,10 @@ def test_every_source_record_translates_to_the_target_offset_holding_it(
             ref = RecordRef(tp.topic, tp.partition, record.offset, 0)
             moved = translate_offset(tp, ref.offset, translations, max(on_target) + 1)
             assert content(on_target[moved]) == content(record), (tp, record.offset, moved)
-        # Offsets differ where the source had markers, aborted records or gaps.
+        # The copy holds every committed record, in order.
         assert [offset for offset, _ in target.written[tp]] == [r.offset for r in committed]
+    # Every partition's offsets moved (markers, aborted records, deletions,
+    # compaction): a reference kept as it was would point at another record.
     shifted = [tp for tp in partitions() if any(s != t for s, t in target.written[tp])]
     assert len(shifted) == len(list(partitions()))
 
