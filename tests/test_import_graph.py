@@ -8,7 +8,8 @@ engine.transactions) and the embedded clients (engine.client, which reach
 the core through engine.client.host's Protocol, never through Engine, and
 engine.memory's readers, which read through them); the engine facade
 (engine.engine) and the typed agent records that write through it
-(engine.memory.agent, .transport, .wire); the wire server (engine.server);
+(engine.memory.agent, .transport, .wire); the wire server (engine.server)
+and the mirror (engine.mirror, a client of two clusters);
 the command line, the test broker (engine.testing) and the package's
 re-exports. Imports under TYPE_CHECKING count: a cycle of types is still a
 cycle of knowledge.
@@ -105,8 +106,8 @@ def layer(module: str) -> int:
         return 2  # engine.memory reads through the clients (bounded replay)
     if module == "engine.engine":
         return 3
-    if module.startswith("engine.server"):
-        return 4
+    if module.startswith(("engine.server", "engine.mirror")):
+        return 4  # the mirror is a client of two clusters over the wire, as the server serves one
     if module.startswith(("engine.cli", "engine.testing")) or module in {
         "engine",
         "engine.__main__",
@@ -121,6 +122,7 @@ def test_layers_are_what_the_test_thinks() -> None:
     assert layer("engine.markers") == 1
     assert layer("engine.client.consumer") == 2
     assert layer("engine.server.server") == 4
+    assert layer("engine.mirror.runner") == 4
     assert {"engine.client.host", "engine.cli.main", "engine.engine"} <= set(import_graph())
 
 

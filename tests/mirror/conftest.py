@@ -1,0 +1,93 @@
+"""Fixtures of the mirror's tests: a librdkafka mock cluster of three
+brokers on loopback sockets, ``tidelog serve`` children, and reading a
+partition's committed records back."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+
+from tests.server.conftest import ServerProcess, quiet_librdkafka, start_transaction_server
+
+FULL = os.environ.get("TIDELOG_MIRROR") == "full"
+"""Longer campaigns (TIDELOG_MIRROR=full)."""
+
+
+class MockCluster:
+    """librdkafka's mock cluster: three brokers on real loopback sockets,
+    alive as long as the client that started it."""
+
+    def __init__(self) -> None:
+        self._owner = Producer({"test.mock.num.brokers": 3, **quiet_librdkafka()})
+        brokers = self._owner.list_topics(timeout=10).brokers.values()
+        self.bootstrap = ",".join(f"{b.host}:{b.port}" for b in brokers)
+
+
+@pytest.fixture
+def mock_cluster() -> Iterator[MockCluster]:
+    cluster = MockCluster()
+    yield cluster
+    del cluster
+
+
+@pytest.fixture
+def source_server(tmp_path: Path) -> Iterator[ServerProcess]:
+    (tmp_path / "source").mkdir()
+    server = start_transaction_server(tmp_path / "source")
+    yield server
+    server.kill()
+
+
+@pytest.fixture
+def target_server(tmp_path: Path) -> Iterator[ServerProcess]:
+    (tmp_path / "target").mkdir()
+    server = start_transaction_server(tmp_path / "target")
+    yield server
+    server.kill()
+
+
+def read_partition(bootstrap: str, topic: str, partition: int, timeout: float = 30.0) -> list[Any]:
+    """Every committed record of a partition, to its end now."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": "tests.mirror.reader",
+            "isolation.level": "read_committed",
+            "enable.partition.eof": True,
+            "enable.auto.commit": False,
+            **quiet_librdkafka(),
+        }
+    )
+    consumer.assign([TopicPartition(topic, partition, 0)])
+    records: list[Any] = []
+    try:
+        for _ in range(int(timeout / 0.2)):
+            done = False
+            for message in consumer.consume(1000, 0.2):
+                if message.error() is None:
+                    records.append(message)
+                elif message.error().code() == KafkaError._PARTITION_EOF:
+                    done = True
+                else:
+                    raise AssertionError(message.error())
+            if done:
+                return records
+        raise AssertionError(f"{topic}[{partition}]: no end in {timeout} s")
+    finally:
+        consumer.close()
+
+
+def facts(record: Any) -> tuple[Any, ...]:
+    """What a mirrored record must keep: key, value, headers, timestamp."""
+    return (record.key(), record.value(), record.headers() or [], record.timestamp()[1])
+
+
+def producer(bootstrap: str, **config: Any) -> Producer:
+    return Producer(
+        {"bootstrap.servers": bootstrap, "linger.ms": 1, **quiet_librdkafka(), **config}
+    )
