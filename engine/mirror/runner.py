@@ -164,13 +164,14 @@ class _Session:
         """Recovers and assigns the partitions of matching topics not yet
         copied (all of them, the first time)."""
         found = topics.source_topics(self.kafka, self.source_admin, self.settings)
-        new = [
-            t
-            for t in found
-            if any(TopicPartition(t.name, p) not in self.partitions for p in range(t.partitions))
-        ]
-        if not new:
+        unseen = {
+            name: count
+            for name, count in found.items()
+            if any(TopicPartition(name, p) not in self.partitions for p in range(count))
+        }
+        if not unseen:
             return
+        new = topics.with_configs(self.kafka, self.source_admin, unseen)
         topics.ensure_target_topics(self.kafka, self.target_admin, new, self.target_topics)
         tps = [TopicPartition(t.name, p) for t in new for p in range(t.partitions)]
         tps = [tp for tp in tps if tp not in self.partitions]

@@ -13,7 +13,7 @@ from engine.mirror.kafka import broker_error, client_config
 from engine.mirror.offset_sync import OFFSET_SYNCS_TOPIC, OffsetSync
 from engine.types import TopicPartition
 
-DELIVERY_TIMEOUT_MS = 60_000
+DELIVERY_TIMEOUT_MS = 15_000
 """How long a record may wait for the target before the mirror starts over
 from what the target holds (librdkafka's message.timeout.ms; a target
 property given for the mirror overrides it)."""

@@ -52,41 +52,43 @@ class SourceTopic:
     configs: dict[str, str]
 
 
-def source_topics(kafka: Any, admin: Any, settings: MirrorSettings) -> list[SourceTopic]:
-    """The source's topics the settings match, with the configs to copy."""
+def source_topics(kafka: Any, admin: Any, settings: MirrorSettings) -> dict[str, int]:
+    """The source's topics the settings match, and their partition counts."""
     try:
         metadata = admin.list_topics(timeout=REQUEST_TIMEOUT_S)
     except kafka.KafkaException as error:
         raise TargetUnavailable(f"listing the source's topics: {broker_error(error)}") from error
-    names = sorted(
-        name
-        for name, topic in metadata.topics.items()
+    return {
+        name: len(topic.partitions)
+        for name, topic in sorted(metadata.topics.items())
         if topic.error is None and topic.partitions and settings.mirrors_topic(name)
-    )
-    configs = _configs(kafka, admin, names)
-    return [SourceTopic(n, len(metadata.topics[n].partitions), configs.get(n, {})) for n in names]
+    }
 
 
-def _configs(kafka: Any, admin: Any, names: list[str]) -> dict[str, dict[str, str]]:
-    """Each topic's own settings among COPIED_CONFIGS; none for a cluster
-    that does not describe configs."""
-    if not names:
-        return {}
-    resources = [kafka.admin.ConfigResource("topic", name) for name in names]
-    found = {}
-    try:
-        for resource, future in admin.describe_configs(
-            resources, request_timeout=REQUEST_TIMEOUT_S
-        ).items():
-            entries = future.result(REQUEST_TIMEOUT_S)
-            found[resource.name] = {
-                name: entry.value
-                for name, entry in entries.items()
-                if name in COPIED_CONFIGS and entry.source == _TOPIC_SET and entry.value is not None
-            }
-    except (kafka.KafkaException, TimeoutError) as error:
-        log.warning("the source does not describe topic configs (%s): none copied", error)
-    return found
+def with_configs(kafka: Any, admin: Any, found: dict[str, int]) -> list[SourceTopic]:
+    """The topics with their own settings among COPIED_CONFIGS; none for a
+    cluster that does not describe configs (one without a controller, as
+    librdkafka's mock cluster)."""
+    configs: dict[str, dict[str, str]] = {}
+    names = sorted(found)
+    metadata = admin.list_topics(timeout=REQUEST_TIMEOUT_S)
+    if names and metadata.controller_id in metadata.brokers:
+        resources = [kafka.admin.ConfigResource("topic", name) for name in names]
+        try:
+            for resource, future in admin.describe_configs(
+                resources, request_timeout=REQUEST_TIMEOUT_S
+            ).items():
+                entries = future.result(REQUEST_TIMEOUT_S)
+                configs[resource.name] = {
+                    name: entry.value
+                    for name, entry in entries.items()
+                    if name in COPIED_CONFIGS
+                    and entry.source == _TOPIC_SET
+                    and entry.value is not None
+                }
+        except (kafka.KafkaException, TimeoutError) as error:
+            log.warning("the source did not describe topic configs (%s): none copied", error)
+    return [SourceTopic(name, found[name], configs.get(name, {})) for name in names]
 
 
 def ensure_target_topics(

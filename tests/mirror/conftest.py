@@ -60,6 +60,7 @@ def read_partition(bootstrap: str, topic: str, partition: int, timeout: float = 
             "isolation.level": "read_committed",
             "enable.partition.eof": True,
             "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
             **quiet_librdkafka(),
         }
     )
