@@ -35,16 +35,25 @@ def mock_cluster() -> Iterator[MockCluster]:
     del cluster
 
 
-@pytest.fixture
-def source_server(tmp_path: Path) -> Iterator[ServerProcess]:
-    (tmp_path / "source").mkdir()
-    server = start_transaction_server(tmp_path / "source")
+@pytest.fixture(scope="module")
+def source_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """A source server for a test module; tests use topics of their own."""
+    server = start_transaction_server(tmp_path_factory.mktemp("source"))
+    yield server
+    server.kill()
+
+
+@pytest.fixture(scope="module")
+def target_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """A target server for a test module; tests use topics of their own."""
+    server = start_transaction_server(tmp_path_factory.mktemp("target"))
     yield server
     server.kill()
 
 
 @pytest.fixture
-def target_server(tmp_path: Path) -> Iterator[ServerProcess]:
+def own_target_server(tmp_path: Path) -> Iterator[ServerProcess]:
+    """A target server for one test, which it may kill and start again."""
     (tmp_path / "target").mkdir()
     server = start_transaction_server(tmp_path / "target")
     yield server

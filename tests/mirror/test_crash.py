@@ -93,8 +93,9 @@ def test_kill_9_of_the_mirror_mid_run_then_restart(
 
 
 def test_kill_9_of_the_target_mid_run_then_restart(
-    target_server: ServerProcess, mock_cluster: MockCluster, tmp_path: Path
+    own_target_server: ServerProcess, mock_cluster: MockCluster, tmp_path: Path
 ) -> None:
+    target_server = own_target_server
     source, target = mock_cluster.bootstrap, target_server.bootstrap
     log = tmp_path / "mirror.log"
     # The mock cluster makes topics of 4 partitions on first use.

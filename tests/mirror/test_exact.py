@@ -61,7 +61,7 @@ def test_a_second_once_sends_nothing_again_and_copies_what_is_new(
     source, target = source_server.bootstrap, mock_cluster.bootstrap
     create(source, "events", 4)
     produce_with_transactions(source, "events", 4, rounds=9, txn_id="w")
-    settings = MirrorSettings(source, target)
+    settings = MirrorSettings(source, target, topics="events")
     first = MirrorRunner(settings, once=True).run()
     assert first.copied == 6 * 4
     again = MirrorRunner(settings, once=True).run()
