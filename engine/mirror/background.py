@@ -45,8 +45,6 @@ class BackgroundMirror:
         return cls(settings_from_table(table, listener_bootstrap(host, port)))
 
     def start(self) -> None:
-        settings = self.runner.settings
-        log.info("mirroring %s from %s to %s", settings.topics, settings.source, settings.target)
         self._thread.start()
 
     def _run(self) -> None:

@@ -76,6 +76,8 @@ class MirrorRunner:
 
     def run(self) -> MirrorReport:
         self._kafka = confluent()
+        s = self.settings
+        log.info("mirroring %s from %s to %s", s.topics, s.source, s.target)
         wait_s = _RETRY_FIRST_S
         last_progress = clock.monotonic()
         while not self.stop.is_set():
