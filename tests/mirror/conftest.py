@@ -35,17 +35,17 @@ def mock_cluster() -> Iterator[MockCluster]:
     del cluster
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def source_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    """A source server for a test module; tests use topics of their own."""
+    """A source server for the mirror's tests; each uses topics of its own."""
     server = start_transaction_server(tmp_path_factory.mktemp("source"))
     yield server
     server.kill()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def target_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    """A target server for a test module; tests use topics of their own."""
+    """A target server for the mirror's tests; each uses topics of its own."""
     server = start_transaction_server(tmp_path_factory.mktemp("target"))
     yield server
     server.kill()
@@ -60,8 +60,10 @@ def own_target_server(tmp_path: Path) -> Iterator[ServerProcess]:
     server.kill()
 
 
-def read_partition(bootstrap: str, topic: str, partition: int, timeout: float = 30.0) -> list[Any]:
-    """Every committed record of a partition, to its end now."""
+def read_topic(
+    bootstrap: str, topic: str, partitions: int, timeout: float = 30.0
+) -> list[list[Any]]:
+    """Every committed record of each partition, to its end now."""
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
@@ -70,26 +72,33 @@ def read_partition(bootstrap: str, topic: str, partition: int, timeout: float = 
             "enable.partition.eof": True,
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
+            "fetch.wait.max.ms": 50,
             **quiet_librdkafka(),
         }
     )
-    consumer.assign([TopicPartition(topic, partition, 0)])
-    records: list[Any] = []
+    consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
+    records: list[list[Any]] = [[] for _ in range(partitions)]
+    ended: set[int] = set()
     try:
-        for _ in range(int(timeout / 0.2)):
-            done = False
-            for message in consumer.consume(1000, 0.2):
+        for _ in range(int(timeout / 0.1)):
+            for message in consumer.consume(1000, 0.1):
                 if message.error() is None:
-                    records.append(message)
+                    records[message.partition()].append(message)
                 elif message.error().code() == KafkaError._PARTITION_EOF:
-                    done = True
+                    ended.add(message.partition())
                 else:
                     raise AssertionError(message.error())
-            if done:
+            if len(ended) == partitions:
                 return records
-        raise AssertionError(f"{topic}[{partition}]: no end in {timeout} s")
+        raise AssertionError(f"{topic}: partitions {sorted(ended)} ended in {timeout} s")
     finally:
         consumer.close()
+
+
+def read_partition(bootstrap: str, topic: str, partition: int) -> list[Any]:
+    """Every committed record of one partition (of a topic of at least
+    ``partition + 1`` partitions), to its end now."""
+    return read_topic(bootstrap, topic, partition + 1)[partition]
 
 
 def facts(record: Any) -> tuple[Any, ...]:

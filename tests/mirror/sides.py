@@ -4,6 +4,7 @@ records at the offsets the syncs give."""
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from confluent_kafka import TopicPartition
@@ -12,7 +13,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from engine.mirror.kafka import confluent
 from engine.mirror.sync_log import load_syncs, translation_of
 from engine.types import TopicPartition as Tp
-from tests.mirror.conftest import facts, producer, read_partition
+from tests.mirror.conftest import facts, producer, read_topic
 
 
 def create(bootstrap: str, name: str, partitions: int, **config: str) -> None:
@@ -63,6 +64,34 @@ def produce_plain(bootstrap: str, topic: str, partitions: int, count: int, start
     assert client.flush(30) == 0
 
 
+class Writer(threading.Thread):
+    """Produces plain records in flushed batches until stopped, so a test
+    can kill something while records are still being written."""
+
+    def __init__(self, bootstrap: str, topic: str, partitions: int, batch: int = 200) -> None:
+        super().__init__(daemon=True)
+        self.bootstrap, self.topic, self.partitions, self.batch = (
+            bootstrap,
+            topic,
+            partitions,
+            batch,
+        )
+        self.written = 0
+        self.halt = threading.Event()
+
+    def run(self) -> None:
+        while not self.halt.is_set():
+            produce_plain(self.bootstrap, self.topic, self.partitions, self.batch, self.written)
+            self.written += self.batch
+
+    def stop(self) -> int:
+        """Stops after the batch under way; how many records were written."""
+        self.halt.set()
+        self.join(120)
+        assert not self.is_alive()
+        return self.written
+
+
 def assert_mirrored_exactly(
     source: str, target: str, topic: str, partitions: int
 ) -> dict[str, int]:
@@ -71,9 +100,9 @@ def assert_mirrored_exactly(
     syncs. Returns how many records there are and how many offsets shifted."""
     syncs = load_syncs(confluent(), target, {})
     records = shifted = 0
+    sources, targets = read_topic(source, topic, partitions), read_topic(target, topic, partitions)
     for partition in range(partitions):
-        original = read_partition(source, topic, partition)
-        mirrored = read_partition(target, topic, partition)
+        original, mirrored = sources[partition], targets[partition]
         assert [facts(r) for r in mirrored] == [facts(r) for r in original], (topic, partition)
         translation = translation_of(syncs.get(Tp(topic, partition), []))
         for a, b in zip(original, mirrored, strict=True):

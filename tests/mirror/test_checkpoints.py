@@ -46,8 +46,8 @@ def test_a_group_moved_to_the_target_continues_with_exactly_the_next_record(
     create(
         source, "payments", 1, **{"retention.ms": "86400000", "tidelog.ack.durability": "remote"}
     )
-    produce_with_transactions(source, "payments", 1, rounds=24, txn_id="payer")
-    everything = read_partition(source, "payments", 0)  # 16 committed records
+    produce_with_transactions(source, "payments", 1, rounds=12, txn_id="payer")
+    everything = read_partition(source, "payments", 0)  # 8 committed records
     reader = group_consumer(source, "billing")
     reader.assign([TopicPartition("payments", 0, 0)])
     seen = read_some(reader, 7)

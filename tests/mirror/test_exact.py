@@ -26,7 +26,7 @@ def test_once_copies_committed_records_and_translates_every_offset(
 ) -> None:
     source, target = source_server.bootstrap, mock_cluster.bootstrap
     create(source, "orders", 4)
-    produce_with_transactions(source, "orders", 4, rounds=30, txn_id="orders-writer")
+    produce_with_transactions(source, "orders", 4, rounds=15, txn_id="orders-writer")
     delete_records(source, "orders", 3, 12)  # the log of partition 3 starts later
     create(source, "stamped", 4, **{"message.timestamp.type": "LogAppendTime"})
     stamped = producer(source)
@@ -41,9 +41,9 @@ def test_once_copies_committed_records_and_translates_every_offset(
     )
 
     orders = assert_mirrored_exactly(source, target, "orders", 4)
-    # 20 of 30 rounds committed per partition; the first 12 offsets of
+    # 10 of 15 rounds committed per partition; the first 12 offsets of
     # partition 3 (6 rounds, 4 of them committed) deleted.
-    assert orders["records"] == 20 * 4 - 4
+    assert orders["records"] == 10 * 4 - 4
     # Markers and aborted records shift most offsets: a copy that assumed
     # offsets stay put would misplace these, and these are what the syncs fix.
     assert orders["shifted"] >= orders["records"] // 2
@@ -60,14 +60,14 @@ def test_a_second_once_sends_nothing_again_and_copies_what_is_new(
 ) -> None:
     source, target = source_server.bootstrap, mock_cluster.bootstrap
     create(source, "events", 4)
-    produce_with_transactions(source, "events", 4, rounds=9, txn_id="w")
+    produce_with_transactions(source, "events", 4, rounds=6, txn_id="w")
     settings = MirrorSettings(source, target, topics="events")
     first = MirrorRunner(settings, once=True).run()
-    assert first.copied == 6 * 4
+    assert first.copied == 4 * 4
     again = MirrorRunner(settings, once=True).run()
     assert (again.copied, again.matched, again.syncs) == (0, 0, 0)
-    produce_with_transactions(source, "events", 4, rounds=6, txn_id="w", start=9)
+    produce_with_transactions(source, "events", 4, rounds=3, txn_id="w", start=6)
     more = MirrorRunner(settings, once=True).run()
-    assert more.copied == 4 * 4
-    assert assert_mirrored_exactly(source, target, "events", 4)["records"] == 10 * 4
-    assert [facts(r) for r in read_partition(target, "events", 1)][-1][1] == b"value-13-1" * 2
+    assert more.copied == 2 * 4
+    assert assert_mirrored_exactly(source, target, "events", 4)["records"] == 6 * 4
+    assert [facts(r) for r in read_partition(target, "events", 1)][-1][1] == b"value-7-1" * 2

@@ -19,7 +19,7 @@ from tests.mirror.conftest import facts, producer, quiet_librdkafka, read_partit
 from tests.mirror.sides import assert_mirrored_exactly, create, produce_with_transactions
 from tests.server.conftest import ServerProcess
 
-TOPIC = "orders"
+TOPIC = "basket"
 
 
 def mirror_args(source: str, target: str) -> list[str]:
