@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from engine.errors import EngineError
 from engine.protocol.kafka_code import KafkaCode
+from engine.types import TopicPartition
 
 
 class MirrorError(EngineError):
@@ -42,3 +43,8 @@ class TargetUnavailable(EngineError):
     goes on."""
 
     code = KafkaCode.REQUEST_TIMED_OUT
+
+
+def named(tp: TopicPartition) -> str:
+    """A partition as errors and logs name it: ``topic[partition]``."""
+    return f"{tp.topic}[{tp.partition}]"

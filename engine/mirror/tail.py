@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from engine.mirror.errors import TargetBehind, TargetDiverged, TargetUnavailable
+from engine.mirror.errors import TargetBehind, TargetDiverged, TargetUnavailable, named
 from engine.mirror.kafka import REQUEST_TIMEOUT_S, broker_error, reader_config
 from engine.mirror.offset_sync import OffsetSync
 from engine.mirror.progress import PartitionProgress
@@ -48,7 +48,9 @@ def watermarks(kafka: Any, consumer: Any, tp: TopicPartition) -> tuple[int, int]
             kafka.TopicPartition(tp.topic, tp.partition), timeout=REQUEST_TIMEOUT_S
         )
     except kafka.KafkaException as error:
-        raise TargetUnavailable(f"{tp}: reading its offsets: {broker_error(error)}") from error
+        raise TargetUnavailable(
+            f"{named(tp)}: reading its offsets: {broker_error(error)}"
+        ) from error
     return int(low), int(high)
 
 
@@ -64,7 +66,7 @@ def recover_partition(
     record's target minus source offset (None before the first)."""
     if target_high < progress.target_next:
         raise TargetBehind(
-            f"{tp}: the target ends at {target_high}, but it acknowledged records up to"
+            f"{named(tp)}: the target ends at {target_high}, but it acknowledged records up to"
             f" {progress.target_next - 1} to the mirror"
         )
     if target_high == progress.target_next:
@@ -91,13 +93,14 @@ def recover_partition(
             original = source.next()
             if original is None:
                 raise TargetDiverged(
-                    f"{tp}: the target holds a record at {mirrored.offset()} past the source's"
-                    f" end at {source.end}"
+                    f"{named(tp)}: the target holds a record at {mirrored.offset()}"
+                    f" past the source's end at {source.end}"
                 )
             if not same_record(original, mirrored):
                 raise TargetDiverged(
-                    f"{tp}: the record at target offset {mirrored.offset()} is not the source's"
-                    f" at {original.offset()} (another writer, or a topic that was not empty)"
+                    f"{named(tp)}: the record at target offset {mirrored.offset()} is not the"
+                    f" source's at {original.offset()} (another writer, or a topic that was"
+                    " not empty)"
                 )
             pairs.append((int(original.offset()), int(mirrored.offset())))
             last_source = pairs[-1][0]

@@ -8,7 +8,7 @@ import itertools
 from collections.abc import Sequence
 from typing import Any
 
-from engine.mirror.errors import DeliveryRefused, TargetUnavailable
+from engine.mirror.errors import DeliveryRefused, TargetUnavailable, named
 from engine.mirror.kafka import broker_error, client_config
 from engine.mirror.offset_sync import OFFSET_SYNCS_TOPIC, OffsetSync
 from engine.types import TopicPartition
@@ -68,7 +68,8 @@ class Target:
                 b <= a for a, b in itertools.pairwise(target_offsets)
             ):
                 raise TargetUnavailable(
-                    f"{tp}: {len(source_offsets)} sent, {len(target_offsets)} delivered in order"
+                    f"{named(tp)}: {len(source_offsets)} sent,"
+                    f" {len(target_offsets)} delivered in order"
                 )
             copied[tp] = list(zip(source_offsets, target_offsets, strict=True))
         return copied

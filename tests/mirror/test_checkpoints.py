@@ -1,8 +1,9 @@
 """Consumer-group checkpoints from a ``tidelog serve`` to another: a group
 that read part of a topic with transactions (markers, aborted records) on
 the source continues on the target with exactly the next record; a target
-group's offset never moves backwards; topic configs that mean the same on
-the target are copied, tidelog's own are not."""
+group's offset never moves backwards, nor while the group has members
+there; topic configs that mean the same on the target are copied,
+tidelog's own are not."""
 
 from __future__ import annotations
 
@@ -99,3 +100,27 @@ def test_a_checkpoint_never_moves_a_target_group_backwards(
     (committed,) = check.committed([TopicPartition("audit", 0)], timeout=30)
     check.close()
     assert committed.offset == first[entry] + 3
+
+
+def test_a_group_with_members_on_the_target_is_not_checkpointed(
+    source_server: ServerProcess, target_server: ServerProcess
+) -> None:
+    source, target = source_server.bootstrap, target_server.bootstrap
+    create(source, "tickets", 1)
+    produce_with_transactions(source, "tickets", 1, rounds=6, txn_id="desk")
+    reader = group_consumer(source, "support")
+    reader.assign([TopicPartition("tickets", 0, 0)])
+    read_some(reader, 2)
+    reader.commit(asynchronous=False)
+    settings = MirrorSettings(source, target, topics="tickets", groups="support")
+    assert MirrorRunner(settings, once=True).run().checkpoints["support"]
+    read_some(reader, 1)
+    reader.commit(asynchronous=False)  # the source group moves on
+    reader.close()
+
+    member = group_consumer(target, "support")
+    member.subscribe(["tickets"])
+    read_some(member, 1)  # joined: the group has a member on the target
+    assert MirrorRunner(settings, once=True).run().checkpoints == {}
+    member.close()
+    assert MirrorRunner(settings, once=True).run().checkpoints["support"]

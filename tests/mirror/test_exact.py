@@ -2,13 +2,19 @@
 cluster of three brokers: every committed record arrives, partition for
 partition, with its key, value, headers and timestamp, and the offset syncs
 translate every record's source offset to exactly its target offset, though
-transactions, aborted records and DeleteRecords shift them."""
+transactions, aborted records and DeleteRecords shift them; records the
+target holds past lost progress are matched, not sent again, and records
+of another writer stop the mirror."""
 
 from __future__ import annotations
 
+import pytest
+from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from engine.cli.main import main
+from engine.mirror.errors import TargetDiverged
+from engine.mirror.progress import PROGRESS_GROUP
 from engine.mirror.runner import MirrorRunner
 from engine.mirror.settings import MirrorSettings
 from tests.mirror.conftest import MockCluster, facts, producer, read_partition
@@ -71,3 +77,40 @@ def test_a_second_once_sends_nothing_again_and_copies_what_is_new(
     assert more.copied == 2 * 4
     assert assert_mirrored_exactly(source, target, "events", 4)["records"] == 6 * 4
     assert [facts(r) for r in read_partition(target, "events", 1)][-1][1] == b"value-7-1" * 2
+
+
+def test_records_past_lost_progress_are_matched_not_sent_again(
+    source_server: ServerProcess, mock_cluster: MockCluster
+) -> None:
+    """A crash after the target took records but before progress was saved:
+    the next run reads the target's tail back and sends none of them."""
+    source, target = source_server.bootstrap, mock_cluster.bootstrap
+    create(source, "tail", 4)
+    produce_with_transactions(source, "tail", 4, rounds=6, txn_id="tail-writer")
+    settings = MirrorSettings(source, target, topics="tail")
+    first = MirrorRunner(settings, once=True).run()
+    rewind = Consumer({"bootstrap.servers": target, "group.id": PROGRESS_GROUP})
+    rewind.commit(
+        offsets=[TopicPartition("tail", p, 0, metadata="v0 last=-1 target=0") for p in range(4)],
+        asynchronous=False,
+    )
+    rewind.close()
+    again = MirrorRunner(settings, once=True).run()
+    assert (again.copied, again.matched) == (0, first.copied)
+    assert assert_mirrored_exactly(source, target, "tail", 4)["records"] == first.copied
+
+
+def test_a_target_partition_with_records_of_another_writer_stops_the_mirror(
+    source_server: ServerProcess, mock_cluster: MockCluster
+) -> None:
+    source, target = source_server.bootstrap, mock_cluster.bootstrap
+    create(source, "owned", 4)
+    produce_with_transactions(source, "owned", 4, rounds=3, txn_id="owner")
+    settings = MirrorSettings(source, target, topics="owned")
+    MirrorRunner(settings, once=True).run()
+    intruder = producer(target)
+    intruder.produce("owned", b"not from the source", partition=2)
+    assert intruder.flush(30) == 0
+    produce_with_transactions(source, "owned", 4, rounds=3, txn_id="owner", start=3)
+    with pytest.raises(TargetDiverged, match=r"owned\[2\]: the record at target offset"):
+        MirrorRunner(settings, once=True).run()
