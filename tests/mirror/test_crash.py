@@ -18,7 +18,9 @@ from tests.server.conftest import ServerProcess
 
 PARTITIONS = 3
 RECORDS = 40_000 if FULL else 2_000
-"""Records copied before the kill (a quarter of them, at least)."""
+"""Records copied before the last kill: a quarter of them, at least."""
+KILLS = 8 if FULL else 1
+"""How many times the mirror is killed mid-run."""
 
 
 def start_mirror(source: str, target: str, log: Path, *flags: str) -> subprocess.Popen[bytes]:
@@ -67,17 +69,23 @@ def test_kill_9_of_the_mirror_mid_run_then_restart(
     log = tmp_path / "mirror.log"
     writer = Writer(source, "stream", PARTITIONS)
     writer.start()
-    mirror = start_mirror(source, target, log, "--topics", "stream")
-    try:
-        # Killed while the source is still being written and the mirror copies.
-        wait_for(lambda: target_count(target, "stream", PARTITIONS) > RECORDS // 4, 60, "copying")
-        mirror.kill()
-        mirror.wait(30)
-        assert writer.is_alive()
-    finally:
-        if mirror.poll() is None:
+    for kill in range(1, KILLS + 1):
+        mirror = start_mirror(source, target, log, "--topics", "stream")
+        try:
+            # Killed while the source is still being written and the mirror copies.
+            wanted = kill * RECORDS // (4 * KILLS)
+            wait_for(
+                lambda wanted=wanted: target_count(target, "stream", PARTITIONS) > wanted,
+                60,
+                "copying",
+            )
             mirror.kill()
             mirror.wait(30)
+            assert writer.is_alive()
+        finally:
+            if mirror.poll() is None:
+                mirror.kill()
+                mirror.wait(30)
     written = writer.stop()
     rerun = start_mirror(source, target, log, "--topics", "stream", "--once")
     assert rerun.wait(120) == 0, log.read_text()
