@@ -22,7 +22,7 @@ from engine import clock
 from engine.mirror import checkpoints, topics
 from engine.mirror.checkpoints import Mirrored
 from engine.mirror.errors import TargetUnavailable
-from engine.mirror.kafka import client_config, confluent, reader_config
+from engine.mirror.kafka import broker_error, client_config, confluent, reader_config
 from engine.mirror.offset_sync import OffsetSync
 from engine.mirror.progress import PartitionProgress, ProgressStore
 from engine.mirror.settings import MirrorSettings
@@ -84,8 +84,13 @@ class MirrorRunner:
             before = self.report.copied + self.report.matched
             try:
                 self.report.sessions += 1
-                if _Session(self).run():
-                    return self.report
+                try:
+                    if _Session(self).run():
+                        return self.report
+                except (self._kafka.KafkaException, TimeoutError) as error:
+                    # A client call's own failure (no answer, a broker gone):
+                    # the session starts over, as when the target is lost.
+                    raise TargetUnavailable(broker_error(error) or "no answer") from error
             except TargetUnavailable as error:
                 if self.report.copied + self.report.matched > before:
                     last_progress = clock.monotonic()

@@ -20,7 +20,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from engine.mirror.errors import TargetUnavailable, TopicMismatch
+from engine.mirror.errors import MirrorError, TargetUnavailable, TopicMismatch
 from engine.mirror.kafka import REQUEST_TIMEOUT_S, broker_error
 from engine.mirror.offset_sync import OFFSET_SYNCS_TOPIC
 from engine.mirror.settings import MirrorSettings
@@ -145,7 +145,13 @@ def _create(kafka: Any, admin: Any, topics: list[SourceTopic]) -> None:
             future.result(REQUEST_TIMEOUT_S)
             log.info("created %s on the target", name)
         except kafka.KafkaException as error:
-            if error.args[0].code() != _TOPIC_EXISTS:
+            reason = error.args[0]
+            if reason.code() == _TOPIC_EXISTS:
+                continue
+            if reason.retriable() or reason.code() < 0:
                 raise TargetUnavailable(
                     f"creating topic {name!r} on the target: {broker_error(error)}"
                 ) from error
+            raise MirrorError(
+                f"the target refused to create topic {name!r}: {broker_error(error)}"
+            ) from error
