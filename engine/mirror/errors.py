@@ -37,10 +37,10 @@ class DeliveryRefused(MirrorError):
     policy): resending would be refused again."""
 
 
-class TargetUnavailable(EngineError):
-    """The target did not take the records in time (down, restarting, no
-    leader). Retried: the mirror recovers its progress from the target and
-    goes on."""
+class ClusterUnavailable(EngineError):
+    """A cluster did not answer in time, or the target did not take the
+    records in time (down, restarting, no leader). Retried: the mirror
+    recovers its progress from the target and goes on."""
 
     code = KafkaCode.REQUEST_TIMED_OUT
 

@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from engine.mirror.errors import TargetUnavailable
+from engine.mirror.errors import ClusterUnavailable
 from engine.mirror.kafka import REQUEST_TIMEOUT_S, broker_error, client_config
 from engine.types import TopicPartition
 
@@ -69,7 +69,7 @@ class ProgressStore:
         try:
             committed = self._consumer.committed(wanted, timeout=REQUEST_TIMEOUT_S)
         except self._kafka.KafkaException as error:
-            raise TargetUnavailable(
+            raise ClusterUnavailable(
                 f"reading the mirror's progress: {broker_error(error)}"
             ) from error
         found = {}
@@ -91,12 +91,12 @@ class ProgressStore:
         try:
             results = self._consumer.commit(offsets=offsets, asynchronous=False)
         except self._kafka.KafkaException as error:
-            raise TargetUnavailable(
+            raise ClusterUnavailable(
                 f"saving the mirror's progress: {broker_error(error)}"
             ) from error
         for entry in results or ():
             if entry.error is not None:
-                raise TargetUnavailable(f"saving the mirror's progress: {entry.error.str()}")
+                raise ClusterUnavailable(f"saving the mirror's progress: {entry.error.str()}")
 
     def close(self) -> None:
         self._consumer.close()

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from engine import clock
-from engine.mirror.errors import TargetUnavailable, named
+from engine.mirror.errors import ClusterUnavailable, named
 from engine.types import TopicPartition
 
 _BATCH = 500
@@ -67,7 +67,7 @@ class PartitionReader:
                     continue
                 return item
             if clock.monotonic() > deadline:
-                raise TargetUnavailable(
+                raise ClusterUnavailable(
                     f"{named(self.tp)}: no records nor end in {self._stall_s:g} s"
                 )
             for message in self._consumer.consume(_BATCH, _POLL_S):
@@ -77,7 +77,7 @@ class PartitionReader:
                 elif error.code() == _PARTITION_EOF:
                     self._buffered.append(int(message.offset()))
                 elif error.fatal():
-                    raise TargetUnavailable(f"{named(self.tp)}: {error.str()}")
+                    raise ClusterUnavailable(f"{named(self.tp)}: {error.str()}")
 
     def close(self) -> None:
         self._consumer.close()

@@ -21,7 +21,7 @@ from typing import Any
 from engine import clock
 from engine.mirror import checkpoints, topics
 from engine.mirror.checkpoints import Mirrored
-from engine.mirror.errors import TargetUnavailable
+from engine.mirror.errors import ClusterUnavailable
 from engine.mirror.kafka import broker_error, client_config, confluent, reader_config
 from engine.mirror.offset_sync import OffsetSync
 from engine.mirror.progress import PartitionProgress, ProgressStore
@@ -90,8 +90,8 @@ class MirrorRunner:
                 except (self._kafka.KafkaException, TimeoutError) as error:
                     # A client call's own failure (no answer, a broker gone):
                     # the session starts over, as when the target is lost.
-                    raise TargetUnavailable(broker_error(error) or "no answer") from error
-            except TargetUnavailable as error:
+                    raise ClusterUnavailable(broker_error(error) or "no answer") from error
+            except ClusterUnavailable as error:
                 if self.report.copied + self.report.matched > before:
                     last_progress = clock.monotonic()
                     wait_s = _RETRY_FIRST_S
@@ -237,7 +237,7 @@ class _Session:
             elif error.code() == _PARTITION_EOF:
                 ends[TopicPartition(message.topic(), message.partition())] = message.offset()
             elif error.fatal():
-                raise TargetUnavailable(f"reading the source: {error.str()}")
+                raise ClusterUnavailable(f"reading the source: {error.str()}")
             else:
                 log.debug("source: %s", error.str())
         return records, ends

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from engine.mirror.errors import TargetBehind, TargetDiverged, TargetUnavailable, named
+from engine.mirror.errors import ClusterUnavailable, TargetBehind, TargetDiverged, named
 from engine.mirror.kafka import REQUEST_TIMEOUT_S, broker_error, reader_config
 from engine.mirror.offset_sync import OffsetSync
 from engine.mirror.progress import PartitionProgress
@@ -48,7 +48,7 @@ def watermarks(kafka: Any, consumer: Any, tp: TopicPartition) -> tuple[int, int]
             kafka.TopicPartition(tp.topic, tp.partition), timeout=REQUEST_TIMEOUT_S
         )
     except kafka.KafkaException as error:
-        raise TargetUnavailable(
+        raise ClusterUnavailable(
             f"{named(tp)}: reading its offsets: {broker_error(error)}"
         ) from error
     return int(low), int(high)

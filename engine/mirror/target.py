@@ -8,7 +8,7 @@ import itertools
 from collections.abc import Sequence
 from typing import Any
 
-from engine.mirror.errors import DeliveryRefused, TargetUnavailable, named
+from engine.mirror.errors import ClusterUnavailable, DeliveryRefused, named
 from engine.mirror.kafka import broker_error, client_config
 from engine.mirror.offset_sync import OFFSET_SYNCS_TOPIC, OffsetSync
 from engine.types import TopicPartition
@@ -67,7 +67,7 @@ class Target:
             if len(target_offsets) != len(source_offsets) or any(
                 b <= a for a, b in itertools.pairwise(target_offsets)
             ):
-                raise TargetUnavailable(
+                raise ClusterUnavailable(
                     f"{named(tp)}: {len(source_offsets)} sent,"
                     f" {len(target_offsets)} delivered in order"
                 )
@@ -111,12 +111,12 @@ class Target:
         remaining = self._producer.flush(self._timeout_s)
         reports, self._reports = self._reports, []
         if remaining or len(reports) != count:
-            raise TargetUnavailable(f"{remaining} records not delivered in {self._timeout_s:g} s")
+            raise ClusterUnavailable(f"{remaining} records not delivered in {self._timeout_s:g} s")
         delivered: dict[TopicPartition, list[int]] = {}
         for error, message in reports:
             if error is not None:
                 if error.retriable() or error.fatal() or error.code() < 0:
-                    raise TargetUnavailable(f"delivery to the target: {error.str()}")
+                    raise ClusterUnavailable(f"delivery to the target: {error.str()}")
                 raise DeliveryRefused(
                     f"the target refused a record of {message.topic()}[{message.partition()}]:"
                     f" {error.str()}"

@@ -20,7 +20,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from engine.mirror.errors import MirrorError, TargetUnavailable, TopicMismatch
+from engine.mirror.errors import ClusterUnavailable, MirrorError, TopicMismatch
 from engine.mirror.kafka import REQUEST_TIMEOUT_S, broker_error
 from engine.mirror.offset_sync import OFFSET_SYNCS_TOPIC
 from engine.mirror.settings import MirrorSettings
@@ -57,7 +57,7 @@ def source_topics(kafka: Any, admin: Any, settings: MirrorSettings) -> dict[str,
     try:
         metadata = admin.list_topics(timeout=REQUEST_TIMEOUT_S)
     except kafka.KafkaException as error:
-        raise TargetUnavailable(f"listing the source's topics: {broker_error(error)}") from error
+        raise ClusterUnavailable(f"listing the source's topics: {broker_error(error)}") from error
     return {
         name: len(topic.partitions)
         for name, topic in sorted(metadata.topics.items())
@@ -119,7 +119,7 @@ def target_partitions(kafka: Any, admin: Any) -> dict[str, int]:
     try:
         metadata = admin.list_topics(timeout=REQUEST_TIMEOUT_S)
     except kafka.KafkaException as error:
-        raise TargetUnavailable(f"listing the target's topics: {broker_error(error)}") from error
+        raise ClusterUnavailable(f"listing the target's topics: {broker_error(error)}") from error
     return {n: len(t.partitions) for n, t in metadata.topics.items() if t.error is None}
 
 
@@ -149,7 +149,7 @@ def _create(kafka: Any, admin: Any, topics: list[SourceTopic]) -> None:
             if reason.code() == _TOPIC_EXISTS:
                 continue
             if reason.retriable() or reason.code() < 0:
-                raise TargetUnavailable(
+                raise ClusterUnavailable(
                     f"creating topic {name!r} on the target: {broker_error(error)}"
                 ) from error
             raise MirrorError(
