@@ -14,6 +14,7 @@ from engine.cli import (
     group,
     inspect,
     lookup,
+    mirror,
     produce,
     recover,
     schemas,
@@ -51,6 +52,7 @@ def _build_parser() -> argparse.ArgumentParser:
     group.add_command(commands)
     produce.add_command(commands)
     cluster.add_command(commands)
+    mirror.add_command(commands)
     inspect.add_command(commands)
     wal_bench.add_command(commands)
     return parser

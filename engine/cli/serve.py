@@ -202,6 +202,17 @@ def run(args: argparse.Namespace) -> int:
     if server_config.log_format == "json":
         use_json_lines()
     limit_repeated_lines()
+    if file.mirror is not None:
+        from engine.mirror.settings import (  # noqa: PLC0415 - only with a [mirror]
+            MirrorSettingsError,
+            settings_from_table,
+        )
+
+        try:
+            settings_from_table(dict(file.mirror), "127.0.0.1:9092")
+        except MirrorSettingsError as error:
+            log.error("%s: [mirror]: %s", args.config, error)
+            return 2
     engine_config = EngineConfig(
         auto_create_topics=not args.no_auto_create_topics
         and (file.auto_create_topics if file.auto_create_topics is not None else True),
@@ -232,6 +243,7 @@ def run(args: argparse.Namespace) -> int:
                 server_config,
                 file.schema_registry,
                 file.http,
+                file.mirror,
             )
         )
     except refusal.REFUSALS as error:
@@ -247,6 +259,7 @@ async def _serve(
     server_config: ServerConfig,
     registry_config: RegistryConfig | None = None,
     http_config: HttpConfig | None = None,
+    mirror_table: dict[str, Any] | None = None,
 ) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -269,6 +282,7 @@ async def _serve(
         await server.start()
         registry = None
         operations = None
+        mirror: Any = None
         try:
             if registry_config is not None and registry_config.listen is not None:
                 # aiohttp is imported only when the registry is served (a faster start).
@@ -279,9 +293,18 @@ async def _serve(
             if http_config is not None and http_config.listen is not None:
                 operations = OperationsServer(engine, http_config)
                 await operations.start()
+            if mirror_table is not None:
+                # confluent-kafka is imported only when a mirror runs.
+                from engine.mirror.background import BackgroundMirror  # noqa: PLC0415
+
+                first = server_config.effective_listeners[0]
+                mirror = BackgroundMirror.from_table(mirror_table, first.host, server.port)
+                mirror.start()
             await stop.wait()
             log.info("shutting down")
         finally:
+            if mirror is not None:
+                await loop.run_in_executor(None, mirror.stop)
             if operations is not None:
                 await operations.stop()
             if registry is not None:

@@ -319,6 +319,8 @@ class FileConfig:
     ``groups`` and ``transactions`` when the file sets any of theirs."""
     schema_registry: RegistryConfig = field(default_factory=RegistryConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
+    mirror: dict[str, Any] | None = None
+    """The [mirror] table as written (engine/mirror/settings.py reads it)."""
 
 
 _PLAIN_TYPES: dict[str, type] = {"int": int, "float": float, "bool": bool, "str": str}
@@ -375,7 +377,7 @@ def load_config_file(path: str | Path) -> FileConfig:
         document = tomllib.loads(Path(path).read_text())
     except (OSError, tomllib.TOMLDecodeError) as error:
         raise ConfigFileError(f"{path}: {error}") from error
-    sections = {"server", "engine", "topic_defaults", "store", "schema_registry", "http"}
+    sections = {"server", "engine", "topic_defaults", "store", "schema_registry", "http", "mirror"}
     unknown = set(document) - sections
     if unknown:
         raise ConfigFileError(f"{path}: unknown sections {sorted(unknown)}")
@@ -437,5 +439,6 @@ def load_config_file(path: str | Path) -> FileConfig:
         engine=engine,
         schema_registry=registry,
         http=http,
+        mirror=dict(document["mirror"]) if "mirror" in document else None,
         **engine_table,
     )

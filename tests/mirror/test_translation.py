@@ -11,7 +11,6 @@ check every record's reference and replayed vectors there.
 
 from __future__ import annotations
 
-import argparse
 import random
 import uuid
 from collections.abc import Iterator
@@ -22,6 +21,7 @@ from confluent_kafka import TopicPartition as KafkaTP
 from hypothesis import given
 from hypothesis import strategies as st
 
+from engine.cli.main import main
 from engine.memory import (
     BelowFirstSync,
     NoOffsetSyncs,
@@ -44,7 +44,7 @@ from engine.mirror.reading import Cluster
 from engine.mirror.translation import Translator, load_translations
 from engine.testing.brokers import TestBroker
 from engine.types import ConsumerRecord, TopicPartition
-from tests.mirror.conftest import ORDERS, PARTITIONS, PROFILES, Target, mock_cluster
+from tests.mirror.conftest import ORDERS, PARTITIONS, PROFILES, Target, mock_bootstrap
 from tests.mirror.copier import Copied, syncs_for
 from tests.server.conftest import quiet_librdkafka
 
@@ -300,13 +300,8 @@ def test_a_translated_vector_replays_on_the_target_what_it_replays_on_the_source
 
 
 def _translate_cli(argv: list[str]) -> int:
-    from engine.cli.mirror_tools import add_translate_parser
-
-    parser = argparse.ArgumentParser(prog="tidelog mirror")
-    add_translate_parser(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(argv)
-    status: int = args.run(args)
-    return status
+    """``tidelog mirror ARGV`` (``translate ...``), through the command line's parser."""
+    return main(["mirror", *argv])
 
 
 def test_the_translate_command_prints_the_translated_ref_and_vector(
@@ -345,7 +340,7 @@ def test_the_translate_command_prints_the_translated_ref_and_vector(
 def test_a_sync_that_does_not_parse_is_refused_by_name(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    with mock_cluster() as bootstrap:
+    with mock_bootstrap() as bootstrap:
         producer = Producer({"bootstrap.servers": bootstrap, **quiet_librdkafka()})
         producer.produce(OFFSET_SYNCS_TOPIC, b"not a sync", b"orders\0\0\0\0\0", partition=0)
         assert producer.flush(30) == 0

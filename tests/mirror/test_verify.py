@@ -20,6 +20,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from engine.cli.main import main
 from engine.cli.mirror_tools import add_verify_arguments, run_verify
 from engine.memory import OffsetVector, Position
 from engine.mirror.offset_sync import OffsetTranslation
@@ -35,7 +36,7 @@ from engine.mirror.verify import (
 )
 from engine.testing.brokers import TestBroker
 from engine.types import TopicPartition
-from tests.mirror.conftest import EVENTS, ORDERS, PARTITIONS, PROFILES, T0, Target, mock_cluster
+from tests.mirror.conftest import EVENTS, ORDERS, PARTITIONS, PROFILES, T0, Target, mock_bootstrap
 from tests.mirror.copier import Change, copy_topics, dropping, only, swapping, syncs_for, with_value
 
 TP = TopicPartition("t", 0)
@@ -144,12 +145,8 @@ def test_the_content_hash_tells_null_from_empty_and_header_from_value() -> None:
 
 
 def verify(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, list[str]]:
-    """``tidelog mirror --verify ARGV`` as the mirror command will run it."""
-    parser = argparse.ArgumentParser(prog="tidelog mirror")
-    parser.add_argument("--verify", action="store_true")
-    add_verify_arguments(parser)
-    args = parser.parse_args(["--verify", *argv])
-    status = run_verify(args)
+    """``tidelog mirror --verify ARGV``, through the command line's parser."""
+    status = main(["mirror", "--verify", *argv])
     return status, capsys.readouterr().out.splitlines()
 
 
@@ -184,7 +181,7 @@ DAMAGE: dict[str, tuple[int, Change]] = {
 @pytest.fixture
 def damaged(request: pytest.FixtureRequest, source: TestBroker) -> Iterator[tuple[str, int]]:
     offset, change = DAMAGE[request.param]
-    with mock_cluster() as bootstrap:
+    with mock_bootstrap() as bootstrap:
         copy_topics(
             source.bootstrap,
             bootstrap,
@@ -217,7 +214,7 @@ def test_a_damaged_copy_names_the_source_and_target_offset_where_it_diverges(
 def test_missing_topics_and_partitions_are_named(
     source: TestBroker, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    with mock_cluster() as bootstrap:
+    with mock_bootstrap() as bootstrap:
         # The mock cluster makes a topic 4 partitions wide: events has 6.
         copy_topics(source.bootstrap, bootstrap, {EVENTS: 4}, create=False)
         flags = ["--from", source.bootstrap, "--to", bootstrap, "--topics", "events|profiles"]
@@ -236,7 +233,7 @@ def test_since_and_until_verify_only_what_the_vectors_cover(
     source: TestBroker, capsys: pytest.CaptureFixture[str]
 ) -> None:
     tp = TopicPartition(ORDERS, 0)
-    with mock_cluster() as bootstrap:
+    with mock_bootstrap() as bootstrap:
         copy_topics(
             source.bootstrap,
             bootstrap,
@@ -275,7 +272,7 @@ def test_records_the_source_deleted_after_the_copy_are_not_a_difference(
         for n in range(20):
             producer.send(topic, b"%d" % n, partition=n % 4, timestamp=T0 + n)
         producer.flush(30)
-    with mock_cluster() as bootstrap:
+    with mock_bootstrap() as bootstrap:
         copy_topics(source.bootstrap, bootstrap, {topic: 4}, create=False)
         # Retention on the source runs on; the target keeps what it was sent.
         source.engine.delete_records(topic, 0, 3)

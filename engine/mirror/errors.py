@@ -1,0 +1,50 @@
+"""The mirror's errors: each says which side and what was found."""
+
+from __future__ import annotations
+
+from engine.errors import EngineError
+from engine.protocol.kafka_code import KafkaCode
+from engine.types import TopicPartition
+
+
+class MirrorError(EngineError):
+    """The mirror cannot go on without an operator."""
+
+
+class TargetDiverged(MirrorError):
+    """The target partition holds records the source does not have where the
+    mirror's progress says they should be: another writer, or a target
+    topic that was not empty. Copying on would mix the two."""
+
+    code = KafkaCode.INVALID_RECORD
+
+
+class TargetBehind(MirrorError):
+    """The target partition ends before records it acknowledged to the
+    mirror: it lost acknowledged data."""
+
+    code = KafkaCode.OFFSET_OUT_OF_RANGE
+
+
+class TopicMismatch(MirrorError):
+    """A target topic cannot take its source's partitions one for one."""
+
+    code = KafkaCode.INVALID_PARTITIONS
+
+
+class DeliveryRefused(MirrorError):
+    """The target refused a record for good (too large, not authorized,
+    policy): resending would be refused again."""
+
+
+class ClusterUnavailable(EngineError):
+    """A cluster did not answer in time, or the target did not take the
+    records in time (down, restarting, no leader). Retried: the mirror
+    recovers its progress from the target and goes on."""
+
+    code = KafkaCode.REQUEST_TIMED_OUT
+
+
+def named(tp: TopicPartition) -> str:
+    """A partition as errors and logs name it: ``topic[partition]``."""
+    return f"{tp.topic}[{tp.partition}]"

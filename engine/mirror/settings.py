@@ -1,0 +1,118 @@
+"""What a mirror is told: the two clusters, which topics and groups, each
+side's client properties, and how often it checkpoints. Shared by
+``tidelog mirror`` and the ``[mirror]`` section of ``tidelog serve``'s
+config file; importing it does not import confluent-kafka."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+DEFAULT_CHECKPOINT_INTERVAL_S = 10.0
+DEFAULT_TOPIC_REFRESH_S = 5.0
+
+INTERNAL_PREFIXES = ("__", "tidelog.mirror.", "_schemas", "_confluent")
+"""Topics and groups never mirrored: the clusters' own (offsets, transaction
+state), the mirror's own (offset syncs, progress) and schema registries'."""
+
+
+class MirrorSettingsError(ValueError):
+    """A mirror setting is missing or malformed."""
+
+
+@dataclass(frozen=True)
+class MirrorSettings:
+    source: str
+    """Bootstrap servers of the cluster mirrored from."""
+    target: str
+    """Bootstrap servers of the cluster mirrored to."""
+    topics: str = ".*"
+    """A regular expression a topic's whole name must match."""
+    groups: str = ".*"
+    """A regular expression a consumer group's whole id must match."""
+    source_config: dict[str, str] = field(default_factory=dict)
+    """librdkafka properties of the source's clients (security settings)."""
+    target_config: dict[str, str] = field(default_factory=dict)
+    """librdkafka properties of the target's clients."""
+    checkpoint_interval_s: float = DEFAULT_CHECKPOINT_INTERVAL_S
+    topic_refresh_s: float = DEFAULT_TOPIC_REFRESH_S
+
+    def __post_init__(self) -> None:
+        for name in ("topics", "groups"):
+            try:
+                re.compile(getattr(self, name))
+            except re.error as error:
+                raise MirrorSettingsError(f"{name}: not a regular expression: {error}") from error
+        if not self.source or not self.target:
+            raise MirrorSettingsError("both the source and the target bootstrap are needed")
+        if self.checkpoint_interval_s <= 0 or self.topic_refresh_s <= 0:
+            raise MirrorSettingsError("intervals must be positive")
+
+    def mirrors_topic(self, name: str) -> bool:
+        return (
+            not name.startswith(INTERNAL_PREFIXES) and re.fullmatch(self.topics, name) is not None
+        )
+
+    def mirrors_group(self, group: str) -> bool:
+        return (
+            not group.startswith(INTERNAL_PREFIXES) and re.fullmatch(self.groups, group) is not None
+        )
+
+
+def parse_properties(items: list[str], flag: str) -> dict[str, str]:
+    """``["K=V", ...]`` as a dict; a malformed item is a MirrorSettingsError."""
+    properties: dict[str, str] = {}
+    for item in items:
+        key, equals, value = item.partition("=")
+        if not equals or not key:
+            raise MirrorSettingsError(f"{flag} {item!r}: expected KEY=VALUE")
+        properties[key.strip()] = value
+    return properties
+
+
+SECTION_KEYS = {
+    "to",
+    "topics",
+    "groups",
+    "to_config",
+    "from_config",
+    "checkpoint_interval_s",
+    "topic_refresh_s",
+}
+
+
+def settings_from_table(table: dict[str, Any], source: str) -> MirrorSettings:
+    """The ``[mirror]`` section of a ``tidelog serve`` config file, with
+    ``source`` (the server's own listener) as the cluster mirrored from."""
+    unknown = set(table) - SECTION_KEYS
+    if unknown:
+        raise MirrorSettingsError(f"unknown keys {sorted(unknown)}")
+    target = table.get("to")
+    if not isinstance(target, str) or not target:
+        raise MirrorSettingsError("to must be the target's bootstrap servers, host:port[,...]")
+    properties = {}
+    for key in ("to_config", "from_config"):
+        value = table.get(key, {})
+        if not isinstance(value, dict):
+            raise MirrorSettingsError(f"{key} must be a table of librdkafka properties")
+        properties[key] = {str(k): str(v) for k, v in value.items()}
+    numbers = {}
+    for key in ("checkpoint_interval_s", "topic_refresh_s"):
+        if key in table:
+            value = table[key]
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise MirrorSettingsError(f"{key} must be a number of seconds")
+            numbers[key] = float(value)
+    for key in ("topics", "groups"):
+        if key in table and not isinstance(table[key], str):
+            raise MirrorSettingsError(f"{key} must be a regular expression (a string)")
+    return MirrorSettings(
+        source=source,
+        target=target,
+        topics=table.get("topics", ".*"),
+        groups=table.get("groups", ".*"),
+        source_config=properties["from_config"],
+        target_config=properties["to_config"],
+        **numbers,
+    )

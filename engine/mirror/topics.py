@@ -1,0 +1,157 @@
+"""Which source topics the mirror copies, and their twins on the target:
+the same name, the same partition count, and the topic configs that mean
+the same on a Kafka cluster.
+
+Copied (when set on the source topic itself, not inherited from its broker,
+so the target's own defaults stay in force otherwise): cleanup.policy,
+retention.ms, retention.bytes, delete.retention.ms, min.compaction.lag.ms,
+max.compaction.lag.ms, compression.type, max.message.bytes,
+min.insync.replicas. Not copied: tidelog.* (this engine's own: durability
+level, schema and masking rules), message.timestamp.type (the target topic
+is always CreateTime, so a LogAppendTime source's append times survive as
+the records' timestamps), message.timestamp.*.max.ms (history would be
+refused as too old), segment.* and index settings (the target's storage
+layout, not the data's meaning).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from engine.mirror.errors import ClusterUnavailable, MirrorError, TopicMismatch
+from engine.mirror.kafka import REQUEST_TIMEOUT_S, broker_error
+from engine.mirror.offset_sync import OFFSET_SYNCS_TOPIC
+from engine.mirror.settings import MirrorSettings
+
+log = logging.getLogger("tidelog.mirror")
+
+COPIED_CONFIGS = frozenset(
+    {
+        "cleanup.policy",
+        "retention.ms",
+        "retention.bytes",
+        "delete.retention.ms",
+        "min.compaction.lag.ms",
+        "max.compaction.lag.ms",
+        "compression.type",
+        "max.message.bytes",
+        "min.insync.replicas",
+    }
+)
+
+_TOPIC_SET = 1  # confluent_kafka.admin.ConfigSource.DYNAMIC_TOPIC_CONFIG
+_TOPIC_EXISTS = 36  # TOPIC_ALREADY_EXISTS
+
+
+@dataclass(frozen=True, slots=True)
+class SourceTopic:
+    name: str
+    partitions: int
+    configs: dict[str, str]
+
+
+def source_topics(kafka: Any, admin: Any, settings: MirrorSettings) -> dict[str, int]:
+    """The source's topics the settings match, and their partition counts."""
+    try:
+        metadata = admin.list_topics(timeout=REQUEST_TIMEOUT_S)
+    except kafka.KafkaException as error:
+        raise ClusterUnavailable(f"listing the source's topics: {broker_error(error)}") from error
+    return {
+        name: len(topic.partitions)
+        for name, topic in sorted(metadata.topics.items())
+        if topic.error is None and topic.partitions and settings.mirrors_topic(name)
+    }
+
+
+def with_configs(kafka: Any, admin: Any, found: dict[str, int]) -> list[SourceTopic]:
+    """The topics with their own settings among COPIED_CONFIGS; none for a
+    cluster that does not describe configs (one without a controller, as
+    librdkafka's mock cluster)."""
+    configs: dict[str, dict[str, str]] = {}
+    names = sorted(found)
+    metadata = admin.list_topics(timeout=REQUEST_TIMEOUT_S)
+    if names and metadata.controller_id in metadata.brokers:
+        resources = [kafka.admin.ConfigResource("topic", name) for name in names]
+        try:
+            for resource, future in admin.describe_configs(
+                resources, request_timeout=REQUEST_TIMEOUT_S
+            ).items():
+                entries = future.result(REQUEST_TIMEOUT_S)
+                configs[resource.name] = {
+                    name: entry.value
+                    for name, entry in entries.items()
+                    if name in COPIED_CONFIGS
+                    and entry.source == _TOPIC_SET
+                    and entry.value is not None
+                }
+        except (kafka.KafkaException, TimeoutError) as error:
+            log.warning("the source did not describe topic configs (%s): none copied", error)
+    return [SourceTopic(name, found[name], configs.get(name, {})) for name in names]
+
+
+def ensure_target_topics(
+    kafka: Any, admin: Any, topics: list[SourceTopic], known: dict[str, int]
+) -> None:
+    """Creates each topic on the target that ``known`` (name -> partitions,
+    updated here) lacks, and the offset-syncs topic; refuses a target topic
+    with fewer partitions than its source."""
+    wanted = [t for t in topics if t.name not in known]
+    if OFFSET_SYNCS_TOPIC not in known:
+        wanted.append(
+            SourceTopic(OFFSET_SYNCS_TOPIC, 1, {"cleanup.policy": "delete", "retention.ms": "-1"})
+        )
+    if wanted:
+        _create(kafka, admin, wanted)
+        known.update(target_partitions(kafka, admin))
+    for topic in topics:
+        have = known.get(topic.name, 0)
+        if have < topic.partitions:
+            raise TopicMismatch(
+                f"target topic {topic.name!r} has {have} partitions, the source {topic.partitions}:"
+                " add partitions on the target (tidelog topic alter / kafka-topics --alter)"
+            )
+
+
+def target_partitions(kafka: Any, admin: Any) -> dict[str, int]:
+    """The target's topics and their partition counts."""
+    try:
+        metadata = admin.list_topics(timeout=REQUEST_TIMEOUT_S)
+    except kafka.KafkaException as error:
+        raise ClusterUnavailable(f"listing the target's topics: {broker_error(error)}") from error
+    return {n: len(t.partitions) for n, t in metadata.topics.items() if t.error is None}
+
+
+def _create(kafka: Any, admin: Any, topics: list[SourceTopic]) -> None:
+    metadata = admin.list_topics(timeout=REQUEST_TIMEOUT_S)
+    if metadata.controller_id not in metadata.brokers:
+        # No controller to create topics (librdkafka's mock cluster): the
+        # target creates them on first use, with its default partitions.
+        for topic in topics:
+            admin.list_topics(topic.name, timeout=REQUEST_TIMEOUT_S)
+        return
+    new = [
+        kafka.admin.NewTopic(
+            t.name,
+            t.partitions,
+            replication_factor=-1,  # the target broker's default
+            config={**t.configs, "message.timestamp.type": "CreateTime"},
+        )
+        for t in topics
+    ]
+    for name, future in admin.create_topics(new, request_timeout=REQUEST_TIMEOUT_S).items():
+        try:
+            future.result(REQUEST_TIMEOUT_S)
+            log.info("created %s on the target", name)
+        except kafka.KafkaException as error:
+            reason = error.args[0]
+            if reason.code() == _TOPIC_EXISTS:
+                continue
+            if reason.retriable() or reason.code() < 0:
+                raise ClusterUnavailable(
+                    f"creating topic {name!r} on the target: {broker_error(error)}"
+                ) from error
+            raise MirrorError(
+                f"the target refused to create topic {name!r}: {broker_error(error)}"
+            ) from error
