@@ -123,6 +123,10 @@ def _json_decoder(latest: RegisteredSchema) -> ValueDecoder | None:
 def _json_kind(spec: object) -> str:
     if not isinstance(spec, dict):
         return "json"
+    choices = spec.get("enum", [spec["const"]] if "const" in spec else None)
+    names = isinstance(choices, list) and choices and all(isinstance(c, str) for c in choices)
+    if "type" not in spec and names:
+        return "string"  # an enum of names, as the agent-action schema's "type"
     kind = spec.get("type")
     if isinstance(kind, list):
         kinds = [k for k in kind if k != "null"]
