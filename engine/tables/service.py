@@ -151,6 +151,7 @@ class TableService:
             except Exception as error:
                 stats = self._stats.setdefault(topic.name, TableStats())
                 stats.last_error = f"{type(error).__name__}: {error}"
+                stats.last_commit_s = clock.monotonic()  # tried again a commit interval later
                 if raise_errors:
                     raise
                 log.warning("table of topic %s: %s", topic.name, stats.last_error)
