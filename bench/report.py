@@ -63,6 +63,7 @@ BENCHES = (
     Bench("kafka", "kafka_bench.py", ("--quick",)),
     Bench("group", "group_bench.py", ("--quick",)),
     Bench("topics", "topics_bench.py", ("--quick",)),
+    Bench("table", "table_bench.py", ("--quick",)),
     Bench("metrics", "metrics_bench.py", ("--produce-mb", "16", "--rounds", "1")),
 )
 """bench/compare.py is left out: it measures revisions against each other."""

@@ -6,6 +6,7 @@ Imported by the writer only: it needs pyiceberg and pyarrow.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from typing import Any
 
@@ -104,7 +105,7 @@ def arrow_rows(
         "timestamp": [None if r.timestamp == NO_TIMESTAMP else r.timestamp * 1000 for r in records],
         "timestamp_type": [TIMESTAMP_TYPES[r.timestamp_type] for r in records],
         "key": [r.key for r in records],
-        "headers": [[{"key": k, "value": v} for k, v in r.headers] for r in records],
+        "headers": None,  # built flat below: one dict per header costs more than the rest
         "value": [r.value for r in records],
     }
     if decoder is not None:
@@ -117,6 +118,9 @@ def arrow_rows(
     arrays = []
     for field in schema:
         values = columns.get(field.name)
+        if field.name == "headers":
+            arrays.append(_headers(records, field.type))
+            continue
         if values is None:  # a column of an older schema version the decoder no longer has
             values = [None] * len(records)
         if pa.types.is_timestamp(field.type) and field.name == "timestamp":
@@ -124,3 +128,21 @@ def arrow_rows(
         else:
             arrays.append(pa.array(values, field.type))
     return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def _headers(records: Sequence[ConsumerRecord], list_type: pa.DataType) -> pa.Array:
+    """The headers column from flat lists (keys, values, and where each
+    record's headers end), without a Python object per header."""
+    pairs = list(itertools.chain.from_iterable(r.headers for r in records))
+    ends = itertools.accumulate((len(r.headers) for r in records), initial=0)
+    struct_type = list_type.value_type
+    keys = pa.array([k for k, _ in pairs], struct_type.field("key").type)
+    values = pa.array([v for _, v in pairs], struct_type.field("value").type)
+    items = pa.StructArray.from_arrays(
+        [keys, values], fields=[struct_type.field("key"), struct_type.field("value")]
+    )
+    if pa.types.is_large_list(list_type):  # what pyiceberg's as_arrow gives
+        return pa.LargeListArray.from_arrays(
+            pa.array(list(ends), pa.int64()), items, type=list_type
+        )
+    return pa.ListArray.from_arrays(pa.array(list(ends), pa.int32()), items, type=list_type)
