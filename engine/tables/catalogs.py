@@ -25,15 +25,19 @@ def open_catalog(config: TablesConfig, data_dir: str, store: ObjectStore) -> Cat
     """The catalog ``config`` names, with FileIO set up for ``store``."""
     properties: dict[str, str] = {**_file_io(store), **dict(config.properties)}
     if config.catalog == "rest":
+        # A REST catalog places its tables itself; its "warehouse" names one
+        # of the server's warehouses, so it is passed only when set.
         properties.update(type="rest", uri=config.uri)
+        if config.warehouse:
+            properties["warehouse"] = config.warehouse
+        return load_catalog("tidelog", **properties)
+    if config.uri:
+        uri = config.uri
     else:
-        if config.uri:
-            uri = config.uri
-        else:
-            directory = os.path.join(data_dir, WAREHOUSE_PREFIX)
-            os.makedirs(directory, mode=0o700, exist_ok=True)
-            uri = f"sqlite:///{os.path.join(directory, 'catalog.db')}"
-        properties.update(type="sql", uri=uri)
+        directory = os.path.join(data_dir, WAREHOUSE_PREFIX)
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        uri = f"sqlite:///{os.path.join(directory, 'catalog.db')}"
+    properties.update(type="sql", uri=uri)
     properties["warehouse"] = config.warehouse or warehouse_url(store, data_dir)
     return load_catalog("tidelog", **properties)
 
@@ -74,3 +78,23 @@ def _inner(store: ObjectStore) -> Any:
     while hasattr(store, "inner"):
         store = store.inner
     return store
+
+
+def newest_metadata(store: ObjectStore, data_dir: str, namespace: str, table: str) -> str | None:
+    """The newest metadata file of a table at its place in the store's own
+    warehouse (None: there is none). A catalog that lost its entry (the
+    SQLite catalog of a machine that is gone) registers this file again
+    rather than starting the table over beside its files."""
+    inner = _inner(store)
+    if not isinstance(inner, LocalStore | S3Store):
+        return None
+    prefix = f"{WAREHOUSE_PREFIX}/{namespace}/{table}/metadata/"
+    versions = []
+    for info in store.list(prefix):
+        name = info.key[len(prefix) :]
+        number, _, rest = name.partition("-")
+        if number.isdigit() and rest.endswith(".metadata.json") and "/" not in rest:
+            versions.append((int(number), name))
+    if not versions:
+        return None
+    return f"{warehouse_url(store, data_dir)}/{namespace}/{table}/metadata/{max(versions)[1]}"

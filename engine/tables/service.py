@@ -193,11 +193,21 @@ class TableService:
         writer = self._writers.get(topic.name)
         if writer is not None and writer.topic_id == topic.meta.topic_id.hex():
             return writer
-        from engine.tables.catalogs import open_catalog  # noqa: PLC0415  (pyiceberg: see module doc)
-        from engine.tables.writer import TableWriter  # noqa: PLC0415
+        from engine.tables.catalogs import (  # noqa: PLC0415  (pyiceberg: see module doc)
+            newest_metadata,
+            open_catalog,
+        )
+        from engine.tables.writer import TableWriter, table_name  # noqa: PLC0415
 
         if self._catalog is None:
             self._catalog = open_catalog(self.config, self._data_dir, self._store)
+        name = table_name(topic.name)
+
+        def find_metadata() -> str | None:
+            if self.config.warehouse or self.config.catalog != "sql":  # the catalog's business
+                return None
+            return newest_metadata(self._store, self._data_dir, self.config.namespace, name)
+
         writer = TableWriter(
             self._catalog,
             self.config.namespace,
@@ -206,6 +216,7 @@ class TableService:
             lambda: topic.partitions,
             self._schemas(),
             self.config.commit_bytes,
+            find_metadata,
         )
         self._writers[topic.name] = writer
         return writer

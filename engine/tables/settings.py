@@ -26,8 +26,9 @@ class TablesConfig:
     """The catalog's URL (rest: required; sql: default
     ``sqlite:///<data_dir>/tables/catalog.db``)."""
     warehouse: str = ""
-    """Where new tables' files go (default: ``tables/`` in the engine's object
-    store: ``file://`` or ``s3://`` with the store's endpoint and credentials)."""
+    """sql: where new tables' files go (default: ``tables/`` in the engine's
+    object store, ``file://`` or ``s3://`` with the store's endpoint and
+    credentials); rest: the server's warehouse to use (default: none named)."""
     namespace: str = "tidelog"
     """The catalog namespace tables are created in."""
     properties: Mapping[str, str] = field(default_factory=dict)

@@ -95,6 +95,7 @@ class TableWriter:
         partitions: Callable[[], Sequence[Partition]],
         schemas: SchemaLookup,
         commit_bytes: int,
+        find_metadata: Callable[[], str | None] = lambda: None,
     ) -> None:
         self.catalog = catalog
         self.identifier = (namespace, table_name(topic))
@@ -103,6 +104,9 @@ class TableWriter:
         self._partitions = partitions
         self._schemas = schemas
         self.commit_bytes = commit_bytes
+        self._find_metadata = find_metadata
+        """The newest metadata file of this table in the warehouse, for a
+        catalog that has no entry for it (None: start a new table)."""
         self.positions: dict[int, int] | None = None
         """The positions of the table's newest snapshot, as last read or committed."""
         self._decoder: tuple[RegisteredSchema | None, ValueDecoder | None] = (None, None)
@@ -130,6 +134,17 @@ class TableWriter:
     def _create(self) -> Table:
         with contextlib.suppress(NamespaceAlreadyExistsError):
             self.catalog.create_namespace(self.identifier[0])
+        found = self._find_metadata()
+        if found is not None:
+            log.warning(
+                "table %s is not in the catalog; registering its files again from %s",
+                ".".join(self.identifier),
+                found,
+            )
+            try:
+                return self.catalog.register_table(self.identifier, found)
+            except TableAlreadyExistsError:
+                return self.catalog.load_table(self.identifier)
         try:
             return self.catalog.create_table(
                 self.identifier,

@@ -201,3 +201,24 @@ print(",".join(heavy) or "none")
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True
     )
     assert done.stdout.strip() == "none"
+
+
+def test_a_lost_sqlite_catalog_registers_the_table_from_its_files(tmp_path: Path) -> None:
+    """A fresh machine with the bucket and no catalog: the table is found in
+    the warehouse and goes on, its history kept, no record twice."""
+    with open_engine(tmp_path) as engine:
+        engine.create_topic(TOPIC, 2, TABLE_ON)
+        _produce_mixed(engine, TOPIC, 0)
+        assert engine.flush(30)
+        engine.commit_tables()
+    before = catalog_of(tmp_path).load_table(TABLE)
+    (tmp_path / "data" / "tables" / "catalog.db").unlink()
+    with open_engine(tmp_path) as engine:
+        _produce_mixed(engine, TOPIC, 100)
+        assert engine.flush(30)
+        engine.commit_tables()
+        expected = record_rows(committed_records(engine, TOPIC))
+    after = catalog_of(tmp_path).load_table(TABLE)
+    assert after.metadata.table_uuid == before.metadata.table_uuid
+    assert before.current_snapshot().snapshot_id in {s.snapshot_id for s in after.snapshots()}
+    assert table_rows(after.scan().to_arrow()) == expected
