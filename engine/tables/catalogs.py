@@ -11,14 +11,10 @@ from typing import Any
 
 from pyiceberg.catalog import Catalog, load_catalog
 
-from engine.tables.settings import TablesConfig
+from engine.tables.settings import WAREHOUSE_PREFIX, TablesConfig
 from s3stream import ObjectStore
 from s3stream.store.local import LocalStore
 from s3stream.store.s3 import S3Store
-
-WAREHOUSE_PREFIX = "tables"
-"""The warehouse's place in the engine's object store (no s3stream prefix
-starts with it, so the store never lists or collects its files)."""
 
 
 def open_catalog(config: TablesConfig, data_dir: str, store: ObjectStore) -> Catalog:

@@ -14,6 +14,11 @@ TABLE_COMMIT_INTERVAL = "tidelog.table.commit.interval.ms"
 
 CATALOGS = ("sql", "rest")
 
+WAREHOUSE_PREFIX = "tables"
+"""The warehouse's place in the engine's object store (no s3stream prefix
+starts with it, so the store never lists or collects its files), and the
+SQLite catalog's directory in the data directory."""
+
 
 @dataclass(frozen=True)
 class TablesConfig:
