@@ -35,9 +35,18 @@ def add_command(commands: Any) -> None:
         description="Table topics' Apache Iceberg tables, read from their catalog: rows, "
         "data files, snapshots, the last commit and the next offset per partition. "
         "Read-only: safe while the engine serves.",
+        epilog="example:\n  tidelog tables status --data-dir ./tidelog-data --json",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
-    status = actions.add_parser("status", help="each table's rows, files and positions")
+    status = actions.add_parser(
+        "status",
+        help="each table's rows, files and positions",
+        description="Each table topic's table: rows, data files, snapshots, the last commit "
+        "and the next offset per partition (its snapshot summary's tidelog.offsets).",
+        epilog="example:\n  tidelog tables status --config tidelog.toml",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     status.add_argument("--data-dir", help=f"local data directory (default {DEFAULT_DATA_DIR})")
     status.add_argument("--object-store", help="as for tidelog serve (default: DATA_DIR/objects)")
     status.add_argument("--config", help="a TOML config file, as for tidelog serve ([tables])")
