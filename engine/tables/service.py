@@ -217,6 +217,8 @@ class TableService:
             self._schemas(),
             self.config.commit_bytes,
             find_metadata,
+            # The topic's own value subject when it names one (raw validation's), as configured now.
+            lambda: topic.config.value_schema[1] or f"{topic.name}-value",
         )
         self._writers[topic.name] = writer
         return writer

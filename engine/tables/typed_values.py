@@ -2,7 +2,8 @@
 record's value into them.
 
 A topic whose value subject (``<topic>-value``, Confluent's
-TopicNameStrategy) has a registered JSON Schema or Avro schema gets one
+TopicNameStrategy, or the topic's ``tidelog.value.schema.subject``) has a
+registered JSON Schema or Avro schema gets one
 column per top-level property / field of that schema (docs/tables.md, "Typed
 columns", says what maps to what). A value that does not decode, or does
 not hold to its schema, fills none of them: its error says why, and its
@@ -78,10 +79,10 @@ class ValueDecoder:
             return [None] * len(self.fields), f"{type(error).__name__}: {error}"
 
 
-def value_decoder(topic: str, registry: SchemaLookup) -> ValueDecoder | None:
-    """The decoder of ``topic``'s values, None if its value subject has no
-    JSON Schema or Avro schema of a record / object the columns can follow."""
-    latest = registry.latest(f"{topic}-value")
+def value_decoder(latest: RegisteredSchema | None, registry: SchemaLookup) -> ValueDecoder | None:
+    """The decoder of values by ``latest`` (a value subject's latest
+    schema), None if it is not a JSON Schema or Avro schema of an object /
+    record the columns can follow."""
     if latest is None or latest.references:
         return None
     if latest.schema_type == JSON:

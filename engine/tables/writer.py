@@ -96,6 +96,7 @@ class TableWriter:
         schemas: SchemaLookup,
         commit_bytes: int,
         find_metadata: Callable[[], str | None] = lambda: None,
+        value_subject: Callable[[], str] | None = None,
     ) -> None:
         self.catalog = catalog
         self.identifier = (namespace, table_name(topic))
@@ -105,6 +106,8 @@ class TableWriter:
         self._schemas = schemas
         self.commit_bytes = commit_bytes
         self._find_metadata = find_metadata
+        self._value_subject = value_subject or (lambda: f"{topic}-value")
+        """The subject whose latest schema gives the typed columns."""
         """The newest metadata file of this table in the warehouse, for a
         catalog that has no entry for it (None: start a new table)."""
         self.positions: dict[int, int] | None = None
@@ -175,9 +178,9 @@ class TableWriter:
     def decoder(self) -> ValueDecoder | None:
         """The decoder of the topic's values by its value subject's latest
         schema (rebuilt when a new version is registered)."""
-        latest = self._schemas.latest(f"{self.topic}-value")
+        latest = self._schemas.latest(self._value_subject())
         if latest != self._decoder[0]:
-            self._decoder = (latest, value_decoder(self.topic, self._schemas))
+            self._decoder = (latest, value_decoder(latest, self._schemas))
         return self._decoder[1]
 
     def lag(self) -> int:

@@ -158,3 +158,11 @@ def test_tool_calls_join_their_approvals_by_correlation_id(engine: Engine, tmp_p
         "SELECT count(*) FROM actions WHERE value_error IS NOT NULL"
     ).fetchone()
     assert errors == (0,)
+
+
+def test_the_topics_own_value_subject_gives_the_columns(engine: Engine, tmp_path: Path) -> None:
+    engine.schemas.register("shared-steps", json.dumps(JSON_SCHEMA), JSON)
+    engine.create_topic("named", 1, {**TABLE_ON, "tidelog.value.schema.subject": "shared-steps"})
+    _send(engine, "named", [json.dumps({"id": 5, "name": "five"}).encode()])
+    (row,) = _rows(tmp_path, "named")
+    assert (row["id"], row["name"], row["value_error"]) == (5, "five", None)
