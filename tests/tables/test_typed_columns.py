@@ -166,3 +166,17 @@ def test_the_topics_own_value_subject_gives_the_columns(engine: Engine, tmp_path
     _send(engine, "named", [json.dumps({"id": 5, "name": "five"}).encode()])
     (row,) = _rows(tmp_path, "named")
     assert (row["id"], row["name"], row["value_error"]) == (5, "five", None)
+
+
+def test_a_new_schema_version_adds_its_columns(engine: Engine, tmp_path: Path) -> None:
+    first = {"type": "object", "properties": {"id": {"type": "integer"}}}
+    engine.schemas.set_compatibility("NONE", "evolving-value")
+    engine.schemas.register("evolving-value", json.dumps(first), JSON)
+    engine.create_topic("evolving", 1, TABLE_ON)
+    _send(engine, "evolving", [json.dumps({"id": 1, "note": "before"}).encode()])
+    second = {"type": "object", "properties": {**first["properties"], "note": {"type": "string"}}}
+    engine.schemas.register("evolving-value", json.dumps(second), JSON)
+    _send(engine, "evolving", [json.dumps({"id": 2, "note": "after"}).encode()])
+    old, new = _rows(tmp_path, "evolving")
+    assert (old["id"], old["note"]) == (1, None)  # written before the column existed
+    assert (new["id"], new["note"]) == (2, "after")
