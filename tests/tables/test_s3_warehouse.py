@@ -55,3 +55,22 @@ def test_an_s3_store_keeps_the_table_in_its_bucket(
         store.close()
     assert any(key.endswith(".parquet") for key in keys)
     assert any(key.endswith(".metadata.json") for key in keys)
+
+
+def test_the_stores_connection_is_handed_on_but_never_shown() -> None:
+    from s3stream.store.s3 import S3Store
+
+    store = S3Store(
+        "b",
+        endpoint_url="http://127.0.0.1:1",
+        region="eu-west-1",
+        access_key_id="AKIDEXAMPLE",
+        secret_access_key="very-secret",
+    )
+    try:
+        connection = store.connection()
+    finally:
+        store.close()
+    assert (connection.endpoint_url, connection.region) == ("http://127.0.0.1:1", "eu-west-1")
+    assert (connection.access_key_id, connection.secret_access_key) == ("AKIDEXAMPLE", "very-secret")
+    assert "very-secret" not in repr(connection) and "AKIDEXAMPLE" not in repr(connection)
