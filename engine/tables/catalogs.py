@@ -76,15 +76,24 @@ def _inner(store: ObjectStore) -> Any:
     return store
 
 
-def newest_metadata(store: ObjectStore, data_dir: str, namespace: str, table: str) -> str | None:
-    """The newest metadata file of a table at its place in the store's own
-    warehouse (None: there is none). A catalog that lost its entry (the
+def table_directory(table: str, topic_id: str) -> str:
+    """Where in its namespace's directory a table topic's table lives: its
+    name and its topic's id (hex), so that the files of a deleted topic's
+    table and of a new topic of the same name never meet."""
+    return f"{table}-{topic_id}"
+
+
+def newest_metadata(
+    store: ObjectStore, data_dir: str, namespace: str, directory: str
+) -> str | None:
+    """The newest metadata file of the table in ``directory`` of the store's
+    own warehouse (None: there is none). A catalog that lost its entry (the
     SQLite catalog of a machine that is gone) registers this file again
     rather than starting the table over beside its files."""
     inner = _inner(store)
     if not isinstance(inner, LocalStore | S3Store):
         return None
-    prefix = f"{WAREHOUSE_PREFIX}/{namespace}/{table}/metadata/"
+    prefix = f"{WAREHOUSE_PREFIX}/{namespace}/{directory}/metadata/"
     versions = []
     for info in store.list(prefix):
         name = info.key[len(prefix) :]
@@ -93,4 +102,4 @@ def newest_metadata(store: ObjectStore, data_dir: str, namespace: str, table: st
             versions.append((int(number), name))
     if not versions:
         return None
-    return f"{warehouse_url(store, data_dir)}/{namespace}/{table}/metadata/{max(versions)[1]}"
+    return f"{warehouse_url(store, data_dir)}/{namespace}/{directory}/metadata/{max(versions)[1]}"

@@ -196,21 +196,28 @@ class TableService:
         from engine.tables.catalogs import (  # noqa: PLC0415  (pyiceberg: see module doc)
             newest_metadata,
             open_catalog,
+            table_directory,
+            warehouse_url,
         )
         from engine.tables.writer import TableWriter, table_name  # noqa: PLC0415
 
         if self._catalog is None:
             self._catalog = open_catalog(self.config, self._data_dir, self._store)
-        name = table_name(topic.name)
+        namespace = self.config.namespace
+        directory = table_directory(table_name(topic.name), topic.meta.topic_id.hex())
+        location = None  # a REST catalog places its tables itself
+        if self.config.catalog == "sql":
+            warehouse = self.config.warehouse or warehouse_url(self._store, self._data_dir)
+            location = f"{warehouse.rstrip('/')}/{namespace}/{directory}"
 
         def find_metadata() -> str | None:
             if self.config.warehouse or self.config.catalog != "sql":  # the catalog's business
                 return None
-            return newest_metadata(self._store, self._data_dir, self.config.namespace, name)
+            return newest_metadata(self._store, self._data_dir, namespace, directory)
 
         writer = TableWriter(
             self._catalog,
-            self.config.namespace,
+            namespace,
             topic.name,
             topic.meta.topic_id,
             lambda: topic.partitions,
@@ -219,6 +226,7 @@ class TableService:
             find_metadata,
             # The topic's own value subject when it names one (raw validation's), as configured now.
             lambda: topic.config.value_schema[1] or f"{topic.name}-value",
+            location,
         )
         self._writers[topic.name] = writer
         return writer

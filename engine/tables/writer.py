@@ -42,7 +42,8 @@ log = logging.getLogger("tidelog.tables")
 OFFSETS = "tidelog.offsets"
 """Snapshot summary: the JSON object of the next offset per partition."""
 TOPIC_ID = "tidelog.topic-id"
-"""Snapshot summary: the topic's id (hex) the offsets are of."""
+"""Snapshot summary and table property: the topic's id (hex) the rows and
+offsets are of."""
 TOPIC = "tidelog.topic"
 """Table property: the topic the table holds."""
 NO_PYICEBERG_RETRY = {"commit.retry.num-retries": "0"}
@@ -97,6 +98,7 @@ class TableWriter:
         commit_bytes: int,
         find_metadata: Callable[[], str | None] = lambda: None,
         value_subject: Callable[[], str] | None = None,
+        location: str | None = None,
     ) -> None:
         self.catalog = catalog
         self.identifier = (namespace, table_name(topic))
@@ -108,6 +110,8 @@ class TableWriter:
         self._find_metadata = find_metadata
         self._value_subject = value_subject or (lambda: f"{topic}-value")
         """The subject whose latest schema gives the typed columns."""
+        self.location = location
+        """Where a new table's files go (None: where the catalog puts them)."""
         """The newest metadata file of this table in the warehouse, for a
         catalog that has no entry for it (None: start a new table)."""
         self.positions: dict[int, int] | None = None
@@ -122,10 +126,17 @@ class TableWriter:
             table = self.catalog.load_table(self.identifier)
         except NoSuchTableError:
             table = self._create()
+        name = ".".join(self.identifier)
         owner = table.properties.get(TOPIC)
         if owner != self.topic:
+            raise TableNameTaken(f"table {name} holds topic {owner!r}, not {self.topic!r}")
+        if table.properties.get(TOPIC_ID, self.topic_id) != self.topic_id:
+            # Its rows are of a deleted topic of this name: the same partitions
+            # and offsets again would be two records under one (partition, offset).
             raise TableNameTaken(
-                f"table {'.'.join(self.identifier)} holds topic {owner!r}, not {self.topic!r}"
+                f"table {name} holds an earlier topic {self.topic!r} "
+                f"(id {table.properties[TOPIC_ID]}); drop or rename it to keep a table of "
+                f"this one (id {self.topic_id})"
             )
         if table.properties.get("commit.retry.num-retries") != "0":
             log.warning("table %s: turning pyiceberg's commit retry off", table.name())
@@ -152,8 +163,14 @@ class TableWriter:
             return self.catalog.create_table(
                 self.identifier,
                 schema=table_schema(self.decoder()),
+                location=self.location,
                 partition_spec=partition_spec(),
-                properties={TOPIC: self.topic, "format-version": "2", **NO_PYICEBERG_RETRY},
+                properties={
+                    TOPIC: self.topic,
+                    TOPIC_ID: self.topic_id,
+                    "format-version": "2",
+                    **NO_PYICEBERG_RETRY,
+                },
             )
         except TableAlreadyExistsError:  # another writer created it first
             return self.catalog.load_table(self.identifier)
@@ -161,15 +178,12 @@ class TableWriter:
     def table_positions(self, table: Table) -> dict[int, int]:
         """The next offset per partition the table holds: from the newest
         snapshot with tidelog's summary (others' snapshots, e.g. a
-        compaction, are passed over); empty for a new table or one whose
-        offsets are of an earlier topic of the same name."""
+        compaction, are passed over); empty for a new table."""
         snapshot = table.current_snapshot()
         while snapshot is not None:
             summary = snapshot.summary
             text = summary.get(OFFSETS) if summary is not None else None
             if text is not None:
-                if summary is not None and summary.get(TOPIC_ID) != self.topic_id:
-                    return {}
                 return {int(p): int(o) for p, o in json.loads(text).items()}
             parent = snapshot.parent_snapshot_id
             snapshot = table.snapshot_by_id(parent) if parent is not None else None

@@ -40,7 +40,9 @@ def test_an_s3_store_keeps_the_table_in_its_bucket(
         },
     )
     table = catalog.load_table(("tidelog", "decisions"))
-    assert table.location() == f"s3://{s3_endpoint.bucket}/{prefix}/tables/tidelog/decisions"
+    topic_id = table.properties["tidelog.topic-id"]
+    warehouse = f"s3://{s3_endpoint.bucket}/{prefix}/tables"
+    assert table.location() == f"{warehouse}/tidelog/decisions-{topic_id}"
     arrow = table.scan().to_arrow()
     assert sorted((r["partition"], r["offset"], r["value"]) for r in arrow.to_pylist()) == expected
     connection = duckdb.connect()

@@ -222,3 +222,27 @@ def test_a_lost_sqlite_catalog_registers_the_table_from_its_files(tmp_path: Path
     assert after.metadata.table_uuid == before.metadata.table_uuid
     assert before.current_snapshot().snapshot_id in {s.snapshot_id for s in after.snapshots()}
     assert table_rows(after.scan().to_arrow()) == expected
+
+
+def test_a_new_topic_of_a_deleted_ones_name_does_not_write_into_its_table(
+    engine: Engine, tmp_path: Path
+) -> None:
+    engine.create_topic("reborn", 1, TABLE_ON)
+    producer = engine.producer()
+    producer.send("reborn", b"first life")
+    producer.flush()
+    assert engine.flush(30)
+    engine.commit_tables()
+    engine.delete_topic("reborn")
+    engine.create_topic("reborn", 1, TABLE_ON)
+    producer.send("reborn", b"second life")
+    producer.flush()
+    assert engine.flush(30)
+    with pytest.raises(table_writer.TableNameTaken, match="earlier topic"):
+        engine.commit_tables()
+    table = catalog_of(tmp_path).load_table(("tidelog", "reborn"))
+    assert table.scan().to_arrow().column("value").to_pylist() == [b"first life"]
+    catalog_of(tmp_path).drop_table(("tidelog", "reborn"))
+    engine.commit_tables()
+    table = catalog_of(tmp_path).load_table(("tidelog", "reborn"))
+    assert table.scan().to_arrow().column("value").to_pylist() == [b"second life"]
