@@ -13,8 +13,15 @@ import time
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Producer
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka import KafkaError, KafkaException, Producer
+from confluent_kafka.admin import (
+    AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    NewTopic,
+    ResourceType,
+)
 
 from engine.engine import Engine, EngineConfig
 from tests.server.conftest import ServerProcess, quiet_librdkafka
@@ -76,6 +83,23 @@ class Writer:
         return self._next
 
 
+def _bad_table_configs_are_invalid_config(admin: AdminClient) -> None:
+    """Over the wire, as from any Kafka admin client."""
+    bad = NewTopic("bad-table", 1, config={"tidelog.table.enable": "sometimes"})
+    with pytest.raises(KafkaException) as refused:
+        admin.create_topics([bad])["bad-table"].result(30)
+    assert refused.value.args[0].code() == KafkaError.INVALID_CONFIG
+    interval = ConfigEntry(
+        "tidelog.table.commit.interval.ms",
+        "5",
+        incremental_operation=AlterConfigOpType.SET,
+    )
+    resource = ConfigResource(ResourceType.TOPIC, TOPIC, incremental_configs=[interval])
+    with pytest.raises(KafkaException) as refused:
+        admin.incremental_alter_configs([resource])[resource].result(30)
+    assert refused.value.args[0].code() == KafkaError.INVALID_CONFIG
+
+
 def _table_rows(data_dir: Path) -> int:
     try:
         table = catalog_of(data_dir.parent).load_table(("tidelog", "memory_steps"))
@@ -95,6 +119,7 @@ def test_kill_9_mid_write_leaves_each_record_in_the_table_once(tmp_path: Path) -
         configs = {"tidelog.table.enable": "true", "tidelog.table.commit.interval.ms": "100"}
         created = admin.create_topics([NewTopic(TOPIC, PARTITIONS, config=configs)])
         created[TOPIC].result(30)
+        _bad_table_configs_are_invalid_config(admin)
         first = 0
         rng = random.Random(20261204)
         for _ in range(ROUNDS):
