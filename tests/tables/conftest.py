@@ -28,7 +28,8 @@ def open_engine(
 ) -> Engine:
     """An engine on ``data_dir``; without ``uploads``, nothing reaches the
     object store before a flush (an hour or 1 GiB between uploads)."""
-    config = replace(EngineConfig.small(), tables=TablesConfig(poll_interval_s=0.2, **tables))
+    tables.setdefault("poll_interval_s", 0.2)
+    config = replace(EngineConfig.small(), tables=TablesConfig(**tables))
     if not uploads:
         config = replace(
             config,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -246,3 +247,33 @@ def test_a_new_topic_of_a_deleted_ones_name_does_not_write_into_its_table(
     engine.commit_tables()
     table = catalog_of(tmp_path).load_table(("tidelog", "reborn"))
     assert table.scan().to_arrow().column("value").to_pylist() == [b"second life"]
+
+
+def test_the_thread_commits_once_enough_records_wait(tmp_path: Path) -> None:
+    """With an hour's interval, the table thread commits only when
+    commit_records settled records wait (the size trigger)."""
+
+    def produce(count: int) -> None:
+        producer = engine.producer()
+        for i in range(count):
+            producer.send("sized", f"v{i}".encode())
+        producer.flush()
+        assert engine.flush(30)
+
+    def rows() -> int:
+        return int(catalog_of(tmp_path).load_table(("tidelog", "sized")).scan().count())
+
+    with open_engine(tmp_path, commit_records=50, poll_interval_s=0.05) as engine:
+        engine.create_topic("sized", 1, TABLE_ON)
+        produce(10)
+        engine.commit_tables()
+        produce(20)
+        for _ in range(20):  # twenty passes of the thread: 20 records are not enough
+            time.sleep(0.05)
+        assert rows() == 10
+        assert engine.table_status()[0].lag == 20
+        produce(40)
+        deadline = time.monotonic() + 30
+        while rows() < 70 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert rows() == 70
