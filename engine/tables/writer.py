@@ -251,8 +251,8 @@ class TableWriter:
                 skipped,
                 self.topic,
             )
-        if new_positions == positions:
-            return CommitResult(0, 0, 0, more, 0)
+        if new_positions == positions:  # nothing to read now: no use asking again at once
+            return CommitResult(0, 0, 0, False, 0)
         table, typed = self._evolve(table)
         rows = arrow_rows(records, table.schema().as_arrow(), self.decoder(), typed)
         summary = {
