@@ -253,7 +253,13 @@ class TableWriter:
             )
         if new_positions == positions:  # nothing to read now: no use asking again at once
             return CommitResult(0, 0, 0, False, 0)
+        read_at = _snapshot_id(table)
         table, typed = self._evolve(table)
+        if _snapshot_id(table) != read_at:
+            # Another writer committed while the schema was updated: the append
+            # would be checked against its snapshot, not the one the positions
+            # came from.
+            raise CommitFailedException("the table moved on while its schema was updated")
         rows = arrow_rows(records, table.schema().as_arrow(), self.decoder(), typed)
         summary = {
             OFFSETS: json.dumps({str(p): o for p, o in sorted(new_positions.items())}),
@@ -288,3 +294,8 @@ class TableWriter:
         columns = {field.name: field.field_type for field in wanted.fields}
         typed = [f for f in decoder.fields if have.get(f.column) == columns[f.column]]
         return table, typed
+
+
+def _snapshot_id(table: Table) -> int | None:
+    snapshot = table.current_snapshot()
+    return snapshot.snapshot_id if snapshot is not None else None

@@ -277,3 +277,46 @@ def test_the_thread_commits_once_enough_records_wait(tmp_path: Path) -> None:
         while rows() < 70 and time.monotonic() < deadline:
             time.sleep(0.05)
         assert rows() == 70
+
+
+def test_a_commit_landing_while_the_schema_grows_is_not_written_over(
+    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another writer appends the same records between our schema update
+    (new typed columns) and our append: ours starts again, adds nothing twice."""
+    engine.create_topic("growing", 1, TABLE_ON)
+    engine.commit_tables()  # the table, without typed columns
+    schema = {"type": "object", "properties": {"n": {"type": "integer"}}}
+    engine.schemas.register("growing-value", json.dumps(schema), "JSON")
+    producer = engine.producer()
+    for i in range(5):
+        producer.send("growing", json.dumps({"n": i}).encode())
+    producer.flush()
+    assert engine.flush(30)
+
+    catalog = catalog_of(tmp_path)
+    partitions = [engine.partition("growing", 0)]
+    topic_id = engine.topic_shape("growing")[0]
+
+    def writer() -> table_writer.TableWriter:
+        return table_writer.TableWriter(
+            catalog, "tidelog", "growing", topic_id, lambda: partitions, engine.schemas, 1 << 20
+        )
+
+    ours, theirs = writer(), writer()
+    original = table_writer.TableWriter._evolve
+    raced = []
+
+    def evolve(self, table):  # type: ignore[no-untyped-def]
+        grown, typed = original(self, table)
+        if self is ours and not raced:
+            raced.append(theirs.commit())  # lands after our schema update
+            grown = catalog.load_table(self.identifier)
+        return grown, typed
+
+    monkeypatch.setattr(table_writer.TableWriter, "_evolve", evolve)
+    result = ours.commit()
+    assert raced[0].records == 5
+    assert (result.records, result.conflicts) == (0, 1)
+    rows = catalog.load_table(("tidelog", "growing")).scan().to_arrow().to_pylist()
+    assert sorted(row["n"] for row in rows) == [0, 1, 2, 3, 4]
