@@ -320,3 +320,22 @@ def test_a_commit_landing_while_the_schema_grows_is_not_written_over(
     assert (result.records, result.conflicts) == (0, 1)
     rows = catalog.load_table(("tidelog", "growing")).scan().to_arrow().to_pylist()
     assert sorted(row["n"] for row in rows) == [0, 1, 2, 3, 4]
+
+
+def test_records_deleted_before_the_table_got_them_are_counted(
+    engine: Engine, tmp_path: Path
+) -> None:
+    engine.create_topic("trimmed", 1, {**TABLE_ON, "tidelog.table.enable": "false"})
+    producer = engine.producer()
+    for i in range(10):
+        producer.send("trimmed", f"v{i}".encode())
+    producer.flush()
+    assert engine.flush(30)
+    assert engine.delete_records("trimmed", 0, 4) == 4
+    engine.alter_configs("trimmed", {"tidelog.table.enable": "true"})
+    engine.commit_tables()
+    table = catalog_of(tmp_path).load_table(("tidelog", "trimmed"))
+    assert sorted(table.scan().to_arrow().column("offset").to_pylist()) == list(range(4, 10))
+    (status,) = engine.table_status()
+    assert (status.skipped, status.records, status.lag) == (4, 6, 0)
+    assert 'tidelog_table_skipped_records_total{topic="trimmed"} 4.0' in engine.metrics().text()
