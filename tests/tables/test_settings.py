@@ -78,3 +78,11 @@ def test_an_unreachable_catalog_leaves_the_engine_serving(tmp_path: Path) -> Non
         producer.send("audit", b"still served")
         producer.flush()
         assert engine.offsets("audit", 0)[1] == 2
+
+
+def test_the_tables_section_in_the_server_doc_shows_the_defaults(tmp_path: Path) -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "server.md").read_text()
+    block = doc.split("```toml\n", 1)[1].split("```", 1)[0]
+    path = tmp_path / "tidelog.toml"
+    path.write_text(block)
+    assert load_config_file(path).engine["tables"] == TablesConfig()
