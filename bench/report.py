@@ -64,6 +64,7 @@ BENCHES = (
     Bench("group", "group_bench.py", ("--quick",)),
     Bench("topics", "topics_bench.py", ("--quick",)),
     Bench("mirror", "mirror_bench.py", ("--quick",)),
+    Bench("table", "table_bench.py", ("--quick",)),
     Bench("metrics", "metrics_bench.py", ("--produce-mb", "16", "--rounds", "1")),
 )
 """bench/compare.py is left out: it measures revisions against each other."""

@@ -19,6 +19,7 @@ from typing import NamedTuple
 from engine.errors import InvalidConfig
 from engine.header_index import INDEX_HEADERS, check_index_headers, index_header_names
 from engine.masking.rules import MASKING_RULES, check_rules
+from engine.tables.settings import TABLE_COMMIT_INTERVAL, TABLE_ENABLE
 
 LONG_MAX = 2**63 - 1
 _INTEGER = re.compile(r"[+-]?[0-9]+")
@@ -186,6 +187,23 @@ for _field in ("key", "value"):
             f"(empty: <topic>-{_field})",
         ),
     ]
+_DEFS += [
+    ConfigDef(
+        TABLE_ENABLE,
+        _B,
+        "false",
+        None,
+        "keep an Apache Iceberg table of the topic's committed records in the object store "
+        "(docs/tables.md)",
+    ),
+    ConfigDef(
+        TABLE_COMMIT_INTERVAL,
+        _L,
+        "60000",
+        _at_least(100),
+        "the most time between two commits of the topic's table while records wait",
+    ),
+]
 _DEFS.append(
     ConfigDef(
         INDEX_HEADERS,
@@ -306,6 +324,9 @@ class TopicConfig:
         self.index_interval_bytes = self._long("index.interval.bytes")
         self.compression_type = self.get("compression.type")
         self.remote_acks = self.get(ACK_DURABILITY) == "remote"
+        self.table = self.get(TABLE_ENABLE) == "true"
+        """Whether the topic has an Iceberg table (engine/tables/)."""
+        self.table_commit_interval_ms = self._long(TABLE_COMMIT_INTERVAL)
         self.key_schema = (
             self.get("tidelog.key.schema.validation"),
             self.get("tidelog.key.schema.subject"),

@@ -69,6 +69,8 @@ from engine.quota_entities import ClientQuotas, entity_to_wire
 from engine.schemas.store import SchemaRegistry
 from engine.state_log import StateLog
 from engine.store_errors import damage_at, store_errors
+from engine.tables.service import TablesCollector, TableService, TableStatus
+from engine.tables.settings import TablesConfig
 from engine.topic_admin import TopicAdmin
 from engine.topics import TopicRegistry
 from engine.transactions.config import TransactionConfig
@@ -107,6 +109,8 @@ class EngineConfig:
     """None: everyone may do everything. Set: the ACL authorizer over the
     catalog's ACLs decides for the embedded clients' principals and, under
     ``tidelog serve``, for every connection's (docs/security.md)."""
+    tables: TablesConfig = field(default_factory=TablesConfig)
+    """Where table topics' Iceberg tables are kept (docs/tables.md)."""
 
     @classmethod
     def small(cls) -> EngineConfig:
@@ -242,6 +246,15 @@ class Engine:
             producer_id_expiration_ms=config.producer_id_expiration_ms,
         )
         self._maintenance.start()
+        self._tables = TableService(
+            config.tables,
+            data_dir,
+            self.store.store,
+            lambda: list(self._registry.topics.values()),
+            lambda: self.schemas,
+            lambda: self.store.fenced,
+        )
+        self._tables.notice()
         exit_close.opened(self)
         log.info(
             "engine open: %d topics, %d partitions, leader epoch %d, %d batch headers "
@@ -262,6 +275,7 @@ class Engine:
     def _broker_configs_changed(self) -> None:
         with self._lock:
             self._registry.set_defaults(*self.broker_configs.topic_defaults())
+        self._tables.notice()
 
     def _verify_transaction(self, topic: str, partition: int, producer_id: int, epoch: int) -> None:
         self.transactions.verify(topic, partition, producer_id, epoch)
@@ -305,7 +319,9 @@ class Engine:
     ) -> list[TopicDescription | EngineError]:
         """Creates many topics at once, all or none after a crash; per topic,
         its description or the error that refused it (TopicAdmin.create_topics)."""
-        return self._admin.create_topics(topics, validate_only=validate_only)
+        created = self._admin.create_topics(topics, validate_only=validate_only)
+        self._tables.notice()
+        return created
 
     def fork(
         self,
@@ -354,6 +370,19 @@ class Engine:
         """Sets (or, with None, removes) topic config overrides. Not
         incremental: the given configs replace every override (AlterConfigs)."""
         self._admin.alter_configs(name, configs, incremental, validate_only)
+        self._tables.notice()
+
+    def commit_tables(self, topic: str | None = None) -> dict[str, int]:
+        """Writes every table topic's (or ``topic``'s) settled records to its
+        Iceberg table now, without waiting for the cadence; the rows added
+        per topic (docs/tables.md). Records become settled once uploaded:
+        ``flush`` first to include everything acknowledged."""
+        self._check_open()
+        return self._tables.commit(topic)
+
+    def table_status(self) -> list[TableStatus]:
+        """Each table topic's table: rows, files, commits, lag, positions."""
+        return self._tables.status()
 
     def list_topics(self) -> list[str]:
         return sorted(list(self._registry.topics))
@@ -734,6 +763,7 @@ class Engine:
                 return
             self._closed = True
         exit_close.closed(self)
+        self._tables.close()
         self._maintenance.stop()
         self.transactions.close()
         self.groups.close()
@@ -845,6 +875,7 @@ class Engine:
         ``metrics().text()`` or hand ``metrics().registry`` to prometheus-client."""
         if self._metrics is None:
             self._metrics = EngineMetrics(self)
+            self._metrics.register(TablesCollector(self._tables))
         return self._metrics
 
     def all_partitions(self) -> list[Partition]:

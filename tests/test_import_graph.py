@@ -6,7 +6,8 @@ Layers, lowest first: the wire protocol (engine.protocol); the broker core
 per-partition transaction data); the coordinators (engine.groups,
 engine.transactions) and the embedded clients (engine.client, which reach
 the core through engine.client.host's Protocol, never through Engine, and
-engine.memory's readers, which read through them); the engine facade
+engine.memory's readers, which read through them, and engine.tables' writer
+but its settings, which topic configs name); the engine facade
 (engine.engine) and the typed agent records that write through it
 (engine.memory.agent, .transport, .wire); the wire server (engine.server)
 and, beside it, what reaches other clusters through Kafka clients
@@ -105,6 +106,8 @@ def layer(module: str) -> int:
         ("engine.groups", "engine.transactions", "engine.client", "engine.memory")
     ):
         return 2  # engine.memory reads through the clients (bounded replay)
+    if module.startswith("engine.tables.") and module != "engine.tables.settings":
+        return 2  # the table writer reads settled records as the clients decode them
     if module == "engine.engine":
         return 3
     if module.startswith("engine.server"):

@@ -20,6 +20,7 @@ from engine.cli import (
     schemas,
     serve,
     state,
+    tables,
     topic,
     unmask,
     users,
@@ -46,6 +47,7 @@ def _build_parser() -> argparse.ArgumentParser:
     state.add_command(commands)
     fork.add_command(commands)
     schemas.add_command(commands)
+    tables.add_command(commands)
     wire_replay.add_command(commands)
     consume_open.add_flags(commands)
     topic.add_command(commands)

@@ -72,6 +72,7 @@ from engine.server.http_config import DEFAULT_HTTP_PORT, HttpConfig
 from engine.server.http_config import KEYS as HTTP_KEYS
 from engine.server.listeners import Listener, parse_listeners
 from engine.server.registry_config import DEFAULT_REGISTRY_PORT, KEYS, RegistryConfig
+from engine.tables.settings import tables_settings
 from engine.transactions.config import TransactionConfig
 from s3stream import StreamStoreConfig
 
@@ -377,7 +378,16 @@ def load_config_file(path: str | Path) -> FileConfig:
         document = tomllib.loads(Path(path).read_text())
     except (OSError, tomllib.TOMLDecodeError) as error:
         raise ConfigFileError(f"{path}: {error}") from error
-    sections = {"server", "engine", "topic_defaults", "store", "schema_registry", "http", "mirror"}
+    sections = {
+        "server",
+        "engine",
+        "topic_defaults",
+        "store",
+        "schema_registry",
+        "http",
+        "mirror",
+        "tables",
+    }
     unknown = set(document) - sections
     if unknown:
         raise ConfigFileError(f"{path}: unknown sections {sorted(unknown)}")
@@ -432,6 +442,11 @@ def load_config_file(path: str | Path) -> FileConfig:
         settings = {k: engine.pop(k) for k in list(engine) if k in _NESTED_SETTINGS[nested]}
         if settings:
             engine[nested] = config(**settings)
+    if "tables" in document:
+        try:
+            engine["tables"] = tables_settings(dict(document["tables"]))
+        except (TypeError, ValueError) as error:
+            raise ConfigFileError(f"{path}: [tables]: {error}") from error
     return FileConfig(
         server=server,
         topic_defaults=topic_defaults,

@@ -49,7 +49,7 @@ import threading
 import zlib
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from typing import Any
+from typing import Any, NamedTuple
 
 import boto3
 import botocore.config
@@ -97,6 +97,19 @@ _PERMANENT_BOTOCORE = (
     botocore.exceptions.ProfileNotFound,
     botocore.exceptions.UnknownCredentialError,
 )
+
+
+class S3Connection(NamedTuple):
+    """An S3 store's endpoint, region and credentials (None: the SDK's default)."""
+
+    endpoint_url: str | None
+    region: str | None
+    access_key_id: str | None
+    secret_access_key: str | None
+    session_token: str | None
+
+    def __repr__(self) -> str:  # the secrets stay out of logs and tracebacks
+        return f"S3Connection(endpoint_url={self.endpoint_url!r}, region={self.region!r})"
 
 
 class S3Store(ObjectStore):
@@ -148,14 +161,13 @@ class S3Store(ObjectStore):
             response_checksum_validation="when_required",
         )
         # A session per store: boto3's default session is not thread-safe to create clients on.
-        self._client: Any = boto3.session.Session().client(
-            "s3",
-            endpoint_url=endpoint_url,
-            region_name=region,
+        self._session = boto3.session.Session(
             aws_access_key_id=access_key_id,
             aws_secret_access_key=secret_access_key,
-            config=config,
+            region_name=region,
         )
+        self._endpoint_url = endpoint_url
+        self._client: Any = self._session.client("s3", endpoint_url=endpoint_url, config=config)
         # As boto3's transfer manager does: when botocore checksums what it can
         # (AWS_REQUEST_CHECKSUM_CALCULATION, when_supported by default), uploads
         # carry CRC32s; multipart parts too, and the completion lists them.
@@ -168,6 +180,19 @@ class S3Store(ObjectStore):
 
     def _key(self, key: str) -> str:
         return self.prefix + key
+
+    def connection(self) -> S3Connection:
+        """Where and as whom this store connects, for another S3 client of the
+        same bucket (the Iceberg tables' FileIO). Holds the secret key: never log it."""
+        credentials = self._session.get_credentials()
+        frozen = credentials.get_frozen_credentials() if credentials is not None else None
+        return S3Connection(
+            self._endpoint_url,
+            self._session.region_name,
+            frozen.access_key if frozen is not None else None,
+            frozen.secret_key if frozen is not None else None,
+            frozen.token if frozen is not None else None,
+        )
 
     # -- writing ----------------------------------------------------------------
 

@@ -1,0 +1,204 @@
+"""How fast a topic becomes an Iceberg table: records/s the table writer
+moves from the topic to its table (read the committed records back, build
+Arrow, write Parquet, commit to the catalog) beside pyarrow writing the same
+Parquet rows straight to the same store, in one run.
+
+    python bench/table_bench.py [--records 200000] [--value-bytes 200] [--quick] [--json]
+
+The records (JSON values of about ``--value-bytes`` with a correlation-id
+header, over 4 partitions) are produced and uploaded before timing. The
+writer runs as the engine's table thread runs it (engine.tables.writer.
+TableWriter, one commit per ``commit_bytes`` of stored batches, until
+nothing waits), on a topic without typed columns (``raw``) and on one whose
+value subject has a JSON Schema (``typed``: each value also decoded and
+checked). The baseline writes the same rows, already as Arrow tables, in as
+many Parquet files (zstd, as pyiceberg writes) to the same store directory.
+
+- ``writer_records_s`` / ``pyarrow_records_s``: records per second;
+- ``writer_vs_pyarrow``: the share of pyarrow's rate the writer keeps.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import _harness
+
+import engine
+import native
+from engine.schemas.types import JSON
+from engine.tables.settings import TablesConfig
+from native import RecordSpec
+from s3stream import StreamStoreConfig
+
+PARTITIONS = 4
+BATCH_RECORDS = 500
+COMMIT_BYTES = 8 * 1024 * 1024
+SCHEMA = {
+    "type": "object",
+    "properties": {
+        "action_id": {"type": "string"},
+        "type": {"enum": ["tool_call", "approval"]},
+        "correlation_id": {"type": "string"},
+        "step": {"type": "integer"},
+        "score": {"type": "number"},
+        "payload": {"type": "string"},
+    },
+}
+
+
+def produce(e: engine.Engine, topic: str, records: int, value_bytes: int) -> None:
+    pending = []
+    for start in range(0, records, BATCH_RECORDS):
+        specs = []
+        for i in range(start, min(records, start + BATCH_RECORDS)):
+            value = {
+                "action_id": f"a-{i}",
+                "type": "tool_call" if i % 2 else "approval",
+                "correlation_id": f"task-{i // 2}",
+                "step": i,
+                "score": i / 7,
+                "payload": "",
+            }
+            pad = max(0, value_bytes - len(json.dumps(value)))
+            value["payload"] = "x" * pad
+            specs.append(
+                RecordSpec(
+                    1_700_000_000_000 + i,
+                    b"agent-%d" % (i % 64),
+                    json.dumps(value).encode(),
+                    (("correlation-id", f"task-{i // 2}".encode()),),
+                )
+            )
+        batch = native.encode_batch(specs)
+        pending.append(e.submit(topic, (start // BATCH_RECORDS) % PARTITIONS, bytearray(batch)))
+    for future in pending:
+        future.result(120)
+
+
+def run_writer(e: engine.Engine, topic: str, root: Path) -> tuple[float, int, int, list[Any]]:
+    """(seconds, commits, files, the rows of each commit as Arrow) for the
+    table writer moving the whole topic."""
+    from engine.tables import columns
+    from engine.tables.catalogs import open_catalog
+    from engine.tables.writer import TableWriter
+
+    catalog = open_catalog(
+        TablesConfig(commit_bytes=COMMIT_BYTES), str(root / "data"), e.store.store
+    )
+    partitions = [e.partition(topic, p) for p in range(PARTITIONS)]
+    writer = TableWriter(
+        catalog,
+        "tidelog",
+        topic,
+        e.topic_shape(topic)[0],
+        lambda: partitions,
+        e.schemas,
+        COMMIT_BYTES,
+    )
+    batches: list[Any] = []
+    original = columns.arrow_rows
+
+    def keep(*args: Any) -> Any:
+        rows = original(*args)
+        batches.append(rows)
+        return rows
+
+    table = writer.load()  # created before timing
+    commits = files = 0
+    start = time.perf_counter()
+    import engine.tables.writer as writer_module
+
+    writer_module.arrow_rows = keep  # the same rows, for the baseline (no copy)
+    try:
+        while True:
+            result = writer.commit()
+            commits += 1
+            files += result.files
+            if not result.more:
+                break
+    finally:
+        writer_module.arrow_rows = original
+    elapsed = time.perf_counter() - start
+    assert table is not None
+    return elapsed, commits, files, batches
+
+
+def run_pyarrow(batches: list[Any], directory: Path) -> float:
+    """Seconds for pyarrow to write ``batches`` as Parquet files to ``directory``."""
+    import pyarrow.parquet as pq
+
+    directory.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    for index, rows in enumerate(batches):
+        if rows.num_rows:
+            pq.write_table(rows, directory / f"part-{index}.parquet", compression="zstd")
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = _harness.parser(__doc__, "20000 records")
+    parser.add_argument("--records", type=int, default=200_000)
+    parser.add_argument("--value-bytes", type=int, default=200)
+    parser.add_argument("--dir", default=None, help="where the scratch data directory goes")
+    args = parser.parse_args()
+    records = 20_000 if args.quick else args.records
+    config = replace(
+        engine.EngineConfig(),
+        store=StreamStoreConfig(upload_interval_s=3600, compaction_interval_s=3600),
+        checkpoint_interval_s=3600,
+        cleaner_interval_s=3600,
+    )
+    results: dict[str, Any] = {
+        "implementation": native.IMPLEMENTATION,
+        "records": records,
+        "value_bytes": args.value_bytes,
+        "partitions": PARTITIONS,
+        **_harness.cpus(),
+    }
+    with _harness.scratch(args.dir, "table-bench-") as root:
+        e = engine.open(root / "data", f"file://{root / 'bucket'}", config)
+        try:
+            e.schemas.register("typed-value", json.dumps(SCHEMA), JSON)
+            for name in ("raw", "typed"):
+                e.create_topic(name, PARTITIONS)
+                produce(e, name, records, args.value_bytes)
+            assert e.flush(300)
+            for name in ("raw", "typed"):
+                seconds, commits, files, batches = run_writer(e, name, root)
+                rows = sum(b.num_rows for b in batches)
+                assert rows == records, (name, rows)
+                direct = run_pyarrow(batches, root / "bucket" / "tables" / "baseline" / name)
+                results[name] = {
+                    "writer_records_s": round(records / seconds),
+                    "pyarrow_records_s": round(records / direct),
+                    "writer_vs_pyarrow": round(direct / seconds, 3),
+                    "commits": commits,
+                    "files": files,
+                }
+        finally:
+            e.close()
+    _harness.report(results, args.json, _table)
+
+
+def _table(results: dict[str, Any]) -> None:
+    print(
+        f"topic to Iceberg table, {results['records']} records of ~{results['value_bytes']} "
+        f"bytes over {results['partitions']} partitions, native: {results['implementation']}"
+    )
+    for name in ("raw", "typed"):
+        row = results[name]
+        print(
+            f"  {name:<5} writer {row['writer_records_s']:>9,} rec/s   "
+            f"pyarrow alone {row['pyarrow_records_s']:>9,} rec/s   "
+            f"writer/pyarrow {row['writer_vs_pyarrow']:.3f}   "
+            f"({row['commits']} commits, {row['files']} files)"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,81 @@
+"""What a table may hold of a partition: its committed records below the
+remote end, read from a position.
+
+The remote end (the end of what the object store's manifest has committed)
+and the last stable offset both fall where an append begins, so the read
+stops at a stored batch and never splits a transaction's decision from its
+records. Records of aborted transactions and transaction markers are left
+out as a read_committed consumer leaves them out (engine/isolation.py).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import native
+from engine.client.fetched_records import decode_fetched
+from engine.errors import CorruptRecord
+from engine.partition import Partition, PartitionFetch
+from engine.types import ConsumerRecord, TopicPartition
+
+
+class SettledRead(NamedTuple):
+    records: list[ConsumerRecord]
+    next_offset: int
+    """Where the partition's next read starts (past markers and aborted records)."""
+    bytes_read: int
+    """Stored batch bytes the records came from."""
+    skipped: int
+    """Offsets below the log start the position had not reached: records
+    retention or DeleteRecords removed before the table got them."""
+
+
+def settled_end(partition: Partition) -> int:
+    """The end of what a table may hold: the lower of the remote end and
+    the last stable offset."""
+    remote_end = partition.store.remote_end_offset(partition.stream_id)
+    return min(remote_end, partition.last_stable_offset)
+
+
+def read_settled(partition: Partition, position: int, max_bytes: int) -> SettledRead:
+    """The committed records of ``partition`` from ``position`` up to its
+    settled end, from about ``max_bytes`` of stored batches (at least one
+    batch when there is one)."""
+    skipped = 0
+    log_start = partition.log_start_offset
+    if position < log_start:
+        skipped, position = log_start - position, log_start
+    end = settled_end(partition)
+    if position >= end:
+        return SettledRead([], position, 0, skipped)
+    fetched = partition.fetch(position, max_bytes, read_committed=True)
+    kept, kept_end = _below(fetched.records, end)
+    next_offset = fetched.next_offset if len(kept) == len(fetched.records) else kept_end
+    next_offset = min(max(next_offset, position), end)
+    tp = TopicPartition(partition.topic, partition.index)
+    decoded = decode_fetched(tp, position, fetched._replace(records=kept, next_offset=next_offset))
+    if decoded.error is not None:
+        raise CorruptRecord(f"table of {tp.topic}-{tp.partition}: {decoded.error}")
+    records = [r for r in decoded.records if r.offset < end]
+    return SettledRead(records, next_offset, sum(len(p) for p in kept), skipped)
+
+
+def _below(
+    payloads: PartitionFetch | list[bytes | memoryview], end: int
+) -> tuple[list[bytes | memoryview], int]:
+    """The stored batches of ``payloads`` that end at or below ``end``, in
+    order up to the first that does not, and where the last of them ends."""
+    kept: list[bytes | memoryview] = []
+    kept_end = -1
+    for payload in payloads if isinstance(payloads, list) else payloads.records:
+        view = memoryview(payload)
+        cut = 0
+        for header in native.scan_batches(view):
+            if header.last_offset >= end:
+                if cut:
+                    kept.append(view[:cut])
+                return kept, kept_end
+            cut = header.position + header.size
+            kept_end = header.last_offset + 1
+        kept.append(payload)
+    return kept, kept_end

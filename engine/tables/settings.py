@@ -1,0 +1,84 @@
+"""The settings of table topics: the two topic configs' names and the
+engine-wide ``[tables]`` section (catalog, budgets)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+TABLE_ENABLE = "tidelog.table.enable"
+"""Topic config: keep an Iceberg table of the topic's records."""
+
+TABLE_COMMIT_INTERVAL = "tidelog.table.commit.interval.ms"
+"""Topic config: the most time between two table commits while records wait."""
+
+CATALOGS = ("sql", "rest")
+
+WAREHOUSE_PREFIX = "tables"
+"""The warehouse's place in the engine's object store (no s3stream prefix
+starts with it, so the store never lists or collects its files), and the
+SQLite catalog's directory in the data directory."""
+
+
+@dataclass(frozen=True)
+class TablesConfig:
+    """Where table topics' tables are kept and how much one commit may do."""
+
+    catalog: str = "sql"
+    """``sql``: a SQLite catalog in the data directory (``uri`` overrides it
+    with any SQLAlchemy URL); ``rest``: an Iceberg REST catalog at ``uri``."""
+    uri: str = ""
+    """The catalog's URL (rest: required; sql: default
+    ``sqlite:///<data_dir>/tables/catalog.db``)."""
+    warehouse: str = ""
+    """sql: where new tables' files go (default: ``tables/`` in the engine's
+    object store, ``file://`` or ``s3://`` with the store's endpoint and
+    credentials); rest: the server's warehouse to use (default: none named)."""
+    namespace: str = "tidelog"
+    """The catalog namespace tables are created in."""
+    properties: Mapping[str, str] = field(default_factory=dict)
+    """More catalog properties, passed to pyiceberg as given (a REST catalog's
+    ``credential`` or ``token``, ``s3.*`` FileIO settings, ...)."""
+    commit_records: int = 100_000
+    """A topic commits early once this many records wait (the size trigger)."""
+    commit_bytes: int = 16 * 1024 * 1024
+    """The most stored batch bytes one commit reads (bounds the writer's memory)."""
+    poll_interval_s: float = 1.0
+    """How often the table thread looks for due commits."""
+
+    def __post_init__(self) -> None:
+        if self.catalog not in CATALOGS:
+            raise ValueError(f"tables catalog must be one of {', '.join(CATALOGS)}")
+        if self.catalog == "rest" and not self.uri:
+            raise ValueError("a rest tables catalog needs its uri")
+        if not self.namespace or "." in self.namespace:
+            raise ValueError("tables namespace must be one non-empty name without '.'")
+        if self.commit_records < 1 or self.commit_bytes < 1:
+            raise ValueError("tables commit_records and commit_bytes must be at least 1")
+        if not 0 < self.poll_interval_s <= 60:
+            raise ValueError("tables poll_interval_s must be in (0, 60]")
+
+
+def tables_settings(table: Mapping[str, object]) -> TablesConfig:
+    """A serve config file's ``[tables]`` section as a TablesConfig; its
+    ``properties`` is a table of strings."""
+    known = set(TablesConfig.__dataclass_fields__)
+    unknown = set(table) - known
+    if unknown:
+        raise ValueError(f"unknown keys {sorted(unknown)}")
+    settings = dict(table)
+    properties = settings.pop("properties", {})
+    if not isinstance(properties, Mapping):
+        raise ValueError("properties must be a table of strings")
+    for name, kind in (("catalog", str), ("uri", str), ("warehouse", str), ("namespace", str)):
+        if name in settings and not isinstance(settings[name], kind):
+            raise ValueError(f"{name} must be a string")
+    for name in ("commit_records", "commit_bytes"):
+        if name in settings and type(settings[name]) is not int:
+            raise ValueError(f"{name} must be an integer")
+    if "poll_interval_s" in settings and type(settings["poll_interval_s"]) not in (int, float):
+        raise ValueError("poll_interval_s must be a number")
+    return TablesConfig(
+        properties={str(k): str(v) for k, v in properties.items()},
+        **settings,  # type: ignore[arg-type]
+    )

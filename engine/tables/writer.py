@@ -1,0 +1,301 @@
+"""One topic's table: where it stands (the positions in its newest
+snapshot's summary) and the commit that moves it forward, exactly once.
+
+A commit reads each partition's settled records from the table's own
+positions (reader.py), appends them as Parquet data files with the new
+positions in the snapshot summary, and lets the catalog's compare-and-swap
+decide: another writer's commit in between fails ours, and the next attempt
+starts again from the table's state. pyiceberg's own retry, which would
+re-apply the same rows on top of the other commit, is switched off on
+tidelog's tables (``commit.retry.num-retries = 0``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import re
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
+
+from pyiceberg.catalog import Catalog
+from pyiceberg.exceptions import (
+    CommitFailedException,
+    NamespaceAlreadyExistsError,
+    NoSuchTableError,
+    TableAlreadyExistsError,
+)
+from pyiceberg.table import Table
+
+from engine.errors import EngineError
+from engine.partition import Partition
+from engine.protocol.kafka_code import KafkaCode
+from engine.schemas.types import RegisteredSchema, SchemaLookup
+from engine.tables.columns import arrow_rows, partition_spec, table_schema
+from engine.tables.reader import read_settled, settled_end
+from engine.tables.typed_values import TypedField, ValueDecoder, value_decoder
+from engine.types import ConsumerRecord
+
+log = logging.getLogger("tidelog.tables")
+
+OFFSETS = "tidelog.offsets"
+"""Snapshot summary: the JSON object of the next offset per partition."""
+TOPIC_ID = "tidelog.topic-id"
+"""Snapshot summary and table property: the topic's id (hex) the rows and
+offsets are of."""
+TOPIC = "tidelog.topic"
+"""Table property: the topic the table holds."""
+NO_PYICEBERG_RETRY = {"commit.retry.num-retries": "0"}
+COMMIT_ATTEMPTS = 5
+"""Commits tried against other writers' before a pass gives up (the next
+pass starts again)."""
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9_]")
+
+
+class TableNameTaken(EngineError):
+    """The table a topic's name maps to holds another topic."""
+
+    code = KafkaCode.INVALID_CONFIG
+
+
+class CommitConflicts(EngineError):
+    """Other writers committed first on every attempt of one pass (the next
+    pass starts again: nothing is lost, the table is only later)."""
+
+
+class CommitResult(NamedTuple):
+    records: int
+    """Rows added."""
+    files: int
+    """Data files added."""
+    skipped: int
+    """Records the log lost before the table got them (retention)."""
+    more: bool
+    """Settled records are still waiting (the commit's read budget ran out)."""
+    conflicts: int
+    """Attempts another writer's commit failed."""
+
+
+def table_name(topic: str) -> str:
+    """The table a topic's records go to: its name with every character
+    outside ``[A-Za-z0-9_]`` as ``_`` (query engines read ``.`` and ``-``)."""
+    return _UNSAFE.sub("_", topic)
+
+
+class TableWriter:
+    """Writes one topic's settled records into its table."""
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        namespace: str,
+        topic: str,
+        topic_id: bytes,
+        partitions: Callable[[], Sequence[Partition]],
+        schemas: SchemaLookup,
+        commit_bytes: int,
+        find_metadata: Callable[[], str | None] = lambda: None,
+        value_subject: Callable[[], str] | None = None,
+        location: str | None = None,
+    ) -> None:
+        self.catalog = catalog
+        self.identifier = (namespace, table_name(topic))
+        self.topic = topic
+        self.topic_id = topic_id.hex()
+        self._partitions = partitions
+        self._schemas = schemas
+        self.commit_bytes = commit_bytes
+        self._find_metadata = find_metadata
+        self._value_subject = value_subject or (lambda: f"{topic}-value")
+        """The subject whose latest schema gives the typed columns."""
+        self.location = location
+        """Where a new table's files go (None: where the catalog puts them)."""
+        """The newest metadata file of this table in the warehouse, for a
+        catalog that has no entry for it (None: start a new table)."""
+        self.positions: dict[int, int] | None = None
+        """The positions of the table's newest snapshot, as last read or committed."""
+        self._decoder: tuple[RegisteredSchema | None, ValueDecoder | None] = (None, None)
+
+    # -- where the table stands --------------------------------------------------
+
+    def load(self) -> Table:
+        """The table (created, with its namespace, if absent)."""
+        try:
+            table = self.catalog.load_table(self.identifier)
+        except NoSuchTableError:
+            table = self._create()
+        name = ".".join(self.identifier)
+        owner = table.properties.get(TOPIC)
+        if owner != self.topic:
+            raise TableNameTaken(f"table {name} holds topic {owner!r}, not {self.topic!r}")
+        if table.properties.get(TOPIC_ID, self.topic_id) != self.topic_id:
+            # Its rows are of a deleted topic of this name: the same partitions
+            # and offsets again would be two records under one (partition, offset).
+            raise TableNameTaken(
+                f"table {name} holds an earlier topic {self.topic!r} "
+                f"(id {table.properties[TOPIC_ID]}); drop or rename it to keep a table of "
+                f"this one (id {self.topic_id})"
+            )
+        if table.properties.get("commit.retry.num-retries") != "0":
+            log.warning("table %s: turning pyiceberg's commit retry off", table.name())
+            with table.transaction() as txn:
+                txn.set_properties(NO_PYICEBERG_RETRY)
+            table = self.catalog.load_table(self.identifier)
+        return table
+
+    def _create(self) -> Table:
+        with contextlib.suppress(NamespaceAlreadyExistsError):
+            self.catalog.create_namespace(self.identifier[0])
+        found = self._find_metadata()
+        if found is not None:
+            log.warning(
+                "table %s is not in the catalog; registering its files again from %s",
+                ".".join(self.identifier),
+                found,
+            )
+            try:
+                return self.catalog.register_table(self.identifier, found)
+            except TableAlreadyExistsError:
+                return self.catalog.load_table(self.identifier)
+        try:
+            return self.catalog.create_table(
+                self.identifier,
+                schema=table_schema(self.decoder()),
+                location=self.location,
+                partition_spec=partition_spec(),
+                properties={
+                    TOPIC: self.topic,
+                    TOPIC_ID: self.topic_id,
+                    "format-version": "2",
+                    **NO_PYICEBERG_RETRY,
+                },
+            )
+        except TableAlreadyExistsError:  # another writer created it first
+            return self.catalog.load_table(self.identifier)
+
+    def table_positions(self, table: Table) -> dict[int, int]:
+        """The next offset per partition the table holds: from the newest
+        snapshot with tidelog's summary (others' snapshots, e.g. a
+        compaction, are passed over); empty for a new table."""
+        snapshot = table.current_snapshot()
+        while snapshot is not None:
+            summary = snapshot.summary
+            text = summary.get(OFFSETS) if summary is not None else None
+            if text is not None:
+                return {int(p): int(o) for p, o in json.loads(text).items()}
+            parent = snapshot.parent_snapshot_id
+            snapshot = table.snapshot_by_id(parent) if parent is not None else None
+        return {}
+
+    def decoder(self) -> ValueDecoder | None:
+        """The decoder of the topic's values by its value subject's latest
+        schema (rebuilt when a new version is registered)."""
+        latest = self._schemas.latest(self._value_subject())
+        if latest != self._decoder[0]:
+            self._decoder = (latest, value_decoder(latest, self._schemas))
+        return self._decoder[1]
+
+    def lag(self) -> int:
+        """Settled records (offsets) not in the table yet, by the positions last known."""
+        positions = self.positions or {}
+        return sum(
+            max(0, settled_end(p) - max(positions.get(p.index, 0), p.log_start_offset))
+            for p in self._partitions()
+        )
+
+    # -- moving it forward ---------------------------------------------------------
+
+    def commit(self) -> CommitResult:
+        """Writes what is settled from the table's positions (up to the read
+        budget) in one commit; retried from the table's new state when
+        another writer commits first."""
+        conflicts = 0
+        for _ in range(COMMIT_ATTEMPTS):
+            table = self.load()
+            positions = self.table_positions(table)
+            self.positions = positions
+            try:
+                result = self._commit_once(table, positions)
+            except CommitFailedException as conflict:
+                conflicts += 1
+                log.info("table %s: %s; starting again from its state", table.name(), conflict)
+                continue
+            return result._replace(conflicts=conflicts)
+        raise CommitConflicts(
+            f"table {'.'.join(self.identifier)}: other writers committed first "
+            f"{COMMIT_ATTEMPTS} times in a row"
+        )
+
+    def _commit_once(self, table: Table, positions: dict[int, int]) -> CommitResult:
+        records: list[ConsumerRecord] = []
+        new_positions = dict(positions)
+        budget, skipped, more = self.commit_bytes, 0, False
+        for partition in self._partitions():
+            start = positions.get(partition.index, 0)
+            if budget <= 0:
+                more = more or settled_end(partition) > start
+                continue
+            read = read_settled(partition, start, budget)
+            budget -= read.bytes_read
+            skipped += read.skipped
+            records += read.records
+            new_positions[partition.index] = read.next_offset
+            more = more or settled_end(partition) > read.next_offset
+        if skipped:
+            log.warning(
+                "table %s: %d records of topic %s were removed from the log before "
+                "the table got them",
+                table.name(),
+                skipped,
+                self.topic,
+            )
+        if new_positions == positions:  # nothing to read now: no use asking again at once
+            return CommitResult(0, 0, 0, False, 0)
+        read_at = _snapshot_id(table)
+        table, typed = self._evolve(table)
+        if _snapshot_id(table) != read_at:
+            # Another writer committed while the schema was updated: the append
+            # would be checked against its snapshot, not the one the positions
+            # came from.
+            raise CommitFailedException("the table moved on while its schema was updated")
+        rows = arrow_rows(records, table.schema().as_arrow(), self.decoder(), typed)
+        summary = {
+            OFFSETS: json.dumps({str(p): o for p, o in sorted(new_positions.items())}),
+            TOPIC_ID: self.topic_id,
+        }
+        table.append(rows, snapshot_properties=summary)
+        self.positions = new_positions
+        added = table.current_snapshot()
+        files = 0
+        if added is not None and added.summary is not None:
+            files = int(added.summary.get("added-data-files") or 0)
+        return CommitResult(len(records), files, skipped, more, 0)
+
+    def _evolve(self, table: Table) -> tuple[Table, list[TypedField]]:
+        """The table with the decoder's columns added if some are new, and
+        the typed fields whose columns the table has with their types."""
+        decoder = self.decoder()
+        if decoder is None:
+            return table, []
+        wanted = table_schema(decoder)
+        have = {field.name: field.field_type for field in table.schema().fields}
+        if any(field.name not in have for field in wanted.fields):
+            try:
+                with table.update_schema() as update:
+                    update.union_by_name(wanted)
+                table = self.catalog.load_table(self.identifier)
+                have = {field.name: field.field_type for field in table.schema().fields}
+            except CommitFailedException:
+                raise
+            except Exception as error:  # a type change Iceberg cannot widen
+                log.warning("table %s: its schema cannot follow: %s", table.name(), error)
+        columns = {field.name: field.field_type for field in wanted.fields}
+        typed = [f for f in decoder.fields if have.get(f.column) == columns[f.column]]
+        return table, typed
+
+
+def _snapshot_id(table: Table) -> int | None:
+    snapshot = table.current_snapshot()
+    return snapshot.snapshot_id if snapshot is not None else None
