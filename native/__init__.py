@@ -58,6 +58,7 @@ if TYPE_CHECKING:
         crc32c_backend,
         decode_records,
         encode_batch,
+        encode_records,
         rewrite_batch,
         scan_batches,
         stamp_batch,
@@ -71,6 +72,7 @@ else:
     rewrite_batch = _impl.rewrite_batch
     decode_records = _impl.decode_records
     encode_batch = _impl.encode_batch
+    encode_records = _impl.encode_records
     stamp_batch = _impl.stamp_batch
 
 __all__ = [
@@ -99,6 +101,7 @@ __all__ = [
     "crc32c_backend",
     "decode_records",
     "encode_batch",
+    "encode_records",
     "rewrite_batch",
     "scan_batches",
     "stamp_batch",

@@ -47,6 +47,20 @@ def encode_batch(
     offset_deltas: Sequence[int] | None = None,
     last_offset_delta: int | None = None,
 ) -> bytes: ...
+def encode_records(
+    values: Sequence[BytesLike | str | None],
+    keys: Sequence[BytesLike | str | None] | None = None,
+    *,
+    timestamp: int,
+    start: int = 0,
+    max_bytes: int = ...,
+    headers: Sequence[tuple[str, BytesLike | None]] = (),
+    compression: int = 0,
+    producer_id: int = -1,
+    producer_epoch: int = -1,
+    base_sequence: int = -1,
+    is_transactional: bool = False,
+) -> tuple[bytearray, int]: ...
 def stamp_batch(
     data: BytesLike,
     headers: Sequence[tuple[str, BytesLike]],
