@@ -58,6 +58,7 @@ if TYPE_CHECKING:
         crc32c_backend,
         decode_records,
         encode_batch,
+        encode_entries,
         encode_records,
         rewrite_batch,
         scan_batches,
@@ -73,6 +74,7 @@ else:
     decode_records = _impl.decode_records
     encode_batch = _impl.encode_batch
     encode_records = _impl.encode_records
+    encode_entries = _impl.encode_entries
     stamp_batch = _impl.stamp_batch
 
 __all__ = [
@@ -101,6 +103,7 @@ __all__ = [
     "crc32c_backend",
     "decode_records",
     "encode_batch",
+    "encode_entries",
     "encode_records",
     "rewrite_batch",
     "scan_batches",

@@ -61,6 +61,18 @@ def encode_records(
     base_sequence: int = -1,
     is_transactional: bool = False,
 ) -> tuple[bytearray, int]: ...
+def encode_entries(
+    runs: Sequence[tuple[int, Sequence[tuple[int, int, BytesLike]]]],
+    block_bytes: int,
+    *,
+    with_spans: bool = False,
+) -> tuple[
+    list[BytesLike],
+    int,
+    list[tuple[int, int, int, int, int, int]],
+    list[tuple[int, int, int, int]],
+    dict[tuple[int, int], tuple[int, bytes, BytesLike]] | None,
+]: ...
 def stamp_batch(
     data: BytesLike,
     headers: Sequence[tuple[str, BytesLike]],

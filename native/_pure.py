@@ -902,6 +902,96 @@ def _field(data: BytesLike | str | None) -> BytesLike | None:
     return data.encode("utf-8") if isinstance(data, str) else data
 
 
+_ENTRY_HEADER = struct.Struct("<qII")  # base offset, offset count, payload length
+_U32_MAX = (1 << 32) - 1
+
+EntryRun = tuple[int, Sequence[tuple[int, int, BytesLike]]]
+"""A stream id and its stored batches (base_offset, end_offset, payload)."""
+
+
+def encode_entries(
+    runs: Sequence[EntryRun], block_bytes: int, *, with_spans: bool = False
+) -> tuple[
+    list[BytesLike],
+    int,
+    list[tuple[int, int, int, int, int, int]],
+    list[tuple[int, int, int, int]],
+    dict[tuple[int, int], tuple[int, bytes, BytesLike]] | None,
+]:
+    """The data region of an s3stream object (docs/object-format.md).
+
+    Each run's batches (consecutive offsets) become entries: a 16-byte entry
+    header, then the payload, never copied. A block holds consecutive
+    entries of one run, at most ``block_bytes`` unless one entry alone is
+    larger. Returns the parts (headers between the caller's payloads), the
+    region's size, each block's (stream, start, end, position, size, CRC32C),
+    each run's (stream, start, end, size) and, ``with_spans``, each entry's
+    (position, header, payload) by (stream, base offset).
+    """
+    if not isinstance(runs, list):
+        raise TypeError("runs must be a list")
+    _check_int(block_bytes, 64, "block_bytes")
+    parts: list[BytesLike] = []
+    size = 0
+    blocks: list[tuple[int, int, int, int, int, int]] = []
+    ranges: list[tuple[int, int, int, int]] = []
+    spans: dict[tuple[int, int], tuple[int, bytes, BytesLike]] | None = {} if with_spans else None
+    for run in runs:
+        if not isinstance(run, tuple) or len(run) != 2:
+            raise TypeError("a run is a (stream_id, batches) tuple")
+        stream_id, batches = run
+        _check_stored_int(stream_id, "a run's stream id")
+        if not batches:
+            continue
+        stream_begin = block_start = size
+        block_first = expected = 0
+        block_crc = 0
+        for i, batch in enumerate(batches):
+            if not isinstance(batch, tuple) or len(batch) != 3:
+                raise TypeError("a stored batch is a (base_offset, end_offset, payload) tuple")
+            base, end, payload = batch
+            _check_stored_int(base, "base_offset")
+            _check_stored_int(end, "end_offset")
+            if i == 0:
+                block_first = expected = base
+            if base != expected or end <= base:
+                raise ValueError(
+                    f"stream {stream_id}: batch [{base}, {end}) does not follow offset {expected}"
+                )
+            if end - base > _U32_MAX:
+                raise ValueError(
+                    f"stream {stream_id}: batch [{base}, {end}) spans too many offsets"
+                )
+            length = len(_byte_view(payload))
+            if length > _U32_MAX:
+                raise ValueError("a stored batch is larger than 4 GiB")
+            entry_size = _ENTRY_HEADER.size + length
+            if size > block_start and size - block_start + entry_size > block_bytes:
+                blocks.append(
+                    (stream_id, block_first, expected, block_start, size - block_start, block_crc)
+                )
+                block_start, block_first, block_crc = size, expected, 0
+            header = _ENTRY_HEADER.pack(base, end - base, length)
+            block_crc = crc32c(payload, crc32c(header, block_crc))
+            if spans is not None:
+                spans[(stream_id, base)] = (size, header, payload)
+            parts.append(header)
+            parts.append(payload)
+            size += entry_size
+            expected = end
+        blocks.append(
+            (stream_id, block_first, expected, block_start, size - block_start, block_crc)
+        )
+        ranges.append((stream_id, batches[0][0], expected, size - stream_begin))
+    return parts, size, blocks, ranges, spans
+
+
+def _check_stored_int(value: object, what: str) -> int:
+    if not isinstance(value, int):
+        raise TypeError(f"{what} must be an int, not {type(value).__name__}")
+    return _check_int(value, 64, what)
+
+
 def _spec(spec: Iterable[object]) -> RecordSpec:
     fields = tuple(spec)
     if len(fields) not in (3, 4):

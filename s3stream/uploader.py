@@ -59,7 +59,7 @@ def epoch_of_key(key: str) -> int | None:
 @dataclass
 class PreparedObject:
     meta: ObjectMeta
-    data: list[bytes | memoryview]
+    data: list[bytes | bytearray | memoryview]
     """The object's bytes, in parts (see EncodedObject)."""
 
 

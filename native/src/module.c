@@ -12,6 +12,7 @@
 #include "batch.h"
 #include "buffer.h"
 #include "bulk.h"
+#include "entries.h"
 #include "crc32c.h"
 #include "stamp.h"
 
@@ -984,6 +985,8 @@ static PyMethodDef methods[] = {
      "Build one v2 batch from record specs."},
     {"encode_records", (PyCFunction)(void (*)(void))tl_py_encode_records,
      METH_VARARGS | METH_KEYWORDS, "Build one v2 batch from lists of values and keys."},
+    {"encode_entries", (PyCFunction)(void (*)(void))tl_py_encode_entries,
+     METH_VARARGS | METH_KEYWORDS, "Lay out an object's entries and blocks."},
     {"stamp_batch", (PyCFunction)(void (*)(void))tl_py_stamp_batch, METH_VARARGS | METH_KEYWORDS,
      "Append provenance headers to every record of one batch."},
     {NULL, NULL, 0, NULL},
