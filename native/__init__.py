@@ -60,6 +60,7 @@ if TYPE_CHECKING:
         encode_batch,
         encode_entries,
         encode_records,
+        join_parts,
         rewrite_batch,
         scan_batches,
         stamp_batch,
@@ -75,6 +76,7 @@ else:
     encode_batch = _impl.encode_batch
     encode_records = _impl.encode_records
     encode_entries = _impl.encode_entries
+    join_parts = _impl.join_parts
     stamp_batch = _impl.stamp_batch
 
 __all__ = [
@@ -105,6 +107,7 @@ __all__ = [
     "encode_batch",
     "encode_entries",
     "encode_records",
+    "join_parts",
     "rewrite_batch",
     "scan_batches",
     "stamp_batch",

@@ -73,6 +73,7 @@ def encode_entries(
     list[tuple[int, int, int, int]],
     dict[tuple[int, int], tuple[int, bytes, BytesLike]] | None,
 ]: ...
+def join_parts(parts: Iterable[BytesLike]) -> bytes: ...
 def stamp_batch(
     data: BytesLike,
     headers: Sequence[tuple[str, BytesLike]],

@@ -986,6 +986,12 @@ def encode_entries(
     return parts, size, blocks, ranges, spans
 
 
+def join_parts(parts: Iterable[BytesLike]) -> bytes:
+    """The parts' bytes in one bytes object (the C one copies them with the
+    GIL released, so a large object's join does not stop other threads)."""
+    return b"".join(parts)
+
+
 def _check_stored_int(value: object, what: str) -> int:
     if not isinstance(value, int):
         raise TypeError(f"{what} must be an int, not {type(value).__name__}")

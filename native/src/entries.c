@@ -286,3 +286,47 @@ PyObject *tl_py_encode_entries(PyObject *self, PyObject *args, PyObject *kwargs)
     layout_free(&layout);
     return result;
 }
+
+PyObject *tl_py_join_parts(PyObject *self, PyObject *parts_obj) {
+    PyObject *parts = PySequence_Fast(parts_obj, "parts must be a sequence of buffers");
+    if (!parts) return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(parts);
+    Py_buffer *views = PyMem_New(Py_buffer, n ? (size_t)n : 1);
+    PyObject *result = NULL;
+    Py_ssize_t viewed = 0, total = 0;
+    if (!views) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (; viewed < n; viewed++) {
+        if (PyObject_GetBuffer(PySequence_Fast_GET_ITEM(parts, viewed), &views[viewed],
+                               PyBUF_SIMPLE) != 0)
+            goto done;
+        if (views[viewed].len > PY_SSIZE_T_MAX - total) {
+            viewed++;
+            PyErr_SetString(PyExc_OverflowError, "the parts are too large to join");
+            goto done;
+        }
+        total += views[viewed].len;
+    }
+    if (!(result = PyBytes_FromStringAndSize(NULL, total))) goto done;
+    char *out = PyBytes_AS_STRING(result);
+    /* The views are held: no part can change size while the copy runs. */
+    if (total >= GIL_FREE_BYTES) {
+        Py_BEGIN_ALLOW_THREADS for (Py_ssize_t i = 0; i < n; i++) {
+            memcpy(out, views[i].buf, (size_t)views[i].len);
+            out += views[i].len;
+        }
+        Py_END_ALLOW_THREADS
+    } else {
+        for (Py_ssize_t i = 0; i < n; i++) {
+            memcpy(out, views[i].buf, (size_t)views[i].len);
+            out += views[i].len;
+        }
+    }
+done:
+    for (Py_ssize_t i = 0; i < viewed; i++) PyBuffer_Release(&views[i]);
+    PyMem_Free(views);
+    Py_DECREF(parts);
+    return result;
+}

@@ -11,4 +11,8 @@
  * native/_pure.py's encode_entries for what each result holds. */
 PyObject *tl_py_encode_entries(PyObject *self, PyObject *args, PyObject *kwargs);
 
+/* join_parts(parts) -> bytes: the buffers' bytes in one bytes object,
+ * copied with the GIL released (b"".join holds it for the whole copy). */
+PyObject *tl_py_join_parts(PyObject *self, PyObject *parts);
+
 #endif

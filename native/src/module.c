@@ -987,6 +987,7 @@ static PyMethodDef methods[] = {
      METH_VARARGS | METH_KEYWORDS, "Build one v2 batch from lists of values and keys."},
     {"encode_entries", (PyCFunction)(void (*)(void))tl_py_encode_entries,
      METH_VARARGS | METH_KEYWORDS, "Lay out an object's entries and blocks."},
+    {"join_parts", tl_py_join_parts, METH_O, "Join buffers into one bytes, the GIL released."},
     {"stamp_batch", (PyCFunction)(void (*)(void))tl_py_stamp_batch, METH_VARARGS | METH_KEYWORDS,
      "Append provenance headers to every record of one batch."},
     {NULL, NULL, 0, NULL},
