@@ -2,8 +2,9 @@
 
 An append that asks to be remotely durable while an upload is in flight
 waits for that upload, then for the next one, which starts as soon as the
-previous one is committed (after the short linger), never on the upload
-interval; every append that asked meanwhile shares it. The object store's
+previous one's objects are put (its PUT overlapping the previous commit),
+never on the upload interval; every append that asked meanwhile shares it,
+and commits stay in order. The object store's
 PUTs are held on cue here (the one thing a real store cannot do), and the
 test counts uploads and orders acknowledgements; it never measures time.
 """
@@ -15,6 +16,8 @@ from concurrent.futures import Future
 from pathlib import Path
 
 from s3stream import StreamStore, StreamStoreConfig
+from s3stream.chain_verify import verify_stream
+from s3stream.manifest import LOG_PREFIX, load_state
 from s3stream.store import MemoryStore
 from s3stream.uploader import OBJECT_PREFIX
 
@@ -98,3 +101,68 @@ def test_a_remote_wait_on_appended_data_starts_its_upload(tmp_path: Path) -> Non
         for _ in range(2):
             store.releases.release()
         stream_store.close()
+
+
+class HeldCommits(HeldPuts):
+    """Also holds each manifest commit (a create-if-absent PUT of the next
+    version) once ``hold_commits`` is set, until released."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hold_commits = False
+        self.commit_started = threading.Semaphore(0)
+        self.commit_releases = threading.Semaphore(0)
+        self.events: list[str] = []
+
+    def put(self, key: str, data: object) -> str:
+        if key.startswith(OBJECT_PREFIX):
+            self.events.append("object put")
+        return super().put(key, data)
+
+    def put_if_absent(self, key: str, data: object) -> str:
+        if self.hold_commits and key.startswith(LOG_PREFIX):
+            self.events.append("commit")
+            self.commit_started.release()
+            assert self.commit_releases.acquire(timeout=TIMEOUT), "the commit was never released"
+        return super().put_if_absent(key, data)  # type: ignore[arg-type]
+
+
+def test_the_next_upload_is_put_while_the_previous_commit_is_in_flight(tmp_path: Path) -> None:
+    store = HeldCommits()
+    config = StreamStoreConfig(
+        upload_interval_s=3600, wal_segment_bytes=1024 * 1024, wal_preallocate=False
+    )
+    stream_store = StreamStore.open(tmp_path / "data", store, config)
+    try:
+        stream = stream_store.create_stream()
+        stream_store.open_stream(stream, 1)
+        store.hold_commits = True
+        first = stream_store.submit(stream, 0, 0, b"a", remote=True)
+        assert store.started.acquire(timeout=TIMEOUT)
+        second = stream_store.submit(stream, 1, 1, b"b", remote=True)
+        store.releases.release()  # the first object is put; its commit starts, held
+        assert store.commit_started.acquire(timeout=TIMEOUT)
+        # The second append's object is put while the first commit is held.
+        assert store.started.acquire(timeout=TIMEOUT), "the next PUT waited for the commit"
+        assert not first.done() and not second.done()
+        store.releases.release()
+        store.commit_releases.release()
+        assert first.result(TIMEOUT) == 1
+        assert store.commit_started.acquire(timeout=TIMEOUT)
+        assert not second.done()  # committed after the first, never before
+        store.commit_releases.release()
+        assert second.result(TIMEOUT) == 2
+        assert store.events == ["object put", "commit", "object put", "commit"]
+        assert stream_store.stats.uploads == 2
+        assert stream_store.remote_end_offset(stream) == 2
+    finally:
+        store.hold_commits = False
+        for _ in range(3):
+            store.releases.release()
+            store.commit_releases.release()
+        stream_store.close()
+    # The second object was laid out against the state the first commit
+    # made: the stream's chain runs through both, unbroken from genesis.
+    verdict = verify_stream(store, load_state(store), stream)
+    assert verdict.ok and verdict.from_genesis
+    assert (verdict.start_offset, verdict.end_offset, verdict.batches) == (0, 2, 2)
