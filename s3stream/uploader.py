@@ -536,7 +536,9 @@ class Uploader:
                 return
             following = state.cache.sealed_after(block)
             if following is None:
-                if state.cache.active.empty:
+                # Sealed early only for appends of its own that wait (those
+                # of ``block`` are answered by this commit).
+                if not self._wanted or state.cache.active.empty:
                     return
                 self.seal_locked()
                 following = state.cache.sealed_after(block)
