@@ -39,7 +39,9 @@ typedef struct {
     int64_t *bases;
     int64_t *streams;
     tl_block *blocks;
-    Py_ssize_t entries, block_count, viewed;
+    int64_t *run_streams; /* each run's stream and entry count, as laid out: */
+    Py_ssize_t *run_counts; /* the list may change while the GIL is released */
+    Py_ssize_t entries, block_count, viewed, runs;
 } tl_layout;
 
 static void put_le64(uint8_t *p, uint64_t v) {
@@ -59,6 +61,8 @@ static void layout_free(tl_layout *l) {
     PyMem_Free(l->bases);
     PyMem_Free(l->streams);
     PyMem_Free(l->blocks);
+    PyMem_Free(l->run_streams);
+    PyMem_Free(l->run_counts);
 }
 
 static int read_int64(PyObject *obj, const char *what, int64_t *out) {
@@ -85,16 +89,24 @@ static PyObject *run_batches(PyObject *run, int64_t *stream_id) {
 /* Step 1, with the GIL: checks every run, holds every payload's buffer,
  * writes the entry headers and cuts the blocks. */
 static int lay_out(PyObject *runs, int64_t block_bytes, tl_layout *l, int64_t *total) {
-    Py_ssize_t run_count = PyList_GET_SIZE(runs);
+    /* The list is read again on each step: converting a run's batches
+     * (a custom sequence) may run code that changes it. */
     Py_ssize_t entries = 0;
-    for (Py_ssize_t r = 0; r < run_count; r++) {
+    for (Py_ssize_t r = 0; r < PyList_GET_SIZE(runs); r++) {
         int64_t stream_id;
         PyObject *batches = run_batches(PyList_GET_ITEM(runs, r), &stream_id);
         if (!batches) return -1;
         entries += PySequence_Fast_GET_SIZE(batches);
         Py_DECREF(batches);
     }
+    Py_ssize_t run_count = PyList_GET_SIZE(runs);
     size_t n = entries ? (size_t)entries : 1;
+    l->run_streams = PyMem_New(int64_t, run_count ? (size_t)run_count : 1);
+    l->run_counts = PyMem_New(Py_ssize_t, run_count ? (size_t)run_count : 1);
+    if (!l->run_streams || !l->run_counts) {
+        PyErr_NoMemory();
+        return -1;
+    }
     l->views = PyMem_New(Py_buffer, n);
     l->headers = PyMem_Malloc(n * ENTRY_HEADER_SIZE);
     l->positions = PyMem_New(int64_t, n);
@@ -111,9 +123,20 @@ static int lay_out(PyObject *runs, int64_t block_bytes, tl_layout *l, int64_t *t
     Py_ssize_t e = 0;
     for (Py_ssize_t r = 0; r < run_count; r++) {
         int64_t stream_id;
+        if (r >= PyList_GET_SIZE(runs)) {
+            PyErr_SetString(PyExc_RuntimeError, "runs changed while they were laid out");
+            return -1;
+        }
         PyObject *batches = run_batches(PyList_GET_ITEM(runs, r), &stream_id);
         if (!batches) return -1;
         Py_ssize_t count = PySequence_Fast_GET_SIZE(batches);
+        if (e + count > entries) {
+            PyErr_SetString(PyExc_RuntimeError, "runs changed while they were laid out");
+            goto fail;
+        }
+        l->run_streams[r] = stream_id;
+        l->run_counts[r] = count;
+        l->runs = r + 1;
         tl_block *block = NULL;
         int64_t expected = 0;
         for (Py_ssize_t i = 0; i < count; i++, e++) {
@@ -199,7 +222,7 @@ static void checksum_blocks(tl_layout *l) {
 }
 
 /* Step 3, with the GIL: the parts, blocks, ranges and spans. */
-static PyObject *build_results(PyObject *runs, tl_layout *l, int64_t total, int with_spans) {
+static PyObject *build_results(tl_layout *l, int64_t total, int with_spans) {
     PyObject *parts = PyList_New(2 * l->entries);
     PyObject *blocks = PyList_New(l->block_count);
     PyObject *ranges = PyList_New(0);
@@ -234,12 +257,9 @@ static PyObject *build_results(PyObject *runs, tl_layout *l, int64_t total, int 
     }
     /* One range per run: its stream, offsets and bytes. */
     Py_ssize_t b = 0;
-    for (Py_ssize_t r = 0; r < PyList_GET_SIZE(runs); r++) {
-        int64_t stream_id;
-        PyObject *batches = run_batches(PyList_GET_ITEM(runs, r), &stream_id);
-        if (!batches) goto done;
-        Py_ssize_t count = PySequence_Fast_GET_SIZE(batches);
-        Py_DECREF(batches);
+    for (Py_ssize_t r = 0; r < l->runs; r++) {
+        int64_t stream_id = l->run_streams[r];
+        Py_ssize_t count = l->run_counts[r];
         if (count == 0) continue;
         int64_t start = l->blocks[b].start_offset, position = l->blocks[b].position;
         Py_ssize_t seen = 0;
@@ -281,7 +301,7 @@ PyObject *tl_py_encode_entries(PyObject *self, PyObject *args, PyObject *kwargs)
         } else {
             checksum_blocks(&layout);
         }
-        result = build_results(runs, &layout, total, with_spans);
+        result = build_results(&layout, total, with_spans);
     }
     layout_free(&layout);
     return result;
