@@ -13,13 +13,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import native
 from engine.client.delivery import DeliveryFuture
+from engine.client.partitioner import KeyPartitioner
 from engine.types import SentBatch
 
 BulkResolver = DeliveryFuture[list[SentBatch]] | asyncio.Future[list[SentBatch]]
+Values = Sequence[bytes | str | None]
+"""A call's values or keys: the caller's list or tuple, read in place."""
+PartitionRecords = tuple[int, Values, Values | None]
+"""One partition's share of a call: its values and keys, in call order."""
 
 _PRODUCER_FIELDS = struct.Struct(">qhi")
 """producerId, producerEpoch and baseSequence: bytes 43 to 57 of a v2 batch."""
@@ -38,6 +43,23 @@ def set_producer_fields(
         batch, _PRODUCER_FIELDS_AT, producer_id, producer_epoch, base_sequence
     )
     struct.pack_into(">I", batch, _CRC_AT, native.crc32c(memoryview(batch)[_CRC_START:]))
+
+
+def group_by_key(
+    values: Values, keys: Values, partitions: int, partitioner: KeyPartitioner, sticky: int
+) -> list[PartitionRecords]:
+    """Keyed records grouped by the partition ``partitioner`` gives each key
+    (records it does not hash go to ``sticky``), as send places them: the
+    one per-record step of send_many, since the caller's keys decide."""
+    groups: dict[int, tuple[list[bytes | str | None], list[bytes | str | None]]] = {}
+    for value, key in zip(values, keys, strict=True):
+        chosen = partitioner.partition(key.encode() if isinstance(key, str) else key, partitions)
+        group = groups.get(sticky if chosen is None else chosen)
+        if group is None:
+            group = groups[sticky if chosen is None else chosen] = ([], [])
+        group[0].append(value)
+        group[1].append(key)
+    return [(partition, v, k) for partition, (v, k) in groups.items()]
 
 
 class BulkDelivery:

@@ -23,7 +23,14 @@ from typing import TYPE_CHECKING
 import native
 from engine.authorization import ANONYMOUS, AclOperation
 from engine.client.access import Access
-from engine.client.bulk import BulkDelivery, BulkResolver, set_producer_fields
+from engine.client.bulk import (
+    BulkDelivery,
+    BulkResolver,
+    PartitionRecords,
+    Values,
+    group_by_key,
+    set_producer_fields,
+)
 from engine.client.delivery import DeliveryFuture, Waits
 from engine.client.partitioner import DEFAULT_PARTITIONER, StickyPartitioner, key_partitioner
 from engine.client.producer_batch import ProducerBatch, Resolver
@@ -147,8 +154,8 @@ class Producer:
     def send_many(
         self,
         topic: str,
-        values: Sequence[bytes | str | None],
-        keys: Sequence[bytes | str | None] | None = None,
+        values: Values,
+        keys: Values | None = None,
         *,
         partition: int | None = None,
         headers: Sequence[Header] = (),
@@ -166,8 +173,8 @@ class Producer:
     async def send_many_async(
         self,
         topic: str,
-        values: Sequence[bytes | str | None],
-        keys: Sequence[bytes | str | None] | None = None,
+        values: Values,
+        keys: Values | None = None,
         *,
         partition: int | None = None,
         headers: Sequence[Header] = (),
@@ -181,8 +188,8 @@ class Producer:
     def _enqueue_many(
         self,
         topic: str,
-        values: Sequence[bytes | str | None],
-        keys: Sequence[bytes | str | None] | None,
+        values: Values,
+        keys: Values | None,
         partition: int | None,
         headers: Sequence[Header],
         timestamp: int | None,
@@ -210,12 +217,8 @@ class Producer:
             settle()
 
     def _split_by_partition(
-        self,
-        topic: str,
-        values: Sequence[bytes | str | None],
-        keys: Sequence[bytes | str | None] | None,
-        partition: int | None,
-    ) -> list[tuple[int, Sequence[bytes | str | None], Sequence[bytes | str | None] | None]]:
+        self, topic: str, values: Values, keys: Values | None, partition: int | None
+    ) -> list[PartitionRecords]:
         """The call's records per partition, each partition's in call order."""
         if not values:
             return []
@@ -227,26 +230,14 @@ class Producer:
         sticky = self._sticky.partition(topic, count, self.batch_size)
         if keys is None:
             return [(sticky, values, None)]
-        # Keyed records are hashed one by one, as send does: the caller's
-        # keys decide the partitions.
-        hashed = self.partitioner.partition
-        parts: dict[int, tuple[list[bytes | str | None], list[bytes | str | None]]] = {}
-        for value, key in zip(values, keys, strict=True):
-            key_bytes = key.encode() if isinstance(key, str) else key
-            chosen = hashed(key_bytes, count)
-            held = parts.get(sticky if chosen is None else chosen)
-            if held is None:
-                held = parts[sticky if chosen is None else chosen] = ([], [])
-            held[0].append(value)
-            held[1].append(key)
-        return [(p, v, k) for p, (v, k) in parts.items()]
+        return group_by_key(values, keys, count, self.partitioner, sticky)
 
     def _queue_encoded(
         self,
         topic: str,
         partition: int,
-        values: Sequence[bytes | str | None],
-        keys: Sequence[bytes | str | None] | None,
+        values: Values,
+        keys: Values | None,
         headers: tuple[Header, ...],
         timestamp: int,
         delivery: BulkDelivery,
