@@ -60,6 +60,7 @@ BENCHES = (
     Bench("wal", "wal_bench.py", ("--quick",)),
     Bench("engine", "engine_bench.py", ("--quick", "--rounds", "1")),
     Bench("replay", "replay_bench.py", ("--quick",)),
+    Bench("remote_ack", "remote_ack_bench.py", ("--quick",)),
     Bench("kafka", "kafka_bench.py", ("--quick",)),
     Bench("group", "group_bench.py", ("--quick",)),
     Bench("topics", "topics_bench.py", ("--quick",)),

@@ -49,6 +49,7 @@ if TYPE_CHECKING:
         NewTopic,
         PartitionInfo,
         RecordMetadata,
+        SentBatch,
         TopicDescription,
         TopicPartition,
     )
@@ -109,6 +110,7 @@ _EXPORTS = {
     "NewTopic": "engine.types",
     "PartitionInfo": "engine.types",
     "RecordMetadata": "engine.types",
+    "SentBatch": "engine.types",
     "TopicDescription": "engine.types",
     "TopicPartition": "engine.types",
     "ObjectStore": "s3stream",
@@ -159,6 +161,7 @@ __all__ = [
     "Producer",
     "RecordMetadata",
     "RecordTooLarge",
+    "SentBatch",
     "StorageError",
     "TopicConfig",
     "TopicDescription",

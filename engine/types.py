@@ -18,6 +18,15 @@ class RecordMetadata(NamedTuple):
     offset: int
 
 
+class SentBatch(NamedTuple):
+    """Where one batch of a ``send_many`` was written: its ``record_count``
+    records have the offsets ``base_offset`` to ``base_offset + record_count - 1``."""
+
+    partition: int
+    base_offset: int
+    record_count: int
+
+
 class ConsumerRecord(NamedTuple):
     topic: str
     partition: int

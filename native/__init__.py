@@ -58,6 +58,9 @@ if TYPE_CHECKING:
         crc32c_backend,
         decode_records,
         encode_batch,
+        encode_entries,
+        encode_records,
+        join_parts,
         rewrite_batch,
         scan_batches,
         stamp_batch,
@@ -71,6 +74,9 @@ else:
     rewrite_batch = _impl.rewrite_batch
     decode_records = _impl.decode_records
     encode_batch = _impl.encode_batch
+    encode_records = _impl.encode_records
+    encode_entries = _impl.encode_entries
+    join_parts = _impl.join_parts
     stamp_batch = _impl.stamp_batch
 
 __all__ = [
@@ -99,6 +105,9 @@ __all__ = [
     "crc32c_backend",
     "decode_records",
     "encode_batch",
+    "encode_entries",
+    "encode_records",
+    "join_parts",
     "rewrite_batch",
     "scan_batches",
     "stamp_batch",

@@ -47,6 +47,33 @@ def encode_batch(
     offset_deltas: Sequence[int] | None = None,
     last_offset_delta: int | None = None,
 ) -> bytes: ...
+def encode_records(
+    values: Sequence[BytesLike | str | None],
+    keys: Sequence[BytesLike | str | None] | None = None,
+    *,
+    timestamp: int,
+    start: int = 0,
+    max_bytes: int = ...,
+    headers: Sequence[tuple[str, BytesLike | None]] = (),
+    compression: int = 0,
+    producer_id: int = -1,
+    producer_epoch: int = -1,
+    base_sequence: int = -1,
+    is_transactional: bool = False,
+) -> tuple[bytearray, int]: ...
+def encode_entries(
+    runs: Sequence[tuple[int, Sequence[tuple[int, int, BytesLike]]]],
+    block_bytes: int,
+    *,
+    with_spans: bool = False,
+) -> tuple[
+    list[BytesLike],
+    int,
+    list[tuple[int, int, int, int, int, int]],
+    list[tuple[int, int, int, int]],
+    dict[tuple[int, int], tuple[int, bytes, BytesLike]] | None,
+]: ...
+def join_parts(parts: Iterable[BytesLike]) -> bytes: ...
 def stamp_batch(
     data: BytesLike,
     headers: Sequence[tuple[str, BytesLike]],

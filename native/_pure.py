@@ -800,6 +800,204 @@ def encode_batch(
     return bytes(batch)
 
 
+def encode_records(
+    values: Sequence[BytesLike | str | None],
+    keys: Sequence[BytesLike | str | None] | None = None,
+    *,
+    timestamp: int,
+    start: int = 0,
+    max_bytes: int = _I32_MAX,
+    headers: Sequence[Header] = (),
+    compression: int = 0,
+    producer_id: int = -1,
+    producer_epoch: int = -1,
+    base_sequence: int = -1,
+    is_transactional: bool = False,
+) -> tuple[bytearray, int]:
+    """One v2 batch of ``values[start:end]`` (``keys[i]`` with ``values[i]``),
+    as many records as fit in ``max_bytes`` (at least one), each with
+    ``timestamp`` and ``headers``; returns the batch and ``end``.
+
+    The embedded producer's ``send_many`` path: no record spec per record.
+    """
+    _check_int(timestamp, 64, "timestamp")
+    for value, bits, name in (
+        (start, 64, "start"),
+        (max_bytes, 64, "max_bytes"),
+        (compression, 32, "compression"),
+        (producer_id, 64, "producer_id"),
+        (producer_epoch, 16, "producer_epoch"),
+        (base_sequence, 32, "base_sequence"),
+    ):
+        _check_int(value, bits, name)
+    if not isinstance(values, list | tuple):
+        raise TypeError("values must be a list or a tuple")
+    count = len(values)
+    if keys is not None:
+        if not isinstance(keys, list | tuple):
+            raise TypeError("keys must be a list, a tuple or None")
+        if len(keys) != count:
+            raise ValueError(f"keys has {len(keys)} items for {count} values")
+    if not 0 <= start < count:
+        raise ValueError(f"start {start} is not the index of one of the {count} values")
+    if not 0 <= compression <= _MAX_CODEC:
+        raise ValueError(f"no such compression codec: {compression}")
+    shared = bytearray()
+    _write_varint(shared, len(headers))
+    for pair in headers:
+        if not isinstance(pair, tuple | list) or len(pair) != 2:
+            raise TypeError("a record header is a (name, value) pair")
+        name, header_value = pair
+        if not isinstance(name, str):
+            raise TypeError("a record header name must be a str")
+        _write_bytes(shared, name.encode("utf-8"))
+        _write_bytes(shared, header_value)
+    stream = bytearray()
+    end = start
+    while end < count and end - start < _I32_MAX:
+        record = bytearray(b"\x00\x00")  # attributes; timestampDelta 0: one timestamp
+        _write_varint(record, end - start)
+        _write_bytes(record, _field(None if keys is None else keys[end]))
+        _write_bytes(record, _field(values[end]))
+        record += shared
+        framed = bytearray()
+        _write_varint(framed, len(record))
+        framed += record
+        if end > start and HEADER_SIZE + len(stream) + len(framed) > max_bytes:
+            break
+        if len(stream) + len(framed) > _I32_MAX - HEADER_SIZE:
+            if end > start:
+                break
+            raise OverflowError("the batch would exceed 2 GiB")
+        stream += framed
+        end += 1
+    area = stream if compression == 0 else _compress(compression, stream)
+    if len(area) > _I32_MAX - HEADER_SIZE:
+        raise OverflowError("the batch would exceed 2 GiB")
+    batch = bytearray(HEADER_SIZE)
+    _HEADER.pack_into(
+        batch,
+        0,
+        0,
+        HEADER_SIZE - LENGTH_PREFIX + len(area),
+        -1,
+        2,
+        0,
+        compression | (TRANSACTIONAL_BIT if is_transactional else 0),
+        end - start - 1,
+        timestamp,
+        timestamp,
+        producer_id,
+        producer_epoch,
+        base_sequence,
+        end - start,
+    )
+    batch += area
+    struct.pack_into(">I", batch, 17, crc32c(memoryview(batch)[CRC_START:]))
+    return batch, end
+
+
+def _field(data: BytesLike | str | None) -> BytesLike | None:
+    """A key or value as bytes: a str is written as its UTF-8."""
+    return data.encode("utf-8") if isinstance(data, str) else data
+
+
+_ENTRY_HEADER = struct.Struct("<qII")  # base offset, offset count, payload length
+_U32_MAX = (1 << 32) - 1
+
+EntryRun = tuple[int, Sequence[tuple[int, int, BytesLike]]]
+"""A stream id and its stored batches (base_offset, end_offset, payload)."""
+
+
+def encode_entries(
+    runs: Sequence[EntryRun], block_bytes: int, *, with_spans: bool = False
+) -> tuple[
+    list[BytesLike],
+    int,
+    list[tuple[int, int, int, int, int, int]],
+    list[tuple[int, int, int, int]],
+    dict[tuple[int, int], tuple[int, bytes, BytesLike]] | None,
+]:
+    """The data region of an s3stream object (docs/object-format.md).
+
+    Each run's batches (consecutive offsets) become entries: a 16-byte entry
+    header, then the payload, never copied. A block holds consecutive
+    entries of one run, at most ``block_bytes`` unless one entry alone is
+    larger. Returns the parts (headers between the caller's payloads), the
+    region's size, each block's (stream, start, end, position, size, CRC32C),
+    each run's (stream, start, end, size) and, ``with_spans``, each entry's
+    (position, header, payload) by (stream, base offset).
+    """
+    if not isinstance(runs, list):
+        raise TypeError("runs must be a list")
+    _check_int(block_bytes, 64, "block_bytes")
+    parts: list[BytesLike] = []
+    size = 0
+    blocks: list[tuple[int, int, int, int, int, int]] = []
+    ranges: list[tuple[int, int, int, int]] = []
+    spans: dict[tuple[int, int], tuple[int, bytes, BytesLike]] | None = {} if with_spans else None
+    for run in runs:
+        if not isinstance(run, tuple) or len(run) != 2:
+            raise TypeError("a run is a (stream_id, batches) tuple")
+        stream_id, batches = run
+        _check_stored_int(stream_id, "a run's stream id")
+        if not batches:
+            continue
+        stream_begin = block_start = size
+        block_first = expected = 0
+        block_crc = 0
+        for i, batch in enumerate(batches):
+            if not isinstance(batch, tuple) or len(batch) != 3:
+                raise TypeError("a stored batch is a (base_offset, end_offset, payload) tuple")
+            base, end, payload = batch
+            _check_stored_int(base, "base_offset")
+            _check_stored_int(end, "end_offset")
+            if i == 0:
+                block_first = expected = base
+            if base != expected or end <= base:
+                raise ValueError(
+                    f"stream {stream_id}: batch [{base}, {end}) does not follow offset {expected}"
+                )
+            if end - base > _U32_MAX:
+                raise ValueError(
+                    f"stream {stream_id}: batch [{base}, {end}) spans too many offsets"
+                )
+            length = len(_byte_view(payload))
+            if length > _U32_MAX:
+                raise ValueError("a stored batch is larger than 4 GiB")
+            entry_size = _ENTRY_HEADER.size + length
+            if size > block_start and size - block_start + entry_size > block_bytes:
+                blocks.append(
+                    (stream_id, block_first, expected, block_start, size - block_start, block_crc)
+                )
+                block_start, block_first, block_crc = size, expected, 0
+            header = _ENTRY_HEADER.pack(base, end - base, length)
+            block_crc = crc32c(payload, crc32c(header, block_crc))
+            if spans is not None:
+                spans[(stream_id, base)] = (size, header, payload)
+            parts.append(header)
+            parts.append(payload)
+            size += entry_size
+            expected = end
+        blocks.append(
+            (stream_id, block_first, expected, block_start, size - block_start, block_crc)
+        )
+        ranges.append((stream_id, batches[0][0], expected, size - stream_begin))
+    return parts, size, blocks, ranges, spans
+
+
+def join_parts(parts: Iterable[BytesLike]) -> bytes:
+    """The parts' bytes in one bytes object (the C one copies them with the
+    GIL released, so a large object's join does not stop other threads)."""
+    return b"".join(parts)
+
+
+def _check_stored_int(value: object, what: str) -> int:
+    if not isinstance(value, int):
+        raise TypeError(f"{what} must be an int, not {type(value).__name__}")
+    return _check_int(value, 64, what)
+
+
 def _spec(spec: Iterable[object]) -> RecordSpec:
     fields = tuple(spec)
     if len(fields) not in (3, 4):

@@ -121,6 +121,13 @@ class LogCache:
                 return block if block.sealed else None
         return None
 
+    def sealed_after(self, block: CacheBlock) -> CacheBlock | None:
+        """The block uploaded next after ``block``, if it is sealed already."""
+        for other in self._blocks:
+            if other.block_id == block.block_id + 1:
+                return other if other.sealed else None
+        return None
+
     def unuploaded_appends(self) -> int:
         """Appends in blocks not uploaded yet (the active block included)."""
         return sum(

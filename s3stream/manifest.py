@@ -96,6 +96,7 @@ class Manifest:
         state: ManifestState,
         checkpoint_every: int,
         stop: threading.Event,
+        background_cleanup: bool = False,
     ) -> None:
         self.store = store
         self.state = state
@@ -112,6 +113,9 @@ class Manifest:
         """Versions left out at open as contradicting the history (see load)."""
         self._tip_version: str | None = None
         """The store's version token of ``delta_key(state.seq)``, if known."""
+        self._background_cleanup = background_cleanup
+        self._cleaner: threading.Thread | None = None
+        """Deletes what a checkpoint made unnecessary, off the commit path."""
 
     @property
     def epoch(self) -> int:
@@ -128,6 +132,7 @@ class Manifest:
         stop: threading.Event | None = None,
         owner: str = "",
         timeout: float = DEFAULT_OPEN_TIMEOUT_S,
+        background_cleanup: bool = False,
     ) -> Manifest:
         """Loads the newest version and takes ownership by bumping the epoch;
         ``owner`` (the opener's data directory identity) is recorded with it.
@@ -135,10 +140,16 @@ class Manifest:
         First checks that the store enforces conditional writes
         (ConditionalWritesNotEnforced if not; see conditional_probe.py).
         Transient store errors are retried for up to ``timeout`` seconds.
+        With ``background_cleanup``, a checkpoint's deletions run on a thread
+        of their own (join_cleanup waits for it), not in the commit that
+        wrote it: a commit waited on by a remote acknowledgement then costs
+        at most its PUTs, never a list and dozens of DELETEs.
         """
         deadline = time.monotonic() + timeout
         _retrying_transient(lambda: check_conditional_writes(store), deadline)
-        manifest = cls(store, ManifestState(), checkpoint_every, stop or threading.Event())
+        manifest = cls(
+            store, ManifestState(), checkpoint_every, stop or threading.Event(), background_cleanup
+        )
         loaded: LoadedManifest | None = None
         for attempt in range(_OPEN_ATTEMPTS):
             try:
@@ -332,19 +343,48 @@ class Manifest:
         """
         try:
             self.store.put(checkpoint_key(state.seq), encode_record(state.to_wire()))
+        except ObjectStoreError as error:
+            log.warning("manifest checkpoint at version %d failed: %s", state.seq, error)
+            return
+        if not self._background_cleanup:
+            self._clean_up(state)
+        elif self._cleaner is None or not self._cleaner.is_alive():
+            # One cleanup at a time; one still running when the next
+            # checkpoint comes leaves that one's deletions to the next
+            # (each deletes everything up to its older checkpoint).
+            self._cleaner = threading.Thread(
+                target=self._clean_up, args=(state,), name="s3stream-manifest-cleanup", daemon=True
+            )
+            self._cleaner.start()
+
+    def _clean_up(self, state: ManifestState) -> None:
+        """Deletes the checkpoints older than the last two and the deltas up
+        to the older of those two (the newest delta is never among them, so
+        a commit's check of the version before its own never misses it)."""
+        try:
             checkpoints = sorted(_seq_of(i.key) for i in self.store.list(CHECKPOINT_PREFIX))
             if len(checkpoints) < 2:
                 return
             keep_from = checkpoints[-2]
             for seq in checkpoints[:-2]:
+                if self._background_cleanup and self._stop.is_set():
+                    return
                 self.store.delete(checkpoint_key(seq))
             fences = set(state.fence_versions)  # where fenced writers' commits collide
             for info in self.store.list(LOG_PREFIX):
+                if self._background_cleanup and self._stop.is_set():
+                    return  # closing: the next writer's checkpoints finish it
                 seq = _seq_of(info.key)
                 if seq <= keep_from and seq not in fences:
                     self.store.delete(info.key)
         except ObjectStoreError as error:
-            log.warning("manifest checkpoint at version %d failed: %s", state.seq, error)
+            log.warning("manifest checkpoint at version %d: cleanup failed: %s", state.seq, error)
+
+    def join_cleanup(self, timeout: float | None = None) -> None:
+        """Waits for a checkpoint's background deletions, if any are running."""
+        cleaner = self._cleaner
+        if cleaner is not None:
+            cleaner.join(timeout)
 
 
 class ManifestConflict(NamedTuple):

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from native import crc32c
+from native import crc32c, encode_entries
 from s3stream.errors import CorruptObject
 
 BytesLike = bytes | bytearray | memoryview
@@ -178,7 +178,7 @@ def header_key_entry(version: int) -> struct.Struct:
 
 
 class EncodedObject(NamedTuple):
-    parts: list[bytes | memoryview]
+    parts: list[BytesLike]
     """The object's bytes in order: stored batches by reference, between the
     headers, index and footer written for them. Stores write the parts as
     they are (a local store with writev), so no one copies a whole object
@@ -213,61 +213,23 @@ def encode_object(
     # The object is gathered as a list of parts, never joined here: growing
     # one buffer would copy every payload again on each reallocation, and
     # even one join of tens of MiB holds the GIL for tens of milliseconds.
-    parts: list[bytes | memoryview] = []
-    size = 0
-    blocks: list[BlockInfo] = []
-    ranges: list[StreamRangeInfo] = []
+    # The entries and blocks are laid out in C (native.encode_entries: the
+    # payloads by reference, their CRCs with the GIL released).
     runs = sorted(((s, b) for s, b in streams if b), key=lambda r: (r[0], r[1][0].base_offset))
-    # Only a region that lists batches needs their spans: one small tuple
-    # per batch, on the uploader's thread; CRCs are taken for listed ones only.
-    spans: dict[tuple[int, int], tuple[int, bytes, BytesLike]] | None = (
-        {} if callable(header_index) else None
-    )
+    previous: tuple[int, int] | None = None
     for stream_id, batches in runs:
-        if ranges and (stream_id, batches[0].base_offset) < (
-            ranges[-1].stream_id,
-            ranges[-1].end_offset,
-        ):
+        if previous is not None and (stream_id, batches[0].base_offset) < previous:
             raise ValueError(f"stream {stream_id}: runs overlap")
-        if kind is ObjectKind.STREAM and ranges and ranges[-1].stream_id != stream_id:
+        if kind is ObjectKind.STREAM and previous is not None and previous[0] != stream_id:
             raise ValueError("a stream object holds one stream")
-        stream_begin = block_start = size
-        block_first = expected = batches[0].base_offset
-        block_crc = 0
-        for batch in batches:
-            if batch.base_offset != expected or batch.end_offset <= batch.base_offset:
-                raise ValueError(
-                    f"stream {stream_id}: batch [{batch.base_offset}, {batch.end_offset}) "
-                    f"does not follow offset {expected}"
-                )
-            payload = batch.payload
-            entry_size = ENTRY_HEADER.size + len(payload)
-            if size > block_start and size - block_start + entry_size > block_bytes:
-                blocks.append(
-                    BlockInfo(
-                        stream_id, block_first, expected, block_start, size - block_start, block_crc
-                    )
-                )
-                block_start, block_first, block_crc = size, expected, 0
-            header = ENTRY_HEADER.pack(
-                batch.base_offset, batch.end_offset - batch.base_offset, len(payload)
-            )
-            block_crc = crc32c(payload, crc32c(header, block_crc))
-            if spans is not None:
-                spans[(stream_id, batch.base_offset)] = (size, header, payload)
-            parts.append(header)
-            parts.append(payload)
-            size += entry_size
-            expected = batch.end_offset
-        if size > block_start:
-            blocks.append(
-                BlockInfo(
-                    stream_id, block_first, expected, block_start, size - block_start, block_crc
-                )
-            )
-        ranges.append(
-            StreamRangeInfo(stream_id, batches[0].base_offset, expected, size - stream_begin)
-        )
+        previous = (stream_id, batches[-1].end_offset)
+    # Only a region that lists batches needs their spans: one small tuple
+    # per batch; CRCs are taken for listed ones only (in locate).
+    parts, size, block_rows, range_rows, spans = encode_entries(
+        runs, block_bytes, with_spans=callable(header_index)
+    )
+    blocks = [BlockInfo(*row) for row in block_rows]
+    ranges = [StreamRangeInfo(*row) for row in range_rows]
     if spans is not None and callable(header_index):
         held = spans
 

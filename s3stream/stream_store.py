@@ -76,6 +76,9 @@ __all__ = [
 log = logging.getLogger("tidelog.s3stream")
 
 PROBE_KEY = "readiness-probe"
+CLEANUP_JOIN_S = 30.0
+"""How long closing waits for a checkpoint's background deletions (they stop
+at the next deletion once the store stops; one request may be in flight)."""
 """The key a reachability probe asks about; it is never written."""
 
 
@@ -164,6 +167,7 @@ class StreamStore:
                     stop=state.stop,
                     owner=self.identity,
                     timeout=config.open_timeout_s,
+                    background_cleanup=True,
                 )
                 self._ids = ObjectIds(self.manifest.state.next_object_id)
                 wal_prefix = encode_writer(self.identity, self.manifest.epoch)
@@ -604,6 +608,7 @@ class StreamStore:
         self._compactor.wake()
         self._uploader.join()
         self._compactor.join()
+        self.manifest.join_cleanup(CLEANUP_JOIN_S)
         self._read_pool.shutdown(wait=True)
         self._fetcher.close()
         self.wal.close()

@@ -9,8 +9,11 @@ it, except streams with at least ``stream_object_bytes`` of data, which get
 a stream object each. The objects are put first, then committed to the
 manifest in one version, and only then may the WAL be trimmed: at every
 moment each acknowledged append is in the WAL, in a committed object, or
-both. Blocks are uploaded strictly in order, so the WAL trim point only
-moves forward.
+both. Blocks are committed strictly in order, so the WAL trim point only
+moves forward. While appends wait to be remotely durable, the next block's
+objects are put while the previous block's commit is in flight (laid out
+against the state that commit makes): a remote acknowledgement waits for
+at most the PUT in flight when it arrived, then its own upload.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -59,7 +62,7 @@ def epoch_of_key(key: str) -> int | None:
 @dataclass
 class PreparedObject:
     meta: ObjectMeta
-    data: list[bytes | memoryview]
+    data: list[bytes | bytearray | memoryview]
     """The object's bytes, in parts (see EncodedObject)."""
 
 
@@ -336,6 +339,10 @@ class Uploader:
         self._wanted = 0.0
         """When (monotonic) the first append of the active block asked to be
         remotely durable; 0 if none did."""
+        self._ahead: tuple[CacheBlock, Future[list[PreparedObject] | None]] | None = None
+        """The next block, whose objects are being put while the previous
+        block's commit runs (None: no PUT ahead)."""
+        self._ahead_pool = ThreadPoolExecutor(1, thread_name_prefix="s3stream-upload-ahead")
         # A daemon thread: an owner that never closes the store must not keep
         # the interpreter from exiting (the WAL holds what was appended).
         self._thread = threading.Thread(target=self._loop, name="s3stream-upload", daemon=True)
@@ -346,6 +353,7 @@ class Uploader:
     def join(self) -> None:
         """Waits for the thread to end (after the store's stop event is set)."""
         self._thread.join()
+        self._ahead_pool.shutdown(wait=True)
 
     # -- sealing and flushing (callers of *_locked hold the store's lock) -----
 
@@ -465,11 +473,13 @@ class Uploader:
                 self._fail(error)
                 return
 
-    def _upload(self, block: CacheBlock, live: set[int]) -> bool:
+    def _prepare(
+        self, block: CacheBlock, live: set[int], state: ManifestState
+    ) -> list[PreparedObject]:
         config = self._config
-        objects = prepare_objects(
+        return prepare_objects(
             ((sid, b) for sid, b in block.batches.items() if sid in live),
-            state=self._writer.manifest.state,
+            state=state,
             epoch=self._writer.manifest.epoch,
             ids=self._ids,
             now_ms=now_ms(),
@@ -477,12 +487,25 @@ class Uploader:
             stream_object_bytes=config.stream_object_bytes,
             indexers=self._state.indexers(),
         )
-        if not put_objects(self._store, objects, self._state.stop, self._stats.note_store_error):
-            return False
+
+    def _upload(self, block: CacheBlock, live: set[int]) -> bool:
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None and ahead[0] is block:
+            put = ahead[1].result()  # put while the previous commit ran
+            if put is None:
+                return False  # stopped
+            objects = put
+        else:
+            objects = self._prepare(block, live, self._writer.manifest.state)
+            if not put_objects(
+                self._store, objects, self._state.stop, self._stats.note_store_error
+            ):
+                return False
         ops = add_ops(objects)
         ops += [["trim", sid, start] for sid, start in block.trims.items() if sid in live]
         try:
             with self._writer.serial:
+                self._put_ahead(block, ops)
                 self._writer.commit(ops)
         except StoreClosed:
             return False
@@ -500,3 +523,48 @@ class Uploader:
             except WalError as error:
                 log.warning("WAL trim failed: %s", error)
         return True
+
+    def _put_ahead(self, block: CacheBlock, ops: list[Op]) -> None:
+        """While appends wait to be remotely durable, seals the block after
+        ``block`` (unless sealed already) and starts putting its objects,
+        laid out against the state ``ops`` will commit, so its PUT overlaps
+        this commit. The caller holds the manifest writer's serial lock, so
+        nothing else commits in between."""
+        state = self._state
+        with state.lock:
+            if not self._waiters or state.stop.is_set():
+                return
+            following = state.cache.sealed_after(block)
+            if following is None:
+                # Sealed early only for appends of its own that wait (those
+                # of ``block`` are answered by this commit).
+                if not self._wanted or state.cache.active.empty:
+                    return
+                self.seal_locked()
+                following = state.cache.sealed_after(block)
+                if following is None:
+                    return
+            live = set(state.streams)
+        after = self._writer.manifest.state.copy()
+        for op in ops:
+            after.apply(op)
+        self._ahead = (
+            following,
+            self._ahead_pool.submit(self._put_when_ready, following, live, after),
+        )
+
+    def _put_when_ready(
+        self, block: CacheBlock, live: set[int], after: ManifestState
+    ) -> list[PreparedObject] | None:
+        """Puts ``block``'s objects once all of it is durable in the WAL;
+        None if the store stopped first."""
+        state = self._state
+        with state.lock:
+            while not block.ready:
+                if state.stop.is_set():
+                    return None
+                state.changed.wait(0.5)
+        objects = self._prepare(block, live, after)
+        if not put_objects(self._store, objects, state.stop, self._stats.note_store_error):
+            return None
+        return objects

@@ -1,7 +1,9 @@
 """The embedded producer: records in, Kafka record batches to the engine.
 
 ``send`` queues a record and returns a future of its (partition, offset),
-resolved once the record is durable. A sender thread turns the queue into
+resolved once the record is durable; ``send_many`` queues many records of
+one call, encoded straight into batches, with one future for them all
+(engine/client/bulk.py). A sender thread turns the queue into
 batches, one per partition, of up to ``batch_size`` bytes: while one batch
 waits for its group commit, the next fills up, as in Kafka's clients.
 Batches carry a producer id and sequences, so the engine's idempotence
@@ -21,13 +23,21 @@ from typing import TYPE_CHECKING
 import native
 from engine.authorization import ANONYMOUS, AclOperation
 from engine.client.access import Access
+from engine.client.bulk import (
+    BulkDelivery,
+    BulkResolver,
+    PartitionRecords,
+    Values,
+    group_by_key,
+    set_producer_fields,
+)
 from engine.client.delivery import DeliveryFuture, Waits
 from engine.client.partitioner import DEFAULT_PARTITIONER, StickyPartitioner, key_partitioner
 from engine.client.producer_batch import ProducerBatch, Resolver
 from engine.errors import EngineClosed, EngineError
 from engine.partition import AppendResult
 from engine.provenance import EMBEDDED_LISTENER, Provenance
-from engine.types import Header, RecordMetadata, TopicPartition
+from engine.types import Header, RecordMetadata, SentBatch, TopicPartition
 from native import Compression, RecordSpec
 
 if TYPE_CHECKING:
@@ -141,6 +151,141 @@ class Producer:
         self._enqueue(topic, value, key, headers, partition, timestamp, resolver)
         return await resolver
 
+    def send_many(
+        self,
+        topic: str,
+        values: Values,
+        keys: Values | None = None,
+        *,
+        partition: int | None = None,
+        headers: Sequence[Header] = (),
+        timestamp: int | None = None,
+    ) -> DeliveryFuture[list[SentBatch]]:
+        """Queues ``values`` (``keys[i]`` with ``values[i]``), all with one
+        timestamp and the same ``headers``; the future resolves to where each
+        batch of them was written once all are durable. Records are encoded
+        into batches here, without an object per record: the fast way to
+        write many records at once."""
+        resolver: DeliveryFuture[list[SentBatch]] = DeliveryFuture(self._waits)
+        self._enqueue_many(topic, values, keys, partition, headers, timestamp, resolver)
+        return resolver
+
+    async def send_many_async(
+        self,
+        topic: str,
+        values: Values,
+        keys: Values | None = None,
+        *,
+        partition: int | None = None,
+        headers: Sequence[Header] = (),
+        timestamp: int | None = None,
+    ) -> list[SentBatch]:
+        """Like send_many, awaited: returns the batches once all are durable."""
+        resolver: asyncio.Future[list[SentBatch]] = asyncio.get_running_loop().create_future()
+        self._enqueue_many(topic, values, keys, partition, headers, timestamp, resolver)
+        return await resolver
+
+    def _enqueue_many(
+        self,
+        topic: str,
+        values: Values,
+        keys: Values | None,
+        partition: int | None,
+        headers: Sequence[Header],
+        timestamp: int | None,
+        resolver: BulkResolver,
+    ) -> None:
+        if self._closed or not self._accepting:
+            raise self._refusal()
+        # Lists and tuples are read in place by the encoder; anything else
+        # is taken as a tuple once (pointers, not records).
+        values = values if isinstance(values, list | tuple) else tuple(values)
+        if keys is not None:
+            keys = keys if isinstance(keys, list | tuple) else tuple(keys)
+            if len(keys) != len(values):
+                raise ValueError(f"keys has {len(keys)} items for {len(values)} values")
+        header_pairs = tuple(headers)
+        when = self._clock.time_ms() if timestamp is None else timestamp
+        delivery = BulkDelivery(resolver)
+        for part, part_values, part_keys in self._split_by_partition(
+            topic, values, keys, partition
+        ):
+            self._queue_encoded(topic, part, part_values, part_keys, header_pairs, when, delivery)
+        with self._changed:
+            settle = delivery.seal()
+        if settle is not None:
+            settle()
+
+    def _split_by_partition(
+        self, topic: str, values: Values, keys: Values | None, partition: int | None
+    ) -> list[PartitionRecords]:
+        """The call's records per partition, each partition's in call order."""
+        if not values:
+            return []
+        if partition is not None:
+            return [(partition, values, keys)]
+        count = self._partition_count(topic)
+        if count == 1:
+            return [(0, values, keys)]
+        sticky = self._sticky.partition(topic, count, self.batch_size)
+        if keys is None:
+            return [(sticky, values, None)]
+        return group_by_key(values, keys, count, self.partitioner, sticky)
+
+    def _queue_encoded(
+        self,
+        topic: str,
+        partition: int,
+        values: Values,
+        keys: Values | None,
+        headers: tuple[Header, ...],
+        timestamp: int,
+        delivery: BulkDelivery,
+    ) -> None:
+        """Cuts one partition's records into encoded batches and queues them."""
+        known_partition = self._partitions.get((topic, partition))
+        if known_partition is None:
+            leader = self._engine.partition(topic, partition, auto_create=True)
+            stamp = self._stamp_bytes if leader.config.stamp_provenance else 0
+            known_partition = (TopicPartition(topic, partition), stamp)
+            self._partitions[(topic, partition)] = known_partition
+        tp, stamp = known_partition
+        start = 0
+        while start < len(values):
+            limit = self.batch_size
+            while True:
+                encoded, end = native.encode_records(
+                    values,
+                    keys,
+                    timestamp=timestamp,
+                    start=start,
+                    max_bytes=limit,
+                    headers=headers,
+                    compression=self.compression,
+                    is_transactional=self._transactional,
+                )
+                # The broker's stamp grows every record: the stamped batch
+                # must still fit, as send's size estimate makes sure.
+                over = len(encoded) + (end - start) * stamp - self.batch_size
+                if not stamp or over <= 0 or end - start == 1:
+                    break
+                limit -= over
+            size = len(encoded) + (end - start) * stamp
+            with self._lock:
+                while self._queued_bytes > self.max_queued_bytes and not self._closed:
+                    self._changed.wait(0.5)
+                queue = self._queues.get(tp)
+                if queue is None:
+                    queue = self._queues[tp] = deque()
+                batch = ProducerBatch(self._clock.monotonic())
+                batch.encoded, batch.count, batch.size = encoded, end - start, size
+                batch.bulk, batch.slot = delivery, delivery.add_batch()
+                queue.append(batch)
+                self._queued_bytes += size
+                if self._sender_idle:
+                    self._changed.notify_all()
+            start = end
+
     def _enqueue(
         self,
         topic: str,
@@ -202,7 +347,11 @@ class Producer:
                 queue = self._queues[tp] = deque()
             # A new batch when the last one is full: a new batch means the
             # sender has something to send (a full batch, or a first one).
-            fresh = not queue or (queue[-1].size + size > self.batch_size and queue[-1].specs)
+            fresh = (
+                not queue
+                or queue[-1].encoded is not None
+                or (queue[-1].size + size > self.batch_size and queue[-1].specs)
+            )
             if fresh:
                 queue.append(ProducerBatch(self._clock.monotonic()))
             batch = queue[-1]
@@ -269,7 +418,7 @@ class Producer:
             # (and for linger_ms): the next group commit then carries one large
             # batch rather than many small ones.
             batch = queue[0]
-            partial = len(queue) == 1 and batch.size < self.batch_size
+            partial = len(queue) == 1 and batch.encoded is None and batch.size < self.batch_size
             if (
                 partial
                 and not (self._closed or self._flushing)
@@ -280,7 +429,7 @@ class Producer:
             if not queue:
                 del self._queues[tp]
             self._queued_bytes -= batch.size
-            self._in_flight += len(batch.specs)
+            self._in_flight += batch.records
             self._batches_in_flight[tp] = in_flight + 1
             ready.append((tp, batch))
         if ready:
@@ -293,28 +442,37 @@ class Producer:
         try:
             self._before_send(tp)
             self._access.topic(AclOperation.WRITE, tp.topic)  # per batch, as a Produce
-            encoded = native.encode_batch(
-                batch.specs,
-                compression=self.compression,
-                producer_id=self.producer_id,
-                producer_epoch=self.producer_epoch,
-                base_sequence=sequence if self.producer_id >= 0 else -1,
-                is_transactional=self._transactional,
-            )
+            if batch.encoded is not None:
+                encoded = batch.encoded
+                if self.producer_id >= 0:
+                    set_producer_fields(encoded, self.producer_id, self.producer_epoch, sequence)
+            else:
+                encoded = bytearray(
+                    native.encode_batch(
+                        batch.specs,
+                        compression=self.compression,
+                        producer_id=self.producer_id,
+                        producer_epoch=self.producer_epoch,
+                        base_sequence=sequence if self.producer_id >= 0 else -1,
+                        is_transactional=self._transactional,
+                    )
+                )
             future = self._engine.submit(
-                tp.topic, tp.partition, bytearray(encoded), provenance=self._provenance
+                tp.topic, tp.partition, encoded, provenance=self._provenance
             )
         except (EngineError, ValueError) as error:
             self._send_failed(error)
-            self._settle(tp, resolvers, error)
+            self._settle_batch(tp, batch, error)
             return
-        self._sequences[tp] = (sequence + len(resolvers)) % (2**31)
+        self._sequences[tp] = (sequence + batch.records) % (2**31)
 
         def durable(done: Future[AppendResult]) -> None:
             error = done.exception()
             if error is not None:
                 self._send_failed(error)
-                self._settle(tp, resolvers, error)
+                self._settle_batch(tp, batch, error)
+            elif batch.bulk is not None:
+                self._settle_batch(tp, batch, done.result().base_offset)
             else:
                 base, partition = done.result().base_offset, tp.partition
                 written = [
@@ -337,6 +495,28 @@ class Producer:
 
     def _send_failed(self, error: BaseException) -> None:
         """A batch failed, before or after it reached the engine."""
+
+    def _settle_batch(
+        self, tp: TopicPartition, batch: ProducerBatch, outcome: BaseException | int
+    ) -> None:
+        """Settles a batch that failed, or a send_many batch written at the
+        base offset ``outcome``."""
+        if batch.bulk is None:
+            assert isinstance(outcome, BaseException)
+            self._settle(tp, batch.resolvers, outcome)
+            return
+        error, sent = None, None
+        if isinstance(outcome, BaseException):
+            error = outcome
+        else:
+            sent = SentBatch(tp.partition, outcome, batch.count)
+        with self._changed:
+            settle = batch.bulk.batch_done(batch.slot, sent, error)
+            self._in_flight -= batch.count
+            self._batches_in_flight[tp] -= 1
+            self._changed.notify_all()
+        if settle is not None:
+            settle()
 
     def _settle(
         self,

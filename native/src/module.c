@@ -11,6 +11,8 @@
 
 #include "batch.h"
 #include "buffer.h"
+#include "bulk.h"
+#include "entries.h"
 #include "crc32c.h"
 #include "stamp.h"
 
@@ -981,6 +983,11 @@ static PyMethodDef methods[] = {
      METH_VARARGS | METH_KEYWORDS, "Decode the records of v2 batches."},
     {"encode_batch", (PyCFunction)(void (*)(void))py_encode_batch, METH_VARARGS | METH_KEYWORDS,
      "Build one v2 batch from record specs."},
+    {"encode_records", (PyCFunction)(void (*)(void))tl_py_encode_records,
+     METH_VARARGS | METH_KEYWORDS, "Build one v2 batch from lists of values and keys."},
+    {"encode_entries", (PyCFunction)(void (*)(void))tl_py_encode_entries,
+     METH_VARARGS | METH_KEYWORDS, "Lay out an object's entries and blocks."},
+    {"join_parts", tl_py_join_parts, METH_O, "Join buffers into one bytes, the GIL released."},
     {"stamp_batch", (PyCFunction)(void (*)(void))tl_py_stamp_batch, METH_VARARGS | METH_KEYWORDS,
      "Append provenance headers to every record of one batch."},
     {NULL, NULL, 0, NULL},

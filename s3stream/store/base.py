@@ -14,6 +14,8 @@ import enum
 from collections.abc import Sequence
 from typing import NamedTuple
 
+from native import join_parts
+
 BytesLike = bytes | bytearray | memoryview
 ObjectData = BytesLike | Sequence[BytesLike]
 """An object's bytes: one buffer, or parts to be stored one after another."""
@@ -23,7 +25,9 @@ def joined(data: ObjectData) -> BytesLike:
     """The object's bytes in one buffer."""
     if isinstance(data, bytes | bytearray | memoryview):
         return data
-    return b"".join(data)
+    # Copied with the GIL released: an object of tens of MiB joined by
+    # b"".join would stop the WAL writer and the event loop meanwhile.
+    return join_parts(data)
 
 
 class ObjectStoreError(Exception):

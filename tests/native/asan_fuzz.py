@@ -61,6 +61,49 @@ def encode_hostile(rng: random.Random) -> None:
     )
 
 
+def records_hostile(rng: random.Random) -> None:
+    """encode_records (send_many) with values, keys, cuts and headers from the edges."""
+    pool: list[Any] = [None, b"", b"v" * rng.randrange(300), "t\u00e9", bytearray(b"ab"), 7]
+    count = rng.randrange(0, 12)
+    values = [rng.choice(pool[:5]) if rng.random() < 0.97 else 7 for _ in range(count)]
+    keys: Any = rng.choice([None, [rng.choice(pool[:5]) for _ in range(count)], [b"k"]])
+    headers: Any = rng.choice([(), [("h", b"v"), ("n", None)], [("h",)], [(b"h", b"v")]])
+    batch, _ = c.encode_records(
+        values if rng.random() < 0.9 else tuple(values),
+        keys,
+        timestamp=rng.choice([0, -1, 2**63 - 1, -(2**63), 2**63]),
+        start=rng.choice([0, 1, count - 1, count, -1]),
+        max_bytes=rng.choice([-1, 0, 61, 100, 2**31 - 1, 2**63 - 1]),
+        headers=headers,
+        compression=rng.randrange(6),
+        producer_id=rng.choice([-1, 2**40]),
+        base_sequence=rng.choice([-1, 0, 2**31 - 1]),
+    )
+    c.validate_batches(batch)
+
+
+def entries_hostile(rng: random.Random) -> None:
+    """encode_entries (an object's data region) with offsets, payloads and
+    block sizes from the edges; join_parts on what it returns."""
+    offsets = [0, 1, 2**31, 2**32 + 5, 2**62, 2**63 - 1, -(2**63), 2**63]
+    runs: list[Any] = []
+    for stream in range(rng.randrange(0, 4)):
+        base = rng.choice(offsets[:6])
+        batches: list[Any] = []
+        for _ in range(rng.randrange(0, 6)):
+            end = base + rng.choice([1, 2, 0, -1, 2**32 + 1])
+            payload: Any = rng.choice(
+                [b"", rng.randbytes(rng.randrange(100)), memoryview(b"xy"), 3]
+            )
+            batches.append((base, end, payload) if rng.random() < 0.95 else (base, end))
+            base = end if rng.random() < 0.9 else end + 1
+        runs.append((stream, batches))
+    parts, *_ = c.encode_entries(
+        runs, rng.choice([-1, 0, 1, 16, 100, 2**63 - 1]), with_spans=rng.random() < 0.5
+    )
+    c.join_parts(parts if rng.random() < 0.9 else [*parts, 1])
+
+
 def mutate(rng: random.Random, data: bytes) -> bytes:
     buffer = bytearray(data)
     for _ in range(rng.randrange(1, 6)):
@@ -174,6 +217,14 @@ def main() -> int:
             errors += 1
         try:
             c.rewrite_batch(bytearray(data), rng.randrange(len(data) + 2), 7, 3, 1)
+        except EXPECTED:
+            errors += 1
+        try:
+            records_hostile(rng)
+        except EXPECTED:
+            errors += 1
+        try:
+            entries_hostile(rng)
         except EXPECTED:
             errors += 1
     print(f"{iterations} inputs, {errors} typed errors, no crash")

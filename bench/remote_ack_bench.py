@@ -1,0 +1,175 @@
+"""Remote acknowledgements: how long an append waits for its object's commit, beside the PUTs.
+
+    python bench/remote_ack_bench.py [--appends 3000] [--appenders 8] [--rounds 3]
+                                     [--quick] [--json]
+
+A StreamStore writes to moto's S3 server (its own process on loopback, as
+in replay_bench.py), WAL fsync, with ``--appenders`` appenders, each on a
+stream of its own, appending 1 KiB batches with ``remote=True`` one after
+another (each waits for its acknowledgement before the next): the latency
+of each, from the append to its acknowledgement, i.e. to the commit of the
+object holding it to the manifest. Between the rounds of appends, with
+nothing else running, the same store client times the two PUTs an upload
+is made of: an object the size of the uploads just measured, and a small
+object (a manifest record's size). The ratios divide the acknowledgement
+latency by those PUTs' medians measured in the same run:
+``remote_ack_p99_vs_upload`` = p99 of the acks ÷ (object PUT + small PUT),
+the time of one upload; an acknowledgement that waits out at most the
+upload in flight and then its own is at most about 2. ``--json`` prints one
+JSON object.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import _harness
+from replay_bench import BUCKET, moto_server
+
+BATCH = 1024
+PUT_SAMPLES = 40
+TARGETS = {"remote_ack_p99_vs_upload": 2.5}
+"""At most the upload in flight plus its own, with room for a shared machine's noise."""
+
+
+def main() -> None:
+    parser = _harness.parser(__doc__, quick="600 appends, one round")
+    parser.add_argument("--appends", type=int, default=3000, help="remote appends per round")
+    parser.add_argument("--appenders", type=int, default=8, help="concurrent appenders")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of appends and PUTs")
+    parser.add_argument("--dir", default=None, help="scratch directory (default: a temp dir)")
+    args = parser.parse_args()
+    appends, rounds = (600, 1) if args.quick else (args.appends, args.rounds)
+    with _harness.scratch(args.dir, "tidelog-remote-ack-") as scratch:
+        results = run(scratch, appends, args.appenders, rounds)
+    _harness.report(results, args.json, print_table)
+
+
+def run(scratch: Path, appends: int, appenders: int, rounds: int) -> dict[str, Any]:
+    from s3stream import StreamStore, StreamStoreConfig
+    from s3stream.store import S3Store
+
+    with moto_server() as server:
+
+        def make_store() -> S3Store:
+            return S3Store(
+                BUCKET,
+                "bench",
+                endpoint_url=server.endpoint,
+                region="us-east-1",
+                access_key_id="bench",
+                secret_access_key="bench",
+            )
+
+        make_store().create_bucket_if_missing()
+        store = StreamStore.open(scratch / "data", make_store(), StreamStoreConfig())
+        streams = [store.create_stream() for _ in range(appenders)]
+        for stream in streams:
+            store.open_stream(stream, 1)
+        plain = make_store()
+        acks: list[float] = []
+        puts: list[float] = []
+        small_puts: list[float] = []
+        uploads = uploaded = 0
+        try:
+            for round_number in range(rounds):
+                before = (store.stats.uploads, store.stats.uploaded_bytes)
+                acks += asyncio.run(_append_all(store, streams, appends // appenders))
+                uploads += store.stats.uploads - before[0]
+                uploaded += store.stats.uploaded_bytes - before[1]
+                size = max(1, uploaded // max(uploads, 1))
+                puts += _put_latencies(plain, f"put-{round_number}", size)
+                small_puts += _put_latencies(plain, f"small-{round_number}", 512)
+        finally:
+            store.close()
+            plain.close()
+    put_ms = statistics.median(puts)
+    small_ms = statistics.median(small_puts)
+    upload_ms = put_ms + small_ms
+    results: dict[str, Any] = {
+        "appends": len(acks),
+        "appenders": appenders,
+        "rounds": rounds,
+        "batch_bytes": BATCH,
+        "remote_ack_p50_ms": round(_quantile(acks, 0.50), 2),
+        "remote_ack_p99_ms": round(_quantile(acks, 0.99), 2),
+        "remote_ack_max_ms": round(max(acks), 2),
+        "put_p50_ms": round(put_ms, 2),
+        "put_p99_ms": round(_quantile(puts, 0.99), 2),
+        "small_put_p50_ms": round(small_ms, 2),
+        "upload_ms": round(upload_ms, 2),
+        "uploads": uploads,
+        "object_bytes": uploaded // max(uploads, 1),
+        "acks_per_upload": round(len(acks) / max(uploads, 1), 2),
+        "remote_ack_p50_vs_upload": round(_quantile(acks, 0.50) / upload_ms, 3),
+        "remote_ack_p99_vs_upload": round(_quantile(acks, 0.99) / upload_ms, 3),
+        **_harness.cpus(),
+    }
+    results["targets"] = {
+        f"{key} <= {bound}": results[key] <= bound for key, bound in TARGETS.items()
+    }
+    return results
+
+
+async def _append_all(store: Any, streams: list[int], per_appender: int) -> list[float]:
+    payload = os.urandom(BATCH)
+    latencies: list[float] = []
+
+    async def appender(stream: int) -> None:
+        for _ in range(per_appender):
+            base = store.next_offset(stream)
+            started = time.perf_counter()
+            await store.append_async(stream, base, base, payload, remote=True)
+            latencies.append((time.perf_counter() - started) * 1000)
+
+    await asyncio.gather(*(appender(stream) for stream in streams))
+    return latencies
+
+
+def _put_latencies(store: Any, name: str, size: int) -> list[float]:
+    data = os.urandom(size)
+    latencies = []
+    for i in range(PUT_SAMPLES):
+        started = time.perf_counter()
+        store.put(f"latency/{name}-{i}", [data])
+        latencies.append((time.perf_counter() - started) * 1000)
+    return latencies
+
+
+def _quantile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def print_table(results: dict[str, Any]) -> None:
+    print(
+        f"{results['appends']:,} remote appends of {results['batch_bytes']} B by "
+        f"{results['appenders']} appenders, {results['rounds']} round(s); moto's S3 server "
+        f"on loopback; {results['cpus_usable']} CPUs\n"
+    )
+    rows = [
+        ("remote ack, p50", "remote_ack_p50_ms"),
+        ("remote ack, p99", "remote_ack_p99_ms"),
+        ("remote ack, max", "remote_ack_max_ms"),
+        (f"object PUT ({results['object_bytes']:,} B), p50", "put_p50_ms"),
+        ("object PUT, p99", "put_p99_ms"),
+        ("small PUT (a manifest record), p50", "small_put_p50_ms"),
+        ("one upload (object PUT + small PUT)", "upload_ms"),
+    ]
+    for label, key in rows:
+        print(f"{label:<40} {results[key]:>9.2f} ms")
+    print(
+        f"\n{results['uploads']:,} uploads, {results['acks_per_upload']:.1f} acks per upload\n"
+        f"remote_ack_p50_vs_upload {results['remote_ack_p50_vs_upload']:.2f}   "
+        f"remote_ack_p99_vs_upload {results['remote_ack_p99_vs_upload']:.2f}"
+    )
+    _harness.print_targets(results["targets"])
+
+
+if __name__ == "__main__":
+    main()

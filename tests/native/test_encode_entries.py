@@ -1,0 +1,150 @@
+"""encode_entries and join_parts: an s3stream object's bytes, C against the pure twin.
+
+For any runs of stored batches and any block size, both implementations
+give the same parts (entry headers between the caller's own payloads,
+never copies), the same blocks with the same CRC32Cs, runs and spans; an
+object encoded through either is the same bytes, and the object decoder
+(s3stream/objects.py) reads every batch back from it. Bad runs raise the
+same errors in both. join_parts (how a store joins an object's parts
+before a PUT) gives b"".join's bytes.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from native import _pure
+from s3stream import objects
+from s3stream.objects import ObjectKind, StoredBatch, encode_object, parse_object
+from tests.native.conftest import C_IMPL, c_impl, needs_c
+
+IMPLS = [_pure] + ([C_IMPL] if C_IMPL else [])
+payloads = st.binary(min_size=0, max_size=300).flatmap(
+    lambda data: st.sampled_from([data, bytearray(data), memoryview(data)])
+)
+
+
+@st.composite
+def runs(draw: st.DrawFn) -> list[tuple[int, list[StoredBatch]]]:
+    """Runs in (stream, offset) order, not overlapping, each of consecutive batches."""
+    out: list[tuple[int, list[StoredBatch]]] = []
+    stream = draw(st.integers(0, 5))
+    offset = draw(st.integers(0, 2**40))
+    for _ in range(draw(st.integers(0, 5))):
+        if draw(st.booleans()):
+            stream += draw(st.integers(1, 3))
+            offset = draw(st.integers(0, 2**40))
+        else:
+            offset += draw(st.integers(0, 50))  # a gap between runs of one stream
+        batches = []
+        for _ in range(draw(st.integers(1, 8))):
+            count = draw(st.integers(1, 20))
+            batches.append(StoredBatch(offset, offset + count, draw(payloads)))
+            offset += count
+        out.append((stream, batches))
+    return out
+
+
+def comparable(result: tuple[object, ...]) -> tuple[object, ...]:
+    parts, size, blocks, ranges, spans = result  # type: ignore[misc]
+    flat_spans = (
+        None
+        if spans is None
+        else {key: (pos, head, bytes(payload)) for key, (pos, head, payload) in spans.items()}  # type: ignore[attr-defined]
+    )
+    return [bytes(p) for p in parts], size, blocks, ranges, flat_spans  # type: ignore[attr-defined]
+
+
+@needs_c
+@settings(max_examples=300, deadline=None)
+@given(runs(), st.integers(1, 3000), st.booleans())
+def test_c_and_pure_lay_out_the_same_entries(
+    layout: list[tuple[int, list[StoredBatch]]], block_bytes: int, with_spans: bool
+) -> None:
+    c_result = c_impl().encode_entries(layout, block_bytes, with_spans=with_spans)
+    pure_result = _pure.encode_entries(layout, block_bytes, with_spans=with_spans)
+    assert comparable(c_result) == comparable(pure_result)
+    # Payloads are the caller's objects, never copies.
+    payload_parts = c_result[0][1::2]
+    assert all(
+        part is batch.payload
+        for part, batch in zip(payload_parts, [b for _, bs in layout for b in bs], strict=True)
+    )
+
+
+@settings(max_examples=100, deadline=None)
+@given(runs(), st.integers(1, 3000))
+def test_objects_from_either_are_the_same_bytes_and_decode_to_the_batches(
+    layout: list[tuple[int, list[StoredBatch]]], block_bytes: int
+) -> None:
+    encoded = []
+    for impl in IMPLS:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(objects, "encode_entries", impl.encode_entries)
+            encoded.append(encode_object(ObjectKind.STREAM_SET, layout, block_bytes).data)
+    assert all(data == encoded[0] for data in encoded)
+    index, blocks = parse_object("key", encoded[0])
+    read = [
+        (info.stream_id, b.base_offset, b.end_offset, bytes(b.payload))
+        for info, batches in zip(index.blocks, blocks, strict=True)
+        for b in batches
+    ]
+    assert read == [
+        (stream, b.base_offset, b.end_offset, bytes(b.payload)) for stream, bs in layout for b in bs
+    ]
+    assert all(
+        info.size <= block_bytes or len(bs) == 1
+        for info, bs in zip(index.blocks, blocks, strict=True)
+    )
+
+
+@pytest.mark.parametrize("impl", IMPLS, ids=lambda m: m.__name__)
+def test_a_batch_that_does_not_follow_is_refused(impl: ModuleType) -> None:
+    layout = [(3, [StoredBatch(0, 2, b"a"), StoredBatch(5, 6, b"b")])]
+    with pytest.raises(ValueError, match=r"stream 3: batch \[5, 6\) does not follow offset 2"):
+        impl.encode_entries(layout, 1024)
+    with pytest.raises(ValueError, match=r"stream 3: batch \[4, 4\) does not follow offset 4"):
+        impl.encode_entries([(3, [StoredBatch(4, 4, b"a")])], 1024)
+
+
+@pytest.mark.parametrize("impl", IMPLS, ids=lambda m: m.__name__)
+@pytest.mark.parametrize(
+    "layout",
+    [
+        ((1, [StoredBatch(0, 1, b"a")]),),  # not a list
+        [(1, [StoredBatch(0, 1, b"a")], 3)],
+        [("1", [StoredBatch(0, 1, b"a")])],
+        [(1, [(0, 1)])],
+        [(1, [(0, "1", b"a")])],
+        [(1, [(0, 1, 5)])],
+        [(1, 7)],
+    ],
+)
+def test_malformed_runs_raise_type_error(impl: ModuleType, layout: object) -> None:
+    with pytest.raises(TypeError):
+        impl.encode_entries(layout, 1024)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(payloads, max_size=20), st.integers(0, 200_000))
+def test_join_parts_gives_the_bytes_of_the_parts_in_order(
+    parts: list[bytes | bytearray | memoryview], large: int
+) -> None:
+    # A part past the size where the C copy releases the GIL.
+    parts = [*parts, bytes(range(256)) * (large // 256)]
+    for impl in IMPLS:
+        joined = impl.join_parts(parts)
+        assert type(joined) is bytes
+        assert joined == b"".join(parts)
+
+
+@pytest.mark.parametrize("impl", IMPLS, ids=lambda m: m.__name__)
+def test_join_parts_refuses_what_is_not_a_buffer(impl: ModuleType) -> None:
+    with pytest.raises(TypeError):
+        impl.join_parts([b"a", 1])
+    with pytest.raises(TypeError):
+        impl.join_parts(7)

@@ -1,0 +1,171 @@
+"""When remote acknowledgements are waited for, uploads follow one another.
+
+An append that asks to be remotely durable while an upload is in flight
+waits for that upload, then for the next one, which starts as soon as the
+previous one's objects are put (its PUT overlapping the previous commit),
+never on the upload interval; every append that asked meanwhile shares it,
+and commits stay in order. The object store's
+PUTs are held on cue here (the one thing a real store cannot do), and the
+test counts uploads and orders acknowledgements; it never measures time.
+"""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import Future
+from pathlib import Path
+
+from s3stream import StreamStore, StreamStoreConfig
+from s3stream.chain_verify import verify_stream
+from s3stream.manifest import LOG_PREFIX, load_state
+from s3stream.store import MemoryStore
+from s3stream.uploader import OBJECT_PREFIX
+
+TIMEOUT = 30.0
+
+
+class HeldPuts(MemoryStore):
+    """A memory store whose object PUTs each wait for a release of their own."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.started = threading.Semaphore(0)
+        self.releases = threading.Semaphore(0)
+        self.object_puts: list[str] = []
+
+    def put(self, key: str, data: object) -> str:
+        if key.startswith(OBJECT_PREFIX):
+            self.object_puts.append(key)
+            self.started.release()
+            assert self.releases.acquire(timeout=TIMEOUT), "the PUT was never released"
+        return super().put(key, data)  # type: ignore[arg-type]
+
+
+def test_appends_asking_during_an_upload_share_the_next_one_which_follows_at_once(
+    tmp_path: Path,
+) -> None:
+    store = HeldPuts()
+    # An interval no test outlives: only waiting appends can start an upload.
+    config = StreamStoreConfig(
+        upload_interval_s=3600, wal_segment_bytes=1024 * 1024, wal_preallocate=False
+    )
+    stream_store = StreamStore.open(tmp_path / "data", store, config)
+    try:
+        stream = stream_store.create_stream()
+        stream_store.open_stream(stream, 1)
+        first = stream_store.submit(stream, 0, 0, b"a", remote=True)
+        assert store.started.acquire(timeout=TIMEOUT), "no upload started for a waiting append"
+        # Upload 1 is in flight (held): these wait for it, then for their own.
+        later: list[Future[int]] = [
+            stream_store.submit(stream, offset, offset, b"b", remote=True) for offset in (1, 2, 3)
+        ]
+        local = stream_store.submit(stream, 4, 4, b"c")
+        assert local.result(TIMEOUT) == 5  # the WAL alone acknowledges a local append
+        assert not first.done() and not any(f.done() for f in later)
+        store.releases.release()
+        assert first.result(TIMEOUT) == 1
+        # The next upload starts right after the first is committed, without
+        # the interval, and carries all three (and the local append).
+        assert store.started.acquire(timeout=TIMEOUT), "the next upload did not follow"
+        assert not any(f.done() for f in later)
+        store.releases.release()
+        assert [f.result(TIMEOUT) for f in later] == [2, 3, 4]
+        assert len(store.object_puts) == 2
+        assert stream_store.stats.uploads == 2
+        assert stream_store.remote_end_offset(stream) == 5
+    finally:
+        for _ in range(4):
+            store.releases.release()
+        stream_store.close()
+
+
+def test_a_remote_wait_on_appended_data_starts_its_upload(tmp_path: Path) -> None:
+    store = HeldPuts()
+    config = StreamStoreConfig(
+        upload_interval_s=3600, wal_segment_bytes=1024 * 1024, wal_preallocate=False
+    )
+    stream_store = StreamStore.open(tmp_path / "data", store, config)
+    try:
+        stream = stream_store.create_stream()
+        stream_store.open_stream(stream, 1)
+        for offset in range(5):
+            stream_store.submit(stream, offset, offset, b"x").result(TIMEOUT)
+        assert store.object_puts == [] and stream_store.stats.uploads == 0
+        # A remote wait on what is already appended starts the upload.
+        waiter = stream_store.when_remote(stream, 5)
+        assert store.started.acquire(timeout=TIMEOUT)
+        store.releases.release()
+        assert waiter.result(TIMEOUT) == 5
+        assert len(store.object_puts) == 1
+    finally:
+        for _ in range(2):
+            store.releases.release()
+        stream_store.close()
+
+
+class HeldCommits(HeldPuts):
+    """Also holds each manifest commit (a create-if-absent PUT of the next
+    version) once ``hold_commits`` is set, until released."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hold_commits = False
+        self.commit_started = threading.Semaphore(0)
+        self.commit_releases = threading.Semaphore(0)
+        self.events: list[str] = []
+
+    def put(self, key: str, data: object) -> str:
+        if key.startswith(OBJECT_PREFIX):
+            self.events.append("object put")
+        return super().put(key, data)
+
+    def put_if_absent(self, key: str, data: object) -> str:
+        if self.hold_commits and key.startswith(LOG_PREFIX):
+            self.events.append("commit")
+            self.commit_started.release()
+            assert self.commit_releases.acquire(timeout=TIMEOUT), "the commit was never released"
+        return super().put_if_absent(key, data)  # type: ignore[arg-type]
+
+
+def test_the_next_upload_is_put_while_the_previous_commit_is_in_flight(tmp_path: Path) -> None:
+    store = HeldCommits()
+    config = StreamStoreConfig(
+        upload_interval_s=3600, wal_segment_bytes=1024 * 1024, wal_preallocate=False
+    )
+    stream_store = StreamStore.open(tmp_path / "data", store, config)
+    try:
+        stream = stream_store.create_stream()
+        stream_store.open_stream(stream, 1)
+        store.hold_commits = True
+        first = stream_store.submit(stream, 0, 0, b"a", remote=True)
+        assert store.started.acquire(timeout=TIMEOUT)
+        second = stream_store.submit(stream, 1, 1, b"b", remote=True)
+        store.releases.release()  # the first object is put; its commit starts, held
+        assert store.commit_started.acquire(timeout=TIMEOUT)
+        # The second append's object is put while the first commit is held.
+        assert store.started.acquire(timeout=TIMEOUT), "the next PUT waited for the commit"
+        assert not first.done() and not second.done()
+        store.releases.release()
+        store.commit_releases.release()
+        assert first.result(TIMEOUT) == 1
+        assert store.commit_started.acquire(timeout=TIMEOUT)
+        assert not second.done()  # committed after the first, never before
+        store.commit_releases.release()
+        assert second.result(TIMEOUT) == 2
+        # Two uploads; the second object's PUT and the first commit may
+        # start in either order (they overlap), the commits in theirs.
+        assert sorted(store.events) == ["commit", "commit", "object put", "object put"]
+        assert store.events[0] == "object put" and store.events[-1] == "commit"
+        assert stream_store.stats.uploads == 2
+        assert stream_store.remote_end_offset(stream) == 2
+    finally:
+        store.hold_commits = False
+        for _ in range(3):
+            store.releases.release()
+            store.commit_releases.release()
+        stream_store.close()
+    # The second object was laid out against the state the first commit
+    # made: the stream's chain runs through both, unbroken from genesis.
+    verdict = verify_stream(store, load_state(store), stream)
+    assert verdict.ok and verdict.from_genesis
+    assert (verdict.start_offset, verdict.end_offset, verdict.batches) == (0, 2, 2)
