@@ -1,10 +1,12 @@
 """Group commit: one writer thread turns many appends into one write and one sync.
 
 Appenders only enqueue and wait on their own future; the writer takes
-everything queued, writes it with one pwritev, syncs once (per the durability
-policy) and completes the whole group. After a failed write or sync the log
-fails for good: the state of the file is unknown (a failed fsync may have
-dropped dirty pages), so nothing later may be acknowledged.
+everything queued and writes it with one pwritev. Under the ``fsync`` policy
+the sync thread (``wal/syncer.py``) then fdatasyncs and completes the group
+while the writer already writes the next one; under ``interval`` and
+``none`` the writer completes the group itself. After a failed write or
+sync the log fails for good: the state of the file is unknown (a failed
+fsync may have dropped dirty pages), so nothing later may be acknowledged.
 """
 
 from __future__ import annotations
@@ -22,9 +24,10 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 from wal.errors import DiskFull, LogClosed, LogFailed, LogIOError, WalError
-from wal.format import FLAG_SYNCED, RECORD_HEADER_SIZE, encode_record_header
+from wal.format import FLAG_PRIOR_SYNCED, FLAG_SYNCED, RECORD_HEADER_SIZE, encode_record_header
 from wal.histogram import PlainHistogram
 from wal.segment import Position, SegmentWriter
+from wal.syncer import Syncer, WrittenGroup
 
 log = logging.getLogger("tidelog.wal")
 
@@ -33,7 +36,7 @@ class Durability(enum.Enum):
     """When an append is acknowledged."""
 
     FSYNC = "fsync"
-    """After its group is written and fdatasync'ed (the default)."""
+    """After an fdatasync that began once its group was written (the default)."""
     INTERVAL = "interval"
     """After its group is written; a sync follows within the interval."""
     NONE = "none"
@@ -131,6 +134,11 @@ class GroupCommitter:
         self._failure: WalError | None = None
         self._unsynced = False
         self._last_sync = time.monotonic()
+        self._syncer: Syncer | None = None
+        if durability is Durability.FSYNC:
+            self._syncer = Syncer(segment, self._settle, self._classify, self._failed, self.stats)
+        self._previous_group_start: int | None = None
+        """Where the last group written into the active segment began (pipelined)."""
         self._thread = threading.Thread(target=self._run, name="wal-group-commit", daemon=True)
         self._thread.start()
 
@@ -154,6 +162,8 @@ class GroupCommitter:
             self._closing = True
             self._wakeup.notify()
         self._thread.join()
+        if self._syncer is not None:
+            self._syncer.stop()
         try:
             if self._failure is None:
                 # A seal (written after a sync) lets recovery prove that every
@@ -187,9 +197,19 @@ class GroupCommitter:
             else:
                 self._sync_for_interval()
 
+    def _failed(self, failure: WalError) -> None:
+        with self._wakeup:
+            if self._failure is None:
+                self._failure = failure
+
     def _commit(self, group: list[PendingAppend]) -> None:
+        if self._syncer is not None:
+            self._commit_pipelined(group, self._syncer)
+            return
         try:
-            positions = self._write(group)
+            # The group's first record says whether everything before it is
+            # synced: recovery tells damage from a torn write by it.
+            positions = self._write(group, 0 if self._unsynced else FLAG_SYNCED)
             if self._durability is Durability.FSYNC or (
                 self._durability is Durability.INTERVAL
                 and time.monotonic() - self._last_sync >= self._sync_interval
@@ -198,8 +218,7 @@ class GroupCommitter:
         except (OSError, WalError) as error:
             # A WalError here is a roll that found no room for the next segment.
             failure = error if isinstance(error, WalError) else self._classify(error)
-            with self._wakeup:
-                self._failure = failure
+            self._failed(failure)
             self._fail(group, failure)
             return
         self.stats.appends += len(group)
@@ -207,14 +226,48 @@ class GroupCommitter:
         self.stats.group_appends.observe(len(group))
         self._settle(group, positions)
 
-    def _write(self, group: list[PendingAppend]) -> list[Position]:
+    def _commit_pipelined(self, group: list[PendingAppend], syncer: Syncer) -> None:
+        """Writes the group and hands it to the sync thread, which completes it."""
+        try:
+            positions = self._write(group, self._pipelined_flags(syncer))
+        except (OSError, WalError) as error:
+            failure = error if isinstance(error, WalError) else self._classify(error)
+            self._failed(failure)
+            self._fail(group, failure)
+            return
+        syncer.hand_over(WrittenGroup(group, positions, self._segment.write_offset))
+
+    def _pipelined_flags(self, syncer: Syncer) -> int:
+        """Waits until every byte before the previous group is synced (the
+        pipeline is two groups deep) and returns what the next group's first
+        record may claim: SYNCED if its previous group is synced too (the disk
+        kept up), else PRIOR_SYNCED."""
+        if self._previous_group_start is not None:
+            syncer.wait_synced(self._previous_group_start)
+        if syncer.synced_end >= self._segment.write_offset:
+            return FLAG_SYNCED
+        return FLAG_PRIOR_SYNCED
+
+    def _roll_segment(self) -> None:
+        """Seals the full segment and opens the next. Pipelined, the groups in
+        flight are synced and completed first, so the sync thread never
+        touches a closed segment."""
+        if self._syncer is not None:
+            self._syncer.drain()
+            if self._syncer.failure is not None:
+                raise LogFailed(self._syncer.failure)
+        self._segment = self._roll(self._segment)  # syncs the full segment
+        if self._syncer is not None:
+            self._syncer.switch(self._segment)
+        self.stats.segments_rolled += 1
+
+    def _write(self, group: list[PendingAppend], flags: int) -> list[Position]:
+        """Writes the group's records with ``flags`` on the first one; returns
+        their positions."""
         positions = []
         buffers: list[bytes | memoryview] = []
-        offset = self._segment.write_offset
+        offset = group_start = self._segment.write_offset
         written = 0
-        # The group's first record says whether everything before it is synced
-        # (always, under FSYNC): recovery tells damage from a torn write by it.
-        flags = 0 if self._unsynced else FLAG_SYNCED
         for pending in group:
             length = len(pending.prefix) + len(pending.payload)
             size = RECORD_HEADER_SIZE + length
@@ -222,9 +275,8 @@ class GroupCommitter:
             if offset + size > self._segment_limit:
                 self._segment.write(buffers)
                 buffers = []
-                self._segment = self._roll(self._segment)  # syncs the full segment
-                self.stats.segments_rolled += 1
-                offset = self._segment.write_offset
+                self._roll_segment()
+                offset = group_start = self._segment.write_offset
                 flags = FLAG_SYNCED
             sequence = self._segment.sequence
             buffers.append(
@@ -248,6 +300,7 @@ class GroupCommitter:
         self._segment.write(buffers)
         self.stats.bytes_written += written
         self._unsynced = True
+        self._previous_group_start = group_start
         return positions
 
     def _sync(self) -> None:
@@ -262,13 +315,13 @@ class GroupCommitter:
         try:
             self._sync()
         except OSError as error:
-            with self._wakeup:
-                self._failure = self._classify(error)
+            self._failed(self._classify(error))
 
-    def _classify(self, error: OSError) -> WalError:
+    def _classify(self, error: OSError, segment: SegmentWriter | None = None) -> WalError:
+        path = (segment or self._segment).path
         if error.errno == errno.ENOSPC:
-            return DiskFull(self._segment.path)
-        return LogIOError("writing", self._segment.path, error)
+            return DiskFull(path)
+        return LogIOError("writing", path, error)
 
     def _fail(self, group: list[PendingAppend], error: WalError) -> None:
         self._settle(group, [error] * len(group))
