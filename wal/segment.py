@@ -122,6 +122,10 @@ def sync_directory(directory: str) -> None:
         os.close(fd)
 
 
+ZERO_FILL_CHUNK = 1 << 20
+"""Bytes of zeros written, then flushed, at a time when a spare is made."""
+
+
 def zero_filled_file(directory: str, size: int, name: str) -> str:
     """A file of ``size`` written zeros, for a future segment.
 
@@ -129,14 +133,21 @@ def zero_filled_file(directory: str, size: int, name: str) -> str:
     overwritten, so fdatasync then flushes data only: about three times
     faster per group commit on ext4. The file is complete under its final
     name or not there at all.
+
+    Each chunk is flushed before the next is written. Written whole and
+    flushed once, tens of MiB of zeros would sit in the disk's queue ahead
+    of the log's own fdatasync, which would then wait for all of them (a
+    stall of tens of milliseconds on every acknowledgement at that moment);
+    a chunk at a time, it waits for at most one chunk.
     """
     final = os.path.join(directory, name)
     temporary = final + ".tmp"
-    zeros = bytes(min(size, 1 << 20))
+    zeros = bytes(min(size, ZERO_FILL_CHUNK))
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
     try:
         for offset in range(0, size, len(zeros)):
             os.pwrite(fd, zeros[: size - offset], offset)
+            os.fdatasync(fd)
         os.fsync(fd)
     finally:
         os.close(fd)
