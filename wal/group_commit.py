@@ -22,6 +22,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from typing import Any
 
 from wal.errors import DiskFull, LogClosed, LogFailed, LogIOError, WalError
 from wal.format import FLAG_PRIOR_SYNCED, FLAG_SYNCED, RECORD_HEADER_SIZE, encode_record_header
@@ -63,8 +64,38 @@ class WalStats:
 
 
 Outcome = Position | WalError
-Waiter = Future[Position] | asyncio.Future[Position]
-"""A thread waits on a concurrent future; a coroutine on its event loop's future."""
+BatchOutcome = list[Position] | WalError
+
+
+class BatchWaiter:
+    """The waiter shared by every record of one batch append: it completes
+    its future once, with every record's position in order, when the last
+    record's outcome arrives (or with the first error)."""
+
+    __slots__ = ("future", "positions", "remaining")
+
+    def __init__(
+        self, future: Future[list[Position]] | asyncio.Future[list[Position]], count: int
+    ) -> None:
+        self.future = future
+        self.positions: list[Position] = []
+        self.remaining = count
+
+    def add(self, outcome: Outcome) -> BatchOutcome | None:
+        """Takes one record's outcome; the batch's, once it is complete."""
+        if self.remaining <= 0:
+            return None  # already completed by an error
+        if isinstance(outcome, BaseException):
+            self.remaining = 0
+            return outcome
+        self.positions.append(outcome)
+        self.remaining -= 1
+        return self.positions if self.remaining == 0 else None
+
+
+Waiter = Future[Position] | asyncio.Future[Position] | BatchWaiter
+"""A thread waits on a concurrent future; a coroutine on its event loop's
+future; the records of a batch share one BatchWaiter."""
 CommitHook = Callable[[list[object], list[Outcome]], None]
 """Called on the writer thread once per group with the tags of its tagged
 appends and their outcomes, before any waiter of the group is woken."""
@@ -156,6 +187,19 @@ class GroupCommitter:
             if len(self._queue) == 1:
                 self._wakeup.notify()
 
+    def submit_many(self, batch: list[PendingAppend]) -> None:
+        """Queues the records of one batch together: the writer takes the
+        queue whole, so they land in one group, back to back."""
+        with self._wakeup:
+            if self._failure is not None:
+                raise LogFailed(self._failure)
+            if self._closing:
+                raise LogClosed
+            was_empty = not self._queue
+            self._queue.extend(batch)
+            if was_empty:
+                self._wakeup.notify()
+
     def close(self) -> None:
         """Commits everything queued, syncs, and stops the writer thread."""
         with self._wakeup:
@@ -207,9 +251,7 @@ class GroupCommitter:
             self._commit_pipelined(group, self._syncer)
             return
         try:
-            # The group's first record says whether everything before it is
-            # synced: recovery tells damage from a torn write by it.
-            positions = self._write(group, 0 if self._unsynced else FLAG_SYNCED)
+            positions = self._write(group)
             if self._durability is Durability.FSYNC or (
                 self._durability is Durability.INTERVAL
                 and time.monotonic() - self._last_sync >= self._sync_interval
@@ -229,13 +271,20 @@ class GroupCommitter:
     def _commit_pipelined(self, group: list[PendingAppend], syncer: Syncer) -> None:
         """Writes the group and hands it to the sync thread, which completes it."""
         try:
-            positions = self._write(group, self._pipelined_flags(syncer))
+            positions = self._write(group)
         except (OSError, WalError) as error:
             failure = error if isinstance(error, WalError) else self._classify(error)
             self._failed(failure)
             self._fail(group, failure)
             return
         syncer.hand_over(WrittenGroup(group, positions, self._segment.write_offset))
+
+    def _first_record_flags(self) -> int:
+        """What the group's first record may claim about the bytes before it:
+        recovery tells damage from a torn write by it."""
+        if self._syncer is None:
+            return 0 if self._unsynced else FLAG_SYNCED
+        return self._pipelined_flags(self._syncer)
 
     def _pipelined_flags(self, syncer: Syncer) -> int:
         """Waits until every byte before the previous group is synced (the
@@ -261,9 +310,9 @@ class GroupCommitter:
             self._syncer.switch(self._segment)
         self.stats.segments_rolled += 1
 
-    def _write(self, group: list[PendingAppend], flags: int) -> list[Position]:
-        """Writes the group's records with ``flags`` on the first one; returns
-        their positions."""
+    def _write(self, group: list[PendingAppend]) -> list[Position]:
+        """Writes the group's records; returns their positions."""
+        flags = self._first_record_flags()
         positions = []
         buffers: list[bytes | memoryview] = []
         offset = group_start = self._segment.write_offset
@@ -341,22 +390,28 @@ def _settle(group: list[PendingAppend], outcomes: Sequence[Outcome]) -> None:
     """Completes every waiter of a group: threads at once, coroutines in one
     call per event loop (each cross-thread call writes to the loop's wakeup
     pipe, so one per append would cost a syscall per append)."""
-    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Position], Outcome]]] = {}
-    for pending, outcome in zip(group, outcomes, strict=True):
-        waiter = pending.waiter
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any]]] = {}
+    for pending, record_outcome in zip(group, outcomes, strict=True):
+        waiter: Future[Any] | asyncio.Future[Any] | BatchWaiter = pending.waiter
+        outcome: Outcome | BatchOutcome = record_outcome
+        if type(waiter) is BatchWaiter:
+            batch_outcome = waiter.add(record_outcome)
+            if batch_outcome is None:
+                continue  # more of the batch to come
+            waiter, outcome = waiter.future, batch_outcome
         if isinstance(waiter, Future):
             if isinstance(outcome, BaseException):
                 waiter.set_exception(outcome)
             else:
                 waiter.set_result(outcome)
-        else:
+        elif isinstance(waiter, asyncio.Future):
             by_loop.setdefault(waiter.get_loop(), []).append((waiter, outcome))
     for loop, settled in by_loop.items():
         with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting any more
             loop.call_soon_threadsafe(_settle_on_loop, settled)
 
 
-def _settle_on_loop(settled: list[tuple[asyncio.Future[Position], Outcome]]) -> None:
+def _settle_on_loop(settled: list[tuple[asyncio.Future[Any], Any]]) -> None:
     for waiter, outcome in settled:
         if waiter.cancelled():
             continue  # the coroutine gave up waiting; the append itself still happened

@@ -7,14 +7,16 @@ import errno
 import fcntl
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future
 from types import TracebackType
+from typing import NamedTuple
 
 from native import crc32c
 from wal.errors import LogClosed, LogIOError, LogLocked, PermissionDenied, RecordTooLarge
 from wal.format import MAX_USER_TYPE, RECORD_HEADER_SIZE, SEGMENT_HEADER_SIZE, segment_name
 from wal.group_commit import (
+    BatchWaiter,
     CommitHook,
     Durability,
     GroupCommitter,
@@ -37,6 +39,19 @@ DATA = 1
 """The default record type; types 1-254 are the caller's to define."""
 
 BytesLike = bytes | bytearray | memoryview
+
+
+class Append(NamedTuple):
+    """One record of a batch append (``WriteAheadLog.submit_many``); the
+    fields mean what ``submit``'s arguments of the same names mean."""
+
+    payload: BytesLike
+    stream_id: int = 0
+    start_offset: int = 0
+    end_offset: int = 0
+    record_type: int = DATA
+    tag: object = None
+    prefix: bytes = b""
 
 
 class WriteAheadLog:
@@ -205,6 +220,52 @@ class WriteAheadLog:
         )
         return waiter
 
+    # -- appending many at once -----------------------------------------
+
+    def submit_many(self, appends: Iterable[Append]) -> Future[list[Position]]:
+        """Queues many appends in one call; one future resolves to their
+        positions, in the order given, once every one of them is durable.
+
+        The records are queued together, so they are written back to back in
+        one group and made durable by one sync; if that group fails, the
+        future fails with its error and none of them is acknowledged. Every
+        append is checked before any is queued: a bad one (a reserved type,
+        a payload too large) raises and queues nothing. Tags go to the
+        ``on_commit`` hook one by one, as for ``submit``.
+        """
+        future: Future[list[Position]] = Future()
+        future.set_running_or_notify_cancel()  # appends cannot be taken back
+        self._enqueue_many(future, appends)
+        return future
+
+    def append_many(self, appends: Iterable[Append]) -> list[Position]:
+        """Appends many and returns their positions once all are durable."""
+        return self.submit_many(appends).result()
+
+    def submit_many_async(self, appends: Iterable[Append]) -> asyncio.Future[list[Position]]:
+        """``submit_many`` from a running event loop: the asyncio future
+        resolves to the positions once all are durable. Cancelling it stops
+        the wait, not the appends."""
+        waiter: asyncio.Future[list[Position]] = asyncio.get_running_loop().create_future()
+        self._enqueue_many(waiter, appends)
+        return waiter
+
+    async def append_many_async(self, appends: Iterable[Append]) -> list[Position]:
+        """Like append_many, for asyncio: waits without blocking the event loop."""
+        return await self.submit_many_async(appends)
+
+    def _enqueue_many(
+        self,
+        waiter: Future[list[Position]] | asyncio.Future[list[Position]],
+        appends: Iterable[Append],
+    ) -> None:
+        batch = list(appends)
+        if not batch:
+            waiter.set_result([])
+            return
+        shared = BatchWaiter(waiter, len(batch))
+        self._committer.submit_many([self._pending(shared, *append) for append in batch])
+
     def _enqueue(
         self,
         waiter: Waiter,
@@ -216,22 +277,38 @@ class WriteAheadLog:
         tag: object = None,
         prefix: bytes = b"",
     ) -> None:
+        self._committer.submit(
+            self._pending(
+                waiter, payload, stream_id, start_offset, end_offset, record_type, tag, prefix
+            )
+        )
+
+    def _pending(
+        self,
+        waiter: Waiter,
+        payload: BytesLike,
+        stream_id: int,
+        start_offset: int,
+        end_offset: int,
+        record_type: int,
+        tag: object,
+        prefix: bytes,
+    ) -> PendingAppend:
+        """A checked append, its payload's CRC computed (by the caller's thread)."""
         if not 1 <= record_type <= MAX_USER_TYPE:
             raise ValueError(f"record_type {record_type} is not in 1..{MAX_USER_TYPE}")
         if len(prefix) + len(payload) > self._max_payload:
             raise RecordTooLarge(len(prefix) + len(payload), self._max_payload)
-        self._committer.submit(
-            PendingAppend(
-                waiter,
-                record_type,
-                stream_id,
-                start_offset,
-                end_offset,
-                payload if isinstance(payload, bytes | memoryview) else memoryview(payload),
-                crc32c(payload, crc32c(prefix)) if prefix else crc32c(payload),
-                tag,
-                prefix,
-            )
+        return PendingAppend(
+            waiter,
+            record_type,
+            stream_id,
+            start_offset,
+            end_offset,
+            payload if isinstance(payload, bytes | memoryview) else memoryview(payload),
+            crc32c(payload, crc32c(prefix)) if prefix else crc32c(payload),
+            tag,
+            prefix,
         )
 
     # -- reading --------------------------------------------------------
