@@ -45,6 +45,8 @@ class Durability(enum.Enum):
 
 
 GROUP_SIZE_BOUNDS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+HOLD_LIMIT_S = 0.005
+"""The longest a hold keeps the writer from taking queued appends."""
 """Appends per group commit."""
 
 
@@ -162,6 +164,8 @@ class GroupCommitter:
         self._queue: deque[PendingAppend] = deque()
         self._wakeup = threading.Condition(threading.Lock())
         self._closing = False
+        self._holds = 0
+        self._held_since = 0.0
         self._failure: WalError | None = None
         self._unsynced = False
         self._last_sync = time.monotonic()
@@ -216,9 +220,34 @@ class GroupCommitter:
         finally:
             self._segment.close()
 
+    def hold(self) -> None:
+        """Keeps the writer from taking the queue until ``release``, for at most
+        HOLD_LIMIT_S from the first hold: appends made meanwhile share one
+        group. Appends still queue in the order they are made."""
+        with self._wakeup:
+            if self._holds == 0:
+                self._held_since = time.monotonic()
+            self._holds += 1
+
+    def release(self) -> None:
+        with self._wakeup:
+            self._holds -= 1
+            if self._holds == 0 and self._queue:
+                self._wakeup.notify()
+
+    def _wait_for_holds(self) -> None:
+        """Under the lock, with appends queued: waits while a hold lasts, up to its limit."""
+        while self._holds and not self._closing:
+            remaining = self._held_since + HOLD_LIMIT_S - time.monotonic()
+            if remaining <= 0:
+                return
+            self._wakeup.wait(remaining)
+
     def _next_group(self) -> list[PendingAppend] | None:
         """Waits for appends; None when closing with nothing left to write."""
         with self._wakeup:
+            if self._queue:
+                self._wait_for_holds()
             while not self._queue and not self._closing:
                 if self._durability is Durability.INTERVAL and self._unsynced:
                     remaining = self._last_sync + self._sync_interval - time.monotonic()
@@ -226,6 +255,8 @@ class GroupCommitter:
                         return []
                 else:
                     self._wakeup.wait()
+                if self._queue:
+                    self._wait_for_holds()
             if not self._queue:
                 return None
             group = list(self._queue)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import fcntl
 import os
@@ -221,6 +222,23 @@ class WriteAheadLog:
         return waiter
 
     # -- appending many at once -----------------------------------------
+
+    @contextlib.contextmanager
+    def gathered(self) -> Iterator[None]:
+        """Appends made inside the block (from any thread) share one group:
+        the writer waits for the block to end before it takes the queue, but
+        never longer than HOLD_LIMIT_S (5 ms) from the block's start.
+
+        For callers that make several appends one by one that belong
+        together (a produce request for many partitions): each is queued at
+        once, in order with everyone else's, so only the writer waits.
+        Appends whose records are all at hand use ``submit_many`` instead.
+        """
+        self._committer.hold()
+        try:
+            yield
+        finally:
+            self._committer.release()
 
     def submit_many(self, appends: Iterable[Append]) -> Future[list[Position]]:
         """Queues many appends in one call; one future resolves to their

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import threading
+import time
 from collections.abc import Callable
 
 import pytest
@@ -25,6 +26,7 @@ from wal import (
     Position,
     RecordTooLarge,
     WriteAheadLog,
+    group_commit,
 )
 from wal import segment as segment_module
 from wal.format import RECORD_HEADER_SIZE
@@ -192,3 +194,33 @@ def test_batches_and_single_appends_from_threads_interleave_only_between_batches
             assert replayed[first : first + size] == [
                 b"%d:%d:%d" % (thread, number, i) for i in range(size)
             ]
+
+
+def test_appends_made_one_by_one_in_a_gathered_block_share_one_group(
+    open_log: OpenLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(group_commit, "HOLD_LIMIT_S", 30.0)  # the block, not the limit, ends it
+    log = open_log(segment_bytes=1 << 20)
+    log.append(b"before")
+    groups, syncs = log.stats.groups, log.stats.syncs
+    with log.gathered():
+        futures = []
+        for i in range(5):
+            futures.append(log.submit(b"part %d" % i))
+            time.sleep(0.002)  # time enough for an unheld writer to take each alone
+    positions = [future.result(timeout=30) for future in futures]
+    assert log.stats.groups - groups == 1
+    assert log.stats.syncs - syncs == 1
+    assert positions == sorted(positions)
+    assert payloads(log) == [b"before", *(b"part %d" % i for i in range(5))]
+
+
+def test_a_gathered_block_that_lasts_does_not_hold_appends_back_for_long(
+    open_log: OpenLog,
+) -> None:
+    """The writer takes what waits once the hold's limit passes, block or not."""
+    log = open_log()
+    with log.gathered():
+        written = log.submit(b"made inside a long block")
+        written.result(timeout=30)  # would wait for the block's end without the limit
+    assert payloads(log) == [b"made inside a long block"]
