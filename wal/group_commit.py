@@ -52,7 +52,9 @@ HOLD_LIMIT_S = 0.005
 
 @dataclass
 class WalStats:
-    """Counters kept by the writer thread."""
+    """Counters, each kept by one of the log's threads: the writer's
+    (bytes_written, segments_rolled) and, under ``fsync``, the sync
+    thread's (the rest; the writer's under the other policies)."""
 
     appends: int = 0
     groups: int = 0
@@ -99,8 +101,9 @@ Waiter = Future[Position] | asyncio.Future[Position] | BatchWaiter
 """A thread waits on a concurrent future; a coroutine on its event loop's
 future; the records of a batch share one BatchWaiter."""
 CommitHook = Callable[[list[object], list[Outcome]], None]
-"""Called on the writer thread once per group with the tags of its tagged
-appends and their outcomes, before any waiter of the group is woken."""
+"""Called once per group with the tags of its tagged appends and their
+outcomes, before any waiter of the group is woken: on the sync thread under
+``fsync``, on the writer thread under the other policies."""
 
 
 class PendingAppend:

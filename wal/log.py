@@ -81,9 +81,10 @@ class WriteAheadLog:
         every readable record is kept, and each dropped byte range is logged
         and listed in ``recovery.dropped``.
 
-        ``on_commit``, if given, is called on the writer thread once per
-        group with the tags of the group's tagged appends (see ``submit``)
-        and their outcomes, before their waiters wake: an owner that keeps
+        ``on_commit``, if given, is called on the log's own thread (the
+        sync thread under ``fsync``, else the writer) once per group with
+        the tags of the group's tagged appends (see ``submit``) and their
+        outcomes, before their waiters wake: an owner that keeps
         its own state about appends can update it once per group rather
         than once per append."""
         if segment_bytes < SEGMENT_HEADER_SIZE + 4 * RECORD_HEADER_SIZE:
