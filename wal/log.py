@@ -30,6 +30,7 @@ from wal.segment import (
     Entry,
     Position,
     SegmentWriter,
+    prepare_segment_file,
     scan_segment,
     sync_directory,
     zero_filled_file,
@@ -97,6 +98,8 @@ class WriteAheadLog:
         self._closed = False
         self._spare_maker: threading.Thread | None = None
         self._spares_made = 0
+        self._prepared: tuple[int, str] | None = None
+        """The next segment's sequence and file, made ready by ``_make_spare``."""
         self._lock_fd = lock_directory(self.directory)
         try:
             recovered = recover(self.directory, accept_data_loss=accept_data_loss)
@@ -390,9 +393,20 @@ class WriteAheadLog:
 
     def _create_segment(self, sequence: int) -> SegmentWriter:
         with self._segments_lock:
-            reuse = self._free_files.pop(0) if self._free_files else None
+            prepared, self._prepared = self._prepared, None
+            if prepared is not None and prepared[0] != sequence:
+                self._free_files.append(self._unprepare(prepared[1]))
+                prepared = None
+            reuse = None
+            if prepared is None and self._free_files:
+                reuse = self._free_files.pop(0)
         segment = SegmentWriter.create(
-            self.directory, sequence, self.segment_bytes, self._preallocate, reuse
+            self.directory,
+            sequence,
+            self.segment_bytes,
+            self._preallocate,
+            reuse,
+            prepared=None if prepared is None else prepared[1],
         )
         with self._segments_lock:
             self._sequences.append(sequence)
@@ -407,29 +421,52 @@ class WriteAheadLog:
         return following
 
     def _make_spare(self) -> None:
-        """Zero-fills a spare segment file in the background if none is waiting.
+        """Prepares the segment after the active one in the background: a
+        free file (a trimmed segment, or a spare zero-filled now) renamed to
+        the next segment's temporary name, its header written and synced.
 
-        Rolling into a spare costs a rename and a header write; without one
-        the next segment is fallocate'd, which works but syncs slower.
+        Rolling into it then costs the writer a rename and a directory sync;
+        into a free file, a header write and a sync more; with neither, the
+        next segment is fallocate'd, which works but syncs slower.
         """
         with self._segments_lock:
             busy = self._spare_maker is not None and self._spare_maker.is_alive()
-            if not self._preallocate or self._free_files or busy or self._closed:
+            if not self._preallocate or busy or self._closed or self._prepared is not None:
                 return
-            self._spares_made += 1
-            name = f"{FREE_PREFIX}spare-{os.getpid()}-{self._spares_made}.wal"
+            following = self._sequences[-1] + 1
             self._spare_maker = threading.Thread(
-                target=self._zero_fill_spare, args=(name,), name="wal-spare", daemon=True
+                target=self._prepare_next, args=(following,), name="wal-spare", daemon=True
             )
             self._spare_maker.start()
 
-    def _zero_fill_spare(self, name: str) -> None:
-        try:
-            path = zero_filled_file(self.directory, self.segment_bytes, name)
-        except OSError:
-            return  # only an optimisation: the next roll fallocates instead
+    def _prepare_next(self, sequence: int) -> None:
         with self._segments_lock:
-            self._free_files.append(path)
+            source = self._free_files.pop(0) if self._free_files else None
+            self._spares_made += 1
+            name = f"{FREE_PREFIX}spare-{os.getpid()}-{self._spares_made}.wal"
+        try:
+            if source is None:
+                source = zero_filled_file(self.directory, self.segment_bytes, name)
+            prepared = prepare_segment_file(self.directory, sequence, source)
+        except OSError:
+            return  # only an optimisation: the next roll makes its segment itself
+        with self._segments_lock:
+            if self._sequences[-1] == sequence - 1 and not self._closed:
+                self._prepared = (sequence, prepared)
+                return
+            # A roll or the close came first: the file waits as a free file
+            # (or, if even that fails, the next open deletes it).
+            with contextlib.suppress(OSError):
+                self._free_files.append(self._unprepare(prepared))
+
+    def _unprepare(self, prepared: str) -> str:
+        """Gives a prepared file a free file's name again (under the lock)."""
+        self._spares_made += 1
+        free = os.path.join(
+            self.directory, f"{FREE_PREFIX}spare-{os.getpid()}-{self._spares_made}.wal"
+        )
+        os.rename(prepared, free)
+        return free
 
     # -- lifecycle ------------------------------------------------------
 
@@ -444,6 +481,10 @@ class WriteAheadLog:
             self._committer.close()
             if spare_maker is not None:
                 spare_maker.join()
+            with self._segments_lock:
+                prepared, self._prepared = self._prepared, None
+                if prepared is not None:  # kept for the next open as a free file
+                    self._unprepare(prepared[1])
         finally:
             os.close(self._lock_fd)
 

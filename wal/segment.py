@@ -156,6 +156,24 @@ def zero_filled_file(directory: str, size: int, name: str) -> str:
     return final
 
 
+def prepare_segment_file(directory: str, sequence: int, source: str) -> str:
+    """Turns ``source`` (a free or spare file) into segment ``sequence`` under
+    its temporary name: renamed, its header written and synced. Only a roll
+    (``SegmentWriter.create(..., prepared=...)``) gives it its final name,
+    after the segment before it is sealed; an open deletes it if a crash
+    comes first. Returns its path."""
+    # Not the name a create uses: a roll may create the same sequence meanwhile.
+    temporary = os.path.join(directory, segment_name(sequence)) + ".prepared.tmp"
+    os.rename(source, temporary)
+    fd = os.open(temporary, os.O_RDWR | os.O_CLOEXEC)
+    try:
+        os.pwrite(fd, encode_segment_header(sequence), 0)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return temporary
+
+
 def _preallocate(fd: int, path: str, size: int) -> None:
     try:
         os.posix_fallocate(fd, 0, size)
@@ -188,13 +206,21 @@ class SegmentWriter:
         size: int,
         preallocate: bool,
         reuse: str | None = None,
+        prepared: str | None = None,
     ) -> SegmentWriter:
-        """A new segment, from a recycled file if ``reuse`` names one.
+        """A new segment, from a recycled file if ``reuse`` names one, or from
+        the file ``prepare_segment_file`` made ready if ``prepared`` names it
+        (then only a rename and a directory sync remain to do).
 
         The header is written and synced under a temporary name, then renamed:
         a segment file under its final name always has a valid header.
         """
         final = os.path.join(directory, segment_name(sequence))
+        if prepared is not None:
+            os.rename(prepared, final)
+            sync_directory(directory)
+            fd = os.open(final, os.O_RDWR | os.O_CLOEXEC)
+            return cls(final, sequence, fd, SEGMENT_HEADER_SIZE)
         temporary = final + ".tmp"
         if reuse is not None:
             os.rename(reuse, temporary)

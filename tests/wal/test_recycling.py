@@ -11,12 +11,14 @@ a crash is then taken at any point of the journal (as in
 test_recovery_rule.py: a power loss keeps any subset of unsynced sectors,
 which uncovers old records under lost new ones), and possibly in the middle
 of a recycle (the file renamed to its temporary name, its new header
-written or not). Recovery must replay exactly a prefix of what was
+written or not; or the next segment prepared ahead under its own temporary
+name). Recovery must replay exactly a prefix of what was
 appended, in order, with every synced record in it.
 """
 
 from __future__ import annotations
 
+import os
 import random
 import shutil
 from pathlib import Path
@@ -86,7 +88,7 @@ def no_spares(monkeypatch: pytest.MonkeyPatch) -> None:
     crash=st.floats(0, 1),
     mode=st.sampled_from(["power", "kill"]),
     sector=st.sampled_from([512, 4096]),
-    mid_recycle=st.sampled_from(["no", "renamed", "header written"]),
+    mid_recycle=st.sampled_from(["no", "renamed", "header written", "prepared ahead"]),
     seed=st.integers(0, 2**32 - 1),
 )
 def test_old_records_of_a_recycled_segment_are_never_replayed(
@@ -116,9 +118,10 @@ def test_old_records_of_a_recycled_segment_are_never_replayed(
             old = max(files.values(), key=lambda data: written_end(bytes(data)))
             following = max(int(Path(path).name[:20]) for path in files) + 1
             recycled = bytearray(old)
-            if mid_recycle == "header written":
+            if mid_recycle != "renamed":
                 recycled[:SEGMENT_HEADER_SIZE] = encode_segment_header(following)
-            (work / "crashed" / f"{following:020d}.wal.tmp").write_bytes(recycled)
+            suffix = ".prepared.tmp" if mid_recycle == "prepared ahead" else ".tmp"
+            (work / "crashed" / f"{following:020d}.wal{suffix}").write_bytes(recycled)
         synced = _synced_records(journal, point, positions)
         recovered = _recovered(work / "crashed")
         assert recovered == payloads[: len(recovered)], "an old record came back, or order broke"
@@ -147,3 +150,31 @@ def test_a_recycled_segment_holds_valid_old_records_past_its_tail_and_replays_no
         replayed = [bytes(entry.payload) for entry in log.replay()]
     kept = [p for p, position in zip(payloads, positions, strict=True) if position.segment >= first]
     assert replayed == kept
+
+
+def test_a_roll_goes_into_the_segment_prepared_ahead_and_close_keeps_it_free(
+    tmp_path: Path,
+) -> None:
+    """The file of the next segment is made ready (header synced under a
+    temporary name) in the background; the roll only renames it."""
+    directory = tmp_path / "wal"
+    log = WriteAheadLog(directory, segment_bytes=SEGMENT)
+    try:
+        assert log._spare_maker is not None
+        log._spare_maker.join(timeout=30)
+        assert log._prepared is not None
+        sequence, path = log._prepared
+        assert sequence == log.segments[-1] + 1
+        assert Path(path).read_bytes()[:SEGMENT_HEADER_SIZE] == encode_segment_header(sequence)
+        inode = os.stat(path).st_ino
+        written = []
+        while log.segments[-1] < sequence:
+            written.append(b"%04d" % len(written) + b"." * 500)
+            log.append(written[-1])
+        assert os.stat(directory / f"{sequence:020d}.wal").st_ino == inode
+    finally:
+        log.close()
+    assert not list(directory.glob("*.tmp")), "a prepared file was left under a temporary name"
+    assert list(directory.glob("free-*.wal")), "the next segment's file was not kept for reuse"
+    with WriteAheadLog(directory, segment_bytes=SEGMENT) as reopened:
+        assert [bytes(entry.payload) for entry in reopened.replay()] == written
