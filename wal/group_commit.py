@@ -269,6 +269,7 @@ class GroupCommitter:
     def _run(self) -> None:
         while (group := self._next_group()) is not None:
             if self._failure is not None:
+                self._drain_syncer()
                 self._fail(group, LogFailed(self._failure))
             elif group:
                 self._commit(group)
@@ -309,9 +310,16 @@ class GroupCommitter:
         except (OSError, WalError) as error:
             failure = error if isinstance(error, WalError) else self._classify(error)
             self._failed(failure)
+            self._drain_syncer()
             self._fail(group, failure)
             return
         syncer.hand_over(WrittenGroup(group, positions, self._segment.write_offset))
+
+    def _drain_syncer(self) -> None:
+        """Lets the groups in flight complete first, so groups are reported
+        (to the hook and their waiters) in write order, failed ones too."""
+        if self._syncer is not None:
+            self._syncer.drain()
 
     def _first_record_flags(self) -> int:
         """What the group's first record may claim about the bytes before it:
