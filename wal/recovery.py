@@ -219,10 +219,11 @@ def _damage(survey: Survey, start: int, end: int, reason: str, records: int | No
 def recover(directory: str, *, accept_data_loss: bool = False) -> Recovered:
     """Applies the recovery rule; raises CorruptSegment on damage unless
     ``accept_data_loss``, in which case damaged segments are salvaged."""
-    inspection = inspect(directory, remove_leftovers=True)
+    inspection = inspect(directory)
     error = inspection.first_error()
     if error is not None and not accept_data_loss:
-        raise error
+        raise error  # before the leftovers go: a refused open changes nothing
+    list_segments(directory, remove_leftovers=True)
     dropped = []
     for verdict in inspection.verdicts:
         if verdict.damage:
