@@ -518,6 +518,12 @@ class Engine:
         leader = self.partition(topic, partition, auto_create=True)
         return self._acks.submit_async(leader, records, remote, provenance)
 
+    def appends_gathered(self) -> contextlib.AbstractContextManager[None]:
+        """Appends made inside the block (one request's partitions) share one
+        write and one sync of the WAL; the WAL's writer waits for the block
+        to end, at most 5 ms."""
+        return self.store.gathered()
+
     def init_producer_id(self) -> tuple[int, int]:
         """A new idempotent producer: (producer id, epoch)."""
         self._check_open()

@@ -456,6 +456,11 @@ class StreamStore:
         """
         return self._appender.submit_async(stream_id, base_offset, last_offset, payload, remote)
 
+    def gathered(self) -> contextlib.AbstractContextManager[None]:
+        """Appends made inside the block share one WAL group (and one sync):
+        ``WriteAheadLog.gathered``."""
+        return self.wal.gathered()
+
     def when_remote(self, stream_id: int, end: int) -> Future[int]:
         """A future resolved (to ``end``) once the stream's offsets below
         ``end`` are in objects committed to the manifest; waiting starts an

@@ -95,6 +95,8 @@ ONE_PASS_ONLY: dict[str, str] = {
     "lookups are covered by tests/engine/test_max_timestamp.py",
     "tests/server/test_log_dirs.py": "builds its batches with native/; a partition's stored "
     "bytes do not depend on which native/ wrote them",
+    "tests/server/test_produce_gathered.py": "builds its batches with native/; what it tests "
+    "is how the WAL groups one request's appends",
     "tests/server/test_client_quotas.py": "builds its batches with native/; what it tests is "
     "how the server meters and throttles their bytes",
     "tests/server/test_fuzz.py": "builds its batches with native/; what it tests is the "

@@ -16,13 +16,14 @@ from wal.errors import (
     WalError,
 )
 from wal.group_commit import CommitHook, Durability, Outcome, WalStats
-from wal.log import DATA, DEFAULT_SEGMENT_BYTES, WriteAheadLog
+from wal.log import DATA, DEFAULT_SEGMENT_BYTES, Append, WriteAheadLog
 from wal.recovery import Damage, Inspection, RecoveryReport, inspect
 from wal.segment import Entry, Position
 
 __all__ = [
     "DATA",
     "DEFAULT_SEGMENT_BYTES",
+    "Append",
     "CommitHook",
     "CorruptSegment",
     "Damage",

@@ -35,6 +35,15 @@ every earlier segment) was synced: the first record of a group committed after
 a sync, and every seal. A valid record with this flag beyond a bad one proves
 the bad one was synced, so it is damage, not a torn write."""
 
+FLAG_PRIOR_SYNCED = 0x02
+"""Set on the first record of a group written while the previous group's
+sync was still running (the pipelined ``fsync`` policy): every byte before
+the previous group's first record, in this segment and every earlier one,
+was synced before this record was written. Every group's first record
+carries one of the two flags under ``fsync``, so a valid PRIOR_SYNCED record
+beyond a bad one, with another flagged record between the two, proves the
+bad one was synced."""
+
 _SEGMENT_NAME = re.compile(r"^(\d{20})\.wal$")
 
 

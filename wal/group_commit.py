@@ -1,10 +1,12 @@
 """Group commit: one writer thread turns many appends into one write and one sync.
 
 Appenders only enqueue and wait on their own future; the writer takes
-everything queued, writes it with one pwritev, syncs once (per the durability
-policy) and completes the whole group. After a failed write or sync the log
-fails for good: the state of the file is unknown (a failed fsync may have
-dropped dirty pages), so nothing later may be acknowledged.
+everything queued and writes it with one pwritev. Under the ``fsync`` policy
+the sync thread (``wal/syncer.py``) then fdatasyncs and completes the group
+while the writer already writes the next one; under ``interval`` and
+``none`` the writer completes the group itself. After a failed write or
+sync the log fails for good: the state of the file is unknown (a failed
+fsync may have dropped dirty pages), so nothing later may be acknowledged.
 """
 
 from __future__ import annotations
@@ -20,11 +22,13 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from typing import Any
 
 from wal.errors import DiskFull, LogClosed, LogFailed, LogIOError, WalError
-from wal.format import FLAG_SYNCED, RECORD_HEADER_SIZE, encode_record_header
+from wal.format import FLAG_PRIOR_SYNCED, FLAG_SYNCED, RECORD_HEADER_SIZE, encode_record_header
 from wal.histogram import PlainHistogram
 from wal.segment import Position, SegmentWriter
+from wal.syncer import Syncer, WrittenGroup
 
 log = logging.getLogger("tidelog.wal")
 
@@ -33,7 +37,7 @@ class Durability(enum.Enum):
     """When an append is acknowledged."""
 
     FSYNC = "fsync"
-    """After its group is written and fdatasync'ed (the default)."""
+    """After an fdatasync that began once its group was written (the default)."""
     INTERVAL = "interval"
     """After its group is written; a sync follows within the interval."""
     NONE = "none"
@@ -41,12 +45,16 @@ class Durability(enum.Enum):
 
 
 GROUP_SIZE_BOUNDS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+HOLD_LIMIT_S = 0.005
+"""The longest a hold keeps the writer from taking queued appends."""
 """Appends per group commit."""
 
 
 @dataclass
 class WalStats:
-    """Counters kept by the writer thread."""
+    """Counters, each kept by one of the log's threads: the writer's
+    (bytes_written, segments_rolled) and, under ``fsync``, the sync
+    thread's (the rest; the writer's under the other policies)."""
 
     appends: int = 0
     groups: int = 0
@@ -60,11 +68,42 @@ class WalStats:
 
 
 Outcome = Position | WalError
-Waiter = Future[Position] | asyncio.Future[Position]
-"""A thread waits on a concurrent future; a coroutine on its event loop's future."""
+BatchOutcome = list[Position] | WalError
+
+
+class BatchWaiter:
+    """The waiter shared by every record of one batch append: it completes
+    its future once, with every record's position in order, when the last
+    record's outcome arrives (or with the first error)."""
+
+    __slots__ = ("future", "positions", "remaining")
+
+    def __init__(
+        self, future: Future[list[Position]] | asyncio.Future[list[Position]], count: int
+    ) -> None:
+        self.future = future
+        self.positions: list[Position] = []
+        self.remaining = count
+
+    def add(self, outcome: Outcome) -> BatchOutcome | None:
+        """Takes one record's outcome; the batch's, once it is complete."""
+        if self.remaining <= 0:
+            return None  # already completed by an error
+        if isinstance(outcome, BaseException):
+            self.remaining = 0
+            return outcome
+        self.positions.append(outcome)
+        self.remaining -= 1
+        return self.positions if self.remaining == 0 else None
+
+
+Waiter = Future[Position] | asyncio.Future[Position] | BatchWaiter
+"""A thread waits on a concurrent future; a coroutine on its event loop's
+future; the records of a batch share one BatchWaiter."""
 CommitHook = Callable[[list[object], list[Outcome]], None]
-"""Called on the writer thread once per group with the tags of its tagged
-appends and their outcomes, before any waiter of the group is woken."""
+"""Called once per group with the tags of its tagged appends and their
+outcomes, before any waiter of the group is woken: on the sync thread under
+``fsync``, on the writer thread under the other policies."""
 
 
 class PendingAppend:
@@ -128,9 +167,16 @@ class GroupCommitter:
         self._queue: deque[PendingAppend] = deque()
         self._wakeup = threading.Condition(threading.Lock())
         self._closing = False
+        self._holds = 0
+        self._held_since = 0.0
         self._failure: WalError | None = None
         self._unsynced = False
         self._last_sync = time.monotonic()
+        self._syncer: Syncer | None = None
+        if durability is Durability.FSYNC:
+            self._syncer = Syncer(segment, self._settle, self._classify, self._failed, self.stats)
+        self._previous_group_start: int | None = None
+        """Where the last group written into the active segment began (pipelined)."""
         self._thread = threading.Thread(target=self._run, name="wal-group-commit", daemon=True)
         self._thread.start()
 
@@ -148,12 +194,27 @@ class GroupCommitter:
             if len(self._queue) == 1:
                 self._wakeup.notify()
 
+    def submit_many(self, batch: list[PendingAppend]) -> None:
+        """Queues the records of one batch together: the writer takes the
+        queue whole, so they land in one group, back to back."""
+        with self._wakeup:
+            if self._failure is not None:
+                raise LogFailed(self._failure)
+            if self._closing:
+                raise LogClosed
+            was_empty = not self._queue
+            self._queue.extend(batch)
+            if was_empty:
+                self._wakeup.notify()
+
     def close(self) -> None:
         """Commits everything queued, syncs, and stops the writer thread."""
         with self._wakeup:
             self._closing = True
             self._wakeup.notify()
         self._thread.join()
+        if self._syncer is not None:
+            self._syncer.stop()
         try:
             if self._failure is None:
                 # A seal (written after a sync) lets recovery prove that every
@@ -162,9 +223,34 @@ class GroupCommitter:
         finally:
             self._segment.close()
 
+    def hold(self) -> None:
+        """Keeps the writer from taking the queue until ``release``, for at most
+        HOLD_LIMIT_S from the first hold: appends made meanwhile share one
+        group. Appends still queue in the order they are made."""
+        with self._wakeup:
+            if self._holds == 0:
+                self._held_since = time.monotonic()
+            self._holds += 1
+
+    def release(self) -> None:
+        with self._wakeup:
+            self._holds -= 1
+            if self._holds == 0 and self._queue:
+                self._wakeup.notify()
+
+    def _wait_for_holds(self) -> None:
+        """Under the lock, with appends queued: waits while a hold lasts, up to its limit."""
+        while self._holds and not self._closing:
+            remaining = self._held_since + HOLD_LIMIT_S - time.monotonic()
+            if remaining <= 0:
+                return
+            self._wakeup.wait(remaining)
+
     def _next_group(self) -> list[PendingAppend] | None:
         """Waits for appends; None when closing with nothing left to write."""
         with self._wakeup:
+            if self._queue:
+                self._wait_for_holds()
             while not self._queue and not self._closing:
                 if self._durability is Durability.INTERVAL and self._unsynced:
                     remaining = self._last_sync + self._sync_interval - time.monotonic()
@@ -172,6 +258,8 @@ class GroupCommitter:
                         return []
                 else:
                     self._wakeup.wait()
+                if self._queue:
+                    self._wait_for_holds()
             if not self._queue:
                 return None
             group = list(self._queue)
@@ -181,13 +269,22 @@ class GroupCommitter:
     def _run(self) -> None:
         while (group := self._next_group()) is not None:
             if self._failure is not None:
+                self._drain_syncer()
                 self._fail(group, LogFailed(self._failure))
             elif group:
                 self._commit(group)
             else:
                 self._sync_for_interval()
 
+    def _failed(self, failure: WalError) -> None:
+        with self._wakeup:
+            if self._failure is None:
+                self._failure = failure
+
     def _commit(self, group: list[PendingAppend]) -> None:
+        if self._syncer is not None:
+            self._commit_pipelined(group, self._syncer)
+            return
         try:
             positions = self._write(group)
             if self._durability is Durability.FSYNC or (
@@ -198,8 +295,7 @@ class GroupCommitter:
         except (OSError, WalError) as error:
             # A WalError here is a roll that found no room for the next segment.
             failure = error if isinstance(error, WalError) else self._classify(error)
-            with self._wakeup:
-                self._failure = failure
+            self._failed(failure)
             self._fail(group, failure)
             return
         self.stats.appends += len(group)
@@ -207,14 +303,62 @@ class GroupCommitter:
         self.stats.group_appends.observe(len(group))
         self._settle(group, positions)
 
+    def _commit_pipelined(self, group: list[PendingAppend], syncer: Syncer) -> None:
+        """Writes the group and hands it to the sync thread, which completes it."""
+        try:
+            positions = self._write(group)
+        except (OSError, WalError) as error:
+            failure = error if isinstance(error, WalError) else self._classify(error)
+            self._failed(failure)
+            self._drain_syncer()
+            self._fail(group, failure)
+            return
+        syncer.hand_over(WrittenGroup(group, positions, self._segment.write_offset))
+
+    def _drain_syncer(self) -> None:
+        """Lets the groups in flight complete first, so groups are reported
+        (to the hook and their waiters) in write order, failed ones too."""
+        if self._syncer is not None:
+            self._syncer.drain()
+
+    def _first_record_flags(self) -> int:
+        """What the group's first record may claim about the bytes before it:
+        recovery tells damage from a torn write by it."""
+        if self._syncer is None:
+            return 0 if self._unsynced else FLAG_SYNCED
+        return self._pipelined_flags(self._syncer)
+
+    def _pipelined_flags(self, syncer: Syncer) -> int:
+        """Waits until every byte before the previous group is synced (the
+        pipeline is two groups deep) and returns what the next group's first
+        record may claim: SYNCED if its previous group is synced too (the disk
+        kept up), else PRIOR_SYNCED."""
+        if self._previous_group_start is not None:
+            syncer.wait_synced(self._previous_group_start)
+        if syncer.synced_end >= self._segment.write_offset:
+            return FLAG_SYNCED
+        return FLAG_PRIOR_SYNCED
+
+    def _roll_segment(self) -> None:
+        """Seals the full segment and opens the next. Pipelined, the groups in
+        flight are synced and completed first, so the sync thread never
+        touches a closed segment."""
+        if self._syncer is not None:
+            self._syncer.drain()
+            if self._syncer.failure is not None:
+                raise LogFailed(self._syncer.failure)
+        self._segment = self._roll(self._segment)  # syncs the full segment
+        if self._syncer is not None:
+            self._syncer.switch(self._segment)
+        self.stats.segments_rolled += 1
+
     def _write(self, group: list[PendingAppend]) -> list[Position]:
+        """Writes the group's records; returns their positions."""
+        flags = self._first_record_flags()
         positions = []
         buffers: list[bytes | memoryview] = []
-        offset = self._segment.write_offset
+        offset = group_start = self._segment.write_offset
         written = 0
-        # The group's first record says whether everything before it is synced
-        # (always, under FSYNC): recovery tells damage from a torn write by it.
-        flags = 0 if self._unsynced else FLAG_SYNCED
         for pending in group:
             length = len(pending.prefix) + len(pending.payload)
             size = RECORD_HEADER_SIZE + length
@@ -222,9 +366,8 @@ class GroupCommitter:
             if offset + size > self._segment_limit:
                 self._segment.write(buffers)
                 buffers = []
-                self._segment = self._roll(self._segment)  # syncs the full segment
-                self.stats.segments_rolled += 1
-                offset = self._segment.write_offset
+                self._roll_segment()
+                offset = group_start = self._segment.write_offset
                 flags = FLAG_SYNCED
             sequence = self._segment.sequence
             buffers.append(
@@ -248,6 +391,7 @@ class GroupCommitter:
         self._segment.write(buffers)
         self.stats.bytes_written += written
         self._unsynced = True
+        self._previous_group_start = group_start
         return positions
 
     def _sync(self) -> None:
@@ -262,13 +406,13 @@ class GroupCommitter:
         try:
             self._sync()
         except OSError as error:
-            with self._wakeup:
-                self._failure = self._classify(error)
+            self._failed(self._classify(error))
 
-    def _classify(self, error: OSError) -> WalError:
+    def _classify(self, error: OSError, segment: SegmentWriter | None = None) -> WalError:
+        path = (segment or self._segment).path
         if error.errno == errno.ENOSPC:
-            return DiskFull(self._segment.path)
-        return LogIOError("writing", self._segment.path, error)
+            return DiskFull(path)
+        return LogIOError("writing", path, error)
 
     def _fail(self, group: list[PendingAppend], error: WalError) -> None:
         self._settle(group, [error] * len(group))
@@ -288,22 +432,28 @@ def _settle(group: list[PendingAppend], outcomes: Sequence[Outcome]) -> None:
     """Completes every waiter of a group: threads at once, coroutines in one
     call per event loop (each cross-thread call writes to the loop's wakeup
     pipe, so one per append would cost a syscall per append)."""
-    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Position], Outcome]]] = {}
-    for pending, outcome in zip(group, outcomes, strict=True):
-        waiter = pending.waiter
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any]]] = {}
+    for pending, record_outcome in zip(group, outcomes, strict=True):
+        waiter: Future[Any] | asyncio.Future[Any] | BatchWaiter = pending.waiter
+        outcome: Outcome | BatchOutcome = record_outcome
+        if type(waiter) is BatchWaiter:
+            batch_outcome = waiter.add(record_outcome)
+            if batch_outcome is None:
+                continue  # more of the batch to come
+            waiter, outcome = waiter.future, batch_outcome
         if isinstance(waiter, Future):
             if isinstance(outcome, BaseException):
                 waiter.set_exception(outcome)
             else:
                 waiter.set_result(outcome)
-        else:
+        elif isinstance(waiter, asyncio.Future):
             by_loop.setdefault(waiter.get_loop(), []).append((waiter, outcome))
     for loop, settled in by_loop.items():
         with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting any more
             loop.call_soon_threadsafe(_settle_on_loop, settled)
 
 
-def _settle_on_loop(settled: list[tuple[asyncio.Future[Position], Outcome]]) -> None:
+def _settle_on_loop(settled: list[tuple[asyncio.Future[Any], Any]]) -> None:
     for waiter, outcome in settled:
         if waiter.cancelled():
             continue  # the coroutine gave up waiting; the append itself still happened

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import fcntl
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future
 from types import TracebackType
+from typing import NamedTuple
 
 from native import crc32c
 from wal.errors import LogClosed, LogIOError, LogLocked, PermissionDenied, RecordTooLarge
 from wal.format import MAX_USER_TYPE, RECORD_HEADER_SIZE, SEGMENT_HEADER_SIZE, segment_name
 from wal.group_commit import (
+    BatchWaiter,
     CommitHook,
     Durability,
     GroupCommitter,
@@ -27,6 +30,7 @@ from wal.segment import (
     Entry,
     Position,
     SegmentWriter,
+    prepare_segment_file,
     scan_segment,
     sync_directory,
     zero_filled_file,
@@ -37,6 +41,19 @@ DATA = 1
 """The default record type; types 1-254 are the caller's to define."""
 
 BytesLike = bytes | bytearray | memoryview
+
+
+class Append(NamedTuple):
+    """One record of a batch append (``WriteAheadLog.submit_many``); the
+    fields mean what ``submit``'s arguments of the same names mean."""
+
+    payload: BytesLike
+    stream_id: int = 0
+    start_offset: int = 0
+    end_offset: int = 0
+    record_type: int = DATA
+    tag: object = None
+    prefix: bytes = b""
 
 
 class WriteAheadLog:
@@ -65,9 +82,10 @@ class WriteAheadLog:
         every readable record is kept, and each dropped byte range is logged
         and listed in ``recovery.dropped``.
 
-        ``on_commit``, if given, is called on the writer thread once per
-        group with the tags of the group's tagged appends (see ``submit``)
-        and their outcomes, before their waiters wake: an owner that keeps
+        ``on_commit``, if given, is called on the log's own thread (the
+        sync thread under ``fsync``, else the writer) once per group with
+        the tags of the group's tagged appends (see ``submit``) and their
+        outcomes, before their waiters wake: an owner that keeps
         its own state about appends can update it once per group rather
         than once per append."""
         if segment_bytes < SEGMENT_HEADER_SIZE + 4 * RECORD_HEADER_SIZE:
@@ -80,6 +98,8 @@ class WriteAheadLog:
         self._closed = False
         self._spare_maker: threading.Thread | None = None
         self._spares_made = 0
+        self._prepared: tuple[int, str] | None = None
+        """The next segment's sequence and file, made ready by ``_make_spare``."""
         self._lock_fd = lock_directory(self.directory)
         try:
             recovered = recover(self.directory, accept_data_loss=accept_data_loss)
@@ -205,6 +225,69 @@ class WriteAheadLog:
         )
         return waiter
 
+    # -- appending many at once -----------------------------------------
+
+    @contextlib.contextmanager
+    def gathered(self) -> Iterator[None]:
+        """Appends made inside the block (from any thread) share one group:
+        the writer waits for the block to end before it takes the queue, but
+        never longer than HOLD_LIMIT_S (5 ms) from the block's start.
+
+        For callers that make several appends one by one that belong
+        together (a produce request for many partitions): each is queued at
+        once, in order with everyone else's, so only the writer waits.
+        Appends whose records are all at hand use ``submit_many`` instead.
+        """
+        self._committer.hold()
+        try:
+            yield
+        finally:
+            self._committer.release()
+
+    def submit_many(self, appends: Iterable[Append]) -> Future[list[Position]]:
+        """Queues many appends in one call; one future resolves to their
+        positions, in the order given, once every one of them is durable.
+
+        The records are queued together, so they are written back to back in
+        one group and made durable by one sync; if that group fails, the
+        future fails with its error and none of them is acknowledged. Every
+        append is checked before any is queued: a bad one (a reserved type,
+        a payload too large) raises and queues nothing. Tags go to the
+        ``on_commit`` hook one by one, as for ``submit``.
+        """
+        future: Future[list[Position]] = Future()
+        future.set_running_or_notify_cancel()  # appends cannot be taken back
+        self._enqueue_many(future, appends)
+        return future
+
+    def append_many(self, appends: Iterable[Append]) -> list[Position]:
+        """Appends many and returns their positions once all are durable."""
+        return self.submit_many(appends).result()
+
+    def submit_many_async(self, appends: Iterable[Append]) -> asyncio.Future[list[Position]]:
+        """``submit_many`` from a running event loop: the asyncio future
+        resolves to the positions once all are durable. Cancelling it stops
+        the wait, not the appends."""
+        waiter: asyncio.Future[list[Position]] = asyncio.get_running_loop().create_future()
+        self._enqueue_many(waiter, appends)
+        return waiter
+
+    async def append_many_async(self, appends: Iterable[Append]) -> list[Position]:
+        """Like append_many, for asyncio: waits without blocking the event loop."""
+        return await self.submit_many_async(appends)
+
+    def _enqueue_many(
+        self,
+        waiter: Future[list[Position]] | asyncio.Future[list[Position]],
+        appends: Iterable[Append],
+    ) -> None:
+        batch = list(appends)
+        if not batch:
+            waiter.set_result([])
+            return
+        shared = BatchWaiter(waiter, len(batch))
+        self._committer.submit_many([self._pending(shared, *append) for append in batch])
+
     def _enqueue(
         self,
         waiter: Waiter,
@@ -216,22 +299,38 @@ class WriteAheadLog:
         tag: object = None,
         prefix: bytes = b"",
     ) -> None:
+        self._committer.submit(
+            self._pending(
+                waiter, payload, stream_id, start_offset, end_offset, record_type, tag, prefix
+            )
+        )
+
+    def _pending(
+        self,
+        waiter: Waiter,
+        payload: BytesLike,
+        stream_id: int,
+        start_offset: int,
+        end_offset: int,
+        record_type: int,
+        tag: object,
+        prefix: bytes,
+    ) -> PendingAppend:
+        """A checked append, its payload's CRC computed (by the caller's thread)."""
         if not 1 <= record_type <= MAX_USER_TYPE:
             raise ValueError(f"record_type {record_type} is not in 1..{MAX_USER_TYPE}")
         if len(prefix) + len(payload) > self._max_payload:
             raise RecordTooLarge(len(prefix) + len(payload), self._max_payload)
-        self._committer.submit(
-            PendingAppend(
-                waiter,
-                record_type,
-                stream_id,
-                start_offset,
-                end_offset,
-                payload if isinstance(payload, bytes | memoryview) else memoryview(payload),
-                crc32c(payload, crc32c(prefix)) if prefix else crc32c(payload),
-                tag,
-                prefix,
-            )
+        return PendingAppend(
+            waiter,
+            record_type,
+            stream_id,
+            start_offset,
+            end_offset,
+            payload if isinstance(payload, bytes | memoryview) else memoryview(payload),
+            crc32c(payload, crc32c(prefix)) if prefix else crc32c(payload),
+            tag,
+            prefix,
         )
 
     # -- reading --------------------------------------------------------
@@ -294,9 +393,20 @@ class WriteAheadLog:
 
     def _create_segment(self, sequence: int) -> SegmentWriter:
         with self._segments_lock:
-            reuse = self._free_files.pop(0) if self._free_files else None
+            prepared, self._prepared = self._prepared, None
+            if prepared is not None and prepared[0] != sequence:
+                self._free_files.append(self._unprepare(prepared[1]))
+                prepared = None
+            reuse = None
+            if prepared is None and self._free_files:
+                reuse = self._free_files.pop(0)
         segment = SegmentWriter.create(
-            self.directory, sequence, self.segment_bytes, self._preallocate, reuse
+            self.directory,
+            sequence,
+            self.segment_bytes,
+            self._preallocate,
+            reuse,
+            prepared=None if prepared is None else prepared[1],
         )
         with self._segments_lock:
             self._sequences.append(sequence)
@@ -311,29 +421,52 @@ class WriteAheadLog:
         return following
 
     def _make_spare(self) -> None:
-        """Zero-fills a spare segment file in the background if none is waiting.
+        """Prepares the segment after the active one in the background: a
+        free file (a trimmed segment, or a spare zero-filled now) renamed to
+        the next segment's temporary name, its header written and synced.
 
-        Rolling into a spare costs a rename and a header write; without one
-        the next segment is fallocate'd, which works but syncs slower.
+        Rolling into it then costs the writer a rename and a directory sync;
+        into a free file, a header write and a sync more; with neither, the
+        next segment is fallocate'd, which works but syncs slower.
         """
         with self._segments_lock:
             busy = self._spare_maker is not None and self._spare_maker.is_alive()
-            if not self._preallocate or self._free_files or busy or self._closed:
+            if not self._preallocate or busy or self._closed or self._prepared is not None:
                 return
-            self._spares_made += 1
-            name = f"{FREE_PREFIX}spare-{os.getpid()}-{self._spares_made}.wal"
+            following = self._sequences[-1] + 1
             self._spare_maker = threading.Thread(
-                target=self._zero_fill_spare, args=(name,), name="wal-spare", daemon=True
+                target=self._prepare_next, args=(following,), name="wal-spare", daemon=True
             )
             self._spare_maker.start()
 
-    def _zero_fill_spare(self, name: str) -> None:
-        try:
-            path = zero_filled_file(self.directory, self.segment_bytes, name)
-        except OSError:
-            return  # only an optimisation: the next roll fallocates instead
+    def _prepare_next(self, sequence: int) -> None:
         with self._segments_lock:
-            self._free_files.append(path)
+            source = self._free_files.pop(0) if self._free_files else None
+            self._spares_made += 1
+            name = f"{FREE_PREFIX}spare-{os.getpid()}-{self._spares_made}.wal"
+        try:
+            if source is None:
+                source = zero_filled_file(self.directory, self.segment_bytes, name)
+            prepared = prepare_segment_file(self.directory, sequence, source)
+        except OSError:
+            return  # only an optimisation: the next roll makes its segment itself
+        with self._segments_lock:
+            if self._sequences[-1] == sequence - 1 and not self._closed:
+                self._prepared = (sequence, prepared)
+                return
+            # A roll or the close came first: the file waits as a free file
+            # (or, if even that fails, the next open deletes it).
+            with contextlib.suppress(OSError):
+                self._free_files.append(self._unprepare(prepared))
+
+    def _unprepare(self, prepared: str) -> str:
+        """Gives a prepared file a free file's name again (under the lock)."""
+        self._spares_made += 1
+        free = os.path.join(
+            self.directory, f"{FREE_PREFIX}spare-{os.getpid()}-{self._spares_made}.wal"
+        )
+        os.rename(prepared, free)
+        return free
 
     # -- lifecycle ------------------------------------------------------
 
@@ -348,6 +481,10 @@ class WriteAheadLog:
             self._committer.close()
             if spare_maker is not None:
                 spare_maker.join()
+            with self._segments_lock:
+                prepared, self._prepared = self._prepared, None
+                if prepared is not None:  # kept for the next open as a free file
+                    self._unprepare(prepared[1])
         finally:
             os.close(self._lock_fd)
 

@@ -170,12 +170,8 @@ def judge(survey: Survey, *, last: bool) -> SegmentVerdict:
     """Which bad bytes of a segment are damage and which are a torn tail."""
     verdict = SegmentVerdict(survey.sequence, survey.path, survey)
     spans = survey.spans
-    # Everything before the last FLAG_SYNCED record was synced before it was
-    # written; in a segment that is not the last, everything was.
-    if last:
-        proven = max((span.offset for span in spans if span.synced_before), default=0)
-    else:
-        proven = survey.file_size + 1
+    # In a segment that is not the last, everything was synced.
+    proven = proven_synced(spans) if last else survey.file_size + 1
     if not survey.header_valid:
         verdict.damage.append(_damage(survey, 0, 0, BAD_HEADER, None))
     for gap in survey.gaps:
@@ -195,6 +191,24 @@ def judge(survey: Survey, *, last: bool) -> SegmentVerdict:
     return verdict
 
 
+def proven_synced(spans: list[Span]) -> int:
+    """The offset before which every byte of the last segment was synced, as
+    its valid records prove it: a SYNCED record vouches for every byte before
+    it; a PRIOR_SYNCED one for every byte before its previous group's first
+    record, which lies at or after the last flagged record before it (flags
+    mark group starts only)."""
+    proven = 0
+    last_group_start: int | None = None
+    for span in spans:
+        if span.synced_before:
+            proven = max(proven, span.offset)
+        elif span.synced_before_previous_group and last_group_start is not None:
+            proven = max(proven, last_group_start)
+        if span.group_start:
+            last_group_start = span.offset
+    return proven
+
+
 def _damage(survey: Survey, start: int, end: int, reason: str, records: int | None) -> Damage:
     beyond = [span for span in survey.spans if span.offset >= end]
     bytes_beyond = beyond[-1].end - start if beyond else 0
@@ -205,10 +219,11 @@ def _damage(survey: Survey, start: int, end: int, reason: str, records: int | No
 def recover(directory: str, *, accept_data_loss: bool = False) -> Recovered:
     """Applies the recovery rule; raises CorruptSegment on damage unless
     ``accept_data_loss``, in which case damaged segments are salvaged."""
-    inspection = inspect(directory, remove_leftovers=True)
+    inspection = inspect(directory)
     error = inspection.first_error()
     if error is not None and not accept_data_loss:
-        raise error
+        raise error  # before the leftovers go: a refused open changes nothing
+    list_segments(directory, remove_leftovers=True)
     dropped = []
     for verdict in inspection.verdicts:
         if verdict.damage:

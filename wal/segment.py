@@ -122,6 +122,10 @@ def sync_directory(directory: str) -> None:
         os.close(fd)
 
 
+ZERO_FILL_CHUNK = 1 << 20
+"""Bytes of zeros written, then flushed, at a time when a spare is made."""
+
+
 def zero_filled_file(directory: str, size: int, name: str) -> str:
     """A file of ``size`` written zeros, for a future segment.
 
@@ -129,20 +133,45 @@ def zero_filled_file(directory: str, size: int, name: str) -> str:
     overwritten, so fdatasync then flushes data only: about three times
     faster per group commit on ext4. The file is complete under its final
     name or not there at all.
+
+    Each chunk is flushed before the next is written. Written whole and
+    flushed once, tens of MiB of zeros would sit in the disk's queue ahead
+    of the log's own fdatasync, which would then wait for all of them (a
+    stall of tens of milliseconds on every acknowledgement at that moment);
+    a chunk at a time, it waits for at most one chunk.
     """
     final = os.path.join(directory, name)
     temporary = final + ".tmp"
-    zeros = bytes(min(size, 1 << 20))
+    zeros = bytes(min(size, ZERO_FILL_CHUNK))
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
     try:
         for offset in range(0, size, len(zeros)):
             os.pwrite(fd, zeros[: size - offset], offset)
+            os.fdatasync(fd)
         os.fsync(fd)
     finally:
         os.close(fd)
     os.rename(temporary, final)
     sync_directory(directory)
     return final
+
+
+def prepare_segment_file(directory: str, sequence: int, source: str) -> str:
+    """Turns ``source`` (a free or spare file) into segment ``sequence`` under
+    its temporary name: renamed, its header written and synced. Only a roll
+    (``SegmentWriter.create(..., prepared=...)``) gives it its final name,
+    after the segment before it is sealed; an open deletes it if a crash
+    comes first. Returns its path."""
+    # Not the name a create uses: a roll may create the same sequence meanwhile.
+    temporary = os.path.join(directory, segment_name(sequence)) + ".prepared.tmp"
+    os.rename(source, temporary)
+    fd = os.open(temporary, os.O_RDWR | os.O_CLOEXEC)
+    try:
+        os.pwrite(fd, encode_segment_header(sequence), 0)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return temporary
 
 
 def _preallocate(fd: int, path: str, size: int) -> None:
@@ -177,13 +206,21 @@ class SegmentWriter:
         size: int,
         preallocate: bool,
         reuse: str | None = None,
+        prepared: str | None = None,
     ) -> SegmentWriter:
-        """A new segment, from a recycled file if ``reuse`` names one.
+        """A new segment, from a recycled file if ``reuse`` names one, or from
+        the file ``prepare_segment_file`` made ready if ``prepared`` names it
+        (then only a rename and a directory sync remain to do).
 
         The header is written and synced under a temporary name, then renamed:
         a segment file under its final name always has a valid header.
         """
         final = os.path.join(directory, segment_name(sequence))
+        if prepared is not None:
+            os.rename(prepared, final)
+            sync_directory(directory)
+            fd = os.open(final, os.O_RDWR | os.O_CLOEXEC)
+            return cls(final, sequence, fd, SEGMENT_HEADER_SIZE)
         temporary = final + ".tmp"
         if reuse is not None:
             os.rename(reuse, temporary)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from wal.format import (
+    FLAG_PRIOR_SYNCED,
     FLAG_SYNCED,
     RECORD_HEADER_SIZE,
     SEGMENT_HEADER_SIZE,
@@ -42,6 +43,15 @@ class Span(NamedTuple):
     @property
     def synced_before(self) -> bool:
         return bool(self.flags & FLAG_SYNCED)
+
+    @property
+    def synced_before_previous_group(self) -> bool:
+        return bool(self.flags & FLAG_PRIOR_SYNCED)
+
+    @property
+    def group_start(self) -> bool:
+        """Only a group's first record (or a seal) carries a flag."""
+        return bool(self.flags & (FLAG_SYNCED | FLAG_PRIOR_SYNCED))
 
 
 class Gap(NamedTuple):

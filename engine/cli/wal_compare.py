@@ -14,11 +14,14 @@ acknowledged), on the same disk, in the same run:
   transaction — what a database-first design gets;
 - tidelog's WAL, durability=fsync, 1 KiB and 16 KiB payloads, 1 / 8 / 64
   concurrent appenders: asyncio tasks (how the wire server appends) and
-  threads (how embedded code may).
+  threads (how embedded code may), one record per append;
+- tidelog's WAL, batch appends (`append_many`) of 100 1 KiB records per call,
+  as SQLite's 100 rows per transaction, from 1 and 8 appenders.
 
 `--json` prints one JSON object; its headline keys are raw_mb_s,
-wal_mb_s_16k and wal_mb_s_1k (64 asyncio appenders), sqlite_mb_s_1k, and the
-ratios wal16k_vs_raw and wal1k_vs_sqlite.
+wal_mb_s_16k and wal_mb_s_1k (64 asyncio appenders), sqlite_mb_s_1k,
+wal_mb_s_1k_batch (one asyncio appender, 100 records per call), and the
+ratios wal16k_vs_raw, wal1k_vs_sqlite (per-append) and wal1k_batch_vs_sqlite.
 """
 
 from __future__ import annotations
@@ -37,7 +40,10 @@ from engine.cli.wal_perf import MODES, run_wal_perf
 
 SIZES = (1024, 16384)
 APPENDERS = (1, 8, 64)
-TARGETS = {"wal16k_vs_raw": 0.8, "wal1k_vs_sqlite": 1.5}
+BATCH = 100
+"""Records per batch append: SQLite's rows per transaction here."""
+BATCH_APPENDERS = (1, 8)
+TARGETS = {"wal16k_vs_raw": 0.8, "wal1k_vs_sqlite": 1.5, "wal1k_batch_vs_sqlite": 1.5}
 
 
 def _timed_loop(seconds: float, step: Callable[[], int]) -> tuple[int, float]:
@@ -101,6 +107,18 @@ def wal_rows(root: str, seconds: float) -> list[dict[str, Any]]:
                 )
                 shutil.rmtree(directory)
                 rows.append(result.summary())
+        for appenders in BATCH_APPENDERS:
+            directory = tempfile.mkdtemp(dir=root)
+            result = run_wal_perf(
+                directory,
+                writers=appenders,
+                record_size=1024,
+                seconds=seconds,
+                mode=mode,
+                batch=BATCH,
+            )
+            shutil.rmtree(directory)
+            rows.append(result.summary())
     return rows
 
 
@@ -110,11 +128,12 @@ def measure(root: str, seconds: float) -> dict[str, Any]:
     sqlite = {size: sqlite_mb_s(root, size, seconds, 100) for size in SIZES}
     rows = wal_rows(root, seconds)
 
-    def wal(size: int, appenders: int, mode: str = "asyncio") -> float:
+    def wal(size: int, appenders: int, mode: str = "asyncio", batch: int = 1) -> float:
         (row,) = [
             r
             for r in rows
-            if (r["record_size"], r["writers"], r["mode"]) == (size, appenders, mode)
+            if (r["record_size"], r["writers"], r["mode"], r["batch"])
+            == (size, appenders, mode, batch)
         ]
         return float(row["megabytes_per_second"])
 
@@ -129,9 +148,13 @@ def measure(root: str, seconds: float) -> dict[str, Any]:
         "wal_mb_s_16k": round(wal(16384, 64), 1),
         "wal_mb_s_1k_threads": round(wal(1024, 64, "threads"), 1),
         "wal_mb_s_16k_threads": round(wal(16384, 64, "threads"), 1),
+        "wal_mb_s_1k_batch": round(wal(1024, 1, "asyncio", BATCH), 1),
+        "wal_mb_s_1k_batch_8": round(wal(1024, 8, "asyncio", BATCH), 1),
+        "wal_mb_s_1k_batch_threads": round(wal(1024, 1, "threads", BATCH), 1),
     }
     report["wal16k_vs_raw"] = round(wal(16384, 64) / raw_mb_s, 3)
     report["wal1k_vs_sqlite"] = round(wal(1024, 64) / sqlite[1024], 3)
+    report["wal1k_batch_vs_sqlite"] = round(wal(1024, 1, "asyncio", BATCH) / sqlite[1024], 3)
     report["wal1k_vs_naive"] = round(wal(1024, 64) / naive, 2)
     report["targets"] = {
         f"{key}>={target}": report[key] >= target for key, target in TARGETS.items()
@@ -152,12 +175,12 @@ def print_report(report: dict[str, Any]) -> None:
     )
     print("tidelog WAL, durability=fsync")
     print(
-        f"{'appenders':>17} {'record':>7} {'appends/s':>11} {'MB/s':>8} {'p50 ms':>7} "
-        f"{'p99 ms':>7} {'per sync':>8}"
+        f"{'appenders':>17} {'batch':>5} {'record':>7} {'appends/s':>11} {'MB/s':>8} "
+        f"{'p50 ms':>7} {'p99 ms':>7} {'per sync':>8}"
     )
     for row in report["wal"]:
         print(
-            f"{row['writers']:>3} {row['mode']:<13} {row['record_size']:>7} "
+            f"{row['writers']:>3} {row['mode']:<13} {row['batch']:>5} {row['record_size']:>7} "
             f"{row['appends_per_second']:>11,.0f} {row['megabytes_per_second']:>8.1f} "
             f"{row['p50_ms']:>7.2f} {row['p99_ms']:>7.2f} {row['appends_per_sync']:>8.1f}"
         )
@@ -165,8 +188,10 @@ def print_report(report: dict[str, Any]) -> None:
     for key in (
         "wal_mb_s_16k",
         "wal_mb_s_1k",
+        "wal_mb_s_1k_batch",
         "wal16k_vs_raw",
         "wal1k_vs_sqlite",
+        "wal1k_batch_vs_sqlite",
         "wal1k_vs_naive",
     ):
         print(f"  {key:<18} {report[key]}")

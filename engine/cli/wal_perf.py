@@ -2,7 +2,9 @@
 
 Concurrent appenders append fixed-size records for a while; each append is
 timed until it is durable. Appenders are asyncio tasks on one event loop (how
-the wire server appends) or threads (how embedded code may).
+the wire server appends) or threads (how embedded code may). With ``batch``
+above 1 each call appends that many records at once (``append_many``), and
+each call is timed.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from wal import Durability, WriteAheadLog
+from wal import Append, Durability, WriteAheadLog
 
 MODES = ("asyncio", "threads")
 
@@ -31,6 +33,7 @@ class PerfResult:
     appends: int
     syncs: int
     latencies: list[float] = field(repr=False)
+    batch: int = 1
 
     @property
     def appends_per_second(self) -> float:
@@ -56,6 +59,7 @@ class PerfResult:
             "writers": self.writers,
             "record_size": self.record_size,
             "durability": self.durability,
+            "batch": self.batch,
             "appends_per_second": round(self.appends_per_second, 1),
             "megabytes_per_second": round(self.megabytes_per_second, 2),
             "p50_ms": round(self.latency_ms(0.50), 3),
@@ -72,23 +76,33 @@ def run_wal_perf(
     seconds: float = 3.0,
     durability: Durability = Durability.FSYNC,
     mode: str = "asyncio",
+    batch: int = 1,
 ) -> PerfResult:
-    """Appends from ``writers`` tasks or threads for ``seconds`` into a new log."""
+    """Appends from ``writers`` tasks or threads for ``seconds`` into a new log,
+    ``batch`` records per call."""
     payload = os.urandom(record_size)
     latencies: list[list[float]] = [[] for _ in range(writers)]
     with WriteAheadLog(directory, durability=durability) as log:
         if mode == "asyncio":
             elapsed = _new_event_loop().run_until_complete(
-                _append_from_tasks(log, payload, latencies, seconds)
+                _append_from_tasks(log, payload, latencies, seconds, batch)
             )
         elif mode == "threads":
-            elapsed = _append_from_threads(log, payload, latencies, seconds)
+            elapsed = _append_from_threads(log, payload, latencies, seconds, batch)
         else:
             raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
         stats = log.stats
     merged = [latency for mine in latencies for latency in mine]
     return PerfResult(
-        mode, writers, record_size, durability.value, elapsed, stats.appends, stats.syncs, merged
+        mode,
+        writers,
+        record_size,
+        durability.value,
+        elapsed,
+        stats.appends,
+        stats.syncs,
+        merged,
+        batch,
     )
 
 
@@ -102,13 +116,17 @@ def _new_event_loop() -> asyncio.AbstractEventLoop:
 
 
 async def _append_from_tasks(
-    log: WriteAheadLog, payload: bytes, latencies: list[list[float]], seconds: float
+    log: WriteAheadLog, payload: bytes, latencies: list[list[float]], seconds: float, batch: int
 ) -> float:
     deadline = time.perf_counter() + seconds
+    appends = [Append(payload)] * batch
 
     async def appender(mine: list[float]) -> None:
         while (began := time.perf_counter()) < deadline:
-            await log.append_async(payload)
+            if batch > 1:
+                await log.append_many_async(appends)
+            else:
+                await log.append_async(payload)
             mine.append(time.perf_counter() - began)
 
     began = time.perf_counter()
@@ -117,15 +135,19 @@ async def _append_from_tasks(
 
 
 def _append_from_threads(
-    log: WriteAheadLog, payload: bytes, latencies: list[list[float]], seconds: float
+    log: WriteAheadLog, payload: bytes, latencies: list[list[float]], seconds: float, batch: int
 ) -> float:
     start = threading.Barrier(len(latencies) + 1)
     deadline = 0.0
+    appends = [Append(payload)] * batch
 
     def appender(mine: list[float]) -> None:
         start.wait()
         while (began := time.perf_counter()) < deadline:
-            log.append(payload)
+            if batch > 1:
+                log.append_many(appends)
+            else:
+                log.append(payload)
             mine.append(time.perf_counter() - began)
 
     threads = [threading.Thread(target=appender, args=(mine,)) for mine in latencies]

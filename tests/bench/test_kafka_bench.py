@@ -18,6 +18,8 @@ HEADLINE = (
     "mock_produce_mb_s",
     "disk_mb_s",
     "produce_vs_disk",
+    "produce_vs_write_twice_limit",
+    "produce_vs_mock",
 )
 
 
@@ -53,9 +55,20 @@ def test_kafka_bench_reports_every_headline_figure_beside_its_ceilings(tmp_path:
         assert dict(cdf)[0.5] == pytest.approx(report[f"{phase}p50_ms"], abs=0.001)
     assert set(report["targets"]) == {
         "produce_vs_disk >= 0.6",
+        "produce_vs_write_twice_limit >= 0.9",
+        "produce_vs_mock >= 0.85",
         "consume_mb_s >= 300",
         "p99_ms <= 10",
+        "p99_over_mock_ms <= 2",
     }
+    # The WAL and a local object store write every byte twice: half the
+    # disk's figure is the ceiling.
+    assert report["produce_vs_write_twice_limit"] == pytest.approx(
+        report["produce_mb_s"] / (report["disk_mb_s"] / 2), rel=0.01
+    )
+    assert report["p99_over_mock_ms"] == pytest.approx(
+        report["p99_ms"] - report["mock_p99_ms"], abs=0.01
+    )
     # Fetch sessions: after the first fetch, requests name only what moved.
     assert report["fs_partitions"] == 1000
     assert report["fs_on_incremental"] == report["fs_fetches"] == 100
@@ -110,6 +123,7 @@ def test_kafka_bench_prints_a_table_with_the_targets(tmp_path: Path) -> None:
     assert "consume from offset 0" in stdout
     assert "produce_vs_disk >= 0.6:" in stdout
     assert "p99_ms <= 10:" in stdout
+    assert "produce_vs_write_twice_limit >= 0.9:" in stdout
     assert "fetch sessions, a consumer of 50 partitions, 20 fetches" in stdout
     assert "compressed produce, 2 MiB of JSON-like 1 KiB records each:" in stdout
     assert "SASL_SSL (SCRAM-SHA-512) beside PLAINTEXT, one server, 2 MiB:" in stdout

@@ -143,6 +143,26 @@ def test_a_corrupt_record_in_a_sealed_segment_raises_with_its_location(
     assert "CRC32C" in raised.value.reason
 
 
+def test_a_refused_open_leaves_even_temporary_files_and_an_accepted_one_removes_them(
+    open_log: OpenLog, tmp_path: Path
+) -> None:
+    log = open_log()
+    _fill_segments(log, 30)
+    log.close()
+    directory = tmp_path / "wal"
+    leftover = directory / "00000000000000000099.wal.prepared.tmp"
+    leftover.write_bytes(b"a segment made ready before a crash")
+    middle = segment_files(directory)[1]
+    raw = bytearray(middle.read_bytes())
+    raw[32 + 44 + 10] ^= 0xFF
+    middle.write_bytes(raw)
+    with pytest.raises(CorruptSegment):
+        open_log()
+    assert leftover.exists(), "a refused open changed the directory"
+    open_log(accept_data_loss=True)
+    assert not leftover.exists()
+
+
 def test_a_missing_segment_between_two_others_raises(open_log: OpenLog, tmp_path: Path) -> None:
     log = open_log()
     _fill_segments(log, 30)

@@ -44,9 +44,14 @@ class Journal:
     events: list[tuple[str, str, int, bytes]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def add(self, kind: str, path: str, offset: int = 0, data: bytes = b"") -> None:
+    def add(self, kind: str, path: str, offset: int = 0, data: bytes = b"") -> int:
         with self.lock:
             self.events.append((kind, path, offset, data))
+            return len(self.events)
+
+    def __len__(self) -> int:
+        with self.lock:
+            return len(self.events)
 
 
 @pytest.fixture
@@ -60,13 +65,19 @@ def journal(monkeypatch: pytest.MonkeyPatch) -> Iterator[Journal]:
         recorded.add("create", segment.path, 0, Path(segment.path).read_bytes())
         return segment
 
+    # A write is journaled once it has returned, and a sync with the number of
+    # events journaled when it began: under the pipelined fsync policy the
+    # writer writes while the sync thread syncs, and a sync covers only the
+    # writes that had returned before it began.
     def recording_write(self: SegmentWriter, buffers: list[bytes | memoryview]) -> None:
-        recorded.add("write", self.path, self.write_offset, b"".join(bytes(b) for b in buffers))
+        offset = self.write_offset
         write(self, buffers)
+        recorded.add("write", self.path, offset, b"".join(bytes(b) for b in buffers))
 
     def recording_sync(self: SegmentWriter) -> None:
+        began = len(recorded)
         sync(self)
-        recorded.add("sync", self.path)
+        recorded.add("sync", self.path, began)
 
     monkeypatch.setattr(SegmentWriter, "create", staticmethod(recording_create))
     monkeypatch.setattr(SegmentWriter, "write", recording_write)
@@ -113,16 +124,17 @@ def _image(
     """The segment files as a crash after ``point`` journal events leaves them."""
     events = journal.events[:point]
     files: dict[str, bytearray] = {}
-    last_sync = {path: i for i, (kind, path, _, _) in enumerate(events) if kind == "sync"}
+    # A sync covers the writes journaled before it began (its offset field).
+    covered = {path: began for kind, path, began, _ in events if kind == "sync"}
     unsynced = [
         (i, path, offset, data)
         for i, (kind, path, offset, data) in enumerate(events)
-        if kind == "write" and i > last_sync.get(path, -1)
+        if kind == "write" and i >= covered.get(path, 0)
     ]
     for i, (kind, path, offset, data) in enumerate(events):
         if kind == "create":
             files[path] = bytearray(data)
-        elif kind == "write" and i < last_sync.get(path, -1):
+        elif kind == "write" and i < covered.get(path, 0):
             files[path][offset : offset + len(data)] = data
     for number, (_, path, offset, data) in enumerate(unsynced):
         if mode == "kill":  # the page cache survives; only the last write may be cut short
@@ -148,12 +160,10 @@ def _synced_records(journal: Journal, point: int, positions: list[Position]) -> 
     """How many records (a prefix, in log order) a sync covered before ``point``."""
     events = journal.events[:point]
     synced_to: dict[str, int] = {}
-    written_to: dict[str, int] = {}
-    for kind, path, offset, data in events:
-        if kind == "write":
-            written_to[path] = offset + len(data)
-        elif kind == "sync":
-            synced_to[path] = written_to.get(path, 0)
+    for kind, path, began, _ in events:
+        if kind == "sync":  # everything written before the sync began
+            ends = [o + len(d) for k, p, o, d in events[:began] if k == "write" and p == path]
+            synced_to[path] = max(ends, default=0)
     count = 0
     for position in positions:
         name = f"{position.segment:020d}.wal"
@@ -256,9 +266,13 @@ def test_damage_to_synced_data_is_refused_where_it_is_unless_loss_is_accepted(
         same_file = [i for i, p in enumerate(positions) if p.segment == hit.segment]
         after = [i for i in same_file if i > index]
         # Proof that the victim was synced: its segment is not the last, or a
-        # FLAG_SYNCED record (a later group's first, or the close's seal) follows it.
+        # SYNCED record (a later group's first, or the close's seal) follows
+        # it, or a PRIOR_SYNCED one does with another group's first between.
         seal_follows = close or path != files[-1]
-        flagged_follows = any(_flags_at(bytes(raw), positions[i].offset) & 1 for i in after)
+        flags = [_flags_at(bytes(raw), positions[i].offset) for i in after]
+        flagged_follows = any(f & 1 for f in flags) or any(
+            f & 2 and any(earlier & 3 for earlier in flags[:n]) for n, f in enumerate(flags)
+        )
         if seal_follows or flagged_follows:
             with pytest.raises(CorruptSegment) as raised:
                 _recovered(directory)

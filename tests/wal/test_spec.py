@@ -19,6 +19,7 @@ from tests import docspec
 from wal import DATA, CorruptSegment, WriteAheadLog
 
 SYNCED = 0x01
+PRIOR_SYNCED = 0x02
 SEAL = 255
 
 
@@ -168,6 +169,59 @@ def test_a_bad_record_is_damage_exactly_when_a_synced_record_follows(
         with WriteAheadLog(directory, segment_bytes=4096) as log:
             assert [bytes(e.payload) for e in log.replay()] == [b"kept"]
             assert log.recovery.torn_records == 1
+
+
+@pytest.mark.parametrize("later_group", [False, True])
+def test_a_prior_synced_record_proves_the_bytes_before_its_previous_group(
+    tmp_path: Path, later_group: bool
+) -> None:
+    """Groups A (a1 a2), B (b1 b2) and, if ``later_group``, C (c1): b1 and c1
+    were written while the previous group's sync ran (PRIOR_SYNCED). a2 is
+    damaged. C proves every byte before B synced, so a2 is damage; with B
+    alone a2 may be part of the pipelined writes a crash tore: cut."""
+    directory = tmp_path / "wal"
+    directory.mkdir()
+    bad = bytearray(record(1, b"a2"))
+    bad[-1] ^= 0x01
+    data = (
+        segment_header(1)
+        + record(1, b"a1", flags=SYNCED)
+        + bytes(bad)
+        + record(1, b"b1", flags=PRIOR_SYNCED)
+        + record(1, b"b2")
+    )
+    if later_group:
+        data += record(1, b"c1", flags=PRIOR_SYNCED)
+    (directory / "00000000000000000001.wal").write_bytes(data)
+    if later_group:
+        with pytest.raises(CorruptSegment) as raised:
+            WriteAheadLog(directory, segment_bytes=4096)
+        assert raised.value.offset == 32 + 44 + 2
+        assert raised.value.records_beyond == 3
+    else:
+        with WriteAheadLog(directory, segment_bytes=4096) as log:
+            assert [bytes(e.payload) for e in log.replay()] == [b"a1"]
+            assert log.recovery.torn_records == 2
+
+
+def test_damage_inside_the_previous_group_of_a_prior_synced_record_is_a_torn_write(
+    tmp_path: Path,
+) -> None:
+    """b2 lies after B's first record: C vouches only for bytes before B."""
+    directory = tmp_path / "wal"
+    directory.mkdir()
+    bad = bytearray(record(1, b"b2"))
+    bad[-1] ^= 0x01
+    data = (
+        segment_header(1)
+        + record(1, b"a1", flags=SYNCED)
+        + record(1, b"b1", flags=PRIOR_SYNCED)
+        + bytes(bad)
+        + record(1, b"c1", flags=PRIOR_SYNCED)
+    )
+    (directory / "00000000000000000001.wal").write_bytes(data)
+    with WriteAheadLog(directory, segment_bytes=4096) as log:
+        assert [bytes(e.payload) for e in log.replay()] == [b"a1", b"b1"]
 
 
 def _parse(path: Path) -> tuple[int, list[tuple[int, int, bytes]]]:

@@ -86,6 +86,14 @@ def _decode_produce(header: RequestHeader, frame: memoryview) -> ProduceRequest:
     },
 )
 def handle_produce(context: RequestContext, request: ProduceRequest) -> Response:
+    if sum(len(topic.partitions) for topic in request.topics) < 2:
+        return _produce(context, request)
+    # One request's appends for many partitions share one WAL write and sync.
+    with context.engine.appends_gathered():
+        return _produce(context, request)
+
+
+def _produce(context: RequestContext, request: ProduceRequest) -> Response:
     engine = context.engine
     results: Results = []
     waiting: list[asyncio.Task[AppendResult]] = []

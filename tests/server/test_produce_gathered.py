@@ -1,0 +1,82 @@
+"""A produce request for many partitions is one WAL write and one sync:
+the handler holds the WAL's writer while it appends the request's batches
+(``Engine.appends_gathered``), so they form one group instead of the first
+batch going alone and the rest following in the next."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import engine
+import native
+from engine.protocol.apis import ApiKey, request_schema
+from native import RecordSpec
+from s3stream import StreamStoreConfig
+from tests.server.in_process import InProcessServer
+from tests.server.wire import Wire, build
+from wal import WriteAheadLog, group_commit
+
+TIMEOUT = 30.0
+PARTITIONS = 6
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[engine.Engine, InProcessServer]]:
+    config = engine.EngineConfig(
+        store=StreamStoreConfig(upload_interval_s=3600, compaction_interval_s=3600),
+        cleaner_interval_s=3600.0,
+    )
+    opened = engine.open(tmp_path / "node", None, config)
+    server = InProcessServer(opened)
+    try:
+        yield opened, server
+    finally:
+        server.stop()
+        opened.close()
+
+
+def _batch(value: bytes) -> bytes:
+    return native.encode_batch([RecordSpec(1_700_000_000_000, None, value, ())])
+
+
+def test_a_produce_for_many_partitions_is_one_wal_group(
+    served: tuple[engine.Engine, InProcessServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    opened, server = served
+    opened.create_topic("wide", PARTITIONS)
+    monkeypatch.setattr(group_commit, "HOLD_LIMIT_S", TIMEOUT)  # the request ends the hold
+    wal = opened.store.wal
+    submit = WriteAheadLog.submit_async
+
+    def slow_submit_async(self: WriteAheadLog, *args: object, **kwargs: object) -> object:
+        future = submit(self, *args, **kwargs)  # type: ignore[arg-type]
+        time.sleep(0.002)  # time enough for an unheld writer to take each batch alone
+        return future
+
+    monkeypatch.setattr(WriteAheadLog, "submit_async", slow_submit_async)
+    produce = build(
+        request_schema(ApiKey.PRODUCE, 9),
+        transactional_id=None,
+        acks=-1,
+        timeout_ms=int(TIMEOUT * 1000),
+        topic_data=[
+            {
+                "name": "wide",
+                "partition_data": [
+                    {"index": p, "records": _batch(b"value %d" % p)} for p in range(PARTITIONS)
+                ],
+            }
+        ],
+    )
+    groups = wal.stats.groups
+    with Wire(server.bootstrap, timeout=TIMEOUT) as wire:
+        answer = wire.request(produce)
+    codes = [p.error_code for t in answer.responses for p in t.partition_responses]
+    assert codes == [0] * PARTITIONS
+    assert wal.stats.groups - groups == 1
+    for partition in range(PARTITIONS):
+        assert opened.offsets("wide", partition) == (0, 1)

@@ -1,0 +1,150 @@
+"""The pipelined fsync policy: the next group is written while the previous
+one's fdatasync runs, and an append is acknowledged only after a sync that
+began once its bytes were written.
+
+Every segment write and sync is wrapped: a write is noted when it returns,
+a sync notes how far its segment was written when it began, and each
+acknowledgement checks, as it happens, that a finished sync covered it.
+Syncs are slowed so that writes overlap them.
+"""
+
+from __future__ import annotations
+
+import errno
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+import pytest
+
+from tests.wal.conftest import payloads
+from wal import LogFailed, LogIOError, Position, WalError, WriteAheadLog
+from wal.format import RECORD_HEADER_SIZE
+from wal.segment import SegmentWriter
+
+OpenLog = Callable[..., WriteAheadLog]
+SLOW_SYNC_S = 0.003
+
+
+@dataclass
+class Disk:
+    """What was written and synced, per segment, as the log did it."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    written: dict[int, int] = field(default_factory=dict)
+    synced: dict[int, int] = field(default_factory=dict)
+    syncing: int = 0
+    writes_during_a_sync: int = 0
+    fail_sync_number: int | None = None
+    syncs: int = 0
+    violations: list[str] = field(default_factory=list)
+
+    def check_ack(self, position: Position, size: int) -> None:
+        with self.lock:
+            covered = self.synced.get(position.segment, 0)
+            if covered < position.offset + size:
+                self.violations.append(f"{position} acknowledged, synced only to {covered}")
+
+
+@pytest.fixture
+def disk(monkeypatch: pytest.MonkeyPatch) -> Iterator[Disk]:
+    state = Disk()
+    write, sync = SegmentWriter.write, SegmentWriter.sync
+
+    def noting_write(self: SegmentWriter, buffers: list[bytes | memoryview]) -> None:
+        with state.lock:
+            if state.syncing:
+                state.writes_during_a_sync += 1
+        write(self, buffers)
+        with state.lock:
+            state.written[self.sequence] = self.write_offset
+
+    def noting_sync(self: SegmentWriter) -> None:
+        with state.lock:
+            began_at = state.written.get(self.sequence, 0)
+            state.syncing += 1
+            state.syncs += 1
+            number = state.syncs
+        try:
+            time.sleep(SLOW_SYNC_S)
+            if number == state.fail_sync_number:
+                raise OSError(errno.EIO, "Input/output error")
+            sync(self)
+        finally:
+            with state.lock:
+                state.syncing -= 1
+        with state.lock:
+            done = max(state.synced.get(self.sequence, 0), began_at)
+            state.synced[self.sequence] = done
+
+    monkeypatch.setattr(SegmentWriter, "write", noting_write)
+    monkeypatch.setattr(SegmentWriter, "sync", noting_sync)
+    yield state
+
+
+def _append_from_threads(
+    log: WriteAheadLog, disk: Disk, threads: int, each: int
+) -> list[tuple[bytes, Future[Position]]]:
+    submitted: list[tuple[bytes, Future[Position]]] = []
+    lock = threading.Lock()
+
+    def appender(number: int) -> None:
+        for i in range(each):
+            payload = b"%03d-%05d-" % (number, i) + bytes(100 + (i * 37) % 300)
+            size = RECORD_HEADER_SIZE + len(payload)
+            try:
+                future = log.submit(payload)
+            except WalError:
+                return
+            future.add_done_callback(
+                lambda f, size=size: f.exception() is None and disk.check_ack(f.result(), size)
+            )
+            with lock:
+                submitted.append((payload, future))
+            try:
+                future.result(timeout=30)
+            except WalError:
+                return
+
+    workers = [threading.Thread(target=appender, args=(n,)) for n in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=60)
+    return submitted
+
+
+def test_no_acknowledgement_precedes_the_sync_that_covers_it_and_writes_overlap_syncs(
+    open_log: OpenLog, disk: Disk
+) -> None:
+    log = open_log(segment_bytes=32 * 1024)  # rolls too: groups span segments
+    submitted = _append_from_threads(log, disk, threads=12, each=40)
+    assert len(submitted) == 12 * 40
+    assert disk.violations == []
+    assert disk.writes_during_a_sync > 0, "the next group was never written during a sync"
+    assert log.stats.segments_rolled > 0
+    log.close()
+    replayed = payloads(open_log(segment_bytes=32 * 1024))
+    assert sorted(replayed) == sorted(payload for payload, _ in submitted)
+
+
+def test_a_failed_sync_fails_every_group_it_or_a_later_sync_would_cover(
+    open_log: OpenLog, disk: Disk
+) -> None:
+    disk.fail_sync_number = 6
+    log = open_log(segment_bytes=1 << 20)
+    submitted = _append_from_threads(log, disk, threads=8, each=30)
+    outcomes = [future.exception(timeout=30) for _, future in submitted]
+    acked = [payload for (payload, _), error in zip(submitted, outcomes, strict=True) if not error]
+    failed = [error for error in outcomes if error is not None]
+    assert disk.violations == []
+    assert acked and failed
+    assert all(isinstance(error, (LogIOError, LogFailed)) for error in failed)
+    assert any(isinstance(error, LogIOError) and error.errno == errno.EIO for error in failed)
+    with pytest.raises(LogFailed):
+        log.submit(b"refused after the failure")
+    log.close()
+    replayed = payloads(open_log(segment_bytes=1 << 20))
+    assert set(acked) <= set(replayed)  # nothing acknowledged is lost

@@ -1,0 +1,172 @@
+"""The sync half of a pipelined group commit (the ``fsync`` policy).
+
+The writer thread writes a group and hands it here; this thread fdatasyncs
+the segment and only then completes the group. While one fdatasync runs the
+writer already writes the next group, so the disk's flush and the next
+group's copy into the page cache overlap.
+
+The contract (docs/wal-format.md, "Durability"): a group is completed only
+after an fdatasync that *began* after the group's write had returned, so
+the sync covers every byte of it. Groups are completed in write order. The
+pipeline is two groups deep: the writer may start group k+1 only once
+every byte before group k is synced (``wait_synced``), which is what the
+``PRIOR_SYNCED`` flag on group k+1's first record then claims.
+
+After a failed fdatasync nothing written since the last good one may be
+acknowledged (the kernel may have dropped those dirty pages): the groups
+waiting here fail, and so does every group handed over later.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, NamedTuple
+
+from wal.errors import LogFailed, WalError
+from wal.segment import Position, SegmentWriter
+
+if TYPE_CHECKING:
+    from wal.group_commit import Outcome, PendingAppend, WalStats
+
+WAIT_SLICE = 1.0
+"""How long one wait on the syncer lasts before its caller looks again; a
+sync that never returns (a dead disk) then shows in the writer's stack, not
+as a silent hang of every wait at once."""
+
+
+class WrittenGroup(NamedTuple):
+    """A group whose bytes are written, waiting for the sync that covers them."""
+
+    group: list[PendingAppend]
+    positions: list[Position]
+    end: int
+    """The segment's write offset just past the group."""
+
+
+Settle = Callable[[list["PendingAppend"], Sequence["Outcome"]], None]
+
+
+class Syncer:
+    """Owns the sync thread and the groups written but not yet synced."""
+
+    def __init__(
+        self,
+        segment: SegmentWriter,
+        settle: Settle,
+        classify: Callable[[OSError, SegmentWriter], WalError],
+        on_failure: Callable[[WalError], None],
+        stats: WalStats,
+    ) -> None:
+        self._segment = segment
+        self._settle = settle
+        self._classify = classify
+        self._on_failure = on_failure
+        self._stats = stats
+        self._cond = threading.Condition(threading.Lock())
+        self._written: deque[WrittenGroup] = deque()
+        self._syncing = False
+        self._stopping = False
+        self.failure: WalError | None = None
+        self.synced_end = segment.write_offset
+        """Every byte of the segment before this offset is synced."""
+        self._thread = threading.Thread(target=self._run, name="wal-sync", daemon=True)
+        self._thread.start()
+
+    # -- the writer's side ----------------------------------------------
+
+    def hand_over(self, written: WrittenGroup) -> None:
+        """Queues a written group for the next sync (or fails it at once if a
+        sync has failed: its bytes may never reach the disk)."""
+        with self._cond:
+            failure = self.failure
+            if failure is None:
+                self._written.append(written)
+                self._cond.notify_all()
+                return
+        self._settle(written.group, [LogFailed(failure)] * len(written.group))
+
+    def wait_synced(self, offset: int) -> None:
+        """Returns once every byte before ``offset`` is synced; raises the
+        sync's failure if one failed first."""
+        with self._cond:
+            while self.synced_end < offset and self.failure is None:
+                self._cond.wait(WAIT_SLICE)
+            if self.failure is not None:
+                raise LogFailed(self.failure)
+
+    def drain(self) -> None:
+        """Returns once every group handed over is synced and completed (or
+        failed); then nothing of the segment is in flight."""
+        with self._cond:
+            while self._written or self._syncing:
+                self._cond.wait(WAIT_SLICE)
+
+    def switch(self, segment: SegmentWriter) -> None:
+        """The writer rolled into ``segment`` (after a drain and the old
+        segment's seal): later syncs are of it."""
+        with self._cond:
+            self._segment = segment
+            self.synced_end = segment.write_offset
+
+    def stop(self) -> None:
+        """Syncs and completes what was handed over, then ends the thread."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        self._thread.join()
+
+    # -- the sync thread ------------------------------------------------
+
+    def _run(self) -> None:
+        while (batch := self._next_batch()) is not None:
+            segment = batch[0]
+            groups = batch[1]
+            started = time.monotonic()
+            try:
+                segment.sync()
+            except OSError as error:
+                self._failed(groups, self._classify(error, segment))
+                continue
+            finished = time.monotonic()
+            self._stats.syncs += 1
+            self._stats.fsync_seconds.observe(finished - started)
+            with self._cond:
+                # The writer may go on at once; drain still waits for the settling.
+                self.synced_end = groups[-1].end
+                self._cond.notify_all()
+            for written in groups:
+                self._stats.appends += len(written.group)
+                self._stats.groups += 1
+                self._stats.group_appends.observe(len(written.group))
+                self._settle(written.group, written.positions)
+            with self._cond:
+                self._syncing = False
+                self._cond.notify_all()
+
+    def _next_batch(self) -> tuple[SegmentWriter, list[WrittenGroup]] | None:
+        """Every group written so far (the sync that follows covers them all)."""
+        with self._cond:
+            while not self._written and not self._stopping:
+                self._cond.wait()
+            if not self._written:
+                return None
+            groups = list(self._written)
+            self._written.clear()
+            self._syncing = True
+            return self._segment, groups
+
+    def _failed(self, groups: list[WrittenGroup], failure: WalError) -> None:
+        with self._cond:
+            if self.failure is None:
+                self.failure = failure
+            groups += self._written  # written after the failed sync's start: as unsafe
+            self._written.clear()
+        self._on_failure(failure)  # before any waiter wakes: later appends are refused
+        for written in groups:
+            self._settle(written.group, [failure] * len(written.group))
+        with self._cond:
+            self._syncing = False
+            self._cond.notify_all()
