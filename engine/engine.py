@@ -62,7 +62,7 @@ from engine.memory.lookup import FoundRecord, lookup_partition
 from engine.memory.replay import Replay
 from engine.memory.state_at import TopicState, rebuild, rebuild_async, state_query
 from engine.memory.vector import OffsetVector
-from engine.metrics import EngineMetrics
+from engine.metrics_registry import EngineMetrics
 from engine.partition import AppendResult, OffsetAndTimestamp, Partition, PartitionFetch
 from engine.provenance import Provenance
 from engine.quota_entities import ClientQuotas, entity_to_wire
