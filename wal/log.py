@@ -104,7 +104,7 @@ class WriteAheadLog:
             sync_interval_ms / 1000.0,
             on_commit,
         )
-        self._make_spare()
+        # No spare yet: it is made at the first trim or roll (see _make_spare).
 
     @property
     def stats(self) -> WalStats:
@@ -288,6 +288,7 @@ class WriteAheadLog:
                 self._sequences.remove(sequence)
         if doomed:
             sync_directory(self.directory)
+        self._make_spare()
         return len(doomed)
 
     # -- segments -------------------------------------------------------
@@ -314,7 +315,11 @@ class WriteAheadLog:
         """Zero-fills a spare segment file in the background if none is waiting.
 
         Rolling into a spare costs a rename and a header write; without one
-        the next segment is fallocate'd, which works but syncs slower.
+        the next segment is fallocate'd, which works but syncs slower. The
+        first spare is made at the first trim (after the owner's first
+        upload) or roll, not at open: its megabytes of zeros, written and
+        synced while the owner opened, delayed each of the open's own syncs
+        (an engine's open took twice as long).
         """
         with self._segments_lock:
             busy = self._spare_maker is not None and self._spare_maker.is_alive()
