@@ -41,6 +41,8 @@ HEAVY = (
     "confluent_kafka",
     "kafka",
     "aiokafka",
+    "crc32c",  # the pure twin's (its import reads every installed package's metadata)
+    "tomllib",  # only for --config
     "engine.server.handlers.requests",  # every version's kio request class
 )
 

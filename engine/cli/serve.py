@@ -16,7 +16,6 @@ import argparse
 import asyncio
 import contextlib
 import ctypes
-import ctypes.util
 import logging
 import resource
 import signal
@@ -155,9 +154,11 @@ def keep_freed_memory_for_reuse() -> bool:
     whether the settings took (glibc only).
     """
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
+        # The process's own symbols, the C library's among them: finding
+        # libc by name (ctypes.util.find_library) runs ldconfig, tens of
+        # milliseconds of every start.
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):  # not glibc (musl has no mallopt)
         return False
     return bool(
         mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD) and mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD)
