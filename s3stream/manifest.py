@@ -133,11 +133,13 @@ class Manifest:
         ``owner`` (the opener's data directory identity) is recorded with it.
 
         First checks that the store enforces conditional writes
-        (ConditionalWritesNotEnforced if not; see conditional_probe.py).
+        (ConditionalWritesNotEnforced if not; see conditional_probe.py),
+        unless the store's own code checks them (the local and memory stores).
         Transient store errors are retried for up to ``timeout`` seconds.
         """
         deadline = time.monotonic() + timeout
-        _retrying_transient(lambda: check_conditional_writes(store), deadline)
+        if not store.checks_its_own_conditions:
+            _retrying_transient(lambda: check_conditional_writes(store), deadline)
         manifest = cls(store, ManifestState(), checkpoint_every, stop or threading.Event())
         loaded: LoadedManifest | None = None
         for attempt in range(_OPEN_ATTEMPTS):
