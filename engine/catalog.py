@@ -16,7 +16,7 @@ docs/engine-format.md.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -283,14 +283,19 @@ class Catalog:
         self._next_producer_id = state.producer_ids_end
 
     @classmethod
-    def open(cls, store: StreamStore) -> Catalog:
-        """Reads the catalog, or creates it in a store that has no streams yet."""
+    def open(cls, store: StreamStore, internal: Sequence[str] = ()) -> Catalog:
+        """Reads the catalog, or creates it in a store that has no streams yet,
+        and with it the engine's own streams named in ``internal`` (see
+        internal_stream), all in one manifest commit: each commit costs a
+        fresh engine's open its object store's syncs."""
         streams = store.streams()
         if not streams:
-            stream_id = store.create_stream()
+            stream_id, *internal_ids = store.create_streams(1 + len(internal))
             store.open_stream(stream_id, 0)
             catalog = cls(store, stream_id, CatalogState())
             catalog.append(["catalog", FORMAT_VERSION, clock.time_ms()])
+            for name, internal_id in zip(internal, internal_ids, strict=True):
+                catalog.append(["internal_stream", name, internal_id])
             return catalog
         stream_id = streams[0]
         store.open_stream(stream_id, 0)

@@ -83,6 +83,9 @@ EARLIEST = offset_lookup.EARLIEST
 LATEST = offset_lookup.LATEST
 READ_UNCOMMITTED = "read_uncommitted"
 READ_COMMITTED = "read_committed"
+_STATE_LOGS = ("groups", "transactions")
+"""The engine's own state logs (_open_state_log): a fresh store's catalog
+creates their streams with its own."""
 
 
 @dataclass(frozen=True)
@@ -155,7 +158,7 @@ class Engine:
         self.close_report: CloseReport | None = None
         """What close left only in the WAL (None until closed)."""
         try:
-            self.catalog = Catalog.open(self.store)
+            self.catalog = Catalog.open(self.store, internal=_STATE_LOGS)
             self.authorizer = engine_authorizer(config.authorization, self.catalog.state)
             """What the principals of the embedded clients (and, served, of
             connections) may do: the one authorizer both ask."""
