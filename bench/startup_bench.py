@@ -14,12 +14,15 @@ source checkout where no bytecode may be written, each start compiles
 tidelog's modules first (half a second more on a two-core machine).
 
 Every figure is wall time on a machine that may be busy: read the ratios,
-and run it twice before believing a change of less than a third."""
+and run it twice before believing a change of less than a third. The CPU
+time `tidelog serve` and `python -c pass` spent (user and system) is given
+too: it leaves out the waits on a busy disk and for a busy CPU."""
 
 from __future__ import annotations
 
 import json
 import os
+import resource
 import socket
 import statistics
 import struct
@@ -85,10 +88,14 @@ def _compile(bytecode: Path) -> None:
     )
 
 
-def _process_s(code: str, bytecode: Path) -> float:
+def _process_s(code: str, bytecode: Path) -> tuple[float, float]:
+    """Wall and CPU seconds of a ``python -c code`` process."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     subprocess.run([sys.executable, "-c", code], check=True, env=_env(bytecode), timeout=120)
-    return time.perf_counter() - started
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
 
 
 def _free_port() -> int:
@@ -101,6 +108,13 @@ def _free_port() -> int:
 def _rss_mib(pid: int) -> float:
     with open(f"/proc/{pid}/status") as status:
         return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:")) / 1024
+
+
+def _cpu_s(pid: int) -> float:
+    """User and system CPU seconds a running process has spent (in clock ticks)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _answers_api_versions(port: int, deadline: float) -> bool:
@@ -121,9 +135,9 @@ def _answers_api_versions(port: int, deadline: float) -> bool:
     return True
 
 
-def _serve(scratch: Path, bytecode: Path) -> tuple[float, float]:
+def _serve(scratch: Path, bytecode: Path) -> tuple[float, float, float]:
     """Seconds from spawning `tidelog serve` until it answers ApiVersions,
-    and its RSS then."""
+    its RSS then, and the CPU seconds it had spent."""
     port = _free_port()
     command = [
         sys.executable,
@@ -144,33 +158,45 @@ def _serve(scratch: Path, bytecode: Path) -> tuple[float, float]:
             if time.perf_counter() - started > SERVE_TIMEOUT_S or child.poll() is not None:
                 raise RuntimeError(f"tidelog serve did not listen (exit {child.returncode})")
             if _answers_api_versions(port, started + SERVE_TIMEOUT_S):
-                return time.perf_counter() - started, _rss_mib(child.pid)
+                elapsed = time.perf_counter() - started
+                return elapsed, _rss_mib(child.pid), _cpu_s(child.pid)
             time.sleep(0.002)
     finally:
         child.terminate()
         child.wait(SERVE_TIMEOUT_S)
 
 
+def _fixture(bytecode: Path) -> dict[str, float]:
+    out = subprocess.run(
+        [sys.executable, "-c", FIXTURE_PROBE],
+        check=True,
+        env=_env(bytecode),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout
+    probe: dict[str, float] = json.loads(out)
+    return probe
+
+
 def _measure(rounds: int, scratch: Path) -> dict[str, Any]:
     bytecode = scratch / "bytecode"
     _compile(bytecode)
-    baseline = [_process_s("pass", bytecode) for _ in range(rounds)]
-    import_engine = [_process_s("import engine", bytecode) for _ in range(rounds)]
-    serves = [_serve(scratch, bytecode) for _ in range(rounds)]
+    baseline: list[tuple[float, float]] = []
+    import_engine: list[float] = []
+    serves: list[tuple[float, float, float]] = []
     probes: list[dict[str, float]] = []
-    for _ in range(rounds):
-        out = subprocess.run(
-            [sys.executable, "-c", FIXTURE_PROBE],
-            check=True,
-            env=_env(bytecode),
-            capture_output=True,
-            text=True,
-            timeout=120,
-        ).stdout
-        probes.append(json.loads(out))
-    base = statistics.median(baseline)
-    serve_s = statistics.median(s for s, _ in serves)
+    for _ in range(rounds):  # each round one of each, so a busy spell touches all alike
+        baseline.append(_process_s("pass", bytecode))
+        import_engine.append(_process_s("import engine", bytecode)[0])
+        serves.append(_serve(scratch, bytecode))
+        probes.append(_fixture(bytecode))
+    base = statistics.median(wall for wall, _ in baseline)
+    base_cpu = statistics.median(cpu for _, cpu in baseline)
+    serve_s = statistics.median(wall for wall, _, _ in serves)
+    serve_cpu = statistics.median(cpu for _, _, cpu in serves)
     import_s = statistics.median(import_engine)
+    ready_s = statistics.median(p["ready_s"] for p in probes)
     return {
         "rounds": rounds,
         "python_pass_s": base,
@@ -178,10 +204,14 @@ def _measure(rounds: int, scratch: Path) -> dict[str, Any]:
         "import_engine_vs_pass": import_s / base,
         "serve_listening_s": serve_s,
         "serve_listening_vs_pass": serve_s / base,
-        "serve_rss_mib": statistics.median(r for _, r in serves),
+        "serve_listening_spread_s": [min(w for w, _, _ in serves), max(w for w, _, _ in serves)],
+        "serve_rss_mib": statistics.median(r for _, r, _ in serves),
+        "python_pass_cpu_s": base_cpu,
+        "serve_cpu_s": serve_cpu,
+        "serve_cpu_vs_pass": serve_cpu / base_cpu,
         "fixture_import_s": statistics.median(p["import_s"] for p in probes),
-        "fixture_ready_s": statistics.median(p["ready_s"] for p in probes),
-        "fixture_ready_vs_pass": statistics.median(p["ready_s"] for p in probes) / base,
+        "fixture_ready_s": ready_s,
+        "fixture_ready_vs_pass": ready_s / base,
         "fixture_rss_mib": statistics.median(p["rss_mib"] for p in probes),
     }
 
@@ -202,15 +232,21 @@ def _print_table(results: dict[str, Any]) -> None:
     base = results["python_pass_s"]
     rows = [
         ("python -c pass", base, ""),
+        ("  its CPU time", results["python_pass_cpu_s"], ""),
         ("python -c 'import engine'", results["import_engine_s"], ""),
         ("tidelog serve, until it answers", results["serve_listening_s"], "serve_rss_mib"),
+        ("  its CPU time until then", results["serve_cpu_s"], ""),
         ("engine + server modules imported", results["fixture_import_s"], ""),
         ("then engine.testing.start() answers", results["fixture_ready_s"], "fixture_rss_mib"),
     ]
     print(f"{'':36} {'ms':>8} {'x pass':>7} {'RSS MiB':>8}")
     for name, seconds, rss in rows:
         shown = f"{results[rss]:>8.1f}" if rss else f"{'':>8}"
-        print(f"{name:36} {seconds * 1000:>8.1f} {seconds / base:>7.2f} {shown}")
+        ratio = seconds / (results["python_pass_cpu_s"] if "CPU" in name else base)
+        print(f"{name:36} {seconds * 1000:>8.1f} {ratio:>7.2f} {shown}")
+    low, high = results["serve_listening_spread_s"]
+    print(f"tidelog serve, fastest and slowest: {low * 1000:.0f} and {high * 1000:.0f} ms")
+    print("(CPU times are divided by python -c pass's CPU time)")
 
 
 if __name__ == "__main__":
