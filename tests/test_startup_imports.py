@@ -44,6 +44,9 @@ HEAVY = (
     "crc32c",  # the pure twin's (its import reads every installed package's metadata)
     "tomllib",  # only for --config
     "engine.server.handlers.requests",  # every version's kio request class
+    "engine.client.consumer",  # the embedded clients, agent memory's readers
+    "engine.memory.replay",
+    "engine.verify",
 )
 
 PRINT_LOADED = f"print(json.dumps([n for n in {HEAVY!r} if sys.modules.get(n) is not None]))"
