@@ -1,6 +1,7 @@
 """Opening an engine on a fresh store: its catalog and its own state logs'
 streams are created in one manifest commit after the fence (each commit
-costs the open the object store's syncs), and a restart finds them."""
+costs the open the object store's syncs), the catalog's first records
+share the WAL's syncs, and a restart finds them all."""
 
 from __future__ import annotations
 
@@ -22,6 +23,8 @@ def test_a_fresh_open_commits_the_fence_and_one_creation(tmp_path: Path) -> None
     store = MemoryStore()
     with engine.open(tmp_path / "data", store, NO_UPLOAD) as opened:
         assert _versions(store) == 2
+        wal = opened.store.wal.stats
+        assert wal.appends == 3 and wal.syncs < wal.appends  # the catalog's first records
         internal = dict(opened.catalog.state.internal)
         assert set(internal) == {"groups", "transactions"}
         assert sorted(internal.values()) == [
