@@ -12,6 +12,9 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from engine.clock import SYSTEM, Clock
+from engine.protocol.kio_loading import load_kio_without_hypothesis
+
+load_kio_without_hypothesis()  # before any module of the package imports kio
 
 if TYPE_CHECKING:
     from engine.client.consumer import Consumer, NoOffsetForPartition

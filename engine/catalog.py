@@ -16,7 +16,7 @@ docs/engine-format.md.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -283,14 +283,25 @@ class Catalog:
         self._next_producer_id = state.producer_ids_end
 
     @classmethod
-    def open(cls, store: StreamStore) -> Catalog:
-        """Reads the catalog, or creates it in a store that has no streams yet."""
+    def open(cls, store: StreamStore, internal: Sequence[str] = ()) -> Catalog:
+        """Reads the catalog, or creates it in a store that has no streams yet,
+        and with it the engine's own streams named in ``internal`` (see
+        internal_stream), all in one manifest commit: each commit costs a
+        fresh engine's open its object store's syncs."""
         streams = store.streams()
         if not streams:
-            stream_id = store.create_stream()
+            stream_id, *internal_ids = store.create_streams(1 + len(internal))
             store.open_stream(stream_id, 0)
             catalog = cls(store, stream_id, CatalogState())
-            catalog.append(["catalog", FORMAT_VERSION, clock.time_ms()])
+            catalog.append_all(
+                [
+                    ["catalog", FORMAT_VERSION, clock.time_ms()],
+                    *(
+                        ["internal_stream", name, internal_id]
+                        for name, internal_id in zip(internal, internal_ids, strict=True)
+                    ),
+                ]
+            )
             return catalog
         stream_id = streams[0]
         store.open_stream(stream_id, 0)
@@ -313,13 +324,23 @@ class Catalog:
 
     def append(self, record: list[Any]) -> None:
         """Applies a change and makes it durable (returns once it is in the WAL)."""
-        payload = msgpack.packb(record, use_bin_type=True)
+        self.append_all([record])
+
+    def append_all(self, records: list[list[Any]]) -> None:
+        """Applies changes in order and makes them durable together: queued
+        at once, they share the WAL's syncs rather than waiting for one each
+        (a fresh catalog's first records, when an engine first opens)."""
+        payloads = [msgpack.packb(record, use_bin_type=True) for record in records]
         with self._lock:
-            self.state.apply(record)
-            offset = self.store.next_offset(self.stream_id)
-            self.store.append(self.stream_id, offset, offset, payload)
-            self._since_snapshot += 1
-            self._bytes_since_snapshot += len(payload)
+            pending = []
+            for record, payload in zip(records, payloads, strict=True):
+                self.state.apply(record)
+                offset = self.store.next_offset(self.stream_id)
+                pending.append(self.store.submit(self.stream_id, offset, offset, payload))
+                self._since_snapshot += 1
+                self._bytes_since_snapshot += len(payload)
+            for appended in pending:
+                appended.result()
             if (
                 self._since_snapshot >= SNAPSHOT_EVERY
                 and self._bytes_since_snapshot >= self._snapshot_bytes

@@ -26,7 +26,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from types import TracebackType
-from typing import Any, overload
+from typing import TYPE_CHECKING, Any, overload
 
 from engine import clock, exit_close, offset_lookup
 from engine.acks import Acks
@@ -34,9 +34,6 @@ from engine.acl_authorizer import engine_authorizer
 from engine.authorization import AuthorizationConfig
 from engine.broker_config import BrokerConfigs, engine_static
 from engine.catalog import Catalog
-from engine.client.consumer import Consumer
-from engine.client.producer import Producer
-from engine.client.transactional_producer import TransactionalProducer
 from engine.clock import SYSTEM, Clock
 from engine.config import TopicConfig, normalize_all
 from engine.credentials import Credentials
@@ -56,28 +53,35 @@ from engine.masking.batches import mask_fetch
 from engine.masking.documents import Masking
 from engine.masking.policy import topic_masking
 from engine.masking.unmask import unmask_binding, unmask_granted
-from engine.memory import snapshot as memory_snapshot
-from engine.memory.forks import fork_topic
-from engine.memory.lookup import FoundRecord, lookup_partition
-from engine.memory.replay import Replay
-from engine.memory.state_at import TopicState, rebuild, rebuild_async, state_query
-from engine.memory.vector import OffsetVector
-from engine.metrics import EngineMetrics
+from engine.metrics_registry import EngineMetrics
 from engine.partition import AppendResult, OffsetAndTimestamp, Partition, PartitionFetch
 from engine.provenance import Provenance
 from engine.quota_entities import ClientQuotas, entity_to_wire
 from engine.schemas.store import SchemaRegistry
 from engine.state_log import StateLog
 from engine.store_errors import damage_at, store_errors
-from engine.tables.service import TablesCollector, TableService, TableStatus
+from engine.tables.service import TableService, TableStatus
 from engine.tables.settings import TablesConfig
 from engine.topic_admin import TopicAdmin
 from engine.topics import TopicRegistry
 from engine.transactions.config import TransactionConfig
 from engine.transactions.coordinator import TransactionCoordinator
 from engine.types import NewTopic, TopicDescription, TopicPartition
-from engine.verify import VerifyReport, verify_partitions
 from s3stream import CloseReport, ObjectStore, S3StreamError, StreamStore, StreamStoreConfig
+
+if TYPE_CHECKING:
+    # The embedded clients, agent memory and verification are imported where
+    # they are used: a server that serves only the wire never loads them.
+    from prometheus_client.registry import Collector
+
+    from engine.client.consumer import Consumer
+    from engine.client.producer import Producer
+    from engine.client.transactional_producer import TransactionalProducer
+    from engine.memory.lookup import FoundRecord
+    from engine.memory.replay import Replay
+    from engine.memory.state_at import TopicState
+    from engine.memory.vector import OffsetVector
+    from engine.verify import VerifyReport
 
 log = logging.getLogger("tidelog.engine")
 
@@ -85,6 +89,9 @@ EARLIEST = offset_lookup.EARLIEST
 LATEST = offset_lookup.LATEST
 READ_UNCOMMITTED = "read_uncommitted"
 READ_COMMITTED = "read_committed"
+_STATE_LOGS = ("groups", "transactions")
+"""The engine's own state logs (_open_state_log): a fresh store's catalog
+creates their streams with its own."""
 
 
 @dataclass(frozen=True)
@@ -159,7 +166,7 @@ class Engine:
         self.close_report: CloseReport | None = None
         """What close left only in the WAL (None until closed)."""
         try:
-            self.catalog = Catalog.open(self.store)
+            self.catalog = Catalog.open(self.store, internal=_STATE_LOGS)
             self.authorizer = engine_authorizer(config.authorization, self.catalog.state)
             """What the principals of the embedded clients (and, served, of
             connections) may do: the one authorizer both ask."""
@@ -334,6 +341,8 @@ class Engine:
         """Creates topic ``name`` reading ``topic``'s records below ``at``
         (None: every partition's high watermark) and taking its own records
         after; nothing is copied (engine/memory/forks.py, docs/memory.md)."""
+        from engine.memory.forks import fork_topic  # noqa: PLC0415  (see TYPE_CHECKING)
+
         return fork_topic(self._admin, topic, name, at, configs)
 
     def delete_topic(self, name: str) -> None:
@@ -580,6 +589,8 @@ class Engine:
         count = len(self._registry.topic(topic).partitions)
         indexes = range(count) if partitions is None else sorted(set(partitions))
         wanted = value.encode() if isinstance(value, str) else bytes(value)
+        from engine.memory.lookup import lookup_partition  # noqa: PLC0415
+
         found: list[FoundRecord] = []
         for index in indexes:
             with store_errors(), damage_at(topic, index, 0):
@@ -701,6 +712,8 @@ class Engine:
         """Proves the hash chains of a topic's partitions (all topics if None)
         from what is committed in the object store (docs/tamper-evidence.md);
         data not uploaded yet is not covered: ``flush`` first to include it."""
+        from engine.verify import verify_partitions  # noqa: PLC0415
+
         self._check_open()
         with store_errors():
             return verify_partitions(
@@ -722,6 +735,8 @@ class Engine:
         """A compacted topic's keys and values as of ``at`` (ms, or an aware
         datetime) or below ``vector``, from the committed records kept, with
         each partition's exactness (engine/memory/state_at.py, docs/memory.md)."""
+        from engine.memory.state_at import rebuild, state_query  # noqa: PLC0415
+
         self._check_open()
         query = state_query(topic, at, vector, partitions, self.partition_count(topic))
         with store_errors():
@@ -735,6 +750,8 @@ class Engine:
         vector: OffsetVector | None = None,
         partitions: Sequence[int] | None = None,
     ) -> TopicState:
+        from engine.memory.state_at import rebuild_async, state_query  # noqa: PLC0415
+
         self._check_open()
         query = state_query(topic, at, vector, partitions, self.partition_count(topic))
         with store_errors():
@@ -821,12 +838,17 @@ class Engine:
     def producer(self, **options: Any) -> Producer:
         """An embedded producer (see engine.client.producer.Producer for options);
         with ``transactional_id``, a transactional one (TransactionalProducer)."""
+        from engine.client.producer import Producer  # noqa: PLC0415
+        from engine.client.transactional_producer import TransactionalProducer  # noqa: PLC0415
+
         if options.get("transactional_id") is not None:
             return TransactionalProducer(self, **options)
         return Producer(self, **options)
 
     def consumer(self, *topics: str, **options: Any) -> Consumer:
         """An embedded consumer, subscribed to ``topics`` if any are given."""
+        from engine.client.consumer import Consumer  # noqa: PLC0415
+
         consumer = Consumer(self, **options)
         if topics:
             consumer.subscribe(topics)
@@ -843,6 +865,8 @@ class Engine:
     ) -> OffsetVector:
         """The OffsetVector of what ``topics`` held durably now, or at ``at``
         (ms since the epoch); see engine.memory.snapshot."""
+        from engine.memory import snapshot as memory_snapshot  # noqa: PLC0415
+
         self._check_open()
         with store_errors():
             return memory_snapshot.snapshot(self, topics, at, isolation_level)
@@ -854,12 +878,16 @@ class Engine:
         *,
         isolation_level: str = READ_COMMITTED,
     ) -> OffsetVector:
+        from engine.memory import snapshot as memory_snapshot  # noqa: PLC0415
+
         self._check_open()
         with store_errors():
             return await memory_snapshot.snapshot_async(self, topics, at, isolation_level)
 
     def earliest(self, topics: Iterable[str]) -> OffsetVector:
         """The log start of every partition of ``topics``, as a vector."""
+        from engine.memory import snapshot as memory_snapshot  # noqa: PLC0415
+
         self._check_open()
         return memory_snapshot.earliest(self, topics)
 
@@ -873,6 +901,8 @@ class Engine:
     ) -> Replay:
         """The records below ``until`` from ``since`` (inclusive), then an
         end; see engine.memory.replay.Replay."""
+        from engine.memory.replay import Replay  # noqa: PLC0415
+
         self._check_open()
         return Replay(self, until, since, isolation_level=isolation_level, **options)
 
@@ -881,8 +911,15 @@ class Engine:
         ``metrics().text()`` or hand ``metrics().registry`` to prometheus-client."""
         if self._metrics is None:
             self._metrics = EngineMetrics(self)
-            self._metrics.register(TablesCollector(self._tables))
+            self._metrics.add_source(self._tables, self._tables_collector)
         return self._metrics
+
+    def _tables_collector(self) -> Collector:
+        """The table topics' metrics, made with the registry (whose first
+        read loads prometheus-client)."""
+        from engine.tables.collector import TablesCollector  # noqa: PLC0415
+
+        return TablesCollector(self._tables)
 
     def all_partitions(self) -> list[Partition]:
         """Every loaded partition of every topic, internal ones included.

@@ -1,12 +1,13 @@
-"""The engine's metrics: one prometheus-client registry per open engine,
-filled at scrape time from the counters the parts already keep (the WAL's
-writer, the stream store, the caches, each partition) and from the state
-they hold (high watermarks, committed offsets, the fence).
+"""The engine's metrics: what fills an open engine's prometheus-client
+registry (engine/metrics_registry.py) at scrape time, from the counters the
+parts already keep (the WAL's writer, the stream store, the caches, each
+partition) and from the state they hold (high watermarks, committed
+offsets, the fence).
 
 Nothing here runs on the produce or fetch path: the parts count in plain
 ints as they go, and a scrape reads them (docs/operations.md lists every
 metric). A server in the same process adds its own collectors to the same
-registry (``EngineMetrics.register``), so ``engine.metrics().text()`` is
+registry (``EngineMetrics.add_source``), so ``engine.metrics().text()`` is
 what ``/metrics`` serves.
 """
 
@@ -16,7 +17,6 @@ import logging
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Protocol
 
-from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -61,25 +61,6 @@ class MetricsHost(Protocol):
     def groups(self) -> _Groups: ...
     def all_partitions(self) -> list[Partition]: ...
     def consumer_lag(self, group_id: str) -> Mapping[TopicPartition, _Lag]: ...
-
-
-class EngineMetrics:
-    """The registry an engine's metrics are collected in."""
-
-    def __init__(self, engine: MetricsHost) -> None:
-        self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(EngineCollector(engine))
-
-    def register(self, collector: Collector) -> None:
-        """Adds a collector (a server's requests and connections)."""
-        self.registry.register(collector)
-
-    def unregister(self, collector: Collector) -> None:
-        self.registry.unregister(collector)
-
-    def text(self) -> str:
-        """Every metric in Prometheus' text format."""
-        return generate_latest(self.registry).decode()
 
 
 def _counter(name: str, doc: str, value: float) -> CounterMetricFamily:

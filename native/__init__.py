@@ -13,7 +13,6 @@ import os
 from types import ModuleType
 from typing import TYPE_CHECKING
 
-from native import _pure
 from native.errors import (
     BatchError,
     CorruptBatch,
@@ -41,12 +40,14 @@ from native.records import (
 
 
 def _select() -> tuple[ModuleType, str]:
+    # The pure twin is imported only when it is the one used: it loads the
+    # crc32c package, whose import reads every installed package's metadata.
     if os.environ.get("TIDELOG_PURE", "") not in ("", "0"):
-        return _pure, "python"
+        return importlib.import_module("native._pure"), "python"
     try:
         return importlib.import_module("native._cnative"), "c"
     except ImportError:
-        return _pure, "python"
+        return importlib.import_module("native._pure"), "python"
 
 
 _impl, IMPLEMENTATION = _select()

@@ -138,7 +138,8 @@ class Manifest:
         ``owner`` (the opener's data directory identity) is recorded with it.
 
         First checks that the store enforces conditional writes
-        (ConditionalWritesNotEnforced if not; see conditional_probe.py).
+        (ConditionalWritesNotEnforced if not; see conditional_probe.py),
+        unless the store's own code checks them (the local and memory stores).
         Transient store errors are retried for up to ``timeout`` seconds.
         With ``background_cleanup``, a checkpoint's deletions run on a thread
         of their own (join_cleanup waits for it), not in the commit that
@@ -146,7 +147,8 @@ class Manifest:
         at most its PUTs, never a list and dozens of DELETEs.
         """
         deadline = time.monotonic() + timeout
-        _retrying_transient(lambda: check_conditional_writes(store), deadline)
+        if not store.checks_its_own_conditions:
+            _retrying_transient(lambda: check_conditional_writes(store), deadline)
         manifest = cls(
             store, ManifestState(), checkpoint_every, stop or threading.Event(), background_cleanup
         )

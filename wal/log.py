@@ -124,7 +124,7 @@ class WriteAheadLog:
             sync_interval_ms / 1000.0,
             on_commit,
         )
-        self._make_spare()
+        # No spare yet: it is made at the first trim or roll (see _make_spare).
 
     @property
     def stats(self) -> WalStats:
@@ -387,6 +387,7 @@ class WriteAheadLog:
                 self._sequences.remove(sequence)
         if doomed:
             sync_directory(self.directory)
+        self._make_spare()
         return len(doomed)
 
     # -- segments -------------------------------------------------------
@@ -427,7 +428,11 @@ class WriteAheadLog:
 
         Rolling into it then costs the writer a rename and a directory sync;
         into a free file, a header write and a sync more; with neither, the
-        next segment is fallocate'd, which works but syncs slower.
+        next segment is fallocate'd, which works but syncs slower. The first
+        spare is made at the first trim (after the owner's first upload) or
+        roll, not at open: its megabytes of zeros, written and synced while
+        the owner opened, delayed each of the open's own syncs (an engine's
+        open took twice as long).
         """
         with self._segments_lock:
             busy = self._spare_maker is not None and self._spare_maker.is_alive()

@@ -24,8 +24,15 @@ from wal.format import (
 )
 
 END_OF_FILE = "end of file"
+HEADER_CUT_SHORT = "a record header is cut short"
+RUNS_PAST_END = "a record runs past the end of the file"
 UNWRITTEN = "unwritten or stale bytes"
 BAD_CRC = "a record's CRC32C does not match"
+FIRST_READ_BYTES = 1024 * 1024
+"""A scan reads this much of a segment first, and the rest only if its
+records run on: the segment a log has just made, and often the last one
+written, hold a few records before many megabytes of zeros."""
+_ENDS_OF_A_READ = frozenset({END_OF_FILE, HEADER_CUT_SHORT, RUNS_PAST_END})
 IOV_MAX = 1024
 """Linux's limit on buffers per pwritev call."""
 
@@ -66,12 +73,12 @@ class SegmentScan:
 def check_record(view: memoryview, pos: int, sequence: int) -> RecordHeader | str:
     """The header of the valid record at ``pos``, or why there is none."""
     if len(view) - pos < RECORD_HEADER_SIZE:
-        return END_OF_FILE if pos == len(view) else "a record header is cut short"
+        return END_OF_FILE if pos == len(view) else HEADER_CUT_SHORT
     header = decode_record_header(view, pos)
     if header.segment != sequence or header.type == TYPE_INVALID:
         return UNWRITTEN
     if header.length > len(view) - pos - RECORD_HEADER_SIZE:
-        return "a record runs past the end of the file"
+        return RUNS_PAST_END
     if record_crc(view, pos, header.length) != header.crc:
         return BAD_CRC
     return header
@@ -80,10 +87,20 @@ def check_record(view: memoryview, pos: int, sequence: int) -> RecordHeader | st
 def scan_segment(path: str, sequence: int) -> SegmentScan | None:
     """Reads every valid record of a segment; None if its header is not valid."""
     with open(path, "rb") as file:
-        data = file.read()
+        file_size = os.fstat(file.fileno()).st_size
+        data = file.read(FIRST_READ_BYTES)
+        scan = _scan(data, path, sequence, file_size)
+        if scan is not None and len(data) < file_size and scan.stop_reason in _ENDS_OF_A_READ:
+            file.seek(0)
+            scan = _scan(file.read(), path, sequence, file_size)
+    return scan
+
+
+def _scan(data: bytes, path: str, sequence: int, file_size: int) -> SegmentScan | None:
+    """The valid records at the start of ``data``, the segment's first bytes."""
     if decode_segment_header(data) != sequence:
         return None
-    scan = SegmentScan(sequence=sequence, path=path, file_size=len(data))
+    scan = SegmentScan(sequence=sequence, path=path, file_size=file_size)
     view = memoryview(data)
     pos = SEGMENT_HEADER_SIZE
     while True:

@@ -16,13 +16,12 @@ import argparse
 import asyncio
 import contextlib
 import ctypes
-import ctypes.util
 import logging
 import resource
 import signal
 import sys
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 try:
     import uvloop
@@ -43,10 +42,17 @@ from engine.server.config import (
 )
 from engine.server.http_config import DEFAULT_HTTP_PORT, HttpConfig
 from engine.server.listeners import parse_listeners
-from engine.server.operations_http import OperationsServer
 from engine.server.registry_config import DEFAULT_REGISTRY_PORT, RegistryConfig
-from engine.server.server import Server
 from s3stream.store import redact_url, secret_parameters
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from engine.server.operations_http import OperationsServer
+    from engine.server.schema_registry import SchemaRegistryServer
+    from engine.server.server import Server
+
+    RegistryFactory = Callable[[Engine, RegistryConfig, ServerConfig], SchemaRegistryServer]
 
 log = logging.getLogger("tidelog.serve")
 
@@ -148,9 +154,11 @@ def keep_freed_memory_for_reuse() -> bool:
     whether the settings took (glibc only).
     """
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
+        # The process's own symbols, the C library's among them: finding
+        # libc by name (ctypes.util.find_library) runs ldconfig, tens of
+        # milliseconds of every start.
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):  # not glibc (musl has no mallopt)
         return False
     return bool(
         mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD) and mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD)
@@ -274,24 +282,31 @@ async def _serve(
             " or in the environment (AWS_SECRET_ACCESS_KEY)",
             ", ".join(exposed),
         )
-    engine = await loop.run_in_executor(
-        None, lambda: Engine.open(data_dir, object_store, engine_config)
-    )
+    opening = loop.run_in_executor(None, lambda: Engine.open(data_dir, object_store, engine_config))
     try:
-        server = Server(engine, server_config)
+        # Loaded while the engine opens, which mostly waits on the disk: the
+        # wire server's modules, and the HTTP servers' when configured
+        # (aiohttp, prometheus-client), so that each listener answers as soon
+        # as it listens, and nothing configured out is loaded at all.
+        server_type, registry_server_for, operations_server = _server_types(
+            registry_config, http_config
+        )
+    except BaseException:
+        await loop.run_in_executor(None, (await opening).close)
+        raise
+    engine = await opening
+    try:
+        server = server_type(engine, server_config)
         await server.start()
         registry = None
         operations = None
         mirror: Any = None
         try:
-            if registry_config is not None and registry_config.listen is not None:
-                # aiohttp is imported only when the registry is served (a faster start).
-                from engine.server.schema_registry import registry_server_for  # noqa: PLC0415
-
+            if registry_server_for is not None and registry_config is not None:
                 registry = registry_server_for(engine, registry_config, server_config)
                 await registry.start()
-            if http_config is not None and http_config.listen is not None:
-                operations = OperationsServer(engine, http_config)
+            if operations_server is not None and http_config is not None:
+                operations = operations_server(engine, http_config)
                 await operations.start()
             if mirror_table is not None:
                 # confluent-kafka is imported only when a mirror runs.
@@ -313,6 +328,24 @@ async def _serve(
     finally:
         await loop.run_in_executor(None, engine.close)
     return _report_close(engine, data_dir)
+
+
+def _server_types(
+    registry_config: RegistryConfig | None, http_config: HttpConfig | None
+) -> tuple[type[Server], RegistryFactory | None, type[OperationsServer] | None]:
+    """The wire server's class; the schema registry's factory and the
+    operations server's class if configured, else None."""
+    from engine.server.server import Server  # noqa: PLC0415  (see _serve)
+
+    registry_server_for: RegistryFactory | None = None
+    if registry_config is not None and registry_config.listen is not None:
+        from engine.server.schema_registry import registry_server_for  # noqa: PLC0415
+    operations_server: type[OperationsServer] | None = None
+    if http_config is not None and http_config.listen is not None:
+        from engine.server.operations_http import OperationsServer  # noqa: PLC0415
+
+        operations_server = OperationsServer
+    return Server, registry_server_for, operations_server
 
 
 def _report_close(engine: Engine, data_dir: str) -> int:

@@ -60,7 +60,6 @@ Command-line flags override the file.
 from __future__ import annotations
 
 import re
-import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -374,6 +373,8 @@ def _http_settings(table: dict[str, Any]) -> HttpConfig:
 
 
 def load_config_file(path: str | Path) -> FileConfig:
+    import tomllib  # noqa: PLC0415  (only a start with --config reads TOML)
+
     try:
         document = tomllib.loads(Path(path).read_text())
     except (OSError, tomllib.TOMLDecodeError) as error:

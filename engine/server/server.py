@@ -13,7 +13,7 @@ import logging
 import ssl
 from collections import Counter
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine import clock
 from engine.engine import Engine
@@ -25,9 +25,12 @@ from engine.server.fetch_sessions import FetchSessionCache
 from engine.server.listeners import Listener, SecurityProtocol
 from engine.server.mutation_quotas import MutationQuotas
 from engine.server.quotas import QuotaManager
-from engine.server.request_metrics import RequestMetrics, ServerCollector
+from engine.server.request_metrics import RequestMetrics
 from engine.server.tls import PrincipalMapper, distinguished_name, server_context
 from engine.server.tls_handshake import HandshakeFailures, TlsHandshake
+
+if TYPE_CHECKING:
+    from prometheus_client.registry import Collector
 
 log = logging.getLogger("tidelog.server")
 
@@ -86,7 +89,6 @@ class Server:
         self._handshake_failures = HandshakeFailures(self.now)
         self.request_metrics = RequestMetrics()
         """What the connections count as they answer (request_metrics.py)."""
-        self._collector = ServerCollector(self)
 
     @property
     def port(self) -> int:
@@ -160,7 +162,7 @@ class Server:
                 "socket.request.max.bytes": self.config.max_request_bytes,
             }
         )
-        self.engine.metrics().register(self._collector)
+        self.engine.metrics().add_source(self, self._collector)
         self._reporter = asyncio.create_task(self._report_activity())
         self._sweeper = asyncio.create_task(self._sweep_connections())
         for listener in listeners:
@@ -184,6 +186,13 @@ class Server:
                     listener.host or "every interface",
                     ports[listener.name],
                 )
+
+    def _collector(self) -> Collector:
+        """The server's metrics collector, made when the engine's metrics
+        are first read (prometheus-client is imported then)."""
+        from engine.server.server_collector import ServerCollector  # noqa: PLC0415
+
+        return ServerCollector(self)
 
     def _connection_factory(
         self, listener: Listener, tls: dict[SecurityProtocol, ssl.SSLContext]
@@ -236,7 +245,7 @@ class Server:
         for opened in self._servers.values():
             await opened.wait_closed()
         self._servers.clear()
-        self.engine.metrics().unregister(self._collector)
+        self.engine.metrics().remove_source(self)
 
     async def __aenter__(self) -> Server:
         await self.start()

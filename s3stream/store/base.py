@@ -86,6 +86,10 @@ class ObjectStore(abc.ABC):
     url: str
     #: Whether opening probes the conditional writes (see ConditionalWrites).
     conditional_writes = ConditionalWrites.ENFORCED
+    #: The store's own code checks each condition under a lock every writer
+    #: takes (the local directory and memory stores, both tidelog's): the
+    #: probe at open would only test that code, so it is skipped.
+    checks_its_own_conditions = False
 
     @abc.abstractmethod
     def put(self, key: str, data: ObjectData) -> str:

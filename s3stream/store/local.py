@@ -65,6 +65,8 @@ _ABSENT = {errno.ENOENT, errno.ENOTDIR, errno.EISDIR}
 class LocalStore(ObjectStore):
     """Objects as files under ``root``; shareable by threads and processes."""
 
+    checks_its_own_conditions = True  # under the threading lock and the flock
+
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = os.path.abspath(os.fspath(root))
         self.url = f"file://{self.root}"

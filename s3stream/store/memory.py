@@ -24,6 +24,7 @@ class MemoryStore(ObjectStore):
     """Objects in a dict; nothing survives the process."""
 
     url = "memory://"
+    checks_its_own_conditions = True  # under the dict's lock
 
     def __init__(self) -> None:
         self._objects: dict[str, tuple[bytes, str]] = {}

@@ -40,6 +40,7 @@ class MeteredStore(ObjectStore):
         self.inner = inner
         self.url = inner.url
         self.conditional_writes = inner.conditional_writes
+        self.checks_its_own_conditions = inner.checks_its_own_conditions
         self.requests: Counter[str] = Counter()
         self.errors: Counter[str] = Counter()
         self.latency: dict[str, PlainHistogram] = {}

@@ -19,6 +19,7 @@ from s3stream.conditional_probe import PROBE_PREFIX, check_conditional_writes
 from s3stream.manifest import Manifest, delta_key, encode_record, load
 from s3stream.store import (
     ConditionalWrites,
+    LocalStore,
     MemoryStore,
     ObjectStore,
     PreconditionFailed,
@@ -57,6 +58,25 @@ def test_a_store_that_ignores_only_if_match_is_refused(memory_store: MemoryStore
     with pytest.raises(ConditionalWritesNotEnforced, match="If-Match"):
         Manifest.open(IgnoresIfMatch(memory_store))
     assert memory_store.list() == []
+
+
+@pytest.mark.parametrize("own", [LocalStore, MemoryStore], ids=["local", "memory"])
+def test_a_store_that_checks_its_own_conditions_is_opened_without_a_probe(
+    tmp_path: Path, own: type[ObjectStore]
+) -> None:
+    class Recording(own):  # type: ignore[misc,valid-type]
+        conditional_puts: list[str] = []  # noqa: RUF012
+
+        def put_if_absent(self, key: str, data: bytes) -> str:
+            self.conditional_puts.append(key)
+            return str(super().put_if_absent(key, data))
+
+    store = Recording(tmp_path / "bucket") if own is LocalStore else Recording()
+    Manifest.open(store)
+    assert store.conditional_puts == [delta_key(1)]  # the fence, and no probe before it
+    Recording.checks_its_own_conditions = False  # as a server's store: probed
+    Manifest.open(store)
+    assert any(key.startswith(PROBE_PREFIX) for key in store.conditional_puts)
 
 
 def test_single_writer_mode_skips_the_probe(memory_store: MemoryStore) -> None:

@@ -591,7 +591,10 @@ def _key_pattern(pattern: str) -> re.Pattern[str]:
 
 
 class ProbeRecordingStore(LocalStore):
-    """A local store that notes the keys created with create-if-absent."""
+    """A local store that notes the keys created with create-if-absent, and
+    is probed as a server's store is (a local store's own is skipped)."""
+
+    checks_its_own_conditions = False
 
     def __init__(self, root: Path) -> None:
         super().__init__(root)

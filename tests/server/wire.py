@@ -20,6 +20,7 @@ from kio.index import load_request_schema, load_response_schema
 from kio.schema.request_header.v1 import RequestHeader as RequestHeaderV1
 from kio.schema.request_header.v2 import RequestHeader as RequestHeaderV2
 from kio.serial import entity_reader, entity_writer
+from kio.static._phantom import Phantom
 from kio.static.primitive import Records, i16, i32, i64Timedelta
 
 from engine.protocol.apis import ApiKey
@@ -269,9 +270,22 @@ def records_values() -> st.SearchStrategy[bytes]:
     return st.binary(max_size=64) | long
 
 
+def register_kio_strategies() -> None:
+    """Registers kio's own strategies for every kio type defined so far, as
+    kio does at import when it finds hypothesis imported: the engine loads
+    kio without it (engine/protocol/kio_loading.py), and which comes first
+    in a test process depends on the order plugins load."""
+    pending: list[type] = [Phantom]
+    while pending:
+        phantom = pending.pop()
+        pending.extend(phantom.__subclasses__())
+        phantom.__hypothesis_hook__()  # type: ignore[attr-defined]
+
+
 def values_of(field_type: Any) -> st.SearchStrategy[Any]:
     """Values of a kio field type, with arrays of at most three items (kio's
-    own strategies, through ``from_type``, for its primitive types)."""
+    own strategies, through ``from_type``, for its primitive types:
+    ``entities`` registers them first)."""
     if get_origin(field_type) in (UnionType, Union):
         args = [arg for arg in get_args(field_type) if arg is not NoneType]
         inner = values_of(args[0])
@@ -298,4 +312,5 @@ _MILLISECOND = datetime.timedelta(milliseconds=1)
 @cache
 def entities(schema: type) -> st.SearchStrategy[Any]:
     """Instances of a kio entity class, every field (defaulted ones too) drawn."""
+    register_kio_strategies()
     return st.builds(schema, **{f.name: values_of(f.type) for f in dataclasses.fields(schema)})

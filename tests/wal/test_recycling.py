@@ -156,10 +156,16 @@ def test_a_roll_goes_into_the_segment_prepared_ahead_and_close_keeps_it_free(
     tmp_path: Path,
 ) -> None:
     """The file of the next segment is made ready (header synced under a
-    temporary name) in the background; the roll only renames it."""
+    temporary name) in the background; the roll only renames it. (The
+    first is made at the first roll or trim, not at open: tests/wal/test_spare.py.)"""
     directory = tmp_path / "wal"
     log = WriteAheadLog(directory, segment_bytes=SEGMENT)
     try:
+        assert log._prepared is None and log._spare_maker is None
+        written = []
+        while log.segments[-1] < 2:  # the first roll, which has the next segment prepared
+            written.append(b"%04d" % len(written) + b"." * 500)
+            log.append(written[-1])
         assert log._spare_maker is not None
         log._spare_maker.join(timeout=30)
         assert log._prepared is not None
@@ -167,7 +173,6 @@ def test_a_roll_goes_into_the_segment_prepared_ahead_and_close_keeps_it_free(
         assert sequence == log.segments[-1] + 1
         assert Path(path).read_bytes()[:SEGMENT_HEADER_SIZE] == encode_segment_header(sequence)
         inode = os.stat(path).st_ino
-        written = []
         while log.segments[-1] < sequence:
             written.append(b"%04d" % len(written) + b"." * 500)
             log.append(written[-1])

@@ -20,10 +20,6 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from kio.schema.fetch.v13.request import FetchTopic as FetchTopicV13
-from kio.schema.fetch.v14.request import FetchTopic as FetchTopicV14
-from kio.schema.fetch.v15.request import FetchTopic as FetchTopicV15
-
 from engine import clock
 from engine.engine import READ_COMMITTED, READ_UNCOMMITTED, Engine
 from engine.errors import EngineError, error_code
@@ -153,6 +149,12 @@ def _now_ms() -> int:
 def _requested_partitions(
     request: FetchRequest, by_id: dict[bytes, str] | None
 ) -> list[FetchPartition]:
+    # Imported on the first Fetch, not at start: kio's classes of a version
+    # cost a server's start some milliseconds each.
+    from kio.schema.fetch.v13.request import FetchTopic as FetchTopicV13  # noqa: PLC0415
+    from kio.schema.fetch.v14.request import FetchTopic as FetchTopicV14  # noqa: PLC0415
+    from kio.schema.fetch.v15.request import FetchTopic as FetchTopicV15  # noqa: PLC0415
+
     wanted: list[FetchPartition] = []
     for topic in request.topics:
         if isinstance(topic, FetchTopicV13 | FetchTopicV14 | FetchTopicV15):

@@ -15,16 +15,6 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from kio.schema.find_coordinator.v4.request import (
-    FindCoordinatorRequest as FindCoordinatorRequestV4,
-)
-from kio.schema.join_group.v0.request import JoinGroupRequest as JoinGroupRequestV0
-from kio.schema.leave_group.v0.request import LeaveGroupRequest as LeaveGroupRequestV0
-from kio.schema.leave_group.v1.request import LeaveGroupRequest as LeaveGroupRequestV1
-from kio.schema.leave_group.v2.request import LeaveGroupRequest as LeaveGroupRequestV2
-from kio.schema.offset_fetch.v8.request import OffsetFetchRequest as OffsetFetchRequestV8
-from kio.schema.offset_fetch.v9.request import OffsetFetchRequest as OffsetFetchRequestV9
-
 from engine.errors import EngineError, error_code
 from engine.groups import GroupDescription, JoinResult, SyncResult
 from engine.protocol.apis import ApiKey
@@ -78,6 +68,12 @@ def _client_id(context: RequestContext) -> str:
 )
 def handle_find_coordinator(context: RequestContext, request: FindCoordinatorRequest) -> Body:
     """This broker coordinates every group (key type 0) and transactional id (1)."""
+    # The kio classes a handler tells versions apart by are imported on its
+    # first request, not at start (some milliseconds each).
+    from kio.schema.find_coordinator.v4.request import (  # noqa: PLC0415
+        FindCoordinatorRequest as FindCoordinatorRequestV4,
+    )
+
     key_type = getattr(request, "key_type", _GROUP_KEY)
     if isinstance(request, FindCoordinatorRequestV4):  # a batch of keys
         coordinators = [
@@ -140,6 +136,10 @@ def handle_join_group(context: RequestContext, request: JoinGroupRequest) -> Res
             "member_id": request.member_id,
             "members": [],
         }
+    from kio.schema.join_group.v0.request import (  # noqa: PLC0415
+        JoinGroupRequest as JoinGroupRequestV0,
+    )
+
     session_timeout_ms = millis(request.session_timeout)
     # JoinGroup v0 has no rebalance timeout: the session timeout is both.
     rebalance_timeout_ms = (
@@ -260,7 +260,11 @@ def handle_leave_group(context: RequestContext, request: LeaveGroupRequest) -> B
     if not authorize.may_read_group(context, request.group_id):
         code = KafkaCode.GROUP_AUTHORIZATION_FAILED
         return {"throttle_time": 0, "error_code": code, "members": []}
-    if isinstance(request, LeaveGroupRequestV0 | LeaveGroupRequestV1 | LeaveGroupRequestV2):
+    from kio.schema.leave_group.v0.request import LeaveGroupRequest as LeaveGroupV0  # noqa: PLC0415
+    from kio.schema.leave_group.v1.request import LeaveGroupRequest as LeaveGroupV1  # noqa: PLC0415
+    from kio.schema.leave_group.v2.request import LeaveGroupRequest as LeaveGroupV2  # noqa: PLC0415
+
+    if isinstance(request, LeaveGroupV0 | LeaveGroupV1 | LeaveGroupV2):
         leaving: list[tuple[str, str | None]] = [(request.member_id, None)]
         reason = None
     else:  # v3+: a batch of members
@@ -363,8 +367,11 @@ def _by_topic(
     },
 )
 def handle_offset_fetch(context: RequestContext, request: OffsetFetchRequest) -> Body:
+    from kio.schema.offset_fetch.v8.request import OffsetFetchRequest as OffsetFetchV8  # noqa: PLC0415
+    from kio.schema.offset_fetch.v9.request import OffsetFetchRequest as OffsetFetchV9  # noqa: PLC0415
+
     require_stable = bool(getattr(request, "require_stable", False))
-    if isinstance(request, OffsetFetchRequestV8 | OffsetFetchRequestV9):  # many groups
+    if isinstance(request, OffsetFetchV8 | OffsetFetchV9):  # many groups
         groups = [
             {
                 "group_id": group.group_id,

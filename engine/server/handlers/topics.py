@@ -12,8 +12,6 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
-from kio.schema.delete_topics.v6.request import DeleteTopicsRequest as DeleteTopicsRequestV6
-
 from engine.authorization import TopicAuthorizationFailed
 from engine.config import ConfigEntry
 from engine.errors import EngineError, error_code
@@ -217,6 +215,11 @@ def _created_config(entry: ConfigEntry) -> dict[str, Any]:
     },
 )
 def handle_delete_topics(context: RequestContext, request: DeleteTopicsRequest) -> Body:
+    # Imported on the first DeleteTopics, not at start.
+    from kio.schema.delete_topics.v6.request import (  # noqa: PLC0415
+        DeleteTopicsRequest as DeleteTopicsRequestV6,
+    )
+
     wanted: list[tuple[str | None, bytes]]
     if isinstance(request, DeleteTopicsRequestV6):  # topics by name or id
         wanted = [(t.name, uuid_bytes(t.topic_id)) for t in request.topics]
