@@ -33,6 +33,7 @@ from tests.server.oauth_tokens import (
     SigningKey,
     b64url,
     claims,
+    hs256_with_public_key,
     jwks,
     mint,
     unsigned,
@@ -129,6 +130,36 @@ def test_a_refused_token_gets_the_json_error_then_fails_after_the_client_s_x01(
     with Wire(server.bootstrap) as again:  # the server goes on serving
         handshake(again)
         assert authenticate(again, initial_response(mint(KEY, claims("a")))).error_code == 0
+
+
+OTHER_KEY = SigningKey.ec("file-key")
+
+
+@pytest.mark.parametrize(
+    ("token", "reason"),
+    [
+        (mint(KEY, claims("a", lifetime_s=-120)), "the token expired at"),
+        (mint(KEY, claims("a", iss="https://idp.evil")), "issuer 'https://idp.evil', not the"),
+        (mint(KEY, claims("a"), kid="rotated"), "no key 'rotated' in the key set"),
+        (mint(OTHER_KEY, claims("a")), "the signature does not verify with key 'file-key'"),
+        (unsigned(claims("a")), "algorithm 'none' is not one of"),
+        (hs256_with_public_key(KEY, claims("a")), "algorithm 'HS256' is not one of"),
+    ],
+)
+def test_each_refusal_is_logged_with_why_and_without_the_token(
+    server: InProcessServer, caplog: pytest.LogCaptureFixture, token: str, reason: str
+) -> None:
+    with caplog.at_level(logging.WARNING, "tidelog.server"), Wire(server.bootstrap) as wire:
+        handshake(wire)
+        assert authenticate(wire, initial_response(token)).auth_bytes == (
+            b'{"status":"invalid_token"}'
+        )
+        assert authenticate(wire, b"\x01").error_code == KafkaCode.SASL_AUTHENTICATION_FAILED
+    logged = [r.getMessage() for r in caplog.records if "OAUTHBEARER" in r.getMessage()]
+    assert any(f"SASL authentication failed: OAUTHBEARER: {reason}" in m for m in logged), logged
+    assert len([m for m in logged if "failed" in m]) == 1  # one line per refusal
+    _, payload, signature = token.split(".")
+    assert not any(payload in m or (signature and signature in m) for m in logged)
 
 
 def test_an_authorization_id_other_than_the_subject_is_refused(server: InProcessServer) -> None:
