@@ -32,7 +32,7 @@ They can come from a TOML file (``tidelog serve --config tidelog.toml``)::
     "ssl.principal.mapping.rules" = "RULE:^CN=(.*?),.*$/$1/L,DEFAULT"
     "connections.max.reauth.ms" = 3600000
     "connection.failed.authentication.delay.ms" = 100     # the close after a failed login
-    "sasl.oauthbearer.jwks.endpoint.url" = "https://idp.example/jwks"   # OAUTHBEARER's keys
+    "sasl.oauthbearer.jwks.endpoint.url" = "https://idp.example/jwks"   # when OAUTHBEARER is on
     "sasl.oauthbearer.expected.audience" = "tidelog"      # and the other sasl.oauthbearer.*
 
     log_format = "json"              # or "text" (the default)
