@@ -9,7 +9,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import http.server
 import json
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +20,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 
 ISSUER = "https://idp.test/realms/agents"
+_TIMEOUT = 30.0
 AUDIENCE = "tidelog"
 
 
@@ -123,3 +126,52 @@ class Provider:
 
     def document(self) -> bytes:
         return jwks(*self.keys)
+
+
+class JwksServer:
+    """The provider's JWKS endpoint on loopback, counting its reads."""
+
+    def __init__(self, provider: Provider) -> None:
+        self.provider = provider
+        self.reads = 0
+        self.status = 200
+        """What the endpoint answers: 200 and the key set, or this error."""
+        self.failures = 0
+        served = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                body = served.provider.document()
+                if served.status != 200:
+                    served.failures += 1
+                    self.send_error(served.status)
+                    return
+                served.reads += 1
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.http = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.http.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.http.server_address[1]}/realms/agents/certs"
+
+    def read_again(self, since: int) -> None:
+        """Waits until the server has read the set after ``since`` reads."""
+        deadline = time.monotonic() + _TIMEOUT
+        while self.reads <= since:
+            assert time.monotonic() < deadline, "the JWKS was not read again"
+            time.sleep(0.02)
+
+    def close(self) -> None:
+        self.http.shutdown()
+        self.http.server_close()
+        self.thread.join(_TIMEOUT)

@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import http.server
 import re
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -45,6 +43,7 @@ from tests.server.matrix_clients import logged_exceptions
 from tests.server.oauth_tokens import (
     AUDIENCE,
     ISSUER,
+    JwksServer,
     Provider,
     SigningKey,
     claims,
@@ -62,48 +61,6 @@ TIMEOUT = 30.0
 REFUSAL_TIMEOUT = 10.0
 SUBJECT = "agent-7"
 VALUES = [b"tool-call", b"decision", b"approval"]
-
-
-class JwksServer:
-    """The provider's JWKS endpoint on loopback, counting its reads."""
-
-    def __init__(self, provider: Provider) -> None:
-        self.provider = provider
-        self.reads = 0
-        served = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                body = served.provider.document()
-                served.reads += 1
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.http = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.http.serve_forever, daemon=True)
-        self.thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.http.server_address[1]}/realms/agents/certs"
-
-    def read_again(self, since: int) -> None:
-        """Waits until the server has read the set after ``since`` reads."""
-        deadline = time.monotonic() + TIMEOUT
-        while self.reads <= since:
-            assert time.monotonic() < deadline, "the JWKS was not read again"
-            time.sleep(0.02)
-
-    def close(self) -> None:
-        self.http.shutdown()
-        self.http.server_close()
-        self.thread.join(TIMEOUT)
 
 
 @dataclass

@@ -20,7 +20,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from engine.server.config import ConfigFileError, load_config_file
-from engine.server.sasl.jwks import KeySource, parse_jwks
+from engine.server.sasl.jwks import MAX_JWKS_BYTES, JwksError, KeySource, fetch_url, parse_jwks
 from engine.server.sasl.jwt_validator import ClaimRules, JwksValidator, UnsecuredValidator
 from engine.server.sasl.oauthbearer import (
     MAX_INITIAL_RESPONSE_BYTES,
@@ -31,6 +31,8 @@ from engine.server.sasl.oauthbearer import (
 from tests.server.oauth_tokens import (
     AUDIENCE,
     ISSUER,
+    JwksServer,
+    Provider,
     SigningKey,
     b64url,
     claims,
@@ -298,6 +300,62 @@ def test_unknown_key_ids_cannot_make_the_server_hammer_the_provider() -> None:
             await source.stop()
 
     asyncio.run(run())
+
+
+def test_the_key_source_stops_right_after_a_key_was_asked_for() -> None:
+    """The cancel of stop() meets the wake-up of missing(): Python 3.11's
+    wait_for lost such a cancel, and stop() waited for ever."""
+
+    async def run() -> None:
+        source, _ = _source([jwks(RSA)], min_refresh_s=0)
+        await source.start()
+        await asyncio.sleep(0)  # the refresh loop is waiting
+        source.missing("other")
+        stopping = asyncio.ensure_future(source.stop())
+        done, _ = await asyncio.wait({stopping}, timeout=10)
+        assert stopping in done, "stop() did not end"  # asyncio.run cancels what is left
+
+    asyncio.run(run())
+
+
+def test_an_endpoint_down_at_start_is_retried_and_its_keys_then_used() -> None:
+    endpoint = JwksServer(Provider([RSA]))
+    endpoint.status = 503
+
+    async def run() -> None:
+        source = KeySource(endpoint.url, refresh_s=3600, min_refresh_s=0,
+                           retry_backoff_s=0.05, retry_backoff_max_s=0.2)  # fmt: skip
+        await source.start()  # logged, not raised: the provider may come up later
+        try:
+            assert source.keys == ()
+            endpoint.status = 200
+            await _until(lambda: source.reads == 1)
+            assert [key.kid for key in source.keys] == ["rsa-1"]
+            failures = endpoint.failures
+            endpoint.status = 500  # a failed read keeps the keys it had
+            source.missing("other")
+            await _until(lambda: endpoint.failures > failures)
+            assert [key.kid for key in source.keys] == ["rsa-1"]
+        finally:
+            await source.stop()
+
+    try:
+        asyncio.run(run())
+    finally:
+        endpoint.close()
+
+
+def test_a_key_set_larger_than_the_bound_is_refused_unread() -> None:
+    class Huge(Provider):
+        def document(self) -> bytes:
+            return b'{"keys": [], "pad": "' + b"x" * MAX_JWKS_BYTES + b'"}'
+
+    endpoint = JwksServer(Huge())
+    try:
+        with pytest.raises(JwksError, match="a key set of more than 1048576 bytes"):
+            asyncio.run(fetch_url(endpoint.url))
+    finally:
+        endpoint.close()
 
 
 # -- the config file --------------------------------------------------------------------

@@ -133,12 +133,14 @@ async def fetch_url(url: str) -> bytes:
         ):
             if response.status != 200:
                 raise JwksError(f"{url}: HTTP {response.status}")
-            body = await response.content.read(MAX_JWKS_BYTES + 1)
+            body = bytearray()
+            async for chunk in response.content.iter_chunked(65536):
+                body += chunk
+                if len(body) > MAX_JWKS_BYTES:
+                    raise JwksError(f"{url}: a key set of more than {MAX_JWKS_BYTES} bytes")
     except (aiohttp.ClientError, TimeoutError) as error:
         raise JwksError(f"{url}: {type(error).__name__}: {error}") from None
-    if len(body) > MAX_JWKS_BYTES:
-        raise JwksError(f"{url}: a key set of more than {MAX_JWKS_BYTES} bytes")
-    return body
+    return bytes(body)
 
 
 def _read_file(path: Path, url: str) -> bytes:
@@ -212,21 +214,26 @@ class KeySource:
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                async with asyncio.timeout(FETCH_TIMEOUT_S):
+                    await self._task
             self._task = None
 
     def missing(self, kid: str | None) -> None:
         """A token named a key the set lacks: read the set again soon."""
         if not self._wake.is_set():
-            log.info("OAUTHBEARER: no key %r in %s; reading it again", kid, self.url)
+            shown = kid if kid is None or len(kid) <= 80 else kid[:77] + "..."
+            log.info("OAUTHBEARER: no key %r in %s; reading it again", shown, self.url)
         self._wake.set()
 
     async def _refresh_loop(self, healthy: bool) -> None:
         backoff = self._retry_backoff_s
         while True:
             try:
-                await asyncio.wait_for(self._wake.wait(), self._refresh_s if healthy else backoff)
+                # asyncio.timeout, not wait_for: Python 3.11's wait_for loses a
+                # cancel that comes as the event is set, and stop() would hang.
+                async with asyncio.timeout(self._refresh_s if healthy else backoff):
+                    await self._wake.wait()
                 assert self._last_read is not None
                 early = self._last_read + self._min_refresh_s - self._now()
                 if early > 0:

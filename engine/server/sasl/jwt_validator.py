@@ -203,7 +203,7 @@ class JwksValidator:
             raise InvalidToken("a key id that is not a string")
         key = self._key(kid, alg)
         if not verify_signature(decoded, key, alg):
-            raise InvalidToken(f"the signature does not verify with key {kid!r}")
+            raise InvalidToken(f"the signature does not verify with key {_shown(kid)}")
         return check_claims(decoded.claims, self._rules, self._now_ms())
 
     def _key(self, kid: str | None, alg: str) -> JsonWebKey:
@@ -217,7 +217,7 @@ class JwksValidator:
             named = list(keys)
         usable = [key for key in named if _usable(key, alg)]
         if len(usable) != 1:
-            which = f"key {kid!r}" if kid is not None else "the key set (the token names no key)"
+            which = f"key {_shown(kid)}" if kid is not None else "the key set (it names no key)"
             found = "no key" if not usable else "more than one key"
             raise InvalidToken(f"{found} for algorithm {alg} in {which}")
         return usable[0]
