@@ -99,6 +99,8 @@ class Authentication:
         self.authenticated = False
         self.expires: float | None = None
         """When the session ends (monotonic seconds), or None for never."""
+        self._session_bound = f"connections.max.reauth.ms {reauth_ms}"
+        """What ended the session, for the log: the setting or the credential's expiry."""
         self.raw_tokens = False
         """After a SaslHandshake v0: the tokens come as bare frames (the
         connection reads them, see Connection._raw_token) until the exchange ends."""
@@ -113,8 +115,8 @@ class Authentication:
             return f"API key {api_key} before SASL authentication"
         if self.expires is not None and self._now() > self.expires and api_key not in SASL_KEYS:
             return (
-                f"the SASL session of {self.user!r} expired (connections.max.reauth.ms"
-                f" {self._reauth_ms}) and the client did not re-authenticate"
+                f"the SASL session of {self.user!r} expired ({self._session_bound}) and the"
+                " client did not re-authenticate"
             )
         return None
 
@@ -194,6 +196,8 @@ class Authentication:
         if expires_ms is None:
             return reauth_ms, (self._now() + reauth_ms / 1000 if reauth_ms else None)
         lifetime = max(0, expires_ms - self._wall_ms())
-        if reauth_ms:
-            lifetime = min(lifetime, reauth_ms)
+        if reauth_ms and reauth_ms < lifetime:
+            lifetime = reauth_ms
+        else:
+            self._session_bound = "its credential's expiry"
         return lifetime, self._now() + lifetime / 1000

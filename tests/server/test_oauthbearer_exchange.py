@@ -186,7 +186,7 @@ def test_a_malformed_initial_response_fails_at_once(server: InProcessServer) -> 
 
 
 def test_an_expired_token_s_session_refuses_requests_after_its_exp(
-    server: InProcessServer,
+    server: InProcessServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     token = mint(KEY, claims("agent-7", lifetime_s=1))
     with Wire(server.bootstrap) as wire:
@@ -195,8 +195,13 @@ def test_an_expired_token_s_session_refuses_requests_after_its_exp(
         assert answer.error_code == KafkaCode.NONE
         assert answer.session_lifetime.total_seconds() <= 1
         time.sleep(answer.session_lifetime.total_seconds() + 0.3)  # past the token's exp
-        wire.send(METADATA)
-        assert wire.closed_by_server(TIMEOUT)
+        with caplog.at_level(logging.WARNING, "tidelog.server"):
+            wire.send(METADATA)
+            assert wire.closed_by_server(TIMEOUT)
+    assert any(
+        "the SASL session of 'agent-7' expired (its credential's expiry)" in r.getMessage()
+        for r in caplog.records
+    ), caplog.text
 
 
 def test_an_unsigned_token_is_refused_unless_unsecured_is_configured(
