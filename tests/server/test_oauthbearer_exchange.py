@@ -205,7 +205,7 @@ def test_an_expired_token_s_session_refuses_requests_after_its_exp(
 
 
 def test_an_unsigned_token_is_refused_unless_unsecured_is_configured(
-    tmp_path: Path, key_file: Path
+    tmp_path: Path, key_file: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     token = unsigned(claims("dev"))
     with engine.open(tmp_path / "node") as opened:
@@ -213,7 +213,9 @@ def test_an_unsigned_token_is_refused_unless_unsecured_is_configured(
             (_secure(key_file), b'{"status":"invalid_token"}'),
             (OAuthBearerConfig(unsecured=True), b""),
         ):
-            wire_server = InProcessServer(opened, config=_config(oauthbearer))
+            caplog.clear()
+            with caplog.at_level(logging.WARNING, "tidelog.server"):
+                wire_server = InProcessServer(opened, config=_config(oauthbearer))
             try:
                 with Wire(wire_server.bootstrap) as wire:
                     handshake(wire)
@@ -221,6 +223,9 @@ def test_an_unsigned_token_is_refused_unless_unsecured_is_configured(
                     assert (answer.error_code, answer.auth_bytes) == (KafkaCode.NONE, expected)
             finally:
                 wire_server.stop()
+            # The unsecured validator is announced at start, loudly; the JWKS one is not.
+            warned = "SASL/OAUTHBEARER takes UNSIGNED tokens" in caplog.text
+            assert warned == oauthbearer.unsecured
 
 
 def test_the_unsecured_validator_refuses_a_signed_token(tmp_path: Path) -> None:
