@@ -265,3 +265,15 @@ def test_a_token_with_a_header_of_its_own_making_is_refused(server: InProcessSer
             assert authenticate(wire, initial_response(token)).auth_bytes == (
                 b'{"status":"invalid_token"}'
             )
+
+
+def test_a_second_token_after_the_error_ends_the_exchange(server: InProcessServer) -> None:
+    """One token per exchange: after the JSON error only ``\\x01`` is taken,
+    so one connection cannot be a loop of guesses."""
+    with Wire(server.bootstrap) as wire:
+        handshake(wire)
+        refused = mint(KEY, claims("a", aud="other"))
+        assert authenticate(wire, initial_response(refused)).auth_bytes.startswith(b"{")
+        again = authenticate(wire, initial_response(mint(KEY, claims("a"))))
+        assert again.error_code == KafkaCode.SASL_AUTHENTICATION_FAILED
+        assert wire.closed_by_server(TIMEOUT)

@@ -139,7 +139,7 @@ class OAuthBearerServer:
         self._validator = validator
         self._on_refused = on_refused
         """Told why a token was refused, when it is (the client may never
-        send the ``\x01`` that ends the exchange)."""
+        send the ``\\x01`` that ends the exchange)."""
         self._token: ValidatedToken | None = None
         self._error: bytes | None = None
         """The JSON error sent as a challenge, awaiting the client's ``\\x01``."""
@@ -155,6 +155,8 @@ class OAuthBearerServer:
                 raise SaslAuthenticationFailed(
                     message, f"{OAUTHBEARER}: the client took {message}", logged=True
                 )
+            # Kafka would take it as a new initial response: here an exchange
+            # tries one token, so a connection cannot be a loop of guesses.
             raise _failed("a message other than \\x01 after the server's error")
         try:
             initial = parse_initial_response(response)
