@@ -244,8 +244,11 @@ class KeySource:
             try:
                 await self.load()
                 healthy, backoff = True, self._retry_backoff_s
-            except JwksError as error:
-                log.warning("OAUTHBEARER: cannot read the key set: %s; keeping the last", error)
+            except Exception as error:  # the loop outlives any one bad read
+                if isinstance(error, JwksError):
+                    log.warning("OAUTHBEARER: cannot read the key set: %s; keeping the last", error)
+                else:
+                    log.exception("OAUTHBEARER: reading the key set failed; keeping the last")
                 if not healthy:
                     backoff = min(backoff * 2, self._retry_backoff_max_s)
                 healthy = False
