@@ -7,7 +7,11 @@ Before authentication only ApiVersions, SaslHandshake and SaslAuthenticate
 are served; any other request closes the connection, as in Kafka. A failed
 exchange is answered (SASL_AUTHENTICATION_FAILED and Kafka's message) and
 the connection is then closed. A session past connections.max.reauth.ms
-serves only a re-authentication; any other request closes it.
+serves only a re-authentication; any other request closes it. A
+mechanism whose credential expires (an OAUTHBEARER token's ``exp``) ends
+the session then, if that is sooner, as Kafka's
+calcCompletionTimesAndReturnSessionLifetimeMs does, even with
+connections.max.reauth.ms at 0.
 """
 
 from __future__ import annotations
@@ -15,10 +19,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 
+from engine import clock
 from engine.credentials import PLAIN, SCRAM_HASHES
 from engine.protocol.apis import ApiKey
 from engine.protocol.kafka_code import KafkaCode
 from engine.server.sasl import CredentialLookup, SaslAuthenticationFailed, SaslServer
+from engine.server.sasl.oauthbearer import OAUTHBEARER, OAuthBearerServer, TokenValidator
 from engine.server.sasl.plain import PlainServer
 from engine.server.sasl.scram import ScramServer
 
@@ -32,12 +38,21 @@ SASL_KEYS = frozenset((ApiKey.API_VERSIONS, ApiKey.SASL_HANDSHAKE, ApiKey.SASL_A
 """What a connection may send before it authenticates (and to re-authenticate)."""
 
 
-def server_for(mechanism: str, lookup: CredentialLookup) -> SaslServer:
-    """A fresh server side of ``mechanism`` (one of engine.credentials.MECHANISMS)."""
+def server_for(
+    mechanism: str,
+    lookup: CredentialLookup,
+    validator: TokenValidator | None = None,
+    on_refused: Callable[[str], None] = lambda _: None,
+) -> SaslServer:
+    """A fresh server side of ``mechanism`` (one of engine.credentials.MECHANISMS,
+    or OAUTHBEARER with the token ``validator``, which tells ``on_refused`` why
+    it refuses one)."""
     if mechanism == PLAIN:
         return PlainServer(lookup)
     if mechanism in SCRAM_HASHES:
         return ScramServer(mechanism, lookup)
+    if mechanism == OAUTHBEARER and validator is not None:
+        return OAuthBearerServer(validator, on_refused)
     raise ValueError(f"no SASL mechanism {mechanism!r}")
 
 
@@ -65,8 +80,13 @@ class Authentication:
         reauth_ms: int,
         peer: str,
         on_authenticated: Callable[[str], None],
+        validator: TokenValidator | None = None,
+        wall_ms: Callable[[], int] = clock.time_ms,
     ) -> None:
         self.mechanisms = tuple(mechanisms)
+        self._validator = validator
+        """OAUTHBEARER's token validator (None when no listener enables it)."""
+        self._wall_ms = wall_ms
         self._lookup = lookup
         self._now = now
         self._reauth_ms = reauth_ms
@@ -79,6 +99,8 @@ class Authentication:
         self.authenticated = False
         self.expires: float | None = None
         """When the session ends (monotonic seconds), or None for never."""
+        self._session_bound = f"connections.max.reauth.ms {reauth_ms}"
+        """What ended the session, for the log: the setting or the credential's expiry."""
         self.raw_tokens = False
         """After a SaslHandshake v0: the tokens come as bare frames (the
         connection reads them, see Connection._raw_token) until the exchange ends."""
@@ -93,8 +115,8 @@ class Authentication:
             return f"API key {api_key} before SASL authentication"
         if self.expires is not None and self._now() > self.expires and api_key not in SASL_KEYS:
             return (
-                f"the SASL session of {self.user!r} expired (connections.max.reauth.ms"
-                f" {self._reauth_ms}) and the client did not re-authenticate"
+                f"the SASL session of {self.user!r} expired ({self._session_bound}) and the"
+                " client did not re-authenticate"
             )
         return None
 
@@ -115,9 +137,12 @@ class Authentication:
             # Re-authentication (KIP-368) goes through SaslAuthenticate only.
             self.close_after_answer = True
             return KafkaCode.ILLEGAL_SASL_STATE
-        self._server = server_for(mechanism, self._lookup)
+        self._server = server_for(mechanism, self._lookup, self._validator, self._refused)
         self.raw_tokens = version == 0
         return KafkaCode.NONE
+
+    def _refused(self, detail: str) -> None:
+        log.warning("%s: SASL authentication failed: %s", self._peer, detail)
 
     def authenticate(self, token: bytes) -> SaslResult:
         server = self._server
@@ -139,7 +164,8 @@ class Authentication:
         except SaslAuthenticationFailed as failure:
             # A warning, so that the repeat filter of ``tidelog serve`` holds
             # back a flood of guesses to a line per interval.
-            log.warning("%s: SASL authentication failed: %s", self._peer, failure.detail)
+            if not failure.logged:
+                self._refused(failure.detail)
             self._server = None
             self.raw_tokens = False
             self.close_after_answer = True
@@ -150,8 +176,7 @@ class Authentication:
         self.raw_tokens = False
         again = self.authenticated
         self.user, self._mechanism, self.authenticated = server.user, server.mechanism, True
-        lifetime = self._reauth_ms
-        self.expires = self._now() + lifetime / 1000 if lifetime else None
+        lifetime, self.expires = self._session_lifetime(server)
         log.debug(
             "%s: %s as %r with %s",
             self._peer,
@@ -161,3 +186,18 @@ class Authentication:
         )
         self._on_authenticated(server.user)
         return SaslResult(challenge, KafkaCode.NONE, None, lifetime)
+
+    def _session_lifetime(self, server: SaslServer) -> tuple[int, float | None]:
+        """The session_lifetime_ms to answer and when the session ends
+        (monotonic seconds, None for never): connections.max.reauth.ms, or
+        the credential's expiry if sooner (Kafka's SaslServerAuthenticator)."""
+        reauth_ms = self._reauth_ms
+        expires_ms = server.credential_expires_ms
+        if expires_ms is None:
+            return reauth_ms, (self._now() + reauth_ms / 1000 if reauth_ms else None)
+        lifetime = max(0, expires_ms - self._wall_ms())
+        if reauth_ms and reauth_ms < lifetime:
+            lifetime = reauth_ms
+        else:
+            self._session_bound = "its credential's expiry"
+        return lifetime, self._now() + lifetime / 1000

@@ -32,6 +32,8 @@ They can come from a TOML file (``tidelog serve --config tidelog.toml``)::
     "ssl.principal.mapping.rules" = "RULE:^CN=(.*?),.*$/$1/L,DEFAULT"
     "connections.max.reauth.ms" = 3600000
     "connection.failed.authentication.delay.ms" = 100     # the close after a failed login
+    "sasl.oauthbearer.jwks.endpoint.url" = "https://idp.example/jwks"   # when OAUTHBEARER is on
+    "sasl.oauthbearer.expected.audience" = "tidelog"      # and the other sasl.oauthbearer.*
 
     log_format = "json"              # or "text" (the default)
 
@@ -71,9 +73,16 @@ from engine.server.http_config import DEFAULT_HTTP_PORT, HttpConfig
 from engine.server.http_config import KEYS as HTTP_KEYS
 from engine.server.listeners import Listener, parse_listeners
 from engine.server.registry_config import DEFAULT_REGISTRY_PORT, KEYS, RegistryConfig
+from engine.server.sasl.oauth_config import PREFIX as OAUTH_PREFIX
+from engine.server.sasl.oauth_config import OAuthBearerConfig
+from engine.server.sasl.oauthbearer import OAUTHBEARER
 from engine.tables.settings import tables_settings
 from engine.transactions.config import TransactionConfig
 from s3stream import StreamStoreConfig
+
+SASL_MECHANISMS = (*MECHANISMS, OAUTHBEARER)
+"""What sasl.enabled.mechanisms may name: those with stored credentials,
+and OAUTHBEARER, whose tokens a validator checks."""
 
 
 class ConfigFileError(ValueError):
@@ -159,6 +168,8 @@ class ServerConfig:
     listener_sasl_enabled_mechanisms: tuple[tuple[str, tuple[str, ...]], ...] = ()
     """Per listener name, mechanisms in place of sasl_enabled_mechanisms
     (Kafka's listener.name.<name>.sasl.enabled.mechanisms)."""
+    oauthbearer: OAuthBearerConfig = field(default_factory=OAuthBearerConfig)
+    """How OAUTHBEARER tokens are validated (Kafka's sasl.oauthbearer.*)."""
     ssl_keystore_location: str | None = None
     """A PEM file with the server's certificate chain and its private key."""
     ssl_key_password_file: str | None = None
@@ -206,10 +217,22 @@ class ServerConfig:
         chosen = [self.sasl_enabled_mechanisms]
         chosen += [mechanisms for _, mechanisms in self.listener_sasl_enabled_mechanisms]
         for mechanism in (m for mechanisms in chosen for m in mechanisms):
-            if mechanism not in MECHANISMS:
+            if mechanism not in SASL_MECHANISMS:
                 raise ValueError(
-                    f"sasl.enabled.mechanisms: {mechanism!r} is not one of {', '.join(MECHANISMS)}"
+                    f"sasl.enabled.mechanisms: {mechanism!r} is not one of"
+                    f" {', '.join(SASL_MECHANISMS)}"
                 )
+        uses_oauthbearer = any(
+            OAUTHBEARER in self.mechanisms(listener)
+            for listener in self.effective_listeners
+            if listener.protocol.uses_sasl
+        )
+        if uses_oauthbearer and not self.oauthbearer.configured:
+            raise ValueError(
+                "OAUTHBEARER is enabled but no token validator is: set"
+                " sasl.oauthbearer.jwks.endpoint.url (or sasl.oauthbearer.unsecured = true,"
+                " for development only)"
+            )
         if self.ssl_client_auth not in ("required", "requested", "none"):
             raise ValueError(
                 f"ssl.client.auth must be required, requested or none, not {self.ssl_client_auth!r}"
@@ -278,6 +301,9 @@ def listener_settings(table: dict[str, Any]) -> dict[str, Any]:
     """The [server] table's security settings in ServerConfig's types
     (lists of listeners and of mechanisms are written as Kafka's strings)."""
     settings = dict(table)
+    oauthbearer = OAuthBearerConfig.take(settings)
+    if oauthbearer is not None:
+        settings["oauthbearer"] = oauthbearer
     per_listener = []
     for key in list(settings):
         found = _PER_LISTENER_MECHANISMS.fullmatch(key)
@@ -406,7 +432,8 @@ def load_config_file(path: str | Path) -> FileConfig:
         extra = {
             key
             for key in set(table) - known
-            if name != "server" or not _PER_LISTENER_MECHANISMS.fullmatch(key)
+            if name != "server"
+            or not (_PER_LISTENER_MECHANISMS.fullmatch(key) or key.startswith(OAUTH_PREFIX))
         }
         if extra:
             raise ConfigFileError(f"{path}: unknown keys in [{name}]: {sorted(extra)}")

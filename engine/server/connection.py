@@ -201,6 +201,7 @@ class Connection(asyncio.BufferedProtocol):
                 reauth_ms=config.connections_max_reauth_ms,
                 peer=self.peer,
                 on_authenticated=self._authenticated,
+                validator=self.server.token_validator,
             )
         self.server.connection_opened(self)
 

@@ -26,6 +26,9 @@ from engine.server.listeners import Listener, SecurityProtocol
 from engine.server.mutation_quotas import MutationQuotas
 from engine.server.quotas import QuotaManager
 from engine.server.request_metrics import RequestMetrics
+from engine.server.sasl.jwks import KeySource
+from engine.server.sasl.oauth_config import start_validator
+from engine.server.sasl.oauthbearer import OAUTHBEARER, TokenValidator
 from engine.server.tls import PrincipalMapper, distinguished_name, server_context
 from engine.server.tls_handshake import HandshakeFailures, TlsHandshake
 
@@ -89,6 +92,9 @@ class Server:
         self._handshake_failures = HandshakeFailures(self.now)
         self.request_metrics = RequestMetrics()
         """What the connections count as they answer (request_metrics.py)."""
+        self.token_validator: TokenValidator | None = None
+        """OAUTHBEARER's validator, when a listener enables it (started with the server)."""
+        self._token_keys: KeySource | None = None
 
     @property
     def port(self) -> int:
@@ -111,6 +117,10 @@ class Server:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         listeners = self.config.effective_listeners
+        if any(OAUTHBEARER in self.config.mechanisms(x) for x in listeners if x.protocol.uses_sasl):
+            self.token_validator, self._token_keys = await start_validator(
+                self.config.oauthbearer, clock.time_ms
+            )
         tls: dict[SecurityProtocol, ssl.SSLContext] = {}
         for listener in listeners:
             if listener.protocol.uses_tls and listener.protocol not in tls:
@@ -130,6 +140,8 @@ class Server:
             for opened in self._servers.values():
                 opened.close()
             self._servers.clear()
+            if self._token_keys is not None:
+                await self._token_keys.stop()
             raise
         ports = self.ports
         brokers = {
@@ -245,6 +257,8 @@ class Server:
         for opened in self._servers.values():
             await opened.wait_closed()
         self._servers.clear()
+        if self._token_keys is not None:
+            await self._token_keys.stop()
         self.engine.metrics().remove_source(self)
 
     async def __aenter__(self) -> Server:

@@ -22,10 +22,12 @@ CredentialLookup = Callable[[str, str], ScramCredential | None]
 class SaslAuthenticationFailed(Exception):
     """The client failed to authenticate: ``message`` goes to it, ``detail`` to the log."""
 
-    def __init__(self, message: str, detail: str) -> None:
+    def __init__(self, message: str, detail: str, *, logged: bool = False) -> None:
         super().__init__(detail)
         self.message = message
         self.detail = detail
+        self.logged = logged
+        """Whether the mechanism already logged why (the failure is then only counted)."""
 
 
 class SaslServer(Protocol):
@@ -42,4 +44,10 @@ class SaslServer(Protocol):
     @property
     def user(self) -> str:
         """The authenticated user's name (once complete)."""
+        ...
+
+    @property
+    def credential_expires_ms(self) -> int | None:
+        """When the credential expires (ms since the epoch), ending the
+        session (KIP-368); None for never."""
         ...

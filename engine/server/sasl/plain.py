@@ -57,3 +57,6 @@ class PlainServer:
     def user(self) -> str:
         assert self._user is not None, "not authenticated"
         return self._user
+
+    credential_expires_ms = None
+    """A password does not expire with the session."""

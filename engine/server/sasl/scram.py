@@ -154,3 +154,6 @@ class ScramServer:
     def user(self) -> str:
         assert self._state == "complete", "not authenticated"
         return self._user
+
+    credential_expires_ms = None
+    """A password does not expire with the session."""

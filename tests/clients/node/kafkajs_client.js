@@ -11,7 +11,9 @@
 // `clientId`, `logLevel` (kafkajs' level name, ERROR unless given),
 // `connectionTimeout`, `requestTimeout` (ms), `ssl` ({ca: a PEM
 // file of CAs to trust, and for mutual TLS cert and key: the client's PEM
-// files}) and `sasl` (kafkajs' own: {mechanism, username, password}).
+// files}) and `sasl` (kafkajs' own: {mechanism, username, password}; for
+// mechanism "oauthbearer", {mechanism, token}: the token its
+// oauthBearerProvider returns).
 //
 // On success exactly one JSON document is printed on stdout (group_consume
 // prints its events before it, a line each) and the exit status is 0; calls
@@ -114,8 +116,14 @@ function makeKafka(args) {
     connectionTimeout: args.connectionTimeout ?? 1000,
     requestTimeout: args.requestTimeout ?? 10000,
     ssl: args.ssl ? tlsOptions(args.ssl) : undefined,
-    sasl: args.sasl || undefined,
+    sasl: args.sasl ? saslOptions(args.sasl) : undefined,
   })
+}
+
+function saslOptions(sasl) {
+  if (sasl.mechanism !== 'oauthbearer') return sasl
+  const token = required(sasl, 'token')
+  return { mechanism: 'oauthbearer', oauthBearerProvider: async () => ({ value: token }) }
 }
 
 const fromBase64 = s => (s === null || s === undefined ? null : Buffer.from(s, 'base64'))
