@@ -16,27 +16,8 @@
 #include "batch.h"
 #include "buffer.h"
 #include "crc32c.h"
+#include "varint.h"
 #include "stamp.h"
-
-static int varint_size(int64_t value) {
-    uint64_t raw = ((uint64_t)value << 1) ^ (uint64_t)(value >> 63);
-    int n = 1;
-    while (raw >= 0x80) {
-        raw >>= 7;
-        n++;
-    }
-    return n;
-}
-
-static uint8_t *put_varint(uint8_t *p, int64_t value) {
-    uint64_t raw = ((uint64_t)value << 1) ^ (uint64_t)(value >> 63);
-    while (raw >= 0x80) {
-        *p++ = (uint8_t)(raw | 0x80);
-        raw >>= 7;
-    }
-    *p++ = (uint8_t)raw;
-    return p;
-}
 
 /* The bytes of a key or value: a bytes object (the common case, read in
  * place), a str (its UTF-8), any other buffer, or None (data NULL). */
@@ -76,11 +57,11 @@ static void field_close(tl_field *f) {
 }
 
 static int64_t field_size(const tl_field *f) {
-    return f->len < 0 ? 1 : varint_size(f->len) + f->len;
+    return f->len < 0 ? 1 : tl_varint_size(f->len) + f->len;
 }
 
 static uint8_t *put_field(uint8_t *p, const tl_field *f) {
-    p = put_varint(p, f->len);
+    p = tl_put_varint(p, f->len);
     if (f->len > 0) memcpy(p, f->data, (size_t)f->len);
     return p + (f->len > 0 ? f->len : 0);
 }
@@ -129,10 +110,10 @@ static int64_t record_size(PyObject *value, PyObject *key, int32_t offset_delta,
         return -1;
     }
     /* attributes, timestampDelta 0 (one byte each), offsetDelta, key, value, headers */
-    int64_t body = 2 + varint_size(offset_delta) + field_size(&k) + field_size(&v) + headers_len;
+    int64_t body = 2 + tl_varint_size(offset_delta) + field_size(&k) + field_size(&v) + headers_len;
     field_close(&k);
     field_close(&v);
-    return varint_size(body) + body;
+    return tl_varint_size(body) + body;
 }
 
 static uint8_t *put_record(uint8_t *p, PyObject *value, PyObject *key, int32_t offset_delta,
@@ -144,12 +125,12 @@ static uint8_t *put_record(uint8_t *p, PyObject *value, PyObject *key, int32_t o
         field_close(&v);
         return NULL;
     }
-    int64_t body = 2 + varint_size(offset_delta) + field_size(&k) + field_size(&v) +
+    int64_t body = 2 + tl_varint_size(offset_delta) + field_size(&k) + field_size(&v) +
                    (int64_t)headers->len;
-    p = put_varint(p, body);
+    p = tl_put_varint(p, body);
     *p++ = 0; /* attributes */
     *p++ = 0; /* timestampDelta: every record has the batch's timestamp */
-    p = put_varint(p, offset_delta);
+    p = tl_put_varint(p, offset_delta);
     p = put_field(p, &k);
     p = put_field(p, &v);
     memcpy(p, headers->data, headers->len);

@@ -14,6 +14,7 @@
 #include "batch.h"
 #include "buffer.h"
 #include "crc32c.h"
+#include "varint.h"
 
 typedef struct {
     const uint8_t *prefix;
@@ -22,26 +23,6 @@ typedef struct {
     int64_t fields_len;
     int64_t extra; /* how many headers fields holds */
 } tl_stamp;
-
-static int varint_size(int64_t value) {
-    uint64_t raw = ((uint64_t)value << 1) ^ (uint64_t)(value >> 63);
-    int n = 1;
-    while (raw >= 0x80) {
-        raw >>= 7;
-        n++;
-    }
-    return n;
-}
-
-static uint8_t *put_varint(uint8_t *p, int64_t value) {
-    uint64_t raw = ((uint64_t)value << 1) ^ (uint64_t)(value >> 63);
-    while (raw >= 0x80) {
-        *p++ = (uint8_t)(raw | 0x80);
-        raw >>= 7;
-    }
-    *p++ = (uint8_t)raw;
-    return p;
-}
 
 /* Skips a varint-length byte string (-1: null); 0, or -1 if malformed. */
 static int skip_bytes(const uint8_t *area, int64_t *pos, int64_t end) {
@@ -99,13 +80,13 @@ static int64_t stamp_stream(const uint8_t *area, int64_t end, int32_t count, con
         if (walk_headers(area, &pos, record_end, header_count, s, &kept, &kept_bytes, NULL) != 0 ||
             pos != record_end)
             return -1;
-        int64_t body = (head_end - start) + varint_size(kept + s->extra) + kept_bytes +
+        int64_t body = (head_end - start) + tl_varint_size(kept + s->extra) + kept_bytes +
                        s->fields_len;
-        total += varint_size(body) + body;
+        total += tl_varint_size(body) + body;
         if (out) {
-            out = put_varint(out, body);
+            out = tl_put_varint(out, body);
             memcpy(out, area + start, (size_t)(head_end - start));
-            out = put_varint(out + (head_end - start), kept + s->extra);
+            out = tl_put_varint(out + (head_end - start), kept + s->extra);
             int64_t again = headers_start, unused = 0, unused_bytes = 0;
             walk_headers(area, &again, record_end, header_count, s, &unused, &unused_bytes, &out);
             memcpy(out, s->fields, (size_t)s->fields_len);
