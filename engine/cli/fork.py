@@ -18,11 +18,11 @@ import logging
 import sys
 from typing import Any
 
-from engine import refusal
+from engine.cli.offline import open_engine
 from engine.cli.serve import DEFAULT_DATA_DIR
 from engine.cli.state import parse_time
 from engine.cli.topic import parse_configs
-from engine.engine import READ_UNCOMMITTED, Engine, EngineConfig
+from engine.engine import READ_UNCOMMITTED
 from engine.errors import EngineError
 from engine.memory.vector import OffsetVector
 from engine.server.config import ConfigFileError, FileConfig, load_config_file
@@ -89,13 +89,8 @@ def run(args: argparse.Namespace) -> int:
     except (ConfigFileError, OSError, ValueError, EngineError) as error:
         print(f"tidelog fork: {error}", file=sys.stderr)
         return CANNOT_RUN
-    data_dir = args.data_dir or file.data_dir or DEFAULT_DATA_DIR
-    try:
-        engine = Engine.open(
-            data_dir, args.object_store or file.object_store, EngineConfig(store=file.store)
-        )
-    except refusal.REFUSALS as error:
-        print(f"tidelog fork: {refusal.describe(error, data_dir)}", file=sys.stderr)
+    engine = open_engine("fork", args, file)
+    if engine is None:
         return CANNOT_RUN
     try:
         if at_time is not None:

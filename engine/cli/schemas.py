@@ -23,9 +23,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Protocol
 
-from engine import refusal
+from engine.cli.offline import open_engine
 from engine.cli.serve import DEFAULT_DATA_DIR
-from engine.engine import Engine, EngineConfig
 from engine.errors import EngineError
 from engine.schemas.errors import RegistryError
 from engine.schemas.store import SchemaRegistry
@@ -209,12 +208,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"tidelog schemas: {args.url}: {error}", file=sys.stderr)
             return CANNOT_RUN
         return 0
-    data_dir = args.data_dir or file.data_dir or DEFAULT_DATA_DIR
-    object_store = args.object_store or file.object_store
-    try:
-        engine = Engine.open(data_dir, object_store, EngineConfig(store=file.store))
-    except refusal.REFUSALS as error:
-        print(f"tidelog schemas: {refusal.describe(error, data_dir)}", file=sys.stderr)
+    engine = open_engine("schemas", args, file)
+    if engine is None:
         return CANNOT_RUN
     try:
         _act(EmbeddedRegistry(engine.schemas), args)

@@ -13,10 +13,9 @@ import logging
 import sys
 from typing import Any
 
-from engine import refusal
 from engine.acl_bindings import TOPIC, AclPermission, PatternType
+from engine.cli.offline import open_engine
 from engine.cli.serve import DEFAULT_DATA_DIR
-from engine.engine import Engine, EngineConfig
 from engine.errors import EngineError
 from engine.masking.unmask import UNMASK_PREFIX
 from engine.server.config import ConfigFileError, FileConfig, load_config_file
@@ -60,13 +59,8 @@ def run(args: argparse.Namespace) -> int:
     except (ConfigFileError, OSError) as error:
         print(f"tidelog unmask: {error}", file=sys.stderr)
         return CANNOT_RUN
-    data_dir = args.data_dir or file.data_dir or DEFAULT_DATA_DIR
-    try:
-        engine = Engine.open(
-            data_dir, args.object_store or file.object_store, EngineConfig(store=file.store)
-        )
-    except refusal.REFUSALS as error:
-        print(f"tidelog unmask: {refusal.describe(error, data_dir)}", file=sys.stderr)
+    engine = open_engine("unmask", args, file)
+    if engine is None:
         return CANNOT_RUN
     try:
         if args.action == "grant":

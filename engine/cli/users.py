@@ -17,10 +17,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from engine import refusal
+from engine.cli.offline import open_engine
 from engine.cli.serve import DEFAULT_DATA_DIR
 from engine.credentials import MECHANISMS, SCRAM_HASHES
-from engine.engine import Engine, EngineConfig
 from engine.errors import EngineError
 from engine.server.config import ConfigFileError, FileConfig, load_config_file
 
@@ -77,12 +76,8 @@ def run(args: argparse.Namespace) -> int:
     except (ConfigFileError, OSError, ValueError) as error:
         print(f"tidelog users: {error}", file=sys.stderr)
         return CANNOT_RUN
-    data_dir = args.data_dir or file.data_dir or DEFAULT_DATA_DIR
-    object_store = args.object_store or file.object_store
-    try:
-        engine = Engine.open(data_dir, object_store, EngineConfig(store=file.store))
-    except refusal.REFUSALS as error:
-        print(f"tidelog users: {refusal.describe(error, data_dir)}", file=sys.stderr)
+    engine = open_engine("users", args, file)
+    if engine is None:
         return CANNOT_RUN
     try:
         credentials = engine.credentials
