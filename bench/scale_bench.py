@@ -1,0 +1,778 @@
+"""How tidelog's costs grow under agent-memory load: fan-out, replay bursts, partitions, history.
+
+    python bench/scale_bench.py [--quick] [--json] [--only fanout|burst|partitions|history]...
+                                [--rate-mb 50] [--history-mib 10240] [--data-dir PATH]
+
+Every scenario runs ``python -m engine serve`` in a child process on
+loopback (its object store: a directory beside its data) and drives it with
+librdkafka (confluent-kafka); every figure is set beside a baseline measured
+in the same run. MB is MiB (2**20 bytes) of record values.
+
+- fanout: one producer (acks=all, linger.ms=5) at ``--rate-mb`` of 1 KiB
+  records to a topic of one partition, and N = 1, 4, 16, 32 consumers
+  tailing it, each with a group.id of its own, every partition assigned
+  from offset 0 (no rebalance to wait for). Consumers run as threads, at
+  most eight to a child process (librdkafka fetches on threads of its own;
+  the Python side only reads each record's produce time), so neither the
+  bench's process nor one GIL is the bottleneck. A record's delivery time
+  runs from just before produce() (stamped in its value) to its receipt by
+  a consumer: p50/p99 over every consumer, and ``p99_vs_n1`` against N=1.
+  Every consumer must receive every record (``kept_up``). The object
+  store's GETs during each run are read from the server's /metrics:
+  tail reads come from the log cache, so they must be 0;
+- burst: history (``--history-mib``) written straight into the store
+  (bench/_scale_history.py) over 4 partitions; a fresh server (cold block
+  cache) serves one replay reader alone (``solo_replay_mb_s``); then
+  another fresh server serves the live producer (acks=all, ``--rate-mb``
+  / 4) and 4 tailing consumers, and midway the same replay as fast as it
+  can. Live produce p99 (produce() to its delivery report) and the tail
+  consumers' delivery p99, before and during the burst, and the replay's
+  rate beside the solo one;
+- partitions: one topic of 1, 100, 1,000 and 10,000 partitions, and 1,000
+  topics of one partition, each on a fresh server: the server's RSS before
+  and after the creation (``idle_kib_per_partition``); then the same total
+  rate (``--rate-mb``) of records to the partitions in turn, as round-robin
+  keys would spread them: the rate the producer reached (first produce()
+  to last delivery) and its delivery p99; then one consumer of every
+  partition reads it all from offset 0, flat out. Ratios to one partition.
+  librdkafka sends one partition's batch per Produce request, so with
+  thousands of partitions each request carries a record or two;
+- history: 1, 10 and 100 percent of ``--history-mib`` written straight
+  into the store as objects of 256 KiB (``--quick``) or 8 MiB, so the
+  object count grows with it: the manifest's size and the time of one
+  commit over it; a server's start-up time (until it listens) and RSS; and
+  the producer at ``--rate-mb`` to another topic, against the smallest
+  history.
+
+``--quick`` scales every size down (the whole in about two minutes).
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import shutil
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, NamedTuple
+
+import _harness
+import _scale_clients as clients
+import _scale_history as history
+from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka.admin import AdminClient, NewPartitions, NewTopic
+from kafka_bench import HOST, ServerProcess, free_port
+
+MiB = 2**20
+RECORD_BYTES = 1024
+CONSUMERS_PER_PROCESS = 8
+SCENARIOS = ("fanout", "burst", "partitions", "history")
+
+
+@dataclass(frozen=True)
+class Sizes:
+    rate_mb: float
+    fanout: tuple[int, ...]
+    fanout_seconds: float
+    history_mib: int
+    burst_before_s: float
+    partitions: tuple[int, ...]
+    topics: int
+    partitions_mib: int
+    history_levels: tuple[int, ...]
+    """Percent of history_mib written in each history level."""
+    history_object_bytes: int
+    history_produce_mib: int
+
+
+FULL = Sizes(
+    rate_mb=50.0,
+    fanout=(1, 4, 16, 32),
+    fanout_seconds=20.0,
+    history_mib=10 * 1024,
+    burst_before_s=5.0,
+    partitions=(1, 100, 1000, 10_000),
+    topics=1000,
+    partitions_mib=256,
+    history_levels=(1, 10, 100),
+    history_object_bytes=8 * MiB,
+    history_produce_mib=256,
+)
+QUICK = Sizes(
+    rate_mb=2.0,
+    fanout=(1, 4, 16, 32),
+    fanout_seconds=4.0,
+    history_mib=200,
+    burst_before_s=3.0,
+    partitions=(1, 100, 1000, 10_000),
+    topics=1000,
+    partitions_mib=4,
+    history_levels=(1, 10, 100),
+    history_object_bytes=256 * 1024,
+    history_produce_mib=4,
+)
+TARGETS = {
+    "fanout.p99_vs_n1 <= 2": ("fanout", "p99_vs_n1", "<=", 2.0),
+    "fanout.tail_gets == 0": ("fanout", "tail_gets", "<=", 0.0),
+    "burst.produce_p99_during_vs_before <= 2": ("burst", "produce_p99_during_vs_before", "<=", 2),
+    "burst.tail_p99_during_vs_before <= 2": ("burst", "tail_p99_during_vs_before", "<=", 2.0),
+    "burst.replay_vs_solo >= 0.5": ("burst", "replay_vs_solo", ">=", 0.5),
+    "partitions.produce_1000_vs_1 >= 0.7": ("partitions", "produce_1000_vs_1", ">=", 0.7),
+    "partitions.produce_10000_vs_1 >= 0.5": ("partitions", "produce_10000_vs_1", ">=", 0.5),
+    "partitions.idle_kib_per_partition < 20": (
+        "partitions",
+        "idle_kib_per_partition",
+        "<",
+        20.0,
+    ),
+}
+
+
+# -- the server ----------------------------------------------------------------------
+
+
+class Server:
+    """``python -m engine serve`` with /metrics on a port of its own."""
+
+    def __init__(self, scratch: Path, data_dir: Path, store: dict[str, Any] | None = None):
+        self.http_port = free_port()
+        config = scratch / f"server-{self.http_port}.toml"
+        lines = ["[http]", f'listen = "{HOST}:{self.http_port}"']
+        if store:
+            lines.append("[store]")
+            lines += [f"{key} = {json.dumps(value)}" for key, value in store.items()]
+        config.write_text("\n".join(lines) + "\n")
+        logs = scratch / "logs"
+        logs.mkdir(exist_ok=True)
+        self.process = ServerProcess(data_dir, free_port(), logs, config=config)
+
+    def __enter__(self) -> Server:
+        started = time.perf_counter()
+        self.process.start()
+        self.process.wait_ready(timeout=600.0)
+        self.ready_s = time.perf_counter() - started
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self.process.stop()
+        finally:
+            self.process.kill()
+
+    @property
+    def address(self) -> str:
+        return self.process.address
+
+    def rss_bytes(self) -> int:
+        with open(f"/proc/{self.process.pid}/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+        raise RuntimeError("no VmRSS in /proc/PID/status")
+
+    def metrics(self) -> dict[str, float]:
+        """The server's /metrics: every sample, by name and labels."""
+        url = f"http://{HOST}:{self.http_port}/metrics"
+        # The HTTP listener opens just after the Kafka one the start waits for.
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(url, timeout=30) as answer:
+                    text = answer.read().decode()
+                break
+            except urllib.error.URLError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        samples = {}
+        for line in text.splitlines():
+            if line and not line.startswith("#"):
+                name, _, value = line.rpartition(" ")
+                samples[name] = float(value)
+        return samples
+
+    def object_gets(self) -> int:
+        return int(self.metrics().get('tidelog_object_store_requests_total{operation="get"}', 0))
+
+
+MOST_PER_REQUEST = 5000
+"""Partitions one CreateTopics or CreatePartitions request may add: Kafka's
+controller refuses more than 10,000 metadata records at once (a topic and
+each partition are one), and so does tidelog."""
+
+
+def create_topics(address: str, topics: dict[str, int]) -> None:
+    """Creates the topics, in requests under the limit: a topic of more than
+    MOST_PER_REQUEST partitions is created with that many and grown."""
+    admin = AdminClient({"bootstrap.servers": address, "log_level": 3})
+    names = list(topics)
+    for start in range(0, len(names), MOST_PER_REQUEST):
+        futures = admin.create_topics(
+            [
+                NewTopic(name, min(topics[name], MOST_PER_REQUEST), 1)
+                for name in names[start : start + MOST_PER_REQUEST]
+            ],
+            operation_timeout=600,
+            request_timeout=600,
+        )
+        for future in futures.values():
+            future.result(timeout=600)
+    for name, total in topics.items():
+        for count in range(2 * MOST_PER_REQUEST, total + MOST_PER_REQUEST, MOST_PER_REQUEST):
+            grown = admin.create_partitions(
+                [NewPartitions(name, min(count, total))], operation_timeout=600
+            )
+            for future in grown.values():
+                future.result(timeout=600)
+
+
+# -- clients ---------------------------------------------------------------------------
+
+
+class ClientProcess:
+    """A child running bench/_scale_clients.py: waited on until ready, then
+    until it prints its JSON line."""
+
+    def __init__(self, *args: str) -> None:
+        script = Path(__file__).resolve().parent / "_scale_clients.py"
+        self.process = subprocess.Popen(
+            [sys.executable, str(script), *args],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.lines: queue.Queue[str | None] = queue.Queue()
+        assert self.process.stdout is not None
+        self.reader = threading.Thread(target=self._read, args=(self.process.stdout,), daemon=True)
+        self.reader.start()
+
+    def _read(self, stream: IO[str]) -> None:
+        for line in stream:
+            self.lines.put(line.strip())
+        self.lines.put(None)
+
+    def _line(self, timeout: float) -> str:
+        line = self.lines.get(timeout=timeout)
+        if line is None:
+            assert self.process.stderr is not None
+            raise RuntimeError(f"a client exited early: {self.process.stderr.read()[-2000:]}")
+        return line
+
+    def wait_ready(self, timeout: float = 180.0) -> None:
+        while self._line(timeout) != "ready":
+            pass
+
+    def result(self, timeout: float = clients.RUN_TIMEOUT + 120) -> dict[str, Any]:
+        try:
+            value: dict[str, Any] = json.loads(self._line(timeout))
+            return value
+        finally:
+            self.kill()
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait(30)
+
+
+def tailing(address: str, topic: str, consumers: int, prefix: str) -> list[ClientProcess]:
+    groups = [f"{prefix}-{i}" for i in range(consumers)]
+    children = [
+        ClientProcess("tail", address, topic, ",".join(groups[at : at + CONSUMERS_PER_PROCESS]))
+        for at in range(0, consumers, CONSUMERS_PER_PROCESS)
+    ]
+    for child in children:
+        child.wait_ready()
+    return children
+
+
+@dataclass
+class LiveProducer:
+    """A producer on its own thread at ``rate`` records a second of 1 KiB
+    (the first 8 bytes: the time just before produce()); its delivery
+    latencies by the second they were sent in. ``stop`` ends each
+    partition with an end marker for the tailing consumers."""
+
+    address: str
+    topic: str
+    rate: float
+    partitions: int = 1
+    slots: clients.Slotted = field(default_factory=dict)
+    sent: int = 0
+    errors: int = 0
+    first_error: str | None = None
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="live-producer", daemon=True)
+        self._thread.start()
+
+    def _delivered(self, err: KafkaError | None, msg: Message) -> None:
+        if err is not None:
+            self.errors += 1
+            self.first_error = self.first_error or str(err)
+            return
+        value = msg.value()
+        latency = msg.latency()
+        if value is None or latency is None or value[:4] == clients.END:
+            return
+        second = int(clients.STAMP.unpack_from(value)[0])
+        slot = self.slots.get(second)
+        if slot is None:
+            slot = self.slots[second] = Counter()
+        slot[int(latency / clients.BUCKET_S)] += 1
+
+    def _run(self) -> None:
+        producer = Producer(
+            {
+                "bootstrap.servers": self.address,
+                "acks": "all",
+                "linger.ms": 5,
+                "compression.type": "none",
+                "queue.buffering.max.kbytes": 1024 * 1024,
+                "log_level": 3,
+            }
+        )
+        producer.list_topics(self.topic, timeout=30)
+        value = bytearray(_random(RECORD_BYTES))
+        pack = clients.STAMP.pack_into
+        started = time.perf_counter()
+        while not self._stop.is_set():
+            due = int((time.perf_counter() - started) * self.rate) - self.sent
+            for _ in range(min(due, 5000)):
+                pack(value, 0, time.time())
+                producer.produce(
+                    self.topic,
+                    bytes(value),
+                    partition=self.sent % self.partitions,
+                    on_delivery=self._delivered,
+                )
+                self.sent += 1
+            producer.poll(0.001 if due <= 0 else 0)
+        for partition in range(self.partitions):
+            marker = clients.END + clients.STAMP.pack(time.time())
+            producer.produce(self.topic, marker, partition=partition, on_delivery=self._delivered)
+        if producer.flush(120.0) > 0:
+            self.errors += 1
+            self.first_error = self.first_error or "records undelivered 120 s after the run"
+
+    def stop(self) -> None:
+        self._stop.set()
+        assert self._thread is not None
+        self._thread.join(180.0)
+        if self._thread.is_alive():
+            raise RuntimeError("the live producer did not finish within 180 s")
+        if self.errors:
+            raise RuntimeError(f"live producer: {self.errors} errors ({self.first_error})")
+
+
+def _random(size: int) -> bytes:
+    import os
+
+    return os.urandom(size)
+
+
+def paced(address: str, topics: list[str], partitions: int, total: int, rate_mb: float) -> Paced:
+    """Produces ``total`` bytes of 1 KiB records at ``rate_mb``, to each
+    topic's partitions in turn (as round-robin keys would); the rate it
+    reached (first produce() to last delivery) and its delivery latencies."""
+    producer = Producer(
+        {
+            "bootstrap.servers": address,
+            "acks": "all",
+            "linger.ms": 5,
+            "compression.type": "none",
+            "queue.buffering.max.kbytes": 1024 * 1024,
+            "log_level": 3,
+        }
+    )
+    for topic in topics:
+        producer.list_topics(topic, timeout=60)
+    value = _random(RECORD_BYTES)
+    count = total // RECORD_BYTES
+    rate = rate_mb * MiB / RECORD_BYTES
+    latencies: Counter[int] = Counter()
+    errors: list[str] = []
+
+    def delivered(err: KafkaError | None, msg: Message) -> None:
+        if err is not None:
+            errors.append(str(err))
+            return
+        latencies[int((msg.latency() or 0.0) / clients.BUCKET_S)] += 1
+
+    targets = [(topic, p) for p in range(partitions) for topic in topics]
+    started = time.perf_counter()
+    sent = 0
+    while sent < count:
+        due = min(count, int((time.perf_counter() - started) * rate)) - sent
+        for _ in range(max(0, due)):
+            topic, partition = targets[sent % len(targets)]
+            try:
+                producer.produce(topic, value, partition=partition, on_delivery=delivered)
+            except BufferError:
+                break
+            sent += 1
+        producer.poll(0.001)
+    if producer.flush(600.0) > 0 or errors:
+        raise RuntimeError(f"produce failed: {errors[:1] or 'undelivered after 600 s'}")
+    elapsed = time.perf_counter() - started
+    return Paced(
+        total / MiB / elapsed, clients.quantile(latencies, 0.5), clients.quantile(latencies, 0.99)
+    )
+
+
+class Paced(NamedTuple):
+    mb_s: float
+    p50_ms: float
+    p99_ms: float
+
+
+def read_all(address: str, topics: list[str], partitions: int, total: int) -> float:
+    """Reads every record of the topics' partitions from offset 0 with one
+    consumer; MB/s from assignment to the last record."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer(
+        {
+            "bootstrap.servers": address,
+            "group.id": f"read-all-{time.monotonic_ns()}",
+            "enable.auto.commit": False,
+            "fetch.max.bytes": 64 * MiB,
+            "log_level": 3,
+        }
+    )
+    count = total // RECORD_BYTES
+    consumer.assign([TopicPartition(t, p, 0) for t in topics for p in range(partitions)])
+    started = time.perf_counter()
+    deadline = started + 600
+    got = 0
+    while got < count and time.perf_counter() < deadline:
+        got += sum(1 for m in consumer.consume(10_000, 0.5) if m.error() is None)
+    elapsed = time.perf_counter() - started
+    consumer.close()
+    if got < count:
+        raise RuntimeError(f"read {got} of {count} records in 600 s")
+    return total / MiB / elapsed
+
+
+# -- scenarios -------------------------------------------------------------------------
+
+
+def fanout(scratch: Path, sizes: Sizes) -> dict[str, Any]:
+    rate = sizes.rate_mb * MiB / RECORD_BYTES
+    results: dict[str, Any] = {"rate_mb_s": sizes.rate_mb, "consumers": list(sizes.fanout)}
+    tail_gets = 0
+    p99: dict[int, float] = {}
+    with Server(scratch, scratch / "fanout") as server:
+        for n in sizes.fanout:
+            topic = f"fanout-{n}"
+            create_topics(server.address, {topic: 1})
+            children = tailing(server.address, topic, n, topic)
+            gets = server.object_gets()
+            producer = LiveProducer(server.address, topic, rate)
+            started = time.time()
+            producer.start()
+            time.sleep(sizes.fanout_seconds)
+            producer.stop()
+            consumers = [c for child in children for c in child.result()["consumers"]]
+            gets = server.object_gets() - gets
+            tail_gets += gets
+            failed = [c["error"] for c in consumers if c["error"]]
+            if failed:
+                raise RuntimeError(f"fanout N={n}: {failed[0]}")
+            # The first second is warm-up (connections, the first batches).
+            merged = clients.merge(
+                [clients.from_wire(c["slots"]) for c in consumers], start=int(started) + 1
+            )
+            rates = [c["bytes"] / MiB / c["seconds"] for c in consumers if c["seconds"] > 0]
+            p99[n] = clients.quantile(merged, 0.99)
+            results[f"n{n}"] = {
+                "p50_ms": clients.quantile(merged, 0.5),
+                "p99_ms": p99[n],
+                "consumer_mb_s_min": round(min(rates), 2),
+                "consumer_mb_s_mean": round(sum(rates) / len(rates), 2),
+                "produced": producer.sent,
+                "kept_up": all(c["records"] == producer.sent for c in consumers),
+                "end_delay_ms_max": max(c["end_delay_ms"] for c in consumers),
+                "gets": gets,
+            }
+    first = sizes.fanout[0]
+    for n in sizes.fanout[1:]:
+        results[f"p99_n{n}_vs_n{first}"] = round(p99[n] / p99[first], 2)
+    results["p99_vs_n1"] = results[f"p99_n{sizes.fanout[-1]}_vs_n{first}"]
+    results["tail_gets"] = tail_gets
+    results["kept_up"] = all(results[f"n{n}"]["kept_up"] for n in sizes.fanout)
+    results["p99_curve"] = [[n, p99[n]] for n in sizes.fanout]
+    return results
+
+
+BURST_PARTITIONS = 4
+BURST_CONSUMERS = 4
+
+
+def burst(scratch: Path, sizes: Sizes) -> dict[str, Any]:
+    data = scratch / "burst"
+    streams = history.create_topics(data, {"history": BURST_PARTITIONS, "live": 1})
+    made = history.write_history(data, streams["history"], sizes.history_mib * MiB, 32 * MiB)
+    history.settle(data)
+    results: dict[str, Any] = {"history_mib": made.bytes // MiB, "history_objects": made.objects}
+    with Server(scratch, data) as server:
+        gets = server.object_gets()
+        solo = ClientProcess("replay", server.address, "history")
+        solo.wait_ready()
+        alone = solo.result()
+        results["solo_gets"] = server.object_gets() - gets
+    if not alone["complete"]:
+        raise RuntimeError("the solo replay did not reach the end")
+    results["solo_replay_mb_s"] = round(alone["bytes"] / MiB / alone["seconds"], 1)
+    rate = sizes.rate_mb / 4 * MiB / RECORD_BYTES
+    results["live_rate_mb_s"] = sizes.rate_mb / 4
+    with Server(scratch, data) as server:
+        children = tailing(server.address, "live", BURST_CONSUMERS, "burst")
+        producer = LiveProducer(server.address, "live", rate)
+        started = time.time()
+        producer.start()
+        time.sleep(sizes.burst_before_s + 1)
+        replayer = ClientProcess("replay", server.address, "history")
+        replayer.wait_ready()
+        during = replayer.result()
+        time.sleep(1.0)
+        producer.stop()
+        consumers = [c for child in children for c in child.result()["consumers"]]
+    if not during["complete"]:
+        raise RuntimeError("the replay beside live traffic did not reach the end")
+    failed = [c["error"] for c in consumers if c["error"]]
+    if failed:
+        raise RuntimeError(f"burst: {failed[0]}")
+    results["replay_mb_s"] = round(during["bytes"] / MiB / during["seconds"], 1)
+    results["replay_vs_solo"] = round(results["replay_mb_s"] / results["solo_replay_mb_s"], 2)
+    results["replay_timeline"] = during["timeline"]
+    results["solo_replay_timeline"] = alone["timeline"]
+    windows = {
+        "before": (int(started) + 1, during["started"]),
+        "during": (during["started"], during["ended"]),
+    }
+    tail_slots = [clients.from_wire(c["slots"]) for c in consumers]
+    for phase, (start, end) in windows.items():
+        produced = clients.merge([producer.slots], start, end)
+        tail = clients.merge(tail_slots, start, end)
+        results[f"produce_p99_ms_{phase}"] = clients.quantile(produced, 0.99)
+        results[f"produce_p50_ms_{phase}"] = clients.quantile(produced, 0.5)
+        results[f"tail_p99_ms_{phase}"] = clients.quantile(tail, 0.99)
+        results[f"tail_p50_ms_{phase}"] = clients.quantile(tail, 0.5)
+        results[f"records_{phase}"] = sum(tail.values())
+    for what in ("produce", "tail"):
+        before = results[f"{what}_p99_ms_before"]
+        results[f"{what}_p99_during_vs_before"] = round(
+            results[f"{what}_p99_ms_during"] / before, 2
+        )
+    results["kept_up"] = all(c["records"] == producer.sent for c in consumers)
+    return results
+
+
+def partitions(scratch: Path, sizes: Sizes) -> dict[str, Any]:
+    total = sizes.partitions_mib * MiB
+    shapes: list[tuple[str, int, int]] = [(f"p{n}", 1, n) for n in sizes.partitions]
+    shapes.append((f"t{sizes.topics}", sizes.topics, 1))
+    results: dict[str, Any] = {"mib": sizes.partitions_mib}
+    for name, topics, per_topic in shapes:
+        with Server(scratch, scratch / f"partitions-{name}") as server:
+            time.sleep(1.0)  # settled after start-up
+            before = server.rss_bytes()
+            names = [f"{name}-{i}" for i in range(topics)]
+            create_topics(server.address, dict.fromkeys(names, per_topic))
+            time.sleep(1.0)
+            after = server.rss_bytes()
+            produce = paced(server.address, names, per_topic, total, sizes.rate_mb)
+            consume = read_all(server.address, names, per_topic, total)
+            results[name] = {
+                "partitions": topics * per_topic,
+                "rss_mib_idle": round(after / MiB, 1),
+                "idle_kib_per_partition": round(
+                    max(0, after - before) / 1024 / (topics * per_topic), 2
+                ),
+                "produce_mb_s": round(produce.mb_s, 2),
+                "produce_p50_ms": produce.p50_ms,
+                "produce_p99_ms": produce.p99_ms,
+                "consume_mb_s": round(consume, 1),
+                "rss_mib_after": round(server.rss_bytes() / MiB, 1),
+            }
+    base = results[f"p{sizes.partitions[0]}"]
+    for name, _, _ in shapes[1:]:
+        label = name[1:] if name.startswith("p") else f"{name[1:]}_topics"
+        for what in ("produce", "consume"):
+            ratio = results[name][f"{what}_mb_s"] / base[f"{what}_mb_s"]
+            results[f"{what}_{label}_vs_1"] = round(ratio, 2)
+    largest = results[f"p{max(sizes.partitions)}"]
+    results["idle_kib_per_partition"] = largest["idle_kib_per_partition"]
+    results["produce_curve"] = [
+        [n, results[f"p{n}"]["produce_mb_s"]] for n in sorted(sizes.partitions)
+    ]
+    results["consume_curve"] = [
+        [n, results[f"p{n}"]["consume_mb_s"]] for n in sorted(sizes.partitions)
+    ]
+    return results
+
+
+def history_scenario(scratch: Path, sizes: Sizes) -> dict[str, Any]:
+    results: dict[str, Any] = {"object_bytes": sizes.history_object_bytes}
+    levels = []
+    for percent in sizes.history_levels:
+        data = scratch / f"history-{percent}"
+        streams = history.create_topics(data, {"history": 1, "live": 1})
+        made = history.write_history(
+            data,
+            streams["history"],
+            sizes.history_mib * MiB * percent // 100,
+            sizes.history_object_bytes,
+        )
+        first_open_s = history.settle(data)
+        with Server(scratch, data) as server:
+            ready_s = server.ready_s
+            rss = server.rss_bytes()
+            produce = paced(
+                server.address, ["live"], 1, sizes.history_produce_mib * MiB, sizes.rate_mb
+            )
+        level = {
+            "history_mib": round(made.bytes / MiB, 1),
+            "objects": made.objects,
+            "manifest_kib": round(made.manifest_bytes / 1024, 1),
+            "commit_ms": made.commit_ms,
+            "first_open_s": round(first_open_s, 3),
+            "start_s": round(ready_s, 3),
+            "rss_mib": round(rss / MiB, 1),
+            "produce_mb_s": round(produce.mb_s, 2),
+            "produce_p99_ms": produce.p99_ms,
+        }
+        results[f"h{percent}"] = level
+        levels.append(level)
+        shutil.rmtree(data, ignore_errors=True)  # the next level's disk
+    first, last = levels[0], levels[-1]
+    results["produce_largest_vs_smallest"] = round(last["produce_mb_s"] / first["produce_mb_s"], 2)
+    results["start_largest_vs_smallest"] = round(last["start_s"] / first["start_s"], 2)
+    results["commit_largest_vs_smallest"] = round(last["commit_ms"] / first["commit_ms"], 2)
+    results["commit_ms_curve"] = [[lv["objects"], lv["commit_ms"]] for lv in levels]
+    results["start_s_curve"] = [[lv["history_mib"], lv["start_s"]] for lv in levels]
+    return results
+
+
+RUNNERS: dict[str, Callable[[Path, Sizes], dict[str, Any]]] = {
+    "fanout": fanout,
+    "burst": burst,
+    "partitions": partitions,
+    "history": history_scenario,
+}
+
+
+def run(scratch: Path, sizes: Sizes, only: list[str]) -> dict[str, Any]:
+    results: dict[str, Any] = {"record_bytes": RECORD_BYTES, **_harness.cpus()}
+    for name in only:
+        print(f"{name}: running", file=sys.stderr, flush=True)
+        started = time.perf_counter()
+        (scratch / name).mkdir()
+        results[name] = RUNNERS[name](scratch / name, sizes)
+        results[name]["seconds"] = round(time.perf_counter() - started, 1)
+    results["targets"] = {
+        label: _meets(results[scenario][key], op, bound)
+        for label, (scenario, key, op, bound) in TARGETS.items()
+        if scenario in results and key in results[scenario]
+    }
+    return results
+
+
+def _meets(value: float, op: str, bound: float) -> bool:
+    return {"<=": value <= bound, ">=": value >= bound, "<": value < bound}[op]
+
+
+# -- the table -------------------------------------------------------------------------
+
+
+def print_table(results: dict[str, Any]) -> None:
+    print(f"{results['cpus_usable']} CPUs usable; MB = MiB of record values\n")
+    if "fanout" in results:
+        f = results["fanout"]
+        print(f"fan-out at {f['rate_mb_s']:g} MB/s, one partition")
+        print(f"{'N':>4} {'p50 ms':>8} {'p99 ms':>8} {'MB/s min':>9} {'kept up':>8} {'GETs':>5}")
+        for n in f["consumers"]:
+            r = f[f"n{n}"]
+            print(
+                f"{n:>4} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['consumer_mb_s_min']:>9.2f}"
+                f" {r['kept_up']!s:>8} {r['gets']:>5}"
+            )
+        print(f"p99_vs_n1 {f['p99_vs_n1']:.2f}\n")
+    if "burst" in results:
+        b = results["burst"]
+        print(f"replay burst: {b['history_mib']} MiB history, live {b['live_rate_mb_s']:g} MB/s")
+        for what in ("produce", "tail"):
+            print(
+                f"  {what} p99 before {b[f'{what}_p99_ms_before']:.2f} ms, during "
+                f"{b[f'{what}_p99_ms_during']:.2f} ms ({b[f'{what}_p99_during_vs_before']:.2f}x)"
+            )
+        print(
+            f"  replay {b['replay_mb_s']:.1f} MB/s beside live traffic, {b['solo_replay_mb_s']:.1f}"
+            f" alone ({b['replay_vs_solo']:.2f}x)\n"
+        )
+    if "partitions" in results:
+        p = results["partitions"]
+        print(f"partitions: {p['mib']} MiB produced at the live rate, then read flat out")
+        print(f"{'shape':>8} {'produce':>8} {'consume':>8} {'RSS MiB':>8} {'KiB/part':>9}")
+        for key, value in p.items():
+            if isinstance(value, dict):
+                print(
+                    f"{key:>8} {value['produce_mb_s']:>8.1f} {value['consume_mb_s']:>8.1f}"
+                    f" {value['rss_mib_idle']:>8.1f} {value['idle_kib_per_partition']:>9.2f}"
+                )
+        print()
+    if "history" in results:
+        h = results["history"]
+        print("history")
+        print(
+            f"{'MiB':>8} {'objects':>8} {'manifest KiB':>12} {'commit ms':>9} {'start s':>8}"
+            f" {'RSS MiB':>8} {'produce':>8}"
+        )
+        for lv in h.values():
+            if isinstance(lv, dict):
+                print(
+                    f"{lv['history_mib']:>8.1f} {lv['objects']:>8} {lv['manifest_kib']:>12.1f}"
+                    f" {lv['commit_ms']:>9.2f} {lv['start_s']:>8.2f} {lv['rss_mib']:>8.1f}"
+                    f" {lv['produce_mb_s']:>8.1f}"
+                )
+        print()
+    _harness.print_targets(results["targets"])
+
+
+def main() -> None:
+    parser = _harness.parser(__doc__, quick="every size scaled down (about two minutes)")
+    parser.add_argument("--only", action="append", choices=SCENARIOS, help="repeatable")
+    parser.add_argument("--rate-mb", type=float, default=None, help="live producer MB/s")
+    parser.add_argument("--history-mib", type=int, default=None, help="replay history")
+    parser.add_argument("--data-dir", default=None, help="scratch directory (default: temp)")
+    args = parser.parse_args()
+    sizes = QUICK if args.quick else FULL
+    if args.rate_mb is not None:
+        sizes = dataclass_replace(sizes, rate_mb=args.rate_mb)
+    if args.history_mib is not None:
+        sizes = dataclass_replace(sizes, history_mib=args.history_mib)
+    with _harness.scratch(args.data_dir, "tidelog-scale-") as scratch:
+        results = run(scratch, sizes, args.only or list(SCENARIOS))
+    _harness.report(results, args.json, print_table)
+
+
+def dataclass_replace(sizes: Sizes, **changes: Any) -> Sizes:
+    import dataclasses
+
+    return dataclasses.replace(sizes, **changes)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,90 @@
+"""bench/scale_bench.py at its smallest: the latency histograms its clients
+hand back, history written straight into a store and served after, and
+one fan-out run (a server, a producer, two consumers in a child process)."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import sys
+from collections import Counter
+from pathlib import Path
+from types import ModuleType
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+MiB = 1024 * 1024
+
+
+def _load(name: str) -> ModuleType:
+    """bench/``name``.py as a module; bench/ is on the path only while it
+    loads (for its imports of its neighbours), as when it runs as a script."""
+    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    sys.path.insert(0, str(BENCH))
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(BENCH))
+    return module
+
+
+def test_latency_histograms_add_up_and_give_quantiles_per_window() -> None:
+    clients = _load("_scale_clients")
+    bucket = clients.BUCKET_S
+    # Second 100: 99 records at 1 ms and one at 50 ms; second 101: 10 at 7 ms.
+    first = {100: Counter({int(0.001 / bucket): 99, int(0.050 / bucket): 1})}
+    second = {101: Counter({int(0.007 / bucket): 10})}
+    both = clients.merge([first, second])
+    assert sum(both.values()) == 110
+    assert clients.quantile(clients.merge([first]), 0.5) == 1.05  # the bucket's middle
+    assert clients.quantile(clients.merge([first]), 0.99) == 50.05
+    # A window keeps the seconds wholly inside it.
+    assert sum(clients.merge([first, second], start=101).values()) == 10
+    assert sum(clients.merge([first, second], end=101).values()) == 100
+    assert clients.quantile(Counter(), 0.99) == 0.0
+    # What a child prints comes back the same.
+    assert clients.from_wire(clients.to_wire(first)) == first
+
+
+def test_history_written_into_the_store_is_served_with_dense_offsets(tmp_path: Path) -> None:
+    import engine
+
+    history = _load("_scale_history")
+    data = tmp_path / "data"
+    streams = history.create_topics(data, {"history": 2, "live": 1})
+    made = history.write_history(data, streams["history"], 2 * MiB, 256 * 1024)
+    assert made.bytes == 2 * MiB
+    assert made.objects >= 2  # objects of about 256 KiB (a block seals once past it)
+    assert made.manifest_bytes > 0 and made.commit_ms > 0
+    assert history.settle(data) > 0
+    per_batch = history.BATCH_RECORDS
+    with engine.open(data) as opened:
+        for partition in range(2):
+            start, end = opened.offsets("history", partition)
+            assert (start, end) == (0, MiB // history.RECORD_BYTES)
+            offset, values = 0, 0
+            while offset < end:
+                fetched = opened.fetch("history", partition, offset)
+                for batch in fetched.records:
+                    assert int.from_bytes(bytes(batch[:8]), "big") == offset  # its base offset
+                    offset += per_batch
+                    values += per_batch
+            assert values == end
+        assert opened.offsets("live", 0) == (0, 0)
+
+
+def test_a_fanout_run_delivers_every_record_to_every_consumer(tmp_path: Path) -> None:
+    scale = _load("scale_bench")
+    sizes = dataclasses.replace(scale.QUICK, rate_mb=0.1, fanout=(1, 2), fanout_seconds=1.5)
+    result = scale.fanout(tmp_path, sizes)
+    assert result["kept_up"] is True
+    assert result["tail_gets"] == 0  # tail reads are answered by the log cache
+    for n in (1, 2):
+        run = result[f"n{n}"]
+        assert run["produced"] > 50
+        assert 0 < run["p50_ms"] <= run["p99_ms"]
+        assert run["consumer_mb_s_min"] > 0
+    assert result["p99_vs_n1"] == result["p99_n2_vs_n1"] > 0
+    assert result["p99_curve"] == [[1, result["n1"]["p99_ms"]], [2, result["n2"]["p99_ms"]]]
