@@ -80,7 +80,7 @@ def test_a_fanout_run_delivers_every_record_to_every_consumer(tmp_path: Path) ->
     sizes = dataclasses.replace(scale.QUICK, rate_mb=0.1, fanout=(1, 2), fanout_seconds=1.5)
     result = scale.fanout(tmp_path, sizes)
     assert result["kept_up"] is True
-    assert result["tail_gets"] == 0  # tail reads are answered by the log cache
+    assert result["tail_object_reads"] == 0  # tail reads are answered by the log cache
     for n in (1, 2):
         run = result[f"n{n}"]
         assert run["produced"] > 50
