@@ -301,9 +301,9 @@ async def _read(
 def _at_end(engine: Engine, wanted: FetchPartition, topic: str) -> _Read | None:
     """The read of a partition fetched at its high watermark, answered from
     its offsets without a read of the store (None if it is not at its end).
-    A caught-up consumer asks this of most of its partitions at any time:
-    with thousands of partitions, the full read's path for each, to find
-    nothing, was most of a Fetch's cost. What the read would answer: no
+    A caught-up consumer asks this of most of its partitions at any time,
+    and the read's whole path (the store's lock twice, a coroutine chain)
+    costs half as much again, to find nothing. What the read would answer: no
     records, the watermarks, and a last stable offset of at most the high
     watermark (read after it, the partition may have grown meanwhile)."""
     if engine.closed:

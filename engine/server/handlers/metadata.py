@@ -225,9 +225,9 @@ def partitions_of(version: int, node: int, epoch: int, count: int) -> EncodedIte
 
     Every partition reads the same but for its index, so the entry is
     encoded once through the schema and the others are copies with their
-    index written in: a topic of 10,000 partitions costs one join, not
-    10,000 walks of the schema on the event loop (about a second of it on
-    a busy machine, for each client that asks)."""
+    index written in: a topic of 10,000 partitions costs one join (about
+    1 ms), not 10,000 walks of the schema on the event loop (about 30 ms,
+    for each client that asks)."""
     prefix, suffix = _partition_template(version, node, epoch)
     entry = struct.Struct(f">{len(prefix)}si{len(suffix)}s").pack
     return EncodedItems(count, b"".join([entry(prefix, i, suffix) for i in range(count)]))
