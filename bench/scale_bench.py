@@ -23,7 +23,10 @@ in the same run. MB is MiB (2**20 bytes) of record values.
   rate). From the server's /metrics:
   the reads the log cache did not answer (``object_reads``: tail reads
   come from the log cache, so 0) and every object-store GET meanwhile
-  (``gets``: compaction's and the manifest's too);
+  (``gets``: compaction's and the manifest's too); the cores the server
+  and the consumers' processes used meanwhile (``server_cores``,
+  ``consumer_cores``: on a shared machine, whether they were busy or
+  waiting for a CPU);
 - burst: history (``--history-mib``) written straight into the store
   (bench/_scale_history.py) over 4 partitions; a fresh server (cold block
   cache) serves one replay reader alone (``solo_replay_mb_s``); then
@@ -54,6 +57,7 @@ in the same run. MB is MiB (2**20 bytes) of record values.
 from __future__ import annotations
 
 import json
+import os
 import queue
 import shutil
 import subprocess
@@ -289,6 +293,12 @@ class ClientProcess:
         finally:
             self.kill()
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the child so far, every thread's."""
+        with open(f"/proc/{self.process.pid}/stat", encoding="ascii") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def kill(self) -> None:
         if self.process.poll() is None:
             self.process.kill()
@@ -388,8 +398,6 @@ class LiveProducer:
 
 
 def _random(size: int) -> bytes:
-    import os
-
     return os.urandom(size)
 
 
@@ -491,9 +499,12 @@ def fanout(scratch: Path, sizes: Sizes) -> dict[str, Any]:
             children = tailing(server.address, topic, n, topic)
             gets, misses = server.reads()
             producer = LiveProducer(server.address, topic, rate)
-            started = time.time()
+            cpu = [server.process.cpu_seconds(), *(child.cpu_seconds() for child in children)]
+            started, began = time.time(), time.perf_counter()
             producer.start()
             time.sleep(sizes.fanout_seconds)
+            used = [server.process.cpu_seconds(), *(child.cpu_seconds() for child in children)]
+            elapsed = time.perf_counter() - began
             producer.stop()
             consumers = [c for child in children for c in child.result()["consumers"]]
             gets_after, misses_after = server.reads()
@@ -519,6 +530,8 @@ def fanout(scratch: Path, sizes: Sizes) -> dict[str, Any]:
                     for c in consumers
                 ),
                 "end_delay_ms_max": max(c["end_delay_ms"] for c in consumers),
+                "server_cores": round((used[0] - cpu[0]) / elapsed, 2),
+                "consumer_cores": round((sum(used[1:]) - sum(cpu[1:])) / elapsed, 2),
                 "object_reads": misses,
                 "gets": gets,
             }
@@ -720,13 +733,14 @@ def print_table(results: dict[str, Any]) -> None:
         print(f"fan-out at {f['rate_mb_s']:g} MB/s, one partition")
         print(
             f"{'N':>4} {'p50 ms':>8} {'p99 ms':>8} {'MB/s min':>9} {'kept up':>8}"
-            f" {'object reads':>12} {'GETs':>5}"
+            f" {'object reads':>12} {'GETs':>5} {'cores: server':>13} {'clients':>7}"
         )
         for n in f["consumers"]:
             r = f[f"n{n}"]
             print(
                 f"{n:>4} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['consumer_mb_s_min']:>9.2f}"
                 f" {r['kept_up']!s:>8} {r['object_reads']:>12} {r['gets']:>5}"
+                f" {r['server_cores']:>13.2f} {r['consumer_cores']:>7.2f}"
             )
         print(f"p99_vs_n1 {f['p99_vs_n1']:.2f}\n")
     if "burst" in results:
