@@ -89,3 +89,46 @@ def test_a_fanout_run_delivers_every_record_to_every_consumer(tmp_path: Path) ->
         assert run["server_cores"] > 0 and run["consumer_cores"] > 0
     assert result["p99_vs_n1"] == result["p99_n2_vs_n1"] > 0
     assert result["p99_curve"] == [[1, result["n1"]["p99_ms"]], [2, result["n2"]["p99_ms"]]]
+
+
+def test_the_report_draws_one_plot_per_scale_scenario(tmp_path: Path) -> None:
+    report = _load("report")
+    fanout = {
+        "rate_mb_s": 2.0,
+        "consumers": [1, 4],
+        "n1": {"p50_ms": 5.0, "p99_ms": 20.0},
+        "n4": {"p50_ms": 6.0, "p99_ms": 30.0},
+        "p99_vs_n1": 1.5,
+    }
+    burst = {
+        "history_mib": 200,
+        "replay_vs_solo": 0.8,
+        "produce_p99_ms_before": 20.0,
+        "produce_p99_ms_during": 30.0,
+        "tail_p99_ms_before": 21.0,
+        "tail_p99_ms_during": 31.0,
+        "replay_timeline": [[0.0, 0.0], [1.0, 100.0]],
+    }
+    partitions = {"produce_curve": [[1, 2.0], [100, 1.9]], "consume_curve": [[1, 8.0], [100, 7.0]]}
+    history = {
+        "commit_ms_curve": [[2, 3.0], [801, 6.0]],
+        "start_s_curve": [[2.0, 3.0], [200.0, 3.5]],
+    }
+    result = {"fanout": fanout, "burst": burst, "partitions": partitions, "history": history}
+    built = {
+        "started": "now",
+        "quick": True,
+        "machine": {"cpu_count": 2},
+        "benches": [{"name": "scale", "command": [], "ok": True, "seconds": 1, "result": result}],
+    }
+    report.write(built, tmp_path)
+    drawn = {path.name for path in tmp_path.glob("scale-*.png")}
+    assert drawn == {
+        "scale-fanout.png",
+        "scale-burst.png",
+        "scale-partitions.png",
+        "scale-history.png",
+    }
+    assert "<h2>Scale</h2>" in (tmp_path / "report.html").read_text()
+    # A run of some scenarios only draws those.
+    assert [name for name, _ in report.scale_plots({"history": history})] == ["scale-history"]
