@@ -39,8 +39,16 @@ TIMELINE_POINTS = 60
 
 Histogram = Counter[int]
 """Latency bucket (BUCKET_S units) -> records."""
+SLOT_S = 0.1
+"""Latencies are kept by the tenth of a second they were produced in, so a
+window of the run (a replay burst of a second or two) is picked out to
+within it."""
 Slotted = dict[int, Histogram]
-"""Second of the produce time (int(time.time())) -> its records' latencies."""
+"""Slot of the produce time (``slot_of(time.time())``) -> its records' latencies."""
+
+
+def slot_of(sent: float) -> int:
+    return int(sent / SLOT_S)
 
 
 def quantile(histogram: Mapping[int, int], q: float) -> float:
@@ -58,11 +66,12 @@ def quantile(histogram: Mapping[int, int], q: float) -> float:
 
 
 def merge(slotted: Iterable[Slotted], start: float = 0.0, end: float = float("inf")) -> Histogram:
-    """One histogram of the records produced in seconds [start, end)."""
+    """One histogram of the records produced within [start, end) (times
+    as time.time() gives them), by the slots wholly inside it."""
     total: Histogram = Counter()
     for slots in slotted:
-        for second, histogram in slots.items():
-            if start <= second and second + 1 <= end:
+        for slot, histogram in slots.items():
+            if start <= slot * SLOT_S and (slot + 1) * SLOT_S <= end:
                 total.update(histogram)
     return total
 
@@ -147,9 +156,9 @@ class Tail(threading.Thread):
                     self.end_delay_ms = max(self.end_delay_ms, (now - sent) * 1000)
                     continue
                 sent = unpack(value)[0]
-                slot = self.slots.get(int(sent))
+                slot = self.slots.get(slot_of(sent))
                 if slot is None:
-                    slot = self.slots[int(sent)] = Counter()
+                    slot = self.slots[slot_of(sent)] = Counter()
                 slot[int((now - sent) / BUCKET_S)] += 1
                 self.records += 1
                 self.bytes += len(value)

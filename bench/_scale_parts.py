@@ -230,10 +230,10 @@ class LiveProducer:
         latency = msg.latency()
         if value is None or latency is None or value[:4] == clients.END:
             return
-        second = int(clients.STAMP.unpack_from(value)[0])
-        slot = self.slots.get(second)
+        at = clients.slot_of(clients.STAMP.unpack_from(value)[0])
+        slot = self.slots.get(at)
         if slot is None:
-            slot = self.slots[second] = Counter()
+            slot = self.slots[at] = Counter()
         slot[int(latency / clients.BUCKET_S)] += 1
 
     def _run(self) -> None:

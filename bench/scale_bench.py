@@ -29,12 +29,13 @@ in the same run. MB is MiB (2**20 bytes) of record values.
   waiting for a CPU);
 - burst: history (``--history-mib``) written straight into the store
   (bench/_scale_history.py) over 4 partitions; a fresh server (cold block
-  cache) serves one replay reader alone (``solo_replay_mb_s``); then
-  another fresh server serves the live producer (acks=all, ``--rate-mb``
-  / 4) and 4 tailing consumers, and midway the same replay as fast as it
-  can. Live produce p99 (produce() to its delivery report) and the tail
-  consumers' delivery p99, before and during the burst, and the replay's
-  rate beside the solo one;
+  cache) serves the live producer (acks=all, ``--rate-mb`` / 4) and 4
+  tailing consumers, and midway a replay reader of the whole history as
+  fast as it can. Live produce p99 (produce() to its delivery report) and
+  the tail consumers' delivery p99, before and during the burst (windows
+  to a tenth of a second), and the replay's rate beside the same replay
+  alone on a fresh server, run once before and once after (the faster
+  counts: ``solo_replay_mb_s``);
 - partitions: one topic of 1, 100, 1,000 and 10,000 partitions, and 1,000
   topics of one partition, each on a fresh server: the server's RSS before
   and after the creation (``idle_kib_per_partition``); then the same total
@@ -79,6 +80,12 @@ from _scale_parts import (
     tailing,
 )
 
+WARM_UP_S = 1.0
+"""The first second of a live producer's run (connections, first batches)
+is left out of its latencies."""
+MIN_WINDOW_RECORDS = 200
+"""The fewest live records a window (before, during a replay) must hold for
+its p99 to mean anything."""
 KEPT_UP_MS = 1000.0
 """A consumer kept up if it got every record and the end marker reached it
 within this long of being produced."""
@@ -118,7 +125,7 @@ QUICK = Sizes(
     rate_mb=2.0,
     fanout=(1, 4, 16, 32),
     fanout_seconds=4.0,
-    history_mib=200,
+    history_mib=400,
     burst_before_s=3.0,
     partitions=(1, 100, 1000, 10_000),
     topics=1000,
@@ -175,7 +182,7 @@ def fanout(scratch: Path, sizes: Sizes) -> dict[str, Any]:
                 raise RuntimeError(f"fanout N={n}: {failed[0]}")
             # The first second is warm-up (connections, the first batches).
             merged = clients.merge(
-                [clients.from_wire(c["slots"]) for c in consumers], start=int(started) + 1
+                [clients.from_wire(c["slots"]) for c in consumers], start=started + WARM_UP_S
             )
             rates = [c["bytes"] / MiB / c["seconds"] for c in consumers if c["seconds"] > 0]
             p99[n] = clients.quantile(merged, 0.99)
@@ -215,15 +222,7 @@ def burst(scratch: Path, sizes: Sizes) -> dict[str, Any]:
     made = history.write_history(data, streams["history"], sizes.history_mib * MiB, 32 * MiB)
     history.settle(data)
     results: dict[str, Any] = {"history_mib": made.bytes // MiB, "history_objects": made.objects}
-    with Server(scratch, data) as server:
-        gets, _ = server.reads()
-        solo = ClientProcess("replay", server.address, "history")
-        solo.wait_ready()
-        alone = solo.result()
-        results["solo_gets"] = server.reads()[0] - gets
-    if not alone["complete"]:
-        raise RuntimeError("the solo replay did not reach the end")
-    results["solo_replay_mb_s"] = round(alone["bytes"] / MiB / alone["seconds"], 1)
+    alone = solo_replay(scratch, data, sizes.burst_before_s + 1)
     rate = sizes.rate_mb / 4 * MiB / RECORD_BYTES
     results["live_rate_mb_s"] = sizes.rate_mb / 4
     with Server(scratch, data) as server:
@@ -240,6 +239,15 @@ def burst(scratch: Path, sizes: Sizes) -> dict[str, Any]:
         consumers = [c for child in children for c in child.result()["consumers"]]
     if not during["complete"]:
         raise RuntimeError("the replay beside live traffic did not reach the end")
+    # The solo replay runs before and after, each on a fresh server, and the
+    # faster counts: the machine's state (its page cache, its other load)
+    # then favours neither side of the ratio.
+    again = solo_replay(scratch, data, sizes.burst_before_s + 1)
+    solo_rates = [r["bytes"] / MiB / r["seconds"] for r in (alone, again)]
+    results["solo_replay_mb_s_runs"] = [round(r, 1) for r in solo_rates]
+    results["solo_replay_mb_s"] = round(max(solo_rates), 1)
+    if solo_rates[1] > solo_rates[0]:
+        alone = again
     failed = [c["error"] for c in consumers if c["error"]]
     if failed:
         raise RuntimeError(f"burst: {failed[0]}")
@@ -248,7 +256,7 @@ def burst(scratch: Path, sizes: Sizes) -> dict[str, Any]:
     results["replay_timeline"] = during["timeline"]
     results["solo_replay_timeline"] = alone["timeline"]
     windows = {
-        "before": (int(started) + 1, during["started"]),
+        "before": (started + WARM_UP_S, during["started"]),
         "during": (during["started"], during["ended"]),
     }
     tail_slots = [clients.from_wire(c["slots"]) for c in consumers]
@@ -260,6 +268,12 @@ def burst(scratch: Path, sizes: Sizes) -> dict[str, Any]:
         results[f"tail_p99_ms_{phase}"] = clients.quantile(tail, 0.99)
         results[f"tail_p50_ms_{phase}"] = clients.quantile(tail, 0.5)
         results[f"records_{phase}"] = sum(tail.values())
+        if sum(produced.values()) < MIN_WINDOW_RECORDS or sum(tail.values()) < MIN_WINDOW_RECORDS:
+            raise RuntimeError(
+                f"too few live records {phase} the replay to give a p99 ({sum(produced.values())}"
+                f" produced, {sum(tail.values())} consumed): a longer history (--history-mib)"
+                " or a higher --rate-mb"
+            )
     for what in ("produce", "tail"):
         before = results[f"{what}_p99_ms_before"]
         results[f"{what}_p99_during_vs_before"] = round(
@@ -267,6 +281,19 @@ def burst(scratch: Path, sizes: Sizes) -> dict[str, Any]:
         )
     results["kept_up"] = all(c["records"] == producer.sent for c in consumers)
     return results
+
+
+def solo_replay(scratch: Path, data: Path, settle_s: float) -> dict[str, Any]:
+    """The replay reader alone, from a fresh server (cold block cache),
+    started as long after the server as the replay beside live traffic."""
+    with Server(scratch, data) as server:
+        time.sleep(settle_s)
+        reader = ClientProcess("replay", server.address, "history")
+        reader.wait_ready()
+        alone = reader.result()
+    if not alone["complete"]:
+        raise RuntimeError("the solo replay did not reach the end")
+    return alone
 
 
 def partitions(scratch: Path, sizes: Sizes) -> dict[str, Any]:

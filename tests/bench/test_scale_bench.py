@@ -33,16 +33,18 @@ def _load(name: str) -> ModuleType:
 def test_latency_histograms_add_up_and_give_quantiles_per_window() -> None:
     clients = _load("_scale_clients")
     bucket = clients.BUCKET_S
-    # Second 100: 99 records at 1 ms and one at 50 ms; second 101: 10 at 7 ms.
-    first = {100: Counter({int(0.001 / bucket): 99, int(0.050 / bucket): 1})}
-    second = {101: Counter({int(0.007 / bucket): 10})}
+    # Produced at 100.0-100.1 s: 99 records at 1 ms and one at 50 ms; at
+    # 100.1-100.2 s: 10 at 7 ms.
+    first = {clients.slot_of(100.05): Counter({int(0.001 / bucket): 99, int(0.050 / bucket): 1})}
+    second = {clients.slot_of(100.15): Counter({int(0.007 / bucket): 10})}
     both = clients.merge([first, second])
     assert sum(both.values()) == 110
     assert clients.quantile(clients.merge([first]), 0.5) == 1.05  # the bucket's middle
     assert clients.quantile(clients.merge([first]), 0.99) == 50.05
-    # A window keeps the seconds wholly inside it.
-    assert sum(clients.merge([first, second], start=101).values()) == 10
-    assert sum(clients.merge([first, second], end=101).values()) == 100
+    # A window keeps the slots wholly inside it.
+    assert sum(clients.merge([first, second], start=100.09).values()) == 10
+    assert sum(clients.merge([first, second], end=100.11).values()) == 100
+    assert sum(clients.merge([first, second], start=100.01, end=100.19).values()) == 0
     assert clients.quantile(Counter(), 0.99) == 0.0
     # What a child prints comes back the same.
     assert clients.from_wire(clients.to_wire(first)) == first
