@@ -12,7 +12,8 @@ the others go on.
 The page holds: the machine (CPU model, cores, memory, disk, Python, OS);
 per benchmark, its ratios against the baselines measured in the same run
 (bars, each labelled); the produce latency CDFs (kafka_bench); the replay
-rate over time (replay_bench); startup times (startup_bench); a table of
+rate over time (replay_bench); startup times (startup_bench); how costs
+grow with consumers, partitions and history (scale_bench); a table of
 every figure; and the JSON it was built from.
 """
 
@@ -67,6 +68,7 @@ BENCHES = (
     Bench("mirror", "mirror_bench.py", ("--quick",)),
     Bench("table", "table_bench.py", ("--quick",)),
     Bench("metrics", "metrics_bench.py", ("--produce-mb", "16", "--rounds", "1")),
+    Bench("scale", "scale_bench.py", ("--quick",)),
 )
 """bench/compare.py is left out: it measures revisions against each other."""
 
@@ -395,6 +397,8 @@ CURVE_NAMES = {
     "replay.replay_uncompacted_timeline_file": "local dir, before compaction",
     "replay.replay_timeline_s3": "S3 (moto), after compaction",
     "replay.replay_uncompacted_timeline_s3": "S3 (moto), before compaction",
+    "scale.burst.replay_timeline": "scale: replay beside live traffic (Kafka client)",
+    "scale.burst.solo_replay_timeline": "scale: the same replay alone (Kafka client)",
 }
 """What a curve's legend says, by benchmark and key (else the key itself)."""
 
@@ -456,6 +460,74 @@ def startup_bars(result: dict[str, Any]) -> bytes:
     axes.set_xlabel("seconds (median of the runs)")
     axes.set_title("startup: python -c pass, import engine, tidelog serve, the test fixture")
     return _png(figure)
+
+
+def scale_plots(result: dict[str, Any]) -> list[tuple[str, bytes]]:
+    """One plot per scenario of scale_bench that ran: delivery latency
+    against the number of consumers (fanout), p99 before and during a
+    replay burst (burst), produce and consume rates against the number of
+    partitions (partitions), and manifest commit and start-up times
+    against the history held (history)."""
+    import matplotlib.pyplot as plt
+
+    plots: list[tuple[str, bytes]] = []
+    fanout = result.get("fanout")
+    if isinstance(fanout, dict) and fanout.get("consumers"):
+        counts = fanout["consumers"]
+        curves = {
+            f"{q} ms": [[n, fanout[f"n{n}"][f"{q}_ms"]] for n in counts] for q in ("p50", "p99")
+        }
+        title = f"fan-out: delivery time against consumers ({fanout['rate_mb_s']:g} MB/s in)"
+        plots.append(("scale-fanout", plot_lines(title, curves, "consumers (log)", "ms", True)))
+    burst = result.get("burst")
+    if isinstance(burst, dict) and "tail_p99_ms_before" in burst:
+        figure, axes = plt.subplots(figsize=(8, 3))
+        labels = ["live produce p99", "tail consumers p99"]
+        before = [burst["produce_p99_ms_before"], burst["tail_p99_ms_before"]]
+        during = [burst["produce_p99_ms_during"], burst["tail_p99_ms_during"]]
+        axes.barh([0.2, 1.2], before, height=0.4, label="before the replay", color="#2b7bba")
+        axes.barh([-0.2, 0.8], during, height=0.4, label="during the replay", color="#e08214")
+        axes.set_yticks([0, 1], labels)
+        axes.invert_yaxis()
+        axes.set_xlabel("ms")
+        axes.set_title(
+            f"replay burst of {burst['history_mib']} MiB: {burst['replay_vs_solo']:.2f}x "
+            "its solo rate"
+        )
+        axes.legend(fontsize=8)
+        plots.append(("scale-burst", _png(figure)))
+    parts = result.get("partitions")
+    if isinstance(parts, dict) and parts.get("produce_curve"):
+        curves = {"produce (paced)": parts["produce_curve"], "consume": parts["consume_curve"]}
+        plots.append(
+            (
+                "scale-partitions",
+                plot_lines(
+                    "partitions: MB/s against partitions of one topic",
+                    curves,
+                    "partitions (log)",
+                    "MB/s",
+                    True,
+                ),
+            )
+        )
+    held = result.get("history")
+    if isinstance(held, dict) and held.get("commit_ms_curve"):
+        figure, (commit, start) = plt.subplots(1, 2, figsize=(10, 3.5))
+        for axes, key, xlabel, ylabel in (
+            (commit, "commit_ms_curve", "objects in the manifest", "manifest commit, ms"),
+            (start, "start_s_curve", "history, MiB", "server start, s"),
+        ):
+            points = held[key]
+            axes.plot([p[0] for p in points], [p[1] for p in points], marker="o")
+            axes.set_xscale("log")
+            axes.set_xlabel(f"{xlabel} (log)")
+            axes.set_ylabel(ylabel)
+            axes.grid(True, alpha=0.3)
+        commit.set_title("history: manifest commit")
+        start.set_title("history: start-up")
+        plots.append(("scale-history", _png(figure)))
+    return plots
 
 
 # -- the page ----------------------------------------------------------------------
@@ -522,6 +594,11 @@ def render(report: dict[str, Any], images: dict[str, bytes] | None = None) -> st
         startup = startup_bars(done["startup"])
         if startup:
             parts += ["<h2>Startup</h2>", img("startup", startup)]
+    if "scale" in done:
+        drawn = scale_plots(done["scale"])
+        if drawn:
+            parts.append("<h2>Scale</h2>")
+            parts += [img(name, png) for name, png in drawn]
     parts.append("<h2>Against the baselines</h2>")
     for name, result in done.items():
         plot = plot_ratios(name, ratios(flatten(result)))

@@ -23,7 +23,7 @@ from functools import cache
 from types import NoneType, UnionType
 from typing import Any, Union, get_args, get_origin
 
-__all__ = ["Sink", "encode", "encoder_for"]
+__all__ = ["EncodedItems", "Sink", "encode", "encoder_for", "item_encoder"]
 
 _INT8 = struct.Struct(">b")
 _INT16 = struct.Struct(">h")
@@ -67,6 +67,18 @@ class Sink:
 
 
 Writer = Callable[[Sink, Any], None]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class EncodedItems:
+    """An array's items already encoded for the version being written:
+    ``count`` items, one after another in ``data`` (the array's length is
+    written by the array's writer, as for a list). A handler whose long
+    array is the same item after item (a topic's partitions in Metadata)
+    encodes it without a walk of the schema per item."""
+
+    count: int
+    data: bytes
 
 
 def _uvarint(out: bytearray, value: int) -> None:
@@ -215,10 +227,15 @@ def _array_writer(item: Writer, flexible: bool, nullable: bool) -> Writer:
             else:
                 out += _INT32.pack(-1)
             return
+        encoded = values if isinstance(values, EncodedItems) else None
+        count = len(values) if encoded is None else encoded.count
         if flexible:
-            _uvarint(out, len(values) + 1)
+            _uvarint(out, count + 1)
         else:
-            out += _INT32.pack(len(values))
+            out += _INT32.pack(count)
+        if encoded is not None:
+            out += encoded.data
+            return
         for value in values:
             item(sink, value)
 
@@ -331,6 +348,19 @@ def encoder_for(schema: type) -> Writer:
             out += encoded
 
     return write
+
+
+def item_encoder(schema: type, *path: str) -> Writer:
+    """The writer of one item of the array reached from ``schema`` by the
+    field names of ``path`` (each an array of structs, the last the one
+    meant): what an EncodedItems of that array must hold, item after item."""
+    for name in path:
+        (field,) = [f for f in dataclasses.fields(schema) if f.name == name]
+        inner, _ = _unwrap_optional(field.type)
+        if get_origin(inner) is not tuple:
+            raise TypeError(f"{schema.__name__}.{name} is not an array")
+        schema = get_args(inner)[0]
+    return encoder_for(schema)
 
 
 def _attribute_getter(value: Any) -> Callable[[str, Any], Any]:

@@ -1,0 +1,508 @@
+"""How tidelog's costs grow under agent-memory load: fan-out, replay bursts, partitions, history.
+
+    python bench/scale_bench.py [--quick] [--json] [--only fanout|burst|partitions|history]...
+                                [--rate-mb 50] [--history-mib 10240] [--produce-mib 256]
+                                [--fanout-seconds 20] [--data-dir PATH]
+
+Every scenario runs ``python -m engine serve`` in a child process on
+loopback (its object store: a directory beside its data) and drives it with
+librdkafka (confluent-kafka); every figure is set beside a baseline measured
+in the same run. MB is MiB (2**20 bytes) of record values.
+
+- fanout: one producer (acks=all, linger.ms=5) at ``--rate-mb`` of 1 KiB
+  records to a topic of one partition, and N = 1, 4, 16, 32 consumers
+  tailing it, each with a group.id of its own, every partition assigned
+  from offset 0 (no rebalance to wait for). Consumers run as threads, at
+  most eight to a child process (librdkafka fetches on threads of its own;
+  the Python side only reads each record's produce time), so neither the
+  bench's process nor one GIL is the bottleneck. A record's delivery time
+  runs from just before produce() (stamped in its value) to its receipt by
+  a consumer: p50/p99 over every consumer, and ``p99_vs_n1`` against N=1.
+  Every consumer must receive every record, the last within a second of
+  its produce (``kept_up``; ``consumer_mb_s_min`` is the slowest one's
+  rate). From the server's /metrics:
+  the reads the log cache did not answer (``object_reads``: tail reads
+  come from the log cache, so 0) and every object-store GET meanwhile
+  (``gets``: compaction's and the manifest's too); the cores the server
+  and the consumers' processes used meanwhile (``server_cores``,
+  ``consumer_cores``: on a shared machine, whether they were busy or
+  waiting for a CPU);
+- burst: history (``--history-mib``) written straight into the store
+  (bench/_scale_history.py) over 4 partitions; a fresh server (cold block
+  cache) serves the live producer (acks=all, ``--rate-mb`` / 4) and 4
+  tailing consumers, and midway a replay reader of the whole history as
+  fast as it can. Live produce p99 (produce() to its delivery report) and
+  the tail consumers' delivery p99, before and during the burst (windows
+  to a tenth of a second), and the replay's rate beside the same replay
+  alone on a fresh server, run once before and once after (the faster
+  counts: ``solo_replay_mb_s``);
+- partitions: one topic of 1, 100, 1,000 and 10,000 partitions, and 1,000
+  topics of one partition, each on a fresh server: the server's RSS before
+  and after the creation (``idle_kib_per_partition``); then the same total
+  rate (``--rate-mb``) of records to the partitions in turn, as round-robin
+  keys would spread them: the rate the producer reached (first produce()
+  to last delivery) and its delivery p99; then one consumer of every
+  partition reads it all from offset 0, flat out. Ratios to one partition.
+  librdkafka sends one partition's batch per Produce request, so with
+  thousands of partitions each request carries a record or two;
+- history: 1, 10 and 100 percent of ``--history-mib`` written straight
+  into the store as objects of 256 KiB (``--quick``) or 8 MiB, so the
+  object count grows with it: the manifest's size and the time of one
+  commit over it; a server's start-up time (until it listens) and RSS; and
+  the producer at ``--rate-mb`` to another topic, against the smallest
+  history.
+
+``--quick`` scales every size down (the whole in about two minutes).
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import _harness
+import _scale_clients as clients
+import _scale_history as history
+from _scale_parts import (
+    RECORD_BYTES,
+    ClientProcess,
+    LiveProducer,
+    MiB,
+    Server,
+    create_topics,
+    paced,
+    read_all,
+    tailing,
+)
+
+WARM_UP_S = 1.0
+"""The first second of a live producer's run (connections, first batches)
+is left out of its latencies."""
+MIN_WINDOW_RECORDS = 200
+"""The fewest live records a window (before, during a replay) must hold for
+its p99 to mean anything."""
+KEPT_UP_MS = 1000.0
+"""A consumer kept up if it got every record and the end marker reached it
+within this long of being produced."""
+SCENARIOS = ("fanout", "burst", "partitions", "history")
+
+
+@dataclass(frozen=True)
+class Sizes:
+    rate_mb: float
+    fanout: tuple[int, ...]
+    fanout_seconds: float
+    history_mib: int
+    burst_before_s: float
+    partitions: tuple[int, ...]
+    topics: int
+    partitions_mib: int
+    history_levels: tuple[int, ...]
+    """Percent of history_mib written in each history level."""
+    history_object_bytes: int
+    history_produce_mib: int
+
+
+FULL = Sizes(
+    rate_mb=50.0,
+    fanout=(1, 4, 16, 32),
+    fanout_seconds=20.0,
+    history_mib=10 * 1024,
+    burst_before_s=5.0,
+    partitions=(1, 100, 1000, 10_000),
+    topics=1000,
+    partitions_mib=256,
+    history_levels=(1, 10, 100),
+    history_object_bytes=8 * MiB,
+    history_produce_mib=256,
+)
+QUICK = Sizes(
+    rate_mb=2.0,
+    fanout=(1, 4, 16, 32),
+    fanout_seconds=4.0,
+    history_mib=400,
+    burst_before_s=3.0,
+    partitions=(1, 100, 1000, 10_000),
+    topics=1000,
+    partitions_mib=4,
+    history_levels=(1, 10, 100),
+    history_object_bytes=256 * 1024,
+    history_produce_mib=4,
+)
+TARGETS = {
+    "fanout.p99_vs_n1 <= 2": ("fanout", "p99_vs_n1", "<=", 2.0),
+    "fanout.tail_object_reads == 0": ("fanout", "tail_object_reads", "<=", 0.0),
+    "burst.produce_p99_during_vs_before <= 2": ("burst", "produce_p99_during_vs_before", "<=", 2),
+    "burst.tail_p99_during_vs_before <= 2": ("burst", "tail_p99_during_vs_before", "<=", 2.0),
+    "burst.replay_vs_solo >= 0.5": ("burst", "replay_vs_solo", ">=", 0.5),
+    "partitions.produce_1000_vs_1 >= 0.7": ("partitions", "produce_1000_vs_1", ">=", 0.7),
+    "partitions.produce_10000_vs_1 >= 0.5": ("partitions", "produce_10000_vs_1", ">=", 0.5),
+    "partitions.idle_kib_per_partition < 20": (
+        "partitions",
+        "idle_kib_per_partition",
+        "<",
+        20.0,
+    ),
+}
+
+
+# -- scenarios -------------------------------------------------------------------------
+
+
+def fanout(scratch: Path, sizes: Sizes) -> dict[str, Any]:
+    rate = sizes.rate_mb * MiB / RECORD_BYTES
+    results: dict[str, Any] = {"rate_mb_s": sizes.rate_mb, "consumers": list(sizes.fanout)}
+    object_reads = 0
+    p99: dict[int, float] = {}
+    with Server(scratch, scratch / "fanout") as server:
+        for n in sizes.fanout:
+            topic = f"fanout-{n}"
+            create_topics(server.address, {topic: 1})
+            children = tailing(server.address, topic, n, topic)
+            gets, misses = server.reads()
+            producer = LiveProducer(server.address, topic, rate)
+            cpu = [server.process.cpu_seconds(), *(child.cpu_seconds() for child in children)]
+            started, began = time.time(), time.perf_counter()
+            producer.start()
+            time.sleep(sizes.fanout_seconds)
+            used = [server.process.cpu_seconds(), *(child.cpu_seconds() for child in children)]
+            elapsed = time.perf_counter() - began
+            producer.stop()
+            consumers = [c for child in children for c in child.result()["consumers"]]
+            gets_after, misses_after = server.reads()
+            gets, misses = gets_after - gets, misses_after - misses
+            object_reads += misses
+            failed = [c["error"] for c in consumers if c["error"]]
+            if failed:
+                raise RuntimeError(f"fanout N={n}: {failed[0]}")
+            # The first second is warm-up (connections, the first batches).
+            merged = clients.merge(
+                [clients.from_wire(c["slots"]) for c in consumers], start=started + WARM_UP_S
+            )
+            rates = [c["bytes"] / MiB / c["seconds"] for c in consumers if c["seconds"] > 0]
+            p99[n] = clients.quantile(merged, 0.99)
+            results[f"n{n}"] = {
+                "p50_ms": clients.quantile(merged, 0.5),
+                "p99_ms": p99[n],
+                "consumer_mb_s_min": round(min(rates), 2),
+                "consumer_mb_s_mean": round(sum(rates) / len(rates), 2),
+                "produced": producer.sent,
+                "kept_up": all(
+                    c["records"] == producer.sent and c["end_delay_ms"] < KEPT_UP_MS
+                    for c in consumers
+                ),
+                "end_delay_ms_max": max(c["end_delay_ms"] for c in consumers),
+                "server_cores": round((used[0] - cpu[0]) / elapsed, 2),
+                "consumer_cores": round((sum(used[1:]) - sum(cpu[1:])) / elapsed, 2),
+                "object_reads": misses,
+                "gets": gets,
+            }
+    first = sizes.fanout[0]
+    for n in sizes.fanout[1:]:
+        results[f"p99_n{n}_vs_n{first}"] = round(p99[n] / p99[first], 2)
+    results["p99_vs_n1"] = results[f"p99_n{sizes.fanout[-1]}_vs_n{first}"]
+    results["tail_object_reads"] = object_reads
+    results["kept_up"] = all(results[f"n{n}"]["kept_up"] for n in sizes.fanout)
+    results["p99_curve"] = [[n, p99[n]] for n in sizes.fanout]
+    return results
+
+
+BURST_PARTITIONS = 4
+BURST_CONSUMERS = 4
+
+
+def burst(scratch: Path, sizes: Sizes) -> dict[str, Any]:
+    data = scratch / "burst"
+    streams = history.create_topics(data, {"history": BURST_PARTITIONS, "live": 1})
+    made = history.write_history(data, streams["history"], sizes.history_mib * MiB, 32 * MiB)
+    history.settle(data)
+    results: dict[str, Any] = {"history_mib": made.bytes // MiB, "history_objects": made.objects}
+    alone = solo_replay(scratch, data, sizes.burst_before_s + 1)
+    rate = sizes.rate_mb / 4 * MiB / RECORD_BYTES
+    results["live_rate_mb_s"] = sizes.rate_mb / 4
+    with Server(scratch, data) as server:
+        children = tailing(server.address, "live", BURST_CONSUMERS, "burst")
+        producer = LiveProducer(server.address, "live", rate)
+        started = time.time()
+        producer.start()
+        time.sleep(sizes.burst_before_s + 1)
+        replayer = ClientProcess("replay", server.address, "history")
+        replayer.wait_ready()
+        during = replayer.result()
+        time.sleep(1.0)
+        producer.stop()
+        consumers = [c for child in children for c in child.result()["consumers"]]
+    if not during["complete"]:
+        raise RuntimeError("the replay beside live traffic did not reach the end")
+    # The solo replay runs before and after, each on a fresh server, and the
+    # faster counts: the machine's state (its page cache, its other load)
+    # then favours neither side of the ratio.
+    again = solo_replay(scratch, data, sizes.burst_before_s + 1)
+    solo_rates = [r["bytes"] / MiB / r["seconds"] for r in (alone, again)]
+    results["solo_replay_mb_s_runs"] = [round(r, 1) for r in solo_rates]
+    results["solo_replay_mb_s"] = round(max(solo_rates), 1)
+    if solo_rates[1] > solo_rates[0]:
+        alone = again
+    failed = [c["error"] for c in consumers if c["error"]]
+    if failed:
+        raise RuntimeError(f"burst: {failed[0]}")
+    results["replay_mb_s"] = round(during["bytes"] / MiB / during["seconds"], 1)
+    results["replay_vs_solo"] = round(results["replay_mb_s"] / results["solo_replay_mb_s"], 2)
+    results["replay_timeline"] = during["timeline"]
+    results["solo_replay_timeline"] = alone["timeline"]
+    windows = {
+        "before": (started + WARM_UP_S, during["started"]),
+        "during": (during["started"], during["ended"]),
+    }
+    tail_slots = [clients.from_wire(c["slots"]) for c in consumers]
+    for phase, (start, end) in windows.items():
+        produced = clients.merge([producer.slots], start, end)
+        tail = clients.merge(tail_slots, start, end)
+        results[f"produce_p99_ms_{phase}"] = clients.quantile(produced, 0.99)
+        results[f"produce_p50_ms_{phase}"] = clients.quantile(produced, 0.5)
+        results[f"tail_p99_ms_{phase}"] = clients.quantile(tail, 0.99)
+        results[f"tail_p50_ms_{phase}"] = clients.quantile(tail, 0.5)
+        results[f"records_{phase}"] = sum(tail.values())
+        if sum(produced.values()) < MIN_WINDOW_RECORDS or sum(tail.values()) < MIN_WINDOW_RECORDS:
+            raise RuntimeError(
+                f"too few live records {phase} the replay to give a p99 ({sum(produced.values())}"
+                f" produced, {sum(tail.values())} consumed): a longer history (--history-mib)"
+                " or a higher --rate-mb"
+            )
+    for what in ("produce", "tail"):
+        before = results[f"{what}_p99_ms_before"]
+        results[f"{what}_p99_during_vs_before"] = round(
+            results[f"{what}_p99_ms_during"] / before, 2
+        )
+    results["kept_up"] = all(c["records"] == producer.sent for c in consumers)
+    return results
+
+
+def solo_replay(scratch: Path, data: Path, settle_s: float) -> dict[str, Any]:
+    """The replay reader alone, from a fresh server (cold block cache),
+    started as long after the server as the replay beside live traffic."""
+    with Server(scratch, data) as server:
+        time.sleep(settle_s)
+        reader = ClientProcess("replay", server.address, "history")
+        reader.wait_ready()
+        alone = reader.result()
+    if not alone["complete"]:
+        raise RuntimeError("the solo replay did not reach the end")
+    return alone
+
+
+def partitions(scratch: Path, sizes: Sizes) -> dict[str, Any]:
+    total = sizes.partitions_mib * MiB
+    shapes: list[tuple[str, int, int]] = [(f"p{n}", 1, n) for n in sizes.partitions]
+    shapes.append((f"t{sizes.topics}", sizes.topics, 1))
+    results: dict[str, Any] = {"mib": sizes.partitions_mib}
+    for name, topics, per_topic in shapes:
+        with Server(scratch, scratch / f"partitions-{name}") as server:
+            time.sleep(1.0)  # settled after start-up
+            before = server.rss_bytes()
+            names = [f"{name}-{i}" for i in range(topics)]
+            create_topics(server.address, dict.fromkeys(names, per_topic))
+            time.sleep(1.0)
+            after = server.rss_bytes()
+            produce = paced(server.address, names, per_topic, total, sizes.rate_mb)
+            consume = read_all(server.address, names, per_topic, total)
+            results[name] = {
+                "partitions": topics * per_topic,
+                "rss_mib_idle": round(after / MiB, 1),
+                "idle_kib_per_partition": round(
+                    max(0, after - before) / 1024 / (topics * per_topic), 2
+                ),
+                "produce_mb_s": round(produce.mb_s, 2),
+                "produce_p50_ms": produce.p50_ms,
+                "produce_p99_ms": produce.p99_ms,
+                "consume_mb_s": round(consume, 1),
+                "rss_mib_after": round(server.rss_bytes() / MiB, 1),
+            }
+    base = results[f"p{sizes.partitions[0]}"]
+    for name, _, _ in shapes[1:]:
+        label = name[1:] if name.startswith("p") else f"{name[1:]}_topics"
+        for what in ("produce", "consume"):
+            ratio = results[name][f"{what}_mb_s"] / base[f"{what}_mb_s"]
+            results[f"{what}_{label}_vs_1"] = round(ratio, 2)
+    largest = results[f"p{max(sizes.partitions)}"]
+    results["idle_kib_per_partition"] = largest["idle_kib_per_partition"]
+    results["produce_curve"] = [
+        [n, results[f"p{n}"]["produce_mb_s"]] for n in sorted(sizes.partitions)
+    ]
+    results["consume_curve"] = [
+        [n, results[f"p{n}"]["consume_mb_s"]] for n in sorted(sizes.partitions)
+    ]
+    return results
+
+
+def history_scenario(scratch: Path, sizes: Sizes) -> dict[str, Any]:
+    results: dict[str, Any] = {"object_bytes": sizes.history_object_bytes}
+    levels = []
+    for percent in sizes.history_levels:
+        data = scratch / f"history-{percent}"
+        streams = history.create_topics(data, {"history": 1, "live": 1})
+        made = history.write_history(
+            data,
+            streams["history"],
+            sizes.history_mib * MiB * percent // 100,
+            sizes.history_object_bytes,
+        )
+        first_open_s = history.settle(data)
+        with Server(scratch, data) as server:
+            ready_s = server.ready_s
+            rss = server.rss_bytes()
+            produce = paced(
+                server.address, ["live"], 1, sizes.history_produce_mib * MiB, sizes.rate_mb
+            )
+        level = {
+            "history_mib": round(made.bytes / MiB, 1),
+            "objects": made.objects,
+            "manifest_kib": round(made.manifest_bytes / 1024, 1),
+            "commit_ms": made.commit_ms,
+            "first_open_s": round(first_open_s, 3),
+            "start_s": round(ready_s, 3),
+            "rss_mib": round(rss / MiB, 1),
+            "produce_mb_s": round(produce.mb_s, 2),
+            "produce_p99_ms": produce.p99_ms,
+        }
+        results[f"h{percent}"] = level
+        levels.append(level)
+        shutil.rmtree(data, ignore_errors=True)  # the next level's disk
+    first, last = levels[0], levels[-1]
+    results["produce_largest_vs_smallest"] = round(last["produce_mb_s"] / first["produce_mb_s"], 2)
+    results["start_largest_vs_smallest"] = round(last["start_s"] / first["start_s"], 2)
+    results["commit_largest_vs_smallest"] = round(last["commit_ms"] / first["commit_ms"], 2)
+    results["commit_ms_curve"] = [[lv["objects"], lv["commit_ms"]] for lv in levels]
+    results["start_s_curve"] = [[lv["history_mib"], lv["start_s"]] for lv in levels]
+    return results
+
+
+RUNNERS: dict[str, Callable[[Path, Sizes], dict[str, Any]]] = {
+    "fanout": fanout,
+    "burst": burst,
+    "partitions": partitions,
+    "history": history_scenario,
+}
+
+
+def run(scratch: Path, sizes: Sizes, only: list[str]) -> dict[str, Any]:
+    results: dict[str, Any] = {"record_bytes": RECORD_BYTES, **_harness.cpus()}
+    for name in only:
+        print(f"{name}: running", file=sys.stderr, flush=True)
+        started = time.perf_counter()
+        (scratch / name).mkdir()
+        results[name] = RUNNERS[name](scratch / name, sizes)
+        results[name]["seconds"] = round(time.perf_counter() - started, 1)
+    results["targets"] = {
+        label: _meets(results[scenario][key], op, bound)
+        for label, (scenario, key, op, bound) in TARGETS.items()
+        if scenario in results and key in results[scenario]
+    }
+    return results
+
+
+def _meets(value: float, op: str, bound: float) -> bool:
+    return {"<=": value <= bound, ">=": value >= bound, "<": value < bound}[op]
+
+
+# -- the table -------------------------------------------------------------------------
+
+
+def print_table(results: dict[str, Any]) -> None:
+    print(f"{results['cpus_usable']} CPUs usable; MB = MiB of record values\n")
+    if "fanout" in results:
+        f = results["fanout"]
+        print(f"fan-out at {f['rate_mb_s']:g} MB/s, one partition")
+        print(
+            f"{'N':>4} {'p50 ms':>8} {'p99 ms':>8} {'MB/s min':>9} {'kept up':>8}"
+            f" {'object reads':>12} {'GETs':>5} {'cores: server':>13} {'clients':>7}"
+        )
+        for n in f["consumers"]:
+            r = f[f"n{n}"]
+            print(
+                f"{n:>4} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['consumer_mb_s_min']:>9.2f}"
+                f" {r['kept_up']!s:>8} {r['object_reads']:>12} {r['gets']:>5}"
+                f" {r['server_cores']:>13.2f} {r['consumer_cores']:>7.2f}"
+            )
+        print(f"p99_vs_n1 {f['p99_vs_n1']:.2f}\n")
+    if "burst" in results:
+        b = results["burst"]
+        print(f"replay burst: {b['history_mib']} MiB history, live {b['live_rate_mb_s']:g} MB/s")
+        for what in ("produce", "tail"):
+            print(
+                f"  {what} p99 before {b[f'{what}_p99_ms_before']:.2f} ms, during "
+                f"{b[f'{what}_p99_ms_during']:.2f} ms ({b[f'{what}_p99_during_vs_before']:.2f}x)"
+            )
+        print(
+            f"  replay {b['replay_mb_s']:.1f} MB/s beside live traffic, {b['solo_replay_mb_s']:.1f}"
+            f" alone ({b['replay_vs_solo']:.2f}x)\n"
+        )
+    if "partitions" in results:
+        p = results["partitions"]
+        print(f"partitions: {p['mib']} MiB produced at the live rate, then read flat out")
+        print(f"{'shape':>8} {'produce':>8} {'consume':>8} {'RSS MiB':>8} {'KiB/part':>9}")
+        for key, value in p.items():
+            if isinstance(value, dict):
+                print(
+                    f"{key:>8} {value['produce_mb_s']:>8.1f} {value['consume_mb_s']:>8.1f}"
+                    f" {value['rss_mib_idle']:>8.1f} {value['idle_kib_per_partition']:>9.2f}"
+                )
+        print()
+    if "history" in results:
+        h = results["history"]
+        print("history")
+        print(
+            f"{'MiB':>8} {'objects':>8} {'manifest KiB':>12} {'commit ms':>9} {'start s':>8}"
+            f" {'RSS MiB':>8} {'produce':>8}"
+        )
+        for lv in h.values():
+            if isinstance(lv, dict):
+                print(
+                    f"{lv['history_mib']:>8.1f} {lv['objects']:>8} {lv['manifest_kib']:>12.1f}"
+                    f" {lv['commit_ms']:>9.2f} {lv['start_s']:>8.2f} {lv['rss_mib']:>8.1f}"
+                    f" {lv['produce_mb_s']:>8.1f}"
+                )
+        print()
+    _harness.print_targets(results["targets"])
+
+
+def main() -> None:
+    parser = _harness.parser(__doc__, quick="every size scaled down (about two minutes)")
+    parser.add_argument("--only", action="append", choices=SCENARIOS, help="repeatable")
+    parser.add_argument("--rate-mb", type=float, default=None, help="live producer MB/s")
+    parser.add_argument("--history-mib", type=int, default=None, help="replay history")
+    parser.add_argument(
+        "--produce-mib", type=int, default=None, help="produced per partitions/history run"
+    )
+    parser.add_argument("--fanout-seconds", type=float, default=None, help="each fan-out run")
+    parser.add_argument("--data-dir", default=None, help="scratch directory (default: temp)")
+    args = parser.parse_args()
+    sizes = QUICK if args.quick else FULL
+    if args.rate_mb is not None:
+        sizes = dataclass_replace(sizes, rate_mb=args.rate_mb)
+    if args.history_mib is not None:
+        sizes = dataclass_replace(sizes, history_mib=args.history_mib)
+    if args.produce_mib is not None:
+        sizes = dataclass_replace(
+            sizes, partitions_mib=args.produce_mib, history_produce_mib=args.produce_mib
+        )
+    if args.fanout_seconds is not None:
+        sizes = dataclass_replace(sizes, fanout_seconds=args.fanout_seconds)
+    with _harness.scratch(args.data_dir, "tidelog-scale-") as scratch:
+        results = run(scratch, sizes, args.only or list(SCENARIOS))
+    _harness.report(results, args.json, print_table)
+
+
+def dataclass_replace(sizes: Sizes, **changes: Any) -> Sizes:
+    import dataclasses
+
+    return dataclasses.replace(sizes, **changes)
+
+
+if __name__ == "__main__":
+    main()

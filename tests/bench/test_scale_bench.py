@@ -1,0 +1,136 @@
+"""bench/scale_bench.py at its smallest: the latency histograms its clients
+hand back, history written straight into a store and served after, and
+one fan-out run (a server, a producer, two consumers in a child process)."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import sys
+from collections import Counter
+from pathlib import Path
+from types import ModuleType
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+MiB = 1024 * 1024
+
+
+def _load(name: str) -> ModuleType:
+    """bench/``name``.py as a module; bench/ is on the path only while it
+    loads (for its imports of its neighbours), as when it runs as a script."""
+    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    sys.path.insert(0, str(BENCH))
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(BENCH))
+    return module
+
+
+def test_latency_histograms_add_up_and_give_quantiles_per_window() -> None:
+    clients = _load("_scale_clients")
+    bucket = clients.BUCKET_S
+    # Produced at 100.0-100.1 s: 99 records at 1 ms and one at 50 ms; at
+    # 100.1-100.2 s: 10 at 7 ms.
+    first = {clients.slot_of(100.05): Counter({int(0.001 / bucket): 99, int(0.050 / bucket): 1})}
+    second = {clients.slot_of(100.15): Counter({int(0.007 / bucket): 10})}
+    both = clients.merge([first, second])
+    assert sum(both.values()) == 110
+    assert clients.quantile(clients.merge([first]), 0.5) == 1.05  # the bucket's middle
+    assert clients.quantile(clients.merge([first]), 0.99) == 50.05
+    # A window keeps the slots wholly inside it.
+    assert sum(clients.merge([first, second], start=100.09).values()) == 10
+    assert sum(clients.merge([first, second], end=100.11).values()) == 100
+    assert sum(clients.merge([first, second], start=100.01, end=100.19).values()) == 0
+    assert clients.quantile(Counter(), 0.99) == 0.0
+    # What a child prints comes back the same.
+    assert clients.from_wire(clients.to_wire(first)) == first
+
+
+def test_history_written_into_the_store_is_served_with_dense_offsets(tmp_path: Path) -> None:
+    import engine
+
+    history = _load("_scale_history")
+    data = tmp_path / "data"
+    streams = history.create_topics(data, {"history": 2, "live": 1})
+    made = history.write_history(data, streams["history"], 2 * MiB, 256 * 1024)
+    assert made.bytes == 2 * MiB
+    assert made.objects >= 2  # objects of about 256 KiB (a block seals once past it)
+    assert made.manifest_bytes > 0 and made.commit_ms > 0
+    assert history.settle(data) > 0
+    per_batch = history.BATCH_RECORDS
+    with engine.open(data) as opened:
+        for partition in range(2):
+            start, end = opened.offsets("history", partition)
+            assert (start, end) == (0, MiB // history.RECORD_BYTES)
+            offset, values = 0, 0
+            while offset < end:
+                fetched = opened.fetch("history", partition, offset)
+                for batch in fetched.records:
+                    assert int.from_bytes(bytes(batch[:8]), "big") == offset  # its base offset
+                    offset += per_batch
+                    values += per_batch
+            assert values == end
+        assert opened.offsets("live", 0) == (0, 0)
+
+
+def test_a_fanout_run_delivers_every_record_to_every_consumer(tmp_path: Path) -> None:
+    scale = _load("scale_bench")
+    sizes = dataclasses.replace(scale.QUICK, rate_mb=0.1, fanout=(1, 2), fanout_seconds=1.5)
+    result = scale.fanout(tmp_path, sizes)
+    assert result["kept_up"] is True
+    assert result["tail_object_reads"] == 0  # tail reads are answered by the log cache
+    for n in (1, 2):
+        run = result[f"n{n}"]
+        assert run["produced"] > 50
+        assert 0 < run["p50_ms"] <= run["p99_ms"]
+        assert run["consumer_mb_s_min"] > 0
+        assert run["server_cores"] > 0 and run["consumer_cores"] > 0
+    assert result["p99_vs_n1"] == result["p99_n2_vs_n1"] > 0
+    assert result["p99_curve"] == [[1, result["n1"]["p99_ms"]], [2, result["n2"]["p99_ms"]]]
+
+
+def test_the_report_draws_one_plot_per_scale_scenario(tmp_path: Path) -> None:
+    report = _load("report")
+    fanout = {
+        "rate_mb_s": 2.0,
+        "consumers": [1, 4],
+        "n1": {"p50_ms": 5.0, "p99_ms": 20.0},
+        "n4": {"p50_ms": 6.0, "p99_ms": 30.0},
+        "p99_vs_n1": 1.5,
+    }
+    burst = {
+        "history_mib": 200,
+        "replay_vs_solo": 0.8,
+        "produce_p99_ms_before": 20.0,
+        "produce_p99_ms_during": 30.0,
+        "tail_p99_ms_before": 21.0,
+        "tail_p99_ms_during": 31.0,
+        "replay_timeline": [[0.0, 0.0], [1.0, 100.0]],
+    }
+    partitions = {"produce_curve": [[1, 2.0], [100, 1.9]], "consume_curve": [[1, 8.0], [100, 7.0]]}
+    history = {
+        "commit_ms_curve": [[2, 3.0], [801, 6.0]],
+        "start_s_curve": [[2.0, 3.0], [200.0, 3.5]],
+    }
+    result = {"fanout": fanout, "burst": burst, "partitions": partitions, "history": history}
+    built = {
+        "started": "now",
+        "quick": True,
+        "machine": {"cpu_count": 2},
+        "benches": [{"name": "scale", "command": [], "ok": True, "seconds": 1, "result": result}],
+    }
+    report.write(built, tmp_path)
+    drawn = {path.name for path in tmp_path.glob("scale-*.png")}
+    assert drawn == {
+        "scale-fanout.png",
+        "scale-burst.png",
+        "scale-partitions.png",
+        "scale-history.png",
+    }
+    assert "<h2>Scale</h2>" in (tmp_path / "report.html").read_text()
+    # A run of some scenarios only draws those.
+    assert [name for name, _ in report.scale_plots({"history": history})] == ["scale-history"]

@@ -1,0 +1,104 @@
+"""A Fetch of a partition at its high watermark, as a caught-up consumer
+sends for most of its partitions: answered from the partition's offsets,
+without a read of the stream store, with the watermarks a read would give."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import engine
+from engine.protocol.apis import ApiKey, load_request_schema
+from tests.server.in_process import InProcessServer
+from tests.server.wire import Wire, build
+
+RECORDS = 5
+
+
+@dataclasses.dataclass
+class Served:
+    engine: engine.Engine
+    bootstrap: str
+    store_reads: list[int]
+
+
+@pytest.fixture
+def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Served]:
+    with engine.open(tmp_path / "data", config=engine.EngineConfig.small()) as opened:
+        opened.create_topic("t", 2)
+        with opened.producer() as producer:
+            for i in range(RECORDS):
+                producer.send("t", b"v%d" % i, partition=0).result(30)
+        opened.delete_records("t", 0, 2)
+        reads: list[int] = []
+        store_fetch = opened.store.fetch_async
+
+        async def counted(stream_id: int, offset: int, max_bytes: int = 1 << 20) -> Any:
+            reads.append(offset)
+            return await store_fetch(stream_id, offset, max_bytes)
+
+        monkeypatch.setattr(opened.store, "fetch_async", counted)
+        server = InProcessServer(opened)
+        try:
+            yield Served(opened, server.bootstrap, reads)
+        finally:
+            server.stop()
+
+
+def _fetch(offsets: dict[int, int], isolation_level: int = 0) -> Any:
+    return build(
+        load_request_schema(ApiKey.FETCH, 11),
+        replica_id=-1,
+        max_wait=datetime.timedelta(0),
+        min_bytes=0,
+        max_bytes=1 << 20,
+        isolation_level=isolation_level,
+        session_epoch=-1,
+        topics=[
+            {
+                "topic": "t",
+                "partitions": [
+                    {"partition": p, "fetch_offset": o, "partition_max_bytes": 1 << 20}
+                    for p, o in offsets.items()
+                ],
+            }
+        ],
+    )
+
+
+def _answers(response: Any) -> dict[int, Any]:
+    (topic,) = response.responses
+    return {p.partition_index: p for p in topic.partitions}
+
+
+@pytest.mark.parametrize("isolation_level", [0, 1])
+def test_a_fetch_at_the_end_reads_nothing_and_answers_the_watermarks(
+    served: Served, isolation_level: int
+) -> None:
+    with Wire(served.bootstrap) as wire:
+        answers = _answers(wire.request(_fetch({0: RECORDS, 1: 0}, isolation_level)))
+    assert served.store_reads == []  # neither partition was read from the store
+    at_end, empty = answers[0], answers[1]
+    assert at_end.error_code == 0 and not at_end.records
+    assert (at_end.high_watermark, at_end.log_start_offset) == (RECORDS, 2)
+    assert at_end.last_stable_offset == RECORDS
+    assert (empty.high_watermark, empty.log_start_offset, empty.last_stable_offset) == (0, 0, 0)
+    if isolation_level == 1:
+        assert at_end.aborted_transactions == ()
+
+
+def test_a_fetch_below_the_end_or_past_it_takes_the_read_path(served: Served) -> None:
+    with Wire(served.bootstrap) as wire:
+        below = _answers(wire.request(_fetch({0: 3})))[0]
+        past = _answers(wire.request(_fetch({0: RECORDS + 1})))[0]
+        before_start = _answers(wire.request(_fetch({0: 1})))[0]
+    assert served.store_reads == [3, RECORDS + 1, 1]  # each read, as before
+    assert below.error_code == 0 and below.records
+    assert past.error_code == 1  # OFFSET_OUT_OF_RANGE, as a read finds
+    assert before_start.error_code == 1
+    assert (past.high_watermark, past.log_start_offset) == (RECORDS, 2)
