@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import importlib
+import os
 from types import ModuleType
 
 import pytest
+from hypothesis import settings
 from hypothesis import strategies as st
 
 from native import _pure
@@ -30,6 +32,24 @@ needs_c = pytest.mark.skipif(C_IMPL is None, reason="the C extension is not buil
 def impl(request: pytest.FixtureRequest) -> ModuleType:
     module: ModuleType = request.param
     return module
+
+
+CI_DIFFERENTIAL_EXAMPLES = 100
+"""Examples per property for the costly differential properties in
+``TIDELOG_HYPOTHESIS=ci`` (tests/run.sh), where every other property runs 500.
+Each of their examples builds, checks and decodes whole batches in two or
+three implementations; bugs planted in a copy of the C (an off-by-one in
+varint decoding, a wrong CRC32C seed, a varint encoded one byte short, ...)
+were all found at this count, as at 500, so the extra 400 cost the suite
+minutes and found nothing more. ``thorough`` still runs 2000."""
+
+differential = (
+    settings(max_examples=CI_DIFFERENTIAL_EXAMPLES)
+    if os.environ.get("TIDELOG_HYPOTHESIS") == "ci"
+    else settings()
+)
+"""The settings of a costly differential property: the profile's, but
+CI_DIFFERENTIAL_EXAMPLES examples under the ci profile."""
 
 
 def c_impl() -> ModuleType:
