@@ -1,7 +1,8 @@
 """Suite-wide settings: hypothesis profiles sized for a 2-core CI machine, the
 ``native_twin`` mark on the tests the pure-Python pass runs
-(tests/native_twin.py), and tests/child_site first on the PYTHONPATH of every
-process the tests start."""
+(tests/native_twin.py), tests/child_site first on the PYTHONPATH of every
+process the tests start, and, under ``--dist loadfile``, the order in which
+pytest-xdist hands its workers the test modules (tests/xdist_scheduling.py)."""
 
 from __future__ import annotations
 
@@ -50,3 +51,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         params = callspec.params if callspec is not None else {}
         if in_pure_pass(item.nodeid) and not given_the_c_extension(params):
             item.add_marker(pytest.mark.native_twin)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from tests.xdist_scheduling import ModuleScheduling
+
+    return ModuleScheduling(config, log)  # type: ignore[arg-type]

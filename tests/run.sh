@@ -10,6 +10,10 @@ python3 -m venv .venv
 .venv/bin/python -m pip install --quiet -e '.[test]'
 export PATH="$PWD/.venv/bin:$PATH"
 export TIDELOG_HYPOTHESIS="${TIDELOG_HYPOTHESIS:-ci}"
+# Two workers, a test module each at a time (tests/xdist_scheduling.py): most
+# tests wait on sockets, child processes and clients, not on a core.
+# TIDELOG_TEST_WORKERS=0 runs the suite in this one process.
+workers=(-n "${TIDELOG_TEST_WORKERS:-2}" --dist loadfile)
 
 # Kafka clients other than Python's, for the wire-compatibility tests:
 # kcat (librdkafka) from Debian, kafkajs from npm at the locked version.
@@ -33,7 +37,7 @@ echo "== ruff format"; ruff format --check .
 echo "== mypy --strict"; mypy
 
 python -c 'import native; assert native.IMPLEMENTATION == "c", "the C extension did not build"'
-echo "== pytest (native: C)"; pytest -q "$@"
+echo "== pytest (native: C)"; pytest -q "${workers[@]}" "$@"
 # The pure-Python pass shows native/'s twin gives the C's results, so it runs
 # only the tests marked native_twin: those whose outcome can depend on which
 # implementation is live (native/, the WAL's and s3stream's formats and
@@ -41,4 +45,4 @@ echo "== pytest (native: C)"; pytest -q "$@"
 # tests/native_twin.py lists them and says why; tests/test_native_twin.py
 # fails when a module that imports native/ is left out without a reason.
 echo "== pytest (native: pure Python)"
-TIDELOG_PURE=1 pytest -q -m "native_twin and not slow" "$@"
+TIDELOG_PURE=1 pytest -q "${workers[@]}" -m "native_twin and not slow" "$@"

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import shutil
 import tempfile
 import threading
 from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypedDict, Unpack
 
 import engine
 from engine.engine import Engine, EngineConfig
@@ -167,27 +168,23 @@ def start(
     return TestBroker(opened, server, loop, thread, directory, remove_data_dir, timeout)
 
 
+class BrokerOptions(TypedDict, total=False):
+    """The keyword arguments of :func:`start`, as :func:`broker` and
+    :func:`async_broker` pass them on."""
+
+    object_store: str
+    auto_create_topics: bool
+    partitions: int
+    config: EngineConfig | None
+    server_config: ServerConfig | None
+    data_dir: str | None
+    timeout: float
+
+
 @contextlib.contextmanager
-def broker(
-    *,
-    object_store: str = "memory://",
-    auto_create_topics: bool = True,
-    partitions: int = 1,
-    config: EngineConfig | None = None,
-    server_config: ServerConfig | None = None,
-    data_dir: str | None = None,
-    timeout: float = DEFAULT_TIMEOUT_S,
-) -> Iterator[TestBroker]:
+def broker(**options: Unpack[BrokerOptions]) -> Iterator[TestBroker]:
     """A broker for the ``with`` block (see :func:`start` for the options)."""
-    started = start(
-        object_store=object_store,
-        auto_create_topics=auto_create_topics,
-        partitions=partitions,
-        config=config,
-        server_config=server_config,
-        data_dir=data_dir,
-        timeout=timeout,
-    )
+    started = start(**options)
     try:
         yield started
     finally:
@@ -195,28 +192,10 @@ def broker(
 
 
 @contextlib.asynccontextmanager
-async def async_broker(
-    *,
-    object_store: str = "memory://",
-    auto_create_topics: bool = True,
-    partitions: int = 1,
-    config: EngineConfig | None = None,
-    server_config: ServerConfig | None = None,
-    data_dir: str | None = None,
-    timeout: float = DEFAULT_TIMEOUT_S,
-) -> AsyncIterator[TestBroker]:
+async def async_broker(**options: Unpack[BrokerOptions]) -> AsyncIterator[TestBroker]:
     """A broker for the ``async with`` block: started and stopped off the
     caller's event loop, which keeps running meanwhile (see :func:`start`)."""
-    started = await asyncio.to_thread(
-        start,
-        object_store=object_store,
-        auto_create_topics=auto_create_topics,
-        partitions=partitions,
-        config=config,
-        server_config=server_config,
-        data_dir=data_dir,
-        timeout=timeout,
-    )
+    started = await asyncio.to_thread(functools.partial(start, **options))
     try:
         yield started
     finally:

@@ -15,8 +15,10 @@ line is either whole in the pipe or absent:
 
 A record's value is b"ID:" plus padding, its key b"kN" (or none), and it
 carries a header naming its id. With KILL_AFTER_PUTS=n (local store only)
-the process kills itself right after its n-th object put, before the
-manifest commit that would make that object part of the log. With
+the process kills itself right after the n-th object put it makes once the
+topic exists, before the manifest commit that would make that object part of
+the log. (The puts of an open that re-uploads the WAL a killed run left do
+not count: on a loaded machine they could reach n before the first send.) With
 KILL_BEFORE_CATALOG=1 it kills itself when the engine first writes to its
 catalog stream, after creating that stream: a brand-new data directory's
 worst moment.
@@ -55,10 +57,11 @@ CONFIG = engine.EngineConfig(
 class KillAfterPuts(LocalStore):
     puts = 0
     limit = 0
+    armed = False
 
     def put(self, key: str, data: bytes | bytearray | memoryview) -> str:
         version = super().put(key, data)
-        if key.startswith("objects/"):
+        if KillAfterPuts.armed and key.startswith("objects/"):
             KillAfterPuts.puts += 1
             if KillAfterPuts.puts == KillAfterPuts.limit:
                 os.kill(os.getpid(), signal.SIGKILL)
@@ -91,6 +94,7 @@ def main() -> None:
     with contextlib.suppress(engine.TopicExists):
         e.create_topic(topic, int(partitions))
     say("topic")
+    KillAfterPuts.armed = True
     rng = random.Random(int(first_id))
     producer = e.producer(linger_ms=rng.choice([0, 1, 5]), batch_size=rng.choice([512, 16384]))
     record_id = int(first_id)

@@ -22,7 +22,7 @@ from native.errors import (
     UnsupportedMagic,
 )
 from native.records import Compression, RecordSpec
-from tests.native.conftest import c_impl, codecs, needs_c, record_lists
+from tests.native.conftest import c_impl, codecs, differential, needs_c, record_lists
 
 SPECS = [
     RecordSpec(1_700_000_000_000, b"key", b"value", (("trace", b"abc"), ("empty", None))),
@@ -60,6 +60,7 @@ def test_encode_validate_decode_round_trip(impl: ModuleType, codec: Compression)
     assert [tuple(r) for r in impl.decode_records(batch)] == _expected_records(SPECS, 42)
 
 
+@differential
 @given(record_lists, codecs, st.integers(0, 2**40))
 def test_both_implementations_encode_and_decode_alike(
     specs: list[RecordSpec], codec: Compression, base_offset: int
@@ -83,6 +84,7 @@ def c_impl_available() -> bool:
 
 
 @needs_c
+@differential
 @given(
     record_lists,
     codecs,

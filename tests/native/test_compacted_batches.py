@@ -19,7 +19,15 @@ from kafka.record.default_records import DefaultRecordBatch, DefaultRecordBatchB
 from native import _pure
 from native.errors import BatchError, InvalidRecord, InvalidRecordCount
 from native.records import Compression, RecordSpec, TimestampType
-from tests.native.conftest import IMPLEMENTATIONS, c_impl, codecs, needs_c, record_lists, timestamps
+from tests.native.conftest import (
+    IMPLEMENTATIONS,
+    c_impl,
+    codecs,
+    differential,
+    needs_c,
+    record_lists,
+    timestamps,
+)
 
 I32_MAX = 2**31 - 1
 
@@ -80,6 +88,7 @@ def _recrc(batch: bytearray) -> bytes:
 
 
 @needs_c
+@differential
 @given(compacted_batches())
 def test_both_implementations_encode_compacted_batches_to_the_same_bytes(
     batch: tuple[list[RecordSpec], dict[str, Any]],
@@ -94,6 +103,7 @@ def test_both_implementations_encode_compacted_batches_to_the_same_bytes(
 
 
 @needs_c
+@differential
 @given(
     specs=record_lists,
     deltas=st.none()
@@ -116,6 +126,7 @@ def test_both_implementations_refuse_bad_offsets_with_the_same_error(
 
 
 @needs_c
+@differential
 @given(
     compacted_batches(),
     st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 7)), min_size=1, max_size=4),
@@ -154,6 +165,7 @@ def test_a_valid_stored_header_over_hostile_records_gets_the_same_answer(
 
 
 @pytest.mark.parametrize("impl", IMPLEMENTATIONS)
+@differential
 @given(compacted_batches())
 def test_compacted_batches_round_trip_with_their_original_offsets(
     impl: ModuleType, batch: tuple[list[RecordSpec], dict[str, Any]]
@@ -179,6 +191,7 @@ def test_compacted_batches_round_trip_with_their_original_offsets(
 
 
 @pytest.mark.parametrize("impl", IMPLEMENTATIONS)
+@differential
 @given(specs=record_lists, codec=codecs, base_offset=st.integers(0, 2**40))
 def test_the_defaults_are_the_batch_encode_batch_always_built(
     impl: ModuleType, specs: list[RecordSpec], codec: Compression, base_offset: int
@@ -392,6 +405,7 @@ def _kafka_python_reads(data: bytes) -> tuple[DefaultRecordBatch, list[tuple[Any
 
 
 @pytest.mark.parametrize("impl", IMPLEMENTATIONS)
+@differential
 @given(
     data=st.data(),
     specs=kafka_python_specs,
@@ -433,6 +447,7 @@ def test_kafka_python_reads_the_original_offsets_of_our_compacted_batches(
 
 
 @pytest.mark.parametrize("impl", IMPLEMENTATIONS)
+@differential
 @given(data=st.data(), specs=kafka_python_specs)
 def test_kafka_python_builds_the_same_bytes_for_gapped_offsets(
     impl: ModuleType, data: st.DataObject, specs: list[RecordSpec]

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from native import _pure
 from native.errors import BatchError
 from native.records import Compression, RecordSpec
-from tests.native.conftest import c_impl, codecs, needs_c, record_lists
+from tests.native.conftest import c_impl, codecs, differential, needs_c, record_lists
 
 
 class Shaped(NamedTuple):
@@ -87,6 +87,7 @@ def _outcome(function: Any, *args: Any, **kwargs: Any) -> tuple[str, Any]:
 
 
 @needs_c
+@differential
 @given(
     st.lists(st.tuples(record_lists, codecs, st.booleans(), st.booleans()), min_size=1, max_size=4),
     st.integers(-5, 40),

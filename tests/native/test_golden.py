@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from native import _pure
 from native.errors import BatchError, CorruptBatch, InvalidBatchLength, TruncatedBatch
 from native.records import CRC_START, HEADER_SIZE, Compression, Record, TimestampType
-from tests.native.conftest import IMPLEMENTATIONS, c_impl, needs_c
+from tests.native.conftest import IMPLEMENTATIONS, c_impl, differential, needs_c
 
 DATA = Path(__file__).parent.parent / "data" / "librdkafka"
 CAPTURES = sorted(p.stem for p in DATA.glob("*.bin"))
@@ -200,6 +200,7 @@ def test_log_append_time_recomputes_the_crc(impl: ModuleType, name: str) -> None
 
 
 @pytest.mark.parametrize("impl", IMPLEMENTATIONS)
+@differential
 @given(data=st.data(), name=st.sampled_from(CAPTURES))
 def test_any_flipped_bit_under_the_crc_is_caught(
     impl: ModuleType, data: st.DataObject, name: str
@@ -217,6 +218,7 @@ def test_any_flipped_bit_under_the_crc_is_caught(
 
 
 @pytest.mark.parametrize("impl", IMPLEMENTATIONS)
+@differential
 @given(data=st.data(), name=st.sampled_from(CAPTURES))
 def test_a_flipped_bit_in_the_stored_crc_is_caught(
     impl: ModuleType, data: st.DataObject, name: str
@@ -262,6 +264,7 @@ damage = st.one_of(
 
 
 @needs_c
+@differential
 @given(name=st.sampled_from(CAPTURES), how=damage)
 def test_both_implementations_judge_damaged_captures_alike(
     name: str, how: tuple[str, float, int]

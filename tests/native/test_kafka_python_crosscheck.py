@@ -19,7 +19,7 @@ from kafka.record import MemoryRecords
 from kafka.record.default_records import DefaultRecordBatch, DefaultRecordBatchBuilder
 
 from native.records import BatchHeader, Compression, RecordSpec
-from tests.native.conftest import IMPLEMENTATIONS
+from tests.native.conftest import IMPLEMENTATIONS, differential
 
 DATA = Path(__file__).parent.parent / "data" / "librdkafka"
 
@@ -119,6 +119,7 @@ def test_kafka_python_reads_gzip_lz4_and_zstd_here() -> None:
 
 
 @pytest.mark.parametrize("impl", IMPLEMENTATIONS)
+@differential
 @given(
     specs=record_lists,
     codec=st.sampled_from(SHARED_CODECS),
@@ -145,6 +146,7 @@ def test_kafka_python_batches_validate_and_decode_with_ours(
 
 
 @pytest.mark.parametrize("impl", IMPLEMENTATIONS)
+@differential
 @given(
     batches=st.lists(
         st.tuples(record_lists, st.sampled_from(SHARED_CODECS), producers), min_size=1, max_size=4
@@ -187,6 +189,7 @@ def test_our_batches_parse_and_pass_the_crc_check_in_kafka_python(
 
 
 @pytest.mark.parametrize("impl", IMPLEMENTATIONS)
+@differential
 @given(specs=record_lists, codec=st.sampled_from(SHARED_CODECS), at=st.integers(0, 2**41))
 def test_kafka_python_reads_our_log_append_time_rewrite(
     impl: ModuleType, specs: list[RecordSpec], codec: Compression, at: int

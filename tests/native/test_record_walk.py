@@ -24,7 +24,7 @@ from native.errors import (
 )
 from native.records import HEADER_SIZE, MAX_RECORD_ERRORS, Compression, RecordSpec
 from tests.native.bombs import wrap
-from tests.native.conftest import C_IMPL, codecs, record_lists
+from tests.native.conftest import C_IMPL, codecs, differential, record_lists
 
 T0 = 1_700_000_000_000
 SPECS = [
@@ -246,6 +246,7 @@ def test_c_and_python_agree_on_mutated_records(
 
 
 @pytest.mark.skipif(C_IMPL is None, reason="the C extension is not built")
+@differential
 @given(record_lists, codecs, rules)
 def test_c_and_python_agree_on_valid_batches(
     specs: list[RecordSpec], codec: Compression, rule_kwargs: dict[str, Any]

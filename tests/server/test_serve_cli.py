@@ -21,6 +21,9 @@ from engine.server.config import ConfigFileError, load_config_file
 from tests.server.conftest import ServerProcess, free_port
 
 DEFAULT_PORT = 9092
+"""Bound, or found free and then served on, by tests of this module only: a
+module runs whole in one pytest-xdist worker (tests/xdist_scheduling.py), so
+they never overlap."""
 
 
 def _wait_for(path: Path, text: str, process: subprocess.Popen[bytes], timeout: float) -> str:

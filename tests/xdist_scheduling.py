@@ -1,0 +1,65 @@
+"""How the suite's tests are shared among pytest-xdist workers (tests/run.sh
+runs ``pytest -n 2 --dist loadfile``).
+
+As with xdist's own ``loadfile``, a work unit is a whole test module: a
+module-scoped fixture (a served broker, a moto server) starts once, and a
+module's tests run in their written order in one process, never beside one
+another. Tests that must not overlap (those that bind 127.0.0.1:9092) are
+kept in one module for that reason.
+
+What this adds is the order: the modules known to run longest go first, so
+that neither worker is left with a long module while the other idles at the
+end; the rest go in order of their number of tests, most first, as xdist
+orders them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sized
+
+from xdist.scheduler import LoadFileScheduling
+from xdist.workermanage import WorkerController
+
+# The longest modules of a C pass (pytest --durations), longest first. A module
+# missing here only starts later; a name left here after its module is gone
+# changes nothing.
+LONGEST_FIRST = (
+    "tests/engine/test_model.py",
+    "tests/engine/test_crash.py",
+    "tests/bench/test_kafka_bench.py",
+    "tests/faults/test_kill_campaign.py",
+    "tests/faults/test_campaigns.py",
+    "tests/engine/test_takeover_campaign.py",
+    "tests/engine/test_cli.py",
+    "tests/engine/test_state_log.py",
+    "tests/engine/test_group_offsets_model.py",
+    "tests/s3stream/test_model.py",
+)
+
+
+def in_running_order(units: Mapping[str, Sized]) -> list[str]:
+    """The modules (each with its tests) in the order workers take them:
+    those in LONGEST_FIRST in its order, then the rest by number of tests,
+    most first, ties in the order given."""
+
+    def rank(unit: str) -> tuple[int, int]:
+        known = LONGEST_FIRST.index(unit) if unit in LONGEST_FIRST else len(LONGEST_FIRST)
+        return known, -len(units[unit])
+
+    return sorted(units, key=rank)
+
+
+class ModuleScheduling(LoadFileScheduling):
+    """xdist's ``loadfile``, the longest modules first."""
+
+    _ordered = False
+
+    def _assign_work_unit(self, node: WorkerController) -> None:
+        # The first call comes once schedule() has queued every module and
+        # before any is handed out: the one moment to put them in order.
+        if not self._ordered:
+            queued = dict(self.workqueue)
+            self.workqueue.clear()
+            self.workqueue.update((unit, queued[unit]) for unit in in_running_order(queued))
+            self._ordered = True
+        super()._assign_work_unit(node)
