@@ -4,6 +4,7 @@ runs whole in one worker, and the known longest modules are handed out first."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -66,7 +67,10 @@ def test_two_workers_run_each_module_whole_and_the_longest_first(
         module = pytester.path / path
         module.parent.mkdir(parents=True, exist_ok=True)
         module.write_text("\n".join(f"def test_{i}(): pass" for i in range(size)) + "\n")
-    monkeypatch.syspath_prepend(ROOT)
+    # The session runs in a child: this checkout must be on its path for the
+    # conftest to import tests.xdist_scheduling (CI sets no PYTHONPATH).
+    path = os.environ.get("PYTHONPATH")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT), path])))
     result = pytester.runpytest_subprocess("-n", "2", "--dist", "loadfile")
     result.assert_outcomes(passed=sum(sizes.values()))
 
