@@ -11,6 +11,7 @@ import io
 import itertools
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,18 @@ def _files(root: Path) -> dict[str, int]:
     return {str(p): p.stat().st_size for p in root.rglob("*") if p.is_file()}
 
 
+def _wal_settled(data_dir: Path) -> None:
+    """Waits until the WAL has prepared its next segment: after the first
+    upload trims it, it zero-fills a spare and renames it in the background
+    (the engine's own writing, which a snapshot of the files must not
+    catch halfway)."""
+    wal = data_dir / "wal"
+    deadline = time.monotonic() + 30
+    while list(wal.glob("free-spare-*.tmp")) or not list(wal.glob("*.prepared.tmp")):
+        assert time.monotonic() < deadline, "the WAL's spare was not prepared in 30 s"
+        time.sleep(0.02)
+
+
 def test_inspect_shows_uploaded_and_wal_only_records_of_a_serving_engine(
     tmp_path: Path, s3_url: str
 ) -> None:
@@ -54,6 +67,7 @@ def test_inspect_shows_uploaded_and_wal_only_records_of_a_serving_engine(
         stream = e.catalog.state.topics["audit"].streams[0][0]
         store = open_store(s3_url)
         before = load_state(store)
+        _wal_settled(data_dir)
         files = _files(data_dir)
 
         wal = _json("wal", data_dir, s3_url)
