@@ -7,8 +7,10 @@ import asyncio
 import concurrent.futures
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
+from pathlib import Path
 
 import engine
 from engine.server.config import ServerConfig
@@ -65,3 +67,22 @@ class InProcessServer:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(self.timeout)
         self.loop.close()
+
+
+@contextmanager
+def served_without_uploads(data_dir: Path) -> Iterator[tuple[engine.Engine, InProcessServer]]:
+    """An engine that uploads only when flushed (and never compacts or
+    cleans on its own), served on loopback; closed on exit."""
+    from s3stream import StreamStoreConfig
+
+    config = engine.EngineConfig(
+        store=StreamStoreConfig(upload_interval_s=3600, compaction_interval_s=3600),
+        cleaner_interval_s=3600.0,
+    )
+    opened = engine.open(data_dir, None, config)
+    server = InProcessServer(opened)
+    try:
+        yield opened, server
+    finally:
+        server.stop()
+        opened.close()

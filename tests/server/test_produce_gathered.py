@@ -15,8 +15,7 @@ import engine
 import native
 from engine.protocol.apis import ApiKey, request_schema
 from native import RecordSpec
-from s3stream import StreamStoreConfig
-from tests.server.in_process import InProcessServer
+from tests.server.in_process import InProcessServer, served_without_uploads
 from tests.server.wire import Wire, build
 from wal import WriteAheadLog, group_commit
 
@@ -26,17 +25,8 @@ PARTITIONS = 6
 
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[engine.Engine, InProcessServer]]:
-    config = engine.EngineConfig(
-        store=StreamStoreConfig(upload_interval_s=3600, compaction_interval_s=3600),
-        cleaner_interval_s=3600.0,
-    )
-    opened = engine.open(tmp_path / "node", None, config)
-    server = InProcessServer(opened)
-    try:
-        yield opened, server
-    finally:
-        server.stop()
-        opened.close()
+    with served_without_uploads(tmp_path / "node") as both:
+        yield both
 
 
 def _batch(value: bytes) -> bytes:
