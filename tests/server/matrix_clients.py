@@ -183,6 +183,60 @@ def python_settings(access: Access, ssl_context: bool) -> dict[str, Any]:
     return settings
 
 
+def kafka_python_round_trip(
+    settings: dict[str, Any], topic: str, group: str, values: list[bytes] = VALUES
+) -> list[bytes]:
+    """Produces ``values`` with kafka-python (acks=all) and reads them back
+    through consumer group ``group``: what was read, in order."""
+    from kafka import KafkaConsumer, KafkaProducer
+
+    producer = KafkaProducer(acks="all", **settings)
+    try:
+        for value in values:
+            producer.send(topic, value).get(TIMEOUT)
+    finally:
+        producer.close()
+    consumer = KafkaConsumer(topic, group_id=group, auto_offset_reset="earliest", **settings)
+    read: list[bytes] = []
+    deadline = time.monotonic() + TIMEOUT
+    try:
+        while len(read) < len(values) and time.monotonic() < deadline:
+            batches = consumer.poll(timeout_ms=500)
+            read += [m.value for messages in batches.values() for m in messages]
+    finally:
+        consumer.close()
+    return read
+
+
+def aiokafka_round_trip(
+    settings: dict[str, Any], topic: str, group: str, values: list[bytes] = VALUES
+) -> list[bytes]:
+    """The same with aiokafka."""
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+    async def run() -> list[bytes]:
+        producer = AIOKafkaProducer(acks="all", **settings)
+        await producer.start()
+        try:
+            for value in values:
+                await producer.send_and_wait(topic, value)
+        finally:
+            await producer.stop()
+        consumer = AIOKafkaConsumer(topic, group_id=group, auto_offset_reset="earliest", **settings)
+        await consumer.start()
+        try:
+            read: list[bytes] = []
+            while len(read) < len(values):
+                message = await asyncio.wait_for(consumer.getone(), TIMEOUT)
+                assert message.value is not None
+                read.append(message.value)
+            return read
+        finally:
+            await consumer.stop()
+
+    return asyncio.run(run())
+
+
 class KafkaPython:
     name = "kafka-python"
 
@@ -190,26 +244,7 @@ class KafkaPython:
         return python_settings(access, ssl_context=False)
 
     def round_trip(self, access: Access, topic: str, group: str) -> list[bytes]:
-        from kafka import KafkaConsumer, KafkaProducer
-
-        producer = KafkaProducer(acks="all", **self._settings(access))
-        try:
-            for value in VALUES:
-                producer.send(topic, value).get(TIMEOUT)
-        finally:
-            producer.close()
-        consumer = KafkaConsumer(
-            topic, group_id=group, auto_offset_reset="earliest", **self._settings(access)
-        )
-        values: list[bytes] = []
-        deadline = time.monotonic() + TIMEOUT
-        try:
-            while len(values) < len(VALUES) and time.monotonic() < deadline:
-                batches = consumer.poll(timeout_ms=500)
-                values += [m.value for messages in batches.values() for m in messages]
-        finally:
-            consumer.close()
-        return values
+        return kafka_python_round_trip(self._settings(access), topic, group)
 
     def refused_produce(self, access: Access, topic: str) -> str:
         from kafka import KafkaProducer
@@ -275,31 +310,7 @@ class AioKafka:
     name = "aiokafka"
 
     def round_trip(self, access: Access, topic: str, group: str) -> list[bytes]:
-        from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-
-        async def run() -> list[bytes]:
-            producer = AIOKafkaProducer(acks="all", **python_settings(access, True))
-            await producer.start()
-            try:
-                for value in VALUES:
-                    await producer.send_and_wait(topic, value)
-            finally:
-                await producer.stop()
-            consumer = AIOKafkaConsumer(
-                topic, group_id=group, auto_offset_reset="earliest", **python_settings(access, True)
-            )
-            await consumer.start()
-            try:
-                values: list[bytes] = []
-                while len(values) < len(VALUES):
-                    message = await asyncio.wait_for(consumer.getone(), TIMEOUT)
-                    assert message.value is not None
-                    values.append(message.value)
-                return values
-            finally:
-                await consumer.stop()
-
-        return asyncio.run(run())
+        return aiokafka_round_trip(python_settings(access, True), topic, group)
 
     def refused_produce(self, access: Access, topic: str) -> str:
         from aiokafka import AIOKafkaProducer

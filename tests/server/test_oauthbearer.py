@@ -15,7 +15,6 @@ it is accepted once the server has read the set again."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import re
 import time
@@ -37,6 +36,7 @@ from confluent_kafka.admin import (
     ResourceType,
 )
 
+from tests.server import matrix_clients
 from tests.server.certificates import Authority
 from tests.server.conftest import GROUP_SERVER_CONFIG, ServerProcess, free_port, quiet_librdkafka
 from tests.server.matrix_clients import logged_exceptions
@@ -225,27 +225,8 @@ def python_settings(access: Access, *, aiokafka: bool) -> dict[str, Any]:
 
 
 def kafka_python_round_trip(access: Access, topic: str) -> list[bytes]:
-    from kafka import KafkaConsumer, KafkaProducer
-
     settings = python_settings(access, aiokafka=False)
-    producer = KafkaProducer(acks="all", **settings)
-    try:
-        for value in VALUES:
-            producer.send(topic, value).get(TIMEOUT)
-    finally:
-        producer.close()
-    consumer = KafkaConsumer(
-        topic, group_id=f"ok-{topic}", auto_offset_reset="earliest", **settings
-    )
-    values: list[bytes] = []
-    deadline = time.monotonic() + TIMEOUT
-    try:
-        while len(values) < len(VALUES) and time.monotonic() < deadline:
-            batches = consumer.poll(timeout_ms=500)
-            values += [m.value for messages in batches.values() for m in messages]
-    finally:
-        consumer.close()
-    return values
+    return matrix_clients.kafka_python_round_trip(settings, topic, f"ok-{topic}", VALUES)
 
 
 def kafka_python_refused_login(access: Access) -> str:
@@ -263,32 +244,8 @@ def kafka_python_refused_login(access: Access) -> str:
 
 
 def aiokafka_round_trip(access: Access, topic: str) -> list[bytes]:
-    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-
-    async def run() -> list[bytes]:
-        producer = AIOKafkaProducer(acks="all", **python_settings(access, aiokafka=True))
-        await producer.start()
-        try:
-            for value in VALUES:
-                await producer.send_and_wait(topic, value)
-        finally:
-            await producer.stop()
-        consumer = AIOKafkaConsumer(
-            topic, group_id=f"ok-{topic}", auto_offset_reset="earliest",
-            **python_settings(access, aiokafka=True),
-        )  # fmt: skip
-        await consumer.start()
-        try:
-            values: list[bytes] = []
-            while len(values) < len(VALUES):
-                message = await asyncio.wait_for(consumer.getone(), TIMEOUT)
-                assert message.value is not None
-                values.append(message.value)
-            return values
-        finally:
-            await consumer.stop()
-
-    return asyncio.run(run())
+    settings = python_settings(access, aiokafka=True)
+    return matrix_clients.aiokafka_round_trip(settings, topic, f"ok-{topic}", VALUES)
 
 
 def kafkajs_options(access: Access) -> dict[str, Any]:
