@@ -27,6 +27,7 @@ from typing import Any
 import msgpack
 
 from engine import clock
+from engine.catalog import read_payloads
 from s3stream import S3StreamError, StreamStore
 
 log = logging.getLogger("tidelog.engine")
@@ -71,15 +72,9 @@ class StateLog:
     def open(cls, store: StreamStore, stream_id: int) -> StateLog:
         """Reads the stream (already open in ``store``) into memory."""
         log = cls(store, stream_id)
-        offset, end = store.start_offset(stream_id), store.end_offset(stream_id)
-        while offset < end:
-            result = store.fetch(stream_id, offset, 4 * 1024 * 1024)
-            if not result.batches:
-                break
-            for batch in result.batches:
-                log._apply(msgpack.unpackb(batch.payload, raw=False, strict_map_key=False))
-                log._since_compaction += 1
-            offset = result.next_offset
+        for payload in read_payloads(store, stream_id):
+            log._apply(msgpack.unpackb(payload, raw=False, strict_map_key=False))
+            log._since_compaction += 1
         return log
 
     def _apply(self, record: list[Any]) -> None:
