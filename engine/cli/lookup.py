@@ -16,13 +16,10 @@ import json
 import sys
 from typing import Any
 
-from engine.cli.offline import add_data_options, file_config, object_store_url
-from engine.errors import EngineError
+from engine.cli.offline import add_data_options, file_config, read_object_store
 from engine.memory.lookup import FoundRecord
 from engine.memory.uploaded_lookup import lookup_uploaded
 from engine.server.config import ConfigFileError
-from s3stream import ObjectStoreError, S3StreamError, open_store
-from s3stream.store import redact_url
 
 CANNOT_RUN = 2
 
@@ -52,22 +49,14 @@ def run(args: argparse.Namespace) -> int:
     except (ConfigFileError, OSError) as error:
         print(f"tidelog lookup: {error}", file=sys.stderr)
         return CANNOT_RUN
-    url = object_store_url(args, file)
-    try:
-        store = open_store(url)
-    except ValueError as error:
-        print(f"tidelog lookup: {error}", file=sys.stderr)
+    found = read_object_store(
+        "lookup",
+        args,
+        file,
+        lambda store: lookup_uploaded(store, args.topics, args.header, args.value.encode()),
+    )
+    if found is None:
         return CANNOT_RUN
-    try:
-        found = lookup_uploaded(store, args.topics, args.header, args.value.encode())
-    except EngineError as error:
-        print(f"tidelog lookup: {error}", file=sys.stderr)
-        return CANNOT_RUN
-    except (S3StreamError, ObjectStoreError) as error:
-        print(f"tidelog lookup: {redact_url(url)}: {error}", file=sys.stderr)
-        return CANNOT_RUN
-    finally:
-        store.close()
     for record in found:
         print(_json(record) if args.json else _line(record))
     return 0

@@ -10,12 +10,18 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from engine import refusal
 from engine.cli.serve import DEFAULT_DATA_DIR
 from engine.engine import Engine, EngineConfig
+from engine.errors import EngineError
 from engine.server.config import FileConfig, load_config_file
+from s3stream import ObjectStore, ObjectStoreError, S3StreamError, open_store
+from s3stream.store import redact_url
+
+T = TypeVar("T")
 
 CONFIG_HELP = "a TOML config file, as for tidelog serve"
 
@@ -55,6 +61,31 @@ def object_store_url(args: argparse.Namespace, file: FileConfig) -> str:
     if url is None:
         url = "file://" + os.path.abspath(os.path.join(data_dir(args, file), "objects"))
     return url
+
+
+def read_object_store(
+    command: str, args: argparse.Namespace, file: FileConfig, read: Callable[[ObjectStore], T]
+) -> T | None:
+    """What ``read`` finds in the object store ``args`` and ``file`` name
+    (object_store_url), the store closed after; or None with the reason on
+    stderr: a URL that names no store, the engine's refusal of what it
+    found, or the store's own failure (its URL redacted)."""
+    url = object_store_url(args, file)
+    try:
+        store = open_store(url)
+    except ValueError as error:
+        print(f"tidelog {command}: {error}", file=sys.stderr)
+        return None
+    try:
+        return read(store)
+    except EngineError as error:
+        print(f"tidelog {command}: {error}", file=sys.stderr)
+        return None
+    except (S3StreamError, ObjectStoreError) as error:
+        print(f"tidelog {command}: {redact_url(url)}: {error}", file=sys.stderr)
+        return None
+    finally:
+        store.close()
 
 
 def open_engine(command: str, args: argparse.Namespace, file: FileConfig) -> Engine | None:

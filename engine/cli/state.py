@@ -17,13 +17,10 @@ import sys
 from datetime import datetime
 from typing import Any
 
-from engine.cli.offline import add_data_options, file_config, object_store_url
-from engine.errors import EngineError
+from engine.cli.offline import add_data_options, file_config, read_object_store
 from engine.memory.state_at import TopicState
 from engine.memory.stored_state import stored_state_at
 from engine.server.config import ConfigFileError
-from s3stream import ObjectStoreError, S3StreamError, open_store
-from s3stream.store import redact_url
 
 INEXACT = 1
 CANNOT_RUN = 2
@@ -75,22 +72,14 @@ def run(args: argparse.Namespace) -> int:
     except (ConfigFileError, OSError, ValueError) as error:
         print(f"tidelog state: {error}", file=sys.stderr)
         return CANNOT_RUN
-    url = object_store_url(args, file)
-    try:
-        store = open_store(url)
-    except ValueError as error:
-        print(f"tidelog state: {error}", file=sys.stderr)
+    answer = read_object_store(
+        "state",
+        args,
+        file,
+        lambda store: stored_state_at(store, args.topic, at, partitions=args.partition),
+    )
+    if answer is None:
         return CANNOT_RUN
-    try:
-        answer = stored_state_at(store, args.topic, at, partitions=args.partition)
-    except EngineError as error:
-        print(f"tidelog state: {error}", file=sys.stderr)
-        return CANNOT_RUN
-    except (S3StreamError, ObjectStoreError) as error:
-        print(f"tidelog state: {redact_url(url)}: {error}", file=sys.stderr)
-        return CANNOT_RUN
-    finally:
-        store.close()
     _print(answer)
     return 0 if answer.exact else INEXACT
 

@@ -18,12 +18,10 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
-from engine.cli.offline import add_data_options, file_config, object_store_url
-from engine.errors import EngineError
+from engine.cli.offline import add_data_options, file_config, read_object_store
 from engine.server.config import ConfigFileError
-from engine.verify import PartitionVerdict, verify_partitions
-from s3stream import ObjectStoreError, S3StreamError, open_store
-from s3stream.store import redact_url
+from engine.verify import PartitionVerdict, VerifyReport, verify_partitions
+from s3stream import ObjectStore
 
 BROKEN = 1
 CANNOT_RUN = 2
@@ -78,26 +76,17 @@ def run(args: argparse.Namespace) -> int:
     except (ConfigFileError, OSError, ValueError) as error:
         print(f"tidelog verify: {error}", file=sys.stderr)
         return CANNOT_RUN
-    url = object_store_url(args, file)
     topic, partition = _selection(args.selection)
-    try:
-        store = open_store(url)
-    except ValueError as error:
-        print(f"tidelog verify: {error}", file=sys.stderr)
-        return CANNOT_RUN
-    try:
+
+    def verify(store: ObjectStore) -> VerifyReport:
         with _progress() as advance:
-            report = verify_partitions(
+            return verify_partitions(
                 store, topic, partition, from_offset=args.from_offset, on_progress=advance
             )
-    except EngineError as error:
-        print(f"tidelog verify: {error}", file=sys.stderr)
+
+    report = read_object_store("verify", args, file, verify)
+    if report is None:
         return CANNOT_RUN
-    except (S3StreamError, ObjectStoreError) as error:
-        print(f"tidelog verify: {redact_url(url)}: {error}", file=sys.stderr)
-        return CANNOT_RUN
-    finally:
-        store.close()
     if expected is not None and len(report.partitions) != 1:
         print(
             "tidelog verify: --expect-head needs one partition (TOPIC:PARTITION), "

@@ -1,19 +1,31 @@
 """Every command that opens or reads a data directory offline names it with
 the same three options (engine/cli/offline.py add_data_options): --data-dir,
 --object-store and the TOML config file, with one help text each, and reads
-them back as tidelog serve would."""
+them back as tidelog serve would; a command that reads the object store
+(read_object_store) closes it after, and says why it could not read with
+the store's URL redacted."""
 
 from __future__ import annotations
 
 import argparse
 import os
+from pathlib import Path
 
 import pytest
 
 from engine.cli.main import _build_parser
-from engine.cli.offline import CONFIG_HELP, data_dir, file_config, object_store_url
+from engine.cli.offline import (
+    CONFIG_HELP,
+    data_dir,
+    file_config,
+    object_store_url,
+    read_object_store,
+)
 from engine.cli.serve import DEFAULT_DATA_DIR
+from engine.errors import EngineError
 from engine.server.config import FileConfig
+from s3stream import ObjectStore, ObjectStoreError, open_store
+from s3stream.store import redact_url
 
 OFFLINE = (
     (("users",), ("list",)),
@@ -61,7 +73,7 @@ def test_an_offline_command_names_its_data_directory_as_the_others_do(
 
 
 def test_the_directory_and_store_come_from_the_flags_then_the_file_then_the_default(
-    tmp_path: os.PathLike[str],
+    tmp_path: Path,
 ) -> None:
     none = argparse.Namespace(data_dir=None, object_store=None, config=None)
     assert file_config(none) == FileConfig()
@@ -77,3 +89,44 @@ def test_the_directory_and_store_come_from_the_flags_then_the_file_then_the_defa
     flags = argparse.Namespace(data_dir="flag", object_store="memory://", config=config)
     assert data_dir(flags, file) == "flag"
     assert object_store_url(flags, file) == "memory://"
+
+
+def _store_args(url: str) -> argparse.Namespace:
+    return argparse.Namespace(data_dir=None, object_store=url, config=None)
+
+
+def test_a_read_of_the_object_store_gets_the_store_the_options_name(tmp_path: Path) -> None:
+    bucket = tmp_path / "bucket"
+    open_store(f"file://{bucket}").put("manifest", b"m")
+
+    def read(store: ObjectStore) -> bytes:
+        return store.get("manifest")
+
+    found = read_object_store("x", _store_args(f"file://{bucket}"), FileConfig(), read)
+    assert found == b"m"
+
+
+def test_a_read_that_cannot_run_says_why_and_never_shows_a_secret(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    def never(store: ObjectStore) -> None:
+        raise AssertionError("read without a store")
+
+    assert read_object_store("x", _store_args("nope://x"), FileConfig(), never) is None
+    assert "tidelog x: unsupported object store URL 'nope://x'" in capsys.readouterr().err
+
+    def refused(store: ObjectStore) -> None:
+        raise EngineError("no such topic")
+
+    assert read_object_store("x", _store_args("memory://"), FileConfig(), refused) is None
+    assert capsys.readouterr().err == "tidelog x: no such topic\n"
+
+    secret = "s3://b/p?endpoint=http://127.0.0.1:1&access_key_id=a&secret_access_key=hunter2"
+
+    def failed(store: ObjectStore) -> None:
+        raise ObjectStoreError("get", "manifest", "connection refused")
+
+    assert read_object_store("x", _store_args(secret), FileConfig(), failed) is None
+    err = capsys.readouterr().err
+    assert err.startswith(f"tidelog x: {redact_url(secret)}: get 'manifest'")
+    assert "hunter2" not in err
