@@ -26,6 +26,8 @@ from typing import Any
 
 import msgpack
 
+from engine import clock
+from engine.catalog import read_payloads
 from s3stream import S3StreamError, StreamStore
 
 log = logging.getLogger("tidelog.engine")
@@ -34,6 +36,9 @@ COMPACT_AFTER = 1024
 """Records since the last compaction before one is considered."""
 COMPACT_CHUNK = 256
 """Live keys per record when compacting (records stay small)."""
+COMPACT_TIMEOUT_S = 60.0
+"""How long a compaction waits for its rewrite to be durable, and compact()
+for a compaction already running."""
 
 
 def _pack(record: list[Any]) -> bytes:
@@ -61,20 +66,15 @@ class StateLog:
         self._state: dict[Hashable, Any] = {}
         self._since_compaction = 0
         self._compacting = False
+        self._compaction_done = threading.Condition(self._lock)
 
     @classmethod
     def open(cls, store: StreamStore, stream_id: int) -> StateLog:
         """Reads the stream (already open in ``store``) into memory."""
         log = cls(store, stream_id)
-        offset, end = store.start_offset(stream_id), store.end_offset(stream_id)
-        while offset < end:
-            result = store.fetch(stream_id, offset, 4 * 1024 * 1024)
-            if not result.batches:
-                break
-            for batch in result.batches:
-                log._apply(msgpack.unpackb(batch.payload, raw=False, strict_map_key=False))
-                log._since_compaction += 1
-            offset = result.next_offset
+        for payload in read_payloads(store, stream_id):
+            log._apply(msgpack.unpackb(payload, raw=False, strict_map_key=False))
+            log._since_compaction += 1
         return log
 
     def _apply(self, record: list[Any]) -> None:
@@ -152,21 +152,31 @@ class StateLog:
         self._since_compaction += 1
         return self.store.submit(self.stream_id, offset, offset, payload)
 
-    def compact(self) -> None:
-        """Rewrites the live keys and trims what came before them."""
+    def compact(self, timeout: float = COMPACT_TIMEOUT_S) -> None:
+        """Rewrites the live keys and trims what came before them; returns
+        once the stream starts at the rewrite. A compaction already running
+        (one that changes started in the background) is waited for first:
+        the live keys may have changed since it took them. TimeoutError if
+        that one or the rewrite takes longer than ``timeout`` seconds."""
+        deadline = clock.monotonic() + timeout
         with self._lock:
-            if self._compacting:
-                return
+            while self._compacting:
+                left = deadline - clock.monotonic()
+                if left <= 0 or not self._compaction_done.wait(left):
+                    raise TimeoutError(
+                        f"state stream {self.stream_id}: a compaction still running "
+                        f"after {timeout:g} s"
+                    )
             self._compacting = True
-        self._compact()
+        self._compact(max(0.0, deadline - clock.monotonic()))
 
     def _compact_quietly(self) -> None:
         try:
-            self._compact()
-        except S3StreamError as error:  # the next change tries again
+            self._compact(COMPACT_TIMEOUT_S)
+        except (S3StreamError, TimeoutError) as error:  # the next change tries again
             log.warning("compacting state stream %d failed: %s", self.stream_id, error)
 
-    def _compact(self) -> None:
+    def _compact(self, timeout: float) -> None:
         try:
             with self._lock:
                 start = self.store.next_offset(self.stream_id)
@@ -176,9 +186,11 @@ class StateLog:
                     chunk = live[i : i + COMPACT_CHUNK]
                     written.append(self._append_locked(_pack(["put", [[k, v] for k, v in chunk]])))
                 self._since_compaction = len(written)
+            deadline = clock.monotonic() + timeout
             for future in written:
-                future.result()
+                future.result(max(0.0, deadline - clock.monotonic()))
             self.store.trim(self.stream_id, start)
         finally:
             with self._lock:
                 self._compacting = False
+                self._compaction_done.notify_all()

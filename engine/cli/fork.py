@@ -18,14 +18,13 @@ import logging
 import sys
 from typing import Any
 
-from engine.cli.offline import open_engine
-from engine.cli.serve import DEFAULT_DATA_DIR
+from engine.cli.offline import add_data_options, file_config, open_engine
 from engine.cli.state import parse_time
 from engine.cli.topic import parse_configs
 from engine.engine import READ_UNCOMMITTED
 from engine.errors import EngineError
 from engine.memory.vector import OffsetVector
-from engine.server.config import ConfigFileError, FileConfig, load_config_file
+from engine.server.config import ConfigFileError
 from engine.types import TopicPartition
 
 CANNOT_RUN = 2
@@ -71,9 +70,8 @@ def add_command(commands: Any) -> None:
         help="a config of the fork's own (over the parent's overrides); repeatable",
     )
     parser.add_argument("--json", action="store_true", help="print JSON")
-    parser.add_argument("--data-dir", help=f"local data directory (default {DEFAULT_DATA_DIR})")
-    parser.add_argument("--object-store", help="as for tidelog serve (default: DATA_DIR/objects)")
-    parser.add_argument("--config-file", help="a TOML config file, as for tidelog serve")
+    # -c/--config is a topic config of the fork's own, as for tidelog topic.
+    add_data_options(parser, config_option="--config-file")
     parser.set_defaults(run=run)
 
 
@@ -82,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
         level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
     try:
-        file = load_config_file(args.config_file) if args.config_file else FileConfig()
+        file = file_config(args)
         configs = parse_configs(args.configs)
         at = OffsetVector.from_text(args.at) if args.at is not None else None
         at_time = parse_time(args.at_time) if args.at_time is not None else None

@@ -23,9 +23,8 @@ import msgpack
 
 from engine.catalog import CatalogState
 from engine.cli import table
-from engine.cli.serve import DEFAULT_DATA_DIR
-from engine.cli.verify import object_store_url
-from engine.server.config import ConfigFileError, FileConfig, load_config_file
+from engine.cli.offline import add_data_options, data_dir, file_config, object_store_url
+from engine.server.config import ConfigFileError
 from engine.verify import uploaded_catalog
 from s3stream import ObjectStore, ObjectStoreError, S3StreamError, open_store
 from s3stream.manifest import load_state
@@ -94,9 +93,7 @@ def _part(parts: Any, name: str, help_text: str, example: str, show: Any) -> Non
         epilog="example:\n  " + example,
         formatter_class=_FORMATTER,
     )
-    parser.add_argument("--data-dir", help=f"local data directory (default {DEFAULT_DATA_DIR})")
-    parser.add_argument("--object-store", help="as for tidelog serve (default: DATA_DIR/objects)")
-    parser.add_argument("--config", help="a TOML config file, as for tidelog serve")
+    add_data_options(parser)
     parser.add_argument(
         "--json", action="store_true", help="print JSON instead of a table (or tab-separated lines)"
     )
@@ -105,8 +102,8 @@ def _part(parts: Any, name: str, help_text: str, example: str, show: Any) -> Non
 
 def _run(args: argparse.Namespace, show: Any) -> int:
     try:
-        file = load_config_file(args.config) if args.config else FileConfig()
-        args.data_dir = args.data_dir or file.data_dir or DEFAULT_DATA_DIR
+        file = file_config(args)
+        args.data_dir = data_dir(args, file)
         with _opened(object_store_url(args, file)) as store:
             show(args, store)
     except (ConfigFileError, InspectError, OSError, ValueError, WalError) as error:

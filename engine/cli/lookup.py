@@ -13,17 +13,13 @@ from __future__ import annotations
 import argparse
 import base64
 import json
-import os
 import sys
 from typing import Any
 
-from engine.cli.serve import DEFAULT_DATA_DIR
-from engine.errors import EngineError
+from engine.cli.offline import add_data_options, file_config, read_object_store
 from engine.memory.lookup import FoundRecord
 from engine.memory.uploaded_lookup import lookup_uploaded
-from engine.server.config import ConfigFileError, FileConfig, load_config_file
-from s3stream import ObjectStoreError, S3StreamError, open_store
-from s3stream.store import redact_url
+from engine.server.config import ConfigFileError
 
 CANNOT_RUN = 2
 
@@ -42,38 +38,25 @@ def add_command(commands: Any) -> None:
     parser.add_argument("topics", nargs="+", metavar="TOPIC")
     parser.add_argument("--header", required=True, metavar="NAME")
     parser.add_argument("--value", required=True, metavar="V", help="the value, as UTF-8")
-    parser.add_argument("--data-dir", help=f"local data directory (default {DEFAULT_DATA_DIR})")
-    parser.add_argument("--object-store", help="as for tidelog serve (default: DATA_DIR/objects)")
-    parser.add_argument("--config", help="a TOML config file, as for tidelog serve")
+    add_data_options(parser)
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     try:
-        file = load_config_file(args.config) if args.config else FileConfig()
+        file = file_config(args)
     except (ConfigFileError, OSError) as error:
         print(f"tidelog lookup: {error}", file=sys.stderr)
         return CANNOT_RUN
-    data_dir = args.data_dir or file.data_dir or DEFAULT_DATA_DIR
-    url = args.object_store or file.object_store
-    if url is None:
-        url = "file://" + os.path.abspath(os.path.join(data_dir, "objects"))
-    try:
-        store = open_store(url)
-    except ValueError as error:
-        print(f"tidelog lookup: {error}", file=sys.stderr)
+    found = read_object_store(
+        "lookup",
+        args,
+        file,
+        lambda store: lookup_uploaded(store, args.topics, args.header, args.value.encode()),
+    )
+    if found is None:
         return CANNOT_RUN
-    try:
-        found = lookup_uploaded(store, args.topics, args.header, args.value.encode())
-    except EngineError as error:
-        print(f"tidelog lookup: {error}", file=sys.stderr)
-        return CANNOT_RUN
-    except (S3StreamError, ObjectStoreError) as error:
-        print(f"tidelog lookup: {redact_url(url)}: {error}", file=sys.stderr)
-        return CANNOT_RUN
-    finally:
-        store.close()
     for record in found:
         print(_json(record) if args.json else _line(record))
     return 0

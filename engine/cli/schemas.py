@@ -23,13 +23,12 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Protocol
 
-from engine.cli.offline import open_engine
-from engine.cli.serve import DEFAULT_DATA_DIR
+from engine.cli.offline import add_data_options, file_config, open_engine
 from engine.errors import EngineError
 from engine.schemas.errors import RegistryError
 from engine.schemas.store import SchemaRegistry
 from engine.schemas.types import JSON, SCHEMA_TYPES
-from engine.server.config import ConfigFileError, FileConfig, load_config_file
+from engine.server.config import ConfigFileError
 
 CANNOT_RUN = 2
 AGENT_ACTIONS_SUBJECT = "agent-actions-value"
@@ -52,9 +51,7 @@ def add_command(commands: Any) -> None:
     parser.add_argument("--url", help="a Schema Registry API, e.g. http://127.0.0.1:8081")
     parser.add_argument("--user", help="HTTP Basic user for --url (a SASL user)")
     parser.add_argument("--password-file", help="a file whose first line is --user's password")
-    parser.add_argument("--data-dir", help=f"local data directory (default {DEFAULT_DATA_DIR})")
-    parser.add_argument("--object-store", help="as for tidelog serve (default: DATA_DIR/objects)")
-    parser.add_argument("--config", help="a TOML config file, as for tidelog serve")
+    add_data_options(parser)
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     init = actions.add_parser("init", help="register the shipped agent-action JSON Schema")
     init.add_argument("--subject", default=AGENT_ACTIONS_SUBJECT)
@@ -190,7 +187,7 @@ def run(args: argparse.Namespace) -> int:
         level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
     try:
-        file = load_config_file(args.config) if args.config else FileConfig()
+        file = file_config(args)
         password = None
         if args.password_file:
             lines = Path(args.password_file).read_text().splitlines()

@@ -17,13 +17,10 @@ import sys
 from datetime import datetime
 from typing import Any
 
-from engine.cli.verify import object_store_url
-from engine.errors import EngineError
+from engine.cli.offline import add_data_options, file_config, read_object_store
 from engine.memory.state_at import TopicState
 from engine.memory.stored_state import stored_state_at
-from engine.server.config import ConfigFileError, FileConfig, load_config_file
-from s3stream import ObjectStoreError, S3StreamError, open_store
-from s3stream.store import redact_url
+from engine.server.config import ConfigFileError
 
 INEXACT = 1
 CANNOT_RUN = 2
@@ -47,9 +44,7 @@ def add_command(commands: Any) -> None:
         help="milliseconds since the epoch, or an ISO 8601 time with a zone (2026-12-01T09:00Z)",
     )
     parser.add_argument("--partition", type=int, action="append", help="only this partition")
-    parser.add_argument("--data-dir", help="local data directory (as for tidelog serve)")
-    parser.add_argument("--object-store", help="as for tidelog serve (default: DATA_DIR/objects)")
-    parser.add_argument("--config", help="a TOML config file, as for tidelog serve")
+    add_data_options(parser)
     parser.set_defaults(run=run)
 
 
@@ -72,27 +67,19 @@ def _text(data: bytes) -> str:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        file = load_config_file(args.config) if args.config else FileConfig()
+        file = file_config(args)
         at = parse_time(args.at)
     except (ConfigFileError, OSError, ValueError) as error:
         print(f"tidelog state: {error}", file=sys.stderr)
         return CANNOT_RUN
-    url = object_store_url(args, file)
-    try:
-        store = open_store(url)
-    except ValueError as error:
-        print(f"tidelog state: {error}", file=sys.stderr)
+    answer = read_object_store(
+        "state",
+        args,
+        file,
+        lambda store: stored_state_at(store, args.topic, at, partitions=args.partition),
+    )
+    if answer is None:
         return CANNOT_RUN
-    try:
-        answer = stored_state_at(store, args.topic, at, partitions=args.partition)
-    except EngineError as error:
-        print(f"tidelog state: {error}", file=sys.stderr)
-        return CANNOT_RUN
-    except (S3StreamError, ObjectStoreError) as error:
-        print(f"tidelog state: {redact_url(url)}: {error}", file=sys.stderr)
-        return CANNOT_RUN
-    finally:
-        store.close()
     _print(answer)
     return 0 if answer.exact else INEXACT
 

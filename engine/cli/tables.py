@@ -16,9 +16,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from engine.cli import table
-from engine.cli.serve import DEFAULT_DATA_DIR
-from engine.cli.verify import object_store_url
-from engine.server.config import ConfigFileError, FileConfig, load_config_file
+from engine.cli.offline import (
+    CONFIG_HELP,
+    add_data_options,
+    data_dir,
+    file_config,
+    object_store_url,
+)
+from engine.server.config import ConfigFileError
 from engine.tables import TablesConfig
 from engine.tables.settings import WAREHOUSE_PREFIX
 from s3stream import open_store
@@ -47,23 +52,21 @@ def add_command(commands: Any) -> None:
         epilog="example:\n  tidelog tables status --config tidelog.toml",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    status.add_argument("--data-dir", help=f"local data directory (default {DEFAULT_DATA_DIR})")
-    status.add_argument("--object-store", help="as for tidelog serve (default: DATA_DIR/objects)")
-    status.add_argument("--config", help="a TOML config file, as for tidelog serve ([tables])")
+    add_data_options(status, config_help=f"{CONFIG_HELP} ([tables])")
     status.add_argument("--json", action="store_true", help="a JSON array")
     status.set_defaults(run=run_status)
 
 
 def run_status(args: argparse.Namespace) -> int:
     try:
-        file = load_config_file(args.config) if args.config else FileConfig()
+        file = file_config(args)
     except (ConfigFileError, OSError) as error:
         print(f"tidelog tables: {error}", file=sys.stderr)
         return CANNOT_RUN
     config: TablesConfig = file.engine.get("tables", TablesConfig())
-    data_dir = args.data_dir or file.data_dir or DEFAULT_DATA_DIR
+    directory = data_dir(args, file)
     url = object_store_url(args, file)
-    default_catalog = os.path.join(data_dir, WAREHOUSE_PREFIX, "catalog.db")
+    default_catalog = os.path.join(directory, WAREHOUSE_PREFIX, "catalog.db")
     if config.catalog == "sql" and not config.uri and not os.path.exists(default_catalog):
         table.emit([], COLUMNS, as_json=args.json, title="table topics")  # none was ever kept
         return 0
@@ -80,7 +83,7 @@ def run_status(args: argparse.Namespace) -> int:
         return CANNOT_RUN
     rows = []
     try:
-        catalog = open_catalog(config, data_dir, store)
+        catalog = open_catalog(config, directory, store)
         names = catalog.list_tables(config.namespace) if _has_namespace(catalog, config) else []
         for identifier in sorted(names):
             found = catalog.load_table(identifier)

@@ -14,11 +14,10 @@ import sys
 from typing import Any
 
 from engine.acl_bindings import TOPIC, AclPermission, PatternType
-from engine.cli.offline import open_engine
-from engine.cli.serve import DEFAULT_DATA_DIR
+from engine.cli.offline import add_data_options, file_config, open_engine
 from engine.errors import EngineError
 from engine.masking.unmask import UNMASK_PREFIX
-from engine.server.config import ConfigFileError, FileConfig, load_config_file
+from engine.server.config import ConfigFileError
 
 CANNOT_RUN = 2
 
@@ -29,9 +28,7 @@ def add_command(commands: Any) -> None:
         help="grant, revoke and list who reads masked topics in clear",
         description="Manage the unmask permission kept with the ACLs (not while it serves).",
     )
-    parser.add_argument("--data-dir", help=f"local data directory (default {DEFAULT_DATA_DIR})")
-    parser.add_argument("--object-store", help="as for tidelog serve (default: DATA_DIR/objects)")
-    parser.add_argument("--config", help="a TOML config file, as for tidelog serve")
+    add_data_options(parser)
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     for action, text in (
         ("grant", "let a principal read a topic in clear"),
@@ -55,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"tidelog unmask: {args.principal!r} is not TYPE:NAME", file=sys.stderr)
         return CANNOT_RUN
     try:
-        file = load_config_file(args.config) if args.config else FileConfig()
+        file = file_config(args)
     except (ConfigFileError, OSError) as error:
         print(f"tidelog unmask: {error}", file=sys.stderr)
         return CANNOT_RUN

@@ -17,11 +17,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from engine.cli.offline import open_engine
-from engine.cli.serve import DEFAULT_DATA_DIR
+from engine.cli.offline import add_data_options, file_config, open_engine
 from engine.credentials import MECHANISMS, SCRAM_HASHES
 from engine.errors import EngineError
-from engine.server.config import ConfigFileError, FileConfig, load_config_file
+from engine.server.config import ConfigFileError
 
 CANNOT_RUN = 2
 
@@ -32,9 +31,7 @@ def add_command(commands: Any) -> None:
         help="add, remove and list the users SASL clients authenticate as",
         description="Manage the SASL users kept in the engine's catalog (not while it serves).",
     )
-    parser.add_argument("--data-dir", help=f"local data directory (default {DEFAULT_DATA_DIR})")
-    parser.add_argument("--object-store", help="as for tidelog serve (default: DATA_DIR/objects)")
-    parser.add_argument("--config", help="a TOML config file, as for tidelog serve")
+    add_data_options(parser)
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     add = actions.add_parser("add", help="add a user, or set its password for a mechanism")
     add.add_argument("name", metavar="NAME")
@@ -71,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
         level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
     try:
-        file = load_config_file(args.config) if args.config else FileConfig()
+        file = file_config(args)
         password = _password(args) if args.action == "add" else ""
     except (ConfigFileError, OSError, ValueError) as error:
         print(f"tidelog users: {error}", file=sys.stderr)

@@ -10,7 +10,6 @@ See docs/tamper-evidence.md.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
@@ -19,12 +18,10 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
-from engine.cli.serve import DEFAULT_DATA_DIR
-from engine.errors import EngineError
-from engine.server.config import ConfigFileError, FileConfig, load_config_file
-from engine.verify import PartitionVerdict, verify_partitions
-from s3stream import ObjectStoreError, S3StreamError, open_store
-from s3stream.store import redact_url
+from engine.cli.offline import add_data_options, file_config, read_object_store
+from engine.server.config import ConfigFileError
+from engine.verify import PartitionVerdict, VerifyReport, verify_partitions
+from s3stream import ObjectStore
 
 BROKEN = 1
 CANNOT_RUN = 2
@@ -47,9 +44,7 @@ def add_command(commands: Any) -> None:
         metavar="TOPIC[:PARTITION]",
         help="a topic, or one partition of it (default: every topic)",
     )
-    parser.add_argument("--data-dir", help=f"local data directory (default {DEFAULT_DATA_DIR})")
-    parser.add_argument("--object-store", help="as for tidelog serve (default: DATA_DIR/objects)")
-    parser.add_argument("--config", help="a TOML config file, as for tidelog serve")
+    add_data_options(parser)
     parser.add_argument(
         "--from-offset",
         type=int,
@@ -74,43 +69,24 @@ def _selection(text: str | None) -> tuple[str | None, int | None]:
     return text, None
 
 
-def object_store_url(args: argparse.Namespace, file: FileConfig) -> str:
-    """The object store a read-only command reads: ``--object-store``, the
-    config file's, or DATA_DIR/objects (as ``tidelog serve`` chooses it)."""
-    data_dir = args.data_dir or file.data_dir or DEFAULT_DATA_DIR
-    url: str | None = args.object_store or file.object_store
-    if url is None:
-        url = "file://" + os.path.abspath(os.path.join(data_dir, "objects"))
-    return url
-
-
 def run(args: argparse.Namespace) -> int:
     try:
-        file = load_config_file(args.config) if args.config else FileConfig()
+        file = file_config(args)
         expected = bytes.fromhex(args.expect_head) if args.expect_head else None
     except (ConfigFileError, OSError, ValueError) as error:
         print(f"tidelog verify: {error}", file=sys.stderr)
         return CANNOT_RUN
-    url = object_store_url(args, file)
     topic, partition = _selection(args.selection)
-    try:
-        store = open_store(url)
-    except ValueError as error:
-        print(f"tidelog verify: {error}", file=sys.stderr)
-        return CANNOT_RUN
-    try:
+
+    def verify(store: ObjectStore) -> VerifyReport:
         with _progress() as advance:
-            report = verify_partitions(
+            return verify_partitions(
                 store, topic, partition, from_offset=args.from_offset, on_progress=advance
             )
-    except EngineError as error:
-        print(f"tidelog verify: {error}", file=sys.stderr)
+
+    report = read_object_store("verify", args, file, verify)
+    if report is None:
         return CANNOT_RUN
-    except (S3StreamError, ObjectStoreError) as error:
-        print(f"tidelog verify: {redact_url(url)}: {error}", file=sys.stderr)
-        return CANNOT_RUN
-    finally:
-        store.close()
     if expected is not None and len(report.partitions) != 1:
         print(
             "tidelog verify: --expect-head needs one partition (TOPIC:PARTITION), "

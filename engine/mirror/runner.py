@@ -22,9 +22,16 @@ from engine import clock
 from engine.mirror import checkpoints, topics
 from engine.mirror.checkpoints import Mirrored
 from engine.mirror.errors import ClusterUnavailable
-from engine.mirror.kafka import broker_error, client_config, confluent, reader_config
+from engine.mirror.kafka import (
+    REQUEST_TIMEOUT_S,
+    broker_error,
+    client_config,
+    confluent,
+    reader_config,
+)
 from engine.mirror.offset_sync import OffsetSync
 from engine.mirror.progress import PartitionProgress, ProgressStore
+from engine.mirror.reading import Cluster, ClusterReadError
 from engine.mirror.settings import MirrorSettings
 from engine.mirror.sync_log import load_syncs, syncs_for, translation_of
 from engine.mirror.tail import Sides, recover_partition, watermarks
@@ -91,6 +98,8 @@ class MirrorRunner:
                     # A client call's own failure (no answer, a broker gone):
                     # the session starts over, as when the target is lost.
                     raise ClusterUnavailable(broker_error(error) or "no answer") from error
+                except ClusterReadError as error:  # reading the target's syncs
+                    raise ClusterUnavailable(str(error)) from error
             except ClusterUnavailable as error:
                 if self.report.copied + self.report.matched > before:
                     last_progress = clock.monotonic()
@@ -137,7 +146,9 @@ class _Session:
     def _copy(self) -> bool:
         self.target_topics = topics.target_partitions(self.kafka, self.target_admin)
         topics.ensure_target_topics(self.kafka, self.target_admin, [], self.target_topics)
-        self.syncs = load_syncs(self.kafka, self.settings.target, self.settings.target_config)
+        self.syncs = load_syncs(
+            Cluster(self.settings.target, self.settings.target_config), timeout=REQUEST_TIMEOUT_S
+        )
         self._add_topics()
         at_end: set[TopicPartition] = set()
         next_refresh = clock.monotonic() + self.settings.topic_refresh_s

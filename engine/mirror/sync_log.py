@@ -1,14 +1,17 @@
 """The offset syncs on the target (engine/mirror/offset_sync.py): which ones
-a run of copied records needs, and reading back those already written."""
+a run of copied records needs, and reading back those already written.
+
+:func:`load_syncs` is the one reader of the offset-syncs topic: the mirror
+reads it when a session starts, and engine/mirror/translation.py when it
+translates references and vectors to the target.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Collection, Iterable
 
-from engine.mirror.kafka import REQUEST_TIMEOUT_S, reader_config
 from engine.mirror.offset_sync import OFFSET_SYNCS_TOPIC, OffsetSync, OffsetTranslation
-from engine.mirror.records import PartitionReader
+from engine.mirror.reading import DEFAULT_TIMEOUT_S, Cluster, ClusterReader
 from engine.types import TopicPartition
 
 
@@ -29,23 +32,34 @@ def syncs_for(
 
 
 def load_syncs(
-    kafka: Any, target: str, properties: dict[str, str]
+    target: Cluster | ClusterReader,
+    topics: Collection[str] | None = None,
+    *,
+    timeout: float = DEFAULT_TIMEOUT_S,
 ) -> dict[TopicPartition, list[OffsetSync]]:
-    """Every sync on the target, per partition in the order written."""
-    reader = PartitionReader(
-        kafka,
-        reader_config(target, properties, "tidelog.mirror.syncs"),
-        TopicPartition(OFFSET_SYNCS_TOPIC, 0),
-        0,
-        REQUEST_TIMEOUT_S,
-    )
+    """Every sync on the target (only ``topics``' partitions when given),
+    per source partition in the order written, read committed from the
+    topic's log start to its end. An empty dict when the target has no
+    syncs topic. InvalidOffsetSync for a sync that does not parse;
+    ReadStalled if nothing comes for ``timeout`` seconds before the topic's
+    end; ClusterReadError if the target answers with an error."""
+    if isinstance(target, ClusterReader):
+        return _load(target, topics)
+    with ClusterReader(target, timeout=timeout) as reader:
+        return _load(reader, topics)
+
+
+def _load(
+    reader: ClusterReader, topics: Collection[str] | None
+) -> dict[TopicPartition, list[OffsetSync]]:
+    wanted = None if topics is None else frozenset(topics)
     found: dict[TopicPartition, list[OffsetSync]] = {}
-    try:
-        for record in reader.records():
-            sync = OffsetSync.parse(record.key() or b"", record.value() or b"")
-            found.setdefault(sync.tp, []).append(sync)
-    finally:
-        reader.close()
+    for partition in range(reader.partition_count(OFFSET_SYNCS_TOPIC) or 0):
+        log_start, _ = reader.watermarks(OFFSET_SYNCS_TOPIC, partition)
+        for record in reader.records(OFFSET_SYNCS_TOPIC, partition, log_start):
+            sync = OffsetSync.parse(record.key or b"", record.value or b"")
+            if wanted is None or sync.tp.topic in wanted:
+                found.setdefault(sync.tp, []).append(sync)
     return found
 
 

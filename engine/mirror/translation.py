@@ -2,13 +2,14 @@
 mirror copied to, from the offset syncs the mirror wrote there.
 
 :func:`load_translations` reads the target's offset-syncs topic from its
-start to its end (read committed, bounded by a timeout, keeping only the
-partitions asked for) into one exact OffsetTranslation per source
-partition. A :class:`Translator` adds what only the clusters can tell:
-the target's end offsets (a position past trailing gaps of the source
-stops where the target ends), the record a reference lands on (its leader
-epoch; none there means the source record was not mirrored) and, given the
-source too, why a record was not mirrored (aborted, absent, deleted).
+start to its end with engine.mirror.sync_log's load_syncs (read committed,
+bounded by a timeout, keeping only the partitions asked for) into one
+exact OffsetTranslation per source partition. A :class:`Translator` adds
+what only the clusters can tell: the target's end offsets (a position past
+trailing gaps of the source stops where the target ends), the record a
+reference lands on (its leader epoch; none there means the source record
+was not mirrored) and, given the source too, why a record was not
+mirrored (aborted, absent, deleted).
 The arithmetic is engine.memory.translate's.
 """
 
@@ -28,13 +29,14 @@ from engine.memory.translate import (
     translate_position,
 )
 from engine.memory.vector import OffsetVector, Position, RecordRef
-from engine.mirror.offset_sync import OFFSET_SYNCS_TOPIC, OffsetSync, OffsetTranslation
+from engine.mirror.offset_sync import OffsetTranslation
 from engine.mirror.reading import (
     DEFAULT_TIMEOUT_S,
     READ_UNCOMMITTED,
     Cluster,
     ClusterReader,
 )
+from engine.mirror.sync_log import load_syncs
 from engine.types import TopicPartition
 
 
@@ -45,27 +47,12 @@ def load_translations(
     timeout: float = DEFAULT_TIMEOUT_S,
 ) -> dict[TopicPartition, OffsetTranslation]:
     """One OffsetTranslation per source partition the target's syncs name
-    (only ``topics``' partitions when given). An empty dict when the target
-    has no syncs topic. InvalidOffsetSync for a sync that does not parse or
-    contradicts an earlier one; ReadStalled if nothing comes for ``timeout``
-    seconds before the topic's end."""
-    if isinstance(target, ClusterReader):
-        return _load(target, topics, timeout)
-    with ClusterReader(target, timeout=timeout) as reader:
-        return _load(reader, topics, timeout)
-
-
-def _load(
-    reader: ClusterReader, topics: Collection[str] | None, timeout: float
-) -> dict[TopicPartition, OffsetTranslation]:
-    wanted = None if topics is None else frozenset(topics)
-    syncs: dict[TopicPartition, list[OffsetSync]] = {}
-    for partition in range(reader.partition_count(OFFSET_SYNCS_TOPIC) or 0):
-        log_start, _ = reader.watermarks(OFFSET_SYNCS_TOPIC, partition)
-        for record in reader.records(OFFSET_SYNCS_TOPIC, partition, log_start):
-            sync = OffsetSync.parse(record.key or b"", record.value or b"")
-            if wanted is None or sync.tp.topic in wanted:
-                syncs.setdefault(sync.tp, []).append(sync)
+    (only ``topics``' partitions when given), from engine.mirror.sync_log's
+    load_syncs. An empty dict when the target has no syncs topic.
+    InvalidOffsetSync for a sync that does not parse or contradicts an
+    earlier one; ReadStalled if nothing comes for ``timeout`` seconds before
+    the topic's end."""
+    syncs = load_syncs(target, topics, timeout=timeout)
     # A mirror that restarts writes some syncs again: OffsetTranslation sorts
     # them, keeps one of each, and refuses two targets for one source offset.
     return {tp: OffsetTranslation(found) for tp, found in sorted(syncs.items())}

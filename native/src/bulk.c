@@ -14,8 +14,8 @@
 #include <string.h>
 
 #include "batch.h"
+#include "batch_write.h"
 #include "buffer.h"
-#include "crc32c.h"
 #include "varint.h"
 #include "stamp.h"
 
@@ -139,27 +139,6 @@ static uint8_t *put_record(uint8_t *p, PyObject *value, PyObject *key, int32_t o
     return p + headers->len;
 }
 
-static void put_header(uint8_t *p, Py_ssize_t area_len, int codec, int transactional,
-                       int32_t count, int64_t timestamp, long long producer_id,
-                       short producer_epoch, int base_sequence) {
-    memset(p, 0, TL_HEADER_SIZE);
-    tl_put_i64(p, 0);
-    tl_put_i32(p + 8, (int32_t)(TL_HEADER_SIZE - TL_LENGTH_PREFIX + area_len));
-    tl_put_i32(p + 12, -1);
-    p[16] = 2;
-    int attributes = codec | (transactional ? 0x10 : 0);
-    p[21] = (uint8_t)(attributes >> 8);
-    p[22] = (uint8_t)attributes;
-    tl_put_i32(p + 23, count - 1);
-    tl_put_i64(p + 27, timestamp);
-    tl_put_i64(p + 35, timestamp);
-    tl_put_i64(p + 43, producer_id);
-    p[51] = (uint8_t)((uint16_t)producer_epoch >> 8);
-    p[52] = (uint8_t)producer_epoch;
-    tl_put_i32(p + 53, base_sequence);
-    tl_put_i32(p + 57, count);
-}
-
 PyObject *tl_py_encode_records(PyObject *self, PyObject *args, PyObject *kwargs) {
     static char *kwlist[] = {"values",      "keys",           "timestamp",     "start",
                              "max_bytes",   "headers",        "compression",   "producer_id",
@@ -273,10 +252,20 @@ PyObject *tl_py_encode_records(PyObject *self, PyObject *args, PyObject *kwargs)
                (size_t)area_len);
     }
     uint8_t *b = (uint8_t *)PyByteArray_AS_STRING(batch);
-    put_header(b, (Py_ssize_t)area_len, codec, transactional, count, timestamp, producer_id,
-               producer_epoch, base_sequence);
-    tl_put_i32(b + 17, (int32_t)tl_crc32c(0, b + TL_CRC_START,
-                                          (size_t)(TL_HEADER_SIZE + area_len - TL_CRC_START)));
+    tl_header fields = {
+        .base_offset = 0,
+        .partition_leader_epoch = -1,
+        .attributes = (int16_t)(codec | (transactional ? 0x10 : 0)),
+        .last_offset_delta = count - 1,
+        .base_timestamp = timestamp,
+        .max_timestamp = timestamp,
+        .producer_id = producer_id,
+        .producer_epoch = producer_epoch,
+        .base_sequence = base_sequence,
+        .record_count = count,
+    };
+    tl_put_batch_header(b, (int64_t)area_len, &fields);
+    tl_seal_batch(b, (int64_t)area_len);
     result = Py_BuildValue("(On)", batch, end);
 done:
     tl_buf_free(&hdr);

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "batch.h"
+#include "batch_write.h"
 #include "buffer.h"
 #include "bulk.h"
 #include "entries.h"
@@ -943,24 +944,22 @@ static PyObject *py_encode_batch(PyObject *self, PyObject *args, PyObject *kwarg
     }
     if (!(batch = PyBytes_FromStringAndSize(NULL, TL_HEADER_SIZE + area_len))) goto done;
     uint8_t *p = (uint8_t *)PyBytes_AS_STRING(batch);
-    int attributes = codec | (timestamp_type ? 0x08 : 0) | (transactional ? 0x10 : 0) |
-                     (control ? 0x20 : 0);
-    tl_put_i64(p, base_offset);
-    tl_put_i32(p + 8, (int32_t)(TL_HEADER_SIZE - TL_LENGTH_PREFIX + area_len));
-    tl_put_i32(p + 12, leader_epoch);
-    p[16] = 2;
-    p[21] = (uint8_t)(attributes >> 8);
-    p[22] = (uint8_t)attributes;
-    tl_put_i32(p + 23, last_offset_delta);
-    tl_put_i64(p + 27, base_timestamp);
-    tl_put_i64(p + 35, max_timestamp);
-    tl_put_i64(p + 43, producer_id);
-    p[51] = (uint8_t)((uint16_t)producer_epoch >> 8);
-    p[52] = (uint8_t)producer_epoch;
-    tl_put_i32(p + 53, base_sequence);
-    tl_put_i32(p + 57, (int32_t)count);
+    tl_header fields = {
+        .base_offset = base_offset,
+        .partition_leader_epoch = leader_epoch,
+        .attributes = (int16_t)(codec | (timestamp_type ? 0x08 : 0) | (transactional ? 0x10 : 0) |
+                                (control ? 0x20 : 0)),
+        .last_offset_delta = last_offset_delta,
+        .base_timestamp = base_timestamp,
+        .max_timestamp = max_timestamp,
+        .producer_id = producer_id,
+        .producer_epoch = producer_epoch,
+        .base_sequence = base_sequence,
+        .record_count = (int32_t)count,
+    };
+    tl_put_batch_header(p, area_len, &fields);
     memcpy(p + TL_HEADER_SIZE, PyBytes_AS_STRING(area), (size_t)area_len);
-    tl_put_i32(p + 17, (int32_t)tl_crc32c(0, p + TL_CRC_START, (size_t)(TL_HEADER_SIZE + area_len - TL_CRC_START)));
+    tl_seal_batch(p, area_len);
 done:
     PyMem_Free(offset_deltas);
     Py_DECREF(specs);

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,6 @@ import engine.state_log as state_log_module
 from engine.state_log import StateLog
 from s3stream import StreamStore
 from tests.engine.conftest import FAST_STORE
-from tests.engine.test_api import wait_until
 
 keys = st.one_of(st.integers(0, 20), st.tuples(st.sampled_from(["g", "h"]), st.integers(0, 5)))
 int64s = st.integers(-(2**63), 2**63 - 1)
@@ -94,18 +94,65 @@ def test_compaction_trims_what_the_rewrite_repeats(tmp_path: Path, monkeypatch: 
         log = StateLog.open(store, stream_id)
         for i in range(200):
             log.put(("offset", i % 3), i).result()
-
-        def compacted() -> bool:
-            # compact() returns at once while a compaction the puts started
-            # runs in the background (on a loaded machine, still at work);
-            # the next call after it rewrites and trims.
-            log.compact()
-            return store.end_offset(stream_id) - store.start_offset(stream_id) <= 2
-
-        wait_until(compacted, "the stream trimmed to the rewrite of its three keys")
+        # Whatever compaction the puts started in the background, compact()
+        # returns once its own has rewritten the three keys and trimmed.
+        log.compact()
+        assert store.end_offset(stream_id) - store.start_offset(stream_id) == 2
         reread = StateLog.open(store, stream_id)
         assert dict(reread.items()) == {("offset", 0): 198, ("offset", 1): 199, ("offset", 2): 197}
     finally:
+        store.close()
+
+
+def test_compact_waits_for_a_compaction_running_in_the_background(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    monkeypatch.setattr(state_log_module, "COMPACT_AFTER", 10)
+    store = StreamStore.open(tmp_path / "node", f"file://{tmp_path / 'bucket'}", FAST_STORE)
+    trim = store.trim
+    trimming, release = threading.Event(), threading.Event()
+
+    def held_trim(stream_id: int, offset: int) -> None:
+        # The first trim, the background compaction's, is held until the
+        # test lets it go: a compaction caught half way.
+        if not trimming.is_set():
+            trimming.set()
+            assert release.wait(60)
+        trim(stream_id, offset)
+
+    monkeypatch.setattr(store, "trim", held_trim)
+    try:
+        stream_id = store.create_stream()
+        store.open_stream(stream_id, 0)
+        log = StateLog.open(store, stream_id)
+        i = 0
+        while not trimming.is_set():
+            assert i < 1000, "no compaction started in the background"
+            log.put(("offset", i % 3), i).result()
+            i += 1
+        assert trimming.wait(60)
+        log.put(("offset", 0), "last").result()
+        compacted_when_returned: list[int] = []
+
+        def compact() -> None:
+            log.compact()
+            compacted_when_returned.append(
+                store.end_offset(stream_id) - store.start_offset(stream_id)
+            )
+
+        caller = threading.Thread(target=compact)
+        caller.start()
+        caller.join(0.5)  # long enough for a compact() that does not wait to return
+        release.set()
+        caller.join(60)
+        assert not caller.is_alive()
+        # Returned only after the background compaction and its own: the
+        # stream is its compact record and one put of the three keys.
+        assert compacted_when_returned == [2]
+        reread = StateLog.open(store, stream_id)
+        assert reread.get(("offset", 0)) == "last"
+    finally:
+        release.set()
         store.close()
 
 

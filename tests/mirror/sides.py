@@ -10,7 +10,7 @@ from typing import Any
 from confluent_kafka import TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from engine.mirror.kafka import confluent
+from engine.mirror.reading import Cluster
 from engine.mirror.sync_log import load_syncs, translation_of
 from engine.types import TopicPartition as Tp
 from tests.mirror.conftest import facts, producer, read_topic
@@ -98,7 +98,7 @@ def assert_mirrored_exactly(
     """The target holds the source's committed records, in order, and every
     record's target offset is its source offset translated through the
     syncs. Returns how many records there are and how many offsets shifted."""
-    syncs = load_syncs(confluent(), target, {})
+    syncs = load_syncs(Cluster(target))
     records = shifted = 0
     sources, targets = read_topic(source, topic, partitions), read_topic(target, topic, partitions)
     for partition in range(partitions):

@@ -12,10 +12,13 @@ from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
+from confluent_kafka.admin import AdminClient
+
 import engine
 from engine.server.config import ServerConfig
 from engine.server.context import Identity
 from engine.server.server import Server
+from tests.server.conftest import quiet_librdkafka
 
 
 class InProcessServer:
@@ -67,6 +70,30 @@ class InProcessServer:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(self.timeout)
         self.loop.close()
+
+
+class ServedNode:
+    """An engine of this process (its data directory root/node, its bucket
+    root/bucket), the wire server on it and an AdminClient of that server;
+    reopened on the same storage by ``reopen``."""
+
+    def __init__(self, root: Path, config: engine.EngineConfig | None = None) -> None:
+        self.root = root
+        self.config = config
+        self.open()
+
+    def open(self) -> None:
+        self.engine = engine.open(self.root / "node", f"file://{self.root / 'bucket'}", self.config)
+        self.server = InProcessServer(self.engine)
+        self.admin = AdminClient({"bootstrap.servers": self.server.bootstrap, **quiet_librdkafka()})
+
+    def close(self) -> None:
+        self.server.stop()
+        self.engine.close()
+
+    def reopen(self) -> None:
+        self.close()
+        self.open()
 
 
 @contextmanager

@@ -12,15 +12,13 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka import TopicCollection
-from confluent_kafka.admin import AclOperation, AdminClient
+from confluent_kafka.admin import AclOperation
 from kio.index import load_request_schema
 
-import engine
 from engine.protocol.apis import ApiKey
 from engine.server import authorizer
 from engine.server.authorizer import AUTHORIZED_OPERATIONS_OMITTED, ResourceType
-from tests.server.conftest import quiet_librdkafka
-from tests.server.in_process import InProcessServer
+from tests.server.in_process import ServedNode
 from tests.server.wire import Wire, build
 
 TIMEOUT = 30
@@ -39,20 +37,9 @@ TOPIC |= {A.ALTER_CONFIGS}
 GROUP = {A.READ, A.DESCRIBE, A.DELETE, A.DESCRIBE_CONFIGS, A.ALTER_CONFIGS}
 
 
-class Node:
-    def __init__(self, root: Path) -> None:
-        self.engine = engine.open(root / "node", "file://" + str(root / "bucket"))
-        self.server = InProcessServer(self.engine)
-        self.admin = AdminClient({"bootstrap.servers": self.server.bootstrap, **quiet_librdkafka()})
-
-    def close(self) -> None:
-        self.server.stop()
-        self.engine.close()
-
-
 @pytest.fixture
-def node(tmp_path: Path) -> Iterator[Node]:
-    opened = Node(tmp_path)
+def node(tmp_path: Path) -> Iterator[ServedNode]:
+    opened = ServedNode(tmp_path)
     opened.engine.create_topic("t", 1)
     yield opened
     opened.close()
@@ -77,7 +64,7 @@ class DenyWrites:
         return True
 
 
-def operations(node: Node, *, asked: bool = True) -> dict[str, set[AclOperation] | None]:
+def operations(node: ServedNode, *, asked: bool = True) -> dict[str, set[AclOperation] | None]:
     admin = node.admin
     cluster = admin.describe_cluster(include_authorized_operations=asked).result(TIMEOUT)
     [topic] = admin.describe_topics(
@@ -95,15 +82,15 @@ def operations(node: Node, *, asked: bool = True) -> dict[str, set[AclOperation]
     return found
 
 
-def test_every_operation_of_each_resource_type_is_allowed_without_acls(node: Node) -> None:
+def test_every_operation_of_each_resource_type_is_allowed_without_acls(node: ServedNode) -> None:
     assert operations(node) == {"cluster": CLUSTER, "topic": TOPIC, "group": GROUP}
 
 
-def test_operations_not_asked_for_are_not_sent(node: Node) -> None:
+def test_operations_not_asked_for_are_not_sent(node: ServedNode) -> None:
     assert operations(node, asked=False) == {"cluster": None, "topic": None, "group": None}
 
 
-def test_the_handlers_ask_the_servers_authorizer(node: Node) -> None:
+def test_the_handlers_ask_the_servers_authorizer(node: ServedNode) -> None:
     node.server.server.state.authorizer = DenyWrites()
     assert operations(node) == {
         "cluster": CLUSTER,
@@ -114,7 +101,7 @@ def test_the_handlers_ask_the_servers_authorizer(node: Node) -> None:
 
 @pytest.mark.parametrize("asked", [True, False])
 def test_metadata_v8_carries_the_clusters_and_each_topics_operations(
-    node: Node, asked: bool
+    node: ServedNode, asked: bool
 ) -> None:
     request = build(
         load_request_schema(ApiKey.METADATA, 8),

@@ -31,7 +31,7 @@ from kio.index import load_request_schema
 import engine
 from engine.protocol.apis import ApiKey
 from tests.server.conftest import ServerProcess, quiet_librdkafka
-from tests.server.in_process import InProcessServer
+from tests.server.in_process import ServedNode
 from tests.server.wire import Wire, build
 
 TOPIC, BROKER = 2, 4
@@ -42,22 +42,9 @@ DYNAMIC_DEFAULT = ConfigSource.DYNAMIC_DEFAULT_BROKER_CONFIG.value
 DYNAMIC_BROKER = ConfigSource.DYNAMIC_BROKER_CONFIG.value
 
 
-class Node:
-    """An engine of this process and the wire server on it."""
-
-    def __init__(self, root: Path, config: engine.EngineConfig | None = None) -> None:
-        self.engine = engine.open(root / "node", "file://" + str(root / "bucket"), config)
-        self.server = InProcessServer(self.engine)
-        self.admin = AdminClient({"bootstrap.servers": self.server.bootstrap, **quiet_librdkafka()})
-
-    def close(self) -> None:
-        self.server.stop()
-        self.engine.close()
-
-
 @pytest.fixture
-def node(tmp_path: Path) -> Iterator[Node]:
-    opened = Node(tmp_path, engine.EngineConfig(auto_create_topics=True))
+def node(tmp_path: Path) -> Iterator[ServedNode]:
+    opened = ServedNode(tmp_path, engine.EngineConfig(auto_create_topics=True))
     yield opened
     opened.close()
 
@@ -148,7 +135,7 @@ def refusal(admin: AdminClient, name: str, *entries: ConfigEntry) -> KafkaError:
 
 
 def test_the_broker_resource_lists_its_configs_with_kafkas_names_types_and_sources(
-    node: Node,
+    node: ServedNode,
 ) -> None:
     described = describe(node.admin, "1")
     assert described["broker.id"].value == "1"
@@ -171,7 +158,7 @@ def test_the_broker_resource_lists_its_configs_with_kafkas_names_types_and_sourc
 
 
 def test_a_dynamic_default_and_a_broker_value_take_effect_on_topics_without_overrides(
-    node: Node,
+    node: ServedNode,
 ) -> None:
     node.engine.create_topic("plain", 1)
     node.engine.create_topic("own", 1, configs={"retention.ms": "1000"})
@@ -211,7 +198,7 @@ def test_a_dynamic_default_and_a_broker_value_take_effect_on_topics_without_over
 
 
 def test_num_partitions_and_auto_create_apply_to_the_next_auto_created_topic(
-    node: Node,
+    node: ServedNode,
 ) -> None:
     alter_default(node.server.bootstrap, ("num.partitions", SET, "3"))
     producer = Producer({"bootstrap.servers": node.server.bootstrap, **quiet_librdkafka()})
@@ -226,7 +213,7 @@ def test_num_partitions_and_auto_create_apply_to_the_next_auto_created_topic(
     assert not node.engine.has_topic("never-made")
 
 
-def test_max_connections_applies_to_the_next_connection(node: Node) -> None:
+def test_max_connections_applies_to_the_next_connection(node: ServedNode) -> None:
     """The admin client holds a connection: with a limit of one, the next is
     closed at once (as Kafka does); raised again, the next is served."""
     alter(node.admin, "1", set_("max.connections", "1"))
@@ -238,7 +225,7 @@ def test_max_connections_applies_to_the_next_connection(node: Node) -> None:
         assert served.request(request).error_code == 0
 
 
-def test_kafkas_refusals(node: Node) -> None:
+def test_kafkas_refusals(node: ServedNode) -> None:
     read_only = refusal(node.admin, "1", set_("default.replication.factor", "3"))
     assert read_only.code() == KafkaError.INVALID_REQUEST
     assert "Cannot update these configs dynamically: Set(default.replication.factor)" in str(
@@ -276,7 +263,7 @@ def test_kafkas_refusals(node: Node) -> None:
     assert describe(node.admin, "1")["num.partitions"].source == ConfigSource.DEFAULT_CONFIG.value
 
 
-def test_alter_configs_replaces_every_dynamic_config_of_the_resource(node: Node) -> None:
+def test_alter_configs_replaces_every_dynamic_config_of_the_resource(node: ServedNode) -> None:
     bootstrap = node.server.bootstrap
     alter_default(bootstrap, ("num.partitions", SET, "4"), ("compression.type", SET, "zstd"))
     alter_default(bootstrap, ("log.retention.bytes", SET, "1000"), legacy=True)
@@ -312,7 +299,7 @@ def test_dynamic_configs_survive_a_restart_on_the_same_storage(tmp_path: Path) -
             server.kill()
 
 
-def test_append_and_subtract_act_on_the_resources_own_list(node: Node) -> None:
+def test_append_and_subtract_act_on_the_resources_own_list(node: ServedNode) -> None:
     bootstrap = node.server.bootstrap
     append, subtract = 2, 3
     alter_default(bootstrap, ("log.cleanup.policy", append, "compact"))

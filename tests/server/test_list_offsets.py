@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from confluent_kafka import IsolationLevel, TopicPartition
-from confluent_kafka.admin import AdminClient, OffsetSpec
+from confluent_kafka.admin import OffsetSpec
 from kafka import KafkaAdminClient
 from kafka import TopicPartition as PyTopicPartition
 from kafka.admin import OffsetSpec as PyOffsetSpec
@@ -25,8 +25,7 @@ import native
 from engine.protocol.apis import request_schema
 from native.records import RecordSpec
 from s3stream import StreamStoreConfig
-from tests.server.conftest import quiet_librdkafka
-from tests.server.in_process import InProcessServer
+from tests.server.in_process import ServedNode
 from tests.server.wire import Wire, build
 
 TIMEOUT = 30.0
@@ -38,29 +37,11 @@ UNSUPPORTED_VERSION = 35
 NO_UPLOADS = StreamStoreConfig(upload_interval_s=3600, compaction_interval_s=3600)
 
 
-class Served:
+class Served(ServedNode):
     """An engine that uploads only when flushed, its wire server, and an admin client."""
 
     def __init__(self, root: Path) -> None:
-        self.root = root
-        self.open()
-
-    def open(self) -> None:
-        self.engine = engine.open(
-            self.root / "node",
-            "file://" + str(self.root / "bucket"),
-            engine.EngineConfig(store=NO_UPLOADS),
-        )
-        self.server = InProcessServer(self.engine)
-        self.admin = AdminClient({"bootstrap.servers": self.server.bootstrap, **quiet_librdkafka()})
-
-    def close(self) -> None:
-        self.server.stop()
-        self.engine.close()
-
-    def reopen(self) -> None:
-        self.close()
-        self.open()
+        super().__init__(root, engine.EngineConfig(store=NO_UPLOADS))
 
     def produce(self, topic: str, *timestamps: int) -> None:
         specs = [RecordSpec(ts, b"k", str(i).encode()) for i, ts in enumerate(timestamps)]
