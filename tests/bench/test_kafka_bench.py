@@ -87,8 +87,9 @@ def test_kafka_bench_reports_every_headline_figure_beside_its_ceilings(tmp_path:
     assert report["latency_records"] > 0
     assert report["p50_ms"] <= report["p99_ms"]
     assert report["server_produce_cpu_s"] > 0
+    # server_produce_cpu_s is rounded to 10 ms: over 32 MiB, 0.16 ms per MiB.
     assert report["server_produce_ms_per_mib"] == pytest.approx(
-        report["server_produce_cpu_s"] * 1000 / 32, rel=0.05, abs=0.01
+        report["server_produce_cpu_s"] * 1000 / 32, abs=0.2
     )
     assert report["server_exit_codes"] == [0, 0]
     assert report["remote_mb_s"] > 0 and report["remote_local_mb_s"] > 0
