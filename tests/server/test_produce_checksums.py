@@ -17,7 +17,7 @@ from confluent_kafka import Producer
 
 import engine
 import wal.log
-from native.records import BytesLike
+from native.records import BytesLike, TimestampType
 from tests.engine.helpers_records import consume_all
 from tests.server.conftest import quiet_librdkafka
 from tests.server.in_process import InProcessServer, served_without_uploads
@@ -33,13 +33,22 @@ def served(tmp_path: Path) -> Iterator[tuple[engine.Engine, InProcessServer]]:
         yield both
 
 
+@pytest.mark.parametrize(
+    "configs",
+    [
+        pytest.param({}, id="CreateTime"),
+        # The broker stamps each batch, and rewrite_batch recomputes its CRC.
+        pytest.param({"message.timestamp.type": "LogAppendTime"}, id="LogAppendTime"),
+    ],
+)
 def test_the_wal_reads_produce_data_only_in_batch_headers(
     served: tuple[engine.Engine, InProcessServer],
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
+    configs: dict[str, str],
 ) -> None:
     opened, server = served
-    opened.create_topic("checked", 1)
+    opened.create_topic("checked", 1, configs)
     read: list[int] = []
     crc32c = wal.log.crc32c
 
@@ -73,6 +82,9 @@ def test_the_wal_reads_produce_data_only_in_batch_headers(
     shutil.copytree(tmp_path / "node", image)
     reopened = engine.open(image)
     try:
-        assert [r.value for r in consume_all(reopened, "checked")] == values
+        recovered = consume_all(reopened, "checked")
+        assert [r.value for r in recovered] == values
+        if configs:
+            assert {r.timestamp_type for r in recovered} == {TimestampType.LOG_APPEND_TIME}
     finally:
         reopened.close()
