@@ -227,7 +227,7 @@ class Partition:
     def _append(
         self,
         data: BytesLike,
-        submit: Callable[[int, int, int, Any, bool], T],
+        submit: Callable[..., T],
         remote: bool | None,
         provenance: Provenance | None,
     ) -> tuple[AppendResult, T | None]:
@@ -268,7 +268,15 @@ class Partition:
                 max_timestamp = max(max_timestamp, header.max_timestamp)
             last = offset - 1
             wait_remote = self.config.remote_acks if remote is None else remote
-            handle = submit(self.stream_id, base, last, buffer, wait_remote)
+            # The batches are checked and their CRCs right (rewrite_batch keeps
+            # them so): the WAL's checksum is combined from them, and a large
+            # payload is not read a second time for it.
+            checksum = (
+                native.crc32c_batches(buffer)
+                if len(buffer) >= native.CRC_COMBINE_MIN_BYTES
+                else None
+            )
+            handle = submit(self.stream_id, base, last, buffer, wait_remote, payload_crc=checksum)
             if producer_batch is not None:
                 self.producers.update(producer_batch, base, now, stamp)
                 if producer_batch.is_transactional:

@@ -29,6 +29,7 @@ from native.errors import (
     UnsupportedMagic,
 )
 from native.records import (
+    CRC_COMBINE_MIN_BYTES,
     MAX_INFLATED,
     MAX_RECORD_ERRORS,
     BatchHeader,
@@ -57,6 +58,8 @@ if TYPE_CHECKING:
     from native._pure import (
         crc32c,
         crc32c_backend,
+        crc32c_batches,
+        crc32c_combine,
         decode_records,
         encode_batch,
         encode_entries,
@@ -70,6 +73,8 @@ if TYPE_CHECKING:
 else:
     crc32c = _impl.crc32c
     crc32c_backend = _impl.crc32c_backend
+    crc32c_batches = _impl.crc32c_batches
+    crc32c_combine = _impl.crc32c_combine
     scan_batches = _impl.scan_batches
     validate_batches = _impl.validate_batches
     rewrite_batch = _impl.rewrite_batch
@@ -81,6 +86,7 @@ else:
     stamp_batch = _impl.stamp_batch
 
 __all__ = [
+    "CRC_COMBINE_MIN_BYTES",
     "IMPLEMENTATION",
     "MAX_INFLATED",
     "MAX_RECORD_ERRORS",
@@ -104,6 +110,8 @@ __all__ = [
     "UnsupportedMagic",
     "crc32c",
     "crc32c_backend",
+    "crc32c_batches",
+    "crc32c_combine",
     "decode_records",
     "encode_batch",
     "encode_entries",

@@ -14,6 +14,10 @@ LENGTH_PREFIX = 12
 """baseOffset (8) + batchLength (4): the bytes batchLength does not count."""
 
 CRC_START = 21
+CRC_COMBINE_MIN_BYTES = 4096
+"""From this many bytes on, a CRC32C is cheaper combined from a known CRC
+(crc32c_combine, about 100 ns in C) than read (crc32c_batches reads the
+batches that cover fewer; callers that hold a smaller payload read it)."""
 """The CRC32C covers from the attributes field to the end of the batch."""
 
 MAX_INFLATED = 32 * 1024 * 1024

@@ -62,6 +62,8 @@ class Appender:
         last_offset: int,
         payload: bytes | memoryview,
         remote: bool = False,
+        *,
+        payload_crc: int | None = None,
     ) -> Future[int]:
         """Queues an append of offsets ``[base_offset, last_offset]``; the future
         resolves to the stream's new end offset once the append is durable:
@@ -69,12 +71,14 @@ class Appender:
         manifest. Once the store learns it is fenced, it fails instead.
 
         ``payload`` is stored as given, without a copy; it must not change.
+        ``payload_crc``, its CRC32C if the caller has it, spares the WAL a
+        read of it (``WriteAheadLog.submit``).
         """
         done: Future[int] = Future()
         done.set_running_or_notify_cancel()
         end = last_offset + 1
         future, uploaded = self._append(
-            self._wal.submit, stream_id, base_offset, last_offset, payload, remote
+            self._wal.submit, stream_id, base_offset, last_offset, payload, remote, payload_crc
         )
 
         def durable(wal_future: Future[Position]) -> None:
@@ -99,6 +103,8 @@ class Appender:
         last_offset: int,
         payload: bytes | memoryview,
         remote: bool = False,
+        *,
+        payload_crc: int | None = None,
     ) -> Coroutine[Any, Any, int]:
         """Queues an append from a running event loop now, and returns what to
         await for the stream's new end offset once it is durable (as submit).
@@ -107,7 +113,13 @@ class Appender:
         holding its own lock can assign offsets and submit in one step.
         """
         future, uploaded = self._append(
-            self._wal.submit_async, stream_id, base_offset, last_offset, payload, remote
+            self._wal.submit_async,
+            stream_id,
+            base_offset,
+            last_offset,
+            payload,
+            remote,
+            payload_crc,
         )
         return self._durable_async(future, last_offset + 1, uploaded)
 
@@ -119,6 +131,7 @@ class Appender:
         last_offset: int,
         payload: bytes | memoryview,
         remote: bool,
+        payload_crc: int | None = None,
     ) -> tuple[W, Future[int] | None]:
         """Accepts the append and hands it to the WAL (``submit`` or
         ``submit_async``) under the store's lock, so appends reach the WAL in
@@ -135,6 +148,7 @@ class Appender:
                 record_type=WAL_OWNED_DATA,
                 tag=(stream, block, end),
                 prefix=self._wal_prefix,  # written before the payload, never joined to it
+                payload_crc=payload_crc,
             )
             uploaded = self._uploader.wait_remote_locked(stream_id, end) if remote else None
         return future, uploaded

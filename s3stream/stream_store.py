@@ -408,6 +408,8 @@ class StreamStore:
         last_offset: int,
         payload: bytes | memoryview,
         remote: bool = False,
+        *,
+        payload_crc: int | None = None,
     ) -> Future[int]:
         """Queues an append of offsets ``[base_offset, last_offset]``; the future
         resolves to the stream's new end offset once the append is durable:
@@ -415,8 +417,12 @@ class StreamStore:
         manifest. Once the store learns it is fenced, it fails instead.
 
         ``payload`` is stored as given, without a copy; it must not change.
+        ``payload_crc``, its CRC32C if the caller has it (of checked record
+        batches, ``native.crc32c_batches``), spares the WAL a read of it.
         """
-        return self._appender.submit(stream_id, base_offset, last_offset, payload, remote)
+        return self._appender.submit(
+            stream_id, base_offset, last_offset, payload, remote, payload_crc=payload_crc
+        )
 
     def append(
         self,
@@ -447,6 +453,8 @@ class StreamStore:
         last_offset: int,
         payload: bytes | memoryview,
         remote: bool = False,
+        *,
+        payload_crc: int | None = None,
     ) -> Coroutine[Any, Any, int]:
         """Queues an append from a running event loop now, and returns what to
         await for the stream's new end offset once it is durable (as submit).
@@ -454,7 +462,9 @@ class StreamStore:
         The append is accepted (or refused) before this returns, so a caller
         holding its own lock can assign offsets and submit in one step.
         """
-        return self._appender.submit_async(stream_id, base_offset, last_offset, payload, remote)
+        return self._appender.submit_async(
+            stream_id, base_offset, last_offset, payload, remote, payload_crc=payload_crc
+        )
 
     def gathered(self) -> contextlib.AbstractContextManager[None]:
         """Appends made inside the block share one WAL group (and one sync):

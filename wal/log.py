@@ -13,7 +13,7 @@ from concurrent.futures import Future
 from types import TracebackType
 from typing import NamedTuple
 
-from native import crc32c
+from native import crc32c, crc32c_combine
 from wal.errors import LogClosed, LogIOError, LogLocked, PermissionDenied, RecordTooLarge
 from wal.format import MAX_USER_TYPE, RECORD_HEADER_SIZE, SEGMENT_HEADER_SIZE, segment_name
 from wal.group_commit import (
@@ -142,6 +142,7 @@ class WriteAheadLog:
         record_type: int = DATA,
         tag: object = None,
         prefix: bytes = b"",
+        payload_crc: int | None = None,
     ) -> Future[Position]:
         """Queues an append; the future resolves to its position once durable.
 
@@ -151,11 +152,25 @@ class WriteAheadLog:
         record holds ``prefix`` then ``payload``, written one after the other
         rather than joined (a small header of the caller's before a large
         payload costs no copy of the payload).
+
+        ``payload_crc`` is the payload's CRC32C when the caller has it
+        already (``native.crc32c_batches`` of checked record batches reads
+        only their headers): the record's CRC is then combined from it, and
+        the payload is not read here. A wrong one makes a record that
+        recovery refuses as damaged.
         """
         future: Future[Position] = Future()
         future.set_running_or_notify_cancel()  # an append cannot be taken back
         self._enqueue(
-            future, payload, stream_id, start_offset, end_offset, record_type, tag, prefix
+            future,
+            payload,
+            stream_id,
+            start_offset,
+            end_offset,
+            record_type,
+            tag,
+            prefix,
+            payload_crc,
         )
         return future
 
@@ -212,16 +227,25 @@ class WriteAheadLog:
         record_type: int = DATA,
         tag: object = None,
         prefix: bytes = b"",
+        payload_crc: int | None = None,
     ) -> asyncio.Future[Position]:
         """Queues an append from a running event loop; the returned asyncio
         future resolves to its position once durable.
 
-        Cancelling the future stops the wait, not the append. ``tag`` and
-        ``prefix`` are as for ``submit``.
+        Cancelling the future stops the wait, not the append. ``tag``,
+        ``prefix`` and ``payload_crc`` are as for ``submit``.
         """
         waiter: asyncio.Future[Position] = asyncio.get_running_loop().create_future()
         self._enqueue(
-            waiter, payload, stream_id, start_offset, end_offset, record_type, tag, prefix
+            waiter,
+            payload,
+            stream_id,
+            start_offset,
+            end_offset,
+            record_type,
+            tag,
+            prefix,
+            payload_crc,
         )
         return waiter
 
@@ -298,10 +322,19 @@ class WriteAheadLog:
         record_type: int,
         tag: object = None,
         prefix: bytes = b"",
+        payload_crc: int | None = None,
     ) -> None:
         self._committer.submit(
             self._pending(
-                waiter, payload, stream_id, start_offset, end_offset, record_type, tag, prefix
+                waiter,
+                payload,
+                stream_id,
+                start_offset,
+                end_offset,
+                record_type,
+                tag,
+                prefix,
+                payload_crc,
             )
         )
 
@@ -315,12 +348,20 @@ class WriteAheadLog:
         record_type: int,
         tag: object,
         prefix: bytes,
+        payload_crc: int | None = None,
     ) -> PendingAppend:
-        """A checked append, its payload's CRC computed (by the caller's thread)."""
+        """A checked append, its payload's CRC computed (by the caller's thread)
+        or combined from the one the caller gave."""
         if not 1 <= record_type <= MAX_USER_TYPE:
             raise ValueError(f"record_type {record_type} is not in 1..{MAX_USER_TYPE}")
         if len(prefix) + len(payload) > self._max_payload:
             raise RecordTooLarge(len(prefix) + len(payload), self._max_payload)
+        if payload_crc is None:
+            crc = crc32c(payload, crc32c(prefix)) if prefix else crc32c(payload)
+        elif prefix:
+            crc = crc32c_combine(crc32c(prefix), payload_crc, len(payload))
+        else:
+            crc = payload_crc
         return PendingAppend(
             waiter,
             record_type,
@@ -328,7 +369,7 @@ class WriteAheadLog:
             start_offset,
             end_offset,
             payload if isinstance(payload, bytes | memoryview) else memoryview(payload),
-            crc32c(payload, crc32c(prefix)) if prefix else crc32c(payload),
+            crc,
             tag,
             prefix,
         )

@@ -10,10 +10,16 @@ Reading uses asyncio's buffered protocol. Between requests a connection
 holds no read buffer of its own: bytes are read into one buffer the server
 shares (a read is handled whole before the next one starts), complete
 requests are copied out of it, and only the start of an incomplete request
-is kept, in a buffer of its own. A request with much still to come is then
-read straight into that buffer, so produce data is copied once, from the
+is kept, in a buffer of its own. A large request is then read straight
+into that buffer, to its end, so produce data is copied once, from the
 socket, and never again (the partition leader rewrites batch headers in that
 buffer and stores it).
+
+After a large request, a connection reads only the next size prefix
+through the shared buffer: a client sending large requests usually sends
+another, and this way none of its bytes is copied out of the shared buffer
+(reading them there first would copy up to a shared buffer's worth of every
+request). A small request after it costs one more read.
 
 That buffer grows with the bytes that have arrived (what the socket already
 holds, as the kernel reports it, or one growth step), never to the size a
@@ -63,14 +69,17 @@ SHARED_READ_BYTES = 256 * 1024
 """The server's one read buffer, which every connection reads into between
 requests."""
 _DIRECT_READ_MIN = 64 * 1024
-"""A request with at least this much still to come is read straight into its
-own buffer; a smaller rest comes through the shared buffer and is copied."""
+"""A request this large is read straight into its own buffer, to its end
+(after what came with its size); a smaller one comes through the shared
+buffer and is copied."""
 _GROWTH_STEP = 256 * 1024
 """The least a request's buffer grows by when its bytes are not in yet."""
 _GROWTH_MAX = 8 * 1024 * 1024
 """Growth doubles what was received up to this step, so a slow sender of a
 large request costs a bounded number of reallocations."""
 _NO_BYTES = b"\0\0\0\0"
+_SIZE_BYTES = 4
+"""A request's size prefix."""
 
 
 class _Pending:
@@ -98,6 +107,7 @@ class Connection(asyncio.BufferedProtocol):
         "_closing",
         "_direct",
         "_draining",
+        "_expect_large",
         "_fd",
         "_head",
         "_idle",
@@ -139,6 +149,8 @@ class Connection(asyncio.BufferedProtocol):
         self._body_filled = 0
         self._body_size = 0
         self._direct = False
+        self._expect_large = False
+        """The last request was large: read the next one's size alone first."""
         self._draining = False
         self._pending: deque[_Pending] = deque()
         self.inflight_bytes = 0
@@ -234,12 +246,16 @@ class Connection(asyncio.BufferedProtocol):
 
     def get_buffer(self, sizehint: int) -> memoryview:
         body = self._body
-        if body is not None and self._body_size - self._body_filled >= _DIRECT_READ_MIN:
+        if body is not None and self._body_size >= _DIRECT_READ_MIN:
             if self._body_filled == len(body):
                 self._grow(body)
             self._direct = True
             return memoryview(body)[self._body_filled :]
         self._direct = False
+        if self._expect_large and body is None:
+            # Likely another large request: its size prefix alone, so that
+            # its bytes are then read straight into a buffer of its own.
+            return memoryview(self.server.read_buffer)[: _SIZE_BYTES - len(self._head)]
         return memoryview(self.server.read_buffer)
 
     def buffer_updated(self, nbytes: int) -> None:
@@ -285,6 +301,7 @@ class Connection(asyncio.BufferedProtocol):
                 if filled + take > len(body):
                     self._count(filled + take - len(body))
                 body[filled : filled + take] = data[position : position + take]
+                self.server.stats.bytes_copied += take
                 self._body_filled += take
                 position += take
                 if self._body_filled == self._body_size:
@@ -306,6 +323,7 @@ class Connection(asyncio.BufferedProtocol):
                 return
             if end - position >= size:
                 self.partial_since = None
+                self.server.stats.bytes_copied += size
                 self._request(bytearray(data[position : position + size]))
                 position += size
                 continue
@@ -316,6 +334,7 @@ class Connection(asyncio.BufferedProtocol):
         capacity = min(size, len(first) + max(self._socket_holds(), _DIRECT_READ_MIN))
         body = bytearray(capacity)
         body[: len(first)] = first
+        self.server.stats.bytes_copied += len(first)
         self._body, self._body_filled, self._body_size = body, len(first), size
         self.partial_since = self.server.now()
         self._count(capacity)
@@ -386,6 +405,7 @@ class Connection(asyncio.BufferedProtocol):
 
     def _request(self, frame: bytearray) -> None:
         size = len(frame)
+        self._expect_large = size >= _DIRECT_READ_MIN
         stats = self.server.stats
         stats.requests += 1
         stats.bytes_in += size + 4

@@ -46,6 +46,9 @@ class ServerStats:
     requests: int = 0
     bytes_in: int = 0
     bytes_out: int = 0
+    bytes_copied: int = 0
+    """Request bytes copied out of the shared read buffer (the rest were
+    read straight into their request's own buffer)."""
 
 
 def cluster_id_for(engine: Engine) -> str:

@@ -191,8 +191,48 @@ static void build_tables(void) {
     build_shift_tables(shift_short_lane, SHORT_LANE);
 }
 
+/* x^(2^n) mod P for n = 0..31, bit-reversed: the powers that carry a CRC
+ * over 2^n zero bits (zlib's crc32_combine, for the Castagnoli polynomial). */
+static uint32_t x2n_table[32];
+
+/* a * b mod P, both bit-reversed (bit 31 is x^0). */
+static uint32_t multmodp(uint32_t a, uint32_t b) {
+    uint32_t m = 1u << 31, p = 0;
+    for (;;) {
+        if (a & m) {
+            p ^= b;
+            if ((a & (m - 1)) == 0) break;
+        }
+        m >>= 1;
+        b = (b & 1) ? (b >> 1) ^ POLY : b >> 1;
+    }
+    return p;
+}
+
+/* x^(n * 2^k) mod P. */
+static uint32_t x2nmodp(uint64_t n, unsigned k) {
+    uint32_t p = 1u << 31; /* x^0 */
+    while (n) {
+        if (n & 1) p = multmodp(x2n_table[k & 31], p);
+        n >>= 1;
+        k++;
+    }
+    return p;
+}
+
+static void build_x2n_table(void) {
+    uint32_t p = 1u << 30; /* x^1 */
+    x2n_table[0] = p;
+    for (int n = 1; n < 32; n++) x2n_table[n] = p = multmodp(p, p);
+}
+
+uint32_t tl_crc32c_combine(uint32_t crc1, uint32_t crc2, uint64_t len2) {
+    return multmodp(x2nmodp(len2, 3), crc1) ^ crc2;
+}
+
 void tl_crc32c_init(void) {
     build_tables();
+    build_x2n_table();
     update = update_table;
 #ifdef TL_X86
     __builtin_cpu_init();

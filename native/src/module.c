@@ -11,6 +11,7 @@
 
 #include "batch.h"
 #include "batch_write.h"
+#include "batch_crc.h"
 #include "buffer.h"
 #include "bulk.h"
 #include "entries.h"
@@ -973,6 +974,10 @@ done:
 static PyMethodDef methods[] = {
     {"crc32c", (PyCFunction)(void (*)(void))py_crc32c, METH_FASTCALL, "CRC32C of a buffer, continuing from crc."},
     {"crc32c_backend", py_crc32c_backend, METH_NOARGS, "The live CRC32C implementation."},
+    {"crc32c_batches", (PyCFunction)(void (*)(void))tl_py_crc32c_batches, METH_FASTCALL,
+     "CRC32C of a buffer of checked v2 batches, from their own CRCs."},
+    {"crc32c_combine", (PyCFunction)(void (*)(void))tl_py_crc32c_combine, METH_FASTCALL,
+     "CRC32C of A then B from their CRCs and B's length."},
     {"scan_batches", py_scan_batches, METH_O, "Frame v2 batches and read their headers."},
     {"validate_batches", (PyCFunction)(void (*)(void))py_validate_batches,
      METH_FASTCALL | METH_KEYWORDS, "Frame and validate v2 batches."},

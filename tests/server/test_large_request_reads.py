@@ -1,0 +1,123 @@
+"""Large requests are read straight into their own buffers, none of their
+bytes copied out of the server's shared read buffer: after a large
+request a connection reads the next size prefix alone, then the request
+to its end into a buffer of its own. In process with a cut byte stream,
+and over a real socket with librdkafka producing MiB-sized requests."""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from confluent_kafka import Producer
+
+import engine
+from engine.server import connection as connection_module
+from engine.server.server import Server
+from tests.server.conftest import quiet_librdkafka
+from tests.server.engineless import ENGINELESS
+from tests.server.in_process import InProcessServer, served_without_uploads
+from tests.server.wire import header_bytes
+
+MiB = 1024 * 1024
+TIMEOUT = 30.0
+
+
+class _Transport:
+    def get_extra_info(self, name: str) -> Any:
+        return ("127.0.0.1", 1) if name == "peername" else None
+
+    def abort(self) -> None:
+        raise AssertionError("the connection was aborted")
+
+
+def _frame(correlation_id: int, payload_size: int) -> bytes:
+    body = header_bytes(18, 3, correlation_id, flexible=True)
+    body += bytes([correlation_id]) * payload_size
+    return len(body).to_bytes(4, "big") + body
+
+
+@pytest.mark.parametrize("read_at_most", [MiB, 300_000, 70_000])
+def test_after_a_large_request_the_next_ones_are_not_copied(
+    monkeypatch: pytest.MonkeyPatch, read_at_most: int
+) -> None:
+    """The socket holds every byte; each read takes what the connection's
+    buffer offers, up to ``read_at_most``. Only a large request after a
+    small one (its start read with the small one) is partly copied."""
+    sizes = [100, 2 * MiB, 1 * MiB, 70_000, 1 * MiB, 100, 200, 1 * MiB]
+    frames = [_frame(index + 1, size) for index, size in enumerate(sizes)]
+    stream = b"".join(frames)
+    received: list[bytes] = []
+    position = 0
+
+    def dispatch(state: Any, header: Any, frame: Any, *_peer: Any) -> tuple[Any, Any]:
+        received.append(bytes(frame))
+        return header, None  # answered with nothing, at once
+
+    monkeypatch.setattr(connection_module, "dispatch", dispatch)
+    monkeypatch.setattr(
+        connection_module.Connection, "_socket_holds", lambda _self: len(stream) - position
+    )
+    monkeypatch.setattr(Server, "state", property(lambda server: None))
+    server = Server(engine=ENGINELESS)  # dispatch is replaced
+    connection = connection_module.Connection(server)
+    connection.connection_made(_Transport())  # type: ignore[arg-type]
+    while position < len(stream):
+        view = connection.get_buffer(-1)
+        count = min(len(view), read_at_most, len(stream) - position)
+        view[:count] = stream[position : position + count]
+        del view
+        position += count
+        connection.buffer_updated(count)
+    assert received == [frame[4:] for frame in frames]
+    large = [len(frame) - 4 >= 64 * 1024 for frame in frames]
+    small = sum(len(frame) - 4 for frame in frames if len(frame) - 4 < 64 * 1024)
+    after_small = sum(1 for before, big in itertools.pairwise(large) if big and not before)
+    one_read = min(connection_module.SHARED_READ_BYTES, read_at_most)
+    # The small requests, and the start of each large one that came with them:
+    # two of the five large requests here (copied up to a read's worth each
+    # before, all five).
+    assert after_small == 2
+    assert server.stats.bytes_copied <= small + after_small * one_read
+    connection.connection_lost(None)
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[engine.Engine, InProcessServer]]:
+    with served_without_uploads(tmp_path / "node") as both:
+        yield both
+
+
+def test_librdkafka_produce_requests_are_read_without_a_copy(
+    served: tuple[engine.Engine, InProcessServer],
+) -> None:
+    opened, server = served
+    opened.create_topic("large", 1)
+    producer = Producer(
+        {
+            "bootstrap.servers": server.bootstrap,
+            "acks": "all",
+            "linger.ms": 20,
+            "batch.size": 1_000_000,
+            **quiet_librdkafka(),
+        }
+    )
+    producer.list_topics("large", timeout=TIMEOUT)
+    stats = server.server.stats
+    copied, read = stats.bytes_copied, stats.bytes_in
+    records = 8 * 1024
+    value = os.urandom(1024)
+    for _ in range(records):
+        producer.produce("large", value, partition=0)
+    assert producer.flush(TIMEOUT) == 0
+    assert opened.offsets("large", 0) == (0, records)
+    read = stats.bytes_in - read
+    assert read > 8 * MiB
+    # At most the start of the first large request (it came after small
+    # ones), and the small requests librdkafka sends besides: before, up to a
+    # shared buffer's worth of every request.
+    assert stats.bytes_copied - copied < connection_module.SHARED_READ_BYTES + 64 * 1024

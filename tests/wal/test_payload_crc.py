@@ -1,0 +1,59 @@
+"""An append whose payload CRC the caller gives: the record's checksum is
+combined from it (with the prefix's), the payload is not read for it, and
+the record is what a read of every byte would have made: replay after a
+reopen and after a crash checks it against the bytes on disk."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import wal.log
+from native import crc32c
+from native.records import BytesLike
+from tests.wal.conftest import SMALL_SEGMENT, crash_image
+from wal import WriteAheadLog
+
+appends = st.lists(st.tuples(st.binary(max_size=40), st.binary(max_size=1500)), max_size=6)
+
+
+@settings(max_examples=50, deadline=None)
+@given(appends)
+def test_records_with_a_given_crc_replay_after_a_reopen_and_a_crash(
+    tmp_path_factory: pytest.TempPathFactory, parts: list[tuple[bytes, bytes]]
+) -> None:
+    directory = tmp_path_factory.mktemp("given-crc")
+    log = WriteAheadLog(str(directory), segment_bytes=SMALL_SEGMENT)
+    try:
+        for prefix, payload in parts:
+            log.submit(bytearray(payload), prefix=prefix, payload_crc=crc32c(payload)).result()
+        crashed = crash_image(directory, tmp_path_factory.mktemp("crashed") / "wal")
+    finally:
+        log.close()
+    expected = [p + b for p, b in parts]
+    for opened in (directory, crashed):
+        with WriteAheadLog(str(opened), segment_bytes=SMALL_SEGMENT) as reopened:
+            assert [bytes(e.payload) for e in reopened.replay()] == expected
+
+
+def test_a_payload_with_a_given_crc_is_not_read_for_the_checksum(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    read: list[int] = []
+    real = wal.log.crc32c
+
+    def counted(data: BytesLike, crc: int = 0) -> int:
+        read.append(memoryview(data).nbytes)
+        return real(data, crc)
+
+    payload, prefix = bytes(range(256)) * 64, b"header"
+    with WriteAheadLog(str(tmp_path / "wal")) as log:
+        monkeypatch.setattr(wal.log, "crc32c", counted)
+        log.submit(payload, prefix=prefix, payload_crc=real(payload)).result()
+        log.submit(payload, payload_crc=real(payload)).result()
+        assert read == [len(prefix)]
+        log.submit(payload).result()  # without one, the payload is read
+        assert read == [len(prefix), len(payload)]
