@@ -46,6 +46,8 @@ class ServerStats:
     requests: int = 0
     bytes_in: int = 0
     bytes_out: int = 0
+    writes: int = 0
+    """Writes to the connections' sockets (responses ready together share one)."""
 
 
 def cluster_id_for(engine: Engine) -> str:
