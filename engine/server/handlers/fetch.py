@@ -30,6 +30,7 @@ from engine.protocol.kafka_code import KafkaCode
 from engine.server import authorize
 from engine.server.authorizer import AclOperation
 from engine.server.context import RequestContext
+from engine.server.fetch_entries import entry_fields, record_less_entry
 from engine.server.fetch_sessions import (
     FINAL_EPOCH,
     FIRST_TOPIC_ID_VERSION,
@@ -140,7 +141,7 @@ async def handle_fetch(context: RequestContext, request: FetchRequest) -> dict[s
             reads = await _read_all(context, wanted, max_bytes, committed, quiet, refused)
             break
     answer = session_context.answer([r.outcome for r in reads], _now_ms())
-    return _response(reads, committed, answer)
+    return _response(context.version, reads, committed, answer)
 
 
 def _now_ms() -> int:
@@ -337,32 +338,41 @@ def _failed(context: RequestContext, wanted: FetchPartition, error: int) -> _Rea
     return _Read(wanted, None, 0, wanted.offset, outcome, -1)
 
 
-def _response(reads: list[_Read], committed: bool, answer: SessionAnswer) -> dict[str, Any]:
-    topics: dict[tuple[str | None, bytes], list[dict[str, Any]]] = {}
+def _response(
+    version: int, reads: list[_Read], committed: bool, answer: SessionAnswer
+) -> dict[str, Any]:
+    topics: dict[tuple[str | None, bytes], list[Any]] = {}
     for read, keep in zip(reads, answer.keep, strict=True):
         if not keep:
             continue
         wanted, outcome = read.wanted, read.outcome
-        records: list[Any] = []
-        aborted: list[dict[str, int]] = []
-        if read.fetched is not None:
-            records = list(read.fetched.records)
+        fetched = read.fetched
+        if fetched is None:  # most entries of a many-partition fetch: from a template
+            entry: Any = record_less_entry(
+                version,
+                committed,
+                wanted.partition,
+                outcome.error,
+                outcome.high_watermark,
+                read.last_stable_offset,
+                outcome.log_start_offset,
+            )
+        else:
             aborted = [
                 {"producer_id": txn.producer_id, "first_offset": txn.first_offset}
-                for txn in read.fetched.aborted_transactions or ()
+                for txn in fetched.aborted_transactions or ()
             ]
-        topics.setdefault((wanted.topic, wanted.topic_id), []).append(
-            {
-                "partition_index": wanted.partition,
-                "error_code": outcome.error,
-                "high_watermark": outcome.high_watermark,
-                "last_stable_offset": read.last_stable_offset,
-                "log_start_offset": outcome.log_start_offset,
-                "aborted_transactions": aborted if committed else None,
-                "preferred_read_replica": -1,
-                "records": records,
-            }
-        )
+            entry = entry_fields(
+                committed,
+                wanted.partition,
+                outcome.error,
+                outcome.high_watermark,
+                read.last_stable_offset,
+                outcome.log_start_offset,
+                list(fetched.records),
+                aborted,
+            )
+        topics.setdefault((wanted.topic, wanted.topic_id), []).append(entry)
     return {
         "throttle_time": 0,
         "error_code": answer.error,
