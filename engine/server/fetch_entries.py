@@ -11,19 +11,18 @@ Such an entry is a fixed head (partition index, error code, high
 watermark, last stable offset, and from v5 the log start offset) and a
 tail that is the same for every entry of a version and isolation level (no
 aborted transactions, no preferred read replica, no records, no tagged
-fields). The tail is taken from an entry encoded through the schema, and
-checked against a second one, so a version whose layout differed would
-fail loudly here rather than answer wrong bytes.
+fields): engine/protocol/templates.py makes and checks its template.
 """
 
 from __future__ import annotations
 
 import struct
-from functools import lru_cache
-from typing import Any, NamedTuple
+from functools import lru_cache, partial
+from typing import Any
 
 from engine.protocol.apis import ApiKey, response_schema
-from engine.protocol.encoder import EncodedItem, Sink, item_encoder
+from engine.protocol.encoder import EncodedItem, item_encoder
+from engine.protocol.templates import Template, template
 
 FIRST_LOG_START_VERSION = 5
 """Fetch v5 added the log start offset to each partition's entry."""
@@ -76,32 +75,13 @@ def entry_fields(
     }
 
 
-class _Template(NamedTuple):
-    whole: struct.Struct
-    """The head's fields, then the tail's bytes."""
-    tail: bytes
-
-
 @lru_cache(maxsize=64)
-def _template(version: int, committed: bool) -> _Template:
+def _template(version: int, committed: bool) -> Template:
     write = item_encoder(response_schema(ApiKey.FETCH, version), "responses", "partitions")
-    with_log_start = version >= FIRST_LOG_START_VERSION
-    head = _HEAD_WITH_LOG_START if with_log_start else _HEAD
+    if version >= FIRST_LOG_START_VERSION:
+        return template(write, _HEAD_WITH_LOG_START, partial(entry_fields, committed))
 
-    def encoded(values: tuple[int, int, int, int, int]) -> bytes:
-        sink = Sink()
-        write(sink, entry_fields(committed, *values))
-        return b"".join(sink.finish())
+    def before_log_start(partition: int, error: int, high_watermark: int, stable: int) -> Any:
+        return entry_fields(committed, partition, error, high_watermark, stable, -1)
 
-    def head_of(values: tuple[int, int, int, int, int]) -> bytes:
-        return head.pack(*values) if with_log_start else head.pack(*values[:4])
-
-    probe = (0x5A6B7C8D, 0x1234, 0x0102030405060708, 0x1112131415161718, 0x2122232425262728)
-    first = encoded(probe)
-    if not first.startswith(head_of(probe)):
-        raise AssertionError(f"Fetch v{version}: a partition's entry does not start as assumed")
-    tail = first[head.size :]
-    other = (7, 0, -1, -1, -1)
-    if head_of(other) + tail != encoded(other):
-        raise AssertionError(f"Fetch v{version}: a partition's entry has no fixed tail")
-    return _Template(struct.Struct(f"{head.format}{len(tail)}s"), tail)
+    return template(write, _HEAD, before_log_start)

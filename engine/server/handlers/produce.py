@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from engine.errors import EngineError, error_code
 from engine.internal_topics import is_internal_topic
@@ -43,6 +43,7 @@ from engine.server.context import Body, RequestContext, Response, error_message
 from engine.server.handlers.common import auto_create_topics
 from engine.server.handlers.registry import handles
 from engine.server.handlers.transactions import init_transactional_producer
+from engine.server.produce_entries import accepted_entry
 
 if TYPE_CHECKING:
     # The kio request classes, for the handlers' annotations only: importing
@@ -102,7 +103,7 @@ def _produce(context: RequestContext, request: ProduceRequest) -> Response:
     ):
         # Kafka's KafkaApis.handleProduceRequest fails the whole request,
         # every partition alike, before it authorizes or creates any topic.
-        return _refused(request, KafkaCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
+        return _refused(context.version, request, KafkaCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
     acks_error = None if request.acks in _ACKS else KafkaCode.INVALID_REQUIRED_ACKS
     refused = dict.fromkeys(
         authorize.refused_topics(context, AclOperation.WRITE, (t.name for t in request.topics)),
@@ -166,17 +167,17 @@ def _produce(context: RequestContext, request: ProduceRequest) -> Response:
             task.add_done_callback(_log_failure)
         return _close_if_refused(results)
     if not waiting:
-        return _response(results)
-    return _when_durable(results, waiting, request.timeout_ms)
+        return _response(context.version, results)
+    return _when_durable(context.version, results, waiting, request.timeout_ms)
 
 
-def _refused(request: ProduceRequest, code: KafkaCode) -> Response:
+def _refused(version: int, request: ProduceRequest, code: KafkaCode) -> Response:
     """Every partition of the request answered ``code`` (acks=0: its
     connection closed instead)."""
     results: Results = [
         (t.name, [(p.partition, code, None) for p in t.partitions]) for t in request.topics
     ]
-    return _close_if_refused(results) if request.acks == 0 else _response(results)
+    return _close_if_refused(results) if request.acks == 0 else _response(version, results)
 
 
 class AcksZeroRefused(ProtocolError):
@@ -215,12 +216,12 @@ def _log_failure(task: asyncio.Task[AppendResult]) -> None:
 
 
 async def _when_durable(
-    results: Results, waiting: list[asyncio.Task[AppendResult]], timeout_ms: int
+    version: int, results: Results, waiting: list[asyncio.Task[AppendResult]], timeout_ms: int
 ) -> Body:
     _, late = await asyncio.wait(waiting, timeout=timeout_ms / 1000 if timeout_ms > 0 else None)
     for task in late:  # answered REQUEST_TIMED_OUT; the append finishes on its own
         task.add_done_callback(_log_late_failure)
-    return _response(results)
+    return _response(version, results)
 
 
 def _log_late_failure(task: asyncio.Task[AppendResult]) -> None:
@@ -228,12 +229,12 @@ def _log_late_failure(task: asyncio.Task[AppendResult]) -> None:
         log.warning("an append answered REQUEST_TIMED_OUT failed later: %s", task.exception())
 
 
-def _response(results: Results) -> Body:
+def _response(version: int, results: Results) -> Body:
     return {
         "responses": [
             {
                 "name": name,
-                "partition_responses": [_partition(i, r, m) for i, r, m in partitions],
+                "partition_responses": [_partition(version, i, r, m) for i, r, m in partitions],
             }
             for name, partitions in results
         ],
@@ -241,7 +242,7 @@ def _response(results: Results) -> Body:
     }
 
 
-def _partition(index: int, result: Outcome, message: str | None) -> Body:
+def _partition(version: int, index: int, result: Outcome, message: str | None) -> Any:
     if isinstance(result, int):
         return _failed(index, result, message)
     if isinstance(result, EngineError):
@@ -258,15 +259,13 @@ def _partition(index: int, result: Outcome, message: str | None) -> Body:
     if error is not None:
         return _failed(index, error_code(error), error_message(error), _record_errors(error))
     appended = result.result()
-    return {
-        "index": index,
-        "error_code": KafkaCode.NONE,
-        "base_offset": appended.base_offset,
-        "log_append_time": appended.log_append_time,
-        "log_start_offset": appended.log_start_offset,
-        "record_errors": [],
-        "error_message": None,
-    }
+    return accepted_entry(
+        version,
+        index,
+        appended.base_offset,
+        appended.log_append_time,
+        appended.log_start_offset,
+    )
 
 
 def _failed(
