@@ -5,6 +5,7 @@ flight to a topic of thousands of partitions)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -85,3 +86,27 @@ def test_pipelined_one_partition_produces_are_each_answered_in_order(
         (partition,) = topic.partition_responses
         assert (topic.name, partition.index, partition.error_code) == ("t", i % REQUESTS, 0)
         assert partition.base_offset == i // REQUESTS
+
+
+def test_a_one_partition_produce_makes_one_task_its_append(served: InProcessServer) -> None:
+    """Its answer is a future the append's completion settles, not a
+    coroutine of its own awaiting the append (a second task per request,
+    and a request per record or two at thousands of partitions)."""
+    tasks: list[str] = []
+
+    def counting(loop: asyncio.AbstractEventLoop, coroutine: Any) -> asyncio.Task[Any]:
+        tasks.append(getattr(coroutine, "__qualname__", "?"))
+        return asyncio.Task(coroutine, loop=loop)
+
+    served.loop.call_soon_threadsafe(served.loop.set_task_factory, counting)
+    schema = load_response_schema(ApiKey.PRODUCE, 9)
+    with Wire(served.bootstrap, timeout=30) as wire:
+        frames = [encode_request(_produce(i, b"v"), 2000 + i) for i in range(REQUESTS)]
+        wire.send_raw(b"".join(frames))
+        answers = [wire.receive(schema) for _ in frames]
+    served.loop.call_soon_threadsafe(served.loop.set_task_factory, None)
+    assert [a.responses[0].partition_responses[0].error_code for _, a in answers] == [0] * REQUESTS
+    # Besides the one that accepts the connection: one per append.
+    assert [name for name in tasks if "accept_connection" not in name] == [
+        "Acks._durable_async"
+    ] * REQUESTS

@@ -172,6 +172,8 @@ def _produce(context: RequestContext, request: ProduceRequest) -> Response:
         return _close_if_refused(results)
     if not waiting:
         return _response(context.version, results)
+    if len(waiting) == 1:
+        return _answer_when_durable(context.version, results, waiting[0], request.timeout_ms)
     return _when_durable(context.version, results, waiting, request.timeout_ms)
 
 
@@ -226,6 +228,32 @@ async def _when_durable(
     for task in late:  # answered REQUEST_TIMED_OUT; the append finishes on its own
         task.add_done_callback(_log_late_failure)
     return _response(version, results)
+
+
+def _answer_when_durable(
+    version: int, results: Results, task: asyncio.Task[AppendResult], timeout_ms: int
+) -> asyncio.Future[Body]:
+    """_when_durable for a request of one append (librdkafka's every
+    request to a topic of thousands of partitions): a future settled by
+    the append's callback or the timeout's, not a coroutine of its own (a
+    task) awaiting asyncio.wait."""
+    loop = asyncio.get_running_loop()
+    answer: asyncio.Future[Body] = loop.create_future()
+    timer: asyncio.TimerHandle | None = None
+
+    def settle(_: object = None) -> None:
+        if answer.done():  # answered at the timeout, or its connection closed
+            return
+        if timer is not None:
+            timer.cancel()
+        if not task.done():  # answered REQUEST_TIMED_OUT; the append finishes on its own
+            task.add_done_callback(_log_late_failure)
+        answer.set_result(_response(version, results))
+
+    if timeout_ms > 0:
+        timer = loop.call_later(timeout_ms / 1000, settle)
+    task.add_done_callback(settle)
+    return answer
 
 
 def _log_late_failure(task: asyncio.Task[AppendResult]) -> None:
