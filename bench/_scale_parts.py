@@ -72,6 +72,12 @@ class Server:
                     return int(line.split()[1]) * 1024
         raise RuntimeError("no VmRSS in /proc/PID/status")
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the server so far, every thread's."""
+        with open(f"/proc/{self.process.pid}/stat", encoding="ascii") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def metrics(self) -> dict[str, float]:
         """The server's /metrics: every sample, by name and labels."""
         url = f"http://{HOST}:{self.http_port}/metrics"

@@ -42,7 +42,10 @@ in the same run. MB is MiB (2**20 bytes) of record values.
   rate (``--rate-mb``) of records to the partitions in turn, as round-robin
   keys would spread them: the rate the producer reached (first produce()
   to last delivery) and its delivery p99; then one consumer of every
-  partition reads it all from offset 0, flat out. Ratios to one partition.
+  partition reads it all from offset 0, flat out. Ratios to one partition,
+  of the rates and of the server's CPU (every thread) per record produced
+  and per record read (``produce_cpu_<n>_vs_1``: what a record costs the
+  server, however busy the machine).
   librdkafka sends one partition's batch per Produce request, so with
   thousands of partitions each request carries a record or two;
 - history: 1, 10 and 100 percent of ``--history-mib`` written straight
@@ -298,6 +301,7 @@ def solo_replay(scratch: Path, data: Path, settle_s: float) -> dict[str, Any]:
 
 def partitions(scratch: Path, sizes: Sizes) -> dict[str, Any]:
     total = sizes.partitions_mib * MiB
+    records = total // RECORD_BYTES
     shapes: list[tuple[str, int, int]] = [(f"p{n}", 1, n) for n in sizes.partitions]
     shapes.append((f"t{sizes.topics}", sizes.topics, 1))
     results: dict[str, Any] = {"mib": sizes.partitions_mib}
@@ -309,8 +313,11 @@ def partitions(scratch: Path, sizes: Sizes) -> dict[str, Any]:
             create_topics(server.address, dict.fromkeys(names, per_topic))
             time.sleep(1.0)
             after = server.rss_bytes()
+            cpu = server.cpu_seconds()
             produce = paced(server.address, names, per_topic, total, sizes.rate_mb)
+            produce_cpu, cpu = server.cpu_seconds() - cpu, server.cpu_seconds()
             consume = read_all(server.address, names, per_topic, total)
+            consume_cpu = server.cpu_seconds() - cpu
             results[name] = {
                 "partitions": topics * per_topic,
                 "rss_mib_idle": round(after / MiB, 1),
@@ -321,6 +328,11 @@ def partitions(scratch: Path, sizes: Sizes) -> dict[str, Any]:
                 "produce_p50_ms": produce.p50_ms,
                 "produce_p99_ms": produce.p99_ms,
                 "consume_mb_s": round(consume, 1),
+                # The server's CPU (every thread) per record produced, and
+                # per record read: what the rates cost, however busy the
+                # machine was.
+                "produce_cpu_us_per_record": round(produce_cpu / records * 1e6, 1),
+                "consume_cpu_us_per_record": round(consume_cpu / records * 1e6, 1),
                 "rss_mib_after": round(server.rss_bytes() / MiB, 1),
             }
     base = results[f"p{sizes.partitions[0]}"]
@@ -329,6 +341,8 @@ def partitions(scratch: Path, sizes: Sizes) -> dict[str, Any]:
         for what in ("produce", "consume"):
             ratio = results[name][f"{what}_mb_s"] / base[f"{what}_mb_s"]
             results[f"{what}_{label}_vs_1"] = round(ratio, 2)
+            cpu = f"{what}_cpu_us_per_record"
+            results[f"{what}_cpu_{label}_vs_1"] = round(results[name][cpu] / base[cpu], 2)
     largest = results[f"p{max(sizes.partitions)}"]
     results["idle_kib_per_partition"] = largest["idle_kib_per_partition"]
     results["produce_curve"] = [
@@ -445,12 +459,17 @@ def print_table(results: dict[str, Any]) -> None:
     if "partitions" in results:
         p = results["partitions"]
         print(f"partitions: {p['mib']} MiB produced at the live rate, then read flat out")
-        print(f"{'shape':>8} {'produce':>8} {'consume':>8} {'RSS MiB':>8} {'KiB/part':>9}")
+        print(
+            f"{'shape':>8} {'produce':>8} {'consume':>8} {'RSS MiB':>8} {'KiB/part':>9}"
+            f" {'us/rec in':>9} {'us/rec out':>10}"
+        )
         for key, value in p.items():
             if isinstance(value, dict):
                 print(
                     f"{key:>8} {value['produce_mb_s']:>8.1f} {value['consume_mb_s']:>8.1f}"
                     f" {value['rss_mib_idle']:>8.1f} {value['idle_kib_per_partition']:>9.2f}"
+                    f" {value['produce_cpu_us_per_record']:>9.1f}"
+                    f" {value['consume_cpu_us_per_record']:>10.1f}"
                 )
         print()
     if "history" in results:

@@ -328,6 +328,12 @@ class StreamStore:
         """The end of the locally durable data: the next offset to be read."""
         return self._stream(stream_id).end_offset
 
+    def offsets(self, stream_id: int) -> tuple[int, int]:
+        """(start offset, end offset), read together: one look at the
+        stream where a caller wants both (a fetch, of every partition)."""
+        stream = self._stream(stream_id)
+        return stream.start_offset, stream.end_offset
+
     def next_offset(self, stream_id: int) -> int:
         """The offset the next append must start at."""
         return self._stream(stream_id).next_offset

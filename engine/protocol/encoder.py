@@ -23,7 +23,7 @@ from functools import cache
 from types import NoneType, UnionType
 from typing import Any, Union, get_args, get_origin
 
-__all__ = ["EncodedItems", "Sink", "encode", "encoder_for", "item_encoder"]
+__all__ = ["EncodedItem", "EncodedItems", "Sink", "encode", "encoder_for", "item_encoder"]
 
 _INT8 = struct.Struct(">b")
 _INT16 = struct.Struct(">h")
@@ -79,6 +79,15 @@ class EncodedItems:
 
     count: int
     data: bytes
+
+
+class EncodedItem(bytes):
+    """One struct already encoded for the version being written, given in
+    place of its dict (an array's items may mix both): a handler that
+    answers many items alike (a Fetch's caught-up partitions) encodes
+    those from a template, and the rest through the schema."""
+
+    __slots__ = ()
 
 
 def _uvarint(out: bytearray, value: int) -> None:
@@ -329,6 +338,9 @@ def encoder_for(schema: type) -> Writer:
     tagged_defaults = {f.name: _encoded(f.write, f.default) for f in tagged}
 
     def write(sink: Sink, value: Any) -> None:
+        if type(value) is EncodedItem:
+            sink.buffer += value
+            return
         get = value.get if isinstance(value, Mapping) else _attribute_getter(value)
         for f in plain:
             f.write(sink, get(f.name, f.default))

@@ -105,12 +105,14 @@ class Connection(asyncio.BufferedProtocol):
         "_body_filled",
         "_body_size",
         "_closing",
+        "_corked",
         "_direct",
         "_draining",
         "_expect_large",
         "_fd",
         "_head",
         "_idle",
+        "_outgoing",
         "_pauses",
         "_pending",
         "_throttled",
@@ -153,6 +155,9 @@ class Connection(asyncio.BufferedProtocol):
         """The last request was large: read the next one's size alone first."""
         self._draining = False
         self._pending: deque[_Pending] = deque()
+        self._corked = False
+        """While set, responses are gathered in ``_outgoing`` (see _write)."""
+        self._outgoing: Parts = []
         self.inflight_bytes = 0
         self._pauses: set[str] = set()
         self._throttled: tuple[float, asyncio.TimerHandle] | None = None
@@ -222,6 +227,7 @@ class Connection(asyncio.BufferedProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self._outgoing = []
         if self._closing is not None:
             self._closing.cancel()
         if not self.admitted:
@@ -270,10 +276,13 @@ class Connection(asyncio.BufferedProtocol):
         if self._draining:  # cannot happen: reads are never nested
             raise RuntimeError("nested read on one connection")
         self._draining = True
+        self._corked = True
         try:
             self._read_frames(memoryview(self.server.read_buffer)[:nbytes])
         finally:
             self._draining = False
+            self._corked = False
+            self._flush()
         if self._head or self._body is not None:
             if self.partial_since is None:
                 self.partial_since = self.last_active
@@ -473,7 +482,19 @@ class Connection(asyncio.BufferedProtocol):
             self._write_ready()
 
     def _write_ready(self) -> None:
-        """Writes every response at the head of the queue that is ready."""
+        """Writes every response at the head of the queue that is ready, all
+        in one write (see _write)."""
+        if self._corked:
+            self._write_ready_gathered()
+            return
+        self._corked = True
+        try:
+            self._write_ready_gathered()
+        finally:
+            self._corked = False
+            self._flush()
+
+    def _write_ready_gathered(self) -> None:
         while self._pending and not self.closed:
             pending = self._pending[0]
             result = pending.result
@@ -532,6 +553,7 @@ class Connection(asyncio.BufferedProtocol):
                 # close together may drop the answer (kafka-python does).
                 self.closed = True
                 self._idle.set()  # nothing more is answered
+                self._flush()
                 if self.transport is not None:
                     self.transport.pause_reading()
                     delay = self.server.config.connection_failed_authentication_delay_ms
@@ -546,14 +568,32 @@ class Connection(asyncio.BufferedProtocol):
             self._idle.set()
 
     def _write(self, parts: Parts) -> None:
-        assert self.transport is not None
+        """Writes a response; while corked (a read being handled, or the
+        ready responses being written out), gathers it with the others, so
+        that responses ready together leave in one write. librdkafka keeps
+        hundreds of one-partition Produce requests in flight to a topic of
+        thousands of partitions, and a socket write per answer cost the
+        event loop more than the answer itself."""
         self.server.stats.bytes_out += sum(len(part) for part in parts)
         self.last_active = self.server.now()
+        self._outgoing.extend(parts)
+        if not self._corked:
+            self._flush()
+
+    def _flush(self) -> None:
+        """Hands the gathered responses to the socket, in one write."""
+        parts = self._outgoing
+        if not parts:
+            return
+        self._outgoing = []
+        transport = self.transport
+        assert transport is not None
+        self.server.stats.writes += 1
         if self._tls:  # bounded writes, small parts joined: see tls_writes
             for write in tls_writes(parts):
-                self.transport.write(write)
+                transport.write(write)
         else:
-            self.transport.writelines(parts)
+            transport.writelines(parts)
 
     def _release(self, size: int) -> None:
         server = self.server
@@ -640,6 +680,7 @@ class Connection(asyncio.BufferedProtocol):
             return
         log.warning("%s: closing the connection: %s", self.peer, error)
         self.closed = True
+        self._flush()  # the answers to the requests before this one go first
         if self.transport is not None:
             self.transport.abort()
 
@@ -650,6 +691,7 @@ class Connection(asyncio.BufferedProtocol):
             return
         log.log(level, "%s: closing the connection: %s", self.peer, reason)
         self.closed = True
+        self._flush()
         if self.transport is not None:
             self.transport.abort()
 
@@ -665,4 +707,5 @@ class Connection(asyncio.BufferedProtocol):
 
     def close(self) -> None:
         if self.transport is not None and (not self.closed or self._closing is not None):
+            self._flush()
             self.transport.close()

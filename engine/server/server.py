@@ -49,6 +49,8 @@ class ServerStats:
     bytes_copied: int = 0
     """Request bytes copied out of the shared read buffer (the rest were
     read straight into their request's own buffer)."""
+    writes: int = 0
+    """Writes to the connections' sockets (responses ready together share one)."""
 
 
 def cluster_id_for(engine: Engine) -> str:

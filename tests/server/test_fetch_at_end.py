@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -102,3 +103,28 @@ def test_a_fetch_below_the_end_or_past_it_takes_the_read_path(served: Served) ->
     assert past.error_code == 1  # OFFSET_OUT_OF_RANGE, as a read finds
     assert before_start.error_code == 1
     assert (past.high_watermark, past.log_start_offset) == (RECORDS, 2)
+
+
+def test_a_fetch_at_the_end_looks_at_each_partitions_offsets_once(
+    served: Served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full fetch names every partition of a consumer (librdkafka's every
+    fetch): a caught-up one costs one look at its stream, for its log start,
+    high watermark and last stable offset together."""
+    store = served.engine.store
+    look = store._stream
+    looks: list[int] = []
+
+    def counted(stream_id: int) -> Any:
+        if threading.current_thread().name == "wire-server":  # not the uploader's
+            looks.append(stream_id)
+        return look(stream_id)
+
+    monkeypatch.setattr(store, "_stream", counted)
+    with Wire(served.bootstrap) as wire:
+        answers = _answers(wire.request(_fetch({0: RECORDS, 1: 0})))
+    streams = [served.engine.partition("t", p).stream_id for p in (0, 1)]
+    assert sorted(looks) == sorted(streams)
+    assert (answers[0].high_watermark, answers[0].log_start_offset) == (RECORDS, 2)
+    assert answers[0].last_stable_offset == RECORDS
+    assert (answers[1].high_watermark, answers[1].last_stable_offset) == (0, 0)

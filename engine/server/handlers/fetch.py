@@ -30,6 +30,7 @@ from engine.protocol.kafka_code import KafkaCode
 from engine.server import authorize
 from engine.server.authorizer import AclOperation
 from engine.server.context import RequestContext
+from engine.server.fetch_entries import entry_fields, record_less_entry
 from engine.server.fetch_sessions import (
     FINAL_EPOCH,
     FIRST_TOPIC_ID_VERSION,
@@ -48,9 +49,9 @@ from engine.server.handlers.common import (
 )
 from engine.server.handlers.registry import handles
 from engine.server.masked_fetch import masked, masking_for
-from engine.store_errors import store_errors
 from engine.types import TopicPartition
 from native import BatchError
+from s3stream import S3StreamError
 
 if TYPE_CHECKING:
     # The kio request classes, for the handlers' annotations only: importing
@@ -140,7 +141,7 @@ async def handle_fetch(context: RequestContext, request: FetchRequest) -> dict[s
             reads = await _read_all(context, wanted, max_bytes, committed, quiet, refused)
             break
     answer = session_context.answer([r.outcome for r in reads], _now_ms())
-    return _response(reads, committed, answer)
+    return _response(context.version, reads, committed, answer)
 
 
 def _now_ms() -> int:
@@ -227,6 +228,12 @@ async def _read_all(
         if quiet is not None:
             reads.append(quiet)
             continue
+        # A caught-up partition is answered here, without a coroutine: a
+        # full fetch (librdkafka's every fetch) names each of thousands.
+        caught_up = _caught_up(context, w)
+        if caught_up is not None:
+            reads.append(caught_up)
+            continue
         read = await _read(context, w, max(budget, 1), committed)
         limit = min(w.max_bytes, budget)
         if read.fetched is not None and read.size > limit and budget < max_bytes:
@@ -271,9 +278,6 @@ async def _read(
         outcome = PartitionOutcome(0, marks, marks, code)
         found = empty if code == KafkaCode.NONE else None
         return _Read(wanted, found, 0, wanted.offset, outcome, marks)
-    caught_up = _at_end(context.engine, wanted, wanted.topic)
-    if caught_up is not None:
-        return caught_up
     limit = max(min(wanted.max_bytes, budget), 1)
     try:
         fetched = await context.engine.fetch_async(
@@ -300,28 +304,30 @@ async def _read(
     return _Read(wanted, fetched, size, seen_end, outcome, fetched.last_stable_offset)
 
 
-def _at_end(engine: Engine, wanted: FetchPartition, topic: str) -> _Read | None:
+def _caught_up(context: RequestContext, wanted: FetchPartition) -> _Read | None:
     """The read of a partition fetched at its high watermark, answered from
-    its offsets without a read of the store (None if it is not at its end).
-    A caught-up consumer asks this of most of its partitions at any time,
-    and the read's whole path (the store's lock twice, a coroutine chain)
-    costs half as much again, to find nothing. What the read would answer: no
-    records, the watermarks, and a last stable offset of at most the high
-    watermark (read after it, the partition may have grown meanwhile)."""
-    if engine.closed:
-        return None  # the read path reports it
+    its offsets without a read of the store (None if it is not at its end,
+    or if _read has an answer of its own to give: an unknown topic, an
+    internal one, another leader epoch, an error). A caught-up consumer
+    asks this of most of its partitions at any time, and the read's whole
+    path (the store's lock twice, a coroutine chain) costs half as much
+    again, to find nothing. What the read would answer: no records, the
+    watermarks, and a last stable offset of at most the high watermark."""
+    topic = wanted.topic
+    engine = context.engine
+    if topic is None or engine.closed or is_internal_topic(topic):
+        return None
+    if leader_epoch_error(context, wanted.current_leader_epoch) != KafkaCode.NONE:
+        return None
     try:
-        with store_errors():
-            leader = engine.partition(topic, wanted.partition)
-            high_watermark = leader.high_watermark
-            if wanted.offset != high_watermark:
-                return None
-            log_start = leader.log_start_offset
-            stable = min(leader.last_stable_offset, high_watermark)
-    except EngineError:
+        # One look at the partition's offsets, not one per offset.
+        log_start, high_watermark, stable = engine.partition(topic, wanted.partition).read_offsets()
+    except (EngineError, S3StreamError):
         return None  # the read path answers its error code
+    if wanted.offset != high_watermark:
+        return None
     outcome = PartitionOutcome(0, high_watermark, log_start, KafkaCode.NONE)
-    return _Read(wanted, None, 0, high_watermark, outcome, stable)
+    return _Read(wanted, None, 0, high_watermark, outcome, min(stable, high_watermark))
 
 
 def _failed(context: RequestContext, wanted: FetchPartition, error: int) -> _Read:
@@ -332,32 +338,41 @@ def _failed(context: RequestContext, wanted: FetchPartition, error: int) -> _Rea
     return _Read(wanted, None, 0, wanted.offset, outcome, -1)
 
 
-def _response(reads: list[_Read], committed: bool, answer: SessionAnswer) -> dict[str, Any]:
-    topics: dict[tuple[str | None, bytes], list[dict[str, Any]]] = {}
+def _response(
+    version: int, reads: list[_Read], committed: bool, answer: SessionAnswer
+) -> dict[str, Any]:
+    topics: dict[tuple[str | None, bytes], list[Any]] = {}
     for read, keep in zip(reads, answer.keep, strict=True):
         if not keep:
             continue
         wanted, outcome = read.wanted, read.outcome
-        records: list[Any] = []
-        aborted: list[dict[str, int]] = []
-        if read.fetched is not None:
-            records = list(read.fetched.records)
+        fetched = read.fetched
+        if fetched is None:  # most entries of a many-partition fetch: from a template
+            entry: Any = record_less_entry(
+                version,
+                committed,
+                wanted.partition,
+                outcome.error,
+                outcome.high_watermark,
+                read.last_stable_offset,
+                outcome.log_start_offset,
+            )
+        else:
             aborted = [
                 {"producer_id": txn.producer_id, "first_offset": txn.first_offset}
-                for txn in read.fetched.aborted_transactions or ()
+                for txn in fetched.aborted_transactions or ()
             ]
-        topics.setdefault((wanted.topic, wanted.topic_id), []).append(
-            {
-                "partition_index": wanted.partition,
-                "error_code": outcome.error,
-                "high_watermark": outcome.high_watermark,
-                "last_stable_offset": read.last_stable_offset,
-                "log_start_offset": outcome.log_start_offset,
-                "aborted_transactions": aborted if committed else None,
-                "preferred_read_replica": -1,
-                "records": records,
-            }
-        )
+            entry = entry_fields(
+                committed,
+                wanted.partition,
+                outcome.error,
+                outcome.high_watermark,
+                read.last_stable_offset,
+                outcome.log_start_offset,
+                list(fetched.records),
+                aborted,
+            )
+        topics.setdefault((wanted.topic, wanted.topic_id), []).append(entry)
     return {
         "throttle_time": 0,
         "error_code": answer.error,

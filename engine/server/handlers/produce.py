@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from engine.errors import EngineError, error_code
 from engine.internal_topics import is_internal_topic
@@ -36,6 +36,7 @@ from engine.protocol.errors import ProtocolError
 from engine.protocol.frames import RequestHeader
 from engine.protocol.kafka_code import KafkaCode
 from engine.protocol.produce import ProduceRequest, decode_produce
+from engine.protocol.produce_single import decode_single_partition
 from engine.server import authorize
 from engine.server.authorizer import AclOperation
 from engine.server.checked_appends import records_checked, submit_checked
@@ -43,6 +44,7 @@ from engine.server.context import Body, RequestContext, Response, error_message
 from engine.server.handlers.common import auto_create_topics
 from engine.server.handlers.registry import handles
 from engine.server.handlers.transactions import init_transactional_producer
+from engine.server.produce_entries import accepted_entry
 
 if TYPE_CHECKING:
     # The kio request classes, for the handlers' annotations only: importing
@@ -60,8 +62,11 @@ Results = list[tuple[str, list[tuple[int, Outcome, str | None]]]]
 
 
 def _decode_produce(header: RequestHeader, frame: memoryview) -> ProduceRequest:
-    """Decoded by hand, so that record data stays a slice of the frame."""
-    return decode_produce(frame, body_offset(header, frame), header.api_version)
+    """Decoded by hand, so that record data stays a slice of the frame; the
+    common one-partition request in a few struct reads (produce_single.py)."""
+    offset = body_offset(header, frame)
+    single = decode_single_partition(frame, offset, header.api_version)
+    return single or decode_produce(frame, offset, header.api_version)
 
 
 # Advertised from v0 although v0-v2 are not served (a request at those
@@ -102,7 +107,7 @@ def _produce(context: RequestContext, request: ProduceRequest) -> Response:
     ):
         # Kafka's KafkaApis.handleProduceRequest fails the whole request,
         # every partition alike, before it authorizes or creates any topic.
-        return _refused(request, KafkaCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
+        return _refused(context.version, request, KafkaCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
     acks_error = None if request.acks in _ACKS else KafkaCode.INVALID_REQUIRED_ACKS
     refused = dict.fromkeys(
         authorize.refused_topics(context, AclOperation.WRITE, (t.name for t in request.topics)),
@@ -166,17 +171,19 @@ def _produce(context: RequestContext, request: ProduceRequest) -> Response:
             task.add_done_callback(_log_failure)
         return _close_if_refused(results)
     if not waiting:
-        return _response(results)
-    return _when_durable(results, waiting, request.timeout_ms)
+        return _response(context.version, results)
+    if len(waiting) == 1:
+        return _answer_when_durable(context.version, results, waiting[0], request.timeout_ms)
+    return _when_durable(context.version, results, waiting, request.timeout_ms)
 
 
-def _refused(request: ProduceRequest, code: KafkaCode) -> Response:
+def _refused(version: int, request: ProduceRequest, code: KafkaCode) -> Response:
     """Every partition of the request answered ``code`` (acks=0: its
     connection closed instead)."""
     results: Results = [
         (t.name, [(p.partition, code, None) for p in t.partitions]) for t in request.topics
     ]
-    return _close_if_refused(results) if request.acks == 0 else _response(results)
+    return _close_if_refused(results) if request.acks == 0 else _response(version, results)
 
 
 class AcksZeroRefused(ProtocolError):
@@ -215,12 +222,38 @@ def _log_failure(task: asyncio.Task[AppendResult]) -> None:
 
 
 async def _when_durable(
-    results: Results, waiting: list[asyncio.Task[AppendResult]], timeout_ms: int
+    version: int, results: Results, waiting: list[asyncio.Task[AppendResult]], timeout_ms: int
 ) -> Body:
     _, late = await asyncio.wait(waiting, timeout=timeout_ms / 1000 if timeout_ms > 0 else None)
     for task in late:  # answered REQUEST_TIMED_OUT; the append finishes on its own
         task.add_done_callback(_log_late_failure)
-    return _response(results)
+    return _response(version, results)
+
+
+def _answer_when_durable(
+    version: int, results: Results, task: asyncio.Task[AppendResult], timeout_ms: int
+) -> asyncio.Future[Body]:
+    """_when_durable for a request of one append (librdkafka's every
+    request to a topic of thousands of partitions): a future settled by
+    the append's callback or the timeout's, not a coroutine of its own (a
+    task) awaiting asyncio.wait."""
+    loop = asyncio.get_running_loop()
+    answer: asyncio.Future[Body] = loop.create_future()
+    timer: asyncio.TimerHandle | None = None
+
+    def settle(_: object = None) -> None:
+        if answer.done():  # answered at the timeout, or its connection closed
+            return
+        if timer is not None:
+            timer.cancel()
+        if not task.done():  # answered REQUEST_TIMED_OUT; the append finishes on its own
+            task.add_done_callback(_log_late_failure)
+        answer.set_result(_response(version, results))
+
+    if timeout_ms > 0:
+        timer = loop.call_later(timeout_ms / 1000, settle)
+    task.add_done_callback(settle)
+    return answer
 
 
 def _log_late_failure(task: asyncio.Task[AppendResult]) -> None:
@@ -228,12 +261,12 @@ def _log_late_failure(task: asyncio.Task[AppendResult]) -> None:
         log.warning("an append answered REQUEST_TIMED_OUT failed later: %s", task.exception())
 
 
-def _response(results: Results) -> Body:
+def _response(version: int, results: Results) -> Body:
     return {
         "responses": [
             {
                 "name": name,
-                "partition_responses": [_partition(i, r, m) for i, r, m in partitions],
+                "partition_responses": [_partition(version, i, r, m) for i, r, m in partitions],
             }
             for name, partitions in results
         ],
@@ -241,7 +274,7 @@ def _response(results: Results) -> Body:
     }
 
 
-def _partition(index: int, result: Outcome, message: str | None) -> Body:
+def _partition(version: int, index: int, result: Outcome, message: str | None) -> Any:
     if isinstance(result, int):
         return _failed(index, result, message)
     if isinstance(result, EngineError):
@@ -258,15 +291,13 @@ def _partition(index: int, result: Outcome, message: str | None) -> Body:
     if error is not None:
         return _failed(index, error_code(error), error_message(error), _record_errors(error))
     appended = result.result()
-    return {
-        "index": index,
-        "error_code": KafkaCode.NONE,
-        "base_offset": appended.base_offset,
-        "log_append_time": appended.log_append_time,
-        "log_start_offset": appended.log_start_offset,
-        "record_errors": [],
-        "error_message": None,
-    }
+    return accepted_entry(
+        version,
+        index,
+        appended.base_offset,
+        appended.log_append_time,
+        appended.log_start_offset,
+    )
 
 
 def _failed(

@@ -1,0 +1,126 @@
+"""The common Produce request, one topic with one partition's batch and no
+tagged fields, decoded in a few struct reads; anything else (and anything
+malformed) is left to the general decoder (produce.py), which answers it
+or names what is wrong with it.
+
+librdkafka sends one partition's batch per Produce request to a topic of
+thousands of partitions, so the server decodes a request per record or
+two, and the general decoder's cursor (a method call per field, bounds
+checked one by one) cost as much as the rest of the request's framing.
+Here the bounds are checked once per length read, and a request this
+decoder accepts is one the general decoder decodes to the same values: it
+never refuses anything itself (tests/server/test_produce_single.py holds it
+to that, for well-formed requests and for damaged ones).
+"""
+
+from __future__ import annotations
+
+import struct
+
+from engine.protocol.produce import (
+    FIRST_FLEXIBLE_VERSION,
+    PartitionData,
+    ProduceRequest,
+    TopicData,
+)
+
+_INT16 = struct.Struct(">h")
+_INT32 = struct.Struct(">i")
+_ACKS_TIMEOUT = struct.Struct(">hi")
+_ACKS_TIMEOUT_COUNT = struct.Struct(">hii")
+_COUNT_INDEX_SIZE = struct.Struct(">iii")
+_MAX_VARINT_BYTES = 5
+
+
+def decode_single_partition(frame: memoryview, offset: int, version: int) -> ProduceRequest | None:
+    """The request, if it is one topic with one partition's (non-null)
+    batch and carries no tagged fields; None for anything else."""
+    try:
+        if version >= FIRST_FLEXIBLE_VERSION:
+            return _flexible(frame, offset)
+        return _legacy(frame, offset)
+    except (struct.error, IndexError, UnicodeDecodeError, _NotDecodedHere):
+        return None  # the general decoder says what is wrong
+
+
+def _legacy(frame: memoryview, at: int) -> ProduceRequest | None:
+    end = len(frame)
+    (size,) = _INT16.unpack_from(frame, at)
+    at += 2
+    transactional_id = None
+    if size >= 0:
+        if at + size > end:
+            return None
+        transactional_id = bytes(frame[at : at + size]).decode()
+        at += size
+    acks, timeout_ms, topics = _ACKS_TIMEOUT_COUNT.unpack_from(frame, at)
+    at += _ACKS_TIMEOUT_COUNT.size
+    if topics != 1:
+        return None
+    (size,) = _INT16.unpack_from(frame, at)
+    at += 2
+    if size < 0 or at + size > end:
+        return None
+    name = bytes(frame[at : at + size]).decode()
+    at += size
+    partitions, index, size = _COUNT_INDEX_SIZE.unpack_from(frame, at)
+    at += _COUNT_INDEX_SIZE.size
+    if partitions != 1 or size < 0 or at + size > end:
+        return None
+    records = frame[at : at + size]
+    return ProduceRequest(
+        transactional_id, acks, timeout_ms, [TopicData(name, [PartitionData(index, records)])]
+    )
+
+
+def _flexible(frame: memoryview, at: int) -> ProduceRequest | None:
+    end = len(frame)
+    size, at = _uvarint(frame, at)
+    transactional_id = None
+    if size > 0:  # a compact string's length + 1; 0 is null
+        if at + size - 1 > end:
+            return None
+        transactional_id = bytes(frame[at : at + size - 1]).decode()
+        at += size - 1
+    acks, timeout_ms = _ACKS_TIMEOUT.unpack_from(frame, at)
+    at += _ACKS_TIMEOUT.size
+    topics, at = _uvarint(frame, at)
+    if topics != 2:  # one topic
+        return None
+    size, at = _uvarint(frame, at)
+    if size < 1 or at + size - 1 > end:
+        return None
+    name = bytes(frame[at : at + size - 1]).decode()
+    at += size - 1
+    partitions, at = _uvarint(frame, at)
+    if partitions != 2:  # one partition
+        return None
+    (index,) = _INT32.unpack_from(frame, at)
+    size, at = _uvarint(frame, at + 4)
+    if size < 1 or at + size - 1 > end:
+        return None
+    records = frame[at : at + size - 1]
+    at += size - 1
+    # No tagged fields on the partition, the topic or the request.
+    if bytes(frame[at : at + 3]) != b"\0\0\0":
+        return None
+    return ProduceRequest(
+        transactional_id, acks, timeout_ms, [TopicData(name, [PartitionData(index, records)])]
+    )
+
+
+class _NotDecodedHere(Exception):
+    """A request left to the general decoder."""
+
+
+def _uvarint(frame: memoryview, at: int) -> tuple[int, int]:
+    """An unsigned varint at ``at`` and the offset after it (IndexError past
+    the end; one longer than five bytes is the general decoder's to refuse)."""
+    value = 0
+    for shift in range(0, 7 * _MAX_VARINT_BYTES, 7):
+        byte = frame[at]
+        at += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, at
+    raise _NotDecodedHere
