@@ -106,7 +106,12 @@ def add_command(commands: Any) -> None:
         help="serve /metrics, /healthz and /readyz on HOST:PORT"
         f" (default 127.0.0.1:{DEFAULT_HTTP_PORT}; off unless asked for here or in --config)",
     )
-    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
+    parser.add_argument(
+        "--log-level",
+        default="INFO",
+        help="DEBUG, INFO, WARNING or ERROR, then LOGGER=LEVEL for single loggers,"
+        " comma-separated (e.g. INFO,tidelog.stalls=DEBUG)",
+    )
     parser.add_argument(
         "--log-format",
         choices=("text", "json"),
@@ -195,12 +200,38 @@ _MMAP_THRESHOLD = 32 * 1024 * 1024  # the most glibc allows on 64-bit systems
 _TRIM_THRESHOLD = 512 * 1024 * 1024
 
 
+def log_levels(text: str) -> tuple[str, dict[str, str]]:
+    """``--log-level``'s value: the root logger's level, then single
+    loggers' as LOGGER=LEVEL, comma-separated. Raises ValueError."""
+    root, *named = (part.strip() for part in text.split(","))
+    levels: dict[str, str] = {}
+    for part in named:
+        name, equals, level = part.partition("=")
+        if not equals or not name.strip():
+            raise ValueError(f"--log-level: {part!r} is not LOGGER=LEVEL")
+        levels[name.strip()] = level.strip().upper()
+    for level in (root.upper(), *levels.values()):
+        if level not in _LEVELS:
+            raise ValueError(f"--log-level: {level!r} is not one of {', '.join(_LEVELS)}")
+    return root.upper(), levels
+
+
+_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
 def run(args: argparse.Namespace) -> int:
+    try:
+        root_level, logger_levels = log_levels(args.log_level)
+    except ValueError as error:
+        print(f"tidelog serve: {error}", file=sys.stderr)
+        return 2
     logging.basicConfig(
-        level=args.log_level.upper(),
+        level=root_level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    for name, level in logger_levels.items():
+        logging.getLogger(name).setLevel(level)
     try:
         file, server_config = settings(args)
     except (ConfigFileError, ValueError) as error:
