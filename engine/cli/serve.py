@@ -31,6 +31,7 @@ except ImportError:  # pragma: no cover - uvloop is a dependency, except on Wind
 from engine import refusal
 from engine.authorization import AuthorizationConfig
 from engine.engine import Engine, EngineConfig
+from engine.gc_pause import freeze_what_start_made
 from engine.log_json import use_json_lines
 from engine.log_limit import limit_repeated_lines
 from engine.server.config import (
@@ -329,6 +330,7 @@ async def _serve(
     try:
         server = server_type(engine, server_config)
         await server.start()
+        freeze_what_start_made()
         registry = None
         operations = None
         mirror: Any = None
