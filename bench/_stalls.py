@@ -1,6 +1,8 @@
 """What held acknowledgements back during a phase: the server's
 ``tidelog.stalls`` lines (docs/operations.md) read back from its log, each
-placed in the phase's time, and laid against the phase's worst windows.
+placed in the phase's time, and laid against the phase's worst windows;
+and how long a process's threads waited for a CPU (Linux's schedstat), the
+share of a stall that no code of the server's can shorten.
 
 A line is written when the thing it names ended, and says how long it
 took; it covers [end - duration, end]. A window's records (by send time)
@@ -9,6 +11,7 @@ were held back by whatever overlapped the window or the wait after it.
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from dataclasses import dataclass
@@ -78,11 +81,60 @@ def summarize(
     }
 
 
+class RunQueue:
+    """Time a process's threads spent running and waiting to run (ready, on
+    a CPU's run queue, while other processes had the CPUs), from
+    /proc/PID/task/*/schedstat, between ``__init__`` and ``waited``."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self._start = _schedstat(pid)
+
+    def waited(self, seconds: float) -> dict[str, float]:
+        """Per second of the phase: ms waited to run, summed over the
+        threads alive at both ends, and the main thread's alone (its event
+        loop, for the server); ms run, likewise."""
+        end = _schedstat(self.pid)
+        both = self._start.keys() & end.keys()
+        ran = sum(end[t][0] - self._start[t][0] for t in both)
+        waited = sum(end[t][1] - self._start[t][1] for t in both)
+        main = end.get(self.pid, (0, 0))[1] - self._start.get(self.pid, (0, 0))[1]
+        per_s = 1e-6 / seconds  # ns -> ms, per second
+        return {
+            "ran_ms_per_s": round(ran * per_s, 1),
+            "waited_ms_per_s": round(waited * per_s, 1),
+            "main_waited_ms_per_s": round(main * per_s, 1),
+        }
+
+
+def _schedstat(pid: int) -> dict[int, tuple[int, int]]:
+    """Each thread's (ns run, ns waited to run); empty where not Linux."""
+    found = {}
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return {}
+    for task in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{task}/schedstat", encoding="ascii") as stat:
+                ran, waited, _ = stat.read().split()
+        except (OSError, ValueError):
+            continue  # gone meanwhile, or no schedstats in this kernel
+        found[int(task)] = (int(ran), int(waited))
+    return found
+
+
 def _entry(stall: Stall) -> list[Any]:
     return [stall.start_s, stall.what]
 
 
-def print_stalls(summary: dict[str, Any]) -> None:
+def print_stalls(summary: dict[str, Any], run_queues: dict[str, dict[str, float]]) -> None:
+    """``run_queues``: RunQueue.waited() by whose it is (server, client)."""
+    waits = ", ".join(
+        f"{who} {q['waited_ms_per_s']:.0f} ms/s (main thread {q['main_waited_ms_per_s']:.0f})"
+        for who, q in run_queues.items()
+    )
+    print(f"  waiting for a CPU, summed over threads: {waits}")
     print(
         f"  event loop: {summary['loop_late_count']} lags of 10 ms or more, longest "
         f"{summary['loop_late_max_ms']:.1f} ms; WAL syncs of 20 ms or more: "

@@ -45,7 +45,11 @@ bytes; every ``*_mb_s`` key is MiB/s of record values):
   (docs/operations.md; the server runs with that logger on): the event
   loop's longest lag, the WAL's slow syncs, rolls and spares, the object
   store's writes, full garbage collections, and which of them overlapped
-  each worst window (bench/_stalls.py). ``--latency-only`` runs only this
+  each worst window (bench/_stalls.py); ``latency_run_queue``, how long
+  the server's threads and this process's waited for a CPU per second of
+  the phase (``mock_latency_run_queue``: this process's, in the mock's paced
+  run), the share of the tail no server code can shorten on a busy machine.
+  ``--latency-only`` runs only this
   phase and what it stands on (the mock's and the disk's paced baselines,
   the produce that fills the server, its restart and the consume);
 - remote acks: topics with ``tidelog.ack.durability=remote`` (acknowledged
@@ -777,6 +781,7 @@ def run(scratch: Path, settings: Settings) -> dict[str, Any]:
             results["mock_produce_mb_s"] = round(mock["mb_s"], 1)
             results["mock_records"] = mock_records
             results["mock_client_cores"] = round(mock["client_cores"], 2)
+        mock_queue = _stalls.RunQueue(os.getpid())
         mock_paced = produce_paced(
             cluster.address,
             LATENCY_TOPIC,
@@ -788,6 +793,7 @@ def run(scratch: Path, settings: Settings) -> dict[str, Any]:
     finally:
         cluster.close()
     results["mock_partitions"] = mock_partitions
+    results["mock_latency_run_queue"] = mock_queue.waited(mock_paced["seconds"])
     results["mock_p50_ms"] = round(mock_paced["p50_ms"], 3)
     results["mock_p99_ms"] = round(mock_paced["p99_ms"], 3)
     results["mock_latency_achieved_mb_s"] = round(mock_paced["achieved_mb_s"], 1)
@@ -842,6 +848,7 @@ def run(scratch: Path, settings: Settings) -> dict[str, Any]:
         results["client_consume_cores"] = round(consumed["client_cores"], 2)
 
         cpu = server.cpu_seconds()
+        server_queue, client_queue = _stalls.RunQueue(server.pid), _stalls.RunQueue(os.getpid())
         paced = produce_paced(
             server.address,
             LATENCY_TOPIC,
@@ -851,6 +858,10 @@ def run(scratch: Path, settings: Settings) -> dict[str, Any]:
             values,
         )
         server_cpu = server.cpu_seconds() - cpu
+        results["latency_run_queue"] = {
+            "server": server_queue.waited(paced["seconds"]),
+            "client": client_queue.waited(paced["seconds"]),
+        }
         results["rate_mb"] = settings.rate_mb
         results["latency_seconds"] = settings.latency_seconds
         results["latency_records"] = paced["records"]
@@ -1227,7 +1238,13 @@ def print_table(results: dict[str, Any]) -> None:
         f"p50 {results['disk_sync_p50_ms']:.2f} ms, p99 {results['disk_sync_p99_ms']:.2f} ms"
     )
     if "latency_stalls" in results:
-        _stalls.print_stalls(results["latency_stalls"])
+        _stalls.print_stalls(
+            results["latency_stalls"],
+            {
+                **results["latency_run_queue"],
+                "mock run's client": results["mock_latency_run_queue"],
+            },
+        )
     print(
         f"server stop (flush, upload) {results['stop_s']:.2f} s, restart "
         f"{results['restart_s']:.2f} s, exit codes {results['server_exit_codes']}"

@@ -4,6 +4,7 @@ log into the phase's time, and laid against the phase's worst windows."""
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 import time
 from pathlib import Path
@@ -59,3 +60,14 @@ def test_each_worst_window_gets_what_overlapped_it_or_its_wait(tmp_path: Path) -
     assert summary["loop_late_max_ms"] == 12.0 and summary["loop_late_count"] == 1
     assert summary["wal_slow_syncs"] == 1 and summary["wal_sync_max_ms"] == 48.4
     assert summary["stalls_top"][0] == [1.075, "WAL sync of segment 3 took 48.4 ms"]
+
+
+def test_the_run_queue_counts_only_what_happened_between_its_two_readings() -> None:
+    queue = stalls.RunQueue(os.getpid())
+    spun = time.thread_time() + 0.05
+    while time.thread_time() < spun:  # 50 ms of this thread's CPU time to count
+        pass
+    waited = queue.waited(1.0)
+    assert set(waited) == {"ran_ms_per_s", "waited_ms_per_s", "main_waited_ms_per_s"}
+    assert waited["ran_ms_per_s"] >= 50 - 1  # the 50 ms spun (schedstat and thread_time agree)
+    assert 0 <= waited["main_waited_ms_per_s"] <= waited["waited_ms_per_s"]
