@@ -211,13 +211,11 @@ def log_levels(text: str) -> tuple[str, dict[str, str]]:
         if not equals or not name.strip():
             raise ValueError(f"--log-level: {part!r} is not LOGGER=LEVEL")
         levels[name.strip()] = level.strip().upper()
+    known = logging.getLevelNamesMapping()  # CRITICAL, ERROR, WARNING (WARN), INFO, DEBUG...
     for level in (root.upper(), *levels.values()):
-        if level not in _LEVELS:
-            raise ValueError(f"--log-level: {level!r} is not one of {', '.join(_LEVELS)}")
+        if level not in known:
+            raise ValueError(f"--log-level: {level!r} is not one of {', '.join(known)}")
     return root.upper(), levels
-
-
-_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -13,8 +13,9 @@ import pytest
 from engine.cli.serve import log_levels
 
 
-def test_the_root_level_alone() -> None:
-    assert log_levels("info") == ("INFO", {})
+@pytest.mark.parametrize("level", ["info", "DEBUG", "WARNING", "critical"])
+def test_the_root_level_alone_any_that_logging_knows(level: str) -> None:
+    assert log_levels(level) == (level.upper(), {})
 
 
 def test_single_loggers_after_the_root() -> None:
