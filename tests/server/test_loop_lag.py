@@ -12,6 +12,7 @@ import time
 
 import pytest
 
+from engine.server.broker_loggers import check, logger_names
 from engine.server.loop_lag import LATE_S, TICK_S, LoopLag
 
 HELD_S = 0.05
@@ -74,3 +75,9 @@ def test_full_collections_are_timed_while_started_and_not_after(
     assert len(collections) == 1
     assert collections[0].startswith("full garbage collection took ")
     assert lag._collected not in gc.callbacks
+
+
+def test_the_stalls_logger_can_be_turned_on_as_a_broker_logger() -> None:
+    # docs/operations.md: kafka-configs --entity-type broker-loggers ... tidelog.stalls=DEBUG
+    assert "tidelog.stalls" in logger_names()
+    check("tidelog.stalls", "SET", "DEBUG")  # refused with InvalidConfig if it were not
