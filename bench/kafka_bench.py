@@ -1,6 +1,7 @@
 """tidelog's Kafka wire server driven by librdkafka, beside librdkafka's mock cluster and the disk.
 
     python bench/kafka_bench.py [--produce-mb 1024] [--rate-mb 50] [--latency-seconds 10]
+                                [--latency-only]
                                 [--partitions 1] [--quick] [--json] [--data-dir PATH]
                                 [--object-store URL] [--port N] [--profile [DIR]]
                                 [--fetch-session-partitions 1000] [--fetch-session-fetches 500]
@@ -39,6 +40,18 @@ bytes; every ``*_mb_s`` key is MiB/s of record values):
   ``--latency-seconds`` to a second topic; ``p50_ms`` and ``p99_ms`` run from
   produce() to the delivery report's callback, what an application sees
   (librdkafka's own produce-to-acknowledgement figures are beside them);
+  ``latency_worst_windows`` are its 5 worst 100 ms windows, and
+  ``latency_stalls`` what the server logged on ``tidelog.stalls`` meanwhile
+  (docs/operations.md; the server runs with that logger on): the event
+  loop's longest lag, the WAL's slow syncs, rolls and spares, the object
+  store's writes, full garbage collections, and which of them overlapped
+  each worst window (bench/_stalls.py); ``latency_run_queue``, how long
+  the server's threads and this process's waited for a CPU per second of
+  the phase (``mock_latency_run_queue``: this process's, in the mock's paced
+  run), the share of the tail no server code can shorten on a busy machine.
+  ``--latency-only`` runs only this
+  phase and what it stands on (the mock's and the disk's paced baselines,
+  the produce that fills the server, its restart and the consume);
 - remote acks: topics with ``tidelog.ack.durability=remote`` (acknowledged
   once the object holding the record is committed to the object store's
   manifest), each beside a ``local`` topic measured the same way right
@@ -104,6 +117,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import _harness
+import _stalls
 from _certificates import make_server_certificate
 from _fetch_sessions import fetch_sessions_phase, print_fetch_sessions
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
@@ -221,6 +235,11 @@ class ServerProcess:
         return f"{HOST}:{self.port}"
 
     @property
+    def log_path(self) -> Path:
+        """The log of the latest start."""
+        return self.log_dir / f"server-{self.starts}.log"
+
+    @property
     def pid(self) -> int:
         if self._process is None:
             raise RuntimeError("the server is not started")
@@ -240,6 +259,8 @@ class ServerProcess:
             self.address,
             "--data-dir",
             str(self.data_dir),
+            "--log-level",
+            _stalls.LOG_LEVEL,
         ]
         if self.object_store is not None:
             command += ["--object-store", self.object_store]
@@ -262,7 +283,7 @@ class ServerProcess:
             cwd=Path(__file__).resolve().parents[1],
             env=env,
         )
-        log = self.log_dir / f"server-{self.starts}.log"
+        log = self.log_path
         assert self._process.stdout is not None
         self._reader = threading.Thread(
             target=self._read, args=(self._process.stdout, log), daemon=True
@@ -492,6 +513,7 @@ def produce_paced(
     perf_counter = time.perf_counter
     sent = 0
     tokens = 1.0
+    started_unix = time.time()
     started = last = perf_counter()
     deadline = started + seconds
     cpu = _client_cpu_seconds()
@@ -522,6 +544,7 @@ def produce_paced(
         raise RuntimeError(f"paced produce: {len(run.latencies)} of {sent} records delivered")
     return {
         "records": sent,
+        "started_unix": started_unix,
         "offered_mb_s": sent * RECORD_BYTES / MIB / sending,
         "achieved_mb_s": sent * RECORD_BYTES / MIB / (run.last - started),
         "p50_ms": _quantile(run.latencies, 0.50) * 1000,
@@ -722,6 +745,11 @@ class Settings:
     fetch_session_partitions: int = 0
     fetch_session_fetches: int = 0
     sasl_ssl_mb: int = 0
+    latency_only: bool = False
+    """Only the latency phase and what it stands on (the disk's sync latency,
+    the mock's paced run, the produce that fills the server, the restart and
+    the consume): no throughput ceilings, compressed, remote-ack, fetch
+    session or SASL_SSL phase."""
 
 
 def run(scratch: Path, settings: Settings) -> dict[str, Any]:
@@ -738,10 +766,11 @@ def run(scratch: Path, settings: Settings) -> dict[str, Any]:
     }
 
     # The disk's ceiling, in the filesystem the server writes to.
-    disk = {block: disk_mb_s(scratch, block, settings.disk_mb * MIB) for block in DISK_BLOCKS}
-    results["disk_mb_s"] = round(max(disk.values()), 1)
-    results["disk_mb_s_per_block"] = {f"{b // MIB}MiB": round(v, 1) for b, v in disk.items()}
-    results["disk_mb"] = settings.disk_mb
+    if not settings.latency_only:
+        disk = {block: disk_mb_s(scratch, block, settings.disk_mb * MIB) for block in DISK_BLOCKS}
+        results["disk_mb_s"] = round(max(disk.values()), 1)
+        results["disk_mb_s_per_block"] = {f"{b // MIB}MiB": round(v, 1) for b, v in disk.items()}
+        results["disk_mb"] = settings.disk_mb
     sync = disk_sync_latency(scratch, settings.rate_mb, settings.latency_seconds)
     results["disk_sync_p50_ms"] = round(sync["p50_ms"], 3)
     results["disk_sync_p99_ms"] = round(sync["p99_ms"], 3)
@@ -753,9 +782,14 @@ def run(scratch: Path, settings: Settings) -> dict[str, Any]:
     mock_records = settings.mock_mb * MIB // RECORD_BYTES
     cluster = MockCluster()
     try:
-        mock = produce_flat_out(
-            {"bootstrap.servers": cluster.address}, TOPIC, mock_partitions, mock_records, values
-        )
+        if not settings.latency_only:
+            mock = produce_flat_out(
+                {"bootstrap.servers": cluster.address}, TOPIC, mock_partitions, mock_records, values
+            )
+            results["mock_produce_mb_s"] = round(mock["mb_s"], 1)
+            results["mock_records"] = mock_records
+            results["mock_client_cores"] = round(mock["client_cores"], 2)
+        mock_queue = _stalls.RunQueue(os.getpid())
         mock_paced = produce_paced(
             cluster.address,
             LATENCY_TOPIC,
@@ -766,10 +800,8 @@ def run(scratch: Path, settings: Settings) -> dict[str, Any]:
         )
     finally:
         cluster.close()
-    results["mock_produce_mb_s"] = round(mock["mb_s"], 1)
-    results["mock_records"] = mock_records
     results["mock_partitions"] = mock_partitions
-    results["mock_client_cores"] = round(mock["client_cores"], 2)
+    results["mock_latency_run_queue"] = mock_queue.waited(mock_paced["seconds"])
     results["mock_p50_ms"] = round(mock_paced["p50_ms"], 3)
     results["mock_p99_ms"] = round(mock_paced["p99_ms"], 3)
     results["mock_latency_achieved_mb_s"] = round(mock_paced["achieved_mb_s"], 1)
@@ -801,7 +833,7 @@ def run(scratch: Path, settings: Settings) -> dict[str, Any]:
         # Steadier than MiB/s on a shared machine: what each MiB costs the server.
         results["server_produce_ms_per_mib"] = round(server_cpu * 1000 * MIB / produced["bytes"], 3)
         results["client_produce_cores"] = round(produced["client_cores"], 2)
-        if settings.compressed_mb > 0:
+        if settings.compressed_mb > 0 and not settings.latency_only:
             results.update(compressed_produce(server, settings.partitions, settings.compressed_mb))
 
         started = time.perf_counter()
@@ -826,6 +858,7 @@ def run(scratch: Path, settings: Settings) -> dict[str, Any]:
         results["client_consume_cores"] = round(consumed["client_cores"], 2)
 
         cpu = server.cpu_seconds()
+        server_queue, client_queue = _stalls.RunQueue(server.pid), _stalls.RunQueue(os.getpid())
         paced = produce_paced(
             server.address,
             LATENCY_TOPIC,
@@ -835,6 +868,10 @@ def run(scratch: Path, settings: Settings) -> dict[str, Any]:
             values,
         )
         server_cpu = server.cpu_seconds() - cpu
+        results["latency_run_queue"] = {
+            "server": server_queue.waited(paced["seconds"]),
+            "client": client_queue.waited(paced["seconds"]),
+        }
         results["rate_mb"] = settings.rate_mb
         results["latency_seconds"] = settings.latency_seconds
         results["latency_records"] = paced["records"]
@@ -843,18 +880,26 @@ def run(scratch: Path, settings: Settings) -> dict[str, Any]:
         for key in ("p50_ms", "p99_ms", "p999_ms", "max_ms", "p50_ack_ms", "p99_ack_ms"):
             results[key] = round(paced[key], 3)
         results["latency_worst_windows"] = paced["worst_windows"]
+        results["latency_started_unix"] = round(paced["started_unix"], 3)
+        latency_log = server.log_path
         results["latency_cdf_ms"] = paced["cdf_ms"]
         results["server_latency_cores"] = round(server_cpu / paced["seconds"], 2)
         results["client_latency_cores"] = round(paced["client_cores"], 2)
-        results.update(remote_acks_phase(server.address, settings, values, results))
+        if not settings.latency_only:
+            results.update(remote_acks_phase(server.address, settings, values, results))
         exit_codes.append(server.stop())
+        # Read once the server has stopped: its log is complete then.
+        stalls = _stalls.read_stalls(latency_log, paced["started_unix"], paced["seconds"])
+        results["latency_stalls"] = _stalls.summarize(
+            stalls, paced["worst_windows"], STALL_WINDOW_SECONDS
+        )
     except BaseException:
         print(f"the server's last lines:\n{server.log_tail()}", file=sys.stderr)
         raise
     finally:
         server.kill()
     results["server_exit_codes"] = exit_codes
-    if settings.fetch_session_partitions > 0:
+    if settings.fetch_session_partitions > 0 and not settings.latency_only:
 
         def session_server(name: str, config: Path) -> ServerProcess:
             logs = scratch / f"{name}-logs"
@@ -869,22 +914,26 @@ def run(scratch: Path, settings: Settings) -> dict[str, Any]:
                 settings.fetch_session_fetches,
             )
         )
-    if settings.sasl_ssl_mb > 0:
+    if settings.sasl_ssl_mb > 0 and not settings.latency_only:
         results.update(sasl_ssl_phase(scratch, settings, values))
     if settings.profile_dir is not None:
         results["profiles"] = server.profiles or "py-spy not installed"
 
-    results["produce_vs_disk"] = round(results["produce_mb_s"] / results["disk_mb_s"], 3)
-    results["produce_vs_mock"] = round(results["produce_mb_s"] / results["mock_produce_mb_s"], 3)
-    results["write_twice_limit_mb_s"] = round(results["disk_mb_s"] / 2, 1)
-    results["produce_vs_write_twice_limit"] = round(
-        results["produce_mb_s"] / results["write_twice_limit_mb_s"], 3
-    )
-    results.update(binding_ceiling(results))
+    if not settings.latency_only:
+        results["produce_vs_disk"] = round(results["produce_mb_s"] / results["disk_mb_s"], 3)
+        results["produce_vs_mock"] = round(
+            results["produce_mb_s"] / results["mock_produce_mb_s"], 3
+        )
+        results["write_twice_limit_mb_s"] = round(results["disk_mb_s"] / 2, 1)
+        results["produce_vs_write_twice_limit"] = round(
+            results["produce_mb_s"] / results["write_twice_limit_mb_s"], 3
+        )
+        results.update(binding_ceiling(results))
     results["p99_over_mock_ms"] = round(results["p99_ms"] - results["mock_p99_ms"], 3)
     results["targets"] = {
         f"{key} {op} {target:g}": (results[key] >= target if op == ">=" else results[key] <= target)
         for key, (op, target) in TARGETS.items()
+        if key in results
     }
     return results
 
@@ -1162,7 +1211,6 @@ def print_table(results: dict[str, Any]) -> None:
         "OS page cache dropped" if results["page_cache_dropped"] else results["page_cache_note"]
     )
     print(f"object store: {store}; before consuming: server restarted, {page_cache}\n")
-    disk = results["disk_mb_s_per_block"]
     rows = [
         (
             "produce, tidelog server",
@@ -1170,17 +1218,26 @@ def print_table(results: dict[str, Any]) -> None:
             f"server {results['server_produce_cores']:.2f} "
             f"({results['server_produce_ms_per_mib']:.2f} ms per MiB), client "
             f"{results['client_produce_cores']:.2f}",
-        ),
-        (
-            "produce, librdkafka mock cluster",
-            f"{results['mock_produce_mb_s']:.1f}",
-            f"client and mock {results['mock_client_cores']:.2f}",
-        ),
-        (
-            "disk, fdatasync per 1 MiB / 4 MiB",
-            f"{results['disk_mb_s']:.1f}",
-            f"{disk['1MiB']:.1f} / {disk['4MiB']:.1f}",
-        ),
+        )
+    ]
+    if "mock_produce_mb_s" in results:
+        rows.append(
+            (
+                "produce, librdkafka mock cluster",
+                f"{results['mock_produce_mb_s']:.1f}",
+                f"client and mock {results['mock_client_cores']:.2f}",
+            )
+        )
+    if "disk_mb_s" in results:
+        disk = results["disk_mb_s_per_block"]
+        rows.append(
+            (
+                "disk, fdatasync per 1 MiB / 4 MiB",
+                f"{results['disk_mb_s']:.1f}",
+                f"{disk['1MiB']:.1f} / {disk['4MiB']:.1f}",
+            )
+        )
+    rows += [
         (
             "consume from offset 0, restarted server",
             f"{results['consume_mb_s']:.1f}",
@@ -1214,28 +1271,43 @@ def print_table(results: dict[str, Any]) -> None:
         f"  disk, write + fdatasync of {results['disk_sync_bytes'] // 1024} KiB every 5 ms: "
         f"p50 {results['disk_sync_p50_ms']:.2f} ms, p99 {results['disk_sync_p99_ms']:.2f} ms"
     )
+    if "latency_stalls" in results:
+        _stalls.print_stalls(
+            results["latency_stalls"],
+            {
+                **results["latency_run_queue"],
+                "mock run's client": results["mock_latency_run_queue"],
+            },
+        )
     print(
         f"server stop (flush, upload) {results['stop_s']:.2f} s, restart "
         f"{results['restart_s']:.2f} s, exit codes {results['server_exit_codes']}"
     )
-    print_remote_acks(results)
+    if "remote_mb_s" in results:
+        print_remote_acks(results)
     if "profiles" in results:
         print(f"profiles: {results['profiles']}")
     _print_compressed(results)
     print_fetch_sessions(results)
     print_sasl_ssl(results)
-    print(
-        f"\nproduce_vs_disk {results['produce_vs_disk']:.2f}   produce_vs_write_twice_limit "
+    ratios = (
+        f"produce_vs_disk {results['produce_vs_disk']:.2f}   produce_vs_write_twice_limit "
         f"{results['produce_vs_write_twice_limit']:.2f}   produce_vs_mock "
-        f"{results['produce_vs_mock']:.2f}   consume_mb_s {results['consume_mb_s']:.1f}   "
+        f"{results['produce_vs_mock']:.2f}   "
+        if "produce_vs_disk" in results
+        else ""
+    )
+    print(
+        f"\n{ratios}consume_mb_s {results['consume_mb_s']:.1f}   "
         f"p99_ms {results['p99_ms']:.2f} (mock + {results['p99_over_mock_ms']:.2f})"
     )
-    print(
-        f"ceiling {results['ceiling_mb_s']:.1f} MiB/s: {CEILINGS[results['ceiling']]} "
-        f"binds (write-twice limit {results['write_twice_limit_mb_s']:.1f}, mock "
-        f"{results['mock_produce_mb_s']:.1f});   produce_vs_ceiling "
-        f"{results['produce_vs_ceiling']:.2f}"
-    )
+    if "ceiling_mb_s" in results:
+        print(
+            f"ceiling {results['ceiling_mb_s']:.1f} MiB/s: {CEILINGS[results['ceiling']]} "
+            f"binds (write-twice limit {results['write_twice_limit_mb_s']:.1f}, mock "
+            f"{results['mock_produce_mb_s']:.1f});   produce_vs_ceiling "
+            f"{results['produce_vs_ceiling']:.2f}"
+        )
     _harness.print_targets(results["targets"])
 
 
@@ -1277,6 +1349,11 @@ def main() -> None:
         help="MiB per listener, SASL_SSL beside PLAINTEXT (128; 0 skips the phase)",
     )
     parser.add_argument(
+        "--latency-only",
+        action="store_true",
+        help="only the latency phase and what it stands on (produce, restart, consume)",
+    )
+    parser.add_argument(
         "--profile",
         nargs="?",
         const=".",
@@ -1312,6 +1389,7 @@ def main() -> None:
             else int(sizes["fetch_session_fetches"])
         ),
         sasl_ssl_mb=args.sasl_ssl_mb if args.sasl_ssl_mb is not None else int(sizes["sasl_ssl_mb"]),
+        latency_only=args.latency_only,
     )
     if settings.profile_dir is not None:
         settings.profile_dir.mkdir(parents=True, exist_ok=True)

@@ -6,8 +6,10 @@ import asyncio
 import contextlib
 import errno
 import fcntl
+import logging
 import os
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future
 from types import TracebackType
@@ -35,6 +37,10 @@ from wal.segment import (
     sync_directory,
     zero_filled_file,
 )
+
+stalls = logging.getLogger("tidelog.stalls")
+"""Rolls and spares, each at DEBUG with its duration: background work a
+latency spike may be laid against (engine/server/loop_lag.py)."""
 
 DEFAULT_SEGMENT_BYTES = 64 * 1024 * 1024
 DATA = 1
@@ -456,10 +462,19 @@ class WriteAheadLog:
 
     def _roll(self, segment: SegmentWriter) -> SegmentWriter:
         """Seals the full segment and opens the next (on the writer thread)."""
+        started = time.monotonic()
+        with self._segments_lock:
+            prepared = self._prepared is not None
         segment.seal()
         segment.close()
         following = self._create_segment(segment.sequence + 1)
         self._make_spare()
+        stalls.debug(
+            "WAL rolled into segment %d in %.1f ms (%s)",
+            following.sequence,
+            (time.monotonic() - started) * 1000,
+            "prepared" if prepared else "made by the roll",
+        )
         return following
 
     def _make_spare(self) -> None:
@@ -490,12 +505,20 @@ class WriteAheadLog:
             source = self._free_files.pop(0) if self._free_files else None
             self._spares_made += 1
             name = f"{FREE_PREFIX}spare-{os.getpid()}-{self._spares_made}.wal"
+        started = time.monotonic()
+        zero_filled = source is None
         try:
             if source is None:
                 source = zero_filled_file(self.directory, self.segment_bytes, name)
             prepared = prepare_segment_file(self.directory, sequence, source)
         except OSError:
             return  # only an optimisation: the next roll makes its segment itself
+        stalls.debug(
+            "WAL spare for segment %d made in %.1f ms (%s)",
+            sequence,
+            (time.monotonic() - started) * 1000,
+            "zero-filled" if zero_filled else "a free file",
+        )
         with self._segments_lock:
             if self._sequences[-1] == sequence - 1 and not self._closed:
                 self._prepared = (sequence, prepared)

@@ -19,6 +19,7 @@ waiting here fail, and so does every group handed over later.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import deque
@@ -27,6 +28,11 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from wal.errors import LogFailed, WalError
 from wal.segment import Position, SegmentWriter
+
+stalls = logging.getLogger("tidelog.stalls")
+SLOW_SYNC_S = 0.02
+"""Syncs this long or longer are logged on ``tidelog.stalls`` (DEBUG): each
+delays every acknowledgement waiting for it."""
 
 if TYPE_CHECKING:
     from wal.group_commit import Outcome, PendingAppend, WalStats
@@ -131,6 +137,12 @@ class Syncer:
                 self._failed(groups, self._classify(error, segment))
                 continue
             finished = time.monotonic()
+            if finished - started >= SLOW_SYNC_S:
+                stalls.debug(
+                    "WAL sync of segment %d took %.1f ms",
+                    segment.sequence,
+                    (finished - started) * 1000,
+                )
             self._stats.syncs += 1
             self._stats.fsync_seconds.observe(finished - started)
             with self._cond:

@@ -31,6 +31,7 @@ except ImportError:  # pragma: no cover - uvloop is a dependency, except on Wind
 from engine import refusal
 from engine.authorization import AuthorizationConfig
 from engine.engine import Engine, EngineConfig
+from engine.gc_pause import freeze_what_start_made
 from engine.log_json import use_json_lines
 from engine.log_limit import limit_repeated_lines
 from engine.server.config import (
@@ -106,7 +107,12 @@ def add_command(commands: Any) -> None:
         help="serve /metrics, /healthz and /readyz on HOST:PORT"
         f" (default 127.0.0.1:{DEFAULT_HTTP_PORT}; off unless asked for here or in --config)",
     )
-    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
+    parser.add_argument(
+        "--log-level",
+        default="INFO",
+        help="DEBUG, INFO, WARNING or ERROR, then LOGGER=LEVEL for single loggers,"
+        " comma-separated (e.g. INFO,tidelog.stalls=DEBUG)",
+    )
     parser.add_argument(
         "--log-format",
         choices=("text", "json"),
@@ -195,12 +201,36 @@ _MMAP_THRESHOLD = 32 * 1024 * 1024  # the most glibc allows on 64-bit systems
 _TRIM_THRESHOLD = 512 * 1024 * 1024
 
 
+def log_levels(text: str) -> tuple[str, dict[str, str]]:
+    """``--log-level``'s value: the root logger's level, then single
+    loggers' as LOGGER=LEVEL, comma-separated. Raises ValueError."""
+    root, *named = (part.strip() for part in text.split(","))
+    levels: dict[str, str] = {}
+    for part in named:
+        name, equals, level = part.partition("=")
+        if not equals or not name.strip():
+            raise ValueError(f"--log-level: {part!r} is not LOGGER=LEVEL")
+        levels[name.strip()] = level.strip().upper()
+    known = logging.getLevelNamesMapping()  # CRITICAL, ERROR, WARNING (WARN), INFO, DEBUG...
+    for level in (root.upper(), *levels.values()):
+        if level not in known:
+            raise ValueError(f"--log-level: {level!r} is not one of {', '.join(known)}")
+    return root.upper(), levels
+
+
 def run(args: argparse.Namespace) -> int:
+    try:
+        root_level, logger_levels = log_levels(args.log_level)
+    except ValueError as error:
+        print(f"tidelog serve: {error}", file=sys.stderr)
+        return 2
     logging.basicConfig(
-        level=args.log_level.upper(),
+        level=root_level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    for name, level in logger_levels.items():
+        logging.getLogger(name).setLevel(level)
     try:
         file, server_config = settings(args)
     except (ConfigFileError, ValueError) as error:
@@ -298,6 +328,7 @@ async def _serve(
     try:
         server = server_type(engine, server_config)
         await server.start()
+        freeze_what_start_made()
         registry = None
         operations = None
         mirror: Any = None

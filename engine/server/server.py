@@ -23,6 +23,7 @@ from engine.server.connection import SHARED_READ_BYTES, Connection
 from engine.server.context import Broker, PrincipalBuilder, ServerState
 from engine.server.fetch_sessions import FetchSessionCache
 from engine.server.listeners import Listener, SecurityProtocol
+from engine.server.loop_lag import LoopLag
 from engine.server.mutation_quotas import MutationQuotas
 from engine.server.quotas import QuotaManager
 from engine.server.request_metrics import RequestMetrics
@@ -100,6 +101,8 @@ class Server:
         self.token_validator: TokenValidator | None = None
         """OAUTHBEARER's validator, when a listener enables it (started with the server)."""
         self._token_keys: KeySource | None = None
+        self.loop_lag = LoopLag()
+        """How late the event loop runs (loop_lag.py)."""
 
     @property
     def port(self) -> int:
@@ -182,6 +185,7 @@ class Server:
         self.engine.metrics().add_source(self, self._collector)
         self._reporter = asyncio.create_task(self._report_activity())
         self._sweeper = asyncio.create_task(self._sweep_connections())
+        self.loop_lag.start()
         for listener in listeners:
             advertised = brokers[listener.name]
             log.info(
@@ -248,6 +252,7 @@ class Server:
         for task in (self._reporter, self._sweeper):
             if task is not None:
                 task.cancel()
+        self.loop_lag.stop()
         connections = list(self.connections)
         for connection in connections:
             connection.stop_reading()

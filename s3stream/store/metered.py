@@ -11,6 +11,7 @@ the backend makes inside one call (botocore's) are one request here.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import Counter
@@ -28,6 +29,10 @@ from s3stream.store.base import (
 from wal.histogram import PlainHistogram
 
 _T = TypeVar("_T")
+
+stalls = logging.getLogger("tidelog.stalls")
+"""Each write to the store, at DEBUG with its duration: background disk or
+network work that a latency spike may be laid against."""
 
 ANSWERS = (ObjectNotFound, PreconditionFailed)
 """Errors that are the store's answer, not its failure: not counted as errors."""
@@ -66,6 +71,8 @@ class MeteredStore(ObjectStore):
                 if histogram is None:
                     histogram = self.latency[operation] = PlainHistogram()
                 histogram.observe(elapsed)
+            if operation.startswith("put") and stalls.isEnabledFor(logging.DEBUG):
+                stalls.debug("object store %s took %.1f ms", operation, elapsed * 1000)
 
     def snapshot(self) -> tuple[dict[str, int], dict[str, int], dict[str, PlainHistogram]]:
         """Requests, errors and latency by operation, copied under the lock."""

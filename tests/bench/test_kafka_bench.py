@@ -86,6 +86,19 @@ def test_kafka_bench_reports_every_headline_figure_beside_its_ceilings(tmp_path:
     assert report["produce_bytes"] == 32 * 1024 * 1024
     assert report["latency_records"] > 0
     assert report["p50_ms"] <= report["p99_ms"]
+    # What the server logged on tidelog.stalls in the latency phase, laid
+    # against each of its worst windows (bench/_stalls.py).
+    stalls = report["latency_stalls"]
+    assert [start for start, _ in stalls["worst_window_stalls"]] == [
+        start for start, _ in report["latency_worst_windows"]
+    ]
+    assert stalls["loop_late_max_ms"] >= 0 and stalls["wal_sync_max_ms"] >= 0
+    # How long the server's threads, and this process's, waited for a CPU.
+    for queue in (*report["latency_run_queue"].values(), report["mock_latency_run_queue"]):
+        assert queue["ran_ms_per_s"] > 0
+        assert 0 <= queue["main_waited_ms_per_s"] <= queue["waited_ms_per_s"]
+    # 32 MiB uploads (every 32 MiB) at least: each logs its object's put.
+    assert any("object store put" in what for _, what in stalls["stalls"])
     assert report["server_produce_cpu_s"] > 0
     # server_produce_cpu_s is rounded to 10 ms: over 32 MiB, 0.16 ms per MiB.
     assert report["server_produce_ms_per_mib"] == pytest.approx(

@@ -1,0 +1,83 @@
+"""The event loop's lag monitor (engine/server/loop_lag.py): a loop held
+by a callback is measured at least as late as it was held, the longest lag
+is taken and starts anew, and the tidelog.stalls logger gets each lag and
+each full garbage collection only while it is on."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import time
+
+import pytest
+
+from engine.server.broker_loggers import check, logger_names
+from engine.server.loop_lag import LATE_S, TICK_S, LoopLag
+
+HELD_S = 0.05
+
+
+async def _hold_the_loop(lag: LoopLag) -> None:
+    """Starts the monitor, holds the loop for HELD_S in one callback, then
+    lets the tick run again."""
+    lag.start()
+    try:
+        await asyncio.sleep(TICK_S / 2)
+        time.sleep(HELD_S)  # the blocking callback under test
+        await asyncio.sleep(TICK_S * 3)
+    finally:
+        lag.stop()
+
+
+def test_a_held_loop_is_measured_at_least_as_late_as_it_was_held() -> None:
+    lag = LoopLag()
+    asyncio.run(_hold_the_loop(lag))
+    # The tick due during the hold ran after it: late by the rest of the hold.
+    assert lag.longest_s >= HELD_S - TICK_S
+    assert lag.take_longest() >= HELD_S - TICK_S
+    assert lag.take_longest() == 0.0
+
+
+def test_lags_are_logged_on_the_stalls_logger_when_it_is_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.DEBUG, logger="tidelog.stalls"):
+        asyncio.run(_hold_the_loop(LoopLag()))
+    late = [r.getMessage() for r in caplog.records if r.getMessage().startswith("event loop")]
+    assert late and all(r.endswith("ms late") for r in late)
+
+
+def test_nothing_is_logged_while_the_stalls_logger_is_off(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.INFO, logger="tidelog.stalls"):
+        lag = LoopLag()
+        lag.observe(LATE_S * 10)
+        asyncio.run(_hold_the_loop(lag))
+        gc.collect()
+    assert [r for r in caplog.records if r.name == "tidelog.stalls"] == []
+
+
+def test_full_collections_are_timed_while_started_and_not_after(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def collect_while_started() -> None:
+        lag.start()
+        gc.collect()
+        lag.stop()
+        gc.collect()
+
+    lag = LoopLag()
+    with caplog.at_level(logging.DEBUG, logger="tidelog.stalls"):
+        asyncio.run(collect_while_started())
+    collections = [r.getMessage() for r in caplog.records if "garbage collection" in r.getMessage()]
+    assert len(collections) == 1
+    assert collections[0].startswith("full garbage collection took ")
+    assert lag._collected not in gc.callbacks
+
+
+def test_the_stalls_logger_can_be_turned_on_as_a_broker_logger() -> None:
+    # docs/operations.md: kafka-configs --entity-type broker-loggers ... tidelog.stalls=DEBUG
+    assert "tidelog.stalls" in logger_names()
+    check("tidelog.stalls", "SET", "DEBUG")  # refused with InvalidConfig if it were not
