@@ -23,8 +23,12 @@ from typing import Any
 from engine import clock
 
 TICK_S = 0.02
-"""How often the loop is asked to run the tick (a few hundred callbacks a
-minute: nothing beside a produce's own)."""
+"""How often the loop is asked to run the tick while the stalls logger is
+on (a few thousand callbacks a minute: nothing beside a produce's own)."""
+IDLE_TICK_S = 1.0
+"""How often while it is off: an idle embedded server should not wake
+fifty times a second for lines nobody reads; the longest lag is still
+measured, coarsely (a hold is seen only when a tick falls due in it)."""
 LATE_S = 0.01
 """Lags from this one up are logged (when the logger is on)."""
 
@@ -38,6 +42,8 @@ class LoopLag:
     def __init__(self) -> None:
         self.longest_s = 0.0
         """The longest lag since ``take_longest``."""
+        self.ticks = 0
+        """Ticks run since start (how often an idle server wakes for this)."""
         self._task: asyncio.Task[None] | None = None
         self._collection_started = 0.0
 
@@ -66,8 +72,10 @@ class LoopLag:
 
     async def _tick(self) -> None:
         while True:
-            due = clock.monotonic() + TICK_S
-            await asyncio.sleep(TICK_S)
+            period = TICK_S if stalls.isEnabledFor(logging.DEBUG) else IDLE_TICK_S
+            due = clock.monotonic() + period
+            await asyncio.sleep(period)
+            self.ticks += 1
             self.observe(max(0.0, clock.monotonic() - due))
 
     def _collected(self, phase: str, info: dict[str, Any]) -> None:

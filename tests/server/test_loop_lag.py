@@ -13,7 +13,7 @@ import time
 import pytest
 
 from engine.server.broker_loggers import check, logger_names
-from engine.server.loop_lag import LATE_S, TICK_S, LoopLag
+from engine.server.loop_lag import IDLE_TICK_S, LATE_S, TICK_S, LoopLag
 
 HELD_S = 0.05
 
@@ -30,9 +30,12 @@ async def _hold_the_loop(lag: LoopLag) -> None:
         lag.stop()
 
 
-def test_a_held_loop_is_measured_at_least_as_late_as_it_was_held() -> None:
+def test_a_held_loop_is_measured_at_least_as_late_as_it_was_held(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     lag = LoopLag()
-    asyncio.run(_hold_the_loop(lag))
+    with caplog.at_level(logging.DEBUG, logger="tidelog.stalls"):
+        asyncio.run(_hold_the_loop(lag))
     # The tick due during the hold ran after it: late by the rest of the hold.
     assert lag.longest_s >= HELD_S - TICK_S
     assert lag.take_longest() >= HELD_S - TICK_S
@@ -57,6 +60,25 @@ def test_nothing_is_logged_while_the_stalls_logger_is_off(
         asyncio.run(_hold_the_loop(lag))
         gc.collect()
     assert [r for r in caplog.records if r.name == "tidelog.stalls"] == []
+
+
+def test_while_the_stalls_logger_is_off_the_tick_wakes_the_loop_rarely(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def idle(lag: LoopLag, seconds: float) -> None:
+        lag.start()
+        try:
+            await asyncio.sleep(seconds)
+        finally:
+            lag.stop()
+
+    quiet, watched = LoopLag(), LoopLag()
+    with caplog.at_level(logging.INFO, logger="tidelog.stalls"):
+        asyncio.run(idle(quiet, IDLE_TICK_S * 0.9))
+    with caplog.at_level(logging.DEBUG, logger="tidelog.stalls"):
+        asyncio.run(idle(watched, IDLE_TICK_S * 0.9))
+    assert quiet.ticks == 0
+    assert watched.ticks >= 5
 
 
 def test_full_collections_are_timed_while_started_and_not_after(
