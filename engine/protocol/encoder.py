@@ -23,7 +23,7 @@ from functools import cache
 from types import NoneType, UnionType
 from typing import Any, Union, get_args, get_origin
 
-__all__ = ["EncodedItems", "Sink", "encode", "encoder_for", "item_encoder"]
+__all__ = ["EncodedItem", "EncodedItems", "Sink", "encode", "encoder_for", "item_encoder"]
 
 _INT8 = struct.Struct(">b")
 _INT16 = struct.Struct(">h")
@@ -79,6 +79,25 @@ class EncodedItems:
 
     count: int
     data: bytes
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class EncodedItem:
+    """One struct already encoded for the version being written, as parts
+    (record data by reference, as Sink.attach takes it): an item that many
+    responses carry alike (a partition's data fetched by many consumers) is
+    encoded once and copied into each."""
+
+    parts: tuple[bytes | memoryview, ...]
+
+    @classmethod
+    def of(cls, write: Writer, value: Any) -> EncodedItem:
+        """``value`` written by ``write`` (an ``item_encoder``)."""
+        sink = Sink()
+        write(sink, value)
+        # The sink's own buffers are copied: a part is never written to again.
+        parts = [bytes(part) if isinstance(part, bytearray) else part for part in sink.finish()]
+        return cls(tuple(parts))
 
 
 def _uvarint(out: bytearray, value: int) -> None:
@@ -329,6 +348,10 @@ def encoder_for(schema: type) -> Writer:
     tagged_defaults = {f.name: _encoded(f.write, f.default) for f in tagged}
 
     def write(sink: Sink, value: Any) -> None:
+        if type(value) is EncodedItem:
+            for part in value.parts:
+                sink.attach(part)
+            return
         get = value.get if isinstance(value, Mapping) else _attribute_getter(value)
         for f in plain:
             f.write(sink, get(f.name, f.default))
