@@ -18,6 +18,7 @@ import engine
 import native
 from engine.protocol.apis import ApiKey, load_request_schema, response_schema
 from engine.protocol.encoder import EncodedItem, encode, item_encoder
+from engine.server.shared_decoding import FETCH_BODIES
 from engine.server.shared_reads import Marks, ReadKey, SharedReads
 from tests.server.in_process import InProcessServer
 from tests.server.wire import Wire, build
@@ -93,6 +94,7 @@ def _values(records: bytes) -> list[bytes | None]:
 @pytest.mark.parametrize("version", [11, 12])
 def test_consumers_fetching_the_same_data_share_one_read(served: Served, version: int) -> None:
     wires = [Wire(served.bootstrap) for _ in range(CONSUMERS)]
+    decoded_before = FETCH_BODIES.hits
     try:
         answers = [_answer(wire, 0, version) for wire in wires]
     finally:
@@ -100,6 +102,7 @@ def test_consumers_fetching_the_same_data_share_one_read(served: Served, version
             wire.close()
     assert served.store_reads == [0]  # one read of the store for every consumer
     assert served.server.server.state.shared_reads.hits == CONSUMERS - 1
+    assert FETCH_BODIES.hits - decoded_before >= CONSUMERS - 1  # one body, decoded once
     first = answers[0]
     assert first.error_code == 0 and first.high_watermark == 3 and first.records
     assert all(answer == first for answer in answers)

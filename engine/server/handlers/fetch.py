@@ -50,6 +50,7 @@ from engine.server.handlers.common import (
 )
 from engine.server.handlers.registry import handles
 from engine.server.masked_fetch import masked, masking_for
+from engine.server.shared_decoding import FETCH_BODIES
 from engine.server.shared_reads import ReadKey, SharedRead, marks_of
 from engine.store_errors import store_errors
 from engine.types import TopicPartition
@@ -90,6 +91,7 @@ class _Read(NamedTuple):
         13: "topics by id (and sessions by topic id)",
         15: "replica state (v16, node endpoints, is not served)",
     },
+    decode=FETCH_BODIES.decode,  # consumers of the same data send the same bodies
 )
 async def handle_fetch(context: RequestContext, request: FetchRequest) -> dict[str, Any]:
     engine = context.engine
