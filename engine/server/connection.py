@@ -52,6 +52,7 @@ from engine.server.authentication import SASL_MAX_RECEIVE_BYTES, Authentication
 from engine.server.context import Identity
 from engine.server.dispatch import dispatch
 from engine.server.listeners import Listener
+from engine.server.sliced_writes import SlicedWriter
 from engine.server.tls import NoMatchingRule, tls_writes
 
 if TYPE_CHECKING:
@@ -105,6 +106,7 @@ class Connection(asyncio.BufferedProtocol):
         "_pending",
         "_throttled",
         "_tls",
+        "_writer",
         "admitted",
         "authentication",
         "closed",
@@ -132,6 +134,8 @@ class Connection(asyncio.BufferedProtocol):
         self.admitted = False
         self._fd = -1
         self._tls = False
+        self._writer: SlicedWriter | None = None
+        """Where responses go on a plain transport (sliced_writes.py)."""
         self._head = b""
         """The first bytes of a size prefix that has not fully arrived."""
         self._body: bytearray | None = None
@@ -210,6 +214,8 @@ class Connection(asyncio.BufferedProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        if self._writer is not None:
+            self._writer.discard()
         if self._closing is not None:
             self._closing.cancel()
         if not self.admitted:
@@ -512,6 +518,8 @@ class Connection(asyncio.BufferedProtocol):
                 # close together may drop the answer (kafka-python does).
                 self.closed = True
                 self._idle.set()  # nothing more is answered
+                if self._writer is not None:
+                    self._writer.flush()
                 if self.transport is not None:
                     self.transport.pause_reading()
                     delay = self.server.config.connection_failed_authentication_delay_ms
@@ -533,7 +541,12 @@ class Connection(asyncio.BufferedProtocol):
             for write in tls_writes(parts):
                 self.transport.write(write)
         else:
-            self.transport.writelines(parts)
+            writer = self._writer
+            if writer is None:
+                writer = self._writer = SlicedWriter(
+                    self.transport.writelines, asyncio.get_running_loop()
+                )
+            writer.write(parts)
 
     def _release(self, size: int) -> None:
         server = self.server
@@ -645,4 +658,6 @@ class Connection(asyncio.BufferedProtocol):
 
     def close(self) -> None:
         if self.transport is not None and (not self.closed or self._closing is not None):
+            if self._writer is not None:
+                self._writer.flush()
             self.transport.close()
