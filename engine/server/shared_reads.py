@@ -31,6 +31,10 @@ MAX_ENTRIES = 1024
 MAX_BYTES = 32 * 1024 * 1024
 """Record bytes the entries may hold references to: within the log cache's
 and block cache's own bounds, they keep memory alive a little longer only."""
+MAX_READ_BYTES = 1024 * 1024
+"""The largest read kept. Tailing consumers' reads are what arrived since
+their last fetch; a replay's reads of megabytes, each asked for once, would
+only push theirs out."""
 
 
 class ReadKey(NamedTuple):
@@ -78,9 +82,15 @@ class SharedReads(Generic[ReadT]):
     """Reads by what was asked (ReadKey), least recently used dropped first.
     Used from the event loop only."""
 
-    def __init__(self, max_entries: int = MAX_ENTRIES, max_bytes: int = MAX_BYTES) -> None:
+    def __init__(
+        self,
+        max_entries: int = MAX_ENTRIES,
+        max_bytes: int = MAX_BYTES,
+        max_read_bytes: int = MAX_READ_BYTES,
+    ) -> None:
         self.max_entries = max_entries
         self.max_bytes = max_bytes
+        self.max_read_bytes = min(max_read_bytes, max_bytes)
         self.size = 0
         self.hits = 0
         """Reads answered by an earlier one (engine metrics read it)."""
@@ -108,7 +118,7 @@ class SharedReads(Generic[ReadT]):
         """Keeps a read made with the partition at ``marks`` (taken before
         the read: a read racing an append then stands for the older marks,
         and no later fetch matches them). None if it is too big to keep."""
-        if size > self.max_bytes // 4:
+        if size > self.max_read_bytes:
             return None
         self._drop(key)
         shared = SharedRead(leader, marks, read, size)

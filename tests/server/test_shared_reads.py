@@ -157,14 +157,15 @@ def _key(offset: int) -> ReadKey:
 def test_the_shared_reads_hold_at_most_their_bytes_and_entries() -> None:
     leader: Any = _Leader()
     marks = Marks(10, 0, 10)
-    reads: SharedReads[str] = SharedReads(max_entries=3, max_bytes=400)
+    reads: SharedReads[str] = SharedReads(max_entries=3, max_bytes=400, max_read_bytes=100)
     for offset in range(5):
         reads.put(_key(offset), leader, marks, f"read {offset}", 90)
     assert len(reads) == 3 and reads.size == 270  # the oldest two dropped
     assert reads.get(_key(0), leader, marks) is None
     kept = reads.get(_key(4), leader, marks)
     assert kept is not None and kept.read == "read 4"
-    assert reads.put(_key(9), leader, marks, "too big", 101) is None  # over a quarter
+    assert reads.put(_key(9), leader, marks, "a replay's", 101) is None  # too big to keep
+    assert reads.get(_key(9), leader, marks) is None
     reads.put(_key(5), leader, marks, "read 5", 100)
     reads.put(_key(6), leader, marks, "read 6", 100)
     assert reads.size <= 400
