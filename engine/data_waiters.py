@@ -39,10 +39,15 @@ class DataWaiters:
             with self.data_arrived:
                 self.data_arrived.notify_all()
         if self.async_waiters:
+            # One hop to each loop for all of its waiters: many consumers
+            # tailing one partition (fan-out) wait on the same growth, and
+            # a hop each cost the notifying thread and the loop N times.
+            by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
             for stream_id in streams:
-                waiters = self.async_waiters.pop(stream_id, None)
-                for waiter in waiters or ():
-                    waiter.get_loop().call_soon_threadsafe(_wake, waiter)
+                for waiter in self.async_waiters.pop(stream_id, None) or ():
+                    by_loop.setdefault(waiter.get_loop(), []).append(waiter)
+            for loop, waiters in by_loop.items():
+                loop.call_soon_threadsafe(_wake_all, waiters)
 
     def _clock_moved(self) -> None:
         """A clock that jumps (a ManualClock): a waiter's timeout may be over."""
@@ -141,6 +146,11 @@ class DataWaiters:
             self._offset_waiters.clear()
         for callback in pending:
             callback(EngineClosed())
+
+
+def _wake_all(waiters: list[asyncio.Future[None]]) -> None:
+    for waiter in waiters:
+        _wake(waiter)
 
 
 def _wake(waiter: asyncio.Future[None]) -> None:

@@ -81,13 +81,26 @@ class EncodedItems:
     data: bytes
 
 
-class EncodedItem(bytes):
+@dataclasses.dataclass(frozen=True, slots=True)
+class EncodedItem:
     """One struct already encoded for the version being written, given in
-    place of its dict (an array's items may mix both): a handler that
-    answers many items alike (a Fetch's caught-up partitions) encodes
-    those from a template, and the rest through the schema."""
+    place of its dict (an array's items may mix both), as parts (record
+    data by reference, as Sink.attach takes it): an item that many
+    responses carry alike (a partition's data fetched by many consumers) is
+    encoded once and copied into each, and items answered alike (a Fetch's
+    caught-up partitions, an accepted Produce partition) are written from a
+    template rather than through the schema."""
 
-    __slots__ = ()
+    parts: tuple[bytes | memoryview, ...]
+
+    @classmethod
+    def of(cls, write: Writer, value: Any) -> EncodedItem:
+        """``value`` written by ``write`` (an ``item_encoder``)."""
+        sink = Sink()
+        write(sink, value)
+        # The sink's own buffers are copied: a part is never written to again.
+        parts = [bytes(part) if isinstance(part, bytearray) else part for part in sink.finish()]
+        return cls(tuple(parts))
 
 
 def _uvarint(out: bytearray, value: int) -> None:
@@ -339,7 +352,8 @@ def encoder_for(schema: type) -> Writer:
 
     def write(sink: Sink, value: Any) -> None:
         if type(value) is EncodedItem:
-            sink.buffer += value
+            for part in value.parts:
+                sink.attach(part)
             return
         get = value.get if isinstance(value, Mapping) else _attribute_getter(value)
         for f in plain:

@@ -58,6 +58,7 @@ from engine.server.authentication import SASL_MAX_RECEIVE_BYTES, Authentication
 from engine.server.context import Identity
 from engine.server.dispatch import dispatch
 from engine.server.listeners import Listener
+from engine.server.sliced_writes import SlicedWriter
 from engine.server.tls import NoMatchingRule, tls_writes
 
 if TYPE_CHECKING:
@@ -117,6 +118,7 @@ class Connection(asyncio.BufferedProtocol):
         "_pending",
         "_throttled",
         "_tls",
+        "_writer",
         "admitted",
         "authentication",
         "closed",
@@ -144,6 +146,8 @@ class Connection(asyncio.BufferedProtocol):
         self.admitted = False
         self._fd = -1
         self._tls = False
+        self._writer: SlicedWriter | None = None
+        """Where responses go on a plain transport (sliced_writes.py)."""
         self._head = b""
         """The first bytes of a size prefix that has not fully arrived."""
         self._body: bytearray | None = None
@@ -228,6 +232,8 @@ class Connection(asyncio.BufferedProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self._outgoing = []
+        if self._writer is not None:
+            self._writer.discard()
         if self._closing is not None:
             self._closing.cancel()
         if not self.admitted:
@@ -553,7 +559,7 @@ class Connection(asyncio.BufferedProtocol):
                 # close together may drop the answer (kafka-python does).
                 self.closed = True
                 self._idle.set()  # nothing more is answered
-                self._flush()
+                self._flush_all()
                 if self.transport is not None:
                     self.transport.pause_reading()
                     delay = self.server.config.connection_failed_authentication_delay_ms
@@ -593,7 +599,19 @@ class Connection(asyncio.BufferedProtocol):
             for write in tls_writes(parts):
                 transport.write(write)
         else:
-            transport.writelines(parts)
+            writer = self._writer
+            if writer is None:
+                writer = self._writer = SlicedWriter(
+                    transport.writelines, asyncio.get_running_loop()
+                )
+            writer.write(parts)
+
+    def _flush_all(self) -> None:
+        """Hands the socket everything gathered and every slice still held
+        back (before a close, whose answers must go first)."""
+        self._flush()
+        if self._writer is not None:
+            self._writer.flush()
 
     def _release(self, size: int) -> None:
         server = self.server
@@ -680,7 +698,7 @@ class Connection(asyncio.BufferedProtocol):
             return
         log.warning("%s: closing the connection: %s", self.peer, error)
         self.closed = True
-        self._flush()  # the answers to the requests before this one go first
+        self._flush_all()  # the answers to the requests before this one go first
         if self.transport is not None:
             self.transport.abort()
 
@@ -691,7 +709,7 @@ class Connection(asyncio.BufferedProtocol):
             return
         log.log(level, "%s: closing the connection: %s", self.peer, reason)
         self.closed = True
-        self._flush()
+        self._flush_all()
         if self.transport is not None:
             self.transport.abort()
 
@@ -707,5 +725,5 @@ class Connection(asyncio.BufferedProtocol):
 
     def close(self) -> None:
         if self.transport is not None and (not self.closed or self._closing is not None):
-            self._flush()
+            self._flush_all()
             self.transport.close()

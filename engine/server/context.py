@@ -21,6 +21,7 @@ from engine.server.config import ServerConfig
 from engine.server.fetch_sessions import FetchSessionCache
 from engine.server.mutation_quotas import MutationQuotas
 from engine.server.quotas import QuotaManager
+from engine.server.shared_reads import SharedReads
 
 if TYPE_CHECKING:
     from engine.server.authentication import Authentication
@@ -83,6 +84,8 @@ class ServerState:
     )
     """Incremental fetch sessions (KIP-227), sized by the config's
     max_incremental_fetch_session_cache_slots; none unless the server sets it."""
+    shared_reads: SharedReads[Any] = field(default_factory=SharedReads)
+    """Fetch reads that consumers of the same data share (shared_reads.py)."""
     admin: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="tidelog-admin")
     )

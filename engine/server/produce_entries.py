@@ -38,9 +38,13 @@ def accepted_entry(
     whole, tail = _template(version)
     if version >= FIRST_LOG_START_VERSION:
         return EncodedItem(
-            whole.pack(index, KafkaCode.NONE, base_offset, log_append_time, log_start_offset, tail)
+            (
+                whole.pack(
+                    index, KafkaCode.NONE, base_offset, log_append_time, log_start_offset, tail
+                ),
+            )
         )
-    return EncodedItem(whole.pack(index, KafkaCode.NONE, base_offset, log_append_time, tail))
+    return EncodedItem((whole.pack(index, KafkaCode.NONE, base_offset, log_append_time, tail),))
 
 
 def accepted_fields(

@@ -18,6 +18,7 @@ carries and under which session id.
 from __future__ import annotations
 
 import asyncio
+from functools import cache, partial
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from engine import clock
@@ -25,7 +26,8 @@ from engine.engine import READ_COMMITTED, READ_UNCOMMITTED, Engine
 from engine.errors import EngineError, error_code
 from engine.internal_topics import internal_fetch, is_internal_topic
 from engine.partition import PartitionFetch
-from engine.protocol.apis import ApiKey
+from engine.protocol.apis import ApiKey, response_schema
+from engine.protocol.encoder import EncodedItem, Writer, item_encoder
 from engine.protocol.kafka_code import KafkaCode
 from engine.server import authorize
 from engine.server.authorizer import AclOperation
@@ -49,6 +51,9 @@ from engine.server.handlers.common import (
 )
 from engine.server.handlers.registry import handles
 from engine.server.masked_fetch import masked, masking_for
+from engine.server.shared_decoding import FETCH_BODIES
+from engine.server.shared_reads import ReadKey, SharedRead, marks_of
+from engine.store_errors import store_errors
 from engine.types import TopicPartition
 from native import BatchError
 from s3stream import S3StreamError
@@ -70,6 +75,8 @@ class _Read(NamedTuple):
     outcome: PartitionOutcome
     """Records size, high watermark, log start and error, as answered."""
     last_stable_offset: int
+    shared: SharedRead[_Read] | None = None
+    """The read as shared with other fetches of the same data (fan-out)."""
 
 
 @handles(
@@ -86,6 +93,7 @@ class _Read(NamedTuple):
         13: "topics by id (and sessions by topic id)",
         15: "replica state (v16, node endpoints, is not served)",
     },
+    decode=FETCH_BODIES.decode,  # consumers of the same data send the same bodies
 )
 async def handle_fetch(context: RequestContext, request: FetchRequest) -> dict[str, Any]:
     engine = context.engine
@@ -239,7 +247,7 @@ async def _read_all(
         if read.fetched is not None and read.size > limit and budget < max_bytes:
             unsent = read.fetched._replace(records=[], next_offset=w.offset)
             outcome = read.outcome._replace(records_bytes=0)
-            read = read._replace(fetched=unsent, size=0, outcome=outcome)
+            read = read._replace(fetched=unsent, size=0, outcome=outcome, shared=None)
         budget -= read.size
         reads.append(read)
     return reads
@@ -280,6 +288,9 @@ async def _read(
         return _Read(wanted, found, 0, wanted.offset, outcome, marks)
     limit = max(min(wanted.max_bytes, budget), 1)
     try:
+        masking = masking_for(context, wanted.topic)
+        if masking is None and not context.engine.closed:  # the same bytes for everyone
+            return await _shared_read(context, wanted, wanted.topic, limit, committed)
         fetched = await context.engine.fetch_async(
             wanted.topic,
             wanted.partition,
@@ -287,13 +298,46 @@ async def _read(
             limit,
             READ_COMMITTED if committed else READ_UNCOMMITTED,
         )
-        masking = masking_for(context, wanted.topic)
         if masking is not None:  # else the stored bytes, as they are
             fetched = await masked(fetched, masking, limit)
     except EngineError as error:
         return _failed(context, wanted, error_code(error))
     except BatchError:  # a batch that cannot be masked is not sent in clear either
         return _failed(context, wanted, KafkaCode.CORRUPT_MESSAGE)
+    return _fetched(wanted, fetched, committed)
+
+
+async def _shared_read(
+    context: RequestContext, wanted: FetchPartition, topic: str, limit: int, committed: bool
+) -> _Read:
+    """The read of stored bytes as they are: an earlier fetch's of the same
+    data if the partition has not changed since (shared_reads.py), else
+    one of its own that later fetches may share."""
+    shared_reads = context.server.shared_reads
+    key = ReadKey(topic, wanted.partition, wanted.offset, limit, committed)
+    with store_errors():
+        leader = context.engine.partition(topic, wanted.partition)
+        marks = marks_of(leader)
+    shared = shared_reads.get(key, leader, marks)
+    if shared is not None:
+        leader.bytes_out += shared.size  # as the read would have counted it
+        read: _Read = shared.read
+        return read._replace(wanted=wanted, shared=shared)
+    fetched = await context.engine.fetch_async(
+        topic,
+        wanted.partition,
+        wanted.offset,
+        limit,
+        READ_COMMITTED if committed else READ_UNCOMMITTED,
+    )
+    read = _fetched(wanted, fetched, committed)
+    if read.size == 0:
+        return read
+    kept = shared_reads.put(key, leader, marks, read, read.size)
+    return read if kept is None else read._replace(shared=kept)
+
+
+def _fetched(wanted: FetchPartition, fetched: PartitionFetch, committed: bool) -> _Read:
     size = sum(len(batch) for batch in fetched.records)
     seen_end = max(fetched.next_offset, wanted.offset)
     if committed:  # data past the last stable offset was seen, not sent: wait beyond it
@@ -346,9 +390,11 @@ def _response(
         if not keep:
             continue
         wanted, outcome = read.wanted, read.outcome
-        fetched = read.fetched
-        if fetched is None:  # most entries of a many-partition fetch: from a template
-            entry: Any = record_less_entry(
+        entry: Any
+        if read.shared is not None:  # encoded once for every fetch that shares it
+            entry = read.shared.encoded(version, partial(_encoded_entry, read, committed, version))
+        elif read.fetched is None:  # most entries of a many-partition fetch: from a template
+            entry = record_less_entry(
                 version,
                 committed,
                 wanted.partition,
@@ -358,20 +404,7 @@ def _response(
                 outcome.log_start_offset,
             )
         else:
-            aborted = [
-                {"producer_id": txn.producer_id, "first_offset": txn.first_offset}
-                for txn in fetched.aborted_transactions or ()
-            ]
-            entry = entry_fields(
-                committed,
-                wanted.partition,
-                outcome.error,
-                outcome.high_watermark,
-                read.last_stable_offset,
-                outcome.log_start_offset,
-                list(fetched.records),
-                aborted,
-            )
+            entry = _partition_entry(read, committed)
         topics.setdefault((wanted.topic, wanted.topic_id), []).append(entry)
     return {
         "throttle_time": 0,
@@ -382,3 +415,35 @@ def _response(
             for (name, topic_id), partitions in topics.items()
         ],
     }
+
+
+@cache
+def _entry_writer(version: int) -> Writer:
+    return item_encoder(response_schema(ApiKey.FETCH, version), "responses", "partitions")
+
+
+def _encoded_entry(read: _Read, committed: bool, version: int) -> EncodedItem:
+    return EncodedItem.of(_entry_writer(version), _partition_entry(read, committed))
+
+
+def _partition_entry(read: _Read, committed: bool) -> dict[str, Any]:
+    """A partition's entry of the response, as the encoder takes it."""
+    wanted, outcome = read.wanted, read.outcome
+    records: list[Any] = []
+    aborted: list[dict[str, int]] = []
+    if read.fetched is not None:
+        records = list(read.fetched.records)
+        aborted = [
+            {"producer_id": txn.producer_id, "first_offset": txn.first_offset}
+            for txn in read.fetched.aborted_transactions or ()
+        ]
+    return entry_fields(
+        committed,
+        wanted.partition,
+        outcome.error,
+        outcome.high_watermark,
+        read.last_stable_offset,
+        outcome.log_start_offset,
+        records,
+        aborted,
+    )
