@@ -184,9 +184,11 @@ def test_a_fetch_of_an_internal_topic_alone_waits_asleep_and_answers_empty(
     assert (partition.error_code, partition.high_watermark, partition.log_start_offset) == (0, 0, 0)
     assert not partition.records
     assert waited >= 0.9, "the Fetch returned before max_wait with nothing"
-    # Asleep, the wait costs the server next to no CPU; re-reading the empty
-    # partition in a loop cost a fifth of the wait and more.
-    assert used < 0.1 * waited, f"the server used {used:.2f} s of CPU in a {waited:.2f} s wait"
+    # Asleep, the wait costs the server next to no CPU (0.02-0.05 s of a
+    # fresh server's start-up work on a quiet machine, up to 0.11 s on a
+    # loaded one); re-reading the empty partition in a loop cost a fifth of
+    # the wait and more.
+    assert used < 0.15 * waited, f"the server used {used:.2f} s of CPU in a {waited:.2f} s wait"
 
 
 def test_deleting_their_records_is_refused_as_kafka_refuses_it(
