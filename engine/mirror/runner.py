@@ -190,7 +190,13 @@ class _Session:
         if not unseen:
             return
         new = topics.with_configs(self.kafka, self.source_admin, unseen)
-        topics.ensure_target_topics(self.kafka, self.target_admin, new, self.target_topics)
+        grown = topics.ensure_target_topics(self.kafka, self.target_admin, new, self.target_topics)
+        for name in grown:
+            # Every client of the session learns of the new partitions now,
+            # not at its next periodic metadata refresh.
+            self.target.learn(name)
+            self.target_reader.list_topics(name, timeout=REQUEST_TIMEOUT_S)
+            self.consumer.list_topics(name, timeout=REQUEST_TIMEOUT_S)
         tps = [TopicPartition(t.name, p) for t in new for p in range(t.partitions)]
         tps = [tp for tp in tps if tp not in self.partitions]
         saved = self.store.load(tps)

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from engine.mirror.errors import ClusterUnavailable, DeliveryRefused, named
-from engine.mirror.kafka import broker_error, client_config
+from engine.mirror.kafka import REQUEST_TIMEOUT_S, broker_error, client_config
 from engine.mirror.offset_sync import OFFSET_SYNCS_TOPIC, OffsetSync
 from engine.types import TopicPartition
 
@@ -81,6 +81,11 @@ class Target:
                 self._producer.produce, OFFSET_SYNCS_TOPIC, 0, sync.key(), sync.value(), None, 0
             )
         self._wait(len(syncs))
+
+    def learn(self, topic: str) -> None:
+        """Asks for ``topic``'s metadata again (after it grew), so records
+        for its new partitions are not refused as for unknown ones."""
+        self._producer.list_topics(topic, timeout=REQUEST_TIMEOUT_S)
 
     def _produce(
         self,
