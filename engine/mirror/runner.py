@@ -52,6 +52,12 @@ previous cycle's. So a crash leaves at most PIPELINE_CYCLES * BATCH_RECORDS
 records per partition for the next session to read back from the target's
 tail."""
 _POLL_S = 0.2
+_SOURCE_READS = {"fetch.wait.max.ms": "100"}
+"""The longest a source broker holds a fetch with nothing new: it is also
+how long the mirror takes to learn a partition reached its end (librdkafka
+reports the end with a fetch's answer; 500 ms by default), which ends
+``once`` and moves progress past trailing markers. The source's own
+properties may set it otherwise."""
 _RETRY_FIRST_S = 0.5
 _RETRY_MOST_S = 15.0
 GIVE_UP_S = 300.0
@@ -150,7 +156,9 @@ class _Session:
         kafka, s = self.kafka, self.settings
         self.source_admin = kafka.admin.AdminClient(client_config(s.source, s.source_config))
         self.target_admin = kafka.admin.AdminClient(client_config(s.target, s.target_config))
-        self.consumer = kafka.Consumer(reader_config(s.source, s.source_config, "tidelog.mirror"))
+        self.consumer = kafka.Consumer(
+            reader_config(s.source, {**_SOURCE_READS, **s.source_config}, "tidelog.mirror")
+        )
         self.target_reader = kafka.Consumer(
             reader_config(s.target, s.target_config, "tidelog.mirror")
         )
@@ -292,13 +300,23 @@ class _Session:
         return PartitionProgress(source_low, -1, target_low)
 
     def _poll(self) -> tuple[list[Any], dict[TopicPartition, int]]:
-        records: list[Any] = []
+        """Up to a batch of the source's records, and the partitions whose
+        end was reached (with that end). Waits up to _POLL_S for the first
+        record only, then takes what the consumer already holds: a batch
+        never waits for records still to come while some are at hand."""
+        first = self.consumer.poll(_POLL_S)
+        if first is None:
+            return [], {}
+        messages = [first, *self.consumer.consume(BATCH_RECORDS - 1, 0)]
+        records = [message for message in messages if message.error() is None]
         ends: dict[TopicPartition, int] = {}
-        for message in self.consumer.consume(BATCH_RECORDS, _POLL_S):
+        if len(records) == len(messages):
+            return records, ends
+        for message in messages:
             error = message.error()
             if error is None:
-                records.append(message)
-            elif error.code() == _PARTITION_EOF:
+                continue
+            if error.code() == _PARTITION_EOF:
                 ends[TopicPartition(message.topic(), message.partition())] = message.offset()
             elif error.fatal():
                 raise ClusterUnavailable(f"reading the source: {error.str()}")
