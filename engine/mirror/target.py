@@ -25,26 +25,49 @@ _NO_TIMESTAMP = 0  # confluent_kafka.TIMESTAMP_NOT_AVAILABLE
 _POLL_S = 0.1
 
 
+class PartitionReports:
+    """One partition's records in a :class:`Delivery`: the source offset of
+    each, in the order sent, and what the target answered for each, in the
+    order answered (librdkafka reports a partition's records in order)."""
+
+    __slots__ = ("errors", "sources", "targets")
+
+    def __init__(self) -> None:
+        self.sources: list[int] = []
+        self.targets: list[int] = []
+        """The target offset of each record acknowledged."""
+        self.errors: list[tuple[Any, Any]] = []
+        """(error, message) of each record not delivered."""
+
+    def delivered(self, error: Any, message: Any) -> None:
+        if error is None:
+            self.targets.append(message.offset())
+        else:
+            self.errors.append((error, message))
+
+
 class Delivery:
     """One batch of records sent to the target, and the delivery reports
     that came back for it so far. Each batch collects its own reports, so
     the mirror can send the next batch before this one is acknowledged."""
 
-    __slots__ = ("count", "reports", "sent")
+    __slots__ = ("count", "partitions")
 
     def __init__(self) -> None:
-        self.sent: dict[tuple[str, int], list[int]] = {}
-        """Per (topic, partition), the source offset of each record, in
-        the order sent."""
+        self.partitions: dict[tuple[str, int], PartitionReports] = {}
+        """Per (topic, partition), in the order first sent."""
         self.count = 0
-        self.reports: list[tuple[Any, Any]] = []
 
-    def delivered(self, error: Any, message: Any) -> None:
-        self.reports.append((error, message))
+    def part(self, topic: str, partition: int) -> PartitionReports:
+        found = self.partitions.get((topic, partition))
+        if found is None:
+            found = self.partitions[topic, partition] = PartitionReports()
+        return found
 
     @property
     def complete(self) -> bool:
-        return len(self.reports) >= self.count
+        answered = sum(len(p.targets) + len(p.errors) for p in self.partitions.values())
+        return answered >= self.count
 
 
 class Target:
@@ -67,16 +90,20 @@ class Target:
     def start(self, records: Sequence[Any]) -> Delivery:
         """Sends source records without waiting for the target."""
         delivery = Delivery()
-        sent = delivery.sent
-        produce, delivered = self._producer.produce, delivery.delivered
-        # The hot loop of the mirror: plain tuples as keys and one produce()
-        # per record, the queue-full retry out of line.
+        parts = delivery.partitions
+        produce = self._producer.produce
+        # The hot loop of the mirror: one produce() per record, each
+        # partition's reports straight into its own lists, the queue-full
+        # retry out of line.
         for record in records:
             kind, timestamp = record.timestamp()
             topic, partition = record.topic(), record.partition()
             key, value, headers = record.key(), record.value(), record.headers()
             if kind == _NO_TIMESTAMP:
                 timestamp = 0
+            part = parts.get((topic, partition))
+            if part is None:
+                part = parts[topic, partition] = PartitionReports()
             try:
                 produce(
                     topic,
@@ -85,43 +112,40 @@ class Target:
                     partition=partition,
                     timestamp=timestamp,
                     headers=headers,
-                    on_delivery=delivered,
+                    on_delivery=part.delivered,
                 )
             except BufferError:
                 self._producer.poll(0.1)  # the local queue is full: serve reports
-                self._produce(produce, delivered, topic, partition, key, value, headers, timestamp)
-            offsets = sent.get((topic, partition))
-            if offsets is None:
-                offsets = sent[topic, partition] = []
-            offsets.append(record.offset())
+                self._produce(
+                    produce, part.delivered, topic, partition, key, value, headers, timestamp
+                )
+            part.sources.append(record.offset())
         delivery.count = len(records)
         return delivery
 
     def copied(self, delivery: Delivery) -> dict[TopicPartition, list[tuple[int, int]]]:
         """Waits until the target has every record of ``delivery``; per
         partition, (source offset, target offset) of each, in order."""
-        delivered = self._wait(delivery)
+        self._wait(delivery)
         copied = {}
-        for (topic, partition), source_offsets in delivery.sent.items():
+        for (topic, partition), part in delivery.partitions.items():
             tp = TopicPartition(topic, partition)
-            target_offsets = delivered.get((topic, partition), [])
-            if len(target_offsets) != len(source_offsets) or any(
-                b <= a for a, b in itertools.pairwise(target_offsets)
-            ):
+            sources, targets = part.sources, part.targets
+            if len(targets) != len(sources) or any(b <= a for a, b in itertools.pairwise(targets)):
                 raise ClusterUnavailable(
-                    f"{named(tp)}: {len(source_offsets)} sent,"
-                    f" {len(target_offsets)} delivered in order"
+                    f"{named(tp)}: {len(sources)} sent, {len(targets)} delivered in order"
                 )
-            copied[tp] = list(zip(source_offsets, target_offsets, strict=True))
+            copied[tp] = list(zip(sources, targets, strict=True))
         return copied
 
     def send_syncs(self, syncs: Sequence[OffsetSync]) -> None:
         """Writes offset syncs and waits until the target has them."""
         delivery = Delivery()
+        part = delivery.part(OFFSET_SYNCS_TOPIC, 0)
         for sync in syncs:
             self._produce(
                 self._producer.produce,
-                delivery.delivered,
+                part.delivered,
                 OFFSET_SYNCS_TOPIC,
                 0,
                 sync.key(),
@@ -167,32 +191,28 @@ class Target:
             except BufferError:
                 self._producer.poll(0.1)  # the local queue is full: serve reports
 
-    def _wait(self, delivery: Delivery) -> dict[tuple[str, int], list[int]]:
-        """Per (topic, partition), the target offsets of ``delivery``'s
-        records, in the order acknowledged."""
+    def _wait(self, delivery: Delivery) -> None:
+        """Until the target answered for every record of ``delivery``;
+        raises for the first record it did not take."""
         deadline = clock.monotonic() + self._timeout_s
         while not delivery.complete:
             left = deadline - clock.monotonic()
             if left <= 0:
-                missing = delivery.count - len(delivery.reports)
+                missing = delivery.count - sum(
+                    len(p.targets) + len(p.errors) for p in delivery.partitions.values()
+                )
                 raise ClusterUnavailable(
                     f"{missing} records not delivered in {self._timeout_s:g} s"
                 )
             self._producer.poll(min(left, _POLL_S))
-        delivered: dict[tuple[str, int], list[int]] = {}
-        for error, message in delivery.reports:
-            if error is not None:
+        for part in delivery.partitions.values():
+            for error, message in part.errors[:1]:
                 if error.retriable() or error.fatal() or error.code() < 0:
                     raise ClusterUnavailable(f"delivery to the target: {error.str()}")
                 raise DeliveryRefused(
                     f"the target refused a record of {message.topic()}[{message.partition()}]:"
                     f" {error.str()}"
                 )
-            offsets = delivered.get((message.topic(), message.partition()))
-            if offsets is None:
-                offsets = delivered[message.topic(), message.partition()] = []
-            offsets.append(message.offset())
-        return delivered
 
     def close(self) -> None:
         """Drops what is not yet sent and waits a moment for what is."""
