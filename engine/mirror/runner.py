@@ -49,7 +49,7 @@ PIPELINE_CYCLES = 2
 """Cycles whose records may be on their way to the target at once: the
 next cycle's records are read and sent while the target acknowledges the
 previous cycle's. So a crash leaves at most PIPELINE_CYCLES * BATCH_RECORDS
-records for the next session to read back from the targets' tails."""
+records for the next session to read back from the target."""
 _POLL_S = 0.2
 _SOURCE_READS = {"fetch.wait.max.ms": "100"}
 """The longest a source broker holds a fetch with nothing new: it is also
