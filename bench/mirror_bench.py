@@ -21,7 +21,12 @@ One run, on loopback, every figure measured in it:
   syncs and progress written, checkpoints done).
 
 Both report records/s and MB/s (value bytes); ``mirror_vs_direct`` is the
-mirror's records/s over the baseline's. ``--json`` prints one JSON object;
+mirror's records/s over the baseline's. Both run in this process, so each
+also reports the CPU this process spent meanwhile, its client threads
+included (``direct_cpu_s``, ``mirror_cpu_s``; the servers' not counted):
+on a machine shared with other work, ``mirror_cpu_vs_direct`` (the
+mirror's CPU over the baseline's) moves far less between runs than the
+rates do. ``--json`` prints one JSON object;
 its headline keys are mirror_records_per_s, direct_records_per_s and
 mirror_vs_direct.
 """
@@ -55,11 +60,15 @@ def _create(address: str, topic: str, partitions: int) -> None:
         future.result(60)
 
 
-def _produce(address: str, topic: str, records: int, size: int, partitions: int) -> float:
-    """Seconds from the first produce() to the last delivery report."""
+def _produce(
+    address: str, topic: str, records: int, size: int, partitions: int
+) -> tuple[float, float]:
+    """Seconds from the first produce() to the last delivery report, and
+    the CPU seconds this process spent meanwhile."""
     producer = Producer({"bootstrap.servers": address, **PRODUCER})
     value = b"v" * size
     started = time.perf_counter()
+    cpu = time.process_time()
     for n in range(records):
         while True:
             try:
@@ -75,7 +84,7 @@ def _produce(address: str, topic: str, records: int, size: int, partitions: int)
                 producer.poll(0.05)
     if producer.flush(600) != 0:
         raise RuntimeError(f"{topic}: records not delivered")
-    return time.perf_counter() - started
+    return time.perf_counter() - started, time.process_time() - cpu
 
 
 def run(records: int, record_bytes: int, partitions: int, data_dir: str | None) -> dict[str, Any]:
@@ -90,12 +99,16 @@ def run(records: int, record_bytes: int, partitions: int, data_dir: str | None) 
             _create(source.address, "mirrored", partitions)
             _create(target.address, "direct", partitions)
             _produce(source.address, "mirrored", records, record_bytes, partitions)
-            direct_s = _produce(target.address, "direct", records, record_bytes, partitions)
+            direct_s, direct_cpu_s = _produce(
+                target.address, "direct", records, record_bytes, partitions
+            )
             started = time.perf_counter()
+            cpu = time.process_time()
             report = MirrorRunner(
                 MirrorSettings(source.address, target.address, topics="mirrored"), once=True
             ).run()
             mirror_s = time.perf_counter() - started
+            mirror_cpu_s = time.process_time() - cpu
         finally:
             exits = [source.stop(), target.stop()]
     megabytes = records * record_bytes / 1e6
@@ -112,6 +125,9 @@ def run(records: int, record_bytes: int, partitions: int, data_dir: str | None) 
         "direct_mb_per_s": megabytes / direct_s,
         "mirror_mb_per_s": megabytes / mirror_s,
         "mirror_vs_direct": direct_s / mirror_s,
+        "direct_cpu_s": direct_cpu_s,
+        "mirror_cpu_s": mirror_cpu_s,
+        "mirror_cpu_vs_direct": mirror_cpu_s / direct_cpu_s,
         "server_exit_codes": exits,
         **_harness.cpus(),
         "librdkafka": _harness.librdkafka_version(),
@@ -123,13 +139,15 @@ def print_table(results: dict[str, Any]) -> None:
         f"{results['records']:,} records of {results['record_bytes']} B in"
         f" {results['partitions']} partitions, tidelog -> tidelog on loopback"
     )
-    print(f"{'':10} {'records/s':>12} {'MB/s':>8} {'seconds':>8}")
+    print(f"{'':10} {'records/s':>12} {'MB/s':>8} {'seconds':>8} {'CPU s':>8}")
     for name in ("direct", "mirror"):
         print(
             f"{name:10} {results[f'{name}_records_per_s']:>12,.0f}"
             f" {results[f'{name}_mb_per_s']:>8.1f} {results[f'{name}_s']:>8.2f}"
+            f" {results[f'{name}_cpu_s']:>8.2f}"
         )
     print(f"mirror_vs_direct: {results['mirror_vs_direct']:.2f}")
+    print(f"mirror_cpu_vs_direct: {results['mirror_cpu_vs_direct']:.2f}")
 
 
 def main() -> None:

@@ -32,6 +32,12 @@ class TopicMismatch(MirrorError):
     code = KafkaCode.INVALID_PARTITIONS
 
 
+class PartitionsRefused(TopicMismatch):
+    """The target refused to grow a topic to its source's partition count
+    (not authorized to alter it, a policy): its new partitions have nowhere
+    to go until an operator grows it or allows the mirror to."""
+
+
 class DeliveryRefused(MirrorError):
     """The target refused a record for good (too large, not authorized,
     policy): resending would be refused again."""

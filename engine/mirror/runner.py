@@ -4,17 +4,20 @@ source to the target, partition for partition, until told to stop (or, with
 began); a session that loses the target starts over from what the target
 holds (docs/design/0008-mirror.md).
 
-A cycle reads up to a batch of committed source records, sends them and
-waits for the target to acknowledge all of them, writes the offset syncs
-their runs need and waits for those, and only then saves the progress that
-depends on them. A crash anywhere leaves progress at or behind the target;
-the next session reads the target's tail back (engine/mirror/tail.py).
+A cycle reads up to a batch of committed source records and sends them;
+while the target acknowledges them, the next cycle reads and sends its own.
+Cycles finish in order: a cycle waits for the target to acknowledge all of
+its records, writes the offset syncs their runs need and waits for those,
+and only then saves the progress that depends on them. A crash anywhere
+leaves progress at or behind the target; the next session reads the
+target's tail back (engine/mirror/tail.py).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,15 +38,25 @@ from engine.mirror.reading import Cluster, ClusterReadError
 from engine.mirror.settings import MirrorSettings
 from engine.mirror.sync_log import load_syncs, syncs_for, translation_of
 from engine.mirror.tail import Sides, recover_partition, watermarks
-from engine.mirror.target import Target
+from engine.mirror.target import Delivery, Target
 from engine.types import TopicPartition
 
 log = logging.getLogger("tidelog.mirror")
 
 BATCH_RECORDS = 10_000
-"""Records read from the source per cycle (and so the most a crash leaves
-for the next session to read back from the target's tail)."""
+"""Records read from the source per cycle."""
+PIPELINE_CYCLES = 2
+"""Cycles whose records may be on their way to the target at once: the
+next cycle's records are read and sent while the target acknowledges the
+previous cycle's. So a crash leaves at most PIPELINE_CYCLES * BATCH_RECORDS
+records for the next session to read back from the target."""
 _POLL_S = 0.2
+_SOURCE_READS = {"fetch.wait.max.ms": "100"}
+"""The longest a source broker holds a fetch with nothing new: it is also
+how long the mirror takes to learn a partition reached its end (librdkafka
+reports the end with a fetch's answer; 500 ms by default), which ends
+``once`` and moves progress past trailing markers. The source's own
+properties may set it otherwise."""
 _RETRY_FIRST_S = 0.5
 _RETRY_MOST_S = 15.0
 GIVE_UP_S = 300.0
@@ -61,6 +74,19 @@ class MirrorReport:
     """Records found on the target past saved progress (not sent again)."""
     sessions: int = 0
     checkpoints: dict[str, dict[TopicPartition, int]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class _Cycle:
+    """Records sent to the target and not yet finished, and the source ends
+    read with them (progress moves past those only after the records)."""
+
+    delivery: Delivery | None
+    ends: dict[TopicPartition, int]
+
+    @property
+    def acknowledged(self) -> bool:
+        return self.delivery is None or self.delivery.complete
 
 
 @dataclass(slots=True)
@@ -129,7 +155,9 @@ class _Session:
         kafka, s = self.kafka, self.settings
         self.source_admin = kafka.admin.AdminClient(client_config(s.source, s.source_config))
         self.target_admin = kafka.admin.AdminClient(client_config(s.target, s.target_config))
-        self.consumer = kafka.Consumer(reader_config(s.source, s.source_config, "tidelog.mirror"))
+        self.consumer = kafka.Consumer(
+            reader_config(s.source, {**_SOURCE_READS, **s.source_config}, "tidelog.mirror")
+        )
         self.target_reader = kafka.Consumer(
             reader_config(s.target, s.target_config, "tidelog.mirror")
         )
@@ -151,32 +179,58 @@ class _Session:
         )
         self._add_topics()
         at_end: set[TopicPartition] = set()
+        pending: deque[_Cycle] = deque()
         next_refresh = clock.monotonic() + self.settings.topic_refresh_s
         next_checkpoint = clock.monotonic() + self.settings.checkpoint_interval_s
         while not self.runner.stop.is_set():
+            # The next records are read while the target acknowledges the
+            # previous cycle's (sent, not yet waited for).
             records, ends = self._poll()
-            changed = self._send(records) if records else set()
-            for tp, end in ends.items():
-                at_end.add(tp)
-                part = self.partitions[tp]
-                if end > part.mirrored.progress.source_position:
-                    part.mirrored.progress = _moved(part.mirrored.progress, end)
-                    changed.add(tp)
-            if changed:
-                self.store.save({tp: self.partitions[tp].mirrored.progress for tp in changed})
+            if records or ends:
+                pending.append(_Cycle(self.target.start(records) if records else None, ends))
+            self.target.serve()
+            # Cycles finish in order; the oldest is waited for once the
+            # pipeline is full, and all of them when the source had nothing
+            # new (there is nothing to read meanwhile).
+            while pending and (
+                not records or len(pending) >= PIPELINE_CYCLES or pending[0].acknowledged
+            ):
+                self._finish(pending.popleft(), at_end)
             now = clock.monotonic()
             if self.runner.once:
-                if at_end >= set(self.partitions):
+                if not pending and at_end >= set(self.partitions):
                     self._checkpoint()
                     return True
                 continue
             if now >= next_refresh:
+                self._drain(pending, at_end)
                 self._add_topics()
                 next_refresh = now + self.settings.topic_refresh_s
             if now >= next_checkpoint:
+                self._drain(pending, at_end)
                 self._checkpoint()
                 next_checkpoint = now + self.settings.checkpoint_interval_s
+        # Stopped: what was sent is finished, so the next session has no
+        # tail to read back.
+        self._drain(pending, at_end)
         return False
+
+    def _drain(self, pending: deque[_Cycle], at_end: set[TopicPartition]) -> None:
+        while pending:
+            self._finish(pending.popleft(), at_end)
+
+    def _finish(self, cycle: _Cycle, at_end: set[TopicPartition]) -> None:
+        """Waits for a cycle's records, writes the syncs they need and waits
+        for those, then saves the progress they cover."""
+        changed = self._copied(self.target.copied(cycle.delivery)) if cycle.delivery else set()
+        for tp, end in cycle.ends.items():
+            at_end.add(tp)
+            part = self.partitions[tp]
+            if end > part.mirrored.progress.source_position:
+                part.mirrored.progress = _moved(part.mirrored.progress, end)
+                changed.add(tp)
+        if changed:
+            self.store.save({tp: self.partitions[tp].mirrored.progress for tp in changed})
 
     def _add_topics(self) -> None:
         """Recovers and assigns the partitions of matching topics not yet
@@ -190,7 +244,13 @@ class _Session:
         if not unseen:
             return
         new = topics.with_configs(self.kafka, self.source_admin, unseen)
-        topics.ensure_target_topics(self.kafka, self.target_admin, new, self.target_topics)
+        grown = topics.ensure_target_topics(self.kafka, self.target_admin, new, self.target_topics)
+        for name in grown:
+            # Every client of the session learns of the new partitions now,
+            # not at its next periodic metadata refresh.
+            self.target.learn(name)
+            self.target_reader.list_topics(name, timeout=REQUEST_TIMEOUT_S)
+            self.consumer.list_topics(name, timeout=REQUEST_TIMEOUT_S)
         tps = [TopicPartition(t.name, p) for t in new for p in range(t.partitions)]
         tps = [tp for tp in tps if tp not in self.partitions]
         saved = self.store.load(tps)
@@ -239,13 +299,23 @@ class _Session:
         return PartitionProgress(source_low, -1, target_low)
 
     def _poll(self) -> tuple[list[Any], dict[TopicPartition, int]]:
-        records: list[Any] = []
+        """Up to a batch of the source's records, and the partitions whose
+        end was reached (with that end). Waits up to _POLL_S for the first
+        record only, then takes what the consumer already holds: a batch
+        never waits for records still to come while some are at hand."""
+        first = self.consumer.poll(_POLL_S)
+        if first is None:
+            return [], {}
+        messages = [first, *self.consumer.consume(BATCH_RECORDS - 1, 0)]
+        records = [message for message in messages if message.error() is None]
         ends: dict[TopicPartition, int] = {}
-        for message in self.consumer.consume(BATCH_RECORDS, _POLL_S):
+        if len(records) == len(messages):
+            return records, ends
+        for message in messages:
             error = message.error()
             if error is None:
-                records.append(message)
-            elif error.code() == _PARTITION_EOF:
+                continue
+            if error.code() == _PARTITION_EOF:
                 ends[TopicPartition(message.topic(), message.partition())] = message.offset()
             elif error.fatal():
                 raise ClusterUnavailable(f"reading the source: {error.str()}")
@@ -253,8 +323,9 @@ class _Session:
                 log.debug("source: %s", error.str())
         return records, ends
 
-    def _send(self, records: list[Any]) -> set[TopicPartition]:
-        copied = self.target.send(records)
+    def _copied(self, copied: dict[TopicPartition, list[tuple[int, int]]]) -> set[TopicPartition]:
+        """Writes the syncs of records the target acknowledged and moves
+        their partitions' progress past them (not yet saved)."""
         syncs = {}
         for tp, pairs in copied.items():
             part = self.partitions[tp]

@@ -2,6 +2,12 @@
 the same name, the same partition count, and the topic configs that mean
 the same on a Kafka cluster.
 
+A source topic that gains partitions grows its target twin to the same
+count (CreatePartitions), as MirrorMaker 2 does; the new partitions are then
+copied from their start like the others. A target topic with more
+partitions than its source is left as it is: records go partition for
+partition, so the extra ones stay empty.
+
 Copied (when set on the source topic itself, not inherited from its broker,
 so the target's own defaults stay in force otherwise): cleanup.policy,
 retention.ms, retention.bytes, delete.retention.ms, min.compaction.lag.ms,
@@ -20,7 +26,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from engine.mirror.errors import ClusterUnavailable, MirrorError, TopicMismatch
+from engine.mirror.errors import ClusterUnavailable, MirrorError, PartitionsRefused, TopicMismatch
 from engine.mirror.kafka import REQUEST_TIMEOUT_S, broker_error
 from engine.mirror.offset_sync import OFFSET_SYNCS_TOPIC
 from engine.mirror.settings import MirrorSettings
@@ -43,6 +49,7 @@ COPIED_CONFIGS = frozenset(
 
 _TOPIC_SET = 1  # confluent_kafka.admin.ConfigSource.DYNAMIC_TOPIC_CONFIG
 _TOPIC_EXISTS = 36  # TOPIC_ALREADY_EXISTS
+_INVALID_PARTITIONS = 37  # also what a topic already that wide answers
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,10 +100,12 @@ def with_configs(kafka: Any, admin: Any, found: dict[str, int]) -> list[SourceTo
 
 def ensure_target_topics(
     kafka: Any, admin: Any, topics: list[SourceTopic], known: dict[str, int]
-) -> None:
+) -> list[str]:
     """Creates each topic on the target that ``known`` (name -> partitions,
-    updated here) lacks, and the offset-syncs topic; refuses a target topic
-    with fewer partitions than its source."""
+    updated here) lacks, and the offset-syncs topic, and grows each target
+    topic with fewer partitions than its source to the source's count.
+    Returns the names of the topics grown (whose new partitions clients
+    learn of by asking for the topic's metadata again)."""
     wanted = [t for t in topics if t.name not in known]
     if OFFSET_SYNCS_TOPIC not in known:
         wanted.append(
@@ -105,13 +114,52 @@ def ensure_target_topics(
     if wanted:
         _create(kafka, admin, wanted)
         known.update(target_partitions(kafka, admin))
+    narrow = [t for t in topics if known.get(t.name, 0) < t.partitions]
+    if narrow:
+        _grow(kafka, admin, narrow, known)
+    return [t.name for t in narrow]
+
+
+def _grow(kafka: Any, admin: Any, topics: list[SourceTopic], known: dict[str, int]) -> None:
+    """CreatePartitions on the target, each topic to its source's count."""
+    metadata = admin.list_topics(timeout=REQUEST_TIMEOUT_S)
+    if metadata.controller_id not in metadata.brokers:
+        # No controller to grow topics (librdkafka's mock cluster).
+        topic = topics[0]
+        raise TopicMismatch(
+            f"target topic {topic.name!r} has {known.get(topic.name, 0)} partitions, the source"
+            f" {topic.partitions}, and the target cannot add partitions: add them on the target"
+            " (kafka-topics --alter --partitions)"
+        )
+    new = [kafka.admin.NewPartitions(t.name, t.partitions) for t in topics]
+    futures = admin.create_partitions(new, request_timeout=REQUEST_TIMEOUT_S)
+    refused = {}
+    for name, future in futures.items():
+        try:
+            future.result(REQUEST_TIMEOUT_S)
+            log.info("grew %s on the target", name)
+        except kafka.KafkaException as error:
+            reason = error.args[0]
+            if reason.code() != _INVALID_PARTITIONS and (reason.retriable() or reason.code() < 0):
+                raise ClusterUnavailable(
+                    f"adding partitions to topic {name!r} on the target: {broker_error(error)}"
+                ) from error
+            refused[name] = error
+    if refused:
+        # INVALID_PARTITIONS from a topic another session grew meanwhile is
+        # no refusal: the count read again says.
+        known.update(target_partitions(kafka, admin))
     for topic in topics:
-        have = known.get(topic.name, 0)
-        if have < topic.partitions:
-            raise TopicMismatch(
-                f"target topic {topic.name!r} has {have} partitions, the source {topic.partitions}:"
-                " add partitions on the target (tidelog topic alter / kafka-topics --alter)"
-            )
+        if topic.name not in refused:
+            known[topic.name] = max(known.get(topic.name, 0), topic.partitions)
+        elif known.get(topic.name, 0) < topic.partitions:
+            reason = refused[topic.name]
+            raise PartitionsRefused(
+                f"the target refused to grow topic {topic.name!r} from"
+                f" {known.get(topic.name, 0)} to the source's {topic.partitions} partitions"
+                f" ({broker_error(reason)}): grow it on the target (kafka-topics --alter"
+                f" --partitions {topic.partitions}) or allow the mirror's principal to alter it"
+            ) from reason
 
 
 def target_partitions(kafka: Any, admin: Any) -> dict[str, int]:

@@ -20,8 +20,17 @@ def test_mirror_bench_reports_the_mirror_beside_producing_straight_to_the_target
     )
     report = json.loads(stdout)
     assert report["copied"] == report["records"] == 3000
-    for key in ("mirror_records_per_s", "direct_records_per_s", "mirror_vs_direct"):
+    for key in (
+        "mirror_records_per_s",
+        "direct_records_per_s",
+        "mirror_vs_direct",
+        "mirror_cpu_s",
+        "direct_cpu_s",
+    ):
         assert report[key] > 0, key
+    assert report["mirror_cpu_vs_direct"] == pytest.approx(
+        report["mirror_cpu_s"] / report["direct_cpu_s"], rel=0.01
+    )
     assert report["mirror_vs_direct"] == pytest.approx(
         report["mirror_records_per_s"] / report["direct_records_per_s"], rel=0.01
     )

@@ -6,6 +6,7 @@ missing, each at the offset the syncs give."""
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import threading
@@ -17,7 +18,13 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 from engine.mirror.runner import MirrorRunner
 from engine.mirror.settings import MirrorSettings
 from tests.mirror.conftest import FULL, MockCluster, quiet_librdkafka
-from tests.mirror.sides import Writer, assert_mirrored_exactly, create, produce_with_transactions
+from tests.mirror.sides import (
+    Writer,
+    assert_mirrored_exactly,
+    create,
+    produce_plain,
+    produce_with_transactions,
+)
 from tests.server.conftest import ServerProcess
 
 PARTITIONS = 3
@@ -137,3 +144,67 @@ def test_kill_9_of_the_target_mid_run_then_restart(
     # target holds whatever the source serves, and nothing more.
     assert result["records"] == written + 6 * 4
     assert target_count(target, "ledger", 4) == result["records"], "a record twice"
+
+
+_CRASH_WITH_TWO_CYCLES_IN_FLIGHT = """
+import os, signal, sys
+from engine.mirror import runner
+from engine.mirror.settings import MirrorSettings
+
+runner.BATCH_RECORDS = 100
+start, finish = runner.Target.start, runner._Session._finish
+started = finished = 0
+
+def start_counted(self, records):
+    global started
+    started += 1
+    return start(self, records)
+
+def finish_or_die(self, cycle, at_end):
+    global finished
+    if cycle.delivery is not None:
+        finished += 1
+        self.target.copied(cycle.delivery)
+        if finished >= 3 and started > finished:
+            # This cycle's records are acknowledged and the next cycle's
+            # were sent; this one's syncs and progress are not written.
+            print(cycle.delivery.count, flush=True)
+            os.kill(os.getpid(), signal.SIGKILL)
+    return finish(self, cycle, at_end)
+
+runner.Target.start = start_counted
+runner._Session._finish = finish_or_die
+source, target, topic = sys.argv[1:4]
+runner.MirrorRunner(MirrorSettings(source, target, topics=topic), once=True).run()
+sys.exit(3)  # never killed: no cycle finished with the next one in flight
+"""
+
+
+def test_kill_9_with_two_cycles_in_flight_then_restart(
+    source_server: ServerProcess, target_server: ServerProcess
+) -> None:
+    """The mirror killed after the target acknowledged a cycle's records
+    (syncs and progress not yet written) while the next cycle's records are
+    on their way: the next run matches both cycles on the target's tail,
+    writes the syncs they need, and sends none of them again."""
+    source, target = source_server.bootstrap, target_server.bootstrap
+    create(source, "in-flight", PARTITIONS)
+    produce_with_transactions(source, "in-flight", PARTITIONS, rounds=6, txn_id="in-flight")
+    produce_plain(source, "in-flight", PARTITIONS, 3_000)
+    child = subprocess.run(
+        [sys.executable, "-c", _CRASH_WITH_TWO_CYCLES_IN_FLIGHT, source, target, "in-flight"],
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    assert child.returncode == -signal.SIGKILL, child.stderr.decode()[-2000:]
+    unsaved = int(child.stdout)  # records of the cycle killed before its progress
+    assert unsaved > 0
+    assert unsaved <= target_count(target, "in-flight", PARTITIONS) < 3_000
+    again = MirrorRunner(MirrorSettings(source, target, topics="in-flight"), once=True).run()
+    # The cycle killed before its progress was saved, and whatever of the
+    # next one landed, are on the tail: matched, not sent again.
+    assert again.matched >= unsaved, again
+    result = assert_mirrored_exactly(source, target, "in-flight", PARTITIONS)
+    assert result["records"] == 3_000 + 4 * PARTITIONS
+    assert target_count(target, "in-flight", PARTITIONS) == result["records"], "a record twice"
