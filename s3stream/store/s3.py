@@ -148,8 +148,30 @@ class S3Store(ObjectStore):
             raise ValueError(
                 f"unknown conditional_writes {conditional_writes!r} (known: {known})"
             ) from None
+        # A session per store: boto3's default session is not thread-safe to create clients on.
+        self._session = boto3.session.Session(
+            aws_access_key_id=access_key_id,
+            aws_secret_access_key=secret_access_key,
+            region_name=region,
+        )
+        # As boto3's transfer manager does: when botocore checksums what it can
+        # (AWS_REQUEST_CHECKSUM_CALCULATION, when_supported by default), uploads
+        # carry CRC32s; multipart parts too, and the completion lists them.
+        self._checksums = (
+            self._session._session.get_config_variable("request_checksum_calculation")
+            == "when_supported"
+        )
         config = botocore.config.Config(
-            s3={"addressing_style": "path"},
+            # With a CRC32 on every upload, the payload goes unsigned
+            # (UNSIGNED-PAYLOAD in the signature), as botocore itself does on
+            # https when a checksum header is sent; over plain http it would
+            # otherwise SHA-256 every byte of every upload, about a millisecond
+            # of CPU per MiB. The request itself stays signed. Without the
+            # CRC32s, the payload's signature is the only check on the way in.
+            s3={
+                "addressing_style": "path",
+                **({"payload_signing_enabled": False} if self._checksums else {}),
+            },
             retries={"mode": "standard", "max_attempts": max_attempts},
             connect_timeout=connect_timeout,
             read_timeout=read_timeout,
@@ -160,21 +182,8 @@ class S3Store(ObjectStore):
             # Uploads keep their request checksums: S3 verifies those on arrival.
             response_checksum_validation="when_required",
         )
-        # A session per store: boto3's default session is not thread-safe to create clients on.
-        self._session = boto3.session.Session(
-            aws_access_key_id=access_key_id,
-            aws_secret_access_key=secret_access_key,
-            region_name=region,
-        )
         self._endpoint_url = endpoint_url
         self._client: Any = self._session.client("s3", endpoint_url=endpoint_url, config=config)
-        # As boto3's transfer manager does: when botocore checksums what it can
-        # (AWS_REQUEST_CHECKSUM_CALCULATION, when_supported by default), uploads
-        # carry CRC32s; multipart parts too, and the completion lists them.
-        self._checksums = (
-            getattr(self._client.meta.config, "request_checksum_calculation", None)
-            == "when_supported"
-        )
         self._parts: ThreadPoolExecutor | None = None
         self._parts_lock = threading.Lock()
 

@@ -360,6 +360,46 @@ def test_single_uploads_carry_the_crc32_botocore_would_compute(s3_store: S3Store
         assert stored["ChecksumCRC32"] == computed.b64digest()
 
 
+def test_uploads_are_sent_unsigned_with_their_crc32_over_http(s3_store: S3Store) -> None:
+    # Signing the payload over http would SHA-256 every byte on the upload's
+    # thread; the CRC32 header checks the body on the way in instead.
+    sent: list[dict[str, str]] = []
+
+    def capture(request: Any, **_: Any) -> None:
+        sent.append({k.lower(): _text(v) for k, v in request.headers.items()})
+
+    s3_store._client.meta.events.register("before-send.s3.PutObject", capture)
+    s3_store.put("unsigned", [b"a" * 1000, b"b" * 24])
+    s3_store.put_if_absent("unsigned-if-absent", b"c" * 100)
+    assert len(sent) == 2
+    for headers in sent:
+        assert headers["x-amz-content-sha256"] == "UNSIGNED-PAYLOAD"
+        assert "x-amz-checksum-crc32" in headers
+        assert "Signature=" in headers["authorization"]  # the request itself is signed
+    assert s3_store.get("unsigned") == b"a" * 1000 + b"b" * 24
+
+
+def test_uploads_without_checksums_keep_their_payload_signed(
+    s3_endpoint: S3Endpoint, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_REQUEST_CHECKSUM_CALCULATION", "when_required")
+    store = s3_endpoint.store(f"signed-{uuid.uuid4().hex}")
+    sent: list[str] = []
+    store._client.meta.events.register(
+        "before-send.s3.PutObject",
+        lambda request, **_: sent.append(_text(request.headers["X-Amz-Content-SHA256"])),
+    )
+    try:
+        store.put("signed", b"x" * 100)
+    finally:
+        store.close()
+    assert sent and sent[0] not in ("UNSIGNED-PAYLOAD", "")
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
 def test_small_parts_are_refused(s3_endpoint: S3Endpoint) -> None:
     with pytest.raises(ValueError, match="5 MiB"):
         s3_endpoint.store("x", part_size=MiB)
