@@ -309,8 +309,9 @@ def now_ms() -> int:
 class Uploader:
     """The upload thread: uploads sealed blocks in order; seals the active
     block once it is ``upload_interval_s`` old, or ``remote_linger_s`` after
-    an append asked to be remotely durable; and, when a whole interval passes
-    without a commit, checks that no other writer has fenced this one.
+    an append asked to be remotely durable, or as soon as as many appends
+    wait on it as the last commit answered; and, when a whole interval
+    passes without a commit, checks that no other writer has fenced this one.
 
     Appends waiting to be remotely durable wait here, under the store's lock
     (``wait_remote_locked``), and are answered after each commit."""
@@ -339,6 +340,10 @@ class Uploader:
         self._wanted = 0.0
         """When (monotonic) the first append of the active block asked to be
         remotely durable; 0 if none did."""
+        self._asking = 0
+        """Appends of the active block waiting to be remotely durable."""
+        self._answered = 0
+        """Appends the last commit answered: a batch that size is complete."""
         self._ahead: tuple[CacheBlock, Future[list[PreparedObject] | None]] | None = None
         """The next block, whose objects are being put while the previous
         block's commit runs (None: no PUT ahead)."""
@@ -359,6 +364,7 @@ class Uploader:
 
     def seal_locked(self) -> None:
         self._wanted = 0.0  # whoever waited has its data in the sealed block
+        self._asking = 0
         if self._state.cache.seal() is not None:
             self._state.changed.notify_all()
 
@@ -392,10 +398,20 @@ class Uploader:
             waiter.set_result(end)
             return waiter
         self._waiters.setdefault(stream_id, []).append((end, waiter))
+        self._asking += 1
         if not self._wanted:
             self._wanted = time.monotonic()
             self._state.changed.notify_all()
+        elif self._batch_complete_locked():
+            self._state.changed.notify_all()
         return waiter
+
+    def _batch_complete_locked(self) -> bool:
+        """Whether as many appends wait on the active block as the last
+        commit answered: appenders that wait for each acknowledgement before
+        their next append (a producer's in-flight limit) have all asked
+        again, and the linger would only delay them."""
+        return 0 < self._answered <= self._asking
 
     def take_waiters_locked(self, stream_id: int | None = None) -> list[Future[int]]:
         """Removes the remote waiters of one stream (or all) for failing them."""
@@ -442,9 +458,12 @@ class Uploader:
                     active = state.cache.active
                     if active.empty:
                         self._wanted = 0.0
+                        self._asking = 0
                     age = now - active.created
                     wanted = self._wanted
-                    lingered = bool(wanted) and now >= wanted + linger
+                    lingered = bool(wanted) and (
+                        now >= wanted + linger or self._batch_complete_locked()
+                    )
                     if not active.empty and (age >= interval or lingered):
                         self.seal_locked()
                         continue
@@ -515,6 +534,8 @@ class Uploader:
             self._state.cache.mark_uploaded(block)
             self._state.changed.notify_all()
             reached = self._reached_locked() if self._waiters else []
+            if reached:
+                self._answered = len(reached)
         for waiter, end in reached:
             waiter.set_result(end)
         if block.last_position is not None:

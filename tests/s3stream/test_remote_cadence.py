@@ -169,3 +169,37 @@ def test_the_next_upload_is_put_while_the_previous_commit_is_in_flight(tmp_path:
     verdict = verify_stream(store, load_state(store), stream)
     assert verdict.ok and verdict.from_genesis
     assert (verdict.start_offset, verdict.end_offset, verdict.batches) == (0, 2, 2)
+
+
+def test_an_upload_starts_without_the_linger_once_as_many_wait_as_the_last_one_answered(
+    tmp_path: Path,
+) -> None:
+    # A linger and an interval no test outlives: only a complete batch seals.
+    config = StreamStoreConfig(
+        upload_interval_s=3600,
+        remote_linger_s=3600,
+        wal_segment_bytes=1024 * 1024,
+        wal_preallocate=False,
+    )
+    stream_store = StreamStore.open(tmp_path / "data", MemoryStore(), config)
+    try:
+        streams = [stream_store.create_stream() for _ in range(2)]
+        for stream in streams:
+            stream_store.open_stream(stream, 1)
+        # The first upload answers two appends (flushed: no batch is known yet).
+        first = [stream_store.submit(stream, 0, 0, b"a", remote=True) for stream in streams]
+        assert stream_store.flush(TIMEOUT)
+        assert [f.result(TIMEOUT) for f in first] == [1, 1]
+        uploads = stream_store.stats.uploads
+        # One of two asks again: the batch is not complete, the linger holds it.
+        waiting = stream_store.submit(streams[0], 1, 1, b"b", remote=True)
+        local = stream_store.submit(streams[0], 2, 2, b"c")
+        assert local.result(TIMEOUT) == 3  # the WAL has it; the remote wait goes on
+        assert not waiting.done() and stream_store.stats.uploads == uploads
+        # The second one asks: the batch is complete and goes up at once.
+        second = stream_store.submit(streams[1], 1, 1, b"d", remote=True)
+        assert waiting.result(TIMEOUT) == 2 and second.result(TIMEOUT) == 2
+        assert stream_store.stats.uploads == uploads + 1
+        assert [stream_store.remote_end_offset(s) for s in streams] == [3, 2]
+    finally:
+        stream_store.close()
