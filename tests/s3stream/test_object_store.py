@@ -396,6 +396,35 @@ def test_uploads_without_checksums_keep_their_payload_signed(
     assert sent and sent[0] not in ("UNSIGNED-PAYLOAD", "")
 
 
+class _Raw:
+    """What botocore reads an HTTP response's body from."""
+
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+
+    def stream(self, **_: Any) -> Any:
+        yield self.body
+
+
+def test_an_object_sent_from_its_parts_is_sent_whole_again_on_a_retry(s3_store: S3Store) -> None:
+    from botocore.awsrequest import AWSResponse
+
+    parts = [os.urandom(n) for n in (100_000, 1, 0, 70_000, 3)]
+    failed: list[int] = []
+
+    def fail_first_attempt_halfway(request: Any, **_: Any) -> AWSResponse | None:
+        if failed:
+            return None
+        failed.append(len(request.body.read(85_000)))  # part of it went out; then a 500
+        error = b"<Error><Code>InternalError</Code><Message>injected</Message></Error>"
+        return AWSResponse(request.url, 500, {}, _Raw(error))
+
+    s3_store._client.meta.events.register("before-send.s3.PutObject", fail_first_attempt_halfway)
+    s3_store.put("retried", parts)
+    assert failed == [85_000]
+    assert s3_store.get("retried") == b"".join(parts)
+
+
 def _text(value: str | bytes) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
