@@ -6,7 +6,9 @@ durable; the functions below lay out and put objects (the compactor and
 
 One block becomes one stream-set object holding every stream's data from
 it, except streams with at least ``stream_object_bytes`` of data, which get
-a stream object each. The objects are put first, then committed to the
+a stream object each. The objects are put first (as soon as the block is
+sealed, while its last appends may still be on their way into the WAL),
+then, once all of the block is durable in the WAL, committed to the
 manifest in one version, and only then may the WAL be trimmed: at every
 moment each acknowledged append is in the WAL, in a committed object, or
 both. Blocks are committed strictly in order, so the WAL trim point only
@@ -475,9 +477,6 @@ class Uploader:
                             wait = min(wait, wanted + linger - now)
                         state.changed.wait(max(wait, 0.0))
                         continue
-                elif not block.ready:
-                    state.changed.wait(0.5)
-                    continue
                 live = set(state.streams)
             try:
                 if block is None:
@@ -520,6 +519,8 @@ class Uploader:
                 self._store, objects, self._state.stop, self._stats.note_store_error
             ):
                 return False
+        if not self._wait_ready(block):
+            return False
         ops = add_ops(objects)
         ops += [["trim", sid, start] for sid, start in block.trims.items() if sid in live]
         try:
@@ -571,21 +572,31 @@ class Uploader:
             after.apply(op)
         self._ahead = (
             following,
-            self._ahead_pool.submit(self._put_when_ready, following, live, after),
+            self._ahead_pool.submit(self._put_ahead_objects, following, live, after),
         )
 
-    def _put_when_ready(
+    def _put_ahead_objects(
         self, block: CacheBlock, live: set[int], after: ManifestState
     ) -> list[PreparedObject] | None:
-        """Puts ``block``'s objects once all of it is durable in the WAL;
-        None if the store stopped first."""
+        """Puts ``block``'s objects, laid out against ``after``; None if the
+        store stopped first."""
+        objects = self._prepare(block, live, after)
+        if not put_objects(self._store, objects, self._state.stop, self._stats.note_store_error):
+            return None
+        return objects
+
+    def _wait_ready(self, block: CacheBlock) -> bool:
+        """Waits until all of ``block`` is durable in the WAL; False if the
+        store stopped first. A block's objects are put while its last
+        appends are still being written to the WAL (their PUT overlaps the
+        fsync), but committed only once every append in them is durable:
+        an append the WAL fails is never acknowledged, so it must never
+        become readable. Objects put for a block that never commits are
+        referenced by no manifest version."""
         state = self._state
         with state.lock:
             while not block.ready:
                 if state.stop.is_set():
-                    return None
+                    return False
                 state.changed.wait(0.5)
-        objects = self._prepare(block, live, after)
-        if not put_objects(self._store, objects, state.stop, self._stats.note_store_error):
-            return None
-        return objects
+        return True

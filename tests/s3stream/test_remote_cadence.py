@@ -11,9 +11,12 @@ test counts uploads and orders acknowledgements; it never measures time.
 
 from __future__ import annotations
 
+import os
 import threading
 from concurrent.futures import Future
 from pathlib import Path
+
+import pytest
 
 from s3stream import StreamStore, StreamStoreConfig
 from s3stream.chain_verify import verify_stream
@@ -202,4 +205,69 @@ def test_an_upload_starts_without_the_linger_once_as_many_wait_as_the_last_one_a
         assert stream_store.stats.uploads == uploads + 1
         assert [stream_store.remote_end_offset(s) for s in streams] == [3, 2]
     finally:
+        stream_store.close()
+
+
+class HeldSyncs:
+    """fdatasync that waits, once ``hold`` is set, until released: the WAL's
+    sync running long, which a real disk does not do on cue."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.hold = threading.Event()
+        self.release = threading.Event()
+        self._sync = os.fdatasync
+        monkeypatch.setattr(os, "fdatasync", self)
+
+    def __call__(self, fd: int) -> None:
+        if self.hold.is_set():
+            assert self.release.wait(TIMEOUT), "the sync was never released"
+        self._sync(fd)
+
+
+class NotedPuts(MemoryStore):
+    """A memory store that notes its object PUTs and manifest commits, in order."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.events: list[str] = []
+        self.object_put = threading.Event()
+
+    def put(self, key: str, data: object) -> str:
+        if key.startswith(OBJECT_PREFIX):
+            self.events.append("object put")
+            self.object_put.set()
+        return super().put(key, data)  # type: ignore[arg-type]
+
+    def put_if_absent(self, key: str, data: object) -> str:
+        if key.startswith(LOG_PREFIX):
+            self.events.append("commit")
+        return super().put_if_absent(key, data)  # type: ignore[arg-type]
+
+
+def test_an_upload_is_put_while_its_appends_are_synced_and_committed_after(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = NotedPuts()
+    syncs = HeldSyncs(monkeypatch)
+    config = StreamStoreConfig(
+        upload_interval_s=3600, wal_segment_bytes=1024 * 1024, wal_preallocate=False
+    )
+    stream_store = StreamStore.open(tmp_path / "data", store, config)
+    try:
+        stream = stream_store.create_stream()
+        stream_store.open_stream(stream, 1)
+        store.events.clear()
+        syncs.hold.set()
+        waiting = stream_store.submit(stream, 0, 0, b"a", remote=True)
+        # The append is written but not yet synced: its object goes up...
+        assert store.object_put.wait(TIMEOUT), "no object was put while the sync ran"
+        # ... and waits there: nothing not durable in the WAL is committed.
+        assert store.events == ["object put"] and not waiting.done()
+        assert stream_store.remote_end_offset(stream) == 0
+        syncs.release.set()
+        assert waiting.result(TIMEOUT) == 1
+        assert store.events == ["object put", "commit"]
+        assert load_state(store).streams[stream].end_offset == 1
+    finally:
+        syncs.release.set()
         stream_store.close()
