@@ -12,10 +12,19 @@ then, once all of the block is durable in the WAL, committed to the
 manifest in one version, and only then may the WAL be trimmed: at every
 moment each acknowledged append is in the WAL, in a committed object, or
 both. Blocks are committed strictly in order, so the WAL trim point only
-moves forward. While appends wait to be remotely durable, the next block's
-objects are put while the previous block's commit is in flight (laid out
-against the state that commit makes): a remote acknowledgement waits for
-at most the PUT in flight when it arrived, then its own upload.
+moves forward.
+
+While appends wait to be remotely durable, the cadence adapts to them. A
+block is sealed once as many appends wait on it as waited in all at the
+last commit (the batch: appenders that wait for each acknowledgement have
+all asked again), or ``remote_linger_s`` after the first of them asked or
+after the last commit ended, whichever is later (the batching window). A
+block whose batch is complete while the previous commit is in flight is
+sealed then, and its objects are put meanwhile (laid out against the state
+that commit makes); one that is not waits for the appends that commit
+answers, so that appenders share one upload rather than take turns. A
+remote acknowledgement waits for at most the upload in flight when it
+arrived, a batching window, then its own upload.
 """
 
 from __future__ import annotations
@@ -308,11 +317,19 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
+class _Ahead(NamedTuple):
+    """A block whose objects were put while the previous commit ran."""
+
+    block: CacheBlock
+    objects: list[PreparedObject] | None
+    """None: the store stopped before they were all put."""
+
+
 class Uploader:
     """The upload thread: uploads sealed blocks in order; seals the active
     block once it is ``upload_interval_s`` old, or ``remote_linger_s`` after
     an append asked to be remotely durable, or as soon as as many appends
-    wait on it as the last commit answered; and, when a whole interval
+    wait on it as waited in all at the last commit; and, when a whole interval
     passes without a commit, checks that no other writer has fenced this one.
 
     Appends waiting to be remotely durable wait here, under the store's lock
@@ -344,11 +361,15 @@ class Uploader:
         remotely durable; 0 if none did."""
         self._asking = 0
         """Appends of the active block waiting to be remotely durable."""
-        self._answered = 0
-        """Appends the last commit answered: a batch that size is complete."""
-        self._ahead: tuple[CacheBlock, Future[list[PreparedObject] | None]] | None = None
-        """The next block, whose objects are being put while the previous
-        block's commit runs (None: no PUT ahead)."""
+        self._batch = 0
+        """Appends waiting when the last commit was made, those it answered
+        included: once that many wait on the active block, it is complete."""
+        self._ahead: Future[_Ahead | None] | None = None
+        """The next block and its objects, sealed and put while the previous
+        block's commit runs (None: no PUT ahead; resolved to None: nothing
+        was sealed before that commit ended)."""
+        self._committing = False
+        """Whether a commit of an upload is in flight (under the lock)."""
         self._ahead_pool = ThreadPoolExecutor(1, thread_name_prefix="s3stream-upload-ahead")
         # A daemon thread: an owner that never closes the store must not keep
         # the interpreter from exiting (the WAL holds what was appended).
@@ -409,11 +430,13 @@ class Uploader:
         return waiter
 
     def _batch_complete_locked(self) -> bool:
-        """Whether as many appends wait on the active block as the last
-        commit answered: appenders that wait for each acknowledgement before
-        their next append (a producer's in-flight limit) have all asked
-        again, and the linger would only delay them."""
-        return 0 < self._answered <= self._asking
+        """Whether as many appends wait on the active block as waited in all
+        when the last commit was made: appenders that wait for each
+        acknowledgement before their next append (a producer's in-flight
+        limit) have all asked again, and the linger would only delay them.
+        While some of them still wait on an earlier block, the linger holds,
+        so that they can join the others as they did before."""
+        return 0 < self._batch <= self._asking
 
     def take_waiters_locked(self, stream_id: int | None = None) -> list[Future[int]]:
         """Removes the remote waiters of one stream (or all) for failing them."""
@@ -508,11 +531,11 @@ class Uploader:
 
     def _upload(self, block: CacheBlock, live: set[int]) -> bool:
         ahead, self._ahead = self._ahead, None
-        if ahead is not None and ahead[0] is block:
-            put = ahead[1].result()  # put while the previous commit ran
-            if put is None:
+        put_ahead = None if ahead is None else ahead.result()  # put while the previous commit ran
+        if put_ahead is not None and put_ahead.block is block:
+            if put_ahead.objects is None:
                 return False  # stopped
-            objects = put
+            objects = put_ahead.objects
         else:
             objects = self._prepare(block, live, self._writer.manifest.state)
             if not put_objects(
@@ -529,6 +552,14 @@ class Uploader:
                 self._writer.commit(ops)
         except StoreClosed:
             return False
+        finally:
+            with self._state.lock:
+                self._committing = False
+                if self._wanted:
+                    # The batching window of appends that waited during the
+                    # commit opens now: those it answers may join them.
+                    self._wanted = max(self._wanted, time.monotonic())
+                self._state.changed.notify_all()
         self._stats.uploads += 1
         self._stats.uploaded_bytes += sum(o.meta.size for o in objects)
         with self._state.lock:
@@ -536,7 +567,7 @@ class Uploader:
             self._state.changed.notify_all()
             reached = self._reached_locked() if self._waiters else []
             if reached:
-                self._answered = len(reached)
+                self._batch = len(reached) + sum(map(len, self._waiters.values()))
         for waiter, end in reached:
             waiter.set_result(end)
         if block.last_position is not None:
@@ -547,43 +578,55 @@ class Uploader:
         return True
 
     def _put_ahead(self, block: CacheBlock, ops: list[Op]) -> None:
-        """While appends wait to be remotely durable, seals the block after
-        ``block`` (unless sealed already) and starts putting its objects,
-        laid out against the state ``ops`` will commit, so its PUT overlaps
-        this commit. The caller holds the manifest writer's serial lock, so
-        nothing else commits in between."""
+        """While appends wait to be remotely durable, starts sealing the
+        block after ``block`` and putting its objects, laid out against the
+        state ``ops`` will commit, so that its PUT overlaps this commit. The
+        caller holds the manifest writer's serial lock, so nothing else
+        commits in between."""
         state = self._state
         with state.lock:
+            self._committing = True
             if not self._waiters or state.stop.is_set():
                 return
-            following = state.cache.sealed_after(block)
-            if following is None:
-                # Sealed early only for appends of its own that wait (those
-                # of ``block`` are answered by this commit).
-                if not self._wanted or state.cache.active.empty:
-                    return
-                self.seal_locked()
-                following = state.cache.sealed_after(block)
-                if following is None:
-                    return
             live = set(state.streams)
         after = self._writer.manifest.state.copy()
         for op in ops:
             after.apply(op)
-        self._ahead = (
-            following,
-            self._ahead_pool.submit(self._put_ahead_objects, following, live, after),
-        )
+        self._ahead = self._ahead_pool.submit(self._seal_and_put_ahead, block, live, after)
 
-    def _put_ahead_objects(
+    def _seal_and_put_ahead(
         self, block: CacheBlock, live: set[int], after: ManifestState
-    ) -> list[PreparedObject] | None:
-        """Puts ``block``'s objects, laid out against ``after``; None if the
-        store stopped first."""
-        objects = self._prepare(block, live, after)
-        if not put_objects(self._store, objects, self._state.stop, self._stats.note_store_error):
-            return None
-        return objects
+    ) -> _Ahead | None:
+        """Puts the objects of the block after ``block`` once it is sealed:
+        sealed already, or sealed here while ``block``'s commit runs, once
+        the appends waiting on it are a complete batch. None if ``block``'s
+        commit ends first: the loop takes the next block from there, after
+        a batching window in which the appends this commit answers may join
+        those waiting (one upload for all of them, rather than uploads
+        taking turns, each waiting out the other's commit)."""
+        state = self._state
+        with state.lock:
+            while True:
+                following = state.cache.sealed_after(block)
+                if following is not None:
+                    break
+                if state.stop.is_set() or not self._committing:
+                    return None
+                wait = 0.5
+                if self._wanted and not state.cache.active.empty:
+                    if self._batch_complete_locked():
+                        self.seal_locked()
+                        continue
+                    if not self._batch:  # no batch known yet: the linger alone
+                        wait = self._wanted + self._config.remote_linger_s - time.monotonic()
+                        if wait <= 0:
+                            self.seal_locked()
+                            continue
+                state.changed.wait(wait)
+        objects = self._prepare(following, live, after)
+        if not put_objects(self._store, objects, state.stop, self._stats.note_store_error):
+            return _Ahead(following, None)
+        return _Ahead(following, objects)
 
     def _wait_ready(self, block: CacheBlock) -> bool:
         """Waits until all of ``block`` is durable in the WAL; False if the

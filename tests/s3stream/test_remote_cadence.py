@@ -271,3 +271,64 @@ def test_an_upload_is_put_while_its_appends_are_synced_and_committed_after(
     finally:
         syncs.release.set()
         stream_store.close()
+
+
+class HeldManifestCommits(MemoryStore):
+    """A memory store whose manifest commits wait, once ``hold`` is set, for
+    a release each; object PUTs go through, counted."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hold = False
+        self.commit_started = threading.Semaphore(0)
+        self.commit_releases = threading.Semaphore(0)
+        self.object_puts = 0
+
+    def put(self, key: str, data: object) -> str:
+        if key.startswith(OBJECT_PREFIX):
+            self.object_puts += 1
+        return super().put(key, data)  # type: ignore[arg-type]
+
+    def put_if_absent(self, key: str, data: object) -> str:
+        if self.hold and key.startswith(LOG_PREFIX):
+            self.commit_started.release()
+            assert self.commit_releases.acquire(timeout=TIMEOUT), "the commit was never released"
+        return super().put_if_absent(key, data)  # type: ignore[arg-type]
+
+
+def test_appends_waiting_during_a_commit_wait_for_those_it_answers_to_share_one_upload(
+    tmp_path: Path,
+) -> None:
+    store = HeldManifestCommits()
+    config = StreamStoreConfig(
+        upload_interval_s=3600, wal_segment_bytes=1024 * 1024, wal_preallocate=False
+    )
+    stream_store = StreamStore.open(tmp_path / "data", store, config)
+    try:
+        a, b = stream_store.create_stream(), stream_store.create_stream()
+        for stream in (a, b):
+            stream_store.open_stream(stream, 1)
+        # Two appenders, each waiting for its acknowledgement: a batch of two.
+        first = [stream_store.submit(s, 0, 0, b"0", remote=True) for s in (a, b)]
+        assert stream_store.flush(TIMEOUT) and [f.result(TIMEOUT) for f in first] == [1, 1]
+        uploads, puts = stream_store.stats.uploads, store.object_puts
+        store.hold = True
+        a1 = stream_store.submit(a, 1, 1, b"1", remote=True)  # alone: up after the linger
+        assert store.commit_started.acquire(timeout=TIMEOUT)
+        # b asks while a's commit is held: not a complete batch, so it waits
+        # for the appends that commit answers rather than going up alone.
+        b1 = stream_store.submit(b, 1, 1, b"1", remote=True)
+        assert stream_store.submit(b, 2, 2, b"local").result(TIMEOUT) == 3
+        assert store.object_puts == puts + 1 and not b1.done()
+        store.hold = False
+        store.commit_releases.release()
+        assert a1.result(TIMEOUT) == 2
+        a2 = stream_store.submit(a, 2, 2, b"2", remote=True)  # a asks again: complete
+        assert a2.result(TIMEOUT) == 3 and b1.result(TIMEOUT) == 2
+        # One upload for a's first append, one for the two that waited together.
+        assert stream_store.stats.uploads == uploads + 2
+        assert store.object_puts == puts + 2
+    finally:
+        store.hold = False
+        store.commit_releases.release()
+        stream_store.close()
