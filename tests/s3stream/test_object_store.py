@@ -339,6 +339,13 @@ def test_multipart_uploads_round_trip_and_keep_their_conditions(s3_endpoint: S3E
         assert store.get("big") == data[::-1]
         store.put("plain", bytearray(data[: 5 * MiB + 2]))  # 5 MiB + a 2-byte last part
         assert store.get("plain") == data[: 5 * MiB + 2]
+        # An object given in parts goes up in its own parts (multipart) above
+        # the threshold, and from its parts in one PUT below it.
+        pieces = [data[:3], memoryview(data)[3 : 6 * MiB], bytearray(data[6 * MiB : 6 * MiB + 5])]
+        store.put("pieces", pieces)
+        assert store.get("pieces") == data[: 6 * MiB + 5]
+        store.put("small-pieces", pieces[:1] + pieces[2:])
+        assert store.get("small-pieces") == data[:3] + data[6 * MiB : 6 * MiB + 5]
         assert unfinished_uploads(s3_endpoint, store) == []  # the losers were aborted
         with pytest.raises(ObjectNotFound):
             store.head("absent")
