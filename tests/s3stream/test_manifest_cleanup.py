@@ -46,7 +46,10 @@ def test_commits_go_on_while_a_checkpoints_deletions_are_held() -> None:
     store = HeldDeletes()
     manifest = Manifest.open(store, checkpoint_every=4, background_cleanup=True)
     manifest.commit([["create_stream", 1, 0]])
-    for i in range(1, 12):  # two checkpoints: the second one has deletions to make
+    for i in range(1, 3):  # versions 3 and 4: the first checkpoint, nothing to delete
+        manifest.commit([add_object_op(i, 1, (i - 1) * 10, i * 10)])
+    manifest.join_cleanup(TIMEOUT)
+    for i in range(3, 12):  # the next checkpoint has deletions to make
         manifest.commit([add_object_op(i, 1, (i - 1) * 10, i * 10)])
     assert store.deleting.wait(TIMEOUT)
     # Held: yet commits, checkpoints among them, return.
@@ -73,11 +76,13 @@ class HeldCheckpoints(MemoryStore):
     def __init__(self) -> None:
         super().__init__()
         self.release = threading.Event()
+        self.putting = threading.Event()
         self.threads: set[str] = set()
 
     def put(self, key: str, data: ObjectData) -> str:
         if key.startswith(CHECKPOINT_PREFIX):
             self.threads.add(threading.current_thread().name)
+            self.putting.set()
             assert self.release.wait(TIMEOUT), "checkpoints were never released"
         return super().put(key, data)
 
@@ -86,7 +91,10 @@ def test_commits_do_not_wait_for_a_checkpoints_put() -> None:
     store = HeldCheckpoints()
     manifest = Manifest.open(store, checkpoint_every=4, background_cleanup=True)
     manifest.commit([["create_stream", 1, 0]])
-    for i in range(1, 12):  # versions 3..13: checkpoints due at 4, 8 and 12, all held
+    for i in range(1, 3):  # versions 3 and 4: a checkpoint due, its PUT held
+        manifest.commit([add_object_op(i, 1, (i - 1) * 10, i * 10)])
+    assert store.putting.wait(TIMEOUT)
+    for i in range(3, 12):  # versions 5..13: checkpoints due at 8 and 12, waiting
         manifest.commit([add_object_op(i, 1, (i - 1) * 10, i * 10)])
     assert manifest.state.seq == 13
     assert store.list(CHECKPOINT_PREFIX) == []
