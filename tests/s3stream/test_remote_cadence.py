@@ -300,10 +300,15 @@ def test_appends_waiting_during_a_commit_wait_for_those_it_answers_to_share_one_
     tmp_path: Path,
 ) -> None:
     store = HeldManifestCommits()
+    # A linger no test outlives: only a flush or a complete batch seals.
     config = StreamStoreConfig(
-        upload_interval_s=3600, wal_segment_bytes=1024 * 1024, wal_preallocate=False
+        upload_interval_s=3600,
+        remote_linger_s=3600,
+        wal_segment_bytes=1024 * 1024,
+        wal_preallocate=False,
     )
     stream_store = StreamStore.open(tmp_path / "data", store, config)
+    flusher = threading.Thread(target=stream_store.flush, args=(TIMEOUT,))
     try:
         a, b = stream_store.create_stream(), stream_store.create_stream()
         for stream in (a, b):
@@ -313,7 +318,8 @@ def test_appends_waiting_during_a_commit_wait_for_those_it_answers_to_share_one_
         assert stream_store.flush(TIMEOUT) and [f.result(TIMEOUT) for f in first] == [1, 1]
         uploads, puts = stream_store.stats.uploads, store.object_puts
         store.hold = True
-        a1 = stream_store.submit(a, 1, 1, b"1", remote=True)  # alone: up after the linger
+        a1 = stream_store.submit(a, 1, 1, b"1", remote=True)
+        flusher.start()  # a1 goes up alone; its commit is held
         assert store.commit_started.acquire(timeout=TIMEOUT)
         # b asks while a's commit is held: not a complete batch, so it waits
         # for the appends that commit answers rather than going up alone.
@@ -331,4 +337,6 @@ def test_appends_waiting_during_a_commit_wait_for_those_it_answers_to_share_one_
     finally:
         store.hold = False
         store.commit_releases.release()
+        if flusher.is_alive():
+            flusher.join(TIMEOUT)
         stream_store.close()
