@@ -15,8 +15,10 @@ object (a manifest record's size). The ratios divide the acknowledgement
 latency by those PUTs' medians measured in the same run:
 ``remote_ack_p99_vs_upload`` = p99 of the acks ÷ (object PUT + small PUT),
 the time of one upload; an acknowledgement that waits out at most the
-upload in flight and then its own is at most about 2. ``--json`` prints one
-JSON object.
+upload in flight and then its own is at most about 2. A commit also HEADs
+the manifest version before its own (docs/object-format.md, "Opening and fencing"),
+whose median is reported beside them but not counted in the ratio.
+``--json`` prints one JSON object.
 """
 
 from __future__ import annotations
@@ -75,6 +77,7 @@ def run(scratch: Path, appends: int, appenders: int, rounds: int) -> dict[str, A
         acks: list[float] = []
         puts: list[float] = []
         small_puts: list[float] = []
+        heads: list[float] = []
         uploads = uploaded = 0
         try:
             for round_number in range(rounds):
@@ -85,6 +88,7 @@ def run(scratch: Path, appends: int, appenders: int, rounds: int) -> dict[str, A
                 size = max(1, uploaded // max(uploads, 1))
                 puts += _put_latencies(plain, f"put-{round_number}", size)
                 small_puts += _put_latencies(plain, f"small-{round_number}", 512)
+                heads += _head_latencies(plain, f"latency/small-{round_number}-0")
         finally:
             store.close()
             plain.close()
@@ -102,6 +106,7 @@ def run(scratch: Path, appends: int, appenders: int, rounds: int) -> dict[str, A
         "put_p50_ms": round(put_ms, 2),
         "put_p99_ms": round(_quantile(puts, 0.99), 2),
         "small_put_p50_ms": round(small_ms, 2),
+        "head_p50_ms": round(statistics.median(heads), 2),
         "upload_ms": round(upload_ms, 2),
         "uploads": uploads,
         "object_bytes": uploaded // max(uploads, 1),
@@ -141,6 +146,15 @@ def _put_latencies(store: Any, name: str, size: int) -> list[float]:
     return latencies
 
 
+def _head_latencies(store: Any, key: str) -> list[float]:
+    latencies = []
+    for _ in range(PUT_SAMPLES):
+        started = time.perf_counter()
+        store.head(key)
+        latencies.append((time.perf_counter() - started) * 1000)
+    return latencies
+
+
 def _quantile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -159,6 +173,7 @@ def print_table(results: dict[str, Any]) -> None:
         (f"object PUT ({results['object_bytes']:,} B), p50", "put_p50_ms"),
         ("object PUT, p99", "put_p99_ms"),
         ("small PUT (a manifest record), p50", "small_put_p50_ms"),
+        ("HEAD (a commit's check), p50", "head_p50_ms"),
         ("one upload (object PUT + small PUT)", "upload_ms"),
     ]
     for label, key in rows:

@@ -1,7 +1,8 @@
 """Replay from object storage, beside the store's own raw read speed.
 
 Writes ``--mib`` (1 GiB by default) across 16 streams through StreamStore
-(16 KiB batches, WAL fsync, uploads running), then opens a fresh StreamStore
+(16 KiB batches, WAL fsync, uploads running: at least eight in each of the
+four rounds of appends, objects of 32 MiB or less), then opens a fresh StreamStore
 on the same bucket (cold block cache, empty data directory) and reads every
 stream back. The same objects are then read with plain sequential GETs
 (boto3) or file reads: the store's raw speed. Backends: a local directory,
@@ -33,6 +34,7 @@ STREAMS = 16
 BATCH = 16 * 1024
 APPENDERS = 64
 ROUNDS = 4
+UPLOADS_PER_ROUND = 8
 BUCKET = "tidelog-bench"
 TIMELINE_POINTS = 60
 """Samples of a replay's progress kept in the JSON (a few KB at any size)."""
@@ -119,7 +121,11 @@ def backend_run(
     from s3stream import StreamStore, StreamStoreConfig
 
     # Compaction runs when the benchmark says, so each phase is timed alone.
-    config = StreamStoreConfig(compaction_interval_s=3600)
+    # Uploads run beside the appends in every round: at least UPLOADS_PER_ROUND
+    # of them (a smaller run, --quick's, uploads smaller objects, as the
+    # default 32 MiB would go up only at each round's end).
+    upload_bytes = min(StreamStoreConfig().upload_bytes, total // ROUNDS // UPLOADS_PER_ROUND)
+    config = StreamStoreConfig(compaction_interval_s=3600, upload_bytes=upload_bytes)
     # The compacting reader treats every stream-set object as old enough to
     # split, as background compaction does after force_split_after_s.
     compacting = dataclasses.replace(config, force_split_after_s=0)

@@ -56,7 +56,8 @@ class StreamStoreConfig:
     records (each dropped range is logged), instead of refusing to open."""
     remote_linger_s: float = 0.002
     """How long an append waiting to be remotely durable lets others join
-    its object before the upload starts."""
+    its object before the upload starts; it starts sooner once as many
+    appends wait as the last upload answered."""
 
     @classmethod
     def small(cls) -> StreamStoreConfig:

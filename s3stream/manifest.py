@@ -115,7 +115,11 @@ class Manifest:
         """The store's version token of ``delta_key(state.seq)``, if known."""
         self._background_cleanup = background_cleanup
         self._cleaner: threading.Thread | None = None
-        """Deletes what a checkpoint made unnecessary, off the commit path."""
+        """Writes checkpoints and deletes what they made unnecessary, off the
+        commit path (with background cleanup); None when it has nothing to do."""
+        self._pending_checkpoint: ManifestState | None = None
+        """The newest state the cleaner is still to checkpoint."""
+        self._cleanup_changed = threading.Condition()
 
     @property
     def epoch(self) -> int:
@@ -141,10 +145,11 @@ class Manifest:
         (ConditionalWritesNotEnforced if not; see conditional_probe.py),
         unless the store's own code checks them (the local and memory stores).
         Transient store errors are retried for up to ``timeout`` seconds.
-        With ``background_cleanup``, a checkpoint's deletions run on a thread
-        of their own (join_cleanup waits for it), not in the commit that
-        wrote it: a commit waited on by a remote acknowledgement then costs
-        at most its PUTs, never a list and dozens of DELETEs.
+        With ``background_cleanup``, a checkpoint's PUT and its deletions run
+        on a thread of their own (join_cleanup waits for it), not in the
+        commit that reached it: a commit waited on by a remote
+        acknowledgement then costs its own requests only, never a
+        checkpoint's PUT, a list and dozens of DELETEs.
         """
         deadline = time.monotonic() + timeout
         if not store.checks_its_own_conditions:
@@ -337,27 +342,45 @@ class Manifest:
     # -- checkpoints ----------------------------------------------------------
 
     def _checkpoint(self, state: ManifestState) -> None:
-        """Writes the full state, then deletes what it makes unnecessary.
+        """Writes the full state, then deletes what it makes unnecessary:
+        in the commit, or, with background cleanup, on the cleanup thread,
+        so that the commit (and every remote acknowledgement behind it)
+        waits for neither the checkpoint's PUT nor its deletions."""
+        if not self._background_cleanup:
+            self._write_checkpoint(state)
+            return
+        with self._cleanup_changed:
+            # A checkpoint still waiting for the thread is replaced by this
+            # newer one: either shortens an open as well.
+            self._pending_checkpoint = state
+            if self._cleaner is None or not self._cleaner.is_alive():
+                self._cleaner = threading.Thread(
+                    target=self._checkpoint_in_background,
+                    name="s3stream-manifest-cleanup",
+                    daemon=True,
+                )
+                self._cleaner.start()
 
-        Deltas up to the previous checkpoint are deleted, not up to this one,
-        so an opener that listed the older checkpoint can still read on.
-        Failures only cost a longer open next time, so they are logged.
-        """
+    def _checkpoint_in_background(self) -> None:
+        while True:
+            with self._cleanup_changed:
+                state, self._pending_checkpoint = self._pending_checkpoint, None
+                if state is None:
+                    self._cleaner = None
+                    self._cleanup_changed.notify_all()
+                    return
+            self._write_checkpoint(state)
+
+    def _write_checkpoint(self, state: ManifestState) -> None:
+        """Deltas up to the previous checkpoint are deleted, not up to this
+        one, so an opener that listed the older checkpoint can still read on.
+        Failures only cost a longer open next time, so they are logged."""
         try:
             self.store.put(checkpoint_key(state.seq), encode_record(state.to_wire()))
         except ObjectStoreError as error:
             log.warning("manifest checkpoint at version %d failed: %s", state.seq, error)
             return
-        if not self._background_cleanup:
-            self._clean_up(state)
-        elif self._cleaner is None or not self._cleaner.is_alive():
-            # One cleanup at a time; one still running when the next
-            # checkpoint comes leaves that one's deletions to the next
-            # (each deletes everything up to its older checkpoint).
-            self._cleaner = threading.Thread(
-                target=self._clean_up, args=(state,), name="s3stream-manifest-cleanup", daemon=True
-            )
-            self._cleaner.start()
+        self._clean_up(state)
 
     def _clean_up(self, state: ManifestState) -> None:
         """Deletes the checkpoints older than the last two and the deltas up
@@ -383,10 +406,10 @@ class Manifest:
             log.warning("manifest checkpoint at version %d: cleanup failed: %s", state.seq, error)
 
     def join_cleanup(self, timeout: float | None = None) -> None:
-        """Waits for a checkpoint's background deletions, if any are running."""
-        cleaner = self._cleaner
-        if cleaner is not None:
-            cleaner.join(timeout)
+        """Waits (at most ``timeout`` seconds) for the background checkpoints
+        and their deletions, if any are running or waiting."""
+        with self._cleanup_changed:
+            self._cleanup_changed.wait_for(lambda: self._cleaner is None, timeout)
 
 
 class ManifestConflict(NamedTuple):

@@ -6,14 +6,25 @@ durable; the functions below lay out and put objects (the compactor and
 
 One block becomes one stream-set object holding every stream's data from
 it, except streams with at least ``stream_object_bytes`` of data, which get
-a stream object each. The objects are put first, then committed to the
+a stream object each. The objects are put first (as soon as the block is
+sealed, while its last appends may still be on their way into the WAL),
+then, once all of the block is durable in the WAL, committed to the
 manifest in one version, and only then may the WAL be trimmed: at every
 moment each acknowledged append is in the WAL, in a committed object, or
 both. Blocks are committed strictly in order, so the WAL trim point only
-moves forward. While appends wait to be remotely durable, the next block's
-objects are put while the previous block's commit is in flight (laid out
-against the state that commit makes): a remote acknowledgement waits for
-at most the PUT in flight when it arrived, then its own upload.
+moves forward.
+
+While appends wait to be remotely durable, the cadence adapts to them. A
+block is sealed once as many appends wait on it as waited in all at the
+last commit (the batch: appenders that wait for each acknowledgement have
+all asked again), or ``remote_linger_s`` after the first of them asked or
+after the last commit ended, whichever is later (the batching window). A
+block whose batch is complete while the previous commit is in flight is
+sealed then, and its objects are put meanwhile (laid out against the state
+that commit makes); one that is not waits for the appends that commit
+answers, so that appenders share one upload rather than take turns. A
+remote acknowledgement waits for at most the upload in flight when it
+arrived, a batching window, then its own upload.
 """
 
 from __future__ import annotations
@@ -306,11 +317,20 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
+class _Ahead(NamedTuple):
+    """A block whose objects were put while the previous commit ran."""
+
+    block: CacheBlock
+    objects: list[PreparedObject] | None
+    """None: the store stopped before they were all put."""
+
+
 class Uploader:
     """The upload thread: uploads sealed blocks in order; seals the active
     block once it is ``upload_interval_s`` old, or ``remote_linger_s`` after
-    an append asked to be remotely durable; and, when a whole interval passes
-    without a commit, checks that no other writer has fenced this one.
+    an append asked to be remotely durable, or as soon as as many appends
+    wait on it as waited in all at the last commit; and, when a whole interval
+    passes without a commit, checks that no other writer has fenced this one.
 
     Appends waiting to be remotely durable wait here, under the store's lock
     (``wait_remote_locked``), and are answered after each commit."""
@@ -339,9 +359,17 @@ class Uploader:
         self._wanted = 0.0
         """When (monotonic) the first append of the active block asked to be
         remotely durable; 0 if none did."""
-        self._ahead: tuple[CacheBlock, Future[list[PreparedObject] | None]] | None = None
-        """The next block, whose objects are being put while the previous
-        block's commit runs (None: no PUT ahead)."""
+        self._asking = 0
+        """Appends of the active block waiting to be remotely durable."""
+        self._batch = 0
+        """Appends waiting when the last commit was made, those it answered
+        included: once that many wait on the active block, it is complete."""
+        self._ahead: Future[_Ahead | None] | None = None
+        """The next block and its objects, sealed and put while the previous
+        block's commit runs (None: no PUT ahead; resolved to None: nothing
+        was sealed before that commit ended)."""
+        self._committing = False
+        """Whether a commit of an upload is in flight (under the lock)."""
         self._ahead_pool = ThreadPoolExecutor(1, thread_name_prefix="s3stream-upload-ahead")
         # A daemon thread: an owner that never closes the store must not keep
         # the interpreter from exiting (the WAL holds what was appended).
@@ -359,6 +387,7 @@ class Uploader:
 
     def seal_locked(self) -> None:
         self._wanted = 0.0  # whoever waited has its data in the sealed block
+        self._asking = 0
         if self._state.cache.seal() is not None:
             self._state.changed.notify_all()
 
@@ -392,10 +421,22 @@ class Uploader:
             waiter.set_result(end)
             return waiter
         self._waiters.setdefault(stream_id, []).append((end, waiter))
+        self._asking += 1
         if not self._wanted:
             self._wanted = time.monotonic()
             self._state.changed.notify_all()
+        elif self._batch_complete_locked():
+            self._state.changed.notify_all()
         return waiter
+
+    def _batch_complete_locked(self) -> bool:
+        """Whether as many appends wait on the active block as waited in all
+        when the last commit was made: appenders that wait for each
+        acknowledgement before their next append (a producer's in-flight
+        limit) have all asked again, and the linger would only delay them.
+        While some of them still wait on an earlier block, the linger holds,
+        so that they can join the others as they did before."""
+        return 0 < self._batch <= self._asking
 
     def take_waiters_locked(self, stream_id: int | None = None) -> list[Future[int]]:
         """Removes the remote waiters of one stream (or all) for failing them."""
@@ -442,9 +483,12 @@ class Uploader:
                     active = state.cache.active
                     if active.empty:
                         self._wanted = 0.0
+                        self._asking = 0
                     age = now - active.created
                     wanted = self._wanted
-                    lingered = bool(wanted) and now >= wanted + linger
+                    lingered = bool(wanted) and (
+                        now >= wanted + linger or self._batch_complete_locked()
+                    )
                     if not active.empty and (age >= interval or lingered):
                         self.seal_locked()
                         continue
@@ -456,9 +500,6 @@ class Uploader:
                             wait = min(wait, wanted + linger - now)
                         state.changed.wait(max(wait, 0.0))
                         continue
-                elif not block.ready:
-                    state.changed.wait(0.5)
-                    continue
                 live = set(state.streams)
             try:
                 if block is None:
@@ -490,17 +531,19 @@ class Uploader:
 
     def _upload(self, block: CacheBlock, live: set[int]) -> bool:
         ahead, self._ahead = self._ahead, None
-        if ahead is not None and ahead[0] is block:
-            put = ahead[1].result()  # put while the previous commit ran
-            if put is None:
+        put_ahead = None if ahead is None else ahead.result()  # put while the previous commit ran
+        if put_ahead is not None and put_ahead.block is block:
+            if put_ahead.objects is None:
                 return False  # stopped
-            objects = put
+            objects = put_ahead.objects
         else:
             objects = self._prepare(block, live, self._writer.manifest.state)
             if not put_objects(
                 self._store, objects, self._state.stop, self._stats.note_store_error
             ):
                 return False
+        if not self._wait_ready(block):
+            return False
         ops = add_ops(objects)
         ops += [["trim", sid, start] for sid, start in block.trims.items() if sid in live]
         try:
@@ -509,12 +552,22 @@ class Uploader:
                 self._writer.commit(ops)
         except StoreClosed:
             return False
+        finally:
+            with self._state.lock:
+                self._committing = False
+                if self._wanted:
+                    # The batching window of appends that waited during the
+                    # commit opens now: those it answers may join them.
+                    self._wanted = max(self._wanted, time.monotonic())
+                self._state.changed.notify_all()
         self._stats.uploads += 1
         self._stats.uploaded_bytes += sum(o.meta.size for o in objects)
         with self._state.lock:
             self._state.cache.mark_uploaded(block)
             self._state.changed.notify_all()
             reached = self._reached_locked() if self._waiters else []
+            if reached:
+                self._batch = len(reached) + sum(map(len, self._waiters.values()))
         for waiter, end in reached:
             waiter.set_result(end)
         if block.last_position is not None:
@@ -525,46 +578,68 @@ class Uploader:
         return True
 
     def _put_ahead(self, block: CacheBlock, ops: list[Op]) -> None:
-        """While appends wait to be remotely durable, seals the block after
-        ``block`` (unless sealed already) and starts putting its objects,
-        laid out against the state ``ops`` will commit, so its PUT overlaps
-        this commit. The caller holds the manifest writer's serial lock, so
-        nothing else commits in between."""
+        """While appends wait to be remotely durable, starts sealing the
+        block after ``block`` and putting its objects, laid out against the
+        state ``ops`` will commit, so that its PUT overlaps this commit. The
+        caller holds the manifest writer's serial lock, so nothing else
+        commits in between."""
         state = self._state
         with state.lock:
+            self._committing = True
             if not self._waiters or state.stop.is_set():
                 return
-            following = state.cache.sealed_after(block)
-            if following is None:
-                # Sealed early only for appends of its own that wait (those
-                # of ``block`` are answered by this commit).
-                if not self._wanted or state.cache.active.empty:
-                    return
-                self.seal_locked()
-                following = state.cache.sealed_after(block)
-                if following is None:
-                    return
             live = set(state.streams)
         after = self._writer.manifest.state.copy()
         for op in ops:
             after.apply(op)
-        self._ahead = (
-            following,
-            self._ahead_pool.submit(self._put_when_ready, following, live, after),
-        )
+        self._ahead = self._ahead_pool.submit(self._seal_and_put_ahead, block, live, after)
 
-    def _put_when_ready(
+    def _seal_and_put_ahead(
         self, block: CacheBlock, live: set[int], after: ManifestState
-    ) -> list[PreparedObject] | None:
-        """Puts ``block``'s objects once all of it is durable in the WAL;
-        None if the store stopped first."""
+    ) -> _Ahead | None:
+        """Puts the objects of the block after ``block`` once it is sealed:
+        sealed already, or sealed here while ``block``'s commit runs, once
+        the appends waiting on it are a complete batch. None if ``block``'s
+        commit ends first: the loop takes the next block from there, after
+        a batching window in which the appends this commit answers may join
+        those waiting (one upload for all of them, rather than uploads
+        taking turns, each waiting out the other's commit)."""
+        state = self._state
+        with state.lock:
+            while True:
+                following = state.cache.sealed_after(block)
+                if following is not None:
+                    break
+                if state.stop.is_set() or not self._committing:
+                    return None
+                wait = 0.5
+                if self._wanted and not state.cache.active.empty:
+                    if self._batch_complete_locked():
+                        self.seal_locked()
+                        continue
+                    if not self._batch:  # no batch known yet: the linger alone
+                        wait = self._wanted + self._config.remote_linger_s - time.monotonic()
+                        if wait <= 0:
+                            self.seal_locked()
+                            continue
+                state.changed.wait(wait)
+        objects = self._prepare(following, live, after)
+        if not put_objects(self._store, objects, state.stop, self._stats.note_store_error):
+            return _Ahead(following, None)
+        return _Ahead(following, objects)
+
+    def _wait_ready(self, block: CacheBlock) -> bool:
+        """Waits until all of ``block`` is durable in the WAL; False if the
+        store stopped first. A block's objects are put while its last
+        appends are still being written to the WAL (their PUT overlaps the
+        fsync), but committed only once every append in them is durable:
+        an append the WAL fails is never acknowledged, so it must never
+        become readable. Objects put for a block that never commits are
+        referenced by no manifest version."""
         state = self._state
         with state.lock:
             while not block.ready:
                 if state.stop.is_set():
-                    return None
+                    return False
                 state.changed.wait(0.5)
-        objects = self._prepare(block, live, after)
-        if not put_objects(self._store, objects, state.stop, self._stats.note_store_error):
-            return None
-        return objects
+        return True

@@ -35,7 +35,9 @@ not suffer ABA keep a sequence number in the content (the manifest does).
 
 Objects above ``multipart_threshold`` (64 MiB: more than one upload of the
 log cache writes, so those go up in one request) go up as multipart uploads,
-parts sent concurrently; a failed upload is aborted. Reads of a range
+parts sent concurrently; a failed upload is aborted. Objects given in parts
+(as the uploader lays them out) are sent from the parts, never joined into
+one buffer first (parts_body.py). Reads of a range
 starting exactly at the end of an object return b""; past the end,
 ObjectNotFound (base.py).
 """
@@ -47,7 +49,7 @@ import contextlib
 import hashlib
 import threading
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any, NamedTuple
 
@@ -66,6 +68,7 @@ from s3stream.store.base import (
     PreconditionFailed,
     joined,
 )
+from s3stream.store.parts_body import PartsBody
 
 MiB = 1024 * 1024
 _MIN_PART_SIZE = 5 * MiB  # S3's floor for every part but the last
@@ -148,8 +151,30 @@ class S3Store(ObjectStore):
             raise ValueError(
                 f"unknown conditional_writes {conditional_writes!r} (known: {known})"
             ) from None
+        # A session per store: boto3's default session is not thread-safe to create clients on.
+        self._session = boto3.session.Session(
+            aws_access_key_id=access_key_id,
+            aws_secret_access_key=secret_access_key,
+            region_name=region,
+        )
+        # As boto3's transfer manager does: when botocore checksums what it can
+        # (AWS_REQUEST_CHECKSUM_CALCULATION, when_supported by default), uploads
+        # carry CRC32s; multipart parts too, and the completion lists them.
+        self._checksums = (
+            self._session._session.get_config_variable("request_checksum_calculation")
+            == "when_supported"
+        )
         config = botocore.config.Config(
-            s3={"addressing_style": "path"},
+            # With a CRC32 on every upload, the payload goes unsigned
+            # (UNSIGNED-PAYLOAD in the signature), as botocore itself does on
+            # https when a checksum header is sent; over plain http it would
+            # otherwise SHA-256 every byte of every upload, about a millisecond
+            # of CPU per MiB. The request itself stays signed. Without the
+            # CRC32s, the payload's signature is the only check on the way in.
+            s3={
+                "addressing_style": "path",
+                **({"payload_signing_enabled": False} if self._checksums else {}),
+            },
             retries={"mode": "standard", "max_attempts": max_attempts},
             connect_timeout=connect_timeout,
             read_timeout=read_timeout,
@@ -160,21 +185,8 @@ class S3Store(ObjectStore):
             # Uploads keep their request checksums: S3 verifies those on arrival.
             response_checksum_validation="when_required",
         )
-        # A session per store: boto3's default session is not thread-safe to create clients on.
-        self._session = boto3.session.Session(
-            aws_access_key_id=access_key_id,
-            aws_secret_access_key=secret_access_key,
-            region_name=region,
-        )
         self._endpoint_url = endpoint_url
         self._client: Any = self._session.client("s3", endpoint_url=endpoint_url, config=config)
-        # As boto3's transfer manager does: when botocore checksums what it can
-        # (AWS_REQUEST_CHECKSUM_CALCULATION, when_supported by default), uploads
-        # carry CRC32s; multipart parts too, and the completion lists them.
-        self._checksums = (
-            getattr(self._client.meta.config, "request_checksum_calculation", None)
-            == "when_supported"
-        )
         self._parts: ThreadPoolExecutor | None = None
         self._parts_lock = threading.Lock()
 
@@ -197,7 +209,22 @@ class S3Store(ObjectStore):
     # -- writing ----------------------------------------------------------------
 
     def put(self, key: str, data: ObjectData) -> str:
-        return self._put(key, joined(data), {})
+        if isinstance(data, bytes | bytearray | memoryview):
+            return self._put(key, data, {})
+        parts = [memoryview(part).cast("B") for part in data]
+        if sum(part.nbytes for part in parts) > self.multipart_threshold:
+            return self._put(key, joined(parts), {})
+        # Sent from the parts themselves: see parts_body.py.
+        body = PartsBody(parts)
+        with _errors("put", key):
+            response = self._client.put_object(
+                Bucket=self.bucket,
+                Key=self._key(key),
+                Body=body,
+                ContentLength=body.size,
+                **self._checksum_of(parts),
+            )
+        return str(response["ETag"])
 
     def put_if_absent(self, key: str, data: BytesLike) -> str:
         if self._checks_conditions_itself() and self._version(key) is not None:
@@ -226,7 +253,7 @@ class S3Store(ObjectStore):
                 Bucket=self.bucket,
                 Key=self._key(key),
                 Body=data if isinstance(data, bytes) else view.tobytes(),
-                **self._checksum_of(view),
+                **self._checksum_of([view]),
                 **condition,
             )
         except _BOTO_ERRORS as error:
@@ -281,12 +308,12 @@ class S3Store(ObjectStore):
                 return version
         raise failure from error
 
-    def _checksum_of(self, view: memoryview) -> dict[str, str]:
+    def _checksum_of(self, parts: Sequence[memoryview]) -> dict[str, str]:
         # Given, botocore need not compute it in 1 MiB chunks, holding the GIL
         # between them; zlib releases it for the whole buffer.
         if not self._checksums:
             return {}
-        return {"ChecksumAlgorithm": "CRC32", "ChecksumCRC32": _crc32_header(view)}
+        return {"ChecksumAlgorithm": "CRC32", "ChecksumCRC32": _crc32_header(parts)}
 
     def _put_multipart(self, key: str, view: memoryview, condition: dict[str, str]) -> str:
         part_size = max(self.part_size, -(-view.nbytes // _MAX_PARTS))
@@ -442,9 +469,12 @@ class S3Store(ObjectStore):
         self._client.close()
 
 
-def _crc32_header(view: memoryview) -> str:
-    """The CRC32 of the body as S3's x-amz-checksum-crc32 wants it."""
-    return base64.b64encode(zlib.crc32(view).to_bytes(4, "big")).decode()
+def _crc32_header(parts: Sequence[memoryview]) -> str:
+    """The CRC32 of the body (the parts, in order) as S3's x-amz-checksum-crc32 wants it."""
+    crc = 0
+    for part in parts:
+        crc = zlib.crc32(part, crc)
+    return base64.b64encode(crc.to_bytes(4, "big")).decode()
 
 
 def _same_etag(found: str | None, expected: str) -> bool:

@@ -16,7 +16,13 @@ def test_remote_ack_bench_reports_ack_latency_beside_the_puts_it_waits_on(tmp_pa
         run_bench("remote_ack_bench.py", "--quick", "--json", "--dir", str(tmp_path))
     )
     assert report["appends"] == 600
-    for key in ("remote_ack_p50_ms", "remote_ack_p99_ms", "put_p50_ms", "small_put_p50_ms"):
+    for key in (
+        "remote_ack_p50_ms",
+        "remote_ack_p99_ms",
+        "put_p50_ms",
+        "small_put_p50_ms",
+        "head_p50_ms",
+    ):
         assert report[key] > 0, key
     assert report["remote_ack_p50_ms"] <= report["remote_ack_p99_ms"] <= report["remote_ack_max_ms"]
     assert report["upload_ms"] == pytest.approx(

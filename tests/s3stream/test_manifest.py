@@ -18,7 +18,7 @@ from s3stream.manifest import (
     encode_record,
     load_state,
 )
-from s3stream.manifest_state import InvalidOperation, ManifestState
+from s3stream.manifest_state import KEPT_FENCES, InvalidOperation, ManifestState
 from s3stream.objects import ObjectKind
 from s3stream.store import MemoryStore, ObjectStore
 from tests.s3stream.faults import FaultyStore, InjectedFault
@@ -84,6 +84,25 @@ def test_a_writer_left_behind_by_checkpoints_is_fenced_not_acknowledged(
     with pytest.raises(Fenced) as caught:
         old.commit([add_object_op(99, 1, 110, 120)])  # version 3 is new's fence
     assert (caught.value.epoch, caught.value.newer_epoch) == (1, 2)
+    assert old.state.seq == 2
+    assert load_state(memory_store).to_wire() == before.to_wire()
+
+
+def test_a_writer_left_behind_by_more_openers_than_the_kept_fences_is_refused_by_its_check(
+    memory_store: MemoryStore,
+) -> None:
+    old = Manifest.open(memory_store, checkpoint_every=4)
+    old.commit([["create_stream", 1, 0]])  # version 2
+    for _ in range(KEPT_FENCES + 1):  # versions 3..19: the fence at 3 falls out of the kept
+        new = Manifest.open(memory_store, checkpoint_every=4)
+    for i in range(1, 12):  # versions 20..30: checkpoints at 20, 24, 28 delete up to 24
+        new.commit([add_object_op(i, 1, (i - 1) * 10, i * 10)])
+    assert memory_store.list(delta_key(3)) == [] and memory_store.list(delta_key(2)) == []
+    before = load_state(memory_store)
+    # Version 3 is free again: old's put succeeds, and only the check of
+    # version 2 after it shows that no reader will ever read it.
+    with pytest.raises(Fenced):
+        old.commit([add_object_op(99, 1, 110, 120)])
     assert old.state.seq == 2
     assert load_state(memory_store).to_wire() == before.to_wire()
 

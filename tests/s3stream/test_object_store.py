@@ -339,6 +339,13 @@ def test_multipart_uploads_round_trip_and_keep_their_conditions(s3_endpoint: S3E
         assert store.get("big") == data[::-1]
         store.put("plain", bytearray(data[: 5 * MiB + 2]))  # 5 MiB + a 2-byte last part
         assert store.get("plain") == data[: 5 * MiB + 2]
+        # An object given in parts goes up in its own parts (multipart) above
+        # the threshold, and from its parts in one PUT below it.
+        pieces = [data[:3], memoryview(data)[3 : 6 * MiB], bytearray(data[6 * MiB : 6 * MiB + 5])]
+        store.put("pieces", pieces)
+        assert store.get("pieces") == data[: 6 * MiB + 5]
+        store.put("small-pieces", pieces[:1] + pieces[2:])
+        assert store.get("small-pieces") == data[:3] + data[6 * MiB : 6 * MiB + 5]
         assert unfinished_uploads(s3_endpoint, store) == []  # the losers were aborted
         with pytest.raises(ObjectNotFound):
             store.head("absent")
@@ -358,6 +365,75 @@ def test_single_uploads_carry_the_crc32_botocore_would_compute(s3_store: S3Store
         computed = Crc32Checksum()
         computed.update(data)
         assert stored["ChecksumCRC32"] == computed.b64digest()
+
+
+def test_uploads_are_sent_unsigned_with_their_crc32_over_http(s3_store: S3Store) -> None:
+    # Signing the payload over http would SHA-256 every byte on the upload's
+    # thread; the CRC32 header checks the body on the way in instead.
+    sent: list[dict[str, str]] = []
+
+    def capture(request: Any, **_: Any) -> None:
+        sent.append({k.lower(): _text(v) for k, v in request.headers.items()})
+
+    s3_store._client.meta.events.register("before-send.s3.PutObject", capture)
+    s3_store.put("unsigned", [b"a" * 1000, b"b" * 24])
+    s3_store.put_if_absent("unsigned-if-absent", b"c" * 100)
+    assert len(sent) == 2
+    for headers in sent:
+        assert headers["x-amz-content-sha256"] == "UNSIGNED-PAYLOAD"
+        assert "x-amz-checksum-crc32" in headers
+        assert "Signature=" in headers["authorization"]  # the request itself is signed
+    assert s3_store.get("unsigned") == b"a" * 1000 + b"b" * 24
+
+
+def test_uploads_without_checksums_keep_their_payload_signed(
+    s3_endpoint: S3Endpoint, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_REQUEST_CHECKSUM_CALCULATION", "when_required")
+    store = s3_endpoint.store(f"signed-{uuid.uuid4().hex}")
+    sent: list[str] = []
+    store._client.meta.events.register(
+        "before-send.s3.PutObject",
+        lambda request, **_: sent.append(_text(request.headers["X-Amz-Content-SHA256"])),
+    )
+    try:
+        store.put("signed", b"x" * 100)
+    finally:
+        store.close()
+    assert sent and sent[0] not in ("UNSIGNED-PAYLOAD", "")
+
+
+class _Raw:
+    """What botocore reads an HTTP response's body from."""
+
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+
+    def stream(self, **_: Any) -> Any:
+        yield self.body
+
+
+def test_an_object_sent_from_its_parts_is_sent_whole_again_on_a_retry(s3_store: S3Store) -> None:
+    from botocore.awsrequest import AWSResponse
+
+    parts = [os.urandom(n) for n in (100_000, 1, 0, 70_000, 3)]
+    failed: list[int] = []
+
+    def fail_first_attempt_halfway(request: Any, **_: Any) -> AWSResponse | None:
+        if failed:
+            return None
+        failed.append(len(request.body.read(85_000)))  # part of it went out; then a 500
+        error = b"<Error><Code>InternalError</Code><Message>injected</Message></Error>"
+        return AWSResponse(request.url, 500, {}, _Raw(error))
+
+    s3_store._client.meta.events.register("before-send.s3.PutObject", fail_first_attempt_halfway)
+    s3_store.put("retried", parts)
+    assert failed == [85_000]
+    assert s3_store.get("retried") == b"".join(parts)
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def test_small_parts_are_refused(s3_endpoint: S3Endpoint) -> None:

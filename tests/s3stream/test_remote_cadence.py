@@ -11,9 +11,12 @@ test counts uploads and orders acknowledgements; it never measures time.
 
 from __future__ import annotations
 
+import os
 import threading
 from concurrent.futures import Future
 from pathlib import Path
+
+import pytest
 
 from s3stream import StreamStore, StreamStoreConfig
 from s3stream.chain_verify import verify_stream
@@ -169,3 +172,171 @@ def test_the_next_upload_is_put_while_the_previous_commit_is_in_flight(tmp_path:
     verdict = verify_stream(store, load_state(store), stream)
     assert verdict.ok and verdict.from_genesis
     assert (verdict.start_offset, verdict.end_offset, verdict.batches) == (0, 2, 2)
+
+
+def test_an_upload_starts_without_the_linger_once_as_many_wait_as_the_last_one_answered(
+    tmp_path: Path,
+) -> None:
+    # A linger and an interval no test outlives: only a complete batch seals.
+    config = StreamStoreConfig(
+        upload_interval_s=3600,
+        remote_linger_s=3600,
+        wal_segment_bytes=1024 * 1024,
+        wal_preallocate=False,
+    )
+    stream_store = StreamStore.open(tmp_path / "data", MemoryStore(), config)
+    try:
+        streams = [stream_store.create_stream() for _ in range(2)]
+        for stream in streams:
+            stream_store.open_stream(stream, 1)
+        # The first upload answers two appends (flushed: no batch is known yet).
+        first = [stream_store.submit(stream, 0, 0, b"a", remote=True) for stream in streams]
+        assert stream_store.flush(TIMEOUT)
+        assert [f.result(TIMEOUT) for f in first] == [1, 1]
+        uploads = stream_store.stats.uploads
+        # One of two asks again: the batch is not complete, the linger holds it.
+        waiting = stream_store.submit(streams[0], 1, 1, b"b", remote=True)
+        local = stream_store.submit(streams[0], 2, 2, b"c")
+        assert local.result(TIMEOUT) == 3  # the WAL has it; the remote wait goes on
+        assert not waiting.done() and stream_store.stats.uploads == uploads
+        # The second one asks: the batch is complete and goes up at once.
+        second = stream_store.submit(streams[1], 1, 1, b"d", remote=True)
+        assert waiting.result(TIMEOUT) == 2 and second.result(TIMEOUT) == 2
+        assert stream_store.stats.uploads == uploads + 1
+        assert [stream_store.remote_end_offset(s) for s in streams] == [3, 2]
+    finally:
+        stream_store.close()
+
+
+class HeldSyncs:
+    """fdatasync that waits, once ``hold`` is set, until released: the WAL's
+    sync running long, which a real disk does not do on cue."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.hold = threading.Event()
+        self.release = threading.Event()
+        self._sync = os.fdatasync
+        monkeypatch.setattr(os, "fdatasync", self)
+
+    def __call__(self, fd: int) -> None:
+        if self.hold.is_set():
+            assert self.release.wait(TIMEOUT), "the sync was never released"
+        self._sync(fd)
+
+
+class NotedPuts(MemoryStore):
+    """A memory store that notes its object PUTs and manifest commits, in order."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.events: list[str] = []
+        self.object_put = threading.Event()
+
+    def put(self, key: str, data: object) -> str:
+        if key.startswith(OBJECT_PREFIX):
+            self.events.append("object put")
+            self.object_put.set()
+        return super().put(key, data)  # type: ignore[arg-type]
+
+    def put_if_absent(self, key: str, data: object) -> str:
+        if key.startswith(LOG_PREFIX):
+            self.events.append("commit")
+        return super().put_if_absent(key, data)  # type: ignore[arg-type]
+
+
+def test_an_upload_is_put_while_its_appends_are_synced_and_committed_after(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = NotedPuts()
+    syncs = HeldSyncs(monkeypatch)
+    config = StreamStoreConfig(
+        upload_interval_s=3600, wal_segment_bytes=1024 * 1024, wal_preallocate=False
+    )
+    stream_store = StreamStore.open(tmp_path / "data", store, config)
+    try:
+        stream = stream_store.create_stream()
+        stream_store.open_stream(stream, 1)
+        store.events.clear()
+        syncs.hold.set()
+        waiting = stream_store.submit(stream, 0, 0, b"a", remote=True)
+        # The append is written but not yet synced: its object goes up...
+        assert store.object_put.wait(TIMEOUT), "no object was put while the sync ran"
+        # ... and waits there: nothing not durable in the WAL is committed.
+        assert store.events == ["object put"] and not waiting.done()
+        assert stream_store.remote_end_offset(stream) == 0
+        syncs.release.set()
+        assert waiting.result(TIMEOUT) == 1
+        assert store.events == ["object put", "commit"]
+        assert load_state(store).streams[stream].end_offset == 1
+    finally:
+        syncs.release.set()
+        stream_store.close()
+
+
+class HeldManifestCommits(MemoryStore):
+    """A memory store whose manifest commits wait, once ``hold`` is set, for
+    a release each; object PUTs go through, counted."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hold = False
+        self.commit_started = threading.Semaphore(0)
+        self.commit_releases = threading.Semaphore(0)
+        self.object_puts = 0
+
+    def put(self, key: str, data: object) -> str:
+        if key.startswith(OBJECT_PREFIX):
+            self.object_puts += 1
+        return super().put(key, data)  # type: ignore[arg-type]
+
+    def put_if_absent(self, key: str, data: object) -> str:
+        if self.hold and key.startswith(LOG_PREFIX):
+            self.commit_started.release()
+            assert self.commit_releases.acquire(timeout=TIMEOUT), "the commit was never released"
+        return super().put_if_absent(key, data)  # type: ignore[arg-type]
+
+
+def test_appends_waiting_during_a_commit_wait_for_those_it_answers_to_share_one_upload(
+    tmp_path: Path,
+) -> None:
+    store = HeldManifestCommits()
+    # A linger no test outlives: only a flush or a complete batch seals.
+    config = StreamStoreConfig(
+        upload_interval_s=3600,
+        remote_linger_s=3600,
+        wal_segment_bytes=1024 * 1024,
+        wal_preallocate=False,
+    )
+    stream_store = StreamStore.open(tmp_path / "data", store, config)
+    flusher = threading.Thread(target=stream_store.flush, args=(TIMEOUT,))
+    try:
+        a, b = stream_store.create_stream(), stream_store.create_stream()
+        for stream in (a, b):
+            stream_store.open_stream(stream, 1)
+        # Two appenders, each waiting for its acknowledgement: a batch of two.
+        first = [stream_store.submit(s, 0, 0, b"0", remote=True) for s in (a, b)]
+        assert stream_store.flush(TIMEOUT) and [f.result(TIMEOUT) for f in first] == [1, 1]
+        uploads, puts = stream_store.stats.uploads, store.object_puts
+        store.hold = True
+        a1 = stream_store.submit(a, 1, 1, b"1", remote=True)
+        flusher.start()  # a1 goes up alone; its commit is held
+        assert store.commit_started.acquire(timeout=TIMEOUT)
+        # b asks while a's commit is held: not a complete batch, so it waits
+        # for the appends that commit answers rather than going up alone.
+        b1 = stream_store.submit(b, 1, 1, b"1", remote=True)
+        assert stream_store.submit(b, 2, 2, b"local").result(TIMEOUT) == 3
+        assert store.object_puts == puts + 1 and not b1.done()
+        store.hold = False
+        store.commit_releases.release()
+        assert a1.result(TIMEOUT) == 2
+        a2 = stream_store.submit(a, 2, 2, b"2", remote=True)  # a asks again: complete
+        assert a2.result(TIMEOUT) == 3 and b1.result(TIMEOUT) == 2
+        # One upload for a's first append, one for the two that waited together.
+        assert stream_store.stats.uploads == uploads + 2
+        assert store.object_puts == puts + 2
+    finally:
+        store.hold = False
+        store.commit_releases.release()
+        if flusher.is_alive():
+            flusher.join(TIMEOUT)
+        stream_store.close()
