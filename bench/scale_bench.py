@@ -520,7 +520,7 @@ def print_table(results: dict[str, Any]) -> None:
             )
         print(
             f"p99_vs_n1 {f['p99_vs_n1']:.2f} (the mock's own {f['mock_p99_vs_n1']:.2f});"
-            f" floor {f['p99_vs_n1_floor']:.2f}: the {f['binding_ceiling']} bind\n"
+            f" floor {f['p99_vs_n1_floor']:.2f}, binding: {f['binding_ceiling']}\n"
         )
     if "burst" in results:
         b = results["burst"]
