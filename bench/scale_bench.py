@@ -31,13 +31,16 @@ in the same run. MB is MiB (2**20 bytes) of record values.
   ``p99_vs_n1_floor`` the mock's p99 at the largest N over tidelog's at
   N=1, the p99_vs_n1 tidelog would reach if it added nothing above the
   clients at that N: when it is above the target the clients bind
-  (``binding_ceiling``: ``clients``), else the target does. From the server's /metrics:
-  the reads the log cache did not answer (``object_reads``: tail reads
-  come from the log cache, so 0) and every object-store GET meanwhile
-  (``gets``: compaction's and the manifest's too); the cores the server
-  and the consumers' processes used meanwhile (``server_cores``,
-  ``consumer_cores``: on a shared machine, whether they were busy or
-  waiting for a CPU);
+  (``binding_ceiling``: ``clients``), else the target does. From the
+  server's /metrics: the reads the log cache did not answer
+  (``object_reads``: tail reads come from the log cache, so 0) and every
+  object-store GET meanwhile (``gets``: compaction's and the manifest's
+  too); the cores the server and the consumers' processes used meanwhile
+  (``server_cores``, ``consumer_cores``: on a shared machine, whether
+  they were busy or waiting for a CPU), and the ms per second the
+  server's event loop was ready to run but waited for a CPU
+  (``loop_waited_ms_per_s``, from /proc schedstat: the cores the
+  consumers it wakes, and anything else, take from it);
 - burst: history (``--history-mib``) written straight into the store
   (bench/_scale_history.py) over 4 partitions; a fresh server (cold block
   cache) serves the live producer (acks=all, ``--rate-mb`` / 4) and 4
@@ -83,6 +86,7 @@ from typing import Any
 import _harness
 import _scale_clients as clients
 import _scale_history as history
+import _stalls
 from _scale_parts import (
     RECORD_BYTES,
     ClientProcess,
@@ -236,11 +240,13 @@ def _fan_out_run(
     gets, misses = server.reads() if server else (0, 0)
     producer = LiveProducer(address, topic, rate)
     cpu = [_cpu_seconds(server), *(child.cpu_seconds() for child in children)]
+    run_queue = _stalls.RunQueue(server.process.pid) if server else None
     started, began = time.time(), time.perf_counter()
     producer.start()
     time.sleep(sizes.fanout_seconds)
     used = [_cpu_seconds(server), *(child.cpu_seconds() for child in children)]
     elapsed = time.perf_counter() - began
+    waited = run_queue.waited(elapsed) if run_queue else None
     producer.stop()
     consumers = [c for child in children for c in child.result()["consumers"]]
     gets_after, misses_after = server.reads() if server else (0, 0)
@@ -252,7 +258,7 @@ def _fan_out_run(
         [clients.from_wire(c["slots"]) for c in consumers], start=started + WARM_UP_S
     )
     rates = [c["bytes"] / MiB / c["seconds"] for c in consumers if c["seconds"] > 0]
-    return {
+    figures = {
         "p50_ms": clients.quantile(merged, 0.5),
         "p99_ms": clients.quantile(merged, 0.99),
         "consumer_mb_s_min": round(min(rates), 2),
@@ -269,6 +275,11 @@ def _fan_out_run(
         "object_reads": misses_after - misses,
         "gets": gets_after - gets,
     }
+    if waited is not None:
+        # The server's event loop ready to run but waiting for a CPU, per
+        # second: the cores the consumers it wakes take from it.
+        figures["loop_waited_ms_per_s"] = waited["main_waited_ms_per_s"]
+    return figures
 
 
 def _cpu_seconds(server: Server | None) -> float:
@@ -499,6 +510,7 @@ def print_table(results: dict[str, Any]) -> None:
         print(
             f"{'N':>4} {'p50 ms':>8} {'p99 ms':>8} {'MB/s min':>9} {'kept up':>8}"
             f" {'object reads':>12} {'GETs':>5} {'cores: server':>13} {'clients':>7}"
+            f" {'loop waited ms/s':>16}"
         )
         for n in f["consumers"]:
             r = f[f"n{n}"]
@@ -506,6 +518,7 @@ def print_table(results: dict[str, Any]) -> None:
                 f"{n:>4} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['consumer_mb_s_min']:>9.2f}"
                 f" {r['kept_up']!s:>8} {r['object_reads']:>12} {r['gets']:>5}"
                 f" {r['server_cores']:>13.2f} {r['consumer_cores']:>7.2f}"
+                f" {r.get('loop_waited_ms_per_s', 0):>16.1f}"
             )
         print("the same on librdkafka's mock cluster (a broker that costs nothing)")
         print(
