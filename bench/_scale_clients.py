@@ -3,7 +3,11 @@ the latency histograms they hand back.
 
 A child runs either tailing consumers (``tail``: several confluent_kafka
 Consumers, one thread each, every one with a group.id of its own, reading
-one topic from offset 0 until its end marker) or one replay reader
+one topic from offset 0 until its end marker; PARTITIONS, when given,
+reads only the topic's first PARTITIONS partitions: librdkafka's mock
+cluster makes every topic with four, and the fan-out writes to one;
+WAIT_MS is fetch.wait.max.ms, FETCH_WAIT_MS unless given) or one replay
+reader
 (``replay``: every partition of a topic from offset 0 to the high
 watermark it had when the reader started, as fast as it can). Each prints
 ``ready`` once its consumers are connected, then one JSON line with what it
@@ -11,7 +15,7 @@ measured, and exits. A consumer thread does next to nothing per record
 (unpack the produce time, count a bucket), so the clients, not their
 Python, set the pace: librdkafka fetches on threads of its own.
 
-    python bench/_scale_clients.py tail BOOTSTRAP TOPIC GROUP[,GROUP...]
+    python bench/_scale_clients.py tail BOOTSTRAP TOPIC GROUP[,GROUP...] [PARTITIONS [WAIT_MS]]
     python bench/_scale_clients.py replay BOOTSTRAP TOPIC
 """
 
@@ -33,6 +37,8 @@ END = b"END!"
 BUCKET_S = 1e-4
 """Latencies are counted in buckets of 0.1 ms: histograms from many
 consumers add up exactly, and a quantile is off by less than a bucket."""
+FETCH_WAIT_MS = 100
+"""fetch.wait.max.ms of every consumer unless told otherwise."""
 RUN_TIMEOUT = 900.0
 """A consumer that has not seen its end marker by then gives up and reports."""
 TIMELINE_POINTS = 60
@@ -95,13 +101,13 @@ def _next(consumer: Any, most: int) -> list[Any]:
     return [] if message is None else [message]
 
 
-def _config(bootstrap: str, group: str) -> dict[str, Any]:
+def _config(bootstrap: str, group: str, wait_ms: int = FETCH_WAIT_MS) -> dict[str, Any]:
     return {
         "bootstrap.servers": bootstrap,
         "group.id": group,
         "enable.auto.commit": False,
         "auto.offset.reset": "earliest",
-        "fetch.wait.max.ms": 100,
+        "fetch.wait.max.ms": wait_ms,
         "log_level": 3,
     }
 
@@ -110,9 +116,18 @@ class Tail(threading.Thread):
     """One consumer in a group of its own, from offset 0 of every partition
     to the end marker on each."""
 
-    def __init__(self, bootstrap: str, topic: str, group: str, ready: threading.Semaphore) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        topic: str,
+        group: str,
+        ready: threading.Semaphore,
+        partitions: int | None = None,
+        wait_ms: int = FETCH_WAIT_MS,
+    ) -> None:
         super().__init__(name=f"tail-{group}", daemon=True)
         self.bootstrap, self.topic, self.group, self.ready = bootstrap, topic, group, ready
+        self.partitions, self.wait_ms = partitions, wait_ms
         self.slots: Slotted = {}
         self.records = 0
         self.bytes = 0
@@ -131,8 +146,10 @@ class Tail(threading.Thread):
     def _run(self) -> None:
         from confluent_kafka import Consumer, TopicPartition
 
-        consumer = Consumer(_config(self.bootstrap, self.group))
-        partitions = len(consumer.list_topics(self.topic, timeout=30).topics[self.topic].partitions)
+        consumer = Consumer(_config(self.bootstrap, self.group, self.wait_ms))
+        partitions = self.partitions or len(
+            consumer.list_topics(self.topic, timeout=30).topics[self.topic].partitions
+        )
         consumer.assign([TopicPartition(self.topic, p, 0) for p in range(partitions)])
         consumer.consume(1, 0.5)  # connected and fetching
         self.ready.release()
@@ -180,9 +197,15 @@ class Tail(threading.Thread):
         }
 
 
-def tail(bootstrap: str, topic: str, groups: list[str]) -> dict[str, Any]:
+def tail(
+    bootstrap: str,
+    topic: str,
+    groups: list[str],
+    partitions: int | None = None,
+    wait_ms: int = FETCH_WAIT_MS,
+) -> dict[str, Any]:
     ready = threading.Semaphore(0)
-    threads = [Tail(bootstrap, topic, group, ready) for group in groups]
+    threads = [Tail(bootstrap, topic, group, ready, partitions, wait_ms) for group in groups]
     for thread in threads:
         thread.start()
     for _ in threads:
@@ -251,7 +274,9 @@ def replay(bootstrap: str, topic: str) -> dict[str, Any]:
 def main(argv: list[str]) -> int:
     mode, bootstrap, topic = argv[:3]
     if mode == "tail":
-        result = tail(bootstrap, topic, argv[3].split(","))
+        partitions = int(argv[4]) if len(argv) > 4 else None
+        wait_ms = int(argv[5]) if len(argv) > 5 else FETCH_WAIT_MS
+        result = tail(bootstrap, topic, argv[3].split(","), partitions, wait_ms)
     elif mode == "replay":
         result = replay(bootstrap, topic)
     else:

@@ -194,10 +194,25 @@ class ClientProcess:
         self.process.wait(30)
 
 
-def tailing(address: str, topic: str, consumers: int, prefix: str) -> list[ClientProcess]:
+def tailing(
+    address: str,
+    topic: str,
+    consumers: int,
+    prefix: str,
+    partitions: int | None = None,
+    wait_ms: int | None = None,
+) -> list[ClientProcess]:
+    """Consumers in child processes, each in a group of its own, reading
+    every partition of the topic (or its first ``partitions``), with
+    fetch.wait.max.ms ``wait_ms`` (clients.FETCH_WAIT_MS if None)."""
     groups = [f"{prefix}-{i}" for i in range(consumers)]
+    extra = [] if partitions is None else [str(partitions)]
+    if wait_ms is not None:
+        extra.append(str(wait_ms))
     children = [
-        ClientProcess("tail", address, topic, ",".join(groups[at : at + CONSUMERS_PER_PROCESS]))
+        ClientProcess(
+            "tail", address, topic, ",".join(groups[at : at + CONSUMERS_PER_PROCESS]), *extra
+        )
         for at in range(0, consumers, CONSUMERS_PER_PROCESS)
     ]
     for child in children:

@@ -478,6 +478,9 @@ def scale_plots(result: dict[str, Any]) -> list[tuple[str, bytes]]:
         curves = {
             f"{q} ms": [[n, fanout[f"n{n}"][f"{q}_ms"]] for n in counts] for q in ("p50", "p99")
         }
+        if all(f"mock_n{n}" in fanout for n in counts):
+            # The same clients against librdkafka's mock: what they cost alone.
+            curves["mock p99 ms"] = [[n, fanout[f"mock_n{n}"]["p99_ms"]] for n in counts]
         title = f"fan-out: delivery time against consumers ({fanout['rate_mb_s']:g} MB/s in)"
         plots.append(("scale-fanout", plot_lines(title, curves, "consumers (log)", "ms", True)))
     burst = result.get("burst")

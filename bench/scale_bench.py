@@ -20,13 +20,27 @@ in the same run. MB is MiB (2**20 bytes) of record values.
   a consumer: p50/p99 over every consumer, and ``p99_vs_n1`` against N=1.
   Every consumer must receive every record, the last within a second of
   its produce (``kept_up``; ``consumer_mb_s_min`` is the slowest one's
-  rate). From the server's /metrics:
-  the reads the log cache did not answer (``object_reads``: tail reads
-  come from the log cache, so 0) and every object-store GET meanwhile
-  (``gets``: compaction's and the manifest's too); the cores the server
-  and the consumers' processes used meanwhile (``server_cores``,
-  ``consumer_cores``: on a shared machine, whether they were busy or
-  waiting for a CPU);
+  rate). Each N runs again, right after, against librdkafka's in-memory
+  mock cluster (``test.mock.num.brokers``, on librdkafka's threads in the
+  bench's process): the same producer, the same consumers in the same
+  child processes, the same code, asking with fetch.wait.max.ms 1
+  (MOCK_FETCH_WAIT_MS says why). A broker that costs nothing, so its
+  p50/p99 (``mock_n<N>``) are what the client machine itself adds at that
+  N: 32 librdkafka consumers and their Python on the same cores.
+  ``p99_vs_mock_n<N>`` is tidelog's p99 over the mock's at N;
+  ``p99_vs_n1_floor`` the mock's p99 at the largest N over tidelog's at
+  N=1, the p99_vs_n1 tidelog would reach if it added nothing above the
+  clients at that N: when it is above the target the clients bind
+  (``binding_ceiling``: ``clients``), else the target does. From the
+  server's /metrics: the reads the log cache did not answer
+  (``object_reads``: tail reads come from the log cache, so 0) and every
+  object-store GET meanwhile (``gets``: compaction's and the manifest's
+  too); the cores the server and the consumers' processes used meanwhile
+  (``server_cores``, ``consumer_cores``: on a shared machine, whether
+  they were busy or waiting for a CPU), and the ms per second the
+  server's event loop was ready to run but waited for a CPU
+  (``loop_waited_ms_per_s``, from /proc schedstat: the cores the
+  consumers it wakes, and anything else, take from it);
 - burst: history (``--history-mib``) written straight into the store
   (bench/_scale_history.py) over 4 partitions; a fresh server (cold block
   cache) serves the live producer (acks=all, ``--rate-mb`` / 4) and 4
@@ -60,6 +74,7 @@ in the same run. MB is MiB (2**20 bytes) of record values.
 
 from __future__ import annotations
 
+import resource
 import shutil
 import sys
 import time
@@ -71,6 +86,7 @@ from typing import Any
 import _harness
 import _scale_clients as clients
 import _scale_history as history
+import _stalls
 from _scale_parts import (
     RECORD_BYTES,
     ClientProcess,
@@ -82,6 +98,7 @@ from _scale_parts import (
     read_all,
     tailing,
 )
+from kafka_bench import MockCluster
 
 WARM_UP_S = 1.0
 """The first second of a live producer's run (connections, first batches)
@@ -93,6 +110,11 @@ KEPT_UP_MS = 1000.0
 """A consumer kept up if it got every record and the end marker reached it
 within this long of being produced."""
 SCENARIOS = ("fanout", "burst", "partitions", "history")
+MOCK_FETCH_WAIT_MS = 1
+"""fetch.wait.max.ms of the consumers of librdkafka's mock cluster: the
+mock holds a Fetch that finds nothing for the whole wait (a produce does
+not end it), so at the tidelog consumers' 100 ms the mock's p50 is half of
+that; at 1 ms its figures hold at most a millisecond of polling."""
 
 
 @dataclass(frozen=True)
@@ -158,61 +180,114 @@ TARGETS = {
 
 
 def fanout(scratch: Path, sizes: Sizes) -> dict[str, Any]:
-    rate = sizes.rate_mb * MiB / RECORD_BYTES
+    """Each N on tidelog, then the same N on librdkafka's mock cluster, back
+    to back, so both see the machine as it was."""
     results: dict[str, Any] = {"rate_mb_s": sizes.rate_mb, "consumers": list(sizes.fanout)}
-    object_reads = 0
     p99: dict[int, float] = {}
-    with Server(scratch, scratch / "fanout") as server:
-        for n in sizes.fanout:
-            topic = f"fanout-{n}"
-            create_topics(server.address, {topic: 1})
-            children = tailing(server.address, topic, n, topic)
-            gets, misses = server.reads()
-            producer = LiveProducer(server.address, topic, rate)
-            cpu = [server.process.cpu_seconds(), *(child.cpu_seconds() for child in children)]
-            started, began = time.time(), time.perf_counter()
-            producer.start()
-            time.sleep(sizes.fanout_seconds)
-            used = [server.process.cpu_seconds(), *(child.cpu_seconds() for child in children)]
-            elapsed = time.perf_counter() - began
-            producer.stop()
-            consumers = [c for child in children for c in child.result()["consumers"]]
-            gets_after, misses_after = server.reads()
-            gets, misses = gets_after - gets, misses_after - misses
-            object_reads += misses
-            failed = [c["error"] for c in consumers if c["error"]]
-            if failed:
-                raise RuntimeError(f"fanout N={n}: {failed[0]}")
-            # The first second is warm-up (connections, the first batches).
-            merged = clients.merge(
-                [clients.from_wire(c["slots"]) for c in consumers], start=started + WARM_UP_S
-            )
-            rates = [c["bytes"] / MiB / c["seconds"] for c in consumers if c["seconds"] > 0]
-            p99[n] = clients.quantile(merged, 0.99)
-            results[f"n{n}"] = {
-                "p50_ms": clients.quantile(merged, 0.5),
-                "p99_ms": p99[n],
-                "consumer_mb_s_min": round(min(rates), 2),
-                "consumer_mb_s_mean": round(sum(rates) / len(rates), 2),
-                "produced": producer.sent,
-                "kept_up": all(
-                    c["records"] == producer.sent and c["end_delay_ms"] < KEPT_UP_MS
-                    for c in consumers
-                ),
-                "end_delay_ms_max": max(c["end_delay_ms"] for c in consumers),
-                "server_cores": round((used[0] - cpu[0]) / elapsed, 2),
-                "consumer_cores": round((sum(used[1:]) - sum(cpu[1:])) / elapsed, 2),
-                "object_reads": misses,
-                "gets": gets,
-            }
-    first = sizes.fanout[0]
+    mock_p99: dict[int, float] = {}
+    mock = MockCluster()
+    try:
+        with Server(scratch, scratch / "fanout") as server:
+            for n in sizes.fanout:
+                topic = f"fanout-{n}"
+                create_topics(server.address, {topic: 1})
+                results[f"n{n}"] = _fan_out_run(server.address, topic, n, sizes, server)
+                # The mock makes its topics on first use, with 4 partitions:
+                # the producer writes, and the consumers read, the first.
+                results[f"mock_n{n}"] = _fan_out_run(
+                    mock.address, topic, n, sizes, None, MOCK_FETCH_WAIT_MS
+                )
+                p99[n] = results[f"n{n}"]["p99_ms"]
+                mock_p99[n] = results[f"mock_n{n}"]["p99_ms"]
+    finally:
+        mock.close()
+    first, last = sizes.fanout[0], sizes.fanout[-1]
     for n in sizes.fanout[1:]:
         results[f"p99_n{n}_vs_n{first}"] = round(p99[n] / p99[first], 2)
-    results["p99_vs_n1"] = results[f"p99_n{sizes.fanout[-1]}_vs_n{first}"]
-    results["tail_object_reads"] = object_reads
+    results["p99_vs_n1"] = results[f"p99_n{last}_vs_n{first}"]
+    results["tail_object_reads"] = sum(results[f"n{n}"]["object_reads"] for n in sizes.fanout)
     results["kept_up"] = all(results[f"n{n}"]["kept_up"] for n in sizes.fanout)
     results["p99_curve"] = [[n, p99[n]] for n in sizes.fanout]
+    # The ceiling beside the target: the same clients on the same machine
+    # against a broker that costs nothing.
+    for n in sizes.fanout:
+        results[f"p99_vs_mock_n{n}"] = round(p99[n] / mock_p99[n], 2)
+    results["p99_vs_mock"] = results[f"p99_vs_mock_n{last}"]
+    results["mock_p99_vs_n1"] = round(mock_p99[last] / mock_p99[first], 2)
+    results["mock_p99_curve"] = [[n, mock_p99[n]] for n in sizes.fanout]
+    # Were tidelog to add nothing at N=32 above what the clients cost on
+    # this machine, p99_vs_n1 would be this: above the target, the clients
+    # bind.
+    results["p99_vs_n1_floor"] = round(mock_p99[last] / p99[first], 2)
+    bound = TARGETS["fanout.p99_vs_n1 <= 2"][3]
+    results["binding_ceiling"] = "clients" if results["p99_vs_n1_floor"] > bound else "target"
     return results
+
+
+def _fan_out_run(
+    address: str,
+    topic: str,
+    n: int,
+    sizes: Sizes,
+    server: Server | None,
+    wait_ms: int | None = None,
+) -> dict[str, Any]:
+    """One producer at the live rate to partition 0 of ``topic`` and n
+    tailing consumers of it; ``server`` (None: the mock) is asked for its
+    CPU and its reads."""
+    rate = sizes.rate_mb * MiB / RECORD_BYTES
+    children = tailing(address, topic, n, topic, partitions=1, wait_ms=wait_ms)
+    gets, misses = server.reads() if server else (0, 0)
+    producer = LiveProducer(address, topic, rate)
+    cpu = [_cpu_seconds(server), *(child.cpu_seconds() for child in children)]
+    run_queue = _stalls.RunQueue(server.process.pid) if server else None
+    started, began = time.time(), time.perf_counter()
+    producer.start()
+    time.sleep(sizes.fanout_seconds)
+    used = [_cpu_seconds(server), *(child.cpu_seconds() for child in children)]
+    elapsed = time.perf_counter() - began
+    waited = run_queue.waited(elapsed) if run_queue else None
+    producer.stop()
+    consumers = [c for child in children for c in child.result()["consumers"]]
+    gets_after, misses_after = server.reads() if server else (0, 0)
+    failed = [c["error"] for c in consumers if c["error"]]
+    if failed:
+        raise RuntimeError(f"fanout N={n} on {address}: {failed[0]}")
+    # The first second is warm-up (connections, the first batches).
+    merged = clients.merge(
+        [clients.from_wire(c["slots"]) for c in consumers], start=started + WARM_UP_S
+    )
+    rates = [c["bytes"] / MiB / c["seconds"] for c in consumers if c["seconds"] > 0]
+    figures = {
+        "p50_ms": clients.quantile(merged, 0.5),
+        "p99_ms": clients.quantile(merged, 0.99),
+        "consumer_mb_s_min": round(min(rates), 2),
+        "consumer_mb_s_mean": round(sum(rates) / len(rates), 2),
+        "produced": producer.sent,
+        "kept_up": all(
+            c["records"] == producer.sent and c["end_delay_ms"] < KEPT_UP_MS for c in consumers
+        ),
+        "end_delay_ms_max": max(c["end_delay_ms"] for c in consumers),
+        # The mock runs on librdkafka's threads in this process, beside the
+        # producer: its "server" cores are this whole process's.
+        "server_cores": round((used[0] - cpu[0]) / elapsed, 2),
+        "consumer_cores": round((sum(used[1:]) - sum(cpu[1:])) / elapsed, 2),
+        "object_reads": misses_after - misses,
+        "gets": gets_after - gets,
+    }
+    if waited is not None:
+        # The server's event loop ready to run but waiting for a CPU, per
+        # second: the cores the consumers it wakes take from it.
+        figures["loop_waited_ms_per_s"] = waited["main_waited_ms_per_s"]
+    return figures
+
+
+def _cpu_seconds(server: Server | None) -> float:
+    """The server's CPU so far, or (the mock) this process's."""
+    if server is not None:
+        return server.process.cpu_seconds()
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 BURST_PARTITIONS = 4
@@ -435,6 +510,7 @@ def print_table(results: dict[str, Any]) -> None:
         print(
             f"{'N':>4} {'p50 ms':>8} {'p99 ms':>8} {'MB/s min':>9} {'kept up':>8}"
             f" {'object reads':>12} {'GETs':>5} {'cores: server':>13} {'clients':>7}"
+            f" {'loop waited ms/s':>16}"
         )
         for n in f["consumers"]:
             r = f[f"n{n}"]
@@ -442,8 +518,23 @@ def print_table(results: dict[str, Any]) -> None:
                 f"{n:>4} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['consumer_mb_s_min']:>9.2f}"
                 f" {r['kept_up']!s:>8} {r['object_reads']:>12} {r['gets']:>5}"
                 f" {r['server_cores']:>13.2f} {r['consumer_cores']:>7.2f}"
+                f" {r.get('loop_waited_ms_per_s', 0):>16.1f}"
             )
-        print(f"p99_vs_n1 {f['p99_vs_n1']:.2f}\n")
+        print("the same on librdkafka's mock cluster (a broker that costs nothing)")
+        print(
+            f"{'N':>4} {'p50 ms':>8} {'p99 ms':>8} {'kept up':>8}"
+            f" {'client cores':>12} {'p99_vs_mock':>11}"
+        )
+        for n in f["consumers"]:
+            m = f[f"mock_n{n}"]
+            print(
+                f"{n:>4} {m['p50_ms']:>8.2f} {m['p99_ms']:>8.2f} {m['kept_up']!s:>8}"
+                f" {m['consumer_cores']:>12.2f} {f[f'p99_vs_mock_n{n}']:>11.2f}"
+            )
+        print(
+            f"p99_vs_n1 {f['p99_vs_n1']:.2f} (the mock's own {f['mock_p99_vs_n1']:.2f});"
+            f" floor {f['p99_vs_n1_floor']:.2f}, binding: {f['binding_ceiling']}\n"
+        )
     if "burst" in results:
         b = results["burst"]
         print(f"replay burst: {b['history_mib']} MiB history, live {b['live_rate_mb_s']:g} MB/s")

@@ -1,6 +1,7 @@
 """bench/scale_bench.py at its smallest: the latency histograms its clients
 hand back, history written straight into a store and served after, and
-one fan-out run (a server, a producer, two consumers in a child process)."""
+one fan-out run (a server and librdkafka's mock cluster, a producer, two
+consumers in a child process)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,9 @@ import sys
 from collections import Counter
 from pathlib import Path
 from types import ModuleType
+from typing import Any
+
+import pytest
 
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 MiB = 1024 * 1024
@@ -77,10 +81,19 @@ def test_history_written_into_the_store_is_served_with_dense_offsets(tmp_path: P
         assert opened.offsets("live", 0) == (0, 0)
 
 
-def test_a_fanout_run_delivers_every_record_to_every_consumer(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def fanout_result(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """One small fan-out run (tidelog and the mock cluster), for the tests below."""
     scale = _load("scale_bench")
     sizes = dataclasses.replace(scale.QUICK, rate_mb=0.1, fanout=(1, 2), fanout_seconds=1.5)
-    result = scale.fanout(tmp_path, sizes)
+    result: dict[str, Any] = scale.fanout(tmp_path_factory.mktemp("fanout"), sizes)
+    return result
+
+
+def test_a_fanout_run_delivers_every_record_to_every_consumer(
+    fanout_result: dict[str, Any],
+) -> None:
+    result = fanout_result
     assert result["kept_up"] is True
     assert result["tail_object_reads"] == 0  # tail reads are answered by the log cache
     for n in (1, 2):
@@ -89,8 +102,31 @@ def test_a_fanout_run_delivers_every_record_to_every_consumer(tmp_path: Path) ->
         assert 0 < run["p50_ms"] <= run["p99_ms"]
         assert run["consumer_mb_s_min"] > 0
         assert run["server_cores"] > 0 and run["consumer_cores"] > 0
+        assert run["loop_waited_ms_per_s"] >= 0
     assert result["p99_vs_n1"] == result["p99_n2_vs_n1"] > 0
     assert result["p99_curve"] == [[1, result["n1"]["p99_ms"]], [2, result["n2"]["p99_ms"]]]
+
+
+def test_a_fanout_run_measures_the_same_clients_against_the_mock_cluster(
+    fanout_result: dict[str, Any],
+) -> None:
+    result = fanout_result
+    for n in (1, 2):
+        mock = result[f"mock_n{n}"]
+        # Every record reached every consumer of the mock too, and promptly:
+        # at fetch.wait.max.ms 100 the mock's p50 would be about 50 ms.
+        assert mock["kept_up"] is True
+        assert mock["produced"] > 50
+        assert 0 < mock["p50_ms"] <= mock["p99_ms"]
+        assert mock["p50_ms"] < 40
+        assert mock["object_reads"] == mock["gets"] == 0
+        assert result[f"p99_vs_mock_n{n}"] == round(result[f"n{n}"]["p99_ms"] / mock["p99_ms"], 2)
+    assert result["p99_vs_mock"] == result["p99_vs_mock_n2"]
+    assert result["p99_vs_n1_floor"] == round(
+        result["mock_n2"]["p99_ms"] / result["n1"]["p99_ms"], 2
+    )
+    binds = "clients" if result["p99_vs_n1_floor"] > 2 else "target"
+    assert result["binding_ceiling"] == binds
 
 
 def test_the_report_draws_one_plot_per_scale_scenario(tmp_path: Path) -> None:
