@@ -148,3 +148,75 @@ def test_a_failed_sync_fails_every_group_it_or_a_later_sync_would_cover(
     log.close()
     replayed = payloads(open_log(segment_bytes=1 << 20))
     assert set(acked) <= set(replayed)  # nothing acknowledged is lost
+
+
+class _SyncThreadWakes(threading.Condition):
+    """A Condition that counts the returns from its waits on the sync thread."""
+
+    wakes = 0
+
+    def wait(self, timeout: float | None = None) -> bool:
+        woke = super().wait(timeout)
+        if threading.current_thread().name == "wal-sync":
+            _SyncThreadWakes.wakes += 1
+        return woke
+
+
+@pytest.fixture
+def sync_thread_wakes(monkeypatch: pytest.MonkeyPatch) -> type[_SyncThreadWakes]:
+    """Counts how often the sync thread wakes, for logs opened after it."""
+    _SyncThreadWakes.wakes = 0
+    monkeypatch.setattr(threading, "Condition", _SyncThreadWakes)
+    return _SyncThreadWakes
+
+
+def test_a_group_with_nothing_syncing_or_queued_is_synced_by_the_writer_alone(
+    open_log: OpenLog, disk: Disk, sync_thread_wakes: type[_SyncThreadWakes]
+) -> None:
+    completed_on: list[str] = []
+
+    def on_commit(tags: list[object], outcomes: list[object]) -> None:
+        completed_on.append(threading.current_thread().name)
+        for size, outcome in zip(tags, outcomes, strict=True):
+            assert isinstance(outcome, Position) and isinstance(size, int)
+            disk.check_ack(outcome, size)  # before any waiter of the group wakes
+
+    log = open_log(segment_bytes=1 << 20, on_commit=on_commit)
+    for i in range(20):  # one at a time: each group is alone
+        payload = b"alone-%d" % i
+        log.append(payload, tag=RECORD_HEADER_SIZE + len(payload))
+    # One hand-off per group (appender -> writer), none to the sync thread.
+    assert completed_on == ["wal-group-commit"] * 20
+    assert sync_thread_wakes.wakes == 0
+    assert (log.stats.groups, log.stats.syncs, log.stats.appends) == (20, 20, 20)
+    assert disk.syncs == 20
+    assert disk.violations == []
+    log.close()
+    assert payloads(open_log(segment_bytes=1 << 20)) == [b"alone-%d" % i for i in range(20)]
+
+
+def test_a_group_with_appends_queued_behind_it_goes_to_the_sync_thread_in_write_order(
+    open_log: OpenLog, disk: Disk, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    completed: list[tuple[str, object]] = []
+    log: WriteAheadLog | None = None
+    queued_behind: list[Future[Position]] = []
+    write = SegmentWriter.write
+
+    def write_then_queue_one(self: SegmentWriter, buffers: list[bytes | memoryview]) -> None:
+        write(self, buffers)
+        if log is not None and not queued_behind:
+            # Queued while the first group is written: the writer has more
+            # to write, so that group's sync goes to the sync thread.
+            queued_behind.append(log.submit(b"second", tag="second"))
+
+    def on_commit(tags: list[object], outcomes: list[object]) -> None:
+        completed.extend((threading.current_thread().name, tag) for tag in tags)
+
+    log = open_log(segment_bytes=1 << 20, on_commit=on_commit)
+    monkeypatch.setattr(SegmentWriter, "write", write_then_queue_one)
+    first = log.submit(b"first", tag="first")
+    assert first.result(timeout=30) < queued_behind[0].result(timeout=30)
+    assert [tag for _, tag in completed] == ["first", "second"]
+    assert completed[0][0] == "wal-sync"
+    assert disk.violations == []
