@@ -10,6 +10,7 @@ Syncs are slowed so that writes overlap them.
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import threading
 import time
@@ -220,3 +221,46 @@ def test_a_group_with_appends_queued_behind_it_goes_to_the_sync_thread_in_write_
     assert [tag for _, tag in completed] == ["first", "second"]
     assert completed[0][0] == "wal-sync"
     assert disk.violations == []
+
+
+def test_a_group_of_appends_from_one_event_loop_wakes_that_loop_once(
+    open_log: OpenLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = open_log(segment_bytes=1 << 20)
+    writing = threading.Event()
+    go_on = threading.Event()
+    write = SegmentWriter.write
+
+    def first_write_waits(self: SegmentWriter, buffers: list[bytes | memoryview]) -> None:
+        if not writing.is_set():
+            writing.set()
+            assert go_on.wait(30)
+        write(self, buffers)
+
+    monkeypatch.setattr(SegmentWriter, "write", first_write_waits)
+
+    async def appends() -> tuple[list[str], list[Position]]:
+        loop = asyncio.get_running_loop()
+        hops: list[str] = []
+        call_soon_threadsafe = loop.call_soon_threadsafe
+
+        def counted(callback: Callable[..., object], *args: object) -> asyncio.Handle:
+            if threading.current_thread().name.startswith("wal-"):  # the log's threads
+                hops.append(threading.current_thread().name)
+            return call_soon_threadsafe(callback, *args)
+
+        loop.call_soon_threadsafe = counted  # type: ignore[method-assign,assignment]
+        first = log.submit(b"first")  # a thread's future: completed without the loop
+        assert await asyncio.to_thread(writing.wait, 30)
+        # Queued while the writer is busy with the first group: one group.
+        waiting = [log.submit_async(b"queued-%d" % i) for i in range(30)]
+        go_on.set()
+        positions = await asyncio.wait_for(asyncio.gather(*waiting), 30)
+        assert first.result(timeout=30) < positions[0]
+        return hops, positions
+
+    hops, positions = asyncio.run(appends())
+    assert log.stats.groups == 2
+    assert len(hops) == 1, f"the loop was called {len(hops)} times for one group"
+    assert hops[0] in ("wal-group-commit", "wal-sync")
+    assert positions == sorted(positions)
