@@ -264,3 +264,23 @@ def test_a_group_of_appends_from_one_event_loop_wakes_that_loop_once(
     assert len(hops) == 1, f"the loop was called {len(hops)} times for one group"
     assert hops[0] in ("wal-group-commit", "wal-sync")
     assert positions == sorted(positions)
+
+
+def test_a_failed_sync_made_by_the_writer_fails_its_group_and_every_later_append(
+    open_log: OpenLog, disk: Disk
+) -> None:
+    completed_on: list[str] = []
+
+    def on_commit(tags: list[object], outcomes: list[object]) -> None:
+        completed_on.append(threading.current_thread().name)
+
+    log = open_log(segment_bytes=1 << 20, on_commit=on_commit)
+    log.append(b"synced", tag="synced")
+    disk.fail_sync_number = disk.syncs + 1  # the next append's sync, made by the writer
+    with pytest.raises(LogIOError) as failed:
+        log.append(b"lost", tag="lost")
+    assert failed.value.errno == errno.EIO
+    assert completed_on == ["wal-group-commit", "wal-group-commit"]
+    with pytest.raises(LogFailed):
+        log.submit(b"refused after the failure")
+    assert disk.violations == []
