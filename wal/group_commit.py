@@ -54,9 +54,10 @@ HOLD_LIMIT_S = 0.005
 
 @dataclass
 class WalStats:
-    """Counters, each kept by one of the log's threads: the writer's
-    (bytes_written, segments_rolled) and, under ``fsync``, the sync
-    thread's (the rest; the writer's under the other policies)."""
+    """Counters, each kept by one thread at a time: the writer's
+    (bytes_written, segments_rolled) and, under ``fsync``, whichever thread
+    is syncing (the rest: the sync thread's, or the writer's when it syncs
+    a group itself; the writer's under the other policies)."""
 
     appends: int = 0
     groups: int = 0
