@@ -3,8 +3,10 @@
 Appenders only enqueue and wait on their own future; the writer takes
 everything queued and writes it with one pwritev. Under the ``fsync`` policy
 the sync thread (``wal/syncer.py``) then fdatasyncs and completes the group
-while the writer already writes the next one; under ``interval`` and
-``none`` the writer completes the group itself. After a failed write or
+while the writer already writes the next one, or, when nothing else is
+queued and nothing is syncing, the writer syncs and completes it itself
+(no hand-off to wait for); under ``interval`` and ``none`` the writer
+completes the group itself. After a failed write or
 sync the log fails for good: the state of the file is unknown (a failed
 fsync may have dropped dirty pages), so nothing later may be acknowledged.
 """
@@ -52,9 +54,10 @@ HOLD_LIMIT_S = 0.005
 
 @dataclass
 class WalStats:
-    """Counters, each kept by one of the log's threads: the writer's
-    (bytes_written, segments_rolled) and, under ``fsync``, the sync
-    thread's (the rest; the writer's under the other policies)."""
+    """Counters, each kept by one thread at a time: the writer's
+    (bytes_written, segments_rolled) and, under ``fsync``, whichever thread
+    is syncing (the rest: the sync thread's, or the writer's when it syncs
+    a group itself; the writer's under the other policies)."""
 
     appends: int = 0
     groups: int = 0
@@ -102,8 +105,9 @@ Waiter = Future[Position] | asyncio.Future[Position] | BatchWaiter
 future; the records of a batch share one BatchWaiter."""
 CommitHook = Callable[[list[object], list[Outcome]], None]
 """Called once per group with the tags of its tagged appends and their
-outcomes, before any waiter of the group is woken: on the sync thread under
-``fsync``, on the writer thread under the other policies."""
+outcomes, before any waiter of the group is woken: on the sync thread or
+the writer thread under ``fsync``, on the writer thread under the other
+policies."""
 
 
 class PendingAppend:
@@ -304,7 +308,9 @@ class GroupCommitter:
         self._settle(group, positions)
 
     def _commit_pipelined(self, group: list[PendingAppend], syncer: Syncer) -> None:
-        """Writes the group and hands it to the sync thread, which completes it."""
+        """Writes the group; syncs and completes it here if nothing else is
+        queued and nothing is syncing, else hands it to the sync thread so
+        the next group's write overlaps its sync."""
         try:
             positions = self._write(group)
         except (OSError, WalError) as error:
@@ -313,7 +319,12 @@ class GroupCommitter:
             self._drain_syncer()
             self._fail(group, failure)
             return
-        syncer.hand_over(WrittenGroup(group, positions, self._segment.write_offset))
+        written = WrittenGroup(group, positions, self._segment.write_offset)
+        # A racy look at the queue is enough: an append queued just after it
+        # is taken by the next turn, after this group's sync, as it would be
+        # if it had come a moment later.
+        if self._queue or not syncer.sync_here(written):
+            syncer.hand_over(written)
 
     def _drain_syncer(self) -> None:
         """Lets the groups in flight complete first, so groups are reported

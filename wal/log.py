@@ -88,8 +88,9 @@ class WriteAheadLog:
         every readable record is kept, and each dropped byte range is logged
         and listed in ``recovery.dropped``.
 
-        ``on_commit``, if given, is called on the log's own thread (the
-        sync thread under ``fsync``, else the writer) once per group with
+        ``on_commit``, if given, is called on one of the log's own threads
+        (the sync thread or the writer under ``fsync``, else the writer)
+        once per group with
         the tags of the group's tagged appends (see ``submit``) and their
         outcomes, before their waiters wake: an owner that keeps
         its own state about appends can update it once per group rather

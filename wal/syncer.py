@@ -5,6 +5,11 @@ the segment and only then completes the group. While one fdatasync runs the
 writer already writes the next group, so the disk's flush and the next
 group's copy into the page cache overlap.
 
+The hand-over is only worth its wake-up when the writer has more to write:
+a group written while nothing is syncing and nothing else is queued is
+synced and completed by the writer itself (``sync_here``), one thread
+hand-off fewer between an append and its acknowledgement.
+
 The contract (docs/wal-format.md, "Durability"): a group is completed only
 after an fdatasync that *began* after the group's write had returned, so
 the sync covers every byte of it. Groups are completed in write order. The
@@ -71,7 +76,12 @@ class Syncer:
         self._classify = classify
         self._on_failure = on_failure
         self._stats = stats
-        self._cond = threading.Condition(threading.Lock())
+        lock = threading.Lock()
+        self._cond = threading.Condition(lock)
+        """The writer waits on it for syncs and completions (``wait_synced``, ``drain``)."""
+        self._work = threading.Condition(lock)
+        """The sync thread waits on it for groups: a sync the writer made
+        itself, and each completion, leave the sync thread asleep."""
         self._written: deque[WrittenGroup] = deque()
         self._syncing = False
         self._stopping = False
@@ -90,9 +100,25 @@ class Syncer:
             failure = self.failure
             if failure is None:
                 self._written.append(written)
-                self._cond.notify_all()
+                self._work.notify()
                 return
         self._settle(written.group, [LogFailed(failure)] * len(written.group))
+
+    def sync_here(self, written: WrittenGroup) -> bool:
+        """Syncs and completes ``written`` on the calling (writer's) thread if
+        nothing is syncing or waiting to be synced; False, doing nothing, if
+        the sync thread is busy (or a sync failed): then ``hand_over``.
+
+        The contract holds as on the sync thread: the sync begins after the
+        group's write returned, and every group handed over before it is
+        already completed, so groups still complete in write order."""
+        with self._cond:
+            if self._written or self._syncing or self.failure is not None:
+                return False
+            self._syncing = True
+            segment = self._segment
+        self._sync_and_settle(segment, [written])
+        return True
 
     def wait_synced(self, offset: int) -> None:
         """Returns once every byte before ``offset`` is synced; raises the
@@ -121,48 +147,51 @@ class Syncer:
         """Syncs and completes what was handed over, then ends the thread."""
         with self._cond:
             self._stopping = True
-            self._cond.notify_all()
+            self._work.notify()
         self._thread.join()
 
     # -- the sync thread ------------------------------------------------
 
     def _run(self) -> None:
         while (batch := self._next_batch()) is not None:
-            segment = batch[0]
-            groups = batch[1]
-            started = time.monotonic()
-            try:
-                segment.sync()
-            except OSError as error:
-                self._failed(groups, self._classify(error, segment))
-                continue
-            finished = time.monotonic()
-            if finished - started >= SLOW_SYNC_S:
-                stalls.debug(
-                    "WAL sync of segment %d took %.1f ms",
-                    segment.sequence,
-                    (finished - started) * 1000,
-                )
-            self._stats.syncs += 1
-            self._stats.fsync_seconds.observe(finished - started)
-            with self._cond:
-                # The writer may go on at once; drain still waits for the settling.
-                self.synced_end = groups[-1].end
-                self._cond.notify_all()
-            for written in groups:
-                self._stats.appends += len(written.group)
-                self._stats.groups += 1
-                self._stats.group_appends.observe(len(written.group))
-                self._settle(written.group, written.positions)
-            with self._cond:
-                self._syncing = False
-                self._cond.notify_all()
+            self._sync_and_settle(*batch)
+
+    def _sync_and_settle(self, segment: SegmentWriter, groups: list[WrittenGroup]) -> None:
+        """One fdatasync covering ``groups``, then their completion (under
+        ``_syncing``, which the caller set)."""
+        started = time.monotonic()
+        try:
+            segment.sync()
+        except OSError as error:
+            self._failed(groups, self._classify(error, segment))
+            return
+        finished = time.monotonic()
+        if finished - started >= SLOW_SYNC_S:
+            stalls.debug(
+                "WAL sync of segment %d took %.1f ms",
+                segment.sequence,
+                (finished - started) * 1000,
+            )
+        self._stats.syncs += 1
+        self._stats.fsync_seconds.observe(finished - started)
+        with self._cond:
+            # The writer may go on at once; drain still waits for the settling.
+            self.synced_end = groups[-1].end
+            self._cond.notify_all()
+        for written in groups:
+            self._stats.appends += len(written.group)
+            self._stats.groups += 1
+            self._stats.group_appends.observe(len(written.group))
+            self._settle(written.group, written.positions)
+        with self._cond:
+            self._syncing = False
+            self._cond.notify_all()
 
     def _next_batch(self) -> tuple[SegmentWriter, list[WrittenGroup]] | None:
         """Every group written so far (the sync that follows covers them all)."""
         with self._cond:
             while not self._written and not self._stopping:
-                self._cond.wait()
+                self._work.wait()
             if not self._written:
                 return None
             groups = list(self._written)

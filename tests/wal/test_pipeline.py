@@ -10,6 +10,7 @@ Syncs are slowed so that writes overlap them.
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import threading
 import time
@@ -148,3 +149,138 @@ def test_a_failed_sync_fails_every_group_it_or_a_later_sync_would_cover(
     log.close()
     replayed = payloads(open_log(segment_bytes=1 << 20))
     assert set(acked) <= set(replayed)  # nothing acknowledged is lost
+
+
+class _SyncThreadWakes(threading.Condition):
+    """A Condition that counts the returns from its waits on the sync thread."""
+
+    wakes = 0
+
+    def wait(self, timeout: float | None = None) -> bool:
+        woke = super().wait(timeout)
+        if threading.current_thread().name == "wal-sync":
+            _SyncThreadWakes.wakes += 1
+        return woke
+
+
+@pytest.fixture
+def sync_thread_wakes(monkeypatch: pytest.MonkeyPatch) -> type[_SyncThreadWakes]:
+    """Counts how often the sync thread wakes, for logs opened after it."""
+    _SyncThreadWakes.wakes = 0
+    monkeypatch.setattr(threading, "Condition", _SyncThreadWakes)
+    return _SyncThreadWakes
+
+
+def test_a_group_with_nothing_syncing_or_queued_is_synced_by_the_writer_alone(
+    open_log: OpenLog, disk: Disk, sync_thread_wakes: type[_SyncThreadWakes]
+) -> None:
+    completed_on: list[str] = []
+
+    def on_commit(tags: list[object], outcomes: list[object]) -> None:
+        completed_on.append(threading.current_thread().name)
+        for size, outcome in zip(tags, outcomes, strict=True):
+            assert isinstance(outcome, Position) and isinstance(size, int)
+            disk.check_ack(outcome, size)  # before any waiter of the group wakes
+
+    log = open_log(segment_bytes=1 << 20, on_commit=on_commit)
+    for i in range(20):  # one at a time: each group is alone
+        payload = b"alone-%d" % i
+        log.append(payload, tag=RECORD_HEADER_SIZE + len(payload))
+    # One hand-off per group (appender -> writer), none to the sync thread.
+    assert completed_on == ["wal-group-commit"] * 20
+    assert sync_thread_wakes.wakes == 0
+    assert (log.stats.groups, log.stats.syncs, log.stats.appends) == (20, 20, 20)
+    assert disk.syncs == 20
+    assert disk.violations == []
+    log.close()
+    assert payloads(open_log(segment_bytes=1 << 20)) == [b"alone-%d" % i for i in range(20)]
+
+
+def test_a_group_with_appends_queued_behind_it_goes_to_the_sync_thread_in_write_order(
+    open_log: OpenLog, disk: Disk, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    completed: list[tuple[str, object]] = []
+    log: WriteAheadLog | None = None
+    queued_behind: list[Future[Position]] = []
+    write = SegmentWriter.write
+
+    def write_then_queue_one(self: SegmentWriter, buffers: list[bytes | memoryview]) -> None:
+        write(self, buffers)
+        if log is not None and not queued_behind:
+            # Queued while the first group is written: the writer has more
+            # to write, so that group's sync goes to the sync thread.
+            queued_behind.append(log.submit(b"second", tag="second"))
+
+    def on_commit(tags: list[object], outcomes: list[object]) -> None:
+        completed.extend((threading.current_thread().name, tag) for tag in tags)
+
+    log = open_log(segment_bytes=1 << 20, on_commit=on_commit)
+    monkeypatch.setattr(SegmentWriter, "write", write_then_queue_one)
+    first = log.submit(b"first", tag="first")
+    assert first.result(timeout=30) < queued_behind[0].result(timeout=30)
+    assert [tag for _, tag in completed] == ["first", "second"]
+    assert completed[0][0] == "wal-sync"
+    assert disk.violations == []
+
+
+def test_a_group_of_appends_from_one_event_loop_wakes_that_loop_once(
+    open_log: OpenLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = open_log(segment_bytes=1 << 20)
+    writing = threading.Event()
+    go_on = threading.Event()
+    write = SegmentWriter.write
+
+    def first_write_waits(self: SegmentWriter, buffers: list[bytes | memoryview]) -> None:
+        if not writing.is_set():
+            writing.set()
+            assert go_on.wait(30)
+        write(self, buffers)
+
+    monkeypatch.setattr(SegmentWriter, "write", first_write_waits)
+
+    async def appends() -> tuple[list[str], list[Position]]:
+        loop = asyncio.get_running_loop()
+        hops: list[str] = []
+        call_soon_threadsafe = loop.call_soon_threadsafe
+
+        def counted(callback: Callable[..., object], *args: object) -> asyncio.Handle:
+            if threading.current_thread().name.startswith("wal-"):  # the log's threads
+                hops.append(threading.current_thread().name)
+            return call_soon_threadsafe(callback, *args)
+
+        loop.call_soon_threadsafe = counted  # type: ignore[method-assign,assignment]
+        first = log.submit(b"first")  # a thread's future: completed without the loop
+        assert await asyncio.to_thread(writing.wait, 30)
+        # Queued while the writer is busy with the first group: one group.
+        waiting = [log.submit_async(b"queued-%d" % i) for i in range(30)]
+        go_on.set()
+        positions = await asyncio.wait_for(asyncio.gather(*waiting), 30)
+        assert first.result(timeout=30) < positions[0]
+        return hops, positions
+
+    hops, positions = asyncio.run(appends())
+    assert log.stats.groups == 2
+    assert len(hops) == 1, f"the loop was called {len(hops)} times for one group"
+    assert hops[0] in ("wal-group-commit", "wal-sync")
+    assert positions == sorted(positions)
+
+
+def test_a_failed_sync_made_by_the_writer_fails_its_group_and_every_later_append(
+    open_log: OpenLog, disk: Disk
+) -> None:
+    completed_on: list[str] = []
+
+    def on_commit(tags: list[object], outcomes: list[object]) -> None:
+        completed_on.append(threading.current_thread().name)
+
+    log = open_log(segment_bytes=1 << 20, on_commit=on_commit)
+    log.append(b"synced", tag="synced")
+    disk.fail_sync_number = disk.syncs + 1  # the next append's sync, made by the writer
+    with pytest.raises(LogIOError) as failed:
+        log.append(b"lost", tag="lost")
+    assert failed.value.errno == errno.EIO
+    assert completed_on == ["wal-group-commit", "wal-group-commit"]
+    with pytest.raises(LogFailed):
+        log.submit(b"refused after the failure")
+    assert disk.violations == []
