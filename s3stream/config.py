@@ -36,6 +36,11 @@ class StreamStoreConfig:
     readahead_span_bytes: int = 16 * MiB
     """The most one read-ahead GET fetches (adjacent blocks go together)."""
     read_workers: int = 8
+    read_nice: int = 5
+    """How much lower than the process the threads that read from object
+    storage run (Linux nice values, per thread; 0: the same priority): a
+    replay of history then takes the CPU time live produce and tail reads
+    leave (s3stream/read_threads.py)."""
     compaction_interval_s: float = 60.0
     small_object_bytes: int = 16 * MiB
     """Objects smaller than this are merged with their neighbours."""

@@ -28,7 +28,11 @@ class FetchResult(NamedTuple):
 
 class Fetcher:
     def __init__(
-        self, state: StoreState, manifest: Manifest, reader: ObjectReader, workers: int
+        self,
+        state: StoreState,
+        manifest: Manifest,
+        reader: ObjectReader,
+        pool: ThreadPoolExecutor,
     ) -> None:
         self.log_cache_hits = 0
         """Reads answered by the log cache (counted under the store's lock)."""
@@ -37,7 +41,8 @@ class Fetcher:
         self._state = state
         self._manifest = manifest
         self._reader = reader
-        self._pool = ThreadPoolExecutor(workers, "s3stream-fetch")
+        self._pool = pool
+        """The fetch threads (s3stream/read_threads.py); shut down by close."""
         self._replaced_below: dict[int, int] = {}
         """Per stream, the end of the last replaced range: reads below it skip
         the log cache, which may still hold the bytes the replace removed

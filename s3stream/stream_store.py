@@ -31,7 +31,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Coroutine, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, NamedTuple
@@ -54,6 +54,7 @@ from s3stream.lookup import Candidates, header_candidates
 from s3stream.manifest import Manifest
 from s3stream.manifest_writer import ManifestWriter
 from s3stream.objects import StoredBatch
+from s3stream.read_threads import read_pool
 from s3stream.reader import ObjectReader
 from s3stream.recovery import RecoverySummary, recover
 from s3stream.replacing import replace_range
@@ -182,7 +183,7 @@ class StreamStore:
                 self.store.close()
             raise
         self._manifest_writer = ManifestWriter(self.manifest, self._fail)
-        self._read_pool = ThreadPoolExecutor(config.read_workers, "s3stream-read")
+        self._read_pool = read_pool(config.read_workers, "s3stream-read", config.read_nice)
         self.block_cache = BlockCache(config.block_cache_bytes)
         self.reader = ObjectReader(
             self.store,
@@ -191,7 +192,12 @@ class StreamStore:
             readahead_bytes=config.readahead_bytes,
             readahead_span_bytes=config.readahead_span_bytes,
         )
-        self._fetcher = Fetcher(state, self.manifest, self.reader, config.read_workers)
+        self._fetcher = Fetcher(
+            state,
+            self.manifest,
+            self.reader,
+            read_pool(config.read_workers, "s3stream-fetch", config.read_nice),
+        )
         self._uploader = Uploader(
             state,
             self._manifest_writer,
