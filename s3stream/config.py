@@ -41,6 +41,11 @@ class StreamStoreConfig:
     storage run (Linux nice values, per thread; 0: the same priority): a
     replay of history then takes the CPU time live produce and tail reads
     leave (s3stream/read_threads.py)."""
+    replay_rest_ratio: float = 1.0
+    """While live traffic is present (appends, reads the log cache
+    answers), a Kafka fetch's read from object storage is answered after a
+    rest this many times as long as the read took, so a replay leaves CPU
+    time to live produce and tail reads (0: no rest; s3stream/replay_pace.py)."""
     compaction_interval_s: float = 60.0
     small_object_bytes: int = 16 * MiB
     """Objects smaller than this are merged with their neighbours."""

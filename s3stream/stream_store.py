@@ -58,6 +58,7 @@ from s3stream.read_threads import read_pool
 from s3stream.reader import ObjectReader
 from s3stream.recovery import RecoverySummary, recover
 from s3stream.replacing import replace_range
+from s3stream.replay_pace import ReplayPace
 from s3stream.store import ObjectNotFound, ObjectStore, ObjectStoreError, open_store
 from s3stream.store.metered import MeteredStore
 from s3stream.store_state import Retention, StoreState, StoreStats, StreamState, fail_all
@@ -197,6 +198,7 @@ class StreamStore:
             self.manifest,
             self.reader,
             read_pool(config.read_workers, "s3stream-fetch", config.read_nice),
+            ReplayPace(config.replay_rest_ratio),
         )
         self._uploader = Uploader(
             state,
@@ -432,6 +434,7 @@ class StreamStore:
         ``payload_crc``, its CRC32C if the caller has it (of checked record
         batches, ``native.crc32c_batches``), spares the WAL a read of it.
         """
+        self._fetcher.pace.live()
         return self._appender.submit(
             stream_id, base_offset, last_offset, payload, remote, payload_crc=payload_crc
         )
@@ -474,6 +477,7 @@ class StreamStore:
         The append is accepted (or refused) before this returns, so a caller
         holding its own lock can assign offsets and submit in one step.
         """
+        self._fetcher.pace.live()
         return self._appender.submit_async(
             stream_id, base_offset, last_offset, payload, remote, payload_crc=payload_crc
         )
