@@ -2,7 +2,8 @@
 
     python bench/scale_bench.py [--quick] [--json] [--only fanout|burst|partitions|history]...
                                 [--rate-mb 50] [--history-mib 10240] [--produce-mib 256]
-                                [--fanout-seconds 20] [--read-nice N] [--data-dir PATH]
+                                [--fanout-seconds 20] [--read-nice N] [--replay-rest-ratio R]
+                                [--data-dir PATH]
 
 Every scenario runs ``python -m engine serve`` in a child process on
 loopback (its object store: a directory beside its data) and drives it with
@@ -35,7 +36,12 @@ in the same run. MB is MiB (2**20 bytes) of record values.
   the tail consumers' delivery p99, before and during the burst (windows
   to a tenth of a second), and the replay's rate beside the same replay
   alone on a fresh server, run once before and once after (the faster
-  counts: ``solo_replay_mb_s``);
+  counts: ``solo_replay_mb_s``). Beside them, before and during: how long
+  the server's threads, and its event loop alone, waited for a CPU
+  (``server_run_queue_*``, Linux's schedstat), the loop's lags of 10 ms
+  or more (``loop_lags_*``, from tidelog.stalls), and the cores the
+  replaying client used (``replay_client_cores``), which tell contention
+  for the machine's CPUs from the server's own work;
 - partitions: one topic of 1, 100, 1,000 and 10,000 partitions, and 1,000
   topics of one partition, each on a fresh server: the server's RSS before
   and after the creation (``idle_kib_per_partition``); then the same total
@@ -111,7 +117,9 @@ class Sizes:
     history_object_bytes: int
     history_produce_mib: int
     read_nice: int | None = None
-    """The burst server's ``[store] read_nice``; None: its default."""
+    """The burst servers' ``[store] read_nice``; None: its default."""
+    replay_rest_ratio: float | None = None
+    """The burst servers' ``[store] replay_rest_ratio``; None: its default."""
 
 
 FULL = Sizes(
@@ -223,7 +231,8 @@ BURST_CONSUMERS = 4
 
 
 def burst(scratch: Path, sizes: Sizes) -> dict[str, Any]:
-    store = {"read_nice": sizes.read_nice} if sizes.read_nice is not None else None
+    chosen = {"read_nice": sizes.read_nice, "replay_rest_ratio": sizes.replay_rest_ratio}
+    store = {key: value for key, value in chosen.items() if value is not None} or None
     data = scratch / "burst"
     streams = history.create_topics(data, {"history": BURST_PARTITIONS, "live": 1})
     made = history.write_history(data, streams["history"], sizes.history_mib * MiB, 32 * MiB)
@@ -539,7 +548,13 @@ def main() -> None:
     )
     parser.add_argument("--fanout-seconds", type=float, default=None, help="each fan-out run")
     parser.add_argument(
-        "--read-nice", type=int, default=None, help="burst: the server's [store] read_nice"
+        "--read-nice", type=int, default=None, help="burst: the servers' [store] read_nice"
+    )
+    parser.add_argument(
+        "--replay-rest-ratio",
+        type=float,
+        default=None,
+        help="burst: the servers' [store] replay_rest_ratio",
     )
     parser.add_argument("--data-dir", default=None, help="scratch directory (default: temp)")
     args = parser.parse_args()
@@ -554,6 +569,8 @@ def main() -> None:
         )
     if args.read_nice is not None:
         sizes = dataclass_replace(sizes, read_nice=args.read_nice)
+    if args.replay_rest_ratio is not None:
+        sizes = dataclass_replace(sizes, replay_rest_ratio=args.replay_rest_ratio)
     if args.fanout_seconds is not None:
         sizes = dataclass_replace(sizes, fanout_seconds=args.fanout_seconds)
     with _harness.scratch(args.data_dir, "tidelog-scale-") as scratch:
