@@ -7,8 +7,9 @@ runnable threads, their work (file reads, CRC checks, block parsing)
 competes for the CPUs with the event loop and the WAL's threads, and a
 live produce or tail fetch waits for a CPU behind a replay's megabytes.
 So the read threads ask the OS for a lower priority: on Linux each thread
-has a nice value of its own, and each raises its own by ``read_nice`` when
-it starts. The replay then takes the CPU time the live path leaves.
+has a nice value of its own, and each sets its own, when it starts, to
+``read_nice`` more than that of the thread that opened the store. The
+replay then takes the CPU time the live path leaves.
 
 A lower priority is the one change a thread may make to itself without
 privileges; where the OS refuses it or has no per-thread priority, the
