@@ -41,11 +41,12 @@ class StreamStoreConfig:
     storage run (Linux nice values, per thread; 0: the same priority): a
     replay of history then takes the CPU time live produce and tail reads
     leave (s3stream/read_threads.py)."""
-    replay_rest_ratio: float = 1.0
+    replay_rest_ratio: float = 0.5
     """While live traffic is present (appends, reads the log cache
     answers), a Kafka fetch's read from object storage is answered after a
     rest this many times as long as the read took, so a replay leaves CPU
-    time to live produce and tail reads (0: no rest; s3stream/replay_pace.py)."""
+    time to live produce and tail reads and keeps at least 1 / (1 + ratio)
+    of its pace (0: no rest; s3stream/replay_pace.py)."""
     compaction_interval_s: float = 60.0
     small_object_bytes: int = 16 * MiB
     """Objects smaller than this are merged with their neighbours."""
