@@ -7,10 +7,12 @@ record). On a machine with fewer cores than that work wants, live produce
 and tail reads wait for a CPU behind it. So while live traffic is present
 (an append or a read the log cache answers, within ``LIVE_WINDOW_S``), an
 asynchronous read that went to object storage is answered only after a
-rest: ``rest_ratio`` times as long as the read took. A replay then takes
-at most 1 / (1 + rest_ratio) of the time it would, and the client, paced
-by the answers, asks less often; alone, with no live traffic, it goes at
-full speed. The rest is a timer on the event loop, never a thread held.
+rest: ``rest_ratio`` times as long as the read took. A replay then goes
+at least 1 / (1 + rest_ratio) as fast as it would (the rest adds to the
+server's part of each round trip, not the client's), and the client,
+paced by the answers, asks less often; alone, with no live traffic, it
+goes at full speed. The rest is a timer on the event loop, never a
+thread held.
 """
 
 from __future__ import annotations
