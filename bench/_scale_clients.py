@@ -238,7 +238,7 @@ def replay(bootstrap: str, topic: str) -> dict[str, Any]:
     print("ready", flush=True)
     total = sum(ends.values())
     consumer.assign([TopicPartition(topic, p, 0) for p in ends])
-    started_wall, started = time.time(), time.perf_counter()
+    started_wall, started, cpu = time.time(), time.perf_counter(), time.process_time()
     timeline: list[list[float]] = [[0.0, 0.0]]
     read_bytes = records = 0
     step = max(1, total // TIMELINE_POINTS)
@@ -259,9 +259,11 @@ def replay(bootstrap: str, topic: str) -> dict[str, Any]:
             timeline.append([round(elapsed, 3), round(read_bytes / 2**20, 2)])
             next_sample = records + step
     elapsed = time.perf_counter() - started
+    cpu = time.process_time() - cpu  # librdkafka's threads too
     consumer.close()
     return {
         "records": records,
+        "cpu_seconds": round(cpu, 3),
         "bytes": read_bytes,
         "seconds": round(elapsed, 3),
         "started": started_wall,

@@ -2,7 +2,8 @@
 
     python bench/scale_bench.py [--quick] [--json] [--only fanout|burst|partitions|history]...
                                 [--rate-mb 50] [--history-mib 10240] [--produce-mib 256]
-                                [--fanout-seconds 20] [--data-dir PATH]
+                                [--fanout-seconds 20] [--read-nice N] [--replay-rest-ratio R]
+                                [--data-dir PATH]
 
 Every scenario runs ``python -m engine serve`` in a child process on
 loopback (its object store: a directory beside its data) and drives it with
@@ -49,7 +50,12 @@ in the same run. MB is MiB (2**20 bytes) of record values.
   the tail consumers' delivery p99, before and during the burst (windows
   to a tenth of a second), and the replay's rate beside the same replay
   alone on a fresh server, run once before and once after (the faster
-  counts: ``solo_replay_mb_s``);
+  counts: ``solo_replay_mb_s``). Beside them, before and during: how long
+  the server's threads, and its event loop alone, waited for a CPU
+  (``server_run_queue_*``, Linux's schedstat), the loop's lags of 10 ms
+  or more (``loop_lags_*``, from tidelog.stalls), and the cores the
+  replaying client used (``replay_client_cores``), which tell contention
+  for the machine's CPUs from the server's own work;
 - partitions: one topic of 1, 100, 1,000 and 10,000 partitions, and 1,000
   topics of one partition, each on a fresh server: the server's RSS before
   and after the creation (``idle_kib_per_partition``); then the same total
@@ -131,6 +137,10 @@ class Sizes:
     """Percent of history_mib written in each history level."""
     history_object_bytes: int
     history_produce_mib: int
+    read_nice: int | None = None
+    """The burst servers' ``[store] read_nice``; None: its default."""
+    replay_rest_ratio: float | None = None
+    """The burst servers' ``[store] replay_rest_ratio``; None: its default."""
 
 
 FULL = Sizes(
@@ -295,32 +305,41 @@ BURST_CONSUMERS = 4
 
 
 def burst(scratch: Path, sizes: Sizes) -> dict[str, Any]:
+    chosen = {"read_nice": sizes.read_nice, "replay_rest_ratio": sizes.replay_rest_ratio}
+    store = {key: value for key, value in chosen.items() if value is not None} or None
     data = scratch / "burst"
     streams = history.create_topics(data, {"history": BURST_PARTITIONS, "live": 1})
     made = history.write_history(data, streams["history"], sizes.history_mib * MiB, 32 * MiB)
     history.settle(data)
     results: dict[str, Any] = {"history_mib": made.bytes // MiB, "history_objects": made.objects}
-    alone = solo_replay(scratch, data, sizes.burst_before_s + 1)
+    alone = solo_replay(scratch, data, sizes.burst_before_s + 1, store)
     rate = sizes.rate_mb / 4 * MiB / RECORD_BYTES
     results["live_rate_mb_s"] = sizes.rate_mb / 4
-    with Server(scratch, data) as server:
+    with Server(scratch, data, store) as server:
         children = tailing(server.address, "live", BURST_CONSUMERS, "burst")
         producer = LiveProducer(server.address, "live", rate)
         started = time.time()
         producer.start()
+        queue = _stalls.RunQueue(server.process.pid)
         time.sleep(sizes.burst_before_s + 1)
         replayer = ClientProcess("replay", server.address, "history")
         replayer.wait_ready()
+        queues = {"before": queue.waited(time.time() - started)}
+        queue, began = _stalls.RunQueue(server.process.pid), time.time()
         during = replayer.result()
+        queues["during"] = queue.waited(time.time() - began)
         time.sleep(1.0)
         producer.stop()
         consumers = [c for child in children for c in child.result()["consumers"]]
+        log, ended = server.process.log_path, time.time()
+    # Read once the server has stopped: its log is written out in full then.
+    stalls = _stalls.read_stalls(log, started, ended - started)
     if not during["complete"]:
         raise RuntimeError("the replay beside live traffic did not reach the end")
     # The solo replay runs before and after, each on a fresh server, and the
     # faster counts: the machine's state (its page cache, its other load)
     # then favours neither side of the ratio.
-    again = solo_replay(scratch, data, sizes.burst_before_s + 1)
+    again = solo_replay(scratch, data, sizes.burst_before_s + 1, store)
     solo_rates = [r["bytes"] / MiB / r["seconds"] for r in (alone, again)]
     results["solo_replay_mb_s_runs"] = [round(r, 1) for r in solo_rates]
     results["solo_replay_mb_s"] = round(max(solo_rates), 1)
@@ -331,6 +350,10 @@ def burst(scratch: Path, sizes: Sizes) -> dict[str, Any]:
         raise RuntimeError(f"burst: {failed[0]}")
     results["replay_mb_s"] = round(during["bytes"] / MiB / during["seconds"], 1)
     results["replay_vs_solo"] = round(results["replay_mb_s"] / results["solo_replay_mb_s"], 2)
+    # The replaying client's cores beside live traffic and alone: a replay
+    # paced by the server leaves the CPUs to live traffic on both sides.
+    results["replay_client_cores"] = round(during["cpu_seconds"] / during["seconds"], 2)
+    results["solo_replay_client_cores"] = round(alone["cpu_seconds"] / alone["seconds"], 2)
     results["replay_timeline"] = during["timeline"]
     results["solo_replay_timeline"] = alone["timeline"]
     windows = {
@@ -346,6 +369,17 @@ def burst(scratch: Path, sizes: Sizes) -> dict[str, Any]:
         results[f"tail_p99_ms_{phase}"] = clients.quantile(tail, 0.99)
         results[f"tail_p50_ms_{phase}"] = clients.quantile(tail, 0.5)
         results[f"records_{phase}"] = sum(tail.values())
+        # How long the server's threads waited for a CPU (its event loop's
+        # alone too), and how often its loop ran late: contention with the
+        # machine told apart from the server's own work.
+        results[f"server_run_queue_{phase}"] = queues[phase]
+        lags = [
+            s.ms
+            for s in stalls
+            if s.what.startswith("event loop") and start - started <= s.start_s < end - started
+        ]
+        results[f"loop_lags_{phase}"] = len(lags)
+        results[f"loop_lag_max_ms_{phase}"] = max(lags, default=0.0)
         if sum(produced.values()) < MIN_WINDOW_RECORDS or sum(tail.values()) < MIN_WINDOW_RECORDS:
             raise RuntimeError(
                 f"too few live records {phase} the replay to give a p99 ({sum(produced.values())}"
@@ -361,10 +395,12 @@ def burst(scratch: Path, sizes: Sizes) -> dict[str, Any]:
     return results
 
 
-def solo_replay(scratch: Path, data: Path, settle_s: float) -> dict[str, Any]:
+def solo_replay(
+    scratch: Path, data: Path, settle_s: float, store: dict[str, Any] | None
+) -> dict[str, Any]:
     """The replay reader alone, from a fresh server (cold block cache),
     started as long after the server as the replay beside live traffic."""
-    with Server(scratch, data) as server:
+    with Server(scratch, data, store) as server:
         time.sleep(settle_s)
         reader = ClientProcess("replay", server.address, "history")
         reader.wait_ready()
@@ -545,8 +581,19 @@ def print_table(results: dict[str, Any]) -> None:
             )
         print(
             f"  replay {b['replay_mb_s']:.1f} MB/s beside live traffic, {b['solo_replay_mb_s']:.1f}"
-            f" alone ({b['replay_vs_solo']:.2f}x)\n"
+            f" alone ({b['replay_vs_solo']:.2f}x); the replaying client used"
+            f" {b['replay_client_cores']:.2f} cores beside live traffic,"
+            f" {b['solo_replay_client_cores']:.2f} alone"
         )
+        for phase in ("before", "during"):
+            q = b[f"server_run_queue_{phase}"]
+            print(
+                f"  {phase}: server threads waited for a CPU {q['waited_ms_per_s']:.0f} ms/s"
+                f" (event loop {q['main_waited_ms_per_s']:.0f}), ran {q['ran_ms_per_s']:.0f} ms/s;"
+                f" loop lags of 10 ms or more {b[f'loop_lags_{phase}']},"
+                f" longest {b[f'loop_lag_max_ms_{phase}']:.1f} ms"
+            )
+        print()
     if "partitions" in results:
         p = results["partitions"]
         print(f"partitions: {p['mib']} MiB produced at the live rate, then read flat out")
@@ -590,6 +637,15 @@ def main() -> None:
         "--produce-mib", type=int, default=None, help="produced per partitions/history run"
     )
     parser.add_argument("--fanout-seconds", type=float, default=None, help="each fan-out run")
+    parser.add_argument(
+        "--read-nice", type=int, default=None, help="burst: the servers' [store] read_nice"
+    )
+    parser.add_argument(
+        "--replay-rest-ratio",
+        type=float,
+        default=None,
+        help="burst: the servers' [store] replay_rest_ratio",
+    )
     parser.add_argument("--data-dir", default=None, help="scratch directory (default: temp)")
     args = parser.parse_args()
     sizes = QUICK if args.quick else FULL
@@ -601,6 +657,10 @@ def main() -> None:
         sizes = dataclass_replace(
             sizes, partitions_mib=args.produce_mib, history_produce_mib=args.produce_mib
         )
+    if args.read_nice is not None:
+        sizes = dataclass_replace(sizes, read_nice=args.read_nice)
+    if args.replay_rest_ratio is not None:
+        sizes = dataclass_replace(sizes, replay_rest_ratio=args.replay_rest_ratio)
     if args.fanout_seconds is not None:
         sizes = dataclass_replace(sizes, fanout_seconds=args.fanout_seconds)
     with _harness.scratch(args.data_dir, "tidelog-scale-") as scratch:

@@ -36,6 +36,17 @@ class StreamStoreConfig:
     readahead_span_bytes: int = 16 * MiB
     """The most one read-ahead GET fetches (adjacent blocks go together)."""
     read_workers: int = 8
+    read_nice: int = 5
+    """How much lower than the process the threads that read from object
+    storage run (Linux nice values, per thread; 0: the same priority): a
+    replay of history then takes the CPU time live produce and tail reads
+    leave (s3stream/read_threads.py)."""
+    replay_rest_ratio: float = 0.5
+    """While live traffic is present (appends, reads the log cache
+    answers), a Kafka fetch's read from object storage is answered after a
+    rest this many times as long as the read took, so a replay leaves CPU
+    time to live produce and tail reads and keeps at least 1 / (1 + ratio)
+    of its pace (0: no rest; s3stream/replay_pace.py)."""
     compaction_interval_s: float = 60.0
     small_object_bytes: int = 16 * MiB
     """Objects smaller than this are merged with their neighbours."""

@@ -14,6 +14,7 @@ from s3stream.errors import OffsetOutOfRange
 from s3stream.manifest import Manifest
 from s3stream.objects import StoredBatch
 from s3stream.reader import ObjectReader
+from s3stream.replay_pace import ReplayPace
 from s3stream.store_state import StoreState
 
 
@@ -28,7 +29,12 @@ class FetchResult(NamedTuple):
 
 class Fetcher:
     def __init__(
-        self, state: StoreState, manifest: Manifest, reader: ObjectReader, workers: int
+        self,
+        state: StoreState,
+        manifest: Manifest,
+        reader: ObjectReader,
+        pool: ThreadPoolExecutor,
+        pace: ReplayPace,
     ) -> None:
         self.log_cache_hits = 0
         """Reads answered by the log cache (counted under the store's lock)."""
@@ -37,7 +43,10 @@ class Fetcher:
         self._state = state
         self._manifest = manifest
         self._reader = reader
-        self._pool = ThreadPoolExecutor(workers, "s3stream-fetch")
+        self._pool = pool
+        """The fetch threads (s3stream/read_threads.py); shut down by close."""
+        self.pace = pace
+        """Live traffic seen, and the rest an object read takes beside it."""
         self._replaced_below: dict[int, int] = {}
         """Per stream, the end of the last replaced range: reads below it skip
         the log cache, which may still hold the bytes the replace removed
@@ -110,7 +119,8 @@ class Fetcher:
         self, stream_id: int, offset: int, max_bytes: int = 1 * MiB
     ) -> FetchResult:
         """Like fetch; tail reads answer at once, object reads run on the
-        fetch threads so the event loop never waits for object storage."""
+        fetch threads so the event loop never waits for object storage, and
+        beside live traffic are answered after a rest (replay_pace.py)."""
         with self._state.lock:
             stream = self._state.stream_locked(stream_id)
             # A read at the end (a caught-up consumer's) or out of range
@@ -120,6 +130,12 @@ class Fetcher:
                 stream_id, offset
             )
         if hot:
+            self.pace.live()
             return self.fetch(stream_id, offset, max_bytes)
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, self.fetch, stream_id, offset, max_bytes)
+        started = self.pace.now()
+        result = await loop.run_in_executor(self._pool, self.fetch, stream_id, offset, max_bytes)
+        rest = self.pace.rest_after(started)
+        if rest > 0:  # live traffic meanwhile: it gets the CPU a replay leaves
+            await asyncio.sleep(rest)
+        return result

@@ -31,7 +31,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Coroutine, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, NamedTuple
@@ -54,9 +54,11 @@ from s3stream.lookup import Candidates, header_candidates
 from s3stream.manifest import Manifest
 from s3stream.manifest_writer import ManifestWriter
 from s3stream.objects import StoredBatch
+from s3stream.read_threads import read_pool
 from s3stream.reader import ObjectReader
 from s3stream.recovery import RecoverySummary, recover
 from s3stream.replacing import replace_range
+from s3stream.replay_pace import ReplayPace
 from s3stream.store import ObjectNotFound, ObjectStore, ObjectStoreError, open_store
 from s3stream.store.metered import MeteredStore
 from s3stream.store_state import Retention, StoreState, StoreStats, StreamState, fail_all
@@ -182,7 +184,7 @@ class StreamStore:
                 self.store.close()
             raise
         self._manifest_writer = ManifestWriter(self.manifest, self._fail)
-        self._read_pool = ThreadPoolExecutor(config.read_workers, "s3stream-read")
+        self._read_pool = read_pool(config.read_workers, "s3stream-read", config.read_nice)
         self.block_cache = BlockCache(config.block_cache_bytes)
         self.reader = ObjectReader(
             self.store,
@@ -191,7 +193,13 @@ class StreamStore:
             readahead_bytes=config.readahead_bytes,
             readahead_span_bytes=config.readahead_span_bytes,
         )
-        self._fetcher = Fetcher(state, self.manifest, self.reader, config.read_workers)
+        self._fetcher = Fetcher(
+            state,
+            self.manifest,
+            self.reader,
+            read_pool(config.read_workers, "s3stream-fetch", config.read_nice),
+            ReplayPace(config.replay_rest_ratio),
+        )
         self._uploader = Uploader(
             state,
             self._manifest_writer,
@@ -426,6 +434,7 @@ class StreamStore:
         ``payload_crc``, its CRC32C if the caller has it (of checked record
         batches, ``native.crc32c_batches``), spares the WAL a read of it.
         """
+        self._fetcher.pace.live()
         return self._appender.submit(
             stream_id, base_offset, last_offset, payload, remote, payload_crc=payload_crc
         )
@@ -468,6 +477,7 @@ class StreamStore:
         The append is accepted (or refused) before this returns, so a caller
         holding its own lock can assign offsets and submit in one step.
         """
+        self._fetcher.pace.live()
         return self._appender.submit_async(
             stream_id, base_offset, last_offset, payload, remote, payload_crc=payload_crc
         )
