@@ -52,8 +52,13 @@ class PartitionProgress:
 class ProgressStore:
     """Reads and commits :class:`PartitionProgress` on the target."""
 
-    def __init__(self, kafka: Any, target: str, properties: dict[str, str]) -> None:
+    def __init__(self, kafka: Any, target: str, properties: dict[str, str], admin: Any) -> None:
         self._kafka = kafka
+        # Progress is saved through the admin client (OffsetCommit as
+        # AlterConsumerGroupOffsets sends it, metadata included): its
+        # answer has a deadline, where a consumer's synchronous commit
+        # waits out a target that went silent however long it stays so.
+        self._admin = admin
         self._consumer = kafka.Consumer(
             {
                 **client_config(target, properties),
@@ -88,15 +93,24 @@ class ProgressStore:
             )
             for tp, p in progress.items()
         ]
+        request = self._kafka.ConsumerGroupTopicPartitions(PROGRESS_GROUP, offsets)
         try:
-            results = self._consumer.commit(offsets=offsets, asynchronous=False)
+            futures = self._admin.alter_consumer_group_offsets(
+                [request], request_timeout=REQUEST_TIMEOUT_S
+            )
+            results = [f.result(timeout=REQUEST_TIMEOUT_S) for f in futures.values()]
         except self._kafka.KafkaException as error:
             raise ClusterUnavailable(
                 f"saving the mirror's progress: {broker_error(error)}"
             ) from error
-        for entry in results or ():
-            if entry.error is not None:
-                raise ClusterUnavailable(f"saving the mirror's progress: {entry.error.str()}")
+        except TimeoutError as error:
+            raise ClusterUnavailable(
+                f"saving the mirror's progress: no answer in {REQUEST_TIMEOUT_S:g} s"
+            ) from error
+        for result in results:
+            for entry in result.topic_partitions or ():
+                if entry.error is not None:
+                    raise ClusterUnavailable(f"saving the mirror's progress: {entry.error.str()}")
 
     def close(self) -> None:
         self._consumer.close()
