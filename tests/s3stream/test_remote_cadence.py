@@ -11,6 +11,7 @@ test counts uploads and orders acknowledgements; it never measures time.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 from concurrent.futures import Future
@@ -25,6 +26,18 @@ from s3stream.store import MemoryStore
 from s3stream.uploader import OBJECT_PREFIX
 
 TIMEOUT = 30.0
+
+
+def opened(data_dir: Path, store: MemoryStore, *, linger: bool = True) -> StreamStore:
+    """A stream store on ``store`` with an upload interval no test outlives
+    (only waiting appends start an upload) and, unless ``linger``, no
+    remote linger either (only a flush or a complete batch seals)."""
+    config = StreamStoreConfig(
+        upload_interval_s=3600, wal_segment_bytes=1024 * 1024, wal_preallocate=False
+    )
+    if not linger:
+        config = dataclasses.replace(config, remote_linger_s=3600)
+    return StreamStore.open(data_dir, store, config)
 
 
 class HeldPuts(MemoryStore):
@@ -48,11 +61,7 @@ def test_appends_asking_during_an_upload_share_the_next_one_which_follows_at_onc
     tmp_path: Path,
 ) -> None:
     store = HeldPuts()
-    # An interval no test outlives: only waiting appends can start an upload.
-    config = StreamStoreConfig(
-        upload_interval_s=3600, wal_segment_bytes=1024 * 1024, wal_preallocate=False
-    )
-    stream_store = StreamStore.open(tmp_path / "data", store, config)
+    stream_store = opened(tmp_path / "data", store)
     try:
         stream = stream_store.create_stream()
         stream_store.open_stream(stream, 1)
@@ -84,10 +93,7 @@ def test_appends_asking_during_an_upload_share_the_next_one_which_follows_at_onc
 
 def test_a_remote_wait_on_appended_data_starts_its_upload(tmp_path: Path) -> None:
     store = HeldPuts()
-    config = StreamStoreConfig(
-        upload_interval_s=3600, wal_segment_bytes=1024 * 1024, wal_preallocate=False
-    )
-    stream_store = StreamStore.open(tmp_path / "data", store, config)
+    stream_store = opened(tmp_path / "data", store)
     try:
         stream = stream_store.create_stream()
         stream_store.open_stream(stream, 1)
@@ -132,10 +138,7 @@ class HeldCommits(HeldPuts):
 
 def test_the_next_upload_is_put_while_the_previous_commit_is_in_flight(tmp_path: Path) -> None:
     store = HeldCommits()
-    config = StreamStoreConfig(
-        upload_interval_s=3600, wal_segment_bytes=1024 * 1024, wal_preallocate=False
-    )
-    stream_store = StreamStore.open(tmp_path / "data", store, config)
+    stream_store = opened(tmp_path / "data", store)
     try:
         stream = stream_store.create_stream()
         stream_store.open_stream(stream, 1)
@@ -177,14 +180,7 @@ def test_the_next_upload_is_put_while_the_previous_commit_is_in_flight(tmp_path:
 def test_an_upload_starts_without_the_linger_once_as_many_wait_as_the_last_one_answered(
     tmp_path: Path,
 ) -> None:
-    # A linger and an interval no test outlives: only a complete batch seals.
-    config = StreamStoreConfig(
-        upload_interval_s=3600,
-        remote_linger_s=3600,
-        wal_segment_bytes=1024 * 1024,
-        wal_preallocate=False,
-    )
-    stream_store = StreamStore.open(tmp_path / "data", MemoryStore(), config)
+    stream_store = opened(tmp_path / "data", MemoryStore(), linger=False)
     try:
         streams = [stream_store.create_stream() for _ in range(2)]
         for stream in streams:
@@ -249,10 +245,7 @@ def test_an_upload_is_put_while_its_appends_are_synced_and_committed_after(
 ) -> None:
     store = NotedPuts()
     syncs = HeldSyncs(monkeypatch)
-    config = StreamStoreConfig(
-        upload_interval_s=3600, wal_segment_bytes=1024 * 1024, wal_preallocate=False
-    )
-    stream_store = StreamStore.open(tmp_path / "data", store, config)
+    stream_store = opened(tmp_path / "data", store)
     try:
         stream = stream_store.create_stream()
         stream_store.open_stream(stream, 1)
@@ -300,14 +293,7 @@ def test_appends_waiting_during_a_commit_wait_for_those_it_answers_to_share_one_
     tmp_path: Path,
 ) -> None:
     store = HeldManifestCommits()
-    # A linger no test outlives: only a flush or a complete batch seals.
-    config = StreamStoreConfig(
-        upload_interval_s=3600,
-        remote_linger_s=3600,
-        wal_segment_bytes=1024 * 1024,
-        wal_preallocate=False,
-    )
-    stream_store = StreamStore.open(tmp_path / "data", store, config)
+    stream_store = opened(tmp_path / "data", store, linger=False)
     flusher = threading.Thread(target=stream_store.flush, args=(TIMEOUT,))
     try:
         a, b = stream_store.create_stream(), stream_store.create_stream()
