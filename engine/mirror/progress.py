@@ -59,6 +59,11 @@ class ProgressStore:
         # answer has a deadline, where a consumer's synchronous commit
         # waits out a target that went silent however long it stays so.
         self._admin = admin
+        # A save outlasting the target's delivery timeout would ride out an
+        # outage that fails the records' deliveries: the session must start
+        # over instead, from what the target holds.
+        delivery_s = float(properties.get("message.timeout.ms", 300_000)) / 1000
+        self._deadline_s = min(REQUEST_TIMEOUT_S, delivery_s)
         self._consumer = kafka.Consumer(
             {
                 **client_config(target, properties),
@@ -96,16 +101,16 @@ class ProgressStore:
         request = self._kafka.ConsumerGroupTopicPartitions(PROGRESS_GROUP, offsets)
         try:
             futures = self._admin.alter_consumer_group_offsets(
-                [request], request_timeout=REQUEST_TIMEOUT_S
+                [request], request_timeout=self._deadline_s
             )
-            results = [f.result(timeout=REQUEST_TIMEOUT_S) for f in futures.values()]
+            results = [f.result(timeout=self._deadline_s) for f in futures.values()]
         except self._kafka.KafkaException as error:
             raise ClusterUnavailable(
                 f"saving the mirror's progress: {broker_error(error)}"
             ) from error
         except TimeoutError as error:
             raise ClusterUnavailable(
-                f"saving the mirror's progress: no answer in {REQUEST_TIMEOUT_S:g} s"
+                f"saving the mirror's progress: no answer in {self._deadline_s:g} s"
             ) from error
         for result in results:
             for entry in result.topic_partitions or ():
