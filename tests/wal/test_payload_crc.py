@@ -1,7 +1,8 @@
-"""An append whose payload CRC the caller gives: the record's checksum is
-combined from it (with the prefix's), the payload is not read for it, and
-the record is what a read of every byte would have made: replay after a
-reopen and after a crash checks it against the bytes on disk."""
+"""An append (one, or a record of a batch) whose payload CRC the caller
+gives: the record's checksum is combined from it (with the prefix's), the
+payload is not read for it, and the record is what a read of every byte
+would have made: replay after a reopen and after a crash checks it against
+the bytes on disk."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import wal.log
 from native import crc32c
 from native.records import BytesLike
 from tests.wal.conftest import SMALL_SEGMENT, crash_image
-from wal import WriteAheadLog
+from wal import Append, WriteAheadLog
 
 appends = st.lists(st.tuples(st.binary(max_size=40), st.binary(max_size=1500)), max_size=6)
 
@@ -57,3 +58,28 @@ def test_a_payload_with_a_given_crc_is_not_read_for_the_checksum(
         assert read == [len(prefix)]
         log.submit(payload).result()  # without one, the payload is read
         assert read == [len(prefix), len(payload)]
+
+
+def test_a_batch_record_with_a_given_crc_is_not_read_and_replays(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    read: list[int] = []
+    real = wal.log.crc32c
+
+    def counted(data: BytesLike, crc: int = 0) -> int:
+        read.append(memoryview(data).nbytes)
+        return real(data, crc)
+
+    payload, prefix = bytes(range(256)) * 64, b"header"
+    directory = str(tmp_path / "wal")
+    with WriteAheadLog(directory) as log:
+        monkeypatch.setattr(wal.log, "crc32c", counted)
+        log.append_many(
+            [
+                Append(payload, prefix=prefix, payload_crc=real(payload)),
+                Append(payload, payload_crc=real(payload)),
+            ]
+        )
+        assert read == [len(prefix)]
+    with WriteAheadLog(directory) as reopened:
+        assert [bytes(e.payload) for e in reopened.replay()] == [prefix + payload, payload]
