@@ -40,9 +40,11 @@ def test_records_with_a_given_crc_replay_after_a_reopen_and_a_crash(
             assert [bytes(e.payload) for e in reopened.replay()] == expected
 
 
-def test_a_payload_with_a_given_crc_is_not_read_for_the_checksum(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+PAYLOAD, PREFIX = bytes(range(256)) * 64, b"header"
+
+
+def counted_crc_reads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """From now on, the bytes each CRC32C the log computes reads, in order."""
     read: list[int] = []
     real = wal.log.crc32c
 
@@ -50,36 +52,34 @@ def test_a_payload_with_a_given_crc_is_not_read_for_the_checksum(
         read.append(memoryview(data).nbytes)
         return real(data, crc)
 
-    payload, prefix = bytes(range(256)) * 64, b"header"
+    monkeypatch.setattr(wal.log, "crc32c", counted)
+    return read
+
+
+def test_a_payload_with_a_given_crc_is_not_read_for_the_checksum(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     with WriteAheadLog(str(tmp_path / "wal")) as log:
-        monkeypatch.setattr(wal.log, "crc32c", counted)
-        log.submit(payload, prefix=prefix, payload_crc=real(payload)).result()
-        log.submit(payload, payload_crc=real(payload)).result()
-        assert read == [len(prefix)]
-        log.submit(payload).result()  # without one, the payload is read
-        assert read == [len(prefix), len(payload)]
+        read = counted_crc_reads(monkeypatch)
+        log.submit(PAYLOAD, prefix=PREFIX, payload_crc=crc32c(PAYLOAD)).result()
+        log.submit(PAYLOAD, payload_crc=crc32c(PAYLOAD)).result()
+        assert read == [len(PREFIX)]
+        log.submit(PAYLOAD).result()  # without one, the payload is read
+        assert read == [len(PREFIX), len(PAYLOAD)]
 
 
 def test_a_batch_record_with_a_given_crc_is_not_read_and_replays(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    read: list[int] = []
-    real = wal.log.crc32c
-
-    def counted(data: BytesLike, crc: int = 0) -> int:
-        read.append(memoryview(data).nbytes)
-        return real(data, crc)
-
-    payload, prefix = bytes(range(256)) * 64, b"header"
     directory = str(tmp_path / "wal")
     with WriteAheadLog(directory) as log:
-        monkeypatch.setattr(wal.log, "crc32c", counted)
+        read = counted_crc_reads(monkeypatch)
         log.append_many(
             [
-                Append(payload, prefix=prefix, payload_crc=real(payload)),
-                Append(payload, payload_crc=real(payload)),
+                Append(PAYLOAD, prefix=PREFIX, payload_crc=crc32c(PAYLOAD)),
+                Append(PAYLOAD, payload_crc=crc32c(PAYLOAD)),
             ]
         )
-        assert read == [len(prefix)]
+        assert read == [len(PREFIX)]
     with WriteAheadLog(directory) as reopened:
-        assert [bytes(e.payload) for e in reopened.replay()] == [prefix + payload, payload]
+        assert [bytes(e.payload) for e in reopened.replay()] == [PREFIX + PAYLOAD, PAYLOAD]
