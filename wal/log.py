@@ -50,8 +50,10 @@ BytesLike = bytes | bytearray | memoryview
 
 
 class Append(NamedTuple):
-    """One record of a batch append (``WriteAheadLog.submit_many``); the
-    fields mean what ``submit``'s arguments of the same names mean."""
+    """One append's description, from the caller to the check that queues
+    it: a record of a batch append (``WriteAheadLog.submit_many``), or the
+    arguments of ``submit`` gathered once. The fields mean what ``submit``'s
+    arguments of the same names mean."""
 
     payload: BytesLike
     stream_id: int = 0
@@ -60,6 +62,7 @@ class Append(NamedTuple):
     record_type: int = DATA
     tag: object = None
     prefix: bytes = b""
+    payload_crc: int | None = None
 
 
 class WriteAheadLog:
@@ -168,17 +171,10 @@ class WriteAheadLog:
         """
         future: Future[Position] = Future()
         future.set_running_or_notify_cancel()  # an append cannot be taken back
-        self._enqueue(
-            future,
-            payload,
-            stream_id,
-            start_offset,
-            end_offset,
-            record_type,
-            tag,
-            prefix,
-            payload_crc,
+        append = Append(
+            payload, stream_id, start_offset, end_offset, record_type, tag, prefix, payload_crc
         )
+        self._committer.submit(self._pending(future, append))
         return future
 
     def append(
@@ -243,17 +239,10 @@ class WriteAheadLog:
         ``prefix`` and ``payload_crc`` are as for ``submit``.
         """
         waiter: asyncio.Future[Position] = asyncio.get_running_loop().create_future()
-        self._enqueue(
-            waiter,
-            payload,
-            stream_id,
-            start_offset,
-            end_offset,
-            record_type,
-            tag,
-            prefix,
-            payload_crc,
+        append = Append(
+            payload, stream_id, start_offset, end_offset, record_type, tag, prefix, payload_crc
         )
+        self._committer.submit(self._pending(waiter, append))
         return waiter
 
     # -- appending many at once -----------------------------------------
@@ -317,48 +306,12 @@ class WriteAheadLog:
             waiter.set_result([])
             return
         shared = BatchWaiter(waiter, len(batch))
-        self._committer.submit_many([self._pending(shared, *append) for append in batch])
+        self._committer.submit_many([self._pending(shared, append) for append in batch])
 
-    def _enqueue(
-        self,
-        waiter: Waiter,
-        payload: BytesLike,
-        stream_id: int,
-        start_offset: int,
-        end_offset: int,
-        record_type: int,
-        tag: object = None,
-        prefix: bytes = b"",
-        payload_crc: int | None = None,
-    ) -> None:
-        self._committer.submit(
-            self._pending(
-                waiter,
-                payload,
-                stream_id,
-                start_offset,
-                end_offset,
-                record_type,
-                tag,
-                prefix,
-                payload_crc,
-            )
-        )
-
-    def _pending(
-        self,
-        waiter: Waiter,
-        payload: BytesLike,
-        stream_id: int,
-        start_offset: int,
-        end_offset: int,
-        record_type: int,
-        tag: object,
-        prefix: bytes,
-        payload_crc: int | None = None,
-    ) -> PendingAppend:
+    def _pending(self, waiter: Waiter, append: Append) -> PendingAppend:
         """A checked append, its payload's CRC computed (by the caller's thread)
         or combined from the one the caller gave."""
+        payload, stream_id, start_offset, end_offset, record_type, tag, prefix, payload_crc = append
         if not 1 <= record_type <= MAX_USER_TYPE:
             raise ValueError(f"record_type {record_type} is not in 1..{MAX_USER_TYPE}")
         if len(prefix) + len(payload) > self._max_payload:

@@ -35,7 +35,7 @@ from engine.client.delivery import DeliveryFuture, Waits
 from engine.client.partitioner import DEFAULT_PARTITIONER, StickyPartitioner, key_partitioner
 from engine.client.producer_batch import ProducerBatch, Resolver
 from engine.errors import EngineClosed, EngineError
-from engine.partition import AppendResult
+from engine.partition import AppendResult, Partition
 from engine.provenance import EMBEDDED_LISTENER, Provenance
 from engine.types import Header, RecordMetadata, SentBatch, TopicPartition
 from native import Compression, RecordSpec
@@ -110,11 +110,13 @@ class Producer:
         """Sends are taken (a transactional producer's only in a transaction)."""
         self._flushing = False
         self._sticky = StickyPartitioner(batch_size)
-        self._partitions: dict[tuple[str, int], tuple[TopicPartition, int]] = {}
-        """Each partition sent to, and what the broker adds to each of its
-        records (a provenance stamp, or nothing): counted in batch sizes so
-        that a stamped batch still fits the topic's max.message.bytes."""
+        self._partitions: dict[tuple[str, int], tuple[TopicPartition, Partition]] = {}
+        """Each partition sent to, and its leader, whose config says at each
+        send whether the broker stamps its records (a topic's config may
+        change while the producer writes to it)."""
         self._stamp_bytes = self._provenance.stamp_size()
+        """What a stamp adds to each record: counted in batch sizes on a
+        stamp topic, so that a stamped batch still fits max.message.bytes."""
         self._partition_counts: dict[str, tuple[int, float]] = {}
         self._sender = threading.Thread(
             target=self._send_loop, name="tidelog-producer", daemon=True
@@ -246,10 +248,10 @@ class Producer:
         known_partition = self._partitions.get((topic, partition))
         if known_partition is None:
             leader = self._engine.partition(topic, partition, auto_create=True)
-            stamp = self._stamp_bytes if leader.config.stamp_provenance else 0
-            known_partition = (TopicPartition(topic, partition), stamp)
+            known_partition = (TopicPartition(topic, partition), leader)
             self._partitions[(topic, partition)] = known_partition
-        tp, stamp = known_partition
+        tp, leader = known_partition
+        stamp = self._stamp_bytes if leader.config.stamp_provenance else 0
         start = 0
         while start < len(values):
             limit = self.batch_size
@@ -334,11 +336,11 @@ class Producer:
         if known_partition is None:
             # Raises for an unknown partition; a produce may create the topic.
             leader = self._engine.partition(topic, partition, auto_create=True)
-            stamp = self._stamp_bytes if leader.config.stamp_provenance else 0
-            known_partition = (TopicPartition(topic, partition), stamp)
+            known_partition = (TopicPartition(topic, partition), leader)
             self._partitions[(topic, partition)] = known_partition
-        tp, stamp = known_partition
-        size += stamp
+        tp, leader = known_partition
+        if leader.config.stamp_provenance:  # the topic's config now, not when first sent to
+            size += self._stamp_bytes
         with self._lock:  # the condition's lock, without its Python-level __enter__
             while self._queued_bytes > self.max_queued_bytes and not self._closed:
                 self._changed.wait(0.5)

@@ -102,6 +102,11 @@ class EncodedItem:
         parts = [bytes(part) if isinstance(part, bytearray) else part for part in sink.finish()]
         return cls(tuple(parts))
 
+    @classmethod
+    def single(cls, data: bytes | memoryview) -> EncodedItem:
+        """An item encoded in one buffer (a template's bytes, packed)."""
+        return cls((data,))
+
 
 def _uvarint(out: bytearray, value: int) -> None:
     while value > 0x7F:

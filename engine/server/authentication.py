@@ -43,16 +43,19 @@ def server_for(
     lookup: CredentialLookup,
     validator: TokenValidator | None = None,
     on_refused: Callable[[str], None] = lambda _: None,
+    *,
+    framed: bool,
 ) -> SaslServer:
     """A fresh server side of ``mechanism`` (one of engine.credentials.MECHANISMS,
     or OAUTHBEARER with the token ``validator``, which tells ``on_refused`` why
-    it refuses one)."""
+    it refuses one), for tokens in SaslAuthenticate (``framed``) or in bare
+    frames."""
     if mechanism == PLAIN:
         return PlainServer(lookup)
     if mechanism in SCRAM_HASHES:
         return ScramServer(mechanism, lookup)
     if mechanism == OAUTHBEARER and validator is not None:
-        return OAuthBearerServer(validator, on_refused)
+        return OAuthBearerServer(validator, on_refused, framed=framed)
     raise ValueError(f"no SASL mechanism {mechanism!r}")
 
 
@@ -137,8 +140,10 @@ class Authentication:
             # Re-authentication (KIP-368) goes through SaslAuthenticate only.
             self.close_after_answer = True
             return KafkaCode.ILLEGAL_SASL_STATE
-        self._server = server_for(mechanism, self._lookup, self._validator, self._refused)
         self.raw_tokens = version == 0
+        self._server = server_for(
+            mechanism, self._lookup, self._validator, self._refused, framed=not self.raw_tokens
+        )
         return KafkaCode.NONE
 
     def _refused(self, detail: str) -> None:

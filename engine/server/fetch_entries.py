@@ -45,14 +45,12 @@ def record_less_entry(
     the same values."""
     whole, tail = _template(version, committed)
     if version >= FIRST_LOG_START_VERSION:
-        return EncodedItem(
-            (
-                whole.pack(
-                    partition, error, high_watermark, last_stable_offset, log_start_offset, tail
-                ),
-            )
+        return EncodedItem.single(
+            whole.pack(partition, error, high_watermark, last_stable_offset, log_start_offset, tail)
         )
-    return EncodedItem((whole.pack(partition, error, high_watermark, last_stable_offset, tail),))
+    return EncodedItem.single(
+        whole.pack(partition, error, high_watermark, last_stable_offset, tail)
+    )
 
 
 def entry_fields(

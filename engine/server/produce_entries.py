@@ -37,14 +37,10 @@ def accepted_entry(
     the schema writes for ``accepted_fields`` of the same values."""
     whole, tail = _template(version)
     if version >= FIRST_LOG_START_VERSION:
-        return EncodedItem(
-            (
-                whole.pack(
-                    index, KafkaCode.NONE, base_offset, log_append_time, log_start_offset, tail
-                ),
-            )
+        return EncodedItem.single(
+            whole.pack(index, KafkaCode.NONE, base_offset, log_append_time, log_start_offset, tail)
         )
-    return EncodedItem((whole.pack(index, KafkaCode.NONE, base_offset, log_append_time, tail),))
+    return EncodedItem.single(whole.pack(index, KafkaCode.NONE, base_offset, log_append_time, tail))
 
 
 def accepted_fields(

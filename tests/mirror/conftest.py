@@ -118,6 +118,33 @@ def read_partition(bootstrap: str, topic: str, partition: int) -> list[Any]:
     return read_topic(bootstrap, topic, partition + 1)[partition]
 
 
+def group_consumer(bootstrap: str, group: str, **config: Any) -> Consumer:
+    """A consumer of ``group`` that reads committed records from the start
+    and commits only when told."""
+    return Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": group,
+            "isolation.level": "read_committed",
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            **quiet_librdkafka(),
+            **config,
+        }
+    )
+
+
+def read_some(consumer: Consumer, count: int, seconds: float = 40.0) -> list[Any]:
+    """The next ``count`` records the consumer reads (within ``seconds``)."""
+    records: list[Any] = []
+    for _ in range(int(seconds / 0.2)):
+        batch = consumer.consume(count - len(records), 0.2)
+        records.extend(message for message in batch if message.error() is None)
+        if len(records) >= count:
+            return records
+    raise AssertionError(f"read {len(records)} of {count}")
+
+
 def facts(record: Any) -> tuple[Any, ...]:
     """What a mirrored record must keep: key, value, headers, timestamp."""
     return (record.key(), record.value(), record.headers() or [], record.timestamp()[1])

@@ -12,58 +12,51 @@ from confluent_kafka.admin import AdminClient, ConfigResource
 
 from engine.mirror.runner import MirrorRunner
 from engine.mirror.settings import MirrorSettings
-from tests.mirror.conftest import facts, quiet_librdkafka, read_partition
+from engine.types import TopicPartition as EngineTopicPartition
+from tests.mirror.conftest import facts, group_consumer, read_partition, read_some
 from tests.mirror.sides import assert_mirrored_exactly, create, produce_with_transactions
 from tests.server.conftest import ServerProcess
 
 
-def group_consumer(bootstrap: str, group: str) -> Consumer:
-    return Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": group,
-            "isolation.level": "read_committed",
-            "enable.auto.commit": False,
-            "auto.offset.reset": "earliest",
-            **quiet_librdkafka(),
-        }
-    )
+def committed_on_source(
+    source: str, topic: str, group: str, *, rounds: int, read: int, **configs: str
+) -> Consumer:
+    """A topic of one partition made on the source with ``rounds``
+    transactions (``produce_with_transactions``), and a group there that
+    read its first ``read`` committed records and committed where it
+    stopped; the group's consumer is returned, still open."""
+    create(source, topic, 1, **configs)
+    produce_with_transactions(source, topic, 1, rounds=rounds, txn_id=f"{topic}-writer")
+    reader = group_consumer(source, group)
+    reader.assign([TopicPartition(topic, 0, 0)])
+    read_some(reader, read)
+    reader.commit(asynchronous=False)
+    return reader
 
 
-def read_some(consumer: Consumer, count: int) -> list[object]:
-    records: list[object] = []
-    for _ in range(200):
-        batch = consumer.consume(count - len(records), 0.2)
-        records.extend(message for message in batch if message.error() is None)
-        if len(records) >= count:
-            return records
-    raise AssertionError(f"read {len(records)} of {count}")
+def checkpoints(settings: MirrorSettings) -> dict[str, dict[EngineTopicPartition, int]]:
+    """What one run of the mirror checkpointed on the target, group by group."""
+    return MirrorRunner(settings, once=True).run().checkpoints
 
 
 def test_a_group_moved_to_the_target_continues_with_exactly_the_next_record(
     source_server: ServerProcess, target_server: ServerProcess
 ) -> None:
     source, target = source_server.bootstrap, target_server.bootstrap
-    create(
-        source, "payments", 1, **{"retention.ms": "86400000", "tidelog.ack.durability": "remote"}
-    )
-    produce_with_transactions(source, "payments", 1, rounds=12, txn_id="payer")
+    seen = 7
+    configs = {"retention.ms": "86400000", "tidelog.ack.durability": "remote"}
+    reader = committed_on_source(source, "payments", "billing", rounds=12, read=seen, **configs)
+    reader.close()  # committed at the 8th record's offset on the source
     everything = read_partition(source, "payments", 0)  # 8 committed records
-    reader = group_consumer(source, "billing")
-    reader.assign([TopicPartition("payments", 0, 0)])
-    seen = read_some(reader, 7)
-    reader.commit(asynchronous=False)  # at the 8th record's offset on the source
-    reader.close()
 
-    report = MirrorRunner(MirrorSettings(source, target, topics="payments"), once=True).run()
-    assert report.checkpoints["billing"]
+    assert checkpoints(MirrorSettings(source, target, topics="payments"))["billing"]
     assert_mirrored_exactly(source, target, "payments", 1)
 
     moved = group_consumer(target, "billing")
     moved.subscribe(["payments"])
-    rest = read_some(moved, len(everything) - len(seen))
+    rest = read_some(moved, len(everything) - seen)
     moved.close()
-    assert [facts(r) for r in rest] == [facts(r) for r in everything[len(seen) :]]
+    assert [facts(r) for r in rest] == [facts(r) for r in everything[seen:]]
 
     admin = AdminClient({"bootstrap.servers": target})
     described = admin.describe_configs([ConfigResource("topic", "payments")])
@@ -79,15 +72,9 @@ def test_a_checkpoint_never_moves_a_target_group_backwards(
     source_server: ServerProcess, target_server: ServerProcess
 ) -> None:
     source, target = source_server.bootstrap, target_server.bootstrap
-    create(source, "audit", 1)
-    produce_with_transactions(source, "audit", 1, rounds=9, txn_id="auditor")
-    reader = group_consumer(source, "auditors")
-    reader.assign([TopicPartition("audit", 0, 0)])
-    read_some(reader, 2)
-    reader.commit(asynchronous=False)
-    reader.close()
+    committed_on_source(source, "audit", "auditors", rounds=9, read=2).close()
     settings = MirrorSettings(source, target, topics="audit", groups="auditors")
-    first = MirrorRunner(settings, once=True).run().checkpoints["auditors"]
+    first = checkpoints(settings)["auditors"]
     ahead = group_consumer(target, "auditors")
     (entry,) = first
     ahead.commit(
@@ -95,7 +82,7 @@ def test_a_checkpoint_never_moves_a_target_group_backwards(
         asynchronous=False,
     )
     ahead.close()
-    assert MirrorRunner(settings, once=True).run().checkpoints == {}
+    assert checkpoints(settings) == {}
     check = group_consumer(target, "auditors")
     (committed,) = check.committed([TopicPartition("audit", 0)], timeout=30)
     check.close()
@@ -106,14 +93,9 @@ def test_a_group_with_members_on_the_target_is_not_checkpointed(
     source_server: ServerProcess, target_server: ServerProcess
 ) -> None:
     source, target = source_server.bootstrap, target_server.bootstrap
-    create(source, "tickets", 1)
-    produce_with_transactions(source, "tickets", 1, rounds=6, txn_id="desk")
-    reader = group_consumer(source, "support")
-    reader.assign([TopicPartition("tickets", 0, 0)])
-    read_some(reader, 2)
-    reader.commit(asynchronous=False)
+    reader = committed_on_source(source, "tickets", "support", rounds=6, read=2)
     settings = MirrorSettings(source, target, topics="tickets", groups="support")
-    assert MirrorRunner(settings, once=True).run().checkpoints["support"]
+    assert checkpoints(settings)["support"]
     read_some(reader, 1)
     reader.commit(asynchronous=False)  # the source group moves on
     reader.close()
@@ -121,6 +103,6 @@ def test_a_group_with_members_on_the_target_is_not_checkpointed(
     member = group_consumer(target, "support")
     member.subscribe(["tickets"])
     read_some(member, 1)  # joined: the group has a member on the target
-    assert MirrorRunner(settings, once=True).run().checkpoints == {}
+    assert checkpoints(settings) == {}
     member.close()
-    assert MirrorRunner(settings, once=True).run().checkpoints["support"]
+    assert checkpoints(settings)["support"]

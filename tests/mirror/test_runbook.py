@@ -15,7 +15,7 @@ from typing import Any
 from confluent_kafka import Consumer
 
 from engine.cli.main import main
-from tests.mirror.conftest import facts, producer, quiet_librdkafka, read_partition
+from tests.mirror.conftest import facts, group_consumer, producer, read_partition, read_some
 from tests.mirror.sides import assert_mirrored_exactly, create, produce_with_transactions
 from tests.server.conftest import ServerProcess
 
@@ -48,30 +48,16 @@ def stop(mirror: subprocess.Popen[bytes], log: Path) -> None:
 
 
 def billing(bootstrap: str) -> Consumer:
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": "billing",
-            "isolation.level": "read_committed",
-            "enable.auto.commit": False,
-            "auto.offset.reset": "earliest",
-            "session.timeout.ms": 6000,
-            **quiet_librdkafka(),
-        }
-    )
+    consumer = group_consumer(bootstrap, "billing", **{"session.timeout.ms": 6000})
     consumer.subscribe([TOPIC])
     return consumer
 
 
 def take(consumer: Consumer, count: int) -> list[Any]:
-    records: list[Any] = []
-    for _ in range(300):
-        batch = consumer.consume(count - len(records), 0.2)
-        records.extend(m for m in batch if m.error() is None)
-        if len(records) >= count:
-            consumer.commit(asynchronous=False)
-            return records
-    raise AssertionError(f"took {len(records)} of {count}")
+    """The next ``count`` records, committed once read."""
+    records = read_some(consumer, count, seconds=60.0)
+    consumer.commit(asynchronous=False)
+    return records
 
 
 def write(bootstrap: str, first: int, count: int) -> None:

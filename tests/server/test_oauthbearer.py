@@ -365,11 +365,17 @@ REFUSED_LOGIN = {
         confluent_refused_login,
         r'_AUTHENTICATION: .*SASL authentication error: \{"status":"invalid_token"\}',
     ),
-    "kafka-python": (kafka_python_refused_login, "SaslAuthenticationFailedError: "),
-    # kafkajs takes any answer to its one message for success (against Kafka
-    # too): its next request comes before the exchange ended, so the server
-    # closes the connection, until kafkajs runs out of retries.
-    "kafkajs": (kafkajs_refused_login, "KafkaJSNumberOfRetriesExceeded: Closed connection"),
+    "kafka-python": (
+        kafka_python_refused_login,
+        r'SaslAuthenticationFailedError: .*\{"status":"invalid_token"\}$',
+    ),
+    # kafkajs sends one message and reads only the answer's error code: the
+    # refusal comes as SASL_AUTHENTICATION_FAILED with the JSON error at once.
+    "kafkajs": (
+        kafkajs_refused_login,
+        r"KafkaJSSASLAuthenticationError: SASL OAUTHBEARER authentication failed:"
+        r' \{"status":"invalid_token"\}$',
+    ),
 }
 
 

@@ -1,8 +1,9 @@
 """SASL/OAUTHBEARER on the wire, byte by byte, against the server of this
-process with a file:// JWKS: the exchange as Kafka's OAuthBearerSaslServer
-runs it (a good token answered with empty bytes; a refused one with RFC
-7628's JSON error as the challenge, then SASL_AUTHENTICATION_FAILED with
-that JSON once the client sends ``\\x01``), the session lifetime a token's
+process with a file:// JWKS: a good token answered with empty bytes; a
+refused one with SASL_AUTHENTICATION_FAILED and RFC 7628's JSON error as
+the message at once (in bare frames after a SaslHandshake v0, the JSON as
+the challenge and the connection closed after the client's ``\\x01``, as
+Kafka's OAuthBearerSaslServer runs it); the session lifetime a token's
 ``exp`` sets (KIP-368), a malformed initial response, the unsecured
 validator only when configured, and the start refused without a validator."""
 
@@ -38,11 +39,13 @@ from tests.server.oauth_tokens import (
     mint,
     unsigned,
 )
-from tests.server.wire import Wire, build
+from tests.server.wire import Wire, build, frame
 
 TIMEOUT = 30.0
 KEY = SigningKey.ec("file-key")
 METADATA = build(load_request_schema(ApiKey.METADATA, 4), topics=None)
+INVALID_TOKEN = '{"status":"invalid_token"}'
+"""RFC 7628's error for a refused token, as Kafka's OAuthBearerSaslServer writes it."""
 
 
 def _config(oauthbearer: OAuthBearerConfig, reauth_ms: int = 0) -> ServerConfig:
@@ -79,8 +82,8 @@ def server(tmp_path_factory: pytest.TempPathFactory, key_file: Path) -> Iterator
             wire.stop()
 
 
-def handshake(wire: Wire, mechanism: str = "OAUTHBEARER") -> None:
-    schema = load_request_schema(ApiKey.SASL_HANDSHAKE, 1)
+def handshake(wire: Wire, mechanism: str = "OAUTHBEARER", version: int = 1) -> None:
+    schema = load_request_schema(ApiKey.SASL_HANDSHAKE, version)
     answer = wire.request(build(schema, mechanism=mechanism))
     assert answer.error_code == KafkaCode.NONE, answer
 
@@ -93,6 +96,15 @@ def authenticate(wire: Wire, auth_bytes: bytes) -> Any:
 def initial_response(token: str, authzid: str = "") -> bytes:
     gs2 = f"n,a={authzid}," if authzid else "n,,"
     return f"{gs2}\x01auth=Bearer {token}\x01\x01".encode()
+
+
+def assert_token_refused(answer: Any) -> None:
+    """A SaslAuthenticate answer that refuses the token, with RFC 7628's JSON error."""
+    assert (answer.error_code, answer.error_message, answer.auth_bytes) == (
+        KafkaCode.SASL_AUTHENTICATION_FAILED,
+        INVALID_TOKEN,
+        b"",
+    )
 
 
 def test_a_valid_token_logs_in_with_its_expiry_as_the_session_lifetime(
@@ -109,20 +121,13 @@ def test_a_valid_token_logs_in_with_its_expiry_as_the_session_lifetime(
         assert wire.request(METADATA).brokers
 
 
-def test_a_refused_token_gets_the_json_error_then_fails_after_the_client_s_x01(
+def test_a_refused_token_fails_at_once_with_the_json_error_as_the_message(
     server: InProcessServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     token = mint(KEY, claims("agent-7", aud="someone-else"))
     with caplog.at_level(logging.WARNING, "tidelog.server"), Wire(server.bootstrap) as wire:
         handshake(wire)
-        challenge = authenticate(wire, initial_response(token))
-        assert (challenge.error_code, challenge.auth_bytes) == (
-            KafkaCode.NONE,
-            b'{"status":"invalid_token"}',
-        )
-        failed = authenticate(wire, b"\x01")
-        assert failed.error_code == KafkaCode.SASL_AUTHENTICATION_FAILED
-        assert failed.error_message == '{"status":"invalid_token"}'
+        assert_token_refused(authenticate(wire, initial_response(token)))
         assert wire.closed_by_server(TIMEOUT)
     logged = [r.getMessage() for r in caplog.records if "OAUTHBEARER" in r.getMessage()]
     assert any("audience 'someone-else', none of the expected ones" in m for m in logged), logged
@@ -151,10 +156,7 @@ def test_each_refusal_is_logged_with_why_and_without_the_token(
 ) -> None:
     with caplog.at_level(logging.WARNING, "tidelog.server"), Wire(server.bootstrap) as wire:
         handshake(wire)
-        assert authenticate(wire, initial_response(token)).auth_bytes == (
-            b'{"status":"invalid_token"}'
-        )
-        assert authenticate(wire, b"\x01").error_code == KafkaCode.SASL_AUTHENTICATION_FAILED
+        assert_token_refused(authenticate(wire, initial_response(token)))
     logged = [r.getMessage() for r in caplog.records if "OAUTHBEARER" in r.getMessage()]
     assert any(f"SASL authentication failed: OAUTHBEARER: {reason}" in m for m in logged), logged
     assert len([m for m in logged if "failed" in m]) == 1  # one line per refusal
@@ -210,8 +212,8 @@ def test_an_unsigned_token_is_refused_unless_unsecured_is_configured(
     token = unsigned(claims("dev"))
     with engine.open(tmp_path / "node") as opened:
         for oauthbearer, expected in (
-            (_secure(key_file), b'{"status":"invalid_token"}'),
-            (OAuthBearerConfig(unsecured=True), b""),
+            (_secure(key_file), (KafkaCode.SASL_AUTHENTICATION_FAILED, INVALID_TOKEN)),
+            (OAuthBearerConfig(unsecured=True), (KafkaCode.NONE, None)),
         ):
             caplog.clear()
             with caplog.at_level(logging.WARNING, "tidelog.server"):
@@ -220,7 +222,7 @@ def test_an_unsigned_token_is_refused_unless_unsecured_is_configured(
                 with Wire(wire_server.bootstrap) as wire:
                     handshake(wire)
                     answer = authenticate(wire, initial_response(token))
-                    assert (answer.error_code, answer.auth_bytes) == (KafkaCode.NONE, expected)
+                    assert (answer.error_code, answer.error_message) == expected
             finally:
                 wire_server.stop()
             # The unsecured validator is announced at start, loudly; the JWKS one is not.
@@ -234,8 +236,7 @@ def test_the_unsecured_validator_refuses_a_signed_token(tmp_path: Path) -> None:
         try:
             with Wire(wire_server.bootstrap) as wire:
                 handshake(wire)
-                answer = authenticate(wire, initial_response(mint(KEY, claims("dev"))))
-                assert answer.auth_bytes == b'{"status":"invalid_token"}'
+                assert_token_refused(authenticate(wire, initial_response(mint(KEY, claims("dev")))))
         finally:
             wire_server.stop()
 
@@ -262,18 +263,32 @@ def test_a_token_with_a_header_of_its_own_making_is_refused(server: InProcessSer
     for token in (f"{b64url(b'{not json')}.{b64url(b'{}')}.", "abc.def"):
         with Wire(server.bootstrap) as wire:
             handshake(wire)
-            assert authenticate(wire, initial_response(token)).auth_bytes == (
-                b'{"status":"invalid_token"}'
-            )
+            assert_token_refused(authenticate(wire, initial_response(token)))
+
+
+def test_a_refused_token_in_a_bare_frame_gets_the_json_error_then_is_closed_after_x01(
+    server: InProcessServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """After a SaslHandshake v0 the exchange has no error code: the JSON
+    error is the challenge, and the client's ``\\x01`` ends it (Kafka
+    closes a failed bare-frame exchange without an answer)."""
+    token = mint(KEY, claims("agent-7", aud="someone-else"))
+    with caplog.at_level(logging.WARNING, "tidelog.server"), Wire(server.bootstrap) as wire:
+        handshake(wire, version=0)
+        wire.send_raw(frame(initial_response(token)))
+        assert wire.read_frame() == INVALID_TOKEN.encode()
+        wire.send_raw(frame(b"\x01"))
+        assert wire.closed_by_server(TIMEOUT)
+    logged = [r.getMessage() for r in caplog.records if "OAUTHBEARER" in r.getMessage()]
+    assert len([m for m in logged if "audience 'someone-else'" in m]) == 1, logged
 
 
 def test_a_second_token_after_the_error_ends_the_exchange(server: InProcessServer) -> None:
     """One token per exchange: after the JSON error only ``\\x01`` is taken,
     so one connection cannot be a loop of guesses."""
     with Wire(server.bootstrap) as wire:
-        handshake(wire)
-        refused = mint(KEY, claims("a", aud="other"))
-        assert authenticate(wire, initial_response(refused)).auth_bytes.startswith(b"{")
-        again = authenticate(wire, initial_response(mint(KEY, claims("a"))))
-        assert again.error_code == KafkaCode.SASL_AUTHENTICATION_FAILED
+        handshake(wire, version=0)
+        wire.send_raw(frame(initial_response(mint(KEY, claims("a", aud="other")))))
+        assert wire.read_frame() == INVALID_TOKEN.encode()
+        wire.send_raw(frame(initial_response(mint(KEY, claims("a")))))
         assert wire.closed_by_server(TIMEOUT)

@@ -1,7 +1,8 @@
-"""An append whose payload CRC the caller gives: the record's checksum is
-combined from it (with the prefix's), the payload is not read for it, and
-the record is what a read of every byte would have made: replay after a
-reopen and after a crash checks it against the bytes on disk."""
+"""An append (one, or a record of a batch) whose payload CRC the caller
+gives: the record's checksum is combined from it (with the prefix's), the
+payload is not read for it, and the record is what a read of every byte
+would have made: replay after a reopen and after a crash checks it against
+the bytes on disk."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import wal.log
 from native import crc32c
 from native.records import BytesLike
 from tests.wal.conftest import SMALL_SEGMENT, crash_image
-from wal import WriteAheadLog
+from wal import Append, WriteAheadLog
 
 appends = st.lists(st.tuples(st.binary(max_size=40), st.binary(max_size=1500)), max_size=6)
 
@@ -39,9 +40,11 @@ def test_records_with_a_given_crc_replay_after_a_reopen_and_a_crash(
             assert [bytes(e.payload) for e in reopened.replay()] == expected
 
 
-def test_a_payload_with_a_given_crc_is_not_read_for_the_checksum(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+PAYLOAD, PREFIX = bytes(range(256)) * 64, b"header"
+
+
+def counted_crc_reads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """From now on, the bytes each CRC32C the log computes reads, in order."""
     read: list[int] = []
     real = wal.log.crc32c
 
@@ -49,11 +52,34 @@ def test_a_payload_with_a_given_crc_is_not_read_for_the_checksum(
         read.append(memoryview(data).nbytes)
         return real(data, crc)
 
-    payload, prefix = bytes(range(256)) * 64, b"header"
+    monkeypatch.setattr(wal.log, "crc32c", counted)
+    return read
+
+
+def test_a_payload_with_a_given_crc_is_not_read_for_the_checksum(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     with WriteAheadLog(str(tmp_path / "wal")) as log:
-        monkeypatch.setattr(wal.log, "crc32c", counted)
-        log.submit(payload, prefix=prefix, payload_crc=real(payload)).result()
-        log.submit(payload, payload_crc=real(payload)).result()
-        assert read == [len(prefix)]
-        log.submit(payload).result()  # without one, the payload is read
-        assert read == [len(prefix), len(payload)]
+        read = counted_crc_reads(monkeypatch)
+        log.submit(PAYLOAD, prefix=PREFIX, payload_crc=crc32c(PAYLOAD)).result()
+        log.submit(PAYLOAD, payload_crc=crc32c(PAYLOAD)).result()
+        assert read == [len(PREFIX)]
+        log.submit(PAYLOAD).result()  # without one, the payload is read
+        assert read == [len(PREFIX), len(PAYLOAD)]
+
+
+def test_a_batch_record_with_a_given_crc_is_not_read_and_replays(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    directory = str(tmp_path / "wal")
+    with WriteAheadLog(directory) as log:
+        read = counted_crc_reads(monkeypatch)
+        log.append_many(
+            [
+                Append(PAYLOAD, prefix=PREFIX, payload_crc=crc32c(PAYLOAD)),
+                Append(PAYLOAD, payload_crc=crc32c(PAYLOAD)),
+            ]
+        )
+        assert read == [len(PREFIX)]
+    with WriteAheadLog(directory) as reopened:
+        assert [bytes(e.payload) for e in reopened.replay()] == [PREFIX + PAYLOAD, PAYLOAD]

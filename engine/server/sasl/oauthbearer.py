@@ -2,11 +2,17 @@
 serves it: the client's initial response carries a bearer token, which a
 validator (engine/server/sasl/jwt_validator.py) turns into a principal.
 
-A refused token is answered with RFC 7628's JSON error as the server's
-challenge (``{"status":"invalid_token"}``); the client then sends a lone
-``\\x01`` and the exchange fails with that JSON as the message, as in Kafka.
-A malformed initial response fails at once with Kafka's message for
-invalid credentials.
+A refused token fails the exchange at once, SASL_AUTHENTICATION_FAILED
+with RFC 7628's JSON error (``{"status":"invalid_token"}``) as the message:
+what Kafka's own client ends with, one round trip sooner. Kafka's
+OAuthBearerSaslServer first sends the JSON as a challenge with no error
+and fails only after the client's lone ``\\x01``; a client that sends one
+message and reads only the answer's error code (kafkajs) takes that
+challenge for success, and against Kafka sees its connection closed
+instead of the refusal. The challenge and ``\\x01`` are kept for tokens in
+bare frames (after a SaslHandshake v0), whose failure has no error code to
+carry a message. A malformed initial response fails at once with Kafka's
+message for invalid credentials.
 
 The initial response is parsed by hand, in one pass over bytes the peer
 sent (bounded by the SASL frame limit and by ``MAX_INITIAL_RESPONSE_BYTES``
@@ -135,11 +141,16 @@ class TokenValidator(Protocol):
 class OAuthBearerServer:
     mechanism = OAUTHBEARER
 
-    def __init__(self, validator: TokenValidator, on_refused: Callable[[str], None]) -> None:
+    def __init__(
+        self, validator: TokenValidator, on_refused: Callable[[str], None], *, framed: bool
+    ) -> None:
         self._validator = validator
         self._on_refused = on_refused
-        """Told why a token was refused, when it is (the client may never
-        send the ``\\x01`` that ends the exchange)."""
+        """Told why a token was refused when the refusal is a challenge (the
+        client may never send the ``\\x01`` that ends the exchange)."""
+        self._framed = framed
+        """Whether the tokens come in SaslAuthenticate, whose answer carries
+        an error code and message (not in bare frames)."""
         self._token: ValidatedToken | None = None
         self._error: bytes | None = None
         """The JSON error sent as a challenge, awaiting the client's ``\\x01``."""
@@ -166,9 +177,14 @@ class OAuthBearerServer:
             token = self._validator.validate(initial.token)
         except InvalidToken as invalid:
             # One line per refusal, with why; never the token itself.
-            self._error = b'{"status":"%s"}' % invalid.status.encode()
+            error = b'{"status":"%s"}' % invalid.status.encode()
+            if self._framed:
+                raise SaslAuthenticationFailed(
+                    error.decode(), f"{OAUTHBEARER}: {invalid.detail}"
+                ) from None
+            self._error = error
             self._on_refused(f"{OAUTHBEARER}: {invalid.detail}")
-            return self._error
+            return error
         if initial.authorization_id and initial.authorization_id != token.principal:
             message = (
                 "Authentication failed: Client requested an authorization id"
