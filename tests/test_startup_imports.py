@@ -33,6 +33,8 @@ HEAVY = (
     "prometheus_client",  # only once something reads the metrics
     "jsonschema",  # only when an agent action or a JSON schema is checked
     "fastavro",
+    "google.protobuf",  # only when a PROTOBUF schema is registered or checked
+    "grpc_tools",
     "rich",  # the operator commands' tables
     "matplotlib",
     "pyiceberg",
