@@ -1,7 +1,8 @@
 """The broker's check of a Protobuf payload: Confluent's message indexes
 (which message of the schema's file the payload holds), then the message
 itself, read by protobuf's own parser (unknown fields are kept, as protobuf
-reads them; a proto2 message missing a required field is refused).
+reads them; a proto2 message missing a required field is refused, as Java's
+parser refuses it).
 
 The indexes follow the schema id in Confluent's wire format: a zigzag
 varint count, then that many zigzag varint indexes (a top-level message's
@@ -83,11 +84,16 @@ class ProtobufCheck:
 
             message_class = message_factory.GetMessageClass(descriptor)
             self._classes[indexes] = message_class
+        name = message_class.DESCRIPTOR.full_name
         try:
-            message_class.FromString(bytes(data))
+            message = message_class.FromString(bytes(data))
         except Exception as error:  # DecodeError, or the runtime's own for a bad message
-            name = message_class.DESCRIPTOR.full_name
             return f"does not parse as Protobuf message {name}: {error}"
+        # Python's parser leaves this to the caller; Java's parseFrom, which
+        # Confluent's Java deserializer uses, refuses a message without them.
+        if not message.IsInitialized():
+            missing = ", ".join(message.FindInitializationErrors()[:5])
+            return f"does not parse as Protobuf message {name}: required fields missing: {missing}"
         return None
 
 

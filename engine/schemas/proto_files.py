@@ -118,6 +118,8 @@ def parse(text: str, name: str, imports: Sequence[ProtoSchema]) -> ProtoSchema:
     path it is referenced by). ProtoSchemaError if it does not compile,
     ProtobufUnavailable without the extra."""
     _check_import_name(name)
+    if not text.strip():
+        raise ProtoSchemaError("the schema is empty")
     for imported in imports:
         _check_import_name(imported.name)
     digest = hashlib.sha256()
