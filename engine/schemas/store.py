@@ -49,6 +49,10 @@ SERVED_TYPES = (AVRO, JSON, PROTOBUF)
 """Schema types this registry parses and checks (PROTOBUF with the
 ``tidelog[protobuf]`` extra installed; without it, refused naming the extra)."""
 MAX_VERSION = 2**31 - 1
+MAX_NESTING = 200
+"""The deepest a schema's JSON may nest: parsing and checking it recurse."""
+COMPATIBILITY = "compatibility"
+MODE = "mode"
 
 
 def served_types() -> tuple[str, ...]:
@@ -57,12 +61,6 @@ def served_types() -> tuple[str, ...]:
     from engine.schemas.proto_files import available  # noqa: PLC0415
 
     return SERVED_TYPES if available() else (AVRO, JSON)
-
-
-MAX_NESTING = 200
-"""The deepest a schema's JSON may nest: parsing and checking it recurse."""
-COMPATIBILITY = "compatibility"
-MODE = "mode"
 
 
 class SchemaTables(Protocol):
@@ -146,10 +144,12 @@ class SchemaRegistry:
         return self._current_reads().latest.get(subject)
 
     def referenced(self, reference: SchemaReference) -> RegisteredSchema | None:
+        # A soft-deleted version still resolves, as Confluent's: a schema
+        # registered before the delete keeps compiling.
         with self._lock:
             state = self._versions(reference.subject).get(reference.version)
             if state is None:
-                return None  # a soft-deleted version still resolves, as Confluent's
+                return None
             return _registered(state[0], self._tables().schemas[state[0]])
 
     def serialized(self, schema: RegisteredSchema) -> str:

@@ -192,6 +192,36 @@ def test_proto_text_with_references_registers_and_is_served_as_written(
     assert "common/id.proto" in refused["message"]
 
 
+def test_compatibility_levels_hold_over_the_api(server: ServerProcess) -> None:
+    tag = uuid.uuid4().hex[:8]
+    subject = f"levels-{tag}-value"
+    client = SchemaRegistryClient({"url": url(server)})
+    v1 = f'syntax = "proto3";\npackage p{tag};\nmessage Pay {{ int64 cents = 1; }}\n'
+    added = v1.replace("int64 cents = 1;", "int64 cents = 1; string memo = 2;")
+    retyped = v1.replace("int64 cents", "string cents")
+    client.register_schema(subject, Schema(v1, "PROTOBUF"))
+    assert client.test_compatibility(subject, Schema(added, "PROTOBUF")) is True
+    assert client.test_compatibility(subject, Schema(retyped, "PROTOBUF")) is False
+    status, verbose = http(
+        server,
+        "POST",
+        f"/compatibility/subjects/{subject}/versions/latest?verbose=true",
+        _body({"schema": retyped, "schemaType": "PROTOBUF"}),
+    )
+    assert status == 200 and verbose["is_compatible"] is False
+    assert any("FIELD_SCALAR_KIND_CHANGED" in m for m in verbose["messages"])
+    status, refused = http(
+        server,
+        "POST",
+        f"/subjects/{subject}/versions",
+        _body({"schema": retyped, "schemaType": "PROTOBUF"}),
+    )
+    assert (status, refused["error_code"]) == (409, 409)
+    client.set_compatibility(subject, "NONE")
+    assert client.register_schema(subject, Schema(retyped, "PROTOBUF")) > 0
+    assert client.get_versions(subject) == [1, 2]
+
+
 def test_an_invalid_proto_is_refused_with_42201_naming_the_line(server: ServerProcess) -> None:
     text = 'syntax = "proto3";\nmessage A {\n  strin name = 1;\n}\n'
     status, refused = http(
