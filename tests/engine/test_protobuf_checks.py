@@ -7,16 +7,23 @@ than an exception."""
 
 from __future__ import annotations
 
+import io
+
 import pytest
+from confluent_kafka.schema_registry.protobuf import ProtobufSerializer
 from google.protobuf import message_factory
 from hypothesis import given
 from hypothesis import strategies as st
 
+import native
+from engine.errors import InvalidRecord
 from engine.schemas.compiled import CompiledSchemas, Unusable
 from engine.schemas.proto_check import ProtobufCheck, read_message_indexes
 from engine.schemas.proto_files import MAIN_NAME, parse
 from engine.schemas.types import PROTOBUF
 from engine.schemas.wire_format import frame
+from native import RecordSpec
+from tests.engine.conftest import EngineFactory
 from tests.engine.schema_fixtures import InMemorySchemas
 from tests.engine.test_schema_checks import check
 
@@ -44,6 +51,31 @@ def test_indexes_read_as_confluents_serializers_write_them() -> None:
     assert read_message_indexes(b"\x02\x02") == ((1,), 2)  # count 1, index 1 (zigzag)
     assert read_message_indexes(b"\x04\x00\x02") == ((0, 1), 3)
     assert read_message_indexes(b"\x02\xac\x02") == ((150,), 3)
+
+
+@given(st.lists(st.integers(0, 2**31 - 1), min_size=1, max_size=8), st.binary(max_size=8))
+def test_indexes_read_back_what_confluents_serializer_writes(
+    indexes: list[int], rest: bytes
+) -> None:
+    out = io.BytesIO()
+    ProtobufSerializer._encode_varints(out, indexes)
+    assert read_message_indexes(out.getvalue() + rest) == (tuple(indexes), len(out.getvalue()))
+
+
+def test_the_embedded_producer_gets_a_typed_refusal(engine_factory: EngineFactory) -> None:
+    opened = engine_factory()
+    schema_id = opened.schemas.register("orders-value", SHOP, PROTOBUF)
+    opened.create_topic("orders", 1, {"tidelog.value.schema.validation": "full"})
+    order = message_class(SHOP, 0)(id="o-1", cents=5).SerializeToString()
+    good, bad = frame(schema_id, b"\x00" + order), frame(schema_id, b"\x00\xff")
+    batch = native.encode_batch([RecordSpec(0, None, good), RecordSpec(0, None, bad)])
+    with pytest.raises(InvalidRecord) as refused:
+        opened.produce("orders", 0, batch)
+    [(index, reason)] = refused.value.record_errors
+    assert index == 1 and "does not parse as Protobuf message shop.Order" in reason
+    assert opened.describe_topic("orders").partitions[0].high_watermark == 0
+    result = opened.produce("orders", 0, native.encode_batch([RecordSpec(0, None, good)]))
+    assert (result.base_offset, result.last_offset) == (0, 0)
 
 
 def test_a_full_topic_takes_each_message_its_indexes_name(lookup: InMemorySchemas) -> None:
