@@ -98,7 +98,8 @@ class ProtoSchema:
         if not indexes:
             raise ProtoSchemaError("no message index")
         found = self.pool().FindFileByName(self.name)
-        candidates = list(found.message_types_by_name.values())
+        # In the order the file declares them, which the indexes count in.
+        candidates = [found.message_types_by_name[m.name] for m in self.file.message_type]
         descriptor = None
         for depth, index in enumerate(indexes):
             if not 0 <= index < len(candidates):
