@@ -8,7 +8,7 @@ compatible both ways; moving a field's type out of its wire group is not)."""
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.schemas.errors import IncompatibleSchema, InvalidSchema
@@ -276,16 +276,22 @@ def messages(draw: st.DrawFn) -> list[tuple[int, str, str]]:
     ]
 
 
+COMPILING = settings(max_examples=100, deadline=None)
+"""Each example runs protoc on two or three files: a hundred keep CI's pass short."""
+
+
 def text_of(fields: list[tuple[int, str, str]]) -> str:
     lines = "".join(f"  {label}{kind} f{n} = {n};\n" for n, label, kind in fields)
     return proto(f"message Event {{\n{lines}}}\nmessage Other {{ string x = 1; }}")
 
 
+@COMPILING
 @given(messages())
 def test_a_schema_is_compatible_with_itself(fields: list[tuple[int, str, str]]) -> None:
     assert breaking(text_of(fields), text_of(fields)) == []
 
 
+@COMPILING
 @given(messages(), st.sampled_from(_SCALARS))
 def test_adding_an_optional_field_is_compatible_both_ways(
     fields: list[tuple[int, str, str]], kind: str
@@ -295,6 +301,7 @@ def test_adding_an_optional_field_is_compatible_both_ways(
     assert breaking(text_of(added), text_of(fields)) == []
 
 
+@COMPILING
 @given(messages(), st.data())
 def test_a_type_out_of_its_wire_group_breaks_both_ways(
     fields: list[tuple[int, str, str]], data: st.DataObject
