@@ -35,6 +35,7 @@ HEAVY = (
     "fastavro",
     "google.protobuf",  # only when a PROTOBUF schema is registered or checked
     "grpc_tools",
+    "engine.schemas.proto_files",  # what only Protobuf schemas need, and its imports
     "rich",  # the operator commands' tables
     "matplotlib",
     "pyiceberg",

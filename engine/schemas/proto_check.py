@@ -73,6 +73,11 @@ class ProtobufCheck:
         """A payload with no prefix and no indexes: the file's first message."""
         return self._parse((0,), payload)
 
+    @property
+    def unframed(self) -> Unframed:
+        """This check for payloads with no prefix and no indexes (``raw``)."""
+        return Unframed(self)
+
     def _parse(self, indexes: tuple[int, ...], data: bytes | memoryview) -> str | None:
         message_class = self._classes.get(indexes)
         if message_class is None:
@@ -95,6 +100,16 @@ class ProtobufCheck:
             missing = ", ".join(message.FindInitializationErrors()[:5])
             return f"does not parse as Protobuf message {name}: required fields missing: {missing}"
         return None
+
+
+class Unframed:
+    """A payload is the schema's first message, with no indexes before it."""
+
+    def __init__(self, check: ProtobufCheck) -> None:
+        self.check = check
+
+    def problem(self, body: bytes | memoryview) -> str | None:
+        return self.check.unframed_problem(body)
 
 
 def protobuf_check(

@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import re
-import tempfile
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -123,6 +121,8 @@ def parse(text: str, name: str, imports: Sequence[ProtoSchema]) -> ProtoSchema:
         raise ProtoSchemaError("the schema is empty")
     for imported in imports:
         _check_import_name(imported.name)
+    import hashlib  # noqa: PLC0415  (here, not on the serve path's imports)
+
     digest = hashlib.sha256()
     for part in (name, text, *(i.key for i in imports)):
         digest.update(part.encode("utf-8", "surrogatepass"))
@@ -288,6 +288,8 @@ def _from_source(text: str, name: str, imports: Sequence[ProtoSchema], key: str)
                     ".proto text compiles only with imports registered as .proto text"
                 )
             sources[source_name] = source
+    import tempfile  # noqa: PLC0415  (see parse)
+
     with tempfile.TemporaryDirectory(prefix="tidelog-proto-") as tmp:
         root = Path(tmp) / "src"
         for source_name, source in sources.items():

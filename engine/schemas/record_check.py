@@ -26,8 +26,7 @@ from typing import NamedTuple
 import native
 from engine.record_errors import records_rejected
 from engine.schemas.compiled import CompiledSchema, CompiledSchemas
-from engine.schemas.proto_check import ProtobufCheck
-from engine.schemas.types import RegisteredSchema, SchemaLookup
+from engine.schemas.types import PROTOBUF, RegisteredSchema, SchemaLookup
 from engine.schemas.wire_format import NotFramed, unframe
 from native import MAX_RECORD_ERRORS, BatchHeader, Record
 from native.errors import RecordError
@@ -89,7 +88,10 @@ class _Resolver:
     def latest(self, subject: str) -> CompiledSchema | None:
         if subject not in self.by_subject:
             found = None if self.lookup is None else self.lookup.latest(subject)
-            self.by_subject[subject] = None if found is None else self._compile(found)
+            compiled = None if found is None else self._compile(found)
+            if found is not None and found.schema_type == PROTOBUF:
+                compiled = _unframed(compiled)
+            self.by_subject[subject] = compiled
         return self.by_subject[subject]
 
     def _compile(self, found: RegisteredSchema) -> CompiledSchema:
@@ -142,8 +144,6 @@ class RecordCheck:
             compiled = resolver.latest(rule.subject)
             if compiled is None:
                 return f"cannot be checked: subject {rule.subject} has no registered schema"
-            if isinstance(compiled, ProtobufCheck):  # no prefix, so no message indexes either
-                return compiled.unframed_problem(payload)
             return compiled.problem(payload)
         try:
             schema_id, body = unframe(payload)
@@ -155,6 +155,15 @@ class RecordCheck:
         if rule.validation is Validation.ID:
             return None
         return compiled.problem(body)
+
+
+def _unframed(compiled: CompiledSchema | None) -> CompiledSchema | None:
+    """A Protobuf check of payloads without a prefix, so without message
+    indexes either (``raw``). Imported here, once a batch meets a Protobuf
+    subject: the serve path does not load what only Protobuf needs."""
+    from engine.schemas.proto_check import ProtobufCheck  # noqa: PLC0415
+
+    return compiled.unframed if isinstance(compiled, ProtobufCheck) else compiled
 
 
 def _shortened(message: str) -> str:
