@@ -33,6 +33,9 @@ HEAVY = (
     "prometheus_client",  # only once something reads the metrics
     "jsonschema",  # only when an agent action or a JSON schema is checked
     "fastavro",
+    "google.protobuf",  # only when a PROTOBUF schema is registered or checked
+    "grpc_tools",
+    "engine.schemas.proto_files",  # what only Protobuf schemas need, and its imports
     "rich",  # the operator commands' tables
     "matplotlib",
     "pyiceberg",

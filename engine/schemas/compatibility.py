@@ -1,7 +1,8 @@
 """Schema compatibility: whether a reader schema can read what a writer
 schema wrote, for Avro (the specification's schema resolution, as
 fastavro's reader applies it) and JSON Schema (every instance the writer's
-schema accepts, the reader's accepts too), and the levels of Confluent's
+schema accepts, the reader's accepts too), Protobuf (Confluent's breaking
+differences, engine/schemas/proto_compat.py), and the levels of Confluent's
 Schema Registry built on it.
 
 BACKWARD: the new schema reads what the latest one wrote; FORWARD: the
@@ -17,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.schemas.types import AVRO, JSON
+from engine.schemas.types import AVRO, JSON, PROTOBUF
 
 LEVELS = (
     "NONE",
@@ -70,6 +71,10 @@ def can_read(reader: ParsedSchema, writer: ParsedSchema) -> list[str]:
         return _AvroResolution(reader.named, writer.named).check(reader.value, writer.value, "")
     if reader.schema_type == JSON:
         return _JsonContainment(reader.value, writer.value).check(reader.value, writer.value, "#")
+    if reader.schema_type == PROTOBUF:
+        from engine.schemas.proto_compat import breaking_changes  # noqa: PLC0415
+
+        return breaking_changes(writer.value, reader.value)
     return [] if reader.value == writer.value else ["the schema changed"]
 
 

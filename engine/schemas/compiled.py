@@ -1,10 +1,12 @@
 """Registered schemas made ready to check payloads, and the cache that keeps
 them: a JSON Schema becomes a compiled ``jsonschema`` validator, an Avro
-schema a parsed ``fastavro`` schema, each once per schema, not per record.
+schema a parsed ``fastavro`` schema, a Protobuf schema its compiled
+descriptors (engine/schemas/proto_check.py), each once per schema, not per
+record.
 
-A schema the broker cannot check a payload against on its own (Protobuf,
-which needs its compiled descriptors; a schema with references to other
-subjects, which the lookup cannot resolve at their versions; a recursive
+A schema the broker cannot check a payload against on its own (a JSON or
+Avro schema with references to other subjects; a Protobuf schema with
+references when no lookup resolves them; a recursive
 Avro schema, whose payload could nest deeper than fastavro's reader can
 recurse without overflowing the C stack; an Avro array of items that take
 no bytes, whose block count a payload could claim without sending it) is
@@ -17,9 +19,13 @@ import io
 import json
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any, Protocol
 
-from engine.schemas.types import AVRO, JSON, RegisteredSchema
+from engine.schemas.types import AVRO, JSON, PROTOBUF, RegisteredSchema, SchemaReference
+
+Referenced = Callable[[SchemaReference], RegisteredSchema | None]
+"""Finds the schema a reference names (SchemaLookup.referenced)."""
 
 CACHE_SIZE = 1024
 """Compiled schemas kept; the least recently used goes first."""
@@ -101,8 +107,13 @@ class AvroCheck:
         return None
 
 
-def compile_schema(registered: RegisteredSchema) -> CompiledSchema:
-    """What checks payloads against ``registered``."""
+def compile_schema(
+    registered: RegisteredSchema, referenced: Referenced | None = None
+) -> CompiledSchema:
+    """What checks payloads against ``registered`` (``referenced``: how a
+    Protobuf schema's references are found; None: they are not)."""
+    if registered.schema_type == PROTOBUF:
+        return _compile_protobuf(registered, referenced)
     if registered.references or registered.schema_type not in (JSON, AVRO):
         return IdOnly()
     try:
@@ -123,6 +134,19 @@ def compile_schema(registered: RegisteredSchema) -> CompiledSchema:
     if _is_recursive(parsed, frozenset()) or _has_array_of_empty_items(parsed, {}):
         return IdOnly()
     return AvroCheck(parsed)
+
+
+def _compile_protobuf(
+    registered: RegisteredSchema, referenced: Referenced | None
+) -> CompiledSchema:
+    if registered.references and referenced is None:
+        return IdOnly()
+    from engine.schemas import proto_check, proto_files  # noqa: PLC0415
+
+    try:
+        return proto_check.protobuf_check(registered, referenced or (lambda _: None))
+    except proto_files.ProtoSchemaError as error:  # the extra missing, too
+        return Unusable(f"has schema id {registered.schema_id}, which does not compile: {error}")
 
 
 def _is_recursive(schema: Any, enclosing: frozenset[str]) -> bool:
@@ -199,13 +223,16 @@ class CompiledSchemas:
         self._compiled: OrderedDict[RegisteredSchema, CompiledSchema] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, registered: RegisteredSchema) -> CompiledSchema:
+    def get(
+        self, registered: RegisteredSchema, referenced: Referenced | None = None
+    ) -> CompiledSchema:
         with self._lock:
             compiled = self._compiled.get(registered)
             if compiled is not None:
                 self._compiled.move_to_end(registered)
                 return compiled
-        compiled = compile_schema(registered)  # outside the lock: compiling may take a while
+        # Outside the lock: compiling may take a while (protoc, for Protobuf).
+        compiled = compile_schema(registered, referenced)
         with self._lock:
             self._compiled[registered] = compiled
             while len(self._compiled) > self.capacity:

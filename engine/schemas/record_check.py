@@ -10,7 +10,8 @@ Modes, per field (docs/governance.md, "Schemas on the broker"):
 - ``id``: the payload carries Confluent's wire format and names a registered
   schema id.
 - ``full``: as ``id``, and the bytes after the prefix hold to that schema
-  (JSON Schema or Avro; others by id only, see engine/schemas/compiled.py).
+  (JSON Schema, Avro, or Protobuf's message indexes and message; some by id
+  only, see engine/schemas/compiled.py).
 - ``raw``: the whole payload, with no prefix, holds to the latest version of
   the field's subject (``<topic>-key`` / ``<topic>-value`` unless
   ``tidelog.*.schema.subject`` names another).
@@ -25,7 +26,7 @@ from typing import NamedTuple
 import native
 from engine.record_errors import records_rejected
 from engine.schemas.compiled import CompiledSchema, CompiledSchemas
-from engine.schemas.types import SchemaLookup
+from engine.schemas.types import PROTOBUF, RegisteredSchema, SchemaLookup
 from engine.schemas.wire_format import NotFramed, unframe
 from native import MAX_RECORD_ERRORS, BatchHeader, Record
 from native.errors import RecordError
@@ -80,15 +81,22 @@ class _Resolver:
             return self.by_id[schema_id]
         except KeyError:
             found = None if self.lookup is None else self.lookup.by_id(schema_id)
-            compiled = None if found is None else self.compiled.get(found)
+            compiled = None if found is None else self._compile(found)
             self.by_id[schema_id] = compiled
             return compiled
 
     def latest(self, subject: str) -> CompiledSchema | None:
         if subject not in self.by_subject:
             found = None if self.lookup is None else self.lookup.latest(subject)
-            self.by_subject[subject] = None if found is None else self.compiled.get(found)
+            compiled = None if found is None else self._compile(found)
+            if found is not None and found.schema_type == PROTOBUF:
+                compiled = _unframed(compiled)
+            self.by_subject[subject] = compiled
         return self.by_subject[subject]
+
+    def _compile(self, found: RegisteredSchema) -> CompiledSchema:
+        referenced = None if self.lookup is None else self.lookup.referenced
+        return self.compiled.get(found, referenced)
 
 
 class RecordCheck:
@@ -147,6 +155,15 @@ class RecordCheck:
         if rule.validation is Validation.ID:
             return None
         return compiled.problem(body)
+
+
+def _unframed(compiled: CompiledSchema | None) -> CompiledSchema | None:
+    """A Protobuf check of payloads without a prefix, so without message
+    indexes either (``raw``). Imported here, once a batch meets a Protobuf
+    subject: the serve path does not load what only Protobuf needs."""
+    from engine.schemas.proto_check import ProtobufCheck  # noqa: PLC0415
+
+    return compiled.unframed if isinstance(compiled, ProtobufCheck) else compiled
 
 
 def _shortened(message: str) -> str:

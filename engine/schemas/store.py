@@ -41,17 +41,26 @@ from engine.schemas.errors import (
     VersionNotSoftDeleted,
     VersionSoftDeleted,
 )
-from engine.schemas.types import AVRO, JSON, RegisteredSchema, SchemaReference
+from engine.schemas.types import AVRO, JSON, PROTOBUF, RegisteredSchema, SchemaReference
 
 MODES = ("READWRITE", "READONLY", "IMPORT")
 DEFAULT_MODE = "READWRITE"
-SERVED_TYPES = (AVRO, JSON)
-"""Schema types this registry parses and checks (PROTOBUF is refused)."""
+SERVED_TYPES = (AVRO, JSON, PROTOBUF)
+"""Schema types this registry parses and checks (PROTOBUF with the
+``tidelog[protobuf]`` extra installed; without it, refused naming the extra)."""
 MAX_VERSION = 2**31 - 1
 MAX_NESTING = 200
 """The deepest a schema's JSON may nest: parsing and checking it recurse."""
 COMPATIBILITY = "compatibility"
 MODE = "mode"
+
+
+def served_types() -> tuple[str, ...]:
+    """The types a registration may name and succeed: PROTOBUF only with
+    its extra installed (found without importing it)."""
+    from engine.schemas.proto_files import available  # noqa: PLC0415
+
+    return SERVED_TYPES if available() else (AVRO, JSON)
 
 
 class SchemaTables(Protocol):
@@ -133,6 +142,27 @@ class SchemaRegistry:
 
     def latest(self, subject: str) -> RegisteredSchema | None:
         return self._current_reads().latest.get(subject)
+
+    def referenced(self, reference: SchemaReference) -> RegisteredSchema | None:
+        # A soft-deleted version still resolves, as Confluent's: a schema
+        # registered before the delete keeps compiling.
+        with self._lock:
+            state = self._versions(reference.subject).get(reference.version)
+            if state is None:
+                return None
+            return _registered(state[0], self._tables().schemas[state[0]])
+
+    def serialized(self, schema: RegisteredSchema) -> str:
+        """A PROTOBUF schema as a base64 ``FileDescriptorProto`` (Confluent's
+        ``format=serialized``); other types' text as it is."""
+        if schema.schema_type != PROTOBUF:
+            return schema.schema
+        from engine.schemas import proto_files  # noqa: PLC0415  (the optional extra's)
+
+        try:
+            return proto_files.compile_registered(schema, self.referenced).serialized()
+        except proto_files.ProtoSchemaError as error:
+            raise InvalidSchema(f"Invalid schema: {error}") from error
 
     def schema(self, schema_id: int) -> RegisteredSchema:
         """The schema with ``schema_id``; SchemaNotFound if none is."""
@@ -489,6 +519,8 @@ class SchemaRegistry:
             raise InvalidSchema(
                 f"Invalid schema type {schema_type}: this registry serves {', '.join(SERVED_TYPES)}"
             )
+        if schema_type == PROTOBUF:
+            return self._parse_protobuf(text, tuple(references))
         try:
             value = json.loads(text)
         except (ValueError, TypeError, RecursionError) as error:
@@ -523,6 +555,26 @@ class SchemaRegistry:
             raise InvalidSchema(f"Invalid schema: {error.message}") from error
         canonical = json.dumps(value, separators=(",", ":"), sort_keys=normalize)
         return (JSON, canonical, refs), ParsedSchema(JSON, value)
+
+    def _parse_protobuf(
+        self, text: str, references: tuple[SchemaReference, ...]
+    ) -> tuple[tuple[str, str, tuple[SchemaReference, ...]], ParsedSchema]:
+        """A PROTOBUF schema is kept as its text was given (.proto text or a
+        base64 FileDescriptorProto): protobuf has no canonical text form that
+        both could be written in, and a serializer looks its schema up by the
+        same text it registered."""
+        from engine.schemas import proto_files  # noqa: PLC0415  (the optional extra's)
+
+        if not isinstance(text, str):
+            raise InvalidSchema("Invalid schema: a PROTOBUF schema is a string")
+        for reference in references:
+            self._resolve_reference(reference)  # 42201 naming a missing one
+        registered = RegisteredSchema(0, PROTOBUF, text, references)
+        try:
+            compiled = proto_files.compile_registered(registered, self.referenced)
+        except proto_files.ProtoSchemaError as error:
+            raise InvalidSchema(f"Invalid schema: {error}") from error
+        return (PROTOBUF, text, references), ParsedSchema(PROTOBUF, compiled)
 
     def _resolve_reference(self, reference: SchemaReference) -> RegisteredSchema:
         state = self._versions(reference.subject).get(reference.version)

@@ -47,3 +47,8 @@ class SchemaLookup(Protocol):
     def latest(self, subject: str) -> RegisteredSchema | None:
         """The latest live version of ``subject`` (None: no such subject)."""
         ...
+
+    def referenced(self, reference: SchemaReference) -> RegisteredSchema | None:
+        """The schema a reference names: its subject's version, soft-deleted
+        or not (None: no such version)."""
+        ...

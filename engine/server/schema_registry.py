@@ -39,8 +39,8 @@ from engine.schemas.errors import (
     RegistryError,
     Unauthorized,
 )
-from engine.schemas.store import SERVED_TYPES, SchemaRegistry, SubjectVersion
-from engine.schemas.types import AVRO, SchemaReference
+from engine.schemas.store import SchemaRegistry, SubjectVersion, served_types
+from engine.schemas.types import AVRO, PROTOBUF, RegisteredSchema, SchemaReference
 from engine.server.acl_authorizer import authorizer_for
 from engine.server.authorizer import ANONYMOUS, CLUSTER_NAME, AclOperation, Authorizer, ResourceType
 from engine.server.config import ServerConfig
@@ -80,12 +80,12 @@ def _flag(request: web.Request, name: str) -> bool:
     return request.query.get(name, "false").lower() == "true"
 
 
-def _version_body(found: SubjectVersion) -> dict[str, Any]:
+def _version_body(found: SubjectVersion, text: str | None = None) -> dict[str, Any]:
     body: dict[str, Any] = {
         "subject": found.subject,
         "version": found.version,
         "id": found.schema.schema_id,
-        "schema": found.schema.schema,
+        "schema": found.schema.schema if text is None else text,
     }
     return _typed(body, found.schema.schema_type, found.schema.references)
 
@@ -344,11 +344,20 @@ class SchemaRegistryServer:
 
     async def _version(self, request: web.Request) -> web.Response:
         found = await self._found_version(request)
-        return _json(_version_body(found))
+        return _json(_version_body(found, await self._text(request, found.schema)))
 
     async def _version_schema(self, request: web.Request) -> web.Response:
         found = await self._found_version(request)
-        return web.Response(text=found.schema.schema, content_type=CONTENT_TYPE)
+        text = await self._text(request, found.schema)
+        return web.Response(text=text, content_type=CONTENT_TYPE)
+
+    async def _text(self, request: web.Request, schema: RegisteredSchema) -> str:
+        """The schema's text in the ``format`` asked for: ``serialized`` gives
+        a PROTOBUF schema as a base64 FileDescriptorProto (what Confluent's
+        Protobuf deserializers ask for); otherwise the text as registered."""
+        if request.query.get("format") != "serialized" or schema.schema_type != PROTOBUF:
+            return schema.schema
+        return await self._off_loop(lambda: self.registry.serialized(schema))
 
     async def _found_version(self, request: web.Request) -> SubjectVersion:
         subject, version = request.match_info["subject"], request.match_info["version"]
@@ -400,17 +409,18 @@ class SchemaRegistryServer:
         return int(text)
 
     async def _types(self, request: web.Request) -> web.Response:
-        return _json(list(SERVED_TYPES))
+        return _json(list(served_types()))
 
     async def _schema(self, request: web.Request) -> web.Response:
         schema_id = self._id(request)
         found = await self._off_loop(lambda: self.registry.schema(schema_id))
-        return _json(_typed({"schema": found.schema}, found.schema_type, found.references))
+        text = await self._text(request, found)
+        return _json(_typed({"schema": text}, found.schema_type, found.references))
 
     async def _schema_text(self, request: web.Request) -> web.Response:
         schema_id = self._id(request)
         found = await self._off_loop(lambda: self.registry.schema(schema_id))
-        return web.Response(text=found.schema, content_type=CONTENT_TYPE)
+        return web.Response(text=await self._text(request, found), content_type=CONTENT_TYPE)
 
     async def _schema_subjects(self, request: web.Request) -> web.Response:
         schema_id, deleted = self._id(request), _flag(request, "deleted")

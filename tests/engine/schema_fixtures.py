@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 
 import engine
-from engine.schemas.types import AVRO, JSON, RegisteredSchema
+from engine.schemas.types import AVRO, JSON, RegisteredSchema, SchemaReference
 
 ORDER_JSON = json.dumps(
     {
@@ -59,6 +59,10 @@ class InMemorySchemas:
     def latest(self, subject: str) -> RegisteredSchema | None:
         versions = self.subjects.get(subject)
         return versions[-1] if versions else None
+
+    def referenced(self, reference: SchemaReference) -> RegisteredSchema | None:
+        versions = self.subjects.get(reference.subject, [])
+        return versions[reference.version - 1] if 0 < reference.version <= len(versions) else None
 
 
 def register(opened: engine.Engine, subject: str, schema_type: str, schema: str) -> int:

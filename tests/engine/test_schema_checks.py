@@ -23,7 +23,7 @@ from engine.schemas.record_check import (
     Validation,
     record_check,
 )
-from engine.schemas.types import AVRO, JSON, PROTOBUF
+from engine.schemas.types import AVRO, JSON
 from engine.schemas.wire_format import NotFramed, frame, unframe
 from native import RecordSpec
 from tests.engine.schema_fixtures import ORDER_AVRO, ORDER_JSON, InMemorySchemas
@@ -181,7 +181,6 @@ def test_no_registry_knows_no_id() -> None:
 
 def test_what_cannot_be_checked_in_full_is_checked_by_id(lookup: InMemorySchemas) -> None:
     compiled = CompiledSchemas()
-    proto = lookup.register("p", PROTOBUF, 'syntax = "proto3"; message M {}')
     empties = json.dumps(
         {
             "type": "record",
@@ -189,12 +188,9 @@ def test_what_cannot_be_checked_in_full_is_checked_by_id(lookup: InMemorySchemas
             "fields": [{"name": "xs", "type": {"type": "array", "items": "null"}}],
         }
     )
-    assert isinstance(compiled.get(proto), IdOnly)
     assert isinstance(compiled.get(lookup.register("e", AVRO, empties)), IdOnly)
     assert isinstance(compiled.get(lookup.register("a", AVRO, ORDER_AVRO)), AvroCheck)
     assert isinstance(compiled.get(lookup.register("j", JSON, ORDER_JSON)), JsonSchemaCheck)
-    # Framed with a known id, a Protobuf payload passes a full check.
-    assert check([(None, frame(proto.schema_id, b"\x00\x08\x01"))], lookup) == ()
 
 
 def test_a_schema_that_does_not_compile_refuses_its_records(lookup: InMemorySchemas) -> None:

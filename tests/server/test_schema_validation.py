@@ -27,7 +27,7 @@ from kafka.errors import KafkaError as PyKafkaError
 import engine
 import native
 from engine.schemas.record_check import RecordCheck
-from engine.schemas.types import RegisteredSchema
+from engine.schemas.types import RegisteredSchema, SchemaReference
 from engine.schemas.wire_format import frame
 from native import RecordSpec
 from tests.engine.schema_fixtures import JSON, ORDER_AVRO, ORDER_JSON, register
@@ -173,6 +173,9 @@ class ConfluentsRegistry:
         except SchemaRegistryError:
             return None
         return RegisteredSchema(found.schema_id, found.schema.schema_type, found.schema.schema_str)
+
+    def referenced(self, reference: SchemaReference) -> RegisteredSchema | None:
+        return None  # the serializers here register no references
 
 
 def test_confluents_serializers_pass_a_full_topic_and_a_mixed_up_one_is_refused(
