@@ -47,6 +47,17 @@ class StreamStoreConfig:
     rest this many times as long as the read took, so a replay leaves CPU
     time to live produce and tail reads and keeps at least 1 / (1 + ratio)
     of its pace (0: no rest; s3stream/replay_pace.py)."""
+    hedge_after: float = 3.0
+    """An object-store request that may be sent twice (a data object's PUT,
+    the manifest's create-if-absent, a HEAD) and has not answered after
+    this many times the recent median of its kind is sent again, the first
+    answer winning (0: never; s3stream/store/hedged.py). S3 only: a local
+    directory's requests queue on one disk."""
+    hedge_floor_ms: float = 10.0
+    """... but never sooner than this."""
+    hedge_max_share: float = 0.1
+    """Hedges are at most this share of the requests (plus 10 saved up in a
+    quiet spell), so a store slow for everyone is not asked twice as much."""
     compaction_interval_s: float = 60.0
     small_object_bytes: int = 16 * MiB
     """Objects smaller than this are merged with their neighbours."""
