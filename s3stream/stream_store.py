@@ -60,7 +60,7 @@ from s3stream.recovery import RecoverySummary, recover
 from s3stream.replacing import replace_range
 from s3stream.replay_pace import ReplayPace
 from s3stream.store import ObjectNotFound, ObjectStore, ObjectStoreError, open_store
-from s3stream.store.hedged import HedgePolicy, hedged
+from s3stream.store.hedged import hedged
 from s3stream.store.metered import MeteredStore
 from s3stream.store_state import Retention, StoreState, StoreStats, StreamState, fail_all
 from s3stream.uploader import ObjectIds, Uploader, now_ms
@@ -147,9 +147,7 @@ class StreamStore:
         # lock: an open refused there (another process has the directory)
         # has touched nothing in the object store, so the running owner is
         # not fenced by it.
-        policy = HedgePolicy(  # checked before a store is opened
-            config.hedge_after, config.hedge_floor_ms / 1000, config.hedge_max_share
-        )
+        policy = config.hedge_policy()
         if object_store is None:
             object_store = "file://" + os.path.abspath(os.path.join(data_dir, "objects"))
         self._owns_store = isinstance(object_store, str)

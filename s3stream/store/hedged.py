@@ -41,6 +41,7 @@ the caller's thread and are never hedged.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import threading
 import time
 from collections import Counter, deque
@@ -74,6 +75,8 @@ compactor), each with one first copy and one hedge in flight."""
 ANSWER_TIMEOUT_S = 600.0
 """How long a caller waits for either copy; the backend's own timeouts and
 retries (botocore's) end each request well before."""
+_START_TIMEOUT_S = 10.0
+"""How long opening waits for the hedging threads to start."""
 _ANSWERS = (ObjectNotFound, PreconditionFailed)
 
 
@@ -81,21 +84,21 @@ _ANSWERS = (ObjectNotFound, PreconditionFailed)
 class HedgePolicy:
     """When a request is sent again (``[store] hedge_*``)."""
 
-    after: float = 3.0
+    after: float = 2.0
     """A request is sent again after this many times the recent median
     latency of its kind (0: never)."""
-    floor_s: float = 0.010
+    floor_s: float = 0.005
     """... and never sooner than this."""
     max_share: float = 0.1
     """Hedges are at most this share of requests (and 10 more)."""
 
     def __post_init__(self) -> None:
         if self.after < 0 or self.after != self.after:
-            raise ValueError(f"hedge_after must be 0 (off) or positive, not {self.after}")
+            raise ValueError(f"hedge_after must be 0 (off) or at least 1, not {self.after}")
         if self.after and self.after < 1:
             raise ValueError(f"hedge_after below 1 ({self.after}) would hedge most requests")
         if self.floor_s < 0:
-            raise ValueError(f"negative hedge floor {self.floor_s} s")
+            raise ValueError(f"hedge_floor_ms must not be negative, not {self.floor_s * 1000}")
         if not 0 <= self.max_share <= 1:
             raise ValueError(f"hedge_max_share must be within [0, 1], not {self.max_share}")
 
@@ -167,8 +170,7 @@ class HedgedStore(ObjectStore):
         self._latencies: dict[str, _Latencies] = {}
         self._tokens = 1.0
         self._lock = threading.Lock()
-        self._pool: ThreadPoolExecutor | None = None
-        self._closed = False
+        self._pool: ThreadPoolExecutor | None = _started_pool() if policy.enabled else None
 
     # -- hedged -------------------------------------------------------------------
 
@@ -219,7 +221,6 @@ class HedgedStore(ObjectStore):
         """Stops hedging (requests run on the callers' threads from now on)
         and lets the hedging threads end, leaving ``inner`` open."""
         with self._lock:
-            self._closed = True
             pool, self._pool = self._pool, None
         if pool is not None:
             # A loser may still be in flight: it is not waited for (its
@@ -285,11 +286,24 @@ class HedgedStore(ObjectStore):
 
     def _executor(self) -> ThreadPoolExecutor | None:
         with self._lock:
-            if self._closed:
-                return None
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(_WORKERS, "s3stream-hedge")
             return self._pool
+
+
+def _started_pool() -> ThreadPoolExecutor:
+    """A pool whose threads all start now, on the caller's thread (the
+    store's opener). A thread starts at its starter's OS priority, and a
+    pool's threads otherwise start from whichever thread first submits:
+    one started by a lower-priority thread (a reader, the compactor) would
+    keep that priority, which a thread cannot raise again, and send the
+    uploader's requests from there."""
+    pool = ThreadPoolExecutor(_WORKERS, "s3stream-hedge")
+    started = threading.Barrier(_WORKERS + 1)
+    for _ in range(_WORKERS):
+        pool.submit(started.wait, _START_TIMEOUT_S)
+    # On a starved machine some may start later (the barrier breaks): still a pool.
+    with contextlib.suppress(threading.BrokenBarrierError):
+        started.wait(_START_TIMEOUT_S)
+    return pool
 
 
 def hedged(store: ObjectStore, policy: HedgePolicy) -> HedgedStore | None:

@@ -24,6 +24,7 @@ import pytest
 from s3stream import StreamStore, StreamStoreConfig
 from s3stream.errors import Fenced
 from s3stream.manifest import Manifest, delta_key, load_state
+from s3stream.read_threads import lower_own_priority, own_priority
 from s3stream.store import LocalStore, S3Store
 from s3stream.store.hedged import HedgedStore, HedgePolicy, hedged
 from s3stream.uploader import OBJECT_PREFIX
@@ -297,8 +298,9 @@ def test_hedging_off(tmp_path: Path, s3: tuple[S3Store, HoldingClient]) -> None:
     assert hedged(store, HedgePolicy(after=0)) is None
     assert hedged(store, HedgePolicy(max_share=0)) is None
     assert hedged(LocalStore(tmp_path / "objects"), FAST) is None  # a disk's queue
-    with pytest.raises(ValueError, match="hedge_after"):
-        HedgePolicy(after=0.5)
+    for bad in ({"hedge_after": 0.5}, {"hedge_floor_ms": -1.0}, {"hedge_max_share": 1.5}):
+        with pytest.raises(ValueError, match=next(iter(bad))):  # refused with the config
+            StreamStoreConfig(**bad)  # type: ignore[arg-type]
     stream_store = opened(tmp_path / "data", store, hedge_after=0.0)
     try:
         assert stream_store.hedges is None
@@ -315,3 +317,38 @@ def test_hedging_off(tmp_path: Path, s3: tuple[S3Store, HoldingClient]) -> None:
         assert ack.result(TIMEOUT) == 11
     finally:
         stream_store.close()
+
+
+@pytest.mark.skipif(own_priority() is None, reason="threads have no OS priority of their own")
+def test_hedging_threads_keep_the_openers_priority_whoever_asks_first(
+    s3: tuple[S3Store, HoldingClient],
+) -> None:
+    store, client = s3
+    opener = own_priority()
+    hedging = HedgedStore(store, FAST)
+    priorities: list[int | None] = []
+
+    def note_priority(method: str, request: dict[str, Any]) -> None:
+        if method == "put_object":
+            priorities.append(own_priority())
+
+    def lower_priority_writer() -> None:
+        assert opener is not None
+        lower_own_priority(opener + 5)  # as a read thread does: it cannot go back
+        for i in range(8):
+            hedging.put(f"objects/warm-{i}", b"x")
+        client.gate = note_priority
+        held = client.hold("put_object", key_is("objects/held"))
+        hedging.put("objects/held", b"y")  # sent from a hedging thread, then hedged
+        held.release.set()
+        assert held.finished.wait(TIMEOUT)
+
+    try:
+        writer = threading.Thread(target=lower_priority_writer)
+        writer.start()
+        writer.join(TIMEOUT)
+        assert not writer.is_alive()
+        assert hedging.stats.snapshot()[0] == {"put": 1}
+        assert priorities == [opener, opener]  # the first copy and its hedge
+    finally:
+        hedging.stop()
