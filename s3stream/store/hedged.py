@@ -223,9 +223,10 @@ class HedgedStore(ObjectStore):
         with self._lock:
             pool, self._pool = self._pool, None
         if pool is not None:
-            # A loser may still be in flight: it is not waited for (its
-            # answer is no one's), and closing the client ends it.
-            pool.shutdown(wait=False, cancel_futures=True)
+            # A loser may still be in flight: it is not waited for here (its
+            # answer is no one's); its thread ends when it does, within the
+            # backend's own timeouts.
+            pool.shutdown(wait=False)
 
     # -- the mechanism ------------------------------------------------------------
 
@@ -234,7 +235,10 @@ class HedgedStore(ObjectStore):
         pool = self._executor() if delay is not None else None
         if delay is None or pool is None:
             return self._timed(kind, call)
-        first = pool.submit(self._timed, kind, call)
+        try:
+            first = pool.submit(self._timed, kind, call)
+        except RuntimeError:  # stopped meanwhile, or the interpreter is exiting
+            return self._timed(kind, call)
         wait([first], timeout=delay)
         if first.done() or not self._take_token():
             return _result(first, operation, key)

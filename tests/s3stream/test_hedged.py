@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import botocore.exceptions
 import pytest
 
 from s3stream import StreamStore, StreamStoreConfig
@@ -38,8 +39,9 @@ FAST = HedgePolicy(after=3.0, floor_s=0.001, max_share=1.0)
 HELD_METHODS = {"put_object", "head_object", "get_object"}
 
 
-class Released(Exception):
-    """What a held request raises when released to fail."""
+def released_to_fail() -> Exception:
+    """What a held request raises when released to fail: its answer never came."""
+    return botocore.exceptions.ReadTimeoutError(endpoint_url="(held)")
 
 
 @dataclass
@@ -95,7 +97,7 @@ class HoldingClient:
                 if not held.after:
                     assert held.release.wait(TIMEOUT), "the held request was never released"
                     if held.fail:
-                        raise Released(name)
+                        raise released_to_fail()
                 try:
                     answer = sent(**request)
                 except Exception as error:
@@ -105,7 +107,7 @@ class HoldingClient:
                 if held.after:
                     assert held.release.wait(TIMEOUT), "the held request was never released"
                     if held.fail:
-                        raise Released(name)
+                        raise released_to_fail()
                 return answer
             finally:
                 held.finished.set()
@@ -192,6 +194,32 @@ def test_a_stalled_first_copy_that_fails_later_does_not_fail_the_put(
         held.release.set()
         assert held.finished.wait(TIMEOUT)
         assert store.get_versioned("objects/held") == (b"y" * 100, version)
+        assert hedging.stats.snapshot() == ({"put": 1}, {"put": 1})
+    finally:
+        hedging.stop()
+
+
+def test_a_first_copy_that_fails_while_its_hedge_is_out_waits_for_the_hedge(
+    s3: tuple[S3Store, HoldingClient],
+) -> None:
+    store, client = s3
+    hedging = HedgedStore(store, FAST)
+    try:
+        for i in range(8):
+            hedging.put(f"objects/warm-{i}", b"x" * 100)
+        first = client.hold("put_object", key_is("objects/held"))
+        hedge = client.hold("put_object", key_is("objects/held"))
+        first.fail = True
+        answers: list[str] = []
+        answer = threading.Thread(target=lambda: answers.append(hedging.put("objects/held", b"y")))
+        answer.start()
+        assert hedge.started.wait(TIMEOUT)  # the hedge is out, both held
+        first.release.set()
+        assert first.finished.wait(TIMEOUT)  # the first copy failed...
+        hedge.release.set()
+        answer.join(TIMEOUT)
+        assert not answer.is_alive()
+        assert answers == [store.head("objects/held").version]  # ...and the hedge answered
         assert hedging.stats.snapshot() == ({"put": 1}, {"put": 1})
     finally:
         hedging.stop()
