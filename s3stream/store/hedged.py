@@ -71,7 +71,8 @@ _MAX_TOKENS = 10.0
 _WORKERS = 16
 """Threads sending hedged requests and their first copies: more than the
 writers that ask at once (uploader, its put-ahead, manifest, its cleanup,
-compactor), each with one first copy and one hedge in flight."""
+compactor), each with one first copy and one hedge in flight. When losers
+still out fill them all, requests go unhedged from their callers' threads."""
 ANSWER_TIMEOUT_S = 600.0
 """How long a caller waits for either copy; the backend's own timeouts and
 retries (botocore's) end each request well before."""
@@ -171,6 +172,8 @@ class HedgedStore(ObjectStore):
         self._tokens = 1.0
         self._lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = _started_pool() if policy.enabled else None
+        self._busy = 0
+        """Copies handed to the hedging threads and not finished yet."""
 
     # -- hedged -------------------------------------------------------------------
 
@@ -232,21 +235,16 @@ class HedgedStore(ObjectStore):
 
     def _hedged(self, kind: str, operation: str, key: str, call: Callable[[], _T]) -> _T:
         delay = self._delay(kind)
-        pool = self._executor() if delay is not None else None
-        if delay is None or pool is None:
-            return self._timed(kind, call)
-        try:
-            first = pool.submit(self._timed, kind, call)
-        except RuntimeError:  # stopped meanwhile, or the interpreter is exiting
+        first = None if delay is None else self._submit(kind, call, room=2)
+        if delay is None or first is None:
             return self._timed(kind, call)
         wait([first], timeout=delay)
         if first.done() or not self._take_token():
             return _result(first, operation, key)
-        self.stats.note(operation)
-        try:
-            hedge = pool.submit(self._timed, kind, call)
-        except RuntimeError:  # closed meanwhile
+        hedge = self._submit(kind, call, room=1)
+        if hedge is None:
             return _result(first, operation, key)
+        self.stats.note(operation)
         winner = _first_answer(first, hedge, operation, key)
         self.stats.note(operation, won=winner is hedge)
         return winner.result()
@@ -288,9 +286,31 @@ class HedgedStore(ObjectStore):
                 latencies = self._latencies[kind] = _Latencies()
             latencies.observe(seconds)
 
-    def _executor(self) -> ThreadPoolExecutor | None:
+    def _submit(self, kind: str, call: Callable[[], _T], room: int) -> Future[_T] | None:
+        """``call`` running on a hedging thread, if ``room`` of them are idle
+        (a first copy asks for two: its own and its hedge's); else None
+        (losers still out fill them: the caller then sends the request
+        itself, unhedged, rather than queue behind them), or if hedging stopped."""
         with self._lock:
-            return self._pool
+            if self._pool is None or self._busy + room > _WORKERS:
+                return None
+            self._busy += 1
+            pool = self._pool
+        try:
+            return pool.submit(self._run, kind, call)
+        except RuntimeError:  # stopped meanwhile, or the interpreter is exiting
+            self._done()
+            return None
+
+    def _run(self, kind: str, call: Callable[[], _T]) -> _T:
+        try:
+            return self._timed(kind, call)
+        finally:
+            self._done()
+
+    def _done(self) -> None:
+        with self._lock:
+            self._busy -= 1
 
 
 def _started_pool() -> ThreadPoolExecutor:

@@ -27,6 +27,7 @@ from s3stream.errors import Fenced
 from s3stream.manifest import Manifest, delta_key, load_state
 from s3stream.read_threads import lower_own_priority, own_priority
 from s3stream.store import LocalStore, S3Store
+from s3stream.store.hedged import _WORKERS as WORKERS
 from s3stream.store.hedged import HedgedStore, HedgePolicy, hedged
 from s3stream.uploader import OBJECT_PREFIX
 from tests.s3stream.conftest import S3Endpoint
@@ -222,6 +223,38 @@ def test_a_first_copy_that_fails_while_its_hedge_is_out_waits_for_the_hedge(
         assert answers == [store.head("objects/held").version]  # ...and the hedge answered
         assert hedging.stats.snapshot() == ({"put": 1}, {"put": 1})
     finally:
+        hedging.stop()
+
+
+def test_requests_go_on_while_stalled_losers_hold_every_hedging_thread(
+    s3: tuple[S3Store, HoldingClient],
+) -> None:
+    store, client = s3
+    hedging = HedgedStore(store, FAST)
+    losers = []
+    try:
+        for i in range(8):
+            hedging.put(f"objects/warm-{i}", b"x")
+        # Each first copy stalls and its hedge answers, until the losers
+        # leave no room for a first copy and its hedge.
+        for i in range(WORKERS - 1):
+            losers.append(client.hold("put_object", key_is(f"objects/stalled-{i}")))
+            hedging.put(f"objects/stalled-{i}", b"y")
+        assert hedging.stats.snapshot()[1]["put"] == WORKERS - 1
+        senders: list[str] = []
+        client.gate = lambda method, request: senders.append(threading.current_thread().name)
+        answered: list[str] = []
+        late = threading.Thread(
+            target=lambda: answered.append(hedging.put("objects/late", b"z")), name="late"
+        )
+        late.start()
+        late.join(TIMEOUT)
+        assert answered == [store.head("objects/late").version]
+        assert senders[0] == "late"  # sent by its caller, not queued behind the losers
+        assert not any(loser.finished.is_set() for loser in losers)
+    finally:
+        for loser in losers:
+            loser.release.set()
         hedging.stop()
 
 
