@@ -21,14 +21,18 @@ from typing import Any
 
 import botocore.exceptions
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from s3stream import StreamStore, StreamStoreConfig
 from s3stream.errors import Fenced
 from s3stream.manifest import Manifest, delta_key, load_state
 from s3stream.read_threads import lower_own_priority, own_priority
 from s3stream.store import LocalStore, S3Store
+from s3stream.store.hedged import _MIN_SAMPLES as MIN_SAMPLES
+from s3stream.store.hedged import _WINDOW as WINDOW
 from s3stream.store.hedged import _WORKERS as WORKERS
-from s3stream.store.hedged import HedgedStore, HedgePolicy, hedged
+from s3stream.store.hedged import HedgedStore, HedgePolicy, _Latencies, hedged
 from s3stream.uploader import OBJECT_PREFIX
 from tests.s3stream.conftest import S3Endpoint
 
@@ -413,3 +417,13 @@ def test_hedging_threads_keep_the_openers_priority_whoever_asks_first(
         assert priorities == [opener, opener]  # the first copy and its hedge
     finally:
         hedging.stop()
+
+
+@given(st.lists(st.floats(min_value=0, max_value=60, allow_nan=False), max_size=200))
+def test_the_median_is_of_the_recent_window(latencies: list[float]) -> None:
+    window = _Latencies()
+    for seconds in latencies:
+        window.observe(seconds)
+    recent = sorted(latencies[-WINDOW:])
+    assert window.ordered == recent
+    assert window.median() == (recent[len(recent) // 2] if len(recent) >= MIN_SAMPLES else None)
