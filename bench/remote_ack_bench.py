@@ -1,6 +1,7 @@
 """Remote acknowledgements: how long an append waits for its object's commit, beside the PUTs.
 
     python bench/remote_ack_bench.py [--appends 3000] [--appenders 8] [--rounds 3]
+                                     [--hedge-after X] [--hedge-floor-ms MS]
                                      [--quick] [--json]
 
 A StreamStore writes to moto's S3 server (its own process on loopback, as
@@ -18,6 +19,10 @@ the time of one upload; an acknowledgement that waits out at most the
 upload in flight and then its own is at most about 2. A commit also HEADs
 the manifest version before its own (docs/object-format.md, "Opening and fencing"),
 whose median is reported beside them but not counted in the ratio.
+The stream store hedges its requests as ``[store] hedge_after`` and
+``hedge_floor_ms`` say (``--hedge-after 0``: never, the figure without
+hedges); the hedges sent and won are reported. The PUTs timed for the
+baseline are never hedged.
 ``--json`` prints one JSON object.
 """
 
@@ -44,16 +49,40 @@ def main() -> None:
     parser.add_argument("--appends", type=int, default=3000, help="remote appends per round")
     parser.add_argument("--appenders", type=int, default=8, help="concurrent appenders")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of appends and PUTs")
+    parser.add_argument(
+        "--hedge-after",
+        type=float,
+        default=None,
+        help="[store] hedge_after (default: the store's; 0: no hedged requests)",
+    )
+    parser.add_argument("--hedge-floor-ms", type=float, default=None, help="[store] hedge_floor_ms")
     parser.add_argument("--dir", default=None, help="scratch directory (default: a temp dir)")
     args = parser.parse_args()
     appends, rounds = (600, 1) if args.quick else (args.appends, args.rounds)
     with _harness.scratch(args.dir, "tidelog-remote-ack-") as scratch:
-        results = run(scratch, appends, args.appenders, rounds)
+        results = run(
+            scratch, appends, args.appenders, rounds, args.hedge_after, args.hedge_floor_ms
+        )
     _harness.report(results, args.json, print_table)
 
 
-def run(scratch: Path, appends: int, appenders: int, rounds: int) -> dict[str, Any]:
+def run(
+    scratch: Path,
+    appends: int,
+    appenders: int,
+    rounds: int,
+    hedge_after: float | None = None,
+    hedge_floor_ms: float | None = None,
+) -> dict[str, Any]:
+    import dataclasses
+
     from s3stream import StreamStore, StreamStoreConfig
+
+    config = StreamStoreConfig()
+    if hedge_after is not None:
+        config = dataclasses.replace(config, hedge_after=hedge_after)
+    if hedge_floor_ms is not None:
+        config = dataclasses.replace(config, hedge_floor_ms=hedge_floor_ms)
     from s3stream.store import S3Store
 
     with moto_server() as server:
@@ -69,7 +98,7 @@ def run(scratch: Path, appends: int, appenders: int, rounds: int) -> dict[str, A
             )
 
         make_store().create_bucket_if_missing()
-        store = StreamStore.open(scratch / "data", make_store(), StreamStoreConfig())
+        store = StreamStore.open(scratch / "data", make_store(), config)
         streams = [store.create_stream() for _ in range(appenders)]
         for stream in streams:
             store.open_stream(stream, 1)
@@ -89,6 +118,7 @@ def run(scratch: Path, appends: int, appenders: int, rounds: int) -> dict[str, A
                 puts += _put_latencies(plain, f"put-{round_number}", size)
                 small_puts += _put_latencies(plain, f"small-{round_number}", 512)
                 heads += _head_latencies(plain, f"latency/small-{round_number}-0")
+            sent, won = store.hedges.snapshot() if store.hedges else ({}, {})
         finally:
             store.close()
             plain.close()
@@ -111,6 +141,10 @@ def run(scratch: Path, appends: int, appenders: int, rounds: int) -> dict[str, A
         "uploads": uploads,
         "object_bytes": uploaded // max(uploads, 1),
         "acks_per_upload": round(len(acks) / max(uploads, 1), 2),
+        "hedge_after": config.hedge_after,
+        "hedge_floor_ms": config.hedge_floor_ms,
+        "hedges_sent": sent,
+        "hedges_won": won,
         "remote_ack_p50_vs_upload": round(_quantile(acks, 0.50) / upload_ms, 3),
         "remote_ack_p99_vs_upload": round(_quantile(acks, 0.99) / upload_ms, 3),
         **_harness.cpus(),
@@ -180,6 +214,9 @@ def print_table(results: dict[str, Any]) -> None:
         print(f"{label:<40} {results[key]:>9.2f} ms")
     print(
         f"\n{results['uploads']:,} uploads, {results['acks_per_upload']:.1f} acks per upload\n"
+        f"hedged after {results['hedge_after']}x the median (at least "
+        f"{results['hedge_floor_ms']} ms): sent {results['hedges_sent']}, "
+        f"won {results['hedges_won']}\n"
         f"remote_ack_p50_vs_upload {results['remote_ack_p50_vs_upload']:.2f}   "
         f"remote_ack_p99_vs_upload {results['remote_ack_p99_vs_upload']:.2f}"
     )

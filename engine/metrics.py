@@ -63,6 +63,24 @@ class MetricsHost(Protocol):
     def consumer_lag(self, group_id: str) -> Mapping[TopicPartition, _Lag]: ...
 
 
+def _hedges(sent: dict[str, int], won: dict[str, int]) -> Iterator[Metric]:
+    """Zeros for a store that is not hedged (a local directory, hedging off)."""
+    hedges = CounterMetricFamily(
+        "tidelog_object_store_hedges",
+        "Second copies sent of object-store requests slow to answer.",
+        labels=["operation"],
+    )
+    hedges_won = CounterMetricFamily(
+        "tidelog_object_store_hedges_won",
+        "Second copies whose answer came first and was used.",
+        labels=["operation"],
+    )
+    for operation in ("put", "put_if_absent", "head", "get_versioned"):
+        hedges.add_metric([operation], sent.get(operation, 0))
+        hedges_won.add_metric([operation], won.get(operation, 0))
+    yield from (hedges, hedges_won)
+
+
 def _counter(name: str, doc: str, value: float) -> CounterMetricFamily:
     return CounterMetricFamily(name, doc, value=value)
 
@@ -155,6 +173,7 @@ class EngineCollector(Collector):
             histogram = latency[operation]
             seconds.add_metric([operation], histogram.cumulative(), histogram.sum)
         yield from (counted, errored, seconds)
+        yield from _hedges(*(store.hedges.snapshot() if store.hedges else ({}, {})))
         yield _counter("tidelog_object_compactions", "Object compactions.", stats.compactions)
         yield _counter(
             "tidelog_objects_deleted",

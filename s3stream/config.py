@@ -6,6 +6,7 @@ from dataclasses import dataclass, replace
 
 from s3stream.manifest import DEFAULT_CHECKPOINT_EVERY, DEFAULT_OPEN_TIMEOUT_S
 from s3stream.objects import DEFAULT_BLOCK_BYTES
+from s3stream.store.hedged import HedgePolicy
 from wal import Durability
 
 MiB = 1024 * 1024
@@ -47,6 +48,17 @@ class StreamStoreConfig:
     rest this many times as long as the read took, so a replay leaves CPU
     time to live produce and tail reads and keeps at least 1 / (1 + ratio)
     of its pace (0: no rest; s3stream/replay_pace.py)."""
+    hedge_after: float = 2.0
+    """An object-store request that may be sent twice (a data object's PUT,
+    the manifest's create-if-absent, a HEAD) and has not answered after
+    this many times the recent median of its kind is sent again, the first
+    answer winning (0: never; s3stream/store/hedged.py). S3 only: a local
+    directory's requests queue on one disk."""
+    hedge_floor_ms: float = 5.0
+    """... but never sooner than this."""
+    hedge_max_share: float = 0.1
+    """Hedges are at most this share of the requests (plus 10 saved up in a
+    quiet spell), so a store slow for everyone is not asked twice as much."""
     compaction_interval_s: float = 60.0
     small_object_bytes: int = 16 * MiB
     """Objects smaller than this are merged with their neighbours."""
@@ -69,6 +81,13 @@ class StreamStoreConfig:
     """How long an append waiting to be remotely durable lets others join
     its object before the upload starts; it starts sooner once as many
     appends wait as the last upload answered."""
+
+    def __post_init__(self) -> None:
+        self.hedge_policy()  # a bad hedge_* setting is refused with the config
+
+    def hedge_policy(self) -> HedgePolicy:
+        """The hedge_* settings (s3stream/store/hedged.py)."""
+        return HedgePolicy(self.hedge_after, self.hedge_floor_ms / 1000, self.hedge_max_share)
 
     @classmethod
     def small(cls) -> StreamStoreConfig:

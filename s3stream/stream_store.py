@@ -60,6 +60,7 @@ from s3stream.recovery import RecoverySummary, recover
 from s3stream.replacing import replace_range
 from s3stream.replay_pace import ReplayPace
 from s3stream.store import ObjectNotFound, ObjectStore, ObjectStoreError, open_store
+from s3stream.store.hedged import hedged
 from s3stream.store.metered import MeteredStore
 from s3stream.store_state import Retention, StoreState, StoreStats, StreamState, fail_all
 from s3stream.uploader import ObjectIds, Uploader, now_ms
@@ -146,11 +147,15 @@ class StreamStore:
         # lock: an open refused there (another process has the directory)
         # has touched nothing in the object store, so the running owner is
         # not fenced by it.
+        policy = config.hedge_policy()
         if object_store is None:
             object_store = "file://" + os.path.abspath(os.path.join(data_dir, "objects"))
         self._owns_store = isinstance(object_store, str)
         opened = open_store(object_store) if isinstance(object_store, str) else object_store
-        self.store = MeteredStore(opened)
+        self._hedging = hedging = hedged(opened, policy)
+        self.hedges = None if hedging is None else hedging.stats
+        """Hedged requests sent and won (None: not hedged; engine/metrics.py)."""
+        self.store = MeteredStore(opened if hedging is None else hedging)
         """The object store, its requests counted (engine/metrics.py)."""
         try:
             self.wal = WriteAheadLog(
@@ -180,8 +185,7 @@ class StreamStore:
                 self.wal.close()
                 raise
         except BaseException:
-            if self._owns_store:
-                self.store.close()
+            self._close_store()
             raise
         self._manifest_writer = ManifestWriter(self.manifest, self._fail)
         self._read_pool = read_pool(config.read_workers, "s3stream-read", config.read_nice)
@@ -222,6 +226,14 @@ class StreamStore:
         self._appender = Appender(state, self.wal, wal_prefix, self._uploader, config)
         self._uploader.start()
         self._compactor.start()
+
+    def _close_store(self) -> None:
+        """Closes the object store if this store opened it; the hedging
+        threads in any case (a store given by the caller stays open)."""
+        if self._owns_store:
+            self.store.close()
+        elif self._hedging is not None:
+            self._hedging.stop()
 
     # -- streams ----------------------------------------------------------------
 
@@ -643,8 +655,7 @@ class StreamStore:
         self._read_pool.shutdown(wait=True)
         self._fetcher.close()
         self.wal.close()
-        if self._owns_store:
-            self.store.close()
+        self._close_store()
         if isinstance(self._state.failure, Fenced):
             reason = (
                 f"fenced: another writer owns the object store ({self._state.failure}); "

@@ -90,6 +90,10 @@ class ObjectStore(abc.ABC):
     #: takes (the local directory and memory stores, both tidelog's): the
     #: probe at open would only test that code, so it is skipped.
     checks_its_own_conditions = False
+    #: Whether a second copy of a slow request may answer sooner than the
+    #: first (a remote server's stalls, S3's), so the stream store hedges
+    #: them (hedged.py); not a local disk's, where the copy queues behind.
+    hedgeable = False
 
     @abc.abstractmethod
     def put(self, key: str, data: ObjectData) -> str:

@@ -118,6 +118,8 @@ class S3Connection(NamedTuple):
 class S3Store(ObjectStore):
     """Objects under ``prefix`` in an S3 bucket; keys are given without the prefix."""
 
+    hedgeable = True
+
     def __init__(
         self,
         bucket: str,
