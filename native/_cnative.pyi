@@ -64,7 +64,12 @@ def encode_records(
     is_transactional: bool = False,
 ) -> tuple[bytearray, int]: ...
 def encode_entries(
-    runs: Sequence[tuple[int, Sequence[tuple[int, int, BytesLike]]]],
+    runs: Sequence[
+        tuple[
+            int,
+            Sequence[tuple[int, int, BytesLike] | tuple[int, int, BytesLike, int | None]],
+        ]
+    ],
     block_bytes: int,
     *,
     with_spans: bool = False,

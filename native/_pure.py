@@ -986,7 +986,7 @@ def _field(data: BytesLike | str | None) -> BytesLike | None:
 _ENTRY_HEADER = struct.Struct("<qII")  # base offset, offset count, payload length
 _U32_MAX = (1 << 32) - 1
 
-EntryRun = tuple[int, Sequence[tuple[int, int, BytesLike]]]
+EntryRun = tuple[int, Sequence[tuple[int, int, BytesLike] | tuple[int, int, BytesLike, int | None]]]
 """A stream id and its stored batches (base_offset, end_offset, payload)."""
 
 
@@ -1008,6 +1008,10 @@ def encode_entries(
     region's size, each block's (stream, start, end, position, size, CRC32C),
     each run's (stream, start, end, size) and, ``with_spans``, each entry's
     (position, header, payload) by (stream, base offset).
+
+    A batch may bring its payload's CRC32C as a fourth item (None: not
+    known); that payload is then not read, its CRC is combined into its
+    block's.
     """
     if not isinstance(runs, list):
         raise TypeError("runs must be a list")
@@ -1028,11 +1032,18 @@ def encode_entries(
         block_first = expected = 0
         block_crc = 0
         for i, batch in enumerate(batches):
-            if not isinstance(batch, tuple) or len(batch) != 3:
-                raise TypeError("a stored batch is a (base_offset, end_offset, payload) tuple")
-            base, end, payload = batch
+            if not isinstance(batch, tuple) or len(batch) not in (3, 4):
+                raise TypeError(
+                    "a stored batch is a (base_offset, end_offset, payload[, crc]) tuple"
+                )
+            base, end, payload = batch[:3]
             _check_stored_int(base, "base_offset")
             _check_stored_int(end, "end_offset")
+            payload_crc = batch[3] if len(batch) == 4 else None
+            if payload_crc is not None:
+                _check_stored_int(payload_crc, "a stored batch's crc")
+                if not 0 <= payload_crc <= _U32_MAX:
+                    raise OverflowError(f"crc {payload_crc} does not fit in 32 bits")
             if i == 0:
                 block_first = expected = base
             if base != expected or end <= base:
@@ -1053,7 +1064,11 @@ def encode_entries(
                 )
                 block_start, block_first, block_crc = size, expected, 0
             header = _ENTRY_HEADER.pack(base, end - base, length)
-            block_crc = crc32c(payload, crc32c(header, block_crc))
+            block_crc = crc32c(header, block_crc)
+            if payload_crc is None:
+                block_crc = crc32c(payload, block_crc)
+            else:
+                block_crc = crc32c_combine(block_crc, payload_crc, length)
             if spans is not None:
                 spans[(stream_id, base)] = (size, header, payload)
             parts.append(header)
