@@ -68,6 +68,7 @@ if TYPE_CHECKING:
         rewrite_batch,
         scan_batches,
         stamp_batch,
+        unfilled_bytearray,
         validate_batches,
     )
 else:
@@ -84,6 +85,7 @@ else:
     encode_entries = _impl.encode_entries
     join_parts = _impl.join_parts
     stamp_batch = _impl.stamp_batch
+    unfilled_bytearray = _impl.unfilled_bytearray
 
 __all__ = [
     "CRC_COMBINE_MIN_BYTES",
@@ -120,5 +122,6 @@ __all__ = [
     "rewrite_batch",
     "scan_batches",
     "stamp_batch",
+    "unfilled_bytearray",
     "validate_batches",
 ]

@@ -1082,6 +1082,18 @@ def encode_entries(
     return parts, size, blocks, ranges, spans
 
 
+def unfilled_bytearray(size: int) -> bytearray:
+    """A bytearray of ``size`` bytes for a buffer every byte of which is
+    written before anything reads it (a request read from a socket). The C
+    one leaves the bytes as the allocator gives them, where ``bytearray(size)``
+    zero-fills them first: a pass over every byte received, for nothing."""
+    if not isinstance(size, int):
+        raise TypeError(f"size must be an int, not {type(size).__name__}")
+    if size < 0:
+        raise ValueError(f"size {size} is negative")
+    return bytearray(size)
+
+
 def join_parts(parts: Iterable[BytesLike]) -> bytes:
     """The parts' bytes in one bytes object (the C one copies them with the
     GIL released, so a large object's join does not stop other threads)."""

@@ -971,6 +971,23 @@ done:
 
 /* ---- module ---------------------------------------------------------- */
 
+/* A bytearray of size bytes left as the allocator gives them, where
+ * bytearray(size) zero-fills them first: for a buffer every byte of which is
+ * written before anything reads it (a request read from a socket). */
+static PyObject *py_unfilled_bytearray(PyObject *self, PyObject *arg) {
+    if (!PyLong_Check(arg)) {
+        PyErr_Format(PyExc_TypeError, "size must be an int, not %.200s", Py_TYPE(arg)->tp_name);
+        return NULL;
+    }
+    Py_ssize_t size = PyLong_AsSsize_t(arg);
+    if (size == -1 && PyErr_Occurred()) return NULL;
+    if (size < 0) {
+        PyErr_Format(PyExc_ValueError, "size %zd is negative", size);
+        return NULL;
+    }
+    return PyByteArray_FromStringAndSize(NULL, size);
+}
+
 static PyMethodDef methods[] = {
     {"crc32c", (PyCFunction)(void (*)(void))py_crc32c, METH_FASTCALL, "CRC32C of a buffer, continuing from crc."},
     {"crc32c_backend", py_crc32c_backend, METH_NOARGS, "The live CRC32C implementation."},
@@ -992,6 +1009,8 @@ static PyMethodDef methods[] = {
     {"encode_entries", (PyCFunction)(void (*)(void))tl_py_encode_entries,
      METH_VARARGS | METH_KEYWORDS, "Lay out an object's entries and blocks."},
     {"join_parts", tl_py_join_parts, METH_O, "Join buffers into one bytes, the GIL released."},
+    {"unfilled_bytearray", py_unfilled_bytearray, METH_O,
+     "A bytearray whose bytes are not zero-filled, for a buffer written whole before it is read."},
     {"stamp_batch", (PyCFunction)(void (*)(void))tl_py_stamp_batch, METH_VARARGS | METH_KEYWORDS,
      "Append provenance headers to every record of one batch."},
     {NULL, NULL, 0, NULL},
