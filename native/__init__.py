@@ -64,6 +64,7 @@ if TYPE_CHECKING:
         encode_batch,
         encode_entries,
         encode_records,
+        extend_unfilled,
         join_parts,
         rewrite_batch,
         scan_batches,
@@ -86,6 +87,7 @@ else:
     join_parts = _impl.join_parts
     stamp_batch = _impl.stamp_batch
     unfilled_bytearray = _impl.unfilled_bytearray
+    extend_unfilled = _impl.extend_unfilled
 
 __all__ = [
     "CRC_COMBINE_MIN_BYTES",
@@ -118,6 +120,7 @@ __all__ = [
     "encode_batch",
     "encode_entries",
     "encode_records",
+    "extend_unfilled",
     "join_parts",
     "rewrite_batch",
     "scan_batches",

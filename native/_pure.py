@@ -9,6 +9,7 @@ same bad input. See docs/record-batch.md.
 from __future__ import annotations
 
 import struct
+import sys
 from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
@@ -1092,6 +1093,22 @@ def unfilled_bytearray(size: int) -> bytearray:
     if size < 0:
         raise ValueError(f"size {size} is negative")
     return bytearray(size)
+
+
+def extend_unfilled(buffer: bytearray, added: int) -> None:
+    """Grows ``buffer`` by ``added`` bytes, for a buffer that is then written
+    to its end before anything reads it. The C one leaves them as the
+    allocator gives them, where ``extend(bytes(added))`` zero-fills a
+    temporary and copies it in."""
+    if not isinstance(buffer, bytearray):
+        raise TypeError(f"buffer must be a bytearray, not {type(buffer).__name__}")
+    if not isinstance(added, int):
+        raise TypeError(f"added must be an int, not {type(added).__name__}")
+    if added < 0:
+        raise ValueError(f"added {added} is negative")
+    if added > sys.maxsize - len(buffer):
+        raise OverflowError("the buffer would be too large")
+    buffer.extend(bytes(added))
 
 
 def join_parts(parts: Iterable[BytesLike]) -> bytes:

@@ -60,7 +60,7 @@ from engine.server.dispatch import dispatch
 from engine.server.listeners import Listener
 from engine.server.sliced_writes import SlicedWriter
 from engine.server.tls import NoMatchingRule, tls_writes
-from native import unfilled_bytearray
+from native import extend_unfilled, unfilled_bytearray
 
 if TYPE_CHECKING:
     from engine.server.server import Server
@@ -364,7 +364,7 @@ class Connection(asyncio.BufferedProtocol):
         filled = len(body)
         step = max(self._socket_holds(), min(filled, _GROWTH_MAX), _GROWTH_STEP)
         added = min(self._body_size, filled + step) - filled
-        body.extend(bytes(added))
+        extend_unfilled(body, added)  # written to its end before it is read, as at the start
         self._count(added)
 
     def _finish_body(self) -> None:

@@ -103,17 +103,23 @@ def test_request_buffers_are_not_zero_filled_and_every_byte_is_received(
     stream = b"".join(frames)
     received: list[bytes] = []
     unfilled: list[int] = []
+    grown: list[int] = []
     position = 0
 
     def stale(size: int) -> bytearray:
         unfilled.append(size)
         return bytearray(b"\xa5") * size  # what a reused allocation may hold
 
+    def grow_stale(buffer: bytearray, added: int) -> None:
+        grown.append(added)
+        buffer.extend(b"\xa5" * added)
+
     def dispatch(state: Any, header: Any, frame: Any, *_peer: Any) -> tuple[Any, Any]:
         received.append(bytes(frame))
         return header, None
 
     monkeypatch.setattr(connection_module, "unfilled_bytearray", stale)
+    monkeypatch.setattr(connection_module, "extend_unfilled", grow_stale)
     monkeypatch.setattr(connection_module, "dispatch", dispatch)
     monkeypatch.setattr(
         connection_module.Connection,
@@ -138,6 +144,9 @@ def test_request_buffers_are_not_zero_filled_and_every_byte_is_received(
     assert len(unfilled) >= len(large)
     if holds_known:
         assert [size for size in unfilled if size >= 64 * 1024] == large
+        assert not grown
+    else:  # grown unfilled too, a step at a time
+        assert grown
     connection.connection_lost(None)
 
 
