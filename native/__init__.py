@@ -64,10 +64,12 @@ if TYPE_CHECKING:
         encode_batch,
         encode_entries,
         encode_records,
+        extend_unfilled,
         join_parts,
         rewrite_batch,
         scan_batches,
         stamp_batch,
+        unfilled_bytearray,
         validate_batches,
     )
 else:
@@ -84,6 +86,8 @@ else:
     encode_entries = _impl.encode_entries
     join_parts = _impl.join_parts
     stamp_batch = _impl.stamp_batch
+    unfilled_bytearray = _impl.unfilled_bytearray
+    extend_unfilled = _impl.extend_unfilled
 
 __all__ = [
     "CRC_COMBINE_MIN_BYTES",
@@ -116,9 +120,11 @@ __all__ = [
     "encode_batch",
     "encode_entries",
     "encode_records",
+    "extend_unfilled",
     "join_parts",
     "rewrite_batch",
     "scan_batches",
     "stamp_batch",
+    "unfilled_bytearray",
     "validate_batches",
 ]

@@ -64,7 +64,12 @@ def encode_records(
     is_transactional: bool = False,
 ) -> tuple[bytearray, int]: ...
 def encode_entries(
-    runs: Sequence[tuple[int, Sequence[tuple[int, int, BytesLike]]]],
+    runs: Sequence[
+        tuple[
+            int,
+            Sequence[tuple[int, int, BytesLike] | tuple[int, int, BytesLike, int | None]],
+        ]
+    ],
     block_bytes: int,
     *,
     with_spans: bool = False,
@@ -76,6 +81,8 @@ def encode_entries(
     dict[tuple[int, int], tuple[int, bytes, BytesLike]] | None,
 ]: ...
 def join_parts(parts: Iterable[BytesLike]) -> bytes: ...
+def unfilled_bytearray(size: int) -> bytearray: ...
+def extend_unfilled(buffer: bytearray, added: int) -> None: ...
 def stamp_batch(
     data: BytesLike,
     headers: Sequence[tuple[str, BytesLike]],

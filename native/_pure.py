@@ -9,6 +9,7 @@ same bad input. See docs/record-batch.md.
 from __future__ import annotations
 
 import struct
+import sys
 from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
@@ -986,7 +987,7 @@ def _field(data: BytesLike | str | None) -> BytesLike | None:
 _ENTRY_HEADER = struct.Struct("<qII")  # base offset, offset count, payload length
 _U32_MAX = (1 << 32) - 1
 
-EntryRun = tuple[int, Sequence[tuple[int, int, BytesLike]]]
+EntryRun = tuple[int, Sequence[tuple[int, int, BytesLike] | tuple[int, int, BytesLike, int | None]]]
 """A stream id and its stored batches (base_offset, end_offset, payload)."""
 
 
@@ -1008,6 +1009,10 @@ def encode_entries(
     region's size, each block's (stream, start, end, position, size, CRC32C),
     each run's (stream, start, end, size) and, ``with_spans``, each entry's
     (position, header, payload) by (stream, base offset).
+
+    A batch may bring its payload's CRC32C as a fourth item (None: not
+    known); that payload is then not read, its CRC is combined into its
+    block's.
     """
     if not isinstance(runs, list):
         raise TypeError("runs must be a list")
@@ -1028,11 +1033,18 @@ def encode_entries(
         block_first = expected = 0
         block_crc = 0
         for i, batch in enumerate(batches):
-            if not isinstance(batch, tuple) or len(batch) != 3:
-                raise TypeError("a stored batch is a (base_offset, end_offset, payload) tuple")
-            base, end, payload = batch
+            if not isinstance(batch, tuple) or len(batch) not in (3, 4):
+                raise TypeError(
+                    "a stored batch is a (base_offset, end_offset, payload[, crc]) tuple"
+                )
+            base, end, payload = batch[:3]
             _check_stored_int(base, "base_offset")
             _check_stored_int(end, "end_offset")
+            payload_crc = batch[3] if len(batch) == 4 else None
+            if payload_crc is not None:
+                _check_stored_int(payload_crc, "a stored batch's crc")
+                if not 0 <= payload_crc <= _U32_MAX:
+                    raise OverflowError(f"crc {payload_crc} does not fit in 32 bits")
             if i == 0:
                 block_first = expected = base
             if base != expected or end <= base:
@@ -1053,7 +1065,11 @@ def encode_entries(
                 )
                 block_start, block_first, block_crc = size, expected, 0
             header = _ENTRY_HEADER.pack(base, end - base, length)
-            block_crc = crc32c(payload, crc32c(header, block_crc))
+            block_crc = crc32c(header, block_crc)
+            if payload_crc is None:
+                block_crc = crc32c(payload, block_crc)
+            else:
+                block_crc = crc32c_combine(block_crc, payload_crc, length)
             if spans is not None:
                 spans[(stream_id, base)] = (size, header, payload)
             parts.append(header)
@@ -1065,6 +1081,34 @@ def encode_entries(
         )
         ranges.append((stream_id, batches[0][0], expected, size - stream_begin))
     return parts, size, blocks, ranges, spans
+
+
+def unfilled_bytearray(size: int) -> bytearray:
+    """A bytearray of ``size`` bytes for a buffer every byte of which is
+    written before anything reads it (a request read from a socket). The C
+    one leaves the bytes as the allocator gives them, where ``bytearray(size)``
+    zero-fills them first: a pass over every byte received, for nothing."""
+    if not isinstance(size, int):
+        raise TypeError(f"size must be an int, not {type(size).__name__}")
+    if size < 0:
+        raise ValueError(f"size {size} is negative")
+    return bytearray(size)
+
+
+def extend_unfilled(buffer: bytearray, added: int) -> None:
+    """Grows ``buffer`` by ``added`` bytes, for a buffer that is then written
+    to its end before anything reads it. The C one leaves them as the
+    allocator gives them, where ``extend(bytes(added))`` zero-fills a
+    temporary and copies it in."""
+    if not isinstance(buffer, bytearray):
+        raise TypeError(f"buffer must be a bytearray, not {type(buffer).__name__}")
+    if not isinstance(added, int):
+        raise TypeError(f"added must be an int, not {type(added).__name__}")
+    if added < 0:
+        raise ValueError(f"added {added} is negative")
+    if added > sys.maxsize - len(buffer):
+        raise OverflowError("the buffer would be too large")
+    buffer.extend(bytes(added))
 
 
 def join_parts(parts: Iterable[BytesLike]) -> bytes:

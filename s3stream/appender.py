@@ -139,7 +139,7 @@ class Appender:
         settled once the append is in a committed object."""
         end = last_offset + 1
         with self._state.lock:
-            stream, block = self._accept(stream_id, base_offset, last_offset, payload)
+            stream, block = self._accept(stream_id, base_offset, last_offset, payload, payload_crc)
             future = wal_submit(
                 payload,
                 stream_id=stream_id,
@@ -170,9 +170,15 @@ class Appender:
         return end
 
     def _accept(
-        self, stream_id: int, base_offset: int, last_offset: int, payload: bytes | memoryview
+        self,
+        stream_id: int,
+        base_offset: int,
+        last_offset: int,
+        payload: bytes | memoryview,
+        payload_crc: int | None = None,
     ) -> tuple[StreamState, CacheBlock]:
-        """Checks an append and adds it to the log cache (under the lock)."""
+        """Checks an append and adds it to the log cache (under the lock);
+        ``payload_crc`` stays with it for its upload."""
         self._state.check_usable()
         stream = self._state.stream_locked(stream_id)
         if not stream.opened:
@@ -182,7 +188,8 @@ class Appender:
         if last_offset < base_offset:
             raise ValueError(f"last offset {last_offset} < base offset {base_offset}")
         was_empty = self._state.cache.active.empty
-        block = self._state.cache.add(stream_id, StoredBatch(base_offset, last_offset + 1, payload))
+        batch = StoredBatch(base_offset, last_offset + 1, payload, payload_crc)
+        block = self._state.cache.add(stream_id, batch)
         block.unconfirmed += 1
         if was_empty:
             self._state.changed.notify_all()  # starts the uploader's age clock

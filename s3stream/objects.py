@@ -61,6 +61,11 @@ class StoredBatch(NamedTuple):
     base_offset: int
     end_offset: int
     payload: bytes | memoryview
+    crc: int | None = None
+    """The payload's CRC32C when the appender has it (the produce path
+    combines it from the checked batches' own CRCs): an upload then combines
+    it into its block's CRC instead of reading the payload again. None: the
+    upload reads the bytes."""
 
 
 class BlockInfo(NamedTuple):

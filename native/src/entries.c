@@ -9,7 +9,10 @@
  * entry header written while holding the GIL; the CRCs, the only pass over
  * the payload bytes, run with the GIL released (the payloads' buffers are
  * held, so none can change size); then the Python results are built.
- * native/_pure.py's encode_entries gives the same results.
+ * A batch that brings its payload's CRC32C (a fourth item: the produce
+ * path has it from the checked batches' own CRCs) is not read at all: its
+ * CRC is combined into its block's. native/_pure.py's encode_entries gives
+ * the same results.
  */
 #include "entries.h"
 
@@ -33,6 +36,8 @@ typedef struct {
 
 typedef struct {
     Py_buffer *views;
+    uint32_t *crcs; /* a payload's CRC32C, when its batch brings one */
+    uint8_t *crc_known;
     uint8_t *headers; /* ENTRY_HEADER_SIZE bytes per entry */
     int64_t *positions;
     PyObject **payloads; /* borrowed from the caller's batches */
@@ -55,6 +60,8 @@ static void put_le32(uint8_t *p, uint32_t v) {
 static void layout_free(tl_layout *l) {
     for (Py_ssize_t i = 0; i < l->viewed; i++) PyBuffer_Release(&l->views[i]);
     PyMem_Free(l->views);
+    PyMem_Free(l->crcs);
+    PyMem_Free(l->crc_known);
     PyMem_Free(l->headers);
     PyMem_Free(l->positions);
     PyMem_Free(l->payloads);
@@ -73,6 +80,22 @@ static int read_int64(PyObject *obj, const char *what, int64_t *out) {
     long long value = PyLong_AsLongLong(obj);
     if (value == -1 && PyErr_Occurred()) return -1;
     *out = value;
+    return 0;
+}
+
+/* A stored batch's optional fourth item: its payload's CRC32C, or None. */
+static int read_payload_crc(PyObject *batch, uint32_t *crc, uint8_t *known) {
+    *known = 0;
+    if (PyTuple_GET_SIZE(batch) < 4 || PyTuple_GET_ITEM(batch, 3) == Py_None) return 0;
+    PyObject *obj = PyTuple_GET_ITEM(batch, 3);
+    int64_t value;
+    if (read_int64(obj, "a stored batch's crc", &value) != 0) return -1;
+    if (value < 0 || value > UINT32_MAX) {
+        PyErr_Format(PyExc_OverflowError, "crc %lld does not fit in 32 bits", (long long)value);
+        return -1;
+    }
+    *crc = (uint32_t)value;
+    *known = 1;
     return 0;
 }
 
@@ -108,13 +131,15 @@ static int lay_out(PyObject *runs, int64_t block_bytes, tl_layout *l, int64_t *t
         return -1;
     }
     l->views = PyMem_New(Py_buffer, n);
+    l->crcs = PyMem_New(uint32_t, n);
+    l->crc_known = PyMem_New(uint8_t, n);
     l->headers = PyMem_Malloc(n * ENTRY_HEADER_SIZE);
     l->positions = PyMem_New(int64_t, n);
     l->payloads = PyMem_New(PyObject *, n);
     l->bases = PyMem_New(int64_t, n);
     l->streams = PyMem_New(int64_t, n);
     l->blocks = PyMem_New(tl_block, n);
-    if (!l->views || !l->headers || !l->positions || !l->payloads || !l->bases || !l->streams ||
+    if (!l->views || !l->crcs || !l->crc_known || !l->headers || !l->positions || !l->payloads || !l->bases || !l->streams ||
         !l->blocks) {
         PyErr_NoMemory();
         return -1;
@@ -141,14 +166,16 @@ static int lay_out(PyObject *runs, int64_t block_bytes, tl_layout *l, int64_t *t
         int64_t expected = 0;
         for (Py_ssize_t i = 0; i < count; i++, e++) {
             PyObject *batch = PySequence_Fast_GET_ITEM(batches, i);
-            if (!PyTuple_Check(batch) || PyTuple_GET_SIZE(batch) != 3) {
-                PyErr_SetString(PyExc_TypeError,
-                                "a stored batch is a (base_offset, end_offset, payload) tuple");
+            if (!PyTuple_Check(batch) ||
+                (PyTuple_GET_SIZE(batch) != 3 && PyTuple_GET_SIZE(batch) != 4)) {
+                PyErr_SetString(PyExc_TypeError, "a stored batch is a (base_offset, end_offset, "
+                                                 "payload[, crc]) tuple");
                 goto fail;
             }
             int64_t base, end;
             if (read_int64(PyTuple_GET_ITEM(batch, 0), "base_offset", &base) != 0 ||
-                read_int64(PyTuple_GET_ITEM(batch, 1), "end_offset", &end) != 0)
+                read_int64(PyTuple_GET_ITEM(batch, 1), "end_offset", &end) != 0 ||
+                read_payload_crc(batch, &l->crcs[e], &l->crc_known[e]) != 0)
                 goto fail;
             if (i == 0) expected = base;
             if (base != expected || end <= base) {
@@ -208,14 +235,18 @@ static int lay_out(PyObject *runs, int64_t block_bytes, tl_layout *l, int64_t *t
     return 0;
 }
 
-/* Step 2, without the GIL when there is enough to do: each block's CRC32C. */
+/* Step 2, without the GIL when there is enough to do: each block's CRC32C
+ * (a payload whose CRC is known is combined in, not read). */
 static void checksum_blocks(tl_layout *l) {
     for (Py_ssize_t b = 0; b < l->block_count; b++) {
         tl_block *block = &l->blocks[b];
         uint32_t crc = 0;
         for (Py_ssize_t e = block->first; e < block->first + block->count; e++) {
             crc = tl_crc32c(crc, l->headers + (size_t)e * ENTRY_HEADER_SIZE, ENTRY_HEADER_SIZE);
-            crc = tl_crc32c(crc, l->views[e].buf, (size_t)l->views[e].len);
+            if (l->crc_known[e])
+                crc = tl_crc32c_combine(crc, l->crcs[e], (uint64_t)l->views[e].len);
+            else
+                crc = tl_crc32c(crc, l->views[e].buf, (size_t)l->views[e].len);
         }
         block->crc = crc;
     }

@@ -971,6 +971,56 @@ done:
 
 /* ---- module ---------------------------------------------------------- */
 
+/* A bytearray of size bytes left as the allocator gives them, where
+ * bytearray(size) zero-fills them first: for a buffer every byte of which is
+ * written before anything reads it (a request read from a socket). */
+static PyObject *py_unfilled_bytearray(PyObject *self, PyObject *arg) {
+    if (!PyLong_Check(arg)) {
+        PyErr_Format(PyExc_TypeError, "size must be an int, not %.200s", Py_TYPE(arg)->tp_name);
+        return NULL;
+    }
+    Py_ssize_t size = PyLong_AsSsize_t(arg);
+    if (size == -1 && PyErr_Occurred()) return NULL;
+    if (size < 0) {
+        PyErr_Format(PyExc_ValueError, "size %zd is negative", size);
+        return NULL;
+    }
+    return PyByteArray_FromStringAndSize(NULL, size);
+}
+
+/* Grows a bytearray by added bytes left as the allocator gives them, where
+ * extend(bytes(added)) zero-fills a temporary and copies it in: for a buffer
+ * that is then written to its end before anything reads it. */
+static PyObject *py_extend_unfilled(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2) {
+        PyErr_Format(PyExc_TypeError, "extend_unfilled takes 2 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    PyObject *buffer = args[0], *arg = args[1];
+    if (!PyByteArray_Check(buffer)) {
+        PyErr_Format(PyExc_TypeError, "buffer must be a bytearray, not %.200s",
+                     Py_TYPE(buffer)->tp_name);
+        return NULL;
+    }
+    if (!PyLong_Check(arg)) {
+        PyErr_Format(PyExc_TypeError, "added must be an int, not %.200s", Py_TYPE(arg)->tp_name);
+        return NULL;
+    }
+    Py_ssize_t added = PyLong_AsSsize_t(arg);
+    if (added == -1 && PyErr_Occurred()) return NULL;
+    if (added < 0) {
+        PyErr_Format(PyExc_ValueError, "added %zd is negative", added);
+        return NULL;
+    }
+    Py_ssize_t size = PyByteArray_GET_SIZE(buffer);
+    if (added > PY_SSIZE_T_MAX - size) {
+        PyErr_SetString(PyExc_OverflowError, "the buffer would be too large");
+        return NULL;
+    }
+    if (PyByteArray_Resize(buffer, size + added) != 0) return NULL;
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"crc32c", (PyCFunction)(void (*)(void))py_crc32c, METH_FASTCALL, "CRC32C of a buffer, continuing from crc."},
     {"crc32c_backend", py_crc32c_backend, METH_NOARGS, "The live CRC32C implementation."},
@@ -992,6 +1042,10 @@ static PyMethodDef methods[] = {
     {"encode_entries", (PyCFunction)(void (*)(void))tl_py_encode_entries,
      METH_VARARGS | METH_KEYWORDS, "Lay out an object's entries and blocks."},
     {"join_parts", tl_py_join_parts, METH_O, "Join buffers into one bytes, the GIL released."},
+    {"extend_unfilled", (PyCFunction)(void (*)(void))py_extend_unfilled, METH_FASTCALL,
+     "Grow a bytearray by bytes that are not zero-filled, for a buffer written before it is read."},
+    {"unfilled_bytearray", py_unfilled_bytearray, METH_O,
+     "A bytearray whose bytes are not zero-filled, for a buffer written whole before it is read."},
     {"stamp_batch", (PyCFunction)(void (*)(void))tl_py_stamp_batch, METH_VARARGS | METH_KEYWORDS,
      "Append provenance headers to every record of one batch."},
     {NULL, NULL, 0, NULL},

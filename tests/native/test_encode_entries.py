@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from native import _pure
+from native import _pure, crc32c, crc32c_combine
 from s3stream import objects
 from s3stream.objects import ObjectKind, StoredBatch, encode_object, parse_object
 from tests.native.conftest import C_IMPL, c_impl, needs_c
@@ -102,6 +102,54 @@ def test_objects_from_either_are_the_same_bytes_and_decode_to_the_batches(
     )
 
 
+def with_crcs(
+    layout: list[tuple[int, list[StoredBatch]]], flip: int = 0
+) -> list[tuple[int, list[StoredBatch]]]:
+    """The layout with each batch's payload CRC32C given (xor ``flip``)."""
+    return [
+        (stream, [b._replace(crc=crc32c(b.payload) ^ flip) for b in batches])
+        for stream, batches in layout
+    ]
+
+
+@settings(max_examples=100, deadline=None)
+@given(runs(), st.integers(1, 3000), st.booleans())
+def test_a_known_payload_crc_is_combined_into_its_block_and_the_payload_not_read(
+    layout: list[tuple[int, list[StoredBatch]]], block_bytes: int, with_spans: bool
+) -> None:
+    for impl in IMPLS:
+        read = comparable(impl.encode_entries(layout, block_bytes, with_spans=with_spans))
+        combined = comparable(
+            impl.encode_entries(with_crcs(layout), block_bytes, with_spans=with_spans)
+        )
+        assert combined == read
+        # A CRC that does not match its payload shows in its block: the
+        # payload was not read for it.
+        right = impl.encode_entries(layout, block_bytes)[2]
+        wrong = impl.encode_entries(with_crcs(layout, flip=1), block_bytes)[2]
+        assert all(w[5] != r[5] for w, r in zip(wrong, right, strict=True))
+
+
+@pytest.mark.parametrize("impl", IMPLS, ids=lambda m: m.__name__)
+def test_a_wrong_payload_crc_makes_the_block_crc_the_one_it_implies(impl: ModuleType) -> None:
+    header = objects.ENTRY_HEADER.pack(7, 2, 3)
+    wrong = crc32c(b"abc") ^ 0xFFFF
+    (block,) = impl.encode_entries([(1, [StoredBatch(7, 9, b"abc", wrong)])], 1024)[2]
+    assert block[5] == crc32c_combine(crc32c(header), wrong, 3) != crc32c(header + b"abc")
+
+
+@pytest.mark.parametrize("impl", IMPLS, ids=lambda m: m.__name__)
+@pytest.mark.parametrize(
+    ("crc", "error"),
+    [("1", TypeError), (1.0, TypeError), (-1, OverflowError), (1 << 32, OverflowError)],
+)
+def test_a_payload_crc_that_is_not_32_bits_is_refused(
+    impl: ModuleType, crc: object, error: type[Exception]
+) -> None:
+    with pytest.raises(error):
+        impl.encode_entries([(1, [(0, 1, b"a", crc)])], 1024)
+
+
 @pytest.mark.parametrize("impl", IMPLS, ids=lambda m: m.__name__)
 def test_a_batch_that_does_not_follow_is_refused(impl: ModuleType) -> None:
     layout = [(3, [StoredBatch(0, 2, b"a"), StoredBatch(5, 6, b"b")])]
@@ -121,6 +169,7 @@ def test_a_batch_that_does_not_follow_is_refused(impl: ModuleType) -> None:
         [(1, [(0, 1)])],
         [(1, [(0, "1", b"a")])],
         [(1, [(0, 1, 5)])],
+        [(1, [(0, 1, b"a", None, 0)])],
         [(1, 7)],
     ],
 )

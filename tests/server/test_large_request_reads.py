@@ -86,6 +86,70 @@ def test_after_a_large_request_the_next_ones_are_not_copied(
     connection.connection_lost(None)
 
 
+@pytest.mark.parametrize(
+    ("read_at_most", "holds_known"), [(MiB, True), (70_000, True), (4096, False)]
+)
+def test_request_buffers_are_not_zero_filled_and_every_byte_is_received(
+    monkeypatch: pytest.MonkeyPatch, read_at_most: int, holds_known: bool
+) -> None:
+    """A large request's buffer is allocated unfilled (bytearray(n) would
+    zero it: a pass over every byte of produce data). Given buffers full of
+    stale bytes, every request handled is still exactly the bytes sent:
+    none is handled before each of its bytes is received, whether it is
+    read straight into its buffer, copied from the shared one, or its
+    buffer grows because the socket's count of waiting bytes is unknown."""
+    sizes = [100, 2 * MiB, 1 * MiB, 70_000, 100, 1 * MiB + 17]
+    frames = [_frame(index + 1, size) for index, size in enumerate(sizes)]
+    stream = b"".join(frames)
+    received: list[bytes] = []
+    unfilled: list[int] = []
+    grown: list[int] = []
+    position = 0
+
+    def stale(size: int) -> bytearray:
+        unfilled.append(size)
+        return bytearray(b"\xa5") * size  # what a reused allocation may hold
+
+    def grow_stale(buffer: bytearray, added: int) -> None:
+        grown.append(added)
+        buffer.extend(b"\xa5" * added)
+
+    def dispatch(state: Any, header: Any, frame: Any, *_peer: Any) -> tuple[Any, Any]:
+        received.append(bytes(frame))
+        return header, None
+
+    monkeypatch.setattr(connection_module, "unfilled_bytearray", stale)
+    monkeypatch.setattr(connection_module, "extend_unfilled", grow_stale)
+    monkeypatch.setattr(connection_module, "dispatch", dispatch)
+    monkeypatch.setattr(
+        connection_module.Connection,
+        "_socket_holds",
+        lambda _self: len(stream) - position if holds_known else 0,
+    )
+    monkeypatch.setattr(Server, "state", property(lambda server: None))
+    server = Server(engine=ENGINELESS)
+    connection = connection_module.Connection(server)
+    connection.connection_made(_Transport())  # type: ignore[arg-type]
+    while position < len(stream):
+        view = connection.get_buffer(-1)
+        count = min(len(view), read_at_most, len(stream) - position)
+        view[:count] = stream[position : position + count]
+        del view
+        position += count
+        connection.buffer_updated(count)
+    assert received == [frame[4:] for frame in frames]
+    large = [len(frame) - 4 for frame in frames if len(frame) - 4 >= 64 * 1024]
+    # A request that a read leaves unfinished (every large one) gets an
+    # unfilled buffer; with the socket's count known, each at its full size.
+    assert len(unfilled) >= len(large)
+    if holds_known:
+        assert [size for size in unfilled if size >= 64 * 1024] == large
+        assert not grown
+    else:  # grown unfilled too, a step at a time
+        assert grown
+    connection.connection_lost(None)
+
+
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[engine.Engine, InProcessServer]]:
     with served_without_uploads(tmp_path / "node") as both:
