@@ -32,10 +32,9 @@ from engine.errors import EngineError
 from engine.partition import Partition
 from engine.protocol.kafka_code import KafkaCode
 from engine.schemas.types import RegisteredSchema, SchemaLookup
-from engine.tables.columns import arrow_rows, partition_spec, table_schema
+from engine.tables.columns import PartitionRead, arrow_rows, partition_spec, table_schema
 from engine.tables.reader import read_settled, settled_end
 from engine.tables.typed_values import TypedField, ValueDecoder, value_decoder
-from engine.types import ConsumerRecord
 
 log = logging.getLogger("tidelog.tables")
 
@@ -229,7 +228,7 @@ class TableWriter:
         )
 
     def _commit_once(self, table: Table, positions: dict[int, int]) -> CommitResult:
-        records: list[ConsumerRecord] = []
+        reads: list[PartitionRead] = []
         new_positions = dict(positions)
         budget, skipped, more = self.commit_bytes, 0, False
         for partition in self._partitions():
@@ -240,7 +239,7 @@ class TableWriter:
             read = read_settled(partition, start, budget)
             budget -= read.bytes_read
             skipped += read.skipped
-            records += read.records
+            reads.append(PartitionRead(partition.index, read))
             new_positions[partition.index] = read.next_offset
             more = more or settled_end(partition) > read.next_offset
         if skipped:
@@ -260,7 +259,7 @@ class TableWriter:
             # would be checked against its snapshot, not the one the positions
             # came from.
             raise CommitFailedException("the table moved on while its schema was updated")
-        rows = arrow_rows(records, table.schema().as_arrow(), self.decoder(), typed)
+        rows = arrow_rows(reads, table.schema().as_arrow(), self.decoder(), typed)
         summary = {
             OFFSETS: json.dumps({str(p): o for p, o in sorted(new_positions.items())}),
             TOPIC_ID: self.topic_id,
@@ -271,7 +270,7 @@ class TableWriter:
         files = 0
         if added is not None and added.summary is not None:
             files = int(added.summary.get("added-data-files") or 0)
-        return CommitResult(len(records), files, skipped, more, 0)
+        return CommitResult(rows.num_rows, files, skipped, more, 0)
 
     def _evolve(self, table: Table) -> tuple[Table, list[TypedField]]:
         """The table with the decoder's columns added if some are new, and
