@@ -113,6 +113,9 @@ ONE_PASS_ONLY: dict[str, str] = {
     "server's framing and decoding of requests",
     "tests/server/test_transactions_confluent.py": "builds its batches with native/; the "
     "markers' encoding is covered by tests/engine/test_transactions.py",
+    "tests/tables/test_partitions.py": "builds one batch with native/; what it tests is "
+    "which partition each row's file is in, and the rows themselves are decoded as in "
+    "tests/tables/test_table_topic.py, which the pure pass runs",
     "tests/test_native_twin.py": "checks this selection; it names native/'s modules, "
     "it does not run them",
 }

@@ -11,7 +11,6 @@ from typing import Any, NamedTuple
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from pyiceberg.partitioning import PartitionSpec
 from pyiceberg.schema import Schema
 from pyiceberg.types import (
     BinaryType,
@@ -81,16 +80,6 @@ def table_schema(decoder: ValueDecoder | None) -> Schema:
             for i, f in enumerate(decoder.fields)
         ]
     return Schema(*fields)
-
-
-def partition_spec() -> PartitionSpec:
-    """None: each commit's data files hold the records of one commit
-    interval, so their timestamp and offset bounds (kept per file in the
-    manifests) already let every engine skip the files outside a time or
-    offset window; a day(timestamp) partition would split each commit's
-    files further and, written from Python, needs pyiceberg-core (Rust),
-    which the ``tables`` extra does not carry (docs/tables.md)."""
-    return PartitionSpec()
 
 
 class PartitionRead(NamedTuple):

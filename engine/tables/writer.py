@@ -32,7 +32,8 @@ from engine.errors import EngineError
 from engine.partition import Partition
 from engine.protocol.kafka_code import KafkaCode
 from engine.schemas.types import RegisteredSchema, SchemaLookup
-from engine.tables.columns import PartitionRead, arrow_rows, partition_spec, table_schema
+from engine.tables.columns import PartitionRead, arrow_rows, table_schema
+from engine.tables.partitions import append_rows, partition_spec
 from engine.tables.reader import read_settled, settled_end
 from engine.tables.typed_values import TypedField, ValueDecoder, value_decoder
 
@@ -98,6 +99,7 @@ class TableWriter:
         find_metadata: Callable[[], str | None] = lambda: None,
         value_subject: Callable[[], str] | None = None,
         location: str | None = None,
+        partition: Callable[[], str] = lambda: "day",
     ) -> None:
         self.catalog = catalog
         self.identifier = (namespace, table_name(topic))
@@ -113,6 +115,9 @@ class TableWriter:
         """Where a new table's files go (None: where the catalog puts them)."""
         """The newest metadata file of this table in the warehouse, for a
         catalog that has no entry for it (None: start a new table)."""
+        self._partition = partition
+        """How a new table is partitioned (settings.TABLE_PARTITIONS), as
+        configured when it is created; a table keeps its spec."""
         self.positions: dict[int, int] | None = None
         """The positions of the table's newest snapshot, as last read or committed."""
         self._decoder: tuple[RegisteredSchema | None, ValueDecoder | None] = (None, None)
@@ -163,7 +168,7 @@ class TableWriter:
                 self.identifier,
                 schema=table_schema(self.decoder()),
                 location=self.location,
-                partition_spec=partition_spec(),
+                partition_spec=partition_spec(self._partition()),
                 properties={
                     TOPIC: self.topic,
                     TOPIC_ID: self.topic_id,
@@ -264,7 +269,7 @@ class TableWriter:
             OFFSETS: json.dumps({str(p): o for p, o in sorted(new_positions.items())}),
             TOPIC_ID: self.topic_id,
         }
-        table.append(rows, snapshot_properties=summary)
+        append_rows(table, rows, summary)
         self.positions = new_positions
         added = table.current_snapshot()
         files = 0
