@@ -160,6 +160,35 @@ def test_a_conflicting_commit_is_retried_from_the_tables_state(
     assert rows == record_rows(committed_records(engine, TOPIC))
 
 
+def test_a_writer_that_kept_its_table_sees_another_writers_commit(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """A writer starts its next commit from the table its last commit left
+    (no catalog read); another writer's commit in between fails that append,
+    and the writer goes on from the table's new state: every record once."""
+    engine.create_topic(TOPIC, 2, TABLE_ON)
+    engine.commit_tables()  # the engine's own writer: created the table, then waits an hour
+    catalog = catalog_of(tmp_path)
+    partitions = [engine.partition(TOPIC, p) for p in range(2)]
+    topic_id = engine.topic_shape(TOPIC)[0]
+
+    def writer() -> table_writer.TableWriter:
+        return table_writer.TableWriter(
+            catalog, "tidelog", TOPIC, topic_id, lambda: partitions, engine.schemas, 1 << 20
+        )
+
+    ours, theirs = writer(), writer()
+    for start, committer in ((0, ours), (100, theirs), (200, ours)):
+        _produce_mixed(engine, TOPIC, start)
+        assert engine.flush(30)
+        result = committer.commit()
+        assert result.records == 25
+        assert result.conflicts == (1 if start == 200 else 0)
+    rows = table_rows(catalog.load_table(TABLE).scan().to_arrow())
+    assert rows == record_rows(committed_records(engine, TOPIC))
+    assert len(rows) == 75
+
+
 def test_table_configs_are_checked_and_can_be_turned_on_later(
     engine: Engine, tmp_path: Path
 ) -> None:
