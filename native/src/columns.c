@@ -88,18 +88,40 @@ static int read_slice(const uint8_t *buf, int64_t *pos, int64_t end, const uint8
     return 0;
 }
 
-/* Whether decode_records would take these bytes as a header name: strict UTF-8. */
-static int is_utf8(const uint8_t *data, int64_t length) {
-    PyObject *text = PyUnicode_DecodeUTF8((const char *)data, (Py_ssize_t)length, "strict");
-    if (text) {
-        Py_DECREF(text);
-        return 1;
+/* Whether decode_records would take these bytes as a header name: well-formed
+ * UTF-8 as Python's strict decoder reads it (Unicode's table 3-7: no overlong
+ * forms, no surrogates, nothing past U+10FFFF), without making the string. */
+static int is_utf8(const uint8_t *s, int64_t n) {
+    int64_t i = 0;
+    while (i < n) {
+        uint8_t c = s[i];
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        int need;
+        if (c >= 0xC2 && c <= 0xDF)
+            need = 1;
+        else if (c >= 0xE0 && c <= 0xEF)
+            need = 2;
+        else if (c >= 0xF0 && c <= 0xF4)
+            need = 3;
+        else
+            return 0;
+        if (n - i - 1 < need) return 0;
+        uint8_t next = s[i + 1];
+        if ((next & 0xC0) != 0x80 || (c == 0xE0 && next < 0xA0) || (c == 0xED && next > 0x9F) ||
+            (c == 0xF0 && next < 0x90) || (c == 0xF4 && next > 0x8F))
+            return 0;
+        for (int k = 2; k <= need; k++)
+            if ((s[i + k] & 0xC0) != 0x80) return 0;
+        i += need + 1;
     }
-    return PyErr_ExceptionMatches(PyExc_UnicodeDecodeError) ? (PyErr_Clear(), 0) : -1;
+    return 1;
 }
 
 /* One record at *pos, appended to cols unless below min_offset.
- * 0, -1 if malformed, -2 on a Python error (memory). */
+ * 0, -1 if malformed, -2 when memory runs out. */
 static int decode_record(const uint8_t *buf, int64_t *pos, int64_t end, const tl_header *h,
                          int64_t min_offset, columns *cols) {
     int64_t length, timestamp_delta, offset_delta, header_count, key_len, value_len;
@@ -123,9 +145,7 @@ static int decode_record(const uint8_t *buf, int64_t *pos, int64_t end, const tl
         if (read_slice(buf, pos, record_end, &name, &name_len) != 0 || !name ||
             read_slice(buf, pos, record_end, &header_value, &header_value_len) != 0)
             return -1;
-        int utf8 = is_utf8(name, name_len);
-        if (utf8 < 0) return -2;
-        if (!utf8) return -1;
+        if (!is_utf8(name, name_len)) return -1;
         if (keep && (column_put(&cols->header_keys, name, name_len) != 0 ||
                      column_put(&cols->header_values, header_value, header_value_len) != 0))
             return -2;
@@ -210,9 +230,12 @@ PyObject *tl_py_decode_columns(PyObject *self, PyObject *args, PyObject *kwargs)
     int failed = put_i64(&cols.header_ends, 0) != 0 || column_init(&cols.keys) != 0 ||
                  column_init(&cols.values) != 0 || column_init(&cols.header_keys) != 0 ||
                  column_init(&cols.header_values) != 0;
-    if (failed) PyErr_NoMemory();
     const uint8_t *buf = view.buf;
     int64_t end = view.len;
+    /* Values are most of an uncompressed batch's bytes: room for all of them
+     * at once rather than by doubling (bounded by the bytes given). */
+    failed = failed || tl_buf_reserve(&cols.values.data, (size_t)end) != 0;
+    if (failed) PyErr_NoMemory();
     for (int64_t pos = 0; !failed && pos < end;) {
         tl_header h;
         tl_error err = {0};

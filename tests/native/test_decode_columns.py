@@ -202,3 +202,27 @@ def test_the_inflation_limit_holds_as_in_decode_records(limit: int) -> None:
     assert _outcome(_pure.decode_columns, data, max_inflated=limit) == expected
     if C_IMPL is not None:
         assert _outcome(c_impl().decode_columns, data, max_inflated=limit) == expected
+
+
+utf8_edges = st.sampled_from(
+    [b"\xc2\x80", b"\xc1\xbf", b"\xe0\x9f\xbf", b"\xe0\xa0\x80", b"\xed\x9f\xbf", b"\xed\xa0\x80",
+     b"\xef\xbf\xbf", b"\xf0\x8f\xbf\xbf", b"\xf0\x90\x80\x80", b"\xf4\x8f\xbf\xbf",
+     b"\xf4\x90\x80\x80", b"\xf5\x80\x80\x80", b"\xc3", b"\xe2\x82", b"\x80", b"\xff"]
+)  # fmt: skip
+"""The edges of well-formed UTF-8: the first and last of each length,
+overlong forms, surrogates, past U+10FFFF, cut-short sequences."""
+
+
+@needs_c
+@given(st.lists(utf8_edges | st.binary(max_size=4), max_size=4).map(b"".join))
+def test_header_names_are_refused_exactly_where_decode_records_refuses_them(raw: bytes) -> None:
+    placeholder = "\x01" * len(raw)
+    batch = bytearray(_pure.encode_batch([RecordSpec(1, b"k", b"v", ((placeholder, b"x"),))]))
+    if raw:
+        at = batch.index(placeholder.encode())
+        batch[at : at + len(raw)] = raw
+    data = bytes(batch)
+    expected = _outcome(_pure.decode_records, data)
+    pure = _outcome(_pure.decode_columns, data)
+    assert pure[0] == expected[0]
+    assert _outcome(c_impl().decode_columns, data) == pure
