@@ -82,7 +82,9 @@ def append_rows(table: Table, rows: pa.Table, snapshot_properties: Mapping[str, 
                 )
                 for task_id, (key, part) in enumerate(groups)
             )
-            for data_file in write_file(table.io, txn.table_metadata, tasks):
+            # The table's own metadata: the transaction has no update yet, and its
+            # table_metadata would be a deep copy of it.
+            for data_file in write_file(table.io, table.metadata, tasks):
                 append_files.append_data_file(data_file)
 
 
