@@ -13,6 +13,17 @@
 #include "buffer.h"
 #include "columns.h"
 
+#define GIL_FREE_BYTES (64 * 1024) /* below this, dropping the GIL costs more than it frees */
+
+/* Takes the GIL back if it was released (state is then NULL). */
+#define HOLD_GIL(state)                   \
+    do {                                  \
+        if (state) {                      \
+            PyEval_RestoreThread(state);  \
+            (state) = NULL;               \
+        }                                 \
+    } while (0)
+
 /* A binary column: offsets (n + 1 int64, from 0), the bytes, and a validity
  * bitmap with its null count (NULL entries are empty in the offsets). */
 typedef struct {
@@ -88,40 +99,8 @@ static int read_slice(const uint8_t *buf, int64_t *pos, int64_t end, const uint8
     return 0;
 }
 
-/* Whether decode_records would take these bytes as a header name: well-formed
- * UTF-8 as Python's strict decoder reads it (Unicode's table 3-7: no overlong
- * forms, no surrogates, nothing past U+10FFFF), without making the string. */
-static int is_utf8(const uint8_t *s, int64_t n) {
-    int64_t i = 0;
-    while (i < n) {
-        uint8_t c = s[i];
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        int need;
-        if (c >= 0xC2 && c <= 0xDF)
-            need = 1;
-        else if (c >= 0xE0 && c <= 0xEF)
-            need = 2;
-        else if (c >= 0xF0 && c <= 0xF4)
-            need = 3;
-        else
-            return 0;
-        if (n - i - 1 < need) return 0;
-        uint8_t next = s[i + 1];
-        if ((next & 0xC0) != 0x80 || (c == 0xE0 && next < 0xA0) || (c == 0xED && next > 0x9F) ||
-            (c == 0xF0 && next < 0x90) || (c == 0xF4 && next > 0x8F))
-            return 0;
-        for (int k = 2; k <= need; k++)
-            if ((s[i + k] & 0xC0) != 0x80) return 0;
-        i += need + 1;
-    }
-    return 1;
-}
-
 /* One record at *pos, appended to cols unless below min_offset.
- * 0, -1 if malformed, -2 when memory runs out. */
+ * 0, -1 if malformed, -2 when memory runs out (no Python object touched). */
 static int decode_record(const uint8_t *buf, int64_t *pos, int64_t end, const tl_header *h,
                          int64_t min_offset, columns *cols) {
     int64_t length, timestamp_delta, offset_delta, header_count, key_len, value_len;
@@ -145,7 +124,7 @@ static int decode_record(const uint8_t *buf, int64_t *pos, int64_t end, const tl
         if (read_slice(buf, pos, record_end, &name, &name_len) != 0 || !name ||
             read_slice(buf, pos, record_end, &header_value, &header_value_len) != 0)
             return -1;
-        if (!is_utf8(name, name_len)) return -1;
+        if (!tl_valid_utf8(name, name_len)) return -1; /* as decode_records refuses it */
         if (keep && (column_put(&cols->header_keys, name, name_len) != 0 ||
                      column_put(&cols->header_values, header_value, header_value_len) != 0))
             return -2;
@@ -165,34 +144,40 @@ static int decode_record(const uint8_t *buf, int64_t *pos, int64_t end, const tl
     return 0;
 }
 
-/* The records area of one batch into cols; 0, or -1 with an exception set. */
+/* The records area of one batch into cols: 0, -1 if malformed (err says
+ * how), -2 when memory runs out. Touches no Python object: it runs with the
+ * GIL released. */
 static int decode_area(const uint8_t *area, int64_t end, const tl_header *h, int64_t min_offset,
-                       columns *cols) {
+                       columns *cols, tl_error *err) {
     int64_t pos = 0;
     for (int32_t i = 0; i < h->record_count; i++) {
         int64_t start = pos;
         int rc = decode_record(area, &pos, end, h, min_offset, cols);
-        if (rc == -2) {
-            if (!PyErr_Occurred()) PyErr_NoMemory();
-            return -1;
-        }
+        if (rc == -2) return -2;
         if (rc != 0) {
-            tl_error err = {TL_RECORD, start, TL_NO_FACT, TL_NO_FACT, ""};
-            snprintf(err.message, sizeof err.message,
+            *err = (tl_error){TL_RECORD, start, TL_NO_FACT, TL_NO_FACT, ""};
+            snprintf(err->message, sizeof err->message,
                      "batch at %lld: malformed record %lld bytes into its records",
                      (long long)h->position, (long long)start);
-            tl_raise_batch_error(&err);
             return -1;
         }
     }
     if (pos != end) {
-        tl_error err = {TL_RECORD, pos, end, pos, ""};
-        snprintf(err.message, sizeof err.message, "batch at %lld: %lld bytes after its last record",
-                 (long long)h->position, (long long)(end - pos));
-        tl_raise_batch_error(&err);
+        *err = (tl_error){TL_RECORD, pos, end, pos, ""};
+        snprintf(err->message, sizeof err->message,
+                 "batch at %lld: %lld bytes after its last record", (long long)h->position,
+                 (long long)(end - pos));
         return -1;
     }
     return 0;
+}
+
+/* decode_area's outcome as decode_columns reports it (with the GIL held):
+ * 0, or -1 with the exception set. */
+static int raise_for(int rc, const tl_error *err) {
+    if (rc == -2) PyErr_NoMemory();
+    if (rc == -1) tl_raise_batch_error(err);
+    return rc == 0 ? 0 : -1;
 }
 
 static PyObject *as_bytes(const tl_buf *b) {
@@ -236,10 +221,16 @@ PyObject *tl_py_decode_columns(PyObject *self, PyObject *args, PyObject *kwargs)
      * at once rather than by doubling (bounded by the bytes given). */
     failed = failed || tl_buf_reserve(&cols.values.data, (size_t)end) != 0;
     if (failed) PyErr_NoMemory();
+    /* Uncompressed batches are decoded without the GIL (the buffer is held
+     * by the view): a table writer's decode does not stall the event loop.
+     * It is taken back for a compressed batch (its codec is Python's) and
+     * for an error. */
+    PyThreadState *state = !failed && end >= GIL_FREE_BYTES ? PyEval_SaveThread() : NULL;
     for (int64_t pos = 0; !failed && pos < end;) {
         tl_header h;
         tl_error err = {0};
         if (tl_read_header(buf, pos, end, &h, &err) != 0) {
+            HOLD_GIL(state);
             tl_raise_batch_error(&err);
             failed = 1;
             break;
@@ -250,9 +241,12 @@ PyObject *tl_py_decode_columns(PyObject *self, PyObject *args, PyObject *kwargs)
             continue;
         }
         if ((h.attributes & 0x07) == 0) {
-            failed = decode_area(buf + pos + TL_HEADER_SIZE, tl_batch_size(&h) - TL_HEADER_SIZE,
-                                 &h, min_offset, &cols) != 0;
+            int rc = decode_area(buf + pos + TL_HEADER_SIZE, tl_batch_size(&h) - TL_HEADER_SIZE,
+                                 &h, min_offset, &cols, &err);
+            if (rc != 0) HOLD_GIL(state);
+            failed = raise_for(rc, &err) != 0;
         } else {
+            HOLD_GIL(state);
             PyObject *inflated = tl_inflate_batch(obj, &h, limit);
             if (!inflated) {
                 failed = 1;
@@ -260,13 +254,17 @@ PyObject *tl_py_decode_columns(PyObject *self, PyObject *args, PyObject *kwargs)
                 PyErr_SetString(PyExc_TypeError, "decompress must return bytes");
                 failed = 1;
             } else {
-                failed = decode_area((const uint8_t *)PyBytes_AS_STRING(inflated),
-                                     PyBytes_GET_SIZE(inflated), &h, min_offset, &cols) != 0;
+                int rc = decode_area((const uint8_t *)PyBytes_AS_STRING(inflated),
+                                     PyBytes_GET_SIZE(inflated), &h, min_offset, &cols, &err);
+                failed = raise_for(rc, &err) != 0;
             }
             Py_XDECREF(inflated);
+            if (!failed && end - pos - tl_batch_size(&h) >= GIL_FREE_BYTES)
+                state = PyEval_SaveThread();
         }
         pos += tl_batch_size(&h);
     }
+    HOLD_GIL(state);
     PyBuffer_Release(&view);
     PyObject *out = failed ? NULL : columns_tuple(&cols);
     columns_free(&cols);

@@ -226,3 +226,35 @@ def test_header_names_are_refused_exactly_where_decode_records_refuses_them(raw:
     pure = _outcome(_pure.decode_columns, data)
     assert pure[0] == expected[0]
     assert _outcome(c_impl().decode_columns, data) == pure
+
+
+@needs_c
+@differential
+@given(
+    st.lists(st.tuples(codecs, st.integers(1, 6)), min_size=1, max_size=5),
+    st.sampled_from(["none", "record", "header", "trailing"]),
+    st.integers(0, 5),
+)
+def test_large_inputs_decoded_without_the_gil_agree_with_the_twin(
+    layout: list[tuple[Compression, int]], damage: str, where: int
+) -> None:
+    """Past 64 KiB the C decodes uncompressed batches with the GIL released,
+    takes it back for each compressed one and for an error, and lets it go
+    again after: every such path gives the twin's records or error."""
+    value = bytes(range(256)) * 96  # 24 KiB: a few records pass the threshold
+    parts, base = [], 0
+    for codec, count in [(Compression.NONE, 3), *layout]:  # 72 KiB before the rest
+        specs = [RecordSpec(base + i, b"k%d" % i, value, (("h", b"x"),)) for i in range(count)]
+        parts.append(bytearray(_pure.encode_batch(specs, base_offset=base, compression=codec)))
+        base += count
+    target = parts[where % len(parts)]
+    if damage == "record":  # the first record's length varint: past the batch's end
+        target[61] = 0x7F
+    elif damage == "header":
+        target[16] = 9  # magic
+    data = b"".join(parts) + (b"\x00" * 7 if damage == "trailing" else b"")
+    assert len(data) >= 64 * 1024
+    pure = _outcome(_pure.decode_columns, data, min_offset=1)
+    assert _outcome(c_impl().decode_columns, data, min_offset=1) == pure
+    if damage == "none":
+        assert pure[0] == "ok" and pure[1][0] == base - 1
