@@ -121,12 +121,6 @@ class TableWriter:
         self.positions: dict[int, int] | None = None
         """The positions of the table's newest snapshot, as last read or committed."""
         self._decoder: tuple[RegisteredSchema | None, ValueDecoder | None] = (None, None)
-        self._table: Table | None = None
-        """The table as this writer's last commit left it: the next commit
-        starts from it without reading the catalog again. If another writer
-        committed since, the catalog refuses the append (its snapshot and
-        metadata are no longer current) and the attempt starts again from a
-        fresh load."""
 
     # -- where the table stands --------------------------------------------------
 
@@ -223,24 +217,24 @@ class TableWriter:
         another writer commits first."""
         conflicts = 0
         for _ in range(COMMIT_ATTEMPTS):
-            table = self._table if self._table is not None else self.load()
-            self._table = None  # kept again only by an attempt that commits
+            # Loaded afresh each time: a schema or spec another engine changed
+            # is followed at once (the catalog refuses only a stale snapshot).
+            table = self.load()
             positions = self.table_positions(table)
             self.positions = positions
             try:
-                result, table = self._commit_once(table, positions)
+                result = self._commit_once(table, positions)
             except CommitFailedException as conflict:
                 conflicts += 1
                 log.info("table %s: %s; starting again from its state", table.name(), conflict)
                 continue
-            self._table = table
             return result._replace(conflicts=conflicts)
         raise CommitConflicts(
             f"table {'.'.join(self.identifier)}: other writers committed first "
             f"{COMMIT_ATTEMPTS} times in a row"
         )
 
-    def _commit_once(self, table: Table, positions: dict[int, int]) -> tuple[CommitResult, Table]:
+    def _commit_once(self, table: Table, positions: dict[int, int]) -> CommitResult:
         reads: list[PartitionRead] = []
         new_positions = dict(positions)
         budget, skipped, more = self.commit_bytes, 0, False
@@ -264,7 +258,7 @@ class TableWriter:
                 self.topic,
             )
         if new_positions == positions:  # nothing to read now: no use asking again at once
-            return CommitResult(0, 0, 0, False, 0), table
+            return CommitResult(0, 0, 0, False, 0)
         read_at = _snapshot_id(table)
         table, typed = self._evolve(table)
         if _snapshot_id(table) != read_at:
@@ -283,7 +277,7 @@ class TableWriter:
         files = 0
         if added is not None and added.summary is not None:
             files = int(added.summary.get("added-data-files") or 0)
-        return CommitResult(rows.num_rows, files, skipped, more, 0), table
+        return CommitResult(rows.num_rows, files, skipped, more, 0)
 
     def _evolve(self, table: Table) -> tuple[Table, list[TypedField]]:
         """The table with the decoder's columns added if some are new, and

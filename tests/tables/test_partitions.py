@@ -263,3 +263,31 @@ def test_records_without_a_timestamp_go_to_the_null_partition(
         (b"none", True),
         (b"t0", False),
     ]
+
+
+def test_a_spec_another_engine_changed_is_written_by(engine: Engine, tmp_path: Path) -> None:
+    """A partition field added to the table's spec elsewhere (Spark's ALTER
+    TABLE ... ADD PARTITION FIELD): the next commits write by the new spec,
+    one file per Kafka partition and day."""
+    engine.create_topic("evolved", 2, TABLE_ON)
+    _produce_over_days(engine, "evolved", days=1, per_day=4)
+    assert engine.flush(30)
+    engine.commit_tables()
+    catalog = catalog_of(tmp_path)
+    with catalog.load_table(("tidelog", "evolved")).update_spec() as update:
+        update.add_identity("partition")
+    _produce_over_days(engine, "evolved", days=2, per_day=4)
+    assert engine.flush(30)
+    engine.commit_tables()
+
+    table = catalog.load_table(("tidelog", "evolved"))
+    first_day = T0 // DAY_MS
+    by_file = sorted((tuple(f.partition), f.record_count) for f in _files(table))
+    assert by_file == [
+        ((first_day,), 4),  # the first commit, by the spec of then
+        ((first_day, 0), 2),
+        ((first_day, 1), 2),
+        ((first_day + 1, 0), 2),
+        ((first_day + 1, 1), 2),
+    ]
+    assert table_rows(table.scan().to_arrow()) == record_rows(committed_records(engine, "evolved"))
