@@ -65,6 +65,13 @@ class CommitConflicts(EngineError):
     pass starts again: nothing is lost, the table is only later)."""
 
 
+class PositionsExpired(EngineError):
+    """The snapshot whose summary holds the table's positions was expired
+    while a later one (another writer's) was kept: which records the table
+    holds cannot be told, so nothing is written (starting over would write
+    them twice)."""
+
+
 class CommitResult(NamedTuple):
     records: int
     """Rows added."""
@@ -182,7 +189,8 @@ class TableWriter:
     def table_positions(self, table: Table) -> dict[int, int]:
         """The next offset per partition the table holds: from the newest
         snapshot with tidelog's summary (others' snapshots, e.g. a
-        compaction, are passed over); empty for a new table."""
+        compaction, are passed over); empty for a new table. Raises
+        PositionsExpired if the walk back reaches an expired snapshot first."""
         snapshot = table.current_snapshot()
         while snapshot is not None:
             summary = snapshot.summary
@@ -190,7 +198,17 @@ class TableWriter:
             if text is not None:
                 return {int(p): int(o) for p, o in json.loads(text).items()}
             parent = snapshot.parent_snapshot_id
-            snapshot = table.snapshot_by_id(parent) if parent is not None else None
+            found = table.snapshot_by_id(parent) if parent is not None else None
+            # The first snapshot of a table has sequence number 1 (format 2): a
+            # walk that ends at a later one ends where snapshots were expired.
+            if found is None and (snapshot.sequence_number or 0) > 1:
+                raise PositionsExpired(
+                    f"table {'.'.join(self.identifier)}: the snapshots before "
+                    f"{snapshot.snapshot_id} were expired and none kept has {OFFSETS}; "
+                    "the table's positions are lost, so nothing is written (drop or "
+                    "rename the table to write the topic again from its log start)"
+                )
+            snapshot = found
         return {}
 
     def decoder(self) -> ValueDecoder | None:

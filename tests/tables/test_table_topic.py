@@ -364,3 +364,34 @@ def test_records_deleted_before_the_table_got_them_are_counted(
     (status,) = engine.table_status()
     assert (status.skipped, status.records, status.lag) == (4, 6, 0)
     assert 'tidelog_table_skipped_records_total{topic="trimmed"} 4.0' in engine.metrics().text()
+
+
+def test_an_expired_snapshot_holding_the_positions_stops_the_writes(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """A maintenance job's snapshot on top and the last one of tidelog's
+    expired under it: the positions are gone, and the writer writes nothing
+    rather than the whole log again."""
+    engine.create_topic("expired", 1, TABLE_ON)
+    producer = engine.producer()
+    for i in range(5):
+        producer.send("expired", f"v{i}".encode())
+    producer.flush()
+    assert engine.flush(30)
+    engine.commit_tables()
+    catalog = catalog_of(tmp_path)
+    table = catalog.load_table(("tidelog", "expired"))
+    ours = table.current_snapshot().snapshot_id
+    table.append(table.scan().to_arrow().slice(0, 0))  # another writer's snapshot, no positions
+    table.maintenance.expire_snapshots().by_id(ours).commit()
+    producer.send("expired", b"later")
+    producer.flush()
+    producer.close()
+    assert engine.flush(30)
+
+    with pytest.raises(table_writer.PositionsExpired, match="positions are lost"):
+        engine.commit_tables()
+    (status,) = engine.table_status()
+    assert "PositionsExpired" in status.last_error
+    rows = catalog.load_table(("tidelog", "expired")).scan().to_arrow()
+    assert sorted(rows.column("value").to_pylist()) == [f"v{i}".encode() for i in range(5)]
