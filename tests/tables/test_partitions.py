@@ -65,6 +65,7 @@ def test_a_new_table_is_partitioned_by_day_and_a_day_scan_reads_only_its_files(
     engine: Engine, tmp_path: Path
 ) -> None:
     engine.create_topic("steps", 2, TABLE_ON)
+    engine.commit_tables()  # the first pass, with nothing yet: the next waits an hour
     _produce_over_days(engine, "steps")
     assert engine.flush(30)
     engine.commit_tables()
@@ -104,6 +105,7 @@ def test_a_new_table_is_partitioned_by_day_and_a_day_scan_reads_only_its_files(
 def test_hour_and_none_choose_the_new_tables_spec(engine: Engine, tmp_path: Path) -> None:
     engine.create_topic("hourly", 2, {**TABLE_ON, "tidelog.table.partition": "hour"})
     engine.create_topic("whole", 2, {**TABLE_ON, "tidelog.table.partition": "none"})
+    engine.commit_tables()
     for topic in ("hourly", "whole"):
         _produce_over_days(engine, topic, days=2, per_day=3)
     assert engine.flush(30)
@@ -129,6 +131,7 @@ def test_hour_and_none_choose_the_new_tables_spec(engine: Engine, tmp_path: Path
 
 def test_an_existing_table_keeps_its_spec(engine: Engine, tmp_path: Path) -> None:
     engine.create_topic("kept", 2, {**TABLE_ON, "tidelog.table.partition": "none"})
+    engine.commit_tables()
     _produce_over_days(engine, "kept", days=1, per_day=2)
     assert engine.flush(30)
     engine.commit_tables()
@@ -249,6 +252,7 @@ def test_records_without_a_timestamp_go_to_the_null_partition(
     engine: Engine, tmp_path: Path
 ) -> None:
     engine.create_topic("untimed", 1, TABLE_ON)
+    engine.commit_tables()
     batch = native.encode_batch(
         [RecordSpec(NO_TIMESTAMP, None, b"none"), RecordSpec(T0, None, b"t0")]
     )
@@ -270,6 +274,7 @@ def test_a_spec_another_engine_changed_is_written_by(engine: Engine, tmp_path: P
     TABLE ... ADD PARTITION FIELD): the next commits write by the new spec,
     one file per Kafka partition and day."""
     engine.create_topic("evolved", 2, TABLE_ON)
+    engine.commit_tables()
     _produce_over_days(engine, "evolved", days=1, per_day=4)
     assert engine.flush(30)
     engine.commit_tables()
