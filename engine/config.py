@@ -19,7 +19,12 @@ from typing import NamedTuple
 from engine.errors import InvalidConfig
 from engine.header_index import INDEX_HEADERS, check_index_headers, index_header_names
 from engine.masking.rules import MASKING_RULES, check_rules
-from engine.tables.settings import TABLE_COMMIT_INTERVAL, TABLE_ENABLE
+from engine.tables.settings import (
+    TABLE_COMMIT_INTERVAL,
+    TABLE_ENABLE,
+    TABLE_PARTITION,
+    TABLE_PARTITIONS,
+)
 
 LONG_MAX = 2**63 - 1
 _INTEGER = re.compile(r"[+-]?[0-9]+")
@@ -203,6 +208,14 @@ _DEFS += [
         _at_least(100),
         "the most time between two commits of the topic's table while records wait",
     ),
+    ConfigDef(
+        TABLE_PARTITION,
+        _S,
+        "day",
+        _one_of(*TABLE_PARTITIONS),
+        "how a new table of the topic is partitioned: by the day or hour of the record's "
+        "timestamp, or none (a table keeps the partitioning it was created with)",
+    ),
 ]
 _DEFS.append(
     ConfigDef(
@@ -327,6 +340,8 @@ class TopicConfig:
         self.table = self.get(TABLE_ENABLE) == "true"
         """Whether the topic has an Iceberg table (engine/tables/)."""
         self.table_commit_interval_ms = self._long(TABLE_COMMIT_INTERVAL)
+        self.table_partition = self.get(TABLE_PARTITION)
+        """How the topic's table is partitioned when it is created (day, hour, none)."""
         self.key_schema = (
             self.get("tidelog.key.schema.validation"),
             self.get("tidelog.key.schema.subject"),

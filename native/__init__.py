@@ -33,8 +33,11 @@ from native.records import (
     MAX_INFLATED,
     MAX_RECORD_ERRORS,
     BatchHeader,
+    BinaryColumn,
+    BytesLike,
     Compression,
     Record,
+    RecordColumns,
     RecordSpec,
     TimestampType,
 )
@@ -89,6 +92,35 @@ else:
     unfilled_bytearray = _impl.unfilled_bytearray
     extend_unfilled = _impl.extend_unfilled
 
+
+def decode_columns(
+    data: BytesLike,
+    *,
+    min_offset: int = -(2**63),
+    skip_control: bool = False,
+    max_inflated: int = MAX_INFLATED,
+) -> RecordColumns:
+    """The records ``decode_records`` gives for the same arguments (and its
+    errors), as column buffers an Apache Arrow array is built over without
+    a Python object per record (engine/tables/columns.py)."""
+    count, offsets, timestamps, types, keys, values, ends, header_keys, header_values = (
+        _impl.decode_columns(
+            data, min_offset=min_offset, skip_control=skip_control, max_inflated=max_inflated
+        )
+    )
+    return RecordColumns(
+        count,
+        offsets,
+        timestamps,
+        types,
+        BinaryColumn(*keys),
+        BinaryColumn(*values),
+        ends,
+        BinaryColumn(*header_keys),
+        BinaryColumn(*header_values),
+    )
+
+
 __all__ = [
     "CRC_COMBINE_MIN_BYTES",
     "IMPLEMENTATION",
@@ -96,6 +128,7 @@ __all__ = [
     "MAX_RECORD_ERRORS",
     "BatchError",
     "BatchHeader",
+    "BinaryColumn",
     "Compression",
     "CorruptBatch",
     "InflationLimitExceeded",
@@ -103,6 +136,7 @@ __all__ = [
     "InvalidRecord",
     "InvalidRecordCount",
     "Record",
+    "RecordColumns",
     "RecordError",
     "RecordSpec",
     "RejectedRecords",
@@ -116,6 +150,7 @@ __all__ = [
     "crc32c_backend",
     "crc32c_batches",
     "crc32c_combine",
+    "decode_columns",
     "decode_records",
     "encode_batch",
     "encode_entries",

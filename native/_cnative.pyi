@@ -33,6 +33,13 @@ def decode_records(
     skip_control: bool = False,
     max_inflated: int = ...,
 ) -> list[Any]: ...
+def decode_columns(
+    data: BytesLike,
+    *,
+    min_offset: int = ...,
+    skip_control: bool = False,
+    max_inflated: int = ...,
+) -> tuple[Any, ...]: ...
 def encode_batch(
     records: Iterable[RecordSpec],
     *,

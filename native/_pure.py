@@ -725,6 +725,64 @@ def decode_records(
     return out
 
 
+class _TypedRecord(NamedTuple):
+    offset: int
+    timestamp: int
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[Header, ...]
+    timestamp_type: int
+
+
+def decode_columns(
+    data: BytesLike,
+    *,
+    min_offset: int = -(2**63),
+    skip_control: bool = False,
+    max_inflated: int = MAX_INFLATED,
+) -> tuple[Any, ...]:
+    """The records decode_records gives for the same arguments, as column
+    buffers laid out as Apache Arrow's (native.records.RecordColumns, as a
+    plain tuple): int64 offsets and timestamps, a timestamp type byte each,
+    keys and values as binary columns, and the headers flattened with where
+    each record's end."""
+    records = decode_records(
+        data,
+        record_type=_TypedRecord,
+        min_offset=min_offset,
+        skip_control=skip_control,
+        max_inflated=max_inflated,
+    )
+    ends = [0]
+    for record in records:
+        ends.append(ends[-1] + len(record.headers))
+    pairs = [pair for record in records for pair in record.headers]
+    return (
+        len(records),
+        struct.pack(f"<{len(records)}q", *(r.offset for r in records)),
+        struct.pack(f"<{len(records)}q", *(r.timestamp for r in records)),
+        bytes(r.timestamp_type for r in records),
+        _binary_column([r.key for r in records]),
+        _binary_column([r.value for r in records]),
+        struct.pack(f"<{len(ends)}q", *ends),
+        _binary_column([name.encode() for name, _ in pairs]),
+        _binary_column([value for _, value in pairs]),
+    )
+
+
+def _binary_column(items: Sequence[bytes | None]) -> tuple[bytes, bytes, bytes, int]:
+    """(int64 offsets from 0, the bytes, an LSB-first validity bitmap, nulls)."""
+    offsets = [0]
+    validity = bytearray((len(items) + 7) // 8)
+    for index, item in enumerate(items):
+        if item is not None:
+            validity[index // 8] |= 1 << (index % 8)
+        offsets.append(offsets[-1] + (len(item) if item is not None else 0))
+    data = b"".join(item for item in items if item is not None)
+    nulls = sum(item is None for item in items)
+    return struct.pack(f"<{len(offsets)}q", *offsets), data, bytes(validity), nulls
+
+
 def _write_varint(out: bytearray, value: int) -> None:
     raw = ((value << 1) ^ (value >> 63)) & (_U64 - 1)
     while raw >= 0x80:

@@ -115,3 +115,35 @@ class RecordSpec(NamedTuple):
     key: bytes | None
     value: bytes | None
     headers: tuple[Header, ...] = ()
+
+
+class BinaryColumn(NamedTuple):
+    """A column of byte strings as Apache Arrow lays out a binary array."""
+
+    offsets: bytes
+    """Little-endian int64, one more than the entries, from 0: entry i is
+    ``data[offsets[i]:offsets[i + 1]]`` (empty for a null)."""
+    data: bytes
+    validity: bytes
+    """A bitmap, least significant bit first: bit i is 0 for a null."""
+    nulls: int
+
+
+class RecordColumns(NamedTuple):
+    """The records of decode_columns, one column each field (``records`` of them)."""
+
+    records: int
+    offsets: bytes
+    """Little-endian int64 per record."""
+    timestamps: bytes
+    """Little-endian int64 per record (-1: none)."""
+    timestamp_types: bytes
+    """One byte per record: its batch's timestamp type (0 CreateTime, 1 LogAppendTime)."""
+    keys: BinaryColumn
+    values: BinaryColumn
+    header_ends: bytes
+    """Little-endian int64, records + 1 from 0: record i's headers are entries
+    ``header_ends[i]`` to ``header_ends[i + 1]`` of the two header columns."""
+    header_keys: BinaryColumn
+    """UTF-8 names (never null)."""
+    header_values: BinaryColumn

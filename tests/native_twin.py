@@ -61,6 +61,8 @@ PURE_PASS: tuple[str, ...] = (
     "tests/server/test_kcat.py::test_produce_and_consume_with_each_codec",
     # A table topic's rows are its records as native/ decodes them.
     "tests/tables/test_table_topic.py::test_the_table_holds_the_committed_records_exactly",
+    # The table's columns are built over native/'s decode_columns.
+    "tests/tables/test_columns.py",
     # Masked fetches decode and re-encode batches through native/.
     "tests/server/test_masked_fetch_paths.py",
     # The records a refused batch names are found by native/'s record walk.
@@ -114,6 +116,9 @@ ONE_PASS_ONLY: dict[str, str] = {
     "server's framing and decoding of requests",
     "tests/server/test_transactions_confluent.py": "builds its batches with native/; the "
     "markers' encoding is covered by tests/engine/test_transactions.py",
+    "tests/tables/test_partitions.py": "builds one batch with native/; what it tests is "
+    "which partition each row's file is in, and the rows themselves are decoded as in "
+    "tests/tables/test_table_topic.py, which the pure pass runs",
     "tests/test_native_twin.py": "checks this selection; it names native/'s modules, "
     "it does not run them",
 }

@@ -9,6 +9,11 @@ extra) are imported by the writer, once some topic has a table.
 
 from __future__ import annotations
 
-from engine.tables.settings import TABLE_COMMIT_INTERVAL, TABLE_ENABLE, TablesConfig
+from engine.tables.settings import (
+    TABLE_COMMIT_INTERVAL,
+    TABLE_ENABLE,
+    TABLE_PARTITION,
+    TablesConfig,
+)
 
-__all__ = ["TABLE_COMMIT_INTERVAL", "TABLE_ENABLE", "TablesConfig"]
+__all__ = ["TABLE_COMMIT_INTERVAL", "TABLE_ENABLE", "TABLE_PARTITION", "TablesConfig"]

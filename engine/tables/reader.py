@@ -13,14 +13,16 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import native
-from engine.client.fetched_records import decode_fetched
-from engine.errors import CorruptRecord
+from engine.isolation import committed_batches
 from engine.partition import Partition, PartitionFetch
-from engine.types import ConsumerRecord, TopicPartition
 
 
 class SettledRead(NamedTuple):
-    records: list[ConsumerRecord]
+    batches: list[bytes | memoryview]
+    """The committed stored batches read (no control batches, none of an
+    aborted transaction), each ending below the settled end."""
+    position: int
+    """Where the read started: records of ``batches`` below it are not the read's."""
     next_offset: int
     """Where the partition's next read starts (past markers and aborted records)."""
     bytes_read: int
@@ -28,6 +30,8 @@ class SettledRead(NamedTuple):
     skipped: int
     """Offsets below the log start the position had not reached: records
     retention or DeleteRecords removed before the table got them."""
+    max_inflated: int
+    """The most one batch may inflate to when it is decoded."""
 
 
 def settled_end(partition: Partition) -> int:
@@ -38,26 +42,26 @@ def settled_end(partition: Partition) -> int:
 
 
 def read_settled(partition: Partition, position: int, max_bytes: int) -> SettledRead:
-    """The committed records of ``partition`` from ``position`` up to its
-    settled end, from about ``max_bytes`` of stored batches (at least one
-    batch when there is one)."""
+    """The committed batches of ``partition`` from ``position`` up to its
+    settled end, about ``max_bytes`` of them (at least one batch when there
+    is one), left encoded: the table's columns are decoded from them in
+    bulk (columns.py)."""
     skipped = 0
     log_start = partition.log_start_offset
     if position < log_start:
         skipped, position = log_start - position, log_start
     end = settled_end(partition)
     if position >= end:
-        return SettledRead([], position, 0, skipped)
+        return SettledRead([], position, position, 0, skipped, native.MAX_INFLATED)
     fetched = partition.fetch(position, max_bytes, read_committed=True)
     kept, kept_end = _below(fetched.records, end)
     next_offset = fetched.next_offset if len(kept) == len(fetched.records) else kept_end
     next_offset = min(max(next_offset, position), end)
-    tp = TopicPartition(partition.topic, partition.index)
-    decoded = decode_fetched(tp, position, fetched._replace(records=kept, next_offset=next_offset))
-    if decoded.error is not None:
-        raise CorruptRecord(f"table of {tp.topic}-{tp.partition}: {decoded.error}")
-    records = [r for r in decoded.records if r.offset < end]
-    return SettledRead(records, next_offset, sum(len(p) for p in kept), skipped)
+    aborted = fetched.aborted_transactions
+    batches: list[bytes | memoryview] = list(committed_batches(kept, aborted)) if aborted else kept
+    return SettledRead(
+        batches, position, next_offset, sum(len(p) for p in kept), skipped, fetched.max_inflated
+    )
 
 
 def _below(

@@ -224,6 +224,7 @@ class TableService:
             # The topic's own value subject when it names one (raw validation's), as configured now.
             lambda: topic.config.value_schema[1] or f"{topic.name}-value",
             location,
+            lambda: topic.config.table_partition,
         )
         self._writers[topic.name] = writer
         return writer

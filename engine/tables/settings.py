@@ -1,4 +1,4 @@
-"""The settings of table topics: the two topic configs' names and the
+"""The settings of table topics: the topic configs' names and the
 engine-wide ``[tables]`` section (catalog, budgets)."""
 
 from __future__ import annotations
@@ -11,6 +11,12 @@ TABLE_ENABLE = "tidelog.table.enable"
 
 TABLE_COMMIT_INTERVAL = "tidelog.table.commit.interval.ms"
 """Topic config: the most time between two table commits while records wait."""
+
+TABLE_PARTITION = "tidelog.table.partition"
+"""Topic config: how a new table is partitioned: by the ``day`` or ``hour``
+of the record's timestamp, or ``none`` (engine/tables/partitions.py)."""
+
+TABLE_PARTITIONS = ("day", "hour", "none")
 
 CATALOGS = ("sql", "rest")
 

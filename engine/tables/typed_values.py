@@ -64,6 +64,9 @@ class ValueDecoder:
     ) -> None:
         self.fields = fields
         self._decode = decode
+        self._plan = [(f.source, converter(f)) for f in fields]
+        """Each column's property and its converter, chosen once: the row
+        loop runs per record."""
         self.schema_id = schema_id
         """The registered schema the columns come from (its id)."""
 
@@ -74,7 +77,8 @@ class ValueDecoder:
             return [None] * len(self.fields), "the record has no value (null)"
         try:
             document = self._decode(value)
-            return [_convert(document.get(f.source), f) for f in self.fields], None
+            get = document.get
+            return [convert(get(source)) for source, convert in self._plan], None
         except Exception as error:  # every failure of a value is its own row's error
             return [None] * len(self.fields), f"{type(error).__name__}: {error}"
 
@@ -112,7 +116,7 @@ def _json_decoder(latest: RegisteredSchema) -> ValueDecoder | None:
     # (tidelog.value.schema.validation=full): checking them again here would
     # cost the writer two thirds of its rate, and the table holds what was written.
     def decode(value: bytes) -> Mapping[str, Any]:
-        document = json.loads(bytes(_body(value)))
+        document = json.loads(_json_text(_body(value)))
         if not isinstance(document, dict):
             raise ValueError(f"the value is JSON {type(document).__name__}, not an object")
         return document
@@ -232,6 +236,56 @@ def _body(value: bytes) -> bytes | memoryview:
         return unframe(value)[1]
     except NotFramed:
         return value
+
+
+def converter(field: TypedField) -> Callable[[Any], Any]:
+    """``field``'s value conversion, as ``_convert`` does it, with the
+    checks of its kind alone (the common kinds without _convert's dispatch)."""
+    kind = field.kind
+
+    def refuse(found: Any) -> Any:
+        raise ValueError(f"{field.source}: {found!r} is not a {kind}")
+
+    if kind == "string":
+        return lambda found: found if found is None or isinstance(found, str) else refuse(found)
+    if kind == "boolean":
+        return lambda found: found if found is None or isinstance(found, bool) else refuse(found)
+    if kind == "long":
+
+        def to_long(found: Any) -> Any:
+            if found is None or (
+                type(found) is int and _LONG_MIN <= found <= _LONG_MAX  # not a bool
+            ):
+                return found
+            return _convert(found, field)
+
+        return to_long
+    if kind == "double":
+
+        def to_double(found: Any) -> Any:
+            if found is None:
+                return None
+            if type(found) is float or type(found) is int:  # not a bool
+                return float(found)
+            return _convert(found, field)
+
+        return to_double
+    return lambda found: _convert(found, field)
+
+
+_NOT_UTF8_FIRST = frozenset((0x00, 0xEF, 0xFE, 0xFF))
+"""First bytes after which json.loads(bytes) may pick another encoding than
+UTF-8 (a BOM, or a zero byte of UTF-16/32)."""
+
+
+def _json_text(body: bytes | memoryview) -> str | bytes:
+    """``body`` as json.loads takes it: its UTF-8 text when json.loads would
+    read it as UTF-8 (no BOM, no zero byte in the first two), which saves
+    json's encoding detection per value; the bytes as they are otherwise."""
+    raw = bytes(body)
+    if len(raw) >= 2 and raw[0] not in _NOT_UTF8_FIRST and raw[1] != 0:
+        return raw.decode("utf-8", "surrogatepass")
+    return raw
 
 
 def _convert(found: Any, field: TypedField) -> Any:

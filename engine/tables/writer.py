@@ -32,10 +32,10 @@ from engine.errors import EngineError
 from engine.partition import Partition
 from engine.protocol.kafka_code import KafkaCode
 from engine.schemas.types import RegisteredSchema, SchemaLookup
-from engine.tables.columns import arrow_rows, partition_spec, table_schema
+from engine.tables.columns import PartitionRead, arrow_rows, table_schema
+from engine.tables.partitions import append_rows, partition_spec
 from engine.tables.reader import read_settled, settled_end
 from engine.tables.typed_values import TypedField, ValueDecoder, value_decoder
-from engine.types import ConsumerRecord
 
 log = logging.getLogger("tidelog.tables")
 
@@ -63,6 +63,13 @@ class TableNameTaken(EngineError):
 class CommitConflicts(EngineError):
     """Other writers committed first on every attempt of one pass (the next
     pass starts again: nothing is lost, the table is only later)."""
+
+
+class PositionsExpired(EngineError):
+    """The snapshot whose summary holds the table's positions was expired
+    while a later one (another writer's) was kept: which records the table
+    holds cannot be told, so nothing is written (starting over would write
+    them twice)."""
 
 
 class CommitResult(NamedTuple):
@@ -99,6 +106,7 @@ class TableWriter:
         find_metadata: Callable[[], str | None] = lambda: None,
         value_subject: Callable[[], str] | None = None,
         location: str | None = None,
+        partition: Callable[[], str] = lambda: "day",
     ) -> None:
         self.catalog = catalog
         self.identifier = (namespace, table_name(topic))
@@ -114,6 +122,9 @@ class TableWriter:
         """Where a new table's files go (None: where the catalog puts them)."""
         """The newest metadata file of this table in the warehouse, for a
         catalog that has no entry for it (None: start a new table)."""
+        self._partition = partition
+        """How a new table is partitioned (settings.TABLE_PARTITIONS), as
+        configured when it is created; a table keeps its spec."""
         self.positions: dict[int, int] | None = None
         """The positions of the table's newest snapshot, as last read or committed."""
         self._decoder: tuple[RegisteredSchema | None, ValueDecoder | None] = (None, None)
@@ -164,7 +175,7 @@ class TableWriter:
                 self.identifier,
                 schema=table_schema(self.decoder()),
                 location=self.location,
-                partition_spec=partition_spec(),
+                partition_spec=partition_spec(self._partition()),
                 properties={
                     TOPIC: self.topic,
                     TOPIC_ID: self.topic_id,
@@ -178,7 +189,8 @@ class TableWriter:
     def table_positions(self, table: Table) -> dict[int, int]:
         """The next offset per partition the table holds: from the newest
         snapshot with tidelog's summary (others' snapshots, e.g. a
-        compaction, are passed over); empty for a new table."""
+        compaction, are passed over); empty for a new table. Raises
+        PositionsExpired if the walk back reaches an expired snapshot first."""
         snapshot = table.current_snapshot()
         while snapshot is not None:
             summary = snapshot.summary
@@ -186,7 +198,17 @@ class TableWriter:
             if text is not None:
                 return {int(p): int(o) for p, o in json.loads(text).items()}
             parent = snapshot.parent_snapshot_id
-            snapshot = table.snapshot_by_id(parent) if parent is not None else None
+            found = table.snapshot_by_id(parent) if parent is not None else None
+            # The first snapshot of a table has sequence number 1 (format 2): a
+            # walk that ends at a later one ends where snapshots were expired.
+            if found is None and (snapshot.sequence_number or 0) > 1:
+                raise PositionsExpired(
+                    f"table {'.'.join(self.identifier)}: the snapshots before "
+                    f"{snapshot.snapshot_id} were expired and none kept has {OFFSETS}; "
+                    "the table's positions are lost, so nothing is written (drop or "
+                    "rename the table to write the topic again from its log start)"
+                )
+            snapshot = found
         return {}
 
     def decoder(self) -> ValueDecoder | None:
@@ -213,6 +235,8 @@ class TableWriter:
         another writer commits first."""
         conflicts = 0
         for _ in range(COMMIT_ATTEMPTS):
+            # Loaded afresh each time: a schema or spec another engine changed
+            # is followed at once (the catalog refuses only a stale snapshot).
             table = self.load()
             positions = self.table_positions(table)
             self.positions = positions
@@ -229,7 +253,7 @@ class TableWriter:
         )
 
     def _commit_once(self, table: Table, positions: dict[int, int]) -> CommitResult:
-        records: list[ConsumerRecord] = []
+        reads: list[PartitionRead] = []
         new_positions = dict(positions)
         budget, skipped, more = self.commit_bytes, 0, False
         for partition in self._partitions():
@@ -240,7 +264,7 @@ class TableWriter:
             read = read_settled(partition, start, budget)
             budget -= read.bytes_read
             skipped += read.skipped
-            records += read.records
+            reads.append(PartitionRead(partition.index, read))
             new_positions[partition.index] = read.next_offset
             more = more or settled_end(partition) > read.next_offset
         if skipped:
@@ -260,18 +284,18 @@ class TableWriter:
             # would be checked against its snapshot, not the one the positions
             # came from.
             raise CommitFailedException("the table moved on while its schema was updated")
-        rows = arrow_rows(records, table.schema().as_arrow(), self.decoder(), typed)
+        rows = arrow_rows(reads, table.schema().as_arrow(), self.decoder(), typed)
         summary = {
             OFFSETS: json.dumps({str(p): o for p, o in sorted(new_positions.items())}),
             TOPIC_ID: self.topic_id,
         }
-        table.append(rows, snapshot_properties=summary)
+        append_rows(table, rows, summary)
         self.positions = new_positions
         added = table.current_snapshot()
         files = 0
         if added is not None and added.summary is not None:
             files = int(added.summary.get("added-data-files") or 0)
-        return CommitResult(len(records), files, skipped, more, 0)
+        return CommitResult(rows.num_rows, files, skipped, more, 0)
 
     def _evolve(self, table: Table) -> tuple[Table, list[TypedField]]:
         """The table with the decoder's columns added if some are new, and

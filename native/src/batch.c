@@ -244,6 +244,8 @@ static int valid_utf8(const uint8_t *s, int64_t n) {
     return 1;
 }
 
+int tl_valid_utf8(const uint8_t *s, int64_t n) { return valid_utf8(s, n); }
+
 static int add_record_error(tl_record_errors *errors, int32_t index, tl_record_fault fault,
                             int64_t timestamp, int64_t offset) {
     errors->total++;

@@ -65,6 +65,9 @@ void tl_put_i32(uint8_t *p, int32_t v);
  * Returns 0 and advances *pos, or -1 if it is cut short or too long. */
 int tl_read_varint(const uint8_t *buf, int64_t *pos, int64_t end, int max_bytes, int64_t *out);
 
+/* 1 if the n bytes at s are strict UTF-8 as Python's decoder reads them. */
+int tl_valid_utf8(const uint8_t *s, int64_t n);
+
 /* Frames the batch at pos and reads its header. */
 int tl_read_header(const uint8_t *buf, int64_t pos, int64_t end, tl_header *h, tl_error *err);
 

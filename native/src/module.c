@@ -14,6 +14,7 @@
 #include "batch_crc.h"
 #include "buffer.h"
 #include "bulk.h"
+#include "columns.h"
 #include "entries.h"
 #include "crc32c.h"
 #include "stamp.h"
@@ -172,6 +173,14 @@ static PyObject *inflate(PyObject *source, const tl_header *h, int64_t limit) {
     Py_XDECREF(tb);
     return raise_batch_error(&err);
 }
+
+PyObject *tl_inflate_batch(PyObject *source, const tl_header *h, int64_t limit) {
+    return inflate(source, h, limit);
+}
+
+PyObject *tl_raise_batch_error(const tl_error *err) { return raise_batch_error(err); }
+
+int64_t tl_max_inflated_default(void) { return max_inflated_default; }
 
 /* Raises RejectedRecords (RejectedTimestamps if a timestamp is among the
  * faults) naming each refused record kept (the first TL_MAX_RECORD_ERRORS),
@@ -1035,6 +1044,8 @@ static PyMethodDef methods[] = {
      "Set baseOffset, partitionLeaderEpoch and LogAppendTime in place."},
     {"decode_records", (PyCFunction)(void (*)(void))py_decode_records,
      METH_VARARGS | METH_KEYWORDS, "Decode the records of v2 batches."},
+    {"decode_columns", (PyCFunction)(void (*)(void))tl_py_decode_columns,
+     METH_VARARGS | METH_KEYWORDS, "Decode the records of v2 batches into column buffers."},
     {"encode_batch", (PyCFunction)(void (*)(void))py_encode_batch, METH_VARARGS | METH_KEYWORDS,
      "Build one v2 batch from record specs."},
     {"encode_records", (PyCFunction)(void (*)(void))tl_py_encode_records,

@@ -211,6 +211,15 @@ def main() -> int:
             )
         except EXPECTED:
             errors += 1
+        try:  # the table writer's shape: the records as column buffers
+            c.decode_columns(
+                data,
+                min_offset=rng.randrange(-2, 40),
+                skip_control=rng.random() < 0.5,
+                max_inflated=rng.choice([0, 64, 1 << 20]),
+            )
+        except EXPECTED:
+            errors += 1
         try:
             encode_hostile(rng)
         except EXPECTED:

@@ -160,6 +160,31 @@ def test_a_conflicting_commit_is_retried_from_the_tables_state(
     assert rows == record_rows(committed_records(engine, TOPIC))
 
 
+def test_two_writers_taking_turns_add_every_record_once(engine: Engine, tmp_path: Path) -> None:
+    """Each commit starts from the table's state in the catalog, whoever
+    made it: writers taking turns (a takeover and back) repeat nothing."""
+    engine.create_topic(TOPIC, 2, TABLE_ON)
+    engine.commit_tables()  # the engine's own writer: created the table, then waits an hour
+    catalog = catalog_of(tmp_path)
+    partitions = [engine.partition(TOPIC, p) for p in range(2)]
+    topic_id = engine.topic_shape(TOPIC)[0]
+
+    def writer() -> table_writer.TableWriter:
+        return table_writer.TableWriter(
+            catalog, "tidelog", TOPIC, topic_id, lambda: partitions, engine.schemas, 1 << 20
+        )
+
+    ours, theirs = writer(), writer()
+    for start, committer in ((0, ours), (100, theirs), (200, ours)):
+        _produce_mixed(engine, TOPIC, start)
+        assert engine.flush(30)
+        result = committer.commit()
+        assert (result.records, result.conflicts) == (25, 0)
+    rows = table_rows(catalog.load_table(TABLE).scan().to_arrow())
+    assert rows == record_rows(committed_records(engine, TOPIC))
+    assert len(rows) == 75
+
+
 def test_table_configs_are_checked_and_can_be_turned_on_later(
     engine: Engine, tmp_path: Path
 ) -> None:
@@ -339,3 +364,34 @@ def test_records_deleted_before_the_table_got_them_are_counted(
     (status,) = engine.table_status()
     assert (status.skipped, status.records, status.lag) == (4, 6, 0)
     assert 'tidelog_table_skipped_records_total{topic="trimmed"} 4.0' in engine.metrics().text()
+
+
+def test_an_expired_snapshot_holding_the_positions_stops_the_writes(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """A maintenance job's snapshot on top and the last one of tidelog's
+    expired under it: the positions are gone, and the writer writes nothing
+    rather than the whole log again."""
+    engine.create_topic("expired", 1, TABLE_ON)
+    producer = engine.producer()
+    for i in range(5):
+        producer.send("expired", f"v{i}".encode())
+    producer.flush()
+    assert engine.flush(30)
+    engine.commit_tables()
+    catalog = catalog_of(tmp_path)
+    table = catalog.load_table(("tidelog", "expired"))
+    ours = table.current_snapshot().snapshot_id
+    table.append(table.scan().to_arrow().slice(0, 0))  # another writer's snapshot, no positions
+    table.maintenance.expire_snapshots().by_id(ours).commit()
+    producer.send("expired", b"later")
+    producer.flush()
+    producer.close()
+    assert engine.flush(30)
+
+    with pytest.raises(table_writer.PositionsExpired, match="positions are lost"):
+        engine.commit_tables()
+    (status,) = engine.table_status()
+    assert "PositionsExpired" in status.last_error
+    rows = catalog.load_table(("tidelog", "expired")).scan().to_arrow()
+    assert sorted(rows.column("value").to_pylist()) == [f"v{i}".encode() for i in range(5)]
