@@ -24,6 +24,7 @@ whose median is reported beside them but not counted in the ratio.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import statistics
 import time
@@ -45,14 +46,22 @@ def main() -> None:
     parser.add_argument("--appenders", type=int, default=8, help="concurrent appenders")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of appends and PUTs")
     parser.add_argument("--dir", default=None, help="scratch directory (default: a temp dir)")
+    parser.add_argument(
+        "--background-nice",
+        type=int,
+        default=None,
+        help="the store's [store] background_nice (default: its default; 0: off)",
+    )
     args = parser.parse_args()
     appends, rounds = (600, 1) if args.quick else (args.appends, args.rounds)
     with _harness.scratch(args.dir, "tidelog-remote-ack-") as scratch:
-        results = run(scratch, appends, args.appenders, rounds)
+        results = run(scratch, appends, args.appenders, rounds, args.background_nice)
     _harness.report(results, args.json, print_table)
 
 
-def run(scratch: Path, appends: int, appenders: int, rounds: int) -> dict[str, Any]:
+def run(
+    scratch: Path, appends: int, appenders: int, rounds: int, background_nice: int | None = None
+) -> dict[str, Any]:
     from s3stream import StreamStore, StreamStoreConfig
     from s3stream.store import S3Store
 
@@ -69,7 +78,10 @@ def run(scratch: Path, appends: int, appenders: int, rounds: int) -> dict[str, A
             )
 
         make_store().create_bucket_if_missing()
-        store = StreamStore.open(scratch / "data", make_store(), StreamStoreConfig())
+        config = StreamStoreConfig()
+        if background_nice is not None:
+            config = dataclasses.replace(config, background_nice=background_nice)
+        store = StreamStore.open(scratch / "data", make_store(), config)
         streams = [store.create_stream() for _ in range(appenders)]
         for stream in streams:
             store.open_stream(stream, 1)
@@ -100,6 +112,7 @@ def run(scratch: Path, appends: int, appenders: int, rounds: int) -> dict[str, A
         "appenders": appenders,
         "rounds": rounds,
         "batch_bytes": BATCH,
+        "background_nice": config.background_nice,
         "remote_ack_p50_ms": round(_quantile(acks, 0.50), 2),
         "remote_ack_p99_ms": round(_quantile(acks, 0.99), 2),
         "remote_ack_max_ms": round(max(acks), 2),
