@@ -4,6 +4,9 @@ many failed and how long each took (docs/operations.md's
 given in one, so every caller (uploads, reads, compaction, the manifest,
 the readiness probe) is counted in one place.
 
+Each request is also a line on ``tidelog.stalls`` when that logger is on
+(every write; a read, list or delete once slow: stall_lines.py).
+
 Counting takes a lock: object-store requests come from several threads
 and each costs a round trip, so the lock is noise beside it. Retries that
 the backend makes inside one call (botocore's) are one request here.
@@ -26,29 +29,10 @@ from s3stream.store.base import (
     ObjectStore,
     PreconditionFailed,
 )
+from s3stream.store.stall_lines import data_size, log_request, stalls
 from wal.histogram import PlainHistogram
 
 _T = TypeVar("_T")
-
-stalls = logging.getLogger("tidelog.stalls")
-"""Each write to the store, at DEBUG with its duration, size, what it
-wrote and its MiB/s, and each slow read, list or delete: background disk
-or network work that a latency spike may be laid against."""
-
-SLOW_REQUEST_S = 0.02
-"""Reads, lists and deletes this long or longer are logged on
-``tidelog.stalls`` (every write is)."""
-
-_KINDS = (
-    ("objects/", "data object"),
-    ("manifest/log/", "manifest delta"),
-    ("manifest/checkpoint/", "manifest checkpoint"),
-    ("manifest/probe/", "conditional-write probe"),
-    ("tables/", "table file"),
-)
-"""What a key holds, by its prefix (s3stream/uploader.py, manifest.py,
-conditional_probe.py; engine/tables): a stall line names the kind, never
-the bucket or the store's address."""
 
 ANSWERS = (ObjectNotFound, PreconditionFailed)
 """Errors that are the store's answer, not its failure: not counted as errors."""
@@ -97,7 +81,7 @@ class MeteredStore(ObjectStore):
                     histogram = self.latency[operation] = PlainHistogram()
                 histogram.observe(elapsed)
             if stalls.isEnabledFor(logging.DEBUG):
-                _log_stall(operation, key, elapsed, size, result, outcome)
+                log_request(operation, key, elapsed, size, result, outcome)
 
     def snapshot(self) -> tuple[dict[str, int], dict[str, int], dict[str, PlainHistogram]]:
         """Requests, errors and latency by operation, copied under the lock."""
@@ -143,51 +127,3 @@ class MeteredStore(ObjectStore):
 
     def close(self) -> None:
         self.inner.close()
-
-
-def data_size(data: ObjectData) -> int:
-    """The bytes of an object's data, whole or in parts."""
-    if isinstance(data, (bytes, bytearray, memoryview)):
-        return memoryview(data).nbytes
-    return sum(memoryview(part).nbytes for part in data)
-
-
-def key_kind(key: str) -> str:
-    """What the object at ``key`` holds (a prefix for a list)."""
-    for prefix, kind in _KINDS:
-        if key.startswith(prefix):
-            return kind
-    return "other object"
-
-
-def _log_stall(
-    operation: str, key: str, elapsed: float, size: int | None, result: object, outcome: str
-) -> None:
-    """One tidelog.stalls line: every write, with its size and MiB/s; a
-    read, list or delete once it took SLOW_REQUEST_S or longer. The
-    duration is the line's first "N ms" (bench/_stalls.py reads it)."""
-    writing = operation.startswith("put")
-    if not writing and elapsed < SLOW_REQUEST_S:
-        return
-    ms = elapsed * 1000
-    if operation == "list":
-        stalls.debug("object store list of %s keys took %.1f ms%s", key_kind(key), ms, outcome)
-        return
-    if size is None and isinstance(result, (bytes, bytearray, memoryview)):
-        size = memoryview(result).nbytes
-    elif size is None and isinstance(result, tuple) and isinstance(result[0], bytes):
-        size = len(result[0])  # get_versioned's (data, version)
-    if size is None or outcome:
-        stalls.debug(
-            "object store %s of a %s took %.1f ms%s", operation, key_kind(key), ms, outcome
-        )
-        return
-    mib = size / (1024 * 1024)
-    stalls.debug(
-        "object store %s of %s (%s) took %.1f ms, %.1f MiB/s",
-        operation,
-        f"{mib:.2f} MiB" if mib >= 1 else f"{size / 1024:.1f} KiB",
-        key_kind(key),
-        ms,
-        mib / elapsed if elapsed > 0 else float("inf"),
-    )

@@ -14,8 +14,7 @@ import pytest
 
 from s3stream.manifest import checkpoint_key, delta_key
 from s3stream.objects import ObjectKind
-from s3stream.store import LocalStore, ObjectNotFound, PreconditionFailed
-from s3stream.store import metered as metered_module
+from s3stream.store import LocalStore, ObjectNotFound, PreconditionFailed, stall_lines
 from s3stream.store.metered import MeteredStore
 from s3stream.uploader import object_key
 
@@ -76,13 +75,13 @@ def test_reads_lists_and_deletes_are_logged_once_slow(
     store = MeteredStore(LocalStore(tmp_path / "store"))
     key = object_key(1, 2, ObjectKind.STREAM)
     store.put(key, b"x" * MiB)
-    monkeypatch.setattr(metered_module, "SLOW_REQUEST_S", float("inf"))
+    monkeypatch.setattr(stall_lines, "SLOW_REQUEST_S", float("inf"))
     with caplog.at_level(logging.DEBUG, logger="tidelog.stalls"):
         store.get(key, 0, 1000)
         store.list("objects/")
     assert _stalls(caplog) == []  # fast enough: nothing
 
-    monkeypatch.setattr(metered_module, "SLOW_REQUEST_S", 0.0)  # everything is slow enough
+    monkeypatch.setattr(stall_lines, "SLOW_REQUEST_S", 0.0)  # everything is slow enough
     with caplog.at_level(logging.DEBUG, logger="tidelog.stalls"):
         store.get(key, 0, MiB // 2)
         store.get_versioned(key)
