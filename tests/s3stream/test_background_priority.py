@@ -38,6 +38,10 @@ OPENER_NICE = 2
 """The opener runs this much below the test's thread, so that "relative to
 the opener" is told apart from "relative to the process"."""
 MiB = 1024 * 1024
+UPLOADS = 4
+"""Uploads of about half a MiB each: the 1 MiB WAL segments roll and are
+trimmed, and the manifest (a checkpoint every other version) checkpoints
+and deletes."""
 
 
 def _own_nice() -> int:
@@ -147,8 +151,8 @@ class Seen(NamedTuple):
 
 
 def _run(tmp_path: Path, config: StreamStoreConfig, remote: bool = False) -> Seen:
-    """Opens a store on the opener's thread, appends and uploads about 3 MiB
-    in six uploads (so the WAL rolls and trims, and the manifest
+    """Opens a store on the opener's thread, appends and uploads about 2 MiB
+    in UPLOADS uploads (so the WAL rolls and trims, and the manifest
     checkpoints and deletes) while compaction passes run, and reads
     everything back."""
     calls = PriorityOfCalls(MemoryStore())
@@ -157,7 +161,7 @@ def _run(tmp_path: Path, config: StreamStoreConfig, remote: bool = False) -> See
     def work() -> None:
         with StreamStore.open(tmp_path / "data", calls, config) as store:
             stream = new_stream(store)
-            for _ in range(6):
+            for _ in range(UPLOADS):
                 if remote:
                     base = store.next_offset(stream)
                     future = store.submit(stream, base, base, b"r" * 100, remote=True)
@@ -165,7 +169,7 @@ def _run(tmp_path: Path, config: StreamStoreConfig, remote: bool = False) -> See
                 fill(store, stream, 1700, per_batch=1, size=300)
                 assert store.flush(timeout=TIMEOUT)
             got = read_all(store, stream, max_bytes=1 * MiB)
-            assert len(got) == 6 * (1700 + remote)
+            assert len(got) == UPLOADS * (1700 + remote)
             assert got[-1700:] == expected(stream, got[-1700][0], 1700, per_batch=1, size=300)
             for name in (
                 "wal-group-commit",
@@ -273,3 +277,34 @@ def test_the_default_lowers_the_background_below_the_reads() -> None:
     # Catch-up reads answer a consumer; background work answers nobody.
     assert StreamStoreConfig().background_nice > StreamStoreConfig().read_nice > 0
     assert StreamStoreConfig.small().background_nice == StreamStoreConfig().background_nice
+
+
+def test_uploads_go_back_to_the_background_an_upload_interval_after_the_last_remote_ask(
+    tmp_path: Path,
+) -> None:
+    base = min(MOST_NICE, _own_nice() + OPENER_NICE)
+    lowered = min(MOST_NICE, base + 7)
+    interval = 0.5
+    config = dataclasses.replace(CONFIG, background_nice=7, upload_interval_s=interval)
+    calls = PriorityOfCalls(MemoryStore())
+    uploaders: list[set[tuple[str, int]]] = []
+
+    def uploaded_since(before: int) -> set[tuple[str, int]]:
+        puts = calls.of("put", OBJECT_PREFIX)[before:]
+        return {(c.thread.rsplit("_", 1)[0], c.nice) for c in puts}
+
+    def work() -> None:
+        with StreamStore.open(tmp_path / "data", calls, config) as store:
+            stream = new_stream(store)
+            before = len(calls.of("put", OBJECT_PREFIX))
+            assert store.submit(stream, 0, 0, b"r", remote=True).result(TIMEOUT) == 1
+            uploaders.append(uploaded_since(before))
+            threading.Event().wait(interval * 2)  # no remote ask for a whole interval
+            before = len(calls.of("put", OBJECT_PREFIX))
+            fill(store, stream, 10, per_batch=1)
+            assert store.flush(timeout=TIMEOUT)
+            uploaders.append(uploaded_since(before))
+
+    assert _on_opener(work) == base
+    assert uploaders[0] == {("s3stream-upload", base)}
+    assert uploaders[1] == {("s3stream-upload-background", lowered)}
