@@ -29,6 +29,7 @@ baseline are never hedged.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import statistics
 import time
@@ -57,11 +58,23 @@ def main() -> None:
     )
     parser.add_argument("--hedge-floor-ms", type=float, default=None, help="[store] hedge_floor_ms")
     parser.add_argument("--dir", default=None, help="scratch directory (default: a temp dir)")
+    parser.add_argument(
+        "--background-nice",
+        type=int,
+        default=None,
+        help="the store's [store] background_nice (default: its default; 0: off)",
+    )
     args = parser.parse_args()
     appends, rounds = (600, 1) if args.quick else (args.appends, args.rounds)
     with _harness.scratch(args.dir, "tidelog-remote-ack-") as scratch:
         results = run(
-            scratch, appends, args.appenders, rounds, args.hedge_after, args.hedge_floor_ms
+            scratch,
+            appends,
+            args.appenders,
+            rounds,
+            args.hedge_after,
+            args.hedge_floor_ms,
+            args.background_nice,
         )
     _harness.report(results, args.json, print_table)
 
@@ -73,9 +86,8 @@ def run(
     rounds: int,
     hedge_after: float | None = None,
     hedge_floor_ms: float | None = None,
+    background_nice: int | None = None,
 ) -> dict[str, Any]:
-    import dataclasses
-
     from s3stream import StreamStore, StreamStoreConfig
 
     config = StreamStoreConfig()
@@ -83,6 +95,8 @@ def run(
         config = dataclasses.replace(config, hedge_after=hedge_after)
     if hedge_floor_ms is not None:
         config = dataclasses.replace(config, hedge_floor_ms=hedge_floor_ms)
+    if background_nice is not None:
+        config = dataclasses.replace(config, background_nice=background_nice)
     from s3stream.store import S3Store
 
     with moto_server() as server:
@@ -130,6 +144,7 @@ def run(
         "appenders": appenders,
         "rounds": rounds,
         "batch_bytes": BATCH,
+        "background_nice": config.background_nice,
         "remote_ack_p50_ms": round(_quantile(acks, 0.50), 2),
         "remote_ack_p99_ms": round(_quantile(acks, 0.99), 2),
         "remote_ack_max_ms": round(max(acks), 2),

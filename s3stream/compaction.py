@@ -35,6 +35,7 @@ from s3stream.uploader import (
     prepare_runs,
     put_objects,
 )
+from wal.thread_priority import NORMAL, ThreadPriority
 
 log = logging.getLogger("tidelog.s3stream")
 
@@ -361,6 +362,7 @@ class Compactor:
         forget_object: Callable[[str], None],
         config: StreamStoreConfig,
         stats: StoreStats,
+        priority: ThreadPriority = NORMAL,
     ) -> None:
         self._state = state
         self._writer = writer
@@ -371,8 +373,9 @@ class Compactor:
         self._config = config
         self._stats = stats
         self._wake = threading.Event()
-        # A daemon thread, as the uploader's.
-        self._thread = threading.Thread(target=self._loop, name="s3stream-compact", daemon=True)
+        # A daemon thread, as the uploader's, at a lower priority: nothing
+        # acknowledged waits for a pass (wal/thread_priority.py).
+        self._thread = priority.thread(self._loop, "s3stream-compact")
 
     def start(self) -> None:
         self._thread.start()

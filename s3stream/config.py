@@ -41,7 +41,15 @@ class StreamStoreConfig:
     """How much lower than the process the threads that read from object
     storage run (Linux nice values, per thread; 0: the same priority): a
     replay of history then takes the CPU time live produce and tail reads
-    leave (s3stream/read_threads.py)."""
+    leave (wal/thread_priority.py)."""
+    background_nice: int = 10
+    """How much lower than the thread that opens the store the background
+    threads run (Linux nice values, per thread; 0: the same priority): the
+    uploader's work while no append asks for remote durability, compaction,
+    the manifest's checkpoints and deletions, the WAL's spare segments. The
+    WAL's writer and sync threads, the opener's own thread (an event loop)
+    and every upload a remote acknowledgement waits for keep their priority
+    (wal/thread_priority.py)."""
     replay_rest_ratio: float = 0.5
     """While live traffic is present (appends, reads the log cache
     answers), a Kafka fetch's read from object storage is answered after a

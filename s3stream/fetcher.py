@@ -44,7 +44,7 @@ class Fetcher:
         self._manifest = manifest
         self._reader = reader
         self._pool = pool
-        """The fetch threads (s3stream/read_threads.py); shut down by close."""
+        """The fetch threads (wal/thread_priority.py); shut down by close."""
         self.pace = pace
         """Live traffic seen, and the rest an object read takes beside it."""
         self._replaced_below: dict[int, int] = {}

@@ -35,6 +35,7 @@ from s3stream.conditional_probe import check_conditional_writes
 from s3stream.errors import CorruptObject, Fenced, StoreClosed
 from s3stream.manifest_state import InvalidOperation, ManifestState, Op
 from s3stream.store import ObjectNotFound, ObjectStore, ObjectStoreError, PreconditionFailed
+from wal.thread_priority import NORMAL, ThreadPriority
 
 log = logging.getLogger("tidelog.manifest")
 
@@ -97,6 +98,7 @@ class Manifest:
         checkpoint_every: int,
         stop: threading.Event,
         background_cleanup: bool = False,
+        cleanup_priority: ThreadPriority = NORMAL,
     ) -> None:
         self.store = store
         self.state = state
@@ -120,6 +122,8 @@ class Manifest:
         self._pending_checkpoint: ManifestState | None = None
         """The newest state the cleaner is still to checkpoint."""
         self._cleanup_changed = threading.Condition()
+        self._cleanup_priority = cleanup_priority
+        """The cleaner's: no commit waits for it (wal/thread_priority.py)."""
 
     @property
     def epoch(self) -> int:
@@ -137,6 +141,7 @@ class Manifest:
         owner: str = "",
         timeout: float = DEFAULT_OPEN_TIMEOUT_S,
         background_cleanup: bool = False,
+        cleanup_priority: ThreadPriority = NORMAL,
     ) -> Manifest:
         """Loads the newest version and takes ownership by bumping the epoch;
         ``owner`` (the opener's data directory identity) is recorded with it.
@@ -149,13 +154,19 @@ class Manifest:
         on a thread of their own (join_cleanup waits for it), not in the
         commit that reached it: a commit waited on by a remote
         acknowledgement then costs its own requests only, never a
-        checkpoint's PUT, a list and dozens of DELETEs.
+        checkpoint's PUT, a list and dozens of DELETEs; that thread runs at
+        ``cleanup_priority``.
         """
         deadline = time.monotonic() + timeout
         if not store.checks_its_own_conditions:
             _retrying_transient(lambda: check_conditional_writes(store), deadline)
         manifest = cls(
-            store, ManifestState(), checkpoint_every, stop or threading.Event(), background_cleanup
+            store,
+            ManifestState(),
+            checkpoint_every,
+            stop or threading.Event(),
+            background_cleanup,
+            cleanup_priority,
         )
         loaded: LoadedManifest | None = None
         for attempt in range(_OPEN_ATTEMPTS):
@@ -354,10 +365,10 @@ class Manifest:
             # newer one: either shortens an open as well.
             self._pending_checkpoint = state
             if self._cleaner is None or not self._cleaner.is_alive():
-                self._cleaner = threading.Thread(
-                    target=self._checkpoint_in_background,
-                    name="s3stream-manifest-cleanup",
-                    daemon=True,
+                # Started by whichever thread committed: its priority is
+                # set from the opener's, not inherited from that thread.
+                self._cleaner = self._cleanup_priority.thread(
+                    self._checkpoint_in_background, "s3stream-manifest-cleanup"
                 )
                 self._cleaner.start()
 

@@ -54,7 +54,6 @@ from s3stream.lookup import Candidates, header_candidates
 from s3stream.manifest import Manifest
 from s3stream.manifest_writer import ManifestWriter
 from s3stream.objects import StoredBatch
-from s3stream.read_threads import read_pool
 from s3stream.reader import ObjectReader
 from s3stream.recovery import RecoverySummary, recover
 from s3stream.replacing import replace_range
@@ -66,6 +65,7 @@ from s3stream.store_state import Retention, StoreState, StoreStats, StreamState,
 from s3stream.uploader import ObjectIds, Uploader, now_ms
 from s3stream.wal_entries import encode_writer, load_identity
 from wal import Outcome, WriteAheadLog
+from wal.thread_priority import ThreadPriority, read_pool
 
 __all__ = [
     "CloseReport",
@@ -142,6 +142,8 @@ class StreamStore:
         self.close_report: CloseReport | None = None
         """Set by close: whether everything was uploaded."""
         self._state = state = StoreState(config.log_cache_bytes)
+        # Fixed from the opener's priority, whichever thread starts them.
+        background = ThreadPriority.below_caller(config.background_nice)
         # The store's URL is checked first (no request is sent): a bad one
         # leaves nothing behind. Then the WAL takes the data directory's
         # lock: an open refused there (another process has the directory)
@@ -165,6 +167,7 @@ class StreamStore:
                 preallocate=config.wal_preallocate,
                 on_commit=self._on_wal_commit,
                 accept_data_loss=config.accept_data_loss,
+                spare_priority=background,
             )
             try:
                 self.identity = load_identity(data_dir)
@@ -175,6 +178,7 @@ class StreamStore:
                     owner=self.identity,
                     timeout=config.open_timeout_s,
                     background_cleanup=True,
+                    cleanup_priority=background,
                 )
                 self._ids = ObjectIds(self.manifest.state.next_object_id)
                 wal_prefix = encode_writer(self.identity, self.manifest.epoch)
@@ -213,6 +217,7 @@ class StreamStore:
             config,
             self.stats,
             self._fail,
+            background,
         )
         self._compactor = Compactor(
             state,
@@ -222,6 +227,7 @@ class StreamStore:
             self.reader.forget,
             config,
             self.stats,
+            background,
         )
         self._appender = Appender(state, self.wal, wal_prefix, self._uploader, config)
         self._uploader.start()

@@ -14,6 +14,16 @@ moment each acknowledged append is in the WAL, in a committed object, or
 both. Blocks are committed strictly in order, so the WAL trim point only
 moves forward.
 
+Laying out and putting a block's objects (a SHA-256 chain and CRC32C over
+every batch, megabytes written) is the store's heaviest background work.
+While no append asks for remote durability nobody waits for it, and it
+runs on a worker at the store's background priority
+(wal/thread_priority.py), so that it takes the CPU time the event loop and
+the WAL's threads leave. An upload that a remote acknowledgement may wait
+for (one asked since an upload interval ago) runs on the upload thread
+itself, which keeps the opener's priority, as does the put-ahead worker
+below: a lowered thread could not raise its priority again.
+
 While appends wait to be remotely durable, the cadence adapts to them. A
 block is sealed once as many appends wait on it as waited in all at the
 last commit (the batch: appenders that wait for each acknowledgement have
@@ -50,6 +60,7 @@ from s3stream.objects import ChainLinks, EncodedObject, ObjectKind, StoredBatch,
 from s3stream.store import ObjectStore, ObjectStoreError
 from s3stream.store_state import StoreState, StoreStats
 from wal import Position, WalError
+from wal.thread_priority import NORMAL, ThreadPriority
 
 log = logging.getLogger("tidelog.s3stream")
 
@@ -345,6 +356,7 @@ class Uploader:
         config: StreamStoreConfig,
         stats: StoreStats,
         fail: Callable[[BaseException], None],
+        background: ThreadPriority = NORMAL,
     ) -> None:
         self._state = state
         self._writer = writer
@@ -370,7 +382,16 @@ class Uploader:
         was sealed before that commit ended)."""
         self._committing = False
         """Whether a commit of an upload is in flight (under the lock)."""
+        self._remote_asked = -float("inf")
+        """When (monotonic) an append last asked to be remotely durable."""
+        # Puts ahead only while appends wait to be remotely durable: at the
+        # opener's priority, as the upload thread.
         self._ahead_pool = ThreadPoolExecutor(1, thread_name_prefix="s3stream-upload-ahead")
+        self._background: ThreadPoolExecutor | None = (
+            None if background.nice is None else background.pool(1, "s3stream-upload-background")
+        )
+        """Lays out and puts the objects of uploads no remote acknowledgement
+        waits for, at the background priority (None: the upload thread does)."""
         # A daemon thread: an owner that never closes the store must not keep
         # the interpreter from exiting (the WAL holds what was appended).
         self._thread = threading.Thread(target=self._loop, name="s3stream-upload", daemon=True)
@@ -382,6 +403,8 @@ class Uploader:
         """Waits for the thread to end (after the store's stop event is set)."""
         self._thread.join()
         self._ahead_pool.shutdown(wait=True)
+        if self._background is not None:
+            self._background.shutdown(wait=True)
 
     # -- sealing and flushing (callers of *_locked hold the store's lock) -----
 
@@ -422,6 +445,7 @@ class Uploader:
             return waiter
         self._waiters.setdefault(stream_id, []).append((end, waiter))
         self._asking += 1
+        self._remote_asked = time.monotonic()
         if not self._wanted:
             self._wanted = time.monotonic()
             self._state.changed.notify_all()
@@ -537,11 +561,10 @@ class Uploader:
                 return False  # stopped
             objects = put_ahead.objects
         else:
-            objects = self._prepare(block, live, self._writer.manifest.state)
-            if not put_objects(
-                self._store, objects, self._state.stop, self._stats.note_store_error
-            ):
+            prepared = self._prepare_and_put(block, live, self._writer.manifest.state)
+            if prepared is None:
                 return False
+            objects = prepared
         if not self._wait_ready(block):
             return False
         ops = add_ops(objects)
@@ -576,6 +599,32 @@ class Uploader:
             except WalError as error:
                 log.warning("WAL trim failed: %s", error)
         return True
+
+    def _prepare_and_put(
+        self, block: CacheBlock, live: set[int], state: ManifestState
+    ) -> list[PreparedObject] | None:
+        """Lays out and puts ``block``'s objects (None if the store stopped
+        first): on the background worker while nobody waits to be remotely
+        durable, else on the calling (upload) thread."""
+
+        def prepare_and_put() -> list[PreparedObject] | None:
+            objects = self._prepare(block, live, state)
+            stop, note = self._state.stop, self._stats.note_store_error
+            return objects if put_objects(self._store, objects, stop, note) else None
+
+        if self._background is None or self._remote_wanted():
+            return prepare_and_put()
+        # The worker ends its put once the store's stop event is set.
+        return self._background.submit(prepare_and_put).result()
+
+    def _remote_wanted(self) -> bool:
+        """Whether an append waits, or asked within the last upload
+        interval, to be remotely durable: then the next upload may be
+        waited for, and runs at the upload thread's priority."""
+        with self._state.lock:
+            if self._waiters:
+                return True
+            return time.monotonic() - self._remote_asked < self._config.upload_interval_s
 
     def _put_ahead(self, block: CacheBlock, ops: list[Op]) -> None:
         """While appends wait to be remotely durable, starts sealing the

@@ -37,6 +37,7 @@ from wal.segment import (
     sync_directory,
     zero_filled_file,
 )
+from wal.thread_priority import NORMAL, ThreadPriority
 
 stalls = logging.getLogger("tidelog.stalls")
 """Rolls and spares, each at DEBUG with its duration: background work a
@@ -83,6 +84,7 @@ class WriteAheadLog:
         recycle_segments: int = 2,
         on_commit: CommitHook | None = None,
         accept_data_loss: bool = False,
+        spare_priority: ThreadPriority = NORMAL,
     ) -> None:
         """Opens the log, recovering it first (docs/wal-format.md).
 
@@ -97,7 +99,11 @@ class WriteAheadLog:
         the tags of the group's tagged appends (see ``submit``) and their
         outcomes, before their waiters wake: an owner that keeps
         its own state about appends can update it once per group rather
-        than once per append."""
+        than once per append.
+
+        ``spare_priority`` is the priority of the thread that makes spare
+        segments (nothing waits for it: a roll without a spare makes its
+        segment itself); the writer and sync threads keep their creator's."""
         if segment_bytes < SEGMENT_HEADER_SIZE + 4 * RECORD_HEADER_SIZE:
             raise ValueError(f"segment_bytes {segment_bytes} is too small")
         self.directory = os.fspath(directory)
@@ -107,6 +113,7 @@ class WriteAheadLog:
         self._segments_lock = threading.Lock()
         self._closed = False
         self._spare_maker: threading.Thread | None = None
+        self._spare_priority = spare_priority
         self._spares_made = 0
         self._prepared: tuple[int, str] | None = None
         """The next segment's sequence and file, made ready by ``_make_spare``."""
@@ -449,8 +456,10 @@ class WriteAheadLog:
             if not self._preallocate or busy or self._closed or self._prepared is not None:
                 return
             following = self._sequences[-1] + 1
-            self._spare_maker = threading.Thread(
-                target=self._prepare_next, args=(following,), name="wal-spare", daemon=True
+            # Started by a trim or a roll (the writer): its priority is set
+            # from the opener's, not inherited from the writer's.
+            self._spare_maker = self._spare_priority.thread(
+                self._prepare_next, "wal-spare", (following,)
             )
             self._spare_maker.start()
 

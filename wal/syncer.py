@@ -36,8 +36,8 @@ from wal.segment import Position, SegmentWriter
 
 stalls = logging.getLogger("tidelog.stalls")
 SLOW_SYNC_S = 0.02
-"""Syncs this long or longer are logged on ``tidelog.stalls`` (DEBUG): each
-delays every acknowledgement waiting for it."""
+"""Syncs this long or longer are logged on ``tidelog.stalls`` (DEBUG), with
+the bytes they covered: each delays every acknowledgement waiting for it."""
 
 if TYPE_CHECKING:
     from wal.group_commit import Outcome, PendingAppend, WalStats
@@ -159,6 +159,8 @@ class Syncer:
     def _sync_and_settle(self, segment: SegmentWriter, groups: list[WrittenGroup]) -> None:
         """One fdatasync covering ``groups``, then their completion (under
         ``_syncing``, which the caller set)."""
+        # Only the syncing thread moves it (under _syncing): read unlocked.
+        synced_before = self.synced_end
         started = time.monotonic()
         try:
             segment.sync()
@@ -168,9 +170,11 @@ class Syncer:
         finished = time.monotonic()
         if finished - started >= SLOW_SYNC_S:
             stalls.debug(
-                "WAL sync of segment %d took %.1f ms",
+                "WAL sync of segment %d took %.1f ms, %.1f KiB written in %d groups",
                 segment.sequence,
                 (finished - started) * 1000,
+                (groups[-1].end - synced_before) / 1024,
+                len(groups),
             )
         self._stats.syncs += 1
         self._stats.fsync_seconds.observe(finished - started)

@@ -4,6 +4,9 @@ many failed and how long each took (docs/operations.md's
 given in one, so every caller (uploads, reads, compaction, the manifest,
 the readiness probe) is counted in one place.
 
+Each request is also a line on ``tidelog.stalls`` when that logger is on
+(every write; a read, list or delete once slow: stall_lines.py).
+
 Counting takes a lock: object-store requests come from several threads
 and each costs a round trip, so the lock is noise beside it. Retries that
 the backend makes inside one call (botocore's) are one request here.
@@ -26,13 +29,10 @@ from s3stream.store.base import (
     ObjectStore,
     PreconditionFailed,
 )
+from s3stream.store.stall_lines import data_size, log_request, stalls
 from wal.histogram import PlainHistogram
 
 _T = TypeVar("_T")
-
-stalls = logging.getLogger("tidelog.stalls")
-"""Each write to the store, at DEBUG with its duration: background disk or
-network work that a latency spike may be laid against."""
 
 ANSWERS = (ObjectNotFound, PreconditionFailed)
 """Errors that are the store's answer, not its failure: not counted as errors."""
@@ -51,15 +51,24 @@ class MeteredStore(ObjectStore):
         self.latency: dict[str, PlainHistogram] = {}
         self._lock = threading.Lock()
 
-    def _timed(self, operation: str, call: Callable[[], _T]) -> _T:
+    def _timed(
+        self, operation: str, key: str, call: Callable[[], _T], size: int | None = None
+    ) -> _T:
+        """Runs ``call``, counted as one ``operation``; ``size``: the bytes a
+        write sends (a read's are those it returns)."""
         started = time.monotonic()
         failed = False
+        result: _T | None = None
+        outcome = ""
         try:
-            return call()
-        except ANSWERS:
+            result = call()
+            return result
+        except ANSWERS as answer:
+            outcome = f" ({type(answer).__name__})"
             raise
-        except Exception:
+        except Exception as error:
             failed = True
+            outcome = f" (failed: {type(error).__name__})"
             raise
         finally:
             elapsed = time.monotonic() - started
@@ -71,8 +80,8 @@ class MeteredStore(ObjectStore):
                 if histogram is None:
                     histogram = self.latency[operation] = PlainHistogram()
                 histogram.observe(elapsed)
-            if operation.startswith("put") and stalls.isEnabledFor(logging.DEBUG):
-                stalls.debug("object store %s took %.1f ms", operation, elapsed * 1000)
+            if stalls.isEnabledFor(logging.DEBUG):
+                log_request(operation, key, elapsed, size, result, outcome)
 
     def snapshot(self) -> tuple[dict[str, int], dict[str, int], dict[str, PlainHistogram]]:
         """Requests, errors and latency by operation, copied under the lock."""
@@ -86,28 +95,35 @@ class MeteredStore(ObjectStore):
             return dict(self.requests), dict(self.errors), latency
 
     def put(self, key: str, data: ObjectData) -> str:
-        return self._timed("put", lambda: self.inner.put(key, data))
+        return self._timed("put", key, lambda: self.inner.put(key, data), data_size(data))
 
     def put_if_absent(self, key: str, data: BytesLike) -> str:
-        return self._timed("put_if_absent", lambda: self.inner.put_if_absent(key, data))
+        return self._timed(
+            "put_if_absent", key, lambda: self.inner.put_if_absent(key, data), data_size(data)
+        )
 
     def put_if_version(self, key: str, data: BytesLike, version: str) -> str:
-        return self._timed("put_if_version", lambda: self.inner.put_if_version(key, data, version))
+        return self._timed(
+            "put_if_version",
+            key,
+            lambda: self.inner.put_if_version(key, data, version),
+            data_size(data),
+        )
 
     def get(self, key: str, start: int = 0, end: int | None = None) -> bytes:
-        return self._timed("get", lambda: self.inner.get(key, start, end))
+        return self._timed("get", key, lambda: self.inner.get(key, start, end))
 
     def get_versioned(self, key: str) -> tuple[bytes, str]:
-        return self._timed("get_versioned", lambda: self.inner.get_versioned(key))
+        return self._timed("get_versioned", key, lambda: self.inner.get_versioned(key))
 
     def head(self, key: str) -> ObjectInfo:
-        return self._timed("head", lambda: self.inner.head(key))
+        return self._timed("head", key, lambda: self.inner.head(key))
 
     def delete(self, key: str) -> None:
-        self._timed("delete", lambda: self.inner.delete(key))
+        self._timed("delete", key, lambda: self.inner.delete(key))
 
     def list(self, prefix: str = "") -> list[ObjectInfo]:
-        return self._timed("list", lambda: self.inner.list(prefix))
+        return self._timed("list", prefix, lambda: self.inner.list(prefix))
 
     def close(self) -> None:
         self.inner.close()

@@ -71,3 +71,19 @@ def test_the_run_queue_counts_only_what_happened_between_its_two_readings() -> N
     assert set(waited) == {"ran_ms_per_s", "waited_ms_per_s", "main_waited_ms_per_s"}
     assert waited["ran_ms_per_s"] >= 50 - 1  # the 50 ms spun (schedstat and thread_time agree)
     assert 0 <= waited["main_waited_ms_per_s"] <= waited["waited_ms_per_s"]
+
+
+def test_lines_with_sizes_and_rates_are_read_by_their_duration(tmp_path: Path) -> None:
+    log = tmp_path / "server.log"
+    log.write_text(
+        "2026-12-04 21:48:50,500 DEBUG tidelog.stalls: object store put of 32.00 MiB"
+        " (data object) took 275.0 ms, 116.4 MiB/s\n"
+        "2026-12-04 21:48:51,500 DEBUG tidelog.stalls: WAL sync of segment 3 took 216.0 ms,"
+        " 1024.0 KiB written in 2 groups\n"
+        "2026-12-04 21:48:52,500 DEBUG tidelog.stalls: object store delete of a data object"
+        " took 30.5 ms\n"
+    )
+    found = stalls.read_stalls(log, STARTED, 10.0)
+    assert [(s.start_s, s.ms) for s in found] == [(1.225, 275.0), (2.284, 216.0), (3.47, 30.5)]
+    summary = stalls.summarize(found, [], 0.1)
+    assert summary["wal_slow_syncs"] == 1 and summary["wal_sync_max_ms"] == 216.0

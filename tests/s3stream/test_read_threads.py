@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 
 from s3stream import StreamStore, StreamStoreConfig
-from s3stream.read_threads import MOST_NICE, lower_own_priority
 from s3stream.store import MemoryStore, ObjectStore
 from s3stream.uploader import OBJECT_PREFIX
 from tests.s3stream.faults import FaultyStore
 from tests.s3stream.test_read_path import CONFIG, write_stream_objects
 from tests.s3stream.test_stream_store import expected
+from wal.thread_priority import MOST_NICE, lower_own_priority
 
 linux_only = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="per-thread nice values are Linux's"

@@ -5,11 +5,13 @@ from a free file) are each logged at DEBUG with what they were."""
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 import pytest
 
 from wal import WriteAheadLog, syncer
+from wal.format import RECORD_HEADER_SIZE
 
 SEGMENT = 256 * 1024
 
@@ -62,3 +64,22 @@ def test_rolls_and_spares_are_logged_with_how_each_was_made(
     rolled, spare = "WAL rolled into segment 3 ", "WAL spare for segment 3 "
     assert any(m.startswith(rolled) and m.endswith("(prepared)") for m in lines)
     assert any(m.startswith(spare) and m.endswith("(zero-filled)") for m in lines)
+
+
+def test_a_slow_sync_says_how_many_bytes_it_covered(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(syncer, "SLOW_SYNC_S", 0.0)  # every sync is slow enough
+    record = b"r" * 10240
+    with (
+        caplog.at_level(logging.DEBUG, logger="tidelog.stalls"),
+        WriteAheadLog(tmp_path / "wal", segment_bytes=SEGMENT) as log,
+    ):
+        log.append(record)  # one group, one sync: the record and its header
+    syncs = [m for m in _stalls(caplog) if m.startswith("WAL sync")]
+    covered = re.fullmatch(
+        r"WAL sync of segment \d+ took [\d.]+ ms, ([\d.]+) KiB written in (\d+) groups", syncs[0]
+    )
+    assert covered is not None, syncs[0]
+    framed = len(record) + RECORD_HEADER_SIZE
+    assert float(covered[1]) == round(framed / 1024, 1) and covered[2] == "1"
