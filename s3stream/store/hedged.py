@@ -27,9 +27,9 @@ twice (docs/durability.md, "Hedged requests"):
 
 Never hedged: ``delete``, ``put_if_version`` (a late copy could replace a
 newer version), ``list``, and ``get``: the ranged GETs of catch-up reads run
-on threads kept at a lower priority on purpose (read_threads.py), which a
-hand-off to this module's threads would undo, and they are not on the path
-of an acknowledgement.
+on threads kept at a lower priority on purpose (wal/thread_priority.py),
+which a hand-off to this module's threads would undo, and they are not on
+the path of an acknowledgement.
 
 The extra load is bounded: one hedge at most per request, and hedges spend
 tokens that requests earn at ``max_share`` each (at most 10 saved up), so

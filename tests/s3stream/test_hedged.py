@@ -27,7 +27,6 @@ from hypothesis import strategies as st
 from s3stream import StreamStore, StreamStoreConfig
 from s3stream.errors import Fenced
 from s3stream.manifest import Manifest, delta_key, load_state
-from s3stream.read_threads import lower_own_priority, own_priority
 from s3stream.store import LocalStore, S3Store
 from s3stream.store.hedged import _MIN_SAMPLES as MIN_SAMPLES
 from s3stream.store.hedged import _WINDOW as WINDOW
@@ -35,6 +34,7 @@ from s3stream.store.hedged import _WORKERS as WORKERS
 from s3stream.store.hedged import HedgedStore, HedgePolicy, _Latencies, hedged
 from s3stream.uploader import OBJECT_PREFIX
 from tests.s3stream.conftest import S3Endpoint
+from wal.thread_priority import lower_own_priority, own_priority
 
 TIMEOUT = 30.0
 FAST = HedgePolicy(after=3.0, floor_s=0.001, max_share=1.0)
