@@ -40,7 +40,7 @@ import fastavro
 
 import engine
 import native
-from engine.schemas.types import AVRO, JSON, RegisteredSchema
+from engine.schemas.types import AVRO, JSON, RegisteredSchema, SchemaReference
 from engine.schemas.wire_format import frame
 from native import RecordSpec
 
@@ -85,6 +85,9 @@ class Schemas:
 
     def latest(self, subject: str) -> RegisteredSchema | None:
         return None
+
+    def referenced(self, reference: SchemaReference) -> RegisteredSchema | None:
+        return None  # neither schema refers to another
 
 
 def values(phase: str) -> list[bytes]:

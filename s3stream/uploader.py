@@ -614,8 +614,14 @@ class Uploader:
 
         if self._background is None or self._remote_wanted():
             return prepare_and_put()
+        try:
+            lowered = self._background.submit(prepare_and_put)
+        except RuntimeError:
+            # The interpreter is exiting (its executors take no more work):
+            # the upload that closes the store at exit runs here instead.
+            return prepare_and_put()
         # The worker ends its put once the store's stop event is set.
-        return self._background.submit(prepare_and_put).result()
+        return lowered.result()
 
     def _remote_wanted(self) -> bool:
         """Whether an append waits, or asked within the last upload
@@ -641,7 +647,10 @@ class Uploader:
         after = self._writer.manifest.state.copy()
         for op in ops:
             after.apply(op)
-        self._ahead = self._ahead_pool.submit(self._seal_and_put_ahead, block, live, after)
+        try:
+            self._ahead = self._ahead_pool.submit(self._seal_and_put_ahead, block, live, after)
+        except RuntimeError:
+            return  # the interpreter is exiting: the next block is put after this commit
 
     def _seal_and_put_ahead(
         self, block: CacheBlock, live: set[int], after: ManifestState

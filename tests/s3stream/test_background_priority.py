@@ -96,12 +96,16 @@ CONFIG = dataclasses.replace(
 )
 
 
-def _thread_nice(name: str) -> list[int]:
-    """The nice values of the live threads called ``name`` (or ``name_N``)."""
+def _thread_nice(name: str, older: set[threading.Thread]) -> list[int]:
+    """The nice values of the live threads called ``name`` (or ``name_N``),
+    but those in ``older``: another test's store that was never closed may
+    leave threads of the same names in this process."""
     return [
         os.getpriority(os.PRIO_PROCESS, t.native_id)
         for t in threading.enumerate()
-        if t.native_id is not None and (t.name == name or t.name.rsplit("_", 1)[0] == name)
+        if t.native_id is not None
+        and t not in older
+        and (t.name == name or t.name.rsplit("_", 1)[0] == name)
     ]
 
 
@@ -157,6 +161,7 @@ def _run(tmp_path: Path, config: StreamStoreConfig, remote: bool = False) -> See
     everything back."""
     calls = PriorityOfCalls(MemoryStore())
     threads: dict[str, list[int]] = {}
+    older = set(threading.enumerate())
 
     def work() -> None:
         with StreamStore.open(tmp_path / "data", calls, config) as store:
@@ -178,7 +183,7 @@ def _run(tmp_path: Path, config: StreamStoreConfig, remote: bool = False) -> See
                 "s3stream-upload-background",
                 "s3stream-compact",
             ):
-                threads[name] = _thread_nice(name)
+                threads[name] = _thread_nice(name, older)
 
     opener = _on_opener(work)
     return Seen(opener, calls, threads)
