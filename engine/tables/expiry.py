@@ -16,8 +16,10 @@ snapshots older than ``[tables] keep_snapshots_s``, with pyiceberg's own
 Files are left where they are. tidelog's commits only append, so every data
 file and manifest an expired snapshot names is still named by the current
 one; what expiry leaves unreferenced is each expired snapshot's manifest
-list, and the files of another engine's rewrite: both are for Iceberg's
-orphan-file removal, which can tell them from a commit still in flight.
+list, and the files of another engine's rewrite. Both are left for
+Iceberg's orphan-file removal: a query planned on an expired snapshot, and
+the metadata file of a writer killed before its swap (which the SQL
+catalog's recovery may register again), may still read them.
 
 Imported by the table thread only: it needs pyiceberg.
 """
