@@ -82,6 +82,8 @@ def test_old_snapshots_are_expired_and_every_record_stays_once(tmp_path: Path) -
         assert len(_snapshot_ids(tmp_path)) == 3
         (status,) = engine.table_status()
         assert (status.last_error, status.expired_snapshots) == ("", 2)
+        metric = 'tidelog_table_expired_snapshots_total{topic="expiring"} 2.0'
+        assert metric in engine.metrics().text()
 
 
 @pytest.mark.parametrize(
