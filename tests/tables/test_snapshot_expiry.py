@@ -5,16 +5,25 @@ keeps every record exactly once through expiry and restarts."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from engine import clock
 from engine.engine import Engine
 from engine.server.config import ConfigFileError, load_config_file
 from engine.tables import TablesConfig
-from engine.tables.expiry import ExpiryPolicy, expire_snapshots, newest_positions
+from engine.tables.expiry import (
+    ExpiryPolicy,
+    expire_snapshots,
+    newest_positions,
+    snapshots_to_expire,
+)
+from engine.tables.writer import OFFSETS as OFFSETS_KEY
 from tests.tables.conftest import (
     TABLE_ON,
     catalog_of,
@@ -175,3 +184,92 @@ def test_a_bad_expiry_setting_is_refused(tmp_path: Path, section: str, reason: s
     path.write_text(f"[tables]\n{section}\n")
     with pytest.raises(ConfigFileError, match=reason):
         load_config_file(path)
+
+
+# -- the choice, over any line of snapshots ---------------------------------------------
+
+
+@st.composite
+def _snapshot_lines(draw: st.DrawFn) -> tuple[Any, int, ExpiryPolicy]:
+    """A table's metadata with a line of snapshots, some tidelog's (with
+    positions), some another writer's, maybe one tagged; a time; a policy."""
+    from pyiceberg.partitioning import UNPARTITIONED_PARTITION_SPEC
+    from pyiceberg.schema import Schema
+    from pyiceberg.table.metadata import new_table_metadata
+    from pyiceberg.table.refs import SnapshotRef, SnapshotRefType
+    from pyiceberg.table.snapshots import Operation, Snapshot, Summary
+    from pyiceberg.table.sorting import UNSORTED_SORT_ORDER
+
+    ours = draw(st.lists(st.booleans(), min_size=1, max_size=30))
+    gaps = draw(st.lists(st.integers(0, 5_000), min_size=len(ours), max_size=len(ours)))
+    snapshots, timestamp_ms = [], 1_700_000_000_000
+    for index, (with_positions, gap) in enumerate(zip(ours, gaps, strict=True)):
+        timestamp_ms += gap
+        summary = {OFFSETS_KEY: json.dumps({"0": index})} if with_positions else {}
+        snapshots.append(
+            Snapshot(
+                snapshot_id=1000 + index,
+                parent_snapshot_id=999 + index if index else None,
+                sequence_number=index + 1,
+                timestamp_ms=timestamp_ms,
+                manifest_list=f"file:///nowhere/snap-{index}.avro",
+                summary=Summary(Operation.APPEND, **summary),
+            )
+        )
+    refs = {"main": SnapshotRef(snapshot_id=snapshots[-1].snapshot_id, type=SnapshotRefType.BRANCH)}
+    if draw(st.booleans()):
+        tagged = draw(st.sampled_from(snapshots)).snapshot_id
+        refs["audit"] = SnapshotRef(snapshot_id=tagged, type=SnapshotRefType.TAG)
+    base = new_table_metadata(
+        Schema(), UNPARTITIONED_PARTITION_SPEC, UNSORTED_SORT_ORDER, "file:///nowhere"
+    )
+    metadata = base.model_copy(
+        update={
+            "snapshots": snapshots,
+            "refs": refs,
+            "current_snapshot_id": snapshots[-1].snapshot_id,
+            "last_sequence_number": len(snapshots),
+        }
+    )
+    now_ms = timestamp_ms + draw(st.integers(0, 10_000))
+    policy = ExpiryPolicy(draw(st.integers(0, 60_000)), draw(st.integers(1, 5)))
+    return metadata, now_ms, policy
+
+
+@given(_snapshot_lines())
+@settings(max_examples=60, deadline=None)
+def test_expiry_takes_exactly_the_old_snapshots_before_the_positions(
+    line: tuple[Any, int, ExpiryPolicy],
+) -> None:
+    """Expired: every snapshot older than keep_ms, before the newest with
+    positions, not among the newest keep_count and not a ref's head; and
+    after pyiceberg removes them, the walk back finds the same positions."""
+    from pyiceberg.catalog import load_catalog
+    from pyiceberg.io import load_file_io
+    from pyiceberg.table import Table
+    from pyiceberg.table.update import RemoveSnapshotsUpdate, update_table_metadata
+
+    metadata, now_ms, policy = line
+    catalog = load_catalog("expiry", type="sql", uri="sqlite:///:memory:")
+    table = Table(("tidelog", "t"), metadata, "file:///nowhere/m.json", load_file_io(), catalog)
+    anchor = newest_positions(table)
+    expired = snapshots_to_expire(table, now_ms, policy)
+
+    snapshots = metadata.snapshots
+    heads = {ref.snapshot_id for ref in metadata.refs.values()}
+    newest = {s.snapshot_id for s in snapshots[-policy.keep_count :]}
+    wanted = [
+        s.snapshot_id
+        for s in snapshots
+        if anchor is not None
+        and s.sequence_number < anchor.sequence_number
+        and s.timestamp_ms < now_ms - policy.keep_ms
+        and s.snapshot_id not in heads | newest
+    ]
+    assert expired == wanted
+    if anchor is None:
+        return
+    after = update_table_metadata(metadata, (RemoveSnapshotsUpdate(snapshot_ids=expired),))
+    kept = Table(("tidelog", "t"), after, "file:///nowhere/m.json", load_file_io(), catalog)
+    found = newest_positions(kept)
+    assert found is not None and found.snapshot_id == anchor.snapshot_id
