@@ -145,6 +145,29 @@ def test_the_newest_positions_and_other_writers_snapshots_after_them_are_kept(
         assert len(committed_records(engine, TOPIC)) == 8
 
 
+def test_a_failing_expiry_is_logged_and_the_commits_go_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Another writer's commit in the way (a fault a single engine cannot
+    cause on cue): the expiry is tried again later, the rows go in."""
+    from pyiceberg.exceptions import CommitFailedException
+
+    from engine.tables import expiry
+
+    def conflict(*args: Any) -> int:
+        raise CommitFailedException("the table moved on")
+
+    monkeypatch.setattr(expiry, "expire_snapshots", conflict)
+    with open_engine(tmp_path, keep_snapshots=1, **SHORT_KEEP) as engine:
+        _create(engine)
+        _commit_some(engine, 0, 3)
+        (status,) = engine.table_status()
+        assert (status.last_error, status.expired_snapshots) == ("", 0)
+        assert "expiring snapshots: CommitFailedException: the table moved on" in caplog.text
+        _assert_rows_exactly_once(engine, tmp_path)
+        assert len(_snapshot_ids(tmp_path)) == 4
+
+
 def test_a_table_without_the_writers_positions_is_left_alone(tmp_path: Path) -> None:
     """Only other writers' snapshots: nothing tells which are safe to expire."""
     import pyarrow as pa
