@@ -69,6 +69,7 @@ BENCHES = (
     Bench("topics", "topics_bench.py", ("--quick",)),
     Bench("mirror", "mirror_bench.py", ("--quick",)),
     Bench("table", "table_bench.py", ("--quick",)),
+    Bench("table_expiry", "table_expiry_bench.py", ("--quick",)),
     Bench("metrics", "metrics_bench.py", ("--produce-mb", "16", "--rounds", "1")),
     Bench("scale", "scale_bench.py", ("--quick",)),
 )

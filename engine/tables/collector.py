@@ -35,6 +35,11 @@ class TablesCollector(Collector):
                 "Records the log lost before the table got them.",
                 labels=["topic"],
             ),
+            "expired_snapshots": CounterMetricFamily(
+                "tidelog_table_expired_snapshots",
+                "Snapshots of tables expired ([tables] keep_snapshots_s).",
+                labels=["topic"],
+            ),
             "lag": GaugeMetricFamily(
                 "tidelog_table_lag_records",
                 "Settled records not in the table yet (as of the last pass).",

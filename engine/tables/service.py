@@ -44,6 +44,10 @@ class TableStats:
     last_error: str = ""
     last_commit_s: float | None = None
     """The monotonic time of the last pass that found the table current or moved it."""
+    expired: int = 0
+    """Snapshots expired (expiry.py)."""
+    last_expiry_s: float | None = None
+    """The monotonic time of the last expiry tried."""
 
 
 class TableStatus(NamedTuple):
@@ -60,6 +64,8 @@ class TableStatus(NamedTuple):
     positions: dict[int, int]
     """The next offset per partition the table holds (as last read)."""
     last_error: str
+    expired_snapshots: int = 0
+    """Snapshots of the table expired since open ([tables] keep_snapshots_s)."""
 
 
 class TableService:
@@ -184,7 +190,30 @@ class TableService:
         stats.last_commit_s = now
         stats.last_error = ""
         stats.lag = writer.lag()
+        self._expire(writer, stats, now)
         return added
+
+    def _expire(self, writer: TableWriter, stats: TableStats, now: float) -> None:
+        """Expires the table's old snapshots, at most every expire_interval_s.
+        A failure is logged and leaves the commits alone (tried again later)."""
+        config = self.config
+        if config.keep_snapshots_s <= 0:
+            return
+        if stats.last_expiry_s is not None and now - stats.last_expiry_s < config.expire_interval_s:
+            return
+        stats.last_expiry_s = now
+        from engine.tables.expiry import ExpiryPolicy, expire_snapshots  # noqa: PLC0415
+
+        policy = ExpiryPolicy(round(config.keep_snapshots_s * 1000), config.keep_snapshots)
+        try:
+            stats.expired += expire_snapshots(writer.load(), clock.time_ms(), policy)
+        except Exception as error:  # a conflict, an unreachable catalog: next time
+            log.warning(
+                "table of topic %s: expiring snapshots: %s: %s",
+                writer.topic,
+                type(error).__name__,
+                error,
+            )
 
     def _writer(self, topic: Topic) -> TableWriter:
         writer = self._writers.get(topic.name)
@@ -249,6 +278,7 @@ class TableService:
                     stats.lag,
                     dict(writer.positions or {}) if writer is not None else {},
                     stats.last_error,
+                    stats.expired,
                 )
             )
         return out

@@ -1,5 +1,5 @@
 """The settings of table topics: the topic configs' names and the
-engine-wide ``[tables]`` section (catalog, budgets)."""
+engine-wide ``[tables]`` section (catalog, budgets, snapshot expiry)."""
 
 from __future__ import annotations
 
@@ -51,6 +51,13 @@ class TablesConfig:
     """The most stored batch bytes one commit reads (bounds the writer's memory)."""
     poll_interval_s: float = 1.0
     """How often the table thread looks for due commits."""
+    keep_snapshots_s: float = 3600.0
+    """Snapshots of a table older than this are expired after its commits
+    (expiry.py); 0: none are (an outside job's business)."""
+    keep_snapshots: int = 1
+    """The newest this many snapshots are kept whatever their age."""
+    expire_interval_s: float = 600.0
+    """The least time between two expiries of one table (each is a commit)."""
 
     def __post_init__(self) -> None:
         if self.catalog not in CATALOGS:
@@ -63,6 +70,10 @@ class TablesConfig:
             raise ValueError("tables commit_records and commit_bytes must be at least 1")
         if not 0 < self.poll_interval_s <= 60:
             raise ValueError("tables poll_interval_s must be in (0, 60]")
+        if self.keep_snapshots_s < 0 or self.expire_interval_s < 0:
+            raise ValueError("tables keep_snapshots_s and expire_interval_s must be at least 0")
+        if self.keep_snapshots < 1:
+            raise ValueError("tables keep_snapshots must be at least 1")
 
 
 def tables_settings(table: Mapping[str, object]) -> TablesConfig:
@@ -79,11 +90,12 @@ def tables_settings(table: Mapping[str, object]) -> TablesConfig:
     for name, kind in (("catalog", str), ("uri", str), ("warehouse", str), ("namespace", str)):
         if name in settings and not isinstance(settings[name], kind):
             raise ValueError(f"{name} must be a string")
-    for name in ("commit_records", "commit_bytes"):
+    for name in ("commit_records", "commit_bytes", "keep_snapshots"):
         if name in settings and type(settings[name]) is not int:
             raise ValueError(f"{name} must be an integer")
-    if "poll_interval_s" in settings and type(settings["poll_interval_s"]) not in (int, float):
-        raise ValueError("poll_interval_s must be a number")
+    for name in ("poll_interval_s", "keep_snapshots_s", "expire_interval_s"):
+        if name in settings and type(settings[name]) not in (int, float):
+            raise ValueError(f"{name} must be a number")
     return TablesConfig(
         properties={str(k): str(v) for k, v in properties.items()},
         **settings,  # type: ignore[arg-type]
