@@ -103,21 +103,10 @@ def decode_columns(
     """The records ``decode_records`` gives for the same arguments (and its
     errors), as column buffers an Apache Arrow array is built over without
     a Python object per record (engine/tables/columns.py)."""
-    count, offsets, timestamps, types, keys, values, ends, header_keys, header_values = (
+    return RecordColumns.from_raw(
         _impl.decode_columns(
             data, min_offset=min_offset, skip_control=skip_control, max_inflated=max_inflated
         )
-    )
-    return RecordColumns(
-        count,
-        offsets,
-        timestamps,
-        types,
-        BinaryColumn(*keys),
-        BinaryColumn(*values),
-        ends,
-        BinaryColumn(*header_keys),
-        BinaryColumn(*header_values),
     )
 
 

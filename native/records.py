@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from enum import IntEnum
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 BytesLike = bytes | bytearray | memoryview
 
@@ -147,3 +147,20 @@ class RecordColumns(NamedTuple):
     header_keys: BinaryColumn
     """UTF-8 names (never null)."""
     header_values: BinaryColumn
+
+    @classmethod
+    def from_raw(cls, raw: tuple[Any, ...]) -> RecordColumns:
+        """The columns of an implementation's ``decode_columns`` tuple (C or
+        pure: each binary column as its (data, ends, nulls) buffers)."""
+        count, offsets, timestamps, types, keys, values, ends, header_keys, header_values = raw
+        return cls(
+            count,
+            offsets,
+            timestamps,
+            types,
+            BinaryColumn(*keys),
+            BinaryColumn(*values),
+            ends,
+            BinaryColumn(*header_keys),
+            BinaryColumn(*header_values),
+        )

@@ -31,20 +31,7 @@ class Typed(NamedTuple):
 
 
 def _columns(impl: ModuleType, data: bytes, **kwargs: Any) -> RecordColumns:
-    count, offsets, timestamps, types, keys, values, ends, hkeys, hvalues = impl.decode_columns(
-        data, **kwargs
-    )
-    return RecordColumns(
-        count,
-        offsets,
-        timestamps,
-        types,
-        BinaryColumn(*keys),
-        BinaryColumn(*values),
-        ends,
-        BinaryColumn(*hkeys),
-        BinaryColumn(*hvalues),
-    )
+    return RecordColumns.from_raw(impl.decode_columns(data, **kwargs))
 
 
 def _binary(column: BinaryColumn, count: int) -> list[bytes | None]:
