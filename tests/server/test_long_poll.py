@@ -18,9 +18,15 @@ MiB = 1024 * 1024
 TICKS_PER_SECOND = 100  # /proc/PID/stat's clock ticks (USER_HZ)
 
 
-def cpu_seconds(server: ServerProcess) -> float:
+def event_loop_cpu_seconds(server: ServerProcess) -> float:
+    """CPU seconds of the server's event loop: its main thread (tidelog
+    serve runs the loop there). A wait that spins would spin here; the
+    process's other threads (the WAL's spare segment maker, uploads) work on
+    their own schedule and are not the wait's cost."""
     assert server.process is not None
-    fields = Path(f"/proc/{server.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    pid = server.process.pid
+    stat = Path(f"/proc/{pid}/task/{pid}/stat").read_text()
+    fields = stat.rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICKS_PER_SECOND
 
 
@@ -61,17 +67,17 @@ def test_a_fetch_short_of_min_bytes_waits_without_spinning(
     other = topic + "-big"
     with Wire(kafka_server.bootstrap, timeout=10) as wire:
         wire.request(produce({topic: batch(b"s" * 10), other: batch(b"b" * 5000)}))
-        before = cpu_seconds(kafka_server)
+        before = event_loop_cpu_seconds(kafka_server)
         started = time.monotonic()
         response = wire.request(
             fetch_two(topic, other, min_bytes=MiB, max_wait_ms=1500, other_max_bytes=1000)
         )
         waited = time.monotonic() - started
-        used = cpu_seconds(kafka_server) - before
+        used = event_loop_cpu_seconds(kafka_server) - before
     small, big = (t.partitions[0] for t in response.responses)
     assert small.records and not big.records
     assert waited >= 1.4, "the Fetch returned before max_wait with less than min_bytes"
-    assert used < 0.5 * waited, f"the server used {used:.2f} s of CPU in a {waited:.2f} s wait"
+    assert used < 0.5 * waited, f"the event loop used {used:.2f} s of CPU in a {waited:.2f} s wait"
 
 
 def test_new_data_ends_the_wait(kafka_server: ServerProcess, topic: str) -> None:
