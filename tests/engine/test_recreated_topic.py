@@ -8,6 +8,7 @@ sees it, unless produce may create topics: then the topic comes back."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -188,3 +189,29 @@ def test_a_retry_waiting_for_its_original_fails_when_the_topic_is_deleted(
     assert [type(o) for o in outcomes] == [engine.UnknownTopic]
     e._waiters.when_durable(leader, 10, outcomes.append)  # a leader already deleted
     assert [type(o) for o in outcomes] == [engine.UnknownTopic] * 2
+
+
+def test_a_read_committed_consumer_reads_a_topic_created_again_without_waiting(
+    engine_factory: EngineFactory,
+) -> None:
+    """Its position past the new log's end is reset (earliest); the end it
+    last saw belongs to the old log and is not waited past."""
+    # The clock stands still: a poll that waits for the old end never ends.
+    e = engine_factory(clock=ManualClock())
+    e.create_topic(TOPIC, 1)
+    consumer = e.consumer(auto_offset_reset="earliest", isolation_level="read_committed")
+    consumer.assign([(TOPIC, 0)])
+    with e.producer() as producer:
+        for value in (b"old-0", b"old-1", b"old-2"):
+            producer.send(TOPIC, value, partition=0).result(TIMEOUT)
+        assert [r.value for r in consumer.poll(timeout=0.0)] == [b"old-0", b"old-1", b"old-2"]
+        e.delete_topic(TOPIC)
+        e.create_topic(TOPIC, 1)
+        producer.send(TOPIC, b"new", partition=0).result(TIMEOUT)
+
+    polled: list[engine.ConsumerRecord] = []
+    polling = threading.Thread(target=lambda: polled.extend(consumer.poll(3600.0)), daemon=True)
+    polling.start()
+    polling.join(TIMEOUT)
+    assert not polling.is_alive(), "the poll waited for the old log's end"
+    assert [(r.offset, r.value) for r in polled] == [(0, b"new")]
