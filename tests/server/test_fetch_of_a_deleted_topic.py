@@ -9,10 +9,9 @@ import time
 from pathlib import Path
 
 import engine
-from engine.protocol.apis import ApiKey, load_request_schema
 from engine.protocol.kafka_code import KafkaCode
 from tests.server.in_process import InProcessServer
-from tests.server.wire import Wire, build, response_schema_for
+from tests.server.wire import Wire, fetch_from_start, response_schema_for
 
 TIMEOUT = 30.0
 MAX_WAIT = datetime.timedelta(hours=1)
@@ -25,23 +24,7 @@ def test_a_fetch_waiting_on_a_deleted_topic_is_answered_unknown_topic(tmp_path: 
         server = InProcessServer(opened)
         try:
             with Wire(server.bootstrap, timeout=TIMEOUT) as wire:
-                fetch = build(
-                    load_request_schema(ApiKey.FETCH, 11),
-                    replica_id=-1,
-                    max_wait=MAX_WAIT,
-                    min_bytes=1,
-                    max_bytes=1 << 20,
-                    isolation_level=0,
-                    session_epoch=-1,
-                    topics=[
-                        {
-                            "topic": "doomed",
-                            "partitions": [
-                                {"partition": 0, "fetch_offset": 0, "partition_max_bytes": 1024}
-                            ],
-                        }
-                    ],
-                )
+                fetch = fetch_from_start("doomed", max_wait=MAX_WAIT, min_bytes=1)
                 sent = wire.send(fetch)
                 deadline = time.monotonic() + TIMEOUT
                 while not opened._waiters.async_waiters:  # the fetch waits for data
