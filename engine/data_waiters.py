@@ -10,7 +10,7 @@ import threading
 from collections.abc import Callable, Mapping
 
 from engine.clock import Clock
-from engine.errors import EngineClosed, EngineError
+from engine.errors import EngineClosed, EngineError, UnknownTopic
 from engine.partition import Partition
 from engine.topics import TopicRegistry
 from engine.types import TopicPartition
@@ -71,16 +71,36 @@ class DataWaiters:
         for callback in ready:
             callback(None)
 
+    def topic_deleted(self, partitions: list[Partition]) -> None:
+        """A topic's partitions are gone: its waiters stop waiting, as a
+        Kafka broker completes a delayed fetch or produce on a partition it
+        no longer leads. A consumer waiting on a partition looks again (and
+        finds the topic gone, or created anew on other streams that its
+        wait did not watch); an offset that will never be durable fails
+        its waiter with UNKNOWN_TOPIC_OR_PARTITION."""
+        streams = {p.stream_id for p in partitions}
+        failed = []
+        with self._offset_waiters_lock:
+            for leader in partitions:
+                for _, callback in self._offset_waiters.pop(leader.stream_id, None) or ():
+                    failed.append((callback, UnknownTopic(leader.topic)))
+        for callback, error in failed:
+            callback(error)
+        self.on_durable(streams)
+
     def when_durable(
         self, leader: Partition, offset: int, callback: Callable[[BaseException | None], None]
     ) -> None:
         """Calls ``callback(None)`` once ``offset`` is below the high watermark
-        (at once if it is), or ``callback(error)`` if the engine closes first."""
+        (at once if it is), or ``callback(error)`` if the engine closes or
+        the topic is deleted first."""
         with self._offset_waiters_lock:
-            if leader.high_watermark <= offset:
+            # Deleted before topic_deleted took the lock: it would not see this waiter.
+            gone = leader.deleted
+            if not gone and leader.high_watermark <= offset:
                 self._offset_waiters.setdefault(leader.stream_id, []).append((offset, callback))
                 return
-        callback(None)
+        callback(UnknownTopic(leader.topic) if gone else None)
 
     def _has_data(self, positions: Mapping[TopicPartition, int]) -> bool:
         for (topic, partition), offset in positions.items():

@@ -63,7 +63,7 @@ from engine.store_errors import damage_at, store_errors
 from engine.tables.service import TableService, TableStatus
 from engine.tables.settings import TablesConfig
 from engine.topic_admin import TopicAdmin
-from engine.topics import TopicRegistry
+from engine.topics import Topic, TopicRegistry
 from engine.transactions.config import TransactionConfig
 from engine.transactions.coordinator import TransactionCoordinator
 from engine.types import NewTopic, TopicDescription, TopicPartition
@@ -235,7 +235,7 @@ class Engine:
             default_partitions=lambda: self.broker_configs.num_partitions,
             clock=self.clock,
             check_open=self._check_open,
-            on_deleted=self.groups.on_topic_deleted,
+            on_deleted=self._topic_deleted,
         )
         self.broker_configs.subscribe(self._broker_configs_changed)
         self._waiters = DataWaiters(self._registry, self.clock)
@@ -283,6 +283,10 @@ class Engine:
         with self._lock:
             self._registry.set_defaults(*self.broker_configs.topic_defaults())
         self._tables.notice()
+
+    def _topic_deleted(self, topic: Topic) -> None:
+        self.groups.on_topic_deleted(topic.name)
+        self._waiters.topic_deleted(topic.partitions)
 
     def _verify_transaction(self, topic: str, partition: int, producer_id: int, epoch: int) -> None:
         self.transactions.verify(topic, partition, producer_id, epoch)

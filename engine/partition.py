@@ -160,6 +160,10 @@ class Partition:
         """Appended, counted per append from the batch headers (engine/metrics.py)."""
         self.bytes_out = 0
         """Stored batch bytes fetched (engine/metrics.py)."""
+        self.deleted = False
+        """Its topic was deleted (TopicRegistry.remove): a client that kept
+        this leader looks the partition up again, and finds the topic gone
+        or created anew under the same name (another leader)."""
         self.configure(config)
 
     def __repr__(self) -> str:

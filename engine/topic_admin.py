@@ -57,7 +57,7 @@ class TopicAdmin:
         default_partitions: Callable[[], int],
         clock: Clock,
         check_open: Callable[[], None],
-        on_deleted: Callable[[str], None],
+        on_deleted: Callable[[Topic], None],
     ) -> None:
         self.registry = registry
         self.catalog = catalog
@@ -68,7 +68,8 @@ class TopicAdmin:
         self.clock = clock
         self.check_open = check_open
         self.on_deleted = on_deleted
-        """Told each deleted topic's name (the group coordinator forgets its offsets)."""
+        """Told each deleted topic: the group coordinator forgets its offsets,
+        and whoever waits for its data stops waiting."""
 
     def create_topics(
         self, topics: Sequence[NewTopic], *, validate_only: bool = False
@@ -179,7 +180,7 @@ class TopicAdmin:
             for topic in deleted:
                 self.registry.remove(topic)
         for topic in deleted:
-            self.on_deleted(topic.name)
+            self.on_deleted(topic)
         streams = [
             stream_id
             for topic in deleted

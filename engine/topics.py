@@ -100,6 +100,7 @@ class TopicRegistry:
     def remove(self, topic: Topic) -> None:
         del self.topics[topic.name]
         for partition in topic.partitions:
+            partition.deleted = True
             self.by_stream.pop(partition.stream_id, None)
 
     def topic(self, name: str) -> Topic:

@@ -454,6 +454,9 @@ class Consumer:
             self._decode(tp, position, fetched)
 
     def _reset_out_of_range(self, tp: TopicPartition) -> None:
+        # The end last seen may be another log's (a topic created again under
+        # its name): waiting past it could outlast every poll.
+        self._seen_end.pop(tp, None)
         reset = _RESETS[self.auto_offset_reset]
         start, end = self._engine.offsets(*tp)
         if reset is None:

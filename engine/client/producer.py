@@ -113,11 +113,15 @@ class Producer:
         self._partitions: dict[tuple[str, int], tuple[TopicPartition, Partition]] = {}
         """Each partition sent to, and its leader, whose config says at each
         send whether the broker stamps its records (a topic's config may
-        change while the producer writes to it)."""
+        change while the producer writes to it). A leader whose topic was
+        deleted is looked up again: the topic may be created anew under the
+        same name, with another config, and sends go to the new one."""
         self._stamp_bytes = self._provenance.stamp_size()
         """What a stamp adds to each record: counted in batch sizes on a
         stamp topic, so that a stamped batch still fits max.message.bytes."""
-        self._partition_counts: dict[str, tuple[int, float]] = {}
+        self._partition_counts: dict[str, tuple[int, float, Partition]] = {}
+        """Per topic: its partition count, until when it is trusted, and its
+        partition 0, whose ``deleted`` says the topic is gone."""
         self._sender = threading.Thread(
             target=self._send_loop, name="tidelog-producer", daemon=True
         )
@@ -246,10 +250,8 @@ class Producer:
     ) -> None:
         """Cuts one partition's records into encoded batches and queues them."""
         known_partition = self._partitions.get((topic, partition))
-        if known_partition is None:
-            leader = self._engine.partition(topic, partition, auto_create=True)
-            known_partition = (TopicPartition(topic, partition), leader)
-            self._partitions[(topic, partition)] = known_partition
+        if known_partition is None or known_partition[1].deleted:
+            known_partition = self._leader(topic, partition)
         tp, leader = known_partition
         stamp = self._stamp_bytes if leader.config.stamp_provenance else 0
         start = 0
@@ -323,7 +325,7 @@ class Producer:
             known = self._partition_counts.get(topic)
             count = (
                 known[0]
-                if known and known[1] > self._clock.monotonic()
+                if known and known[1] > self._clock.monotonic() and not known[2].deleted
                 else self._partition_count(topic)
             )
             if count == 1:
@@ -333,11 +335,8 @@ class Producer:
                 if partition is None:
                     partition = self._sticky.partition(topic, count, size)
         known_partition = self._partitions.get((topic, partition))
-        if known_partition is None:
-            # Raises for an unknown partition; a produce may create the topic.
-            leader = self._engine.partition(topic, partition, auto_create=True)
-            known_partition = (TopicPartition(topic, partition), leader)
-            self._partitions[(topic, partition)] = known_partition
+        if known_partition is None or known_partition[1].deleted:
+            known_partition = self._leader(topic, partition)
         tp, leader = known_partition
         if leader.config.stamp_provenance:  # the topic's config now, not when first sent to
             size += self._stamp_bytes
@@ -370,15 +369,31 @@ class Producer:
 
     def _partition_count(self, topic: str) -> int:
         """The topic's partition count, looked up at most once a second (a
-        Kafka client refreshes its metadata the same way)."""
+        Kafka client refreshes its metadata the same way), and at once when
+        the topic was deleted since (as a Kafka client refreshes on
+        UNKNOWN_TOPIC_OR_PARTITION): a topic created again under its name
+        may have fewer partitions."""
         now = self._clock.monotonic()
         known = self._partition_counts.get(topic)
-        if known is None or known[1] < now:
+        if known is None or known[1] < now or known[2].deleted:
+            count = self._engine.partition_count(topic)
+            # Partition 0 stands for its topic: deleted with it.
             known = self._partition_counts[topic] = (
-                self._engine.partition_count(topic),
+                count,
                 now + METADATA_MAX_AGE_S,
+                self._engine.partition(topic, 0),
             )
         return known[0]
+
+    def _leader(self, topic: str, partition: int) -> tuple[TopicPartition, Partition]:
+        """Looks the partition's leader up, and keeps it until its topic is
+        deleted. Raises for an unknown partition, like a first send to it: a
+        send to a deleted topic is refused (or creates it again, where
+        produce may create topics) as Kafka's producer sees
+        UNKNOWN_TOPIC_OR_PARTITION, then the topic created anew."""
+        leader = self._engine.partition(topic, partition, auto_create=True)
+        known = self._partitions[(topic, partition)] = (TopicPartition(topic, partition), leader)
+        return known
 
     # -- the sender thread ---------------------------------------------------------
 

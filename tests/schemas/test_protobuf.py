@@ -16,13 +16,10 @@ from engine.schemas.proto_compat import breaking_changes
 from engine.schemas.proto_files import MAIN_NAME, ProtoSchema, parse
 from engine.schemas.store import SchemaRegistry
 from engine.schemas.types import PROTOBUF, SchemaReference
+from tests.schemas.protos import proto
 from tests.schemas.test_store import Tables
 
 PB = PROTOBUF
-
-
-def proto(body: str, package: str = "shop", syntax: str = "proto3") -> str:
-    return f'syntax = "{syntax}";\npackage {package};\n{body}\n'
 
 
 ORDER = proto("message Order { string id = 1; int64 cents = 2; }")

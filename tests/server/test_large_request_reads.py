@@ -41,15 +41,18 @@ def _frame(correlation_id: int, payload_size: int) -> bytes:
     return len(body).to_bytes(4, "big") + body
 
 
-@pytest.mark.parametrize("read_at_most", [MiB, 300_000, 70_000])
-def test_after_a_large_request_the_next_ones_are_not_copied(
-    monkeypatch: pytest.MonkeyPatch, read_at_most: int
-) -> None:
-    """The socket holds every byte; each read takes what the connection's
-    buffer offers, up to ``read_at_most``. Only a large request after a
-    small one (its start read with the small one) is partly copied."""
-    sizes = [100, 2 * MiB, 1 * MiB, 70_000, 1 * MiB, 100, 200, 1 * MiB]
-    frames = [_frame(index + 1, size) for index, size in enumerate(sizes)]
+def _received_in_reads(
+    monkeypatch: pytest.MonkeyPatch,
+    frames: list[bytes],
+    read_at_most: int,
+    *,
+    holds_known: bool = True,
+) -> Server:
+    """Feeds ``frames`` to a server's connection as a socket holding every
+    byte would: each read takes what the connection's buffer offers, up to
+    ``read_at_most``; the socket's count of waiting bytes is told, unless
+    not ``holds_known``. Every request must reach dispatch as it was sent.
+    Returns the server, whose stats tell what was copied."""
     stream = b"".join(frames)
     received: list[bytes] = []
     position = 0
@@ -60,7 +63,9 @@ def test_after_a_large_request_the_next_ones_are_not_copied(
 
     monkeypatch.setattr(connection_module, "dispatch", dispatch)
     monkeypatch.setattr(
-        connection_module.Connection, "_socket_holds", lambda _self: len(stream) - position
+        connection_module.Connection,
+        "_socket_holds",
+        lambda _self: len(stream) - position if holds_known else 0,
     )
     monkeypatch.setattr(Server, "state", property(lambda server: None))
     server = Server(engine=ENGINELESS)  # dispatch is replaced
@@ -74,6 +79,20 @@ def test_after_a_large_request_the_next_ones_are_not_copied(
         position += count
         connection.buffer_updated(count)
     assert received == [frame[4:] for frame in frames]
+    connection.connection_lost(None)
+    return server
+
+
+@pytest.mark.parametrize("read_at_most", [MiB, 300_000, 70_000])
+def test_after_a_large_request_the_next_ones_are_not_copied(
+    monkeypatch: pytest.MonkeyPatch, read_at_most: int
+) -> None:
+    """The socket holds every byte; each read takes what the connection's
+    buffer offers, up to ``read_at_most``. Only a large request after a
+    small one (its start read with the small one) is partly copied."""
+    sizes = [100, 2 * MiB, 1 * MiB, 70_000, 1 * MiB, 100, 200, 1 * MiB]
+    frames = [_frame(index + 1, size) for index, size in enumerate(sizes)]
+    server = _received_in_reads(monkeypatch, frames, read_at_most)
     large = [len(frame) - 4 >= 64 * 1024 for frame in frames]
     small = sum(len(frame) - 4 for frame in frames if len(frame) - 4 < 64 * 1024)
     after_small = sum(1 for before, big in itertools.pairwise(large) if big and not before)
@@ -83,7 +102,6 @@ def test_after_a_large_request_the_next_ones_are_not_copied(
     # before, all five).
     assert after_small == 2
     assert server.stats.bytes_copied <= small + after_small * one_read
-    connection.connection_lost(None)
 
 
 @pytest.mark.parametrize(
@@ -100,11 +118,8 @@ def test_request_buffers_are_not_zero_filled_and_every_byte_is_received(
     buffer grows because the socket's count of waiting bytes is unknown."""
     sizes = [100, 2 * MiB, 1 * MiB, 70_000, 100, 1 * MiB + 17]
     frames = [_frame(index + 1, size) for index, size in enumerate(sizes)]
-    stream = b"".join(frames)
-    received: list[bytes] = []
     unfilled: list[int] = []
     grown: list[int] = []
-    position = 0
 
     def stale(size: int) -> bytearray:
         unfilled.append(size)
@@ -114,30 +129,9 @@ def test_request_buffers_are_not_zero_filled_and_every_byte_is_received(
         grown.append(added)
         buffer.extend(b"\xa5" * added)
 
-    def dispatch(state: Any, header: Any, frame: Any, *_peer: Any) -> tuple[Any, Any]:
-        received.append(bytes(frame))
-        return header, None
-
     monkeypatch.setattr(connection_module, "unfilled_bytearray", stale)
     monkeypatch.setattr(connection_module, "extend_unfilled", grow_stale)
-    monkeypatch.setattr(connection_module, "dispatch", dispatch)
-    monkeypatch.setattr(
-        connection_module.Connection,
-        "_socket_holds",
-        lambda _self: len(stream) - position if holds_known else 0,
-    )
-    monkeypatch.setattr(Server, "state", property(lambda server: None))
-    server = Server(engine=ENGINELESS)
-    connection = connection_module.Connection(server)
-    connection.connection_made(_Transport())  # type: ignore[arg-type]
-    while position < len(stream):
-        view = connection.get_buffer(-1)
-        count = min(len(view), read_at_most, len(stream) - position)
-        view[:count] = stream[position : position + count]
-        del view
-        position += count
-        connection.buffer_updated(count)
-    assert received == [frame[4:] for frame in frames]
+    _received_in_reads(monkeypatch, frames, read_at_most, holds_known=holds_known)
     large = [len(frame) - 4 for frame in frames if len(frame) - 4 >= 64 * 1024]
     # A request that a read leaves unfinished (every large one) gets an
     # unfilled buffer; with the socket's count known, each at its full size.
@@ -147,7 +141,6 @@ def test_request_buffers_are_not_zero_filled_and_every_byte_is_received(
         assert not grown
     else:  # grown unfilled too, a step at a time
         assert grown
-    connection.connection_lost(None)
 
 
 @pytest.fixture

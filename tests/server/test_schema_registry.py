@@ -77,12 +77,18 @@ def url(server: ServerProcess) -> str:
     return found
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    process = start(with_registry(ServerProcess(tmp_path_factory.mktemp("registry") / "data")))
+def served_with_registry(data_dir: Path) -> Iterator[ServerProcess]:
+    """A module fixture's body: ``tidelog serve --schema-registry`` on
+    ``data_dir``, ready; after its tests, it must stop cleanly."""
+    process = start(with_registry(ServerProcess(data_dir)))
     yield process
     if process.running:
         assert process.stop() == 0, process.log()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    yield from served_with_registry(tmp_path_factory.mktemp("registry") / "data")
 
 
 def http(

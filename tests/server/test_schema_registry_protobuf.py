@@ -30,8 +30,9 @@ from confluent_kafka.schema_registry.protobuf import ProtobufDeserializer, Proto
 from confluent_kafka.serialization import MessageField, SerializationContext
 
 from engine.schemas.wire_format import frame
+from tests.schemas.protos import proto
 from tests.server.conftest import ServerProcess, free_port, quiet_librdkafka
-from tests.server.test_schema_registry import http, round_trip, start, url, with_registry
+from tests.server.test_schema_registry import http, round_trip, served_with_registry, url
 
 TIMEOUT = 30.0
 ROOT = Path(__file__).resolve().parents[2]
@@ -62,11 +63,13 @@ def messages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, ModuleType]:
     tag = uuid.uuid4().hex[:8]
     money, order = f"money_{tag}.proto", f"order_{tag}.proto"
     files = {
-        money: f'syntax = "proto3";\npackage shop{tag};\n'
-        "message Money { int64 units = 1; string currency = 2; }\n",
-        order: f'syntax = "proto3";\npackage shop{tag};\nimport "{money}";\n'
-        "message Order { string id = 1; Money total = 2; repeated string tags = 3; }\n"
-        "message Refund { string order_id = 1; Money amount = 2; }\n",
+        money: proto("message Money { int64 units = 1; string currency = 2; }", f"shop{tag}"),
+        order: proto(
+            f'import "{money}";\n'
+            "message Order { string id = 1; Money total = 2; repeated string tags = 3; }\n"
+            "message Refund { string order_id = 1; Money amount = 2; }",
+            f"shop{tag}",
+        ),
     }
     modules = compile_classes(tmp_path_factory.mktemp("protos"), files)
     return {"money": modules[money], "order": modules[order]}
@@ -74,10 +77,7 @@ def messages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, ModuleType]:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    process = start(with_registry(ServerProcess(tmp_path_factory.mktemp("pb") / "data")))
-    yield process
-    if process.running:
-        assert process.stop() == 0, process.log()
+    yield from served_with_registry(tmp_path_factory.mktemp("pb") / "data")
 
 
 def validating_topic(server: ServerProcess) -> str:
@@ -102,6 +102,20 @@ def deliveries(server: ServerProcess, topic: str, values: list[bytes]) -> list[A
     return outcomes
 
 
+def order_serializer(
+    server: ServerProcess, messages: dict[str, ModuleType]
+) -> tuple[str, SchemaRegistryClient, ProtobufSerializer]:
+    """A new validating topic, a registry client, and a serializer of Order
+    values that registers their schema at its first use (auto.register)."""
+    client = SchemaRegistryClient({"url": url(server)})
+    return validating_topic(server), client, ProtobufSerializer(messages["order"].Order, client)
+
+
+def post_protobuf(server: ServerProcess, path: str, text: str) -> tuple[int, Any]:
+    """POSTs a PROTOBUF schema's ``text`` to the registry's ``path``."""
+    return http(server, "POST", path, _body({"schema": text, "schemaType": "PROTOBUF"}))
+
+
 def order_of(modules: dict[str, ModuleType], number: int) -> Any:
     money = modules["money"].Money(units=number * 100, currency="EUR")
     return modules["order"].Order(id=f"o-{number}", total=money, tags=["a", str(number)])
@@ -110,9 +124,7 @@ def order_of(modules: dict[str, ModuleType], number: int) -> Any:
 def test_the_serializer_registers_and_the_deserializer_reads_back_through_a_full_topic(
     server: ServerProcess, messages: dict[str, ModuleType]
 ) -> None:
-    topic = validating_topic(server)
-    client = SchemaRegistryClient({"url": url(server)})
-    serializer = ProtobufSerializer(messages["order"].Order, client)  # auto.register
+    topic, client, serializer = order_serializer(server, messages)
     # Given the registry, the deserializer reads with the writer's schema, as
     # asked for with format=serialized.
     deserializer = ProtobufDeserializer(messages["order"].Order, None, client)
@@ -137,9 +149,7 @@ def test_the_serializer_registers_and_the_deserializer_reads_back_through_a_full
 def test_a_wrong_id_index_or_payload_is_refused_and_the_server_keeps_serving(
     server: ServerProcess, messages: dict[str, ModuleType]
 ) -> None:
-    topic = validating_topic(server)
-    client = SchemaRegistryClient({"url": url(server)})
-    serializer = ProtobufSerializer(messages["order"].Order, client)
+    topic, _, serializer = order_serializer(server, messages)
     good = serializer(order_of(messages, 7), SerializationContext(topic, MessageField.VALUE))
     assert good is not None
     schema_id = int.from_bytes(good[1:5], "big")
@@ -160,12 +170,11 @@ def test_proto_text_with_references_registers_and_is_served_as_written(
 ) -> None:
     tag = uuid.uuid4().hex[:8]
     client = SchemaRegistryClient({"url": url(server)})
-    common = f'syntax = "proto3";\npackage c{tag};\nmessage Id {{ string value = 1; }}\n'
+    common = proto("message Id { string value = 1; }", f"c{tag}")
     common_subject = f"common-{tag}"
     client.register_schema(common_subject, Schema(common, "PROTOBUF"))
-    main = (
-        f'syntax = "proto3";\npackage m{tag};\nimport "common/id.proto";\n'
-        f"message Event {{ c{tag}.Id id = 1; int32 n = 2; }}\n"
+    main = proto(
+        f'import "common/id.proto";\nmessage Event {{ c{tag}.Id id = 1; int32 n = 2; }}', f"m{tag}"
     )
     reference = SchemaReference("common/id.proto", common_subject, 1)
     schema_id = client.register_schema(f"events-{tag}", Schema(main, "PROTOBUF", [reference]))
@@ -182,12 +191,7 @@ def test_proto_text_with_references_registers_and_is_served_as_written(
     assert [m.name for m in file.message_type] == ["Event"]
     assert list(file.dependency) == ["common/id.proto"]
     # Without its reference the import does not resolve: 42201, as Confluent.
-    status, refused = http(
-        server,
-        "POST",
-        f"/subjects/events-{tag}-x/versions",
-        _body({"schema": main, "schemaType": "PROTOBUF"}),
-    )
+    status, refused = post_protobuf(server, f"/subjects/events-{tag}-x/versions", main)
     assert (status, refused["error_code"]) == (422, 42201)
     assert "common/id.proto" in refused["message"]
 
@@ -196,26 +200,18 @@ def test_compatibility_levels_hold_over_the_api(server: ServerProcess) -> None:
     tag = uuid.uuid4().hex[:8]
     subject = f"levels-{tag}-value"
     client = SchemaRegistryClient({"url": url(server)})
-    v1 = f'syntax = "proto3";\npackage p{tag};\nmessage Pay {{ int64 cents = 1; }}\n'
+    v1 = proto("message Pay { int64 cents = 1; }", f"p{tag}")
     added = v1.replace("int64 cents = 1;", "int64 cents = 1; string memo = 2;")
     retyped = v1.replace("int64 cents", "string cents")
     client.register_schema(subject, Schema(v1, "PROTOBUF"))
     assert client.test_compatibility(subject, Schema(added, "PROTOBUF")) is True
     assert client.test_compatibility(subject, Schema(retyped, "PROTOBUF")) is False
-    status, verbose = http(
-        server,
-        "POST",
-        f"/compatibility/subjects/{subject}/versions/latest?verbose=true",
-        _body({"schema": retyped, "schemaType": "PROTOBUF"}),
+    status, verbose = post_protobuf(
+        server, f"/compatibility/subjects/{subject}/versions/latest?verbose=true", retyped
     )
     assert status == 200 and verbose["is_compatible"] is False
     assert any("FIELD_SCALAR_KIND_CHANGED" in m for m in verbose["messages"])
-    status, refused = http(
-        server,
-        "POST",
-        f"/subjects/{subject}/versions",
-        _body({"schema": retyped, "schemaType": "PROTOBUF"}),
-    )
+    status, refused = post_protobuf(server, f"/subjects/{subject}/versions", retyped)
     assert (status, refused["error_code"]) == (409, 409)
     client.set_compatibility(subject, "NONE")
     assert client.register_schema(subject, Schema(retyped, "PROTOBUF")) > 0
@@ -224,12 +220,7 @@ def test_compatibility_levels_hold_over_the_api(server: ServerProcess) -> None:
 
 def test_an_invalid_proto_is_refused_with_42201_naming_the_line(server: ServerProcess) -> None:
     text = 'syntax = "proto3";\nmessage A {\n  strin name = 1;\n}\n'
-    status, refused = http(
-        server,
-        "POST",
-        "/subjects/broken-value/versions",
-        _body({"schema": text, "schemaType": "PROTOBUF"}),
-    )
+    status, refused = post_protobuf(server, "/subjects/broken-value/versions", text)
     assert (status, refused["error_code"]) == (422, 42201)
     assert refused["message"].startswith("Invalid schema")
     assert "line 3" in refused["message"] and "strin" in refused["message"]
@@ -269,12 +260,7 @@ def test_a_server_without_the_extra_refuses_protobuf_naming_it(tmp_path: Path) -
         stand_in = ServerProcess(tmp_path / "unused")
         stand_in.registry_url = f"http://127.0.0.1:{registry_port}"  # type: ignore[attr-defined]
         text = 'syntax = "proto3";\nmessage A { int32 x = 1; }\n'
-        status, refused = http(
-            stand_in,
-            "POST",
-            "/subjects/a-value/versions",
-            _body({"schema": text, "schemaType": "PROTOBUF"}),
-        )
+        status, refused = post_protobuf(stand_in, "/subjects/a-value/versions", text)
         assert (status, refused["error_code"]) == (422, 42201)
         assert "tidelog[protobuf]" in refused["message"]
         status, types = http(stand_in, "GET", "/schemas/types")

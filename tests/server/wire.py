@@ -109,14 +109,21 @@ def build(schema: type, **values: Any) -> Any:
     return schema(**kwargs)
 
 
-def fetch_from_start(topic: str, version: int = 11) -> Any:
+def fetch_from_start(
+    topic: str,
+    version: int = 11,
+    *,
+    max_wait: datetime.timedelta = datetime.timedelta(0),
+    min_bytes: int = 0,
+) -> Any:
     """A Fetch of ``topic``'s partition 0 from offset 0 that does not wait
-    (no session, read_uncommitted, 1 MiB at most)."""
+    unless given a ``max_wait`` and ``min_bytes`` (no session,
+    read_uncommitted, 1 MiB at most)."""
     return build(
         load_request_schema(ApiKey.FETCH, version),
         replica_id=-1,
-        max_wait=datetime.timedelta(0),
-        min_bytes=0,
+        max_wait=max_wait,
+        min_bytes=min_bytes,
         max_bytes=1 << 20,
         isolation_level=0,
         session_epoch=-1,

@@ -6,9 +6,6 @@ leaves every record in the table once."""
 
 from __future__ import annotations
 
-import signal
-import subprocess
-import sys
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,11 +20,18 @@ from pyiceberg.transforms import DayTransform, HourTransform
 from pyiceberg.types import TimestamptzType
 
 import native
-from engine.engine import Engine, EngineConfig
+from engine.engine import Engine
 from engine.errors import InvalidConfig
 from engine.tables.partitions import _transformed
 from native.records import NO_TIMESTAMP, RecordSpec
 from tests.tables.conftest import TABLE_ON, catalog_of, committed_records, record_rows, table_rows
+from tests.tables.swap_kill import (
+    SWAP_KILLS,
+    kill_at_the_swap,
+    log_after_restart,
+    table_of,
+    table_records,
+)
 
 DAY_MS = 86_400_000
 HOUR_MS = 3_600_000
@@ -176,72 +180,25 @@ def test_a_transform_not_computed_here_is_left_to_pyiceberg() -> None:
     assert _transformed(BucketTransform(4), column) is None
 
 
-CHILD = """
-import os, signal, sys
-from dataclasses import replace
-from pyiceberg.catalog.sql import SqlCatalog
-import native
-from engine.engine import Engine, EngineConfig
-from engine.tables import TablesConfig
-
-data_dir, when = sys.argv[1], sys.argv[2]
-config = replace(EngineConfig.small(), tables=TablesConfig(poll_interval_s=60))
-engine = Engine.open(data_dir + "/data", "file://" + data_dir + "/objects", config)
-engine.create_topic("steps", 2)
-producer = engine.producer()
-for i in range(90):  # three days, thirty records each
-    timestamp = T0_MS + (i % 3) * 86400000 + i
-    producer.send("steps", ("%s-%d" % (when, i)).encode(), partition=i % 2, timestamp=timestamp)
-producer.flush()
-assert engine.flush(30)
-swap = SqlCatalog.commit_table
-
-def commit_table(self, table, requirements, updates):
-    if when == "before-swap":  # the data files are written, the catalog still names the old ones
-        os.kill(os.getpid(), signal.SIGKILL)
-    response = swap(self, table, requirements, updates)
-    os.kill(os.getpid(), signal.SIGKILL)  # after-swap: the commit is in, nothing after it ran
-    return response
-
-SqlCatalog.commit_table = commit_table
-engine.alter_configs(
-    "steps",
-    {
-        "tidelog.table.enable": "true",
-        "tidelog.table.commit.interval.ms": "3600000",
-        "tidelog.table.partition": "day",
-    },
-)
-engine.commit_tables()
-""".replace("T0_MS", str(T0))
-
-
-@pytest.mark.parametrize("when", ["before-swap", "after-swap"])
+@pytest.mark.parametrize("when", SWAP_KILLS)
 def test_kill_9_at_the_swap_of_a_partitioned_commit_leaves_each_record_once(
     tmp_path: Path, when: str
 ) -> None:
     """A commit of three days' files killed before or right after the
     catalog's swap: the next writer adds what the table lacks, once."""
-    command = [sys.executable, "-c", CHILD, str(tmp_path), when]
-    killed_child = subprocess.run(command, check=False, timeout=120)
-    assert killed_child.returncode == -signal.SIGKILL
+    kill_at_the_swap(
+        tmp_path, when, 90, {**TABLE_ON, "tidelog.table.partition": "day"}, first_timestamp=T0
+    )
     written = list((tmp_path / "objects" / "tables").rglob("*.parquet"))
     assert {p.parent.name for p in written} == {
         f"timestamp_day={_day(T0 // DAY_MS + d):%Y-%m-%d}" for d in range(3)
     }
-    table = catalog_of(tmp_path).load_table(("tidelog", "steps"))
-    assert table.scan().to_arrow().num_rows == (0 if when == "before-swap" else 90)
+    assert table_of(tmp_path).scan().to_arrow().num_rows == (0 if when == "before-swap" else 90)
 
-    store = f"file://{tmp_path / 'objects'}"
-    with Engine.open(tmp_path / "data", store, EngineConfig.small()) as engine:
-        engine.commit_tables()
-        in_log = sorted(
-            (r.partition, r.offset, r.value) for r in committed_records(engine, "steps")
-        )
+    in_log = log_after_restart(tmp_path / "data", tmp_path / "objects")
     assert len(in_log) == 90
-    table = catalog_of(tmp_path).load_table(("tidelog", "steps"))
-    rows = table.scan().to_arrow().to_pylist()
-    assert sorted((row["partition"], row["offset"], row["value"]) for row in rows) == in_log
+    table = table_of(tmp_path)
+    assert table_records(table) == in_log
     per_day: Counter[int] = Counter()
     for data_file in _files(table):
         per_day[data_file.partition[0]] += data_file.record_count

@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import os
 import random
-import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -23,9 +20,15 @@ from confluent_kafka.admin import (
     ResourceType,
 )
 
-from engine.engine import Engine, EngineConfig
 from tests.server.conftest import ServerProcess, quiet_librdkafka
-from tests.tables.conftest import catalog_of, committed_records
+from tests.tables.conftest import TABLE_ON
+from tests.tables.swap_kill import (
+    SWAP_KILLS,
+    kill_at_the_swap,
+    log_after_restart,
+    table_of,
+    table_records,
+)
 
 TOPIC = "memory.steps"
 PARTITIONS = 2
@@ -102,7 +105,7 @@ def _bad_table_configs_are_invalid_config(admin: AdminClient) -> None:
 
 def _table_rows(data_dir: Path) -> int:
     try:
-        table = catalog_of(data_dir.parent).load_table(("tidelog", "memory_steps"))
+        table = table_of(data_dir.parent, "memory_steps")
     except Exception:  # not created yet
         return 0
     return int(table.scan().to_arrow().num_rows)
@@ -138,71 +141,23 @@ def test_kill_9_mid_write_leaves_each_record_in_the_table_once(tmp_path: Path) -
     finally:
         server.kill()
 
-    store = f"file://{tmp_path / 'data' / 'objects'}"
-    with Engine.open(tmp_path / "data", store, EngineConfig.small()) as engine:
-        engine.commit_tables()
-        in_log = sorted((r.partition, r.offset, r.value) for r in committed_records(engine, TOPIC))
-    table = catalog_of(tmp_path).load_table(("tidelog", "memory_steps"))
-    rows = table.scan().to_arrow().to_pylist()
-    in_table = sorted((row["partition"], row["offset"], row["value"]) for row in rows)
+    in_log = log_after_restart(tmp_path / "data", tmp_path / "data" / "objects", TOPIC)
+    in_table = table_records(table_of(tmp_path, "memory_steps"))
     # Each record of the log once, at its offset (a producer's retry after a
     # lost answer is a second record of the log, and so a second row).
     assert in_table == in_log
     assert acked <= {value for _, _, value in in_table}
 
 
-CHILD = """
-import os, signal, sys
-from dataclasses import replace
-from pyiceberg.catalog.sql import SqlCatalog
-from engine.engine import Engine, EngineConfig
-from engine.tables import TablesConfig
-
-data_dir, when = sys.argv[1], sys.argv[2]
-config = replace(EngineConfig.small(), tables=TablesConfig(poll_interval_s=60))
-engine = Engine.open(data_dir + "/data", "file://" + data_dir + "/objects", config)
-engine.create_topic("steps", 2)
-producer = engine.producer()
-for i in range(100):
-    producer.send("steps", ("%s-%d" % (when, i)).encode(), partition=i % 2)
-producer.flush()
-assert engine.flush(30)
-swap = SqlCatalog.commit_table
-
-def commit_table(self, table, requirements, updates):
-    if when == "before-swap":  # the data files are written, the catalog still names the old ones
-        os.kill(os.getpid(), signal.SIGKILL)
-    response = swap(self, table, requirements, updates)
-    os.kill(os.getpid(), signal.SIGKILL)  # after-swap: the commit is in, nothing after it ran
-    return response
-
-SqlCatalog.commit_table = commit_table
-# Whichever commits first, the table thread or this call, is killed at the swap.
-engine.alter_configs(
-    "steps", {"tidelog.table.enable": "true", "tidelog.table.commit.interval.ms": "3600000"}
-)
-engine.commit_tables()
-"""
-
-
-@pytest.mark.parametrize("when", ["before-swap", "after-swap"])
+@pytest.mark.parametrize("when", SWAP_KILLS)
 def test_kill_9_at_the_catalog_swap_leaves_each_record_once(tmp_path: Path, when: str) -> None:
     """A writer killed with its Parquet files written but the catalog not
     yet swapped, or right after the swap: the next one writes the records
     the table lacks and none it has."""
-    command = [sys.executable, "-c", CHILD, str(tmp_path), when]
-    killed_child = subprocess.run(command, check=False, timeout=120)
-    assert killed_child.returncode == -signal.SIGKILL
-    table = catalog_of(tmp_path).load_table(("tidelog", "steps"))
-    assert table.scan().to_arrow().num_rows == (0 if when == "before-swap" else 100)
+    kill_at_the_swap(tmp_path, when, 100, TABLE_ON)
+    assert table_of(tmp_path).scan().to_arrow().num_rows == (0 if when == "before-swap" else 100)
     written = list((tmp_path / "objects" / "tables").rglob("*.parquet"))
     assert written  # the kill came after the commit's data files were written
-    store = f"file://{tmp_path / 'objects'}"
-    with Engine.open(tmp_path / "data", store, EngineConfig.small()) as engine:
-        engine.commit_tables()
-        records = committed_records(engine, "steps")
-    in_log = sorted((r.partition, r.offset, r.value) for r in records)
+    in_log = log_after_restart(tmp_path / "data", tmp_path / "objects")
     assert len(in_log) == 100
-    table = catalog_of(tmp_path).load_table(("tidelog", "steps"))
-    rows = table.scan().to_arrow().to_pylist()
-    assert sorted((row["partition"], row["offset"], row["value"]) for row in rows) == in_log
+    assert table_records(table_of(tmp_path)) == in_log
