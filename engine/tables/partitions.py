@@ -70,6 +70,8 @@ def write_data_files(
     one per partition, named by ``write_uuid`` and task ids from
     ``first_task_id``; None (nothing written) when the table's spec has a
     transform not computed here (append_by_pyiceberg writes those)."""
+    if not rows.num_rows:  # the positions moved past markers or aborted records only
+        return []
     spec = table.spec()
     schema = table.schema()
     groups = iter([(None, rows)]) if spec.is_unpartitioned() else _partitions(spec, schema, rows)
