@@ -29,12 +29,15 @@ Imported by the table thread only: it needs pyiceberg.
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import NamedTuple
 
 from pyiceberg.table import Table
 from pyiceberg.table.snapshots import Snapshot
+from pyiceberg.table.update.snapshot import ExpireSnapshots
 
+from engine.tables.transaction import ViewOnceTransaction
 from engine.tables.writer import OFFSETS
 
 log = logging.getLogger("tidelog.tables")
@@ -95,7 +98,8 @@ def expire_snapshots(table: Table, now_ms: int, policy: ExpiryPolicy) -> int:
     if not expired:
         return 0
     gone = [s for s in table.metadata.snapshots if s.snapshot_id in set(expired)]
-    table.maintenance.expire_snapshots().by_ids(expired).commit()
+    expiry = ExpireSnapshots(transaction=ViewOnceTransaction(table, autocommit=True))
+    expiry.by_ids(expired).commit()
     log.info("table %s: expired %d snapshots", table.name(), len(expired))
     try:
         deleted = delete_unreferenced(table, gone)
@@ -118,17 +122,41 @@ def unreferenced_files(table: Table, expired: Sequence[Snapshot]) -> list[str]:
     kept: set[str] = set()
     for snapshot in table.metadata.snapshots:  # one that cannot be read stops it all
         kept.add(snapshot.manifest_list)
-        kept.update(manifest.manifest_path for manifest in snapshot.manifests(table.io))
+        kept.update(_LISTS.manifests(table, snapshot))
     candidates: set[str] = set()
     for snapshot in expired:
         candidates.add(snapshot.manifest_list)
         try:
-            manifests = snapshot.manifests(table.io)
+            candidates.update(_LISTS.manifests(table, snapshot))
         except FileNotFoundError:  # deleted already (a cleanup cut short): its manifests too
             continue
-        candidates.update(manifest.manifest_path for manifest in manifests)
     own = table.location_provider().new_metadata_location("")
     return sorted(path for path in candidates - kept if path.startswith(own))
+
+
+class _ManifestLists:
+    """The manifests each manifest list names, kept for the lists read last:
+    a list is never rewritten, and each expiry reads every kept snapshot's."""
+
+    def __init__(self, capacity: int) -> None:
+        self._capacity = capacity
+        self._named: OrderedDict[str, tuple[str, ...]] = OrderedDict()
+
+    def manifests(self, table: Table, snapshot: Snapshot) -> tuple[str, ...]:
+        manifest_list = snapshot.manifest_list
+        named = self._named.get(manifest_list)
+        if named is None:
+            files = snapshot.manifests(table.io)
+            named = tuple(manifest.manifest_path for manifest in files)
+            self._named[manifest_list] = named
+            while len(self._named) > self._capacity:
+                self._named.popitem(last=False)
+        self._named.move_to_end(manifest_list)
+        return named
+
+
+_LISTS = _ManifestLists(capacity=4096)
+"""Shared by the table thread's expiries (one thread: no lock)."""
 
 
 def delete_unreferenced(table: Table, expired: Sequence[Snapshot]) -> int:

@@ -37,6 +37,8 @@ from pyiceberg.schema import Schema
 from pyiceberg.table import Table, WriteTask
 from pyiceberg.transforms import DayTransform, HourTransform, IdentityTransform, Transform
 
+from engine.tables.transaction import ViewOnceTransaction
+
 TIMESTAMP_FIELD_ID = 3
 """The ``timestamp`` column's Iceberg field id (columns.table_schema)."""
 
@@ -97,7 +99,7 @@ def append_data_files(
     ``snapshot_properties`` in its summary: a merge append, which merges the
     table's manifests as its properties say; raises CommitFailedException if
     another writer committed first."""
-    with table.transaction() as txn:
+    with ViewOnceTransaction(table) as txn:
         update = txn.update_snapshot(snapshot_properties=dict(snapshot_properties))
         with update.merge_append() as append_files:
             for data_file in data_files:
