@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.engine import Engine, EngineConfig
-from engine.tables.writer import MERGE_MANIFESTS_AT
+from engine.tables.writer import CHUNKS_PER_COMMIT, MERGE_MANIFESTS_AT
 from tests.tables.conftest import (
     TABLE_ON,
     catalog_of,
@@ -184,3 +184,23 @@ def test_kill_9_in_a_merge_commit_leaves_a_readable_table_and_the_writer_resumes
             assert len(committed_records(engine, TOPIC)) == 36
             table = catalog_of(root).load_table(TABLE)
             assert len(_manifests(table)) < 3
+
+
+def test_a_table_far_behind_commits_once_per_chunks_per_commit_reads(tmp_path: Path) -> None:
+    """Reads of commit_bytes each, CHUNKS_PER_COMMIT of them in one snapshot:
+    ten reads are two commits (a commit per read before), each record once."""
+    with open_engine(tmp_path, keep_snapshots_s=0, commit_bytes=1) as engine:
+        engine.create_topic(TOPIC, 1, TABLE_ON)
+        engine.commit_tables()
+        with engine.producer() as producer:
+            for i in range(CHUNKS_PER_COMMIT + 2):  # one stored batch each: one read each
+                producer.send(TOPIC, f"v{i}".encode(), partition=0)
+                producer.flush()
+        assert engine.flush(30)
+        before = len(catalog_of(tmp_path).load_table(TABLE).metadata.snapshots)
+        assert engine.commit_tables(TOPIC) == {TOPIC: CHUNKS_PER_COMMIT + 2}
+        table = catalog_of(tmp_path).load_table(TABLE)
+        added = table.metadata.snapshots[before:]
+        assert [s.summary["added-records"] for s in added] == [str(CHUNKS_PER_COMMIT), "2"]
+        assert [s.summary["added-data-files"] for s in added] == [str(CHUNKS_PER_COMMIT), "2"]
+        _assert_every_row_once(engine, tmp_path)
