@@ -12,8 +12,9 @@ snapshot; ``on`` expires after every commit (``expire_interval_s = 0``,
 the most often it can: its own commit is inside the time measured) all
 but the newest ``--keep`` snapshots; ``fast`` is ``on`` with the table's
 ``commit.manifest-merge.enabled=false`` (fast appends, as tables were
-written before manifests were merged). Each mode runs on its own engine
-and data directory, one after the other.
+written before manifests were merged). Each mode has its own engine and
+data directory, all open at once, and they take turns: a commit of each
+per round, so that the machine's other load falls on each alike.
 
 - ``<mode>_first_ms`` / ``<mode>_last_ms``: the median commit of the first
   and the last ``--window`` commits;
@@ -61,38 +62,58 @@ class Run(NamedTuple):
     """The snapshots the table holds after the last."""
 
 
-def run(root: Path, commits: int, tables: TablesConfig, merge: bool) -> Run:
-    config = replace(
-        engine.EngineConfig(),
-        store=StreamStoreConfig(upload_interval_s=3600, compaction_interval_s=3600),
-        checkpoint_interval_s=3600,
-        cleaner_interval_s=3600,
-        tables=tables,
-    )
-    e = engine.open(root / "data", f"file://{root / 'bucket'}", config)
-    try:
-        e.create_topic(TOPIC, 1, TABLE_ON)
-        e.commit_tables()  # creates the table, and imports pyiceberg's write path
+class Mode:
+    """One mode's engine and table topic, a commit at a time."""
+
+    def __init__(self, root: Path, tables: TablesConfig, merge: bool) -> None:
+        config = replace(
+            engine.EngineConfig(),
+            store=StreamStoreConfig(upload_interval_s=3600, compaction_interval_s=3600),
+            checkpoint_interval_s=3600,
+            cleaner_interval_s=3600,
+            tables=tables,
+        )
+        self.root = root
+        self.engine = engine.open(root / "data", f"file://{root / 'bucket'}", config)
+        self.engine.create_topic(TOPIC, 1, TABLE_ON)
+        self.engine.commit_tables()  # creates the table, and imports pyiceberg's write path
         if not merge:
             with _iceberg_table(root).transaction() as txn:
                 txn.set_properties(MERGE_OFF)
-        times, manifests = [], []
-        with e.producer() as producer:
-            for round_ in range(commits):
-                for i in range(RECORDS_PER_COMMIT):
-                    producer.send(TOPIC, b"step %d.%d" % (round_, i), partition=0)
-                producer.flush()
-                assert e.flush(60)
-                start = time.perf_counter()
-                added = e.commit_tables(TOPIC)
-                times.append(time.perf_counter() - start)
-                assert added == {TOPIC: RECORDS_PER_COMMIT}, added
-                table = _iceberg_table(root)
-                manifests.append(len(table.current_snapshot().manifests(table.io)))
-        snapshots = len(_iceberg_table(root).metadata.snapshots)
+        self.producer = self.engine.producer()
+        self.times: list[float] = []
+        self.manifests: list[int] = []
+
+    def commit(self, round_: int) -> None:
+        for i in range(RECORDS_PER_COMMIT):
+            self.producer.send(TOPIC, b"step %d.%d" % (round_, i), partition=0)
+        self.producer.flush()
+        assert self.engine.flush(60)
+        start = time.perf_counter()
+        added = self.engine.commit_tables(TOPIC)
+        self.times.append(time.perf_counter() - start)
+        assert added == {TOPIC: RECORDS_PER_COMMIT}, added
+        table = _iceberg_table(self.root)
+        self.manifests.append(len(table.current_snapshot().manifests(table.io)))
+
+    def close(self) -> Run:
+        self.producer.close()
+        self.engine.close()
+        snapshots = len(_iceberg_table(self.root).metadata.snapshots)
+        return Run(self.times, self.manifests, snapshots)
+
+
+def run(root: Path, commits: int, modes: dict[str, tuple[TablesConfig, bool]]) -> dict[str, Run]:
+    """Each mode's commits, taking turns (a commit of each mode per round),
+    so that the machine's other load falls on every mode alike."""
+    opened = {name: Mode(root / name, *how) for name, how in modes.items()}
+    try:
+        for round_ in range(commits):
+            for mode in opened.values():
+                mode.commit(round_)
     finally:
-        e.close()
-    return Run(times, manifests, snapshots)
+        runs = {name: mode.close() for name, mode in opened.items()}
+    return runs
 
 
 def _iceberg_table(root: Path) -> Any:
@@ -123,8 +144,7 @@ def main() -> None:
         "on": (expiring, True),
     }
     with _harness.scratch(args.dir, "table-expiry-bench-") as root:
-        for mode, (tables, merge) in modes.items():
-            done = run(root / mode, commits, tables, merge)
+        for mode, done in run(root, commits, modes).items():
             first = statistics.median(done.times[:window]) * 1000
             last = statistics.median(done.times[-window:]) * 1000
             results[f"{mode}_first_ms"] = round(first, 1)

@@ -334,7 +334,9 @@ class TableWriter:
     def _append_by_pyiceberg(
         self, table: Table, rows: pa.Table, chunk: _Chunk, skipped: int
     ) -> CommitResult:
-        """The first chunk's rows through pyiceberg's own append (the only one)."""
+        """A chunk's rows through pyiceberg's own append, alone: the spec is
+        checked before a chunk with rows writes anything, so no earlier chunk
+        of this commit wrote a file."""
         append_by_pyiceberg(table, rows, self._summary(chunk.positions))
         self.positions = chunk.positions
         added = table.current_snapshot()

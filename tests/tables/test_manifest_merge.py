@@ -14,8 +14,10 @@ from typing import Any
 from engine.engine import Engine, EngineConfig
 from engine.tables.writer import CHUNKS_PER_COMMIT, MERGE_MANIFESTS_AT
 from tests.tables.conftest import (
+    SHORT_KEEP,
     TABLE_ON,
     catalog_of,
+    commit_rounds,
     committed_records,
     open_engine,
     record_rows,
@@ -24,28 +26,11 @@ from tests.tables.conftest import (
 
 TOPIC = "merging"
 TABLE = ("tidelog", "merging")
-EXPIRE_ALL_BUT_KEPT = {"keep_snapshots_s": 0.001, "expire_interval_s": 0.0}
 
 
 def _create(engine: Engine) -> None:
     engine.create_topic(TOPIC, 2, TABLE_ON)
     engine.commit_tables()  # the first pass: the table, with nothing in it yet
-
-
-def _commit_one_by_one(
-    engine: Engine, root: Path, first: int, count: int, after: Any = None
-) -> None:
-    """``count`` commits of two records each (one per partition); ``after``
-    sees the table after each."""
-    with engine.producer() as producer:
-        for i in range(first, first + count):
-            for partition in (0, 1):
-                producer.send(TOPIC, f"v{i}-{partition}".encode(), partition=partition)
-            producer.flush()
-            assert engine.flush(30)
-            assert engine.commit_tables(TOPIC) == {TOPIC: 2}
-            if after is not None:
-                after(catalog_of(root).load_table(TABLE))
 
 
 def _manifests(table: Any) -> list[str]:
@@ -73,9 +58,11 @@ def test_the_manifest_list_stays_under_the_merge_count(tmp_path: Path) -> None:
         assert table.properties["commit.manifest-merge.enabled"] == "true"
         assert table.properties["commit.manifest.min-count-to-merge"] == str(MERGE_MANIFESTS_AT)
         commits = 2 * MERGE_MANIFESTS_AT + 3
-        _commit_one_by_one(
-            engine, tmp_path, 0, commits, lambda t: lengths.append(len(_manifests(t)))
-        )
+
+        def count_manifests() -> None:
+            lengths.append(len(_manifests(catalog_of(tmp_path).load_table(TABLE))))
+
+        commit_rounds(engine, TOPIC, 0, commits, count_manifests)
         assert max(lengths) == MERGE_MANIFESTS_AT - 1
         assert lengths.count(1) >= 2  # merged (at least) twice
         _assert_every_row_once(engine, tmp_path)
@@ -89,7 +76,7 @@ def test_a_tables_own_merge_setting_is_kept(tmp_path: Path) -> None:
         table = catalog_of(tmp_path).load_table(TABLE)
         with table.transaction() as txn:
             txn.set_properties({"commit.manifest-merge.enabled": "false"})
-        _commit_one_by_one(engine, tmp_path, 0, 5)
+        commit_rounds(engine, TOPIC, 0, 5)
         table = catalog_of(tmp_path).load_table(TABLE)
         assert table.properties["commit.manifest-merge.enabled"] == "false"
         assert len(_manifests(table)) == 5
@@ -100,9 +87,9 @@ def test_expiry_deletes_the_manifests_and_lists_no_kept_snapshot_names(tmp_path:
     """With merges replacing manifests and expiry on: the table's metadata
     directory holds exactly the manifest lists and manifests of the kept
     snapshots, and the table reads every row once."""
-    with open_engine(tmp_path, keep_snapshots=3, **EXPIRE_ALL_BUT_KEPT) as engine:
+    with open_engine(tmp_path, keep_snapshots=3, **SHORT_KEEP) as engine:
         _create(engine)
-        _commit_one_by_one(engine, tmp_path, 0, MERGE_MANIFESTS_AT + 4)
+        commit_rounds(engine, TOPIC, 0, MERGE_MANIFESTS_AT + 4)
         table = catalog_of(tmp_path).load_table(TABLE)
         assert len(table.metadata.snapshots) == 3
         named = set()
@@ -179,7 +166,7 @@ def test_kill_9_in_a_merge_commit_leaves_a_readable_table_and_the_writer_resumes
         store = f"file://{root / 'objects'}"
         with Engine.open(root / "data", store, EngineConfig.small()) as engine:
             engine.commit_tables()
-            _commit_one_by_one(engine, root, 100, 3)
+            commit_rounds(engine, TOPIC, 100, 3)
             _assert_every_row_once(engine, root)
             assert len(committed_records(engine, TOPIC)) == 36
             table = catalog_of(root).load_table(TABLE)
