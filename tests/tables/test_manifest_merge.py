@@ -8,11 +8,16 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from engine.engine import Engine, EngineConfig
-from engine.tables.writer import CHUNKS_PER_COMMIT, MERGE_MANIFESTS_AT
+from engine.tables.partitions import append_data_files, write_data_files
+from engine.tables.writer import CHUNKS_PER_COMMIT, MANIFEST_MERGE, MERGE_MANIFESTS_AT
 from tests.tables.conftest import (
     SHORT_KEEP,
     TABLE_ON,
@@ -191,3 +196,57 @@ def test_a_table_far_behind_commits_once_per_chunks_per_commit_reads(tmp_path: P
         assert [s.summary["added-records"] for s in added] == [str(CHUNKS_PER_COMMIT), "2"]
         assert [s.summary["added-data-files"] for s in added] == [str(CHUNKS_PER_COMMIT), "2"]
         _assert_every_row_once(engine, tmp_path)
+
+
+def test_a_table_without_a_merge_setting_gets_tidelogs(tmp_path: Path) -> None:
+    """A table made before manifests were merged (no merge property) is
+    turned to merging at the writer's next load."""
+    with open_engine(tmp_path, keep_snapshots_s=0) as engine:
+        _create(engine)
+        table = catalog_of(tmp_path).load_table(TABLE)
+        with table.transaction() as txn:
+            txn.remove_properties(*MANIFEST_MERGE)
+    with open_engine(tmp_path, keep_snapshots_s=0) as engine:
+        commit_rounds(engine, TOPIC, 0, 1)
+        properties = catalog_of(tmp_path).load_table(TABLE).properties
+        assert {name: properties.get(name) for name in MANIFEST_MERGE} == MANIFEST_MERGE
+
+
+@given(
+    merge_at=st.integers(2, 6),
+    appends=st.lists(st.integers(0, 3), min_size=1, max_size=14),
+)
+@settings(
+    max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+def test_merged_appends_stay_bounded_keep_every_row_and_leave_no_unnamed_manifest(
+    tmp_path: Path, merge_at: int, appends: list[int]
+) -> None:
+    """Any run of appends (some of no rows) through the writer's append:
+    the list names fewer than the merge count, a scan reads each row once,
+    and the metadata directory holds no manifest that no snapshot names."""
+    import pyarrow as pa
+
+    root = tmp_path / f"t{uuid.uuid4().hex}"
+    (tmp_path / "data" / "tables").mkdir(parents=True, exist_ok=True)
+    catalog = catalog_of(tmp_path, warehouse=f"file://{root}")
+    catalog.create_namespace_if_not_exists("tidelog")
+    table = catalog.create_table(
+        ("tidelog", root.name),
+        pa.schema([pa.field("n", pa.int64(), nullable=False)]),
+        properties={**MANIFEST_MERGE, "commit.manifest.min-count-to-merge": str(merge_at)},
+    )
+    written = 0
+    for count in appends:
+        rows = pa.table({"n": pa.array(range(written, written + count), pa.int64())})
+        files = write_data_files(table, rows, uuid.uuid4(), 0)
+        assert files is not None
+        append_data_files(table, files, {"step": str(written)})
+        written += count
+        assert len(_manifests(table)) < merge_at
+    assert sorted(table.scan().to_arrow()["n"].to_pylist()) == list(range(written))
+    named = set()
+    for snapshot in table.metadata.snapshots:
+        named.update(m.manifest_path for m in snapshot.manifests(table.io))
+    on_disk = {f"file://{path}" for path in (root / "tidelog").rglob("*-m*.avro")}
+    assert on_disk <= named
