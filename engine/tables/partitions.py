@@ -7,7 +7,8 @@ keeps the spec it was created with. pyiceberg computes partition values with
 pyiceberg-core (Rust), which the ``tables`` extra does not carry: the values
 of the transforms a table of tidelog's can have (day, hour, identity) are
 computed here with Arrow's compute functions, the rows of each are written
-as their own data file, and the files are added in one fast append. A spec
+as their own data file, and the files are added in one append (a merge
+append: it merges the table's manifests as its properties say). A spec
 with another transform (added by another engine) goes through pyiceberg's
 own append.
 
@@ -16,13 +17,16 @@ Imported by the writer only: it needs pyiceberg and pyarrow.
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Iterator, Mapping
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 from pyiceberg.io.pyarrow import write_file
+from pyiceberg.manifest import DataFile
 from pyiceberg.partitioning import (
     PartitionField,
     PartitionFieldValue,
@@ -32,6 +36,8 @@ from pyiceberg.partitioning import (
 from pyiceberg.schema import Schema
 from pyiceberg.table import Table, WriteTask
 from pyiceberg.transforms import DayTransform, HourTransform, IdentityTransform, Transform
+
+from engine.tables.transaction import ViewOnceTransaction
 
 TIMESTAMP_FIELD_ID = 3
 """The ``timestamp`` column's Iceberg field id (columns.table_schema)."""
@@ -59,33 +65,71 @@ def partition_spec(partition: str) -> PartitionSpec:
     )
 
 
-def append_rows(table: Table, rows: pa.Table, snapshot_properties: Mapping[str, str]) -> None:
-    """Appends ``rows`` (of the table's current schema) as one snapshot with
-    ``snapshot_properties`` in its summary, one data file per partition;
-    raises CommitFailedException if another writer committed first."""
+def write_data_files(
+    table: Table, rows: pa.Table, write_uuid: uuid.UUID, first_task_id: int
+) -> list[DataFile] | None:
+    """Writes ``rows`` (of the table's current schema) as Parquet data files,
+    one per partition, named by ``write_uuid`` and task ids from
+    ``first_task_id``; None (nothing written) when the table's spec has a
+    transform not computed here (append_by_pyiceberg writes those)."""
+    if not rows.num_rows:  # the positions moved past markers or aborted records only
+        return []
     spec = table.spec()
     schema = table.schema()
-    groups = None if spec.is_unpartitioned() else _partitions(spec, schema, rows)
+    groups = iter([(None, rows)]) if spec.is_unpartitioned() else _partitions(spec, schema, rows)
     if groups is None:
-        table.append(rows, snapshot_properties=dict(snapshot_properties))
-        return
-    with table.transaction() as txn:
+        return None
+    tasks = (
+        WriteTask(
+            write_uuid=write_uuid,
+            task_id=first_task_id + index,
+            schema=schema,
+            record_batches=part.to_batches(),
+            partition_key=key,
+        )
+        for index, (key, part) in enumerate(groups)
+    )
+    return list(write_file(table.io, table.metadata, tasks))
+
+
+def append_data_files(
+    table: Table, data_files: Sequence[DataFile], snapshot_properties: Mapping[str, str]
+) -> None:
+    """Adds ``data_files`` to the table in one snapshot with
+    ``snapshot_properties`` in its summary: a merge append, which merges the
+    table's manifests as its properties say; raises CommitFailedException if
+    another writer committed first."""
+    with ViewOnceTransaction(table) as txn:
         update = txn.update_snapshot(snapshot_properties=dict(snapshot_properties))
-        with update.fast_append() as append_files:
-            tasks = (
-                WriteTask(
-                    write_uuid=append_files.commit_uuid,
-                    task_id=task_id,
-                    schema=schema,
-                    record_batches=part.to_batches(),
-                    partition_key=key,
-                )
-                for task_id, (key, part) in enumerate(groups)
-            )
-            # The table's own metadata: the transaction has no update yet, and its
-            # table_metadata would be a deep copy of it.
-            for data_file in write_file(table.io, table.metadata, tasks):
+        with update.merge_append() as append_files:
+            for data_file in data_files:
                 append_files.append_data_file(data_file)
+            # The producer's own list: it writes the new files' manifest before
+            # merging it into another, and no manifest list ever names it then.
+            written = append_files._written_manifests
+    _delete_unnamed(table, written)
+
+
+def append_by_pyiceberg(
+    table: Table, rows: pa.Table, snapshot_properties: Mapping[str, str]
+) -> None:
+    """Appends ``rows`` through pyiceberg's own append (its transforms need
+    pyiceberg-core): for a spec with a transform another engine added."""
+    table.append(rows, snapshot_properties=dict(snapshot_properties))
+
+
+def _delete_unnamed(table: Table, written: Sequence[str]) -> None:
+    """Deletes the manifests of ``written`` the table's current snapshot does
+    not name (the new files' manifest a merge took in). One left by a crash
+    before this is an orphan, for Iceberg's orphan-file removal."""
+    snapshot = table.current_snapshot()
+    if snapshot is None or not written:
+        return
+    named = {manifest.manifest_path for manifest in snapshot.manifests(table.io)}
+    for path in written:
+        if path not in named:
+            with contextlib.suppress(FileNotFoundError):
+                table.io.delete(path)
 
 
 def _partitions(

@@ -48,7 +48,8 @@ class TablesConfig:
     commit_records: int = 100_000
     """A topic commits early once this many records wait (the size trigger)."""
     commit_bytes: int = 16 * 1024 * 1024
-    """The most stored batch bytes one commit reads (bounds the writer's memory)."""
+    """The most stored batch bytes one read takes (bounds the writer's memory);
+    a commit is up to writer.CHUNKS_PER_COMMIT reads."""
     poll_interval_s: float = 1.0
     """How often the table thread looks for due commits."""
     keep_snapshots_s: float = 3600.0

@@ -8,6 +8,11 @@ decide: another writer's commit in between fails ours, and the next attempt
 starts again from the table's state. pyiceberg's own retry, which would
 re-apply the same rows on top of the other commit, is switched off on
 tidelog's tables (``commit.retry.num-retries = 0``).
+
+Appends merge manifests (Iceberg's merge append, ``commit.manifest-merge.enabled``):
+a fast append adds one manifest per commit to the manifest list, which
+every later commit copies and every scan plans from, so a long-lived
+table's list would grow without bound. docs/tables.md, "Manifests".
 """
 
 from __future__ import annotations
@@ -16,9 +21,11 @@ import contextlib
 import json
 import logging
 import re
+import uuid
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
+import pyarrow as pa
 from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import (
     CommitFailedException,
@@ -26,6 +33,7 @@ from pyiceberg.exceptions import (
     NoSuchTableError,
     TableAlreadyExistsError,
 )
+from pyiceberg.manifest import DataFile
 from pyiceberg.table import Table
 
 from engine.errors import EngineError
@@ -33,7 +41,12 @@ from engine.partition import Partition
 from engine.protocol.kafka_code import KafkaCode
 from engine.schemas.types import RegisteredSchema, SchemaLookup
 from engine.tables.columns import PartitionRead, arrow_rows, table_schema
-from engine.tables.partitions import append_rows, partition_spec
+from engine.tables.partitions import (
+    append_by_pyiceberg,
+    append_data_files,
+    partition_spec,
+    write_data_files,
+)
 from engine.tables.reader import read_settled, settled_end
 from engine.tables.typed_values import TypedField, ValueDecoder, value_decoder
 
@@ -47,6 +60,22 @@ offsets are of."""
 TOPIC = "tidelog.topic"
 """Table property: the topic the table holds."""
 NO_PYICEBERG_RETRY = {"commit.retry.num-retries": "0"}
+MERGE_MANIFESTS_AT = 16
+"""Manifests of recent commits the list holds before an append merges them
+into one (``commit.manifest.min-count-to-merge``): a scan plans from at most
+this many small manifests, and one commit in 15 pays for the merge."""
+MANIFEST_MERGE = {
+    "commit.manifest-merge.enabled": "true",
+    "commit.manifest.min-count-to-merge": str(MERGE_MANIFESTS_AT),
+}
+"""Set on a table that says nothing of merging (a table's own setting, a
+maintenance job's or its owner's, is left as it is)."""
+CHUNKS_PER_COMMIT = 8
+"""Reads of ``commit_bytes`` one commit may write before its append: a
+table behind by much commits once per 8 of them (128 MiB of stored
+batches at the default), so the fixed cost of a commit (manifests, table
+metadata, the catalog's swap) and the snapshots it adds are paid an eighth
+as often, while memory still holds one read."""
 COMMIT_ATTEMPTS = 5
 """Commits tried against other writers' before a pass gives up (the next
 pass starts again)."""
@@ -70,6 +99,16 @@ class PositionsExpired(EngineError):
     while a later one (another writer's) was kept: which records the table
     holds cannot be told, so nothing is written (starting over would write
     them twice)."""
+
+
+class _Chunk(NamedTuple):
+    """One read of a commit: what it read and where the next one starts."""
+
+    reads: list[PartitionRead]
+    positions: dict[int, int]
+    skipped: int
+    more: bool
+    """Settled records are still waiting after it."""
 
 
 class CommitResult(NamedTuple):
@@ -149,10 +188,16 @@ class TableWriter:
                 f"(id {table.properties[TOPIC_ID]}); drop or rename it to keep a table of "
                 f"this one (id {self.topic_id})"
             )
+        missing: dict[str, str] = {}
         if table.properties.get("commit.retry.num-retries") != "0":
             log.warning("table %s: turning pyiceberg's commit retry off", table.name())
+            missing.update(NO_PYICEBERG_RETRY)
+        if "commit.manifest-merge.enabled" not in table.properties:
+            log.info("table %s: turning manifest merging on", table.name())
+            missing.update(MANIFEST_MERGE)
+        if missing:
             with table.transaction() as txn:
-                txn.set_properties(NO_PYICEBERG_RETRY)
+                txn.set_properties(missing)
             table = self.catalog.load_table(self.identifier)
         return table
 
@@ -181,6 +226,7 @@ class TableWriter:
                     TOPIC_ID: self.topic_id,
                     "format-version": "2",
                     **NO_PYICEBERG_RETRY,
+                    **MANIFEST_MERGE,
                 },
             )
         except TableAlreadyExistsError:  # another writer created it first
@@ -253,6 +299,55 @@ class TableWriter:
         )
 
     def _commit_once(self, table: Table, positions: dict[int, int]) -> CommitResult:
+        """One commit: up to CHUNKS_PER_COMMIT reads of ``commit_bytes``, each
+        written as Parquet data files as soon as it is read (memory holds one
+        read), all added in one append with the positions after the last."""
+        first = self._read(table, positions)
+        if first.positions == positions:  # nothing to read now: no use asking again at once
+            return CommitResult(0, 0, 0, False, 0)
+        read_at = _snapshot_id(table)
+        table, typed = self._evolve(table)
+        if _snapshot_id(table) != read_at:
+            # Another writer committed while the schema was updated: the append
+            # would be checked against its snapshot, not the one the positions
+            # came from.
+            raise CommitFailedException("the table moved on while its schema was updated")
+        schema, decoder = table.schema().as_arrow(), self.decoder()
+        write_uuid = uuid.uuid4()
+        data_files: list[DataFile] = []
+        chunk, records, skipped = first, 0, 0
+        for number in range(1, CHUNKS_PER_COMMIT + 1):
+            skipped += chunk.skipped
+            rows = arrow_rows(chunk.reads, schema, decoder, typed)
+            records += rows.num_rows
+            written = write_data_files(table, rows, write_uuid, len(data_files))
+            if written is None:  # a transform only pyiceberg's append computes
+                return self._append_by_pyiceberg(table, rows, chunk, skipped)
+            data_files += written
+            if not chunk.more or number == CHUNKS_PER_COMMIT:
+                break
+            chunk = self._read(table, chunk.positions)
+        append_data_files(table, data_files, self._summary(chunk.positions))
+        self.positions = chunk.positions
+        return CommitResult(records, len(data_files), skipped, chunk.more, 0)
+
+    def _append_by_pyiceberg(
+        self, table: Table, rows: pa.Table, chunk: _Chunk, skipped: int
+    ) -> CommitResult:
+        """A chunk's rows through pyiceberg's own append, alone: the spec is
+        checked before a chunk with rows writes anything, so no earlier chunk
+        of this commit wrote a file."""
+        append_by_pyiceberg(table, rows, self._summary(chunk.positions))
+        self.positions = chunk.positions
+        added = table.current_snapshot()
+        files = 0
+        if added is not None and added.summary is not None:
+            files = int(added.summary.get("added-data-files") or 0)
+        return CommitResult(rows.num_rows, files, skipped, chunk.more, 0)
+
+    def _read(self, table: Table, positions: dict[int, int]) -> _Chunk:
+        """What is settled from ``positions``, up to ``commit_bytes`` across
+        the topic's partitions."""
         reads: list[PartitionRead] = []
         new_positions = dict(positions)
         budget, skipped, more = self.commit_bytes, 0, False
@@ -275,27 +370,13 @@ class TableWriter:
                 skipped,
                 self.topic,
             )
-        if new_positions == positions:  # nothing to read now: no use asking again at once
-            return CommitResult(0, 0, 0, False, 0)
-        read_at = _snapshot_id(table)
-        table, typed = self._evolve(table)
-        if _snapshot_id(table) != read_at:
-            # Another writer committed while the schema was updated: the append
-            # would be checked against its snapshot, not the one the positions
-            # came from.
-            raise CommitFailedException("the table moved on while its schema was updated")
-        rows = arrow_rows(reads, table.schema().as_arrow(), self.decoder(), typed)
-        summary = {
-            OFFSETS: json.dumps({str(p): o for p, o in sorted(new_positions.items())}),
+        return _Chunk(reads, new_positions, skipped, more)
+
+    def _summary(self, positions: dict[int, int]) -> dict[str, str]:
+        return {
+            OFFSETS: json.dumps({str(p): o for p, o in sorted(positions.items())}),
             TOPIC_ID: self.topic_id,
         }
-        append_rows(table, rows, summary)
-        self.positions = new_positions
-        added = table.current_snapshot()
-        files = 0
-        if added is not None and added.summary is not None:
-            files = int(added.summary.get("added-data-files") or 0)
-        return CommitResult(rows.num_rows, files, skipped, more, 0)
 
     def _evolve(self, table: Table) -> tuple[Table, list[TypedField]]:
         """The table with the decoder's columns added if some are new, and

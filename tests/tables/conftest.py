@@ -3,7 +3,7 @@ engine reads them: pyiceberg's catalog and scan, DuckDB over the scan."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,9 @@ from tests.s3stream.conftest import S3Endpoint, s3_endpoint  # noqa: F401
 TABLE_ON = {"tidelog.table.enable": "true", "tidelog.table.commit.interval.ms": "3600000"}
 """A table topic whose thread commits once at its first pass, then waits
 for the tests' own commit_tables calls."""
+
+SHORT_KEEP = {"keep_snapshots_s": 0.001, "expire_interval_s": 0.0}
+"""Every snapshot is old enough to expire, and each commit pass expires."""
 
 Headers = list[tuple[str, bytes | None]]
 RowKey = tuple[int, int, int | None, str, bytes | None, bytes | None, Headers]
@@ -57,6 +60,22 @@ def committed_records(engine: Engine, topic: str) -> list[ConsumerRecord]:
     """What a read_committed consumer reads of the topic now."""
     with engine.replay(engine.snapshot([topic])) as replay:
         return list(replay)
+
+
+def commit_rounds(
+    engine: Engine, topic: str, first: int, count: int, after: Callable[[], None] | None = None
+) -> None:
+    """``count`` commits of two records each (one per partition of a
+    two-partition table topic), each looked at by ``after``."""
+    with engine.producer() as producer:
+        for i in range(first, first + count):
+            for partition in (0, 1):
+                producer.send(topic, f"v{i}-{partition}".encode(), partition=partition)
+            producer.flush()
+            assert engine.flush(30)
+            assert engine.commit_tables(topic) == {topic: 2}
+            if after is not None:
+                after()
 
 
 def record_rows(records: list[ConsumerRecord]) -> list[RowKey]:

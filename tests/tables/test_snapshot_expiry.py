@@ -25,8 +25,10 @@ from engine.tables.expiry import (
 )
 from engine.tables.writer import OFFSETS as OFFSETS_KEY
 from tests.tables.conftest import (
+    SHORT_KEEP,
     TABLE_ON,
     catalog_of,
+    commit_rounds,
     committed_records,
     open_engine,
     record_rows,
@@ -35,8 +37,6 @@ from tests.tables.conftest import (
 
 TOPIC = "expiring"
 TABLE = ("tidelog", "expiring")
-SHORT_KEEP = {"keep_snapshots_s": 0.001, "expire_interval_s": 0.0}
-"""Every snapshot is old enough to expire, and each commit pass expires."""
 
 
 def _create(engine: Engine, partitions: int = 2) -> None:
@@ -45,14 +45,7 @@ def _create(engine: Engine, partitions: int = 2) -> None:
 
 
 def _commit_some(engine: Engine, first: int, count: int) -> None:
-    """``count`` commits of two records each (one per partition)."""
-    with engine.producer() as producer:
-        for i in range(first, first + count):
-            for partition in (0, 1):
-                producer.send(TOPIC, f"v{i}-{partition}".encode(), partition=partition)
-            producer.flush()
-            assert engine.flush(30)
-            assert engine.commit_tables(TOPIC) == {TOPIC: 2}
+    commit_rounds(engine, TOPIC, first, count)
 
 
 def _snapshot_ids(tmp_path: Path) -> list[int]:
