@@ -114,6 +114,9 @@ class Inspection:
     directory: str
     verdicts: list[SegmentVerdict]
     free_files: list[str]
+    unused_made_ahead: str | None = None
+    """The last segment's file when it was made ahead and the writer never
+    reached it (``unused_made_ahead``): not judged, recycled by recovery."""
 
     @property
     def damage(self) -> list[Damage]:
@@ -153,6 +156,15 @@ def inspect(directory: str, *, remove_leftovers: bool = False) -> Inspection:
     """Judges every segment by the recovery rule; changes nothing but, when
     asked, removes the temporary files of an unfinished create."""
     sequences, free_files = list_segments(directory, remove_leftovers=remove_leftovers)
+    surveys: dict[int, Survey] = {}
+    unused = None
+    if len(sequences) >= 2 and sequences[-2] == sequences[-1] - 1:
+        for sequence in sequences[-2:]:
+            path = os.path.join(directory, segment_name(sequence))
+            surveys[sequence] = survey_segment(path, sequence)
+        if unused_made_ahead(surveys[sequences[-1]], surveys[sequences[-2]]):
+            unused = surveys.pop(sequences[-1]).path
+            sequences = sequences[:-1]
     verdicts = []
     if sequences:
         last = sequences[-1]
@@ -162,8 +174,20 @@ def inspect(directory: str, *, remove_leftovers: bool = False) -> Inspection:
                 missing = Damage(path, 0, 0, MISSING, None, 0, 0)
                 verdicts.append(SegmentVerdict(sequence, path, None, damage=[missing]))
             else:
-                verdicts.append(judge(survey_segment(path, sequence), last=sequence == last))
-    return Inspection(directory, verdicts, free_files)
+                survey = surveys.get(sequence) or survey_segment(path, sequence)
+                verdicts.append(judge(survey, last=sequence == last))
+    return Inspection(directory, verdicts, free_files, unused)
+
+
+def unused_made_ahead(last: Survey, before: Survey) -> bool:
+    """Whether the last segment was made ahead and the writer never reached
+    it: it holds no valid record and the segment before it is not sealed.
+    The writer writes into a segment only after sealing (and syncing) the
+    one before, so the one before is the log's true last segment, its tail
+    judged as such. A segment made by a create (not flagged) is never named
+    before its predecessor's seal is synced: there a missing seal stays
+    damage."""
+    return last.made_ahead and not last.spans and not last.gaps and not before.sealed
 
 
 def judge(survey: Survey, *, last: bool) -> SegmentVerdict:
@@ -224,6 +248,9 @@ def recover(directory: str, *, accept_data_loss: bool = False) -> Recovered:
     if error is not None and not accept_data_loss:
         raise error  # before the leftovers go: a refused open changes nothing
     list_segments(directory, remove_leftovers=True)
+    free_files = list(inspection.free_files)
+    if inspection.unused_made_ahead is not None:
+        free_files.append(_recycle_unused(directory, inspection.unused_made_ahead))
     dropped = []
     for verdict in inspection.verdicts:
         if verdict.damage:
@@ -271,7 +298,20 @@ def recover(directory: str, *, accept_data_loss: bool = False) -> Recovered:
         tuple(dropped),
     )
     kept = _drop_empty_tail(directory, verdicts)
-    return Recovered([verdict.sequence for verdict in kept], report, inspection.free_files)
+    return Recovered([verdict.sequence for verdict in kept], report, free_files)
+
+
+def _recycle_unused(directory: str, path: str) -> str:
+    """Renames a made-ahead segment the writer never reached to a free file.
+
+    Every byte past its header is from an earlier life under a lower
+    sequence (the writer never wrote to it), so reusing it for the next
+    segment, whatever sequence that takes, brings nothing back."""
+    name = os.path.basename(path)
+    free = os.path.join(directory, FREE_PREFIX + name)
+    os.rename(path, free)
+    sync_directory(directory)  # before the predecessor is cut and sealed as the last
+    return free
 
 
 def _drop_empty_tail(directory: str, verdicts: list[SegmentVerdict]) -> list[SegmentVerdict]:
