@@ -38,7 +38,7 @@ MAX_USER_TYPE = 254
 FLAG_SYNCED = 0x01
 """Set on a record written only after every earlier byte of its segment (and
 every earlier segment) was synced: the first record of a group committed after
-a sync, and every seal. A valid record with this flag beyond a bad one proves
+a sync, and a close's seal. A valid record with this flag beyond a bad one proves
 the bad one was synced, so it is damage, not a torn write."""
 
 FLAG_PRIOR_SYNCED = 0x02

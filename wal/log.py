@@ -441,12 +441,13 @@ class WriteAheadLog:
     def _roll(self, segment: SegmentWriter) -> SegmentWriter:
         """Seals the full segment and opens the next (on the writer thread).
 
-        Into a prepared segment the roll writes only the seal: the next
-        segment's header and name are already durable (``_prepare_next``)."""
+        Into a prepared segment the roll writes only the seal, and syncs
+        once: the next segment's header and name are already durable
+        (``_prepare_next``)."""
         started = time.monotonic()
         with self._segments_lock:
             prepared = self._prepared is not None
-        segment.seal()
+        segment.seal_full()
         segment.close()
         following = self._create_segment(segment.sequence + 1)
         self._make_spare()

@@ -218,9 +218,10 @@ def _preallocate(fd: int, path: str, size: int) -> None:
         raise NoRoomForSegment(path, size, stats.f_bavail * stats.f_frsize, error) from error
 
 
-def seal_record(sequence: int) -> bytes:
-    """A seal; write it only after a sync of everything before it (it claims so)."""
-    return encode_record_header(sequence, TYPE_SEAL, 0, 0, 0, 0, 0, FLAG_SYNCED)
+def seal_record(sequence: int, flags: int = FLAG_SYNCED) -> bytes:
+    """A seal; with FLAG_SYNCED (a close's), write it only after a sync of
+    everything before it (it claims so)."""
+    return encode_record_header(sequence, TYPE_SEAL, 0, 0, 0, 0, 0, flags)
 
 
 class SegmentWriter:
@@ -304,6 +305,15 @@ class SegmentWriter:
         """
         self.sync()
         self.write([seal_record(self.sequence)])
+        self.sync()
+
+    def seal_full(self) -> None:
+        """Ends a full segment at a roll with one sync: the seal follows the
+        segment's last records unsynced, so it claims nothing about them,
+        and the sync after it makes both durable before the writer writes
+        a byte of the next segment (which is all recovery needs of every
+        segment but the last)."""
+        self.write([seal_record(self.sequence, flags=0)])
         self.sync()
 
     def close(self) -> None:

@@ -266,10 +266,12 @@ def test_the_logs_own_files_parse_by_the_document(tmp_path: Path) -> None:
     assert [sequence for sequence, _ in parsed] == list(range(1, len(files) + 1))
     read = [payload for _, records in parsed for kind, _, payload in records if kind != SEAL]
     assert read == payloads
-    for _, records in parsed:  # every segment, the last included after a close, is sealed
-        assert records[-1][:2] == (SEAL, SYNCED)
+    for index, (_, records) in enumerate(parsed, 1):  # every segment, the last after a close
+        last = index == len(parsed)
+        # A roll writes its seal unflagged before its one sync; a close syncs first.
+        assert records[-1][:2] == (SEAL, SYNCED if last else 0)
         # each append was its own group: each record follows a sync
-        assert all(flags == SYNCED for _, flags, _ in records)
+        assert all(flags == SYNCED for _, flags, _ in records[:-1])
 
 
 def _unsealed_then_made_ahead(directory: Path, header_flags: int, following: bytes) -> None:
@@ -322,3 +324,31 @@ def test_a_missing_seal_before_any_other_last_segment_is_damage(
 def _files(directory: Path) -> list[tuple[str, bytes]]:
     """The log's files and their bytes (the lock file aside)."""
     return sorted((p.name, p.read_bytes()) for p in directory.iterdir() if p.name != "LOCK")
+
+
+def test_a_rolls_seal_kept_past_lost_bytes_before_an_empty_made_ahead_segment_is_a_torn_tail(
+    tmp_path: Path,
+) -> None:
+    """A roll writes its seal, unflagged, right after the segment's last
+    records and syncs once: a crash before that sync may keep the seal and
+    lose a record before it. Nothing past the lost bytes was acknowledged."""
+    directory = tmp_path / "wal"
+    directory.mkdir()
+    (directory / "00000000000000000001.wal").write_bytes(
+        segment_header(1) + record(1, b"alpha", flags=SYNCED) + seal(1)
+    )
+    lost = bytearray(record(2, b"gamma"))
+    lost[-1] ^= 0xFF
+    (directory / "00000000000000000002.wal").write_bytes(
+        segment_header(2)
+        + record(2, b"beta", flags=SYNCED)
+        + bytes(lost)
+        + record(2, b"", record_type=SEAL)
+    )
+    (directory / "00000000000000000003.wal").write_bytes(segment_header(3, MADE_AHEAD) + bytes(512))
+    with WriteAheadLog(directory, segment_bytes=4096) as log:
+        assert [bytes(e.payload) for e in log.replay()] == [b"alpha", b"beta"]
+        assert log.recovery.torn
+        log.append(b"delta")
+    with WriteAheadLog(directory, segment_bytes=4096) as log:
+        assert [bytes(e.payload) for e in log.replay()] == [b"alpha", b"beta", b"delta"]
