@@ -61,6 +61,7 @@ BENCHES = (
     Bench("wal", "wal_bench.py", ("--quick",)),
     Bench("writeback", "writeback_bench.py", ("--quick",)),
     Bench("ack_path", "ack_path_bench.py", ("--quick",)),
+    Bench("wal_roll", "wal_roll_bench.py", ("--quick",)),
     Bench("engine", "engine_bench.py", ("--quick", "--rounds", "1")),
     Bench("replay", "replay_bench.py", ("--quick",)),
     Bench("remote_ack", "remote_ack_bench.py", ("--quick",)),

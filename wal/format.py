@@ -15,8 +15,14 @@ from native import crc32c
 
 SEGMENT_MAGIC = b"TLWALSEG"
 SEGMENT_VERSION = 1
-SEGMENT_HEADER = struct.Struct("<8sIIQ4xI")  # magic, version, reserved, sequence, _, crc
+SEGMENT_HEADER = struct.Struct("<8sIIQ4xI")  # magic, version, flags, sequence, _, crc
 SEGMENT_HEADER_SIZE = SEGMENT_HEADER.size  # 32
+
+SEGMENT_MADE_AHEAD = 0x01
+"""A segment header flag: the file got its final name before the segment
+before it was sealed (the spare maker prepares the next segment while the
+writer still fills the active one). Such a segment holding no valid record
+does not vouch for its predecessor's seal: the writer had not reached it."""
 
 # crc, length, segment, type, flags, stream, start, end
 RECORD_HEADER = struct.Struct("<IIQBB2xQqq")
@@ -32,7 +38,7 @@ MAX_USER_TYPE = 254
 FLAG_SYNCED = 0x01
 """Set on a record written only after every earlier byte of its segment (and
 every earlier segment) was synced: the first record of a group committed after
-a sync, and every seal. A valid record with this flag beyond a bad one proves
+a sync, and a close's seal. A valid record with this flag beyond a bad one proves
 the bad one was synced, so it is damage, not a torn write."""
 
 FLAG_PRIOR_SYNCED = 0x02
@@ -56,8 +62,8 @@ def parse_segment_name(name: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def encode_segment_header(sequence: int) -> bytes:
-    body = SEGMENT_HEADER.pack(SEGMENT_MAGIC, SEGMENT_VERSION, 0, sequence, 0)
+def encode_segment_header(sequence: int, flags: int = 0) -> bytes:
+    body = SEGMENT_HEADER.pack(SEGMENT_MAGIC, SEGMENT_VERSION, flags, sequence, 0)
     return body[:-4] + struct.pack("<I", crc32c(body[:-4]))
 
 
@@ -71,6 +77,12 @@ def decode_segment_header(data: bytes | memoryview) -> int | None:
     if crc != crc32c(memoryview(data)[: SEGMENT_HEADER_SIZE - 4]):
         return None
     return int(sequence)
+
+
+def decode_segment_flags(data: bytes | memoryview) -> int:
+    """The flags of a header ``decode_segment_header`` found valid."""
+    _, _, flags, _, _ = SEGMENT_HEADER.unpack_from(data)
+    return int(flags)
 
 
 class RecordHeader(NamedTuple):

@@ -32,6 +32,7 @@ from wal.segment import (
     Entry,
     Position,
     SegmentWriter,
+    name_prepared_segment,
     prepare_segment_file,
     scan_segment,
     sync_directory,
@@ -64,6 +65,16 @@ class Append(NamedTuple):
     tag: object = None
     prefix: bytes = b""
     payload_crc: int | None = None
+
+
+class PreparedSegment(NamedTuple):
+    """The segment after the active one, made ahead by the spare maker."""
+
+    sequence: int
+    path: str
+    """Its final name."""
+    name_durable: bool
+    """Whether the directory was synced since it got that name."""
 
 
 class WriteAheadLog:
@@ -115,8 +126,11 @@ class WriteAheadLog:
         self._spare_maker: threading.Thread | None = None
         self._spare_priority = spare_priority
         self._spares_made = 0
-        self._prepared: tuple[int, str] | None = None
-        """The next segment's sequence and file, made ready by ``_make_spare``."""
+        self._prepared: PreparedSegment | None = None
+        """The next segment, made ready by ``_make_spare``."""
+        self._claimed = 0
+        """The highest sequence a create took: the spare maker names only
+        the one after it, so a roll never makes a segment that is named."""
         self._lock_fd = lock_directory(self.directory)
         try:
             recovered = recover(self.directory, accept_data_loss=accept_data_loss)
@@ -402,31 +416,38 @@ class WriteAheadLog:
 
     def _create_segment(self, sequence: int) -> SegmentWriter:
         with self._segments_lock:
+            self._claimed = sequence
             prepared, self._prepared = self._prepared, None
-            if prepared is not None and prepared[0] != sequence:
-                self._free_files.append(self._unprepare(prepared[1]))
+            if prepared is not None and prepared.sequence != sequence:
+                self._free_files.append(self._unprepare(prepared.path))
                 prepared = None
             reuse = None
             if prepared is None and self._free_files:
                 reuse = self._free_files.pop(0)
+        if prepared is not None and not prepared.name_durable:
+            sync_directory(self.directory)  # the spare maker's own sync is still running
         segment = SegmentWriter.create(
             self.directory,
             sequence,
             self.segment_bytes,
             self._preallocate,
             reuse,
-            prepared=None if prepared is None else prepared[1],
+            prepared=None if prepared is None else prepared.path,
         )
         with self._segments_lock:
             self._sequences.append(sequence)
         return segment
 
     def _roll(self, segment: SegmentWriter) -> SegmentWriter:
-        """Seals the full segment and opens the next (on the writer thread)."""
+        """Seals the full segment and opens the next (on the writer thread).
+
+        Into a prepared segment the roll writes only the seal, and syncs
+        once: the next segment's header and name are already durable
+        (``_prepare_next``)."""
         started = time.monotonic()
         with self._segments_lock:
             prepared = self._prepared is not None
-        segment.seal()
+        segment.seal_full()
         segment.close()
         following = self._create_segment(segment.sequence + 1)
         self._make_spare()
@@ -455,7 +476,7 @@ class WriteAheadLog:
             busy = self._spare_maker is not None and self._spare_maker.is_alive()
             if not self._preallocate or busy or self._closed or self._prepared is not None:
                 return
-            following = self._sequences[-1] + 1
+            following = self._claimed + 1
             # Started by a trim or a roll (the writer): its priority is set
             # from the opener's, not inherited from the writer's.
             self._spare_maker = self._spare_priority.thread(
@@ -473,23 +494,36 @@ class WriteAheadLog:
         try:
             if source is None:
                 source = zero_filled_file(self.directory, self.segment_bytes, name)
-            prepared = prepare_segment_file(self.directory, sequence, source)
+            temporary = prepare_segment_file(self.directory, sequence, source)
+            final = self._name_prepared(sequence, temporary)
+            if final is None:
+                return
+            sync_directory(self.directory)
         except OSError:
             return  # only an optimisation: the next roll makes its segment itself
+        with self._segments_lock:
+            if self._prepared is not None and self._prepared.path == final:
+                self._prepared = self._prepared._replace(name_durable=True)
         stalls.debug(
             "WAL spare for segment %d made in %.1f ms (%s)",
             sequence,
             (time.monotonic() - started) * 1000,
             "zero-filled" if zero_filled else "a free file",
         )
+
+    def _name_prepared(self, sequence: int, temporary: str) -> str | None:
+        """Gives the prepared file its final name, unless a roll or the close
+        came first: then it waits as a free file (or, if even that fails,
+        the next open deletes it). Renamed under the lock, so no roll claims
+        the sequence meanwhile."""
         with self._segments_lock:
-            if self._sequences[-1] == sequence - 1 and not self._closed:
-                self._prepared = (sequence, prepared)
-                return
-            # A roll or the close came first: the file waits as a free file
-            # (or, if even that fails, the next open deletes it).
+            if self._claimed == sequence - 1 and not self._closed:
+                final = name_prepared_segment(temporary)
+                self._prepared = PreparedSegment(sequence, final, name_durable=False)
+                return final
             with contextlib.suppress(OSError):
-                self._free_files.append(self._unprepare(prepared))
+                self._free_files.append(self._unprepare(temporary))
+            return None
 
     def _unprepare(self, prepared: str) -> str:
         """Gives a prepared file a free file's name again (under the lock)."""
@@ -516,7 +550,7 @@ class WriteAheadLog:
             with self._segments_lock:
                 prepared, self._prepared = self._prepared, None
                 if prepared is not None:  # kept for the next open as a free file
-                    self._unprepare(prepared[1])
+                    self._unprepare(prepared.path)
         finally:
             os.close(self._lock_fd)
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from wal.errors import CorruptSegment
 from wal.format import TYPE_SEAL, encode_segment_header, parse_segment_name, segment_name
@@ -107,6 +108,15 @@ class SegmentVerdict:
     torn_records: int = 0
 
 
+class UnusedMadeAhead(NamedTuple):
+    """A last segment made ahead that holds no valid record."""
+
+    path: str
+    recyclable: bool
+    """Whether the writer never wrote into it (the segment before it is not
+    sealed), so every byte past its header is of an earlier life."""
+
+
 @dataclass(frozen=True)
 class Inspection:
     """Every segment judged; nothing changed yet."""
@@ -114,6 +124,9 @@ class Inspection:
     directory: str
     verdicts: list[SegmentVerdict]
     free_files: list[str]
+    unused_made_ahead: UnusedMadeAhead | None = None
+    """The last segment when it was made ahead and holds no record
+    (``unused_made_ahead``): not judged; recovery recycles or deletes it."""
 
     @property
     def damage(self) -> list[Damage]:
@@ -153,6 +166,16 @@ def inspect(directory: str, *, remove_leftovers: bool = False) -> Inspection:
     """Judges every segment by the recovery rule; changes nothing but, when
     asked, removes the temporary files of an unfinished create."""
     sequences, free_files = list_segments(directory, remove_leftovers=remove_leftovers)
+    surveys: dict[int, Survey] = {}
+    unused = None
+    if len(sequences) >= 2 and sequences[-2] == sequences[-1] - 1:
+        for sequence in sequences[-2:]:
+            path = os.path.join(directory, segment_name(sequence))
+            surveys[sequence] = survey_segment(path, sequence)
+        if unused_made_ahead(surveys[sequences[-1]]):
+            recyclable = not surveys[sequences[-2]].sealed
+            unused = UnusedMadeAhead(surveys.pop(sequences[-1]).path, recyclable)
+            sequences = sequences[:-1]
     verdicts = []
     if sequences:
         last = sequences[-1]
@@ -162,8 +185,19 @@ def inspect(directory: str, *, remove_leftovers: bool = False) -> Inspection:
                 missing = Damage(path, 0, 0, MISSING, None, 0, 0)
                 verdicts.append(SegmentVerdict(sequence, path, None, damage=[missing]))
             else:
-                verdicts.append(judge(survey_segment(path, sequence), last=sequence == last))
-    return Inspection(directory, verdicts, free_files)
+                survey = surveys.get(sequence) or survey_segment(path, sequence)
+                verdicts.append(judge(survey, last=sequence == last))
+    return Inspection(directory, verdicts, free_files, unused)
+
+
+def unused_made_ahead(last: Survey) -> bool:
+    """Whether the last segment was made ahead and holds no valid record:
+    then nothing in it was ever synced, and the sync that ends the roll
+    into it (after the seal of the one before) may not have completed, so
+    the one before is the log's true last segment, its tail judged as
+    such. A segment made by a create (not flagged) is never named before
+    its predecessor's seal is synced: there a missing seal stays damage."""
+    return last.made_ahead and not last.spans
 
 
 def judge(survey: Survey, *, last: bool) -> SegmentVerdict:
@@ -224,6 +258,13 @@ def recover(directory: str, *, accept_data_loss: bool = False) -> Recovered:
     if error is not None and not accept_data_loss:
         raise error  # before the leftovers go: a refused open changes nothing
     list_segments(directory, remove_leftovers=True)
+    free_files = list(inspection.free_files)
+    unused = inspection.unused_made_ahead
+    if unused is not None and unused.recyclable:
+        free_files.append(_recycle_unused(directory, unused.path))
+    elif unused is not None:  # torn bytes of its own sequence may lie in it
+        os.unlink(unused.path)
+        sync_directory(directory)
     dropped = []
     for verdict in inspection.verdicts:
         if verdict.damage:
@@ -271,7 +312,21 @@ def recover(directory: str, *, accept_data_loss: bool = False) -> Recovered:
         tuple(dropped),
     )
     kept = _drop_empty_tail(directory, verdicts)
-    return Recovered([verdict.sequence for verdict in kept], report, inspection.free_files)
+    return Recovered([verdict.sequence for verdict in kept], report, free_files)
+
+
+def _recycle_unused(directory: str, path: str) -> str:
+    """Renames a made-ahead segment the writer never reached to a free file.
+
+    Every byte past its header is from an earlier life under a lower
+    sequence (the writer writes into it only after sealing the one before),
+    so reusing it for the next segment, whatever sequence that takes,
+    brings nothing back."""
+    name = os.path.basename(path)
+    free = os.path.join(directory, FREE_PREFIX + name)
+    os.rename(path, free)
+    sync_directory(directory)  # before the predecessor is cut and sealed as the last
+    return free
 
 
 def _drop_empty_tail(directory: str, verdicts: list[SegmentVerdict]) -> list[SegmentVerdict]:

@@ -12,6 +12,7 @@ from wal.format import (
     FLAG_SYNCED,
     RECORD_HEADER_SIZE,
     SEGMENT_HEADER_SIZE,
+    SEGMENT_MADE_AHEAD,
     TYPE_INVALID,
     TYPE_SEAL,
     RecordHeader,
@@ -178,20 +179,33 @@ def zero_filled_file(directory: str, size: int, name: str) -> str:
 
 def prepare_segment_file(directory: str, sequence: int, source: str) -> str:
     """Turns ``source`` (a free or spare file) into segment ``sequence`` under
-    its temporary name: renamed, its header written and synced. Only a roll
-    (``SegmentWriter.create(..., prepared=...)``) gives it its final name,
-    after the segment before it is sealed; an open deletes it if a crash
-    comes first. Returns its path."""
+    its temporary name: renamed, its header (flagged SEGMENT_MADE_AHEAD)
+    written and synced. ``name_prepared_segment`` then gives it its final
+    name, off the writer's path; an open deletes it if a crash comes first.
+    Returns its path."""
     # Not the name a create uses: a roll may create the same sequence meanwhile.
-    temporary = os.path.join(directory, segment_name(sequence)) + ".prepared.tmp"
+    temporary = os.path.join(directory, segment_name(sequence)) + PREPARED_SUFFIX
     os.rename(source, temporary)
     fd = os.open(temporary, os.O_RDWR | os.O_CLOEXEC)
     try:
-        os.pwrite(fd, encode_segment_header(sequence), 0)
+        os.pwrite(fd, encode_segment_header(sequence, SEGMENT_MADE_AHEAD), 0)
         os.fsync(fd)
     finally:
         os.close(fd)
     return temporary
+
+
+PREPARED_SUFFIX = ".prepared.tmp"
+
+
+def name_prepared_segment(temporary: str) -> str:
+    """Gives a file ``prepare_segment_file`` made its final name (not yet
+    durable: ``sync_directory`` makes it so). From then on recovery sees
+    the segment; holding no record, it tells recovery that the writer may
+    not have sealed the segment before it (docs/wal-format.md)."""
+    final = temporary.removesuffix(PREPARED_SUFFIX)
+    os.rename(temporary, final)
+    return final
 
 
 def _preallocate(fd: int, path: str, size: int) -> None:
@@ -204,9 +218,10 @@ def _preallocate(fd: int, path: str, size: int) -> None:
         raise NoRoomForSegment(path, size, stats.f_bavail * stats.f_frsize, error) from error
 
 
-def seal_record(sequence: int) -> bytes:
-    """A seal; write it only after a sync of everything before it (it claims so)."""
-    return encode_record_header(sequence, TYPE_SEAL, 0, 0, 0, 0, 0, FLAG_SYNCED)
+def seal_record(sequence: int, flags: int = FLAG_SYNCED) -> bytes:
+    """A seal; with FLAG_SYNCED (a close's), write it only after a sync of
+    everything before it (it claims so)."""
+    return encode_record_header(sequence, TYPE_SEAL, 0, 0, 0, 0, 0, flags)
 
 
 class SegmentWriter:
@@ -228,17 +243,18 @@ class SegmentWriter:
         reuse: str | None = None,
         prepared: str | None = None,
     ) -> SegmentWriter:
-        """A new segment, from a recycled file if ``reuse`` names one, or from
-        the file ``prepare_segment_file`` made ready if ``prepared`` names it
-        (then only a rename and a directory sync remain to do).
+        """A new segment, from a recycled file if ``reuse`` names one, or the
+        segment made ahead if ``prepared`` names it: a file under its final
+        name, header and name durable (``prepare_segment_file``,
+        ``name_prepared_segment``, ``sync_directory``), only opened here.
 
         The header is written and synced under a temporary name, then renamed:
         a segment file under its final name always has a valid header.
         """
         final = os.path.join(directory, segment_name(sequence))
         if prepared is not None:
-            os.rename(prepared, final)
-            sync_directory(directory)
+            if prepared != final:
+                raise ValueError(f"{prepared} is not segment {sequence}'s file")
             fd = os.open(final, os.O_RDWR | os.O_CLOEXEC)
             return cls(final, sequence, fd, SEGMENT_HEADER_SIZE)
         temporary = final + ".tmp"
@@ -289,6 +305,15 @@ class SegmentWriter:
         """
         self.sync()
         self.write([seal_record(self.sequence)])
+        self.sync()
+
+    def seal_full(self) -> None:
+        """Ends a full segment at a roll with one sync: the seal follows the
+        segment's last records unsynced, so it claims nothing about them,
+        and the sync after it makes both durable before the writer writes
+        a byte of the next segment (which is all recovery needs of every
+        segment but the last)."""
+        self.write([seal_record(self.sequence, flags=0)])
         self.sync()
 
     def close(self) -> None:

@@ -18,7 +18,9 @@ from wal.format import (
     FLAG_SYNCED,
     RECORD_HEADER_SIZE,
     SEGMENT_HEADER_SIZE,
+    SEGMENT_MADE_AHEAD,
     TYPE_SEAL,
+    decode_segment_flags,
     decode_segment_header,
 )
 from wal.segment import check_record
@@ -85,6 +87,8 @@ class Survey:
     """Why nothing valid follows ``tail`` ("" when sealed)."""
     data_end: int = SEGMENT_HEADER_SIZE
     """Just past the last byte that is not zero: how far bytes were ever written."""
+    made_ahead: bool = False
+    """The header carries SEGMENT_MADE_AHEAD: named before its predecessor was sealed."""
 
     @property
     def sealed(self) -> bool:
@@ -100,12 +104,14 @@ def survey_segment(path: str, sequence: int) -> Survey:
 def survey_bytes(data: bytes, path: str, sequence: int) -> Survey:
     view = memoryview(data)
     end = written_end(data)
+    header_valid = decode_segment_header(data) == sequence
     survey = Survey(
         sequence,
         path,
         len(data),
-        decode_segment_header(data) == sequence,
+        header_valid,
         data_end=max(SEGMENT_HEADER_SIZE, end),
+        made_ahead=header_valid and bool(decode_segment_flags(data) & SEGMENT_MADE_AHEAD),
     )
     pos = SEGMENT_HEADER_SIZE
     while True:

@@ -29,6 +29,7 @@ process's priority and nothing else changes.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -91,6 +92,24 @@ class ThreadPriority(NamedTuple):
         return ThreadPoolExecutor(
             workers, name, initializer=lower_own_priority, initargs=(self.nice,)
         )
+
+    def started_pool(self, workers: int, name: str, timeout_s: float) -> ThreadPoolExecutor:
+        """A pool of ``workers`` threads named ``name``, at this priority,
+        every one started now, from the calling thread (the opener).
+
+        A pool otherwise starts its threads from whichever thread first
+        submits work, and a thread starts at its starter's priority: one
+        started by a lowered thread (a reader, the compactor) would keep
+        that priority, which a thread cannot raise again, even in a pool
+        meant to keep the opener's (NORMAL). Waits up to ``timeout_s`` for
+        them; on a starved machine some may start later, still in the pool."""
+        pool = self.pool(workers, name)
+        started = threading.Barrier(workers + 1)
+        for _ in range(workers):  # each waits at the barrier: no thread is idle for the next
+            pool.submit(started.wait, timeout_s)
+        with contextlib.suppress(threading.BrokenBarrierError):
+            started.wait(timeout_s)
+        return pool
 
     def thread(
         self, target: Callable[..., object], name: str, args: tuple[object, ...] = ()

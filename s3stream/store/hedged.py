@@ -41,7 +41,6 @@ the caller's thread and are never hedged.
 from __future__ import annotations
 
 import bisect
-import contextlib
 import threading
 import time
 from collections import Counter, deque
@@ -59,6 +58,7 @@ from s3stream.store.base import (
     ObjectStoreError,
     PreconditionFailed,
 )
+from wal.thread_priority import NORMAL
 
 _T = TypeVar("_T")
 
@@ -171,7 +171,12 @@ class HedgedStore(ObjectStore):
         self._latencies: dict[str, _Latencies] = {}
         self._tokens = 1.0
         self._lock = threading.Lock()
-        self._pool: ThreadPoolExecutor | None = _started_pool() if policy.enabled else None
+        # Started now, by the opener: at its priority, whoever asks first.
+        self._pool: ThreadPoolExecutor | None = (
+            NORMAL.started_pool(_WORKERS, "s3stream-hedge", _START_TIMEOUT_S)
+            if policy.enabled
+            else None
+        )
         self._busy = 0
         """Copies handed to the hedging threads and not finished yet."""
 
@@ -311,23 +316,6 @@ class HedgedStore(ObjectStore):
     def _done(self) -> None:
         with self._lock:
             self._busy -= 1
-
-
-def _started_pool() -> ThreadPoolExecutor:
-    """A pool whose threads all start now, on the caller's thread (the
-    store's opener). A thread starts at its starter's OS priority, and a
-    pool's threads otherwise start from whichever thread first submits:
-    one started by a lower-priority thread (a reader, the compactor) would
-    keep that priority, which a thread cannot raise again, and send the
-    uploader's requests from there."""
-    pool = ThreadPoolExecutor(_WORKERS, "s3stream-hedge")
-    started = threading.Barrier(_WORKERS + 1)
-    for _ in range(_WORKERS):
-        pool.submit(started.wait, _START_TIMEOUT_S)
-    # On a starved machine some may start later (the barrier breaks): still a pool.
-    with contextlib.suppress(threading.BrokenBarrierError):
-        started.wait(_START_TIMEOUT_S)
-    return pool
 
 
 def hedged(store: ObjectStore, policy: HedgePolicy) -> HedgedStore | None:

@@ -21,6 +21,7 @@ from s3stream import open_store
 from s3stream.manifest import load_state
 from tests.engine.conftest import QUIET_STORE
 from tests.engine.helpers_records import batch
+from wal.format import SEGMENT_HEADER_SIZE, SEGMENT_MADE_AHEAD, decode_segment_flags
 
 CONFIG = EngineConfig(store=QUIET_STORE, cleaner_interval_s=3600)
 
@@ -43,15 +44,23 @@ def _files(root: Path) -> dict[str, int]:
 
 
 def _wal_settled(data_dir: Path) -> None:
-    """Waits until the WAL has prepared its next segment: after the first
+    """Waits until the WAL has made its next segment ahead: after the first
     upload trims it, it zero-fills a spare and renames it in the background
     (the engine's own writing, which a snapshot of the files must not
     catch halfway)."""
     wal = data_dir / "wal"
     deadline = time.monotonic() + 30
-    while list(wal.glob("free-spare-*.tmp")) or not list(wal.glob("*.prepared.tmp")):
+    while list(wal.glob("*.tmp")) or not any(map(_made_ahead, wal.glob("0*.wal"))):
         assert time.monotonic() < deadline, "the WAL's spare was not prepared in 30 s"
         time.sleep(0.02)
+
+
+def _made_ahead(segment: Path) -> bool:
+    with open(segment, "rb") as file:
+        header = file.read(SEGMENT_HEADER_SIZE)
+    return len(header) == SEGMENT_HEADER_SIZE and bool(
+        decode_segment_flags(header) & SEGMENT_MADE_AHEAD
+    )
 
 
 def test_inspect_shows_uploaded_and_wal_only_records_of_a_serving_engine(

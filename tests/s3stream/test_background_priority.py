@@ -313,3 +313,35 @@ def test_uploads_go_back_to_the_background_an_upload_interval_after_the_last_rem
     assert _on_opener(work) == base
     assert uploaders[0] == {("s3stream-upload", base)}
     assert uploaders[1] == {("s3stream-upload-background", lowered)}
+
+
+@pytest.mark.parametrize("nice", [0, 3], ids=["the opener's", "3 below the opener"])
+def test_a_started_pool_runs_work_at_its_priority_whoever_submits_it(nice: int) -> None:
+    """Every thread of the pool is started by the opener before any work
+    comes: work a lowered thread submits first runs at the pool's priority,
+    not the submitter's (which a thread could not shed again)."""
+    workers = 4
+    opener = _own_nice()
+    pool = ThreadPriority.below_caller(nice).started_pool(workers, "started-pool", TIMEOUT)
+    try:
+        started = [t for t in threading.enumerate() if t.name.startswith("started-pool")]
+        assert len(started) == workers
+        together = threading.Barrier(workers, timeout=TIMEOUT)
+
+        def nice_of_a_worker() -> int:
+            together.wait()  # one task per thread: every worker answers
+            return _own_nice()
+
+        answers: list[int] = []
+
+        def lowered_submitter() -> None:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), opener + 5)
+            futures = [pool.submit(nice_of_a_worker) for _ in range(workers)]
+            answers.extend(future.result(timeout=TIMEOUT) for future in futures)
+
+        submitter = threading.Thread(target=lowered_submitter)
+        submitter.start()
+        submitter.join(TIMEOUT)
+        assert answers == [min(MOST_NICE, opener + nice)] * workers
+    finally:
+        pool.shutdown()

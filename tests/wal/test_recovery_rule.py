@@ -28,6 +28,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import wal.log
 from tests.wal.conftest import crash_image, segment_files
 from wal import CorruptSegment, Position, WriteAheadLog
 from wal.segment import SegmentWriter
@@ -58,12 +59,21 @@ class Journal:
 def journal(monkeypatch: pytest.MonkeyPatch) -> Iterator[Journal]:
     recorded = Journal()
     create, write, sync = SegmentWriter.create, SegmentWriter.write, SegmentWriter.sync
+    name_prepared = wal.log.name_prepared_segment
 
     def recording_create(*args: Any, **kwargs: Any) -> SegmentWriter:
         segment = create(*args, **kwargs)
         # Created whole (header synced, then renamed): the file as it stands.
         recorded.add("create", segment.path, 0, Path(segment.path).read_bytes())
         return segment
+
+    def recording_name_prepared(temporary: str) -> str:
+        # A segment made ahead appears under its final name (header synced)
+        # while the writer still fills the one before: a crash from here on
+        # finds it, holding no record, beside an unsealed predecessor.
+        final = name_prepared(temporary)
+        recorded.add("create", final, 0, Path(final).read_bytes())
+        return final
 
     # A write is journaled once it has returned, and a sync with the number of
     # events journaled when it began: under the pipelined fsync policy the
@@ -80,6 +90,7 @@ def journal(monkeypatch: pytest.MonkeyPatch) -> Iterator[Journal]:
         recorded.add("sync", self.path, began)
 
     monkeypatch.setattr(SegmentWriter, "create", staticmethod(recording_create))
+    monkeypatch.setattr(wal.log, "name_prepared_segment", recording_name_prepared)
     monkeypatch.setattr(SegmentWriter, "write", recording_write)
     monkeypatch.setattr(SegmentWriter, "sync", recording_sync)
     yield recorded
@@ -95,17 +106,22 @@ def _run_log(
     rng: random.Random,
     crashed: Path | None = None,
     durability: str = "fsync",
+    spare_first: bool = False,
 ) -> tuple[list[bytes], list[Position]]:
     """Appends in bursts (a burst queues together, so groups of many records
     form) and returns the payloads and their positions, in log order. With
     ``crashed``, a copy of the directory taken before the close is left
-    there: what a kill -9 after the last acknowledgement leaves."""
+    there: what a kill -9 after the last acknowledgement leaves. With
+    ``spare_first``, each burst waits for the spare maker first, so the
+    next segment is made ahead before most rolls."""
     payloads: list[bytes] = []
     with WriteAheadLog(
         directory, segment_bytes=SEGMENT, durability=durability, sync_interval_ms=1
     ) as log:
         futures = []
         for burst in bursts:
+            if spare_first and log._spare_maker is not None:
+                log._spare_maker.join(timeout=30)
             batch = [_payload(len(payloads) + i, rng) for i in range(burst)]
             payloads += batch
             futures += [log.submit(p) for p in batch]
@@ -180,6 +196,13 @@ def _recovered(directory: Path, **options: Any) -> list[bytes]:
         return [bytes(entry.payload) for entry in log.replay()]
 
 
+def _made_ahead(journal: Journal) -> int:
+    """Segments named before the writer reached them."""
+    created = [path for kind, path, _, _ in journal.events if kind == "create"]
+    return sum(1 for index, path in enumerate(created) if path in created[index + 1 :])
+
+
+@pytest.mark.parametrize("spare_first", [False, True], ids=["as it comes", "made ahead"])
 @settings(
     max_examples=EXAMPLES,
     deadline=None,
@@ -196,6 +219,7 @@ def _recovered(directory: Path, **options: Any) -> list[bytes]:
 def test_every_crash_image_opens_with_every_synced_record(
     tmp_path_factory: pytest.TempPathFactory,
     journal: Journal,
+    spare_first: bool,
     bursts: list[int],
     crash: float,
     mode: str,
@@ -203,11 +227,21 @@ def test_every_crash_image_opens_with_every_synced_record(
     durability: str,
     seed: int,
 ) -> None:
+    """``made ahead``: the spare maker runs before each burst, so a crash
+    falls anywhere around rolls into segments made ahead: the segment named
+    beside an unsealed predecessor, between the seal and the first write
+    into it, and after records went into it."""
     journal.events.clear()
     rng = random.Random(seed)
     work = tmp_path_factory.mktemp("run")
+    if spare_first:
+        bursts = bursts + [6] * 12  # enough records for several rolls
     try:
-        payloads, positions = _run_log(work / "wal", bursts, rng, durability=durability)
+        payloads, positions = _run_log(
+            work / "wal", bursts, rng, durability=durability, spare_first=spare_first
+        )
+        if spare_first:
+            assert _made_ahead(journal) > 0, "no roll went into a segment made ahead"
         point = round(crash * len(journal.events))
         files = _image(journal, point, mode, sector, rng)
         _write_image(files, work / "crashed")
@@ -257,7 +291,9 @@ def test_damage_to_synced_data_is_refused_where_it_is_unless_loss_is_accepted(
         payloads, positions = _run_log(work / "wal", bursts, rng, None if close else directory)
         index = min(int(victim * len(payloads)), len(payloads) - 1)
         hit = positions[index]
-        files = segment_files(directory)
+        # Not a segment made ahead that the writer never reached (it holds nothing).
+        reached = max(position.segment for position in positions)
+        files = [f for f in segment_files(directory) if int(f.name[:20]) <= reached]
         path = next(f for f in files if f.name == f"{hit.segment:020d}.wal")
         raw = bytearray(path.read_bytes())
         size = 44 + _length_at(bytes(raw), hit.offset)

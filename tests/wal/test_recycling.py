@@ -21,12 +21,15 @@ from __future__ import annotations
 import os
 import random
 import shutil
+import threading
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import wal.log
+import wal.segment
 from tests.wal.test_recovery_rule import (
     EXAMPLES,
     SEGMENT,
@@ -38,7 +41,8 @@ from tests.wal.test_recovery_rule import (
     journal,
 )
 from wal import Position, WriteAheadLog
-from wal.format import SEGMENT_HEADER_SIZE, encode_segment_header
+from wal.format import SEGMENT_HEADER_SIZE, SEGMENT_MADE_AHEAD, encode_segment_header
+from wal.segment import SegmentWriter
 from wal.survey import survey_bytes, written_end
 
 __all__ = ["journal"]  # the fixture, shared with test_recovery_rule.py
@@ -155,9 +159,10 @@ def test_a_recycled_segment_holds_valid_old_records_past_its_tail_and_replays_no
 def test_a_roll_goes_into_the_segment_prepared_ahead_and_close_keeps_it_free(
     tmp_path: Path,
 ) -> None:
-    """The file of the next segment is made ready (header synced under a
-    temporary name) in the background; the roll only renames it. (The
-    first is made at the first roll or trim, not at open: tests/wal/test_spare.py.)"""
+    """The file of the next segment is made ready in the background (header
+    synced under a temporary name, then its final name); the roll only opens
+    it. (The first is made at the first roll or trim, not at open:
+    tests/wal/test_spare.py.)"""
     directory = tmp_path / "wal"
     log = WriteAheadLog(directory, segment_bytes=SEGMENT)
     try:
@@ -169,9 +174,11 @@ def test_a_roll_goes_into_the_segment_prepared_ahead_and_close_keeps_it_free(
         assert log._spare_maker is not None
         log._spare_maker.join(timeout=30)
         assert log._prepared is not None
-        sequence, path = log._prepared
+        sequence, path, _ = log._prepared
         assert sequence == log.segments[-1] + 1
-        assert Path(path).read_bytes()[:SEGMENT_HEADER_SIZE] == encode_segment_header(sequence)
+        assert path == str(directory / f"{sequence:020d}.wal")
+        header = encode_segment_header(sequence, SEGMENT_MADE_AHEAD)
+        assert Path(path).read_bytes()[:SEGMENT_HEADER_SIZE] == header
         inode = os.stat(path).st_ino
         while log.segments[-1] < sequence:
             written.append(b"%04d" % len(written) + b"." * 500)
@@ -183,3 +190,44 @@ def test_a_roll_goes_into_the_segment_prepared_ahead_and_close_keeps_it_free(
     assert list(directory.glob("free-*.wal")), "the next segment's file was not kept for reuse"
     with WriteAheadLog(directory, segment_bytes=SEGMENT) as reopened:
         assert [bytes(entry.payload) for entry in reopened.replay()] == written
+
+
+def test_a_roll_into_the_segment_made_ahead_syncs_no_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The made-ahead segment's name was made durable by the spare maker:
+    the writer's roll into it writes the seal and opens the file, and no
+    acknowledgement waits for a directory sync."""
+    rolling = threading.local()
+    synced_while_rolling: list[str] = []
+    roll, sync_directory = WriteAheadLog._roll, wal.segment.sync_directory
+
+    def watched_roll(self: WriteAheadLog, segment: SegmentWriter) -> SegmentWriter:
+        rolling.now = True
+        try:
+            return roll(self, segment)
+        finally:
+            rolling.now = False
+
+    def watched_sync(directory: str) -> None:
+        if getattr(rolling, "now", False):
+            synced_while_rolling.append(directory)
+        sync_directory(directory)
+
+    monkeypatch.setattr(WriteAheadLog, "_roll", watched_roll)
+    monkeypatch.setattr(wal.log, "sync_directory", watched_sync)
+    monkeypatch.setattr(wal.segment, "sync_directory", watched_sync)
+    with WriteAheadLog(tmp_path / "wal", segment_bytes=SEGMENT) as log:
+        written = 0
+        while log.segments[-1] < 2:  # the first roll makes its segment itself
+            written += 1
+            log.append(b"." * 500)
+        assert log._spare_maker is not None
+        log._spare_maker.join(timeout=30)
+        assert log._prepared is not None and log._prepared.name_durable
+        synced_while_rolling.clear()
+        while log.segments[-1] < 3:
+            written += 1
+            log.append(b"." * 500)
+        assert synced_while_rolling == []
+        assert len(list(log.replay())) == written

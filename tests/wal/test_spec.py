@@ -21,6 +21,7 @@ from wal import DATA, CorruptSegment, WriteAheadLog
 SYNCED = 0x01
 PRIOR_SYNCED = 0x02
 SEAL = 255
+MADE_AHEAD = 0x01
 
 
 def crc32c(data: bytes, running: int = 0) -> int:
@@ -33,8 +34,8 @@ def crc32c(data: bytes, running: int = 0) -> int:
     return crc ^ 0xFFFFFFFF
 
 
-def segment_header(sequence: int) -> bytes:
-    body = b"TLWALSEG" + struct.pack("<IIQI", 1, 0, sequence, 0)  # bytes 0..28
+def segment_header(sequence: int, flags: int = 0) -> bytes:
+    body = b"TLWALSEG" + struct.pack("<IIQI", 1, flags, sequence, 0)  # bytes 0..28
     return body + struct.pack("<I", crc32c(body))
 
 
@@ -85,15 +86,16 @@ def by_table(rows: list[dict[str, str]], values: dict[str, Any]) -> bytes:
     return bytes(out)
 
 
-@given(st.integers(0, 2**64 - 1))
-def test_the_header_builder_is_the_documents_table(sequence: int) -> None:
+@given(st.integers(0, 2**64 - 1), st.sampled_from([0, MADE_AHEAD]))
+def test_the_header_builder_is_the_documents_table(sequence: int, flags: int) -> None:
     assert HEADER_TABLE[0]["value"].strip("`") == "TLWALSEG"
-    values = {"magic": b"TLWALSEG", "version": 1, "reserved": 0, "sequence": sequence}
+    assert "`MADE_AHEAD`" in HEADER_TABLE[2]["value"]
+    values = {"magic": b"TLWALSEG", "version": 1, "flags": flags, "sequence": sequence}
     values["padding"] = 0
     values["crc"] = 0
     covered = by_table(HEADER_TABLE, values)[:-4]
     values["crc"] = crc32c(covered)
-    assert by_table(HEADER_TABLE, values) == segment_header(sequence)
+    assert by_table(HEADER_TABLE, values) == segment_header(sequence, flags)
 
 
 @given(
@@ -228,8 +230,9 @@ def _parse(path: Path) -> tuple[int, list[tuple[int, int, bytes]]]:
     """A segment by the document's reading rules: its sequence, and each valid
     record as (type, flags, payload), the seal included."""
     data = path.read_bytes()
-    magic, version, reserved, sequence, padding, crc = struct.unpack_from("<8sIIQII", data)
-    assert (magic, version, reserved, padding) == (b"TLWALSEG", 1, 0, 0)
+    magic, version, flags, sequence, padding, crc = struct.unpack_from("<8sIIQII", data)
+    assert (magic, version, padding) == (b"TLWALSEG", 1, 0)
+    assert flags in (0, MADE_AHEAD)
     assert crc == crc32c(data[:28])
     assert path.name == f"{sequence:020d}.wal"
     records = []
@@ -263,7 +266,89 @@ def test_the_logs_own_files_parse_by_the_document(tmp_path: Path) -> None:
     assert [sequence for sequence, _ in parsed] == list(range(1, len(files) + 1))
     read = [payload for _, records in parsed for kind, _, payload in records if kind != SEAL]
     assert read == payloads
-    for _, records in parsed:  # every segment, the last included after a close, is sealed
-        assert records[-1][:2] == (SEAL, SYNCED)
+    for index, (_, records) in enumerate(parsed, 1):  # every segment, the last after a close
+        last = index == len(parsed)
+        # A roll writes its seal unflagged before its one sync; a close syncs first.
+        assert records[-1][:2] == (SEAL, SYNCED if last else 0)
         # each append was its own group: each record follows a sync
-        assert all(flags == SYNCED for _, flags, _ in records)
+        assert all(flags == SYNCED for _, flags, _ in records[:-1])
+
+
+def _unsealed_then_made_ahead(directory: Path, header_flags: int, following: bytes) -> None:
+    """Segment 1 sealed, segment 2 with acknowledged records and no seal (a
+    crash in the middle of a roll), and segment 3 under its final name
+    holding ``following`` after its header."""
+    directory.mkdir()
+    (directory / "00000000000000000001.wal").write_bytes(
+        segment_header(1) + record(1, b"alpha", flags=SYNCED) + seal(1)
+    )
+    (directory / "00000000000000000002.wal").write_bytes(
+        segment_header(2) + record(2, b"beta", flags=SYNCED) + record(2, b"gamma", flags=SYNCED)
+    )
+    (directory / "00000000000000000003.wal").write_bytes(
+        segment_header(3, header_flags) + following + bytes(512)
+    )
+
+
+def test_a_made_ahead_segment_without_records_makes_its_unsealed_predecessor_the_last(
+    tmp_path: Path,
+) -> None:
+    directory = tmp_path / "wal"
+    # Records of an earlier life of the file (a lower sequence) may follow its header.
+    _unsealed_then_made_ahead(directory, MADE_AHEAD, record(1, b"stale", flags=SYNCED))
+    with WriteAheadLog(directory, segment_bytes=4096) as log:
+        assert [bytes(e.payload) for e in log.replay()] == [b"alpha", b"beta", b"gamma"]
+        assert log.segments == [1, 2, 3]  # 3 is the open's own new segment
+        log.append(b"delta")
+    with WriteAheadLog(directory, segment_bytes=4096) as log:
+        assert [bytes(e.payload) for e in log.replay()] == [b"alpha", b"beta", b"gamma", b"delta"]
+
+
+@pytest.mark.parametrize(
+    ("header_flags", "following"),
+    [(0, b""), (MADE_AHEAD, record(3, b"delta", flags=SYNCED))],
+    ids=["not made ahead", "made ahead with a record"],
+)
+def test_a_missing_seal_before_any_other_last_segment_is_damage(
+    tmp_path: Path, header_flags: int, following: bytes
+) -> None:
+    directory = tmp_path / "wal"
+    _unsealed_then_made_ahead(directory, header_flags, following)
+    before = _files(directory)
+    with pytest.raises(CorruptSegment) as refused:
+        WriteAheadLog(directory, segment_bytes=4096)
+    assert refused.value.path.endswith("00000000000000000002.wal")
+    assert _files(directory) == before
+
+
+def _files(directory: Path) -> list[tuple[str, bytes]]:
+    """The log's files and their bytes (the lock file aside)."""
+    return sorted((p.name, p.read_bytes()) for p in directory.iterdir() if p.name != "LOCK")
+
+
+def test_a_rolls_seal_kept_past_lost_bytes_before_an_empty_made_ahead_segment_is_a_torn_tail(
+    tmp_path: Path,
+) -> None:
+    """A roll writes its seal, unflagged, right after the segment's last
+    records and syncs once: a crash before that sync may keep the seal and
+    lose a record before it. Nothing past the lost bytes was acknowledged."""
+    directory = tmp_path / "wal"
+    directory.mkdir()
+    (directory / "00000000000000000001.wal").write_bytes(
+        segment_header(1) + record(1, b"alpha", flags=SYNCED) + seal(1)
+    )
+    lost = bytearray(record(2, b"gamma"))
+    lost[-1] ^= 0xFF
+    (directory / "00000000000000000002.wal").write_bytes(
+        segment_header(2)
+        + record(2, b"beta", flags=SYNCED)
+        + bytes(lost)
+        + record(2, b"", record_type=SEAL)
+    )
+    (directory / "00000000000000000003.wal").write_bytes(segment_header(3, MADE_AHEAD) + bytes(512))
+    with WriteAheadLog(directory, segment_bytes=4096) as log:
+        assert [bytes(e.payload) for e in log.replay()] == [b"alpha", b"beta"]
+        assert log.recovery.torn
+        log.append(b"delta")
+    with WriteAheadLog(directory, segment_bytes=4096) as log:
+        assert [bytes(e.payload) for e in log.replay()] == [b"alpha", b"beta", b"delta"]
