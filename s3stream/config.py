@@ -56,6 +56,15 @@ class StreamStoreConfig:
     rest this many times as long as the read took, so a replay leaves CPU
     time to live produce and tail reads and keeps at least 1 / (1 + ratio)
     of its pace (0: no rest; s3stream/replay_pace.py)."""
+    read_ahead_beside_live: int = 0
+    """While live traffic is present, at most this many read-ahead loads
+    (a GET of blocks and their parse, on the read threads) run at once; the
+    others wait for one to end, at most a quarter of a second. Each
+    runnable read thread takes CPU time on its own, however low its
+    priority. Alone, a replay loads with every worker. 0: never limited,
+    the default: on a shared two-core machine a limit of 2 moved no live
+    latency beyond the noise and slowed the replay (docs/design/0010;
+    s3stream/read_ahead_gate.py)."""
     hedge_after: float = 2.0
     """An object-store request that may be sent twice (a data object's PUT,
     the manifest's create-if-absent, a HEAD) and has not answered after
