@@ -3,6 +3,7 @@
     python bench/scale_bench.py [--quick] [--json] [--only fanout|burst|partitions|history]...
                                 [--rate-mb 50] [--history-mib 10240] [--produce-mib 256]
                                 [--fanout-seconds 20] [--read-nice N] [--replay-rest-ratio R]
+                                [--read-ahead-beside-live N]
                                 [--data-dir PATH]
 
 Every scenario runs ``python -m engine serve`` in a child process on
@@ -141,6 +142,8 @@ class Sizes:
     """The burst servers' ``[store] read_nice``; None: its default."""
     replay_rest_ratio: float | None = None
     """The burst servers' ``[store] replay_rest_ratio``; None: its default."""
+    read_ahead_beside_live: int | None = None
+    """The burst servers' ``[store] read_ahead_beside_live``; None: its default."""
 
 
 FULL = Sizes(
@@ -305,7 +308,11 @@ BURST_CONSUMERS = 4
 
 
 def burst(scratch: Path, sizes: Sizes) -> dict[str, Any]:
-    chosen = {"read_nice": sizes.read_nice, "replay_rest_ratio": sizes.replay_rest_ratio}
+    chosen = {
+        "read_nice": sizes.read_nice,
+        "replay_rest_ratio": sizes.replay_rest_ratio,
+        "read_ahead_beside_live": sizes.read_ahead_beside_live,
+    }
     store = {key: value for key, value in chosen.items() if value is not None} or None
     data = scratch / "burst"
     streams = history.create_topics(data, {"history": BURST_PARTITIONS, "live": 1})
@@ -646,6 +653,12 @@ def main() -> None:
         default=None,
         help="burst: the servers' [store] replay_rest_ratio",
     )
+    parser.add_argument(
+        "--read-ahead-beside-live",
+        type=int,
+        default=None,
+        help="burst: the servers' [store] read_ahead_beside_live",
+    )
     parser.add_argument("--data-dir", default=None, help="scratch directory (default: temp)")
     args = parser.parse_args()
     sizes = QUICK if args.quick else FULL
@@ -661,6 +674,8 @@ def main() -> None:
         sizes = dataclass_replace(sizes, read_nice=args.read_nice)
     if args.replay_rest_ratio is not None:
         sizes = dataclass_replace(sizes, replay_rest_ratio=args.replay_rest_ratio)
+    if args.read_ahead_beside_live is not None:
+        sizes = dataclass_replace(sizes, read_ahead_beside_live=args.read_ahead_beside_live)
     if args.fanout_seconds is not None:
         sizes = dataclass_replace(sizes, fanout_seconds=args.fanout_seconds)
     with _harness.scratch(args.data_dir, "tidelog-scale-") as scratch:

@@ -201,6 +201,17 @@ class EngineCollector(Collector):
         yield _gauge("tidelog_block_cache_bytes", "Bytes held in the block cache.", blocks.size)
         yield _counter("tidelog_block_cache_hits", "Block-cache lookups found.", blocks.hits)
         yield _counter("tidelog_block_cache_misses", "Block-cache lookups loaded.", blocks.misses)
+        gate = store.reader.gate
+        yield _counter(
+            "tidelog_read_ahead_held",
+            "Read-ahead loads that waited for their turn beside live traffic.",
+            gate.held,
+        )
+        yield _counter(
+            "tidelog_read_ahead_overdue",
+            "Held read-ahead loads that ran when their longest wait was up.",
+            gate.overdue,
+        )
 
     def _partitions(self) -> Iterator[Metric]:
         labels = ["topic", "partition"]

@@ -50,12 +50,24 @@ class StreamStoreConfig:
     WAL's writer and sync threads, the opener's own thread (an event loop)
     and every upload a remote acknowledgement waits for keep their priority
     (wal/thread_priority.py)."""
-    replay_rest_ratio: float = 0.5
+    replay_rest_ratio: float = 1.5
     """While live traffic is present (appends, reads the log cache
     answers), a Kafka fetch's read from object storage is answered after a
     rest this many times as long as the read took, so a replay leaves CPU
     time to live produce and tail reads and keeps at least 1 / (1 + ratio)
-    of its pace (0: no rest; s3stream/replay_pace.py)."""
+    of its pace (0: no rest; s3stream/replay_pace.py). A replay's reads
+    are a part of its round trips (the answer's transfer and the client's
+    next request are not rested), so at 1.5 it kept 0.48-0.77 of its solo
+    rate in the burst benchmark, 0.61 at the median (docs/design/0014)."""
+    read_ahead_beside_live: int = 0
+    """While live traffic is present, at most this many read-ahead loads
+    (a GET of blocks and their parse, on the read threads) run at once; the
+    others wait for one to end, at most a quarter of a second. Each
+    runnable read thread takes CPU time on its own, however low its
+    priority. Alone, a replay loads with every worker. 0: never limited,
+    the default: on a shared two-core machine a limit of 2 moved no live
+    latency beyond the noise and slowed the replay (docs/design/0013;
+    s3stream/read_ahead_gate.py)."""
     hedge_after: float = 2.0
     """An object-store request that may be sent twice (a data object's PUT,
     the manifest's create-if-absent, a HEAD) and has not answered after

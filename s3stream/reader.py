@@ -33,9 +33,9 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from s3stream.block_cache import BlockCache, Loader
 from s3stream.errors import CorruptObject
@@ -52,6 +52,7 @@ from s3stream.objects import (
     parse_index,
     read_index,
 )
+from s3stream.read_ahead_gate import ReadAheadGate
 from s3stream.store import ObjectStore
 
 log = logging.getLogger("tidelog.s3stream")
@@ -91,6 +92,7 @@ class ObjectReader:
         readahead_bytes: int = 64 * 1024 * 1024,
         readahead_span_bytes: int = 16 * 1024 * 1024,
         index_cache_entries: int = 4096,
+        gate: ReadAheadGate | None = None,
     ) -> None:
         self.store = store
         self.block_cache = block_cache
@@ -98,6 +100,8 @@ class ObjectReader:
         self._readahead_bytes = readahead_bytes
         self._span_bytes = readahead_span_bytes
         self._index_entries = index_cache_entries
+        self.gate = gate if gate is not None else ReadAheadGate(0, lambda: False)
+        """How many of the workers' loads run at once beside live traffic."""
         self._initial_window = min(readahead_bytes, max(readahead_span_bytes // 2, 1))
         self._indexes: OrderedDict[str, ObjectIndex] = OrderedDict()
         self._index_loads: dict[str, Future[ObjectIndex]] = {}
@@ -180,7 +184,18 @@ class ObjectReader:
             budget -= meta.size
             offset = found[1]
             if self.cached_index(meta.key) is None:
-                self._executor.submit(self._load_quietly, meta)
+                self._submit(self._load_quietly, meta)
+
+    def _submit(self, load: Callable[..., None], *args: Any) -> None:
+        """Runs ``load`` on a worker once the gate admits it. Every load
+        is admitted before it registers a load of its own that others may
+        wait for (index() does so inside it), so whoever waits for one
+        waits for a load that runs."""
+        self._executor.submit(self._gated, load, *args)
+
+    def _gated(self, load: Callable[..., None], *args: Any) -> None:
+        with self.gate.admitted():
+            load(*args)
 
     def _load_quietly(self, meta: ObjectMeta) -> None:
         with contextlib.suppress(Exception):  # a read that needs it reports the failure
@@ -264,7 +279,7 @@ class ObjectReader:
                 if stream_id in self._prefetching:
                     return
                 self._prefetching.add(stream_id)
-            self._executor.submit(self._read_ahead_quietly, state, stream_id, missing[0], window)
+            self._submit(self._read_ahead_quietly, state, stream_id, missing[0], window)
 
     def _read_ahead_quietly(
         self, state: ManifestState, stream_id: int, offset: int, window: int
@@ -297,7 +312,7 @@ class ObjectReader:
 
     def _submit_span(self, span: list[_BlockRef]) -> None:
         if span:
-            self._executor.submit(self._load_span, span)
+            self._submit(self._load_span, span)
 
     def _load_span(self, span: list[_BlockRef]) -> None:
         key = span[0].key

@@ -45,6 +45,10 @@ class ReplayPace:
         """An append, or a read the log cache answered: live traffic now."""
         self._live_at = self._clock()
 
+    def is_live(self) -> bool:
+        """Whether live traffic was seen within ``LIVE_WINDOW_S``."""
+        return self._live_at >= self._clock() - LIVE_WINDOW_S
+
     def rest_after(self, started: float) -> float:
         """Seconds to rest before answering a read from object storage that
         started at ``started`` and has just ended: 0 with no live traffic

@@ -54,6 +54,7 @@ from s3stream.lookup import Candidates, header_candidates
 from s3stream.manifest import Manifest
 from s3stream.manifest_writer import ManifestWriter
 from s3stream.objects import StoredBatch
+from s3stream.read_ahead_gate import ReadAheadGate
 from s3stream.reader import ObjectReader
 from s3stream.recovery import RecoverySummary, recover
 from s3stream.replacing import replace_range
@@ -194,19 +195,21 @@ class StreamStore:
         self._manifest_writer = ManifestWriter(self.manifest, self._fail)
         self._read_pool = read_pool(config.read_workers, "s3stream-read", config.read_nice)
         self.block_cache = BlockCache(config.block_cache_bytes)
+        pace = ReplayPace(config.replay_rest_ratio)
         self.reader = ObjectReader(
             self.store,
             self.block_cache,
             self._read_pool,
             readahead_bytes=config.readahead_bytes,
             readahead_span_bytes=config.readahead_span_bytes,
+            gate=ReadAheadGate(config.read_ahead_beside_live, pace.is_live),
         )
         self._fetcher = Fetcher(
             state,
             self.manifest,
             self.reader,
             read_pool(config.read_workers, "s3stream-fetch", config.read_nice),
-            ReplayPace(config.replay_rest_ratio),
+            pace,
         )
         self._uploader = Uploader(
             state,
