@@ -194,7 +194,7 @@ def verify_stream(
             return verdict
         link = links.before
         for batch in batches:
-            link = chain.extend(link, (batch,))
+            link = chain.extend(links.algorithm, link, (batch,))
             verdict.batches += 1
             verdict.bytes += len(batch.payload)
             if on_progress is not None:
@@ -222,7 +222,9 @@ def _links(
 
 
 def _as_kept(stream_id: int, start: int, end: int, links: chain.RangeLinks) -> ChainLinks:
-    return ChainLinks(stream_id, start, end, links.before, links.after, links.rewrite)
+    return ChainLinks(
+        stream_id, start, end, links.algorithm, links.before, links.after, links.rewrite
+    )
 
 
 def _goes_on(
