@@ -13,6 +13,9 @@ from the previous range's ``after``, whatever made it.
   1 KiB chunk, so its chunks are hashed side by side (SIMD) without a copy;
   for a batch of one chunk BLAKE3 is slower than SHA-256 with the CPU's SHA
   instructions, hence the size rule (bench/chain_bench.py measures both).
+  Both ``hashlib`` and the ``blake3`` package release the GIL for inputs
+  of 2048 bytes or more, so every batch BLAKE3 links is hashed beside the
+  threads that serve.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ class ChainHash(enum.IntEnum):
 
 CURRENT = ChainHash.BLAKE3
 """What new links are made with: uploads and a cleaner's rewrites."""
+_SHA256 = ChainHash.SHA256  # a module name: an enum member's look-up is slower
 
 
 class UnknownChainHash(ValueError):
@@ -72,22 +76,23 @@ def chain_hash(found: object) -> ChainHash:
 
 def extend(algorithm: ChainHash, link: bytes, batches: Iterable[Stored]) -> bytes:
     """The link after ``batches`` (in offset order), from ``link``. One loop
-    per algorithm, the batch's bytes taken in it: for 1 KiB batches a call
-    or a generator more per batch would cost a tenth of the hashing."""
+    per algorithm, everything it uses in local names: over 1 KiB batches a
+    call or a global look-up more per batch is a measurable part of the
+    hashing."""
     sha256 = hashlib.sha256
-    if algorithm is ChainHash.SHA256:
+    if algorithm is _SHA256:
         for batch in batches:
             digest = sha256(link)
             digest.update(batch.payload)
             link = digest.digest()
         return link
-    keyed = blake3.blake3
+    keyed, blake3_from = blake3.blake3, BLAKE3_FROM_BYTES
     for batch in batches:
         payload = batch.payload
-        if len(payload) >= BLAKE3_FROM_BYTES:
-            link = keyed(payload, key=link).digest()
-        else:
+        if len(payload) < blake3_from:
             digest = sha256(link)
             digest.update(payload)
             link = digest.digest()
+        else:
+            link = keyed(payload, key=link).digest()
     return link

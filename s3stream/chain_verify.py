@@ -192,9 +192,10 @@ def verify_stream(
             offset, reason = problem
             _broke(verdict, offset, end, key, reason)
             return verdict
-        link = links.before
+        # The range in one call: per batch, a call more would cost a tenth
+        # of the hashing of 1 KiB batches. Progress moves a range at a time.
+        link = chain.extend(links.algorithm, links.before, batches)
         for batch in batches:
-            link = chain.extend(links.algorithm, link, (batch,))
             verdict.batches += 1
             verdict.bytes += len(batch.payload)
             if on_progress is not None:

@@ -14,7 +14,7 @@ moment each acknowledged append is in the WAL, in a committed object, or
 both. Blocks are committed strictly in order, so the WAL trim point only
 moves forward.
 
-Laying out and putting a block's objects (a SHA-256 chain and CRC32C over
+Laying out and putting a block's objects (a hash chain and CRC32C over
 every batch, megabytes written) is the store's heaviest background work.
 While no append asks for remote durability nobody waits for it, and it
 runs on a worker at the store's background priority

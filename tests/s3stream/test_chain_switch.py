@@ -8,6 +8,7 @@ either side of the switch."""
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -18,7 +19,7 @@ from s3stream.compaction import merge_objects
 from s3stream.manifest_state import ManifestState
 from s3stream.objects import ChainLinks, ObjectKind, StoredBatch
 from s3stream.store import MemoryStore
-from s3stream.uploader import ObjectIds, add_ops, object_key, prepare_objects
+from s3stream.uploader import ObjectIds, PreparedObject, add_ops, object_key, prepare_objects
 from tests.s3stream import chain_doc
 from tests.s3stream.forgery import flip_byte, forge_range
 from tests.s3stream.test_chain import payload_lists
@@ -92,10 +93,7 @@ class _Stream:
             block_bytes=BLOCK_BYTES,
             stream_object_bytes=1 << 30,
         )
-        for prepared in objects:
-            self.bucket.put(prepared.meta.key, prepared.data)
-        for op in add_ops(objects):
-            self.state.apply(op)
+        self._commit(objects)
         self.link = chain_doc.extend(BLAKE3, self.link, payloads)
         self.end = batches[-1].end_offset
 
@@ -109,10 +107,13 @@ class _Stream:
             block_bytes=BLOCK_BYTES,
             stream_object_bytes=1 << 30,
         )
-        for prepared in merged:
+        self._commit(merged, [["remove_object", oid, 0] for oid in sorted(self.state.objects)])
+
+    def _commit(self, objects: list[PreparedObject], more: Sequence[list[object]] = ()) -> None:
+        """Puts the objects, then applies their additions and ``more``."""
+        for prepared in objects:
             self.bucket.put(prepared.meta.key, prepared.data)
-        removed = [["remove_object", oid, 0] for oid in sorted(self.state.objects)]
-        for op in add_ops(merged) + removed:
+        for op in [*add_ops(objects), *more]:
             self.state.apply(op)
 
     def algorithms(self) -> list[ChainHash]:
