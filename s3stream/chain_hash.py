@@ -46,6 +46,11 @@ class ChainHash(enum.IntEnum):
     SHA256 = 1
     BLAKE3 = 2
 
+    @property
+    def title(self) -> str:
+        """The algorithm's name as docs/tamper-evidence.md writes it."""
+        return "SHA-256" if self is ChainHash.SHA256 else self.name
+
 
 CURRENT = ChainHash.BLAKE3
 """What new links are made with: uploads and a cleaner's rewrites."""
@@ -57,7 +62,7 @@ class UnknownChainHash(ValueError):
     written by a newer tidelog, which must read it."""
 
     def __init__(self, found: object) -> None:
-        known = ", ".join(f"{h.value} = {h.name}" for h in ChainHash)
+        known = ", ".join(f"{h.value} = {h.title}" for h in ChainHash)
         super().__init__(
             f"unknown chain hash algorithm {found!r} (known: {known}): written by a newer "
             "tidelog; open it with that version"

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from s3stream import chain
+from s3stream.chain_hash import ChainHash
 from s3stream.errors import CorruptObject, StreamNotFound
 from s3stream.manifest_state import ManifestState
 from s3stream.objects import ChainLinks, StoredBatch, parse_object, read_chain
@@ -67,6 +68,9 @@ class StreamVerdict:
     version 1) keep no copy of them."""
     batches: int = 0
     bytes: int = 0
+    algorithms: dict[ChainHash, int] = field(default_factory=dict)
+    """How many ranges were proven with each hash algorithm (an auditor's
+    verifier needs each: docs/tamper-evidence.md, "Hash algorithms")."""
     rewrites: list[RewriteSeen] = field(default_factory=list)
     breaks: list[ChainBreak] = field(default_factory=list)
 
@@ -211,6 +215,7 @@ def verify_stream(
             )
             return verdict
         verdict.head = links.after
+        verdict.algorithms[links.algorithm] = verdict.algorithms.get(links.algorithm, 0) + 1
         expected = {links.after} | ({rewrite.old_after} if rewrite is not None else set())
     return verdict
 
