@@ -3,12 +3,12 @@
 ``link(n) = H(link(n-1), batch n)`` over a stream's batches in offset
 order, the batch as stored (the payload of its object entry), with ``H``
 the range's algorithm (``s3stream.chain_hash``: SHA-256, or BLAKE3 for
-what this version writes). A
-chain starts at a *genesis* link that commits to the stream and the offset
-it starts at, or, for a range a log cleaner rewrote, to the links of the
-range it replaced. The links at both ends of each object range are kept in
-the manifest (``RangeLinks``), so a verifier can start at any range and a
-writer continues the chain from the last range without reading anything.
+what this version writes). A chain starts at a *genesis* link that
+commits to the stream and the offset it starts at, or, for a range a log
+cleaner rewrote, to the links of the range it replaced. The links at
+both ends of each object range are kept in the manifest (``RangeLinks``),
+so a verifier can start at any range and a writer continues the chain
+from the last range without reading anything.
 
 The chain is computed where batches are uploaded, merged or replaced, on
 the store's own threads: the produce path pays nothing for it, and both
@@ -34,7 +34,7 @@ _RANGE = struct.Struct("<qqq")
 
 def genesis(stream_id: int, offset: int) -> bytes:
     """The link before the first batch of a stream's chain starting at ``offset``
-    (SHA-256 whatever the chain's algorithm: a genesis is made once a chain)."""
+    (SHA-256 whatever the chain's algorithm: a genesis is made once per chain)."""
     return hashlib.sha256(GENESIS_TAG + _STREAM_OFFSET.pack(stream_id, offset)).digest()
 
 
