@@ -1,16 +1,18 @@
 """The hash chain over each stream's stored batches (docs/tamper-evidence.md).
 
-``link(n) = SHA-256(link(n-1) || batch n)`` over a stream's batches in
-offset order, the batch as stored (the payload of its object entry). A
-chain starts at a *genesis* link that commits to the stream and the offset
-it starts at, or, for a range a log cleaner rewrote, to the links of the
-range it replaced. The links at both ends of each object range are kept in
-the manifest (``RangeLinks``), so a verifier can start at any range and a
-writer continues the chain from the last range without reading anything.
+``link(n) = H(link(n-1), batch n)`` over a stream's batches in offset
+order, the batch as stored (the payload of its object entry), with ``H``
+the range's algorithm (``s3stream.chain_hash``: SHA-256, or BLAKE3 for
+what this version writes). A chain starts at a *genesis* link that
+commits to the stream and the offset it starts at, or, for a range a log
+cleaner rewrote, to the links of the range it replaced. The links at
+both ends of each object range are kept in the manifest (``RangeLinks``),
+so a verifier can start at any range and a writer continues the chain
+from the last range without reading anything.
 
 The chain is computed where batches are uploaded, merged or replaced, on
-the store's own threads: the produce path pays nothing for it, and
-``hashlib`` releases the GIL while it hashes a payload.
+the store's own threads: the produce path pays nothing for it, and both
+hashes release the GIL while they hash a large payload.
 """
 
 from __future__ import annotations
@@ -20,9 +22,10 @@ import struct
 from collections.abc import Iterable
 from typing import Any, NamedTuple
 
+from s3stream.chain_hash import LINK_BYTES, ChainHash, chain_hash
+from s3stream.chain_hash import extend as extend_with
 from s3stream.objects import StoredBatch
 
-LINK_BYTES = 32
 GENESIS_TAG = b"tidelog.chain.genesis\x00"
 REWRITE_TAG = b"tidelog.chain.rewrite\x00"
 _STREAM_OFFSET = struct.Struct("<qq")
@@ -30,7 +33,8 @@ _RANGE = struct.Struct("<qqq")
 
 
 def genesis(stream_id: int, offset: int) -> bytes:
-    """The link before the first batch of a stream's chain starting at ``offset``."""
+    """The link before the first batch of a stream's chain starting at ``offset``
+    (SHA-256 whatever the chain's algorithm: a genesis is made once per chain)."""
     return hashlib.sha256(GENESIS_TAG + _STREAM_OFFSET.pack(stream_id, offset)).digest()
 
 
@@ -44,13 +48,9 @@ def rewrite_genesis(
     ).digest()
 
 
-def extend(link: bytes, batches: Iterable[StoredBatch]) -> bytes:
-    """The link after ``batches``, starting from ``link``."""
-    for batch in batches:
-        digest = hashlib.sha256(link)
-        digest.update(batch.payload)
-        link = digest.digest()
-    return link
+def extend(algorithm: ChainHash, link: bytes, batches: Iterable[StoredBatch]) -> bytes:
+    """The link after ``batches``, starting from ``link``, made with ``algorithm``."""
+    return extend_with(algorithm, link, batches)
 
 
 class Rewrite(NamedTuple):
@@ -62,24 +62,36 @@ class Rewrite(NamedTuple):
 
 class RangeLinks(NamedTuple):
     """The chain at both ends of one object range: ``before`` its first batch
-    and ``after`` its last; ``rewrite`` if the range is a cleaner's rewrite
-    (its chain then started at ``rewrite_genesis`` of these links)."""
+    and ``after`` its last, made with ``algorithm``; ``rewrite`` if the range
+    is a cleaner's rewrite (its chain then started at ``rewrite_genesis`` of
+    these links)."""
 
+    algorithm: ChainHash
     before: bytes
     after: bytes
     rewrite: Rewrite | None = None
 
-    def to_wire(self) -> list[bytes]:
-        if self.rewrite is None:
-            return [self.before, self.after]
-        return [self.before, self.after, self.rewrite.old_before, self.rewrite.old_after]
+    def to_wire(self) -> list[bytes | int]:
+        """``[before, after, (old_before, old_after,) algorithm]``: the
+        algorithm's id last, so a reader that knows only SHA-256's 2 or 4
+        links refuses the range instead of misreading it."""
+        links: list[bytes | int] = [self.before, self.after]
+        if self.rewrite is not None:
+            links += [self.rewrite.old_before, self.rewrite.old_after]
+        return [*links, int(self.algorithm)]
 
     @classmethod
     def from_wire(cls, raw: Any) -> RangeLinks:
-        if not isinstance(raw, list) or len(raw) not in (2, 4):
-            raise ValueError(f"a range's chain is 2 or 4 links, not {raw!r}")
-        links = [bytes(link) for link in raw]
+        """A range's links as the manifest keeps them; the 2 or 4 links
+        without an algorithm that versions before ``ChainHash`` wrote are SHA-256."""
+        if not isinstance(raw, list) or len(raw) not in (2, 3, 4, 5):
+            raise ValueError(f"a range's chain is 2 or 4 links and an algorithm, not {raw!r}")
+        algorithm = ChainHash.SHA256 if len(raw) % 2 == 0 else chain_hash(raw[-1])
+        kept = raw[: len(raw) // 2 * 2]
+        if not all(isinstance(link, bytes | bytearray | memoryview) for link in kept):
+            raise ValueError(f"a chain link is bytes, not {kept!r}")
+        links = [bytes(link) for link in kept]
         if any(len(link) != LINK_BYTES for link in links):
             raise ValueError("a chain link is 32 bytes")
         rewrite = Rewrite(links[2], links[3]) if len(links) == 4 else None
-        return cls(links[0], links[1], rewrite)
+        return cls(algorithm, links[0], links[1], rewrite)

@@ -271,7 +271,9 @@ def merge_objects(
                     # link at the end is the manifest's, never recomputed, so
                     # a merge cannot make changed bytes look linked.
                     skipped = in_range[: len(in_range) - len(kept)]
-                    links = links._replace(before=chain.extend(links.before, skipped))
+                    links = links._replace(
+                        before=chain.extend(links.algorithm, links.before, skipped)
+                    )
                 per_stream.setdefault(r.stream_id, []).append(Run(start, r.end_offset, kept, links))
     # Each merged object's creation time is that of its newest input, so a
     # merge never makes data look older to time-based retention.
@@ -335,7 +337,9 @@ def _joined(runs: list[Run]) -> list[Run]:
             last = out[-1]
             links = None
             if last.links is not None and run.links is not None:
-                links = RangeLinks(last.links.before, run.links.after, last.links.rewrite)
+                links = RangeLinks(
+                    last.links.algorithm, last.links.before, run.links.after, last.links.rewrite
+                )
             out[-1] = Run(last.start_offset, run.end_offset, [*last.batches, *run.batches], links)
         else:
             out.append(run)
@@ -345,7 +349,13 @@ def _joined(runs: list[Run]) -> list[Run]:
 def _follows(first: Run, second: Run) -> bool:
     if first.links is None or second.links is None:
         return first.links is None and second.links is None
-    return second.links.rewrite is None and first.links.after == second.links.before
+    return (
+        second.links.rewrite is None
+        and first.links.after == second.links.before
+        # a range's links are made with one algorithm: a chain that goes on
+        # with another (an upgrade's first upload) stays two ranges
+        and first.links.algorithm == second.links.algorithm
+    )
 
 
 class Compactor:

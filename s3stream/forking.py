@@ -104,5 +104,7 @@ def _run_below(
                     raise ForkPointInsideRange(source, at, batch.base_offset, batch.end_offset)
                 kept.append(batch)
     if links is not None:
-        links = RangeLinks(links.before, chain.extend(links.before, kept))
+        links = RangeLinks(
+            links.algorithm, links.before, chain.extend(links.algorithm, links.before, kept)
+        )
     return Run(range_start, at, kept, links)

@@ -17,16 +17,22 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from native import crc32c, encode_entries
+from s3stream.chain_hash import ChainHash, UnknownChainHash, chain_hash
 from s3stream.errors import CorruptObject
 
 BytesLike = bytes | bytearray | memoryview
 
 MAGIC = b"TLSOBJ\x00\x01"
-FORMAT_VERSION = 4
-READABLE_VERSIONS = (1, 2, 3, 4)
+FORMAT_VERSION = 5
+READABLE_VERSIONS = (1, 2, 3, 4, 5)
 """Version 1 objects have no chain region, version 2 no header index region
 (s3stream/header_index.py), version 3 header index keys without their
-batch's byte span; everything else is the same."""
+batch's byte span, versions before 5 no chain algorithm (their links are
+SHA-256); everything else is the same."""
+FIRST_CHAIN_HASH_VERSION = 5
+"""The format version whose chain entries name their links' algorithm: a
+reader of an older version refuses the object rather than take its links
+for SHA-256."""
 HEADER_NAME = struct.Struct("<qQ")  # stream, name hash
 HEADER_KEY = struct.Struct("<QqQQII")  # key hash, stream, base offset, entry position, size, crc
 HEADER_KEY_V3 = struct.Struct("<QqQ")  # key hash, stream, base offset
@@ -40,7 +46,9 @@ ENTRY_HEADER = struct.Struct("<qII")  # base offset, offset count, payload lengt
 INDEX_ENTRY = struct.Struct("<qqqQII")  # stream, start, end, position, size, crc
 FOOTER = struct.Struct("<QIIHBBI8s")  # index position, count, crc, version, kind, pad, crc
 FOOTER_SIZE = FOOTER.size
-CHAIN_ENTRY = struct.Struct("<qqqI32s32s32s32s")  # stream, start, end, flags, 4 links
+# stream, start, end, flags, algorithm, reserved, 4 links (before version 5
+# flags was a uint32 whose upper bytes were 0: the same bytes)
+CHAIN_ENTRY = struct.Struct("<qqqBBH32s32s32s32s")
 CHAIN_TRAILER = struct.Struct("<II")  # entry count, CRC32C of the entries
 CHAIN_REWRITE = 1
 """A chain entry's flag: the range is a log cleaner's rewrite (its old links are set)."""
@@ -98,12 +106,14 @@ class ObjectIndex:
 
 
 class ChainLinks(NamedTuple):
-    """The hash chain at the ends of one range of an object (docs/tamper-evidence.md):
-    ``old`` holds the replaced chain's links for a cleaner's rewrite."""
+    """The hash chain at the ends of one range of an object (docs/tamper-evidence.md),
+    made with ``algorithm``: ``old`` holds the replaced chain's links for a
+    cleaner's rewrite."""
 
     stream_id: int
     start_offset: int
     end_offset: int
+    algorithm: ChainHash
     before: bytes
     after: bytes
     old: tuple[bytes, bytes] | None = None
@@ -116,6 +126,8 @@ def encode_chain(entries: Sequence[ChainLinks]) -> bytes:
             e.start_offset,
             e.end_offset,
             0 if e.old is None else CHAIN_REWRITE,
+            e.algorithm,
+            0,
             e.before,
             e.after,
             *(e.old or (NO_LINK, NO_LINK)),
@@ -125,8 +137,11 @@ def encode_chain(entries: Sequence[ChainLinks]) -> bytes:
     return body + CHAIN_TRAILER.pack(len(entries), crc32c(body))
 
 
-def parse_chain(key: str, data: BytesLike, index_position: int) -> list[ChainLinks]:
-    """The chain region of a whole version 2 object (it ends where the index starts)."""
+def parse_chain(
+    key: str, data: BytesLike, index_position: int, version: int = FORMAT_VERSION
+) -> list[ChainLinks]:
+    """The chain region of a whole object of ``version`` (2 or later; it ends
+    where the index starts)."""
     if index_position < CHAIN_TRAILER.size or index_position > len(data):
         raise CorruptObject(key, "no room for the chain region", index_position)
     count, crc = CHAIN_TRAILER.unpack_from(data, index_position - CHAIN_TRAILER.size)
@@ -142,14 +157,26 @@ def parse_chain(key: str, data: BytesLike, index_position: int) -> list[ChainLin
         first,
         end,
         flags,
+        algorithm,
+        _,
         before,
         after,
         old_before,
         old_after,
     ) in CHAIN_ENTRY.iter_unpack(body):
         old = (old_before, old_after) if flags & CHAIN_REWRITE else None
-        entries.append(ChainLinks(stream_id, first, end, before, after, old))
+        made_with = _chain_algorithm(key, version, algorithm)
+        entries.append(ChainLinks(stream_id, first, end, made_with, before, after, old))
     return entries
+
+
+def _chain_algorithm(key: str, version: int, found: int) -> ChainHash:
+    if version < FIRST_CHAIN_HASH_VERSION:
+        return ChainHash.SHA256  # the only one there was
+    try:
+        return chain_hash(found)
+    except UnknownChainHash as error:
+        raise CorruptObject(key, str(error)) from None
 
 
 @dataclass
@@ -411,4 +438,4 @@ def read_chain(key: str, data: BytesLike) -> list[ChainLinks] | None:
     footer = parse_footer(key, data, len(data))
     if footer.version < 2:
         return None
-    return parse_chain(key, data, footer.index_position)
+    return parse_chain(key, data, footer.index_position, footer.version)

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 from s3stream import chain
 from s3stream.chain import RangeLinks, Rewrite
+from s3stream.chain_hash import CURRENT
 from s3stream.errors import OffsetOutOfRange, RangeChanged, StreamNotFound
 from s3stream.header_index import Indexer
 from s3stream.manifest_state import ManifestState
@@ -110,7 +111,7 @@ def _rewrite_links(
             old_after = went_on.old_before if went_on is not None else after.links.before
     old = Rewrite(old_before, old_after)
     before = chain.rewrite_genesis(stream_id, start, end, old.old_before, old.old_after)
-    return RangeLinks(before, chain.extend(before, batches), old)
+    return RangeLinks(CURRENT, before, chain.extend(CURRENT, before, batches), old)
 
 
 def _ranges_to_replace(

@@ -14,7 +14,7 @@ moment each acknowledged append is in the WAL, in a committed object, or
 both. Blocks are committed strictly in order, so the WAL trim point only
 moves forward.
 
-Laying out and putting a block's objects (a SHA-256 chain and CRC32C over
+Laying out and putting a block's objects (a hash chain and CRC32C over
 every batch, megabytes written) is the store's heaviest background work.
 While no append asks for remote durability nobody waits for it, and it
 runs on a worker at the store's background priority
@@ -50,6 +50,7 @@ from typing import NamedTuple
 
 from s3stream import chain
 from s3stream.chain import RangeLinks
+from s3stream.chain_hash import CURRENT
 from s3stream.config import StreamStoreConfig
 from s3stream.errors import Fenced, StoreClosed
 from s3stream.header_index import Indexer, StreamKeys, encode_region, stream_keys
@@ -136,8 +137,8 @@ def linked_runs(state: ManifestState, stream_id: int, batches: Sequence[StoredBa
             before = head[1]
         else:
             before = chain.genesis(stream_id, start)
-        after = chain.extend(before, part)
-        runs.append(Run(start, part[-1].end_offset, part, RangeLinks(before, after)))
+        after = chain.extend(CURRENT, before, part)
+        runs.append(Run(start, part[-1].end_offset, part, RangeLinks(CURRENT, before, after)))
         head = (part[-1].end_offset, after)
     return runs
 
@@ -264,6 +265,7 @@ def prepare_object(
                 stream_id,
                 run.start_offset,
                 run.end_offset,
+                run.links.algorithm,
                 run.links.before,
                 run.links.after,
                 run.links.rewrite,

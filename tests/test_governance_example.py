@@ -26,7 +26,8 @@ STAMP = (
 )
 VERIFIED = (
     r"support\.actions:0: verified offsets \[0, 5\) from its genesis, \d+ batches?, \d+ bytes; "
-    r"head [0-9a-f]{64}"
+    r"head [0-9a-f]{64}\n"
+    r"support\.actions:0: links made with [A-Z0-9-]+ \(\d+ ranges?\)(, [A-Z0-9-]+ \(\d+ ranges?\))*"
 )
 READY = "Schema Registry API on"
 

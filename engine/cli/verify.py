@@ -134,6 +134,11 @@ def _print_verdict(found: PartitionVerdict, expected: bytes | None) -> bool:
         f"{name}: verified offsets [{verdict.start_offset}, {verdict.end_offset}) from its "
         f"{origin}, {verdict.batches} batches, {verdict.bytes} bytes; head {verdict.head.hex()}"
     )
+    made_with = ", ".join(
+        f"{algorithm.title} ({count} {'range' if count == 1 else 'ranges'})"
+        for algorithm, count in sorted(verdict.algorithms.items())
+    )
+    print(f"{name}: links made with {made_with}")
     if expected is not None and expected != verdict.head:
         print(f"{name}: head is not the expected {expected.hex()}")
         return False

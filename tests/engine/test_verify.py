@@ -17,12 +17,14 @@ import native
 from engine import Engine, EngineConfig
 from s3stream import open_store
 from s3stream.chain import genesis
+from s3stream.chain_hash import ChainHash
 from s3stream.chain_verify import stored_payloads
 from s3stream.manifest import load_state
 from s3stream.objects import StoredBatch
 from tests.engine.conftest import QUIET_STORE
 from tests.engine.helpers_records import batch, child_env
 from tests.engine.test_takeover import ChildEngine
+from tests.s3stream import chain_doc
 from tests.s3stream.forgery import Edit, forge_range
 
 CONFIG = EngineConfig(store=QUIET_STORE, cleaner_interval_s=3600)
@@ -213,3 +215,43 @@ def test_the_cleaners_rewrite_is_reported_and_verifies(tmp_path: Path) -> None:
     assert rewrite.old_before == links[0]
     assert rewrite.old_after == links[rewrite.end_offset]
     assert verdict.from_genesis and verdict.end_offset == 5
+
+
+def test_large_and_small_batches_verify_and_the_report_names_their_algorithms(
+    tmp_path: Path,
+) -> None:
+    """Batches of 2 KiB and more are linked with BLAKE3, smaller ones with
+    SHA-256, in the same ranges; verify proves the head the document's
+    formulas give and names each range's algorithm, and an edited large
+    value is caught at its offset."""
+    data_dir = tmp_path / "node"
+    values = [b"small-0", b"L" * 5000, b"small-2", b"M" * 3000]
+    with Engine.open(data_dir, None, CONFIG) as e:
+        e.create_topic(TOPIC, 1)
+        _produce_in_uploads(e, [values[:2], values[2:]])
+        stream = _stream(e)
+        report = e.verify(TOPIC)
+    verdict = report.partitions[0].verdict
+    assert report.ok, verdict.breaks
+    assert verdict.algorithms == {ChainHash.BLAKE3: 2}
+    bucket = open_store(_objects_url(data_dir))
+    try:
+        stored = [bytes(p) for p in stored_payloads(bucket, load_state(bucket), stream)]
+        assert [len(p) >= chain_doc.blake3_from_bytes() for p in stored] == [
+            False,
+            True,
+            False,
+            True,
+        ]
+        blake3_id = chain_doc.algorithm_ids()["BLAKE3"]
+        assert verdict.head == chain_doc.extend(blake3_id, chain_doc.genesis(stream, 0), stored)
+        proven = _verify_cli(data_dir, _objects_url(data_dir), TOPIC)
+        assert proven.returncode == 0, proven.stdout + proven.stderr
+        assert f"{TOPIC}:0: links made with BLAKE3 (2 ranges)" in proven.stdout
+        state = load_state(bucket)
+        assert forge_range(bucket, state, stream, 3, _edit_value_keeping_crc(3)) == (2, 4)
+    finally:
+        bucket.close()
+    caught = _verify_cli(data_dir, _objects_url(data_dir), TOPIC)
+    assert caught.returncode == 1, caught.stdout + caught.stderr
+    assert f"{TOPIC}:0: BROKEN at offset 2 (range up to 4" in caught.stdout

@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import re
-import struct
 import threading
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from s3stream import chain
+from s3stream.chain_hash import BLAKE3_FROM_BYTES, ChainHash
 from s3stream.chain_verify import StreamVerdict, verify_stream
 from s3stream.compaction import merge_objects
 from s3stream.manifest_state import ManifestState
@@ -22,7 +21,7 @@ from s3stream.objects import StoredBatch
 from s3stream.replacing import replace_range
 from s3stream.store import MemoryStore
 from s3stream.uploader import ObjectIds, add_ops, prepare_objects
-from tests import docspec
+from tests.s3stream import chain_doc
 from tests.s3stream.forgery import drop_renumbered, flip_byte, forge_range, swap_payloads
 
 STREAM = 7
@@ -83,13 +82,23 @@ def _stored(payloads: list[bytes], cuts: list[int]) -> tuple[MemoryStore, Manife
 
 
 def _head(payloads: list[bytes]) -> bytes:
-    link = hashlib.sha256(chain.GENESIS_TAG + STREAM.to_bytes(8, "little") + bytes(8)).digest()
-    for payload in payloads:
-        link = hashlib.sha256(link + payload).digest()
-    return link
+    """The link after the payloads from the stream's genesis, as uploads
+    link them now (the document's formulas, written out)."""
+    blake3_id = chain_doc.algorithm_ids()["BLAKE3"]
+    return chain_doc.extend(blake3_id, chain_doc.genesis(STREAM, 0), payloads)
 
 
-payload_lists = st.lists(st.binary(min_size=1, max_size=40), min_size=1, max_size=24)
+def payloads_of(lengths: st.SearchStrategy[int]) -> st.SearchStrategy[bytes]:
+    """Batches of the lengths drawn, a few seed bytes repeated to fill them."""
+    return st.tuples(lengths, st.binary(min_size=1, max_size=8)).map(
+        lambda shape: (shape[1] * shape[0])[: shape[0]]
+    )
+
+
+# Small batches, and some past BLAKE3's size rule (BLAKE3_FROM_BYTES).
+payload_lists = st.lists(
+    payloads_of(st.sampled_from([1, 5, 40, 2048, 3000])), min_size=1, max_size=24
+)
 cut_lists = st.lists(st.integers(0, 24), max_size=6)
 
 
@@ -221,31 +230,43 @@ def test_verification_from_an_offset_starts_at_the_range_holding_it() -> None:
     assert not verify_stream(bucket, state, STREAM).ok
 
 
-def _doc_tag(name: str) -> bytes:
-    """A domain tag as docs/tamper-evidence.md writes it: ``"tidelog.chain.<name>\\0"``."""
-    formulas = docspec.code_blocks("tamper-evidence.md")[0]
-    found = re.search(r'"(tidelog\.chain\.' + name + r')\\0"', formulas)
-    assert found is not None, name
-    return found.group(1).encode() + b"\0"
-
-
 @given(st.integers(0, 2**63 - 1), st.integers(0, 2**62), st.binary(min_size=32, max_size=32))
 def test_the_genesis_links_are_the_documents_formulas(
     stream_id: int, offset: int, link: bytes
 ) -> None:
-    def int64(value: int) -> bytes:
-        return struct.pack("<q", value)
-
-    assert (
-        chain.genesis(stream_id, offset)
-        == hashlib.sha256(_doc_tag("genesis") + int64(stream_id) + int64(offset)).digest()
-    )
+    assert chain.genesis(stream_id, offset) == chain_doc.genesis(stream_id, offset)
     end = offset + 7
     assert (
         chain.rewrite_genesis(stream_id, offset, end, link, link[::-1])
         == hashlib.sha256(
-            _doc_tag("rewrite") + int64(stream_id) + int64(offset) + int64(end) + link + link[::-1]
+            chain_doc.tag("rewrite")
+            + chain_doc.int64(stream_id)
+            + chain_doc.int64(offset)
+            + chain_doc.int64(end)
+            + link
+            + link[::-1]
         ).digest()
     )
-    batch = StoredBatch(offset, end, link * 3)
-    assert chain.extend(link, [batch]) == hashlib.sha256(link + link * 3).digest()
+
+
+def test_the_algorithms_are_the_documents() -> None:
+    assert {
+        ChainHash[name.replace("-", "")]: v for name, v in chain_doc.algorithm_ids().items()
+    } == {h: h.value for h in ChainHash}
+    assert chain_doc.blake3_from_bytes() == BLAKE3_FROM_BYTES
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    st.sampled_from(list(ChainHash)),
+    st.binary(min_size=32, max_size=32),
+    # Lengths about the size rule, and a few of BLAKE3's 1 KiB chunks.
+    st.lists(payloads_of(st.sampled_from([0, 1, 31, 1024, 2047, 2048, 2049, 9000])), max_size=6),
+)
+def test_each_algorithm_links_as_the_documents_table_says(
+    algorithm: ChainHash, link: bytes, payloads: list[bytes]
+) -> None:
+    batches = _batches(payloads)
+    assert chain.extend(algorithm, link, batches) == chain_doc.extend(
+        algorithm.value, link, payloads
+    )

@@ -20,6 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from s3stream import StreamStore, StreamStoreConfig
+from s3stream.chain_hash import ChainHash
 from s3stream.errors import CorruptObject
 from s3stream.header_index import (
     StreamKeys,
@@ -77,6 +78,17 @@ def _stated_size(pattern: str) -> int:
     return int(found.group(1))
 
 
+def chain_algorithms() -> dict[str, int]:
+    """The chain entry's algorithm ids, by name: "1 = SHA-256, 2 = BLAKE3"."""
+    pairs = re.findall(r"(\d+) = ([A-Z0-9-]+)", CHAIN_ENTRY.field("algorithm").comment)
+    return {name: int(value) for value, name in pairs}
+
+
+def doc_chain_hash(name: str) -> ChainHash:
+    """The store's algorithm of a name the document gives (SHA-256 is SHA256)."""
+    return ChainHash[name.replace("-", "")]
+
+
 def _kinds() -> dict[str, int]:
     """The footer's kind values, by name: "1 = stream-set object, 2 = stream object"."""
     pairs = re.findall(r"(\d+) = ([a-z -]+?)(?:,|$)", FOOTER.field("kind").comment)
@@ -123,10 +135,12 @@ def test_the_object_kinds_are_the_documented_numbers() -> None:
 Run = tuple[int, list[StoredBatch]]
 
 
-def _doc_chain_region(chain: list[ChainLinks]) -> bytes:
+def _doc_chain_region(chain: list[ChainLinks], version: int) -> bytes:
     """The chain region as the document lays it out: entries sorted by
-    (stream, start offset), then the trailer."""
+    (stream, start offset), then the trailer; before version 5 the
+    algorithm byte is 0."""
     entry, trailer = CHAIN_ENTRY.fixed(), CHAIN_TRAILER.fixed()
+    ids = {doc_chain_hash(name): value for name, value in chain_algorithms().items()}
     body = bytearray()
     for c in sorted(chain, key=lambda c: (c.stream_id, c.start_offset)):
         old_before, old_after = c.old or (bytes(32), bytes(32))
@@ -135,6 +149,8 @@ def _doc_chain_region(chain: list[ChainLinks]) -> bytes:
             "start_offset": c.start_offset,
             "end_offset": c.end_offset,
             "flags": 0 if c.old is None else 1,
+            "algorithm": ids[c.algorithm] if version >= 5 else 0,
+            "reserved": CHAIN_ENTRY.field("reserved").literal,
             "before": c.before,
             "after": c.after,
             "old_before": old_before,
@@ -289,7 +305,7 @@ def doc_object(
     if version >= 3:
         data += _doc_header_index_region(header_index or [], spans, version)
     if version >= 2:
-        data += _doc_chain_region(chain or [])
+        data += _doc_chain_region(chain or [], version)
     index_bytes = b"".join(index_struct.pack(*(row[n] for n in INDEX_ENTRY.names)) for row in index)
     footer: dict[str, Any] = {
         "index_position": len(data),
@@ -404,15 +420,19 @@ def runs(draw: st.DrawFn) -> tuple[int, list[Run]]:
 
 
 @st.composite
-def chains(draw: st.DrawFn, object_runs: list[Run]) -> list[ChainLinks]:
-    """Links for some of the runs (a range copied from before the chain has none)."""
+def chains(draw: st.DrawFn, object_runs: list[Run], version: int = 5) -> list[ChainLinks]:
+    """Links for some of the runs (a range copied from before the chain has
+    none), each made with one of the document's algorithms (SHA-256 alone
+    before version 5)."""
     link = st.binary(min_size=32, max_size=32)
+    names = sorted(chain_algorithms()) if version >= 5 else ["SHA-256"]
     found = []
     for stream_id, batches in object_runs:
         if draw(st.booleans()):
             old = draw(st.none() | st.tuples(link, link))
             first, end = batches[0].base_offset, batches[-1].end_offset
-            found.append(ChainLinks(stream_id, first, end, draw(link), draw(link), old))
+            algorithm = doc_chain_hash(draw(st.sampled_from(names)))
+            found.append(ChainLinks(stream_id, first, end, algorithm, draw(link), draw(link), old))
     return found
 
 
@@ -440,8 +460,8 @@ def test_the_store_reads_objects_built_from_the_document(
     layout: tuple[int, list[Run]], block_bytes: int, data_: st.DataObject
 ) -> None:
     kind, object_runs = layout
-    chain = data_.draw(chains(object_runs))
-    version = data_.draw(st.sampled_from([1, 2, 3, 4]))  # every version is read
+    version = data_.draw(st.sampled_from([1, 2, 3, 4, 5]))  # every version is read
+    chain = data_.draw(chains(object_runs, version))
     header_index = data_.draw(header_indexes(object_runs))
     data = doc_object(
         kind, object_runs, block_bytes, chain, version=version, header_index=header_index
@@ -518,6 +538,7 @@ def test_objects_the_store_writes_parse_by_the_document(
     )
     data = encoded.data
     read_kind, blocks, chain_read = doc_read_object(data)
+    names = {value: name for name, value in chain_algorithms().items()}
     assert doc_read_header_index(data) == [
         (s, sorted(n), sorted(set(k))) for s, n, k in sorted(header_index)
     ]
@@ -527,6 +548,7 @@ def test_objects_the_store_writes_parse_by_the_document(
             e["stream_id"],
             e["start_offset"],
             e["end_offset"],
+            doc_chain_hash(names[e["algorithm"]]),
             e["before"],
             e["after"],
             (e["old_before"], e["old_after"]) if e["flags"] == 1 else None,
@@ -543,6 +565,33 @@ def test_objects_the_store_writes_parse_by_the_document(
     assert [(s, *e) for s, entries in blocks for e in entries] == by_stream
     # Written by the same rules, the bytes are the document's byte for byte.
     assert data == doc_object(kind, object_runs, block_bytes, chain, header_index=header_index)
+
+
+def test_a_chain_algorithm_the_document_does_not_name_is_corrupt_in_version_5() -> None:
+    """Links of an algorithm the reader cannot compute are refused, never
+    taken for another algorithm's; the same byte is no algorithm before
+    version 5, whose links are all SHA-256."""
+    unknown = max(chain_algorithms().values()) + 1
+    batch = StoredBatch(0, 1, b"x")
+    links = ChainLinks(5, 0, 1, ChainHash.SHA256, bytes(32), bytes(range(32)))
+    for version in (4, 5):
+        data = bytearray(doc_object(1, [(5, [batch])], 1024, [links], version=version))
+        footer_at = len(data) - FOOTER.fixed().size
+        index_at = int.from_bytes(data[footer_at : footer_at + 8], "little")
+        entry_at = index_at - CHAIN_TRAILER.fixed().size - CHAIN_ENTRY.fixed().size
+        algorithm_at = entry_at + struct.calcsize(
+            "<" + "".join(f.code or "" for f in CHAIN_ENTRY.fields[:4])
+        )
+        assert data[algorithm_at] == (1 if version == 5 else 0)
+        data[algorithm_at] = unknown
+        body = data[entry_at : index_at - CHAIN_TRAILER.fixed().size]
+        struct.pack_into("<I", data, index_at - 4, docspec.crc32c(bytes(body)))
+        if version == 5:
+            with pytest.raises(CorruptObject, match="unknown chain hash algorithm"):
+                read_chain("doc.sso", bytes(data))
+        else:
+            (read,) = read_chain("doc.sso", bytes(data)) or []
+            assert read.algorithm is ChainHash.SHA256
 
 
 def test_a_footer_checksum_off_by_one_bit_is_refused() -> None:
@@ -842,6 +891,70 @@ def test_the_store_loads_a_checkpoint_built_from_the_document(tmp_path: Path) ->
     assert state.ranges[9].find(5) is not None
     assert state.garbage == {"objects/0000000001/0000000000000003.so": 99}
     assert state.ranges[7].find(5) == (3, 8, 4) and state.source_of(7, 3, 4) == 9
+
+
+def _links_forms() -> list[list[str]]:
+    """The shapes ``links := [..] | [..]`` the checkpoint block allows, in order."""
+    found = re.search(r"links := (.*?)\n```", _checkpoint_block() + "\n```", flags=re.S)
+    assert found is not None
+    return [
+        [name.strip() for name in form.split(",")]
+        for form in re.findall(r"\[([^\[\]]*)\]", found.group(1))
+    ]
+
+
+def _range_with_links(links: list[Any]) -> list[Any]:
+    return doc_object_meta(
+        4,
+        "objects/0000000002/0000000000000004.so",
+        _kinds()["stream object"],
+        64,
+        77,
+        [{"stream_id": 9, "start_offset": 3, "end_offset": 8, "size_bytes": 40, "links": links}],
+    )
+
+
+def _load_range_links(tmp_path: Path, links: list[Any]) -> Any:
+    store = LocalStore(tmp_path / "bucket")
+    store.put(delta_key(1), _delta(1, [doc_op("fence", epoch=1, owner=OWNER)]))
+    ops = [
+        doc_op("create_stream", id=9, created_ms=1),
+        doc_op("add_object", object=_range_with_links(links)),
+    ]
+    store.put(delta_key(2), _delta(2, ops))
+    return load_state(store).objects[4].ranges[0].links
+
+
+@pytest.mark.parametrize("form", range(4))
+def test_each_links_form_of_the_document_loads_with_its_algorithm(
+    tmp_path: Path, form: int
+) -> None:
+    names = _links_forms()[form]
+    link = {n: bytes([i + 1]) * 32 for i, n in enumerate(names) if n != "algorithm"}
+    algorithm = chain_algorithms()["BLAKE3"]
+    links = _load_range_links(tmp_path, [algorithm if n == "algorithm" else link[n] for n in names])
+    # Without an algorithm the links are SHA-256, written before there was a choice.
+    want = doc_chain_hash("BLAKE3") if "algorithm" in names else ChainHash.SHA256
+    assert links.algorithm is want
+    assert (links.before, links.after) == (link["before"], link["after"])
+    rewrite = (link["old_before"], link["old_after"]) if "old_before" in names else None
+    assert links.rewrite == rewrite
+    # The store writes a form that names the algorithm: the first, or the
+    # second for a rewrite.
+    written = _links_forms()[0 if rewrite is None else 1]
+    ids = {doc_chain_hash(name): value for name, value in chain_algorithms().items()}
+    values: dict[str, Any] = {**link, "algorithm": ids[want]}
+    assert links.to_wire() == [values[n] for n in written]
+
+
+def test_links_of_an_algorithm_the_document_does_not_name_refuse_the_load(
+    tmp_path: Path,
+) -> None:
+    """A reader that cannot hash a range must not go on with its chain (nor
+    leave the delta out as a conflicting writer's): it refuses to load."""
+    unknown = max(chain_algorithms().values()) + 1
+    with pytest.raises(ValueError, match="unknown chain hash algorithm"):
+        _load_range_links(tmp_path, [bytes(32), bytes(32), unknown])
 
 
 def test_a_checkpoint_from_before_owners_and_drops_loads_as_the_document_says(
