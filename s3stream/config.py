@@ -50,15 +50,16 @@ class StreamStoreConfig:
     WAL's writer and sync threads, the opener's own thread (an event loop)
     and every upload a remote acknowledgement waits for keep their priority
     (wal/thread_priority.py)."""
-    replay_rest_ratio: float = 1.5
+    replay_rest_ratio: float = 0.5
     """While live traffic is present (appends, reads the log cache
     answers), a Kafka fetch's read from object storage is answered after a
     rest this many times as long as the read took, so a replay leaves CPU
     time to live produce and tail reads and keeps at least 1 / (1 + ratio)
     of its pace (0: no rest; s3stream/replay_pace.py). A replay's reads
     are a part of its round trips (the answer's transfer and the client's
-    next request are not rested), so at 1.5 it kept 0.48-0.77 of its solo
-    rate in the burst benchmark, 0.61 at the median (docs/design/0014)."""
+    next request are not rested), so at 0.5 it kept 0.74-0.81 of its solo
+    rate in the burst benchmark; 1.5 kept 0.55-0.63 and lowered the live
+    tail only on a machine busy with other work (docs/design/0014)."""
     read_ahead_beside_live: int = 0
     """While live traffic is present, at most this many read-ahead loads
     (a GET of blocks and their parse, on the read threads) run at once; the

@@ -49,19 +49,16 @@ def test_a_read_beside_live_traffic_rests_as_long_as_it_took_times_the_ratio() -
     assert pace.rest_after(started) == pytest.approx(0.02)
 
 
-def test_by_default_a_read_beside_live_traffic_rests_longer_than_it_took() -> None:
-    # The replay's answers are most of what its client decodes: resting
-    # longer than the read leaves live traffic more of the CPUs, and the
-    # replay still keeps at least two fifths of its pace (in the burst
-    # benchmark, two thirds and more: its transfers are not rested).
+def test_by_default_a_read_beside_live_traffic_rests_half_as_long_as_it_took() -> None:
+    # The replay keeps at least two thirds of its pace beside live traffic
+    # (three quarters and more in the burst benchmark: its transfers are
+    # not rested); longer rests bought live latency only on a busy machine.
     clock = Clock()
     pace = ReplayPace(StreamStoreConfig().replay_rest_ratio, clock)
     pace.live()
     started = clock.now
     clock.now += 0.04
-    rest = pace.rest_after(started)
-    assert rest > 0.04
-    assert rest == pytest.approx(0.04 * 1.5)
+    assert pace.rest_after(started) == pytest.approx(0.04 * 0.5)
 
 
 def test_live_traffic_long_before_the_read_does_not_count() -> None:
