@@ -115,6 +115,7 @@ class PendingAppend:
 
     __slots__ = (
         "end_offset",
+        "length",
         "payload",
         "payload_crc",
         "prefix",
@@ -134,6 +135,7 @@ class PendingAppend:
         end_offset: int,
         payload: bytes | memoryview,
         payload_crc: int,
+        length: int,
         tag: object = None,
         prefix: bytes = b"",
     ) -> None:
@@ -146,6 +148,8 @@ class PendingAppend:
         self.payload = payload
         self.payload_crc = payload_crc
         """The CRC32C of prefix then payload: the record's payload on disk."""
+        self.length = length
+        """The bytes of prefix and payload, counted once when checked."""
         self.prefix = prefix
 
 
@@ -376,7 +380,7 @@ class GroupCommitter:
         limit = self._segment_limit
         written = 0
         for pending in group:
-            length = len(pending.prefix) + len(pending.payload)
+            length = pending.length
             size = RECORD_HEADER_SIZE + length
             written += size
             if offset + size > limit:

@@ -364,8 +364,9 @@ class WriteAheadLog:
         ``Append`` only to take it apart again."""
         if not 1 <= record_type <= MAX_USER_TYPE:
             raise ValueError(f"record_type {record_type} is not in 1..{MAX_USER_TYPE}")
-        if len(prefix) + len(payload) > self._max_payload:
-            raise RecordTooLarge(len(prefix) + len(payload), self._max_payload)
+        length = len(prefix) + len(payload)
+        if length > self._max_payload:
+            raise RecordTooLarge(length, self._max_payload)
         if payload_crc is None:
             crc = crc32c(payload, crc32c(prefix)) if prefix else crc32c(payload)
         elif prefix:
@@ -380,6 +381,7 @@ class WriteAheadLog:
             end_offset,
             payload if isinstance(payload, bytes | memoryview) else memoryview(payload),
             crc,
+            length,
             tag,
             prefix,
         )
