@@ -115,6 +115,7 @@ class PendingAppend:
 
     __slots__ = (
         "end_offset",
+        "length",
         "payload",
         "payload_crc",
         "prefix",
@@ -134,6 +135,7 @@ class PendingAppend:
         end_offset: int,
         payload: bytes | memoryview,
         payload_crc: int,
+        length: int,
         tag: object = None,
         prefix: bytes = b"",
     ) -> None:
@@ -146,6 +148,8 @@ class PendingAppend:
         self.payload = payload
         self.payload_crc = payload_crc
         """The CRC32C of prefix then payload: the record's payload on disk."""
+        self.length = length
+        """The bytes of prefix and payload, counted once when checked."""
         self.prefix = prefix
 
 
@@ -169,7 +173,10 @@ class GroupCommitter:
         self._durability = durability
         self._sync_interval = sync_interval
         self._queue: deque[PendingAppend] = deque()
-        self._wakeup = threading.Condition(threading.Lock())
+        self._lock = threading.Lock()
+        """Taken bare on the appenders' side: a Condition's own ``with`` is two
+        Python calls per append."""
+        self._wakeup = threading.Condition(self._lock)
         self._closing = False
         self._holds = 0
         self._held_since = 0.0
@@ -189,7 +196,7 @@ class GroupCommitter:
         return self._segment.sequence
 
     def submit(self, pending: PendingAppend) -> None:
-        with self._wakeup:
+        with self._lock:
             if self._failure is not None:
                 raise LogFailed(self._failure)
             if self._closing:
@@ -201,7 +208,7 @@ class GroupCommitter:
     def submit_many(self, batch: list[PendingAppend]) -> None:
         """Queues the records of one batch together: the writer takes the
         queue whole, so they land in one group, back to back."""
-        with self._wakeup:
+        with self._lock:
             if self._failure is not None:
                 raise LogFailed(self._failure)
             if self._closing:
@@ -369,18 +376,20 @@ class GroupCommitter:
         positions = []
         buffers: list[bytes | memoryview] = []
         offset = group_start = self._segment.write_offset
+        sequence = self._segment.sequence
+        limit = self._segment_limit
         written = 0
         for pending in group:
-            length = len(pending.prefix) + len(pending.payload)
+            length = pending.length
             size = RECORD_HEADER_SIZE + length
             written += size
-            if offset + size > self._segment_limit:
+            if offset + size > limit:
                 self._segment.write(buffers)
                 buffers = []
                 self._roll_segment()
                 offset = group_start = self._segment.write_offset
+                sequence = self._segment.sequence
                 flags = FLAG_SYNCED
-            sequence = self._segment.sequence
             buffers.append(
                 encode_record_header(
                     sequence,
@@ -444,6 +453,10 @@ def _settle(group: list[PendingAppend], outcomes: Sequence[Outcome]) -> None:
     call per event loop (each cross-thread call writes to the loop's wakeup
     pipe, so one per append would cost a syscall per append)."""
     by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any]]] = {}
+    # Appends of one group mostly come from one loop: its list is kept at
+    # hand rather than looked up (and a new empty one made) per append.
+    last_loop: asyncio.AbstractEventLoop | None = None
+    last_settled: list[tuple[asyncio.Future[Any], Any]] = []
     for pending, record_outcome in zip(group, outcomes, strict=True):
         waiter: Future[Any] | asyncio.Future[Any] | BatchWaiter = pending.waiter
         outcome: Outcome | BatchOutcome = record_outcome
@@ -458,7 +471,11 @@ def _settle(group: list[PendingAppend], outcomes: Sequence[Outcome]) -> None:
             else:
                 waiter.set_result(outcome)
         elif isinstance(waiter, asyncio.Future):
-            by_loop.setdefault(waiter.get_loop(), []).append((waiter, outcome))
+            loop = waiter.get_loop()
+            if loop is not last_loop:
+                last_loop = loop
+                last_settled = by_loop.setdefault(loop, [])
+            last_settled.append((waiter, outcome))
     for loop, settled in by_loop.items():
         with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting any more
             loop.call_soon_threadsafe(_settle_on_loop, settled)

@@ -279,7 +279,7 @@ class SegmentWriter:
         """Writes the buffers back to back at the write offset."""
         for start in range(0, len(buffers), IOV_MAX):
             chunk = buffers[start : start + IOV_MAX]
-            expected = sum(len(buffer) for buffer in chunk)
+            expected = sum(map(len, chunk))
             written = os.pwritev(self._fd, chunk, self.write_offset)
             if written != expected:
                 # A short write only happens when the disk fills up mid-call.

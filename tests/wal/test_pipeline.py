@@ -223,10 +223,11 @@ def test_a_group_with_appends_queued_behind_it_goes_to_the_sync_thread_in_write_
     assert disk.violations == []
 
 
-def test_a_group_of_appends_from_one_event_loop_wakes_that_loop_once(
-    open_log: OpenLog, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    log = open_log(segment_bytes=1 << 20)
+def _hold_the_next_write(
+    monkeypatch: pytest.MonkeyPatch,
+) -> tuple[threading.Event, threading.Event]:
+    """Makes the writer's next write wait: (set once it waits, set to let it
+    go on). Appends queued meanwhile make the next group together."""
     writing = threading.Event()
     go_on = threading.Event()
     write = SegmentWriter.write
@@ -238,6 +239,14 @@ def test_a_group_of_appends_from_one_event_loop_wakes_that_loop_once(
         write(self, buffers)
 
     monkeypatch.setattr(SegmentWriter, "write", first_write_waits)
+    return writing, go_on
+
+
+def test_a_group_of_appends_from_one_event_loop_wakes_that_loop_once(
+    open_log: OpenLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = open_log(segment_bytes=1 << 20)
+    writing, go_on = _hold_the_next_write(monkeypatch)
 
     async def appends() -> tuple[list[str], list[Position]]:
         loop = asyncio.get_running_loop()
@@ -283,4 +292,97 @@ def test_a_failed_sync_made_by_the_writer_fails_its_group_and_every_later_append
     assert completed_on == ["wal-group-commit", "wal-group-commit"]
     with pytest.raises(LogFailed):
         log.submit(b"refused after the failure")
+    assert disk.violations == []
+
+
+class LoopThread:
+    """An event loop running in a thread of its own; counts the calls the
+    log's threads make into it."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.hops: list[str] = []
+        self.completed: list[bytes] = []
+        call_soon_threadsafe = self.loop.call_soon_threadsafe
+
+        def counted(callback: Callable[..., object], *args: object) -> asyncio.Handle:
+            if threading.current_thread().name.startswith("wal-"):  # the log's threads
+                self.hops.append(threading.current_thread().name)
+            return call_soon_threadsafe(callback, *args)
+
+        self.loop.call_soon_threadsafe = counted  # type: ignore[method-assign,assignment]
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._thread.start()
+
+    def submit(self, log: WriteAheadLog, payload: bytes) -> asyncio.Future[Position]:
+        """submit_async from the loop's own thread; notes when it completes."""
+
+        async def queue() -> asyncio.Future[Position]:
+            waiter = log.submit_async(payload)
+            waiter.add_done_callback(lambda _: self.completed.append(payload))
+            return waiter
+
+        return asyncio.run_coroutine_threadsafe(queue(), self.loop).result(30)
+
+    def results(self, waiters: list[asyncio.Future[Position]]) -> list[Position]:
+        async def gathered() -> list[Position]:
+            return await asyncio.wait_for(asyncio.gather(*waiters), 30)
+
+        return asyncio.run_coroutine_threadsafe(gathered(), self.loop).result(30)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(30)
+        self.loop.close()
+
+
+def test_one_group_of_appends_from_two_event_loops_wakes_each_loop_once_in_order(
+    open_log: OpenLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = open_log(segment_bytes=1 << 20)
+    writing, go_on = _hold_the_next_write(monkeypatch)
+    loops = [LoopThread(), LoopThread()]
+    try:
+        first = log.submit(b"first")
+        assert writing.wait(30)
+        # Queued turn by turn while the writer is held: one group, its
+        # appends alternating between the two loops.
+        queued: list[list[bytes]] = [[], []]
+        waiters: list[list[asyncio.Future[Position]]] = [[], []]
+        for i in range(10):
+            for number, loop in enumerate(loops):
+                payload = b"loop-%d-%d" % (number, i)
+                queued[number].append(payload)
+                waiters[number].append(loop.submit(log, payload))
+        go_on.set()
+        positions = [loop.results(mine) for loop, mine in zip(loops, waiters, strict=True)]
+        assert first.result(timeout=30) < positions[0][0]
+        assert log.stats.groups == 2
+        for number, loop in enumerate(loops):
+            assert len(loop.hops) == 1, f"loop {number} was called {len(loop.hops)} times"
+            assert loop.completed == queued[number]
+        alternating = [pair[number] for pair in zip(*positions, strict=True) for number in (0, 1)]
+        assert alternating == sorted(alternating)
+        assert len(set(alternating)) == 20
+    finally:
+        go_on.set()
+        for loop in loops:
+            loop.close()
+
+
+def test_a_failed_sync_fails_every_asyncio_waiter_and_none_is_acknowledged(
+    open_log: OpenLog, disk: Disk
+) -> None:
+    log = open_log(segment_bytes=1 << 20)
+    log.append(b"synced")
+    disk.fail_sync_number = disk.syncs + 1
+
+    async def appends() -> list[Position | BaseException]:
+        waiting = [log.submit_async(b"lost-%d" % i) for i in range(20)]
+        return await asyncio.wait_for(asyncio.gather(*waiting, return_exceptions=True), 30)
+
+    outcomes = asyncio.run(appends())
+    assert all(isinstance(outcome, WalError) for outcome in outcomes), outcomes
+    first = outcomes[0]
+    assert isinstance(first, LogIOError) and first.errno == errno.EIO
     assert disk.violations == []
