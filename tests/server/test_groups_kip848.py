@@ -207,15 +207,20 @@ def test_a_killed_member_loses_its_partitions_when_its_session_ends(
     survivor = Member(bootstrap, group, [topic])
     conf = consumer_conf(bootstrap, group)
     arguments = [f"{key}={value}" for key, value in conf.items() if key != "log_level"]
-    child = subprocess.Popen(
-        [sys.executable, "-c", CRASHING_MEMBER, topic, *arguments],
-        stdout=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
+    child: subprocess.Popen[str] | None = None
     try:
+        # The survivor holds every partition before the child exists: a child
+        # joining in the survivor's first generation would leave it 2 of 4 from
+        # the start, and "the survivor joins" would wait for 4 in vain.
         poll_until([survivor], lambda: len(survivor.assignment) == 4, "the survivor joins")
-        reader = threading.Thread(target=lambda: child.stdout and child.stdout.readline())
+        child = subprocess.Popen(
+            [sys.executable, "-c", CRASHING_MEMBER, topic, *arguments],
+            stdout=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        started = child
+        reader = threading.Thread(target=lambda: started.stdout and started.stdout.readline())
         reader.start()
         poll_until([survivor], lambda: not reader.is_alive(), "the child is assigned partitions")
         poll_until([survivor], lambda: len(survivor.assignment) == 2, "the partitions split")
@@ -226,8 +231,9 @@ def test_a_killed_member_loses_its_partitions_when_its_session_ends(
         # Not before the server's session timeout (less a heartbeat's slack).
         assert time.monotonic() - killed >= (SESSION_MS - 300) / 1000
     finally:
-        child.kill()
-        child.wait(TIMEOUT)
+        if child is not None:
+            child.kill()
+            child.wait(TIMEOUT)
         survivor.close()
 
 
