@@ -5,6 +5,10 @@ its commit."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol
@@ -77,3 +81,20 @@ def assert_nothing_again_after_its_commit(events: Iterable[tuple[str, int, int]]
                 f"partition {partition}: offset {offset} delivered again after "
                 f"{position[partition]} was committed"
             )
+
+
+def start_member_child(
+    script: str, topic: str, arguments: Sequence[str]
+) -> tuple[subprocess.Popen[str], threading.Thread]:
+    """Runs ``script`` (a group member that prints a line once it is
+    assigned partitions) in a child process, to be killed by the test;
+    returns the child and a thread that ends when that line comes."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", script, topic, *arguments],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    assigned = threading.Thread(target=lambda: child.stdout and child.stdout.readline())
+    assigned.start()
+    return child, assigned

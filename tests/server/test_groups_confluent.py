@@ -17,10 +17,8 @@ session timeout, so the clients can use sessions of a second or two.
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -50,6 +48,7 @@ from tests.server.confluent_helpers import (
     create_topic,
     poll_until,
     produce,
+    start_member_child,
     wait_until,
 )
 from tests.server.conftest import ServerProcess, quiet_librdkafka
@@ -290,16 +289,8 @@ def test_a_killed_member_loses_its_partitions_when_its_session_ends(
         # joining in the survivor's first generation would leave it 2 of 4 from
         # the start, and "the survivor joins" would wait for 4 in vain.
         poll_until([survivor], lambda: len(survivor.assignment) == 4, "the survivor joins")
-        child = subprocess.Popen(
-            [sys.executable, "-c", CRASHING_MEMBER, topic, *arguments],
-            stdout=subprocess.PIPE,
-            text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-        started = child
-        reader = threading.Thread(target=lambda: started.stdout and started.stdout.readline())
-        reader.start()
-        poll_until([survivor], lambda: not reader.is_alive(), "the child is assigned partitions")
+        child, assigned = start_member_child(CRASHING_MEMBER, topic, arguments)
+        poll_until([survivor], lambda: not assigned.is_alive(), "the child is assigned partitions")
         poll_until([survivor], lambda: len(survivor.assignment) == 2, "the partitions split")
         child.send_signal(signal.SIGKILL)
         child.wait(TIMEOUT)

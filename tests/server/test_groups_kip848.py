@@ -16,11 +16,8 @@ each of these takes a few seconds.
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
-import threading
 import time
 from typing import Any
 
@@ -34,7 +31,13 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient, NewPartitions
 
 from tests.server.configured_servers import server_fixtures
-from tests.server.confluent_helpers import committed, create_topic, poll_until, produce
+from tests.server.confluent_helpers import (
+    committed,
+    create_topic,
+    poll_until,
+    produce,
+    start_member_child,
+)
 from tests.server.conftest import ServerProcess, quiet_librdkafka
 
 TIMEOUT = 30.0
@@ -213,16 +216,8 @@ def test_a_killed_member_loses_its_partitions_when_its_session_ends(
         # joining in the survivor's first generation would leave it 2 of 4 from
         # the start, and "the survivor joins" would wait for 4 in vain.
         poll_until([survivor], lambda: len(survivor.assignment) == 4, "the survivor joins")
-        child = subprocess.Popen(
-            [sys.executable, "-c", CRASHING_MEMBER, topic, *arguments],
-            stdout=subprocess.PIPE,
-            text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-        started = child
-        reader = threading.Thread(target=lambda: started.stdout and started.stdout.readline())
-        reader.start()
-        poll_until([survivor], lambda: not reader.is_alive(), "the child is assigned partitions")
+        child, assigned = start_member_child(CRASHING_MEMBER, topic, arguments)
+        poll_until([survivor], lambda: not assigned.is_alive(), "the child is assigned partitions")
         poll_until([survivor], lambda: len(survivor.assignment) == 2, "the partitions split")
         killed = time.monotonic()
         child.send_signal(signal.SIGKILL)
