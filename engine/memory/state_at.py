@@ -149,6 +149,7 @@ class StateSource(Protocol):
     """What a state rebuild reads from one partition (a Partition is one)."""
 
     topic: str
+    topic_id: bytes
     index: int
     compaction_horizon: CompactionHorizon | None
 
@@ -184,6 +185,7 @@ class PartitionFold:
 
     def __init__(self, source: StateSource, plan: PartitionExactness) -> None:
         self.topic = source.topic
+        self.topic_id = source.topic_id
         self.partition = source.index
         self.as_of_ms = plan.as_of_ms
         self.below_offset = plan.below_offset
@@ -223,9 +225,8 @@ class PartitionFold:
             if record.value is None:
                 self.latest.pop(record.key, None)
             else:
-                ref = RecordRef(
-                    self.topic, self.partition, record.offset, header.partition_leader_epoch
-                )
+                epoch = header.partition_leader_epoch
+                ref = RecordRef(self.topic, self.partition, record.offset, epoch, self.topic_id)
                 self.latest[record.key] = KeyState(record.value, ref, timestamp)
 
 

@@ -12,9 +12,15 @@ shape — topic -> partition (as a decimal string) -> ``{"offset": n,
 "leader_epoch": e}`` — written compactly, with topics and partitions
 sorted, so one vector has one text (usable as a record header value).
 
-A :class:`RecordRef` names one stored record: topic, partition, offset and
-the leader epoch it was written in. Its text form is
-``topic:partition:offset:epoch`` (Kafka topic names never hold ``:``).
+A :class:`RecordRef` names one stored record: topic, partition, offset,
+the leader epoch it was written in, and the topic's id. A topic deleted and
+created again under the same name starts again at offset 0 in the same
+leader epoch, so only the id tells its records from the old topic's. Its
+text form is ``topic:partition:offset:epoch@topic-id``, the id in Kafka's
+text form of a UUID (URL-safe base64, unpadded: 22 characters); Kafka topic
+names never hold ``:`` or ``@``. The old form, without ``@topic-id``, is
+still read: a ref with no id (:data:`NO_TOPIC_ID`) names the topic by name
+only (docs/memory.md, "Record references").
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from typing import Any
 
 from engine.errors import EngineError
 from engine.protocol.kafka_code import KafkaCode
+from engine.topic_id import NO_TOPIC_ID, parse_topic_id, topic_id_text
 from engine.types import TopicPartition
 
 CONTEXT_HEADER = "tidelog.context"
@@ -146,27 +153,85 @@ class OffsetVector(Mapping[TopicPartition, Position]):
 
 @dataclass(frozen=True, slots=True, order=True)
 class RecordRef:
-    """One stored record: where it is and the leader epoch it was written in."""
+    """One stored record: where it is, the leader epoch it was written in,
+    and the id of the topic it is in (:data:`NO_TOPIC_ID`: not known).
+
+    Two refs are equal only if their topic ids are: the record at a
+    position of a topic created again under the same name is another
+    record, and a ref that knows no id is never equal to one that does."""
 
     topic: str
     partition: int
     offset: int
     leader_epoch: int = -1
+    topic_id: bytes = NO_TOPIC_ID
+    """The topic's 16-byte UUID, as Kafka's Metadata response carries it;
+    NO_TOPIC_ID: not known, and the ref names the topic by name only
+    (whichever topic holds the name when it is read)."""
 
     def __str__(self) -> str:
-        return f"{self.topic}:{self.partition}:{self.offset}:{self.leader_epoch}"
+        where = f"{self.topic}:{self.partition}:{self.offset}:{self.leader_epoch}"
+        if self.topic_id == NO_TOPIC_ID:
+            return where
+        return f"{where}@{topic_id_text(self.topic_id)}"
+
+    def with_topic_id(self, topic_id: bytes) -> RecordRef:
+        return RecordRef(self.topic, self.partition, self.offset, self.leader_epoch, topic_id)
 
     @classmethod
     def parse(cls, text: str) -> RecordRef:
-        """Parses ``topic:partition:offset:epoch``; InvalidVector if malformed."""
-        parts = text.rsplit(":", 3)
+        """Parses ``topic:partition:offset:epoch@topic-id``, or the old form
+        without ``@topic-id``; InvalidVector if malformed."""
+        where, at, id_text = text.rpartition("@") if "@" in text else (text, "", "")
+        parts = where.rsplit(":", 3)
         try:
             topic, partition, offset, epoch = parts
             ref = cls(topic, int(partition), int(offset), int(epoch))
         except ValueError as error:
             raise InvalidVector(
-                f"not a record reference (topic:partition:offset:epoch): {text!r}"
+                f"not a record reference (topic:partition:offset:epoch@topic-id): {text!r}"
             ) from error
         if not topic or ref.partition < 0 or ref.offset < 0 or ref.leader_epoch < -1:
             raise InvalidVector(f"not a record reference: {text!r}")
-        return ref
+        return ref.with_topic_id(_topic_id(id_text)) if at else ref
+
+    def to_json(self) -> dict[str, Any]:
+        """The agent-action schema's reference object for the record."""
+        out: dict[str, Any] = {
+            "topic": self.topic,
+            "partition": self.partition,
+            "offset": self.offset,
+        }
+        # Each part not known is left out: a ref knowing neither is the old object.
+        if self.leader_epoch != -1:
+            out["leader_epoch"] = self.leader_epoch
+        if self.topic_id != NO_TOPIC_ID:
+            out["topic_id"] = topic_id_text(self.topic_id)
+        return out
+
+    @classmethod
+    def from_json(cls, raw: Any) -> RecordRef:
+        """Parses :meth:`to_json`'s object, or the old one without
+        ``leader_epoch`` (-1) and ``topic_id`` (NO_TOPIC_ID); InvalidVector
+        if it names no record (a URI reference, say)."""
+        if not isinstance(raw, dict):
+            raise InvalidVector("a record reference is a JSON object")
+        topic, partition, offset = raw.get("topic"), raw.get("partition"), raw.get("offset")
+        epoch, id_text = raw.get("leader_epoch", -1), raw.get("topic_id")
+        if not isinstance(topic, str) or not topic or "@" in topic or ":" in topic:
+            raise InvalidVector(f"not a record reference: topic {topic!r}")
+        if type(partition) is not int or type(offset) is not int or type(epoch) is not int:
+            raise InvalidVector(f"{topic}: expected integer partition/offset/leader_epoch")
+        if partition < 0 or offset < 0 or epoch < -1:
+            raise InvalidVector(f"not a record reference: {topic}:{partition}:{offset}:{epoch}")
+        if id_text is not None and not isinstance(id_text, str):
+            raise InvalidVector(f"{topic}: topic_id is not text")
+        topic_id = NO_TOPIC_ID if id_text is None else _topic_id(id_text)
+        return cls(topic, partition, offset, epoch, topic_id)
+
+
+def _topic_id(text: str) -> bytes:
+    try:
+        return parse_topic_id(text)
+    except ValueError as error:
+        raise InvalidVector(str(error)) from error
