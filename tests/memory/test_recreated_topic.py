@@ -5,6 +5,7 @@ and a reference to the deleted incarnation never resolves to the new one."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -13,11 +14,14 @@ import engine
 from engine.errors import UnknownTopicId
 from engine.memory import Actor, AgentMemory
 from engine.memory.transport import EmbeddedTransport, StoredRecord
-from engine.memory.vector import RecordRef
+from engine.memory.vector import OffsetVector, RecordRef
+from engine.types import TopicPartition
+from tests.engine.helpers_records import batch
 from tests.memory.conftest import ACTIONS, HELD_TO_THE_SCHEMA
 
 AGENT = Actor("agent", "support-agent")
 LEAD = Actor("human", "lead-sam")
+ORDERS = TopicPartition("orders", 0)
 
 
 def recreate(opened: engine.Engine, topic: str) -> None:
@@ -108,3 +112,31 @@ def test_a_topic_recreated_while_a_record_is_written_or_read_raises(
         monkeypatch.setattr(transport, "_read", read_then_recreate)
         with pytest.raises(UnknownTopicId):
             agent.read(written)
+
+
+def test_a_vector_cut_in_a_deleted_topic_is_refused_by_replay_state_and_fork(
+    memory_engine: engine.Engine,
+) -> None:
+    """A vector's positions are places in the topic it was cut in: after
+    the topic is created again, a replay, a state and a fork of the new
+    topic at that vector (which would read other records at the same
+    offsets) raise UnknownTopicId; the old text, without ids, names the
+    topic by name and still reads the new one."""
+    e = memory_engine
+    e.create_topic("orders", 1)
+    e.produce("orders", 0, batch([b"old"]))
+    vector = e.snapshot(["orders"])
+    e.delete_topic("orders")
+    e.create_topic("orders", 1)
+    e.produce("orders", 0, batch([b"new"]))
+    assert e.snapshot(["orders"]).to_json()["orders"]["0"]["offset"] == vector[ORDERS].offset
+    with pytest.raises(UnknownTopicId):
+        e.replay(vector)
+    with pytest.raises(UnknownTopicId):
+        e.state_at("orders", vector=vector)
+    with pytest.raises(UnknownTopicId):
+        e.fork("orders", vector, name="orders.eval")
+    old_text = json.dumps({"orders": {"0": {"offset": 1, "leader_epoch": -1}}})
+    by_name = OffsetVector.from_text(old_text)
+    assert [r.value for r in e.replay(by_name)] == [b"new"]
+    assert e.state_at("orders", vector=by_name).values[b"k"].value == b"new"

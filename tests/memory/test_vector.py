@@ -12,19 +12,29 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from engine.errors import UnknownTopicId
 from engine.memory.vector import CONTEXT_HEADER, InvalidVector, OffsetVector, Position, RecordRef
 from engine.topic_id import NO_TOPIC_ID
 from engine.types import TopicPartition
 from tests import docspec
 
 topics = st.text(alphabet="abcdefghij._-0123456789", min_size=1, max_size=20)
-positions = st.builds(Position, st.integers(0, 2**63 - 1), st.integers(-1, 2**31 - 1))
-vectors = st.dictionaries(
-    st.builds(TopicPartition, topics, st.integers(0, 1000)), positions, max_size=20
-).map(OffsetVector)
+topic_ids = st.one_of(st.just(NO_TOPIC_ID), st.binary(min_size=16, max_size=16).filter(any))
+places = st.tuples(st.integers(0, 2**63 - 1), st.integers(-1, 2**31 - 1))
 
 
-@given(vectors)
+@st.composite
+def vectors(draw: st.DrawFn) -> OffsetVector:
+    """A vector whose positions of each topic name one topic id (or none)."""
+    ids = draw(st.dictionaries(topics, topic_ids, min_size=1, max_size=5))
+    tps = st.builds(TopicPartition, st.sampled_from(sorted(ids)), st.integers(0, 1000))
+    chosen = draw(st.dictionaries(tps, places, max_size=20))
+    return OffsetVector(
+        {tp: Position(offset, epoch, ids[tp.topic]) for tp, (offset, epoch) in chosen.items()}
+    )
+
+
+@given(vectors())
 def test_a_vector_has_one_text_and_parses_back_to_itself(vector: OffsetVector) -> None:
     text = vector.to_text()
     assert OffsetVector.from_text(text) == vector
@@ -34,7 +44,7 @@ def test_a_vector_has_one_text_and_parses_back_to_itself(vector: OffsetVector) -
     assert vector.to_header() == (CONTEXT_HEADER, text.encode())
 
 
-@given(vectors, st.builds(TopicPartition, topics, st.integers(0, 1000)), st.integers(0, 2**63))
+@given(vectors(), st.builds(TopicPartition, topics, st.integers(0, 1000)), st.integers(0, 2**63))
 def test_includes_is_below_the_position(
     vector: OffsetVector, tp: TopicPartition, offset: int
 ) -> None:
@@ -45,6 +55,42 @@ def test_includes_is_below_the_position(
 def test_the_text_is_the_agent_action_schemas_context_offsets() -> None:
     vector = OffsetVector({TopicPartition("orders", 2): Position(120, 3)})
     assert vector.to_json() == {"orders": {"2": {"offset": 120, "leader_epoch": 3}}}
+    topic_id = bytes(range(1, 17))
+    cut = OffsetVector({TopicPartition("orders", 2): Position(120, 3, topic_id)})
+    place = {"offset": 120, "leader_epoch": 3, "topic_id": "AQIDBAUGBwgJCgsMDQ4PEA"}
+    assert cut.to_json() == {"orders": {"2": place}}
+    assert cut.topic_id("orders") == topic_id and cut.topic_id("other") == NO_TOPIC_ID
+
+
+@given(vectors())
+def test_a_vector_written_before_topic_ids_reads_as_naming_topics_by_name(
+    vector: OffsetVector,
+) -> None:
+    """The old text: positions of offset and leader epoch only."""
+    old = {
+        topic: {
+            p: {k: v for k, v in place.items() if k != "topic_id"} for p, place in parts.items()
+        }
+        for topic, parts in vector.to_json().items()
+    }
+    read = OffsetVector.from_json(old)
+    assert list(read) == list(vector)
+    for tp, position in read.items():
+        assert position == Position(vector[tp].offset, vector[tp].leader_epoch, NO_TOPIC_ID)
+    for topic in vector.topics:
+        read.check_topic_id(topic, b"\x01" * 16)  # a vector without ids names any of the name
+
+
+def test_a_vector_names_one_topic_id_per_topic() -> None:
+    one, other = b"\x01" * 16, b"\x02" * 16
+    with pytest.raises(InvalidVector):
+        OffsetVector(
+            {TopicPartition("t", 0): Position(1, 0, one), TopicPartition("t", 1): Position(1, 0)}
+        )
+    vector = OffsetVector({TopicPartition("t", 0): Position(1, 0, one)})
+    vector.check_topic_id("t", one)
+    with pytest.raises(UnknownTopicId):
+        vector.check_topic_id("t", other)
 
 
 @pytest.mark.parametrize(
@@ -59,6 +105,9 @@ def test_the_text_is_the_agent_action_schemas_context_offsets() -> None:
         '{"t": {"0": {"offset": 1, "leader_epoch": 1.5}}}',
         '{"t": {"0": 7}}',
         "{" * 10,
+        '{"t": {"0": {"offset": 1, "topic_id": 5}}}',
+        '{"t": {"0": {"offset": 1, "topic_id": "AAAAAAAAAAAAAAAAAAAAAA"}}}',
+        '{"t": {"0": {"offset": 1, "topic_id": "AQEBAQEBAQEBAQEBAQEBAQ"}, "1": {"offset": 1}}}',
         "[" * 200_000 + "]" * 200_000,
         "x" * (2 << 20),
     ],
@@ -68,7 +117,6 @@ def test_malformed_vector_text_is_refused(text: str) -> None:
         OffsetVector.from_text(text)
 
 
-topic_ids = st.one_of(st.just(NO_TOPIC_ID), st.binary(min_size=16, max_size=16).filter(any))
 refs = st.builds(
     RecordRef,
     topics,
