@@ -3,6 +3,7 @@ modules are imported: one clear, typed error naming the supported range."""
 
 from __future__ import annotations
 
+import sys
 import tomllib
 from pathlib import Path
 
@@ -11,12 +12,16 @@ from pyiceberg.table import Transaction
 from pyiceberg.table.metadata import TableMetadata
 from pyiceberg.table.update.snapshot import _SnapshotProducer
 
+import engine.tables
+from engine.errors import EngineError
 from engine.tables.pyiceberg_parts import (
     SUPPORTED_PYICEBERG,
     UnsupportedPyiceberg,
     missing_parts,
     require_supported_pyiceberg,
 )
+from tests.engine.helpers_records import batch
+from tests.tables.conftest import TABLE_ON, committed_records, open_engine
 
 
 def test_the_installed_pyiceberg_has_every_part_the_writer_uses() -> None:
@@ -66,3 +71,29 @@ def test_a_transaction_without_its_staged_state_is_refused() -> None:
         "Transaction._table",
         "Transaction._updates",
     ]
+
+
+def test_an_engine_with_an_unsupported_pyiceberg_reports_it_and_serves_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fault injection: pyiceberg's snapshot producer as 0.11 shaped it, and
+    the writer's modules not imported yet (as in a fresh process)."""
+    monkeypatch.setattr(_SnapshotProducer, "__annotations__", {"_manifest_num_counter": object})
+    for name in [m for m in sys.modules if m.startswith("engine.tables.")]:
+        if name not in ("engine.tables.settings", "engine.tables.service"):
+            monkeypatch.delitem(sys.modules, name)
+            monkeypatch.delattr(engine.tables, name.rsplit(".", 1)[1], raising=False)
+    opened = open_engine(tmp_path)
+    try:
+        opened.create_topic("calls", 1, TABLE_ON)
+        # The writer's modules are imported afresh: their error class too.
+        with pytest.raises(EngineError) as refused:
+            opened.commit_tables("calls")
+        assert type(refused.value).__name__ == "UnsupportedPyiceberg"
+        [status] = opened.table_status()
+        assert status.last_error.startswith("UnsupportedPyiceberg: ")
+        assert SUPPORTED_PYICEBERG in status.last_error
+        opened.produce("calls", 0, batch([b"served"]))
+        assert [r.value for r in committed_records(opened, "calls")] == [b"served"]
+    finally:
+        opened.close()
