@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from engine.protocol.kafka_code import KafkaCode
+from engine.topic_id import topic_id_text
 
 RecordError = tuple[int, str]
 """A refused record: its index in its batch and why (KIP-467's batch_index
@@ -36,6 +37,21 @@ class UnknownTopic(EngineError):
     def __init__(self, topic: str) -> None:
         super().__init__(f"topic {topic!r} does not exist")
         self.topic = topic
+
+
+class UnknownTopicId(EngineError):
+    """No topic has the id a reference names: the topic it was in was deleted
+    (one created since under the same name has another id)."""
+
+    code = KafkaCode.UNKNOWN_TOPIC_ID
+
+    def __init__(self, topic: str, topic_id: bytes) -> None:
+        super().__init__(
+            f"topic {topic!r} with id {topic_id_text(topic_id)} does not exist (deleted; "
+            "a topic of that name now, if any, is another)"
+        )
+        self.topic = topic
+        self.topic_id = topic_id
 
 
 class UnknownPartition(EngineError):

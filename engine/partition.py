@@ -42,6 +42,7 @@ from engine.provenance import EMBEDDED, Provenance, stamp_batches
 from engine.record_errors import log_append_time_refused, rejected
 from engine.schemas.record_check import NO_REGISTRY, RecordCheck, SchemaSource, record_check
 from engine.time_index import TimeIndex
+from engine.topic_id import NO_TOPIC_ID
 from native import (
     BatchError,
     BatchHeader,
@@ -126,11 +127,15 @@ class Partition:
         config: TopicConfig,
         leader_epoch: int,
         clock: Clock = SYSTEM,
+        topic_id: bytes = NO_TOPIC_ID,
     ) -> None:
         self.store = store
         self._clock = clock
         """Stamps log-append times, producer activity and time-index entries."""
         self.topic = topic
+        self.topic_id = topic_id
+        """The id of the topic this leader serves (NO_TOPIC_ID: not known): a
+        topic created again under the same name gets new leaders and id."""
         self.index = index
         self.stream_id, self.state_stream_id = streams
         self.leader_epoch = leader_epoch

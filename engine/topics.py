@@ -91,6 +91,7 @@ class TopicRegistry:
             topic.config,
             self.leader_epoch,
             clock=self.clock,
+            topic_id=topic.meta.topic_id,
         )
         self.by_stream[partition.stream_id] = partition
         partition.verify_transaction = self.verify_transaction

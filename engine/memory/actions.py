@@ -49,8 +49,9 @@ ACTION_TYPES: tuple[ActionType, ...] = (
 )
 
 Reference = RecordRef | str | Mapping[str, Any]
-"""Where a payload is kept: a record (its topic, partition and offset), a
-URI, or the schema's reference object as a mapping (e.g. with ``sha256``)."""
+"""Where a payload is kept: a record (its topic, partition, offset, leader
+epoch and topic id), a URI, or the schema's reference object as a mapping
+(e.g. with ``sha256``)."""
 
 
 class InvalidAction(EngineError):
@@ -112,11 +113,7 @@ class Policy:
 def reference_json(reference: Reference) -> dict[str, Any]:
     """The schema's reference object for ``reference``."""
     if isinstance(reference, RecordRef):
-        return {
-            "topic": reference.topic,
-            "partition": reference.partition,
-            "offset": reference.offset,
-        }
+        return reference.to_json()
     if isinstance(reference, str):
         return {"uri": reference}
     return dict(reference)

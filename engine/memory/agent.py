@@ -106,6 +106,8 @@ class AgentMemory:
         self.timeout = timeout
         self._topics = topics
         self._causes: OrderedDict[RecordRef, tuple[str, str]] = OrderedDict()
+        """Written actions' ids by their full ref: the topic id tells a topic
+        created again (same positions, same epoch) from the one written to."""
         self._transport: Transport
         if isinstance(target, str):
             from engine.memory.wire import WireTransport  # noqa: PLC0415 (optional client)

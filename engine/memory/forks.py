@@ -106,6 +106,8 @@ def fork_topic(
         overrides = {**source.meta.configs, **(configs or {})}
         count = len(source.partitions)
         _, checked = admin.check_new_topic(NewTopic(name, count, overrides))
+        if at is not None:
+            at.check_topic_id(topic, source.meta.topic_id)
         points = _fork_points(topic, source.partitions, at)
         data_ids: list[int] = []
         try:

@@ -18,6 +18,7 @@ from typing import NamedTuple
 import native
 from engine.memory.vector import RecordRef
 from engine.partition import Partition
+from engine.topic_id import NO_TOPIC_ID
 from native.records import Header
 from s3stream.lookup import Candidates, committed_batches
 
@@ -51,8 +52,9 @@ def lookup_partition(partition: Partition, header: str, value: bytes) -> list[Fo
     limit = partition.max_inflated
     for batch in committed_batches(store.store, store.manifest.state, partition.stream_id, listed):
         for record in matching_records(
-            partition.topic, partition.index, batch.payload, header, value, limit
-        ):
+            partition.topic, partition.index, batch.payload, header, value, limit,
+            partition.topic_id,
+        ):  # fmt: skip
             found[record.ref.offset] = record
     for scan_start, scan_end in candidates.scans:
         _collect(partition, max(scan_start, start), min(scan_end, end), header, value, found)
@@ -92,7 +94,7 @@ def _matches(
     found: dict[int, FoundRecord],
 ) -> None:
     for record in matching_records(
-        partition.topic, partition.index, batch, header, value, max_inflated
+        partition.topic, partition.index, batch, header, value, max_inflated, partition.topic_id
     ):
         found[record.ref.offset] = record
 
@@ -104,13 +106,15 @@ def matching_records(
     header: str,
     value: bytes,
     max_inflated: int = native.MAX_INFLATED,
+    topic_id: bytes = NO_TOPIC_ID,
 ) -> Iterator[FoundRecord]:
-    """The records of a stored batch whose header ``header`` has ``value``."""
+    """The records of a stored batch whose header ``header`` has ``value``
+    (``topic_id``: the id of the topic the batch is stored in)."""
     epochs = [h.partition_leader_epoch for h in native.scan_batches(batch)]
     epoch = epochs[0] if epochs else -1
     for record in native.decode_records(batch, skip_control=True, max_inflated=max_inflated):
         if _holds(record.headers, header, value):
-            ref = RecordRef(topic, partition, record.offset, epoch)
+            ref = RecordRef(topic, partition, record.offset, epoch, topic_id)
             yield FoundRecord(ref, record.timestamp, record.key, record.value, record.headers)
 
 

@@ -77,6 +77,9 @@ class Replay:
         self.since = since or OffsetVector()
         self.timeout = timeout
         for tp, start in starts.items():
+            topic_id = host.partition(tp.topic, tp.partition).topic_id
+            until.check_topic_id(tp.topic, topic_id)  # a topic deleted since: no records
+            self.since.check_topic_id(tp.topic, topic_id)
             log_start, high_watermark = host.offsets(tp.topic, tp.partition)
             end = until[tp].offset
             if end > high_watermark:

@@ -13,7 +13,8 @@ the first record a producer dated after T (docs/memory.md, "Points in time
 and bounded replay").
 
 Each position carries the leader epoch of the last record it includes,
-from the partition's leader-epoch history (-1 when it includes none).
+from the partition's leader-epoch history (-1 when it includes none), and
+the id of the topic it was cut in.
 """
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ def earliest(host: ClientHost, topics: Iterable[str]) -> OffsetVector:
     for tp in _partitions(host, topics):
         leader = host.partition(tp.topic, tp.partition)
         start = leader.log_start_offset
-        positions[tp] = Position(start, epoch_of(leader, start - 1))
+        positions[tp] = Position(start, epoch_of(leader, start - 1), leader.topic_id)
     return OffsetVector(positions)
 
 
@@ -92,7 +93,7 @@ def _cut(leader: Partition, at: int | None, committed: bool) -> Position:
         found = leader.offset_for_timestamp(at + 1, include_control=True)
         if found is not None:
             end = min(end, found.offset)
-    return Position(end, epoch_of(leader, end - 1))
+    return Position(end, epoch_of(leader, end - 1), leader.topic_id)
 
 
 def _partitions(host: ClientHost, topics: Iterable[str]) -> list[TopicPartition]:

@@ -32,11 +32,12 @@ from typing import NamedTuple, Protocol
 
 import native
 from engine.compaction_horizon import CompactionHorizon
-from engine.errors import EngineError, UnknownPartition
+from engine.errors import EngineError, UnknownPartition, UnknownTopicId
 from engine.isolation import committed_batches
 from engine.memory.vector import OffsetVector, RecordRef
 from engine.partition import PartitionFetch
 from engine.protocol.kafka_code import KafkaCode
+from engine.topic_id import NO_TOPIC_ID
 from native import TimestampType
 
 CHUNK_BYTES = 4 * 1024 * 1024
@@ -54,6 +55,8 @@ class StateQuery(NamedTuple):
     partitions: list[int]
     at_ms: int | None
     below: dict[int, int]
+    topic_id: bytes = NO_TOPIC_ID
+    """The topic the vector's positions are places in (NO_TOPIC_ID: any of the name)."""
 
 
 def state_query(
@@ -86,7 +89,7 @@ def state_query(
         if not 0 <= p < partition_count:
             raise UnknownPartition(topic, p, partition_count)
     chosen = sorted(below) if partitions is None else [p for p in partitions if p in below]
-    return StateQuery(chosen, None, below)
+    return StateQuery(chosen, None, below, vector.topic_id(topic))
 
 
 class KeyState(NamedTuple):
@@ -149,6 +152,7 @@ class StateSource(Protocol):
     """What a state rebuild reads from one partition (a Partition is one)."""
 
     topic: str
+    topic_id: bytes
     index: int
     compaction_horizon: CompactionHorizon | None
 
@@ -184,6 +188,7 @@ class PartitionFold:
 
     def __init__(self, source: StateSource, plan: PartitionExactness) -> None:
         self.topic = source.topic
+        self.topic_id = source.topic_id
         self.partition = source.index
         self.as_of_ms = plan.as_of_ms
         self.below_offset = plan.below_offset
@@ -223,9 +228,8 @@ class PartitionFold:
             if record.value is None:
                 self.latest.pop(record.key, None)
             else:
-                ref = RecordRef(
-                    self.topic, self.partition, record.offset, header.partition_leader_epoch
-                )
+                epoch = header.partition_leader_epoch
+                ref = RecordRef(self.topic, self.partition, record.offset, epoch, self.topic_id)
                 self.latest[record.key] = KeyState(record.value, ref, timestamp)
 
 
@@ -242,6 +246,9 @@ def merge(
 
 
 def _plan(source: StateSource, query: StateQuery) -> PartitionExactness:
+    if query.topic_id not in (NO_TOPIC_ID, source.topic_id):
+        # The vector's positions are places in a topic deleted since.
+        raise UnknownTopicId(source.topic, query.topic_id)
     if query.at_ms is not None:
         return plan_at(source, query.at_ms)
     return plan_below(source, query.below[source.index])

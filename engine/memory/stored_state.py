@@ -49,8 +49,10 @@ class StoredPartition:
         index: int,
         streams: tuple[int, int],
         max_inflated: int,
+        topic_id: bytes,
     ) -> None:
         self.topic = topic
+        self.topic_id = topic_id
         self.index = index
         self._store = store
         self._state = state
@@ -144,7 +146,9 @@ def stored_state_at(
     query: StateQuery = state_query(topic, at, vector, partitions, len(meta.streams))
     max_inflated = inflation_limit(TopicConfig(meta.configs, {}))
     sources = [
-        StoredPartition(store, state, topic, index, meta.streams[index], max_inflated)
+        StoredPartition(
+            store, state, topic, index, meta.streams[index], max_inflated, meta.topic_id
+        )
         for index in query.partitions
     ]
     return rebuild(topic, sources, query)

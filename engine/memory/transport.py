@@ -4,8 +4,13 @@ producers and consumer, as a principal). The wire one, over a Kafka client,
 is engine/memory/wire.py.
 
 Every write returns once the record is durable (idempotent producer, the
-topic's durability level), with the leader epoch it was written in; every
-wait is bounded by the timeout given.
+topic's durability level), with the leader epoch it was written in and the
+id of the topic it is in; every wait is bounded by the timeout given.
+
+A topic deleted and created again under the same name is another topic:
+a ref names one by its id, and a read or a write that the topic's deletion
+overlapped raises UnknownTopicId rather than name a record of the other
+(:func:`same_topic`).
 """
 
 from __future__ import annotations
@@ -15,9 +20,10 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from engine.authorization import ANONYMOUS
-from engine.errors import EngineError
+from engine.errors import EngineError, UnknownTopic, UnknownTopicId
 from engine.memory.vector import RecordRef
 from engine.protocol.kafka_code import KafkaCode
+from engine.topic_id import NO_TOPIC_ID
 from engine.types import ConsumerRecord, Header, RecordMetadata, TopicPartition
 
 if TYPE_CHECKING:
@@ -82,6 +88,22 @@ class Transport(Protocol):
     def close(self, timeout: float) -> None: ...
 
 
+def same_topic(topic: str, wanted: bytes, found: bytes | None) -> bytes:
+    """``found``, the id of the topic named ``topic`` now (None: there is
+    none), if it is the topic ``wanted`` names (NO_TOPIC_ID: any topic of
+    the name); UnknownTopicId if ``wanted`` names a topic that is gone.
+    Asked before and after a read or write, with the id found first as
+    ``wanted`` the second time: ids are never reused, so the same id at
+    both ends means the same topic throughout."""
+    if found is None:
+        if wanted == NO_TOPIC_ID:
+            raise UnknownTopic(topic)
+        raise UnknownTopicId(topic, wanted)
+    if wanted not in (NO_TOPIC_ID, found):
+        raise UnknownTopicId(topic, wanted)
+    return found
+
+
 class EmbeddedTransport:
     """The engine's embedded producer (idempotent), transactional producer
     (made on the first transaction) and consumer, all as ``principal``."""
@@ -101,10 +123,23 @@ class EmbeddedTransport:
         self._transaction_timeout_ms = transaction_timeout_ms
         self._transactional: TransactionalProducer | None = None
 
-    def _ref(self, topic: str, written: RecordMetadata) -> RecordRef:
-        # The partition's leader epoch is what it stamped into the batch.
-        epoch = self._engine.partition(topic, written.partition).leader_epoch
-        return RecordRef(topic, written.partition, written.offset, epoch)
+    def _topic_id(self, topic: str) -> bytes | None:
+        try:
+            return self._engine.topic_id(topic)
+        except UnknownTopic:
+            return None
+
+    def _ref(self, topic: str, written: RecordMetadata, sent_to: bytes | None) -> RecordRef:
+        """The ref of a record written to ``topic``, whose id was ``sent_to``
+        when the record was sent (None: no such topic yet; a send may create it)."""
+        leader = self._engine.partition(topic, written.partition)
+        # The leader's epoch is what it stamped into the batch; the leader
+        # found after the write is the one written to if it is of the topic
+        # sent to (a leader serves one topic, and ids are never reused).
+        same_topic(topic, sent_to or NO_TOPIC_ID, leader.topic_id)
+        return RecordRef(
+            topic, written.partition, written.offset, leader.leader_epoch, leader.topic_id
+        )
 
     def write(
         self,
@@ -114,8 +149,9 @@ class EmbeddedTransport:
         headers: Sequence[Header],
         timeout: float,
     ) -> RecordRef:
+        sent_to = self._topic_id(topic)
         written = self._producer.send(topic, value, key, headers).result(timeout)
-        return self._ref(topic, written)
+        return self._ref(topic, written, sent_to)
 
     def begin(self, timeout: float) -> None:
         if self._transactional is None:
@@ -145,8 +181,9 @@ class EmbeddedTransport:
         headers: Sequence[Header],
         timeout: float,
     ) -> RecordRef:
+        sent_to = self._topic_id(topic)
         written = self._in_transaction().send(topic, value, key, headers).result(timeout)
-        return self._ref(topic, written)
+        return self._ref(topic, written, sent_to)
 
     def commit(self, timeout: float) -> None:
         self._in_transaction().commit_transaction(timeout)
@@ -155,6 +192,12 @@ class EmbeddedTransport:
         self._in_transaction().abort_transaction(timeout)
 
     def read(self, ref: RecordRef, timeout: float) -> StoredRecord:
+        topic_id = same_topic(ref.topic, ref.topic_id, self._topic_id(ref.topic))
+        stored = self._read(ref.with_topic_id(topic_id), timeout)
+        same_topic(ref.topic, topic_id, self._topic_id(ref.topic))
+        return stored
+
+    def _read(self, ref: RecordRef, timeout: float) -> StoredRecord:
         with self._engine.consumer(
             principal=self._principal,
             isolation_level=READ_COMMITTED,
@@ -171,6 +214,14 @@ class EmbeddedTransport:
         raise RecordNotFound(f"no record at {ref} within {timeout} s")
 
     def scan(self, topics: Sequence[str], header: Header, timeout: float) -> list[StoredRecord]:
+        ids = {topic: self._topic_id(topic) for topic in topics}
+        found = self._scan(topics, header, timeout)
+        for topic, topic_id in ids.items():
+            if topic_id is not None:
+                same_topic(topic, topic_id, self._topic_id(topic))
+        return found
+
+    def _scan(self, topics: Sequence[str], header: Header, timeout: float) -> list[StoredRecord]:
         partitions = self._engine.topic_partitions(topics)
         stable = {
             tp: self._engine.list_offset(tp.topic, tp.partition, LATEST, READ_COMMITTED).offset
@@ -190,10 +241,11 @@ class EmbeddedTransport:
                     raise TimeoutError(f"scanning {', '.join(topics)} took over {timeout} s")
                 for record in consumer.poll(remaining):
                     if header in record.headers and record.offset < stable[_tp(record)]:
-                        epoch = _epoch_at(
-                            self._engine.partition(record.topic, record.partition), record.offset
+                        leader = self._engine.partition(record.topic, record.partition)
+                        epoch = _epoch_at(leader, record.offset)
+                        ref = RecordRef(
+                            record.topic, record.partition, record.offset, epoch, leader.topic_id
                         )
-                        ref = RecordRef(record.topic, record.partition, record.offset, epoch)
                         found.append(StoredRecord(ref, record.key, record.value, record.headers))
         return found
 

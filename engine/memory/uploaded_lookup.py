@@ -29,16 +29,19 @@ def lookup_uploaded(
     found: list[FoundRecord] = []
     for topic in topics:
         chosen = partitions_of(catalog, topic, None)  # UnknownTopic if it is not there
-        limit = inflation_limit(TopicConfig(catalog.topics[topic].configs, {}))
+        meta = catalog.topics[topic]
+        limit = inflation_limit(TopicConfig(meta.configs, {}))
         for name, index, stream_id in chosen:
-            meta = state.streams.get(stream_id)
-            if meta is None:
+            stream = state.streams.get(stream_id)
+            if stream is None:
                 continue
-            start, end = meta.start_offset, meta.end_offset
+            start, end = stream.start_offset, stream.end_offset
             candidates = header_candidates(store, state, stream_id, start, end, header, value)
             records: dict[int, FoundRecord] = {}
             for batch in committed_batches(store, state, stream_id, candidates):
-                for record in matching_records(name, index, batch.payload, header, value, limit):
+                for record in matching_records(
+                    name, index, batch.payload, header, value, limit, meta.topic_id
+                ):
                     if start <= record.ref.offset < end:
                         records[record.ref.offset] = record
             found += [records[offset] for offset in sorted(records)]

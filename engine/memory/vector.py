@@ -9,12 +9,20 @@ records below the vector are exactly what the decision could have seen.
 
 Its text form is JSON in the agent-action schema's ``context_offsets``
 shape — topic -> partition (as a decimal string) -> ``{"offset": n,
-"leader_epoch": e}`` — written compactly, with topics and partitions
-sorted, so one vector has one text (usable as a record header value).
+"leader_epoch": e, "topic_id": id}`` (``topic_id`` left out when not known,
+as in vectors written before topic ids) — written compactly, with topics
+and partitions sorted, so one vector has one text (usable as a record
+header value).
 
-A :class:`RecordRef` names one stored record: topic, partition, offset and
-the leader epoch it was written in. Its text form is
-``topic:partition:offset:epoch`` (Kafka topic names never hold ``:``).
+A :class:`RecordRef` names one stored record: topic, partition, offset,
+the leader epoch it was written in, and the topic's id. A topic deleted and
+created again under the same name starts again at offset 0 in the same
+leader epoch, so only the id tells its records from the old topic's. Its
+text form is ``topic:partition:offset:epoch@topic-id``, the id in Kafka's
+text form of a UUID (URL-safe base64, unpadded: 22 characters); Kafka topic
+names never hold ``:`` or ``@``. The old form, without ``@topic-id``, is
+still read: a ref with no id (:data:`NO_TOPIC_ID`) names the topic by name
+only (docs/memory.md, "Record references").
 """
 
 from __future__ import annotations
@@ -25,8 +33,9 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-from engine.errors import EngineError
+from engine.errors import EngineError, UnknownTopicId
 from engine.protocol.kafka_code import KafkaCode
+from engine.topic_id import NO_TOPIC_ID, parse_topic_id, topic_id_text
 from engine.types import TopicPartition
 
 CONTEXT_HEADER = "tidelog.context"
@@ -45,25 +54,32 @@ class InvalidVector(EngineError):
 
 @dataclass(frozen=True, slots=True)
 class Position:
-    """A partition's place in a vector: the first offset not included and
-    the leader epoch of the last included record (-1: unknown)."""
+    """A partition's place in a vector: the first offset not included, the
+    leader epoch of the last included record (-1: unknown) and the id of
+    the topic it is a place in (NO_TOPIC_ID: not known, the topic named by
+    its name only)."""
 
     offset: int
     leader_epoch: int = -1
+    topic_id: bytes = NO_TOPIC_ID
 
 
 class OffsetVector(Mapping[TopicPartition, Position]):
     """An immutable mapping from topic partitions to positions."""
 
-    __slots__ = ("_positions",)
+    __slots__ = ("_positions", "_topic_ids")
 
     def __init__(self, positions: Mapping[TopicPartition, Position] | None = None) -> None:
         checked: dict[TopicPartition, Position] = {}
+        ids: dict[str, bytes] = {}
         for tp, position in (positions or {}).items():
             if position.offset < 0 or tp.partition < 0 or not tp.topic:
                 raise InvalidVector(f"{tp.topic}-{tp.partition}: offset {position.offset}")
+            if ids.setdefault(tp.topic, position.topic_id) != position.topic_id:
+                raise InvalidVector(f"{tp.topic}: its positions name two topic ids")
             checked[tp] = position
         self._positions = MappingProxyType(dict(sorted(checked.items())))
+        self._topic_ids = ids
 
     def __getitem__(self, tp: TopicPartition) -> Position:
         return self._positions[tp]
@@ -90,19 +106,34 @@ class OffsetVector(Mapping[TopicPartition, Position]):
         """The topics the vector names, sorted."""
         return sorted({tp.topic for tp in self._positions})
 
+    def topic_id(self, topic: str) -> bytes:
+        """The id of the topic the vector's positions of ``topic`` are
+        places in (one for them all); NO_TOPIC_ID if not known."""
+        return self._topic_ids.get(topic, NO_TOPIC_ID)
+
+    def check_topic_id(self, topic: str, topic_id: bytes) -> None:
+        """UnknownTopicId if the vector's positions of ``topic`` are places
+        in another topic of that name than ``topic_id``'s (one deleted since)."""
+        named = self.topic_id(topic)
+        if named not in (NO_TOPIC_ID, topic_id):
+            raise UnknownTopicId(topic, named)
+
     def includes(self, tp: TopicPartition, offset: int) -> bool:
         """Whether the record at ``offset`` of ``tp`` is below the vector."""
         position = self._positions.get(tp)
         return position is not None and offset < position.offset
 
-    def to_json(self) -> dict[str, dict[str, dict[str, int]]]:
+    def to_json(self) -> dict[str, dict[str, dict[str, int | str]]]:
         """The agent-action schema's ``context_offsets`` value."""
-        out: dict[str, dict[str, dict[str, int]]] = {}
+        out: dict[str, dict[str, dict[str, int | str]]] = {}
         for tp, position in self._positions.items():
-            out.setdefault(tp.topic, {})[str(tp.partition)] = {
+            place: dict[str, int | str] = {
                 "offset": position.offset,
                 "leader_epoch": position.leader_epoch,
             }
+            if position.topic_id != NO_TOPIC_ID:
+                place["topic_id"] = topic_id_text(position.topic_id)
+            out.setdefault(tp.topic, {})[str(tp.partition)] = place
         return out
 
     def to_text(self) -> str:
@@ -125,11 +156,16 @@ class OffsetVector(Mapping[TopicPartition, Position]):
             for partition, position in partitions.items():
                 if not (isinstance(partition, str) and partition.isdigit()):
                     raise InvalidVector(f"{topic}: partition {partition!r} is not a number")
-                offset = position.get("offset") if isinstance(position, dict) else None
-                epoch = position.get("leader_epoch", -1) if isinstance(position, dict) else None
+                if not isinstance(position, dict):
+                    raise InvalidVector(f"{topic}-{partition}: expected an object")
+                offset, epoch = position.get("offset"), position.get("leader_epoch", -1)
                 if type(offset) is not int or type(epoch) is not int:
                     raise InvalidVector(f"{topic}-{partition}: expected integer offset/epoch")
-                positions[TopicPartition(topic, int(partition))] = Position(offset, epoch)
+                id_text = position.get("topic_id")
+                if id_text is not None and not isinstance(id_text, str):
+                    raise InvalidVector(f"{topic}-{partition}: topic_id is not text")
+                topic_id = NO_TOPIC_ID if id_text is None else _topic_id(id_text)
+                positions[TopicPartition(topic, int(partition))] = Position(offset, epoch, topic_id)
         return cls(positions)
 
     @classmethod
@@ -146,27 +182,85 @@ class OffsetVector(Mapping[TopicPartition, Position]):
 
 @dataclass(frozen=True, slots=True, order=True)
 class RecordRef:
-    """One stored record: where it is and the leader epoch it was written in."""
+    """One stored record: where it is, the leader epoch it was written in,
+    and the id of the topic it is in (:data:`NO_TOPIC_ID`: not known).
+
+    Two refs are equal only if their topic ids are: the record at a
+    position of a topic created again under the same name is another
+    record, and a ref that knows no id is never equal to one that does."""
 
     topic: str
     partition: int
     offset: int
     leader_epoch: int = -1
+    topic_id: bytes = NO_TOPIC_ID
+    """The topic's 16-byte UUID, as Kafka's Metadata response carries it;
+    NO_TOPIC_ID: not known, and the ref names the topic by name only
+    (whichever topic holds the name when it is read)."""
 
     def __str__(self) -> str:
-        return f"{self.topic}:{self.partition}:{self.offset}:{self.leader_epoch}"
+        where = f"{self.topic}:{self.partition}:{self.offset}:{self.leader_epoch}"
+        if self.topic_id == NO_TOPIC_ID:
+            return where
+        return f"{where}@{topic_id_text(self.topic_id)}"
+
+    def with_topic_id(self, topic_id: bytes) -> RecordRef:
+        return RecordRef(self.topic, self.partition, self.offset, self.leader_epoch, topic_id)
 
     @classmethod
     def parse(cls, text: str) -> RecordRef:
-        """Parses ``topic:partition:offset:epoch``; InvalidVector if malformed."""
-        parts = text.rsplit(":", 3)
+        """Parses ``topic:partition:offset:epoch@topic-id``, or the old form
+        without ``@topic-id``; InvalidVector if malformed."""
+        where, at, id_text = text.rpartition("@") if "@" in text else (text, "", "")
+        parts = where.rsplit(":", 3)
         try:
             topic, partition, offset, epoch = parts
             ref = cls(topic, int(partition), int(offset), int(epoch))
         except ValueError as error:
             raise InvalidVector(
-                f"not a record reference (topic:partition:offset:epoch): {text!r}"
+                f"not a record reference (topic:partition:offset:epoch@topic-id): {text!r}"
             ) from error
         if not topic or ref.partition < 0 or ref.offset < 0 or ref.leader_epoch < -1:
             raise InvalidVector(f"not a record reference: {text!r}")
-        return ref
+        return ref.with_topic_id(_topic_id(id_text)) if at else ref
+
+    def to_json(self) -> dict[str, Any]:
+        """The agent-action schema's reference object for the record."""
+        out: dict[str, Any] = {
+            "topic": self.topic,
+            "partition": self.partition,
+            "offset": self.offset,
+        }
+        # Each part not known is left out: a ref knowing neither is the old object.
+        if self.leader_epoch != -1:
+            out["leader_epoch"] = self.leader_epoch
+        if self.topic_id != NO_TOPIC_ID:
+            out["topic_id"] = topic_id_text(self.topic_id)
+        return out
+
+    @classmethod
+    def from_json(cls, raw: Any) -> RecordRef:
+        """Parses :meth:`to_json`'s object, or the old one without
+        ``leader_epoch`` (-1) and ``topic_id`` (NO_TOPIC_ID); InvalidVector
+        if it names no record (a URI reference, say)."""
+        if not isinstance(raw, dict):
+            raise InvalidVector("a record reference is a JSON object")
+        topic, partition, offset = raw.get("topic"), raw.get("partition"), raw.get("offset")
+        epoch, id_text = raw.get("leader_epoch", -1), raw.get("topic_id")
+        if not isinstance(topic, str) or not topic or "@" in topic or ":" in topic:
+            raise InvalidVector(f"not a record reference: topic {topic!r}")
+        if type(partition) is not int or type(offset) is not int or type(epoch) is not int:
+            raise InvalidVector(f"{topic}: expected integer partition/offset/leader_epoch")
+        if partition < 0 or offset < 0 or epoch < -1:
+            raise InvalidVector(f"not a record reference: {topic}:{partition}:{offset}:{epoch}")
+        if id_text is not None and not isinstance(id_text, str):
+            raise InvalidVector(f"{topic}: topic_id is not text")
+        topic_id = NO_TOPIC_ID if id_text is None else _topic_id(id_text)
+        return cls(topic, partition, offset, epoch, topic_id)
+
+
+def _topic_id(text: str) -> bytes:
+    try:
+        return parse_topic_id(text)
+    except ValueError as error:
+        raise InvalidVector(str(error)) from error

@@ -9,6 +9,10 @@ assign one partition at the reference's offset, read_committed.
 A produce response carries no leader epoch, so librdkafka's delivery report
 has none: the epoch a ref names is read from the written batch itself (a
 read_uncommitted fetch of the one record, from the broker's log cache).
+Nor does it carry the topic's id: the id is described (an admin client's
+DescribeTopics) before and after each write, and each read, so a topic
+deleted and created again in between raises UnknownTopicId
+(transport.same_topic).
 """
 
 from __future__ import annotations
@@ -20,15 +24,21 @@ from typing import Any
 
 from engine.clock import Clock
 from engine.errors import EngineError
-from engine.memory.transport import RecordNotFound, StoredRecord
+from engine.memory.transport import RecordNotFound, StoredRecord, same_topic
 from engine.memory.vector import RecordRef
 from engine.protocol.kafka_code import KafkaCode
+from engine.topic_id import NO_TOPIC_ID
 from engine.types import Header
 
 try:
     import confluent_kafka
+    import confluent_kafka.admin
 except ImportError:  # pragma: no cover - depends on the installed extras
     confluent_kafka = None  # type: ignore[assignment]
+
+
+_LONG_MASK = (1 << 64) - 1
+"""librdkafka gives a Uuid's halves as signed 64-bit integers."""
 
 
 class WireError(EngineError):
@@ -85,6 +95,24 @@ class WireTransport:
         self._epochs: Any = None
         """The read_uncommitted consumer that reads written records' epochs."""
         self._epochs_lock = threading.Lock()
+        self._admin = self._kafka.admin.AdminClient(self._common)
+        """Describes topics' ids (a delivery report names none)."""
+
+    def _topic_id(self, topic: str, timeout: float) -> bytes | None:
+        """The id of the topic named ``topic`` now; None if there is none."""
+        collection = self._kafka.TopicCollection([topic])
+        described = self._admin.describe_topics(collection, request_timeout=max(timeout, 0.001))
+        try:
+            found = described[topic].result(timeout)
+        except self._kafka.KafkaException as error:
+            failure = error.args[0]
+            if failure.code() == self._kafka.KafkaError.UNKNOWN_TOPIC_OR_PART:
+                return None
+            raise WireError(f"describing {topic}: {failure}", failure.code()) from error
+        uuid_ = found.topic_id
+        high: int = uuid_.get_most_significant_bits() & _LONG_MASK
+        low: int = uuid_.get_least_significant_bits() & _LONG_MASK
+        return (high << 64 | low).to_bytes(16, "big")
 
     def _produce(
         self,
@@ -95,9 +123,10 @@ class WireTransport:
         headers: Sequence[Header],
         timeout: float,
     ) -> RecordRef:
+        deadline = self._clock.monotonic() + timeout
+        sent_to = self._topic_id(topic, timeout)
         delivery = _Delivery()
         producer.produce(topic, value, key, headers=list(headers), on_delivery=delivery)
-        deadline = self._clock.monotonic() + timeout
         while not delivery.done.is_set():
             remaining = deadline - self._clock.monotonic()
             if remaining <= 0:
@@ -109,7 +138,9 @@ class WireTransport:
         epoch = message.leader_epoch()
         if epoch is None:
             epoch = self._written_epoch(topic, message.partition(), message.offset(), deadline)
-        return RecordRef(topic, message.partition(), message.offset(), epoch)
+        written_to = self._topic_id(topic, deadline - self._clock.monotonic())
+        topic_id = same_topic(topic, sent_to or NO_TOPIC_ID, written_to)
+        return RecordRef(topic, message.partition(), message.offset(), epoch, topic_id)
 
     def _written_epoch(self, topic: str, partition: int, offset: int, deadline: float) -> int:
         with self._epochs_lock:
@@ -198,17 +229,36 @@ class WireTransport:
         self._call(lambda: self._transactional.abort_transaction(timeout))
 
     def read(self, ref: RecordRef, timeout: float) -> StoredRecord:
+        deadline = self._clock.monotonic() + timeout
+        topic_id = same_topic(ref.topic, ref.topic_id, self._topic_id(ref.topic, timeout))
         consumer = self._consumer("read_committed")
         try:
             consumer.assign([self._kafka.TopicPartition(ref.topic, ref.partition, ref.offset)])
-            deadline = self._clock.monotonic() + timeout
             message = self._poll_at(consumer, ref.topic, ref.partition, ref.offset, deadline)
         finally:
             consumer.close()
+        remaining = deadline - self._clock.monotonic()
+        same_topic(ref.topic, topic_id, self._topic_id(ref.topic, remaining))
         headers = tuple((name, value or b"") for name, value in message.headers() or ())
-        return StoredRecord(ref, message.key(), message.value(), headers)
+        return StoredRecord(ref.with_topic_id(topic_id), message.key(), message.value(), headers)
 
     def scan(self, topics: Sequence[str], header: Header, timeout: float) -> list[StoredRecord]:
+        deadline = self._clock.monotonic() + timeout
+        ids = {topic: self._topic_id(topic, timeout) for topic in topics}
+        found = self._scan(topics, header, ids, deadline - self._clock.monotonic())
+        for topic, topic_id in ids.items():
+            if topic_id is not None:
+                remaining = deadline - self._clock.monotonic()
+                same_topic(topic, topic_id, self._topic_id(topic, remaining))
+        return found
+
+    def _scan(
+        self,
+        topics: Sequence[str],
+        header: Header,
+        ids: Mapping[str, bytes | None],
+        timeout: float,
+    ) -> list[StoredRecord]:
         consumer = self._consumer("read_committed", {"enable.partition.eof": True})
         found: list[StoredRecord] = []
         try:
@@ -247,6 +297,7 @@ class WireTransport:
                             message.partition(),
                             message.offset(),
                             -1 if epoch is None else epoch,
+                            ids.get(message.topic()) or NO_TOPIC_ID,
                         )
                         found.append(StoredRecord(ref, message.key(), message.value(), headers))
         finally:

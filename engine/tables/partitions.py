@@ -37,6 +37,7 @@ from pyiceberg.schema import Schema
 from pyiceberg.table import Table, WriteTask
 from pyiceberg.transforms import DayTransform, HourTransform, IdentityTransform, Transform
 
+from engine.tables import pyiceberg_parts  # noqa: F401  (checks _written_manifests on import)
 from engine.tables.transaction import ViewOnceTransaction
 
 TIMESTAMP_FIELD_ID = 3

@@ -9,6 +9,9 @@ half of a commit's time (bench/table_expiry_bench.py). The metadata models
 are frozen, so one view serves every read until an update is staged or the
 table's metadata is replaced.
 
+It reads pyiceberg's private ``_table`` and ``_updates``: importing it
+checks first that the installed pyiceberg has them (pyiceberg_parts.py).
+
 Imported by the writer only: it needs pyiceberg.
 """
 
@@ -17,6 +20,8 @@ from __future__ import annotations
 from pyiceberg.table import Transaction
 from pyiceberg.table.metadata import TableMetadata
 from pyiceberg.table.update import TableUpdate, update_table_metadata
+
+from engine.tables import pyiceberg_parts  # noqa: F401  (raises UnsupportedPyiceberg on import)
 
 
 class ViewOnceTransaction(Transaction):

@@ -25,12 +25,13 @@ import pytest
 
 import engine
 from engine.cli.schemas import agent_action_schema
+from engine.errors import UnknownTopicId
 from engine.memory import Actor, AgentMemory, AsyncAgentMemory
 from engine.memory.actions import CAUSATION_HEADER, CORRELATION_HEADER
 from engine.memory.vector import CONTEXT_HEADER, OffsetVector, Position, RecordRef
 from engine.types import TopicPartition
 from tests.engine.conftest import FAST_STORE
-from tests.memory.conftest import ACTIONS, governed
+from tests.memory.conftest import ACTIONS, HELD_TO_THE_SCHEMA, governed
 from tests.server.in_process import InProcessServer
 
 SHIPPED = jsonschema.Draft202012Validator(json.loads(agent_action_schema()))
@@ -107,8 +108,9 @@ def test_each_action_over_the_wire_is_accepted_and_read_back_at_its_ref(
         agent.tool_call("search", correlation_id="another-task")
         history = agent.history("refund-7")
     epoch = served.engine.partition(ACTIONS, 0).leader_epoch
-    assert [(r.topic, r.partition, r.offset, r.leader_epoch) for r in refs] == [
-        (ACTIONS, 0, offset, epoch) for offset in range(7)
+    topic_id = served.engine.topic_id(ACTIONS)
+    assert [(r.topic, r.partition, r.offset, r.leader_epoch, r.topic_id) for r in refs] == [
+        (ACTIONS, 0, offset, epoch, topic_id) for offset in range(7)
     ]
     for action in stored:
         SHIPPED.validate(action.action)
@@ -190,3 +192,27 @@ def test_the_async_twin_over_the_wire(served: Served) -> None:
     assert (call.offset, result.offset) == (0, 1)
     with AgentMemory(served.engine, AGENT) as reader:
         assert reader.read(result).action["causation_id"] == reader.read(call).action_id
+
+
+def test_over_the_wire_a_recreated_topics_record_is_not_the_old_ones(served: Served) -> None:
+    with (
+        AgentMemory(served.bootstrap, AGENT, kafka_config=QUIET) as agent,
+        AgentMemory(served.bootstrap, Actor("human", "lead-sam"), kafka_config=QUIET) as lead,
+    ):
+        old = agent.tool_call("refund", correlation_id="old-task")
+        old_id = agent.read(old).action_id
+        served.engine.delete_topic(ACTIONS)
+        served.engine.create_topic(ACTIONS, 1, HELD_TO_THE_SCHEMA)
+        new = lead.tool_call("refund", correlation_id="new-task")
+        assert (new.offset, new.topic_id) == (old.offset, served.engine.topic_id(ACTIONS))
+        approved = agent.approval(causation=new)
+        action = agent.read(approved).action
+        with pytest.raises(UnknownTopicId):
+            agent.read(old)
+    assert action["causation_id"] == action_id_at(served, new) != old_id
+    assert action["correlation_id"] == "new-task"
+
+
+def action_id_at(served: Served, ref: RecordRef) -> str:
+    with AgentMemory(served.engine, AGENT) as reader:
+        return reader.read(ref).action_id

@@ -3,6 +3,7 @@ prints what its comments say."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -20,8 +21,6 @@ def test_the_typed_agent_records_example_runs_as_written(
     monkeypatch.chdir(tmp_path)
     run(example())
     printed = capsys.readouterr().out.splitlines()
-    assert printed == [
-        "agent.actions:0:5:1",
-        "['tool_call', 'denial', 'approval', 'decision', 'compensation']",
-    ]
+    assert re.fullmatch(r"agent\.actions:0:5:1@[A-Za-z0-9_-]{22}", printed[0])
+    assert printed[1:] == ["['tool_call', 'denial', 'approval', 'decision', 'compensation']"]
     assert (tmp_path / "support-memory").is_dir()

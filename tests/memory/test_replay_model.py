@@ -179,7 +179,8 @@ class Run:
         vector = self.e.snapshot(["t", "c"])
         for p in range(PARTITIONS):
             end = self.model.end(p)
-            assert vector[TopicPartition("t", p)] == Position(end, self.model.epoch_below(p, end))
+            epoch = self.model.epoch_below(p, end)
+            assert vector[TopicPartition("t", p)] == Position(end, epoch, self.e.topic_id("t"))
         self.vectors.append(vector)
 
     def snapshot_at(self, pick: int) -> None:
@@ -190,7 +191,7 @@ class Run:
             vector = self.e.snapshot(["t"], at=at)
             for p in range(PARTITIONS):
                 cut = self.model.cut_at(p, at)
-                expected = Position(cut, self.model.epoch_below(p, cut))
+                expected = Position(cut, self.model.epoch_below(p, cut), self.e.topic_id("t"))
                 assert vector[TopicPartition("t", p)] == expected, at
         self.vectors.append(vector)
 

@@ -35,9 +35,13 @@ def test_a_snapshot_is_the_high_watermark_with_the_last_records_epoch(tmp_path: 
         e.create_topic("t", partitions=2)
         _produce(e, 0, b"a", b"b", b"c")
         vector = e.snapshot(["t"])
-        epoch = e.partition("t", 0).leader_epoch
-        assert vector == OffsetVector({T0: Position(3, epoch), T1: Position(0, -1)})
-        assert e.earliest(["t"]) == OffsetVector({T0: Position(0, -1), T1: Position(0, -1)})
+        epoch, topic_id = e.partition("t", 0).leader_epoch, e.topic_id("t")
+        assert vector == OffsetVector(
+            {T0: Position(3, epoch, topic_id), T1: Position(0, -1, topic_id)}
+        )
+        assert e.earliest(["t"]) == OffsetVector(
+            {T0: Position(0, -1, topic_id), T1: Position(0, -1, topic_id)}
+        )
 
 
 def test_an_unknown_topic_is_a_typed_error(tmp_path: Path) -> None:

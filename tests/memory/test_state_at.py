@@ -83,7 +83,7 @@ def test_the_state_as_of_a_time_is_each_keys_last_record_at_or_before_it(
     latest = opened.state_at("state", datetime.fromtimestamp(T0 / 1000, UTC))
     assert values(latest) == {b"order-1": b"shipped"}  # the tombstone deleted order-2
     assert latest.values[b"order-1"].ref == RecordRef(
-        "state", 0, 4, opened.partition("state", 0).leader_epoch
+        "state", 0, 4, opened.partition("state", 0).leader_epoch, opened.topic_id("state")
     )
     assert latest.values[b"order-1"].timestamp == T0
     assert latest.exact and latest.partitions[0].as_of_ms == T0
