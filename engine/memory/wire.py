@@ -41,6 +41,16 @@ _LONG_MASK = (1 << 64) - 1
 """librdkafka gives a Uuid's halves as signed 64-bit integers."""
 
 
+EPOCH_READER = {"fetch.wait.max.ms": 1}
+"""The epoch reader's fetches wait at most a millisecond for data. librdkafka
+keeps one fetch in flight per broker and sends the next the moment a
+response arrives, so the fetch past the record just read is already waiting
+when the next write assigns its own offset, and that assignment is served
+only once the waiting fetch returns: at the default 500 ms, every other
+write waited it out. It is unassigned between writes, so the short wait
+never turns into polling while nothing is written."""
+
+
 class WireError(EngineError):
     """The Kafka client reported an error; ``kafka_code`` is its code."""
 
@@ -145,9 +155,12 @@ class WireTransport:
     def _written_epoch(self, topic: str, partition: int, offset: int, deadline: float) -> int:
         with self._epochs_lock:
             if self._epochs is None:
-                self._epochs = self._consumer("read_uncommitted")
+                self._epochs = self._consumer("read_uncommitted", EPOCH_READER)
             self._epochs.assign([self._kafka.TopicPartition(topic, partition, offset)])
-            message = self._poll_at(self._epochs, topic, partition, offset, deadline)
+            try:
+                message = self._poll_at(self._epochs, topic, partition, offset, deadline)
+            finally:
+                self._epochs.unassign()  # no fetching between writes
         epoch = message.leader_epoch()
         return -1 if epoch is None else int(epoch)
 

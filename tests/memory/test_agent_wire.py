@@ -29,6 +29,7 @@ from engine.errors import UnknownTopicId
 from engine.memory import Actor, AgentMemory, AsyncAgentMemory
 from engine.memory.actions import CAUSATION_HEADER, CORRELATION_HEADER
 from engine.memory.vector import CONTEXT_HEADER, OffsetVector, Position, RecordRef
+from engine.memory.wire import WireTransport
 from engine.types import TopicPartition
 from tests.engine.conftest import FAST_STORE
 from tests.memory.conftest import ACTIONS, HELD_TO_THE_SCHEMA, governed
@@ -216,3 +217,16 @@ def test_over_the_wire_a_recreated_topics_record_is_not_the_old_ones(served: Ser
 def action_id_at(served: Served, ref: RecordRef) -> str:
     with AgentMemory(served.engine, AGENT) as reader:
         return reader.read(ref).action_id
+
+
+def test_the_epoch_reader_holds_no_partition_between_writes(served: Served) -> None:
+    """A write reads its record's epoch with a consumer of its own; left
+    assigned, that consumer's next fetch waits at the broker, and the next
+    write's assignment is served only once it returns."""
+    with AgentMemory(served.bootstrap, AGENT, kafka_config=QUIET) as agent:
+        transport = agent._transport
+        assert isinstance(transport, WireTransport)
+        for n in range(3):
+            ref = agent.tool_call("search", correlation_id=f"q-{n}")
+            assert ref.offset == n
+            assert transport._epochs.assignment() == []
