@@ -33,7 +33,9 @@ is derived from the content (MD5 for single-part uploads), so two writes of
 identical bytes may share a version: callers whose compare-and-swap must
 not suffer ABA keep a sequence number in the content (the manifest does).
 
-Objects above ``multipart_threshold`` (64 MiB: more than one upload of the
+Bodies below ``expect_continue_bytes`` (2 MiB) are sent with their headers,
+without waiting for ``100 Continue`` (expect_continue.py). Objects above
+``multipart_threshold`` (64 MiB: more than one upload of the
 log cache writes, so those go up in one request) go up as multipart uploads,
 parts sent concurrently; a failed upload is aborted. Objects given in parts
 (as the uploader lays them out) are sent from the parts, never joined into
@@ -68,6 +70,7 @@ from s3stream.store.base import (
     PreconditionFailed,
     joined,
 )
+from s3stream.store.expect_continue import EXPECT_CONTINUE_BYTES, send_small_bodies_at_once
 from s3stream.store.parts_body import PartsBody
 
 MiB = 1024 * 1024
@@ -136,6 +139,7 @@ class S3Store(ObjectStore):
         read_timeout: float = 30.0,
         max_pool_connections: int = 32,
         conditional_writes: ConditionalWrites | str = ConditionalWrites.ENFORCED,
+        expect_continue_bytes: int = EXPECT_CONTINUE_BYTES,
     ) -> None:
         if part_size < _MIN_PART_SIZE:
             raise ValueError(f"S3 parts must be at least 5 MiB, not {part_size} bytes")
@@ -189,6 +193,7 @@ class S3Store(ObjectStore):
         )
         self._endpoint_url = endpoint_url
         self._client: Any = self._session.client("s3", endpoint_url=endpoint_url, config=config)
+        send_small_bodies_at_once(self._client, expect_continue_bytes)
         self._parts: ThreadPoolExecutor | None = None
         self._parts_lock = threading.Lock()
 
