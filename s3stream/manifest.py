@@ -396,23 +396,32 @@ class Manifest:
     def _clean_up(self, state: ManifestState) -> None:
         """Deletes the checkpoints older than the last two and the deltas up
         to the older of those two (the newest delta is never among them, so
-        a commit's check of the version before its own never misses it)."""
+        a commit's check of the version before its own never misses it).
+
+        A fence that has left ``fence_versions`` is deleted only after every
+        delta before it: a writer that it fenced and that comes back finds
+        its own last version gone once its next put succeeds in the fence's
+        place (docs/object-format.md, "Checkpoints and clean-up"). Such
+        fences can only lie below the oldest kept one, so the deltas there
+        go one at a time, in version order; the rest, in one request
+        (``delete_many``), since their order does not matter."""
         try:
             checkpoints = sorted(_seq_of(i.key) for i in self.store.list(CHECKPOINT_PREFIX))
             if len(checkpoints) < 2:
                 return
             keep_from = checkpoints[-2]
-            for seq in checkpoints[:-2]:
-                if self._background_cleanup and self._stop.is_set():
-                    return
-                self.store.delete(checkpoint_key(seq))
-            fences = set(state.fence_versions)  # where fenced writers' commits collide
-            for info in self.store.list(LOG_PREFIX):
+            self.store.delete_many([checkpoint_key(seq) for seq in checkpoints[:-2]])
+            kept = set(state.fence_versions)  # where fenced writers' commits collide
+            in_order_below = min(kept, default=keep_from + 1)
+            deltas = sorted(_seq_of(info.key) for info in self.store.list(LOG_PREFIX))
+            deletable = [seq for seq in deltas if seq <= keep_from and seq not in kept]
+            for seq in deletable:
+                if seq >= in_order_below:
+                    break
                 if self._background_cleanup and self._stop.is_set():
                     return  # closing: the next writer's checkpoints finish it
-                seq = _seq_of(info.key)
-                if seq <= keep_from and seq not in fences:
-                    self.store.delete(info.key)
+                self.store.delete(delta_key(seq))
+            self.store.delete_many([delta_key(s) for s in deletable if s >= in_order_below])
         except ObjectStoreError as error:
             log.warning("manifest checkpoint at version %d: cleanup failed: %s", state.seq, error)
 

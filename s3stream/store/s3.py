@@ -77,6 +77,7 @@ MiB = 1024 * 1024
 _MIN_PART_SIZE = 5 * MiB  # S3's floor for every part but the last
 _MAX_PARTS = 10_000
 _PART_WORKERS = 4
+_MAX_KEYS_PER_DELETE = 1000
 _BOTO_ERRORS = (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError)
 _NOT_FOUND = {"NoSuchKey", "NotFound", "404"}
 _BUCKET_MISSING = {"NoSuchBucket", "NotFound", "404"}
@@ -434,6 +435,24 @@ class S3Store(ObjectStore):
     def delete(self, key: str) -> None:
         with _errors("delete", key):
             self._client.delete_object(Bucket=self.bucket, Key=self._key(key))
+
+    def delete_many(self, keys: Sequence[str]) -> None:
+        """One DeleteObjects request per thousand keys (S3's most per request)."""
+        for start in range(0, len(keys), _MAX_KEYS_PER_DELETE):
+            chunk = keys[start : start + _MAX_KEYS_PER_DELETE]
+            with _errors("delete", chunk[0]):
+                response = self._client.delete_objects(
+                    Bucket=self.bucket,
+                    Delete={"Objects": [{"Key": self._key(k)} for k in chunk], "Quiet": True},
+                )
+            # A missing key is deleted already; S3 reports other failures per key.
+            for failed in response.get("Errors", ()):
+                code = str(failed.get("Code", ""))
+                if code in _NOT_FOUND:
+                    continue
+                failure = ObjectStoreError("delete", str(failed.get("Key", "")), code)
+                failure.transient = code in _TRANSIENT_CODES
+                raise failure
 
     def list(self, prefix: str = "") -> list[ObjectInfo]:
         found = []
