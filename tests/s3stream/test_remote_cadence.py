@@ -22,7 +22,7 @@ import pytest
 from s3stream import StreamStore, StreamStoreConfig
 from s3stream.chain_verify import verify_stream
 from s3stream.manifest import LOG_PREFIX, load_state
-from s3stream.store import MemoryStore
+from s3stream.store import MemoryStore, ObjectStoreError
 from s3stream.uploader import OBJECT_PREFIX
 
 TIMEOUT = 30.0
@@ -326,3 +326,58 @@ def test_appends_waiting_during_a_commit_wait_for_those_it_answers_to_share_one_
         if flusher.is_alive():
             flusher.join(TIMEOUT)
         stream_store.close()
+
+
+class FailsOnePutAhead(HeldCommits):
+    """Also fails the first attempt of the second object's PUT (the one put
+    while the first commit is held), as a store's 500 would."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failed: list[str] = []
+
+    def put(self, key: str, data: object) -> str:
+        if key.startswith(OBJECT_PREFIX) and len(self.object_puts) == 1 and not self.failed:
+            self.failed.append(key)
+            raise ObjectStoreError("put", key, "injected 500")
+        return super().put(key, data)
+
+
+def test_a_failed_put_ahead_is_retried_and_acknowledged_after_the_commit_before_it(
+    tmp_path: Path,
+) -> None:
+    store = FailsOnePutAhead()
+    stream_store = opened(tmp_path / "data", store)
+    try:
+        stream = stream_store.create_stream()
+        stream_store.open_stream(stream, 1)
+        store.hold_commits = True
+        first = stream_store.submit(stream, 0, 0, b"a", remote=True)
+        assert store.started.acquire(timeout=TIMEOUT)
+        second = stream_store.submit(stream, 1, 1, b"b", remote=True)
+        store.releases.release()  # the first object is put; its commit starts, held
+        assert store.commit_started.acquire(timeout=TIMEOUT)
+        # The second object's PUT fails while that commit is held, and is sent again.
+        assert store.started.acquire(timeout=TIMEOUT), "the failed PUT was not retried"
+        assert store.failed == [store.object_puts[1]]
+        assert not first.done() and not second.done()
+        store.releases.release()
+        store.commit_releases.release()
+        assert first.result(TIMEOUT) == 1
+        assert store.commit_started.acquire(timeout=TIMEOUT)
+        assert not second.done()  # committed after the first, never before
+        store.commit_releases.release()
+        assert second.result(TIMEOUT) == 2
+        assert stream_store.stats.upload_errors == 1
+    finally:
+        store.hold_commits = False
+        for _ in range(3):
+            store.releases.release()
+            store.commit_releases.release()
+        stream_store.close()
+    # A machine with only the bucket reads both records, once each, in order.
+    with StreamStore.open(tmp_path / "fresh", store, StreamStoreConfig.small()) as fresh:
+        fresh.open_stream(stream, 2)
+        assert [bytes(b.payload) for b in fresh.fetch(stream, 0).batches] == [b"a", b"b"]
+    verdict = verify_stream(store, load_state(store), stream)
+    assert verdict.ok and (verdict.start_offset, verdict.end_offset, verdict.batches) == (0, 2, 2)
