@@ -124,6 +124,9 @@ class Manifest:
         self._cleanup_changed = threading.Condition()
         self._cleanup_priority = cleanup_priority
         """The cleaner's: no commit waits for it (wal/thread_priority.py)."""
+        self._deleted_through: int | None = None
+        """Every delta up to this version is deleted, but for kept fences
+        (None: not known yet, the deltas are listed)."""
 
     @property
     def epoch(self) -> int:
@@ -404,7 +407,13 @@ class Manifest:
         place (docs/object-format.md, "Checkpoints and clean-up"). Such
         fences can only lie below the oldest kept one, so the deltas there
         go one at a time, in version order; the rest, in one request
-        (``delete_many``), since their order does not matter."""
+        (``delete_many``), since their order does not matter.
+
+        The deltas are listed at the first clean-up only; after it, those to
+        delete are the versions from where the last one ended: a list of a
+        few hundred keys costs botocore more CPU time than all the rest of
+        the clean-up. No fence leaves the kept ones in between: only a fence
+        changes them, and a fence ends this writer's commits."""
         try:
             checkpoints = sorted(_seq_of(i.key) for i in self.store.list(CHECKPOINT_PREFIX))
             if len(checkpoints) < 2:
@@ -413,7 +422,10 @@ class Manifest:
             self.store.delete_many([checkpoint_key(seq) for seq in checkpoints[:-2]])
             kept = set(state.fence_versions)  # where fenced writers' commits collide
             in_order_below = min(kept, default=keep_from + 1)
-            deltas = sorted(_seq_of(info.key) for info in self.store.list(LOG_PREFIX))
+            if self._deleted_through is None:
+                deltas = sorted(_seq_of(info.key) for info in self.store.list(LOG_PREFIX))
+            else:
+                deltas = list(range(self._deleted_through + 1, keep_from + 1))
             deletable = [seq for seq in deltas if seq <= keep_from and seq not in kept]
             for seq in deletable:
                 if seq >= in_order_below:
@@ -422,6 +434,7 @@ class Manifest:
                     return  # closing: the next writer's checkpoints finish it
                 self.store.delete(delta_key(seq))
             self.store.delete_many([delta_key(s) for s in deletable if s >= in_order_below])
+            self._deleted_through = max(keep_from, self._deleted_through or 0)
         except ObjectStoreError as error:
             log.warning("manifest checkpoint at version %d: cleanup failed: %s", state.seq, error)
 

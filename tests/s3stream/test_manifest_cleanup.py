@@ -29,7 +29,7 @@ from s3stream.manifest import (
 )
 from s3stream.manifest_state import KEPT_FENCES
 from s3stream.store import MemoryStore, ObjectNotFound
-from s3stream.store.base import ObjectData
+from s3stream.store.base import ObjectData, ObjectInfo
 from tests.s3stream.test_manifest import add_object_op
 
 TIMEOUT = 30.0
@@ -158,6 +158,12 @@ class RecordedDeletes(MemoryStore):
         """Versions that hold a fence."""
         self.kept: set[int] = set()
         """Versions the checkpoints keep (the last fences)."""
+        self.delta_lists = 0
+
+    def list(self, prefix: str = "") -> list[ObjectInfo]:
+        if prefix == LOG_PREFIX:
+            self.delta_lists += 1
+        return super().list(prefix)
 
     def delete(self, key: str) -> None:
         self._deleting([key])
@@ -198,6 +204,21 @@ def test_a_checkpoints_deltas_go_in_one_request_while_every_fence_is_kept() -> N
     assert [versions for versions in store.requests if len(versions) == 1] == []
     assert sorted(v for versions in store.requests for v in versions) == list(range(2, 17))
     assert load_state(store).seq == 31
+
+
+def test_the_deltas_are_listed_at_a_writers_first_clean_up_only() -> None:
+    store = RecordedDeletes()
+    manifest = Manifest.open(store, checkpoint_every=4)
+    manifest.commit([["create_stream", 1, 0]])
+    store.delta_lists = 0  # the open's own load listed them
+    for i in range(1, 40):  # versions 3..41: checkpoints every 4, eight clean-ups
+        manifest.commit([add_object_op(i, 1, (i - 1) * 10, i * 10)])
+    assert store.delta_lists == 1
+    deleted = sorted(v for versions in store.requests for v in versions)
+    assert deleted == list(range(2, 37))  # up to the older of the last two checkpoints
+    assert [info.key for info in store.list(LOG_PREFIX)] == [
+        delta_key(v) for v in [1, *range(37, 42)]
+    ]
 
 
 def test_deltas_below_the_oldest_kept_fence_go_one_at_a_time_in_version_order() -> None:
