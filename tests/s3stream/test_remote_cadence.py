@@ -23,6 +23,7 @@ from s3stream import StreamStore, StreamStoreConfig
 from s3stream.chain_verify import verify_stream
 from s3stream.manifest import LOG_PREFIX, load_state
 from s3stream.store import MemoryStore, ObjectStoreError
+from s3stream.store_state import StoreStats
 from s3stream.uploader import OBJECT_PREFIX
 
 TIMEOUT = 30.0
@@ -136,8 +137,14 @@ class HeldCommits(HeldPuts):
         return super().put_if_absent(key, data)  # type: ignore[arg-type]
 
 
-def test_the_next_upload_is_put_while_the_previous_commit_is_in_flight(tmp_path: Path) -> None:
-    store = HeldCommits()
+def acknowledged_over_a_held_commit(
+    tmp_path: Path, store: HeldCommits, not_put: str
+) -> tuple[int, StoreStats]:
+    """Appends two records with ``remote=True`` to a new stream, the second
+    once the first's object PUT is in flight; checks that the second's
+    object is put while the first's commit is held (``not_put``: the
+    failure's words if not) and that each is acknowledged after its own
+    commit, in order. Returns the stream and the stream store's stats."""
     stream_store = opened(tmp_path / "data", store)
     try:
         stream = stream_store.create_stream()
@@ -148,8 +155,7 @@ def test_the_next_upload_is_put_while_the_previous_commit_is_in_flight(tmp_path:
         second = stream_store.submit(stream, 1, 1, b"b", remote=True)
         store.releases.release()  # the first object is put; its commit starts, held
         assert store.commit_started.acquire(timeout=TIMEOUT)
-        # The second append's object is put while the first commit is held.
-        assert store.started.acquire(timeout=TIMEOUT), "the next PUT waited for the commit"
+        assert store.started.acquire(timeout=TIMEOUT), not_put
         assert not first.done() and not second.done()
         store.releases.release()
         store.commit_releases.release()
@@ -158,18 +164,26 @@ def test_the_next_upload_is_put_while_the_previous_commit_is_in_flight(tmp_path:
         assert not second.done()  # committed after the first, never before
         store.commit_releases.release()
         assert second.result(TIMEOUT) == 2
-        # Two uploads; the second object's PUT and the first commit may
-        # start in either order (they overlap), the commits in theirs.
-        assert sorted(store.events) == ["commit", "commit", "object put", "object put"]
-        assert store.events[0] == "object put" and store.events[-1] == "commit"
-        assert stream_store.stats.uploads == 2
         assert stream_store.remote_end_offset(stream) == 2
+        return stream, stream_store.stats
     finally:
         store.hold_commits = False
         for _ in range(3):
             store.releases.release()
             store.commit_releases.release()
         stream_store.close()
+
+
+def test_the_next_upload_is_put_while_the_previous_commit_is_in_flight(tmp_path: Path) -> None:
+    store = HeldCommits()
+    stream, stats = acknowledged_over_a_held_commit(
+        tmp_path, store, "the next PUT waited for the commit"
+    )
+    # Two uploads; the second object's PUT and the first commit may
+    # start in either order (they overlap), the commits in theirs.
+    assert sorted(store.events) == ["commit", "commit", "object put", "object put"]
+    assert store.events[0] == "object put" and store.events[-1] == "commit"
+    assert stats.uploads == 2
     # The second object was laid out against the state the first commit
     # made: the stream's chain runs through both, unbroken from genesis.
     verdict = verify_stream(store, load_state(store), stream)
@@ -347,34 +361,11 @@ def test_a_failed_put_ahead_is_retried_and_acknowledged_after_the_commit_before_
     tmp_path: Path,
 ) -> None:
     store = FailsOnePutAhead()
-    stream_store = opened(tmp_path / "data", store)
-    try:
-        stream = stream_store.create_stream()
-        stream_store.open_stream(stream, 1)
-        store.hold_commits = True
-        first = stream_store.submit(stream, 0, 0, b"a", remote=True)
-        assert store.started.acquire(timeout=TIMEOUT)
-        second = stream_store.submit(stream, 1, 1, b"b", remote=True)
-        store.releases.release()  # the first object is put; its commit starts, held
-        assert store.commit_started.acquire(timeout=TIMEOUT)
-        # The second object's PUT fails while that commit is held, and is sent again.
-        assert store.started.acquire(timeout=TIMEOUT), "the failed PUT was not retried"
-        assert store.failed == [store.object_puts[1]]
-        assert not first.done() and not second.done()
-        store.releases.release()
-        store.commit_releases.release()
-        assert first.result(TIMEOUT) == 1
-        assert store.commit_started.acquire(timeout=TIMEOUT)
-        assert not second.done()  # committed after the first, never before
-        store.commit_releases.release()
-        assert second.result(TIMEOUT) == 2
-        assert stream_store.stats.upload_errors == 1
-    finally:
-        store.hold_commits = False
-        for _ in range(3):
-            store.releases.release()
-            store.commit_releases.release()
-        stream_store.close()
+    # The second object's PUT fails while the first commit is held, and is sent again.
+    stream, stats = acknowledged_over_a_held_commit(
+        tmp_path, store, "the failed PUT was not retried"
+    )
+    assert store.failed == [store.object_puts[1]] and stats.upload_errors == 1
     # A machine with only the bucket reads both records, once each, in order.
     with StreamStore.open(tmp_path / "fresh", store, StreamStoreConfig.small()) as fresh:
         fresh.open_stream(stream, 2)
