@@ -78,6 +78,8 @@ _MIN_PART_SIZE = 5 * MiB  # S3's floor for every part but the last
 _MAX_PARTS = 10_000
 _PART_WORKERS = 4
 _MAX_KEYS_PER_DELETE = 1000
+_NOT_IMPLEMENTED = {"NotImplemented", "MethodNotAllowed"}
+"""What a server that lacks an operation (DeleteObjects, on some S3-compatible ones) answers."""
 _BOTO_ERRORS = (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError)
 _NOT_FOUND = {"NoSuchKey", "NotFound", "404"}
 _BUCKET_MISSING = {"NoSuchBucket", "NotFound", "404"}
@@ -195,6 +197,8 @@ class S3Store(ObjectStore):
         self._endpoint_url = endpoint_url
         self._client: Any = self._session.client("s3", endpoint_url=endpoint_url, config=config)
         send_small_bodies_at_once(self._client, expect_continue_bytes)
+        self._deletes_many = True
+        """Whether the server implements DeleteObjects (until it says not)."""
         self._parts: ThreadPoolExecutor | None = None
         self._parts_lock = threading.Lock()
 
@@ -437,14 +441,24 @@ class S3Store(ObjectStore):
             self._client.delete_object(Bucket=self.bucket, Key=self._key(key))
 
     def delete_many(self, keys: Sequence[str]) -> None:
-        """One DeleteObjects request per thousand keys (S3's most per request)."""
+        """One DeleteObjects request per thousand keys (S3's most per request);
+        a DELETE per key on a server that does not implement DeleteObjects."""
         for start in range(0, len(keys), _MAX_KEYS_PER_DELETE):
             chunk = keys[start : start + _MAX_KEYS_PER_DELETE]
-            with _errors("delete", chunk[0]):
+            if not self._deletes_many:
+                super().delete_many(chunk)
+                continue
+            try:
                 response = self._client.delete_objects(
                     Bucket=self.bucket,
                     Delete={"Objects": [{"Key": self._key(k)} for k in chunk], "Quiet": True},
                 )
+            except _BOTO_ERRORS as error:
+                if _code(error) not in _NOT_IMPLEMENTED:
+                    raise _translate(error, "delete", chunk[0]) from error
+                self._deletes_many = False
+                super().delete_many(chunk)
+                continue
             # A missing key is deleted already; S3 reports other failures per key.
             for failed in response.get("Errors", ()):
                 code = str(failed.get("Code", ""))

@@ -464,6 +464,34 @@ def test_s3_delete_many_sends_one_request_per_thousand_keys(
     assert s3_store.list("many/") == []
 
 
+def test_s3_delete_many_deletes_one_by_one_where_delete_objects_is_not_implemented(
+    s3_store: S3Store,
+) -> None:
+    from botocore.awsrequest import AWSResponse
+
+    keys = [f"one-by-one/{i}" for i in range(3)]
+    for key in keys:
+        s3_store.put(key, b"x")
+    sent: list[str] = []
+
+    def not_implemented(request: Any, **_: Any) -> AWSResponse | None:
+        sent.append(request.method)
+        if request.method != "POST":
+            return None
+        error = b"<Error><Code>NotImplemented</Code><Message>no multi-delete</Message></Error>"
+        return AWSResponse(request.url, 501, {}, _Raw(error))
+
+    s3_store._client.meta.events.register("before-send.s3", not_implemented)
+    s3_store.delete_many(keys)
+    s3_store.delete_many([])
+    assert s3_store.list("one-by-one/") == []
+    # Asked once; from then on, a DELETE per key.
+    s3_store.put("one-by-one/again", b"x")
+    s3_store.delete_many(["one-by-one/again"])
+    assert [m for m in sent if m in ("POST", "DELETE")] == ["POST", *["DELETE"] * 4]
+    assert s3_store.list("one-by-one/") == []
+
+
 def test_small_parts_are_refused(s3_endpoint: S3Endpoint) -> None:
     with pytest.raises(ValueError, match="5 MiB"):
         s3_endpoint.store("x", part_size=MiB)
