@@ -159,10 +159,11 @@ class RecordedDeletes(MemoryStore):
         self.kept: set[int] = set()
         """Versions the checkpoints keep (the last fences)."""
         self.delta_lists = 0
+        self.checkpoint_lists = 0
 
     def list(self, prefix: str = "") -> list[ObjectInfo]:
-        if prefix == LOG_PREFIX:
-            self.delta_lists += 1
+        self.delta_lists += prefix == LOG_PREFIX
+        self.checkpoint_lists += prefix == CHECKPOINT_PREFIX
         return super().list(prefix)
 
     def delete(self, key: str) -> None:
@@ -241,3 +242,22 @@ def test_deltas_below_the_oldest_kept_fence_go_one_at_a_time_in_version_order() 
     assert together and all(len(versions) > 1 for versions in together)
     assert sorted(v for versions in together for v in versions) == list(range(26, 53))
     assert load_state(store).seq == 59
+
+
+def test_a_writer_lists_the_checkpoints_at_its_open_only_and_deletes_its_predecessors() -> None:
+    store = RecordedDeletes()
+    before = Manifest.open(store, checkpoint_every=4)
+    for i in range(1, 12):  # versions 2..12: checkpoints at 4, 8, 12
+        before.commit([add_object_op(i, 1, (i - 1) * 10, i * 10)])
+    before.join_cleanup()
+    assert [i.key for i in store.list(CHECKPOINT_PREFIX)] == [checkpoint_key(8), checkpoint_key(12)]
+    manifest = Manifest.open(store, checkpoint_every=4)  # version 13
+    store.checkpoint_lists = 0
+    for i in range(12, 40):  # versions 14..41: seven checkpoints, each with a clean-up
+        manifest.commit([add_object_op(i, 1, (i - 1) * 10, i * 10)])
+    assert store.checkpoint_lists == 0
+    assert [i.key for i in store.list(CHECKPOINT_PREFIX)] == [
+        checkpoint_key(36),
+        checkpoint_key(40),
+    ]
+    assert load_state(store).seq == 41
