@@ -481,8 +481,10 @@ class Compactor:
 
     def _collect_garbage(self, now: int) -> None:
         expired = expired_garbage(self._writer.manifest.state, now)
+        # One request for them all (S3's DeleteObjects), not a burst of
+        # DELETEs beside the uploads that remote acknowledgements wait for.
+        self._store.delete_many(expired)
         for key in expired:
-            self._store.delete(key)
             self._forget_object(key)
         if expired:
             with self._writer.serial:

@@ -124,6 +124,13 @@ class Manifest:
         self._cleanup_changed = threading.Condition()
         self._cleanup_priority = cleanup_priority
         """The cleaner's: no commit waits for it (wal/thread_priority.py)."""
+        self._checkpoints: list[int] | None = None
+        """The checkpoints in the store: those listed at open, and ours since
+        (None: not known, they are listed). One a newer writer wrote while
+        this one caught up is missed, and left to the next writer's clean-up."""
+        self._deleted_through: int | None = None
+        """Every delta up to this version is deleted, but for kept fences
+        (None: not known yet, the deltas are listed)."""
 
     @property
     def epoch(self) -> int:
@@ -184,6 +191,7 @@ class Manifest:
                     manifest.state = loaded.state
                     manifest.conflicts = loaded.conflicts
                     manifest._tip_version = loaded.tip_version
+                    manifest._checkpoints = list(loaded.checkpoints)
                     # Above every epoch in the log, left-out versions' too: a
                     # writer whose versions were left out must not share it.
                     newest = max([loaded.state.epoch] + [c.epoch or 0 for c in loaded.conflicts])
@@ -396,23 +404,47 @@ class Manifest:
     def _clean_up(self, state: ManifestState) -> None:
         """Deletes the checkpoints older than the last two and the deltas up
         to the older of those two (the newest delta is never among them, so
-        a commit's check of the version before its own never misses it)."""
+        a commit's check of the version before its own never misses it).
+
+        A fence that has left ``fence_versions`` is deleted only after every
+        delta before it: a writer that it fenced and that comes back finds
+        its own last version gone once its next put succeeds in the fence's
+        place (docs/object-format.md, "Checkpoints and clean-up"). Such
+        fences can only lie below the oldest kept one, so the deltas there
+        go one at a time, in version order; the rest, in one request
+        (``delete_many``), since their order does not matter.
+
+        The checkpoints are those listed at open and this writer's own; the
+        deltas are listed at the first clean-up only, and after it those to
+        delete are the versions from where the last one ended: a list of a
+        few hundred keys costs botocore more CPU time than all the rest of
+        the clean-up, and moto's server as much again. No fence leaves the
+        kept ones in between: only a fence changes them, and a fence ends
+        this writer's commits."""
         try:
-            checkpoints = sorted(_seq_of(i.key) for i in self.store.list(CHECKPOINT_PREFIX))
+            if self._checkpoints is None:
+                self._checkpoints = [_seq_of(i.key) for i in self.store.list(CHECKPOINT_PREFIX)]
+            checkpoints = self._checkpoints = sorted({*self._checkpoints, state.seq})
             if len(checkpoints) < 2:
                 return
             keep_from = checkpoints[-2]
-            for seq in checkpoints[:-2]:
-                if self._background_cleanup and self._stop.is_set():
-                    return
-                self.store.delete(checkpoint_key(seq))
-            fences = set(state.fence_versions)  # where fenced writers' commits collide
-            for info in self.store.list(LOG_PREFIX):
+            self.store.delete_many([checkpoint_key(seq) for seq in checkpoints[:-2]])
+            self._checkpoints = checkpoints[-2:]
+            kept = set(state.fence_versions)  # where fenced writers' commits collide
+            in_order_below = min(kept, default=keep_from + 1)
+            if self._deleted_through is None:
+                deltas = sorted(_seq_of(info.key) for info in self.store.list(LOG_PREFIX))
+            else:
+                deltas = list(range(self._deleted_through + 1, keep_from + 1))
+            deletable = [seq for seq in deltas if seq <= keep_from and seq not in kept]
+            for seq in deletable:
+                if seq >= in_order_below:
+                    break
                 if self._background_cleanup and self._stop.is_set():
                     return  # closing: the next writer's checkpoints finish it
-                seq = _seq_of(info.key)
-                if seq <= keep_from and seq not in fences:
-                    self.store.delete(info.key)
+                self.store.delete(delta_key(seq))
+            self.store.delete_many([delta_key(s) for s in deletable if s >= in_order_below])
+            self._deleted_through = max(keep_from, self._deleted_through or 0)
         except ObjectStoreError as error:
             log.warning("manifest checkpoint at version %d: cleanup failed: %s", state.seq, error)
 
@@ -446,6 +478,8 @@ class LoadedManifest(NamedTuple):
     """The store's version token of the newest delta, if it is still there."""
     owner: str | None
     """The writer that fenced the current epoch, once seen."""
+    checkpoints: tuple[int, ...] = ()
+    """The versions of the checkpoints listed at the load."""
 
 
 def load_state(store: ObjectStore) -> ManifestState:
@@ -503,6 +537,7 @@ class _Replay:
         self.owner = since.owner if since else None
         self.conflicts = list(since.conflicts) if since else []
         self.tip_version = since.tip_version if since else None
+        self.checkpoints = since.checkpoints if since else ()
 
     def add(self, key: str, seq: int, data: bytes, version: str | None) -> None:
         delta = decode_record(key, data)
@@ -528,13 +563,16 @@ class _Replay:
         self.tip_version = version
 
     def result(self) -> LoadedManifest:
-        return LoadedManifest(self.state, self.conflicts, self.tip_version, self.owner)
+        return LoadedManifest(
+            self.state, self.conflicts, self.tip_version, self.owner, self.checkpoints
+        )
 
 
 def _load_once(store: ObjectStore, left_out: dict[int, str]) -> LoadedManifest:
     checkpoints = [i.key for i in store.list(CHECKPOINT_PREFIX)]
     state, damaged = _newest_readable_checkpoint(store, checkpoints)
     replay = _Replay(state, left_out)
+    replay.checkpoints = tuple(sorted(_seq_of(key) for key in checkpoints))
     for info in store.list(LOG_PREFIX):
         seq = _seq_of(info.key)
         if seq == state.seq:

@@ -126,6 +126,14 @@ class ObjectStore(abc.ABC):
     def delete(self, key: str) -> None:
         """Removes the object; deleting a missing key is not an error."""
 
+    def delete_many(self, keys: Sequence[str]) -> None:
+        """Removes every object of ``keys``, missing ones included, in no
+        particular order: a caller that needs one deletion to precede another
+        waits for this to return before it asks for the second. Backends that
+        can delete many keys in one request (S3's DeleteObjects) do."""
+        for key in keys:
+            self.delete(key)
+
     @abc.abstractmethod
     def list(self, prefix: str = "") -> list[ObjectInfo]:
         """Every object whose key starts with ``prefix``, sorted by key."""

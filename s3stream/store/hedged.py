@@ -44,7 +44,7 @@ import bisect
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import TypeVar
@@ -217,6 +217,9 @@ class HedgedStore(ObjectStore):
 
     def delete(self, key: str) -> None:
         self.inner.delete(key)
+
+    def delete_many(self, keys: Sequence[str]) -> None:
+        self.inner.delete_many(keys)
 
     def list(self, prefix: str = "") -> list[ObjectInfo]:
         return self.inner.list(prefix)

@@ -18,7 +18,7 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 from s3stream.store.base import (
@@ -121,6 +121,10 @@ class MeteredStore(ObjectStore):
 
     def delete(self, key: str) -> None:
         self._timed("delete", key, lambda: self.inner.delete(key))
+
+    def delete_many(self, keys: Sequence[str]) -> None:
+        if keys:
+            self._timed("delete", keys[0], lambda: self.inner.delete_many(keys))
 
     def list(self, prefix: str = "") -> list[ObjectInfo]:
         return self._timed("list", prefix, lambda: self.inner.list(prefix))

@@ -33,7 +33,9 @@ is derived from the content (MD5 for single-part uploads), so two writes of
 identical bytes may share a version: callers whose compare-and-swap must
 not suffer ABA keep a sequence number in the content (the manifest does).
 
-Objects above ``multipart_threshold`` (64 MiB: more than one upload of the
+Bodies below ``expect_continue_bytes`` (2 MiB) are sent with their headers,
+without waiting for ``100 Continue`` (expect_continue.py). Objects above
+``multipart_threshold`` (64 MiB: more than one upload of the
 log cache writes, so those go up in one request) go up as multipart uploads,
 parts sent concurrently; a failed upload is aborted. Objects given in parts
 (as the uploader lays them out) are sent from the parts, never joined into
@@ -68,12 +70,16 @@ from s3stream.store.base import (
     PreconditionFailed,
     joined,
 )
+from s3stream.store.expect_continue import EXPECT_CONTINUE_BYTES, send_small_bodies_at_once
 from s3stream.store.parts_body import PartsBody
 
 MiB = 1024 * 1024
 _MIN_PART_SIZE = 5 * MiB  # S3's floor for every part but the last
 _MAX_PARTS = 10_000
 _PART_WORKERS = 4
+_MAX_KEYS_PER_DELETE = 1000
+_NOT_IMPLEMENTED = {"NotImplemented", "MethodNotAllowed"}
+"""What a server that lacks an operation (DeleteObjects, on some S3-compatible ones) answers."""
 _BOTO_ERRORS = (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError)
 _NOT_FOUND = {"NoSuchKey", "NotFound", "404"}
 _BUCKET_MISSING = {"NoSuchBucket", "NotFound", "404"}
@@ -136,6 +142,7 @@ class S3Store(ObjectStore):
         read_timeout: float = 30.0,
         max_pool_connections: int = 32,
         conditional_writes: ConditionalWrites | str = ConditionalWrites.ENFORCED,
+        expect_continue_bytes: int = EXPECT_CONTINUE_BYTES,
     ) -> None:
         if part_size < _MIN_PART_SIZE:
             raise ValueError(f"S3 parts must be at least 5 MiB, not {part_size} bytes")
@@ -189,6 +196,9 @@ class S3Store(ObjectStore):
         )
         self._endpoint_url = endpoint_url
         self._client: Any = self._session.client("s3", endpoint_url=endpoint_url, config=config)
+        send_small_bodies_at_once(self._client, expect_continue_bytes)
+        self._deletes_many = True
+        """Whether the server implements DeleteObjects (until it says not)."""
         self._parts: ThreadPoolExecutor | None = None
         self._parts_lock = threading.Lock()
 
@@ -429,6 +439,34 @@ class S3Store(ObjectStore):
     def delete(self, key: str) -> None:
         with _errors("delete", key):
             self._client.delete_object(Bucket=self.bucket, Key=self._key(key))
+
+    def delete_many(self, keys: Sequence[str]) -> None:
+        """One DeleteObjects request per thousand keys (S3's most per request);
+        a DELETE per key on a server that does not implement DeleteObjects."""
+        for start in range(0, len(keys), _MAX_KEYS_PER_DELETE):
+            chunk = keys[start : start + _MAX_KEYS_PER_DELETE]
+            if not self._deletes_many:
+                super().delete_many(chunk)
+                continue
+            try:
+                response = self._client.delete_objects(
+                    Bucket=self.bucket,
+                    Delete={"Objects": [{"Key": self._key(k)} for k in chunk], "Quiet": True},
+                )
+            except _BOTO_ERRORS as error:
+                if _code(error) not in _NOT_IMPLEMENTED:
+                    raise _translate(error, "delete", chunk[0]) from error
+                self._deletes_many = False
+                super().delete_many(chunk)
+                continue
+            # A missing key is deleted already; S3 reports other failures per key.
+            for failed in response.get("Errors", ()):
+                code = str(failed.get("Code", ""))
+                if code in _NOT_FOUND:
+                    continue
+                failure = ObjectStoreError("delete", str(failed.get("Key", "")), code)
+                failure.transient = code in _TRANSIENT_CODES
+                raise failure
 
     def list(self, prefix: str = "") -> list[ObjectInfo]:
         found = []

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -63,6 +63,37 @@ def test_small_objects_are_merged(store: StreamStore, bucket: MemoryStore) -> No
     assert object_keys(bucket) == {meta.key for meta in state.objects.values()}
     assert not before & object_keys(bucket)
     assert state.garbage == {}
+
+
+class CountedDeletes(MemoryStore):
+    """A memory store counting its deletion requests (one per call)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.requests: list[list[str]] = []
+
+    def delete(self, key: str) -> None:
+        self.requests.append([key])
+        super().delete(key)
+
+    def delete_many(self, keys: Sequence[str]) -> None:
+        self.requests.append(list(keys))
+        for key in keys:
+            super().delete(key)
+
+
+def test_expired_garbage_goes_in_one_request(tmp_path: Path) -> None:
+    bucket = CountedDeletes()
+    with StreamStore.open(tmp_path / "node", bucket, CONFIG) as store:
+        streams = [new_stream(store) for _ in range(3)]
+        uploads(store, streams, rounds=8)
+        inputs = {meta.key for meta in store.manifest.state.objects.values()}
+        store.compact()
+        deleted = [keys for keys in bucket.requests if keys and keys[0].startswith(OBJECT_PREFIX)]
+        assert len(deleted) == 1 and set(deleted[0]) == inputs
+        assert store.manifest.state.garbage == {}
+        for stream in streams:
+            assert read_all(store, stream) == expected(stream, 0, 16)
 
 
 def test_big_streams_are_split_into_stream_objects(store: StreamStore) -> None:

@@ -167,6 +167,16 @@ def test_delete_is_idempotent(any_store: ObjectStore) -> None:
     assert any_store.list() == []
 
 
+def test_delete_many_removes_every_key_given_missing_ones_included(
+    any_store: ObjectStore,
+) -> None:
+    for key in ("m/1", "m/2", "m/3", "keep"):
+        any_store.put(key, b"x")
+    any_store.delete_many(["m/1", "m/3", "never/was", "m/2"])
+    any_store.delete_many([])
+    assert [info.key for info in any_store.list()] == ["keep"]
+
+
 def test_list_by_prefix_is_sorted_and_exact(any_store: ObjectStore) -> None:
     versions = {key: any_store.put(key, key.encode() * 2) for key in ("b", "ab", "a/2", "a/1")}
     assert any_store.list("a/") == [
@@ -434,6 +444,52 @@ def test_an_object_sent_from_its_parts_is_sent_whole_again_on_a_retry(s3_store: 
 
 def _text(value: str | bytes) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+def test_s3_delete_many_sends_one_request_per_thousand_keys(
+    s3_store: S3Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from s3stream.store import s3
+
+    monkeypatch.setattr(s3, "_MAX_KEYS_PER_DELETE", 2)  # S3's thousand, in miniature
+    keys = [f"many/{i}" for i in range(5)]
+    for key in keys:
+        s3_store.put(key, b"x")
+    sent: list[str] = []
+    s3_store._client.meta.events.register(
+        "before-send.s3", lambda request, **_: sent.append(request.method)
+    )
+    s3_store.delete_many(keys)
+    assert sent == ["POST", "POST", "POST"]  # DeleteObjects, never a DELETE per key
+    assert s3_store.list("many/") == []
+
+
+def test_s3_delete_many_deletes_one_by_one_where_delete_objects_is_not_implemented(
+    s3_store: S3Store,
+) -> None:
+    from botocore.awsrequest import AWSResponse
+
+    keys = [f"one-by-one/{i}" for i in range(3)]
+    for key in keys:
+        s3_store.put(key, b"x")
+    sent: list[str] = []
+
+    def not_implemented(request: Any, **_: Any) -> AWSResponse | None:
+        sent.append(request.method)
+        if request.method != "POST":
+            return None
+        error = b"<Error><Code>NotImplemented</Code><Message>no multi-delete</Message></Error>"
+        return AWSResponse(request.url, 501, {}, _Raw(error))
+
+    s3_store._client.meta.events.register("before-send.s3", not_implemented)
+    s3_store.delete_many(keys)
+    s3_store.delete_many([])
+    assert s3_store.list("one-by-one/") == []
+    # Asked once; from then on, a DELETE per key.
+    s3_store.put("one-by-one/again", b"x")
+    s3_store.delete_many(["one-by-one/again"])
+    assert [m for m in sent if m in ("POST", "DELETE")] == ["POST", *["DELETE"] * 4]
+    assert s3_store.list("one-by-one/") == []
 
 
 def test_small_parts_are_refused(s3_endpoint: S3Endpoint) -> None:

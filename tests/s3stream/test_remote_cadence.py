@@ -22,7 +22,8 @@ import pytest
 from s3stream import StreamStore, StreamStoreConfig
 from s3stream.chain_verify import verify_stream
 from s3stream.manifest import LOG_PREFIX, load_state
-from s3stream.store import MemoryStore
+from s3stream.store import MemoryStore, ObjectStoreError
+from s3stream.store_state import StoreStats
 from s3stream.uploader import OBJECT_PREFIX
 
 TIMEOUT = 30.0
@@ -136,8 +137,14 @@ class HeldCommits(HeldPuts):
         return super().put_if_absent(key, data)  # type: ignore[arg-type]
 
 
-def test_the_next_upload_is_put_while_the_previous_commit_is_in_flight(tmp_path: Path) -> None:
-    store = HeldCommits()
+def acknowledged_over_a_held_commit(
+    tmp_path: Path, store: HeldCommits, not_put: str
+) -> tuple[int, StoreStats]:
+    """Appends two records with ``remote=True`` to a new stream, the second
+    once the first's object PUT is in flight; checks that the second's
+    object is put while the first's commit is held (``not_put``: the
+    failure's words if not) and that each is acknowledged after its own
+    commit, in order. Returns the stream and the stream store's stats."""
     stream_store = opened(tmp_path / "data", store)
     try:
         stream = stream_store.create_stream()
@@ -148,8 +155,7 @@ def test_the_next_upload_is_put_while_the_previous_commit_is_in_flight(tmp_path:
         second = stream_store.submit(stream, 1, 1, b"b", remote=True)
         store.releases.release()  # the first object is put; its commit starts, held
         assert store.commit_started.acquire(timeout=TIMEOUT)
-        # The second append's object is put while the first commit is held.
-        assert store.started.acquire(timeout=TIMEOUT), "the next PUT waited for the commit"
+        assert store.started.acquire(timeout=TIMEOUT), not_put
         assert not first.done() and not second.done()
         store.releases.release()
         store.commit_releases.release()
@@ -158,18 +164,26 @@ def test_the_next_upload_is_put_while_the_previous_commit_is_in_flight(tmp_path:
         assert not second.done()  # committed after the first, never before
         store.commit_releases.release()
         assert second.result(TIMEOUT) == 2
-        # Two uploads; the second object's PUT and the first commit may
-        # start in either order (they overlap), the commits in theirs.
-        assert sorted(store.events) == ["commit", "commit", "object put", "object put"]
-        assert store.events[0] == "object put" and store.events[-1] == "commit"
-        assert stream_store.stats.uploads == 2
         assert stream_store.remote_end_offset(stream) == 2
+        return stream, stream_store.stats
     finally:
         store.hold_commits = False
         for _ in range(3):
             store.releases.release()
             store.commit_releases.release()
         stream_store.close()
+
+
+def test_the_next_upload_is_put_while_the_previous_commit_is_in_flight(tmp_path: Path) -> None:
+    store = HeldCommits()
+    stream, stats = acknowledged_over_a_held_commit(
+        tmp_path, store, "the next PUT waited for the commit"
+    )
+    # Two uploads; the second object's PUT and the first commit may
+    # start in either order (they overlap), the commits in theirs.
+    assert sorted(store.events) == ["commit", "commit", "object put", "object put"]
+    assert store.events[0] == "object put" and store.events[-1] == "commit"
+    assert stats.uploads == 2
     # The second object was laid out against the state the first commit
     # made: the stream's chain runs through both, unbroken from genesis.
     verdict = verify_stream(store, load_state(store), stream)
@@ -326,3 +340,35 @@ def test_appends_waiting_during_a_commit_wait_for_those_it_answers_to_share_one_
         if flusher.is_alive():
             flusher.join(TIMEOUT)
         stream_store.close()
+
+
+class FailsOnePutAhead(HeldCommits):
+    """Also fails the first attempt of the second object's PUT (the one put
+    while the first commit is held), as a store's 500 would."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failed: list[str] = []
+
+    def put(self, key: str, data: object) -> str:
+        if key.startswith(OBJECT_PREFIX) and len(self.object_puts) == 1 and not self.failed:
+            self.failed.append(key)
+            raise ObjectStoreError("put", key, "injected 500")
+        return super().put(key, data)
+
+
+def test_a_failed_put_ahead_is_retried_and_acknowledged_after_the_commit_before_it(
+    tmp_path: Path,
+) -> None:
+    store = FailsOnePutAhead()
+    # The second object's PUT fails while the first commit is held, and is sent again.
+    stream, stats = acknowledged_over_a_held_commit(
+        tmp_path, store, "the failed PUT was not retried"
+    )
+    assert store.failed == [store.object_puts[1]] and stats.upload_errors == 1
+    # A machine with only the bucket reads both records, once each, in order.
+    with StreamStore.open(tmp_path / "fresh", store, StreamStoreConfig.small()) as fresh:
+        fresh.open_stream(stream, 2)
+        assert [bytes(b.payload) for b in fresh.fetch(stream, 0).batches] == [b"a", b"b"]
+    verdict = verify_stream(store, load_state(store), stream)
+    assert verdict.ok and (verdict.start_offset, verdict.end_offset, verdict.batches) == (0, 2, 2)
