@@ -1,7 +1,10 @@
 """Group commit: one writer thread turns many appends into one write and one sync.
 
 Appenders only enqueue and wait on their own future; the writer takes
-everything queued and writes it with one pwritev. Under the ``fsync`` policy
+everything queued and writes it with one pwritev. A batch append is queued
+as one item, its records already laid out back to back by the appender
+(``PendingBatch``): the writer stamps their segment in one native call and
+completes the batch's one waiter. Under the ``fsync`` policy
 the sync thread (``wal/syncer.py``) then fdatasyncs and completes the group
 while the writer already writes the next one, or, when nothing else is
 queued and nothing is syncing, the writer syncs and completes it itself

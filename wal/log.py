@@ -304,6 +304,10 @@ class WriteAheadLog:
         append is checked before any is queued: a bad one (a reserved type,
         a payload too large) raises and queues nothing. Tags go to the
         ``on_commit`` hook one by one, as for ``submit``.
+
+        The records are copied into one buffer before this returns (one
+        native call checks them, computes their CRCs and lays them out), so
+        a bytearray payload may change as soon as the call returns.
         """
         future: Future[list[Position]] = Future()
         future.set_running_or_notify_cancel()  # appends cannot be taken back

@@ -333,3 +333,18 @@ def test_a_batch_larger_than_a_segment_fills_several_each_starting_synced(
             file.seek(first.offset)
             assert decode_record_header(file.read(RECORD_HEADER_SIZE), 0).flags == FLAG_SYNCED
     assert payloads(log) == batch
+
+
+def test_a_batch_payload_may_change_once_the_call_returns(
+    open_log: OpenLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The records are copied when the batch is queued: a bytearray changed
+    before the writer takes the queue (held here) is written as it was."""
+    monkeypatch.setattr(group_commit, "HOLD_LIMIT_S", 30.0)  # the block, not the limit, ends it
+    log = open_log()
+    payload = bytearray(b"as given")
+    with log.gathered():
+        future = log.submit_many([Append(payload)])
+        payload[:] = b"changed!"
+    future.result(timeout=30)
+    assert payloads(log) == [b"as given"]
