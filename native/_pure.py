@@ -1432,6 +1432,8 @@ def stamp_wal_records(
     size = len(view)
     if not 0 <= start <= size:
         raise ValueError(f"start {start} is outside the frame")
+    if offset > _I64_MAX - size:  # every position must fit in a signed 64-bit offset
+        raise OverflowError(f"offset {offset} and the frame pass 64 bits")
     positions: list[_Position] = []
     pos = start
     header_size = _WAL_HEADER.size

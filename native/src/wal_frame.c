@@ -253,6 +253,11 @@ PyObject *tl_py_stamp_wal_records(PyObject *self, PyObject *const *args, Py_ssiz
         PyErr_Format(PyExc_ValueError, "start %lld is outside the frame", (long long)start);
         goto fail;
     }
+    if (offset > INT64_MAX - size) { /* every position must fit in a signed 64-bit offset */
+        PyErr_Format(PyExc_OverflowError, "offset %lld and the frame pass 64 bits",
+                     (long long)offset);
+        goto fail;
+    }
     while (pos < size) {
         if (size - pos < HEADER_SIZE) {
             PyErr_Format(PyExc_ValueError, "the record header at %lld runs past the frame",

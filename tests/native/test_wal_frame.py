@@ -162,6 +162,15 @@ def test_a_frame_that_is_not_whole_records_is_refused_alike(
 
 
 @pytest.mark.parametrize("impl", IMPLS, ids=lambda m: m.__name__)
+def test_positions_past_a_signed_64_bit_offset_are_refused(impl: ModuleType) -> None:
+    frame = impl.frame_wal_records([append(), append()], 100)
+    last = 2**63 - 1 - len(frame)
+    assert impl.stamp_wal_records(frame, 0, 1000, 1, last, 0, Position)[0] == len(frame)
+    with pytest.raises(OverflowError):
+        impl.stamp_wal_records(bytearray(frame), 0, 1000, 1, last + 1, 0, Position)
+
+
+@pytest.mark.parametrize("impl", IMPLS, ids=lambda m: m.__name__)
 def test_positions_need_a_tuple_type(impl: ModuleType) -> None:
     frame = impl.frame_wal_records([append()], 100)
     with pytest.raises(TypeError):
