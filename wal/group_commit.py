@@ -98,7 +98,8 @@ class PendingBatch:
         self.records = records
         self.tag = tags
         """The records' tags, if any record has one: the commit hook gets
-        each with its record's outcome."""
+        each with its record's outcome. Named as ``PendingAppend.tag``, so a
+        group's tagged appends, of either kind, are found by one test."""
 
 
 class BatchTags(list[object]):
@@ -398,16 +399,14 @@ class GroupCommitter:
                     end, stamped = stamp_wal_records(
                         frame, start, limit - offset, sequence, offset, flags, Position
                     )
-                    if not stamped:  # the rest starts in the next segment
+                    if not stamped:
+                        # The rest starts in the next segment, which holds any
+                        # record: frame_wal_records refused longer ones.
                         offset = group_start = self._roll_within_group(buffers)
                         sequence = self._segment.sequence
                         flags = FLAG_SYNCED
                         continue
-                    buffers.append(
-                        memoryview(frame)
-                        if end - start == len(frame)
-                        else memoryview(frame)[start:end]
-                    )
+                    buffers.append(memoryview(frame)[start:end])
                     placed += stamped
                     offset += end - start
                     written += end - start
