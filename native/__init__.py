@@ -68,10 +68,12 @@ if TYPE_CHECKING:
         encode_entries,
         encode_records,
         extend_unfilled,
+        frame_wal_records,
         join_parts,
         rewrite_batch,
         scan_batches,
         stamp_batch,
+        stamp_wal_records,
         unfilled_bytearray,
         validate_batches,
     )
@@ -91,6 +93,8 @@ else:
     stamp_batch = _impl.stamp_batch
     unfilled_bytearray = _impl.unfilled_bytearray
     extend_unfilled = _impl.extend_unfilled
+    frame_wal_records = _impl.frame_wal_records
+    stamp_wal_records = _impl.stamp_wal_records
 
 
 def decode_columns(
@@ -145,10 +149,12 @@ __all__ = [
     "encode_entries",
     "encode_records",
     "extend_unfilled",
+    "frame_wal_records",
     "join_parts",
     "rewrite_batch",
     "scan_batches",
     "stamp_batch",
+    "stamp_wal_records",
     "unfilled_bytearray",
     "validate_batches",
 ]

@@ -1,7 +1,9 @@
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar
 
 from native.records import BatchHeader, BytesLike, RecordSpec
+
+_Position = TypeVar("_Position")
 
 def crc32c(data: BytesLike, crc: int = 0) -> int: ...
 def crc32c_backend() -> str: ...
@@ -98,3 +100,14 @@ def stamp_batch(
     max_size: int,
     max_inflated: int = ...,
 ) -> bytes: ...
+def frame_wal_records(appends: Iterable[tuple[Any, ...]], max_length: int) -> bytearray | int: ...
+def stamp_wal_records(
+    frame: bytearray,
+    start: int,
+    room: int,
+    segment: int,
+    offset: int,
+    first_flags: int,
+    position_type: Callable[[int, int], _Position],
+    /,
+) -> tuple[int, list[_Position]]: ...

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import struct
 import sys
-from collections.abc import Iterable, Sequence
-from typing import Any, NamedTuple
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, NamedTuple, TypeVar
 
 import crc32c as _crc32c_lib
 
@@ -1317,3 +1317,139 @@ __all__ = [
     "stamp_batch",
     "validate_batches",
 ]
+
+
+_Position = TypeVar("_Position")
+_WAL_HEADER = struct.Struct("<IIQBB2xQqq")
+"""A WAL record's header (docs/wal-format.md, "Record"): crc, length,
+segment, type, flags, stream id, start offset, end offset."""
+_WAL_CRC = struct.Struct("<I")
+_WAL_LENGTH = struct.Struct("<4xI")
+_WAL_SEGMENT = struct.Struct("<Q")
+"""The segment field, at 8; the flags are the byte at 17."""
+_WAL_MAX_USER_TYPE = 254
+"""wal.format.MAX_USER_TYPE: 255 is the seal, 0 invalid."""
+_WAL_APPEND_FIELDS = 8
+"""wal.Append's fields: payload, stream_id, start_offset, end_offset,
+record_type, tag, prefix, payload_crc."""
+
+
+def _check_unsigned(value: int, limit: int, name: str, fits: str) -> int:
+    if not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+    if not 0 <= value <= limit:
+        raise OverflowError(f"{name} {value} does not fit in {fits}")
+    return value
+
+
+def frame_wal_records(appends: Iterable[tuple[Any, ...]], max_length: int) -> bytearray | int:
+    """The records of a batch append laid out back to back, each a header then
+    its prefix and payload, in one bytearray; each header's crc field holds the
+    payload's CRC32C (combined with the prefix's) and its segment and flags
+    are 0 until ``stamp_wal_records`` fills them. The length of the first
+    record longer than ``max_length`` instead, with nothing framed."""
+    _check_int(max_length, 64, "max_length")
+    records = []
+    total = 0
+    for append in list(appends):
+        if not isinstance(append, tuple) or len(append) < _WAL_APPEND_FIELDS:
+            raise TypeError("each append must be a tuple of 8 fields (wal.Append)")
+        payload, stream_id, start_offset, end_offset, record_type, _, prefix, payload_crc = append[
+            :_WAL_APPEND_FIELDS
+        ]
+        if not isinstance(record_type, int):
+            raise TypeError(f"record_type must be an int, not {type(record_type).__name__}")
+        if not 1 <= record_type <= _WAL_MAX_USER_TYPE:
+            raise ValueError(f"record_type {record_type} is not in 1..{_WAL_MAX_USER_TYPE}")
+        payload_view, prefix_view = _byte_view(payload), _byte_view(prefix)
+        length = len(payload_view) + len(prefix_view)
+        if length > max_length:
+            return length
+        _check_unsigned(stream_id, (1 << 64) - 1, "stream_id", "an unsigned 64-bit integer")
+        _check_int(start_offset, 64, "start_offset")
+        _check_int(end_offset, 64, "end_offset")
+        if payload_crc is not None:
+            _check_unsigned(payload_crc, 0xFFFFFFFF, "payload_crc", "32 bits")
+        records.append(
+            (
+                payload_view,
+                prefix_view,
+                record_type,
+                stream_id,
+                start_offset,
+                end_offset,
+                payload_crc,
+            )
+        )
+        total += _WAL_HEADER.size + length
+    frame = bytearray(total)
+    pos = 0
+    for payload_view, prefix_view, record_type, stream, start, end, payload_crc in records:
+        prefix_crc = crc32c(prefix_view)
+        if payload_crc is None:
+            crc = crc32c(payload_view, prefix_crc)
+        elif len(prefix_view):
+            crc = crc32c_combine(prefix_crc, payload_crc, len(payload_view))
+        else:
+            crc = payload_crc
+        length = len(prefix_view) + len(payload_view)
+        _WAL_HEADER.pack_into(frame, pos, crc, length, 0, record_type, 0, stream, start, end)
+        pos += _WAL_HEADER.size
+        frame[pos : pos + len(prefix_view)] = prefix_view
+        pos += len(prefix_view)
+        frame[pos : pos + len(payload_view)] = payload_view
+        pos += len(payload_view)
+    return frame
+
+
+def _is_tuple_type(value: object) -> bool:
+    return isinstance(value, type) and issubclass(value, tuple)
+
+
+def stamp_wal_records(
+    frame: bytearray,
+    start: int,
+    room: int,
+    segment: int,
+    offset: int,
+    first_flags: int,
+    position_type: Callable[[int, int], _Position],
+) -> tuple[int, list[_Position]]:
+    """Fills in, from byte ``start`` of a ``frame_wal_records`` frame, the
+    segment, the flags (``first_flags`` on the first record, 0 on the rest)
+    and the final CRC of as many whole records as fit in ``room`` bytes.
+    Returns the byte just past the last record stamped and, per record,
+    ``position_type(segment, offset + its distance from start)``."""
+    for value, name in ((start, "start"), (room, "room"), (offset, "offset")):
+        _check_int(value, 64, name)
+    _check_unsigned(segment, (1 << 64) - 1, "segment", "an unsigned 64-bit integer")
+    _check_unsigned(first_flags, 0xFF, "first_flags", "8 bits")
+    if not _is_tuple_type(position_type):  # the C builds its positions as tuples
+        raise TypeError("position_type must be a NamedTuple of two fields")
+    view = _byte_view(frame)
+    if view.readonly:
+        raise BufferError("Object is not writable.")
+    size = len(view)
+    if not 0 <= start <= size:
+        raise ValueError(f"start {start} is outside the frame")
+    if offset > _I64_MAX - size:  # every position must fit in a signed 64-bit offset
+        raise OverflowError(f"offset {offset} and the frame pass 64 bits")
+    positions: list[_Position] = []
+    pos = start
+    header_size = _WAL_HEADER.size
+    while pos < size:
+        if size - pos < header_size:
+            raise ValueError(f"the record header at {pos} runs past the frame")
+        (length,) = _WAL_LENGTH.unpack_from(view, pos)
+        record = header_size + length
+        if record > size - pos:
+            raise ValueError(f"the record at {pos} runs past the frame")
+        if record > room - (pos - start):
+            break
+        _WAL_SEGMENT.pack_into(view, pos + 8, segment)
+        view[pos + 17] = first_flags if pos == start else 0
+        (payload_crc,) = _WAL_CRC.unpack_from(view, pos)
+        _WAL_CRC.pack_into(view, pos, crc32c(view[pos + 4 : pos + header_size], payload_crc))
+        positions.append(position_type(segment, offset + pos - start))
+        pos += record
+    return pos, positions

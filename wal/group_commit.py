@@ -1,7 +1,10 @@
 """Group commit: one writer thread turns many appends into one write and one sync.
 
 Appenders only enqueue and wait on their own future; the writer takes
-everything queued and writes it with one pwritev. Under the ``fsync`` policy
+everything queued and writes it with one pwritev. A batch append is queued
+as one item, its records already laid out back to back by the appender
+(``PendingBatch``): the writer stamps their segment in one native call and
+completes the batch's one waiter. Under the ``fsync`` policy
 the sync thread (``wal/syncer.py``) then fdatasyncs and completes the group
 while the writer already writes the next one, or, when nothing else is
 queued and nothing is syncing, the writer syncs and completes it itself
@@ -24,8 +27,9 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
+from native import stamp_wal_records
 from wal.errors import DiskFull, LogClosed, LogFailed, LogIOError, WalError
 from wal.format import FLAG_PRIOR_SYNCED, FLAG_SYNCED, RECORD_HEADER_SIZE, encode_record_header
 from wal.histogram import PlainHistogram
@@ -71,43 +75,46 @@ class WalStats:
 
 
 Outcome = Position | WalError
-BatchOutcome = list[Position] | WalError
+"""What one record's append comes to: its position once durable, or why not."""
 
 
-class BatchWaiter:
-    """The waiter shared by every record of one batch append: it completes
-    its future once, with every record's position in order, when the last
-    record's outcome arrives (or with the first error)."""
+class PendingBatch:
+    """The records of one batch append, queued as one: framed back to back
+    by the appender (``native.frame_wal_records``), stamped with their
+    segment by the writer, acknowledged together through one waiter with
+    every record's position in order (or with the group's error)."""
 
-    __slots__ = ("future", "positions", "remaining")
+    __slots__ = ("frame", "records", "tag", "waiter")
 
     def __init__(
-        self, future: Future[list[Position]] | asyncio.Future[list[Position]], count: int
+        self,
+        waiter: Future[list[Position]] | asyncio.Future[list[Position]],
+        frame: bytearray,
+        records: int,
+        tags: BatchTags | None,
     ) -> None:
-        self.future = future
-        self.positions: list[Position] = []
-        self.remaining = count
-
-    def add(self, outcome: Outcome) -> BatchOutcome | None:
-        """Takes one record's outcome; the batch's, once it is complete."""
-        if self.remaining <= 0:
-            return None  # already completed by an error
-        if isinstance(outcome, BaseException):
-            self.remaining = 0
-            return outcome
-        self.positions.append(outcome)
-        self.remaining -= 1
-        return self.positions if self.remaining == 0 else None
+        self.waiter = waiter
+        self.frame = frame
+        self.records = records
+        self.tag = tags
+        """The records' tags, if any record has one: the commit hook gets
+        each with its record's outcome. Named as ``PendingAppend.tag``, so a
+        group's tagged appends, of either kind, are found by one test."""
 
 
-Waiter = Future[Position] | asyncio.Future[Position] | BatchWaiter
-"""A thread waits on a concurrent future; a coroutine on its event loop's
-future; the records of a batch share one BatchWaiter."""
+class BatchTags(list[object]):
+    """The tags of a batch's records, one per record (None where untagged)."""
+
+
+QueuedOutcome = Position | list[Position] | WalError
+"""A queued append's outcome: a batch's is the list of its records' positions."""
+Waiter = Future[Position] | asyncio.Future[Position]
+"""A thread waits on a concurrent future; a coroutine on its event loop's future."""
 CommitHook = Callable[[list[object], list[Outcome]], None]
 """Called once per group with the tags of its tagged appends and their
-outcomes, before any waiter of the group is woken: on the sync thread or
-the writer thread under ``fsync``, on the writer thread under the other
-policies."""
+outcomes (a batch's records each with its own), before any waiter of the
+group is woken: on the sync thread or the writer thread under ``fsync``,
+on the writer thread under the other policies."""
 
 
 class PendingAppend:
@@ -153,6 +160,9 @@ class PendingAppend:
         self.prefix = prefix
 
 
+Queued = PendingAppend | PendingBatch
+
+
 class GroupCommitter:
     """Owns the active segment and the writer thread."""
 
@@ -172,7 +182,7 @@ class GroupCommitter:
         self._segment_limit = segment_limit
         self._durability = durability
         self._sync_interval = sync_interval
-        self._queue: deque[PendingAppend] = deque()
+        self._queue: deque[Queued] = deque()
         self._lock = threading.Lock()
         """Taken bare on the appenders' side: a Condition's own ``with`` is two
         Python calls per append."""
@@ -205,17 +215,16 @@ class GroupCommitter:
             if len(self._queue) == 1:
                 self._wakeup.notify()
 
-    def submit_many(self, batch: list[PendingAppend]) -> None:
-        """Queues the records of one batch together: the writer takes the
-        queue whole, so they land in one group, back to back."""
+    def submit_batch(self, batch: PendingBatch) -> None:
+        """Queues the records of one batch as one: they land in one group,
+        back to back."""
         with self._lock:
             if self._failure is not None:
                 raise LogFailed(self._failure)
             if self._closing:
                 raise LogClosed
-            was_empty = not self._queue
-            self._queue.extend(batch)
-            if was_empty:
+            self._queue.append(batch)
+            if len(self._queue) == 1:
                 self._wakeup.notify()
 
     def close(self) -> None:
@@ -257,7 +266,7 @@ class GroupCommitter:
                 return
             self._wakeup.wait(remaining)
 
-    def _next_group(self) -> list[PendingAppend] | None:
+    def _next_group(self) -> list[Queued] | None:
         """Waits for appends; None when closing with nothing left to write."""
         with self._wakeup:
             if self._queue:
@@ -292,12 +301,12 @@ class GroupCommitter:
             if self._failure is None:
                 self._failure = failure
 
-    def _commit(self, group: list[PendingAppend]) -> None:
+    def _commit(self, group: list[Queued]) -> None:
         if self._syncer is not None:
             self._commit_pipelined(group, self._syncer)
             return
         try:
-            positions = self._write(group)
+            positions, records = self._write(group)
             if self._durability is Durability.FSYNC or (
                 self._durability is Durability.INTERVAL
                 and time.monotonic() - self._last_sync >= self._sync_interval
@@ -309,24 +318,24 @@ class GroupCommitter:
             self._failed(failure)
             self._fail(group, failure)
             return
-        self.stats.appends += len(group)
+        self.stats.appends += records
         self.stats.groups += 1
-        self.stats.group_appends.observe(len(group))
+        self.stats.group_appends.observe(records)
         self._settle(group, positions)
 
-    def _commit_pipelined(self, group: list[PendingAppend], syncer: Syncer) -> None:
+    def _commit_pipelined(self, group: list[Queued], syncer: Syncer) -> None:
         """Writes the group; syncs and completes it here if nothing else is
         queued and nothing is syncing, else hands it to the sync thread so
         the next group's write overlaps its sync."""
         try:
-            positions = self._write(group)
+            positions, records = self._write(group)
         except (OSError, WalError) as error:
             failure = error if isinstance(error, WalError) else self._classify(error)
             self._failed(failure)
             self._drain_syncer()
             self._fail(group, failure)
             return
-        written = WrittenGroup(group, positions, self._segment.write_offset)
+        written = WrittenGroup(group, positions, self._segment.write_offset, records)
         # A racy look at the queue is enough: an append queued just after it
         # is taken by the next turn, after this group's sync, as it would be
         # if it had come a moment later.
@@ -370,24 +379,47 @@ class GroupCommitter:
             self._syncer.switch(self._segment)
         self.stats.segments_rolled += 1
 
-    def _write(self, group: list[PendingAppend]) -> list[Position]:
-        """Writes the group's records; returns their positions."""
+    def _write(self, group: list[Queued]) -> tuple[list[Position | list[Position]], int]:
+        """Writes the group's records; returns each queued append's position
+        (a batch's: its records') and how many records were written."""
         flags = self._first_record_flags()
-        positions = []
+        positions: list[Position | list[Position]] = []
         buffers: list[bytes | memoryview] = []
         offset = group_start = self._segment.write_offset
         sequence = self._segment.sequence
         limit = self._segment_limit
         written = 0
+        records = 0
         for pending in group:
+            if isinstance(pending, PendingBatch):
+                frame = pending.frame
+                start = 0
+                placed: list[Position] = []
+                while start < len(frame):
+                    end, stamped = stamp_wal_records(
+                        frame, start, limit - offset, sequence, offset, flags, Position
+                    )
+                    if not stamped:
+                        # The rest starts in the next segment, which holds any
+                        # record: frame_wal_records refused longer ones.
+                        offset = group_start = self._roll_within_group(buffers)
+                        sequence = self._segment.sequence
+                        flags = FLAG_SYNCED
+                        continue
+                    buffers.append(memoryview(frame)[start:end])
+                    placed += stamped
+                    offset += end - start
+                    written += end - start
+                    flags = 0
+                    start = end
+                positions.append(placed)
+                records += pending.records
+                continue
             length = pending.length
             size = RECORD_HEADER_SIZE + length
             written += size
             if offset + size > limit:
-                self._segment.write(buffers)
-                buffers = []
-                self._roll_segment()
-                offset = group_start = self._segment.write_offset
+                offset = group_start = self._roll_within_group(buffers)
                 sequence = self._segment.sequence
                 flags = FLAG_SYNCED
             buffers.append(
@@ -408,11 +440,20 @@ class GroupCommitter:
             buffers.append(pending.payload)
             positions.append(Position(sequence, offset))
             offset += size
+            records += 1
         self._segment.write(buffers)
         self.stats.bytes_written += written
         self._unsynced = True
         self._previous_group_start = group_start
-        return positions
+        return positions, records
+
+    def _roll_within_group(self, buffers: list[bytes | memoryview]) -> int:
+        """Writes the group's records so far (``buffers``, emptied) into the
+        full segment and rolls; returns the new segment's write offset."""
+        self._segment.write(buffers)
+        buffers.clear()
+        self._roll_segment()
+        return self._segment.write_offset
 
     def _sync(self) -> None:
         started = time.monotonic()
@@ -434,21 +475,46 @@ class GroupCommitter:
             return DiskFull(path)
         return LogIOError("writing", path, error)
 
-    def _fail(self, group: list[PendingAppend], error: WalError) -> None:
+    def _fail(self, group: list[Queued], error: WalError) -> None:
         self._settle(group, [error] * len(group))
 
-    def _settle(self, group: list[PendingAppend], outcomes: Sequence[Outcome]) -> None:
+    def _settle(self, group: list[Queued], outcomes: Sequence[QueuedOutcome]) -> None:
         if self._on_commit is not None:
             tagged = [i for i, pending in enumerate(group) if pending.tag is not None]
             if tagged:
+                tags = [group[i].tag for i in tagged]
+                tag_outcomes = [outcomes[i] for i in tagged]
+                if BatchTags in map(type, tags):
+                    tags, record_outcomes = _each_record_tagged(tags, tag_outcomes)
+                else:  # single appends only: each outcome is a Position or an error
+                    record_outcomes = cast(list[Outcome], tag_outcomes)
                 try:
-                    self._on_commit([group[i].tag for i in tagged], [outcomes[i] for i in tagged])
+                    self._on_commit(tags, record_outcomes)
                 except Exception:  # the appends are durable all the same: their waiters still wake
                     log.exception("the WAL's commit hook failed")
         _settle(group, outcomes)
 
 
-def _settle(group: list[PendingAppend], outcomes: Sequence[Outcome]) -> None:
+def _each_record_tagged(
+    tags: list[object], outcomes: list[QueuedOutcome]
+) -> tuple[list[object], list[Outcome]]:
+    """The tags and outcomes of a group's tagged appends, a batch's tags
+    spread over its records (each with its own position)."""
+    record_tags: list[object] = []
+    record_outcomes: list[Outcome] = []
+    for tag, outcome in zip(tags, outcomes, strict=True):
+        if not isinstance(tag, BatchTags):
+            record_tags.append(tag)
+            record_outcomes.append(cast(Outcome, outcome))
+            continue
+        for index, record_tag in enumerate(tag):
+            if record_tag is not None:
+                record_tags.append(record_tag)
+                record_outcomes.append(outcome[index] if isinstance(outcome, list) else outcome)
+    return record_tags, record_outcomes
+
+
+def _settle(group: list[Queued], outcomes: Sequence[QueuedOutcome]) -> None:
     """Completes every waiter of a group: threads at once, coroutines in one
     call per event loop (each cross-thread call writes to the loop's wakeup
     pipe, so one per append would cost a syscall per append)."""
@@ -457,20 +523,14 @@ def _settle(group: list[PendingAppend], outcomes: Sequence[Outcome]) -> None:
     # hand rather than looked up (and a new empty one made) per append.
     last_loop: asyncio.AbstractEventLoop | None = None
     last_settled: list[tuple[asyncio.Future[Any], Any]] = []
-    for pending, record_outcome in zip(group, outcomes, strict=True):
-        waiter: Future[Any] | asyncio.Future[Any] | BatchWaiter = pending.waiter
-        outcome: Outcome | BatchOutcome = record_outcome
-        if type(waiter) is BatchWaiter:
-            batch_outcome = waiter.add(record_outcome)
-            if batch_outcome is None:
-                continue  # more of the batch to come
-            waiter, outcome = waiter.future, batch_outcome
+    for pending, outcome in zip(group, outcomes, strict=True):
+        waiter: Future[Any] | asyncio.Future[Any] = pending.waiter
         if isinstance(waiter, Future):
             if isinstance(outcome, BaseException):
                 waiter.set_exception(outcome)
             else:
                 waiter.set_result(outcome)
-        elif isinstance(waiter, asyncio.Future):
+        else:
             loop = waiter.get_loop()
             if loop is not last_loop:
                 last_loop = loop

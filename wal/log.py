@@ -15,15 +15,16 @@ from concurrent.futures import Future
 from types import TracebackType
 from typing import NamedTuple
 
-from native import crc32c, crc32c_combine
+from native import crc32c, crc32c_combine, frame_wal_records
 from wal.errors import LogClosed, LogIOError, LogLocked, PermissionDenied, RecordTooLarge
 from wal.format import MAX_USER_TYPE, RECORD_HEADER_SIZE, SEGMENT_HEADER_SIZE, segment_name
 from wal.group_commit import (
-    BatchWaiter,
+    BatchTags,
     CommitHook,
     Durability,
     GroupCommitter,
     PendingAppend,
+    PendingBatch,
     Waiter,
     WalStats,
 )
@@ -303,6 +304,10 @@ class WriteAheadLog:
         append is checked before any is queued: a bad one (a reserved type,
         a payload too large) raises and queues nothing. Tags go to the
         ``on_commit`` hook one by one, as for ``submit``.
+
+        The records are copied into one buffer before this returns (one
+        native call checks them, computes their CRCs and lays them out), so
+        a bytearray payload may change as soon as the call returns.
         """
         future: Future[list[Position]] = Future()
         future.set_running_or_notify_cancel()  # appends cannot be taken back
@@ -331,11 +336,19 @@ class WriteAheadLog:
         appends: Iterable[Append],
     ) -> None:
         batch = list(appends)
+        # One C call checks and lays out every record (the writer only stamps
+        # their segment): no Python object, CRC call or header per record.
+        frame = frame_wal_records(batch, self._max_payload)
+        if isinstance(frame, int):
+            raise RecordTooLarge(frame, self._max_payload)
         if not batch:
             waiter.set_result([])
             return
-        shared = BatchWaiter(waiter, len(batch))
-        self._committer.submit_many([self._pending(shared, *append) for append in batch])
+        tags = [append.tag for append in batch]
+        untagged = tags.count(None) == len(tags)
+        self._committer.submit_batch(
+            PendingBatch(waiter, frame, len(batch), None if untagged else BatchTags(tags))
+        )
 
     def _pending(
         self,

@@ -40,7 +40,7 @@ SLOW_SYNC_S = 0.02
 the bytes they covered: each delays every acknowledgement waiting for it."""
 
 if TYPE_CHECKING:
-    from wal.group_commit import Outcome, PendingAppend, WalStats
+    from wal.group_commit import Queued, QueuedOutcome, WalStats
 
 WAIT_SLICE = 1.0
 """How long one wait on the syncer lasts before its caller looks again; a
@@ -51,13 +51,15 @@ as a silent hang of every wait at once."""
 class WrittenGroup(NamedTuple):
     """A group whose bytes are written, waiting for the sync that covers them."""
 
-    group: list[PendingAppend]
-    positions: list[Position]
+    group: list[Queued]
+    positions: list[Position | list[Position]]
     end: int
     """The segment's write offset just past the group."""
+    records: int
+    """How many records the group holds (a batch's each count)."""
 
 
-Settle = Callable[[list["PendingAppend"], Sequence["Outcome"]], None]
+Settle = Callable[[list["Queued"], Sequence["QueuedOutcome"]], None]
 
 
 class Syncer:
@@ -183,9 +185,9 @@ class Syncer:
             self.synced_end = groups[-1].end
             self._cond.notify_all()
         for written in groups:
-            self._stats.appends += len(written.group)
+            self._stats.appends += written.records
             self._stats.groups += 1
-            self._stats.group_appends.observe(len(written.group))
+            self._stats.group_appends.observe(written.records)
             self._settle(written.group, written.positions)
         with self._cond:
             self._syncing = False

@@ -18,6 +18,7 @@
 #include "entries.h"
 #include "crc32c.h"
 #include "stamp.h"
+#include "wal_frame.h"
 
 #define GIL_FREE_BYTES (64 * 1024) /* below this, dropping the GIL costs more than it frees */
 
@@ -1059,6 +1060,10 @@ static PyMethodDef methods[] = {
      "A bytearray whose bytes are not zero-filled, for a buffer written whole before it is read."},
     {"stamp_batch", (PyCFunction)(void (*)(void))tl_py_stamp_batch, METH_VARARGS | METH_KEYWORDS,
      "Append provenance headers to every record of one batch."},
+    {"frame_wal_records", (PyCFunction)(void (*)(void))tl_py_frame_wal_records, METH_FASTCALL,
+     "Lay out a batch of WAL records back to back, their segment left to stamp."},
+    {"stamp_wal_records", (PyCFunction)(void (*)(void))tl_py_stamp_wal_records, METH_FASTCALL,
+     "Stamp framed WAL records with their segment and final CRC."},
     {NULL, NULL, 0, NULL},
 };
 

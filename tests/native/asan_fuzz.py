@@ -176,6 +176,38 @@ def stamp_hostile(rng: random.Random, data: bytes) -> None:
     )
 
 
+def wal_hostile(rng: random.Random, data: bytes) -> None:
+    """frame_wal_records with fields from the edges; stamp_wal_records on any
+    bytes as a frame (the writer only stamps frames the framer made)."""
+    edges = [0, 1, 254, 255, 2**32, 2**63 - 1, 2**64 - 1, 2**64, -1, -(2**63) - 1]
+    appends = [
+        (
+            rng.choice([data, b"", memoryview(data)[1:], bytearray(3), "text"]),
+            rng.choice(edges),
+            rng.choice(edges),
+            rng.choice(edges),
+            rng.choice([1, 7, 254, 0, 255, 2**70]),
+            None,
+            rng.choice([b"", b"px", 1]),
+            rng.choice([None, 0, 2**32 - 1, 2**32, -1]),
+        )[: 8 if rng.random() < 0.95 else 5]
+        for _ in range(rng.randrange(0, 5))
+    ]
+    c.frame_wal_records(appends, rng.choice([-1, 0, 40, 1 << 20, 2**63 - 1]))
+    frame = bytearray(data)
+    c.stamp_wal_records(
+        frame,
+        rng.randrange(-1, len(frame) + 2),
+        rng.choice([-(2**63), 0, 44, 100, 2**63 - 1]),
+        rng.choice([1, 2**64 - 1]),
+        rng.choice([0, 2**63 - 1]),
+        rng.choice([0, 1, 2, 255]),
+        tuple,
+    )
+    framed = c.frame_wal_records([(data, 0, 0, 0, 1, None, b"", None)] * 3, 1 << 20)
+    c.stamp_wal_records(framed, 0, rng.randrange(0, len(framed) + 1), 1, 32, 1, tuple)
+
+
 def main() -> int:
     iterations, seed = int(sys.argv[1]), int(sys.argv[2])
     rng = random.Random(seed)
@@ -194,6 +226,10 @@ def main() -> int:
             errors += 1
         try:
             stamp_hostile(rng, data)
+        except EXPECTED:
+            errors += 1
+        try:
+            wal_hostile(rng, data)
         except EXPECTED:
             errors += 1
         try:

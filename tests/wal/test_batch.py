@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from hypothesis import strategies as st
 from tests.wal.conftest import payloads
 from wal import (
     Append,
+    DiskFull,
     LogFailed,
     LogIOError,
     Outcome,
@@ -29,7 +31,7 @@ from wal import (
     group_commit,
 )
 from wal import segment as segment_module
-from wal.format import RECORD_HEADER_SIZE
+from wal.format import FLAG_SYNCED, RECORD_HEADER_SIZE, decode_record_header, segment_name
 
 OpenLog = Callable[..., WriteAheadLog]
 
@@ -224,3 +226,125 @@ def test_a_gathered_block_that_lasts_does_not_hold_appends_back_for_long(
         written = log.submit(b"made inside a long block")
         written.result(timeout=30)  # would wait for the block's end without the limit
     assert payloads(log) == [b"made inside a long block"]
+
+
+def test_a_lone_asyncio_appenders_batches_each_take_one_group_in_call_order(
+    open_log: OpenLog,
+) -> None:
+    """One task awaiting each batch before the next (the benchmark's lone
+    appender): each batch is one group and one sync, the records counted one
+    by one, and every record lands after the previous call's."""
+    log = open_log(segment_bytes=1 << 20)
+
+    async def main() -> list[list[Position]]:
+        return [
+            await log.append_many_async([Append(b"%d-%d" % (call, i)) for i in range(30)])
+            for call in range(5)
+        ]
+
+    results = asyncio.run(main())
+    flat = [position for positions in results for position in positions]
+    assert flat == sorted(flat) and len(set(flat)) == 150
+    assert (log.stats.groups, log.stats.syncs, log.stats.appends) == (5, 5, 150)
+    assert log.stats.group_appends.count == 5
+    assert payloads(log) == [b"%d-%d" % (call, i) for call in range(5) for i in range(30)]
+
+
+def test_a_failed_sync_fails_an_asyncio_batch_with_its_error_and_the_log_then_refuses(
+    open_log: OpenLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = open_log()
+
+    def failing_sync(fd: int) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    async def main() -> list[Position]:
+        acknowledged = await log.append_many_async([Append(b"kept 1"), Append(b"kept 2")])
+        monkeypatch.setattr(segment_module.os, "fdatasync", failing_sync)
+        with pytest.raises(LogIOError):
+            await log.append_many_async([Append(b"x"), Append(b"y"), Append(b"z")])
+        with pytest.raises(LogFailed):
+            await log.append_many_async([Append(b"refused")])
+        return acknowledged
+
+    acknowledged = asyncio.run(main())
+    assert len(acknowledged) == 2
+    monkeypatch.undo()
+    log.close()
+    assert payloads(open_log())[:2] == [b"kept 1", b"kept 2"]
+
+
+def test_a_full_disk_fails_the_batch_with_disk_full(
+    open_log: OpenLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = open_log()
+    log.append(b"before")
+
+    def full_disk(fd: int, buffers: list[bytes], offset: int) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(segment_module.os, "pwritev", full_disk)
+    with pytest.raises(DiskFull):
+        log.append_many([Append(b"a"), Append(b"b")])
+    with pytest.raises(LogFailed):
+        log.append_many([Append(b"c")])
+
+
+def test_tags_of_batches_and_single_appends_sharing_a_group_each_reach_the_hook(
+    open_log: OpenLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(group_commit, "HOLD_LIMIT_S", 30.0)  # the block, not the limit, ends it
+    reported: list[tuple[object, Outcome]] = []
+    log = open_log(
+        segment_bytes=1 << 20,
+        on_commit=lambda tags, outcomes: reported.extend(zip(tags, outcomes, strict=True)),
+    )
+    groups = log.stats.groups
+    with log.gathered():
+        single = log.submit(b"one", tag="S1")
+        batch = log.submit_many([Append(b"b0", tag="B0"), Append(b"b1"), Append(b"b2", tag="B2")])
+        untagged = log.submit_many([Append(b"u0"), Append(b"u1")])
+        last = log.submit(b"two", tag="S2")
+    batch_positions = batch.result(timeout=30)
+    assert log.stats.groups - groups == 1
+    assert reported == [
+        ("S1", single.result(timeout=30)),
+        ("B0", batch_positions[0]),
+        ("B2", batch_positions[2]),
+        ("S2", last.result(timeout=30)),
+    ]
+    assert len(untagged.result(timeout=30)) == 2
+    assert payloads(log) == [b"one", b"b0", b"b1", b"b2", b"u0", b"u1", b"two"]
+
+
+def test_a_batch_larger_than_a_segment_fills_several_each_starting_synced(
+    open_log: OpenLog,
+) -> None:
+    """A batch's records never span two segments; the first record of each
+    segment it rolls into claims SYNCED (the roll synced everything before)."""
+    log = open_log(segment_bytes=4096)
+    batch = [bytes([i]) * 700 for i in range(24)]
+    positions = log.append_many(Append(p) for p in batch)
+    segments = sorted({p.segment for p in positions})
+    assert len(segments) >= 4
+    for segment in segments[1:]:
+        first = min(p for p in positions if p.segment == segment)
+        with open(os.path.join(log.directory, segment_name(segment)), "rb") as file:
+            file.seek(first.offset)
+            assert decode_record_header(file.read(RECORD_HEADER_SIZE), 0).flags == FLAG_SYNCED
+    assert payloads(log) == batch
+
+
+def test_a_batch_payload_may_change_once_the_call_returns(
+    open_log: OpenLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The records are copied when the batch is queued: a bytearray changed
+    before the writer takes the queue (held here) is written as it was."""
+    monkeypatch.setattr(group_commit, "HOLD_LIMIT_S", 30.0)  # the block, not the limit, ends it
+    log = open_log()
+    payload = bytearray(b"as given")
+    with log.gathered():
+        future = log.submit_many([Append(payload)])
+        payload[:] = b"changed!"
+    future.result(timeout=30)
+    assert payloads(log) == [b"as given"]

@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 
 import wal.log
 from tests.wal.conftest import crash_image, segment_files
-from wal import CorruptSegment, Position, WriteAheadLog
+from wal import Append, CorruptSegment, Position, WriteAheadLog
 from wal.segment import SegmentWriter
 from wal.survey import written_end
 
@@ -107,27 +107,30 @@ def _run_log(
     crashed: Path | None = None,
     durability: str = "fsync",
     spare_first: bool = False,
+    batched: bool = False,
 ) -> tuple[list[bytes], list[Position]]:
     """Appends in bursts (a burst queues together, so groups of many records
     form) and returns the payloads and their positions, in log order. With
     ``crashed``, a copy of the directory taken before the close is left
     there: what a kill -9 after the last acknowledgement leaves. With
     ``spare_first``, each burst waits for the spare maker first, so the
-    next segment is made ahead before most rolls."""
+    next segment is made ahead before most rolls. With ``batched``, each
+    burst is one batch append (framed whole, stamped by the writer)."""
     payloads: list[bytes] = []
+    positions: list[Position] = []
     with WriteAheadLog(
         directory, segment_bytes=SEGMENT, durability=durability, sync_interval_ms=1
     ) as log:
-        futures = []
         for burst in bursts:
             if spare_first and log._spare_maker is not None:
                 log._spare_maker.join(timeout=30)
             batch = [_payload(len(payloads) + i, rng) for i in range(burst)]
             payloads += batch
-            futures += [log.submit(p) for p in batch]
-            for future in futures[-burst:]:
-                future.result(timeout=30)
-        positions = [future.result() for future in futures]
+            if batched:
+                positions += log.submit_many(Append(p) for p in batch).result(timeout=30)
+            else:
+                futures = [log.submit(p) for p in batch]
+                positions += [future.result(timeout=30) for future in futures]
         if crashed is not None:
             crash_image(directory, crashed)
     order = sorted(range(len(payloads)), key=lambda i: positions[i])
@@ -215,6 +218,7 @@ def _made_ahead(journal: Journal) -> int:
     sector=st.sampled_from([512, 4096]),
     durability=st.sampled_from(["fsync", "interval", "none"]),
     seed=st.integers(0, 2**32 - 1),
+    batched=st.booleans(),
 )
 def test_every_crash_image_opens_with_every_synced_record(
     tmp_path_factory: pytest.TempPathFactory,
@@ -226,11 +230,13 @@ def test_every_crash_image_opens_with_every_synced_record(
     sector: int,
     durability: str,
     seed: int,
+    batched: bool,
 ) -> None:
     """``made ahead``: the spare maker runs before each burst, so a crash
     falls anywhere around rolls into segments made ahead: the segment named
     beside an unsealed predecessor, between the seal and the first write
-    into it, and after records went into it."""
+    into it, and after records went into it. ``batched``: each burst is
+    one batch append, so batches span rolls too."""
     journal.events.clear()
     rng = random.Random(seed)
     work = tmp_path_factory.mktemp("run")
@@ -238,7 +244,12 @@ def test_every_crash_image_opens_with_every_synced_record(
         bursts = bursts + [6] * 12  # enough records for several rolls
     try:
         payloads, positions = _run_log(
-            work / "wal", bursts, rng, durability=durability, spare_first=spare_first
+            work / "wal",
+            bursts,
+            rng,
+            durability=durability,
+            spare_first=spare_first,
+            batched=batched,
         )
         if spare_first:
             assert _made_ahead(journal) > 0, "no roll went into a segment made ahead"

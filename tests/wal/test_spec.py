@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import struct
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from native import _pure
 from tests import docspec
-from wal import DATA, CorruptSegment, WriteAheadLog
+from tests.native.conftest import C_IMPL
+from wal import DATA, Append, CorruptSegment, Position, WriteAheadLog
 
 SYNCED = 0x01
 PRIOR_SYNCED = 0x02
@@ -352,3 +355,55 @@ def test_a_rolls_seal_kept_past_lost_bytes_before_an_empty_made_ahead_segment_is
         log.append(b"delta")
     with WriteAheadLog(directory, segment_bytes=4096) as log:
         assert [bytes(e.payload) for e in log.replay()] == [b"alpha", b"beta", b"delta"]
+
+
+WAL_FRAMERS = [_pure] + ([C_IMPL] if C_IMPL else [])
+batch_records = st.lists(
+    st.tuples(
+        st.binary(max_size=40),
+        st.binary(max_size=8),
+        st.integers(1, 254),
+        st.integers(0, 2**64 - 1),
+        st.integers(-(2**63), 2**63 - 1),
+        st.integers(-(2**63), 2**63 - 1),
+    ),
+    min_size=1,
+    max_size=8,
+)
+
+
+@pytest.mark.parametrize("impl", WAL_FRAMERS, ids=lambda m: m.__name__)
+@given(batch_records, st.integers(1, 2**64 - 1), st.sampled_from([0, SYNCED, PRIOR_SYNCED]))
+def test_a_framed_and_stamped_batch_is_the_documents_records(
+    impl: ModuleType,
+    records: list[tuple[bytes, bytes, int, int, int, int]],
+    sequence: int,
+    flags: int,
+) -> None:
+    """A batch append's records (native frame_wal_records, then
+    stamp_wal_records once the segment is known) are the document's records,
+    back to back, the first carrying the group's flag."""
+    appends = [
+        Append(payload, stream, start, end, kind, None, prefix)
+        for payload, prefix, kind, stream, start, end in records
+    ]
+    frame = impl.frame_wal_records(appends, 1 << 20)
+    end, positions = impl.stamp_wal_records(frame, 0, len(frame), sequence, 64, flags, Position)
+    expected = b"".join(
+        record(
+            sequence,
+            prefix + payload,
+            record_type=kind,
+            flags=flags if index == 0 else 0,
+            stream_id=stream,
+            start=start,
+            end=end_offset,
+        )
+        for index, (payload, prefix, kind, stream, start, end_offset) in enumerate(records)
+    )
+    assert bytes(frame) == expected
+    assert end == len(frame)
+    starts = [0]
+    for payload, prefix, *_ in records[:-1]:
+        starts.append(starts[-1] + 44 + len(prefix) + len(payload))
+    assert positions == [Position(sequence, 64 + start) for start in starts]

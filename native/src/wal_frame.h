@@ -1,0 +1,24 @@
+/* A batch of WAL records framed in one call (docs/wal-format.md, "Record"). */
+#ifndef TIDELOG_WAL_FRAME_H
+#define TIDELOG_WAL_FRAME_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+/* frame_wal_records(appends, max_length): one bytearray holding, for each
+ * append (a tuple: payload, stream_id, start_offset, end_offset,
+ * record_type, tag, prefix, payload_crc), a record header then its prefix
+ * and payload; each header's crc field holds the payload's CRC32C and its
+ * segment and flags are 0 until stamp_wal_records fills them. The length
+ * of the first record longer than max_length instead (nothing framed). */
+PyObject *tl_py_frame_wal_records(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
+
+/* stamp_wal_records(frame, start, room, segment, offset, first_flags,
+ * position_type): fills in, from byte start of a frame, the segment, the
+ * flags (first_flags on the first record, 0 on the rest) and the final CRC
+ * of as many whole records as fit in room bytes; returns the byte just past
+ * the last one stamped and a position_type(segment, offset + its distance
+ * from start) per record. */
+PyObject *tl_py_stamp_wal_records(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
+
+#endif

@@ -1,0 +1,177 @@
+"""frame_wal_records and stamp_wal_records: a batch append's WAL records laid
+out in one call, then stamped with their segment; the C and the pure twin
+give the same bytes, positions and errors. (That the records are the ones
+docs/wal-format.md specifies is tests/wal/test_spec.py's.)"""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Any, NamedTuple
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from native import _pure
+from tests.native.conftest import C_IMPL, c_impl, differential, needs_c
+
+IMPLS = [_pure] + ([C_IMPL] if C_IMPL else [])
+HEADER = 44
+
+
+class Position(NamedTuple):
+    segment: int
+    offset: int
+
+
+def append(
+    payload: Any = b"p",
+    stream_id: Any = 0,
+    start_offset: Any = 0,
+    end_offset: Any = 0,
+    record_type: Any = 1,
+    tag: Any = None,
+    prefix: Any = b"",
+    payload_crc: Any = None,
+) -> tuple[Any, ...]:
+    """A wal.Append's fields, as the framer reads them."""
+    return (payload, stream_id, start_offset, end_offset, record_type, tag, prefix, payload_crc)
+
+
+appends = st.lists(
+    st.builds(
+        append,
+        payload=st.binary(max_size=300) | st.binary(max_size=300).map(bytearray),
+        stream_id=st.integers(0, 2**64 - 1),
+        start_offset=st.integers(-(2**63), 2**63 - 1),
+        end_offset=st.integers(-(2**63), 2**63 - 1),
+        record_type=st.integers(1, 254),
+        tag=st.none() | st.integers(),
+        prefix=st.binary(max_size=12),
+        payload_crc=st.none() | st.integers(0, 2**32 - 1),
+    ),
+    max_size=12,
+)
+
+
+@needs_c
+@differential
+@given(
+    appends,
+    st.integers(0, 400),
+    st.integers(0, 2000),
+    st.integers(1, 2**64 - 1),
+    st.integers(0, 255),
+)
+def test_the_c_frames_and_stamps_as_the_twin_does(
+    records: list[tuple[Any, ...]], max_length: int, room: int, segment: int, flags: int
+) -> None:
+    framed = [impl.frame_wal_records(records, max_length) for impl in (_pure, c_impl())]
+    assert framed[0] == framed[1]
+    if isinstance(framed[0], int):
+        return
+    start = 0
+    while start < len(framed[0]):
+        stamped = [
+            impl.stamp_wal_records(frame, start, room, segment, 32 + start, flags, Position)
+            for impl, frame in zip((_pure, c_impl()), framed, strict=True)
+        ]
+        assert stamped[0] == stamped[1]
+        assert framed[0] == framed[1]
+        end, positions = stamped[0]
+        if not positions:
+            break
+        start = end
+        flags = 0
+
+
+@pytest.mark.parametrize("impl", IMPLS, ids=lambda m: m.__name__)
+def test_a_given_payload_crc_is_used_not_computed(impl: ModuleType) -> None:
+    frame = impl.frame_wal_records([append(b"abc", prefix=b"px", payload_crc=0x1234)], 100)
+    from_given = _pure.crc32c_combine(_pure.crc32c(b"px"), 0x1234, 3)
+    assert int.from_bytes(frame[:4], "little") == from_given
+    plain = impl.frame_wal_records([append(b"abc", payload_crc=0x1234)], 100)
+    assert int.from_bytes(plain[:4], "little") == 0x1234
+
+
+@pytest.mark.parametrize("impl", IMPLS, ids=lambda m: m.__name__)
+def test_the_first_record_longer_than_the_limit_is_named_and_nothing_framed(
+    impl: ModuleType,
+) -> None:
+    records = [append(b"x" * 10), append(b"y" * 30, prefix=b"zz"), append(b"w" * 40)]
+    assert impl.frame_wal_records(records, 31) == 32
+    assert len(impl.frame_wal_records(records, 40)) == 3 * HEADER + 82
+
+
+@pytest.mark.parametrize("impl", IMPLS, ids=lambda m: m.__name__)
+def test_stamping_takes_only_whole_records_that_fit_the_room(impl: ModuleType) -> None:
+    frame = impl.frame_wal_records([append(b"a" * 6), append(b"b" * 6), append(b"c")], 100)
+    end, positions = impl.stamp_wal_records(frame, 0, 2 * (HEADER + 6) - 1, 7, 32, 1, Position)
+    assert (end, positions) == (HEADER + 6, [Position(7, 32)])
+    end, positions = impl.stamp_wal_records(frame, end, HEADER, 8, 32, 1, Position)
+    assert (end, positions) == (HEADER + 6, [])
+    end, positions = impl.stamp_wal_records(frame, end, 1000, 8, 32, 1, Position)
+    assert (end, positions) == (len(frame), [Position(8, 32), Position(8, 32 + HEADER + 6)])
+    assert frame[17] == 1 and frame[HEADER + 6 + 17] == 1 and frame[2 * (HEADER + 6) + 17] == 0
+
+
+@pytest.mark.parametrize("impl", IMPLS, ids=lambda m: m.__name__)
+@pytest.mark.parametrize(
+    ("bad", "error"),
+    [
+        (append(record_type=0), ValueError),
+        (append(record_type=255), ValueError),
+        (append(record_type=2**70), ValueError),
+        (append(record_type="1"), TypeError),
+        (append(payload="text"), TypeError),
+        (append(prefix=None), TypeError),
+        (append(stream_id=-1), OverflowError),
+        (append(stream_id=2**64), OverflowError),
+        (append(start_offset=2**63), OverflowError),
+        (append(end_offset=-(2**63) - 1), OverflowError),
+        (append(end_offset=1.0), TypeError),
+        (append(payload_crc=2**32), OverflowError),
+        (append(payload_crc=-1), OverflowError),
+        ((b"too", "short"), TypeError),
+        ([b"not a tuple"] * 8, TypeError),
+    ],
+)
+def test_a_bad_append_is_refused_alike(
+    impl: ModuleType, bad: tuple[Any, ...], error: type[Exception]
+) -> None:
+    with pytest.raises(error):
+        impl.frame_wal_records([append(), bad], 100)
+
+
+@pytest.mark.parametrize("impl", IMPLS, ids=lambda m: m.__name__)
+@pytest.mark.parametrize(
+    ("frame", "start", "error"),
+    [
+        (b"read only", 0, BufferError),
+        (bytearray(HEADER - 1), 0, ValueError),
+        (bytearray(HEADER) + b"\x01", -1, ValueError),
+        (bytearray(HEADER) + b"\x01", HEADER + 2, ValueError),
+        (bytearray(4) + (5).to_bytes(4, "little") + bytearray(HEADER - 8) + b"four", 0, ValueError),
+    ],
+)
+def test_a_frame_that_is_not_whole_records_is_refused_alike(
+    impl: ModuleType, frame: Any, start: int, error: type[Exception]
+) -> None:
+    with pytest.raises(error):
+        impl.stamp_wal_records(frame, start, 1 << 20, 1, 32, 0, Position)
+
+
+@pytest.mark.parametrize("impl", IMPLS, ids=lambda m: m.__name__)
+def test_positions_past_a_signed_64_bit_offset_are_refused(impl: ModuleType) -> None:
+    frame = impl.frame_wal_records([append(), append()], 100)
+    last = 2**63 - 1 - len(frame)
+    assert impl.stamp_wal_records(frame, 0, 1000, 1, last, 0, Position)[0] == len(frame)
+    with pytest.raises(OverflowError):
+        impl.stamp_wal_records(bytearray(frame), 0, 1000, 1, last + 1, 0, Position)
+
+
+@pytest.mark.parametrize("impl", IMPLS, ids=lambda m: m.__name__)
+def test_positions_need_a_tuple_type(impl: ModuleType) -> None:
+    frame = impl.frame_wal_records([append()], 100)
+    with pytest.raises(TypeError):
+        impl.stamp_wal_records(frame, 0, 1000, 1, 32, 0, dict)
