@@ -8,7 +8,9 @@ holds an earlier life's bytes, so every zero found was written by the pad.
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,18 +30,23 @@ def _old_file(path: Path, size: int) -> Path:
     return path
 
 
-def _writer(path: Path) -> SegmentWriter:
-    """A segment over ``path`` as a recycled file opens: its size is the limit."""
-    fd = os.open(path, os.O_RDWR)
-    return SegmentWriter(str(path), 1, fd, SEGMENT_HEADER_SIZE, os.fstat(fd).st_size)
+@contextlib.contextmanager
+def _old_segment(path: Path, size: int) -> Iterator[SegmentWriter]:
+    """A segment over a file of ``size`` old bytes, opened as a recycled file
+    is: its size is the limit."""
+    fd = os.open(_old_file(path, size), os.O_RDWR)
+    segment = SegmentWriter(str(path), 1, fd, SEGMENT_HEADER_SIZE, os.fstat(fd).st_size)
+    try:
+        yield segment
+    finally:
+        segment.close()
 
 
 def test_a_write_is_followed_by_zeros_to_the_end_of_its_page_and_nothing_beyond(
     tmp_path: Path,
 ) -> None:
-    path = _old_file(tmp_path / "segment", 3 * PAGE_BYTES)
-    segment = _writer(path)
-    try:
+    path = tmp_path / "segment"
+    with _old_segment(path, 3 * PAGE_BYTES) as segment:
         segment.write([b"r" * 100])
         end = SEGMENT_HEADER_SIZE + 100
         assert segment.write_offset == end  # the zeros are not part of the log
@@ -47,14 +54,11 @@ def test_a_write_is_followed_by_zeros_to_the_end_of_its_page_and_nothing_beyond(
         assert data[SEGMENT_HEADER_SIZE:end] == b"r" * 100
         assert data[end:PAGE_BYTES] == bytes(PAGE_BYTES - end)
         assert data[PAGE_BYTES:] == bytes([OLD]) * (2 * PAGE_BYTES)
-    finally:
-        segment.close()
 
 
 def test_the_next_write_begins_on_the_zeros_and_covers_them(tmp_path: Path) -> None:
-    path = _old_file(tmp_path / "segment", 3 * PAGE_BYTES)
-    segment = _writer(path)
-    try:
+    path = tmp_path / "segment"
+    with _old_segment(path, 3 * PAGE_BYTES) as segment:
         segment.write([b"a" * 100])
         segment.write([b"b" * PAGE_BYTES])  # from inside the first page into the second
         end = SEGMENT_HEADER_SIZE + 100 + PAGE_BYTES
@@ -62,31 +66,23 @@ def test_the_next_write_begins_on_the_zeros_and_covers_them(tmp_path: Path) -> N
         assert data[SEGMENT_HEADER_SIZE:end] == b"a" * 100 + b"b" * PAGE_BYTES
         assert data[end : 2 * PAGE_BYTES] == bytes(2 * PAGE_BYTES - end)
         assert data[2 * PAGE_BYTES :] == bytes([OLD]) * PAGE_BYTES
-    finally:
-        segment.close()
 
 
 def test_a_write_ending_on_a_page_boundary_writes_no_zeros(tmp_path: Path) -> None:
-    path = _old_file(tmp_path / "segment", 2 * PAGE_BYTES)
-    segment = _writer(path)
-    try:
+    path = tmp_path / "segment"
+    with _old_segment(path, 2 * PAGE_BYTES) as segment:
         segment.write([b"p" * (PAGE_BYTES - SEGMENT_HEADER_SIZE)])
         assert path.read_bytes()[PAGE_BYTES:] == bytes([OLD]) * PAGE_BYTES
-    finally:
-        segment.close()
 
 
 def test_the_zeros_never_grow_the_file(tmp_path: Path) -> None:
     size = PAGE_BYTES + 600  # a segment size that is no multiple of the page
-    path = _old_file(tmp_path / "segment", size)
-    segment = _writer(path)
-    try:
+    path = tmp_path / "segment"
+    with _old_segment(path, size) as segment:
         segment.write([b"x" * (PAGE_BYTES - SEGMENT_HEADER_SIZE + 100)])
         data = path.read_bytes()
         assert len(data) == size
         assert data[PAGE_BYTES + 100 :] == bytes(500)
-    finally:
-        segment.close()
 
 
 def test_a_segment_that_grows_as_it_is_written_gets_no_zeros(tmp_path: Path) -> None:
@@ -126,10 +122,9 @@ def test_after_every_write_the_file_holds_the_records_then_zeros_to_the_page_end
     tmp_path_factory: pytest.TempPathFactory, sizes: list[int]
 ) -> None:
     size = 8 * PAGE_BYTES + 1000
-    path = _old_file(tmp_path_factory.mktemp("padding") / "segment", size)
-    segment = _writer(path)
+    path = tmp_path_factory.mktemp("padding") / "segment"
     written = b""
-    try:
+    with _old_segment(path, size) as segment:
         for index, length in enumerate(sizes):
             room = size - segment.write_offset
             record = bytes([index % 200 + 1]) * min(length, room)
@@ -145,8 +140,6 @@ def test_after_every_write_the_file_holds_the_records_then_zeros_to_the_page_end
             assert data[SEGMENT_HEADER_SIZE:end] == written
             assert data[end:page_end] == bytes(page_end - end)
             assert data[page_end:] == bytes([OLD]) * (size - page_end)
-    finally:
-        segment.close()
 
 
 def test_a_log_written_with_zeros_past_each_group_replays_every_record(tmp_path: Path) -> None:
