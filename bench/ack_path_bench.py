@@ -19,6 +19,16 @@ append's time splits into:
 Reported per stage: p50 and p99 in ms (medians over the rounds), which
 thread synced (``synced_by``), and ``ack_vs_sync_p50`` / ``_p99``: the
 whole acknowledgement over the fdatasync alone (1 would be the disk only).
+
+Then the same appends into a segment the page cache does not hold, as a
+recycled segment is after a restart: its bytes written out beforehand (a
+recycled file's or a spare's are; a fresh preallocation's are not, and
+reads of them cost nothing), its pages dropped before each append
+(``POSIX_FADV_DONTNEED``). Rounds alternate between writes that end on a
+page boundary (wal/segment.py pads them with zeros) and writes that do not
+(the padding turned off), and ``evicted_write_padded_vs_not_p50`` /
+``evicted_ack_padded_vs_not_p50`` are the medians' ratios: a write ending
+inside an uncached page makes the kernel read that page first.
 """
 
 from __future__ import annotations
@@ -34,6 +44,7 @@ from typing import Any
 
 import _harness
 
+import wal.segment
 from wal import WriteAheadLog
 from wal.segment import SegmentWriter
 
@@ -69,8 +80,36 @@ class _Marks:
         SegmentWriter.sync = noted_sync  # type: ignore[method-assign]
 
 
-async def one_round(directory: Path, appends: int, marks: _Marks) -> dict[str, Any]:
+def _write_out(directory: Path) -> None:
+    """Writes every segment's bytes past its header, as a recycled file's are."""
+    for path in directory.glob("*.wal"):
+        fd = os.open(path, os.O_WRONLY)
+        try:
+            size, chunk = os.fstat(fd).st_size, bytes(1 << 20)
+            for offset in range(1 << 20, size, 1 << 20):
+                os.pwrite(fd, chunk[: size - offset], offset)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _evict(directory: Path) -> None:
+    """Drops the segments' clean pages from the page cache."""
+    for path in directory.glob("*.wal"):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+
+
+async def one_round(
+    directory: Path, appends: int, marks: _Marks, evicted: bool = False
+) -> dict[str, Any]:
     log = WriteAheadLog(directory, segment_bytes=max(64 << 20, 2 * appends * PAYLOAD))
+    if evicted:
+        _write_out(directory)
+        _evict(directory)
     payload = bytes(PAYLOAD)
     stages: dict[str, list[float]] = {stage: [] for stage in STAGES}
     synced_by: Counter[str] = Counter()
@@ -130,6 +169,39 @@ def run(directory: Path, rounds: int, appends: int) -> dict[str, Any]:
     for q in ("p50", "p99"):
         sync = results[f"sync_{q}_ms"]
         results[f"ack_vs_sync_{q}"] = round(results[f"ack_{q}_ms"] / sync, 3) if sync else None
+    results.update(evicted_rounds(directory, rounds, appends, marks))
+    return results
+
+
+def evicted_rounds(directory: Path, rounds: int, appends: int, marks: _Marks) -> dict[str, Any]:
+    """Padded and unpadded rounds in turns, into evicted segments."""
+    page_bytes = wal.segment.PAGE_BYTES
+    runs: dict[str, list[dict[str, Any]]] = {"padded": [], "unpadded": []}
+    try:
+        for number in range(rounds):
+            for kind in ("padded", "unpadded"):
+                # A "page" of one byte: every write ends on one, so none is padded.
+                wal.segment.PAGE_BYTES = page_bytes if kind == "padded" else 1
+                round_directory = directory / f"evicted-{kind}-{number}"
+                runs[kind].append(
+                    asyncio.run(one_round(round_directory, appends, marks, evicted=True))
+                )
+    finally:
+        wal.segment.PAGE_BYTES = page_bytes
+    results: dict[str, Any] = {}
+    for kind, kind_runs in runs.items():
+        for stage in ("write", "ack"):
+            for q in ("p50", "p99"):
+                key = f"{stage}_{q}_ms"
+                results[f"evicted_{kind}_{key}"] = round(
+                    statistics.median(r[key] for r in kind_runs), 3
+                )
+    for stage in ("write", "ack"):
+        unpadded = results[f"evicted_unpadded_{stage}_p50_ms"]
+        padded = results[f"evicted_padded_{stage}_p50_ms"]
+        results[f"evicted_{stage}_padded_vs_not_p50"] = (
+            round(padded / unpadded, 3) if unpadded else None
+        )
     return results
 
 
@@ -144,6 +216,18 @@ def print_table(results: dict[str, Any]) -> None:
         print(f"{stage:<12} {results[f'{stage}_p50_ms']:8.3f} {results[f'{stage}_p99_ms']:8.3f}")
     print(f"synced by: {results['synced_by']}")
     print(f"ack / sync: p50 {results['ack_vs_sync_p50']}  p99 {results['ack_vs_sync_p99']}")
+    print("segment pages evicted before each append, writes padded to a page end or not:")
+    for kind in ("padded", "unpadded"):
+        cells = "  ".join(
+            f"{stage} p50 {results[f'evicted_{kind}_{stage}_p50_ms']:.3f}"
+            f" p99 {results[f'evicted_{kind}_{stage}_p99_ms']:.3f}"
+            for stage in ("write", "ack")
+        )
+        print(f"  {kind:<9} {cells}")
+    print(
+        f"  padded / not, p50: write {results['evicted_write_padded_vs_not_p50']}"
+        f"  ack {results['evicted_ack_padded_vs_not_p50']}"
+    )
 
 
 def main() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import mmap
 import os
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -37,6 +38,8 @@ written, hold a few records before many megabytes of zeros."""
 _ENDS_OF_A_READ = frozenset({END_OF_FILE, HEADER_CUT_SHORT, RUNS_PAST_END})
 IOV_MAX = 1024
 """Linux's limit on buffers per pwritev call."""
+PAGE_BYTES = mmap.PAGESIZE
+_ZERO_PAGE = memoryview(bytes(PAGE_BYTES))
 
 
 class Position(NamedTuple):
@@ -227,11 +230,17 @@ def seal_record(sequence: int, flags: int = FLAG_SYNCED) -> bytes:
 class SegmentWriter:
     """The open segment that appends go to. Used by one thread at a time."""
 
-    def __init__(self, path: str, sequence: int, fd: int, write_offset: int) -> None:
+    def __init__(
+        self, path: str, sequence: int, fd: int, write_offset: int, padded_to: int = 0
+    ) -> None:
         self.path = path
         self.sequence = sequence
         self.write_offset = write_offset
         self._fd = fd
+        self._padded_to = padded_to
+        """A write is followed by zeros to the end of its last page, never
+        past this offset (the file's size when it was opened: padding never
+        grows a file)."""
 
     @classmethod
     def create(
@@ -256,7 +265,7 @@ class SegmentWriter:
             if prepared != final:
                 raise ValueError(f"{prepared} is not segment {sequence}'s file")
             fd = os.open(final, os.O_RDWR | os.O_CLOEXEC)
-            return cls(final, sequence, fd, SEGMENT_HEADER_SIZE)
+            return cls(final, sequence, fd, SEGMENT_HEADER_SIZE, os.fstat(fd).st_size)
         temporary = final + ".tmp"
         if reuse is not None:
             os.rename(reuse, temporary)
@@ -268,15 +277,32 @@ class SegmentWriter:
             os.fsync(fd)
             os.rename(temporary, final)
             sync_directory(directory)
+            size = os.fstat(fd).st_size
         except BaseException:
             os.close(fd)
             if os.path.exists(temporary):
                 os.unlink(temporary)
             raise
-        return cls(final, sequence, fd, SEGMENT_HEADER_SIZE)
+        return cls(final, sequence, fd, SEGMENT_HEADER_SIZE, size)
 
     def write(self, buffers: list[bytes | memoryview]) -> None:
-        """Writes the buffers back to back at the write offset."""
+        """Writes the buffers back to back at the write offset, then zeros to
+        the end of the last page they touch (within the file's size); the
+        write offset moves past the buffers only, so the next write begins
+        on the zeros and covers them.
+
+        A write that ends inside a page the kernel does not hold (a recycled
+        segment after a restart, or once its pages were evicted) makes it
+        read that page from the disk first, to keep the rest of it: one
+        synchronous read on the path of every acknowledgement, a third of
+        the write's time. Covering the page to its end leaves nothing to
+        keep; the page the next write begins in is the one just written, so
+        it is held. The zeros lie past the log's end, where recovery reads
+        zeros as unwritten bytes (docs/wal-format.md)."""
+        end = self.write_offset + sum(map(len, buffers))
+        padding = min(-end % PAGE_BYTES, self._padded_to - end)
+        if padding > 0:
+            buffers = [*buffers, _ZERO_PAGE[:padding]]
         for start in range(0, len(buffers), IOV_MAX):
             chunk = buffers[start : start + IOV_MAX]
             expected = sum(map(len, chunk))
@@ -285,6 +311,7 @@ class SegmentWriter:
                 # A short write only happens when the disk fills up mid-call.
                 written += self._write_rest(chunk, written)
             self.write_offset += written
+        self.write_offset = end
 
     def _write_rest(self, chunk: list[bytes | memoryview], skip: int) -> int:
         rest = b"".join(bytes(buffer) for buffer in chunk)[skip:]
