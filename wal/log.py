@@ -17,7 +17,13 @@ from typing import NamedTuple
 
 from native import crc32c, crc32c_combine, frame_wal_records
 from wal.errors import LogClosed, LogIOError, LogLocked, PermissionDenied, RecordTooLarge
-from wal.format import MAX_USER_TYPE, RECORD_HEADER_SIZE, SEGMENT_HEADER_SIZE, segment_name
+from wal.format import (
+    MAX_RECORD_LENGTH,
+    MAX_USER_TYPE,
+    RECORD_HEADER_SIZE,
+    SEGMENT_HEADER_SIZE,
+    segment_name,
+)
 from wal.group_commit import (
     BatchTags,
     CommitHook,
@@ -147,7 +153,10 @@ class WriteAheadLog:
             raise
         # Room for the seal is reserved so a full segment can always be ended.
         limit = segment_bytes - RECORD_HEADER_SIZE
-        self._max_payload = limit - SEGMENT_HEADER_SIZE - RECORD_HEADER_SIZE
+        # A segment above 4 GiB could hold a payload its header's length
+        # field cannot state: refused here, on the appender's thread, not
+        # found by the writer (which would fail the log) or cut short.
+        self._max_payload = min(limit - SEGMENT_HEADER_SIZE - RECORD_HEADER_SIZE, MAX_RECORD_LENGTH)
         self._committer = GroupCommitter(
             first,
             self._roll,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import mmap
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from hypothesis import strategies as st
 
 from tests.wal.conftest import SMALL_SEGMENT, payloads, segment_files
 from wal import (
+    Append,
     Durability,
     LogClosed,
     Position,
@@ -151,6 +153,30 @@ def test_a_payload_that_cannot_fit_a_segment_is_refused_and_the_log_goes_on(
     largest = b"y" * raised.value.limit
     log.append(largest)
     assert payloads(log) == [largest]
+
+
+@pytest.mark.parametrize("batched", [False, True], ids=["append", "append_many"])
+def test_a_payload_longer_than_the_length_field_is_refused_in_a_segment_above_4_gib(
+    open_log: OpenLog, tmp_path: Path, batched: bool
+) -> None:
+    """A record header states its payload's length in 32 bits: in a segment
+    that could hold more, a payload of 2^32 bytes is refused with
+    RecordTooLarge when it is appended, and the log goes on (it is neither
+    written with its length cut short nor left to fail the writer). The
+    payload is a sparse file's mapping: nothing of it is allocated."""
+    log = open_log(segment_bytes=2**33, preallocate=False)
+    with (tmp_path / "payload").open("wb") as file:
+        file.truncate(2**32)
+    with (tmp_path / "payload").open("rb") as file:
+        huge = memoryview(mmap.mmap(file.fileno(), 2**32, access=mmap.ACCESS_READ))
+    with pytest.raises(RecordTooLarge) as raised:
+        if batched:
+            log.submit_many([Append(huge, payload_crc=0)]).result(timeout=30)
+        else:
+            log.submit(huge, payload_crc=0).result(timeout=30)
+    assert (raised.value.size, raised.value.limit) == (2**32, 2**32 - 1)
+    log.append(b"after")
+    assert payloads(log) == [b"after"]
 
 
 @pytest.mark.parametrize("record_type", [0, 255, 300])
