@@ -8,6 +8,7 @@ import errno
 import fcntl
 import logging
 import os
+import struct
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -46,6 +47,10 @@ from wal.segment import (
     zero_filled_file,
 )
 from wal.thread_priority import NORMAL, ThreadPriority
+
+_HEADER_FIELDS = struct.Struct("<QqqI")
+"""A record header's stream id, offsets and CRC, as the writer packs them:
+an append whose fields do not fit is refused before it is queued."""
 
 stalls = logging.getLogger("tidelog.stalls")
 """Rolls and spares, each at DEBUG with its duration: background work a
@@ -386,6 +391,15 @@ class WriteAheadLog:
             crc = crc32c_combine(crc32c(prefix), payload_crc, len(payload))
         else:
             crc = payload_crc
+        try:
+            _HEADER_FIELDS.pack(stream_id, start_offset, end_offset, crc)
+        except struct.error:
+            # Found by the writer, it would stop the log's only writer thread
+            # and leave every append after it unanswered. The batch framer's
+            # checks name the field at fault and raise what submit_many does.
+            fields = Append(b"", stream_id, start_offset, end_offset, record_type, None)
+            frame_wal_records([fields._replace(payload_crc=payload_crc)], 0)
+            raise  # not reached: the framer refuses whatever struct does
         return PendingAppend(
             waiter,
             record_type,

@@ -6,6 +6,7 @@ import asyncio
 import mmap
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -224,3 +225,31 @@ def test_a_prefix_counts_toward_the_record_size_limit(open_log: OpenLog) -> None
         log.submit(b"x" * (SMALL_SEGMENT // 2), prefix=b"y" * SMALL_SEGMENT).result()
     log.append(b"after")
     assert [bytes(e.payload) for e in log.replay()] == [b"after"]
+
+
+BAD_FIELDS = [
+    ({"stream_id": -1}, OverflowError),
+    ({"stream_id": 2**64}, OverflowError),
+    ({"start_offset": 2**63}, OverflowError),
+    ({"end_offset": -(2**63) - 1}, OverflowError),
+    ({"payload_crc": 2**32}, OverflowError),
+    ({"payload_crc": -1}, OverflowError),
+    ({"stream_id": 1.5}, TypeError),
+]
+
+
+@pytest.mark.parametrize(("fields", "error"), BAD_FIELDS, ids=str)
+def test_an_append_whose_header_fields_do_not_fit_is_refused_and_the_log_goes_on(
+    open_log: OpenLog, fields: dict[str, Any], error: type[Exception]
+) -> None:
+    """A field a record header cannot hold is refused when the append is
+    made, with the error a batch append gives for it, and the log goes on:
+    found by the writer, it would stop the writer thread and leave this
+    append, and every one after it, unanswered."""
+    log = open_log()
+    with pytest.raises(error):
+        log.append_many([Append(b"x", **fields)])
+    with pytest.raises(error):
+        log.submit(b"x", **fields)
+    assert log.submit(b"after").result(timeout=30) is not None
+    assert payloads(log) == [b"after"]
