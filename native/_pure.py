@@ -1327,6 +1327,8 @@ _WAL_CRC = struct.Struct("<I")
 _WAL_LENGTH = struct.Struct("<4xI")
 _WAL_SEGMENT = struct.Struct("<Q")
 """The segment field, at 8; the flags are the byte at 17."""
+_WAL_MAX_RECORD_LENGTH = 0xFFFFFFFF
+"""The header's length field is 32 bits: a longer record cannot be framed."""
 _WAL_MAX_USER_TYPE = 254
 """wal.format.MAX_USER_TYPE: 255 is the seal, 0 invalid."""
 _WAL_APPEND_FIELDS = 8
@@ -1347,7 +1349,8 @@ def frame_wal_records(appends: Iterable[tuple[Any, ...]], max_length: int) -> by
     its prefix and payload, in one bytearray; each header's crc field holds the
     payload's CRC32C (combined with the prefix's) and its segment and flags
     are 0 until ``stamp_wal_records`` fills them. The length of the first
-    record longer than ``max_length`` instead, with nothing framed."""
+    record longer than ``max_length``, or than the header's 32-bit length
+    field holds, instead, with nothing framed."""
     _check_int(max_length, 64, "max_length")
     records = []
     total = 0
@@ -1363,7 +1366,7 @@ def frame_wal_records(appends: Iterable[tuple[Any, ...]], max_length: int) -> by
             raise ValueError(f"record_type {record_type} is not in 1..{_WAL_MAX_USER_TYPE}")
         payload_view, prefix_view = _byte_view(payload), _byte_view(prefix)
         length = len(payload_view) + len(prefix_view)
-        if length > max_length:
+        if length > max_length or length > _WAL_MAX_RECORD_LENGTH:
             return length
         _check_unsigned(stream_id, (1 << 64) - 1, "stream_id", "an unsigned 64-bit integer")
         _check_int(start_offset, 64, "start_offset")

@@ -34,6 +34,9 @@ TYPE_INVALID = 0
 TYPE_SEAL = 255
 """Ends every segment but the last; it is never returned by replay."""
 MAX_USER_TYPE = 254
+MAX_RECORD_LENGTH = 0xFFFFFFFF
+"""The header's length field is 32 bits: no payload is longer, whatever
+the segment size."""
 
 FLAG_SYNCED = 0x01
 """Set on a record written only after every earlier byte of its segment (and

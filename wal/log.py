@@ -8,6 +8,7 @@ import errno
 import fcntl
 import logging
 import os
+import struct
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -17,7 +18,13 @@ from typing import NamedTuple
 
 from native import crc32c, crc32c_combine, frame_wal_records
 from wal.errors import LogClosed, LogIOError, LogLocked, PermissionDenied, RecordTooLarge
-from wal.format import MAX_USER_TYPE, RECORD_HEADER_SIZE, SEGMENT_HEADER_SIZE, segment_name
+from wal.format import (
+    MAX_RECORD_LENGTH,
+    MAX_USER_TYPE,
+    RECORD_HEADER_SIZE,
+    SEGMENT_HEADER_SIZE,
+    segment_name,
+)
 from wal.group_commit import (
     BatchTags,
     CommitHook,
@@ -40,6 +47,10 @@ from wal.segment import (
     zero_filled_file,
 )
 from wal.thread_priority import NORMAL, ThreadPriority
+
+_HEADER_FIELDS = struct.Struct("<QqqI")
+"""A record header's stream id, offsets and CRC, as the writer packs them:
+an append whose fields do not fit is refused before it is queued."""
 
 stalls = logging.getLogger("tidelog.stalls")
 """Rolls and spares, each at DEBUG with its duration: background work a
@@ -147,7 +158,10 @@ class WriteAheadLog:
             raise
         # Room for the seal is reserved so a full segment can always be ended.
         limit = segment_bytes - RECORD_HEADER_SIZE
-        self._max_payload = limit - SEGMENT_HEADER_SIZE - RECORD_HEADER_SIZE
+        # A segment above 4 GiB could hold a payload its header's length
+        # field cannot state: refused here, on the appender's thread, not
+        # found by the writer (which would fail the log) or cut short.
+        self._max_payload = min(limit - SEGMENT_HEADER_SIZE - RECORD_HEADER_SIZE, MAX_RECORD_LENGTH)
         self._committer = GroupCommitter(
             first,
             self._roll,
@@ -377,6 +391,15 @@ class WriteAheadLog:
             crc = crc32c_combine(crc32c(prefix), payload_crc, len(payload))
         else:
             crc = payload_crc
+        try:
+            _HEADER_FIELDS.pack(stream_id, start_offset, end_offset, crc)
+        except struct.error:
+            # Found by the writer, it would stop the log's only writer thread
+            # and leave every append after it unanswered. The batch framer's
+            # checks name the field at fault and raise what submit_many does.
+            fields = Append(b"", stream_id, start_offset, end_offset, record_type, None)
+            frame_wal_records([fields._replace(payload_crc=payload_crc)], 0)
+            raise  # not reached: the framer refuses whatever struct does
         return PendingAppend(
             waiter,
             record_type,

@@ -257,7 +257,9 @@ class WireTransport:
 
     def scan(self, topics: Sequence[str], header: Header, timeout: float) -> list[StoredRecord]:
         deadline = self._clock.monotonic() + timeout
-        ids = {topic: self._topic_id(topic, timeout) for topic in topics}
+        # Each description gets what is left of the timeout: given the whole
+        # of it, n topics could wait n timeouts before the scan began.
+        ids = {topic: self._topic_id(topic, deadline - self._clock.monotonic()) for topic in topics}
         found = self._scan(topics, header, ids, deadline - self._clock.monotonic())
         for topic, topic_id in ids.items():
             if topic_id is not None:
@@ -272,6 +274,8 @@ class WireTransport:
         ids: Mapping[str, bytes | None],
         timeout: float,
     ) -> list[StoredRecord]:
+        if timeout <= 0:  # librdkafka reads a negative timeout as no limit at all
+            raise TimeoutError(f"scanning {', '.join(topics)}: no time left after describing them")
         consumer = self._consumer("read_committed", {"enable.partition.eof": True})
         found: list[StoredRecord] = []
         try:

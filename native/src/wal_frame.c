@@ -17,6 +17,7 @@
 #include "crc32c.h"
 
 #define HEADER_SIZE 44
+#define MAX_RECORD_LENGTH 0xFFFFFFFFll /* the header's length field is 32 bits */
 #define MAX_USER_TYPE 254 /* wal.format.MAX_USER_TYPE: 255 is the seal, 0 invalid */
 #define APPEND_FIELDS 8   /* wal.Append */
 #define GIL_FREE_BYTES (64 * 1024) /* below this, dropping the GIL costs more than it frees */
@@ -89,7 +90,9 @@ static void release_appends(wal_append *appends, Py_ssize_t count) {
 }
 
 /* Reads one append's fields into *a (its buffers held): 0; 1 if its record
- * is longer than max_length (*too_long set, no buffer held); -1 on error. */
+ * is longer than max_length or than the length field holds (*too_long set,
+ * no buffer held): a longer one's length would be cut to its low 32 bits,
+ * and the stamper would read its payload as records; -1 on error. */
 static int read_append(PyObject *item, int64_t max_length, wal_append *a, int64_t *too_long) {
     if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) < APPEND_FIELDS) {
         PyErr_SetString(PyExc_TypeError, "each append must be a tuple of 8 fields (wal.Append)");
@@ -118,7 +121,7 @@ static int read_append(PyObject *item, int64_t max_length, wal_append *a, int64_
     uint64_t crc = 0;
     PyObject *payload_crc = PyTuple_GET_ITEM(item, 7);
     int status = 0;
-    if (length > max_length) {
+    if (length > max_length || length > MAX_RECORD_LENGTH) {
         *too_long = length;
         status = 1;
     } else if (unsigned_up_to(PyTuple_GET_ITEM(item, 1), "stream_id", UINT64_MAX,

@@ -10,7 +10,8 @@
  * record_type, tag, prefix, payload_crc), a record header then its prefix
  * and payload; each header's crc field holds the payload's CRC32C and its
  * segment and flags are 0 until stamp_wal_records fills them. The length
- * of the first record longer than max_length instead (nothing framed). */
+ * of the first record longer than max_length, or than the header's 32-bit
+ * length field holds, instead (nothing framed). */
 PyObject *tl_py_frame_wal_records(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
 
 /* stamp_wal_records(frame, start, room, segment, offset, first_flags,

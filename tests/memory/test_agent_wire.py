@@ -25,6 +25,7 @@ import pytest
 
 import engine
 from engine.cli.schemas import agent_action_schema
+from engine.clock import ManualClock
 from engine.errors import UnknownTopicId
 from engine.memory import Actor, AgentMemory, AsyncAgentMemory
 from engine.memory.actions import CAUSATION_HEADER, CORRELATION_HEADER
@@ -230,3 +231,52 @@ def test_the_epoch_reader_holds_no_partition_between_writes(served: Served) -> N
             ref = agent.tool_call("search", correlation_id=f"q-{n}")
             assert ref.offset == n
             assert transport._epochs.assignment() == []
+
+
+class _DescribedAtTheirTimeouts:
+    """An admin client whose DescribeTopics answers come back (from the
+    broker) as late as a quarter of the time each was given, by the
+    transport's clock: it notes, per call, the time it was given and what
+    was left of the caller's timeout."""
+
+    def __init__(self, real: Any, clock: ManualClock, deadline: float) -> None:
+        self._real, self._clock, self._deadline = real, clock, deadline
+        self.calls: list[tuple[float, float]] = []
+
+    def describe_topics(self, topics: Any, request_timeout: float) -> dict[str, Any]:
+        return {
+            name: _LateAnswer(answer, self)
+            for name, answer in self._real.describe_topics(topics, request_timeout=10).items()
+        }
+
+
+class _LateAnswer:
+    def __init__(self, answer: Any, admin: _DescribedAtTheirTimeouts) -> None:
+        self._answer, self._admin = answer, admin
+
+    def result(self, timeout: float) -> Any:
+        left = self._admin._deadline - self._admin._clock.monotonic()
+        self._admin.calls.append((timeout, left))
+        found = self._answer.result(10)
+        self._admin._clock.advance(max(timeout, 0) / 4)
+        return found
+
+
+def test_a_scan_describes_its_topics_within_the_callers_timeout(served: Served) -> None:
+    """Each topic's id is described before and after the scan; every one of
+    those waits is given only what is left of the scan's timeout, not the
+    whole of it again (three topics could otherwise wait three timeouts)."""
+    topics = ["scan.a", "scan.b", "scan.c"]
+    for topic in topics:
+        served.engine.create_topic(topic, 1)
+    clock = ManualClock()
+    transport = WireTransport(served.bootstrap, clock=clock, config=QUIET)
+    try:
+        timeout = 30.0
+        admin = _DescribedAtTheirTimeouts(transport._admin, clock, clock.monotonic() + timeout)
+        transport._admin = admin
+        assert transport.scan(topics, ("tidelog.test", b"x"), timeout) == []
+    finally:
+        transport.close(10)
+    assert len(admin.calls) == 2 * len(topics)
+    assert all(given <= left for given, left in admin.calls), admin.calls

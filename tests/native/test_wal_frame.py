@@ -5,6 +5,10 @@ docs/wal-format.md specifies is tests/wal/test_spec.py's.)"""
 
 from __future__ import annotations
 
+import contextlib
+import mmap
+from collections.abc import Iterator
+from pathlib import Path
 from types import ModuleType
 from typing import Any, NamedTuple
 
@@ -175,3 +179,28 @@ def test_positions_need_a_tuple_type(impl: ModuleType) -> None:
     frame = impl.frame_wal_records([append()], 100)
     with pytest.raises(TypeError):
         impl.stamp_wal_records(frame, 0, 1000, 1, 32, 0, dict)
+
+
+@pytest.mark.parametrize("impl", IMPLS, ids=lambda impl: impl.__name__)
+def test_a_record_longer_than_its_length_field_holds_is_too_long(
+    impl: ModuleType, tmp_path: Path
+) -> None:
+    """A header states its payload's length in 32 bits: a record of 2^32
+    bytes is refused as too long whatever max_length allows, never framed
+    with its length cut to 0 (its payload would then be stamped as records).
+    The payload is a sparse file's mapping, so nothing of it is allocated."""
+    length = 2**32
+    with _sparse_mapping(tmp_path / "payload", length) as payload:
+        framed = impl.frame_wal_records([append(payload, payload_crc=0)], 2**40)
+    assert framed == length
+
+
+@contextlib.contextmanager
+def _sparse_mapping(path: Path, size: int) -> Iterator[memoryview]:
+    """A read-only mapping of a ``size``-byte file with no data blocks; it is
+    unmapped once the last view of it is gone (a failed call's traceback may
+    still hold one)."""
+    with path.open("wb") as file:
+        file.truncate(size)
+    with path.open("rb") as file:
+        yield memoryview(mmap.mmap(file.fileno(), size, access=mmap.ACCESS_READ))

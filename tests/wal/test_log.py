@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import mmap
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -12,6 +14,7 @@ from hypothesis import strategies as st
 
 from tests.wal.conftest import SMALL_SEGMENT, payloads, segment_files
 from wal import (
+    Append,
     Durability,
     LogClosed,
     Position,
@@ -153,6 +156,30 @@ def test_a_payload_that_cannot_fit_a_segment_is_refused_and_the_log_goes_on(
     assert payloads(log) == [largest]
 
 
+@pytest.mark.parametrize("batched", [False, True], ids=["append", "append_many"])
+def test_a_payload_longer_than_the_length_field_is_refused_in_a_segment_above_4_gib(
+    open_log: OpenLog, tmp_path: Path, batched: bool
+) -> None:
+    """A record header states its payload's length in 32 bits: in a segment
+    that could hold more, a payload of 2^32 bytes is refused with
+    RecordTooLarge when it is appended, and the log goes on (it is neither
+    written with its length cut short nor left to fail the writer). The
+    payload is a sparse file's mapping: nothing of it is allocated."""
+    log = open_log(segment_bytes=2**33, preallocate=False)
+    with (tmp_path / "payload").open("wb") as file:
+        file.truncate(2**32)
+    with (tmp_path / "payload").open("rb") as file:
+        huge = memoryview(mmap.mmap(file.fileno(), 2**32, access=mmap.ACCESS_READ))
+    with pytest.raises(RecordTooLarge) as raised:
+        if batched:
+            log.submit_many([Append(huge, payload_crc=0)]).result(timeout=30)
+        else:
+            log.submit(huge, payload_crc=0).result(timeout=30)
+    assert (raised.value.size, raised.value.limit) == (2**32, 2**32 - 1)
+    log.append(b"after")
+    assert payloads(log) == [b"after"]
+
+
 @pytest.mark.parametrize("record_type", [0, 255, 300])
 def test_reserved_record_types_are_refused(open_log: OpenLog, record_type: int) -> None:
     with pytest.raises(ValueError, match="record_type"):
@@ -198,3 +225,31 @@ def test_a_prefix_counts_toward_the_record_size_limit(open_log: OpenLog) -> None
         log.submit(b"x" * (SMALL_SEGMENT // 2), prefix=b"y" * SMALL_SEGMENT).result()
     log.append(b"after")
     assert [bytes(e.payload) for e in log.replay()] == [b"after"]
+
+
+BAD_FIELDS = [
+    ({"stream_id": -1}, OverflowError),
+    ({"stream_id": 2**64}, OverflowError),
+    ({"start_offset": 2**63}, OverflowError),
+    ({"end_offset": -(2**63) - 1}, OverflowError),
+    ({"payload_crc": 2**32}, OverflowError),
+    ({"payload_crc": -1}, OverflowError),
+    ({"stream_id": 1.5}, TypeError),
+]
+
+
+@pytest.mark.parametrize(("fields", "error"), BAD_FIELDS, ids=str)
+def test_an_append_whose_header_fields_do_not_fit_is_refused_and_the_log_goes_on(
+    open_log: OpenLog, fields: dict[str, Any], error: type[Exception]
+) -> None:
+    """A field a record header cannot hold is refused when the append is
+    made, with the error a batch append gives for it, and the log goes on:
+    found by the writer, it would stop the writer thread and leave this
+    append, and every one after it, unanswered."""
+    log = open_log()
+    with pytest.raises(error):
+        log.append_many([Append(b"x", **fields)])
+    with pytest.raises(error):
+        log.submit(b"x", **fields)
+    assert log.submit(b"after").result(timeout=30) is not None
+    assert payloads(log) == [b"after"]
