@@ -292,7 +292,18 @@ class GroupCommitter:
                 self._drain_syncer()
                 self._fail(group, LogFailed(self._failure))
             elif group:
-                self._commit(group)
+                try:
+                    self._commit(group)
+                except Exception as error:
+                    # A defect rather than the disk (those are classified in
+                    # _commit): the log fails as on a failed write, so that
+                    # this group and every append after it are answered
+                    # instead of waiting on a writer that is gone.
+                    log.exception("the WAL's writer failed")
+                    failure = LogFailed(error)
+                    self._failed(failure)
+                    self._drain_syncer()
+                    self._fail(group, failure)
             else:
                 self._sync_for_interval()
 

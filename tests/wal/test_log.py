@@ -17,9 +17,11 @@ from wal import (
     Append,
     Durability,
     LogClosed,
+    LogFailed,
     Position,
     RecordTooLarge,
     WriteAheadLog,
+    group_commit,
 )
 
 OpenLog = Callable[..., WriteAheadLog]
@@ -253,3 +255,22 @@ def test_an_append_whose_header_fields_do_not_fit_is_refused_and_the_log_goes_on
         log.submit(b"x", **fields)
     assert log.submit(b"after").result(timeout=30) is not None
     assert payloads(log) == [b"after"]
+
+
+def test_a_writer_that_fails_for_any_reason_fails_the_log_and_answers_every_append(
+    open_log: OpenLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An exception on the writer thread that is not the disk's (a defect)
+    fails the log as a failed write does: the group it was writing and
+    every append after it get LogFailed, none is left waiting."""
+    log = open_log()
+    assert log.submit(b"before").result(timeout=30) is not None
+
+    def broken(*args: object, **kwargs: object) -> bytes:
+        raise ValueError("a defect in the writer")
+
+    monkeypatch.setattr(group_commit, "encode_record_header", broken)
+    with pytest.raises(LogFailed):
+        log.submit(b"during").result(timeout=30)
+    with pytest.raises(LogFailed):
+        log.submit(b"after").result(timeout=30)
