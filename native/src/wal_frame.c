@@ -146,10 +146,16 @@ static void frame_all(uint8_t *out, const wal_append *appends, Py_ssize_t count)
     for (Py_ssize_t i = 0; i < count; i++) {
         const wal_append *a = &appends[i];
         size_t prefix_len = (size_t)a->prefix.len, payload_len = (size_t)a->payload.len;
-        uint32_t prefix_crc = tl_crc32c(0, a->prefix.buf, prefix_len);
+        uint8_t *body = out + HEADER_SIZE;
+        /* Copied first and summed from the copy: with the GIL released, a
+         * caller's bytearray may change under us, and the record must
+         * still carry the CRC of the bytes it holds. */
+        memcpy(body, a->prefix.buf, prefix_len);
+        memcpy(body + prefix_len, a->payload.buf, payload_len);
+        uint32_t prefix_crc = tl_crc32c(0, body, prefix_len);
         uint32_t crc;
         if (!a->has_crc)
-            crc = tl_crc32c(prefix_crc, a->payload.buf, payload_len);
+            crc = tl_crc32c(prefix_crc, body + prefix_len, payload_len);
         else if (prefix_len)
             crc = tl_crc32c_combine(prefix_crc, a->payload_crc, payload_len);
         else
@@ -161,10 +167,7 @@ static void frame_all(uint8_t *out, const wal_append *appends, Py_ssize_t count)
         store_le(out + 20, a->stream_id, 8);
         store_le(out + 28, (uint64_t)a->start_offset, 8);
         store_le(out + 36, (uint64_t)a->end_offset, 8);
-        out += HEADER_SIZE;
-        memcpy(out, a->prefix.buf, prefix_len);
-        memcpy(out + prefix_len, a->payload.buf, payload_len);
-        out += prefix_len + payload_len;
+        out = body + prefix_len + payload_len;
     }
 }
 
