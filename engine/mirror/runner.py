@@ -161,7 +161,7 @@ class _Session:
         self.target_reader = kafka.Consumer(
             reader_config(s.target, s.target_config, "tidelog.mirror")
         )
-        self.store = ProgressStore(kafka, s.target, s.target_config, self.target_admin)
+        self.store = ProgressStore(kafka, s.target, s.target_config)
         self.target = Target(kafka, s.target, s.target_config)
         try:
             return self._copy()

@@ -2,7 +2,7 @@
 connections and then answers nothing (a broker hung mid-restart, a
 half-open connection) makes the save fail with ClusterUnavailable — the
 mirror then starts a new session — instead of waiting for ever, as a
-consumer's synchronous commit did."""
+consumer's synchronous commit would."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 
 from engine.mirror import progress
 from engine.mirror.errors import ClusterUnavailable
-from engine.mirror.kafka import client_config, confluent
+from engine.mirror.kafka import confluent
 from engine.mirror.progress import PartitionProgress, ProgressStore
 from engine.types import TopicPartition
 
@@ -55,9 +55,7 @@ def test_saving_progress_to_a_silent_target_fails_within_its_deadline(
 ) -> None:
     monkeypatch.setattr(progress, "REQUEST_TIMEOUT_S", DEADLINE_S)
     kafka = confluent()
-    config = {**client_config(silent_target, {}), "log_level": 0}
-    admin = kafka.admin.AdminClient(config)
-    store = ProgressStore(kafka, silent_target, {"log_level": "0"}, admin)
+    store = ProgressStore(kafka, silent_target, {"log_level": "0"})
     outcome: list[BaseException | None] = []
 
     def save() -> None:
