@@ -236,8 +236,21 @@ def run_once(revision: Revision, argv: list[str], timeout: float) -> dict[str, f
             f"{revision.ref}: {' '.join(argv[1:])} exited {result.returncode}:\n"
             f"{result.stderr[-4000:]}"
         )
-    # The JSON object is the last line; a benchmark may log above it.
-    return flatten(json.loads(result.stdout.strip().splitlines()[-1]))
+    return flatten(json_report(result.stdout))
+
+
+def json_report(stdout: str) -> dict[str, Any]:
+    """The JSON object a benchmark printed: all of its output (some print
+    it indented over many lines), else its last line (others log above a
+    one-line object)."""
+    text = stdout.strip()
+    try:
+        report = json.loads(text)
+    except ValueError:
+        report = json.loads(text.splitlines()[-1])
+    if not isinstance(report, dict):
+        raise ValueError(f"a benchmark printed {type(report).__name__}, not a JSON object")
+    return report
 
 
 def run(

@@ -95,3 +95,15 @@ def test_a_zero_baseline_has_no_ratio() -> None:
     assert figures["cores"]["ratio"] is None
     assert figures["cores"]["round_ratio_min"] is None
     assert figures["cores"]["spread"]["base"] is None
+
+
+def test_a_report_is_read_whole_when_indented_and_from_its_last_line_after_logs() -> None:
+    assert compare.json_report('{\n  "wal_mb_s_1k": 108.9,\n  "targets": {}\n}\n') == {
+        "wal_mb_s_1k": 108.9,
+        "targets": {},
+    }
+    assert compare.json_report('server up on 127.0.0.1:4000\n{"produce_mb_s": 420.5}\n') == {
+        "produce_mb_s": 420.5
+    }
+    with pytest.raises(ValueError):
+        compare.json_report("[1, 2]\n")
