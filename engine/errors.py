@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from engine.protocol.kafka_code import KafkaCode
-from engine.topic_id import topic_id_text
+from engine.topic_id import uuid_text
 
 RecordError = tuple[int, str]
 """A refused record: its index in its batch and why (KIP-467's batch_index
@@ -47,7 +47,7 @@ class UnknownTopicId(EngineError):
 
     def __init__(self, topic: str, topic_id: bytes) -> None:
         super().__init__(
-            f"topic {topic!r} with id {topic_id_text(topic_id)} does not exist (deleted; "
+            f"topic {topic!r} with id {uuid_text(topic_id)} does not exist (deleted; "
             "a topic of that name now, if any, is another)"
         )
         self.topic = topic

@@ -14,10 +14,11 @@ NO_TOPIC_ID = bytes(16)
 """Kafka's zero UUID: no topic id (not known, or not given)."""
 
 
-def topic_id_text(topic_id: bytes) -> str:
-    """Kafka's text form of a topic id (Uuid.toString: URL-safe base64,
-    unpadded, 22 characters), as its tools print it."""
-    return base64.urlsafe_b64encode(topic_id).decode().rstrip("=")
+def uuid_text(uuid: bytes) -> str:
+    """Kafka's text form of a 16-byte UUID (Uuid.toString: URL-safe base64,
+    unpadded, 22 characters), as its tools print topic ids; member and
+    cluster ids take the same form."""
+    return base64.urlsafe_b64encode(uuid).decode().rstrip("=")
 
 
 def parse_topic_id(text: str) -> bytes:
@@ -27,6 +28,6 @@ def parse_topic_id(text: str) -> bytes:
         topic_id = base64.urlsafe_b64decode(text + "==")
     except (binascii.Error, ValueError) as error:
         raise ValueError(f"not a topic id: {text!r}") from error
-    if len(topic_id) != 16 or topic_id == NO_TOPIC_ID or topic_id_text(topic_id) != text:
+    if len(topic_id) != 16 or topic_id == NO_TOPIC_ID or uuid_text(topic_id) != text:
         raise ValueError(f"not a topic id: {text!r}")
     return topic_id

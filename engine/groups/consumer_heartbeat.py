@@ -4,7 +4,6 @@ Kafka's checks of a request as a whole (before any group is looked at)."""
 
 from __future__ import annotations
 
-import base64
 import re
 import uuid
 from collections.abc import Callable, Collection, Mapping, Sequence, Set
@@ -15,6 +14,7 @@ from engine.groups.config import GroupConfig
 from engine.groups.consumer_member import ConsumerMember, Partitions, member_facts
 from engine.groups.topic_subscriptions import compile_regex
 from engine.protocol.kafka_code import KafkaCode
+from engine.topic_id import uuid_text
 
 JOIN_GROUP_MEMBER_EPOCH = 0
 LEAVE_GROUP_MEMBER_EPOCH = -1
@@ -128,7 +128,7 @@ def validate(request: Heartbeat, config: GroupConfig, member_id_required: bool) 
 
 def new_member_id() -> str:
     """A member id as Kafka makes them: a random UUID, URL-safe base64."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+    return uuid_text(uuid.uuid4().bytes)
 
 
 def apply_heartbeat(member: ConsumerMember, request: Heartbeat) -> tuple[bool, bool]:

@@ -35,7 +35,7 @@ from typing import Any
 
 from engine.errors import EngineError, UnknownTopicId
 from engine.protocol.kafka_code import KafkaCode
-from engine.topic_id import NO_TOPIC_ID, parse_topic_id, topic_id_text
+from engine.topic_id import NO_TOPIC_ID, parse_topic_id, uuid_text
 from engine.types import TopicPartition
 
 CONTEXT_HEADER = "tidelog.context"
@@ -132,7 +132,7 @@ class OffsetVector(Mapping[TopicPartition, Position]):
                 "leader_epoch": position.leader_epoch,
             }
             if position.topic_id != NO_TOPIC_ID:
-                place["topic_id"] = topic_id_text(position.topic_id)
+                place["topic_id"] = uuid_text(position.topic_id)
             out.setdefault(tp.topic, {})[str(tp.partition)] = place
         return out
 
@@ -202,7 +202,7 @@ class RecordRef:
         where = f"{self.topic}:{self.partition}:{self.offset}:{self.leader_epoch}"
         if self.topic_id == NO_TOPIC_ID:
             return where
-        return f"{where}@{topic_id_text(self.topic_id)}"
+        return f"{where}@{uuid_text(self.topic_id)}"
 
     def with_topic_id(self, topic_id: bytes) -> RecordRef:
         return RecordRef(self.topic, self.partition, self.offset, self.leader_epoch, topic_id)
@@ -235,7 +235,7 @@ class RecordRef:
         if self.leader_epoch != -1:
             out["leader_epoch"] = self.leader_epoch
         if self.topic_id != NO_TOPIC_ID:
-            out["topic_id"] = topic_id_text(self.topic_id)
+            out["topic_id"] = uuid_text(self.topic_id)
         return out
 
     @classmethod

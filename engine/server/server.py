@@ -6,7 +6,6 @@ connections of every listener together."""
 from __future__ import annotations
 
 import asyncio
-import base64
 import hashlib
 import ipaddress
 import logging
@@ -32,6 +31,7 @@ from engine.server.sasl.oauth_config import start_validator
 from engine.server.sasl.oauthbearer import OAUTHBEARER, TokenValidator
 from engine.server.tls import PrincipalMapper, distinguished_name, server_context
 from engine.server.tls_handshake import HandshakeFailures, TlsHandshake
+from engine.topic_id import uuid_text
 
 if TYPE_CHECKING:
     from prometheus_client.registry import Collector
@@ -59,7 +59,7 @@ def cluster_id_for(engine: Engine) -> str:
     derived from the object store's identity, so every process serving the
     same bucket and prefix reports the same cluster."""
     digest = hashlib.sha256(engine.storage_url.encode()).digest()[:16]
-    return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+    return uuid_text(digest)
 
 
 class Server:

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 import native
 from engine import Engine, EngineConfig
 from engine.errors import InvalidConfig, UnknownPartition, UnknownTopic
-from engine.topic_id import topic_id_text
+from engine.topic_id import uuid_text
 from native.records import Compression, RecordSpec
 from s3stream import StreamStoreConfig
 from s3stream.store.base import ObjectData
@@ -217,7 +217,7 @@ def test_tidelog_lookup_reads_the_object_store_beside_a_running_engine(tmp_path:
         engine.produce("t", 0, _batch([((HEADER, b"b"),)], False))  # only in the WAL
         done = _lookup_cli(tmp_path, "t", "u", "--header", HEADER, "--value", "b", "--json")
         assert done.returncode == 0, done.stderr
-        t, u = (f"@{topic_id_text(engine.topic_id(name))}" for name in ("t", "u"))
+        t, u = (f"@{uuid_text(engine.topic_id(name))}" for name in ("t", "u"))
         refs = [json.loads(line)["ref"] for line in done.stdout.splitlines()]
         assert refs == [f"t:0:0:1{t}", f"t:1:1:1{t}", f"u:0:0:1{u}"]
         assert [str(r.ref) for r in engine.lookup_many(["t", "u"], HEADER, "b")] == [
