@@ -27,6 +27,7 @@ class FaultyStore(ObjectStore):
         self.inner = inner
         self.url = f"faulty+{inner.url}"
         self.failing: set[str] = set()
+        self.failing_prefix = ""
         self.lose_put_responses = False
         self.retry_lost_puts = 0
         self.retry_lost_prefix = ""
@@ -38,17 +39,21 @@ class FaultyStore(ObjectStore):
     def conditional_writes(self) -> ConditionalWrites:  # type: ignore[override]
         return self.inner.conditional_writes
 
-    def fail(self, *operations: str) -> None:
+    def fail(self, *operations: str, prefix: str = "") -> None:
+        """Fails ``operations`` (all of them if none is named) on keys that
+        start with ``prefix``."""
         self.failing = set(operations) or {"put", "get", "delete", "list", "head"}
+        self.failing_prefix = prefix
 
     def heal(self) -> None:
         self.failing = set()
+        self.failing_prefix = ""
         self.lose_put_responses = False
 
     def _check(self, operation: str, key: str) -> None:
         with self._lock:
             self.calls[operation] = self.calls.get(operation, 0) + 1
-            if operation in self.failing:
+            if operation in self.failing and key.startswith(self.failing_prefix):
                 self.failures += 1
                 raise InjectedFault(operation, key)
 

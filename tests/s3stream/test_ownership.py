@@ -26,6 +26,7 @@ from s3stream.manifest import LOG_PREFIX
 from s3stream.manifest_state import ManifestState
 from s3stream.store import ObjectInfo, ObjectStore, open_store
 from s3stream.store.base import BytesLike
+from s3stream.uploader import OBJECT_PREFIX
 from s3stream.wal_entries import (
     WAL_OWNED_DATA,
     WAL_OWNED_TRIM,
@@ -138,15 +139,16 @@ def test_a_restart_replays_what_it_wrote_across_its_own_reopens(
 ) -> None:
     """The epoch rises on every open; entries of earlier opens by the same
     directory, with nobody else in between, are still replayed (the second
-    opening cannot upload: the store refuses its puts)."""
+    opening cannot upload: the store refuses its objects' puts from the
+    start, so not even the first opening's replayed entry is uploaded)."""
     a = open_store_at(tmp_path / "a", bucket)
     stream = a.create_stream()
     a.open_stream(stream, 1)
     append(a, stream, b"first-open")
     crash(a)
     faulty = FaultyStore(open_store(bucket))
+    faulty.fail("put", prefix=OBJECT_PREFIX)
     a = StreamStore.open(tmp_path / "a", faulty, QUIET)
-    faulty.fail("put")
     a.open_stream(stream, 1)
     append(a, stream, b"second-open")
     crash(a)
