@@ -23,8 +23,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.mirror.errors import ClusterUnavailable
-from engine.mirror.group_offsets import Commit, CommitRefused, Committed, GroupOffsets
-from engine.mirror.kafka import REQUEST_TIMEOUT_S, broker_error
+from engine.mirror.group_offsets import (
+    Commit,
+    CommitRefused,
+    Committed,
+    GroupOffsets,
+    answer_deadline_s,
+)
+from engine.mirror.kafka import broker_error
 from engine.mirror.offset_sync import OffsetTranslation
 from engine.mirror.progress import PartitionProgress
 from engine.mirror.settings import MirrorSettings
@@ -83,39 +89,37 @@ def checkpoint(
 ) -> dict[str, dict[TopicPartition, int]]:
     """Commits the translated offsets of every matching source group on the
     target; returns what it committed, per group. Raises
-    :class:`ClusterUnavailable` when either cluster does not answer in time:
-    the checkpoint stops there (the groups before it are committed)."""
+    :class:`ClusterUnavailable` when either cluster does not answer within
+    the deadline (:func:`answer_deadline_s`): the checkpoint stops there
+    (the groups before it are committed)."""
+    deadline_s = answer_deadline_s(settings.target_config)
     try:
         # ListGroups goes to every broker, not through a coordinator lookup
         # (librdkafka's admin target "all brokers"): not the path that aborts.
-        listed = source_admin.list_consumer_groups(request_timeout=REQUEST_TIMEOUT_S).result(
-            REQUEST_TIMEOUT_S
-        )
+        listed = source_admin.list_consumer_groups(request_timeout=deadline_s).result(deadline_s)
     except (kafka.KafkaException, TimeoutError) as error:
         raise ClusterUnavailable(
             f"checkpoints: listing the source's groups: {broker_error(error)}"
         ) from error
     committed = {}
     for group in sorted(g.group_id for g in listed.valid if settings.mirrors_group(g.group_id)):
-        offsets = _translated(kafka, settings, group, mirrored)
+        source = GroupOffsets(kafka, settings.source, settings.source_config, group, deadline_s)
+        with closing(source):
+            offsets = _translated(source, mirrored)
         if offsets:
-            done = _commit(kafka, settings, group, offsets)
+            target = GroupOffsets(kafka, settings.target, settings.target_config, group, deadline_s)
+            with closing(target):
+                done = _commit(target, offsets)
             if done:
                 committed[group] = done
     return committed
 
 
-def _group_offsets(
-    kafka: Any, bootstrap: str, properties: dict[str, str], group: str
-) -> closing[GroupOffsets]:
-    return closing(GroupOffsets(kafka, bootstrap, properties, group, REQUEST_TIMEOUT_S))
-
-
 def _translated(
-    kafka: Any, settings: MirrorSettings, group: str, mirrored: dict[TopicPartition, Mirrored]
+    source: GroupOffsets, mirrored: dict[TopicPartition, Mirrored]
 ) -> dict[TopicPartition, int]:
-    with _group_offsets(kafka, settings.source, settings.source_config, group) as source:
-        found = source.committed(mirrored)
+    """The target positions of the group's source offsets, where copied."""
+    found = source.committed(mirrored)
     translated = {}
     for tp, entry in found.items():
         if entry.offset < 0:
@@ -126,23 +130,22 @@ def _translated(
     return translated
 
 
-def _commit(
-    kafka: Any, settings: MirrorSettings, group: str, offsets: dict[TopicPartition, int]
-) -> dict[TopicPartition, int]:
-    with _group_offsets(kafka, settings.target, settings.target_config, group) as target:
-        existing = target.committed(offsets)
-        forwards = {tp: o for tp, o in offsets.items() if o > existing.get(tp, _NONE).offset}
-        if not forwards:
-            return {}
-        try:
-            target.commit({tp: Commit(o) for tp, o in forwards.items()})
-        except CommitRefused as refused:
-            if refused.refusal in ACTIVE_ON_THE_TARGET:
-                log.info(
-                    "checkpoints: group %s is active on the target: its offsets are its own", group
-                )
-            else:
-                log.warning("checkpoints: %s", refused)
-            return {}
+def _commit(target: GroupOffsets, offsets: dict[TopicPartition, int]) -> dict[TopicPartition, int]:
+    """Commits the offsets that move the group forwards on the target."""
+    group = target.group
+    existing = target.committed(offsets)
+    forwards = {tp: o for tp, o in offsets.items() if o > existing.get(tp, _NONE).offset}
+    if not forwards:
+        return {}
+    try:
+        target.commit({tp: Commit(o) for tp, o in forwards.items()})
+    except CommitRefused as refused:
+        if refused.refusal in ACTIVE_ON_THE_TARGET:
+            log.info(
+                "checkpoints: group %s is active on the target: its offsets are its own", group
+            )
+        else:
+            log.warning("checkpoints: %s", refused)
+        return {}
     log.info("checkpoints: group %s: %d partitions committed on the target", group, len(forwards))
     return forwards

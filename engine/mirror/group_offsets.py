@@ -22,13 +22,23 @@ from typing import Any, NamedTuple
 from engine import clock
 from engine.errors import EngineError
 from engine.mirror.errors import ClusterUnavailable
-from engine.mirror.kafka import broker_error, client_config
+from engine.mirror.kafka import REQUEST_TIMEOUT_S, broker_error, client_config
 from engine.protocol.kafka_code import KafkaCode
 from engine.types import TopicPartition
 
 log = logging.getLogger("tidelog.mirror")
 
 _POLL_S = 0.1
+
+
+def answer_deadline_s(target_properties: dict[str, str]) -> float:
+    """How long the mirror waits for an answer about a group's offsets, from
+    either cluster: REQUEST_TIMEOUT_S, or the target's delivery timeout
+    (message.timeout.ms) when that is shorter. A wait outlasting it would
+    ride out a target outage that fails the records' deliveries, where the
+    session should start over from what the target holds."""
+    delivery_s = float(target_properties.get("message.timeout.ms", 300_000)) / 1000
+    return min(REQUEST_TIMEOUT_S, delivery_s)
 
 
 class Committed(NamedTuple):

@@ -19,8 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.mirror.errors import ClusterUnavailable
-from engine.mirror.group_offsets import Commit, CommitRefused, GroupOffsets
-from engine.mirror.kafka import REQUEST_TIMEOUT_S
+from engine.mirror.group_offsets import Commit, CommitRefused, GroupOffsets, answer_deadline_s
 from engine.types import TopicPartition
 
 PROGRESS_GROUP = "tidelog.mirror.progress"
@@ -54,11 +53,7 @@ class ProgressStore:
     """Reads and commits :class:`PartitionProgress` on the target."""
 
     def __init__(self, kafka: Any, target: str, properties: dict[str, str]) -> None:
-        # A save outlasting the target's delivery timeout would ride out an
-        # outage that fails the records' deliveries: the session must start
-        # over instead, from what the target holds.
-        delivery_s = float(properties.get("message.timeout.ms", 300_000)) / 1000
-        deadline_s = min(REQUEST_TIMEOUT_S, delivery_s)
+        deadline_s = answer_deadline_s(properties)
         self._offsets = GroupOffsets(kafka, target, properties, PROGRESS_GROUP, deadline_s)
 
     def load(self, tps: Iterable[TopicPartition]) -> dict[TopicPartition, PartitionProgress]:

@@ -29,6 +29,8 @@ DEADLINE_S = 1.0
 GUARD_S = 30.0
 """How long the test waits at most: less than librdkafka's 45 s session
 timeout, which a consumer's close waits out for a deferred commit."""
+QUIET_AND_QUICK = {"log_level": "0", "message.timeout.ms": str(int(DEADLINE_S * 1000))}
+"""The target's delivery timeout, shorter than 30 s, is the checkpoint's deadline."""
 
 
 def mirrored_as_is(topic: str, records: int) -> dict[Tp, Mirrored]:
@@ -50,13 +52,12 @@ def source_admin(source: str) -> Any:
 
 
 def test_a_checkpoint_to_a_silent_target_fails_within_its_deadline(
-    source_server: ServerProcess, silent_target: str, monkeypatch: pytest.MonkeyPatch
+    source_server: ServerProcess, silent_target: str
 ) -> None:
-    monkeypatch.setattr(checkpoints, "REQUEST_TIMEOUT_S", DEADLINE_S)
     source = source_server.bootstrap
     group_on_source(source, "silent-ck", "silent-readers", 3)
     settings = MirrorSettings(
-        source, silent_target, topics="silent-ck", target_config={"log_level": "0"}
+        source, silent_target, topics="silent-ck", target_config=QUIET_AND_QUICK
     )
     error = outcome_within(
         lambda: checkpoints.checkpoint(
@@ -73,7 +74,6 @@ def test_a_target_hung_before_it_answers_a_commit_fails_the_checkpoint_within_it
     own_target_server: ServerProcess,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(checkpoints, "REQUEST_TIMEOUT_S", DEADLINE_S)
     source, target = source_server.bootstrap, own_target_server.bootstrap
     group_on_source(source, "hung-ck", "hung-readers", 4)
     create(target, "hung-ck", 1)
@@ -88,7 +88,7 @@ def test_a_target_hung_before_it_answers_a_commit_fails_the_checkpoint_within_it
         commit(self, offsets)
 
     monkeypatch.setattr(GroupOffsets, "commit", commit_to_a_hung_target)
-    settings = MirrorSettings(source, target, topics="hung-ck", target_config={"log_level": "0"})
+    settings = MirrorSettings(source, target, topics="hung-ck", target_config=QUIET_AND_QUICK)
     try:
         error = outcome_within(
             lambda: checkpoints.checkpoint(
