@@ -22,10 +22,9 @@ from contextlib import closing
 from dataclasses import dataclass
 from typing import Any
 
-from engine.mirror.errors import ClusterUnavailable
+from engine.mirror.errors import ClusterUnavailable, CommitRefused
 from engine.mirror.group_offsets import (
     Commit,
-    CommitRefused,
     Committed,
     GroupOffsets,
     answer_deadline_s,

@@ -20,8 +20,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
 from engine import clock
-from engine.errors import EngineError
-from engine.mirror.errors import ClusterUnavailable
+from engine.mirror.errors import ClusterUnavailable, CommitRefused
 from engine.mirror.kafka import REQUEST_TIMEOUT_S, broker_error, client_config
 from engine.protocol.kafka_code import KafkaCode
 from engine.types import TopicPartition
@@ -53,17 +52,6 @@ class Commit(NamedTuple):
 
     offset: int
     metadata: str | None = None
-
-
-class CommitRefused(EngineError):
-    """The cluster answered the commit with an error: the commit did not
-    happen. ``refusal`` is the broker's code (UNKNOWN_MEMBER_ID, for one,
-    when the group has members: only they commit for it)."""
-
-    def __init__(self, group: str, refusal: KafkaCode, text: str) -> None:
-        super().__init__(f"group {group}: commit refused: {text}")
-        self.group = group
-        self.refusal = refusal
 
 
 class GroupOffsets:

@@ -18,8 +18,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from engine.mirror.errors import ClusterUnavailable
-from engine.mirror.group_offsets import Commit, CommitRefused, GroupOffsets, answer_deadline_s
+from engine.mirror.errors import ClusterUnavailable, CommitRefused
+from engine.mirror.group_offsets import Commit, GroupOffsets, answer_deadline_s
 from engine.types import TopicPartition
 
 PROGRESS_GROUP = "tidelog.mirror.progress"
