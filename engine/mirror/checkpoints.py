@@ -7,23 +7,36 @@ A group is checkpointed only while it has no members on the target (its
 consumers there own its offsets once they run), and a target offset only
 ever moves forwards. A source offset past what the mirror has copied waits
 for a later checkpoint.
+
+Each group's offsets are read and committed by a consumer of that group
+(engine/mirror/group_offsets.py), never through the admin client's group
+requests. The target itself refuses the commit, from outside the group,
+while the group has members: that refusal is the check, made atomically
+with the commit.
 """
 
 from __future__ import annotations
 
 import logging
+from contextlib import closing
 from dataclasses import dataclass
 from typing import Any
 
-from engine.mirror.kafka import REQUEST_TIMEOUT_S, broker_error
+from engine.mirror.errors import ClusterUnavailable, CommitRefused
+from engine.mirror.group_offsets import (
+    Commit,
+    Committed,
+    GroupOffsets,
+    answer_deadline_s,
+)
+from engine.mirror.kafka import broker_error
 from engine.mirror.offset_sync import OffsetTranslation
 from engine.mirror.progress import PartitionProgress
 from engine.mirror.settings import MirrorSettings
+from engine.protocol.kafka_code import KafkaCode
 from engine.types import TopicPartition
 
 log = logging.getLogger("tidelog.mirror")
-
-_EMPTY_STATES = {"EMPTY", "DEAD", "UNKNOWN"}
 
 
 @dataclass(slots=True)
@@ -50,74 +63,88 @@ class Mirrored:
         return min(translated, progress.target_next)
 
 
+_NONE = Committed(-1, None)
+
+ACTIVE_ON_THE_TARGET = frozenset(
+    {
+        KafkaCode.UNKNOWN_MEMBER_ID,
+        KafkaCode.ILLEGAL_GENERATION,
+        KafkaCode.REBALANCE_IN_PROGRESS,
+        KafkaCode.STALE_MEMBER_EPOCH,
+        KafkaCode.FENCED_MEMBER_EPOCH,
+    }
+)
+"""What a broker answers a commit from outside a group that has members
+(Kafka's ClassicGroup and ConsumerGroup validateOffsetCommit: generation -1
+is taken only while the group is empty): the group's offsets are its
+members' own."""
+
+
 def checkpoint(
     kafka: Any,
     source_admin: Any,
-    target_admin: Any,
     settings: MirrorSettings,
     mirrored: dict[TopicPartition, Mirrored],
 ) -> dict[str, dict[TopicPartition, int]]:
     """Commits the translated offsets of every matching source group on the
-    target; returns what it committed, per group."""
+    target; returns what it committed, per group. Raises
+    :class:`ClusterUnavailable` when either cluster does not answer within
+    the deadline (:func:`answer_deadline_s`): the checkpoint stops there
+    (the groups before it are committed)."""
+    deadline_s = answer_deadline_s(settings.target_config)
     try:
-        listed = source_admin.list_consumer_groups(request_timeout=REQUEST_TIMEOUT_S).result(
-            REQUEST_TIMEOUT_S
-        )
+        # ListGroups goes to every broker, not through a coordinator lookup
+        # (librdkafka's admin target "all brokers"): not the path that aborts.
+        listed = source_admin.list_consumer_groups(request_timeout=deadline_s).result(deadline_s)
     except (kafka.KafkaException, TimeoutError) as error:
-        log.warning("checkpoints: cannot list the source's groups: %s", broker_error(error))
-        return {}
+        raise ClusterUnavailable(
+            f"checkpoints: listing the source's groups: {broker_error(error)}"
+        ) from error
     committed = {}
     for group in sorted(g.group_id for g in listed.valid if settings.mirrors_group(g.group_id)):
-        try:
-            offsets = _translated(kafka, source_admin, group, mirrored)
-            if offsets:
-                done = _commit(kafka, target_admin, group, offsets)
-                if done:
-                    committed[group] = done
-        except (kafka.KafkaException, TimeoutError) as error:
-            log.warning("checkpoints: group %s: %s", group, broker_error(error))
+        source = GroupOffsets(kafka, settings.source, settings.source_config, group, deadline_s)
+        with closing(source):
+            offsets = _translated(source, mirrored)
+        if offsets:
+            target = GroupOffsets(kafka, settings.target, settings.target_config, group, deadline_s)
+            with closing(target):
+                done = _commit(target, offsets)
+            if done:
+                committed[group] = done
     return committed
 
 
 def _translated(
-    kafka: Any, admin: Any, group: str, mirrored: dict[TopicPartition, Mirrored]
+    source: GroupOffsets, mirrored: dict[TopicPartition, Mirrored]
 ) -> dict[TopicPartition, int]:
-    request = [kafka.ConsumerGroupTopicPartitions(group)]
-    found = admin.list_consumer_group_offsets(request, request_timeout=REQUEST_TIMEOUT_S)
-    entries = found[group].result(REQUEST_TIMEOUT_S).topic_partitions
+    """The target positions of the group's source offsets, where copied."""
+    found = source.committed(mirrored)
     translated = {}
-    for entry in entries:
-        tp = TopicPartition(entry.topic, entry.partition)
-        known = mirrored.get(tp)
-        if known is None or entry.offset < 0:
+    for tp, entry in found.items():
+        if entry.offset < 0:
             continue
-        position = known.target_position(entry.offset)
+        position = mirrored[tp].target_position(entry.offset)
         if position is not None:
             translated[tp] = position
     return translated
 
 
-def _commit(
-    kafka: Any, admin: Any, group: str, offsets: dict[TopicPartition, int]
-) -> dict[TopicPartition, int]:
-    described = admin.describe_consumer_groups([group], request_timeout=REQUEST_TIMEOUT_S)
-    description = described[group].result(REQUEST_TIMEOUT_S)
-    if description.members or description.state.name not in _EMPTY_STATES:
-        log.info("checkpoints: group %s is active on the target: its offsets are its own", group)
-        return {}
-    request = [kafka.ConsumerGroupTopicPartitions(group)]
-    found = admin.list_consumer_group_offsets(request, request_timeout=REQUEST_TIMEOUT_S)
-    existing = {
-        TopicPartition(e.topic, e.partition): e.offset
-        for e in found[group].result(REQUEST_TIMEOUT_S).topic_partitions
-    }
-    forwards = {tp: o for tp, o in offsets.items() if o > existing.get(tp, -1)}
+def _commit(target: GroupOffsets, offsets: dict[TopicPartition, int]) -> dict[TopicPartition, int]:
+    """Commits the offsets that move the group forwards on the target."""
+    group = target.group
+    existing = target.committed(offsets)
+    forwards = {tp: o for tp, o in offsets.items() if o > existing.get(tp, _NONE).offset}
     if not forwards:
         return {}
-    entries = [kafka.TopicPartition(tp.topic, tp.partition, o) for tp, o in forwards.items()]
-    altered = admin.alter_consumer_group_offsets(
-        [kafka.ConsumerGroupTopicPartitions(group, entries)], request_timeout=REQUEST_TIMEOUT_S
-    )
-    altered[group].result(REQUEST_TIMEOUT_S)
+    try:
+        target.commit({tp: Commit(o) for tp, o in forwards.items()})
+    except CommitRefused as refused:
+        if refused.refusal in ACTIVE_ON_THE_TARGET:
+            log.info(
+                "checkpoints: group %s is active on the target: its offsets are its own", group
+            )
+        else:
+            log.warning("checkpoints: %s", refused)
+        return {}
     log.info("checkpoints: group %s: %d partitions committed on the target", group, len(forwards))
     return forwards

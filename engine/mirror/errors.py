@@ -51,6 +51,21 @@ class ClusterUnavailable(EngineError):
     code = KafkaCode.REQUEST_TIMED_OUT
 
 
+class CommitRefused(EngineError):
+    """The cluster answered the commit with an error: the commit did not
+    happen. ``refusal`` is the broker's code (UNKNOWN_MEMBER_ID, for one,
+    when the group has members: only they commit for it)."""
+
+    def __init__(self, group: str, refusal: KafkaCode, text: str) -> None:
+        super().__init__(f"group {group}: commit refused: {text}")
+        self.group = group
+        self.refusal = refusal
+
+    @property
+    def error_code(self) -> KafkaCode:
+        return self.refusal
+
+
 def named(tp: TopicPartition) -> str:
     """A partition as errors and logs name it: ``topic[partition]``."""
     return f"{tp.topic}[{tp.partition}]"

@@ -18,9 +18,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from engine import clock
-from engine.mirror.errors import ClusterUnavailable
-from engine.mirror.kafka import REQUEST_TIMEOUT_S, broker_error, client_config
+from engine.mirror.errors import ClusterUnavailable, CommitRefused
+from engine.mirror.group_offsets import Commit, GroupOffsets, answer_deadline_s
 from engine.types import TopicPartition
 
 PROGRESS_GROUP = "tidelog.mirror.progress"
@@ -54,87 +53,27 @@ class ProgressStore:
     """Reads and commits :class:`PartitionProgress` on the target."""
 
     def __init__(self, kafka: Any, target: str, properties: dict[str, str]) -> None:
-        self._kafka = kafka
-        # A save outlasting the target's delivery timeout would ride out an
-        # outage that fails the records' deliveries: the session must start
-        # over instead, from what the target holds.
-        delivery_s = float(properties.get("message.timeout.ms", 300_000)) / 1000
-        self._deadline_s = min(REQUEST_TIMEOUT_S, delivery_s)
-        # Progress is committed by this consumer, outside any group
-        # membership (generation -1, as a standalone consumer commits), and
-        # asynchronously: the answer is waited for up to the deadline, where
-        # a synchronous commit waits out a target that went silent however
-        # long it stays so. Not through the admin client: librdkafka (2.16)
-        # can abort the process (an assertion on an admin request's
-        # coordinator lookup) when the target restarts while an admin
-        # request waits for its coordinator; a consumer's commit goes
-        # through the group coordinator's own path.
-        self._answer: tuple[Any, list[Any]] | None = None
-        self._consumer = kafka.Consumer(
-            {
-                **client_config(target, properties),
-                "group.id": PROGRESS_GROUP,
-                "enable.auto.commit": False,
-                "on_commit": self._committed,
-            }
-        )
-
-    def _committed(self, error: Any, partitions: list[Any]) -> None:
-        """The commit's answer (served by poll, on the saving thread)."""
-        self._answer = (error, partitions)
-
-    def _answered(self) -> tuple[Any, list[Any]] | None:
-        return self._answer
+        deadline_s = answer_deadline_s(properties)
+        self._offsets = GroupOffsets(kafka, target, properties, PROGRESS_GROUP, deadline_s)
 
     def load(self, tps: Iterable[TopicPartition]) -> dict[TopicPartition, PartitionProgress]:
-        wanted = [self._kafka.TopicPartition(tp.topic, tp.partition) for tp in tps]
-        if not wanted:
-            return {}
         try:
-            committed = self._consumer.committed(wanted, timeout=REQUEST_TIMEOUT_S)
-        except self._kafka.KafkaException as error:
-            raise ClusterUnavailable(
-                f"reading the mirror's progress: {broker_error(error)}"
-            ) from error
+            committed = self._offsets.committed(tps)
+        except ClusterUnavailable as error:
+            raise ClusterUnavailable(f"reading the mirror's progress: {error}") from error
         found = {}
-        for entry in committed:
+        for tp, entry in committed.items():
             progress = PartitionProgress.parse(entry.offset, entry.metadata)
             if progress is not None:
-                found[TopicPartition(entry.topic, entry.partition)] = progress
+                found[tp] = progress
         return found
 
     def save(self, progress: dict[TopicPartition, PartitionProgress]) -> None:
-        if not progress:
-            return
-        offsets = [
-            self._kafka.TopicPartition(
-                tp.topic, tp.partition, p.source_position, metadata=p.metadata()
-            )
-            for tp, p in progress.items()
-        ]
-        self._answer = None
+        offsets = {tp: Commit(p.source_position, p.metadata()) for tp, p in progress.items()}
         try:
-            self._consumer.commit(offsets=offsets, asynchronous=True)
-        except self._kafka.KafkaException as error:
-            raise ClusterUnavailable(
-                f"saving the mirror's progress: {broker_error(error)}"
-            ) from error
-        deadline = clock.monotonic() + self._deadline_s
-        while (answer := self._answered()) is None:
-            remaining = deadline - clock.monotonic()
-            if remaining <= 0:
-                raise ClusterUnavailable(
-                    f"saving the mirror's progress: no answer in {self._deadline_s:g} s"
-                )
-            # Assigned nothing, the consumer fetches nothing: a poll only
-            # serves the commit's answer.
-            self._consumer.poll(min(remaining, 0.1))
-        failure, partitions = answer
-        if failure is not None:
-            raise ClusterUnavailable(f"saving the mirror's progress: {failure.str()}")
-        for entry in partitions:
-            if entry.error is not None:
-                raise ClusterUnavailable(f"saving the mirror's progress: {entry.error.str()}")
+            self._offsets.commit(offsets)
+        except (ClusterUnavailable, CommitRefused) as error:
+            raise ClusterUnavailable(f"saving the mirror's progress: {error}") from error
 
     def close(self) -> None:
-        self._consumer.close()
+        self._offsets.close()

@@ -358,13 +358,17 @@ class _Session:
         self.report.syncs += len(every)
 
     def _checkpoint(self) -> None:
-        done = checkpoints.checkpoint(
-            self.kafka,
-            self.source_admin,
-            self.target_admin,
-            self.settings,
-            {tp: part.mirrored for tp, part in self.partitions.items()},
-        )
+        try:
+            done = checkpoints.checkpoint(
+                self.kafka,
+                self.source_admin,
+                self.settings,
+                {tp: part.mirrored for tp, part in self.partitions.items()},
+            )
+        except ClusterUnavailable as error:
+            # Copying goes on; the next checkpoint tries again.
+            log.warning("checkpoint failed: %s", error)
+            return
         for group, offsets in done.items():
             self.report.checkpoints.setdefault(group, {}).update(offsets)
 

@@ -15,7 +15,9 @@ tests/mirror/copier.py.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import socket
+import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,6 +68,53 @@ def target_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerPr
     server = start_transaction_server(tmp_path_factory.mktemp("target"))
     yield server
     server.kill()
+
+
+@pytest.fixture
+def silent_target() -> Iterator[str]:
+    """A loopback listener that accepts connections and never answers."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                accepted.append(listener.accept()[0])
+            except TimeoutError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield f"127.0.0.1:{listener.getsockname()[1]}"
+    stop.set()
+    thread.join(5)
+    for connection in accepted:
+        connection.close()
+    listener.close()
+
+
+def outcome_within(call: Callable[[], object], guard_s: float) -> BaseException | None:
+    """What ``call`` raised (None if it returned), run on a thread of its
+    own; fails the test if it has not finished within ``guard_s``."""
+    outcome: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            call()
+        except BaseException as error:  # the outcome under test, whatever it is
+            outcome.append(error)
+        else:
+            outcome.append(None)
+
+    running = threading.Thread(target=run, daemon=True)
+    running.start()
+    running.join(guard_s)
+    assert not running.is_alive(), f"still waiting after {guard_s:g} s"
+    return outcome[0]
 
 
 @pytest.fixture

@@ -68,7 +68,9 @@ class Writer(threading.Thread):
     """Produces plain records in flushed batches until stopped, so a test
     can kill something while records are still being written."""
 
-    def __init__(self, bootstrap: str, topic: str, partitions: int, batch: int = 200) -> None:
+    def __init__(
+        self, bootstrap: str, topic: str, partitions: int, batch: int = 200, pause_s: float = 0.0
+    ) -> None:
         super().__init__(daemon=True)
         self.bootstrap, self.topic, self.partitions, self.batch = (
             bootstrap,
@@ -76,6 +78,8 @@ class Writer(threading.Thread):
             partitions,
             batch,
         )
+        self.pause_s = pause_s
+        """Between batches: a long run writes only as much as a test reads back."""
         self.written = 0
         self.halt = threading.Event()
 
@@ -83,6 +87,7 @@ class Writer(threading.Thread):
         while not self.halt.is_set():
             produce_plain(self.bootstrap, self.topic, self.partitions, self.batch, self.written)
             self.written += self.batch
+            self.halt.wait(self.pause_s)
 
     def stop(self) -> int:
         """Stops after the batch under way; how many records were written."""

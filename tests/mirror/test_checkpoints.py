@@ -7,6 +7,7 @@ tidelog's own are not."""
 
 from __future__ import annotations
 
+import pytest
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource
 
@@ -89,20 +90,36 @@ def test_a_checkpoint_never_moves_a_target_group_backwards(
     assert committed.offset == first[entry] + 3
 
 
+@pytest.mark.parametrize("protocol", ["classic", "consumer"])
 def test_a_group_with_members_on_the_target_is_not_checkpointed(
-    source_server: ServerProcess, target_server: ServerProcess
+    source_server: ServerProcess, target_server: ServerProcess, protocol: str
 ) -> None:
+    """The target refuses the mirror's commit from outside the group while
+    the group has a member there (a classic member or a KIP-848 one): the
+    group's offset stays its member's own."""
     source, target = source_server.bootstrap, target_server.bootstrap
-    reader = committed_on_source(source, "tickets", "support", rounds=6, read=2)
-    settings = MirrorSettings(source, target, topics="tickets", groups="support")
-    assert checkpoints(settings)["support"]
+    topic, group = f"tickets-{protocol}", f"support-{protocol}"
+    reader = committed_on_source(source, topic, group, rounds=6, read=2)
+    settings = MirrorSettings(source, target, topics=topic, groups=group)
+    (first,) = checkpoints(settings)[group].values()
     read_some(reader, 1)
     reader.commit(asynchronous=False)  # the source group moves on
     reader.close()
 
-    member = group_consumer(target, "support")
-    member.subscribe(["tickets"])
+    member = group_consumer(target, group, **{"group.protocol": protocol})
+    member.subscribe([topic])
     read_some(member, 1)  # joined: the group has a member on the target
     assert checkpoints(settings) == {}
+    assert committed_on_target(target, topic, group) == first
+    assert member.assignment(), "the member lost its partition"
     member.close()
-    assert checkpoints(settings)["support"]
+    (moved,) = checkpoints(settings)[group].values()
+    assert moved > first
+    assert committed_on_target(target, topic, group) == moved
+
+
+def committed_on_target(target: str, topic: str, group: str) -> int:
+    check = group_consumer(target, group)
+    (committed,) = check.committed([TopicPartition(topic, 0)], timeout=30)
+    check.close()
+    return int(committed.offset)

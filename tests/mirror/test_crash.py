@@ -1,8 +1,9 @@
 """kill -9 of either side mid-run: the mirror (a ``tidelog mirror`` child,
 then run again) and the target (a ``tidelog serve`` child, started again
-under a mirror that goes on). Both end with the target
-holding exactly the source's committed records, in order, none twice, none
-missing, each at the offset the syncs give."""
+under a mirror that goes on, checkpointing source groups meanwhile). Both
+end with the target holding exactly the source's committed records, in
+order, none twice, none missing, each at the offset the syncs give; the
+groups' offsets on the target are their source offsets translated."""
 
 from __future__ import annotations
 
@@ -13,11 +14,18 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from engine.mirror.runner import MirrorRunner
 from engine.mirror.settings import MirrorSettings
-from tests.mirror.conftest import FULL, MockCluster, quiet_librdkafka
+from tests.mirror.conftest import (
+    FULL,
+    MockCluster,
+    group_consumer,
+    quiet_librdkafka,
+    read_topic,
+)
 from tests.mirror.sides import (
     Writer,
     assert_mirrored_exactly,
@@ -31,9 +39,11 @@ PARTITIONS = 3
 RECORDS = 40_000 if FULL else 2_000
 """Records copied before the last kill: a quarter of them, at least."""
 KILLS = 8 if FULL else 1
+"""How many times the mirror is killed mid-run."""
+KILLS_WITH_GROUPS = 20 if FULL else 6
+"""How many times the slow variant kills the target while checkpoints run."""
 DOWN_S = 3.0
 """How long the target stays down: twice the mirror's delivery timeout."""
-"""How many times the mirror is killed mid-run."""
 
 
 def start_mirror(source: str, target: str, log: Path, *flags: str) -> subprocess.Popen[bytes]:
@@ -105,49 +115,6 @@ def test_kill_9_of_the_mirror_mid_run_then_restart(
     assert result["records"] == written + 4 * PARTITIONS
 
 
-def test_kill_9_of_the_target_mid_run_then_restart(
-    source_server: ServerProcess, own_target_server: ServerProcess
-) -> None:
-    target_server = own_target_server
-    source, target = source_server.bootstrap, target_server.bootstrap
-    # A tidelog source, not librdkafka's mock cluster: the mock's
-    # read_committed end could stay behind an open transaction for longer
-    # than the test reads, and its threads live in this process.
-    create(source, "ledger", 4)
-    produce_with_transactions(source, "ledger", 4, rounds=6, txn_id="ledger-head")
-    committed = 4 * 4  # rounds 2 and 5 of the 6 are aborted
-    writer = Writer(source, "ledger", 4)
-    writer.start()
-    settings = MirrorSettings(
-        source,
-        target,
-        topics="ledger",
-        target_config={"message.timeout.ms": str(int(DOWN_S * 1000 / 2))},
-    )
-    runner = MirrorRunner(settings)
-    mirror = threading.Thread(target=runner.run, daemon=True)
-    mirror.start()
-    try:
-        wait_for(lambda: target_count(target, "ledger", 4) > RECORDS // 4, 60, "copying")
-        target_server.kill()
-        assert writer.is_alive()
-        time.sleep(DOWN_S)
-        target_server.start()
-        written = writer.stop()
-        total = written + committed
-        wait_for(lambda: target_count(target, "ledger", 4) >= total, 120, "catching up")
-    finally:
-        runner.stop.set()
-        mirror.join(60)
-    assert not mirror.is_alive()
-    # The target stayed down past the delivery timeout: the mirror gave up
-    # its session and started over from what the target held.
-    assert runner.report.sessions >= 2, runner.report
-    result = assert_mirrored_exactly(source, target, "ledger", 4)
-    assert result["records"] == written + committed
-    assert target_count(target, "ledger", 4) == result["records"], "a record twice"
-
-
 _CRASH_WITH_TWO_CYCLES_IN_FLIGHT = """
 import os, signal, sys
 from engine.mirror import runner
@@ -210,3 +177,137 @@ def test_kill_9_with_two_cycles_in_flight_then_restart(
     result = assert_mirrored_exactly(source, target, "in-flight", PARTITIONS)
     assert result["records"] == 3_000 + 4 * PARTITIONS
     assert target_count(target, "in-flight", PARTITIONS) == result["records"], "a record twice"
+
+
+LAG = 300
+"""How far behind the source's end the moving groups commit."""
+
+
+class GroupMover(threading.Thread):
+    """Commits, for each of ``groups`` on the source, a position a little
+    behind the end of every partition as it grows (one the mirror has
+    copied, mostly), until stopped, and then the end itself: source groups
+    whose offsets move while the mirror checkpoints them."""
+
+    def __init__(self, bootstrap: str, topic: str, partitions: int, groups: list[str]) -> None:
+        super().__init__(daemon=True)
+        self.bootstrap, self.topic, self.partitions, self.groups = (
+            bootstrap,
+            topic,
+            partitions,
+            groups,
+        )
+        self.halt = threading.Event()
+
+    def run(self) -> None:
+        clients = [group_consumer(self.bootstrap, group) for group in self.groups]
+        try:
+            while not self.halt.wait(0.05):
+                self._commit_ends(clients, behind=LAG)
+            self._commit_ends(clients, behind=0)  # the ends once the writer stopped
+        finally:
+            for client in clients:
+                client.close()
+
+    def _commit_ends(self, clients: list[Consumer], behind: int) -> None:
+        ends = []
+        for partition in range(self.partitions):
+            tp = TopicPartition(self.topic, partition)
+            _, high = clients[0].get_watermark_offsets(tp, timeout=30)
+            ends.append(TopicPartition(self.topic, partition, max(0, high - behind)))
+        for client in clients:
+            client.commit(offsets=ends, asynchronous=False)
+
+    def stop(self) -> None:
+        self.halt.set()
+        self.join(60)
+        assert not self.is_alive()
+
+
+def next_record_on_target(source: str, target: str, topic: str, partition: int, at: int) -> int:
+    """The target offset of the first committed source record at or after
+    source offset ``at`` (the target's end if none): where a consumer moved
+    over from ``at`` must resume."""
+    sources = read_topic(source, topic, partition + 1)[partition]
+    targets = read_topic(target, topic, partition + 1)[partition]
+    for original, mirrored in zip(sources, targets, strict=True):
+        if original.offset() >= at:
+            return int(mirrored.offset())
+    return int(targets[-1].offset()) + 1
+
+
+def committed_offsets(bootstrap: str, group: str, topic: str, partitions: int) -> list[int]:
+    client = group_consumer(bootstrap, group)
+    try:
+        found = client.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=30)
+        return [int(entry.offset) for entry in found]
+    finally:
+        client.close()
+
+
+@pytest.mark.parametrize("kills", [1, pytest.param(KILLS_WITH_GROUPS, marks=pytest.mark.slow)])
+def test_kill_9_of_the_target_mid_run_while_checkpoints_run_then_restart(
+    source_server: ServerProcess, own_target_server: ServerProcess, tmp_path: Path, kills: int
+) -> None:
+    """The target killed and started again while the mirror (a ``tidelog
+    mirror`` child) checkpoints source groups ten times a second: the mirror
+    neither aborts nor stops, the target ends with exactly the source's
+    records, and each group's offsets on the target are its source offsets
+    translated."""
+    target_server = own_target_server
+    source, target = source_server.bootstrap, target_server.bootstrap
+    topic, partitions = f"ck-ledger-{kills}", 4
+    create(source, topic, partitions)
+    produce_with_transactions(source, topic, partitions, rounds=6, txn_id=f"{topic}-head")
+    head = group_consumer(source, f"{topic}-head")  # in the head: past an aborted record
+    head.commit(
+        offsets=[TopicPartition(topic, p, 5) for p in range(partitions)], asynchronous=False
+    )
+    head.close()
+    movers = [f"{topic}-moving-{n}" for n in range(3)]
+    writer = Writer(source, topic, partitions, pause_s=0.5)
+    mover = GroupMover(source, topic, partitions, movers)
+    writer.start()
+    mover.start()
+    log = tmp_path / "mirror.log"
+    mirror = start_mirror(
+        source, target, log,
+        "--topics", topic,
+        "--groups", f"{topic}-.*",
+        "--checkpoint-interval", "0.1",
+        "--to-config", f"message.timeout.ms={int(DOWN_S * 1000 / 2)}",
+    )  # fmt: skip
+    try:
+        for kill in range(1, kills + 1):
+            wanted = kill * RECORDS // 4
+            wait_for(lambda w=wanted: target_count(target, topic, partitions) > w, 60, "copying")
+            target_server.kill()
+            time.sleep(DOWN_S)
+            target_server.start()
+        written = writer.stop()
+        mover.stop()
+        total = written + 4 * partitions
+        wait_for(lambda: target_count(target, topic, partitions) >= total, 120, "catching up")
+        mirror.send_signal(signal.SIGTERM)
+        assert mirror.wait(60) == 0, log.read_text(errors="replace")[-3000:]
+    finally:
+        if mirror.poll() is None:
+            mirror.kill()
+            mirror.wait(30)
+    said = log.read_text(errors="replace")
+    assert "Assertion" not in said
+    # The target stayed down past the delivery timeout: the mirror gave up
+    # its session and started over from what the target held.
+    assert "starting over from the target" in said
+    again = MirrorRunner(
+        MirrorSettings(source, target, topics=topic, groups=f"{topic}-.*"), once=True
+    ).run()
+    result = assert_mirrored_exactly(source, target, topic, partitions)
+    assert result["records"] == written + 4 * partitions
+    assert target_count(target, topic, partitions) == result["records"], "a record twice"
+    ends = [next_record_on_target(source, target, topic, p, 1 << 62) for p in range(partitions)]
+    for group in movers:
+        assert committed_offsets(target, group, topic, partitions) == ends, group
+    expected_head = [next_record_on_target(source, target, topic, p, 5) for p in range(partitions)]
+    assert committed_offsets(target, f"{topic}-head", topic, partitions) == expected_head
+    assert set(again.checkpoints) <= {f"{topic}-head", *movers}
