@@ -70,3 +70,39 @@ def test_a_ring_between_the_timeout_and_the_relock_counts_and_is_not_kept() -> N
     # Kept, the ring would end this sleep at once, rung by nobody.
     assert bell.sleep(timeout=0.01) is False
     lock.release()
+
+
+def test_rings_from_many_threads_against_short_timed_sleeps_lose_no_work() -> None:
+    """Ringers queue work and ring while the sleeper's waits keep timing
+    out around them: every item is taken, and no ring releases the bell
+    twice (which would raise in the ringer)."""
+    lock = threading.Lock()
+    bell = Doorbell(lock)
+    queued: list[int] = []
+    taken: list[int] = []
+    errors: list[BaseException] = []
+    ringers, each = 4, 300
+
+    def ringer(number: int) -> None:
+        try:
+            for i in range(each):
+                with lock:
+                    queued.append(number * each + i)
+                    if len(queued) == 1:
+                        bell.ring()
+        except BaseException as error:  # reported by the assertion below
+            errors.append(error)
+
+    threads = [threading.Thread(target=ringer, args=(n,)) for n in range(ringers)]
+    for thread in threads:
+        thread.start()
+    with lock:
+        while len(taken) < ringers * each:
+            if not queued and not bell.sleep(timeout=0.0005):
+                continue
+            taken.extend(queued)
+            queued.clear()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert errors == []
+    assert sorted(taken) == list(range(ringers * each))
