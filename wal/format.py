@@ -27,7 +27,8 @@ does not vouch for its predecessor's seal: the writer had not reached it."""
 # crc, length, segment, type, flags, stream, start, end
 RECORD_HEADER = struct.Struct("<IIQBB2xQqq")
 RECORD_HEADER_SIZE = RECORD_HEADER.size  # 44
-_COVERED = struct.Struct("<IQBB2xQqq")  # the header after its crc: what the CRC covers
+_PLACEMENT = struct.Struct("<IQBB2x")  # length, segment, type, flags: known to the writer
+_ADDRESS = struct.Struct("<Qqq")  # stream, start, end: the header's last 24 bytes
 _CRC = struct.Struct("<I")
 
 TYPE_INVALID = 0
@@ -109,9 +110,25 @@ def encode_record_header(
     payload_crc: int,
     flags: int = 0,
 ) -> bytes:
-    covered = _COVERED.pack(
-        length, segment, record_type, flags, stream_id, start_offset, end_offset
-    )
+    address = encode_record_address(stream_id, start_offset, end_offset)
+    return encode_placed_record_header(address, segment, record_type, length, payload_crc, flags)
+
+
+def encode_record_address(stream_id: int, start_offset: int, end_offset: int) -> bytes:
+    """A record header's last 24 bytes (stream id, start and end offsets).
+
+    Packed by the appender, on its own thread: ``struct.error`` refuses a
+    field the header cannot hold before the append is queued, and the
+    writer uses the bytes as they are (``encode_placed_record_header``)."""
+    return _ADDRESS.pack(stream_id, start_offset, end_offset)
+
+
+def encode_placed_record_header(
+    address: bytes, segment: int, record_type: int, length: int, payload_crc: int, flags: int
+) -> bytes:
+    """A record header from its packed ``address`` and what only the
+    writer knows (the segment, the flags)."""
+    covered = _PLACEMENT.pack(length, segment, record_type, flags) + address
     return _CRC.pack(crc32c(covered, payload_crc)) + covered
 
 

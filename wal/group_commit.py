@@ -30,8 +30,14 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from native import stamp_wal_records
+from wal.doorbell import Doorbell
 from wal.errors import DiskFull, LogClosed, LogFailed, LogIOError, WalError
-from wal.format import FLAG_PRIOR_SYNCED, FLAG_SYNCED, RECORD_HEADER_SIZE, encode_record_header
+from wal.format import (
+    FLAG_PRIOR_SYNCED,
+    FLAG_SYNCED,
+    RECORD_HEADER_SIZE,
+    encode_placed_record_header,
+)
 from wal.histogram import PlainHistogram
 from wal.segment import Position, SegmentWriter
 from wal.syncer import Syncer, WrittenGroup
@@ -121,14 +127,12 @@ class PendingAppend:
     """One queued append. A plain slotted class: it is made once per append."""
 
     __slots__ = (
-        "end_offset",
+        "address",
         "length",
         "payload",
         "payload_crc",
         "prefix",
         "record_type",
-        "start_offset",
-        "stream_id",
         "tag",
         "waiter",
     )
@@ -137,9 +141,7 @@ class PendingAppend:
         self,
         waiter: Waiter,
         record_type: int,
-        stream_id: int,
-        start_offset: int,
-        end_offset: int,
+        address: bytes,
         payload: bytes | memoryview,
         payload_crc: int,
         length: int,
@@ -149,9 +151,9 @@ class PendingAppend:
         self.waiter = waiter
         self.tag = tag
         self.record_type = record_type
-        self.stream_id = stream_id
-        self.start_offset = start_offset
-        self.end_offset = end_offset
+        self.address = address
+        """The header's stream id and offsets, packed (and so checked) by the
+        appender: ``wal.format.encode_record_address``."""
         self.payload = payload
         self.payload_crc = payload_crc
         """The CRC32C of prefix then payload: the record's payload on disk."""
@@ -184,9 +186,10 @@ class GroupCommitter:
         self._sync_interval = sync_interval
         self._queue: deque[Queued] = deque()
         self._lock = threading.Lock()
-        """Taken bare on the appenders' side: a Condition's own ``with`` is two
-        Python calls per append."""
-        self._wakeup = threading.Condition(self._lock)
+        """Guards the queue and the state below; taken bare (a Condition's
+        own ``with`` is two Python calls per append)."""
+        self._doorbell = Doorbell(self._lock)
+        """The writer sleeps on it; appenders, holds and the close ring it."""
         self._closing = False
         self._holds = 0
         self._held_since = 0.0
@@ -213,7 +216,7 @@ class GroupCommitter:
                 raise LogClosed
             self._queue.append(pending)
             if len(self._queue) == 1:
-                self._wakeup.notify()
+                self._doorbell.ring()
 
     def submit_batch(self, batch: PendingBatch) -> None:
         """Queues the records of one batch as one: they land in one group,
@@ -225,13 +228,13 @@ class GroupCommitter:
                 raise LogClosed
             self._queue.append(batch)
             if len(self._queue) == 1:
-                self._wakeup.notify()
+                self._doorbell.ring()
 
     def close(self) -> None:
         """Commits everything queued, syncs, and stops the writer thread."""
-        with self._wakeup:
+        with self._lock:
             self._closing = True
-            self._wakeup.notify()
+            self._doorbell.ring()
         self._thread.join()
         if self._syncer is not None:
             self._syncer.stop()
@@ -247,16 +250,16 @@ class GroupCommitter:
         """Keeps the writer from taking the queue until ``release``, for at most
         HOLD_LIMIT_S from the first hold: appends made meanwhile share one
         group. Appends still queue in the order they are made."""
-        with self._wakeup:
+        with self._lock:
             if self._holds == 0:
                 self._held_since = time.monotonic()
             self._holds += 1
 
     def release(self) -> None:
-        with self._wakeup:
+        with self._lock:
             self._holds -= 1
             if self._holds == 0 and self._queue:
-                self._wakeup.notify()
+                self._doorbell.ring()
 
     def _wait_for_holds(self) -> None:
         """Under the lock, with appends queued: waits while a hold lasts, up to its limit."""
@@ -264,20 +267,20 @@ class GroupCommitter:
             remaining = self._held_since + HOLD_LIMIT_S - time.monotonic()
             if remaining <= 0:
                 return
-            self._wakeup.wait(remaining)
+            self._doorbell.sleep(remaining)
 
     def _next_group(self) -> list[Queued] | None:
         """Waits for appends; None when closing with nothing left to write."""
-        with self._wakeup:
+        with self._lock:
             if self._queue:
                 self._wait_for_holds()
             while not self._queue and not self._closing:
                 if self._durability is Durability.INTERVAL and self._unsynced:
                     remaining = self._last_sync + self._sync_interval - time.monotonic()
-                    if remaining <= 0 or not self._wakeup.wait(remaining):
+                    if remaining <= 0 or not self._doorbell.sleep(remaining):
                         return []
                 else:
-                    self._wakeup.wait()
+                    self._doorbell.sleep()
                 if self._queue:
                     self._wait_for_holds()
             if not self._queue:
@@ -308,7 +311,7 @@ class GroupCommitter:
                 self._sync_for_interval()
 
     def _failed(self, failure: WalError) -> None:
-        with self._wakeup:
+        with self._lock:
             if self._failure is None:
                 self._failure = failure
 
@@ -434,12 +437,10 @@ class GroupCommitter:
                 sequence = self._segment.sequence
                 flags = FLAG_SYNCED
             buffers.append(
-                encode_record_header(
+                encode_placed_record_header(
+                    pending.address,
                     sequence,
                     pending.record_type,
-                    pending.stream_id,
-                    pending.start_offset,
-                    pending.end_offset,
                     length,
                     pending.payload_crc,
                     flags,
@@ -529,6 +530,11 @@ def _settle(group: list[Queued], outcomes: Sequence[QueuedOutcome]) -> None:
     """Completes every waiter of a group: threads at once, coroutines in one
     call per event loop (each cross-thread call writes to the loop's wakeup
     pipe, so one per append would cost a syscall per append)."""
+    if len(group) == 1:
+        # A lone appender's group (a batch call awaited before the next): its
+        # waiter is woken without the sorting by loop below.
+        _settle_one(group[0].waiter, outcomes[0])
+        return
     by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any]]] = {}
     # Appends of one group mostly come from one loop: its list is kept at
     # hand rather than looked up (and a new empty one made) per append.
@@ -552,7 +558,18 @@ def _settle(group: list[Queued], outcomes: Sequence[QueuedOutcome]) -> None:
             loop.call_soon_threadsafe(_settle_on_loop, settled)
 
 
-def _settle_on_loop(settled: list[tuple[asyncio.Future[Any], Any]]) -> None:
+def _settle_one(waiter: Future[Any] | asyncio.Future[Any], outcome: QueuedOutcome) -> None:
+    if isinstance(waiter, Future):
+        if isinstance(outcome, BaseException):
+            waiter.set_exception(outcome)
+        else:
+            waiter.set_result(outcome)
+        return
+    with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting any more
+        waiter.get_loop().call_soon_threadsafe(_settle_on_loop, ((waiter, outcome),))
+
+
+def _settle_on_loop(settled: Sequence[tuple[asyncio.Future[Any], Any]]) -> None:
     for waiter, outcome in settled:
         if waiter.cancelled():
             continue  # the coroutine gave up waiting; the append itself still happened

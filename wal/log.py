@@ -7,6 +7,7 @@ import contextlib
 import errno
 import fcntl
 import logging
+import operator
 import os
 import struct
 import threading
@@ -23,6 +24,7 @@ from wal.format import (
     MAX_USER_TYPE,
     RECORD_HEADER_SIZE,
     SEGMENT_HEADER_SIZE,
+    encode_record_address,
     segment_name,
 )
 from wal.group_commit import (
@@ -48,9 +50,8 @@ from wal.segment import (
 )
 from wal.thread_priority import NORMAL, ThreadPriority
 
-_HEADER_FIELDS = struct.Struct("<QqqI")
-"""A record header's stream id, offsets and CRC, as the writer packs them:
-an append whose fields do not fit is refused before it is queued."""
+_CRC_FIELD = struct.Struct("<I")
+"""A record header's CRC field: a payload CRC the caller gives must fit it."""
 
 stalls = logging.getLogger("tidelog.stalls")
 """Rolls and spares, each at DEBUG with its duration: background work a
@@ -77,6 +78,10 @@ class Append(NamedTuple):
     tag: object = None
     prefix: bytes = b""
     payload_crc: int | None = None
+
+
+_TAG = operator.itemgetter(Append._fields.index("tag"))
+"""An ``Append``'s tag, read in C over a batch."""
 
 
 class PreparedSegment(NamedTuple):
@@ -358,7 +363,7 @@ class WriteAheadLog:
         if not batch:
             waiter.set_result([])
             return
-        tags = [append.tag for append in batch]
+        tags = list(map(_TAG, batch))  # no Python frame per record
         untagged = tags.count(None) == len(tags)
         self._committer.submit_batch(
             PendingBatch(waiter, frame, len(batch), None if untagged else BatchTags(tags))
@@ -392,7 +397,10 @@ class WriteAheadLog:
         else:
             crc = payload_crc
         try:
-            _HEADER_FIELDS.pack(stream_id, start_offset, end_offset, crc)
+            # Packed once, here: the writer puts these bytes in the header.
+            address = encode_record_address(stream_id, start_offset, end_offset)
+            if payload_crc is not None:  # one computed here always fits
+                _CRC_FIELD.pack(crc)
         except struct.error:
             # Found by the writer, it would stop the log's only writer thread
             # and leave every append after it unanswered. The batch framer's
@@ -403,9 +411,7 @@ class WriteAheadLog:
         return PendingAppend(
             waiter,
             record_type,
-            stream_id,
-            start_offset,
-            end_offset,
+            address,
             payload if isinstance(payload, bytes | memoryview) else memoryview(payload),
             crc,
             length,

@@ -303,6 +303,13 @@ class SegmentWriter:
         padding = min(-end % PAGE_BYTES, self._padded_to - end)
         if padding > 0:
             buffers = [*buffers, _ZERO_PAGE[:padding]]
+        if len(buffers) <= IOV_MAX:  # the usual group: one call, its bytes counted once
+            written = os.pwritev(self._fd, buffers, self.write_offset)
+            if written != end - self.write_offset + max(padding, 0):
+                # A short write only happens when the disk fills up mid-call.
+                self._write_rest(buffers, written)
+            self.write_offset = end
+            return
         for start in range(0, len(buffers), IOV_MAX):
             chunk = buffers[start : start + IOV_MAX]
             expected = sum(map(len, chunk))

@@ -78,7 +78,7 @@ class Syncer:
         self._classify = classify
         self._on_failure = on_failure
         self._stats = stats
-        lock = threading.Lock()
+        self._lock = lock = threading.Lock()
         self._cond = threading.Condition(lock)
         """The writer waits on it for syncs and completions (``wait_synced``, ``drain``)."""
         self._work = threading.Condition(lock)
@@ -113,18 +113,33 @@ class Syncer:
 
         The contract holds as on the sync thread: the sync begins after the
         group's write returned, and every group handed over before it is
-        already completed, so groups still complete in write order."""
-        with self._cond:
+        already completed, so groups still complete in write order.
+
+        Only the writer waits on this syncer (``wait_synced``, ``drain``),
+        and it is busy here: the sync's end is recorded in one step, with
+        nobody to notify, and the group's waiters are woken last, so that
+        the writer is ready for the next group by the time they run."""
+        with self._lock:
             if self._written or self._syncing or self.failure is not None:
                 return False
             self._syncing = True
             segment = self._segment
-        self._sync_and_settle(segment, [written])
+        if not self._sync([written], segment):
+            return True
+        with self._lock:
+            self.synced_end = written.end
+            self._syncing = False
+        self._settle_synced(written)
         return True
 
     def wait_synced(self, offset: int) -> None:
         """Returns once every byte before ``offset`` is synced; raises the
         sync's failure if one failed first."""
+        # Unlocked first (the writer asks before every group): within a
+        # segment synced_end only grows and a failure only appears, and the
+        # writer, the caller, is the one that switches segments.
+        if self.synced_end >= offset and self.failure is None:
+            return
         with self._cond:
             while self.synced_end < offset and self.failure is None:
                 self._cond.wait(WAIT_SLICE)
@@ -161,6 +176,21 @@ class Syncer:
     def _sync_and_settle(self, segment: SegmentWriter, groups: list[WrittenGroup]) -> None:
         """One fdatasync covering ``groups``, then their completion (under
         ``_syncing``, which the caller set)."""
+        if not self._sync(groups, segment):
+            return
+        with self._cond:
+            # The writer may go on at once; drain still waits for the settling.
+            self.synced_end = groups[-1].end
+            self._cond.notify_all()
+        for written in groups:
+            self._settle_synced(written)
+        with self._cond:
+            self._syncing = False
+            self._cond.notify_all()
+
+    def _sync(self, groups: list[WrittenGroup], segment: SegmentWriter) -> bool:
+        """One fdatasync covering ``groups`` (under ``_syncing``, which the
+        caller set); False, the groups failed, if it failed."""
         # Only the syncing thread moves it (under _syncing): read unlocked.
         synced_before = self.synced_end
         started = time.monotonic()
@@ -168,7 +198,7 @@ class Syncer:
             segment.sync()
         except OSError as error:
             self._failed(groups, self._classify(error, segment))
-            return
+            return False
         finished = time.monotonic()
         if finished - started >= SLOW_SYNC_S:
             stalls.debug(
@@ -180,18 +210,14 @@ class Syncer:
             )
         self._stats.syncs += 1
         self._stats.fsync_seconds.observe(finished - started)
-        with self._cond:
-            # The writer may go on at once; drain still waits for the settling.
-            self.synced_end = groups[-1].end
-            self._cond.notify_all()
-        for written in groups:
-            self._stats.appends += written.records
-            self._stats.groups += 1
-            self._stats.group_appends.observe(written.records)
-            self._settle(written.group, written.positions)
-        with self._cond:
-            self._syncing = False
-            self._cond.notify_all()
+        return True
+
+    def _settle_synced(self, written: WrittenGroup) -> None:
+        """Counts a synced group and completes it."""
+        self._stats.appends += written.records
+        self._stats.groups += 1
+        self._stats.group_appends.observe(written.records)
+        self._settle(written.group, written.positions)
 
     def _next_batch(self) -> tuple[SegmentWriter, list[WrittenGroup]] | None:
         """Every group written so far (the sync that follows covers them all)."""

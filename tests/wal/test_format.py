@@ -7,10 +7,13 @@ from hypothesis import strategies as st
 
 from native import crc32c
 from wal.format import (
+    RECORD_HEADER,
     RECORD_HEADER_SIZE,
     SEGMENT_HEADER_SIZE,
     decode_record_header,
     decode_segment_header,
+    encode_placed_record_header,
+    encode_record_address,
     encode_record_header,
     encode_segment_header,
     parse_segment_name,
@@ -55,6 +58,23 @@ def test_record_header_round_trips_and_crc_covers_payload_then_header(
     assert decoded[1:] == (len(payload), segment, record_type, 0, stream, start, end)
     assert decoded.crc == crc32c(header[4:], crc32c(payload))
     assert record_crc(header + payload, 0, len(payload)) == decoded.crc
+
+
+@given(u64, st.integers(1, 255), st.integers(0, 255), u64, i64, i64, st.binary(max_size=300))
+def test_a_header_placed_from_the_appenders_packed_address_is_the_specs_layout(
+    segment: int, record_type: int, flags: int, stream: int, start: int, end: int, payload: bytes
+) -> None:
+    """A single append's stream id and offsets are packed by the appender and
+    the writer adds the rest: the bytes are the record header's table."""
+    address = encode_record_address(stream, start, end)
+    header = encode_placed_record_header(
+        address, segment, record_type, len(payload), crc32c(payload), flags
+    )
+    covered = RECORD_HEADER.pack(0, len(payload), segment, record_type, flags, stream, start, end)
+    crc = crc32c(covered[4:], crc32c(payload))
+    assert header == RECORD_HEADER.pack(
+        crc, len(payload), segment, record_type, flags, stream, start, end
+    )
 
 
 @given(st.binary(min_size=1, max_size=64), st.integers(0, 10**6))

@@ -269,7 +269,7 @@ def test_a_writer_that_fails_for_any_reason_fails_the_log_and_answers_every_appe
     def broken(*args: object, **kwargs: object) -> bytes:
         raise ValueError("a defect in the writer")
 
-    monkeypatch.setattr(group_commit, "encode_record_header", broken)
+    monkeypatch.setattr(group_commit, "encode_placed_record_header", broken)
     with pytest.raises(LogFailed):
         log.submit(b"during").result(timeout=30)
     with pytest.raises(LogFailed):
