@@ -31,7 +31,7 @@ import stat
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 from s3stream.store.base import (
     BytesLike,
@@ -42,6 +42,7 @@ from s3stream.store.base import (
     ObjectStoreError,
     PreconditionFailed,
 )
+from wal.write_spans import write_spans
 from wal.writeback import write_back
 
 _TEMP_PREFIX = ".tmp-"
@@ -258,34 +259,31 @@ def _write_all(fd: int, data: ObjectData) -> None:
     the disk's cache 32 times for an object of 32 MiB.
     """
     if isinstance(data, bytes | bytearray | memoryview):
-        pending = [_byte_view(data)]
+        parts = [_byte_view(data)]
     else:
-        pending = [_byte_view(part) for part in data if len(part)]
-    first = 0
+        parts = [_byte_view(part) for part in data if len(part)]
     position = 0
     unsynced = 0
-    while first < len(pending):
-        batch, size = [], 0
-        for part in pending[first : first + _IOV_MAX]:
-            batch.append(part)
-            size += len(part)
-            if size >= _SYNC_EVERY:
-                break
-        written = os.writev(fd, batch)
-        position += written
-        unsynced += written
-        while first < len(pending) and written >= len(pending[first]):
-            written -= len(pending[first])
-            first += 1
-        if written:  # a short write ended inside this part
-            pending[first] = pending[first][written:]
+    # A call per MiB of the file, never one across a whole 2 MiB: that would
+    # take a 2 MiB folio, several times the CPU (wal/write_spans.py).
+    for call in write_spans(parts, 0):
+        size = sum(map(len, call))
+        written = os.writev(fd, call)
+        if written != size:  # a short write: the disk filled up mid-call
+            _write_rest(fd, call, written)
+        position += size
+        unsynced += size
         if unsynced >= _SYNC_EVERY:
             write_back(fd, position - unsynced, unsynced)
             unsynced = 0
 
 
-_IOV_MAX = 1024
-"""Buffers per writev call (Linux's IOV_MAX)."""
+def _write_rest(fd: int, call: Sequence[BytesLike], skip: int) -> None:
+    rest = memoryview(b"".join(call))[skip:]
+    while len(rest):
+        rest = rest[os.write(fd, rest) :]
+
+
 _SYNC_EVERY = 1 * 1024 * 1024
 
 
