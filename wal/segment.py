@@ -25,7 +25,7 @@ from wal.format import (
     record_crc,
     segment_name,
 )
-from wal.write_spans import BytesLike, write_spans
+from wal.write_spans import SPAN_BYTES, BytesLike, write_spans
 from wal.writeback import write_back
 
 END_OF_FILE = "end of file"
@@ -303,9 +303,10 @@ class SegmentWriter:
         padding = min(-end % PAGE_BYTES, self._padded_to - end)
         if padding > 0:
             buffers = [*buffers, _ZERO_PAGE[:padding]]
-        # A call per MiB of the file, never one across a whole 2 MiB: that
-        # would take a 2 MiB folio, several times the CPU (write_spans.py).
-        for chunk in write_spans(buffers, self.write_offset):
+        # Never a call across a whole aligned 2 MiB: that would take a 2 MiB
+        # folio, several times the CPU (write_spans.py). Cut at odd MiB, as
+        # few calls as that allows: each gives the GIL up and takes it back.
+        for chunk in write_spans(buffers, self.write_offset, 2 * SPAN_BYTES, cut_at=SPAN_BYTES):
             expected = sum(map(len, chunk))
             written = os.pwritev(self._fd, chunk, self.write_offset)
             if written != expected:

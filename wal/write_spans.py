@@ -9,8 +9,10 @@ machine, 1 GiB written into new files: 3.7-4.0 ms of CPU per MiB in
 writes of 2 or 4 MiB, 0.21-0.23 in writes of 1 MiB or of 1,953 KiB
 (docs/design/0021-produce-cpu-breakdown.md). Writes that end on the
 file's MiB boundaries take folios of 1 MiB at most, which the kernel
-cuts from memory it already holds. A call per MiB costs a few
-microseconds; the bytes are the same and land where they did.
+cuts from smaller free blocks the guest still holds (while there are
+any: the local object store gives its pages back for that). A call per
+MiB costs a few microseconds; the bytes are the same and land where
+they did.
 """
 
 from __future__ import annotations
@@ -20,29 +22,38 @@ from collections.abc import Iterator, Sequence
 BytesLike = bytes | bytearray | memoryview
 """A buffer of bytes (a memoryview of format "B")."""
 SPAN_BYTES = 1 << 20
-"""No write crosses a multiple of this in the file."""
+"""By default no write crosses a multiple of this in the file."""
 IOV_MAX = 1024
 """Linux's limit on buffers per writev / pwritev call."""
 
 
 def write_spans(
-    buffers: Sequence[BytesLike], offset: int, span: int = SPAN_BYTES, most: int = IOV_MAX
+    buffers: Sequence[BytesLike],
+    offset: int,
+    span: int = SPAN_BYTES,
+    most: int = IOV_MAX,
+    cut_at: int = 0,
 ) -> Iterator[Sequence[BytesLike]]:
     """The buffers, to be written back to back from file offset ``offset``,
-    in calls of at most ``most`` buffers none of which crosses a multiple
-    of ``span`` in the file: a buffer that does is cut there (a memoryview,
-    no copy). A write inside one span comes back as it is."""
+    in calls of at most ``most`` buffers none of which crosses a file
+    offset ``cut_at`` plus a multiple of ``span``: a buffer that does is
+    cut there (a memoryview, no copy). A write inside one span comes back
+    as it is.
+
+    With ``span`` 1 MiB every call ends on a MiB boundary; with ``span``
+    2 MiB and ``cut_at`` 1 MiB, on an odd one: calls up to twice as long,
+    half as many, and still none covers a whole aligned 2 MiB."""
     total = 0
     for buffer in buffers:
         total += len(buffer)
     if total == 0:
         return
-    end = offset + total
-    if len(buffers) <= most and (end - 1) // span == offset // span:
+    start, end = offset - cut_at, offset - cut_at + total
+    if len(buffers) <= most and (end - 1) // span == start // span:
         yield buffers
         return
     call: list[BytesLike] = []
-    boundary = (offset // span + 1) * span
+    boundary = (start // span + 1) * span + cut_at
     position = offset
     for buffer in buffers:
         view: BytesLike = buffer

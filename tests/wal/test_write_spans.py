@@ -1,7 +1,7 @@
 """Writes split so that no one call covers a whole 2 MiB of the file
-(wal/write_spans.py): the WAL's segment writes and the local object
-store's writes each end on the file's MiB boundaries, the same bytes at
-the same places."""
+(wal/write_spans.py): the WAL's segment writes end on the file's odd MiB
+boundaries, the local object store's writes on every MiB boundary, the
+same bytes at the same places."""
 
 from __future__ import annotations
 
@@ -30,25 +30,28 @@ def _filled(lengths: list[int]) -> list[bytes]:
     offset=st.integers(0, 5000),
     span=st.sampled_from([16, 64, 1000]),
     most=st.integers(1, 8),
+    cut_at=st.integers(0, 999),
 )
-def test_calls_hold_the_same_bytes_and_none_crosses_a_span_or_passes_most(
-    lengths: list[int], offset: int, span: int, most: int
+def test_calls_hold_the_same_bytes_and_none_crosses_a_cut_or_passes_most(
+    lengths: list[int], offset: int, span: int, most: int, cut_at: int
 ) -> None:
+    cut_at %= span
     buffers = _filled(lengths)
-    calls = [list(call) for call in write_spans(buffers, offset, span, most)]
+    calls = [list(call) for call in write_spans(buffers, offset, span, most, cut_at)]
     assert b"".join(bytes(part) for call in calls for part in call) == b"".join(buffers)
     position = offset
     for number, call in enumerate(calls):
         size = sum(map(len, call))
         assert 0 < len(call) <= most and size > 0
-        assert position // span == (position + size - 1) // span  # inside one span
+        first, last = position - cut_at, position - cut_at + size - 1
+        assert first // span == last // span  # between two cuts
         position += size
-        ends_a_span = position % span == 0
-        assert ends_a_span or len(call) == most or number == len(calls) - 1
+        ends_on_a_cut = (position - cut_at) % span == 0
+        assert ends_on_a_cut or len(call) == most or number == len(calls) - 1
 
 
 def test_a_write_inside_one_span_is_one_call_of_the_same_buffers() -> None:
-    buffers = [b"a" * 100, memoryview(b"b" * 200)]
+    buffers: list[BytesLike] = [b"a" * 100, memoryview(b"b" * 200)]
     assert list(write_spans(buffers, SPAN_BYTES - 300)) == [buffers]
 
 
@@ -84,20 +87,25 @@ def _crosses_no_mib(calls: Calls) -> bool:
     return all(at // MiB == (at + size - 1) // MiB for at, size in calls if size)
 
 
-def test_a_segment_write_of_4_mib_is_a_call_per_mib_of_the_file(
+def _covers_no_whole_2_mib(calls: Calls) -> bool:
+    """No call holds all of an aligned 2 MiB of the file."""
+    return all(-(-at // (2 * MiB)) * 2 * MiB + 2 * MiB > at + size for at, size in calls)
+
+
+def test_a_segment_write_of_4_mb_never_covers_a_whole_2_mib_of_the_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = tmp_path / "segment"
     path.write_bytes(bytes(6 * MiB))
     fd = os.open(path, os.O_RDWR)
     segment = SegmentWriter(str(path), 1, fd, SEGMENT_HEADER_SIZE, 6 * MiB)
-    records = [os.urandom(1_000_000) for _ in range(4)]
+    records: list[bytes | memoryview] = [os.urandom(1_000_000) for _ in range(4)]
     calls = _record_calls(monkeypatch, "pwritev", lambda fd, offset: offset or 0)
     try:
         segment.write(records)
     finally:
         segment.close()
-    assert len(calls) == 4 and _crosses_no_mib(calls)
+    assert len(calls) == 3 and _covers_no_whole_2_mib(calls)  # cut at 1 and 3 MiB
     end = SEGMENT_HEADER_SIZE + 4_000_000
     assert sum(size for _, size in calls) == end - SEGMENT_HEADER_SIZE + (-end % 4096)
     assert path.read_bytes()[SEGMENT_HEADER_SIZE:end] == b"".join(records)
@@ -111,5 +119,5 @@ def test_an_object_put_is_a_writev_per_mib_of_the_file(
     calls = _record_calls(monkeypatch, "writev", lambda fd, _: os.lseek(fd, 0, os.SEEK_CUR))
     store.put("objects/a", parts)
     assert [size for _, size in calls] == [MiB] * 4 + [5_000_000 - 4 * MiB]
-    assert _crosses_no_mib(calls)
+    assert _crosses_no_mib(calls) and _covers_no_whole_2_mib(calls)
     assert store.get("objects/a") == b"".join(parts)
