@@ -120,11 +120,11 @@ class LocalStore(ObjectStore):
             self._make_directories(directory)
             fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
             try:
-                _write_all(fd, data)
+                released = _write_all(fd, data)
                 stamp = max(time.time_ns(), _mtime_ns(path) + 1)
                 os.utime(fd, ns=(stamp, stamp))
                 os.fsync(fd)
-                _release_pages(fd, 0)
+                _release_pages(fd, released, 0)
                 with self._exclusive(key):
                     if condition is not None and not condition[1](self._stat(key, path)):
                         raise PreconditionFailed(key, condition[0])
@@ -254,7 +254,7 @@ def _version(status: os.stat_result) -> str:
     return f"{status.st_ino:x}-{status.st_mtime_ns:x}-{status.st_size:x}"
 
 
-def _write_all(fd: int, data: ObjectData) -> None:
+def _write_all(fd: int, data: ObjectData) -> int:
     """Writes one buffer, or parts with writev (which releases the GIL for
     the whole write, where joining them first would hold it for the copy).
 
@@ -265,12 +265,14 @@ def _write_all(fd: int, data: ObjectData) -> None:
     with 1 MiB steps). Written out without a sync (wal/writeback.py): the
     caller's fsync makes the object durable, where a sync per MiB flushed
     the disk's cache 32 times for an object of 32 MiB.
+
+    Returns where the pages it gave back end (``_release_pages``).
     """
     if isinstance(data, bytes | bytearray | memoryview):
         parts = [_byte_view(data)]
     else:
         parts = [_byte_view(part) for part in data if len(part)]
-    position = 0
+    position = released = 0
     unsynced = 0
     # A call per MiB of the file, never one across a whole 2 MiB: that would
     # take a 2 MiB folio, several times the CPU (wal/write_spans.py).
@@ -283,8 +285,9 @@ def _write_all(fd: int, data: ObjectData) -> None:
         unsynced += size
         if unsynced >= _SYNC_EVERY:
             write_back(fd, position - unsynced, unsynced)
-            _release_pages(fd, position)
+            released = _release_pages(fd, released, position)
             unsynced = 0
+    return released
 
 
 def _write_rest(fd: int, call: Sequence[BytesLike], skip: int) -> None:
@@ -293,9 +296,10 @@ def _write_rest(fd: int, call: Sequence[BytesLike], skip: int) -> None:
         rest = rest[os.write(fd, rest) :]
 
 
-def _release_pages(fd: int, end: int) -> None:
-    """Lets the kernel free the page-cache pages of ``fd`` before ``end``
-    (all of them for 0), which are written out and so clean.
+def _release_pages(fd: int, start: int, end: int) -> int:
+    """Lets the kernel free the page-cache pages of ``fd`` from ``start``
+    (where the last release ended) to ``end`` (0: the file's end), which
+    are written out and so clean; returns where the pages freed end.
 
     Kept, objects' pages pile up until memory runs short, and every new
     page is cut from free memory; on a virtual machine that hands free
@@ -303,19 +307,26 @@ def _release_pages(fd: int, end: int) -> None:
     the guest's own small free blocks are used up that is memory the host
     must back again at its first write: 3.3-3.7 ms of CPU per MiB written
     against 0.19-0.24 with each object's pages given back, and a server
-    producing 3 GiB spent 2.9 ms/MiB against 1.75
+    producing 3 GiB spent 3.1-3.3 ms/MiB against 1.6
     (docs/design/0021-produce-cpu-breakdown.md). Freed a MiB at a time,
     they are what the next MiB, the WAL and the next request's buffer are
     given. Readers of an object go through the block cache, which holds
     what they read."""
     if _FADVISE is None:
-        return
+        return start
+    if end == 0:
+        _FADVISE(fd, start, 0, os.POSIX_FADV_DONTNEED)
+        return start
     whole_pages = end - end % mmap.PAGESIZE
-    if end == 0 or whole_pages > 0:
-        # Never the page ``end`` is inside (Linux would drop it at the end
-        # of the file): the next write continues it, and would first have
-        # to read it back from the disk.
-        _FADVISE(fd, 0, whole_pages, os.POSIX_FADV_DONTNEED)
+    if whole_pages > start:
+        # Only pages not given back yet: when Linux finds fewer pages in the
+        # range than it spans, it drains every CPU's page lists, a call on
+        # each CPU (the WAL's and the event loop's). And never the page
+        # ``end`` is inside: Linux would drop it at the file's end, and the
+        # next write, which continues it, would first read it back.
+        _FADVISE(fd, start, whole_pages - start, os.POSIX_FADV_DONTNEED)
+        return whole_pages
+    return start
 
 
 _FADVISE = getattr(os, "posix_fadvise", None)
