@@ -319,11 +319,12 @@ def _release_pages(fd: int, start: int, end: int) -> int:
         return start
     whole_pages = end - end % mmap.PAGESIZE
     if whole_pages > start:
-        # Only pages not given back yet: when Linux finds fewer pages in the
-        # range than it spans, it drains every CPU's page lists, a call on
-        # each CPU (the WAL's and the event loop's). And never the page
-        # ``end`` is inside: Linux would drop it at the file's end, and the
-        # next write, which continues it, would first read it back.
+        # Only pages not given back yet: a walk of the new MiB, not of the
+        # whole file so far (older kernels also drained every CPU's page
+        # lists, a call on each, when a range held fewer pages than it
+        # spans). And never the page ``end`` is inside: Linux would drop it
+        # at the file's end, and the next write, which continues it, would
+        # first read it back from the disk.
         _FADVISE(fd, start, whole_pages - start, os.POSIX_FADV_DONTNEED)
         return whole_pages
     return start

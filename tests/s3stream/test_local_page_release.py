@@ -80,8 +80,7 @@ def test_pages_are_released_a_mib_at_a_time(
 ) -> None:
     """Released as each MiB is written out, so the next MiB is given the
     pages just freed, not only once the object is whole; each release
-    spans only pages not given back yet (where Linux finds fewer pages
-    than the range spans, it drains the page lists of every CPU)."""
+    spans only pages not given back yet."""
     released: list[tuple[int, int, int]] = []
     real = local._release_pages
 
