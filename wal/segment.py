@@ -5,7 +5,7 @@ from __future__ import annotations
 import errno
 import mmap
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -25,7 +25,14 @@ from wal.format import (
     record_crc,
     segment_name,
 )
-from wal.write_spans import SPAN_BYTES, BytesLike, write_spans
+from wal.write_spans import (
+    FOLIO_BYTES,
+    IOV_MAX,
+    SPAN_BYTES,
+    BytesLike,
+    covers_a_whole_folio,
+    write_spans,
+)
 from wal.writeback import write_back
 
 END_OF_FILE = "end of file"
@@ -303,10 +310,15 @@ class SegmentWriter:
         padding = min(-end % PAGE_BYTES, self._padded_to - end)
         if padding > 0:
             buffers = [*buffers, _ZERO_PAGE[:padding]]
-        # Never a call across a whole aligned 2 MiB: that would take a 2 MiB
-        # folio, several times the CPU (write_spans.py). Cut at odd MiB, as
-        # few calls as that allows: each gives the GIL up and takes it back.
-        for chunk in write_spans(buffers, self.write_offset, 2 * SPAN_BYTES, cut_at=SPAN_BYTES):
+        chunks: Iterable[Sequence[BytesLike]]
+        if covers_a_whole_folio(self.write_offset, end + max(padding, 0) - self.write_offset):
+            # One call would take a 2 MiB folio, several times the CPU
+            # (write_spans.py): cut at odd MiB, as few calls as that allows,
+            # since each gives the GIL up and takes it back.
+            chunks = write_spans(buffers, self.write_offset, FOLIO_BYTES, cut_at=SPAN_BYTES)
+        else:
+            chunks = (buffers[at : at + IOV_MAX] for at in range(0, len(buffers), IOV_MAX))
+        for chunk in chunks:
             expected = sum(map(len, chunk))
             written = os.pwritev(self._fd, chunk, self.write_offset)
             if written != expected:

@@ -27,6 +27,17 @@ IOV_MAX = 1024
 """Linux's limit on buffers per writev / pwritev call."""
 
 
+FOLIO_BYTES = 2 * SPAN_BYTES
+"""The largest folio a buffered write can be given: the one to avoid."""
+
+
+def covers_a_whole_folio(offset: int, length: int) -> bool:
+    """Whether bytes [offset, offset + length) of a file hold a whole
+    aligned ``FOLIO_BYTES``, which one write call would get as one folio."""
+    first = -(-offset // FOLIO_BYTES) * FOLIO_BYTES
+    return first + FOLIO_BYTES <= offset + length
+
+
 def write_spans(
     buffers: Sequence[BytesLike],
     offset: int,

@@ -16,7 +16,13 @@ from hypothesis import strategies as st
 from s3stream.store.local import LocalStore
 from wal.format import SEGMENT_HEADER_SIZE
 from wal.segment import SegmentWriter
-from wal.write_spans import SPAN_BYTES, BytesLike, write_spans
+from wal.write_spans import (
+    FOLIO_BYTES,
+    SPAN_BYTES,
+    BytesLike,
+    covers_a_whole_folio,
+    write_spans,
+)
 
 MiB = 1 << 20
 
@@ -48,6 +54,13 @@ def test_calls_hold_the_same_bytes_and_none_crosses_a_cut_or_passes_most(
         position += size
         ends_on_a_cut = (position - cut_at) % span == 0
         assert ends_on_a_cut or len(call) == most or number == len(calls) - 1
+
+
+@given(offset=st.integers(0, 9 * FOLIO_BYTES), length=st.integers(0, 3 * FOLIO_BYTES))
+def test_a_whole_folio_is_covered_when_an_aligned_one_lies_inside(offset: int, length: int) -> None:
+    aligned = range(0, offset + length + 1, FOLIO_BYTES)
+    inside = any(offset <= start and start + FOLIO_BYTES <= offset + length for start in aligned)
+    assert covers_a_whole_folio(offset, length) == inside
 
 
 def test_a_write_inside_one_span_is_one_call_of_the_same_buffers() -> None:
@@ -92,23 +105,40 @@ def _covers_no_whole_2_mib(calls: Calls) -> bool:
     return all(-(-at // (2 * MiB)) * 2 * MiB + 2 * MiB > at + size for at, size in calls)
 
 
-def test_a_segment_write_of_4_mb_never_covers_a_whole_2_mib_of_the_file(
+def test_a_segment_write_of_5_mb_never_covers_a_whole_2_mib_of_the_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = tmp_path / "segment"
     path.write_bytes(bytes(6 * MiB))
     fd = os.open(path, os.O_RDWR)
     segment = SegmentWriter(str(path), 1, fd, SEGMENT_HEADER_SIZE, 6 * MiB)
-    records: list[bytes | memoryview] = [os.urandom(1_000_000) for _ in range(4)]
+    records: list[bytes | memoryview] = [os.urandom(1_000_000) for _ in range(5)]
     calls = _record_calls(monkeypatch, "pwritev", lambda fd, offset: offset or 0)
     try:
         segment.write(records)
     finally:
         segment.close()
     assert len(calls) == 3 and _covers_no_whole_2_mib(calls)  # cut at 1 and 3 MiB
-    end = SEGMENT_HEADER_SIZE + 4_000_000
+    end = SEGMENT_HEADER_SIZE + 5_000_000
     assert sum(size for _, size in calls) == end - SEGMENT_HEADER_SIZE + (-end % 4096)
     assert path.read_bytes()[SEGMENT_HEADER_SIZE:end] == b"".join(records)
+
+
+def test_a_segment_write_shorter_than_2_mib_is_one_call_across_a_mib_boundary(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cut only where one call would take a whole 2 MiB folio: a group of
+    a paced producer is never cut, so it gives the GIL up only once."""
+    path = tmp_path / "segment"
+    path.write_bytes(bytes(4 * MiB))
+    fd = os.open(path, os.O_RDWR)
+    segment = SegmentWriter(str(path), 1, fd, MiB - 1000, 4 * MiB)
+    calls = _record_calls(monkeypatch, "pwritev", lambda fd, offset: offset or 0)
+    try:
+        segment.write([os.urandom(300_000)])
+    finally:
+        segment.close()
+    assert calls == [(MiB - 1000, 300_000 + (-(MiB - 1000 + 300_000) % 4096))]
 
 
 def test_an_object_put_is_a_writev_per_mib_of_the_file(
