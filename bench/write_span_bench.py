@@ -10,8 +10,9 @@ by round in turns (so a machine that slows down part-way slows both):
 
 - ``whole``: a ``pwritev`` per group, as the WAL did;
 - ``spans``: the group in calls that each end on a multiple of 1 MiB of
-  the file (wal/write_spans.py), as the WAL and the local object store
-  write now.
+  the file (wal/write_spans.py), as the local object store writes now
+  (the WAL cuts a group of 2 MiB or more at odd MiB: no call of either
+  holds a whole aligned 2 MiB).
 
 Each file is fsynced once written, and a round's files are deleted at its
 end, as the WAL deletes trimmed segments; ``--rest`` seconds (5) pass

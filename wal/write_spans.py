@@ -7,9 +7,9 @@ a virtual machine (``page_reporting_order`` 9), so each such folio is
 memory the host must back again on its first write. Measured on one such
 machine, 1 GiB written into new files: 3.7-4.0 ms of CPU per MiB in
 writes of 2 or 4 MiB, 0.21-0.23 in writes of 1 MiB or of 1,953 KiB
-(docs/design/0021-produce-cpu-breakdown.md). Writes that end on the
-file's MiB boundaries take folios of 1 MiB at most, which the kernel
-cuts from smaller free blocks the guest still holds (while there are
+(docs/design/0021-produce-cpu-breakdown.md). A call that holds no whole
+aligned 2 MiB takes folios of 1 MiB at most, which the kernel cuts from
+smaller free blocks the guest still holds (while there are
 any: the local object store gives its pages back for that). A call per
 MiB costs a few microseconds; the bytes are the same and land where
 they did.
