@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import mmap
 import os
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -24,6 +25,14 @@ from wal.format import (
     record_crc,
     segment_name,
 )
+from wal.write_spans import (
+    FOLIO_BYTES,
+    IOV_MAX,
+    SPAN_BYTES,
+    BytesLike,
+    covers_a_whole_folio,
+    write_spans,
+)
 from wal.writeback import write_back
 
 END_OF_FILE = "end of file"
@@ -36,8 +45,6 @@ FIRST_READ_BYTES = 1024 * 1024
 records run on: the segment a log has just made, and often the last one
 written, hold a few records before many megabytes of zeros."""
 _ENDS_OF_A_READ = frozenset({END_OF_FILE, HEADER_CUT_SHORT, RUNS_PAST_END})
-IOV_MAX = 1024
-"""Linux's limit on buffers per pwritev call."""
 PAGE_BYTES = mmap.PAGESIZE
 _ZERO_PAGE = memoryview(bytes(PAGE_BYTES))
 
@@ -303,15 +310,25 @@ class SegmentWriter:
         padding = min(-end % PAGE_BYTES, self._padded_to - end)
         if padding > 0:
             buffers = [*buffers, _ZERO_PAGE[:padding]]
-        if len(buffers) <= IOV_MAX:  # the usual group: one call, its bytes counted once
+        covered = end + max(padding, 0) - self.write_offset
+        whole_folio = covers_a_whole_folio(self.write_offset, covered)
+        if len(buffers) <= IOV_MAX and not whole_folio:
+            # The usual group: one call, its bytes counted once.
             written = os.pwritev(self._fd, buffers, self.write_offset)
-            if written != end - self.write_offset + max(padding, 0):
+            if written != covered:
                 # A short write only happens when the disk fills up mid-call.
                 self._write_rest(buffers, written)
             self.write_offset = end
             return
-        for start in range(0, len(buffers), IOV_MAX):
-            chunk = buffers[start : start + IOV_MAX]
+        chunks: Iterable[Sequence[BytesLike]]
+        if whole_folio:
+            # One call would take a 2 MiB folio, several times the CPU
+            # (write_spans.py): cut at odd MiB, as few calls as that allows,
+            # since each gives the GIL up and takes it back.
+            chunks = write_spans(buffers, self.write_offset, FOLIO_BYTES, cut_at=SPAN_BYTES)
+        else:
+            chunks = (buffers[at : at + IOV_MAX] for at in range(0, len(buffers), IOV_MAX))
+        for chunk in chunks:
             expected = sum(map(len, chunk))
             written = os.pwritev(self._fd, chunk, self.write_offset)
             if written != expected:
@@ -320,7 +337,7 @@ class SegmentWriter:
             self.write_offset += written
         self.write_offset = end
 
-    def _write_rest(self, chunk: list[bytes | memoryview], skip: int) -> int:
+    def _write_rest(self, chunk: Sequence[BytesLike], skip: int) -> int:
         rest = b"".join(bytes(buffer) for buffer in chunk)[skip:]
         offset = self.write_offset + skip
         done = 0
