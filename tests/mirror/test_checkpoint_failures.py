@@ -19,7 +19,7 @@ from engine.mirror.group_offsets import answer_deadline_s
 from engine.mirror.kafka import REQUEST_TIMEOUT_S, confluent
 from engine.mirror.runner import MirrorRunner
 from engine.mirror.settings import MirrorSettings
-from tests.mirror.conftest import group_consumer
+from tests.mirror.conftest import group_consumer, producer
 from tests.mirror.sides import create
 from tests.mirror.test_checkpoint_deadline import group_on_source, mirrored_as_is, source_admin
 from tests.server.conftest import ServerProcess
@@ -97,6 +97,10 @@ def test_the_checkpoint_at_the_end_of_once_is_retried_not_skipped(
 ) -> None:
     source, target = source_server.bootstrap, target_server.bootstrap
     group_on_source(source, "once-ck", "once-readers", 2)
+    writer = producer(source)
+    for value in range(5):
+        writer.produce("once-ck", str(value).encode(), partition=0)
+    assert writer.flush(30) == 0
     checkpoint = checkpoints.checkpoint
     failures = [ClusterUnavailable("the target restarts")]
 
