@@ -22,7 +22,7 @@ from contextlib import closing
 from dataclasses import dataclass
 from typing import Any
 
-from engine.mirror.errors import ClusterUnavailable, CommitRefused
+from engine.mirror.errors import ClusterUnavailable, CommitRefused, GroupRefused
 from engine.mirror.group_offsets import (
     Commit,
     Committed,
@@ -90,7 +90,8 @@ def checkpoint(
     target; returns what it committed, per group. Raises
     :class:`ClusterUnavailable` when either cluster does not answer within
     the deadline (:func:`answer_deadline_s`): the checkpoint stops there
-    (the groups before it are committed)."""
+    (the groups before it are committed). A group a cluster refuses to
+    show or commit is logged and skipped."""
     deadline_s = answer_deadline_s(settings.target_config)
     try:
         # ListGroups goes to every broker, not through a coordinator lookup
@@ -102,16 +103,32 @@ def checkpoint(
         ) from error
     committed = {}
     for group in sorted(g.group_id for g in listed.valid if settings.mirrors_group(g.group_id)):
-        source = GroupOffsets(kafka, settings.source, settings.source_config, group, deadline_s)
-        with closing(source):
-            offsets = _translated(source, mirrored)
-        if offsets:
-            target = GroupOffsets(kafka, settings.target, settings.target_config, group, deadline_s)
-            with closing(target):
-                done = _commit(target, offsets)
-            if done:
-                committed[group] = done
+        try:
+            done = _checkpoint_group(kafka, settings, group, mirrored, deadline_s)
+        except GroupRefused as refused:
+            # This group's alone (not authorized, for one): the others go on.
+            log.warning("checkpoints: %s", refused)
+            continue
+        if done:
+            committed[group] = done
     return committed
+
+
+def _checkpoint_group(
+    kafka: Any,
+    settings: MirrorSettings,
+    group: str,
+    mirrored: dict[TopicPartition, Mirrored],
+    deadline_s: float,
+) -> dict[TopicPartition, int]:
+    source = GroupOffsets(kafka, settings.source, settings.source_config, group, deadline_s)
+    with closing(source):
+        offsets = _translated(source, mirrored)
+    if not offsets:
+        return {}
+    target = GroupOffsets(kafka, settings.target, settings.target_config, group, deadline_s)
+    with closing(target):
+        return _commit(target, offsets)
 
 
 def _translated(

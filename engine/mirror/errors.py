@@ -51,19 +51,29 @@ class ClusterUnavailable(EngineError):
     code = KafkaCode.REQUEST_TIMED_OUT
 
 
-class CommitRefused(EngineError):
-    """The cluster answered the commit with an error: the commit did not
-    happen. ``refusal`` is the broker's code (UNKNOWN_MEMBER_ID, for one,
-    when the group has members: only they commit for it)."""
+class GroupRefused(EngineError):
+    """The cluster refused to show a group's committed offsets (the mirror
+    may not describe that group, for one): asking again gets the same
+    answer until an operator acts. ``refusal`` is the broker's code."""
+
+    refused = "reading its offsets"
 
     def __init__(self, group: str, refusal: KafkaCode, text: str) -> None:
-        super().__init__(f"group {group}: commit refused: {text}")
+        super().__init__(f"group {group}: {self.refused} refused: {text}")
         self.group = group
         self.refusal = refusal
 
     @property
     def error_code(self) -> KafkaCode:
         return self.refusal
+
+
+class CommitRefused(GroupRefused):
+    """The cluster answered the commit with an error: the commit did not
+    happen. ``refusal`` is the broker's code (UNKNOWN_MEMBER_ID, for one,
+    when the group has members: only they commit for it)."""
+
+    refused = "commit"
 
 
 def named(tp: TopicPartition) -> str:

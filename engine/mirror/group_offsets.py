@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
 from engine import clock
-from engine.mirror.errors import ClusterUnavailable, CommitRefused
+from engine.mirror.errors import ClusterUnavailable, CommitRefused, GroupRefused
 from engine.mirror.kafka import REQUEST_TIMEOUT_S, broker_error, client_config
 from engine.protocol.kafka_code import KafkaCode
 from engine.types import TopicPartition
@@ -36,8 +36,15 @@ def answer_deadline_s(target_properties: dict[str, str]) -> float:
     (message.timeout.ms) when that is shorter. A wait outlasting it would
     ride out a target outage that fails the records' deliveries, where the
     session should start over from what the target holds."""
-    delivery_s = float(target_properties.get("message.timeout.ms", 300_000)) / 1000
-    return min(REQUEST_TIMEOUT_S, delivery_s)
+    delivery_ms = 300_000.0
+    for name, value in target_properties.items():
+        # librdkafka's reading: delivery.timeout.ms is another name for
+        # message.timeout.ms (the last one set wins), and 0 is no limit.
+        if name in ("message.timeout.ms", "delivery.timeout.ms"):
+            delivery_ms = float(value)
+    if delivery_ms <= 0:
+        return REQUEST_TIMEOUT_S
+    return min(REQUEST_TIMEOUT_S, delivery_ms / 1000)
 
 
 class Committed(NamedTuple):
@@ -94,13 +101,21 @@ class GroupOffsets:
         return self._answer
 
     def committed(self, tps: Iterable[TopicPartition]) -> dict[TopicPartition, Committed]:
-        """The group's committed offset of each partition (-1 for none)."""
+        """The group's committed offset of each partition (-1 for none);
+        raises :class:`GroupRefused` when the cluster refuses to show them
+        and :class:`ClusterUnavailable` when it does not answer in time."""
         wanted = [self._kafka.TopicPartition(tp.topic, tp.partition) for tp in tps]
         if not wanted:
             return {}
         try:
             found = self._consumer.committed(wanted, timeout=self._deadline_s)
         except self._kafka.KafkaException as error:
+            refusal = error.args[0]
+            code = KafkaCode.for_value(refusal.code())
+            if refusal.code() >= 0 and not code.retriable:
+                # The cluster answered (not authorized, for one): asking
+                # again gets the same answer; the cluster is not down.
+                raise GroupRefused(self.group, code, refusal.str()) from error
             raise ClusterUnavailable(
                 f"group {self.group}: reading its offsets: {broker_error(error)}"
             ) from error

@@ -366,6 +366,11 @@ class _Session:
                 {tp: part.mirrored for tp, part in self.partitions.items()},
             )
         except ClusterUnavailable as error:
+            if self.runner.once:
+                # The last checkpoint, the one a move to the target relies
+                # on: the run starts over (copying nothing twice) rather
+                # than end with the groups' offsets left behind.
+                raise
             # Copying goes on; the next checkpoint tries again.
             log.warning("checkpoint failed: %s", error)
             return
