@@ -21,7 +21,12 @@ from typing import Any, NamedTuple
 
 from engine import clock
 from engine.mirror.errors import ClusterUnavailable, CommitRefused, GroupRefused
-from engine.mirror.kafka import REQUEST_TIMEOUT_S, broker_error, client_config
+from engine.mirror.kafka import (
+    REQUEST_TIMEOUT_S,
+    broker_error,
+    client_config,
+    delivery_timeout_ms,
+)
 from engine.protocol.kafka_code import KafkaCode
 from engine.types import TopicPartition
 
@@ -33,16 +38,11 @@ _POLL_S = 0.1
 def answer_deadline_s(target_properties: dict[str, str]) -> float:
     """How long the mirror waits for an answer about a group's offsets, from
     either cluster: REQUEST_TIMEOUT_S, or the target's delivery timeout
-    (message.timeout.ms) when that is shorter. A wait outlasting it would
-    ride out a target outage that fails the records' deliveries, where the
-    session should start over from what the target holds."""
-    delivery_ms = 300_000.0
-    for name, value in target_properties.items():
-        # librdkafka's reading: delivery.timeout.ms is another name for
-        # message.timeout.ms (the last one set wins), and 0 is no limit.
-        if name in ("message.timeout.ms", "delivery.timeout.ms"):
-            delivery_ms = float(value)
-    if delivery_ms <= 0:
+    (:func:`delivery_timeout_ms`) when that is shorter. A wait outlasting it
+    would ride out a target outage that fails the records' deliveries, where
+    the session should start over from what the target holds."""
+    delivery_ms = delivery_timeout_ms(target_properties)
+    if delivery_ms <= 0:  # no limit on deliveries: the request timeout bounds answers
         return REQUEST_TIMEOUT_S
     return min(REQUEST_TIMEOUT_S, delivery_ms / 1000)
 

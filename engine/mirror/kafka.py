@@ -10,6 +10,11 @@ from engine.mirror.errors import MirrorError
 REQUEST_TIMEOUT_S = 30.0
 """How long the mirror waits for any one answer from either cluster."""
 
+DELIVERY_TIMEOUT_MS = 15_000
+"""How long a record may wait for the target before the mirror starts over
+from what the target holds (librdkafka's message.timeout.ms; a target
+property given for the mirror overrides it)."""
+
 NEEDS = "mirroring needs confluent-kafka: pip install 'tidelog[mirror]'"
 
 
@@ -51,3 +56,15 @@ def broker_error(error: Any) -> str:
     inner = error.args[0] if getattr(error, "args", None) else error
     text = inner.str() if hasattr(inner, "str") else str(inner)
     return str(text)
+
+
+def delivery_timeout_ms(properties: dict[str, str]) -> float:
+    """The target producer's delivery timeout as librdkafka reads it: the
+    mirror's DELIVERY_TIMEOUT_MS, overridden by the last of
+    message.timeout.ms and its alias delivery.timeout.ms the properties
+    set; 0 means no limit."""
+    timeout = float(DELIVERY_TIMEOUT_MS)
+    for name, value in properties.items():
+        if name in ("message.timeout.ms", "delivery.timeout.ms"):
+            timeout = float(value)
+    return timeout

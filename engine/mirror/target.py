@@ -7,19 +7,21 @@ can be on its way while the mirror reads and sends the next."""
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Sequence
 from typing import Any
 
 from engine import clock
 from engine.mirror.errors import ClusterUnavailable, DeliveryRefused, named
-from engine.mirror.kafka import REQUEST_TIMEOUT_S, broker_error, client_config
+from engine.mirror.kafka import (
+    DELIVERY_TIMEOUT_MS,
+    REQUEST_TIMEOUT_S,
+    broker_error,
+    client_config,
+    delivery_timeout_ms,
+)
 from engine.mirror.offset_sync import OFFSET_SYNCS_TOPIC, OffsetSync
 from engine.types import TopicPartition
-
-DELIVERY_TIMEOUT_MS = 15_000
-"""How long a record may wait for the target before the mirror starts over
-from what the target holds (librdkafka's message.timeout.ms; a target
-property given for the mirror overrides it)."""
 
 _NO_TIMESTAMP = 0  # confluent_kafka.TIMESTAMP_NOT_AVAILABLE
 _POLL_S = 0.1
@@ -84,7 +86,12 @@ class Target:
             "message.timeout.ms": DELIVERY_TIMEOUT_MS,
             **client_config(target, properties),
         }
-        self._timeout_s = int(config["message.timeout.ms"]) / 1000 + 10
+        delivery_ms = delivery_timeout_ms(properties)
+        # Deliveries are awaited until librdkafka itself gives them up (and a
+        # margin): a session closed while records can still be delivered
+        # would let them land after the next one re-read the target's tail,
+        # twice. With no limit set (0), neither has the wait.
+        self._timeout_s = delivery_ms / 1000 + 10 if delivery_ms > 0 else math.inf
         self._producer = kafka.Producer(config)
 
     def start(self, records: Sequence[Any]) -> Delivery:
