@@ -43,6 +43,12 @@ class DeliveryRefused(MirrorError):
     policy): resending would be refused again."""
 
 
+class ProgressRefused(MirrorError):
+    """The target refused to show or commit the mirror's progress for good
+    (the mirror is not authorized for its progress group, for one): a new
+    session would meet the same refusal, forever."""
+
+
 class ClusterUnavailable(EngineError):
     """A cluster did not answer in time, or the target did not take the
     records in time (down, restarting, no leader). Retried: the mirror

@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from engine.mirror.errors import ClusterUnavailable, GroupRefused
+from engine.mirror.errors import ClusterUnavailable, GroupRefused, ProgressRefused
 from engine.mirror.group_offsets import Commit, GroupOffsets, answer_deadline_s
 from engine.types import TopicPartition
 
@@ -59,8 +59,10 @@ class ProgressStore:
     def load(self, tps: Iterable[TopicPartition]) -> dict[TopicPartition, PartitionProgress]:
         try:
             committed = self._offsets.committed(tps)
-        except (ClusterUnavailable, GroupRefused) as error:
+        except ClusterUnavailable as error:
             raise ClusterUnavailable(f"reading the mirror's progress: {error}") from error
+        except GroupRefused as error:
+            raise ProgressRefused(f"reading the mirror's progress: {error}") from error
         found = {}
         for tp, entry in committed.items():
             progress = PartitionProgress.parse(entry.offset, entry.metadata)
@@ -72,8 +74,10 @@ class ProgressStore:
         offsets = {tp: Commit(p.source_position, p.metadata()) for tp, p in progress.items()}
         try:
             self._offsets.commit(offsets)
-        except (ClusterUnavailable, GroupRefused) as error:
+        except ClusterUnavailable as error:
             raise ClusterUnavailable(f"saving the mirror's progress: {error}") from error
+        except GroupRefused as error:
+            raise ProgressRefused(f"saving the mirror's progress: {error}") from error
 
     def close(self) -> None:
         self._offsets.close()
