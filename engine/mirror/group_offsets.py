@@ -110,19 +110,27 @@ class GroupOffsets:
         try:
             found = self._consumer.committed(wanted, timeout=self._deadline_s)
         except self._kafka.KafkaException as error:
-            refusal = error.args[0]
-            code = KafkaCode.for_value(refusal.code())
-            if refusal.code() >= 0 and not code.retriable:
-                # The cluster answered (not authorized, for one): asking
-                # again gets the same answer; the cluster is not down.
-                raise GroupRefused(self.group, code, refusal.str()) from error
-            raise ClusterUnavailable(
-                f"group {self.group}: reading its offsets: {broker_error(error)}"
-            ) from error
+            raise self._reading_failed(error.args[0]) from error
+        for entry in found:
+            if entry.error is not None:
+                # One partition's own error (its answer's error code): its
+                # offset is unknown, not "none committed", which a checkpoint
+                # would read as leave to commit over it.
+                raise self._reading_failed(entry.error)
         return {
             TopicPartition(e.topic, e.partition): Committed(max(e.offset, -1), e.metadata)
             for e in found
         }
+
+    def _reading_failed(self, refusal: Any) -> GroupRefused | ClusterUnavailable:
+        """What a KafkaError met reading the offsets means: a refusal for
+        good (not authorized, for one: asking again gets the same answer,
+        the cluster is not down), or a cluster that did not answer."""
+        code = KafkaCode.for_value(refusal.code())
+        if refusal.code() >= 0 and not code.retriable:
+            return GroupRefused(self.group, code, refusal.str())
+        text = broker_error(refusal)
+        return ClusterUnavailable(f"group {self.group}: reading its offsets: {text}")
 
     def commit(self, offsets: Mapping[TopicPartition, Commit]) -> None:
         """Commits ``offsets`` from outside the group; raises

@@ -1,7 +1,8 @@
 """How a checkpoint fails: its deadline follows librdkafka's reading of the
 target's delivery timeout (0 is no limit, ``delivery.timeout.ms`` is the
 same setting); a group a cluster refuses to show is skipped, not taken for
-an outage that stops the groups after it; and the checkpoint at the end
+an outage that stops the groups after it; a partition's own error in the
+answer is an error, not "no offset"; and the checkpoint at the end
 of ``--once``, the one a move to the target relies on, is retried rather
 than skipped."""
 
@@ -14,11 +15,12 @@ import pytest
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from engine.mirror import checkpoints
-from engine.mirror.errors import ClusterUnavailable
-from engine.mirror.group_offsets import answer_deadline_s
+from engine.mirror.errors import ClusterUnavailable, GroupRefused
+from engine.mirror.group_offsets import GroupOffsets, answer_deadline_s
 from engine.mirror.kafka import REQUEST_TIMEOUT_S, confluent
 from engine.mirror.runner import MirrorRunner
 from engine.mirror.settings import MirrorSettings
+from engine.types import TopicPartition as EngineTopicPartition
 from tests.mirror.conftest import group_consumer, producer
 from tests.mirror.sides import create
 from tests.mirror.test_checkpoint_deadline import group_on_source, mirrored_as_is, source_admin
@@ -116,3 +118,51 @@ def test_the_checkpoint_at_the_end_of_once_is_retried_not_skipped(
 
     assert not failures
     assert list(report.checkpoints["once-readers"].values()) == [2]
+
+
+class _PartitionErrors:
+    """confluent_kafka whose consumers answer ``committed`` with ``code`` as
+    one partition's own error (the answer's per-partition error code)."""
+
+    def __init__(self, code: int) -> None:
+        self._kafka = confluent()
+        self._code = code
+
+    def Consumer(self, config: dict[str, Any]) -> Any:  # noqa: N802 - confluent_kafka's name
+        code = self._code
+
+        class _Answering:
+            def committed(self, wanted: list[Any], timeout: float) -> list[Any]:
+                first = wanted[0]
+                return [
+                    SimpleNamespace(
+                        topic=first.topic,
+                        partition=first.partition,
+                        offset=-1001,
+                        metadata=None,
+                        error=KafkaError(code),
+                    )
+                ]
+
+            def close(self) -> None:
+                pass
+
+        return _Answering()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._kafka, name)
+
+
+@pytest.mark.parametrize(
+    ("code", "raised"),
+    [
+        (KafkaError.TOPIC_AUTHORIZATION_FAILED, GroupRefused),
+        (KafkaError.UNSTABLE_OFFSET_COMMIT, ClusterUnavailable),
+    ],
+)
+def test_a_partitions_own_error_is_not_read_as_no_offset(code: int, raised: type) -> None:
+    # Read as "none committed" (-1), a checkpoint would take it as leave to
+    # commit over an offset it could not see.
+    offsets = GroupOffsets(_PartitionErrors(code), "127.0.0.1:1", {}, "readers", 1.0)
+    with pytest.raises(raised):
+        offsets.committed([EngineTopicPartition("orders", 0)])
