@@ -54,9 +54,7 @@ def write_spans(
     With ``span`` 1 MiB every call ends on a MiB boundary; with ``span``
     2 MiB and ``cut_at`` 1 MiB, on an odd one: calls up to twice as long,
     half as many, and still none covers a whole aligned 2 MiB."""
-    total = 0
-    for buffer in buffers:
-        total += len(buffer)
+    total = sum(map(len, buffers))
     if total == 0:
         return
     start, end = offset - cut_at, offset - cut_at + total
