@@ -84,6 +84,17 @@ _TAG = operator.itemgetter(Append._fields.index("tag"))
 """An ``Append``'s tag, read in C over a batch."""
 
 
+def _byte_view(payload: bytearray | memoryview) -> memoryview:
+    """The payload as a flat view of its bytes. The writer counts a record's
+    bytes with len(), which for a view of wider items (an array's, a 2-D
+    one) counts items or rows: the header would state less than is written
+    and the next record would land on its tail."""
+    view = payload if isinstance(payload, memoryview) else memoryview(payload)
+    if view.itemsize == 1 and view.ndim == 1:
+        return view
+    return view.cast("B")  # TypeError for a view that is not contiguous
+
+
 class PreparedSegment(NamedTuple):
     """The segment after the active one, made ahead by the spare maker."""
 
@@ -387,6 +398,8 @@ class WriteAheadLog:
         path, then builds no ``Append`` only to take it apart again."""
         if not 1 <= record_type <= MAX_USER_TYPE:
             raise ValueError(f"record_type {record_type} is not in 1..{MAX_USER_TYPE}")
+        if not isinstance(payload, bytes):
+            payload = _byte_view(payload)
         length = len(prefix) + len(payload)
         if length > self._max_payload:
             raise RecordTooLarge(length, self._max_payload)
@@ -412,7 +425,7 @@ class WriteAheadLog:
             waiter,
             record_type,
             address,
-            payload if isinstance(payload, bytes | memoryview) else memoryview(payload),
+            payload,
             crc,
             length,
             tag,
