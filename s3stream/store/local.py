@@ -81,6 +81,8 @@ class LocalStore(ObjectStore):
         self.url = f"file://{self.root}"
         os.makedirs(self.root, mode=0o700, exist_ok=True)  # record data: its owner's only
         self._lock = threading.Lock()
+        self._durable_directories: set[str] = set()
+        """Directories whose entries this store has synced (``_make_directories``)."""
 
     def _path(self, key: str) -> str:
         parts = key.split("/")
@@ -145,14 +147,23 @@ class LocalStore(ObjectStore):
             raise
 
     def _make_directories(self, directory: str) -> None:
-        """Creates ``directory`` and its missing parents, each entry made durable."""
-        if directory == self.root or os.path.isdir(directory):
+        """Creates ``directory`` and its missing parents, each entry made
+        durable before a put in it returns.
+
+        A directory found already there may be another writer's (a thread
+        or a process sharing the directory) that has not synced its parent
+        yet: a put that returned into it could then lose its object,
+        renamed and synced into place, with the directory's entry. So each
+        directory this store has not yet made durable itself has its
+        parent synced once, whoever made it."""
+        if directory == self.root or directory in self._durable_directories:
             return
         parent = os.path.dirname(directory)
         self._make_directories(parent)
         with contextlib.suppress(FileExistsError):
             os.mkdir(directory, 0o700)
-            _sync_directory(parent)
+        _sync_directory(parent)
+        self._durable_directories.add(directory)
 
     @contextlib.contextmanager
     def _exclusive(self, key: str) -> Iterator[None]:
