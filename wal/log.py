@@ -145,6 +145,8 @@ class WriteAheadLog:
         segment itself); the writer and sync threads keep their creator's."""
         if segment_bytes < SEGMENT_HEADER_SIZE + 4 * RECORD_HEADER_SIZE:
             raise ValueError(f"segment_bytes {segment_bytes} is too small")
+        if not sync_interval_ms >= 0:  # NaN too: the writer's wait could not be timed
+            raise ValueError(f"sync_interval_ms {sync_interval_ms} is not a duration")
         self.directory = os.fspath(directory)
         self.segment_bytes = segment_bytes
         self._preallocate = preallocate

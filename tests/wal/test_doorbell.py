@@ -30,6 +30,29 @@ def test_a_ring_wakes_the_sleeper_which_holds_the_lock_again() -> None:
     assert woken == [True, True]
 
 
+def test_a_sleep_longer_than_a_lock_can_time_waits_for_its_ring() -> None:
+    """The writer's sleep under the ``interval`` policy lasts the interval:
+    one of inf (or of centuries) made the lock's acquire raise, which ended
+    the writer thread and left every later append unanswered."""
+    lock = threading.Lock()
+    bell = Doorbell(lock)
+    about_to_sleep = threading.Event()
+    woken: list[bool] = []
+
+    def sleeper() -> None:
+        with lock:
+            about_to_sleep.set()
+            woken.append(bell.sleep(timeout=float("inf")))
+
+    thread = threading.Thread(target=sleeper)
+    thread.start()
+    assert about_to_sleep.wait(timeout=30)
+    with lock:
+        bell.ring()
+    thread.join(timeout=30)
+    assert woken == [True]
+
+
 def test_a_ring_with_nobody_asleep_does_not_wake_a_later_sleep() -> None:
     lock = threading.Lock()
     bell = Doorbell(lock)

@@ -139,6 +139,27 @@ def test_every_durability_policy_keeps_records_across_a_clean_close(
     assert payloads(open_log()) == [b"%d" % i for i in range(50)]
 
 
+def test_an_endless_sync_interval_acknowledges_appends_and_syncs_at_close(
+    open_log: OpenLog,
+) -> None:
+    """An interval of inf is the ``none`` policy in all but name: the
+    writer's wait for it once ended the writer thread, and the second
+    append was never answered."""
+    log = open_log(durability=Durability.INTERVAL, sync_interval_ms=float("inf"))
+    positions = [log.submit(b"%d" % i).result(timeout=30) for i in range(3)]
+    assert len(set(positions)) == 3
+    log.close()
+    assert payloads(open_log()) == [b"0", b"1", b"2"]
+
+
+@pytest.mark.parametrize("interval", [float("nan"), -1.0])
+def test_a_sync_interval_that_is_not_a_duration_is_refused(
+    open_log: OpenLog, interval: float
+) -> None:
+    with pytest.raises(ValueError, match="sync_interval_ms"):
+        open_log(durability=Durability.INTERVAL, sync_interval_ms=interval)
+
+
 def test_append_after_close_raises(open_log: OpenLog) -> None:
     log = open_log()
     log.close()
