@@ -18,6 +18,7 @@ from types import TracebackType
 from typing import NamedTuple
 
 from native import crc32c, crc32c_combine, frame_wal_records
+from native.buffers import BytesLike
 from wal.errors import LogClosed, LogIOError, LogLocked, PermissionDenied, RecordTooLarge
 from wal.format import (
     MAX_RECORD_LENGTH,
@@ -60,8 +61,6 @@ latency spike may be laid against (engine/server/loop_lag.py)."""
 DEFAULT_SEGMENT_BYTES = 64 * 1024 * 1024
 DATA = 1
 """The default record type; types 1-254 are the caller's to define."""
-
-BytesLike = bytes | bytearray | memoryview
 
 
 class Append(NamedTuple):

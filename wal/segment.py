@@ -10,6 +10,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from native.buffers import BytesLike
 from wal.errors import NoRoomForSegment
 from wal.format import (
     FLAG_SYNCED,
@@ -30,7 +31,6 @@ from wal.write_spans import (
     FOLIO_BYTES,
     IOV_MAX,
     SPAN_BYTES,
-    BytesLike,
     covers_a_whole_folio,
     write_spans,
 )

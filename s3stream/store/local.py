@@ -40,8 +40,8 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 
+from native.buffers import BytesLike
 from s3stream.store.base import (
-    BytesLike,
     ObjectData,
     ObjectInfo,
     ObjectNotFound,

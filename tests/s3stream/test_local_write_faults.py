@@ -19,11 +19,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from native.buffers import BytesLike
 from s3stream.store import local
 from s3stream.store.base import ObjectStoreError
 from s3stream.store.local import LocalStore
 from wal import writeback
-from wal.write_spans import BytesLike
 
 MiB = 1 << 20
 

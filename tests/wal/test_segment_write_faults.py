@@ -17,11 +17,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from native.buffers import BytesLike
 from wal import Append, LogFailed, LogIOError, WriteAheadLog
 from wal import segment as segment_module
 from wal.format import SEGMENT_HEADER_SIZE
 from wal.segment import PAGE_BYTES, SegmentWriter
-from wal.write_spans import BytesLike
 
 MiB = 1 << 20
 
