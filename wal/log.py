@@ -21,6 +21,7 @@ from native import crc32c, crc32c_combine, frame_wal_records
 from native.buffers import BytesLike
 from wal.errors import LogClosed, LogIOError, LogLocked, PermissionDenied, RecordTooLarge
 from wal.format import (
+    CRC_FIELD,
     MAX_RECORD_LENGTH,
     MAX_USER_TYPE,
     RECORD_HEADER_SIZE,
@@ -50,9 +51,6 @@ from wal.segment import (
     zero_filled_file,
 )
 from wal.thread_priority import NORMAL, ThreadPriority
-
-_CRC_FIELD = struct.Struct("<I")
-"""A record header's CRC field: a payload CRC the caller gives must fit it."""
 
 stalls = logging.getLogger("tidelog.stalls")
 """Rolls and spares, each at DEBUG with its duration: background work a
@@ -414,7 +412,7 @@ class WriteAheadLog:
             # Packed once, here: the writer puts these bytes in the header.
             address = encode_record_address(stream_id, start_offset, end_offset)
             if payload_crc is not None:  # one computed here always fits
-                _CRC_FIELD.pack(crc)
+                CRC_FIELD.pack(crc)
         except struct.error:
             # Found by the writer, it would stop the log's only writer thread
             # and leave every append after it unanswered. The batch framer's
