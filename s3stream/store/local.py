@@ -3,10 +3,11 @@
 Keys map to files under the root ("a/b" is root/a/b). A put writes a temp
 file (".tmp-<uuid>") beside the target, fsyncs it, renames it over the target
 and fsyncs the directory, so an object is either wholly there or not at all,
-even across a power cut. The rename happens under a threading lock plus an
-flock on root/.lock, and a conditional put checks its condition under them
-too, so threads and processes sharing the directory see one winner; writing
-and syncing the data happens outside the lock.
+even across a power cut; the directory's own entry is synced too, the first
+time the store puts into it, whoever made it. The rename happens under a
+threading lock plus an flock on root/.lock, and a conditional put checks its
+condition under them too, so threads and processes sharing the directory see
+one winner; writing and syncing the data happens outside the lock.
 
 Writes end on the file's MiB boundaries (wal/write_spans.py), and once
 written out an object's pages leave the page cache (``_release_pages``):
