@@ -34,11 +34,12 @@ import _harness
 
 import native
 from engine import Engine, EngineConfig
+from native.buffers import BytesLike
 from native.records import RecordSpec
 from s3stream import StreamStoreConfig
 from s3stream.lookup import Candidates, committed_batches
 from s3stream.store import LocalStore, ObjectStore, S3Store
-from s3stream.store.base import BytesLike, ObjectData, ObjectInfo
+from s3stream.store.base import ObjectData, ObjectInfo
 
 HEADER = "correlation-id"
 PER_ID = 4

@@ -38,7 +38,8 @@ from typing import Any
 
 import _harness
 
-from wal.write_spans import BytesLike, write_spans
+from native.buffers import BytesLike
+from wal.write_spans import write_spans
 
 MIB = 1 << 20
 BUFFER_BYTES = 1_000_000

@@ -51,6 +51,7 @@ from native import (
     RejectedRecords,
     TimestampType,
 )
+from native.buffers import BytesLike
 from s3stream import OffsetOutOfRange as StreamOffsetOutOfRange
 from s3stream import Retention, StreamStore
 
@@ -74,7 +75,6 @@ _CODECS = {
 }
 
 T = TypeVar("T")
-BytesLike = bytes | bytearray | memoryview
 
 
 class AppendResult(NamedTuple):

@@ -13,6 +13,7 @@ import os
 from types import ModuleType
 from typing import TYPE_CHECKING
 
+from native.buffers import BytesLike
 from native.errors import (
     BatchError,
     CorruptBatch,
@@ -34,7 +35,6 @@ from native.records import (
     MAX_RECORD_ERRORS,
     BatchHeader,
     BinaryColumn,
-    BytesLike,
     Compression,
     Record,
     RecordColumns,

@@ -1,7 +1,8 @@
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
-from native.records import BatchHeader, BytesLike, RecordSpec
+from native.buffers import BytesLike
+from native.records import BatchHeader, RecordSpec
 
 _Position = TypeVar("_Position")
 

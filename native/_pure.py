@@ -16,6 +16,7 @@ from typing import Any, NamedTuple, TypeVar
 import crc32c as _crc32c_lib
 
 from native import compression
+from native.buffers import BytesLike
 from native.errors import (
     NO_KEY_MESSAGE,
     CorruptBatch,
@@ -44,7 +45,6 @@ from native.records import (
     TIMESTAMP_TYPE_BIT,
     TRANSACTIONAL_BIT,
     BatchHeader,
-    BytesLike,
     Header,
     Record,
     RecordSpec,

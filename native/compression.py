@@ -24,7 +24,8 @@ import cramjam
 import lz4.frame
 import zstandard
 
-from native.records import BytesLike, Compression
+from native.buffers import BytesLike
+from native.records import Compression
 
 _XERIAL_MAGIC = b"\x82SNAPPY\x00"
 _XERIAL_HEADER = 16  # magic (8) + version (4) + compatible version (4)

@@ -5,8 +5,6 @@ from __future__ import annotations
 from enum import IntEnum
 from typing import Any, NamedTuple
 
-BytesLike = bytes | bytearray | memoryview
-
 HEADER_SIZE = 61
 """Bytes of a v2 batch before its first record."""
 

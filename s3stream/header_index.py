@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import NamedTuple
 
 from native import crc32c
+from native.buffers import BytesLike
 from s3stream.errors import CorruptObject
 from s3stream.objects import (
     CHAIN_ENTRY,
@@ -35,7 +36,6 @@ from s3stream.objects import (
     HEADER_NAME,
     HEADER_TRAILER,
     INDEX_ENTRY,
-    BytesLike,
     EntrySpan,
     Locate,
     StoredBatch,

@@ -25,6 +25,7 @@ from collections.abc import Iterator, Mapping
 from typing import NamedTuple
 
 from native import crc32c
+from native.buffers import BytesLike
 from s3stream.errors import CorruptObject
 from s3stream.header_index import (
     LOOKUP_TAIL_BYTES,
@@ -37,7 +38,6 @@ from s3stream.header_index import (
 from s3stream.manifest_state import ManifestState
 from s3stream.objects import (
     ENTRY_HEADER,
-    BytesLike,
     EntrySpan,
     ObjectIndex,
     StoredBatch,

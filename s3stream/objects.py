@@ -17,10 +17,9 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from native import crc32c, encode_entries
+from native.buffers import BytesLike
 from s3stream.chain_hash import ChainHash, UnknownChainHash, chain_hash
 from s3stream.errors import CorruptObject
-
-BytesLike = bytes | bytearray | memoryview
 
 MAGIC = b"TLSOBJ\x00\x01"
 FORMAT_VERSION = 5

@@ -34,6 +34,10 @@ class Doorbell:
     def sleep(self, timeout: float | None = None) -> bool:
         """Lets ``lock`` go, sleeps until rung or for ``timeout`` seconds,
         and takes ``lock`` again; whether it was rung."""
+        if timeout is not None:
+            # A longer wait (an interval of inf) would raise in the acquire
+            # and end the sleeper; one this long is as good as endless.
+            timeout = min(timeout, threading.TIMEOUT_MAX)
         self._asleep = True
         self._lock.release()
         try:

@@ -29,7 +29,9 @@ RECORD_HEADER = struct.Struct("<IIQBB2xQqq")
 RECORD_HEADER_SIZE = RECORD_HEADER.size  # 44
 _PLACEMENT = struct.Struct("<IQBB2x")  # length, segment, type, flags: known to the writer
 _ADDRESS = struct.Struct("<Qqq")  # stream, start, end: the header's last 24 bytes
-_CRC = struct.Struct("<I")
+CRC_FIELD = struct.Struct("<I")
+"""A record header's first field, its CRC32C; packing a CRC an appender
+gives into it checks that it fits (``WriteAheadLog._pending``)."""
 
 TYPE_INVALID = 0
 TYPE_SEAL = 255
@@ -129,7 +131,7 @@ def encode_placed_record_header(
     """A record header from its packed ``address`` and what only the
     writer knows (the segment, the flags)."""
     covered = _PLACEMENT.pack(length, segment, record_type, flags) + address
-    return _CRC.pack(crc32c(covered, payload_crc)) + covered
+    return CRC_FIELD.pack(crc32c(covered, payload_crc)) + covered
 
 
 def decode_record_header(data: bytes | memoryview, offset: int) -> RecordHeader:

@@ -1,7 +1,8 @@
 """Group commit: one writer thread turns many appends into one write and one sync.
 
 Appenders only enqueue and wait on their own future; the writer takes
-everything queued and writes it with one pwritev. A batch append is queued
+everything queued and writes it with one pwritev (a group of 2 MiB or more
+with a few: ``SegmentWriter.write``). A batch append is queued
 as one item, its records already laid out back to back by the appender
 (``PendingBatch``): the writer stamps their segment in one native call and
 completes the batch's one waiter. Under the ``fsync`` policy

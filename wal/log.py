@@ -18,8 +18,10 @@ from types import TracebackType
 from typing import NamedTuple
 
 from native import crc32c, crc32c_combine, frame_wal_records
+from native.buffers import BytesLike
 from wal.errors import LogClosed, LogIOError, LogLocked, PermissionDenied, RecordTooLarge
 from wal.format import (
+    CRC_FIELD,
     MAX_RECORD_LENGTH,
     MAX_USER_TYPE,
     RECORD_HEADER_SIZE,
@@ -50,9 +52,6 @@ from wal.segment import (
 )
 from wal.thread_priority import NORMAL, ThreadPriority
 
-_CRC_FIELD = struct.Struct("<I")
-"""A record header's CRC field: a payload CRC the caller gives must fit it."""
-
 stalls = logging.getLogger("tidelog.stalls")
 """Rolls and spares, each at DEBUG with its duration: background work a
 latency spike may be laid against (engine/server/loop_lag.py)."""
@@ -60,8 +59,6 @@ latency spike may be laid against (engine/server/loop_lag.py)."""
 DEFAULT_SEGMENT_BYTES = 64 * 1024 * 1024
 DATA = 1
 """The default record type; types 1-254 are the caller's to define."""
-
-BytesLike = bytes | bytearray | memoryview
 
 
 class Append(NamedTuple):
@@ -82,6 +79,17 @@ class Append(NamedTuple):
 
 _TAG = operator.itemgetter(Append._fields.index("tag"))
 """An ``Append``'s tag, read in C over a batch."""
+
+
+def _byte_view(payload: bytearray | memoryview) -> memoryview:
+    """The payload as a flat view of its bytes. The writer counts a record's
+    bytes with len(), which for a view of wider items (an array's, a 2-D
+    one) counts items or rows: the header would state less than is written
+    and the next record would land on its tail."""
+    view = payload if isinstance(payload, memoryview) else memoryview(payload)
+    if view.itemsize == 1 and view.ndim == 1:
+        return view
+    return view.cast("B")  # TypeError for a view that is not contiguous
 
 
 class PreparedSegment(NamedTuple):
@@ -134,6 +142,8 @@ class WriteAheadLog:
         segment itself); the writer and sync threads keep their creator's."""
         if segment_bytes < SEGMENT_HEADER_SIZE + 4 * RECORD_HEADER_SIZE:
             raise ValueError(f"segment_bytes {segment_bytes} is too small")
+        if not sync_interval_ms >= 0:  # NaN too: the writer's wait could not be timed
+            raise ValueError(f"sync_interval_ms {sync_interval_ms} is not a duration")
         self.directory = os.fspath(directory)
         self.segment_bytes = segment_bytes
         self._preallocate = preallocate
@@ -387,6 +397,8 @@ class WriteAheadLog:
         path, then builds no ``Append`` only to take it apart again."""
         if not 1 <= record_type <= MAX_USER_TYPE:
             raise ValueError(f"record_type {record_type} is not in 1..{MAX_USER_TYPE}")
+        if not isinstance(payload, bytes):
+            payload = _byte_view(payload)
         length = len(prefix) + len(payload)
         if length > self._max_payload:
             raise RecordTooLarge(length, self._max_payload)
@@ -400,7 +412,7 @@ class WriteAheadLog:
             # Packed once, here: the writer puts these bytes in the header.
             address = encode_record_address(stream_id, start_offset, end_offset)
             if payload_crc is not None:  # one computed here always fits
-                _CRC_FIELD.pack(crc)
+                CRC_FIELD.pack(crc)
         except struct.error:
             # Found by the writer, it would stop the log's only writer thread
             # and leave every append after it unanswered. The batch framer's
@@ -412,7 +424,7 @@ class WriteAheadLog:
             waiter,
             record_type,
             address,
-            payload if isinstance(payload, bytes | memoryview) else memoryview(payload),
+            payload,
             crc,
             length,
             tag,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import mmap
 import os
@@ -9,6 +10,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from native.buffers import BytesLike
 from wal.errors import NoRoomForSegment
 from wal.format import (
     FLAG_SYNCED,
@@ -29,7 +31,6 @@ from wal.write_spans import (
     FOLIO_BYTES,
     IOV_MAX,
     SPAN_BYTES,
-    BytesLike,
     covers_a_whole_folio,
     write_spans,
 )
@@ -142,6 +143,16 @@ def _scan(data: bytes, path: str, sequence: int, file_size: int) -> SegmentScan 
     return scan
 
 
+def _pwrite_all(fd: int, data: BytesLike, offset: int) -> int:
+    """Writes all of ``data`` at ``offset``, finishing a call the disk took
+    short (it filled up mid-call) where it stopped; returns its length."""
+    view = memoryview(data)
+    done = 0
+    while done < len(view):
+        done += os.pwrite(fd, view[done:], offset + done)
+    return done
+
+
 def sync_directory(directory: str) -> None:
     """Makes a create, rename or unlink in ``directory`` durable."""
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
@@ -173,15 +184,21 @@ def zero_filled_file(directory: str, size: int, name: str) -> str:
     """
     final = os.path.join(directory, name)
     temporary = final + ".tmp"
-    zeros = bytes(min(size, ZERO_FILL_CHUNK))
+    zeros = memoryview(bytes(min(size, ZERO_FILL_CHUNK)))
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
     try:
         for offset in range(0, size, len(zeros)):
-            written = os.pwrite(fd, zeros[: size - offset], offset)
+            written = _pwrite_all(fd, zeros[: size - offset], offset)
             write_back(fd, offset, written)
         os.fsync(fd)
-    finally:
+    except BaseException:
+        # Its written part would hold space the next roll needs until the
+        # next open deletes it.
         os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+    os.close(fd)
     os.rename(temporary, final)
     sync_directory(directory)
     return final
@@ -339,11 +356,7 @@ class SegmentWriter:
 
     def _write_rest(self, chunk: Sequence[BytesLike], skip: int) -> int:
         rest = b"".join(bytes(buffer) for buffer in chunk)[skip:]
-        offset = self.write_offset + skip
-        done = 0
-        while done < len(rest):
-            done += os.pwrite(self._fd, rest[done:], offset + done)
-        return done
+        return _pwrite_all(self._fd, rest, self.write_offset + skip)
 
     def sync(self) -> None:
         os.fdatasync(self._fd)

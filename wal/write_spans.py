@@ -19,8 +19,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 
-BytesLike = bytes | bytearray | memoryview
-"""A buffer of bytes (a memoryview of format "B")."""
+from native.buffers import BytesLike
+
 SPAN_BYTES = 1 << 20
 """By default no write crosses a multiple of this in the file."""
 IOV_MAX = 1024

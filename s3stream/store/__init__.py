@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, parse_qsl, quote, unquote, urlparse, urlsplit, urlunsplit
 
+from native.buffers import BytesLike
 from s3stream.store.base import (
-    BytesLike,
     ConditionalWrites,
     ObjectInfo,
     ObjectNotFound,

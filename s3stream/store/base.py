@@ -15,8 +15,8 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 from native import join_parts
+from native.buffers import BytesLike
 
-BytesLike = bytes | bytearray | memoryview
 ObjectData = BytesLike | Sequence[BytesLike]
 """An object's bytes: one buffer, or parts to be stored one after another."""
 

@@ -49,8 +49,8 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import TypeVar
 
+from native.buffers import BytesLike
 from s3stream.store.base import (
-    BytesLike,
     ObjectData,
     ObjectInfo,
     ObjectNotFound,

@@ -3,10 +3,11 @@
 Keys map to files under the root ("a/b" is root/a/b). A put writes a temp
 file (".tmp-<uuid>") beside the target, fsyncs it, renames it over the target
 and fsyncs the directory, so an object is either wholly there or not at all,
-even across a power cut. The rename happens under a threading lock plus an
-flock on root/.lock, and a conditional put checks its condition under them
-too, so threads and processes sharing the directory see one winner; writing
-and syncing the data happens outside the lock.
+even across a power cut; the directory's own entry is synced too, the first
+time the store puts into it, whoever made it. The rename happens under a
+threading lock plus an flock on root/.lock, and a conditional put checks its
+condition under them too, so threads and processes sharing the directory see
+one winner; writing and syncing the data happens outside the lock.
 
 Writes end on the file's MiB boundaries (wal/write_spans.py), and once
 written out an object's pages leave the page cache (``_release_pages``):
@@ -40,8 +41,8 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 
+from native.buffers import BytesLike
 from s3stream.store.base import (
-    BytesLike,
     ObjectData,
     ObjectInfo,
     ObjectNotFound,
@@ -81,6 +82,8 @@ class LocalStore(ObjectStore):
         self.url = f"file://{self.root}"
         os.makedirs(self.root, mode=0o700, exist_ok=True)  # record data: its owner's only
         self._lock = threading.Lock()
+        self._durable_directories: set[str] = set()
+        """Directories whose entries this store has synced (``_make_directories``)."""
 
     def _path(self, key: str) -> str:
         parts = key.split("/")
@@ -145,14 +148,23 @@ class LocalStore(ObjectStore):
             raise
 
     def _make_directories(self, directory: str) -> None:
-        """Creates ``directory`` and its missing parents, each entry made durable."""
-        if directory == self.root or os.path.isdir(directory):
+        """Creates ``directory`` and its missing parents, each entry made
+        durable before a put in it returns.
+
+        A directory found already there may be another writer's (a thread
+        or a process sharing the directory) that has not synced its parent
+        yet: a put that returned into it could then lose its object,
+        renamed and synced into place, with the directory's entry. So each
+        directory this store has not yet made durable itself has its
+        parent synced once, whoever made it."""
+        if directory == self.root or directory in self._durable_directories:
             return
         parent = os.path.dirname(directory)
         self._make_directories(parent)
         with contextlib.suppress(FileExistsError):
             os.mkdir(directory, 0o700)
-            _sync_directory(parent)
+        _sync_directory(parent)
+        self._durable_directories.add(directory)
 
     @contextlib.contextmanager
     def _exclusive(self, key: str) -> Iterator[None]:

@@ -9,8 +9,8 @@ from __future__ import annotations
 import itertools
 import threading
 
+from native.buffers import BytesLike
 from s3stream.store.base import (
-    BytesLike,
     ObjectData,
     ObjectInfo,
     ObjectNotFound,

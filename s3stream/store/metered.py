@@ -21,8 +21,8 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
+from native.buffers import BytesLike
 from s3stream.store.base import (
-    BytesLike,
     ObjectData,
     ObjectInfo,
     ObjectNotFound,

@@ -17,7 +17,7 @@ import io
 import itertools
 from collections.abc import Sequence
 
-from s3stream.store.base import BytesLike
+from native.buffers import BytesLike
 
 
 class PartsBody(io.RawIOBase):

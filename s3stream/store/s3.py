@@ -59,8 +59,8 @@ import boto3
 import botocore.config
 import botocore.exceptions
 
+from native.buffers import BytesLike
 from s3stream.store.base import (
-    BytesLike,
     ConditionalWrites,
     ObjectData,
     ObjectInfo,

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import threading
 
+from native.buffers import BytesLike
 from s3stream.store import ObjectInfo, ObjectStore, ObjectStoreError
-from s3stream.store.base import BytesLike, ConditionalWrites
+from s3stream.store.base import ConditionalWrites
 
 
 class InjectedFault(ObjectStoreError):

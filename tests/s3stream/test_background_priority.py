@@ -20,10 +20,11 @@ from typing import NamedTuple
 import pytest
 
 import wal.log
+from native.buffers import BytesLike
 from s3stream import StreamStore, StreamStoreConfig
 from s3stream.manifest import CHECKPOINT_PREFIX, LOG_PREFIX
 from s3stream.store import MemoryStore, ObjectStore
-from s3stream.store.base import BytesLike, ObjectData
+from s3stream.store.base import ObjectData
 from s3stream.uploader import OBJECT_PREFIX
 from tests.s3stream.faults import FaultyStore
 from tests.s3stream.test_stream_store import expected, fill, new_stream, read_all

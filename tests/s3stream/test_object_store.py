@@ -30,6 +30,7 @@ from s3stream.store import (
     S3Store,
     open_store,
 )
+from s3stream.store import local as local_module
 from tests.s3stream.conftest import S3Endpoint
 
 MiB = 1024 * 1024
@@ -748,6 +749,39 @@ def test_local_store_objects_are_not_directories(local_store: LocalStore) -> Non
     local_store.delete("a")
     local_store.delete("a/b/c")
     assert [i.key for i in local_store.list()] == ["a/b"]
+
+
+def _synced_directories(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Records the path of every directory the local store fsyncs."""
+    synced: list[str] = []
+    real = os.fsync
+
+    def fsync(fd: int) -> None:
+        path = os.readlink(f"/proc/self/fd/{fd}")
+        if os.path.isdir(path):
+            synced.append(path)
+        real(fd)
+
+    monkeypatch.setattr(local_module.os, "fsync", fsync)
+    return synced
+
+
+def test_a_put_makes_a_directory_another_writer_made_durable(
+    local_store: LocalStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A directory made by another writer of the store (a thread, or a
+    process sharing the directory) that has not synced its parent yet: a
+    put into it that returned could lose its object with the directory's
+    entry, unless it syncs the parent itself. Once per directory: later
+    puts do not."""
+    root = Path(local_store.root)
+    (root / "objects" / "0000000002").mkdir(parents=True)  # its parents' entries not synced
+    synced = _synced_directories(monkeypatch)
+    local_store.put("objects/0000000002/1.sso", b"first")
+    assert str(root) in synced and str(root / "objects") in synced
+    synced.clear()
+    local_store.put("objects/0000000002/2.sso", b"second")
+    assert synced == [str(root / "objects" / "0000000002")]  # the rename's only
 
 
 def _race_in_a_process(

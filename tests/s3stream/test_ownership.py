@@ -21,11 +21,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from native.buffers import BytesLike
 from s3stream import CorruptIdentity, Fenced, StreamStore, StreamStoreConfig
 from s3stream.manifest import LOG_PREFIX
 from s3stream.manifest_state import ManifestState
 from s3stream.store import ObjectInfo, ObjectStore, open_store
-from s3stream.store.base import BytesLike
 from s3stream.uploader import OBJECT_PREFIX
 from s3stream.wal_entries import (
     WAL_OWNED_DATA,

@@ -16,6 +16,7 @@ from pathlib import Path
 import msgpack
 import pytest
 
+from native.buffers import BytesLike
 from s3stream import (
     OffsetOutOfRange,
     RangeChanged,
@@ -29,7 +30,6 @@ from s3stream.manifest import CHECKPOINT_PREFIX, encode_record, load_state
 from s3stream.manifest_state import InvalidOperation, ManifestState
 from s3stream.objects import ObjectKind
 from s3stream.store import MemoryStore, ObjectStore
-from s3stream.store.base import BytesLike
 from s3stream.uploader import OBJECT_PREFIX, ObjectIds, prepare_objects
 from tests.s3stream.faults import FaultyStore
 from tests.s3stream.test_stream_store import expected, fill, new_stream

@@ -17,7 +17,8 @@ from confluent_kafka import Producer
 
 import engine
 import wal.log
-from native.records import BytesLike, TimestampType
+from native.buffers import BytesLike
+from native.records import TimestampType
 from tests.engine.helpers_records import consume_all
 from tests.server.conftest import quiet_librdkafka
 from tests.server.in_process import InProcessServer, served_without_uploads

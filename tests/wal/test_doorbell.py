@@ -9,7 +9,9 @@ from typing import cast
 from wal.doorbell import Doorbell
 
 
-def test_a_ring_wakes_the_sleeper_which_holds_the_lock_again() -> None:
+def _ring_a_sleeper(timeout: float) -> list[bool]:
+    """Rings a sleeper asleep for up to ``timeout``; whether it was rung,
+    and whether it held the lock again once woken."""
     lock = threading.Lock()
     bell = Doorbell(lock)
     about_to_sleep = threading.Event()
@@ -18,7 +20,7 @@ def test_a_ring_wakes_the_sleeper_which_holds_the_lock_again() -> None:
     def sleeper() -> None:
         with lock:
             about_to_sleep.set()
-            woken.append(bell.sleep(timeout=30))
+            woken.append(bell.sleep(timeout=timeout))
             woken.append(lock.locked())
 
     thread = threading.Thread(target=sleeper)
@@ -27,7 +29,18 @@ def test_a_ring_wakes_the_sleeper_which_holds_the_lock_again() -> None:
     with lock:  # taken only once the sleeper let it go, asleep
         bell.ring()
     thread.join(timeout=30)
-    assert woken == [True, True]
+    return woken
+
+
+def test_a_ring_wakes_the_sleeper_which_holds_the_lock_again() -> None:
+    assert _ring_a_sleeper(timeout=30) == [True, True]
+
+
+def test_a_sleep_longer_than_a_lock_can_time_waits_for_its_ring() -> None:
+    """The writer's sleep under the ``interval`` policy lasts the interval:
+    one of inf (or of centuries) made the lock's acquire raise, which ended
+    the writer thread and left every later append unanswered."""
+    assert _ring_a_sleeper(timeout=float("inf")) == [True, True]
 
 
 def test_a_ring_with_nobody_asleep_does_not_wake_a_later_sleep() -> None:

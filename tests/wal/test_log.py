@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import array
 import asyncio
 import mmap
 from collections.abc import Callable
@@ -138,6 +139,27 @@ def test_every_durability_policy_keeps_records_across_a_clean_close(
     assert payloads(open_log()) == [b"%d" % i for i in range(50)]
 
 
+def test_an_endless_sync_interval_acknowledges_appends_and_syncs_at_close(
+    open_log: OpenLog,
+) -> None:
+    """An interval of inf is the ``none`` policy in all but name: the
+    writer's wait for it once ended the writer thread, and the second
+    append was never answered."""
+    log = open_log(durability=Durability.INTERVAL, sync_interval_ms=float("inf"))
+    positions = [log.submit(b"%d" % i).result(timeout=30) for i in range(3)]
+    assert len(set(positions)) == 3
+    log.close()
+    assert payloads(open_log()) == [b"0", b"1", b"2"]
+
+
+@pytest.mark.parametrize("interval", [float("nan"), -1.0])
+def test_a_sync_interval_that_is_not_a_duration_is_refused(
+    open_log: OpenLog, interval: float
+) -> None:
+    with pytest.raises(ValueError, match="sync_interval_ms"):
+        open_log(durability=Durability.INTERVAL, sync_interval_ms=interval)
+
+
 def test_append_after_close_raises(open_log: OpenLog) -> None:
     log = open_log()
     log.close()
@@ -205,6 +227,51 @@ def test_bytearray_and_memoryview_payloads_are_written_as_given(open_log: OpenLo
     log.append(bytearray(b"from a bytearray"))
     log.append(memoryview(b"__from a view__")[2:-2])
     assert payloads(log) == [b"from a bytearray", b"from a view"]
+
+
+def _wide_views() -> list[memoryview]:
+    """Views whose len() counts items or rows, not bytes."""
+    return [
+        memoryview(array.array("I", range(1, 5))),  # 16 bytes, 4 items
+        memoryview(bytes(range(12))).cast("B", (3, 4)),  # 12 bytes, 3 rows
+        memoryview(array.array("d", [0.5, 1.5])),
+    ]
+
+
+@pytest.mark.parametrize("way", ["append", "append_async", "submit with a prefix"])
+def test_a_payload_view_of_wider_items_is_written_as_its_bytes(open_log: OpenLog, way: str) -> None:
+    """A record's length is its payload's bytes, not its view's items: taken
+    as 4 for 16 bytes, the record's header and CRC disagreed with what was
+    written, the next record overwrote its tail, and the reopened log
+    refused the acknowledged records as damaged."""
+    log = open_log(segment_bytes=1 << 20)
+    views = _wide_views()
+    if way == "append":
+        for view in views:
+            log.append(view)
+    elif way == "append_async":
+
+        async def main() -> None:
+            for view in views:
+                await log.append_async(view)
+
+        asyncio.run(main())
+    else:
+        for view in views:
+            log.submit(view, prefix=b"p:").result(timeout=30)
+    log.append(b"after")
+    log.close()
+    prefix = b"p:" if way == "submit with a prefix" else b""
+    expected = [prefix + view.tobytes() for view in views] + [b"after"]
+    assert payloads(open_log(segment_bytes=1 << 20)) == expected
+
+
+def test_a_payload_view_is_measured_in_bytes_against_the_size_limit(open_log: OpenLog) -> None:
+    log = open_log()
+    items = SMALL_SEGMENT // 8  # few items, more bytes than a segment holds
+    with pytest.raises(RecordTooLarge) as raised:
+        log.append(memoryview(array.array("Q", range(items))))
+    assert raised.value.size == items * 8
 
 
 @given(parts=st.lists(st.tuples(st.binary(max_size=40), st.binary(max_size=400)), max_size=20))

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 import wal.log
 from native import crc32c, crc32c_combine
-from native.records import BytesLike
+from native.buffers import BytesLike
 from tests.wal.conftest import SMALL_SEGMENT, crash_image
 from wal import Append, WriteAheadLog
 from wal.format import RECORD_HEADER_SIZE, decode_record_header, segment_name

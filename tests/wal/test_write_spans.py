@@ -13,13 +13,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from native.buffers import BytesLike
 from s3stream.store.local import LocalStore
 from wal.format import SEGMENT_HEADER_SIZE
 from wal.segment import SegmentWriter
 from wal.write_spans import (
     FOLIO_BYTES,
     SPAN_BYTES,
-    BytesLike,
     covers_a_whole_folio,
     write_spans,
 )
