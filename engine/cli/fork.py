@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
     except (ConfigFileError, OSError, ValueError, EngineError) as error:
         print(f"tidelog fork: {error}", file=sys.stderr)
         return CANNOT_RUN
-    engine = open_engine("fork", args, file)
+    engine = open_engine("fork", args, file, create=False)  # the parent must exist
     if engine is None:
         return CANNOT_RUN
     try:

@@ -205,7 +205,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"tidelog schemas: {args.url}: {error}", file=sys.stderr)
             return CANNOT_RUN
         return 0
-    engine = open_engine("schemas", args, file)
+    engine = open_engine("schemas", args, file, create=args.action not in ("list", "get"))
     if engine is None:
         return CANNOT_RUN
     try:
