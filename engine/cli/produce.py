@@ -45,7 +45,12 @@ def add_command(commands: Any) -> None:
     parser.add_argument(
         "--header", action="append", default=[], metavar="K=V", help="on every record; repeatable"
     )
-    parser.add_argument("--format", choices=("text", "json"), default="text")
+    parser.add_argument(
+        "--format",
+        choices=("text", "json"),
+        default="text",
+        help="text: a line is the value (default); json: a line is a record, as above",
+    )
     parser.add_argument("--partition", type=int, metavar="N", help="default: the partitioner's")
     parser.set_defaults(run=lambda args: guarded(lambda: _produce(args, sys.stdin)))
 

@@ -29,7 +29,7 @@ from engine.types import TopicPartition
 
 FAILED = 1
 CANNOT_RUN = 2
-_NEEDS = "this command needs confluent-kafka: pip install 'tidelog[kafka]'"
+_NEEDS = "This command needs confluent-kafka: pip install 'tidelog[kafka]'"
 _TIMEOUT_S = 30.0
 
 
@@ -80,9 +80,22 @@ def add_command(commands: Any) -> None:
     )
     consume.add_argument("topics", nargs="+", metavar="TOPIC")
     _connection(consume)
-    consume.add_argument("--until-vector", metavar="TEXT|@FILE")
-    consume.add_argument("--from-vector", metavar="TEXT|@FILE")
-    consume.add_argument("--format", choices=("json", "text"), default="json")
+    consume.add_argument(
+        "--until-vector",
+        metavar="TEXT|@FILE",
+        help="read exactly the records below this offset vector (JSON, or @file), then exit",
+    )
+    consume.add_argument(
+        "--from-vector",
+        metavar="TEXT|@FILE",
+        help="with --until-vector: start at this offset vector (default: offset 0)",
+    )
+    consume.add_argument(
+        "--format",
+        choices=("json", "text"),
+        default="json",
+        help="json: a record per line, with its position and headers (default); text: the value",
+    )
     consume.add_argument(
         "--timeout",
         type=float,
@@ -94,7 +107,12 @@ def add_command(commands: Any) -> None:
 
 
 def _connection(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--bootstrap-server", required=True, metavar="HOST:PORT")
+    parser.add_argument(
+        "--bootstrap-server",
+        required=True,
+        metavar="HOST:PORT",
+        help="a broker of the cluster: tidelog serve, or any Kafka-compatible one",
+    )
     parser.add_argument(
         "--property",
         action="append",
