@@ -20,6 +20,7 @@ from engine.cli.wire_admin import (
     client_config,
     guarded,
     kafka,
+    kafka_reason,
 )
 
 
@@ -117,7 +118,7 @@ def _send(
         except BufferError:
             producer.poll(0.1)  # the local queue is full: let deliveries drain it
         except module.KafkaException as error:
-            raise CommandError(f"produce: {error}", FAILED) from error
+            raise CommandError(f"produce: {kafka_reason(error)}", FAILED) from error
         finally:
             producer.poll(0)
 

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from engine import clock
+from engine.cli import client_log
 from engine.memory.vector import InvalidVector, OffsetVector, Position
 from engine.types import TopicPartition
 
@@ -131,22 +132,35 @@ def run_consume(args: argparse.Namespace) -> int:
 
 
 def _guarded(command: Any) -> int:
+    client_log.forget()
     try:
         command()
     except CommandError as error:
-        print(f"tidelog: {error}", file=sys.stderr)
+        seen = client_log.last_warning() if error.status == FAILED else None
+        print(f"tidelog: {error}" + (f" ({seen})" if seen else ""), file=sys.stderr)
         return error.status
     return 0
 
 
-def _client_config(args: argparse.Namespace) -> dict[str, str]:
-    config = {"bootstrap.servers": args.bootstrap_server}
+def _client_config(args: argparse.Namespace) -> dict[str, Any]:
+    config: dict[str, Any] = {"bootstrap.servers": args.bootstrap_server}
     for item in args.property:
         key, equals, value = item.partition("=")
         if not equals or not key:
             raise CommandError(f"--property {item!r}: expected KEY=VALUE", CANNOT_RUN)
         config[key] = value
+    if "debug" not in config:  # asked for, librdkafka's own lines go to stderr as they come
+        config["logger"] = client_log.LOGGER
     return config
+
+
+def kafka_reason(error: Any) -> str:
+    """A KafkaException's reason, as its KafkaError words it (not the
+    ``KafkaError{code=...}`` form of its str())."""
+    inner = error.args[0] if error.args else None
+    if inner is not None and hasattr(inner, "str"):
+        return str(inner.str())
+    return str(error)
 
 
 def _kafka() -> Any:
@@ -185,12 +199,13 @@ def read_vector(text: str, flag: str) -> OffsetVector:
         raise CommandError(f"{flag}: {error}", CANNOT_RUN) from error
 
 
-def _partitions(kafka: Any, config: dict[str, str], topics: list[str]) -> list[TopicPartition]:
-    admin = kafka.admin.AdminClient(config)
+def _partitions(kafka: Any, config: dict[str, Any], topics: list[str]) -> list[TopicPartition]:
+    admin = client_log.watch(kafka.admin.AdminClient(config))
     try:
         metadata = admin.list_topics(timeout=_TIMEOUT_S)
     except kafka.KafkaException as error:
-        raise CommandError(f"metadata: {error}", FAILED) from error
+        reason = kafka_reason(error)
+        raise CommandError(f"metadata: {reason}", FAILED) from error
     found: list[TopicPartition] = []
     for topic in topics:
         described = metadata.topics.get(topic)
@@ -201,10 +216,10 @@ def _partitions(kafka: Any, config: dict[str, str], topics: list[str]) -> list[T
 
 
 def _list_offsets(
-    kafka: Any, config: dict[str, str], specs: dict[TopicPartition, Any]
+    kafka: Any, config: dict[str, Any], specs: dict[TopicPartition, Any]
 ) -> dict[TopicPartition, tuple[int, int]]:
     """ListOffsets, read committed: per partition (offset, leader epoch)."""
-    admin = kafka.admin.AdminClient(config)
+    admin = client_log.watch(kafka.admin.AdminClient(config))
     request = {kafka.TopicPartition(tp.topic, tp.partition): spec for tp, spec in specs.items()}
     futures = admin.list_offsets(
         request, isolation_level=kafka.IsolationLevel.READ_COMMITTED, request_timeout=_TIMEOUT_S
@@ -215,7 +230,7 @@ def _list_offsets(
             info = future.result(_TIMEOUT_S)
         except kafka.KafkaException as error:
             raise CommandError(
-                f"ListOffsets {ktp.topic}-{ktp.partition}: {error}", FAILED
+                f"ListOffsets {ktp.topic}-{ktp.partition}: {kafka_reason(error)}", FAILED
             ) from error
         epoch = info.leader_epoch if info.leader_epoch is not None else -1
         out[TopicPartition(ktp.topic, ktp.partition)] = (info.offset, epoch)
@@ -292,7 +307,8 @@ def _check_log_starts(
                 kafka.TopicPartition(tp.topic, tp.partition), timeout=_TIMEOUT_S
             )
         except kafka.KafkaException as error:
-            raise CommandError(f"{tp.topic}-{tp.partition}: {error}", FAILED) from error
+            reason = kafka_reason(error)
+            raise CommandError(f"{tp.topic}-{tp.partition}: {reason}", FAILED) from error
         if start < low:
             raise CommandError(
                 f"{tp.topic}-{tp.partition}: records from {start} were removed (log start {low})",
