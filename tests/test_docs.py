@@ -1,0 +1,58 @@
+"""The documents hold together: docs/design/README.md lists every decision
+record by its number, file and own title and status, and every relative
+link in README.md and docs/ reaches a file (and a heading, where it names
+one) that exists."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DESIGN = ROOT / "docs" / "design"
+
+
+def _records() -> dict[str, tuple[str, str, str]]:
+    """Each record's file: (number, title, status) as the record says them."""
+    found = {}
+    for path in sorted(DESIGN.glob("[0-9][0-9][0-9][0-9]-*.md")):
+        text = path.read_text()
+        heading = re.match(r"# (\d{4}): (.+)\n", text)
+        status = re.search(r"^Status: (.+)$", text, flags=re.MULTILINE)
+        assert heading is not None and status is not None, path.name
+        found[path.name] = (heading.group(1), heading.group(2), status.group(1))
+    return found
+
+
+def test_each_record_is_numbered_as_its_file_is() -> None:
+    for name, (number, _, _) in _records().items():
+        assert name.startswith(number + "-"), f"{name} is headed {number}"
+
+
+def test_the_design_index_lists_every_record_by_its_own_title_and_status() -> None:
+    index = (DESIGN / "README.md").read_text()
+    rows = re.findall(r"^\| (\d{4}) \| \[(.+)\]\(([^)]+)\) \| (.+) \|$", index, flags=re.MULTILINE)
+    listed = {file: (number, title, status) for number, title, file, status in rows}
+    assert listed == _records()
+
+
+def _anchor(heading: str) -> str:
+    """GitHub's anchor of a heading: lower case, punctuation dropped, spaces as hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_every_relative_link_in_the_docs_resolves() -> None:
+    broken = []
+    for document in [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]:
+        for target in re.findall(r"\]\(([^)\s]+)\)", document.read_text()):
+            if re.match(r"[a-z]+:", target):
+                continue
+            path, _, anchor = target.partition("#")
+            linked = (document.parent / path) if path else document
+            if not linked.exists():
+                broken.append(f"{document.relative_to(ROOT)}: {target}")
+            elif anchor and linked.suffix == ".md":
+                headings = re.findall(r"^#+ (.+)$", linked.read_text(), flags=re.MULTILINE)
+                if anchor not in {_anchor(h) for h in headings}:
+                    broken.append(f"{document.relative_to(ROOT)}: {target} (no such heading)")
+    assert broken == []
