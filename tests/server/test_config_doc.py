@@ -1,7 +1,9 @@
 """The config file docs/server.md shows is the parser's: every key each
 section takes is there (commented where it has no default), each at its
 default unless it is an example; and a value of the wrong type is refused
-when the file is read, naming its section and key, not at the first use."""
+when the file is read, naming its section and key, not at the first use.
+Its table of broker configs, and docs/engine.md's topic configs, are the
+engine's."""
 
 from __future__ import annotations
 
@@ -12,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from engine.broker_config import BROKER_CONFIG_DEFS
+from engine.config import CONFIG_DEFS
 from engine.engine import EngineConfig
 from engine.groups.config import GroupConfig
 from engine.mirror.settings import SECTION_KEYS as MIRROR_KEYS
@@ -26,6 +30,7 @@ from engine.server.sasl.oauth_config import OAuthBearerConfig
 from engine.tables.settings import TablesConfig
 from engine.transactions.config import TransactionConfig
 from s3stream import StreamStoreConfig
+from tests import docspec
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "server.md"
 
@@ -138,3 +143,26 @@ def test_the_fields_a_file_sets_by_other_names_are_unknown_keys(tmp_path: Path, 
     path.write_text(f"[server]\n{key} = 1\n")
     with pytest.raises(ConfigFileError, match=rf"unknown keys in \[server\]: \['{key}'\]"):
         load_config_file(path)
+
+
+def test_the_broker_config_table_is_the_broker_configs() -> None:
+    header = ("broker config", "type", "default", "dynamic", "what it governs")
+    rows = docspec.table("server.md", *header)
+    documented = {row["broker config"].strip("`"): row for row in rows}
+    assert set(documented) == set(BROKER_CONFIG_DEFS)
+    for name, definition in BROKER_CONFIG_DEFS.items():
+        row = documented[name]
+        dynamic = "yes" if definition.dynamic else "no"
+        assert (row["type"], row["default"], row["dynamic"]) == (
+            definition.type.value,
+            definition.default,
+            dynamic,
+        ), name
+        if definition.topic is not None:
+            assert f"`{definition.topic}`" in row["what it governs"], name
+
+
+def test_docs_engine_md_names_every_topic_config() -> None:
+    section = (DOC.parent / "engine.md").read_text().split("## Topic configs", 1)[1]
+    section = section.split("\n## ", 1)[0]
+    assert [name for name in CONFIG_DEFS if f"`{name}`" not in section] == []
