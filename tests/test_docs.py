@@ -5,7 +5,10 @@ one) that exists."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import re
+import shlex
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,3 +59,51 @@ def test_every_relative_link_in_the_docs_resolves() -> None:
                 if anchor not in {_anchor(h) for h in headings}:
                     broken.append(f"{document.relative_to(ROOT)}: {target} (no such heading)")
     assert broken == []
+
+
+def _shell_blocks(text: str) -> list[str]:
+    """The Markdown's fenced blocks of shell (no language, sh or bash)."""
+    blocks, current = [], None
+    for line in text.splitlines():
+        if line.startswith("```"):
+            if current is None:
+                current = [] if line[3:].strip() in ("", "sh", "bash") else None
+                if current is None:  # a block of another language: skip to its end
+                    current = ["<other>"]
+            else:
+                if current[:1] != ["<other>"]:
+                    blocks.append("\n".join(current))
+                current = None
+        elif current is not None:
+            current.append(line)
+    return blocks
+
+
+def test_every_tidelog_command_line_the_docs_show_parses() -> None:
+    """Each ``tidelog ...`` line in a shell block of README.md and docs/
+    names a command and flags that exist, with values of their kind (a
+    synopsis' optional ``[...]`` parts left out)."""
+    from engine.cli.main import _COMMANDS, _build_parser
+
+    checked, refused = 0, []
+    for document in [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]:
+        for block in _shell_blocks(document.read_text()):
+            for line in block.replace("\\\n", " ").splitlines():
+                if "tidelog " not in line or line.lstrip().startswith("#"):
+                    continue
+                command = line[line.index("tidelog ") :]
+                command = re.split(r"\s+#|\s[|>]\s|\s&&\s", command)[0]
+                while re.search(r"\[[^\[\]]*\]", command):  # a synopsis' optional parts
+                    command = re.sub(r"\s*\[[^\[\]]*\]", "", command)
+                argv = shlex.split(command)[1:]
+                if argv[0] not in _COMMANDS:
+                    refused.append(f"{document.name}: {command}: no such command")
+                    continue
+                checked += 1
+                try:
+                    with contextlib.redirect_stderr(io.StringIO()) as err:
+                        _build_parser(argv[0]).parse_args(argv)
+                except SystemExit:
+                    refused.append(f"{document.name}: {command}: {err.getvalue().strip()}")
+    assert refused == []
+    assert checked >= 70
