@@ -46,7 +46,7 @@ def _anchor(heading: str) -> str:
 
 def test_every_relative_link_in_the_docs_resolves() -> None:
     broken = []
-    for document in [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]:
+    for document in _documents():
         for target in re.findall(r"\]\(([^)\s]+)\)", document.read_text()):
             if re.match(r"[a-z]+:", target):
                 continue
@@ -61,22 +61,38 @@ def test_every_relative_link_in_the_docs_resolves() -> None:
     assert broken == []
 
 
-def _shell_blocks(text: str) -> list[str]:
-    """The Markdown's fenced blocks of shell (no language, sh or bash)."""
-    blocks, current = [], None
+def _blocks(text: str, *languages: str) -> list[str]:
+    """The Markdown's fenced blocks in one of ``languages`` ("" for none named)."""
+    blocks: list[str] = []
+    language, current = "", None
     for line in text.splitlines():
-        if line.startswith("```"):
-            if current is None:
-                current = [] if line[3:].strip() in ("", "sh", "bash") else None
-                if current is None:  # a block of another language: skip to its end
-                    current = ["<other>"]
-            else:
-                if current[:1] != ["<other>"]:
-                    blocks.append("\n".join(current))
-                current = None
-        elif current is not None:
-            current.append(line)
+        if not line.startswith("```"):
+            if current is not None:
+                current.append(line)
+        elif current is None:
+            language, current = line[3:].strip(), []
+        else:
+            if language in languages:
+                blocks.append("\n".join(current))
+            current = None
     return blocks
+
+
+def _documents() -> list[Path]:
+    return [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+
+
+def test_every_config_file_the_docs_show_loads(tmp_path: Path) -> None:
+    from engine.server.config import load_config_file
+
+    path = tmp_path / "tidelog.toml"
+    loaded = 0
+    for document in _documents():
+        for block in _blocks(document.read_text(), "toml"):
+            path.write_text(block)
+            load_config_file(path)  # ConfigFileError names the section and key
+            loaded += 1
+    assert loaded >= 10
 
 
 def test_every_tidelog_command_line_the_docs_show_parses() -> None:
@@ -86,8 +102,8 @@ def test_every_tidelog_command_line_the_docs_show_parses() -> None:
     from engine.cli.main import _COMMANDS, _build_parser
 
     checked, refused = 0, []
-    for document in [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]:
-        for block in _shell_blocks(document.read_text()):
+    for document in _documents():
+        for block in _blocks(document.read_text(), "", "sh", "bash"):
             for line in block.replace("\\\n", " ").splitlines():
                 if "tidelog " not in line or line.lstrip().startswith("#"):
                     continue
