@@ -82,6 +82,22 @@ def _documents() -> list[Path]:
     return [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 
 
+def test_every_code_block_is_closed_by_a_bare_fence() -> None:
+    """A fence with text after it does not close its block: the prose after
+    it, and everything to the next fence, renders as code."""
+    bad = []
+    for document in _documents():
+        inside = False
+        for number, line in enumerate(document.read_text().splitlines(), 1):
+            if line.startswith("```"):
+                if inside and line.strip() != "```":
+                    bad.append(f"{document.relative_to(ROOT)}:{number}: {line}")
+                inside = not inside
+        if inside:
+            bad.append(f"{document.relative_to(ROOT)}: a block is never closed")
+    assert bad == []
+
+
 def test_every_config_file_the_docs_show_loads(tmp_path: Path) -> None:
     from engine.server.config import load_config_file
 
