@@ -139,3 +139,13 @@ def test_every_tidelog_command_line_the_docs_show_parses() -> None:
                     refused.append(f"{document.name}: {command}: {err.getvalue().strip()}")
     assert refused == []
     assert checked >= 70
+
+
+def test_the_readme_names_every_parameter_of_an_s3_url() -> None:
+    """docs/server.md sends a reader to the README for them."""
+    from s3stream.store import _S3_OPTIONS
+
+    paragraph = (ROOT / "README.md").read_text().split("Object store URLs:", 1)[1]
+    paragraph = paragraph.split("\n\n", 1)[0]
+    named = set(re.findall(r"[`?&](\w+)[`=]", paragraph))
+    assert [name for name in _S3_OPTIONS if name not in named] == []
