@@ -30,7 +30,8 @@ from engine.types import TopicPartition
 
 FAILED = 1
 CANNOT_RUN = 2
-_NEEDS = "This command needs confluent-kafka: pip install 'tidelog[kafka]'"
+_INSTALL = "confluent-kafka: pip install 'tidelog[kafka]'"
+_NEEDS = "this command needs " + _INSTALL
 _TIMEOUT_S = 30.0
 
 
@@ -49,7 +50,7 @@ def add_command(commands: Any) -> None:
         description=(
             "Print the offset vector (docs/memory.md) of TOPICs on any Kafka broker: per "
             "partition the last stable offset now, or with --at the first offset whose "
-            "record's timestamp is after the time. " + _NEEDS + "."
+            "record's timestamp is after the time. Needs " + _INSTALL + "."
         ),
     )
     snapshot.add_argument("topics", nargs="+", metavar="TOPIC")
@@ -70,7 +71,7 @@ def add_command(commands: Any) -> None:
             "Records below a partition's log start are an error (exit 2), never skipped. "
             "Without --until-vector: from --from-beginning, --offset, --from-time, the "
             "--group's committed offsets, else the end, up to the end each partition had at "
-            "the start (--follow: on and on; --max-messages: stop sooner). " + _NEEDS + "."
+            "the start (--follow: on and on; --max-messages: stop sooner). Needs " + _INSTALL + "."
         ),
         epilog=(
             "examples:\n  tidelog consume orders --until-vector @vector.json "
