@@ -169,3 +169,12 @@ def test_a_user_can_be_added_before_the_first_start(tmp_path: Path) -> None:
     added = ["users", "--data-dir", str(data), "add", "ops", "--password-file", str(password)]
     assert main([*added, "--mechanism", "PLAIN"]) == 0
     assert main(["users", "--data-dir", str(data), "list"]) == 0
+
+
+def test_a_head_that_is_not_hex_is_named_as_such(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["verify", "t:0", "--expect-head", "zz", "--data-dir", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == (
+        "tidelog verify: --expect-head 'zz' is not hex: give the head link verify printed\n"
+    )
