@@ -44,5 +44,10 @@ def describe(error: BaseException, data_dir: str) -> str:
             f"the object store failed while opening {data_dir}: {error}. "
             "Check its URL, endpoint and credentials, and that it is reachable"
         )
+    if isinstance(error, (FileExistsError, NotADirectoryError)):
+        return (
+            f"{error.filename or data_dir} is not a directory: choose a --data-dir (and"
+            " object store) that is one, or that does not exist yet"
+        )
     text = str(error) or type(error).__name__
     return text

@@ -19,7 +19,8 @@ export TIDELOG_HYPOTHESIS="${TIDELOG_HYPOTHESIS:-ci}"
 workers=(-n "${TIDELOG_TEST_WORKERS:-2}" --dist loadfile --max-worker-restart 0)
 
 # Kafka clients other than Python's, for the wire-compatibility tests:
-# kcat (librdkafka) from Debian, kafkajs from npm at the locked version.
+# kcat (librdkafka) from Debian; kafkajs, and s3rver (an S3 server that ignores
+# conditional writes), from npm at their locked versions.
 echo "== test clients"
 if ! command -v kcat >/dev/null; then
     as_root=""

@@ -23,6 +23,7 @@ from engine.cli.wire_replay import (
     _kafka,
     _line,
     _partitions,
+    kafka_reason,
     parse_time,
     run_consume,
 )
@@ -86,7 +87,7 @@ def check_flags(args: argparse.Namespace) -> None:
         raise CommandError("--max-messages: at least 1", CANNOT_RUN)
 
 
-def consume_open(kafka: Any, config: dict[str, str], args: argparse.Namespace, out: TextIO) -> None:
+def consume_open(kafka: Any, config: dict[str, Any], args: argparse.Namespace, out: TextIO) -> None:
     partitions = _partitions(kafka, config, args.topics)
     consumer = kafka.Consumer(
         {
@@ -113,7 +114,8 @@ def consume_open(kafka: Any, config: dict[str, str], args: argparse.Namespace, o
             try:
                 consumer.commit(offsets=read, asynchronous=False)
             except kafka.KafkaException as error:
-                raise CommandError(f"commit to group {args.group}: {error}", FAILED) from error
+                reason = kafka_reason(error)
+                raise CommandError(f"commit to group {args.group}: {reason}", FAILED) from error
     finally:
         consumer.close()
 
@@ -129,7 +131,8 @@ def _starts_and_ends(
                 kafka.TopicPartition(tp.topic, tp.partition), timeout=_TIMEOUT_S
             )
         except kafka.KafkaException as error:
-            raise CommandError(f"{tp.topic}-{tp.partition}: {error}", FAILED) from error
+            reason = kafka_reason(error)
+            raise CommandError(f"{tp.topic}-{tp.partition}: {reason}", FAILED) from error
         ends[tp] = _NEVER if args.follow else high
         if args.from_beginning:
             starts[tp] = low
@@ -153,7 +156,8 @@ def _starts_and_ends(
                 if ktp.offset >= 0:
                     starts[TopicPartition(ktp.topic, ktp.partition)] = ktp.offset
     except kafka.KafkaException as error:
-        raise CommandError(f"start offsets: {error}", FAILED) from error
+        reason = kafka_reason(error)
+        raise CommandError(f"start offsets: {reason}", FAILED) from error
     return starts, ends
 
 

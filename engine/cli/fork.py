@@ -19,7 +19,7 @@ import sys
 from typing import Any
 
 from engine.cli.offline import add_data_options, file_config, open_engine
-from engine.cli.state import parse_time
+from engine.cli.state import time_argument
 from engine.cli.topic import parse_configs
 from engine.engine import READ_UNCOMMITTED
 from engine.errors import EngineError
@@ -58,6 +58,7 @@ def add_command(commands: Any) -> None:
     point.add_argument(
         "--at-time",
         metavar="MS|ISO8601",
+        type=time_argument,
         help="what the parent held durably at that time (its read_committed snapshot)",
     )
     parser.add_argument(
@@ -83,16 +84,15 @@ def run(args: argparse.Namespace) -> int:
         file = file_config(args)
         configs = parse_configs(args.configs)
         at = OffsetVector.from_text(args.at) if args.at is not None else None
-        at_time = parse_time(args.at_time) if args.at_time is not None else None
     except (ConfigFileError, OSError, ValueError, EngineError) as error:
         print(f"tidelog fork: {error}", file=sys.stderr)
         return CANNOT_RUN
-    engine = open_engine("fork", args, file)
+    engine = open_engine("fork", args, file, create=False)  # the parent must exist
     if engine is None:
         return CANNOT_RUN
     try:
-        if at_time is not None:
-            at = engine.snapshot([args.topic], at=at_time)
+        if args.at_time is not None:
+            at = engine.snapshot([args.topic], at=args.at_time)
         # Offline, nothing appends meanwhile: the high watermarks read here
         # are where a fork without a vector (or a partition the vector
         # leaves out) stops reading the parent.

@@ -65,10 +65,12 @@ def add_command(commands: Any) -> None:
         _reset,
     )
     reset.add_argument("group", metavar="GROUP")
-    reset.add_argument("--topic", required=True, metavar="TOPIC")
+    reset.add_argument(
+        "--topic", required=True, metavar="TOPIC", help="the topic whose offsets move"
+    )
     to = reset.add_mutually_exclusive_group(required=True)
-    to.add_argument("--to-earliest", action="store_true")
-    to.add_argument("--to-latest", action="store_true")
+    to.add_argument("--to-earliest", action="store_true", help="to each partition's log start")
+    to.add_argument("--to-latest", action="store_true", help="to each partition's log end")
     to.add_argument("--to-offset", type=int, metavar="N", help="clamped to each partition's log")
     to.add_argument("--to-datetime", metavar="ISO8601", help="the first record at or after it")
     reset.add_argument("--execute", action="store_true", help="commit the offsets (else: show)")

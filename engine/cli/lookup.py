@@ -36,7 +36,7 @@ def add_command(commands: Any) -> None:
         ),
     )
     parser.add_argument("topics", nargs="+", metavar="TOPIC")
-    parser.add_argument("--header", required=True, metavar="NAME")
+    parser.add_argument("--header", required=True, metavar="NAME", help="the header's name")
     parser.add_argument("--value", required=True, metavar="V", help="the value, as UTF-8")
     add_data_options(parser)
     parser.add_argument("--json", action="store_true", help="one JSON object per line")

@@ -12,6 +12,7 @@ import os
 import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
+from urllib.parse import unquote, urlparse
 
 from engine import refusal
 from engine.cli.serve import DEFAULT_DATA_DIR
@@ -71,6 +72,16 @@ def read_object_store(
     stderr: a URL that names no store, the engine's refusal of what it
     found, or the store's own failure (its URL redacted)."""
     url = object_store_url(args, file)
+    missing = _missing_local_store(url)
+    if missing is not None:
+        # Opening a local store makes its directory: a mistyped path would
+        # read as an empty store, and a verify of nothing would pass.
+        print(
+            f"tidelog {command}: no object store at {missing}: name the server's data directory"
+            " (--data-dir) or object store (--object-store)",
+            file=sys.stderr,
+        )
+        return None
     try:
         store = open_store(url)
     except ValueError as error:
@@ -88,10 +99,31 @@ def read_object_store(
         store.close()
 
 
-def open_engine(command: str, args: argparse.Namespace, file: FileConfig) -> Engine | None:
+def _missing_local_store(url: str) -> str | None:
+    """The directory a local store's URL (``file://``, or a bare path)
+    names when it does not exist; None for any other store."""
+    parsed = urlparse(url)
+    if parsed.scheme not in ("", "file"):
+        return None
+    path = unquote(parsed.path) if parsed.scheme else url
+    return None if not path or os.path.isdir(path) else path
+
+
+def open_engine(
+    command: str, args: argparse.Namespace, file: FileConfig, *, create: bool = True
+) -> Engine | None:
     """The engine, or None with the reason it cannot be opened on stderr
-    (a server holds the directory, damage, an unreachable store)."""
+    (a server holds the directory, damage, an unreachable store). With
+    ``create`` false, a data directory that does not exist is such a
+    reason: a command that only reads makes none."""
     directory = data_dir(args, file)
+    if not create and not os.path.isdir(directory):
+        print(
+            f"tidelog {command}: no data directory at {directory}: name the server's"
+            " with --data-dir (or --config)",
+            file=sys.stderr,
+        )
+        return None
     try:
         return Engine.open(
             directory, args.object_store or file.object_store, EngineConfig(store=file.store)

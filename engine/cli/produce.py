@@ -20,6 +20,7 @@ from engine.cli.wire_admin import (
     client_config,
     guarded,
     kafka,
+    kafka_reason,
 )
 
 
@@ -45,7 +46,12 @@ def add_command(commands: Any) -> None:
     parser.add_argument(
         "--header", action="append", default=[], metavar="K=V", help="on every record; repeatable"
     )
-    parser.add_argument("--format", choices=("text", "json"), default="text")
+    parser.add_argument(
+        "--format",
+        choices=("text", "json"),
+        default="text",
+        help="text: a line is the value (default); json: a line is a record, as above",
+    )
     parser.add_argument("--partition", type=int, metavar="N", help="default: the partitioner's")
     parser.set_defaults(run=lambda args: guarded(lambda: _produce(args, sys.stdin)))
 
@@ -112,7 +118,7 @@ def _send(
         except BufferError:
             producer.poll(0.1)  # the local queue is full: let deliveries drain it
         except module.KafkaException as error:
-            raise CommandError(f"produce: {error}", FAILED) from error
+            raise CommandError(f"produce: {kafka_reason(error)}", FAILED) from error
         finally:
             producer.poll(0)
 

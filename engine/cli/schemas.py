@@ -54,18 +54,28 @@ def add_command(commands: Any) -> None:
     add_data_options(parser)
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     init = actions.add_parser("init", help="register the shipped agent-action JSON Schema")
-    init.add_argument("--subject", default=AGENT_ACTIONS_SUBJECT)
+    init.add_argument(
+        "--subject",
+        default=AGENT_ACTIONS_SUBJECT,
+        help=f"the subject to register it under (default {AGENT_ACTIONS_SUBJECT})",
+    )
     actions.add_parser("list", help="list the subjects")
     get = actions.add_parser("get", help="show a version of a subject")
     get.add_argument("subject")
-    get.add_argument("--version", default="latest")
+    get.add_argument("--version", default="latest", help="a version number, or latest (default)")
     register = actions.add_parser("register", help="register a schema from a file")
     register.add_argument("subject")
     register.add_argument("file", help="the schema's text")
-    register.add_argument("--type", default="AVRO", choices=SCHEMA_TYPES, dest="schema_type")
+    register.add_argument(
+        "--type",
+        default="AVRO",
+        choices=SCHEMA_TYPES,
+        dest="schema_type",
+        help="the schema's language (default AVRO)",
+    )
     delete = actions.add_parser("delete", help="delete a subject, or one version of it")
     delete.add_argument("subject")
-    delete.add_argument("--version")
+    delete.add_argument("--version", help="one version (default: the whole subject)")
     delete.add_argument("--permanent", action="store_true", help="a hard delete (after a soft)")
     parser.set_defaults(run=run)
 
@@ -205,7 +215,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"tidelog schemas: {args.url}: {error}", file=sys.stderr)
             return CANNOT_RUN
         return 0
-    engine = open_engine("schemas", args, file)
+    engine = open_engine("schemas", args, file, create=args.action not in ("list", "get"))
     if engine is None:
         return CANNOT_RUN
     try:

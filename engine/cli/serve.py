@@ -44,7 +44,7 @@ from engine.server.config import (
 from engine.server.http_config import DEFAULT_HTTP_PORT, HttpConfig
 from engine.server.listeners import parse_listeners
 from engine.server.registry_config import DEFAULT_REGISTRY_PORT, RegistryConfig
-from s3stream.store import redact_url, secret_parameters
+from s3stream.store import check_scheme, redact_url, secret_parameters
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -271,6 +271,11 @@ def run(args: argparse.Namespace) -> int:
         log.debug("mallopt is not available: large buffers are mapped afresh")
     data_dir = args.data_dir or file.data_dir or DEFAULT_DATA_DIR
     object_store = args.object_store or file.object_store
+    try:
+        check_scheme(object_store or "")
+    except ValueError as error:
+        log.error("%s", error)
+        return 2
     runner: Any = asyncio.run if uvloop is None else uvloop.run
     try:
         result: int = runner(

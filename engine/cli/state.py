@@ -41,6 +41,7 @@ def add_command(commands: Any) -> None:
         "--at",
         required=True,
         metavar="MS|ISO8601",
+        type=time_argument,
         help="milliseconds since the epoch, or an ISO 8601 time with a zone (2026-12-01T09:00Z)",
     )
     parser.add_argument("--partition", type=int, action="append", help="only this partition")
@@ -52,10 +53,24 @@ def parse_time(text: str) -> int:
     """Milliseconds since the epoch from ``text``: an integer, or ISO 8601 with a zone."""
     if text.lstrip("-").isdigit():
         return int(text)
-    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(
+            f"the time {text!r} is neither milliseconds since the epoch nor ISO 8601"
+        ) from None
     if moment.tzinfo is None:
         raise ValueError(f"the time {text!r} has no zone (add Z or +hh:mm)")
     return round(moment.timestamp() * 1000)
+
+
+def time_argument(text: str) -> int:
+    """parse_time as an argparse type: a bad time is a usage error that
+    names its flag, found before anything is opened."""
+    try:
+        return parse_time(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _text(data: bytes) -> str:
@@ -68,7 +83,6 @@ def _text(data: bytes) -> str:
 def run(args: argparse.Namespace) -> int:
     try:
         file = file_config(args)
-        at = parse_time(args.at)
     except (ConfigFileError, OSError, ValueError) as error:
         print(f"tidelog state: {error}", file=sys.stderr)
         return CANNOT_RUN
@@ -76,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
         "state",
         args,
         file,
-        lambda store: stored_state_at(store, args.topic, at, partitions=args.partition),
+        lambda store: stored_state_at(store, args.topic, args.at, partitions=args.partition),
     )
     if answer is None:
         return CANNOT_RUN

@@ -40,7 +40,9 @@ def add_command(commands: Any) -> None:
         "tidelog topic create orders -p 3 -c cleanup.policy=compact --bootstrap-server H:P",
     )
     create.add_argument("name", metavar="NAME")
-    create.add_argument("-p", "--partitions", type=int, default=1, metavar="N")
+    create.add_argument(
+        "-p", "--partitions", type=int, default=1, metavar="N", help="partitions (default 1)"
+    )
     create.add_argument(
         "-r",
         "--replication-factor",

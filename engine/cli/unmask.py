@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     except (ConfigFileError, OSError) as error:
         print(f"tidelog unmask: {error}", file=sys.stderr)
         return CANNOT_RUN
-    engine = open_engine("unmask", args, file)
+    engine = open_engine("unmask", args, file, create=args.action != "list")
     if engine is None:
         return CANNOT_RUN
     try:

@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     except (ConfigFileError, OSError, ValueError) as error:
         print(f"tidelog users: {error}", file=sys.stderr)
         return CANNOT_RUN
-    engine = open_engine("users", args, file)
+    engine = open_engine("users", args, file, create=args.action != "list")
     if engine is None:
         return CANNOT_RUN
     try:

@@ -69,10 +69,19 @@ def _selection(text: str | None) -> tuple[str | None, int | None]:
     return text, None
 
 
+def _head(text: str) -> bytes:
+    try:
+        return bytes.fromhex(text)
+    except ValueError:
+        raise ValueError(
+            f"--expect-head {text!r} is not hex: give the head link verify printed"
+        ) from None
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         file = file_config(args)
-        expected = bytes.fromhex(args.expect_head) if args.expect_head else None
+        expected = _head(args.expect_head) if args.expect_head else None
     except (ConfigFileError, OSError, ValueError) as error:
         print(f"tidelog verify: {error}", file=sys.stderr)
         return CANNOT_RUN

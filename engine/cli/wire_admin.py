@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from engine.cli import client_log
 from engine.cli.wire_replay import (
     _TIMEOUT_S,
     CANNOT_RUN,
@@ -17,6 +18,7 @@ from engine.cli.wire_replay import (
     _connection,
     _guarded,
     _kafka,
+    kafka_reason,
 )
 
 __all__ = [
@@ -30,6 +32,7 @@ __all__ = [
     "client_config",
     "guarded",
     "kafka",
+    "kafka_reason",
     "wait",
 ]
 
@@ -49,7 +52,7 @@ def add_json(parser: argparse.ArgumentParser) -> None:
 def admin(args: argparse.Namespace) -> tuple[Any, Any]:
     """(the confluent_kafka module, an AdminClient for ``args``)."""
     module = kafka()
-    return module, module.admin.AdminClient(client_config(args))
+    return module, client_log.watch(module.admin.AdminClient(client_config(args)))
 
 
 def wait(module: Any, future: Any, what: str) -> Any:
@@ -58,13 +61,6 @@ def wait(module: Any, future: Any, what: str) -> Any:
     try:
         return future.result(TIMEOUT_S)
     except module.KafkaException as error:
-        raise CommandError(f"{what}: {_reason(error)}", FAILED) from error
+        raise CommandError(f"{what}: {kafka_reason(error)}", FAILED) from error
     except TimeoutError as error:
         raise CommandError(f"{what}: no answer in {TIMEOUT_S:g} s", FAILED) from error
-
-
-def _reason(error: Any) -> str:
-    inner = error.args[0] if error.args else None
-    if inner is not None and hasattr(inner, "str"):
-        return str(inner.str())
-    return str(error)

@@ -24,12 +24,14 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from engine import clock
+from engine.cli import client_log
 from engine.memory.vector import InvalidVector, OffsetVector, Position
 from engine.types import TopicPartition
 
 FAILED = 1
 CANNOT_RUN = 2
-_NEEDS = "this command needs confluent-kafka: pip install 'tidelog[kafka]'"
+_INSTALL = "confluent-kafka: pip install 'tidelog[kafka]'"
+_NEEDS = "this command needs " + _INSTALL
 _TIMEOUT_S = 30.0
 
 
@@ -48,7 +50,7 @@ def add_command(commands: Any) -> None:
         description=(
             "Print the offset vector (docs/memory.md) of TOPICs on any Kafka broker: per "
             "partition the last stable offset now, or with --at the first offset whose "
-            "record's timestamp is after the time. " + _NEEDS + "."
+            "record's timestamp is after the time. Needs " + _INSTALL + "."
         ),
     )
     snapshot.add_argument("topics", nargs="+", metavar="TOPIC")
@@ -69,7 +71,7 @@ def add_command(commands: Any) -> None:
             "Records below a partition's log start are an error (exit 2), never skipped. "
             "Without --until-vector: from --from-beginning, --offset, --from-time, the "
             "--group's committed offsets, else the end, up to the end each partition had at "
-            "the start (--follow: on and on; --max-messages: stop sooner). " + _NEEDS + "."
+            "the start (--follow: on and on; --max-messages: stop sooner). Needs " + _INSTALL + "."
         ),
         epilog=(
             "examples:\n  tidelog consume orders --until-vector @vector.json "
@@ -80,9 +82,22 @@ def add_command(commands: Any) -> None:
     )
     consume.add_argument("topics", nargs="+", metavar="TOPIC")
     _connection(consume)
-    consume.add_argument("--until-vector", metavar="TEXT|@FILE")
-    consume.add_argument("--from-vector", metavar="TEXT|@FILE")
-    consume.add_argument("--format", choices=("json", "text"), default="json")
+    consume.add_argument(
+        "--until-vector",
+        metavar="TEXT|@FILE",
+        help="read exactly the records below this offset vector (JSON, or @file), then exit",
+    )
+    consume.add_argument(
+        "--from-vector",
+        metavar="TEXT|@FILE",
+        help="with --until-vector: start at this offset vector (default: offset 0)",
+    )
+    consume.add_argument(
+        "--format",
+        choices=("json", "text"),
+        default="json",
+        help="json: a record per line, with its position and headers (default); text: the value",
+    )
     consume.add_argument(
         "--timeout",
         type=float,
@@ -94,7 +109,12 @@ def add_command(commands: Any) -> None:
 
 
 def _connection(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--bootstrap-server", required=True, metavar="HOST:PORT")
+    parser.add_argument(
+        "--bootstrap-server",
+        required=True,
+        metavar="HOST:PORT",
+        help="a broker of the cluster: tidelog serve, or any Kafka-compatible one",
+    )
     parser.add_argument(
         "--property",
         action="append",
@@ -113,22 +133,35 @@ def run_consume(args: argparse.Namespace) -> int:
 
 
 def _guarded(command: Any) -> int:
+    client_log.forget()
     try:
         command()
     except CommandError as error:
-        print(f"tidelog: {error}", file=sys.stderr)
+        seen = client_log.last_warning() if error.status == FAILED else None
+        print(f"tidelog: {error}" + (f" ({seen})" if seen else ""), file=sys.stderr)
         return error.status
     return 0
 
 
-def _client_config(args: argparse.Namespace) -> dict[str, str]:
-    config = {"bootstrap.servers": args.bootstrap_server}
+def _client_config(args: argparse.Namespace) -> dict[str, Any]:
+    config: dict[str, Any] = {"bootstrap.servers": args.bootstrap_server}
     for item in args.property:
         key, equals, value = item.partition("=")
         if not equals or not key:
             raise CommandError(f"--property {item!r}: expected KEY=VALUE", CANNOT_RUN)
         config[key] = value
+    if "debug" not in config:  # asked for, librdkafka's own lines go to stderr as they come
+        config["logger"] = client_log.LOGGER
     return config
+
+
+def kafka_reason(error: Any) -> str:
+    """A KafkaException's reason, as its KafkaError words it (not the
+    ``KafkaError{code=...}`` form of its str())."""
+    inner = error.args[0] if error.args else None
+    if inner is not None and hasattr(inner, "str"):
+        return str(inner.str())
+    return str(error)
 
 
 def _kafka() -> Any:
@@ -167,12 +200,13 @@ def read_vector(text: str, flag: str) -> OffsetVector:
         raise CommandError(f"{flag}: {error}", CANNOT_RUN) from error
 
 
-def _partitions(kafka: Any, config: dict[str, str], topics: list[str]) -> list[TopicPartition]:
-    admin = kafka.admin.AdminClient(config)
+def _partitions(kafka: Any, config: dict[str, Any], topics: list[str]) -> list[TopicPartition]:
+    admin = client_log.watch(kafka.admin.AdminClient(config))
     try:
         metadata = admin.list_topics(timeout=_TIMEOUT_S)
     except kafka.KafkaException as error:
-        raise CommandError(f"metadata: {error}", FAILED) from error
+        reason = kafka_reason(error)
+        raise CommandError(f"metadata: {reason}", FAILED) from error
     found: list[TopicPartition] = []
     for topic in topics:
         described = metadata.topics.get(topic)
@@ -183,10 +217,10 @@ def _partitions(kafka: Any, config: dict[str, str], topics: list[str]) -> list[T
 
 
 def _list_offsets(
-    kafka: Any, config: dict[str, str], specs: dict[TopicPartition, Any]
+    kafka: Any, config: dict[str, Any], specs: dict[TopicPartition, Any]
 ) -> dict[TopicPartition, tuple[int, int]]:
     """ListOffsets, read committed: per partition (offset, leader epoch)."""
-    admin = kafka.admin.AdminClient(config)
+    admin = client_log.watch(kafka.admin.AdminClient(config))
     request = {kafka.TopicPartition(tp.topic, tp.partition): spec for tp, spec in specs.items()}
     futures = admin.list_offsets(
         request, isolation_level=kafka.IsolationLevel.READ_COMMITTED, request_timeout=_TIMEOUT_S
@@ -197,7 +231,7 @@ def _list_offsets(
             info = future.result(_TIMEOUT_S)
         except kafka.KafkaException as error:
             raise CommandError(
-                f"ListOffsets {ktp.topic}-{ktp.partition}: {error}", FAILED
+                f"ListOffsets {ktp.topic}-{ktp.partition}: {kafka_reason(error)}", FAILED
             ) from error
         epoch = info.leader_epoch if info.leader_epoch is not None else -1
         out[TopicPartition(ktp.topic, ktp.partition)] = (info.offset, epoch)
@@ -274,7 +308,8 @@ def _check_log_starts(
                 kafka.TopicPartition(tp.topic, tp.partition), timeout=_TIMEOUT_S
             )
         except kafka.KafkaException as error:
-            raise CommandError(f"{tp.topic}-{tp.partition}: {error}", FAILED) from error
+            reason = kafka_reason(error)
+            raise CommandError(f"{tp.topic}-{tp.partition}: {reason}", FAILED) from error
         if start < low:
             raise CommandError(
                 f"{tp.topic}-{tp.partition}: records from {start} were removed (log start {low})",

@@ -23,7 +23,7 @@ They can come from a TOML file (``tidelog serve --config tidelog.toml``)::
     # Several listeners, each with its security protocol (docs/server.md, Security):
     listeners = "PLAINTEXT://127.0.0.1:9092,SASL_SSL://0.0.0.0:9093"
     "advertised.listeners" = "PLAINTEXT://127.0.0.1:9092,SASL_SSL://myhost:9093"
-    "sasl.enabled.mechanisms" = "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512"
+    "sasl.enabled.mechanisms" = "SCRAM-SHA-256,SCRAM-SHA-512,PLAIN"
     "listener.name.sasl_ssl.sasl.enabled.mechanisms" = "SCRAM-SHA-512"   # one listener's
     "ssl.keystore.location" = "/etc/tidelog/server.pem"   # PEM: certificate chain, key
     "ssl.key.password.file" = "/etc/tidelog/key-password"
@@ -66,8 +66,10 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from engine.config import normalize
 from engine.credentials import MECHANISMS
 from engine.engine import EngineConfig
+from engine.errors import InvalidConfig
 from engine.groups.config import GroupConfig
 from engine.server.http_config import DEFAULT_HTTP_PORT, HttpConfig
 from engine.server.http_config import KEYS as HTTP_KEYS
@@ -79,6 +81,7 @@ from engine.server.sasl.oauthbearer import OAUTHBEARER
 from engine.tables.settings import tables_settings
 from engine.transactions.config import TransactionConfig
 from s3stream import StreamStoreConfig
+from wal import Durability
 
 SASL_MECHANISMS = (*MECHANISMS, OAUTHBEARER)
 """What sasl.enabled.mechanisms may name: those with stored credentials,
@@ -366,20 +369,47 @@ def _plain_settings(config: type[Any], skip: tuple[str, ...] = ()) -> dict[str, 
     }
 
 
+_TYPE_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+
+
+def _check_types(table: dict[str, Any], types: dict[str, type]) -> None:
+    """Refuses a value of the wrong TOML type for its setting (an integer
+    serves where a number is asked for): a start with ``upload_bytes =
+    "32MiB"`` would otherwise serve, and fail at its first upload."""
+    for key, value in table.items():
+        wanted = types.get(key)
+        if wanted is None or type(value) is wanted or (wanted is float and type(value) is int):
+            continue
+        raise ValueError(f"{key} must be {_TYPE_NAMES[wanted]}, not {value!r}")
+
+
 _ENGINE_SETTINGS = _plain_settings(EngineConfig, ("auto_create_topics", "default_partitions"))
 """EngineConfig's plain settings (numbers, flags, names) and their types."""
 _NESTED_SETTINGS = {name: _plain_settings(config) for name, config in _NESTED.items()}
 _ENGINE_SETTINGS.update({k: v for nested in _NESTED_SETTINGS.values() for k, v in nested.items()})
-_SERVER_KEYS = {f.name for f in fields(ServerConfig)} | {"listen", "advertised"}
+_SERVER_INTERNAL = {
+    "host",
+    "port",
+    "advertised_host",
+    "advertised_port",
+    "oauthbearer",
+    "listener_sasl_enabled_mechanisms",
+}
+"""ServerConfig fields a file sets by other names: listen, advertised,
+sasl.oauthbearer.* and listener.name.<name>.sasl.enabled.mechanisms."""
+_SERVER_KEYS = {f.name for f in fields(ServerConfig)} - _SERVER_INTERNAL | {"listen", "advertised"}
+_SERVER_TYPES = _plain_settings(ServerConfig)
 _ENGINE_KEYS = {"data_dir", "object_store", "auto_create_topics", "default_partitions"}
 _ENGINE_KEYS |= set(_ENGINE_SETTINGS)
 _STORE_KEYS = {f.name for f in fields(StreamStoreConfig)}
+_STORE_TYPES = {**_plain_settings(StreamStoreConfig), "durability": str}
 
 
 def _registry_settings(table: dict[str, Any]) -> RegistryConfig:
     unknown = set(table) - KEYS
     if unknown:
         raise ValueError(f"unknown keys {sorted(unknown)}")
+    _check_types(table, _plain_settings(RegistryConfig))
     listen = table.pop("listen", None)
     if listen is not None and not isinstance(listen, str):
         raise ValueError("listen must be a string, host:port")
@@ -391,11 +421,19 @@ def _http_settings(table: dict[str, Any]) -> HttpConfig:
     unknown = set(table) - HTTP_KEYS
     if unknown:
         raise ValueError(f"unknown keys {sorted(unknown)}")
+    _check_types(table, _plain_settings(HttpConfig))
     listen = table.pop("listen", None)
     if listen is not None and not isinstance(listen, str):
         raise ValueError("listen must be a string, host:port")
     address = parse_address(listen, default_port=DEFAULT_HTTP_PORT) if listen else None
     return HttpConfig(listen=address, **table)
+
+
+def _durability(value: str) -> Durability:
+    choices = [d.value for d in Durability]
+    if value not in choices:
+        raise ValueError(f"durability must be one of {', '.join(choices)}, not {value!r}")
+    return Durability(value)
 
 
 def load_config_file(path: str | Path) -> FileConfig:
@@ -439,6 +477,7 @@ def load_config_file(path: str | Path) -> FileConfig:
             raise ConfigFileError(f"{path}: unknown keys in [{name}]: {sorted(extra)}")
     server = ServerConfig()
     try:
+        _check_types(server_table, _SERVER_TYPES)
         if "listen" in server_table:
             host, port = parse_address(server_table.pop("listen"))
             server = replace(server, host=host, port=port)
@@ -449,6 +488,9 @@ def load_config_file(path: str | Path) -> FileConfig:
     except (TypeError, ValueError) as error:
         raise ConfigFileError(f"{path}: [server]: {error}") from error
     try:
+        _check_types(store_table, _STORE_TYPES)
+        if "durability" in store_table:
+            store_table["durability"] = _durability(store_table["durability"])
         store = StreamStoreConfig(**store_table)
     except (TypeError, ValueError) as error:
         raise ConfigFileError(f"{path}: [store]: {error}") from error
@@ -461,11 +503,16 @@ def load_config_file(path: str | Path) -> FileConfig:
     except (TypeError, ValueError) as error:
         raise ConfigFileError(f"{path}: [http]: {error}") from error
     topic_defaults = {str(k): str(v) for k, v in document.get("topic_defaults", {}).items()}
+    try:
+        for name, value in topic_defaults.items():
+            normalize(name, value)
+    except InvalidConfig as error:
+        raise ConfigFileError(f"{path}: [topic_defaults]: {error}") from error
     engine = {k: engine_table.pop(k) for k in list(engine_table) if k in _ENGINE_SETTINGS}
-    for name, value in engine.items():
-        wanted = _ENGINE_SETTINGS[name]
-        if type(value) is not wanted and not (wanted is float and type(value) is int):
-            raise ConfigFileError(f"{path}: [engine]: {name} must be a {wanted.__name__}")
+    try:
+        _check_types(engine, _ENGINE_SETTINGS)
+    except ValueError as error:
+        raise ConfigFileError(f"{path}: [engine]: {error}") from error
     for nested, config in _NESTED.items():
         settings = {k: engine.pop(k) for k in list(engine) if k in _NESTED_SETTINGS[nested]}
         if settings:

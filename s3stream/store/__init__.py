@@ -149,7 +149,18 @@ def open_store(url: str) -> ObjectStore:
         return _local(shown, url)
     if parsed.scheme == "s3":
         return _s3(parsed.netloc, unquote(parsed.path), parsed.query)
-    raise ValueError(f"unsupported object store URL {shown!r} (file://, s3://, memory://)")
+    check_scheme(url)
+    raise AssertionError(f"{shown!r}: a scheme check_scheme let through")
+
+
+def check_scheme(url: str) -> None:
+    """ValueError, as open_store says it, for a URL that names no kind of
+    store: a command can refuse it before it opens or makes anything."""
+    scheme = urlparse(url).scheme
+    if scheme and scheme not in ("file", "s3", "memory"):
+        raise ValueError(
+            f"unsupported object store URL {redact_url(url)!r} (file://, s3://, memory://)"
+        )
 
 
 def _local(shown: str, path: str) -> LocalStore:

@@ -82,12 +82,13 @@ def test_embedded_produce_and_consume_are_counted(tmp_path: Path) -> None:
         assert samples["tidelog_object_store_requests_total", (("operation", "get"),)] >= 1
 
 
-def _documented() -> set[str]:
+def _documented() -> dict[str, str]:
+    """Each metric in docs/operations.md's table, with its type."""
     table = DOC.read_text().split("## Metrics", 1)[1].split("### ", 1)[0]
-    return set(re.findall(r"^\| `(tidelog_\w+)` \|", table, re.MULTILINE))
+    return dict(re.findall(r"^\| `(tidelog_\w+)` \| (\w+) \|", table, re.MULTILINE))
 
 
-def test_every_metric_a_server_shows_is_documented_and_every_documented_one_shown(
+def test_every_metric_a_server_shows_is_documented_with_its_type_and_every_one_shown(
     tmp_path: Path,
 ) -> None:
     async def scrape() -> str:
@@ -99,10 +100,13 @@ def test_every_metric_a_server_shows_is_documented_and_every_documented_one_show
             finally:
                 await server.stop()
 
-    families = {f.name for f in text_string_to_metric_families(asyncio.run(scrape()))}
+    documented = _documented()
+    families = text_string_to_metric_families(asyncio.run(scrape()))
     # prometheus-client names a counter's family without "_total"
-    shown = {f if f + "_total" not in _documented() else f + "_total" for f in families}
-    assert shown == _documented()
+    shown = {
+        f.name + "_total" if f.name + "_total" in documented else f.name: f.type for f in families
+    }
+    assert shown == documented
 
 
 @given(st.lists(st.floats(min_value=0, max_value=100, allow_nan=False), max_size=50))

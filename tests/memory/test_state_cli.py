@@ -115,7 +115,16 @@ def test_a_time_without_a_zone_and_an_unknown_topic_are_refused(
 ) -> None:
     with engine.open(tmp_path, config=CONFIG) as e:
         e.create_topic("orders", 1, {"cleanup.policy": "compact"})
-    code, _, err = _state_here(capsys, tmp_path, "orders", "--at", "2026-12-01T09:00:00")
-    assert code == 2 and "no zone" in err
+    # a usage error, found before the store is opened
+    with pytest.raises(SystemExit) as usage:
+        _state_here(capsys, tmp_path, "orders", "--at", "2026-12-01T09:00:00")
+    err = capsys.readouterr().err
+    assert usage.value.code == 2
+    assert "argument --at: the time '2026-12-01T09:00:00' has no zone" in err
+    with pytest.raises(SystemExit):
+        _state_here(capsys, tmp_path, "orders", "--at", "Tuesday")
+    assert "'Tuesday' is neither milliseconds since the epoch nor ISO 8601" in (
+        capsys.readouterr().err
+    )
     code, _, err = _state_here(capsys, tmp_path, "missing", "--at", "0")
     assert code == 2 and "missing" in err

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.cli.main import _build_parser
+from engine.cli.main import _build_parser, main
 from engine.cli.offline import (
     CONFIG_HELP,
     data_dir,
@@ -130,3 +130,51 @@ def test_a_read_that_cannot_run_says_why_and_never_shows_a_secret(
     err = capsys.readouterr().err
     assert err.startswith(f"tidelog x: {redact_url(secret)}: get 'manifest'")
     assert "hunter2" not in err
+
+
+READERS = (
+    ("verify",),
+    ("lookup", "t", "--header", "h", "--value", "v"),
+    ("state", "t", "--at", "0"),
+    ("fork", "t", "f"),
+    ("users", "list"),
+    ("unmask", "list"),
+    ("schemas", "list"),
+    ("schemas", "get", "s"),
+)
+"""Commands that only read a data directory (fork: the parent topic must be in it)."""
+
+
+@pytest.mark.parametrize("command", READERS, ids=[" ".join(c[:2]) for c in READERS])
+def test_a_reader_refuses_a_data_directory_that_is_not_there_and_makes_none(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: tuple[str, ...]
+) -> None:
+    """A mistyped --data-dir would otherwise be made, empty, and read as an
+    empty store: a verify of nothing passes, a list shows no one."""
+    missing = tmp_path / "typo"
+    place = 1 if command[0] in ("users", "unmask", "schemas") else len(command)
+    argv = [*command[:place], "--data-dir", str(missing), *command[place:]]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"tidelog {command[0]}: no "), err
+    assert str(missing) in err
+    assert err.count("\n") == 1
+    assert not missing.exists()
+
+
+def test_a_user_can_be_added_before_the_first_start(tmp_path: Path) -> None:
+    data = tmp_path / "new"
+    password = tmp_path / "password"
+    password.write_text("pw\n")
+    added = ["users", "--data-dir", str(data), "add", "ops", "--password-file", str(password)]
+    assert main([*added, "--mechanism", "PLAIN"]) == 0
+    assert main(["users", "--data-dir", str(data), "list"]) == 0
+
+
+def test_a_head_that_is_not_hex_is_named_as_such(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["verify", "t:0", "--expect-head", "zz", "--data-dir", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == (
+        "tidelog verify: --expect-head 'zz' is not hex: give the head link verify printed\n"
+    )

@@ -27,7 +27,7 @@ from confluent_kafka import TopicPartition as KafkaTopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
 
 from engine.cli.main import _build_parser, main
-from tests.server.conftest import ServerProcess, quiet_librdkafka, start_group_server
+from tests.server.conftest import ServerProcess, free_port, quiet_librdkafka, start_group_server
 
 TIMEOUT = 60.0
 T0 = 1_700_000_000_000
@@ -438,3 +438,29 @@ def test_every_example_in_docs_cli_md_parses() -> None:
     for example in examples:
         argv = shlex.split(example.split(" > ")[0])[1:]
         assert parser.parse_args(argv).run is not None, example
+
+
+@pytest.mark.parametrize(
+    ("command", "waits_on"),
+    [(("topic", "list"), "metadata"), (("snapshot", "t"), "metadata")],
+)
+def test_a_broker_that_is_not_there_is_one_line_saying_why(
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+    command: tuple[str, ...],
+    waits_on: str,
+) -> None:
+    """librdkafka logs each failed connection to stderr itself (``%3|...|FAIL|``,
+    several a second for as long as the command waits): the command keeps
+    them and ends with one line, the client's last word in it."""
+    from engine.cli import wire_admin, wire_replay
+
+    monkeypatch.setattr(wire_admin, "TIMEOUT_S", 2.0)
+    monkeypatch.setattr(wire_replay, "_TIMEOUT_S", 2.0)
+    nobody = f"127.0.0.1:{free_port()}"
+    assert main([*command, "--bootstrap-server", nobody]) == 1
+    err = capfd.readouterr().err
+    assert err.count("\n") == 1, err
+    assert err.startswith(f"tidelog: {waits_on}: Failed to get metadata: "), err
+    assert "KafkaError{" not in err
+    assert f"Connect to ipv4#{nobody} failed: Connection refused" in err

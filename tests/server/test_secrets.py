@@ -121,8 +121,12 @@ def test_a_failing_store_reports_without_the_secret(
         "bad-value": s3_url(moto_endpoint, secret_access_key=SECRET, part_size="many"),
     }[failure]
     result = serve_once(tmp_path, url)
-    assert result.returncode == 1, result.stderr
-    assert "cannot serve" in result.stderr
+    if failure == "bad-scheme":  # refused before the engine opens, as a bad flag
+        assert result.returncode == 2, result.stderr
+        assert "unsupported object store URL 's4://" in result.stderr
+    else:
+        assert result.returncode == 1, result.stderr
+        assert "cannot serve" in result.stderr
     assert_secret_nowhere(result.stdout + result.stderr)
 
 

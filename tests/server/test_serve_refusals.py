@@ -125,3 +125,20 @@ def test_a_port_in_use_is_refused(tmp_path: Path) -> None:
         )
     assert result.returncode == 1
     assert str(port) in _the_one_error(result.stderr)
+
+
+def test_an_object_store_url_of_no_kind_is_a_bad_flag_and_makes_nothing(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    code, stderr = _serve("--data-dir", str(data_dir), "--object-store", "ftp://ops:pw@host/x")
+    assert code == 2  # a bad flag, as docs/server.md says
+    line = _the_one_error(stderr)
+    assert "unsupported object store URL 'ftp://ops:***@host/x' (file://, s3://" in line
+    assert not data_dir.exists()
+
+
+def test_a_data_directory_that_is_a_file_is_named_as_such(tmp_path: Path) -> None:
+    data_file = tmp_path / "data"
+    data_file.write_text("")
+    code, stderr = _serve("--data-dir", str(data_file))
+    assert code == 1
+    assert f"cannot serve: {data_file} is not a directory" in _the_one_error(stderr)

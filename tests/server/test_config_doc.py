@@ -1,0 +1,168 @@
+"""The config file docs/server.md shows is the parser's: every key each
+section takes is there (commented where it has no default), each at its
+default unless it is an example; and a value of the wrong type is refused
+when the file is read, naming its section and key, not at the first use.
+Its table of broker configs, and docs/engine.md's topic configs, are the
+engine's."""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from dataclasses import fields, replace
+from pathlib import Path
+
+import pytest
+
+from engine.broker_config import BROKER_CONFIG_DEFS
+from engine.config import CONFIG_DEFS
+from engine.engine import EngineConfig
+from engine.groups.config import GroupConfig
+from engine.mirror.settings import SECTION_KEYS as MIRROR_KEYS
+from engine.server import config
+from engine.server.config import ConfigFileError, ServerConfig, load_config_file
+from engine.server.http_config import KEYS as HTTP_KEYS
+from engine.server.http_config import HttpConfig
+from engine.server.registry_config import KEYS as REGISTRY_KEYS
+from engine.server.registry_config import RegistryConfig
+from engine.server.sasl.oauth_config import PREFIX as OAUTH_PREFIX
+from engine.server.sasl.oauth_config import OAuthBearerConfig
+from engine.tables.settings import TablesConfig
+from engine.transactions.config import TransactionConfig
+from s3stream import StreamStoreConfig
+from tests import docspec
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "server.md"
+
+
+def _block() -> str:
+    return DOC.read_text().split("```toml\n", 1)[1].split("```", 1)[0]
+
+
+def _documented() -> dict[str, set[str]]:
+    """Each section's keys in the block, commented ones too; [server]'s
+    dotted (Kafka) names as the parser reads them, dots made underscores."""
+    keys: dict[str, set[str]] = defaultdict(set)
+    section = ""
+    for line in _block().splitlines():
+        text = line.lstrip("#").strip()
+        header = re.match(r"^\[([\w.]+)\]", text)
+        if header is not None:
+            section = header.group(1)
+            continue
+        key = re.match(r'^"?([\w.-]+)"?\s*=', text)
+        if key is not None:
+            name = key.group(1)
+            keys[section].add(name.replace(".", "_") if section == "server" else name)
+    return keys
+
+
+def _accepted() -> dict[str, set[str]]:
+    oauth = {OAUTH_PREFIX + f.name for f in fields(OAuthBearerConfig)}
+    return {
+        "server": set(config._SERVER_KEYS) | oauth,
+        "engine": set(config._ENGINE_KEYS),
+        "store": set(config._STORE_KEYS),
+        "http": set(HTTP_KEYS),
+        "schema_registry": set(REGISTRY_KEYS),
+        "mirror": set(MIRROR_KEYS),
+        "tables": {f.name for f in fields(TablesConfig)} - {"properties"},
+        "tables.properties": set(),
+        "topic_defaults": set(),
+    }
+
+
+def test_the_doc_names_every_key_each_section_takes_and_no_other() -> None:
+    documented = _documented()
+    per_listener = {k for k in documented["server"] if config._PER_LISTENER_MECHANISMS.fullmatch(k)}
+    assert per_listener, "listener.name.<name>.sasl.enabled.mechanisms is not shown"
+    documented["server"] -= per_listener
+    documented["topic_defaults"] = set()  # topic configs: docs/engine.md lists them
+    documented["tables.properties"] = set()  # passed to pyiceberg as given
+    accepted = _accepted()
+    assert set(documented) == set(accepted)
+    for section, keys in accepted.items():
+        assert documented[section] == keys, (
+            f"[{section}]: not in the doc {sorted(keys - documented[section])},"
+            f" not taken by the parser {sorted(documented[section] - keys)}"
+        )
+
+
+def test_the_doc_shows_each_setting_at_its_default(tmp_path: Path) -> None:
+    path = tmp_path / "tidelog.toml"
+    path.write_text(_block())
+    loaded = load_config_file(path)
+    # advertised is an example; the listen addresses are the defaults' own.
+    assert loaded.server == replace(ServerConfig(), advertised_host="myhost", advertised_port=9092)
+    assert loaded.store == StreamStoreConfig()
+    assert loaded.engine.pop("groups") == GroupConfig()
+    assert loaded.engine.pop("transactions") == TransactionConfig()
+    assert loaded.engine.pop("tables") == TablesConfig()
+    defaults = EngineConfig()
+    assert loaded.engine == {name: getattr(defaults, name) for name in loaded.engine}
+    # tidelog serve creates topics on first use unless told not to, as Kafka does
+    assert (loaded.auto_create_topics, loaded.default_partitions) == (True, 1)
+    assert replace(loaded.http, listen=None) == HttpConfig()
+    assert replace(loaded.schema_registry, listen=None) == RegistryConfig()
+
+
+@pytest.mark.parametrize(
+    ("table", "refusal"),
+    [
+        ('[store]\nupload_bytes = "32MiB"\n', "[store]: upload_bytes must be an integer"),
+        ("[store]\nupload_bytes = 1.5\n", "[store]: upload_bytes must be an integer"),
+        ('[store]\nupload_interval_s = "2"\n', "[store]: upload_interval_s must be a number"),
+        ('[store]\ndurability = "always"\n', "[store]: durability must be one of fsync"),
+        ("[store]\naccept_data_loss = 1\n", "[store]: accept_data_loss must be true or false"),
+        ('[server]\nnode_id = "1"\n', "[server]: node_id must be an integer"),
+        ('[server]\nmax_request_bytes = "100MB"\n', "[server]: max_request_bytes must be an int"),
+        ("[server]\nlog_format = 1\n", "[server]: log_format must be a string"),
+        ('[http]\nprobe_timeout_s = "2"\n', "[http]: probe_timeout_s must be a number"),
+        ("[engine]\ngroup_max_size = 1.5\n", "[engine]: group_max_size must be an integer"),
+        (
+            '[topic_defaults]\n"retention.ms" = "7d"\n',
+            "[topic_defaults]: invalid value '7d' for config retention.ms: not a valid long",
+        ),
+        ('[topic_defaults]\n"retention" = "1"\n', "config retention: unknown topic config"),
+    ],
+)
+def test_a_value_of_the_wrong_type_is_refused_when_the_file_is_read(
+    tmp_path: Path, table: str, refusal: str
+) -> None:
+    path = tmp_path / "tidelog.toml"
+    path.write_text(table)
+    with pytest.raises(ConfigFileError, match=re.escape(refusal)):
+        load_config_file(path)
+
+
+@pytest.mark.parametrize(
+    "key", ["host", "port", "advertised_host", "oauthbearer", "listener_sasl_enabled_mechanisms"]
+)
+def test_the_fields_a_file_sets_by_other_names_are_unknown_keys(tmp_path: Path, key: str) -> None:
+    path = tmp_path / "tidelog.toml"
+    path.write_text(f"[server]\n{key} = 1\n")
+    with pytest.raises(ConfigFileError, match=rf"unknown keys in \[server\]: \['{key}'\]"):
+        load_config_file(path)
+
+
+def test_the_broker_config_table_is_the_broker_configs() -> None:
+    header = ("broker config", "type", "default", "dynamic", "what it governs")
+    rows = docspec.table("server.md", *header)
+    documented = {row["broker config"].strip("`"): row for row in rows}
+    assert set(documented) == set(BROKER_CONFIG_DEFS)
+    for name, definition in BROKER_CONFIG_DEFS.items():
+        row = documented[name]
+        dynamic = "yes" if definition.dynamic else "no"
+        assert (row["type"], row["default"], row["dynamic"]) == (
+            definition.type.value,
+            definition.default,
+            dynamic,
+        ), name
+        if definition.topic is not None:
+            assert f"`{definition.topic}`" in row["what it governs"], name
+
+
+def test_docs_engine_md_names_every_topic_config() -> None:
+    section = (DOC.parent / "engine.md").read_text().split("## Topic configs", 1)[1]
+    section = section.split("\n## ", 1)[0]
+    assert [name for name in CONFIG_DEFS if f"`{name}`" not in section] == []

@@ -1,0 +1,151 @@
+"""The documents hold together: docs/design/README.md lists every decision
+record by its number, file and own title and status, and every relative
+link in README.md and docs/ reaches a file (and a heading, where it names
+one) that exists."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import re
+import shlex
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DESIGN = ROOT / "docs" / "design"
+
+
+def _records() -> dict[str, tuple[str, str, str]]:
+    """Each record's file: (number, title, status) as the record says them."""
+    found = {}
+    for path in sorted(DESIGN.glob("[0-9][0-9][0-9][0-9]-*.md")):
+        text = path.read_text()
+        heading = re.match(r"# (\d{4}): (.+)\n", text)
+        status = re.search(r"^Status: (.+)$", text, flags=re.MULTILINE)
+        assert heading is not None and status is not None, path.name
+        found[path.name] = (heading.group(1), heading.group(2), status.group(1))
+    return found
+
+
+def test_each_record_is_numbered_as_its_file_is() -> None:
+    for name, (number, _, _) in _records().items():
+        assert name.startswith(number + "-"), f"{name} is headed {number}"
+
+
+def test_the_design_index_lists_every_record_by_its_own_title_and_status() -> None:
+    index = (DESIGN / "README.md").read_text()
+    rows = re.findall(r"^\| (\d{4}) \| \[(.+)\]\(([^)]+)\) \| (.+) \|$", index, flags=re.MULTILINE)
+    listed = {file: (number, title, status) for number, title, file, status in rows}
+    assert listed == _records()
+
+
+def _anchor(heading: str) -> str:
+    """GitHub's anchor of a heading: lower case, punctuation dropped, spaces as hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_every_relative_link_in_the_docs_resolves() -> None:
+    broken = []
+    for document in _documents():
+        for target in re.findall(r"\]\(([^)\s]+)\)", document.read_text()):
+            if re.match(r"[a-z]+:", target):
+                continue
+            path, _, anchor = target.partition("#")
+            linked = (document.parent / path) if path else document
+            if not linked.exists():
+                broken.append(f"{document.relative_to(ROOT)}: {target}")
+            elif anchor and linked.suffix == ".md":
+                headings = re.findall(r"^#+ (.+)$", linked.read_text(), flags=re.MULTILINE)
+                if anchor not in {_anchor(h) for h in headings}:
+                    broken.append(f"{document.relative_to(ROOT)}: {target} (no such heading)")
+    assert broken == []
+
+
+def _blocks(text: str, *languages: str) -> list[str]:
+    """The Markdown's fenced blocks in one of ``languages`` ("" for none named)."""
+    blocks: list[str] = []
+    language, current = "", None
+    for line in text.splitlines():
+        if not line.startswith("```"):
+            if current is not None:
+                current.append(line)
+        elif current is None:
+            language, current = line[3:].strip(), []
+        else:
+            if language in languages:
+                blocks.append("\n".join(current))
+            current = None
+    return blocks
+
+
+def _documents() -> list[Path]:
+    return [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+
+
+def test_every_code_block_is_closed_by_a_bare_fence() -> None:
+    """A fence with text after it does not close its block: the prose after
+    it, and everything to the next fence, renders as code."""
+    bad = []
+    for document in _documents():
+        inside = False
+        for number, line in enumerate(document.read_text().splitlines(), 1):
+            if line.startswith("```"):
+                if inside and line.strip() != "```":
+                    bad.append(f"{document.relative_to(ROOT)}:{number}: {line}")
+                inside = not inside
+        if inside:
+            bad.append(f"{document.relative_to(ROOT)}: a block is never closed")
+    assert bad == []
+
+
+def test_every_config_file_the_docs_show_loads(tmp_path: Path) -> None:
+    from engine.server.config import load_config_file
+
+    path = tmp_path / "tidelog.toml"
+    loaded = 0
+    for document in _documents():
+        for block in _blocks(document.read_text(), "toml"):
+            path.write_text(block)
+            load_config_file(path)  # ConfigFileError names the section and key
+            loaded += 1
+    assert loaded >= 10
+
+
+def test_every_tidelog_command_line_the_docs_show_parses() -> None:
+    """Each ``tidelog ...`` line in a shell block of README.md and docs/
+    names a command and flags that exist, with values of their kind (a
+    synopsis' optional ``[...]`` parts left out)."""
+    from engine.cli.main import _COMMANDS, _build_parser
+
+    checked, refused = 0, []
+    for document in _documents():
+        for block in _blocks(document.read_text(), "", "sh", "bash"):
+            for line in block.replace("\\\n", " ").splitlines():
+                if "tidelog " not in line or line.lstrip().startswith("#"):
+                    continue
+                command = line[line.index("tidelog ") :]
+                command = re.split(r"\s+#|\s[|>]\s|\s&&\s", command)[0]
+                while re.search(r"\[[^\[\]]*\]", command):  # a synopsis' optional parts
+                    command = re.sub(r"\s*\[[^\[\]]*\]", "", command)
+                argv = shlex.split(command)[1:]
+                if argv[0] not in _COMMANDS:
+                    refused.append(f"{document.name}: {command}: no such command")
+                    continue
+                checked += 1
+                try:
+                    with contextlib.redirect_stderr(io.StringIO()) as err:
+                        _build_parser(argv[0]).parse_args(argv)
+                except SystemExit:
+                    refused.append(f"{document.name}: {command}: {err.getvalue().strip()}")
+    assert refused == []
+    assert checked >= 70
+
+
+def test_the_readme_names_every_parameter_of_an_s3_url() -> None:
+    """docs/server.md sends a reader to the README for them."""
+    from s3stream.store import _S3_OPTIONS
+
+    paragraph = (ROOT / "README.md").read_text().split("Object store URLs:", 1)[1]
+    paragraph = paragraph.split("\n\n", 1)[0]
+    named = set(re.findall(r"[`?&](\w+)[`=]", paragraph))
+    assert [name for name in _S3_OPTIONS if name not in named] == []
