@@ -171,6 +171,27 @@ def test_fetch_max_bytes_has_kafkas_lower_bound() -> None:
         ServerConfig(fetch_max_bytes=1023)
 
 
+# -- one Metadata -----------------------------------------------------------------------
+
+
+def test_a_topic_named_many_times_in_metadata_is_answered_once(
+    many_partitions: InProcessServer,
+) -> None:
+    """A Metadata request of 2 KiB naming a 1,000-partition topic a hundred
+    times would be answered with a hundred copies of its 26 KiB entry;
+    Kafka's handleTopicMetadataRequest takes the names as a set."""
+    request = build(
+        request_schema(ApiKey.METADATA, 12),
+        topics=[{"name": TOPIC}] * 100,
+        allow_auto_topic_creation=False,
+    )
+    with Wire(many_partitions.bootstrap) as wire:
+        answer = wire.request(request)
+    assert [t.name for t in answer.topics] == [TOPIC]
+    assert len(answer.topics[0].partitions) == 1000
+    _assert_serves_others(many_partitions)
+
+
 # -- many requests, no answer read ------------------------------------------------------
 
 
