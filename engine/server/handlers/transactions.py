@@ -11,11 +11,11 @@ PRODUCER_FENCED and get INVALID_PRODUCER_EPOCH instead, as from Kafka.
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import Awaitable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from engine.errors import EngineError, error_code
+from engine.linear_regex import InvalidPattern, compile_linear
 from engine.protocol.apis import ApiKey
 from engine.protocol.kafka_code import KafkaCode
 from engine.server import authorize
@@ -415,12 +415,12 @@ def handle_list_transactions(
     compile is INVALID_REGULAR_EXPRESSION, as Kafka answers."""
     known = [_STATE_NAMES[s] for s in request.state_filters if s in _STATE_NAMES]
     unknown = [s for s in request.state_filters if s not in _STATE_NAMES]
-    # Python's syntax agrees with Kafka's (RE2/J) for the usual patterns;
-    # lookarounds and backreferences, which RE2 refuses, are taken here.
+    # RE2, as Kafka's RE2/J: matched against every transactional id, a
+    # pattern must not backtrack (engine/linear_regex.py).
     text = getattr(request, "transactional_id_pattern", None)
     try:
-        pattern = re.compile(text) if text else None
-    except (re.error, RecursionError, OverflowError):
+        pattern = compile_linear(text) if text else None
+    except InvalidPattern:
         return {
             "throttle_time": 0,
             "error_code": KafkaCode.INVALID_REGULAR_EXPRESSION,
