@@ -192,6 +192,40 @@ def test_a_topic_named_many_times_in_metadata_is_answered_once(
     _assert_serves_others(many_partitions)
 
 
+@pytest.mark.parametrize(
+    ("key", "version", "values", "answered"),
+    [
+        pytest.param(
+            ApiKey.DESCRIBE_GROUPS, 5, {"groups": ["g"] * 100}, "groups", id="DescribeGroups"
+        ),
+        pytest.param(
+            ApiKey.CONSUMER_GROUP_DESCRIBE,
+            1,
+            {"group_ids": ["g"] * 100},
+            "groups",
+            id="ConsumerGroupDescribe",
+        ),
+        pytest.param(
+            ApiKey.OFFSET_FETCH,
+            8,
+            {"groups": [{"group_id": "g", "topics": None}] * 100},
+            "groups",
+            id="OffsetFetch-every-offset",
+        ),
+    ],
+)
+def test_a_group_named_many_times_is_described_once(
+    small_fetch_max: InProcessServer, key: ApiKey, version: int, values: Any, answered: str
+) -> None:
+    """An answer about a group is as large as the group (its members'
+    metadata and assignments, every offset it committed): a group named a
+    hundred times in one request is answered once, not a hundred times."""
+    with Wire(small_fetch_max.bootstrap) as wire:
+        answer = wire.request(build(request_schema(key, version), **values))
+    assert [g.group_id for g in getattr(answer, answered)] == ["g"]
+    _assert_serves_others(small_fetch_max)
+
+
 # -- many requests, no answer read ------------------------------------------------------
 
 
