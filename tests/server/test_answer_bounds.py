@@ -33,6 +33,7 @@ KiB = 1024
 MiB = 1024 * KiB
 INT32_MAX = 2**31 - 1
 INVALID_RECORD = 87
+UNKNOWN_TOPIC_OR_PARTITION = 3
 TOPIC = "t"
 BATCHES = 256
 BATCH = native.encode_batch([RecordSpec(1_700_000_000_000, None, b"v" * (8 * KiB - 100), ())])
@@ -223,6 +224,31 @@ def test_a_group_named_many_times_is_described_once(
     with Wire(small_fetch_max.bootstrap) as wire:
         answer = wire.request(build(request_schema(key, version), **values))
     assert [g.group_id for g in getattr(answer, answered)] == ["g"]
+    _assert_serves_others(small_fetch_max)
+
+
+def test_a_config_resource_named_many_times_is_described_once(
+    small_fetch_max: InProcessServer,
+) -> None:
+    """A topic's description is some fifty entries: a DescribeConfigs naming
+    it a hundred times is answered once for it; with the other resources it
+    names (more than the event loop describes itself), in order."""
+    others = [f"missing-{i}" for i in range(20)]
+    names = [TOPIC] * 100 + others + others
+    request = build(
+        request_schema(ApiKey.DESCRIBE_CONFIGS, 4),
+        resources=[
+            {"resource_type": 2, "resource_name": name, "configuration_keys": None}
+            for name in names
+        ],
+        include_synonyms=True,
+        include_documentation=True,
+    )
+    with Wire(small_fetch_max.bootstrap) as wire:
+        answer = wire.request(request)
+    assert [r.resource_name for r in answer.results] == [TOPIC, *others]
+    assert answer.results[0].error_code == 0 and answer.results[0].configs
+    assert {r.error_code for r in answer.results[1:]} == {UNKNOWN_TOPIC_OR_PARTITION}
     _assert_serves_others(small_fetch_max)
 
 
