@@ -512,7 +512,8 @@ class Connection(asyncio.BufferedProtocol):
         if inspect.isawaitable(result):
             result = asyncio.ensure_future(result)
         seconds = self.server.now() - started if timed else 0.0
-        self._queue(header, result, size, seconds, started, max(answer_bytes - size, 0))
+        answer = max(answer_bytes - size, 0)
+        self._queue(_Pending(header, result, size, seconds, started, answer))
 
     def _raw_token(self, authentication: Authentication, frame: bytearray) -> None:
         """A SASL token after a SaslHandshake v0: a bare size-prefixed frame
@@ -528,19 +529,11 @@ class Connection(asyncio.BufferedProtocol):
             return
         self._write([len(result.challenge).to_bytes(4, "big"), result.challenge])
 
-    def _queue(
-        self,
-        header: RequestHeader,
-        result: Any,
-        size: int,
-        seconds: float,
-        read: float,
-        answer: int = 0,
-    ) -> None:
-        self.inflight_bytes += size
-        self.server.inflight_bytes += size
-        self.answer_bytes += answer
-        pending = _Pending(header, result, size, seconds, read, answer)
+    def _queue(self, pending: _Pending) -> None:
+        result = pending.result
+        self.inflight_bytes += pending.size
+        self.server.inflight_bytes += pending.size
+        self.answer_bytes += pending.answer
         self._pending.append(pending)
         self._idle.clear()
         if isinstance(result, asyncio.Future):

@@ -27,7 +27,7 @@ from engine.protocol.apis import ApiKey, request_schema
 from engine.server.config import ServerConfig
 from native import RecordSpec
 from tests.server.in_process import InProcessServer
-from tests.server.wire import Wire, build, encode_request
+from tests.server.wire import Wire, build, encode_request, fetch_from_start
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -68,23 +68,7 @@ def many_partitions(tmp_path: Path) -> Iterator[InProcessServer]:
 
 
 def _fetch(max_bytes: int, repeats: int = 1) -> Any:
-    partition = {
-        "partition": 0,
-        "current_leader_epoch": -1,
-        "fetch_offset": 0,
-        "last_fetched_epoch": -1,
-        "log_start_offset": -1,
-        "partition_max_bytes": max_bytes,
-    }
-    return build(
-        request_schema(ApiKey.FETCH, 12),
-        replica_id=-1,
-        max_wait=datetime.timedelta(0),
-        min_bytes=0,
-        max_bytes=max_bytes,
-        session_epoch=-1,
-        topics=[{"topic": TOPIC, "partitions": [partition] * repeats}],
-    )
+    return fetch_from_start(TOPIC, 12, max_bytes=max_bytes, repeats=repeats)
 
 
 def _records_bytes(answer: Any) -> int:

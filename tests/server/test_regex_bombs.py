@@ -75,6 +75,18 @@ def _heartbeat(wire: Wire, member_id: str, epoch: int, regex: str, owned: list[A
     )
 
 
+def _list_transactions(wire: Wire, pattern: str) -> Any:
+    return wire.request(
+        build(
+            request_schema(ApiKey.LIST_TRANSACTIONS, 2),
+            state_filters=[],
+            producer_id_filters=[],
+            duration_filter=-1,
+            transactional_id_pattern=pattern,
+        )
+    )
+
+
 def test_a_subscription_regex_is_resolved_in_linear_time(server: ServerProcess) -> None:
     """A member subscribing to ``(a+)+b|<its topic>`` while a topic of 64
     ``a`` exists: the group resolves the regex against every topic, and the
@@ -108,15 +120,7 @@ def test_a_transactional_id_pattern_is_matched_in_linear_time(server: ServerProc
             )
         )
         assert initiated.error_code == KafkaCode.NONE
-        listed = wire.request(
-            build(
-                request_schema(ApiKey.LIST_TRANSACTIONS, 2),
-                state_filters=[],
-                producer_id_filters=[],
-                duration_filter=-1,
-                transactional_id_pattern=BOMB,
-            )
-        )
+        listed = _list_transactions(wire, BOMB)
     assert listed.error_code == KafkaCode.NONE
     assert listed.transaction_states == ()
     _create_topics(server, VICTIM)
@@ -131,15 +135,7 @@ def test_a_pattern_linear_matching_cannot_take_is_refused(
     compile in RE2/J either: INVALID_REGULAR_EXPRESSION, as Kafka answers,
     for the pattern and the subscription alike."""
     with Wire(server.bootstrap, timeout=10) as wire:
-        listed = wire.request(
-            build(
-                request_schema(ApiKey.LIST_TRANSACTIONS, 2),
-                state_filters=[],
-                producer_id_filters=[],
-                duration_filter=-1,
-                transactional_id_pattern=pattern,
-            )
-        )
+        listed = _list_transactions(wire, pattern)
         assert listed.error_code == KafkaCode.INVALID_REGULAR_EXPRESSION
         answer = _heartbeat(wire, uuid.uuid4().hex, 0, pattern, [])
         assert answer.error_code == KafkaCode.INVALID_REGULAR_EXPRESSION
