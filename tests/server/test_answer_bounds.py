@@ -211,6 +211,26 @@ def test_a_group_named_many_times_is_described_once(
     _assert_serves_others(small_fetch_max)
 
 
+def test_a_transaction_or_partition_named_many_times_is_described_once(
+    small_fetch_max: InProcessServer,
+) -> None:
+    """A transaction's answer lists its partitions, a partition's every
+    producer that wrote to it: each is described once per request."""
+    describe_transactions = build(
+        request_schema(ApiKey.DESCRIBE_TRANSACTIONS, 0), transactional_ids=["x"] * 100
+    )
+    describe_producers = build(
+        request_schema(ApiKey.DESCRIBE_PRODUCERS, 0),
+        topics=[{"name": TOPIC, "partition_indexes": [0] * 100}] * 2,
+    )
+    with Wire(small_fetch_max.bootstrap) as wire:
+        states = wire.request(describe_transactions).transaction_states
+        topics = wire.request(describe_producers).topics
+    assert [s.transactional_id for s in states] == ["x"]
+    assert [(t.name, [p.partition_index for p in t.partitions]) for t in topics] == [(TOPIC, [0])]
+    _assert_serves_others(small_fetch_max)
+
+
 def test_a_config_resource_named_many_times_is_described_once(
     small_fetch_max: InProcessServer,
 ) -> None:
