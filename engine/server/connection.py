@@ -308,6 +308,12 @@ class Connection(asyncio.BufferedProtocol):
             else:
                 self._check_budgets()
             return
+        if self._held:
+            # Bytes handed on while requests are held back (a TLS
+            # connection's first bytes are fed in, not read): after them.
+            self._held += self.server.read_buffer[:nbytes]
+            self._schedule_held()
+            return
         self._read(memoryview(self.server.read_buffer)[:nbytes])
 
     def _read(self, data: memoryview) -> None:
@@ -710,10 +716,14 @@ class Connection(asyncio.BufferedProtocol):
             return
         if not self._held:
             self.transport.resume_reading()
-        elif self._held_reading is None:
-            # What was held is handled first, on the loop's next turn (not
-            # inside the write or release that ended the pause); the socket
-            # is read again only once it is all handled.
+        else:
+            self._schedule_held()
+
+    def _schedule_held(self) -> None:
+        """Has what was held handled on the loop's next turn (not inside the
+        write or release that ended the pause), unless still paused; the
+        socket is read again only once it is all handled."""
+        if not self._pauses and self._held_reading is None:
             self._held_reading = asyncio.get_running_loop().call_soon(self._read_held)
 
     def _throttle(self, pending: _Pending, result: Any, parts: Parts) -> Parts:
