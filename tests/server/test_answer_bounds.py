@@ -34,6 +34,7 @@ MiB = 1024 * KiB
 INT32_MAX = 2**31 - 1
 INVALID_RECORD = 87
 UNKNOWN_TOPIC_OR_PARTITION = 3
+INVALID_REQUEST = 42
 TOPIC = "t"
 BATCHES = 256
 BATCH = native.encode_batch([RecordSpec(1_700_000_000_000, None, b"v" * (8 * KiB - 100), ())])
@@ -228,6 +229,37 @@ def test_a_transaction_or_partition_named_many_times_is_described_once(
         topics = wire.request(describe_producers).topics
     assert [s.transactional_id for s in states] == ["x"]
     assert [(t.name, [p.partition_index for p in t.partitions]) for t in topics] == [(TOPIC, [0])]
+    _assert_serves_others(small_fetch_max)
+
+
+def test_a_partition_named_twice_in_list_offsets_is_invalid_request(
+    small_fetch_max: InProcessServer,
+) -> None:
+    """Kafka answers every entry of a partition a ListOffsets names twice
+    INVALID_REQUEST, and looks none up: a lookup by time reads the log, and
+    a request could name one partition a hundred thousand times."""
+    by_time = {"partition_index": 0, "current_leader_epoch": -1, "timestamp": 0}
+    request = build(
+        request_schema(ApiKey.LIST_OFFSETS, 7),
+        replica_id=-1,
+        isolation_level=0,
+        topics=[
+            {"name": TOPIC, "partitions": [by_time] * 3},
+            {"name": TOPIC, "partitions": [by_time]},
+        ],
+    )
+    once = build(
+        request_schema(ApiKey.LIST_OFFSETS, 7),
+        replica_id=-1,
+        isolation_level=0,
+        topics=[{"name": TOPIC, "partitions": [by_time]}],
+    )
+    with Wire(small_fetch_max.bootstrap) as wire:
+        answer = wire.request(request)
+        alone = wire.request(once).topics[0].partitions[0]
+    codes = [p.error_code for t in answer.topics for p in t.partitions]
+    assert codes == [INVALID_REQUEST] * 4
+    assert (alone.error_code, alone.offset) == (0, 0)
     _assert_serves_others(small_fetch_max)
 
 
