@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime
 import socket
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ from engine.protocol.apis import ApiKey, request_schema
 from engine.server.config import ServerConfig
 from native import RecordSpec
 from tests.server.in_process import InProcessServer
-from tests.server.wire import Wire, build, encode_request, fetch_from_start
+from tests.server.wire import Wire, build, encode_request, fetch_from_start, response_schema_for
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -261,6 +262,47 @@ def test_a_partition_named_twice_in_list_offsets_is_invalid_request(
     assert codes == [INVALID_REQUEST] * 4
     assert (alone.error_code, alone.offset) == (0, 0)
     _assert_serves_others(small_fetch_max)
+
+
+def test_config_changes_are_made_off_the_event_loop(
+    small_fetch_max: InProcessServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each resource an AlterConfigs or IncrementalAlterConfigs changes is a
+    durable write (a group's waits for it): a request naming thousands of
+    topics held the event loop for seconds. While a change is held up
+    here, another connection is still answered."""
+    opened = small_fetch_max.server.engine
+    holding = threading.Event()
+    release = threading.Event()
+    alter_configs = opened.alter_configs
+
+    def held_up(*args: Any, **kwargs: Any) -> Any:
+        holding.set()
+        release.wait(30)
+        return alter_configs(*args, **kwargs)
+
+    monkeypatch.setattr(opened, "alter_configs", held_up)
+    request = build(
+        request_schema(ApiKey.INCREMENTAL_ALTER_CONFIGS, 1),
+        resources=[
+            {
+                "resource_type": 2,
+                "resource_name": TOPIC,
+                "configs": [{"name": "retention.ms", "config_operation": 0, "value": "86400000"}],
+            }
+        ],
+        validate_only=False,
+    )
+    with Wire(small_fetch_max.bootstrap) as wire:
+        correlation_id = wire.send(request)
+        try:
+            assert holding.wait(10)
+            _assert_serves_others(small_fetch_max)
+        finally:
+            release.set()
+        answered, answer = wire.receive(response_schema_for(request))
+    assert answered == correlation_id
+    assert [r.error_code for r in answer.responses] == [0]
 
 
 def test_a_config_resource_named_many_times_is_described_once(
