@@ -459,8 +459,7 @@ class Connection(asyncio.BufferedProtocol):
         server = self.server
         # A connection with nothing to answer keeps reading its one request
         # (at most max_request_bytes): stopping it would wait for nothing.
-        held = self.inflight_bytes + self.answer_bytes + len(self._held)
-        if self._pending and held > config.max_connection_inflight_bytes:
+        if self._pending and self._budget_used > config.max_connection_inflight_bytes:
             self._pause("inflight")
         if server.inflight_bytes > config.max_inflight_bytes:
             if server.finishing is None and self.finishes_request:
@@ -473,6 +472,13 @@ class Connection(asyncio.BufferedProtocol):
                 server.paused.add(self)
                 if self._body is not None:
                     server.stalled.add(self)
+
+    @property
+    def _budget_used(self) -> int:
+        """What counts against max_connection_inflight_bytes: requests read
+        and unanswered (or being read), what their answers may carry beyond
+        them, and what is held back unread."""
+        return self.inflight_bytes + self.answer_bytes + len(self._held)
 
     @property
     def finishes_request(self) -> bool:
@@ -687,8 +693,7 @@ class Connection(asyncio.BufferedProtocol):
         server.inflight_bytes -= pending.size
         self.answer_bytes -= pending.answer
         limit = server.config.max_connection_inflight_bytes
-        held = self.inflight_bytes + self.answer_bytes + len(self._held)
-        if not self._pending or held <= limit // 2:
+        if not self._pending or self._budget_used <= limit // 2:
             self._resume("inflight")
         server.maybe_resume()
         if server.finishing is None and self in server.stalled and self.finishes_request:
