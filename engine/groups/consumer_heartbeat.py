@@ -4,7 +4,6 @@ Kafka's checks of a request as a whole (before any group is looked at)."""
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections.abc import Callable, Collection, Mapping, Sequence, Set
 from typing import NamedTuple
@@ -13,6 +12,7 @@ from engine.groups.assignors import TopicId
 from engine.groups.config import GroupConfig
 from engine.groups.consumer_member import ConsumerMember, Partitions, member_facts
 from engine.groups.topic_subscriptions import compile_regex
+from engine.linear_regex import InvalidPattern
 from engine.protocol.kafka_code import KafkaCode
 from engine.topic_id import uuid_text
 
@@ -118,7 +118,7 @@ def validate(request: Heartbeat, config: GroupConfig, member_id_required: bool) 
     if request.subscribed_topic_regex:
         try:
             compile_regex(request.subscribed_topic_regex)
-        except (re.error, RecursionError, OverflowError) as error:
+        except InvalidPattern as error:
             raise Refused(
                 KafkaCode.INVALID_REGULAR_EXPRESSION,
                 f"SubscribedTopicRegex {request.subscribed_topic_regex!r} is not a valid "

@@ -14,13 +14,13 @@ deleted since the last one, and after the refresh interval in any case."""
 from __future__ import annotations
 
 import functools
-import re
 from collections.abc import Callable, Collection, Iterable, Mapping, Set
 from typing import NamedTuple
 
 from engine.groups.assignors import TopicId
 from engine.groups.config import GroupConfig
 from engine.groups.consumer_member import ConsumerMember
+from engine.linear_regex import InvalidPattern, LinearPattern, compile_linear
 
 
 class TopicInfo(NamedTuple):
@@ -29,8 +29,10 @@ class TopicInfo(NamedTuple):
 
 
 @functools.lru_cache(maxsize=256)
-def compile_regex(regex: str) -> re.Pattern[str]:
-    return re.compile(regex)
+def compile_regex(regex: str) -> LinearPattern:
+    """Compiled as Kafka compiles it, by RE2 (engine/linear_regex.py):
+    matched against every topic name, it must not backtrack."""
+    return compile_linear(regex)
 
 
 @functools.lru_cache(maxsize=65536)
@@ -40,7 +42,7 @@ def matches(regex: str, topic: str) -> bool:
     the topics or the subscriptions change."""
     try:
         return compile_regex(regex).fullmatch(topic) is not None
-    except (re.error, RecursionError, OverflowError):
+    except InvalidPattern:
         return False
 
 

@@ -77,3 +77,30 @@ def _count(cursor: Cursor, flexible: bool) -> int:
     if count > len(cursor.data) - cursor.offset:
         raise MalformedRequest(f"an array of {count} elements in a shorter request")
     return count
+
+
+_LOG_OVERHEAD = 12
+"""A batch's base offset and length, before the bytes its length counts."""
+_BATCH_LENGTH_AT = 8
+
+
+def holds_a_second_batch(records: memoryview) -> bool:
+    """Whether a partition's record data holds a whole batch after its
+    first, as Kafka's MemoryRecords iterator frames them (each batch is
+    base offset, length, then that many bytes; a shorter tail is not a
+    batch, and is left for validation to refuse). Produce v3 and later may
+    carry exactly one batch per partition (Kafka's
+    ProduceRequest.validateRecords)."""
+    first = _batch_size(records, 0)
+    if first is None:
+        return False
+    return _batch_size(records, first) is not None
+
+
+def _batch_size(records: memoryview, at: int) -> int | None:
+    """The size of the whole batch at ``at``, or None if none is there."""
+    if len(records) - at < _LOG_OVERHEAD:
+        return None
+    length = int.from_bytes(records[at + _BATCH_LENGTH_AT : at + _LOG_OVERHEAD], "big", signed=True)
+    size = _LOG_OVERHEAD + length
+    return size if length >= 0 and len(records) - at >= size else None

@@ -16,6 +16,7 @@ They can come from a TOML file (``tidelog serve --config tidelog.toml``)::
     "connections.partial.request.timeout.ms" = 30000
     "max.incremental.fetch.session.cache.slots" = 1000   # 0: no fetch sessions
     max_incremental_fetch_session_partitions = 10000
+    "fetch.max.bytes" = 57671680      # the most record data one Fetch answer carries
     authorizer = "acl"                # Kafka's authorizer.class.name; "" (default): none
     "super.users" = ["User:admin"]
     "allow.everyone.if.no.acl.found" = false
@@ -112,6 +113,10 @@ def parse_address(text: str, *, default_port: int = 9092) -> tuple[str, int]:
     return host, number
 
 
+_FETCH_MAX_BYTES_LEAST = 1024
+"""Kafka's lower bound of fetch.max.bytes."""
+
+
 @dataclass(frozen=True)
 class ServerConfig:
     host: str = "127.0.0.1"
@@ -145,6 +150,12 @@ class ServerConfig:
     """How long after its SASL_AUTHENTICATION_FAILED answer a connection is
     closed (Kafka's connection.failed.authentication.delay.ms), unless the
     client closes it first: the answer arrives before the close."""
+    fetch_max_bytes: int = 55 * 1024 * 1024
+    """The most record data one Fetch response carries, whatever larger
+    max_bytes the request asks for (Kafka's fetch.max.bytes, its default; as
+    there, the first batch of the first partition with data goes whole even
+    when larger). A request's max_bytes is the peer's claim, and the server
+    builds the response before a byte of it is read."""
     max_incremental_fetch_session_cache_slots: int = 1000
     """Incremental fetch sessions (KIP-227) held at once, Kafka's
     max.incremental.fetch.session.cache.slots; 0 turns sessions off, and
@@ -278,6 +289,11 @@ class ServerConfig:
             if type(value) is not int or value < 0:
                 kafka_name = name.replace("_", ".")
                 raise ValueError(f"{kafka_name} must be an integer of 0 or more, not {value!r}")
+        if type(self.fetch_max_bytes) is not int or self.fetch_max_bytes < _FETCH_MAX_BYTES_LEAST:
+            raise ValueError(
+                f"fetch.max.bytes must be an integer of {_FETCH_MAX_BYTES_LEAST} or more,"
+                f" not {self.fetch_max_bytes!r}"
+            )
 
     @property
     def effective_listeners(self) -> tuple[Listener, ...]:

@@ -79,6 +79,10 @@ _GROWTH_STEP = 256 * 1024
 _GROWTH_MAX = 8 * 1024 * 1024
 """Growth doubles what was received up to this step, so a slow sender of a
 large request costs a bounded number of reallocations."""
+_CORKED_MAX = 256 * 1024
+"""Answers gathered during one read go to the socket once they pass this:
+a client that does not read its answers is then seen (the transport's
+write buffer fills) before the rest of what it sent is handled."""
 _NO_BYTES = b"\0\0\0\0"
 _SIZE_BYTES = 4
 """A request's size prefix."""
@@ -87,14 +91,23 @@ _SIZE_BYTES = 4
 class _Pending:
     """A request whose response has not been written yet."""
 
-    __slots__ = ("header", "read", "result", "seconds", "size")
+    __slots__ = ("answer", "header", "read", "result", "seconds", "size")
 
     def __init__(
-        self, header: RequestHeader, result: Any, size: int, seconds: float, read: float
+        self,
+        header: RequestHeader,
+        result: Any,
+        size: int,
+        seconds: float,
+        read: float,
+        answer: int = 0,
     ) -> None:
         self.header = header
         self.result = result
         self.size = size
+        self.answer = answer
+        """What its answer may carry beyond ``size`` (a Fetch's records),
+        counted against the connection's budget only."""
         self.seconds = seconds
         """The event loop's time spent on it so far (the request quota)."""
         self.read = read
@@ -113,14 +126,18 @@ class Connection(asyncio.BufferedProtocol):
         "_expect_large",
         "_fd",
         "_head",
+        "_held",
+        "_held_reading",
         "_idle",
         "_outgoing",
+        "_outgoing_bytes",
         "_pauses",
         "_pending",
         "_throttled",
         "_tls",
         "_writer",
         "admitted",
+        "answer_bytes",
         "authentication",
         "closed",
         "identity",
@@ -163,7 +180,15 @@ class Connection(asyncio.BufferedProtocol):
         self._corked = False
         """While set, responses are gathered in ``_outgoing`` (see _write)."""
         self._outgoing: Parts = []
+        self._outgoing_bytes = 0
         self.inflight_bytes = 0
+        self.answer_bytes = 0
+        """What the answers in flight may carry beyond their requests' own
+        bytes (see _Pending.answer), counted against this connection's budget."""
+        self._held = b""
+        """Requests read while the connection was paused, not handled yet
+        (at most one read's worth: see _read_frames)."""
+        self._held_reading: asyncio.Handle | None = None
         self._pauses: set[str] = set()
         self._throttled: tuple[float, asyncio.TimerHandle] | None = None
         """When a quota's throttle ends, and the timer that resumes reading then."""
@@ -242,8 +267,11 @@ class Connection(asyncio.BufferedProtocol):
         for pending in self._pending:
             if isinstance(pending.result, asyncio.Future):
                 pending.result.cancel()
-            self._release(pending.size)
+            self._release(pending)
         self._pending.clear()
+        self._held = b""
+        if self._held_reading is not None:
+            self._held_reading.cancel()
         if self._body is not None:
             self._count(-len(self._body))
             self._body = None
@@ -280,12 +308,22 @@ class Connection(asyncio.BufferedProtocol):
             else:
                 self._check_budgets()
             return
+        if self._held:
+            # Bytes handed on while requests are held back (a TLS
+            # connection's first bytes are fed in, not read): after them.
+            self._held += self.server.read_buffer[:nbytes]
+            self._schedule_held()
+            return
+        self._read(memoryview(self.server.read_buffer)[:nbytes])
+
+    def _read(self, data: memoryview) -> None:
+        """Handles bytes read through the shared buffer, or held back."""
         if self._draining:  # cannot happen: reads are never nested
             raise RuntimeError("nested read on one connection")
         self._draining = True
         self._corked = True
         try:
-            self._read_frames(memoryview(self.server.read_buffer)[:nbytes])
+            self._read_frames(data)
         finally:
             self._draining = False
             self._corked = False
@@ -311,6 +349,12 @@ class Connection(asyncio.BufferedProtocol):
             limit = min(limit, SASL_MAX_RECEIVE_BYTES)
         while position < end and not self.closed:
             body = self._body
+            if self._pauses and body is None and not self._head:
+                # Paused by a request this read brought (its answer may not
+                # fit the budget, or the client reads no answers): the
+                # requests after it wait, as the socket's unread ones do.
+                self._hold(data[position:end])
+                return
             if body is not None:
                 take = min(self._body_size - self._body_filled, end - position)
                 filled = self._body_filled
@@ -345,6 +389,21 @@ class Connection(asyncio.BufferedProtocol):
                 continue
             self._start_body(size, data[position:end])
             return
+
+    def _hold(self, rest: memoryview) -> None:
+        """Keeps what a paused connection read past its last handled
+        request, to be handled before anything more is read (_read_held)."""
+        self._held = bytes(rest)
+
+    def _read_held(self) -> None:
+        self._held_reading = None
+        if self._pauses or self.closed:
+            return  # paused again: its next resume comes back here
+        held, self._held = self._held, b""
+        self._read(memoryview(held))
+        if not self._pauses and not self._held and not self.closed:
+            assert self.transport is not None
+            self.transport.resume_reading()
 
     def _start_body(self, size: int, first: memoryview) -> None:
         capacity = min(size, len(first) + max(self._socket_holds(), _DIRECT_READ_MIN))
@@ -400,7 +459,7 @@ class Connection(asyncio.BufferedProtocol):
         server = self.server
         # A connection with nothing to answer keeps reading its one request
         # (at most max_request_bytes): stopping it would wait for nothing.
-        if self._pending and self.inflight_bytes > config.max_connection_inflight_bytes:
+        if self._pending and self._budget_used > config.max_connection_inflight_bytes:
             self._pause("inflight")
         if server.inflight_bytes > config.max_inflight_bytes:
             if server.finishing is None and self.finishes_request:
@@ -413,6 +472,13 @@ class Connection(asyncio.BufferedProtocol):
                 server.paused.add(self)
                 if self._body is not None:
                     server.stalled.add(self)
+
+    @property
+    def _budget_used(self) -> int:
+        """What counts against max_connection_inflight_bytes: requests read
+        and unanswered (or being read), what their answers may carry beyond
+        them, and what is held back unread."""
+        return self.inflight_bytes + self.answer_bytes + len(self._held)
 
     @property
     def finishes_request(self) -> bool:
@@ -445,7 +511,7 @@ class Connection(asyncio.BufferedProtocol):
         timed = self.server.quotas.active  # the request quota counts the loop's time
         started = self.server.now()
         try:
-            header, result = dispatch(
+            header, result, answer_bytes = dispatch(
                 self.server.state, header, memoryview(frame), self.identity, authentication
             )
         except ProtocolError as error:
@@ -457,7 +523,9 @@ class Connection(asyncio.BufferedProtocol):
             return
         if inspect.isawaitable(result):
             result = asyncio.ensure_future(result)
-        self._queue(header, result, size, self.server.now() - started if timed else 0.0, started)
+        seconds = self.server.now() - started if timed else 0.0
+        answer = max(answer_bytes - size, 0)
+        self._queue(_Pending(header, result, size, seconds, started, answer))
 
     def _raw_token(self, authentication: Authentication, frame: bytearray) -> None:
         """A SASL token after a SaslHandshake v0: a bare size-prefixed frame
@@ -473,12 +541,11 @@ class Connection(asyncio.BufferedProtocol):
             return
         self._write([len(result.challenge).to_bytes(4, "big"), result.challenge])
 
-    def _queue(
-        self, header: RequestHeader, result: Any, size: int, seconds: float, read: float
-    ) -> None:
-        self.inflight_bytes += size
-        self.server.inflight_bytes += size
-        pending = _Pending(header, result, size, seconds, read)
+    def _queue(self, pending: _Pending) -> None:
+        result = pending.result
+        self.inflight_bytes += pending.size
+        self.server.inflight_bytes += pending.size
+        self.answer_bytes += pending.answer
         self._pending.append(pending)
         self._idle.clear()
         if isinstance(result, asyncio.Future):
@@ -539,7 +606,7 @@ class Connection(asyncio.BufferedProtocol):
                         pending.seconds += self.server.now() - encoding
                         parts = self._throttle(pending, result, parts)
                 except Exception as error:  # a handler bug: this client goes, the server stays
-                    self._release(pending.size)
+                    self._release(pending)
                     log.exception("%s: API key %d: no response", self.peer, pending.header.api_key)
                     self.abort(error)
                     return
@@ -553,7 +620,7 @@ class Connection(asyncio.BufferedProtocol):
                 )
             elif self.server.quotas.active:  # acks=0: no answer, but the bytes count
                 self._throttle(pending, None, [])
-            self._release(pending.size)
+            self._release(pending)
             authentication = self.authentication
             if authentication is not None and authentication.close_after_answer:
                 # A failed SASL exchange: its answer goes out, then the
@@ -584,10 +651,12 @@ class Connection(asyncio.BufferedProtocol):
         hundreds of one-partition Produce requests in flight to a topic of
         thousands of partitions, and a socket write per answer cost the
         event loop more than the answer itself."""
-        self.server.stats.bytes_out += sum(len(part) for part in parts)
+        size = sum(len(part) for part in parts)
+        self.server.stats.bytes_out += size
         self.last_active = self.server.now()
         self._outgoing.extend(parts)
-        if not self._corked:
+        self._outgoing_bytes += size
+        if not self._corked or self._outgoing_bytes >= _CORKED_MAX:
             self._flush()
 
     def _flush(self) -> None:
@@ -596,6 +665,7 @@ class Connection(asyncio.BufferedProtocol):
         if not parts:
             return
         self._outgoing = []
+        self._outgoing_bytes = 0
         transport = self.transport
         assert transport is not None
         self.server.stats.writes += 1
@@ -617,12 +687,13 @@ class Connection(asyncio.BufferedProtocol):
         if self._writer is not None:
             self._writer.flush()
 
-    def _release(self, size: int) -> None:
+    def _release(self, pending: _Pending) -> None:
         server = self.server
-        self.inflight_bytes -= size
-        server.inflight_bytes -= size
+        self.inflight_bytes -= pending.size
+        server.inflight_bytes -= pending.size
+        self.answer_bytes -= pending.answer
         limit = server.config.max_connection_inflight_bytes
-        if not self._pending or self.inflight_bytes <= limit // 2:
+        if not self._pending or self._budget_used <= limit // 2:
             self._resume("inflight")
         server.maybe_resume()
         if server.finishing is None and self in server.stalled and self.finishes_request:
@@ -646,8 +717,19 @@ class Connection(asyncio.BufferedProtocol):
         if reason not in self._pauses:
             return
         self._pauses.discard(reason)
-        if not self._pauses and self.transport is not None and not self.closed:
+        if self._pauses or self.transport is None or self.closed:
+            return
+        if not self._held:
             self.transport.resume_reading()
+        else:
+            self._schedule_held()
+
+    def _schedule_held(self) -> None:
+        """Has what was held handled on the loop's next turn (not inside the
+        write or release that ended the pause), unless still paused; the
+        socket is read again only once it is all handled."""
+        if not self._pauses and self._held_reading is None:
+            self._held_reading = asyncio.get_running_loop().call_soon(self._read_held)
 
     def _throttle(self, pending: _Pending, result: Any, parts: Parts) -> Parts:
         """Counts a Produce request's bytes or a Fetch answer's against the

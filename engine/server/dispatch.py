@@ -13,7 +13,7 @@ the handlers' registrations (handlers/registry.py).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from engine.protocol.apis import ApiKey
 from engine.protocol.errors import UnsupportedRequest
@@ -26,18 +26,27 @@ if TYPE_CHECKING:
     from engine.server.authentication import Authentication
 
 
+class Dispatched(NamedTuple):
+    header: RequestHeader
+    """The header to answer with (its version may differ, see above)."""
+    response: Response
+    answer_bytes: int
+    """The most bytes the answer may carry, where its API bounds that apart
+    from the request's own size (a Fetch's records), else 0."""
+
+
 def dispatch(
     state: ServerState,
     header: RequestHeader,
     frame: memoryview,
     identity: Identity = NOBODY,
     authentication: Authentication | None = None,
-) -> tuple[RequestHeader, Response]:
-    """Decodes and handles one request; returns the header to answer with
-    (its version may differ, see above) and the handler's response."""
+) -> Dispatched:
+    """Decodes and handles one request."""
     served = registration(header.api_key, header.api_version)
     if served is None:
         if header.api_key == ApiKey.API_VERSIONS:
-            return header._replace(api_version=0), unsupported_api_versions()
+            return Dispatched(header._replace(api_version=0), unsupported_api_versions(), 0)
         raise UnsupportedRequest(header.api_key, header.api_version)
-    return header, served.answer(RequestContext(state, header, identity, authentication), frame)
+    context = RequestContext(state, header, identity, authentication)
+    return Dispatched(header, *served.answer(context, frame))

@@ -25,7 +25,6 @@ holding its own, so the two cannot deadlock.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Iterable
 from concurrent.futures import Future
 from dataclasses import replace
@@ -42,6 +41,7 @@ from engine.errors import (
     ProducerFenced,
     TransactionalIdNotFound,
 )
+from engine.linear_regex import LinearPattern
 from engine.state_log import StateLog
 from engine.transactions.completion import TransactionCompleter
 from engine.transactions.host import TransactionHost
@@ -380,7 +380,7 @@ class TransactionCoordinator:
         states: Iterable[TxnState] | None = None,
         producer_ids: Iterable[int] = (),
         running_longer_than_ms: int = -1,
-        transactional_id_pattern: re.Pattern[str] | None = None,
+        transactional_id_pattern: LinearPattern | None = None,
     ) -> list[TransactionMetadata]:
         """ListTransactions' filters, as Kafka's TransactionStateManager
         applies them: ``states`` (None: any), ``producer_ids`` (empty: any),

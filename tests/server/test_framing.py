@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from engine.server import connection as connection_module
 from engine.server.config import ServerConfig
+from engine.server.dispatch import Dispatched
 from engine.server.server import Server
 from tests.server.engineless import ENGINELESS
 from tests.server.wire import header_bytes
@@ -75,9 +76,9 @@ def _read_through_a_connection(
     position = 0
     received: list[bytes] = []
 
-    def dispatch(state: Any, header: Any, frame: Any, *_peer: Any) -> tuple[Any, Any]:
+    def dispatch(state: Any, header: Any, frame: Any, *_peer: Any) -> Dispatched:
         received.append(bytes(frame))
-        return header, None  # answered with nothing, at once
+        return Dispatched(header, None, 0)  # answered with nothing, at once
 
     def holds(_self: Any) -> int:
         rest = len(stream) - position
@@ -154,9 +155,9 @@ def test_requests_arriving_that_hold_the_whole_budget_are_read_one_by_one(
     next; none waits for the partial-request timeout."""
     received: list[bytes] = []
 
-    def dispatch(state: Any, header: Any, frame: Any, *_peer: Any) -> tuple[Any, Any]:
+    def dispatch(state: Any, header: Any, frame: Any, *_peer: Any) -> Dispatched:
         received.append(bytes(frame))
-        return header, None  # answered with nothing, at once
+        return Dispatched(header, None, 0)  # answered with nothing, at once
 
     monkeypatch.setattr(connection_module, "dispatch", dispatch)
     monkeypatch.setattr(connection_module.Connection, "_socket_holds", lambda _self: 0)
@@ -201,12 +202,12 @@ def test_a_connection_stopped_with_an_answer_waiting_reads_its_request_once_it_i
     received: list[bytes] = []
     waiting: list[asyncio.Future[Any]] = []
 
-    def dispatch(state: Any, header: Any, frame: Any, *_peer: Any) -> tuple[Any, Any]:
+    def dispatch(state: Any, header: Any, frame: Any, *_peer: Any) -> Dispatched:
         if len(frame) < 1000:  # the small first request: answered later
             waiting.append(loop.create_future())
-            return header, waiting[-1]
+            return Dispatched(header, waiting[-1], 0)
         received.append(bytes(frame))
-        return header, None
+        return Dispatched(header, None, 0)
 
     monkeypatch.setattr(connection_module, "dispatch", dispatch)
     monkeypatch.setattr(connection_module.Connection, "_socket_holds", lambda _self: 0)
@@ -230,6 +231,105 @@ def test_a_connection_stopped_with_an_answer_waiting_reads_its_request_once_it_i
             sent += _read_once(connection, stream[sent:])
         assert received == [large[4:]]
         assert connection.inflight_bytes == server.inflight_bytes == 0
+        connection.connection_lost(None)
+    finally:
+        loop.close()
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    answers=st.lists(
+        st.sampled_from(["at once", "later", "large, later"]), min_size=1, max_size=40
+    ),
+    cuts=st.lists(st.integers(1, 600), min_size=1, max_size=20),
+    steps=st.lists(
+        st.sampled_from(["read", "read", "fed", "answer", "socket full", "socket drained"]),
+        max_size=120,
+    ),
+)
+def test_requests_held_back_by_a_pause_are_each_handled_once_in_order(
+    answers: list[str], cuts: list[int], steps: list[str]
+) -> None:
+    """Requests read in the same read as the one that pauses the connection
+    (its answer's bound is past the budget, or the client's socket stopped
+    taking answers) are held back, not handled; they are handled once the
+    pause ends, before anything more is read, each once and in order. Bytes
+    handed on while paused ("fed": a TLS connection's first bytes, fed in
+    by tls_handshake.py whatever the pause) go after them."""
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        _pause_through_a_connection(monkeypatch, answers, cuts, steps)
+
+
+def _pause_through_a_connection(
+    monkeypatch: pytest.MonkeyPatch, answers: list[str], cuts: list[int], steps: list[str]
+) -> None:
+    loop = asyncio.new_event_loop()
+    frames = [_frame(index + 1, index * 7 % 90) for index in range(len(answers))]
+    stream = b"".join(frames)
+    received: list[bytes] = []
+    unanswered: list[asyncio.Future[Any]] = []
+
+    def dispatch(state: Any, header: Any, frame: Any, *_peer: Any) -> Dispatched:
+        assert not connection._pauses, f"handled while paused ({connection._pauses})"
+        received.append(bytes(frame))
+        kind = answers[header.correlation_id - 1]
+        if kind == "at once":
+            return Dispatched(header, None, 0)
+        unanswered.append(loop.create_future())
+        return Dispatched(header, unanswered[-1], 2 * MiB if kind == "large, later" else 0)
+
+    monkeypatch.setattr(connection_module, "dispatch", dispatch)
+    monkeypatch.setattr(connection_module.Connection, "_socket_holds", lambda _self: 0)
+    monkeypatch.setattr(Server, "state", property(lambda server: None))
+    server = Server(engine=ENGINELESS, config=ServerConfig(max_connection_inflight_bytes=MiB))
+    connection = connection_module.Connection(server)
+    transport = _Transport()
+    position = 0
+
+    def read(index: int, fed: bool = False) -> None:
+        nonlocal position
+        if (transport.paused and not fed) or position == len(stream):
+            return
+        position += _read_once(connection, stream[position:], cuts[index % len(cuts)])
+
+    def check() -> None:
+        assert received == [frame[4:] for frame in frames][: len(received)]
+        if not transport.paused:
+            assert not connection._held, "the socket is read with requests held back"
+
+    async def run() -> None:
+        connection.connection_made(transport)
+        for index, step in enumerate(steps):
+            if step in ("read", "fed"):
+                read(index, fed=step == "fed")
+            elif step == "answer" and unanswered:
+                unanswered.pop(0).set_result(None)
+            elif step == "socket full":
+                connection.pause_writing()
+            elif step == "socket drained":
+                connection.resume_writing()
+            for _ in range(3):
+                await asyncio.sleep(0)
+            check()
+        connection.resume_writing()
+        for index in range(10 * len(stream) + 100):
+            while unanswered:
+                unanswered.pop(0).set_result(None)
+            read(index)
+            await asyncio.sleep(0)
+            check()
+            if len(received) == len(frames):
+                break
+        while unanswered:
+            unanswered.pop(0).set_result(None)
+        for _ in range(3):
+            await asyncio.sleep(0)
+
+    try:
+        loop.run_until_complete(run())
+        assert received == [frame[4:] for frame in frames]
+        assert connection.inflight_bytes == connection.answer_bytes == server.inflight_bytes == 0
+        assert not transport.aborted
         connection.connection_lost(None)
     finally:
         loop.close()

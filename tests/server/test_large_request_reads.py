@@ -17,6 +17,7 @@ from confluent_kafka import Producer
 
 import engine
 from engine.server import connection as connection_module
+from engine.server.dispatch import Dispatched
 from engine.server.server import Server
 from tests.server.conftest import quiet_librdkafka
 from tests.server.engineless import ENGINELESS
@@ -57,9 +58,9 @@ def _received_in_reads(
     received: list[bytes] = []
     position = 0
 
-    def dispatch(state: Any, header: Any, frame: Any, *_peer: Any) -> tuple[Any, Any]:
+    def dispatch(state: Any, header: Any, frame: Any, *_peer: Any) -> Dispatched:
         received.append(bytes(frame))
-        return header, None  # answered with nothing, at once
+        return Dispatched(header, None, 0)  # answered with nothing, at once
 
     monkeypatch.setattr(connection_module, "dispatch", dispatch)
     monkeypatch.setattr(

@@ -140,8 +140,9 @@ def test_produce_is_listed_from_v0_but_served_from_v3() -> None:
     assert all(is_served(ApiKey.PRODUCE, version) for version in range(3, 12))
 
 
-def test_only_topic_administration_log_dirs_acls_and_credentials_run_off_the_event_loop() -> None:
-    """The ACL and credential APIs' changes are catalog writes, as topics' are."""
+def test_only_catalog_changes_and_log_dirs_run_off_the_event_loop() -> None:
+    """The ACL, credential and config APIs' changes are catalog writes, as
+    topics' are."""
     off = {r.key for r in registrations() if r.off_loop}
     assert off == {
         ApiKey.CREATE_ACLS,
@@ -155,6 +156,9 @@ def test_only_topic_administration_log_dirs_acls_and_credentials_run_off_the_eve
         ApiKey.ALTER_USER_SCRAM_CREDENTIALS,
         # a durable catalog write per entity
         ApiKey.ALTER_CLIENT_QUOTAS,
+        # a durable write per resource
+        ApiKey.ALTER_CONFIGS,
+        ApiKey.INCREMENTAL_ALTER_CONFIGS,
     }
 
 

@@ -115,24 +115,23 @@ def fetch_from_start(
     *,
     max_wait: datetime.timedelta = datetime.timedelta(0),
     min_bytes: int = 0,
+    max_bytes: int = 1 << 20,
+    repeats: int = 1,
 ) -> Any:
     """A Fetch of ``topic``'s partition 0 from offset 0 that does not wait
     unless given a ``max_wait`` and ``min_bytes`` (no session,
-    read_uncommitted, 1 MiB at most)."""
+    read_uncommitted, ``max_bytes`` at most, for the partition and the
+    whole), naming the partition ``repeats`` times."""
+    partition = {"partition": 0, "fetch_offset": 0, "partition_max_bytes": max_bytes}
     return build(
         load_request_schema(ApiKey.FETCH, version),
         replica_id=-1,
         max_wait=max_wait,
         min_bytes=min_bytes,
-        max_bytes=1 << 20,
+        max_bytes=max_bytes,
         isolation_level=0,
         session_epoch=-1,
-        topics=[
-            {
-                "topic": topic,
-                "partitions": [{"partition": 0, "fetch_offset": 0, "partition_max_bytes": 1 << 20}],
-            }
-        ],
+        topics=[{"topic": topic, "partitions": [partition] * repeats}],
     )
 
 

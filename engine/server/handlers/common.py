@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+from collections.abc import Iterable
 from typing import Any
 
 from engine.errors import EngineError, TopicExists, error_code
@@ -22,6 +23,17 @@ MAX_RECORDS_PER_REQUEST = 10_000
 records than this (one per topic, one per partition) with POLICY_VIOLATION
 (QuorumController's MAX_RECORDS_PER_USER_OP); the bound also keeps one
 request from holding this server for long."""
+
+
+def distinct(names: Iterable[str]) -> list[str]:
+    """Each name once, in the order first given: what a describe request
+    naming groups answers. The answer about a group is the size of the
+    group (its members' metadata and assignments, as large as requests
+    that set them), so a request naming a large group a thousand times
+    would be answered with a thousand copies; Kafka's clients never name
+    one twice (the Java admin client asks by a set, librdkafka refuses
+    duplicates)."""
+    return list(dict.fromkeys(names))
 
 
 def millis(value: Any) -> int:

@@ -20,7 +20,7 @@ from engine.protocol.kafka_code import KafkaCode
 from engine.server import authorize
 from engine.server.authorizer import AclOperation, ResourceType
 from engine.server.context import Body, RequestContext, Response, answer, error_message
-from engine.server.handlers.common import authorized_operations, millis, uuid_bytes
+from engine.server.handlers.common import authorized_operations, distinct, millis, uuid_bytes
 from engine.server.handlers.registry import handles
 
 if TYPE_CHECKING:
@@ -135,18 +135,18 @@ def handle_consumer_group_describe(
             context, ResourceType.GROUP, group_id, request.include_authorized_operations
         )
 
-    hidden = authorize.refused_groups(context, AclOperation.DESCRIBE, request.group_ids)
+    wanted = distinct(request.group_ids)
+    hidden = authorize.refused_groups(context, AclOperation.DESCRIBE, wanted)
     try:
         described = context.engine.groups.consumer_group_describe(
-            [g for g in request.group_ids if g not in hidden]
+            [g for g in wanted if g not in hidden]
         )
     except EngineError as error:
         code, message = error_code(error), error_message(error)
         return {
             "throttle_time": 0,
             "groups": [
-                _group_error(group_id, code, message, operations(group_id))
-                for group_id in request.group_ids
+                _group_error(group_id, code, message, operations(group_id)) for group_id in wanted
             ],
         }
     groups = [_describe(group, operations(group.group_id)) for group in described]
@@ -171,8 +171,7 @@ def handle_consumer_group_describe(
         denied = KafkaCode.GROUP_AUTHORIZATION_FAILED
         by_id = {group["group_id"]: group for group in groups}
         groups = [
-            _group_error(g, denied, "", operations(g)) if g in hidden else by_id[g]
-            for g in request.group_ids
+            _group_error(g, denied, "", operations(g)) if g in hidden else by_id[g] for g in wanted
         ]
     return {"throttle_time": 0, "groups": groups}
 

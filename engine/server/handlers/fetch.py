@@ -79,6 +79,15 @@ class _Read(NamedTuple):
     """The read as shared with other fetches of the same data (fan-out)."""
 
 
+def answer_max_bytes(context: RequestContext, request: FetchRequest) -> int:
+    """The most record data the answer carries (past it, only a first
+    batch larger than this, as in Kafka): the request's max_bytes, at most
+    the broker's fetch.max.bytes, as in Kafka's handleFetchRequest. The
+    request's figure is a peer's claim, and the answer is built (and held,
+    until the peer reads it) whatever the peer does next."""
+    return min(getattr(request, "max_bytes", 0x7FFFFFFF), context.server.config.fetch_max_bytes)
+
+
 @handles(
     ApiKey.FETCH,
     4,
@@ -94,6 +103,7 @@ class _Read(NamedTuple):
         15: "replica state (v16, node endpoints, is not served)",
     },
     decode=FETCH_BODIES.decode,  # consumers of the same data send the same bodies
+    answer_bytes=answer_max_bytes,
 )
 async def handle_fetch(context: RequestContext, request: FetchRequest) -> dict[str, Any]:
     engine = context.engine
@@ -112,7 +122,7 @@ async def handle_fetch(context: RequestContext, request: FetchRequest) -> dict[s
     wanted = list(session_context.partitions)
     if by_id is not None:  # a session's topic may have gone, or come back under a new id
         wanted = [w if by_id.get(w.topic_id) == w.topic else _renamed(w, by_id) for w in wanted]
-    max_bytes = getattr(request, "max_bytes", 0x7FFFFFFF)
+    max_bytes = answer_max_bytes(context, request)
     quotas = context.server.quotas
     if quotas is not None and quotas.active:
         # Kafka's handleFetchRequest: no more than the consumer byte rate
@@ -123,7 +133,7 @@ async def handle_fetch(context: RequestContext, request: FetchRequest) -> dict[s
         )
         if allowed is not None:
             max_bytes = min(max_bytes, allowed)
-    min_bytes = max(request.min_bytes, 0)
+    min_bytes = min(max(request.min_bytes, 0), max_bytes)
     deadline = clock.monotonic() + millis(request.max_wait) / 1000
     committed = getattr(request, "isolation_level", 0) == _READ_COMMITTED
     quiet = session_context if isinstance(session_context, IncrementalContext) else None

@@ -22,7 +22,7 @@ from engine.protocol.kafka_code import KafkaCode
 from engine.server import authorize
 from engine.server.authorizer import AclOperation, ResourceType
 from engine.server.context import Body, RequestContext, Response, answer
-from engine.server.handlers.common import authorized_operations, millis
+from engine.server.handlers.common import authorized_operations, distinct, millis
 from engine.server.handlers.registry import handles
 from engine.types import OffsetAndMetadata, TopicPartition
 
@@ -372,6 +372,16 @@ def handle_offset_fetch(context: RequestContext, request: OffsetFetchRequest) ->
 
     require_stable = bool(getattr(request, "require_stable", False))
     if isinstance(request, OffsetFetchV8 | OffsetFetchV9):  # many groups
+        # A group asked for all its offsets twice is answered once (see
+        # distinct): that answer is the size of every offset it committed.
+        every = {g.group_id for g in request.groups if g.topics is None}
+        asked = []
+        for group in request.groups:
+            if group.topics is None:
+                if group.group_id not in every:
+                    continue
+                every.discard(group.group_id)
+            asked.append(group)
         groups = [
             {
                 "group_id": group.group_id,
@@ -385,7 +395,7 @@ def handle_offset_fetch(context: RequestContext, request: OffsetFetchRequest) ->
                     getattr(group, "member_epoch", -1),
                 ),
             }
-            for group in request.groups
+            for group in asked
         ]
         return {"throttle_time": 0, "groups": groups}
     return {"throttle_time": 0, **_fetch(context, request.group_id, request.topics, require_stable)}
@@ -499,21 +509,17 @@ def handle_offset_delete(context: RequestContext, request: OffsetDeleteRequest) 
 )
 def handle_describe_groups(context: RequestContext, request: DescribeGroupsRequest) -> Body:
     requested = getattr(request, "include_authorized_operations", False)
-    hidden = authorize.refused_groups(context, AclOperation.DESCRIBE, request.groups)
+    wanted = distinct(request.groups)
+    hidden = authorize.refused_groups(context, AclOperation.DESCRIBE, wanted)
     try:
-        found = context.engine.groups.describe_groups(
-            [g for g in request.groups if g not in hidden]
-        )
+        found = context.engine.groups.describe_groups([g for g in wanted if g not in hidden])
     except EngineError as error:
         code = error_code(error)
-        found = [
-            GroupDescription(g, code, "", "", "", []) for g in request.groups if g not in hidden
-        ]
+        found = [GroupDescription(g, code, "", "", "", []) for g in wanted if g not in hidden]
     by_id = {group.group_id: group for group in found}
     denied = KafkaCode.GROUP_AUTHORIZATION_FAILED
     described = [
-        GroupDescription(g, denied, "", "", "", []) if g in hidden else by_id[g]
-        for g in request.groups
+        GroupDescription(g, denied, "", "", "", []) if g in hidden else by_id[g] for g in wanted
     ]
     groups = [
         {

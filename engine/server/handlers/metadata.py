@@ -81,7 +81,13 @@ def handle_metadata(context: RequestContext, request: MetadataRequest) -> Respon
         wanted: list[tuple[str | None, bytes]] = [(n, b"") for n in every if n not in hidden]
         undescribable: dict[str, KafkaCode] = {}
     else:
-        wanted = [(t.name, uuid_bytes(getattr(t, "topic_id", None))) for t in requested]
+        # Each topic once, however often named, as Kafka's
+        # handleTopicMetadataRequest takes the request's topics as a set:
+        # else a request naming a large topic a thousand times is answered
+        # a thousand times its size.
+        wanted = list(
+            dict.fromkeys((t.name, uuid_bytes(getattr(t, "topic_id", None))) for t in requested)
+        )
         undescribable = dict.fromkeys(
             authorize.refused_topics(
                 context, AclOperation.DESCRIBE, (n for n, _ in wanted if n is not None)

@@ -60,15 +60,21 @@ def _list_offsets(context: RequestContext, request: ListOffsetsRequest) -> dict[
     refused = authorize.refused_topics(
         context, AclOperation.DESCRIBE, (t.name for t in request.topics)
     )
+    duplicated = _duplicated_partitions(request)
     topics = []
     for topic in request.topics:
         partitions = []
         for partition in topic.partitions:
+            # Kafka's handleListOffsetRequest, last word first: authorization,
+            # then a partition named twice (every entry of it, and no lookup:
+            # one by time reads the log), then the rest.
             code = leader_epoch_error(context, getattr(partition, "current_leader_epoch", -1))
-            if refused and topic.name in refused:
-                code = KafkaCode.TOPIC_AUTHORIZATION_FAILED
             if context.version < FIRST_VERSION.get(partition.timestamp, 0):
                 code = KafkaCode.UNSUPPORTED_VERSION
+            if (topic.name, partition.partition_index) in duplicated:
+                code = KafkaCode.INVALID_REQUEST
+            if refused and topic.name in refused:
+                code = KafkaCode.TOPIC_AUTHORIZATION_FAILED
             offset = timestamp = -1
             if code == KafkaCode.NONE and is_internal_topic(topic.name):
                 code, offset = internal_list_offset(partition.partition_index, partition.timestamp)
@@ -91,6 +97,18 @@ def _list_offsets(context: RequestContext, request: ListOffsetsRequest) -> dict[
             )
         topics.append({"name": topic.name, "partitions": partitions})
     return {"throttle_time": 0, "topics": topics}
+
+
+def _duplicated_partitions(request: ListOffsetsRequest) -> set[tuple[str, int]]:
+    """The partitions a ListOffsets names more than once (Kafka's
+    ListOffsetsRequest.duplicatePartitions)."""
+    seen: set[tuple[str, int]] = set()
+    duplicated: set[tuple[str, int]] = set()
+    for topic in request.topics:
+        for partition in topic.partitions:
+            key = (topic.name, partition.partition_index)
+            (duplicated if key in seen else seen).add(key)
+    return duplicated
 
 
 @handles(

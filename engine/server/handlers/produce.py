@@ -35,7 +35,7 @@ from engine.protocol.codec import body_offset
 from engine.protocol.errors import ProtocolError
 from engine.protocol.frames import RequestHeader
 from engine.protocol.kafka_code import KafkaCode
-from engine.protocol.produce import ProduceRequest, decode_produce
+from engine.protocol.produce import ProduceRequest, decode_produce, holds_a_second_batch
 from engine.protocol.produce_single import decode_single_partition
 from engine.server import authorize
 from engine.server.authorizer import AclOperation
@@ -54,6 +54,11 @@ if TYPE_CHECKING:
 log = logging.getLogger("tidelog.server")
 
 _ACKS = (-1, 0, 1)
+_ONE_BATCH = (
+    "Produce requests with version 3 and above are only allowed to contain exactly one"
+    " record batch per partition"
+)
+"""Kafka's refusal (ProduceRequest.validateRecords) of more than one batch."""
 
 Outcome = asyncio.Task[AppendResult] | EngineError | int
 """An append on its way to durability, the error it was refused with, or
@@ -137,6 +142,12 @@ def _produce(context: RequestContext, request: ProduceRequest) -> Response:
                 continue
             if partition.records is None:
                 partitions.append((partition.partition, KafkaCode.INVALID_RECORD, "no record data"))
+                continue
+            if holds_a_second_batch(partition.records):
+                # A fetch answer carries at least the first append at its
+                # offset, whatever its max_bytes: an append of many batches
+                # would be one indivisible answer of up to a whole request.
+                partitions.append((partition.partition, KafkaCode.INVALID_RECORD, _ONE_BATCH))
                 continue
             # Nobody waits for an acks=0 answer: no prompt upload for it.
             remote = False if request.acks == 0 else None

@@ -35,6 +35,9 @@ and version read from the wire, known only once the frame is there; each
 handler states the types it takes (checked against its versions by
 tests/server/test_registry.py)."""
 
+AnswerBytes = Callable[[RequestContext, Any], int]
+"""The most bytes the answer to a decoded request may carry."""
+
 AdminFunction = Callable[[RequestContext, Any], Body]
 """A handler run on the admin thread: it returns its response, never an
 awaitable (context.off_loop encodes it there)."""
@@ -59,6 +62,12 @@ class Registration:
     advertised_min_version: int
     """The lowest version listed in ApiVersions: min_version, but for the
     one deliberate exception (Produce, see produce.py)."""
+    answer_bytes: AnswerBytes | None = None
+    """For an API whose answer may be far larger than its request (a
+    Fetch's records), the most one answer may carry: counted against the
+    connection's budget from the moment the request is read, since the
+    answer is built whether or not the client reads it. None: an answer
+    about as large as its request, or bounded by the server's own state."""
 
     @property
     def name(self) -> str:
@@ -74,12 +83,15 @@ class Registration:
     def serves(self, version: int) -> bool:
         return self.min_version <= version <= self.max_version
 
-    def answer(self, context: RequestContext, frame: memoryview) -> Response:
-        """The handler's response to the request in ``frame``."""
+    def answer(self, context: RequestContext, frame: memoryview) -> tuple[Response, int]:
+        """The handler's response to the request in ``frame``, and the most
+        bytes it may carry when the registration says (else 0)."""
         admin = self.admin_handler
         if admin is not None:
-            return off_loop(context, lambda: admin(context, self.decode(context.header, frame)))
-        return self.handler(context, self.decode(context.header, frame))
+            return off_loop(context, lambda: admin(context, self.decode(context.header, frame))), 0
+        request = self.decode(context.header, frame)
+        bound = 0 if self.answer_bytes is None else self.answer_bytes(context, request)
+        return self.handler(context, request), bound
 
 
 _REGISTRY: dict[ApiKey, Registration] = {}
@@ -98,6 +110,7 @@ def handles(
     notes: Mapping[int, str],
     decode: Decoder = decode_request,
     advertised_min_version: int | None = None,
+    answer_bytes: AnswerBytes | None = None,
 ) -> Callable[[LoopHandler], LoopHandler]:
     """Registers the decorated function as the handler of ``key`` at
     ``min_version`` to ``max_version``, run on the event loop."""
@@ -115,6 +128,7 @@ def handles(
                 advertised_min_version=(
                     min_version if advertised_min_version is None else advertised_min_version
                 ),
+                answer_bytes=answer_bytes,
             )
         )
         return handler

@@ -11,17 +11,17 @@ PRODUCER_FENCED and get INVALID_PRODUCER_EPOCH instead, as from Kafka.
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import Awaitable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from engine.errors import EngineError, error_code
+from engine.linear_regex import InvalidPattern, compile_linear
 from engine.protocol.apis import ApiKey
 from engine.protocol.kafka_code import KafkaCode
 from engine.server import authorize
 from engine.server.authorizer import AclOperation
 from engine.server.context import RequestContext
-from engine.server.handlers.common import millis
+from engine.server.handlers.common import distinct, millis
 from engine.server.handlers.registry import handles
 from engine.transactions.metadata import TransactionMetadata, TxnState
 from engine.types import OffsetAndMetadata, TopicPartition
@@ -344,7 +344,8 @@ def handle_describe_transactions(
     TRANSACTIONAL_ID_NOT_FOUND, each beside the schema's defaults."""
     coordinator = context.engine.transactions
     states = []
-    for transactional_id in request.transactional_ids:
+    # Each id once (see distinct): a transaction's answer lists its partitions.
+    for transactional_id in distinct(request.transactional_ids):
         if not transactional_id:
             states.append(_not_described(transactional_id, KafkaCode.INVALID_REQUEST))
             continue
@@ -415,12 +416,12 @@ def handle_list_transactions(
     compile is INVALID_REGULAR_EXPRESSION, as Kafka answers."""
     known = [_STATE_NAMES[s] for s in request.state_filters if s in _STATE_NAMES]
     unknown = [s for s in request.state_filters if s not in _STATE_NAMES]
-    # Python's syntax agrees with Kafka's (RE2/J) for the usual patterns;
-    # lookarounds and backreferences, which RE2 refuses, are taken here.
+    # RE2, as Kafka's RE2/J: matched against every transactional id, a
+    # pattern must not backtrack (engine/linear_regex.py).
     text = getattr(request, "transactional_id_pattern", None)
     try:
-        pattern = re.compile(text) if text else None
-    except (re.error, RecursionError, OverflowError):
+        pattern = compile_linear(text) if text else None
+    except InvalidPattern:
         return {
             "throttle_time": 0,
             "error_code": KafkaCode.INVALID_REGULAR_EXPRESSION,
@@ -471,9 +472,15 @@ def handle_describe_producers(
         context, AclOperation.READ, (t.name for t in request.topics)
     )
     topics = []
+    # Each partition once (see distinct): its answer lists every producer
+    # that wrote to it, as many as asked InitProducerId.
+    asked: set[TopicPartition] = set()
     for topic in request.topics:
         partitions: list[dict[str, Any]] = []
         for index in topic.partition_indexes:
+            if TopicPartition(topic.name, index) in asked:
+                continue
+            asked.add(TopicPartition(topic.name, index))
             if topic.name in unreadable:
                 partitions.append(
                     {
@@ -514,5 +521,6 @@ def handle_describe_producers(
                     "active_producers": [p._asdict() for p in producers],
                 }
             )
-        topics.append({"name": topic.name, "partitions": partitions})
+        if partitions or not topic.partition_indexes:
+            topics.append({"name": topic.name, "partitions": partitions})
     return {"throttle_time": 0, "topics": topics}
