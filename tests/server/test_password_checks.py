@@ -6,45 +6,23 @@ given up (its client gone), never while a derivation still runs."""
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import Callable, Iterator
 
 import pytest
 
-from engine.credentials import PLAIN, ScramCredential, new_credential
-from engine.server.sasl import password_checks
+from engine.credentials import PLAIN, new_credential
 from engine.server.sasl.password_checks import PasswordChecks, PasswordChecksBusy
+from tests.server.held_checks import HeldChecks, held_checks
 from wal.thread_priority import NORMAL
 
 TIMEOUT = 30.0
 CREDENTIAL = new_credential(PLAIN, "s3cret")
 
 
-class Gate:
-    """Derivations wait here until opened (a check as slow as the test wants)."""
-
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.opened = threading.Event()
-        self.running = 0
-        self.ran = 0
-        real = password_checks.password_matches
-
-        def gated(credential: ScramCredential, mechanism: str, password: bytes) -> bool:
-            self.running += 1
-            self.opened.wait(TIMEOUT)
-            self.ran += 1
-            return real(credential, mechanism, password)
-
-        monkeypatch.setattr(password_checks, "password_matches", gated)
-
-
 @pytest.fixture
-def gate(monkeypatch: pytest.MonkeyPatch) -> Iterator[Gate]:
-    opened = Gate(monkeypatch)
-    try:
-        yield opened
-    finally:
-        opened.opened.set()
+def held(monkeypatch: pytest.MonkeyPatch) -> Iterator[HeldChecks]:
+    with held_checks(monkeypatch) as checks:
+        yield checks
 
 
 async def until(condition: Callable[[], bool]) -> None:
@@ -53,7 +31,7 @@ async def until(condition: Callable[[], bool]) -> None:
             await asyncio.sleep(0.005)
 
 
-def test_the_threads_and_the_queue_are_admitted_and_the_next_is_refused(gate: Gate) -> None:
+def test_the_threads_and_the_queue_are_admitted_and_the_next_is_refused(held: HeldChecks) -> None:
     async def run() -> None:
         checks = PasswordChecks(threads=2, max_queued=3, priority=NORMAL)
         try:
@@ -61,28 +39,28 @@ def test_the_threads_and_the_queue_are_admitted_and_the_next_is_refused(gate: Ga
             admitted = [
                 asyncio.ensure_future(checks.matches(CREDENTIAL, PLAIN, p)) for p in passwords
             ]
-            await until(lambda: gate.running == 2)
+            await until(lambda: held.started == 2)
             assert checks.admitted == 5
             with pytest.raises(PasswordChecksBusy):
                 await checks.matches(CREDENTIAL, PLAIN, b"s3cret")
-            assert checks.refused == 1 and gate.running == 2
-            gate.opened.set()
+            assert checks.refused == 1 and held.started == 2
+            held.release()
             assert await asyncio.gather(*admitted) == [True, False, True, False, True]
             assert checks.admitted == 0
             assert await checks.matches(CREDENTIAL, PLAIN, b"s3cret")
-            assert gate.ran == 6
+            assert held.finished == 6
         finally:
             checks.shutdown()
 
     asyncio.run(run())
 
 
-def test_a_check_given_up_frees_its_slot_once_its_derivation_ends(gate: Gate) -> None:
+def test_a_check_given_up_frees_its_slot_once_its_derivation_ends(held: HeldChecks) -> None:
     async def run() -> None:
         checks = PasswordChecks(threads=1, max_queued=1, priority=NORMAL)
         try:
             running = asyncio.ensure_future(checks.matches(CREDENTIAL, PLAIN, b"s3cret"))
-            await until(lambda: gate.running == 1)
+            await until(lambda: held.started == 1)
             waiting = asyncio.ensure_future(checks.matches(CREDENTIAL, PLAIN, b"s3cret"))
             await until(lambda: checks.admitted == 2)
             waiting.cancel()  # its client went before a thread took it: never derived
@@ -94,10 +72,10 @@ def test_a_check_given_up_frees_its_slot_once_its_derivation_ends(gate: Gate) ->
             await until(lambda: checks.admitted == 2)
             with pytest.raises(PasswordChecksBusy):
                 await checks.matches(CREDENTIAL, PLAIN, b"s3cret")
-            gate.opened.set()
+            held.release()
             assert await queued
             await until(lambda: checks.admitted == 0)
-            assert gate.ran == 2  # the cancelled waiting check never ran
+            assert held.finished == 2  # the cancelled waiting check never ran
         finally:
             checks.shutdown()
 

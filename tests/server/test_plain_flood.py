@@ -30,6 +30,7 @@ from engine.server.config import ServerConfig
 from engine.server.listeners import parse_listeners
 from s3stream import StreamStoreConfig
 from tests.server.conftest import quiet_librdkafka
+from tests.server.held_checks import HeldChecks, held_checks
 from tests.server.in_process import InProcessServer
 from tests.server.wire import (
     ConnectionClosed,
@@ -155,37 +156,10 @@ def served(node: Node) -> Iterator[Served]:
         client.close()
 
 
-class HeldChecks:
-    """Password derivations held back until ``release`` (a check as slow
-    as the test wants it): fault injection at engine.credentials."""
-
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.started = 0
-        """Derivations begun (held or not)."""
-        self._released = threading.Event()
-        derive = credentials.salted_password
-
-        def held(hash_name: str, password: bytes, salt: bytes, iterations: int) -> bytes:
-            self.started += 1
-            self._released.wait(TIMEOUT)
-            return derive(hash_name, password, salt, iterations)
-
-        monkeypatch.setattr(credentials, "salted_password", held)
-
-    def hold(self) -> None:
-        self._released.clear()
-
-    def release(self) -> None:
-        self._released.set()
-
-
 @pytest.fixture
 def held(monkeypatch: pytest.MonkeyPatch) -> Iterator[HeldChecks]:
-    checks = HeldChecks(monkeypatch)
-    try:
+    with held_checks(monkeypatch) as checks:
         yield checks
-    finally:
-        checks.release()  # never leave the server's threads (or its loop) waiting
 
 
 def handshake(wire: Wire, version: int) -> None:
