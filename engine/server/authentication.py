@@ -12,6 +12,14 @@ mechanism whose credential expires (an OAUTHBEARER token's ``exp``) ends
 the session then, if that is sooner, as Kafka's
 calcCompletionTimesAndReturnSessionLifetimeMs does, even with
 connections.max.reauth.ms at 0.
+
+A step is awaited: a PLAIN password is checked off the event loop
+(sasl/password_checks.py). While it is, the connection reads nothing more,
+so what a client sends after a SaslAuthenticate is read once its outcome
+is known, as when the step ran at once. When too many checks wait already,
+the step is not answered and the connection is closed, as Kafka closes a
+connection it cannot authenticate: the client connects again after its
+backoff, where a SASL_AUTHENTICATION_FAILED answer would end its attempts.
 """
 
 from __future__ import annotations
@@ -23,8 +31,14 @@ from engine import clock
 from engine.credentials import PLAIN, SCRAM_HASHES
 from engine.protocol.apis import ApiKey
 from engine.protocol.kafka_code import KafkaCode
-from engine.server.sasl import CredentialLookup, SaslAuthenticationFailed, SaslServer
+from engine.server.sasl import (
+    CredentialLookup,
+    PasswordCheck,
+    SaslAuthenticationFailed,
+    SaslServer,
+)
 from engine.server.sasl.oauthbearer import OAUTHBEARER, OAuthBearerServer, TokenValidator
+from engine.server.sasl.password_checks import PasswordChecksBusy
 from engine.server.sasl.plain import PlainServer
 from engine.server.sasl.scram import ScramServer
 
@@ -41,17 +55,18 @@ SASL_KEYS = frozenset((ApiKey.API_VERSIONS, ApiKey.SASL_HANDSHAKE, ApiKey.SASL_A
 def server_for(
     mechanism: str,
     lookup: CredentialLookup,
+    check: PasswordCheck,
     validator: TokenValidator | None = None,
     on_refused: Callable[[str], None] = lambda _: None,
     *,
     framed: bool,
 ) -> SaslServer:
     """A fresh server side of ``mechanism`` (one of engine.credentials.MECHANISMS,
-    or OAUTHBEARER with the token ``validator``, which tells ``on_refused`` why
-    it refuses one), for tokens in SaslAuthenticate (``framed``) or in bare
-    frames."""
+    PLAIN checking passwords with ``check``, or OAUTHBEARER with the token
+    ``validator``, which tells ``on_refused`` why it refuses one), for tokens
+    in SaslAuthenticate (``framed``) or in bare frames."""
     if mechanism == PLAIN:
-        return PlainServer(lookup)
+        return PlainServer(lookup, check)
     if mechanism in SCRAM_HASHES:
         return ScramServer(mechanism, lookup)
     if mechanism == OAUTHBEARER and validator is not None:
@@ -79,6 +94,7 @@ class Authentication:
         *,
         mechanisms: Sequence[str],
         lookup: CredentialLookup,
+        check: PasswordCheck,
         now: Callable[[], float],
         reauth_ms: int,
         peer: str,
@@ -91,6 +107,7 @@ class Authentication:
         """OAUTHBEARER's token validator (None when no listener enables it)."""
         self._wall_ms = wall_ms
         self._lookup = lookup
+        self._check = check
         self._now = now
         self._reauth_ms = reauth_ms
         self._peer = peer
@@ -142,14 +159,21 @@ class Authentication:
             return KafkaCode.ILLEGAL_SASL_STATE
         self.raw_tokens = version == 0
         self._server = server_for(
-            mechanism, self._lookup, self._validator, self._refused, framed=not self.raw_tokens
+            mechanism,
+            self._lookup,
+            self._check,
+            self._validator,
+            self._refused,
+            framed=not self.raw_tokens,
         )
         return KafkaCode.NONE
 
     def _refused(self, detail: str) -> None:
         log.warning("%s: SASL authentication failed: %s", self._peer, detail)
 
-    def authenticate(self, token: bytes) -> SaslResult:
+    async def authenticate(self, token: bytes) -> SaslResult | None:
+        """The answer to ``token``; None when it cannot be checked now (too
+        many password checks wait): no answer, and the connection closes."""
         server = self._server
         if server is None:
             self.close_after_answer = True
@@ -160,7 +184,7 @@ class Authentication:
                 0,
             )
         try:
-            challenge = server.step(token)
+            challenge = await server.step(token)
             if server.complete and self.user is not None and server.user != self.user:
                 raise SaslAuthenticationFailed(
                     "Cannot change principals during re-authentication",
@@ -171,10 +195,12 @@ class Authentication:
             # back a flood of guesses to a line per interval.
             if not failure.logged:
                 self._refused(failure.detail)
-            self._server = None
-            self.raw_tokens = False
-            self.close_after_answer = True
+            self._end_failed()
             return SaslResult(b"", KafkaCode.SASL_AUTHENTICATION_FAILED, failure.message, 0)
+        except PasswordChecksBusy as busy:
+            log.warning("%s: SASL authentication not attempted, closing: %s", self._peer, busy)
+            self._end_failed()
+            return None
         if not server.complete:
             return SaslResult(challenge, KafkaCode.NONE, None, 0)
         self._server = None
@@ -191,6 +217,11 @@ class Authentication:
         )
         self._on_authenticated(server.user)
         return SaslResult(challenge, KafkaCode.NONE, None, lifetime)
+
+    def _end_failed(self) -> None:
+        self._server = None
+        self.raw_tokens = False
+        self.close_after_answer = True
 
     def _session_lifetime(self, server: SaslServer) -> tuple[int, float | None]:
         """The session_lifetime_ms to answer and when the session ends

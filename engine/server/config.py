@@ -33,6 +33,8 @@ They can come from a TOML file (``tidelog serve --config tidelog.toml``)::
     "ssl.principal.mapping.rules" = "RULE:^CN=(.*?),.*$/$1/L,DEFAULT"
     "connections.max.reauth.ms" = 3600000
     "connection.failed.authentication.delay.ms" = 100     # the close after a failed login
+    "sasl.password.check.threads" = 1     # PLAIN passwords checked off the event loop,
+    "sasl.password.check.queue.size" = 64 # and at most this many waiting (then closed)
     "sasl.oauthbearer.jwks.endpoint.url" = "https://idp.example/jwks"   # when OAUTHBEARER is on
     "sasl.oauthbearer.expected.audience" = "tidelog"      # and the other sasl.oauthbearer.*
 
@@ -150,6 +152,13 @@ class ServerConfig:
     """How long after its SASL_AUTHENTICATION_FAILED answer a connection is
     closed (Kafka's connection.failed.authentication.delay.ms), unless the
     client closes it first: the answer arrives before the close."""
+    sasl_password_check_threads: int = 1
+    """Threads that check SASL/PLAIN passwords, off the event loop (a
+    check derives the password's keys: 1-10 ms of CPU)."""
+    sasl_password_check_queue_size: int = 64
+    """PLAIN logins that may wait for one of those threads; one more is
+    not answered and its connection is closed, so that a flood of logins
+    is never queued without bound (the client connects again later)."""
     fetch_max_bytes: int = 55 * 1024 * 1024
     """The most record data one Fetch response carries, whatever larger
     max_bytes the request asks for (Kafka's fetch.max.bytes, its default; as
@@ -274,6 +283,7 @@ class ServerConfig:
             "max_connections_per_ip",
             "connections_max_idle_ms",
             "connections_partial_request_timeout_ms",
+            "sasl_password_check_threads",
         ):
             value = getattr(self, name)
             if type(value) is not int or value <= 0:
@@ -281,6 +291,7 @@ class ServerConfig:
                 raise ValueError(f"{kafka_name} must be a positive integer, not {value!r}")
         for name in (
             "connection_failed_authentication_delay_ms",
+            "sasl_password_check_queue_size",
             "max_incremental_fetch_session_cache_slots",
             "min_incremental_fetch_session_eviction_ms",
             "max_incremental_fetch_session_partitions",

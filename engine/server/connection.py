@@ -54,7 +54,7 @@ from engine.protocol.codec import Parts, encode_response
 from engine.protocol.errors import ProtocolError, RequestTooLarge
 from engine.protocol.frames import RequestHeader, parse_header, read_size
 from engine.protocol.kafka_code import KafkaCode
-from engine.server.authentication import SASL_MAX_RECEIVE_BYTES, Authentication
+from engine.server.authentication import SASL_MAX_RECEIVE_BYTES, Authentication, SaslResult
 from engine.server.context import Identity
 from engine.server.dispatch import dispatch
 from engine.server.listeners import Listener
@@ -116,6 +116,7 @@ class _Pending:
 
 class Connection(asyncio.BufferedProtocol):
     __slots__ = (
+        "_authenticating",
         "_body",
         "_body_filled",
         "_body_size",
@@ -197,6 +198,9 @@ class Connection(asyncio.BufferedProtocol):
         self._idle.set()
         self.last_active = server.now()
         """When the connection last read or wrote (connections.max.idle.ms)."""
+        self._authenticating: asyncio.Future[Any] | None = None
+        """A SASL step being awaited (a password checked off the loop):
+        nothing more is read until it is done."""
         self._closing: asyncio.TimerHandle | None = None
         """The close a failed SASL exchange put off (connection.failed.authentication.delay.ms)."""
         self.partial_since: float | None = None
@@ -244,6 +248,7 @@ class Connection(asyncio.BufferedProtocol):
             self.authentication = Authentication(
                 mechanisms=config.mechanisms(self.listener),
                 lookup=self.server.engine.credentials.get,
+                check=self.server.password_checks.matches,
                 now=self.server.now,
                 reauth_ms=config.connections_max_reauth_ms,
                 peer=self.peer,
@@ -262,6 +267,8 @@ class Connection(asyncio.BufferedProtocol):
             self._writer.discard()
         if self._closing is not None:
             self._closing.cancel()
+        if self._authenticating is not None:
+            self._authenticating.cancel()
         if not self.admitted:
             return
         for pending in self._pending:
@@ -526,6 +533,20 @@ class Connection(asyncio.BufferedProtocol):
         seconds = self.server.now() - started if timed else 0.0
         answer = max(answer_bytes - size, 0)
         self._queue(_Pending(header, result, size, seconds, started, answer))
+        if header.api_key == ApiKey.SASL_AUTHENTICATE and isinstance(result, asyncio.Future):
+            self._read_after(result)
+
+    def _read_after(self, step: asyncio.Future[Any]) -> None:
+        """Reads nothing more until the SASL ``step`` is done (its answer
+        written first): the requests after it are then refused or served
+        as the exchange's outcome says, as when a step was done at once."""
+        self._authenticating = step
+        self._pause("authentication")
+        step.add_done_callback(self._step_done)
+
+    def _step_done(self, _step: asyncio.Future[Any]) -> None:
+        self._authenticating = None
+        self._resume("authentication")
 
     def _raw_token(self, authentication: Authentication, frame: bytearray) -> None:
         """A SASL token after a SaslHandshake v0: a bare size-prefixed frame
@@ -535,7 +556,22 @@ class Connection(asyncio.BufferedProtocol):
         if self._pending:  # the handshake's answer is written before the client goes on
             self.abort(ProtocolError("a SASL token before the SaslHandshake answer"))
             return
-        result = authentication.authenticate(bytes(frame))
+        step = asyncio.ensure_future(authentication.authenticate(bytes(frame)))
+        step.add_done_callback(self._raw_token_answered)
+        self._read_after(step)
+
+    def _raw_token_answered(self, step: asyncio.Future[SaslResult | None]) -> None:
+        if step.cancelled() or self.closed:
+            return
+        error = step.exception()
+        if error is not None:  # a mechanism's bug: this client goes, the server stays
+            log.error("%s: SASL token failed", self.peer, exc_info=error)
+            self.abort(error)
+            return
+        result = step.result()
+        if result is None:
+            self.abort(ConnectionRefusedError("SASL authentication not attempted: too busy"))
+            return
         if result.error != KafkaCode.NONE:
             self.abort(ConnectionRefusedError(result.message or "SASL authentication failed"))
             return

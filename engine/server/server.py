@@ -29,9 +29,11 @@ from engine.server.request_metrics import RequestMetrics
 from engine.server.sasl.jwks import KeySource
 from engine.server.sasl.oauth_config import start_validator
 from engine.server.sasl.oauthbearer import OAUTHBEARER, TokenValidator
+from engine.server.sasl.password_checks import PasswordChecks
 from engine.server.tls import PrincipalMapper, distinguished_name, server_context
 from engine.server.tls_handshake import HandshakeFailures, TlsHandshake
 from engine.topic_id import uuid_text
+from wal.thread_priority import ThreadPriority
 
 if TYPE_CHECKING:
     from prometheus_client.registry import Collector
@@ -101,6 +103,14 @@ class Server:
         self.token_validator: TokenValidator | None = None
         """OAUTHBEARER's validator, when a listener enables it (started with the server)."""
         self._token_keys: KeySource | None = None
+        self.password_checks = PasswordChecks(
+            self.config.sasl_password_check_threads,
+            self.config.sasl_password_check_queue_size,
+            # The store's background priority: a login waits for it, but
+            # the acknowledgements on the event loop come first.
+            ThreadPriority.below_caller(engine.config.store.background_nice),
+        )
+        """Where SASL/PLAIN passwords are checked (sasl/password_checks.py)."""
         self.loop_lag = LoopLag()
         """How late the event loop runs (loop_lag.py)."""
 
@@ -264,6 +274,7 @@ class Server:
         for connection in connections:
             connection.close()
         self.state.record_checks.shutdown(wait=False, cancel_futures=True)
+        self.password_checks.shutdown()
         for opened in self._servers.values():
             await opened.wait_closed()
         self._servers.clear()

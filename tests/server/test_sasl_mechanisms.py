@@ -5,6 +5,7 @@ exchange byte for byte, SCRAM-SHA-512 against a client written from RFC
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -23,11 +24,20 @@ from engine.credentials import (
     password_matches,
     salted_password,
 )
-from engine.server.sasl import SaslAuthenticationFailed
+from engine.server.sasl import SaslAuthenticationFailed, SaslServer
 from engine.server.sasl.plain import PlainServer
 from engine.server.sasl.scram import ScramServer
 
 RFC7677_SALT = base64.b64decode("W22ZaJ0SNY7soEsUEjb6gQ==")
+
+
+def step(server: SaslServer, message: bytes) -> bytes:
+    return asyncio.run(server.step(message))
+
+
+async def check(credential: ScramCredential, mechanism: str, password: bytes) -> bool:
+    """PLAIN's check, at once (the server's runs on its own threads)."""
+    return password_matches(credential, mechanism, password)
 
 
 def test_rfc7677_scram_sha_256_exchange() -> None:
@@ -37,13 +47,14 @@ def test_rfc7677_scram_sha_256_exchange() -> None:
         lambda user, mechanism: credential if user == "user" else None,
         nonce=b"%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0",
     )
-    first = server.step(b"n,,n=user,r=rOprNGfwEbeRWgbNEkqO")
+    first = step(server, b"n,,n=user,r=rOprNGfwEbeRWgbNEkqO")
     assert first == (
         b"r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096"
     )
-    final = server.step(
+    final = step(
+        server,
         b"c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,"
-        b"p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ="
+        b"p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=",
     )
     assert final == b"v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4="
     assert server.complete and server.user == "user"
@@ -55,7 +66,7 @@ def scram_client(
     """Runs RFC 5802's client side against ``server``; returns the server's final message."""
     client_nonce = b"fyko+d2lbbFgONRv9qkxdawL"
     bare = b"n=" + user.encode() + b",r=" + client_nonce
-    first = server.step(b"n,," + bare)
+    first = step(server, b"n,," + bare)
     fields = dict(item.split(b"=", 1) for item in first.split(b","))
     nonce = fields[b"r"]
     assert nonce.startswith(client_nonce)
@@ -75,7 +86,7 @@ def scram_client(
     stored_key = hashlib.new(hash_name, client_key).digest()
     signature = hmac.digest(stored_key, auth_message, hash_name)
     proof = bytes(a ^ b for a, b in zip(client_key, signature, strict=True))
-    final = server.step(without_proof + b",p=" + base64.b64encode(proof))
+    final = step(server, without_proof + b",p=" + base64.b64encode(proof))
     server_key = hmac.digest(salted, b"Server Key", hash_name)
     assert final == b"v=" + base64.b64encode(hmac.digest(server_key, auth_message, hash_name))
     return final
@@ -128,7 +139,7 @@ def test_scram_refuses_malformed_and_channel_binding_requests() -> None:
     for message in (b"", b"p=tls-unique,,n=alice,r=abc", b"n,,n=alice", b"n,a=bob,n=alice,r=x"):
         server = ScramServer("SCRAM-SHA-256", lambda u, m: credential)
         with pytest.raises(SaslAuthenticationFailed):
-            server.step(message)
+            step(server, message)
 
 
 def test_plain_checks_the_salted_password() -> None:
@@ -137,10 +148,10 @@ def test_plain_checks_the_salted_password() -> None:
         v if isinstance(v, bytes) else b"" for v in credential.to_wire()
     )
     table = {("alice", PLAIN): credential}
-    server = PlainServer(lambda u, m: table.get((u, m)))
-    assert server.step(b"\0alice\0s3cret") == b""
+    server = PlainServer(lambda u, m: table.get((u, m)), check)
+    assert step(server, b"\0alice\0s3cret") == b""
     assert server.complete and server.user == "alice"
-    assert PlainServer(lambda u, m: table.get((u, m))).step(b"alice\0alice\0s3cret") == b""
+    assert step(PlainServer(lambda u, m: table.get((u, m)), check), b"alice\0alice\0s3cret") == b""
 
 
 @pytest.mark.parametrize(
@@ -160,9 +171,9 @@ def test_plain_checks_the_salted_password() -> None:
 )
 def test_plain_refuses_as_kafka(message: bytes, answer: str) -> None:
     credential = new_credential(PLAIN, "s3cret")
-    server = PlainServer(lambda u, m: credential if u == "alice" else None)
+    server = PlainServer(lambda u, m: credential if u == "alice" else None, check)
     with pytest.raises(SaslAuthenticationFailed) as refused:
-        server.step(message)
+        step(server, message)
     assert refused.value.message == answer
     assert b"s3cret".decode() not in refused.value.detail
     assert not server.complete

@@ -5,10 +5,15 @@ SaslHandshake v0-v1: after v0 the tokens follow as bare size-prefixed
 frames, no request header (the exchange before KIP-152; librdkafka only
 takes a broker for a SASL one if it lists v0), which the connection reads
 itself; after v1 they come in SaslAuthenticate requests, v0-v2.
+
+SaslAuthenticate is answered once the step is done (a PLAIN password is
+checked off the event loop); no answer when it cannot be checked now, and
+the connection then closes (authentication.py).
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
 from engine.protocol.apis import ApiKey
@@ -17,6 +22,7 @@ from engine.server.context import RequestContext
 from engine.server.handlers.registry import handles
 
 if TYPE_CHECKING:
+    from engine.server.authentication import Authentication
     from engine.server.handlers.requests import SaslAuthenticateRequest, SaslHandshakeRequest
 
 
@@ -49,7 +55,7 @@ def handle_sasl_handshake(context: RequestContext, request: SaslHandshakeRequest
 )
 def handle_sasl_authenticate(
     context: RequestContext, request: SaslAuthenticateRequest
-) -> dict[str, Any]:
+) -> dict[str, Any] | Awaitable[dict[str, Any] | None]:
     authentication = context.authentication
     if authentication is None:
         return {
@@ -58,7 +64,13 @@ def handle_sasl_authenticate(
             "auth_bytes": b"",
             "session_lifetime": 0,
         }
-    result = authentication.authenticate(bytes(request.auth_bytes))
+    return _answer(authentication, bytes(request.auth_bytes))
+
+
+async def _answer(authentication: Authentication, token: bytes) -> dict[str, Any] | None:
+    result = await authentication.authenticate(token)
+    if result is None:
+        return None
     return {
         "error_code": result.error,
         "error_message": result.message,

@@ -2,7 +2,8 @@
 small interface (``SaslServer``), chosen by name in authentication.py.
 
 A mechanism is a step function from the client's bytes to the server's
-bytes; once ``complete`` it names the authenticated user. A step that
+bytes, awaited (PLAIN's check of a password runs off the event loop, see
+password_checks.py); once ``complete`` it names the authenticated user. A step that
 refuses the client raises ``SaslAuthenticationFailed`` with the message
 Kafka sends (SaslServerAuthenticator) and a detail for the log, which never
 holds a secret.
@@ -10,13 +11,16 @@ holds a secret.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from engine.credentials import ScramCredential
 
 CredentialLookup = Callable[[str, str], ScramCredential | None]
 """A user's credential for a mechanism, or None: (user, mechanism)."""
+PasswordCheck = Callable[[ScramCredential, str, bytes], Awaitable[bool]]
+"""Whether a password derives a credential's keys: (credential, mechanism,
+password); raises password_checks.PasswordChecksBusy when it cannot now."""
 
 
 class SaslAuthenticationFailed(Exception):
@@ -33,7 +37,7 @@ class SaslAuthenticationFailed(Exception):
 class SaslServer(Protocol):
     mechanism: str
 
-    def step(self, response: bytes) -> bytes:
+    async def step(self, response: bytes) -> bytes:
         """The server's challenge to the client's ``response`` (raises
         SaslAuthenticationFailed)."""
         ...

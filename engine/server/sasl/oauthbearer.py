@@ -155,7 +155,7 @@ class OAuthBearerServer:
         self._error: bytes | None = None
         """The JSON error sent as a challenge, awaiting the client's ``\\x01``."""
 
-    def step(self, response: bytes) -> bytes:
+    async def step(self, response: bytes) -> bytes:
         if self._token is not None:
             raise _failed("a message after the exchange completed")
         if self._error is not None:

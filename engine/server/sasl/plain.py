@@ -1,11 +1,12 @@
 """SASL/PLAIN (RFC 4616) as Kafka's PlainSaslServer serves it: one message,
 ``authzid NUL authcid NUL password``, the authzid empty or the user's name;
-the password is checked against the user's salted PLAIN credential."""
+the password is checked against the user's salted PLAIN credential, by a
+PasswordCheck (off the event loop: see password_checks.py)."""
 
 from __future__ import annotations
 
-from engine.credentials import PLAIN, password_matches
-from engine.server.sasl import CredentialLookup, SaslAuthenticationFailed
+from engine.credentials import PLAIN
+from engine.server.sasl import CredentialLookup, PasswordCheck, SaslAuthenticationFailed
 
 _INVALID = "Authentication failed: Invalid username or password"
 
@@ -13,11 +14,12 @@ _INVALID = "Authentication failed: Invalid username or password"
 class PlainServer:
     mechanism = PLAIN
 
-    def __init__(self, lookup: CredentialLookup) -> None:
+    def __init__(self, lookup: CredentialLookup, check: PasswordCheck) -> None:
         self._lookup = lookup
+        self._check = check
         self._user: str | None = None
 
-    def step(self, response: bytes) -> bytes:
+    async def step(self, response: bytes) -> bytes:
         if self._user is not None:
             raise SaslAuthenticationFailed(
                 "Authentication failed: SASL/PLAIN takes one message", "a second PLAIN message"
@@ -44,7 +46,7 @@ class PlainServer:
             )
             raise SaslAuthenticationFailed(message, f"{message} (user {user!r})")
         credential = self._lookup(user, PLAIN)
-        if credential is None or not password_matches(credential, PLAIN, password):
+        if credential is None or not await self._check(credential, PLAIN, password):
             raise SaslAuthenticationFailed(_INVALID, f"wrong PLAIN credentials for user {user!r}")
         self._user = user
         return b""

@@ -77,7 +77,7 @@ class ScramServer:
         )
         return SaslAuthenticationFailed(message, f"{self.mechanism}: {detail}")
 
-    def step(self, response: bytes) -> bytes:
+    async def step(self, response: bytes) -> bytes:
         if self._state == "client-first":
             return self._client_first(response)
         if self._state == "client-final":
