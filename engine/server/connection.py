@@ -287,7 +287,8 @@ class Connection(asyncio.BufferedProtocol):
 
     def get_buffer(self, sizehint: int) -> memoryview:
         body = self._body
-        if body is not None and self._body_size >= _DIRECT_READ_MIN:
+        held_back = self._pauses or self._held  # a TLS connection's bytes fed in, not read
+        if body is not None and self._body_size >= _DIRECT_READ_MIN and not held_back:
             if self._body_filled == len(body):
                 self._grow(body)
             self._direct = True
@@ -348,13 +349,15 @@ class Connection(asyncio.BufferedProtocol):
         if authentication is not None and not authentication.authenticated:
             limit = min(limit, SASL_MAX_RECEIVE_BYTES)
         while position < end and not self.closed:
-            body = self._body
-            if self._pauses and body is None and not self._head:
+            if self._pauses:
                 # Paused by a request this read brought (its answer may not
-                # fit the budget, or the client reads no answers): the
-                # requests after it wait, as the socket's unread ones do.
+                # fit the budget, or the client reads no answers), or bytes
+                # fed in while paused (TLS): the requests after it wait, as
+                # the socket's unread ones do, and so does the rest of one
+                # being read (handled, it would be handled while paused).
                 self._hold(data[position:end])
                 return
+            body = self._body
             if body is not None:
                 take = min(self._body_size - self._body_filled, end - position)
                 filled = self._body_filled
@@ -391,8 +394,9 @@ class Connection(asyncio.BufferedProtocol):
             return
 
     def _hold(self, rest: memoryview) -> None:
-        """Keeps what a paused connection read past its last handled
-        request, to be handled before anything more is read (_read_held)."""
+        """Keeps what a paused connection read (or was fed) past its last
+        handled request, the rest of one being read included, to be handled
+        before anything more is read (_read_held)."""
         self._held = bytes(rest)
 
     def _read_held(self) -> None:
