@@ -55,7 +55,7 @@ from engine.protocol.errors import ProtocolError, RequestTooLarge
 from engine.protocol.frames import RequestHeader, parse_header, read_size
 from engine.protocol.kafka_code import KafkaCode
 from engine.server.authentication import SASL_MAX_RECEIVE_BYTES, Authentication
-from engine.server.context import Identity
+from engine.server.context import Identity, OffLoop
 from engine.server.dispatch import dispatch
 from engine.server.listeners import Listener
 from engine.server.sliced_writes import SlicedWriter
@@ -129,6 +129,7 @@ class Connection(asyncio.BufferedProtocol):
         "_held",
         "_held_reading",
         "_idle",
+        "_off_loop",
         "_outgoing",
         "_outgoing_bytes",
         "_pauses",
@@ -189,6 +190,8 @@ class Connection(asyncio.BufferedProtocol):
         """Requests read while the connection was paused, not handled yet
         (at most one read's worth: see _read_frames)."""
         self._held_reading: asyncio.Handle | None = None
+        self._off_loop = 0
+        """Requests being answered on the admin thread (see _after_off_loop)."""
         self._pauses: set[str] = set()
         self._throttled: tuple[float, asyncio.TimerHandle] | None = None
         """When a quota's throttle ends, and the timer that resumes reading then."""
@@ -526,10 +529,27 @@ class Connection(asyncio.BufferedProtocol):
             self.abort(error)
             return
         if inspect.isawaitable(result):
+            off_loop = isinstance(result, OffLoop)
             result = asyncio.ensure_future(result)
+            if off_loop:
+                self._after_off_loop(result)
         seconds = self.server.now() - started if timed else 0.0
         answer = max(answer_bytes - size, 0)
         self._queue(_Pending(header, result, size, seconds, started, answer))
+
+    def _after_off_loop(self, answer: asyncio.Future[Any]) -> None:
+        """Handles no request read after one answered on the admin thread
+        until that one is done (those already read are held: _read_frames),
+        as Kafka reads a connection's next request only once the one before
+        is answered: the change is made before what relies on it."""
+        self._off_loop += 1
+        self._pause("admin")
+        answer.add_done_callback(self._off_loop_done)
+
+    def _off_loop_done(self, _answer: asyncio.Future[Any]) -> None:
+        self._off_loop -= 1
+        if not self._off_loop:
+            self._resume("admin")
 
     def _raw_token(self, authentication: Authentication, frame: bytearray) -> None:
         """A SASL token after a SaslHandshake v0: a bare size-prefixed frame
