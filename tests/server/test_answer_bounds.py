@@ -152,6 +152,34 @@ def test_a_produce_of_more_than_one_batch_for_a_partition_is_refused(
     _assert_serves_others(small_fetch_max)
 
 
+def test_a_second_batch_is_refused_per_partition_after_the_partition_is_known(
+    many_partitions: InProcessServer,
+) -> None:
+    """As Kafka's handleProduceRequest: a partition that does not exist is
+    UNKNOWN_TOPIC_OR_PARTITION however many batches it was sent, one that
+    does is refused its second batch, and the request's other partitions
+    are appended as usual."""
+    produce = build(
+        request_schema(ApiKey.PRODUCE, 9),
+        acks=-1,
+        timeout=datetime.timedelta(seconds=10),
+        topic_data=[
+            {
+                "name": TOPIC,
+                "partition_data": [
+                    {"index": 1, "records": BATCH * 2},
+                    {"index": 2, "records": BATCH},
+                    {"index": 5000, "records": BATCH * 2},
+                ],
+            }
+        ],
+    )
+    with Wire(many_partitions.bootstrap) as wire:
+        (answer,) = wire.request(produce).responses
+    codes = {p.index: (p.error_code, p.base_offset) for p in answer.partition_responses}
+    assert codes == {1: (INVALID_RECORD, -1), 2: (0, 0), 5000: (UNKNOWN_TOPIC_OR_PARTITION, -1)}
+
+
 def test_fetch_max_bytes_has_kafkas_lower_bound() -> None:
     assert ServerConfig(fetch_max_bytes=1024).fetch_max_bytes == 1024
     with pytest.raises(ValueError, match=r"fetch\.max\.bytes"):
