@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import datetime
 import socket
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,7 @@ import native
 from engine.protocol.apis import ApiKey, request_schema
 from engine.server.config import ServerConfig
 from native import RecordSpec
-from tests.server.in_process import InProcessServer
+from tests.server.in_process import InProcessServer, hold_config_changes
 from tests.server.wire import Wire, build, encode_request, fetch_from_start, response_schema_for
 
 KiB = 1024
@@ -299,17 +298,7 @@ def test_config_changes_are_made_off_the_event_loop(
     durable write (a group's waits for it): a request naming thousands of
     topics held the event loop for seconds. While a change is held up
     here, another connection is still answered."""
-    opened = small_fetch_max.server.engine
-    holding = threading.Event()
-    release = threading.Event()
-    alter_configs = opened.alter_configs
-
-    def held_up(*args: Any, **kwargs: Any) -> Any:
-        holding.set()
-        release.wait(30)
-        return alter_configs(*args, **kwargs)
-
-    monkeypatch.setattr(opened, "alter_configs", held_up)
+    held = hold_config_changes(small_fetch_max.server.engine, monkeypatch)
     request = build(
         request_schema(ApiKey.INCREMENTAL_ALTER_CONFIGS, 1),
         resources=[
@@ -324,10 +313,10 @@ def test_config_changes_are_made_off_the_event_loop(
     with Wire(small_fetch_max.bootstrap) as wire:
         correlation_id = wire.send(request)
         try:
-            assert holding.wait(10)
+            assert held.holding.wait(10)
             _assert_serves_others(small_fetch_max)
         finally:
-            release.set()
+            held.release.set()
         answered, answer = wire.receive(response_schema_for(request))
     assert answered == correlation_id
     assert [r.error_code for r in answer.responses] == [0]

@@ -6,7 +6,6 @@ flight to a topic of thousands of partitions)."""
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ import engine
 import native
 from engine.protocol.apis import ApiKey, load_request_schema, load_response_schema
 from native import RecordSpec
-from tests.server.in_process import InProcessServer
+from tests.server.in_process import InProcessServer, hold_config_changes
 from tests.server.wire import Wire, build, encode_request
 
 REQUESTS = 32
@@ -142,25 +141,15 @@ def test_a_request_pipelined_after_a_config_change_is_handled_after_it(
     is appended with the log's time. The change is made on the admin
     thread, here held up until the server has read both requests; the
     Produce waits for it."""
-    opened = served.server.engine
-    holding = threading.Event()
-    release = threading.Event()
-    alter_configs = opened.alter_configs
-
-    def held_up(*args: Any, **kwargs: Any) -> Any:
-        holding.set()
-        release.wait(30)
-        return alter_configs(*args, **kwargs)
-
-    monkeypatch.setattr(opened, "alter_configs", held_up)
     server = served.server
+    held = hold_config_changes(server.engine, monkeypatch)
     with Wire(served.bootstrap, timeout=30) as wire:
         wire.request(_api_versions())  # connected before the count
         before = server.stats.requests
         frames = encode_request(_log_append_time(), 10) + encode_request(_produce(0, b"v"), 11)
         wire.send_raw(frames)
         try:
-            assert holding.wait(10)
+            assert held.holding.wait(10)
             # Both read: handled, or the Produce held back until the change is made.
             served.until_on_loop(
                 lambda: (
@@ -168,7 +157,7 @@ def test_a_request_pipelined_after_a_config_change_is_handled_after_it(
                 )
             )
         finally:
-            release.set()
+            held.release.set()
         altered_schema = load_response_schema(ApiKey.INCREMENTAL_ALTER_CONFIGS, 1)
         altered_id, altered = wire.receive(altered_schema)
         produced_id, produced = wire.receive(load_response_schema(ApiKey.PRODUCE, 9))
