@@ -16,6 +16,7 @@ Produce v3-v8 (legacy encodings) and v9-v11 (flexible)::
 
 from __future__ import annotations
 
+import struct
 from typing import NamedTuple
 
 from engine.protocol.errors import MalformedRequest
@@ -81,7 +82,9 @@ def _count(cursor: Cursor, flexible: bool) -> int:
 
 _LOG_OVERHEAD = 12
 """A batch's base offset and length, before the bytes its length counts."""
-_BATCH_LENGTH_AT = 8
+_BATCH_LENGTH = struct.Struct(">xxxxxxxxi")
+"""A batch's length, after its base offset (read in one call: this runs
+for every partition of every Produce)."""
 
 
 def holds_a_second_batch(records: memoryview) -> bool:
@@ -99,8 +102,9 @@ def holds_a_second_batch(records: memoryview) -> bool:
 
 def _batch_size(records: memoryview, at: int) -> int | None:
     """The size of the whole batch at ``at``, or None if none is there."""
-    if len(records) - at < _LOG_OVERHEAD:
+    left = len(records) - at
+    if left < _LOG_OVERHEAD:
         return None
-    length = int.from_bytes(records[at + _BATCH_LENGTH_AT : at + _LOG_OVERHEAD], "big", signed=True)
+    (length,) = _BATCH_LENGTH.unpack_from(records, at)
     size = _LOG_OVERHEAD + length
-    return size if length >= 0 and len(records) - at >= size else None
+    return size if length >= 0 and left >= size else None

@@ -55,7 +55,7 @@ from engine.protocol.errors import ProtocolError, RequestTooLarge
 from engine.protocol.frames import RequestHeader, parse_header, read_size
 from engine.protocol.kafka_code import KafkaCode
 from engine.server.authentication import SASL_MAX_RECEIVE_BYTES, Authentication, SaslResult
-from engine.server.context import Identity
+from engine.server.context import Identity, OffLoop
 from engine.server.dispatch import dispatch
 from engine.server.listeners import Listener
 from engine.server.sliced_writes import SlicedWriter
@@ -130,6 +130,7 @@ class Connection(asyncio.BufferedProtocol):
         "_held",
         "_held_reading",
         "_idle",
+        "_off_loop",
         "_outgoing",
         "_outgoing_bytes",
         "_pauses",
@@ -190,6 +191,8 @@ class Connection(asyncio.BufferedProtocol):
         """Requests read while the connection was paused, not handled yet
         (at most one read's worth: see _read_frames)."""
         self._held_reading: asyncio.Handle | None = None
+        self._off_loop = 0
+        """Requests being answered on the admin thread (see _after_off_loop)."""
         self._pauses: set[str] = set()
         self._throttled: tuple[float, asyncio.TimerHandle] | None = None
         """When a quota's throttle ends, and the timer that resumes reading then."""
@@ -294,7 +297,8 @@ class Connection(asyncio.BufferedProtocol):
 
     def get_buffer(self, sizehint: int) -> memoryview:
         body = self._body
-        if body is not None and self._body_size >= _DIRECT_READ_MIN:
+        held_back = self._pauses or self._held  # a TLS connection's bytes fed in, not read
+        if body is not None and self._body_size >= _DIRECT_READ_MIN and not held_back:
             if self._body_filled == len(body):
                 self._grow(body)
             self._direct = True
@@ -355,13 +359,15 @@ class Connection(asyncio.BufferedProtocol):
         if authentication is not None and not authentication.authenticated:
             limit = min(limit, SASL_MAX_RECEIVE_BYTES)
         while position < end and not self.closed:
-            body = self._body
-            if self._pauses and body is None and not self._head:
+            if self._pauses:
                 # Paused by a request this read brought (its answer may not
-                # fit the budget, or the client reads no answers): the
-                # requests after it wait, as the socket's unread ones do.
+                # fit the budget, or the client reads no answers), or bytes
+                # fed in while paused (TLS): the requests after it wait, as
+                # the socket's unread ones do, and so does the rest of one
+                # being read (handled, it would be handled while paused).
                 self._hold(data[position:end])
                 return
+            body = self._body
             if body is not None:
                 take = min(self._body_size - self._body_filled, end - position)
                 filled = self._body_filled
@@ -398,8 +404,9 @@ class Connection(asyncio.BufferedProtocol):
             return
 
     def _hold(self, rest: memoryview) -> None:
-        """Keeps what a paused connection read past its last handled
-        request, to be handled before anything more is read (_read_held)."""
+        """Keeps what a paused connection read (or was fed) past its last
+        handled request, the rest of one being read included, to be handled
+        before anything more is read (_read_held)."""
         self._held = bytes(rest)
 
     def _read_held(self) -> None:
@@ -529,7 +536,10 @@ class Connection(asyncio.BufferedProtocol):
             self.abort(error)
             return
         if inspect.isawaitable(result):
+            off_loop = isinstance(result, OffLoop)
             result = asyncio.ensure_future(result)
+            if off_loop:
+                self._after_off_loop(result)
         seconds = self.server.now() - started if timed else 0.0
         answer = max(answer_bytes - size, 0)
         self._queue(_Pending(header, result, size, seconds, started, answer))
@@ -547,6 +557,20 @@ class Connection(asyncio.BufferedProtocol):
     def _step_done(self, _step: asyncio.Future[Any]) -> None:
         self._authenticating = None
         self._resume("authentication")
+
+    def _after_off_loop(self, answer: asyncio.Future[Any]) -> None:
+        """Handles no request read after one answered on the admin thread
+        until that one is done (those already read are held: _read_frames),
+        as Kafka reads a connection's next request only once the one before
+        is answered: the change is made before what relies on it."""
+        self._off_loop += 1
+        self._pause("admin")
+        answer.add_done_callback(self._off_loop_done)
+
+    def _off_loop_done(self, _answer: asyncio.Future[Any]) -> None:
+        self._off_loop -= 1
+        if not self._off_loop:
+            self._resume("admin")
 
     def _raw_token(self, authentication: Authentication, frame: bytearray) -> None:
         """A SASL token after a SaslHandshake v0: a bare size-prefixed frame

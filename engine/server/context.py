@@ -6,7 +6,7 @@ Produce with acks=0)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
@@ -119,7 +119,22 @@ def answer(context: RequestContext, future: Future[T], build: Callable[[T], Body
     return wait()
 
 
-def off_loop(context: RequestContext, work: Callable[[], Body]) -> Awaitable[Encoded]:
+class OffLoop:
+    """An answer being made on the admin thread (off_loop). Its connection
+    handles no request read after it until it is done (connection.py), as
+    Kafka handles a connection's requests one at a time: a client may send
+    a Produce right behind the config change it relies on."""
+
+    __slots__ = ("_waiting",)
+
+    def __init__(self, waiting: Coroutine[Any, Any, Encoded]) -> None:
+        self._waiting = waiting
+
+    def __await__(self) -> Generator[Any, None, Encoded]:
+        return self._waiting.__await__()
+
+
+def off_loop(context: RequestContext, work: Callable[[], Body]) -> OffLoop:
     """The response ``work`` builds, encoded, on the server's admin thread,
     so a long change (creating thousands of topics) never stalls the event
     loop and the produce and fetch requests of other connections it serves.
@@ -139,7 +154,7 @@ def off_loop(context: RequestContext, work: Callable[[], Body]) -> Awaitable[Enc
     async def wait() -> Encoded:
         return await until_stopping(context, context.server.admin.submit(run))
 
-    return wait()
+    return OffLoop(wait())
 
 
 async def until_stopping(context: RequestContext, future: Future[T]) -> T:

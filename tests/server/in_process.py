@@ -11,7 +11,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
+from typing import Any, NamedTuple
 
+import pytest
 from confluent_kafka.admin import AdminClient
 
 import engine
@@ -113,3 +115,27 @@ def served_without_uploads(data_dir: Path) -> Iterator[tuple[engine.Engine, InPr
     finally:
         server.stop()
         opened.close()
+
+
+class HeldConfigChanges(NamedTuple):
+    holding: threading.Event
+    """Set once a change has reached the engine (on the server's admin thread)."""
+    release: threading.Event
+    """Lets it, and every change after it, go on."""
+
+
+def hold_config_changes(
+    opened: engine.Engine, monkeypatch: pytest.MonkeyPatch
+) -> HeldConfigChanges:
+    """Holds the engine's topic config changes until released: an admin
+    thread slow to carry them out, on cue."""
+    held = HeldConfigChanges(threading.Event(), threading.Event())
+    alter_configs = opened.alter_configs
+
+    def held_up(*args: Any, **kwargs: Any) -> Any:
+        held.holding.set()
+        held.release.wait(30)
+        return alter_configs(*args, **kwargs)
+
+    monkeypatch.setattr(opened, "alter_configs", held_up)
+    return held

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import datetime
 import socket
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,7 @@ import native
 from engine.protocol.apis import ApiKey, request_schema
 from engine.server.config import ServerConfig
 from native import RecordSpec
-from tests.server.in_process import InProcessServer
+from tests.server.in_process import InProcessServer, hold_config_changes
 from tests.server.wire import Wire, build, encode_request, fetch_from_start, response_schema_for
 
 KiB = 1024
@@ -152,6 +151,34 @@ def test_a_produce_of_more_than_one_batch_for_a_partition_is_refused(
     _assert_serves_others(small_fetch_max)
 
 
+def test_a_second_batch_is_refused_per_partition_after_the_partition_is_known(
+    many_partitions: InProcessServer,
+) -> None:
+    """As Kafka's handleProduceRequest: a partition that does not exist is
+    UNKNOWN_TOPIC_OR_PARTITION however many batches it was sent, one that
+    does is refused its second batch, and the request's other partitions
+    are appended as usual."""
+    produce = build(
+        request_schema(ApiKey.PRODUCE, 9),
+        acks=-1,
+        timeout=datetime.timedelta(seconds=10),
+        topic_data=[
+            {
+                "name": TOPIC,
+                "partition_data": [
+                    {"index": 1, "records": BATCH * 2},
+                    {"index": 2, "records": BATCH},
+                    {"index": 5000, "records": BATCH * 2},
+                ],
+            }
+        ],
+    )
+    with Wire(many_partitions.bootstrap) as wire:
+        (answer,) = wire.request(produce).responses
+    codes = {p.index: (p.error_code, p.base_offset) for p in answer.partition_responses}
+    assert codes == {1: (INVALID_RECORD, -1), 2: (0, 0), 5000: (UNKNOWN_TOPIC_OR_PARTITION, -1)}
+
+
 def test_fetch_max_bytes_has_kafkas_lower_bound() -> None:
     assert ServerConfig(fetch_max_bytes=1024).fetch_max_bytes == 1024
     with pytest.raises(ValueError, match=r"fetch\.max\.bytes"):
@@ -271,17 +298,7 @@ def test_config_changes_are_made_off_the_event_loop(
     durable write (a group's waits for it): a request naming thousands of
     topics held the event loop for seconds. While a change is held up
     here, another connection is still answered."""
-    opened = small_fetch_max.server.engine
-    holding = threading.Event()
-    release = threading.Event()
-    alter_configs = opened.alter_configs
-
-    def held_up(*args: Any, **kwargs: Any) -> Any:
-        holding.set()
-        release.wait(30)
-        return alter_configs(*args, **kwargs)
-
-    monkeypatch.setattr(opened, "alter_configs", held_up)
+    held = hold_config_changes(small_fetch_max.server.engine, monkeypatch)
     request = build(
         request_schema(ApiKey.INCREMENTAL_ALTER_CONFIGS, 1),
         resources=[
@@ -296,10 +313,10 @@ def test_config_changes_are_made_off_the_event_loop(
     with Wire(small_fetch_max.bootstrap) as wire:
         correlation_id = wire.send(request)
         try:
-            assert holding.wait(10)
+            assert held.holding.wait(10)
             _assert_serves_others(small_fetch_max)
         finally:
-            release.set()
+            held.release.set()
         answered, answer = wire.receive(response_schema_for(request))
     assert answered == correlation_id
     assert [r.error_code for r in answer.responses] == [0]

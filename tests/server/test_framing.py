@@ -9,7 +9,7 @@ import asyncio
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from engine.server import connection as connection_module
@@ -247,6 +247,8 @@ def test_a_connection_stopped_with_an_answer_waiting_reads_its_request_once_it_i
         max_size=120,
     ),
 )
+# Bytes fed in while paused that finish the request being read.
+@example(answers=["at once"], cuts=[11], steps=["read", "read", "socket full", "fed"])
 def test_requests_held_back_by_a_pause_are_each_handled_once_in_order(
     answers: list[str], cuts: list[int], steps: list[str]
 ) -> None:
@@ -258,6 +260,49 @@ def test_requests_held_back_by_a_pause_are_each_handled_once_in_order(
     by tls_handshake.py whatever the pause) go after them."""
     with pytest.MonkeyPatch.context() as monkeypatch:
         _pause_through_a_connection(monkeypatch, answers, cuts, steps)
+
+
+@pytest.mark.parametrize("payload_size", [60, 200_000], ids=["shared buffer", "own buffer"])
+def test_bytes_fed_in_while_paused_that_finish_a_request_wait_for_the_pause_to_end(
+    monkeypatch: pytest.MonkeyPatch, payload_size: int
+) -> None:
+    """A TLS connection's bytes are fed in whatever the pause: those that
+    finish the request being read (through the shared buffer, or straight
+    into its own) do not have it handled while the client reads no answers;
+    it is handled, then the next, once the pause ends."""
+    loop = asyncio.new_event_loop()
+    received: list[bytes] = []
+
+    def dispatch(state: Any, header: Any, frame: Any, *_peer: Any) -> Dispatched:
+        assert not connection._pauses, f"handled while paused ({connection._pauses})"
+        received.append(bytes(frame))
+        return Dispatched(header, None, 0)
+
+    monkeypatch.setattr(connection_module, "dispatch", dispatch)
+    monkeypatch.setattr(connection_module.Connection, "_socket_holds", lambda _self: 0)
+    monkeypatch.setattr(Server, "state", property(lambda server: None))
+    connection = connection_module.Connection(Server(engine=ENGINELESS, config=ServerConfig()))
+    transport = _Transport()
+    frames = [_frame(1, payload_size), _frame(2, 10)]
+    stream = b"".join(frames)
+
+    async def run() -> None:
+        connection.connection_made(transport)
+        sent = _read_once(connection, stream, len(frames[0]) // 2)
+        connection.pause_writing()
+        while sent < len(stream):  # fed in, whatever the pause
+            sent += _read_once(connection, stream[sent:])
+        assert received == []
+        connection.resume_writing()
+        await asyncio.sleep(0)
+        assert received == [frame[4:] for frame in frames]
+        assert not transport.paused and not transport.aborted
+
+    try:
+        loop.run_until_complete(run())
+        connection.connection_lost(None)
+    finally:
+        loop.close()
 
 
 def _pause_through_a_connection(

@@ -16,7 +16,7 @@ import engine
 import native
 from engine.protocol.apis import ApiKey, load_request_schema, load_response_schema
 from native import RecordSpec
-from tests.server.in_process import InProcessServer
+from tests.server.in_process import InProcessServer, hold_config_changes
 from tests.server.wire import Wire, build, encode_request
 
 REQUESTS = 32
@@ -110,3 +110,58 @@ def test_a_one_partition_produce_makes_one_task_its_append(served: InProcessServ
     assert [name for name in tasks if "accept_connection" not in name] == [
         "Acks._durable_async"
     ] * REQUESTS
+
+
+def _log_append_time() -> Any:
+    return build(
+        load_request_schema(ApiKey.INCREMENTAL_ALTER_CONFIGS, 1),
+        resources=[
+            {
+                "resource_type": 2,  # a topic
+                "resource_name": "t",
+                "configs": [
+                    {
+                        "name": "message.timestamp.type",
+                        "config_operation": 0,  # SET
+                        "value": "LogAppendTime",
+                    }
+                ],
+            }
+        ],
+        validate_only=False,
+    )
+
+
+def test_a_request_pipelined_after_a_config_change_is_handled_after_it(
+    served: InProcessServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Kafka handles a connection's requests one at a time, each after the
+    one before it has been answered: a Produce sent right behind an
+    IncrementalAlterConfigs that sets message.timestamp.type=LogAppendTime
+    is appended with the log's time. The change is made on the admin
+    thread, here held up until the server has read both requests; the
+    Produce waits for it."""
+    server = served.server
+    held = hold_config_changes(server.engine, monkeypatch)
+    with Wire(served.bootstrap, timeout=30) as wire:
+        wire.request(_api_versions())  # connected before the count
+        before = server.stats.requests
+        frames = encode_request(_log_append_time(), 10) + encode_request(_produce(0, b"v"), 11)
+        wire.send_raw(frames)
+        try:
+            assert held.holding.wait(10)
+            # Both read: handled, or the Produce held back until the change is made.
+            served.until_on_loop(
+                lambda: (
+                    server.stats.requests - before >= 2 or any(c._held for c in server.connections)
+                )
+            )
+        finally:
+            held.release.set()
+        altered_schema = load_response_schema(ApiKey.INCREMENTAL_ALTER_CONFIGS, 1)
+        altered_id, altered = wire.receive(altered_schema)
+        produced_id, produced = wire.receive(load_response_schema(ApiKey.PRODUCE, 9))
+    assert (altered_id, [r.error_code for r in altered.responses]) == (10, [0])
+    (partition,) = produced.responses[0].partition_responses
+    assert (produced_id, partition.error_code) == (11, 0)
+    assert partition.log_append_time is not None, "appended before the config change"

@@ -147,7 +147,7 @@ def _produce(context: RequestContext, request: ProduceRequest) -> Response:
                 # A fetch answer carries at least the first append at its
                 # offset, whatever its max_bytes: an append of many batches
                 # would be one indivisible answer of up to a whole request.
-                partitions.append((partition.partition, KafkaCode.INVALID_RECORD, _ONE_BATCH))
+                partitions.append(_second_batch_refused(context, topic.name, partition.partition))
                 continue
             # Nobody waits for an acks=0 answer: no prompt upload for it.
             remote = False if request.acks == 0 else None
@@ -186,6 +186,20 @@ def _produce(context: RequestContext, request: ProduceRequest) -> Response:
     if len(waiting) == 1:
         return _answer_when_durable(context.version, results, waiting[0], request.timeout_ms)
     return _when_durable(context.version, results, waiting, request.timeout_ms)
+
+
+def _second_batch_refused(
+    context: RequestContext, topic: str, partition: int
+) -> tuple[int, KafkaCode, str | None]:
+    """A partition's data holding a second batch: INVALID_RECORD, once the
+    partition is known to exist (Kafka's handleProduceRequest answers
+    UNKNOWN_TOPIC_OR_PARTITION first, whatever the data)."""
+    engine = context.engine
+    if is_internal_topic(topic) or (
+        engine.has_topic(topic) and 0 <= partition < engine.topic_shape(topic)[1]
+    ):
+        return partition, KafkaCode.INVALID_RECORD, _ONE_BATCH
+    return partition, KafkaCode.UNKNOWN_TOPIC_OR_PARTITION, None
 
 
 def _refused(version: int, request: ProduceRequest, code: KafkaCode) -> Response:
