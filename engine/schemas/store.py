@@ -559,6 +559,8 @@ class SchemaRegistry:
             raise InvalidSchema(f"Invalid schema: {error.message}") from error
         except InvalidPattern as error:  # the broker could not check records in linear time
             raise InvalidSchema(f"Invalid schema: {error}") from error
+        except RecursionError as error:  # the metaschema's "regex" format compiles with re
+            raise InvalidSchema("Invalid schema: a pattern nests too deep to compile") from error
         canonical = json.dumps(value, separators=(",", ":"), sort_keys=normalize)
         return (JSON, canonical, refs), ParsedSchema(JSON, value)
 

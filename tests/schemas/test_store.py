@@ -232,6 +232,15 @@ def test_a_json_schema_pattern_re2_refuses_is_42201_naming_it(
     assert registry.subjects() == []
 
 
+def test_a_pattern_nested_past_res_recursion_is_42201(registry: SchemaRegistry) -> None:
+    """The metaschema's ``regex`` format compiles a pattern with ``re``,
+    which recurses once per group."""
+    nested = "(?:" * 900 + "a" + ")" * 900
+    with pytest.raises(InvalidSchema) as caught:
+        registry.register("s", json.dumps({"pattern": nested}), "JSON")
+    assert caught.value.registry_code == 42201
+
+
 def test_a_backtracking_pattern_re2_matches_in_linear_time_is_registered(
     registry: SchemaRegistry,
 ) -> None:
