@@ -126,7 +126,7 @@ class SchemaPatterns:
             return compiled.search(text) is not None
         except UnicodeEncodeError:
             # A lone surrogate (JSON's "\ud800") has no UTF-8 form for RE2:
-            # matched as U+FFFD, a character no other text holds either.
+            # matched as U+FFFD, the character a UTF-8 decoder shows for it.
             whole = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
             return compiled.search(whole) is not None
 
