@@ -1,6 +1,8 @@
 """Regular expressions that clients send, matched in time linear in the
 text matched, as Kafka matches them (RE2/J): a KIP-848 member's
-SubscribedTopicRegex and ListTransactions' transactional id pattern.
+SubscribedTopicRegex, ListTransactions' transactional id pattern, and the
+patterns of the JSON Schemas records are checked against
+(engine/schemas/linear_json_schema.py).
 
 Python's ``re`` backtracks: ``(a+)+b`` against a topic name of a few dozen
 ``a`` runs for hours, and holds the interpreter's lock all along, so one
@@ -26,6 +28,8 @@ class InvalidPattern(ValueError):
 
 class LinearPattern(Protocol):
     def fullmatch(self, text: str) -> object | None: ...
+
+    def search(self, text: str) -> object | None: ...
 
 
 def compile_linear(pattern: str) -> LinearPattern:

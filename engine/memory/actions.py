@@ -26,6 +26,7 @@ import jsonschema.validators  # type: ignore[import-untyped]
 from engine.errors import EngineError
 from engine.memory.vector import CONTEXT_HEADER, OffsetVector, RecordRef
 from engine.protocol.kafka_code import KafkaCode
+from engine.schemas.linear_json_schema import linear_validator
 from engine.types import Header
 
 CORRELATION_HEADER = "tidelog.correlation.id"
@@ -130,8 +131,10 @@ def agent_action_schema() -> dict[str, Any]:
 @functools.cache
 def _validator() -> Any:
     # Built once: compiling the schema costs far more than checking a record.
+    # Its patterns match as the broker's record checks match them (RE2: a
+    # "$" matches at the end only, not before a last newline as in "re").
     schema = agent_action_schema()
-    return jsonschema.validators.validator_for(schema)(schema)
+    return linear_validator(jsonschema.validators.validator_for(schema), schema)
 
 
 def validate(action: Mapping[str, Any]) -> None:

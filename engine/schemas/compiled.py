@@ -22,6 +22,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from engine.linear_regex import InvalidPattern
 from engine.schemas.types import AVRO, JSON, PROTOBUF, RegisteredSchema, SchemaReference
 
 Referenced = Callable[[SchemaReference], RegisteredSchema | None]
@@ -57,7 +58,8 @@ class Unusable:
 
 
 class JsonSchemaCheck:
-    """A payload is JSON text that the JSON Schema accepts."""
+    """A payload is JSON text that the JSON Schema accepts, its regexes
+    matched in linear time (engine/schemas/linear_json_schema.py)."""
 
     def __init__(self, schema: Any) -> None:
         # jsonschema is imported by the first JSON Schema compiled, not with
@@ -65,9 +67,11 @@ class JsonSchemaCheck:
         import jsonschema.exceptions  # type: ignore[import-untyped]  # noqa: PLC0415
         import jsonschema.validators  # type: ignore[import-untyped]  # noqa: PLC0415
 
+        from engine.schemas.linear_json_schema import linear_validator  # noqa: PLC0415
+
         cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
         cls.check_schema(schema)
-        self.validator = cls(schema)
+        self.validator = linear_validator(cls, schema)
         self._best_match = jsonschema.exceptions.best_match
 
     def problem(self, body: bytes | memoryview) -> str | None:
@@ -126,6 +130,10 @@ def compile_schema(
         import fastavro  # noqa: PLC0415  (see JsonSchemaCheck)
 
         parsed = fastavro.parse_schema(text)
+    except InvalidPattern as error:  # stored before the registry refused such patterns
+        return Unusable(
+            f"has schema id {registered.schema_id}, which does not compile: its {error}"
+        )
     except Exception as error:  # the schema libraries' own errors
         return Unusable(
             f"has schema id {registered.schema_id}, which does not compile: "

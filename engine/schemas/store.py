@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from engine.linear_regex import InvalidPattern
 from engine.schemas import compatibility
 from engine.schemas.compatibility import DEFAULT_LEVEL, LEVELS, ParsedSchema
 from engine.schemas.errors import (
@@ -534,6 +535,8 @@ class SchemaRegistry:
         import jsonschema.exceptions  # type: ignore[import-untyped]  # noqa: PLC0415
         import jsonschema.validators  # type: ignore[import-untyped]  # noqa: PLC0415
 
+        from engine.schemas.linear_json_schema import check_patterns  # noqa: PLC0415
+
         if schema_type == AVRO:
             named: dict[str, Any] = {}
             for reference in refs:
@@ -551,8 +554,13 @@ class SchemaRegistry:
             self._resolve_reference(reference)
         try:
             jsonschema.validators.validator_for(value).check_schema(value)
+            check_patterns(value)
         except jsonschema.exceptions.SchemaError as error:
             raise InvalidSchema(f"Invalid schema: {error.message}") from error
+        except InvalidPattern as error:  # the broker could not check records in linear time
+            raise InvalidSchema(f"Invalid schema: {error}") from error
+        except RecursionError as error:  # the metaschema's "regex" format compiles with re
+            raise InvalidSchema("Invalid schema: a pattern nests too deep to compile") from error
         canonical = json.dumps(value, separators=(",", ":"), sort_keys=normalize)
         return (JSON, canonical, refs), ParsedSchema(JSON, value)
 

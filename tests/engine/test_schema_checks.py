@@ -201,6 +201,35 @@ def test_a_schema_that_does_not_compile_refuses_its_records(lookup: InMemorySche
     )
 
 
+def test_a_stored_schema_whose_pattern_re2_refuses_refuses_its_records(
+    lookup: InMemorySchemas,
+) -> None:
+    """Registered before the registry refused such patterns: the producer
+    learns the schema is at fault, naming the pattern."""
+    stored = lookup.register("l", JSON, json.dumps({"pattern": "(?=a)a"})).schema_id
+    errors = check([(None, frame(stored, b'"a"'))], lookup)
+    assert errors[0][1].startswith(
+        f"record 0: value has schema id {stored}, which does not compile: "
+        "its pattern '(?=a)a' cannot be matched in linear time (RE2: "
+    )
+
+
+def test_a_pattern_only_a_ref_reaches_is_matched_by_re2_or_refused(
+    lookup: InMemorySchemas,
+) -> None:
+    refused = lookup.register(
+        "r", JSON, json.dumps({"$ref": "#/x/p", "x": {"p": {"pattern": "(?=a)a"}}})
+    ).schema_id
+    errors = check([(None, frame(refused, b'"a"'))], lookup)
+    assert errors[0][1].startswith(
+        "record 0: value could not be checked against its schema: pattern '(?=a)a'"
+    )
+    ending = lookup.register("e", JSON, json.dumps({"pattern": "^a$"})).schema_id
+    assert check([(None, frame(ending, b'"a"'))], lookup) == ()
+    # RE2's $ (ECMA-262's) is the end of the text; Python's also matched before a last newline.
+    assert check([(None, frame(ending, b'"a\\n"'))], lookup) != ()
+
+
 def test_compiled_schemas_are_kept_and_bounded(lookup: InMemorySchemas) -> None:
     compiled = CompiledSchemas(capacity=2)
     first, second, third = (

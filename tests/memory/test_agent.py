@@ -31,7 +31,7 @@ from engine.memory import (
     StoredAction,
     Tool,
 )
-from engine.memory.actions import CAUSATION_HEADER, CORRELATION_HEADER
+from engine.memory.actions import CAUSATION_HEADER, CORRELATION_HEADER, validate
 from engine.memory.vector import CONTEXT_HEADER, OffsetVector, Position, RecordRef
 from engine.types import ConsumerRecord, TopicPartition
 from tests.engine.conftest import FAST_STORE
@@ -164,6 +164,24 @@ def test_an_action_needs_a_correlation_and_a_ref_needs_a_record(
         with pytest.raises(engine.errors.EngineError):
             agent.compensation(RecordRef(ACTIONS, 0, 5), reason="nothing there")
     assert memory_engine.offsets(ACTIONS, 0) == (0, 0)
+
+
+def test_an_actions_patterns_match_as_the_brokers_record_checks_match_them() -> None:
+    """RE2's ``$`` is the end of the text, as on the broker: a digest with a
+    trailing newline is refused before it is sent, not by the topic."""
+    action = {
+        "action_id": "a-1",
+        "type": "tool_call",
+        "actor": {"kind": "agent", "id": "a"},
+        "correlation_id": "c-1",
+        "timestamps": {"started_ms": 0},
+        "input_ref": {"uri": "s3://b/k", "sha256": "ab" * 32},
+    }
+    validate(action)
+    action["input_ref"] = {"uri": "s3://b/k", "sha256": "ab" * 32 + "\n"}
+    with pytest.raises(InvalidAction) as refused:
+        validate(action)
+    assert refused.value.path == "$.input_ref.sha256"
 
 
 KINDS = st.sampled_from(["agent", "human", "service", "robot", ""])

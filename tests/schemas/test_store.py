@@ -218,6 +218,36 @@ def test_invalid_schemas_are_42201(registry: SchemaRegistry) -> None:
     assert registry.subjects() == []
 
 
+@pytest.mark.parametrize("pattern", ["^(?=.*@).+$", r"(a)\1", "a{1001}"])
+def test_a_json_schema_pattern_re2_refuses_is_42201_naming_it(
+    registry: SchemaRegistry, pattern: str
+) -> None:
+    """The broker matches records' patterns with RE2, in linear time: a
+    pattern it cannot match so is refused here, not met by a record."""
+    schema = json.dumps({"properties": {"email": {"type": "string", "pattern": pattern}}})
+    with pytest.raises(InvalidSchema) as caught:
+        registry.register("s", schema, "JSON")
+    assert caught.value.registry_code == 42201
+    assert repr(pattern) in str(caught.value) and "RE2" in str(caught.value)
+    assert registry.subjects() == []
+
+
+def test_a_pattern_nested_past_res_recursion_is_42201(registry: SchemaRegistry) -> None:
+    """The metaschema's ``regex`` format compiles a pattern with ``re``,
+    which recurses once per group."""
+    nested = "(?:" * 900 + "a" + ")" * 900
+    with pytest.raises(InvalidSchema) as caught:
+        registry.register("s", json.dumps({"pattern": nested}), "JSON")
+    assert caught.value.registry_code == 42201
+
+
+def test_a_backtracking_pattern_re2_matches_in_linear_time_is_registered(
+    registry: SchemaRegistry,
+) -> None:
+    registry.register("s", json.dumps({"pattern": "^(a+)+$"}), "JSON")
+    assert registry.subjects() == ["s"]
+
+
 def test_references_resolve_named_avro_types(registry: SchemaRegistry) -> None:
     money = json.dumps(
         {"type": "record", "name": "Money", "fields": [{"name": "cents", "type": "long"}]}
