@@ -335,3 +335,29 @@ def test_a_request_sent_behind_the_login_is_read_once_the_check_is_done(node: No
                 assert answer.error_code == KafkaCode.SASL_AUTHENTICATION_FAILED
                 assert answer.error_message == INVALID
                 assert wire.closed_by_server(TIMEOUT)
+
+
+@pytest.mark.parametrize("version", [1, 0], ids=["sasl-authenticate", "bare-token"])
+def test_an_unknown_users_login_waits_for_a_derivation_as_a_known_ones_does(
+    node: Node, held: HeldChecks, version: int
+) -> None:
+    """Refused at once, a login would tell a peer that a user name does
+    not exist: the pool derives a stand-in credential's keys for it, and
+    it is answered (or, after a bare token, closed) once that is done."""
+    with Wire(node.bootstrap, timeout=TIMEOUT) as wire:
+        handshake(wire, version)
+        send_login(wire, b"\0nobody\0" + PASSWORD.encode(), version)
+        until(lambda: held.started == 1, "the unknown user's check started")
+        assert node.server.server.password_checks.admitted == 1
+        assert held.finished == 0
+        held.release()
+        answer = outcome(wire)
+        if version == 0:  # a bare token's failure is a close, as in Kafka
+            assert answer is None
+        else:
+            assert (answer.error_code, answer.error_message) == (
+                KafkaCode.SASL_AUTHENTICATION_FAILED,
+                INVALID,
+            )
+        assert wire.closed_by_server(TIMEOUT)
+    assert held.finished == 1
