@@ -10,6 +10,7 @@ appending the other client's records while they run."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import threading
 import time
@@ -28,6 +29,7 @@ from engine.protocol.apis import ApiKey
 from engine.protocol.kafka_code import KafkaCode
 from engine.server.config import ServerConfig
 from engine.server.listeners import parse_listeners
+from engine.server.server import Server
 from s3stream import StreamStoreConfig
 from tests.server.conftest import quiet_librdkafka
 from tests.server.held_checks import HeldChecks, held_checks
@@ -361,3 +363,29 @@ def test_an_unknown_users_login_waits_for_a_derivation_as_a_known_ones_does(
             )
         assert wire.closed_by_server(TIMEOUT)
     assert held.finished == 1
+
+
+def test_a_server_started_again_after_stop_checks_passwords(tmp_path: Path) -> None:
+    """stop() shuts the checks' pool down; a start after it has one again,
+    as it has every other part of the server again (each start builds them)."""
+
+    def log_in(port: int) -> Any:
+        with Wire(f"127.0.0.1:{port}", timeout=TIMEOUT) as wire:
+            handshake(wire, 1)
+            send_login(wire, b"\0alice\0" + PASSWORD.encode(), 1)
+            return outcome(wire)
+
+    async def run(opened: engine.Engine) -> None:
+        config = ServerConfig(listeners=parse_listeners("SASL_PLAINTEXT://127.0.0.1:0"))
+        server = Server(opened, config)
+        for _ in range(2):
+            await server.start()
+            try:
+                answer = await asyncio.to_thread(log_in, server.port)
+            finally:
+                await server.stop()
+            assert answer is not None and answer.error_code == KafkaCode.NONE
+
+    with engine.open(tmp_path / "node") as opened:
+        opened.credentials.add("alice", "PLAIN", PASSWORD)
+        asyncio.run(run(opened))
