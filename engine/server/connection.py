@@ -568,7 +568,7 @@ class Connection(asyncio.BufferedProtocol):
         follow requests still in flight), then the connection closes; a
         request sent behind it is never served under the session the
         exchange failed to renew."""
-        if authentication.close_after_answer:
+        if authentication.close_after_answer and not self.closed:  # closed: answered already
             self._pause("authentication")
 
     def _after_off_loop(self, answer: asyncio.Future[Any]) -> None:
