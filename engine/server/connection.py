@@ -545,6 +545,8 @@ class Connection(asyncio.BufferedProtocol):
         self._queue(_Pending(header, result, size, seconds, started, answer))
         if header.api_key == ApiKey.SASL_AUTHENTICATE and isinstance(result, asyncio.Future):
             self._read_after(result)
+        elif authentication is not None:
+            self._refuse_after(authentication)
 
     def _read_after(self, step: asyncio.Future[Any]) -> None:
         """Reads nothing more until the SASL ``step`` is done (its answer
@@ -556,7 +558,18 @@ class Connection(asyncio.BufferedProtocol):
 
     def _step_done(self, _step: asyncio.Future[Any]) -> None:
         self._authenticating = None
-        self._resume("authentication")
+        authentication = self.authentication
+        if authentication is None or not authentication.close_after_answer:
+            self._resume("authentication")  # else read no more: see _refuse_after
+
+    def _refuse_after(self, authentication: Authentication) -> None:
+        """After a failed SASL exchange, handles nothing more: its answer
+        is written once those before it are (a re-authentication may
+        follow requests still in flight), then the connection closes; a
+        request sent behind it is never served under the session the
+        exchange failed to renew."""
+        if authentication.close_after_answer and not self.closed:  # closed: answered already
+            self._pause("authentication")
 
     def _after_off_loop(self, answer: asyncio.Future[Any]) -> None:
         """Handles no request read after one answered on the admin thread
@@ -682,9 +695,14 @@ class Connection(asyncio.BufferedProtocol):
                 self._throttle(pending, None, [])
             self._release(pending)
             authentication = self.authentication
-            if authentication is not None and authentication.close_after_answer:
-                # A failed SASL exchange: its answer goes out, then the
-                # connection closes, as Kafka's SaslServerAuthenticator does,
+            if (
+                authentication is not None
+                and authentication.close_after_answer
+                and not self._pending  # nothing is read after it: see _refuse_after
+            ):
+                # A failed SASL exchange: its answer goes out, after those of
+                # the requests before it, then the connection closes, as
+                # Kafka's SaslServerAuthenticator does,
                 # connection.failed.authentication.delay.ms later (or when
                 # the client closes): a client that reads the answer and the
                 # close together may drop the answer (kafka-python does).

@@ -152,7 +152,13 @@ def off_loop(context: RequestContext, work: Callable[[], Body]) -> OffLoop:
             return Encoded([b"".join(encode_response(header, work()))])
 
     async def wait() -> Encoded:
-        return await until_stopping(context, context.server.admin.submit(run))
+        try:
+            work = context.server.admin.submit(run)
+        except RuntimeError:
+            # Shut down: the server stopped between this request's dispatch
+            # and its wait's start. Given up, as the requests waiting are.
+            raise asyncio.CancelledError from None
+        return await until_stopping(context, work)
 
     return OffLoop(wait())
 

@@ -103,14 +103,14 @@ class Server:
         self.token_validator: TokenValidator | None = None
         """OAUTHBEARER's validator, when a listener enables it (started with the server)."""
         self._token_keys: KeySource | None = None
-        self.password_checks = PasswordChecks(
-            self.config.sasl_password_check_threads,
-            self.config.sasl_password_check_queue_size,
+        self._password_check_priority = ThreadPriority.below_caller(
             # The store's background priority: a login waits for it, but
             # the acknowledgements on the event loop come first.
-            ThreadPriority.below_caller(engine.config.store.background_nice),
+            engine.config.store.background_nice
         )
-        """Where SASL/PLAIN passwords are checked (sasl/password_checks.py)."""
+        self.password_checks = self._new_password_checks()
+        """Where SASL/PLAIN passwords are checked (sasl/password_checks.py);
+        stop shuts it down, and a start after that makes a new one."""
         self.loop_lag = LoopLag()
         """How late the event loop runs (loop_lag.py)."""
 
@@ -132,8 +132,18 @@ class Server:
             return None
         return f"User:{self._principals.name(distinguished_name(peercert))}"
 
+    def _new_password_checks(self) -> PasswordChecks:
+        """A pool for PLAIN's checks (its threads start with its first check)."""
+        return PasswordChecks(
+            self.config.sasl_password_check_threads,
+            self.config.sasl_password_check_queue_size,
+            self._password_check_priority,
+        )
+
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
+        if self.password_checks.stopped:  # a server started again after stop()
+            self.password_checks = self._new_password_checks()
         listeners = self.config.effective_listeners
         if any(OAUTHBEARER in self.config.mechanisms(x) for x in listeners if x.protocol.uses_sasl):
             self.token_validator, self._token_keys = await start_validator(

@@ -10,6 +10,8 @@ appending the other client's records while they run."""
 
 from __future__ import annotations
 
+import asyncio
+import datetime
 import itertools
 import threading
 import time
@@ -20,14 +22,17 @@ from typing import Any
 
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
-from kio.index import load_request_schema
+from kio.index import load_request_schema, load_response_schema
 
 import engine
+import native
 from engine import credentials
 from engine.protocol.apis import ApiKey
 from engine.protocol.kafka_code import KafkaCode
 from engine.server.config import ServerConfig
 from engine.server.listeners import parse_listeners
+from engine.server.server import Server
+from native import RecordSpec
 from s3stream import StreamStoreConfig
 from tests.server.conftest import quiet_librdkafka
 from tests.server.held_checks import HeldChecks, held_checks
@@ -38,6 +43,7 @@ from tests.server.wire import (
     build,
     decode_response,
     encode_request,
+    fetch_from_start,
     frame,
     response_schema_for,
 )
@@ -335,3 +341,121 @@ def test_a_request_sent_behind_the_login_is_read_once_the_check_is_done(node: No
                 assert answer.error_code == KafkaCode.SASL_AUTHENTICATION_FAILED
                 assert answer.error_message == INVALID
                 assert wire.closed_by_server(TIMEOUT)
+
+
+@pytest.mark.parametrize("version", [1, 0], ids=["sasl-authenticate", "bare-token"])
+def test_an_unknown_users_login_waits_for_a_derivation_as_a_known_ones_does(
+    node: Node, held: HeldChecks, version: int
+) -> None:
+    """Refused at once, a login would tell a peer that a user name does
+    not exist: the pool derives a stand-in credential's keys for it, and
+    it is answered (or, after a bare token, closed) once that is done."""
+    with Wire(node.bootstrap, timeout=TIMEOUT) as wire:
+        handshake(wire, version)
+        send_login(wire, b"\0nobody\0" + PASSWORD.encode(), version)
+        until(lambda: held.started == 1, "the unknown user's check started")
+        assert node.server.server.password_checks.admitted == 1
+        assert held.finished == 0
+        held.release()
+        answer = outcome(wire)
+        if version == 0:  # a bare token's failure is a close, as in Kafka
+            assert answer is None
+        else:
+            assert (answer.error_code, answer.error_message) == (
+                KafkaCode.SASL_AUTHENTICATION_FAILED,
+                INVALID,
+            )
+        assert wire.closed_by_server(TIMEOUT)
+    assert held.finished == 1
+
+
+def test_a_server_started_again_after_stop_checks_passwords(tmp_path: Path) -> None:
+    """stop() shuts the checks' pool down; a start after it has one again,
+    as it has every other part of the server again (each start builds them)."""
+
+    def log_in(port: int) -> Any:
+        with Wire(f"127.0.0.1:{port}", timeout=TIMEOUT) as wire:
+            handshake(wire, 1)
+            send_login(wire, b"\0alice\0" + PASSWORD.encode(), 1)
+            return outcome(wire)
+
+    async def run(opened: engine.Engine) -> None:
+        config = ServerConfig(listeners=parse_listeners("SASL_PLAINTEXT://127.0.0.1:0"))
+        server = Server(opened, config)
+        for _ in range(2):
+            await server.start()
+            try:
+                answer = await asyncio.to_thread(log_in, server.port)
+            finally:
+                await server.stop()
+            assert answer is not None and answer.error_code == KafkaCode.NONE
+
+    with engine.open(tmp_path / "node") as opened:
+        opened.credentials.add("alice", "PLAIN", PASSWORD)
+        asyncio.run(run(opened))
+
+
+def _produce(value: bytes) -> Any:
+    batch = native.encode_batch([RecordSpec(1_700_000_000_000, None, value, ())])
+    return build(
+        load_request_schema(ApiKey.PRODUCE, 9),
+        acks=1,
+        timeout_ms=30_000,
+        topic_data=[{"name": TOPIC, "partition_data": [{"index": 0, "records": batch}]}],
+    )
+
+
+def test_a_failed_re_authentication_answers_what_came_before_it_and_serves_nothing_after(
+    node: Node, held: HeldChecks
+) -> None:
+    """KIP-368 on a connection with a request in flight (a Fetch waiting
+    for records): its re-authentication fails while that Fetch still
+    waits. As in Kafka, the Fetch, the SaslHandshake and the failure are
+    answered in order, then the connection closes; the Produce sent
+    behind the failed SaslAuthenticate is never appended."""
+    right = b"\0alice\0" + PASSWORD.encode()
+    partition = node.engine.partition(TOPIC, 0)
+    server = node.server.server
+    with Wire(node.bootstrap, timeout=TIMEOUT) as wire:
+        held.release()
+        handshake(wire, 1)
+        send_login(wire, right, 1)
+        assert outcome(wire).error_code == KafkaCode.NONE
+        assert partition.log_end_offset == 0
+        held.hold()
+        waiting = fetch_from_start(TOPIC, max_wait=datetime.timedelta(seconds=TIMEOUT), min_bytes=1)
+        again = build(load_request_schema(ApiKey.SASL_HANDSHAKE, 1), mechanism="PLAIN")
+        wrong = build(load_request_schema(ApiKey.SASL_AUTHENTICATE, 2), auth_bytes=b"\0alice\0no")
+        wire.send_raw(
+            encode_request(waiting, 1)
+            + encode_request(again, 2)
+            + encode_request(wrong, 3)
+            + encode_request(_produce(b"after the failure"), 4)
+        )
+        until(lambda: held.started == 2, "the re-authentication's check started")
+        held.release()
+        node.server.until_on_loop(
+            lambda: any(
+                c.authentication is not None and c.authentication.close_after_answer
+                for c in server.connections
+            )
+        )
+        node.server.until_on_loop(lambda: True)  # the loop's turns after the failure
+        # A record from another client: the Fetch has its answer.
+        with Wire(node.bootstrap, timeout=TIMEOUT) as other:
+            handshake(other, 1)
+            send_login(other, right, 1)
+            assert outcome(other).error_code == KafkaCode.NONE
+            assert other.request(_produce(b"another client's")).responses[0]
+        fetched_id, fetched = wire.receive(load_response_schema(ApiKey.FETCH, 11))
+        handshake_id, handshook = wire.receive(load_response_schema(ApiKey.SASL_HANDSHAKE, 1))
+        failed_id, failed = wire.receive(load_response_schema(ApiKey.SASL_AUTHENTICATE, 2))
+        assert (fetched_id, fetched.error_code) == (1, KafkaCode.NONE)
+        assert (handshake_id, handshook.error_code) == (2, KafkaCode.NONE)
+        assert (failed_id, failed.error_code, failed.error_message) == (
+            3,
+            KafkaCode.SASL_AUTHENTICATION_FAILED,
+            INVALID,
+        )
+        assert wire.closed_by_server(TIMEOUT)
+    assert partition.log_end_offset == 1  # the other client's record only

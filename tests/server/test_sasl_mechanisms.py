@@ -179,6 +179,26 @@ def test_plain_refuses_as_kafka(message: bytes, answer: str) -> None:
     assert not server.complete
 
 
+@pytest.mark.parametrize("answer", [False, True])
+def test_plain_checks_an_unknown_users_password_too_and_refuses_it(answer: bool) -> None:
+    """An unknown user costs a derivation as a known one does (its answer
+    comes no sooner), and is refused whatever that check says."""
+    checked: list[tuple[ScramCredential, str, bytes]] = []
+
+    async def counted(credential: ScramCredential, mechanism: str, password: bytes) -> bool:
+        checked.append((credential, mechanism, password))
+        return answer
+
+    server = PlainServer(lambda u, m: None, counted)
+    with pytest.raises(SaslAuthenticationFailed) as refused:
+        step(server, b"\0nobody\0s3cret")
+    assert refused.value.message == "Authentication failed: Invalid username or password"
+    assert not server.complete
+    [(credential, mechanism, password)] = checked
+    assert (mechanism, password) == (PLAIN, b"s3cret")
+    assert credential.iterations == new_credential(PLAIN, "x").iterations  # the default's cost
+
+
 def test_credentials_hold_keys_not_passwords() -> None:
     credential = new_credential("SCRAM-SHA-512", "hunter2", 8192)
     assert credential.iterations == 8192 and len(credential.salt) == 32

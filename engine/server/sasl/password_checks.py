@@ -44,6 +44,8 @@ class PasswordChecks:
         """Checks running or waiting for a thread."""
         self.refused = 0
         """Checks refused because the pool was full."""
+        self.stopped = False
+        """Shut down: every check from now on is refused."""
 
     async def matches(self, credential: ScramCredential, mechanism: str, password: bytes) -> bool:
         """Whether ``password`` derives ``credential``'s keys; raises
@@ -69,4 +71,5 @@ class PasswordChecks:
 
     def shutdown(self) -> None:
         """Stops the threads once their checks end; waiting checks are cancelled."""
+        self.stopped = True
         self._pool.shutdown(wait=False, cancel_futures=True)

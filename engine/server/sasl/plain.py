@@ -1,14 +1,31 @@
 """SASL/PLAIN (RFC 4616) as Kafka's PlainSaslServer serves it: one message,
 ``authzid NUL authcid NUL password``, the authzid empty or the user's name;
 the password is checked against the user's salted PLAIN credential, by a
-PasswordCheck (off the event loop: see password_checks.py)."""
+PasswordCheck (off the event loop: see password_checks.py).
+
+A user with no PLAIN credential has a password checked all the same,
+against a stand-in credential no password derives, and is then refused:
+refused at once, a login would tell whether a user name exists by how
+soon its answer comes (a known user's wrong password costs a derivation)."""
 
 from __future__ import annotations
 
-from engine.credentials import PLAIN
+import hashlib
+import os
+
+from engine.credentials import MIN_ITERATIONS, PLAIN, SALT_BYTES, ScramCredential, hash_of
 from engine.server.sasl import CredentialLookup, PasswordCheck, SaslAuthenticationFailed
 
 _INVALID = "Authentication failed: Invalid username or password"
+_NO_SUCH_USER = ScramCredential(
+    salt=bytes(SALT_BYTES),
+    # Random: no password derives it (and its check's outcome is not used).
+    stored_key=os.urandom(hashlib.new(hash_of(PLAIN)).digest_size),
+    server_key=b"",
+    iterations=MIN_ITERATIONS,  # what a password set with no iteration count costs
+)
+"""What an unknown user's password is checked against, as long to derive
+as a user's credential made with the default iteration count."""
 
 
 class PlainServer:
@@ -46,7 +63,10 @@ class PlainServer:
             )
             raise SaslAuthenticationFailed(message, f"{message} (user {user!r})")
         credential = self._lookup(user, PLAIN)
-        if credential is None or not await self._check(credential, PLAIN, password):
+        if credential is None:
+            await self._check(_NO_SUCH_USER, PLAIN, password)  # as long as a known user's
+            raise SaslAuthenticationFailed(_INVALID, f"no PLAIN credential for user {user!r}")
+        if not await self._check(credential, PLAIN, password):
             raise SaslAuthenticationFailed(_INVALID, f"wrong PLAIN credentials for user {user!r}")
         self._user = user
         return b""
