@@ -119,6 +119,15 @@ ONE_PASS_ONLY: dict[str, str] = {
     "tests/tables/test_partitions.py": "builds one batch with native/; what it tests is "
     "which partition each row's file is in, and the rows themselves are decoded as in "
     "tests/tables/test_table_topic.py, which the pure pass runs",
+    "tests/server/test_answer_bounds.py": "builds its batches with native/; what it tests "
+    "is how much the server holds for answers, not how batches are read",
+    "tests/server/test_produce_single.py": "builds its batches with native/; what it tests "
+    "is how a Produce's partition data is counted in batches (engine/protocol/produce.py)",
+    "tests/server/test_plain_flood.py": "builds one batch with native/; what it tests is "
+    "where PLAIN passwords are checked and what a connection reads meanwhile",
+    "tests/server/test_schema_regex_bombs.py": "builds its batches with native/; the schema "
+    "checks of their records are covered by tests/engine/test_schema_checks.py, which the "
+    "pure pass runs",
     "tests/test_native_twin.py": "checks this selection; it names native/'s modules, "
     "it does not run them",
 }
