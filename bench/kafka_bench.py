@@ -81,7 +81,11 @@ bytes; every ``*_mb_s`` key is MiB/s of record values):
 The server's CPU time (/proc/PID/stat) is taken around each phase, and this
 process's (the client and librdkafka's threads) beside it; for the flat-out
 produce, ``server_produce_ms_per_mib`` is the server's CPU per MiB
-delivered, steadier than MiB/s on a shared machine. ``--json`` prints
+delivered, steadier than MiB/s on a shared machine;
+``server_loop_produce_ms_per_mib`` the event loop thread's share of it,
+``server_loop_faults_per_mib`` that thread's minor page faults per MiB
+(256 when every byte received lands in memory never touched before) and
+``server_rss_after_produce_mib`` the server's resident memory at the end. ``--json`` prints
 one JSON object; its headline keys are produce_mb_s, consume_mb_s, p50_ms,
 p99_ms, mock_produce_mb_s, disk_mb_s and produce_vs_disk, and:
 
@@ -371,6 +375,25 @@ class ServerProcess:
             fields = stat.read().rsplit(")", 1)[1].split()
         # utime and stime are fields 14 and 15; fields[0] here is field 3 (state).
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def loop_stat(self) -> tuple[float, int]:
+        """The event loop's thread (the server's main thread): its user +
+        system CPU seconds so far and its minor page faults (each a fresh
+        page of memory touched for the first time, as a new request buffer's
+        are while the heap grows)."""
+        with open(f"/proc/{self.pid}/task/{self.pid}/stat", encoding="ascii") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        # minflt is field 10, utime and stime 14 and 15; fields[0] is field 3.
+        cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return cpu, int(fields[7])
+
+    def resident_mib(self) -> float:
+        """The server's resident memory now, in MiB."""
+        with open(f"/proc/{self.pid}/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+        return 0.0
 
     def log_tail(self) -> str:
         return "\n".join(f"  server: {line}" for line in self._tail)
@@ -820,11 +843,21 @@ def run(scratch: Path, settings: Settings) -> dict[str, Any]:
         server.start()
         server.wait_ready()
         create_topics(server.address, settings.partitions, TOPIC, LATENCY_TOPIC)
-        cpu = server.cpu_seconds()
+        cpu, (loop_cpu, loop_faults) = server.cpu_seconds(), server.loop_stat()
         produced = produce_flat_out(
             {"bootstrap.servers": server.address}, TOPIC, settings.partitions, records, values
         )
         server_cpu = server.cpu_seconds() - cpu
+        loop_cpu_after, loop_faults_after = server.loop_stat()
+        produced_mib = produced["bytes"] / MIB
+        results["server_loop_produce_ms_per_mib"] = round(
+            (loop_cpu_after - loop_cpu) * 1000 / produced_mib, 3
+        )
+        # Pages of 4 KiB: 256 per MiB is every byte received landing in fresh memory.
+        results["server_loop_faults_per_mib"] = round(
+            (loop_faults_after - loop_faults) / produced_mib, 1
+        )
+        results["server_rss_after_produce_mib"] = round(server.resident_mib())
         results["produce_mb_s"] = round(produced["mb_s"], 1)
         results["produce_bytes"] = produced["bytes"]
         results["produce_s"] = round(produced["seconds"], 3)

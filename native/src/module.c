@@ -16,6 +16,7 @@
 #include "bulk.h"
 #include "columns.h"
 #include "entries.h"
+#include "prefault.h"
 #include "crc32c.h"
 #include "stamp.h"
 #include "wal_frame.h"
@@ -983,7 +984,9 @@ done:
 
 /* A bytearray of size bytes left as the allocator gives them, where
  * bytearray(size) zero-fills them first: for a buffer every byte of which is
- * written before anything reads it (a request read from a socket). */
+ * written before anything reads it (a request read from a socket). Its pages
+ * are made present in one call (prefault.c), since all of them are about to
+ * be written. */
 static PyObject *py_unfilled_bytearray(PyObject *self, PyObject *arg) {
     if (!PyLong_Check(arg)) {
         PyErr_Format(PyExc_TypeError, "size must be an int, not %.200s", Py_TYPE(arg)->tp_name);
@@ -995,12 +998,15 @@ static PyObject *py_unfilled_bytearray(PyObject *self, PyObject *arg) {
         PyErr_Format(PyExc_ValueError, "size %zd is negative", size);
         return NULL;
     }
-    return PyByteArray_FromStringAndSize(NULL, size);
+    PyObject *buffer = PyByteArray_FromStringAndSize(NULL, size);
+    if (buffer != NULL) tl_prefault(PyByteArray_AS_STRING(buffer), (size_t)size);
+    return buffer;
 }
 
 /* Grows a bytearray by added bytes left as the allocator gives them, where
  * extend(bytes(added)) zero-fills a temporary and copies it in: for a buffer
- * that is then written to its end before anything reads it. */
+ * that is then written to its end before anything reads it (the added pages
+ * made present in one call, as above). */
 static PyObject *py_extend_unfilled(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 2) {
         PyErr_Format(PyExc_TypeError, "extend_unfilled takes 2 arguments (%zd given)", nargs);
@@ -1028,6 +1034,7 @@ static PyObject *py_extend_unfilled(PyObject *self, PyObject *const *args, Py_ss
         return NULL;
     }
     if (PyByteArray_Resize(buffer, size + added) != 0) return NULL;
+    tl_prefault(PyByteArray_AS_STRING(buffer) + size, (size_t)added);
     Py_RETURN_NONE;
 }
 

@@ -104,6 +104,14 @@ def test_kafka_bench_reports_every_headline_figure_beside_its_ceilings(tmp_path:
     assert report["server_produce_ms_per_mib"] == pytest.approx(
         report["server_produce_cpu_s"] * 1000 / 32, abs=0.2
     )
+    # The event loop's share (its thread's CPU, rounded alike), its page
+    # faults per MiB (at most every page of what it read, and what it
+    # allocated besides) and the memory the server holds after the produce.
+    assert (
+        0 < report["server_loop_produce_ms_per_mib"] <= (report["server_produce_ms_per_mib"] + 0.4)
+    )
+    assert report["server_loop_faults_per_mib"] >= 0
+    assert report["server_rss_after_produce_mib"] > 32
     assert report["server_exit_codes"] == [0, 0]
     assert report["remote_mb_s"] > 0 and report["remote_local_mb_s"] > 0
     assert report["remote_vs_local_mb_s"] == pytest.approx(

@@ -1,0 +1,51 @@
+"""store_errors: a stream-store error raised inside becomes the engine's
+(Fenced, EngineClosed, StorageError), caused by the original; anything else,
+and nothing, passes through as it is, also across an await."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from engine.errors import EngineClosed, Fenced, StorageError
+from engine.store_errors import store_errors
+from s3stream import Fenced as StoreFenced
+from s3stream import S3StreamError, StoreClosed
+
+
+@pytest.mark.parametrize(
+    ("raised", "expected"),
+    [
+        (StoreFenced("stream 3", 1, 2), Fenced),
+        (StoreClosed(), EngineClosed),
+        (S3StreamError("the disk is full"), StorageError),
+    ],
+)
+def test_a_store_error_raised_inside_becomes_the_engine_error(
+    raised: S3StreamError, expected: type[Exception]
+) -> None:
+    with pytest.raises(expected) as caught, store_errors():
+        raise raised
+    assert caught.value.__cause__ is raised
+
+
+def test_other_errors_and_results_pass_through() -> None:
+    with pytest.raises(KeyError), store_errors():
+        raise KeyError("not the store's")
+    with store_errors():
+        value = 5
+    assert value == 5
+
+
+def test_it_translates_across_an_await_and_can_be_nested() -> None:
+    async def failing() -> None:
+        await asyncio.sleep(0)
+        raise StoreClosed
+
+    async def main() -> None:
+        with store_errors(), store_errors():
+            await failing()
+
+    with pytest.raises(EngineClosed):
+        asyncio.run(main())
