@@ -251,7 +251,7 @@ class Connection(asyncio.BufferedProtocol):
             self.authentication = Authentication(
                 mechanisms=config.mechanisms(self.listener),
                 lookup=self.server.engine.credentials.get,
-                check=self.server.password_checks.matches,
+                check=self.server.password_checks.for_address(self.peer_host),
                 now=self.server.now,
                 reauth_ms=config.connections_max_reauth_ms,
                 peer=self.peer,

@@ -137,6 +137,7 @@ class Server:
         return PasswordChecks(
             self.config.sasl_password_check_threads,
             self.config.sasl_password_check_queue_size,
+            self.config.password_checks_per_address,
             self._password_check_priority,
         )
 
