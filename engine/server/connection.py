@@ -409,13 +409,15 @@ class Connection(asyncio.BufferedProtocol):
         handled request, the rest of one being read included, to be handled
         before anything more is read (_read_held).
 
-        A copy out of the shared buffer, counted; its requests are copied
-        once more, into buffers of their own, when they are read again
-        (_read_frames), and counted there. They are not split into those
-        buffers here: what a request may be (its size limit is SASL's
-        before authentication; nothing behind a failed login is read) is
-        known only once the ones before it are handled. Nor are they handed
-        slices of this copy: each would keep the whole read alive."""
+        A copy out of the shared buffer (or out of bytes held before, when
+        reading them paused the connection again), counted; its requests
+        are copied once more, into buffers of their own, when they are read
+        again (_read_frames), and counted there. They are not split into
+        those buffers here: what a request may be (its size limit is
+        SASL's before authentication; nothing behind a failed login is
+        read) is known only once the ones before it are handled. Nor are
+        they handed slices of this copy: each would keep the whole read
+        alive."""
         self._held = bytearray(rest)
         self.server.stats.bytes_copied += len(rest)
 
