@@ -2,7 +2,8 @@
 and delete consumer groups on any Kafka broker, as Kafka's
 kafka-consumer-groups.sh does (ConsumerGroupCommand): lag is the log end
 offset less the committed offset; reset-offsets is a dry run unless
-``--execute``, and the broker refuses it while the group has members."""
+``--execute``, and the broker refuses it while the group has members; a
+group the broker does not know is said not to exist (exit 1)."""
 
 from __future__ import annotations
 
@@ -144,6 +145,13 @@ def _describe(args: argparse.Namespace) -> None:
     kafka, client = admin(args)
     found = client.describe_consumer_groups([args.group], request_timeout=TIMEOUT_S)
     described = wait(kafka, found[args.group], f"describe {args.group}")
+    # A broker describes a group it does not know as Dead, with no error
+    # (DescribeGroups before v6; librdkafka asks no later version), and
+    # Kafka's ConsumerGroupCommand says it does not exist, in these words.
+    if described.state == kafka.ConsumerGroupState.DEAD:
+        if args.json:
+            table.emit_object({"group": args.group, "exists": False}, as_json=True)
+        raise CommandError(f"Consumer group '{args.group}' does not exist.", FAILED)
     members = [
         {
             "member_id": m.member_id,
@@ -160,6 +168,7 @@ def _describe(args: argparse.Namespace) -> None:
     offsets = _lag_rows(kafka, client, args.group)
     info = {
         "group": args.group,
+        "exists": True,
         "state": described.state.name if described.state is not None else None,
         "assignor": described.partition_assignor,
         "coordinator": described.coordinator.id if described.coordinator else None,

@@ -34,7 +34,8 @@ They can come from a TOML file (``tidelog serve --config tidelog.toml``)::
     "connections.max.reauth.ms" = 3600000
     "connection.failed.authentication.delay.ms" = 100     # the close after a failed login
     "sasl.password.check.threads" = 1     # PLAIN passwords checked off the event loop,
-    "sasl.password.check.queue.size" = 64 # and at most this many waiting (then closed)
+    "sasl.password.check.queue.size" = 64 # and at most this many waiting (then closed),
+    "sasl.password.check.queue.per.address" = 16   # this many from one address (default: a quarter)
     "sasl.oauthbearer.jwks.endpoint.url" = "https://idp.example/jwks"   # when OAUTHBEARER is on
     "sasl.oauthbearer.expected.audience" = "tidelog"      # and the other sasl.oauthbearer.*
 
@@ -159,6 +160,11 @@ class ServerConfig:
     """PLAIN logins that may wait for one of those threads; one more is
     not answered and its connection is closed, so that a flood of logins
     is never queued without bound (the client connects again later)."""
+    sasl_password_check_queue_per_address: int | None = None
+    """PLAIN logins from one client address that may be checked or wait at
+    once; one more is closed as one past the queue is, so that one address
+    flooding logins leaves the rest of the queue to the others. None: a
+    quarter of the queue, at least 1 (see password_checks_per_address)."""
     fetch_max_bytes: int = 55 * 1024 * 1024
     """The most record data one Fetch response carries, whatever larger
     max_bytes the request asks for (Kafka's fetch.max.bytes, its default; as
@@ -300,11 +306,24 @@ class ServerConfig:
             if type(value) is not int or value < 0:
                 kafka_name = name.replace("_", ".")
                 raise ValueError(f"{kafka_name} must be an integer of 0 or more, not {value!r}")
+        share = self.sasl_password_check_queue_per_address
+        if share is not None and (type(share) is not int or share <= 0):
+            raise ValueError(
+                f"sasl.password.check.queue.per.address must be a positive integer, not {share!r}"
+            )
         if type(self.fetch_max_bytes) is not int or self.fetch_max_bytes < _FETCH_MAX_BYTES_LEAST:
             raise ValueError(
                 f"fetch.max.bytes must be an integer of {_FETCH_MAX_BYTES_LEAST} or more,"
                 f" not {self.fetch_max_bytes!r}"
             )
+
+    @property
+    def password_checks_per_address(self) -> int:
+        """sasl.password.check.queue.per.address, or its default: a quarter
+        of the queue, and at least one login, else a queue of fewer than
+        four would let no address in."""
+        share = self.sasl_password_check_queue_per_address
+        return max(1, self.sasl_password_check_queue_size // 4) if share is None else share
 
     @property
     def effective_listeners(self) -> tuple[Listener, ...]:

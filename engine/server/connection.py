@@ -187,7 +187,7 @@ class Connection(asyncio.BufferedProtocol):
         self.answer_bytes = 0
         """What the answers in flight may carry beyond their requests' own
         bytes (see _Pending.answer), counted against this connection's budget."""
-        self._held = b""
+        self._held = bytearray()
         """Requests read while the connection was paused, not handled yet
         (at most one read's worth: see _read_frames)."""
         self._held_reading: asyncio.Handle | None = None
@@ -251,7 +251,7 @@ class Connection(asyncio.BufferedProtocol):
             self.authentication = Authentication(
                 mechanisms=config.mechanisms(self.listener),
                 lookup=self.server.engine.credentials.get,
-                check=self.server.password_checks.matches,
+                check=self.server.password_checks.for_address(self.peer_host),
                 now=self.server.now,
                 reauth_ms=config.connections_max_reauth_ms,
                 peer=self.peer,
@@ -279,7 +279,7 @@ class Connection(asyncio.BufferedProtocol):
                 pending.result.cancel()
             self._release(pending)
         self._pending.clear()
-        self._held = b""
+        self._held = bytearray()
         if self._held_reading is not None:
             self._held_reading.cancel()
         if self._body is not None:
@@ -322,7 +322,8 @@ class Connection(asyncio.BufferedProtocol):
         if self._held:
             # Bytes handed on while requests are held back (a TLS
             # connection's first bytes are fed in, not read): after them.
-            self._held += self.server.read_buffer[:nbytes]
+            self._held += memoryview(self.server.read_buffer)[:nbytes]
+            self.server.stats.bytes_copied += nbytes
             self._schedule_held()
             return
         self._read(memoryview(self.server.read_buffer)[:nbytes])
@@ -406,14 +407,25 @@ class Connection(asyncio.BufferedProtocol):
     def _hold(self, rest: memoryview) -> None:
         """Keeps what a paused connection read (or was fed) past its last
         handled request, the rest of one being read included, to be handled
-        before anything more is read (_read_held)."""
-        self._held = bytes(rest)
+        before anything more is read (_read_held).
+
+        A copy out of the shared buffer (or out of bytes held before, when
+        reading them paused the connection again), counted; its requests
+        are copied once more, into buffers of their own, when they are read
+        again (_read_frames), and counted there. They are not split into
+        those buffers here: what a request may be (its size limit is
+        SASL's before authentication; nothing behind a failed login is
+        read) is known only once the ones before it are handled. Nor are
+        they handed slices of this copy: each would keep the whole read
+        alive."""
+        self._held = bytearray(rest)
+        self.server.stats.bytes_copied += len(rest)
 
     def _read_held(self) -> None:
         self._held_reading = None
         if self._pauses or self.closed:
             return  # paused again: its next resume comes back here
-        held, self._held = self._held, b""
+        held, self._held = self._held, bytearray()
         self._read(memoryview(held))
         if not self._pauses and not self._held and not self.closed:
             assert self.transport is not None

@@ -50,8 +50,10 @@ class ServerStats:
     bytes_in: int = 0
     bytes_out: int = 0
     bytes_copied: int = 0
-    """Request bytes copied out of the shared read buffer (the rest were
-    read straight into their request's own buffer)."""
+    """Request bytes copied in the broker: out of the shared read buffer
+    (the rest were read straight into their request's own buffer), and
+    bytes held while their connection was paused once more, into their
+    request's own buffer when they are read again."""
     writes: int = 0
     """Writes to the connections' sockets (responses ready together share one)."""
 
@@ -137,6 +139,7 @@ class Server:
         return PasswordChecks(
             self.config.sasl_password_check_threads,
             self.config.sasl_password_check_queue_size,
+            self.config.password_checks_per_address,
             self._password_check_priority,
         )
 

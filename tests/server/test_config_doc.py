@@ -117,6 +117,14 @@ def test_the_doc_shows_each_setting_at_its_default(tmp_path: Path) -> None:
         ('[server]\nnode_id = "1"\n', "[server]: node_id must be an integer"),
         ('[server]\nmax_request_bytes = "100MB"\n', "[server]: max_request_bytes must be an int"),
         ("[server]\nlog_format = 1\n", "[server]: log_format must be a string"),
+        (
+            '[server]\n"sasl.password.check.queue.per.address" = "4"\n',
+            "[server]: sasl.password.check.queue.per.address must be a positive integer",
+        ),
+        (
+            '[server]\n"sasl.password.check.queue.per.address" = 0\n',
+            "[server]: sasl.password.check.queue.per.address must be a positive integer",
+        ),
         ('[http]\nprobe_timeout_s = "2"\n', "[http]: probe_timeout_s must be a number"),
         ("[engine]\ngroup_max_size = 1.5\n", "[engine]: group_max_size must be an integer"),
         (

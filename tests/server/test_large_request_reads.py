@@ -2,10 +2,13 @@
 bytes copied out of the server's shared read buffer: after a large
 request a connection reads the next size prefix alone, then the request
 to its end into a buffer of its own. In process with a cut byte stream,
-and over a real socket with librdkafka producing MiB-sized requests."""
+and over a real socket with librdkafka producing MiB-sized requests.
+Requests read with one that pauses the connection are copied twice, and
+counted twice."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import os
 from collections.abc import Iterator
@@ -31,6 +34,12 @@ TIMEOUT = 30.0
 class _Transport:
     def get_extra_info(self, name: str) -> Any:
         return ("127.0.0.1", 1) if name == "peername" else None
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
 
     def abort(self) -> None:
         raise AssertionError("the connection was aborted")
@@ -179,3 +188,46 @@ def test_librdkafka_produce_requests_are_read_without_a_copy(
     # ones), and the small requests librdkafka sends besides: before, up to a
     # shared buffer's worth of every request.
     assert stats.bytes_copied - copied < connection_module.SHARED_READ_BYTES + 64 * 1024
+
+
+def test_requests_held_while_paused_are_counted_as_copied_twice(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The first request's answer fills the socket's write buffer (the
+    transport pauses writing), so the requests read with it are held, and
+    so are bytes handed on while paused (as a TLS transport feeds what it
+    decrypted): copied out of the shared buffer, and into buffers of their
+    own once writing resumes. bytes_copied counts both copies."""
+    frames = [_frame(1, 100), _frame(2, 300), _frame(3, 2000), _frame(4, 70_000)]
+    stream = b"".join(frames)
+    received: list[bytes] = []
+    monkeypatch.setattr(Server, "state", property(lambda server: None))
+    server = Server(engine=ENGINELESS)  # dispatch is replaced
+    connection = connection_module.Connection(server)
+
+    def dispatch(state: Any, header: Any, frame: Any, *_peer: Any) -> Dispatched:
+        received.append(bytes(frame))
+        if len(received) == 1:
+            connection.pause_writing()  # as a transport whose buffer its answer filled
+        return Dispatched(header, None, 0)
+
+    monkeypatch.setattr(connection_module, "dispatch", dispatch)
+
+    async def run() -> None:
+        connection.connection_made(_Transport())  # type: ignore[arg-type]
+        cut = len(frames[0]) + len(frames[1]) + 1000  # in the third request
+        for piece in (stream[:cut], stream[cut:]):  # the second while paused
+            view = connection.get_buffer(-1)
+            view[: len(piece)] = piece
+            del view
+            connection.buffer_updated(len(piece))
+        held = len(stream) - len(frames[0])
+        assert received == [frames[0][4:]]
+        assert server.stats.bytes_copied == len(frames[0]) - 4 + held
+        connection.resume_writing()
+        await asyncio.sleep(0)  # the held requests are read on the loop's next turn
+        assert received == [frame[4:] for frame in frames]
+        assert server.stats.bytes_copied == sum(len(frame) - 4 for frame in frames) + held
+        connection.connection_lost(None)
+
+    asyncio.run(run())

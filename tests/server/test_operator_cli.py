@@ -256,7 +256,7 @@ def test_group_lag_describe_reset_and_delete(server: ServerProcess) -> None:
             asynchronous=False,
         )
         described = _json(server, "group", "describe", group)
-        assert described["state"] == "STABLE"
+        assert (described["exists"], described["state"]) == (True, "STABLE")
         assert [m["client_id"] for m in described["members"]] == ["cli-test-member"]
         assert described["members"][0]["assignment"] == [f"{topic}-0", f"{topic}-1"]
         refused = _tidelog(
@@ -304,6 +304,29 @@ def test_group_lag_describe_reset_and_delete(server: ServerProcess) -> None:
 
     _json(server, "group", "delete", group)
     assert not any(row["group"] == group for row in _json(server, "group", "list"))
+
+
+def test_group_describe_of_a_group_that_does_not_exist_says_so_and_exits_1(
+    server: ServerProcess,
+) -> None:
+    missing = _name("nobody")
+    said = f"tidelog: Consumer group '{missing}' does not exist.\n"
+    done = _tidelog("group", "describe", missing, "--bootstrap-server", server.bootstrap)
+    assert (done.returncode, done.stdout, done.stderr) == (1, "", said)
+    as_json = _tidelog(
+        "group", "describe", missing, "--json", "--bootstrap-server", server.bootstrap
+    )
+    assert (as_json.returncode, as_json.stderr) == (1, said)
+    assert json.loads(as_json.stdout) == {"group": missing, "exists": False}
+    # A group with committed offsets and no members exists (Empty), as in Kafka.
+    topic, group = _name("kept"), _name("idle")
+    _json(server, "topic", "create", topic)
+    request = ConsumerGroupTopicPartitions(group, [KafkaTopicPartition(topic, 0, 0)])
+    admin = _admin(server)
+    admin.alter_consumer_group_offsets([request])[group].result(TIMEOUT)
+    described = _json(server, "group", "describe", group)
+    assert (described["exists"], described["state"]) == (True, "EMPTY")
+    assert [(r["topic"], r["committed"]) for r in described["offsets"]] == [(topic, 0)]
 
 
 def _committed(server: ServerProcess, group: str, topic: str) -> dict[int, int]:

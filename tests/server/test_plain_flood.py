@@ -1,6 +1,7 @@
 """A flood of SASL/PLAIN logins over real sockets cannot hold the event
 loop: passwords are checked on threads of their own, at most
-sasl.password.check.queue.size wait, and one more is closed unanswered.
+sasl.password.check.queue.size wait, and one more is closed unanswered, as
+is one past its address's share of them.
 
 While the flood runs, a client authenticated on connections of its own
 (librdkafka's producer and consumer) produces and fetches, and the tests
@@ -16,6 +17,7 @@ import itertools
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -68,14 +70,16 @@ class Node:
         return self.server.bootstrap
 
 
-@pytest.fixture
-def node(tmp_path: Path) -> Iterator[Node]:
+@contextmanager
+def serving(path: Path, queue_size: int) -> Iterator[Node]:
+    """A node checking PLAIN passwords on one thread, ``queue_size`` more
+    waiting, each address its default share of them."""
     config = ServerConfig(
         listeners=parse_listeners("SASL_PLAINTEXT://127.0.0.1:0"),
         sasl_password_check_threads=1,
-        sasl_password_check_queue_size=QUEUE_SIZE,
+        sasl_password_check_queue_size=queue_size,
     )
-    with engine.open(tmp_path / "node") as opened:
+    with engine.open(path) as opened:
         # The most rounds Kafka allows: each check is as long as one can be.
         slow = credentials.new_credential("PLAIN", PASSWORD, credentials.MAX_ITERATIONS)
         opened.credentials.set("alice", "PLAIN", slow)
@@ -86,6 +90,12 @@ def node(tmp_path: Path) -> Iterator[Node]:
             yield Node(opened, server)
         finally:
             server.stop()
+
+
+@pytest.fixture
+def node(tmp_path: Path) -> Iterator[Node]:
+    with serving(tmp_path / "node", QUEUE_SIZE) as served:
+        yield served
 
 
 class Served:
@@ -203,7 +213,12 @@ def until(condition: Callable[[], bool], what: str) -> None:
 def test_logins_past_the_queue_are_closed_while_others_are_served(
     node: Node, served: Served, held: HeldChecks, version: int
 ) -> None:
-    flood = [Wire(node.bootstrap, timeout=TIMEOUT) for _ in range(QUEUE_SIZE + 6)]
+    # Each login from an address of its own: the whole queue's bound, not
+    # an address's share, closes the logins past it.
+    flood = [
+        Wire(node.bootstrap, timeout=TIMEOUT, source=f"127.0.0.{number}")
+        for number in range(1, QUEUE_SIZE + 8)
+    ]
     try:
         for wire in flood:
             handshake(wire, version)
@@ -249,6 +264,54 @@ def test_logins_past_the_queue_are_closed_while_others_are_served(
         send_login(wire, b"\0alice\0" + PASSWORD.encode(), 1)
         assert outcome(wire).error_code == KafkaCode.NONE
         assert wire.request(METADATA).brokers
+
+
+def test_a_flood_from_one_address_leaves_room_for_a_login_from_another(
+    tmp_path: Path, held: HeldChecks
+) -> None:
+    """One address sends more logins than the thread and the whole queue
+    hold: it is admitted its share (a quarter of the queue), the rest of
+    its logins are closed unanswered, and a login from another address is
+    still checked and gets in."""
+    queue_size = 8
+    share = queue_size // 4
+    with serving(tmp_path / "node", queue_size) as node:
+        checks = node.server.server.password_checks
+        flood = [
+            Wire(node.bootstrap, timeout=TIMEOUT, source="127.0.0.1")
+            for _ in range(1 + queue_size + 3)
+        ]
+        try:
+            for wire in flood:
+                handshake(wire, 1)
+            outcomes: dict[int, Any] = {}
+            readers = [
+                threading.Thread(target=lambda i=i, w=w: outcomes.__setitem__(i, outcome(w)))
+                for i, w in enumerate(flood)
+            ]
+            for number, wire in enumerate(flood):
+                send_login(wire, f"\0alice\0wrong-{number}".encode(), 1)
+            for reader in readers:
+                reader.start()
+            until(lambda: len(outcomes) == len(flood) - share, "the logins past the share closed")
+            assert all(answer is None for answer in outcomes.values())
+            assert checks.by_address == {"127.0.0.1": share}
+            with Wire(node.bootstrap, timeout=TIMEOUT, source="127.0.0.2") as other:
+                handshake(other, 1)
+                send_login(other, b"\0alice\0" + PASSWORD.encode(), 1)
+                until(lambda: checks.admitted == share + 1, "the other address's login admitted")
+                assert checks.by_address == {"127.0.0.1": share, "127.0.0.2": 1}
+                held.release()
+                assert outcome(other).error_code == KafkaCode.NONE
+                assert other.request(METADATA).brokers
+            for reader in readers:
+                reader.join(TIMEOUT)
+            failed = [a for a in outcomes.values() if a is not None]
+            assert [a.error_code for a in failed] == [KafkaCode.SASL_AUTHENTICATION_FAILED] * share
+            assert all(wire.closed_by_server(TIMEOUT) for wire in flood)
+        finally:
+            for wire in flood:
+                wire.close()
 
 
 def test_a_re_authentication_is_checked_off_the_event_loop(

@@ -11,63 +11,96 @@ The checks admitted at once are bounded: the pool's threads, and at most
 ``max_queued`` waiting for one. A check past that is refused at once
 (``PasswordChecksBusy``), never queued: a flood of logins then costs the
 queue's length in waiting, not an unbounded backlog that honest logins
-would wait behind.
+would wait behind. One client address has at most ``per_address`` of
+those checks admitted (running or waiting), so that a peer flooding from
+one address leaves the rest of the queue to everyone else.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import threading
 
 from engine.credentials import ScramCredential, password_matches
+from engine.server.sasl import PasswordCheck
 from wal.thread_priority import ThreadPriority
 
 
 class PasswordChecksBusy(Exception):
-    """Every thread checks a password and ``max_queued`` more wait."""
+    """Every thread checks a password and ``max_queued`` more wait, or the
+    client's address has its share of them."""
 
-    def __init__(self, admitted: int) -> None:
-        super().__init__(f"{admitted} password checks are running or waiting")
+    def __init__(self, admitted: int, address: str | None = None) -> None:
+        whose = "" if address is None else f" from {address}, its share of the queue,"
+        super().__init__(f"{admitted} password checks{whose} are running or waiting")
         self.admitted = admitted
+        self.address = address
+        """The address whose share is taken; None when the whole queue is."""
 
 
 class PasswordChecks:
     """A bounded pool deriving offered passwords' keys off the event loop."""
 
-    def __init__(self, threads: int, max_queued: int, priority: ThreadPriority) -> None:
+    def __init__(
+        self, threads: int, max_queued: int, per_address: int, priority: ThreadPriority
+    ) -> None:
         self._pool = priority.pool(threads, "tidelog-password-check")
         self._capacity = threads + max_queued
+        self._per_address = per_address
         self._lock = threading.Lock()
-        """Guards ``admitted``: a check is released on the pool's thread."""
+        """Guards ``admitted`` and ``by_address``: a check is released on the pool's thread."""
         self.admitted = 0
         """Checks running or waiting for a thread."""
+        self.by_address: dict[str, int] = {}
+        """The admitted checks of each address that has any (an address
+        leaves when its last check ends: at most ``admitted`` entries)."""
         self.refused = 0
-        """Checks refused because the pool was full."""
+        """Checks refused because the pool, or their address's share, was full."""
         self.stopped = False
         """Shut down: every check from now on is refused."""
 
-    async def matches(self, credential: ScramCredential, mechanism: str, password: bytes) -> bool:
+    def for_address(self, address: str) -> PasswordCheck:
+        """The check a connection from ``address`` asks: its logins count
+        against that address's share."""
+        return functools.partial(self.matches, address)
+
+    async def matches(
+        self, address: str, credential: ScramCredential, mechanism: str, password: bytes
+    ) -> bool:
         """Whether ``password`` derives ``credential``'s keys; raises
-        PasswordChecksBusy when the pool and its queue are full."""
+        PasswordChecksBusy when the pool and its queue are full, or when
+        ``address`` has its share of them."""
         with self._lock:
             if self.admitted >= self._capacity:
                 self.refused += 1
                 raise PasswordChecksBusy(self.admitted)
+            own = self.by_address.get(address, 0)
+            if own >= self._per_address:
+                self.refused += 1
+                raise PasswordChecksBusy(own, address)
             self.admitted += 1
+            self.by_address[address] = own + 1
+        release = functools.partial(self._release, address)
         try:
             future = self._pool.submit(password_matches, credential, mechanism, password)
         except RuntimeError:  # shut down: the server is stopping
-            self._release()
+            release()
             raise PasswordChecksBusy(self._capacity) from None
         # Released when the derivation ends, not when its waiter goes: a
         # check whose client disconnected still holds its thread till then.
-        future.add_done_callback(self._release)
+        future.add_done_callback(release)
         return await asyncio.wrap_future(future)
 
-    def _release(self, _done: concurrent.futures.Future[bool] | None = None) -> None:
+    def _release(self, address: str, _done: concurrent.futures.Future[bool] | None = None) -> None:
         with self._lock:
             self.admitted -= 1
+            left = self.by_address[address] - 1
+            if left:
+                self.by_address[address] = left
+            else:
+                del self.by_address[address]
 
     def shutdown(self) -> None:
         """Stops the threads once their checks end; waiting checks are cancelled."""
