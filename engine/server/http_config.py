@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from engine.server.http_limits import ConnectionLimits, check_connection_limits
+from engine.server.http_limits import check_connection_limits
 
 DEFAULT_HTTP_PORT = 9644
 """Redpanda's admin API port, where its metrics are served."""
@@ -39,7 +39,3 @@ class HttpConfig:
         if not 0.1 <= self.probe_timeout_s <= 60:
             raise ValueError("probe_timeout_s must be from 0.1 to 60")
         check_connection_limits(self.max_connections, self.idle_timeout_s)
-
-    @property
-    def limits(self) -> ConnectionLimits:
-        return ConnectionLimits(self.max_connections, self.idle_timeout_s)

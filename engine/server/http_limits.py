@@ -3,14 +3,21 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Protocol
 
 
-class ConnectionLimits(NamedTuple):
-    max_connections: int
-    """Connections open at once; one more is answered 503 and closed."""
-    idle_timeout_s: float
-    """How long a connection may stay without a whole request head."""
+class ConnectionLimits(Protocol):
+    """What a listener's config says of its connections."""
+
+    @property
+    def max_connections(self) -> int:
+        """Connections open at once; one more is answered 503 and closed."""
+        ...
+
+    @property
+    def idle_timeout_s(self) -> float:
+        """How long a connection may stay without a whole request head."""
+        ...
 
 
 def check_connection_limits(max_connections: int, idle_timeout_s: float) -> None:

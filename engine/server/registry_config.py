@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from engine.server.http_limits import ConnectionLimits, check_connection_limits
+from engine.server.http_limits import check_connection_limits
 
 DEFAULT_REGISTRY_PORT = 8081
 """Confluent Schema Registry's port."""
@@ -54,7 +54,3 @@ class RegistryConfig:
         if not 0.1 <= self.body_timeout_s <= 3600:
             raise ValueError("body_timeout_s must be from 0.1 to 3600")
         check_connection_limits(self.max_connections, self.idle_timeout_s)
-
-    @property
-    def limits(self) -> ConnectionLimits:
-        return ConnectionLimits(self.max_connections, self.idle_timeout_s)

@@ -219,7 +219,7 @@ class SchemaRegistryServer:
     async def start(self) -> None:
         assert self.config.listen is not None, "no listen address"
         host, port = self.config.listen
-        await self._http.start(self.app(), host, port, self.config.limits)
+        await self._http.start(self.app(), host, port, self.config)
         log.info(
             "Schema Registry API on http://%s:%d (authentication %s)",
             host,
@@ -253,7 +253,9 @@ class SchemaRegistryServer:
         except web.HTTPRequestEntityTooLarge:
             return _error(413, 413, self._too_large())
         except TimeoutError:
-            return _error(408, 408, f"the request body did not arrive in {self.config.body_timeout_s:g} s")
+            return _error(
+                408, 408, f"the request body did not arrive in {self.config.body_timeout_s:g} s"
+            )
         except web.HTTPException as error:
             if error.status < 400:
                 raise

@@ -59,8 +59,10 @@ def running(listener: Listener) -> Iterator[int]:
     thread.start()
     try:
         asyncio.run_coroutine_threadsafe(listener.start(), loop).result(TIMEOUT)
-        yield listener.port
-        asyncio.run_coroutine_threadsafe(listener.stop(), loop).result(TIMEOUT)
+        try:
+            yield listener.port
+        finally:  # its connections closed, a failed test's too
+            asyncio.run_coroutine_threadsafe(listener.stop(), loop).result(TIMEOUT)
     finally:
         loop.call_soon_threadsafe(loop.stop)
         thread.join(TIMEOUT)
@@ -138,6 +140,14 @@ def served(port: int, path: str) -> int:
         return answer(sock)[0]
 
 
+def closed_then_served(port: int, path: str, talk: Callable[[socket.socket], None]) -> None:
+    """The server closes a connection after ``talk`` on it, and serves the next."""
+    with connect(port) as sock:
+        talk(sock)
+        assert closed_by_server(sock)
+    assert served(port, path) == 200
+
+
 @BOTH
 def test_a_connection_past_max_connections_is_answered_503_and_closed(
     opened: engine.Engine, listener_for: ListenerFactory
@@ -177,12 +187,13 @@ def test_a_connection_without_a_whole_request_head_is_closed(
     opened: engine.Engine, listener_for: ListenerFactory, sent: bytes
 ) -> None:
     listener, path = listener_for(opened, 8, SHORT_IDLE_S)
+
+    def trickle(sock: socket.socket) -> None:
+        for byte in sent:  # a byte at a time
+            sock.sendall(bytes([byte]))
+
     with running(listener) as port:
-        with connect(port) as sock:
-            for byte in sent:  # trickled, a byte at a time
-                sock.sendall(bytes([byte]))
-            assert closed_by_server(sock)
-        assert served(port, path) == 200
+        closed_then_served(port, path, trickle)
 
 
 @BOTH
@@ -190,10 +201,13 @@ def test_an_idle_keep_alive_connection_is_closed(
     opened: engine.Engine, listener_for: ListenerFactory
 ) -> None:
     listener, path = listener_for(opened, 8, SHORT_IDLE_S)
-    with running(listener) as port, connect(port) as sock:
+
+    def served_once(sock: socket.socket) -> None:
         sock.sendall(request(path))
         assert answer(sock)[0] == 200
-        assert closed_by_server(sock)
+
+    with running(listener) as port:
+        closed_then_served(port, path, served_once)
 
 
 @BOTH
@@ -206,12 +220,13 @@ def test_a_huge_header_section_is_answered_400_and_the_listener_serves_on(
     opened: engine.Engine, listener_for: ListenerFactory, headers: str
 ) -> None:
     listener, path = listener_for(opened, 8, TIMEOUT)
+
+    def refused(sock: socket.socket) -> None:
+        sock.sendall(request(path, headers))
+        assert answer(sock)[0] == 400
+
     with running(listener) as port:
-        with connect(port) as sock:
-            sock.sendall(request(path, headers))
-            assert answer(sock)[0] == 400
-            assert closed_by_server(sock)
-        assert served(port, path) == 200
+        closed_then_served(port, path, refused)
 
 
 def test_a_body_larger_than_max_request_bytes_is_answered_413_whatever_it_claims(
