@@ -3,9 +3,10 @@ what the Schema Registry API and the operations endpoints share, with the
 bounds a hostile client meets on both (docs/design/0031).
 
 - At most ``max_connections`` open at once: one more is answered 503
-  (``Connection: close``) and closed before a byte of it is read, so a
-  client opening connections cannot take the descriptors the WAL, the
-  object store and the Kafka listeners need.
+  (``Connection: close``) before a byte of it is read, its input dropped,
+  and closed within ``REFUSED_LINGER_S``, so a client opening connections
+  cannot take the descriptors the WAL, the object store and the Kafka
+  listeners need.
 - A connection with no complete request head for ``idle_timeout_s`` (from
   its start or its last answer) is closed: an idle keep-alive connection,
   one that never sends, and one trickling its headers alike.
@@ -34,13 +35,30 @@ REFUSED = (
 """What a connection past the limit gets (nginx's limit_conn answers 503)."""
 
 
+REFUSED_LINGER_S = 1.0
+"""How long a refused connection is kept for its answer to be read: closed
+with the request unread, the kernel would reset it and the client could
+lose the 503. Bounded, so that refused connections hold no descriptor long."""
+
+
 class _Refused(asyncio.Protocol):
-    """A connection past the limit: answered and closed, nothing read."""
+    """A connection past the limit: answered, its input dropped, and
+    closed when the client closes or after ``REFUSED_LINGER_S``."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         transport.write(REFUSED)
-        transport.close()
+        transport.write_eof()
+        self._abort = asyncio.get_running_loop().call_later(REFUSED_LINGER_S, transport.abort)
+
+    def data_received(self, data: bytes) -> None:
+        pass  # never read: the answer is already sent
+
+    def eof_received(self) -> bool:
+        return False  # close
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._abort.cancel()
 
 
 class _LimitedSite(web.TCPSite):
