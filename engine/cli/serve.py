@@ -50,10 +50,13 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from engine.server.operations_http import OperationsServer
+    from engine.server.sasl.password_checks import PasswordChecks
     from engine.server.schema_registry import SchemaRegistryServer
     from engine.server.server import Server
 
-    RegistryFactory = Callable[[Engine, RegistryConfig, ServerConfig], SchemaRegistryServer]
+    RegistryFactory = Callable[
+        [Engine, RegistryConfig, ServerConfig, PasswordChecks | None], SchemaRegistryServer
+    ]
 
 log = logging.getLogger("tidelog.serve")
 
@@ -196,6 +199,15 @@ def _allow_open_files(max_connections: int) -> None:
         )
 
 
+def _http_connections(registry: RegistryConfig | None, http: HttpConfig | None) -> int:
+    """The most connections the HTTP listeners that serve keep open."""
+    return sum(
+        config.max_connections
+        for config in (registry, http)
+        if config is not None and config.listen is not None
+    )
+
+
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt's parameter numbers (malloc.h)
 _MMAP_THRESHOLD = 32 * 1024 * 1024  # the most glibc allows on 64-bit systems
 _TRIM_THRESHOLD = 512 * 1024 * 1024
@@ -266,7 +278,9 @@ def run(args: argparse.Namespace) -> int:
         else None,
         **file.engine,
     )
-    _allow_open_files(server_config.max_connections)
+    _allow_open_files(
+        server_config.max_connections + _http_connections(file.schema_registry, file.http)
+    )
     if not keep_freed_memory_for_reuse():
         log.debug("mallopt is not available: large buffers are mapped afresh")
     data_dir = args.data_dir or file.data_dir or DEFAULT_DATA_DIR
@@ -339,7 +353,10 @@ async def _serve(
         mirror: Any = None
         try:
             if registry_server_for is not None and registry_config is not None:
-                registry = registry_server_for(engine, registry_config, server_config)
+                # One pool checks passwords for both sides (docs/design/0031).
+                registry = registry_server_for(
+                    engine, registry_config, server_config, server.password_checks
+                )
                 await registry.start()
             if operations_server is not None and http_config is not None:
                 operations = operations_server(engine, http_config)

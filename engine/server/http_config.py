@@ -6,9 +6,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from engine.server.http_limits import check_connection_limits
+
 DEFAULT_HTTP_PORT = 9644
 """Redpanda's admin API port, where its metrics are served."""
-KEYS = frozenset({"listen", "object_store_window_s", "probe_timeout_s"})
+KEYS = frozenset(
+    {"listen", "object_store_window_s", "probe_timeout_s", "max_connections", "idle_timeout_s"}
+)
 """What an ``[http]`` table may set."""
 
 
@@ -23,9 +27,15 @@ class HttpConfig:
     probe within this many seconds."""
     probe_timeout_s: float = 2.0
     """How long one probe of the object store may take."""
+    max_connections: int = 64
+    """Connections open at once; one more is answered 503 and closed."""
+    idle_timeout_s: float = 15.0
+    """A connection without a whole request head for this long (from its
+    start or its last answer) is closed."""
 
     def __post_init__(self) -> None:
         if not 0.1 <= self.object_store_window_s <= 3600:
             raise ValueError("object_store_window_s must be from 0.1 to 3600")
         if not 0.1 <= self.probe_timeout_s <= 60:
             raise ValueError("probe_timeout_s must be from 0.1 to 60")
+        check_connection_limits(self.max_connections, self.idle_timeout_s)

@@ -56,7 +56,7 @@ class OperationsServer:
     async def start(self) -> None:
         assert self.config.listen is not None, "no listen address"
         host, port = self.config.listen
-        await self._http.start(self.app(), host, port)
+        await self._http.start(self.app(), host, port, self.config)
         log.info(
             "operations endpoints on http://%s:%d (/metrics, /healthz, /readyz)", host, self.port
         )

@@ -5,10 +5,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from engine.server.http_limits import check_connection_limits
+
 DEFAULT_REGISTRY_PORT = 8081
 """Confluent Schema Registry's port."""
 AUTHENTICATIONS = ("auto", "basic", "none")
-KEYS = frozenset({"listen", "authentication", "max_request_bytes"})
+KEYS = frozenset(
+    {
+        "listen",
+        "authentication",
+        "max_request_bytes",
+        "body_timeout_s",
+        "max_connections",
+        "idle_timeout_s",
+    }
+)
 """What a ``[schema_registry]`` table may set."""
 
 
@@ -24,6 +35,13 @@ class RegistryConfig:
     (SASL, or TLS requiring certificates), else ``none``."""
     max_request_bytes: int = 4 * 1024 * 1024
     """The largest request body read (a larger one is refused with 413)."""
+    body_timeout_s: float = 30.0
+    """How long a request body may take to arrive (a slower one is answered 408)."""
+    max_connections: int = 256
+    """Connections open at once; one more is answered 503 and closed."""
+    idle_timeout_s: float = 15.0
+    """A connection without a whole request head for this long (from its
+    start or its last answer) is closed."""
 
     def __post_init__(self) -> None:
         if self.authentication not in AUTHENTICATIONS:
@@ -33,3 +51,6 @@ class RegistryConfig:
             )
         if not 1024 <= self.max_request_bytes <= 1024**3:
             raise ValueError("max_request_bytes must be from 1 KiB to 1 GiB")
+        if not 0.1 <= self.body_timeout_s <= 3600:
+            raise ValueError("body_timeout_s must be from 0.1 to 3600")
+        check_connection_limits(self.max_connections, self.idle_timeout_s)

@@ -10,7 +10,10 @@ whatever Content-Length claims. Errors answer Confluent's body,
 
 Authentication: HTTP Basic against the users the Kafka side's SASL
 mechanisms check (``engine.credentials``), when the Kafka side has SASL on
-or the config asks for it. Authorization: writes (register, delete, config,
+or the config asks for it. Passwords are checked in the Kafka side's
+bounded pool (engine/server/sasl/password_checks.py): past its queue a
+request is answered 503 at once, and an unknown user's password costs a
+derivation as a known user's does. Authorization: writes (register, delete, config,
 mode) need ALTER on the cluster resource when an authorizer is configured;
 reads need only an authenticated user.
 """
@@ -29,7 +32,7 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
-from engine.credentials import ScramCredential, password_matches
+from engine.credentials import PLAIN, ScramCredential
 from engine.engine import Engine
 from engine.errors import EngineError
 from engine.schemas.errors import (
@@ -46,14 +49,13 @@ from engine.server.authorizer import ANONYMOUS, CLUSTER_NAME, AclOperation, Auth
 from engine.server.config import ServerConfig
 from engine.server.http_site import HttpSite
 from engine.server.registry_config import RegistryConfig
+from engine.server.sasl import PasswordCheck
+from engine.server.sasl.password_checks import NO_SUCH_USER, PasswordChecks, PasswordChecksBusy
+from wal.thread_priority import ThreadPriority
 
 log = logging.getLogger("tidelog.schema_registry")
 
 CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"
-BODY_TIMEOUT_S = 30.0
-"""How long a request body may take to arrive."""
-PASSWORD_CHECKS = 2
-"""Passwords checked at once (each a PBKDF2 derivation off the loop)."""
 VERIFIED_MAX = 1024
 """Checked passwords remembered, at most."""
 PRINCIPAL = web.RequestKey("principal", str)
@@ -149,13 +151,26 @@ class SchemaRegistryServer:
         *,
         authenticate: bool,
         authorizer: Authorizer | None = None,
+        password_checks: PasswordChecks | None = None,
     ) -> None:
+        """``password_checks``: the Kafka side's pool; None: a pool of this
+        API's own, of the Kafka side's default size. Either way a client
+        address has its share of it, as on the Kafka side."""
         self.engine = engine
         self.registry: SchemaRegistry = engine.schemas
         self.config = config
         self.authenticate = authenticate
         self.authorizer = authorizer
-        self._password_checks = asyncio.Semaphore(PASSWORD_CHECKS)
+        self._own_checks: PasswordChecks | None = None
+        if password_checks is None:
+            defaults = ServerConfig()
+            self._own_checks = password_checks = PasswordChecks(
+                defaults.sasl_password_check_threads,
+                defaults.sasl_password_check_queue_size,
+                defaults.password_checks_per_address,
+                ThreadPriority(),
+            )
+        self._password_checks = password_checks
         self._verified: dict[tuple[str, bytes], dict[str, ScramCredential]] = {}
         """Passwords checked already, by user and a keyed digest of the
         password, with the credentials they matched: a client's every
@@ -205,7 +220,7 @@ class SchemaRegistryServer:
     async def start(self) -> None:
         assert self.config.listen is not None, "no listen address"
         host, port = self.config.listen
-        await self._http.start(self.app(), host, port)
+        await self._http.start(self.app(), host, port, self.config)
         log.info(
             "Schema Registry API on http://%s:%d (authentication %s)",
             host,
@@ -215,6 +230,8 @@ class SchemaRegistryServer:
 
     async def stop(self) -> None:
         await self._http.stop()
+        if self._own_checks is not None:
+            self._own_checks.shutdown()
 
     # -- middlewares -------------------------------------------------------------
 
@@ -228,10 +245,18 @@ class SchemaRegistryServer:
             return await handler(request)
         except RegistryError as error:
             return _error(error.http_status, error.registry_code, str(error))
+        except PasswordChecksBusy:
+            # Every password check's place is taken: try again shortly, as
+            # a Kafka client retries a login whose connection was closed.
+            response = _error(503, 503, "too many logins at once, try again")
+            response.headers["Retry-After"] = "1"
+            return response
         except web.HTTPRequestEntityTooLarge:
             return _error(413, 413, self._too_large())
         except TimeoutError:
-            return _error(408, 408, f"the request body did not arrive in {BODY_TIMEOUT_S} s")
+            return _error(
+                408, 408, f"the request body did not arrive in {self.config.body_timeout_s:g} s"
+            )
         except web.HTTPException as error:
             if error.status < 400:
                 raise
@@ -258,27 +283,25 @@ class SchemaRegistryServer:
             user, sep, password = base64.b64decode(encoded, validate=True).decode().partition(":")
         except (binascii.Error, UnicodeDecodeError):
             raise Unauthorized("Unauthorized: malformed HTTP Basic credentials") from None
-        if not sep or not await self._password_matches(user, password):
+        check = self._password_checks.for_address(request.remote or "")
+        if not sep or not await self._password_matches(check, user, password):
             log.warning("schema registry: failed authentication for user %r", user)
             raise Unauthorized("Unauthorized: wrong user name or password")
         return f"User:{user}"
 
-    async def _password_matches(self, user: str, password: str) -> bool:
+    async def _password_matches(self, check: PasswordCheck, user: str, password: str) -> bool:
         credentials = self.engine.credentials.mechanisms(user)
         if not credentials:
+            await check(NO_SUCH_USER, PLAIN, password.encode())  # as a known user's
             return False
         key = (user, hmac.digest(self._digest_key, password.encode(), "sha256"))
         if self._verified.get(key) == credentials:
             return True
-        # Key derivation is thousands of hash rounds: a few at a time, so a
-        # flood of guesses cannot take every thread the Kafka side needs.
-        async with self._password_checks:
-            matches = await self._off_loop(
-                lambda: any(
-                    password_matches(credential, mechanism, password.encode())
-                    for mechanism, credential in credentials.items()
-                )
-            )
+        matches = False
+        for mechanism, credential in credentials.items():
+            if await check(credential, mechanism, password.encode()):
+                matches = True
+                break
         if matches:
             if len(self._verified) >= VERIFIED_MAX:
                 self._verified.clear()
@@ -304,7 +327,7 @@ class SchemaRegistryServer:
         return f"the request body is larger than {self.config.max_request_bytes} bytes"
 
     async def _body(self, request: web.Request) -> Any:
-        async with asyncio.timeout(BODY_TIMEOUT_S):
+        async with asyncio.timeout(self.config.body_timeout_s):
             raw = await request.read()
         try:
             return json.loads(raw) if raw else {}
@@ -498,12 +521,16 @@ class SchemaRegistryServer:
 
 
 def registry_server_for(
-    engine: Engine, config: RegistryConfig, server: ServerConfig
+    engine: Engine,
+    config: RegistryConfig,
+    server: ServerConfig,
+    password_checks: PasswordChecks | None = None,
 ) -> SchemaRegistryServer:
     """The API as ``tidelog serve`` runs it beside the Kafka listeners:
     authenticated when the config says so, or (``auto``) when a Kafka
     listener authenticates (SASL, or TLS requiring client certificates);
-    writes authorized by the Kafka side's authorizer."""
+    writes authorized by the Kafka side's authorizer; passwords checked
+    by ``password_checks`` (the Kafka side's pool)."""
     kafka_authenticates = any(
         listener.protocol.uses_sasl
         or (listener.protocol.uses_tls and server.ssl_client_auth == "required")
@@ -518,4 +545,10 @@ def registry_server_for(
             " while the Kafka listeners authenticate their clients"
         )
     authorizer = authorizer_for(server, engine) if server.authorizer else None
-    return SchemaRegistryServer(engine, config, authenticate=authenticate, authorizer=authorizer)
+    return SchemaRegistryServer(
+        engine,
+        config,
+        authenticate=authenticate,
+        authorizer=authorizer,
+        password_checks=password_checks,
+    )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import resource
 import signal
 import socket
 import subprocess
@@ -392,3 +393,53 @@ def test_the_open_file_limit_is_raised_to_fit_max_connections(
     finally:
         if process.poll() is None:
             process.kill()
+
+
+def _soft_open_files(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/limits").read_text().splitlines():
+        if line.startswith("Max open files"):
+            return int(line.split()[3])
+    raise AssertionError("no open-files limit in /proc")
+
+
+def test_the_open_files_limit_leaves_room_for_the_http_listeners_connections(
+    tmp_path: Path,
+) -> None:
+    kafka_port, http_port, registry_port = free_port(), free_port(), free_port()
+    config = tmp_path / "tidelog.toml"
+    config.write_text(
+        f"""
+[server]
+listen = "127.0.0.1:{kafka_port}"
+"max.connections" = 100
+
+[http]
+listen = "127.0.0.1:{http_port}"
+max_connections = 500
+
+[schema_registry]
+listen = "127.0.0.1:{registry_port}"
+max_connections = 300
+"""
+    )
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = 100 + 500 + 300 + 1024  # and room for the WAL and the object store
+    if hard != resource.RLIM_INFINITY and hard < wanted:
+        pytest.skip(f"the hard open-files limit is {hard}")
+    # The child starts with a soft limit below what it needs.
+    few_open_files = (
+        f"import resource, runpy, sys; resource.setrlimit(resource.RLIMIT_NOFILE, (256, {hard}));"
+        f" sys.argv = ['tidelog', 'serve', '--config', {str(config)!r}];"
+        " runpy.run_module('engine', run_name='__main__')"
+    )
+    log_path = tmp_path / "serve.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-c", few_open_files], cwd=tmp_path, stdout=log, stderr=log
+        )
+    try:
+        _wait_for(log_path, "operations endpoints on", process, 60)
+        assert _soft_open_files(process.pid) == wanted
+    finally:
+        process.terminate()
+        process.wait(60)

@@ -21,11 +21,32 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import functools
+import hashlib
+import os
 import threading
 
-from engine.credentials import ScramCredential, password_matches
+from engine.credentials import (
+    MIN_ITERATIONS,
+    PLAIN,
+    SALT_BYTES,
+    ScramCredential,
+    hash_of,
+    password_matches,
+)
 from engine.server.sasl import PasswordCheck
 from wal.thread_priority import ThreadPriority
+
+NO_SUCH_USER = ScramCredential(
+    salt=bytes(SALT_BYTES),
+    # Random: no password derives it (and its check's outcome is not used).
+    stored_key=os.urandom(hashlib.new(hash_of(PLAIN)).digest_size),
+    server_key=b"",
+    iterations=MIN_ITERATIONS,  # what a password set with no iteration count costs
+)
+"""What an unknown user's password is checked against (as PLAIN), as long
+to derive as a user's credential made with the default iteration count:
+refused at once, a login would tell whether a user name exists by how
+soon its answer comes (a known user's wrong password costs a derivation)."""
 
 
 class PasswordChecksBusy(Exception):

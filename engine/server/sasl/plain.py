@@ -10,22 +10,11 @@ soon its answer comes (a known user's wrong password costs a derivation)."""
 
 from __future__ import annotations
 
-import hashlib
-import os
-
-from engine.credentials import MIN_ITERATIONS, PLAIN, SALT_BYTES, ScramCredential, hash_of
+from engine.credentials import PLAIN
 from engine.server.sasl import CredentialLookup, PasswordCheck, SaslAuthenticationFailed
+from engine.server.sasl.password_checks import NO_SUCH_USER
 
 _INVALID = "Authentication failed: Invalid username or password"
-_NO_SUCH_USER = ScramCredential(
-    salt=bytes(SALT_BYTES),
-    # Random: no password derives it (and its check's outcome is not used).
-    stored_key=os.urandom(hashlib.new(hash_of(PLAIN)).digest_size),
-    server_key=b"",
-    iterations=MIN_ITERATIONS,  # what a password set with no iteration count costs
-)
-"""What an unknown user's password is checked against, as long to derive
-as a user's credential made with the default iteration count."""
 
 
 class PlainServer:
@@ -64,7 +53,7 @@ class PlainServer:
             raise SaslAuthenticationFailed(message, f"{message} (user {user!r})")
         credential = self._lookup(user, PLAIN)
         if credential is None:
-            await self._check(_NO_SUCH_USER, PLAIN, password)  # as long as a known user's
+            await self._check(NO_SUCH_USER, PLAIN, password)  # as long as a known user's
             raise SaslAuthenticationFailed(_INVALID, f"no PLAIN credential for user {user!r}")
         if not await self._check(credential, PLAIN, password):
             raise SaslAuthenticationFailed(_INVALID, f"wrong PLAIN credentials for user {user!r}")
