@@ -277,13 +277,23 @@ def _login(port: int, user: str, password: str, source: str = "127.0.0.1") -> so
     return sock
 
 
+def _registry_on_pool(
+    opened: engine.Engine, max_queued: int, per_address: int
+) -> tuple[PasswordChecks, SchemaRegistryServer]:
+    """An authenticating registry whose logins alice may try, on a pool of
+    one thread and ``max_queued`` waiting, ``per_address`` of them an address's."""
+    opened.credentials.add("alice", "SCRAM-SHA-512", PASSWORD)
+    checks = PasswordChecks(
+        threads=1, max_queued=max_queued, per_address=per_address, priority=ThreadPriority()
+    )
+    config = RegistryConfig(listen=ADDRESS)
+    return checks, SchemaRegistryServer(opened, config, authenticate=True, password_checks=checks)
+
+
 def test_logins_past_the_password_pool_are_answered_503_and_the_rest_401(
     opened: engine.Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    opened.credentials.add("alice", "SCRAM-SHA-512", PASSWORD)
-    checks = PasswordChecks(threads=1, max_queued=1, per_address=2, priority=ThreadPriority())
-    config = RegistryConfig(listen=ADDRESS)
-    server = SchemaRegistryServer(opened, config, authenticate=True, password_checks=checks)
+    checks, server = _registry_on_pool(opened, max_queued=1, per_address=2)
     with running(server) as port, held_checks(monkeypatch) as held:
         admitted = [_login(port, "alice", "wrong") for _ in range(2)]  # one runs, one waits
         until(lambda: checks.admitted == 2)
@@ -322,10 +332,7 @@ def test_an_unknown_user_costs_a_password_derivation_as_a_known_one_does(
 def test_a_registry_login_past_its_address_share_is_answered_503_while_another_address_is_checked(
     opened: engine.Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    opened.credentials.add("alice", "SCRAM-SHA-512", PASSWORD)
-    checks = PasswordChecks(threads=1, max_queued=4, per_address=1, priority=ThreadPriority())
-    config = RegistryConfig(listen=ADDRESS)
-    server = SchemaRegistryServer(opened, config, authenticate=True, password_checks=checks)
+    checks, server = _registry_on_pool(opened, max_queued=4, per_address=1)
     with running(server) as port, held_checks(monkeypatch) as held:
         first = _login(port, "alice", "wrong")
         until(lambda: checks.admitted == 1)
