@@ -329,6 +329,48 @@ def test_group_describe_of_a_group_that_does_not_exist_says_so_and_exits_1(
     assert [(r["topic"], r["committed"]) for r in described["offsets"]] == [(topic, 0)]
 
 
+def test_group_lag_of_a_group_that_does_not_exist_says_so_and_exits_1(
+    server: ServerProcess,
+) -> None:
+    missing = _name("nobody")
+    said = f"tidelog: Consumer group '{missing}' does not exist.\n"
+    done = _tidelog("group", "lag", missing, "--bootstrap-server", server.bootstrap)
+    assert (done.returncode, done.stdout, done.stderr) == (1, "", said)
+    as_json = _tidelog("group", "lag", missing, "--json", "--bootstrap-server", server.bootstrap)
+    assert (as_json.returncode, as_json.stderr) == (1, said)
+    assert json.loads(as_json.stdout) == {"group": missing, "exists": False}
+    # A group with committed offsets and no members exists: its lag is shown.
+    topic, group = _name("kept"), _name("idle")
+    _json(server, "topic", "create", topic)
+    request = ConsumerGroupTopicPartitions(group, [KafkaTopicPartition(topic, 0, 0)])
+    admin = _admin(server)  # held: a collected client drops its requests
+    admin.alter_consumer_group_offsets([request])[group].result(TIMEOUT)
+    lag = _json(server, "group", "lag", group)
+    assert [(r["group"], r["topic"], r["committed"], r["lag"]) for r in lag] == [
+        (group, topic, 0, 0)
+    ]
+
+
+def test_group_delete_of_a_group_that_does_not_exist_says_so_and_exits_1(
+    server: ServerProcess,
+) -> None:
+    missing = _name("nobody")
+    done = _tidelog("group", "delete", missing, "--bootstrap-server", server.bootstrap)
+    assert (done.returncode, done.stdout) == (1, "")
+    assert done.stderr.endswith("The group id does not exist\n"), done.stderr
+
+
+def test_group_reset_offsets_of_a_group_that_does_not_exist_sets_its_offsets(
+    server: ServerProcess,
+) -> None:
+    """As Kafka's tool: a Dead group may be reset, which is how a group's
+    offsets are set before its first member starts."""
+    topic, group = _name("seeded"), _name("new")
+    _json(server, "topic", "create", topic)
+    _json(server, "group", "reset-offsets", group, "--topic", topic, "--to-latest", "--execute")
+    assert _committed(server, group, topic) == {0: 0}
+
+
 def _committed(server: ServerProcess, group: str, topic: str) -> dict[int, int]:
     request = [ConsumerGroupTopicPartitions(group)]
     admin = _admin(server)
