@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import pytest
 
@@ -89,27 +89,27 @@ class ListenerFactory(Protocol):
     ) -> tuple[Listener, str]: ...
 
 
+def _limits(max_connections: int, idle_s: float, per_address: int | None) -> dict[str, Any]:
+    """The connection limits both listeners' configs take, by name."""
+    return {
+        "listen": ADDRESS,
+        "max_connections": max_connections,
+        "max_connections_per_address": per_address,
+        "idle_timeout_s": idle_s,
+    }
+
+
 def _registry(
     opened: engine.Engine, max_connections: int, idle_s: float, per_address: int | None = None
 ) -> tuple[Listener, str]:
-    config = RegistryConfig(
-        listen=ADDRESS,
-        max_connections=max_connections,
-        max_connections_per_address=per_address,
-        idle_timeout_s=idle_s,
-    )
+    config = RegistryConfig(**_limits(max_connections, idle_s, per_address))
     return SchemaRegistryServer(opened, config, authenticate=False), "/subjects"
 
 
 def _operations(
     opened: engine.Engine, max_connections: int, idle_s: float, per_address: int | None = None
 ) -> tuple[Listener, str]:
-    config = HttpConfig(
-        listen=ADDRESS,
-        max_connections=max_connections,
-        max_connections_per_address=per_address,
-        idle_timeout_s=idle_s,
-    )
+    config = HttpConfig(**_limits(max_connections, idle_s, per_address))
     return OperationsServer(opened, config), "/healthz"
 
 
