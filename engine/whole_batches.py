@@ -1,9 +1,10 @@
 """A fetch's answer cut to whole record batches, Kafka's unit of a fetch.
 
 The stream store keeps an append as it came: one stored entry that may
-hold several record batches (``Engine.produce`` of concatenated batches,
-the log cleaner's rewritten ranges), and it answers a read with whole
-entries. Kafka answers a fetch batch by batch (``LocalLog.read``): from the
+hold several record batches (``Engine.produce`` or ``submit`` of
+concatenated batches; a Kafka client's Produce carries one), and it
+answers a read with whole entries, from the log cache and from objects
+alike. Kafka answers a fetch batch by batch (``LocalLog.read``): from the
 batch holding the fetch offset, whole batches up to ``max_bytes``, the
 first one whole even if it is larger. So the first entry of a read is cut
 here at batch boundaries: batches of it below the offset are left out (a
@@ -53,8 +54,8 @@ def _cut(entry: StoredBatch, offset: int, max_bytes: int) -> StoredBatch:
     if start == 0 and size == len(entry.payload):
         return entry
     last = kept[count - 1]
-    # The entry's own end when the cut keeps its last batch: the log cleaner
-    # may have removed records at the end of it, and the entry says where it ends.
+    # The entry's own end when its last batch is kept: only a cut at the
+    # back moves where the next fetch starts.
     end = entry.end_offset if count == len(kept) else last.last_offset + 1
     payload = memoryview(entry.payload)[start : start + size]
     return StoredBatch(kept[0].base_offset if start else entry.base_offset, end, payload)
