@@ -43,6 +43,7 @@ from engine.record_errors import log_append_time_refused, rejected
 from engine.schemas.record_check import NO_REGISTRY, RecordCheck, SchemaSource, record_check
 from engine.time_index import TimeIndex
 from engine.topic_id import NO_TOPIC_ID
+from engine.whole_batches import whole_batches
 from native import (
     BatchError,
     BatchHeader,
@@ -52,8 +53,8 @@ from native import (
     TimestampType,
 )
 from native.buffers import BytesLike
+from s3stream import FetchResult, Retention, StreamStore
 from s3stream import OffsetOutOfRange as StreamOffsetOutOfRange
-from s3stream import Retention, StreamStore
 
 FULL_CHECKPOINT_EVERY = 32
 """Incremental checkpoints between two full ones (which trim the state stream)."""
@@ -485,7 +486,7 @@ class Partition:
             result = self.store.fetch(self.stream_id, offset, max_bytes)
         except StreamOffsetOutOfRange as error:
             raise self._out_of_range(offset) from error
-        return self._fetched(result, offset, stable, read_committed)
+        return self._fetched(result, offset, max_bytes, stable, read_committed)
 
     async def fetch_async(
         self, offset: int, max_bytes: int, read_committed: bool = False
@@ -495,19 +496,20 @@ class Partition:
             result = await self.store.fetch_async(self.stream_id, offset, max_bytes)
         except StreamOffsetOutOfRange as error:
             raise self._out_of_range(offset) from error
-        return self._fetched(result, offset, stable, read_committed)
+        return self._fetched(result, offset, max_bytes, stable, read_committed)
 
     def _fetched(
-        self, result: Any, offset: int, stable: int, read_committed: bool
+        self, result: FetchResult, offset: int, max_bytes: int, stable: int, read_committed: bool
     ) -> PartitionFetch:
+        batches, next_offset = whole_batches(result.batches, offset, max_bytes, result.next_offset)
         # The last stable offset is read before the data: it only grows, so
         # every batch below it is settled whenever the data was read.
         if not read_committed:
-            payloads = [batch.payload for batch in result.batches]
+            payloads = [batch.payload for batch in batches]
             self.bytes_out += sum(len(payload) for payload in payloads)
             return PartitionFetch(
                 payloads,
-                result.next_offset,
+                next_offset,
                 result.end_offset,
                 result.start_offset,
                 stable,
@@ -515,7 +517,7 @@ class Partition:
             )
         # Cut at a stored batch: the LSO is a transaction's first batch or
         # the high watermark, both where an append begins.
-        kept = [batch for batch in result.batches if batch.end_offset <= stable]
+        kept = [batch for batch in batches if batch.end_offset <= stable]
         next_offset = kept[-1].end_offset if kept else offset
         payloads = [batch.payload for batch in kept]
         self.bytes_out += sum(len(payload) for payload in payloads)

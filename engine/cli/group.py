@@ -3,7 +3,10 @@ and delete consumer groups on any Kafka broker, as Kafka's
 kafka-consumer-groups.sh does (ConsumerGroupCommand): lag is the log end
 offset less the committed offset; reset-offsets is a dry run unless
 ``--execute``, and the broker refuses it while the group has members; a
-group the broker does not know is said not to exist (exit 1)."""
+group the broker does not know is said not to exist (exit 1) by describe,
+lag and delete. reset-offsets takes one, as Kafka's tool does (a Dead group
+may be reset): it is how a group's offsets are set before its first member
+starts."""
 
 from __future__ import annotations
 
@@ -141,17 +144,24 @@ def _lag_rows(kafka: Any, client: Any, group: str) -> list[dict[str, Any]]:
     return rows
 
 
-def _describe(args: argparse.Namespace) -> None:
-    kafka, client = admin(args)
-    found = client.describe_consumer_groups([args.group], request_timeout=TIMEOUT_S)
-    described = wait(kafka, found[args.group], f"describe {args.group}")
+def _existing(kafka: Any, client: Any, group: str, as_json: bool) -> Any:
+    """The group as the broker describes it; a CommandError (exit 1) saying
+    that it does not exist if the broker does not know it."""
+    found = client.describe_consumer_groups([group], request_timeout=TIMEOUT_S)
+    described = wait(kafka, found[group], f"describe {group}")
     # A broker describes a group it does not know as Dead, with no error
     # (DescribeGroups before v6; librdkafka asks no later version), and
     # Kafka's ConsumerGroupCommand says it does not exist, in these words.
     if described.state == kafka.ConsumerGroupState.DEAD:
-        if args.json:
-            table.emit_object({"group": args.group, "exists": False}, as_json=True)
-        raise CommandError(f"Consumer group '{args.group}' does not exist.", FAILED)
+        if as_json:
+            table.emit_object({"group": group, "exists": False}, as_json=True)
+        raise CommandError(f"Consumer group '{group}' does not exist.", FAILED)
+    return described
+
+
+def _describe(args: argparse.Namespace) -> None:
+    kafka, client = admin(args)
+    described = _existing(kafka, client, args.group, args.json)
     members = [
         {
             "member_id": m.member_id,
@@ -193,6 +203,7 @@ def _describe(args: argparse.Namespace) -> None:
 def _lag(args: argparse.Namespace) -> None:
     kafka, client = admin(args)
     if args.group is not None:
+        _existing(kafka, client, args.group, args.json)
         groups = [args.group]
     else:
         found = wait(kafka, client.list_consumer_groups(request_timeout=TIMEOUT_S), "groups")

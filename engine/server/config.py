@@ -75,6 +75,7 @@ from engine.credentials import MECHANISMS
 from engine.engine import EngineConfig
 from engine.errors import InvalidConfig
 from engine.groups.config import GroupConfig
+from engine.server.address_shares import default_share
 from engine.server.http_config import DEFAULT_HTTP_PORT, HttpConfig
 from engine.server.http_config import KEYS as HTTP_KEYS
 from engine.server.listeners import Listener, parse_listeners
@@ -323,7 +324,7 @@ class ServerConfig:
         of the queue, and at least one login, else a queue of fewer than
         four would let no address in."""
         share = self.sasl_password_check_queue_per_address
-        return max(1, self.sasl_password_check_queue_size // 4) if share is None else share
+        return default_share(self.sasl_password_check_queue_size) if share is None else share
 
     @property
     def effective_listeners(self) -> tuple[Listener, ...]:

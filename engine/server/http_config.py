@@ -11,7 +11,14 @@ from engine.server.http_limits import check_connection_limits
 DEFAULT_HTTP_PORT = 9644
 """Redpanda's admin API port, where its metrics are served."""
 KEYS = frozenset(
-    {"listen", "object_store_window_s", "probe_timeout_s", "max_connections", "idle_timeout_s"}
+    {
+        "listen",
+        "object_store_window_s",
+        "probe_timeout_s",
+        "max_connections",
+        "max_connections_per_address",
+        "idle_timeout_s",
+    }
 )
 """What an ``[http]`` table may set."""
 
@@ -29,6 +36,10 @@ class HttpConfig:
     """How long one probe of the object store may take."""
     max_connections: int = 64
     """Connections open at once; one more is answered 503 and closed."""
+    max_connections_per_address: int | None = None
+    """Of those, the most from one client address; one more from it is
+    answered as one past ``max_connections``. None: a quarter of
+    ``max_connections``, at least 1."""
     idle_timeout_s: float = 15.0
     """A connection without a whole request head for this long (from its
     start or its last answer) is closed."""
@@ -38,4 +49,6 @@ class HttpConfig:
             raise ValueError("object_store_window_s must be from 0.1 to 3600")
         if not 0.1 <= self.probe_timeout_s <= 60:
             raise ValueError("probe_timeout_s must be from 0.1 to 60")
-        check_connection_limits(self.max_connections, self.idle_timeout_s)
+        check_connection_limits(
+            self.max_connections, self.max_connections_per_address, self.idle_timeout_s
+        )

@@ -2,11 +2,13 @@
 what the Schema Registry API and the operations endpoints share, with the
 bounds a hostile client meets on both (docs/design/0031).
 
-- At most ``max_connections`` open at once: one more is answered 503
-  (``Connection: close``) before a byte of it is read, its input dropped,
-  and closed within ``REFUSED_LINGER_S``, so a client opening connections
-  cannot take the descriptors the WAL, the object store and the Kafka
-  listeners need.
+- At most ``max_connections`` open at once, and at most
+  ``max_connections_per_address`` of them from one client address: one
+  more is answered 503 (``Connection: close``) before a byte of it is
+  read, its input dropped, and closed within ``REFUSED_LINGER_S``, so a
+  client opening connections cannot take the descriptors the WAL, the
+  object store and the Kafka listeners need, and one address cannot take
+  every connection of the listener.
 - A connection with no complete request head for ``idle_timeout_s`` (from
   its start or its last answer) is closed: an idle keep-alive connection,
   one that never sends, and one trickling its headers alike.
@@ -21,7 +23,8 @@ import asyncio
 
 from aiohttp import web
 
-from engine.server.http_limits import ConnectionLimits
+from engine.server.address_shares import AddressShares
+from engine.server.http_limits import ConnectionLimits, connections_per_address
 
 REFUSED = (
     b"HTTP/1.1 503 Service Unavailable\r\n"
@@ -32,7 +35,7 @@ REFUSED = (
     b"\r\n"
     b"too many connections, try again"
 )
-"""What a connection past the limit gets (nginx's limit_conn answers 503)."""
+"""What a connection past a limit gets (nginx's limit_conn answers 503)."""
 
 
 REFUSED_LINGER_S = 1.0
@@ -42,7 +45,7 @@ lose the 503. Bounded, so that refused connections hold no descriptor long."""
 
 
 class _Refused(asyncio.Protocol):
-    """A connection past the limit: answered, its input dropped, and
+    """A connection past a limit: answered, its input dropped, and
     closed when the client closes or after ``REFUSED_LINGER_S``."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -61,50 +64,77 @@ class _Refused(asyncio.Protocol):
         self._abort.cancel()
 
 
-class _LimitedSite(web.TCPSite):
-    """aiohttp's TCPSite with a protocol factory that counts the open
-    connections (aiohttp's server keeps them) against the limit."""
+class _Gated(asyncio.Protocol):
+    """One accepted connection: aiohttp's handler when the connection is
+    admitted, else ``_Refused``; every event goes to that one. The decision
+    waits for ``connection_made``, where the peer's address is known."""
 
-    def __init__(self, runner: web.AppRunner, host: str, port: int, limit: int) -> None:
-        super().__init__(runner, host, port, reuse_address=True)
-        self._limit = limit
-        self.refused = 0
-        """Connections answered 503 for the limit."""
+    def __init__(self, site: HttpSite, server: web.Server) -> None:
+        self._site = site
+        self._server = server
+        self._inner: asyncio.Protocol = _Refused()
+        self._address: str | None = None
+        """The peer's address while it holds an admission."""
 
-    def _protocol(self) -> asyncio.BaseProtocol:
-        server = self._runner.server
-        assert server is not None
-        if len(server.connections) >= self._limit:
-            self.refused += 1
-            return _Refused()
-        return server()
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        address = _peer_address(transport)
+        if self._site.admissions.admit(address) is None:
+            self._address = address
+            self._inner = self._server()
+        else:
+            self._site.refused += 1
+        self._inner.connection_made(transport)
 
-    async def start(self) -> None:
-        await web.BaseSite.start(self)
-        self._server = await asyncio.get_running_loop().create_server(
-            self._protocol, self._host, self._port, backlog=self._backlog, reuse_address=True
-        )
-        self._bound_port = self._server.sockets[0].getsockname()[1]
+    def data_received(self, data: bytes) -> None:
+        self._inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return self._inner.eof_received()
+
+    def pause_writing(self) -> None:
+        self._inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self._inner.resume_writing()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        try:
+            self._inner.connection_lost(exc)
+        finally:
+            if self._address is not None:
+                self._site.admissions.release(self._address)
+                self._address = None
+
+
+def _peer_address(transport: asyncio.BaseTransport) -> str:
+    peer = transport.get_extra_info("peername")
+    # A socket gone before it was seen has no peer: such ones share one count.
+    return str(peer[0]) if isinstance(peer, tuple) and peer else ""
+
+
+BACKLOG = 128
+"""Connections the kernel queues before they are accepted (aiohttp's TCPSite's default)."""
 
 
 class HttpSite:
-    """Starts an application on host:port; stops it; tells the bound port."""
+    """Starts an application on host:port with its connection limits;
+    stops it; tells the bound port. Built on aiohttp's public API only: the
+    runner's ``server`` is the protocol factory of the connections admitted."""
 
     def __init__(self) -> None:
         self._runner: web.AppRunner | None = None
-        self._site: _LimitedSite | None = None
+        self._listener: asyncio.Server | None = None
+        self.admissions = AddressShares(0, 0)
+        """The open connections admitted, by client address (set by start)."""
+        self.refused = 0
+        """Connections refused for ``max_connections`` or an address's
+        share of them since the start."""
 
     @property
     def port(self) -> int:
         """The bound port (the one the OS chose, for port 0)."""
-        assert self._site is not None and self._site._server is not None, "not started"
-        sockets = self._site._server.sockets  # type: ignore[attr-defined]
-        return int(sockets[0].getsockname()[1])
-
-    @property
-    def refused(self) -> int:
-        """Connections refused for ``max_connections`` since the start."""
-        return 0 if self._site is None else self._site.refused
+        assert self._listener is not None, "not started"
+        return int(self._listener.sockets[0].getsockname()[1])
 
     async def start(
         self, app: web.Application, host: str, port: int, limits: ConnectionLimits
@@ -120,10 +150,17 @@ class HttpSite:
             keepalive_timeout=limits.idle_timeout_s,
         )
         await self._runner.setup()
-        self._site = _LimitedSite(self._runner, host, port, limits.max_connections)
-        await self._site.start()
+        server = self._runner.server
+        assert server is not None  # set up
+        self.admissions = AddressShares(limits.max_connections, connections_per_address(limits))
+        self._listener = await asyncio.get_running_loop().create_server(
+            lambda: _Gated(self, server), host, port, backlog=BACKLOG, reuse_address=True
+        )
 
     async def stop(self) -> None:
+        if self._listener is not None:  # no new connections; the runner closes the open ones
+            self._listener.close()
+            self._listener = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

@@ -17,6 +17,7 @@ KEYS = frozenset(
         "max_request_bytes",
         "body_timeout_s",
         "max_connections",
+        "max_connections_per_address",
         "idle_timeout_s",
     }
 )
@@ -39,6 +40,10 @@ class RegistryConfig:
     """How long a request body may take to arrive (a slower one is answered 408)."""
     max_connections: int = 256
     """Connections open at once; one more is answered 503 and closed."""
+    max_connections_per_address: int | None = None
+    """Of those, the most from one client address; one more from it is
+    answered as one past ``max_connections``. None: a quarter of
+    ``max_connections``, at least 1."""
     idle_timeout_s: float = 15.0
     """A connection without a whole request head for this long (from its
     start or its last answer) is closed."""
@@ -53,4 +58,6 @@ class RegistryConfig:
             raise ValueError("max_request_bytes must be from 1 KiB to 1 GiB")
         if not 0.1 <= self.body_timeout_s <= 3600:
             raise ValueError("body_timeout_s must be from 0.1 to 3600")
-        check_connection_limits(self.max_connections, self.idle_timeout_s)
+        check_connection_limits(
+            self.max_connections, self.max_connections_per_address, self.idle_timeout_s
+        )

@@ -126,6 +126,14 @@ def test_the_doc_shows_each_setting_at_its_default(tmp_path: Path) -> None:
             "[server]: sasl.password.check.queue.per.address must be a positive integer",
         ),
         ('[http]\nprobe_timeout_s = "2"\n', "[http]: probe_timeout_s must be a number"),
+        (
+            '[http]\nmax_connections_per_address = "4"\n',
+            "[http]: max_connections_per_address must be an integer from 1 to 100000",
+        ),
+        (
+            "[schema_registry]\nmax_connections_per_address = 0\n",
+            "[schema_registry]: max_connections_per_address must be an integer from 1 to 100000",
+        ),
         ("[engine]\ngroup_max_size = 1.5\n", "[engine]: group_max_size must be an integer"),
         (
             '[topic_defaults]\n"retention.ms" = "7d"\n',

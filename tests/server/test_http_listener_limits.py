@@ -1,6 +1,7 @@
 """The HTTP listeners (the Schema Registry API and the operations
 endpoints) under a hostile client, over real sockets on ephemeral ports:
-connections past ``max_connections`` answered 503 and closed, connections
+connections past ``max_connections``, or past an address's share of them,
+answered 503 and closed, connections
 without a whole request head closed after ``idle_timeout_s``, a huge
 header section answered 400, a body too large answered 413 and a slow
 one 408, and HTTP Basic checks in a bounded pool (503 past it) that
@@ -18,7 +19,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import pytest
 
@@ -76,16 +77,39 @@ def opened(tmp_path: Path) -> Iterator[engine.Engine]:
 
 
 ADDRESS = ("127.0.0.1", 0)
-ListenerFactory = Callable[[engine.Engine, int, float], tuple[Listener, str]]
 
 
-def _registry(opened: engine.Engine, max_connections: int, idle_s: float) -> tuple[Listener, str]:
-    config = RegistryConfig(listen=ADDRESS, max_connections=max_connections, idle_timeout_s=idle_s)
+class ListenerFactory(Protocol):
+    def __call__(
+        self,
+        opened: engine.Engine,
+        max_connections: int,
+        idle_s: float,
+        per_address: int | None = None,
+    ) -> tuple[Listener, str]: ...
+
+
+def _limits(max_connections: int, idle_s: float, per_address: int | None) -> dict[str, Any]:
+    """The connection limits both listeners' configs take, by name."""
+    return {
+        "listen": ADDRESS,
+        "max_connections": max_connections,
+        "max_connections_per_address": per_address,
+        "idle_timeout_s": idle_s,
+    }
+
+
+def _registry(
+    opened: engine.Engine, max_connections: int, idle_s: float, per_address: int | None = None
+) -> tuple[Listener, str]:
+    config = RegistryConfig(**_limits(max_connections, idle_s, per_address))
     return SchemaRegistryServer(opened, config, authenticate=False), "/subjects"
 
 
-def _operations(opened: engine.Engine, max_connections: int, idle_s: float) -> tuple[Listener, str]:
-    config = HttpConfig(listen=ADDRESS, max_connections=max_connections, idle_timeout_s=idle_s)
+def _operations(
+    opened: engine.Engine, max_connections: int, idle_s: float, per_address: int | None = None
+) -> tuple[Listener, str]:
+    config = HttpConfig(**_limits(max_connections, idle_s, per_address))
     return OperationsServer(opened, config), "/healthz"
 
 
@@ -137,8 +161,8 @@ def closed_by_server(sock: socket.socket) -> bool:
     return True
 
 
-def served(port: int, path: str) -> int:
-    with connect(port) as sock:
+def served(port: int, path: str, source: str = "127.0.0.1") -> int:
+    with connect(port, source) as sock:
         sock.sendall(request(path, "Connection: close\r\n"))
         return answer(sock)[0]
 
@@ -158,25 +182,60 @@ def test_a_connection_past_max_connections_is_answered_503_and_closed(
     limit = 3
     listener, path = listener_for(opened, limit, TIMEOUT)
     with running(listener) as port:
-        held = [connect(port) for _ in range(limit)]
+        # From three addresses: each has a share of one (a quarter, at least 1).
+        held = [connect(port, f"127.0.0.{i + 1}") for i in range(limit)]
         for sock in held:  # each served once and kept alive
             sock.sendall(request(path))
             assert answer(sock)[0] == 200
-        refused = [connect(port) for _ in range(5)]
+        refused = [connect(port, "127.0.0.9") for _ in range(5)]  # an address with none open
         for sock in refused:
-            sock.sendall(request(path))
-            status, headers, _ = answer(sock)
-            assert (status, headers["connection"]) == (503, "close")
-            assert closed_by_server(sock)
-            sock.close()
+            refused_with_503(sock, path)
         for sock in held:  # still served on the connections they hold
             sock.sendall(request(path))
             assert answer(sock)[0] == 200
-        held.pop().close()
+        gone = held.pop()
+        source = gone.getsockname()[0]
+        gone.close()
         # Served again once the server has seen that connection go.
-        statuses = [served(port, path) for _ in range(50)]
+        statuses = [served(port, path, source) for _ in range(50)]
         assert 200 in statuses, statuses
         for sock in held:
+            sock.close()
+
+
+def refused_with_503(sock: socket.socket, path: str) -> None:
+    """``sock`` is answered 503 (``Connection: close``, ``Retry-After``)
+    and closed; then it is closed here too."""
+    sock.sendall(request(path))
+    status, headers, _ = answer(sock)
+    assert (status, headers["connection"], headers["retry-after"]) == (503, "close", "1")
+    assert closed_by_server(sock)
+    sock.close()
+
+
+@BOTH
+@pytest.mark.parametrize(("per_address", "share"), [(None, 2), (3, 3)], ids=["default", "set"])
+def test_an_address_past_its_share_is_answered_503_while_another_address_is_served(
+    opened: engine.Engine, listener_for: ListenerFactory, per_address: int | None, share: int
+) -> None:
+    """max_connections_per_address, or a quarter of max_connections."""
+    listener, path = listener_for(opened, 8, TIMEOUT, per_address)
+    with running(listener) as port:
+        held = [connect(port, "127.0.0.1") for _ in range(share)]
+        for sock in held:
+            sock.sendall(request(path))
+            assert answer(sock)[0] == 200
+        for _ in range(3):  # its share taken: refused as one past the whole limit is
+            refused_with_503(connect(port, "127.0.0.1"), path)
+        other = [connect(port, "127.0.0.2") for _ in range(share)]
+        for sock in other:  # another address has its own share
+            sock.sendall(request(path))
+            assert answer(sock)[0] == 200
+        refused_with_503(connect(port, "127.0.0.2"), path)
+        held.pop().close()
+        statuses = [served(port, path, "127.0.0.1") for _ in range(50)]
+        assert 200 in statuses, statuses
+        for sock in held + other:
             sock.close()
 
 

@@ -306,27 +306,69 @@ def test_group_lag_describe_reset_and_delete(server: ServerProcess) -> None:
     assert not any(row["group"] == group for row in _json(server, "group", "list"))
 
 
-def test_group_describe_of_a_group_that_does_not_exist_says_so_and_exits_1(
-    server: ServerProcess,
-) -> None:
+def _said_not_to_exist(server: ServerProcess, action: str) -> None:
+    """``tidelog group ACTION`` of a group the broker does not know says so
+    and exits 1; with --json, stdout says ``"exists": false``."""
     missing = _name("nobody")
     said = f"tidelog: Consumer group '{missing}' does not exist.\n"
-    done = _tidelog("group", "describe", missing, "--bootstrap-server", server.bootstrap)
+    done = _tidelog("group", action, missing, "--bootstrap-server", server.bootstrap)
     assert (done.returncode, done.stdout, done.stderr) == (1, "", said)
-    as_json = _tidelog(
-        "group", "describe", missing, "--json", "--bootstrap-server", server.bootstrap
-    )
+    as_json = _tidelog("group", action, missing, "--json", "--bootstrap-server", server.bootstrap)
     assert (as_json.returncode, as_json.stderr) == (1, said)
     assert json.loads(as_json.stdout) == {"group": missing, "exists": False}
-    # A group with committed offsets and no members exists (Empty), as in Kafka.
+
+
+def _idle_group(server: ServerProcess) -> tuple[str, str]:
+    """(topic, group): a group with an offset committed at 0 and no members."""
     topic, group = _name("kept"), _name("idle")
     _json(server, "topic", "create", topic)
     request = ConsumerGroupTopicPartitions(group, [KafkaTopicPartition(topic, 0, 0)])
-    admin = _admin(server)
+    admin = _admin(server)  # held: a collected client drops its requests
     admin.alter_consumer_group_offsets([request])[group].result(TIMEOUT)
+    return topic, group
+
+
+def test_group_describe_of_a_group_that_does_not_exist_says_so_and_exits_1(
+    server: ServerProcess,
+) -> None:
+    _said_not_to_exist(server, "describe")
+    # A group with committed offsets and no members exists (Empty), as in Kafka.
+    topic, group = _idle_group(server)
     described = _json(server, "group", "describe", group)
     assert (described["exists"], described["state"]) == (True, "EMPTY")
     assert [(r["topic"], r["committed"]) for r in described["offsets"]] == [(topic, 0)]
+
+
+def test_group_lag_of_a_group_that_does_not_exist_says_so_and_exits_1(
+    server: ServerProcess,
+) -> None:
+    _said_not_to_exist(server, "lag")
+    # A group with committed offsets and no members exists: its lag is shown.
+    topic, group = _idle_group(server)
+    lag = _json(server, "group", "lag", group)
+    assert [(r["group"], r["topic"], r["committed"], r["lag"]) for r in lag] == [
+        (group, topic, 0, 0)
+    ]
+
+
+def test_group_delete_of_a_group_that_does_not_exist_says_so_and_exits_1(
+    server: ServerProcess,
+) -> None:
+    missing = _name("nobody")
+    done = _tidelog("group", "delete", missing, "--bootstrap-server", server.bootstrap)
+    assert (done.returncode, done.stdout) == (1, "")
+    assert done.stderr.endswith("The group id does not exist\n"), done.stderr
+
+
+def test_group_reset_offsets_of_a_group_that_does_not_exist_sets_its_offsets(
+    server: ServerProcess,
+) -> None:
+    """As Kafka's tool: a Dead group may be reset, which is how a group's
+    offsets are set before its first member starts."""
+    topic, group = _name("seeded"), _name("new")
+    _json(server, "topic", "create", topic)
+    _json(server, "group", "reset-offsets", group, "--topic", topic, "--to-latest", "--execute")
+    assert _committed(server, group, topic) == {0: 0}
 
 
 def _committed(server: ServerProcess, group: str, topic: str) -> dict[int, int]:

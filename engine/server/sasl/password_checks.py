@@ -33,6 +33,7 @@ from engine.credentials import (
     hash_of,
     password_matches,
 )
+from engine.server.address_shares import AddressShares, Refusal
 from engine.server.sasl import PasswordCheck
 from wal.thread_priority import ThreadPriority
 
@@ -68,19 +69,25 @@ class PasswordChecks:
         self, threads: int, max_queued: int, per_address: int, priority: ThreadPriority
     ) -> None:
         self._pool = priority.pool(threads, "tidelog-password-check")
-        self._capacity = threads + max_queued
-        self._per_address = per_address
+        self._shares = AddressShares(threads + max_queued, per_address)
+        """The checks running or waiting for a thread, by address."""
         self._lock = threading.Lock()
-        """Guards ``admitted`` and ``by_address``: a check is released on the pool's thread."""
-        self.admitted = 0
-        """Checks running or waiting for a thread."""
-        self.by_address: dict[str, int] = {}
-        """The admitted checks of each address that has any (an address
-        leaves when its last check ends: at most ``admitted`` entries)."""
+        """Guards ``_shares``: a check is released on the pool's thread."""
         self.refused = 0
         """Checks refused because the pool, or their address's share, was full."""
         self.stopped = False
         """Shut down: every check from now on is refused."""
+
+    @property
+    def admitted(self) -> int:
+        """Checks running or waiting for a thread."""
+        return self._shares.admitted
+
+    @property
+    def by_address(self) -> dict[str, int]:
+        """The admitted checks of each address that has any."""
+        with self._lock:
+            return dict(self._shares.by_address)
 
     def for_address(self, address: str) -> PasswordCheck:
         """The check a connection from ``address`` asks: its logins count
@@ -94,21 +101,18 @@ class PasswordChecks:
         PasswordChecksBusy when the pool and its queue are full, or when
         ``address`` has its share of them."""
         with self._lock:
-            if self.admitted >= self._capacity:
+            refusal = self._shares.admit(address)
+            if refusal is not None:
                 self.refused += 1
-                raise PasswordChecksBusy(self.admitted)
-            own = self.by_address.get(address, 0)
-            if own >= self._per_address:
-                self.refused += 1
-                raise PasswordChecksBusy(own, address)
-            self.admitted += 1
-            self.by_address[address] = own + 1
+                if refusal is Refusal.FULL:
+                    raise PasswordChecksBusy(self._shares.admitted)
+                raise PasswordChecksBusy(self._shares.by_address[address], address)
         release = functools.partial(self._release, address)
         try:
             future = self._pool.submit(password_matches, credential, mechanism, password)
         except RuntimeError:  # shut down: the server is stopping
             release()
-            raise PasswordChecksBusy(self._capacity) from None
+            raise PasswordChecksBusy(self._shares.capacity) from None
         # Released when the derivation ends, not when its waiter goes: a
         # check whose client disconnected still holds its thread till then.
         future.add_done_callback(release)
@@ -116,12 +120,7 @@ class PasswordChecks:
 
     def _release(self, address: str, _done: concurrent.futures.Future[bool] | None = None) -> None:
         with self._lock:
-            self.admitted -= 1
-            left = self.by_address[address] - 1
-            if left:
-                self.by_address[address] = left
-            else:
-                del self.by_address[address]
+            self._shares.release(address)
 
     def shutdown(self) -> None:
         """Stops the threads once their checks end; waiting checks are cancelled."""
