@@ -51,6 +51,8 @@ PURE_PASS: tuple[str, ...] = (
     "tests/engine/test_state_log.py",
     "tests/engine/test_transactions.py",
     "tests/engine/test_txn_model.py",
+    # A fetch cuts an append of several batches at their boundaries with native/'s scan.
+    "tests/engine/test_whole_batches.py",
     "tests/engine/test_units.py",
     "tests/engine/test_verify.py",
     "tests/engine/test_wal_damage.py",
@@ -128,6 +130,9 @@ ONE_PASS_ONLY: dict[str, str] = {
     "tests/server/test_schema_regex_bombs.py": "builds its batches with native/; the schema "
     "checks of their records are covered by tests/engine/test_schema_checks.py, which the "
     "pure pass runs",
+    "tests/server/test_fetch_whole_batches.py": "builds its batches with native/; the cut "
+    "at batch boundaries is covered by tests/engine/test_whole_batches.py, which the pure "
+    "pass runs",
     "tests/test_native_twin.py": "checks this selection; it names native/'s modules, "
     "it does not run them",
 }
