@@ -5,7 +5,9 @@ its batches re-encoded with their records masked (masked_fetch.py).
 Long-polling follows Kafka: the response waits until ``min_bytes`` are
 available or ``max_wait`` passes. Waiting is a wake-up from the engine when
 a partition's high watermark moves, never a polling loop; after a read that
-found too little, the wait is for data beyond what was read. In an
+found too little, the wait is for data beyond the high watermark it saw
+(data it left for its max_bytes is no more than it can send: Kafka's
+DelayedFetch counts such a partition as full). In an
 incremental fetch session the wait is over every partition of the session,
 so data on any of them ends it.
 
