@@ -477,7 +477,9 @@ class Engine:
         object committed to the object store if the topic's
         ``tidelog.ack.durability`` is ``remote`` (``remote`` overrides it).
         Validation errors raise here; ``Fenced`` once another engine owns
-        the storage.
+        the storage. Several batches may go in one append, none of them
+        with a producer id (an idempotent or transactional batch goes
+        alone, else InvalidRecord).
 
         A bytearray or writable memoryview is rewritten in place (offsets,
         leader epoch) and stored without a copy: it must not change after.

@@ -243,7 +243,9 @@ class Partition:
     ) -> tuple[AppendResult, T | None]:
         buffer, headers = self._validate(data)
         producer_batch = headers[0] if headers[0].producer_id >= 0 else None
-        if producer_batch is not None and len(headers) > 1:
+        # Any batch of several with a producer id, not only a first one:
+        # its sequence and transaction are checked for a lone batch only.
+        if len(headers) > 1 and any(header.producer_id >= 0 for header in headers):
             raise InvalidRecord("an idempotent producer sends one batch per partition")
         now = self._clock.time_ms()
         if self.config.stamp_provenance:

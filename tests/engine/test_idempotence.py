@@ -164,6 +164,25 @@ def test_a_sequence_gap_raises_out_of_order_sequence(node: Node) -> None:
     assert e.produce("t", 0, idempotent_batch(producer_id, epoch, 2)).base_offset == 2
 
 
+@pytest.mark.parametrize("place", [0, 1, 2])
+def test_a_produce_of_several_batches_with_a_producer_id_among_them_is_refused(
+    node: Node, place: int
+) -> None:
+    """Kafka takes one v2 batch per partition a produce; the embedded API
+    takes several, but not when any of them carries a producer id: its
+    sequence would go unchecked and its producer untracked (wherever it
+    stands among them), so a retry of it would be written twice."""
+    e = node.engine
+    e.create_topic("t", 1)
+    producer_id, epoch = e.init_producer_id()
+    plain = native.encode_batch([RecordSpec(TS, b"k", b"plain")])
+    batches = [plain, plain]
+    batches.insert(place, idempotent_batch(producer_id, epoch, 0))
+    with pytest.raises(engine.InvalidRecord):
+        e.produce("t", 0, b"".join(batches))
+    assert e.offsets("t", 0) == (0, 0)
+
+
 def test_a_new_producer_may_start_at_any_sequence(node: Node) -> None:
     e = node.engine
     e.create_topic("t", 1)

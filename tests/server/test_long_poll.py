@@ -9,10 +9,16 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+import engine
 from engine.protocol.apis import request_schema, response_schema
+from tests.engine.appended_together import appended_as_one, batches_of
+from tests.engine.conftest import QUIET_STORE
 from tests.server.conftest import ServerProcess
+from tests.server.in_process import InProcessServer
 from tests.server.test_bad_input import batch, produce
-from tests.server.wire import Wire, build
+from tests.server.wire import Wire, build, fetch_from_start
 
 MiB = 1024 * 1024
 TICKS_PER_SECOND = 100  # /proc/PID/stat's clock ticks (USER_HZ)
@@ -96,3 +102,44 @@ def test_new_data_ends_the_wait(kafka_server: ServerProcess, topic: str) -> None
     assert time.monotonic() - started < 15, "the wait ran to max_wait despite new data"
     sizes = [len(t.partitions[0].records or b"") for t in response.responses]
     assert sum(sizes) >= 20_000
+
+
+@pytest.mark.parametrize("together", [True, False], ids=["one-append", "an-append-a-batch"])
+def test_a_fetch_cut_at_its_max_bytes_waits_without_reading_again(
+    tmp_path: Path, together: bool
+) -> None:
+    """The partition holds more than its max_bytes: the read sends the
+    batches that fit, short of min_bytes, and leaves the rest. Reading
+    again cannot send more until new data comes (as Kafka's DelayedFetch
+    counts such a partition full), so the Fetch waits out max_wait with
+    the partition read once before and once after: a wait for data past
+    what was sent would end at once, and its re-reads spin the event loop
+    for the whole wait. Counted by the bytes the partition answered."""
+    batches = batches_of([20] * 10, value_bytes=100)
+    one = len(batches[0])
+    with engine.open(tmp_path / "node", config=engine.EngineConfig(store=QUIET_STORE)) as opened:
+        if together:  # one stored entry, cut at its batches
+            appended_as_one(opened, "held", batches)
+        else:
+            opened.create_topic("held", 1)
+            for each in batches:
+                opened.produce("held", 0, each)
+        leader = opened.partition("held", 0)
+        server = InProcessServer(opened)
+        try:
+            before = leader.bytes_out
+            with Wire(server.bootstrap, timeout=10) as wire:
+                response = wire.request(
+                    fetch_from_start(
+                        "held",
+                        max_wait=datetime.timedelta(milliseconds=300),
+                        min_bytes=2 * one,
+                        max_bytes=one + 10,
+                    )
+                )
+            answered = leader.bytes_out - before
+        finally:
+            server.stop()
+    (partition,) = response.responses[0].partitions
+    assert len(partition.records or b"") == one
+    assert answered <= 2 * one, f"the partition was read {answered // one} times in one wait"

@@ -5,7 +5,9 @@ its batches re-encoded with their records masked (masked_fetch.py).
 Long-polling follows Kafka: the response waits until ``min_bytes`` are
 available or ``max_wait`` passes. Waiting is a wake-up from the engine when
 a partition's high watermark moves, never a polling loop; after a read that
-found too little, the wait is for data beyond what was read. In an
+found too little, the wait is for data beyond the high watermark it saw
+(data it left for its max_bytes is no more than it can send: Kafka's
+DelayedFetch counts such a partition as full). In an
 incremental fetch session the wait is over every partition of the session,
 so data on any of them ends it.
 
@@ -71,7 +73,8 @@ class _Read(NamedTuple):
     fetched: PartitionFetch | None
     size: int
     seen_end: int
-    """Where the data read ends, sent or not: a long poll waits for more."""
+    """Where the data seen ends (the high watermark, sent or not): a long
+    poll waits for more."""
     outcome: PartitionOutcome
     """Records size, high watermark, log start and error, as answered."""
     last_stable_offset: int
@@ -314,7 +317,7 @@ async def _read(
         return _failed(context, wanted, error_code(error))
     except BatchError:  # a batch that cannot be masked is not sent in clear either
         return _failed(context, wanted, KafkaCode.CORRUPT_MESSAGE)
-    return _fetched(wanted, fetched, committed)
+    return _fetched(wanted, fetched)
 
 
 async def _shared_read(
@@ -340,18 +343,22 @@ async def _shared_read(
         limit,
         READ_COMMITTED if committed else READ_UNCOMMITTED,
     )
-    read = _fetched(wanted, fetched, committed)
+    read = _fetched(wanted, fetched)
     if read.size == 0:
         return read
     kept = shared_reads.put(key, leader, marks, read, read.size)
     return read if kept is None else read._replace(shared=kept)
 
 
-def _fetched(wanted: FetchPartition, fetched: PartitionFetch, committed: bool) -> _Read:
+def _fetched(wanted: FetchPartition, fetched: PartitionFetch) -> _Read:
     size = sum(len(batch) for batch in fetched.records)
-    seen_end = max(fetched.next_offset, wanted.offset)
-    if committed:  # data past the last stable offset was seen, not sent: wait beyond it
-        seen_end = max(seen_end, fetched.high_watermark)
+    # A long poll waits for data past the high watermark, not past what was
+    # sent: data past the last stable offset, or past a read cut at its
+    # max_bytes, is there already, so a wait for it would end at once and
+    # the same read be made again until max_wait, never yielding the loop.
+    # Such a partition cannot send more until new data comes (Kafka's
+    # DelayedFetch counts it as full).
+    seen_end = max(fetched.high_watermark, wanted.offset)
     outcome = PartitionOutcome(
         size, fetched.high_watermark, fetched.log_start_offset, KafkaCode.NONE
     )
