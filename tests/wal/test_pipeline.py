@@ -232,6 +232,43 @@ def test_a_group_with_appends_queued_behind_it_goes_to_the_sync_thread_in_write_
     assert disk.violations == []
 
 
+def test_appends_arriving_during_the_writers_sync_send_the_next_sync_to_the_sync_thread(
+    open_log: OpenLog, disk: Disk, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An append that came while the writer synced a group itself waited
+    for that sync before its write: appends stream in, so the next group's
+    sync goes to the sync thread (a write after it may overlap it). A group
+    whose write overlapped no sync, with nothing queued behind it, ends the
+    stream: the one after it is synced by the writer again."""
+    completed: list[tuple[str, object]] = []
+    log: WriteAheadLog | None = None
+    arrived_during_sync: list[Future[Position]] = []
+    sync = SegmentWriter.sync
+
+    def sync_then_queue_one(self: SegmentWriter) -> None:
+        if log is not None and not arrived_during_sync:
+            arrived_during_sync.append(log.submit(b"second", tag="second"))
+        sync(self)
+
+    def on_commit(tags: list[object], outcomes: list[object]) -> None:
+        completed.extend((threading.current_thread().name, tag) for tag in tags)
+
+    log = open_log(segment_bytes=1 << 20, on_commit=on_commit)
+    monkeypatch.setattr(SegmentWriter, "sync", sync_then_queue_one)
+    first = log.submit(b"first", tag="first")
+    assert first.result(timeout=30) < arrived_during_sync[0].result(timeout=30)
+    third = log.submit(b"third", tag="third")
+    assert third.result(timeout=30) > arrived_during_sync[0].result(timeout=30)
+    assert completed == [
+        ("wal-group-commit", "first"),
+        ("wal-sync", "second"),
+        ("wal-group-commit", "third"),
+    ]
+    assert disk.violations == []
+    log.close()
+    assert payloads(open_log(segment_bytes=1 << 20)) == [b"first", b"second", b"third"]
+
+
 def _hold_the_next_write(
     monkeypatch: pytest.MonkeyPatch,
 ) -> tuple[threading.Event, threading.Event]:
