@@ -59,6 +59,11 @@ class Durability(enum.Enum):
 
 GROUP_SIZE_BOUNDS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 HOLD_LIMIT_S = 0.005
+STREAMING_AFTER = 2
+"""Groups in a row with appends arriving during a sync before the writer
+leaves every sync to the sync thread (docs/design/0032): one such group is
+as likely a lone appender's chance arrival, which a hand-off would only
+delay."""
 """The longest a hold keeps the writer from taking queued appends."""
 """Appends per group commit."""
 
@@ -202,10 +207,11 @@ class GroupCommitter:
             self._syncer = Syncer(segment, self._settle, self._classify, self._failed, self.stats)
         self._previous_group_start: int | None = None
         """Where the last group written into the active segment began (pipelined)."""
-        self._streaming = False
-        """Pipelined: appends arrived while a sync ran (after a sync made here,
-        or a sync still running when a group's write ended). Then the next
-        group's sync goes to the sync thread too, so the write after it
+        self._busy_syncs = 0
+        """Pipelined: how many groups in a row had appends arrive while a
+        sync ran (after a sync made here, or a sync still running when the
+        group's write ended). From STREAMING_AFTER on, appends stream in: the
+        next group's sync goes to the sync thread too, so the write after it
         overlaps it instead of waiting for it."""
         self._thread = threading.Thread(target=self._run, name="wal-group-commit", daemon=True)
         self._thread.start()
@@ -362,15 +368,19 @@ class GroupCommitter:
         # as it would be if it had come a moment later; a wrong guess about
         # streaming costs one thread hand-off or one write not overlapped.
         overlapped = syncer.busy  # this group's write overlapped a sync
-        if self._queue or self._streaming or not syncer.sync_here(written, self._synced_here):
+        streaming = self._busy_syncs >= STREAMING_AFTER
+        if self._queue or streaming or not syncer.sync_here(written, self._synced_here):
             syncer.hand_over(written)
-            self._streaming = overlapped or bool(self._queue)
+            self._note_sync(busy=overlapped or bool(self._queue))
 
     def _synced_here(self) -> None:
         """After a sync the writer made, before its group's waiters wake
         (what they append next is no arrival during the sync): appends that
         came meanwhile had their write wait for it."""
-        self._streaming = bool(self._queue)
+        self._note_sync(busy=bool(self._queue))
+
+    def _note_sync(self, *, busy: bool) -> None:
+        self._busy_syncs = self._busy_syncs + 1 if busy else 0
 
     def _drain_syncer(self) -> None:
         """Lets the groups in flight complete first, so groups are reported
