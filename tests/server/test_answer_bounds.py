@@ -159,11 +159,9 @@ def test_a_second_batch_is_refused_per_partition_after_the_partition_is_known(
     UNKNOWN_TOPIC_OR_PARTITION however many batches it was sent, one that
     does is refused its second batch, and the request's other partitions
     are appended as usual."""
-    produce = build(
-        request_schema(ApiKey.PRODUCE, 9),
-        acks=-1,
-        timeout=datetime.timedelta(seconds=10),
-        topic_data=[
+    codes = _produce_answers(
+        many_partitions,
+        [
             {
                 "name": TOPIC,
                 "partition_data": [
@@ -174,10 +172,11 @@ def test_a_second_batch_is_refused_per_partition_after_the_partition_is_known(
             }
         ],
     )
-    with Wire(many_partitions.bootstrap) as wire:
-        (answer,) = wire.request(produce).responses
-    codes = {p.index: (p.error_code, p.base_offset) for p in answer.partition_responses}
-    assert codes == {1: (INVALID_RECORD, -1), 2: (0, 0), 5000: (UNKNOWN_TOPIC_OR_PARTITION, -1)}
+    assert codes == {
+        (TOPIC, 1): (INVALID_RECORD, -1),
+        (TOPIC, 2): (0, 0),
+        (TOPIC, 5000): (UNKNOWN_TOPIC_OR_PARTITION, -1),
+    }
 
 
 def test_a_second_batch_is_refused_before_its_first_is_validated(
@@ -189,11 +188,9 @@ def test_a_second_batch_is_refused_before_its_first_is_validated(
     __consumer_offsets, and a corrupt lone batch is still CORRUPT_MESSAGE."""
     corrupt = bytearray(BATCH)
     corrupt[100] ^= 0x01
-    produce = build(
-        request_schema(ApiKey.PRODUCE, 9),
-        acks=-1,
-        timeout=datetime.timedelta(seconds=10),
-        topic_data=[
+    codes = _produce_answers(
+        many_partitions,
+        [
             {
                 "name": TOPIC,
                 "partition_data": [
@@ -205,18 +202,31 @@ def test_a_second_batch_is_refused_before_its_first_is_validated(
             {"name": "__consumer_offsets", "partition_data": [{"index": 0, "records": BATCH * 2}]},
         ],
     )
-    with Wire(many_partitions.bootstrap) as wire:
-        topics = wire.request(produce).responses
-    codes = {
-        (topic.name, p.index): (p.error_code, p.base_offset)
-        for topic in topics
-        for p in topic.partition_responses
-    }
     assert codes == {
         (TOPIC, 1): (INVALID_RECORD, -1),
         (TOPIC, 2): (CORRUPT_MESSAGE, -1),
         (TOPIC, 3): (0, 0),
         ("__consumer_offsets", 0): (INVALID_RECORD, -1),
+    }
+
+
+def _produce_answers(
+    served: InProcessServer, topic_data: list[dict[str, Any]]
+) -> dict[tuple[str, int], tuple[int, int]]:
+    """Each partition's (error code, base offset) in the answer to a
+    Produce v9 of ``topic_data`` with acks=all."""
+    produce = build(
+        request_schema(ApiKey.PRODUCE, 9),
+        acks=-1,
+        timeout=datetime.timedelta(seconds=10),
+        topic_data=topic_data,
+    )
+    with Wire(served.bootstrap) as wire:
+        topics = wire.request(produce).responses
+    return {
+        (topic.name, p.index): (p.error_code, p.base_offset)
+        for topic in topics
+        for p in topic.partition_responses
     }
 
 
