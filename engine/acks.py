@@ -28,10 +28,11 @@ class Acks:
         records: bytes | bytearray | memoryview,
         remote: bool | None,
         provenance: Provenance | None = None,
+        one_batch: bool = False,
     ) -> Future[AppendResult]:
         """Appends to ``leader``; the future resolves once durable."""
         with store_errors():
-            result, stored = leader.submit(records, remote, provenance)
+            result, stored = leader.submit(records, remote, provenance, one_batch)
         if stored is None:  # a retry: answered once the original is durable
             return self._retry_durable(leader, result, remote)
         done: Future[AppendResult] = Future()
@@ -50,10 +51,11 @@ class Acks:
         records: bytes | bytearray | memoryview,
         remote: bool | None,
         provenance: Provenance | None = None,
+        one_batch: bool = False,
     ) -> Coroutine[Any, Any, AppendResult]:
         """Appends to ``leader`` now; the coroutine finishes once durable."""
         with store_errors():
-            result, stored = leader.submit_async(records, remote, provenance)
+            result, stored = leader.submit_async(records, remote, provenance, one_batch)
         return self._durable_async(leader, result, stored, remote)
 
     async def _durable_async(

@@ -471,6 +471,7 @@ class Engine:
         *,
         remote: bool | None = None,
         provenance: Provenance | None = None,
+        one_batch: bool = False,
     ) -> Future[AppendResult]:
         """Appends record batches (Kafka's v2 format) to a partition; the
         future resolves once they are durable: in the local WAL, or in an
@@ -487,11 +488,14 @@ class Engine:
         On a ``tidelog.provenance = stamp`` topic every record is stamped
         with ``provenance``: who wrote it (engine/provenance.py; an append
         that names nobody is stamped as ``User:ANONYMOUS`` on ``embedded``).
+
+        With ``one_batch`` (a Produce request's partition), data holding a
+        second whole batch is refused InvalidRecord, as Kafka refuses it from
+        Produce v3, before anything else in it is checked.
         """
         self._check_open()
-        return self._acks.submit(
-            self.partition(topic, partition, auto_create=True), records, remote, provenance
-        )
+        leader = self.partition(topic, partition, auto_create=True)
+        return self._acks.submit(leader, records, remote, provenance, one_batch)
 
     def produce(
         self,
@@ -523,6 +527,7 @@ class Engine:
         *,
         remote: bool | None = None,
         provenance: Provenance | None = None,
+        one_batch: bool = False,
     ) -> Coroutine[Any, Any, AppendResult]:
         """Like submit, from a running event loop: the batches are validated
         and appended now, in call order (validation errors raise here), and
@@ -531,7 +536,7 @@ class Engine:
         that coroutine, never by blocking the loop."""
         self._check_open()
         leader = self.partition(topic, partition, auto_create=True)
-        return self._acks.submit_async(leader, records, remote, provenance)
+        return self._acks.submit_async(leader, records, remote, provenance, one_batch)
 
     def appends_gathered(self) -> contextlib.AbstractContextManager[None]:
         """Appends made inside the block (one request's partitions) share one

@@ -50,6 +50,7 @@ from native import (
     Compression,
     RecordSpec,
     RejectedRecords,
+    SecondBatch,
     TimestampType,
 )
 from native.buffers import BytesLike
@@ -218,21 +219,30 @@ class Partition:
     # -- appending -------------------------------------------------------------
 
     def submit(
-        self, data: BytesLike, remote: bool | None = None, provenance: Provenance | None = None
+        self,
+        data: BytesLike,
+        remote: bool | None = None,
+        provenance: Provenance | None = None,
+        one_batch: bool = False,
     ) -> tuple[AppendResult, Future[int] | None]:
         """Validates and appends; returns the offsets and the store's future
         (None for a duplicate, which is already durable). The future resolves
         once the append is locally durable, or with ``remote`` (the topic's
         ``tidelog.ack.durability`` if None) once it is in a committed object.
         On a ``tidelog.provenance = stamp`` topic the records are stamped
-        with ``provenance`` (engine/provenance.py's EMBEDDED if None)."""
-        return self._append(data, self.store.submit, remote, provenance)
+        with ``provenance`` (engine/provenance.py's EMBEDDED if None).
+        ``one_batch`` refuses data holding more than one batch (Produce v3+)."""
+        return self._append(data, self.store.submit, remote, provenance, one_batch)
 
     def submit_async(
-        self, data: BytesLike, remote: bool | None = None, provenance: Provenance | None = None
+        self,
+        data: BytesLike,
+        remote: bool | None = None,
+        provenance: Provenance | None = None,
+        one_batch: bool = False,
     ) -> tuple[AppendResult, Coroutine[Any, Any, int] | None]:
         """Like submit, from a running event loop; returns what to await."""
-        return self._append(data, self.store.submit_async, remote, provenance)
+        return self._append(data, self.store.submit_async, remote, provenance, one_batch)
 
     def _append(
         self,
@@ -240,8 +250,9 @@ class Partition:
         submit: Callable[..., T],
         remote: bool | None,
         provenance: Provenance | None,
+        one_batch: bool,
     ) -> tuple[AppendResult, T | None]:
-        buffer, headers = self._validate(data)
+        buffer, headers = self._validate(data, one_batch)
         producer_batch = headers[0] if headers[0].producer_id >= 0 else None
         # Any batch of several with a producer id, not only a first one:
         # its sequence and transaction are checked for a lone batch only.
@@ -320,7 +331,9 @@ class Partition:
         """The most one of this topic's compressed batches may inflate to."""
         return inflation_limit(self.config)
 
-    def _validate(self, data: BytesLike) -> tuple[bytearray | memoryview, list[BatchHeader]]:
+    def _validate(
+        self, data: BytesLike, one_batch: bool
+    ) -> tuple[bytearray | memoryview, list[BatchHeader]]:
         """Checks the batches against the format and the topic's rules; returns
         a writable buffer (the caller's if it is one) and the headers.
 
@@ -337,6 +350,7 @@ class Partition:
                 min_timestamp=min_timestamp,
                 max_timestamp=max_timestamp,
                 require_keys=config.compact,
+                one_batch=one_batch,
             )
         except BatchError as error:
             raise _batch_error(error, self.topic, self.index) from error
@@ -796,10 +810,19 @@ def inflation_limit(config: TopicConfig) -> int:
     return max(INFLATION_FACTOR * config.max_message_bytes, MIN_INFLATION_LIMIT)
 
 
+ONE_BATCH_PER_PARTITION = (
+    "Produce requests with version 3 and above are only allowed to contain exactly one"
+    " record batch per partition"
+)
+"""Kafka's refusal (ProduceRequest.validateRecords) of more than one batch."""
+
+
 def _batch_error(
     error: BatchError, topic: str, index: int
 ) -> InvalidRecord | InvalidTimestamp | RecordTooLarge:
     kind = error.kafka_error
+    if isinstance(error, SecondBatch):
+        return InvalidRecord(ONE_BATCH_PER_PARTITION)
     if isinstance(error, RejectedRecords):
         return rejected(error, f"{topic}-{index}")
     if kind == "MESSAGE_TOO_LARGE":  # a provenance stamp past max.message.bytes

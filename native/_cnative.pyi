@@ -19,6 +19,7 @@ def validate_batches(
     min_timestamp: int | None = None,
     max_timestamp: int | None = None,
     require_keys: bool = False,
+    one_batch: bool = False,
 ) -> list[BatchHeader]: ...
 def rewrite_batch(
     data: BytesLike,

@@ -27,6 +27,7 @@ from native.errors import (
     RecordError,
     RejectedRecords,
     RejectedTimestamps,
+    SecondBatch,
     StampedBatchTooLarge,
     TruncatedBatch,
     UnsupportedCompression,
@@ -379,6 +380,7 @@ def validate_batches(
     min_timestamp: int | None = None,
     max_timestamp: int | None = None,
     require_keys: bool = False,
+    one_batch: bool = False,
 ) -> list[BatchHeader]:
     """Frame, CRC-check and count-check concatenated v2 batches.
 
@@ -391,6 +393,9 @@ def validate_batches(
     fill the records exactly. With ``require_keys`` or timestamp bounds, an
     uncompressed batch's records are walked too, and records breaking those
     rules are named in one RejectedRecords error per batch.
+
+    With ``one_batch``, a whole batch after the first is refused
+    (SecondBatch) before anything else is checked.
     """
     from_client = bool(from_client)
     if not isinstance(max_inflated, int):
@@ -410,7 +415,25 @@ def validate_batches(
         min_timestamp=-_I64_MIN if min_timestamp is None else min_timestamp,
         max_timestamp=_I64_MAX if max_timestamp is None else max_timestamp,
     )
+    if one_batch:
+        _refuse_a_second_batch(_byte_view(data))
     return _scan(data, check=True, from_client=from_client, rules=rules, limit=max_inflated)
+
+
+def _refuse_a_second_batch(buf: memoryview) -> None:
+    """batch.h's tl_second_batch_at: batches framed as Kafka's MemoryRecords
+    iterator frames them (a shorter tail is no batch)."""
+    first = _framed_size(buf, 0)
+    if first is not None and _framed_size(buf, first) is not None:
+        raise SecondBatch(f"batch at {first}: a second batch, where one is allowed", position=first)
+
+
+def _framed_size(buf: memoryview, pos: int) -> int | None:
+    if len(buf) - pos < LENGTH_PREFIX:
+        return None
+    (length,) = struct.unpack_from(">i", buf, pos + 8)
+    size = LENGTH_PREFIX + length
+    return size if length >= 0 and size <= len(buf) - pos else None
 
 
 def _walk_batch(buf: memoryview, header: BatchHeader, rules: _Rules, limit: int) -> None:

@@ -78,6 +78,14 @@ class InflationLimitExceeded(BatchError):
     snappy block declares)."""
 
 
+class SecondBatch(BatchError):
+    """A whole batch follows the first where one is allowed (validate_batches'
+    ``one_batch``: Produce v3+ carries exactly one per partition, Kafka's
+    ProduceRequest.validateRecords); ``position`` is where it starts."""
+
+    kafka_error = "INVALID_RECORD"
+
+
 class StampedBatchTooLarge(BatchError):
     """A batch with the broker's provenance headers added would pass the
     topic's max.message.bytes (``expected``); ``found`` is its size."""

@@ -58,9 +58,14 @@ class Durability(enum.Enum):
 
 
 GROUP_SIZE_BOUNDS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+"""Appends per group commit."""
 HOLD_LIMIT_S = 0.005
 """The longest a hold keeps the writer from taking queued appends."""
-"""Appends per group commit."""
+STREAMING_AFTER = 2
+"""Groups in a row with appends arriving during a sync before the writer
+leaves every sync to the sync thread (docs/design/0033): one such group is
+as likely a lone appender's chance arrival, which a hand-off would only
+delay."""
 
 
 @dataclass
@@ -202,6 +207,12 @@ class GroupCommitter:
             self._syncer = Syncer(segment, self._settle, self._classify, self._failed, self.stats)
         self._previous_group_start: int | None = None
         """Where the last group written into the active segment began (pipelined)."""
+        self._busy_syncs = 0
+        """Pipelined: how many groups in a row had appends arrive while a
+        sync ran (after a sync made here, or a sync still running when the
+        group's write ended). From STREAMING_AFTER on, appends stream in: the
+        next group's sync goes to the sync thread too, so the write after it
+        overlaps it instead of waiting for it."""
         self._thread = threading.Thread(target=self._run, name="wal-group-commit", daemon=True)
         self._thread.start()
 
@@ -340,8 +351,9 @@ class GroupCommitter:
 
     def _commit_pipelined(self, group: list[Queued], syncer: Syncer) -> None:
         """Writes the group; syncs and completes it here if nothing else is
-        queued and nothing is syncing, else hands it to the sync thread so
-        the next group's write overlaps its sync."""
+        queued, nothing is syncing and appends are not streaming in, else
+        hands it to the sync thread so the next group's write overlaps its
+        sync (docs/design/0033)."""
         try:
             positions, records = self._write(group)
         except (OSError, WalError) as error:
@@ -351,11 +363,24 @@ class GroupCommitter:
             self._fail(group, failure)
             return
         written = WrittenGroup(group, positions, self._segment.write_offset, records)
-        # A racy look at the queue is enough: an append queued just after it
-        # is taken by the next turn, after this group's sync, as it would be
-        # if it had come a moment later.
-        if self._queue or not syncer.sync_here(written):
+        # Racy looks at the queue and the syncer are enough: an append queued
+        # just after them is taken by the next turn, after this group's sync,
+        # as it would be if it had come a moment later; a wrong guess about
+        # streaming costs one thread hand-off or one write not overlapped.
+        overlapped = syncer.busy  # this group's write overlapped a sync
+        streaming = self._busy_syncs >= STREAMING_AFTER
+        if self._queue or streaming or not syncer.sync_here(written, self._synced_here):
             syncer.hand_over(written)
+            self._note_sync(busy=overlapped or bool(self._queue))
+
+    def _synced_here(self) -> None:
+        """After a sync the writer made, before its group's waiters wake
+        (what they append next is no arrival during the sync): appends that
+        came meanwhile had their write wait for it."""
+        self._note_sync(busy=bool(self._queue))
+
+    def _note_sync(self, *, busy: bool) -> None:
+        self._busy_syncs = self._busy_syncs + 1 if busy else 0
 
     def _drain_syncer(self) -> None:
         """Lets the groups in flight complete first, so groups are reported

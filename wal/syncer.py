@@ -106,7 +106,13 @@ class Syncer:
                 return
         self._settle(written.group, [LogFailed(failure)] * len(written.group))
 
-    def sync_here(self, written: WrittenGroup) -> bool:
+    @property
+    def busy(self) -> bool:
+        """Whether a sync is running or groups wait for one: a racy look
+        (unlocked), for the writer's guess whether appends stream in."""
+        return self._syncing or bool(self._written)
+
+    def sync_here(self, written: WrittenGroup, synced: Callable[[], None]) -> bool:
         """Syncs and completes ``written`` on the calling (writer's) thread if
         nothing is syncing or waiting to be synced; False, doing nothing, if
         the sync thread is busy (or a sync failed): then ``hand_over``.
@@ -118,7 +124,8 @@ class Syncer:
         Only the writer waits on this syncer (``wait_synced``, ``drain``),
         and it is busy here: the sync's end is recorded in one step, with
         nobody to notify, and the group's waiters are woken last, so that
-        the writer is ready for the next group by the time they run."""
+        the writer is ready for the next group by the time they run;
+        ``synced`` is called between the sync and that wake-up."""
         with self._lock:
             if self._written or self._syncing or self.failure is not None:
                 return False
@@ -129,6 +136,7 @@ class Syncer:
         with self._lock:
             self.synced_end = written.end
             self._syncing = False
+        synced()
         self._settle_synced(written)
         return True
 

@@ -41,10 +41,17 @@ def submit_checked(
     remote: bool | None,
     provenance: Provenance | None = None,
 ) -> Coroutine[Any, Any, AppendResult]:
-    """Engine.submit on ``pool``, queued now (so in request order); what to
-    await for the append's result once it is durable, or its refusal."""
+    """Engine.submit of a Produce partition's data (one batch) on ``pool``,
+    queued now (so in request order); what to await for the append's result
+    once it is durable, or its refusal."""
     queued = pool.submit(
-        engine.submit, topic, partition, records, remote=remote, provenance=provenance
+        engine.submit,
+        topic,
+        partition,
+        records,
+        remote=remote,
+        provenance=provenance,
+        one_batch=True,
     )
 
     async def durable() -> AppendResult:

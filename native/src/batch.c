@@ -60,6 +60,19 @@ int tl_read_varint(const uint8_t *buf, int64_t *pos, int64_t end, int max_bytes,
     return -1;
 }
 
+/* The size of the whole batch at pos as Kafka's iterator frames it, or -1. */
+static int64_t framed_size(const uint8_t *buf, int64_t pos, int64_t end) {
+    if (end - pos < TL_LENGTH_PREFIX) return -1;
+    int32_t length = tl_get_i32(buf + pos + 8);
+    int64_t size = TL_LENGTH_PREFIX + (int64_t)length;
+    return length >= 0 && size <= end - pos ? size : -1;
+}
+
+int64_t tl_second_batch_at(const uint8_t *buf, int64_t end) {
+    int64_t first = framed_size(buf, 0, end);
+    return first >= 0 && framed_size(buf, first, end) >= 0 ? first : -1;
+}
+
 int tl_read_header(const uint8_t *buf, int64_t pos, int64_t end, tl_header *h, tl_error *err) {
     char msg[160];
     if (end - pos < TL_LENGTH_PREFIX) {

@@ -23,9 +23,16 @@ typedef enum {
     TL_RECORD,
     TL_CODEC,
     TL_INFLATION,
+    TL_SECOND_BATCH,
 } tl_kind;
 
 #define TL_NO_FACT INT64_MIN
+
+/* Where a second whole batch starts after the first, framed as Kafka's
+ * MemoryRecords iterator frames them (base offset, length, then that many
+ * bytes; a shorter tail is no batch), or -1 if none does. Produce v3+ may
+ * carry one batch per partition (Kafka's ProduceRequest.validateRecords). */
+int64_t tl_second_batch_at(const uint8_t *buf, int64_t end);
 
 typedef struct {
     tl_kind kind;

@@ -31,13 +31,14 @@ static PyObject *inflation_limit_type; /* native.compression.InflationLimit */
 static PyObject *rejected_records_type;
 static PyObject *rejected_timestamps_type;
 static int64_t max_inflated_default; /* native.records.MAX_INFLATED */
-static PyObject *error_types[TL_INFLATION + 1];
+static PyObject *error_types[TL_SECOND_BATCH + 1];
 
-static const char *const error_names[TL_INFLATION + 1] = {
+static const char *const error_names[TL_SECOND_BATCH + 1] = {
     [TL_TRUNCATED] = "TruncatedBatch",     [TL_BAD_LENGTH] = "InvalidBatchLength",
     [TL_CORRUPT] = "CorruptBatch",         [TL_MAGIC] = "UnsupportedMagic",
     [TL_COUNT] = "InvalidRecordCount",     [TL_RECORD] = "InvalidRecord",
     [TL_CODEC] = "UnsupportedCompression", [TL_INFLATION] = "InflationLimitExceeded",
+    [TL_SECOND_BATCH] = "SecondBatch",
 };
 
 static PyObject *fact(int64_t value) {
@@ -275,11 +276,21 @@ static int walk_batch(PyObject *obj, const uint8_t *buf, const tl_header *h,
 /* Frames (and checks) every batch; headers go to a C array first so the
  * GIL can be dropped while CRCs run over a large buffer. */
 static PyObject *scan(PyObject *obj, int check, int from_client, const tl_record_rules *rules,
-                      int64_t limit) {
+                      int64_t limit, int one_batch) {
     Py_buffer view;
     if (PyObject_GetBuffer(obj, &view, PyBUF_SIMPLE) != 0) return NULL;
     const uint8_t *buf = view.buf;
     int64_t end = view.len;
+    /* Before anything in the batches is checked: Kafka refuses a second
+     * batch while it parses the request, before it validates any record. */
+    int64_t second = one_batch ? tl_second_batch_at(buf, end) : -1;
+    if (second >= 0) {
+        PyBuffer_Release(&view);
+        tl_error err = {TL_SECOND_BATCH, second, TL_NO_FACT, TL_NO_FACT, ""};
+        snprintf(err.message, sizeof err.message,
+                 "batch at %lld: a second batch, where one is allowed", (long long)second);
+        return raise_batch_error(&err);
+    }
     size_t count = 0, cap = 8;
     tl_header *headers = PyMem_RawMalloc(cap * sizeof *headers);
     tl_error err = {0};
@@ -340,7 +351,7 @@ static PyObject *scan(PyObject *obj, int check, int from_client, const tl_record
 }
 
 static PyObject *py_scan_batches(PyObject *self, PyObject *obj) {
-    return scan(obj, 0, 1, NULL, 0);
+    return scan(obj, 0, 1, NULL, 0, 0);
 }
 
 /* An optional int64 keyword (None leaves *out as it is); 1 if given. */
@@ -357,7 +368,8 @@ static int optional_timestamp(PyObject *value, const char *name, int64_t *out) {
 }
 
 /* validate_batches(data, *, from_client=True, max_inflated=MAX_INFLATED,
- * min_timestamp=None, max_timestamp=None, require_keys=False), parsed by hand:
+ * min_timestamp=None, max_timestamp=None, require_keys=False, one_batch=False),
+ * parsed by hand:
  * it is on the produce path, and the generic keyword parser costs more than a
  * small batch. */
 static PyObject *py_validate_batches(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
@@ -367,7 +379,7 @@ static PyObject *py_validate_batches(PyObject *self, PyObject *const *args, Py_s
                      "validate_batches() takes 1 positional argument but %zd were given", nargs);
         return NULL;
     }
-    int from_client = 1;
+    int from_client = 1, one_batch = 0;
     int64_t limit = max_inflated_default;
     tl_record_rules rules = {0, 0, 0, INT64_MIN, INT64_MAX};
     Py_ssize_t keywords = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
@@ -378,6 +390,8 @@ static PyObject *py_validate_batches(PyObject *self, PyObject *const *args, Py_s
             given = -2;
         } else if (PyUnicode_CompareWithASCIIString(name, "from_client") == 0) {
             given = (from_client = PyObject_IsTrue(value)) < 0 ? -1 : 0;
+        } else if (PyUnicode_CompareWithASCIIString(name, "one_batch") == 0) {
+            given = (one_batch = PyObject_IsTrue(value)) < 0 ? -1 : 0;
         } else if (PyUnicode_CompareWithASCIIString(name, "require_keys") == 0) {
             given = (rules.require_keys = PyObject_IsTrue(value)) < 0 ? -1 : 0;
         } else if (PyUnicode_CompareWithASCIIString(name, "min_timestamp") == 0) {
@@ -403,7 +417,7 @@ static PyObject *py_validate_batches(PyObject *self, PyObject *const *args, Py_s
         }
         if (given < 0) return NULL;
     }
-    return scan(args[0], 1, from_client, &rules, limit);
+    return scan(args[0], 1, from_client, &rules, limit, one_batch);
 }
 
 /* ---- rewrite --------------------------------------------------------- */
@@ -1101,7 +1115,7 @@ PyMODINIT_FUNC PyInit__cnative(void) {
     max_inflated_default = PyLong_AsLongLong(limit);
     Py_DECREF(limit);
     if (max_inflated_default == -1 && PyErr_Occurred()) return NULL;
-    for (int kind = TL_TRUNCATED; kind <= TL_INFLATION; kind++)
+    for (int kind = TL_TRUNCATED; kind <= TL_SECOND_BATCH; kind++)
         if (!(error_types[kind] = import_attr("native.errors", error_names[kind]))) return NULL;
     return PyModule_Create(&module_def);
 }

@@ -359,6 +359,23 @@ def test_a_flipped_byte_raises_corrupt_record(engine_factory: EngineFactory) -> 
     assert_serving(e)
 
 
+def test_one_batch_refuses_a_second_batch_with_kafkas_words(
+    engine_factory: EngineFactory,
+) -> None:
+    """A Produce partition's data (``one_batch``) may hold one batch, as
+    Kafka's ProduceRequest.validateRecords says; the embedded API's own
+    appends may hold many."""
+    e = engine_factory()
+    e.create_topic("t", 1)
+    two = batch([b"a"]) + batch([b"b"])
+    with pytest.raises(engine.InvalidRecord, match="exactly one record batch") as caught:
+        e.submit("t", 0, two, one_batch=True)
+    assert caught.value.error_code == code("INVALID_RECORD")
+    assert e.offsets("t", 0) == (0, 0)
+    assert e.submit("t", 0, two).result().last_offset == 1
+    assert_serving(e)
+
+
 def test_a_control_batch_from_a_client_raises_invalid_record(
     engine_factory: EngineFactory,
 ) -> None:

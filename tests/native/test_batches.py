@@ -7,7 +7,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from native import _pure
@@ -17,6 +17,7 @@ from native.errors import (
     InvalidBatchLength,
     InvalidRecord,
     InvalidRecordCount,
+    SecondBatch,
     TruncatedBatch,
     UnsupportedCompression,
     UnsupportedMagic,
@@ -185,6 +186,62 @@ def test_trailing_bytes_after_the_last_batch_are_refused(impl: ModuleType) -> No
     with pytest.raises(TruncatedBatch) as raised:
         impl.validate_batches(batch + b"\x00\x01")
     assert raised.value.position == len(batch)
+
+
+# ``impl`` is a module, the same for every example.
+@settings(
+    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    values=st.lists(st.binary(max_size=300), min_size=1, max_size=4),
+    tail=st.integers(0, 200),
+)
+def test_one_batch_refuses_a_whole_second_batch_as_kafkas_iterator_frames_it(
+    impl: ModuleType, values: list[bytes], tail: int
+) -> None:
+    """Whole batches after the first are refused, where the second starts;
+    a shorter tail (cut from one more batch) is no batch, and is left to
+    the checks that follow (TruncatedBatch), as Kafka's MemoryRecords
+    iterator leaves it."""
+    batches = [_pure.encode_batch([RecordSpec(1_700_000_000_000, None, v, ())]) for v in values]
+    extra = _pure.encode_batch([RecordSpec(1_700_000_000_000, None, b"x" * 300, ())])
+    cut = min(tail, len(extra) - 1)
+    data = b"".join(batches) + extra[:cut]
+    if len(batches) > 1:
+        with pytest.raises(SecondBatch) as raised:
+            impl.validate_batches(data, one_batch=True)
+        assert raised.value.position == len(batches[0])
+        assert raised.value.kafka_error == "INVALID_RECORD"
+    elif cut:
+        with pytest.raises(TruncatedBatch):
+            impl.validate_batches(data, one_batch=True)
+    else:
+        assert impl.validate_batches(data, one_batch=True) == impl.validate_batches(data)
+    # Without one_batch (the embedded API, stored data) many batches are accepted.
+    if not cut:
+        assert len(impl.validate_batches(data)) == len(batches)
+
+
+def test_a_second_batch_is_refused_before_the_first_is_checked(impl: ModuleType) -> None:
+    """Kafka refuses it while parsing the request, before any batch's CRC."""
+    first = _one_batch()
+    first[70] ^= 0x10
+    data = bytes(first + _one_batch())
+    with pytest.raises(SecondBatch) as raised:
+        impl.validate_batches(data, one_batch=True)
+    assert raised.value.position == len(first)
+    with pytest.raises(CorruptBatch):
+        impl.validate_batches(data)
+
+
+@needs_c
+@given(st.binary(max_size=300), st.integers(0, 3))
+def test_both_implementations_find_a_second_batch_alike(garbage: bytes, copies: int) -> None:
+    batch = bytes(_one_batch())
+    for data in (garbage, batch * copies + garbage, batch + garbage[:12] + batch):
+        assert _outcome(lambda d: c_impl().validate_batches(d, one_batch=True), data) == _outcome(
+            lambda d: _pure.validate_batches(d, one_batch=True), data
+        )
 
 
 def test_a_batch_length_shorter_than_a_header_is_refused(impl: ModuleType) -> None:

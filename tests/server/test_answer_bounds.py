@@ -33,6 +33,7 @@ KiB = 1024
 MiB = 1024 * KiB
 INT32_MAX = 2**31 - 1
 INVALID_RECORD = 87
+CORRUPT_MESSAGE = 2
 UNKNOWN_TOPIC_OR_PARTITION = 3
 INVALID_REQUEST = 42
 TOPIC = "t"
@@ -158,11 +159,9 @@ def test_a_second_batch_is_refused_per_partition_after_the_partition_is_known(
     UNKNOWN_TOPIC_OR_PARTITION however many batches it was sent, one that
     does is refused its second batch, and the request's other partitions
     are appended as usual."""
-    produce = build(
-        request_schema(ApiKey.PRODUCE, 9),
-        acks=-1,
-        timeout=datetime.timedelta(seconds=10),
-        topic_data=[
+    codes = _produce_answers(
+        many_partitions,
+        [
             {
                 "name": TOPIC,
                 "partition_data": [
@@ -173,10 +172,62 @@ def test_a_second_batch_is_refused_per_partition_after_the_partition_is_known(
             }
         ],
     )
-    with Wire(many_partitions.bootstrap) as wire:
-        (answer,) = wire.request(produce).responses
-    codes = {p.index: (p.error_code, p.base_offset) for p in answer.partition_responses}
-    assert codes == {1: (INVALID_RECORD, -1), 2: (0, 0), 5000: (UNKNOWN_TOPIC_OR_PARTITION, -1)}
+    assert codes == {
+        (TOPIC, 1): (INVALID_RECORD, -1),
+        (TOPIC, 2): (0, 0),
+        (TOPIC, 5000): (UNKNOWN_TOPIC_OR_PARTITION, -1),
+    }
+
+
+def test_a_second_batch_is_refused_before_its_first_is_validated(
+    many_partitions: InProcessServer,
+) -> None:
+    """Kafka's ProduceRequest.validateRecords runs before any batch is
+    validated, and for its internal topics too, which exist to it: a
+    second batch is INVALID_RECORD even behind a corrupt first batch or to
+    __consumer_offsets, and a corrupt lone batch is still CORRUPT_MESSAGE."""
+    corrupt = bytearray(BATCH)
+    corrupt[100] ^= 0x01
+    codes = _produce_answers(
+        many_partitions,
+        [
+            {
+                "name": TOPIC,
+                "partition_data": [
+                    {"index": 1, "records": bytes(corrupt) + BATCH},
+                    {"index": 2, "records": bytes(corrupt)},
+                    {"index": 3, "records": BATCH},
+                ],
+            },
+            {"name": "__consumer_offsets", "partition_data": [{"index": 0, "records": BATCH * 2}]},
+        ],
+    )
+    assert codes == {
+        (TOPIC, 1): (INVALID_RECORD, -1),
+        (TOPIC, 2): (CORRUPT_MESSAGE, -1),
+        (TOPIC, 3): (0, 0),
+        ("__consumer_offsets", 0): (INVALID_RECORD, -1),
+    }
+
+
+def _produce_answers(
+    served: InProcessServer, topic_data: list[dict[str, Any]]
+) -> dict[tuple[str, int], tuple[int, int]]:
+    """Each partition's (error code, base offset) in the answer to a
+    Produce v9 of ``topic_data`` with acks=all."""
+    produce = build(
+        request_schema(ApiKey.PRODUCE, 9),
+        acks=-1,
+        timeout=datetime.timedelta(seconds=10),
+        topic_data=topic_data,
+    )
+    with Wire(served.bootstrap) as wire:
+        topics = wire.request(produce).responses
+    return {
+        (topic.name, p.index): (p.error_code, p.base_offset)
+        for topic in topics
+        for p in topic.partition_responses
+    }
 
 
 def test_fetch_max_bytes_has_kafkas_lower_bound() -> None:

@@ -23,6 +23,7 @@ import pytest
 from tests.wal.conftest import payloads
 from wal import Append, LogFailed, LogIOError, Position, WalError, WriteAheadLog
 from wal.format import RECORD_HEADER_SIZE
+from wal.group_commit import STREAMING_AFTER
 from wal.segment import SegmentWriter
 
 OpenLog = Callable[..., WriteAheadLog]
@@ -230,6 +231,52 @@ def test_a_group_with_appends_queued_behind_it_goes_to_the_sync_thread_in_write_
     assert [tag for _, tag in completed] == ["first", "second"]
     assert completed[0][0] == "wal-sync"
     assert disk.violations == []
+
+
+def test_appends_arriving_during_the_writers_syncs_send_the_next_sync_to_the_sync_thread(
+    open_log: OpenLog, disk: Disk, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An append that came while the writer synced a group itself waited
+    for that sync before its write. Once that happens STREAMING_AFTER
+    groups in a row, appends stream in: the next group's sync goes to the
+    sync thread (a write after it may overlap it). A group whose write
+    overlapped no sync, with nothing queued behind it, ends the stream: the
+    one after it is synced by the writer again."""
+    assert STREAMING_AFTER == 2
+    completed: list[tuple[str, object]] = []
+    log: WriteAheadLog | None = None
+    arrived_during_sync: list[Future[Position]] = []
+    sync = SegmentWriter.sync
+
+    def sync_then_queue_one(self: SegmentWriter) -> None:
+        if log is not None and len(arrived_during_sync) < STREAMING_AFTER:
+            name = b"arrived-%d" % len(arrived_during_sync)
+            arrived_during_sync.append(log.submit(name, tag=name))
+        sync(self)
+
+    def on_commit(tags: list[object], outcomes: list[object]) -> None:
+        completed.extend((threading.current_thread().name, tag) for tag in tags)
+
+    log = open_log(segment_bytes=1 << 20, on_commit=on_commit)
+    monkeypatch.setattr(SegmentWriter, "sync", sync_then_queue_one)
+    log.submit(b"first", tag=b"first").result(timeout=30)
+    arrived_during_sync[0].result(timeout=30)
+    arrived_during_sync[1].result(timeout=30)
+    log.submit(b"last", tag=b"last").result(timeout=30)
+    assert completed == [
+        ("wal-group-commit", b"first"),  # arrived-0 came during its sync
+        ("wal-group-commit", b"arrived-0"),  # arrived-1 came during its sync
+        ("wal-sync", b"arrived-1"),  # streaming: handed over, overlapping nothing
+        ("wal-group-commit", b"last"),
+    ]
+    assert disk.violations == []
+    log.close()
+    assert payloads(open_log(segment_bytes=1 << 20)) == [
+        b"first",
+        b"arrived-0",
+        b"arrived-1",
+        b"last",
+    ]
 
 
 def _hold_the_next_write(

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine.errors import EngineError, error_code
 from engine.internal_topics import is_internal_topic
-from engine.partition import AppendResult
+from engine.partition import ONE_BATCH_PER_PARTITION, AppendResult
 from engine.protocol.apis import ApiKey
 from engine.protocol.codec import body_offset
 from engine.protocol.errors import ProtocolError
@@ -54,11 +54,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("tidelog.server")
 
 _ACKS = (-1, 0, 1)
-_ONE_BATCH = (
-    "Produce requests with version 3 and above are only allowed to contain exactly one"
-    " record batch per partition"
-)
-"""Kafka's refusal (ProduceRequest.validateRecords) of more than one batch."""
 
 Outcome = asyncio.Task[AppendResult] | EngineError | int
 """An append on its way to durability, the error it was refused with, or
@@ -143,12 +138,6 @@ def _produce(context: RequestContext, request: ProduceRequest) -> Response:
             if partition.records is None:
                 partitions.append((partition.partition, KafkaCode.INVALID_RECORD, "no record data"))
                 continue
-            if holds_a_second_batch(partition.records):
-                # A fetch answer carries at least the first append at its
-                # offset, whatever its max_bytes: an append of many batches
-                # would be one indivisible answer of up to a whole request.
-                partitions.append(_second_batch_refused(context, topic.name, partition.partition))
-                continue
             # Nobody waits for an acks=0 answer: no prompt upload for it.
             remote = False if request.acks == 0 else None
             try:
@@ -163,15 +152,23 @@ def _produce(context: RequestContext, request: ProduceRequest) -> Response:
                         provenance,
                     )
                 else:
+                    # one_batch: a fetch answer carries at least the first
+                    # append at its offset, whatever its max_bytes, so an
+                    # append of many batches would be one indivisible answer
+                    # of up to a whole request. Validation refuses a second
+                    # batch before it checks anything else.
                     durable = engine.submit_async(
                         topic.name,
                         partition.partition,
                         partition.records,
                         remote=remote,
                         provenance=provenance,
+                        one_batch=True,
                     )
             except EngineError as error:
-                partitions.append((partition.partition, error, None))
+                partitions.append(
+                    _refused_append(topic.name, partition.partition, partition.records, error)
+                )
                 continue
             task = asyncio.ensure_future(durable)
             waiting.append(task)
@@ -188,18 +185,16 @@ def _produce(context: RequestContext, request: ProduceRequest) -> Response:
     return _when_durable(context.version, results, waiting, request.timeout_ms)
 
 
-def _second_batch_refused(
-    context: RequestContext, topic: str, partition: int
-) -> tuple[int, KafkaCode, str | None]:
-    """A partition's data holding a second batch: INVALID_RECORD, once the
-    partition is known to exist (Kafka's handleProduceRequest answers
-    UNKNOWN_TOPIC_OR_PARTITION first, whatever the data)."""
-    engine = context.engine
-    if is_internal_topic(topic) or (
-        engine.has_topic(topic) and 0 <= partition < engine.topic_shape(topic)[1]
-    ):
-        return partition, KafkaCode.INVALID_RECORD, _ONE_BATCH
-    return partition, KafkaCode.UNKNOWN_TOPIC_OR_PARTITION, None
+def _refused_append(
+    topic: str, partition: int, records: memoryview, error: EngineError
+) -> tuple[int, Outcome, str | None]:
+    """An append the engine refused before validating it. Kafka's
+    internal topics exist to its handleProduceRequest, which refuses a
+    second batch (INVALID_RECORD) before the append is refused; tidelog's
+    are refused before validation, so that one case is looked for here."""
+    if is_internal_topic(topic) and holds_a_second_batch(records):
+        return partition, KafkaCode.INVALID_RECORD, ONE_BATCH_PER_PARTITION
+    return partition, error, None
 
 
 def _refused(version: int, request: ProduceRequest, code: KafkaCode) -> Response:
