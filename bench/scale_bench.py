@@ -379,7 +379,8 @@ def burst(scratch: Path, sizes: Sizes) -> dict[str, Any]:
     # paced by the server leaves the CPUs to live traffic on both sides.
     results["replay_client_cores"] = round(during["cpu_seconds"] / during["seconds"], 2)
     results["solo_replay_client_cores"] = round(alone["cpu_seconds"] / alone["seconds"], 2)
-    results.update(_cores_during(cores, results["replay_client_cores"], queues["during"]))
+    usable = _harness.cpus()["cpus_usable"] or 1
+    results.update(_cores_during(cores, results["replay_client_cores"], queues["during"], usable))
     results["replay_client_nice"] = sizes.replay_client_nice
     results["replay_timeline"] = during["timeline"]
     results["solo_replay_timeline"] = alone["timeline"]
@@ -435,7 +436,7 @@ def _live_client_cpu(children: list[ClientProcess]) -> float:
 
 
 def _cores_during(
-    cores: dict[str, float], replay_client: float, run_queue: dict[str, float]
+    cores: dict[str, float], replay_client: float, run_queue: dict[str, float], usable: int
 ) -> dict[str, Any]:
     """Who took the machine's cores while the replay ran, and what binds the
     live latency then: the cores the server wanted (ran and waited to run)
@@ -444,8 +445,7 @@ def _cores_during(
     but would have fitted had the replaying client taken nothing: the
     client machine's CPU binds, which no code of the server's can change;
     ``server`` when it would not have fitted even then; ``none`` when it
-    fitted."""
-    usable = _harness.cpus()["cpus_usable"] or 1
+    fitted. ``usable``: the CPUs the server may run on."""
     others = max(0.0, cores["machine"] - cores["server"] - cores["live_clients"] - replay_client)
     without_replay = usable - cores["live_clients"] - others
     left = without_replay - replay_client
