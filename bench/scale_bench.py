@@ -54,13 +54,15 @@ in the same run. MB is MiB (2**20 bytes) of record values.
   counts: ``solo_replay_mb_s``). Beside them, before and during: how long
   the server's threads, and its event loop alone, waited for a CPU
   (``server_run_queue_*``, Linux's schedstat), the loop's lags of 10 ms
-  or more (``loop_lags_*``, from tidelog.stalls), and the cores the
-  replaying client used (``replay_client_cores``), which tell contention
-  for the machine's CPUs from the server's own work. During the replay,
-  the cores the server wanted (ran and waited to run) against those the
-  replaying client, the live clients and the machine's other processes
-  left it: ``binding_ceiling`` is ``clients`` when it would have fitted
-  but for the replaying client, ``server`` when not even then.
+  or more (``loop_lags_*``, from tidelog.stalls), the WAL's fsyncs of
+  20 ms or more (``wal_slow_syncs_*``: the history is read from the WAL's
+  disk), and the cores the replaying client used (``replay_client_cores``),
+  which tell contention for the machine's CPUs from the server's own
+  work. During the replay, the cores the server wanted (ran and waited
+  to run) against those the replaying client, the live clients and the
+  machine's other processes left it: ``binding_ceiling`` is ``clients``
+  when it would have fitted but for the replaying client, ``server`` when
+  not even then (docs/design/0033).
   ``--replay-client-nice N`` starts the replaying client (alone too) N nice
   values lower: if the ratios fall with it, the client machine's CPU binds;
 - partitions: one topic of 1, 100, 1,000 and 10,000 partitions, and 1,000
