@@ -143,12 +143,15 @@ def create_topics(address: str, topics: dict[str, int]) -> None:
 
 class ClientProcess:
     """A child running bench/_scale_clients.py: waited on until ready, then
-    until it prints its JSON line."""
+    until it prints its JSON line. ``nice``: the child runs this many nice
+    values below the bench (librdkafka's threads inherit it)."""
 
-    def __init__(self, *args: str) -> None:
+    def __init__(self, *args: str, nice: int = 0) -> None:
         script = Path(__file__).resolve().parent / "_scale_clients.py"
+        # nice(1) execs the child in its place: the pid is the client's.
+        lowered = ["nice", "-n", str(nice)] if nice else []
         self.process = subprocess.Popen(
-            [sys.executable, str(script), *args],
+            [*lowered, sys.executable, str(script), *args],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

@@ -107,6 +107,30 @@ class RunQueue:
         }
 
 
+class MachineCpu:
+    """The cores every process of the machine kept busy (user, nice,
+    system, interrupts, steal: not idle, not waiting for I/O), from
+    /proc/stat, between ``__init__`` and ``busy_cores``: with the cores
+    the bench's own processes used, what everyone else on the machine took."""
+
+    def __init__(self) -> None:
+        self._start = _busy_seconds()
+
+    def busy_cores(self, seconds: float) -> float:
+        return round((_busy_seconds() - self._start) / seconds, 2)
+
+
+def _busy_seconds() -> float:
+    """CPU seconds the machine spent busy since boot; 0 where not Linux."""
+    try:
+        with open("/proc/stat", encoding="ascii") as stat:
+            fields = [int(value) for value in stat.readline().split()[1:]]
+    except (OSError, ValueError):
+        return 0.0
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (fields + [0] * 8)[:8]
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
 def _schedstat(pid: int) -> dict[int, tuple[int, int]]:
     """Each thread's (ns run, ns waited to run); empty where not Linux."""
     found = {}

@@ -3,7 +3,7 @@
     python bench/scale_bench.py [--quick] [--json] [--only fanout|burst|partitions|history]...
                                 [--rate-mb 50] [--history-mib 10240] [--produce-mib 256]
                                 [--fanout-seconds 20] [--read-nice N] [--replay-rest-ratio R]
-                                [--read-ahead-beside-live N]
+                                [--read-ahead-beside-live N] [--replay-client-nice N]
                                 [--data-dir PATH]
 
 Every scenario runs ``python -m engine serve`` in a child process on
@@ -54,9 +54,17 @@ in the same run. MB is MiB (2**20 bytes) of record values.
   counts: ``solo_replay_mb_s``). Beside them, before and during: how long
   the server's threads, and its event loop alone, waited for a CPU
   (``server_run_queue_*``, Linux's schedstat), the loop's lags of 10 ms
-  or more (``loop_lags_*``, from tidelog.stalls), and the cores the
-  replaying client used (``replay_client_cores``), which tell contention
-  for the machine's CPUs from the server's own work;
+  or more (``loop_lags_*``, from tidelog.stalls), the WAL's fsyncs of
+  20 ms or more (``wal_slow_syncs_*``: the history is read from the WAL's
+  disk), and the cores the replaying client used (``replay_client_cores``),
+  which tell contention for the machine's CPUs from the server's own
+  work. During the replay, the cores the server wanted (ran and waited
+  to run) against those the replaying client, the live clients and the
+  machine's other processes left it: ``binding_ceiling`` is ``clients``
+  when it would have fitted but for the replaying client, ``server`` when
+  not even then (docs/design/0034).
+  ``--replay-client-nice N`` starts the replaying client (alone too) N nice
+  values lower: if the ratios fall with it, the client machine's CPU binds;
 - partitions: one topic of 1, 100, 1,000 and 10,000 partitions, and 1,000
   topics of one partition, each on a fresh server: the server's RSS before
   and after the creation (``idle_kib_per_partition``); then the same total
@@ -144,6 +152,10 @@ class Sizes:
     """The burst servers' ``[store] replay_rest_ratio``; None: its default."""
     read_ahead_beside_live: int | None = None
     """The burst servers' ``[store] read_ahead_beside_live``; None: its default."""
+    replay_client_nice: int = 0
+    """How many nice values below the bench the burst's replaying client
+    runs (alone and beside live traffic): whether the live latency waits
+    for a CPU behind it."""
 
 
 FULL = Sizes(
@@ -319,7 +331,7 @@ def burst(scratch: Path, sizes: Sizes) -> dict[str, Any]:
     made = history.write_history(data, streams["history"], sizes.history_mib * MiB, 32 * MiB)
     history.settle(data)
     results: dict[str, Any] = {"history_mib": made.bytes // MiB, "history_objects": made.objects}
-    alone = solo_replay(scratch, data, sizes.burst_before_s + 1, store)
+    alone = solo_replay(scratch, data, sizes.burst_before_s + 1, store, sizes.replay_client_nice)
     rate = sizes.rate_mb / 4 * MiB / RECORD_BYTES
     results["live_rate_mb_s"] = sizes.rate_mb / 4
     with Server(scratch, data, store) as server:
@@ -329,12 +341,20 @@ def burst(scratch: Path, sizes: Sizes) -> dict[str, Any]:
         producer.start()
         queue = _stalls.RunQueue(server.process.pid)
         time.sleep(sizes.burst_before_s + 1)
-        replayer = ClientProcess("replay", server.address, "history")
+        replayer = ClientProcess("replay", server.address, "history", nice=sizes.replay_client_nice)
         replayer.wait_ready()
         queues = {"before": queue.waited(time.time() - started)}
         queue, began = _stalls.RunQueue(server.process.pid), time.time()
+        machine, live_cpu = _stalls.MachineCpu(), _live_client_cpu(children)
+        server_cpu = server.cpu_seconds()
         during = replayer.result()
-        queues["during"] = queue.waited(time.time() - began)
+        seconds = time.time() - began
+        queues["during"] = queue.waited(seconds)
+        cores = {
+            "machine": machine.busy_cores(seconds),
+            "server": round((server.cpu_seconds() - server_cpu) / seconds, 2),
+            "live_clients": round((_live_client_cpu(children) - live_cpu) / seconds, 2),
+        }
         time.sleep(1.0)
         producer.stop()
         consumers = [c for child in children for c in child.result()["consumers"]]
@@ -346,7 +366,7 @@ def burst(scratch: Path, sizes: Sizes) -> dict[str, Any]:
     # The solo replay runs before and after, each on a fresh server, and the
     # faster counts: the machine's state (its page cache, its other load)
     # then favours neither side of the ratio.
-    again = solo_replay(scratch, data, sizes.burst_before_s + 1, store)
+    again = solo_replay(scratch, data, sizes.burst_before_s + 1, store, sizes.replay_client_nice)
     solo_rates = [r["bytes"] / MiB / r["seconds"] for r in (alone, again)]
     results["solo_replay_mb_s_runs"] = [round(r, 1) for r in solo_rates]
     results["solo_replay_mb_s"] = round(max(solo_rates), 1)
@@ -361,6 +381,9 @@ def burst(scratch: Path, sizes: Sizes) -> dict[str, Any]:
     # paced by the server leaves the CPUs to live traffic on both sides.
     results["replay_client_cores"] = round(during["cpu_seconds"] / during["seconds"], 2)
     results["solo_replay_client_cores"] = round(alone["cpu_seconds"] / alone["seconds"], 2)
+    usable = _harness.cpus()["cpus_usable"] or 1
+    results.update(_cores_during(cores, results["replay_client_cores"], queues["during"], usable))
+    results["replay_client_nice"] = sizes.replay_client_nice
     results["replay_timeline"] = during["timeline"]
     results["solo_replay_timeline"] = alone["timeline"]
     windows = {
@@ -380,13 +403,14 @@ def burst(scratch: Path, sizes: Sizes) -> dict[str, Any]:
         # alone too), and how often its loop ran late: contention with the
         # machine told apart from the server's own work.
         results[f"server_run_queue_{phase}"] = queues[phase]
-        lags = [
-            s.ms
-            for s in stalls
-            if s.what.startswith("event loop") and start - started <= s.start_s < end - started
-        ]
+        lags = _stalls_in(stalls, "event loop", start - started, end - started)
         results[f"loop_lags_{phase}"] = len(lags)
         results[f"loop_lag_max_ms_{phase}"] = max(lags, default=0.0)
+        # fsyncs of 20 ms or more: the disk's share (the history is read
+        # from a directory on the same disk as the WAL).
+        syncs = _stalls_in(stalls, "WAL sync", start - started, end - started)
+        results[f"wal_slow_syncs_{phase}"] = len(syncs)
+        results[f"wal_sync_max_ms_{phase}"] = max(syncs, default=0.0)
         if sum(produced.values()) < MIN_WINDOW_RECORDS or sum(tail.values()) < MIN_WINDOW_RECORDS:
             raise RuntimeError(
                 f"too few live records {phase} the replay to give a p99 ({sum(produced.values())}"
@@ -402,14 +426,59 @@ def burst(scratch: Path, sizes: Sizes) -> dict[str, Any]:
     return results
 
 
+def _stalls_in(stalls: list[_stalls.Stall], what: str, start_s: float, end_s: float) -> list[float]:
+    """The ms of the stalls of one kind that began within [start_s, end_s)."""
+    return [s.ms for s in stalls if s.what.startswith(what) and start_s <= s.start_s < end_s]
+
+
+def _live_client_cpu(children: list[ClientProcess]) -> float:
+    """CPU seconds so far of the live clients: the tailing consumers'
+    processes and this one (the live producer's thread)."""
+    return _cpu_seconds(None) + sum(child.cpu_seconds() for child in children)
+
+
+def _cores_during(
+    cores: dict[str, float], replay_client: float, run_queue: dict[str, float], usable: int
+) -> dict[str, Any]:
+    """Who took the machine's cores while the replay ran, and what binds the
+    live latency then: the cores the server wanted (ran and waited to run)
+    against those the replaying client, the live clients and everyone else
+    on the machine left it. ``clients`` when it wanted more than was left
+    but would have fitted had the replaying client taken nothing: the
+    client machine's CPU binds, which no code of the server's can change;
+    ``server`` when it would not have fitted even then; ``none`` when it
+    fitted. ``usable``: the CPUs the server may run on."""
+    others = max(0.0, cores["machine"] - cores["server"] - cores["live_clients"] - replay_client)
+    without_replay = usable - cores["live_clients"] - others
+    left = without_replay - replay_client
+    # What it ran (every thread's, those started meanwhile too: schedstat
+    # sees only the threads alive at both ends) and what it waited to run.
+    wanted = cores["server"] + run_queue["waited_ms_per_s"] / 1000
+    if wanted <= left:
+        binding = "none"
+    elif wanted <= without_replay:
+        binding = "clients"
+    else:
+        binding = "server"
+    return {
+        "server_cores_during": cores["server"],
+        "live_client_cores_during": cores["live_clients"],
+        "other_cores_during": round(others, 2),
+        "cores_left_for_server_during": round(left, 2),
+        "server_cores_wanted_during": round(wanted, 2),
+        "binding_ceiling": binding,
+    }
+
+
 def solo_replay(
-    scratch: Path, data: Path, settle_s: float, store: dict[str, Any] | None
+    scratch: Path, data: Path, settle_s: float, store: dict[str, Any] | None, nice: int = 0
 ) -> dict[str, Any]:
     """The replay reader alone, from a fresh server (cold block cache),
-    started as long after the server as the replay beside live traffic."""
+    started as long after the server as the replay beside live traffic, at
+    the same priority as that one (``nice``)."""
     with Server(scratch, data, store) as server:
         time.sleep(settle_s)
-        reader = ClientProcess("replay", server.address, "history")
+        reader = ClientProcess("replay", server.address, "history", nice=nice)
         reader.wait_ready()
         alone = reader.result()
     if not alone["complete"]:
@@ -592,6 +661,14 @@ def print_table(results: dict[str, Any]) -> None:
             f" {b['replay_client_cores']:.2f} cores beside live traffic,"
             f" {b['solo_replay_client_cores']:.2f} alone"
         )
+        print(
+            f"  cores during the replay: server {b['server_cores_during']:.2f} (wanted"
+            f" {b['server_cores_wanted_during']:.2f}, left to it"
+            f" {b['cores_left_for_server_during']:.2f}), replaying client"
+            f" {b['replay_client_cores']:.2f} at nice +{b['replay_client_nice']},"
+            f" live clients {b['live_client_cores_during']:.2f},"
+            f" others {b['other_cores_during']:.2f}; binding: {b['binding_ceiling']}"
+        )
         for phase in ("before", "during"):
             q = b[f"server_run_queue_{phase}"]
             print(
@@ -659,6 +736,12 @@ def main() -> None:
         default=None,
         help="burst: the servers' [store] read_ahead_beside_live",
     )
+    parser.add_argument(
+        "--replay-client-nice",
+        type=int,
+        default=0,
+        help="burst: start the replaying client this many nice values lower",
+    )
     parser.add_argument("--data-dir", default=None, help="scratch directory (default: temp)")
     args = parser.parse_args()
     sizes = QUICK if args.quick else FULL
@@ -676,6 +759,8 @@ def main() -> None:
         sizes = dataclass_replace(sizes, replay_rest_ratio=args.replay_rest_ratio)
     if args.read_ahead_beside_live is not None:
         sizes = dataclass_replace(sizes, read_ahead_beside_live=args.read_ahead_beside_live)
+    if args.replay_client_nice:
+        sizes = dataclass_replace(sizes, replay_client_nice=args.replay_client_nice)
     if args.fanout_seconds is not None:
         sizes = dataclass_replace(sizes, fanout_seconds=args.fanout_seconds)
     with _harness.scratch(args.data_dir, "tidelog-scale-") as scratch:

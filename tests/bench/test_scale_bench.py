@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 from types import ModuleType
@@ -127,6 +128,52 @@ def test_a_fanout_run_measures_the_same_clients_against_the_mock_cluster(
     )
     binds = "clients" if result["p99_vs_n1_floor"] > 2 else "target"
     assert result["binding_ceiling"] == binds
+
+
+@pytest.mark.parametrize(
+    ("server", "waited_ms_per_s", "replay_client", "binding"),
+    [
+        (0.7, 100.0, 0.6, "none"),  # 0.8 wanted, 1.0 left to it
+        (0.7, 500.0, 0.6, "clients"),  # 1.2 wanted: fits in 1.6, not beside the client's 0.6
+        (1.5, 300.0, 0.3, "server"),  # 1.8 wanted: more than 1.6 even without the client
+    ],
+)
+def test_the_burst_tells_which_cores_bind_the_server_during_the_replay(
+    server: float, waited_ms_per_s: float, replay_client: float, binding: str
+) -> None:
+    scale = _load("scale_bench")
+    # Two cores: the live clients take 0.1 and other processes 0.3, which
+    # leaves the server 1.6 without the replaying client.
+    cores = {"machine": server + 0.1 + replay_client + 0.3, "server": server, "live_clients": 0.1}
+    run_queue = {"ran_ms_per_s": 0.0, "waited_ms_per_s": waited_ms_per_s}
+    figures = scale._cores_during(cores, replay_client, run_queue, usable=2)
+    assert figures["other_cores_during"] == 0.3
+    assert figures["cores_left_for_server_during"] == round(1.6 - replay_client, 2)
+    assert figures["server_cores_wanted_during"] == round(server + waited_ms_per_s / 1000, 2)
+    assert figures["binding_ceiling"] == binding
+
+
+def _nice_of(child: Any) -> int:
+    """The child's nice value, once nice(1) has exec'd it (its command line
+    is the client's then)."""
+    proc = Path(f"/proc/{child.process.pid}")
+    deadline = time.monotonic() + 30
+    while b"_scale_clients.py" not in (proc / "cmdline").read_bytes():
+        assert time.monotonic() < deadline, "the client did not start"
+        time.sleep(0.01)
+    return int((proc / "stat").read_text().rsplit(")", 1)[1].split()[16])
+
+
+def test_a_niced_client_process_runs_that_many_nice_values_lower() -> None:
+    parts = _load("_scale_parts")
+    # Nothing listens there: each child runs until it is killed.
+    niced = parts.ClientProcess("replay", "127.0.0.1:1", "history", nice=7)
+    plain = parts.ClientProcess("replay", "127.0.0.1:1", "history")
+    try:
+        assert _nice_of(niced) == _nice_of(plain) + 7
+    finally:
+        niced.kill()
+        plain.kill()
 
 
 def test_the_report_draws_one_plot_per_scale_scenario(tmp_path: Path) -> None:

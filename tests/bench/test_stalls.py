@@ -87,3 +87,12 @@ def test_lines_with_sizes_and_rates_are_read_by_their_duration(tmp_path: Path) -
     assert [(s.start_s, s.ms) for s in found] == [(1.225, 275.0), (2.284, 216.0), (3.47, 30.5)]
     summary = stalls.summarize(found, [], 0.1)
     assert summary["wal_slow_syncs"] == 1 and summary["wal_sync_max_ms"] == 216.0
+
+
+def test_the_machine_cpu_counts_this_process_spinning_between_its_two_readings() -> None:
+    machine = stalls.MachineCpu()
+    spun = time.thread_time() + 0.2
+    while time.thread_time() < spun:  # 200 ms of CPU the whole machine counts too
+        pass
+    # /proc/stat counts in clock ticks (10 ms): the 200 ms, less a tick.
+    assert machine.busy_cores(1.0) >= 0.2 - 0.01
