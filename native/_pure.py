@@ -42,6 +42,7 @@ from native.records import (
     LENGTH_PREFIX,
     MAX_INFLATED,
     MAX_RECORD_ERRORS,
+    MIN_FRAMED_LENGTH,
     NO_TIMESTAMP,
     TIMESTAMP_TYPE_BIT,
     TRANSACTIONAL_BIT,
@@ -422,7 +423,8 @@ def validate_batches(
 
 def _refuse_a_second_batch(buf: memoryview) -> None:
     """batch.h's tl_second_batch_at: batches framed as Kafka's MemoryRecords
-    iterator frames them (a shorter tail is no batch)."""
+    iterator frames them (a shorter tail is no batch, nor is a length below
+    MIN_FRAMED_LENGTH)."""
     first = _framed_size(buf, 0)
     if first is not None and _framed_size(buf, first) is not None:
         raise SecondBatch(f"batch at {first}: a second batch, where one is allowed", position=first)
@@ -433,7 +435,7 @@ def _framed_size(buf: memoryview, pos: int) -> int | None:
         return None
     (length,) = struct.unpack_from(">i", buf, pos + 8)
     size = LENGTH_PREFIX + length
-    return size if length >= 0 and size <= len(buf) - pos else None
+    return size if length >= MIN_FRAMED_LENGTH and size <= len(buf) - pos else None
 
 
 def _walk_batch(buf: memoryview, header: BatchHeader, rules: _Rules, limit: int) -> None:

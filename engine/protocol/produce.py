@@ -21,6 +21,7 @@ from typing import NamedTuple
 
 from engine.protocol.errors import MalformedRequest
 from engine.protocol.frames import Cursor
+from native.records import MIN_FRAMED_LENGTH
 
 FIRST_FLEXIBLE_VERSION = 9
 
@@ -91,7 +92,8 @@ def holds_a_second_batch(records: memoryview) -> bool:
     """Whether a partition's record data holds a whole batch after its
     first, as Kafka's MemoryRecords iterator frames them (each batch is
     base offset, length, then that many bytes; a shorter tail is not a
-    batch, and is left for validation to refuse). Produce v3 and later may
+    batch, nor is a length Kafka's iterator refuses as corrupt, below
+    MIN_FRAMED_LENGTH: both are left for validation to refuse). Produce v3 and later may
     carry exactly one batch per partition (Kafka's
     ProduceRequest.validateRecords)."""
     first = _batch_size(records, 0)
@@ -107,4 +109,4 @@ def _batch_size(records: memoryview, at: int) -> int | None:
         return None
     (length,) = _BATCH_LENGTH.unpack_from(records, at)
     size = _LOG_OVERHEAD + length
-    return size if length >= 0 and left >= size else None
+    return size if length >= MIN_FRAMED_LENGTH and left >= size else None

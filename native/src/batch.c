@@ -65,7 +65,7 @@ static int64_t framed_size(const uint8_t *buf, int64_t pos, int64_t end) {
     if (end - pos < TL_LENGTH_PREFIX) return -1;
     int32_t length = tl_get_i32(buf + pos + 8);
     int64_t size = TL_LENGTH_PREFIX + (int64_t)length;
-    return length >= 0 && size <= end - pos ? size : -1;
+    return length >= TL_MIN_FRAMED_LENGTH && size <= end - pos ? size : -1;
 }
 
 int64_t tl_second_batch_at(const uint8_t *buf, int64_t end) {

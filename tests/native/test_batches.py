@@ -234,11 +234,54 @@ def test_a_second_batch_is_refused_before_the_first_is_checked(impl: ModuleType)
         impl.validate_batches(data)
 
 
+def _frame(length: int) -> bytes:
+    """baseOffset and batchLength, then the bytes that length claims (none
+    for a negative one): what Kafka's MemoryRecords iterator frames."""
+    return struct.pack(">qi", 0, length) + bytes(max(length, 0))
+
+
+@pytest.mark.parametrize("length", [-1, 0, 13])
+def test_a_frame_kafkas_iterator_calls_corrupt_is_no_second_batch(
+    impl: ModuleType, length: int
+) -> None:
+    """Kafka's iterator throws CorruptRecordException (CORRUPT_MESSAGE) at a
+    batchLength below LegacyRecord.RECORD_OVERHEAD_V0 (14), where it would
+    otherwise find a second batch: such a frame is no batch, and is refused
+    as the checks that follow refuse it (InvalidBatchLength, CORRUPT_MESSAGE)."""
+    first = bytes(_one_batch())
+    with pytest.raises(InvalidBatchLength) as raised:
+        impl.validate_batches(first + _frame(length), one_batch=True)
+    assert raised.value.position == len(first)
+    assert raised.value.kafka_error == "CORRUPT_MESSAGE"
+    # The same frame first: refused at 0, whatever follows it.
+    with pytest.raises(InvalidBatchLength) as raised:
+        impl.validate_batches(_frame(length) + first, one_batch=True)
+    assert raised.value.position == 0
+
+
+def test_a_frame_of_kafkas_least_length_is_a_second_batch(impl: ModuleType) -> None:
+    """From batchLength 14 on Kafka's iterator frames a batch (stricter
+    checks come later), so one_batch refuses it as a second batch."""
+    first = bytes(_one_batch())
+    with pytest.raises(SecondBatch) as raised:
+        impl.validate_batches(first + _frame(14), one_batch=True)
+    assert raised.value.position == len(first)
+
+
 @needs_c
-@given(st.binary(max_size=300), st.integers(0, 3))
-def test_both_implementations_find_a_second_batch_alike(garbage: bytes, copies: int) -> None:
+@given(st.binary(max_size=300), st.integers(0, 3), st.integers(-2, 20))
+def test_both_implementations_find_a_second_batch_alike(
+    garbage: bytes, copies: int, length: int
+) -> None:
     batch = bytes(_one_batch())
-    for data in (garbage, batch * copies + garbage, batch + garbage[:12] + batch):
+    short = _frame(length)
+    for data in (
+        garbage,
+        batch * copies + garbage,
+        batch + garbage[:12] + batch,
+        batch + short + garbage,
+        short + batch,
+    ):
         assert _outcome(lambda d: c_impl().validate_batches(d, one_batch=True), data) == _outcome(
             lambda d: _pure.validate_batches(d, one_batch=True), data
         )
