@@ -238,6 +238,40 @@ def test_a_frame_too_short_for_kafkas_iterator_after_the_first_batch_is_corrupt(
     }
 
 
+def test_a_magic_kafkas_iterator_refuses_is_corrupt_message_alone_or_second(
+    many_partitions: InProcessServer,
+) -> None:
+    """Kafka's MemoryRecords iterator throws CorruptRecordException ("Invalid
+    magic found in record") at a magic byte below 0 or above 2, before
+    ProduceRequest.validateRecords refuses magic 0 and 1 (INVALID_RECORD)."""
+
+    def with_magic(magic: int) -> bytes:
+        batch = bytearray(BATCH)
+        struct.pack_into(">b", batch, 16, magic)
+        return bytes(batch)
+
+    codes = _produce_answers(
+        many_partitions,
+        [
+            {
+                "name": TOPIC,
+                "partition_data": [
+                    {"index": 1, "records": with_magic(3)},
+                    {"index": 2, "records": BATCH + with_magic(-1)},
+                    {"index": 3, "records": with_magic(1)},
+                    {"index": 4, "records": BATCH + with_magic(1)},
+                ],
+            }
+        ],
+    )
+    assert codes == {
+        (TOPIC, 1): (CORRUPT_MESSAGE, -1),
+        (TOPIC, 2): (CORRUPT_MESSAGE, -1),
+        (TOPIC, 3): (INVALID_RECORD, -1),
+        (TOPIC, 4): (INVALID_RECORD, -1),
+    }
+
+
 def _produce_answers(
     served: InProcessServer, topic_data: list[dict[str, Any]]
 ) -> dict[tuple[str, int], tuple[int, int]]:
