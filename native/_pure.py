@@ -22,6 +22,7 @@ from native.errors import (
     CorruptBatch,
     InflationLimitExceeded,
     InvalidBatchLength,
+    InvalidMagic,
     InvalidRecord,
     InvalidRecordCount,
     RecordError,
@@ -41,7 +42,9 @@ from native.records import (
     HEADER_SIZE,
     LENGTH_PREFIX,
     MAX_INFLATED,
+    MAX_MAGIC,
     MAX_RECORD_ERRORS,
+    MIN_FRAMED_LENGTH,
     NO_TIMESTAMP,
     TIMESTAMP_TYPE_BIT,
     TRANSACTIONAL_BIT,
@@ -198,7 +201,9 @@ def _read_header(buf: memoryview, pos: int, end: int) -> BatchHeader:
         )
     (magic,) = struct.unpack_from(">b", buf, pos + 16)
     if magic != 2:
-        raise UnsupportedMagic(
+        # Kafka's iterator refuses a magic no format has as corrupt.
+        invalid = magic < 0 or magic > MAX_MAGIC
+        raise (InvalidMagic if invalid else UnsupportedMagic)(
             f"batch at {pos}: magic {magic}, only magic 2 is accepted",
             position=pos,
             expected=2,
@@ -422,7 +427,9 @@ def validate_batches(
 
 def _refuse_a_second_batch(buf: memoryview) -> None:
     """batch.h's tl_second_batch_at: batches framed as Kafka's MemoryRecords
-    iterator frames them (a shorter tail is no batch)."""
+    iterator frames them (a shorter tail is no batch, nor is a frame that
+    iterator refuses as corrupt: a length below MIN_FRAMED_LENGTH, a magic
+    outside 0 to MAX_MAGIC)."""
     first = _framed_size(buf, 0)
     if first is not None and _framed_size(buf, first) is not None:
         raise SecondBatch(f"batch at {first}: a second batch, where one is allowed", position=first)
@@ -433,7 +440,10 @@ def _framed_size(buf: memoryview, pos: int) -> int | None:
         return None
     (length,) = struct.unpack_from(">i", buf, pos + 8)
     size = LENGTH_PREFIX + length
-    return size if length >= 0 and size <= len(buf) - pos else None
+    if length < MIN_FRAMED_LENGTH or size > len(buf) - pos:
+        return None
+    (magic,) = struct.unpack_from(">b", buf, pos + 16)  # in bounds: size >= 26
+    return size if 0 <= magic <= MAX_MAGIC else None
 
 
 def _walk_batch(buf: memoryview, header: BatchHeader, rules: _Rules, limit: int) -> None:

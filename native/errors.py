@@ -51,6 +51,15 @@ class UnsupportedMagic(BatchError):
     kafka_error = "INVALID_RECORD"
 
 
+class InvalidMagic(UnsupportedMagic):
+    """A magic byte no format has (below 0 or above 2): Kafka's MemoryRecords
+    iterator refuses it as it frames the batch ("Invalid magic found in
+    record", CorruptRecordException), before ProduceRequest.validateRecords
+    would refuse magic 0 or 1 (INVALID_RECORD)."""
+
+    kafka_error = "CORRUPT_MESSAGE"
+
+
 class InvalidRecordCount(BatchError):
     """recordCount is not positive or disagrees with lastOffsetDelta."""
 

@@ -11,6 +11,16 @@ HEADER_SIZE = 61
 LENGTH_PREFIX = 12
 """baseOffset (8) + batchLength (4): the bytes batchLength does not count."""
 
+MAX_MAGIC = 2
+"""The highest magic Kafka's MemoryRecords iterator frames (its
+RecordBatch.CURRENT_MAGIC_VALUE); above it, or below 0, it throws
+CorruptRecordException (CORRUPT_MESSAGE)."""
+
+MIN_FRAMED_LENGTH = 14
+"""The least batchLength Kafka's MemoryRecords iterator frames as a batch
+(LegacyRecord.RECORD_OVERHEAD_V0); below it the iterator throws
+CorruptRecordException (CORRUPT_MESSAGE) instead."""
+
 CRC_START = 21
 CRC_COMBINE_MIN_BYTES = 4096
 """From this many bytes on, a CRC32C is cheaper combined from a known CRC

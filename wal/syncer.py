@@ -96,14 +96,17 @@ class Syncer:
     # -- the writer's side ----------------------------------------------
 
     def hand_over(self, written: WrittenGroup) -> None:
-        """Queues a written group for the next sync (or fails it at once if a
-        sync has failed: its bytes may never reach the disk)."""
+        """Queues a written group for the next sync (or fails it if a sync has
+        failed: its bytes may never reach the disk)."""
         with self._cond:
             failure = self.failure
             if failure is None:
                 self._written.append(written)
                 self._work.notify()
                 return
+        # The failed sync's groups, written before this one, may still be
+        # failing on the sync thread: they are answered first (write order).
+        self.drain()
         self._settle(written.group, [LogFailed(failure)] * len(written.group))
 
     @property

@@ -60,12 +60,16 @@ int tl_read_varint(const uint8_t *buf, int64_t *pos, int64_t end, int max_bytes,
     return -1;
 }
 
-/* The size of the whole batch at pos as Kafka's iterator frames it, or -1. */
+/* The size of the whole batch at pos as Kafka's iterator frames it, or -1
+ * (a frame that iterator refuses as corrupt included: tl_read_header
+ * refuses it too, as CORRUPT_MESSAGE). */
 static int64_t framed_size(const uint8_t *buf, int64_t pos, int64_t end) {
     if (end - pos < TL_LENGTH_PREFIX) return -1;
     int32_t length = tl_get_i32(buf + pos + 8);
     int64_t size = TL_LENGTH_PREFIX + (int64_t)length;
-    return length >= 0 && size <= end - pos ? size : -1;
+    if (length < TL_MIN_FRAMED_LENGTH || size > end - pos) return -1;
+    int8_t magic = (int8_t)buf[pos + TL_MAGIC_OFFSET]; /* in bounds: size >= 26 */
+    return magic >= 0 && magic <= TL_MAX_MAGIC ? size : -1;
 }
 
 int64_t tl_second_batch_at(const uint8_t *buf, int64_t end) {
@@ -93,10 +97,13 @@ int tl_read_header(const uint8_t *buf, int64_t pos, int64_t end, tl_header *h, t
                  (long long)pos, (long long)size, (long long)(end - pos));
         return fail(err, TL_TRUNCATED, pos, size, end - pos, msg);
     }
-    if (p[16] != 2) {
+    int8_t magic = (int8_t)p[TL_MAGIC_OFFSET];
+    if (magic != 2) {
         snprintf(msg, sizeof msg, "batch at %lld: magic %d, only magic 2 is accepted",
-                 (long long)pos, (int)(int8_t)p[16]);
-        return fail(err, TL_MAGIC, pos, 2, (int8_t)p[16], msg);
+                 (long long)pos, (int)magic);
+        /* Kafka's iterator refuses a magic no format has as corrupt. */
+        tl_kind kind = magic < 0 || magic > TL_MAX_MAGIC ? TL_INVALID_MAGIC : TL_MAGIC;
+        return fail(err, kind, pos, 2, magic, msg);
     }
     h->position = pos;
     h->base_offset = tl_get_i64(p);

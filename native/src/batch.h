@@ -7,6 +7,10 @@
 
 #define TL_HEADER_SIZE 61
 #define TL_LENGTH_PREFIX 12
+/* The least batchLength Kafka's MemoryRecords iterator frames (its
+ * LegacyRecord.RECORD_OVERHEAD_V0); below it the iterator throws
+ * CorruptRecordException rather than count a batch. */
+#define TL_MIN_FRAMED_LENGTH 14
 #define TL_CRC_START 21
 #define TL_MAX_CODEC 4
 #define TL_TIMESTAMP_TYPE_BIT 0x08
@@ -24,13 +28,22 @@ typedef enum {
     TL_CODEC,
     TL_INFLATION,
     TL_SECOND_BATCH,
+    TL_INVALID_MAGIC,
+    TL_KINDS, /* how many kinds there are, TL_OK included */
 } tl_kind;
+
+/* The highest magic Kafka's record iterator frames (RecordBatch.CURRENT_MAGIC_VALUE). */
+#define TL_MAX_MAGIC 2
+#define TL_MAGIC_OFFSET 16
 
 #define TL_NO_FACT INT64_MIN
 
 /* Where a second whole batch starts after the first, framed as Kafka's
  * MemoryRecords iterator frames them (base offset, length, then that many
- * bytes; a shorter tail is no batch), or -1 if none does. Produce v3+ may
+ * bytes; a shorter tail is no batch, nor is a frame that iterator refuses
+ * as corrupt, a length below TL_MIN_FRAMED_LENGTH or a magic outside 0 to
+ * TL_MAX_MAGIC, which the checks that follow refuse as Kafka does:
+ * CORRUPT_MESSAGE), or -1 if none does. Produce v3+ may
  * carry one batch per partition (Kafka's ProduceRequest.validateRecords). */
 int64_t tl_second_batch_at(const uint8_t *buf, int64_t end);
 

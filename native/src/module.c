@@ -31,14 +31,14 @@ static PyObject *inflation_limit_type; /* native.compression.InflationLimit */
 static PyObject *rejected_records_type;
 static PyObject *rejected_timestamps_type;
 static int64_t max_inflated_default; /* native.records.MAX_INFLATED */
-static PyObject *error_types[TL_SECOND_BATCH + 1];
+static PyObject *error_types[TL_KINDS];
 
-static const char *const error_names[TL_SECOND_BATCH + 1] = {
+static const char *const error_names[TL_KINDS] = {
     [TL_TRUNCATED] = "TruncatedBatch",     [TL_BAD_LENGTH] = "InvalidBatchLength",
     [TL_CORRUPT] = "CorruptBatch",         [TL_MAGIC] = "UnsupportedMagic",
     [TL_COUNT] = "InvalidRecordCount",     [TL_RECORD] = "InvalidRecord",
     [TL_CODEC] = "UnsupportedCompression", [TL_INFLATION] = "InflationLimitExceeded",
-    [TL_SECOND_BATCH] = "SecondBatch",
+    [TL_SECOND_BATCH] = "SecondBatch",    [TL_INVALID_MAGIC] = "InvalidMagic",
 };
 
 static PyObject *fact(int64_t value) {
@@ -1115,7 +1115,7 @@ PyMODINIT_FUNC PyInit__cnative(void) {
     max_inflated_default = PyLong_AsLongLong(limit);
     Py_DECREF(limit);
     if (max_inflated_default == -1 && PyErr_Occurred()) return NULL;
-    for (int kind = TL_TRUNCATED; kind <= TL_SECOND_BATCH; kind++)
+    for (int kind = TL_TRUNCATED; kind < TL_KINDS; kind++)
         if (!(error_types[kind] = import_attr("native.errors", error_names[kind]))) return NULL;
     return PyModule_Create(&module_def);
 }

@@ -128,12 +128,12 @@ static PyObject *raise_named(const char *name, PyObject *message, int64_t positi
     return NULL;
 }
 
-static const char *const kind_names[TL_SECOND_BATCH + 1] = {
+static const char *const kind_names[TL_KINDS] = {
     [TL_TRUNCATED] = "TruncatedBatch",     [TL_BAD_LENGTH] = "InvalidBatchLength",
     [TL_CORRUPT] = "CorruptBatch",         [TL_MAGIC] = "UnsupportedMagic",
     [TL_COUNT] = "InvalidRecordCount",     [TL_RECORD] = "InvalidRecord",
     [TL_CODEC] = "UnsupportedCompression", [TL_INFLATION] = "InflationLimitExceeded",
-    [TL_SECOND_BATCH] = "SecondBatch",
+    [TL_SECOND_BATCH] = "SecondBatch",    [TL_INVALID_MAGIC] = "InvalidMagic",
 };
 
 static PyObject *unstampable(void) {

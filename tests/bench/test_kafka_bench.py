@@ -82,6 +82,9 @@ def test_the_lower_ceiling_binds_and_produce_is_measured_against_it(
         (600.0, 520.0, round(520.0 / 600.0, 3), "server"),
         # A disk above the mock: the ratio's ceiling is the mock itself.
         (372.0, 543.4, 1.0, "server"),
+        # A ceiling that rounds to the target meets it, as the report prints
+        # it and as the targets compare the (rounded) ratios.
+        (1000.0, 849.6, 0.85, "server"),
     ],
 )
 def test_the_write_twice_limit_caps_produce_vs_mock(

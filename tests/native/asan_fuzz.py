@@ -224,6 +224,13 @@ def main() -> int:
             c.validate_batches(data, from_client=False)
         except EXPECTED:
             errors += 1
+        # A Produce partition's framing: the second batch (or its cut-off
+        # start, or a bare frame) right behind the first.
+        second = mutate(rng, rng.choice(corpus))[: rng.randrange(80)]
+        try:
+            c.validate_batches(data + second, one_batch=True)
+        except EXPECTED:
+            errors += 1
         try:
             stamp_hostile(rng, data)
         except EXPECTED:

@@ -15,6 +15,7 @@ from native.errors import (
     BatchError,
     CorruptBatch,
     InvalidBatchLength,
+    InvalidMagic,
     InvalidRecord,
     InvalidRecordCount,
     SecondBatch,
@@ -234,11 +235,55 @@ def test_a_second_batch_is_refused_before_the_first_is_checked(impl: ModuleType)
         impl.validate_batches(data)
 
 
+def _frame(length: int) -> bytes:
+    """baseOffset and batchLength, then the bytes that length claims (none
+    for a negative one): what Kafka's MemoryRecords iterator frames."""
+    return struct.pack(">qi", 0, length) + bytes(max(length, 0))
+
+
+@pytest.mark.parametrize("length", [-1, 0, 13])
+def test_a_frame_kafkas_iterator_calls_corrupt_is_no_second_batch(
+    impl: ModuleType, length: int
+) -> None:
+    """Kafka's iterator throws CorruptRecordException (CORRUPT_MESSAGE) at a
+    batchLength below LegacyRecord.RECORD_OVERHEAD_V0 (14), where it would
+    otherwise find a second batch: such a frame is no batch, and is refused
+    as the checks that follow refuse it (InvalidBatchLength, CORRUPT_MESSAGE)."""
+    first = bytes(_one_batch())
+    with pytest.raises(InvalidBatchLength) as raised:
+        impl.validate_batches(first + _frame(length), one_batch=True)
+    assert raised.value.position == len(first)
+    assert raised.value.kafka_error == "CORRUPT_MESSAGE"
+    # The same frame first: refused at 0, whatever follows it.
+    with pytest.raises(InvalidBatchLength) as raised:
+        impl.validate_batches(_frame(length) + first, one_batch=True)
+    assert raised.value.position == 0
+
+
+def test_a_frame_of_kafkas_least_length_is_a_second_batch(impl: ModuleType) -> None:
+    """From batchLength 14 on Kafka's iterator frames a batch (stricter
+    checks come later), so one_batch refuses it as a second batch."""
+    first = bytes(_one_batch())
+    with pytest.raises(SecondBatch) as raised:
+        impl.validate_batches(first + _frame(14), one_batch=True)
+    assert raised.value.position == len(first)
+
+
 @needs_c
-@given(st.binary(max_size=300), st.integers(0, 3))
-def test_both_implementations_find_a_second_batch_alike(garbage: bytes, copies: int) -> None:
+@given(st.binary(max_size=300), st.integers(0, 3), st.integers(-2, 20))
+def test_both_implementations_find_a_second_batch_alike(
+    garbage: bytes, copies: int, length: int
+) -> None:
     batch = bytes(_one_batch())
-    for data in (garbage, batch * copies + garbage, batch + garbage[:12] + batch):
+    short = _frame(length)
+    for data in (
+        garbage,
+        batch * copies + garbage,
+        batch + garbage[:12] + batch,
+        batch + short + garbage,
+        batch + short[:12] + garbage,  # a random magic behind a claimed length
+        short + batch,
+    ):
         assert _outcome(lambda d: c_impl().validate_batches(d, one_batch=True), data) == _outcome(
             lambda d: _pure.validate_batches(d, one_batch=True), data
         )
@@ -252,14 +297,49 @@ def test_a_batch_length_shorter_than_a_header_is_refused(impl: ModuleType) -> No
     assert (raised.value.expected, raised.value.found) == (49, 10)
 
 
-@pytest.mark.parametrize("magic", [0, 1, 3, -1])
-def test_only_magic_2_is_accepted(impl: ModuleType, magic: int) -> None:
+@pytest.mark.parametrize(
+    ("magic", "error", "kafka_error"),
+    [
+        # ProduceRequest.validateRecords: "only allowed to contain record
+        # batches with magic version 2".
+        (0, UnsupportedMagic, "INVALID_RECORD"),
+        (1, UnsupportedMagic, "INVALID_RECORD"),
+        # Kafka's MemoryRecords iterator, before that: "Invalid magic found
+        # in record" (CorruptRecordException).
+        (3, InvalidMagic, "CORRUPT_MESSAGE"),
+        (-1, InvalidMagic, "CORRUPT_MESSAGE"),
+        (127, InvalidMagic, "CORRUPT_MESSAGE"),
+    ],
+)
+def test_only_magic_2_is_accepted(
+    impl: ModuleType, magic: int, error: type[UnsupportedMagic], kafka_error: str
+) -> None:
     batch = _one_batch()
     struct.pack_into(">b", batch, 16, magic)
     with pytest.raises(UnsupportedMagic) as raised:
         impl.scan_batches(bytes(batch))
+    assert type(raised.value) is error
     assert (raised.value.expected, raised.value.found) == (2, magic)
-    assert raised.value.kafka_error == "INVALID_RECORD"
+    assert raised.value.kafka_error == kafka_error
+
+
+@pytest.mark.parametrize("magic", [3, -1])
+def test_a_frame_with_a_magic_kafkas_iterator_calls_corrupt_is_no_second_batch(
+    impl: ModuleType, magic: int
+) -> None:
+    """Kafka's iterator throws CorruptRecordException at a magic byte below
+    0 or above 2 where it would otherwise find a second batch: refused as
+    InvalidMagic (CORRUPT_MESSAGE) where it starts; from magic 0 to 2 the
+    frame is a second batch."""
+    first = bytes(_one_batch())
+    second = _one_batch()
+    struct.pack_into(">b", second, 16, magic)
+    with pytest.raises(InvalidMagic) as raised:
+        impl.validate_batches(first + bytes(second), one_batch=True)
+    assert raised.value.position == len(first)
+    struct.pack_into(">b", second, 16, 1)
+    with pytest.raises(SecondBatch):
+        impl.validate_batches(first + bytes(second), one_batch=True)
 
 
 def _recrc(batch: bytearray) -> bytes:

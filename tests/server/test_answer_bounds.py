@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime
 import socket
+import struct
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -207,6 +208,67 @@ def test_a_second_batch_is_refused_before_its_first_is_validated(
         (TOPIC, 2): (CORRUPT_MESSAGE, -1),
         (TOPIC, 3): (0, 0),
         ("__consumer_offsets", 0): (INVALID_RECORD, -1),
+    }
+
+
+def test_a_frame_too_short_for_kafkas_iterator_after_the_first_batch_is_corrupt(
+    many_partitions: InProcessServer,
+) -> None:
+    """Kafka's MemoryRecords iterator throws CorruptRecordException on a
+    batchLength below 14 (LegacyRecord.RECORD_OVERHEAD_V0) while
+    ProduceRequest.validateRecords looks for a second batch: such a frame
+    is answered CORRUPT_MESSAGE, not as a second batch; from 14 on it is one."""
+    codes = _produce_answers(
+        many_partitions,
+        [
+            {
+                "name": TOPIC,
+                "partition_data": [
+                    {"index": 1, "records": BATCH + struct.pack(">qi", 0, 0)},
+                    {"index": 2, "records": BATCH + struct.pack(">qi", 0, 13) + bytes(13)},
+                    {"index": 3, "records": BATCH + struct.pack(">qi", 0, 14) + bytes(14)},
+                ],
+            }
+        ],
+    )
+    assert codes == {
+        (TOPIC, 1): (CORRUPT_MESSAGE, -1),
+        (TOPIC, 2): (CORRUPT_MESSAGE, -1),
+        (TOPIC, 3): (INVALID_RECORD, -1),
+    }
+
+
+def test_a_magic_kafkas_iterator_refuses_is_corrupt_message_alone_or_second(
+    many_partitions: InProcessServer,
+) -> None:
+    """Kafka's MemoryRecords iterator throws CorruptRecordException ("Invalid
+    magic found in record") at a magic byte below 0 or above 2, before
+    ProduceRequest.validateRecords refuses magic 0 and 1 (INVALID_RECORD)."""
+
+    def with_magic(magic: int) -> bytes:
+        batch = bytearray(BATCH)
+        struct.pack_into(">b", batch, 16, magic)
+        return bytes(batch)
+
+    codes = _produce_answers(
+        many_partitions,
+        [
+            {
+                "name": TOPIC,
+                "partition_data": [
+                    {"index": 1, "records": with_magic(3)},
+                    {"index": 2, "records": BATCH + with_magic(-1)},
+                    {"index": 3, "records": with_magic(1)},
+                    {"index": 4, "records": BATCH + with_magic(1)},
+                ],
+            }
+        ],
+    )
+    assert codes == {
+        (TOPIC, 1): (CORRUPT_MESSAGE, -1),
+        (TOPIC, 2): (CORRUPT_MESSAGE, -1),
+        (TOPIC, 3): (INVALID_RECORD, -1),
+        (TOPIC, 4): (INVALID_RECORD, -1),
     }
 
 

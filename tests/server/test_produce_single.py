@@ -5,6 +5,7 @@ which the general decoder refuses with its own message."""
 
 from __future__ import annotations
 
+import struct
 from typing import Any
 
 from hypothesis import given, settings
@@ -162,3 +163,24 @@ def test_a_second_batch_is_found_as_kafkas_iterator_frames_it(
     extra = native.encode_batch([RecordSpec(1_700_000_000_000, None, b"x" * 300, ())])
     data = b"".join(batches) + extra[: min(tail, len(extra) - 1)]
     assert holds_a_second_batch(memoryview(data)) == (len(batches) > 1)
+
+
+@settings(max_examples=200, deadline=None)
+@given(head=st.binary(max_size=40), length=st.integers(-2, 40), tail=st.binary(max_size=60))
+def test_a_second_batch_is_found_where_validation_finds_one(
+    head: bytes, length: int, tail: bytes
+) -> None:
+    """The handler's look (for internal topics, refused before validation)
+    and validate_batches' one_batch frame batches alike, a frame whose
+    length Kafka's iterator calls corrupt included."""
+    batch = native.encode_batch([RecordSpec(1_700_000_000_000, None, b"v", ())])
+    frame = struct.pack(">qi", 0, length) + tail
+    for data in (head, batch + frame, frame + batch, head + batch):
+        try:
+            native.validate_batches(data, one_batch=True)
+            found = False
+        except native.SecondBatch:
+            found = True
+        except native.BatchError:
+            found = False
+        assert holds_a_second_batch(memoryview(data)) == found

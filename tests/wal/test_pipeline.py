@@ -23,8 +23,9 @@ import pytest
 from tests.wal.conftest import payloads
 from wal import Append, LogFailed, LogIOError, Position, WalError, WriteAheadLog
 from wal.format import RECORD_HEADER_SIZE
-from wal.group_commit import STREAMING_AFTER
+from wal.group_commit import STREAMING_AFTER, GroupCommitter
 from wal.segment import SegmentWriter
+from wal.syncer import Syncer
 
 OpenLog = Callable[..., WriteAheadLog]
 SLOW_SYNC_S = 0.003
@@ -349,6 +350,72 @@ def test_a_failed_sync_made_by_the_writer_fails_its_group_and_every_later_append
     with pytest.raises(LogFailed):
         log.submit(b"refused after the failure")
     assert disk.violations == []
+
+
+def test_a_group_handed_over_once_a_sync_failed_fails_after_the_groups_of_that_sync(
+    open_log: OpenLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A group the writer wrote while the sync thread's fdatasync failed,
+    and hands over once the failure is known, fails too, but only after
+    the failed sync's own groups: groups complete in write order, failed
+    ones as well, to the commit hook and to their waiters."""
+    write, sync = SegmentWriter.write, SegmentWriter.sync
+    failed, second_written, writer_waits = threading.Event(), threading.Event(), threading.Event()
+    completed: list[bytes] = []
+    futures: dict[bytes, Future[Position]] = {}
+    log: WriteAheadLog | None = None
+
+    def submit(payload: bytes) -> None:
+        assert log is not None
+        futures[payload] = future = log.submit(payload, tag=payload)
+        future.add_done_callback(lambda _: completed.append(payload))
+
+    def queue_the_second_then_write(self: SegmentWriter, buffers: list[bytes | memoryview]) -> None:
+        if b"second" not in futures:  # the first group, handed over: one is queued behind it
+            submit(b"second")
+            write(self, buffers)
+            return
+        write(self, buffers)  # the second group, written while the first one's sync runs
+        second_written.set()
+        assert failed.wait(30)  # handed over once the sync failed
+
+    def sync_fails_once_the_second_is_written(self: SegmentWriter) -> None:
+        if threading.current_thread().name == "wal-sync" and not failed.is_set():
+            assert second_written.wait(30)
+            raise OSError(errno.EIO, "Input/output error")
+        sync(self)
+
+    committer_failed = GroupCommitter._failed
+
+    def note_the_failure(self: GroupCommitter, failure: WalError) -> None:
+        committer_failed(self, failure)
+        failed.set()
+
+    drain = Syncer.drain
+
+    def noting_drain(self: Syncer) -> None:
+        writer_waits.set()
+        drain(self)
+
+    def on_commit(tags: list[object], outcomes: list[object]) -> None:
+        # The sync thread, failing the first group, lets the writer go first
+        # if it would: until the second group is answered, or it waits.
+        if tags == [b"first"]:
+            for _ in range(3000):
+                if futures[b"second"].done() or writer_waits.is_set():
+                    break
+                time.sleep(0.001)
+
+    monkeypatch.setattr(GroupCommitter, "_failed", note_the_failure)
+    monkeypatch.setattr(Syncer, "drain", noting_drain)
+    log = open_log(segment_bytes=1 << 20, on_commit=on_commit)
+    monkeypatch.setattr(SegmentWriter, "write", queue_the_second_then_write)
+    monkeypatch.setattr(SegmentWriter, "sync", sync_fails_once_the_second_is_written)
+    submit(b"first")
+    for payload in (b"first", b"second"):
+        with pytest.raises(WalError):
+            futures[payload].result(timeout=30)
+    assert completed == [b"first", b"second"]
 
 
 class LoopThread:
