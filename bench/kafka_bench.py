@@ -99,11 +99,6 @@ p99_ms, mock_produce_mb_s, disk_mb_s and produce_vs_disk, and:
   ``produce_vs_ceiling``: produce_mb_s / ceiling_mb_s. Where the client
   binds, produce_vs_write_twice_limit's target is out of any broker's reach
   on that machine;
-- ``produce_vs_mock_ceiling``: min(1, write_twice_limit_mb_s /
-  mock_produce_mb_s), the best produce_vs_mock a server that writes every
-  byte twice can reach on this disk, and ``produce_vs_mock_binding``:
-  ``"disk"`` when that ceiling is below produce_vs_mock's target (no such
-  server can meet it here), else ``"server"``;
 - ``p99_over_mock_ms``: p99_ms - mock_p99_ms, what the server adds to the
   delivery tail at the same rate and linger.ms.
 """
@@ -967,7 +962,6 @@ def run(scratch: Path, settings: Settings) -> dict[str, Any]:
             results["produce_mb_s"] / results["write_twice_limit_mb_s"], 3
         )
         results.update(binding_ceiling(results))
-        results.update(mock_ratio_ceiling(results))
     results["p99_over_mock_ms"] = round(results["p99_ms"] - results["mock_p99_ms"], 3)
     results["targets"] = {
         f"{key} {op} {target:g}": (results[key] >= target if op == ">=" else results[key] <= target)
@@ -1239,21 +1233,6 @@ def binding_ceiling(results: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def mock_ratio_ceiling(results: dict[str, Any]) -> dict[str, Any]:
-    """The best produce_vs_mock a server that writes every byte twice can
-    reach on this disk, and what binds that ratio: when the mock outruns the
-    write-twice limit, the disk holds every such server below the mock, and
-    below produce_vs_mock's target once the ceiling is under it."""
-    # Rounded as every ratio is before the targets compare it: the binding
-    # agrees with the figure the report prints.
-    ceiling = round(min(1.0, results["write_twice_limit_mb_s"] / results["mock_produce_mb_s"]), 3)
-    _, target = TARGETS["produce_vs_mock"]
-    return {
-        "produce_vs_mock_ceiling": ceiling,
-        "produce_vs_mock_binding": "disk" if ceiling < target else "server",
-    }
-
-
 def print_table(results: dict[str, Any]) -> None:
     print(
         f"{results['records']:,} records of {results['record_bytes']} B random bytes to a topic "
@@ -1361,11 +1340,6 @@ def print_table(results: dict[str, Any]) -> None:
             f"binds (write-twice limit {results['write_twice_limit_mb_s']:.1f}, mock "
             f"{results['mock_produce_mb_s']:.1f});   produce_vs_ceiling "
             f"{results['produce_vs_ceiling']:.2f}"
-        )
-        print(
-            f"produce_vs_mock_ceiling {results['produce_vs_mock_ceiling']:.2f} (a write-twice "
-            f"server on this disk at best): {results['produce_vs_mock_binding']} binds "
-            "produce_vs_mock"
         )
     _harness.print_targets(results["targets"])
 
