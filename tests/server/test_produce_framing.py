@@ -16,7 +16,6 @@ LogValidator reads its records last."""
 from __future__ import annotations
 
 import contextlib
-import datetime
 import struct
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,11 +25,10 @@ import pytest
 
 import engine
 import native
-from engine.protocol.apis import ApiKey, request_schema
 from engine.protocol.kafka_code import KafkaCode
 from native import RecordSpec
 from tests.server.in_process import InProcessServer
-from tests.server.wire import Wire, build, fetch_from_start
+from tests.server.wire import Wire, fetch_from_start, produce_answers
 
 TOPIC = "t"
 MARK = b"DROPPED-TAIL"
@@ -44,35 +42,14 @@ def _serving(root: Path) -> Iterator[InProcessServer]:
     with engine.open(root) as opened:
         if not opened.has_topic(TOPIC):
             opened.create_topic(TOPIC, 4)
-        server = InProcessServer(opened)
-        try:
+        with InProcessServer(opened) as server:
             yield server
-        finally:
-            server.stop()
 
 
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[InProcessServer]:
     with _serving(tmp_path / "node") as server:
         yield server
-
-
-def _produce(served: InProcessServer, topic_data: list[dict[str, Any]]) -> dict[Any, Any]:
-    """Each partition's (error code, base offset) in the answer to a Produce
-    v9 of ``topic_data`` with acks=all."""
-    produce = build(
-        request_schema(ApiKey.PRODUCE, 9),
-        acks=-1,
-        timeout=datetime.timedelta(seconds=10),
-        topic_data=topic_data,
-    )
-    with Wire(served.bootstrap) as wire:
-        topics = wire.request(produce).responses
-    return {
-        (topic.name, p.index): (p.error_code, p.base_offset)
-        for topic in topics
-        for p in topic.partition_responses
-    }
 
 
 def _partitions(*records: bytes) -> list[dict[str, Any]]:
@@ -97,7 +74,9 @@ def test_a_tail_too_short_to_be_a_batch_is_dropped_and_the_batch_appended(
     tails = [b"\x00", MARK[:11], CUT[:12], CUT[:16], CUT[:17], CUT]
     with _serving(root) as served:
         for offset, tail in enumerate(tails):
-            assert _produce(served, _partitions(BATCH + tail)) == {(TOPIC, 0): (0, offset)}
+            assert produce_answers(served.bootstrap, _partitions(BATCH + tail)) == {
+                (TOPIC, 0): (0, offset)
+            }
         stored = _fetched(served)
     # Each append is the batch alone: its size, its CRC, offsets one apart.
     headers = native.validate_batches(stored, from_client=False)
@@ -108,7 +87,9 @@ def test_a_tail_too_short_to_be_a_batch_is_dropped_and_the_batch_appended(
     assert not [p for p in root.rglob("*") if p.is_file() and MARK in p.read_bytes()]
     with _serving(root) as served:  # recovered from the WAL and the objects
         assert _fetched(served) == stored
-        assert _produce(served, _partitions(BATCH)) == {(TOPIC, 0): (0, len(tails))}
+        assert produce_answers(served.bootstrap, _partitions(BATCH)) == {
+            (TOPIC, 0): (0, len(tails))
+        }
 
 
 def test_a_frame_kafkas_iterator_calls_corrupt_is_corrupt_message_ahead_of_the_batchs_faults(
@@ -121,8 +102,8 @@ def test_a_frame_kafkas_iterator_calls_corrupt_is_corrupt_message_ahead_of_the_b
     struct.pack_into(">I", miscounted, 17, native.crc32c(bytes(miscounted[21:])))
     bad_magic = bytearray(CUT[:30])
     bad_magic[16] = 9
-    codes = _produce(
-        served,
+    codes = produce_answers(
+        served.bootstrap,
         _partitions(
             bytes(miscounted),
             bytes(miscounted) + struct.pack(">qi", 0, 3),
@@ -159,8 +140,8 @@ def test_an_internal_topic_is_refused_after_the_records_are_framed(
         (BATCH + CUT, KafkaCode.INVALID_TOPIC_EXCEPTION),
     ]
     for records, code in cases:
-        answer = _produce(
-            served,
+        answer = produce_answers(
+            served.bootstrap,
             [{"name": "__consumer_offsets", "partition_data": [{"index": 0, "records": records}]}],
         )
         assert answer == {("__consumer_offsets", 0): (code, -1)}, records
