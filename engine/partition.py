@@ -233,7 +233,8 @@ class Partition:
         ``tidelog.ack.durability`` if None) once it is in a committed object.
         On a ``tidelog.provenance = stamp`` topic the records are stamped
         with ``provenance`` (engine/provenance.py's EMBEDDED if None).
-        ``one_batch`` refuses data holding more than one batch (Produce v3+)."""
+        ``one_batch`` refuses data holding more than one batch (Produce v3+)
+        and drops what follows the one batch unframed, as Kafka does."""
         return self._append(data, self.store.submit, remote, provenance, one_batch)
 
     def submit_async(
