@@ -489,9 +489,12 @@ class Engine:
         with ``provenance``: who wrote it (engine/provenance.py; an append
         that names nobody is stamped as ``User:ANONYMOUS`` on ``embedded``).
 
-        With ``one_batch`` (a Produce request's partition), data holding a
-        second whole batch is refused InvalidRecord, as Kafka refuses it from
-        Produce v3, before anything else in it is checked.
+        With ``one_batch`` (a Produce request's partition), the data is
+        framed first as Kafka's ProduceRequest.validateRecords frames it
+        (native.produce_batch_size): a second whole batch is refused
+        InvalidRecord, as Kafka refuses it from Produce v3, before anything
+        else in it is checked, and bytes after the batch too short to be
+        another are dropped, as Kafka drops them (docs/record-batch.md).
         """
         self._check_open()
         leader = self.partition(topic, partition, auto_create=True)

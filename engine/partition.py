@@ -28,6 +28,7 @@ from engine.compaction_horizon import from_checkpoint as horizon_from_checkpoint
 from engine.config import LONG_MAX, TopicConfig
 from engine.errors import (
     CorruptRecord,
+    EngineError,
     InvalidRecord,
     InvalidTimestamp,
     InvalidTxnState,
@@ -48,6 +49,7 @@ from native import (
     BatchError,
     BatchHeader,
     Compression,
+    NoBatch,
     RecordSpec,
     RejectedRecords,
     SecondBatch,
@@ -231,7 +233,8 @@ class Partition:
         ``tidelog.ack.durability`` if None) once it is in a committed object.
         On a ``tidelog.provenance = stamp`` topic the records are stamped
         with ``provenance`` (engine/provenance.py's EMBEDDED if None).
-        ``one_batch`` refuses data holding more than one batch (Produce v3+)."""
+        ``one_batch`` refuses data holding more than one batch (Produce v3+)
+        and drops what follows the one batch unframed, as Kafka does."""
         return self._append(data, self.store.submit, remote, provenance, one_batch)
 
     def submit_async(
@@ -356,6 +359,11 @@ class Partition:
             raise _batch_error(error, self.topic, self.index) from error
         if not headers:
             raise InvalidRecord("a produce request must carry at least one record batch")
+        if one_batch and headers[0].size < len(data):
+            # Bytes after the one batch too short to be another: Kafka's
+            # UnifiedLog.trimInvalidBytes drops them, and so no offset, WAL
+            # record or stored byte is ever made of them here either.
+            data = memoryview(data)[: headers[0].size]
         for header in headers:
             if header.size > config.max_message_bytes:
                 raise RecordTooLarge(header.size, config.max_message_bytes)
@@ -816,6 +824,21 @@ ONE_BATCH_PER_PARTITION = (
 )
 """Kafka's refusal (ProduceRequest.validateRecords) of more than one batch."""
 
+NO_BATCH_IN_PARTITION = (
+    "Produce requests with version 3 and above must have at least one record batch per partition"
+)
+"""Kafka's refusal (ProduceRequest.validateRecords) of records it frames no batch in."""
+
+
+def produce_framing_refusal(records: BytesLike, topic: str, index: int) -> EngineError | None:
+    """What Kafka's ProduceRequest.validateRecords refuses a Produce
+    partition's records for (native.produce_batch_size), or None."""
+    try:
+        native.produce_batch_size(records)
+    except BatchError as error:
+        return _batch_error(error, topic, index)
+    return None
+
 
 def _batch_error(
     error: BatchError, topic: str, index: int
@@ -823,6 +846,8 @@ def _batch_error(
     kind = error.kafka_error
     if isinstance(error, SecondBatch):
         return InvalidRecord(ONE_BATCH_PER_PARTITION)
+    if isinstance(error, NoBatch):
+        return InvalidRecord(NO_BATCH_IN_PARTITION)
     if isinstance(error, RejectedRecords):
         return rejected(error, f"{topic}-{index}")
     if kind == "MESSAGE_TOO_LARGE":  # a provenance stamp past max.message.bytes

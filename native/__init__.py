@@ -22,6 +22,7 @@ from native.errors import (
     InvalidMagic,
     InvalidRecord,
     InvalidRecordCount,
+    NoBatch,
     RecordError,
     RejectedRecords,
     RejectedTimestamps,
@@ -72,6 +73,7 @@ if TYPE_CHECKING:
         extend_unfilled,
         frame_wal_records,
         join_parts,
+        produce_batch_size,
         rewrite_batch,
         scan_batches,
         stamp_batch,
@@ -85,6 +87,7 @@ else:
     crc32c_batches = _impl.crc32c_batches
     crc32c_combine = _impl.crc32c_combine
     scan_batches = _impl.scan_batches
+    produce_batch_size = _impl.produce_batch_size
     validate_batches = _impl.validate_batches
     rewrite_batch = _impl.rewrite_batch
     decode_records = _impl.decode_records
@@ -131,6 +134,7 @@ __all__ = [
     "InvalidMagic",
     "InvalidRecord",
     "InvalidRecordCount",
+    "NoBatch",
     "Record",
     "RecordColumns",
     "RecordError",
@@ -155,6 +159,7 @@ __all__ = [
     "extend_unfilled",
     "frame_wal_records",
     "join_parts",
+    "produce_batch_size",
     "rewrite_batch",
     "scan_batches",
     "stamp_batch",

@@ -25,6 +25,7 @@ from native.errors import (
     InvalidMagic,
     InvalidRecord,
     InvalidRecordCount,
+    NoBatch,
     RecordError,
     RejectedRecords,
     RejectedTimestamps,
@@ -41,6 +42,7 @@ from native.records import (
     CRC_START,
     HEADER_SIZE,
     LENGTH_PREFIX,
+    MAGIC_OFFSET,
     MAX_INFLATED,
     MAX_MAGIC,
     MAX_RECORD_ERRORS,
@@ -399,8 +401,9 @@ def validate_batches(
     uncompressed batch's records are walked too, and records breaking those
     rules are named in one RejectedRecords error per batch.
 
-    With ``one_batch``, a whole batch after the first is refused
-    (SecondBatch) before anything else is checked.
+    With ``one_batch`` (a Produce partition's records), the buffer is first
+    framed as produce_batch_size frames it, and only the one batch it finds
+    is checked: the bytes after it are dropped, as Kafka drops them.
     """
     from_client = bool(from_client)
     if not isinstance(max_inflated, int):
@@ -421,29 +424,69 @@ def validate_batches(
         max_timestamp=_I64_MAX if max_timestamp is None else max_timestamp,
     )
     if one_batch:
-        _refuse_a_second_batch(_byte_view(data))
+        data = _byte_view(data)[: produce_batch_size(data)]
     return _scan(data, check=True, from_client=from_client, rules=rules, limit=max_inflated)
 
 
-def _refuse_a_second_batch(buf: memoryview) -> None:
-    """batch.h's tl_second_batch_at: batches framed as Kafka's MemoryRecords
-    iterator frames them (a shorter tail is no batch, nor is a frame that
-    iterator refuses as corrupt: a length below MIN_FRAMED_LENGTH, a magic
-    outside 0 to MAX_MAGIC)."""
-    first = _framed_size(buf, 0)
-    if first is not None and _framed_size(buf, first) is not None:
+def produce_batch_size(data: BytesLike) -> int:
+    """The size of the one batch a Produce partition's records carry, as
+    Kafka's ProduceRequest.validateRecords frames them (batch.h's
+    tl_produce_batch_size): the first frame, its magic 2, then no second
+    frame. Bytes after the batch too few to frame one, or fewer than their
+    frame's length claims, are not counted (Kafka leaves them unread and
+    UnifiedLog.trimInvalidBytes drops them). Raises where Kafka refuses the
+    records: InvalidBatchLength or InvalidMagic for a frame its iterator
+    calls corrupt, NoBatch, UnsupportedMagic for a first batch of magic 0
+    or 1, SecondBatch for a whole second frame."""
+    buf = _byte_view(data)
+    first = _kafka_frame(buf, 0)
+    if first == 0:
+        raise NoBatch(
+            f"no record batch in {len(buf)} bytes: a Produce carries one per partition",
+            position=0,
+            found=len(buf),
+        )
+    (magic,) = struct.unpack_from(">b", buf, MAGIC_OFFSET)
+    if magic != 2:
+        raise UnsupportedMagic(
+            f"batch at 0: magic {magic}, only magic 2 is accepted",
+            position=0,
+            expected=2,
+            found=magic,
+        )
+    if _kafka_frame(buf, first):
         raise SecondBatch(f"batch at {first}: a second batch, where one is allowed", position=first)
+    return first
 
 
-def _framed_size(buf: memoryview, pos: int) -> int | None:
-    if len(buf) - pos < LENGTH_PREFIX:
-        return None
+def _kafka_frame(buf: memoryview, pos: int) -> int:
+    """The frame at ``pos`` as Kafka's ByteBufferLogInputStream frames it, in
+    its order: its size, 0 where that iterator frames nothing (fewer than 12
+    bytes left, fewer than the 17 up to the magic, or fewer than the length
+    claims), or the error it throws CorruptRecordException for."""
+    left = len(buf) - pos
+    if left < LENGTH_PREFIX:
+        return 0
     (length,) = struct.unpack_from(">i", buf, pos + 8)
+    if length < MIN_FRAMED_LENGTH:
+        raise InvalidBatchLength(
+            f"batch at {pos}: batchLength {length} is below the least frame, {MIN_FRAMED_LENGTH}",
+            position=pos,
+            expected=MIN_FRAMED_LENGTH,
+            found=length,
+        )
+    if left <= MAGIC_OFFSET:
+        return 0
+    (magic,) = struct.unpack_from(">b", buf, pos + MAGIC_OFFSET)
+    if not 0 <= magic <= MAX_MAGIC:
+        raise InvalidMagic(
+            f"batch at {pos}: magic {magic}, no record format has it",
+            position=pos,
+            expected=2,
+            found=magic,
+        )
     size = LENGTH_PREFIX + length
-    if length < MIN_FRAMED_LENGTH or size > len(buf) - pos:
-        return None
-    (magic,) = struct.unpack_from(">b", buf, pos + 16)  # in bounds: size >= 26
-    return size if 0 <= magic <= MAX_MAGIC else None
+    return size if size <= left else 0
 
 
 def _walk_batch(buf: memoryview, header: BatchHeader, rules: _Rules, limit: int) -> None:

@@ -38,7 +38,8 @@ class TruncatedBatch(BatchError):
 
 
 class InvalidBatchLength(BatchError):
-    """batchLength is smaller than a v2 header."""
+    """batchLength is smaller than a v2 header (or, framing a Produce
+    partition's records, than the least frame Kafka's iterator accepts)."""
 
 
 class CorruptBatch(BatchError):
@@ -91,6 +92,14 @@ class SecondBatch(BatchError):
     """A whole batch follows the first where one is allowed (validate_batches'
     ``one_batch``: Produce v3+ carries exactly one per partition, Kafka's
     ProduceRequest.validateRecords); ``position`` is where it starts."""
+
+    kafka_error = "INVALID_RECORD"
+
+
+class NoBatch(BatchError):
+    """A Produce partition's records hold no whole first batch as Kafka's
+    MemoryRecords iterator frames it (ProduceRequest.validateRecords: "must
+    have at least one record batch per partition")."""
 
     kafka_error = "INVALID_RECORD"
 

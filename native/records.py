@@ -11,6 +11,9 @@ HEADER_SIZE = 61
 LENGTH_PREFIX = 12
 """baseOffset (8) + batchLength (4): the bytes batchLength does not count."""
 
+MAGIC_OFFSET = 16
+"""Where a batch's magic byte is (batch.h's TL_MAGIC_OFFSET)."""
+
 MAX_MAGIC = 2
 """The highest magic Kafka's MemoryRecords iterator frames (its
 RecordBatch.CURRENT_MAGIC_VALUE); above it, or below 0, it throws

@@ -17,44 +17,54 @@ import native
 from engine.batch_encoding import encode_like
 from engine.masking.documents import Masking
 from engine.partition import PartitionFetch
+from native.records import BatchHeader
 
 
 def mask_fetch(fetched: PartitionFetch, masking: Masking, limit: int | None) -> PartitionFetch:
-    """``fetched`` with its batches masked. A masked batch may be larger than
-    the stored one: past ``limit`` bytes the batches that follow the first
-    are left for the next fetch (the first goes however large, as Kafka
-    sends the first batch of a fetch), and ``next_offset`` says where the
-    next fetch starts."""
+    """``fetched`` with its batches masked, whole batches within ``limit``
+    bytes as Kafka bounds a partition's data: the first goes however large,
+    and no other passes the limit. A masked batch may be larger than the
+    stored one, so the batches of one stored append (an embedded append of
+    several) may be cut between them; ``next_offset`` says where the next
+    fetch starts. A batch is masked only when the ones before it fit."""
     masked: list[bytes | memoryview] = []
     size = 0
-    next_offset = fetched.next_offset
     for stored in fetched.records:
-        batch = mask_batch(stored, masking, fetched.max_inflated)
-        if masked and limit is not None and size + len(batch) > limit:
-            next_offset = native.scan_batches(stored)[0].base_offset
-            break
-        masked.append(batch)
-        size += len(batch)
-    return fetched._replace(records=masked, next_offset=next_offset)
+        view = memoryview(stored)
+        for header in native.scan_batches(view):
+            raw = view[header.position : header.position + header.size]
+            batch = _masked(header, raw, masking, fetched.max_inflated)
+            if masked and limit is not None and size + len(batch) > limit:
+                return fetched._replace(records=masked, next_offset=header.base_offset)
+            masked.append(batch)
+            size += len(batch)
+    return fetched._replace(records=masked)
 
 
 def mask_batch(
     stored: bytes | memoryview, masking: Masking, max_inflated: int
 ) -> bytes | memoryview:
     """One stored batch (or a run of them) with its records masked."""
-    out: list[bytes | memoryview] = []
     view = memoryview(stored)
-    for header in native.scan_batches(view):
-        raw = view[header.position : header.position + header.size]
-        if header.is_control or header.record_count == 0:
-            out.append(raw)
-            continue
-        records = native.decode_records(raw, max_inflated=max_inflated)
-        if not records:
-            out.append(raw)
-            continue
-        batch = encode_like(
-            header, [masking.record(record) for record in records], [r.offset for r in records]
+    out = [
+        _masked(
+            header, view[header.position : header.position + header.size], masking, max_inflated
         )
-        out.append(batch)
+        for header in native.scan_batches(view)
+    ]
     return out[0] if len(out) == 1 else b"".join(out)
+
+
+def _masked(
+    header: BatchHeader, raw: memoryview, masking: Masking, max_inflated: int
+) -> bytes | memoryview:
+    """One batch with its records masked (a control batch, or one without
+    records, as stored)."""
+    if header.is_control or header.record_count == 0:
+        return raw
+    records = native.decode_records(raw, max_inflated=max_inflated)
+    if not records:
+        return raw
+    return encode_like(
+        header, [masking.record(record) for record in records], [r.offset for r in records]
+    )

@@ -60,21 +60,63 @@ int tl_read_varint(const uint8_t *buf, int64_t *pos, int64_t end, int max_bytes,
     return -1;
 }
 
-/* The size of the whole batch at pos as Kafka's iterator frames it, or -1
- * (a frame that iterator refuses as corrupt included: tl_read_header
- * refuses it too, as CORRUPT_MESSAGE). */
-static int64_t framed_size(const uint8_t *buf, int64_t pos, int64_t end) {
-    if (end - pos < TL_LENGTH_PREFIX) return -1;
+const char *const tl_kind_names[TL_KINDS] = {
+    [TL_TRUNCATED] = "TruncatedBatch",     [TL_BAD_LENGTH] = "InvalidBatchLength",
+    [TL_CORRUPT] = "CorruptBatch",         [TL_MAGIC] = "UnsupportedMagic",
+    [TL_COUNT] = "InvalidRecordCount",     [TL_RECORD] = "InvalidRecord",
+    [TL_CODEC] = "UnsupportedCompression", [TL_INFLATION] = "InflationLimitExceeded",
+    [TL_SECOND_BATCH] = "SecondBatch",    [TL_INVALID_MAGIC] = "InvalidMagic",
+    [TL_NO_BATCH] = "NoBatch",
+};
+
+/* The frame at pos as Kafka's ByteBufferLogInputStream frames it, in its
+ * order: its size; 0 where that iterator frames nothing (fewer than 12
+ * bytes left, fewer than the 17 up to the magic, or fewer than the length
+ * claims), or -1 with err set where it throws CorruptRecordException (a
+ * length below TL_MIN_FRAMED_LENGTH, then a magic outside 0 to TL_MAX_MAGIC). */
+static int64_t kafka_frame(const uint8_t *buf, int64_t pos, int64_t end, tl_error *err) {
+    char msg[160];
+    int64_t left = end - pos;
+    if (left < TL_LENGTH_PREFIX) return 0;
     int32_t length = tl_get_i32(buf + pos + 8);
+    if (length < TL_MIN_FRAMED_LENGTH) {
+        snprintf(msg, sizeof msg, "batch at %lld: batchLength %d is below the least frame, %d",
+                 (long long)pos, length, TL_MIN_FRAMED_LENGTH);
+        return fail(err, TL_BAD_LENGTH, pos, TL_MIN_FRAMED_LENGTH, length, msg);
+    }
+    if (left <= TL_MAGIC_OFFSET) return 0;
+    int8_t magic = (int8_t)buf[pos + TL_MAGIC_OFFSET];
+    if (magic < 0 || magic > TL_MAX_MAGIC) {
+        snprintf(msg, sizeof msg, "batch at %lld: magic %d, no record format has it",
+                 (long long)pos, (int)magic);
+        return fail(err, TL_INVALID_MAGIC, pos, 2, magic, msg);
+    }
     int64_t size = TL_LENGTH_PREFIX + (int64_t)length;
-    if (length < TL_MIN_FRAMED_LENGTH || size > end - pos) return -1;
-    int8_t magic = (int8_t)buf[pos + TL_MAGIC_OFFSET]; /* in bounds: size >= 26 */
-    return magic >= 0 && magic <= TL_MAX_MAGIC ? size : -1;
+    return size <= left ? size : 0;
 }
 
-int64_t tl_second_batch_at(const uint8_t *buf, int64_t end) {
-    int64_t first = framed_size(buf, 0, end);
-    return first >= 0 && framed_size(buf, first, end) >= 0 ? first : -1;
+int64_t tl_produce_batch_size(const uint8_t *buf, int64_t end, tl_error *err) {
+    char msg[160];
+    int64_t first = kafka_frame(buf, 0, end, err);
+    if (first < 0) return -1;
+    if (first == 0) {
+        snprintf(msg, sizeof msg, "no record batch in %lld bytes: a Produce carries one per partition",
+                 (long long)end);
+        return fail(err, TL_NO_BATCH, 0, TL_NO_FACT, end, msg);
+    }
+    int8_t magic = (int8_t)buf[TL_MAGIC_OFFSET];
+    if (magic != 2) {
+        snprintf(msg, sizeof msg, "batch at 0: magic %d, only magic 2 is accepted", (int)magic);
+        return fail(err, TL_MAGIC, 0, 2, magic, msg);
+    }
+    int64_t second = kafka_frame(buf, first, end, err);
+    if (second < 0) return -1;
+    if (second > 0) {
+        snprintf(msg, sizeof msg, "batch at %lld: a second batch, where one is allowed",
+                 (long long)first);
+        return fail(err, TL_SECOND_BATCH, first, TL_NO_FACT, TL_NO_FACT, msg);
+    }
+    return first;
 }
 
 int tl_read_header(const uint8_t *buf, int64_t pos, int64_t end, tl_header *h, tl_error *err) {

@@ -29,6 +29,7 @@ typedef enum {
     TL_INFLATION,
     TL_SECOND_BATCH,
     TL_INVALID_MAGIC,
+    TL_NO_BATCH,
     TL_KINDS, /* how many kinds there are, TL_OK included */
 } tl_kind;
 
@@ -38,14 +39,8 @@ typedef enum {
 
 #define TL_NO_FACT INT64_MIN
 
-/* Where a second whole batch starts after the first, framed as Kafka's
- * MemoryRecords iterator frames them (base offset, length, then that many
- * bytes; a shorter tail is no batch, nor is a frame that iterator refuses
- * as corrupt, a length below TL_MIN_FRAMED_LENGTH or a magic outside 0 to
- * TL_MAX_MAGIC, which the checks that follow refuse as Kafka does:
- * CORRUPT_MESSAGE), or -1 if none does. Produce v3+ may
- * carry one batch per partition (Kafka's ProduceRequest.validateRecords). */
-int64_t tl_second_batch_at(const uint8_t *buf, int64_t end);
+/* The error class of each kind, by its name in native/errors.py. */
+extern const char *const tl_kind_names[TL_KINDS];
 
 typedef struct {
     tl_kind kind;
@@ -54,6 +49,17 @@ typedef struct {
     int64_t found;
     char message[160];
 } tl_error;
+
+/* The size of the one batch a Produce partition's records carry, framed
+ * and checked as Kafka's ProduceRequest.validateRecords does through its
+ * MemoryRecords iterator (ByteBufferLogInputStream.nextBatch): the first
+ * frame, its magic 2, then no second frame. Bytes after the batch too few
+ * to frame one, or fewer than their frame's length claims, are not counted:
+ * Kafka leaves them unread and UnifiedLog.trimInvalidBytes drops them. -1
+ * with err set where Kafka refuses the records: a frame its iterator calls
+ * corrupt (TL_BAD_LENGTH, TL_INVALID_MAGIC), no first batch (TL_NO_BATCH),
+ * a first of magic 0 or 1 (TL_MAGIC), a whole second frame (TL_SECOND_BATCH). */
+int64_t tl_produce_batch_size(const uint8_t *buf, int64_t end, tl_error *err);
 
 typedef struct {
     int64_t position;

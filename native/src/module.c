@@ -33,13 +33,6 @@ static PyObject *rejected_timestamps_type;
 static int64_t max_inflated_default; /* native.records.MAX_INFLATED */
 static PyObject *error_types[TL_KINDS];
 
-static const char *const error_names[TL_KINDS] = {
-    [TL_TRUNCATED] = "TruncatedBatch",     [TL_BAD_LENGTH] = "InvalidBatchLength",
-    [TL_CORRUPT] = "CorruptBatch",         [TL_MAGIC] = "UnsupportedMagic",
-    [TL_COUNT] = "InvalidRecordCount",     [TL_RECORD] = "InvalidRecord",
-    [TL_CODEC] = "UnsupportedCompression", [TL_INFLATION] = "InflationLimitExceeded",
-    [TL_SECOND_BATCH] = "SecondBatch",    [TL_INVALID_MAGIC] = "InvalidMagic",
-};
 
 static PyObject *fact(int64_t value) {
     if (value == TL_NO_FACT) Py_RETURN_NONE;
@@ -281,15 +274,15 @@ static PyObject *scan(PyObject *obj, int check, int from_client, const tl_record
     if (PyObject_GetBuffer(obj, &view, PyBUF_SIMPLE) != 0) return NULL;
     const uint8_t *buf = view.buf;
     int64_t end = view.len;
-    /* Before anything in the batches is checked: Kafka refuses a second
-     * batch while it parses the request, before it validates any record. */
-    int64_t second = one_batch ? tl_second_batch_at(buf, end) : -1;
-    if (second >= 0) {
-        PyBuffer_Release(&view);
-        tl_error err = {TL_SECOND_BATCH, second, TL_NO_FACT, TL_NO_FACT, ""};
-        snprintf(err.message, sizeof err.message,
-                 "batch at %lld: a second batch, where one is allowed", (long long)second);
-        return raise_batch_error(&err);
+    /* Before anything in the batch is checked, as Kafka frames the records
+     * while it parses the request; what follows the one batch is dropped. */
+    if (one_batch) {
+        tl_error framing;
+        end = tl_produce_batch_size(buf, end, &framing);
+        if (end < 0) {
+            PyBuffer_Release(&view);
+            return raise_batch_error(&framing);
+        }
     }
     size_t count = 0, cap = 8;
     tl_header *headers = PyMem_RawMalloc(cap * sizeof *headers);
@@ -352,6 +345,15 @@ static PyObject *scan(PyObject *obj, int check, int from_client, const tl_record
 
 static PyObject *py_scan_batches(PyObject *self, PyObject *obj) {
     return scan(obj, 0, 1, NULL, 0, 0);
+}
+
+static PyObject *py_produce_batch_size(PyObject *self, PyObject *obj) {
+    Py_buffer view;
+    if (PyObject_GetBuffer(obj, &view, PyBUF_SIMPLE) != 0) return NULL;
+    tl_error err;
+    int64_t size = tl_produce_batch_size(view.buf, view.len, &err);
+    PyBuffer_Release(&view);
+    return size < 0 ? raise_batch_error(&err) : PyLong_FromLongLong(size);
 }
 
 /* An optional int64 keyword (None leaves *out as it is); 1 if given. */
@@ -1060,6 +1062,8 @@ static PyMethodDef methods[] = {
     {"crc32c_combine", (PyCFunction)(void (*)(void))tl_py_crc32c_combine, METH_FASTCALL,
      "CRC32C of A then B from their CRCs and B's length."},
     {"scan_batches", py_scan_batches, METH_O, "Frame v2 batches and read their headers."},
+    {"produce_batch_size", py_produce_batch_size, METH_O,
+     "The size of the one batch a Produce partition's records carry, as Kafka frames it."},
     {"validate_batches", (PyCFunction)(void (*)(void))py_validate_batches,
      METH_FASTCALL | METH_KEYWORDS, "Frame and validate v2 batches."},
     {"rewrite_batch", (PyCFunction)(void (*)(void))py_rewrite_batch, METH_VARARGS | METH_KEYWORDS,
@@ -1116,6 +1120,6 @@ PyMODINIT_FUNC PyInit__cnative(void) {
     Py_DECREF(limit);
     if (max_inflated_default == -1 && PyErr_Occurred()) return NULL;
     for (int kind = TL_TRUNCATED; kind < TL_KINDS; kind++)
-        if (!(error_types[kind] = import_attr("native.errors", error_names[kind]))) return NULL;
+        if (!(error_types[kind] = import_attr("native.errors", tl_kind_names[kind]))) return NULL;
     return PyModule_Create(&module_def);
 }

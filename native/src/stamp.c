@@ -128,13 +128,6 @@ static PyObject *raise_named(const char *name, PyObject *message, int64_t positi
     return NULL;
 }
 
-static const char *const kind_names[TL_KINDS] = {
-    [TL_TRUNCATED] = "TruncatedBatch",     [TL_BAD_LENGTH] = "InvalidBatchLength",
-    [TL_CORRUPT] = "CorruptBatch",         [TL_MAGIC] = "UnsupportedMagic",
-    [TL_COUNT] = "InvalidRecordCount",     [TL_RECORD] = "InvalidRecord",
-    [TL_CODEC] = "UnsupportedCompression", [TL_INFLATION] = "InflationLimitExceeded",
-    [TL_SECOND_BATCH] = "SecondBatch",    [TL_INVALID_MAGIC] = "InvalidMagic",
-};
 
 static PyObject *unstampable(void) {
     return raise_named("InvalidRecord", PyUnicode_FromString("batch at 0: its records are malformed"),
@@ -232,7 +225,7 @@ static PyObject *stamp(const uint8_t *buf, int64_t len, PyObject *headers, const
     tl_header h;
     tl_error err = {0};
     if (tl_read_header(buf, 0, len, &h, &err) != 0)
-        return raise_named(kind_names[err.kind], PyUnicode_FromString(err.message), err.position,
+        return raise_named(tl_kind_names[err.kind], PyUnicode_FromString(err.message), err.position,
                            err.expected, err.found);
     if (tl_batch_size(&h) != len)
         return raise_named("InvalidBatchLength",

@@ -169,6 +169,41 @@ def test_a_masked_fetch_that_grows_past_its_limit_leaves_later_batches_for_the_n
     assert len(mask_fetch(fetched, MASKING, limit=None).records) == 3
 
 
+@settings(max_examples=60, deadline=None)
+@given(
+    runs=st.lists(
+        st.lists(st.sampled_from(["a", "bb", "ccc"]), min_size=1, max_size=5),
+        min_size=1,
+        max_size=4,
+    ),
+    limit=st.integers(1, 2000),
+)
+def test_a_masked_fetch_sends_whole_batches_within_its_limit_across_appends(
+    runs: list[list[str]], limit: int
+) -> None:
+    """Stored appends of several batches each, grown by masking: whole
+    batches up to ``limit``, the first whatever its size, and the next
+    fetch starts at the first batch left out, inside an append or not."""
+    entries, offset = [], 0
+    for names in runs:
+        batches = []
+        for name in names:
+            value = json.dumps({"customer": {"name": name}}).encode()
+            batches.append(_pure.encode_batch([RecordSpec(0, None, value)], base_offset=offset))
+            offset += 1
+        entries.append(b"".join(batches))
+    fetched = PartitionFetch(entries, offset, offset, 0)
+    masked = mask_fetch(fetched, MASKING, limit=limit)
+    sent = [h for batch in masked.records for h in native.scan_batches(batch)]
+    size = sum(h.size for h in sent)
+    assert sent, "the first batch goes whatever its size"
+    assert len(sent) == 1 or size <= limit
+    assert [h.base_offset for h in sent] == list(range(len(sent)))
+    assert masked.next_offset == (offset if len(sent) == offset else len(sent))
+    whole = mask_fetch(fetched, MASKING, limit=None)
+    assert b"".join(map(bytes, masked.records)) == b"".join(map(bytes, whole.records))[:size]
+
+
 # -- the embedded consumer ----------------------------------------------------------------
 
 

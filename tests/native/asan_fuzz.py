@@ -225,12 +225,14 @@ def main() -> int:
         except EXPECTED:
             errors += 1
         # A Produce partition's framing: the second batch (or its cut-off
-        # start, or a bare frame) right behind the first.
+        # start, a tail dropped after the first, or a bare frame) right
+        # behind the first, framed alone and validated.
         second = mutate(rng, rng.choice(corpus))[: rng.randrange(80)]
-        try:
-            c.validate_batches(data + second, one_batch=True)
-        except EXPECTED:
-            errors += 1
+        for frame in (c.produce_batch_size, lambda d: c.validate_batches(d, one_batch=True)):
+            try:
+                frame(data + second)
+            except EXPECTED:
+                errors += 1
         try:
             stamp_hostile(rng, data)
         except EXPECTED:

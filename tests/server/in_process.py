@@ -67,6 +67,12 @@ class InProcessServer:
             time.sleep(0.01)
         raise AssertionError("the condition never held")
 
+    def __enter__(self) -> InProcessServer:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
     def stop(self) -> None:
         asyncio.run_coroutine_threadsafe(self.server.stop(), self.loop).result(self.timeout)
         self.loop.call_soon_threadsafe(self.loop.stop)

@@ -28,7 +28,14 @@ from engine.protocol.apis import ApiKey, request_schema
 from engine.server.config import ServerConfig
 from native import RecordSpec
 from tests.server.in_process import InProcessServer, hold_config_changes
-from tests.server.wire import Wire, build, encode_request, fetch_from_start, response_schema_for
+from tests.server.wire import (
+    Wire,
+    build,
+    encode_request,
+    fetch_from_start,
+    produce_answers,
+    response_schema_for,
+)
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -160,8 +167,8 @@ def test_a_second_batch_is_refused_per_partition_after_the_partition_is_known(
     UNKNOWN_TOPIC_OR_PARTITION however many batches it was sent, one that
     does is refused its second batch, and the request's other partitions
     are appended as usual."""
-    codes = _produce_answers(
-        many_partitions,
+    codes = produce_answers(
+        many_partitions.bootstrap,
         [
             {
                 "name": TOPIC,
@@ -189,8 +196,8 @@ def test_a_second_batch_is_refused_before_its_first_is_validated(
     __consumer_offsets, and a corrupt lone batch is still CORRUPT_MESSAGE."""
     corrupt = bytearray(BATCH)
     corrupt[100] ^= 0x01
-    codes = _produce_answers(
-        many_partitions,
+    codes = produce_answers(
+        many_partitions.bootstrap,
         [
             {
                 "name": TOPIC,
@@ -218,8 +225,8 @@ def test_a_frame_too_short_for_kafkas_iterator_after_the_first_batch_is_corrupt(
     batchLength below 14 (LegacyRecord.RECORD_OVERHEAD_V0) while
     ProduceRequest.validateRecords looks for a second batch: such a frame
     is answered CORRUPT_MESSAGE, not as a second batch; from 14 on it is one."""
-    codes = _produce_answers(
-        many_partitions,
+    codes = produce_answers(
+        many_partitions.bootstrap,
         [
             {
                 "name": TOPIC,
@@ -250,8 +257,8 @@ def test_a_magic_kafkas_iterator_refuses_is_corrupt_message_alone_or_second(
         struct.pack_into(">b", batch, 16, magic)
         return bytes(batch)
 
-    codes = _produce_answers(
-        many_partitions,
+    codes = produce_answers(
+        many_partitions.bootstrap,
         [
             {
                 "name": TOPIC,
@@ -269,26 +276,6 @@ def test_a_magic_kafkas_iterator_refuses_is_corrupt_message_alone_or_second(
         (TOPIC, 2): (CORRUPT_MESSAGE, -1),
         (TOPIC, 3): (INVALID_RECORD, -1),
         (TOPIC, 4): (INVALID_RECORD, -1),
-    }
-
-
-def _produce_answers(
-    served: InProcessServer, topic_data: list[dict[str, Any]]
-) -> dict[tuple[str, int], tuple[int, int]]:
-    """Each partition's (error code, base offset) in the answer to a
-    Produce v9 of ``topic_data`` with acks=all."""
-    produce = build(
-        request_schema(ApiKey.PRODUCE, 9),
-        acks=-1,
-        timeout=datetime.timedelta(seconds=10),
-        topic_data=topic_data,
-    )
-    with Wire(served.bootstrap) as wire:
-        topics = wire.request(produce).responses
-    return {
-        (topic.name, p.index): (p.error_code, p.base_offset)
-        for topic in topics
-        for p in topic.partition_responses
     }
 
 

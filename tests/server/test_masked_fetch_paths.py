@@ -7,6 +7,7 @@ cannot be masked is refused, never sent in clear."""
 
 from __future__ import annotations
 
+import datetime
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,10 +18,12 @@ from kafka import KafkaConsumer, TopicPartition
 
 import engine
 import native
+from engine.protocol.apis import ApiKey, load_request_schema
 from engine.protocol.kafka_code import KafkaCode
 from engine.server.config import ServerConfig
+from native import RecordSpec
 from tests.server.in_process import InProcessServer
-from tests.server.wire import Wire, fetch_from_start
+from tests.server.wire import Wire, build, fetch_from_start
 
 RULES = json.dumps([{"path": "/name", "action": "hash"}, {"path": "/email", "action": "redact"}])
 ADMIN = "User:admin"
@@ -48,7 +51,9 @@ def _serve(opened: engine.Engine, **options: Any) -> Iterator[InProcessServer]:
         server.stop()
 
 
-def _read(bootstrap: str, topic: str, count: int, **config: Any) -> list[bytes]:
+def _read(
+    bootstrap: str, topic: str, count: int, partitions: int = 1, **config: Any
+) -> list[bytes]:
     consumer = KafkaConsumer(
         bootstrap_servers=bootstrap,
         group_id=None,
@@ -56,7 +61,7 @@ def _read(bootstrap: str, topic: str, count: int, **config: Any) -> list[bytes]:
         auto_offset_reset="earliest",
         **config,
     )
-    consumer.assign([TopicPartition(topic, 0)])
+    consumer.assign([TopicPartition(topic, p) for p in range(partitions)])
     values: list[bytes] = []
     try:
         for _ in range(60):
@@ -123,3 +128,73 @@ def test_a_batch_that_cannot_be_masked_is_answered_corrupt_message(
         assert partition.error_code == KafkaCode.CORRUPT_MESSAGE
         assert not partition.records
         assert _fetch(server.bootstrap, "plain").responses[0].partitions[0].records  # served on
+
+
+def _appended_as_runs(opened: engine.Engine, topic: str, partitions: int) -> int:
+    """Sixteen one-record batches in one append (an embedded append of
+    several) to each partition of a new masked ``topic``; the append's size."""
+    opened.create_topic(topic, partitions, {"tidelog.masking.rules": RULES})
+    run = b"".join(
+        native.encode_batch(
+            [RecordSpec(1_700_000_000_000, None, json.dumps({"name": f"r{i}"}).encode(), ())]
+        )
+        for i in range(16)
+    )
+    for partition in range(partitions):
+        opened.produce(topic, partition, run)
+    return len(run)
+
+
+def _fetch_partitions(topic: str, partitions: int, max_bytes: int, partition_max: int) -> Any:
+    return build(
+        load_request_schema(ApiKey.FETCH, 11),
+        replica_id=-1,
+        max_wait=datetime.timedelta(0),
+        min_bytes=0,
+        max_bytes=max_bytes,
+        isolation_level=0,
+        session_epoch=-1,
+        topics=[
+            {
+                "topic": topic,
+                "partitions": [
+                    {"partition": p, "fetch_offset": 0, "partition_max_bytes": partition_max}
+                    for p in range(partitions)
+                ],
+            }
+        ],
+    )
+
+
+@pytest.mark.parametrize(
+    ("share", "partition_share"),
+    [pytest.param(1, 1, id="the-response-binds"), pytest.param(4, 1 / 2, id="a-partition-binds")],
+)
+def test_a_masked_answer_keeps_whole_batches_within_max_bytes(
+    opened: engine.Engine, share: float, partition_share: float
+) -> None:
+    """Kafka's rule for the grown batches of a stored append too: whole
+    batches up to the partition's and the response's max_bytes, only the
+    first batch of the answer sent whatever its size."""
+    stored = _appended_as_runs(opened, "runs", 2)
+    max_bytes, partition_max = int(stored * share), int(stored * partition_share)
+    for server in _serve(opened):
+        with Wire(server.bootstrap) as wire:
+            answer = wire.request(_fetch_partitions("runs", 2, max_bytes, partition_max))
+        partitions = [bytes(p.records or b"") for p in answer.responses[0].partitions]
+        assert partitions[0], "the first partition sends at least its first batch"
+        for records in partitions:
+            assert len(records) <= partition_max
+            for value in (r.value for r in native.decode_records(records)):
+                assert len(json.loads(value)["name"]) == 32  # masked
+        assert sum(map(len, partitions)) <= max_bytes
+        # Where an answer stopped, the next fetch goes on: every record, in order.
+        values = _read(
+            server.bootstrap,
+            "runs",
+            32,
+            partitions=2,
+            fetch_max_bytes=max_bytes,
+            max_partition_fetch_bytes=partition_max,
+        )
+        assert sorted(len(json.loads(v)["name"]) for v in values) == [32] * 32

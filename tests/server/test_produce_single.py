@@ -5,20 +5,17 @@ which the general decoder refuses with its own message."""
 
 from __future__ import annotations
 
-import struct
 from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import native
 from engine.protocol.apis import ApiKey, load_request_schema
 from engine.protocol.codec import body_offset
 from engine.protocol.errors import MalformedRequest
 from engine.protocol.frames import parse_header
-from engine.protocol.produce import ProduceRequest, decode_produce, holds_a_second_batch
+from engine.protocol.produce import ProduceRequest, decode_produce
 from engine.protocol.produce_single import decode_single_partition
-from native import RecordSpec
 from tests.server.wire import build, encode_request
 
 VERSIONS = range(3, 12)
@@ -146,41 +143,3 @@ def test_a_damaged_request_is_decoded_alike_or_left_to_the_general_decoder(
     if single is not None:
         assert not isinstance(general, MalformedRequest)
         assert _plain(single) == _plain(general)
-
-
-@settings(max_examples=200, deadline=None)
-@given(
-    values=st.lists(st.binary(max_size=300), min_size=1, max_size=4),
-    tail=st.integers(0, 200),
-)
-def test_a_second_batch_is_found_as_kafkas_iterator_frames_it(
-    values: list[bytes], tail: int
-) -> None:
-    """Whole batches after the first count, a shorter tail (cut from one
-    more batch) does not: it is left for validation, as Kafka's
-    MemoryRecords iterator leaves it."""
-    batches = [native.encode_batch([RecordSpec(1_700_000_000_000, None, v, ())]) for v in values]
-    extra = native.encode_batch([RecordSpec(1_700_000_000_000, None, b"x" * 300, ())])
-    data = b"".join(batches) + extra[: min(tail, len(extra) - 1)]
-    assert holds_a_second_batch(memoryview(data)) == (len(batches) > 1)
-
-
-@settings(max_examples=200, deadline=None)
-@given(head=st.binary(max_size=40), length=st.integers(-2, 40), tail=st.binary(max_size=60))
-def test_a_second_batch_is_found_where_validation_finds_one(
-    head: bytes, length: int, tail: bytes
-) -> None:
-    """The handler's look (for internal topics, refused before validation)
-    and validate_batches' one_batch frame batches alike, a frame whose
-    length Kafka's iterator calls corrupt included."""
-    batch = native.encode_batch([RecordSpec(1_700_000_000_000, None, b"v", ())])
-    frame = struct.pack(">qi", 0, length) + tail
-    for data in (head, batch + frame, frame + batch, head + batch):
-        try:
-            native.validate_batches(data, one_batch=True)
-            found = False
-        except native.SecondBatch:
-            found = True
-        except native.BatchError:
-            found = False
-        assert holds_a_second_batch(memoryview(data)) == found

@@ -320,3 +320,23 @@ def entities(schema: type) -> st.SearchStrategy[Any]:
     """Instances of a kio entity class, every field (defaulted ones too) drawn."""
     register_kio_strategies()
     return st.builds(schema, **{f.name: values_of(f.type) for f in dataclasses.fields(schema)})
+
+
+def produce_answers(
+    bootstrap: str, topic_data: list[dict[str, Any]]
+) -> dict[tuple[str, int], tuple[int, int]]:
+    """Each partition's (error code, base offset) in the answer to a
+    Produce v9 of ``topic_data`` with acks=all."""
+    produce = build(
+        load_request_schema(ApiKey.PRODUCE, 9),
+        acks=-1,
+        timeout=datetime.timedelta(seconds=10),
+        topic_data=topic_data,
+    )
+    with Wire(bootstrap) as wire:
+        topics = wire.request(produce).responses
+    return {
+        (topic.name, p.index): (p.error_code, p.base_offset)
+        for topic in topics
+        for p in topic.partition_responses
+    }

@@ -29,13 +29,13 @@ from typing import TYPE_CHECKING, Any
 
 from engine.errors import EngineError, error_code
 from engine.internal_topics import is_internal_topic
-from engine.partition import ONE_BATCH_PER_PARTITION, AppendResult
+from engine.partition import AppendResult, produce_framing_refusal
 from engine.protocol.apis import ApiKey
 from engine.protocol.codec import body_offset
 from engine.protocol.errors import ProtocolError
 from engine.protocol.frames import RequestHeader
 from engine.protocol.kafka_code import KafkaCode
-from engine.protocol.produce import ProduceRequest, decode_produce, holds_a_second_batch
+from engine.protocol.produce import ProduceRequest, decode_produce
 from engine.protocol.produce_single import decode_single_partition
 from engine.server import authorize
 from engine.server.authorizer import AclOperation
@@ -189,11 +189,13 @@ def _refused_append(
     topic: str, partition: int, records: memoryview, error: EngineError
 ) -> tuple[int, Outcome, str | None]:
     """An append the engine refused before validating it. Kafka's
-    internal topics exist to its handleProduceRequest, which refuses a
-    second batch (INVALID_RECORD) before the append is refused; tidelog's
-    are refused before validation, so that one case is looked for here."""
-    if is_internal_topic(topic) and holds_a_second_batch(records):
-        return partition, KafkaCode.INVALID_RECORD, ONE_BATCH_PER_PARTITION
+    internal topics exist to its handleProduceRequest, which frames the
+    records (ProduceRequest.validateRecords: a corrupt frame, no batch, a
+    magic 0 or 1 batch, a second batch) before ReplicaManager refuses the
+    append (INVALID_TOPIC_EXCEPTION); tidelog's are refused before
+    validation, so that framing is done here."""
+    if is_internal_topic(topic):
+        error = produce_framing_refusal(records, topic, partition) or error
     return partition, error, None
 
 
