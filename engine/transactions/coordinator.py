@@ -301,6 +301,19 @@ class TransactionCoordinator:
                     f"offsets of group {group_id!r} (AddOffsetsToTxn comes first)"
                 )
 
+    def check_producer(self, transactional_id: str, producer_id: int) -> None:
+        """Raises InvalidProducerIdMapping unless ``producer_id`` is the
+        transactional id's: a Produce's transactional batches speak for the
+        transactional id its sender was authorized on, never for another's
+        producer (Kafka's TransactionCoordinator verifies the same mapping)."""
+        with self._table.lock:
+            meta = self._table.get(transactional_id)
+            if meta is None or meta.producer_id != producer_id:
+                raise InvalidProducerIdMapping(
+                    f"producer {producer_id} is not the producer of transactional id "
+                    f"{transactional_id!r}"
+                )
+
     def verify(self, topic: str, partition: int, producer_id: int, producer_epoch: int) -> None:
         """Raises unless the producer has an open transaction that includes
         the partition: the check a partition makes before it appends a

@@ -1,0 +1,110 @@
+"""A Produce carrying transactional batches, by a principal with WRITE on
+the topic but not on the transaction: as Kafka's
+KafkaApis.handleProduceRequest, transactional records need WRITE on the
+request's transactional id (a request naming none is refused
+TRANSACTIONAL_ID_AUTHORIZATION_FAILED), and as Kafka's transaction
+verification, the batch's producer id must be that transactional id's
+(INVALID_PRODUCER_ID_MAPPING otherwise). Else anyone who may write the
+topic could slip records into another producer's open transaction, to be
+committed with it as if its owner had written them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from confluent_kafka import Producer
+from confluent_kafka.admin import AclOperation, ResourceType
+from kio.index import load_request_schema as request_schema
+
+import native
+from engine.protocol.apis import ApiKey
+from engine.protocol.kafka_code import KafkaCode
+from tests.server.conftest import quiet_librdkafka
+from tests.server.test_acls import TIMEOUT, Cluster, _allow, _create, _create_topic, open_cluster
+from tests.server.wire import Wire, build
+
+TOPIC = "ledger"
+VICTIM, ATTACKER = "User:alice", "User:mallory"
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
+    with open_cluster(tmp_path / "node") as running:
+        yield running
+
+
+@pytest.fixture
+def open_transaction(cluster: Cluster) -> Iterator[Producer]:
+    """alice's transaction, open on the topic with one record in it;
+    mallory may write the topic and her own transactional id only."""
+    _create_topic(cluster, TOPIC)
+    _create(
+        cluster.admin(),
+        _allow(ResourceType.TOPIC, TOPIC, VICTIM, AclOperation.WRITE),
+        _allow(ResourceType.TRANSACTIONAL_ID, "alice-txn", VICTIM, AclOperation.WRITE),
+        _allow(ResourceType.TOPIC, TOPIC, ATTACKER, AclOperation.WRITE),
+        _allow(ResourceType.TRANSACTIONAL_ID, "mallory-txn", ATTACKER, AclOperation.WRITE),
+    )
+    producer = Producer(
+        {
+            "bootstrap.servers": cluster.bootstrap(VICTIM),
+            "transactional.id": "alice-txn",
+            **quiet_librdkafka(),
+        }
+    )
+    producer.init_transactions(TIMEOUT)
+    producer.begin_transaction()
+    producer.produce(TOPIC, b"alice's own")
+    assert producer.flush(TIMEOUT) == 0
+    yield producer
+
+
+def _forged(cluster: Cluster, transactional_id: str | None) -> Any:
+    """A Produce of one record in the victim's open transaction: its
+    producer id, epoch and next sequence, as DescribeProducers shows them
+    to anyone who may read the topic."""
+    (victim,) = cluster.engine.partition(TOPIC, 0).describe_producers()
+    assert victim.current_txn_start_offset == 0
+    records = native.encode_batch(
+        [native.RecordSpec(0, None, b"mallory's, in alice's name", ())],
+        producer_id=victim.producer_id,
+        producer_epoch=victim.producer_epoch,
+        base_sequence=victim.last_sequence + 1,
+        is_transactional=True,
+    )
+    return build(
+        request_schema(ApiKey.PRODUCE, 9),
+        transactional_id=transactional_id,
+        acks=-1,
+        timeout_ms=TIMEOUT * 1000,
+        topic_data=[{"name": TOPIC, "partition_data": [{"index": 0, "records": records}]}],
+    )
+
+
+def _code(cluster: Cluster, request: Any) -> int:
+    with Wire(cluster.bootstrap(ATTACKER), timeout=TIMEOUT) as wire:
+        answer = wire.request(request)
+    (topic,) = answer.responses
+    (partition,) = topic.partition_responses
+    return int(partition.error_code)
+
+
+def test_transactional_records_without_a_transactional_id_are_refused(
+    cluster: Cluster, open_transaction: Producer
+) -> None:
+    code = _code(cluster, _forged(cluster, None))
+    assert code == KafkaCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+    assert cluster.engine.offsets(TOPIC, 0) == (0, 1)
+    open_transaction.commit_transaction(TIMEOUT)
+
+
+def test_transactional_records_of_another_transactional_ids_producer_are_refused(
+    cluster: Cluster, open_transaction: Producer
+) -> None:
+    code = _code(cluster, _forged(cluster, "mallory-txn"))
+    assert code == KafkaCode.INVALID_PRODUCER_ID_MAPPING
+    assert cluster.engine.offsets(TOPIC, 0) == (0, 1)
+    open_transaction.commit_transaction(TIMEOUT)
