@@ -1,4 +1,6 @@
-"""A Produce carrying transactional batches, by a principal with WRITE on
+"""Transactions against a principal with few rights, over the wire.
+
+A Produce carrying transactional batches, by a principal with WRITE on
 the topic but not on the transaction: as Kafka's
 KafkaApis.handleProduceRequest, transactional records need WRITE on the
 request's transactional id (a request naming none is refused
@@ -6,7 +8,12 @@ TRANSACTIONAL_ID_AUTHORIZATION_FAILED), and as Kafka's transaction
 verification, the batch's producer id must be that transactional id's
 (INVALID_PRODUCER_ID_MAPPING otherwise). Else anyone who may write the
 topic could slip records into another producer's open transaction, to be
-committed with it as if its owner had written them."""
+committed with it as if its owner had written them.
+
+DescribeTransactions lists, of a transaction the principal may DESCRIBE,
+only the partitions of topics it may DESCRIBE (Kafka's
+handleDescribeTransactionsRequest): the transactional id is no way to
+learn the names of topics kept from it."""
 
 from __future__ import annotations
 
@@ -23,11 +30,19 @@ import native
 from engine.protocol.apis import ApiKey
 from engine.protocol.kafka_code import KafkaCode
 from tests.server.conftest import quiet_librdkafka
-from tests.server.test_acls import TIMEOUT, Cluster, _allow, _create, _create_topic, open_cluster
+from tests.server.test_acls import (
+    ADMIN,
+    TIMEOUT,
+    Cluster,
+    _allow,
+    _create,
+    _create_topic,
+    open_cluster,
+)
 from tests.server.wire import Wire, build
 
-TOPIC = "ledger"
-VICTIM, ATTACKER = "User:alice", "User:mallory"
+TOPIC, PUBLIC = "ledger", "public"
+VICTIM, ATTACKER, OBSERVER = "User:alice", "User:mallory", "User:eve"
 
 
 @pytest.fixture
@@ -41,9 +56,11 @@ def open_transaction(cluster: Cluster) -> Iterator[Producer]:
     """alice's transaction, open on the topic with one record in it;
     mallory may write the topic and her own transactional id only."""
     _create_topic(cluster, TOPIC)
+    _create_topic(cluster, PUBLIC)
     _create(
         cluster.admin(),
         _allow(ResourceType.TOPIC, TOPIC, VICTIM, AclOperation.WRITE),
+        _allow(ResourceType.TOPIC, PUBLIC, VICTIM, AclOperation.WRITE),
         _allow(ResourceType.TRANSACTIONAL_ID, "alice-txn", VICTIM, AclOperation.WRITE),
         _allow(ResourceType.TOPIC, TOPIC, ATTACKER, AclOperation.WRITE),
         _allow(ResourceType.TRANSACTIONAL_ID, "mallory-txn", ATTACKER, AclOperation.WRITE),
@@ -58,6 +75,7 @@ def open_transaction(cluster: Cluster) -> Iterator[Producer]:
     producer.init_transactions(TIMEOUT)
     producer.begin_transaction()
     producer.produce(TOPIC, b"alice's own")
+    producer.produce(PUBLIC, b"alice's, public")
     assert producer.flush(TIMEOUT) == 0
     yield producer
 
@@ -107,4 +125,25 @@ def test_transactional_records_of_another_transactional_ids_producer_are_refused
     code = _code(cluster, _forged(cluster, "mallory-txn"))
     assert code == KafkaCode.INVALID_PRODUCER_ID_MAPPING
     assert cluster.engine.offsets(TOPIC, 0) == (0, 1)
+    open_transaction.commit_transaction(TIMEOUT)
+
+
+def test_describe_transactions_lists_only_the_topics_the_principal_may_describe(
+    cluster: Cluster, open_transaction: Producer
+) -> None:
+    _create(
+        cluster.admin(),
+        _allow(ResourceType.TRANSACTIONAL_ID, "alice-txn", OBSERVER, AclOperation.DESCRIBE),
+        _allow(ResourceType.TOPIC, PUBLIC, OBSERVER, AclOperation.DESCRIBE),
+    )
+    request = build(
+        request_schema(ApiKey.DESCRIBE_TRANSACTIONS, 0), transactional_ids=["alice-txn"]
+    )
+    with Wire(cluster.bootstrap(OBSERVER), timeout=TIMEOUT) as wire:
+        (state,) = wire.request(request).transaction_states
+    assert state.error_code == KafkaCode.NONE
+    assert [(t.topic, list(t.partitions)) for t in state.topics] == [(PUBLIC, [0])]
+    with Wire(cluster.bootstrap(ADMIN), timeout=TIMEOUT) as wire:
+        (state,) = wire.request(request).transaction_states
+    assert sorted(t.topic for t in state.topics) == [TOPIC, PUBLIC]
     open_transaction.commit_transaction(TIMEOUT)
