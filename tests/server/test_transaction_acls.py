@@ -80,10 +80,10 @@ def open_transaction(cluster: Cluster) -> Iterator[Producer]:
     yield producer
 
 
-def _forged(cluster: Cluster, transactional_id: str | None) -> Any:
-    """A Produce of one record in the victim's open transaction: its
-    producer id, epoch and next sequence, as DescribeProducers shows them
-    to anyone who may read the topic."""
+def _forged(cluster: Cluster, transactional_id: str | None, transactional: bool = True) -> Any:
+    """A Produce of one record as the victim's producer, whose transaction
+    is open: its producer id, epoch and next sequence, as DescribeProducers
+    shows them to anyone who may read the topic."""
     (victim,) = cluster.engine.partition(TOPIC, 0).describe_producers()
     assert victim.current_txn_start_offset == 0
     records = native.encode_batch(
@@ -91,7 +91,7 @@ def _forged(cluster: Cluster, transactional_id: str | None) -> Any:
         producer_id=victim.producer_id,
         producer_epoch=victim.producer_epoch,
         base_sequence=victim.last_sequence + 1,
-        is_transactional=True,
+        is_transactional=transactional,
     )
     return build(
         request_schema(ApiKey.PRODUCE, 9),
@@ -124,6 +124,20 @@ def test_transactional_records_of_another_transactional_ids_producer_are_refused
 ) -> None:
     code = _code(cluster, _forged(cluster, "mallory-txn"))
     assert code == KafkaCode.INVALID_PRODUCER_ID_MAPPING
+    assert cluster.engine.offsets(TOPIC, 0) == (0, 1)
+    open_transaction.commit_transaction(TIMEOUT)
+
+
+def test_a_plain_batch_of_a_producer_in_a_transaction_is_invalid_txn_state(
+    cluster: Cluster, open_transaction: Producer
+) -> None:
+    """As Kafka's ProducerAppendInfo ("Expected transactional write from
+    producer"): a batch outside the transaction, from a producer whose
+    transaction is open on the partition, is refused. Taken, it was a
+    record under the victim's producer id that its abort could not take
+    back, and the victim's next batch was out of sequence."""
+    code = _code(cluster, _forged(cluster, None, transactional=False))
+    assert code == KafkaCode.INVALID_TXN_STATE
     assert cluster.engine.offsets(TOPIC, 0) == (0, 1)
     open_transaction.commit_transaction(TIMEOUT)
 
