@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from confluent_kafka.admin import AclOperation, ResourceType
@@ -28,7 +29,7 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
         yield running
 
 
-def _created(cluster: Cluster, name: str) -> object:
+def _created(cluster: Cluster, name: str) -> Any:
     request = build(
         request_schema(ApiKey.CREATE_TOPICS, 7),
         topics=[{"name": name, "num_partitions": 1, "replication_factor": 1}],

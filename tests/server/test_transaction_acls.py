@@ -110,34 +110,30 @@ def _code(cluster: Cluster, request: Any) -> int:
     return int(partition.error_code)
 
 
-def test_transactional_records_without_a_transactional_id_are_refused(
-    cluster: Cluster, open_transaction: Producer
+@pytest.mark.parametrize(
+    ("transactional_id", "transactional", "refused"),
+    [
+        # Kafka's handleProduceRequest: transactional records need an id.
+        (None, True, KafkaCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED),
+        # Its transaction verification: the id's producer, no other.
+        ("mallory-txn", True, KafkaCode.INVALID_PRODUCER_ID_MAPPING),
+        # Its ProducerAppendInfo ("Expected transactional write from
+        # producer"): taken, the record was the victim's producer's outside
+        # its transaction (its abort could not take it back), and the
+        # victim's next batch was out of sequence.
+        (None, False, KafkaCode.INVALID_TXN_STATE),
+    ],
+    ids=["no-transactional-id", "another-transactional-id", "outside-the-transaction"],
+)
+def test_a_batch_as_another_producer_in_its_transaction_is_refused(
+    cluster: Cluster,
+    open_transaction: Producer,
+    transactional_id: str | None,
+    transactional: bool,
+    refused: KafkaCode,
 ) -> None:
-    code = _code(cluster, _forged(cluster, None))
-    assert code == KafkaCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED
-    assert cluster.engine.offsets(TOPIC, 0) == (0, 1)
-    open_transaction.commit_transaction(TIMEOUT)
-
-
-def test_transactional_records_of_another_transactional_ids_producer_are_refused(
-    cluster: Cluster, open_transaction: Producer
-) -> None:
-    code = _code(cluster, _forged(cluster, "mallory-txn"))
-    assert code == KafkaCode.INVALID_PRODUCER_ID_MAPPING
-    assert cluster.engine.offsets(TOPIC, 0) == (0, 1)
-    open_transaction.commit_transaction(TIMEOUT)
-
-
-def test_a_plain_batch_of_a_producer_in_a_transaction_is_invalid_txn_state(
-    cluster: Cluster, open_transaction: Producer
-) -> None:
-    """As Kafka's ProducerAppendInfo ("Expected transactional write from
-    producer"): a batch outside the transaction, from a producer whose
-    transaction is open on the partition, is refused. Taken, it was a
-    record under the victim's producer id that its abort could not take
-    back, and the victim's next batch was out of sequence."""
-    code = _code(cluster, _forged(cluster, None, transactional=False))
-    assert code == KafkaCode.INVALID_TXN_STATE
+    code = _code(cluster, _forged(cluster, transactional_id, transactional))
+    assert code == refused
     assert cluster.engine.offsets(TOPIC, 0) == (0, 1)
     open_transaction.commit_transaction(TIMEOUT)
 
