@@ -285,6 +285,13 @@ class Partition:
                     # Under the lock: a marker for this producer (written
                     # under it too) cannot come between the check and the append.
                     self._verify_transaction(producer_batch)
+                elif producer_batch.producer_id in self.txns.ongoing:
+                    # Kafka's ProducerAppendInfo: its transaction's abort
+                    # could not take such a batch back.
+                    raise InvalidTxnState(
+                        f"producer {producer_batch.producer_id} has a transaction open on "
+                        f"{self.topic}-{self.index}: expected a transactional batch"
+                    )
             base = self.store.next_offset(self.stream_id)
             offset = base
             max_timestamp = -1

@@ -76,7 +76,7 @@ class JsonSchemaCheck:
 
     def problem(self, body: bytes | memoryview) -> str | None:
         try:
-            instance = json.loads(bytes(body))
+            instance = json.loads(bytes(body), parse_constant=_not_json)
         except (ValueError, RecursionError) as error:
             return f"is not JSON: {error}"
         try:
@@ -88,6 +88,13 @@ class JsonSchemaCheck:
         if found is None:
             return None
         return f"{found.json_path}: {found.message}"
+
+
+def _not_json(constant: str) -> Any:
+    """Python's json module reads NaN, Infinity and -Infinity, which JSON
+    (RFC 8259) has not: as numbers they would pass any bound (NaN compares
+    false), and consumers' parsers refuse them."""
+    raise ValueError(f"{constant} is not a JSON value")
 
 
 class AvroCheck:

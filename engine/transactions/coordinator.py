@@ -288,11 +288,7 @@ class TransactionCoordinator:
         the group (AddOffsetsToTxn came first). A fenced epoch is answered
         INVALID_PRODUCER_EPOCH, as the offsets log's own check would."""
         with self._table.lock:
-            meta = self._table.get(transactional_id)
-            if meta is None or meta.producer_id != producer_id:
-                raise InvalidProducerIdMapping(
-                    f"transactional id {transactional_id!r} does not have producer id {producer_id}"
-                )
+            meta = self._mapped(transactional_id, producer_id)
             if meta.producer_epoch != producer_epoch:
                 raise InvalidProducerEpoch(producer_id, producer_epoch, meta.producer_epoch)
             if meta.state is not TxnState.ONGOING or group_id not in meta.groups:
@@ -300,6 +296,14 @@ class TransactionCoordinator:
                     f"transactional id {transactional_id!r} has no open transaction with "
                     f"offsets of group {group_id!r} (AddOffsetsToTxn comes first)"
                 )
+
+    def check_producer(self, transactional_id: str, producer_id: int) -> None:
+        """Raises InvalidProducerIdMapping unless ``producer_id`` is the
+        transactional id's: a Produce's transactional batches speak for the
+        transactional id its sender was authorized on, never for another's
+        producer (Kafka's TransactionCoordinator verifies the same mapping)."""
+        with self._table.lock:
+            self._mapped(transactional_id, producer_id)
 
     def verify(self, topic: str, partition: int, producer_id: int, producer_epoch: int) -> None:
         """Raises unless the producer has an open transaction that includes
@@ -406,16 +410,22 @@ class TransactionCoordinator:
 
     # -- checks -------------------------------------------------------------------
 
-    def _current(
-        self, transactional_id: str, producer_id: int, producer_epoch: int
-    ) -> TransactionMetadata:
-        """The id's state for a request from (producer id, epoch); raises
-        Kafka's error if it is not that producer's, or is busy. Under the lock."""
+    def _mapped(self, transactional_id: str, producer_id: int) -> TransactionMetadata:
+        """The id's state if ``producer_id`` is its producer; raises
+        InvalidProducerIdMapping if not. Under the lock."""
         meta = self._table.get(transactional_id)
         if meta is None or meta.producer_id != producer_id:
             raise InvalidProducerIdMapping(
                 f"transactional id {transactional_id!r} does not have producer id {producer_id}"
             )
+        return meta
+
+    def _current(
+        self, transactional_id: str, producer_id: int, producer_epoch: int
+    ) -> TransactionMetadata:
+        """The id's state for a request from (producer id, epoch); raises
+        Kafka's error if it is not that producer's, or is busy. Under the lock."""
+        meta = self._mapped(transactional_id, producer_id)
         if meta.producer_epoch != producer_epoch:
             raise ProducerFenced(transactional_id, producer_epoch, meta.producer_epoch)
         if self._table.is_pending(transactional_id):

@@ -246,7 +246,8 @@ def test_compiled_schemas_are_kept_and_bounded(lookup: InMemorySchemas) -> None:
 ORDERS = st.fixed_dictionaries(
     {
         "id": st.text(max_size=20),
-        "amount": st.integers(min_value=0) | st.floats(min_value=0, allow_nan=False),
+        "amount": st.integers(min_value=0)
+        | st.floats(min_value=0, allow_nan=False, allow_infinity=False),  # JSON has no inf
     },
     optional={"note": st.text(max_size=20), "extra": st.integers()},
 )
@@ -373,3 +374,21 @@ def test_a_recursive_avro_schema_is_checked_by_id_so_no_nesting_can_overflow(
     assert check([(None, frame(recursive.schema_id, deep))], lookup) == ()
     shallow = lookup.register("s", AVRO, ORDER_AVRO)
     assert isinstance(CompiledSchemas().get(shallow), AvroCheck)
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_json_refuses_the_constants_python_reads_but_json_has_not(
+    lookup: InMemorySchemas, constant: str
+) -> None:
+    """NaN and the infinities are not JSON (RFC 8259), though Python's json
+    module reads them: read as numbers, NaN passed every bound ("amount"
+    has a minimum of 0), and the consumers' JSON parsers (Jackson under
+    Confluent's deserializer, JSON.parse, encoding/json) refuse the record
+    the broker had let in."""
+    known = lookup.register("orders-value", JSON, ORDER_JSON).schema_id
+    text = b'{"id": "o-1", "amount": %s}' % constant.encode()
+    errors = check([(None, frame(known, text)), (None, text)], lookup)
+    assert errors[0][0] == 0 and errors[0][1].startswith("record 0: value is not JSON: ")
+    raw = check([(None, text)], lookup, value="raw")
+    assert raw[0][1].startswith("record 0: value is not JSON: ")
+    assert constant in raw[0][1]

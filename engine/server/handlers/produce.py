@@ -45,6 +45,7 @@ from engine.server.handlers.common import auto_create_topics
 from engine.server.handlers.registry import handles
 from engine.server.handlers.transactions import init_transactional_producer
 from engine.server.produce_entries import accepted_entry
+from engine.server.transactional_produce import has_transactional_records, producer_refused
 
 if TYPE_CHECKING:
     # The kio request classes, for the handlers' annotations only: importing
@@ -102,11 +103,15 @@ def _produce(context: RequestContext, request: ProduceRequest) -> Response:
     engine = context.engine
     results: Results = []
     waiting: list[asyncio.Task[AppendResult]] = []
-    if request.transactional_id is not None and not authorize.allowed(
-        context, AclOperation.WRITE, authorize.TRANSACTIONAL_ID, request.transactional_id
-    ):
+    transactional_id = request.transactional_id
+    if transactional_id is None:
+        refused_transaction = has_transactional_records(request)
+    else:
+        refused_transaction = not authorize.may_write_transaction(context, transactional_id)
+    if refused_transaction:
         # Kafka's KafkaApis.handleProduceRequest fails the whole request,
-        # every partition alike, before it authorizes or creates any topic.
+        # every partition alike, before it authorizes or creates any topic:
+        # transactional records need a transactional id the principal may write.
         return _refused(context.version, request, KafkaCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
     acks_error = None if request.acks in _ACKS else KafkaCode.INVALID_REQUIRED_ACKS
     refused = dict.fromkeys(
@@ -137,6 +142,10 @@ def _produce(context: RequestContext, request: ProduceRequest) -> Response:
                 continue
             if partition.records is None:
                 partitions.append((partition.partition, KafkaCode.INVALID_RECORD, "no record data"))
+                continue
+            foreign = producer_refused(engine.transactions, transactional_id, partition.records)
+            if foreign is not None:
+                partitions.append((partition.partition, foreign, None))
                 continue
             # Nobody waits for an acks=0 answer: no prompt upload for it.
             remote = False if request.acks == 0 else None

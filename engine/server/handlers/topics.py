@@ -157,6 +157,11 @@ def _create_topics(
         if isinstance(outcome, EngineError):
             results[new.name] = _create_failed(new.name, outcome)
         else:
+            # As Kafka's controller (authorizedToReturnConfigs): the configs
+            # only to whom DescribeConfigs would show them.
+            described = authorize.allowed(
+                context, AclOperation.DESCRIBE_CONFIGS, authorize.TOPIC, new.name
+            )
             results[new.name] = {
                 "name": new.name,
                 "topic_id": outcome.topic_id,
@@ -164,7 +169,12 @@ def _create_topics(
                 "error_message": None,
                 "num_partitions": len(outcome.partitions),
                 "replication_factor": 1,
-                "configs": [_created_config(entry) for entry in outcome.configs],
+                "configs": [_created_config(entry) for entry in outcome.configs]
+                if described
+                else [],
+                "topic_config_error_code": KafkaCode.NONE
+                if described
+                else KafkaCode.TOPIC_AUTHORIZATION_FAILED,
             }
     topics = [results[topic.name] for topic in requested]
     topics += [

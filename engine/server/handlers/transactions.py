@@ -360,7 +360,11 @@ def handle_describe_transactions(
         except EngineError as error:
             states.append(_not_described(transactional_id, error_code(error)))
             continue
-        states.append(_described(meta))
+        # As Kafka: only the partitions of topics the principal may DESCRIBE.
+        hidden = authorize.refused_topics(
+            context, AclOperation.DESCRIBE, (tp.topic for tp in meta.partitions)
+        )
+        states.append(_described(meta, hidden))
     return {"throttle_time": 0, "transaction_states": states}
 
 
@@ -377,10 +381,11 @@ def _not_described(transactional_id: str, code: int) -> dict[str, Any]:
     }
 
 
-def _described(meta: TransactionMetadata) -> dict[str, Any]:
+def _described(meta: TransactionMetadata, hidden: set[str]) -> dict[str, Any]:
     topics: dict[str, list[int]] = {}
     for tp in sorted(meta.partitions):
-        topics.setdefault(tp.topic, []).append(tp.partition)
+        if tp.topic not in hidden:
+            topics.setdefault(tp.topic, []).append(tp.partition)
     return {
         "error_code": KafkaCode.NONE,
         "transactional_id": meta.transactional_id,
