@@ -98,6 +98,8 @@ ONE_PASS_ONLY: dict[str, str] = {
     "tests/engine/test_inspect_cli.py": "builds its batches with native/; what it tests is "
     "what the CLI reads from the WAL and the bucket, not how batches were checked",
     "tests/engine/test_kafka_code.py": "imports native/'s error classes, not its code",
+    "tests/server/test_transaction_acls.py": "builds one batch with native/; what it tests is "
+    "which principal may write into a transaction",
     "tests/engine/test_masked_fetch.py": "masks every batch on the C extension and on the pure "
     "twin itself, and checks they agree",
     "tests/server/test_acls.py": "builds one batch with native/; what it tests is who may "
