@@ -32,7 +32,7 @@ from typing import NamedTuple, Protocol
 
 import native
 from engine.compaction_horizon import CompactionHorizon
-from engine.errors import EngineError, UnknownPartition, UnknownTopicId
+from engine.errors import EngineError, OffsetOutOfRange, UnknownPartition, UnknownTopicId
 from engine.isolation import committed_batches
 from engine.memory.vector import OffsetVector, RecordRef
 from engine.partition import PartitionFetch
@@ -159,6 +159,9 @@ class StateSource(Protocol):
     @property
     def log_start_offset(self) -> int: ...
 
+    @property
+    def high_watermark(self) -> int: ...
+
     def fetch(
         self, offset: int, max_bytes: int, read_committed: bool = False
     ) -> PartitionFetch: ...
@@ -251,7 +254,13 @@ def _plan(source: StateSource, query: StateQuery) -> PartitionExactness:
         raise UnknownTopicId(source.topic, query.topic_id)
     if query.at_ms is not None:
         return plan_at(source, query.at_ms)
-    return plan_below(source, query.below[source.index])
+    below = query.below[source.index]
+    end = source.high_watermark
+    if below > end:
+        # Records below it are not written yet (or the vector is another
+        # log's): the state below it is not known, as a replay refuses it.
+        raise OffsetOutOfRange(source.topic, source.index, below, source.log_start_offset, end)
+    return plan_below(source, below)
 
 
 def rebuild(topic: str, sources: Iterable[StateSource], query: StateQuery) -> TopicState:

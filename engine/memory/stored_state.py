@@ -69,6 +69,10 @@ class StoredPartition:
     def log_start_offset(self) -> int:
         return self._start
 
+    @property
+    def high_watermark(self) -> int:
+        return self._end
+
     def _stream(self, stream_id: int) -> Iterator[bytes | memoryview]:
         if stream_id not in self._state.streams:
             return iter(())
