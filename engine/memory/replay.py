@@ -99,8 +99,9 @@ class Replay:
             self._consumer.seek(tp, start)
 
     def at_end(self) -> bool:
-        """Whether every record below ``until`` was handed out."""
-        return self._consumer.at_end()
+        """Whether every record below ``until`` was handed out (at once for
+        an empty ``until``: no record is below it)."""
+        return not self.until or self._consumer.at_end()
 
     def position(self, partition: TopicPartition | tuple[str, int]) -> int:
         """The offset after the last record handed out from ``partition``."""
@@ -109,6 +110,8 @@ class Replay:
     def poll(self, max_records: int | None = None) -> list[ConsumerRecord]:
         """The next records ([] only at the end); ReplayStalled if none came
         within ``timeout`` while some are owed."""
+        if self.at_end():
+            return []
         try:
             records = self._consumer.poll(self.timeout, max_records)
         except OffsetOutOfRange as error:
@@ -117,6 +120,8 @@ class Replay:
         return records
 
     async def poll_async(self, max_records: int | None = None) -> list[ConsumerRecord]:
+        if self.at_end():
+            return []
         try:
             records = await self._consumer.poll_async(self.timeout, max_records)
         except OffsetOutOfRange as error:
@@ -127,6 +132,8 @@ class Replay:
     def __iter__(self) -> Iterator[ConsumerRecord]:
         # The consumer hands records out one at a time and ends at the bound,
         # or after ``timeout`` without a record (then some are still owed).
+        if self.at_end():
+            return
         try:
             yield from self._consumer
         except OffsetOutOfRange as error:
@@ -134,6 +141,8 @@ class Replay:
         self._check_owed([])
 
     async def __aiter__(self) -> AsyncIterator[ConsumerRecord]:
+        if self.at_end():
+            return
         try:
             async for record in self._consumer:
                 yield record

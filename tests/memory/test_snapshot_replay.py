@@ -112,6 +112,26 @@ def test_replay_returns_exactly_the_records_below_the_vector_and_ends(tmp_path: 
             assert sorted(_values(replay)) == [(0, 1, b"b"), (0, 2, b"c"), (1, 0, b"x")]
 
 
+def test_a_replay_to_an_empty_vector_ends_at_once(tmp_path: Path) -> None:
+    # No record is below it: nothing is owed, so there is nothing to wait for
+    # (the stall timeout is short, so a wait shows as ReplayStalled).
+    async def read(e: engine.Engine, until: OffsetVector) -> list[object]:
+        async with e.replay(until, timeout=0.5) as replay:
+            got = [r async for r in replay]
+            assert await replay.poll_async() == []
+            return got
+
+    with engine.open(tmp_path / "node") as e:
+        e.create_topic("t", partitions=1)
+        _produce(e, 0, b"a")
+        for until in (OffsetVector(), e.snapshot([])):
+            with e.replay(until, timeout=0.5) as replay:
+                assert replay.at_end()
+                assert list(replay) == []
+                assert replay.poll() == []
+            assert asyncio.run(read(e, until)) == []
+
+
 def test_async_replay(tmp_path: Path) -> None:
     async def read(e: engine.Engine, until: OffsetVector) -> list[tuple[int, int, bytes | None]]:
         async with e.replay(until) as replay:
