@@ -39,9 +39,22 @@ READ_COMMITTED = "read_committed"
 
 class RecordNotFound(EngineError):
     """No record is stored at a reference (deleted, beyond the end, or not
-    visible to read_committed readers)."""
+    visible to read_committed readers). ``log_start_offset`` and
+    ``high_watermark``: the partition's log when the reference is outside
+    it (None when it is inside)."""
 
     code = KafkaCode.OFFSET_OUT_OF_RANGE
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        log_start_offset: int | None = None,
+        high_watermark: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.log_start_offset = log_start_offset
+        self.high_watermark = high_watermark
 
 
 class StoredRecord(NamedTuple):
@@ -203,7 +216,15 @@ class EmbeddedTransport:
             isolation_level=READ_COMMITTED,
             enable_auto_commit=False,
         ) as consumer:
-            consumer.assign([(ref.topic, ref.partition)])
+            consumer.assign([(ref.topic, ref.partition)])  # first: it checks the principal
+            log_start, high_watermark = self._engine.offsets(ref.topic, ref.partition)
+            if not log_start <= ref.offset < high_watermark:
+                # No record is there, nor will be: waiting would only run out the timeout.
+                raise RecordNotFound(
+                    f"no record at {ref}: the log holds [{log_start}, {high_watermark})",
+                    log_start_offset=log_start,
+                    high_watermark=high_watermark,
+                )
             consumer.seek((ref.topic, ref.partition), ref.offset)
             deadline = self._engine.clock.monotonic() + timeout
             while (remaining := deadline - self._engine.clock.monotonic()) > 0:

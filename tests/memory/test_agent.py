@@ -32,6 +32,7 @@ from engine.memory import (
     Tool,
 )
 from engine.memory.actions import CAUSATION_HEADER, CORRELATION_HEADER, validate
+from engine.memory.transport import RecordNotFound
 from engine.memory.vector import CONTEXT_HEADER, OffsetVector, Position, RecordRef
 from engine.types import ConsumerRecord, TopicPartition
 from tests.engine.conftest import FAST_STORE
@@ -164,6 +165,26 @@ def test_an_action_needs_a_correlation_and_a_ref_needs_a_record(
         with pytest.raises(engine.errors.EngineError):
             agent.compensation(RecordRef(ACTIONS, 0, 5), reason="nothing there")
     assert memory_engine.offsets(ACTIONS, 0) == (0, 0)
+
+
+def test_a_ref_outside_the_log_is_refused_with_the_logs_bounds(
+    memory_engine: engine.Engine,
+) -> None:
+    # Nothing is there nor will be: refused at once, saying where the log is
+    # (a wait could only run out the timeout, 30 s by default).
+    with AgentMemory(memory_engine, AGENT) as agent:
+        for _ in range(3):
+            agent.tool_call("email", correlation_id="c-1")
+        memory_engine.delete_records(ACTIONS, 0, 1)
+        topic_id = memory_engine.topic_id(ACTIONS)
+        for offset in (-1, 0, 3, 1 << 62):
+            ref = RecordRef(ACTIONS, 0, offset, -1, topic_id)
+            with pytest.raises(RecordNotFound) as refused:
+                agent.compensation(ref, reason="nothing there")
+            assert (refused.value.log_start_offset, refused.value.high_watermark) == (1, 3)
+            with pytest.raises(RecordNotFound):
+                agent.read(ref)
+    assert memory_engine.offsets(ACTIONS, 0) == (1, 3)
 
 
 def test_an_actions_patterns_match_as_the_brokers_record_checks_match_them() -> None:
