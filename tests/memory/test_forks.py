@@ -19,7 +19,7 @@ from engine.errors import OffsetOutOfRange, TopicExists, UnknownTopic
 from engine.memory.forks import ForkPointUnavailable
 from engine.memory.stored_state import stored_state_at
 from engine.memory.uploaded_lookup import lookup_uploaded
-from engine.memory.vector import OffsetVector, Position
+from engine.memory.vector import InvalidVector, OffsetVector, Position
 from engine.protocol.kafka_code import KafkaCode
 from engine.types import TopicPartition
 from native.records import RecordSpec
@@ -108,6 +108,11 @@ def test_fork_points_from_a_vector(engine_factory: EngineFactory) -> None:
         e.fork("t", OffsetVector({TopicPartition("t", 0): Position(9)}), name="past")
     with pytest.raises(OffsetOutOfRange):
         e.fork("t", OffsetVector({TopicPartition("t", 5): Position(0)}), name="nopart")
+    # Another topic's vector, or an empty one, names no point of this topic.
+    for elsewhere in (OffsetVector({TopicPartition("u", 0): Position(0)}), OffsetVector()):
+        with pytest.raises(InvalidVector):
+            e.fork("t", elsewhere, name="elsewhere")
+        assert "elsewhere" not in e.list_topics()
     with pytest.raises(UnknownTopic):
         e.fork("missing", name="x")
     with pytest.raises(TopicExists):
