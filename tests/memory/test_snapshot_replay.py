@@ -110,6 +110,14 @@ def test_replay_returns_exactly_the_records_below_the_vector_and_ends(tmp_path: 
         since = OffsetVector({T0: Position(1)})
         with e.replay(until, since) as replay:
             assert sorted(_values(replay)) == [(0, 1, b"b"), (0, 2, b"c"), (1, 0, b"x")]
+        with e.replay(until, since) as replay:
+            with pytest.raises(ValueError):
+                replay.poll(max_records=-1)  # not a count: no record handed out, none lost
+            assert sorted(_values(replay.poll(max_records=10))) == [
+                (0, 1, b"b"),
+                (0, 2, b"c"),
+                (1, 0, b"x"),
+            ]
 
 
 def test_a_replay_to_an_empty_vector_ends_at_once(tmp_path: Path) -> None:
