@@ -40,8 +40,8 @@ READ_COMMITTED = "read_committed"
 class RecordNotFound(EngineError):
     """No record is stored at a reference (deleted, beyond the end, or not
     visible to read_committed readers). ``log_start_offset`` and
-    ``high_watermark``: the partition's log when the reference is outside
-    it (None when it is inside)."""
+    ``last_stable_offset``: what a read_committed reader of the partition
+    is given, when the reference is outside it (None when it is inside)."""
 
     code = KafkaCode.OFFSET_OUT_OF_RANGE
 
@@ -50,11 +50,11 @@ class RecordNotFound(EngineError):
         message: str,
         *,
         log_start_offset: int | None = None,
-        high_watermark: int | None = None,
+        last_stable_offset: int | None = None,
     ) -> None:
         super().__init__(message)
         self.log_start_offset = log_start_offset
-        self.high_watermark = high_watermark
+        self.last_stable_offset = last_stable_offset
 
 
 class StoredRecord(NamedTuple):
@@ -217,13 +217,15 @@ class EmbeddedTransport:
             enable_auto_commit=False,
         ) as consumer:
             consumer.assign([(ref.topic, ref.partition)])  # first: it checks the principal
-            log_start, high_watermark = self._engine.offsets(ref.topic, ref.partition)
-            if not log_start <= ref.offset < high_watermark:
-                # No record is there, nor will be: waiting would only run out the timeout.
+            leader = self._engine.partition(ref.topic, ref.partition)
+            log_start, stable = leader.log_start_offset, leader.last_stable_offset
+            if not log_start <= ref.offset < stable:
+                # Nothing a read_committed reader may be given now: waiting
+                # could only run out the timeout (as over the wire).
                 raise RecordNotFound(
-                    f"no record at {ref}: the log holds [{log_start}, {high_watermark})",
+                    f"no record at {ref}: a read_committed reader is given [{log_start}, {stable})",
                     log_start_offset=log_start,
-                    high_watermark=high_watermark,
+                    last_stable_offset=stable,
                 )
             consumer.seek((ref.topic, ref.partition), ref.offset)
             deadline = self._engine.clock.monotonic() + timeout

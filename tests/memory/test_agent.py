@@ -167,11 +167,11 @@ def test_an_action_needs_a_correlation_and_a_ref_needs_a_record(
     assert memory_engine.offsets(ACTIONS, 0) == (0, 0)
 
 
-def test_a_ref_outside_the_log_is_refused_with_the_logs_bounds(
+def test_a_ref_outside_what_a_reader_is_given_is_refused_at_once(
     memory_engine: engine.Engine,
 ) -> None:
-    # Nothing is there nor will be: refused at once, saying where the log is
-    # (a wait could only run out the timeout, 30 s by default).
+    # Nothing is there for a read_committed reader: refused at once, saying
+    # what it is given (a wait could only run out the timeout, 30 s by default).
     with AgentMemory(memory_engine, AGENT) as agent:
         for _ in range(3):
             agent.tool_call("email", correlation_id="c-1")
@@ -181,9 +181,17 @@ def test_a_ref_outside_the_log_is_refused_with_the_logs_bounds(
             ref = RecordRef(ACTIONS, 0, offset, -1, topic_id)
             with pytest.raises(RecordNotFound) as refused:
                 agent.compensation(ref, reason="nothing there")
-            assert (refused.value.log_start_offset, refused.value.high_watermark) == (1, 3)
+            assert (refused.value.log_start_offset, refused.value.last_stable_offset) == (1, 3)
             with pytest.raises(RecordNotFound):
                 agent.read(ref)
+        with memory_engine.producer(transactional_id="open") as producer:
+            producer.init_transactions()
+            producer.begin_transaction()
+            producer.send("payments", b"pending", partition=0).result(10)
+            with pytest.raises(RecordNotFound) as refused:
+                agent.read(RecordRef("payments", 0, 0))
+            assert refused.value.last_stable_offset == 0
+            producer.abort_transaction()
     assert memory_engine.offsets(ACTIONS, 0) == (1, 3)
 
 
