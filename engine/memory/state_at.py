@@ -45,8 +45,8 @@ CHUNK_BYTES = 4 * 1024 * 1024
 
 
 class InvalidStateQuery(EngineError):
-    """A state query named neither or both of a time and a vector, or a
-    vector without the topic."""
+    """A state query named neither or both of a time and a vector, a
+    vector without the topic, or a partition the vector names no position of."""
 
     code = KafkaCode.INVALID_REQUEST
 
@@ -88,7 +88,11 @@ def state_query(
     for p in below:
         if not 0 <= p < partition_count:
             raise UnknownPartition(topic, p, partition_count)
-    chosen = sorted(below) if partitions is None else [p for p in partitions if p in below]
+    unplaced = sorted(set(partitions or ()) - below.keys())
+    if unplaced:
+        # The state below no position: an empty answer would pass for an exact one.
+        raise InvalidStateQuery(f"state of {topic}: the vector names no position of {unplaced}")
+    chosen = sorted(below) if partitions is None else list(partitions)
     return StateQuery(chosen, None, below, vector.topic_id(topic))
 
 

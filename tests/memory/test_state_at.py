@@ -161,6 +161,11 @@ def test_partitions_merge_and_a_query_is_checked(opened: engine.Engine) -> None:
         opened.state_at("state", datetime(2026, 1, 1))
     with pytest.raises(UnknownPartition):
         opened.state_at("state", T0, partitions=[2])
+    # A partition the vector places nowhere has no state below it to give.
+    only_0 = OffsetVector({TopicPartition("state", 0): Position(1)})
+    assert values(opened.state_at("state", vector=only_0, partitions=[0])) == {b"a": b"1"}
+    with pytest.raises(InvalidStateQuery):
+        opened.state_at("state", vector=only_0, partitions=[1])
 
 
 def test_a_vector_past_the_high_watermark_is_refused(tmp_path: Path) -> None:
