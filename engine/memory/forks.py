@@ -23,6 +23,7 @@ from typing import Any, Protocol
 from engine.catalog import Catalog, TopicMeta
 from engine.clock import Clock
 from engine.errors import EngineError, OffsetOutOfRange, TopicExists, UnknownTopic
+from engine.memory.snapshot import check_position
 from engine.memory.vector import InvalidVector, OffsetVector
 from engine.partition import Partition
 from engine.protocol.kafka_code import KafkaCode
@@ -94,7 +95,8 @@ def fork_topic(
 
     Raises UnknownTopic, TopicExists, InvalidTopic (the name), OffsetOutOfRange
     (a position outside a partition's log, or a vector naming a partition
-    the topic does not have), InvalidVector (a vector naming none of the
+    the topic does not have; VectorDiverged, a position whose records the
+    log no longer holds), InvalidVector (a vector naming none of the
     topic's partitions), ForkPointUnavailable."""
     registry = admin.registry
     with admin.lock:
@@ -150,6 +152,7 @@ def _fork_points(
                 continue
             if not 0 <= tp.partition < len(partitions):
                 raise OffsetOutOfRange(topic, tp.partition, position.offset, 0, 0)
+            check_position(partitions[tp.partition], position)
             points[tp.partition] = position.offset
     for partition, point in zip(partitions, points, strict=True):
         start, end = partition.log_start_offset, partition.high_watermark

@@ -19,7 +19,7 @@ from typing import Any
 from engine.client.consumer import Consumer
 from engine.client.host import ClientHost
 from engine.errors import EngineError, OffsetOutOfRange
-from engine.memory.snapshot import READ_COMMITTED
+from engine.memory.snapshot import READ_COMMITTED, check_position
 from engine.memory.vector import InvalidVector, OffsetVector
 from engine.protocol.kafka_code import KafkaCode
 from engine.types import ConsumerRecord, TopicPartition
@@ -77,15 +77,18 @@ class Replay:
         self.since = since or OffsetVector()
         self.timeout = timeout
         for tp, start in starts.items():
-            topic_id = host.partition(tp.topic, tp.partition).topic_id
-            until.check_topic_id(tp.topic, topic_id)  # a topic deleted since: no records
-            self.since.check_topic_id(tp.topic, topic_id)
+            leader = host.partition(tp.topic, tp.partition)
+            until.check_topic_id(tp.topic, leader.topic_id)  # a topic deleted since: no records
+            self.since.check_topic_id(tp.topic, leader.topic_id)
             log_start, high_watermark = host.offsets(tp.topic, tp.partition)
             end = until[tp].offset
             if end > high_watermark:
                 raise OffsetOutOfRange(tp.topic, tp.partition, end, log_start, high_watermark)
             if start < log_start and start < end:
                 raise RecordsRemoved(tp.topic, tp.partition, start, log_start, high_watermark)
+            check_position(leader, until[tp])  # the records below it are still those named
+            if tp in self.since:
+                check_position(leader, self.since[tp])
         self._consumer = Consumer(
             host,
             until=until,

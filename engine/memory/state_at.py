@@ -34,7 +34,8 @@ import native
 from engine.compaction_horizon import CompactionHorizon
 from engine.errors import EngineError, OffsetOutOfRange, UnknownPartition, UnknownTopicId
 from engine.isolation import committed_batches
-from engine.memory.vector import OffsetVector, RecordRef
+from engine.memory.snapshot import check_position
+from engine.memory.vector import OffsetVector, Position, RecordRef
 from engine.partition import PartitionFetch
 from engine.protocol.kafka_code import KafkaCode
 from engine.topic_id import NO_TOPIC_ID
@@ -54,7 +55,8 @@ class InvalidStateQuery(EngineError):
 class StateQuery(NamedTuple):
     partitions: list[int]
     at_ms: int | None
-    below: dict[int, int]
+    below: dict[int, Position]
+    """The vector's positions, by partition."""
     topic_id: bytes = NO_TOPIC_ID
     """The topic the vector's positions are places in (NO_TOPIC_ID: any of the name)."""
 
@@ -82,7 +84,7 @@ def state_query(
             at = round(at.timestamp() * 1000)
         chosen = list(partitions) if partitions is not None else list(range(partition_count))
         return StateQuery(chosen, at, {})
-    below = {tp.partition: pos.offset for tp, pos in vector.items() if tp.topic == topic}
+    below = {tp.partition: pos for tp, pos in vector.items() if tp.topic == topic}
     if not below:
         raise InvalidStateQuery(f"state of {topic}: the vector names none of its partitions")
     for p in below:
@@ -165,6 +167,8 @@ class StateSource(Protocol):
 
     @property
     def high_watermark(self) -> int: ...
+
+    def end_offset_for_epoch(self, epoch: int) -> tuple[int, int]: ...
 
     def fetch(
         self, offset: int, max_bytes: int, read_committed: bool = False
@@ -260,11 +264,14 @@ def _plan(source: StateSource, query: StateQuery) -> PartitionExactness:
         return plan_at(source, query.at_ms)
     below = query.below[source.index]
     end = source.high_watermark
-    if below > end:
+    if below.offset > end:
         # Records below it are not written yet (or the vector is another
         # log's): the state below it is not known, as a replay refuses it.
-        raise OffsetOutOfRange(source.topic, source.index, below, source.log_start_offset, end)
-    return plan_below(source, below)
+        raise OffsetOutOfRange(
+            source.topic, source.index, below.offset, source.log_start_offset, end
+        )
+    check_position(source, below)  # the records below it are still those it named
+    return plan_below(source, below.offset)
 
 
 def rebuild(topic: str, sources: Iterable[StateSource], query: StateQuery) -> TopicState:
