@@ -19,6 +19,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import engine
+from engine.acl_bindings import AclBinding, AclPermission, PatternType
+from engine.authorization import (
+    AclOperation,
+    AuthorizationConfig,
+    ResourceType,
+    TopicAuthorizationFailed,
+)
 from engine.cli.schemas import agent_action_schema
 from engine.clock import ManualClock
 from engine.errors import InvalidRecord
@@ -153,6 +160,41 @@ def test_a_compensation_points_at_a_record_this_memory_did_not_write(
     assert compensation.action["causation_id"] == compensated.action_id
     assert compensation.correlation_id == "c-9"
     assert compensation.action["actor"] == {"kind": "service", "id": "janitor"}
+
+
+def test_a_compensation_reads_what_it_compensates_as_its_writer(tmp_path: Path) -> None:
+    # A writer that may not read the topic compensates nothing, not even its
+    # own records: what it links to must be there and readable by it.
+    config = engine.EngineConfig(
+        store=FAST_STORE,
+        cleaner_interval_s=3600.0,
+        authorization=AuthorizationConfig(super_users=("User:admin",)),
+    )
+    with governed(engine.open(tmp_path / "node", None, config)) as opened:
+        opened.catalog.add_acls([allowed("User:writer", AclOperation.WRITE)])
+        with AgentMemory(opened, AGENT, principal="User:writer") as writer:
+            own = writer.tool_call("email", correlation_id="c-1")
+            with pytest.raises(TopicAuthorizationFailed):
+                writer.compensation(own, reason="unsent")
+            with AgentMemory(opened, AGENT, principal="User:admin") as admin:
+                stored = admin.read(own)
+                with pytest.raises(TopicAuthorizationFailed):
+                    writer.compensation(stored, reason="unsent")
+                # A read-back action is checked against what its ref holds now.
+                other = admin.tool_call("email", correlation_id="c-2")
+                forged = stored._replace(ref=other)
+                with pytest.raises(RecordNotFound):
+                    admin.compensation(forged, reason="unsent")
+                undone = admin.read(admin.compensation(stored, reason="unsent"))
+        assert undone.action["causation_id"] == stored.action_id
+        assert opened.offsets(ACTIONS, 0) == (0, 3)
+
+
+def allowed(principal: str, operation: AclOperation) -> AclBinding:
+    return AclBinding(
+        ResourceType.TOPIC, ACTIONS, PatternType.LITERAL, principal, "*", operation,
+        AclPermission.ALLOW,
+    )  # fmt: skip
 
 
 def test_an_action_needs_a_correlation_and_a_ref_needs_a_record(
