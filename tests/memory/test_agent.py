@@ -43,7 +43,7 @@ from engine.memory.transport import RecordNotFound
 from engine.memory.vector import CONTEXT_HEADER, OffsetVector, Position, RecordRef
 from engine.types import ConsumerRecord, TopicPartition
 from tests.engine.conftest import FAST_STORE
-from tests.memory.conftest import ACTIONS, HELD_TO_THE_SCHEMA, governed
+from tests.memory.conftest import ACTIONS, HELD_TO_THE_SCHEMA, governed, refuses_a_pending_record
 
 SHIPPED = jsonschema.Draft202012Validator(json.loads(agent_action_schema()))
 AGENT = Actor("agent", "support-agent")
@@ -226,14 +226,7 @@ def test_a_ref_outside_what_a_reader_is_given_is_refused_at_once(
             assert (refused.value.log_start_offset, refused.value.last_stable_offset) == (1, 3)
             with pytest.raises(RecordNotFound):
                 agent.read(ref)
-        with memory_engine.producer(transactional_id="open") as producer:
-            producer.init_transactions()
-            producer.begin_transaction()
-            producer.send("payments", b"pending", partition=0).result(10)
-            with pytest.raises(RecordNotFound) as refused:
-                agent.read(RecordRef("payments", 0, 0))
-            assert refused.value.last_stable_offset == 0
-            producer.abort_transaction()
+        refuses_a_pending_record(memory_engine, agent)
     assert memory_engine.offsets(ACTIONS, 0) == (1, 3)
 
 

@@ -34,7 +34,7 @@ from engine.memory.vector import CONTEXT_HEADER, OffsetVector, Position, RecordR
 from engine.memory.wire import WireTransport
 from engine.types import TopicPartition
 from tests.engine.conftest import FAST_STORE
-from tests.memory.conftest import ACTIONS, HELD_TO_THE_SCHEMA, governed
+from tests.memory.conftest import ACTIONS, HELD_TO_THE_SCHEMA, governed, refuses_a_pending_record
 from tests.server.in_process import InProcessServer
 
 SHIPPED = jsonschema.Draft202012Validator(json.loads(agent_action_schema()))
@@ -228,14 +228,7 @@ def test_over_the_wire_a_ref_outside_what_a_reader_is_given_is_refused_at_once(
             with pytest.raises(RecordNotFound) as refused:
                 agent.compensation(ref, reason="nothing there")
             assert (refused.value.log_start_offset, refused.value.last_stable_offset) == (0, 1)
-        with served.engine.producer(transactional_id="open") as producer:
-            producer.init_transactions()
-            producer.begin_transaction()
-            producer.send("payments", b"pending", partition=0).result(10)
-            with pytest.raises(RecordNotFound) as refused:
-                agent.read(RecordRef("payments", 0, 0))
-            assert refused.value.last_stable_offset == 0
-            producer.abort_transaction()
+        refuses_a_pending_record(served.engine, agent)
 
 
 def action_id_at(served: Served, ref: RecordRef) -> str:
