@@ -37,6 +37,7 @@ from engine.errors import (
     UnsupportedCompressionType,
 )
 from engine.header_index import header_indexer
+from engine.leader_epochs import end_offset_for_epoch
 from engine.partition_txns import AbortedTxn, PartitionTransactions
 from engine.producer_state import ProducerStateTable
 from engine.provenance import EMBEDDED, Provenance, stamp_batches
@@ -777,11 +778,7 @@ class Partition:
         end = self.log_end_offset
         if not epochs:
             return (self.leader_epoch if epoch >= self.leader_epoch else -1, end)
-        for i in range(len(epochs) - 1, -1, -1):
-            if epochs[i][0] <= epoch:
-                following = epochs[i + 1][1] if i + 1 < len(epochs) else end
-                return epochs[i][0], following
-        return -1, -1
+        return end_offset_for_epoch(epochs, epoch, end)
 
     def _first_at_or_after(
         self, payload: bytes | memoryview, offset: int, timestamp: int, include_control: bool

@@ -294,7 +294,9 @@ def stored_payloads(
     for start, end, object_id in ranges.entries:
         if end <= meta.start_offset:
             continue
-        held = objects.batches(state.objects[object_id].key, stream_id)
+        # A fork's shared range is in the blocks of the stream that wrote it.
+        writer = state.source_of(stream_id, start, object_id)
+        held = objects.batches(state.objects[object_id].key, writer)
         for batch in _in_range(held, start, end):
             if batch.end_offset > meta.start_offset:
                 yield batch.payload

@@ -89,11 +89,13 @@ def header_candidates(
         if range_end <= start_offset:
             continue
         info = state.objects[object_id]
+        # A fork's shared range is indexed under the stream that wrote it.
+        writer = state.source_of(stream_id, range_start, object_id)
         directory = read_directory(tails, info.key, info.size)
-        if directory is None or (stream_id, hashed_name) not in directory.names:
+        if directory is None or (writer, hashed_name) not in directory.names:
             scans.append((max(range_start, start_offset), range_end))
             continue
-        for listed in read_offsets(store, info.key, directory, stream_id, hashed):
+        for listed in read_offsets(store, info.key, directory, writer, hashed):
             if range_start <= listed.base_offset < range_end:
                 offsets.append(listed.base_offset)
                 if listed.span is not None:
@@ -130,16 +132,18 @@ def committed_batches(
         if not listed and not scans:
             continue
         info = state.objects[object_id]
+        # A fork's shared range is in the blocks of the stream that wrote it.
+        writer = state.source_of(stream_id, range_start, object_id)
         alone = [o for o in listed if o in spans]
         offsets = [o for o in listed if o not in spans]
         if not offsets and not scans:
             # Every batch is read alone: the object's index is not needed
             # unless one of them fails its check.
-            yield from _batches_alone(store, tails, info.key, info.size, stream_id, alone, spans)
+            yield from _batches_alone(store, tails, info.key, info.size, writer, alone, spans)
             continue
         index = _index(tails, info.key, info.size)
         for block in index.blocks:
-            if block.stream_id != stream_id:
+            if block.stream_id != writer:
                 continue
             low, high = max(block.start_offset, range_start), min(block.end_offset, range_end)
             if low >= high:
@@ -149,13 +153,13 @@ def committed_batches(
             ):
                 continue
             before = [o for o in alone if o < low]
-            yield from _batches_alone(store, tails, info.key, info.size, stream_id, before, spans)
+            yield from _batches_alone(store, tails, info.key, info.size, writer, before, spans)
             alone = [o for o in alone if o >= high]  # this block holds those below
             data = store.get(info.key, block.position, block.position + block.size)
             for batch in parse_block(info.key, block, data):
                 if low <= batch.base_offset < high or batch.base_offset < low < batch.end_offset:
                     yield batch
-        yield from _batches_alone(store, tails, info.key, info.size, stream_id, alone, spans)
+        yield from _batches_alone(store, tails, info.key, info.size, writer, alone, spans)
 
 
 def _batches_alone(

@@ -109,6 +109,7 @@ class Consumer:
             raise ValueError(f"auto_offset_reset must be one of {', '.join(_RESETS)}")
         if isolation_level not in _ISOLATION_LEVELS:
             raise ValueError(f"isolation_level must be one of {', '.join(_ISOLATION_LEVELS)}")
+        _check_max_records("max_poll_records", max_poll_records)
         self.principal = principal
         """Who reads: a masked topic's records come masked unless the catalog's
         ACLs let this principal see them in clear (docs/governance.md)."""
@@ -377,6 +378,8 @@ class Consumer:
     def _poll(self, timeout: float, max_records: int | None) -> Steps[list[ConsumerRecord]]:
         """poll and poll_async, as steps (engine/client/poll_steps.py)."""
         deadline = self._clock.monotonic() + timeout
+        if max_records is not None:
+            _check_max_records("max_records", max_records)
         limit = max_records or self.max_poll_records
         self._check_open()
         self._polled()
@@ -744,3 +747,12 @@ class Consumer:
 
 def _offset(record: ConsumerRecord) -> int:
     return record.offset
+
+
+def _check_max_records(name: str, count: int) -> None:
+    """ValueError unless ``count`` is a whole number of records, one or more:
+    a poll taking none would never hand a record out, and a slice by a
+    negative count hands out a wrong number (Kafka's max.poll.records is at
+    least 1)."""
+    if type(count) is not int or count < 1:
+        raise ValueError(f"{name} must be an integer of at least 1, not {count!r}")

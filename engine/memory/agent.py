@@ -37,7 +37,7 @@ from engine.memory.actions import (
     build_action,
     validate,
 )
-from engine.memory.transport import EmbeddedTransport, StoredRecord, Transport
+from engine.memory.transport import EmbeddedTransport, RecordNotFound, StoredRecord, Transport
 from engine.memory.vector import OffsetVector, RecordRef
 from engine.types import Header
 
@@ -264,11 +264,16 @@ class AgentMemory:
         started_ms: int | None = None,
     ) -> RecordRef:
         """Records that the actor undid ``of`` (its causation), under the
-        compensated action's correlation id unless another is given."""
+        compensated action's correlation id unless another is given.
+
+        A compensated record (a ``RecordRef``, or a ``StoredAction``'s ref)
+        is read first, as this memory's principal, even one it wrote: it
+        must be there, readable by the writer, and hold that action
+        (RecordNotFound, the read's authorization error, InvalidAction)."""
         return self._write(
             "compensation",
             correlation_id,
-            of,
+            self._compensated(of),
             policy=Policy("allow", reason=reason),
             output_ref=output_ref,
             started_ms=started_ms,
@@ -400,6 +405,17 @@ class AgentMemory:
         self._causes[ref] = (record.action_id, record.correlation_id)
         while len(self._causes) > _KNOWN_CAUSES:
             self._causes.popitem(last=False)
+
+    def _compensated(self, of: Cause) -> Cause:
+        """``of`` read back from its record (an action id is taken as given)."""
+        if isinstance(of, str):
+            return of
+        stored = self.read(of.ref if isinstance(of, StoredAction) else of)
+        if isinstance(of, StoredAction) and stored.action_id != of.action_id:
+            raise RecordNotFound(
+                f"no action {of.action_id} at {of.ref}: it holds {stored.action_id}"
+            )
+        return stored
 
     def _cause(self, causation: Cause | None) -> tuple[str | None, str | None]:
         """The causing action's id and correlation id (None if unknown)."""

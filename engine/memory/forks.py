@@ -23,7 +23,8 @@ from typing import Any, Protocol
 from engine.catalog import Catalog, TopicMeta
 from engine.clock import Clock
 from engine.errors import EngineError, OffsetOutOfRange, TopicExists, UnknownTopic
-from engine.memory.vector import OffsetVector
+from engine.memory.snapshot import check_position
+from engine.memory.vector import InvalidVector, OffsetVector
 from engine.partition import Partition
 from engine.protocol.kafka_code import KafkaCode
 from engine.store_errors import store_errors
@@ -94,7 +95,9 @@ def fork_topic(
 
     Raises UnknownTopic, TopicExists, InvalidTopic (the name), OffsetOutOfRange
     (a position outside a partition's log, or a vector naming a partition
-    the topic does not have), ForkPointUnavailable."""
+    the topic does not have; VectorDiverged, a position whose records the
+    log no longer holds), InvalidVector (a vector naming none of the
+    topic's partitions), ForkPointUnavailable."""
     registry = admin.registry
     with admin.lock:
         admin.check_open()
@@ -140,11 +143,16 @@ def _fork_points(
     """Each partition's fork point (None: its high watermark at the fork)."""
     points: list[int | None] = [None] * len(partitions)
     if at is not None:
+        if topic not in at.topics:
+            # Another topic's vector (or an empty one): forking every
+            # partition at its high watermark would ignore the point asked for.
+            raise InvalidVector(f"the fork point of {topic} names none of its partitions: {at}")
         for tp, position in at.items():
             if tp.topic != topic:
                 continue
             if not 0 <= tp.partition < len(partitions):
                 raise OffsetOutOfRange(topic, tp.partition, position.offset, 0, 0)
+            check_position(partitions[tp.partition], position)
             points[tp.partition] = position.offset
     for partition, point in zip(partitions, points, strict=True):
         start, end = partition.log_start_offset, partition.high_watermark

@@ -19,7 +19,7 @@ from typing import Any
 from engine.client.consumer import Consumer
 from engine.client.host import ClientHost
 from engine.errors import EngineError, OffsetOutOfRange
-from engine.memory.snapshot import READ_COMMITTED
+from engine.memory.snapshot import READ_COMMITTED, check_position
 from engine.memory.vector import InvalidVector, OffsetVector
 from engine.protocol.kafka_code import KafkaCode
 from engine.types import ConsumerRecord, TopicPartition
@@ -77,15 +77,18 @@ class Replay:
         self.since = since or OffsetVector()
         self.timeout = timeout
         for tp, start in starts.items():
-            topic_id = host.partition(tp.topic, tp.partition).topic_id
-            until.check_topic_id(tp.topic, topic_id)  # a topic deleted since: no records
-            self.since.check_topic_id(tp.topic, topic_id)
+            leader = host.partition(tp.topic, tp.partition)
+            until.check_topic_id(tp.topic, leader.topic_id)  # a topic deleted since: no records
+            self.since.check_topic_id(tp.topic, leader.topic_id)
             log_start, high_watermark = host.offsets(tp.topic, tp.partition)
             end = until[tp].offset
             if end > high_watermark:
                 raise OffsetOutOfRange(tp.topic, tp.partition, end, log_start, high_watermark)
             if start < log_start and start < end:
                 raise RecordsRemoved(tp.topic, tp.partition, start, log_start, high_watermark)
+            check_position(leader, until[tp])  # the records below it are still those named
+            if tp in self.since:
+                check_position(leader, self.since[tp])
         self._consumer = Consumer(
             host,
             until=until,
@@ -99,8 +102,9 @@ class Replay:
             self._consumer.seek(tp, start)
 
     def at_end(self) -> bool:
-        """Whether every record below ``until`` was handed out."""
-        return self._consumer.at_end()
+        """Whether every record below ``until`` was handed out (at once for
+        an empty ``until``: no record is below it)."""
+        return not self.until or self._consumer.at_end()
 
     def position(self, partition: TopicPartition | tuple[str, int]) -> int:
         """The offset after the last record handed out from ``partition``."""
@@ -109,6 +113,8 @@ class Replay:
     def poll(self, max_records: int | None = None) -> list[ConsumerRecord]:
         """The next records ([] only at the end); ReplayStalled if none came
         within ``timeout`` while some are owed."""
+        if self.at_end():
+            return []
         try:
             records = self._consumer.poll(self.timeout, max_records)
         except OffsetOutOfRange as error:
@@ -117,6 +123,8 @@ class Replay:
         return records
 
     async def poll_async(self, max_records: int | None = None) -> list[ConsumerRecord]:
+        if self.at_end():
+            return []
         try:
             records = await self._consumer.poll_async(self.timeout, max_records)
         except OffsetOutOfRange as error:
@@ -127,6 +135,8 @@ class Replay:
     def __iter__(self) -> Iterator[ConsumerRecord]:
         # The consumer hands records out one at a time and ends at the bound,
         # or after ``timeout`` without a record (then some are still owed).
+        if self.at_end():
+            return
         try:
             yield from self._consumer
         except OffsetOutOfRange as error:
@@ -134,6 +144,8 @@ class Replay:
         self._check_owed([])
 
     async def __aiter__(self) -> AsyncIterator[ConsumerRecord]:
+        if self.at_end():
+            return
         try:
             async for record in self._consumer:
                 yield record

@@ -22,9 +22,10 @@ from __future__ import annotations
 import asyncio
 import bisect
 from collections.abc import Iterable
+from typing import Protocol
 
 from engine.client.host import ClientHost
-from engine.errors import UnknownTopic
+from engine.errors import OffsetOutOfRange, UnknownTopic
 from engine.memory.vector import OffsetVector, Position
 from engine.partition import Partition
 from engine.types import TopicPartition
@@ -83,6 +84,62 @@ def epoch_of(leader: Partition, offset: int) -> int:
         history = list(leader.leader_epochs)
     i = bisect.bisect_right(history, offset, key=lambda entry: entry[1]) - 1
     return history[i][0] if i >= 0 else -1
+
+
+class EpochHistory(Protocol):
+    """What checking a position needs of a partition (a Partition is one)."""
+
+    topic: str
+    index: int
+
+    @property
+    def log_start_offset(self) -> int: ...
+
+    @property
+    def high_watermark(self) -> int: ...
+
+    def end_offset_for_epoch(self, epoch: int) -> tuple[int, int]: ...
+
+
+class VectorDiverged(OffsetOutOfRange):
+    """A vector's position names records of a leader epoch that ends before
+    it in this log: records the vector counted were lost (a takeover after
+    an acknowledgement the old owner's WAL alone held) and their offsets
+    hold other records now, or the vector is another log's. Kafka's
+    consumer raises LogTruncationException, an OffsetOutOfRange, on the
+    same evidence (OffsetsForLeaderEpoch)."""
+
+    def __init__(self, leader: EpochHistory, position: Position, epoch_end: int) -> None:
+        super().__init__(
+            leader.topic,
+            leader.index,
+            position.offset,
+            leader.log_start_offset,
+            leader.high_watermark,
+        )
+        self.args = (
+            f"{leader.topic}-{leader.index}: the vector's records below {position.offset} "
+            f"were written in leader epoch {position.leader_epoch}, which ends at {epoch_end} "
+            "in this log: records past it are not the ones the vector named",
+        )
+        self.leader_epoch = position.leader_epoch
+        self.epoch_end = epoch_end
+
+
+def check_position(leader: EpochHistory, position: Position) -> None:
+    """VectorDiverged if the log's own leader epochs say the records below
+    ``position`` are not the ones it named: its epoch (the one the last
+    record it includes was written in, or over the wire the leader's epoch
+    when it was cut) ends before it. A position with no epoch, or one older
+    than the epochs the log still knows, cannot be checked; one outside the
+    log is the caller's OffsetOutOfRange or RecordsRemoved."""
+    if position.leader_epoch < 0:
+        return
+    if not leader.log_start_offset < position.offset <= leader.high_watermark:
+        return
+    epoch, end = leader.end_offset_for_epoch(position.leader_epoch)
+    if epoch >= 0 and end < position.offset:
+        raise VectorDiverged(leader, position, end)
 
 
 def _cut(leader: Partition, at: int | None, committed: bool) -> Position:

@@ -32,9 +32,10 @@ from typing import NamedTuple, Protocol
 
 import native
 from engine.compaction_horizon import CompactionHorizon
-from engine.errors import EngineError, UnknownPartition, UnknownTopicId
+from engine.errors import EngineError, OffsetOutOfRange, UnknownPartition, UnknownTopicId
 from engine.isolation import committed_batches
-from engine.memory.vector import OffsetVector, RecordRef
+from engine.memory.snapshot import check_position
+from engine.memory.vector import OffsetVector, Position, RecordRef
 from engine.partition import PartitionFetch
 from engine.protocol.kafka_code import KafkaCode
 from engine.topic_id import NO_TOPIC_ID
@@ -45,8 +46,8 @@ CHUNK_BYTES = 4 * 1024 * 1024
 
 
 class InvalidStateQuery(EngineError):
-    """A state query named neither or both of a time and a vector, or a
-    vector without the topic."""
+    """A state query named neither or both of a time and a vector, a
+    vector without the topic, or a partition the vector names no position of."""
 
     code = KafkaCode.INVALID_REQUEST
 
@@ -54,7 +55,8 @@ class InvalidStateQuery(EngineError):
 class StateQuery(NamedTuple):
     partitions: list[int]
     at_ms: int | None
-    below: dict[int, int]
+    below: dict[int, Position]
+    """The vector's positions, by partition."""
     topic_id: bytes = NO_TOPIC_ID
     """The topic the vector's positions are places in (NO_TOPIC_ID: any of the name)."""
 
@@ -82,13 +84,17 @@ def state_query(
             at = round(at.timestamp() * 1000)
         chosen = list(partitions) if partitions is not None else list(range(partition_count))
         return StateQuery(chosen, at, {})
-    below = {tp.partition: pos.offset for tp, pos in vector.items() if tp.topic == topic}
+    below = {tp.partition: pos for tp, pos in vector.items() if tp.topic == topic}
     if not below:
         raise InvalidStateQuery(f"state of {topic}: the vector names none of its partitions")
     for p in below:
         if not 0 <= p < partition_count:
             raise UnknownPartition(topic, p, partition_count)
-    chosen = sorted(below) if partitions is None else [p for p in partitions if p in below]
+    unplaced = sorted(set(partitions or ()) - below.keys())
+    if unplaced:
+        # The state below no position: an empty answer would pass for an exact one.
+        raise InvalidStateQuery(f"state of {topic}: the vector names no position of {unplaced}")
+    chosen = sorted(below) if partitions is None else list(partitions)
     return StateQuery(chosen, None, below, vector.topic_id(topic))
 
 
@@ -158,6 +164,11 @@ class StateSource(Protocol):
 
     @property
     def log_start_offset(self) -> int: ...
+
+    @property
+    def high_watermark(self) -> int: ...
+
+    def end_offset_for_epoch(self, epoch: int) -> tuple[int, int]: ...
 
     def fetch(
         self, offset: int, max_bytes: int, read_committed: bool = False
@@ -251,7 +262,16 @@ def _plan(source: StateSource, query: StateQuery) -> PartitionExactness:
         raise UnknownTopicId(source.topic, query.topic_id)
     if query.at_ms is not None:
         return plan_at(source, query.at_ms)
-    return plan_below(source, query.below[source.index])
+    below = query.below[source.index]
+    end = source.high_watermark
+    if below.offset > end:
+        # Records below it are not written yet (or the vector is another
+        # log's): the state below it is not known, as a replay refuses it.
+        raise OffsetOutOfRange(
+            source.topic, source.index, below.offset, source.log_start_offset, end
+        )
+    check_position(source, below)  # the records below it are still those it named
+    return plan_below(source, below.offset)
 
 
 def rebuild(topic: str, sources: Iterable[StateSource], query: StateQuery) -> TopicState:

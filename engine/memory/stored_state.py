@@ -27,6 +27,7 @@ from engine.compaction_horizon import CompactionHorizon
 from engine.compaction_horizon import from_checkpoint as horizon_from_checkpoint
 from engine.config import TopicConfig
 from engine.errors import UnknownTopic
+from engine.leader_epochs import end_offset_for_epoch
 from engine.memory.state_at import StateQuery, TopicState, rebuild, state_query
 from engine.memory.vector import OffsetVector
 from engine.partition import PartitionFetch, inflation_limit
@@ -62,12 +63,22 @@ class StoredPartition:
         self._start = 0 if meta is None else meta.start_offset
         self._end = 0 if meta is None else meta.end_offset
         self.compaction_horizon = self._last_horizon()
+        self._epochs: list[tuple[int, int]] = []
+        """(leader epoch, its first offset) as the stored batches carry them."""
         self._aborted, self._stable = self._transactions()
         self._payloads = self._read()
 
     @property
     def log_start_offset(self) -> int:
         return self._start
+
+    @property
+    def high_watermark(self) -> int:
+        return self._end
+
+    def end_offset_for_epoch(self, epoch: int) -> tuple[int, int]:
+        """As Partition.end_offset_for_epoch, from the stored batches' epochs."""
+        return end_offset_for_epoch(self._epochs, epoch, self._end)
 
     def _stream(self, stream_id: int) -> Iterator[bytes | memoryview]:
         if stream_id not in self._state.streams:
@@ -89,6 +100,8 @@ class StoredPartition:
         for payload in self._stream(self._data):
             view = memoryview(payload)
             for header in native.scan_batches(view):
+                if not self._epochs or self._epochs[-1][0] < header.partition_leader_epoch:
+                    self._epochs.append((header.partition_leader_epoch, header.base_offset))
                 producer_id = header.producer_id
                 if header.is_control:
                     marker = markers.decode(view[header.position : header.position + header.size])

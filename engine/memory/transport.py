@@ -39,9 +39,22 @@ READ_COMMITTED = "read_committed"
 
 class RecordNotFound(EngineError):
     """No record is stored at a reference (deleted, beyond the end, or not
-    visible to read_committed readers)."""
+    visible to read_committed readers). ``log_start_offset`` and
+    ``last_stable_offset``: what a read_committed reader of the partition
+    is given, when the reference is outside it (None when it is inside)."""
 
     code = KafkaCode.OFFSET_OUT_OF_RANGE
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        log_start_offset: int | None = None,
+        last_stable_offset: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.log_start_offset = log_start_offset
+        self.last_stable_offset = last_stable_offset
 
 
 class StoredRecord(NamedTuple):
@@ -203,7 +216,17 @@ class EmbeddedTransport:
             isolation_level=READ_COMMITTED,
             enable_auto_commit=False,
         ) as consumer:
-            consumer.assign([(ref.topic, ref.partition)])
+            consumer.assign([(ref.topic, ref.partition)])  # first: it checks the principal
+            leader = self._engine.partition(ref.topic, ref.partition)
+            log_start, stable = leader.log_start_offset, leader.last_stable_offset
+            if not log_start <= ref.offset < stable:
+                # Nothing a read_committed reader may be given now: waiting
+                # could only run out the timeout (as over the wire).
+                raise RecordNotFound(
+                    f"no record at {ref}: a read_committed reader is given [{log_start}, {stable})",
+                    log_start_offset=log_start,
+                    last_stable_offset=stable,
+                )
             consumer.seek((ref.topic, ref.partition), ref.offset)
             deadline = self._engine.clock.monotonic() + timeout
             while (remaining := deadline - self._engine.clock.monotonic()) > 0:

@@ -28,6 +28,7 @@ only (docs/memory.md, "Record references").
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -40,6 +41,12 @@ from engine.types import TopicPartition
 
 CONTEXT_HEADER = "tidelog.context"
 """The record header an offset vector travels in, by convention."""
+
+_DECIMAL = re.compile(r"[0-9]+")
+"""A partition in a vector's text: ASCII digits (str.isdigit also takes
+other scripts' digits, some of which int() refuses)."""
+_INTEGER = re.compile(r"-?[0-9]+")
+"""A number in a ref's text."""
 
 _MAX_TEXT = 1 << 20
 """The longest vector text parsed (a vector names a position per partition;
@@ -75,6 +82,8 @@ class OffsetVector(Mapping[TopicPartition, Position]):
         for tp, position in (positions or {}).items():
             if position.offset < 0 or tp.partition < 0 or not tp.topic:
                 raise InvalidVector(f"{tp.topic}-{tp.partition}: offset {position.offset}")
+            if position.leader_epoch < -1:  # -1 is "not known"; no epoch is below it
+                raise InvalidVector(f"{tp.topic}-{tp.partition}: epoch {position.leader_epoch}")
             if ids.setdefault(tp.topic, position.topic_id) != position.topic_id:
                 raise InvalidVector(f"{tp.topic}: its positions name two topic ids")
             checked[tp] = position
@@ -154,8 +163,11 @@ class OffsetVector(Mapping[TopicPartition, Position]):
             if not isinstance(topic, str) or not isinstance(partitions, dict):
                 raise InvalidVector(f"topic {topic!r}: expected an object of partitions")
             for partition, position in partitions.items():
-                if not (isinstance(partition, str) and partition.isdigit()):
+                if not (isinstance(partition, str) and _DECIMAL.fullmatch(partition)):
                     raise InvalidVector(f"{topic}: partition {partition!r} is not a number")
+                tp = TopicPartition(topic, int(partition))
+                if tp in positions:  # "1" and "01": which position is meant?
+                    raise InvalidVector(f"{topic}: partition {int(partition)} is named twice")
                 if not isinstance(position, dict):
                     raise InvalidVector(f"{topic}-{partition}: expected an object")
                 offset, epoch = position.get("offset"), position.get("leader_epoch", -1)
@@ -165,7 +177,7 @@ class OffsetVector(Mapping[TopicPartition, Position]):
                 if id_text is not None and not isinstance(id_text, str):
                     raise InvalidVector(f"{topic}-{partition}: topic_id is not text")
                 topic_id = NO_TOPIC_ID if id_text is None else _topic_id(id_text)
-                positions[TopicPartition(topic, int(partition))] = Position(offset, epoch, topic_id)
+                positions[tp] = Position(offset, epoch, topic_id)
         return cls(positions)
 
     @classmethod
@@ -213,13 +225,16 @@ class RecordRef:
         without ``@topic-id``; InvalidVector if malformed."""
         where, at, id_text = text.rpartition("@") if "@" in text else (text, "", "")
         parts = where.rsplit(":", 3)
-        try:
-            topic, partition, offset, epoch = parts
-            ref = cls(topic, int(partition), int(offset), int(epoch))
-        except ValueError as error:
+        numbers = parts[1:]
+        if len(parts) != 4 or not all(_INTEGER.fullmatch(number) for number in numbers):
+            # int() also reads " 1", "1_0" and other scripts' digits: one ref, one text.
             raise InvalidVector(
                 f"not a record reference (topic:partition:offset:epoch@topic-id): {text!r}"
-            ) from error
+            )
+        topic, partition, offset, epoch = parts
+        if ":" in topic:  # Kafka topic names never hold it, as from_json holds
+            raise InvalidVector(f"not a record reference: {text!r}")
+        ref = cls(topic, int(partition), int(offset), int(epoch))
         if not topic or ref.partition < 0 or ref.offset < 0 or ref.leader_epoch < -1:
             raise InvalidVector(f"not a record reference: {text!r}")
         return ref.with_topic_id(_topic_id(id_text)) if at else ref

@@ -246,7 +246,9 @@ class WireTransport:
         topic_id = same_topic(ref.topic, ref.topic_id, self._topic_id(ref.topic, timeout))
         consumer = self._consumer("read_committed")
         try:
-            consumer.assign([self._kafka.TopicPartition(ref.topic, ref.partition, ref.offset)])
+            where = self._kafka.TopicPartition(ref.topic, ref.partition, ref.offset)
+            self._check_inside(consumer, ref, where, deadline)
+            consumer.assign([where])
             message = self._poll_at(consumer, ref.topic, ref.partition, ref.offset, deadline)
         finally:
             consumer.close()
@@ -254,6 +256,26 @@ class WireTransport:
         same_topic(ref.topic, topic_id, self._topic_id(ref.topic, remaining))
         headers = tuple((name, value or b"") for name, value in message.headers() or ())
         return StoredRecord(ref.with_topic_id(topic_id), message.key(), message.value(), headers)
+
+    def _check_inside(self, consumer: Any, ref: RecordRef, where: Any, deadline: float) -> None:
+        """RecordNotFound at once if ``ref`` is outside what a read_committed
+        reader of its partition can be given (ListOffsets: the log start and
+        the last stable offset): a wait for a record there could only run
+        out the timeout."""
+        remaining = deadline - self._clock.monotonic()
+        if remaining <= 0:  # librdkafka reads a negative timeout as no limit at all
+            raise RecordNotFound(f"no record at {ref} by the deadline")
+        try:
+            low, high = consumer.get_watermark_offsets(where, timeout=remaining, cached=False)
+        except self._kafka.KafkaException as error:
+            failure = error.args[0]
+            raise WireError(f"{ref}: {failure}", failure.code()) from error
+        if not low <= ref.offset < high:
+            raise RecordNotFound(
+                f"no record at {ref}: a read_committed reader is given [{low}, {high})",
+                log_start_offset=low,
+                last_stable_offset=high,
+            )
 
     def scan(self, topics: Sequence[str], header: Header, timeout: float) -> list[StoredRecord]:
         deadline = self._clock.monotonic() + timeout

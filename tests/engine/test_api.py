@@ -621,6 +621,14 @@ def test_max_records_limits_a_poll(engine_factory: EngineFactory) -> None:
         assert [r.offset for r in consumer.poll(timeout=10)] == [0, 1, 2]
         assert [r.offset for r in consumer.poll(timeout=10, max_records=5)] == [3, 4, 5, 6, 7]
         assert consumer.position(("t", 0)) == 8
+        # None taken would hand nothing out ever; a negative count, a wrong number.
+        for bad in (0, -1):
+            with pytest.raises(ValueError):
+                consumer.poll(timeout=10, max_records=bad)
+        assert [r.offset for r in consumer.poll(timeout=10)] == [8, 9]
+    for bad in (0, -2):
+        with pytest.raises(ValueError):
+            e.consumer(max_poll_records=bad)
 
 
 def test_subscribe_follows_partitions_added_later(engine_factory: EngineFactory) -> None:

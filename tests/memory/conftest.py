@@ -12,6 +12,8 @@ import pytest
 
 import engine
 from engine.cli.schemas import AGENT_ACTIONS_SUBJECT, agent_action_schema
+from engine.memory import AgentMemory, RecordRef
+from engine.memory.transport import RecordNotFound
 from engine.schemas.types import JSON
 from tests.engine.conftest import FAST_STORE, engine_factory, s3_endpoint, s3_url  # noqa: F401
 
@@ -30,6 +32,20 @@ def governed(opened: engine.Engine, *effect_topics: str) -> engine.Engine:
     for topic in effect_topics:
         opened.create_topic(topic, 2)
     return opened
+
+
+def refuses_a_pending_record(opened: engine.Engine, agent: AgentMemory) -> None:
+    """A record of a transaction still open (on ``payments``) is not given to
+    a read_committed reader yet: ``agent`` refuses it at once, naming the
+    last stable offset before it."""
+    with opened.producer(transactional_id="open") as producer:
+        producer.init_transactions()
+        producer.begin_transaction()
+        producer.send("payments", b"pending", partition=0).result(10)
+        with pytest.raises(RecordNotFound) as refused:
+            agent.read(RecordRef("payments", 0, 0))
+        assert refused.value.last_stable_offset == 0
+        producer.abort_transaction()
 
 
 @pytest.fixture

@@ -19,6 +19,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import engine
+from engine.acl_bindings import AclBinding, AclPermission, PatternType
+from engine.authorization import (
+    AclOperation,
+    AuthorizationConfig,
+    ResourceType,
+    TopicAuthorizationFailed,
+)
 from engine.cli.schemas import agent_action_schema
 from engine.clock import ManualClock
 from engine.errors import InvalidRecord
@@ -32,10 +39,11 @@ from engine.memory import (
     Tool,
 )
 from engine.memory.actions import CAUSATION_HEADER, CORRELATION_HEADER, validate
+from engine.memory.transport import RecordNotFound
 from engine.memory.vector import CONTEXT_HEADER, OffsetVector, Position, RecordRef
 from engine.types import ConsumerRecord, TopicPartition
 from tests.engine.conftest import FAST_STORE
-from tests.memory.conftest import ACTIONS, HELD_TO_THE_SCHEMA, governed
+from tests.memory.conftest import ACTIONS, HELD_TO_THE_SCHEMA, governed, refuses_a_pending_record
 
 SHIPPED = jsonschema.Draft202012Validator(json.loads(agent_action_schema()))
 AGENT = Actor("agent", "support-agent")
@@ -154,6 +162,41 @@ def test_a_compensation_points_at_a_record_this_memory_did_not_write(
     assert compensation.action["actor"] == {"kind": "service", "id": "janitor"}
 
 
+def test_a_compensation_reads_what_it_compensates_as_its_writer(tmp_path: Path) -> None:
+    # A writer that may not read the topic compensates nothing, not even its
+    # own records: what it links to must be there and readable by it.
+    config = engine.EngineConfig(
+        store=FAST_STORE,
+        cleaner_interval_s=3600.0,
+        authorization=AuthorizationConfig(super_users=("User:admin",)),
+    )
+    with governed(engine.open(tmp_path / "node", None, config)) as opened:
+        opened.catalog.add_acls([allowed("User:writer", AclOperation.WRITE)])
+        with AgentMemory(opened, AGENT, principal="User:writer") as writer:
+            own = writer.tool_call("email", correlation_id="c-1")
+            with pytest.raises(TopicAuthorizationFailed):
+                writer.compensation(own, reason="unsent")
+            with AgentMemory(opened, AGENT, principal="User:admin") as admin:
+                stored = admin.read(own)
+                with pytest.raises(TopicAuthorizationFailed):
+                    writer.compensation(stored, reason="unsent")
+                # A read-back action is checked against what its ref holds now.
+                other = admin.tool_call("email", correlation_id="c-2")
+                forged = stored._replace(ref=other)
+                with pytest.raises(RecordNotFound):
+                    admin.compensation(forged, reason="unsent")
+                undone = admin.read(admin.compensation(stored, reason="unsent"))
+        assert undone.action["causation_id"] == stored.action_id
+        assert opened.offsets(ACTIONS, 0) == (0, 3)
+
+
+def allowed(principal: str, operation: AclOperation) -> AclBinding:
+    return AclBinding(
+        ResourceType.TOPIC, ACTIONS, PatternType.LITERAL, principal, "*", operation,
+        AclPermission.ALLOW,
+    )  # fmt: skip
+
+
 def test_an_action_needs_a_correlation_and_a_ref_needs_a_record(
     memory_engine: engine.Engine,
 ) -> None:
@@ -164,6 +207,27 @@ def test_an_action_needs_a_correlation_and_a_ref_needs_a_record(
         with pytest.raises(engine.errors.EngineError):
             agent.compensation(RecordRef(ACTIONS, 0, 5), reason="nothing there")
     assert memory_engine.offsets(ACTIONS, 0) == (0, 0)
+
+
+def test_a_ref_outside_what_a_reader_is_given_is_refused_at_once(
+    memory_engine: engine.Engine,
+) -> None:
+    # Nothing is there for a read_committed reader: refused at once, saying
+    # what it is given (a wait could only run out the timeout, 30 s by default).
+    with AgentMemory(memory_engine, AGENT) as agent:
+        for _ in range(3):
+            agent.tool_call("email", correlation_id="c-1")
+        memory_engine.delete_records(ACTIONS, 0, 1)
+        topic_id = memory_engine.topic_id(ACTIONS)
+        for offset in (-1, 0, 3, 1 << 62):
+            ref = RecordRef(ACTIONS, 0, offset, -1, topic_id)
+            with pytest.raises(RecordNotFound) as refused:
+                agent.compensation(ref, reason="nothing there")
+            assert (refused.value.log_start_offset, refused.value.last_stable_offset) == (1, 3)
+            with pytest.raises(RecordNotFound):
+                agent.read(ref)
+        refuses_a_pending_record(memory_engine, agent)
+    assert memory_engine.offsets(ACTIONS, 0) == (1, 3)
 
 
 def test_an_actions_patterns_match_as_the_brokers_record_checks_match_them() -> None:

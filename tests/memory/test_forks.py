@@ -14,14 +14,22 @@ from confluent_kafka import Consumer
 from confluent_kafka import TopicPartition as KafkaTopicPartition
 
 import engine
+import native
 from engine.errors import OffsetOutOfRange, TopicExists, UnknownTopic
 from engine.memory.forks import ForkPointUnavailable
-from engine.memory.vector import OffsetVector, Position
+from engine.memory.stored_state import stored_state_at
+from engine.memory.uploaded_lookup import lookup_uploaded
+from engine.memory.vector import InvalidVector, OffsetVector, Position
 from engine.protocol.kafka_code import KafkaCode
 from engine.types import TopicPartition
+from native.records import RecordSpec
+from s3stream.store.local import LocalStore
 from tests.engine.conftest import QUIET_STORE, EngineFactory
 from tests.engine.test_transactions import TxnClient, plain, values
 from tests.server.in_process import InProcessServer
+
+CID = (("cid", b"x"),)
+"""The header an indexed fork's records carry."""
 
 
 def stored(e: engine.Engine, topic: str, partition: int, end: int) -> list[bytes]:
@@ -100,6 +108,11 @@ def test_fork_points_from_a_vector(engine_factory: EngineFactory) -> None:
         e.fork("t", OffsetVector({TopicPartition("t", 0): Position(9)}), name="past")
     with pytest.raises(OffsetOutOfRange):
         e.fork("t", OffsetVector({TopicPartition("t", 5): Position(0)}), name="nopart")
+    # Another topic's vector, or an empty one, names no point of this topic.
+    for elsewhere in (OffsetVector({TopicPartition("u", 0): Position(0)}), OffsetVector()):
+        with pytest.raises(InvalidVector):
+            e.fork("t", elsewhere, name="elsewhere")
+        assert "elsewhere" not in e.list_topics()
     with pytest.raises(UnknownTopic):
         e.fork("missing", name="x")
     with pytest.raises(TopicExists):
@@ -209,3 +222,31 @@ def test_a_producer_of_the_parent_writes_to_the_fork_from_sequence_zero(
         producer.send("second", b"s", partition=0).result(10)
     assert values(e, "eval", "read_committed") == [b"p0", b"p1", b"p2", b"decision"]
     assert values(e, "second", "read_committed") == [b"p0", b"p1", b"p2", b"p3", b"p4", b"s"]
+
+
+def test_the_object_store_readers_see_a_forks_shared_records(tmp_path: Path) -> None:
+    # tidelog lookup and tidelog state read the bucket alone: a fork's shared
+    # ranges are in the blocks of the stream that wrote them, not the fork's.
+    bucket = LocalStore(tmp_path / "bucket")
+    config = engine.EngineConfig(store=QUIET_STORE, cleaner_interval_s=3600.0)
+    with engine.Engine.open(tmp_path / "node", bucket, config) as e:
+        e.create_topic("t", 1, {"cleanup.policy": "compact", "tidelog.index.headers": "cid"})
+        for i in range(3):
+            e.produce("t", 0, native.encode_batch([RecordSpec(i, b"k%d" % i, b"p%d" % i, CID)]))
+        e.fork("t", name="first")
+        e.produce("first", 0, native.encode_batch([RecordSpec(3, b"k3", b"f", CID)]))
+        e.fork("first", name="second")
+        e.delete_topic("first")
+        assert e.flush(timeout=30)
+        found = lookup_uploaded(bucket, ["second"], "cid", b"x")
+        assert [(str(r.ref), r.value) for r in found] == [
+            (str(r.ref), r.value) for r in e.lookup("second", "cid", "x")
+        ]
+        assert [r.value for r in found] == [b"p0", b"p1", b"p2", b"f"]
+        state = stored_state_at(bucket, "second", 10)
+        assert {k: s.value for k, s in state.values.items()} == {
+            b"k0": b"p0",
+            b"k1": b"p1",
+            b"k2": b"p2",
+            b"k3": b"f",
+        }

@@ -14,8 +14,12 @@ import engine
 from engine.clock import ManualClock
 from engine.errors import UnknownTopic
 from engine.memory.replay import RecordsRemoved, ReplayStalled
+from engine.memory.snapshot import VectorDiverged
+from engine.memory.stored_state import stored_state_at
 from engine.memory.vector import InvalidVector, OffsetVector, Position
 from engine.types import TopicPartition
+from s3stream.store.local import LocalStore
+from tests.engine.conftest import QUIET_STORE
 from tests.engine.helpers_records import batch
 
 T0 = TopicPartition("t", 0)
@@ -110,6 +114,34 @@ def test_replay_returns_exactly_the_records_below_the_vector_and_ends(tmp_path: 
         since = OffsetVector({T0: Position(1)})
         with e.replay(until, since) as replay:
             assert sorted(_values(replay)) == [(0, 1, b"b"), (0, 2, b"c"), (1, 0, b"x")]
+        with e.replay(until, since) as replay:
+            with pytest.raises(ValueError):
+                replay.poll(max_records=-1)  # not a count: no record handed out, none lost
+            assert sorted(_values(replay.poll(max_records=10))) == [
+                (0, 1, b"b"),
+                (0, 2, b"c"),
+                (1, 0, b"x"),
+            ]
+
+
+def test_a_replay_to_an_empty_vector_ends_at_once(tmp_path: Path) -> None:
+    # No record is below it: nothing is owed, so there is nothing to wait for
+    # (the stall timeout is short, so a wait shows as ReplayStalled).
+    async def read(e: engine.Engine, until: OffsetVector) -> list[object]:
+        async with e.replay(until, timeout=0.5) as replay:
+            got = [r async for r in replay]
+            assert await replay.poll_async() == []
+            return got
+
+    with engine.open(tmp_path / "node") as e:
+        e.create_topic("t", partitions=1)
+        _produce(e, 0, b"a")
+        for until in (OffsetVector(), e.snapshot([])):
+            with e.replay(until, timeout=0.5) as replay:
+                assert replay.at_end()
+                assert list(replay) == []
+                assert replay.poll() == []
+            assert asyncio.run(read(e, until)) == []
 
 
 def test_async_replay(tmp_path: Path) -> None:
@@ -212,3 +244,44 @@ def test_a_vector_replays_the_same_records_after_a_restart(tmp_path: Path) -> No
         assert e.snapshot(["t"])[T0].leader_epoch >= until[T0].leader_epoch
         with e.replay(OffsetVector.from_text(until.to_text())) as replay:
             assert _values(replay) == before
+
+
+def test_a_vector_naming_records_a_takeover_lost_is_refused(tmp_path: Path) -> None:
+    # A local-durability owner acknowledged records its WAL alone held, and a
+    # snapshot counted them; its machine is lost, a new owner opens the bucket
+    # and writes other records at those offsets, in its own leader epoch.
+    bucket = LocalStore(tmp_path / "bucket")
+    quiet = engine.EngineConfig(store=QUIET_STORE, cleaner_interval_s=3600.0)
+    lost_owner = engine.open(tmp_path / "lost", bucket, quiet)
+    try:
+        lost_owner.create_topic("t", 1, {"cleanup.policy": "compact"})
+        _produce(lost_owner, 0, b"kept-0", b"kept-1")
+        assert lost_owner.flush(timeout=30)
+        _produce(lost_owner, 0, b"lost-2", b"lost-3")
+        seen = lost_owner.snapshot(["t"])
+        uploaded = OffsetVector({T0: Position(2, seen[T0].leader_epoch, seen[T0].topic_id)})
+        with engine.open(tmp_path / "new", bucket, quiet) as e:
+            _produce(e, 0, b"new-2", b"new-3")
+            assert e.offsets("t", 0) == (0, 4)  # the vector is inside the log
+            for refuse in (
+                lambda: e.replay(seen),
+                lambda: e.replay(seen, uploaded),
+                lambda: e.state_at("t", vector=seen),
+                lambda: e.fork("t", seen, name="eval"),
+            ):
+                with pytest.raises(VectorDiverged) as refused:
+                    refuse()
+                assert (refused.value.offset, refused.value.epoch_end) == (4, 2)
+            assert e.flush(timeout=30)
+            with pytest.raises(VectorDiverged):  # from the object store alone too
+                stored_state_at(bucket, "t", vector=seen)
+            assert stored_state_at(bucket, "t", vector=uploaded).values[b"k"].value == b"kept-1"
+            # What the lost owner had uploaded is still what the vector named.
+            with e.replay(uploaded) as replay:
+                assert [r.value for r in replay] == [b"kept-0", b"kept-1"]
+            assert e.state_at("t", vector=uploaded).values[b"k"].value == b"kept-1"
+            # A snapshot of the new owner's log reads it whole.
+            with e.replay(e.snapshot(["t"])) as replay:
+                assert [r.value for r in replay][2:] == [b"new-2", b"new-3"]
+    finally:
+        lost_owner.close()  # fenced: what only its WAL held is not replayed

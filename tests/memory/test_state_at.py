@@ -25,12 +25,14 @@ from hypothesis import strategies as st
 import engine
 import native
 from engine.clock import ManualClock
-from engine.errors import UnknownPartition
+from engine.errors import OffsetOutOfRange, UnknownPartition
 from engine.memory.state_at import InvalidStateQuery, TopicState
+from engine.memory.stored_state import stored_state_at
 from engine.memory.vector import OffsetVector, Position, RecordRef
 from engine.types import TopicPartition
 from native import RecordSpec
 from s3stream import StreamStoreConfig
+from s3stream.store.local import LocalStore
 
 T0 = 1_700_000_000_000
 HOUR_MS = 3_600_000
@@ -159,6 +161,30 @@ def test_partitions_merge_and_a_query_is_checked(opened: engine.Engine) -> None:
         opened.state_at("state", datetime(2026, 1, 1))
     with pytest.raises(UnknownPartition):
         opened.state_at("state", T0, partitions=[2])
+    # A partition the vector places nowhere has no state below it to give.
+    only_0 = OffsetVector({TopicPartition("state", 0): Position(1)})
+    assert values(opened.state_at("state", vector=only_0, partitions=[0])) == {b"a": b"1"}
+    with pytest.raises(InvalidStateQuery):
+        opened.state_at("state", vector=only_0, partitions=[1])
+
+
+def test_a_vector_past_the_high_watermark_is_refused(tmp_path: Path) -> None:
+    # Records below it are not written yet: answering the state as it is now
+    # (and calling it exact) would change once they are.
+    bucket = LocalStore(tmp_path / "bucket")
+    with engine.open(tmp_path / "node", bucket, CONFIG) as opened:
+        opened.create_topic("state", 1, COMPACT)
+        put(opened, [(b"a", b"1", T0), (b"b", b"2", T0)])
+        assert opened.flush(timeout=30)
+        at_end = OffsetVector({TopicPartition("state", 0): Position(2)})
+        past = OffsetVector({TopicPartition("state", 0): Position(3)})
+        assert values(opened.state_at("state", vector=at_end)) == {b"a": b"1", b"b": b"2"}
+        assert values(stored_state_at(bucket, "state", vector=at_end)) == {b"a": b"1", b"b": b"2"}
+        with pytest.raises(OffsetOutOfRange) as refused:
+            opened.state_at("state", vector=past)
+        assert (refused.value.offset, refused.value.high_watermark) == (3, 2)
+        with pytest.raises(OffsetOutOfRange):
+            stored_state_at(bucket, "state", vector=past)
 
 
 # -- the property ------------------------------------------------------------------------

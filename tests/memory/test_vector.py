@@ -110,11 +110,43 @@ def test_a_vector_names_one_topic_id_per_topic() -> None:
         '{"t": {"0": {"offset": 1, "topic_id": "AQEBAQEBAQEBAQEBAQEBAQ"}, "1": {"offset": 1}}}',
         "[" * 200_000 + "]" * 200_000,
         "x" * (2 << 20),
+        '{"t": {"\u00b2": {"offset": 1}}}',  # a digit to str.isdigit, not to int()
+        '{"t": {"\u0661": {"offset": 1}}}',  # another script's 1
+        '{"t": {"1": {"offset": 1}, "01": {"offset": 5}}}',  # one partition, two places
+        '{"t": {"0": {"offset": 1, "leader_epoch": -2}}}',
     ],
 )
 def test_malformed_vector_text_is_refused(text: str) -> None:
     with pytest.raises(InvalidVector):
         OffsetVector.from_text(text)
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.text(max_size=4),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner),
+    max_leaves=8,
+)
+places_json = st.fixed_dictionaries(
+    {"offset": st.integers(-1, 2**64)},
+    optional={"leader_epoch": st.integers(-3, 2**31), "topic_id": json_values},
+)
+partition_keys = st.sampled_from(["0", "01", "1", "\u00b2", "\u0661", "-1", " 1", "x"])
+vector_json = st.dictionaries(
+    st.text(max_size=3),
+    st.dictionaries(partition_keys, places_json, max_size=4) | json_values,
+    max_size=3,
+)
+
+
+@given(vector_json | json_values)
+def test_any_json_is_a_vector_with_one_text_or_invalid_vector(raw: object) -> None:
+    try:
+        vector = OffsetVector.from_text(json.dumps(raw))
+    except InvalidVector:
+        return
+    assert OffsetVector.from_text(vector.to_text()) == vector
+    assert isinstance(raw, dict)
+    assert len(vector) == sum(len(partitions) for partitions in raw.values())  # each one place
 
 
 refs = st.builds(
@@ -202,6 +234,11 @@ def test_the_old_forms_read_back_as_a_ref_without_a_topic_id(ref: RecordRef) -> 
         "t:0:1:0@AAAAAAAAAAAAAAAAAAAA",  # 15 bytes
         "t:0:1:0@AAAAAAAAAAAAAAAAAAAA+Q",  # not URL-safe
         "t:0:1@AAAAAAAAAAAAAAAAAAAAAQ",
+        "t:\u00b2:1:0",  # digits int() refuses, or reads as another text's number
+        "t:1_0:1:0",
+        "t: 1:1:0",
+        "t:\uff10:1:0",
+        "a:b:0:1:0",  # a topic name never holds ":"
     ],
 )
 def test_malformed_record_references_are_refused(text: str) -> None:
