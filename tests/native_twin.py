@@ -40,6 +40,9 @@ PURE_PASS: tuple[str, ...] = (
     "tests/engine/test_model.py",
     # Lookup by header decodes stored batches (compressed too) to index and check them.
     "tests/memory/test_lookup.py",
+    # Forks read their parent's batches, embedded and from the object store.
+    "tests/memory/test_forks.py",
+    "tests/memory/test_fork_model.py",
     "tests/engine/test_provenance.py",
     "tests/engine/test_record_validation.py",
     # send_many encodes its batches with native/'s encode_records.
