@@ -260,6 +260,7 @@ class Engine:
             lambda: list(self._registry.topics.values()),
             lambda: self.schemas,
             lambda: self.store.fenced,
+            self.masking,
         )
         self._tables.notice()
         exit_close.opened(self)
