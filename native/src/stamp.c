@@ -39,8 +39,10 @@ static int skip_bytes(const uint8_t *area, int64_t *pos, int64_t end) {
 static int is_reserved(const tl_stamp *s, const uint8_t *name, int64_t length) {
     int64_t pos = 0, reserved_length;
     while (pos < s->reserved_len) {
-        /* encode_names wrote this buffer: its varints are well formed */
-        tl_read_varint(s->reserved, &pos, s->reserved_len, 10, &reserved_length);
+        /* encode_names wrote this buffer, so this never fails; if it did,
+         * stopping keeps the walk finite */
+        if (tl_read_varint(s->reserved, &pos, s->reserved_len, 10, &reserved_length) != 0)
+            return 0;
         if (reserved_length == length && memcmp(s->reserved + pos, name, (size_t)length) == 0)
             return 1;
         pos += reserved_length;
