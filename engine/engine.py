@@ -260,6 +260,7 @@ class Engine:
             lambda: list(self._registry.topics.values()),
             lambda: self.schemas,
             lambda: self.store.fenced,
+            self.masking,
         )
         self._tables.notice()
         exit_close.opened(self)
@@ -721,11 +722,21 @@ class Engine:
         return self._maintenance.clean()
 
     def verify(
-        self, topic: str | None = None, partition: int | None = None, *, from_offset: int = 0
+        self,
+        topic: str | None = None,
+        partition: int | None = None,
+        *,
+        from_offset: int = 0,
+        expect_head: bytes | None = None,
+        accept_rewrites: bool = False,
     ) -> VerifyReport:
         """Proves the hash chains of a topic's partitions (all topics if None)
         from what is committed in the object store (docs/tamper-evidence.md);
-        data not uploaded yet is not covered: ``flush`` first to include it."""
+        data not uploaded yet is not covered: ``flush`` first to include it.
+        ``expect_head`` (one partition only) anchors the chain to a head
+        recorded elsewhere: the report fails unless it ends there and, unless
+        ``accept_rewrites``, holds no range the log cleaner rewrote
+        (``PartitionVerdict.anchor_failures`` says why)."""
         from engine.verify import verify_partitions  # noqa: PLC0415
 
         self._check_open()
@@ -736,6 +747,8 @@ class Engine:
                 partition,
                 from_offset=from_offset,
                 catalog=self.catalog.state,
+                expect_head=expect_head,
+                accept_rewrites=accept_rewrites,
             )
 
     def state_at(

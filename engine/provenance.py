@@ -4,9 +4,11 @@ A topic with ``tidelog.provenance = stamp`` has the broker add headers to
 every record it accepts, after validation and before offsets are assigned:
 the authenticated principal, the client id, the listener, the client's
 address and the broker's receive time (docs/governance.md, "Provenance").
-Header names under ``tidelog.`` are the broker's: a client's own headers
-with that prefix are removed before the stamp is added, so no producer can
-pass off a header of its own as the broker's.
+The stamp's own header names are the broker's: a client's header of one of
+those names is removed before the stamp is added, so no producer can pass
+off a header of its own as the broker's. Every other header is kept, the
+agent memory's ``tidelog.correlation.id``, ``tidelog.causation.id`` and
+``tidelog.context`` among them (docs/design/0037).
 
 This module owns the header names and the small value (``Provenance``)
 that carries a writer's identity from a connection or an embedded producer
@@ -22,14 +24,16 @@ from engine.authorization import ANONYMOUS
 from engine.errors import RecordTooLarge
 from native import StampedBatchTooLarge
 
-RESERVED_PREFIX = "tidelog."
-"""Record headers whose name starts with this are the broker's alone."""
-
 PRINCIPAL = "tidelog.principal"
 CLIENT_ID = "tidelog.client.id"
 LISTENER = "tidelog.listener"
 CLIENT_ADDRESS = "tidelog.client.address"
 RECEIVED_MS = "tidelog.received.ms"
+
+RESERVED_NAMES = (PRINCIPAL, CLIENT_ID, LISTENER, CLIENT_ADDRESS, RECEIVED_MS)
+"""The record headers that are the broker's alone: every name the stamp may
+write, also those a given stamp leaves out (an embedded write has no
+address), so that no client copy of any of them survives stamping."""
 
 EMBEDDED_LISTENER = "embedded"
 """The listener name of records written through the embedded API."""
@@ -102,7 +106,7 @@ def stamp_batches(
             out += native.stamp_batch(
                 view[start : start + size],
                 fields,
-                reserved_prefix=RESERVED_PREFIX,
+                reserved_names=RESERVED_NAMES,
                 max_size=max_message_bytes,
                 max_inflated=max_inflated,
             )

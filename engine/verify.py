@@ -5,6 +5,13 @@ each partition's chain with ``s3stream.chain_verify``. Everything is read
 from the object store: the manifest as committed, the objects it names and,
 offline, the catalog as uploaded. Nothing is written and no epoch is taken,
 so a serving engine is never fenced by a verification.
+
+A head recorded outside the bucket anchors one partition's chain: the
+verdict then fails unless the chain ends at it, and, strictly by default,
+if any verified range is a log cleaner's rewrite, whose records the head
+does not prove (anyone who can write the bucket can put a rewrite in any
+range's place and keep the head). An auditor of a compacted topic accepts
+rewrites explicitly.
 """
 
 from __future__ import annotations
@@ -15,24 +22,75 @@ from dataclasses import dataclass
 import msgpack
 
 from engine.catalog import CatalogState
-from engine.errors import UnknownPartition, UnknownTopic
+from engine.errors import EngineError, UnknownPartition, UnknownTopic
+from engine.protocol.kafka_code import KafkaCode
 from s3stream import ObjectStore
-from s3stream.chain_verify import StreamVerdict, stored_payloads, verify_stream
+from s3stream.chain_verify import RewriteSeen, StreamVerdict, stored_payloads, verify_stream
 from s3stream.manifest import load_state
 from s3stream.manifest_state import ManifestState
 
 
+class AnchorNeedsOnePartition(EngineError, ValueError):
+    """An expected head was given for a selection of other than one partition:
+    a head is one partition's."""
+
+    code = KafkaCode.INVALID_REQUEST
+
+    def __init__(self, selected: int) -> None:
+        super().__init__(
+            f"an expected head needs one partition (TOPIC:PARTITION), {selected} selected"
+        )
+        self.selected = selected
+
+
 @dataclass(frozen=True)
 class PartitionVerdict:
-    """What verifying one partition proved (``verdict.ok``), and where not."""
+    """What verifying one partition proved (``verdict.ok``), and where not;
+    with an expected head, whether the chain is anchored to it."""
 
     topic: str
     partition: int
     verdict: StreamVerdict
+    expected_head: bytes | None = None
+    """The head recorded outside the bucket (None: the chain is not anchored)."""
+    accept_rewrites: bool = False
+    """Whether rewritten ranges are accepted under the expected head (a
+    compacted topic's audit): their records are then proven by their own
+    links only."""
+
+    @property
+    def head_mismatch(self) -> bool:
+        """An expected head was given and the chain does not end at it."""
+        return self.expected_head is not None and self.verdict.head != self.expected_head
+
+    @property
+    def unaccepted_rewrites(self) -> list[RewriteSeen]:
+        """The rewritten ranges that fail the anchored verdict: every one,
+        when a head is expected and rewrites were not accepted."""
+        if self.expected_head is None or self.accept_rewrites:
+            return []
+        return list(self.verdict.rewrites)
 
     @property
     def ok(self) -> bool:
-        return self.verdict.ok
+        return self.verdict.ok and not self.head_mismatch and not self.unaccepted_rewrites
+
+    def anchor_failures(self) -> list[str]:
+        """Why the anchored verdict fails, beyond the chain's breaks: one
+        statement per reason, naming the partition and the offsets."""
+        name = f"{self.topic}:{self.partition}"
+        found = [
+            f"{name}: offsets [{r.start_offset}, {r.end_offset}) are a log cleaner's rewrite, "
+            "which cannot be checked against an anchored head: the ranges after it go on from "
+            "the link it replaced, so any records in its place give the same head. Accept "
+            "rewrites (--accept-rewrites, accept_rewrites=True) only for a compacted topic, "
+            "whose cleaner writes them"
+            for r in self.unaccepted_rewrites
+        ]
+        if self.head_mismatch:
+            assert self.expected_head is not None
+            found.append(f"{name}: head is not the expected {self.expected_head.hex()}")
+        return found
 
 
 @dataclass(frozen=True)
@@ -85,20 +143,30 @@ def verify_partitions(
     from_offset: int = 0,
     catalog: CatalogState | None = None,
     on_progress: Callable[[int], None] | None = None,
+    expect_head: bytes | None = None,
+    accept_rewrites: bool = False,
 ) -> VerifyReport:
     """Proves the chains of ``topic`` (all topics if None), of one partition
     or all, from the committed manifest and objects in ``store``. Without a
-    ``catalog`` the one uploaded to ``store`` names the topics."""
+    ``catalog`` the one uploaded to ``store`` names the topics.
+
+    ``expect_head`` anchors the one selected partition (else
+    AnchorNeedsOnePartition, before anything is read of the objects): its
+    verdict fails unless the chain ends at that head and, unless
+    ``accept_rewrites``, no verified range is a rewrite."""
     state = load_state(store)
     if catalog is None:
         catalog = uploaded_catalog(store, state)
+    selected = partitions_of(catalog, topic, partition)
+    if expect_head is not None and len(selected) != 1:
+        raise AnchorNeedsOnePartition(len(selected))
     verdicts = []
-    for name, index, stream_id in partitions_of(catalog, topic, partition):
+    for name, index, stream_id in selected:
         if stream_id in state.streams:
             verdict = verify_stream(
                 store, state, stream_id, from_offset=from_offset, on_progress=on_progress
             )
         else:  # created, nothing committed yet
             verdict = StreamVerdict(stream_id)
-        verdicts.append(PartitionVerdict(name, index, verdict))
+        verdicts.append(PartitionVerdict(name, index, verdict, expect_head, accept_rewrites))
     return VerifyReport(tuple(verdicts))

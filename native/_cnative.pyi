@@ -99,7 +99,7 @@ def stamp_batch(
     data: BytesLike,
     headers: Sequence[tuple[str, BytesLike]],
     *,
-    reserved_prefix: str,
+    reserved_names: Sequence[str],
     max_size: int,
     max_inflated: int = ...,
 ) -> bytes: ...

@@ -1287,10 +1287,28 @@ def _stamp_fields(headers: Sequence[tuple[str, BytesLike]]) -> bytes:
     return bytes(out)
 
 
+def _reserved_names(names: Sequence[str]) -> frozenset[bytes]:
+    """The UTF-8 bytes of the reserved header names, as the C twin reads them."""
+    if isinstance(names, str):  # a str is a sequence, of one-letter names
+        raise TypeError("reserved_names must be a sequence of str")
+    reserved = set()
+    for name in names:
+        if not isinstance(name, str):
+            raise TypeError("a reserved header name must be a str")
+        reserved.add(name.encode())
+    return frozenset(reserved)
+
+
 def _stamp_record(
-    area: memoryview, pos: int, end: int, prefix: bytes, fields: bytes, extra: int, out: bytearray
+    area: memoryview,
+    pos: int,
+    end: int,
+    reserved: frozenset[bytes],
+    fields: bytes,
+    extra: int,
+    out: bytearray,
 ) -> int:
-    """Re-encodes the record at area[pos]: its headers named with ``prefix``
+    """Re-encodes the record at area[pos]: its headers of a ``reserved`` name
     dropped, ``fields`` (``extra`` headers) appended; returns where the next begins."""
     length, pos = _read_varint(area, pos, end, 5)
     if length < 1 or length > end - pos:
@@ -1315,7 +1333,7 @@ def _stamp_record(
         name = area[pos : pos + name_length]
         pos += name_length
         _, pos = _read_bytes(area, pos, record_end)
-        if bytes(name[: len(prefix)]) != prefix:
+        if bytes(name) not in reserved:
             kept.append(area[header_start:pos])
     if pos != record_end:
         raise IndexError
@@ -1337,13 +1355,13 @@ def stamp_batch(
     data: BytesLike,
     headers: Sequence[tuple[str, BytesLike]],
     *,
-    reserved_prefix: str,
+    reserved_names: Sequence[str],
     max_size: int,
     max_inflated: int = MAX_INFLATED,
 ) -> bytes:
     """One validated batch re-encoded with ``headers`` appended to every
-    record and each record's own headers named with ``reserved_prefix``
-    removed. Every batch field is kept (producer id, epoch and sequence,
+    record and each record's own headers named exactly one of
+    ``reserved_names`` removed. Every batch field is kept (producer id, epoch and sequence,
     attributes and codec, timestamps, offset deltas); the CRC is recomputed.
     A result larger than ``max_size`` bytes raises StampedBatchTooLarge."""
     buf = _byte_view(data)
@@ -1357,13 +1375,13 @@ def stamp_batch(
         )
     _check_int(max_size, 64, "max_size")
     fields = _stamp_fields(headers)
-    prefix = reserved_prefix.encode()
+    reserved = _reserved_names(reserved_names)
     area = _records_area(buf, header, max_inflated)
     stream = bytearray()
     pos = 0
     try:
         for _ in range(header.record_count):
-            pos = _stamp_record(area, pos, len(area), prefix, fields, len(headers), stream)
+            pos = _stamp_record(area, pos, len(area), reserved, fields, len(headers), stream)
     except IndexError:
         raise _unstampable() from None
     if pos != len(area):

@@ -2,9 +2,10 @@
 
 Reads the committed manifest, the objects it names and the catalog as
 uploaded; writes nothing and takes no epoch, so it runs beside a serving
-engine without fencing it. Exit 0 if every chain verified (and the head
-is the one ``--expect-head`` names), 1 if not, 2 if it could not run.
-See docs/tamper-evidence.md.
+engine without fencing it. Exit 0 if every chain verified (and, with
+``--expect-head``, ends at that head and holds no rewritten range unless
+``--accept-rewrites``), 1 if not, 2 if it could not run. See
+docs/tamper-evidence.md and docs/cli.md.
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ def add_command(commands: Any) -> None:
             "Re-read every committed batch of the selected partitions from the object store "
             "and prove each partition's hash chain; print the range proven and the head link. "
             "Read-only: safe while the engine serves. Exit 1 if a batch was changed, removed "
-            "or reordered (or the head is not --expect-head)."
+            "or reordered, or with --expect-head if the head is another or a range was "
+            "rewritten by the log cleaner (unless --accept-rewrites); 2 if it cannot run."
         ),
     )
     parser.add_argument(
@@ -55,7 +57,18 @@ def add_command(commands: Any) -> None:
     parser.add_argument(
         "--expect-head",
         metavar="HEX",
-        help="the head link recorded earlier for the one selected partition; a mismatch fails",
+        help=(
+            "the head link recorded earlier for the one selected partition; a mismatch fails, "
+            "and so does a range the log cleaner rewrote (its records are not proven by the head)"
+        ),
+    )
+    parser.add_argument(
+        "--accept-rewrites",
+        action="store_true",
+        help=(
+            "with --expect-head: accept ranges the log cleaner rewrote (a compacted topic's "
+            "audit); they are proven by their own links only"
+        ),
     )
     parser.set_defaults(run=run)
 
@@ -90,26 +103,25 @@ def run(args: argparse.Namespace) -> int:
     def verify(store: ObjectStore) -> VerifyReport:
         with _progress() as advance:
             return verify_partitions(
-                store, topic, partition, from_offset=args.from_offset, on_progress=advance
+                store,
+                topic,
+                partition,
+                from_offset=args.from_offset,
+                on_progress=advance,
+                expect_head=expected,
+                accept_rewrites=args.accept_rewrites,
             )
 
     report = read_object_store("verify", args, file, verify)
     if report is None:
         return CANNOT_RUN
-    if expected is not None and len(report.partitions) != 1:
-        print(
-            "tidelog verify: --expect-head needs one partition (TOPIC:PARTITION), "
-            f"{len(report.partitions)} selected",
-            file=sys.stderr,
-        )
-        return CANNOT_RUN
     failed = False
     for verdict in report.partitions:
-        failed |= not _print_verdict(verdict, expected)
+        failed |= not _print_verdict(verdict)
     return BROKEN if failed else 0
 
 
-def _print_verdict(found: PartitionVerdict, expected: bytes | None) -> bool:
+def _print_verdict(found: PartitionVerdict) -> bool:
     name = f"{found.topic}:{found.partition}"
     verdict = found.verdict
     if verdict.unlinked_end is not None:
@@ -137,7 +149,7 @@ def _print_verdict(found: PartitionVerdict, expected: bytes | None) -> bool:
         return False
     if verdict.head is None:
         print(f"{name}: nothing linked in the object store yet")
-        return expected is None
+        return found.expected_head is None
     origin = "genesis" if verdict.from_genesis else "kept link"
     print(
         f"{name}: verified offsets [{verdict.start_offset}, {verdict.end_offset}) from its "
@@ -148,10 +160,9 @@ def _print_verdict(found: PartitionVerdict, expected: bytes | None) -> bool:
         for algorithm, count in sorted(verdict.algorithms.items())
     )
     print(f"{name}: links made with {made_with}")
-    if expected is not None and expected != verdict.head:
-        print(f"{name}: head is not the expected {expected.hex()}")
-        return False
-    return True
+    for failure in found.anchor_failures():
+        print(failure)
+    return found.ok
 
 
 def _progress() -> AbstractContextManager[Callable[[int], None] | None]:

@@ -6,6 +6,9 @@ and the last stable offset both fall where an append begins, so the read
 stops at a stored batch and never splits a transaction's decision from its
 records. Records of aborted transactions and transaction markers are left
 out as a read_committed consumer leaves them out (engine/isolation.py).
+Records of a masked topic are read masked, as a principal without unmask
+reads them (engine/masking/), so a table never holds a clear value of a
+masked field.
 """
 
 from __future__ import annotations
@@ -14,19 +17,22 @@ from typing import NamedTuple
 
 import native
 from engine.isolation import committed_batches
+from engine.masking.batches import mask_batch
+from engine.masking.documents import Masking
 from engine.partition import Partition, PartitionFetch
 
 
 class SettledRead(NamedTuple):
     batches: list[bytes | memoryview]
     """The committed stored batches read (no control batches, none of an
-    aborted transaction), each ending below the settled end."""
+    aborted transaction), each ending below the settled end; masked when
+    the read was given a masking."""
     position: int
     """Where the read started: records of ``batches`` below it are not the read's."""
     next_offset: int
     """Where the partition's next read starts (past markers and aborted records)."""
     bytes_read: int
-    """Stored batch bytes the records came from."""
+    """Stored batch bytes the records came from (before any masking)."""
     skipped: int
     """Offsets below the log start the position had not reached: records
     retention or DeleteRecords removed before the table got them."""
@@ -41,11 +47,15 @@ def settled_end(partition: Partition) -> int:
     return min(remote_end, partition.last_stable_offset)
 
 
-def read_settled(partition: Partition, position: int, max_bytes: int) -> SettledRead:
+def read_settled(
+    partition: Partition, position: int, max_bytes: int, masking: Masking | None = None
+) -> SettledRead:
     """The committed batches of ``partition`` from ``position`` up to its
     settled end, about ``max_bytes`` of them (at least one batch when there
     is one), left encoded: the table's columns are decoded from them in
-    bulk (columns.py)."""
+    bulk (columns.py). With ``masking`` (the topic's), each batch is masked
+    as a fetch without unmask masks it (same offsets, timestamps and
+    transactional fields; docs/governance.md, "Masked replay")."""
     skipped = 0
     log_start = partition.log_start_offset
     if position < log_start:
@@ -59,6 +69,8 @@ def read_settled(partition: Partition, position: int, max_bytes: int) -> Settled
     next_offset = min(max(next_offset, position), end)
     aborted = fetched.aborted_transactions
     batches: list[bytes | memoryview] = list(committed_batches(kept, aborted)) if aborted else kept
+    if masking is not None:
+        batches = [mask_batch(batch, masking, fetched.max_inflated) for batch in batches]
     return SettledRead(
         batches, position, next_offset, sum(len(p) for p in kept), skipped, fetched.max_inflated
     )

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from engine import clock
+from engine.masking.documents import Masking
 from engine.schemas.types import SchemaLookup
 from engine.tables.settings import TablesConfig
 from engine.topics import Topic
@@ -79,13 +80,17 @@ class TableService:
         topics: Callable[[], Sequence[Topic]],
         schemas: Callable[[], SchemaLookup],
         fenced: Callable[[], bool],
+        masking: Callable[[str], Masking | None],
     ) -> None:
+        """``masking``: a topic's masking by its name (Engine.masking), asked
+        at each read so a table follows the topic's rules as they are now."""
         self.config = config
         self._data_dir = data_dir
         self._store = store
         self._topics = topics
         self._schemas = schemas
         self._fenced = fenced
+        self._masking = masking
         self._catalog: Any = None
         self._writers: dict[str, TableWriter] = {}
         self._stats: dict[str, TableStats] = {}
@@ -254,6 +259,7 @@ class TableService:
             lambda: topic.config.value_schema[1] or f"{topic.name}-value",
             location,
             lambda: topic.config.table_partition,
+            lambda: self._masking(topic.name),
         )
         self._writers[topic.name] = writer
         return writer

@@ -37,6 +37,7 @@ from pyiceberg.manifest import DataFile
 from pyiceberg.table import Table
 
 from engine.errors import EngineError
+from engine.masking.documents import Masking
 from engine.partition import Partition
 from engine.protocol.kafka_code import KafkaCode
 from engine.schemas.types import RegisteredSchema, SchemaLookup
@@ -146,6 +147,7 @@ class TableWriter:
         value_subject: Callable[[], str] | None = None,
         location: str | None = None,
         partition: Callable[[], str] = lambda: "day",
+        masking: Callable[[], Masking | None] = lambda: None,
     ) -> None:
         self.catalog = catalog
         self.identifier = (namespace, table_name(topic))
@@ -164,6 +166,9 @@ class TableWriter:
         self._partition = partition
         """How a new table is partitioned (settings.TABLE_PARTITIONS), as
         configured when it is created; a table keeps its spec."""
+        self._masking = masking
+        """The topic's masking as configured now (None: not masked): rows are
+        written as a reader without unmask reads the records."""
         self.positions: dict[int, int] | None = None
         """The positions of the table's newest snapshot, as last read or committed."""
         self._decoder: tuple[RegisteredSchema | None, ValueDecoder | None] = (None, None)
@@ -351,12 +356,13 @@ class TableWriter:
         reads: list[PartitionRead] = []
         new_positions = dict(positions)
         budget, skipped, more = self.commit_bytes, 0, False
+        masking = self._masking()
         for partition in self._partitions():
             start = positions.get(partition.index, 0)
             if budget <= 0:
                 more = more or settled_end(partition) > start
                 continue
-            read = read_settled(partition, start, budget)
+            read = read_settled(partition, start, budget, masking)
             budget -= read.bytes_read
             skipped += read.skipped
             reads.append(PartitionRead(partition.index, read))

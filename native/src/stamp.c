@@ -1,6 +1,7 @@
 /*
  * Provenance stamp in C: the records of one validated batch re-encoded, each
- * with the stamp's headers appended and its own reserved headers dropped.
+ * with the stamp's headers appended and its own headers of a reserved name
+ * dropped.
  *
  * The stamped stream is walked twice: once to size it, once to write it into
  * a buffer of exactly that size, so the output is bounded before anything is
@@ -17,8 +18,8 @@
 #include "varint.h"
 
 typedef struct {
-    const uint8_t *prefix;
-    int64_t prefix_len;
+    const uint8_t *reserved; /* the reserved names, each a varint length then its bytes */
+    int64_t reserved_len;
     const uint8_t *fields; /* the stamp's headers, encoded */
     int64_t fields_len;
     int64_t extra; /* how many headers fields holds */
@@ -34,7 +35,22 @@ static int skip_bytes(const uint8_t *area, int64_t *pos, int64_t end) {
     return 0;
 }
 
-/* The `count` headers at *pos: those not under the prefix are counted into
+/* Whether name[0, length) is one of the reserved names (compared bytewise). */
+static int is_reserved(const tl_stamp *s, const uint8_t *name, int64_t length) {
+    int64_t pos = 0, reserved_length;
+    while (pos < s->reserved_len) {
+        /* encode_names wrote this buffer, so this never fails; if it did,
+         * stopping keeps the walk finite */
+        if (tl_read_varint(s->reserved, &pos, s->reserved_len, 10, &reserved_length) != 0)
+            return 0;
+        if (reserved_length == length && memcmp(s->reserved + pos, name, (size_t)length) == 0)
+            return 1;
+        pos += reserved_length;
+    }
+    return 0;
+}
+
+/* The `count` headers at *pos: those of no reserved name are counted into
  * *kept and *kept_bytes and, when out is not NULL, copied to *out. */
 static int walk_headers(const uint8_t *area, int64_t *pos, int64_t end, int64_t count,
                         const tl_stamp *s, int64_t *kept, int64_t *kept_bytes, uint8_t **out) {
@@ -43,8 +59,7 @@ static int walk_headers(const uint8_t *area, int64_t *pos, int64_t end, int64_t 
         if (tl_read_varint(area, pos, end, 5, &name_length) != 0 || name_length < 0 ||
             name_length > end - *pos)
             return -1;
-        int reserved = name_length >= s->prefix_len &&
-                       memcmp(area + *pos, s->prefix, (size_t)s->prefix_len) == 0;
+        int reserved = is_reserved(s, area + *pos, name_length);
         *pos += name_length;
         if (skip_bytes(area, pos, end) != 0) return -1;
         if (reserved) continue;
@@ -186,6 +201,23 @@ int tl_put_py_bytes(tl_buf *b, PyObject *obj) {
     return rc ? -1 : 0;
 }
 
+/* Appends a header name (a str: TypeError not_str otherwise) as a varint
+ * length and its UTF-8 bytes; 0, or -1 with a Python error set. */
+static int put_name(tl_buf *b, PyObject *name, const char *not_str) {
+    if (!PyUnicode_Check(name)) {
+        PyErr_SetString(PyExc_TypeError, not_str);
+        return -1;
+    }
+    Py_ssize_t name_len;
+    const char *utf8 = PyUnicode_AsUTF8AndSize(name, &name_len);
+    if (!utf8) return -1;
+    if (tl_buf_put_varint(b, name_len) || tl_buf_put(b, utf8, (size_t)name_len)) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    return 0;
+}
+
 /* Encodes the (name, value) pairs as record headers; their count, or -1. */
 static Py_ssize_t encode_fields(PyObject *headers, tl_buf *b) {
     PyObject *seq = PySequence_Fast(headers, "stamp headers must be a sequence of pairs");
@@ -195,18 +227,9 @@ static Py_ssize_t encode_fields(PyObject *headers, tl_buf *b) {
         PyObject *pair = PySequence_Fast_GET_ITEM(seq, i);
         if (!PyTuple_Check(pair) && !PyList_Check(pair)) goto not_pair;
         if (PySequence_Fast_GET_SIZE(pair) != 2) goto not_pair;
-        PyObject *name = PySequence_Fast_GET_ITEM(pair, 0);
-        if (!PyUnicode_Check(name)) {
-            PyErr_SetString(PyExc_TypeError, "a stamp header name must be a str");
+        if (put_name(b, PySequence_Fast_GET_ITEM(pair, 0), "a stamp header name must be a str") !=
+            0)
             goto fail;
-        }
-        Py_ssize_t name_len;
-        const char *utf8 = PyUnicode_AsUTF8AndSize(name, &name_len);
-        if (!utf8) goto fail;
-        if (tl_buf_put_varint(b, name_len) || tl_buf_put(b, utf8, (size_t)name_len)) {
-            PyErr_NoMemory();
-            goto fail;
-        }
         if (tl_put_py_bytes(b, PySequence_Fast_GET_ITEM(pair, 1)) != 0) goto fail;
     }
     Py_DECREF(seq);
@@ -218,10 +241,32 @@ fail:
     return -1;
 }
 
+/* Encodes the reserved names (str each), a varint length then the UTF-8
+ * bytes of each, as is_reserved reads them; 0, or -1 with a Python error set. */
+static int encode_names(PyObject *names, tl_buf *b) {
+    const char *not_names = "reserved_names must be a sequence of str";
+    if (PyUnicode_Check(names)) { /* a str is a sequence, of one-letter names */
+        PyErr_SetString(PyExc_TypeError, not_names);
+        return -1;
+    }
+    PyObject *seq = PySequence_Fast(names, not_names);
+    if (!seq) return -1;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (put_name(b, PySequence_Fast_GET_ITEM(seq, i), "a reserved header name must be a str") !=
+            0) {
+            Py_DECREF(seq);
+            return -1;
+        }
+    }
+    Py_DECREF(seq);
+    return 0;
+}
+
 /* ---- stamp_batch ----------------------------------------------------------- */
 
-static PyObject *stamp(const uint8_t *buf, int64_t len, PyObject *headers, const char *prefix,
-                       Py_ssize_t prefix_len, int64_t max_size, int64_t limit) {
+static PyObject *stamp(const uint8_t *buf, int64_t len, PyObject *headers, PyObject *reserved_names,
+                       int64_t max_size, int64_t limit) {
     tl_header h;
     tl_error err = {0};
     if (tl_read_header(buf, 0, len, &h, &err) != 0)
@@ -233,11 +278,11 @@ static PyObject *stamp(const uint8_t *buf, int64_t len, PyObject *headers, const
                                                 "for a batch of %lld",
                                                 (long long)len, (long long)tl_batch_size(&h)),
                            0, tl_batch_size(&h), len);
-    tl_buf fields = {0};
+    tl_buf fields = {0}, reserved = {0};
     PyObject *inflated = NULL, *stream = NULL, *records = NULL, *result = NULL;
     Py_ssize_t extra = encode_fields(headers, &fields);
-    if (extra < 0) goto done;
-    tl_stamp s = {(const uint8_t *)prefix, prefix_len, fields.data, (int64_t)fields.len, extra};
+    if (extra < 0 || encode_names(reserved_names, &reserved) != 0) goto done;
+    tl_stamp s = {reserved.data, (int64_t)reserved.len, fields.data, (int64_t)fields.len, extra};
     int codec = h.attributes & 0x07;
     const uint8_t *area = buf + TL_HEADER_SIZE;
     int64_t area_len = len - TL_HEADER_SIZE;
@@ -291,6 +336,7 @@ too_large:
                 0, max_size, TL_HEADER_SIZE + size);
 done:
     tl_buf_free(&fields);
+    tl_buf_free(&reserved);
     Py_XDECREF(inflated);
     Py_XDECREF(stream);
     Py_XDECREF(records);
@@ -298,18 +344,16 @@ done:
 }
 
 PyObject *tl_py_stamp_batch(PyObject *self, PyObject *args, PyObject *kwargs) {
-    static char *kwlist[] = {"data", "headers", "reserved_prefix", "max_size", "max_inflated",
+    static char *kwlist[] = {"data", "headers", "reserved_names", "max_size", "max_inflated",
                              NULL};
-    PyObject *data, *headers, *limit_obj = NULL;
-    const char *prefix = NULL;
-    Py_ssize_t prefix_len = 0;
+    PyObject *data, *headers, *reserved_names = NULL, *limit_obj = NULL;
     long long max_size = LLONG_MIN;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO|$s#LO:stamp_batch", kwlist, &data, &headers,
-                                     &prefix, &prefix_len, &max_size, &limit_obj))
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO|$OLO:stamp_batch", kwlist, &data, &headers,
+                                     &reserved_names, &max_size, &limit_obj))
         return NULL;
-    if (!prefix || max_size == LLONG_MIN) {
+    if (!reserved_names || max_size == LLONG_MIN) {
         PyErr_SetString(PyExc_TypeError,
-                        "stamp_batch() needs the keyword arguments reserved_prefix and max_size");
+                        "stamp_batch() needs the keyword arguments reserved_names and max_size");
         return NULL;
     }
     int64_t limit;
@@ -325,7 +369,7 @@ PyObject *tl_py_stamp_batch(PyObject *self, PyObject *args, PyObject *kwargs) {
     }
     Py_buffer view;
     if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) != 0) return NULL;
-    PyObject *result = stamp(view.buf, view.len, headers, prefix, prefix_len, max_size, limit);
+    PyObject *result = stamp(view.buf, view.len, headers, reserved_names, max_size, limit);
     PyBuffer_Release(&view);
     return result;
 }

@@ -8,9 +8,9 @@
 
 #include "buffer.h"
 
-/* stamp_batch(data, headers, *, reserved_prefix, max_size, max_inflated=MAX_INFLATED):
+/* stamp_batch(data, headers, *, reserved_names, max_size, max_inflated=MAX_INFLATED):
  * the batch with each (name, value) of headers appended to every record and
- * each record's own headers whose name starts with reserved_prefix dropped;
+ * each record's own headers whose name is one of reserved_names dropped;
  * every batch field kept, the CRC recomputed. */
 PyObject *tl_py_stamp_batch(PyObject *self, PyObject *args, PyObject *kwargs);
 

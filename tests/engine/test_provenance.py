@@ -1,7 +1,8 @@
 """Provenance stamping on ``tidelog.provenance = stamp`` topics, through the
 engine and its embedded clients: every record gets the broker's headers
 (who wrote it, on which listener, when it was received), a client's own
-``tidelog.*`` headers are replaced, idempotence and transactions keep their
+headers of a stamp header's name are replaced (its other headers, the agent
+memory's ``tidelog.*`` ones among them, are kept), idempotence and transactions keep their
 guarantees, and a stamp that would pass max.message.bytes is refused."""
 
 from __future__ import annotations
@@ -77,14 +78,24 @@ def test_a_raw_append_naming_nobody_is_stamped_anonymous_and_forgeries_go(
 ) -> None:
     e = engine_factory(clock=clock)
     e.create_topic("audit", 1, STAMP)
-    forged = [("tidelog.principal", b"User:admin"), ("tidelog.received.ms", b"0"), ("x", b"y")]
+    forged = [
+        ("tidelog.principal", b"User:admin"),
+        ("tidelog.received.ms", b"0"),
+        ("x", b"y"),
+        ("tidelog.client.address", b"10.0.0.1:1"),  # a name this stamp leaves out
+        ("tidelog.correlation.id", b"refund-7"),  # the agent memory's, not the stamp's
+    ]
     e.produce("audit", 0, native.encode_batch([RecordSpec(NOW, b"k", b"v", forged)]))
     clock.advance(5)
     writer = Provenance("User:bob", "SASL_PLAINTEXT", "app-7", "127.0.0.1:5555")
     e.submit("audit", 0, native.encode_batch([RecordSpec(NOW, b"k", b"v")]), provenance=writer)
     e.flush(10)
     first, second = read_all(e, "audit")
-    assert first.headers == (("x", b"y"), *stamped("User:ANONYMOUS"))
+    assert first.headers == (
+        ("x", b"y"),
+        ("tidelog.correlation.id", b"refund-7"),
+        *stamped("User:ANONYMOUS"),
+    )
     assert dict(second.headers) == {
         PRINCIPAL: b"User:bob",
         CLIENT_ID: b"app-7",

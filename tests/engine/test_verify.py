@@ -2,7 +2,8 @@
 (docs/tamper-evidence.md): `tidelog verify` in a child process against a
 real S3 server (moto on loopback) finds a record value edited with its CRC
 recomputed; a reordered object; a restart after kill -9 continues the
-chain; retention, merges and the cleaner's rewrites leave it verifiable."""
+chain; retention, merges and the cleaner's rewrites leave it verifiable; an
+anchored head fails on a rewritten range unless rewrites are accepted."""
 
 from __future__ import annotations
 
@@ -13,8 +14,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import native
 from engine import Engine, EngineConfig
+from engine.verify import AnchorNeedsOnePartition
 from s3stream import open_store
 from s3stream.chain import genesis
 from s3stream.chain_hash import ChainHash
@@ -255,3 +259,60 @@ def test_large_and_small_batches_verify_and_the_report_names_their_algorithms(
     caught = _verify_cli(data_dir, _objects_url(data_dir), TOPIC)
     assert caught.returncode == 1, caught.stdout + caught.stderr
     assert f"{TOPIC}:0: BROKEN at offset 2 (range up to 4" in caught.stdout
+
+
+def test_an_anchored_head_fails_on_a_rewritten_range_unless_rewrites_are_accepted(
+    tmp_path: Path,
+) -> None:
+    """Whoever can write the bucket puts a rewrite with other records in place
+    of a middle range of a topic that was never compacted, as the cleaner
+    writes one (the store's own replace_range): the head stays the same, so
+    an anchored verify fails on the rewrite itself, naming its offsets, and
+    passes only when the auditor accepts rewrites."""
+    data_dir = tmp_path / "node"
+    url = _objects_url(data_dir)
+    with Engine.open(data_dir, None, CONFIG) as e:
+        e.create_topic(TOPIC, 2)  # partition 1 stays empty
+        _produce_in_uploads(e, [[b"pay-0", b"pay-1"], [b"deny-2", b"deny-3"], [b"done-4"]])
+        stream = _stream(e)
+        head = e.verify(TOPIC, 0).partitions[0].verdict.head
+        assert head is not None
+        assert e.verify(TOPIC, 0, expect_head=head).ok  # no rewrite: anchored as before
+        fake = [StoredBatch(2, 4, batch([b"approve-2", b"approve-3"], base_offset=2))]
+        e.store.replace_range(stream, 2, 4, fake)
+        bucket = open_store(url)
+        stored = list(stored_payloads(bucket, load_state(bucket), stream))
+        bucket.close()
+        assert [r.value for r in native.decode_records(stored[2])] == [b"approve-2", b"approve-3"]
+
+        unanchored = e.verify(TOPIC, 0)
+        anchored = e.verify(TOPIC, 0, expect_head=head)
+        accepted = e.verify(TOPIC, 0, expect_head=head, accept_rewrites=True)
+        wrong_head = e.verify(TOPIC, 0, expect_head=b"\0" * 32, accept_rewrites=True)
+        with pytest.raises(AnchorNeedsOnePartition):
+            e.verify(TOPIC, expect_head=head)  # a head is one partition's
+    (partition,) = anchored.partitions
+    assert partition.verdict.ok and partition.verdict.head == head  # the chain itself holds
+    assert unanchored.ok and not anchored.ok
+    assert [(r.start_offset, r.end_offset) for r in partition.unaccepted_rewrites] == [(2, 4)]
+    (failure,) = partition.anchor_failures()
+    assert failure.startswith(f"{TOPIC}:0: offsets [2, 4) are a log cleaner's rewrite")
+    assert "cannot be checked against an anchored head" in failure
+    assert accepted.ok and accepted.partitions[0].anchor_failures() == []
+    assert not wrong_head.ok and wrong_head.partitions[0].head_mismatch
+
+    strict = _verify_cli(data_dir, url, f"{TOPIC}:0", "--expect-head", head.hex())
+    assert strict.returncode == 1, strict.stdout + strict.stderr
+    assert f"{TOPIC}:0: offsets [2, 4) were rewritten by the log cleaner" in strict.stdout
+    assert f"{TOPIC}:0: offsets [2, 4) are a log cleaner's rewrite, which cannot be checked" in (
+        strict.stdout
+    )
+    lenient = _verify_cli(
+        data_dir, url, f"{TOPIC}:0", "--expect-head", head.hex(), "--accept-rewrites"
+    )
+    assert lenient.returncode == 0, lenient.stdout + lenient.stderr
+    assert f"head {head.hex()}" in lenient.stdout
+    assert _verify_cli(data_dir, url, TOPIC).returncode == 0  # no anchor: the rewrite is listed
+    several = _verify_cli(data_dir, url, TOPIC, "--expect-head", head.hex())
+    assert several.returncode == 2
+    assert "an expected head needs one partition (TOPIC:PARTITION)" in several.stderr

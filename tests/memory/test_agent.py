@@ -41,6 +41,7 @@ from engine.memory import (
 from engine.memory.actions import CAUSATION_HEADER, CORRELATION_HEADER, validate
 from engine.memory.transport import RecordNotFound
 from engine.memory.vector import CONTEXT_HEADER, OffsetVector, Position, RecordRef
+from engine.provenance import LISTENER, PRINCIPAL, RECEIVED_MS, RESERVED_NAMES
 from engine.types import ConsumerRecord, TopicPartition
 from tests.engine.conftest import FAST_STORE
 from tests.memory.conftest import ACTIONS, HELD_TO_THE_SCHEMA, governed, refuses_a_pending_record
@@ -442,3 +443,46 @@ def test_a_transaction_left_open_is_aborted_when_its_timeout_passes(tmp_path: Pa
         with pytest.raises(engine.errors.EngineError):  # the coordinator fenced it
             abandoned.__exit__(None, None, None)
         writer.close()
+
+
+STAMPED = {**HELD_TO_THE_SCHEMA, "tidelog.provenance": "stamp"}
+"""A topic held to the schema whose records the broker stamps (docs/governance.md)."""
+
+
+def test_on_a_stamp_topic_history_finds_the_actions_and_decisions_keep_their_context(
+    memory_engine: engine.Engine,
+) -> None:
+    memory_engine.create_topic("agent.stamped", 1, STAMPED)
+    with AgentMemory(
+        memory_engine,
+        AGENT,
+        topics="agent.stamped",
+        principal="User:agent",
+        transactional_id="stamped",
+    ) as agent:
+        call = agent.tool_call("refund", correlation_id="refund-7")
+        decided = agent.decision(causation=call, context=CONTEXT)
+        with agent.decide_and_act(correlation_id="refund-7", context=CONTEXT) as act:
+            act.send("payments", b"paid")
+        history = agent.history("refund-7")
+        # A client's copy of a stamp header is still the broker's to write.
+        forged = [
+            (CORRELATION_HEADER, b"refund-7"),
+            (PRINCIPAL, b"User:admin"),
+            (LISTENER, b"INTERNAL"),
+        ]
+        with memory_engine.producer(principal="User:mallory") as producer:
+            producer.send("agent.stamped", json.dumps(history[0].action).encode(), headers=forged)
+            producer.flush(10)
+        copied = agent.history("refund-7")[-1]
+    assert [a.ref for a in history] == [call, decided, act.decision]
+    for action in history:
+        assert headers_of(action)[CORRELATION_HEADER] == b"refund-7"
+        assert headers_of(action)[PRINCIPAL] == b"User:agent"
+    assert headers_of(history[1])[CAUSATION_HEADER] == history[0].action_id.encode()
+    for decision in history[1:]:
+        assert headers_of(decision)[CONTEXT_HEADER] == CONTEXT.to_text().encode()
+    assert copied.headers[0] == (CORRELATION_HEADER, b"refund-7")
+    stamp = [h for h in copied.headers if h[0] in RESERVED_NAMES]
+    assert stamp[:2] == [(PRINCIPAL, b"User:mallory"), (LISTENER, b"embedded")]
+    assert [name for name, _ in stamp[2:]] == [RECEIVED_MS]

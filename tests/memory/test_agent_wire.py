@@ -32,6 +32,7 @@ from engine.memory.actions import CAUSATION_HEADER, CORRELATION_HEADER
 from engine.memory.transport import RecordNotFound
 from engine.memory.vector import CONTEXT_HEADER, OffsetVector, Position, RecordRef
 from engine.memory.wire import WireTransport
+from engine.provenance import CLIENT_ADDRESS, PRINCIPAL, RESERVED_NAMES
 from engine.types import TopicPartition
 from tests.engine.conftest import FAST_STORE
 from tests.memory.conftest import ACTIONS, HELD_TO_THE_SCHEMA, governed, refuses_a_pending_record
@@ -296,3 +297,43 @@ def test_a_scan_describes_its_topics_within_the_callers_timeout(served: Served) 
         transport.close(10)
     assert len(admin.calls) == 2 * len(topics)
     assert all(given <= left for given, left in admin.calls), admin.calls
+
+
+def test_over_the_wire_on_a_stamp_topic_the_memorys_headers_stay_and_a_forged_stamp_goes(
+    served: Served,
+) -> None:
+    served.engine.create_topic(
+        "agent.stamped", 1, {**HELD_TO_THE_SCHEMA, "tidelog.provenance": "stamp"}
+    )
+    with AgentMemory(
+        served.bootstrap,
+        AGENT,
+        topics="agent.stamped",
+        transactional_id="stamped",
+        kafka_config=QUIET,
+    ) as agent:
+        call = agent.tool_call("refund", correlation_id="refund-7")
+        with agent.decide_and_act(causation=call, context=CONTEXT) as act:
+            act.send("payments", b"paid")
+        history = agent.history("refund-7")
+        forger = confluent_kafka.Producer({"bootstrap.servers": served.bootstrap, **QUIET})
+        forger.produce(
+            "agent.stamped",
+            json.dumps(history[0].action).encode(),
+            partition=0,
+            headers=[
+                (CORRELATION_HEADER, b"refund-7"),
+                (PRINCIPAL, b"User:admin"),
+                (CLIENT_ADDRESS, b"10.0.0.1:1"),
+            ],
+        )
+        assert forger.flush(30) == 0
+        copied = agent.history("refund-7")[-1]
+    assert [a.ref for a in history] == [call, act.decision]
+    assert dict(history[1].headers)[CAUSATION_HEADER] == history[0].action_id.encode()
+    assert dict(history[1].headers)[CONTEXT_HEADER] == CONTEXT.to_text().encode()
+    assert copied.headers[0] == (CORRELATION_HEADER, b"refund-7")
+    stamp = dict(h for h in copied.headers if h[0] in RESERVED_NAMES)
+    assert len(stamp) == len([h for h in copied.headers if h[0] in RESERVED_NAMES])
+    assert stamp[PRINCIPAL] == b"User:ANONYMOUS"
+    assert stamp[CLIENT_ADDRESS].startswith(b"127.0.0.1:")

@@ -170,7 +170,7 @@ def stamp_hostile(rng: random.Random, data: bytes) -> None:
     c.stamp_batch(
         data,
         stamp,
-        reserved_prefix=rng.choice(["tidelog.", "", "h"]),
+        reserved_names=rng.choice([["tidelog.principal", "tidelog.x"], [], [""], ["h"] * 3]),
         max_size=rng.choice([0, 61, 1 << 20, 2**63 - 1]),
         max_inflated=rng.choice([0, 64, 1 << 20]),
     )

@@ -2,8 +2,9 @@
 and a SASL_PLAINTEXT listener, records written by confluent-kafka
 (SCRAM-SHA-512) and kafka-python (PLAIN) to a ``tidelog.provenance =
 stamp`` topic, read back with kcat's ``%h``: each carries its writer's
-authenticated principal, client id, listener, address and receive time, and
-a forged ``tidelog.principal`` header is replaced. Idempotent and
+authenticated principal, client id, listener, address and receive time, a
+forged ``tidelog.principal`` header is replaced and the agent memory's
+``tidelog.correlation.id`` is kept. Idempotent and
 transactional producers keep exactly-once on a stamp topic, and a batch the
 stamp takes past max.message.bytes is answered MESSAGE_TOO_LARGE."""
 
@@ -17,6 +18,7 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from engine.provenance import RESERVED_NAMES
 from tests.server.conftest import ServerProcess, quiet_librdkafka
 from tests.server.test_kcat import kcat
 from tests.server.test_sasl import (
@@ -60,8 +62,8 @@ def headers_read_by_kcat(server: ServerProcess, topic: str) -> list[list[tuple[s
 
 
 def stamp_of(headers: list[tuple[str, str]]) -> dict[str, str]:
-    stamp = {name: value for name, value in headers if name.startswith("tidelog.")}
-    assert len(stamp) == len([name for name, _ in headers if name.startswith("tidelog.")])
+    stamp = {name: value for name, value in headers if name in RESERVED_NAMES}
+    assert len(stamp) == len([name for name, _ in headers if name in RESERVED_NAMES])
     return stamp
 
 
@@ -77,7 +79,11 @@ def test_kcat_reads_each_writers_stamp_and_forgeries_are_replaced(server: Server
         "audit",
         b"from alice",
         partition=0,
-        headers=[("trace", b"t1"), ("tidelog.principal", b"User:admin")],
+        headers=[
+            ("trace", b"t1"),
+            ("tidelog.principal", b"User:admin"),
+            ("tidelog.correlation.id", b"refund-7"),
+        ],
     )
     assert alice.flush(TIMEOUT) == 0
     bob = KafkaProducer(
@@ -96,7 +102,8 @@ def test_kcat_reads_each_writers_stamp_and_forgeries_are_replaced(server: Server
     after = int(time.time() * 1000)
 
     first, second, third = headers_read_by_kcat(server, "audit")
-    assert first[0] == ("trace", "t1")  # the client's own headers stay, first
+    # The client's own headers stay, first, but for its copy of a stamp header.
+    assert first[:2] == [("trace", "t1"), ("tidelog.correlation.id", "refund-7")]
     stamps = [stamp_of(first), stamp_of(second), stamp_of(third)]
     assert [
         (s["tidelog.principal"], s["tidelog.listener"], s.get("tidelog.client.id")) for s in stamps
