@@ -80,10 +80,17 @@ def open_transaction(cluster: Cluster) -> Iterator[Producer]:
     yield producer
 
 
-def _forged(cluster: Cluster, transactional_id: str | None, transactional: bool = True) -> Any:
+def _forged(
+    cluster: Cluster,
+    transactional_id: str | None,
+    transactional: bool = True,
+    partition: int = 0,
+    batches: int = 1,
+) -> Any:
     """A Produce of one record as the victim's producer, whose transaction
     is open: its producer id, epoch and next sequence, as DescribeProducers
-    shows them to anyone who may read the topic."""
+    shows them to anyone who may read the topic (``batches`` times over, to
+    ``partition``)."""
     (victim,) = cluster.engine.partition(TOPIC, 0).describe_producers()
     assert victim.current_txn_start_offset == 0
     records = native.encode_batch(
@@ -98,7 +105,9 @@ def _forged(cluster: Cluster, transactional_id: str | None, transactional: bool 
         transactional_id=transactional_id,
         acks=-1,
         timeout_ms=TIMEOUT * 1000,
-        topic_data=[{"name": TOPIC, "partition_data": [{"index": 0, "records": records}]}],
+        topic_data=[
+            {"name": TOPIC, "partition_data": [{"index": partition, "records": records * batches}]}
+        ],
     )
 
 
@@ -134,6 +143,26 @@ def test_a_batch_as_another_producer_in_its_transaction_is_refused(
 ) -> None:
     code = _code(cluster, _forged(cluster, transactional_id, transactional))
     assert code == refused
+    assert cluster.engine.offsets(TOPIC, 0) == (0, 1)
+    open_transaction.commit_transaction(TIMEOUT)
+
+
+@pytest.mark.parametrize(
+    ("partition", "batches", "refused"),
+    [
+        # Kafka's KafkaApis answers these before ReplicaManager verifies the
+        # transaction: a partition its metadata does not have, then records
+        # ProduceRequest.validateRecords refuses (one batch per partition).
+        (7, 1, KafkaCode.UNKNOWN_TOPIC_OR_PARTITION),
+        (0, 2, KafkaCode.INVALID_RECORD),
+    ],
+    ids=["unknown-partition", "two-batches"],
+)
+def test_what_kafka_answers_before_verifying_a_transaction_comes_first(
+    cluster: Cluster, open_transaction: Producer, partition: int, batches: int, refused: KafkaCode
+) -> None:
+    forged = _forged(cluster, "mallory-txn", partition=partition, batches=batches)
+    assert _code(cluster, forged) == refused
     assert cluster.engine.offsets(TOPIC, 0) == (0, 1)
     open_transaction.commit_transaction(TIMEOUT)
 

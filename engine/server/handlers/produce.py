@@ -145,7 +145,10 @@ def _produce(context: RequestContext, request: ProduceRequest) -> Response:
                 continue
             foreign = producer_refused(engine.transactions, transactional_id, partition.records)
             if foreign is not None:
-                partitions.append((partition.partition, foreign, None))
+                first = _refused_before_verification(
+                    context, topic.name, partition.partition, partition.records
+                )
+                partitions.append((partition.partition, first or foreign, None))
                 continue
             # Nobody waits for an acks=0 answer: no prompt upload for it.
             remote = False if request.acks == 0 else None
@@ -192,6 +195,21 @@ def _produce(context: RequestContext, request: ProduceRequest) -> Response:
     if len(waiting) == 1:
         return _answer_when_durable(context.version, results, waiting[0], request.timeout_ms)
     return _when_durable(context.version, results, waiting, request.timeout_ms)
+
+
+def _refused_before_verification(
+    context: RequestContext, topic: str, partition: int, records: memoryview
+) -> EngineError | None:
+    """What Kafka's KafkaApis.handleProduceRequest answers a partition before
+    ReplicaManager verifies its transactional batch's producer: a partition
+    its metadata does not have, then records ProduceRequest.validateRecords
+    refuses. Read only for a batch already refused by that verification."""
+    if not is_internal_topic(topic):  # Kafka's exist; tidelog's are refused later
+        try:
+            context.engine.partition(topic, partition)
+        except EngineError as error:
+            return error
+    return produce_framing_refusal(records, topic, partition)
 
 
 def _refused_append(
