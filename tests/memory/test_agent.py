@@ -241,6 +241,23 @@ def test_a_record_behind_an_open_transaction_is_read_once_it_ends(
         reads_records_behind_an_open_transaction(deciding, agent)
 
 
+def test_a_record_behind_its_own_open_decision_is_refused_at_once(
+    memory_engine: engine.Engine,
+) -> None:
+    # Only the decision's commit would let a read_committed reader have them,
+    # and it cannot come while the memory waits (a wait would run the hour).
+    with AgentMemory(memory_engine, AGENT, timeout=3600.0) as agent:
+        with agent.decide_and_act(correlation_id="c-1") as act:
+            sent = agent.tool_call("email", correlation_id="c-2")
+            for ref in (act.decision, sent):
+                with pytest.raises(RecordNotFound):
+                    agent.read(ref)
+            with pytest.raises(RecordNotFound):
+                agent.compensation(sent, reason="unsent")
+        undone = agent.read(agent.compensation(sent, reason="unsent"))
+        assert undone.action["causation_id"] == agent.read(sent).action_id
+
+
 def test_an_actions_patterns_match_as_the_brokers_record_checks_match_them() -> None:
     """RE2's ``$`` is the end of the text, as on the broker: a digest with a
     trailing newline is refused before it is sent, not by the topic."""
