@@ -6,8 +6,9 @@ against ``agent-actions-value``), as docs/governance.md sets it up."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -47,7 +48,8 @@ def reads_records_behind_an_open_transaction(deciding: AgentMemory, agent: Agent
             decided = reads.submit(agent.read, act.decision)
             # Room for a refusal at once to show before the transaction ends
             # (nothing is timed: the reads must not have ended either way).
-            wait([behind, compensated, decided], timeout=1.0)
+            reads_out: list[Future[Any]] = [behind, compensated, decided]
+            wait(reads_out, timeout=1.0)
         assert behind.result(30).action["correlation_id"] == "behind"
         undone = agent.read(compensated.result(30))
         assert undone.action["causation_id"] == behind.result().action_id
