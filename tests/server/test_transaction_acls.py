@@ -29,6 +29,7 @@ from kio.index import load_request_schema as request_schema
 import native
 from engine.protocol.apis import ApiKey
 from engine.protocol.kafka_code import KafkaCode
+from engine.types import TopicPartition
 from tests.server.conftest import quiet_librdkafka
 from tests.server.test_acls import (
     ADMIN,
@@ -163,6 +164,49 @@ def test_what_kafka_answers_before_verifying_a_transaction_comes_first(
 ) -> None:
     forged = _forged(cluster, "mallory-txn", partition=partition, batches=batches)
     assert _code(cluster, forged) == refused
+    assert cluster.engine.offsets(TOPIC, 0) == (0, 1)
+    open_transaction.commit_transaction(TIMEOUT)
+
+
+def test_a_request_speaking_for_two_producers_is_refused_whole(
+    cluster: Cluster, open_transaction: Producer
+) -> None:
+    # Kafka's ReplicaManager.handleProduceAppend: the transactional batches
+    # of one request are one producer's (InvalidPidMappingException, every
+    # partition alike); here the second is the victim's.
+    coordinator = cluster.engine.transactions
+    own, epoch = coordinator.init_producer_id("mallory-txn", 60_000).result(TIMEOUT)
+    coordinator.add_partitions("mallory-txn", own, epoch, [TopicPartition(PUBLIC, 0)]).result(
+        TIMEOUT
+    )
+    mine = native.encode_batch(
+        [native.RecordSpec(0, None, b"mallory's own", ())],
+        producer_id=own,
+        producer_epoch=epoch,
+        base_sequence=0,
+        is_transactional=True,
+    )
+    forged = _forged(cluster, "mallory-txn")
+    request = build(
+        request_schema(ApiKey.PRODUCE, 9),
+        transactional_id="mallory-txn",
+        acks=-1,
+        timeout_ms=TIMEOUT * 1000,
+        topic_data=[
+            {"name": PUBLIC, "partition_data": [{"index": 0, "records": mine}]},
+            {
+                "name": TOPIC,
+                "partition_data": [
+                    {"index": 0, "records": forged.topic_data[0].partition_data[0].records}
+                ],
+            },
+        ],
+    )
+    with Wire(cluster.bootstrap(ADMIN), timeout=TIMEOUT) as wire:
+        answer = wire.request(request)
+    codes = [p.error_code for t in answer.responses for p in t.partition_responses]
+    assert codes == [KafkaCode.INVALID_PRODUCER_ID_MAPPING] * 2
+    assert cluster.engine.offsets(PUBLIC, 0) == (0, 1)  # alice's record only
     assert cluster.engine.offsets(TOPIC, 0) == (0, 1)
     open_transaction.commit_transaction(TIMEOUT)
 

@@ -45,7 +45,11 @@ from engine.server.handlers.common import auto_create_topics
 from engine.server.handlers.registry import handles
 from engine.server.handlers.transactions import init_transactional_producer
 from engine.server.produce_entries import accepted_entry
-from engine.server.transactional_produce import has_transactional_records, producer_refused
+from engine.server.transactional_produce import (
+    has_transactional_records,
+    producer_refused,
+    speaks_for_several,
+)
 
 if TYPE_CHECKING:
     # The kio request classes, for the handlers' annotations only: importing
@@ -131,6 +135,8 @@ def _produce(context: RequestContext, request: ProduceRequest) -> Response:
         ]
         if unknown:  # rare (clients ask Metadata first, which creates them)
             refused.update(auto_create_topics(context, list(dict.fromkeys(unknown))))
+    if transactional_id is not None and speaks_for_several(request, refused):
+        return _refused(context.version, request, KafkaCode.INVALID_PRODUCER_ID_MAPPING)
     # Who sent it, for the partitions of stamp topics (one value per request).
     provenance = context.identity.provenance(context.header.client_id)
     for topic in request.topics:
