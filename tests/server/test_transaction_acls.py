@@ -101,13 +101,19 @@ def _forged(
         base_sequence=victim.last_sequence + 1,
         is_transactional=transactional,
     )
+    return _produce(transactional_id, {(TOPIC, partition): records * batches})
+
+
+def _produce(transactional_id: str | None, records: dict[tuple[str, int], bytes]) -> Any:
+    """A Produce v9 (acks=-1) of ``records`` by topic and partition."""
     return build(
         request_schema(ApiKey.PRODUCE, 9),
         transactional_id=transactional_id,
         acks=-1,
         timeout_ms=TIMEOUT * 1000,
         topic_data=[
-            {"name": TOPIC, "partition_data": [{"index": partition, "records": records * batches}]}
+            {"name": topic, "partition_data": [{"index": partition, "records": batch}]}
+            for (topic, partition), batch in records.items()
         ],
     )
 
@@ -186,22 +192,8 @@ def test_a_request_speaking_for_two_producers_is_refused_whole(
         base_sequence=0,
         is_transactional=True,
     )
-    forged = _forged(cluster, "mallory-txn")
-    request = build(
-        request_schema(ApiKey.PRODUCE, 9),
-        transactional_id="mallory-txn",
-        acks=-1,
-        timeout_ms=TIMEOUT * 1000,
-        topic_data=[
-            {"name": PUBLIC, "partition_data": [{"index": 0, "records": mine}]},
-            {
-                "name": TOPIC,
-                "partition_data": [
-                    {"index": 0, "records": forged.topic_data[0].partition_data[0].records}
-                ],
-            },
-        ],
-    )
+    victims = _forged(cluster, "mallory-txn").topic_data[0].partition_data[0].records
+    request = _produce("mallory-txn", {(PUBLIC, 0): mine, (TOPIC, 0): victims})
     with Wire(cluster.bootstrap(ADMIN), timeout=TIMEOUT) as wire:
         answer = wire.request(request)
     codes = [p.error_code for t in answer.responses for p in t.partition_responses]
