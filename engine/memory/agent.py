@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import threading
 import uuid
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
@@ -129,6 +130,11 @@ class AgentMemory:
                 transaction_timeout_ms=transaction_timeout_ms,
             )
         self._deciding = False
+        self._deciding_thread: int | None = None
+        self._held_from: dict[tuple[str, int], int] = {}
+        """Each partition the open decide_and_act wrote, and the offset of its
+        first record there: read_committed readers are given nothing from it
+        on until the transaction ends."""
 
     def topic_for(self, action_type: str) -> str:
         if isinstance(self._topics, str):
@@ -300,12 +306,14 @@ class AgentMemory:
             "decision", correlation_id, causation, context=context, policy=policy
         )
         self._deciding = True
+        self._deciding_thread = threading.get_ident()
         try:
             self._transport.begin(self.timeout)
             try:
                 written = self._transport.write_in_transaction(
                     decision.topic, decision.value, decision.key, decision.headers, self.timeout
                 )
+                self._hold(written)
                 act = Act(self, decision, written)
                 yield act
             except BaseException:
@@ -324,13 +332,31 @@ class AgentMemory:
             self._remember(act.decision, decision)
         finally:
             self._deciding = False
+            self._deciding_thread = None
+            self._held_from.clear()
+
+    def _hold(self, written: RecordRef) -> None:
+        self._held_from.setdefault((written.topic, written.partition), written.offset)
 
     # -- reading -------------------------------------------------------------------------
 
     def read(self, ref: RecordRef) -> StoredAction:
         """The action stored at ``ref`` (read_committed); RecordNotFound if
-        none is, InvalidAction if the record there is not an action."""
+        none is, InvalidAction if the record there is not an action.
+
+        A record at or after one of the decide_and_act this thread has open
+        is refused at once: only that transaction's end could let it be
+        read, and it cannot end while its own thread waits."""
+        held = self._held_from.get((ref.topic, ref.partition))
+        if held is not None and ref.offset >= held and self._in_decide_and_act():
+            raise RecordNotFound(
+                f"no record at {ref} yet: this thread's open decide_and_act holds "
+                f"{ref.topic}-{ref.partition} from offset {held}, until it ends"
+            )
         return parse_stored(self._transport.read(ref, self.timeout))
+
+    def _in_decide_and_act(self) -> bool:
+        return self._deciding_thread == threading.get_ident()
 
     def history(
         self, correlation_id: str, *, topics: Sequence[str] | None = None
@@ -476,6 +502,7 @@ class Act:
         ref = memory._transport.write_in_transaction(
             topic, _bytes(value), key_bytes, linked, memory.timeout
         )
+        memory._hold(ref)
         self.effects.append(ref)
         return ref
 

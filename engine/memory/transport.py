@@ -40,8 +40,8 @@ READ_COMMITTED = "read_committed"
 class RecordNotFound(EngineError):
     """No record is stored at a reference (deleted, beyond the end, or not
     visible to read_committed readers). ``log_start_offset`` and
-    ``last_stable_offset``: what a read_committed reader of the partition
-    is given, when the reference is outside it (None when it is inside)."""
+    ``high_watermark``: the partition's log, when the reference is outside
+    it (None when it is inside)."""
 
     code = KafkaCode.OFFSET_OUT_OF_RANGE
 
@@ -50,11 +50,11 @@ class RecordNotFound(EngineError):
         message: str,
         *,
         log_start_offset: int | None = None,
-        last_stable_offset: int | None = None,
+        high_watermark: int | None = None,
     ) -> None:
         super().__init__(message)
         self.log_start_offset = log_start_offset
-        self.last_stable_offset = last_stable_offset
+        self.high_watermark = high_watermark
 
 
 class StoredRecord(NamedTuple):
@@ -218,14 +218,15 @@ class EmbeddedTransport:
         ) as consumer:
             consumer.assign([(ref.topic, ref.partition)])  # first: it checks the principal
             leader = self._engine.partition(ref.topic, ref.partition)
-            log_start, stable = leader.log_start_offset, leader.last_stable_offset
-            if not log_start <= ref.offset < stable:
-                # Nothing a read_committed reader may be given now: waiting
-                # could only run out the timeout (as over the wire).
+            log_start, end = leader.log_start_offset, leader.high_watermark
+            if not log_start <= ref.offset < end:
+                # Outside the log: waiting could only run out the timeout (as
+                # over the wire). Not so at or past the last stable offset: a
+                # record there is given once the transactions before it end.
                 raise RecordNotFound(
-                    f"no record at {ref}: a read_committed reader is given [{log_start}, {stable})",
+                    f"no record at {ref}: the partition holds [{log_start}, {end})",
                     log_start_offset=log_start,
-                    last_stable_offset=stable,
+                    high_watermark=end,
                 )
             consumer.seek((ref.topic, ref.partition), ref.offset)
             deadline = self._engine.clock.monotonic() + timeout

@@ -45,8 +45,9 @@ CONTEXT_HEADER = "tidelog.context"
 _DECIMAL = re.compile(r"[0-9]+")
 """A partition in a vector's text: ASCII digits (str.isdigit also takes
 other scripts' digits, some of which int() refuses)."""
-_INTEGER = re.compile(r"-?[0-9]+")
-"""A number in a ref's text."""
+_INTEGER = re.compile(r"-1|0|[1-9][0-9]*")
+"""A number in a ref's text, as ``str(int)`` writes it: no leading zero, no
+``-0``; ``-1`` (an unknown epoch) the one negative."""
 
 _MAX_TEXT = 1 << 20
 """The longest vector text parsed (a vector names a position per partition;
@@ -227,7 +228,8 @@ class RecordRef:
         parts = where.rsplit(":", 3)
         numbers = parts[1:]
         if len(parts) != 4 or not all(_INTEGER.fullmatch(number) for number in numbers):
-            # int() also reads " 1", "1_0" and other scripts' digits: one ref, one text.
+            # int() also reads " 1", "1_0", "007", "-0" and other scripts'
+            # digits: one ref, one text.
             raise InvalidVector(
                 f"not a record reference (topic:partition:offset:epoch@topic-id): {text!r}"
             )

@@ -154,15 +154,21 @@ class WireTransport:
 
     def _written_epoch(self, topic: str, partition: int, offset: int, deadline: float) -> int:
         with self._epochs_lock:
-            if self._epochs is None:
-                self._epochs = self._consumer("read_uncommitted", EPOCH_READER)
-            self._epochs.assign([self._kafka.TopicPartition(topic, partition, offset)])
+            reader = self._uncommitted_reader()
+            reader.assign([self._kafka.TopicPartition(topic, partition, offset)])
             try:
-                message = self._poll_at(self._epochs, topic, partition, offset, deadline)
+                message = self._poll_at(reader, topic, partition, offset, deadline)
             finally:
-                self._epochs.unassign()  # no fetching between writes
+                reader.unassign()  # no fetching between writes
         epoch = message.leader_epoch()
         return -1 if epoch is None else int(epoch)
+
+    def _uncommitted_reader(self) -> Any:
+        """The read_uncommitted consumer written records' epochs and the
+        partitions' high watermarks are read with. Under ``_epochs_lock``."""
+        if self._epochs is None:
+            self._epochs = self._consumer("read_uncommitted", EPOCH_READER)
+        return self._epochs
 
     def _consumer(self, isolation_level: str, extra: Mapping[str, Any] | None = None) -> Any:
         return self._kafka.Consumer(
@@ -247,7 +253,7 @@ class WireTransport:
         consumer = self._consumer("read_committed")
         try:
             where = self._kafka.TopicPartition(ref.topic, ref.partition, ref.offset)
-            self._check_inside(consumer, ref, where, deadline)
+            self._check_inside(ref, where, deadline)
             consumer.assign([where])
             message = self._poll_at(consumer, ref.topic, ref.partition, ref.offset, deadline)
         finally:
@@ -257,24 +263,28 @@ class WireTransport:
         headers = tuple((name, value or b"") for name, value in message.headers() or ())
         return StoredRecord(ref.with_topic_id(topic_id), message.key(), message.value(), headers)
 
-    def _check_inside(self, consumer: Any, ref: RecordRef, where: Any, deadline: float) -> None:
-        """RecordNotFound at once if ``ref`` is outside what a read_committed
-        reader of its partition can be given (ListOffsets: the log start and
-        the last stable offset): a wait for a record there could only run
-        out the timeout."""
+    def _check_inside(self, ref: RecordRef, where: Any, deadline: float) -> None:
+        """RecordNotFound at once if ``ref`` is outside its partition's log
+        (ListOffsets read uncommitted: the log start and the high watermark):
+        a wait for a record there could only run out the timeout. A record
+        at or past the last stable offset is there, and a read_committed
+        reader is given it once the transactions before it end."""
         remaining = deadline - self._clock.monotonic()
         if remaining <= 0:  # librdkafka reads a negative timeout as no limit at all
             raise RecordNotFound(f"no record at {ref} by the deadline")
         try:
-            low, high = consumer.get_watermark_offsets(where, timeout=remaining, cached=False)
+            with self._epochs_lock:
+                low, high = self._uncommitted_reader().get_watermark_offsets(
+                    where, timeout=remaining, cached=False
+                )
         except self._kafka.KafkaException as error:
             failure = error.args[0]
             raise WireError(f"{ref}: {failure}", failure.code()) from error
         if not low <= ref.offset < high:
             raise RecordNotFound(
-                f"no record at {ref}: a read_committed reader is given [{low}, {high})",
+                f"no record at {ref}: the partition holds [{low}, {high})",
                 log_start_offset=low,
-                last_stable_offset=high,
+                high_watermark=high,
             )
 
     def scan(self, topics: Sequence[str], header: Header, timeout: float) -> list[StoredRecord]:

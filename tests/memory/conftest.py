@@ -6,14 +6,15 @@ against ``agent-actions-value``), as docs/governance.md sets it up."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import engine
 from engine.cli.schemas import AGENT_ACTIONS_SUBJECT, agent_action_schema
-from engine.memory import AgentMemory, RecordRef
-from engine.memory.transport import RecordNotFound
+from engine.memory import AgentMemory
 from engine.schemas.types import JSON
 from tests.engine.conftest import FAST_STORE, engine_factory, s3_endpoint, s3_url  # noqa: F401
 
@@ -34,18 +35,25 @@ def governed(opened: engine.Engine, *effect_topics: str) -> engine.Engine:
     return opened
 
 
-def refuses_a_pending_record(opened: engine.Engine, agent: AgentMemory) -> None:
-    """A record of a transaction still open (on ``payments``) is not given to
-    a read_committed reader yet: ``agent`` refuses it at once, naming the
-    last stable offset before it."""
-    with opened.producer(transactional_id="open") as producer:
-        producer.init_transactions()
-        producer.begin_transaction()
-        producer.send("payments", b"pending", partition=0).result(10)
-        with pytest.raises(RecordNotFound) as refused:
-            agent.read(RecordRef("payments", 0, 0))
-        assert refused.value.last_stable_offset == 0
-        producer.abort_transaction()
+def reads_records_behind_an_open_transaction(deciding: AgentMemory, agent: AgentMemory) -> None:
+    """A record behind another writer's open transaction is there, and given
+    to a read_committed reader once that transaction ends: ``agent`` reads
+    it, and compensates it, then; so too the transaction's own decision,
+    once committed. Refusing them at once would say no record is there."""
+    with ThreadPoolExecutor(3) as reads:
+        with deciding.decide_and_act(correlation_id="deciding") as act:
+            sent = agent.tool_call("email", correlation_id="behind")  # durable, not in it
+            behind = reads.submit(agent.read, sent)
+            compensated = reads.submit(agent.compensation, sent, reason="unsent")
+            decided = reads.submit(agent.read, act.decision)
+            # Room for a refusal at once to show before the transaction ends
+            # (nothing is timed: the reads must not have ended either way).
+            reads_out: list[Future[Any]] = [behind, compensated, decided]
+            wait(reads_out, timeout=1.0)
+        assert behind.result(30).action["correlation_id"] == "behind"
+        undone = agent.read(compensated.result(30))
+        assert undone.action["causation_id"] == behind.result().action_id
+        assert decided.result(30).action_id == act.decision_id
 
 
 @pytest.fixture

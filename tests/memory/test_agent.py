@@ -44,7 +44,12 @@ from engine.memory.vector import CONTEXT_HEADER, OffsetVector, Position, RecordR
 from engine.provenance import LISTENER, PRINCIPAL, RECEIVED_MS, RESERVED_NAMES
 from engine.types import ConsumerRecord, TopicPartition
 from tests.engine.conftest import FAST_STORE
-from tests.memory.conftest import ACTIONS, HELD_TO_THE_SCHEMA, governed, refuses_a_pending_record
+from tests.memory.conftest import (
+    ACTIONS,
+    HELD_TO_THE_SCHEMA,
+    governed,
+    reads_records_behind_an_open_transaction,
+)
 
 SHIPPED = jsonschema.Draft202012Validator(json.loads(agent_action_schema()))
 AGENT = Actor("agent", "support-agent")
@@ -210,11 +215,11 @@ def test_an_action_needs_a_correlation_and_a_ref_needs_a_record(
     assert memory_engine.offsets(ACTIONS, 0) == (0, 0)
 
 
-def test_a_ref_outside_what_a_reader_is_given_is_refused_at_once(
+def test_a_ref_outside_the_log_is_refused_at_once(
     memory_engine: engine.Engine,
 ) -> None:
-    # Nothing is there for a read_committed reader: refused at once, saying
-    # what it is given (a wait could only run out the timeout, 30 s by default).
+    # Outside the log: refused at once, saying where the log is (a wait could
+    # only run out the timeout, 30 s by default).
     with AgentMemory(memory_engine, AGENT) as agent:
         for _ in range(3):
             agent.tool_call("email", correlation_id="c-1")
@@ -224,11 +229,34 @@ def test_a_ref_outside_what_a_reader_is_given_is_refused_at_once(
             ref = RecordRef(ACTIONS, 0, offset, -1, topic_id)
             with pytest.raises(RecordNotFound) as refused:
                 agent.compensation(ref, reason="nothing there")
-            assert (refused.value.log_start_offset, refused.value.last_stable_offset) == (1, 3)
+            assert (refused.value.log_start_offset, refused.value.high_watermark) == (1, 3)
             with pytest.raises(RecordNotFound):
                 agent.read(ref)
-        refuses_a_pending_record(memory_engine, agent)
     assert memory_engine.offsets(ACTIONS, 0) == (1, 3)
+
+
+def test_a_record_behind_an_open_transaction_is_read_once_it_ends(
+    memory_engine: engine.Engine,
+) -> None:
+    with AgentMemory(memory_engine, AGENT) as deciding, AgentMemory(memory_engine, AGENT) as agent:
+        reads_records_behind_an_open_transaction(deciding, agent)
+
+
+def test_a_record_behind_its_own_open_decision_is_refused_at_once(
+    memory_engine: engine.Engine,
+) -> None:
+    # Only the decision's commit would let a read_committed reader have them,
+    # and it cannot come while the memory waits (a wait would run the hour).
+    with AgentMemory(memory_engine, AGENT, timeout=3600.0) as agent:
+        with agent.decide_and_act(correlation_id="c-1") as act:
+            sent = agent.tool_call("email", correlation_id="c-2")
+            for ref in (act.decision, sent):
+                with pytest.raises(RecordNotFound):
+                    agent.read(ref)
+            with pytest.raises(RecordNotFound):
+                agent.compensation(sent, reason="unsent")
+        undone = agent.read(agent.compensation(sent, reason="unsent"))
+        assert undone.action["causation_id"] == agent.read(sent).action_id
 
 
 def test_an_actions_patterns_match_as_the_brokers_record_checks_match_them() -> None:

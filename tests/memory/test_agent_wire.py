@@ -35,7 +35,12 @@ from engine.memory.wire import WireTransport
 from engine.provenance import CLIENT_ADDRESS, PRINCIPAL, RESERVED_NAMES
 from engine.types import TopicPartition
 from tests.engine.conftest import FAST_STORE
-from tests.memory.conftest import ACTIONS, HELD_TO_THE_SCHEMA, governed, refuses_a_pending_record
+from tests.memory.conftest import (
+    ACTIONS,
+    HELD_TO_THE_SCHEMA,
+    governed,
+    reads_records_behind_an_open_transaction,
+)
 from tests.server.in_process import InProcessServer
 
 SHIPPED = jsonschema.Draft202012Validator(json.loads(agent_action_schema()))
@@ -217,19 +222,28 @@ def test_over_the_wire_a_recreated_topics_record_is_not_the_old_ones(served: Ser
     assert action["correlation_id"] == "new-task"
 
 
-def test_over_the_wire_a_ref_outside_what_a_reader_is_given_is_refused_at_once(
+def test_over_the_wire_a_ref_outside_the_log_is_refused_at_once(
     served: Served,
 ) -> None:
-    # ListOffsets says what a read_committed reader is given: past it, a
-    # wait could only run out the timeout (30 s by default).
+    # ListOffsets says where the log is: outside it, a wait could only run
+    # out the timeout (30 s by default).
     with AgentMemory(served.bootstrap, AGENT, kafka_config=QUIET) as agent:
         written = agent.tool_call("refund", correlation_id="task")
         past = RecordRef(ACTIONS, 0, written.offset + 1, -1, written.topic_id)
         for ref in (past, RecordRef(ACTIONS, 0, 1 << 62)):
             with pytest.raises(RecordNotFound) as refused:
                 agent.compensation(ref, reason="nothing there")
-            assert (refused.value.log_start_offset, refused.value.last_stable_offset) == (0, 1)
-        refuses_a_pending_record(served.engine, agent)
+            assert (refused.value.log_start_offset, refused.value.high_watermark) == (0, 1)
+
+
+def test_over_the_wire_a_record_behind_an_open_transaction_is_read_once_it_ends(
+    served: Served,
+) -> None:
+    with (
+        AgentMemory(served.bootstrap, AGENT, kafka_config=QUIET) as deciding,
+        AgentMemory(served.bootstrap, AGENT, kafka_config=QUIET) as agent,
+    ):
+        reads_records_behind_an_open_transaction(deciding, agent)
 
 
 def action_id_at(served: Served, ref: RecordRef) -> str:

@@ -239,11 +239,28 @@ def test_the_old_forms_read_back_as_a_ref_without_a_topic_id(ref: RecordRef) -> 
         "t: 1:1:0",
         "t:\uff10:1:0",
         "a:b:0:1:0",  # a topic name never holds ":"
+        "t:007:1:0",  # another text of t:7:1:0
+        "t:0:-0:0",
+        "t:0:1:-01",
+        "t:0:1:-0",
     ],
 )
 def test_malformed_record_references_are_refused(text: str) -> None:
     with pytest.raises(InvalidVector):
         RecordRef.parse(text)
+
+
+@given(topics, *[st.from_regex(r"-?[0-9]{1,3}", fullmatch=True)] * 3)
+def test_a_ref_read_from_text_has_that_text(
+    topic: str, partition: str, offset: str, epoch: str
+) -> None:
+    # One ref, one text: no other spelling of its numbers reads as it.
+    text = f"{topic}:{partition}:{offset}:{epoch}"
+    try:
+        ref = RecordRef.parse(text)
+    except InvalidVector:
+        return
+    assert str(ref) == text
 
 
 @pytest.mark.parametrize(

@@ -3,7 +3,8 @@ the broker's defaults included) only to a principal that may
 DESCRIBE_CONFIGS the topic, as Kafka's controller does
 (ReplicationControlManager's authorizedToReturnConfigs): one that may only
 CREATE it gets the topic with no configs and TOPIC_AUTHORIZATION_FAILED as
-its topic_config_error_code, so CREATE is not a way round DescribeConfigs."""
+its topic_config_error_code (and, as there, num_partitions and
+replication_factor left at -1), so CREATE is not a way round DescribeConfigs."""
 
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
 def _created(cluster: Cluster, name: str) -> Any:
     request = build(
         request_schema(ApiKey.CREATE_TOPICS, 7),
-        topics=[{"name": name, "num_partitions": 1, "replication_factor": 1}],
+        topics=[{"name": name, "num_partitions": 3, "replication_factor": 1}],
         timeout_ms=TIMEOUT * 1000,
     )
     with Wire(cluster.bootstrap(CREATOR), timeout=TIMEOUT) as wire:
@@ -47,6 +48,8 @@ def test_a_creator_without_describe_configs_is_not_told_the_configs(cluster: Clu
     assert cluster.engine.has_topic("plans")
     assert not topic.configs
     assert topic.topic_config_error_code == KafkaCode.TOPIC_AUTHORIZATION_FAILED
+    # Kafka's controller sets them only with the configs: their defaults, -1.
+    assert (topic.num_partitions, topic.replication_factor) == (-1, -1)
 
 
 def test_a_creator_with_describe_configs_is_told_them(cluster: Cluster) -> None:
@@ -58,3 +61,4 @@ def test_a_creator_with_describe_configs_is_told_them(cluster: Cluster) -> None:
     topic = _created(cluster, "plans")
     assert {c.name for c in topic.configs} >= {"cleanup.policy", "retention.ms"}
     assert topic.topic_config_error_code == KafkaCode.NONE
+    assert (topic.num_partitions, topic.replication_factor) == (3, 1)

@@ -29,6 +29,7 @@ from kio.index import load_request_schema as request_schema
 import native
 from engine.protocol.apis import ApiKey
 from engine.protocol.kafka_code import KafkaCode
+from engine.types import TopicPartition
 from tests.server.conftest import quiet_librdkafka
 from tests.server.test_acls import (
     ADMIN,
@@ -80,10 +81,17 @@ def open_transaction(cluster: Cluster) -> Iterator[Producer]:
     yield producer
 
 
-def _forged(cluster: Cluster, transactional_id: str | None, transactional: bool = True) -> Any:
+def _forged(
+    cluster: Cluster,
+    transactional_id: str | None,
+    transactional: bool = True,
+    partition: int = 0,
+    batches: int = 1,
+) -> Any:
     """A Produce of one record as the victim's producer, whose transaction
     is open: its producer id, epoch and next sequence, as DescribeProducers
-    shows them to anyone who may read the topic."""
+    shows them to anyone who may read the topic (``batches`` times over, to
+    ``partition``)."""
     (victim,) = cluster.engine.partition(TOPIC, 0).describe_producers()
     assert victim.current_txn_start_offset == 0
     records = native.encode_batch(
@@ -93,12 +101,20 @@ def _forged(cluster: Cluster, transactional_id: str | None, transactional: bool 
         base_sequence=victim.last_sequence + 1,
         is_transactional=transactional,
     )
+    return _produce(transactional_id, {(TOPIC, partition): records * batches})
+
+
+def _produce(transactional_id: str | None, records: dict[tuple[str, int], bytes]) -> Any:
+    """A Produce v9 (acks=-1) of ``records`` by topic and partition."""
     return build(
         request_schema(ApiKey.PRODUCE, 9),
         transactional_id=transactional_id,
         acks=-1,
         timeout_ms=TIMEOUT * 1000,
-        topic_data=[{"name": TOPIC, "partition_data": [{"index": 0, "records": records}]}],
+        topic_data=[
+            {"name": topic, "partition_data": [{"index": partition, "records": batch}]}
+            for (topic, partition), batch in records.items()
+        ],
     )
 
 
@@ -134,6 +150,55 @@ def test_a_batch_as_another_producer_in_its_transaction_is_refused(
 ) -> None:
     code = _code(cluster, _forged(cluster, transactional_id, transactional))
     assert code == refused
+    assert cluster.engine.offsets(TOPIC, 0) == (0, 1)
+    open_transaction.commit_transaction(TIMEOUT)
+
+
+@pytest.mark.parametrize(
+    ("partition", "batches", "refused"),
+    [
+        # Kafka's KafkaApis answers these before ReplicaManager verifies the
+        # transaction: a partition its metadata does not have, then records
+        # ProduceRequest.validateRecords refuses (one batch per partition).
+        (7, 1, KafkaCode.UNKNOWN_TOPIC_OR_PARTITION),
+        (0, 2, KafkaCode.INVALID_RECORD),
+    ],
+    ids=["unknown-partition", "two-batches"],
+)
+def test_what_kafka_answers_before_verifying_a_transaction_comes_first(
+    cluster: Cluster, open_transaction: Producer, partition: int, batches: int, refused: KafkaCode
+) -> None:
+    forged = _forged(cluster, "mallory-txn", partition=partition, batches=batches)
+    assert _code(cluster, forged) == refused
+    assert cluster.engine.offsets(TOPIC, 0) == (0, 1)
+    open_transaction.commit_transaction(TIMEOUT)
+
+
+def test_a_request_speaking_for_two_producers_is_refused_whole(
+    cluster: Cluster, open_transaction: Producer
+) -> None:
+    # Kafka's ReplicaManager.handleProduceAppend: the transactional batches
+    # of one request are one producer's (InvalidPidMappingException, every
+    # partition alike); here the second is the victim's.
+    coordinator = cluster.engine.transactions
+    own, epoch = coordinator.init_producer_id("mallory-txn", 60_000).result(TIMEOUT)
+    coordinator.add_partitions("mallory-txn", own, epoch, [TopicPartition(PUBLIC, 0)]).result(
+        TIMEOUT
+    )
+    mine = native.encode_batch(
+        [native.RecordSpec(0, None, b"mallory's own", ())],
+        producer_id=own,
+        producer_epoch=epoch,
+        base_sequence=0,
+        is_transactional=True,
+    )
+    victims = _forged(cluster, "mallory-txn").topic_data[0].partition_data[0].records
+    request = _produce("mallory-txn", {(PUBLIC, 0): mine, (TOPIC, 0): victims})
+    with Wire(cluster.bootstrap(ADMIN), timeout=TIMEOUT) as wire:
+        answer = wire.request(request)
+    codes = [p.error_code for t in answer.responses for p in t.partition_responses]
+    assert codes == [KafkaCode.INVALID_PRODUCER_ID_MAPPING] * 2
+    assert cluster.engine.offsets(PUBLIC, 0) == (0, 1)  # alice's record only
     assert cluster.engine.offsets(TOPIC, 0) == (0, 1)
     open_transaction.commit_transaction(TIMEOUT)
 

@@ -45,7 +45,11 @@ from engine.server.handlers.common import auto_create_topics
 from engine.server.handlers.registry import handles
 from engine.server.handlers.transactions import init_transactional_producer
 from engine.server.produce_entries import accepted_entry
-from engine.server.transactional_produce import has_transactional_records, producer_refused
+from engine.server.transactional_produce import (
+    has_transactional_records,
+    producer_refused,
+    speaks_for_several,
+)
 
 if TYPE_CHECKING:
     # The kio request classes, for the handlers' annotations only: importing
@@ -131,6 +135,8 @@ def _produce(context: RequestContext, request: ProduceRequest) -> Response:
         ]
         if unknown:  # rare (clients ask Metadata first, which creates them)
             refused.update(auto_create_topics(context, list(dict.fromkeys(unknown))))
+    if transactional_id is not None and speaks_for_several(request, refused):
+        return _refused(context.version, request, KafkaCode.INVALID_PRODUCER_ID_MAPPING)
     # Who sent it, for the partitions of stamp topics (one value per request).
     provenance = context.identity.provenance(context.header.client_id)
     for topic in request.topics:
@@ -145,7 +151,10 @@ def _produce(context: RequestContext, request: ProduceRequest) -> Response:
                 continue
             foreign = producer_refused(engine.transactions, transactional_id, partition.records)
             if foreign is not None:
-                partitions.append((partition.partition, foreign, None))
+                first = _refused_before_verification(
+                    context, topic.name, partition.partition, partition.records
+                )
+                partitions.append((partition.partition, first or foreign, None))
                 continue
             # Nobody waits for an acks=0 answer: no prompt upload for it.
             remote = False if request.acks == 0 else None
@@ -192,6 +201,21 @@ def _produce(context: RequestContext, request: ProduceRequest) -> Response:
     if len(waiting) == 1:
         return _answer_when_durable(context.version, results, waiting[0], request.timeout_ms)
     return _when_durable(context.version, results, waiting, request.timeout_ms)
+
+
+def _refused_before_verification(
+    context: RequestContext, topic: str, partition: int, records: memoryview
+) -> EngineError | None:
+    """What Kafka's KafkaApis.handleProduceRequest answers a partition before
+    ReplicaManager verifies its transactional batch's producer: a partition
+    its metadata does not have, then records ProduceRequest.validateRecords
+    refuses. Read only for a batch already refused by that verification."""
+    if not is_internal_topic(topic):  # Kafka's exist; tidelog's are refused later
+        try:
+            context.engine.partition(topic, partition)
+        except EngineError as error:
+            return error
+    return produce_framing_refusal(records, topic, partition)
 
 
 def _refused_append(

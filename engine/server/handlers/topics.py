@@ -157,8 +157,9 @@ def _create_topics(
         if isinstance(outcome, EngineError):
             results[new.name] = _create_failed(new.name, outcome)
         else:
-            # As Kafka's controller (authorizedToReturnConfigs): the configs
-            # only to whom DescribeConfigs would show them.
+            # As Kafka's controller (authorizedToReturnConfigs): the configs,
+            # partition count and replication factor only to whom
+            # DescribeConfigs would show them; to others their defaults, -1.
             described = authorize.allowed(
                 context, AclOperation.DESCRIBE_CONFIGS, authorize.TOPIC, new.name
             )
@@ -167,8 +168,8 @@ def _create_topics(
                 "topic_id": outcome.topic_id,
                 "error_code": KafkaCode.NONE,
                 "error_message": None,
-                "num_partitions": len(outcome.partitions),
-                "replication_factor": 1,
+                "num_partitions": len(outcome.partitions) if described else -1,
+                "replication_factor": 1 if described else -1,
                 "configs": [_created_config(entry) for entry in outcome.configs]
                 if described
                 else [],
