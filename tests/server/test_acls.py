@@ -480,34 +480,59 @@ def test_fetch_needs_read_which_describe_does_not_imply(cluster: Cluster) -> Non
 def test_a_produce_with_a_refused_transactional_id_fails_every_partition(
     cluster: Cluster,
 ) -> None:
-    """As Kafka's KafkaApis.handleProduceRequest: a transactional id the
-    principal may not WRITE fails the whole request with
-    TRANSACTIONAL_ID_AUTHORIZATION_FAILED for every partition, before any
-    topic is authorized, created or written."""
+    """As Kafka's KafkaApis.handleProduceRequest: when a partition's first
+    batch is transactional, a transactional id the principal may not WRITE
+    fails the whole request with TRANSACTIONAL_ID_AUTHORIZATION_FAILED for
+    every partition, before any topic is authorized, created or written. A
+    request without transactional records is not asked for the id."""
     for name in ("open", "closed"):
         _create_topic(cluster, name)
     _create(cluster.admin(), _allow(ResourceType.TOPIC, "open", "User:judy", AclOperation.WRITE))
-    produce = build(
-        request_schema(ApiKey.PRODUCE, 9),
-        transactional_id="billing",
-        acks=-1,
-        timeout_ms=TIMEOUT * 1000,
-        topic_data=[
-            {"name": name, "partition_data": [{"index": 0, "records": None}]}
-            for name in ("open", "closed", "never-made")
-        ],
+    transactional = native.encode_batch(
+        [native.RecordSpec(0, None, b"v", ())],
+        producer_id=1,
+        producer_epoch=0,
+        base_sequence=0,
+        is_transactional=True,
     )
-    with Wire(cluster.bootstrap("User:judy"), timeout=TIMEOUT) as wire:
-        answer = wire.request(produce)
-    codes = {
-        (topic.name, partition.index): partition.error_code
-        for topic in answer.responses
-        for partition in topic.partition_responses
-    }
+    plain = native.encode_batch([native.RecordSpec(0, None, b"v", ())])
+
+    def codes(first_records: bytes) -> dict[tuple[str, int], int]:
+        produce = build(
+            request_schema(ApiKey.PRODUCE, 9),
+            transactional_id="billing",
+            acks=-1,
+            timeout_ms=TIMEOUT * 1000,
+            topic_data=[
+                {"name": name, "partition_data": [{"index": 0, "records": records}]}
+                for name, records in (
+                    ("open", first_records),
+                    ("closed", None),
+                    ("never-made", None),
+                )
+            ],
+        )
+        with Wire(cluster.bootstrap("User:judy"), timeout=TIMEOUT) as wire:
+            answer = wire.request(produce)
+        return {
+            (topic.name, partition.index): partition.error_code
+            for topic in answer.responses
+            for partition in topic.partition_responses
+        }
+
     refused = KafkaCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED
-    assert codes == {("open", 0): refused, ("closed", 0): refused, ("never-made", 0): refused}
+    assert codes(transactional) == {
+        ("open", 0): refused,
+        ("closed", 0): refused,
+        ("never-made", 0): refused,
+    }
     assert not cluster.engine.has_topic("never-made")
     assert cluster.engine.offsets("open", 0) == (0, 0)
+    # No transactional records: each partition gets its own answer.
+    plain_codes = codes(plain)
+    assert plain_codes[("open", 0)] == KafkaCode.NONE
+    assert plain_codes[("closed", 0)] == KafkaCode.TOPIC_AUTHORIZATION_FAILED
+    assert cluster.engine.offsets("open", 0) == (0, 1)
 
 
 def test_an_acks0_produce_refused_closes_its_connection_after_the_answers_before_it(
@@ -522,7 +547,14 @@ def test_an_acks0_produce_refused_closes_its_connection_after_the_answers_before
     versions = request_schema(ApiKey.API_VERSIONS, 0)()
 
     def produce(topic: str, transactional_id: str | None = None) -> Any:
-        records = native.encode_batch([native.RecordSpec(0, None, b"v", ())])
+        # A transactional id is asked for only with transactional records.
+        records = native.encode_batch(
+            [native.RecordSpec(0, None, b"v", ())],
+            producer_id=1 if transactional_id else -1,
+            producer_epoch=0 if transactional_id else -1,
+            base_sequence=0 if transactional_id else -1,
+            is_transactional=transactional_id is not None,
+        )
         return build(
             request_schema(ApiKey.PRODUCE, 9),
             transactional_id=transactional_id,

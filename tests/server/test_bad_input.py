@@ -386,10 +386,26 @@ def test_invalid_batches_get_the_kafka_error(
 
 
 def test_invalid_required_acks(kafka_server: ServerProcess, bystander: Wire, topic: str) -> None:
+    """As Kafka's ReplicaManager.appendRecords: bad acks refuse the appends,
+    after KafkaApis has answered what it answers first, an unknown topic
+    and records ProduceRequest.validateRecords cannot frame."""
+    corrupt = f"{topic}-corrupt"
     with Wire(kafka_server.bootstrap) as wire:
         wire.request(metadata(topic))
-        response = wire.request(produce({topic: batch()}, acks=5))
+        wire.request(metadata(corrupt))
+        response = wire.request(
+            produce(
+                {
+                    topic: batch(),
+                    f"{topic}-never-made": batch(),
+                    corrupt: _batch_length_below_header(),
+                },
+                acks=5,
+            )
+        )
         assert partition_error(response) == INVALID_REQUIRED_ACKS
+        assert partition_error(response, 1) == UNKNOWN_TOPIC_OR_PARTITION
+        assert partition_error(response, 2) == CORRUPT_MESSAGE
         stored = wire.request(fetch(topic, 0)).responses[0].partitions[0]
         assert stored.high_watermark == 0  # nothing was appended
         assert_answers(wire)

@@ -108,14 +108,13 @@ def _produce(context: RequestContext, request: ProduceRequest) -> Response:
     results: Results = []
     waiting: list[asyncio.Task[AppendResult]] = []
     transactional_id = request.transactional_id
-    if transactional_id is None:
-        refused_transaction = has_transactional_records(request)
-    else:
-        refused_transaction = not authorize.may_write_transaction(context, transactional_id)
-    if refused_transaction:
+    if has_transactional_records(request) and (
+        transactional_id is None or not authorize.may_write_transaction(context, transactional_id)
+    ):
         # Kafka's KafkaApis.handleProduceRequest fails the whole request,
         # every partition alike, before it authorizes or creates any topic:
-        # transactional records need a transactional id the principal may write.
+        # transactional records need a transactional id the principal may
+        # write. A request without transactional records is not asked for it.
         return _refused(context.version, request, KafkaCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
     acks_error = None if request.acks in _ACKS else KafkaCode.INVALID_REQUIRED_ACKS
     refused = dict.fromkeys(
@@ -141,7 +140,7 @@ def _produce(context: RequestContext, request: ProduceRequest) -> Response:
     provenance = context.identity.provenance(context.header.client_id)
     for topic in request.topics:
         partitions: list[tuple[int, Outcome, str | None]] = []
-        refused_code = refused.get(topic.name, acks_error)
+        refused_code = refused.get(topic.name)
         for partition in topic.partitions:
             if refused_code is not None:
                 partitions.append((partition.partition, refused_code, None))
@@ -149,12 +148,14 @@ def _produce(context: RequestContext, request: ProduceRequest) -> Response:
             if partition.records is None:
                 partitions.append((partition.partition, KafkaCode.INVALID_RECORD, "no record data"))
                 continue
-            foreign = producer_refused(engine.transactions, transactional_id, partition.records)
-            if foreign is not None:
-                first = _refused_before_verification(
+            later = acks_error or producer_refused(
+                engine.transactions, transactional_id, partition.records
+            )
+            if later is not None:
+                first = _refused_before_the_append(
                     context, topic.name, partition.partition, partition.records
                 )
-                partitions.append((partition.partition, first or foreign, None))
+                partitions.append((partition.partition, first or later, None))
                 continue
             # Nobody waits for an acks=0 answer: no prompt upload for it.
             remote = False if request.acks == 0 else None
@@ -203,13 +204,14 @@ def _produce(context: RequestContext, request: ProduceRequest) -> Response:
     return _when_durable(context.version, results, waiting, request.timeout_ms)
 
 
-def _refused_before_verification(
+def _refused_before_the_append(
     context: RequestContext, topic: str, partition: int, records: memoryview
 ) -> EngineError | None:
     """What Kafka's KafkaApis.handleProduceRequest answers a partition before
-    ReplicaManager verifies its transactional batch's producer: a partition
-    its metadata does not have, then records ProduceRequest.validateRecords
-    refuses. Read only for a batch already refused by that verification."""
+    ReplicaManager looks at the request's acks or verifies a transactional
+    batch's producer: a partition its metadata does not have, then records
+    ProduceRequest.validateRecords refuses. Read only for a partition
+    already refused by one of those two."""
     if not is_internal_topic(topic):  # Kafka's exist; tidelog's are refused later
         try:
             context.engine.partition(topic, partition)
