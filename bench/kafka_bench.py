@@ -84,7 +84,11 @@ produce, ``server_produce_ms_per_mib`` is the server's CPU per MiB
 delivered, steadier than MiB/s on a shared machine;
 ``server_loop_produce_ms_per_mib`` the event loop thread's share of it,
 ``server_loop_faults_per_mib`` that thread's minor page faults per MiB
-(256 when every byte received lands in memory never touched before) and
+(256 when every byte received lands in memory never touched before),
+``server_produce_switches_per_mib`` its threads' voluntary context
+switches per MiB (each a thread that blocked: on the disk, a lock, the
+GIL, or waiting to be woken; how often the WAL's threads hand work and the
+GIL to each other, docs/design/0040) and
 ``server_rss_after_produce_mib`` the server's resident memory at the end. ``--json`` prints
 one JSON object; its headline keys are produce_mb_s, consume_mb_s, p50_ms,
 p99_ms, mock_produce_mb_s, disk_mb_s and produce_vs_disk, and:
@@ -386,6 +390,19 @@ class ServerProcess:
         # minflt is field 10, utime and stime 14 and 15; fields[0] is field 3.
         cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
         return cpu, int(fields[7])
+
+    def voluntary_switches(self) -> int:
+        """Voluntary context switches of the server's live threads so far."""
+        total = 0
+        for task in os.listdir(f"/proc/{self.pid}/task"):
+            try:
+                with open(f"/proc/{self.pid}/task/{task}/status", encoding="ascii") as status:
+                    for line in status:
+                        if line.startswith("voluntary_ctxt_switches:"):
+                            total += int(line.split()[1])
+            except FileNotFoundError:  # the thread ended meanwhile
+                continue
+        return total
 
     def resident_mib(self) -> float:
         """The server's resident memory now, in MiB."""
@@ -844,12 +861,16 @@ def run(scratch: Path, settings: Settings) -> dict[str, Any]:
         server.wait_ready()
         create_topics(server.address, settings.partitions, TOPIC, LATENCY_TOPIC)
         cpu, (loop_cpu, loop_faults) = server.cpu_seconds(), server.loop_stat()
+        switches = server.voluntary_switches()
         produced = produce_flat_out(
             {"bootstrap.servers": server.address}, TOPIC, settings.partitions, records, values
         )
         server_cpu = server.cpu_seconds() - cpu
         loop_cpu_after, loop_faults_after = server.loop_stat()
         produced_mib = produced["bytes"] / MIB
+        results["server_produce_switches_per_mib"] = round(
+            (server.voluntary_switches() - switches) / produced_mib, 1
+        )
         results["server_loop_produce_ms_per_mib"] = round(
             (loop_cpu_after - loop_cpu) * 1000 / produced_mib, 3
         )
