@@ -345,13 +345,16 @@ def test_a_batch_is_accepted_exactly_when_its_records_decode(
     """Against a model: the pure decoder. A batch whose header is right (its
     CRC, its count matching lastOffsetDelta) is accepted by either
     implementation exactly when decode_records reads as many records as it
-    says from it, with nothing left over."""
+    says from it, with nothing left over, and, compressed, numbered 0..n-1."""
     area = _mutate(_area(specs), steps)
     batch = _batch(codec, area, len(specs))
     try:
-        decodes = len(_pure.decode_records(batch)) == len(specs)
+        offsets = [record.offset for record in _pure.decode_records(batch)]
     except BatchError:
-        decodes = False
+        offsets = []
+    decodes = len(offsets) == len(specs)
+    if codec != Compression.NONE:  # baseOffset 0: an offset is its offsetDelta
+        decodes = offsets == list(range(len(specs)))
     for implementation in [_pure] + ([C_IMPL] if C_IMPL is not None else []):
         assert (_outcome(implementation, batch)[0] == "ok") == decodes
 
