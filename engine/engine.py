@@ -495,7 +495,10 @@ class Engine:
         (native.produce_batch_size): a second whole batch is refused
         InvalidRecord, as Kafka refuses it from Produce v3, before anything
         else in it is checked, and bytes after the batch too short to be
-        another are dropped, as Kafka drops them (docs/record-batch.md).
+        another are dropped, as Kafka drops them (docs/record-batch.md); and
+        the batch must start at offset 0 (InvalidRecord otherwise), as Kafka
+        requires of a client's batch. Without it the broker writes the base
+        offset over whatever the batches came with.
         """
         self._check_open()
         leader = self.partition(topic, partition, auto_create=True)

@@ -21,6 +21,7 @@ import msgpack
 
 import native
 from engine import markers
+from engine.batch_refusals import batch_error
 from engine.catalog import read_records
 from engine.clock import SYSTEM, Clock
 from engine.compaction_horizon import CompactionHorizon, widen
@@ -28,20 +29,17 @@ from engine.compaction_horizon import from_checkpoint as horizon_from_checkpoint
 from engine.config import LONG_MAX, TopicConfig
 from engine.errors import (
     CorruptRecord,
-    EngineError,
     InvalidRecord,
-    InvalidTimestamp,
     InvalidTxnState,
     OffsetOutOfRange,
     RecordTooLarge,
-    UnsupportedCompressionType,
 )
 from engine.header_index import header_indexer
 from engine.leader_epochs import end_offset_for_epoch
 from engine.partition_txns import AbortedTxn, PartitionTransactions
 from engine.producer_state import ProducerStateTable
 from engine.provenance import EMBEDDED, Provenance, stamp_batches
-from engine.record_errors import log_append_time_refused, rejected
+from engine.record_errors import log_append_time_refused
 from engine.schemas.record_check import NO_REGISTRY, RecordCheck, SchemaSource, record_check
 from engine.time_index import TimeIndex
 from engine.topic_id import NO_TOPIC_ID
@@ -50,10 +48,7 @@ from native import (
     BatchError,
     BatchHeader,
     Compression,
-    NoBatch,
     RecordSpec,
-    RejectedRecords,
-    SecondBatch,
     TimestampType,
 )
 from native.buffers import BytesLike
@@ -235,7 +230,8 @@ class Partition:
         On a ``tidelog.provenance = stamp`` topic the records are stamped
         with ``provenance`` (engine/provenance.py's EMBEDDED if None).
         ``one_batch`` refuses data holding more than one batch (Produce v3+)
-        and drops what follows the one batch unframed, as Kafka does."""
+        or a batch whose baseOffset is not 0, and drops what follows the one
+        batch unframed, as Kafka does."""
         return self._append(data, self.store.submit, remote, provenance, one_batch)
 
     def submit_async(
@@ -364,7 +360,7 @@ class Partition:
                 one_batch=one_batch,
             )
         except BatchError as error:
-            raise _batch_error(error, self.topic, self.index) from error
+            raise batch_error(error, self.topic, self.index) from error
         if not headers:
             raise InvalidRecord("a produce request must carry at least one record batch")
         if one_batch and headers[0].size < len(data):
@@ -820,44 +816,3 @@ def inflation_limit(config: TopicConfig) -> int:
     """The most one compressed batch of a topic may inflate to: a budget of
     the topic's, never a size the batch claims (docs/record-batch.md)."""
     return max(INFLATION_FACTOR * config.max_message_bytes, MIN_INFLATION_LIMIT)
-
-
-ONE_BATCH_PER_PARTITION = (
-    "Produce requests with version 3 and above are only allowed to contain exactly one"
-    " record batch per partition"
-)
-"""Kafka's refusal (ProduceRequest.validateRecords) of more than one batch."""
-
-NO_BATCH_IN_PARTITION = (
-    "Produce requests with version 3 and above must have at least one record batch per partition"
-)
-"""Kafka's refusal (ProduceRequest.validateRecords) of records it frames no batch in."""
-
-
-def produce_framing_refusal(records: BytesLike, topic: str, index: int) -> EngineError | None:
-    """What Kafka's ProduceRequest.validateRecords refuses a Produce
-    partition's records for (native.produce_batch_size), or None."""
-    try:
-        native.produce_batch_size(records)
-    except BatchError as error:
-        return _batch_error(error, topic, index)
-    return None
-
-
-def _batch_error(
-    error: BatchError, topic: str, index: int
-) -> InvalidRecord | InvalidTimestamp | RecordTooLarge:
-    kind = error.kafka_error
-    if isinstance(error, SecondBatch):
-        return InvalidRecord(ONE_BATCH_PER_PARTITION)
-    if isinstance(error, NoBatch):
-        return InvalidRecord(NO_BATCH_IN_PARTITION)
-    if isinstance(error, RejectedRecords):
-        return rejected(error, f"{topic}-{index}")
-    if kind == "MESSAGE_TOO_LARGE":  # a provenance stamp past max.message.bytes
-        return RecordTooLarge(error.found or 0, error.expected or 0)
-    if kind == "CORRUPT_MESSAGE":
-        return CorruptRecord(str(error))
-    if kind == "UNSUPPORTED_COMPRESSION_TYPE":
-        return UnsupportedCompressionType(str(error))
-    return InvalidRecord(str(error))

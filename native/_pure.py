@@ -26,6 +26,7 @@ from native.errors import (
     InvalidRecord,
     InvalidRecordCount,
     NoBatch,
+    NonZeroBaseOffset,
     RecordError,
     RejectedRecords,
     RejectedTimestamps,
@@ -51,12 +52,15 @@ from native.records import (
     TIMESTAMP_TYPE_BIT,
     TRANSACTIONAL_BIT,
     BatchHeader,
+    Compression,
     Header,
     Record,
     RecordSpec,
 )
 
 _HEADER = struct.Struct(">qiibIhiqqqhii")
+_ATTRIBUTES = struct.Struct(">h")
+_ATTRIBUTES_OFFSET = 21
 _U64 = 1 << 64
 _I64_MIN = 1 << 63
 _MAX_CODEC = 4
@@ -269,8 +273,9 @@ def _check_offset_delta(
     return offset_delta
 
 
-def _walk_record_lengths(buf: memoryview, header: BatchHeader, from_client: bool) -> None:
-    """Check that the record length prefixes tile an uncompressed batch exactly.
+def _walk_stored_records(buf: memoryview, header: BatchHeader) -> None:
+    """Check that the record length prefixes tile an uncompressed stored batch
+    exactly (batch.c's walk_stored_records).
 
     A stored batch may have gaps in its offsets, so its recordCount no longer
     pins them: each record's offsetDelta is checked against the range instead.
@@ -290,8 +295,7 @@ def _walk_record_lengths(buf: memoryview, header: BatchHeader, from_client: bool
                 position=start,
                 found=length,
             )
-        if not from_client:
-            previous = _check_offset_delta(buf, start, pos, pos + length, previous, header)
+        previous = _check_offset_delta(buf, start, pos, pos + length, previous, header)
         pos += length
     if pos != end:
         raise InvalidRecord(
@@ -300,6 +304,14 @@ def _walk_record_lengths(buf: memoryview, header: BatchHeader, from_client: bool
             expected=end,
             found=pos,
         )
+
+
+def _walk_client_records(buf: memoryview, header: BatchHeader) -> None:
+    """A client's uncompressed batch: every record framed as Kafka's
+    DefaultRecord.readFrom reads it, with no rule applied (batch.c's
+    walk_client_records)."""
+    start = header.position + HEADER_SIZE
+    _walk_records(buf[start : header.position + header.size], start, header, _FORMAT_ONLY)
 
 
 def _check_batch(buf: memoryview, header: BatchHeader, from_client: bool) -> None:
@@ -336,8 +348,12 @@ def _check_batch(buf: memoryview, header: BatchHeader, from_client: bool) -> Non
             expected=expected_count,
             found=header.record_count,
         )
-    if header.compression == 0:
-        _walk_record_lengths(buf, header, from_client)
+    if header.compression != 0:
+        return
+    if from_client:
+        _walk_client_records(buf, header)
+    else:
+        _walk_stored_records(buf, header)
 
 
 class _Rules(NamedTuple):
@@ -348,6 +364,10 @@ class _Rules(NamedTuple):
     check_timestamps: bool
     min_timestamp: int
     max_timestamp: int
+
+
+_FORMAT_ONLY = _Rules(False, False, False, -_I64_MIN, _I64_MAX)
+"""The record walk of the format alone: no rule refuses a record."""
 
 
 def _scan(
@@ -395,15 +415,18 @@ def validate_batches(
     as Kafka's LogValidator does for a client's batch; otherwise the batch may
     be one the log cleaner rewrote, with gaps in its offsets.
 
-    A client's compressed batch is also inflated (to at most ``max_inflated``
-    bytes) and its records walked: each must decode, be numbered 0..n-1 and
-    fill the records exactly. With ``require_keys`` or timestamp bounds, an
-    uncompressed batch's records are walked too, and records breaking those
-    rules are named in one RejectedRecords error per batch.
+    A client's batch has its records walked: each must decode (lengths,
+    varints, key, value, headers), the records must be as many as the header
+    says and fill the batch exactly; a compressed batch is inflated first (to
+    at most ``max_inflated`` bytes) and its records must be numbered 0..n-1.
+    With ``require_keys`` or timestamp bounds, records breaking those rules
+    are named in one RejectedRecords error per batch.
 
     With ``one_batch`` (a Produce partition's records), the buffer is first
     framed as produce_batch_size frames it, and only the one batch it finds
-    is checked: the bytes after it are dropped, as Kafka drops them.
+    is checked: the bytes after it are dropped, as Kafka drops them, and
+    the batch's baseOffset must be 0 (NonZeroBaseOffset), as Kafka requires
+    of a client's batch before it checks anything else in it.
     """
     from_client = bool(from_client)
     if not isinstance(max_inflated, int):
@@ -425,10 +448,24 @@ def validate_batches(
     )
     if one_batch:
         data = _byte_view(data)[: produce_batch_size(data)]
+        _check_produce_base_offset(data)
     return _scan(data, check=True, from_client=from_client, rules=rules, limit=max_inflated)
 
 
-def produce_batch_size(data: BytesLike) -> int:
+def _check_produce_base_offset(buf: memoryview) -> None:
+    """batch.h's tl_check_produce_base_offset: a client's batch starts at 0."""
+    (base_offset,) = struct.unpack_from(">q", buf, 0)
+    if base_offset != 0:
+        raise NonZeroBaseOffset(
+            f"batch at 0: baseOffset {base_offset}, a client's batch starts at 0",
+            position=0,
+            expected=0,
+            # C's errors spell "no fact" as INT64_MIN (batch.h's TL_NO_FACT).
+            found=None if base_offset == -_I64_MIN else base_offset,
+        )
+
+
+def produce_batch_size(data: BytesLike, *, allow_zstd: bool = True) -> int:
     """The size of the one batch a Produce partition's records carry, as
     Kafka's ProduceRequest.validateRecords frames them (batch.h's
     tl_produce_batch_size): the first frame, its magic 2, then no second
@@ -437,7 +474,9 @@ def produce_batch_size(data: BytesLike) -> int:
     UnifiedLog.trimInvalidBytes drops them). Raises where Kafka refuses the
     records: InvalidBatchLength or InvalidMagic for a frame its iterator
     calls corrupt, NoBatch, UnsupportedMagic for a first batch of magic 0
-    or 1, SecondBatch for a whole second frame."""
+    or 1, UnsupportedCompression for a first batch compressed with zstd
+    unless ``allow_zstd`` (Produce before v7 may not carry one),
+    SecondBatch for a whole second frame."""
     buf = _byte_view(data)
     first = _kafka_frame(buf, 0)
     if first == 0:
@@ -453,6 +492,15 @@ def produce_batch_size(data: BytesLike) -> int:
             position=0,
             expected=2,
             found=magic,
+        )
+    # A frame holds at least LENGTH_PREFIX + MIN_FRAMED_LENGTH bytes: the
+    # attributes are in it.
+    (attributes,) = _ATTRIBUTES.unpack_from(buf, _ATTRIBUTES_OFFSET)
+    if not allow_zstd and attributes & COMPRESSION_MASK == Compression.ZSTD:
+        raise UnsupportedCompression(
+            "batch at 0: zstd compression, which this Produce version may not carry",
+            position=0,
+            found=int(Compression.ZSTD),
         )
     if _kafka_frame(buf, first):
         raise SecondBatch(f"batch at {first}: a second batch, where one is allowed", position=first)

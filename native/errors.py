@@ -74,7 +74,9 @@ class InvalidRecord(BatchError):
 
 
 class UnsupportedCompression(BatchError):
-    """The attributes name a compression codec Kafka does not define (5-7)."""
+    """The attributes name a compression codec Kafka does not define (5-7),
+    or, framing a Produce partition's records with ``allow_zstd=False``
+    (Produce before v7), zstd (``found`` 4)."""
 
     kafka_error = "UNSUPPORTED_COMPRESSION_TYPE"
 
@@ -100,6 +102,16 @@ class NoBatch(BatchError):
     """A Produce partition's records hold no whole first batch as Kafka's
     MemoryRecords iterator frames it (ProduceRequest.validateRecords: "must
     have at least one record batch per partition")."""
+
+    kafka_error = "INVALID_RECORD"
+
+
+class NonZeroBaseOffset(BatchError):
+    """A Produce partition's batch (validate_batches' ``one_batch``) whose
+    baseOffset is not 0: Kafka's UnifiedLog.analyzeAndValidateRecords
+    refuses a client's v2 batch so, before its size or CRC is looked at
+    ("should be 0, but it is ..."). ``found`` is the baseOffset, None for
+    -2**63, the one value the C implementation's facts cannot carry."""
 
     kafka_error = "INVALID_RECORD"
 

@@ -78,6 +78,8 @@ PURE_PASS: tuple[str, ...] = (
     "tests/server/test_produce_checksums.py",
     # A Produce partition's records are framed, and their tail dropped, by native/.
     "tests/server/test_produce_framing.py",
+    # zstd below v7, the baseOffset and the record walk are native/'s checks.
+    "tests/server/test_produce_checks.py",
 )
 
 ONE_PASS_ONLY: dict[str, str] = {

@@ -7,6 +7,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "crc32c.h"
 
@@ -60,13 +61,40 @@ int tl_read_varint(const uint8_t *buf, int64_t *pos, int64_t end, int max_bytes,
     return -1;
 }
 
+/* tl_read_varint with the one- and two-byte varints (a record's fields,
+ * its length up to 8 KiB) read inline: the record walk is on the produce
+ * path. */
+static inline int read_varint(const uint8_t *buf, int64_t *pos, int64_t end, int max_bytes,
+                              int64_t *out) {
+    int64_t at = *pos;
+    if (at < end && buf[at] < 0x80) {
+        uint64_t raw = buf[at];
+        *out = (int64_t)(raw >> 1) ^ -(int64_t)(raw & 1);
+        *pos = at + 1;
+        return 0;
+    }
+    if (at + 1 < end && buf[at + 1] < 0x80) {
+        uint64_t raw = (uint64_t)(buf[at] & 0x7F) | (uint64_t)buf[at + 1] << 7;
+        *out = (int64_t)(raw >> 1) ^ -(int64_t)(raw & 1);
+        *pos = at + 2;
+        return 0;
+    }
+    /* Through locals, so that the caller's position and value never have
+     * their address taken and stay in registers. */
+    int64_t next = at, value = 0;
+    if (tl_read_varint(buf, &next, end, max_bytes, &value) != 0) return -1;
+    *pos = next;
+    *out = value;
+    return 0;
+}
+
 const char *const tl_kind_names[TL_KINDS] = {
     [TL_TRUNCATED] = "TruncatedBatch",     [TL_BAD_LENGTH] = "InvalidBatchLength",
     [TL_CORRUPT] = "CorruptBatch",         [TL_MAGIC] = "UnsupportedMagic",
     [TL_COUNT] = "InvalidRecordCount",     [TL_RECORD] = "InvalidRecord",
     [TL_CODEC] = "UnsupportedCompression", [TL_INFLATION] = "InflationLimitExceeded",
     [TL_SECOND_BATCH] = "SecondBatch",    [TL_INVALID_MAGIC] = "InvalidMagic",
-    [TL_NO_BATCH] = "NoBatch",
+    [TL_NO_BATCH] = "NoBatch",             [TL_BASE_OFFSET] = "NonZeroBaseOffset",
 };
 
 /* The frame at pos as Kafka's ByteBufferLogInputStream frames it, in its
@@ -95,7 +123,7 @@ static int64_t kafka_frame(const uint8_t *buf, int64_t pos, int64_t end, tl_erro
     return size <= left ? size : 0;
 }
 
-int64_t tl_produce_batch_size(const uint8_t *buf, int64_t end, tl_error *err) {
+int64_t tl_produce_batch_size(const uint8_t *buf, int64_t end, int allow_zstd, tl_error *err) {
     char msg[160];
     int64_t first = kafka_frame(buf, 0, end, err);
     if (first < 0) return -1;
@@ -109,6 +137,12 @@ int64_t tl_produce_batch_size(const uint8_t *buf, int64_t end, tl_error *err) {
         snprintf(msg, sizeof msg, "batch at 0: magic %d, only magic 2 is accepted", (int)magic);
         return fail(err, TL_MAGIC, 0, 2, magic, msg);
     }
+    /* A frame holds at least TL_LENGTH_PREFIX + TL_MIN_FRAMED_LENGTH bytes:
+     * the attributes (bytes 21 and 22) are in it. */
+    if (!allow_zstd && (get_i16(buf + TL_ATTRIBUTES_OFFSET) & TL_CODEC_MASK) == TL_ZSTD) {
+        return fail(err, TL_CODEC, 0, TL_NO_FACT, TL_ZSTD,
+                    "batch at 0: zstd compression, which this Produce version may not carry");
+    }
     int64_t second = kafka_frame(buf, first, end, err);
     if (second < 0) return -1;
     if (second > 0) {
@@ -117,6 +151,15 @@ int64_t tl_produce_batch_size(const uint8_t *buf, int64_t end, tl_error *err) {
         return fail(err, TL_SECOND_BATCH, first, TL_NO_FACT, TL_NO_FACT, msg);
     }
     return first;
+}
+
+int tl_check_produce_base_offset(const uint8_t *buf, tl_error *err) {
+    char msg[160];
+    int64_t base_offset = tl_get_i64(buf);
+    if (base_offset == 0) return 0;
+    snprintf(msg, sizeof msg, "batch at 0: baseOffset %lld, a client's batch starts at 0",
+             (long long)base_offset);
+    return fail(err, TL_BASE_OFFSET, 0, 0, base_offset, msg);
 }
 
 int tl_read_header(const uint8_t *buf, int64_t pos, int64_t end, tl_header *h, tl_error *err) {
@@ -193,9 +236,10 @@ static int check_offset_delta(const uint8_t *buf, int64_t start, int64_t pos, in
 }
 
 /* A stored batch may have gaps in its offsets, so its recordCount no longer
- * pins them: each record's offsetDelta is checked against the range instead. */
-static int walk_record_lengths(const uint8_t *buf, const tl_header *h, int from_client,
-                               tl_error *err) {
+ * pins them: each record's offsetDelta is checked against the range instead.
+ * Only the length varints and offsetDeltas are read: the records' other
+ * fields were walked when the batch was produced, or written by the cleaner. */
+static int walk_stored_records(const uint8_t *buf, const tl_header *h, tl_error *err) {
     char msg[160];
     int64_t pos = h->position + TL_HEADER_SIZE;
     int64_t end = h->position + tl_batch_size(h);
@@ -211,8 +255,7 @@ static int walk_record_lengths(const uint8_t *buf, const tl_header *h, int from_
                      (long long)start, (long long)length, (long long)end);
             return fail(err, TL_RECORD, start, TL_NO_FACT, length, msg);
         }
-        if (!from_client && check_offset_delta(buf, start, pos, pos + length, &previous, h, err) != 0)
-            return -1;
+        if (check_offset_delta(buf, start, pos, pos + length, &previous, h, err) != 0) return -1;
         pos += length;
     }
     if (pos != end) {
@@ -221,6 +264,17 @@ static int walk_record_lengths(const uint8_t *buf, const tl_header *h, int from_
         return fail(err, TL_RECORD, pos, end, pos, msg);
     }
     return 0;
+}
+
+/* A client's uncompressed batch: every record framed as Kafka's
+ * DefaultRecord.readFrom reads it (lengths, varints, key, value, headers,
+ * the count and no bytes left over), with no rule applied. */
+static int walk_client_records(const uint8_t *buf, const tl_header *h, tl_error *err) {
+    static const tl_record_rules format_only = {0, 0, 0, INT64_MIN, INT64_MAX};
+    tl_record_errors unused = {0}; /* no rule, so no record is ever added */
+    int64_t start = h->position + TL_HEADER_SIZE;
+    return tl_walk_records(buf + start, tl_batch_size(h) - TL_HEADER_SIZE, start, h, &format_only,
+                           &unused, err);
 }
 
 int tl_check_batch(const uint8_t *buf, const tl_header *h, int from_client, tl_error *err) {
@@ -251,8 +305,8 @@ int tl_check_batch(const uint8_t *buf, const tl_header *h, int from_client, tl_e
                  (long long)pos, h->record_count, (long long)expected_count);
         return fail(err, TL_COUNT, pos, expected_count, h->record_count, msg);
     }
-    if (codec == 0) return walk_record_lengths(buf, h, from_client, err);
-    return 0;
+    if (codec != 0) return 0;
+    return from_client ? walk_client_records(buf, h, err) : walk_stored_records(buf, h, err);
 }
 
 void tl_rewrite(uint8_t *batch, const tl_header *h, int64_t base_offset, const int32_t *leader_epoch,
@@ -276,6 +330,11 @@ void tl_rewrite(uint8_t *batch, const tl_header *h, int64_t base_offset, const i
  * nothing above U+10FFFF (Unicode's table 3-7). */
 static int valid_utf8(const uint8_t *s, int64_t n) {
     int64_t i = 0;
+    /* Header keys are mostly ASCII: eight bytes at a time while they are. */
+    for (uint64_t word; i + 8 <= n; i += 8) {
+        memcpy(&word, s + i, sizeof word);
+        if (word & 0x8080808080808080u) break;
+    }
     while (i < n) {
         uint8_t c = s[i];
         if (c < 0x80) {
@@ -342,7 +401,7 @@ static int malformed(tl_error *err, const tl_header *h, int32_t index, int64_t p
 
 /* A key, value or header value length: -1 (null) or within the record. */
 static int skip_bytes(const uint8_t *area, int64_t *pos, int64_t end, int64_t *length) {
-    if (tl_read_varint(area, pos, end, 5, length) != 0) return -1;
+    if (read_varint(area, pos, end, 5, length) != 0) return -1;
     if (*length == -1) return 0;
     if (*length < 0 || *length > end - *pos) return -1;
     *pos += *length;
@@ -361,7 +420,7 @@ int tl_walk_records(const uint8_t *area, int64_t end, int64_t base, const tl_hea
                      (long long)h->position, h->record_count, i);
             return fail(err, TL_COUNT, h->position, h->record_count, i, msg);
         }
-        if (tl_read_varint(area, &pos, end, 5, &length) != 0)
+        if (read_varint(area, &pos, end, 5, &length) != 0)
             return malformed(err, h, i, start, "length");
         if (length < 1 || length > end - pos) {
             snprintf(msg, sizeof msg, "batch at %lld: record %d: length %lld runs past the records' end",
@@ -370,9 +429,9 @@ int tl_walk_records(const uint8_t *area, int64_t end, int64_t base, const tl_hea
         }
         int64_t record_end = pos + length;
         pos += 1; /* the record's attributes byte */
-        if (tl_read_varint(area, &pos, record_end, 10, &timestamp_delta) != 0)
+        if (read_varint(area, &pos, record_end, 10, &timestamp_delta) != 0)
             return malformed(err, h, i, start, "timestampDelta");
-        if (tl_read_varint(area, &pos, record_end, 5, &offset_delta) != 0)
+        if (read_varint(area, &pos, record_end, 5, &offset_delta) != 0)
             return malformed(err, h, i, start, "offsetDelta");
         if (rules->strict_offsets && offset_delta != i) {
             snprintf(msg, sizeof msg, "batch at %lld: record %d has offsetDelta %lld",
@@ -384,7 +443,7 @@ int tl_walk_records(const uint8_t *area, int64_t end, int64_t base, const tl_hea
         if (skip_bytes(area, &pos, record_end, &skipped) != 0)
             return malformed(err, h, i, start, "value");
         /* Each header takes at least two bytes: the count cannot exceed that. */
-        if (tl_read_varint(area, &pos, record_end, 5, &header_count) != 0 || header_count < 0 ||
+        if (read_varint(area, &pos, record_end, 5, &header_count) != 0 || header_count < 0 ||
             header_count > (record_end - pos) / 2)
             return malformed(err, h, i, start, "header count");
         for (int64_t k = 0; k < header_count; k++) {

@@ -13,6 +13,9 @@
 #define TL_MIN_FRAMED_LENGTH 14
 #define TL_CRC_START 21
 #define TL_MAX_CODEC 4
+#define TL_ZSTD 4
+#define TL_CODEC_MASK 0x07
+#define TL_ATTRIBUTES_OFFSET 21
 #define TL_TIMESTAMP_TYPE_BIT 0x08
 #define TL_CONTROL_BIT 0x20
 
@@ -30,6 +33,7 @@ typedef enum {
     TL_SECOND_BATCH,
     TL_INVALID_MAGIC,
     TL_NO_BATCH,
+    TL_BASE_OFFSET,
     TL_KINDS, /* how many kinds there are, TL_OK included */
 } tl_kind;
 
@@ -58,8 +62,16 @@ typedef struct {
  * Kafka leaves them unread and UnifiedLog.trimInvalidBytes drops them. -1
  * with err set where Kafka refuses the records: a frame its iterator calls
  * corrupt (TL_BAD_LENGTH, TL_INVALID_MAGIC), no first batch (TL_NO_BATCH),
- * a first of magic 0 or 1 (TL_MAGIC), a whole second frame (TL_SECOND_BATCH). */
-int64_t tl_produce_batch_size(const uint8_t *buf, int64_t end, tl_error *err);
+ * a first of magic 0 or 1 (TL_MAGIC), a first compressed with zstd unless
+ * allow_zstd (TL_CODEC: Produce below v7 may not carry one, KIP-110), a
+ * whole second frame (TL_SECOND_BATCH). */
+int64_t tl_produce_batch_size(const uint8_t *buf, int64_t end, int allow_zstd, tl_error *err);
+
+/* A Produce partition's one batch, framed by tl_produce_batch_size (so at
+ * least 8 bytes): -1 with err set (TL_BASE_OFFSET) unless its baseOffset is
+ * 0, as Kafka's UnifiedLog.analyzeAndValidateRecords requires of a client's
+ * v2 batch before it checks anything else in it. */
+int tl_check_produce_base_offset(const uint8_t *buf, tl_error *err);
 
 typedef struct {
     int64_t position;
@@ -97,11 +109,14 @@ int tl_valid_utf8(const uint8_t *s, int64_t n);
 /* Frames the batch at pos and reads its header. */
 int tl_read_header(const uint8_t *buf, int64_t pos, int64_t end, tl_header *h, tl_error *err);
 
-/* CRC, codec, record count and (uncompressed) record-length tiling. A batch
- * from a client must have recordCount == lastOffsetDelta + 1, as Kafka's
- * LogValidator requires; a stored one (from_client 0, e.g. the log cleaner's
- * output) may have gaps: 1 <= recordCount <= lastOffsetDelta + 1, and each
- * uncompressed record's offsetDelta increasing and within lastOffsetDelta. */
+/* CRC, codec, record count and (uncompressed) records. A batch from a
+ * client must have recordCount == lastOffsetDelta + 1, as Kafka's
+ * LogValidator requires, and its uncompressed records are walked as
+ * tl_walk_records walks them with no rule (as Kafka's record iterator reads
+ * them); a stored one (from_client 0, e.g. the log cleaner's output) may
+ * have gaps: 1 <= recordCount <= lastOffsetDelta + 1, its uncompressed
+ * records' lengths tile it and their offsetDeltas increase within
+ * lastOffsetDelta. */
 int tl_check_batch(const uint8_t *buf, const tl_header *h, int from_client, tl_error *err);
 
 /* What a record walk checks beyond the format. A compressed batch from a

@@ -225,7 +225,9 @@ static void raise_record_errors(const tl_header *h, const tl_record_errors *erro
 
 /* The record walk of one batch from a client: a compressed one always (into
  * a buffer bounded by `limit`, discarded after), an uncompressed one when a
- * rule asks for it. Returns 0, or -1 with an exception set. */
+ * rule asks for it (tl_check_batch walked its format already, without the
+ * GIL; this second walk finds the records a rule refuses). Returns 0, or -1
+ * with an exception set. */
 static int walk_batch(PyObject *obj, const uint8_t *buf, const tl_header *h,
                       const tl_record_rules *topic_rules, int64_t limit) {
     tl_record_rules rules = *topic_rules;
@@ -278,8 +280,8 @@ static PyObject *scan(PyObject *obj, int check, int from_client, const tl_record
      * while it parses the request; what follows the one batch is dropped. */
     if (one_batch) {
         tl_error framing;
-        end = tl_produce_batch_size(buf, end, &framing);
-        if (end < 0) {
+        end = tl_produce_batch_size(buf, end, 1, &framing);
+        if (end < 0 || tl_check_produce_base_offset(buf, &framing) != 0) {
             PyBuffer_Release(&view);
             return raise_batch_error(&framing);
         }
@@ -347,11 +349,18 @@ static PyObject *py_scan_batches(PyObject *self, PyObject *obj) {
     return scan(obj, 0, 1, NULL, 0, 0);
 }
 
-static PyObject *py_produce_batch_size(PyObject *self, PyObject *obj) {
+/* produce_batch_size(data, *, allow_zstd=True) */
+static PyObject *py_produce_batch_size(PyObject *self, PyObject *args, PyObject *kwargs) {
+    static char *kwlist[] = {"data", "allow_zstd", NULL};
+    PyObject *obj;
+    int allow_zstd = 1;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|$p:produce_batch_size", kwlist, &obj,
+                                     &allow_zstd))
+        return NULL;
     Py_buffer view;
     if (PyObject_GetBuffer(obj, &view, PyBUF_SIMPLE) != 0) return NULL;
     tl_error err;
-    int64_t size = tl_produce_batch_size(view.buf, view.len, &err);
+    int64_t size = tl_produce_batch_size(view.buf, view.len, allow_zstd, &err);
     PyBuffer_Release(&view);
     return size < 0 ? raise_batch_error(&err) : PyLong_FromLongLong(size);
 }
@@ -1062,7 +1071,8 @@ static PyMethodDef methods[] = {
     {"crc32c_combine", (PyCFunction)(void (*)(void))tl_py_crc32c_combine, METH_FASTCALL,
      "CRC32C of A then B from their CRCs and B's length."},
     {"scan_batches", py_scan_batches, METH_O, "Frame v2 batches and read their headers."},
-    {"produce_batch_size", py_produce_batch_size, METH_O,
+    {"produce_batch_size", (PyCFunction)(void (*)(void))py_produce_batch_size,
+     METH_VARARGS | METH_KEYWORDS,
      "The size of the one batch a Produce partition's records carry, as Kafka frames it."},
     {"validate_batches", (PyCFunction)(void (*)(void))py_validate_batches,
      METH_FASTCALL | METH_KEYWORDS, "Frame and validate v2 batches."},

@@ -5,6 +5,7 @@ engine keeps serving."""
 from __future__ import annotations
 
 import asyncio
+import struct
 import threading
 import time
 from collections.abc import Callable
@@ -373,6 +374,27 @@ def test_one_batch_refuses_a_second_batch_with_kafkas_words(
     assert caught.value.error_code == code("INVALID_RECORD")
     assert e.offsets("t", 0) == (0, 0)
     assert e.submit("t", 0, two).result().last_offset == 1
+    assert_serving(e)
+
+
+def test_one_batch_refuses_a_base_offset_other_than_0_with_kafkas_words(
+    engine_factory: EngineFactory,
+) -> None:
+    """Kafka refuses a client's batch that does not start at offset 0
+    (UnifiedLog.analyzeAndValidateRecords); the embedded API's own appends
+    keep theirs unread, as its spec says: the broker writes the base offset."""
+    e = engine_factory()
+    e.create_topic("t", 1)
+    based = bytearray(batch([b"a"]))
+    struct.pack_into(">q", based, 0, 41)
+    with pytest.raises(engine.InvalidRecord) as caught:
+        e.submit("t", 0, bytes(based), one_batch=True)
+    assert str(caught.value) == (
+        "The baseOffset of the record batch in the append to t-0 should be 0, but it is 41"
+    )
+    assert caught.value.error_code == code("INVALID_RECORD")
+    assert e.offsets("t", 0) == (0, 0)
+    assert e.submit("t", 0, bytes(based)).result().base_offset == 0
     assert_serving(e)
 
 

@@ -8,6 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import engine
+from engine.batch_refusals import batch_error
 from engine.client.membership import group_error
 from engine.errors import (
     EngineError,
@@ -17,7 +18,6 @@ from engine.errors import (
     error_class,
     error_code,
 )
-from engine.partition import _batch_error
 from engine.protocol.apis import ApiKey
 from engine.protocol.codec import encode_response
 from engine.protocol.frames import RequestHeader
@@ -137,4 +137,4 @@ def test_a_batch_error_becomes_the_engine_error_of_its_kafka_code(
         error: BatchError = cls("refused", position=0, record_errors=((0, "why"),))
     else:
         error = cls("refused", position=0)
-    assert _batch_error(error, "t", 0).code is KafkaCode[cls.kafka_error]
+    assert batch_error(error, "t", 0).code is KafkaCode[cls.kafka_error]

@@ -154,6 +154,8 @@ def walk_hostile(rng: random.Random, corpus: list[bytes]) -> None:
     data = with_crc(bytes(header) + packed)
     with contextlib.suppress(EXPECTED):
         stamp_hostile(rng, data)
+    with contextlib.suppress(EXPECTED):  # the format walk alone, as a Produce partition's
+        c.validate_batches(data, one_batch=True)
     bound = rng.choice([None, -(2**63), 0, 2**40, 2**63 - 1])
     c.validate_batches(
         data,
@@ -228,7 +230,11 @@ def main() -> int:
         # start, a tail dropped after the first, or a bare frame) right
         # behind the first, framed alone and validated.
         second = mutate(rng, rng.choice(corpus))[: rng.randrange(80)]
-        for frame in (c.produce_batch_size, lambda d: c.validate_batches(d, one_batch=True)):
+        for frame in (
+            c.produce_batch_size,
+            lambda d: c.produce_batch_size(d, allow_zstd=False),
+            lambda d: c.validate_batches(d, one_batch=True),
+        ):
             try:
                 frame(data + second)
             except EXPECTED:

@@ -308,8 +308,9 @@ def test_a_stored_record_too_short_for_an_offset_delta_is_invalid(impl: ModuleTy
     with pytest.raises(InvalidRecord, match="no offsetDelta") as raised:
         impl.validate_batches(data, from_client=False)
     assert raised.value.position == 61
-    # The produce path walks lengths only, and the lengths tile the batch.
-    assert impl.validate_batches(data)[0].record_count == 1
+    # The produce path walks every field of the record: refused there too.
+    with pytest.raises(InvalidRecord, match=r"record 0 is malformed \(its offsetDelta\)"):
+        impl.validate_batches(data)
 
 
 def test_from_client_is_keyword_only_and_alone(impl: ModuleType) -> None:

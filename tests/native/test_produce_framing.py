@@ -17,15 +17,18 @@ import pytest
 
 from native import _pure
 from native.errors import (
+    CorruptBatch,
     InvalidBatchLength,
     InvalidMagic,
     InvalidRecordCount,
     NoBatch,
+    NonZeroBaseOffset,
     SecondBatch,
     TruncatedBatch,
+    UnsupportedCompression,
     UnsupportedMagic,
 )
-from native.records import RecordSpec
+from native.records import Compression, RecordSpec
 
 BATCH = _pure.encode_batch([RecordSpec(1_700_000_000_000, b"k", b"value", ())])
 OTHER = _pure.encode_batch([RecordSpec(1_700_000_000_000, None, b"x" * 200, ())])
@@ -153,3 +156,83 @@ def test_a_first_batch_of_an_old_magic_is_refused_before_the_second_frame_is_rea
     short = _frame(20, magic=magic)
     with pytest.raises(UnsupportedMagic):
         impl.validate_batches(short, one_batch=True)
+
+
+ZSTD = _pure.encode_batch([RecordSpec(1_700_000_000_000, b"k", b"value", ())], compression=4)
+
+
+@pytest.mark.parametrize(
+    "tail",
+    [
+        pytest.param(b"", id="alone"),
+        pytest.param(BATCH, id="before-a-second-batch"),
+        pytest.param(_frame(3), id="before-a-corrupt-frame"),
+    ],
+)
+def test_zstd_is_refused_once_the_first_batch_is_framed_unless_allowed(
+    impl: ModuleType, tail: bytes
+) -> None:
+    """ProduceRequest.validateRecords below v7: after the first batch's
+    magic, before its iterator is asked for a second."""
+    with pytest.raises(UnsupportedCompression) as raised:
+        impl.produce_batch_size(ZSTD + tail, allow_zstd=False)
+    assert raised.value.facts() == (UnsupportedCompression, 0, None, 4)
+    assert raised.value.kafka_error == "UNSUPPORTED_COMPRESSION_TYPE"
+    if not tail:
+        assert impl.produce_batch_size(ZSTD) == len(ZSTD)
+
+
+def test_only_zstd_waits_for_produce_v7(impl: ModuleType) -> None:
+    for codec in Compression:
+        if codec != Compression.ZSTD:
+            batch = _pure.encode_batch([RecordSpec(0, None, b"v", ())], compression=codec)
+            assert impl.produce_batch_size(batch, allow_zstd=False) == len(batch)
+
+
+@pytest.mark.parametrize("magic", [0, 1])
+def test_an_old_magic_is_refused_before_its_codec_is_read(impl: ModuleType, magic: int) -> None:
+    old = bytearray(ZSTD)
+    old[16] = magic
+    with pytest.raises(UnsupportedMagic):
+        impl.produce_batch_size(bytes(old), allow_zstd=False)
+
+
+def _based(batch: bytes, base_offset: int) -> bytes:
+    """``batch`` with ``base_offset``, which its CRC does not cover."""
+    based = bytearray(batch)
+    struct.pack_into(">q", based, 0, base_offset)
+    return bytes(based)
+
+
+@pytest.mark.parametrize("base_offset", [1, -1, 2**63 - 1, -(2**63)])
+def test_a_produce_partitions_batch_must_start_at_offset_0(
+    impl: ModuleType, base_offset: int
+) -> None:
+    """UnifiedLog.analyzeAndValidateRecords: a client's v2 batch with a
+    baseOffset other than 0 is INVALID_RECORD, before its CRC is checked."""
+    based = _based(BATCH, base_offset)
+    with pytest.raises(NonZeroBaseOffset) as raised:
+        impl.validate_batches(based, one_batch=True)
+    found = None if base_offset == -(2**63) else base_offset  # C's "no fact"
+    assert raised.value.facts() == (NonZeroBaseOffset, 0, 0, found)
+    assert raised.value.kafka_error == "INVALID_RECORD"
+    corrupt = bytearray(based)
+    corrupt[-1] ^= 1
+    with pytest.raises(NonZeroBaseOffset):
+        impl.validate_batches(bytes(corrupt), one_batch=True)
+    with pytest.raises(CorruptBatch):
+        impl.validate_batches(_based(bytes(corrupt), 0), one_batch=True)
+    # Outside a Produce partition (the embedded API, stored batches) the
+    # broker writes the base offset over whatever the batch came with.
+    assert impl.validate_batches(based)[0].base_offset == base_offset
+    assert impl.produce_batch_size(based) == len(BATCH)
+
+
+def test_the_base_offset_is_read_after_the_framing(impl: ModuleType) -> None:
+    with pytest.raises(SecondBatch):
+        impl.validate_batches(_based(BATCH, 7) + BATCH, one_batch=True)
+    with pytest.raises(InvalidMagic):
+        impl.validate_batches(_based(BATCH, 7) + _frame(20, magic=9), one_batch=True)
+    # The tail Kafka drops unframed does not change it.
+    with pytest.raises(NonZeroBaseOffset):
+        impl.validate_batches(_based(BATCH, 7) + OTHER[:-1], one_batch=True)

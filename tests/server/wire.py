@@ -322,21 +322,28 @@ def entities(schema: type) -> st.SearchStrategy[Any]:
     return st.builds(schema, **{f.name: values_of(f.type) for f in dataclasses.fields(schema)})
 
 
-def produce_answers(
-    bootstrap: str, topic_data: list[dict[str, Any]]
-) -> dict[tuple[str, int], tuple[int, int]]:
-    """Each partition's (error code, base offset) in the answer to a
-    Produce v9 of ``topic_data`` with acks=all."""
+def produce_partitions(
+    bootstrap: str, topic_data: list[dict[str, Any]], version: int = 9
+) -> dict[tuple[str, int], Any]:
+    """Each partition's response entry in the answer to a Produce of
+    ``topic_data`` at ``version`` with acks=all."""
     produce = build(
-        load_request_schema(ApiKey.PRODUCE, 9),
+        load_request_schema(ApiKey.PRODUCE, version),
         acks=-1,
         timeout=datetime.timedelta(seconds=10),
         topic_data=topic_data,
     )
     with Wire(bootstrap) as wire:
         topics = wire.request(produce).responses
+    return {(topic.name, p.index): p for topic in topics for p in topic.partition_responses}
+
+
+def produce_answers(
+    bootstrap: str, topic_data: list[dict[str, Any]], version: int = 9
+) -> dict[tuple[str, int], tuple[int, int]]:
+    """Each partition's (error code, base offset) in the answer to a
+    Produce of ``topic_data`` at ``version`` with acks=all."""
     return {
-        (topic.name, p.index): (p.error_code, p.base_offset)
-        for topic in topics
-        for p in topic.partition_responses
+        key: (p.error_code, p.base_offset)
+        for key, p in produce_partitions(bootstrap, topic_data, version).items()
     }

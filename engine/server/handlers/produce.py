@@ -27,9 +27,10 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
-from engine.errors import EngineError, error_code
+from engine.batch_refusals import produce_framing_refusal
+from engine.errors import EngineError, UnsupportedCompressionType, error_code
 from engine.internal_topics import is_internal_topic
-from engine.partition import AppendResult, produce_framing_refusal
+from engine.partition import AppendResult
 from engine.protocol.apis import ApiKey
 from engine.protocol.codec import body_offset
 from engine.protocol.errors import ProtocolError
@@ -59,6 +60,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("tidelog.server")
 
 _ACKS = (-1, 0, 1)
+
+FIRST_ZSTD_VERSION = 7
+"""The first Produce version that may carry a zstd batch (KIP-110)."""
 
 Outcome = asyncio.Task[AppendResult] | EngineError | int
 """An append on its way to durability, the error it was refused with, or
@@ -90,6 +94,7 @@ def _decode_produce(header: RequestHeader, frame: memoryview) -> ProduceRequest:
         0: "listed from v0 but served from v3 (KAFKA-18659, see above)",
         3: "record batch v2; transactional ids",
         5: "log start offset",
+        7: "zstd batches (KIP-110); below v7 refused UNSUPPORTED_COMPRESSION_TYPE",
         8: "record_errors: the records a batch was refused for (KIP-467)",
         9: "flexible encoding",
         11: "highest (v12 is transactions v2, KIP-890; v13 names topics by id)",
@@ -148,6 +153,11 @@ def _produce(context: RequestContext, request: ProduceRequest) -> Response:
             if partition.records is None:
                 partitions.append((partition.partition, KafkaCode.INVALID_RECORD, "no record data"))
                 continue
+            if context.version < FIRST_ZSTD_VERSION:
+                zstd = _zstd_before_v7(context, topic.name, partition.partition, partition.records)
+                if zstd is not None:
+                    partitions.append((partition.partition, zstd, None))
+                    continue
             later = acks_error or producer_refused(
                 engine.transactions, transactional_id, partition.records
             )
@@ -218,6 +228,29 @@ def _refused_before_the_append(
         except EngineError as error:
             return error
     return produce_framing_refusal(records, topic, partition)
+
+
+def _zstd_before_v7(
+    context: RequestContext, topic: str, partition: int, records: memoryview
+) -> UnsupportedCompressionType | None:
+    """Kafka's ProduceRequest.validateRecords refuses a zstd batch in a
+    Produce below v7 once it has framed the first batch and found it of
+    magic 2, before it looks for a second; a partition Kafka does not know
+    (an unknown topic or index) is refused before that, and any other
+    framing fault is the append's to answer, which frames the records
+    again (so this check costs old clients alone)."""
+    refusal = produce_framing_refusal(records, topic, partition, allow_zstd=False)
+    if not isinstance(refusal, UnsupportedCompressionType):
+        return None
+    if not is_internal_topic(topic):
+        try:
+            context.engine.partition(topic, partition)
+        except EngineError:
+            return None
+    return UnsupportedCompressionType(
+        f"Produce requests with version {context.version} are not allowed to use ZStandard"
+        " compression"
+    )
 
 
 def _refused_append(
