@@ -77,6 +77,13 @@ _DEFS = [
     BrokerConfigDef(
         "socket.request.max.bytes", _I, "104857600", False, doc="the largest request read"
     ),
+    BrokerConfigDef(
+        "connections.max.reauth.ms",
+        _L,
+        "0",
+        False,
+        doc="a SASL session's lifetime; clients reauthenticate within it (0: never expires)",
+    ),
     BrokerConfigDef("log.retention.ms", _L, "604800000", True, topic="retention.ms"),
     BrokerConfigDef("log.retention.bytes", _L, "-1", True, topic="retention.bytes"),
     BrokerConfigDef("log.cleanup.policy", ConfigType.LIST, "delete", True, topic="cleanup.policy"),

@@ -203,6 +203,7 @@ class Server:
                 "broker.id": self.config.node_id,
                 "max.connections": self.config.max_connections,
                 "socket.request.max.bytes": self.config.max_request_bytes,
+                "connections.max.reauth.ms": self.config.connections_max_reauth_ms,
             }
         )
         self.engine.metrics().add_source(self, self._collector)

@@ -30,8 +30,9 @@ from kio.index import load_request_schema
 
 import engine
 from engine.protocol.apis import ApiKey
+from engine.server.config import ServerConfig
 from tests.server.conftest import ServerProcess, quiet_librdkafka
-from tests.server.in_process import ServedNode
+from tests.server.in_process import InProcessServer, ServedNode
 from tests.server.wire import Wire, build
 
 TOPIC, BROKER = 2, 4
@@ -313,3 +314,25 @@ def test_append_and_subtract_act_on_the_resources_own_list(node: ServedNode) -> 
         KafkaError.INVALID_REQUEST,
         "Config value append is not allowed for config key: num.partitions",
     )
+
+
+def test_the_broker_resource_tells_clients_how_long_a_session_lasts(tmp_path: Path) -> None:
+    # librdkafka's 0142_reauthentication learns the session lifetime it must
+    # reauthenticate within from this config, as Kafka lists it (KIP-368)
+    opened = engine.open(tmp_path / "node", f"file://{tmp_path / 'bucket'}")
+    try:
+        config = ServerConfig(connections_max_reauth_ms=10000)
+        with InProcessServer(opened, config=config) as server:
+            admin = AdminClient({"bootstrap.servers": server.bootstrap, **quiet_librdkafka()})
+            reauth = describe(admin, "1")["connections.max.reauth.ms"]
+            assert (reauth.value, reauth.source) == (
+                "10000",
+                ConfigSource.STATIC_BROKER_CONFIG.value,
+            )
+            assert reauth.is_read_only
+        with InProcessServer(opened) as server:
+            admin = AdminClient({"bootstrap.servers": server.bootstrap, **quiet_librdkafka()})
+            unset = describe(admin, "1")["connections.max.reauth.ms"]
+            assert unset.value == "0"  # Kafka's default: sessions never expire
+    finally:
+        opened.close()
