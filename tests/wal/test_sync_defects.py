@@ -67,6 +67,15 @@ def _close_returns(log: WriteAheadLog) -> None:
     assert not closer.is_alive(), "close() did not return"
 
 
+def _failed_for_good(log: WriteAheadLog, open_log: OpenLog) -> None:
+    """The next append is refused, as after a failed fsync, close()
+    returns, and what was synced before the failure is kept."""
+    with pytest.raises(LogFailed):
+        log.submit(b"refused after the failure")
+    _close_returns(log)
+    assert payloads(open_log(segment_bytes=1 << 20))[:1] == [b"before"]
+
+
 @pytest.fixture
 def open_log(tmp_path: Path) -> Iterator[OpenLog]:
     """Opens logs in tmp_path; closes them after, each within the bound (a
@@ -91,10 +100,7 @@ def test_a_sync_the_writer_makes_that_raises_fails_its_group_and_every_later_app
     raised_on = _sync_raising_once(monkeypatch)
     assert isinstance(_failed_by_the_defect(log.submit(b"lost")), LogDefect)
     assert raised_on == ["wal-group-commit"]  # a lone group: the writer's own sync
-    with pytest.raises(LogFailed):
-        log.submit(b"refused after the failure")
-    _close_returns(log)
-    assert payloads(open_log(segment_bytes=1 << 20))[:1] == [b"before"]
+    _failed_for_good(log, open_log)
 
 
 def test_a_sync_on_the_sync_thread_that_raises_fails_its_groups_then_the_later_ones_in_order(
@@ -125,10 +131,7 @@ def test_a_sync_on_the_sync_thread_that_raises_fails_its_groups_then_the_later_o
     _failed_by_the_defect(futures[b"second"])  # handed over before or after the failure
     assert raised_on == ["wal-sync"]
     assert completed == [b"first", b"second"]
-    with pytest.raises(LogFailed):
-        log.submit(b"refused after the failure")
-    _close_returns(log)
-    assert payloads(open_log(segment_bytes=1 << 20))[:1] == [b"before"]
+    _failed_for_good(log, open_log)
 
 
 def test_a_timed_sync_that_raises_under_the_interval_policy_fails_the_log(
