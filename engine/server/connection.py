@@ -85,6 +85,8 @@ _CORKED_MAX = 256 * 1024
 """Answers gathered during one read go to the socket once they pass this:
 a client that does not read its answers is then seen (the transport's
 write buffer fills) before the rest of what it sent is handled."""
+_BUDGET_ONLY = frozenset({"server"})
+"""The pause of a connection stopped by the server's budget alone."""
 _NO_BYTES = b"\0\0\0\0"
 _SIZE_BYTES = 4
 """A request's size prefix."""
@@ -530,8 +532,17 @@ class Connection(asyncio.BufferedProtocol):
     def finishes_request(self) -> bool:
         """Whether it is reading a request, or holds requests unread, and
         has nothing to answer: then only that request arriving whole, or
-        those it holds being handled, can free the budget they hold."""
-        return (self._body is not None or bool(self._held)) and not self._pending
+        those it holds being handled, can free the budget they hold. Not
+        while anything but the server's budget stops its reading (a client
+        that reads no answers, a throttle, a login being checked): let past
+        the budget, it would hold that turn without using it, and every
+        other connection stopped in the middle of a request would wait
+        (_resume takes the turn once only the budget is left)."""
+        return (
+            (self._body is not None or bool(self._held))
+            and not self._pending
+            and self._pauses <= _BUDGET_ONLY
+        )
 
     # -- requests and responses ----------------------------------------------------------
 
@@ -828,6 +839,16 @@ class Connection(asyncio.BufferedProtocol):
         if reason not in self._pauses:
             return
         self._pauses.discard(reason)
+        server = self.server
+        if (
+            self._pauses == _BUDGET_ONLY
+            and server.finishing is None
+            and self in server.stalled
+            and self.finishes_request
+            and not self.closed
+        ):
+            server.finish_past_budget(self)  # the turn it could not use before: resumes it
+            return
         if self._pauses or self.transport is None or self.closed:
             return
         if not self._held:
