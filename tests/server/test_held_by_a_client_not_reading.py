@@ -70,12 +70,8 @@ class NonReader:
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[InProcessServer]:
     config = ServerConfig(max_inflight_bytes=BUDGET)
-    with engine.open(tmp_path / "node") as opened:
-        server = InProcessServer(opened, config=config)
-        try:
-            yield server
-        finally:
-            server.stop()
+    with engine.open(tmp_path / "node") as opened, InProcessServer(opened, config=config) as server:
+        yield server
 
 
 def connection_at(served: InProcessServer, peer: str) -> Connection | None:
