@@ -180,6 +180,11 @@ class EngineCollector(Collector):
             "Objects deleted (compacted or expired).",
             stats.objects_deleted,
         )
+        yield _counter(
+            "tidelog_object_store_abandoned_writes_removed",
+            "Temp files that crashed writers' puts left in a local object store, removed.",
+            stats.abandoned_writes_removed,
+        )
         cache = store.log_cache_usage()
         yield _gauge("tidelog_log_cache_bytes", "Bytes held in the log cache.", cache.size)
         yield _gauge(

@@ -360,8 +360,9 @@ def _follows(first: Run, second: Run) -> bool:
 
 class Compactor:
     """The compaction thread: every ``compaction_interval_s`` (or when woken,
-    e.g. after a stream is deleted) one pass of retention, merging and
-    deletion of expired garbage."""
+    e.g. after a stream is deleted) one pass of retention, merging, deletion
+    of expired garbage and removal of abandoned writes (temp files a crashed
+    writer left in a local directory store)."""
 
     def __init__(
         self,
@@ -414,7 +415,7 @@ class Compactor:
                 log.exception("compaction pass failed")
 
     def run_once(self) -> None:
-        """One pass of retention, merging and deletion."""
+        """One pass of retention, merging, deletion and removal of abandoned writes."""
         state = self._state
         with state.lock:
             state.check_usable()
@@ -439,6 +440,7 @@ class Compactor:
                 writer.commit(removal_ops(dead, now + grace_ms))
         self._merge(now, grace_ms)
         self._collect_garbage(now)
+        self._stats.abandoned_writes_removed += self._store.remove_abandoned_writes()
         self._stats.compactions += 1
 
     def _merge(self, now: int, grace_ms: int) -> None:

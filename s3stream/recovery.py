@@ -1,7 +1,8 @@
 """Recovery on open: the streams from the manifest, then the WAL entries
 the manifest does not hold yet, and that this data directory wrote while
 it owned the store, replayed into the log cache (from where the uploader
-uploads them again); then the objects no manifest version names are deleted.
+uploads them again); then the objects no manifest version names are deleted,
+and what puts that can no longer finish left in the store.
 
 Entries written under an ownership that another writer has taken over
 since are never replayed: that writer was never given them.
@@ -41,6 +42,9 @@ class RecoverySummary:
     another writer has taken over since: never replayed."""
     superseded_bytes: int = 0
     orphans_deleted: int = 0
+    abandoned_writes_removed: int = 0
+    """What crashed writers' puts left behind, removed (a local directory's
+    temp files: ``ObjectStore.remove_abandoned_writes``)."""
     manifest_conflicts: tuple[str, ...] = ()
     """Keys of manifest versions left out because they contradict the history
     before them (two writers on a store that ignores conditional writes)."""
@@ -66,7 +70,7 @@ def recover(
     streams: dict[int, StreamState],
 ) -> RecoverySummary:
     """Fills ``streams`` and ``cache`` from the manifest and the WAL, and
-    deletes orphaned objects; returns what it found."""
+    deletes orphaned objects and abandoned writes; returns what it found."""
     state = manifest.state
     summary = RecoverySummary(state.seq, state.epoch)
     summary.manifest_conflicts = tuple(c.key for c in manifest.conflicts)
@@ -118,6 +122,10 @@ def recover(
         summary.orphans_deleted = len(doomed)
     except ObjectStoreError as error:
         log.warning("orphan cleanup skipped: %s", error)
+    try:
+        summary.abandoned_writes_removed = store.remove_abandoned_writes()
+    except ObjectStoreError as error:
+        log.warning("removal of abandoned writes skipped: %s", error)
     if summary.dropped_appends:
         # With damage salvaged, a stream that lost an append loses every
         # later one too: its offsets must stay dense.

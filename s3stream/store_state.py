@@ -52,6 +52,8 @@ class StoreStats:
     upload_errors: int = 0
     compactions: int = 0
     objects_deleted: int = 0
+    abandoned_writes_removed: int = 0
+    """Temp files of puts that crashed writers left, removed (on open too)."""
     last_error: str = ""
 
     def note_store_error(self, error: ObjectStoreError) -> None:

@@ -186,6 +186,7 @@ class StreamStore:
                 self.recovery = recover(
                     self.manifest, self.wal, self.store, self.identity, state.cache, state.streams
                 )
+                self.stats.abandoned_writes_removed = self.recovery.abandoned_writes_removed
             except BaseException:
                 self.wal.close()
                 raise

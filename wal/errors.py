@@ -86,6 +86,22 @@ class LogFailed(WalError):
         self.cause = cause
 
 
+class LogDefect(LogFailed):
+    """A write or sync raised something other than an OSError: a defect, not
+    the disk's answer. Its groups fail with it and the log fails as after a
+    failed fsync, since nothing written since the last good sync can be
+    vouched for."""
+
+    def __init__(self, operation: str, path: str, cause: Exception) -> None:
+        WalError.__init__(
+            self,
+            f"{operation} {path} raised {cause!r}, a defect rather than an I/O error; "
+            "the log accepts no appends (reopen it to go on)",
+        )
+        self.cause = cause
+        self.path = path
+
+
 class LogIOError(WalError):
     """A file operation failed with an I/O error other than a full disk."""
 

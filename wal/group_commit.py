@@ -13,6 +13,8 @@ queued and nothing is syncing, the writer syncs and completes it itself
 completes the group itself. After a failed write or
 sync the log fails for good: the state of the file is unknown (a failed
 fsync may have dropped dirty pages), so nothing later may be acknowledged.
+A write or sync that raises something other than an OSError fails the log
+the same way (``LogDefect`` carrying it), on whichever thread it raised.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from typing import Any, cast
 
 from native import stamp_wal_records
 from wal.doorbell import Doorbell
-from wal.errors import DiskFull, LogClosed, LogFailed, LogIOError, WalError
+from wal.errors import DiskFull, LogClosed, LogDefect, LogFailed, LogIOError, WalError
 from wal.format import (
     FLAG_PRIOR_SYNCED,
     FLAG_SYNCED,
@@ -338,7 +340,7 @@ class GroupCommitter:
                 and time.monotonic() - self._last_sync >= self._sync_interval
             ):
                 self._sync()
-        except (OSError, WalError) as error:
+        except Exception as error:
             # A WalError here is a roll that found no room for the next segment.
             failure = error if isinstance(error, WalError) else self._classify(error)
             self._failed(failure)
@@ -356,7 +358,7 @@ class GroupCommitter:
         sync (docs/design/0033)."""
         try:
             positions, records = self._write(group)
-        except (OSError, WalError) as error:
+        except Exception as error:
             failure = error if isinstance(error, WalError) else self._classify(error)
             self._failed(failure)
             self._drain_syncer()
@@ -504,11 +506,18 @@ class GroupCommitter:
     def _sync_for_interval(self) -> None:
         try:
             self._sync()
-        except OSError as error:
+        except Exception as error:  # raised on, it would end the writer thread
             self._failed(self._classify(error))
 
-    def _classify(self, error: OSError, segment: SegmentWriter | None = None) -> WalError:
+    def _classify(self, error: Exception, segment: SegmentWriter | None = None) -> WalError:
+        """What a failed write or sync fails its groups with. Anything but an
+        OSError is a defect, not the disk's answer: logged, and the log fails
+        all the same, since nothing written since the last good sync can be
+        vouched for."""
         path = (segment or self._segment).path
+        if not isinstance(error, OSError):
+            log.error("a write or sync of %s raised %r", path, error, exc_info=error)
+            return LogDefect("writing", path, error)
         if error.errno == errno.ENOSPC:
             return DiskFull(path)
         return LogIOError("writing", path, error)

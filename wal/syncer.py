@@ -19,7 +19,8 @@ every byte before group k is synced (``wait_synced``), which is what the
 
 After a failed fdatasync nothing written since the last good one may be
 acknowledged (the kernel may have dropped those dirty pages): the groups
-waiting here fail, and so does every group handed over later.
+waiting here fail, and so does every group handed over later. A sync that
+raises anything else fails them the same way.
 """
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ class Syncer:
         self,
         segment: SegmentWriter,
         settle: Settle,
-        classify: Callable[[OSError, SegmentWriter], WalError],
+        classify: Callable[[Exception, SegmentWriter], WalError],
         on_failure: Callable[[WalError], None],
         stats: WalStats,
     ) -> None:
@@ -207,7 +208,11 @@ class Syncer:
         started = time.monotonic()
         try:
             segment.sync()
-        except OSError as error:
+        except Exception as error:
+            # Not only an OSError: whatever the sync raised, it is not known
+            # to have covered the groups, and a sync left unanswered would
+            # keep _syncing set, so every drain (the writer's, the close's)
+            # and every waiter of these groups would wait for ever.
             self._failed(groups, self._classify(error, segment))
             return False
         finished = time.monotonic()

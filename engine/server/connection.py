@@ -31,10 +31,12 @@ request is dispatched as soon as it is read (so a Produce's append happens
 in arrival order), its response is queued in that order, and the queue is
 written out as its head completes.
 
-Back-pressure: the bytes of requests not yet answered, and of the request
-being read, are counted per connection and over the server; past either
-limit, or while the socket's send buffer is full, the connection stops
-reading. Nothing is buffered without bound.
+Back-pressure: the bytes of requests not yet answered, of the request
+being read and of those held unread (read with one that paused the
+connection, or fed in by TLS while it was paused) are counted per
+connection and over the server; past either limit, or while the socket's
+send buffer is full, the connection stops reading. Nothing is buffered
+without bound.
 """
 
 from __future__ import annotations
@@ -83,6 +85,8 @@ _CORKED_MAX = 256 * 1024
 """Answers gathered during one read go to the socket once they pass this:
 a client that does not read its answers is then seen (the transport's
 write buffer fills) before the rest of what it sent is handled."""
+_BUDGET_ONLY = frozenset({"server"})
+"""The pause of a connection stopped by the server's budget alone."""
 _NO_BYTES = b"\0\0\0\0"
 _SIZE_BYTES = 4
 """A request's size prefix."""
@@ -189,7 +193,9 @@ class Connection(asyncio.BufferedProtocol):
         bytes (see _Pending.answer), counted against this connection's budget."""
         self._held = bytearray()
         """Requests read while the connection was paused, not handled yet
-        (at most one read's worth: see _read_frames)."""
+        (at most one read's worth: see _read_frames), and bytes a TLS
+        connection is fed while paused; counted in ``inflight_bytes`` and
+        the server's, as requests read are (``_count``)."""
         self._held_reading: asyncio.Handle | None = None
         self._off_loop = 0
         """Requests being answered on the admin thread (see _after_off_loop)."""
@@ -279,6 +285,7 @@ class Connection(asyncio.BufferedProtocol):
                 pending.result.cancel()
             self._release(pending)
         self._pending.clear()
+        self._count(-len(self._held))
         self._held = bytearray()
         if self._held_reading is not None:
             self._held_reading.cancel()
@@ -324,6 +331,8 @@ class Connection(asyncio.BufferedProtocol):
             # connection's first bytes are fed in, not read): after them.
             self._held += memoryview(self.server.read_buffer)[:nbytes]
             self.server.stats.bytes_copied += nbytes
+            self._count(nbytes)
+            self._check_budgets()
             self._schedule_held()
             return
         self._read(memoryview(self.server.read_buffer)[:nbytes])
@@ -344,6 +353,8 @@ class Connection(asyncio.BufferedProtocol):
             if self.partial_since is None:
                 self.partial_since = self.last_active
             self._check_budgets()
+        elif self._held:
+            self._check_budgets()  # what it holds counts as requests read do
 
     def eof_received(self) -> bool:
         return False  # close once the client has closed its side
@@ -420,13 +431,22 @@ class Connection(asyncio.BufferedProtocol):
         alive."""
         self._held = bytearray(rest)
         self.server.stats.bytes_copied += len(rest)
+        self._count(len(rest))  # nothing was held: see _read_held and buffer_updated
 
     def _read_held(self) -> None:
         self._held_reading = None
         if self._pauses or self.closed:
             return  # paused again: its next resume comes back here
         held, self._held = self._held, bytearray()
+        # Counted again as it is read: each request in a buffer of its own
+        # (_queue), a partial one in its body, the rest held once more.
+        self._count(-len(held))
         self._read(memoryview(held))
+        server = self.server
+        if server.finishing is self and self._body is None:
+            # Let past the budget to handle what it held (_check_budgets):
+            # done, the next stalled connection's turn.
+            server.pass_finishing()
         if not self._pauses and not self._held and not self.closed:
             assert self.transport is not None
             self.transport.resume_reading()
@@ -475,8 +495,9 @@ class Connection(asyncio.BufferedProtocol):
         return int.from_bytes(answer, sys.byteorder, signed=True)
 
     def _count(self, size: int) -> None:
-        """Counts bytes of a request being read against the budgets (checked
-        once the read is handled: get_buffer may not stop reading)."""
+        """Counts bytes of a request being read, or held unread, against the
+        budgets (checked once the read is handled: get_buffer may not stop
+        reading)."""
         self.inflight_bytes += size
         self.server.inflight_bytes += size
 
@@ -489,28 +510,39 @@ class Connection(asyncio.BufferedProtocol):
             self._pause("inflight")
         if server.inflight_bytes > config.max_inflight_bytes:
             if server.finishing is None and self.finishes_request:
-                # When requests still arriving hold the whole budget, no answer
-                # will ever free it: one of them is read to its end (the budget
-                # is passed by at most one request), then the next.
+                # When requests still arriving, or held unread, hold the whole
+                # budget, no answer will ever free it: one of them is read to
+                # its end, or what one holds is handled (the budget is passed
+                # by at most one request or one read), then the next.
                 server.finishing = self
             elif server.finishing is not self:
                 self._pause("server")
                 server.paused.add(self)
-                if self._body is not None:
+                if self._body is not None or self._held:
                     server.stalled.add(self)
 
     @property
     def _budget_used(self) -> int:
         """What counts against max_connection_inflight_bytes: requests read
-        and unanswered (or being read), what their answers may carry beyond
-        them, and what is held back unread."""
-        return self.inflight_bytes + self.answer_bytes + len(self._held)
+        and unanswered (or being read, or held back unread) and what their
+        answers may carry beyond them."""
+        return self.inflight_bytes + self.answer_bytes
 
     @property
     def finishes_request(self) -> bool:
-        """Whether it is reading a request and has nothing to answer: then
-        only that request arriving whole can free the budget it holds."""
-        return self._body is not None and not self._pending
+        """Whether it is reading a request, or holds requests unread, and
+        has nothing to answer: then only that request arriving whole, or
+        those it holds being handled, can free the budget they hold. Not
+        while anything but the server's budget stops its reading (a client
+        that reads no answers, a throttle, a login being checked): let past
+        the budget, it would hold that turn without using it, and every
+        other connection stopped in the middle of a request would wait
+        (_resume takes the turn once only the budget is left)."""
+        return (
+            (self._body is not None or bool(self._held))
+            and not self._pending
+            and self._pauses <= _BUDGET_ONLY
+        )
 
     # -- requests and responses ----------------------------------------------------------
 
@@ -807,6 +839,16 @@ class Connection(asyncio.BufferedProtocol):
         if reason not in self._pauses:
             return
         self._pauses.discard(reason)
+        server = self.server
+        if (
+            self._pauses == _BUDGET_ONLY
+            and server.finishing is None
+            and self in server.stalled
+            and self.finishes_request
+            and not self.closed
+        ):
+            server.finish_past_budget(self)  # the turn it could not use before: resumes it
+            return
         if self._pauses or self.transport is None or self.closed:
             return
         if not self._held:

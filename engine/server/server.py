@@ -82,9 +82,11 @@ class Server:
         self.connections: set[Connection] = set()
         self.paused: set[Connection] = set()
         self.finishing: Connection | None = None
-        """The connection whose request is read to its end past the budget."""
+        """The connection whose request is read to its end past the budget
+        (or whose requests held unread are handled past it)."""
         self.stalled: set[Connection] = set()
-        """Connections stopped for the budget in the middle of a request."""
+        """Connections stopped for the budget in the middle of a request, or
+        holding requests unread."""
         self.inflight_bytes = 0
         self.stats = ServerStats()
         self.quotas = QuotaManager(engine.client_quotas)
@@ -421,9 +423,10 @@ class Server:
         connection.resume_server_pause()
 
     def pass_finishing(self) -> None:
-        """The request read past the budget is in, or its connection gone:
-        another stalled one with nothing to answer is read to its end (one
-        with answers waiting takes its turn when they are written)."""
+        """The request read past the budget is in (or the requests held
+        unread are handled), or its connection gone: another stalled one
+        with nothing to answer is read to its end (one with answers waiting
+        takes its turn when they are written)."""
         self.finishing = None
         self.maybe_resume()  # below half the budget, everyone reads again
         for connection in self.stalled:

@@ -138,5 +138,12 @@ class ObjectStore(abc.ABC):
     def list(self, prefix: str = "") -> list[ObjectInfo]:
         """Every object whose key starts with ``prefix``, sorted by key."""
 
+    def remove_abandoned_writes(self) -> int:
+        """Removes what writes that can no longer finish left behind (a
+        crashed process's temp files in a local directory), never what a
+        live writer may still be writing; returns how many it removed.
+        Stores whose writes leave nothing behind have nothing to do."""
+        return 0
+
     def close(self) -> None:  # noqa: B027 - most backends hold nothing to release
         """Releases connections and files."""

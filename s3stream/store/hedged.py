@@ -224,6 +224,9 @@ class HedgedStore(ObjectStore):
     def list(self, prefix: str = "") -> list[ObjectInfo]:
         return self.inner.list(prefix)
 
+    def remove_abandoned_writes(self) -> int:
+        return self.inner.remove_abandoned_writes()
+
     def close(self) -> None:
         self.stop()
         self.inner.close()

@@ -7,7 +7,9 @@ even across a power cut; the directory's own entry is synced too, the first
 time the store puts into it, whoever made it. The rename happens under a
 threading lock plus an flock on root/.lock, and a conditional put checks its
 condition under them too, so threads and processes sharing the directory see
-one winner; writing and syncing the data happens outside the lock.
+one winner; writing and syncing the data happens outside the lock. A temp
+file a crashed writer left is removed by ``remove_abandoned_writes`` once
+it is an hour old, whichever process sweeps (abandoned.py).
 
 Writes end on the file's MiB boundaries (wal/write_spans.py), and once
 written out an object's pages leave the page cache (``_release_pages``):
@@ -42,6 +44,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 
 from native.buffers import BytesLike
+from s3stream.store.abandoned import TEMP_PREFIX, remove_abandoned_temp_files
 from s3stream.store.base import (
     ObjectData,
     ObjectInfo,
@@ -53,7 +56,6 @@ from s3stream.store.base import (
 from wal.write_spans import write_spans
 from wal.writeback import write_back
 
-_TEMP_PREFIX = ".tmp-"
 _LOCK_NAME = ".lock"
 _PERMANENT = {
     errno.EACCES,
@@ -118,7 +120,7 @@ class LocalStore(ObjectStore):
         if condition is not None and not condition[1](self._stat(key, path)):
             raise PreconditionFailed(key, condition[0])  # lost already: write nothing
         directory = os.path.dirname(path)
-        temp = os.path.join(directory, f"{_TEMP_PREFIX}{uuid.uuid4().hex}")
+        temp = os.path.join(directory, f"{TEMP_PREFIX}{uuid.uuid4().hex}")
         try:
             self._make_directories(directory)
             fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
@@ -165,6 +167,15 @@ class LocalStore(ObjectStore):
             os.mkdir(directory, 0o700)
         _sync_directory(parent)
         self._durable_directories.add(directory)
+
+    def remove_abandoned_writes(self) -> int:
+        """Removes the temp files of puts that writers, of any process, can
+        no longer finish: those whose mtime is older than the grace
+        (abandoned.py, docs/design/0041); a live writer's are kept."""
+        try:
+            return remove_abandoned_temp_files(self.root, time.time_ns()).files
+        except OSError as error:
+            raise _store_error("remove_abandoned_writes", TEMP_PREFIX, error) from error
 
     @contextlib.contextmanager
     def _exclusive(self, key: str) -> Iterator[None]:

@@ -129,5 +129,8 @@ class MeteredStore(ObjectStore):
     def list(self, prefix: str = "") -> list[ObjectInfo]:
         return self._timed("list", prefix, lambda: self.inner.list(prefix))
 
+    def remove_abandoned_writes(self) -> int:
+        return self.inner.remove_abandoned_writes()
+
     def close(self) -> None:
         self.inner.close()

@@ -14,6 +14,8 @@ import struct
 from types import ModuleType
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from native import _pure
 from native.errors import (
@@ -29,6 +31,7 @@ from native.errors import (
     UnsupportedMagic,
 )
 from native.records import Compression, RecordSpec
+from tests.native.conftest import C_IMPL, needs_c
 
 BATCH = _pure.encode_batch([RecordSpec(1_700_000_000_000, b"k", b"value", ())])
 OTHER = _pure.encode_batch([RecordSpec(1_700_000_000_000, None, b"x" * 200, ())])
@@ -236,3 +239,45 @@ def test_the_base_offset_is_read_after_the_framing(impl: ModuleType) -> None:
     # The tail Kafka drops unframed does not change it.
     with pytest.raises(NonZeroBaseOffset):
         impl.validate_batches(_based(BATCH, 7) + OTHER[:-1], one_batch=True)
+
+
+def _framing_outcome(impl: ModuleType, data: bytes) -> tuple[object, ...]:
+    """What ``impl`` frames in ``data``: the size, or the error with its facts."""
+    try:
+        return ("size", impl.produce_batch_size(data))
+    except Exception as error:
+        facts = (getattr(error, name, None) for name in ("position", "expected", "found"))
+        return (type(error).__name__, *facts)
+
+
+@st.composite
+def _frame_heads(draw: st.DrawFn) -> bytes:
+    """A frame's head with any length and magic, cut at a boundary Kafka's
+    iterator looks at (12, 17, the length's end) or anywhere."""
+    length = draw(
+        st.one_of(
+            st.sampled_from([13, 14, 15, 2**31 - 1, -(2**31)]),
+            st.integers(10, 80),
+            st.integers(-(2**31), 2**31 - 1),
+        )
+    )
+    ends = [11, 12, 13, 16, 17, 18, 11 + length, 12 + length, 13 + length]
+    size = draw(st.one_of(st.sampled_from([e for e in ends if 0 <= e <= 96]), st.integers(0, 96)))
+    head = bytearray(struct.pack(">qi", 0, length) + bytes(96))
+    head[16] = draw(st.integers(0, 255))
+    return bytes(head[:size])
+
+
+def _framing_input() -> st.SearchStrategy[bytes]:
+    """A batch or a frame head (or any bytes), then a frame head or any bytes."""
+    first = st.one_of(st.just(BATCH), _frame_heads(), st.binary(max_size=40))
+    second = st.one_of(_frame_heads(), st.binary(max_size=30))
+    return st.builds(bytes.__add__, first, second)
+
+
+@needs_c
+@settings(max_examples=1000)  # cheap examples; the boundaries are narrow
+@given(_framing_input())
+def test_c_and_python_frame_any_bytes_alike(data: bytes) -> None:
+    assert C_IMPL is not None
+    assert _framing_outcome(C_IMPL, data) == _framing_outcome(_pure, data)

@@ -257,7 +257,8 @@ def test_requests_held_back_by_a_pause_are_each_handled_once_in_order(
     taking answers) are held back, not handled; they are handled once the
     pause ends, before anything more is read, each once and in order. Bytes
     handed on while paused ("fed": a TLS connection's first bytes, fed in
-    by tls_handshake.py whatever the pause) go after them."""
+    by tls_handshake.py whatever the pause) go after them. Whatever is held
+    counts in the connection's in-flight bytes and the server's."""
     with pytest.MonkeyPatch.context() as monkeypatch:
         _pause_through_a_connection(monkeypatch, answers, cuts, steps)
 
@@ -341,6 +342,8 @@ def _pause_through_a_connection(
         assert received == [frame[4:] for frame in frames][: len(received)]
         if not transport.paused:
             assert not connection._held, "the socket is read with requests held back"
+        # What it holds unread counts, in its budget and the server's.
+        assert server.inflight_bytes == connection.inflight_bytes >= len(connection._held)
 
     async def run() -> None:
         connection.connection_made(transport)

@@ -1,0 +1,214 @@
+"""Temp files that crashed writers left in a local directory store are
+removed once past the grace; a temp file another writer is writing at that
+moment is not (docs/design/0041).
+
+Ages come from mtimes set with os.utime, or from the clock handed to the
+sweep: nothing sleeps. A live writer is a real put on another thread, held
+mid-write; its bounded waits only keep a hang from stopping the run.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import overload
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from s3stream import StreamStore
+from s3stream.store import LocalStore, ObjectStoreError
+from s3stream.store.abandoned import TEMP_FILE_GRACE_S, TEMP_PREFIX, remove_abandoned_temp_files
+from tests.s3stream.test_compaction import CONFIG
+
+BOUND_S = 30.0
+SECOND_NS = 1_000_000_000
+GRACE_NS = TEMP_FILE_GRACE_S * SECOND_NS
+
+
+class HeldParts(Sequence[bytes]):
+    """An object's parts that a put cannot read until ``go`` is set: the put
+    has made its temp file by then (``started``), and holds it open."""
+
+    def __init__(self, parts: list[bytes]) -> None:
+        self.parts = parts
+        self.started = threading.Event()
+        self.go = threading.Event()
+
+    def __len__(self) -> int:
+        return len(self.parts)
+
+    @overload
+    def __getitem__(self, index: int) -> bytes: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[bytes]: ...
+    def __getitem__(self, index: int | slice) -> bytes | Sequence[bytes]:
+        return self.parts[index]
+
+    def __iter__(self) -> Iterator[bytes]:
+        self.started.set()
+        assert self.go.wait(BOUND_S)
+        return iter(self.parts)
+
+
+class HeldPut:
+    """A put of ``key`` on a thread of its own, held mid-write."""
+
+    def __init__(self, store: LocalStore, key: str, parts: list[bytes]) -> None:
+        self.data = HeldParts(parts)
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._put, args=(store, key), daemon=True)
+        self._thread.start()
+        assert self.data.started.wait(BOUND_S)
+
+    def _put(self, store: LocalStore, key: str) -> None:
+        try:
+            store.put(key, self.data)
+        except BaseException as error:
+            self.error = error
+
+    def finish(self) -> None:
+        self.data.go.set()
+        self._thread.join(BOUND_S)
+        assert not self._thread.is_alive(), "the put never returned"
+
+
+def temp_files(root: Path) -> set[Path]:
+    return {path for path in root.rglob(f"{TEMP_PREFIX}*")}
+
+
+def crash_left(directory: Path, age_s: float) -> Path:
+    """A temp file as a put killed mid-write leaves it, last written ``age_s`` ago."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{TEMP_PREFIX}{uuid.uuid4().hex}"
+    path.write_bytes(b"half an object")
+    written = time.time_ns() - int(age_s * SECOND_NS)
+    os.utime(path, ns=(written, written))
+    return path
+
+
+def test_a_crash_left_temp_file_is_removed_and_a_live_writers_is_kept(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "bucket")
+    store.put("objects/kept", b"an object")
+    objects = tmp_path / "bucket" / "objects"
+    crashed = crash_left(objects, TEMP_FILE_GRACE_S + 60)
+    crashed_elsewhere = crash_left(tmp_path / "bucket" / "manifest" / "log", 2 * TEMP_FILE_GRACE_S)
+    recent = crash_left(objects, TEMP_FILE_GRACE_S - 60)  # may still be a stalled writer's
+    live = HeldPut(store, "objects/being-written", [b"first part ", b"second part"])
+    (in_flight,) = temp_files(tmp_path / "bucket") - {crashed, crashed_elsewhere, recent}
+
+    assert store.remove_abandoned_writes() == 2
+    assert temp_files(tmp_path / "bucket") == {recent, in_flight}
+
+    live.finish()
+    assert live.error is None
+    assert store.get("objects/being-written") == b"first part second part"
+    assert store.get("objects/kept") == b"an object"
+    assert temp_files(tmp_path / "bucket") == {recent}
+
+
+def test_a_put_stalled_past_the_grace_fails_transiently_and_the_object_before_it_stays(
+    tmp_path: Path,
+) -> None:
+    """The worst a wrong guess costs: a writer stopped for longer than the
+    grace loses its temp file, and its put fails with a retryable error;
+    the object it was replacing is untouched."""
+    store = LocalStore(tmp_path / "bucket")
+    store.put("objects/key", b"the object before")
+    stalled = HeldPut(store, "objects/key", [b"the object after"])
+    (in_flight,) = temp_files(tmp_path / "bucket")
+    long_ago = time.time_ns() - GRACE_NS - 60 * SECOND_NS
+    os.utime(in_flight, ns=(long_ago, long_ago))
+
+    assert store.remove_abandoned_writes() == 1
+    stalled.finish()
+    assert isinstance(stalled.error, ObjectStoreError) and stalled.error.transient
+    assert store.get("objects/key") == b"the object before"
+    assert temp_files(tmp_path / "bucket") == set()
+
+
+def test_a_stream_store_removes_abandoned_writes_on_open_and_in_each_compaction_pass(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "bucket"
+    LocalStore(root).put("objects/placeholder", b"")  # the directory, as a crashed run left it
+    crash_left(root / "objects", TEMP_FILE_GRACE_S + 60)
+    crash_left(root / "manifest" / "log", TEMP_FILE_GRACE_S + 60)
+    with StreamStore.open(tmp_path / "node", f"file://{root}", CONFIG) as store:
+        assert store.recovery.abandoned_writes_removed == 2
+        assert temp_files(root) == set()
+        crash_left(root / "objects", TEMP_FILE_GRACE_S + 60)
+        fresh = crash_left(root / "objects", 0)  # another process's put, mid-write
+        store.compact()
+        assert store.stats.abandoned_writes_removed == 3
+        assert temp_files(root) == {fresh}
+
+
+NAMES = st.sampled_from([TEMP_PREFIX + "0" * 32, TEMP_PREFIX + "f" * 32, "object", ".lock"])
+FILES = st.lists(
+    st.tuples(
+        st.sampled_from(["", "objects", "objects/0000000001", "manifest/log", ".hidden"]),
+        NAMES,
+        st.integers(min_value=-60, max_value=3 * TEMP_FILE_GRACE_S),  # age in seconds
+    ),
+    max_size=12,
+    unique_by=lambda file: (file[0], file[1]),
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(files=FILES, now_s=st.integers(min_value=10**9, max_value=2 * 10**9))
+def test_a_sweep_removes_exactly_the_temp_files_older_than_the_grace(
+    files: list[tuple[str, str, int]], now_s: int
+) -> None:
+    """Against a clock handed to the sweep: temp files last written more
+    than the grace before it go; every other file (objects, the lock,
+    younger temp files, anything under a directory the store never makes)
+    stays."""
+    now_ns = now_s * SECOND_NS
+    with tempfile.TemporaryDirectory() as scratch:
+        root = Path(scratch)
+        kept: set[Path] = set()
+        removed: dict[Path, int] = {}
+        for directory, name, age_s in files:
+            path = root / directory / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            size = max(age_s, 0) % 100
+            path.write_bytes(b"x" * size)
+            written = now_ns - age_s * SECOND_NS
+            os.utime(path, ns=(written, written))
+            abandoned = (
+                name.startswith(TEMP_PREFIX)
+                and not directory.startswith(".")
+                and age_s > TEMP_FILE_GRACE_S
+            )
+            if abandoned:
+                removed[path] = size
+            else:
+                kept.add(path)
+
+        swept = remove_abandoned_temp_files(str(root), now_ns)
+
+        assert swept == (len(removed), sum(removed.values()))
+        assert {path for path in root.rglob("*") if path.is_file()} == kept
+
+
+def test_a_temp_file_that_cannot_be_removed_is_a_store_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = LocalStore(tmp_path / "bucket")
+    crash_left(tmp_path / "bucket" / "objects", TEMP_FILE_GRACE_S + 60)
+
+    def refused(path: str) -> None:
+        raise PermissionError(13, "Permission denied", path)
+
+    monkeypatch.setattr(os, "unlink", refused)
+    with pytest.raises(ObjectStoreError) as failed:
+        store.remove_abandoned_writes()
+    assert not failed.value.transient  # permissions: a retry would not help
