@@ -120,6 +120,7 @@ def _patched(at: int, byte: int) -> bytes:
 # alone tile the batch: only a walk of its fields finds the fault.
 MALFORMED = [
     pytest.param(_patched(3, 0x14), "key", id="key-past-the-record"),
+    # -2: Kafka reads any negative length as null; tidelog's decoder does not.
     pytest.param(_patched(3, 0x03), "key", id="key-length-negative"),
     pytest.param(_patched(5, 0x1E), "value", id="value-past-the-record"),
     pytest.param(_patched(7, 0x01), "header count", id="header-count-negative"),
