@@ -48,6 +48,7 @@ from native import (
     BatchError,
     BatchHeader,
     Compression,
+    NonZeroBaseOffset,
     RecordSpec,
     TimestampType,
 )
@@ -360,6 +361,10 @@ class Partition:
                 one_batch=one_batch,
             )
         except BatchError as error:
+            if one_batch and not isinstance(error, NonZeroBaseOffset):
+                too_large = _past_max_message_bytes(data, config.max_message_bytes)
+                if too_large is not None:
+                    raise too_large from error
             raise batch_error(error, self.topic, self.index) from error
         if not headers:
             raise InvalidRecord("a produce request must carry at least one record batch")
@@ -816,3 +821,17 @@ def inflation_limit(config: TopicConfig) -> int:
     """The most one compressed batch of a topic may inflate to: a budget of
     the topic's, never a size the batch claims (docs/record-batch.md)."""
     return max(INFLATION_FACTOR * config.max_message_bytes, MIN_INFLATION_LIMIT)
+
+
+def _past_max_message_bytes(data: BytesLike, max_message_bytes: int) -> RecordTooLarge | None:
+    """The refusal of a Produce partition's framed batch larger than the
+    topic's max.message.bytes, which UnifiedLog.analyzeAndValidateRecords
+    makes right after the baseOffset's and before the CRC and the
+    LogValidator's record walk: so a batch native refused for one of those
+    is refused for its size first. Read on that refusal's path alone; None
+    where the framing itself refuses the records (its answer stands)."""
+    try:
+        size = native.produce_batch_size(data)
+    except BatchError:
+        return None
+    return RecordTooLarge(size, max_message_bytes) if size > max_message_bytes else None

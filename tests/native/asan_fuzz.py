@@ -11,13 +11,14 @@ Typed errors are the expected outcome for bad input and are counted.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import random
 import sys
 from pathlib import Path
 from typing import Any
 
 from native import _cnative as c
-from native import compression
+from native import _pure, compression
 from native.records import RecordSpec
 
 EXPECTED = (ValueError, TypeError, OverflowError, BufferError)
@@ -166,6 +167,96 @@ def walk_hostile(rng: random.Random, corpus: list[bytes]) -> None:
     )
 
 
+def zigzag(value: int) -> bytes:
+    """``value`` as a zigzag varint (an int32's is the same as an int64's)."""
+    out = bytearray()
+    _pure._write_varint(out, value)
+    return bytes(out)
+
+
+def edge_varint(rng: random.Random, max_bytes: int, right: int) -> bytes:
+    """Mostly ``right``; else a value from the edges, an overlong zero of
+    up to max_bytes + 2 bytes, or continuation bytes never terminated."""
+    shape = rng.randrange(12)
+    if shape == 0:
+        edges = [-1, -2, 2**31 - 1, -(2**31), 2**40, -(2**63), 2**63 - 1]
+        return zigzag(rng.choice(edges if max_bytes == 10 else edges[:4]))
+    if shape == 1:
+        return b"\x80" * rng.randrange(1, max_bytes + 3) + b"\x00"
+    if shape == 2:
+        return b"\xff" * rng.randrange(1, max_bytes + 3)
+    return zigzag(right)
+
+
+def edge_bytes(rng: random.Random, payload: bytes) -> bytes:
+    """A length-prefixed field whose length is mostly its own."""
+    if rng.randrange(10) == 0:
+        claimed = rng.choice([-1, -2, 0, 2**31 - 1, -(2**31), len(payload) + 1])
+        return zigzag(claimed) + (b"" if claimed == -1 else payload)
+    return zigzag(len(payload)) + payload
+
+
+KEYS = [b"", b"h", b"abcdefgh", b"abcdefg\xc3\xa9", b"abcdefghijklmno\xc3", b"\xed\xa0\x80",
+        b"\xf4\x90\x80\x80", b"abcdefghijklmnop"]  # fmt: skip
+"""Header keys around the walk's eight-bytes-at-a-time UTF-8 check."""
+
+
+def edge_record(rng: random.Random, index: int) -> bytes:
+    """One record, its length first, each field mostly right and else from
+    the edges of what a varint or a length can say; sometimes cut short."""
+    headers = [
+        edge_bytes(rng, rng.choice(KEYS) if rng.random() < 0.8 else rng.randbytes(9))
+        + edge_bytes(rng, rng.randbytes(rng.randrange(4)))
+        for _ in range(rng.randrange(4))
+    ]
+    body = b"".join(
+        [
+            bytes([rng.randrange(256)]),
+            edge_varint(rng, 10, rng.randrange(-5, 5)),
+            edge_varint(rng, 5, index),
+            edge_bytes(rng, rng.randbytes(rng.randrange(10))),
+            edge_bytes(rng, rng.randbytes(rng.randrange(10))),
+            edge_varint(rng, 5, len(headers)),
+            *headers,
+        ]
+    )
+    if rng.randrange(10) == 0:
+        body = body[: rng.randrange(len(body) + 1)]
+    return edge_varint(rng, 5, len(body)) + body
+
+
+def edge_walk(rng: random.Random, corpus: list[bytes]) -> None:
+    """A client's batch of records built from the format's edges, in a
+    buffer of exactly its size (a ctypes array of more than 16 bytes is
+    allocated alone, with no trailing NUL as a bytes object has and no
+    spare room as a bytearray or an array has, so that a read one byte
+    past the end is seen), as a Produce partition's and with random rules."""
+    count = rng.randrange(1, 5)
+    area = b"".join(edge_record(rng, i) for i in range(count))
+    codec = rng.choice([0, 0, 0, rng.randrange(1, 5)])
+    packed = area if codec == 0 else compression.compress(codec, area)
+    header = bytearray(rng.choice(corpus)[:61].ljust(61, b"\0"))
+    header[0:8] = bytes(8)
+    header[8:12] = (49 + len(packed)).to_bytes(4, "big")
+    header[16] = 2
+    header[21:23] = codec.to_bytes(2, "big")
+    header[23:27] = (count - 1).to_bytes(4, "big")
+    header[57:61] = (count + rng.choice([0] * 8 + [-1, 1])).to_bytes(4, "big", signed=True)
+    batch = with_crc(bytes(header) + packed)
+    exact = (ctypes.c_char * len(batch)).from_buffer_copy(batch)
+    with contextlib.suppress(EXPECTED):
+        c.validate_batches(exact, one_batch=True)
+    with contextlib.suppress(EXPECTED):
+        c.decode_records(exact)
+    c.validate_batches(
+        exact,
+        require_keys=rng.random() < 0.5,
+        min_timestamp=rng.choice([None, -(2**63), 0]),
+        max_timestamp=rng.choice([None, 2**63 - 1, 2**41]),
+        max_inflated=rng.choice([0, 64, 1 << 20]),
+    )
+
+
 def stamp_hostile(rng: random.Random, data: bytes) -> None:
     """stamp_batch is given validated batches, but must stay in bounds on any."""
     stamp = [("tidelog.principal", rng.randbytes(rng.randrange(12))), ("tidelog.x", None)]
@@ -250,6 +341,11 @@ def main() -> int:
         try:
             if rng.random() < 0.3:  # a third of the time: the walk doubles an iteration's cost
                 walk_hostile(rng, corpus)
+        except EXPECTED:
+            errors += 1
+        try:
+            if rng.random() < 0.3:
+                edge_walk(rng, corpus)
         except EXPECTED:
             errors += 1
         try:  # the consumer's shape: a caller's tuple type, offsets and control batches skipped

@@ -120,6 +120,7 @@ def _patched(at: int, byte: int) -> bytes:
 # alone tile the batch: only a walk of its fields finds the fault.
 MALFORMED = [
     pytest.param(_patched(3, 0x14), "key", id="key-past-the-record"),
+    # -2: Kafka reads any negative length as null; tidelog's decoder does not.
     pytest.param(_patched(3, 0x03), "key", id="key-length-negative"),
     pytest.param(_patched(5, 0x1E), "value", id="value-past-the-record"),
     pytest.param(_patched(7, 0x01), "header count", id="header-count-negative"),
@@ -403,3 +404,115 @@ def test_both_implementations_name_the_records_the_model_refuses(
     assert total == len(keyless) + len(late)
     assert kind is (RejectedTimestamps if late else RejectedRecords)
     assert all(m == NO_KEY_MESSAGE for i, m in named if i in keyless)
+
+
+# -- differential: records built field by field from the format's edges ----------
+
+I64_MIN, I64_MAX = -(2**63), 2**63 - 1
+
+
+def _zigzag(value: int) -> bytes:
+    """``value`` as a zigzag varint (an int32's is the same as an int64's)."""
+    out = bytearray()
+    _pure._write_varint(out, value)
+    return bytes(out)
+
+
+def _mostly(
+    right: st.SearchStrategy[Any], hostile: st.SearchStrategy[Any]
+) -> st.SearchStrategy[Any]:
+    """``right`` nine times in ten: a record has many fields, and a walk
+    reaches its last ones only when the first are right."""
+    return st.integers(0, 9).flatmap(lambda n: hostile if n == 0 else right)
+
+
+def _varint(
+    max_bytes: int, right: st.SearchStrategy[int], edges: st.SearchStrategy[int]
+) -> st.SearchStrategy[bytes]:
+    """A varint field: mostly ``right``, else a value from ``edges`` or one
+    of the shapes a reader must stop at: longer than ``max_bytes`` (an
+    overlong zero) or never terminated."""
+    hostile = st.one_of(
+        edges.map(_zigzag),
+        st.integers(1, max_bytes + 2).map(lambda n: b"\x80" * n + b"\x00"),
+        st.integers(1, max_bytes + 2).map(lambda n: b"\xff" * n),
+    )
+    return _mostly(right.map(_zigzag), hostile)
+
+
+INT32_EDGES = st.sampled_from([1, -1, -2, 2**31 - 1, -(2**31), 64]) | st.integers(-300, 300)
+LENGTH_EDGES = st.sampled_from([-1, -2, 0, 1, 2**31 - 1, -(2**31)]) | st.integers(-3, 40)
+header_keys = _mostly(st.sampled_from(
+    [b"", b"h", b"trace-id", b"traceparent!", b"abcdefg\xc3\xa9", b"\xff", b"abcdefgh\x80",
+     b"\xed\xa0\x80", b"\xf4\x90\x80\x80", "ascii-then-\u00e9".encode(), b"abcdefghijklmnop",
+     b"abcdefghijklmno\xc3"]
+), st.binary(max_size=20))  # fmt: skip
+
+
+@st.composite
+def _bytes_field(draw: st.DrawFn, payloads: st.SearchStrategy[bytes]) -> bytes:
+    """A length-prefixed field: its own length, or a length from the edges."""
+    payload = draw(payloads)
+    claimed = draw(_mostly(st.none(), LENGTH_EDGES))
+    return _zigzag(len(payload) if claimed is None else claimed) + (
+        b"" if claimed == -1 else payload
+    )
+
+
+@st.composite
+def hostile_record(draw: st.DrawFn, index: int) -> bytes:
+    """One record's bytes, its length varint first: each field either right
+    or from the edges of what a varint or a length can say."""
+    headers = draw(st.lists(st.tuples(header_keys, st.binary(max_size=9)), max_size=4))
+    body = b"".join(
+        [
+            bytes([draw(st.integers(0, 255))]),  # attributes
+            draw(_varint(10, st.integers(-5, 5), st.sampled_from([I64_MIN, I64_MAX, 2**40]))),
+            draw(_varint(5, st.just(index), INT32_EDGES)),
+            draw(_bytes_field(st.binary(max_size=12))),
+            draw(_bytes_field(st.binary(max_size=12))),
+            draw(_varint(5, st.just(len(headers)), INT32_EDGES)),
+            *(
+                draw(_bytes_field(st.just(key))) + draw(_bytes_field(st.just(value)))
+                for key, value in headers
+            ),
+        ]
+    )
+    length = draw(_varint(5, st.just(len(body)), LENGTH_EDGES))
+    cut = draw(_mostly(st.none(), st.integers(0, len(body))))
+    return length + (body if cut is None else body[:cut])
+
+
+@pytest.mark.skipif(C_IMPL is None, reason="the C extension is not built")
+@settings(max_examples=500)
+@given(
+    st.integers(1, 4).flatmap(lambda n: st.tuples(*map(hostile_record, range(n)))).map(list),
+    st.integers(-1, 1),
+    codecs,
+    rules,
+    st.booleans(),
+)
+@example([_zigzag(-1)], 0, Compression.NONE, {}, True)
+@example([b"\x00"], 0, Compression.NONE, {}, True)
+@example([b"\x80" * 5 + b"\x00"], 0, Compression.NONE, {}, True)
+def test_c_and_python_agree_on_records_from_the_formats_edges(
+    records: list[bytes],
+    count_error: int,
+    codec: Compression,
+    rule_kwargs: dict[str, Any],
+    one_batch: bool,
+) -> None:
+    """Varints of 10 bytes and more, never terminated, zigzags of INT64_MIN,
+    lengths of 0, -1, below -1 and past int32, header counts past the bytes
+    left, header keys of eight ASCII bytes and more, not UTF-8 or cut off:
+    the same answer and the same facts from both, as a Produce partition's
+    batch or not; and accepted exactly when the records decode."""
+    assert C_IMPL is not None
+    batch = _batch(codec, b"".join(records), max(1, len(records) + count_error))
+    kwargs = {**rule_kwargs, "one_batch": one_batch}
+    python = _outcome(_pure, batch, **kwargs)
+    assert _outcome(C_IMPL, batch, **kwargs) == python
+    if python[0] == "ok" and codec == Compression.NONE:
+        decoded = _pure.decode_records(batch)
+        assert len(decoded) == struct.unpack_from(">i", batch, 57)[0]
+        assert C_IMPL.decode_records(batch) == decoded

@@ -213,3 +213,43 @@ def test_an_uncompressed_batch_with_malformed_records_is_invalid_record(
     assert produce_answers(served.bootstrap, _partitions(topic, _batch()), version) == {
         (topic, 0): (KafkaCode.NONE, 0)
     }
+
+
+# -- the size before the CRC and the records -----------------------------------------
+
+SMALL = "small"
+"""A topic whose max.message.bytes (80) a batch of one record passes."""
+
+
+def _oversized_malformed() -> bytes:
+    """Three records, the third's header count negative: over SMALL's size,
+    its CRC right, its records not decoding."""
+    return wrap(0, _records(BODY, BODY, BODY[:7] + b"\x01"), 3)
+
+
+def _oversized_bad_crc() -> bytes:
+    batch = bytearray(_batch(value=b"x" * 200))
+    batch[-1] ^= 1
+    return bytes(batch)
+
+
+@pytest.mark.parametrize(
+    "records",
+    [
+        pytest.param(_oversized_malformed(), id="malformed-records"),
+        pytest.param(_oversized_bad_crc(), id="bad-crc"),
+    ],
+)
+def test_a_batch_past_max_message_bytes_is_message_too_large_before_its_crc_and_records(
+    served: InProcessServer, records: bytes
+) -> None:
+    """UnifiedLog.analyzeAndValidateRecords checks a batch's size against
+    max.message.bytes right after its baseOffset, before its CRC
+    (CORRUPT_MESSAGE) and before the LogValidator reads its records
+    (INVALID_RECORD): the size is the answer."""
+    engine_ = served.server.engine
+    if not engine_.has_topic(SMALL):
+        engine_.create_topic(SMALL, 1, configs={"max.message.bytes": "80"})
+    assert len(records) > 80
+    answer = produce_partitions(served.bootstrap, _partitions(SMALL, records))[(SMALL, 0)]
+    assert (answer.error_code, answer.base_offset) == (KafkaCode.MESSAGE_TOO_LARGE, -1)
