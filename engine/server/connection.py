@@ -34,9 +34,10 @@ written out as its head completes.
 Back-pressure: the bytes of requests not yet answered, of the request
 being read and of those held unread (read with one that paused the
 connection, or fed in by TLS while it was paused) are counted per
-connection and over the server; past either limit, or while the socket's
-send buffer is full, the connection stops reading. Nothing is buffered
-without bound.
+connection and over the server (held ones not over the server while its
+client reads no answers: see pause_writing); past either limit, or while
+the socket's send buffer is full, the connection stops reading. Nothing is
+buffered without bound.
 """
 
 from __future__ import annotations
@@ -194,8 +195,8 @@ class Connection(asyncio.BufferedProtocol):
         self._held = bytearray()
         """Requests read while the connection was paused, not handled yet
         (at most one read's worth: see _read_frames), and bytes a TLS
-        connection is fed while paused; counted in ``inflight_bytes`` and
-        the server's, as requests read are (``_count``)."""
+        connection is fed while paused; counted in ``inflight_bytes`` and,
+        unless its client reads no answers, the server's (``_count_held``)."""
         self._held_reading: asyncio.Handle | None = None
         self._off_loop = 0
         """Requests being answered on the admin thread (see _after_off_loop)."""
@@ -285,7 +286,7 @@ class Connection(asyncio.BufferedProtocol):
                 pending.result.cancel()
             self._release(pending)
         self._pending.clear()
-        self._count(-len(self._held))
+        self._count_held(-len(self._held))
         self._held = bytearray()
         if self._held_reading is not None:
             self._held_reading.cancel()
@@ -297,9 +298,22 @@ class Connection(asyncio.BufferedProtocol):
         self.server.maybe_resume()
 
     def pause_writing(self) -> None:
+        if "writing" in self._pauses:
+            return
         self._pause("writing")
+        if self._held:
+            # Its client reads no answers: what it holds leaves the server's
+            # budget (not its own) until it reads again, or the others would
+            # stop being read for as long as it does not (up to the idle
+            # timeout). What such connections hold (one read and one TLS
+            # feed each) is bounded by their number, as their sockets'
+            # kernel buffers are (docs/design/0043).
+            self.server.inflight_bytes -= len(self._held)
+            self.server.maybe_resume()
 
     def resume_writing(self) -> None:
+        if "writing" in self._pauses:
+            self.server.inflight_bytes += len(self._held)  # counted again: see pause_writing
         self._resume("writing")
 
     def get_buffer(self, sizehint: int) -> memoryview:
@@ -331,7 +345,7 @@ class Connection(asyncio.BufferedProtocol):
             # connection's first bytes are fed in, not read): after them.
             self._held += memoryview(self.server.read_buffer)[:nbytes]
             self.server.stats.bytes_copied += nbytes
-            self._count(nbytes)
+            self._count_held(nbytes)
             self._check_budgets()
             self._schedule_held()
             return
@@ -431,7 +445,7 @@ class Connection(asyncio.BufferedProtocol):
         alive."""
         self._held = bytearray(rest)
         self.server.stats.bytes_copied += len(rest)
-        self._count(len(rest))  # nothing was held: see _read_held and buffer_updated
+        self._count_held(len(rest))  # nothing was held: see _read_held and buffer_updated
 
     def _read_held(self) -> None:
         self._held_reading = None
@@ -440,7 +454,7 @@ class Connection(asyncio.BufferedProtocol):
         held, self._held = self._held, bytearray()
         # Counted again as it is read: each request in a buffer of its own
         # (_queue), a partial one in its body, the rest held once more.
-        self._count(-len(held))
+        self._count_held(-len(held))
         self._read(memoryview(held))
         server = self.server
         if server.finishing is self and self._body is None:
@@ -500,6 +514,15 @@ class Connection(asyncio.BufferedProtocol):
         reading)."""
         self.inflight_bytes += size
         self.server.inflight_bytes += size
+
+    def _count_held(self, size: int) -> None:
+        """Counts bytes held unread (or no longer held) against the
+        connection's budget, and the server's unless its client reads no
+        answers (pause_writing): the server counts ``_held`` exactly while
+        the connection is not paused for writing."""
+        self.inflight_bytes += size
+        if "writing" not in self._pauses:
+            self.server.inflight_bytes += size
 
     def _check_budgets(self) -> None:
         config = self.server.config

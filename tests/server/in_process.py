@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import pytest
 from confluent_kafka.admin import AdminClient
@@ -21,6 +21,8 @@ from engine.server.config import ServerConfig
 from engine.server.context import Identity
 from engine.server.server import Server
 from tests.server.conftest import quiet_librdkafka
+
+T = TypeVar("T")
 
 
 class InProcessServer:
@@ -66,6 +68,12 @@ class InProcessServer:
                 return
             time.sleep(0.01)
         raise AssertionError("the condition never held")
+
+    def on_loop(self, look: Callable[[], T]) -> T:
+        """What ``look`` finds on the server's event loop, between two of its steps."""
+        found: concurrent.futures.Future[T] = concurrent.futures.Future()
+        self.loop.call_soon_threadsafe(lambda: found.set_result(look()))
+        return found.result(self.timeout)
 
     def __enter__(self) -> InProcessServer:
         return self

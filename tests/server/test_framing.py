@@ -17,6 +17,7 @@ from engine.server.config import ServerConfig
 from engine.server.dispatch import Dispatched
 from engine.server.server import Server
 from tests.server.engineless import ENGINELESS
+from tests.server.inflight_counts import counted_by_the_server
 from tests.server.wire import header_bytes
 
 MiB = 1024 * 1024
@@ -246,11 +247,17 @@ def test_a_connection_stopped_with_an_answer_waiting_reads_its_request_once_it_i
         st.sampled_from(["read", "read", "fed", "answer", "socket full", "socket drained"]),
         max_size=120,
     ),
+    closed_midway=st.booleans(),
 )
 # Bytes fed in while paused that finish the request being read.
-@example(answers=["at once"], cuts=[11], steps=["read", "read", "socket full", "fed"])
+@example(
+    answers=["at once"],
+    cuts=[11],
+    steps=["read", "read", "socket full", "fed"],
+    closed_midway=False,
+)
 def test_requests_held_back_by_a_pause_are_each_handled_once_in_order(
-    answers: list[str], cuts: list[int], steps: list[str]
+    answers: list[str], cuts: list[int], steps: list[str], closed_midway: bool
 ) -> None:
     """Requests read in the same read as the one that pauses the connection
     (its answer's bound is past the budget, or the client's socket stopped
@@ -258,9 +265,11 @@ def test_requests_held_back_by_a_pause_are_each_handled_once_in_order(
     pause ends, before anything more is read, each once and in order. Bytes
     handed on while paused ("fed": a TLS connection's first bytes, fed in
     by tls_handshake.py whatever the pause) go after them. Whatever is held
-    counts in the connection's in-flight bytes and the server's."""
+    counts in the connection's in-flight bytes, and in the server's unless
+    the client reads no answers (its socket is full); closed after any
+    step, the connection takes out of the server's count what it counted."""
     with pytest.MonkeyPatch.context() as monkeypatch:
-        _pause_through_a_connection(monkeypatch, answers, cuts, steps)
+        _pause_through_a_connection(monkeypatch, answers, cuts, steps, closed_midway)
 
 
 @pytest.mark.parametrize("payload_size", [60, 200_000], ids=["shared buffer", "own buffer"])
@@ -307,7 +316,11 @@ def test_bytes_fed_in_while_paused_that_finish_a_request_wait_for_the_pause_to_e
 
 
 def _pause_through_a_connection(
-    monkeypatch: pytest.MonkeyPatch, answers: list[str], cuts: list[int], steps: list[str]
+    monkeypatch: pytest.MonkeyPatch,
+    answers: list[str],
+    cuts: list[int],
+    steps: list[str],
+    closed_midway: bool,
 ) -> None:
     loop = asyncio.new_event_loop()
     frames = [_frame(index + 1, index * 7 % 90) for index in range(len(answers))]
@@ -342,8 +355,10 @@ def _pause_through_a_connection(
         assert received == [frame[4:] for frame in frames][: len(received)]
         if not transport.paused:
             assert not connection._held, "the socket is read with requests held back"
-        # What it holds unread counts, in its budget and the server's.
-        assert server.inflight_bytes == connection.inflight_bytes >= len(connection._held)
+        # What it holds unread counts in its budget, and in the server's
+        # unless its client reads no answers.
+        assert connection.inflight_bytes >= len(connection._held)
+        assert server.inflight_bytes == counted_by_the_server(connection)
 
     async def run() -> None:
         connection.connection_made(transport)
@@ -359,6 +374,8 @@ def _pause_through_a_connection(
             for _ in range(3):
                 await asyncio.sleep(0)
             check()
+        if closed_midway:
+            return
         connection.resume_writing()
         for index in range(10 * len(stream) + 100):
             while unanswered:
@@ -375,9 +392,60 @@ def _pause_through_a_connection(
 
     try:
         loop.run_until_complete(run())
+        if closed_midway:
+            connection.connection_lost(None)
+            assert server.inflight_bytes == 0
+            return
         assert received == [frame[4:] for frame in frames]
         assert connection.inflight_bytes == connection.answer_bytes == server.inflight_bytes == 0
         assert not transport.aborted
         connection.connection_lost(None)
+    finally:
+        loop.close()
+
+
+def test_a_connection_stopped_for_the_servers_budget_reads_again_once_a_non_reader_holds_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What a connection holds leaves the server's count when its client
+    stops reading answers: a connection that the held bytes had stopped
+    for the server's budget is read again at once, not after some answer."""
+    loop = asyncio.new_event_loop()
+    unanswered: list[asyncio.Future[Any]] = []
+
+    def dispatch(state: Any, header: Any, frame: Any, *_peer: Any) -> Dispatched:
+        unanswered.append(loop.create_future())
+        # The holder's first answer may carry more than its connection's
+        # budget: what came with it is held.
+        answer = 2 * MiB if header.correlation_id == 1 else 0
+        return Dispatched(header, unanswered[-1], answer)
+
+    monkeypatch.setattr(connection_module, "dispatch", dispatch)
+    monkeypatch.setattr(Server, "state", property(lambda server: None))
+    server = Server(
+        engine=ENGINELESS,
+        config=ServerConfig(max_inflight_bytes=1000, max_connection_inflight_bytes=MiB),
+    )
+    holder, other = (connection_module.Connection(server) for _ in range(2))
+    holder_transport, other_transport = _Transport(), _Transport()
+
+    async def run() -> None:
+        holder.connection_made(holder_transport)
+        other.connection_made(other_transport)
+        _read_once(holder, _frame(1, 10) + _frame(2, 1200))
+        assert len(holder._held) > 1000 and server.inflight_bytes > 1000
+        _read_once(other, _frame(3, 10))
+        assert "server" in other._pauses and other_transport.paused
+        holder.pause_writing()
+        assert server.inflight_bytes == counted_by_the_server(holder) + other.inflight_bytes
+        assert "server" not in other._pauses and not other_transport.paused
+        holder.resume_writing()
+        assert server.inflight_bytes == holder.inflight_bytes + other.inflight_bytes
+
+    try:
+        loop.run_until_complete(run())
+        holder.connection_lost(None)
+        other.connection_lost(None)
+        assert server.inflight_bytes == 0
     finally:
         loop.close()

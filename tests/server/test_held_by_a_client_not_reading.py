@@ -1,8 +1,10 @@
 """A client that sends requests and reads none of its answers, over real
 plain TCP sockets: the server stops reading it once its answers fill the
-socket, and holds the rest of that read unread, counted against the
-server's in-flight budget (connection.py). What it holds must not keep
-the others from being served.
+socket, and holds the rest of that read unread, counted against its
+connection's in-flight budget but not the server's while it reads no
+answers (connection.py). What it holds must not keep the others from
+being served, and the server's count stays exact as it closes or reads
+again.
 
 The non-reader shrinks its receive buffer and pipelines ApiVersions
 requests, whose answers are some twenty times their size, until the
@@ -13,16 +15,14 @@ test.
 
 from __future__ import annotations
 
-import concurrent.futures
 import contextlib
 import socket
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TypeVar
 
 import pytest
-from kio.index import load_request_schema, load_response_schema
+from kio.index import load_response_schema
 
 import engine
 from engine.protocol.apis import ApiKey
@@ -30,41 +30,26 @@ from engine.protocol.kafka_code import KafkaCode
 from engine.server.config import ServerConfig
 from engine.server.connection import Connection
 from tests.server.in_process import InProcessServer
-from tests.server.wire import Wire, build, encode_request
+from tests.server.inflight_counts import counted_exactly
+from tests.server.non_reader import (
+    API_VERSIONS,
+    HANG_S,
+    SMALL_RECEIVE_BUFFER,
+    NonReader,
+)
+from tests.server.wire import Wire, encode_request
 
-T = TypeVar("T")
 BUDGET = 16 * 1024
 """max_inflight_bytes: less than what the non-reader comes to hold."""
-HANG_S = 10.0
-"""How long an answer may take before the test calls it never coming."""
-API_VERSIONS = build(load_request_schema(ApiKey.API_VERSIONS, 0))
 API_VERSIONS_ANSWER = load_response_schema(ApiKey.API_VERSIONS, 0)
-PIPELINED = 1024 * 1024
-"""Requests the non-reader sends: their answers fill any socket buffers."""
 ATTEMPTS = 8
 
 
-class NonReader:
-    """A connection that sends requests and never reads an answer; what it
-    sends goes from a thread, since the server stops reading it."""
-
-    def __init__(self, port: int) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        self.sock.connect(("127.0.0.1", port))
-        self.peer = f"127.0.0.1:{self.sock.getsockname()[1]}"
-        one = encode_request(API_VERSIONS, 1)
-        requests = one * (PIPELINED // len(one))
-        self._sender = threading.Thread(target=self._send, args=(requests,), daemon=True)
-        self._sender.start()
-
-    def _send(self, data: bytes) -> None:
-        with contextlib.suppress(OSError):  # closed by the test while the server was not reading
-            self.sock.sendall(data)
-
-    def close(self) -> None:
-        self.sock.close()
-        self._sender.join(HANG_S)
+def non_reader_of(served: InProcessServer) -> NonReader:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SMALL_RECEIVE_BUFFER)
+    sock.connect(("127.0.0.1", served.server.port))
+    return NonReader(sock)
 
 
 @pytest.fixture
@@ -81,21 +66,15 @@ def connection_at(served: InProcessServer, peer: str) -> Connection | None:
     return connections[0] if connections else None
 
 
-def on_loop(served: InProcessServer, look: Callable[[], T]) -> T:
-    """What ``look`` finds on the server's event loop, between two of its steps."""
-    found: concurrent.futures.Future[T] = concurrent.futures.Future()
-    served.loop.call_soon_threadsafe(lambda: found.set_result(look()))
-    return found.result(HANG_S)
-
-
 def holding_past_the_budget(served: InProcessServer) -> list[NonReader]:
     """Non-readers, the last of which the server holds unread requests of,
-    more than the whole budget, its reading stopped for its answers unread.
-    Where in a read its answers fill the socket is the kernel's doing: when
-    it is at the read's end, nothing is held, and another one is tried."""
+    more than the whole budget, its reading stopped for its answers unread:
+    counted in its connection's budget, not in the server's. Where in a
+    read its answers fill the socket is the kernel's doing: when it is at
+    the read's end, nothing is held, and another one is tried."""
     non_readers: list[NonReader] = []
     for _ in range(ATTEMPTS):
-        non_reader = NonReader(served.server.port)
+        non_reader = non_reader_of(served)
         non_readers.append(non_reader)
 
         def stopped(peer: str = non_reader.peer) -> bool:
@@ -107,10 +86,11 @@ def holding_past_the_budget(served: InProcessServer) -> list[NonReader]:
         def held(peer: str = non_reader.peer) -> int:
             connection = connection_at(served, peer)
             assert connection is not None
+            assert connection.inflight_bytes >= len(connection._held)
+            assert counted_exactly(served.server, served.server.connections)
             return len(connection._held)
 
-        if on_loop(served, held) > BUDGET:
-            assert served.server.inflight_bytes > BUDGET
+        if served.on_loop(held) > BUDGET:
             return non_readers
     raise AssertionError(f"no read of {ATTEMPTS} non-readers was stopped in its middle")
 
@@ -138,15 +118,9 @@ def test_a_request_arriving_in_parts_is_finished_while_another_client_reads_no_a
             assert answer.error_code == KafkaCode.NONE
     finally:
         for non_reader in non_readers:
-            non_reader.close()
+            non_reader.reset()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="what a client reading no answers holds counts in max_inflight_bytes for as long "
-    "as it does not read (up to connections.max.idle.ms): past half the budget, every "
-    "other connection stops being read after its next request",
-)
 def test_another_clients_requests_are_answered_while_one_client_reads_no_answers(
     served: InProcessServer,
 ) -> None:
@@ -157,7 +131,75 @@ def test_another_clients_requests_are_answered_while_one_client_reads_no_answers
                 assert other.request(API_VERSIONS).error_code == KafkaCode.NONE
     finally:
         for non_reader in non_readers:
-            non_reader.close()
+            non_reader.reset()
+
+
+def test_what_non_readers_hold_is_counted_by_the_server_from_none_of_them_once_they_close(
+    served: InProcessServer,
+) -> None:
+    """Their held bytes left the server's count when they were stopped for
+    writing: gone while still stopped, they take out of it only what it
+    counted, and it comes back to 0."""
+    non_readers = holding_past_the_budget(served)
+    server = served.server
+
+    def held_out_of_the_servers_count() -> int:
+        stopped = [c for c in server.connections if "writing" in c._pauses]
+        assert counted_exactly(server, server.connections)
+        assert server.inflight_bytes <= BUDGET
+        return sum(len(c._held) for c in stopped)
+
+    assert served.on_loop(held_out_of_the_servers_count) > BUDGET
+    for non_reader in non_readers:
+        non_reader.reset()
+    served.until_on_loop(lambda: not server.connections and server.inflight_bytes == 0)
+
+
+def test_what_a_non_reader_holds_counts_again_once_it_reads_and_is_handled(
+    served: InProcessServer,
+) -> None:
+    """A client that reads its answers at last is read again: what it held
+    counts in the server's budget again as its pause for writing ends, and
+    once everything it sent is answered, the count is back to 0."""
+    *_, non_reader = non_readers = holding_past_the_budget(served)
+    server = served.server
+    for other in non_readers[:-1]:
+        other.reset()
+    served.until_on_loop(lambda: len(server.connections) == 1)
+    answered = threading.Event()
+    reader = threading.Thread(
+        target=read_answers, args=(non_reader.sock, non_reader.requests, answered), daemon=True
+    )
+    reader.start()
+    try:
+
+        def counted_as_it_goes() -> bool:
+            assert counted_exactly(server, server.connections)
+            return answered.is_set()
+
+        served.until_on_loop(counted_as_it_goes)
+        assert served.on_loop(lambda: server.inflight_bytes) == 0
+    finally:
+        non_reader.reset()
+        reader.join(HANG_S)
+
+
+def read_answers(sock: socket.socket, expected: int, answered: threading.Event) -> None:
+    """Reads ``expected`` answer frames (then sets ``answered``), or until
+    the socket closes."""
+    buffer = bytearray()
+    count = 0
+    with contextlib.suppress(OSError):
+        while count < expected:
+            chunk = sock.recv(1 << 20)
+            if not chunk:
+                return
+            buffer += chunk
+            while len(buffer) >= 4 and len(buffer) >= 4 + int.from_bytes(buffer[:4], "big"):
+                del buffer[: 4 + int.from_bytes(buffer[:4], "big")]
+                count += 1
+    if count == expected:
+        answered.set()
 
 
 def peer_of(wire: Wire) -> str:

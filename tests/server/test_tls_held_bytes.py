@@ -39,6 +39,8 @@ from engine.server.listeners import parse_listeners
 from tests.server.certificates import Tls
 from tests.server.held_checks import HeldChecks, held_checks
 from tests.server.in_process import InProcessServer
+from tests.server.inflight_counts import counted_exactly
+from tests.server.non_reader import SMALL_RECEIVE_BUFFER, NonReader
 from tests.server.wire import Wire, build, encode_request
 
 PASSWORD = "s3cret"
@@ -55,6 +57,9 @@ LOGIN = build(
     load_request_schema(ApiKey.SASL_AUTHENTICATE, 2), auth_bytes=f"\0alice\0{PASSWORD}".encode()
 )
 API_VERSIONS = build(load_request_schema(ApiKey.API_VERSIONS, 0))
+ATTEMPTS = 8
+"""Non-readers tried until one is stopped for writing in the middle of
+what TLS fed it (where is the kernel's doing)."""
 
 
 class TlsWire(Wire):
@@ -208,4 +213,39 @@ def test_held_bytes_are_released_as_their_requests_are_handled_or_refused(node: 
     released(node, connections=len(holders))  # every holder but the closed one, and the other
     for wire in [*holders[1:], other]:
         wire.close()
+    released(node, connections=0)
+
+
+def test_what_tls_non_readers_hold_leaves_the_servers_count_and_it_returns_to_0_as_they_go(
+    node: Node,
+) -> None:
+    """Clients that log in, then pipeline requests and read no answers: a
+    connection stopped for writing keeps what it holds (TLS bytes fed in
+    while it is stopped) counted in its own budget, not in the server's,
+    and reset while still stopped, it takes out of the server's count only
+    what that counted."""
+    node.checks.release()
+    server = node.wire.server
+    non_readers: list[NonReader] = []
+
+    def holding(wire: TlsWire) -> bool:
+        connection = connection_of(node, wire)
+        assert counted_exactly(server, server.connections)
+        return "writing" in connection._pauses and bool(connection._held)
+
+    try:
+        for _ in range(ATTEMPTS):
+            wire = TlsWire(node.port, node.tls)
+            wire.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SMALL_RECEIVE_BUFFER)
+            assert wire.request(HANDSHAKE).error_code == KafkaCode.NONE
+            assert wire.request(LOGIN).error_code == KafkaCode.NONE
+            non_readers.append(NonReader(wire.sock, wire.next_correlation_id()))
+            node.on_loop(lambda wire=wire: "writing" in connection_of(node, wire)._pauses)
+            if node.wire.on_loop(lambda wire=wire: holding(wire)):
+                break
+        else:
+            raise AssertionError(f"no read of {ATTEMPTS} non-readers was stopped in its middle")
+    finally:
+        for non_reader in non_readers:
+            non_reader.reset()
     released(node, connections=0)
