@@ -291,7 +291,10 @@ def test_uploads_go_back_to_the_background_an_upload_interval_after_the_last_rem
     base = min(MOST_NICE, _own_nice() + OPENER_NICE)
     lowered = min(MOST_NICE, base + 7)
     interval = 0.5
-    config = dataclasses.replace(CONFIG, background_nice=7, upload_interval_s=interval)
+    # No compaction pass: its merges put objects too, from a thread of its own.
+    config = dataclasses.replace(
+        CONFIG, background_nice=7, upload_interval_s=interval, compaction_interval_s=3600
+    )
     calls = PriorityOfCalls(MemoryStore())
     uploaders: list[set[tuple[str, int]]] = []
 
