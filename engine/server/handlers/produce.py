@@ -113,7 +113,10 @@ def _produce(context: RequestContext, request: ProduceRequest) -> Response:
     results: Results = []
     waiting: list[asyncio.Task[AppendResult]] = []
     transactional_id = request.transactional_id
-    if has_transactional_records(request) and (
+    # Read once: a request without transactional records (the usual one)
+    # skips every transactional check below.
+    transactional = has_transactional_records(request)
+    if transactional and (
         transactional_id is None or not authorize.may_write_transaction(context, transactional_id)
     ):
         # Kafka's KafkaApis.handleProduceRequest fails the whole request,
@@ -139,7 +142,7 @@ def _produce(context: RequestContext, request: ProduceRequest) -> Response:
         ]
         if unknown:  # rare (clients ask Metadata first, which creates them)
             refused.update(auto_create_topics(context, list(dict.fromkeys(unknown))))
-    if transactional_id is not None and speaks_for_several(request, refused):
+    if transactional and transactional_id is not None and speaks_for_several(request, refused):
         return _refused(context.version, request, KafkaCode.INVALID_PRODUCER_ID_MAPPING)
     # Who sent it, for the partitions of stamp topics (one value per request).
     provenance = context.identity.provenance(context.header.client_id)
@@ -158,8 +161,10 @@ def _produce(context: RequestContext, request: ProduceRequest) -> Response:
                 if zstd is not None:
                     partitions.append((partition.partition, zstd, None))
                     continue
-            later = acks_error or producer_refused(
-                engine.transactions, transactional_id, partition.records
+            later = acks_error or (
+                producer_refused(engine.transactions, transactional_id, partition.records)
+                if transactional
+                else None
             )
             if later is not None:
                 first = _refused_before_the_append(
