@@ -24,6 +24,7 @@ from s3stream.manifest_state import ManifestState, ObjectMeta, Op
 from s3stream.manifest_writer import ManifestWriter
 from s3stream.objects import ObjectKind, StoredBatch, parse_object
 from s3stream.store import ObjectInfo, ObjectStore, ObjectStoreError
+from s3stream.store.abandoned import SweepCadence
 from s3stream.store_state import Retention, StoreState, StoreStats
 from s3stream.uploader import (
     ObjectIds,
@@ -361,8 +362,8 @@ def _follows(first: Run, second: Run) -> bool:
 class Compactor:
     """The compaction thread: every ``compaction_interval_s`` (or when woken,
     e.g. after a stream is deleted) one pass of retention, merging, deletion
-    of expired garbage and removal of abandoned writes (temp files a crashed
-    writer left in a local directory store)."""
+    of expired garbage and, when its cadence says so, removal of abandoned
+    writes (temp files a crashed writer left in a local directory store)."""
 
     def __init__(
         self,
@@ -383,6 +384,8 @@ class Compactor:
         """Drops a deleted object's cached blocks and open reads."""
         self._config = config
         self._stats = stats
+        self._sweeps = SweepCadence(config.abandoned_writes_sweep_interval_s)
+        """Made once the store was swept on open (recovery.py)."""
         self._wake = threading.Event()
         # A daemon thread, as the uploader's, at a lower priority: nothing
         # acknowledged waits for a pass (wal/thread_priority.py).
@@ -415,7 +418,8 @@ class Compactor:
                 log.exception("compaction pass failed")
 
     def run_once(self) -> None:
-        """One pass of retention, merging, deletion and removal of abandoned writes."""
+        """One pass of retention, merging, deletion and, when due, removal of
+        abandoned writes."""
         state = self._state
         with state.lock:
             state.check_usable()
@@ -440,7 +444,8 @@ class Compactor:
                 writer.commit(removal_ops(dead, now + grace_ms))
         self._merge(now, grace_ms)
         self._collect_garbage(now)
-        self._stats.abandoned_writes_removed += self._store.remove_abandoned_writes()
+        if self._sweeps.due():
+            self._stats.abandoned_writes_removed += self._store.remove_abandoned_writes()
         self._stats.compactions += 1
 
     def _merge(self, now: int, grace_ms: int) -> None:

@@ -81,6 +81,11 @@ class StreamStoreConfig:
     """Hedges are at most this share of the requests (plus 10 saved up in a
     quiet spell), so a store slow for everyone is not asked twice as much."""
     compaction_interval_s: float = 60.0
+    abandoned_writes_sweep_interval_s: float = 3600.0
+    """A local directory store is swept for temp files crashed writers left
+    on open, then by a compaction pass at most this often: a sweep reads
+    every directory of the store (s3stream/store/abandoned.py,
+    docs/design/0041)."""
     small_object_bytes: int = 16 * MiB
     """Objects smaller than this are merged with their neighbours."""
     force_split_after_s: float = 1800.0

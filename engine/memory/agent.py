@@ -275,7 +275,10 @@ class AgentMemory:
         A compensated record (a ``RecordRef``, or a ``StoredAction``'s ref)
         is read first, as this memory's principal, even one it wrote: it
         must be there, readable by the writer, and hold that action
-        (RecordNotFound, the read's authorization error, InvalidAction)."""
+        (RecordNotFound, the read's authorization error, InvalidAction).
+        An action id given as text is linked unchecked: no header or index
+        names an action by its id, so finding it would scan every action
+        topic from its start (docs/design/0046)."""
         return self._write(
             "compensation",
             correlation_id,
@@ -433,7 +436,8 @@ class AgentMemory:
             self._causes.popitem(last=False)
 
     def _compensated(self, of: Cause) -> Cause:
-        """``of`` read back from its record (an action id is taken as given)."""
+        """``of`` read back from its record (an action id is taken as given:
+        see compensation)."""
         if isinstance(of, str):
             return of
         stored = self.read(of.ref if isinstance(of, StoredAction) else of)

@@ -86,11 +86,14 @@ def epoch_of(leader: Partition, offset: int) -> int:
     return history[i][0] if i >= 0 else -1
 
 
-class EpochHistory(Protocol):
-    """What checking a position needs of a partition (a Partition is one)."""
+class LogBounds(Protocol):
+    """Where a partition's log is (a Partition is one)."""
 
-    topic: str
-    index: int
+    @property
+    def topic(self) -> str: ...
+
+    @property
+    def index(self) -> int: ...
 
     @property
     def log_start_offset(self) -> int: ...
@@ -98,18 +101,22 @@ class EpochHistory(Protocol):
     @property
     def high_watermark(self) -> int: ...
 
+
+class EpochHistory(LogBounds, Protocol):
+    """What checking a position needs of a partition (a Partition is one)."""
+
     def end_offset_for_epoch(self, epoch: int) -> tuple[int, int]: ...
 
 
 class VectorDiverged(OffsetOutOfRange):
-    """A vector's position names records of a leader epoch that ends before
-    it in this log: records the vector counted were lost (a takeover after
-    an acknowledgement the old owner's WAL alone held) and their offsets
-    hold other records now, or the vector is another log's. Kafka's
+    """A vector's position (or a record's ref) names records of a leader
+    epoch that ends before it in this log: records it counted were lost (a
+    takeover after an acknowledgement the old owner's WAL alone held) and
+    their offsets hold other records now, or it is another log's. Kafka's
     consumer raises LogTruncationException, an OffsetOutOfRange, on the
     same evidence (OffsetsForLeaderEpoch)."""
 
-    def __init__(self, leader: EpochHistory, position: Position, epoch_end: int) -> None:
+    def __init__(self, leader: LogBounds, position: Position, epoch_end: int) -> None:
         super().__init__(
             leader.topic,
             leader.index,
@@ -118,9 +125,9 @@ class VectorDiverged(OffsetOutOfRange):
             leader.high_watermark,
         )
         self.args = (
-            f"{leader.topic}-{leader.index}: the vector's records below {position.offset} "
-            f"were written in leader epoch {position.leader_epoch}, which ends at {epoch_end} "
-            "in this log: records past it are not the ones the vector named",
+            f"{leader.topic}-{leader.index}: the records below {position.offset} were named "
+            f"as written in leader epoch {position.leader_epoch}, which ends at {epoch_end} "
+            "in this log: records past it are not the ones named",
         )
         self.leader_epoch = position.leader_epoch
         self.epoch_end = epoch_end
@@ -140,6 +147,14 @@ def check_position(leader: EpochHistory, position: Position) -> None:
     epoch, end = leader.end_offset_for_epoch(position.leader_epoch)
     if epoch >= 0 and end < position.offset:
         raise VectorDiverged(leader, position, end)
+
+
+def check_record(leader: EpochHistory, offset: int, leader_epoch: int) -> None:
+    """VectorDiverged if the record at ``offset``, named as written in
+    ``leader_epoch`` (a RecordRef's), cannot be the one named: checked as a
+    position just past it is (the epoch of the last record it includes),
+    so a ref is refused exactly when a vector ending with it would be."""
+    check_position(leader, Position(offset + 1, leader_epoch))
 
 
 def _cut(leader: Partition, at: int | None, committed: bool) -> Position:

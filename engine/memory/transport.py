@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from engine.authorization import ANONYMOUS
 from engine.errors import EngineError, UnknownTopic, UnknownTopicId
+from engine.memory.snapshot import check_record
 from engine.memory.vector import RecordRef
 from engine.protocol.kafka_code import KafkaCode
 from engine.topic_id import NO_TOPIC_ID
@@ -228,6 +229,9 @@ class EmbeddedTransport:
                     log_start_offset=log_start,
                     high_watermark=end,
                 )
+            # A ref whose epoch the log says ended before it names a record a
+            # takeover lost: the one there now is another's (docs/design/0046).
+            check_record(leader, ref.offset, ref.leader_epoch)
             consumer.seek((ref.topic, ref.partition), ref.offset)
             deadline = self._engine.clock.monotonic() + timeout
             while (remaining := deadline - self._engine.clock.monotonic()) > 0:

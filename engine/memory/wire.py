@@ -19,13 +19,15 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from engine.clock import Clock
 from engine.errors import EngineError
+from engine.memory.snapshot import VectorDiverged
 from engine.memory.transport import RecordNotFound, StoredRecord, same_topic
-from engine.memory.vector import RecordRef
+from engine.memory.vector import Position, RecordRef
 from engine.protocol.kafka_code import KafkaCode
 from engine.topic_id import NO_TOPIC_ID
 from engine.types import Header
@@ -51,6 +53,12 @@ write waited it out. It is unassigned between writes, so the short wait
 never turns into polling while nothing is written."""
 
 
+REF_READER = {"auto.offset.reset": "error"}
+"""A ref's reader is told at once when its offset is outside the log (the
+fetch answers OFFSET_OUT_OF_RANGE), rather than moved to the log's end to
+wait there for a record that can never be the one named."""
+
+
 class WireError(EngineError):
     """The Kafka client reported an error; ``kafka_code`` is its code."""
 
@@ -59,6 +67,16 @@ class WireError(EngineError):
     def __init__(self, message: str, kafka_code: int = -1) -> None:
         super().__init__(message)
         self.kafka_code = kafka_code
+
+
+@dataclass(frozen=True)
+class _LogBounds:
+    """A partition's log as ListOffsets gives it (a snapshot.LogBounds)."""
+
+    topic: str
+    index: int
+    log_start_offset: int
+    high_watermark: int
 
 
 def _client() -> Any:
@@ -107,6 +125,8 @@ class WireTransport:
         self._epochs_lock = threading.Lock()
         self._admin = self._kafka.admin.AdminClient(self._common)
         """Describes topics' ids (a delivery report names none)."""
+        self._out_of_range = self._kafka.KafkaError._AUTO_OFFSET_RESET
+        """The error a REF_READER's poll gives for an offset outside the log."""
 
     def _topic_id(self, topic: str, timeout: float) -> bytes | None:
         """The id of the topic named ``topic`` now; None if there is none."""
@@ -182,17 +202,32 @@ class WireTransport:
         )
 
     def _poll_at(
-        self, consumer: Any, topic: str, partition: int, offset: int, deadline: float
+        self,
+        consumer: Any,
+        topic: str,
+        partition: int,
+        offset: int,
+        deadline: float,
+        on_first_miss: Callable[[], None] | None = None,
     ) -> Any:
         """The message at ``offset`` of an assigned partition; RecordNotFound
-        if the next one there is another, or none comes by ``deadline``."""
+        if the next one there is another, or none comes by ``deadline``.
+        ``on_first_miss`` is called once, when a poll first comes back empty
+        or out of range (it raises if waiting on is pointless)."""
         where = f"{topic}:{partition}:{offset}"
         while (remaining := deadline - self._clock.monotonic()) > 0:
             message = consumer.poll(min(remaining, 0.5))
-            if message is None:
+            error = None if message is None else message.error()
+            out_of_range = error is not None and error.code() == self._out_of_range
+            if message is None or out_of_range:
+                if on_first_miss is not None:
+                    on_first_miss()
+                    on_first_miss = None
+                elif out_of_range:
+                    raise RecordNotFound(f"no record at {where}: {error}")
                 continue
-            if message.error() is not None:
-                raise WireError(f"{where}: {message.error()}", message.error().code())
+            if error is not None:
+                raise WireError(f"{where}: {error}", error.code())
             if message.offset() != offset:
                 raise RecordNotFound(f"no record at {where} (the next is at {message.offset()})")
             return message
@@ -250,25 +285,57 @@ class WireTransport:
     def read(self, ref: RecordRef, timeout: float) -> StoredRecord:
         deadline = self._clock.monotonic() + timeout
         topic_id = same_topic(ref.topic, ref.topic_id, self._topic_id(ref.topic, timeout))
-        consumer = self._consumer("read_committed")
+        consumer = self._consumer("read_committed", REF_READER)
         try:
             where = self._kafka.TopicPartition(ref.topic, ref.partition, ref.offset)
-            self._check_inside(ref, where, deadline)
             consumer.assign([where])
-            message = self._poll_at(consumer, ref.topic, ref.partition, ref.offset, deadline)
+            message = self._poll_at(
+                consumer,
+                ref.topic,
+                ref.partition,
+                ref.offset,
+                deadline,
+                on_first_miss=lambda: self._check_inside(ref, where, deadline),
+            )
         finally:
             consumer.close()
+        self._check_epoch(ref, message.leader_epoch(), where, deadline)
         remaining = deadline - self._clock.monotonic()
         same_topic(ref.topic, topic_id, self._topic_id(ref.topic, remaining))
         headers = tuple((name, value or b"") for name, value in message.headers() or ())
         return StoredRecord(ref.with_topic_id(topic_id), message.key(), message.value(), headers)
 
     def _check_inside(self, ref: RecordRef, where: Any, deadline: float) -> None:
-        """RecordNotFound at once if ``ref`` is outside its partition's log
-        (ListOffsets read uncommitted: the log start and the high watermark):
-        a wait for a record there could only run out the timeout. A record
-        at or past the last stable offset is there, and a read_committed
-        reader is given it once the transactions before it end."""
+        """RecordNotFound at once if ``ref`` is outside its partition's log:
+        a wait for a record there could only run out the timeout. Asked
+        (ListOffsets) only once a read misses (docs/design/0046): a read of
+        a record that is there costs no more round trips. A record at or
+        past the last stable offset is there, and a read_committed reader
+        is given it once the transactions before it end."""
+        log = self._log_bounds(ref, where, deadline)
+        if not log.log_start_offset <= ref.offset < log.high_watermark:
+            raise RecordNotFound(
+                f"no record at {ref}: the partition holds "
+                f"[{log.log_start_offset}, {log.high_watermark})",
+                log_start_offset=log.log_start_offset,
+                high_watermark=log.high_watermark,
+            )
+
+    def _check_epoch(self, ref: RecordRef, found: int | None, where: Any, deadline: float) -> None:
+        """VectorDiverged if the record read was written in a later leader
+        epoch than ``ref`` names: the epoch named ended at or before it, so
+        a takeover lost the record named and this one took its offset (the
+        check a vector's position gets; docs/design/0036, 0046). The
+        client has no OffsetForLeaderEpoch call: the end reported is the
+        record's offset, at or after the epoch's true end."""
+        if ref.leader_epoch < 0 or found is None or found <= ref.leader_epoch:
+            return
+        log = self._log_bounds(ref, where, deadline)
+        raise VectorDiverged(log, Position(ref.offset + 1, ref.leader_epoch), ref.offset)
+
+    def _log_bounds(self, ref: RecordRef, where: Any, deadline: float) -> _LogBounds:
+        """Where ``ref``'s partition's log is now (ListOffsets read
+        uncommitted: the log start and the high watermark)."""
         remaining = deadline - self._clock.monotonic()
         if remaining <= 0:  # librdkafka reads a negative timeout as no limit at all
             raise RecordNotFound(f"no record at {ref} by the deadline")
@@ -280,12 +347,7 @@ class WireTransport:
         except self._kafka.KafkaException as error:
             failure = error.args[0]
             raise WireError(f"{ref}: {failure}", failure.code()) from error
-        if not low <= ref.offset < high:
-            raise RecordNotFound(
-                f"no record at {ref}: the partition holds [{low}, {high})",
-                log_start_offset=low,
-                high_watermark=high,
-            )
+        return _LogBounds(ref.topic, ref.partition, low, high)
 
     def scan(self, topics: Sequence[str], header: Header, timeout: float) -> list[StoredRecord]:
         deadline = self._clock.monotonic() + timeout

@@ -307,13 +307,16 @@ class Connection(asyncio.BufferedProtocol):
             # stop being read for as long as it does not (up to the idle
             # timeout). What such connections hold (one read and one TLS
             # feed each) is bounded by their number, as their sockets'
-            # kernel buffers are (docs/design/0043).
+            # kernel buffers are (docs/design/0043). The server shows it
+            # apart, so that what is held is seen whole.
             self.server.inflight_bytes -= len(self._held)
+            self.server.non_reader_held_bytes += len(self._held)
             self.server.maybe_resume()
 
     def resume_writing(self) -> None:
         if "writing" in self._pauses:
             self.server.inflight_bytes += len(self._held)  # counted again: see pause_writing
+            self.server.non_reader_held_bytes -= len(self._held)
         self._resume("writing")
 
     def get_buffer(self, sizehint: int) -> memoryview:
@@ -518,10 +521,13 @@ class Connection(asyncio.BufferedProtocol):
     def _count_held(self, size: int) -> None:
         """Counts bytes held unread (or no longer held) against the
         connection's budget, and the server's unless its client reads no
-        answers (pause_writing): the server counts ``_held`` exactly while
-        the connection is not paused for writing."""
+        answers (pause_writing): the server counts ``_held`` in its budget
+        exactly while the connection is not paused for writing, and in
+        ``non_reader_held_bytes`` exactly while it is."""
         self.inflight_bytes += size
-        if "writing" not in self._pauses:
+        if "writing" in self._pauses:
+            self.server.non_reader_held_bytes += size
+        else:
             self.server.inflight_bytes += size
 
     def _check_budgets(self) -> None:

@@ -88,6 +88,10 @@ class Server:
         """Connections stopped for the budget in the middle of a request, or
         holding requests unread."""
         self.inflight_bytes = 0
+        """Bytes counted against max_inflight_bytes (connection.py)."""
+        self.non_reader_held_bytes = 0
+        """Bytes connections whose clients read no answers hold unread: left
+        out of ``inflight_bytes`` (docs/design/0043), shown on their own."""
         self.stats = ServerStats()
         self.quotas = QuotaManager(engine.client_quotas)
         """The client byte-rate quotas' rates (engine/server/quotas.py)."""

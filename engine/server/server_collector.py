@@ -46,6 +46,7 @@ class MeteredServer(Protocol):
 
     request_metrics: RequestMetrics
     inflight_bytes: int
+    non_reader_held_bytes: int
 
     @property
     def stats(self) -> _Stats: ...
@@ -103,6 +104,12 @@ class ServerCollector(Collector):
             "tidelog_inflight_bytes",
             "Request bytes read and not yet answered (max_inflight_bytes bounds it).",
             value=server.inflight_bytes,
+        )
+        yield GaugeMetricFamily(
+            "tidelog_non_reader_held_bytes",
+            "Request bytes held unread for clients that read no answers, outside "
+            "max_inflight_bytes (with tidelog_inflight_bytes: everything held).",
+            value=server.non_reader_held_bytes,
         )
         yield GaugeMetricFamily(
             "tidelog_paused_connections",

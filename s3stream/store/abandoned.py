@@ -13,6 +13,11 @@ live writer's file is seconds old. One stalled for longer than the grace
 (a stopped process) finds its file gone at the rename: its put fails with a
 transient error and is retried, as any put may be; no object is lost, since
 the put had not returned.
+
+A sweep reads every directory of the store, so it runs on open and then at
+most once per ``interval`` (an hour by default, the grace: a file left just
+after a sweep is old enough at the next one), not in every compaction
+pass (:class:`SweepCadence`).
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ import contextlib
 import logging
 import os
 import stat
+import time
+from collections.abc import Callable
 from typing import NamedTuple
 
 log = logging.getLogger("tidelog.s3stream")
@@ -31,6 +38,25 @@ TEMP_FILE_GRACE_S = 3600
 """How old a temp file's mtime must be before it is taken for abandoned: an
 hour, against writes that take seconds (an object is tens of MiB, written
 and synced at the disk's rate)."""
+
+
+class SweepCadence:
+    """Whether a sweep is due, for the compaction thread: the first once
+    ``interval_s`` has passed since it was made (the store swept on open
+    just before), each next one ``interval_s`` after the last."""
+
+    def __init__(self, interval_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._interval_s = interval_s
+        self._clock = clock
+        self._next = clock() + interval_s
+
+    def due(self) -> bool:
+        """True, and the next sweep put ``interval_s`` from now, if one is due."""
+        now = self._clock()
+        if now < self._next:
+            return False
+        self._next = now + self._interval_s
+        return True
 
 
 class Removed(NamedTuple):

@@ -7,16 +7,25 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 
 import engine
 from engine.cli.schemas import AGENT_ACTIONS_SUBJECT, agent_action_schema
-from engine.memory import AgentMemory
+from engine.memory import Actor, AgentMemory
+from engine.memory.vector import RecordRef
 from engine.schemas.types import JSON
-from tests.engine.conftest import FAST_STORE, engine_factory, s3_endpoint, s3_url  # noqa: F401
+from s3stream.store.local import LocalStore
+from tests.engine.conftest import (  # noqa: F401
+    FAST_STORE,
+    QUIET_STORE,
+    engine_factory,
+    s3_endpoint,
+    s3_url,
+)
 
 ACTIONS = "agent.actions"
 HELD_TO_THE_SCHEMA = {
@@ -64,3 +73,38 @@ def memory_engine(tmp_path: Path) -> Iterator[engine.Engine]:
         yield governed(opened, "payments", "emails")
     finally:
         opened.close()
+
+
+class Takeover(NamedTuple):
+    """A takeover that lost an acknowledged action: ``new_owner`` wrote
+    ``taken`` at the offset ``lost`` had, in a leader epoch of its own."""
+
+    new_owner: engine.Engine
+    kept: RecordRef
+    """Uploaded before the old owner's machine was lost."""
+    lost: RecordRef
+    """Acknowledged from the old owner's WAL alone (``local`` durability)."""
+    taken: RecordRef
+
+
+@contextmanager
+def lost_in_a_takeover(root: Path, actor: Actor) -> Iterator[Takeover]:
+    """The takeover the vector tests use (tests/memory/test_snapshot_replay.py):
+    a new owner opens the bucket, which holds what the old one uploaded."""
+    bucket = LocalStore(root / "bucket")
+    quiet = engine.EngineConfig(store=QUIET_STORE, cleaner_interval_s=3600.0)
+    lost_owner = engine.open(root / "lost", bucket, quiet)
+    try:
+        lost_owner.create_topic(ACTIONS, 1)
+        with AgentMemory(lost_owner, actor) as old:
+            kept = old.tool_call("search", correlation_id="kept")
+            assert lost_owner.flush(timeout=30)
+            lost = old.tool_call("refund", correlation_id="lost")
+        with engine.open(root / "new", bucket, quiet) as new_owner:
+            with AgentMemory(new_owner, actor) as new:
+                taken = new.tool_call("refund", correlation_id="taken")
+            assert (taken.offset, taken.topic_id) == (lost.offset, lost.topic_id)
+            assert taken.leader_epoch > lost.leader_epoch
+            yield Takeover(new_owner, kept, lost, taken)
+    finally:
+        lost_owner.close()  # fenced: what only its WAL held is not uploaded

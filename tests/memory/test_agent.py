@@ -39,6 +39,7 @@ from engine.memory import (
     Tool,
 )
 from engine.memory.actions import CAUSATION_HEADER, CORRELATION_HEADER, validate
+from engine.memory.snapshot import VectorDiverged
 from engine.memory.transport import RecordNotFound
 from engine.memory.vector import CONTEXT_HEADER, OffsetVector, Position, RecordRef
 from engine.provenance import LISTENER, PRINCIPAL, RECEIVED_MS, RESERVED_NAMES
@@ -48,6 +49,7 @@ from tests.memory.conftest import (
     ACTIONS,
     HELD_TO_THE_SCHEMA,
     governed,
+    lost_in_a_takeover,
     reads_records_behind_an_open_transaction,
 )
 
@@ -233,6 +235,32 @@ def test_a_ref_outside_the_log_is_refused_at_once(
             with pytest.raises(RecordNotFound):
                 agent.read(ref)
     assert memory_engine.offsets(ACTIONS, 0) == (1, 3)
+
+
+def test_a_ref_naming_an_action_a_takeover_lost_is_refused(tmp_path: Path) -> None:
+    """Its epoch ended before its offset in the new owner's log: the record
+    there now is another's (docs/design/0046), refused as a vector's
+    position would be; a ref without an epoch reads what is there."""
+    with (
+        lost_in_a_takeover(tmp_path, AGENT) as takeover,
+        AgentMemory(takeover.new_owner, AGENT) as agent,
+    ):
+        lost = takeover.lost
+        for refuse in (
+            lambda: agent.read(lost),
+            lambda: agent.compensation(lost, reason="undo"),
+            lambda: agent.approval(causation=lost),
+        ):
+            with pytest.raises(VectorDiverged) as refused:
+                refuse()
+            assert (refused.value.leader_epoch, refused.value.epoch_end) == (
+                lost.leader_epoch,
+                lost.offset,
+            )
+        assert agent.read(takeover.kept).correlation_id == "kept"
+        assert agent.read(takeover.taken).correlation_id == "taken"
+        no_epoch = RecordRef(ACTIONS, 0, lost.offset, -1, lost.topic_id)
+        assert agent.read(no_epoch).correlation_id == "taken"
 
 
 def test_a_record_behind_an_open_transaction_is_read_once_it_ends(

@@ -29,9 +29,11 @@ from engine.clock import ManualClock
 from engine.errors import UnknownTopicId
 from engine.memory import Actor, AgentMemory, AsyncAgentMemory
 from engine.memory.actions import CAUSATION_HEADER, CORRELATION_HEADER
+from engine.memory.snapshot import VectorDiverged
 from engine.memory.transport import RecordNotFound
 from engine.memory.vector import CONTEXT_HEADER, OffsetVector, Position, RecordRef
 from engine.memory.wire import WireTransport
+from engine.protocol.apis import ApiKey
 from engine.provenance import CLIENT_ADDRESS, PRINCIPAL, RESERVED_NAMES
 from engine.types import TopicPartition
 from tests.engine.conftest import FAST_STORE
@@ -39,6 +41,7 @@ from tests.memory.conftest import (
     ACTIONS,
     HELD_TO_THE_SCHEMA,
     governed,
+    lost_in_a_takeover,
     reads_records_behind_an_open_transaction,
 )
 from tests.server.in_process import InProcessServer
@@ -52,7 +55,13 @@ QUIET = {"log_level": 0}
 class Served:
     def __init__(self, opened: engine.Engine, server: InProcessServer) -> None:
         self.engine = opened
+        self.server = server
         self.bootstrap = server.bootstrap
+
+    def list_offsets_answered(self) -> int:
+        """ListOffsets requests the server has answered (its request metrics)."""
+        requests = self.server.on_loop(lambda: dict(self.server.server.request_metrics.requests))
+        return sum(count for (api, _, _), count in requests.items() if api == ApiKey.LIST_OFFSETS)
 
 
 @pytest.fixture
@@ -234,6 +243,58 @@ def test_over_the_wire_a_ref_outside_the_log_is_refused_at_once(
             with pytest.raises(RecordNotFound) as refused:
                 agent.compensation(ref, reason="nothing there")
             assert (refused.value.log_start_offset, refused.value.high_watermark) == (0, 1)
+
+
+def test_over_the_wire_a_read_asks_where_the_log_is_only_when_it_finds_nothing(
+    served: Served,
+) -> None:
+    """A read of a record that is there costs no ListOffsets round trip; a
+    ref outside the log (below its start, at its end, far past it) asks one
+    when its fetch comes back empty or out of range, and is refused then."""
+    with AgentMemory(served.bootstrap, AGENT, kafka_config=QUIET) as agent:
+        written = [agent.tool_call("search", correlation_id=f"q-{n}") for n in range(3)]
+        served.engine.delete_records(ACTIONS, 0, 1)
+        asked = served.list_offsets_answered()
+        for ref in written[1:]:
+            assert agent.read(ref).correlation_id == f"q-{ref.offset}"
+        assert served.list_offsets_answered() == asked
+        for offset in (0, 3, 1 << 62):
+            outside = RecordRef(ACTIONS, 0, offset, -1, written[0].topic_id)
+            with pytest.raises(RecordNotFound) as refused:
+                agent.read(outside)
+            assert (refused.value.log_start_offset, refused.value.high_watermark) == (1, 3)
+            # One look at the log start and the high watermark (librdkafka
+            # asks each in a ListOffsets request of its own).
+            assert served.list_offsets_answered() == asked + 2
+            asked += 2
+
+
+def test_over_the_wire_a_ref_naming_an_action_a_takeover_lost_is_refused(
+    tmp_path: Path,
+) -> None:
+    """The record read at its offset was written in a later leader epoch
+    than the ref names: the one named was lost (docs/design/0046)."""
+    with (
+        lost_in_a_takeover(tmp_path, AGENT) as takeover,
+        InProcessServer(takeover.new_owner) as server,
+        AgentMemory(server.bootstrap, AGENT, kafka_config=QUIET) as agent,
+    ):
+        lost = takeover.lost
+        for refuse in (
+            lambda: agent.read(lost),
+            lambda: agent.compensation(lost, reason="undo"),
+        ):
+            with pytest.raises(VectorDiverged) as refused:
+                refuse()
+            assert (refused.value.leader_epoch, refused.value.epoch_end) == (
+                lost.leader_epoch,
+                lost.offset,
+            )
+            assert (refused.value.log_start_offset, refused.value.high_watermark) == (0, 2)
+        assert agent.read(takeover.kept).correlation_id == "kept"
+        assert agent.read(takeover.taken).correlation_id == "taken"
+        no_epoch = RecordRef(ACTIONS, 0, lost.offset, -1, lost.topic_id)
+        assert agent.read(no_epoch).correlation_id == "taken"
 
 
 def test_over_the_wire_a_record_behind_an_open_transaction_is_read_once_it_ends(

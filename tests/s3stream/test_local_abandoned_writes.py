@@ -15,6 +15,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import overload
 
@@ -24,7 +25,12 @@ from hypothesis import strategies as st
 
 from s3stream import StreamStore
 from s3stream.store import LocalStore, ObjectStoreError
-from s3stream.store.abandoned import TEMP_FILE_GRACE_S, TEMP_PREFIX, remove_abandoned_temp_files
+from s3stream.store.abandoned import (
+    TEMP_FILE_GRACE_S,
+    TEMP_PREFIX,
+    SweepCadence,
+    remove_abandoned_temp_files,
+)
 from tests.s3stream.test_compaction import CONFIG
 
 BOUND_S = 30.0
@@ -133,14 +139,15 @@ def test_a_put_stalled_past_the_grace_fails_transiently_and_the_object_before_it
     assert temp_files(tmp_path / "bucket") == set()
 
 
-def test_a_stream_store_removes_abandoned_writes_on_open_and_in_each_compaction_pass(
+def test_a_stream_store_removes_abandoned_writes_on_open_and_in_a_compaction_pass_when_due(
     tmp_path: Path,
 ) -> None:
     root = tmp_path / "bucket"
     LocalStore(root).put("objects/placeholder", b"")  # the directory, as a crashed run left it
     crash_left(root / "objects", TEMP_FILE_GRACE_S + 60)
     crash_left(root / "manifest" / "log", TEMP_FILE_GRACE_S + 60)
-    with StreamStore.open(tmp_path / "node", f"file://{root}", CONFIG) as store:
+    every_pass = replace(CONFIG, abandoned_writes_sweep_interval_s=0)
+    with StreamStore.open(tmp_path / "node", f"file://{root}", every_pass) as store:
         assert store.recovery.abandoned_writes_removed == 2
         assert temp_files(root) == set()
         crash_left(root / "objects", TEMP_FILE_GRACE_S + 60)
@@ -148,6 +155,45 @@ def test_a_stream_store_removes_abandoned_writes_on_open_and_in_each_compaction_
         store.compact()
         assert store.stats.abandoned_writes_removed == 3
         assert temp_files(root) == {fresh}
+
+
+class CountedSweeps(LocalStore):
+    """A local directory store that counts its sweeps (each one walks the
+    whole directory tree)."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.sweeps = 0
+
+    def remove_abandoned_writes(self) -> int:
+        self.sweeps += 1
+        return super().remove_abandoned_writes()
+
+
+def test_compaction_passes_do_not_sweep_a_store_swept_within_the_interval(
+    tmp_path: Path,
+) -> None:
+    """A sweep walks every directory of the store: the one on open is the
+    last for an hour, however many compaction passes run meanwhile."""
+    bucket = CountedSweeps(tmp_path / "bucket")
+    with StreamStore.open(tmp_path / "node", bucket, CONFIG) as store:
+        assert bucket.sweeps == 1
+        left = crash_left(tmp_path / "bucket" / "objects", TEMP_FILE_GRACE_S + 60)
+        for _ in range(3):
+            store.compact()
+        assert (bucket.sweeps, store.stats.compactions) == (1, 3)
+        assert temp_files(tmp_path / "bucket") == {left}
+
+
+def test_a_sweep_is_due_once_its_interval_has_passed_since_the_last() -> None:
+    now = [1000.0]
+    cadence = SweepCadence(TEMP_FILE_GRACE_S, clock=lambda: now[0])
+    hour = TEMP_FILE_GRACE_S
+    due = []
+    for step_s in (60, hour - 61, 1, 60, hour - 60, 5 * hour):
+        now[0] += step_s
+        due.append(cadence.due())
+    assert due == [False, False, True, False, True, True]
 
 
 NAMES = st.sampled_from([TEMP_PREFIX + "0" * 32, TEMP_PREFIX + "f" * 32, "object", ".lock"])

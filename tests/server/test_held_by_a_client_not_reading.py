@@ -29,6 +29,8 @@ from engine.protocol.apis import ApiKey
 from engine.protocol.kafka_code import KafkaCode
 from engine.server.config import ServerConfig
 from engine.server.connection import Connection
+from engine.server.server import Server
+from engine.server.server_collector import ServerCollector
 from tests.server.in_process import InProcessServer
 from tests.server.inflight_counts import counted_exactly
 from tests.server.non_reader import (
@@ -153,6 +155,44 @@ def test_what_non_readers_hold_is_counted_by_the_server_from_none_of_them_once_t
     for non_reader in non_readers:
         non_reader.reset()
     served.until_on_loop(lambda: not server.connections and server.inflight_bytes == 0)
+
+
+def shown(server: Server) -> dict[str, float]:
+    """The server's in-flight gauges, as a scrape reads them; called on its loop."""
+    wanted = ("tidelog_inflight_bytes", "tidelog_non_reader_held_bytes")
+    return {
+        metric.name: metric.samples[0].value
+        for metric in ServerCollector(server).collect()
+        if metric.name in wanted
+    }
+
+
+def test_what_non_readers_hold_is_shown_beside_the_bytes_in_the_servers_budget(
+    served: InProcessServer,
+) -> None:
+    """tidelog_inflight_bytes leaves out what non-readers hold (it is what
+    max_inflight_bytes bounds); tidelog_non_reader_held_bytes shows it, so
+    the two together are everything the connections hold."""
+    non_readers = holding_past_the_budget(served)
+    server = served.server
+
+    def gauges_and_connections() -> tuple[dict[str, float], int, int]:
+        held_by_non_readers = sum(
+            len(c._held) for c in server.connections if "writing" in c._pauses
+        )
+        return shown(server), held_by_non_readers, sum(c.inflight_bytes for c in server.connections)
+
+    gauges, held_by_non_readers, everything = served.on_loop(gauges_and_connections)
+    assert gauges["tidelog_non_reader_held_bytes"] == held_by_non_readers > BUDGET
+    assert gauges["tidelog_inflight_bytes"] <= BUDGET
+    assert gauges["tidelog_inflight_bytes"] + gauges["tidelog_non_reader_held_bytes"] == everything
+    for non_reader in non_readers:
+        non_reader.reset()
+    served.until_on_loop(lambda: not server.connections)
+    assert served.on_loop(lambda: shown(server)) == {
+        "tidelog_inflight_bytes": 0,
+        "tidelog_non_reader_held_bytes": 0,
+    }
 
 
 def test_what_a_non_reader_holds_counts_again_once_it_reads_and_is_handled(
