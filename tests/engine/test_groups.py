@@ -810,3 +810,29 @@ def test_a_closed_coordinator_answers_not_coordinator(open_engine: Callable[...,
     assert waiting.result(TIMEOUT).error == E["NOT_COORDINATOR"]
     assert groups.heartbeat("g", 1, member.member_id, None) == E["NOT_COORDINATOR"]
     assert commit(groups, {TP0: 1}) == {TP0: E["NOT_COORDINATOR"]}
+
+
+def test_a_transactional_commit_written_while_its_transaction_ends_is_not_kept(
+    open_engine: Callable[..., Any],
+) -> None:
+    """A TxnOffsetCommit passes its check while the transaction is open, but
+    its write is durable only after the transaction ended (a timeout abort
+    completing meanwhile): it must not stay pending, or the producer's next
+    transaction would commit the aborted one's offsets."""
+    opened = open_engine()
+    groups = opened.groups
+    with groups._locked():  # both before the commit's write is durable
+        late = groups.commit_transactional_offsets(
+            "g", 7, 0, "", -1, None, {TP0: OffsetAndMetadata(10)}
+        )
+        aborted = groups.complete_transaction(7, committed=False)
+    aborted.result(TIMEOUT)
+    assert late.result(TIMEOUT) == {TP0: E["INVALID_TXN_STATE"]}
+    assert groups.fetch_offsets("g", [TP0], require_stable=True)[TP0] == (None, E["NONE"])
+    opened.close()  # nor does a restart bring it back
+    groups = open_engine().groups
+    assert groups.fetch_offsets("g", [TP0], require_stable=True)[TP0] == (None, E["NONE"])
+    # The producer's next transaction commits its own offsets only.
+    assert txn_commit(groups, 7, {TP1: 11}) == {TP1: E["NONE"]}
+    groups.complete_transaction(7, committed=True).result(TIMEOUT)
+    assert committed(groups) == {TP1: 11}
