@@ -386,6 +386,12 @@ def test_requests_answer_kafkas_errors_for_each_version(
             (topic, 0): KafkaCode["OPERATION_NOT_ATTEMPTED"],
             (topic, 5): KafkaCode["UNKNOWN_TOPIC_OR_PARTITION"],
         }
+        # An internal topic takes no transactional records: refused as
+        # Kafka refuses it, without an authorizer too.
+        assert add((topic, 0), ("__transaction_state", 0)) == {
+            (topic, 0): KafkaCode["OPERATION_NOT_ATTEMPTED"],
+            ("__transaction_state", 0): KafkaCode["TOPIC_AUTHORIZATION_FAILED"],
+        }
         assert add((topic, 0)) == {(topic, 0): 0}
         records = native.encode_batch(
             [RecordSpec(1_700_000_000_000, None, b"open", ())],
