@@ -500,3 +500,49 @@ def test_a_producers_last_timestamp_is_its_markers_once_the_transaction_ends(
     assert stamped >= before_commit
     own_transaction_server.restart()
     assert last_timestamp(own_transaction_server) == stamped
+
+
+def test_offsets_of_an_internal_topic_are_committed_as_kafka_commits_them(
+    transaction_server: ServerProcess,
+) -> None:
+    """A consumer that reads the internal topics too (exclude.internal.topics
+    off) commits its positions in them: Kafka's metadata has their
+    partitions, so OffsetCommit and TxnOffsetCommit take them; a partition
+    past theirs is UNKNOWN_TOPIC_OR_PARTITION."""
+    bootstrap = transaction_server.bootstrap
+    group = f"internal-{random.getrandbits(32):08x}"
+    with Wire(bootstrap, timeout=TIMEOUT) as wire:
+        answer = wire.request(
+            build(
+                request_schema(ApiKey.OFFSET_COMMIT, 8),
+                group_id=group,
+                generation_id_or_member_epoch=-1,
+                member_id="",
+                topics=[
+                    {
+                        "name": "__consumer_offsets",
+                        "partitions": [
+                            {"partition_index": 0, "committed_offset": 0},
+                            {"partition_index": 1, "committed_offset": 0},
+                        ],
+                    }
+                ],
+            )
+        )
+    codes = {p.partition_index: p.error_code for t in answer.topics for p in t.partitions}
+    assert codes == {0: KafkaCode.NONE, 1: KafkaCode.UNKNOWN_TOPIC_OR_PARTITION}
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, **quiet_librdkafka()})
+    producer = transactional_producer(bootstrap, group)
+    try:
+        producer.begin_transaction()
+        producer.send_offsets_to_transaction(
+            [TopicPartition("__transaction_state", 0, 0)],
+            consumer.consumer_group_metadata(),
+            TIMEOUT,
+        )
+        producer.commit_transaction(TIMEOUT)
+        wanted = [TopicPartition(name, 0) for name in ("__consumer_offsets", "__transaction_state")]
+        assert [tp.offset for tp in consumer.committed(wanted, TIMEOUT)] == [0, 0]
+    finally:
+        consumer.close()

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from engine.errors import EngineError, error_code
-from engine.internal_topics import is_internal_topic
+from engine.internal_topics import internal_partition_count, is_internal_topic
 from engine.linear_regex import InvalidPattern, compile_linear
 from engine.protocol.apis import ApiKey
 from engine.protocol.kafka_code import KafkaCode
@@ -227,6 +227,13 @@ async def handle_txn_offset_commit(
     engine = context.engine
     names = {topic.name for topic in request.topics}
     existing = set(engine.topic_partitions(names))
+    # Kafka's metadata has the internal topics' partitions: their offsets
+    # are committed like any other's.
+    existing.update(
+        TopicPartition(name, p)
+        for name in names
+        for p in range(internal_partition_count(name) or 0)
+    )
     codes: dict[TopicPartition, int] = {}
     offsets: dict[TopicPartition, OffsetAndMetadata] = {}
     refused: dict[str, KafkaCode]
