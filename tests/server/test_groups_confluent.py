@@ -52,7 +52,7 @@ from tests.server.confluent_helpers import (
     wait_until,
 )
 from tests.server.conftest import ServerProcess, quiet_librdkafka
-from tests.server.wire import ConnectionClosed, Wire, build
+from tests.server.wire import ConnectionClosed, Wire, build, standalone_commit
 
 TIMEOUT = 30.0
 """Seconds any one client call, or any awaited group change, may take."""
@@ -562,20 +562,7 @@ def test_every_acknowledged_commit_survives_a_kill(
     with Wire(bootstrap, timeout=TIMEOUT) as wire:
         for offset in range(1, 10_000):
             attempted = offset
-            wire.send(
-                build(
-                    request_schema(ApiKey.OFFSET_COMMIT, 8),
-                    group_id=group,
-                    generation_id_or_member_epoch=-1,
-                    member_id="",
-                    topics=[
-                        {
-                            "name": topic,
-                            "partitions": [{"partition_index": 0, "committed_offset": offset}],
-                        }
-                    ],
-                )
-            )
+            wire.send(standalone_commit(group, {(topic, 0): offset}))
             if offset == 200:
                 server.kill()  # while this one is in flight
             try:

@@ -37,7 +37,7 @@ from engine.protocol.apis import ApiKey, request_schema
 from engine.protocol.kafka_code import KafkaCode
 from native import RecordSpec
 from tests.server.conftest import ServerProcess, quiet_librdkafka
-from tests.server.wire import Wire, build
+from tests.server.wire import Wire, build, standalone_commit
 
 TIMEOUT = 30.0
 """Seconds any one client call may take before the test fails."""
@@ -513,21 +513,7 @@ def test_offsets_of_an_internal_topic_are_committed_as_kafka_commits_them(
     group = f"internal-{random.getrandbits(32):08x}"
     with Wire(bootstrap, timeout=TIMEOUT) as wire:
         answer = wire.request(
-            build(
-                request_schema(ApiKey.OFFSET_COMMIT, 8),
-                group_id=group,
-                generation_id_or_member_epoch=-1,
-                member_id="",
-                topics=[
-                    {
-                        "name": "__consumer_offsets",
-                        "partitions": [
-                            {"partition_index": 0, "committed_offset": 0},
-                            {"partition_index": 1, "committed_offset": 0},
-                        ],
-                    }
-                ],
-            )
+            standalone_commit(group, {("__consumer_offsets", 0): 0, ("__consumer_offsets", 1): 0})
         )
     codes = {p.partition_index: p.error_code for t in answer.topics for p in t.partitions}
     assert codes == {0: KafkaCode.NONE, 1: KafkaCode.UNKNOWN_TOPIC_OR_PARTITION}
