@@ -171,7 +171,7 @@ class OffsetManager:
 
         def written(error: KafkaCode) -> None:
             self.store.written(values)
-            if in_flight is not None and self._settled(in_flight) and not error:
+            if in_flight is not None and self._settled(in_flight) and error == KafkaCode.NONE:
                 # Its transaction ended while this was written: as if
                 # Kafka's verification (KIP-890) had refused it.
                 error = KafkaCode.INVALID_TXN_STATE
