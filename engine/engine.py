@@ -44,6 +44,7 @@ from engine.groups.topic_subscriptions import TopicInfo
 from engine.internal_topics import (
     INTERNAL_TOPIC_CONFIGS,
     append_refusal,
+    internal_partition_count,
     is_internal_topic,
     refuses_record_deletion,
 )
@@ -217,7 +218,11 @@ class Engine:
             self.groups = GroupCoordinator(
                 self._open_state_log("groups"),
                 config.groups,
-                lambda name: len(t.partitions) if (t := topics.get(name)) else None,
+                # Kafka's metadata has the internal topics: offsets of their
+                # partitions are committed like any other's.
+                lambda name: (
+                    len(t.partitions) if (t := topics.get(name)) else internal_partition_count(name)
+                ),
                 topics=self._topic_infos,
                 clock=self.clock,
             )

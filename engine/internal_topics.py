@@ -16,6 +16,8 @@ topics (docs/server.md, "Internal topics"):
   of one of their partitions INVALID_TOPIC_EXCEPTION as well ("Cannot delete
   records of internal topic");
 - Fetch and ListOffsets see an empty partition: offsets 0;
+- OffsetCommit and TxnOffsetCommit take offsets of their partitions;
+  AddPartitionsToTxn refuses them TOPIC_AUTHORIZATION_FAILED;
 - DescribeConfigs describes them with the overrides Kafka's coordinators
   create them with (INTERNAL_TOPIC_CONFIGS).
 """
@@ -64,6 +66,12 @@ INTERNAL_TOPIC_IDS = {name: uuid.uuid5(_ID_NAMESPACE, name).bytes for name in IN
 
 def is_internal_topic(name: str | None) -> bool:
     return name in INTERNAL_TOPIC_IDS
+
+
+def internal_partition_count(name: str) -> int | None:
+    """The partitions of an internal topic as Metadata lists them (None for
+    any other name): a group may commit offsets of them, as in Kafka."""
+    return INTERNAL_TOPIC_PARTITIONS if is_internal_topic(name) else None
 
 
 def append_refusal(name: str) -> str:

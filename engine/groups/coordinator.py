@@ -369,6 +369,11 @@ class GroupCoordinator:
                 return failed(NotCoordinator("the group coordinator is closed"))
             return self._offsets.complete_transaction(producer_id, committed)
 
+    def pending_producers(self) -> set[int]:
+        """The producer ids with offsets pending in a transaction."""
+        with self._locked():
+            return self._offsets.store.pending_producers()
+
     def _member_error(
         self,
         group_id: str,

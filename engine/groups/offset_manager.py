@@ -68,6 +68,20 @@ class Transaction(NamedTuple):
     producer_epoch: int
 
 
+class _TransactionalWrite:
+    """A TxnOffsetCommit whose write is not durable yet. Its transaction
+    may end meanwhile (a timeout abort, say): the write is then void, and
+    its offsets must not become pending, or the producer's next
+    transaction would complete them as its own."""
+
+    __slots__ = ("keys", "producer_id", "void")
+
+    def __init__(self, producer_id: int, keys: frozenset[OffsetKey]) -> None:
+        self.producer_id = producer_id
+        self.keys = keys
+        self.void = False
+
+
 class OffsetManager:
     """``partition_count(topic)`` says how many partitions a topic has (None
     if it does not exist); offsets of other partitions are refused."""
@@ -82,6 +96,8 @@ class OffsetManager:
         self._config = config
         self._partition_count = partition_count
         self.store = OffsetStore()
+        self._transactional_writes: dict[int, list[_TransactionalWrite]] = {}
+        """Each producer's TxnOffsetCommits being written (none kept once durable)."""
 
     def load(self, state: StoredState) -> list[Hashable]:
         """Loads the stored offsets; returns the keys to delete: offsets of
@@ -150,10 +166,16 @@ class OffsetManager:
                 ).to_value()
                 for k, v in values.items()
             }
+        in_flight = self._track(transaction, values)
         future: Future[dict[TopicPartition, KafkaCode]] = running_future()
 
         def written(error: KafkaCode) -> None:
             self.store.written(values)
+            if in_flight is not None and self._settled(in_flight) and error == KafkaCode.NONE:
+                # Its transaction ended while this was written: as if
+                # Kafka's verification (KIP-890) had refused it.
+                error = KafkaCode.INVALID_TXN_STATE
+                self._discard(in_flight)
             for key, value in values.items():
                 results[key.tp] = error
                 if error != KafkaCode.NONE:
@@ -168,12 +190,45 @@ class OffsetManager:
         self._host.write(puts, [], written)
         return future
 
+    def _track(
+        self, transaction: Transaction | None, keys: Iterable[OffsetKey]
+    ) -> _TransactionalWrite | None:
+        if transaction is None:
+            return None
+        write = _TransactionalWrite(transaction.producer_id, frozenset(keys))
+        self._transactional_writes.setdefault(transaction.producer_id, []).append(write)
+        return write
+
+    def _settled(self, write: _TransactionalWrite) -> bool:
+        """Forgets a durable TxnOffsetCommit; whether its transaction ended meanwhile."""
+        writes = self._transactional_writes.get(write.producer_id, [])
+        if write in writes:
+            writes.remove(write)
+            if not writes:
+                del self._transactional_writes[write.producer_id]
+        return write.void
+
+    def _discard(self, void: _TransactionalWrite) -> None:
+        """Deletes a void write's pending records, but not those the
+        producer's next transaction wrote (or is writing) under the same keys."""
+        producer_id = void.producer_id
+        kept = set(self.store.pending_of(producer_id))
+        for write in self._transactional_writes.get(producer_id, []):
+            kept |= write.keys
+        stale = [txn_key(producer_id, k.group_id, k.tp) for k in void.keys - kept]
+        if stale:
+            self._host.write({}, stale)
+
     def complete_transaction(self, producer_id: int, committed: bool) -> Future[None]:
         """Makes the producer's pending offsets (of every group) committed,
         or drops them, durably. A pending offset older than the partition's
         committed one (committed later outside the transaction) is dropped.
         Idempotent: nothing pending is nothing to do. The future fails with
-        NotCoordinator if the records could not be written."""
+        NotCoordinator if the records could not be written. Commits of the
+        producer still being written belonged to this transaction (a next
+        one cannot have begun): they are void."""
+        for write in self._transactional_writes.pop(producer_id, []):
+            write.void = True
         pending = self.store.pending_of(producer_id)
         if not pending:
             return done(None)

@@ -121,6 +121,9 @@ class OffsetStore:
     def add_pending(self, producer_id: int, key: OffsetKey, pending: PendingOffset) -> None:
         self._pending.setdefault(producer_id, {})[key] = pending
 
+    def pending_producers(self) -> set[int]:
+        return set(self._pending)
+
     def pending_of(self, producer_id: int) -> dict[OffsetKey, PendingOffset]:
         return dict(self._pending.get(producer_id, {}))
 

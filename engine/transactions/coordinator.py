@@ -33,6 +33,7 @@ from typing import Any
 from engine.errors import (
     ConcurrentTransactions,
     EngineClosed,
+    EngineError,
     InvalidProducerEpoch,
     InvalidProducerIdMapping,
     InvalidTransactionRequest,
@@ -87,12 +88,36 @@ class TransactionCoordinator:
         the timers; called once the engine is open (the group coordinator
         too: completing a transaction may settle its offsets)."""
         prepared = self._completer.retry_incomplete()
+        orphaned = self._drop_orphaned_offsets()
         self._timers.start()
         log.info(
-            "transaction coordinator: %d transactional ids, %d transactions to complete",
+            "transaction coordinator: %d transactional ids, %d transactions to complete, "
+            "pending offsets of %d ended transactions dropped",
             len(self._table),
             prepared,
+            orphaned,
         )
+
+    def _drop_orphaned_offsets(self) -> int:
+        """Drops the pending offsets of producers with no transaction open or
+        completing: a TxnOffsetCommit whose transaction ended while it was
+        written, when the engine stopped before its records were deleted
+        (docs/design/0048). Left, the producer's next transaction would
+        complete them as its own. Returns how many producers had some."""
+        groups = self._host.groups
+        producers = groups.pending_producers()  # not under the table's lock
+        with self._table.lock:
+            orphaned = [
+                producer_id
+                for producer_id in producers
+                if (meta := self._table.of_producer(producer_id)) is None or meta.state in ENDABLE
+            ]
+        for producer_id in orphaned:
+            try:
+                groups.complete_transaction(producer_id, committed=False).result()
+            except EngineError as error:
+                log.warning("dropping the pending offsets of producer %d: %s", producer_id, error)
+        return len(orphaned)
 
     @property
     def coordinator_epoch(self) -> int:

@@ -686,6 +686,15 @@ def txn_commit(
     ).result(TIMEOUT)
 
 
+def open_transaction(opened: engine.Engine, transactional_id: str, group: str = "g") -> int:
+    """The producer id of a transaction open with offsets of ``group``."""
+    producer_id, epoch = opened.transactions.init_producer_id(transactional_id, 600_000).result(
+        TIMEOUT
+    )
+    opened.transactions.add_offsets(transactional_id, producer_id, epoch, group).result(TIMEOUT)
+    return producer_id
+
+
 def test_transactional_offsets_are_pending_until_the_transaction_commits(
     open_engine: Callable[..., Any],
 ) -> None:
@@ -750,8 +759,10 @@ def test_offsets_and_groups_survive_a_restart(
     (leader, follower), assignments = stable_group(groups, 2, session_ms=1000)
     commit(groups, {TP0: 5, TP1: 6}, generation=1, member=leader.member_id)
     commit(groups, {TP2: 7}, group="standalone")
-    txn_commit(groups, 9, {TP0: 50})
-    txn_commit(groups, 10, {TP3: 60})
+    # Pending offsets outlive a restart while their transactions are open.
+    committing, aborting = (open_transaction(first, name) for name in ("committing", "aborting"))
+    txn_commit(groups, committing, {TP0: 50})
+    txn_commit(groups, aborting, {TP3: 60})
     first.close()
 
     second = engine_factory(**settings)
@@ -770,8 +781,8 @@ def test_offsets_and_groups_survive_a_restart(
         groups.fetch_offsets("g", [TP0], require_stable=True)[TP0][1]
         == (E["UNSTABLE_OFFSET_COMMIT"])
     )
-    groups.complete_transaction(9, committed=True).result(TIMEOUT)
-    groups.complete_transaction(10, committed=False).result(TIMEOUT)
+    groups.complete_transaction(committing, committed=True).result(TIMEOUT)
+    groups.complete_transaction(aborting, committed=False).result(TIMEOUT)
     assert committed(groups) == {TP0: 50, TP1: 6}
     second.close()
 
@@ -810,3 +821,29 @@ def test_a_closed_coordinator_answers_not_coordinator(open_engine: Callable[...,
     assert waiting.result(TIMEOUT).error == E["NOT_COORDINATOR"]
     assert groups.heartbeat("g", 1, member.member_id, None) == E["NOT_COORDINATOR"]
     assert commit(groups, {TP0: 1}) == {TP0: E["NOT_COORDINATOR"]}
+
+
+def test_a_transactional_commit_written_while_its_transaction_ends_is_not_kept(
+    open_engine: Callable[..., Any],
+) -> None:
+    """A TxnOffsetCommit passes its check while the transaction is open, but
+    its write is durable only after the transaction ended (a timeout abort
+    completing meanwhile): it must not stay pending, or the producer's next
+    transaction would commit the aborted one's offsets."""
+    opened = open_engine()
+    groups = opened.groups
+    with groups._locked():  # both before the commit's write is durable
+        late = groups.commit_transactional_offsets(
+            "g", 7, 0, "", -1, None, {TP0: OffsetAndMetadata(10)}
+        )
+        aborted = groups.complete_transaction(7, committed=False)
+    aborted.result(TIMEOUT)
+    assert late.result(TIMEOUT) == {TP0: E["INVALID_TXN_STATE"]}
+    assert groups.fetch_offsets("g", [TP0], require_stable=True)[TP0] == (None, E["NONE"])
+    opened.close()  # nor does a restart bring it back
+    groups = open_engine().groups
+    assert groups.fetch_offsets("g", [TP0], require_stable=True)[TP0] == (None, E["NONE"])
+    # The producer's next transaction commits its own offsets only.
+    assert txn_commit(groups, 7, {TP1: 11}) == {TP1: E["NONE"]}
+    groups.complete_transaction(7, committed=True).result(TIMEOUT)
+    assert committed(groups) == {TP1: 11}

@@ -31,7 +31,7 @@ from engine.errors import (
 from engine.partition import AppendResult
 from engine.partition_txns import AbortedTxn
 from engine.transactions.metadata import TxnState
-from engine.types import TopicPartition
+from engine.types import OffsetAndMetadata, TopicPartition
 from native import RecordSpec
 from tests.engine.conftest import EngineFactory
 from tests.engine.helpers_records import batch
@@ -855,3 +855,26 @@ def test_the_embedded_transactional_producer_sends_only_inside_a_transaction(
     plain.close()
     with pytest.raises(EngineClosed):
         plain.send("t", b"closed")
+
+
+def test_pending_offsets_of_a_producer_with_no_open_transaction_are_dropped_at_start(
+    engine_factory: EngineFactory,
+) -> None:
+    """A TxnOffsetCommit's pending record with no open transaction left to
+    complete it (its transaction ended while it was written, and the engine
+    stopped before its deletion was): dropped when the engine opens, never
+    completed by the producer's next transaction."""
+    e = engine_factory()
+    e.create_topic("in", 1)
+    source = TopicPartition("in", 0)
+    producer_id, epoch = e.transactions.init_producer_id("pipeline", 60_000).result(TIMEOUT)
+    orphan = e.groups.commit_transactional_offsets(
+        "readers", producer_id, epoch, "", -1, None, {source: OffsetAndMetadata(7)}
+    )
+    assert orphan.result(TIMEOUT) == {source: 0}
+    e.close()
+    e = engine_factory()
+    assert e.groups.fetch_offsets("readers", [source], require_stable=True)[source] == (None, 0)
+    e.transactions.add_offsets("pipeline", producer_id, epoch, "readers").result(TIMEOUT)
+    e.transactions.end_transaction("pipeline", producer_id, epoch, True).result(TIMEOUT)
+    assert e.groups.fetch_offsets("readers", [source])[source] == (None, 0)

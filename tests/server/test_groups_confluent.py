@@ -52,7 +52,7 @@ from tests.server.confluent_helpers import (
     wait_until,
 )
 from tests.server.conftest import ServerProcess, quiet_librdkafka
-from tests.server.wire import ConnectionClosed, Wire, build
+from tests.server.wire import ConnectionClosed, Wire, build, standalone_commit
 
 TIMEOUT = 30.0
 """Seconds any one client call, or any awaited group change, may take."""
@@ -543,3 +543,34 @@ def test_a_join_waiting_for_a_rebalance_does_not_hold_the_shutdown(
         with pytest.raises(ConnectionClosed):
             second.receive(response_schema(ApiKey.JOIN_GROUP, 3))
     assert "unwritten at shutdown" not in server.log()
+
+
+# -- durability ------------------------------------------------------------------------------
+
+
+def test_every_acknowledged_commit_survives_a_kill(
+    own_group_server: ServerProcess, topic: str
+) -> None:
+    """OffsetCommits acknowledged one after another while the server is
+    killed with SIGKILL: after the restart the committed offset is the last
+    one acknowledged, or the one in flight at the kill, never older."""
+    server = own_group_server
+    bootstrap = server.bootstrap
+    group = f"kill-{topic}"
+    create_topic(bootstrap, topic, 1)
+    acknowledged = attempted = -1
+    with Wire(bootstrap, timeout=TIMEOUT) as wire:
+        for offset in range(1, 10_000):
+            attempted = offset
+            wire.send(standalone_commit(group, {(topic, 0): offset}))
+            if offset == 200:
+                server.kill()  # while this one is in flight
+            try:
+                _, answer = wire.receive(response_schema(ApiKey.OFFSET_COMMIT, 8))
+            except (ConnectionClosed, OSError):
+                break
+            assert answer.topics[0].partitions[0].error_code == KafkaCode.NONE
+            acknowledged = offset
+    assert acknowledged >= 199
+    server.start()
+    assert committed(bootstrap, group, topic, 1)[0] in (acknowledged, attempted)

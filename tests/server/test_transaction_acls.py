@@ -222,3 +222,43 @@ def test_describe_transactions_lists_only_the_topics_the_principal_may_describe(
         (state,) = wire.request(request).transaction_states
     assert sorted(t.topic for t in state.topics) == [TOPIC, PUBLIC]
     open_transaction.commit_transaction(TIMEOUT)
+
+
+def test_add_partitions_answers_each_partition_as_kafka_does(cluster: Cluster) -> None:
+    """Kafka's handleAddPartitionsToTxnRequest judges each partition: no
+    WRITE on its topic (and an internal topic, whatever the ACLs)
+    TOPIC_AUTHORIZATION_FAILED, a writable topic that does not exist
+    UNKNOWN_TOPIC_OR_PARTITION, the rest OPERATION_NOT_ATTEMPTED."""
+    _create_topic(cluster, TOPIC)
+    _create(
+        cluster.admin(),
+        _allow(ResourceType.TOPIC, TOPIC, ATTACKER, AclOperation.WRITE),
+        _allow(ResourceType.TOPIC, "ghost", ATTACKER, AclOperation.WRITE),
+        _allow(ResourceType.TOPIC, "__consumer_offsets", ATTACKER, AclOperation.WRITE),
+        _allow(ResourceType.TRANSACTIONAL_ID, "mallory-txn", ATTACKER, AclOperation.WRITE),
+    )
+    producer_id, epoch = cluster.engine.transactions.init_producer_id("mallory-txn", 60_000).result(
+        TIMEOUT
+    )
+    wanted = [(TOPIC, 0), (PUBLIC, 0), ("ghost", 0), ("__consumer_offsets", 0)]
+    request = build(
+        request_schema(ApiKey.ADD_PARTITIONS_TO_TXN, 3),
+        v3_and_below_transactional_id="mallory-txn",
+        v3_and_below_producer_id=producer_id,
+        v3_and_below_producer_epoch=epoch,
+        v3_and_below_topics=[{"name": name, "partitions": [p]} for name, p in wanted],
+    )
+    with Wire(cluster.bootstrap(ATTACKER), timeout=TIMEOUT) as wire:
+        answer = wire.request(request)
+    codes = {
+        (t.name, r.partition_index): r.partition_error_code
+        for t in answer.results_by_topic_v3_and_below
+        for r in t.results_by_partition
+    }
+    assert codes == {
+        (TOPIC, 0): KafkaCode.OPERATION_NOT_ATTEMPTED,
+        (PUBLIC, 0): KafkaCode.TOPIC_AUTHORIZATION_FAILED,
+        ("ghost", 0): KafkaCode.UNKNOWN_TOPIC_OR_PARTITION,
+        ("__consumer_offsets", 0): KafkaCode.TOPIC_AUTHORIZATION_FAILED,
+    }
+    assert cluster.engine.transactions.describe("mallory-txn").partitions == frozenset()

@@ -37,7 +37,7 @@ from engine.protocol.apis import ApiKey, request_schema
 from engine.protocol.kafka_code import KafkaCode
 from native import RecordSpec
 from tests.server.conftest import ServerProcess, quiet_librdkafka
-from tests.server.wire import Wire, build
+from tests.server.wire import Wire, build, standalone_commit
 
 TIMEOUT = 30.0
 """Seconds any one client call may take before the test fails."""
@@ -386,6 +386,12 @@ def test_requests_answer_kafkas_errors_for_each_version(
             (topic, 0): KafkaCode["OPERATION_NOT_ATTEMPTED"],
             (topic, 5): KafkaCode["UNKNOWN_TOPIC_OR_PARTITION"],
         }
+        # An internal topic takes no transactional records: refused as
+        # Kafka refuses it, without an authorizer too.
+        assert add((topic, 0), ("__transaction_state", 0)) == {
+            (topic, 0): KafkaCode["OPERATION_NOT_ATTEMPTED"],
+            ("__transaction_state", 0): KafkaCode["TOPIC_AUTHORIZATION_FAILED"],
+        }
         assert add((topic, 0)) == {(topic, 0): 0}
         records = native.encode_batch(
             [RecordSpec(1_700_000_000_000, None, b"open", ())],
@@ -494,3 +500,35 @@ def test_a_producers_last_timestamp_is_its_markers_once_the_transaction_ends(
     assert stamped >= before_commit
     own_transaction_server.restart()
     assert last_timestamp(own_transaction_server) == stamped
+
+
+def test_offsets_of_an_internal_topic_are_committed_as_kafka_commits_them(
+    transaction_server: ServerProcess,
+) -> None:
+    """A consumer that reads the internal topics too (exclude.internal.topics
+    off) commits its positions in them: Kafka's metadata has their
+    partitions, so OffsetCommit and TxnOffsetCommit take them; a partition
+    past theirs is UNKNOWN_TOPIC_OR_PARTITION."""
+    bootstrap = transaction_server.bootstrap
+    group = f"internal-{random.getrandbits(32):08x}"
+    with Wire(bootstrap, timeout=TIMEOUT) as wire:
+        answer = wire.request(
+            standalone_commit(group, {("__consumer_offsets", 0): 0, ("__consumer_offsets", 1): 0})
+        )
+    codes = {p.partition_index: p.error_code for t in answer.topics for p in t.partitions}
+    assert codes == {0: KafkaCode.NONE, 1: KafkaCode.UNKNOWN_TOPIC_OR_PARTITION}
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, **quiet_librdkafka()})
+    producer = transactional_producer(bootstrap, group)
+    try:
+        producer.begin_transaction()
+        producer.send_offsets_to_transaction(
+            [TopicPartition("__transaction_state", 0, 0)],
+            consumer.consumer_group_metadata(),
+            TIMEOUT,
+        )
+        producer.commit_transaction(TIMEOUT)
+        wanted = [TopicPartition(name, 0) for name in ("__consumer_offsets", "__transaction_state")]
+        assert [tp.offset for tp in consumer.committed(wanted, TIMEOUT)] == [0, 0]
+    finally:
+        consumer.close()

@@ -109,6 +109,24 @@ def build(schema: type, **values: Any) -> Any:
     return schema(**kwargs)
 
 
+def standalone_commit(group_id: str, offsets: dict[tuple[str, int], int]) -> Any:
+    """An OffsetCommit v8 from outside any group (generation -1, no member
+    id), as an admin or a consumer assigning its own partitions sends it:
+    ``offsets`` by (topic, partition)."""
+    topics: dict[str, list[dict[str, int]]] = {}
+    for (topic, partition), offset in offsets.items():
+        topics.setdefault(topic, []).append(
+            {"partition_index": partition, "committed_offset": offset}
+        )
+    return build(
+        load_request_schema(ApiKey.OFFSET_COMMIT, 8),
+        group_id=group_id,
+        generation_id_or_member_epoch=-1,
+        member_id="",
+        topics=[{"name": name, "partitions": ps} for name, ps in topics.items()],
+    )
+
+
 def fetch_from_start(
     topic: str,
     version: int = 11,

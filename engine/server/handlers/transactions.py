@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from engine.errors import EngineError, error_code
+from engine.internal_topics import internal_partition_count, is_internal_topic
 from engine.linear_regex import InvalidPattern, compile_linear
 from engine.protocol.apis import ApiKey
 from engine.protocol.kafka_code import KafkaCode
@@ -108,47 +109,12 @@ async def init_transactional_producer(
 async def handle_add_partitions_to_txn(
     context: RequestContext, request: AddPartitionsToTxnRequest
 ) -> dict[str, Any]:
-    """Adds partitions to the transaction; if any does not exist, none is
-    added (UNKNOWN_TOPIC_OR_PARTITION for those, OPERATION_NOT_ATTEMPTED for
-    the rest), as Kafka does."""
+    """Adds partitions to the transaction; if any is refused or does not
+    exist, none is added (see _refused_partitions), as Kafka does."""
     engine = context.engine
     wanted = [(topic.name, list(topic.partitions)) for topic in request.v3_and_below_topics]
-    existing = set(engine.topic_partitions({name for name, _ in wanted}))
-    missing = {
-        TopicPartition(name, p)
-        for name, partitions in wanted
-        for p in partitions
-        if TopicPartition(name, p) not in existing
-    }
-    # As Kafka: WRITE on the transactional id, then on each topic (those
-    # refused answer TOPIC_AUTHORIZATION_FAILED, the others are not attempted).
-    refusal: dict[str, int] = {}
-    if not authorize.may_write_transaction(context, request.v3_and_below_transactional_id):
-        refusal = dict.fromkeys(
-            (name for name, _ in wanted), KafkaCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED
-        )
-    else:
-        unwritable = authorize.refused_topics(
-            context, AclOperation.WRITE, (name for name, _ in wanted)
-        )
-        refusal = dict.fromkeys(unwritable, KafkaCode.TOPIC_AUTHORIZATION_FAILED)
-    codes: dict[TopicPartition, int] = {}
-    if refusal:
-        for name, partitions in wanted:
-            for p in partitions:
-                codes[TopicPartition(name, p)] = refusal.get(
-                    name, KafkaCode.OPERATION_NOT_ATTEMPTED
-                )
-    elif missing:
-        for name, partitions in wanted:
-            for p in partitions:
-                tp = TopicPartition(name, p)
-                codes[tp] = (
-                    KafkaCode.UNKNOWN_TOPIC_OR_PARTITION
-                    if tp in missing
-                    else KafkaCode.OPERATION_NOT_ATTEMPTED
-                )
-    else:
+    codes = _refused_partitions(context, request.v3_and_below_transactional_id, wanted)
+    if not codes:
         partitions_added = [TopicPartition(name, p) for name, ps in wanted for p in ps]
         try:
             await _wait(
@@ -176,6 +142,33 @@ async def handle_add_partitions_to_txn(
             for name, partitions in _merged(wanted)
         ],
     }
+
+
+def _refused_partitions(
+    context: RequestContext, transactional_id: str, wanted: Sequence[tuple[str, Sequence[int]]]
+) -> dict[TopicPartition, int]:
+    """Kafka's handleAddPartitionsToTxnRequest, partition by partition: no
+    WRITE on the transactional id refuses them all; else no WRITE on the
+    topic (never granted on an internal topic, which takes no transactional
+    records) TOPIC_AUTHORIZATION_FAILED, a writable topic or partition that
+    does not exist UNKNOWN_TOPIC_OR_PARTITION. If any is refused, the
+    others are OPERATION_NOT_ATTEMPTED; if none, the answer is empty."""
+    partitions = [TopicPartition(name, p) for name, ps in wanted for p in ps]
+    if not authorize.may_write_transaction(context, transactional_id):
+        return dict.fromkeys(partitions, KafkaCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
+    names = {tp.topic for tp in partitions}
+    unwritable = {name for name in names if is_internal_topic(name)}
+    unwritable |= authorize.refused_topics(context, AclOperation.WRITE, names - unwritable)
+    existing = set(context.engine.topic_partitions(names - unwritable))
+    codes: dict[TopicPartition, int] = {}
+    for tp in partitions:
+        if tp.topic in unwritable:
+            codes[tp] = KafkaCode.TOPIC_AUTHORIZATION_FAILED
+        elif tp not in existing:
+            codes[tp] = KafkaCode.UNKNOWN_TOPIC_OR_PARTITION
+    if not codes:
+        return {}
+    return {tp: codes.get(tp, KafkaCode.OPERATION_NOT_ATTEMPTED) for tp in partitions}
 
 
 def _merged(wanted: Iterable[tuple[str, Sequence[int]]]) -> list[tuple[str, list[int]]]:
@@ -234,6 +227,13 @@ async def handle_txn_offset_commit(
     engine = context.engine
     names = {topic.name for topic in request.topics}
     existing = set(engine.topic_partitions(names))
+    # Kafka's metadata has the internal topics' partitions: their offsets
+    # are committed like any other's.
+    existing.update(
+        TopicPartition(name, p)
+        for name in names
+        for p in range(internal_partition_count(name) or 0)
+    )
     codes: dict[TopicPartition, int] = {}
     offsets: dict[TopicPartition, OffsetAndMetadata] = {}
     refused: dict[str, KafkaCode]
