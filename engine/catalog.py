@@ -382,10 +382,17 @@ class Catalog:
                 self.append(["acls_remove", [a.to_wire() for a in gone]])
 
     def allocate_producer_id(self) -> int:
+        """A new producer id, handed out only once a durable ``producer_ids``
+        record covers it, so no crash can hand it out twice. Whether the
+        block covers the id is read under the lock append_all holds from a
+        record's apply to its durability: read outside it, an id taken just
+        before another caller's block was applied could be seen as covered
+        by that block while it is not yet durable."""
         with self._lock:
             producer_id = self._next_producer_id
             self._next_producer_id += 1
-        if producer_id >= self.state.producer_ids_end:
+            covered = producer_id < self.state.producer_ids_end
+        if not covered:
             self.append(["producer_ids", producer_id + PRODUCER_ID_BLOCK])
         return producer_id
 
