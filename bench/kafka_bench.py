@@ -88,7 +88,11 @@ delivered, steadier than MiB/s on a shared machine;
 ``server_produce_switches_per_mib`` its threads' voluntary context
 switches per MiB (each a thread that blocked: on the disk, a lock, the
 GIL, or waiting to be woken; how often the WAL's threads hand work and the
-GIL to each other, docs/design/0040) and
+GIL to each other, docs/design/0040),
+``server_loop_waits_per_mib`` and ``server_loop_preemptions_per_mib`` the
+event loop thread's own voluntary and involuntary context switches per MiB
+(its CPU per MiB rises with both without any change to the code: each wake-up
+costs the kernel's scheduling, each preemption the caches; docs/design/0045) and
 ``server_rss_after_produce_mib`` the server's resident memory at the end. ``--json`` prints
 one JSON object; its headline keys are produce_mb_s, consume_mb_s, p50_ms,
 p99_ms, mock_produce_mb_s, disk_mb_s and produce_vs_disk, and:
@@ -403,6 +407,19 @@ class ServerProcess:
             except FileNotFoundError:  # the thread ended meanwhile
                 continue
         return total
+
+    def loop_switches(self) -> tuple[int, int]:
+        """The event loop thread's context switches so far: voluntary (it
+        blocked: waiting for the sockets in epoll, or for the GIL) and
+        involuntary (another thread or process was given its CPU). CPU per
+        MiB rises with both on a shared machine, with no change to the code."""
+        counts: dict[str, int] = {}
+        with open(f"/proc/{self.pid}/task/{self.pid}/status", encoding="ascii") as status:
+            for line in status:
+                name, _, value = line.partition(":")
+                if name in ("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches"):
+                    counts[name] = int(value)
+        return counts["voluntary_ctxt_switches"], counts["nonvoluntary_ctxt_switches"]
 
     def resident_mib(self) -> float:
         """The server's resident memory now, in MiB."""
@@ -861,7 +878,7 @@ def run(scratch: Path, settings: Settings) -> dict[str, Any]:
         server.wait_ready()
         create_topics(server.address, settings.partitions, TOPIC, LATENCY_TOPIC)
         cpu, (loop_cpu, loop_faults) = server.cpu_seconds(), server.loop_stat()
-        switches = server.voluntary_switches()
+        switches, loop_switches = server.voluntary_switches(), server.loop_switches()
         produced = produce_flat_out(
             {"bootstrap.servers": server.address}, TOPIC, settings.partitions, records, values
         )
@@ -871,6 +888,10 @@ def run(scratch: Path, settings: Settings) -> dict[str, Any]:
         results["server_produce_switches_per_mib"] = round(
             (server.voluntary_switches() - switches) / produced_mib, 1
         )
+        waits_after, preemptions_after = server.loop_switches()
+        waits, preemptions = waits_after - loop_switches[0], preemptions_after - loop_switches[1]
+        results["server_loop_waits_per_mib"] = round(waits / produced_mib, 1)
+        results["server_loop_preemptions_per_mib"] = round(preemptions / produced_mib, 1)
         results["server_loop_produce_ms_per_mib"] = round(
             (loop_cpu_after - loop_cpu) * 1000 / produced_mib, 3
         )

@@ -113,6 +113,9 @@ def test_kafka_bench_reports_every_headline_figure_beside_its_ceilings(tmp_path:
     assert report["server_loop_faults_per_mib"] >= 0
     # Every group commit blocks the WAL's writer at least once (its fdatasync).
     assert report["server_produce_switches_per_mib"] > 0
+    # The loop waits in epoll for each request's bytes and answer at least.
+    assert report["server_loop_waits_per_mib"] > 0
+    assert report["server_loop_preemptions_per_mib"] >= 0
     assert report["server_rss_after_produce_mib"] > 32
     assert report["server_exit_codes"] == [0, 0]
     assert report["remote_mb_s"] > 0 and report["remote_local_mb_s"] > 0
