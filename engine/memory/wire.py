@@ -26,7 +26,7 @@ from typing import Any
 from engine.clock import Clock
 from engine.errors import EngineError
 from engine.memory.snapshot import VectorDiverged
-from engine.memory.transport import RecordNotFound, StoredRecord, same_topic
+from engine.memory.transport import RecordNotFound, StoredRecord, passed_over, same_topic
 from engine.memory.vector import Position, RecordRef
 from engine.protocol.kafka_code import KafkaCode
 from engine.topic_id import NO_TOPIC_ID
@@ -211,12 +211,17 @@ class WireTransport:
         on_first_miss: Callable[[], None] | None = None,
     ) -> Any:
         """The message at ``offset`` of an assigned partition; RecordNotFound
-        if the next one there is another, or none comes by ``deadline``.
-        ``on_first_miss`` is called once, when a poll first comes back empty
-        or out of range (it raises if waiting on is pointless)."""
+        if the next one there is another, if the consumer moved past it
+        giving none (an aborted record, or a marker: librdkafka's position
+        passes them), or if none comes by ``deadline``. ``on_first_miss``
+        is called once, when a poll first comes back empty or out of range
+        (it raises if waiting on is pointless)."""
         where = f"{topic}:{partition}:{offset}"
+        assigned = [self._kafka.TopicPartition(topic, partition)]
         while (remaining := deadline - self._clock.monotonic()) > 0:
             message = consumer.poll(min(remaining, 0.5))
+            if message is None and consumer.position(assigned)[0].offset > offset:
+                raise RecordNotFound(passed_over(where))
             error = None if message is None else message.error()
             out_of_range = error is not None and error.code() == self._out_of_range
             if message is None or out_of_range:

@@ -48,9 +48,11 @@ from tests.engine.conftest import FAST_STORE
 from tests.memory.conftest import (
     ACTIONS,
     HELD_TO_THE_SCHEMA,
+    LONG_TIMEOUT_S,
     governed,
     lost_in_a_takeover,
     reads_records_behind_an_open_transaction,
+    refuses_what_the_reader_passes_over,
 )
 
 SHIPPED = jsonschema.Draft202012Validator(json.loads(agent_action_schema()))
@@ -235,6 +237,15 @@ def test_a_ref_outside_the_log_is_refused_at_once(
             with pytest.raises(RecordNotFound):
                 agent.read(ref)
     assert memory_engine.offsets(ACTIONS, 0) == (1, 3)
+
+
+def test_a_ref_the_reader_passes_over_is_refused_without_waiting(
+    memory_engine: engine.Engine,
+) -> None:
+    with AgentMemory(
+        memory_engine, AGENT, transactional_id="undoing", timeout=LONG_TIMEOUT_S
+    ) as agent:
+        refuses_what_the_reader_passes_over(agent)
 
 
 def test_a_ref_naming_an_action_a_takeover_lost_is_refused(tmp_path: Path) -> None:

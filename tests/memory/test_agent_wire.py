@@ -40,9 +40,11 @@ from tests.engine.conftest import FAST_STORE
 from tests.memory.conftest import (
     ACTIONS,
     HELD_TO_THE_SCHEMA,
+    LONG_TIMEOUT_S,
     governed,
     lost_in_a_takeover,
     reads_records_behind_an_open_transaction,
+    refuses_what_the_reader_passes_over,
 )
 from tests.server.in_process import InProcessServer
 
@@ -295,6 +297,19 @@ def test_over_the_wire_a_ref_naming_an_action_a_takeover_lost_is_refused(
         assert agent.read(takeover.taken).correlation_id == "taken"
         no_epoch = RecordRef(ACTIONS, 0, lost.offset, -1, lost.topic_id)
         assert agent.read(no_epoch).correlation_id == "taken"
+
+
+def test_over_the_wire_a_ref_the_reader_passes_over_is_refused_without_waiting(
+    served: Served,
+) -> None:
+    with AgentMemory(
+        served.bootstrap,
+        AGENT,
+        transactional_id="undoing",
+        timeout=LONG_TIMEOUT_S,
+        kafka_config=QUIET,
+    ) as agent:
+        refuses_what_the_reader_passes_over(agent)
 
 
 def test_over_the_wire_a_record_behind_an_open_transaction_is_read_once_it_ends(
