@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from engine.authorization import ANONYMOUS
-from engine.errors import EngineError, UnknownTopic, UnknownTopicId
+from engine.errors import EngineError, OffsetOutOfRange, UnknownTopic, UnknownTopicId
 from engine.memory.snapshot import check_record
 from engine.memory.vector import RecordRef
 from engine.protocol.kafka_code import KafkaCode
@@ -216,6 +216,9 @@ class EmbeddedTransport:
             principal=self._principal,
             isolation_level=READ_COMMITTED,
             enable_auto_commit=False,
+            # An offset that leaves the log mid-read (DeleteRecords,
+            # retention) raises rather than move the reader to the log's end.
+            auto_offset_reset="none",
         ) as consumer:
             consumer.assign([(ref.topic, ref.partition)])  # first: it checks the principal
             leader = self._engine.partition(ref.topic, ref.partition)
@@ -239,7 +242,16 @@ class EmbeddedTransport:
             # without a record is refused before any wait.
             remaining = 0.0
             while True:
-                for record in consumer.poll(remaining, max_records=1):
+                try:
+                    polled = consumer.poll(remaining, max_records=1)
+                except OffsetOutOfRange as error:
+                    raise RecordNotFound(
+                        f"no record at {ref}: the partition holds "
+                        f"[{error.log_start_offset}, {error.high_watermark}) now",
+                        log_start_offset=error.log_start_offset,
+                        high_watermark=error.high_watermark,
+                    ) from error
+                for record in polled:
                     if record.offset == ref.offset:
                         return StoredRecord(ref, record.key, record.value, record.headers)
                     raise RecordNotFound(f"no record at {ref} (the next is at {record.offset})")

@@ -81,15 +81,19 @@ def refuses_what_the_reader_passes_over(agent: AgentMemory) -> None:
     aborted = act.decision
     marker = RecordRef(aborted.topic, aborted.partition, aborted.offset + 1, -1, aborted.topic_id)
     for ref in (aborted, marker):
-        read: Future[StoredAction] = Future()
-        # A daemon thread: a read that waits for the record would hold the
-        # process for LONG_TIMEOUT_S.
-        threading.Thread(target=_read_into, args=(agent, ref, read), daemon=True).start()
-        # A bound on the test, not a timing.
-        done, _ = wait([read], timeout=60)
-        assert done, f"the read of {ref} waits on for a record never readable"
         with pytest.raises(RecordNotFound, match="passed over"):
-            read.result()
+            read_bounded(agent, ref)
+
+
+def read_bounded(agent: AgentMemory, ref: RecordRef) -> StoredAction:
+    """``agent.read(ref)``, failing the test if it is still waiting after a
+    minute (a bound on the test, not a timing): on a daemon thread, so that
+    a read that waits on, for LONG_TIMEOUT_S, does not hold the process."""
+    read: Future[StoredAction] = Future()
+    threading.Thread(target=_read_into, args=(agent, ref, read), daemon=True).start()
+    done, _ = wait([read], timeout=60)
+    assert done, f"the read of {ref} waits on for a record never readable"
+    return read.result()
 
 
 def _read_into(agent: AgentMemory, ref: RecordRef, read: Future[StoredAction]) -> None:
