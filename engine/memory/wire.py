@@ -208,16 +208,17 @@ class WireTransport:
         partition: int,
         offset: int,
         deadline: float,
-        on_first_miss: Callable[[], None] | None = None,
+        on_miss: Callable[[], None] | None = None,
     ) -> Any:
         """The message at ``offset`` of an assigned partition; RecordNotFound
         if the next one there is another, if the consumer moved past it
         giving none (an aborted record, or a marker: librdkafka's position
-        passes them), or if none comes by ``deadline``. ``on_first_miss``
-        is called once, when a poll first comes back empty or out of range
-        (it raises if waiting on is pointless)."""
+        passes them), or if none comes by ``deadline``. ``on_miss`` is
+        called when a poll first comes back empty, and whenever one comes
+        back out of range (it raises if waiting on is pointless)."""
         where = f"{topic}:{partition}:{offset}"
         assigned = [self._kafka.TopicPartition(topic, partition)]
+        missed = False
         while (remaining := deadline - self._clock.monotonic()) > 0:
             message = consumer.poll(min(remaining, 0.5))
             if message is None and consumer.position(assigned)[0].offset > offset:
@@ -225,11 +226,15 @@ class WireTransport:
             error = None if message is None else message.error()
             out_of_range = error is not None and error.code() == self._out_of_range
             if message is None or out_of_range:
-                if on_first_miss is not None:
-                    on_first_miss()
-                    on_first_miss = None
+                if on_miss is not None and (out_of_range or not missed):
+                    on_miss()
+                    if out_of_range:
+                        # Inside the log again: librdkafka stopped fetching
+                        # at the error, so the fetch starts over.
+                        consumer.assign([self._kafka.TopicPartition(topic, partition, offset)])
                 elif out_of_range:
                     raise RecordNotFound(f"no record at {where}: {error}")
+                missed = True
                 continue
             if error is not None:
                 raise WireError(f"{where}: {error}", error.code())
@@ -300,7 +305,7 @@ class WireTransport:
                 ref.partition,
                 ref.offset,
                 deadline,
-                on_first_miss=lambda: self._check_inside(ref, where, deadline),
+                on_miss=lambda: self._check_inside(ref, where, deadline),
             )
         finally:
             consumer.close()
