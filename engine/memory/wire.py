@@ -307,9 +307,10 @@ class WireTransport:
                 deadline,
                 on_miss=lambda: self._check_inside(ref, where, deadline),
             )
+            fetched_bounds = consumer.get_watermark_offsets(where, cached=True)
         finally:
             consumer.close()
-        self._check_epoch(ref, message.leader_epoch(), where, deadline)
+        self._check_epoch(ref, message.leader_epoch(), fetched_bounds, where, deadline)
         remaining = deadline - self._clock.monotonic()
         same_topic(ref.topic, topic_id, self._topic_id(ref.topic, remaining))
         headers = tuple((name, value or b"") for name, value in message.headers() or ())
@@ -331,16 +332,30 @@ class WireTransport:
                 high_watermark=log.high_watermark,
             )
 
-    def _check_epoch(self, ref: RecordRef, found: int | None, where: Any, deadline: float) -> None:
+    def _check_epoch(
+        self,
+        ref: RecordRef,
+        found: int | None,
+        fetched_bounds: tuple[int, int],
+        where: Any,
+        deadline: float,
+    ) -> None:
         """VectorDiverged if the record read was written in a later leader
         epoch than ``ref`` names: the epoch named ended at or before it, so
         a takeover lost the record named and this one took its offset (the
         check a vector's position gets; docs/design/0036, 0046). The
         client has no OffsetForLeaderEpoch call: the end reported is the
-        record's offset, at or after the epoch's true end."""
+        record's offset, at or after the epoch's true end. The log's bounds
+        are the fetch's (``fetched_bounds``: librdkafka's cached log start
+        and high watermark), so a record read as the deadline ran out is
+        still refused as diverged; ListOffsets only if the fetch gave none."""
         if ref.leader_epoch < 0 or found is None or found <= ref.leader_epoch:
             return
-        log = self._log_bounds(ref, where, deadline)
+        low, high = fetched_bounds
+        if low >= 0 and high >= 0:
+            log = _LogBounds(ref.topic, ref.partition, low, high)
+        else:
+            log = self._log_bounds(ref, where, deadline)
         raise VectorDiverged(log, Position(ref.offset + 1, ref.leader_epoch), ref.offset)
 
     def _log_bounds(self, ref: RecordRef, where: Any, deadline: float) -> _LogBounds:

@@ -342,6 +342,31 @@ def test_over_the_wire_a_ref_deleted_while_its_read_waits_is_refused_saying_wher
     )
 
 
+def test_over_the_wire_a_ref_a_takeover_lost_read_as_the_deadline_runs_out_is_still_diverged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The record comes with no time left to ask where the log is: the
+    fetch's own bounds make the VectorDiverged, not a RecordNotFound that
+    would say the record is not there."""
+    clock = ManualClock()
+    polled = WireTransport._poll_at
+
+    def read_as_the_deadline_runs_out(self: WireTransport, *args: Any, **kwargs: Any) -> Any:
+        message = polled(self, *args, **kwargs)
+        clock.advance(LONG_TIMEOUT_S)
+        return message
+
+    with (
+        lost_in_a_takeover(tmp_path, AGENT) as takeover,
+        InProcessServer(takeover.new_owner) as server,
+        AgentMemory(server.bootstrap, AGENT, clock=clock, kafka_config=QUIET) as agent,
+    ):
+        monkeypatch.setattr(WireTransport, "_poll_at", read_as_the_deadline_runs_out)
+        with pytest.raises(VectorDiverged) as refused:
+            agent.read(takeover.lost)
+    assert (refused.value.log_start_offset, refused.value.high_watermark) == (0, 2)
+
+
 def test_over_the_wire_a_record_behind_an_open_transaction_is_read_once_it_ends(
     served: Served,
 ) -> None:
