@@ -375,7 +375,11 @@ class Compactor:
         config: StreamStoreConfig,
         stats: StoreStats,
         priority: ThreadPriority = NORMAL,
+        *,
+        swept_on_open: bool = True,
     ) -> None:
+        """``swept_on_open``: whether the store's abandoned writes were
+        removed on open (recovery.py); if not, the first pass sweeps."""
         self._state = state
         self._writer = writer
         self._store = store
@@ -384,8 +388,7 @@ class Compactor:
         """Drops a deleted object's cached blocks and open reads."""
         self._config = config
         self._stats = stats
-        self._sweeps = SweepCadence(config.abandoned_writes_sweep_interval_s)
-        """Made once the store was swept on open (recovery.py)."""
+        self._sweeps = SweepCadence(config.abandoned_writes_sweep_interval_s, swept_on_open)
         self._wake = threading.Event()
         # A daemon thread, as the uploader's, at a lower priority: nothing
         # acknowledged waits for a pass (wal/thread_priority.py).
@@ -446,6 +449,7 @@ class Compactor:
         self._collect_garbage(now)
         if self._sweeps.due():
             self._stats.abandoned_writes_removed += self._store.remove_abandoned_writes()
+            self._sweeps.swept()
         self._stats.compactions += 1
 
     def _merge(self, now: int, grace_ms: int) -> None:

@@ -45,6 +45,9 @@ class RecoverySummary:
     abandoned_writes_removed: int = 0
     """What crashed writers' puts left behind, removed (a local directory's
     temp files: ``ObjectStore.remove_abandoned_writes``)."""
+    abandoned_writes_swept: bool = False
+    """Whether that removal ran to its end (a failed one is logged and left
+    to the next compaction pass)."""
     manifest_conflicts: tuple[str, ...] = ()
     """Keys of manifest versions left out because they contradict the history
     before them (two writers on a store that ignores conditional writes)."""
@@ -124,6 +127,7 @@ def recover(
         log.warning("orphan cleanup skipped: %s", error)
     try:
         summary.abandoned_writes_removed = store.remove_abandoned_writes()
+        summary.abandoned_writes_swept = True
     except ObjectStoreError as error:
         log.warning("removal of abandoned writes skipped: %s", error)
     if summary.dropped_appends:

@@ -232,6 +232,7 @@ class StreamStore:
             config,
             self.stats,
             background,
+            swept_on_open=self.recovery.abandoned_writes_swept,
         )
         self._appender = Appender(state, self.wal, wal_prefix, self._uploader, config)
         self._uploader.start()

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from engine.authorization import ANONYMOUS
-from engine.errors import EngineError, UnknownTopic, UnknownTopicId
+from engine.errors import EngineError, OffsetOutOfRange, UnknownTopic, UnknownTopicId
 from engine.memory.snapshot import check_record
 from engine.memory.vector import RecordRef
 from engine.protocol.kafka_code import KafkaCode
@@ -216,6 +216,9 @@ class EmbeddedTransport:
             principal=self._principal,
             isolation_level=READ_COMMITTED,
             enable_auto_commit=False,
+            # An offset that leaves the log mid-read (DeleteRecords,
+            # retention) raises rather than move the reader to the log's end.
+            auto_offset_reset="none",
         ) as consumer:
             consumer.assign([(ref.topic, ref.partition)])  # first: it checks the principal
             leader = self._engine.partition(ref.topic, ref.partition)
@@ -232,13 +235,31 @@ class EmbeddedTransport:
             # A ref whose epoch the log says ended before it names a record a
             # takeover lost: the one there now is another's (docs/design/0046).
             check_record(leader, ref.offset, ref.leader_epoch)
-            consumer.seek((ref.topic, ref.partition), ref.offset)
+            where = TopicPartition(ref.topic, ref.partition)
+            consumer.seek(where, ref.offset)
             deadline = self._engine.clock.monotonic() + timeout
-            while (remaining := deadline - self._engine.clock.monotonic()) > 0:
-                for record in consumer.poll(remaining, max_records=1):
+            # The first poll only fetches: a ref the reader passes over
+            # without a record is refused before any wait.
+            remaining = 0.0
+            while True:
+                try:
+                    polled = consumer.poll(remaining, max_records=1)
+                except OffsetOutOfRange as error:
+                    raise RecordNotFound(
+                        f"no record at {ref}: the partition holds "
+                        f"[{error.log_start_offset}, {error.high_watermark}) now",
+                        log_start_offset=error.log_start_offset,
+                        high_watermark=error.high_watermark,
+                    ) from error
+                for record in polled:
                     if record.offset == ref.offset:
                         return StoredRecord(ref, record.key, record.value, record.headers)
                     raise RecordNotFound(f"no record at {ref} (the next is at {record.offset})")
+                if consumer.position(where) > ref.offset:
+                    raise RecordNotFound(passed_over(ref))
+                remaining = deadline - self._engine.clock.monotonic()
+                if remaining <= 0:
+                    break
         raise RecordNotFound(f"no record at {ref} within {timeout} s")
 
     def scan(self, topics: Sequence[str], header: Header, timeout: float) -> list[StoredRecord]:
@@ -281,6 +302,16 @@ class EmbeddedTransport:
         self._producer.close(timeout)
         if self._transactional is not None:
             self._transactional.close(timeout)
+
+
+def passed_over(where: object) -> str:
+    """Why a ref whose offset a reader moved past without a record is
+    refused: nothing readable is there, and nothing ever will be, so a wait
+    could only run out the read's timeout (docs/design/0046)."""
+    return (
+        f"no record at {where}: the reader passed over its offset (a record "
+        "of an aborted transaction, or a transaction marker)"
+    )
 
 
 def _tp(record: ConsumerRecord) -> TopicPartition:

@@ -26,7 +26,7 @@ from typing import Any
 from engine.clock import Clock
 from engine.errors import EngineError
 from engine.memory.snapshot import VectorDiverged
-from engine.memory.transport import RecordNotFound, StoredRecord, same_topic
+from engine.memory.transport import RecordNotFound, StoredRecord, passed_over, same_topic
 from engine.memory.vector import Position, RecordRef
 from engine.protocol.kafka_code import KafkaCode
 from engine.topic_id import NO_TOPIC_ID
@@ -208,23 +208,33 @@ class WireTransport:
         partition: int,
         offset: int,
         deadline: float,
-        on_first_miss: Callable[[], None] | None = None,
+        on_miss: Callable[[], None] | None = None,
     ) -> Any:
         """The message at ``offset`` of an assigned partition; RecordNotFound
-        if the next one there is another, or none comes by ``deadline``.
-        ``on_first_miss`` is called once, when a poll first comes back empty
-        or out of range (it raises if waiting on is pointless)."""
+        if the next one there is another, if the consumer moved past it
+        giving none (an aborted record, or a marker: librdkafka's position
+        passes them), or if none comes by ``deadline``. ``on_miss`` is
+        called when a poll first comes back empty, and whenever one comes
+        back out of range (it raises if waiting on is pointless)."""
         where = f"{topic}:{partition}:{offset}"
+        assigned = [self._kafka.TopicPartition(topic, partition)]
+        missed = False
         while (remaining := deadline - self._clock.monotonic()) > 0:
             message = consumer.poll(min(remaining, 0.5))
+            if message is None and consumer.position(assigned)[0].offset > offset:
+                raise RecordNotFound(passed_over(where))
             error = None if message is None else message.error()
             out_of_range = error is not None and error.code() == self._out_of_range
             if message is None or out_of_range:
-                if on_first_miss is not None:
-                    on_first_miss()
-                    on_first_miss = None
+                if on_miss is not None and (out_of_range or not missed):
+                    on_miss()
+                    if out_of_range:
+                        # Inside the log again: librdkafka stopped fetching
+                        # at the error, so the fetch starts over.
+                        consumer.assign([self._kafka.TopicPartition(topic, partition, offset)])
                 elif out_of_range:
                     raise RecordNotFound(f"no record at {where}: {error}")
+                missed = True
                 continue
             if error is not None:
                 raise WireError(f"{where}: {error}", error.code())
@@ -295,11 +305,12 @@ class WireTransport:
                 ref.partition,
                 ref.offset,
                 deadline,
-                on_first_miss=lambda: self._check_inside(ref, where, deadline),
+                on_miss=lambda: self._check_inside(ref, where, deadline),
             )
+            fetched_bounds = consumer.get_watermark_offsets(where, cached=True)
         finally:
             consumer.close()
-        self._check_epoch(ref, message.leader_epoch(), where, deadline)
+        self._check_epoch(ref, message.leader_epoch(), fetched_bounds, where, deadline)
         remaining = deadline - self._clock.monotonic()
         same_topic(ref.topic, topic_id, self._topic_id(ref.topic, remaining))
         headers = tuple((name, value or b"") for name, value in message.headers() or ())
@@ -321,16 +332,30 @@ class WireTransport:
                 high_watermark=log.high_watermark,
             )
 
-    def _check_epoch(self, ref: RecordRef, found: int | None, where: Any, deadline: float) -> None:
+    def _check_epoch(
+        self,
+        ref: RecordRef,
+        found: int | None,
+        fetched_bounds: tuple[int, int],
+        where: Any,
+        deadline: float,
+    ) -> None:
         """VectorDiverged if the record read was written in a later leader
         epoch than ``ref`` names: the epoch named ended at or before it, so
         a takeover lost the record named and this one took its offset (the
         check a vector's position gets; docs/design/0036, 0046). The
         client has no OffsetForLeaderEpoch call: the end reported is the
-        record's offset, at or after the epoch's true end."""
+        record's offset, at or after the epoch's true end. The log's bounds
+        are the fetch's (``fetched_bounds``: librdkafka's cached log start
+        and high watermark), so a record read as the deadline ran out is
+        still refused as diverged; ListOffsets only if the fetch gave none."""
         if ref.leader_epoch < 0 or found is None or found <= ref.leader_epoch:
             return
-        log = self._log_bounds(ref, where, deadline)
+        low, high = fetched_bounds
+        if low >= 0 and high >= 0:
+            log = _LogBounds(ref.topic, ref.partition, low, high)
+        else:
+            log = self._log_bounds(ref, where, deadline)
         raise VectorDiverged(log, Position(ref.offset + 1, ref.leader_epoch), ref.offset)
 
     def _log_bounds(self, ref: RecordRef, where: Any, deadline: float) -> _LogBounds:

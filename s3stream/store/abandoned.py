@@ -15,9 +15,10 @@ transient error and is retried, as any put may be; no object is lost, since
 the put had not returned.
 
 A sweep reads every directory of the store, so it runs on open and then at
-most once per ``interval`` (an hour by default, the grace: a file left just
-after a sweep is old enough at the next one), not in every compaction
-pass (:class:`SweepCadence`).
+most once per ``interval`` (an hour by default, the grace), not in every
+compaction pass (:class:`SweepCadence`): a file left just after a sweep is
+not yet past the grace at the next one, and goes at the one after, so a
+crash's temp files stay up to the grace plus one interval.
 """
 
 from __future__ import annotations
@@ -41,22 +42,27 @@ and synced at the disk's rate)."""
 
 
 class SweepCadence:
-    """Whether a sweep is due, for the compaction thread: the first once
-    ``interval_s`` has passed since it was made (the store swept on open
-    just before), each next one ``interval_s`` after the last."""
+    """Whether a sweep is due, for the compaction thread: once
+    ``interval_s`` has passed since the last sweep that finished (the one
+    on open, if ``swept_on_open``; else at once). A sweep that fails is
+    not one: the next pass tries again, rather than an interval later."""
 
-    def __init__(self, interval_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        interval_s: float,
+        swept_on_open: bool,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._interval_s = interval_s
         self._clock = clock
-        self._next = clock() + interval_s
+        self._next = clock() + interval_s if swept_on_open else clock()
 
     def due(self) -> bool:
-        """True, and the next sweep put ``interval_s`` from now, if one is due."""
-        now = self._clock()
-        if now < self._next:
-            return False
-        self._next = now + self._interval_s
-        return True
+        return self._clock() >= self._next
+
+    def swept(self) -> None:
+        """Notes a sweep that finished: the next is due ``interval_s`` from now."""
+        self._next = self._clock() + self._interval_s
 
 
 class Removed(NamedTuple):

@@ -5,6 +5,7 @@ against ``agent-actions-value``), as docs/governance.md sets it up."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
@@ -15,7 +16,8 @@ import pytest
 
 import engine
 from engine.cli.schemas import AGENT_ACTIONS_SUBJECT, agent_action_schema
-from engine.memory import Actor, AgentMemory
+from engine.memory import Actor, AgentMemory, StoredAction
+from engine.memory.transport import RecordNotFound
 from engine.memory.vector import RecordRef
 from engine.schemas.types import JSON
 from s3stream.store.local import LocalStore
@@ -63,6 +65,42 @@ def reads_records_behind_an_open_transaction(deciding: AgentMemory, agent: Agent
         undone = agent.read(compensated.result(30))
         assert undone.action["causation_id"] == behind.result().action_id
         assert decided.result(30).action_id == act.decision_id
+
+
+LONG_TIMEOUT_S = 3600.0
+"""A read timeout no test outlasts: a read that waits it out never ends."""
+
+
+def refuses_what_the_reader_passes_over(agent: AgentMemory) -> None:
+    """An aborted decision, and the abort's marker after it, are refused as
+    soon as the read_committed reader moves past their offsets, not once
+    the read times out: nothing after them could be the record named.
+    ``agent`` reads with LONG_TIMEOUT_S and a transactional id."""
+    with pytest.raises(ZeroDivisionError), agent.decide_and_act(correlation_id="undone") as act:
+        _ = 1 / 0
+    aborted = act.decision
+    marker = RecordRef(aborted.topic, aborted.partition, aborted.offset + 1, -1, aborted.topic_id)
+    for ref in (aborted, marker):
+        with pytest.raises(RecordNotFound, match="passed over"):
+            read_bounded(agent, ref)
+
+
+def read_bounded(agent: AgentMemory, ref: RecordRef) -> StoredAction:
+    """``agent.read(ref)``, failing the test if it is still waiting after a
+    minute (a bound on the test, not a timing): on a daemon thread, so that
+    a read that waits on, for LONG_TIMEOUT_S, does not hold the process."""
+    read: Future[StoredAction] = Future()
+    threading.Thread(target=_read_into, args=(agent, ref, read), daemon=True).start()
+    done, _ = wait([read], timeout=60)
+    assert done, f"the read of {ref} waits on for a record never readable"
+    return read.result()
+
+
+def _read_into(agent: AgentMemory, ref: RecordRef, read: Future[StoredAction]) -> None:
+    try:
+        read.set_result(agent.read(ref))
+    except BaseException as error:
+        read.set_exception(error)
 
 
 @pytest.fixture

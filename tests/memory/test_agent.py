@@ -37,6 +37,7 @@ from engine.memory import (
     Policy,
     StoredAction,
     Tool,
+    transport,
 )
 from engine.memory.actions import CAUSATION_HEADER, CORRELATION_HEADER, validate
 from engine.memory.snapshot import VectorDiverged
@@ -48,9 +49,12 @@ from tests.engine.conftest import FAST_STORE
 from tests.memory.conftest import (
     ACTIONS,
     HELD_TO_THE_SCHEMA,
+    LONG_TIMEOUT_S,
     governed,
     lost_in_a_takeover,
+    read_bounded,
     reads_records_behind_an_open_transaction,
+    refuses_what_the_reader_passes_over,
 )
 
 SHIPPED = jsonschema.Draft202012Validator(json.loads(agent_action_schema()))
@@ -235,6 +239,35 @@ def test_a_ref_outside_the_log_is_refused_at_once(
             with pytest.raises(RecordNotFound):
                 agent.read(ref)
     assert memory_engine.offsets(ACTIONS, 0) == (1, 3)
+
+
+def test_a_ref_the_reader_passes_over_is_refused_without_waiting(
+    memory_engine: engine.Engine,
+) -> None:
+    with AgentMemory(
+        memory_engine, AGENT, transactional_id="undoing", timeout=LONG_TIMEOUT_S
+    ) as agent:
+        refuses_what_the_reader_passes_over(agent)
+
+
+def test_a_ref_whose_record_is_deleted_mid_read_is_refused_saying_where_the_log_is(
+    memory_engine: engine.Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DeleteRecords between the read's look at the log and its fetch: the
+    reader is not moved to the log's end (to wait there for a record that
+    can never be the one named); the read says where the log is now."""
+    with AgentMemory(memory_engine, AGENT, timeout=LONG_TIMEOUT_S) as agent:
+        written = [agent.tool_call("email", correlation_id=f"c-{n}") for n in range(2)]
+        checked = transport.check_record
+
+        def deleted_meanwhile(leader: Any, offset: int, leader_epoch: int) -> None:
+            checked(leader, offset, leader_epoch)
+            memory_engine.delete_records(ACTIONS, 0, 2)
+
+        monkeypatch.setattr(transport, "check_record", deleted_meanwhile)
+        with pytest.raises(RecordNotFound) as refused:
+            read_bounded(agent, written[0])
+    assert (refused.value.log_start_offset, refused.value.high_watermark) == (2, 2)
 
 
 def test_a_ref_naming_an_action_a_takeover_lost_is_refused(tmp_path: Path) -> None:

@@ -14,8 +14,10 @@ import json
 import os
 import subprocess
 import sys
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -40,9 +42,12 @@ from tests.engine.conftest import FAST_STORE
 from tests.memory.conftest import (
     ACTIONS,
     HELD_TO_THE_SCHEMA,
+    LONG_TIMEOUT_S,
     governed,
     lost_in_a_takeover,
+    read_bounded,
     reads_records_behind_an_open_transaction,
+    refuses_what_the_reader_passes_over,
 )
 from tests.server.in_process import InProcessServer
 
@@ -297,6 +302,71 @@ def test_over_the_wire_a_ref_naming_an_action_a_takeover_lost_is_refused(
         assert agent.read(no_epoch).correlation_id == "taken"
 
 
+def test_over_the_wire_a_ref_the_reader_passes_over_is_refused_without_waiting(
+    served: Served,
+) -> None:
+    with AgentMemory(
+        served.bootstrap,
+        AGENT,
+        transactional_id="undoing",
+        timeout=LONG_TIMEOUT_S,
+        kafka_config=QUIET,
+    ) as agent:
+        refuses_what_the_reader_passes_over(agent)
+
+
+def test_over_the_wire_a_ref_deleted_while_its_read_waits_is_refused_saying_where_the_log_is(
+    served: Served,
+) -> None:
+    """The read waits behind another writer's open transaction (its first
+    miss asked where the log is: inside); DeleteRecords then moves the log
+    start past the ref: the fetch's out-of-range asks again, and the read
+    is refused with the log's bounds now."""
+    with (
+        AgentMemory(served.bootstrap, AGENT, kafka_config=QUIET) as deciding,
+        AgentMemory(served.bootstrap, AGENT, timeout=LONG_TIMEOUT_S, kafka_config=QUIET) as agent,
+        deciding.decide_and_act(correlation_id="deciding"),
+    ):
+        sent = agent.tool_call("email", correlation_id="behind")
+        asked = served.list_offsets_answered()
+        with ThreadPoolExecutor(1) as reads:
+            read = reads.submit(read_bounded, agent, sent)
+            until(lambda: served.list_offsets_answered() > asked)  # its first miss
+            high_watermark = served.engine.offsets(ACTIONS, 0)[1]
+            served.engine.delete_records(ACTIONS, 0, sent.offset + 1)
+            with pytest.raises(RecordNotFound) as refused:
+                read.result()
+    assert (refused.value.log_start_offset, refused.value.high_watermark) == (
+        sent.offset + 1,
+        high_watermark,
+    )
+
+
+def test_over_the_wire_a_ref_a_takeover_lost_read_as_the_deadline_runs_out_is_still_diverged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The record comes with no time left to ask where the log is: the
+    fetch's own bounds make the VectorDiverged, not a RecordNotFound that
+    would say the record is not there."""
+    clock = ManualClock()
+    polled = WireTransport._poll_at
+
+    def read_as_the_deadline_runs_out(self: WireTransport, *args: Any, **kwargs: Any) -> Any:
+        message = polled(self, *args, **kwargs)
+        clock.advance(LONG_TIMEOUT_S)
+        return message
+
+    with (
+        lost_in_a_takeover(tmp_path, AGENT) as takeover,
+        InProcessServer(takeover.new_owner) as server,
+        AgentMemory(server.bootstrap, AGENT, clock=clock, kafka_config=QUIET) as agent,
+    ):
+        monkeypatch.setattr(WireTransport, "_poll_at", read_as_the_deadline_runs_out)
+        with pytest.raises(VectorDiverged) as refused:
+            agent.read(takeover.lost)
+    assert (refused.value.log_start_offset, refused.value.high_watermark) == (0, 2)
+
+
 def test_over_the_wire_a_record_behind_an_open_transaction_is_read_once_it_ends(
     served: Served,
 ) -> None:
@@ -305,6 +375,14 @@ def test_over_the_wire_a_record_behind_an_open_transaction_is_read_once_it_ends(
         AgentMemory(served.bootstrap, AGENT, kafka_config=QUIET) as agent,
     ):
         reads_records_behind_an_open_transaction(deciding, agent)
+
+
+def until(condition: Callable[[], bool]) -> None:
+    """Waits for ``condition``; a minute is a bound on the test, not a timing."""
+    deadline = time.monotonic() + 60
+    while not condition():
+        assert time.monotonic() < deadline, "the condition never held"
+        time.sleep(0.02)
 
 
 def action_id_at(served: Served, ref: RecordRef) -> str:

@@ -187,13 +187,63 @@ def test_compaction_passes_do_not_sweep_a_store_swept_within_the_interval(
 
 def test_a_sweep_is_due_once_its_interval_has_passed_since_the_last() -> None:
     now = [1000.0]
-    cadence = SweepCadence(TEMP_FILE_GRACE_S, clock=lambda: now[0])
+    cadence = SweepCadence(TEMP_FILE_GRACE_S, swept_on_open=True, clock=lambda: now[0])
     hour = TEMP_FILE_GRACE_S
     due = []
     for step_s in (60, hour - 61, 1, 60, hour - 60, 5 * hour):
         now[0] += step_s
         due.append(cadence.due())
+        if due[-1]:
+            cadence.swept()
     assert due == [False, False, True, False, True, True]
+
+
+def test_a_sweep_that_did_not_finish_leaves_the_next_due_at_once() -> None:
+    now = [1000.0]
+    cadence = SweepCadence(TEMP_FILE_GRACE_S, swept_on_open=False, clock=lambda: now[0])
+    assert cadence.due()  # none on open: the first pass sweeps
+    now[0] += 60
+    assert cadence.due()  # that one failed (no swept()): so does the next
+    cadence.swept()
+    now[0] += 60
+    assert not cadence.due()
+
+
+class FailingSweeps(CountedSweeps):
+    """Its first ``failures`` sweeps fail, as an unreadable directory makes one."""
+
+    def __init__(self, root: Path, failures: int) -> None:
+        super().__init__(root)
+        self.failures = failures
+
+    def remove_abandoned_writes(self) -> int:
+        if self.failures > 0:
+            self.failures -= 1
+            self.sweeps += 1
+            raise ObjectStoreError("remove_abandoned_writes", TEMP_PREFIX, "permission denied")
+        return super().remove_abandoned_writes()
+
+
+def test_a_sweep_that_fails_is_tried_again_by_the_next_compaction_pass(
+    tmp_path: Path,
+) -> None:
+    """Neither the failed sweep on open nor a failed one in a pass counts as
+    done: the next pass sweeps, rather than one an hour later, so a
+    crash's temp files do not stay for an interval more per failure."""
+    root = tmp_path / "bucket"
+    bucket = FailingSweeps(root, failures=2)
+    left = crash_left(root / "objects", TEMP_FILE_GRACE_S + 60)
+    with StreamStore.open(tmp_path / "node", bucket, CONFIG) as store:
+        assert (bucket.sweeps, store.recovery.abandoned_writes_removed) == (1, 0)
+        with pytest.raises(ObjectStoreError):
+            store.compact()
+        assert bucket.sweeps == 2
+        store.compact()
+        assert bucket.sweeps == 3
+        assert left not in temp_files(root)
+        assert store.stats.abandoned_writes_removed == 1
+        store.compact()
+        assert bucket.sweeps == 3  # done: the next is an interval away
 
 
 NAMES = st.sampled_from([TEMP_PREFIX + "0" * 32, TEMP_PREFIX + "f" * 32, "object", ".lock"])
