@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 
 from s3stream.manifest import DEFAULT_CHECKPOINT_EVERY, DEFAULT_OPEN_TIMEOUT_S
@@ -110,6 +111,14 @@ class StreamStoreConfig:
 
     def __post_init__(self) -> None:
         self.hedge_policy()  # a bad hedge_* setting is refused with the config
+        for name in ("compaction_interval_s", "abandoned_writes_sweep_interval_s"):
+            # NaN compares false with every elapsed time: a NaN interval
+            # would silently never come round again.
+            seconds = getattr(self, name)
+            if not 0 <= seconds < math.inf:
+                raise ValueError(
+                    f"{name} must be a finite number of seconds, at least 0, not {seconds}"
+                )
 
     def hedge_policy(self) -> HedgePolicy:
         """The hedge_* settings (s3stream/store/hedged.py)."""

@@ -9,6 +9,7 @@ mid-write; its bounded waits only keep a hang from stopping the run.
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 import threading
@@ -23,7 +24,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from s3stream import StreamStore
+from s3stream import StreamStore, StreamStoreConfig
 from s3stream.store import LocalStore, ObjectStoreError
 from s3stream.store.abandoned import (
     TEMP_FILE_GRACE_S,
@@ -308,3 +309,13 @@ def test_a_temp_file_that_cannot_be_removed_is_a_store_error(
     with pytest.raises(ObjectStoreError) as failed:
         store.remove_abandoned_writes()
     assert not failed.value.transient  # permissions: a retry would not help
+
+
+@pytest.mark.parametrize("name", ["compaction_interval_s", "abandoned_writes_sweep_interval_s"])
+@pytest.mark.parametrize("seconds", [math.nan, math.inf, -1.0])
+def test_an_interval_that_would_never_come_round_again_is_refused_with_the_config(
+    name: str, seconds: float
+) -> None:
+    with pytest.raises(ValueError, match=name):
+        StreamStoreConfig(**{name: seconds})  # type: ignore[arg-type]
+    assert getattr(StreamStoreConfig(**{name: 0.0}), name) == 0.0  # type: ignore[arg-type]
