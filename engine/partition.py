@@ -88,6 +88,10 @@ class AppendResult(NamedTuple):
     """A retried batch already in the log: these are its original offsets."""
 
 
+class _StampingChanged(Exception):
+    """A batch's stamping no longer matches its topic's config (Partition._append)."""
+
+
 class PartitionFetch(NamedTuple):
     records: list[bytes | memoryview]
     """Stored record batches, as produced (with broker fields rewritten)."""
@@ -260,7 +264,26 @@ class Partition:
         if len(headers) > 1 and any(header.producer_id >= 0 for header in headers):
             raise InvalidRecord("an idempotent producer sends one batch per partition")
         now = self._clock.time_ms()
-        if self.config.stamp_provenance:
+        while True:
+            try:
+                return self._append_stamped(
+                    buffer, headers, producer_batch, submit, remote, provenance, now
+                )
+            except _StampingChanged:
+                continue
+
+    def _append_stamped(
+        self,
+        buffer: BytesLike,
+        headers: list[BatchHeader],
+        producer_batch: BatchHeader | None,
+        submit: Callable[..., T],
+        remote: bool | None,
+        provenance: Provenance | None,
+        now: int,
+    ) -> tuple[AppendResult, T | None]:
+        stamping = self.config.stamp_provenance
+        if stamping:
             # Before offsets and sequences: the stamp keeps every field they
             # read (producer id, epoch, base sequence, record count).
             buffer, headers = self._stamp_provenance(buffer, headers, provenance or EMBEDDED, now)
@@ -268,6 +291,11 @@ class Partition:
         stamp = now if self.config.log_append_time else None  # LogAppendTime's broker time
         log_append_time = -1 if stamp is None else stamp
         with self.lock:
+            if self.config.stamp_provenance is not stamping:
+                # The config changed while this batch was stamped (or not):
+                # the governance history says stamping begins or ends at the
+                # offset the change found, so the batch is stamped again.
+                raise _StampingChanged
             if producer_batch is not None:
                 duplicate = self.producers.check(producer_batch)
                 if duplicate is not None:

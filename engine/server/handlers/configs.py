@@ -477,6 +477,7 @@ def _alter(
                 changes,
                 incremental=incremental,
                 validate_only=validate_only,
+                principal=authorize.actor(context),
             )
         elif resource.resource_type == BROKER:
             context.engine.broker_configs.alter(
