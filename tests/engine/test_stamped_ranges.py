@@ -5,15 +5,18 @@ the history survives a restart and the catalog's snapshots."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import TracebackType
 
 import engine
 import native
 from engine.catalog import SNAPSHOT_EVERY
+from engine.engine import Engine
 from engine.partition import Partition
 from engine.provenance import PRINCIPAL
 from native import RecordSpec
 from tests.engine.conftest import EngineFactory
+from tests.engine.test_verify import CONFIG, _verify_cli
 
 STAMP = {"tidelog.provenance": "stamp"}
 FORGED = (PRINCIPAL, b"User:forged")
@@ -86,3 +89,21 @@ def test_ranges_follow_each_change_and_survive_a_restart_and_snapshots(
     assert reopened.stamped_ranges("t", 0) == [(0, 1), (2, None)]
     history = reopened.governance_history("t")
     assert [c.action for c in history] == ["create", "alter", "alter"]
+
+
+def test_verify_says_where_the_stamps_are_the_brokers(tmp_path: Path) -> None:
+    data_dir = tmp_path / "node"
+    with Engine.open(data_dir, None, CONFIG) as e:
+        e.create_topic("t", 1)
+        e.produce("t", 0, forged_batch())
+        e.alter_configs("t", STAMP)
+        e.produce("t", 0, forged_batch())
+        assert e.flush(30)
+        (verdict,) = e.verify("t").partitions
+        assert verdict.stamped == ((1, None),)
+    shown = _verify_cli(data_dir, "file://" + str(data_dir / "objects"), "t")
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    assert (
+        "t:0: stamped by the broker in offsets [1, end); "
+        "elsewhere stamp-named headers are the writer's own"
+    ) in shown.stdout

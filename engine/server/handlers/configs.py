@@ -204,14 +204,16 @@ def _described_topic(
                 default = CONFIG_DEFS[entry.name].default
                 chain.append(Synonym(entry.name, default, ConfigSource.DEFAULT))
         described.append(_described(entry, chain, documentation))
-    described.append(_masking_applies(context, name, documentation))
+    if context.engine.masking(name) is not None:
+        described.append(_masking_applies(context, name, documentation))
     return described
 
 
 def _masking_applies(context: RequestContext, name: str, documentation: bool) -> dict[str, Any]:
-    """Whether the asking principal reads the topic masked: read only, and
-    the asker's own answer, so that a client copying the topic (the
-    mirror, engine/mirror/masked.py) can tell masks from data."""
+    """Whether the asking principal reads the masked topic masked: read
+    only, and the asker's own answer, so that a client copying the topic
+    (the mirror, engine/mirror/masked.py) can tell masks from data. Only
+    a topic with masking rules has it."""
     applies = masked_fetch.masking_for(context, name) is not None
     entry = ConfigEntry(
         MASKING_APPLIES,
