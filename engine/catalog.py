@@ -24,6 +24,7 @@ import msgpack
 
 from engine import clock
 from engine.acl_bindings import AclBinding
+from engine.governance_log import GovernanceChange
 from engine.quota_entities import Entity, entity_from_wire, entity_to_wire
 from s3stream import StreamStore
 
@@ -55,6 +56,17 @@ class TopicMeta:
     def from_wire(cls, raw: list[Any]) -> TopicMeta:
         name, topic_id, configs, streams, created_ms = raw
         return cls(name, bytes(topic_id), dict(configs), [(d, s) for d, s in streams], created_ms)
+
+
+_GOVERNANCE_AT = {
+    "create_topic": 2,
+    "create_topics": 2,
+    "delete_topic": 2,
+    "delete_topics": 2,
+    "alter_configs": 3,
+}
+"""Records that may carry governance history entries, and the index of
+their list (absent when the change touched no governance config)."""
 
 
 @dataclass
@@ -89,9 +101,18 @@ class CatalogState:
     """The registry's subjects: version -> [schema_id, deleted]."""
     schema_configs: dict[str | None, dict[str, str]] = field(default_factory=dict)
     """The registry's compatibility levels and modes by subject (None: global)."""
+    governance: list[GovernanceChange] = field(default_factory=list)
+    """Every change of a topic's governance configs, in order, never trimmed
+    (engine/governance_log.py)."""
 
     def apply(self, record: list[Any]) -> None:
         kind = record[0]
+        governed_at = _GOVERNANCE_AT.get(kind)
+        if governed_at is not None and len(record) > governed_at:
+            # A new list, never changed in place: verify and the CLI read it
+            # from other threads without a lock.
+            entries = [GovernanceChange.from_wire(raw) for raw in record[governed_at]]
+            self.governance = [*self.governance, *entries]
         if kind == "catalog":
             if record[1] > FORMAT_VERSION:
                 raise ValueError(f"catalog format {record[1]} is newer than this tidelog")
@@ -108,6 +129,7 @@ class CatalogState:
             self.schemas = restored.schemas
             self.subject_versions = restored.subject_versions
             self.schema_configs = restored.schema_configs
+            self.governance = restored.governance
         elif kind == "create_topic":
             meta = TopicMeta.from_wire(record[1])
             self.topics[meta.name] = meta
@@ -224,6 +246,7 @@ class CatalogState:
                 for version, state in versions.items()
             ],
             "schema_configs": [[subject, c] for subject, c in self.schema_configs.items()],
+            "governance": [change.to_wire() for change in self.governance],
         }
 
     @classmethod
@@ -252,6 +275,7 @@ class CatalogState:
             schema_configs={
                 subject: dict(settings) for subject, settings in raw.get("schema_configs", [])
             },
+            governance=[GovernanceChange.from_wire(g) for g in raw.get("governance", [])],
         )
 
     def stream_ids(self) -> set[int]:

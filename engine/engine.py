@@ -39,6 +39,8 @@ from engine.config import TopicConfig, normalize_all
 from engine.credentials import Credentials
 from engine.data_waiters import DataWaiters
 from engine.errors import EngineClosed, EngineError, InvalidTopic, UnknownTopic
+from engine.governance_gate import OWNER, Actor, may_govern
+from engine.governance_log import GovernanceChange, stamped_ranges
 from engine.groups import ConsumerLag, GroupConfig, GroupCoordinator, consumer_lag
 from engine.groups.topic_subscriptions import TopicInfo
 from engine.internal_topics import (
@@ -323,22 +325,42 @@ class Engine:
         *,
         replication_factor: int = 1,
         validate_only: bool = False,
+        principal: str | Actor | None = None,
     ) -> TopicDescription:
         """Creates a topic; Kafka's rules for names, partition counts and configs."""
         new = NewTopic(name, partitions, configs, replication_factor)
-        result = self.create_topics([new], validate_only=validate_only)[0]
+        result = self.create_topics([new], validate_only=validate_only, principal=principal)[0]
         if isinstance(result, EngineError):
             raise result
         return result
 
     def create_topics(
-        self, topics: Sequence[NewTopic], *, validate_only: bool = False
+        self,
+        topics: Sequence[NewTopic],
+        *,
+        validate_only: bool = False,
+        principal: str | Actor | None = None,
     ) -> list[TopicDescription | EngineError]:
         """Creates many topics at once, all or none after a crash; per topic,
-        its description or the error that refused it (TopicAdmin.create_topics)."""
-        created = self._admin.create_topics(topics, validate_only=validate_only)
+        its description or the error that refused it (TopicAdmin.create_topics).
+        ``principal``: who asks (see ``actor``)."""
+        created = self._admin.create_topics(
+            topics, validate_only=validate_only, actor=self.actor(principal)
+        )
         self._tables.notice()
         return created
+
+    def actor(self, principal: str | Actor | None) -> Actor:
+        """Who asks for a topic change, and whether they may change its
+        governance (ALTER_CONFIGS or ALTER on the cluster, asked of the
+        engine's authorizer; engine/governance_gate.py). None: the code that
+        holds the Engine, which may; an Actor: as the server decided it."""
+        if principal is None:
+            return OWNER
+        if isinstance(principal, Actor):
+            return principal
+        # The embedded clients' host: any (engine/client/access.py).
+        return Actor(principal, "embedded", may_govern(self.authorizer, principal, "*"))
 
     def fork(
         self,
@@ -355,15 +377,17 @@ class Engine:
 
         return fork_topic(self._admin, topic, name, at, configs)
 
-    def delete_topic(self, name: str) -> None:
-        error = self.delete_topics([name])[0]
+    def delete_topic(self, name: str, *, principal: str | Actor | None = None) -> None:
+        error = self.delete_topics([name], principal=principal)[0]
         if error is not None:
             raise error
 
-    def delete_topics(self, names: Sequence[str]) -> list[EngineError | None]:
+    def delete_topics(
+        self, names: Sequence[str], *, principal: str | Actor | None = None
+    ) -> list[EngineError | None]:
         """Deletes many topics at once; per name, None or the error that
         refused it (TopicAdmin.delete_topics)."""
-        return self._admin.delete_topics(names)
+        return self._admin.delete_topics(names, actor=self.actor(principal))
 
     def create_partitions(self, name: str, total: int, *, validate_only: bool = False) -> None:
         """Grows a topic to ``total`` partitions (Kafka never shrinks one)."""
@@ -385,10 +409,15 @@ class Engine:
         *,
         incremental: bool = True,
         validate_only: bool = False,
+        principal: str | Actor | None = None,
     ) -> None:
         """Sets (or, with None, removes) topic config overrides. Not
-        incremental: the given configs replace every override (AlterConfigs)."""
-        self._admin.alter_configs(name, configs, incremental, validate_only)
+        incremental: the given configs replace every override (AlterConfigs).
+        A governance config changes only for a ``principal`` that may govern
+        (``actor``), else GovernanceChangeRefused."""
+        self._admin.alter_configs(
+            name, configs, incremental, validate_only, actor=self.actor(principal)
+        )
         self._tables.notice()
 
     def commit_tables(self, topic: str | None = None) -> dict[str, int]:
@@ -661,6 +690,19 @@ class Engine:
         if authorization is not None and principal in authorization.super_users:
             return True  # as on the wire: super users read the stored bytes
         return unmask_granted(self.catalog.state.acls, principal, topic)
+
+    def governance_history(self, topic: str | None = None) -> list[GovernanceChange]:
+        """Every recorded change of governance configs (of ``topic``'s name
+        only, if given), oldest first (engine/governance_log.py)."""
+        history = self.catalog.state.governance
+        return [c for c in history if topic is None or c.topic == topic]
+
+    def stamped_ranges(self, topic: str, partition: int) -> list[tuple[int, int | None]]:
+        """The offsets of the partition where the broker stamped every
+        record (end None: it still does); stamp-named headers elsewhere are
+        a client's (docs/governance.md, "Provenance")."""
+        topic_id = self._registry.topic(topic).meta.topic_id
+        return stamped_ranges(self.catalog.state.governance, topic_id, partition)
 
     def grant_unmask(self, topic: str, principal: str, *, prefixed: bool = False) -> None:
         """Lets ``principal`` read ``topic`` (with ``prefixed``, every topic

@@ -260,7 +260,9 @@ class Partition:
         if len(headers) > 1 and any(header.producer_id >= 0 for header in headers):
             raise InvalidRecord("an idempotent producer sends one batch per partition")
         now = self._clock.time_ms()
-        if self.config.stamp_provenance:
+        sent = (buffer, headers, producer_batch)
+        stamping = self.config.stamp_provenance
+        if stamping:
             # Before offsets and sequences: the stamp keeps every field they
             # read (producer id, epoch, base sequence, record count).
             buffer, headers = self._stamp_provenance(buffer, headers, provenance or EMBEDDED, now)
@@ -268,6 +270,12 @@ class Partition:
         stamp = now if self.config.log_append_time else None  # LogAppendTime's broker time
         log_append_time = -1 if stamp is None else stamp
         with self.lock:
+            if self.config.stamp_provenance is not stamping:
+                # The config changed while this batch was stamped (or not):
+                # the governance history says stamping begins or ends at the
+                # offset the change found, so the batch follows the config
+                # it is stored under (rare: stamped here, under the lock).
+                buffer, headers, producer_batch = self._stamped_as_configured(sent, provenance, now)
             if producer_batch is not None:
                 duplicate = self.producers.check(producer_batch)
                 if duplicate is not None:
@@ -320,6 +328,18 @@ class Partition:
             self.bytes_in += len(buffer)
             self.records_in += offset - base
         return AppendResult(base, last, log_append_time, self.log_start_offset), handle
+
+    def _stamped_as_configured(
+        self,
+        sent: tuple[bytearray | memoryview, list[BatchHeader], BatchHeader | None],
+        provenance: Provenance | None,
+        now: int,
+    ) -> tuple[bytearray | memoryview, list[BatchHeader], BatchHeader | None]:
+        buffer, headers, producer_batch = sent
+        if self.config.stamp_provenance:
+            buffer, headers = self._stamp_provenance(buffer, headers, provenance or EMBEDDED, now)
+            producer_batch = headers[0] if producer_batch is not None else None
+        return buffer, headers, producer_batch
 
     def _stamp_provenance(
         self, buffer: BytesLike, headers: list[BatchHeader], provenance: Provenance, now: int

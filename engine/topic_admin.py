@@ -15,11 +15,12 @@ import re
 import threading
 import uuid
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import ExitStack
 from typing import Any
 
 from engine.catalog import Catalog, TopicMeta
 from engine.clock import Clock
-from engine.config import check_combination, normalize, normalize_all
+from engine.config import TopicConfig, check_combination, normalize, normalize_all
 from engine.errors import (
     EngineError,
     InvalidPartitions,
@@ -29,6 +30,16 @@ from engine.errors import (
     UnknownTopic,
 )
 from engine.gc_pause import collector_paused
+from engine.governance_gate import (
+    OWNER,
+    Actor,
+    GovernanceChangeRefused,
+    changed,
+    check,
+    effective,
+    set_at_creation,
+)
+from engine.governance_log import ALTERED, CREATED, DELETED, GovernanceChange
 from engine.internal_topics import is_internal_topic
 from engine.masking.rules import MASKING_RULES
 from engine.store_errors import store_errors
@@ -72,20 +83,25 @@ class TopicAdmin:
         and whoever waits for its data stops waiting."""
 
     def create_topics(
-        self, topics: Sequence[NewTopic], *, validate_only: bool = False
+        self, topics: Sequence[NewTopic], *, validate_only: bool = False, actor: Actor = OWNER
     ) -> list[TopicDescription | EngineError]:
         """Creates many topics at once: one manifest commit for all their
         streams and one catalog record naming them all, so after a crash
         either every one of them exists or none does. Per topic, in order:
         its description, or the error that refused it (the others are
         created regardless). A name given twice is refused the second time
-        (TopicExists). A store failure raises, and then none was created."""
+        (TopicExists). A store failure raises, and then none was created.
+        A topic whose configs weaken the governance the broker's defaults
+        give is refused unless ``actor`` may govern (engine/governance_gate.py)."""
         registry = self.registry
         results: list[TopicDescription | EngineError | None] = [None] * len(topics)
         checked: list[tuple[int, str, int, dict[str, str]]] = []
         for i, topic in enumerate(topics):
             try:
-                checked.append((i, topic.name, *self.check_new_topic(topic)))
+                count, overrides = self.check_new_topic(topic)
+                weakened = set_at_creation(overrides, self.registry.topic_config({}))
+                check(actor, topic.name, weakened, "override the broker's default of")
+                checked.append((i, topic.name, count, overrides))
             except EngineError as error:
                 results[i] = error
         created: list[tuple[int, Topic]] = []
@@ -117,9 +133,10 @@ class TopicAdmin:
                 for meta in metas:
                     self.ensure_masking_key(meta.name, meta.configs)
                 wire = [meta.to_wire() for meta in metas]
-                self.append_catalog(
+                record: list[Any] = (
                     ["create_topic", wire[0]] if len(wire) == 1 else ["create_topics", wire]
                 )
+                self.append_catalog(record + self._created_history(metas, actor))
                 topics_now = self.catalog.state.topics
                 created = [(i, registry.load_topic(topics_now[name])) for i, name, _, _ in fresh]
         with collector_paused(len(created) >= _MANY_TOPICS):
@@ -155,28 +172,42 @@ class TopicAdmin:
         parts = [PartitionInfo(i, 0, 0, self.registry.leader_epoch) for i in range(count)]
         return TopicDescription(name, bytes(16), parts, config.describe())
 
-    def delete_topics(self, names: Sequence[str]) -> list[EngineError | None]:
+    def delete_topics(
+        self, names: Sequence[str], *, actor: Actor = OWNER
+    ) -> list[EngineError | None]:
         """Deletes many topics at once: one catalog record naming them all,
         then one manifest commit deleting all their streams. Per name, in
         order: None, or the error that refused it (UnknownTopic; a name given
-        twice is unknown the second time). A store failure raises."""
+        twice is unknown the second time; GovernanceChangeRefused for a topic
+        governed beyond what a re-creation would get, unless ``actor`` may
+        govern: a delete and re-create would drop it). A store failure raises."""
         results: list[EngineError | None] = []
         deleted: list[Topic] = []
         with self.lock:
             self.check_open()
+            recreated = effective(self.registry.topic_config({}))
             for name in names:
                 topic = self.registry.topics.get(name)
                 if topic is None or topic in deleted:
                     results.append(UnknownTopic(name))
+                elif not actor.may_govern and changed(effective(topic.config), recreated):
+                    dropped = changed(effective(topic.config), recreated)
+                    results.append(GovernanceChangeRefused(actor, name, dropped, "delete"))
                 else:
                     results.append(None)
                     deleted.append(topic)
             if not deleted:
                 return results
             gone = [topic.name for topic in deleted]
-            self.append_catalog(
+            history = [
+                self._change(DELETED, topic, actor, effective(topic.config), {}).to_wire()
+                for topic in deleted
+                if changed(effective(topic.config), effective(TopicConfig({}, {})))
+            ]
+            deletion: list[Any] = (
                 ["delete_topic", gone[0]] if len(gone) == 1 else ["delete_topics", gone]
             )
+            self.append_catalog(deletion + ([history] if history else []))
             for topic in deleted:
                 self.registry.remove(topic)
         for topic in deleted:
@@ -247,9 +278,13 @@ class TopicAdmin:
         configs: Mapping[str, object | None],
         incremental: bool,
         validate_only: bool,
+        actor: Actor = OWNER,
     ) -> None:
         """Records the topic's new overrides (None removes one; not
-        ``incremental``, any override not given is removed) and applies them."""
+        ``incremental``, any override not given is removed) and applies them.
+        A change of a governance config needs an ``actor`` that may govern
+        (GovernanceChangeRefused, also when only validating), and goes into
+        the governance history in the same catalog record."""
         changes: dict[str, str | None] = {
             key: None if value is None else normalize(key, value) for key, value in configs.items()
         }
@@ -260,16 +295,78 @@ class TopicAdmin:
                 for key in topic.meta.configs:
                     changes.setdefault(key, None)
             after = {**topic.meta.configs, **changes}
-            check_combination(
-                self.registry.topic_config({k: v for k, v in after.items() if v is not None})
-            )
+            config = self.registry.topic_config({k: v for k, v in after.items() if v is not None})
+            check_combination(config)
+            governed = changed(effective(topic.config), effective(config))
+            check(actor, name, governed, "change")
             if validate_only:
                 return
             self.ensure_masking_key(name, changes)
-            self.append_catalog(["alter_configs", name, changes])
-            topic.config = self.registry.topic_config(topic.meta.configs)
-            for partition in topic.partitions:
-                partition.configure(topic.config)
+            if not governed:
+                self.append_catalog(["alter_configs", name, changes])
+                self._configure(topic)
+                return
+            # Appends wait while the change is recorded, so the offsets it
+            # records are exactly where the new configs begin: a stamp range
+            # (governance_log.stamped_ranges) never takes in an unstamped record.
+            with ExitStack() as appends_held:
+                for partition in topic.partitions:
+                    appends_held.enter_context(partition.lock)
+                change = self._change(
+                    ALTERED, topic, actor, effective(topic.config), effective(config)
+                )
+                self.append_catalog(["alter_configs", name, changes, [change.to_wire()]])
+                self._configure(topic)
+            log.info("governance of topic %s changed: %s", name, change.describe())
+
+    def _configure(self, topic: Topic) -> None:
+        topic.config = self.registry.topic_config(topic.meta.configs)
+        for partition in topic.partitions:
+            partition.configure(topic.config)
+
+    def _change(
+        self,
+        action: str,
+        topic: Topic,
+        actor: Actor,
+        before: dict[str, str],
+        after: dict[str, str],
+    ) -> GovernanceChange:
+        """A history entry for ``topic`` now: its partitions' next offsets."""
+        return GovernanceChange(
+            self.clock.time_ms(),
+            action,
+            topic.name,
+            topic.meta.topic_id,
+            actor.principal,
+            actor.listener,
+            before,
+            after,
+            [p.store.next_offset(p.stream_id) for p in topic.partitions],
+        )
+
+    def _created_history(self, metas: Sequence[TopicMeta], actor: Actor) -> list[Any]:
+        """The catalog record's history entries for new topics that hold any
+        governance config ([] when none does: the record keeps its old form)."""
+        ungoverned = effective(TopicConfig({}, {}))
+        history = []
+        for meta in metas:
+            governance = effective(self.registry.topic_config(meta.configs))
+            if changed(governance, ungoverned):
+                history.append(
+                    GovernanceChange(
+                        self.clock.time_ms(),
+                        CREATED,
+                        meta.name,
+                        meta.topic_id,
+                        actor.principal,
+                        actor.listener,
+                        {},
+                        governance,
+                        [0] * len(meta.streams),
+                    ).to_wire()
+                )
+        return [history] if history else []
 
     def ensure_masking_key(self, name: str, configs: Mapping[str, str | None]) -> None:
         """The topic's key for hashing masked values, made before the config

@@ -23,6 +23,7 @@ import msgpack
 
 from engine.catalog import CatalogState
 from engine.errors import EngineError, UnknownPartition, UnknownTopic
+from engine.governance_log import stamped_ranges
 from engine.protocol.kafka_code import KafkaCode
 from s3stream import ObjectStore
 from s3stream.chain_verify import RewriteSeen, StreamVerdict, stored_payloads, verify_stream
@@ -57,6 +58,26 @@ class PartitionVerdict:
     """Whether rewritten ranges are accepted under the expected head (a
     compacted topic's audit): their records are then proven by their own
     links only."""
+    stamped: tuple[tuple[int, int | None], ...] = ()
+    """The offsets where the broker stamped every record, from the catalog's
+    governance history (engine/governance_log.py; end None: it still does):
+    only there are the stamp's headers the broker's."""
+
+    def stamped_statement(self) -> str:
+        """Where the partition's provenance stamps can be trusted, for people."""
+        name = f"{self.topic}:{self.partition}"
+        if not self.stamped:
+            return (
+                f"{name}: no offsets recorded as stamped by the broker: "
+                "stamp-named headers here are the writer's own"
+            )
+        ranges = ", ".join(
+            f"[{start}, {'end' if end is None else end})" for start, end in self.stamped
+        )
+        return (
+            f"{name}: stamped by the broker in offsets {ranges}; "
+            "elsewhere stamp-named headers are the writer's own"
+        )
 
     @property
     def head_mismatch(self) -> bool:
@@ -168,5 +189,8 @@ def verify_partitions(
             )
         else:  # created, nothing committed yet
             verdict = StreamVerdict(stream_id)
-        verdicts.append(PartitionVerdict(name, index, verdict, expect_head, accept_rewrites))
+        stamped = stamped_ranges(catalog.governance, catalog.topics[name].topic_id, index)
+        verdicts.append(
+            PartitionVerdict(name, index, verdict, expect_head, accept_rewrites, tuple(stamped))
+        )
     return VerifyReport(tuple(verdicts))

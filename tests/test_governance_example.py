@@ -27,7 +27,10 @@ STAMP = (
 VERIFIED = (
     r"support\.actions:0: verified offsets \[0, 5\) from its genesis, \d+ batches?, \d+ bytes; "
     r"head [0-9a-f]{64}\n"
-    r"support\.actions:0: links made with [A-Z0-9-]+ \(\d+ ranges?\)(, [A-Z0-9-]+ \(\d+ ranges?\))*"
+    r"support\.actions:0: links made with [A-Z0-9-]+ \(\d+ ranges?\)"
+    r"(, [A-Z0-9-]+ \(\d+ ranges?\))*\n"
+    r"support\.actions:0: stamped by the broker in offsets \[0, end\); "
+    r"elsewhere stamp-named headers are the writer's own"
 )
 READY = "Schema Registry API on"
 

@@ -13,7 +13,12 @@ import signal
 import sys
 from typing import Any
 
-from engine.cli.mirror_tools import add_translate_parser, add_verify_arguments, run_verify
+from engine.cli.mirror_tools import (
+    MASKED_COPIES_FLAG,
+    add_translate_parser,
+    add_verify_arguments,
+    run_verify,
+)
 from engine.errors import EngineError
 
 FAILED = 1
@@ -84,6 +89,7 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="how often to checkpoint consumer groups (default 10)",
     )
+    parser.add_argument("--masked-copies", **MASKED_COPIES_FLAG)
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
 
 
@@ -117,6 +123,7 @@ def run(args: argparse.Namespace) -> int:
             groups=args.groups,
             source_config=parse_properties(args.from_config, "--from-config"),
             target_config=parse_properties(args.to_config, "--to-config"),
+            masked_copies=args.masked_copies,
             **extra,
         )
     except MirrorSettingsError as error:

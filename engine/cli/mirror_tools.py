@@ -58,6 +58,13 @@ _CONNECTION_FLAGS: dict[str, dict[str, Any]] = {
 }
 
 
+MASKED_COPIES_FLAG: dict[str, Any] = {
+    "action": "store_true",
+    "help": "copy (and compare) topics the source masks for this principal as masked values: "
+    "without it they are refused, since their copies would hold masks, not the data",
+}
+
+
 def _flag(
     parser: argparse.ArgumentParser, dests: dict[str, str], flag: str, **options: Any
 ) -> None:
@@ -96,6 +103,7 @@ def add_verify_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="VECTOR",
         help="verify below this offset vector (JSON, or @file): the partitions it names",
     )
+    _flag(parser, dests, "--masked-copies", **MASKED_COPIES_FLAG)
     _flag(
         parser,
         dests,
@@ -164,6 +172,7 @@ def run_verify(args: argparse.Namespace) -> int:
                 until=until,
                 progress=progress,
                 timeout=float(timeout),
+                masked_copies=bool(_value(args, "--masked-copies")),
             )
     except CommandError as error:
         print(f"tidelog mirror --verify: {error}", file=sys.stderr)
@@ -178,6 +187,11 @@ def run_verify(args: argparse.Namespace) -> int:
 def _print_report(report: MirrorReport, *, as_json: bool) -> None:
     rows: list[dict[str, Any]] = [mismatch.to_json() for mismatch in report.topics]
     rows += [verdict.to_json() for verdict in report.partitions]
+    status = "masked-copies" if report.masked_copies else "masked"
+    rows += [
+        {"topic": topic, "status": status, "detail": line}
+        for topic, line in zip(report.masked, report.masked_lines(), strict=True)
+    ]
     if as_json:
         emit(rows, (), as_json=True)
         return
@@ -196,7 +210,7 @@ def _print_report(report: MirrorReport, *, as_json: bool) -> None:
                 f"{verdict.source_records} records on the source, "
                 f"{verdict.target_records} on the target"
             )
-    _print_lines(lines)
+    _print_lines(lines + report.masked_lines())
 
 
 def _print_lines(lines: list[str]) -> None:

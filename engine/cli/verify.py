@@ -160,6 +160,7 @@ def _print_verdict(found: PartitionVerdict) -> bool:
         for algorithm, count in sorted(verdict.algorithms.items())
     )
     print(f"{name}: links made with {made_with}")
+    print(found.stamped_statement())
     for failure in found.anchor_failures():
         print(failure)
     return found.ok

@@ -38,6 +38,22 @@ class PartitionsRefused(TopicMismatch):
     to go until an operator grows it or allows the mirror to."""
 
 
+class MaskedSource(MirrorError):
+    """The source masks topics for the mirror's principal: copying them
+    would copy masks, not data, unless masked copies are meant."""
+
+    code = KafkaCode.TOPIC_AUTHORIZATION_FAILED
+
+    def __init__(self, topics: list[str]) -> None:
+        super().__init__(
+            f"the source masks topic(s) {', '.join(topics)} for the mirror's principal: a copy "
+            "would hold masked values, not the data. Mirror with a principal that may unmask "
+            "them (tidelog unmask grant TOPIC PRINCIPAL), or pass --masked-copies "
+            "(masked_copies = true) if masked copies are meant"
+        )
+        self.topics = topics
+
+
 class DeliveryRefused(MirrorError):
     """The target refused a record for good (too large, not authorized,
     policy): resending would be refused again."""

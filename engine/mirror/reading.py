@@ -20,6 +20,7 @@ from typing import Any
 
 from engine.clock import monotonic
 from engine.errors import EngineError
+from engine.mirror.masked import masked_topics
 from engine.protocol.kafka_code import KafkaCode
 
 READ_COMMITTED = "read_committed"
@@ -142,6 +143,16 @@ class ClusterReader:
             if matcher is None or matcher.fullmatch(name):
                 found[name] = len(topic.partitions)
         return dict(sorted(found.items()))
+
+    def masked_topics(self, names: list[str]) -> list[str]:
+        """The topics among ``names`` the cluster masks for this reader's
+        principal (engine/mirror/masked.py); none on a cluster without a
+        controller to describe configs (librdkafka's mock cluster)."""
+        admin = self._kafka.admin.AdminClient({"log_level": 3, **self.cluster.client_config()})
+        metadata = self._call(lambda: admin.list_topics(timeout=self.timeout))
+        if metadata.controller_id not in metadata.brokers:
+            return []
+        return masked_topics(self._kafka, admin, names, self.timeout)
 
     def partition_count(self, topic: str) -> int | None:
         """The topic's partition count; None if the cluster has no such topic."""

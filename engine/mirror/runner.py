@@ -24,7 +24,7 @@ from typing import Any
 from engine import clock
 from engine.mirror import checkpoints, topics
 from engine.mirror.checkpoints import Mirrored
-from engine.mirror.errors import ClusterUnavailable
+from engine.mirror.errors import ClusterUnavailable, MaskedSource
 from engine.mirror.kafka import (
     REQUEST_TIMEOUT_S,
     broker_error,
@@ -244,6 +244,11 @@ class _Session:
         if not unseen:
             return
         new = topics.with_configs(self.kafka, self.source_admin, unseen)
+        masked = [t.name for t in new if t.masked]
+        if masked and not self.settings.masked_copies:
+            raise MaskedSource(masked)
+        for name in masked:
+            log.warning("%s: copying it masked, as the source serves it (masked copies)", name)
         grown = topics.ensure_target_topics(self.kafka, self.target_admin, new, self.target_topics)
         for name in grown:
             # Every client of the session learns of the new partitions now,

@@ -37,6 +37,9 @@ class MirrorSettings:
     """librdkafka properties of the target's clients."""
     checkpoint_interval_s: float = DEFAULT_CHECKPOINT_INTERVAL_S
     topic_refresh_s: float = DEFAULT_TOPIC_REFRESH_S
+    masked_copies: bool = False
+    """Whether topics the source masks for the mirror's principal are
+    copied as masked (engine/mirror/masked.py): off, they are refused."""
 
     def __post_init__(self) -> None:
         for name in ("topics", "groups"):
@@ -72,6 +75,7 @@ def parse_properties(items: list[str], flag: str) -> dict[str, str]:
 
 
 SECTION_KEYS = {
+    "masked_copies",
     "to",
     "topics",
     "groups",
@@ -104,6 +108,9 @@ def settings_from_table(table: dict[str, Any], source: str) -> MirrorSettings:
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise MirrorSettingsError(f"{key} must be a number of seconds")
             numbers[key] = float(value)
+    masked_copies = table.get("masked_copies", False)
+    if not isinstance(masked_copies, bool):
+        raise MirrorSettingsError("masked_copies must be true or false")
     for key in ("topics", "groups"):
         if key in table and not isinstance(table[key], str):
             raise MirrorSettingsError(f"{key} must be a regular expression (a string)")
@@ -114,5 +121,6 @@ def settings_from_table(table: dict[str, Any], source: str) -> MirrorSettings:
         groups=table.get("groups", ".*"),
         source_config=properties["from_config"],
         target_config=properties["to_config"],
+        masked_copies=masked_copies,
         **numbers,
     )

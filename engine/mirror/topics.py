@@ -28,6 +28,7 @@ from typing import Any
 
 from engine.mirror.errors import ClusterUnavailable, MirrorError, PartitionsRefused, TopicMismatch
 from engine.mirror.kafka import REQUEST_TIMEOUT_S, broker_error
+from engine.mirror.masked import masked_in
 from engine.mirror.offset_sync import OFFSET_SYNCS_TOPIC
 from engine.mirror.settings import MirrorSettings
 
@@ -57,6 +58,9 @@ class SourceTopic:
     name: str
     partitions: int
     configs: dict[str, str]
+    masked: bool = False
+    """Whether the source masks the topic for the mirror's principal
+    (engine/mirror/masked.py): then its copy would hold masks."""
 
 
 def source_topics(kafka: Any, admin: Any, settings: MirrorSettings) -> dict[str, int]:
@@ -73,29 +77,33 @@ def source_topics(kafka: Any, admin: Any, settings: MirrorSettings) -> dict[str,
 
 
 def with_configs(kafka: Any, admin: Any, found: dict[str, int]) -> list[SourceTopic]:
-    """The topics with their own settings among COPIED_CONFIGS; none for a
-    cluster that does not describe configs (one without a controller, as
-    librdkafka's mock cluster)."""
+    """The topics with their own settings among COPIED_CONFIGS, and whether
+    the source masks each for the mirror's principal; none for a cluster
+    that does not describe configs (one without a controller, as
+    librdkafka's mock cluster). A topic whose configs the source refuses
+    to describe is taken as masked: it cannot be shown not to be."""
     configs: dict[str, dict[str, str]] = {}
+    masked: set[str] = set()
     names = sorted(found)
     metadata = admin.list_topics(timeout=REQUEST_TIMEOUT_S)
     if names and metadata.controller_id in metadata.brokers:
         resources = [kafka.admin.ConfigResource("topic", name) for name in names]
-        try:
-            for resource, future in admin.describe_configs(
-                resources, request_timeout=REQUEST_TIMEOUT_S
-            ).items():
+        described = admin.describe_configs(resources, request_timeout=REQUEST_TIMEOUT_S)
+        for resource, future in described.items():
+            try:
                 entries = future.result(REQUEST_TIMEOUT_S)
-                configs[resource.name] = {
-                    name: entry.value
-                    for name, entry in entries.items()
-                    if name in COPIED_CONFIGS
-                    and entry.source == _TOPIC_SET
-                    and entry.value is not None
-                }
-        except (kafka.KafkaException, TimeoutError) as error:
-            log.warning("the source did not describe topic configs (%s): none copied", error)
-    return [SourceTopic(name, found[name], configs.get(name, {})) for name in names]
+            except (kafka.KafkaException, TimeoutError) as error:
+                log.warning("the source did not describe %s's configs (%s)", resource.name, error)
+                masked.add(resource.name)
+                continue
+            configs[resource.name] = {
+                name: entry.value
+                for name, entry in entries.items()
+                if name in COPIED_CONFIGS and entry.source == _TOPIC_SET and entry.value is not None
+            }
+            if masked_in(entries):
+                masked.add(resource.name)
+    return [SourceTopic(name, found[name], configs.get(name, {}), name in masked) for name in names]
 
 
 def ensure_target_topics(

@@ -161,10 +161,34 @@ class TopicMismatch:
 class MirrorReport:
     topics: tuple[TopicMismatch, ...]
     partitions: tuple[PartitionVerdict, ...]
+    masked: tuple[str, ...] = ()
+    """Topics the source masks for the verifying principal: both sides were
+    compared as masked values, which cannot show the data was copied."""
+    masked_copies: bool = False
+    """Whether masked copies are meant: masked topics then do not fail."""
 
     @property
     def same(self) -> bool:
-        return not self.topics and all(p.same for p in self.partitions)
+        return (
+            not self.topics
+            and all(p.same for p in self.partitions)
+            and (self.masked_copies or not self.masked)
+        )
+
+    def masked_lines(self) -> list[str]:
+        """What a comparison of masked topics showed, one line a topic."""
+        if self.masked_copies:
+            return [
+                f"{topic}: MASKED COPIES: the source masks it for this principal; the "
+                "comparison is of masked values, as meant (--masked-copies)"
+                for topic in self.masked
+            ]
+        return [
+            f"{topic}: MASKED: the source masks it for this principal, so the comparison is "
+            "of masked values and cannot show the data was copied; verify with a principal "
+            "that may unmask it, or pass --masked-copies if masked copies are meant"
+            for topic in self.masked
+        ]
 
 
 class Progress(Protocol):
@@ -264,10 +288,13 @@ def verify_mirror(
     until: OffsetVector | None = None,
     progress: Progress | None = None,
     timeout: float = DEFAULT_TIMEOUT_S,
+    masked_copies: bool = False,
 ) -> MirrorReport:
     """Compares every partition of the source topics whose whole name
     matches ``topics`` (all but internal ones when None) with the target.
-    With ``since``/``until``, only the partitions they name, within them."""
+    With ``since``/``until``, only the partitions they name, within them.
+    Topics the source masks for the verifying principal are named in the
+    report, and fail it unless ``masked_copies`` says they are meant."""
     with (
         ClusterReader(source, timeout=timeout) as source_reader,
         ClusterReader(target, timeout=timeout) as target_reader,
@@ -297,7 +324,8 @@ def verify_mirror(
             )
             for tp, start, end in plans
         ]
-    return MirrorReport(tuple(mismatches), tuple(verdicts))
+        masked = source_reader.masked_topics(list(counts))
+    return MirrorReport(tuple(mismatches), tuple(verdicts), tuple(masked), masked_copies)
 
 
 def _plan(

@@ -17,6 +17,7 @@ from engine.authorization import (
     AllowAll,
     ResourceType,
 )
+from engine.governance_gate import Actor, may_govern
 from engine.protocol.kafka_code import KafkaCode
 from engine.server.context import RequestContext
 
@@ -66,6 +67,17 @@ def may_create_topic(context: RequestContext, name: str) -> bool:
     return allowed_on_cluster(context, AclOperation.CREATE) or allowed(
         context, AclOperation.CREATE, TOPIC, name
     )
+
+
+def actor(context: RequestContext) -> Actor:
+    """The request's principal as a topic change records it, with whether
+    it may change governance configs (engine/governance_gate.py)."""
+    identity = context.identity
+    authorizer = context.server.authorizer
+    governs = type(authorizer) is AllowAll or may_govern(
+        authorizer, identity.principal, identity.host
+    )
+    return Actor(identity.principal, identity.listener, governs)
 
 
 def may_write_transaction(context: RequestContext, transactional_id: str) -> bool:

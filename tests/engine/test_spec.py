@@ -89,6 +89,16 @@ def _row(cell: str) -> list[str]:
     return _names(_first_array(_first_array(cell)[1:]))
 
 
+CHANGE = [row["field"].strip("`") for row in docspec.table(DOC, "field", "type", "meaning")]
+"""A governance change's fields, in the order of its array."""
+
+
+def doc_change(**fields: Any) -> list[Any]:
+    """A governance change as the document's table orders its fields."""
+    assert sorted(fields) == sorted(CHANGE)
+    return [fields[name] for name in CHANGE]
+
+
 PRODUCER = _row(CHECKPOINT["producers"])
 PRODUCER_BATCH = _row(PRODUCER[3])
 TI_KEYS = re.findall(r'"(\w+)":', CHECKPOINT["ti"])
@@ -111,7 +121,12 @@ def test_the_document_names_what_the_tests_build_from() -> None:
         "schemas",
         "subject_versions",
         "schema_configs",
+        "governance",
     ]
+    assert CHANGE == [
+        "at_ms", "action", "topic", "topic_id", "principal", "listener", "before", "after",
+        "offsets",
+    ]  # fmt: skip
     assert ACL == [
         "resource_type", "resource_name", "pattern_type", "principal", "host", "operation",
         "permission",
@@ -143,10 +158,14 @@ def test_the_numbers_in_the_text_are_the_engines() -> None:
 
 def doc_record(record: str, table: dict[str, list[str]], **arguments: Any) -> bytes:
     """A record as its table shapes it: its name, then its arguments in the
-    table's order (named as the table names them)."""
-    assert sorted(arguments) == sorted(_key_of(a) for a in table[record]), record
+    table's order (named as the table names them); an optional one (``?``)
+    only when given."""
+    fields = [a.removesuffix("?") for a in table[record]]
+    optional = {a.removesuffix("?") for a in table[record] if a.endswith("?")}
+    fields = [a for a in fields if a not in optional or _key_of(a) in arguments]
+    assert sorted(arguments) == sorted(_key_of(a) for a in fields), record
     packed: bytes = msgpack.packb(
-        [record, *(arguments[_key_of(a)] for a in table[record])], use_bin_type=True
+        [record, *(arguments[_key_of(a)] for a in fields)], use_bin_type=True
     )
     return packed
 
@@ -215,6 +234,13 @@ def test_the_engine_reads_a_catalog_built_from_the_document(tmp_path: Path) -> N
             doc_record("add_partitions_many", CATALOG_RECORDS, pairs=[["two", [[s[12], s[13]]]]]),
             doc_record("alter_configs", CATALOG_RECORDS, name="one",
                        configs={"retention.ms": "1000", "cleanup.policy": None}),
+            doc_record("alter_configs", CATALOG_RECORDS, name="two",
+                       configs={"tidelog.provenance": "stamp"}, changes=[doc_change(
+                           at_ms=20, action="alter", topic="two", topic_id=TOPIC_IDS[1],
+                           principal="User:gov", listener="SASL_SSL",
+                           before={"tidelog.provenance": "none"},
+                           after={"tidelog.provenance": "stamp"}, offsets=[4],
+                       )]),
             doc_record("masking_key", CATALOG_RECORDS, name="three", key=b"3" * 32),
             doc_record("delete_topic", CATALOG_RECORDS, name="three"),
             doc_record("delete_topics", CATALOG_RECORDS, names=["four", "five"]),
@@ -263,6 +289,10 @@ def test_the_engine_reads_a_catalog_built_from_the_document(tmp_path: Path) -> N
         assert e.topic_id("one") == TOPIC_IDS[0]
         # cleanup.policy's override was removed, retention.ms's set
         assert e.topic_config("one").overrides == {"retention.ms": "1000"}
+        (change,) = e.governance_history("two")
+        assert (change.principal, change.listener, change.at_ms) == ("User:gov", "SASL_SSL", 20)
+        assert e.stamped_ranges("two", 0) == [(4, None)]
+        assert e.stamped_ranges("two", 1) == [(0, None)]  # a partition added after the change
         assert e.init_producer_id()[0] >= 2000  # never one of a reserved block
         assert e.catalog.state.internal["example"] == s[14]
         assert e.credentials.mechanisms("alice") == {"SCRAM-SHA-256": ALICE}
@@ -302,6 +332,11 @@ def test_the_engine_reads_a_catalog_that_starts_with_a_snapshot(tmp_path: Path) 
             "schema_configs": [
                 [None, {"compatibility": "NONE"}], ["pay-value", {"mode": "IMPORT"}]
             ],
+            "governance": [doc_change(
+                at_ms=1, action="create", topic="kept", topic_id=TOPIC_IDS[5],
+                principal="User:ops", listener="embedded", before={},
+                after={"tidelog.provenance": "stamp"}, offsets=[0],
+            )],
         }  # fmt: skip
         assert list(body) == SNAPSHOT_KEYS
         _append_all(store, catalog, [doc_record("snapshot", CATALOG_RECORDS, body=body)])
@@ -317,6 +352,7 @@ def test_the_engine_reads_a_catalog_that_starts_with_a_snapshot(tmp_path: Path) 
         assert e.credentials.get("bob", "SCRAM-SHA-512") == ALICE
         assert e.client_quotas.entities() == {(("user", None),): {"consumer_byte_rate": 4096.0}}
         assert e.catalog.state.masking_keys == {"kept": b"m" * 32}
+        assert e.stamped_ranges("kept", 0) == [(0, None)]
         assert e.schemas.version("pay-value", "latest").version == 3
         assert e.schemas.versions("pay-value", deleted=True) == [3, 4]
         assert e.schemas.by_id(7) == RegisteredSchema(7, "AVRO", AVRO_TEXT)
@@ -375,11 +411,17 @@ class DocCatalog:
         self.schemas: dict[int, list[Any]] = {}
         self.subject_versions: dict[tuple[str, int], list[Any]] = {}
         self.schema_configs: dict[str | None, dict[str, str]] = {}
+        self.governance: list[dict[str, Any]] = []
 
     def apply(self, record: list[Any]) -> None:
         name, args = record[0], record[1:]
-        assert len(args) == len(CATALOG_RECORDS[name]), record
-        named = {_key_of(a): v for a, v in zip(CATALOG_RECORDS[name], args, strict=True)}
+        fields = [a.removesuffix("?") for a in CATALOG_RECORDS[name]]
+        required = [a for a in CATALOG_RECORDS[name] if not a.endswith("?")]
+        assert len(required) <= len(args) <= len(fields), record
+        named = {_key_of(a): v for a, v in zip(fields, args, strict=False)}
+        for change in named.get("changes", []):
+            assert len(change) == len(CHANGE) and isinstance(change[3], bytes), change
+            self.governance.append(dict(zip(CHANGE, change, strict=True)))
         if name == "create_topic":
             self._add(named["topic"])
         elif name == "create_topics":
@@ -484,6 +526,10 @@ class DocCatalog:
             }
             self.acls = [dict(zip(ACL, raw, strict=True)) for raw in named["body"].get("acls", [])]
             self.masking_keys = dict(named["body"].get("masking_keys", {}))
+            self.governance = [
+                dict(zip(CHANGE, change, strict=True))
+                for change in named["body"].get("governance", [])
+            ]
             self.topics = {}
             for topic in named["body"]["topics"]:
                 self._add(topic)
@@ -584,6 +630,12 @@ def test_what_the_engine_writes_parses_and_applies_by_the_document(tmp_path: Pat
         assert model.client_quotas == {app: {"producer_byte_rate": 1000.0}}
         assert model.masking_keys == masking_keys
         assert set(masking_keys) == {"a"}
+        assert [(c["action"], c["topic"]) for c in model.governance] == [
+            ("alter", "a"),
+            ("alter", "gone"),
+            ("delete", "gone"),
+        ]
+        assert model.governance[0]["after"]["tidelog.masking.rules"] == masked
         assert model.schemas[pay_id] == ["AVRO", AVRO_TEXT, []]
         assert model.subject_versions == {
             ("pay-value", 1): [pay_id, False], ("again-value", 1): [pay_id, False]

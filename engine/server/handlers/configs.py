@@ -18,9 +18,10 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from engine.broker_config import BROKER_CONFIG_DEFS, Synonym
 from engine.config import CONFIG_DEFS, ConfigEntry, ConfigSource, ConfigType, normalize
 from engine.errors import EngineError, InvalidConfig, error_code
+from engine.masking.rules import MASKING_APPLIES, MASKING_APPLIES_DOC
 from engine.protocol.apis import ApiKey
 from engine.protocol.kafka_code import KafkaCode
-from engine.server import authorize, broker_loggers
+from engine.server import authorize, broker_loggers, masked_fetch
 from engine.server.authorizer import AclOperation
 from engine.server.context import Body, RequestContext, Response, error_message, off_loop
 from engine.server.handlers.group_configs import GROUP, alter_group, describe_group
@@ -203,7 +204,27 @@ def _described_topic(
                 default = CONFIG_DEFS[entry.name].default
                 chain.append(Synonym(entry.name, default, ConfigSource.DEFAULT))
         described.append(_described(entry, chain, documentation))
+    if context.engine.masking(name) is not None:
+        described.append(_masking_applies(context, name, documentation))
     return described
+
+
+def _masking_applies(context: RequestContext, name: str, documentation: bool) -> dict[str, Any]:
+    """Whether the asking principal reads the masked topic masked: read
+    only, and the asker's own answer, so that a client copying the topic
+    (the mirror, engine/mirror/masked.py) can tell masks from data. Only
+    a topic with masking rules has it."""
+    applies = masked_fetch.masking_for(context, name) is not None
+    entry = ConfigEntry(
+        MASKING_APPLIES,
+        "true" if applies else "false",
+        ConfigSource.DEFAULT,
+        not applies,
+        read_only=True,
+        type=ConfigType.BOOLEAN,
+        documentation=MASKING_APPLIES_DOC,
+    )
+    return _described(entry, [], documentation)
 
 
 # -- the broker ----------------------------------------------------------------------
@@ -477,6 +498,7 @@ def _alter(
                 changes,
                 incremental=incremental,
                 validate_only=validate_only,
+                principal=authorize.actor(context),
             )
         elif resource.resource_type == BROKER:
             context.engine.broker_configs.alter(

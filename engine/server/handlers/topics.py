@@ -150,7 +150,11 @@ def _create_topics(
         wanted.append(NewTopic(topic.name, partitions, configs, topic.replication_factor))
     created: list[TopicDescription | EngineError]
     try:
-        created = list(context.engine.create_topics(wanted, validate_only=validate_only))
+        created = list(
+            context.engine.create_topics(
+                wanted, validate_only=validate_only, principal=authorize.actor(context)
+            )
+        )
     except EngineError as error:  # the store failed: none was created
         created = [error] * len(wanted)
     for new, outcome in zip(wanted, created, strict=True):
@@ -271,7 +275,7 @@ def _delete_topics(
             names.append(name)
     outcomes: list[EngineError | None]
     try:
-        outcomes = list(engine.delete_topics(names))
+        outcomes = list(engine.delete_topics(names, principal=authorize.actor(context)))
     except EngineError as error:
         outcomes = [error] * len(names)
     deleted = iter(outcomes)

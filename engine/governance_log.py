@@ -1,0 +1,104 @@
+"""The history of every topic's governance configs: each creation, change
+and deletion of a topic's masking, schema or provenance configs, who made
+it, when, and at which offset of each partition it took effect.
+
+Each entry travels in the same catalog record as the change it describes
+(docs/engine-format.md), so the history holds a change exactly when the
+change happened, and snapshots keep it: it is never trimmed. An auditor
+reads it with ``tidelog governance`` or ``Engine.governance_history``, and
+``tidelog verify`` from it the offsets where the broker stamped every
+record, the only ones where a ``tidelog.principal`` header is the broker's
+(docs/design/0047).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any, NamedTuple
+
+from engine.config import PROVENANCE
+
+CREATED, ALTERED, DELETED = "create", "alter", "delete"
+
+
+class GovernanceChange(NamedTuple):
+    at_ms: int
+    action: str
+    """create, alter or delete."""
+    topic: str
+    topic_id: bytes
+    principal: str
+    listener: str
+    """The listener the request came in on; ``embedded`` for the embedded API."""
+    before: dict[str, str]
+    """The governance configs as they held before (empty for a creation)."""
+    after: dict[str, str]
+    """As they hold after (empty for a deletion)."""
+    offsets: list[int]
+    """Per partition, the first offset stored under ``after``."""
+
+    def to_wire(self) -> list[Any]:
+        return [
+            self.at_ms,
+            self.action,
+            self.topic,
+            self.topic_id,
+            self.principal,
+            self.listener,
+            self.before,
+            self.after,
+            self.offsets,
+        ]
+
+    @classmethod
+    def from_wire(cls, raw: Sequence[Any]) -> GovernanceChange:
+        at_ms, action, topic, topic_id, principal, listener, before, after, offsets = raw
+        return cls(
+            at_ms,
+            action,
+            topic,
+            bytes(topic_id),
+            principal,
+            listener,
+            dict(before),
+            dict(after),
+            list(offsets),
+        )
+
+    def describe(self) -> str:
+        """One line for people: what changed, by whom, from which offsets."""
+        changed = sorted(set(self.before) | set(self.after))
+        values = ", ".join(
+            f"{name}: {self.before.get(name, '-')!r} -> {self.after.get(name, '-')!r}"
+            for name in changed
+            if self.before.get(name) != self.after.get(name)
+        )
+        return (
+            f"{self.at_ms} {self.action} {self.topic} by {self.principal} on {self.listener} "
+            f"at offsets {self.offsets}: {values or 'no governance config changed'}"
+        )
+
+
+def stamped_ranges(
+    history: Iterable[GovernanceChange], topic_id: bytes, partition: int
+) -> list[tuple[int, int | None]]:
+    """The offset ranges ``[start, end)`` (end None: still stamping) of a
+    partition where the broker stamped every record, from the history of
+    the topic with ``topic_id``. Outside them a stamp-named header is
+    whatever a client sent. A partition added after a change starts at 0."""
+    ranges: list[tuple[int, int | None]] = []
+    start: int | None = None
+    for change in history:
+        if change.topic_id != topic_id:
+            continue
+        offset = change.offsets[partition] if partition < len(change.offsets) else 0
+        stamping = change.after.get(PROVENANCE) == "stamp"
+        if stamping and start is None:
+            start = offset
+        elif not stamping and start is not None:
+            if offset > start:
+                ranges.append((start, offset))
+            start = None
+    if start is not None:
+        ranges.append((start, None))
+    return ranges

@@ -1,0 +1,45 @@
+"""Whether the source masks a topic for the principal reading it.
+
+A tidelog source answers DescribeConfigs of a topic with the read-only
+``tidelog.masking.applies`` entry, ``true`` when the asking principal reads
+the topic masked (docs/governance.md, "Masked replay"). A copy or a
+comparison made by such a principal holds masks, not the data: the mirror
+refuses those topics unless masked copies are meant, and ``--verify`` says
+which topics it compared masked. A Kafka cluster has no such entry (and no
+masking): nothing is masked there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+MASKING_APPLIES = "tidelog.masking.applies"
+"""engine/masking/rules.py's name, repeated: the mirror talks to any
+cluster through its client, never through the engine's modules."""
+
+
+def masked_in(described: Mapping[str, Any]) -> bool:
+    """Whether a topic's described configs (name -> entry with ``.value``)
+    say the asking principal reads it masked."""
+    entry = described.get(MASKING_APPLIES)
+    return entry is not None and entry.value == "true"
+
+
+def masked_topics(kafka: Any, admin: Any, names: list[str], timeout: float) -> list[str]:
+    """The topics among ``names`` the source masks for the admin's
+    principal; a topic whose configs cannot be described is taken as
+    masked (it cannot be shown not to be)."""
+    if not names:
+        return []
+    resources = [kafka.admin.ConfigResource("topic", name) for name in names]
+    masked = []
+    for resource, future in admin.describe_configs(resources, request_timeout=timeout).items():
+        try:
+            described = future.result(timeout)
+        except (kafka.KafkaException, TimeoutError):
+            masked.append(resource.name)
+            continue
+        if masked_in(described):
+            masked.append(resource.name)
+    return sorted(masked)

@@ -1,0 +1,109 @@
+"""Where a partition's stamp-named headers are the broker's: the governance
+history records the offset each provenance change took effect at, exactly,
+even when the change comes between a batch's stamping and its append; and
+the history survives a restart and the catalog's snapshots."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import TracebackType
+
+import engine
+import native
+from engine.catalog import SNAPSHOT_EVERY
+from engine.engine import Engine
+from engine.partition import Partition
+from engine.provenance import PRINCIPAL
+from native import RecordSpec
+from tests.engine.conftest import EngineFactory
+from tests.engine.test_verify import CONFIG, _verify_cli
+
+STAMP = {"tidelog.provenance": "stamp"}
+FORGED = (PRINCIPAL, b"User:forged")
+
+
+def forged_batch() -> bytes:
+    return native.encode_batch([RecordSpec(1, b"k", b"v", headers=(FORGED,))])
+
+
+def principals(e: engine.Engine, topic: str, offset: int) -> list[bytes]:
+    (fetched,) = [e.fetch(topic, 0, offset, 1 << 20)]
+    records = [r for b in fetched.records for r in native.decode_records(b, skip_control=True)]
+    record = next(r for r in records if r.offset == offset)
+    return [value for name, value in record.headers if name == PRINCIPAL]
+
+
+class _ChangeBeforeAppend:
+    """The partition's lock, which turns the topic's stamping on the first
+    time an append takes it: after the append decided not to stamp."""
+
+    def __init__(self, e: engine.Engine, partition: Partition) -> None:
+        self.engine, self.lock, self.done = e, partition.lock, False
+
+    def __enter__(self) -> bool:
+        if not self.done:
+            self.done = True
+            self.engine.alter_configs("t", STAMP)
+        return self.lock.__enter__()
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.lock.__exit__(kind, value, tb)
+
+
+def test_a_stamping_turned_on_during_an_append_stamps_that_append(
+    engine_factory: EngineFactory,
+) -> None:
+    e = engine_factory()
+    e.create_topic("t", 1)
+    e.produce("t", 0, forged_batch())
+    partition = e.partition("t", 0)
+    racing = _ChangeBeforeAppend(e, partition)
+    partition.lock = racing  # type: ignore[assignment]
+    result = e.produce("t", 0, forged_batch())
+    partition.lock = racing.lock
+    assert racing.done and result.base_offset == 1
+    assert e.stamped_ranges("t", 0) == [(1, None)]
+    assert principals(e, "t", 0) == [b"User:forged"]  # outside the range: the client's
+    assert principals(e, "t", 1) == [b"User:ANONYMOUS"]  # inside: the broker's only
+
+
+def test_ranges_follow_each_change_and_survive_a_restart_and_snapshots(
+    engine_factory: EngineFactory,
+) -> None:
+    e = engine_factory()
+    e.create_topic("t", 1, STAMP)
+    e.produce("t", 0, forged_batch())
+    e.alter_configs("t", {"tidelog.provenance": "none"})
+    e.produce("t", 0, forged_batch())
+    e.alter_configs("t", STAMP)
+    assert e.stamped_ranges("t", 0) == [(0, 1), (2, None)]
+    for _ in range(SNAPSHOT_EVERY + 1):  # snapshots and trims the catalog's records
+        e.alter_configs("t", {"retention.ms": 1000})
+    e.close()
+    reopened = engine_factory()
+    assert reopened.stamped_ranges("t", 0) == [(0, 1), (2, None)]
+    history = reopened.governance_history("t")
+    assert [c.action for c in history] == ["create", "alter", "alter"]
+
+
+def test_verify_says_where_the_stamps_are_the_brokers(tmp_path: Path) -> None:
+    data_dir = tmp_path / "node"
+    with Engine.open(data_dir, None, CONFIG) as e:
+        e.create_topic("t", 1)
+        e.produce("t", 0, forged_batch())
+        e.alter_configs("t", STAMP)
+        e.produce("t", 0, forged_batch())
+        assert e.flush(30)
+        (verdict,) = e.verify("t").partitions
+        assert verdict.stamped == ((1, None),)
+    shown = _verify_cli(data_dir, "file://" + str(data_dir / "objects"), "t")
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    assert (
+        "t:0: stamped by the broker in offsets [1, end); "
+        "elsewhere stamp-named headers are the writer's own"
+    ) in shown.stdout
