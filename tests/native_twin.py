@@ -44,6 +44,8 @@ PURE_PASS: tuple[str, ...] = (
     "tests/memory/test_forks.py",
     "tests/memory/test_fork_model.py",
     "tests/engine/test_provenance.py",
+    # Stamped ranges: which records the broker stamped, C and pure alike.
+    "tests/engine/test_stamped_ranges.py",
     "tests/engine/test_record_validation.py",
     # send_many encodes its batches with native/'s encode_records.
     "tests/engine/test_send_many.py",

@@ -96,8 +96,9 @@ def test_an_id_is_handed_out_only_once_the_block_covering_it_is_durable() -> Non
             for append in list(store.appends):
                 if not append.done():
                     append.set_result(1)
-            if not any(thread.is_alive() for thread in threads):
+            alive = [thread for thread in threads if thread.is_alive()]
+            if not alive:
                 break
-            threads[0].join(0.01)
-    assert sorted(ids.values()) == [0, 1]
+            alive[0].join(0.01)
+    assert sorted(ids.values()) == [0, 1], ids
     assert state.producer_ids_end >= PRODUCER_ID_BLOCK
