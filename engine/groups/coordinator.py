@@ -379,15 +379,19 @@ class GroupCoordinator:
             with self._locked():
                 self._offsets.settled(expected)
 
-    def complete_transaction(self, producer_id: int, committed: bool) -> Future[None]:
+    def complete_transaction(
+        self, producer_id: int, committed: bool, producer_epoch: int | None = None
+    ) -> Future[None]:
         """Makes the producer's pending offsets (of every group) committed,
         or drops them, durably. A pending offset older than the partition's
-        committed one (committed later outside the transaction) is dropped.
-        Idempotent: nothing pending is nothing to do."""
+        committed one (committed later outside the transaction) is dropped,
+        and so is one committed at another epoch than ``producer_epoch``
+        (the transaction's, when given). Idempotent: nothing pending is
+        nothing to do."""
         with self._locked():
             if self._run.closed:
                 return failed(NotCoordinator("the group coordinator is closed"))
-            return self._offsets.complete_transaction(producer_id, committed)
+            return self._offsets.complete_transaction(producer_id, committed, producer_epoch)
 
     def pending_producers(self) -> set[int]:
         """The producer ids with offsets pending in a transaction."""

@@ -236,14 +236,18 @@ class OffsetManager:
         if stale:
             self._host.write({}, stale)
 
-    def complete_transaction(self, producer_id: int, committed: bool) -> Future[None]:
+    def complete_transaction(
+        self, producer_id: int, committed: bool, producer_epoch: int | None = None
+    ) -> Future[None]:
         """Makes the producer's pending offsets (of every group) committed,
         or drops them, durably. A pending offset older than the partition's
         committed one (committed later outside the transaction) is dropped.
         Idempotent: nothing pending is nothing to do. The future fails with
         NotCoordinator if the records could not be written. Commits of the
         producer still being written belonged to this transaction (a next
-        one cannot have begun): they are void."""
+        one cannot have begun): they are void. With ``producer_epoch`` (the
+        transaction's), a commit completes only the offsets committed at
+        that epoch and drops the others (see below)."""
         for write in self._transactional_writes.pop(producer_id, []):
             write.void = True
         pending = self.store.pending_of(producer_id)
@@ -252,10 +256,17 @@ class OffsetManager:
         txn_keys = [txn_key(producer_id, k.group_id, k.tp) for k in pending]
         # Only offsets newer than the partition's last commit, in the
         # order commits are written, become the committed ones.
+        # A transaction's TxnOffsetCommits all carry its epoch (the check
+        # holds them to it). One at an older epoch is a void write of an
+        # earlier transaction whose deletion a stop cut short while this
+        # one was open: Kafka's log orders such a write before the earlier
+        # transaction's marker; the two state logs here order nothing
+        # between them, so the epoch tells it apart (docs/design/0048).
         newer = {
             key: value.offset
             for key, value in pending.items()
             if committed
+            and producer_epoch in (None, value.producer_epoch)
             and value.offset.sequence > self.store.latest(key)
             and self._host.group(key.group_id) is not None
         }

@@ -921,3 +921,36 @@ def test_a_transaction_timing_out_between_an_offset_commits_check_and_its_write_
         first: None,
         second: 5,
     }
+
+
+def test_a_transactions_commit_completes_only_the_offsets_committed_at_its_epoch(
+    engine_factory: EngineFactory,
+) -> None:
+    """A void TxnOffsetCommit's record (its transaction timed out while it
+    was written) left by a stop before its deletion, while the producer's
+    next transaction (same producer id, a later epoch) was already open:
+    that transaction's commit completes its own offsets only."""
+    e = engine_factory()
+    e.create_topic("in", 2)
+    first, second = TopicPartition("in", 0), TopicPartition("in", 1)
+    producer_id, epoch = e.transactions.init_producer_id("pipeline", 60_000).result(TIMEOUT)
+    void = e.groups.commit_transactional_offsets(
+        "readers", producer_id, epoch, "", -1, None, {first: OffsetAndMetadata(7)}
+    )
+    assert void.result(TIMEOUT) == {first: 0}
+    next_id, next_epoch = e.transactions.init_producer_id("pipeline", 60_000).result(TIMEOUT)
+    assert (next_id, next_epoch) == (producer_id, epoch + 1)
+    e.transactions.add_offsets("pipeline", producer_id, next_epoch, "readers").result(TIMEOUT)
+    e.close()
+    e = engine_factory()
+    assert e.transactions.describe("pipeline").state is TxnState.ONGOING
+    commit = e.groups.commit_transactional_offsets(
+        "readers", producer_id, next_epoch, "", -1, None, {second: OffsetAndMetadata(5)}
+    )
+    assert commit.result(TIMEOUT) == {second: 0}
+    e.transactions.end_transaction("pipeline", producer_id, next_epoch, True).result(TIMEOUT)
+    found = e.groups.fetch_offsets("readers", [first, second])
+    assert {tp: om.offset if om else None for tp, (om, _) in found.items()} == {
+        first: None,
+        second: 5,
+    }
