@@ -98,6 +98,7 @@ def test_an_id_is_handed_out_only_once_the_block_covering_it_is_durable() -> Non
                     append.set_result(1)
             if not any(thread.is_alive() for thread in threads):
                 break
-            threads[0].join(0.01)
+            for thread in threads:  # waits on whichever is still running
+                thread.join(0.01)
     assert sorted(ids.values()) == [0, 1]
     assert state.producer_ids_end >= PRODUCER_ID_BLOCK
