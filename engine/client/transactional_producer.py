@@ -127,9 +127,6 @@ class TransactionalProducer(Producer):
                 timeout,
             )
             self._offsets_added.add(group_id)
-        self._coordinator.check_offset_commit(
-            self.transactional_id, self.producer_id, self.producer_epoch, group_id
-        )
         wanted = {
             TopicPartition(*tp): value
             if isinstance(value, OffsetAndMetadata)
@@ -137,7 +134,16 @@ class TransactionalProducer(Producer):
             for tp, value in offsets.items()
         }
         results: dict[TopicPartition, KafkaCode] = groups.commit_transactional_offsets(
-            group_id, self.producer_id, self.producer_epoch, "", -1, None, wanted
+            group_id,
+            self.producer_id,
+            self.producer_epoch,
+            "",
+            -1,
+            None,
+            wanted,
+            check=lambda: self._coordinator.check_offset_commit(
+                self.transactional_id, self.producer_id, self.producer_epoch, group_id
+            ),
         ).result(timeout)
         failed = {tp: code for tp, code in results.items() if code != KafkaCode.NONE}
         if failed:

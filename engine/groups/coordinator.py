@@ -344,30 +344,54 @@ class GroupCoordinator:
         generation_id: int,
         group_instance_id: str | None,
         offsets: Mapping[TopicPartition, OffsetAndMetadata],
+        check: Callable[[], None] | None = None,
     ) -> Future[dict[TopicPartition, KafkaCode]]:
         """TxnOffsetCommit: stores the offsets durably as pending for the
         producer's transaction; they are invisible to fetch_offsets (and
         make require_stable fetches answer KafkaCode.UNSTABLE_OFFSET_COMMIT) until
         complete_transaction. Member and generation are checked as for a
-        commit when given (KIP-447); generation -1 and no member skip it."""
+        commit when given (KIP-447); generation -1 and no member skip it.
+
+        ``check`` is the transaction coordinator's (it raises if the
+        transaction is not open). It runs outside this coordinator's lock,
+        once the commit is registered: a transaction that completes after
+        the check passed, before the write began, voids the commit
+        (INVALID_TXN_STATE) rather than leaving its offsets pending for the
+        producer's next transaction (docs/design/0048)."""
         if not group_id:
             raise InvalidGroupId(group_id)
         with self._locked():
-            if self._run.closed:
-                return done({tp: KafkaCode.NOT_COORDINATOR for tp in offsets})
-            error = self._member_error(group_id, generation_id, member_id, group_instance_id, True)
-            transaction = Transaction(producer_id, producer_epoch)
-            return self._offsets.commit(group_id, offsets, error, transaction)
+            expected = self._offsets.expect_transactional_commit(producer_id)
+        try:
+            if check is not None:
+                check()
+            with self._locked():
+                if self._run.closed:
+                    return done({tp: KafkaCode.NOT_COORDINATOR for tp in offsets})
+                error = self._member_error(
+                    group_id, generation_id, member_id, group_instance_id, True
+                )
+                transaction = Transaction(producer_id, producer_epoch)
+                return self._offsets.commit(
+                    group_id, offsets, error, transaction, expected=expected
+                )
+        finally:
+            with self._locked():
+                self._offsets.settled(expected)
 
-    def complete_transaction(self, producer_id: int, committed: bool) -> Future[None]:
+    def complete_transaction(
+        self, producer_id: int, committed: bool, producer_epoch: int | None = None
+    ) -> Future[None]:
         """Makes the producer's pending offsets (of every group) committed,
         or drops them, durably. A pending offset older than the partition's
-        committed one (committed later outside the transaction) is dropped.
-        Idempotent: nothing pending is nothing to do."""
+        committed one (committed later outside the transaction) is dropped,
+        and so is one committed at another epoch than ``producer_epoch``
+        (the transaction's, when given). Idempotent: nothing pending is
+        nothing to do."""
         with self._locked():
             if self._run.closed:
                 return failed(NotCoordinator("the group coordinator is closed"))
-            return self._offsets.complete_transaction(producer_id, committed)
+            return self._offsets.complete_transaction(producer_id, committed, producer_epoch)
 
     def pending_producers(self) -> set[int]:
         """The producer ids with offsets pending in a transaction."""

@@ -68,11 +68,13 @@ class Transaction(NamedTuple):
     producer_epoch: int
 
 
-class _TransactionalWrite:
-    """A TxnOffsetCommit whose write is not durable yet. Its transaction
-    may end meanwhile (a timeout abort, say): the write is then void, and
-    its offsets must not become pending, or the producer's next
-    transaction would complete them as its own."""
+class TransactionalWrite:
+    """A TxnOffsetCommit whose write is not durable yet, or not even begun:
+    it is registered before the transaction coordinator checks it
+    (``expect_transactional_commit``). Its transaction may end meanwhile (a
+    timeout abort, say): the write is then void, and its offsets must not
+    become pending, or the producer's next transaction would complete them
+    as its own."""
 
     __slots__ = ("keys", "producer_id", "void")
 
@@ -96,7 +98,7 @@ class OffsetManager:
         self._config = config
         self._partition_count = partition_count
         self.store = OffsetStore()
-        self._transactional_writes: dict[int, list[_TransactionalWrite]] = {}
+        self._transactional_writes: dict[int, list[TransactionalWrite]] = {}
         """Each producer's TxnOffsetCommits being written (none kept once durable)."""
 
     def load(self, state: StoredState) -> list[Hashable]:
@@ -129,13 +131,18 @@ class OffsetManager:
         member_error: KafkaCode,
         transaction: Transaction | None = None,
         retention_ms: int = -1,
+        expected: TransactionalWrite | None = None,
     ) -> Future[dict[TopicPartition, KafkaCode]]:
         """OffsetCommit, or TxnOffsetCommit in ``transaction``: an error code
         per partition (``member_error`` for every partition if the member
         check refused the commit) once the offsets are durable. A plain
         commit then becomes the committed offset; a transaction's is
         pending until complete_transaction. ``retention_ms`` >= 0
-        (OffsetCommit v2-4) expires the offsets that long after the commit."""
+        (OffsetCommit v2-4) expires the offsets that long after the commit.
+        ``expected`` is the TxnOffsetCommit's registration from before its
+        check: void if the transaction ended since (INVALID_TXN_STATE)."""
+        if expected is not None and expected.void and member_error == KafkaCode.NONE:
+            member_error = KafkaCode.INVALID_TXN_STATE
         now = self._host.now_ms()
         expire = now + retention_ms if retention_ms >= 0 and transaction is None else -1
         results, accepted = self._check_offsets(offsets, member_error)
@@ -171,7 +178,7 @@ class OffsetManager:
 
         def written(error: KafkaCode) -> None:
             self.store.written(values)
-            if in_flight is not None and self._settled(in_flight) and error == KafkaCode.NONE:
+            if in_flight is not None and self.settled(in_flight) and error == KafkaCode.NONE:
                 # Its transaction ended while this was written: as if
                 # Kafka's verification (KIP-890) had refused it.
                 error = KafkaCode.INVALID_TXN_STATE
@@ -190,17 +197,27 @@ class OffsetManager:
         self._host.write(puts, [], written)
         return future
 
+    def expect_transactional_commit(self, producer_id: int) -> TransactionalWrite:
+        """Registers a TxnOffsetCommit of the producer before the transaction
+        coordinator checks it: a transaction completing between that check
+        and the write voids it (commit(expected=)). ``settled`` forgets it."""
+        return self._register(producer_id, frozenset())
+
     def _track(
         self, transaction: Transaction | None, keys: Iterable[OffsetKey]
-    ) -> _TransactionalWrite | None:
+    ) -> TransactionalWrite | None:
         if transaction is None:
             return None
-        write = _TransactionalWrite(transaction.producer_id, frozenset(keys))
-        self._transactional_writes.setdefault(transaction.producer_id, []).append(write)
+        return self._register(transaction.producer_id, frozenset(keys))
+
+    def _register(self, producer_id: int, keys: frozenset[OffsetKey]) -> TransactionalWrite:
+        write = TransactionalWrite(producer_id, keys)
+        self._transactional_writes.setdefault(producer_id, []).append(write)
         return write
 
-    def _settled(self, write: _TransactionalWrite) -> bool:
-        """Forgets a durable TxnOffsetCommit; whether its transaction ended meanwhile."""
+    def settled(self, write: TransactionalWrite) -> bool:
+        """Forgets a durable (or refused) TxnOffsetCommit; whether its
+        transaction ended meanwhile."""
         writes = self._transactional_writes.get(write.producer_id, [])
         if write in writes:
             writes.remove(write)
@@ -208,7 +225,7 @@ class OffsetManager:
                 del self._transactional_writes[write.producer_id]
         return write.void
 
-    def _discard(self, void: _TransactionalWrite) -> None:
+    def _discard(self, void: TransactionalWrite) -> None:
         """Deletes a void write's pending records, but not those the
         producer's next transaction wrote (or is writing) under the same keys."""
         producer_id = void.producer_id
@@ -219,14 +236,18 @@ class OffsetManager:
         if stale:
             self._host.write({}, stale)
 
-    def complete_transaction(self, producer_id: int, committed: bool) -> Future[None]:
+    def complete_transaction(
+        self, producer_id: int, committed: bool, producer_epoch: int | None = None
+    ) -> Future[None]:
         """Makes the producer's pending offsets (of every group) committed,
         or drops them, durably. A pending offset older than the partition's
         committed one (committed later outside the transaction) is dropped.
         Idempotent: nothing pending is nothing to do. The future fails with
         NotCoordinator if the records could not be written. Commits of the
         producer still being written belonged to this transaction (a next
-        one cannot have begun): they are void."""
+        one cannot have begun): they are void. With ``producer_epoch`` (the
+        transaction's), a commit completes only the offsets committed at
+        that epoch and drops the others (see below)."""
         for write in self._transactional_writes.pop(producer_id, []):
             write.void = True
         pending = self.store.pending_of(producer_id)
@@ -235,10 +256,17 @@ class OffsetManager:
         txn_keys = [txn_key(producer_id, k.group_id, k.tp) for k in pending]
         # Only offsets newer than the partition's last commit, in the
         # order commits are written, become the committed ones.
+        # A transaction's TxnOffsetCommits all carry its epoch (the check
+        # holds them to it). One at an older epoch is a void write of an
+        # earlier transaction whose deletion a stop cut short while this
+        # one was open: Kafka's log orders such a write before the earlier
+        # transaction's marker; the two state logs here order nothing
+        # between them, so the epoch tells it apart (docs/design/0048).
         newer = {
             key: value.offset
             for key, value in pending.items()
             if committed
+            and producer_epoch in (None, value.producer_epoch)
             and value.offset.sequence > self.store.latest(key)
             and self._host.group(key.group_id) is not None
         }

@@ -76,7 +76,9 @@ class TransactionCompleter:
         try:
             self._write_markers(prepared, commit)
             if prepared.groups:
-                self._host.groups.complete_transaction(prepared.producer_id, commit).result()
+                self._host.groups.complete_transaction(
+                    prepared.producer_id, commit, prepared.producer_epoch
+                ).result()
             finished: Future[None] = Future()
             finished.set_running_or_notify_cancel()
             self._table.write(

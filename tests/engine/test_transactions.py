@@ -878,3 +878,79 @@ def test_pending_offsets_of_a_producer_with_no_open_transaction_are_dropped_at_s
     e.transactions.add_offsets("pipeline", producer_id, epoch, "readers").result(TIMEOUT)
     e.transactions.end_transaction("pipeline", producer_id, epoch, True).result(TIMEOUT)
     assert e.groups.fetch_offsets("readers", [source])[source] == (None, 0)
+
+
+def test_a_transaction_timing_out_between_an_offset_commits_check_and_its_write_voids_it(
+    engine_factory: EngineFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """TxnOffsetCommit's check passes while the transaction is open; the
+    transaction times out and its abort completes before the commit reaches
+    the group coordinator. The commit is void: refused, and never completed
+    by the producer's next transaction (same producer id) as its own."""
+    clock = ManualClock()
+    e = engine_factory(clock=clock)
+    e.create_topic("in", 2)
+    first, second = TopicPartition("in", 0), TopicPartition("in", 1)
+    check = e.transactions.check_offset_commit
+
+    def check_then_time_out(*args: Any) -> None:
+        check(*args)
+        clock.advance(1)  # past the transaction's timeout
+        assert e.transactions.abort_timed_out() == 1
+        wait_for(
+            lambda: e.transactions.describe("pipeline").state is TxnState.COMPLETE_ABORT,
+            "the timed-out transaction to be aborted",
+        )
+
+    monkeypatch.setattr(e.transactions, "check_offset_commit", check_then_time_out)
+    doomed = e.producer(transactional_id="pipeline", transaction_timeout_ms=200)
+    doomed.init_transactions(TIMEOUT)
+    doomed.begin_transaction()
+    with pytest.raises(TransactionError, match="INVALID_TXN_STATE"):
+        doomed.send_offsets_to_transaction({first: 7}, "readers", TIMEOUT)
+    assert e.groups.fetch_offsets("readers", [first], require_stable=True)[first] == (None, 0)
+    monkeypatch.undo()
+    with e.producer(transactional_id="pipeline") as successor:
+        successor.init_transactions(TIMEOUT)
+        assert successor.producer_id == doomed.producer_id
+        successor.begin_transaction()
+        successor.send_offsets_to_transaction({second: 5}, "readers", TIMEOUT)
+        successor.commit_transaction(TIMEOUT)
+    found = e.groups.fetch_offsets("readers", [first, second])
+    assert {tp: om.offset if om else None for tp, (om, _) in found.items()} == {
+        first: None,
+        second: 5,
+    }
+
+
+def test_a_transactions_commit_completes_only_the_offsets_committed_at_its_epoch(
+    engine_factory: EngineFactory,
+) -> None:
+    """A void TxnOffsetCommit's record (its transaction timed out while it
+    was written) left by a stop before its deletion, while the producer's
+    next transaction (same producer id, a later epoch) was already open:
+    that transaction's commit completes its own offsets only."""
+    e = engine_factory()
+    e.create_topic("in", 2)
+    first, second = TopicPartition("in", 0), TopicPartition("in", 1)
+    producer_id, epoch = e.transactions.init_producer_id("pipeline", 60_000).result(TIMEOUT)
+    void = e.groups.commit_transactional_offsets(
+        "readers", producer_id, epoch, "", -1, None, {first: OffsetAndMetadata(7)}
+    )
+    assert void.result(TIMEOUT) == {first: 0}
+    next_id, next_epoch = e.transactions.init_producer_id("pipeline", 60_000).result(TIMEOUT)
+    assert (next_id, next_epoch) == (producer_id, epoch + 1)
+    e.transactions.add_offsets("pipeline", producer_id, next_epoch, "readers").result(TIMEOUT)
+    e.close()
+    e = engine_factory()
+    assert e.transactions.describe("pipeline").state is TxnState.ONGOING
+    commit = e.groups.commit_transactional_offsets(
+        "readers", producer_id, next_epoch, "", -1, None, {second: OffsetAndMetadata(5)}
+    )
+    assert commit.result(TIMEOUT) == {second: 0}
+    e.transactions.end_transaction("pipeline", producer_id, next_epoch, True).result(TIMEOUT)
+    found = e.groups.fetch_offsets("readers", [first, second])
+    assert {tp: om.offset if om else None for tp, (om, _) in found.items()} == {
+        first: None,
+        second: 5,
+    }

@@ -13,6 +13,8 @@ transactions and a partition's producers.
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
 import datetime
 import random
 import time
@@ -22,6 +24,7 @@ from typing import Any
 import pytest
 from confluent_kafka import (
     OFFSET_BEGINNING,
+    OFFSET_INVALID,
     Consumer,
     KafkaError,
     KafkaException,
@@ -255,6 +258,66 @@ def test_a_transaction_open_when_the_server_is_killed_ends_atomically(
     successor.produce(topic, b"successor", partition=0)
     successor.commit_transaction(TIMEOUT)
     assert read_values(bootstrap, topic, "read_committed")[0][-1] == b"successor"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("killed_when", ["offsets sent", "committing", "committed"])
+def test_a_transactions_offsets_follow_it_across_a_sigkill(
+    own_transaction_server: ServerProcess, topic: str, killed_when: str
+) -> None:
+    """send_offsets_to_transaction, then SIGKILL: after the offsets were
+    sent (the transaction open: aborted once its producer is fenced), while
+    the commit is in flight (the client retries it once the server is back;
+    either outcome, but the offsets and the records together), or once it
+    was answered (kept). The producer's successor, with the same
+    transactional id and producer id, commits its own offsets only."""
+    server = own_transaction_server
+    bootstrap = server.bootstrap
+    source, group = f"in-{topic}", f"g-{topic}"
+    create_topics(bootstrap, source, topic, partitions=2)
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, **quiet_librdkafka()})
+    doomed = transactional_producer(
+        bootstrap,
+        f"killed-{topic}",
+        **{"transaction.timeout.ms": 5000, "socket.timeout.ms": 5000, "log_level": 0},
+    )
+    doomed.begin_transaction()
+    doomed.produce(topic, b"doomed", partition=0)
+    doomed.send_offsets_to_transaction(
+        [TopicPartition(source, 0, 7)], consumer.consumer_group_metadata(), TIMEOUT
+    )
+    committing = None
+    if killed_when == "committing":
+        committing = concurrent.futures.ThreadPoolExecutor(1).submit(
+            doomed.commit_transaction, TIMEOUT
+        )
+        time.sleep(random.uniform(0, 0.05))  # anywhere in the commit
+    elif killed_when == "committed":
+        doomed.commit_transaction(TIMEOUT)
+    server.kill()
+    server.start()
+    if committing is not None:
+        with contextlib.suppress(KafkaException):  # fenced if its timeout passed first
+            committing.result(2 * TIMEOUT)
+    successor = transactional_producer(bootstrap, f"killed-{topic}")
+    successor.begin_transaction()
+    successor.produce(topic, b"successor", partition=1)
+    successor.send_offsets_to_transaction(
+        [TopicPartition(source, 1, 3)], consumer.consumer_group_metadata(), TIMEOUT
+    )
+    successor.commit_transaction(TIMEOUT)
+    try:
+        wanted = [TopicPartition(source, 0), TopicPartition(source, 1)]
+        offsets = [tp.offset for tp in consumer.committed(wanted, TIMEOUT)]
+    finally:
+        consumer.close()
+    output = read_values(bootstrap, topic, "read_committed", 2)
+    assert output[1] == [b"successor"]
+    if killed_when == "offsets sent":
+        assert output[0] == []
+    elif killed_when == "committed":
+        assert output[0] == [b"doomed"]
+    assert offsets == [7 if output[0] == [b"doomed"] else OFFSET_INVALID, 3]
 
 
 def transaction_state(bootstrap: str, transactional_id: str) -> str:

@@ -11,6 +11,7 @@ PRODUCER_FENCED and get INVALID_PRODUCER_EPOCH instead, as from Kafka.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Awaitable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -256,15 +257,17 @@ async def handle_txn_offset_commit(
                 partition.committed_metadata or "",
             )
     if offsets:
+        check = functools.partial(
+            engine.transactions.check_offset_commit,
+            request.transactional_id,
+            request.producer_id,
+            request.producer_epoch,
+            request.group_id,
+        )
         try:
-            engine.transactions.check_offset_commit(
-                request.transactional_id,
-                request.producer_id,
-                request.producer_epoch,
-                request.group_id,
-            )
             groups = getattr(engine, "groups", None)
             if groups is None:
+                check()
                 codes.update(dict.fromkeys(offsets, KafkaCode.COORDINATOR_NOT_AVAILABLE))
             else:
                 committed = await _wait(
@@ -276,6 +279,10 @@ async def handle_txn_offset_commit(
                         getattr(request, "generation_id", -1),
                         getattr(request, "group_instance_id", None),
                         offsets,
+                        # Run by the group coordinator once the commit is
+                        # registered, so a transaction ending after the
+                        # check voids it (docs/design/0048).
+                        check=check,
                     )
                 )
                 codes.update({tp: committed.get(tp, KafkaCode.NONE) for tp in offsets})
