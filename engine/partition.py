@@ -35,7 +35,7 @@ from engine.errors import (
     RecordTooLarge,
 )
 from engine.header_index import header_indexer
-from engine.leader_epochs import end_offset_for_epoch
+from engine.leader_epochs import as_a_leader_holds_it, end_offset_for_epoch
 from engine.partition_txns import AbortedTxn, PartitionTransactions
 from engine.producer_state import ProducerStateTable
 from engine.provenance import EMBEDDED, Provenance, stamp_batches
@@ -793,12 +793,14 @@ class Partition:
 
     def end_offset_for_epoch(self, epoch: int) -> tuple[int, int]:
         """OffsetForLeaderEpoch: the largest epoch <= ``epoch`` and the end
-        offset of that epoch (the start of the next one, or the log end)."""
+        offset of that epoch (the start of the next one, or the log end),
+        over the history with this leader's own epoch as its latest, as in
+        Kafka (engine/leader_epochs.py)."""
         with self.lock:
-            epochs = list(self.leader_epochs)
-        end = self.log_end_offset
-        if not epochs:
-            return (self.leader_epoch if epoch >= self.leader_epoch else -1, end)
+            end = self.log_end_offset
+            epochs = as_a_leader_holds_it(
+                self.leader_epochs, self.leader_epoch, self.log_start_offset, end
+            )
         return end_offset_for_epoch(epochs, epoch, end)
 
     def _first_at_or_after(

@@ -1,0 +1,117 @@
+"""OffsetForLeaderEpoch over a real socket, answered as Kafka 4.x's
+LeaderEpochFileCache.endOffsetFor answers it, on a partition whose records
+were written under two leader epochs (the engine reopened between them)
+and served under a third that has written nothing yet: the current epoch
+ends at the log end, an epoch before the first known one ends where the
+first known one starts, one after the current or -1 has no answer, and a
+current_leader_epoch ahead or behind is UNKNOWN_LEADER_EPOCH or
+FENCED_LEADER_EPOCH."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import native
+from engine.protocol.apis import ApiKey, request_schema
+from engine.protocol.kafka_code import KafkaCode
+from native.records import RecordSpec
+from tests.server.in_process import ServedNode
+from tests.server.wire import Wire, build
+
+TOPIC = "epochs"
+
+
+def produce(node: ServedNode, count: int) -> None:
+    specs = [RecordSpec(0, b"k", b"v") for _ in range(count)]
+    node.engine.produce(TOPIC, 0, native.encode_batch(specs))
+
+
+class History:
+    """Three records written under ``first``, two under ``second``, and the
+    node now serving under ``current``, having written nothing."""
+
+    def __init__(self, node: ServedNode) -> None:
+        self.node = node
+        node.engine.create_topic(TOPIC, 1)
+        self.first = node.engine.leader_epoch
+        produce(node, 3)
+        node.reopen()
+        self.second = node.engine.leader_epoch
+        produce(node, 2)
+        node.reopen()
+        self.current = node.engine.leader_epoch
+        assert self.first < self.second < self.current
+
+    def ask(self, leader_epoch: int, current_leader_epoch: int = -1) -> tuple[int, int, int]:
+        """(error code, leader epoch, end offset) of a raw OffsetForLeaderEpoch v4."""
+        request = build(
+            request_schema(ApiKey.OFFSET_FOR_LEADER_EPOCH, 4),
+            replica_id=-1,
+            topics=[
+                {
+                    "topic": TOPIC,
+                    "partitions": [
+                        {
+                            "partition": 0,
+                            "current_leader_epoch": current_leader_epoch,
+                            "leader_epoch": leader_epoch,
+                        }
+                    ],
+                }
+            ],
+        )
+        with Wire(self.node.server.bootstrap) as wire:
+            answer: Any = wire.request(request).topics[0].partitions[0]
+        return answer.error_code, answer.leader_epoch, answer.end_offset
+
+
+@pytest.fixture
+def history(tmp_path: Path) -> Iterator[History]:
+    node = ServedNode(tmp_path)
+    try:
+        yield History(node)
+    finally:
+        node.close()
+
+
+def test_an_epoch_that_wrote_ends_where_the_next_one_starts(history: History) -> None:
+    assert history.ask(history.first) == (KafkaCode.NONE, history.first, 3)
+    assert history.ask(history.second) == (KafkaCode.NONE, history.second, 5)
+
+
+def test_the_current_epoch_ends_at_the_log_end_before_it_writes(history: History) -> None:
+    """Kafka's leader records its epoch when it takes over, so the latest
+    epoch is the current one, and it ends at the log end."""
+    assert history.ask(history.current) == (KafkaCode.NONE, history.current, 5)
+    assert history.ask(history.current, history.current) == (KafkaCode.NONE, history.current, 5)
+
+
+def test_an_epoch_before_the_first_ends_where_the_first_starts(history: History) -> None:
+    """What came before the first known epoch is gone from the log: the
+    answer is the requested epoch and the first known epoch's start."""
+    earlier = history.first - 1
+    if earlier < 0:
+        pytest.skip("the first epoch is 0")
+    assert history.ask(earlier) == (KafkaCode.NONE, earlier, 0)
+
+
+def test_an_epoch_after_the_current_one_or_undefined_has_no_answer(history: History) -> None:
+    assert history.ask(history.current + 1) == (KafkaCode.NONE, -1, -1)
+    assert history.ask(-1) == (KafkaCode.NONE, -1, -1)
+
+
+def test_a_log_start_moved_past_an_epoch_start_cuts_the_history(history: History) -> None:
+    """Kafka's truncateFromStart: the epoch holding the log start starts
+    there; an epoch before it ends at the log start."""
+    history.node.engine.delete_records(TOPIC, 0, 4)
+    assert history.ask(history.first) == (KafkaCode.NONE, history.first, 4)
+    assert history.ask(history.second) == (KafkaCode.NONE, history.second, 5)
+
+
+def test_a_current_leader_epoch_ahead_or_behind_is_refused(history: History) -> None:
+    assert history.ask(history.first, history.current + 1)[0] == KafkaCode.UNKNOWN_LEADER_EPOCH
+    assert history.ask(history.first, history.current - 1)[0] == KafkaCode.FENCED_LEADER_EPOCH
