@@ -178,15 +178,18 @@ def _requested_partitions(
     from kio.schema.fetch.v14.request import FetchTopic as FetchTopicV14  # noqa: PLC0415
     from kio.schema.fetch.v15.request import FetchTopic as FetchTopicV15  # noqa: PLC0415
 
-    wanted: list[FetchPartition] = []
+    # A partition named twice is read and answered once, where it was first
+    # named, with what it was named with last: Kafka's FetchRequest.fetchData
+    # is a LinkedHashMap by topic (id and name) and partition.
+    wanted: dict[tuple[bytes, str | None, int], FetchPartition] = {}
     for topic in request.topics:
         if isinstance(topic, FetchTopicV13 | FetchTopicV14 | FetchTopicV15):
             topic_id = uuid_bytes(topic.topic_id)
             name = by_id.get(topic_id) if by_id is not None else None
         else:
             name, topic_id = topic.topic, bytes(16)
-        wanted.extend(
-            FetchPartition(
+        for partition in topic.partitions:
+            wanted[topic_id, name, partition.partition] = FetchPartition(
                 name,
                 topic_id,
                 partition.partition,
@@ -194,9 +197,7 @@ def _requested_partitions(
                 partition.partition_max_bytes,
                 getattr(partition, "current_leader_epoch", -1),
             )
-            for partition in topic.partitions
-        )
-    return wanted
+    return list(wanted.values())
 
 
 def _forgotten_partitions(request: FetchRequest, uses_topic_ids: bool) -> list[PartitionKey]:
