@@ -51,3 +51,15 @@ def end_offset_for_epoch(
         if epochs[i][0] <= epoch:
             return epochs[i][0], epochs[i + 1][1]
     return epoch, epochs[0][1]
+
+
+def epoch_for_offset(epochs: Sequence[tuple[int, int]], offset: int) -> int:
+    """The epoch that wrote ``offset`` (the last one starting at or before
+    it), -1 if none does: Kafka's LeaderEpochFileCache.epochForOffset,
+    whose answer ListOffsets gives beside an offset."""
+    found = -1
+    for epoch, start in epochs:
+        if start > offset:
+            break
+        found = epoch
+    return found

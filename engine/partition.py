@@ -35,7 +35,7 @@ from engine.errors import (
     RecordTooLarge,
 )
 from engine.header_index import header_indexer
-from engine.leader_epochs import as_a_leader_holds_it, end_offset_for_epoch
+from engine.leader_epochs import as_a_leader_holds_it, end_offset_for_epoch, epoch_for_offset
 from engine.partition_txns import AbortedTxn, PartitionTransactions
 from engine.producer_state import ProducerStateTable
 from engine.provenance import EMBEDDED, Provenance, stamp_batches
@@ -802,6 +802,16 @@ class Partition:
                 self.leader_epochs, self.leader_epoch, self.log_start_offset, end
             )
         return end_offset_for_epoch(epochs, epoch, end)
+
+    def epoch_for_offset(self, offset: int) -> int:
+        """The leader epoch that wrote ``offset`` (-1: none), as ListOffsets
+        answers it beside an offset it found."""
+        with self.lock:
+            end = self.log_end_offset
+            epochs = as_a_leader_holds_it(
+                self.leader_epochs, self.leader_epoch, self.log_start_offset, end
+            )
+        return epoch_for_offset(epochs, offset)
 
     def _first_at_or_after(
         self, payload: bytes | memoryview, offset: int, timestamp: int, include_control: bool

@@ -1,4 +1,4 @@
-"""The end of a leader epoch, over histories with gaps between epochs,
+"""The end of a leader epoch and the epoch of an offset, over histories with gaps between epochs,
 as Kafka's LeaderEpochFileCache.endOffsetFor answers it; and the history
 as a Kafka leader holds it (its own epoch last, cut at the log start)."""
 
@@ -7,7 +7,12 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine.leader_epochs import UNDEFINED, as_a_leader_holds_it, end_offset_for_epoch
+from engine.leader_epochs import (
+    UNDEFINED,
+    as_a_leader_holds_it,
+    end_offset_for_epoch,
+    epoch_for_offset,
+)
 
 HISTORY = [(2, 0), (5, 10), (9, 25)]
 LOG_END = 40
@@ -41,6 +46,12 @@ def test_the_log_start_cuts_the_history_at_the_epoch_holding_it() -> None:
     assert as_a_leader_holds_it(HISTORY, 9, 12, LOG_END) == [(5, 12), (9, 25)]
     assert as_a_leader_holds_it(HISTORY, 9, 10, LOG_END) == [(5, 10), (9, 25)]
     assert as_a_leader_holds_it(HISTORY, 11, LOG_END, LOG_END) == [(11, LOG_END)]
+
+
+def test_an_offset_belongs_to_the_last_epoch_starting_at_or_before_it() -> None:
+    assert [epoch_for_offset(HISTORY, o) for o in (0, 9, 10, 24, 25, 99)] == [2, 2, 5, 5, 9, 9]
+    assert epoch_for_offset([(3, 5)], 4) == -1
+    assert epoch_for_offset([], 0) == -1
 
 
 @st.composite

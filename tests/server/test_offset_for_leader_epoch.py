@@ -1,14 +1,19 @@
-"""OffsetForLeaderEpoch over a real socket, answered as Kafka 4.x's
+"""OffsetForLeaderEpoch, and the leader epochs ListOffsets answers beside
+its offsets, over a real socket. OffsetForLeaderEpoch is answered as Kafka 4.x's
 LeaderEpochFileCache.endOffsetFor answers it, on a partition whose records
 were written under two leader epochs (the engine reopened between them)
 and served under a third that has written nothing yet: the current epoch
 ends at the log end, an epoch before the first known one ends where the
 first known one starts, one after the current or -1 has no answer, and a
 current_leader_epoch ahead or behind is UNKNOWN_LEADER_EPOCH or
-FENCED_LEADER_EPOCH."""
+FENCED_LEADER_EPOCH, but only for a partition that exists (else
+UNKNOWN_TOPIC_OR_PARTITION, as Kafka checks the partition first; so do
+Fetch and ListOffsets). ListOffsets gives the epoch that wrote the offset
+it found, and the current one beside the latest offset."""
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -46,7 +51,9 @@ class History:
         self.current = node.engine.leader_epoch
         assert self.first < self.second < self.current
 
-    def ask(self, leader_epoch: int, current_leader_epoch: int = -1) -> tuple[int, int, int]:
+    def ask(
+        self, leader_epoch: int, current_leader_epoch: int = -1, partition: int = 0
+    ) -> tuple[int, int, int]:
         """(error code, leader epoch, end offset) of a raw OffsetForLeaderEpoch v4."""
         request = build(
             request_schema(ApiKey.OFFSET_FOR_LEADER_EPOCH, 4),
@@ -56,7 +63,7 @@ class History:
                     "topic": TOPIC,
                     "partitions": [
                         {
-                            "partition": 0,
+                            "partition": partition,
                             "current_leader_epoch": current_leader_epoch,
                             "leader_epoch": leader_epoch,
                         }
@@ -67,6 +74,62 @@ class History:
         with Wire(self.node.server.bootstrap) as wire:
             answer: Any = wire.request(request).topics[0].partitions[0]
         return answer.error_code, answer.leader_epoch, answer.end_offset
+
+    def list_offset(
+        self, timestamp: int, current_leader_epoch: int = -1, partition: int = 0
+    ) -> tuple[int, int, int]:
+        """(error code, offset, leader epoch) of a raw ListOffsets v8."""
+        request = build(
+            request_schema(ApiKey.LIST_OFFSETS, 8),
+            replica_id=-1,
+            isolation_level=0,
+            topics=[
+                {
+                    "name": TOPIC,
+                    "partitions": [
+                        {
+                            "partition_index": partition,
+                            "current_leader_epoch": current_leader_epoch,
+                            "timestamp": timestamp,
+                        }
+                    ],
+                }
+            ],
+        )
+        with Wire(self.node.server.bootstrap) as wire:
+            answer: Any = wire.request(request).topics[0].partitions[0]
+        return answer.error_code, answer.offset, answer.leader_epoch
+
+    def fetch_error(self, current_leader_epoch: int, partition: int) -> int:
+        """The error code of a raw Fetch v12 of the partition from offset 0."""
+        request = build(
+            request_schema(ApiKey.FETCH, 12),
+            replica_id=-1,
+            max_wait=datetime.timedelta(0),
+            min_bytes=0,
+            max_bytes=1 << 20,
+            isolation_level=0,
+            session_id=0,
+            session_epoch=-1,
+            topics=[
+                {
+                    "topic": TOPIC,
+                    "partitions": [
+                        {
+                            "partition": partition,
+                            "current_leader_epoch": current_leader_epoch,
+                            "fetch_offset": 0,
+                            "last_fetched_epoch": -1,
+                            "log_start_offset": -1,
+                            "partition_max_bytes": 1 << 20,
+                        }
+                    ],
+                }
+            ],
+        )
+        with Wire(self.node.server.bootstrap) as wire:
+            code: int = wire.request(request).responses[0].partitions[0].error_code
+        return code
 
 
 @pytest.fixture
@@ -115,3 +178,30 @@ def test_a_log_start_moved_past_an_epoch_start_cuts_the_history(history: History
 def test_a_current_leader_epoch_ahead_or_behind_is_refused(history: History) -> None:
     assert history.ask(history.first, history.current + 1)[0] == KafkaCode.UNKNOWN_LEADER_EPOCH
     assert history.ask(history.first, history.current - 1)[0] == KafkaCode.FENCED_LEADER_EPOCH
+
+
+@pytest.mark.parametrize("ahead", [True, False])
+def test_a_partition_that_does_not_exist_is_unknown_whatever_the_epoch(
+    history: History, ahead: bool
+) -> None:
+    """Kafka looks the partition up before it compares leader epochs."""
+    epoch = history.current + 1 if ahead else history.current - 1
+    missing = KafkaCode.UNKNOWN_TOPIC_OR_PARTITION
+    assert history.ask(history.first, epoch, partition=7)[0] == missing
+    assert history.list_offset(-1, epoch, partition=7)[0] == missing
+    assert history.fetch_error(epoch, partition=7) == missing
+    refused = KafkaCode.UNKNOWN_LEADER_EPOCH if ahead else KafkaCode.FENCED_LEADER_EPOCH
+    assert history.list_offset(-1, epoch)[0] == refused
+    assert history.fetch_error(epoch, partition=0) == refused
+
+
+def test_list_offsets_answers_the_epoch_that_wrote_the_offset(history: History) -> None:
+    """Kafka's UnifiedLog.fetchOffsetByTimestamp: the epoch of the log
+    start for EARLIEST, of the record found by time, the current one for
+    LATEST."""
+    assert history.list_offset(-2) == (KafkaCode.NONE, 0, history.first)
+    assert history.list_offset(0) == (KafkaCode.NONE, 0, history.first)
+    assert history.list_offset(-1) == (KafkaCode.NONE, 5, history.current)
+    history.node.engine.delete_records(TOPIC, 0, 4)
+    assert history.list_offset(-2) == (KafkaCode.NONE, 4, history.second)
+    assert history.list_offset(0) == (KafkaCode.NONE, 4, history.second)

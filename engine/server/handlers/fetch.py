@@ -291,6 +291,13 @@ async def _read(
 ) -> _Read:
     if wanted.topic is None:
         return _failed(context, wanted, KafkaCode.UNKNOWN_TOPIC_ID)
+    if not is_internal_topic(wanted.topic):
+        # ReplicaManager.readFromLog: the partition must exist before its
+        # leader epoch is checked.
+        try:
+            context.engine.partition(wanted.topic, wanted.partition)
+        except EngineError as error:
+            return _failed(context, wanted, error_code(error))
     epoch_error = leader_epoch_error(context, wanted.current_leader_epoch)
     if epoch_error != KafkaCode.NONE:
         return _failed(context, wanted, epoch_error)
