@@ -91,6 +91,27 @@ def answer_max_bytes(context: RequestContext, request: FetchRequest) -> int:
     return min(getattr(request, "max_bytes", 0x7FFFFFFF), context.server.config.fetch_max_bytes)
 
 
+WAITING_FETCH_BYTES = 8 * 1024
+"""About what a Fetch holds while it waits, whatever its max_bytes: its
+task, its decoded request and its wake-up registrations (some 6 KiB for a
+one-partition Fetch, measured)."""
+WAITING_PARTITION_BYTES = 160
+"""About what each partition a waiting Fetch names holds, decoded (some
+120 bytes, measured, from 28 on the wire)."""
+
+
+def held_bytes(context: RequestContext, request: FetchRequest) -> int:
+    """What a Fetch counts against its connection's budget until it is
+    answered: its answer's max_bytes, and at least what it holds while it
+    waits. Counted by max_bytes alone, a client pipelining long polls of
+    max_bytes 1 (each 100 bytes on the wire, each holding some 6 KiB for
+    up to its max_wait) held sixty times the connection's budget; Kafka
+    reads no further request of a connection while one is being handled."""
+    partitions = sum(len(topic.partitions) for topic in request.topics)
+    waiting = WAITING_FETCH_BYTES + WAITING_PARTITION_BYTES * partitions
+    return max(answer_max_bytes(context, request), waiting)
+
+
 @handles(
     ApiKey.FETCH,
     4,
@@ -106,7 +127,7 @@ def answer_max_bytes(context: RequestContext, request: FetchRequest) -> int:
         15: "replica state (v16, node endpoints, is not served)",
     },
     decode=FETCH_BODIES.decode,  # consumers of the same data send the same bodies
-    answer_bytes=answer_max_bytes,
+    answer_bytes=held_bytes,
 )
 async def handle_fetch(context: RequestContext, request: FetchRequest) -> dict[str, Any]:
     engine = context.engine
