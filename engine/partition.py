@@ -538,7 +538,7 @@ class Partition:
         try:
             result = self.store.fetch(self.stream_id, offset, max_bytes)
         except StreamOffsetOutOfRange as error:
-            raise self._out_of_range(offset) from error
+            return self._not_durable_yet(offset, stable, read_committed, error)
         return self._fetched(result, offset, max_bytes, stable, read_committed)
 
     async def fetch_async(
@@ -548,8 +548,30 @@ class Partition:
         try:
             result = await self.store.fetch_async(self.stream_id, offset, max_bytes)
         except StreamOffsetOutOfRange as error:
-            raise self._out_of_range(offset) from error
+            return self._not_durable_yet(offset, stable, read_committed, error)
         return self._fetched(result, offset, max_bytes, stable, read_committed)
+
+    def _not_durable_yet(
+        self, offset: int, stable: int, read_committed: bool, error: StreamOffsetOutOfRange
+    ) -> PartitionFetch:
+        """The answer to a fetch the store found out of its range: nothing,
+        if ``offset`` is past the high watermark but not past the log end
+        (appended, not yet durable: Kafka's LocalLog.read answers such a
+        fetch empty, as one at the high watermark), else OffsetOutOfRange.
+        The high watermark may have passed ``offset`` since the store
+        looked: still nothing, and the next fetch reads it."""
+        log_start, high_watermark = self.store.offsets(self.stream_id)
+        if not log_start <= offset <= self.log_end_offset:
+            raise self._out_of_range(offset) from error
+        return PartitionFetch(
+            [],
+            offset,
+            high_watermark,
+            log_start,
+            min(stable, high_watermark),
+            [] if read_committed else None,
+            max_inflated=self.max_inflated,
+        )
 
     def _fetched(
         self, result: FetchResult, offset: int, max_bytes: int, stable: int, read_committed: bool
