@@ -108,6 +108,18 @@ def _not_reading(served: InProcessServer) -> Wire:
     return wire
 
 
+def _send_what_fits(wire: Wire, frames: bytes) -> int:
+    """Sends what of ``frames`` the socket takes now, without waiting;
+    returns how many bytes that was."""
+    wire.sock.settimeout(None)
+    wire.sock.setblocking(False)
+    try:
+        return wire.sock.send(frames)
+    finally:
+        wire.sock.setblocking(True)
+        wire.sock.settimeout(wire.timeout)
+
+
 def _settled(served: InProcessServer, before: int, sent: int) -> int:
     """Requests read since ``before``, once the server has either read all
     ``sent`` or stopped writing to the client (its socket takes no more)."""
@@ -505,13 +517,7 @@ def test_pipelined_long_polls_count_what_they_hold_while_they_wait(
     with Wire(small_budget.bootstrap, timeout=30) as wire:
         before = server.stats.requests
         frames = b"".join(_long_poll(100 + i) for i in range(count))
-        wire.sock.settimeout(None)
-        wire.sock.setblocking(False)
-        try:
-            sent = wire.sock.send(frames)
-        finally:
-            wire.sock.setblocking(True)
-            wire.sock.settimeout(wire.timeout)
+        sent = _send_what_fits(wire, frames)
         small_budget.until_on_loop(
             lambda: (
                 server.stats.requests - before >= count
@@ -543,13 +549,7 @@ def test_pipelined_requests_whose_answers_are_not_read_stop_being_handled(
         wire.request(_metadata())
         before = many_partitions.server.stats.requests
         frames = b"".join(encode_request(_metadata(), 100 + i) for i in range(count))
-        wire.sock.settimeout(None)
-        wire.sock.setblocking(False)
-        try:
-            sent = wire.sock.send(frames)
-        finally:
-            wire.sock.setblocking(True)
-            wire.sock.settimeout(wire.timeout)
+        sent = _send_what_fits(wire, frames)
         handled = _settled(many_partitions, before, count)
         assert handled < count // 4, f"{handled} of {count} requests handled with no answer read"
         _assert_serves_others(many_partitions)

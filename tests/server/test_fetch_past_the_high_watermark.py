@@ -6,7 +6,6 @@ Once the append is durable, the same fetch reads it."""
 
 from __future__ import annotations
 
-import datetime
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,11 +16,10 @@ import pytest
 import engine
 import native
 import wal.segment
-from engine.protocol.apis import ApiKey, request_schema
 from engine.protocol.kafka_code import KafkaCode
 from native.records import RecordSpec
 from tests.server.in_process import InProcessServer, served_without_uploads
-from tests.server.wire import Wire, build
+from tests.server.wire import Wire, fetch_each
 
 TIMEOUT = 30.0
 BATCH = native.encode_batch([RecordSpec(0, None, b"v")])
@@ -58,32 +56,7 @@ def served(
 
 
 def fetch(wire: Wire, offset: int) -> Any:
-    request = build(
-        request_schema(ApiKey.FETCH, 12),
-        replica_id=-1,
-        max_wait=datetime.timedelta(0),
-        min_bytes=0,
-        max_bytes=1 << 20,
-        isolation_level=0,
-        session_id=0,
-        session_epoch=-1,
-        topics=[
-            {
-                "topic": "t",
-                "partitions": [
-                    {
-                        "partition": 0,
-                        "current_leader_epoch": -1,
-                        "fetch_offset": offset,
-                        "last_fetched_epoch": -1,
-                        "log_start_offset": -1,
-                        "partition_max_bytes": 1 << 20,
-                    }
-                ],
-            }
-        ],
-    )
-    return wire.request(request).responses[0].partitions[0]
+    return wire.request(fetch_each(12, [("t", 0, offset)])).responses[0].partitions[0]
 
 
 def test_a_fetch_past_the_high_watermark_within_the_log_is_empty(

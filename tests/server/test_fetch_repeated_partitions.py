@@ -6,7 +6,6 @@ from the offset it was named with last, by name (v12) and by topic id
 
 from __future__ import annotations
 
-import datetime
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,10 +15,9 @@ import pytest
 
 import engine
 import native
-from engine.protocol.apis import ApiKey, request_schema
 from native.records import RecordSpec
 from tests.server.in_process import InProcessServer, served_without_uploads
-from tests.server.wire import Wire, build
+from tests.server.wire import Wire, fetch_each
 
 TOPIC = "twice"
 OTHER = "once"
@@ -33,37 +31,6 @@ def served(tmp_path: Path) -> Iterator[tuple[engine.Engine, InProcessServer]]:
             for value in (b"a", b"b", b"c"):  # one batch per record: offsets 0, 1, 2
                 opened.produce(name, 0, native.encode_batch([RecordSpec(0, None, value)]))
         yield opened, server
-
-
-def fetch(version: int, topics: list[tuple[Any, int, int]]) -> Any:
-    """A sessionless Fetch of (topic key, partition, offset), in that order."""
-    key = "topic_id" if version >= 13 else "topic"
-    return build(
-        request_schema(ApiKey.FETCH, version),
-        replica_id=-1,
-        max_wait=datetime.timedelta(0),
-        min_bytes=0,
-        max_bytes=1 << 20,
-        isolation_level=0,
-        session_id=0,
-        session_epoch=-1,
-        topics=[
-            {
-                key: topic,
-                "partitions": [
-                    {
-                        "partition": partition,
-                        "current_leader_epoch": -1,
-                        "fetch_offset": offset,
-                        "last_fetched_epoch": -1,
-                        "log_start_offset": -1,
-                        "partition_max_bytes": 1 << 20,
-                    }
-                ],
-            }
-            for topic, partition, offset in topics
-        ],
-    )
 
 
 def answered(response: Any) -> list[tuple[Any, int, int]]:
@@ -89,7 +56,7 @@ def test_a_partition_named_twice_is_answered_once_from_its_last_offset(
         key = {name: uuid.UUID(bytes=ids[name]) for name in ids}
     else:
         key = {name: name for name in ids}
-    request = fetch(
+    request = fetch_each(
         version,
         [(key[TOPIC], 0, 0), (key[OTHER], 0, 1), (key[TOPIC], 1, 0), (key[TOPIC], 0, 2)],
     )

@@ -13,7 +13,6 @@ it found, and the current one beside the latest offset."""
 
 from __future__ import annotations
 
-import datetime
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ from engine.protocol.apis import ApiKey, request_schema
 from engine.protocol.kafka_code import KafkaCode
 from native.records import RecordSpec
 from tests.server.in_process import ServedNode
-from tests.server.wire import Wire, build
+from tests.server.wire import Wire, build, fetch_each
 
 TOPIC = "epochs"
 
@@ -71,9 +70,13 @@ class History:
                 }
             ],
         )
-        with Wire(self.node.server.bootstrap) as wire:
-            answer: Any = wire.request(request).topics[0].partitions[0]
+        answer = self.first_partition(request)
         return answer.error_code, answer.leader_epoch, answer.end_offset
+
+    def first_partition(self, request: Any) -> Any:
+        """The first partition of the answer to ``request`` (OffsetForLeaderEpoch, ListOffsets)."""
+        with Wire(self.node.server.bootstrap) as wire:
+            return wire.request(request).topics[0].partitions[0]
 
     def list_offset(
         self, timestamp: int, current_leader_epoch: int = -1, partition: int = 0
@@ -96,37 +99,12 @@ class History:
                 }
             ],
         )
-        with Wire(self.node.server.bootstrap) as wire:
-            answer: Any = wire.request(request).topics[0].partitions[0]
+        answer = self.first_partition(request)
         return answer.error_code, answer.offset, answer.leader_epoch
 
     def fetch_error(self, current_leader_epoch: int, partition: int) -> int:
         """The error code of a raw Fetch v12 of the partition from offset 0."""
-        request = build(
-            request_schema(ApiKey.FETCH, 12),
-            replica_id=-1,
-            max_wait=datetime.timedelta(0),
-            min_bytes=0,
-            max_bytes=1 << 20,
-            isolation_level=0,
-            session_id=0,
-            session_epoch=-1,
-            topics=[
-                {
-                    "topic": TOPIC,
-                    "partitions": [
-                        {
-                            "partition": partition,
-                            "current_leader_epoch": current_leader_epoch,
-                            "fetch_offset": 0,
-                            "last_fetched_epoch": -1,
-                            "log_start_offset": -1,
-                            "partition_max_bytes": 1 << 20,
-                        }
-                    ],
-                }
-            ],
-        )
+        request = fetch_each(12, [(TOPIC, partition, 0)], current_leader_epoch=current_leader_epoch)
         with Wire(self.node.server.bootstrap) as wire:
             code: int = wire.request(request).responses[0].partitions[0].error_code
         return code
