@@ -17,7 +17,7 @@ import engine
 import native
 from native.records import RecordSpec
 from tests.server.in_process import InProcessServer, served_without_uploads
-from tests.server.wire import Wire, fetch_each
+from tests.server.wire import Wire, fetch_each, fetch_from_start
 
 TOPIC = "twice"
 OTHER = "once"
@@ -68,3 +68,12 @@ def test_a_partition_named_twice_is_answered_once_from_its_last_offset(
         [(key[TOPIC], 0, 2), (key[OTHER], 0, 1), (key[TOPIC], 1, -1)], key=str
     )
     assert entries[0] == (key[TOPIC], 0, 2)  # in the place it was first named
+
+
+def test_a_partition_named_twice_in_one_topic_entry_is_answered_once(
+    served: tuple[engine.Engine, InProcessServer],
+) -> None:
+    _, server = served
+    with Wire(server.bootstrap) as wire:
+        response = wire.request(fetch_from_start(TOPIC, 12, repeats=3))
+    assert answered(response) == [(TOPIC, 0, 0)]

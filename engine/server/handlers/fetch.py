@@ -199,18 +199,18 @@ def _requested_partitions(
     from kio.schema.fetch.v14.request import FetchTopic as FetchTopicV14  # noqa: PLC0415
     from kio.schema.fetch.v15.request import FetchTopic as FetchTopicV15  # noqa: PLC0415
 
-    # A partition named twice is read and answered once, where it was first
-    # named, with what it was named with last: Kafka's FetchRequest.fetchData
-    # is a LinkedHashMap by topic (id and name) and partition.
-    wanted: dict[tuple[bytes, str | None, int], FetchPartition] = {}
+    wanted: list[FetchPartition] = []
+    topics_seen: set[tuple[bytes, str | None]] = set()
+    named_twice = False
     for topic in request.topics:
         if isinstance(topic, FetchTopicV13 | FetchTopicV14 | FetchTopicV15):
             topic_id = uuid_bytes(topic.topic_id)
             name = by_id.get(topic_id) if by_id is not None else None
         else:
             name, topic_id = topic.topic, bytes(16)
-        for partition in topic.partitions:
-            wanted[topic_id, name, partition.partition] = FetchPartition(
+        partitions = topic.partitions
+        wanted.extend(
+            FetchPartition(
                 name,
                 topic_id,
                 partition.partition,
@@ -218,7 +218,21 @@ def _requested_partitions(
                 partition.partition_max_bytes,
                 getattr(partition, "current_leader_epoch", -1),
             )
-    return list(wanted.values())
+            for partition in partitions
+        )
+        named_twice = (
+            named_twice
+            or (topic_id, name) in topics_seen
+            or len({partition.partition for partition in partitions}) != len(partitions)
+        )
+        topics_seen.add((topic_id, name))
+    if named_twice:
+        # A partition named twice is read and answered once, where it was
+        # first named, with what it was named with last: Kafka's
+        # FetchRequest.fetchData is a LinkedHashMap by topic and partition.
+        once = {(w.topic_id, w.topic, w.partition): w for w in wanted}
+        wanted = list(once.values())
+    return wanted
 
 
 def _forgotten_partitions(request: FetchRequest, uses_topic_ids: bool) -> list[PartitionKey]:
