@@ -14,7 +14,9 @@ them, once uploaded, in object storage, so Kafka's tiered-storage names
 - EARLIEST_PENDING_UPLOAD (-6): the first offset not yet in committed
   objects (KIP-1023; the log start if none was uploaded, the log end if all
   was);
-- any other timestamp: the first record at or after it.
+- any other timestamp from 0 on: the first record at or after it; a
+  negative one that names none of these is not looked up
+  (UNSUPPORTED_VERSION, as in Kafka).
 
 Offsets found by time are answered only below the end the isolation level
 allows (Kafka filters them the same way); the others are positions, not
@@ -43,9 +45,29 @@ def reads_the_log(timestamp: int) -> bool:
     return timestamp >= 0 or timestamp == MAX_TIMESTAMP
 
 
-FIRST_VERSION = {MAX_TIMESTAMP: 7, EARLIEST_LOCAL: 8, LATEST_TIERED: 9, EARLIEST_PENDING_UPLOAD: 11}
+FIRST_VERSION = {
+    LATEST: 0,
+    EARLIEST: 0,
+    MAX_TIMESTAMP: 7,
+    EARLIEST_LOCAL: 8,
+    LATEST_TIERED: 9,
+    EARLIEST_PENDING_UPLOAD: 11,
+}
 """The ListOffsets version that introduced each special timestamp: an older
 request naming one is answered UNSUPPORTED_VERSION (Kafka's ReplicaManager)."""
+
+
+def unsupported_timestamp(timestamp: int, version: int) -> bool:
+    """Whether ListOffsets ``version`` cannot look ``timestamp`` up: a
+    special timestamp newer than the version, or a negative one that names
+    nothing (Kafka's ReplicaManager.isListOffsetsTimestampUnsupported
+    answers both UNSUPPORTED_VERSION rather than search for a time before
+    1970)."""
+    return timestamp < 0 and version < FIRST_VERSION.get(timestamp, _NO_VERSION)
+
+
+_NO_VERSION = 1 << 15
+"""Past every version: a negative timestamp no version names."""
 
 NOT_FOUND = OffsetAndTimestamp(-1, -1)
 

@@ -35,7 +35,7 @@ from engine.errors import (
     RecordTooLarge,
 )
 from engine.header_index import header_indexer
-from engine.leader_epochs import end_offset_for_epoch
+from engine.leader_epochs import as_a_leader_holds_it, end_offset_for_epoch, epoch_for_offset
 from engine.partition_txns import AbortedTxn, PartitionTransactions
 from engine.producer_state import ProducerStateTable
 from engine.provenance import EMBEDDED, Provenance, stamp_batches
@@ -538,7 +538,7 @@ class Partition:
         try:
             result = self.store.fetch(self.stream_id, offset, max_bytes)
         except StreamOffsetOutOfRange as error:
-            raise self._out_of_range(offset) from error
+            return self._not_durable_yet(offset, stable, read_committed, error)
         return self._fetched(result, offset, max_bytes, stable, read_committed)
 
     async def fetch_async(
@@ -548,8 +548,30 @@ class Partition:
         try:
             result = await self.store.fetch_async(self.stream_id, offset, max_bytes)
         except StreamOffsetOutOfRange as error:
-            raise self._out_of_range(offset) from error
+            return self._not_durable_yet(offset, stable, read_committed, error)
         return self._fetched(result, offset, max_bytes, stable, read_committed)
+
+    def _not_durable_yet(
+        self, offset: int, stable: int, read_committed: bool, error: StreamOffsetOutOfRange
+    ) -> PartitionFetch:
+        """The answer to a fetch the store found out of its range: nothing,
+        if ``offset`` is past the high watermark but not past the log end
+        (appended, not yet durable: Kafka's LocalLog.read answers such a
+        fetch empty, as one at the high watermark), else OffsetOutOfRange.
+        The high watermark may have passed ``offset`` since the store
+        looked: still nothing, and the next fetch reads it."""
+        log_start, high_watermark = self.store.offsets(self.stream_id)
+        if not log_start <= offset <= self.log_end_offset:
+            raise self._out_of_range(offset) from error
+        return PartitionFetch(
+            [],
+            offset,
+            high_watermark,
+            log_start,
+            min(stable, high_watermark),
+            [] if read_committed else None,
+            max_inflated=self.max_inflated,
+        )
 
     def _fetched(
         self, result: FetchResult, offset: int, max_bytes: int, stable: int, read_committed: bool
@@ -793,13 +815,25 @@ class Partition:
 
     def end_offset_for_epoch(self, epoch: int) -> tuple[int, int]:
         """OffsetForLeaderEpoch: the largest epoch <= ``epoch`` and the end
-        offset of that epoch (the start of the next one, or the log end)."""
+        offset of that epoch (the start of the next one, or the log end),
+        over the history with this leader's own epoch as its latest, as in
+        Kafka (engine/leader_epochs.py)."""
         with self.lock:
-            epochs = list(self.leader_epochs)
-        end = self.log_end_offset
-        if not epochs:
-            return (self.leader_epoch if epoch >= self.leader_epoch else -1, end)
+            end = self.log_end_offset
+            epochs = as_a_leader_holds_it(
+                self.leader_epochs, self.leader_epoch, self.log_start_offset, end
+            )
         return end_offset_for_epoch(epochs, epoch, end)
+
+    def epoch_for_offset(self, offset: int) -> int:
+        """The leader epoch that wrote ``offset`` (-1: none), as ListOffsets
+        answers it beside an offset it found."""
+        with self.lock:
+            end = self.log_end_offset
+            epochs = as_a_leader_holds_it(
+                self.leader_epochs, self.leader_epoch, self.log_start_offset, end
+            )
+        return epoch_for_offset(epochs, offset)
 
     def _first_at_or_after(
         self, payload: bytes | memoryview, offset: int, timestamp: int, include_control: bool

@@ -26,6 +26,7 @@ import engine
 import native
 from engine.protocol.apis import ApiKey, request_schema
 from engine.server.config import ServerConfig
+from engine.server.handlers.fetch import WAITING_FETCH_BYTES
 from native import RecordSpec
 from tests.server.in_process import InProcessServer, hold_config_changes
 from tests.server.wire import (
@@ -105,6 +106,18 @@ def _not_reading(served: InProcessServer) -> Wire:
     # Little room on the client's side, so that the server's writes back up.
     wire.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 * KiB)
     return wire
+
+
+def _send_what_fits(wire: Wire, frames: bytes) -> int:
+    """Sends what of ``frames`` the socket takes now, without waiting;
+    returns how many bytes that was."""
+    wire.sock.settimeout(None)
+    wire.sock.setblocking(False)
+    try:
+        return wire.sock.send(frames)
+    finally:
+        wire.sock.setblocking(True)
+        wire.sock.settimeout(wire.timeout)
 
 
 def _settled(served: InProcessServer, before: int, sent: int) -> int:
@@ -473,6 +486,56 @@ def test_pipelined_fetches_whose_answers_are_not_read_are_not_all_handled(
             assert _records_bytes(answer) == BATCHES * len(BATCH)
 
 
+def _long_poll(correlation_id: int) -> bytes:
+    """A Fetch at the end of the topic, of max_bytes 1, that waits for a
+    byte for two hours: about 100 bytes on the wire."""
+    partition = {"partition": 0, "fetch_offset": BATCHES, "partition_max_bytes": 1}
+    request = build(
+        request_schema(ApiKey.FETCH, 12),
+        replica_id=-1,
+        max_wait=datetime.timedelta(hours=2),
+        min_bytes=1,
+        max_bytes=1,
+        isolation_level=0,
+        session_epoch=-1,
+        topics=[{"topic": TOPIC, "partitions": [partition]}],
+    )
+    return encode_request(request, correlation_id)
+
+
+def test_pipelined_long_polls_count_what_they_hold_while_they_wait(
+    small_budget: InProcessServer,
+) -> None:
+    """3,000 long polls of max_bytes 1 sent at once on a connection of a
+    1 MiB budget: each holds some 6 KiB while it waits, so counted by its
+    max_bytes and its 100 bytes they held sixty times the budget. Counted
+    by what they hold, the server reads about a budget's worth of them and
+    stops reading; it serves others meanwhile, and once data arrives every
+    one is answered, in order."""
+    count = 3000
+    server = small_budget.server
+    with Wire(small_budget.bootstrap, timeout=30) as wire:
+        before = server.stats.requests
+        frames = b"".join(_long_poll(100 + i) for i in range(count))
+        sent = _send_what_fits(wire, frames)
+        small_budget.until_on_loop(
+            lambda: (
+                server.stats.requests - before >= count
+                or any("inflight" in c._pauses for c in server.connections)
+            )
+        )
+        waiting = server.stats.requests - before
+        assert waiting <= 1 * MiB // WAITING_FETCH_BYTES + 1, f"{waiting} long polls held"
+        _assert_serves_others(small_budget)
+
+        server.engine.produce(TOPIC, 0, BATCH)
+        wire.send_raw(frames[sent:])
+        for index in range(count):
+            correlation_id, answer = wire.receive(FetchResponse)
+            assert correlation_id == 100 + index
+            assert _records_bytes(answer) == len(BATCH)
+
+
 def test_pipelined_requests_whose_answers_are_not_read_stop_being_handled(
     many_partitions: InProcessServer,
 ) -> None:
@@ -486,13 +549,7 @@ def test_pipelined_requests_whose_answers_are_not_read_stop_being_handled(
         wire.request(_metadata())
         before = many_partitions.server.stats.requests
         frames = b"".join(encode_request(_metadata(), 100 + i) for i in range(count))
-        wire.sock.settimeout(None)
-        wire.sock.setblocking(False)
-        try:
-            sent = wire.sock.send(frames)
-        finally:
-            wire.sock.setblocking(True)
-            wire.sock.settimeout(wire.timeout)
+        sent = _send_what_fits(wire, frames)
         handled = _settled(many_partitions, before, count)
         assert handled < count // 4, f"{handled} of {count} requests handled with no answer read"
         _assert_serves_others(many_partitions)

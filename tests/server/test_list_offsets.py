@@ -206,6 +206,19 @@ def test_a_special_timestamp_older_than_its_version_is_unsupported(
     assert served.wire_offset("t", timestamp, first)[0] == 0
 
 
+@pytest.mark.parametrize("timestamp", [-7, -100, -(2**63)])
+def test_a_negative_timestamp_that_names_nothing_is_unsupported(
+    served: Served, timestamp: int
+) -> None:
+    """Kafka's ReplicaManager.isListOffsetsTimestampUnsupported: a negative
+    timestamp that is none of the special ones is not searched for (it
+    would find the first record, as a time before 1970)."""
+    served.engine.create_topic("t", 1)
+    served.produce("t", T0)
+    for version in (1, 11):
+        assert served.wire_offset("t", timestamp, version) == (UNSUPPORTED_VERSION, -1, -1)
+
+
 def test_list_offsets_versions_up_to_11_are_advertised(served: Served) -> None:
     with Wire(served.server.bootstrap) as wire:
         versions = wire.request(

@@ -5,7 +5,6 @@ not after it grew, its log start moved, or its topic was created again."""
 from __future__ import annotations
 
 import dataclasses
-import datetime
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,12 +15,12 @@ from hypothesis import strategies as st
 
 import engine
 import native
-from engine.protocol.apis import ApiKey, load_request_schema, response_schema
+from engine.protocol.apis import ApiKey, response_schema
 from engine.protocol.encoder import EncodedItem, encode, item_encoder
 from engine.server.shared_decoding import FETCH_BODIES
 from engine.server.shared_reads import Marks, ReadKey, SharedReads
 from tests.server.in_process import InProcessServer
-from tests.server.wire import Wire, build
+from tests.server.wire import Wire, fetch_each
 
 CONSUMERS = 5
 
@@ -61,23 +60,7 @@ def _send(opened: engine.Engine, values: list[bytes]) -> None:
 
 
 def _fetch(offset: int, version: int = 11) -> Any:
-    return build(
-        load_request_schema(ApiKey.FETCH, version),
-        replica_id=-1,
-        max_wait=datetime.timedelta(0),
-        min_bytes=0,
-        max_bytes=1 << 20,
-        isolation_level=0,
-        session_epoch=-1,
-        topics=[
-            {
-                "topic": "t",
-                "partitions": [
-                    {"partition": 0, "fetch_offset": offset, "partition_max_bytes": 1 << 20}
-                ],
-            }
-        ],
-    )
+    return fetch_each(version, [("t", 0, offset)])
 
 
 def _answer(wire: Wire, offset: int, version: int = 11) -> Any:

@@ -11,6 +11,7 @@ import datetime
 import io
 import socket
 import struct
+from collections.abc import Iterable
 from functools import cache
 from types import NoneType, TracebackType, UnionType
 from typing import Any, Union, get_args, get_origin
@@ -150,6 +151,45 @@ def fetch_from_start(
         isolation_level=0,
         session_epoch=-1,
         topics=[{"topic": topic, "partitions": [partition] * repeats}],
+    )
+
+
+def fetch_each(
+    version: int,
+    partitions: Iterable[tuple[Any, int, int]],
+    *,
+    current_leader_epoch: int = -1,
+) -> Any:
+    """A sessionless, read_uncommitted Fetch that does not wait, of each
+    (topic, partition, fetch offset) in its own topic entry, in order: the
+    topic by name before v13, by id (a uuid.UUID) from it; 1 MiB at most,
+    for each partition and the whole."""
+    key = "topic_id" if version >= 13 else "topic"
+    return build(
+        load_request_schema(ApiKey.FETCH, version),
+        replica_id=-1,
+        max_wait=datetime.timedelta(0),
+        min_bytes=0,
+        max_bytes=1 << 20,
+        isolation_level=0,
+        session_id=0,
+        session_epoch=-1,
+        topics=[
+            {
+                key: topic,
+                "partitions": [
+                    {
+                        "partition": partition,
+                        "current_leader_epoch": current_leader_epoch,
+                        "fetch_offset": offset,
+                        "last_fetched_epoch": -1,
+                        "log_start_offset": -1,
+                        "partition_max_bytes": 1 << 20,
+                    }
+                ],
+            }
+            for topic, partition, offset in partitions
+        ],
     )
 
 

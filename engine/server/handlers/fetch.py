@@ -91,6 +91,27 @@ def answer_max_bytes(context: RequestContext, request: FetchRequest) -> int:
     return min(getattr(request, "max_bytes", 0x7FFFFFFF), context.server.config.fetch_max_bytes)
 
 
+WAITING_FETCH_BYTES = 8 * 1024
+"""About what a Fetch holds while it waits, whatever its max_bytes: its
+task, its decoded request and its wake-up registrations (some 6 KiB for a
+one-partition Fetch, measured)."""
+WAITING_PARTITION_BYTES = 160
+"""About what each partition a waiting Fetch names holds, decoded (some
+120 bytes, measured, from 28 on the wire)."""
+
+
+def held_bytes(context: RequestContext, request: FetchRequest) -> int:
+    """What a Fetch counts against its connection's budget until it is
+    answered: its answer's max_bytes, and at least what it holds while it
+    waits. Counted by max_bytes alone, a client pipelining long polls of
+    max_bytes 1 (each 100 bytes on the wire, each holding some 6 KiB for
+    up to its max_wait) held sixty times the connection's budget; Kafka
+    reads no further request of a connection while one is being handled."""
+    partitions = sum(len(topic.partitions) for topic in request.topics)
+    waiting = WAITING_FETCH_BYTES + WAITING_PARTITION_BYTES * partitions
+    return max(answer_max_bytes(context, request), waiting)
+
+
 @handles(
     ApiKey.FETCH,
     4,
@@ -106,7 +127,7 @@ def answer_max_bytes(context: RequestContext, request: FetchRequest) -> int:
         15: "replica state (v16, node endpoints, is not served)",
     },
     decode=FETCH_BODIES.decode,  # consumers of the same data send the same bodies
-    answer_bytes=answer_max_bytes,
+    answer_bytes=held_bytes,
 )
 async def handle_fetch(context: RequestContext, request: FetchRequest) -> dict[str, Any]:
     engine = context.engine
@@ -179,12 +200,15 @@ def _requested_partitions(
     from kio.schema.fetch.v15.request import FetchTopic as FetchTopicV15  # noqa: PLC0415
 
     wanted: list[FetchPartition] = []
+    topics_seen: set[tuple[bytes, str | None]] = set()
+    named_twice = False
     for topic in request.topics:
         if isinstance(topic, FetchTopicV13 | FetchTopicV14 | FetchTopicV15):
             topic_id = uuid_bytes(topic.topic_id)
             name = by_id.get(topic_id) if by_id is not None else None
         else:
             name, topic_id = topic.topic, bytes(16)
+        partitions = topic.partitions
         wanted.extend(
             FetchPartition(
                 name,
@@ -194,8 +218,20 @@ def _requested_partitions(
                 partition.partition_max_bytes,
                 getattr(partition, "current_leader_epoch", -1),
             )
-            for partition in topic.partitions
+            for partition in partitions
         )
+        named_twice = (
+            named_twice
+            or (topic_id, name) in topics_seen
+            or len({partition.partition for partition in partitions}) != len(partitions)
+        )
+        topics_seen.add((topic_id, name))
+    if named_twice:
+        # A partition named twice is read and answered once, where it was
+        # first named, with what it was named with last: Kafka's
+        # FetchRequest.fetchData is a LinkedHashMap by topic and partition.
+        once = {(w.topic_id, w.topic, w.partition): w for w in wanted}
+        wanted = list(once.values())
     return wanted
 
 
@@ -290,6 +326,13 @@ async def _read(
 ) -> _Read:
     if wanted.topic is None:
         return _failed(context, wanted, KafkaCode.UNKNOWN_TOPIC_ID)
+    if not is_internal_topic(wanted.topic):
+        # ReplicaManager.readFromLog: the partition must exist before its
+        # leader epoch is checked.
+        try:
+            context.engine.partition(wanted.topic, wanted.partition)
+        except EngineError as error:
+            return _failed(context, wanted, error_code(error))
     epoch_error = leader_epoch_error(context, wanted.current_leader_epoch)
     if epoch_error != KafkaCode.NONE:
         return _failed(context, wanted, epoch_error)

@@ -4,12 +4,12 @@ What each special ListOffsets timestamp names: engine/offset_lookup.py."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from engine.engine import READ_COMMITTED, READ_UNCOMMITTED
 from engine.errors import EngineError, error_code
 from engine.internal_topics import internal_list_offset, is_internal_topic
-from engine.offset_lookup import FIRST_VERSION, reads_the_log
+from engine.offset_lookup import LATEST, reads_the_log, unsupported_timestamp
 from engine.protocol.apis import ApiKey
 from engine.protocol.kafka_code import KafkaCode
 from engine.server import authorize
@@ -55,7 +55,6 @@ def handle_list_offsets(context: RequestContext, request: ListOffsetsRequest) ->
 
 
 def _list_offsets(context: RequestContext, request: ListOffsetsRequest) -> dict[str, Any]:
-    engine = context.engine
     isolation = READ_COMMITTED if getattr(request, "isolation_level", 0) == 1 else READ_UNCOMMITTED
     refused = authorize.refused_topics(
         context, AclOperation.DESCRIBE, (t.name for t in request.topics)
@@ -65,38 +64,74 @@ def _list_offsets(context: RequestContext, request: ListOffsetsRequest) -> dict[
     for topic in request.topics:
         partitions = []
         for partition in topic.partitions:
-            # Kafka's handleListOffsetRequest, last word first: authorization,
-            # then a partition named twice (every entry of it, and no lookup:
-            # one by time reads the log), then the rest.
-            code = leader_epoch_error(context, getattr(partition, "current_leader_epoch", -1))
-            if context.version < FIRST_VERSION.get(partition.timestamp, 0):
+            # Kafka's handleListOffsetRequest and ReplicaManager.fetchOffset,
+            # last word first: authorization, then a partition named twice
+            # (every entry of it, and no lookup: one by time reads the log),
+            # then a timestamp the version does not know, then the lookup.
+            code = KafkaCode.NONE
+            if unsupported_timestamp(partition.timestamp, context.version):
                 code = KafkaCode.UNSUPPORTED_VERSION
             if (topic.name, partition.partition_index) in duplicated:
                 code = KafkaCode.INVALID_REQUEST
             if refused and topic.name in refused:
                 code = KafkaCode.TOPIC_AUTHORIZATION_FAILED
-            offset = timestamp = -1
-            if code == KafkaCode.NONE and is_internal_topic(topic.name):
-                code, offset = internal_list_offset(partition.partition_index, partition.timestamp)
-            elif code == KafkaCode.NONE:
-                try:
-                    found = engine.list_offset(
-                        topic.name, partition.partition_index, partition.timestamp, isolation
-                    )
-                    offset, timestamp = found.offset, found.timestamp
-                except EngineError as error:
-                    code = error_code(error)
+            found = _NOT_FOUND
+            if code == KafkaCode.NONE:
+                code, found = _lookup(context, topic.name, partition, isolation)
             partitions.append(
                 {
                     "partition_index": partition.partition_index,
                     "error_code": code,
-                    "timestamp": timestamp,
-                    "offset": offset,
-                    "leader_epoch": engine.leader_epoch if offset >= 0 else -1,
+                    "timestamp": found.timestamp,
+                    "offset": found.offset,
+                    "leader_epoch": found.leader_epoch,
                 }
             )
         topics.append({"name": topic.name, "partitions": partitions})
     return {"throttle_time": 0, "topics": topics}
+
+
+class _Found(NamedTuple):
+    offset: int
+    timestamp: int
+    leader_epoch: int
+
+
+_NOT_FOUND = _Found(-1, -1, -1)
+
+
+def _lookup(
+    context: RequestContext, topic: str, partition: Any, isolation: str
+) -> tuple[KafkaCode, _Found]:
+    """A partition's offset for a timestamp, with the leader epoch that
+    wrote it (the current one for LATEST), as Kafka's
+    Partition.fetchOffsetForTimestamp finds them: the partition must exist
+    before its leader epoch is checked."""
+    index = partition.partition_index
+    current_leader_epoch = getattr(partition, "current_leader_epoch", -1)
+    if is_internal_topic(topic):
+        code = leader_epoch_error(context, current_leader_epoch)
+        if code != KafkaCode.NONE:
+            return code, _NOT_FOUND
+        code, offset = internal_list_offset(index, partition.timestamp)
+        epoch = context.engine.leader_epoch if offset >= 0 else -1
+        return code, _Found(offset, -1, epoch)
+    engine = context.engine
+    try:
+        leader = engine.partition(topic, index)
+        code = leader_epoch_error(context, current_leader_epoch)
+        if code != KafkaCode.NONE:
+            return code, _NOT_FOUND
+        found = engine.list_offset(topic, index, partition.timestamp, isolation)
+    except EngineError as error:
+        return error_code(error), _NOT_FOUND
+    if found.offset < 0:
+        return KafkaCode.NONE, _Found(found.offset, found.timestamp, -1)
+    if partition.timestamp == LATEST:
+        epoch = engine.leader_epoch
+    else:
+        epoch = leader.epoch_for_offset(found.offset)
+    return KafkaCode.NONE, _Found(found.offset, found.timestamp, epoch)
 
 
 def _duplicated_partitions(request: ListOffsetsRequest) -> set[tuple[str, int]]:
@@ -134,14 +169,18 @@ def handle_offset_for_leader_epoch(
     for topic in request.topics:
         partitions = []
         for partition in topic.partitions:
-            code = leader_epoch_error(context, partition.current_leader_epoch)
+            code = KafkaCode.NONE
             if refused and topic.topic in refused:
                 code = KafkaCode.TOPIC_AUTHORIZATION_FAILED
             epoch = end_offset = -1
             if code == KafkaCode.NONE:
+                # ReplicaManager.lastOffsetForLeaderEpoch: the partition must
+                # exist before its leader epoch is checked.
                 try:
                     leader = engine.partition(topic.topic, partition.partition)
-                    epoch, end_offset = leader.end_offset_for_epoch(partition.leader_epoch)
+                    code = leader_epoch_error(context, partition.current_leader_epoch)
+                    if code == KafkaCode.NONE:
+                        epoch, end_offset = leader.end_offset_for_epoch(partition.leader_epoch)
                 except EngineError as error:
                     code = error_code(error)
             partitions.append(

@@ -64,10 +64,12 @@ class Registration:
     one deliberate exception (Produce, see produce.py)."""
     answer_bytes: AnswerBytes | None = None
     """For an API whose answer may be far larger than its request (a
-    Fetch's records), the most one answer may carry: counted against the
-    connection's budget from the moment the request is read, since the
-    answer is built whether or not the client reads it. None: an answer
-    about as large as its request, or bounded by the server's own state."""
+    Fetch's records), the most one answer may carry, or what the request
+    holds until it is answered if that is more (a Fetch waiting for data):
+    counted against the connection's budget from the moment the request is
+    read, since the answer is built whether or not the client reads it.
+    None: an answer about as large as its request, or bounded by the
+    server's own state."""
 
     @property
     def name(self) -> str:
