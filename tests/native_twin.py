@@ -85,6 +85,12 @@ PURE_PASS: tuple[str, ...] = (
 )
 
 ONE_PASS_ONLY: dict[str, str] = {
+    "tests/server/test_fetch_past_the_high_watermark.py": "builds its batches with native/; "
+    "what it tests is the answer to a fetch between the high watermark and the log end",
+    "tests/server/test_fetch_repeated_partitions.py": "builds its batches with native/; what "
+    "it tests is how a Fetch naming a partition twice is read and answered",
+    "tests/server/test_offset_for_leader_epoch.py": "builds its batches with native/; what it "
+    "tests is the epochs' end offsets OffsetForLeaderEpoch answers",
     "tests/server/test_pipelined_answers.py": "builds its batches with native/; what it tests "
     "is how the connection orders and writes answers",
     "tests/server/test_sliced_writes.py": "decodes the answer's records with native/ only to "
