@@ -4,7 +4,9 @@ it, when, and at which offset of each partition it took effect.
 
 Each entry travels in the same catalog record as the change it describes
 (docs/engine-format.md), so the history holds a change exactly when the
-change happened, and snapshots keep it: it is never trimmed. An auditor
+change happened, and snapshots keep it. It is bounded (``bounded``): any
+principal that may create topics makes entries when the broker's defaults
+govern, so a loop of creations and deletions must not grow it for ever. An auditor
 reads it with ``tidelog governance`` or ``Engine.governance_history``, and
 ``tidelog verify`` from it the offsets where the broker stamped every
 record, the only ones where a ``tidelog.principal`` header is the broker's
@@ -13,12 +15,20 @@ record, the only ones where a ``tidelog.principal`` header is the broker's
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
 from engine.config import PROVENANCE
 
 CREATED, ALTERED, DELETED = "create", "alter", "delete"
+
+KEPT_PER_TOPIC = 64
+"""The newest entries kept of one topic (by id): a topic's governance
+changed in a loop keeps its recent past, not every step of the loop."""
+KEPT_OF_DELETED = 1024
+"""The newest entries kept, in all, of topics that no longer exist: their
+stamps are gone with them, and only the audit of recent deletions is kept."""
 
 
 class GovernanceChange(NamedTuple):
@@ -102,3 +112,25 @@ def stamped_ranges(
     if start is not None:
         ranges.append((start, None))
     return ranges
+
+
+def bounded(history: Sequence[GovernanceChange], live: set[bytes]) -> list[GovernanceChange]:
+    """The history without what is beyond its bounds: the oldest entries of
+    a topic past its newest KEPT_PER_TOPIC, and the oldest entries of
+    deleted topics (ids not in ``live``) past the newest KEPT_OF_DELETED.
+    Dropping a topic's oldest entries can only shorten its stamped ranges
+    (a range begins at a kept entry), never claim a stamp that was not."""
+    kept: list[GovernanceChange] = []
+    per_topic: Counter[bytes] = Counter()
+    of_deleted = 0
+    for change in reversed(history):
+        if per_topic[change.topic_id] >= KEPT_PER_TOPIC:
+            continue
+        if change.topic_id not in live:
+            if of_deleted >= KEPT_OF_DELETED:
+                continue
+            of_deleted += 1
+        per_topic[change.topic_id] += 1
+        kept.append(change)
+    kept.reverse()
+    return kept

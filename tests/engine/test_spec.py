@@ -26,6 +26,7 @@ from engine import NewTopic
 from engine.acl_bindings import AclBinding
 from engine.catalog import PRODUCER_ID_BLOCK, SNAPSHOT_EVERY
 from engine.credentials import new_credential
+from engine.governance_log import KEPT_OF_DELETED, KEPT_PER_TOPIC
 from engine.partition import CHECKPOINT_VERSION, FULL_CHECKPOINT_EVERY
 from engine.schemas.types import RegisteredSchema
 from engine.state_log import COMPACT_AFTER, COMPACT_CHUNK, StateLog
@@ -151,6 +152,8 @@ def test_the_numbers_in_the_text_are_the_engines() -> None:
     assert _stated(r"`index.interval.bytes` \((\d+)\)") == TimeIndex().interval_bytes
     assert int(CHECKPOINT["v"].split()[0]) == CHECKPOINT_VERSION
     assert _stated(r'`\["catalog", version, created_ms\]`[^|]*\|[^|]*`version` is (\d+)') == 1
+    assert _stated(r"only its newest (\d+) entries are kept") == KEPT_PER_TOPIC
+    assert _stated(r"only the newest (\d+) entries in all") == KEPT_OF_DELETED
 
 
 # -- the catalog --------------------------------------------------------------------
