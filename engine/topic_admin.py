@@ -31,6 +31,7 @@ from engine.errors import (
 )
 from engine.gc_pause import collector_paused
 from engine.governance_gate import (
+    DEFAULTS_CHANGED,
     OWNER,
     Actor,
     GovernanceChangeRefused,
@@ -318,6 +319,27 @@ class TopicAdmin:
                 self.append_catalog(["alter_configs", name, changes, [change.to_wire()]])
                 self._configure(topic)
             log.info("governance of topic %s changed: %s", name, change.describe())
+
+    def record_defaults_changes(self) -> None:
+        """Records, as the engine opens, each topic whose governance the
+        broker's ``[topic_defaults]`` changed since its last history entry:
+        a topic inheriting stamping from a default removed between two runs
+        stops stamping, and its stamped range must end where it did. No
+        append runs yet, so the partitions' next offsets are where the
+        configs in force begin."""
+        with self.lock:
+            last = {change.topic_id: change for change in self.catalog.state.governance}
+            for topic in list(self.registry.topics.values()):
+                previous = last.get(topic.meta.topic_id)
+                now = effective(topic.config)
+                # Only the configs the entry names: one may name fewer.
+                if previous is None or all(now.get(k) == v for k, v in previous.after.items()):
+                    continue
+                change = self._change(ALTERED, topic, DEFAULTS_CHANGED, previous.after, now)
+                self.append_catalog(["alter_configs", topic.name, {}, [change.to_wire()]])
+                log.warning(
+                    "the broker's defaults changed topic %s: %s", topic.name, change.describe()
+                )
 
     def _configure(self, topic: Topic) -> None:
         topic.config = self.registry.topic_config(topic.meta.configs)

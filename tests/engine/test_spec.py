@@ -321,7 +321,10 @@ def test_the_engine_reads_a_catalog_that_starts_with_a_snapshot(tmp_path: Path) 
         data, state, internal = store.create_streams(3)
         body = {
             "topics": [
-                doc_topic("kept", TOPIC_IDS[5], {"retention.ms": "5000"}, [[data, state]], 1)
+                doc_topic(
+                    "kept", TOPIC_IDS[5], {"retention.ms": "5000", "tidelog.provenance": "stamp"},
+                    [[data, state]], 1,
+                )
             ],
             "producer_ids_end": 7000,
             "internal": {"example": internal},
@@ -345,7 +348,10 @@ def test_the_engine_reads_a_catalog_that_starts_with_a_snapshot(tmp_path: Path) 
         _append_all(store, catalog, [doc_record("snapshot", CATALOG_RECORDS, body=body)])
     with engine.open(node) as e:
         assert e.list_topics() == ["kept"]
-        assert e.topic_config("kept").overrides == {"retention.ms": "5000"}
+        assert e.topic_config("kept").overrides == {
+            "retention.ms": "5000",
+            "tidelog.provenance": "stamp",
+        }
         assert e.init_producer_id()[0] >= 7000
         assert e.catalog.state.internal["example"] == internal
         assert e.broker_configs.num_partitions == 3

@@ -107,3 +107,22 @@ def test_verify_says_where_the_stamps_are_the_brokers(tmp_path: Path) -> None:
         "t:0: stamped by the broker in offsets [1, end); "
         "elsewhere stamp-named headers are the writer's own"
     ) in shown.stdout
+
+
+def test_a_default_removed_between_runs_ends_the_range_it_gave(
+    engine_factory: EngineFactory,
+) -> None:
+    e = engine_factory(topic_defaults=STAMP)
+    e.create_topic("t", 1)  # stamps by the broker's default only
+    e.produce("t", 0, forged_batch())
+    assert e.stamped_ranges("t", 0) == [(0, None)]
+    e.close()
+    reopened = engine_factory()  # the same data, the default gone
+    reopened.produce("t", 0, forged_batch())
+    assert principals(reopened, "t", 1) == [b"User:forged"]
+    assert reopened.stamped_ranges("t", 0) == [(0, 1)]
+    change = reopened.governance_history("t")[-1]
+    assert (change.action, change.listener, change.offsets) == ("alter", "topic_defaults", [1])
+    assert change.after["tidelog.provenance"] == "none"
+    reopened.close()
+    assert engine_factory().governance_history("t")[-1] == change  # recorded once
