@@ -137,7 +137,7 @@ class TopicAdmin:
                 record: list[Any] = (
                     ["create_topic", wire[0]] if len(wire) == 1 else ["create_topics", wire]
                 )
-                self.append_catalog(record + self._created_history(metas, actor))
+                self.append_catalog(record + self.created_history(metas, actor))
                 topics_now = self.catalog.state.topics
                 created = [(i, registry.load_topic(topics_now[name])) for i, name, _, _ in fresh]
         with collector_paused(len(created) >= _MANY_TOPICS):
@@ -367,12 +367,19 @@ class TopicAdmin:
             [p.store.next_offset(p.stream_id) for p in topic.partitions],
         )
 
-    def _created_history(self, metas: Sequence[TopicMeta], actor: Actor) -> list[Any]:
+    def created_history(
+        self,
+        metas: Sequence[TopicMeta],
+        actor: Actor,
+        starts: Sequence[list[int]] | None = None,
+    ) -> list[Any]:
         """The catalog record's history entries for new topics that hold any
-        governance config ([] when none does: the record keeps its old form)."""
+        governance config ([] when none does: the record keeps its old form).
+        ``starts``: per topic, each partition's first offset under its
+        configs (a fork's: its fork points); else 0."""
         ungoverned = effective(TopicConfig({}, {}))
         history = []
-        for meta in metas:
+        for i, meta in enumerate(metas):
             governance = effective(self.registry.topic_config(meta.configs))
             if changed(governance, ungoverned):
                 history.append(
@@ -385,7 +392,7 @@ class TopicAdmin:
                         actor.listener,
                         {},
                         governance,
-                        [0] * len(meta.streams),
+                        [0] * len(meta.streams) if starts is None else starts[i],
                     ).to_wire()
                 )
         return [history] if history else []

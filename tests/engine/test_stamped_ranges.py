@@ -12,6 +12,7 @@ import engine
 import native
 from engine.catalog import SNAPSHOT_EVERY
 from engine.engine import Engine
+from engine.masking.rules import MASKING_RULES
 from engine.partition import Partition
 from engine.provenance import PRINCIPAL
 from native import RecordSpec
@@ -20,6 +21,7 @@ from tests.engine.test_verify import CONFIG, _verify_cli
 
 STAMP = {"tidelog.provenance": "stamp"}
 FORGED = (PRINCIPAL, b"User:forged")
+RULES = '[{"path": "/email", "action": "redact"}]'
 
 
 def forged_batch() -> bytes:
@@ -126,3 +128,18 @@ def test_a_default_removed_between_runs_ends_the_range_it_gave(
     assert change.after["tidelog.provenance"] == "none"
     reopened.close()
     assert engine_factory().governance_history("t")[-1] == change  # recorded once
+
+
+def test_a_fork_of_a_governed_topic_is_a_creation_in_the_history(
+    engine_factory: EngineFactory,
+) -> None:
+    e = engine_factory()
+    e.create_topic("t", 1, {**STAMP, MASKING_RULES: RULES})
+    e.produce("t", 0, forged_batch())
+    e.fork("t", name="copy", configs={MASKING_RULES: ""})  # a copy read in clear
+    (created,) = e.governance_history("copy")
+    assert (created.action, created.offsets) == ("create", [1])
+    assert (created.after[MASKING_RULES], created.after["tidelog.provenance"]) == ("", "stamp")
+    # Below the fork point the records are the parent's: the fork's own
+    # stamping holds from it on.
+    assert e.stamped_ranges("copy", 0) == [(1, None)]
