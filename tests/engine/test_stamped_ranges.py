@@ -1,17 +1,21 @@
 """Where a partition's stamp-named headers are the broker's: the governance
 history records the offset each provenance change took effect at, exactly,
-even when the change comes between a batch's stamping and its append; and
-the history survives a restart and the catalog's snapshots."""
+even when the change comes between a batch's stamping (or schema check)
+and its append; the history survives a restart and the catalog's
+snapshots, and records a change of the broker's defaults and a fork."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from types import TracebackType
 
+import pytest
+
 import engine
 import native
 from engine.catalog import SNAPSHOT_EVERY
 from engine.engine import Engine
+from engine.errors import InvalidRecord
 from engine.masking.rules import MASKING_RULES
 from engine.partition import Partition
 from engine.provenance import PRINCIPAL
@@ -36,16 +40,20 @@ def principals(e: engine.Engine, topic: str, offset: int) -> list[bytes]:
 
 
 class _ChangeBeforeAppend:
-    """The partition's lock, which turns the topic's stamping on the first
-    time an append takes it: after the append decided not to stamp."""
+    """The partition's lock, which changes the topic's configs (turns its
+    stamping on) the first time an append takes it: after the append
+    decided how to stamp and check its records."""
 
-    def __init__(self, e: engine.Engine, partition: Partition) -> None:
+    def __init__(
+        self, e: engine.Engine, partition: Partition, configs: dict[str, str] = STAMP
+    ) -> None:
         self.engine, self.lock, self.done = e, partition.lock, False
+        self.configs = configs
 
     def __enter__(self) -> bool:
         if not self.done:
             self.done = True
-            self.engine.alter_configs("t", STAMP)
+            self.engine.alter_configs("t", self.configs)
         return self.lock.__enter__()
 
     def __exit__(
@@ -143,3 +151,20 @@ def test_a_fork_of_a_governed_topic_is_a_creation_in_the_history(
     # Below the fork point the records are the parent's: the fork's own
     # stamping holds from it on.
     assert e.stamped_ranges("copy", 0) == [(1, None)]
+
+
+def test_schema_checks_turned_on_during_an_append_check_that_append(
+    engine_factory: EngineFactory,
+) -> None:
+    e = engine_factory()
+    e.create_topic("t", 1)
+    partition = e.partition("t", 0)
+    racing = _ChangeBeforeAppend(e, partition, {"tidelog.value.schema.validation": "id"})
+    partition.lock = racing  # type: ignore[assignment]
+    with pytest.raises(InvalidRecord):  # a value without a schema id, checked under the lock
+        e.produce("t", 0, forged_batch())
+    partition.lock = racing.lock
+    assert racing.done
+    (change,) = e.governance_history("t")[-1:]
+    assert change.offsets == [0]
+    assert e.partition("t", 0).high_watermark == 0  # nothing unchecked stored from offset 0
