@@ -6,10 +6,10 @@ Each entry travels in the same catalog record as the change it describes
 (docs/engine-format.md), so the history holds a change exactly when the
 change happened, and snapshots keep it. It is bounded (``bounded``): any
 principal that may create topics makes entries when the broker's defaults
-govern, so a loop of creations and deletions must not grow it for ever. An auditor
-reads it with ``tidelog governance`` or ``Engine.governance_history``, and
-``tidelog verify`` from it the offsets where the broker stamped every
-record, the only ones where a ``tidelog.principal`` header is the broker's
+govern, so a loop of creations and deletions must not grow it for ever.
+An auditor reads it with ``Engine.governance_history``, and ``tidelog
+verify`` from it the offsets where the broker stamped every record, the
+only ones where a ``tidelog.principal`` header is the broker's
 (docs/design/0047).
 """
 
