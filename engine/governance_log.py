@@ -134,3 +134,33 @@ def bounded(history: Sequence[GovernanceChange], live: set[bytes]) -> list[Gover
         kept.append(change)
     kept.reverse()
     return kept
+
+
+class HistoryCounts:
+    """How many entries the history holds of each topic id, and of topics
+    that no longer exist, kept as records are applied: the bounds are
+    checked per record without walking the history, which a catalog of
+    thousands of governed topics would otherwise do at every creation."""
+
+    def __init__(self) -> None:
+        self.of_topic: Counter[bytes] = Counter()
+        self.of_deleted = 0
+
+    def recount(self, history: Sequence[GovernanceChange], live: set[bytes]) -> None:
+        self.of_topic = Counter(change.topic_id for change in history)
+        self.of_deleted = sum(n for topic_id, n in self.of_topic.items() if topic_id not in live)
+
+    def deleted(self, topic_ids: Iterable[bytes]) -> None:
+        """Topics were deleted: their entries are now of deleted topics."""
+        self.of_deleted += sum(self.of_topic[topic_id] for topic_id in topic_ids)
+
+    def add(self, entries: Sequence[GovernanceChange], live: set[bytes]) -> bool:
+        """Counts new entries (``live``: the ids among theirs that exist);
+        True when the history is now past a bound (``bounded`` is due)."""
+        for change in entries:
+            self.of_topic[change.topic_id] += 1
+            if change.topic_id not in live:
+                self.of_deleted += 1
+        return self.of_deleted > KEPT_OF_DELETED or any(
+            self.of_topic[change.topic_id] > KEPT_PER_TOPIC for change in entries
+        )

@@ -101,3 +101,28 @@ def test_bounding_never_claims_a_stamp_the_whole_history_does_not(
     assert [c for c in kept if c.topic_id == topic_id] == [
         c for c in history if c.topic_id == topic_id
     ][-KEPT_PER_TOPIC:]
+
+
+@given(st.lists(st.tuples(st.sampled_from(["create", "alter", "delete"]), st.integers(0, 3))))
+def test_the_counts_kept_as_records_apply_are_the_historys(ops: list[tuple[str, int]]) -> None:
+    # The counts decide when the history is bounded: were they off, a
+    # restarted catalog (which counts afresh) would bound it elsewhere.
+    state = CatalogState()
+    for op, n in ops:
+        name = f"t{n}"
+        meta = state.topics.get(name)
+        if op == "create" and meta is None:
+            topic_id = uuid.uuid4().bytes
+            wire = TopicMeta(name, topic_id, {}, [(1, 2)], 0).to_wire()
+            state.apply(["create_topic", wire, [_change(CREATED, name, topic_id, STAMP)]])
+        elif op == "alter" and meta is not None:
+            change = _change(ALTERED, name, meta.topic_id, NONE)
+            state.apply(["alter_configs", name, {}, [change]])
+        elif op == "delete" and meta is not None:
+            state.apply(["delete_topic", name, [_change(DELETED, name, meta.topic_id, {})]])
+        fresh = CatalogState.from_wire(state.to_wire())
+        fresh.apply(["snapshot", state.to_wire()])  # counts as a restart does
+        assert (state._counts.of_topic, state._counts.of_deleted) == (
+            fresh._counts.of_topic,
+            fresh._counts.of_deleted,
+        )
