@@ -24,7 +24,7 @@ import msgpack
 
 from engine import clock
 from engine.acl_bindings import AclBinding
-from engine.governance_log import GovernanceChange
+from engine.governance_log import GovernanceChange, HistoryCounts, bounded
 from engine.quota_entities import Entity, entity_from_wire, entity_to_wire
 from s3stream import StreamStore
 
@@ -102,17 +102,40 @@ class CatalogState:
     schema_configs: dict[str | None, dict[str, str]] = field(default_factory=dict)
     """The registry's compatibility levels and modes by subject (None: global)."""
     governance: list[GovernanceChange] = field(default_factory=list)
-    """Every change of a topic's governance configs, in order, never trimmed
-    (engine/governance_log.py)."""
+    """The changes of topics' governance configs, in order, within the
+    history's bounds (engine/governance_log.py)."""
+    _counts: HistoryCounts = field(default_factory=HistoryCounts, repr=False, compare=False)
 
     def apply(self, record: list[Any]) -> None:
         kind = record[0]
+        if kind in ("delete_topic", "delete_topics"):
+            names = [record[1]] if kind == "delete_topic" else record[1]
+            self._counts.deleted(self.topics[n].topic_id for n in names if n in self.topics)
+        self._apply(kind, record)
+        if kind == "snapshot":
+            self._counts.recount(self.governance, self._live_ids())
         governed_at = _GOVERNANCE_AT.get(kind)
         if governed_at is not None and len(record) > governed_at:
+            # After the topics changed: the bounds keep more of live topics.
             # A new list, never changed in place: verify and the CLI read it
             # from other threads without a lock.
             entries = [GovernanceChange.from_wire(raw) for raw in record[governed_at]]
+            live = {
+                change.topic_id
+                for change in entries
+                if (meta := self.topics.get(change.topic)) is not None
+                and meta.topic_id == change.topic_id
+            }
             self.governance = [*self.governance, *entries]
+            if self._counts.add(entries, live):
+                live_ids = self._live_ids()
+                self.governance = bounded(self.governance, live_ids)
+                self._counts.recount(self.governance, live_ids)
+
+    def _live_ids(self) -> set[bytes]:
+        return {meta.topic_id for meta in self.topics.values()}
+
+    def _apply(self, kind: str, record: list[Any]) -> None:
         if kind == "catalog":
             if record[1] > FORMAT_VERSION:
                 raise ValueError(f"catalog format {record[1]} is newer than this tidelog")

@@ -229,21 +229,23 @@ class Engine:
                 clock=self.clock,
             )
             self.transactions = TransactionCoordinator(self, self._open_state_log("transactions"))
+            self._admin = TopicAdmin(
+                self._registry,
+                self.catalog,
+                self.store,
+                self._lock,
+                default_partitions=lambda: self.broker_configs.num_partitions,
+                clock=self.clock,
+                check_open=self._check_open,
+                on_deleted=self._topic_deleted,
+            )
+            # Before any append: the offsets it records are where they begin.
+            self._admin.record_defaults_changes()
         except BaseException:
             if hasattr(self, "groups"):
                 self.groups.close()
             self.store.close(flush=False)
             raise
-        self._admin = TopicAdmin(
-            self._registry,
-            self.catalog,
-            self.store,
-            self._lock,
-            default_partitions=lambda: self.broker_configs.num_partitions,
-            clock=self.clock,
-            check_open=self._check_open,
-            on_deleted=self._topic_deleted,
-        )
         self.broker_configs.subscribe(self._broker_configs_changed)
         self._waiters = DataWaiters(self._registry, self.clock)
         self._acks = Acks(self.store, self._waiters)

@@ -55,6 +55,11 @@ OWNER = Actor("User:ANONYMOUS", "embedded", True)
 holds the Engine holds its data directory and bucket too (docs/security.md,
 "Principals in the embedded API")."""
 
+DEFAULTS_CHANGED = Actor("User:ANONYMOUS", "topic_defaults", True)
+"""Who changed a topic's governance by changing the broker's
+``[topic_defaults]`` between two runs: the operator of its configuration
+file, recorded as the engine opens (TopicAdmin.record_defaults_changes)."""
+
 
 class GovernanceChangeRefused(ClusterAuthorizationFailed):
     """A change of a topic's governance configs by a principal without

@@ -253,7 +253,8 @@ class Partition:
         provenance: Provenance | None,
         one_batch: bool,
     ) -> tuple[AppendResult, T | None]:
-        buffer, headers = self._validate(data, one_batch)
+        checked_by = self.record_check
+        buffer, headers = self._validate(data, one_batch, checked_by)
         producer_batch = headers[0] if headers[0].producer_id >= 0 else None
         # Any batch of several with a producer id, not only a first one:
         # its sequence and transaction are checked for a lone batch only.
@@ -276,6 +277,10 @@ class Partition:
                 # offset the change found, so the batch follows the config
                 # it is stored under (rare: stamped here, under the lock).
                 buffer, headers, producer_batch = self._stamped_as_configured(sent, provenance, now)
+            if self.record_check is not checked_by and self.record_check is not None:
+                # Likewise the schema rules: from the offset a change of
+                # them found on, every record stored was checked by them.
+                self.record_check.check(buffer, headers, self.schema_source, self.max_inflated)
             if producer_batch is not None:
                 duplicate = self.producers.check(producer_batch)
                 if duplicate is not None:
@@ -360,7 +365,7 @@ class Partition:
         return inflation_limit(self.config)
 
     def _validate(
-        self, data: BytesLike, one_batch: bool
+        self, data: BytesLike, one_batch: bool, record_check: RecordCheck | None
     ) -> tuple[bytearray | memoryview, list[BatchHeader]]:
         """Checks the batches against the format and the topic's rules; returns
         a writable buffer (the caller's if it is one) and the headers.
@@ -403,8 +408,8 @@ class Partition:
             if config.log_append_time and header.timestamp_type == TimestampType.LOG_APPEND_TIME:
                 batch = memoryview(data)[header.position : header.position + header.size]
                 raise log_append_time_refused(batch, self.max_inflated)
-        if self.record_check is not None:  # governance: between validation and append
-            self.record_check.check(data, headers, self.schema_source, self.max_inflated)
+        if record_check is not None:  # governance: between validation and append
+            record_check.check(data, headers, self.schema_source, self.max_inflated)
         codec = self._recompress_to(headers)
         if codec is not None:
             buffer = self._recompress(data, headers, codec)

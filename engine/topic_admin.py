@@ -31,6 +31,7 @@ from engine.errors import (
 )
 from engine.gc_pause import collector_paused
 from engine.governance_gate import (
+    DEFAULTS_CHANGED,
     OWNER,
     Actor,
     GovernanceChangeRefused,
@@ -136,7 +137,7 @@ class TopicAdmin:
                 record: list[Any] = (
                     ["create_topic", wire[0]] if len(wire) == 1 else ["create_topics", wire]
                 )
-                self.append_catalog(record + self._created_history(metas, actor))
+                self.append_catalog(record + self.created_history(metas, actor))
                 topics_now = self.catalog.state.topics
                 created = [(i, registry.load_topic(topics_now[name])) for i, name, _, _ in fresh]
         with collector_paused(len(created) >= _MANY_TOPICS):
@@ -319,6 +320,27 @@ class TopicAdmin:
                 self._configure(topic)
             log.info("governance of topic %s changed: %s", name, change.describe())
 
+    def record_defaults_changes(self) -> None:
+        """Records, as the engine opens, each topic whose governance the
+        broker's ``[topic_defaults]`` changed since its last history entry:
+        a topic inheriting stamping from a default removed between two runs
+        stops stamping, and its stamped range must end where it did. No
+        append runs yet, so the partitions' next offsets are where the
+        configs in force begin."""
+        with self.lock:
+            last = {change.topic_id: change for change in self.catalog.state.governance}
+            for topic in list(self.registry.topics.values()):
+                previous = last.get(topic.meta.topic_id)
+                now = effective(topic.config)
+                # Only the configs the entry names: one may name fewer.
+                if previous is None or all(now.get(k) == v for k, v in previous.after.items()):
+                    continue
+                change = self._change(ALTERED, topic, DEFAULTS_CHANGED, previous.after, now)
+                self.append_catalog(["alter_configs", topic.name, {}, [change.to_wire()]])
+                log.warning(
+                    "the broker's defaults changed topic %s: %s", topic.name, change.describe()
+                )
+
     def _configure(self, topic: Topic) -> None:
         topic.config = self.registry.topic_config(topic.meta.configs)
         for partition in topic.partitions:
@@ -345,12 +367,19 @@ class TopicAdmin:
             [p.store.next_offset(p.stream_id) for p in topic.partitions],
         )
 
-    def _created_history(self, metas: Sequence[TopicMeta], actor: Actor) -> list[Any]:
+    def created_history(
+        self,
+        metas: Sequence[TopicMeta],
+        actor: Actor,
+        starts: Sequence[list[int]] | None = None,
+    ) -> list[Any]:
         """The catalog record's history entries for new topics that hold any
-        governance config ([] when none does: the record keeps its old form)."""
+        governance config ([] when none does: the record keeps its old form).
+        ``starts``: per topic, each partition's first offset under its
+        configs (a fork's: its fork points); else 0."""
         ungoverned = effective(TopicConfig({}, {}))
         history = []
-        for meta in metas:
+        for i, meta in enumerate(metas):
             governance = effective(self.registry.topic_config(meta.configs))
             if changed(governance, ungoverned):
                 history.append(
@@ -363,7 +392,7 @@ class TopicAdmin:
                         actor.listener,
                         {},
                         governance,
-                        [0] * len(meta.streams),
+                        [0] * len(meta.streams) if starts is None else starts[i],
                     ).to_wire()
                 )
         return [history] if history else []

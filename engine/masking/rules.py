@@ -14,6 +14,7 @@ import re
 from typing import NamedTuple
 
 MASKING_RULES = "tidelog.masking.rules"
+"""The topic config holding a topic's rules ("" or absent: not masked)."""
 MASKING_APPLIES = "tidelog.masking.applies"
 """A read-only entry DescribeConfigs adds to a topic's configs: whether the
 asking principal reads the topic masked (docs/governance.md)."""
@@ -21,7 +22,6 @@ MASKING_APPLIES_DOC = (
     "read only: true when the principal asking reads this topic masked "
     "(it has masking rules and the principal may not unmask it)"
 )
-"""The topic config holding a topic's rules ("" or absent: not masked)."""
 
 ACTIONS = ("redact", "hash", "drop")
 MAX_RULES = 256

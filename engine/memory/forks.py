@@ -17,12 +17,13 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from engine.catalog import Catalog, TopicMeta
 from engine.clock import Clock
 from engine.errors import EngineError, OffsetOutOfRange, TopicExists, UnknownTopic
+from engine.governance_gate import OWNER, Actor
 from engine.memory.snapshot import check_position
 from engine.memory.vector import InvalidVector, OffsetVector
 from engine.partition import Partition
@@ -58,6 +59,10 @@ class ForkHost(Protocol):
     def ensure_masking_key(self, name: str, configs: Mapping[str, str | None]) -> None: ...
 
     def append_catalog(self, record: list[Any]) -> None: ...
+
+    def created_history(
+        self, metas: Sequence[TopicMeta], actor: Actor, starts: Sequence[list[int]] | None = None
+    ) -> list[Any]: ...
 
 
 class ForkPointUnavailable(EngineError):
@@ -127,7 +132,13 @@ def fork_topic(
             admin.clock.time_ms(),
         )  # fmt: skip
         admin.ensure_masking_key(name, checked)
-        admin.append_catalog(["create_topic", meta.to_wire()])
+        # A fork holding governance configs is a creation in the governance
+        # history; its records below the fork points are the parent's, so
+        # its own configs (its stamping) hold from there.
+        starts = [admin.store.next_offset(data_id) for data_id in data_ids]
+        admin.append_catalog(
+            ["create_topic", meta.to_wire(), *admin.created_history([meta], OWNER, [starts])]
+        )
         forked = registry.load_topic(admin.catalog.state.topics[name])
         for partition in forked.partitions:
             partition.recover()

@@ -14,6 +14,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from engine.mirror.errors import ClusterUnavailable
+
 MASKING_APPLIES = "tidelog.masking.applies"
 """engine/masking/rules.py's name, repeated: the mirror talks to any
 cluster through its client, never through the engine's modules."""
@@ -37,9 +39,33 @@ def masked_topics(kafka: Any, admin: Any, names: list[str], timeout: float) -> l
     for resource, future in admin.describe_configs(resources, request_timeout=timeout).items():
         try:
             described = future.result(timeout)
-        except (kafka.KafkaException, TimeoutError):
+        except (kafka.KafkaException, TimeoutError) as error:
+            not_described(kafka, resource.name, error)
             masked.append(resource.name)
             continue
         if masked_in(described):
             masked.append(resource.name)
     return sorted(masked)
+
+
+_TRANSIENT = ("_TIMED_OUT", "_TRANSPORT", "_ALL_BROKERS_DOWN", "REQUEST_TIMED_OUT")
+
+
+def not_described(kafka: Any, name: str, error: BaseException) -> None:
+    """A topic whose configs the source did not describe: raises
+    ClusterUnavailable when the source did not answer (the mirror's session
+    starts over, verify cannot run), since a topic taken as masked stops
+    the mirror for good; returns when the source refused (the topic is then
+    taken as masked: it cannot be shown not to be)."""
+    found = error.args[0] if isinstance(error, kafka.KafkaException) and error.args else None
+    transient = found is None or (
+        isinstance(found, kafka.KafkaError)
+        and (
+            found.retriable()
+            or any(found.code() == getattr(kafka.KafkaError, c) for c in _TRANSIENT)
+        )
+    )
+    if transient:
+        raise ClusterUnavailable(
+            f"the source did not describe {name}'s configs: {error}"
+        ) from error

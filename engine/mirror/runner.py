@@ -32,6 +32,7 @@ from engine.mirror.kafka import (
     confluent,
     reader_config,
 )
+from engine.mirror.masked import masked_topics
 from engine.mirror.offset_sync import OffsetSync
 from engine.mirror.progress import PartitionProgress, ProgressStore
 from engine.mirror.reading import Cluster, ClusterReadError
@@ -60,6 +61,8 @@ properties may set it otherwise."""
 _RETRY_FIRST_S = 0.5
 _RETRY_MOST_S = 15.0
 GIVE_UP_S = 300.0
+MASKING_RECHECK_TOPICS = 64
+"""Copied topics whose masking is checked again at each topic refresh."""
 """How long ``once`` keeps retrying a target that copies nothing."""
 _PARTITION_EOF = -191
 
@@ -149,6 +152,9 @@ class _Session:
         self.partitions: dict[TopicPartition, _Partition] = {}
         self.target_topics: dict[str, int] = {}
         self.syncs: dict[TopicPartition, list[OffsetSync]] = {}
+        self._recheck_from = 0
+        """Where the next check of copied topics' masking starts."""
+        self._describes: bool | None = None
 
     def run(self) -> bool:
         """True when ``once`` is done; False when stopped."""
@@ -232,10 +238,38 @@ class _Session:
         if changed:
             self.store.save({tp: self.partitions[tp].mirrored.progress for tp in changed})
 
+    def _check_copied_unmasked(self) -> None:
+        """Raises MaskedSource when the source now masks a topic this
+        session copies in clear (masking rules set after the topic was
+        first seen), unless masked copies are meant: its next records would
+        be masks. Up to MASKING_RECHECK_TOPICS topics a refresh, in turn,
+        so that a mirror of many topics does not describe them all every
+        few seconds."""
+        if self.settings.masked_copies:
+            return
+        copied = sorted({tp.topic for tp in self.partitions})
+        if not copied or not self._source_describes():
+            return
+        start = self._recheck_from % len(copied)
+        batch = (copied[start:] + copied[:start])[:MASKING_RECHECK_TOPICS]
+        self._recheck_from = start + len(batch)
+        masked = masked_topics(self.kafka, self.source_admin, batch, REQUEST_TIMEOUT_S)
+        if masked:
+            raise MaskedSource(masked)
+
+    def _source_describes(self) -> bool:
+        """Whether the source describes configs (one without a controller,
+        as librdkafka's mock cluster, does not: nothing is masked there)."""
+        if self._describes is None:
+            metadata = self.source_admin.list_topics(timeout=REQUEST_TIMEOUT_S)
+            self._describes = metadata.controller_id in metadata.brokers
+        return self._describes
+
     def _add_topics(self) -> None:
         """Recovers and assigns the partitions of matching topics not yet
         copied (all of them, the first time)."""
         found = topics.source_topics(self.kafka, self.source_admin, self.settings)
+        self._check_copied_unmasked()
         unseen = {
             name: count
             for name, count in found.items()

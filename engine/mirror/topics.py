@@ -28,7 +28,7 @@ from typing import Any
 
 from engine.mirror.errors import ClusterUnavailable, MirrorError, PartitionsRefused, TopicMismatch
 from engine.mirror.kafka import REQUEST_TIMEOUT_S, broker_error
-from engine.mirror.masked import masked_in
+from engine.mirror.masked import masked_in, not_described
 from engine.mirror.offset_sync import OFFSET_SYNCS_TOPIC
 from engine.mirror.settings import MirrorSettings
 
@@ -93,7 +93,10 @@ def with_configs(kafka: Any, admin: Any, found: dict[str, int]) -> list[SourceTo
             try:
                 entries = future.result(REQUEST_TIMEOUT_S)
             except (kafka.KafkaException, TimeoutError) as error:
-                log.warning("the source did not describe %s's configs (%s)", resource.name, error)
+                not_described(kafka, resource.name, error)
+                log.warning(
+                    "the source refused to describe %s's configs (%s)", resource.name, error
+                )
                 masked.add(resource.name)
                 continue
             configs[resource.name] = {

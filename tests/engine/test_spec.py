@@ -26,6 +26,7 @@ from engine import NewTopic
 from engine.acl_bindings import AclBinding
 from engine.catalog import PRODUCER_ID_BLOCK, SNAPSHOT_EVERY
 from engine.credentials import new_credential
+from engine.governance_log import KEPT_OF_DELETED, KEPT_PER_TOPIC
 from engine.partition import CHECKPOINT_VERSION, FULL_CHECKPOINT_EVERY
 from engine.schemas.types import RegisteredSchema
 from engine.state_log import COMPACT_AFTER, COMPACT_CHUNK, StateLog
@@ -151,6 +152,8 @@ def test_the_numbers_in_the_text_are_the_engines() -> None:
     assert _stated(r"`index.interval.bytes` \((\d+)\)") == TimeIndex().interval_bytes
     assert int(CHECKPOINT["v"].split()[0]) == CHECKPOINT_VERSION
     assert _stated(r'`\["catalog", version, created_ms\]`[^|]*\|[^|]*`version` is (\d+)') == 1
+    assert _stated(r"only its newest (\d+) entries are kept") == KEPT_PER_TOPIC
+    assert _stated(r"only the newest (\d+) entries in all") == KEPT_OF_DELETED
 
 
 # -- the catalog --------------------------------------------------------------------
@@ -318,7 +321,10 @@ def test_the_engine_reads_a_catalog_that_starts_with_a_snapshot(tmp_path: Path) 
         data, state, internal = store.create_streams(3)
         body = {
             "topics": [
-                doc_topic("kept", TOPIC_IDS[5], {"retention.ms": "5000"}, [[data, state]], 1)
+                doc_topic(
+                    "kept", TOPIC_IDS[5], {"retention.ms": "5000", "tidelog.provenance": "stamp"},
+                    [[data, state]], 1,
+                )
             ],
             "producer_ids_end": 7000,
             "internal": {"example": internal},
@@ -342,7 +348,10 @@ def test_the_engine_reads_a_catalog_that_starts_with_a_snapshot(tmp_path: Path) 
         _append_all(store, catalog, [doc_record("snapshot", CATALOG_RECORDS, body=body)])
     with engine.open(node) as e:
         assert e.list_topics() == ["kept"]
-        assert e.topic_config("kept").overrides == {"retention.ms": "5000"}
+        assert e.topic_config("kept").overrides == {
+            "retention.ms": "5000",
+            "tidelog.provenance": "stamp",
+        }
         assert e.init_producer_id()[0] >= 7000
         assert e.catalog.state.internal["example"] == internal
         assert e.broker_configs.num_partitions == 3

@@ -6,16 +6,21 @@ it compared masked. A principal that may unmask copies the clear values."""
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
+from concurrent.futures import Future
 from pathlib import Path
+from typing import Any
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 import engine
 from engine.cli.main import main
 from engine.masking.rules import MASKING_RULES
-from engine.mirror.errors import MaskedSource
+from engine.mirror.errors import ClusterUnavailable, MaskedSource
+from engine.mirror.kafka import confluent
+from engine.mirror.masked import masked_topics
 from engine.mirror.runner import MirrorRunner
 from engine.mirror.settings import MirrorSettings
 from tests.engine.helpers_records import batch
@@ -115,3 +120,61 @@ def test_a_principal_that_may_unmask_copies_the_clear_values(sides: Sides) -> No
     settings = MirrorSettings(auditor, sides.target.bootstrap, topics="chats")
     assert MirrorRunner(settings, once=True).run().copied == 1
     assert sides.copied_value() == CLEAR
+
+
+def test_a_topic_masked_while_the_mirror_copies_it_stops_the_mirror(sides: Sides) -> None:
+    sides.source_engine.create_topic("plain", 1)
+    sides.source_engine.produce("plain", 0, batch([CLEAR]))
+    settings = MirrorSettings(
+        sides.source.bootstrap, sides.target.bootstrap, topics="plain", topic_refresh_s=0.2
+    )
+    runner = MirrorRunner(settings)
+    raised: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            runner.run()
+        except BaseException as error:
+            raised.append(error)
+
+    mirror = threading.Thread(target=run, daemon=True)
+    mirror.start()
+    try:
+        for _ in range(240):
+            if runner.report.copied:
+                break
+            mirror.join(0.25)
+        assert runner.report.copied == 1, "the clear topic was not copied"
+        sides.source_engine.alter_configs("plain", {MASKING_RULES: RULES})
+        mirror.join(60)
+    finally:
+        runner.stop.set()
+        mirror.join(60)
+    assert not mirror.is_alive()
+    (error,) = raised
+    assert isinstance(error, MaskedSource) and error.topics == ["plain"]
+
+
+class _Unanswered:
+    """A source's admin client whose DescribeConfigs fails as given."""
+
+    def __init__(self, failure: BaseException) -> None:
+        self.failure = failure
+
+    def describe_configs(self, resources: list[Any], **_: Any) -> dict[Any, Future[Any]]:
+        answers: dict[Any, Future[Any]] = {}
+        for resource in resources:
+            answers[resource] = Future()
+            answers[resource].set_exception(self.failure)
+        return answers
+
+
+def test_a_source_that_does_not_answer_is_unavailable_not_masked() -> None:
+    kafka = confluent()
+    with pytest.raises(ClusterUnavailable):
+        masked_topics(kafka, _Unanswered(TimeoutError()), ["chats"], 1.0)
+    timed_out = KafkaException(KafkaError(KafkaError._TIMED_OUT))
+    with pytest.raises(ClusterUnavailable):
+        masked_topics(kafka, _Unanswered(timed_out), ["chats"], 1.0)
+    refused = KafkaException(KafkaError(KafkaError.TOPIC_AUTHORIZATION_FAILED))
+    assert masked_topics(kafka, _Unanswered(refused), ["chats"], 1.0) == ["chats"]

@@ -45,8 +45,8 @@ TOPIC_RIGHTS = (
 )
 
 
-def _open(path: Path, **topic_defaults: str) -> Iterator[Cluster]:
-    config = engine.EngineConfig(topic_defaults=topic_defaults)
+def _open(path: Path, auto_create: bool = False, **topic_defaults: str) -> Iterator[Cluster]:
+    config = engine.EngineConfig(topic_defaults=topic_defaults, auto_create_topics=auto_create)
     with engine.open(path, config=config) as opened:
         running = Cluster(opened)
         try:
@@ -198,3 +198,21 @@ def test_the_embedded_api_raises_for_a_principal_without_the_cluster_right(
         opened.alter_configs("chats", {"retention.ms": 1000}, principal=OWNER)
         opened.alter_configs("chats", {MASKING_RULES: None})  # the Engine's holder may
         assert opened.topic_config("chats").get(MASKING_RULES) == ""
+
+
+def test_an_auto_created_topic_records_who_asked_for_it(tmp_path: Path) -> None:
+    for running in _open(tmp_path / "node", True, **{"tidelog.provenance": "stamp"}):
+        request = build(
+            request_schema(ApiKey.METADATA, 12),
+            topics=[{"name": "chats"}],
+            allow_auto_topic_creation=True,
+        )
+        with Wire(running.bootstrap(OWNER), timeout=TIMEOUT) as wire:
+            (described,) = wire.request(request).topics
+        assert described.error_code in (KafkaCode.NONE, KafkaCode.LEADER_NOT_AVAILABLE)
+        (created,) = running.engine.governance_history("chats")
+        assert (created.action, created.principal, created.listener) == (
+            "create",
+            OWNER,
+            "PLAINTEXT",
+        )

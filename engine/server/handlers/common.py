@@ -112,7 +112,10 @@ def auto_create_topics(context: RequestContext, names: list[str]) -> dict[str, K
         )
         return dict.fromkeys(names, code)
     try:
-        outcomes = engine.create_topics([NewTopic(name) for name in names])
+        # The asker's: a topic the defaults govern has its creation recorded.
+        outcomes = engine.create_topics(
+            [NewTopic(name) for name in names], principal=authorize.actor(context)
+        )
     except EngineError as error:
         return dict.fromkeys(names, error_code(error))
     return {
