@@ -1,0 +1,162 @@
+"""The server's CPU per small Produce request: one librdkafka producer
+(acks=all, linger.ms 0) sends 1-record batches round-robin to many
+partitions at a steady rate, so that each Produce request carries one
+partition's one-record batch, as librdkafka's requests to a topic of
+thousands of partitions do.
+
+    python bench/small_produce_bench.py [--partitions 1000] [--rate 2000]
+                                        [--seconds 10] [--json] [--quick]
+
+The figure is ``server_cpu_us_per_request``: the server process's CPU
+(every thread, user + system, from /proc) over the produce, divided by the
+Produce requests librdkafka's statistics counted. The kernel charges CPU by
+the tick (4 ms), so a run needs thousands of requests for a figure within
+a few percent. ``threads`` splits it by thread (the event loop is the
+process's main thread); ``records_per_request`` checks the shape.
+Compare revisions with bench/compare.py, alternating.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import _harness
+from _scale_parts import Server, create_topics
+from confluent_kafka import KafkaError, Message, Producer
+
+TOPIC = "small"
+RECORD = b"x" * 100
+
+
+def _thread_cpu(pid: int) -> Counter[str]:
+    """Each thread's user + system CPU seconds so far, by name (the main
+    thread, which runs the event loop, as ``loop``)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    used: Counter[str] = Counter()
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/stat", encoding="ascii") as stat:
+                head, _, rest = stat.read().rpartition(")")
+        except FileNotFoundError:  # the thread ended meanwhile
+            continue
+        name = "loop" if int(task) == pid else head.split("(", 1)[1]
+        fields = rest.split()
+        used[name] += (int(fields[11]) + int(fields[12])) / tick
+    return used
+
+
+def produce(address: str, partitions: int, rate: float, seconds: float) -> dict[str, Any]:
+    """Sends ``rate`` records a second for ``seconds``, one record to each
+    partition in turn; returns the records and Produce requests sent."""
+    stats: list[dict[str, Any]] = []
+    producer = Producer(
+        {
+            "bootstrap.servers": address,
+            "acks": "all",
+            "linger.ms": 0,
+            "compression.type": "none",
+            "enable.idempotence": False,
+            "statistics.interval.ms": 100,
+            "stats_cb": lambda text: stats.append(json.loads(text)),
+            "log_level": 3,
+        }
+    )
+    producer.list_topics(TOPIC, timeout=60)
+    errors: list[str] = []
+
+    def delivered(err: KafkaError | None, _: Message) -> None:
+        if err is not None:
+            errors.append(str(err))
+
+    count = int(rate * seconds)
+    started = time.perf_counter()
+    sent = 0
+    while sent < count:
+        due = min(count, int((time.perf_counter() - started) * rate))
+        while sent < due:
+            producer.produce(TOPIC, RECORD, partition=sent % partitions, on_delivery=delivered)
+            sent += 1
+        producer.poll(0.0005)
+    if producer.flush(120.0) > 0 or errors:
+        raise RuntimeError(f"produce failed: {errors[:1] or 'undelivered after 120 s'}")
+    stats.clear()
+    deadline = time.perf_counter() + 5
+    while not stats and time.perf_counter() < deadline:
+        producer.poll(0.05)
+    if not stats:
+        raise RuntimeError("no statistics from librdkafka")
+    requests = sum(
+        broker["req"].get("Produce", 0)
+        for broker in stats[-1]["brokers"].values()
+        if broker.get("nodeid", -1) >= 0
+    )
+    return {"records": count, "requests": requests, "seconds": time.perf_counter() - started}
+
+
+def run(partitions: int, rate: float, seconds: float, scratch: Path) -> dict[str, Any]:
+    with Server(scratch, scratch / "data") as server:
+        create_topics(server.address, {TOPIC: partitions})
+        # A short warm-up: connections, metadata, the partitions' first appends.
+        produce(server.address, partitions, rate, min(2.0, seconds))
+        pid = server.process.pid
+        before, idle_from = _thread_cpu(pid), time.perf_counter()
+        time.sleep(1.0)
+        idle = sum(_thread_cpu(pid).values()) - sum(before.values())
+        idle_cores = idle / (time.perf_counter() - idle_from)
+        before = _thread_cpu(pid)
+        sent = produce(server.address, partitions, rate, seconds)
+        after = _thread_cpu(pid)
+    requests = sent["requests"]  # the warm-up's producer was another client
+    used = {name: after[name] - before.get(name, 0.0) for name in after}
+    total = sum(used.values())
+    threads = {
+        name: round(cpu / requests * 1e6, 1)
+        for name, cpu in sorted(used.items(), key=lambda item: -item[1])
+        if cpu > 0
+    }
+    return {
+        "partitions": partitions,
+        "rate": rate,
+        "requests": requests,
+        "records_per_request": round(sent["records"] / requests, 3),
+        "server_cpu_us_per_request": round(total / requests * 1e6, 1),
+        "loop_cpu_us_per_request": round(used.get("loop", 0.0) / requests * 1e6, 1),
+        "idle_server_cores": round(idle_cores, 3),
+        "threads": threads,
+        "load_average": os.getloadavg()[0],
+    }
+
+
+def _print(results: dict[str, Any]) -> None:
+    print(
+        f"{results['partitions']} partitions, {results['rate']:.0f} records/s,"
+        f" {results['requests']} Produce requests"
+        f" ({results['records_per_request']} records each), load {results['load_average']:.2f}"
+    )
+    print(f"  server CPU per request: {results['server_cpu_us_per_request']} us")
+    print(f"  the loop's:             {results['loop_cpu_us_per_request']} us")
+    print(f"  idle server: {results['idle_server_cores']} cores")
+    for name, us in results["threads"].items():
+        print(f"    {name:<20} {us:>8.1f} us")
+
+
+def main() -> None:
+    parser = _harness.parser(__doc__, "1,000 requests")
+    parser.add_argument("--partitions", type=int, default=1000)
+    parser.add_argument("--rate", type=float, default=2000.0, help="records (requests) a second")
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--data-dir", default=None, help="scratch directory (default: temp)")
+    args = parser.parse_args()
+    seconds = 0.5 if args.quick else args.seconds
+    with _harness.scratch(args.data_dir, "small-produce-") as scratch:
+        results = run(args.partitions, args.rate, seconds, scratch)
+    _harness.report(results, args.json, _print)
+
+
+if __name__ == "__main__":
+    main()
