@@ -12,10 +12,11 @@ headers appended after it.
 
 from __future__ import annotations
 
+import asyncio
 import threading
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from typing import Any, NamedTuple, TypeVar
+from typing import NamedTuple, TypeVar
 
 import msgpack
 
@@ -241,7 +242,7 @@ class Partition:
         remote: bool | None = None,
         provenance: Provenance | None = None,
         one_batch: bool = False,
-    ) -> tuple[AppendResult, Coroutine[Any, Any, int] | None]:
+    ) -> tuple[AppendResult, asyncio.Future[int] | None]:
         """Like submit, from a running event loop; returns what to await."""
         return self._append(data, self.store.submit_async, remote, provenance, one_batch)
 

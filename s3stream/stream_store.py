@@ -26,6 +26,7 @@ goes through manifest_writer.py):
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -493,9 +494,10 @@ class StreamStore:
         remote: bool = False,
         *,
         payload_crc: int | None = None,
-    ) -> Coroutine[Any, Any, int]:
-        """Queues an append from a running event loop now, and returns what to
-        await for the stream's new end offset once it is durable (as submit).
+    ) -> asyncio.Future[int]:
+        """Queues an append from a running event loop now, and returns a
+        future for the stream's new end offset once it is durable (as
+        submit); cancelling it stops the wait, not the append.
 
         The append is accepted (or refused) before this returns, so a caller
         holding its own lock can assign offsets and submit in one step.
