@@ -8,11 +8,10 @@ thousands of partitions do.
                                         [--seconds 10] [--json] [--quick]
 
 The figure is ``server_cpu_us_per_request``: the server process's CPU
-(every thread, user + system, from /proc) over the produce, divided by the
-Produce requests librdkafka's statistics counted. The kernel charges CPU by
-the tick (4 ms), so a run needs thousands of requests for a figure within
-a few percent. ``threads`` splits it by thread (the event loop is the
-process's main thread); ``records_per_request`` checks the shape.
+(every thread's time on a CPU, from the scheduler's statistics) over the
+produce, divided by the Produce requests librdkafka's statistics counted.
+``threads`` splits it by thread (the event loop is the process's main
+thread); ``records_per_request`` checks the shape.
 Compare revisions with bench/compare.py, alternating.
 """
 
@@ -34,19 +33,20 @@ RECORD = b"x" * 100
 
 
 def _thread_cpu(pid: int) -> Counter[str]:
-    """Each thread's user + system CPU seconds so far, by name (the main
-    thread, which runs the event loop, as ``loop``)."""
-    tick = os.sysconf("SC_CLK_TCK")
+    """Each thread's CPU seconds so far, by name (the main thread, which
+    runs the event loop, as ``loop``): the scheduler's own count, in
+    nanoseconds (/proc/PID/task/TID/schedstat), not /proc's stat, whose
+    times move by the 4 ms tick."""
     used: Counter[str] = Counter()
     for task in os.listdir(f"/proc/{pid}/task"):
         try:
-            with open(f"/proc/{pid}/task/{task}/stat", encoding="ascii") as stat:
-                head, _, rest = stat.read().rpartition(")")
+            with open(f"/proc/{pid}/task/{task}/schedstat", encoding="ascii") as stat:
+                ran_ns = int(stat.read().split()[0])
+            with open(f"/proc/{pid}/task/{task}/comm", encoding="ascii") as comm:
+                name = comm.read().strip()
         except FileNotFoundError:  # the thread ended meanwhile
             continue
-        name = "loop" if int(task) == pid else head.split("(", 1)[1]
-        fields = rest.split()
-        used[name] += (int(fields[11]) + int(fields[12])) / tick
+        used["loop" if int(task) == pid else name] += ran_ns / 1e9
     return used
 
 
