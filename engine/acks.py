@@ -6,7 +6,9 @@ to a producer's retry of a batch already appended."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Coroutine
 from concurrent.futures import Future
+from typing import Any
 
 from engine.data_waiters import DataWaiters
 from engine.partition import AppendResult, Partition
@@ -50,31 +52,24 @@ class Acks:
         remote: bool | None,
         provenance: Provenance | None = None,
         one_batch: bool = False,
-    ) -> asyncio.Future[AppendResult]:
-        """Appends to ``leader`` now; the future resolves once durable.
-        A future settled by the store's callback, not a coroutine: a
-        Produce request would wrap a coroutine in a Task of its own."""
+    ) -> Coroutine[Any, Any, AppendResult]:
+        """Appends to ``leader`` now; the coroutine finishes once durable."""
         with store_errors():
             result, stored = leader.submit_async(records, remote, provenance, one_batch)
-        if stored is None:  # a retry: answered once the original is durable
-            return asyncio.wrap_future(self._retry_durable(leader, result, remote))
-        done: asyncio.Future[AppendResult] = stored.get_loop().create_future()
+        return self._durable_async(leader, result, stored, remote)
 
-        def durable(future: asyncio.Future[int]) -> None:
-            if done.cancelled():
-                return
-            if future.cancelled():
-                done.cancel()
-            elif (error := future.exception()) is not None:
-                failure = translate(error)
-                if failure is not error:
-                    failure.__cause__ = error
-                done.set_exception(failure)
-            else:
-                done.set_result(result)
-
-        stored.add_done_callback(durable)
-        return done
+    async def _durable_async(
+        self,
+        leader: Partition,
+        result: AppendResult,
+        stored: Coroutine[Any, Any, int] | None,
+        remote: bool | None,
+    ) -> AppendResult:
+        if stored is not None:
+            with store_errors():
+                await stored
+            return result
+        return await asyncio.wrap_future(self._retry_durable(leader, result, remote))
 
     def _retry_durable(
         self, leader: Partition, result: AppendResult, remote: bool | None

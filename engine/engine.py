@@ -21,7 +21,7 @@ import contextlib
 import logging
 import os
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Coroutine, Iterable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -569,12 +569,12 @@ class Engine:
         remote: bool | None = None,
         provenance: Provenance | None = None,
         one_batch: bool = False,
-    ) -> asyncio.Future[AppendResult]:
+    ) -> Coroutine[Any, Any, AppendResult]:
         """Like submit, from a running event loop: the batches are validated
         and appended now, in call order (validation errors raise here), and
-        the returned future resolves once they are durable (cancelling it
-        stops the wait, not the append). Back-pressure from a full log cache
-        delays the future, never blocks the loop."""
+        the returned coroutine, which must be awaited, finishes once they
+        are durable. Back-pressure from a full log cache is waited for in
+        that coroutine, never by blocking the loop."""
         self._check_open()
         leader = self.partition(topic, partition, auto_create=True)
         return self._acks.submit_async(leader, records, remote, provenance, one_batch)

@@ -12,11 +12,10 @@ headers appended after it.
 
 from __future__ import annotations
 
-import asyncio
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from concurrent.futures import Future
-from typing import NamedTuple, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import msgpack
 
@@ -242,7 +241,7 @@ class Partition:
         remote: bool | None = None,
         provenance: Provenance | None = None,
         one_batch: bool = False,
-    ) -> tuple[AppendResult, asyncio.Future[int] | None]:
+    ) -> tuple[AppendResult, Coroutine[Any, Any, int] | None]:
         """Like submit, from a running event loop; returns what to await."""
         return self._append(data, self.store.submit_async, remote, provenance, one_batch)
 

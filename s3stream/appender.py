@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from concurrent.futures import Future
 from typing import Any, TypeVar, cast
 
@@ -105,10 +105,9 @@ class Appender:
         remote: bool = False,
         *,
         payload_crc: int | None = None,
-    ) -> asyncio.Future[int]:
-        """Queues an append from a running event loop now, and returns a
-        future for the stream's new end offset once it is durable (as
-        submit); cancelling it stops the wait, not the append.
+    ) -> Coroutine[Any, Any, int]:
+        """Queues an append from a running event loop now, and returns what to
+        await for the stream's new end offset once it is durable (as submit).
 
         The append is accepted (or refused) before this returns, so a caller
         holding its own lock can assign offsets and submit in one step.
@@ -122,58 +121,7 @@ class Appender:
             remote,
             payload_crc,
         )
-        # Settled by the WAL future's callback rather than by a coroutine
-        # awaiting it: a coroutine needs a Task of its own, the largest
-        # per-append cost of a Produce request for one small batch.
-        done = future.get_loop().create_future()
-        future.add_done_callback(
-            lambda wal: self._wal_settled(wal, done, last_offset + 1, uploaded)
-        )
-        return done
-
-    def _wal_settled(
-        self,
-        wal: asyncio.Future[Position],
-        done: asyncio.Future[int],
-        end: int,
-        uploaded: Future[int] | None,
-    ) -> None:
-        """The WAL's outcome for ``done``: what submit's ``durable`` does,
-        on the event loop, with the back-pressure wait off it."""
-        if done.cancelled():
-            return
-        if wal.cancelled():
-            done.cancel()
-            return
-        error = wal.exception()
-        if isinstance(error, WalError):
-            failure = StoreFailed(error)
-            failure.__cause__ = error
-            done.set_exception(failure)
-        elif error is not None:
-            done.set_exception(error)
-        elif isinstance(self._state.failure, Fenced):
-            done.set_exception(self._state.failure)  # a fenced writer acknowledges nothing
-        elif uploaded is not None:
-            remote = asyncio.wrap_future(uploaded, loop=done.get_loop())
-            remote.add_done_callback(lambda _: self._when_room(remote, done, end))
-        else:
-            self._when_room(wal, done, end)
-
-    def _when_room(self, durable: asyncio.Future[Any], done: asyncio.Future[int], end: int) -> None:
-        """Settles ``done`` with ``end`` once ``durable`` succeeded and the
-        log cache has room (back-pressure after accepting, so the caller's
-        offsets stay valid), or with ``durable``'s failure."""
-        if (
-            not done.cancelled()
-            and not durable.cancelled()
-            and durable.exception() is None
-            and self._state.cache.unuploaded_bytes > self._config.max_unuploaded_bytes
-        ):
-            room = done.get_loop().run_in_executor(None, self._wait_for_room)
-            room.add_done_callback(lambda _: _settle_async(room, done, end))
-        else:
-            _settle_async(durable, done, end)
+        return self._durable_async(future, last_offset + 1, uploaded)
 
     def _append(
         self,
@@ -204,6 +152,22 @@ class Appender:
             )
             uploaded = self._uploader.wait_remote_locked(stream_id, end) if remote else None
         return future, uploaded
+
+    async def _durable_async(
+        self, future: asyncio.Future[Position], end: int, uploaded: Future[int] | None
+    ) -> int:
+        try:
+            await future
+        except WalError as error:
+            raise StoreFailed(error) from error
+        if isinstance(self._state.failure, Fenced):
+            raise self._state.failure  # a fenced writer acknowledges nothing
+        if uploaded is not None:
+            await asyncio.wrap_future(uploaded)
+        if self._state.cache.unuploaded_bytes > self._config.max_unuploaded_bytes:
+            # Back-pressure after accepting, so the caller's offsets stay valid.
+            await asyncio.get_running_loop().run_in_executor(None, self._wait_for_room)
+        return end
 
     def _accept(
         self,
@@ -308,15 +272,3 @@ def _copy_outcome(source: Future[int], target: Future[int]) -> None:
         target.set_result(source.result())
     else:
         target.set_exception(error)
-
-
-def _settle_async(source: asyncio.Future[Any], target: asyncio.Future[int], end: int) -> None:
-    """``end`` for ``target`` once ``source`` succeeded, else its failure."""
-    if target.cancelled():
-        return
-    if source.cancelled():
-        target.cancel()
-    elif (error := source.exception()) is not None:
-        target.set_exception(error)
-    else:
-        target.set_result(end)

@@ -26,7 +26,6 @@ goes through manifest_writer.py):
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import os
@@ -494,10 +493,9 @@ class StreamStore:
         remote: bool = False,
         *,
         payload_crc: int | None = None,
-    ) -> asyncio.Future[int]:
-        """Queues an append from a running event loop now, and returns a
-        future for the stream's new end offset once it is durable (as
-        submit); cancelling it stops the wait, not the append.
+    ) -> Coroutine[Any, Any, int]:
+        """Queues an append from a running event loop now, and returns what to
+        await for the stream's new end offset once it is durable (as submit).
 
         The append is accepted (or refused) before this returns, so a caller
         holding its own lock can assign offsets and submit in one step.

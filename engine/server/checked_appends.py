@@ -13,7 +13,9 @@ the produce path on the loop, unchanged.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from engine.engine import Engine
 from engine.errors import EngineError
@@ -38,10 +40,10 @@ def submit_checked(
     records: bytes | bytearray | memoryview,
     remote: bool | None,
     provenance: Provenance | None = None,
-) -> asyncio.Future[AppendResult]:
+) -> Coroutine[Any, Any, AppendResult]:
     """Engine.submit of a Produce partition's data (one batch) on ``pool``,
-    queued now (so in request order); a future of the append's result once
-    it is durable, or of its refusal."""
+    queued now (so in request order); what to await for the append's result
+    once it is durable, or its refusal."""
     queued = pool.submit(
         engine.submit,
         topic,
@@ -56,4 +58,4 @@ def submit_checked(
         appended = await asyncio.wrap_future(queued)
         return await asyncio.wrap_future(appended)
 
-    return asyncio.ensure_future(durable())
+    return durable()

@@ -64,7 +64,7 @@ _ACKS = (-1, 0, 1)
 FIRST_ZSTD_VERSION = 7
 """The first Produce version that may carry a zstd batch (KIP-110)."""
 
-Outcome = asyncio.Future[AppendResult] | EngineError | int
+Outcome = asyncio.Task[AppendResult] | EngineError | int
 """An append on its way to durability, the error it was refused with, or
 the error code of a request fault."""
 Results = list[tuple[str, list[tuple[int, Outcome, str | None]]]]
@@ -111,7 +111,7 @@ def handle_produce(context: RequestContext, request: ProduceRequest) -> Response
 def _produce(context: RequestContext, request: ProduceRequest) -> Response:
     engine = context.engine
     results: Results = []
-    waiting: list[asyncio.Future[AppendResult]] = []
+    waiting: list[asyncio.Task[AppendResult]] = []
     transactional_id = request.transactional_id
     # Read once: a request without transactional records (the usual one)
     # skips every transactional check below.
@@ -204,8 +204,9 @@ def _produce(context: RequestContext, request: ProduceRequest) -> Response:
                     _refused_append(topic.name, partition.partition, partition.records, error)
                 )
                 continue
-            waiting.append(durable)
-            partitions.append((partition.partition, durable, None))
+            task = asyncio.ensure_future(durable)
+            waiting.append(task)
+            partitions.append((partition.partition, task, None))
         results.append((topic.name, partitions))
     if request.acks == 0:
         for task in waiting:  # nobody waits for the answer; failures are still logged
@@ -294,7 +295,7 @@ def _close_if_refused(results: Results) -> Response:
         f"{topic}-{index}: {_code_name(outcome)}"
         for topic, partitions in results
         for index, outcome, _ in partitions
-        if not isinstance(outcome, asyncio.Future)
+        if not isinstance(outcome, asyncio.Task)
     ]
     if not refused:
         return None
@@ -310,13 +311,13 @@ async def _close(error: ProtocolError) -> Body:
     raise error
 
 
-def _log_failure(task: asyncio.Future[AppendResult]) -> None:
+def _log_failure(task: asyncio.Task[AppendResult]) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.warning("an acks=0 append failed: %s", task.exception())
 
 
 async def _when_durable(
-    version: int, results: Results, waiting: list[asyncio.Future[AppendResult]], timeout_ms: int
+    version: int, results: Results, waiting: list[asyncio.Task[AppendResult]], timeout_ms: int
 ) -> Body:
     _, late = await asyncio.wait(waiting, timeout=timeout_ms / 1000 if timeout_ms > 0 else None)
     for task in late:  # answered REQUEST_TIMED_OUT; the append finishes on its own
@@ -325,7 +326,7 @@ async def _when_durable(
 
 
 def _answer_when_durable(
-    version: int, results: Results, task: asyncio.Future[AppendResult], timeout_ms: int
+    version: int, results: Results, task: asyncio.Task[AppendResult], timeout_ms: int
 ) -> asyncio.Future[Body]:
     """_when_durable for a request of one append (librdkafka's every
     request to a topic of thousands of partitions): a future settled by
@@ -350,7 +351,7 @@ def _answer_when_durable(
     return answer
 
 
-def _log_late_failure(task: asyncio.Future[AppendResult]) -> None:
+def _log_late_failure(task: asyncio.Task[AppendResult]) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.warning("an append answered REQUEST_TIMED_OUT failed later: %s", task.exception())
 
