@@ -152,7 +152,9 @@ def test_async_appends_wait_for_room_without_blocking_the_loop(
 
         async def main() -> None:
             futures = [
-                store.submit_async(stream, offset, offset, payload(stream, offset, 1000))
+                asyncio.ensure_future(
+                    store.submit_async(stream, offset, offset, payload(stream, offset, 1000))
+                )
                 for offset in range(100)  # 100 KB, far over the bound
             ]
             ticks = 0
