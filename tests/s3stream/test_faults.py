@@ -4,6 +4,7 @@ its data is in a committed object, and uploads resume when the store heals."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import threading
 from collections.abc import Iterator
@@ -14,7 +15,7 @@ import pytest
 from s3stream import StreamStore, StreamStoreConfig
 from s3stream.store import MemoryStore, ObjectStoreError
 from tests.s3stream.faults import FaultyStore
-from tests.s3stream.test_stream_store import expected, fill, new_stream, read_all
+from tests.s3stream.test_stream_store import expected, fill, new_stream, payload, read_all
 
 CONFIG = StreamStoreConfig(
     upload_bytes=8 * 1024,
@@ -134,3 +135,38 @@ def test_appends_wait_when_too_much_is_not_uploaded(tmp_path: Path, faulty: Faul
         producer.join()
         assert store.flush(timeout=30)
         assert read_all(store, stream) == expected(stream, 0, 100, size=1000)
+
+
+def test_async_appends_wait_for_room_without_blocking_the_loop(
+    tmp_path: Path, faulty: FaultyStore
+) -> None:
+    """An async append over the unuploaded bound is accepted at once (its
+    offsets stay valid) and its future resolves only once uploads made
+    room; the event loop keeps running meanwhile."""
+    config = StreamStoreConfig(
+        upload_bytes=4096, upload_interval_s=0.05, max_unuploaded_bytes=16 * 1024
+    )
+    with StreamStore.open(tmp_path / "node", faulty, config) as store:
+        stream = new_stream(store)
+        faulty.fail("put")
+
+        async def main() -> None:
+            futures = [
+                asyncio.ensure_future(
+                    store.submit_async(stream, offset, offset, payload(stream, offset, 1000))
+                )
+                for offset in range(100)  # 100 KB, far over the bound
+            ]
+            ticks = 0
+            while not all(f.done() for f in futures[:10]) and ticks < 1000:
+                await asyncio.sleep(0.001)  # the loop runs while the appends wait
+                ticks += 1
+            await asyncio.sleep(0.5)
+            assert not futures[-1].done()  # held back while the store is down
+            assert store.next_offset(stream) == 100  # every append accepted, in order
+            faulty.heal()
+            assert await asyncio.wait_for(asyncio.gather(*futures), 60) == list(range(1, 101))
+
+        asyncio.run(main())
+        assert store.flush(timeout=30)
+        assert read_all(store, stream) == expected(stream, 0, 100, per_batch=1, size=1000)
