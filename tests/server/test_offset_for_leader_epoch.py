@@ -7,7 +7,8 @@ ends at the log end, an epoch before the first known one ends where the
 first known one starts, one after the current or -1 has no answer, and a
 current_leader_epoch ahead or behind is UNKNOWN_LEADER_EPOCH or
 FENCED_LEADER_EPOCH, but only for a partition that exists (else
-UNKNOWN_TOPIC_OR_PARTITION, as Kafka checks the partition first; so do
+UNKNOWN_TOPIC_OR_PARTITION, as Kafka checks the partition first, an
+internal topic's too; so do
 Fetch and ListOffsets). ListOffsets gives the epoch that wrote the offset
 it found, and the current one beside the latest offset."""
 
@@ -20,6 +21,7 @@ from typing import Any
 import pytest
 
 import native
+from engine.internal_topics import CONSUMER_OFFSETS
 from engine.protocol.apis import ApiKey, request_schema
 from engine.protocol.kafka_code import KafkaCode
 from native.records import RecordSpec
@@ -79,7 +81,7 @@ class History:
             return wire.request(request).topics[0].partitions[0]
 
     def list_offset(
-        self, timestamp: int, current_leader_epoch: int = -1, partition: int = 0
+        self, timestamp: int, current_leader_epoch: int = -1, partition: int = 0, topic: str = TOPIC
     ) -> tuple[int, int, int]:
         """(error code, offset, leader epoch) of a raw ListOffsets v8."""
         request = build(
@@ -88,7 +90,7 @@ class History:
             isolation_level=0,
             topics=[
                 {
-                    "name": TOPIC,
+                    "name": topic,
                     "partitions": [
                         {
                             "partition_index": partition,
@@ -102,9 +104,9 @@ class History:
         answer = self.first_partition(request)
         return answer.error_code, answer.offset, answer.leader_epoch
 
-    def fetch_error(self, current_leader_epoch: int, partition: int) -> int:
+    def fetch_error(self, current_leader_epoch: int, partition: int, topic: str = TOPIC) -> int:
         """The error code of a raw Fetch v12 of the partition from offset 0."""
-        request = fetch_each(12, [(TOPIC, partition, 0)], current_leader_epoch=current_leader_epoch)
+        request = fetch_each(12, [(topic, partition, 0)], current_leader_epoch=current_leader_epoch)
         with Wire(self.node.server.bootstrap) as wire:
             code: int = wire.request(request).responses[0].partitions[0].error_code
         return code
@@ -171,6 +173,20 @@ def test_a_partition_that_does_not_exist_is_unknown_whatever_the_epoch(
     refused = KafkaCode.UNKNOWN_LEADER_EPOCH if ahead else KafkaCode.FENCED_LEADER_EPOCH
     assert history.list_offset(-1, epoch)[0] == refused
     assert history.fetch_error(epoch, partition=0) == refused
+
+
+@pytest.mark.parametrize("ahead", [True, False])
+def test_an_internal_topics_partition_that_does_not_exist_is_unknown_whatever_the_epoch(
+    history: History, ahead: bool
+) -> None:
+    """As for any topic: __consumer_offsets has one partition here."""
+    epoch = history.current + 1 if ahead else history.current - 1
+    missing = KafkaCode.UNKNOWN_TOPIC_OR_PARTITION
+    assert history.list_offset(-1, epoch, partition=7, topic=CONSUMER_OFFSETS)[0] == missing
+    assert history.fetch_error(epoch, partition=7, topic=CONSUMER_OFFSETS) == missing
+    refused = KafkaCode.UNKNOWN_LEADER_EPOCH if ahead else KafkaCode.FENCED_LEADER_EPOCH
+    assert history.list_offset(-1, epoch, topic=CONSUMER_OFFSETS)[0] == refused
+    assert history.fetch_error(epoch, partition=0, topic=CONSUMER_OFFSETS) == refused
 
 
 def test_list_offsets_answers_the_epoch_that_wrote_the_offset(history: History) -> None:

@@ -8,7 +8,11 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from engine.engine import READ_COMMITTED, READ_UNCOMMITTED
 from engine.errors import EngineError, error_code
-from engine.internal_topics import internal_list_offset, is_internal_topic
+from engine.internal_topics import (
+    internal_list_offset,
+    internal_partition_exists,
+    is_internal_topic,
+)
 from engine.offset_lookup import LATEST, reads_the_log, unsupported_timestamp
 from engine.protocol.apis import ApiKey
 from engine.protocol.kafka_code import KafkaCode
@@ -110,6 +114,8 @@ def _lookup(
     index = partition.partition_index
     current_leader_epoch = getattr(partition, "current_leader_epoch", -1)
     if is_internal_topic(topic):
+        if not internal_partition_exists(index):
+            return KafkaCode.UNKNOWN_TOPIC_OR_PARTITION, _NOT_FOUND
         code = leader_epoch_error(context, current_leader_epoch)
         if code != KafkaCode.NONE:
             return code, _NOT_FOUND
