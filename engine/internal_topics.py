@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import uuid
 
+from engine.leader_epochs import as_a_leader_holds_it, end_offset_for_epoch
 from engine.offset_lookup import EARLIEST, EARLIEST_LOCAL, EARLIEST_PENDING_UPLOAD, LATEST
 from engine.partition import PartitionFetch
 from engine.protocol.kafka_code import KafkaCode
@@ -90,6 +91,13 @@ def internal_partition_exists(partition: int) -> bool:
     """Whether an internal topic has partition ``partition`` (looked up
     before a request's leader epoch is compared, as for any topic)."""
     return 0 <= partition < INTERNAL_TOPIC_PARTITIONS
+
+
+def internal_end_offset_for_epoch(epoch: int, current: int) -> tuple[int, int]:
+    """OffsetForLeaderEpoch of an internal topic's partition: an empty log
+    whose only epoch is the leader's own, begun at 0 (a client validating
+    its position there after a restart must get an answer, as from Fetch)."""
+    return end_offset_for_epoch(as_a_leader_holds_it((), current, 0, 0), epoch, 0)
 
 
 def internal_fetch(

@@ -53,7 +53,11 @@ class History:
         assert self.first < self.second < self.current
 
     def ask(
-        self, leader_epoch: int, current_leader_epoch: int = -1, partition: int = 0
+        self,
+        leader_epoch: int,
+        current_leader_epoch: int = -1,
+        partition: int = 0,
+        topic: str = TOPIC,
     ) -> tuple[int, int, int]:
         """(error code, leader epoch, end offset) of a raw OffsetForLeaderEpoch v4."""
         request = build(
@@ -61,7 +65,7 @@ class History:
             replica_id=-1,
             topics=[
                 {
-                    "topic": TOPIC,
+                    "topic": topic,
                     "partitions": [
                         {
                             "partition": partition,
@@ -182,11 +186,26 @@ def test_an_internal_topics_partition_that_does_not_exist_is_unknown_whatever_th
     """As for any topic: __consumer_offsets has one partition here."""
     epoch = history.current + 1 if ahead else history.current - 1
     missing = KafkaCode.UNKNOWN_TOPIC_OR_PARTITION
+    assert history.ask(history.current, epoch, partition=7, topic=CONSUMER_OFFSETS)[0] == missing
     assert history.list_offset(-1, epoch, partition=7, topic=CONSUMER_OFFSETS)[0] == missing
     assert history.fetch_error(epoch, partition=7, topic=CONSUMER_OFFSETS) == missing
     refused = KafkaCode.UNKNOWN_LEADER_EPOCH if ahead else KafkaCode.FENCED_LEADER_EPOCH
+    assert history.ask(history.current, epoch, topic=CONSUMER_OFFSETS)[0] == refused
     assert history.list_offset(-1, epoch, topic=CONSUMER_OFFSETS)[0] == refused
     assert history.fetch_error(epoch, partition=0, topic=CONSUMER_OFFSETS) == refused
+
+
+def test_an_internal_topics_partition_answers_its_epochs_as_an_empty_log(
+    history: History,
+) -> None:
+    """__consumer_offsets is in Metadata and fetched as an empty log: a
+    consumer of it validating its position after a restart gets the
+    current epoch's end (0), not UNKNOWN_TOPIC_OR_PARTITION to retry forever."""
+    current = history.current
+    ask = history.ask
+    assert ask(current, current, topic=CONSUMER_OFFSETS) == (KafkaCode.NONE, current, 0)
+    assert ask(history.first, current, topic=CONSUMER_OFFSETS) == (KafkaCode.NONE, history.first, 0)
+    assert ask(current + 1, topic=CONSUMER_OFFSETS) == (KafkaCode.NONE, -1, -1)
 
 
 def test_list_offsets_answers_the_epoch_that_wrote_the_offset(history: History) -> None:
