@@ -164,35 +164,22 @@ def test_a_current_leader_epoch_ahead_or_behind_is_refused(history: History) -> 
     assert history.ask(history.first, history.current - 1)[0] == KafkaCode.FENCED_LEADER_EPOCH
 
 
+@pytest.mark.parametrize("topic", [TOPIC, CONSUMER_OFFSETS])
 @pytest.mark.parametrize("ahead", [True, False])
 def test_a_partition_that_does_not_exist_is_unknown_whatever_the_epoch(
-    history: History, ahead: bool
+    history: History, ahead: bool, topic: str
 ) -> None:
-    """Kafka looks the partition up before it compares leader epochs."""
+    """Kafka looks the partition up before it compares leader epochs; an
+    internal topic's too (__consumer_offsets has one partition here)."""
     epoch = history.current + 1 if ahead else history.current - 1
     missing = KafkaCode.UNKNOWN_TOPIC_OR_PARTITION
-    assert history.ask(history.first, epoch, partition=7)[0] == missing
-    assert history.list_offset(-1, epoch, partition=7)[0] == missing
-    assert history.fetch_error(epoch, partition=7) == missing
+    assert history.ask(history.first, epoch, partition=7, topic=topic)[0] == missing
+    assert history.list_offset(-1, epoch, partition=7, topic=topic)[0] == missing
+    assert history.fetch_error(epoch, partition=7, topic=topic) == missing
     refused = KafkaCode.UNKNOWN_LEADER_EPOCH if ahead else KafkaCode.FENCED_LEADER_EPOCH
-    assert history.list_offset(-1, epoch)[0] == refused
-    assert history.fetch_error(epoch, partition=0) == refused
-
-
-@pytest.mark.parametrize("ahead", [True, False])
-def test_an_internal_topics_partition_that_does_not_exist_is_unknown_whatever_the_epoch(
-    history: History, ahead: bool
-) -> None:
-    """As for any topic: __consumer_offsets has one partition here."""
-    epoch = history.current + 1 if ahead else history.current - 1
-    missing = KafkaCode.UNKNOWN_TOPIC_OR_PARTITION
-    assert history.ask(history.current, epoch, partition=7, topic=CONSUMER_OFFSETS)[0] == missing
-    assert history.list_offset(-1, epoch, partition=7, topic=CONSUMER_OFFSETS)[0] == missing
-    assert history.fetch_error(epoch, partition=7, topic=CONSUMER_OFFSETS) == missing
-    refused = KafkaCode.UNKNOWN_LEADER_EPOCH if ahead else KafkaCode.FENCED_LEADER_EPOCH
-    assert history.ask(history.current, epoch, topic=CONSUMER_OFFSETS)[0] == refused
-    assert history.list_offset(-1, epoch, topic=CONSUMER_OFFSETS)[0] == refused
-    assert history.fetch_error(epoch, partition=0, topic=CONSUMER_OFFSETS) == refused
+    assert history.ask(history.first, epoch, topic=topic)[0] == refused
+    assert history.list_offset(-1, epoch, topic=topic)[0] == refused
+    assert history.fetch_error(epoch, partition=0, topic=topic) == refused
 
 
 def test_an_internal_topics_partition_answers_its_epochs_as_an_empty_log(
