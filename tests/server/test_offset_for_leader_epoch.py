@@ -159,6 +159,21 @@ def test_a_log_start_moved_past_an_epoch_start_cuts_the_history(history: History
     assert history.ask(history.second) == (KafkaCode.NONE, history.second, 5)
 
 
+def test_the_history_is_cut_at_the_log_start_after_a_restart(history: History) -> None:
+    """The log start DeleteRecords moved holds across a restart, and so
+    does the cut: the records below it are gone, whatever epochs the
+    checkpoints still name, and the restart is one more epoch."""
+    history.node.engine.delete_records(TOPIC, 0, 4)
+    history.node.reopen()
+    latest = history.node.engine.leader_epoch
+    assert latest > history.current
+    assert history.ask(history.first, latest) == (KafkaCode.NONE, history.first, 4)
+    assert history.ask(history.second, latest) == (KafkaCode.NONE, history.second, 5)
+    assert history.ask(history.current, latest) == (KafkaCode.NONE, history.second, 5)
+    assert history.ask(latest, latest) == (KafkaCode.NONE, latest, 5)
+    assert history.list_offset(-2, latest) == (KafkaCode.NONE, 4, history.second)
+
+
 def test_a_current_leader_epoch_ahead_or_behind_is_refused(history: History) -> None:
     assert history.ask(history.first, history.current + 1)[0] == KafkaCode.UNKNOWN_LEADER_EPOCH
     assert history.ask(history.first, history.current - 1)[0] == KafkaCode.FENCED_LEADER_EPOCH
