@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import uuid
 
+from engine.leader_epochs import as_a_leader_holds_it, end_offset_for_epoch
 from engine.offset_lookup import EARLIEST, EARLIEST_LOCAL, EARLIEST_PENDING_UPLOAD, LATEST
 from engine.partition import PartitionFetch
 from engine.protocol.kafka_code import KafkaCode
@@ -86,12 +87,25 @@ def refuses_record_deletion(name: str, partition: int) -> bool:
     return is_internal_topic(name) and 0 <= partition < INTERNAL_TOPIC_PARTITIONS
 
 
+def internal_partition_exists(partition: int) -> bool:
+    """Whether an internal topic has partition ``partition`` (looked up
+    before a request's leader epoch is compared, as for any topic)."""
+    return 0 <= partition < INTERNAL_TOPIC_PARTITIONS
+
+
+def internal_end_offset_for_epoch(epoch: int, current: int) -> tuple[int, int]:
+    """OffsetForLeaderEpoch of an internal topic's partition: an empty log
+    whose only epoch is the leader's own, begun at 0 (a client validating
+    its position there after a restart must get an answer, as from Fetch)."""
+    return end_offset_for_epoch(as_a_leader_holds_it((), current, 0, 0), epoch, 0)
+
+
 def internal_fetch(
     partition: int, offset: int, committed: bool
 ) -> tuple[KafkaCode, PartitionFetch | None]:
     """A Fetch of an internal topic's partition: empty, offsets 0 (an offset
     past 0 is out of range, as in any empty partition)."""
-    if not 0 <= partition < INTERNAL_TOPIC_PARTITIONS:
+    if not internal_partition_exists(partition):
         return KafkaCode.UNKNOWN_TOPIC_OR_PARTITION, None
     empty = PartitionFetch([], 0, 0, 0, 0, [] if committed else None)
     return (KafkaCode.NONE if offset == 0 else KafkaCode.OFFSET_OUT_OF_RANGE), empty
@@ -101,7 +115,7 @@ def internal_list_offset(partition: int, timestamp: int) -> tuple[KafkaCode, int
     """ListOffsets of an internal topic's partition: (error code, offset);
     the log start, the end, the local start and the first offset pending
     upload are all 0; nothing is found by time or tiered."""
-    if not 0 <= partition < INTERNAL_TOPIC_PARTITIONS:
+    if not internal_partition_exists(partition):
         return KafkaCode.UNKNOWN_TOPIC_OR_PARTITION, -1
     known = (LATEST, EARLIEST, EARLIEST_LOCAL, EARLIEST_PENDING_UPLOAD)
     return KafkaCode.NONE, 0 if timestamp in known else -1

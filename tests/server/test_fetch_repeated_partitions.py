@@ -2,7 +2,7 @@
 in Kafka (FetchRequest.fetchData is a map by topic and partition), the
 partition is read and answered once, first in its topic's entry,
 from the offset it was named with last, by name (v12) and by topic id
-(v13)."""
+(v13); a fetch session keeps it once too, at that offset."""
 
 from __future__ import annotations
 
@@ -77,3 +77,27 @@ def test_a_partition_named_twice_in_one_topic_entry_is_answered_once(
     with Wire(server.bootstrap) as wire:
         response = wire.request(fetch_from_start(TOPIC, 12, repeats=3))
     assert answered(response) == [(TOPIC, 0, 0)]
+
+
+def test_a_fetch_session_keeps_a_partition_named_twice_once_at_its_last_offset(
+    served: tuple[engine.Engine, InProcessServer],
+) -> None:
+    """Kafka's session cache is a map by partition as well: an incremental
+    Fetch that names nothing reads it from the offset the session holds,
+    and one that names it twice again moves it to the last."""
+    _, server = served
+    twice = [(TOPIC, 0, 0), (TOPIC, 0, 2)]
+    with Wire(server.bootstrap) as wire:
+        created = wire.request(fetch_each(12, twice, session_epoch=0))
+        session = created.session_id
+        assert session != 0
+        assert answered(created) == [(TOPIC, 0, 2)]
+        again = wire.request(fetch_each(12, [], session_id=session, session_epoch=1))
+        assert again.error_code == 0
+        assert answered(again) == [(TOPIC, 0, 2)]
+        moved = wire.request(
+            fetch_each(12, [(TOPIC, 0, 2), (TOPIC, 0, 1)], session_id=session, session_epoch=2)
+        )
+        assert answered(moved) == [(TOPIC, 0, 1)]
+        after = wire.request(fetch_each(12, [], session_id=session, session_epoch=3))
+        assert answered(after) == [(TOPIC, 0, 1)]

@@ -159,11 +159,13 @@ def fetch_each(
     partitions: Iterable[tuple[Any, int, int]],
     *,
     current_leader_epoch: int = -1,
+    session_id: int = 0,
+    session_epoch: int = -1,
 ) -> Any:
-    """A sessionless, read_uncommitted Fetch that does not wait, of each
-    (topic, partition, fetch offset) in its own topic entry, in order: the
-    topic by name before v13, by id (a uuid.UUID) from it; 1 MiB at most,
-    for each partition and the whole."""
+    """A read_uncommitted Fetch that does not wait, of each (topic,
+    partition, fetch offset) in its own topic entry, in order: the topic by
+    name before v13, by id (a uuid.UUID) from it; 1 MiB at most, for each
+    partition and the whole. Sessionless unless a session is named."""
     key = "topic_id" if version >= 13 else "topic"
     return build(
         load_request_schema(ApiKey.FETCH, version),
@@ -172,8 +174,8 @@ def fetch_each(
         min_bytes=0,
         max_bytes=1 << 20,
         isolation_level=0,
-        session_id=0,
-        session_epoch=-1,
+        session_id=session_id,
+        session_epoch=session_epoch,
         topics=[
             {
                 key: topic,

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from engine import clock
 from engine.engine import READ_COMMITTED, READ_UNCOMMITTED, Engine
 from engine.errors import EngineError, error_code
-from engine.internal_topics import internal_fetch, is_internal_topic
+from engine.internal_topics import internal_fetch, internal_partition_exists, is_internal_topic
 from engine.partition import PartitionFetch
 from engine.protocol.apis import ApiKey, response_schema
 from engine.protocol.encoder import EncodedItem, Writer, item_encoder
@@ -326,9 +326,12 @@ async def _read(
 ) -> _Read:
     if wanted.topic is None:
         return _failed(context, wanted, KafkaCode.UNKNOWN_TOPIC_ID)
-    if not is_internal_topic(wanted.topic):
-        # ReplicaManager.readFromLog: the partition must exist before its
-        # leader epoch is checked.
+    # ReplicaManager.readFromLog: the partition must exist before its
+    # leader epoch is checked (an internal topic's too).
+    if is_internal_topic(wanted.topic):
+        if not internal_partition_exists(wanted.partition):
+            return _failed(context, wanted, KafkaCode.UNKNOWN_TOPIC_OR_PARTITION)
+    else:
         try:
             context.engine.partition(wanted.topic, wanted.partition)
         except EngineError as error:

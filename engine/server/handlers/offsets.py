@@ -8,7 +8,12 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from engine.engine import READ_COMMITTED, READ_UNCOMMITTED
 from engine.errors import EngineError, error_code
-from engine.internal_topics import internal_list_offset, is_internal_topic
+from engine.internal_topics import (
+    internal_end_offset_for_epoch,
+    internal_list_offset,
+    internal_partition_exists,
+    is_internal_topic,
+)
 from engine.offset_lookup import LATEST, reads_the_log, unsupported_timestamp
 from engine.protocol.apis import ApiKey
 from engine.protocol.kafka_code import KafkaCode
@@ -110,6 +115,8 @@ def _lookup(
     index = partition.partition_index
     current_leader_epoch = getattr(partition, "current_leader_epoch", -1)
     if is_internal_topic(topic):
+        if not internal_partition_exists(index):
+            return KafkaCode.UNKNOWN_TOPIC_OR_PARTITION, _NOT_FOUND
         code = leader_epoch_error(context, current_leader_epoch)
         if code != KafkaCode.NONE:
             return code, _NOT_FOUND
@@ -132,6 +139,29 @@ def _lookup(
     else:
         epoch = leader.epoch_for_offset(found.offset)
     return KafkaCode.NONE, _Found(found.offset, found.timestamp, epoch)
+
+
+def _end_offset(context: RequestContext, topic: str, partition: Any) -> tuple[KafkaCode, int, int]:
+    """(error code, epoch, end offset) of a partition's ``leader_epoch``, as
+    ReplicaManager.lastOffsetForLeaderEpoch answers it: the partition must
+    exist (an internal topic's too) before its leader epoch is checked."""
+    index = partition.partition
+    internal = is_internal_topic(topic)
+    if internal and not internal_partition_exists(index):
+        return KafkaCode.UNKNOWN_TOPIC_OR_PARTITION, -1, -1
+    try:
+        leader = None if internal else context.engine.partition(topic, index)
+        code = leader_epoch_error(context, partition.current_leader_epoch)
+        if code != KafkaCode.NONE:
+            return code, -1, -1
+        if leader is None:
+            current = context.engine.leader_epoch
+            epoch, end = internal_end_offset_for_epoch(partition.leader_epoch, current)
+        else:
+            epoch, end = leader.end_offset_for_epoch(partition.leader_epoch)
+    except EngineError as error:
+        return error_code(error), -1, -1
+    return KafkaCode.NONE, epoch, end
 
 
 def _duplicated_partitions(request: ListOffsetsRequest) -> set[tuple[str, int]]:
@@ -161,7 +191,6 @@ def handle_offset_for_leader_epoch(
 ) -> dict[str, Any]:
     """The end offset of a leader epoch, which a client compares with its
     position after a leader change to detect a truncated log (KIP-320)."""
-    engine = context.engine
     refused = authorize.refused_topics(
         context, AclOperation.DESCRIBE, (t.topic for t in request.topics)
     )
@@ -174,15 +203,7 @@ def handle_offset_for_leader_epoch(
                 code = KafkaCode.TOPIC_AUTHORIZATION_FAILED
             epoch = end_offset = -1
             if code == KafkaCode.NONE:
-                # ReplicaManager.lastOffsetForLeaderEpoch: the partition must
-                # exist before its leader epoch is checked.
-                try:
-                    leader = engine.partition(topic.topic, partition.partition)
-                    code = leader_epoch_error(context, partition.current_leader_epoch)
-                    if code == KafkaCode.NONE:
-                        epoch, end_offset = leader.end_offset_for_epoch(partition.leader_epoch)
-                except EngineError as error:
-                    code = error_code(error)
+                code, epoch, end_offset = _end_offset(context, topic.topic, partition)
             partitions.append(
                 {
                     "error_code": code,
