@@ -249,7 +249,13 @@ class Engine:
         self.broker_configs.subscribe(self._broker_configs_changed)
         self._waiters = DataWaiters(self._registry, self.clock)
         self._acks = Acks(self.store, self._waiters)
-        self.transactions.start()
+        try:
+            self.transactions.start()
+        except BaseException:  # a refused open leaves nothing running
+            self.transactions.close()
+            self.groups.close()
+            self.store.close(flush=False)
+            raise
         self.store.add_listener(self._waiters.on_durable)
         self.cleaner = LogCleaner(self.store, self.clock)
         self._maintenance = Maintenance(

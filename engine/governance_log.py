@@ -31,6 +31,10 @@ KEPT_OF_DELETED = 1024
 stamps are gone with them, and only the audit of recent deletions is kept."""
 
 
+_WIRE_FIELDS = 9
+"""The fields of a change this version writes and reads, in order."""
+
+
 class GovernanceChange(NamedTuple):
     at_ms: int
     action: str
@@ -62,7 +66,14 @@ class GovernanceChange(NamedTuple):
 
     @classmethod
     def from_wire(cls, raw: Sequence[Any]) -> GovernanceChange:
-        at_ms, action, topic, topic_id, principal, listener, before, after, offsets = raw
+        """A change as the catalog holds it. Fields past ``offsets`` are a
+        later version's additions (docs/engine-format.md reserves them): read
+        past, so that a catalog a newer tidelog wrote still opens here."""
+        if len(raw) < _WIRE_FIELDS:
+            raise ValueError(f"a governance change has {_WIRE_FIELDS} fields, found {len(raw)}")
+        at_ms, action, topic, topic_id, principal, listener, before, after, offsets = raw[
+            :_WIRE_FIELDS
+        ]
         return cls(
             at_ms,
             action,

@@ -183,6 +183,7 @@ class OffsetManager:
                 # Kafka's verification (KIP-890) had refused it.
                 error = KafkaCode.INVALID_TXN_STATE
                 self._discard(in_flight)
+            gone: list[OffsetKey] = []
             for key, value in values.items():
                 results[key.tp] = error
                 if error != KafkaCode.NONE:
@@ -192,6 +193,13 @@ class OffsetManager:
                 elif self._still_there(target, key.tp):
                     pending = PendingOffset(transaction.producer_epoch, value)
                     self.store.add_pending(transaction.producer_id, key, pending)
+                else:
+                    gone.append(key)
+            if transaction is not None and gone:
+                # Its group or topic was deleted while this was written: the
+                # record must not load, at the next start, as pending offsets
+                # of a group that no longer exists.
+                self._delete_unclaimed(transaction.producer_id, gone)
             self._host.resolve(future, results)
 
         self._host.write(puts, [], written)
@@ -228,11 +236,16 @@ class OffsetManager:
     def _discard(self, void: TransactionalWrite) -> None:
         """Deletes a void write's pending records, but not those the
         producer's next transaction wrote (or is writing) under the same keys."""
-        producer_id = void.producer_id
+        self._delete_unclaimed(void.producer_id, void.keys)
+
+    def _delete_unclaimed(self, producer_id: int, keys: Iterable[OffsetKey]) -> None:
+        """Deletes the producer's pending records under ``keys`` that no
+        later TxnOffsetCommit of it holds: one pending, or being written
+        (the deletion, written after it, would remove its record)."""
         kept = set(self.store.pending_of(producer_id))
         for write in self._transactional_writes.get(producer_id, []):
             kept |= write.keys
-        stale = [txn_key(producer_id, k.group_id, k.tp) for k in void.keys - kept]
+        stale = [txn_key(producer_id, k.group_id, k.tp) for k in keys if k not in kept]
         if stale:
             self._host.write({}, stale)
 

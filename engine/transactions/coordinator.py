@@ -30,6 +30,7 @@ from concurrent.futures import Future
 from dataclasses import replace
 from typing import Any
 
+from engine import clock
 from engine.errors import (
     ConcurrentTransactions,
     EngineClosed,
@@ -112,9 +113,20 @@ class TransactionCoordinator:
                 for producer_id in producers
                 if (meta := self._table.of_producer(producer_id)) is None or meta.state in ENDABLE
             ]
+        # Bounded as opening bounds its waits on the store: a write that is
+        # never durable (a stalled disk) fails the start instead of hanging it.
+        timeout = self._host.config.store.open_timeout_s
+        deadline = clock.monotonic() + timeout
         for producer_id in orphaned:
+            dropped = groups.complete_transaction(producer_id, committed=False)
             try:
-                groups.complete_transaction(producer_id, committed=False).result()
+                dropped.result(max(0.0, deadline - clock.monotonic()))
+            except TimeoutError:
+                raise TimeoutError(
+                    f"dropping the pending offsets of producer {producer_id} at start: "
+                    f"not durable after {timeout:g} s (open_timeout_s); check the WAL's "
+                    "disk, then open again"
+                ) from None
             except EngineError as error:
                 log.warning("dropping the pending offsets of producer %d: %s", producer_id, error)
         return len(orphaned)

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from engine.clock import Clock
     from engine.groups import GroupCoordinator
     from engine.partition import Partition
+    from s3stream import StreamStoreConfig
 
 
 class TransactionSettings(Protocol):
@@ -22,6 +23,8 @@ class TransactionSettings(Protocol):
 
     @property
     def transactions(self) -> TransactionConfig: ...
+    @property
+    def store(self) -> StreamStoreConfig: ...
 
 
 class TransactionHost(Protocol):

@@ -22,6 +22,7 @@ import engine
 from engine.clock import SYSTEM, Clock, ManualClock
 from engine.errors import GroupIdNotFound, InvalidGroupId, NonEmptyGroup
 from engine.groups import GroupCoordinator, JoinResult, SyncResult
+from engine.groups.records import read_state
 from engine.protocol.kafka_code import KafkaCode
 from engine.types import OffsetAndMetadata, TopicPartition
 from tests.engine.conftest import EngineFactory
@@ -847,3 +848,57 @@ def test_a_transactional_commit_written_while_its_transaction_ends_is_not_kept(
     assert txn_commit(groups, 7, {TP1: 11}) == {TP1: E["NONE"]}
     groups.complete_transaction(7, committed=True).result(TIMEOUT)
     assert committed(groups) == {TP1: 11}
+
+
+def stored_pending(groups: GroupCoordinator) -> list[tuple[int, str, TopicPartition]]:
+    """The pending offsets the "groups" state log holds, as a start loads them."""
+    state = read_state(groups._run.state_log.items())
+    return [(producer_id, group_id, tp) for producer_id, group_id, tp, _ in state.pending]
+
+
+def test_a_transactional_commit_written_while_its_group_is_deleted_is_not_kept(
+    open_engine: Callable[..., Any],
+) -> None:
+    """A TxnOffsetCommit whose group is deleted (DeleteGroups) before its
+    write is durable does not become pending, and its record is deleted:
+    a start would load it as pending offsets of a group that is gone."""
+    opened = open_engine()
+    groups = opened.groups
+    assert commit(groups, {TP1: 3}) == {TP1: E["NONE"]}  # a group to delete
+    with groups._locked():  # the deletion before the commit's write is durable
+        late = groups.commit_transactional_offsets(
+            "g", 7, 0, "", -1, None, {TP0: OffsetAndMetadata(10)}
+        )
+        deleted = groups.delete_groups(["g"])
+    assert deleted.result(TIMEOUT) == {"g": E["NONE"]}
+    late.result(TIMEOUT)
+    commit(groups, {TP1: 4}, group="other")  # written after the record's deletion
+    assert stored_pending(groups) == []
+    assert groups.fetch_offsets("g", [TP0], require_stable=True)[TP0] == (None, E["NONE"])
+    groups.complete_transaction(7, committed=True).result(TIMEOUT)
+    assert groups.fetch_offsets("g", [TP0], require_stable=True)[TP0] == (None, E["NONE"])
+
+
+def test_a_commit_of_a_deleted_group_keeps_a_later_commit_under_its_key(
+    open_engine: Callable[..., Any],
+) -> None:
+    """The deletion of a late TxnOffsetCommit's record (its group deleted
+    meanwhile) is written after a later commit of the producer under the
+    same key, to the group made again: it must not remove that one."""
+    groups = open_engine().groups
+    assert commit(groups, {TP1: 3}) == {TP1: E["NONE"]}
+    with groups._locked():  # the three writes in flight together, in this order
+        late = groups.commit_transactional_offsets(
+            "g", 7, 0, "", -1, None, {TP0: OffsetAndMetadata(10)}
+        )
+        deleted = groups.delete_groups(["g"])
+        again = groups.commit_transactional_offsets(
+            "g", 7, 0, "", -1, None, {TP0: OffsetAndMetadata(12)}
+        )
+    assert deleted.result(TIMEOUT) == {"g": E["NONE"]}
+    late.result(TIMEOUT)
+    assert again.result(TIMEOUT) == {TP0: E["NONE"]}
+    commit(groups, {TP1: 4}, group="other")  # written after any deletion
+    assert stored_pending(groups) == [(7, "g", TP0)]
+    groups.complete_transaction(7, committed=True).result(TIMEOUT)
+    assert committed(groups) == {TP0: 12}

@@ -371,6 +371,46 @@ def test_the_engine_reads_a_catalog_that_starts_with_a_snapshot(tmp_path: Path) 
         assert e.schemas.register("other", '"string"') == 8
 
 
+def test_a_governance_changes_reserved_trailing_fields_are_read_past(tmp_path: Path) -> None:
+    """The document reserves the fields after a change's last for later
+    versions: a catalog whose changes carry some (in a record and in a
+    snapshot) opens, and the changes read as the table's fields say."""
+    assert re.search(r"Fields after\s+`offsets` are reserved", TEXT)
+    future = ["a later field", {"and": "another"}]
+    node = tmp_path / "node"
+    with StreamStore.open(node) as store:
+        catalog = store.create_stream()
+        store.open_stream(catalog, 0)
+        data, state = store.create_streams(2)
+        created = doc_change(
+            at_ms=1, action="create", topic="kept", topic_id=TOPIC_IDS[5],
+            principal="User:ops", listener="embedded", before={},
+            after={"tidelog.provenance": "stamp"}, offsets=[0],
+        )  # fmt: skip
+        altered = doc_change(
+            at_ms=2, action="alter", topic="kept", topic_id=TOPIC_IDS[5],
+            principal="User:gov", listener="SASL_SSL", before={"tidelog.provenance": "stamp"},
+            after={"tidelog.provenance": "none"}, offsets=[3],
+        )  # fmt: skip
+        body = {
+            "topics": [doc_topic("kept", TOPIC_IDS[5], {"tidelog.provenance": "stamp"},
+                                 [[data, state]], 1)],
+            "producer_ids_end": 0,
+            "internal": {},
+            "governance": [created + future],
+        }  # fmt: skip
+        records = [
+            doc_record("snapshot", CATALOG_RECORDS, body=body),
+            doc_record("alter_configs", CATALOG_RECORDS, name="kept",
+                       configs={"tidelog.provenance": "none"}, changes=[altered + future]),
+        ]  # fmt: skip
+        _append_all(store, catalog, records)
+    with engine.open(node) as e:
+        history = e.governance_history("kept")
+        assert [list(change.to_wire()) for change in history] == [created, altered]
+        assert e.stamped_ranges("kept", 0) == [(0, 3)]
+
+
 def test_a_store_whose_lowest_stream_is_no_catalog_is_refused(tmp_path: Path) -> None:
     node = tmp_path / "node"
     with StreamStore.open(node) as store:

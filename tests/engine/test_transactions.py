@@ -4,8 +4,10 @@ read_committed reads, fencing, timeouts, and restarts in every state."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -28,12 +30,13 @@ from engine.errors import (
     ProducerFenced,
     TransactionalIdNotFound,
 )
+from engine.groups import GroupCoordinator
 from engine.partition import AppendResult
 from engine.partition_txns import AbortedTxn
 from engine.transactions.metadata import TxnState
 from engine.types import OffsetAndMetadata, TopicPartition
 from native import RecordSpec
-from tests.engine.conftest import EngineFactory
+from tests.engine.conftest import FAST_STORE, EngineFactory
 from tests.engine.helpers_records import batch
 
 TIMEOUT = 10.0
@@ -954,3 +957,46 @@ def test_a_transactions_commit_completes_only_the_offsets_committed_at_its_epoch
         first: None,
         second: 5,
     }
+
+
+def test_a_start_whose_drop_of_orphaned_offsets_is_never_durable_fails_clearly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The start drops the pending offsets of producers with no open
+    transaction (docs/design/0048). A drop whose write never becomes durable
+    (a stalled disk: fault injection) fails the open within the store's
+    open_timeout_s, with an error that says what, instead of hanging it."""
+    config = engine.EngineConfig(store=replace(FAST_STORE, open_timeout_s=0.2))
+    with engine.open(tmp_path / "node", config=config) as opened:
+        opened.create_topic("t", 1)
+        orphan = opened.groups.commit_transactional_offsets(
+            "g", 7, 0, "", -1, None, {TopicPartition("t", 0): OffsetAndMetadata(3)}
+        )
+        assert orphan.result(TIMEOUT) == {TopicPartition("t", 0): 0}
+    never: list[Future[None]] = []
+
+    def stalled(self: GroupCoordinator, producer_id: int, committed: bool) -> Future[None]:
+        never.append(Future())
+        return never[-1]
+
+    monkeypatch.setattr(GroupCoordinator, "complete_transaction", stalled)
+    failed: list[BaseException] = []
+
+    def open_it() -> None:
+        try:
+            engine.open(tmp_path / "node", config=config).close()
+        except BaseException as error:
+            failed.append(error)
+
+    opening = threading.Thread(target=open_it, daemon=True)
+    opening.start()
+    opening.join(TIMEOUT)
+    for future in never:  # lets a hung open finish, so the test does not leak it
+        future.set_result(None)
+    assert not opening.is_alive(), "the open hung on the drop's write"
+    (error,) = failed
+    assert isinstance(error, TimeoutError)
+    assert "pending offsets of producer 7" in str(error)
+    monkeypatch.undo()  # and the store was closed: the node opens again
+    with engine.open(tmp_path / "node", config=config) as reopened:
+        assert reopened.groups.fetch_offsets("g", None) == {}

@@ -128,3 +128,26 @@ def test_a_fetch_at_the_end_looks_at_each_partitions_offsets_once(
     assert (answers[0].high_watermark, answers[0].log_start_offset) == (RECORDS, 2)
     assert answers[0].last_stable_offset == RECORDS
     assert (answers[1].high_watermark, answers[1].last_stable_offset) == (0, 0)
+
+
+UNKNOWN_SERVER_ERROR = -1
+
+
+@pytest.mark.parametrize("isolation_level", [2, -1])
+def test_an_unknown_isolation_level_is_refused_and_the_connection_kept(
+    served: Served, isolation_level: int
+) -> None:
+    """Kafka's IsolationLevel.forId throws and KafkaApis answers
+    FetchRequest.getErrorResponse: UNKNOWN_SERVER_ERROR at the top and,
+    before v13, in each partition named; nothing is read."""
+    with Wire(served.bootstrap) as wire:
+        refused = wire.request(_fetch({0: 2, 1: 0}, isolation_level))
+        kept = _answers(wire.request(_fetch({0: 2})))
+    assert refused.error_code == UNKNOWN_SERVER_ERROR
+    assert {p: a.error_code for p, a in _answers(refused).items()} == {
+        0: UNKNOWN_SERVER_ERROR,
+        1: UNKNOWN_SERVER_ERROR,
+    }
+    assert all(not a.records for a in _answers(refused).values())
+    assert kept[0].error_code == 0
+    assert kept[0].high_watermark == RECORDS

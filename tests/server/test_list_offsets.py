@@ -34,6 +34,7 @@ EARLIEST_LOCAL = -4
 LATEST_TIERED = -5
 EARLIEST_PENDING_UPLOAD = -6
 UNSUPPORTED_VERSION = 35
+UNKNOWN_SERVER_ERROR = -1
 NO_UPLOADS = StreamStoreConfig(upload_interval_s=3600, compaction_interval_s=3600)
 
 
@@ -66,8 +67,8 @@ class Served(ServedNode):
         return partition.error_code, partition.offset, partition.timestamp
 
 
-def list_offsets(topic: str, timestamp: int, version: int) -> Any:
-    fields: dict[str, Any] = {"replica_id": -1, "isolation_level": 0}
+def list_offsets(topic: str, timestamp: int, version: int, isolation_level: int = 0) -> Any:
+    fields: dict[str, Any] = {"replica_id": -1, "isolation_level": isolation_level}
     if version >= 10:
         fields["timeout"] = datetime.timedelta(seconds=5)
     return build(
@@ -217,6 +218,21 @@ def test_a_negative_timestamp_that_names_nothing_is_unsupported(
     served.produce("t", T0)
     for version in (1, 11):
         assert served.wire_offset("t", timestamp, version) == (UNSUPPORTED_VERSION, -1, -1)
+
+
+@pytest.mark.parametrize("level", [2, -1, 127])
+def test_an_unknown_isolation_level_is_refused_and_the_connection_kept(
+    served: Served, level: int
+) -> None:
+    """Kafka's IsolationLevel.forId throws, and KafkaApis answers the
+    request's error response: UNKNOWN_SERVER_ERROR for each partition."""
+    served.engine.create_topic("t", 1)
+    served.produce("t", T0)
+    with Wire(served.server.bootstrap) as wire:
+        refused = wire.request(list_offsets("t", -1, 11, level)).topics[0].partitions[0]
+        kept = wire.request(list_offsets("t", -1, 11)).topics[0].partitions[0]
+    assert (refused.error_code, refused.offset, refused.timestamp) == (UNKNOWN_SERVER_ERROR, -1, -1)
+    assert (kept.error_code, kept.offset) == (0, 1)
 
 
 def test_list_offsets_versions_up_to_11_are_advertised(served: Served) -> None:

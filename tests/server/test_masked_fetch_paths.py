@@ -18,9 +18,11 @@ from kafka import KafkaConsumer, TopicPartition
 
 import engine
 import native
+from engine.config import ConfigSource
 from engine.protocol.apis import ApiKey, load_request_schema
 from engine.protocol.kafka_code import KafkaCode
 from engine.server.config import ServerConfig
+from engine.server.handlers.configs import masking_applies_entry
 from native import RecordSpec
 from tests.server.in_process import InProcessServer
 from tests.server.wire import Wire, build, fetch_from_start
@@ -198,3 +200,13 @@ def test_a_masked_answer_keeps_whole_batches_within_max_bytes(
             max_partition_fetch_bytes=partition_max,
         )
         assert sorted(len(json.loads(v)["name"]) for v in values) == [32] * 32
+
+
+@pytest.mark.parametrize("applies", [True, False])
+def test_masking_applies_is_default_as_its_source_says(applies: bool) -> None:
+    """tidelog.masking.applies has the DEFAULT source (no config sets it),
+    and its is_default agrees, whichever value the asker gets."""
+    entry = masking_applies_entry(applies)
+    assert entry.value == ("true" if applies else "false")
+    assert entry.source is ConfigSource.DEFAULT
+    assert entry.is_default

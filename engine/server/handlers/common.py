@@ -7,6 +7,7 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
+from engine.engine import READ_COMMITTED, READ_UNCOMMITTED
 from engine.errors import EngineError, TopicExists, error_code
 from engine.internal_topics import INTERNAL_TOPIC_IDS
 from engine.protocol.kafka_code import KafkaCode
@@ -41,6 +42,21 @@ def millis(value: Any) -> int:
     if isinstance(value, datetime.timedelta):
         return round(value.total_seconds() * 1000)
     return int(value)
+
+
+UNKNOWN_ISOLATION_LEVEL = KafkaCode.UNKNOWN_SERVER_ERROR
+"""What a Fetch or ListOffsets naming an isolation level other than 0 and 1
+is answered, for the whole request: Kafka's IsolationLevel.forId throws an
+IllegalArgumentException, which KafkaApis.handle answers with the request's
+error response, and Errors.forException maps any exception that is not an
+ApiException to UNKNOWN_SERVER_ERROR."""
+
+
+def isolation_level(request: Any) -> str | None:
+    """The request's isolation level (read_uncommitted before the field
+    existed), None for an id Kafka does not know."""
+    wire_id = getattr(request, "isolation_level", 0)
+    return {0: READ_UNCOMMITTED, 1: READ_COMMITTED}.get(wire_id)
 
 
 def leader_epoch_error(context: RequestContext, current_leader_epoch: int) -> KafkaCode:

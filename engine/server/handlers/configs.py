@@ -215,16 +215,23 @@ def _masking_applies(context: RequestContext, name: str, documentation: bool) ->
     (the mirror, engine/mirror/masked.py) can tell masks from data. Only
     a topic with masking rules has it."""
     applies = masked_fetch.masking_for(context, name) is not None
-    entry = ConfigEntry(
+    return _described(masking_applies_entry(applies), [], documentation)
+
+
+def masking_applies_entry(applies: bool) -> ConfigEntry:
+    """The tidelog.masking.applies entry: no config sets it, so its source
+    is DEFAULT, and is_default says the same whatever the value (Kafka
+    derives v0's is_default from the source; a client reading one must not
+    be told another by the other)."""
+    return ConfigEntry(
         MASKING_APPLIES,
         "true" if applies else "false",
         ConfigSource.DEFAULT,
-        not applies,
+        True,
         read_only=True,
         type=ConfigType.BOOLEAN,
         documentation=MASKING_APPLIES_DOC,
     )
-    return _described(entry, [], documentation)
 
 
 # -- the broker ----------------------------------------------------------------------

@@ -46,6 +46,8 @@ from engine.server.fetch_sessions import (
     SessionAnswer,
 )
 from engine.server.handlers.common import (
+    UNKNOWN_ISOLATION_LEVEL,
+    isolation_level,
     leader_epoch_error,
     millis,
     topic_names_by_id,
@@ -64,8 +66,6 @@ if TYPE_CHECKING:
     # The kio request classes, for the handlers' annotations only: importing
     # every version's class costs the server's start hundreds of modules.
     from engine.server.handlers.requests import FetchRequest
-
-_READ_COMMITTED = 1
 
 
 class _Read(NamedTuple):
@@ -130,6 +130,9 @@ def held_bytes(context: RequestContext, request: FetchRequest) -> int:
     answer_bytes=held_bytes,
 )
 async def handle_fetch(context: RequestContext, request: FetchRequest) -> dict[str, Any]:
+    isolation = isolation_level(request)
+    if isolation is None:  # refused before any session is touched
+        return _refused(context.version, request, UNKNOWN_ISOLATION_LEVEL)
     engine = context.engine
     by_id = topic_names_by_id(context) if context.version >= FIRST_TOPIC_ID_VERSION else None
     session_context = context.server.fetch_sessions.new_context(
@@ -159,7 +162,7 @@ async def handle_fetch(context: RequestContext, request: FetchRequest) -> dict[s
             max_bytes = min(max_bytes, allowed)
     min_bytes = min(max(request.min_bytes, 0), max_bytes)
     deadline = clock.monotonic() + millis(request.max_wait) / 1000
-    committed = getattr(request, "isolation_level", 0) == _READ_COMMITTED
+    committed = isolation == READ_COMMITTED
     quiet = session_context if isinstance(session_context, IncrementalContext) else None
     refused = authorize.refused_topics(
         context, AclOperation.READ, (w.topic for w in wanted if w.topic is not None)
@@ -184,6 +187,26 @@ async def handle_fetch(context: RequestContext, request: FetchRequest) -> dict[s
             break
     answer = session_context.answer([r.outcome for r in reads], _now_ms())
     return _response(context.version, reads, committed, answer)
+
+
+def _refused(version: int, request: FetchRequest, code: KafkaCode) -> dict[str, Any]:
+    """The whole request refused, as Kafka's FetchRequest.getErrorResponse
+    answers it: the top-level code, and before v13 the same code in an
+    entry for each partition named (older clients read only those)."""
+    topics = []
+    if version < FIRST_TOPIC_ID_VERSION:
+        topics = [
+            {
+                "topic": getattr(topic, "topic", None),  # by name before v13
+                "topic_id": bytes(16),
+                "partitions": [
+                    entry_fields(False, p.partition, code, -1, -1, -1) for p in topic.partitions
+                ],
+            }
+            for topic in request.topics
+        ]
+    session_id = getattr(request, "session_id", INVALID_SESSION_ID)
+    return {"throttle_time": 0, "error_code": code, "session_id": session_id, "responses": topics}
 
 
 def _now_ms() -> int:

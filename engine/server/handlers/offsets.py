@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from engine.engine import READ_COMMITTED, READ_UNCOMMITTED
 from engine.errors import EngineError, error_code
 from engine.internal_topics import (
     internal_end_offset_for_epoch,
@@ -20,7 +19,11 @@ from engine.protocol.kafka_code import KafkaCode
 from engine.server import authorize
 from engine.server.authorizer import AclOperation
 from engine.server.context import RequestContext, Response, off_loop
-from engine.server.handlers.common import leader_epoch_error
+from engine.server.handlers.common import (
+    UNKNOWN_ISOLATION_LEVEL,
+    isolation_level,
+    leader_epoch_error,
+)
 from engine.server.handlers.registry import handles
 
 if TYPE_CHECKING:
@@ -60,7 +63,9 @@ def handle_list_offsets(context: RequestContext, request: ListOffsetsRequest) ->
 
 
 def _list_offsets(context: RequestContext, request: ListOffsetsRequest) -> dict[str, Any]:
-    isolation = READ_COMMITTED if getattr(request, "isolation_level", 0) == 1 else READ_UNCOMMITTED
+    isolation = isolation_level(request)
+    if isolation is None:
+        return _refused(request, UNKNOWN_ISOLATION_LEVEL)
     refused = authorize.refused_topics(
         context, AclOperation.DESCRIBE, (t.name for t in request.topics)
     )
@@ -93,6 +98,28 @@ def _list_offsets(context: RequestContext, request: ListOffsetsRequest) -> dict[
                 }
             )
         topics.append({"name": topic.name, "partitions": partitions})
+    return {"throttle_time": 0, "topics": topics}
+
+
+def _refused(request: ListOffsetsRequest, code: KafkaCode) -> dict[str, Any]:
+    """The whole request refused, as Kafka's ListOffsetsRequest.getErrorResponse
+    answers it: every partition named gets ``code`` and no offset."""
+    topics = [
+        {
+            "name": topic.name,
+            "partitions": [
+                {
+                    "partition_index": p.partition_index,
+                    "error_code": code,
+                    "timestamp": -1,
+                    "offset": -1,
+                    "leader_epoch": -1,
+                }
+                for p in topic.partitions
+            ],
+        }
+        for topic in request.topics
+    ]
     return {"throttle_time": 0, "topics": topics}
 
 
