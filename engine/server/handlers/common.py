@@ -9,7 +9,8 @@ from typing import Any
 
 from engine.engine import READ_COMMITTED, READ_UNCOMMITTED
 from engine.errors import EngineError, TopicExists, error_code
-from engine.internal_topics import INTERNAL_TOPIC_IDS
+from engine.internal_topics import INTERNAL_TOPIC_IDS, internal_partition_exists, is_internal_topic
+from engine.partition import Partition
 from engine.protocol.kafka_code import KafkaCode
 from engine.server import authorize, authorizer
 from engine.server.authorizer import AUTHORIZED_OPERATIONS_OMITTED, ResourceType
@@ -68,6 +69,25 @@ def leader_epoch_error(context: RequestContext, current_leader_epoch: int) -> Ka
     if current_leader_epoch < ours:
         return KafkaCode.FENCED_LEADER_EPOCH
     return KafkaCode.UNKNOWN_LEADER_EPOCH
+
+
+def leader_or_error(
+    context: RequestContext, topic: str, partition: int, current_leader_epoch: int
+) -> tuple[KafkaCode, Partition | None]:
+    """A partition's leader (None for an internal topic's, which has no
+    log) with NONE, or the error Kafka's ReplicaManager answers first: a
+    partition that does not exist, then a request made under another leader
+    epoch. Fetch, ListOffsets and OffsetForLeaderEpoch alike."""
+    leader = None
+    if is_internal_topic(topic):
+        if not internal_partition_exists(partition):
+            return KafkaCode.UNKNOWN_TOPIC_OR_PARTITION, None
+    else:
+        try:
+            leader = context.engine.partition(topic, partition)
+        except EngineError as error:
+            return error_code(error), None
+    return leader_epoch_error(context, current_leader_epoch), leader
 
 
 def topic_names_by_id(context: RequestContext) -> dict[bytes, str]:

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from engine import clock
 from engine.engine import READ_COMMITTED, READ_UNCOMMITTED, Engine
 from engine.errors import EngineError, error_code
-from engine.internal_topics import internal_fetch, internal_partition_exists, is_internal_topic
+from engine.internal_topics import internal_fetch, is_internal_topic
 from engine.partition import PartitionFetch
 from engine.protocol.apis import ApiKey, response_schema
 from engine.protocol.encoder import EncodedItem, Writer, item_encoder
@@ -49,6 +49,7 @@ from engine.server.handlers.common import (
     UNKNOWN_ISOLATION_LEVEL,
     isolation_level,
     leader_epoch_error,
+    leader_or_error,
     millis,
     topic_names_by_id,
     uuid_bytes,
@@ -349,19 +350,11 @@ async def _read(
 ) -> _Read:
     if wanted.topic is None:
         return _failed(context, wanted, KafkaCode.UNKNOWN_TOPIC_ID)
-    # ReplicaManager.readFromLog: the partition must exist before its
-    # leader epoch is checked (an internal topic's too).
-    if is_internal_topic(wanted.topic):
-        if not internal_partition_exists(wanted.partition):
-            return _failed(context, wanted, KafkaCode.UNKNOWN_TOPIC_OR_PARTITION)
-    else:
-        try:
-            context.engine.partition(wanted.topic, wanted.partition)
-        except EngineError as error:
-            return _failed(context, wanted, error_code(error))
-    epoch_error = leader_epoch_error(context, wanted.current_leader_epoch)
-    if epoch_error != KafkaCode.NONE:
-        return _failed(context, wanted, epoch_error)
+    refusal, _ = leader_or_error(
+        context, wanted.topic, wanted.partition, wanted.current_leader_epoch
+    )
+    if refusal != KafkaCode.NONE:
+        return _failed(context, wanted, refusal)
     if is_internal_topic(wanted.topic):
         code, empty = internal_fetch(wanted.partition, wanted.offset, committed)
         marks = -1 if empty is None else 0  # high watermark and log start of an empty log

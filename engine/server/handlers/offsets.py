@@ -10,8 +10,6 @@ from engine.errors import EngineError, error_code
 from engine.internal_topics import (
     internal_end_offset_for_epoch,
     internal_list_offset,
-    internal_partition_exists,
-    is_internal_topic,
 )
 from engine.offset_lookup import LATEST, reads_the_log, unsupported_timestamp
 from engine.protocol.apis import ApiKey
@@ -22,7 +20,7 @@ from engine.server.context import RequestContext, Response, off_loop
 from engine.server.handlers.common import (
     UNKNOWN_ISOLATION_LEVEL,
     isolation_level,
-    leader_epoch_error,
+    leader_or_error,
 )
 from engine.server.handlers.registry import handles
 
@@ -141,21 +139,14 @@ def _lookup(
     before its leader epoch is checked."""
     index = partition.partition_index
     current_leader_epoch = getattr(partition, "current_leader_epoch", -1)
-    if is_internal_topic(topic):
-        if not internal_partition_exists(index):
-            return KafkaCode.UNKNOWN_TOPIC_OR_PARTITION, _NOT_FOUND
-        code = leader_epoch_error(context, current_leader_epoch)
-        if code != KafkaCode.NONE:
-            return code, _NOT_FOUND
-        code, offset = internal_list_offset(index, partition.timestamp)
-        epoch = context.engine.leader_epoch if offset >= 0 else -1
-        return code, _Found(offset, -1, epoch)
+    code, leader = leader_or_error(context, topic, index, current_leader_epoch)
+    if code != KafkaCode.NONE:
+        return code, _NOT_FOUND
     engine = context.engine
+    if leader is None:  # an internal topic's
+        code, offset = internal_list_offset(index, partition.timestamp)
+        return code, _Found(offset, -1, engine.leader_epoch if offset >= 0 else -1)
     try:
-        leader = engine.partition(topic, index)
-        code = leader_epoch_error(context, current_leader_epoch)
-        if code != KafkaCode.NONE:
-            return code, _NOT_FOUND
         found = engine.list_offset(topic, index, partition.timestamp, isolation)
     except EngineError as error:
         return error_code(error), _NOT_FOUND
@@ -172,22 +163,20 @@ def _end_offset(context: RequestContext, topic: str, partition: Any) -> tuple[Ka
     """(error code, epoch, end offset) of a partition's ``leader_epoch``, as
     ReplicaManager.lastOffsetForLeaderEpoch answers it: the partition must
     exist (an internal topic's too) before its leader epoch is checked."""
-    index = partition.partition
-    internal = is_internal_topic(topic)
-    if internal and not internal_partition_exists(index):
-        return KafkaCode.UNKNOWN_TOPIC_OR_PARTITION, -1, -1
-    try:
-        leader = None if internal else context.engine.partition(topic, index)
-        code = leader_epoch_error(context, partition.current_leader_epoch)
-        if code != KafkaCode.NONE:
-            return code, -1, -1
-        if leader is None:
-            current = context.engine.leader_epoch
-            epoch, end = internal_end_offset_for_epoch(partition.leader_epoch, current)
-        else:
+    code, leader = leader_or_error(
+        context, topic, partition.partition, partition.current_leader_epoch
+    )
+    if code != KafkaCode.NONE:
+        return code, -1, -1
+    if leader is None:  # an internal topic's
+        epoch, end = internal_end_offset_for_epoch(
+            partition.leader_epoch, context.engine.leader_epoch
+        )
+    else:
+        try:
             epoch, end = leader.end_offset_for_epoch(partition.leader_epoch)
-    except EngineError as error:
-        return error_code(error), -1, -1
+        except EngineError as error:
+            return error_code(error), -1, -1
     return KafkaCode.NONE, epoch, end
 
 
