@@ -191,8 +191,9 @@ class TopicAdmin:
                 topic = self.registry.topics.get(name)
                 if topic is None or topic in deleted:
                     results.append(UnknownTopic(name))
-                elif not actor.may_govern and changed(effective(topic.config), recreated):
-                    dropped = changed(effective(topic.config), recreated)
+                elif not actor.may_govern and (
+                    dropped := changed(effective(topic.config), recreated)
+                ):
                     results.append(GovernanceChangeRefused(actor, name, dropped, "delete"))
                 else:
                     results.append(None)
