@@ -927,6 +927,24 @@ def test_a_transaction_timing_out_between_an_offset_commits_check_and_its_write_
     }
 
 
+def commits_its_own_offsets_only(
+    e: engine.Engine, producer_id: int, epoch: int, void: TopicPartition, own: TopicPartition
+) -> None:
+    """The "pipeline" producer's open transaction, at ``epoch``, commits
+    offset 5 of ``own``: "readers" gets that, and nothing of ``void``."""
+    assert e.transactions.describe("pipeline").state is TxnState.ONGOING
+    commit = e.groups.commit_transactional_offsets(
+        "readers", producer_id, epoch, "", -1, None, {own: OffsetAndMetadata(5)}
+    )
+    assert commit.result(TIMEOUT) == {own: 0}
+    e.transactions.end_transaction("pipeline", producer_id, epoch, True).result(TIMEOUT)
+    found = e.groups.fetch_offsets("readers", [void, own])
+    assert {tp: om.offset if om else None for tp, (om, _) in found.items()} == {
+        void: None,
+        own: 5,
+    }
+
+
 def test_a_transactions_commit_completes_only_the_offsets_committed_at_its_epoch(
     engine_factory: EngineFactory,
 ) -> None:
@@ -946,18 +964,7 @@ def test_a_transactions_commit_completes_only_the_offsets_committed_at_its_epoch
     assert (next_id, next_epoch) == (producer_id, epoch + 1)
     e.transactions.add_offsets("pipeline", producer_id, next_epoch, "readers").result(TIMEOUT)
     e.close()
-    e = engine_factory()
-    assert e.transactions.describe("pipeline").state is TxnState.ONGOING
-    commit = e.groups.commit_transactional_offsets(
-        "readers", producer_id, next_epoch, "", -1, None, {second: OffsetAndMetadata(5)}
-    )
-    assert commit.result(TIMEOUT) == {second: 0}
-    e.transactions.end_transaction("pipeline", producer_id, next_epoch, True).result(TIMEOUT)
-    found = e.groups.fetch_offsets("readers", [first, second])
-    assert {tp: om.offset if om else None for tp, (om, _) in found.items()} == {
-        first: None,
-        second: 5,
-    }
+    commits_its_own_offsets_only(engine_factory(), producer_id, next_epoch, first, second)
 
 
 def test_an_end_txn_sent_before_an_offset_commits_answer_voids_it_across_a_crash(
@@ -981,18 +988,7 @@ def test_an_end_txn_sent_before_an_offset_commits_answer_voids_it_across_a_crash
     assert len(held) == 1  # the write is durable; its answer never came
     e.transactions.add_offsets("pipeline", producer_id, epoch, "readers").result(TIMEOUT)
     e.close(flush=False)
-    e = engine_factory()
-    assert e.transactions.describe("pipeline").state is TxnState.ONGOING
-    commit = e.groups.commit_transactional_offsets(
-        "readers", producer_id, epoch, "", -1, None, {second: OffsetAndMetadata(5)}
-    )
-    assert commit.result(TIMEOUT) == {second: 0}
-    e.transactions.end_transaction("pipeline", producer_id, epoch, True).result(TIMEOUT)
-    found = e.groups.fetch_offsets("readers", [first, second])
-    assert {tp: om.offset if om else None for tp, (om, _) in found.items()} == {
-        first: None,
-        second: 5,
-    }
+    commits_its_own_offsets_only(engine_factory(), producer_id, epoch, first, second)
 
 
 def test_an_offset_commit_whose_group_is_deleted_while_written_stays_void_across_a_crash(
