@@ -5,6 +5,7 @@ after their records are durable and before the coordinator acts on that."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import pytest
@@ -17,12 +18,13 @@ def never_answered(
     kind: str,
     monkeypatch: pytest.MonkeyPatch,
     deletions: bool = False,
-) -> list[Callable[[], None]]:
+) -> list[partial[None]]:
     """Writes putting values under keys of ``kind`` ("txn" or "offset")
     (and, with ``deletions``, deleting keys of that kind) are made, but
     what follows their durability is held: returned in order, to run under
-    the coordinator's lock, or never (a crash)."""
-    held: list[Callable[[], None]] = []
+    the coordinator's lock (``.func`` takes another outcome than the
+    write's: a failure), or never (a crash)."""
+    held: list[partial[None]] = []
     write = groups._run.write
 
     def holding(
@@ -33,7 +35,7 @@ def never_answered(
             deleted or any(key[0] == kind and v is not None for key, v in puts.items())
         ):
             answer = then
-            write(puts, deletes, lambda error: held.append(lambda: answer(error)))
+            write(puts, deletes, lambda error: held.append(partial(answer, error)))
             return
         write(puts, deletes, then)
 

@@ -20,7 +20,7 @@ from kio.serial import entity_writer
 
 import engine
 from engine.clock import SYSTEM, Clock, ManualClock
-from engine.errors import GroupIdNotFound, InvalidGroupId, NonEmptyGroup
+from engine.errors import GroupIdNotFound, InvalidGroupId, NonEmptyGroup, NotCoordinator
 from engine.groups import GroupCoordinator, JoinResult, SyncResult
 from engine.groups.records import read_state
 from engine.protocol.kafka_code import KafkaCode
@@ -903,6 +903,27 @@ def test_a_void_transactional_commit_is_refused_only_once_its_voiding_is_durable
     aborted.result(TIMEOUT)
     assert late.result(TIMEOUT) == {TP0: E["INVALID_TXN_STATE"]}
     assert stored_pending(groups) == []
+
+
+def test_a_void_transactional_commit_whose_voiding_fails_is_answered_not_coordinator(
+    open_engine: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The completion that voids a TxnOffsetCommit fails to write its
+    record: the commit's outcome is unknown (its record stays until the
+    completion is run again), and it is answered so, not as refused."""
+    groups = open_engine().groups
+    held = never_answered(groups, "txn", monkeypatch, deletions=True)
+    late = groups.commit_transactional_offsets(
+        "g", 7, 0, "", -1, None, {TP0: OffsetAndMetadata(10)}
+    )
+    aborted = groups.complete_transaction(7, committed=False)
+    wait_for(lambda: len(held) == 2)
+    with groups._locked():
+        held[0]()
+        held[1].func(KafkaCode.NOT_COORDINATOR)
+    with pytest.raises(NotCoordinator):
+        aborted.result(TIMEOUT)
+    assert late.result(TIMEOUT) == {TP0: E["NOT_COORDINATOR"]}
 
 
 def test_an_offset_commit_whose_group_is_deleted_while_written_is_gone_after_a_crash(
