@@ -240,7 +240,7 @@ class Engine:
                 on_deleted=self._topic_deleted,
             )
             # Before any append: the offsets it records are where they begin.
-            self._admin.record_defaults_changes()
+            self._admin.record_changes_at_open()
         except BaseException:
             if hasattr(self, "groups"):
                 self.groups.close()

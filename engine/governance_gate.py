@@ -58,7 +58,13 @@ holds the Engine holds its data directory and bucket too (docs/security.md,
 DEFAULTS_CHANGED = Actor("User:ANONYMOUS", "topic_defaults", True)
 """Who changed a topic's governance by changing the broker's
 ``[topic_defaults]`` between two runs: the operator of its configuration
-file, recorded as the engine opens (TopicAdmin.record_defaults_changes)."""
+file, recorded as the engine opens (TopicAdmin.record_changes_at_open)."""
+
+
+STAMPING_UNRECORDED = Actor("User:ANONYMOUS", "unrecorded", True)
+"""Who turned on the stamping of a topic that the history has no entry of
+(created before the history existed): unknown, recorded as the engine
+opens (TopicAdmin.record_changes_at_open)."""
 
 
 class GovernanceChangeRefused(ClusterAuthorizationFailed):

@@ -20,7 +20,13 @@ from typing import Any
 
 from engine.catalog import Catalog, TopicMeta
 from engine.clock import Clock
-from engine.config import TopicConfig, check_combination, normalize, normalize_all
+from engine.config import (
+    PROVENANCE,
+    TopicConfig,
+    check_combination,
+    normalize,
+    normalize_all,
+)
 from engine.errors import (
     EngineError,
     InvalidPartitions,
@@ -33,6 +39,7 @@ from engine.gc_pause import collector_paused
 from engine.governance_gate import (
     DEFAULTS_CHANGED,
     OWNER,
+    STAMPING_UNRECORDED,
     Actor,
     GovernanceChangeRefused,
     changed,
@@ -321,26 +328,35 @@ class TopicAdmin:
                 self._configure(topic)
             log.info("governance of topic %s changed: %s", name, change.describe())
 
-    def record_defaults_changes(self) -> None:
+    def record_changes_at_open(self) -> None:
         """Records, as the engine opens, each topic whose governance the
         broker's ``[topic_defaults]`` changed since its last history entry:
         a topic inheriting stamping from a default removed between two runs
-        stops stamping, and its stamped range must end where it did. No
-        append runs yet, so the partitions' next offsets are where the
-        configs in force begin."""
+        stops stamping, and its stamped range must end where it did. And
+        each stamping topic whose stamping no entry records (created before
+        the history existed): its range begins here, since what came before
+        cannot be proven the broker's. No append runs yet, so the
+        partitions' next offsets are where the configs in force begin."""
         with self.lock:
             last = {change.topic_id: change for change in self.catalog.state.governance}
             for topic in list(self.registry.topics.values()):
                 previous = last.get(topic.meta.topic_id)
                 now = effective(topic.config)
+                if now.get(PROVENANCE) == "stamp" and (
+                    previous is None or PROVENANCE not in previous.after
+                ):
+                    actor, why = STAMPING_UNRECORDED, "stamps and no history entry said so"
                 # Only the configs the entry names: one may name fewer.
-                if previous is None or all(now.get(k) == v for k, v in previous.after.items()):
+                elif previous is not None and any(
+                    now.get(k) != v for k, v in previous.after.items()
+                ):
+                    actor, why = DEFAULTS_CHANGED, "changed by the broker's defaults"
+                else:
                     continue
-                change = self._change(ALTERED, topic, DEFAULTS_CHANGED, previous.after, now)
+                before = {} if previous is None else previous.after
+                change = self._change(ALTERED, topic, actor, before, now)
                 self.append_catalog(["alter_configs", topic.name, {}, [change.to_wire()]])
-                log.warning(
-                    "the broker's defaults changed topic %s: %s", topic.name, change.describe()
-                )
+                log.warning("topic %s %s: %s", topic.name, why, change.describe())
 
     def _configure(self, topic: Topic) -> None:
         topic.config = self.registry.topic_config(topic.meta.configs)

@@ -18,7 +18,7 @@ from concurrent.futures import Future
 from typing import Any, NamedTuple, Protocol
 
 from engine.errors import NotCoordinator
-from engine.futures import done, running_future
+from engine.futures import done, running_future, settle
 from engine.groups.classic import ClassicGroup
 from engine.groups.config import GroupConfig
 from engine.groups.consumer_group import ConsumerGroup
@@ -76,12 +76,14 @@ class TransactionalWrite:
     become pending, or the producer's next transaction would complete them
     as its own."""
 
-    __slots__ = ("keys", "producer_id", "void")
+    __slots__ = ("keys", "producer_id", "void", "voided_by")
 
     def __init__(self, producer_id: int, keys: frozenset[OffsetKey]) -> None:
         self.producer_id = producer_id
         self.keys = keys
         self.void = False
+        self.voided_by: Future[None] | None = None
+        """The completion that voided it: durable once this settles."""
 
 
 class OffsetManager:
@@ -180,9 +182,9 @@ class OffsetManager:
             self.store.written(values)
             if in_flight is not None and self.settled(in_flight) and error == KafkaCode.NONE:
                 # Its transaction ended while this was written: as if
-                # Kafka's verification (KIP-890) had refused it.
+                # Kafka's verification (KIP-890) had refused it. The
+                # completion's record deletes it (complete_transaction).
                 error = KafkaCode.INVALID_TXN_STATE
-                self._discard(in_flight)
             gone: list[OffsetKey] = []
             for key, value in values.items():
                 results[key.tp] = error
@@ -200,7 +202,7 @@ class OffsetManager:
                 # record must not load, at the next start, as pending offsets
                 # of a group that no longer exists.
                 self._delete_unclaimed(transaction.producer_id, gone)
-            self._host.resolve(future, results)
+            self._answer_once_void_is_durable(in_flight, future, results)
 
         self._host.write(puts, [], written)
         return future
@@ -233,10 +235,27 @@ class OffsetManager:
                 del self._transactional_writes[write.producer_id]
         return write.void
 
-    def _discard(self, void: TransactionalWrite) -> None:
-        """Deletes a void write's pending records, but not those the
-        producer's next transaction wrote (or is writing) under the same keys."""
-        self._delete_unclaimed(void.producer_id, void.keys)
+    def _answer_once_void_is_durable(
+        self,
+        write: TransactionalWrite | None,
+        future: Future[dict[TopicPartition, KafkaCode]],
+        results: dict[TopicPartition, KafkaCode],
+    ) -> None:
+        """Answers a commit; a void one only once the completion that voided
+        it (and deleted its record) is durable: refused while its record
+        could still load at a start, a transaction's retried completion
+        would commit what the client was told was refused."""
+        completion = write.voided_by if write is not None else None
+        if completion is None or completion.done():
+            self._host.resolve(future, results)
+            return
+
+        def completed(completion: Future[None]) -> None:
+            if completion.exception() is not None:
+                results.update(dict.fromkeys(results, KafkaCode.NOT_COORDINATOR))
+            settle(future, results)
+
+        completion.add_done_callback(completed)
 
     def _delete_unclaimed(self, producer_id: int, keys: Iterable[OffsetKey]) -> None:
         """Deletes the producer's pending records under ``keys`` that no
@@ -261,12 +280,23 @@ class OffsetManager:
         one cannot have begun): they are void. With ``producer_epoch`` (the
         transaction's), a commit completes only the offsets committed at
         that epoch and drops the others (see below)."""
+        future: Future[None] = running_future()
+        void_keys: set[OffsetKey] = set()
         for write in self._transactional_writes.pop(producer_id, []):
             write.void = True
+            if write.keys:  # its write has begun: its answer waits for this
+                write.voided_by = future
+                void_keys |= write.keys
         pending = self.store.pending_of(producer_id)
-        if not pending:
+        if not pending and not void_keys:
             return done(None)
-        txn_keys = [txn_key(producer_id, k.group_id, k.tp) for k in pending]
+        # The void writes' records are in the log before this completion's
+        # record, which ends them with the pending ones: once the completion
+        # is durable (before EndTxn is answered) no start can load them as
+        # pending for the producer's next transaction (docs/design/0053).
+        txn_keys = [
+            txn_key(producer_id, k.group_id, k.tp) for k in [*pending, *(void_keys - set(pending))]
+        ]
         # Only offsets newer than the partition's last commit, in the
         # order commits are written, become the committed ones.
         # A transaction's TxnOffsetCommits all carry its epoch (the check
@@ -285,7 +315,6 @@ class OffsetManager:
         }
         for key, offset in newer.items():
             self.store.issued(key, offset.sequence)
-        future: Future[None] = running_future()
 
         def written(error: KafkaCode) -> None:
             if error != KafkaCode.NONE:
@@ -401,10 +430,11 @@ class OffsetManager:
 
     def remove_group(self, group_id: str) -> list[Hashable]:
         """Forgets every committed and pending offset of a group that is
-        deleted; returns the keys to delete."""
-        return self._remove(group_id, self.store.of_group(group_id)) + self._remove_pending(
-            group_id, None
-        )
+        deleted; returns the keys to delete, those of its commits being
+        written among them."""
+        keys = self._remove(group_id, self.store.of_group(group_id))
+        keys += self._remove_pending(group_id, None)
+        return _unique(keys + self._being_written(lambda key: key.group_id == group_id))
 
     def expire(
         self, group_id: str, now_ms: int, since_ms: int | None, subscribed: set[str] | None = None
@@ -430,7 +460,26 @@ class OffsetManager:
             self.store.remove_pending(producer_id, [key])
             deletes.append(txn_key(producer_id, key.group_id, key.tp))
             touched.add(key.group_id)
-        return deletes, touched
+        return _unique(deletes + self._being_written(lambda key: key.tp.topic == topic)), touched
+
+    def _being_written(self, matching: Callable[[OffsetKey], bool]) -> list[Hashable]:
+        """The records of the commits being written under ``matching`` keys.
+        Their group or topic is deleted: the deletion's record, after theirs
+        in the log, deletes them too, so that no start loads them (their
+        write's own answer comes too late to delete them if the engine stops
+        first). A key under a transaction only also gets its ``offset`` key
+        deleted, which holds nothing."""
+        keys: list[Hashable] = [
+            offset_key(key.group_id, key.tp) for key in self.store.being_written() if matching(key)
+        ]
+        for writes in self._transactional_writes.values():
+            for write in writes:
+                keys += [
+                    txn_key(write.producer_id, key.group_id, key.tp)
+                    for key in write.keys
+                    if matching(key)
+                ]
+        return keys
 
     def _remove(self, group_id: str, partitions: Iterable[TopicPartition]) -> list[Hashable]:
         partitions = list(partitions)
@@ -452,3 +501,7 @@ def is_consuming(group: Group) -> bool:
     if isinstance(group, ConsumerGroup):
         return not group.is_empty
     return group.state != GroupState.EMPTY
+
+
+def _unique(keys: list[Hashable]) -> list[Hashable]:
+    return list(dict.fromkeys(keys))

@@ -110,6 +110,10 @@ class OffsetStore:
             else:
                 self._writing.pop(key, None)
 
+    def being_written(self) -> list[OffsetKey]:
+        """Every key with a commit appended and not yet durable."""
+        return list(self._writing)
+
     def is_unstable(self, group_id: str, tp: TopicPartition) -> bool:
         """Whether a commit of this partition is being written or pending in
         a transaction (OffsetFetch with require_stable says so)."""

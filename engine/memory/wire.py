@@ -79,6 +79,15 @@ class _LogBounds:
     high_watermark: int
 
 
+def _known_bounds(ref: RecordRef, fetched: tuple[int, int] | None) -> _LogBounds | None:
+    """The log's bounds a fetch answered (librdkafka's cached log start and
+    high watermark), None if it gave none (-1: Kafka's out-of-range answer
+    has no log start, and nothing was fetched yet)."""
+    if fetched is None or min(fetched) < 0:
+        return None
+    return _LogBounds(ref.topic, ref.partition, *fetched)
+
+
 def _client() -> Any:
     if confluent_kafka is None:
         raise ImportError(
@@ -208,32 +217,46 @@ class WireTransport:
         partition: int,
         offset: int,
         deadline: float,
-        on_miss: Callable[[], None] | None = None,
+        on_miss: Callable[[tuple[int, int] | None], None] | None = None,
     ) -> Any:
         """The message at ``offset`` of an assigned partition; RecordNotFound
         if the next one there is another, if the consumer moved past it
         giving none (an aborted record, or a marker: librdkafka's position
         passes them), or if none comes by ``deadline``. ``on_miss`` is
-        called when a poll first comes back empty, and whenever one comes
-        back out of range (it raises if waiting on is pointless)."""
+        called when a poll first comes back empty (with None), and whenever
+        one comes back out of range, with the log's bounds that fetch
+        answered; it raises if waiting on is pointless."""
         where = f"{topic}:{partition}:{offset}"
         assigned = [self._kafka.TopicPartition(topic, partition)]
-        missed = False
+        missed = sought_again = False
         while (remaining := deadline - self._clock.monotonic()) > 0:
             message = consumer.poll(min(remaining, 0.5))
             if message is None and consumer.position(assigned)[0].offset > offset:
                 raise RecordNotFound(passed_over(where))
             error = None if message is None else message.error()
-            out_of_range = error is not None and error.code() == self._out_of_range
-            if message is None or out_of_range:
-                if on_miss is not None and (out_of_range or not missed):
-                    on_miss()
-                    if out_of_range:
-                        # Inside the log again: librdkafka stopped fetching
-                        # at the error, so the fetch starts over.
-                        consumer.assign([self._kafka.TopicPartition(topic, partition, offset)])
-                elif out_of_range:
+            if error is not None and error.code() == self._out_of_range:
+                if on_miss is None:
                     raise RecordNotFound(f"no record at {where}: {error}")
+                # librdkafka keeps the log start and high watermark of the
+                # fetch answer, the error's included.
+                fetched = consumer.get_watermark_offsets(assigned[0], cached=True)
+                on_miss(fetched)
+                if sought_again:
+                    # Inside, by the answer or ListOffsets, and still out of
+                    # range: the fetch and the bounds disagree, and seeking
+                    # again would only repeat it until the deadline.
+                    raise RecordNotFound(
+                        f"no record at {where}: its fetch is out of range again, though "
+                        f"the log holds it ({error})"
+                    )
+                # Inside the log: librdkafka stopped fetching at the error,
+                # so the fetch starts over, once.
+                consumer.assign([self._kafka.TopicPartition(topic, partition, offset)])
+                missed = sought_again = True
+                continue
+            if message is None:
+                if on_miss is not None and not missed:
+                    on_miss(None)
                 missed = True
                 continue
             if error is not None:
@@ -305,7 +328,7 @@ class WireTransport:
                 ref.partition,
                 ref.offset,
                 deadline,
-                on_miss=lambda: self._check_inside(ref, where, deadline),
+                on_miss=lambda fetched: self._check_inside(ref, where, deadline, fetched),
             )
             fetched_bounds = consumer.get_watermark_offsets(where, cached=True)
         finally:
@@ -316,14 +339,19 @@ class WireTransport:
         headers = tuple((name, value or b"") for name, value in message.headers() or ())
         return StoredRecord(ref.with_topic_id(topic_id), message.key(), message.value(), headers)
 
-    def _check_inside(self, ref: RecordRef, where: Any, deadline: float) -> None:
+    def _check_inside(
+        self, ref: RecordRef, where: Any, deadline: float, fetched: tuple[int, int] | None
+    ) -> None:
         """RecordNotFound at once if ``ref`` is outside its partition's log:
-        a wait for a record there could only run out the timeout. Asked
-        (ListOffsets) only once a read misses (docs/design/0046): a read of
-        a record that is there costs no more round trips. A record at or
-        past the last stable offset is there, and a read_committed reader
-        is given it once the transactions before it end."""
-        log = self._log_bounds(ref, where, deadline)
+        a wait for a record there could only run out the timeout. Decided
+        from the ``fetched`` bounds, an out-of-range fetch's answer, when it
+        carries them (tidelog's does: docs/server.md, "The read side against
+        Kafka 4.0"; Kafka's gives no log start); else asked (ListOffsets),
+        only once a read misses (docs/design/0046): a read of a record that
+        is there costs no more round trips. A record at or past the last
+        stable offset is there, and a read_committed reader is given it
+        once the transactions before it end."""
+        log = _known_bounds(ref, fetched) or self._log_bounds(ref, where, deadline)
         if not log.log_start_offset <= ref.offset < log.high_watermark:
             raise RecordNotFound(
                 f"no record at {ref}: the partition holds "
@@ -351,11 +379,7 @@ class WireTransport:
         still refused as diverged; ListOffsets only if the fetch gave none."""
         if ref.leader_epoch < 0 or found is None or found <= ref.leader_epoch:
             return
-        low, high = fetched_bounds
-        if low >= 0 and high >= 0:
-            log = _LogBounds(ref.topic, ref.partition, low, high)
-        else:
-            log = self._log_bounds(ref, where, deadline)
+        log = _known_bounds(ref, fetched_bounds) or self._log_bounds(ref, where, deadline)
         raise VectorDiverged(log, Position(ref.offset + 1, ref.leader_epoch), ref.offset)
 
     def _log_bounds(self, ref: RecordRef, where: Any, deadline: float) -> _LogBounds:

@@ -11,10 +11,13 @@ masking): nothing is masked there.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 
 from engine.mirror.errors import ClusterUnavailable
+
+log = logging.getLogger("tidelog.mirror")
 
 MASKING_APPLIES = "tidelog.masking.applies"
 """engine/masking/rules.py's name, repeated: the mirror talks to any
@@ -32,20 +35,33 @@ def masked_topics(kafka: Any, admin: Any, names: list[str], timeout: float) -> l
     """The topics among ``names`` the source masks for the admin's
     principal; a topic whose configs cannot be described is taken as
     masked (it cannot be shown not to be)."""
+    described = describe_topics(kafka, admin, names, timeout)
+    return sorted(name for name, entries in described.items() if masked_or_refused(entries))
+
+
+def describe_topics(
+    kafka: Any, admin: Any, names: list[str], timeout: float
+) -> dict[str, Mapping[str, Any] | None]:
+    """Each topic's described configs (name -> entry), None for a topic
+    whose configs the source refused to describe; ClusterUnavailable if
+    the source did not answer (not_described)."""
     if not names:
-        return []
+        return {}
     resources = [kafka.admin.ConfigResource("topic", name) for name in names]
-    masked = []
+    described: dict[str, Mapping[str, Any] | None] = {}
     for resource, future in admin.describe_configs(resources, request_timeout=timeout).items():
         try:
-            described = future.result(timeout)
+            described[resource.name] = future.result(timeout)
         except (kafka.KafkaException, TimeoutError) as error:
             not_described(kafka, resource.name, error)
-            masked.append(resource.name)
-            continue
-        if masked_in(described):
-            masked.append(resource.name)
-    return sorted(masked)
+            log.warning("the source refused to describe %s's configs (%s)", resource.name, error)
+            described[resource.name] = None
+    return described
+
+
+def masked_or_refused(described: Mapping[str, Any] | None) -> bool:
+    """Whether a topic described by describe_topics is taken as masked."""
+    return described is None or masked_in(described)
 
 
 _TRANSIENT = ("_TIMED_OUT", "_TRANSPORT", "_ALL_BROKERS_DOWN", "REQUEST_TIMED_OUT")

@@ -23,12 +23,13 @@ layout, not the data's meaning).
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from engine.mirror.errors import ClusterUnavailable, MirrorError, PartitionsRefused, TopicMismatch
 from engine.mirror.kafka import REQUEST_TIMEOUT_S, broker_error
-from engine.mirror.masked import masked_in, not_described
+from engine.mirror.masked import describe_topics, masked_or_refused
 from engine.mirror.offset_sync import OFFSET_SYNCS_TOPIC
 from engine.mirror.settings import MirrorSettings
 
@@ -82,31 +83,29 @@ def with_configs(kafka: Any, admin: Any, found: dict[str, int]) -> list[SourceTo
     that does not describe configs (one without a controller, as
     librdkafka's mock cluster). A topic whose configs the source refuses
     to describe is taken as masked: it cannot be shown not to be."""
-    configs: dict[str, dict[str, str]] = {}
-    masked: set[str] = set()
     names = sorted(found)
     metadata = admin.list_topics(timeout=REQUEST_TIMEOUT_S)
+    described: dict[str, Mapping[str, Any] | None] = {}
     if names and metadata.controller_id in metadata.brokers:
-        resources = [kafka.admin.ConfigResource("topic", name) for name in names]
-        described = admin.describe_configs(resources, request_timeout=REQUEST_TIMEOUT_S)
-        for resource, future in described.items():
-            try:
-                entries = future.result(REQUEST_TIMEOUT_S)
-            except (kafka.KafkaException, TimeoutError) as error:
-                not_described(kafka, resource.name, error)
-                log.warning(
-                    "the source refused to describe %s's configs (%s)", resource.name, error
-                )
-                masked.add(resource.name)
-                continue
-            configs[resource.name] = {
-                name: entry.value
-                for name, entry in entries.items()
-                if name in COPIED_CONFIGS and entry.source == _TOPIC_SET and entry.value is not None
-            }
-            if masked_in(entries):
-                masked.add(resource.name)
-    return [SourceTopic(name, found[name], configs.get(name, {}), name in masked) for name in names]
+        described = describe_topics(kafka, admin, names, REQUEST_TIMEOUT_S)
+    return [
+        SourceTopic(
+            name,
+            found[name],
+            _copied(described.get(name) or {}),
+            name in described and masked_or_refused(described[name]),
+        )
+        for name in names
+    ]
+
+
+def _copied(described: Mapping[str, Any]) -> dict[str, str]:
+    """The COPIED_CONFIGS set on the topic itself, from its described configs."""
+    return {
+        name: entry.value
+        for name, entry in described.items()
+        if name in COPIED_CONFIGS and entry.source == _TOPIC_SET and entry.value is not None
+    }
 
 
 def ensure_target_topics(

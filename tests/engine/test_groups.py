@@ -20,12 +20,13 @@ from kio.serial import entity_writer
 
 import engine
 from engine.clock import SYSTEM, Clock, ManualClock
-from engine.errors import GroupIdNotFound, InvalidGroupId, NonEmptyGroup
+from engine.errors import GroupIdNotFound, InvalidGroupId, NonEmptyGroup, NotCoordinator
 from engine.groups import GroupCoordinator, JoinResult, SyncResult
 from engine.groups.records import read_state
 from engine.protocol.kafka_code import KafkaCode
 from engine.types import OffsetAndMetadata, TopicPartition
 from tests.engine.conftest import EngineFactory
+from tests.engine.held_answers import never_answered
 
 E = KafkaCode
 TIMEOUT = 10.0
@@ -877,6 +878,91 @@ def test_a_transactional_commit_written_while_its_group_is_deleted_is_not_kept(
     assert groups.fetch_offsets("g", [TP0], require_stable=True)[TP0] == (None, E["NONE"])
     groups.complete_transaction(7, committed=True).result(TIMEOUT)
     assert groups.fetch_offsets("g", [TP0], require_stable=True)[TP0] == (None, E["NONE"])
+
+
+def test_a_void_transactional_commit_is_refused_only_once_its_voiding_is_durable(
+    open_engine: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A TxnOffsetCommit made void by its transaction's completion (an
+    abort here) is answered INVALID_TXN_STATE only once the completion's
+    record, which deletes its record, is durable: answered before, a crash
+    would leave the record for a retried completion to commit."""
+    groups = open_engine().groups
+    held = never_answered(groups, "txn", monkeypatch, deletions=True)
+    late = groups.commit_transactional_offsets(
+        "g", 7, 0, "", -1, None, {TP0: OffsetAndMetadata(10)}
+    )
+    aborted = groups.complete_transaction(7, committed=False)
+    wait_for(lambda: len(held) >= 1)  # the write is durable (before the completion's record)
+    with groups._locked():
+        held[0]()
+    assert not late.done()
+    wait_for(lambda: len(held) == 2)
+    with groups._locked():
+        held[1]()
+    aborted.result(TIMEOUT)
+    assert late.result(TIMEOUT) == {TP0: E["INVALID_TXN_STATE"]}
+    assert stored_pending(groups) == []
+
+
+def test_a_void_transactional_commit_whose_voiding_fails_is_answered_not_coordinator(
+    open_engine: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The completion that voids a TxnOffsetCommit fails to write its
+    record: the commit's outcome is unknown (its record stays until the
+    completion is run again), and it is answered so, not as refused."""
+    groups = open_engine().groups
+    held = never_answered(groups, "txn", monkeypatch, deletions=True)
+    late = groups.commit_transactional_offsets(
+        "g", 7, 0, "", -1, None, {TP0: OffsetAndMetadata(10)}
+    )
+    aborted = groups.complete_transaction(7, committed=False)
+    wait_for(lambda: len(held) == 2)
+    with groups._locked():
+        held[0]()
+        held[1].func(KafkaCode.NOT_COORDINATOR)
+    with pytest.raises(NotCoordinator):
+        aborted.result(TIMEOUT)
+    assert late.result(TIMEOUT) == {TP0: E["NOT_COORDINATOR"]}
+
+
+def test_an_offset_commit_whose_group_is_deleted_while_written_is_gone_after_a_crash(
+    engine_factory: EngineFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DeleteGroups while an OffsetCommit to the group is being written,
+    then a crash before the write's answer: the restart must not load the
+    commit's record and bring the deleted group back."""
+    opened = engine_factory(groups=engine.GroupConfig(**FAST_GROUPS))
+    opened.create_topic("t", 4)
+    assert commit(opened.groups, {TP1: 3}) == {TP1: E["NONE"]}
+    held = never_answered(opened.groups, "offset", monkeypatch)
+    opened.groups.commit_offsets("g", -1, "", None, {TP0: OffsetAndMetadata(10)})
+    assert opened.groups.delete_groups(["g"]).result(TIMEOUT) == {"g": E["NONE"]}
+    assert len(held) == 1
+    opened.close(flush=False)
+    groups = engine_factory(groups=engine.GroupConfig(**FAST_GROUPS)).groups
+    assert groups.list_groups() == []
+    assert committed(groups) == {}
+
+
+def test_a_transactional_commit_whose_topic_is_deleted_while_written_is_gone_after_a_crash(
+    engine_factory: EngineFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A topic deleted while a TxnOffsetCommit of it is being written, then
+    a crash before the write's answer: the restart must not load the
+    record as pending offsets (of a group it would make again)."""
+    opened = engine_factory(groups=engine.GroupConfig(**FAST_GROUPS))
+    opened.create_topic("t", 4)
+    held = never_answered(opened.groups, "txn", monkeypatch)
+    opened.groups.commit_transactional_offsets(
+        "g", 7, 0, "", -1, None, {TP0: OffsetAndMetadata(10)}
+    )
+    wait_for(lambda: len(held) == 1)
+    opened.delete_topic("t")
+    opened.close(flush=False)
+    groups = engine_factory(groups=engine.GroupConfig(**FAST_GROUPS)).groups
+    assert stored_pending(groups) == []
+    assert groups.list_groups() == []
 
 
 def test_a_commit_of_a_deleted_group_keeps_a_later_commit_under_its_key(

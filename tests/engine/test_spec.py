@@ -411,6 +411,43 @@ def test_a_governance_changes_reserved_trailing_fields_are_read_past(tmp_path: P
         assert e.stamped_ranges("kept", 0) == [(0, 3)]
 
 
+def test_a_stamping_topic_the_history_does_not_record_is_recorded_at_its_end(
+    tmp_path: Path,
+) -> None:
+    """A topic created stamping by a tidelog before the governance history
+    (its record has no changes) holds records with stamp-named headers no
+    range says are the broker's. Opened, it gets an entry whose range
+    begins at each partition's end: nothing before can be proven stamped,
+    what comes after is (docs/design/0047)."""
+    node = tmp_path / "node"
+    forged = ("tidelog.principal", b"User:forged")
+    with StreamStore.open(node) as store:
+        catalog = store.create_stream()
+        store.open_stream(catalog, 0)
+        data, state = store.create_streams(2)
+        records = [
+            doc_record("catalog", CATALOG_RECORDS, version=1, created_ms=5),
+            doc_record("create_topic", CATALOG_RECORDS, topic=doc_topic(
+                "old", TOPIC_IDS[0], {"tidelog.provenance": "stamp"}, [[data, state]], 10
+            )),
+        ]  # fmt: skip
+        _append_all(store, catalog, records)
+        store.open_stream(data, 0)
+        written = native.encode_batch(
+            [RecordSpec(1000, None, b"a", headers=(forged,)), RecordSpec(1001, None, b"b")]
+        )
+        store.append(data, 0, 1, written)
+    with engine.open(node) as e:
+        assert e.stamped_ranges("old", 0) == [(2, None)]
+        (change,) = e.governance_history("old")
+        assert (change.action, change.listener, change.offsets) == ("alter", "unrecorded", [2])
+        assert change.after["tidelog.provenance"] == "stamp"
+        e.produce("old", 0, native.encode_batch([RecordSpec(1002, None, b"c")]))
+    with engine.open(node) as e:  # recorded once
+        assert len(e.governance_history("old")) == 1
+        assert e.stamped_ranges("old", 0) == [(2, None)]
+
+
 def test_a_store_whose_lowest_stream_is_no_catalog_is_refused(tmp_path: Path) -> None:
     node = tmp_path / "node"
     with StreamStore.open(node) as store:

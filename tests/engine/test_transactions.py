@@ -37,6 +37,7 @@ from engine.transactions.metadata import TxnState
 from engine.types import OffsetAndMetadata, TopicPartition
 from native import RecordSpec
 from tests.engine.conftest import FAST_STORE, EngineFactory
+from tests.engine.held_answers import never_answered
 from tests.engine.helpers_records import batch
 
 TIMEOUT = 10.0
@@ -926,6 +927,24 @@ def test_a_transaction_timing_out_between_an_offset_commits_check_and_its_write_
     }
 
 
+def commits_its_own_offsets_only(
+    e: engine.Engine, producer_id: int, epoch: int, void: TopicPartition, own: TopicPartition
+) -> None:
+    """The "pipeline" producer's open transaction, at ``epoch``, commits
+    offset 5 of ``own``: "readers" gets that, and nothing of ``void``."""
+    assert e.transactions.describe("pipeline").state is TxnState.ONGOING
+    commit = e.groups.commit_transactional_offsets(
+        "readers", producer_id, epoch, "", -1, None, {own: OffsetAndMetadata(5)}
+    )
+    assert commit.result(TIMEOUT) == {own: 0}
+    e.transactions.end_transaction("pipeline", producer_id, epoch, True).result(TIMEOUT)
+    found = e.groups.fetch_offsets("readers", [void, own])
+    assert {tp: om.offset if om else None for tp, (om, _) in found.items()} == {
+        void: None,
+        own: 5,
+    }
+
+
 def test_a_transactions_commit_completes_only_the_offsets_committed_at_its_epoch(
     engine_factory: EngineFactory,
 ) -> None:
@@ -945,17 +964,62 @@ def test_a_transactions_commit_completes_only_the_offsets_committed_at_its_epoch
     assert (next_id, next_epoch) == (producer_id, epoch + 1)
     e.transactions.add_offsets("pipeline", producer_id, next_epoch, "readers").result(TIMEOUT)
     e.close()
+    commits_its_own_offsets_only(engine_factory(), producer_id, next_epoch, first, second)
+
+
+def test_an_end_txn_sent_before_an_offset_commits_answer_voids_it_across_a_crash(
+    engine_factory: EngineFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """EndTxn reaches the coordinator while a TxnOffsetCommit of the same
+    transaction is still being written; the client begins its next
+    transaction at the same producer epoch; the engine crashes before the
+    void write's answer. After the restart the next transaction's commit
+    must not commit the void write's offsets (docs/design/0053)."""
     e = engine_factory()
-    assert e.transactions.describe("pipeline").state is TxnState.ONGOING
-    commit = e.groups.commit_transactional_offsets(
-        "readers", producer_id, next_epoch, "", -1, None, {second: OffsetAndMetadata(5)}
+    e.create_topic("in", 2)
+    first, second = TopicPartition("in", 0), TopicPartition("in", 1)
+    producer_id, epoch = e.transactions.init_producer_id("pipeline", 60_000).result(TIMEOUT)
+    e.transactions.add_offsets("pipeline", producer_id, epoch, "readers").result(TIMEOUT)
+    held = never_answered(e.groups, "txn", monkeypatch)
+    e.groups.commit_transactional_offsets(
+        "readers", producer_id, epoch, "", -1, None, {first: OffsetAndMetadata(7)}
     )
-    assert commit.result(TIMEOUT) == {second: 0}
-    e.transactions.end_transaction("pipeline", producer_id, next_epoch, True).result(TIMEOUT)
+    e.transactions.end_transaction("pipeline", producer_id, epoch, False).result(TIMEOUT)
+    assert len(held) == 1  # the write is durable; its answer never came
+    e.transactions.add_offsets("pipeline", producer_id, epoch, "readers").result(TIMEOUT)
+    e.close(flush=False)
+    commits_its_own_offsets_only(engine_factory(), producer_id, epoch, first, second)
+
+
+def test_an_offset_commit_whose_group_is_deleted_while_written_stays_void_across_a_crash(
+    engine_factory: EngineFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DeleteGroups while a TxnOffsetCommit to the group is being written;
+    the engine crashes before the write's answer. After the restart the
+    group is not brought back by the record, nor by its transaction's
+    commit (docs/design/0053)."""
+    e = engine_factory()
+    e.create_topic("in", 2)
+    first, second = TopicPartition("in", 0), TopicPartition("in", 1)
+    producer_id, epoch = e.transactions.init_producer_id("pipeline", 60_000).result(TIMEOUT)
+    e.transactions.add_offsets("pipeline", producer_id, epoch, "readers").result(TIMEOUT)
+    assert e.groups.commit_offsets("readers", -1, "", None, {second: OffsetAndMetadata(3)}).result(
+        TIMEOUT
+    ) == {second: 0}
+    held = never_answered(e.groups, "txn", monkeypatch)
+    e.groups.commit_transactional_offsets(
+        "readers", producer_id, epoch, "", -1, None, {first: OffsetAndMetadata(7)}
+    )
+    assert e.groups.delete_groups(["readers"]).result(TIMEOUT) == {"readers": 0}
+    assert len(held) == 1
+    e.close(flush=False)
+    e = engine_factory()
+    assert [g.group_id for g in e.groups.list_groups()] == []
+    e.transactions.end_transaction("pipeline", producer_id, epoch, True).result(TIMEOUT)
     found = e.groups.fetch_offsets("readers", [first, second])
     assert {tp: om.offset if om else None for tp, (om, _) in found.items()} == {
         first: None,
-        second: 5,
+        second: None,
     }
 
 

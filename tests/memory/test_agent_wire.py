@@ -254,8 +254,9 @@ def test_over_the_wire_a_read_asks_where_the_log_is_only_when_it_finds_nothing(
     served: Served,
 ) -> None:
     """A read of a record that is there costs no ListOffsets round trip; a
-    ref outside the log (below its start, at its end, far past it) asks one
-    when its fetch comes back empty or out of range, and is refused then."""
+    ref outside the log is refused from its fetch's out-of-range answer,
+    which carries the log's bounds (below its start, far past its end), or
+    asks one when its fetch comes back empty (at the end)."""
     with AgentMemory(served.bootstrap, AGENT, kafka_config=QUIET) as agent:
         written = [agent.tool_call("search", correlation_id=f"q-{n}") for n in range(3)]
         served.engine.delete_records(ACTIONS, 0, 1)
@@ -268,10 +269,38 @@ def test_over_the_wire_a_read_asks_where_the_log_is_only_when_it_finds_nothing(
             with pytest.raises(RecordNotFound) as refused:
                 agent.read(outside)
             assert (refused.value.log_start_offset, refused.value.high_watermark) == (1, 3)
-            # One look at the log start and the high watermark (librdkafka
-            # asks each in a ListOffsets request of its own).
-            assert served.list_offsets_answered() == asked + 2
-            asked += 2
+            # At the end, one look at the log start and the high watermark
+            # (librdkafka asks each in a ListOffsets request of its own).
+            looked = 2 if offset == 3 else 0
+            assert served.list_offsets_answered() == asked + looked
+            asked += looked
+
+
+def test_over_the_wire_a_fetch_out_of_range_inside_the_log_is_sought_again_once(
+    served: Served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fetch answers OFFSET_OUT_OF_RANGE though the log holds the ref's
+    offset (a fetch racing the log's bounds, made to lose every time). The
+    read takes the bounds from that answer, seeks again once, and is then
+    refused, rather than seek again at each answer until its deadline."""
+    with AgentMemory(served.bootstrap, AGENT, timeout=LONG_TIMEOUT_S, kafka_config=QUIET) as agent:
+        sent = agent.tool_call("email", correlation_id="there")
+        partition = served.engine.partition(ACTIONS, 0)
+        fetch = partition.fetch_async
+        answered: list[int] = []
+
+        async def out_of_range(offset: int, max_bytes: int, read_committed: bool = False) -> Any:
+            if offset == sent.offset:
+                answered.append(offset)
+                raise partition._out_of_range(offset)
+            return await fetch(offset, max_bytes, read_committed)
+
+        monkeypatch.setattr(partition, "fetch_async", out_of_range)
+        with pytest.raises(RecordNotFound, match="out of range again"):
+            read_bounded(agent, sent)
+        assert len(answered) == 2
+        monkeypatch.undo()
+        assert agent.read(sent).correlation_id == "there"
 
 
 def test_over_the_wire_a_ref_naming_an_action_a_takeover_lost_is_refused(

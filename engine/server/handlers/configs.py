@@ -220,9 +220,8 @@ def _masking_applies(context: RequestContext, name: str, documentation: bool) ->
 
 def masking_applies_entry(applies: bool) -> ConfigEntry:
     """The tidelog.masking.applies entry: no config sets it, so its source
-    is DEFAULT, and is_default says the same whatever the value (Kafka
-    derives v0's is_default from the source; a client reading one must not
-    be told another by the other)."""
+    is DEFAULT, from which a client derives is_default (DescribeConfigs
+    v1 and later carry no is_default)."""
     return ConfigEntry(
         MASKING_APPLIES,
         "true" if applies else "false",
@@ -256,7 +255,6 @@ def _described(entry: ConfigEntry, synonyms: list[Synonym], documentation: bool)
         "value": entry.value,
         "read_only": entry.read_only,
         "config_source": int(entry.source),
-        "is_default": entry.is_default,
         "is_sensitive": entry.sensitive,
         "synonyms": [{"name": s.name, "value": s.value, "source": int(s.source)} for s in synonyms],
         "config_type": config_type_code(entry),
@@ -315,7 +313,6 @@ def _described_loggers(context: RequestContext, name: str) -> list[dict[str, Any
             "value": level,
             "read_only": False,
             "config_source": int(ConfigSource.BROKER_LOGGER),
-            "is_default": False,
             "is_sensitive": False,
             "synonyms": [],
             "config_type": 0,  # UNKNOWN, as Kafka leaves it for loggers
