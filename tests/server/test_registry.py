@@ -250,6 +250,14 @@ def test_the_documented_api_table_is_the_generated_one() -> None:
     assert with_table(text) == text
 
 
+def test_a_served_key_has_no_reason_for_not_being_served() -> None:
+    """The table's reasons are for unserved keys only: a key served gets
+    none, so none goes stale when a key becomes served."""
+    served = {int(r.key) for r in registrations()}
+    stale = {key: api_table.KAFKA_APIS[key] for key in served if api_table.KAFKA_APIS[key][1]}
+    assert stale == {}
+
+
 def test_the_api_table_lists_every_kafka_key_and_each_served_one_by_its_registration() -> None:
     assert sorted(api_table.KAFKA_APIS) == list(range(max(api_table.KAFKA_APIS) + 1))
     rows = {}
