@@ -108,7 +108,8 @@ def _txn_offset_commit(producer_id: int, epoch: int) -> dict[str, Any]:
     }
 
 
-def test_a_transaction_at_kafka_40s_versions(node: InProcessServer) -> None:
+def _init_producer_id(node: InProcessServer) -> tuple[int, int]:
+    """The transactional id "pipeline"'s producer id and epoch, at v5."""
     started = ask(
         node,
         ApiKey.INIT_PRODUCER_ID,
@@ -119,7 +120,11 @@ def test_a_transaction_at_kafka_40s_versions(node: InProcessServer) -> None:
         producer_epoch=-1,
     )
     assert started.error_code == KafkaCode.NONE
-    producer_id, epoch = started.producer_id, started.producer_epoch
+    return started.producer_id, started.producer_epoch
+
+
+def test_a_transaction_at_kafka_40s_versions(node: InProcessServer) -> None:
+    producer_id, epoch = _init_producer_id(node)
     added = ask(
         node,
         ApiKey.ADD_OFFSETS_TO_TXN,
@@ -149,16 +154,7 @@ def test_a_txn_offset_commit_outside_its_transaction_is_abortable_from_v4(
 ) -> None:
     """No AddOffsetsToTxn came first: Kafka's verification refuses the
     commit, TRANSACTION_ABORTABLE for a v4 client, INVALID_TXN_STATE before."""
-    started = ask(
-        node,
-        ApiKey.INIT_PRODUCER_ID,
-        5,
-        transactional_id="pipeline",
-        transaction_timeout=datetime.timedelta(seconds=60),
-        producer_id=-1,
-        producer_epoch=-1,
-    )
-    producer_id, epoch = started.producer_id, started.producer_epoch
+    producer_id, epoch = _init_producer_id(node)
     codes = {
         version: ask(
             node, ApiKey.TXN_OFFSET_COMMIT, version, **_txn_offset_commit(producer_id, epoch)
