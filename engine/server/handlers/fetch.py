@@ -33,7 +33,7 @@ from engine.protocol.encoder import EncodedItem, Writer, item_encoder
 from engine.protocol.kafka_code import KafkaCode
 from engine.server import authorize
 from engine.server.authorizer import AclOperation
-from engine.server.context import RequestContext
+from engine.server.context import Broker, RequestContext
 from engine.server.fetch_entries import entry_fields, record_less_entry
 from engine.server.fetch_sessions import (
     FINAL_EPOCH,
@@ -194,7 +194,7 @@ async def handle_fetch(context: RequestContext, request: FetchRequest) -> dict[s
     answer = session_context.answer([r.outcome for r in reads], _now_ms())
     leader = None
     if context.version >= FIRST_NODE_ENDPOINTS_VERSION:
-        leader = _Leader(context.broker.describe(), context.engine.leader_epoch)
+        leader = _Leader(context.broker, context.engine.leader_epoch)
     return _response(context.version, reads, committed, answer, leader)
 
 
@@ -479,10 +479,10 @@ error says the client asked the wrong leader or epoch (KIP-951)."""
 
 
 class _Leader(NamedTuple):
-    """This broker as a Fetch v16 answer names it: its endpoint on the
+    """This broker as a Fetch v16 answer names it: as advertised on the
     request's listener, and its leader epoch."""
 
-    endpoint: dict[str, Any]
+    broker: Broker
     epoch: int
 
 
@@ -509,7 +509,7 @@ def _response(
         elif leader is not None and outcome.error == KafkaCode.FENCED_LEADER_EPOCH:
             entry = _partition_entry(read, committed)
             entry["current_leader"] = {
-                "leader_id": leader.endpoint["node_id"],
+                "leader_id": leader.broker.node_id,
                 "leader_epoch": leader.epoch,
             }
             named_leader = True
@@ -534,7 +534,7 @@ def _response(
             {"topic": name, "topic_id": topic_id, "partitions": partitions}
             for (name, topic_id), partitions in topics.items()
         ],
-        "node_endpoints": [leader.endpoint] if leader is not None and named_leader else [],
+        "node_endpoints": [leader.broker.describe()] if leader is not None and named_leader else [],
     }
 
 
