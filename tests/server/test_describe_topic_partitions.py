@@ -49,16 +49,20 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         root / "data", args=["--config", str(config), "--http", f"127.0.0.1:{http_port}"]
     ).start()
     running.http = f"http://127.0.0.1:{http_port}"
-    with Wire(running.bootstrap) as wire:
-        for name, count in SHAPES.items():
-            created = wire.request(
-                build(
-                    load_request_schema(ApiKey.CREATE_TOPICS, 7),
-                    topics=[{"name": name, "num_partitions": count, "replication_factor": 1}],
-                    timeout=datetime.timedelta(seconds=30),
+    try:
+        with Wire(running.bootstrap) as wire:
+            for name, count in SHAPES.items():
+                created = wire.request(
+                    build(
+                        load_request_schema(ApiKey.CREATE_TOPICS, 7),
+                        topics=[{"name": name, "num_partitions": count, "replication_factor": 1}],
+                        timeout=datetime.timedelta(seconds=30),
+                    )
                 )
-            )
-            assert created.topics[0].error_code == KafkaCode.NONE
+                assert created.topics[0].error_code == KafkaCode.NONE
+    except BaseException:
+        running.kill()  # a failed setup has no teardown
+        raise
     yield running
     if running.running:
         assert running.stop() == 0, running.log()

@@ -45,10 +45,14 @@ def restarted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     """A server with TOPIC and one record, restarted once so that its
     leader epoch has an older one before it."""
     server = _start(tmp_path_factory.mktemp("endpoints"))
-    producer = Producer({"bootstrap.servers": server.bootstrap, **quiet_librdkafka()})
-    producer.produce(TOPIC, b"first", partition=0)
-    assert producer.flush(WAIT_S) == 0
-    server.restart()
+    try:
+        producer = Producer({"bootstrap.servers": server.bootstrap, **quiet_librdkafka()})
+        producer.produce(TOPIC, b"first", partition=0)
+        assert producer.flush(WAIT_S) == 0
+        server.restart()
+    except BaseException:
+        server.kill()  # a failed setup has no teardown
+        raise
     yield server
     if server.running:
         assert server.stop() == 0, server.log()
