@@ -24,9 +24,9 @@ from engine.protocol.apis import ApiKey
 from engine.protocol.kafka_code import KafkaCode
 from engine.server.authorizer import AUTHORIZED_OPERATIONS_OMITTED
 from engine.server.handlers.topic_partitions import Cursor, TopicShape, plan_page
-from tests.server.conftest import ServerProcess, free_port
+from tests.server.conftest import ServerProcess, free_port, killed_if_setup_fails
 from tests.server.request_versions import versions_answered
-from tests.server.test_acls import TIMEOUT, Cluster, _allow, _create, open_cluster
+from tests.server.test_acls import TIMEOUT, Cluster, _allow, cluster_of_topics
 from tests.server.wire import Wire, build
 
 KEY = ApiKey.DESCRIBE_TOPIC_PARTITIONS
@@ -49,20 +49,16 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         root / "data", args=["--config", str(config), "--http", f"127.0.0.1:{http_port}"]
     ).start()
     running.http = f"http://127.0.0.1:{http_port}"
-    try:
-        with Wire(running.bootstrap) as wire:
-            for name, count in SHAPES.items():
-                created = wire.request(
-                    build(
-                        load_request_schema(ApiKey.CREATE_TOPICS, 7),
-                        topics=[{"name": name, "num_partitions": count, "replication_factor": 1}],
-                        timeout=datetime.timedelta(seconds=30),
-                    )
+    with killed_if_setup_fails(running), Wire(running.bootstrap) as wire:
+        for name, count in SHAPES.items():
+            created = wire.request(
+                build(
+                    load_request_schema(ApiKey.CREATE_TOPICS, 7),
+                    topics=[{"name": name, "num_partitions": count, "replication_factor": 1}],
+                    timeout=datetime.timedelta(seconds=30),
                 )
-                assert created.topics[0].error_code == KafkaCode.NONE
-    except BaseException:
-        running.kill()  # a failed setup has no teardown
-        raise
+            )
+            assert created.topics[0].error_code == KafkaCode.NONE
     yield running
     if running.running:
         assert running.stop() == 0, running.log()
@@ -250,10 +246,8 @@ USER = "User:dtp"
 @pytest.fixture
 def acl_cluster(tmp_path: Path) -> Iterator[Cluster]:
     """Topics ``seen`` and ``hidden``; USER may describe ``seen`` only."""
-    with open_cluster(tmp_path / "node") as running:
-        for name in ("seen", "hidden"):
-            running.engine.create_topic(name, 2)
-        _create(running.admin(), _allow(ResourceType.TOPIC, "seen", USER, AclOperation.DESCRIBE))
+    describe_seen = _allow(ResourceType.TOPIC, "seen", USER, AclOperation.DESCRIBE)
+    with cluster_of_topics(tmp_path / "node", {"seen": 2, "hidden": 2}, describe_seen) as running:
         yield running
 
 

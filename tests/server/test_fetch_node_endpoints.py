@@ -21,7 +21,12 @@ from kio.index import load_request_schema
 
 from engine.protocol.apis import ApiKey
 from engine.protocol.kafka_code import KafkaCode
-from tests.server.conftest import ServerProcess, free_port, quiet_librdkafka
+from tests.server.conftest import (
+    ServerProcess,
+    free_port,
+    killed_if_setup_fails,
+    quiet_librdkafka,
+)
 from tests.server.request_versions import versions_answered
 from tests.server.wire import Wire, build, fetch_each
 
@@ -45,14 +50,11 @@ def restarted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     """A server with TOPIC and one record, restarted once so that its
     leader epoch has an older one before it."""
     server = _start(tmp_path_factory.mktemp("endpoints"))
-    try:
+    with killed_if_setup_fails(server):
         producer = Producer({"bootstrap.servers": server.bootstrap, **quiet_librdkafka()})
         producer.produce(TOPIC, b"first", partition=0)
         assert producer.flush(WAIT_S) == 0
         server.restart()
-    except BaseException:
-        server.kill()  # a failed setup has no teardown
-        raise
     yield server
     if server.running:
         assert server.stop() == 0, server.log()
