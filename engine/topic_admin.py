@@ -430,8 +430,14 @@ class TopicAdmin:
             self.catalog.append(record)
 
 
+def is_legal_topic_name(name: str) -> bool:
+    """Kafka's Topic.validate: 1-249 characters of ASCII letters, digits,
+    '.', '_' and '-', and not '.' or '..'."""
+    return name not in (".", "..") and _TOPIC_NAME.fullmatch(name) is not None
+
+
 def _check_topic_name(name: str) -> None:
-    if name in (".", "..") or not _TOPIC_NAME.fullmatch(name):
+    if not is_legal_topic_name(name):
         raise InvalidTopic(
             f"invalid topic name {name!r}: 1-249 characters of ASCII letters, digits, "
             "'.', '_' and '-', and not '.' or '..'"

@@ -469,7 +469,9 @@ class GroupCoordinator:
 
     def describe_groups(self, group_ids: Sequence[str]) -> list[GroupDescription]:
         """DescribeGroups: a group that does not exist is described as Dead
-        (with no error, as Kafka does before DescribeGroups v6)."""
+        with GROUP_ID_NOT_FOUND, as Kafka 4.0's GroupMetadataManager
+        describes it (its DescribeGroups answers it so from v6, and with
+        no error before)."""
         with self._locked():
             self._check_open()
             described = []
@@ -481,7 +483,12 @@ class GroupCoordinator:
                 elif group is None:
                     described.append(
                         GroupDescription(
-                            group_id, KafkaCode.NONE, GroupState.DEAD.value, "", "", []
+                            group_id,
+                            KafkaCode.GROUP_ID_NOT_FOUND,
+                            GroupState.DEAD.value,
+                            "",
+                            "",
+                            [],
                         )
                     )
                 else:

@@ -29,10 +29,11 @@ _RAFT = "Raft: the metadata quorum's own RPC; one node has no quorum"
 _SHARE = "share groups (KIP-932) are not served"
 _SHARE_STATE = "share group state (KIP-932), between brokers and the share coordinator"
 _STREAMS = "Kafka Streams groups (KIP-1071) are not served"
-_TOKENS = "delegation tokens: no SASL yet"
-_ACLS = "ACLs are not served yet (every operation is allowed)"
+_TOKENS = (
+    "delegation tokens (KIP-48) are not served: there is no token store, and SCRAM logins"
+    " do not take the tokenauth extension a token authenticates with"
+)
 _REPLICAS = "one replica per partition: nothing to move or elect"
-_SCRAM = "SASL/SCRAM is not served yet"
 
 KAFKA_APIS: dict[int, tuple[str, str]] = {
     # key: (Kafka's name, why it is not served; "" when it is)
@@ -53,7 +54,7 @@ KAFKA_APIS: dict[int, tuple[str, str]] = {
     14: ("SyncGroup", ""),
     15: ("DescribeGroups", ""),
     16: ("ListGroups", ""),
-    17: ("SaslHandshake", "SASL is not served yet"),
+    17: ("SaslHandshake", ""),
     18: ("ApiVersions", ""),
     19: ("CreateTopics", ""),
     20: ("DeleteTopics", ""),
@@ -65,14 +66,17 @@ KAFKA_APIS: dict[int, tuple[str, str]] = {
     26: ("EndTxn", ""),
     27: ("WriteTxnMarkers", "between brokers: markers are written in-process"),
     28: ("TxnOffsetCommit", ""),
-    29: ("DescribeAcls", _ACLS),
-    30: ("CreateAcls", _ACLS),
-    31: ("DeleteAcls", _ACLS),
+    29: ("DescribeAcls", ""),
+    30: ("CreateAcls", ""),
+    31: ("DeleteAcls", ""),
     32: ("DescribeConfigs", ""),
     33: ("AlterConfigs", ""),
-    34: ("AlterReplicaLogDirs", _REPLICAS),
-    35: ("DescribeLogDirs", "not served yet"),
-    36: ("SaslAuthenticate", "SASL is not served yet"),
+    34: (
+        "AlterReplicaLogDirs",
+        "one log directory (the data directory): none to move a partition to",
+    ),
+    35: ("DescribeLogDirs", ""),
+    36: ("SaslAuthenticate", ""),
     37: ("CreatePartitions", ""),
     38: ("CreateDelegationToken", _TOKENS),
     39: ("RenewDelegationToken", _TOKENS),
@@ -86,8 +90,8 @@ KAFKA_APIS: dict[int, tuple[str, str]] = {
     47: ("OffsetDelete", ""),
     48: ("DescribeClientQuotas", ""),
     49: ("AlterClientQuotas", ""),
-    50: ("DescribeUserScramCredentials", _SCRAM),
-    51: ("AlterUserScramCredentials", _SCRAM),
+    50: ("DescribeUserScramCredentials", ""),
+    51: ("AlterUserScramCredentials", ""),
     52: ("Vote", _RAFT),
     53: ("BeginQuorumEpoch", _RAFT),
     54: ("EndQuorumEpoch", _RAFT),
@@ -110,8 +114,12 @@ KAFKA_APIS: dict[int, tuple[str, str]] = {
     71: ("GetTelemetrySubscriptions", "client metrics (KIP-714) are not collected"),
     72: ("PushTelemetry", "client metrics (KIP-714) are not collected"),
     73: ("AssignReplicasToDirs", _KRAFT),
-    74: ("ListConfigResources", "not served yet"),
-    75: ("DescribeTopicPartitions", "not served yet (clients fall back to Metadata)"),
+    74: (
+        "ListConfigResources",
+        "v0 (Kafka 4.0's ListClientMetricsResources) lists client metrics resources, and"
+        " client metrics (KIP-714) are not collected; v1 (Kafka 4.1, KIP-1142) is not served yet",
+    ),
+    75: ("DescribeTopicPartitions", ""),
     76: ("ShareGroupHeartbeat", _SHARE),
     77: ("ShareGroupDescribe", _SHARE),
     78: ("ShareFetch", _SHARE),

@@ -17,6 +17,7 @@ They can come from a TOML file (``tidelog serve --config tidelog.toml``)::
     "max.incremental.fetch.session.cache.slots" = 1000   # 0: no fetch sessions
     max_incremental_fetch_session_partitions = 10000
     "fetch.max.bytes" = 57671680      # the most record data one Fetch answer carries
+    "max.request.partition.size.limit" = 2000   # partitions of one DescribeTopicPartitions answer
     authorizer = "acl"                # Kafka's authorizer.class.name; "" (default): none
     "super.users" = ["User:admin"]
     "allow.everyone.if.no.acl.found" = false
@@ -172,6 +173,11 @@ class ServerConfig:
     there, the first batch of the first partition with data goes whole even
     when larger). A request's max_bytes is the peer's claim, and the server
     builds the response before a byte of it is read."""
+    max_request_partition_size_limit: int = 2000
+    """The most partitions one DescribeTopicPartitions answer describes,
+    whatever larger response_partition_limit the request asks for (Kafka's
+    max.request.partition.size.limit, its default): the request's figure
+    is the peer's claim, and the answer is built before it is read."""
     max_incremental_fetch_session_cache_slots: int = 1000
     """Incremental fetch sessions (KIP-227) held at once, Kafka's
     max.incremental.fetch.session.cache.slots; 0 turns sessions off, and
@@ -291,6 +297,7 @@ class ServerConfig:
             "connections_max_idle_ms",
             "connections_partial_request_timeout_ms",
             "sasl_password_check_threads",
+            "max_request_partition_size_limit",
         ):
             value = getattr(self, name)
             if type(value) is not int or value <= 0:

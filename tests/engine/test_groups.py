@@ -639,7 +639,7 @@ def test_groups_are_listed_described_and_deleted(open_engine: Callable[..., Any]
     assert len(groups.list_groups(types=["classic"])) == 2
     assert groups.list_groups(types=["consumer"]) == []
     missing = groups.describe_groups(["missing"])[0]
-    assert (missing.error, missing.state, missing.members) == (E["NONE"], "Dead", [])
+    assert (missing.error, missing.state, missing.members) == (E["GROUP_ID_NOT_FOUND"], "Dead", [])
 
     results = groups.delete_groups(["busy", "idle", "missing"]).result(TIMEOUT)
     assert results == {

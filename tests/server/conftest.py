@@ -11,6 +11,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -107,6 +108,17 @@ class ServerProcess:
     @property
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
+
+
+@contextmanager
+def killed_if_setup_fails(server: ServerProcess) -> Iterator[ServerProcess]:
+    """A fixture's setup of a started server: if it fails, the server is
+    killed, since a fixture that fails before it yields has no teardown."""
+    try:
+        yield server
+    except BaseException:
+        server.kill()
+        raise
 
 
 @pytest.fixture(scope="module")

@@ -87,6 +87,16 @@ def open_cluster(path: Path) -> Iterator[Cluster]:
             running.stop()
 
 
+@contextmanager
+def cluster_of_topics(path: Path, topics: dict[str, int], allowed: AclBinding) -> Iterator[Cluster]:
+    """open_cluster with ``topics`` (name: partitions) and one ACL."""
+    with open_cluster(path) as running:
+        for name, partitions in topics.items():
+            running.engine.create_topic(name, partitions)
+        _create(running.admin(), allowed)
+        yield running
+
+
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[Cluster]:
     with open_cluster(tmp_path / "node") as running:

@@ -289,7 +289,7 @@ def test_size_prefix_out_of_bounds_closes_without_allocating(
         pytest.param(0, 12, True, id="produce-v12"),
         pytest.param(1, 99, True, id="fetch-v99"),
         pytest.param(1, 3, False, id="fetch-v3"),
-        pytest.param(3, 13, True, id="metadata-v13"),
+        pytest.param(3, 14, True, id="metadata-v14"),
     ],
 )
 def test_unsupported_api_or_version_closes_only_its_connection(

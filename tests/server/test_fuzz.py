@@ -204,6 +204,11 @@ def request_values(key: ApiKey, topic: str, topic_id: uuid.UUID) -> dict[str, An
         ApiKey.ALTER_CONFIGS: {"resources": [resource], "validate_only": True},
         ApiKey.INCREMENTAL_ALTER_CONFIGS: {"resources": [resource], "validate_only": True},
         ApiKey.DESCRIBE_CLUSTER: {"include_cluster_authorized_operations": False},
+        ApiKey.DESCRIBE_TOPIC_PARTITIONS: {
+            "topics": [{"name": topic}],
+            "response_partition_limit": 10,
+            "cursor": {"topic_name": topic, "partition_index": 0},
+        },
         ApiKey.CREATE_TOPICS: {
             "topics": [{"name": f"{topic}-created", "num_partitions": 1, "replication_factor": 1}],
             "timeout": datetime.timedelta(seconds=5),

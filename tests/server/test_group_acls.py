@@ -23,7 +23,7 @@ from kio.index import load_request_schema as request_schema
 
 from engine.protocol.apis import ApiKey
 from engine.protocol.kafka_code import KafkaCode
-from tests.server.test_acls import ADMIN, TIMEOUT, Cluster, _allow, _create, open_cluster
+from tests.server.test_acls import ADMIN, TIMEOUT, Cluster, _allow, _create, cluster_of_topics
 from tests.server.wire import Wire, build
 
 USER = "User:gus"
@@ -32,10 +32,8 @@ USER = "User:gus"
 @pytest.fixture
 def groups(tmp_path: Path) -> Iterator[Cluster]:
     """Topics ``orders`` and ``secret``; USER may describe ``orders`` only."""
-    with open_cluster(tmp_path / "node") as running:
-        for name in ("orders", "secret"):
-            running.engine.create_topic(name, 1)
-        _create(running.admin(), _allow(ResourceType.TOPIC, "orders", USER, AclOperation.READ))
+    read_orders = _allow(ResourceType.TOPIC, "orders", USER, AclOperation.READ)
+    with cluster_of_topics(tmp_path / "node", {"orders": 1, "secret": 1}, read_orders) as running:
         yield running
 
 

@@ -50,6 +50,34 @@ def test_copied_entries_are_the_bytes_of_entries_encoded_one_by_one(
     assert _response(version, copied) == _response(version, one_by_one)
 
 
+def _described_topic_partitions(partitions: Any) -> bytes:
+    """A DescribeTopicPartitions response about one topic with ``partitions``."""
+    topic = {"error_code": 0, "name": "t", "topic_id": bytes(16), "partitions": partitions}
+    sink = Sink()
+    encoder_for(response_schema(ApiKey.DESCRIBE_TOPIC_PARTITIONS, 0))(sink, {"topics": [topic]})
+    return b"".join(sink.finish())
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    node=st.integers(0, 2**31 - 1),
+    epoch=INT32,
+    first=st.integers(0, 2**31 - 301),
+    count=st.integers(0, 300),
+)
+def test_a_page_of_copied_entries_is_the_bytes_of_entries_encoded_one_by_one(
+    node: int, epoch: int, first: int, count: int
+) -> None:
+    """DescribeTopicPartitions' partitions, from a cursor's index on, with
+    their (empty) eligible leader replicas."""
+    one_by_one = [metadata.partition_entry(i, node, epoch) for i in range(first, first + count)]
+    copied = metadata.partitions_of(
+        0, node, epoch, count, first=first, api_key=ApiKey.DESCRIBE_TOPIC_PARTITIONS
+    )
+    assert copied.count == count
+    assert _described_topic_partitions(copied) == _described_topic_partitions(one_by_one)
+
+
 def test_the_schema_is_walked_a_fixed_number_of_times_whatever_the_partitions(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

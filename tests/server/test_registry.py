@@ -42,29 +42,29 @@ PREVIOUS_ADVERTISED = {
     # api key: (min, max) as ApiVersions listed them before the handlers
     # registered themselves (Produce listed from v0, see produce.py).
     0: (0, 11),
-    1: (4, 15),
+    1: (4, 17),
     2: (1, 11),
-    3: (0, 12),
+    3: (0, 13),
     8: (2, 9),
     9: (1, 9),
-    10: (0, 4),
+    10: (0, 6),
     11: (0, 9),
     12: (0, 4),
     13: (0, 5),
     14: (0, 5),
-    15: (0, 5),
+    15: (0, 6),
     16: (0, 5),
     17: (0, 1),
     18: (0, 4),
     19: (2, 7),
     20: (1, 6),
     21: (0, 2),
-    22: (0, 4),
+    22: (0, 5),
     23: (2, 4),
     24: (0, 3),
-    25: (0, 3),
-    26: (0, 3),
-    28: (0, 3),
+    25: (0, 4),
+    26: (0, 4),
+    28: (0, 4),
     29: (1, 3),
     30: (1, 3),
     31: (1, 3),
@@ -80,12 +80,13 @@ PREVIOUS_ADVERTISED = {
     49: (0, 1),
     50: (0, 0),
     51: (0, 0),
-    60: (0, 1),
+    60: (0, 2),
     61: (0, 0),
     65: (0, 0),
     66: (0, 2),
     68: (0, 1),
     69: (0, 1),
+    75: (0, 0),
 }
 UNSUPPORTED_VERSION = 35
 _INT32 = struct.Struct(">i")
@@ -247,6 +248,14 @@ def test_the_documented_api_table_is_the_generated_one() -> None:
     text = DOCS.read_text()
     assert text.count(api_table.BEGIN) == 1
     assert with_table(text) == text
+
+
+def test_a_served_key_has_no_reason_for_not_being_served() -> None:
+    """The table's reasons are for unserved keys only: a key served gets
+    none, so none goes stale when a key becomes served."""
+    served = {int(r.key) for r in registrations()}
+    stale = {key: api_table.KAFKA_APIS[key] for key in served if api_table.KAFKA_APIS[key][1]}
+    assert stale == {}
 
 
 def test_the_api_table_lists_every_kafka_key_and_each_served_one_by_its_registration() -> None:

@@ -33,7 +33,7 @@ from engine.protocol.encoder import EncodedItem, Writer, item_encoder
 from engine.protocol.kafka_code import KafkaCode
 from engine.server import authorize
 from engine.server.authorizer import AclOperation
-from engine.server.context import RequestContext
+from engine.server.context import Broker, RequestContext
 from engine.server.fetch_entries import entry_fields, record_less_entry
 from engine.server.fetch_sessions import (
     FINAL_EPOCH,
@@ -116,7 +116,7 @@ def held_bytes(context: RequestContext, request: FetchRequest) -> int:
 @handles(
     ApiKey.FETCH,
     4,
-    15,
+    17,
     notes={
         4: "read_committed, with the aborted transactions",
         5: "log start offset",
@@ -125,7 +125,12 @@ def held_bytes(context: RequestContext, request: FetchRequest) -> int:
         11: "rack id (ignored: one broker)",
         12: "flexible encoding",
         13: "topics by id (and sessions by topic id)",
-        15: "replica state (v16, node endpoints, is not served)",
+        15: "replica state",
+        16: "node endpoints (KIP-951): a partition answered FENCED_LEADER_EPOCH names this"
+        " broker and its leader epoch as its current leader, and the answer carries this"
+        " broker's endpoint; NOT_LEADER_OR_FOLLOWER (this engine fenced or closed: the new"
+        " leader is not known here) names none",
+        17: "replica directory id (KIP-853): a follower's, ignored (no follower fetches here)",
     },
     decode=FETCH_BODIES.decode,  # consumers of the same data send the same bodies
     answer_bytes=held_bytes,
@@ -187,7 +192,10 @@ async def handle_fetch(context: RequestContext, request: FetchRequest) -> dict[s
             reads = await _read_all(context, wanted, max_bytes, committed, quiet, refused)
             break
     answer = session_context.answer([r.outcome for r in reads], _now_ms())
-    return _response(context.version, reads, committed, answer)
+    leader = None
+    if context.version >= FIRST_NODE_ENDPOINTS_VERSION:
+        leader = _Leader(context.broker, context.engine.leader_epoch)
+    return _response(context.version, reads, committed, answer, leader)
 
 
 def _refused(version: int, request: FetchRequest, code: KafkaCode) -> dict[str, Any]:
@@ -222,12 +230,16 @@ def _requested_partitions(
     from kio.schema.fetch.v13.request import FetchTopic as FetchTopicV13  # noqa: PLC0415
     from kio.schema.fetch.v14.request import FetchTopic as FetchTopicV14  # noqa: PLC0415
     from kio.schema.fetch.v15.request import FetchTopic as FetchTopicV15  # noqa: PLC0415
+    from kio.schema.fetch.v16.request import FetchTopic as FetchTopicV16  # noqa: PLC0415
+    from kio.schema.fetch.v17.request import FetchTopic as FetchTopicV17  # noqa: PLC0415
 
     wanted: list[FetchPartition] = []
     topics_seen: set[tuple[bytes, str | None]] = set()
     named_twice = False
     for topic in request.topics:
-        if isinstance(topic, FetchTopicV13 | FetchTopicV14 | FetchTopicV15):
+        if isinstance(
+            topic, FetchTopicV13 | FetchTopicV14 | FetchTopicV15 | FetchTopicV16 | FetchTopicV17
+        ):
             topic_id = uuid_bytes(topic.topic_id)
             name = by_id.get(topic_id) if by_id is not None else None
         else:
@@ -461,9 +473,31 @@ def _failed(context: RequestContext, wanted: FetchPartition, error: int) -> _Rea
     return _Read(wanted, None, 0, wanted.offset, outcome, -1)
 
 
+FIRST_NODE_ENDPOINTS_VERSION = 16
+"""Fetch v16 names a partition's current leader and its endpoint where an
+error says the client asked the wrong leader or epoch (KIP-951)."""
+
+
+class _Leader(NamedTuple):
+    """This broker as a Fetch v16 answer names it: as advertised on the
+    request's listener, and its leader epoch."""
+
+    broker: Broker
+    epoch: int
+
+
 def _response(
-    version: int, reads: list[_Read], committed: bool, answer: SessionAnswer
+    version: int,
+    reads: list[_Read],
+    committed: bool,
+    answer: SessionAnswer,
+    leader: _Leader | None,
 ) -> dict[str, Any]:
+    """The answer; ``leader`` from v16 (None before), for the partitions
+    answered FENCED_LEADER_EPOCH: Kafka's handleFetchRequest names the
+    current leader for those and for NOT_LEADER_OR_FOLLOWER, and this
+    broker is the leader only in the first case."""
+    named_leader = False
     topics: dict[tuple[str | None, bytes], list[Any]] = {}
     for read, keep in zip(reads, answer.keep, strict=True):
         if not keep:
@@ -472,6 +506,13 @@ def _response(
         entry: Any
         if read.shared is not None:  # encoded once for every fetch that shares it
             entry = read.shared.encoded(version, partial(_encoded_entry, read, committed, version))
+        elif leader is not None and outcome.error == KafkaCode.FENCED_LEADER_EPOCH:
+            entry = _partition_entry(read, committed)
+            entry["current_leader"] = {
+                "leader_id": leader.broker.node_id,
+                "leader_epoch": leader.epoch,
+            }
+            named_leader = True
         elif read.fetched is None:  # most entries of a many-partition fetch: from a template
             entry = record_less_entry(
                 version,
@@ -493,6 +534,7 @@ def _response(
             {"topic": name, "topic_id": topic_id, "partitions": partitions}
             for (name, topic_id), partitions in topics.items()
         ],
+        "node_endpoints": [leader.broker.describe()] if leader is not None and named_leader else [],
     }
 
 

@@ -11,7 +11,7 @@ loop never blocks on one.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -46,6 +46,9 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 _GROUP_KEY, _TRANSACTION_KEY = 0, 1
+_SHARE_KEY = 2
+"""FindCoordinator asks for share coordinators from v6 (KIP-932); before
+it, key type 2 is an unknown one (INVALID_REQUEST), as in Kafka."""
 
 
 def _client_id(context: RequestContext) -> str:
@@ -58,12 +61,16 @@ def _client_id(context: RequestContext) -> str:
 @handles(
     ApiKey.FIND_COORDINATOR,
     0,
-    4,
+    6,
     notes={
         0: "this broker, for groups",
         1: "key types: groups (0) and transactional ids (1)",
         3: "flexible encoding",
         4: "a batch of keys",
+        5: "the client knows TRANSACTION_ABORTABLE (KIP-890), which Kafka 4.0 never answers"
+        " here: answered as v4",
+        6: "key type share (2, KIP-932): CLUSTER_ACTION, then INVALID_REQUEST (share groups"
+        " are not served, as a Kafka 4.0 broker without a share coordinator answers)",
     },
 )
 def handle_find_coordinator(context: RequestContext, request: FindCoordinatorRequest) -> Body:
@@ -73,14 +80,46 @@ def handle_find_coordinator(context: RequestContext, request: FindCoordinatorReq
     from kio.schema.find_coordinator.v4.request import (  # noqa: PLC0415
         FindCoordinatorRequest as FindCoordinatorRequestV4,
     )
+    from kio.schema.find_coordinator.v5.request import (  # noqa: PLC0415
+        FindCoordinatorRequest as FindCoordinatorRequestV5,
+    )
+    from kio.schema.find_coordinator.v6.request import (  # noqa: PLC0415
+        FindCoordinatorRequest as FindCoordinatorRequestV6,
+    )
 
     key_type = getattr(request, "key_type", _GROUP_KEY)
-    if isinstance(request, FindCoordinatorRequestV4):  # a batch of keys
+    if isinstance(
+        request, FindCoordinatorRequestV4 | FindCoordinatorRequestV5 | FindCoordinatorRequestV6
+    ):  # a batch of keys
+        if key_type == _SHARE_KEY and isinstance(request, FindCoordinatorRequestV6):
+            coordinators = _share_coordinators(context, request.coordinator_keys)
+            return {"throttle_time": 0, "coordinators": coordinators}
         coordinators = [
             {"key": key, **_coordinator(context, key_type, key)} for key in request.coordinator_keys
         ]
         return {"throttle_time": 0, "coordinators": coordinators}
     return {"throttle_time": 0, **_coordinator(context, key_type, request.key)}
+
+
+def _share_coordinators(context: RequestContext, keys: Sequence[str]) -> list[dict[str, Any]]:
+    """Kafka 4.0's getCoordinator for a share key: CLUSTER_ACTION first
+    (denied, the whole request is CLUSTER_AUTHORIZATION_FAILED), then
+    INVALID_REQUEST from a broker without a share coordinator."""
+    if authorize.allowed_on_cluster(context, AclOperation.CLUSTER_ACTION):
+        code, message = KafkaCode.INVALID_REQUEST, "share groups are not served"
+    else:
+        code, message = KafkaCode.CLUSTER_AUTHORIZATION_FAILED, None
+    return [
+        {
+            "key": key,
+            "error_code": code,
+            "error_message": message,
+            "node_id": -1,
+            "host": "",
+            "port": -1,
+        }
+        for key in keys
+    ]
 
 
 def _coordinator(context: RequestContext, key_type: int, key: str) -> dict[str, Any]:
@@ -500,11 +539,13 @@ def handle_offset_delete(context: RequestContext, request: OffsetDeleteRequest) 
 @handles(
     ApiKey.DESCRIBE_GROUPS,
     0,
-    5,
+    6,
     notes={
         3: "authorized operations (KIP-430)",
         4: "static members",
-        5: "flexible encoding (v6, GROUP_ID_NOT_FOUND, is not served)",
+        5: "flexible encoding",
+        6: "a group that does not exist: GROUP_ID_NOT_FOUND with an error message, state Dead"
+        " (KIP-1043; before v6: Dead, no error)",
     },
 )
 def handle_describe_groups(context: RequestContext, request: DescribeGroupsRequest) -> Body:
@@ -523,7 +564,7 @@ def handle_describe_groups(context: RequestContext, request: DescribeGroupsReque
     ]
     groups = [
         {
-            "error_code": group.error,
+            **_described_error(context.version, group),
             "group_id": group.group_id,
             "group_state": group.state,
             "protocol_type": group.protocol_type,
@@ -546,6 +587,20 @@ def handle_describe_groups(context: RequestContext, request: DescribeGroupsReque
         for group in described
     ]
     return {"throttle_time": 0, "groups": groups}
+
+
+_FIRST_GROUP_ID_NOT_FOUND_VERSION = 6
+
+
+def _described_error(version: int, group: GroupDescription) -> dict[str, Any]:
+    """A described group's error and message: a group that does not exist
+    is GROUP_ID_NOT_FOUND from v6, with Kafka's message; before v6 Kafka
+    describes it as Dead with no error (GroupMetadataManager.describeGroups)."""
+    if group.error != KafkaCode.GROUP_ID_NOT_FOUND:
+        return {"error_code": group.error, "error_message": None}
+    if version < _FIRST_GROUP_ID_NOT_FOUND_VERSION:
+        return {"error_code": KafkaCode.NONE, "error_message": None}
+    return {"error_code": group.error, "error_message": f"Group {group.group_id} not found."}
 
 
 @handles(

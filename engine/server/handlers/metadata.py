@@ -57,7 +57,7 @@ _FIRST_TOPIC_ID_VERSION = 12
 @handles(
     ApiKey.METADATA,
     0,
-    12,
+    13,
     notes={
         0: "an empty topic list means every topic",
         1: "null means every topic, empty means none",
@@ -66,6 +66,7 @@ _FIRST_TOPIC_ID_VERSION = 12
         9: "flexible encoding",
         10: "topic ids in answers; a request naming one is refused (INVALID_REQUEST), as in Kafka",
         12: "topics named by id",
+        13: "a top-level error code (KIP-1102): NONE (Kafka 4.0 answers no other)",
     },
 )
 def handle_metadata(context: RequestContext, request: MetadataRequest) -> Response:
@@ -153,6 +154,7 @@ def _metadata(
         topics.append(described)
     return {
         "throttle_time": 0,
+        "error_code": KafkaCode.NONE,
         "brokers": [broker.describe()],
         "cluster_id": context.server.cluster_id,
         "controller_id": broker.node_id,
@@ -183,6 +185,7 @@ def _refuse_topic_ids(requested: Sequence[_RequestedTopic]) -> dict[str, Any] | 
     topics = [_topic_error(t.name or "", i, code) for t, i in zip(requested, ids, strict=True)]
     return {
         "throttle_time": 0,
+        "error_code": KafkaCode.NONE,
         "brokers": [],
         "cluster_id": None,
         "controller_id": -1,
@@ -213,8 +216,11 @@ def _describe_topic(context: RequestContext, name: str) -> dict[str, Any]:
 
 
 def partition_entry(index: int, node: int, epoch: int) -> dict[str, Any]:
-    """One partition as Metadata describes it: this broker leads it, alone
-    in its replicas and in-sync replicas."""
+    """One partition as Metadata (and DescribeTopicPartitions) describes
+    it: this broker leads it, alone in its replicas and in-sync replicas;
+    with one replica there is no other to be eligible for leadership
+    (KIP-966's ELR lists are empty, not null, as Kafka's Replicas.toList
+    of an empty ELR)."""
     return {
         "error_code": KafkaCode.NONE,
         "partition_index": index,
@@ -222,21 +228,34 @@ def partition_entry(index: int, node: int, epoch: int) -> dict[str, Any]:
         "leader_epoch": epoch,
         "replica_nodes": [node],
         "isr_nodes": [node],
+        "eligible_leader_replicas": [],
+        "last_known_elr": [],
         "offline_replicas": [],
     }
 
 
-def partitions_of(version: int, node: int, epoch: int, count: int) -> EncodedItems:
-    """A topic's ``count`` partitions, encoded for Metadata ``version``.
+def partitions_of(
+    version: int,
+    node: int,
+    epoch: int,
+    count: int,
+    *,
+    first: int = 0,
+    api_key: ApiKey = ApiKey.METADATA,
+) -> EncodedItems:
+    """A topic's ``count`` partitions from index ``first``, encoded for
+    ``api_key`` (Metadata or DescribeTopicPartitions) at ``version``.
 
     Every partition reads the same but for its index, so the entry is
     encoded once through the schema and the others are copies with their
     index written in: a topic of 10,000 partitions costs one join (about
     1 ms), not 10,000 walks of the schema on the event loop (about 30 ms,
     for each client that asks)."""
-    prefix, suffix = _partition_template(version, node, epoch)
+    prefix, suffix = _partition_template(api_key, version, node, epoch)
     entry = struct.Struct(f">{len(prefix)}si{len(suffix)}s").pack
-    return EncodedItems(count, b"".join([entry(prefix, i, suffix) for i in range(count)]))
+    return EncodedItems(
+        count, b"".join([entry(prefix, i, suffix) for i in range(first, first + count)])
+    )
 
 
 _PROBE_INDEX = 0x5A6B7C8D
@@ -244,12 +263,14 @@ _PROBE_INDEX = 0x5A6B7C8D
 
 
 @lru_cache(maxsize=64)
-def _partition_template(version: int, node: int, epoch: int) -> tuple[bytes, bytes]:
+def _partition_template(
+    api_key: ApiKey, version: int, node: int, epoch: int
+) -> tuple[bytes, bytes]:
     """The bytes of a partition entry before and after its index, found by
     encoding one whose index is ``_PROBE_INDEX``; checked against an entry
     encoded through the schema, so that a schema where the index were not
     one plain int32 fails loudly here rather than answering wrong bytes."""
-    write = item_encoder(response_schema(ApiKey.METADATA, version), "topics", "partitions")
+    write = item_encoder(response_schema(api_key, version), "topics", "partitions")
 
     def encoded(index: int) -> bytes:
         sink = Sink()
@@ -260,7 +281,7 @@ def _partition_template(version: int, node: int, epoch: int) -> tuple[bytes, byt
     at = probe.index(_INDEX.pack(_PROBE_INDEX))
     prefix, suffix = probe[:at], probe[at + _INDEX.size :]
     if prefix + _INDEX.pack(7) + suffix != encoded(7):
-        raise AssertionError(f"Metadata v{version}: a partition's index is not a plain int32")
+        raise AssertionError(f"{api_key.name} v{version}: a partition's index is not a plain int32")
     return prefix, suffix
 
 
@@ -284,10 +305,11 @@ _BROKERS_ENDPOINT = 1
 @handles(
     ApiKey.DESCRIBE_CLUSTER,
     0,
-    1,
+    2,
     notes={
         0: "this broker, the cluster id and authorized operations (KIP-430)",
         1: "endpoint type: brokers only (controllers: UNSUPPORTED_ENDPOINT_TYPE)",
+        2: "include_fenced_brokers (KIP-1073): this broker, never fenced, either way",
     },
 )
 def handle_describe_cluster(
@@ -312,7 +334,13 @@ def handle_describe_cluster(
         "cluster_id": context.server.cluster_id,
         "controller_id": broker.node_id,
         "brokers": [
-            {"broker_id": broker.node_id, "host": broker.host, "port": broker.port, "rack": None}
+            {
+                "broker_id": broker.node_id,
+                "host": broker.host,
+                "port": broker.port,
+                "rack": None,
+                "is_fenced": False,
+            }
         ],
         "cluster_authorized_operations": authorized_operations(
             context,

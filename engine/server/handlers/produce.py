@@ -422,12 +422,14 @@ def _record_errors(error: BaseException) -> list[Body]:
 @handles(
     ApiKey.INIT_PRODUCER_ID,
     0,
-    4,
+    5,
     notes={
         0: "idempotent and transactional producers",
         2: "flexible encoding",
         3: "an existing producer bumps its epoch (KIP-360)",
-        4: "PRODUCER_FENCED for a fenced epoch (KIP-588); v5, transactions v2, is not served",
+        4: "PRODUCER_FENCED for a fenced epoch (KIP-588)",
+        5: "the client knows TRANSACTION_ABORTABLE (KIP-890), which Kafka 4.0 never answers"
+        " here: answered as v4 (v6, two-phase commit, is not served)",
     },
 )
 def handle_init_producer_id(context: RequestContext, request: InitProducerIdRequest) -> Response:

@@ -22,6 +22,9 @@ from kio.schema.add_offsets_to_txn.v2.request import (
 from kio.schema.add_offsets_to_txn.v3.request import (
     AddOffsetsToTxnRequest as AddOffsetsToTxnRequestV3,
 )
+from kio.schema.add_offsets_to_txn.v4.request import (
+    AddOffsetsToTxnRequest as AddOffsetsToTxnRequestV4,
+)
 from kio.schema.add_partitions_to_txn.v0.request import (
     AddPartitionsToTxnRequest as AddPartitionsToTxnRequestV0,
 )
@@ -114,6 +117,9 @@ from kio.schema.describe_cluster.v0.request import (
 from kio.schema.describe_cluster.v1.request import (
     DescribeClusterRequest as DescribeClusterRequestV1,
 )
+from kio.schema.describe_cluster.v2.request import (
+    DescribeClusterRequest as DescribeClusterRequestV2,
+)
 from kio.schema.describe_configs.v1.request import (
     DescribeConfigsRequest as DescribeConfigsRequestV1,
 )
@@ -132,6 +138,7 @@ from kio.schema.describe_groups.v2.request import DescribeGroupsRequest as Descr
 from kio.schema.describe_groups.v3.request import DescribeGroupsRequest as DescribeGroupsRequestV3
 from kio.schema.describe_groups.v4.request import DescribeGroupsRequest as DescribeGroupsRequestV4
 from kio.schema.describe_groups.v5.request import DescribeGroupsRequest as DescribeGroupsRequestV5
+from kio.schema.describe_groups.v6.request import DescribeGroupsRequest as DescribeGroupsRequestV6
 from kio.schema.describe_log_dirs.v1.request import (
     DescribeLogDirsRequest as DescribeLogDirsRequestV1,
 )
@@ -147,6 +154,9 @@ from kio.schema.describe_log_dirs.v4.request import (
 from kio.schema.describe_producers.v0.request import (
     DescribeProducersRequest as DescribeProducersRequestV0,
 )
+from kio.schema.describe_topic_partitions.v0.request import (
+    DescribeTopicPartitionsRequest as DescribeTopicPartitionsRequestV0,
+)
 from kio.schema.describe_transactions.v0.request import (
     DescribeTransactionsRequest as DescribeTransactionsRequestV0,
 )
@@ -157,6 +167,7 @@ from kio.schema.end_txn.v0.request import EndTxnRequest as EndTxnRequestV0
 from kio.schema.end_txn.v1.request import EndTxnRequest as EndTxnRequestV1
 from kio.schema.end_txn.v2.request import EndTxnRequest as EndTxnRequestV2
 from kio.schema.end_txn.v3.request import EndTxnRequest as EndTxnRequestV3
+from kio.schema.end_txn.v4.request import EndTxnRequest as EndTxnRequestV4
 from kio.schema.fetch.v4.request import FetchRequest as FetchRequestV4
 from kio.schema.fetch.v5.request import FetchRequest as FetchRequestV5
 from kio.schema.fetch.v6.request import FetchRequest as FetchRequestV6
@@ -169,6 +180,8 @@ from kio.schema.fetch.v12.request import FetchRequest as FetchRequestV12
 from kio.schema.fetch.v13.request import FetchRequest as FetchRequestV13
 from kio.schema.fetch.v14.request import FetchRequest as FetchRequestV14
 from kio.schema.fetch.v15.request import FetchRequest as FetchRequestV15
+from kio.schema.fetch.v16.request import FetchRequest as FetchRequestV16
+from kio.schema.fetch.v17.request import FetchRequest as FetchRequestV17
 from kio.schema.find_coordinator.v0.request import (
     FindCoordinatorRequest as FindCoordinatorRequestV0,
 )
@@ -183,6 +196,12 @@ from kio.schema.find_coordinator.v3.request import (
 )
 from kio.schema.find_coordinator.v4.request import (
     FindCoordinatorRequest as FindCoordinatorRequestV4,
+)
+from kio.schema.find_coordinator.v5.request import (
+    FindCoordinatorRequest as FindCoordinatorRequestV5,
+)
+from kio.schema.find_coordinator.v6.request import (
+    FindCoordinatorRequest as FindCoordinatorRequestV6,
 )
 from kio.schema.heartbeat.v0.request import HeartbeatRequest as HeartbeatRequestV0
 from kio.schema.heartbeat.v1.request import HeartbeatRequest as HeartbeatRequestV1
@@ -200,6 +219,7 @@ from kio.schema.init_producer_id.v1.request import InitProducerIdRequest as Init
 from kio.schema.init_producer_id.v2.request import InitProducerIdRequest as InitProducerIdRequestV2
 from kio.schema.init_producer_id.v3.request import InitProducerIdRequest as InitProducerIdRequestV3
 from kio.schema.init_producer_id.v4.request import InitProducerIdRequest as InitProducerIdRequestV4
+from kio.schema.init_producer_id.v5.request import InitProducerIdRequest as InitProducerIdRequestV5
 from kio.schema.join_group.v0.request import JoinGroupRequest as JoinGroupRequestV0
 from kio.schema.join_group.v1.request import JoinGroupRequest as JoinGroupRequestV1
 from kio.schema.join_group.v2.request import JoinGroupRequest as JoinGroupRequestV2
@@ -255,6 +275,7 @@ from kio.schema.metadata.v9.request import MetadataRequest as MetadataRequestV9
 from kio.schema.metadata.v10.request import MetadataRequest as MetadataRequestV10
 from kio.schema.metadata.v11.request import MetadataRequest as MetadataRequestV11
 from kio.schema.metadata.v12.request import MetadataRequest as MetadataRequestV12
+from kio.schema.metadata.v13.request import MetadataRequest as MetadataRequestV13
 from kio.schema.offset_commit.v2.request import OffsetCommitRequest as OffsetCommitRequestV2
 from kio.schema.offset_commit.v3.request import OffsetCommitRequest as OffsetCommitRequestV3
 from kio.schema.offset_commit.v4.request import OffsetCommitRequest as OffsetCommitRequestV4
@@ -311,6 +332,9 @@ from kio.schema.txn_offset_commit.v2.request import (
 from kio.schema.txn_offset_commit.v3.request import (
     TxnOffsetCommitRequest as TxnOffsetCommitRequestV3,
 )
+from kio.schema.txn_offset_commit.v4.request import (
+    TxnOffsetCommitRequest as TxnOffsetCommitRequestV4,
+)
 
 FetchRequest: TypeAlias = (
     FetchRequestV4
@@ -325,6 +349,8 @@ FetchRequest: TypeAlias = (
     | FetchRequestV13
     | FetchRequestV14
     | FetchRequestV15
+    | FetchRequestV16
+    | FetchRequestV17
 )
 
 ListOffsetsRequest: TypeAlias = (
@@ -355,6 +381,7 @@ MetadataRequest: TypeAlias = (
     | MetadataRequestV10
     | MetadataRequestV11
     | MetadataRequestV12
+    | MetadataRequestV13
 )
 
 OffsetCommitRequest: TypeAlias = (
@@ -386,6 +413,8 @@ FindCoordinatorRequest: TypeAlias = (
     | FindCoordinatorRequestV2
     | FindCoordinatorRequestV3
     | FindCoordinatorRequestV4
+    | FindCoordinatorRequestV5
+    | FindCoordinatorRequestV6
 )
 
 JoinGroupRequest: TypeAlias = (
@@ -434,6 +463,7 @@ DescribeGroupsRequest: TypeAlias = (
     | DescribeGroupsRequestV3
     | DescribeGroupsRequestV4
     | DescribeGroupsRequestV5
+    | DescribeGroupsRequestV6
 )
 
 ListGroupsRequest: TypeAlias = (
@@ -481,6 +511,7 @@ InitProducerIdRequest: TypeAlias = (
     | InitProducerIdRequestV2
     | InitProducerIdRequestV3
     | InitProducerIdRequestV4
+    | InitProducerIdRequestV5
 )
 
 OffsetForLeaderEpochRequest: TypeAlias = (
@@ -499,15 +530,19 @@ AddOffsetsToTxnRequest: TypeAlias = (
     | AddOffsetsToTxnRequestV1
     | AddOffsetsToTxnRequestV2
     | AddOffsetsToTxnRequestV3
+    | AddOffsetsToTxnRequestV4
 )
 
-EndTxnRequest: TypeAlias = EndTxnRequestV0 | EndTxnRequestV1 | EndTxnRequestV2 | EndTxnRequestV3
+EndTxnRequest: TypeAlias = (
+    EndTxnRequestV0 | EndTxnRequestV1 | EndTxnRequestV2 | EndTxnRequestV3 | EndTxnRequestV4
+)
 
 TxnOffsetCommitRequest: TypeAlias = (
     TxnOffsetCommitRequestV0
     | TxnOffsetCommitRequestV1
     | TxnOffsetCommitRequestV2
     | TxnOffsetCommitRequestV3
+    | TxnOffsetCommitRequestV4
 )
 
 DescribeConfigsRequest: TypeAlias = (
@@ -538,7 +573,9 @@ IncrementalAlterConfigsRequest: TypeAlias = (
 
 OffsetDeleteRequest: TypeAlias = OffsetDeleteRequestV0
 
-DescribeClusterRequest: TypeAlias = DescribeClusterRequestV0 | DescribeClusterRequestV1
+DescribeClusterRequest: TypeAlias = (
+    DescribeClusterRequestV0 | DescribeClusterRequestV1 | DescribeClusterRequestV2
+)
 
 DescribeLogDirsRequest: TypeAlias = (
     DescribeLogDirsRequestV1
@@ -583,3 +620,5 @@ DescribeClientQuotasRequest: TypeAlias = (
 )
 
 AlterClientQuotasRequest: TypeAlias = AlterClientQuotasRequestV0 | AlterClientQuotasRequestV1
+
+DescribeTopicPartitionsRequest: TypeAlias = DescribeTopicPartitionsRequestV0

@@ -53,6 +53,23 @@ def _code(context: RequestContext, error: BaseException, api: str) -> KafkaCode:
     return code
 
 
+_FIRST_ABORTABLE_TXN_OFFSET_COMMIT = 4
+
+
+def _txn_offset_code(context: RequestContext, code: int) -> int:
+    """A TxnOffsetCommit's code for the request's version: a commit its
+    transaction does not cover (tidelog's INVALID_TXN_STATE, from the
+    transaction's check or a commit voided by the transaction's end) is
+    what Kafka's verification refuses, answered TRANSACTION_ABORTABLE from
+    v4 (AddPartitionsToTxnManager's genericErrorSupported) and
+    INVALID_TXN_STATE before."""
+    if code == KafkaCode.INVALID_TXN_STATE and (
+        context.version >= _FIRST_ABORTABLE_TXN_OFFSET_COMMIT
+    ):
+        return KafkaCode.TRANSACTION_ABORTABLE
+    return code
+
+
 def _wait(future: Any) -> Awaitable[Any]:
     return asyncio.wrap_future(future)
 
@@ -183,9 +200,11 @@ def _merged(wanted: Iterable[tuple[str, Sequence[int]]]) -> list[tuple[str, list
 @handles(
     ApiKey.ADD_OFFSETS_TO_TXN,
     0,
-    3,
+    4,
     notes={
-        3: "flexible encoding (v4+, transactions v2, are not served)",
+        3: "flexible encoding",
+        4: "the client knows TRANSACTION_ABORTABLE (KIP-890), which Kafka 4.0 never answers"
+        " here: answered as v3",
     },
 )
 async def handle_add_offsets_to_txn(
@@ -213,11 +232,15 @@ async def handle_add_offsets_to_txn(
 @handles(
     ApiKey.TXN_OFFSET_COMMIT,
     0,
-    3,
+    4,
     notes={
         0: "offsets held by the group coordinator until the transaction ends",
         2: "committed leader epoch",
         3: "flexible encoding; group metadata (KIP-447)",
+        4: "a commit outside the producer's open transaction (no AddOffsetsToTxn for the"
+        " group, or the transaction ended) is TRANSACTION_ABORTABLE, as Kafka 4.0's"
+        " verification answers it (KIP-890), where v3 answers INVALID_TXN_STATE (v5,"
+        " transactions v2, is not served)",
     },
 )
 async def handle_txn_offset_commit(
@@ -293,7 +316,12 @@ async def handle_txn_offset_commit(
         results = topics.setdefault(topic.name, [])
         for partition in topic.partitions:
             tp = TopicPartition(topic.name, partition.partition_index)
-            results.append({"partition_index": tp.partition, "error_code": codes[tp]})
+            results.append(
+                {
+                    "partition_index": tp.partition,
+                    "error_code": _txn_offset_code(context, codes[tp]),
+                }
+            )
     return {
         "throttle_time": 0,
         "topics": [{"name": name, "partitions": results} for name, results in topics.items()],
@@ -306,10 +334,13 @@ async def handle_txn_offset_commit(
 @handles(
     ApiKey.END_TXN,
     0,
-    3,
+    4,
     notes={
         0: "answered once every partition has its marker, durably",
         3: "flexible encoding",
+        4: "the client knows TRANSACTION_ABORTABLE (KIP-890), which Kafka 4.0 never answers"
+        " here: answered as v3 (v5, transactions v2's epoch bump per transaction, is not"
+        " served)",
     },
 )
 async def handle_end_txn(context: RequestContext, request: EndTxnRequest) -> dict[str, Any]:
