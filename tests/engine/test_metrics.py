@@ -95,7 +95,8 @@ def _labels(family: Metric) -> frozenset[str]:
     bucket's, not a label of the metric), or, for one with no sample yet,
     the names it was made with (prometheus-client's families keep them)."""
     named = {name for sample in family.samples for name in sample.labels} - {"le"}
-    return frozenset(named or getattr(family, "_labelnames", ()))
+    made_with: tuple[str, ...] = getattr(family, "_labelnames", ())
+    return frozenset(named) or frozenset(made_with)
 
 
 def test_every_metric_a_server_shows_is_documented_with_its_type_and_labels_and_every_one_shown(
