@@ -14,6 +14,7 @@ import argparse
 from typing import Any
 
 from engine.cli import table
+from engine.cli.help_format import HelpFormatter
 from engine.cli.topic import all_topics, partition_offsets
 from engine.cli.wire_admin import (
     CANNOT_RUN,
@@ -28,7 +29,7 @@ from engine.cli.wire_admin import (
 )
 from engine.cli.wire_replay import parse_time
 
-_FORMATTER = argparse.RawDescriptionHelpFormatter
+_FORMATTER = HelpFormatter
 _LAG_COLUMNS = ("group", "topic", "partition", "committed", "log_end_offset", "lag")
 
 

@@ -25,6 +25,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
+from engine.cli.help_format import HelpFormatter
 from engine.cli.table import emit
 from engine.cli.wire_replay import CommandError, read_vector
 from engine.errors import EngineError
@@ -240,7 +241,7 @@ def add_translate_parser(subparsers: Any) -> None:
             "on the source. Exit 1 if it cannot be translated."
         ),
         epilog="example:\n  tidelog mirror translate orders:0:41:3 --to broker1:9092",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("reference", metavar="REF_OR_VECTOR")
     dests: dict[str, str] = {}
