@@ -149,3 +149,26 @@ def test_the_readme_names_every_parameter_of_an_s3_url() -> None:
     paragraph = paragraph.split("\n\n", 1)[0]
     named = set(re.findall(r"[`?&](\w+)[`=]", paragraph))
     assert [name for name in _S3_OPTIONS if name not in named] == []
+
+
+def test_every_repository_path_the_docs_name_exists() -> None:
+    """A file or folder of the repository a document names (``engine/...``,
+    ``bench/...``, ``docs/design/0041``) is there. Decision records and the
+    benchmarks' history speak of the code of their time, and are left out."""
+    named = re.compile(
+        r"(?<![\w/.-])((?:engine|s3stream|wal|native|bench|tests|docs|tidelog)/[\w/.-]*[\w/])"
+    )
+    record = re.compile(r"docs/design/(\d{4})")
+    missing = []
+    for document in _documents():
+        if document.parent == DESIGN or document.name == "benchmarks.md":
+            continue
+        for path in named.findall(document.read_text()):
+            number = record.fullmatch(path)
+            if number is not None:
+                found = any(DESIGN.glob(f"{number.group(1)}-*.md"))
+            else:
+                found = (ROOT / path).exists()
+            if not found:
+                missing.append(f"{document.relative_to(ROOT)}: {path}")
+    assert missing == []
