@@ -172,3 +172,32 @@ def test_every_repository_path_the_docs_name_exists() -> None:
             if not found:
                 missing.append(f"{document.relative_to(ROOT)}: {path}")
     assert missing == []
+
+
+def test_the_serve_flag_table_is_the_parsers() -> None:
+    """docs/server.md's table under "Running it" names every flag of
+    ``tidelog serve`` and no other, each with the address it takes alone."""
+    import argparse
+
+    from engine.cli.main import _build_parser
+
+    section = (ROOT / "docs" / "server.md").read_text().split("## Running it", 1)[1]
+    rows = {
+        row.split("`")[1].split()[0]: row
+        for row in section.split("The config file:", 1)[0].splitlines()
+        if row.startswith("| `--")
+    }
+    (commands,) = (
+        a for a in _build_parser("serve")._actions if isinstance(a, argparse._SubParsersAction)
+    )
+    flags = {
+        action.option_strings[-1]: action
+        for action in commands.choices["serve"]._actions
+        if action.option_strings and not isinstance(action, argparse._HelpAction)
+    }
+    assert set(rows) == set(flags)
+    for name, action in flags.items():
+        if isinstance(action.const, str):
+            assert f"`{action.const}`" in rows[name], name
+        if isinstance(action.default, str):
+            assert f"| `{action.default}` |" in rows[name], name
