@@ -201,3 +201,31 @@ def test_the_serve_flag_table_is_the_parsers() -> None:
             assert f"`{action.const}`" in rows[name], name
         if isinstance(action.default, str):
             assert f"| `{action.default}` |" in rows[name], name
+
+
+def test_every_section_named_by_its_title_is_a_heading() -> None:
+    """``docs/wal-format.md, "Recovery rule"`` in a document, a docstring,
+    an error message or a C comment names a heading of that document (the
+    title may be a heading's start: "Record" for "Record (44-byte header +
+    payload)")."""
+    headings = {
+        document.name: [
+            h.replace("`", "") for h in re.findall(r"^#+ (.+)$", document.read_text(), re.M)
+        ]
+        for document in (ROOT / "docs").rglob("*.md")
+    }
+    cited = re.compile(r"(?:docs/)?([\w-]+\.md)\)?,?\s+[\"“]([^\"”\n]{3,80})[\"”]")
+    sources = [*_documents(), *(ROOT / "native" / "src").glob("*.[ch]")]
+    for package in ("engine", "s3stream", "wal", "native", "bench", "tests"):
+        sources += (ROOT / package).rglob("*.py")
+    unknown = []
+    for source in sources:
+        # A title wrapped over lines, in prose, a comment or a docstring.
+        text = re.sub(r"\s*\n\s*(?:#|\*|//)?\s*", " ", source.read_text())
+        for document, title in cited.findall(text):
+            if document not in headings:
+                continue  # README.md, or another project's
+            start = title.replace("`", "").rstrip(".,").lower()
+            if not any(h.lower().startswith(start) for h in headings[document]):
+                unknown.append(f"{source.relative_to(ROOT)}: {document}, {title!r}")
+    assert unknown == []
