@@ -181,7 +181,8 @@ def _describe(args: argparse.Namespace) -> None:
         "group": args.group,
         "exists": True,
         "state": described.state.name if described.state is not None else None,
-        "assignor": described.partition_assignor,
+        # An empty group has none: librdkafka gives "", printed as missing.
+        "assignor": described.partition_assignor or None,
         "coordinator": described.coordinator.id if described.coordinator else None,
         "members": members,
         "offsets": offsets,
