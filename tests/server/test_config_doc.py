@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import fields, replace
 from pathlib import Path
 
@@ -41,17 +42,24 @@ def _block() -> str:
     return DOC.read_text().split("```toml\n", 1)[1].split("```", 1)[0]
 
 
-def _documented() -> dict[str, set[str]]:
-    """Each section's keys in the block, commented ones too; [server]'s
-    dotted (Kafka) names as the parser reads them, dots made underscores."""
-    keys: dict[str, set[str]] = defaultdict(set)
+def _settings() -> Iterator[tuple[str, str]]:
+    """(section, line) of each line of the block but the section headers,
+    commented ones uncommented."""
     section = ""
     for line in _block().splitlines():
         text = line.lstrip("#").strip()
         header = re.match(r"^\[([\w.]+)\]", text)
         if header is not None:
             section = header.group(1)
-            continue
+        else:
+            yield section, text
+
+
+def _documented() -> dict[str, set[str]]:
+    """Each section's keys in the block, commented ones too; [server]'s
+    dotted (Kafka) names as the parser reads them, dots made underscores."""
+    keys: dict[str, set[str]] = defaultdict(set)
+    for section, text in _settings():
         key = re.match(r'^"?([\w.-]+)"?\s*=', text)
         if key is not None:
             name = key.group(1)
@@ -255,12 +263,7 @@ def test_each_documented_range_is_the_parsers(
 def _documented_default(section: str, key: str) -> int | float:
     """The key's value in the doc's config file (commented or not): its type
     tells an integer key from a number."""
-    current = ""
-    for line in _block().splitlines():
-        text = line.lstrip("#").strip()
-        header = re.match(r"^\[([\w.]+)\]", text)
-        if header is not None:
-            current = header.group(1)
+    for current, text in _settings():
         found = re.match(rf'^"?{re.escape(key)}"?\s*=\s*([-\d.]+)', text)
         if current == section and found is not None:
             number = found.group(1)
