@@ -7,8 +7,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import re
 import shlex
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -81,3 +83,20 @@ def test_a_description_is_wrapped_and_an_example_kept_whole(
         epilog.add_text(parser.epilog)
         assert max(len(line) for line in description.format_help().splitlines()) <= 80, words
         assert epilog.format_help().splitlines() == (parser.epilog or "").splitlines(), words
+
+
+def test_docs_cli_md_names_every_command_and_action() -> None:
+    """Each command and each action of one is in docs/cli.md: as a command
+    line (``tidelog users --data-dir D add ...``), or named in backticks on
+    the line that names its command (``| `users add`, `remove`, `list` |``)."""
+    text = (Path(__file__).resolve().parents[2] / "docs" / "cli.md").read_text()
+    unnamed = []
+    for words, _ in _parsers():
+        parts = words.split()
+        line = r"tidelog " + r" (?:\S+ )*?".join(map(re.escape, parts)) + r"\b"
+        named = [rf"`{re.escape(parts[0])}\b", *(rf"[` ]{re.escape(p)}`" for p in parts[1:])]
+        if not re.search(line, text) and not any(
+            all(re.search(pattern, row) for pattern in named) for row in text.splitlines()
+        ):
+            unnamed.append(words)
+    assert unnamed == []
