@@ -229,3 +229,18 @@ def test_every_section_named_by_its_title_is_a_heading() -> None:
             if not any(h.lower().startswith(start) for h in headings[document]):
                 unknown.append(f"{source.relative_to(ROOT)}: {document}, {title!r}")
     assert unknown == []
+
+
+def test_every_variable_the_tests_read_is_documented() -> None:
+    """A ``TIDELOG_...`` environment variable that changes what the suite
+    runs is in docs/testing.md or the README (docs/testing.md, "Short by
+    default, long on request")."""
+    read = re.compile(r"""(?:environ(?:\.get)?\(?\[?|getenv\()\s*["'](TIDELOG_\w+)["']""")
+    variables = {
+        name
+        for source in (ROOT / "tests").rglob("*.py")
+        for name in read.findall(source.read_text())
+    }
+    documented = (ROOT / "README.md").read_text() + (ROOT / "docs" / "testing.md").read_text()
+    assert variables
+    assert sorted(name for name in variables if name not in documented) == []
