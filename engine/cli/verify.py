@@ -42,7 +42,8 @@ def add_command(commands: Any) -> None:
         ),
         epilog=examples(
             "tidelog verify --data-dir ./data",
-            "tidelog verify audit:0 --expect-head HEAD_PRINTED_EARLIER --data-dir ./data",
+            "tidelog verify audit:0 --data-dir ./data --expect-head "
+            "7cba4c72fca67ee173a12edfdfccbde65237a875accb6a7eb6ffaa7969310aa3",
         ),
         formatter_class=HelpFormatter,
     )
