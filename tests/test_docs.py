@@ -149,3 +149,98 @@ def test_the_readme_names_every_parameter_of_an_s3_url() -> None:
     paragraph = paragraph.split("\n\n", 1)[0]
     named = set(re.findall(r"[`?&](\w+)[`=]", paragraph))
     assert [name for name in _S3_OPTIONS if name not in named] == []
+
+
+def test_every_repository_path_the_docs_name_exists() -> None:
+    """A file or folder of the repository a document names (``engine/...``,
+    ``bench/...``, ``docs/design/0041``) is there. Decision records and the
+    benchmarks' history speak of the code of their time, and are left out."""
+    named = re.compile(
+        r"(?<![\w/.-])((?:engine|s3stream|wal|native|bench|tests|docs|tidelog)/[\w/.-]*[\w/])"
+    )
+    record = re.compile(r"docs/design/(\d{4})")
+    missing = []
+    for document in _documents():
+        if document.parent == DESIGN or document.name == "benchmarks.md":
+            continue
+        for path in named.findall(document.read_text()):
+            number = record.fullmatch(path)
+            if number is not None:
+                found = any(DESIGN.glob(f"{number.group(1)}-*.md"))
+            else:
+                found = (ROOT / path).exists()
+            if not found:
+                missing.append(f"{document.relative_to(ROOT)}: {path}")
+    assert missing == []
+
+
+def test_the_serve_flag_table_is_the_parsers() -> None:
+    """docs/server.md's table under "Running it" names every flag of
+    ``tidelog serve`` and no other, each with the address it takes alone."""
+    import argparse
+
+    from engine.cli.main import _build_parser
+
+    section = (ROOT / "docs" / "server.md").read_text().split("## Running it", 1)[1]
+    rows = {
+        row.split("`")[1].split()[0]: row
+        for row in section.split("The config file:", 1)[0].splitlines()
+        if row.startswith("| `--")
+    }
+    (commands,) = (
+        a for a in _build_parser("serve")._actions if isinstance(a, argparse._SubParsersAction)
+    )
+    flags = {
+        action.option_strings[-1]: action
+        for action in commands.choices["serve"]._actions
+        if action.option_strings and not isinstance(action, argparse._HelpAction)
+    }
+    assert set(rows) == set(flags)
+    for name, action in flags.items():
+        if isinstance(action.const, str):
+            assert f"`{action.const}`" in rows[name], name
+        if isinstance(action.default, str):
+            assert f"| `{action.default}` |" in rows[name], name
+
+
+def test_every_section_named_by_its_title_is_a_heading() -> None:
+    """``docs/wal-format.md, "Recovery rule"`` in a document, a docstring,
+    an error message or a C comment names a heading of that document (the
+    title may be a heading's start: "Record" for "Record (44-byte header +
+    payload)")."""
+    headings = {
+        document.name: [
+            h.replace("`", "") for h in re.findall(r"^#+ (.+)$", document.read_text(), re.M)
+        ]
+        for document in (ROOT / "docs").rglob("*.md")
+    }
+    cited = re.compile(r"(?:docs/)?([\w-]+\.md)\)?,?\s+[\"“]([^\"”\n]{3,80})[\"”]")
+    sources = [*_documents(), *(ROOT / "native" / "src").glob("*.[ch]")]
+    for package in ("engine", "s3stream", "wal", "native", "bench", "tests"):
+        sources += (ROOT / package).rglob("*.py")
+    unknown = []
+    for source in sources:
+        # A title wrapped over lines, in prose, a comment or a docstring.
+        text = re.sub(r"\s*\n\s*(?:#|\*|//)?\s*", " ", source.read_text())
+        for document, title in cited.findall(text):
+            if document not in headings:
+                continue  # README.md, or another project's
+            start = title.replace("`", "").rstrip(".,").lower()
+            if not any(h.lower().startswith(start) for h in headings[document]):
+                unknown.append(f"{source.relative_to(ROOT)}: {document}, {title!r}")
+    assert unknown == []
+
+
+def test_every_variable_the_tests_read_is_documented() -> None:
+    """A ``TIDELOG_...`` environment variable that changes what the suite
+    runs is in docs/testing.md or the README (docs/testing.md, "Short by
+    default, long on request")."""
+    read = re.compile(r"""(?:environ(?:\.get)?\(?\[?|getenv\()\s*["'](TIDELOG_\w+)["']""")
+    variables = {
+        name
+        for source in (ROOT / "tests").rglob("*.py")
+        for name in read.findall(source.read_text())
+    }
+    documented = (ROOT / "README.md").read_text() + (ROOT / "docs" / "testing.md").read_text()
+    assert variables
+    assert sorted(name for name in variables if name not in documented) == []

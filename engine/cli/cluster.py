@@ -11,6 +11,7 @@ import struct
 from typing import Any
 
 from engine.cli import table
+from engine.cli.help_format import HelpFormatter
 from engine.cli.topic import all_topics
 from engine.cli.wire_admin import (
     FAILED,
@@ -35,7 +36,7 @@ def add_command(commands: Any) -> None:
         help="what a Kafka broker says about its cluster",
         description="Describe the cluster a Kafka broker belongs to.",
         epilog="example:\n  tidelog cluster info --bootstrap-server 127.0.0.1:9092",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     actions = cluster.add_subparsers(dest="action", metavar="ACTION", required=True)
     info = actions.add_parser(
@@ -46,7 +47,7 @@ def add_command(commands: Any) -> None:
             "partitions, and the API versions the bootstrap broker serves."
         ),
         epilog="example:\n  tidelog cluster info --json --bootstrap-server 127.0.0.1:9092",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     add_connection(info)
     add_json(info)

@@ -18,6 +18,7 @@ import logging
 import sys
 from typing import Any
 
+from engine.cli.help_format import HelpFormatter
 from engine.cli.offline import add_data_options, file_config, open_engine
 from engine.cli.state import time_argument
 from engine.cli.topic import parse_configs
@@ -45,7 +46,7 @@ def add_command(commands: Any) -> None:
             "records after. Opens the data directory, so not while a server holds it."
         ),
         epilog=_EXAMPLE,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("topic", metavar="TOPIC", help="the parent topic")
     parser.add_argument("name", metavar="NAME", help="the fork's topic name")

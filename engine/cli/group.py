@@ -14,6 +14,7 @@ import argparse
 from typing import Any
 
 from engine.cli import table
+from engine.cli.help_format import HelpFormatter
 from engine.cli.topic import all_topics, partition_offsets
 from engine.cli.wire_admin import (
     CANNOT_RUN,
@@ -28,7 +29,7 @@ from engine.cli.wire_admin import (
 )
 from engine.cli.wire_replay import parse_time
 
-_FORMATTER = argparse.RawDescriptionHelpFormatter
+_FORMATTER = HelpFormatter
 _LAG_COLUMNS = ("group", "topic", "partition", "committed", "log_end_offset", "lag")
 
 
@@ -180,7 +181,8 @@ def _describe(args: argparse.Namespace) -> None:
         "group": args.group,
         "exists": True,
         "state": described.state.name if described.state is not None else None,
-        "assignor": described.partition_assignor,
+        # An empty group has none: librdkafka gives "", printed as missing.
+        "assignor": described.partition_assignor or None,
         "coordinator": described.coordinator.id if described.coordinator else None,
         "members": members,
         "offsets": offsets,

@@ -23,6 +23,7 @@ import msgpack
 
 from engine.catalog import CatalogState
 from engine.cli import table
+from engine.cli.help_format import HelpFormatter
 from engine.cli.offline import add_data_options, data_dir, file_config, object_store_url
 from engine.server.config import ConfigFileError
 from engine.verify import uploaded_catalog
@@ -40,7 +41,7 @@ from wal.recovery import list_segments
 from wal.segment import SegmentScan, scan_segment
 
 CANNOT_RUN = 2
-_FORMATTER = argparse.RawDescriptionHelpFormatter
+_FORMATTER = HelpFormatter
 _DATA_TYPES = (WAL_DATA, WAL_OWNED_DATA)
 
 

@@ -16,6 +16,7 @@ import json
 import sys
 from typing import Any
 
+from engine.cli.help_format import HelpFormatter, examples
 from engine.cli.offline import add_data_options, file_config, read_object_store
 from engine.memory.lookup import FoundRecord
 from engine.memory.uploaded_lookup import lookup_uploaded
@@ -34,6 +35,10 @@ def add_command(commands: Any) -> None:
             "what no index covers. Read-only: safe while the engine serves; records not "
             "uploaded yet are not seen."
         ),
+        epilog=examples(
+            "tidelog lookup decisions --header tidelog.context --value run-42 --data-dir ./data"
+        ),
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("topics", nargs="+", metavar="TOPIC")
     parser.add_argument("--header", required=True, metavar="NAME", help="the header's name")

@@ -13,6 +13,7 @@ import signal
 import sys
 from typing import Any
 
+from engine.cli.help_format import HelpFormatter
 from engine.cli.mirror_tools import (
     MASKED_COPIES_FLAG,
     add_translate_parser,
@@ -40,7 +41,7 @@ def add_command(commands: Any) -> None:
         "--to-config security.protocol=SASL_SSL --topics 'orders|payments' --once\n"
         "  tidelog mirror --verify --from 127.0.0.1:9092 --to kafka-1:9092\n"
         "  tidelog mirror translate orders:0:41:3 --to kafka-1:9092",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     add_flags(parser)
     parser.add_argument(

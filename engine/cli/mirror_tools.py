@@ -25,6 +25,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
+from engine.cli.help_format import HelpFormatter
 from engine.cli.table import emit
 from engine.cli.wire_replay import CommandError, read_vector
 from engine.errors import EngineError
@@ -232,15 +233,15 @@ def add_translate_parser(subparsers: Any) -> None:
         "translate",
         help="carry a record reference or offset vector over to the target cluster",
         description=(
-            "Translate a record reference (topic:partition:offset:epoch) or an offset vector "
-            "(JSON, or @file) recorded against the source to the target cluster, through the "
-            "offset syncs the mirror wrote there; print the translated text. A reference gets "
-            "the target's leader epoch; a vector's positions stop at most at the target's end. "
-            "With --from, a record that was not mirrored is named aborted, absent or deleted "
-            "on the source. Exit 1 if it cannot be translated."
+            "Translate a record reference (topic:partition:offset:epoch[@topic-id]) or an "
+            "offset vector (JSON, or @file) recorded against the source to the target "
+            "cluster, through the offset syncs the mirror wrote there; print the translated "
+            "text. A reference gets the target's leader epoch; a vector's positions stop at "
+            "most at the target's end. With --from, a record that was not mirrored is named "
+            "aborted, absent or deleted on the source. Exit 1 if it cannot be translated."
         ),
         epilog="example:\n  tidelog mirror translate orders:0:41:3 --to broker1:9092",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("reference", metavar="REF_OR_VECTOR")
     dests: dict[str, str] = {}

@@ -11,6 +11,7 @@ import json
 import sys
 from typing import Any, TextIO
 
+from engine.cli.help_format import HelpFormatter
 from engine.cli.wire_admin import (
     CANNOT_RUN,
     FAILED,
@@ -38,7 +39,7 @@ def add_command(commands: Any) -> None:
             "example:\n  printf 'a\\nb\\n' | tidelog produce orders --key k1 --header src=cli "
             "--bootstrap-server 127.0.0.1:9092"
         ),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("topic", metavar="TOPIC")
     add_connection(parser)

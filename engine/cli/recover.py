@@ -16,6 +16,7 @@ import sys
 from typing import Any
 
 from engine import refusal
+from engine.cli.help_format import HelpFormatter, examples
 from wal import Inspection, WriteAheadLog, inspect
 from wal.log import lock_directory
 from wal.segment import END_OF_FILE, UNWRITTEN
@@ -35,6 +36,11 @@ def add_command(commands: Any) -> None:
             "on damage to acknowledged data). With --accept-data-loss, salvage it: keep every "
             "readable record, drop and log the damaged bytes."
         ),
+        epilog=examples(
+            "tidelog recover ./tidelog-data",
+            "tidelog recover --accept-data-loss ./tidelog-data",
+        ),
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("data_dir", metavar="DATA_DIR", help="the engine's data directory")
     parser.add_argument(

@@ -23,6 +23,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Protocol
 
+from engine.cli.help_format import HelpFormatter, add_action, examples
 from engine.cli.offline import add_data_options, file_config, open_engine
 from engine.errors import EngineError
 from engine.schemas.errors import RegistryError
@@ -41,29 +42,45 @@ def agent_action_schema() -> str:
     return (resources.files("engine.schemas") / "agent_action.schema.json").read_text()
 
 
+_URL = "tidelog schemas --url http://127.0.0.1:8081"
+_OFFLINE = "tidelog schemas --data-dir ./data"
+
+
 def add_command(commands: Any) -> None:
     parser = commands.add_parser(
         "schemas",
         help="register, list, show and delete schemas in the schema registry",
         description="The schema registry: through a server's Schema Registry API (--url) or"
         " on a data directory no server is running on.",
+        epilog=examples(_URL + " list", _OFFLINE + " register payments-value payment.avsc"),
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("--url", help="a Schema Registry API, e.g. http://127.0.0.1:8081")
     parser.add_argument("--user", help="HTTP Basic user for --url (a SASL user)")
     parser.add_argument("--password-file", help="a file whose first line is --user's password")
     add_data_options(parser)
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
-    init = actions.add_parser("init", help="register the shipped agent-action JSON Schema")
+    init = add_action(
+        actions, "init", "register the shipped agent-action JSON Schema", _OFFLINE + " init"
+    )
     init.add_argument(
         "--subject",
         default=AGENT_ACTIONS_SUBJECT,
         help=f"the subject to register it under (default {AGENT_ACTIONS_SUBJECT})",
     )
-    actions.add_parser("list", help="list the subjects")
-    get = actions.add_parser("get", help="show a version of a subject")
+    add_action(actions, "list", "list the subjects", _URL + " list")
+    get = add_action(
+        actions, "get", "show a version of a subject", _URL + " get payments-value --version 1"
+    )
     get.add_argument("subject")
     get.add_argument("--version", default="latest", help="a version number, or latest (default)")
-    register = actions.add_parser("register", help="register a schema from a file")
+    register = add_action(
+        actions,
+        "register",
+        "register a schema from a file",
+        _URL + " register payments-value payment.avsc",
+        _OFFLINE + " register actions-value action.json --type JSON",
+    )
     register.add_argument("subject")
     register.add_argument("file", help="the schema's text")
     register.add_argument(
@@ -73,7 +90,12 @@ def add_command(commands: Any) -> None:
         dest="schema_type",
         help="the schema's language (default AVRO)",
     )
-    delete = actions.add_parser("delete", help="delete a subject, or one version of it")
+    delete = add_action(
+        actions,
+        "delete",
+        "delete a subject, or one version of it",
+        _URL + " delete payments-value --version 1",
+    )
     delete.add_argument("subject")
     delete.add_argument("--version", help="one version (default: the whole subject)")
     delete.add_argument("--permanent", action="store_true", help="a hard delete (after a soft)")

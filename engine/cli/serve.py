@@ -30,6 +30,7 @@ except ImportError:  # pragma: no cover - uvloop is a dependency, except on Wind
 
 from engine import refusal
 from engine.authorization import AuthorizationConfig
+from engine.cli.help_format import HelpFormatter, examples
 from engine.engine import Engine, EngineConfig
 from engine.gc_pause import freeze_what_start_made
 from engine.log_json import use_json_lines
@@ -70,6 +71,11 @@ def add_command(commands: Any) -> None:
         "serve",
         help="serve the Kafka protocol",
         description="Serve the Kafka wire protocol over a local engine.",
+        epilog=examples(
+            "tidelog serve --data-dir ./data --listen 127.0.0.1:9092 --http",
+            "tidelog serve --config tidelog.toml --log-level INFO,tidelog.stalls=DEBUG",
+        ),
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("--listen", help="host:port to listen on (default 127.0.0.1:9092)")
     parser.add_argument("--advertised", help="host:port that Metadata tells clients to use")

@@ -17,6 +17,7 @@ import sys
 from datetime import datetime
 from typing import Any
 
+from engine.cli.help_format import HelpFormatter, examples
 from engine.cli.offline import add_data_options, file_config, read_object_store
 from engine.memory.state_at import TopicState
 from engine.memory.stored_state import stored_state_at
@@ -35,6 +36,8 @@ def add_command(commands: Any) -> None:
             "and say per partition whether compaction kept the history to answer exactly. "
             "Read-only: safe while the engine serves. Exit 1 if an answer is not exact."
         ),
+        epilog=examples("tidelog state accounts --at 2026-01-01T00:00:00Z --data-dir ./data"),
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("topic", metavar="TOPIC")
     parser.add_argument(

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from engine.cli import table
+from engine.cli.help_format import HelpFormatter
 from engine.cli.offline import (
     CONFIG_HELP,
     add_data_options,
@@ -41,7 +42,7 @@ def add_command(commands: Any) -> None:
         "data files, snapshots, the last commit and the next offset per partition. "
         "Read-only: safe while the engine serves.",
         epilog="example:\n  tidelog tables status --data-dir ./tidelog-data --json",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     status = actions.add_parser(
@@ -50,7 +51,7 @@ def add_command(commands: Any) -> None:
         description="Each table topic's table: rows, data files, snapshots, the last commit "
         "and the next offset per partition (its snapshot summary's tidelog.offsets).",
         epilog="example:\n  tidelog tables status --config tidelog.toml",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     add_data_options(status, config_help=f"{CONFIG_HELP} ([tables])")
     status.add_argument("--json", action="store_true", help="a JSON array")

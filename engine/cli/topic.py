@@ -9,6 +9,7 @@ import argparse
 from typing import Any
 
 from engine.cli import table
+from engine.cli.help_format import HelpFormatter
 from engine.cli.wire_admin import (
     CANNOT_RUN,
     CommandError,
@@ -19,7 +20,7 @@ from engine.cli.wire_admin import (
     wait,
 )
 
-_FORMATTER = argparse.RawDescriptionHelpFormatter
+_FORMATTER = HelpFormatter
 
 
 def add_command(commands: Any) -> None:

@@ -14,6 +14,7 @@ import sys
 from typing import Any
 
 from engine.acl_bindings import TOPIC, AclPermission, PatternType
+from engine.cli.help_format import HelpFormatter, add_action, examples
 from engine.cli.offline import add_data_options, file_config, open_engine
 from engine.errors import EngineError
 from engine.masking.unmask import UNMASK_PREFIX
@@ -22,11 +23,20 @@ from engine.server.config import ConfigFileError
 CANNOT_RUN = 2
 
 
+_EXAMPLES = {
+    "grant": "tidelog unmask --data-dir ./data grant payments User:auditor",
+    "revoke": "tidelog unmask --data-dir ./data revoke payments User:auditor",
+    "list": "tidelog unmask --data-dir ./data list",
+}
+
+
 def add_command(commands: Any) -> None:
     parser = commands.add_parser(
         "unmask",
         help="grant, revoke and list who reads masked topics in clear",
         description="Manage the unmask permission kept with the ACLs (not while it serves).",
+        epilog=examples(*_EXAMPLES.values()),
+        formatter_class=HelpFormatter,
     )
     add_data_options(parser)
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -34,13 +44,13 @@ def add_command(commands: Any) -> None:
         ("grant", "let a principal read a topic in clear"),
         ("revoke", "undo a grant"),
     ):
-        command = actions.add_parser(action, help=text)
+        command = add_action(actions, action, text, _EXAMPLES[action])
         command.add_argument("topic", metavar="TOPIC")
         command.add_argument("principal", metavar="PRINCIPAL", help="e.g. User:auditor")
         command.add_argument(
             "--prefixed", action="store_true", help="every topic whose name starts with TOPIC"
         )
-    actions.add_parser("list", help="list the unmask bindings")
+    add_action(actions, "list", "list the unmask bindings", _EXAMPLES["list"])
     parser.set_defaults(run=run)
 
 

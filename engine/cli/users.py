@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from engine.cli.help_format import HelpFormatter, add_action, examples
 from engine.cli.offline import add_data_options, file_config, open_engine
 from engine.credentials import MECHANISMS, SCRAM_HASHES
 from engine.errors import EngineError
@@ -25,15 +26,22 @@ from engine.server.config import ConfigFileError
 CANNOT_RUN = 2
 
 
+_ADD = "tidelog users --data-dir ./data add ops --mechanism SCRAM-SHA-256 --password-file pw"
+_REMOVE = "tidelog users --data-dir ./data remove ops"
+_LIST = "tidelog users --data-dir ./data list"
+
+
 def add_command(commands: Any) -> None:
     parser = commands.add_parser(
         "users",
         help="add, remove and list the users SASL clients authenticate as",
         description="Manage the SASL users kept in the engine's catalog (not while it serves).",
+        epilog=examples(_ADD, _REMOVE, _LIST),
+        formatter_class=HelpFormatter,
     )
     add_data_options(parser)
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
-    add = actions.add_parser("add", help="add a user, or set its password for a mechanism")
+    add = add_action(actions, "add", "add a user, or set its password for a mechanism", _ADD)
     add.add_argument("name", metavar="NAME")
     add.add_argument(
         "--mechanism",
@@ -44,9 +52,9 @@ def add_command(commands: Any) -> None:
     add.add_argument(
         "--password-file", help="a file whose first line is the password (default: prompt)"
     )
-    remove = actions.add_parser("remove", help="remove a user and all its credentials")
+    remove = add_action(actions, "remove", "remove a user and all its credentials", _REMOVE)
     remove.add_argument("name", metavar="NAME")
-    actions.add_parser("list", help="list the users and their mechanisms")
+    add_action(actions, "list", "list the users and their mechanisms", _LIST)
     parser.set_defaults(run=run)
 
 

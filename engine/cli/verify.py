@@ -19,6 +19,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
+from engine.cli.help_format import HelpFormatter, examples
 from engine.cli.offline import add_data_options, file_config, read_object_store
 from engine.server.config import ConfigFileError
 from engine.verify import PartitionVerdict, VerifyReport, verify_partitions
@@ -39,6 +40,12 @@ def add_command(commands: Any) -> None:
             "or reordered, or with --expect-head if the head is another or a range was "
             "rewritten by the log cleaner (unless --accept-rewrites); 2 if it cannot run."
         ),
+        epilog=examples(
+            "tidelog verify --data-dir ./data",
+            "tidelog verify audit:0 --data-dir ./data --expect-head "
+            "7cba4c72fca67ee173a12edfdfccbde65237a875accb6a7eb6ffaa7969310aa3",
+        ),
+        formatter_class=HelpFormatter,
     )
     parser.add_argument(
         "selection",

@@ -12,6 +12,7 @@ import tempfile
 from typing import Any
 
 from engine.cli import wal_compare
+from engine.cli.help_format import HelpFormatter
 from engine.cli.wal_perf import MODES, run_wal_perf
 from wal import Durability
 
@@ -29,7 +30,7 @@ def add_command(commands: Any) -> None:
         ),
         epilog="examples:\n  tidelog wal-bench --writers 64 --record-size 16384\n"
         "  tidelog wal-bench --compare --quick",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument(
         "--data-dir",

@@ -25,6 +25,7 @@ from typing import Any, TextIO
 
 from engine import clock
 from engine.cli import client_log
+from engine.cli.help_format import HelpFormatter, examples
 from engine.memory.vector import InvalidVector, OffsetVector, Position
 from engine.types import TopicPartition
 
@@ -52,6 +53,12 @@ def add_command(commands: Any) -> None:
             "partition the last stable offset now, or with --at the first offset whose "
             "record's timestamp is after the time. Needs " + _INSTALL + "."
         ),
+        epilog=examples(
+            "tidelog snapshot orders --bootstrap-server 127.0.0.1:9092 > vector.json",
+            "tidelog snapshot orders payments --at 2026-12-01T09:00:00 "
+            "--bootstrap-server 127.0.0.1:9092",
+        ),
+        formatter_class=HelpFormatter,
     )
     snapshot.add_argument("topics", nargs="+", metavar="TOPIC")
     _connection(snapshot)
@@ -78,7 +85,7 @@ def add_command(commands: Any) -> None:
             "--bootstrap-server 127.0.0.1:9092\n  tidelog consume orders --from-beginning "
             "--max-messages 10 --format text --bootstrap-server 127.0.0.1:9092"
         ),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     consume.add_argument("topics", nargs="+", metavar="TOPIC")
     _connection(consume)

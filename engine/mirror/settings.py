@@ -49,8 +49,9 @@ class MirrorSettings:
                 raise MirrorSettingsError(f"{name}: not a regular expression: {error}") from error
         if not self.source or not self.target:
             raise MirrorSettingsError("both the source and the target bootstrap are needed")
-        if self.checkpoint_interval_s <= 0 or self.topic_refresh_s <= 0:
-            raise MirrorSettingsError("intervals must be positive")
+        for name in ("checkpoint_interval_s", "topic_refresh_s"):
+            if not getattr(self, name) > 0:  # NaN too: it would never come round
+                raise MirrorSettingsError(f"{name} must be above 0, not {getattr(self, name)}")
 
     def mirrors_topic(self, name: str) -> bool:
         return (

@@ -1,5 +1,5 @@
 /* Provenance stamp: a validated batch re-encoded with the broker's headers
- * appended to every record (docs/record-batch.md, "Stamped batches"). */
+ * appended to every record (docs/record-batch.md, "`stamp_batch`"). */
 #ifndef TIDELOG_STAMP_H
 #define TIDELOG_STAMP_H
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from hypothesis import given
 from hypothesis import strategies as st
+from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
 from engine import Engine
@@ -82,31 +83,66 @@ def test_embedded_produce_and_consume_are_counted(tmp_path: Path) -> None:
         assert samples["tidelog_object_store_requests_total", (("operation", "get"),)] >= 1
 
 
-def _documented() -> dict[str, str]:
-    """Each metric in docs/operations.md's table, with its type."""
+def _documented() -> dict[str, tuple[str, frozenset[str]]]:
+    """Each metric in docs/operations.md's table, with its type and labels."""
     table = DOC.read_text().split("## Metrics", 1)[1].split("### ", 1)[0]
-    return dict(re.findall(r"^\| `(tidelog_\w+)` \| (\w+) \|", table, re.MULTILINE))
+    rows = re.findall(r"^\| `(tidelog_\w+)` \| (\w+) \|([^|]*)\|", table, re.MULTILINE)
+    return {name: (kind, frozenset(re.findall(r"`(\w+)`", labels))) for name, kind, labels in rows}
 
 
-def test_every_metric_a_server_shows_is_documented_with_its_type_and_every_one_shown(
+def _labels(family: Metric) -> frozenset[str]:
+    """A family's label names: its samples' (a histogram's ``le`` is the
+    bucket's, not a label of the metric), or, for one with no sample yet,
+    the names it was made with (prometheus-client's families keep them)."""
+    named = {name for sample in family.samples for name in sample.labels} - {"le"}
+    made_with: tuple[str, ...] = getattr(family, "_labelnames", ())
+    return frozenset(named) or frozenset(made_with)
+
+
+def test_every_metric_a_server_shows_is_documented_with_its_type_and_labels_and_every_one_shown(
     tmp_path: Path,
 ) -> None:
-    async def scrape() -> str:
+    async def collect() -> list[Metric]:
         with Engine.open(str(tmp_path)) as engine:
+            engine.create_topic("events", 1)
+            producer = engine.producer()
+            producer.send("events", b"counted")
+            producer.flush()
+            consumer = engine.consumer(group_id="readers", enable_auto_commit=False)
+            consumer.assign([("events", 0)])
+            consumer.commit({("events", 0): 1})
+            consumer.close()
             server = Server(engine, ServerConfig(host="127.0.0.1", port=0))
             await server.start()
             try:
-                return engine.metrics().text()
+                return list(engine.metrics().registry.collect())
             finally:
                 await server.stop()
 
     documented = _documented()
-    families = text_string_to_metric_families(asyncio.run(scrape()))
     # prometheus-client names a counter's family without "_total"
     shown = {
-        f.name + "_total" if f.name + "_total" in documented else f.name: f.type for f in families
+        f.name + "_total" if f.name + "_total" in documented else f.name: (f.type, _labels(f))
+        for f in asyncio.run(collect())
     }
     assert shown == documented
+
+
+def test_every_metric_the_docs_name_is_in_the_table() -> None:
+    """A metric named in prose elsewhere (docs/tables.md, the README, a
+    runbook) is one a scrape shows, under its exposed name."""
+    documented = _documented()
+    series = re.compile(r"(tidelog_\w+?)(?:_bucket|_sum|_count)?\b")
+    unknown = set()
+    for document in [DOC.parents[1] / "README.md", *sorted(DOC.parent.rglob("*.md"))]:
+        if "design" in document.parts:
+            continue  # a decision record speaks of its own time
+        for match in re.finditer(r"`[^`\n]*`", document.read_text()):
+            for name in re.findall(r"\btidelog_\w+", match.group(0)):
+                whole = series.fullmatch(name)
+                if name not in documented and (whole is None or whole.group(1) not in documented):
+                    unknown.add(f"{document.name}: {name}")
+    assert sorted(unknown) == []
 
 
 @given(st.lists(st.floats(min_value=0, max_value=100, allow_nan=False), max_size=50))

@@ -214,6 +214,11 @@ AVRO_TEXT = '{"type":"record","name":"Pay","fields":[{"name":"cents","type":"lon
 JSON_TEXT = '{"type":"object"}'
 ALICE = new_credential("SCRAM-SHA-256", "pencil", salt=b"salt" * 8)
 """A credential, as the document shapes it."""
+# ACL bindings as the document codes them: topic (2), literal (3), read (3)
+# or write (4), deny (2) or allow (3).
+READ_ONE = [2, "one", 3, "User:alice", "*", 3, 3]
+DENY_HOST = [2, "one", 3, "User:*", "10.0.0.9", 3, 2]
+WRITE_TWO = [2, "two", 3, "User:bob", "*", 4, 3]
 
 
 def test_the_engine_reads_a_catalog_built_from_the_document(tmp_path: Path) -> None:
@@ -284,8 +289,12 @@ def test_the_engine_reads_a_catalog_built_from_the_document(tmp_path: Path) -> N
             doc_record("schema_config", CATALOG_RECORDS, subject=None, configs={"mode": None}),
             doc_record("schema_config", CATALOG_RECORDS, subject="pay-value",
                        configs={"compatibility": "NONE"}),
+            doc_record("acls_add", CATALOG_RECORDS, acls=[READ_ONE, DENY_HOST, WRITE_TWO]),
+            doc_record("acls_remove", CATALOG_RECORDS, acls=[DENY_HOST]),
         ]  # fmt: skip
         _append_all(store, catalog, records)
+    built = {msgpack.unpackb(record)[0] for record in records}
+    assert built == set(CATALOG_RECORDS) - {"snapshot"}  # the next test starts with one
     with engine.open(node) as e:
         assert sorted(e.list_topics()) == ["one", "two"]
         assert (e.partition_count("one"), e.partition_count("two")) == (2, 2)
@@ -311,6 +320,7 @@ def test_the_engine_reads_a_catalog_built_from_the_document(tmp_path: Path) -> N
         assert e.schemas.by_id(2) is None  # no version names it any more
         assert (e.schemas.compatibility(), e.schemas.compatibility("pay-value")) == ("FULL", "NONE")
         assert e.schemas.mode() == "READWRITE"
+        assert [acl.to_wire() for acl in e.catalog.state.acls] == [READ_ONE, WRITE_TWO]
 
 
 def test_the_engine_reads_a_catalog_that_starts_with_a_snapshot(tmp_path: Path) -> None:

@@ -1,7 +1,8 @@
 """The config file docs/server.md shows is the parser's: every key each
 section takes is there (commented where it has no default), each at its
-default unless it is an example; and a value of the wrong type is refused
-when the file is read, naming its section and key, not at the first use.
+default unless it is an example; and a value of the wrong type, or outside
+the range the doc's table of ranges gives, is refused when the file is
+read, naming its section and key, not at the first use.
 Its table of broker configs, and docs/engine.md's topic configs, are the
 engine's."""
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import fields, replace
 from pathlib import Path
 
@@ -19,6 +21,7 @@ from engine.config import CONFIG_DEFS
 from engine.engine import EngineConfig
 from engine.groups.config import GroupConfig
 from engine.mirror.settings import SECTION_KEYS as MIRROR_KEYS
+from engine.mirror.settings import MirrorSettingsError, settings_from_table
 from engine.server import config
 from engine.server.config import ConfigFileError, ServerConfig, load_config_file
 from engine.server.http_config import KEYS as HTTP_KEYS
@@ -39,17 +42,24 @@ def _block() -> str:
     return DOC.read_text().split("```toml\n", 1)[1].split("```", 1)[0]
 
 
-def _documented() -> dict[str, set[str]]:
-    """Each section's keys in the block, commented ones too; [server]'s
-    dotted (Kafka) names as the parser reads them, dots made underscores."""
-    keys: dict[str, set[str]] = defaultdict(set)
+def _settings() -> Iterator[tuple[str, str]]:
+    """(section, line) of each line of the block but the section headers,
+    commented ones uncommented."""
     section = ""
     for line in _block().splitlines():
         text = line.lstrip("#").strip()
         header = re.match(r"^\[([\w.]+)\]", text)
         if header is not None:
             section = header.group(1)
-            continue
+        else:
+            yield section, text
+
+
+def _documented() -> dict[str, set[str]]:
+    """Each section's keys in the block, commented ones too; [server]'s
+    dotted (Kafka) names as the parser reads them, dots made underscores."""
+    keys: dict[str, set[str]] = defaultdict(set)
+    for section, text in _settings():
         key = re.match(r'^"?([\w.-]+)"?\s*=', text)
         if key is not None:
             name = key.group(1)
@@ -182,3 +192,80 @@ def test_docs_engine_md_names_every_topic_config() -> None:
     section = (DOC.parent / "engine.md").read_text().split("## Topic configs", 1)[1]
     section = section.split("\n## ", 1)[0]
     assert [name for name in CONFIG_DEFS if f"`{name}`" not in section] == []
+
+
+def _load(tmp_path: Path, section: str, key: str, value: float) -> None:
+    """Reads a file setting one key, as ``tidelog serve`` reads it ([mirror]
+    is checked as serve checks it, with the target it needs)."""
+    quoted = f'"{key}"' if "." in key else key
+    path = tmp_path / "ranges.toml"
+    target = 'to = "kafka-1:9092"\n' if section == "mirror" else ""
+    path.write_text(f"[{section}]\n{target}{quoted} = {value!r}\n")
+    loaded = load_config_file(path)
+    if section == "mirror":
+        assert loaded.mirror is not None
+        settings_from_table(dict(loaded.mirror), "127.0.0.1:9092")
+
+
+def _ranges() -> list[tuple[str, str, str]]:
+    rows = docspec.table("server.md", "section", "keys", "accepted")
+    return [
+        (section, key, row["accepted"])
+        for row in rows
+        for section in re.findall(r"`\[(\w+)\]`", row["section"])
+        for key in re.findall(r"`([\w.]+)`", row["keys"])
+    ]
+
+
+@pytest.mark.parametrize(("section", "key", "accepted"), _ranges())
+def test_each_documented_range_is_the_parsers(
+    tmp_path: Path, section: str, key: str, accepted: str
+) -> None:
+    """The least and most a key takes are accepted, a step past either is
+    refused when the file is read (an integer key steps by 1, a number by
+    0.01), as docs/server.md's table of ranges says."""
+    default = _documented_default(section, key)
+    step: float = 1 if isinstance(default, int) else 0.01
+    kind = type(default)
+    bounds = re.fullmatch(
+        r"(?:(?P<off>0) \(off\), or )?(?:from (?P<low>[\d.]+) to (?P<high>[\d.]+)"
+        r"|(?P<least>[\d.]+) or more(?P<finite>, finite)?"
+        r"|above (?P<above>[\d.]+)(?:, at most (?P<most>[\d.]+))?)",
+        accepted,
+    )
+    assert bounds is not None, accepted
+    accept: list[float] = []
+    refuse: list[float] = []
+    low, high = bounds["low"] or bounds["least"], bounds["high"] or bounds["most"]
+    if low is not None:
+        accept.append(kind(low))
+        refuse.append(kind(low) - step)
+    if high is not None:
+        accept.append(kind(high))
+        refuse.append(kind(high) + step)
+    if bounds["above"] is not None:
+        accept.append(kind(bounds["above"]) + step)
+        refuse.append(kind(bounds["above"]))
+    if bounds["finite"]:
+        refuse.append(float("inf"))
+    if bounds["off"]:
+        accept.append(kind(0))
+        refuse.remove(kind(low) - step)
+        refuse.append(kind(low) / 2)
+    for value in accept:
+        _load(tmp_path, section, key, value)
+    named = "[._]".join(map(re.escape, re.split(r"[._]", key)))  # either spelling
+    for value in refuse:
+        with pytest.raises((ConfigFileError, MirrorSettingsError), match=named):
+            _load(tmp_path, section, key, value)
+
+
+def _documented_default(section: str, key: str) -> int | float:
+    """The key's value in the doc's config file (commented or not): its type
+    tells an integer key from a number."""
+    for current, text in _settings():
+        found = re.match(rf'^"?{re.escape(key)}"?\s*=\s*([-\d.]+)', text)
+        if current == section and found is not None:
+            number = found.group(1)
+            return float(number) if "." in number else int(number)
+    raise AssertionError(f"[{section}] {key} is not in the config file")

@@ -337,6 +337,10 @@ def test_group_describe_of_a_group_that_does_not_exist_says_so_and_exits_1(
     described = _json(server, "group", "describe", group)
     assert (described["exists"], described["state"]) == (True, "EMPTY")
     assert [(r["topic"], r["committed"]) for r in described["offsets"]] == [(topic, 0)]
+    # It has no assignor: a missing value, as docs/cli.md says they print.
+    assert described["assignor"] is None
+    lines = _tidelog("group", "describe", group, "--bootstrap-server", server.bootstrap)
+    assert "assignor\t-\n" in lines.stdout
 
 
 def test_group_lag_of_a_group_that_does_not_exist_says_so_and_exits_1(
