@@ -14,7 +14,7 @@ import pytest
 
 from s3stream import Fenced, StreamStore, compaction
 from s3stream.store import S3Store
-from s3stream.uploader import OBJECT_PREFIX
+from s3stream.uploader import OBJECT_PREFIX, now_ms
 from tests.s3stream.conftest import S3Endpoint
 from tests.s3stream.test_compaction import CONFIG, uploads
 from tests.s3stream.test_stream_store import expected, new_stream, read_all
@@ -39,7 +39,7 @@ def keys(store: S3Store) -> set[str]:
 
 def hours_later(monkeypatch: pytest.MonkeyPatch) -> None:
     """The fenced writer's compaction clock two hours on: every grace is over."""
-    later = compaction.now_ms() + 2 * 3600 * 1000
+    later = now_ms() + 2 * 3600 * 1000
     monkeypatch.setattr(compaction, "now_ms", lambda: later)
 
 
