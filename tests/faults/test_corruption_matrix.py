@@ -161,6 +161,12 @@ def empty_object(data: Path) -> Damage:
     return Damage(key_of(data, path), "too short for a footer")
 
 
+def remove_object(data: Path) -> Damage:
+    path = marker_object(data)
+    path.unlink()
+    return Damage(key_of(data, path), "the object store does not have it")
+
+
 def truncate_delta(data: Path) -> Damage:
     path = newest(data, "log")
     path.write_bytes(path.read_bytes()[:-1])
@@ -187,6 +193,7 @@ DAMAGES: dict[str, tuple[Callable[[Path], Damage], str]] = {
     "catalog-object-index": (damage_catalog_index, REFUSES_OPEN),
     "object-truncated": (truncate_object, REFUSES_OPEN),
     "object-zero-length": (empty_object, REFUSES_OPEN),
+    "object-missing": (remove_object, REFUSES_OPEN),
     "manifest-delta": (damage_delta, REFUSES_OPEN),
     "manifest-delta-truncated": (truncate_delta, REFUSES_OPEN),
     "manifest-delta-zero-length": (empty_delta, REFUSES_OPEN),
