@@ -19,7 +19,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import TypeVar
 
 import msgpack
 
@@ -31,7 +30,7 @@ from s3stream import ObjectStore
 from s3stream.chain_verify import RewriteSeen, StreamVerdict, stored_payloads, verify_stream
 from s3stream.manifest import load_state
 from s3stream.manifest_state import ManifestState
-from s3stream.store import ObjectNotFound
+from s3stream.outside_reads import named_now, reloading
 
 
 class AnchorNeedsOnePartition(EngineError, ValueError):
@@ -126,29 +125,6 @@ class VerifyReport:
         return all(p.ok for p in self.partitions)
 
 
-RELOADS = 5
-"""How many times a read of the objects starts again from the manifest as it
-is now, when objects it read were compacted away since it loaded it: a
-serving engine merges objects and deletes the old ones a grace period
-(``garbage_grace_s``) after, so a proof longer than that may meet one."""
-
-T = TypeVar("T")
-
-
-def _reloading(
-    store: ObjectStore, state: ManifestState, read: Callable[[ManifestState], T]
-) -> tuple[T, ManifestState]:
-    """``read(state)``, or, if an object it needs was deleted meanwhile,
-    ``read`` of the manifest loaded again (at most RELOADS times); with the
-    state it read."""
-    for _ in range(RELOADS):
-        try:
-            return read(state), state
-        except ObjectNotFound:
-            state = load_state(store)
-    return read(state), state
-
-
 def _proof(
     store: ObjectStore,
     stream_id: int,
@@ -157,10 +133,7 @@ def _proof(
 ) -> Callable[[ManifestState], StreamVerdict]:
     """The proof of one stream from a manifest state: an object missing
     that the manifest loaded again still names is a break, one it no
-    longer names sends ``_reloading`` round again."""
-
-    def named_now(key: str) -> bool:
-        return any(meta.key == key for meta in load_state(store).objects.values())
+    longer names sends ``reloading`` round again."""
 
     def prove(state: ManifestState) -> StreamVerdict:
         if stream_id not in state.streams:  # created, nothing committed yet
@@ -171,7 +144,7 @@ def _proof(
             stream_id,
             from_offset=from_offset,
             on_progress=on_progress,
-            named_now=named_now,
+            named_now=partial(named_now, store),
         )
 
     return prove
@@ -231,7 +204,7 @@ def verify_partitions(
     ``accept_rewrites``, no verified range is a rewrite."""
     state = load_state(store)
     if catalog is None:
-        topics, state = _reloading(store, state, partial(uploaded_catalog, store))
+        topics, state = reloading(store, partial(uploaded_catalog, store), state)
     else:
         topics = catalog
     selected = partitions_of(topics, topic, partition)
@@ -241,7 +214,7 @@ def verify_partitions(
     verdicts = []
     for name, index, stream_id in selected:
         proof = _proof(store, stream_id, from_offset, on_progress)
-        verdict, state = _reloading(store, state, proof)
+        verdict, state = reloading(store, proof, state)
         stamped = stamped_ranges(topics.governance, topics.topics[name].topic_id, index)
         verdicts.append(
             PartitionVerdict(name, index, verdict, expect_head, accept_rewrites, tuple(stamped))

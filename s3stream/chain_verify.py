@@ -16,13 +16,10 @@ from typing import NamedTuple
 
 from s3stream import chain
 from s3stream.chain_hash import ChainHash
-from s3stream.errors import CorruptObject, StreamNotFound
+from s3stream.errors import MISSING, CorruptObject, StreamNotFound
 from s3stream.manifest_state import ManifestState
 from s3stream.objects import ChainLinks, StoredBatch, parse_object, read_chain
 from s3stream.store import ObjectNotFound, ObjectStore
-
-MISSING = "missing: the manifest names it, the object store does not have it"
-"""The break of a range whose object is gone while the manifest names it."""
 
 _OBJECTS_KEPT = 4
 """Objects kept parsed while verifying: a stream's ranges in a stream-set

@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
 from s3stream.config import MiB
-from s3stream.errors import CorruptObject, OffsetOutOfRange
+from s3stream.errors import MISSING, CorruptObject, OffsetOutOfRange
 from s3stream.manifest import Manifest
 from s3stream.manifest_state import ManifestState
 from s3stream.objects import StoredBatch
@@ -123,11 +123,8 @@ class Fetcher:
                 return state, self._reader.read(state, stream_id, offset, budget, end, first)
             except ObjectNotFound as error:
                 now = self._manifest.state
-                if any(meta.key == error.key for meta in now.objects.values()):
-                    raise CorruptObject(
-                        error.key,
-                        "missing: the manifest names it, the object store does not have it",
-                    ) from error
+                if now.names_key(error.key):
+                    raise CorruptObject(error.key, MISSING) from error
                 if now is state:
                     raise  # not an object of the manifest's
                 state = now

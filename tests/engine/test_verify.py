@@ -22,7 +22,8 @@ from engine.verify import AnchorNeedsOnePartition, verify_partitions
 from s3stream import open_store
 from s3stream.chain import genesis
 from s3stream.chain_hash import ChainHash
-from s3stream.chain_verify import MISSING, stored_payloads
+from s3stream.chain_verify import stored_payloads
+from s3stream.errors import MISSING
 from s3stream.manifest import load_state
 from s3stream.objects import StoredBatch
 from s3stream.store import LocalStore
