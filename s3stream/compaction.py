@@ -498,6 +498,11 @@ class Compactor:
                 )
                 break
             except (CorruptObject, ObjectNotFound) as error:
+                if isinstance(error, ObjectNotFound):
+                    # Another writer that took the bucket over may have
+                    # merged and deleted it: then this one is fenced, and
+                    # the object is not damaged.
+                    self._writer.check_fence()
                 self._leave_unreadable(state, picked.object_ids, error)
         if not put_objects(self._store, merged, self._state.stop, self._stats.note_store_error):
             return

@@ -92,3 +92,29 @@ def test_a_fenced_writers_merge_removes_nothing_and_its_objects_go_at_the_next_o
         assert keys(second) == {meta.key for meta in b.manifest.state.objects.values()}
         for stream in streams:
             assert read_all(b, stream) == expected(stream, 0, ROUNDS * 2)
+
+
+def test_a_fenced_writer_whose_merge_input_the_new_owner_deleted_learns_it_is_fenced(
+    tmp_path: Path,
+    s3_store: S3Store,
+    second: S3Store,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The new owner merges the objects and deletes them at once (no grace):
+    the old writer's merge finds an input gone, which is the takeover, not
+    damage to leave alone."""
+    a = StreamStore.open(tmp_path / "a", s3_store, CONFIG)
+    try:
+        streams = [new_stream(a) for _ in range(3)]
+        uploads(a, streams, rounds=ROUNDS)
+        with StreamStore.open(tmp_path / "b", second, CONFIG) as b:
+            b.compact()
+            assert len(b.manifest.state.objects) == 1
+            with pytest.raises(Fenced):
+                a.compact()
+            assert a.fenced
+            assert "cannot be merged" not in caplog.text
+            for stream in streams:
+                assert read_all(b, stream) == expected(stream, 0, ROUNDS * 2)
+    finally:
+        a.close(flush=False)
