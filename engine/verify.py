@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import msgpack
 
@@ -29,6 +30,7 @@ from s3stream import ObjectStore
 from s3stream.chain_verify import RewriteSeen, StreamVerdict, stored_payloads, verify_stream
 from s3stream.manifest import load_state
 from s3stream.manifest_state import ManifestState
+from s3stream.outside_reads import named_now, reloading
 
 
 class AnchorNeedsOnePartition(EngineError, ValueError):
@@ -123,6 +125,31 @@ class VerifyReport:
         return all(p.ok for p in self.partitions)
 
 
+def _proof(
+    store: ObjectStore,
+    stream_id: int,
+    from_offset: int,
+    on_progress: Callable[[int], None] | None,
+) -> Callable[[ManifestState], StreamVerdict]:
+    """The proof of one stream from a manifest state: an object missing
+    that the manifest loaded again still names is a break, one it no
+    longer names sends ``reloading`` round again."""
+
+    def prove(state: ManifestState) -> StreamVerdict:
+        if stream_id not in state.streams:  # created, nothing committed yet
+            return StreamVerdict(stream_id)
+        return verify_stream(
+            store,
+            state,
+            stream_id,
+            from_offset=from_offset,
+            on_progress=on_progress,
+            named_now=partial(named_now, store),
+        )
+
+    return prove
+
+
 def uploaded_catalog(store: ObjectStore, state: ManifestState) -> CatalogState:
     """The catalog as far as it is in committed objects (the catalog is the
     engine's first stream; records still only in a WAL are not seen)."""
@@ -177,19 +204,18 @@ def verify_partitions(
     ``accept_rewrites``, no verified range is a rewrite."""
     state = load_state(store)
     if catalog is None:
-        catalog = uploaded_catalog(store, state)
-    selected = partitions_of(catalog, topic, partition)
+        topics, state = reloading(store, partial(uploaded_catalog, store), state)
+    else:
+        topics = catalog
+    selected = partitions_of(topics, topic, partition)
     if expect_head is not None and len(selected) != 1:
         raise AnchorNeedsOnePartition(len(selected))
+
     verdicts = []
     for name, index, stream_id in selected:
-        if stream_id in state.streams:
-            verdict = verify_stream(
-                store, state, stream_id, from_offset=from_offset, on_progress=on_progress
-            )
-        else:  # created, nothing committed yet
-            verdict = StreamVerdict(stream_id)
-        stamped = stamped_ranges(catalog.governance, catalog.topics[name].topic_id, index)
+        proof = _proof(store, stream_id, from_offset, on_progress)
+        verdict, state = reloading(store, proof, state)
+        stamped = stamped_ranges(topics.governance, topics.topics[name].topic_id, index)
         verdicts.append(
             PartitionVerdict(name, index, verdict, expect_head, accept_rewrites, tuple(stamped))
         )

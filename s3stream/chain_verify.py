@@ -16,10 +16,10 @@ from typing import NamedTuple
 
 from s3stream import chain
 from s3stream.chain_hash import ChainHash
-from s3stream.errors import CorruptObject, StreamNotFound
+from s3stream.errors import MISSING, CorruptObject, StreamNotFound
 from s3stream.manifest_state import ManifestState
 from s3stream.objects import ChainLinks, StoredBatch, parse_object, read_chain
-from s3stream.store import ObjectStore
+from s3stream.store import ObjectNotFound, ObjectStore
 
 _OBJECTS_KEPT = 4
 """Objects kept parsed while verifying: a stream's ranges in a stream-set
@@ -124,10 +124,18 @@ def verify_stream(
     *,
     from_offset: int = 0,
     on_progress: Callable[[int], None] | None = None,
+    named_now: Callable[[str], bool] | None = None,
 ) -> StreamVerdict:
     """Proves the stream's chain over its committed ranges from the range
     holding ``from_offset`` (or the stream's start) on. ``on_progress`` is
-    called with the bytes of each batch hashed."""
+    called with the bytes of each batch hashed.
+
+    ``named_now`` says whether the manifest as it is now still names an
+    object the store does not have: one it names is a break (the object
+    was removed from under the manifest); one it no longer names was
+    compacted away after ``state`` was loaded, and ObjectNotFound is raised
+    for the caller to load the manifest again (as it is when ``named_now``
+    is None)."""
     meta = state.streams.get(stream_id)
     ranges = state.ranges.get(stream_id)
     if meta is None or ranges is None:
@@ -178,6 +186,11 @@ def verify_stream(
             batches = list(_in_range(objects.batches(key, writer), start, end))
         except CorruptObject as error:
             _broke(verdict, start, end, key, f"unreadable: {error}")
+            return verdict
+        except ObjectNotFound:
+            if named_now is None or not named_now(key):
+                raise
+            _broke(verdict, start, end, key, MISSING)
             return verdict
         kept = objects.chain(key)
         if kept is None:

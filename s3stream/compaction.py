@@ -12,18 +12,18 @@ from __future__ import annotations
 import bisect
 import logging
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence, Set
 from typing import NamedTuple
 
 from s3stream import chain
 from s3stream.chain import RangeLinks
 from s3stream.config import StreamStoreConfig
-from s3stream.errors import Fenced, StoreClosed
+from s3stream.errors import CorruptObject, Fenced, StoreClosed
 from s3stream.header_index import Indexer, StreamKeys, parse_region, region_end, stream_keys
 from s3stream.manifest_state import ManifestState, ObjectMeta, Op
 from s3stream.manifest_writer import ManifestWriter
 from s3stream.objects import ObjectKind, StoredBatch, parse_object
-from s3stream.store import ObjectInfo, ObjectStore, ObjectStoreError
+from s3stream.store import ObjectInfo, ObjectNotFound, ObjectStore, ObjectStoreError
 from s3stream.store.abandoned import SweepCadence
 from s3stream.store_state import Retention, StoreState, StoreStats
 from s3stream.uploader import (
@@ -146,6 +146,7 @@ def pick_compaction(
     max_objects: int,
     max_bytes: int,
     force_split_before_ms: int,
+    unreadable: Set[int] = frozenset(),
 ) -> Compaction | None:
     """The oldest stream-set objects, if rewriting them gains something.
 
@@ -157,14 +158,15 @@ def pick_compaction(
     ``force_split_before_ms``, every stream moves out: no stream-set object
     lives for ever, and what is left of them is merged into larger stream
     objects by ``pick_stream_merge``. Objects a stream shares a range of
-    are never picked: they stay as they are while the share lives.
+    are never picked: they stay as they are while the share lives; nor are
+    ``unreadable`` ones (a merge met them damaged or gone).
     """
     picked: list[int] = []
     total = 0
-    shared = state.shared_object_ids()
+    left_alone = state.shared_object_ids() | unreadable
     for object_id in sorted(state.objects):
         meta = state.objects[object_id]
-        if meta.kind is not ObjectKind.STREAM_SET or object_id in shared:
+        if meta.kind is not ObjectKind.STREAM_SET or object_id in left_alone:
             continue
         if picked and (len(picked) >= max_objects or total + meta.size > max_bytes):
             break
@@ -185,12 +187,17 @@ def pick_compaction(
 
 
 def pick_stream_merge(
-    state: ManifestState, *, small_object_bytes: int, max_bytes: int
+    state: ManifestState,
+    *,
+    small_object_bytes: int,
+    max_bytes: int,
+    unreadable: Set[int] = frozenset(),
 ) -> Compaction | None:
     """Two or more adjacent small stream objects of one stream (at most
     ``max_bytes`` together), to be rewritten as one stream object: a reader
-    catching up then needs fewer GETs, and the bucket holds fewer objects."""
-    shared = state.shared_object_ids()
+    catching up then needs fewer GETs, and the bucket holds fewer objects.
+    Shared and ``unreadable`` objects are left as they are."""
+    left_alone = state.shared_object_ids() | unreadable
     for stream_id in sorted(state.ranges):
         run: list[int] = []
         total = 0
@@ -203,7 +210,7 @@ def pick_stream_merge(
             small = (
                 meta.kind is ObjectKind.STREAM
                 and meta.size < small_object_bytes
-                and object_id not in shared
+                and object_id not in left_alone
             )
             if small and run and start == previous_end and total + meta.size <= max_bytes:
                 run.append(object_id)
@@ -389,6 +396,11 @@ class Compactor:
         self._config = config
         self._stats = stats
         self._sweeps = SweepCadence(config.abandoned_writes_sweep_interval_s, swept_on_open)
+        self._unreadable: set[int] = set()
+        """Objects a merge found damaged or gone: left as they are from then
+        on, so that one object's damage does not stop every later pass
+        before its merges and deletions (readers meeting it are refused,
+        naming it)."""
         self._wake = threading.Event()
         # A daemon thread, as the uploader's, at a lower priority: nothing
         # acknowledged waits for a pass (wal/thread_priority.py).
@@ -456,30 +468,42 @@ class Compactor:
         config = self._config
         writer = self._writer
         state = writer.manifest.state
-        picked = pick_compaction(
-            state,
-            small_object_bytes=config.small_object_bytes,
-            stream_object_bytes=config.stream_object_bytes,
-            max_objects=config.merge_max_objects,
-            max_bytes=config.merge_max_bytes,
-            force_split_before_ms=now - int(config.force_split_after_s * 1000),
-        ) or pick_stream_merge(
-            state,
-            small_object_bytes=config.small_object_bytes,
-            max_bytes=config.stream_object_max_bytes,
-        )
-        if picked is None:
-            return
-        merged = merge_objects(
-            self._store,
-            state,
-            picked.object_ids,
-            ids=self._ids,
-            now_ms=now,
-            block_bytes=config.block_bytes,
-            stream_object_bytes=picked.stream_object_bytes,
-            indexers=self._state.indexers(),
-        )
+        while True:  # ends: each turn round leaves one more object alone
+            picked = pick_compaction(
+                state,
+                small_object_bytes=config.small_object_bytes,
+                stream_object_bytes=config.stream_object_bytes,
+                max_objects=config.merge_max_objects,
+                max_bytes=config.merge_max_bytes,
+                force_split_before_ms=now - int(config.force_split_after_s * 1000),
+                unreadable=self._unreadable,
+            ) or pick_stream_merge(
+                state,
+                small_object_bytes=config.small_object_bytes,
+                max_bytes=config.stream_object_max_bytes,
+                unreadable=self._unreadable,
+            )
+            if picked is None:
+                return
+            try:
+                merged = merge_objects(
+                    self._store,
+                    state,
+                    picked.object_ids,
+                    ids=self._ids,
+                    now_ms=now,
+                    block_bytes=config.block_bytes,
+                    stream_object_bytes=picked.stream_object_bytes,
+                    indexers=self._state.indexers(),
+                )
+                break
+            except (CorruptObject, ObjectNotFound) as error:
+                if isinstance(error, ObjectNotFound):
+                    # Another writer that took the bucket over may have
+                    # merged and deleted it: then this one is fenced, and
+                    # the object is not damaged.
+                    self._writer.check_fence()
+                self._leave_unreadable(state, picked.object_ids, error)
         if not put_objects(self._store, merged, self._state.stop, self._stats.note_store_error):
             return
         with writer.serial:
@@ -489,6 +513,23 @@ class Compactor:
                 return
             writer.commit(add_ops(merged) + removal_ops(picked.object_ids, now + grace_ms))
         log.info("merged %d objects into %d", len(picked.object_ids), len(merged))
+
+    def _leave_unreadable(
+        self, state: ManifestState, object_ids: Sequence[int], error: CorruptObject | ObjectNotFound
+    ) -> None:
+        """Notes the merge input ``error`` names as one to leave alone: its
+        bytes cannot be copied, and its ranges must stay where readers are
+        told of the damage rather than leave the log with the merge."""
+        found = [oid for oid in object_ids if state.objects[oid].key == error.key]
+        if not found:
+            raise error  # not an input's: nothing to leave alone
+        self._unreadable.update(found)
+        log.error(
+            "object %s cannot be merged and is left as it is (reads of what it holds "
+            "fail until it is repaired or retention drops it): %s",
+            error.key,
+            error,
+        )
 
     def _collect_garbage(self, now: int) -> None:
         expired = expired_garbage(self._writer.manifest.state, now)

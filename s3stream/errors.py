@@ -55,6 +55,10 @@ class OffsetOutOfRange(S3StreamError):
         self.end_offset = end_offset
 
 
+MISSING = "missing: the manifest names it, the object store does not have it"
+"""The reason of a CorruptObject for an object the store does not have."""
+
+
 class CorruptObject(S3StreamError):
     """An object (or manifest record) fails its checksum or structure checks."""
 

@@ -10,11 +10,13 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
 from s3stream.config import MiB
-from s3stream.errors import OffsetOutOfRange
+from s3stream.errors import MISSING, CorruptObject, OffsetOutOfRange
 from s3stream.manifest import Manifest
+from s3stream.manifest_state import ManifestState
 from s3stream.objects import StoredBatch
 from s3stream.reader import ObjectReader
 from s3stream.replay_pace import ReplayPace
+from s3stream.store import ObjectNotFound
 from s3stream.store_state import StoreState
 
 
@@ -85,9 +87,8 @@ class Fetcher:
                     self._state.cache.read(stream_id, offset, budget, end, first) if cached else []
                 )
             if not cached:
-                state = self._manifest.state
                 try:
-                    found = self._reader.read(state, stream_id, offset, budget, end, first)
+                    state, found = self._read_objects(stream_id, offset, budget, end, first)
                 except Exception:
                     if first:
                         raise
@@ -107,6 +108,26 @@ class Fetcher:
             if cached:
                 break  # the cache holds everything up to the end
         return FetchResult(batches, offset, start, end)
+
+    def _read_objects(
+        self, stream_id: int, offset: int, budget: int, end: int, first: bool
+    ) -> tuple[ManifestState, list[StoredBatch]]:
+        """The reader's batches from objects, and the manifest state they
+        were looked up in. An object gone from the store is damage if the
+        manifest still names it (CorruptObject, as for an object failing
+        its checks); else it was compacted away after this read looked it
+        up, and the read is made again in the manifest as it is now."""
+        state = self._manifest.state
+        while True:
+            try:
+                return state, self._reader.read(state, stream_id, offset, budget, end, first)
+            except ObjectNotFound as error:
+                now = self._manifest.state
+                if now.names_key(error.key):
+                    raise CorruptObject(error.key, MISSING) from error
+                if now is state:
+                    raise  # not an object of the manifest's
+                state = now
 
     def _cached_locked(self, stream_id: int, offset: int) -> bool:
         """Whether a read at ``offset`` is answered by the log cache (which

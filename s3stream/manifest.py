@@ -136,6 +136,14 @@ class Manifest:
     def epoch(self) -> int:
         return self.state.epoch
 
+    @property
+    def unsettled(self) -> bool:
+        """Whether a write's outcome is unknown (its answer was lost and no
+        retry has settled it yet): the version may be in the store, where
+        the next opener reads it, so what it names must not be deleted.
+        The next commit settles it."""
+        return self._unsettled is not None
+
     # -- opening ------------------------------------------------------------
 
     @classmethod

@@ -381,6 +381,11 @@ class ManifestState:
                 return r
         return None
 
+    def names_key(self, key: str) -> bool:
+        """Whether an object of this state has this key (one removed since
+        is in ``garbage``, or forgotten)."""
+        return any(meta.key == key for meta in self.objects.values())
+
     def chain_head(self, stream_id: int) -> tuple[int, bytes] | None:
         """The end offset of the stream's last committed range and the chain's
         link there, or None if that range has no links (or there is none)."""

@@ -340,7 +340,9 @@ class StreamStore:
             try:
                 self._manifest_writer.commit(ops)
             except BaseException:
-                if copied is not None:
+                # A commit whose answer was lost may be in the store all the
+                # same: its copy stays (an orphan at worst, deleted on open).
+                if copied is not None and not self.manifest.unsettled:
                     with contextlib.suppress(ObjectStoreError):  # else an orphan, deleted on open
                         self.store.delete(copied.meta.key)
                 raise

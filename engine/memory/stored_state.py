@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from datetime import datetime
+from functools import partial
 
 import msgpack
 
@@ -35,8 +36,8 @@ from engine.partition_txns import AbortedTxn
 from engine.verify import uploaded_catalog
 from s3stream import ObjectStore
 from s3stream.chain_verify import stored_payloads
-from s3stream.manifest import load_state
 from s3stream.manifest_state import ManifestState
+from s3stream.outside_reads import reloading
 
 
 class StoredPartition:
@@ -150,8 +151,21 @@ def stored_state_at(
     vector: OffsetVector | None = None,
     partitions: Sequence[int] | None = None,
 ) -> TopicState:
-    """``Engine.state_at`` over what ``store`` holds committed."""
-    state = load_state(store)
+    """``Engine.state_at`` over what ``store`` holds committed (read again
+    from a newer manifest if a serving engine compacts away objects it
+    needs meanwhile: s3stream/outside_reads.py)."""
+    answer, _ = reloading(store, partial(_state_at, store, topic, at, vector, partitions))
+    return answer
+
+
+def _state_at(
+    store: ObjectStore,
+    topic: str,
+    at: int | datetime | None,
+    vector: OffsetVector | None,
+    partitions: Sequence[int] | None,
+    state: ManifestState,
+) -> TopicState:
     catalog: CatalogState = uploaded_catalog(store, state)
     meta = catalog.topics.get(topic)
     if meta is None:

@@ -10,6 +10,7 @@ WAL are not seen (docs/memory.md, "Lookup by header").
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 
 from engine.config import TopicConfig
 from engine.memory.lookup import FoundRecord, matching_records
@@ -17,14 +18,23 @@ from engine.partition import inflation_limit
 from engine.verify import partitions_of, uploaded_catalog
 from s3stream import ObjectStore
 from s3stream.lookup import committed_batches, header_candidates
-from s3stream.manifest import load_state
+from s3stream.manifest_state import ManifestState
+from s3stream.outside_reads import reloading
 
 
 def lookup_uploaded(
     store: ObjectStore, topics: Sequence[str], header: str, value: bytes
 ) -> list[FoundRecord]:
-    """``Engine.lookup_many`` over what ``store`` holds committed."""
-    state = load_state(store)
+    """``Engine.lookup_many`` over what ``store`` holds committed (read again
+    from a newer manifest if a serving engine compacts away objects it
+    needs meanwhile: s3stream/outside_reads.py)."""
+    found, _ = reloading(store, partial(_lookup, store, topics, header, value))
+    return found
+
+
+def _lookup(
+    store: ObjectStore, topics: Sequence[str], header: str, value: bytes, state: ManifestState
+) -> list[FoundRecord]:
     catalog = uploaded_catalog(store, state)
     found: list[FoundRecord] = []
     for topic in topics:

@@ -18,18 +18,21 @@ import pytest
 
 import native
 from engine import Engine, EngineConfig
-from engine.verify import AnchorNeedsOnePartition
+from engine.verify import AnchorNeedsOnePartition, verify_partitions
 from s3stream import open_store
 from s3stream.chain import genesis
 from s3stream.chain_hash import ChainHash
 from s3stream.chain_verify import stored_payloads
+from s3stream.errors import MISSING
 from s3stream.manifest import load_state
 from s3stream.objects import StoredBatch
+from s3stream.store import LocalStore
 from tests.engine.conftest import QUIET_STORE
 from tests.engine.helpers_records import batch, child_env
 from tests.engine.test_takeover import ChildEngine
 from tests.s3stream import chain_doc
 from tests.s3stream.forgery import Edit, forge_range
+from tests.s3stream.test_missing_objects import CompactsOnFirstRead
 
 CONFIG = EngineConfig(store=QUIET_STORE, cleaner_interval_s=3600)
 TOPIC = "audit"
@@ -316,3 +319,48 @@ def test_an_anchored_head_fails_on_a_rewritten_range_unless_rewrites_are_accepte
     several = _verify_cli(data_dir, url, TOPIC, "--expect-head", head.hex())
     assert several.returncode == 2
     assert "an expected head needs one partition (TOPIC:PARTITION)" in several.stderr
+
+
+# -- objects gone from the bucket ------------------------------------------------------------
+
+
+def test_an_object_deleted_from_under_the_manifest_is_a_break_naming_it(tmp_path: Path) -> None:
+    """Removing a whole object is tampering like any other: a break at its
+    first offset naming it, not a store error that says nothing was proven."""
+    with Engine.open(tmp_path / "node", None, CONFIG) as e:
+        e.create_topic(TOPIC, 1)
+        _produce_in_uploads(e, [[b"0", b"1"], [b"2", b"3"], [b"4", b"5"]])
+        data = _stream(e)
+    bucket = LocalStore(tmp_path / "node" / "objects")
+    state = load_state(bucket)
+    start, end, object_id = state.ranges[data].entries[1]
+    key = state.objects[object_id].key
+    Path(bucket.root, *key.split("/")).unlink()
+    report = verify_partitions(bucket, TOPIC, 0)
+    assert not report.ok
+    [broken] = report.partitions[0].verdict.breaks
+    assert (broken.offset, broken.end_offset, broken.key) == (start, end, key)
+    assert broken.reason == MISSING
+
+
+def test_a_proof_meeting_an_object_merged_away_meanwhile_goes_on_from_the_manifest_now(
+    tmp_path: Path,
+) -> None:
+    """A serving engine merges the objects the proof reads and deletes the
+    old ones (no grace here): the proof loads the manifest again, proves
+    the merged object, and reports no break."""
+    config = EngineConfig(
+        store=dataclasses.replace(QUIET_STORE, garbage_grace_s=0, small_object_bytes=1 << 20),
+        cleaner_interval_s=3600,
+    )
+    with Engine.open(tmp_path / "node", None, config) as e:
+        e.create_topic(TOPIC, 1)
+        _produce_in_uploads(e, [[b"0", b"1"], [b"2", b"3"], [b"4", b"5"]])
+        before = set(e.store.manifest.state.objects)
+        bucket = CompactsOnFirstRead(tmp_path / "node" / "objects")
+        bucket.store = e.store
+        report = verify_partitions(bucket, TOPIC, 0, catalog=e.catalog.state)
+        assert bucket.compacted and not before & set(e.store.manifest.state.objects)
+    verdict = report.partitions[0].verdict
+    assert report.ok, verdict.breaks
+    assert (verdict.start_offset, verdict.end_offset, verdict.from_genesis) == (0, 6, True)

@@ -1,7 +1,8 @@
 """Damage to what object storage holds, one place at a time: a data block of
 a stream-set object, an object's index, its footer (of an object holding
 partition data, and of the one holding the engine's catalog), the newest
-manifest delta and the newest manifest checkpoint.
+manifest delta and the newest manifest checkpoint; an object and the newest
+delta cut short and emptied.
 
 For each, opening the engine again either recovers with every acknowledged
 record readable, or refuses clearly: an error naming the damaged object's
@@ -148,6 +149,36 @@ def damage_checkpoint(data: Path) -> Damage:
     return Damage(key_of(data, path), "manifest record checksum mismatch")
 
 
+def truncate_object(data: Path) -> Damage:
+    path = marker_object(data)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])  # the footer is gone
+    return Damage(key_of(data, path), "bad magic")
+
+
+def empty_object(data: Path) -> Damage:
+    path = marker_object(data)
+    path.write_bytes(b"")
+    return Damage(key_of(data, path), "too short for a footer")
+
+
+def remove_object(data: Path) -> Damage:
+    path = marker_object(data)
+    path.unlink()
+    return Damage(key_of(data, path), "the object store does not have it")
+
+
+def truncate_delta(data: Path) -> Damage:
+    path = newest(data, "log")
+    path.write_bytes(path.read_bytes()[:-1])
+    return Damage(key_of(data, path), "manifest record checksum mismatch")
+
+
+def empty_delta(data: Path) -> Damage:
+    path = newest(data, "log")
+    path.write_bytes(b"")
+    return Damage(key_of(data, path), "not a manifest record")
+
+
 RECOVERS = "recovers"
 REFUSES_OPEN = "refuses the open"
 REFUSES_READ = "refuses the damaged partition's read"
@@ -160,7 +191,12 @@ DAMAGES: dict[str, tuple[Callable[[Path], Damage], str]] = {
     "object-index": (damage_index, REFUSES_OPEN),
     "object-footer": (damage_footer, REFUSES_OPEN),
     "catalog-object-index": (damage_catalog_index, REFUSES_OPEN),
+    "object-truncated": (truncate_object, REFUSES_OPEN),
+    "object-zero-length": (empty_object, REFUSES_OPEN),
+    "object-missing": (remove_object, REFUSES_OPEN),
     "manifest-delta": (damage_delta, REFUSES_OPEN),
+    "manifest-delta-truncated": (truncate_delta, REFUSES_OPEN),
+    "manifest-delta-zero-length": (empty_delta, REFUSES_OPEN),
     # The checkpoint before it and the deltas after that rebuild the version.
     "manifest-checkpoint": (damage_checkpoint, RECOVERS),
 }

@@ -12,6 +12,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -149,3 +150,27 @@ def test_kafka_python_consumer_raises_and_other_partitions_are_served(
     finally:
         damaged.close()
         healthy.close()
+
+
+def test_an_object_gone_from_under_a_running_engine_is_refused_as_damage(tmp_path: Path) -> None:
+    """The manifest names it and the bucket lost it: a read of what it held
+    is CorruptStoredData naming it, as for a damaged block, not a raw store
+    error; what other objects hold is read as usual."""
+    config = engine.EngineConfig(
+        store=replace(QUIET_STORE, log_cache_bytes=0), cleaner_interval_s=3600
+    )
+    with engine.open(tmp_path, None, config) as e:
+        e.create_topic(TOPIC, partitions=1)
+        with e.producer(linger_ms=0) as producer:
+            for round_ in range(2):
+                for i in range(5):
+                    producer.send(TOPIC, f"r{round_}-{i}".encode(), partition=0).result(30)
+                assert e.flush(30)
+        newest = max((tmp_path / "objects" / "objects").rglob("*.sso"))
+        newest.unlink()
+        key = newest.relative_to(tmp_path / "objects").as_posix()
+        assert e.fetch(TOPIC, 0, 0).next_offset == 5  # the first round's object
+        with pytest.raises(engine.CorruptStoredData) as raised:
+            e.fetch(TOPIC, 0, 5)
+        assert (raised.value.partition, raised.value.offset, raised.value.key) == (0, 5, key)
+        assert "the object store does not have it" in str(raised.value)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import math
 import os
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -319,3 +321,40 @@ def test_an_interval_that_would_never_come_round_again_is_refused_with_the_confi
     with pytest.raises(ValueError, match=name):
         StreamStoreConfig(**{name: seconds})  # type: ignore[arg-type]
     assert getattr(StreamStoreConfig(**{name: 0.0}), name) == 0.0  # type: ignore[arg-type]
+
+
+WRITER = """
+import sys
+from s3stream.store import LocalStore
+
+store = LocalStore(sys.argv[1])
+for i in range(int(sys.argv[2])):
+    store.put(f"objects/child/{i:04d}", bytes([i % 256]) * (64 * 1024 + i))
+print("done", flush=True)
+"""
+
+
+def test_a_second_process_writing_into_the_store_loses_no_put_to_the_sweeps(
+    tmp_path: Path,
+) -> None:
+    """Another process's puts into the same directory, while this one sweeps
+    again and again: every put lands whole, and only the crash-left file goes."""
+    root = tmp_path / "bucket"
+    store = LocalStore(root)
+    crashed = crash_left(root / "objects" / "child", TEMP_FILE_GRACE_S + 60)
+    count = 200
+    child = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(root), str(count)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    swept = 0
+    while child.poll() is None:
+        swept += store.remove_abandoned_writes()
+    out, err = child.communicate(timeout=BOUND_S)
+    assert child.returncode == 0 and out.strip() == b"done", err.decode()
+    assert swept == 1 and not crashed.exists()
+    for i in range(count):
+        assert store.get(f"objects/child/{i:04d}") == bytes([i % 256]) * (64 * 1024 + i)
+    assert temp_files(root) == set()

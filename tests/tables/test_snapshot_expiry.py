@@ -289,3 +289,48 @@ def test_expiry_takes_exactly_the_old_snapshots_before_the_positions(
     kept = Table(("tidelog", "t"), after, "file:///nowhere/m.json", load_file_io(), catalog)
     found = newest_positions(kept)
     assert found is not None and found.snapshot_id == anchor.snapshot_id
+
+
+def _every_kept_snapshot_reads(tmp_path: Path) -> None:
+    """Every manifest list and manifest that a snapshot still in the table
+    names is there (a time-travel read of any of them would need them)."""
+    table = catalog_of(tmp_path).load_table(TABLE)
+    for snapshot in table.metadata.snapshots:
+        for manifest in snapshot.manifests(table.io):  # reads the manifest list
+            assert table.io.new_input(manifest.manifest_path).exists(), manifest.manifest_path
+
+
+def test_an_expiry_whose_answer_is_lost_deletes_nothing_a_kept_snapshot_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The catalog swaps in the expiry and the answer is lost (a timeout
+    after the commit): nothing is deleted on the strength of it, the next
+    expiries go on from the table as it is, and every record stays once."""
+    from pyiceberg.catalog.sql import SqlCatalog
+    from pyiceberg.exceptions import CommitStateUnknownException
+    from pyiceberg.table.update import RemoveSnapshotsUpdate
+
+    original = SqlCatalog.commit_table
+    lost: list[int] = []
+
+    def commit_then_lose_the_answer(self: Any, table: Any, requirements: Any, updates: Any) -> Any:
+        response = original(self, table, requirements, updates)
+        if not lost and any(isinstance(u, RemoveSnapshotsUpdate) for u in updates):
+            lost.append(1)
+            raise CommitStateUnknownException("the answer was lost")
+        return response
+
+    monkeypatch.setattr(SqlCatalog, "commit_table", commit_then_lose_the_answer)
+    with open_engine(tmp_path, keep_snapshots=2, **SHORT_KEEP) as engine:
+        _create(engine)
+        for i in range(6):
+            _commit_some(engine, i, 1)
+            _every_kept_snapshot_reads(tmp_path)
+            _assert_rows_exactly_once(engine, tmp_path)
+        assert lost and "the answer was lost" in caplog.text
+        assert len(_snapshot_ids(tmp_path)) == 2
+    with open_engine(tmp_path, keep_snapshots=2, **SHORT_KEEP) as engine:
+        engine.commit_tables()
+        _commit_some(engine, 6, 2)
+        _every_kept_snapshot_reads(tmp_path)
+        _assert_rows_exactly_once(engine, tmp_path)

@@ -1,0 +1,67 @@
+"""Reads meeting an object that is gone from the object store: one the
+manifest still names is damage, refused as a damaged object is
+(CorruptObject, naming it); one compacted away after the read looked it
+up is read again from the objects that hold its data now."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from s3stream import StreamStore
+from s3stream.errors import CorruptObject
+from s3stream.store import LocalStore
+from s3stream.uploader import OBJECT_PREFIX
+from tests.s3stream.test_compaction import CONFIG, uploads
+from tests.s3stream.test_stream_store import expected, new_stream, read_all
+
+
+class CompactsOnFirstRead(LocalStore):
+    """A local store whose first read of a data object first lets a
+    compaction pass merge it away and delete it: the read was looked up in
+    the manifest before, as one that stalled past the grace period was."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.store: StreamStore | None = None
+        self.compacted = False
+
+    def get(self, key: str, start: int = 0, end: int | None = None) -> bytes:
+        if self.store is not None and not self.compacted and key.startswith(OBJECT_PREFIX):
+            self.compacted = True
+            self.store.compact()
+        return super().get(key, start, end)
+
+
+def test_an_object_the_manifest_names_and_the_store_lost_is_refused_as_damage(
+    tmp_path: Path,
+) -> None:
+    bucket = LocalStore(tmp_path / "objects")
+    with StreamStore.open(tmp_path / "node", bucket, CONFIG) as store:
+        stream = new_stream(store)
+        uploads(store, [stream], rounds=2)
+        state = store.manifest.state
+        lost = state.objects[state.ranges[stream].entries[-1][2]]
+        Path(bucket.root, *lost.key.split("/")).unlink()
+        with pytest.raises(CorruptObject) as refused:
+            read_all(store, stream)
+        assert refused.value.key == lost.key
+        assert "missing" in str(refused.value)
+        assert store.fetch(stream, 0, 1).batches  # the object before it is read as ever
+
+
+def test_a_read_of_an_object_compacted_away_since_it_was_looked_up_reads_its_data_anew(
+    tmp_path: Path,
+) -> None:
+    bucket = CompactsOnFirstRead(tmp_path / "objects")
+    config = dataclasses.replace(CONFIG, garbage_grace_s=0)
+    with StreamStore.open(tmp_path / "node", bucket, config) as store:
+        streams = [new_stream(store) for _ in range(2)]
+        uploads(store, streams, rounds=4)
+        before = set(store.manifest.state.objects)
+        bucket.store = store
+        assert read_all(store, streams[0]) == expected(streams[0], 0, 8)
+        assert bucket.compacted and not before & set(store.manifest.state.objects)
+        assert read_all(store, streams[1]) == expected(streams[1], 0, 8)

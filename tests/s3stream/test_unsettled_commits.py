@@ -1,0 +1,66 @@
+"""Commits whose outcome is unknown (the answer lost, then the store closed
+before a retry could settle it): the version may be in the bucket, so
+nothing it names may be deleted by the writer that made it."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from s3stream import StoreClosed, StreamStore
+from s3stream.manifest import LOG_PREFIX
+from s3stream.store import LocalStore, ObjectStore
+from tests.s3stream.faults import FaultyStore, InjectedFault
+from tests.s3stream.test_forks import CONFIG, object_keys, uploaded
+from tests.s3stream.test_stream_store import expected, new_stream, read_all
+
+
+class LosesACommit(FaultyStore):
+    """Once armed, the next manifest version is written but its answer is
+    lost, and the store fails every manifest write from then on (an outage
+    that began with that request)."""
+
+    def __init__(self, inner: ObjectStore) -> None:
+        super().__init__(inner)
+        self.armed = False
+        self.lost = threading.Event()
+
+    def put_if_absent(self, key: str, data: bytes) -> str:  # type: ignore[override]
+        if self.armed and key.startswith(LOG_PREFIX):
+            self.armed = False
+            self.inner.put_if_absent(key, data)
+            self.fail("put", prefix=LOG_PREFIX)
+            self.lost.set()
+            raise InjectedFault("put", key)
+        return super().put_if_absent(key, data)
+
+
+def test_a_fork_whose_commit_is_unsettled_at_close_keeps_its_copied_object(
+    tmp_path: Path,
+) -> None:
+    bucket = LocalStore(tmp_path / "objects")
+    faulty = LosesACommit(bucket)
+    store = StreamStore.open(tmp_path / "node", faulty, CONFIG)
+    source = new_stream(store)
+    uploaded(store, source, 4, rounds=2)  # ranges [0, 12) and [12, 24), batches of 3
+    fork = store.manifest.state.next_stream_id
+    before = object_keys(bucket)
+    faulty.armed = True
+    with ThreadPoolExecutor(1) as pool:
+        # At 18 the fork copies [12, 18) into an object of its own.
+        forking = pool.submit(store.fork_stream, source, 18)
+        assert faulty.lost.wait(30)
+        store.close(flush=False)  # while the commit retries through the outage
+        with pytest.raises(StoreClosed):
+            forking.result(30)
+    with StreamStore.open(tmp_path / "node", bucket, CONFIG) as reopened:
+        state = reopened.manifest.state
+        assert fork in state.streams  # the commit whose answer was lost landed
+        named = {meta.key for meta in state.objects.values()}
+        assert named - before, "the fork's copy is not named"
+        assert named <= object_keys(bucket), f"named, but deleted: {named - object_keys(bucket)}"
+        assert read_all(reopened, fork) == expected(source, 0, 6)
+        assert read_all(reopened, source) == expected(source, 0, 8)
