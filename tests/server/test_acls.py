@@ -434,6 +434,21 @@ def test_kafka_python_administers_acls(cluster: Cluster) -> None:
         client.close()
 
 
+def test_a_cluster_binding_must_name_kafka_cluster(cluster: Cluster) -> None:
+    """Kafka's AclApis refuses a CLUSTER binding named other than
+    kafka-cluster with INVALID_REQUEST: it could never apply. The other
+    bindings of the request are created."""
+    admin = cluster.admin()
+    wrong = _allow(ResourceType.BROKER, "prod", "User:kim", AclOperation.ALTER)
+    right = _allow(ResourceType.BROKER, "kafka-cluster", "User:kim", AclOperation.DESCRIBE)
+    futures = admin.create_acls([wrong, right], request_timeout=TIMEOUT)
+    futures[right].result(TIMEOUT)
+    with pytest.raises(KafkaException) as refused:
+        futures[wrong].result(TIMEOUT)
+    assert refused.value.args[0].code() == KafkaError.INVALID_REQUEST
+    assert admin.describe_acls(_everything(admin)).result(TIMEOUT) == [right]
+
+
 def test_the_config_file_names_the_authorizer_and_super_users(tmp_path: Path) -> None:
     path = tmp_path / "tidelog.toml"
     path.write_text(
