@@ -22,6 +22,7 @@ from engine.server.authorizer import AclOperation
 from engine.server.context import Body, RequestContext, error_message
 from engine.server.handlers.common import (
     MAX_RECORDS_PER_REQUEST,
+    TOO_LARGE_BATCH_OPERATION,
     topic_names_by_id,
     uuid_bytes,
 )
@@ -38,8 +39,6 @@ if TYPE_CHECKING:
         CreateTopicsRequest,
         DeleteTopicsRequest,
     )
-
-_TOO_LARGE = "Unable to perform excessively large batch operation."
 
 
 class _Assignment(Protocol):
@@ -103,7 +102,7 @@ def handle_create_topics(context: RequestContext, request: CreateTopicsRequest) 
         refused = {
             "topic_id": bytes(16),
             "error_code": KafkaCode.POLICY_VIOLATION,
-            "error_message": _TOO_LARGE,
+            "error_message": TOO_LARGE_BATCH_OPERATION,
             "num_partitions": -1,
             "replication_factor": -1,
             "configs": None,
@@ -354,8 +353,8 @@ def _grow(
         with contextlib.suppress(EngineError):  # an unknown topic fails on its own below
             added[topic.name] = max(topic.count - engine.topic_shape(topic.name)[1], 0)
     if sum(added.values()) > MAX_RECORDS_PER_REQUEST:
-        code = KafkaCode.POLICY_VIOLATION
-        return [{"name": t.name, "error_code": code, "error_message": _TOO_LARGE} for t in topics]
+        too_large = TOO_LARGE_BATCH_OPERATION
+        return [_grown(t.name, KafkaCode.POLICY_VIOLATION, too_large) for t in topics]
     throttled: list[dict[str, Any]] = []
     if mutations.strict or not validate_only:
         kept = []
