@@ -20,6 +20,7 @@ from engine.protocol.kafka_code import KafkaCode
 from engine.server import authorize
 from engine.server.authorizer import AclOperation
 from engine.server.context import Body, RequestContext, error_message
+from engine.server.handlers import replica_assignments
 from engine.server.handlers.common import (
     MAX_RECORDS_PER_REQUEST,
     TOO_LARGE_BATCH_OPERATION,
@@ -42,6 +43,8 @@ if TYPE_CHECKING:
 
 
 class _Assignment(Protocol):
+    @property
+    def partition_index(self) -> int: ...
     @property
     def broker_ids(self) -> Sequence[int]: ...
 
@@ -135,8 +138,11 @@ def _create_topics(
             )
             results[topic.name] = _create_failed(topic.name, refused)
             continue
-        if any(node not in a.broker_ids for a in topic.assignments):
-            error = _InvalidAssignment(f"this cluster has one broker, node {node}")
+        try:
+            replica_assignments.check_new_topic(
+                topic.assignments, topic.num_partitions, topic.replication_factor, node
+            )
+        except EngineError as error:
             results[topic.name] = _create_failed(topic.name, error)
             continue
         if mutations.refused():
@@ -201,10 +207,6 @@ def _create_failed(name: str, error: EngineError) -> dict[str, Any]:
 
 class _DuplicateTopic(EngineError):
     code = KafkaCode.INVALID_REQUEST
-
-
-class _InvalidAssignment(EngineError):
-    code = KafkaCode.INVALID_REPLICA_ASSIGNMENT
 
 
 def _created_config(entry: ConfigEntry) -> dict[str, Any]:
@@ -355,6 +357,20 @@ def _grow(
     if sum(added.values()) > MAX_RECORDS_PER_REQUEST:
         too_large = TOO_LARGE_BATCH_OPERATION
         return [_grown(t.name, KafkaCode.POLICY_VIOLATION, too_large) for t in topics]
+    refused: list[dict[str, Any]] = []
+    valid = []
+    node = context.server.broker.node_id
+    for topic in topics:
+        try:
+            if added.get(topic.name, 0) > 0:  # else the engine answers why it does not grow
+                replica_assignments.check_added_partitions(
+                    topic.assignments, added[topic.name], node
+                )
+        except EngineError as invalid:
+            refused.append(_grown(topic.name, error_code(invalid), error_message(invalid)))
+            continue
+        valid.append(topic)
+    topics = valid
     throttled: list[dict[str, Any]] = []
     if mutations.strict or not validate_only:
         kept = []
@@ -381,7 +397,7 @@ def _grow(
         code = KafkaCode.NONE if outcome is None else error_code(outcome)
         message = None if outcome is None else error_message(outcome)
         results.append(_grown(name, code, message))
-    return results + throttled
+    return results + throttled + refused
 
 
 def _grown(name: str, code: int, message: str | None) -> dict[str, Any]:
