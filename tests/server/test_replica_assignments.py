@@ -1,7 +1,8 @@
-"""Manual replica assignments in CreateTopics and CreatePartitions, answered
-as Kafka's ReplicationControlManager answers them on a cluster of one
-broker (node 1): raw requests for the shapes Kafka's admin clients never
-send, confluent-kafka's AdminClient for those they do."""
+"""Manual replica assignments in CreateTopics and CreatePartitions, and a
+topic named twice in CreatePartitions, answered as Kafka's controller
+answers them on a cluster of one broker (node 1): raw requests for the
+shapes Kafka's admin clients never send, confluent-kafka's AdminClient for
+those they do."""
 
 from __future__ import annotations
 
@@ -110,3 +111,23 @@ def test_create_partitions_needs_one_valid_assignment_per_partition_added(
     )
     futures[topic].result(TIMEOUT)
     assert topic_partitions(kafka_server.bootstrap, topic) == 4
+
+
+def test_a_topic_named_twice_in_create_partitions_is_refused_once_and_not_grown(
+    kafka_server: ServerProcess, topic: str
+) -> None:
+    """As Kafka's ControllerApis.createPartitions: INVALID_REQUEST, once."""
+    admin = make_admin(kafka_server.bootstrap)
+    admin.create_topics([NewTopic(topic, 1)])[topic].result(TIMEOUT)
+    entry = {"name": topic, "count": 3, "assignments": None}
+    with Wire(kafka_server.bootstrap) as wire:
+        answer = wire.request(
+            build(
+                request_schema(37, 3),
+                topics=[entry, {**entry, "count": 4}],
+                timeout=datetime.timedelta(seconds=TIMEOUT),
+                validate_only=False,
+            )
+        )
+    assert [(r.name, r.error_code) for r in answer.results] == [(topic, KafkaCode.INVALID_REQUEST)]
+    assert topic_partitions(kafka_server.bootstrap, topic) == 1

@@ -329,21 +329,25 @@ def _delete_topics(
 )
 def handle_create_partitions(context: RequestContext, request: CreatePartitionsRequest) -> Body:
     mutations = _mutations(context, strict_from=3)
-    refused = authorize.refused_topics(
-        context, AclOperation.ALTER, (t.name for t in request.topics)
-    )
+    # As Kafka's ControllerApis.createPartitions: a name given more than
+    # once is answered once, INVALID_REQUEST, and that topic does not grow.
+    counts = Counter(topic.name for topic in request.topics)
+    duplicates = [
+        _grown(name, KafkaCode.INVALID_REQUEST, "Duplicate topic name.")
+        for name, count in counts.items()
+        if count > 1
+    ]
+    unique = [topic for topic in request.topics if counts[topic.name] == 1]
+    refused = authorize.refused_topics(context, AclOperation.ALTER, (t.name for t in unique))
     if refused:
         code = KafkaCode.TOPIC_AUTHORIZATION_FAILED
-        allowed = [t for t in request.topics if t.name not in refused]
+        allowed = [t for t in unique if t.name not in refused]
         answer = _grow(context, allowed, request.validate_only, mutations) if allowed else []
         by_name = {r["name"]: r for r in answer}
-        results = [
-            by_name.get(t.name) or {"name": t.name, "error_code": code, "error_message": None}
-            for t in request.topics
-        ]
-        return {"throttle_time": mutations.throttle_ms(), "results": results}
-    results = _grow(context, request.topics, request.validate_only, mutations)
-    return {"throttle_time": mutations.throttle_ms(), "results": results}
+        results = [by_name.get(t.name) or _grown(t.name, code, None) for t in unique]
+    else:
+        results = _grow(context, unique, request.validate_only, mutations)
+    return {"throttle_time": mutations.throttle_ms(), "results": results + duplicates}
 
 
 def _grow(
