@@ -184,6 +184,23 @@ def test_a_quota_too_small_for_its_throttle_time_throttles_the_whole_window(
             server.stop()
 
 
+def test_more_quota_changes_than_kafkas_bound_are_refused_whole(
+    kafka_server: ServerProcess,
+) -> None:
+    """Kafka's controller writes at most 10,000 records for one request (a
+    record per quota changed) and refuses the whole of a larger one with
+    POLICY_VIOLATION; each entry here is also a catalog write."""
+    both = {"producer_byte_rate": 1024.0, "consumer_byte_rate": 1024.0}
+    entries: list[tuple[dict[str, str | None], dict[str, float | None]]] = [
+        ({"user": f"bulk-{i}"}, dict(both)) for i in range(5_001)
+    ]
+    with Wire(kafka_server.bootstrap) as wire:
+        answers = alter(wire, entries)
+        assert {code for code, _ in answers} == {KafkaCode.POLICY_VIOLATION}
+        assert len(answers) == len(entries)
+        assert described(wire, [("user", EXACT, "bulk-0")]) == {}
+
+
 def test_a_bad_filter_gets_invalid_request(kafka_server: ServerProcess) -> None:
     with Wire(kafka_server.bootstrap) as wire:
         for components in (
