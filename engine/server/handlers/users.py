@@ -24,6 +24,7 @@ from engine.protocol.kafka_code import KafkaCode
 from engine.server import authorize
 from engine.server.authorizer import AclOperation
 from engine.server.context import Body, RequestContext
+from engine.server.handlers.common import MAX_RECORDS_PER_REQUEST, TOO_LARGE_BATCH_OPERATION
 from engine.server.handlers.registry import handles, handles_off_loop
 
 if TYPE_CHECKING:
@@ -114,17 +115,14 @@ def handle_alter_user_scram_credentials(
     order: list[str] = []
     if not authorize.allowed_on_cluster(context, AclOperation.ALTER):
         # Kafka's KafkaApis: ALTER on the cluster, else every user refused
-        names = dict.fromkeys(
-            [d.name for d in request.deletions] + [u.name for u in request.upsertions]
+        return _refused_whole(
+            request, KafkaCode.CLUSTER_AUTHORIZATION_FAILED, "Cluster authorization failed."
         )
-        refused = (KafkaCode.CLUSTER_AUTHORIZATION_FAILED, "Cluster authorization failed.")
-        return {
-            "throttle_time": 0,
-            "results": [
-                {"user": name, "error_code": refused[0], "error_message": refused[1]}
-                for name in names
-            ],
-        }
+    if len(request.deletions) + len(request.upsertions) > MAX_RECORDS_PER_REQUEST:
+        # Kafka's controller cannot commit more records than that at once
+        # (QuorumController, an atomic batch: UNKNOWN_SERVER_ERROR there);
+        # here each credential is a catalog write of its own.
+        return _refused_whole(request, KafkaCode.POLICY_VIOLATION, TOO_LARGE_BATCH_OPERATION)
     changes: list[tuple[str, str, Any]] = []
     seen: set[tuple[str, int]] = set()
     duplicates: set[str] = set()
@@ -202,4 +200,17 @@ def handle_alter_user_scram_credentials(
             }
             for name in order
         ],
+    }
+
+
+def _refused_whole(
+    request: AlterUserScramCredentialsRequest, code: KafkaCode, message: str
+) -> Body:
+    """Every user the request names refused, each once."""
+    names = dict.fromkeys(
+        [d.name for d in request.deletions] + [u.name for u in request.upsertions]
+    )
+    return {
+        "throttle_time": 0,
+        "results": [{"user": name, "error_code": code, "error_message": message} for name in names],
     }
