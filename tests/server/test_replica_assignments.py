@@ -26,25 +26,27 @@ INVALID_REPLICA_ASSIGNMENT = KafkaCode.INVALID_REPLICA_ASSIGNMENT
 def _create(
     wire: Wire, name: str, partitions: int, replication: int, assignments: list[Any]
 ) -> tuple[int, str | None]:
-    [answer] = wire.request(
-        build(
-            request_schema(19, 7),
-            topics=[
-                {
-                    "name": name,
-                    "num_partitions": partitions,
-                    "replication_factor": replication,
-                    "assignments": [
-                        {"partition_index": index, "broker_ids": brokers}
-                        for index, brokers in assignments
-                    ],
-                }
-            ],
-            timeout=datetime.timedelta(seconds=TIMEOUT),
-            validate_only=False,
-        )
-    ).topics
+    topic = {
+        "name": name,
+        "num_partitions": partitions,
+        "replication_factor": replication,
+        "assignments": [
+            {"partition_index": index, "broker_ids": brokers} for index, brokers in assignments
+        ],
+    }
+    [answer] = _topics_request(wire, 19, 7, [topic]).topics
     return answer.error_code, answer.error_message
+
+
+def _topics_request(wire: Wire, api_key: int, version: int, topics: list[Any]) -> Any:
+    """A CreateTopics or CreatePartitions of ``topics``, not validate_only."""
+    request = build(
+        request_schema(api_key, version),
+        topics=topics,
+        timeout=datetime.timedelta(seconds=TIMEOUT),
+        validate_only=False,
+    )
+    return wire.request(request)
 
 
 @pytest.mark.parametrize(
@@ -75,20 +77,12 @@ def test_create_topics_refuses_assignments_kafka_refuses(
 
 
 def _grow(wire: Wire, name: str, count: int, assignments: list[list[int]]) -> int:
-    [answer] = wire.request(
-        build(
-            request_schema(37, 3),
-            topics=[
-                {
-                    "name": name,
-                    "count": count,
-                    "assignments": [{"broker_ids": brokers} for brokers in assignments],
-                }
-            ],
-            timeout=datetime.timedelta(seconds=TIMEOUT),
-            validate_only=False,
-        )
-    ).results
+    entry = {
+        "name": name,
+        "count": count,
+        "assignments": [{"broker_ids": brokers} for brokers in assignments],
+    }
+    [answer] = _topics_request(wire, 37, 3, [entry]).results
     return answer.error_code
 
 
@@ -121,13 +115,6 @@ def test_a_topic_named_twice_in_create_partitions_is_refused_once_and_not_grown(
     admin.create_topics([NewTopic(topic, 1)])[topic].result(TIMEOUT)
     entry = {"name": topic, "count": 3, "assignments": None}
     with Wire(kafka_server.bootstrap) as wire:
-        answer = wire.request(
-            build(
-                request_schema(37, 3),
-                topics=[entry, {**entry, "count": 4}],
-                timeout=datetime.timedelta(seconds=TIMEOUT),
-                validate_only=False,
-            )
-        )
+        answer = _topics_request(wire, 37, 3, [entry, {**entry, "count": 4}])
     assert [(r.name, r.error_code) for r in answer.results] == [(topic, KafkaCode.INVALID_REQUEST)]
     assert topic_partitions(kafka_server.bootstrap, topic) == 1

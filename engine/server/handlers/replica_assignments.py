@@ -23,7 +23,9 @@ class AssignmentWithCounts(EngineError):
     code = KafkaCode.INVALID_REQUEST
 
 
-class _TopicAssignment(Protocol):
+class TopicAssignment(Protocol):
+    """A partition's replicas as every version of CreateTopics assigns them."""
+
     @property
     def partition_index(self) -> int: ...
     @property
@@ -36,7 +38,7 @@ class _PartitionAssignment(Protocol):
 
 
 def check_new_topic(
-    assignments: Sequence[_TopicAssignment],
+    assignments: Sequence[TopicAssignment],
     num_partitions: int,
     replication_factor: int,
     node: int,
