@@ -23,7 +23,7 @@ from engine.protocol.apis import ApiKey
 from engine.protocol.kafka_code import KafkaCode
 from engine.server import authorize
 from engine.server.authorizer import AclOperation
-from engine.server.context import Body, RequestContext
+from engine.server.context import Body, RequestContext, Response, off_loop
 from engine.server.handlers.common import MAX_RECORDS_PER_REQUEST, TOO_LARGE_BATCH_OPERATION
 from engine.server.handlers.registry import handles, handles_off_loop
 
@@ -45,6 +45,20 @@ _BY_TYPE = {code: name for name, code in SCRAM_TYPES.items()}
     notes={0: "each user's SCRAM mechanisms and iterations; none named: every user"},
 )
 def handle_describe_user_scram_credentials(
+    context: RequestContext, request: DescribeUserScramCredentialsRequest
+) -> Response:
+    described = len(request.users) if request.users else context.engine.credentials.count()
+    if described > MANY_USERS:
+        return off_loop(context, lambda: _describe_user_scram_credentials(context, request))
+    return _describe_user_scram_credentials(context, request)
+
+
+MANY_USERS = 1_000
+"""Past this many users described, the answer is made on the admin thread:
+each user's credentials are read from the catalog's form."""
+
+
+def _describe_user_scram_credentials(
     context: RequestContext, request: DescribeUserScramCredentialsRequest
 ) -> dict[str, Any]:
     if not authorize.allowed_on_cluster(context, AclOperation.DESCRIBE):
