@@ -1,10 +1,11 @@
-"""DescribeClientQuotas and DescribeUserScramCredentials over many
-entities are answered on the admin thread, not the event loop: 100,000
-quota entities took the loop about a second. With the admin thread held
-busy, such a describe waits while other connections are served."""
+"""DescribeClientQuotas, DescribeUserScramCredentials and ListTransactions
+over many entities are answered on the admin thread, not the event loop:
+100,000 quota entities took the loop about a second. With the admin thread
+held busy, such a request waits while other connections are served."""
 
 from __future__ import annotations
 
+import datetime
 import os
 import select
 import threading
@@ -18,6 +19,7 @@ import engine
 from engine.protocol.apis import ApiKey, request_schema
 from engine.protocol.kafka_code import KafkaCode
 from engine.server.handlers.client_quotas import MANY_ENTITIES
+from engine.server.handlers.transactions import MANY_TRANSACTIONS
 from engine.server.handlers.users import MANY_USERS
 from tests.server.in_process import InProcessServer
 from tests.server.test_client_quotas import alter
@@ -89,3 +91,34 @@ def test_a_describe_of_many_scram_users_is_answered_off_the_event_loop(
     describe = build(request_schema(ApiKey.DESCRIBE_USER_SCRAM_CREDENTIALS, 0), users=None)
     answer = _answered_only_once_the_admin_thread_is_free(server, describe)
     assert len(answer.results) == MANY_USERS + 1
+
+
+def test_a_listing_of_many_transactions_is_answered_off_the_event_loop(
+    server: InProcessServer,
+) -> None:
+    ids = [f"txn-{i}" for i in range(MANY_TRANSACTIONS + 1)]
+    init = request_schema(ApiKey.INIT_PRODUCER_ID, 4)
+    with Wire(server.bootstrap) as wire:
+        for start in range(0, len(ids), 100):  # pipelined, a hundred at a time
+            batch = ids[start : start + 100]
+            for transactional_id in batch:
+                wire.send(
+                    build(
+                        init,
+                        transactional_id=transactional_id,
+                        transaction_timeout=datetime.timedelta(seconds=60),
+                        producer_id=-1,
+                        producer_epoch=-1,
+                    )
+                )
+            for _ in batch:
+                _, answer = wire.receive(response_schema_for(build(init)))
+                assert answer.error_code == KafkaCode.NONE
+    listing = build(
+        request_schema(ApiKey.LIST_TRANSACTIONS, 1),
+        state_filters=[],
+        producer_id_filters=[],
+        duration_filter=-1,
+    )
+    answer = _answered_only_once_the_admin_thread_is_free(server, listing)
+    assert len(answer.transaction_states) == len(ids)
