@@ -20,7 +20,7 @@ from engine.protocol.kafka_code import KafkaCode
 from engine.server import authorize
 from engine.server.authorizer import AclOperation
 from engine.server.context import Body, RequestContext, error_message
-from engine.server.handlers import replica_assignments
+from engine.server.handlers import replica_assignments, topic_deletions
 from engine.server.handlers.common import (
     MAX_RECORDS_PER_REQUEST,
     TOO_LARGE_BATCH_OPERATION,
@@ -234,7 +234,9 @@ def handle_delete_topics(context: RequestContext, request: DeleteTopicsRequest) 
         wanted = [(t.name, uuid_bytes(t.topic_id)) for t in request.topics]
     else:
         wanted = [(name, bytes(16)) for name in request.topic_names]
-    return _delete_topics(context, wanted, _mutations(context, strict_from=5))
+    wanted, malformed = topic_deletions.malformed(wanted)
+    answer = _delete_topics(context, wanted, _mutations(context, strict_from=5))
+    return {**answer, "responses": [*answer["responses"], *malformed]}
 
 
 def _delete_topics(
@@ -254,19 +256,20 @@ def _delete_topics(
     refused = authorize.refused_topics(
         context, AclOperation.DELETE, (name for name, _ in named if name is not None)
     )
+    # As Kafka: a name and an id of the same topic, to one who may delete it
+    given_twice = {n for n, count in Counter(n for n, _ in named).items() if n and count > 1}
     names: list[str] = []
     throttled: set[str] = set()
     ids: dict[str, bytes] = {}
-    for name in (n for n, _ in named if n is not None and n not in refused):
-        if name not in ids and name not in throttled:  # a name given twice is decided once
-            if mutations.refused():
-                throttled.add(name)
-            else:
-                with contextlib.suppress(EngineError):  # an unknown topic fails below
-                    ids[name] = engine.topic_id(name)
-                    mutations.record(engine.topic_shape(name)[1])
-        if name not in throttled:
-            names.append(name)
+    # Each name once here: topic_deletions refused the others.
+    for name in (n for n, _ in named if n is not None and n not in refused | given_twice):
+        if mutations.refused():
+            throttled.add(name)
+            continue
+        with contextlib.suppress(EngineError):  # an unknown topic fails below
+            ids[name] = engine.topic_id(name)
+            mutations.record(engine.topic_shape(name)[1])
+        names.append(name)
     outcomes: list[EngineError | None]
     try:
         outcomes = list(engine.delete_topics(names, principal=authorize.actor(context)))
@@ -295,6 +298,11 @@ def _delete_topics(
                     "error_code": denied.code,
                     "error_message": error_message(denied),
                 }
+            )
+            continue
+        if name in given_twice:
+            responses.append(
+                topic_deletions.refusal(name, given_id, topic_deletions.MAPS_TO_A_GIVEN_ID)
             )
             continue
         outcome = ThrottlingQuotaExceeded() if name in throttled else next(deleted)
