@@ -61,6 +61,8 @@ def entity_of(parts: list[tuple[str, str | None]]) -> Entity:
 
 _LONG_MAX = float(2**63 - 1)
 """Java's Long.MAX_VALUE as the double Kafka compares a quota with."""
+_FRACTION_TOLERANCE = 1e-6
+"""What Kafka's getErrorForIntegralQuotaValue lets pass as a whole number."""
 
 
 def check_quota(key: str, value: float) -> None:
@@ -78,10 +80,6 @@ def check_quota(key: str, value: float) -> None:
             raise InvalidClientQuota(f"Proposed value for {key} is too large for a LONG.")
         if abs(math.fmod(value, 1.0)) > _FRACTION_TOLERANCE:
             raise InvalidClientQuota(f"{key} cannot be a fractional value.")
-
-
-_FRACTION_TOLERANCE = 1e-6
-"""What Kafka's getErrorForIntegralQuotaValue lets pass as a whole number."""
 
 
 def entity_to_wire(entity: Entity) -> list[list[str | None]]:
