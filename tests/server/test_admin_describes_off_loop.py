@@ -15,13 +15,12 @@ from typing import Any
 
 import pytest
 
-import engine
 from engine.protocol.apis import ApiKey, request_schema
 from engine.protocol.kafka_code import KafkaCode
 from engine.server.handlers.client_quotas import MANY_ENTITIES
 from engine.server.handlers.transactions import MANY_TRANSACTIONS
 from engine.server.handlers.users import MANY_USERS
-from tests.server.in_process import InProcessServer
+from tests.server.in_process import InProcessServer, served
 from tests.server.test_client_quotas import alter
 from tests.server.wire import Wire, build, response_schema_for
 
@@ -30,12 +29,8 @@ SHA_256 = 1
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[InProcessServer]:
-    with engine.open(tmp_path / "node") as opened:
-        running = InProcessServer(opened)
-        try:
-            yield running
-        finally:
-            running.stop()
+    with served(tmp_path / "node") as running:
+        yield running
 
 
 def _answered_only_once_the_admin_thread_is_free(server: InProcessServer, request: Any) -> Any:

@@ -12,10 +12,9 @@ from typing import Any
 
 import pytest
 
-import engine
 from engine.protocol.apis import ApiKey, request_schema
 from engine.protocol.kafka_code import KafkaCode
-from tests.server.in_process import InProcessServer
+from tests.server.in_process import InProcessServer, served
 from tests.server.wire import Wire, build
 
 SHA_256, SHA_512 = 1, 2
@@ -23,12 +22,8 @@ SHA_256, SHA_512 = 1, 2
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[InProcessServer]:
-    with engine.open(tmp_path / "node") as opened:
-        running = InProcessServer(opened)
-        try:
-            yield running
-        finally:
-            running.stop()
+    with served(tmp_path / "node") as running:
+        yield running
 
 
 def _upsert(name: str, mechanism: int = SHA_256, iterations: int = 4096) -> dict[str, Any]:
