@@ -10,6 +10,8 @@ from __future__ import annotations
 import enum
 from typing import Any, NamedTuple
 
+from engine.authorization import CLUSTER_NAME
+
 WILDCARD = "*"
 """The resource name, principal (``User:*``) and host that match any."""
 WILDCARD_PRINCIPAL = "User:*"
@@ -36,8 +38,9 @@ class AclPermission(enum.IntEnum):
 
 
 ANY_RESOURCE_TYPE = 1
-TOPIC, USER = 2, 7
-"""The resource types a binding may name (Kafka's ResourceType codes)."""
+TOPIC, CLUSTER, USER = 2, 4, 7
+"""The resource types a binding may name run from TOPIC to USER (Kafka's
+ResourceType codes)."""
 ANY_OPERATION, ALL_OPERATIONS, DESCRIBE_TOKENS = 1, 2, 14
 """The operations a binding may name run from ALL to DESCRIBE_TOKENS."""
 
@@ -126,7 +129,7 @@ class AclFilter(NamedTuple):
 
 def binding_invalid(acl: AclBinding) -> str | None:
     """Why Kafka refuses to create this binding (INVALID_REQUEST), or None
-    (Kafka's AclControlManager.validateNewAcl)."""
+    (Kafka's AclApis.handleCreateAcls and AclControlManager.validateNewAcl)."""
     if not TOPIC <= acl.resource_type <= USER:
         return f"invalid resource type {acl.resource_type}"
     if acl.pattern_type not in (PatternType.LITERAL, PatternType.PREFIXED):
@@ -135,6 +138,10 @@ def binding_invalid(acl: AclBinding) -> str | None:
         return f"invalid operation {acl.operation}"
     if acl.permission not in (AclPermission.DENY, AclPermission.ALLOW):
         return f"invalid permission type {acl.permission}"
+    if acl.resource_type == CLUSTER and acl.name != CLUSTER_NAME:
+        # Kafka's AclApis.handleCreateAcls: a binding on another cluster
+        # name would be stored and never apply
+        return f"the only valid name for the CLUSTER resource is {CLUSTER_NAME}"
     if not acl.name:
         return "the resource name is empty"
     if ":" not in acl.principal or acl.principal.startswith(":"):

@@ -151,6 +151,10 @@ class Credentials:
     def users(self) -> list[str]:
         return sorted(self._users)
 
+    def count(self) -> int:
+        """How many users have credentials."""
+        return len(self._users)
+
     def set(self, user: str, mechanism: str, credential: ScramCredential) -> None:
         hash_of(mechanism)
         check_iterations(credential.iterations)

@@ -7,6 +7,7 @@ enforces the byte rates (engine/server/quotas.py).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -58,15 +59,27 @@ def entity_of(parts: list[tuple[str, str | None]]) -> Entity:
     return tuple(sorted(seen.items()))
 
 
+_LONG_MAX = float(2**63 - 1)
+"""Java's Long.MAX_VALUE as the double Kafka compares a quota with."""
+_FRACTION_TOLERANCE = 1e-6
+"""What Kafka's getErrorForIntegralQuotaValue lets pass as a whole number."""
+
+
 def check_quota(key: str, value: float) -> None:
-    """Refuses an unknown key, or a value its type or Kafka's bounds refuse."""
+    """Refuses an unknown key, or a value its type or Kafka's bounds refuse
+    (Kafka's ClientQuotaControlManager.validateQuotaKeyValue, except that a
+    NaN, which compares false with every bound there, is refused here)."""
     kind = KEYS.get(key)
     if kind is None:
         raise InvalidClientQuota(f"Invalid configuration key {key}")
-    if kind is int and value != int(value):
-        raise InvalidClientQuota(f"Configuration {key} must be a Long value")
     if not value > 0:
-        raise InvalidClientQuota(f"Invalid value {value} for configuration key {key}")
+        raise InvalidClientQuota(f"Quota {key} must be greater than 0")
+    if kind is int:
+        # infinity included: a rate in bytes is a long
+        if value > _LONG_MAX:
+            raise InvalidClientQuota(f"Proposed value for {key} is too large for a LONG.")
+        if abs(math.fmod(value, 1.0)) > _FRACTION_TOLERANCE:
+            raise InvalidClientQuota(f"{key} cannot be a fractional value.")
 
 
 def entity_to_wire(entity: Entity) -> list[list[str | None]]:

@@ -51,7 +51,7 @@ from engine.governance_log import ALTERED, CREATED, DELETED, GovernanceChange
 from engine.internal_topics import is_internal_topic
 from engine.masking.rules import MASKING_RULES
 from engine.store_errors import store_errors
-from engine.topics import Topic, TopicRegistry
+from engine.topics import Topic, TopicRegistry, unify_collision_chars
 from engine.types import NewTopic, PartitionInfo, TopicDescription
 from s3stream import S3StreamError, StreamStore
 
@@ -117,14 +117,23 @@ class TopicAdmin:
             self.check_open()
             fresh: list[tuple[int, str, int, dict[str, str]]] = []
             taken: set[str] = set()
+            unified_taken: dict[str, str] = {}
             for i, name, count, overrides in checked:
                 if name in registry.topics or name in taken:
                     results[i] = TopicExists(name)
-                elif validate_only:
+                    continue
+                try:
+                    registry.check_no_collision(name)
+                    _check_no_collision_among(name, unified_taken)
+                except InvalidTopic as error:
+                    results[i] = error
+                    continue
+                if validate_only:
                     results[i] = self._describe_new(name, count, overrides)
                 else:
                     taken.add(name)
                     fresh.append((i, name, count, overrides))
+                unified_taken.setdefault(unify_collision_chars(name), name)
             if fresh:
                 ids = iter(self._create_streams(2 * sum(count for _, _, count, _ in fresh)))
                 created_ms = self.clock.time_ms()
@@ -434,6 +443,15 @@ def is_legal_topic_name(name: str) -> bool:
     """Kafka's Topic.validate: 1-249 characters of ASCII letters, digits,
     '.', '_' and '-', and not '.' or '..'."""
     return name not in (".", "..") and _TOPIC_NAME.fullmatch(name) is not None
+
+
+def _check_no_collision_among(name: str, unified_taken: Mapping[str, str]) -> None:
+    """Refuses a name colliding with one created by the same request: Kafka
+    checks only against topics that exist before the request, so it would
+    create both of 'a.b' and 'a_b' asked for together."""
+    other = unified_taken.get(unify_collision_chars(name))
+    if other is not None and other != name:
+        raise InvalidTopic(f"Topic '{name}' collides with topic {other}, created with it")
 
 
 def _check_topic_name(name: str) -> None:

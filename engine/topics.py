@@ -14,7 +14,8 @@ from collections.abc import Callable, Mapping
 from engine.catalog import TopicMeta
 from engine.clock import Clock
 from engine.config import ConfigSource, TopicConfig
-from engine.errors import UnknownPartition, UnknownTopic
+from engine.errors import InvalidTopic, UnknownPartition, UnknownTopic
+from engine.internal_topics import INTERNAL_TOPICS
 from engine.partition import Partition
 from engine.schemas.compiled import CompiledSchemas
 from engine.schemas.record_check import SchemaSource
@@ -56,6 +57,11 @@ class TopicRegistry:
         """The registry the topics' schema checks ask, and their compiled schemas."""
         self.topics: dict[str, Topic] = {}
         self.by_stream: dict[int, Partition] = {}
+        self.with_collision_chars: dict[str, set[str]] = {}
+        """The names holding '.' or '_', by their form with '_' for '.'
+        (Kafka's ReplicationControlManager.topicsWithCollisionChars)."""
+        for internal in INTERNAL_TOPICS:
+            self._add_collision_chars(internal)
 
     def topic_config(self, overrides: Mapping[str, str]) -> TopicConfig:
         """A topic's config: its overrides over the broker's defaults."""
@@ -78,6 +84,7 @@ class TopicRegistry:
         for streams in meta.streams:
             topic.partitions.append(self.load_partition(topic, streams))
         self.topics[meta.name] = topic
+        self._add_collision_chars(meta.name)
         return topic
 
     def load_partition(self, topic: Topic, streams: tuple[int, int]) -> Partition:
@@ -100,9 +107,30 @@ class TopicRegistry:
 
     def remove(self, topic: Topic) -> None:
         del self.topics[topic.name]
+        named = self.with_collision_chars.get(unify_collision_chars(topic.name))
+        if named is not None:
+            named.discard(topic.name)
+            if not named:
+                del self.with_collision_chars[unify_collision_chars(topic.name)]
         for partition in topic.partitions:
             partition.deleted = True
             self.by_stream.pop(partition.stream_id, None)
+
+    def check_no_collision(self, name: str) -> None:
+        """Refuses a new topic whose name differs from an existing one's
+        only by '.' against '_': the metrics names Kafka derives from topic
+        names would be one (Kafka's ReplicationControlManager.
+        validateNewTopicNames). Raises InvalidTopic."""
+        if not _has_collision_chars(name):
+            return
+        named = self.with_collision_chars.get(unify_collision_chars(name))
+        others = sorted(named - {name}) if named else []
+        if others:
+            raise InvalidTopic(f"Topic '{name}' collides with existing topic: {others[0]}")
+
+    def _add_collision_chars(self, name: str) -> None:
+        if _has_collision_chars(name):
+            self.with_collision_chars.setdefault(unify_collision_chars(name), set()).add(name)
 
     def topic(self, name: str) -> Topic:
         topic = self.topics.get(name)
@@ -123,3 +151,12 @@ class TopicRegistry:
             for p in topic.partitions
         ]
         return TopicDescription(topic.name, topic.meta.topic_id, parts, topic.config.describe())
+
+
+def _has_collision_chars(name: str) -> bool:
+    return "." in name or "_" in name
+
+
+def unify_collision_chars(name: str) -> str:
+    """Kafka's Topic.unifyCollisionChars: '.' read as '_'."""
+    return name.replace(".", "_")

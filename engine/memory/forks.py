@@ -98,7 +98,8 @@ def fork_topic(
     out, or every partition when ``at`` is None, at its high watermark).
     The fork has the parent's config overrides, then ``configs``.
 
-    Raises UnknownTopic, TopicExists, InvalidTopic (the name), OffsetOutOfRange
+    Raises UnknownTopic, TopicExists, InvalidTopic (the name, or one that
+    collides with a topic's by "." against "_"), OffsetOutOfRange
     (a position outside a partition's log, or a vector naming a partition
     the topic does not have; VectorDiverged, a position whose records the
     log no longer holds), InvalidVector (a vector naming none of the
@@ -111,6 +112,7 @@ def fork_topic(
             raise UnknownTopic(topic)
         if name in registry.topics:
             raise TopicExists(name)
+        registry.check_no_collision(name)
         overrides = {**source.meta.configs, **(configs or {})}
         count = len(source.partitions)
         _, checked = admin.check_new_topic(NewTopic(name, count, overrides))

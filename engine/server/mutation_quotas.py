@@ -25,10 +25,10 @@ from engine.errors import EngineError
 from engine.protocol.kafka_code import KafkaCode
 from engine.quota_entities import CONTROLLER_MUTATION_RATE, ClientQuotas
 from engine.server.quotas import (
-    MAX_THROTTLE_MS,
     USER_PRINCIPAL,
     WINDOW_SAMPLES,
     WINDOW_SECONDS,
+    capped_throttle_ms,
     resolve,
 )
 
@@ -65,7 +65,7 @@ class TokenBucket:
     def throttle_ms(self) -> int:
         if self.tokens >= 0:
             return 0
-        return min(int(-self.tokens / self.quota * 1000), MAX_THROTTLE_MS)
+        return capped_throttle_ms(-self.tokens / self.quota * 1000)
 
 
 class MutationQuotas:

@@ -37,6 +37,16 @@ WINDOW_SECONDS = 1.0
 MAX_THROTTLE_MS = int(WINDOW_SAMPLES * WINDOW_SECONDS * 1000)
 """Kafka's cap on one throttle: the whole quota window."""
 
+
+def capped_throttle_ms(milliseconds: float) -> int:
+    """A throttle time computed in floats, at most MAX_THROTTLE_MS. Capped
+    before it is made an int: Kafka takes any positive double as a
+    request_percentage or controller_mutation_rate, and one as small as
+    5e-324 makes the quotient infinite (Java's cast saturates, Python's
+    int() raises)."""
+    return int(min(MAX_THROTTLE_MS, milliseconds))
+
+
 SWEEP_AT = 1024
 """Idle buckets are forgotten once there are this many (or twice as many
 as after the last sweep)."""
@@ -156,7 +166,7 @@ class QuotaManager:
             return 0
         # Kafka's QuotaUtils.throttleTime: how long at zero rate brings the
         # window's rate back to the quota.
-        return min(int((measured - quota) / quota * rate.window(now) * 1000), MAX_THROTTLE_MS)
+        return capped_throttle_ms((measured - quota) / quota * rate.window(now) * 1000)
 
     def unrecord(self, api_key: int, principal: str, client_id: str | None, size: int) -> None:
         """Takes back ``size`` bytes ``throttle_ms`` counted: a throttled

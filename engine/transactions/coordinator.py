@@ -416,6 +416,10 @@ class TransactionCoordinator:
         with self._table.lock:
             return self._table.states()
 
+    def count(self) -> int:
+        """How many transactional ids the coordinator holds."""
+        return len(self._table)
+
     def listing(
         self,
         states: Iterable[TxnState] | None = None,

@@ -195,6 +195,33 @@ def test_names_kafka_allows_are_accepted(engine_factory: EngineFactory) -> None:
     assert len(e.list_topics()) == 5
 
 
+def test_a_name_colliding_by_dot_and_underscore_raises_invalid_topic(
+    engine_factory: EngineFactory,
+) -> None:
+    """As Kafka's ReplicationControlManager: 'a.b' and 'a_b' would share
+    their metrics' names, so the second is refused, whether created, asked
+    for with it, forked or named like an internal topic; once the first is
+    deleted the name is free again."""
+    e = engine_factory()
+    e.create_topic("a_b", 1)
+    for taken in ("a.b", "__consumer.offsets", "__transaction.state"):
+        with pytest.raises(engine.InvalidTopic) as caught:
+            e.create_topic(taken, 1)
+        assert caught.value.error_code == code("INVALID_TOPIC_EXCEPTION")
+    with pytest.raises(engine.InvalidTopic):
+        e.fork("a_b", name="a.b")
+    together = e.create_topics([engine.NewTopic("x.y", 1), engine.NewTopic("x_y", 1)])
+    assert isinstance(together[0], engine.TopicDescription)
+    assert isinstance(together[1], engine.InvalidTopic)
+    with pytest.raises(engine.TopicExists):
+        e.create_topic("a_b", 1)  # the name itself: it exists, as Kafka answers it
+    assert sorted(e.list_topics()) == ["a_b", "x.y"]
+    e.delete_topic("a_b")
+    e.create_topic("a.b", 1)
+    assert sorted(e.list_topics()) == ["a.b", "x.y"]
+    assert_serving(e)
+
+
 def test_bad_partition_counts_raise_invalid_partitions(engine_factory: EngineFactory) -> None:
     e = engine_factory()
     for bad in (0, -5):

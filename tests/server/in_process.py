@@ -113,6 +113,17 @@ class ServedNode:
 
 
 @contextmanager
+def served(data_dir: Path) -> Iterator[InProcessServer]:
+    """An engine with its default config, served on loopback; closed on exit."""
+    with engine.open(data_dir) as opened:
+        server = InProcessServer(opened)
+        try:
+            yield server
+        finally:
+            server.stop()
+
+
+@contextmanager
 def served_without_uploads(data_dir: Path) -> Iterator[tuple[engine.Engine, InProcessServer]]:
     """An engine that uploads only when flushed (and never compacts or
     cleans on its own), served on loopback; closed on exit."""

@@ -444,6 +444,80 @@ def test_kafka_python_administers_acls(cluster: Cluster) -> None:
         client.close()
 
 
+def test_a_cluster_binding_must_name_kafka_cluster(cluster: Cluster) -> None:
+    """Kafka's AclApis refuses a CLUSTER binding named other than
+    kafka-cluster with INVALID_REQUEST: it could never apply. The other
+    bindings of the request are created."""
+    admin = cluster.admin()
+    wrong = _allow(ResourceType.BROKER, "prod", "User:kim", AclOperation.ALTER)
+    right = _allow(ResourceType.BROKER, "kafka-cluster", "User:kim", AclOperation.DESCRIBE)
+    futures = admin.create_acls([wrong, right], request_timeout=TIMEOUT)
+    futures[right].result(TIMEOUT)
+    with pytest.raises(KafkaException) as refused:
+        futures[wrong].result(TIMEOUT)
+    assert refused.value.args[0].code() == KafkaError.INVALID_REQUEST
+    assert admin.describe_acls(_everything(admin)).result(TIMEOUT) == [right]
+
+
+def _creations(names: range, prefix: str, principal: str = "User:kim") -> Any:
+    return build(
+        request_schema(ApiKey.CREATE_ACLS, 3),
+        creations=[
+            {
+                "resource_type": 2,  # TOPIC
+                "resource_name": f"{prefix}{i}",
+                "resource_pattern_type": 3,  # LITERAL
+                "principal": principal,
+                "host": "*",
+                "operation": 3,  # READ
+                "permission_type": 3,  # ALLOW
+            }
+            for i in names
+        ],
+    )
+
+
+def _deletions(*principals: str) -> Any:
+    return build(
+        request_schema(ApiKey.DELETE_ACLS, 3),
+        filters=[
+            {
+                "resource_type_filter": 1,  # ANY
+                "resource_name_filter": None,
+                "pattern_type_filter": 1,  # ANY
+                "principal_filter": principal,
+                "host_filter": None,
+                "operation": 1,  # ANY
+                "permission_type": 1,  # ANY
+            }
+            for principal in principals
+        ],
+    )
+
+
+def test_one_request_adds_or_removes_at_most_kafkas_bound_of_bindings(cluster: Cluster) -> None:
+    """Kafka's controller writes at most 10,000 records for one request: a
+    CreateAcls adding more is refused whole (POLICY_VIOLATION), and a
+    DeleteAcls filter that would remove more is refused and removes nothing,
+    while the request's other filters are carried out."""
+    bound = 10_000
+    with Wire(cluster.bootstrap(ADMIN), timeout=TIMEOUT) as wire:
+        refused = wire.request(_creations(range(bound + 1), "many-"))
+        assert {r.error_code for r in refused.results} == {KafkaCode.POLICY_VIOLATION}
+        assert not cluster.engine.catalog.state.acls
+        accepted = wire.request(_creations(range(bound), "many-"))
+        assert {r.error_code for r in accepted.results} == {KafkaCode.NONE}
+        # Bindings already stored are no new records: with one more they pass.
+        again = wire.request(_creations(range(bound + 1), "many-"))
+        assert {r.error_code for r in again.results} == {KafkaCode.NONE}
+        wire.request(_creations(range(2), "few-", "User:lee"))
+        deleted = wire.request(_deletions(None, "User:lee"))
+    too_many, few = deleted.filter_results
+    assert too_many.error_code == KafkaCode.POLICY_VIOLATION and too_many.matching_acls == ()
+    assert few.error_code == KafkaCode.NONE and len(few.matching_acls) == 2
+    assert len(cluster.engine.catalog.state.acls) == bound + 1
+
+
 def test_the_config_file_names_the_authorizer_and_super_users(tmp_path: Path) -> None:
     path = tmp_path / "tidelog.toml"
     path.write_text(

@@ -25,6 +25,7 @@ from kio.schema.metadata.v12.response import MetadataResponse
 import engine
 import native
 from engine.protocol.apis import ApiKey, request_schema
+from engine.protocol.kafka_code import KafkaCode
 from engine.server.config import ServerConfig
 from engine.server.handlers.fetch import WAITING_FETCH_BYTES
 from native import RecordSpec
@@ -433,6 +434,33 @@ def test_config_changes_are_made_off_the_event_loop(
         answered, answer = wire.receive(response_schema_for(request))
     assert answered == correlation_id
     assert [r.error_code for r in answer.responses] == [0]
+
+
+def test_an_alter_configs_of_more_than_kafkas_bound_is_refused_whole(
+    small_fetch_max: InProcessServer,
+) -> None:
+    """Kafka's controller writes a record per config changed, at most
+    10,000 for a request; each resource altered here is a durable write of
+    its own, so a request naming more configs (a resource counting at
+    least one) is refused whole, POLICY_VIOLATION, and changes nothing."""
+    resources = [
+        {
+            "resource_type": 2,
+            "resource_name": TOPIC,
+            "configs": [{"name": "retention.ms", "config_operation": 0, "value": "86400000"}],
+        }
+    ] + [{"resource_type": 2, "resource_name": f"other-{i}", "configs": []} for i in range(10_000)]
+    request = build(
+        request_schema(ApiKey.INCREMENTAL_ALTER_CONFIGS, 1),
+        resources=resources,
+        validate_only=False,
+    )
+    with Wire(small_fetch_max.bootstrap) as wire:
+        answer = wire.request(request)
+    assert {r.error_code for r in answer.responses} == {KafkaCode.POLICY_VIOLATION}
+    assert len(answer.responses) == len(resources)
+    retention = small_fetch_max.server.engine.topic_config(TOPIC).retention_ms
+    assert retention != 86_400_000
 
 
 def test_a_config_resource_named_many_times_is_described_once(

@@ -140,6 +140,9 @@ def test_bad_entities_and_quotas_get_invalid_request(kafka_server: ServerProcess
             ({"user": "x"}, {"producer_byte_rate": 1.5}),  # a byte rate is whole
             ({"user": "x"}, {"consumer_byte_rate": 0.0}),  # a rate is positive
             ({"user": "x"}, {"request_percentage": -5.0}),
+            ({"user": "x"}, {"request_percentage": float("nan")}),  # Kafka would take it
+            ({"user": "x"}, {"producer_byte_rate": float("inf")}),  # too large for a long
+            ({"user": "x"}, {"consumer_byte_rate": 1e19}),
         ]
         fine = ({"user": "fine"}, {"producer_byte_rate": 10.0})
         answers = alter(wire, [*bad, fine])
@@ -150,6 +153,52 @@ def test_bad_entities_and_quotas_get_invalid_request(kafka_server: ServerProcess
             (("user", "fine"),): {"producer_byte_rate": 10.0}
         }
         assert described(wire, [("user", EXACT, "x")]) == {}
+
+
+def test_a_quota_too_small_for_its_throttle_time_throttles_the_whole_window(
+    tmp_path: Path,
+) -> None:
+    """Kafka takes any positive double as a request_percentage or a
+    controller_mutation_rate; one as small as 5e-324 makes the throttle
+    time infinite, which the server answers as its longest throttle instead
+    of closing the connection of every client under that quota."""
+    with engine.open(tmp_path / "node") as opened:
+        server = InProcessServer(opened)
+        try:
+            tiny = [
+                {"key": "request_percentage", "value": 5e-324, "remove": False},
+                {"key": "controller_mutation_rate", "value": 5e-324, "remove": False},
+            ]
+            request = build(
+                load_request_schema(ApiKey.ALTER_CLIENT_QUOTAS, 1),
+                entries=[{"entity": [{"entity_type": "user", "entity_name": None}], "ops": tiny}],
+                validate_only=False,
+            )
+            with Wire(server.bootstrap) as wire:
+                response = wire.request(request)  # measured against the quota it sets
+                assert [e.error_code for e in response.entries] == [KafkaCode.NONE]
+                # muted for the whole window, the connection kept
+                assert server.server.request_metrics.throttles[ApiKey.ALTER_CLIENT_QUOTAS] == 1
+                assert not wire.closed_by_server(timeout=0.5)
+        finally:
+            server.stop()
+
+
+def test_more_quota_changes_than_kafkas_bound_are_refused_whole(
+    kafka_server: ServerProcess,
+) -> None:
+    """Kafka's controller writes at most 10,000 records for one request (a
+    record per quota changed) and refuses the whole of a larger one with
+    POLICY_VIOLATION; each entry here is also a catalog write."""
+    both = {"producer_byte_rate": 1024.0, "consumer_byte_rate": 1024.0}
+    entries: list[tuple[dict[str, str | None], dict[str, float | None]]] = [
+        ({"user": f"bulk-{i}"}, dict(both)) for i in range(5_001)
+    ]
+    with Wire(kafka_server.bootstrap) as wire:
+        answers = alter(wire, entries)
+        assert {code for code, _ in answers} == {KafkaCode.POLICY_VIOLATION}
+        assert len(answers) == len(entries)
+        assert described(wire, [("user", EXACT, "bulk-0")]) == {}
 
 
 def test_a_bad_filter_gets_invalid_request(kafka_server: ServerProcess) -> None:

@@ -461,6 +461,23 @@ def test_admin_create_errors(kafka_server: ServerProcess, topic: str) -> None:
     assert topic_partitions(kafka_server.bootstrap, f"{topic}-rf3") is None
 
 
+def test_admin_refuses_a_name_colliding_by_dot_and_underscore(
+    kafka_server: ServerProcess, topic: str
+) -> None:
+    """Kafka's controller answers INVALID_TOPIC_EXCEPTION for a topic whose
+    name differs from an existing one's only by '.' against '_', and so
+    does a validate_only request."""
+    admin = make_admin(kafka_server.bootstrap)
+    create_topic(admin, f"{topic}_agent")
+    for validate_only in (True, False):
+        name = f"{topic}.agent"
+        futures = admin.create_topics(
+            [NewTopic(name, 1)], request_timeout=TIMEOUT, validate_only=validate_only
+        )
+        assert kafka_error(futures[name]).code() == KafkaError.TOPIC_EXCEPTION
+    assert topic_partitions(kafka_server.bootstrap, f"{topic}.agent") is None
+
+
 def test_admin_delete_unknown_topic(kafka_server: ServerProcess, topic: str) -> None:
     admin = make_admin(kafka_server.bootstrap)
     futures = admin.delete_topics([topic], request_timeout=TIMEOUT)

@@ -61,6 +61,18 @@ def test_the_bucket_holds_a_burst_refills_at_the_quota_and_throttles_what_is_owe
     assert not unlimited.refused() and unlimited.throttle_ms() == 0
 
 
+def test_a_quota_too_small_for_its_throttle_time_throttles_the_whole_window() -> None:
+    """Kafka takes any positive double as a rate; 5e-324 makes the time
+    owed infinite, answered as the longest throttle rather than raised."""
+    quotas: dict[Entity, dict[str, float]] = {
+        (("user", None),): {"controller_mutation_rate": 5e-324}
+    }
+    buckets = MutationQuotas(ClientQuotas(lambda: quotas, lambda e, c: None), _Clock())
+    mutations = buckets.for_request("User:alice", "app", strict=True)
+    mutations.record(1)
+    assert mutations.refused() and mutations.throttle_ms() == MAX_THROTTLE_MS
+
+
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[InProcessServer]:
     with engine.open(tmp_path / "node") as opened:

@@ -162,6 +162,26 @@ def test_the_embedded_api_refuses_what_kafka_refuses(tmp_path: Path) -> None:
         }
 
 
+def test_byte_rates_are_java_longs_as_kafka_checks_them(tmp_path: Path) -> None:
+    """Kafka's ClientQuotaControlManager: a byte rate above Long.MAX_VALUE
+    (infinity too) is refused, and one within 1e-6 of a whole number is
+    whole; a double quota takes any positive value, and a NaN is refused."""
+    entity: Entity = (("user", "x"),)
+    with engine.open(tmp_path / "node") as opened:
+        for refused in (float("inf"), 2.0**63 * 2, 10.5, float("nan")):
+            with pytest.raises(InvalidClientQuota):
+                opened.client_quotas.alter(entity, {"producer_byte_rate": refused})
+        with pytest.raises(InvalidClientQuota):
+            opened.client_quotas.alter(entity, {"request_percentage": float("nan")})
+        opened.client_quotas.alter(
+            entity, {"producer_byte_rate": 1000.0000001, "request_percentage": float("inf")}
+        )
+        assert opened.client_quotas.entities()[entity] == {
+            "producer_byte_rate": 1000.0000001,
+            "request_percentage": float("inf"),
+        }
+
+
 def test_idle_client_ids_are_forgotten_so_their_count_stays_bounded() -> None:
     manager, clock = _manager({(("client-id", None),): {"producer_byte_rate": 10.0**9}})
     for i in range(20_000):

@@ -9,6 +9,13 @@ no request is answered SECURITY_DISABLED. Describing needs DESCRIBE on the
 cluster, creating and deleting ALTER (CLUSTER_AUTHORIZATION_FAILED).
 A binding or filter with an unknown or unusable code is answered
 INVALID_REQUEST, the others of the request are carried out.
+
+As Kafka's controller, one request adds or removes at most
+MAX_RECORDS_PER_REQUEST bindings (its MAX_RECORDS_PER_USER_OP): a
+CreateAcls adding more is refused whole, POLICY_VIOLATION; a DeleteAcls
+filter that would carry the request's removals past it is refused,
+POLICY_VIOLATION, and removes nothing (Kafka answers UNKNOWN_SERVER_ERROR
+there, and removes what the filter matched up to the bound).
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from engine.protocol.kafka_code import KafkaCode
 from engine.server import authorize
 from engine.server.authorizer import AclOperation
 from engine.server.context import Body, RequestContext, error_message
+from engine.server.handlers.common import MAX_RECORDS_PER_REQUEST, TOO_LARGE_BATCH_OPERATION
 from engine.server.handlers.registry import handles_off_loop
 
 if TYPE_CHECKING:
@@ -61,6 +69,10 @@ def handle_create_acls(context: RequestContext, request: CreateAclsRequest) -> B
         else:
             valid.append(acl)
             results.append(_result(KafkaCode.NONE, None))
+    stored = context.engine.catalog.state.acls
+    if len({acl for acl in valid if acl not in stored}) > MAX_RECORDS_PER_REQUEST:
+        failed = _result(KafkaCode.POLICY_VIOLATION, TOO_LARGE_BATCH_OPERATION)
+        return {"throttle_time": 0, "results": [failed for _ in request.creations]}
     if valid:
         try:
             context.engine.catalog.add_acls(valid)
@@ -97,6 +109,10 @@ def handle_delete_acls(context: RequestContext, request: DeleteAclsRequest) -> B
             results.append(_filter_result(KafkaCode.INVALID_REQUEST, invalid, []))
             continue
         matching = [acl for acl in stored if wanted.matches(acl)]
+        if len(doomed.keys() | matching) > MAX_RECORDS_PER_REQUEST:
+            too_many = _filter_result(KafkaCode.POLICY_VIOLATION, TOO_LARGE_BATCH_OPERATION, [])
+            results.append(too_many)
+            continue
         doomed.update(dict.fromkeys(matching))
         results.append(_filter_result(KafkaCode.NONE, None, matching))
     if doomed:

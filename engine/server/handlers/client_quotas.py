@@ -19,7 +19,8 @@ from engine.quota_entities import (
 )
 from engine.server import authorize
 from engine.server.authorizer import AclOperation
-from engine.server.context import Body, RequestContext
+from engine.server.context import Body, RequestContext, Response, off_loop
+from engine.server.handlers.common import MAX_RECORDS_PER_REQUEST, TOO_LARGE_BATCH_OPERATION
 from engine.server.handlers.registry import handles, handles_off_loop
 
 if TYPE_CHECKING:
@@ -98,6 +99,19 @@ def _entity_data(entity: Entity) -> list[dict[str, Any]]:
 )
 def handle_describe_client_quotas(
     context: RequestContext, request: DescribeClientQuotasRequest
+) -> Response:
+    if len(context.engine.client_quotas.state) > MANY_ENTITIES:
+        return off_loop(context, lambda: _describe_client_quotas(context, request))
+    return _describe_client_quotas(context, request)
+
+
+MANY_ENTITIES = 1_000
+"""Past this many entities with quotas, a DescribeClientQuotas is answered on
+the admin thread: 100,000 took the event loop about a second."""
+
+
+def _describe_client_quotas(
+    context: RequestContext, request: DescribeClientQuotasRequest
 ) -> dict[str, Any]:
     def refused(code: KafkaCode, message: str) -> dict[str, Any]:
         return {"throttle_time": 0, "error_code": code, "error_message": message, "entries": None}
@@ -139,6 +153,17 @@ def handle_describe_client_quotas(
 )
 def handle_alter_client_quotas(context: RequestContext, request: AlterClientQuotasRequest) -> Body:
     allowed = authorize.allowed_on_cluster(context, AclOperation.ALTER_CONFIGS)
+    if sum(len(entry.ops) for entry in request.entries) > MAX_RECORDS_PER_REQUEST:
+        # Kafka's ClientQuotaControlManager: a record per quota changed, at
+        # most MAX_RECORDS_PER_USER_OP for one request, else the whole of it
+        # is refused; each entry here is also a catalog write of its own.
+        return {
+            "throttle_time": 0,
+            "entries": [
+                _entry_result(entry, KafkaCode.POLICY_VIOLATION, TOO_LARGE_BATCH_OPERATION)
+                for entry in request.entries
+            ],
+        }
     results: list[dict[str, Any]] = []
     for entry in request.entries:
         code, message = KafkaCode.NONE, None
@@ -164,14 +189,15 @@ def handle_alter_client_quotas(context: RequestContext, request: AlterClientQuot
                     context.engine.client_quotas.alter(entity, changes)
         except EngineError as error:
             code, message = error.code, str(error)
-        results.append(
-            {
-                "error_code": code,
-                "error_message": message,
-                "entity": [
-                    {"entity_type": e.entity_type, "entity_name": e.entity_name}
-                    for e in entry.entity
-                ],
-            }
-        )
+        results.append(_entry_result(entry, code, message))
     return {"throttle_time": 0, "entries": results}
+
+
+def _entry_result(entry: Any, code: KafkaCode, message: str | None) -> dict[str, Any]:
+    return {
+        "error_code": code,
+        "error_message": message,
+        "entity": [
+            {"entity_type": e.entity_type, "entity_name": e.entity_name} for e in entry.entity
+        ],
+    }

@@ -25,6 +25,8 @@ MAX_RECORDS_PER_REQUEST = 10_000
 records than this (one per topic, one per partition) with POLICY_VIOLATION
 (QuorumController's MAX_RECORDS_PER_USER_OP); the bound also keeps one
 request from holding this server for long."""
+TOO_LARGE_BATCH_OPERATION = "Unable to perform excessively large batch operation."
+"""The message Kafka's controller refuses such an operation with."""
 
 
 def distinct(names: Iterable[str]) -> list[str]:

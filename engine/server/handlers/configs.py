@@ -24,6 +24,7 @@ from engine.protocol.kafka_code import KafkaCode
 from engine.server import authorize, broker_loggers, masked_fetch
 from engine.server.authorizer import AclOperation
 from engine.server.context import Body, RequestContext, Response, error_message, off_loop
+from engine.server.handlers.common import MAX_RECORDS_PER_REQUEST, TOO_LARGE_BATCH_OPERATION
 from engine.server.handlers.group_configs import GROUP, alter_group, describe_group
 from engine.server.handlers.registry import handles, handles_off_loop
 
@@ -434,6 +435,15 @@ def _alter_each(
     """The response of both AlterConfigs versions of the request: each
     resource refused as malformed or unauthorized, else altered by
     ``alter_one``."""
+    if sum(max(len(r.configs), 1) for r in resources) > MAX_RECORDS_PER_REQUEST:
+        # Kafka's ConfigurationControlManager: a record per config changed,
+        # at most MAX_RECORDS_PER_USER_OP for a request, else all of it is
+        # refused; here each resource is also a durable write of its own.
+        code, message = KafkaCode.POLICY_VIOLATION, TOO_LARGE_BATCH_OPERATION
+        return {
+            "throttle_time": 0,
+            "responses": [_alter_result(r, code, message) for r in resources],
+        }
     refused = _refused_resources(resources)
     responses = []
     for index, resource in enumerate(resources):

@@ -20,8 +20,10 @@ from engine.protocol.kafka_code import KafkaCode
 from engine.server import authorize
 from engine.server.authorizer import AclOperation
 from engine.server.context import Body, RequestContext, error_message
+from engine.server.handlers import replica_assignments, topic_deletions
 from engine.server.handlers.common import (
     MAX_RECORDS_PER_REQUEST,
+    TOO_LARGE_BATCH_OPERATION,
     topic_names_by_id,
     uuid_bytes,
 )
@@ -38,13 +40,6 @@ if TYPE_CHECKING:
         CreateTopicsRequest,
         DeleteTopicsRequest,
     )
-
-_TOO_LARGE = "Unable to perform excessively large batch operation."
-
-
-class _Assignment(Protocol):
-    @property
-    def broker_ids(self) -> Sequence[int]: ...
 
 
 class _Config(Protocol):
@@ -64,7 +59,7 @@ class _CreatableTopic(Protocol):
     @property
     def replication_factor(self) -> int: ...
     @property
-    def assignments(self) -> Sequence[_Assignment]: ...
+    def assignments(self) -> Sequence[replica_assignments.TopicAssignment]: ...
     @property
     def configs(self) -> Sequence[_Config]: ...
 
@@ -103,7 +98,7 @@ def handle_create_topics(context: RequestContext, request: CreateTopicsRequest) 
         refused = {
             "topic_id": bytes(16),
             "error_code": KafkaCode.POLICY_VIOLATION,
-            "error_message": _TOO_LARGE,
+            "error_message": TOO_LARGE_BATCH_OPERATION,
             "num_partitions": -1,
             "replication_factor": -1,
             "configs": None,
@@ -136,8 +131,11 @@ def _create_topics(
             )
             results[topic.name] = _create_failed(topic.name, refused)
             continue
-        if any(node not in a.broker_ids for a in topic.assignments):
-            error = _InvalidAssignment(f"this cluster has one broker, node {node}")
+        try:
+            replica_assignments.check_new_topic(
+                topic.assignments, topic.num_partitions, topic.replication_factor, node
+            )
+        except EngineError as error:
             results[topic.name] = _create_failed(topic.name, error)
             continue
         if mutations.refused():
@@ -204,10 +202,6 @@ class _DuplicateTopic(EngineError):
     code = KafkaCode.INVALID_REQUEST
 
 
-class _InvalidAssignment(EngineError):
-    code = KafkaCode.INVALID_REPLICA_ASSIGNMENT
-
-
 def _created_config(entry: ConfigEntry) -> dict[str, Any]:
     return {
         "name": entry.name,
@@ -240,7 +234,9 @@ def handle_delete_topics(context: RequestContext, request: DeleteTopicsRequest) 
         wanted = [(t.name, uuid_bytes(t.topic_id)) for t in request.topics]
     else:
         wanted = [(name, bytes(16)) for name in request.topic_names]
-    return _delete_topics(context, wanted, _mutations(context, strict_from=5))
+    wanted, malformed = topic_deletions.malformed(wanted)
+    answer = _delete_topics(context, wanted, _mutations(context, strict_from=5))
+    return {**answer, "responses": [*answer["responses"], *malformed]}
 
 
 def _delete_topics(
@@ -260,19 +256,20 @@ def _delete_topics(
     refused = authorize.refused_topics(
         context, AclOperation.DELETE, (name for name, _ in named if name is not None)
     )
+    # As Kafka: a name and an id of the same topic, to one who may delete it
+    given_twice = {n for n, count in Counter(n for n, _ in named).items() if n and count > 1}
     names: list[str] = []
     throttled: set[str] = set()
     ids: dict[str, bytes] = {}
-    for name in (n for n, _ in named if n is not None and n not in refused):
-        if name not in ids and name not in throttled:  # a name given twice is decided once
-            if mutations.refused():
-                throttled.add(name)
-            else:
-                with contextlib.suppress(EngineError):  # an unknown topic fails below
-                    ids[name] = engine.topic_id(name)
-                    mutations.record(engine.topic_shape(name)[1])
-        if name not in throttled:
-            names.append(name)
+    # Each name once here: topic_deletions refused the others.
+    for name in (n for n, _ in named if n is not None and n not in refused | given_twice):
+        if mutations.refused():
+            throttled.add(name)
+            continue
+        with contextlib.suppress(EngineError):  # an unknown topic fails below
+            ids[name] = engine.topic_id(name)
+            mutations.record(engine.topic_shape(name)[1])
+        names.append(name)
     outcomes: list[EngineError | None]
     try:
         outcomes = list(engine.delete_topics(names, principal=authorize.actor(context)))
@@ -303,6 +300,11 @@ def _delete_topics(
                 }
             )
             continue
+        if name in given_twice:
+            responses.append(
+                topic_deletions.refusal(name, given_id, topic_deletions.MAPS_TO_A_GIVEN_ID)
+            )
+            continue
         outcome = ThrottlingQuotaExceeded() if name in throttled else next(deleted)
         code = KafkaCode.NONE if outcome is None else error_code(outcome)
         message = None if outcome is None else error_message(outcome)
@@ -328,21 +330,25 @@ def _delete_topics(
 )
 def handle_create_partitions(context: RequestContext, request: CreatePartitionsRequest) -> Body:
     mutations = _mutations(context, strict_from=3)
-    refused = authorize.refused_topics(
-        context, AclOperation.ALTER, (t.name for t in request.topics)
-    )
+    # As Kafka's ControllerApis.createPartitions: a name given more than
+    # once is answered once, INVALID_REQUEST, and that topic does not grow.
+    counts = Counter(topic.name for topic in request.topics)
+    duplicates = [
+        _grown(name, KafkaCode.INVALID_REQUEST, "Duplicate topic name.")
+        for name, count in counts.items()
+        if count > 1
+    ]
+    unique = [topic for topic in request.topics if counts[topic.name] == 1]
+    refused = authorize.refused_topics(context, AclOperation.ALTER, (t.name for t in unique))
     if refused:
         code = KafkaCode.TOPIC_AUTHORIZATION_FAILED
-        allowed = [t for t in request.topics if t.name not in refused]
+        allowed = [t for t in unique if t.name not in refused]
         answer = _grow(context, allowed, request.validate_only, mutations) if allowed else []
         by_name = {r["name"]: r for r in answer}
-        results = [
-            by_name.get(t.name) or {"name": t.name, "error_code": code, "error_message": None}
-            for t in request.topics
-        ]
-        return {"throttle_time": mutations.throttle_ms(), "results": results}
-    results = _grow(context, request.topics, request.validate_only, mutations)
-    return {"throttle_time": mutations.throttle_ms(), "results": results}
+        results = [by_name.get(t.name) or _grown(t.name, code, None) for t in unique]
+    else:
+        results = _grow(context, unique, request.validate_only, mutations)
+    return {"throttle_time": mutations.throttle_ms(), "results": results + duplicates}
 
 
 def _grow(
@@ -354,8 +360,22 @@ def _grow(
         with contextlib.suppress(EngineError):  # an unknown topic fails on its own below
             added[topic.name] = max(topic.count - engine.topic_shape(topic.name)[1], 0)
     if sum(added.values()) > MAX_RECORDS_PER_REQUEST:
-        code = KafkaCode.POLICY_VIOLATION
-        return [{"name": t.name, "error_code": code, "error_message": _TOO_LARGE} for t in topics]
+        too_large = TOO_LARGE_BATCH_OPERATION
+        return [_grown(t.name, KafkaCode.POLICY_VIOLATION, too_large) for t in topics]
+    refused: list[dict[str, Any]] = []
+    valid = []
+    node = context.server.broker.node_id
+    for topic in topics:
+        try:
+            if added.get(topic.name, 0) > 0:  # else the engine answers why it does not grow
+                replica_assignments.check_added_partitions(
+                    topic.assignments, added[topic.name], node
+                )
+        except EngineError as invalid:
+            refused.append(_grown(topic.name, error_code(invalid), error_message(invalid)))
+            continue
+        valid.append(topic)
+    topics = valid
     throttled: list[dict[str, Any]] = []
     if mutations.strict or not validate_only:
         kept = []
@@ -382,7 +402,7 @@ def _grow(
         code = KafkaCode.NONE if outcome is None else error_code(outcome)
         message = None if outcome is None else error_message(outcome)
         results.append(_grown(name, code, message))
-    return results + throttled
+    return results + throttled + refused
 
 
 def _grown(name: str, code: int, message: str | None) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from engine.protocol.apis import ApiKey
 from engine.protocol.kafka_code import KafkaCode
 from engine.server import authorize
 from engine.server.authorizer import AclOperation
-from engine.server.context import RequestContext
+from engine.server.context import RequestContext, Response, off_loop
 from engine.server.handlers.common import distinct, millis
 from engine.server.handlers.registry import handles
 from engine.transactions.metadata import TransactionMetadata, TxnState
@@ -449,9 +449,19 @@ _STATE_NAMES = {state.value: state for state in TxnState}
         2: "filter by transactional id pattern (KIP-1152)",
     },
 )
-def handle_list_transactions(
-    context: RequestContext, request: ListTransactionsRequest
-) -> dict[str, Any]:
+def handle_list_transactions(context: RequestContext, request: ListTransactionsRequest) -> Response:
+    if context.engine.transactions.count() > MANY_TRANSACTIONS:
+        return off_loop(context, lambda: _list_transactions(context, request))
+    return _list_transactions(context, request)
+
+
+MANY_TRANSACTIONS = 1_000
+"""Past this many transactional ids, a ListTransactions is answered on the
+admin thread: each id is matched and authorized, and any client with a
+transactional id makes one."""
+
+
+def _list_transactions(context: RequestContext, request: ListTransactionsRequest) -> dict[str, Any]:
     """Kafka's filters: states by name (names it does not know are listed
     back), producer ids, (v1) transactions running longer than
     ``duration_filter`` ms, and (v2) ids a regular expression matches

@@ -23,7 +23,8 @@ from engine.protocol.apis import ApiKey
 from engine.protocol.kafka_code import KafkaCode
 from engine.server import authorize
 from engine.server.authorizer import AclOperation
-from engine.server.context import Body, RequestContext
+from engine.server.context import Body, RequestContext, Response, off_loop
+from engine.server.handlers.common import MAX_RECORDS_PER_REQUEST, TOO_LARGE_BATCH_OPERATION
 from engine.server.handlers.registry import handles, handles_off_loop
 
 if TYPE_CHECKING:
@@ -44,6 +45,20 @@ _BY_TYPE = {code: name for name, code in SCRAM_TYPES.items()}
     notes={0: "each user's SCRAM mechanisms and iterations; none named: every user"},
 )
 def handle_describe_user_scram_credentials(
+    context: RequestContext, request: DescribeUserScramCredentialsRequest
+) -> Response:
+    described = len(request.users) if request.users else context.engine.credentials.count()
+    if described > MANY_USERS:
+        return off_loop(context, lambda: _describe_user_scram_credentials(context, request))
+    return _describe_user_scram_credentials(context, request)
+
+
+MANY_USERS = 1_000
+"""Past this many users described, the answer is made on the admin thread:
+each user's credentials are read from the catalog's form."""
+
+
+def _describe_user_scram_credentials(
     context: RequestContext, request: DescribeUserScramCredentialsRequest
 ) -> dict[str, Any]:
     if not authorize.allowed_on_cluster(context, AclOperation.DESCRIBE):
@@ -114,17 +129,14 @@ def handle_alter_user_scram_credentials(
     order: list[str] = []
     if not authorize.allowed_on_cluster(context, AclOperation.ALTER):
         # Kafka's KafkaApis: ALTER on the cluster, else every user refused
-        names = dict.fromkeys(
-            [d.name for d in request.deletions] + [u.name for u in request.upsertions]
+        return _refused_whole(
+            request, KafkaCode.CLUSTER_AUTHORIZATION_FAILED, "Cluster authorization failed."
         )
-        refused = (KafkaCode.CLUSTER_AUTHORIZATION_FAILED, "Cluster authorization failed.")
-        return {
-            "throttle_time": 0,
-            "results": [
-                {"user": name, "error_code": refused[0], "error_message": refused[1]}
-                for name in names
-            ],
-        }
+    if len(request.deletions) + len(request.upsertions) > MAX_RECORDS_PER_REQUEST:
+        # Kafka's controller cannot commit more records than that at once
+        # (QuorumController, an atomic batch: UNKNOWN_SERVER_ERROR there);
+        # here each credential is a catalog write of its own.
+        return _refused_whole(request, KafkaCode.POLICY_VIOLATION, TOO_LARGE_BATCH_OPERATION)
     changes: list[tuple[str, str, Any]] = []
     seen: set[tuple[str, int]] = set()
     duplicates: set[str] = set()
@@ -202,4 +214,17 @@ def handle_alter_user_scram_credentials(
             }
             for name in order
         ],
+    }
+
+
+def _refused_whole(
+    request: AlterUserScramCredentialsRequest, code: KafkaCode, message: str
+) -> Body:
+    """Every user the request names refused, each once."""
+    names = dict.fromkeys(
+        [d.name for d in request.deletions] + [u.name for u in request.upsertions]
+    )
+    return {
+        "throttle_time": 0,
+        "results": [{"user": name, "error_code": code, "error_message": message} for name in names],
     }
