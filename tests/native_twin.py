@@ -106,6 +106,8 @@ ONE_PASS_ONLY: dict[str, str] = {
     "is when the cleaner runs, and the rewrite itself is in the pure pass's test_model.py",
     "tests/memory/test_fork_cli.py": "builds its batches with native/; what it tests is the "
     "command around Engine.fork (tests/memory/test_forks.py), not how batches are read",
+    "tests/memory/test_outside_reads.py": "builds its batches with native/; what it tests is "
+    "how lookup and state find the objects they read, not how batches are read",
     "tests/memory/test_state_cli.py": "builds its batches with native/; the records are "
     "decoded as in tests/memory/test_state_at.py, which the pure pass runs",
     "tests/engine/test_inspect_cli.py": "builds its batches with native/; what it tests is "
