@@ -62,7 +62,7 @@ from engine.provenance import Provenance
 from engine.quota_entities import ClientQuotas, entity_to_wire
 from engine.schemas.store import SchemaRegistry
 from engine.state_log import StateLog
-from engine.store_errors import damage_at, store_errors
+from engine.store_errors import damage_at, store_errors, unanswered_reads
 from engine.tables.service import TableService, TableStatus
 from engine.tables.settings import TablesConfig
 from engine.topic_admin import TopicAdmin
@@ -615,7 +615,11 @@ class Engine:
         stable offset, with the aborted transactions among them."""
         committed = _read_committed(isolation_level)
         self._check_open()
-        with store_errors(), damage_at(topic, partition, offset):
+        with (
+            store_errors(),
+            damage_at(topic, partition, offset),
+            unanswered_reads(topic, partition),
+        ):
             return self.partition(topic, partition).fetch(offset, max_bytes, committed)
 
     async def fetch_async(
@@ -628,7 +632,11 @@ class Engine:
     ) -> PartitionFetch:
         committed = _read_committed(isolation_level)
         self._check_open()
-        with store_errors(), damage_at(topic, partition, offset):
+        with (
+            store_errors(),
+            damage_at(topic, partition, offset),
+            unanswered_reads(topic, partition),
+        ):
             return await self.partition(topic, partition).fetch_async(offset, max_bytes, committed)
 
     def lookup(
@@ -653,7 +661,7 @@ class Engine:
 
         found: list[FoundRecord] = []
         for index in indexes:
-            with store_errors(), damage_at(topic, index, 0):
+            with store_errors(), damage_at(topic, index, 0), unanswered_reads(topic, index):
                 found += lookup_partition(self._registry.partition(topic, index), header, wanted)
         return found
 
@@ -737,7 +745,7 @@ class Engine:
         offsets below it are found by time (as in Kafka)."""
         committed = _read_committed(isolation_level)
         leader = self.partition(topic, partition)
-        with store_errors():
+        with store_errors(), unanswered_reads(topic, partition):
             return offset_lookup.list_offset(leader, timestamp, committed)
 
     def delete_records(self, topic: str, partition: int, offset: int) -> int:

@@ -188,6 +188,26 @@ class StorageError(EngineError):
     code = KafkaCode.KAFKA_STORAGE_ERROR
 
 
+class StoreUnavailable(EngineError):
+    """The object store did not answer a read of a partition's stored data
+    (a timeout, a 5xx, a dropped connection: what its own retries and
+    hedging gave up on). Nothing is lost and the partition keeps serving
+    its tail; the same read succeeds once the store answers. Kafka's
+    KAFKA_STORAGE_ERROR for a log it cannot read, which consumers retry
+    (librdkafka, the Java client), for this partition alone."""
+
+    code = KafkaCode.KAFKA_STORAGE_ERROR
+
+    def __init__(self, topic: str, partition: int, reason: str) -> None:
+        super().__init__(
+            f"{topic}-{partition}: the stored data could not be read from the object "
+            f"store ({reason}); nothing is lost: retry once the store answers"
+        )
+        self.topic = topic
+        self.partition = partition
+        self.reason = reason
+
+
 class CorruptStoredData(EngineError):
     """Stored data of a partition fails its checks when read back (a damaged
     object in object storage): the records from ``offset`` cannot be served.

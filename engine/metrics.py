@@ -146,11 +146,13 @@ class EngineCollector(Collector):
         errors = CounterMetricFamily(
             "tidelog_object_store_errors",
             "Object-store requests that failed and will be retried, by what asked:"
-            " data (uploads, compactions) or manifest (commits).",
+            " data (uploads, compactions), manifest (commits) or read (reads of"
+            " stored data, answered KAFKA_STORAGE_ERROR for the client to retry).",
             labels=["source"],
         )
         errors.add_metric(["data"], stats.upload_errors)
         errors.add_metric(["manifest"], store.manifest.commit_retries)
+        errors.add_metric(["read"], store.read_errors)
         yield errors
         requests, failed, latency = store.store.snapshot()
         by_operation = ["operation"]

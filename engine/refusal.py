@@ -40,10 +40,12 @@ def describe(error: BaseException, data_dir: str) -> str:
     if isinstance(error, PermissionDenied):
         return f"{error}. Give this user read and write access to {data_dir}"
     if isinstance(error, ObjectStoreError):
-        return (
-            f"the object store failed while opening {data_dir}: {error}. "
-            "Check its URL, endpoint and credentials, and that it is reachable"
-        )
+        failed = f"the object store failed while opening {data_dir}: {error}"
+        if error.misconfigured:
+            return f"{failed}. Check its URL, endpoint and credentials, and that it is reachable"
+        if error.transient:  # a timeout, a 5xx: nothing to change, only to wait for
+            return f"{failed}. The failure may pass: start again once the store answers"
+        return failed
     if isinstance(error, (FileExistsError, NotADirectoryError)):
         return (
             f"{error.filename or data_dir} is not a directory: choose a --data-dir (and"

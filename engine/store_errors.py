@@ -1,6 +1,7 @@
 """The engine's errors for the stream store's: what a ``StreamStore``
 failure becomes when it reaches the engine's callers (Fenced, EngineClosed,
-StorageError, CorruptStoredData naming the partition and offset)."""
+StorageError, CorruptStoredData naming the partition and offset,
+StoreUnavailable naming the partition a read could not be answered for)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,15 @@ import contextlib
 from collections.abc import Iterator
 from types import TracebackType
 
-from engine.errors import CorruptStoredData, EngineClosed, EngineError, Fenced, StorageError
-from s3stream import CorruptObject, S3StreamError, StoreClosed
+from engine.errors import (
+    CorruptStoredData,
+    EngineClosed,
+    EngineError,
+    Fenced,
+    StorageError,
+    StoreUnavailable,
+)
+from s3stream import CorruptObject, ObjectStoreError, S3StreamError, StoreClosed
 from s3stream import Fenced as StoreFenced
 
 
@@ -51,6 +59,20 @@ def damage_at(topic: str, partition: int, offset: int) -> Iterator[None]:
         yield
     except CorruptObject as error:
         raise CorruptStoredData(topic, partition, offset, error.key, error.reason) from error
+
+
+@contextlib.contextmanager
+def unanswered_reads(topic: str, partition: int) -> Iterator[None]:
+    """Raises StoreUnavailable, naming the partition, for a transient
+    object-store error met by a read inside: one a retry may get past.
+    Only those: damage is CorruptObject (damage_at), and an error no retry
+    fixes (denied access, a missing bucket) stays the operator's to see."""
+    try:
+        yield
+    except ObjectStoreError as error:
+        if not error.transient:
+            raise
+        raise StoreUnavailable(topic, partition, str(error)) from error
 
 
 def translate_optional(error: BaseException | None) -> BaseException | None:

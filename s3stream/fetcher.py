@@ -16,7 +16,7 @@ from s3stream.manifest_state import ManifestState
 from s3stream.objects import StoredBatch
 from s3stream.reader import ObjectReader
 from s3stream.replay_pace import ReplayPace
-from s3stream.store import ObjectNotFound
+from s3stream.store import ObjectNotFound, ObjectStoreError
 from s3stream.store_state import StoreState
 
 
@@ -42,6 +42,9 @@ class Fetcher:
         """Reads answered by the log cache (counted under the store's lock)."""
         self.log_cache_misses = 0
         """Reads that went to objects (the block cache, then the object store)."""
+        self.read_errors = 0
+        """Reads that failed for a transient object-store error (a retry may
+        succeed); counted under the store's lock."""
         self._state = state
         self._manifest = manifest
         self._reader = reader
@@ -89,10 +92,13 @@ class Fetcher:
             if not cached:
                 try:
                     state, found = self._read_objects(stream_id, offset, budget, end, first)
-                except Exception:
-                    if first:
-                        raise
-                    break  # return what was read; the next fetch reports the failure
+                except Exception as error:
+                    if not first:
+                        break  # return what was read; the next fetch reports the failure
+                    if isinstance(error, ObjectStoreError) and error.transient:
+                        with self._state.lock:
+                            self.read_errors += 1
+                    raise
             if not found:
                 if not cached and first:
                     # A read in a gap at the end of a replaced range, with

@@ -633,6 +633,11 @@ class StreamStore:
         """Reads the log cache answered, and reads that went to objects."""
         return self._fetcher.log_cache_hits, self._fetcher.log_cache_misses
 
+    @property
+    def read_errors(self) -> int:
+        """Reads that failed for a transient object-store error."""
+        return self._fetcher.read_errors
+
     def probe_object_store(self) -> None:
         """One small request to the object store (a HEAD of a key that need
         not exist); raises ObjectStoreError when the store cannot answer."""

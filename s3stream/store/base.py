@@ -31,9 +31,14 @@ def joined(data: ObjectData) -> BytesLike:
 
 
 class ObjectStoreError(Exception):
-    """An object-store operation failed; ``transient`` says a retry may work."""
+    """An object-store operation failed; ``transient`` says a retry may work,
+    ``misconfigured`` that the store's address or credentials are the
+    likely cause (denied access, bad or missing credentials, no such
+    bucket, an endpoint that cannot be reached), so that advice to check
+    them is given for those errors only."""
 
     transient = True
+    misconfigured = False
 
     def __init__(self, operation: str, key: str, reason: str) -> None:
         super().__init__(f"{operation} {key!r}: {reason}")

@@ -68,6 +68,8 @@ _PERMANENT = {
     errno.EEXIST,
     errno.ENAMETOOLONG,
 }
+# Errors that point at the store's path: permissions, a file where the directory should be.
+_MISCONFIGURED = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR}
 # Why a conditional put would fail, and the test the current file must pass.
 _Condition = tuple[str, Callable[[os.stat_result | None], bool]]
 # A path component that is a file, or a key that is a directory: no such object.
@@ -406,4 +408,5 @@ def _read_error(operation: str, key: str, error: OSError) -> ObjectStoreError:
 def _store_error(operation: str, key: str, error: OSError) -> ObjectStoreError:
     failure = ObjectStoreError(operation, key, f"{error.strerror or error} ({error.filename})")
     failure.transient = error.errno not in _PERMANENT
+    failure.misconfigured = error.errno in _MISCONFIGURED
     return failure

@@ -94,6 +94,19 @@ _TRANSIENT_CODES = {
     "Throttling",
     "ThrottlingException",
 }
+# S3's codes for a request the store's address or credentials are wrong for.
+_MISCONFIGURED_CODES = {
+    "AccessDenied",
+    "AllAccessDisabled",
+    "AuthorizationHeaderMalformed",
+    "ExpiredToken",
+    "InvalidAccessKeyId",
+    "InvalidBucketName",
+    "InvalidToken",
+    "NoSuchBucket",
+    "PermanentRedirect",
+    "SignatureDoesNotMatch",
+}
 # botocore's own errors that a retry cannot fix: configuration, credentials, arguments.
 _PERMANENT_BOTOCORE = (
     botocore.exceptions.NoCredentialsError,
@@ -105,6 +118,15 @@ _PERMANENT_BOTOCORE = (
     botocore.exceptions.InvalidConfigError,
     botocore.exceptions.ProfileNotFound,
     botocore.exceptions.UnknownCredentialError,
+)
+# botocore's errors that point at the endpoint or the credentials.
+_MISCONFIGURED_BOTOCORE = (
+    botocore.exceptions.NoCredentialsError,
+    botocore.exceptions.PartialCredentialsError,
+    botocore.exceptions.UnknownCredentialError,
+    botocore.exceptions.ProfileNotFound,
+    botocore.exceptions.BaseEndpointResolverError,
+    botocore.exceptions.EndpointConnectionError,
 )
 
 
@@ -567,9 +589,11 @@ def _translate(
             return ObjectNotFound(key)
         failure = ObjectStoreError(operation, key, f"{code}: {error}")
         failure.transient = code in _TRANSIENT_CODES or status >= 500 or status in (408, 429)
+        failure.misconfigured = code in _MISCONFIGURED_CODES or status in (301, 401, 403)
         return failure
     # Connection failures, timeouts and truncated or corrupt responses are
     # worth another try; a missing credential or a bad argument is not.
     failure = ObjectStoreError(operation, key, f"{type(error).__name__}: {error}")
     failure.transient = not isinstance(error, _PERMANENT_BOTOCORE)
+    failure.misconfigured = isinstance(error, _MISCONFIGURED_BOTOCORE)
     return failure

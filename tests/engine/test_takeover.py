@@ -7,9 +7,10 @@ before B opened, and appends after it with dense offsets. A learns that it
 is fenced at its next manifest commit (an upload, a flush, a topic change)
 or its next fence check (one per upload interval); from then on every
 produce raises ``engine.Fenced``. Appends A acknowledged in `local` mode
-after B opened but before A discovered the fence went to A's WAL only: B
-never sees them, nothing A does after B opened (its close included)
-reaches the bucket, and A's directory opened again does not replay them.
+and had not uploaded when B opened (acknowledged before B opened, or after
+it but before A discovered the fence) went to A's WAL only: B never sees
+them, nothing A does after B opened (its close included) reaches the
+bucket, and A's directory opened again does not replay them.
 
 A is a child process (child_engine.py) that uploads only on flush or close
 (so it never checks for a fence on its own); B is this process. Both use
@@ -184,6 +185,8 @@ def test_appends_the_old_owner_had_not_uploaded_stay_in_its_wal(
         log = values(again, "agent", 0)
         assert log[:13] == expected(uploaded, mine)
         assert [offset for offset, _ in log] == list(range(len(log)))
+        # Acknowledged before B opened, never uploaded: lost, not replayed.
+        assert not [value for _, value in log if value is not None and value.startswith(b"wal")]
 
 
 def test_a_fenced_owners_stale_wal_adds_nothing_after_the_new_owners_records(

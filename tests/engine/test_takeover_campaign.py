@@ -11,15 +11,22 @@ close, the log is read from B and from a fresh data directory on the bucket.
 
 What holds:
 - ``remote``: no acknowledged record is lost; each is at its acked offset.
-- ``local``: the only records lost are the old owner's acknowledged after
-  the new owner started opening; the old owner learned of the fence at its
-  first manifest request after the new owner's open (a commit, or the idle
-  check), so the window is at most one upload interval plus one request.
+- ``local``: the only records lost are the old owner's that no upload the
+  new owner's open saw holds: each lost one lies past the end the new owner
+  opened with, and each of the old owner's acknowledgements below that end
+  survives. Those are the appends acknowledged after the old owner's last
+  upload committed before the fence: the ones acknowledged after the new
+  owner opened, and as well the ones acknowledged before it but not yet
+  uploaded (up to an upload interval's), which were only in the old owner's
+  WAL. The old owner learned of the fence at its first manifest request
+  after the new owner's open (a commit, or the idle check), so it went on
+  acknowledging for at most one upload interval plus one request.
 - Both: offsets are dense, no record appears twice, and every acknowledged
   record of the surviving owner is there.
 
-The figures (acked, lost, duplicated per mode and scenario) are printed for
-the README. ``TIDELOG_FAULTS=full`` runs more rounds with more timings.
+The figures (acked, lost, duplicated per mode and scenario, and how many
+of the lost were acknowledged before the new owner began opening) are
+printed for the README. ``TIDELOG_FAULTS=full`` runs more rounds with more timings.
 """
 
 from __future__ import annotations
@@ -51,6 +58,10 @@ from tests.s3stream.faults import FaultyStore
 FULL = os.environ.get("TIDELOG_FAULTS") == "full"
 ROUNDS = 8 if FULL else 2
 INTERVAL_S = 0.2
+OLD_OWNER_INTERVAL_S = 3.0
+"""The first owner's upload interval in a takeover: past the moment the new
+owner opens, so what the old owner acknowledged before it is not uploaded
+yet, and the campaign measures that part of the window too."""
 PARTITIONS = 2
 IN_FLIGHT = 4
 PACE_S = 0.001
@@ -105,12 +116,14 @@ class Writer:
     threads: list[threading.Thread] = field(default_factory=list)
 
 
-def open_writer(name: str, data_dir: Path, bucket: str, mode: str, clock: Clock) -> Writer:
+def open_writer(
+    name: str, data_dir: Path, bucket: str, mode: str, clock: Clock, interval_s: float = INTERVAL_S
+) -> Writer:
     store = WatchedStore(open_store(bucket), clock)
     config = engine.EngineConfig(
         cleaner_interval_s=3600,
         topic_defaults={ACK_DURABILITY: mode},
-        store=StreamStoreConfig(upload_interval_s=INTERVAL_S, compaction_interval_s=3600),
+        store=StreamStoreConfig(upload_interval_s=interval_s, compaction_interval_s=3600),
     )
     e = engine.open(data_dir, store, config)
     store.knows_fenced = lambda: e.store.fenced
@@ -242,7 +255,7 @@ def run_round(tmp_path: Path, bucket: str, mode: str, scenario: str, rng: random
     clock = Clock()
     old: Writer | None
     if scenario == "takeover":
-        old = open_writer("a", tmp_path / "a", bucket, mode, clock)
+        old = open_writer("a", tmp_path / "a", bucket, mode, clock, OLD_OWNER_INTERVAL_S)
         start(old, clock)
         time.sleep(rng.uniform(0.3, 1.0) if FULL else 0.3)
         new_started = clock.tick()
@@ -254,6 +267,10 @@ def run_round(tmp_path: Path, bucket: str, mode: str, scenario: str, rng: random
         if old is not None:
             start(old, clock)
     new_opened = clock.tick()
+    # What the uploads the new owner's open saw hold: the old owner's
+    # acknowledgements below these ends are in the bucket, the rest were
+    # only in its WAL.
+    opened_ends = [new.engine.offsets(TOPIC, p)[1] for p in range(PARTITIONS)]
     start(new, clock)
     writers = [w for w in (old, new) if w is not None]
     try:
@@ -280,12 +297,22 @@ def run_round(tmp_path: Path, bucket: str, mode: str, scenario: str, rng: random
         assert not [x for x in outcome.lost if x.writer == new.name]  # the owner loses nothing
         if mode == "remote":
             assert outcome.lost == []
-        else:
-            assert all(x.seq > new_started for x in outcome.lost), "lost before the takeover"
+        elif old is not None:
+            lost = {(x.partition, x.offset) for x in outcome.lost}
+            past_open = {
+                (x.partition, x.offset) for x in old.acks if x.offset >= opened_ends[x.partition]
+            }
+            assert lost == past_open, "lost: exactly the acks no upload the new owner saw holds"
     old_acks = len(old.acks) if old is not None else 0
+    before_open = sum(x.seq < new_started for x in from_bucket.lost)
+    if mode == "local" and scenario == "takeover":
+        # The old owner had uploaded nothing when the new one opened: what
+        # it acknowledged before then was only in its WAL, and is lost.
+        assert before_open > 0, "no acknowledgement from before the open was lost"
     print(
         f"\ntakeover campaign: mode={mode} scenario={scenario} acked={from_bucket.acked} "
         f"(old owner {old_acks}, new owner {len(new.acks)}) lost={len(from_bucket.lost)} "
+        f"(acknowledged before the new owner began opening: {before_open}) "
         f"duplicated={from_bucket.duplicated} "
         f"refused={sum(w.refused for w in writers)}"
     )

@@ -34,6 +34,9 @@ class FaultyStore(ObjectStore):
         self.retry_lost_prefix = ""
         self.calls: dict[str, int] = {}
         self.failures = 0
+        self.transient = True
+        """Whether the injected faults are transient (a retry may succeed) or
+        permanent (as denied access is)."""
         self._lock = threading.Lock()
 
     @property
@@ -48,6 +51,7 @@ class FaultyStore(ObjectStore):
 
     def heal(self) -> None:
         self.failing = set()
+        self.transient = True
         self.failing_prefix = ""
         self.lose_put_responses = False
 
@@ -56,7 +60,9 @@ class FaultyStore(ObjectStore):
             self.calls[operation] = self.calls.get(operation, 0) + 1
             if operation in self.failing and key.startswith(self.failing_prefix):
                 self.failures += 1
-                raise InjectedFault(operation, key)
+                fault = InjectedFault(operation, key)
+                fault.transient = self.transient
+                raise fault
 
     def _after_put(self, key: str) -> None:
         if self.lose_put_responses:

@@ -1,0 +1,232 @@
+"""A read of history the object store cannot answer now (a timeout, a 5xx,
+a dropped connection: a transient ObjectStoreError) is answered as Kafka
+answers a partition whose log cannot be read: KAFKA_STORAGE_ERROR for that
+partition alone, the other partitions of the same Fetch answered as usual,
+the connection kept. Consumers retry it, and get every record once, in
+order, when the store answers again. In the embedded API it is
+``engine.StoreUnavailable``; either way it is counted in
+``tidelog_object_store_errors_total{source="read"}``. Damage is another
+answer (CORRUPT_MESSAGE: test_damaged_block.py).
+
+The faults come from the tests' fault store (tests/s3stream/faults.py)
+around a local bucket; the log cache holds nothing, so every read goes to
+the objects, each partition's in an object of its own."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import pytest
+from confluent_kafka import TopicPartition as KafkaPartition
+from prometheus_client.parser import text_string_to_metric_families
+
+import engine
+import native
+from engine.offset_lookup import MAX_TIMESTAMP
+from engine.protocol.apis import ApiKey, request_schema
+from engine.protocol.kafka_code import KafkaCode
+from s3stream.store import open_store
+from tests.engine.conftest import QUIET_STORE
+from tests.s3stream.faults import FaultyStore
+from tests.server.in_process import InProcessServer
+from tests.server.test_confluent import make_consumer
+from tests.server.wire import Wire, build, fetch_each
+
+TOPIC = "history"
+RECORDS = 10
+TIMEOUT = 30.0
+RETRIES_SEEN = 3
+"""Fault answers a consumer retries past before the store heals."""
+
+
+@dataclass
+class Faulted:
+    engine: engine.Engine
+    store: FaultyStore
+    keys: list[str]
+    """The object holding each partition's records, by partition."""
+
+    def fail_reads_of(self, partition: int) -> None:
+        self.store.fail("get", prefix=self.keys[partition])
+
+
+def values(partition: int) -> list[bytes]:
+    return [f"p{partition}-{i}".encode() for i in range(RECORDS)]
+
+
+@pytest.fixture
+def faulted(tmp_path: Path) -> Iterator[Faulted]:
+    """An engine whose two partitions' records are each in an object of
+    their own, read through a fault store, with no log cache."""
+    store = FaultyStore(open_store("file://" + str(tmp_path / "bucket")))
+    config = engine.EngineConfig(
+        store=replace(QUIET_STORE, log_cache_bytes=0, block_cache_bytes=1, readahead_bytes=0),
+        cleaner_interval_s=3600,
+    )
+    opened = engine.open(tmp_path / "node", store, config)
+    try:
+        opened.create_topic(TOPIC, 2)
+        keys = []
+        for partition in range(2):
+            before = {info.key for info in store.inner.list("objects/")}
+            with opened.producer(linger_ms=0) as producer:
+                for value in values(partition):
+                    producer.send(TOPIC, value, partition=partition).result(TIMEOUT)
+            assert opened.flush(TIMEOUT)
+            [key] = {info.key for info in store.inner.list("objects/")} - before
+            keys.append(key)
+        yield Faulted(opened, store, keys)
+    finally:
+        store.heal()
+        opened.close()
+
+
+def read_errors(opened: engine.Engine) -> float:
+    """``tidelog_object_store_errors_total{source="read"}`` as the engine shows it."""
+    for family in text_string_to_metric_families(opened.metrics().text()):
+        for sample in family.samples:
+            if sample.name == "tidelog_object_store_errors_total" and sample.labels == {
+                "source": "read"
+            }:
+                return sample.value
+    raise AssertionError("no read errors counted")
+
+
+def record_values(records: bytes) -> list[bytes | None]:
+    return [record.value for record in native.decode_records(records)]
+
+
+def test_the_embedded_api_raises_store_unavailable_for_the_faulted_partition_only(
+    faulted: Faulted,
+) -> None:
+    opened = faulted.engine
+    faulted.fail_reads_of(0)
+    with pytest.raises(engine.StoreUnavailable) as raised:
+        opened.fetch(TOPIC, 0, 0)
+    error = raised.value
+    assert (error.topic, error.partition) == (TOPIC, 0)
+    assert error.error_code == KafkaCode.KAFKA_STORAGE_ERROR
+    assert "injected fault" in str(error) and f"{TOPIC}-0" in str(error)
+    with pytest.raises(engine.StoreUnavailable):
+        asyncio.run(opened.fetch_async(TOPIC, 0, 0))
+    with pytest.raises(engine.StoreUnavailable):  # a lookup by time reads the objects too
+        opened.list_offset(TOPIC, 0, MAX_TIMESTAMP)
+    consumer = opened.consumer(auto_offset_reset="earliest")
+    consumer.assign([engine.TopicPartition(TOPIC, 0)])
+    with pytest.raises(engine.StoreUnavailable):
+        consumer.poll(timeout=5)
+    assert faulted.store.failures >= 4
+    assert read_errors(opened) >= 2  # the fetches' (a lookup's own reads count too)
+    assert record_values_of(opened.fetch(TOPIC, 1, 0)) == values(1)
+    faulted.store.heal()
+    assert record_values_of(opened.fetch(TOPIC, 0, 0)) == values(0)
+    assert [r.value for r in consumer.poll(timeout=5)] == values(0)  # from where it was
+
+
+def record_values_of(fetched: engine.PartitionFetch) -> list[bytes | None]:
+    return [value for batch in fetched.records for value in record_values(bytes(batch))]
+
+
+def test_an_error_a_retry_cannot_fix_is_not_storage_error(faulted: Faulted) -> None:
+    """Only transient errors: denied access is not something a consumer's
+    retry gets past, and is not answered as if it were."""
+    faulted.fail_reads_of(0)
+    faulted.store.transient = False
+    with pytest.raises(Exception) as raised:
+        faulted.engine.fetch(TOPIC, 0, 0)
+    assert not isinstance(raised.value, engine.StoreUnavailable)
+    assert read_errors(faulted.engine) == 0
+
+
+def list_offsets_by_time(partitions: list[int]) -> object:
+    return build(
+        request_schema(ApiKey.LIST_OFFSETS, 7),
+        replica_id=-1,
+        isolation_level=0,
+        topics=[
+            {
+                "name": TOPIC,
+                "partitions": [
+                    {"partition_index": p, "current_leader_epoch": -1, "timestamp": 0}
+                    for p in partitions
+                ],
+            }
+        ],
+    )
+
+
+def test_a_fetch_of_two_partitions_answers_the_faulted_one_storage_error_on_a_kept_connection(
+    faulted: Faulted,
+) -> None:
+    server = InProcessServer(faulted.engine)
+    try:
+        with Wire(server.bootstrap, timeout=TIMEOUT) as wire:
+            faulted.fail_reads_of(0)
+            fetch = fetch_each(12, [(TOPIC, 0, 0), (TOPIC, 1, 0)])
+            faulted_answer, healthy = [
+                p for t in wire.request(fetch).responses for p in t.partitions
+            ]
+            assert (faulted_answer.partition_index, healthy.partition_index) == (0, 1)
+            assert faulted_answer.error_code == KafkaCode.KAFKA_STORAGE_ERROR
+            assert not faulted_answer.records
+            assert healthy.error_code == KafkaCode.NONE
+            assert record_values(healthy.records) == values(1)
+
+            # ListOffsets by time reads the objects: the same answer, per partition.
+            (topic,) = wire.request(list_offsets_by_time([0, 1])).topics
+            by_time = {p.partition_index: p for p in topic.partitions}
+            assert by_time[0].error_code == KafkaCode.KAFKA_STORAGE_ERROR
+            assert (by_time[1].error_code, by_time[1].offset) == (KafkaCode.NONE, 0)
+
+            # The same connection, once the store answers: the records.
+            faulted.store.heal()
+            answer, _ = [p for t in wire.request(fetch).responses for p in t.partitions]
+            assert answer.error_code == KafkaCode.NONE
+            assert record_values(answer.records) == values(0)
+            assert not wire.closed_by_server(timeout=0.2)
+        assert server.server.stats.connections == 1
+    finally:
+        server.stop()
+
+
+def test_a_confluent_consumer_keeps_its_connection_and_reads_every_record_once_healed(
+    faulted: Faulted,
+) -> None:
+    server = InProcessServer(faulted.engine)
+    consumer = make_consumer(server.bootstrap, **{"fetch.error.backoff.ms": 50})
+    try:
+        faulted.fail_reads_of(0)
+        consumer.assign([KafkaPartition(TOPIC, 0, 0), KafkaPartition(TOPIC, 1, 0)])
+        received: dict[int, list[bytes]] = {0: [], 1: []}
+        deadline = time.monotonic() + TIMEOUT
+
+        def poll() -> None:
+            assert time.monotonic() < deadline, received
+            message = consumer.poll(0.1)
+            if message is not None and message.error() is None:
+                received[message.partition()].append(message.value())
+
+        # The healthy partition is read while the faulted one is retried.
+        while len(received[1]) < RECORDS or faulted.store.failures < 1:
+            poll()
+        connections = server.server.stats.connections
+        retried_from = faulted.store.failures
+        while faulted.store.failures < retried_from + RETRIES_SEEN:
+            poll()
+        assert received[0] == []
+        # Retried on the connections it had: none was dropped and opened again.
+        assert server.server.stats.connections == connections
+        faulted.store.heal()
+        while len(received[0]) < RECORDS:
+            poll()
+        for _ in range(5):  # nothing more arrives: no record twice
+            poll()
+        assert received == {0: values(0), 1: values(1)}
+        assert server.server.stats.connections == connections
+    finally:
+        consumer.close()
+        server.stop()
