@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import re
 import threading
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -51,13 +50,13 @@ from engine.governance_log import ALTERED, CREATED, DELETED, GovernanceChange
 from engine.internal_topics import is_internal_topic
 from engine.masking.rules import MASKING_RULES
 from engine.store_errors import store_errors
+from engine.topic_names import is_legal_topic_name
 from engine.topics import Topic, TopicRegistry, unify_collision_chars
 from engine.types import NewTopic, PartitionInfo, TopicDescription
 from s3stream import S3StreamError, StreamStore
 
 log = logging.getLogger("tidelog.engine")
 
-_TOPIC_NAME = re.compile(r"^[a-zA-Z0-9._-]{1,249}$")
 _MANY_TOPICS = 64
 """Changes of this many topics pause the garbage collector (gc_pause.py)."""
 
@@ -437,12 +436,6 @@ class TopicAdmin:
     def append_catalog(self, record: list[Any]) -> None:
         with store_errors():
             self.catalog.append(record)
-
-
-def is_legal_topic_name(name: str) -> bool:
-    """Kafka's Topic.validate: 1-249 characters of ASCII letters, digits,
-    '.', '_' and '-', and not '.' or '..'."""
-    return name not in (".", "..") and _TOPIC_NAME.fullmatch(name) is not None
 
 
 def _check_no_collision_among(name: str, unified_taken: Mapping[str, str]) -> None:

@@ -33,7 +33,7 @@ from engine.server.context import RequestContext
 from engine.server.handlers.common import authorized_operations
 from engine.server.handlers.metadata import partitions_of
 from engine.server.handlers.registry import handles
-from engine.topic_admin import is_legal_topic_name
+from engine.topic_names import is_legal_topic_name
 
 if TYPE_CHECKING:
     from engine.server.handlers.requests import DescribeTopicPartitionsRequest
