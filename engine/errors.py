@@ -155,6 +155,14 @@ class InvalidTxnState(EngineError):
     code = KafkaCode.INVALID_TXN_STATE
 
 
+class NotInTransaction(InvalidTxnState):
+    """A transactional batch for a partition the producer's open transaction
+    does not include (no AddPartitionsToTxn for it, or no transaction open):
+    what Kafka's transaction verification refuses (KIP-890). Kafka answers
+    it TRANSACTION_ABORTABLE to a client that knows that code (Produce v11,
+    AddPartitionsToTxnManager's genericError), INVALID_TXN_STATE before."""
+
+
 class OffsetOutOfRange(EngineError):
     code = KafkaCode.OFFSET_OUT_OF_RANGE
 

@@ -40,6 +40,7 @@ from engine.errors import (
     InvalidTransactionRequest,
     InvalidTransactionTimeout,
     InvalidTxnState,
+    NotInTransaction,
     ProducerFenced,
     TransactionalIdNotFound,
 )
@@ -355,7 +356,7 @@ class TransactionCoordinator:
             if meta.state is not TxnState.ONGOING or (
                 TopicPartition(topic, partition) not in meta.partitions
             ):
-                raise InvalidTxnState(
+                raise NotInTransaction(
                     f"producer {producer_id} has no open transaction on {topic}-{partition} "
                     "(AddPartitionsToTxn comes first)"
                 )

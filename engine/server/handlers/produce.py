@@ -28,7 +28,12 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from engine.batch_refusals import produce_framing_refusal
-from engine.errors import EngineError, UnsupportedCompressionType, error_code
+from engine.errors import (
+    EngineError,
+    NotInTransaction,
+    UnsupportedCompressionType,
+    error_code,
+)
 from engine.internal_topics import is_internal_topic
 from engine.partition import AppendResult
 from engine.protocol.apis import ApiKey
@@ -97,7 +102,10 @@ def _decode_produce(header: RequestHeader, frame: memoryview) -> ProduceRequest:
         7: "zstd batches (KIP-110); below v7 refused UNSUPPORTED_COMPRESSION_TYPE",
         8: "record_errors: the records a batch was refused for (KIP-467)",
         9: "flexible encoding",
-        11: "highest (v12 is transactions v2, KIP-890; v13 names topics by id)",
+        11: "a transactional batch its transaction does not include (no AddPartitionsToTxn"
+        " for the partition) is TRANSACTION_ABORTABLE, as Kafka 4.0's verification answers it"
+        " (KIP-890), where v10 answers INVALID_TXN_STATE; highest (v12 is transactions v2,"
+        " KIP-890; v13 names topics by id)",
     },
 )
 def handle_produce(context: RequestContext, request: ProduceRequest) -> Response:
@@ -373,7 +381,7 @@ def _partition(version: int, index: int, result: Outcome, message: str | None) -
     if isinstance(result, int):
         return _failed(index, result, message)
     if isinstance(result, EngineError):
-        return _failed(index, error_code(result), error_message(result), _record_errors(result))
+        return _failed(index, _code(version, result), error_message(result), _record_errors(result))
     if not result.done():
         return _failed(
             index,
@@ -384,7 +392,7 @@ def _partition(version: int, index: int, result: Outcome, message: str | None) -
         )
     error = result.exception()
     if error is not None:
-        return _failed(index, error_code(error), error_message(error), _record_errors(error))
+        return _failed(index, _code(version, error), error_message(error), _record_errors(error))
     appended = result.result()
     return accepted_entry(
         version,
@@ -393,6 +401,18 @@ def _partition(version: int, index: int, result: Outcome, message: str | None) -
         appended.log_append_time,
         appended.log_start_offset,
     )
+
+
+FIRST_ABORTABLE_PRODUCE_VERSION = 11
+"""Kafka answers a batch its transaction verification refuses
+TRANSACTION_ABORTABLE from Produce v11 (KafkaApis.handleProduceRequest's
+genericError), INVALID_TXN_STATE before."""
+
+
+def _code(version: int, error: BaseException) -> int:
+    if isinstance(error, NotInTransaction) and version >= FIRST_ABORTABLE_PRODUCE_VERSION:
+        return KafkaCode.TRANSACTION_ABORTABLE
+    return error_code(error)
 
 
 def _failed(
