@@ -28,12 +28,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from engine.batch_refusals import produce_framing_refusal
-from engine.errors import (
-    EngineError,
-    NotInTransaction,
-    UnsupportedCompressionType,
-    error_code,
-)
+from engine.errors import EngineError, UnsupportedCompressionType, error_code
 from engine.internal_topics import is_internal_topic
 from engine.partition import AppendResult
 from engine.protocol.apis import ApiKey
@@ -47,7 +42,7 @@ from engine.server import authorize
 from engine.server.authorizer import AclOperation
 from engine.server.checked_appends import records_checked, submit_checked
 from engine.server.context import Body, RequestContext, Response, error_message
-from engine.server.handlers.common import auto_create_topics
+from engine.server.handlers.common import auto_create_topics, transactional_write_code
 from engine.server.handlers.registry import handles
 from engine.server.handlers.transactions import init_transactional_producer
 from engine.server.produce_entries import accepted_entry
@@ -410,9 +405,7 @@ genericError), INVALID_TXN_STATE before."""
 
 
 def _code(version: int, error: BaseException) -> int:
-    if isinstance(error, NotInTransaction) and version >= FIRST_ABORTABLE_PRODUCE_VERSION:
-        return KafkaCode.TRANSACTION_ABORTABLE
-    return error_code(error)
+    return transactional_write_code(error, version >= FIRST_ABORTABLE_PRODUCE_VERSION)
 
 
 def _failed(
