@@ -926,6 +926,60 @@ def test_a_void_transactional_commit_whose_voiding_fails_is_answered_not_coordin
     assert late.result(TIMEOUT) == {TP0: E["NOT_COORDINATOR"]}
 
 
+def test_a_void_transactional_commit_durable_after_its_voiding_failed_is_not_refused(
+    open_engine: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The completion voiding a TxnOffsetCommit fails before the commit's
+    write is durable: the record stays (the completion runs again, and may
+    commit it), so the commit's outcome is unknown, not refused."""
+    groups = open_engine().groups
+    held = never_answered(groups, "txn", monkeypatch, deletions=True)
+    late = groups.commit_transactional_offsets(
+        "g", 7, 0, "", -1, None, {TP0: OffsetAndMetadata(10)}
+    )
+    aborted = groups.complete_transaction(7, committed=False)
+    wait_for(lambda: len(held) == 2)
+    with groups._locked():
+        held[1].func(KafkaCode.NOT_COORDINATOR)
+    with pytest.raises(NotCoordinator):
+        aborted.result(TIMEOUT)
+    with groups._locked():
+        held[0]()
+    assert late.result(TIMEOUT) == {TP0: E["NOT_COORDINATOR"]}
+
+
+def test_a_retried_completion_deletes_the_void_commits_its_failed_attempt_voided(
+    open_engine: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A transaction's completion voids a TxnOffsetCommit being written and
+    fails to write its record; the completion, run again, must still end
+    the void commit's record: left stored, a start would load it as
+    pending offsets of the producer's next transaction (docs/design/0053)."""
+    groups = open_engine().groups
+    held = never_answered(groups, "txn", monkeypatch)
+    late = groups.commit_transactional_offsets(
+        "g", 7, 0, "", -1, None, {TP0: OffsetAndMetadata(10)}
+    )
+    wait_for(lambda: len(held) == 1)
+    state_log = groups._run.state_log
+    update = state_log.update
+
+    def refusing(puts: Any = None, deletes: Any = None) -> Any:
+        raise OSError("the WAL's disk is full")
+
+    monkeypatch.setattr(state_log, "update", refusing)
+    aborted = groups.complete_transaction(7, committed=False)
+    monkeypatch.setattr(state_log, "update", update)
+    with pytest.raises(NotCoordinator):
+        aborted.result(TIMEOUT)
+    with groups._locked():
+        held[0]()
+    assert late.result(TIMEOUT) == {TP0: E["NOT_COORDINATOR"]}
+    assert stored_pending(groups) == [(7, "g", TP0)]
+    groups.complete_transaction(7, committed=False).result(TIMEOUT)
+    assert stored_pending(groups) == []
+
+
 def test_an_offset_commit_whose_group_is_deleted_while_written_is_gone_after_a_crash(
     engine_factory: EngineFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -963,6 +1017,36 @@ def test_a_transactional_commit_whose_topic_is_deleted_while_written_is_gone_aft
     groups = engine_factory(groups=engine.GroupConfig(**FAST_GROUPS)).groups
     assert stored_pending(groups) == []
     assert groups.list_groups() == []
+
+
+@pytest.mark.parametrize("transactional", [False, True])
+def test_a_commit_whose_topic_is_deleted_and_made_again_while_written_stays_gone(
+    engine_factory: EngineFactory, monkeypatch: pytest.MonkeyPatch, transactional: bool
+) -> None:
+    """A topic deleted, and created again under its name, while a commit of
+    it is being written: the deletion's record deleted the commit's, so the
+    commit must not become visible (or pending) once durable either, or the
+    offsets served would be gone after a restart."""
+    opened = engine_factory(groups=engine.GroupConfig(**FAST_GROUPS))
+    opened.create_topic("t", 4)
+    groups = opened.groups
+    held = never_answered(groups, "txn" if transactional else "offset", monkeypatch)
+    offsets = {TP0: OffsetAndMetadata(10)}
+    if transactional:
+        answer = groups.commit_transactional_offsets("g", 7, 0, "", -1, None, offsets)
+    else:
+        answer = groups.commit_offsets("g", -1, "", None, offsets)
+    wait_for(lambda: len(held) == 1)
+    opened.delete_topic("t")
+    opened.create_topic("t", 4)
+    with groups._locked():
+        held[0]()
+    assert answer.result(TIMEOUT) == {TP0: E["NONE"]}
+    groups.complete_transaction(7, committed=True).result(TIMEOUT)
+    assert committed(groups) == {}
+    monkeypatch.undo()
+    opened.close()
+    assert committed(engine_factory(groups=engine.GroupConfig(**FAST_GROUPS)).groups) == {}
 
 
 def test_a_commit_of_a_deleted_group_keeps_a_later_commit_under_its_key(
