@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -905,12 +906,14 @@ def test_a_void_transactional_commit_is_refused_only_once_its_voiding_is_durable
     assert stored_pending(groups) == []
 
 
+@pytest.mark.parametrize("durable_first", [True, False])
 def test_a_void_transactional_commit_whose_voiding_fails_is_answered_not_coordinator(
-    open_engine: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+    open_engine: Callable[..., Any], monkeypatch: pytest.MonkeyPatch, durable_first: bool
 ) -> None:
     """The completion that voids a TxnOffsetCommit fails to write its
-    record: the commit's outcome is unknown (its record stays until the
-    completion is run again), and it is answered so, not as refused."""
+    record, after or before the commit's write is durable: the commit's
+    outcome is unknown (its record stays until the completion is run
+    again, which may commit it), and it is answered so, not as refused."""
     groups = open_engine().groups
     held = never_answered(groups, "txn", monkeypatch, deletions=True)
     late = groups.commit_transactional_offsets(
@@ -918,33 +921,12 @@ def test_a_void_transactional_commit_whose_voiding_fails_is_answered_not_coordin
     )
     aborted = groups.complete_transaction(7, committed=False)
     wait_for(lambda: len(held) == 2)
-    with groups._locked():
-        held[0]()
-        held[1].func(KafkaCode.NOT_COORDINATOR)
+    written, voiding_failed = held[0], partial(held[1].func, KafkaCode.NOT_COORDINATOR)
+    for answer in [written, voiding_failed] if durable_first else [voiding_failed, written]:
+        with groups._locked():
+            answer()
     with pytest.raises(NotCoordinator):
         aborted.result(TIMEOUT)
-    assert late.result(TIMEOUT) == {TP0: E["NOT_COORDINATOR"]}
-
-
-def test_a_void_transactional_commit_durable_after_its_voiding_failed_is_not_refused(
-    open_engine: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The completion voiding a TxnOffsetCommit fails before the commit's
-    write is durable: the record stays (the completion runs again, and may
-    commit it), so the commit's outcome is unknown, not refused."""
-    groups = open_engine().groups
-    held = never_answered(groups, "txn", monkeypatch, deletions=True)
-    late = groups.commit_transactional_offsets(
-        "g", 7, 0, "", -1, None, {TP0: OffsetAndMetadata(10)}
-    )
-    aborted = groups.complete_transaction(7, committed=False)
-    wait_for(lambda: len(held) == 2)
-    with groups._locked():
-        held[1].func(KafkaCode.NOT_COORDINATOR)
-    with pytest.raises(NotCoordinator):
-        aborted.result(TIMEOUT)
-    with groups._locked():
-        held[0]()
     assert late.result(TIMEOUT) == {TP0: E["NOT_COORDINATOR"]}
 
 
