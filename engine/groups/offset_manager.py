@@ -318,8 +318,12 @@ class OffsetManager:
         }
         for key, offset in newer.items():
             self.store.issued(key, offset.sequence)
+        # Being written as a commit is: a group's or topic's deletion
+        # meanwhile deletes them too (_being_written).
+        self.store.writing(newer)
 
         def written(error: KafkaCode) -> None:
+            self.store.written(newer)
             if error != KafkaCode.NONE:
                 # Left in Prepare*, the transaction is completed again: that
                 # completion ends the void records (no longer tracked as

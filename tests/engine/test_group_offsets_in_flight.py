@@ -24,19 +24,19 @@ import engine
 from engine.groups import GroupCoordinator
 from engine.groups.records import read_state
 from engine.protocol.kafka_code import KafkaCode
-from engine.types import OffsetAndMetadata
+from engine.types import OffsetAndMetadata, TopicPartition
 from tests.engine.conftest import FAST_STORE
 from tests.engine.test_group_offsets_model import GROUPS, PARTITIONS, groups_, partitions_
 from tests.engine.test_groups import wait_for
 from tests.long_runs import sized
 
 producers_ = st.sampled_from([7, 8])
-txn = st.tuples(st.just("txn"), producers_, groups_, partitions_, st.integers(0, 99))
+txn = st.tuples(st.just("txn"), producers_, groups_, partitions_)
 complete = st.tuples(st.just("complete"), producers_, st.booleans(), st.booleans())
 answer = st.tuples(st.just("answer"))
 steps = st.lists(
     st.one_of(
-        st.tuples(st.just("commit"), groups_, partitions_, st.integers(0, 99)),
+        st.tuples(st.just("commit"), groups_, partitions_),
         txn,
         txn,
         complete,
@@ -105,6 +105,9 @@ def test_what_is_served_is_what_a_start_loads(program: list[tuple[Any, ...]]) ->
         completing: dict[int, tuple[bool, Future[None]]] = {}
         """A producer's last completion: a transaction stays in Prepare*
         (nothing else of its producer happens) until one is durable."""
+        offsets = iter(range(1_000_000))
+        """Each commit's own offset, which tells whose a stored one is."""
+        refusable: list[tuple[int, Future[dict[TopicPartition, KafkaCode]]]] = []
 
         def complete(producer: int, commit: bool, fail: bool) -> None:
             answers.failing = fail
@@ -121,11 +124,20 @@ def test_what_is_served_is_what_a_start_loads(program: list[tuple[Any, ...]]) ->
 
         for step in program:
             match step:
-                case ("commit", group, tp, offset):
-                    groups.commit_offsets(group, -1, "", None, {tp: OffsetAndMetadata(offset)})
-                case ("txn", producer, group, tp, offset) if not in_prepare(producer):
-                    offsets = {tp: OffsetAndMetadata(offset)}
-                    groups.commit_transactional_offsets(group, producer, 0, "", -1, None, offsets)
+                case ("commit", group, tp):
+                    committing = {tp: OffsetAndMetadata(next(offsets))}
+                    groups.commit_offsets(group, -1, "", None, committing)
+                case ("txn", producer, group, tp) if not in_prepare(producer):
+                    offset = next(offsets)
+                    committing = {tp: OffsetAndMetadata(offset)}
+                    refusable.append(
+                        (
+                            offset,
+                            groups.commit_transactional_offsets(
+                                group, producer, 0, "", -1, None, committing
+                            ),
+                        )
+                    )
                 case ("complete", producer, commit, fail):
                     if producer in completing and in_prepare(producer):
                         commit, completion = completing[producer]  # only run again
@@ -139,15 +151,32 @@ def test_what_is_served_is_what_a_start_loads(program: list[tuple[Any, ...]]) ->
                     opened.create_topic("t", len(PARTITIONS))
                 case ("answer",):
                     answers.give()
+            refused_nowhere(groups, refusable)
         answers.give_all()
         for producer, (commit, _) in list(completing.items()):
             if in_prepare(producer):
                 complete(producer, commit, fail=False)
                 answers.give_all()
         assert served(groups) == stored(groups)
+        refused_nowhere(groups, refusable)
     finally:
         opened.close()
         shutil.rmtree(root, ignore_errors=True)
+
+
+def refused_nowhere(
+    groups: GroupCoordinator, commits: list[tuple[int, Future[dict[TopicPartition, KafkaCode]]]]
+) -> None:
+    """A TxnOffsetCommit answered INVALID_TXN_STATE (void) is in the state
+    log nowhere, from the answer on: neither committed, nor pending for a
+    completion that a start would run."""
+    refused = {
+        offset
+        for offset, answer in commits
+        if answer.done() and KafkaCode.INVALID_TXN_STATE in answer.result().values()
+    }
+    committed, pending = stored(groups)
+    assert refused.isdisjoint([*committed.values(), *pending.values()])
 
 
 def served(groups: GroupCoordinator) -> tuple[dict[Any, int], dict[Any, int]]:

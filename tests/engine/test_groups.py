@@ -1001,6 +1001,35 @@ def test_a_transactional_commit_whose_topic_is_deleted_while_written_is_gone_aft
     assert groups.list_groups() == []
 
 
+@pytest.mark.parametrize("deleted", ["group", "topic"])
+def test_offsets_a_transaction_commits_while_their_group_or_topic_is_deleted_stay_gone(
+    engine_factory: EngineFactory, monkeypatch: pytest.MonkeyPatch, deleted: str
+) -> None:
+    """A transaction's commit, whose record puts its offsets, is being
+    written when the offsets' group is deleted (or their topic, made again
+    under its name): the deletion's record must delete those offsets too,
+    or a start brings them back (and the deleted group with them)."""
+    opened = engine_factory(groups=engine.GroupConfig(**FAST_GROUPS))
+    opened.create_topic("t", 4)
+    groups = opened.groups
+    pending = groups.commit_transactional_offsets(
+        "g", 7, 0, "", -1, None, {TP0: OffsetAndMetadata(10)}
+    )
+    assert pending.result(TIMEOUT) == {TP0: E["NONE"]}
+    held = never_answered(groups, "offset", monkeypatch)
+    groups.complete_transaction(7, committed=True)
+    wait_for(lambda: len(held) == 1)
+    if deleted == "group":
+        assert groups.delete_groups(["g"]).result(TIMEOUT) == {"g": E["NONE"]}
+    else:
+        opened.delete_topic("t")
+        opened.create_topic("t", 4)
+    opened.close(flush=False)
+    groups = engine_factory(groups=engine.GroupConfig(**FAST_GROUPS)).groups
+    assert committed(groups) == {}
+    assert groups.list_groups() == []
+
+
 @pytest.mark.parametrize("transactional", [False, True])
 def test_a_commit_whose_topic_is_deleted_and_made_again_while_written_stays_gone(
     engine_factory: EngineFactory, monkeypatch: pytest.MonkeyPatch, transactional: bool
