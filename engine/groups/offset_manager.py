@@ -428,6 +428,12 @@ class OffsetManager:
         removable = [tp for tp, code in results.items() if code == KafkaCode.NONE]
         deletes = self._remove(group_id, removable)
         deletes += self._remove_pending(group_id, removable)
+        # Kafka's tombstone removes the partition's pending offsets of open
+        # transactions, their records before it included.
+        wanted = set(removable)
+        deletes = _unique(
+            deletes + self._being_written(lambda k: k.group_id == group_id and k.tp in wanted)
+        )
         if not deletes:
             return done(results)
         future: Future[dict[TopicPartition, KafkaCode]] = running_future()
@@ -476,13 +482,13 @@ class OffsetManager:
 
     def _being_written(self, matching: Callable[[OffsetKey], bool]) -> list[Hashable]:
         """The records of the commits being written under ``matching`` keys.
-        Their group or topic is deleted: the deletion's record, after theirs
-        in the log, deletes them too, so that no start loads them (their
-        write's own answer comes too late to delete them if the engine stops
-        first), and the commits, once durable, neither become visible nor
-        pending: a topic made again under the name would take them, and a
-        start would not. A key under a transaction only also gets its
-        ``offset`` key deleted, which holds nothing."""
+        Their group, topic or offsets are deleted: the deletion's record,
+        after theirs in the log, deletes them too, so that no start loads
+        them (their write's own answer comes too late to delete them if the
+        engine stops first), and the commits, once durable, neither become
+        visible nor pending: a topic made again under the name would take
+        them, and a start would not. A key under a transaction only also
+        gets its ``offset`` key deleted, which holds nothing."""
         keys: list[Hashable] = []
         for key in filter(matching, self.store.being_written()):
             self.store.remove(key.group_id, [key.tp])  # it will not become visible

@@ -1,13 +1,14 @@
 """Committed offsets with writes in flight: random interleavings of plain
 and transactional commits, transactions' completions (some failing to
-write, then run again, as a transaction left in Prepare* is), group
-deletions, and a topic deleted and made again, with each write's answer
+write, then run again, as a transaction left in Prepare* is), offset and
+group deletions, and a topic deleted and made again, with each write's answer
 held and given in log order at random points. Once every answer is given,
 what the coordinator serves (committed and pending offsets) is what its
 state log holds, which is what a start loads (docs/design/0053)."""
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -21,6 +22,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import engine
+from engine.errors import GroupIdNotFound
 from engine.groups import GroupCoordinator
 from engine.groups.records import read_state
 from engine.protocol.kafka_code import KafkaCode
@@ -41,6 +43,7 @@ steps = st.lists(
         txn,
         complete,
         complete,
+        st.tuples(st.just("delete_offsets"), groups_, partitions_),
         st.tuples(st.just("delete_group"), groups_),
         st.tuples(st.just("delete_topic")),
         answer,
@@ -144,6 +147,9 @@ def test_what_is_served_is_what_a_start_loads(program: list[tuple[Any, ...]]) ->
                         if not completion.done():
                             continue
                     complete(producer, commit, fail)
+                case ("delete_offsets", group, tp):
+                    with contextlib.suppress(GroupIdNotFound):
+                        groups.delete_offsets(group, [tp])
                 case ("delete_group", group):
                     groups.delete_groups([group])
                 case ("delete_topic",):

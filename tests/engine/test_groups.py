@@ -1060,6 +1060,33 @@ def test_a_commit_whose_topic_is_deleted_and_made_again_while_written_stays_gone
     assert committed(engine_factory(groups=engine.GroupConfig(**FAST_GROUPS)).groups) == {}
 
 
+def test_an_offset_delete_deletes_a_transactional_commit_being_written(
+    open_engine: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """OffsetDelete while a TxnOffsetCommit of the partition is being
+    written, its producer having one pending there already: the deletion's
+    record deletes the partition's pending record, so the commit must not
+    become pending once durable, or the offset served pending would be gone
+    at a start (Kafka's tombstone removes the open transactions' pending
+    offsets of the partition, their records before it included)."""
+    groups = open_engine().groups
+    first = groups.commit_transactional_offsets(
+        "g", 7, 0, "", -1, None, {TP0: OffsetAndMetadata(5)}
+    )
+    assert first.result(TIMEOUT) == {TP0: E["NONE"]}
+    held = never_answered(groups, "txn", monkeypatch)
+    late = groups.commit_transactional_offsets(
+        "g", 7, 0, "", -1, None, {TP0: OffsetAndMetadata(10)}
+    )
+    wait_for(lambda: len(held) == 1)
+    assert groups.delete_offsets("g", [TP0]).result(TIMEOUT) == {TP0: E["NONE"]}
+    with groups._locked():
+        held[0]()
+    assert late.result(TIMEOUT) == {TP0: E["NONE"]}
+    assert stored_pending(groups) == []
+    assert groups.fetch_offsets("g", [TP0], require_stable=True)[TP0] == (None, E["NONE"])
+
+
 def test_a_commit_of_a_deleted_group_keeps_a_later_commit_under_its_key(
     open_engine: Callable[..., Any],
 ) -> None:
