@@ -85,7 +85,8 @@ class TransactionalWrite:
         self.voided_by: Future[None] | None = None
         """The completion that voided it: durable once this settles."""
         self.deleted: set[OffsetKey] = set()
-        """Keys whose record a group's or topic's deletion deleted meanwhile."""
+        """Keys whose record a deletion (of its group, topic or offsets)
+        deleted meanwhile: they do not become pending."""
 
 
 class OffsetManager:
@@ -318,8 +319,8 @@ class OffsetManager:
         }
         for key, offset in newer.items():
             self.store.issued(key, offset.sequence)
-        # Being written as a commit is: a group's or topic's deletion
-        # meanwhile deletes them too (_being_written).
+        # Being written, as a commit's offsets are: a deletion of their
+        # group, topic or offsets meanwhile deletes them too (_being_written).
         self.store.writing(newer)
 
         def written(error: KafkaCode) -> None:
@@ -418,8 +419,9 @@ class OffsetManager:
         self, group: Group, consuming: bool, partitions: Sequence[TopicPartition]
     ) -> Future[dict[TopicPartition, KafkaCode]]:
         """OffsetDelete: removes the group's committed (and pending) offsets
-        of ``partitions``; while the group is ``consuming``, those of topics
-        its members subscribe to are GROUP_SUBSCRIBED_TO_TOPIC."""
+        of ``partitions``, and its commits of them being written; while the
+        group is ``consuming``, those of topics its members subscribe to are
+        GROUP_SUBSCRIBED_TO_TOPIC."""
         group_id = group.group_id
         results = {tp: self.partition_error(tp) for tp in partitions}
         for tp, code in results.items():
