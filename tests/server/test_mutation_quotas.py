@@ -53,15 +53,15 @@ def test_the_bucket_holds_a_burst_refills_at_the_quota_and_throttles_what_is_owe
     permissive = buckets.for_request("User:alice", "app", strict=False)
     permissive.record(16)
     assert not permissive.refused() and permissive.throttle_ms() == 8000
-    permissive.record(100)  # owed for 58 s: the answer's throttle is at most the window
-    assert permissive.throttle_ms() == MAX_THROTTLE_MS
+    permissive.record(100)  # owed for 58 s: answered whole, as Kafka answers it
+    assert permissive.throttle_ms() == 58_000
     # another client id has no quota
     unlimited = buckets.for_request("User:alice", "other", strict=True)
     unlimited.record(10**6)
     assert not unlimited.refused() and unlimited.throttle_ms() == 0
 
 
-def test_a_quota_too_small_for_its_throttle_time_throttles_the_whole_window() -> None:
+def test_a_quota_too_small_for_its_throttle_time_throttles_the_longest_time() -> None:
     """Kafka takes any positive double as a rate; 5e-324 makes the time
     owed infinite, answered as the longest throttle rather than raised."""
     quotas: dict[Entity, dict[str, float]] = {
