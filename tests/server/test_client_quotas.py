@@ -21,6 +21,7 @@ from engine.protocol.kafka_code import KafkaCode
 from engine.server.config import ServerConfig
 from engine.server.quotas import WINDOW_SAMPLES
 from native import RecordSpec
+from s3stream import S3StreamError
 from tests.server.conftest import ServerProcess, quiet_librdkafka
 from tests.server.in_process import InProcessServer
 from tests.server.wire import CLIENT_ID, Wire, build, fetch_from_start
@@ -180,6 +181,45 @@ def test_a_quota_too_small_for_its_throttle_time_throttles_the_whole_window(
                 # muted for the whole window, the connection kept
                 assert server.server.request_metrics.throttles[ApiKey.ALTER_CLIENT_QUOTAS] == 1
                 assert not wire.closed_by_server(timeout=0.5)
+        finally:
+            server.stop()
+
+
+def test_a_request_altering_several_entities_is_written_all_or_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Kafka's controller commits one AlterClientQuotas' records as one
+    atomic batch: a store failure while they are written leaves none of
+    them in force, and each valid entry is answered with it."""
+    entries: list[tuple[dict[str, str | None], dict[str, float | None]]] = [
+        ({"user": "first"}, {"producer_byte_rate": 1024.0}),
+        ({"user": "bad"}, {"producer_byte_rate": 0.5}),  # refused on its own
+        ({"user": "second"}, {"consumer_byte_rate": 2048.0}),
+    ]
+    with engine.open(tmp_path / "node") as opened:
+        server = InProcessServer(opened)
+        try:
+            catalog = opened.catalog
+            written = catalog.append
+            failures = iter([S3StreamError("the object store is down")])
+
+            def append_failing_once(record: list[Any]) -> None:
+                failure = next(failures, None)
+                if failure is not None:
+                    raise failure
+                written(record)
+
+            monkeypatch.setattr(catalog, "append", append_failing_once)
+            storage = KafkaCode.KAFKA_STORAGE_ERROR
+            with Wire(server.bootstrap) as wire:
+                failed = [code for code, _ in alter(wire, entries)]
+                assert failed == [storage, KafkaCode.INVALID_REQUEST, storage]
+                assert described(wire, [("user", SPECIFIED, None)]) == {}
+                assert [code for code, _ in alter(wire, entries)][::2] == [KafkaCode.NONE] * 2
+                assert described(wire, [("user", SPECIFIED, None)]) == {
+                    (("user", "first"),): {"producer_byte_rate": 1024.0},
+                    (("user", "second"),): {"consumer_byte_rate": 2048.0},
+                }
         finally:
             server.stop()
 

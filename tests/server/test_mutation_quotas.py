@@ -41,7 +41,7 @@ def test_the_bucket_holds_a_burst_refills_at_the_quota_and_throttles_what_is_owe
         (("client-id", "app"),): {"controller_mutation_rate": RATE}
     }
     clock = _Clock()
-    buckets = MutationQuotas(ClientQuotas(lambda: quotas, lambda e, c: None), clock)
+    buckets = MutationQuotas(ClientQuotas(lambda: quotas, lambda alterations: None), clock)
     strict = buckets.for_request("User:alice", "app", strict=True)
     assert not strict.refused()
     strict.record(int(RATE * WINDOW_SAMPLES) + 8)  # the burst, and 8 partitions owed
@@ -67,7 +67,7 @@ def test_a_quota_too_small_for_its_throttle_time_throttles_the_longest_time() ->
     quotas: dict[Entity, dict[str, float]] = {
         (("user", None),): {"controller_mutation_rate": 5e-324}
     }
-    buckets = MutationQuotas(ClientQuotas(lambda: quotas, lambda e, c: None), _Clock())
+    buckets = MutationQuotas(ClientQuotas(lambda: quotas, lambda alterations: None), _Clock())
     mutations = buckets.for_request("User:alice", "app", strict=True)
     mutations.record(1)
     assert mutations.refused() and mutations.throttle_ms() == MAX_THROTTLE_MS

@@ -101,7 +101,7 @@ class _Clock:
 
 
 def _manager(quotas: dict[Entity, dict[str, float]]) -> tuple[QuotaManager, _Clock]:
-    store = ClientQuotas(lambda: quotas, lambda entity, changes: None)
+    store = ClientQuotas(lambda: quotas, lambda alterations: None)
     clock = _Clock()
     return QuotaManager(store, now=clock), clock
 
@@ -177,8 +177,9 @@ def test_a_changed_quota_is_measured_afresh() -> None:
     entity: Entity = (("user", None),)
     quotas: dict[Entity, dict[str, float]] = {entity: {"consumer_byte_rate": 10.0}}
 
-    def write(changed: Entity, changes: dict[str, float | None]) -> None:
-        quotas[changed] = {k: v for k, v in changes.items() if v is not None}
+    def write(alterations: list[tuple[Entity, dict[str, float | None]]]) -> None:
+        for changed, changes in alterations:
+            quotas[changed] = {k: v for k, v in changes.items() if v is not None}
 
     manager = QuotaManager(ClientQuotas(lambda: quotas, write), now=lambda: 5.0)
     # the default user's quota applies to the anonymous principal too
