@@ -19,6 +19,7 @@ import native
 from engine.protocol.apis import ApiKey
 from engine.protocol.kafka_code import KafkaCode
 from engine.server.config import ServerConfig
+from engine.server.handlers.common import MAX_RECORDS_PER_REQUEST
 from engine.server.quotas import WINDOW_SAMPLES
 from native import RecordSpec
 from s3stream import S3StreamError
@@ -537,6 +538,11 @@ def test_quotas_need_the_cluster_configs_operations(tmp_path: Path) -> None:
         try:
             with Wire(server.bootstrap) as wire:
                 [(code, _)] = alter(wire, [({"user": "mallory"}, {"producer_byte_rate": 1e9})])
+                assert code == KafkaCode.CLUSTER_AUTHORIZATION_FAILED
+                # Kafka's KafkaApis refuses it before its controller counts
+                # records: past that bound too, the refusal is the cluster's
+                too_many = {f"key-{i}": 1.0 for i in range(MAX_RECORDS_PER_REQUEST + 1)}
+                [(code, _)] = alter(wire, [({"user": "mallory"}, too_many)])
                 assert code == KafkaCode.CLUSTER_AUTHORIZATION_FAILED
                 refused = describe(wire, [])
                 assert refused.error_code == KafkaCode.CLUSTER_AUTHORIZATION_FAILED

@@ -153,10 +153,11 @@ def _describe_client_quotas(
 )
 def handle_alter_client_quotas(context: RequestContext, request: AlterClientQuotasRequest) -> Body:
     allowed = authorize.allowed_on_cluster(context, AclOperation.ALTER_CONFIGS)
-    if sum(len(entry.ops) for entry in request.entries) > MAX_RECORDS_PER_REQUEST:
-        # Kafka's ClientQuotaControlManager: a record per quota changed, at
-        # most MAX_RECORDS_PER_USER_OP for one request, else the whole of it
-        # is refused; each entry here is also a catalog write of its own.
+    if allowed and sum(len(entry.ops) for entry in request.entries) > MAX_RECORDS_PER_REQUEST:
+        # Kafka's ClientQuotaControlManager, once KafkaApis has authorized
+        # the request: a record per quota changed, at most
+        # MAX_RECORDS_PER_USER_OP for one request, else the whole of it is
+        # refused; here each request is also a catalog write.
         return {
             "throttle_time": 0,
             "entries": [
