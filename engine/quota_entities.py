@@ -72,6 +72,13 @@ def check_quota(key: str, value: float) -> None:
     kind = KEYS.get(key)
     if kind is None:
         raise InvalidClientQuota(f"Invalid configuration key {key}")
+    # The embedded API's caller may pass any object: the wire's is a double
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidClientQuota(f"Quota {key} must be a number, not {value!r}")
+    try:
+        value = float(value)
+    except OverflowError:  # an int past every double
+        raise InvalidClientQuota(f"Proposed value for {key} is too large for a DOUBLE.") from None
     if not value > 0:
         raise InvalidClientQuota(f"Quota {key} must be greater than 0")
     if kind is int:

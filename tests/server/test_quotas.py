@@ -225,6 +225,19 @@ def test_byte_rates_are_java_longs_as_kafka_checks_them(tmp_path: Path) -> None:
         }
 
 
+def test_the_embedded_api_refuses_a_quota_that_is_no_double(tmp_path: Path) -> None:
+    """Over the wire a quota is a double; the embedded API's caller may pass
+    anything, and what is not a number, or an int past every double, is
+    InvalidClientQuota, not an error of Python's."""
+    entity: Entity = (("user", "x"),)
+    with engine.open(tmp_path / "node") as opened:
+        for refused in (10**400, "5", True, [1.0]):
+            with pytest.raises(InvalidClientQuota):
+                opened.client_quotas.alter(entity, {"request_percentage": refused})  # type: ignore[dict-item]
+        opened.client_quotas.alter(entity, {"request_percentage": 5})
+        assert opened.client_quotas.entities() == {entity: {"request_percentage": 5.0}}
+
+
 def test_idle_client_ids_are_forgotten_so_their_count_stays_bounded() -> None:
     manager, clock = _manager({(("client-id", None),): {"producer_byte_rate": 10.0**9}})
     for i in range(20_000):
