@@ -157,13 +157,14 @@ def test_bad_entities_and_quotas_get_invalid_request(kafka_server: ServerProcess
         assert described(wire, [("user", EXACT, "x")]) == {}
 
 
-def test_a_quota_too_small_for_its_throttle_time_throttles_the_whole_window(
+def test_a_quota_too_small_for_its_throttle_time_throttles_the_longest_time(
     tmp_path: Path,
 ) -> None:
     """Kafka takes any positive double as a request_percentage or a
     controller_mutation_rate; one as small as 5e-324 makes the throttle
-    time infinite, which the server answers as its longest throttle instead
-    of closing the connection of every client under that quota."""
+    time infinite, which the server answers as its longest throttle (the
+    request quota's: 1 s, as Kafka caps it) instead of closing the
+    connection of every client under that quota."""
     with engine.open(tmp_path / "node") as opened:
         server = InProcessServer(opened)
         try:
@@ -179,7 +180,10 @@ def test_a_quota_too_small_for_its_throttle_time_throttles_the_whole_window(
             with Wire(server.bootstrap) as wire:
                 response = wire.request(request)  # measured against the quota it sets
                 assert [e.error_code for e in response.entries] == [KafkaCode.NONE]
-                # muted for the whole window, the connection kept
+                # an answer made on the event loop carries it
+                throttled = describe(wire, [])
+                assert throttled.throttle_time == datetime.timedelta(seconds=1)
+                # muted for it, the connection kept
                 assert server.server.request_metrics.throttles[ApiKey.ALTER_CLIENT_QUOTAS] == 1
                 assert not wire.closed_by_server(timeout=0.5)
         finally:
