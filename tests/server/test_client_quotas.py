@@ -180,7 +180,9 @@ def test_a_quota_too_small_for_its_throttle_time_throttles_the_longest_time(
             with Wire(server.bootstrap) as wire:
                 response = wire.request(request)  # measured against the quota it sets
                 assert [e.error_code for e in response.entries] == [KafkaCode.NONE]
-                # an answer made on the event loop carries it
+                # an answer made on the admin thread carries it, as does
+                # one made on the event loop
+                assert response.throttle_time == datetime.timedelta(seconds=1)
                 throttled = describe(wire, [])
                 assert throttled.throttle_time == datetime.timedelta(seconds=1)
                 # muted for it, the connection kept
