@@ -12,7 +12,8 @@ import pytest
 
 from s3stream import StreamStore
 from s3stream.errors import CorruptObject
-from s3stream.store import LocalStore
+from s3stream.manifest import LOG_PREFIX
+from s3stream.store import LocalStore, ObjectInfo, ObjectStoreError
 from s3stream.uploader import OBJECT_PREFIX
 from tests.s3stream.test_compaction import CONFIG, uploads
 from tests.s3stream.test_stream_store import expected, new_stream, read_all
@@ -65,3 +66,38 @@ def test_a_read_of_an_object_compacted_away_since_it_was_looked_up_reads_its_dat
         assert read_all(store, streams[0]) == expected(streams[0], 0, 8)
         assert bucket.compacted and not before & set(store.manifest.state.objects)
         assert read_all(store, streams[1]) == expected(streams[1], 0, 8)
+
+
+class ManifestUnreachable(LocalStore):
+    """A local store whose manifest cannot be asked for its next version
+    (a transient error) once ``unreachable`` is set."""
+
+    unreachable = False
+
+    def head(self, key: str) -> ObjectInfo:
+        if self.unreachable and key.startswith(LOG_PREFIX):
+            failure = ObjectStoreError("head", key, "503 SlowDown")
+            failure.transient = True
+            raise failure
+        return super().head(key)
+
+
+def test_a_missing_object_is_not_called_damage_while_a_takeover_cannot_be_ruled_out(
+    tmp_path: Path,
+) -> None:
+    """The fence check before a claim of damage fails: the read fails with
+    the store's transient error (a client retries), not CorruptObject."""
+    bucket = ManifestUnreachable(tmp_path / "objects")
+    with StreamStore.open(tmp_path / "node", bucket, CONFIG) as store:
+        stream = new_stream(store)
+        uploads(store, [stream], rounds=2)
+        state = store.manifest.state
+        lost = state.objects[state.ranges[stream].entries[-1][2]]
+        Path(bucket.root, *lost.key.split("/")).unlink()
+        bucket.unreachable = True
+        with pytest.raises(ObjectStoreError) as failed:
+            read_all(store, stream)
+        assert failed.value.transient
+        bucket.unreachable = False
+        with pytest.raises(CorruptObject):
+            read_all(store, stream)
