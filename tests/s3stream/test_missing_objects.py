@@ -12,9 +12,10 @@ import pytest
 
 from s3stream import StreamStore
 from s3stream.errors import CorruptObject
-from s3stream.manifest import LOG_PREFIX
-from s3stream.store import LocalStore, ObjectInfo, ObjectStoreError
+from s3stream.manifest import delta_key
+from s3stream.store import LocalStore, ObjectStoreError
 from s3stream.uploader import OBJECT_PREFIX
+from tests.s3stream.faults import FailsOneHead
 from tests.s3stream.test_compaction import CONFIG, uploads
 from tests.s3stream.test_stream_store import expected, new_stream, read_all
 
@@ -68,36 +69,22 @@ def test_a_read_of_an_object_compacted_away_since_it_was_looked_up_reads_its_dat
         assert read_all(store, streams[1]) == expected(streams[1], 0, 8)
 
 
-class ManifestUnreachable(LocalStore):
-    """A local store whose manifest cannot be asked for its next version
-    (a transient error) once ``unreachable`` is set."""
-
-    unreachable = False
-
-    def head(self, key: str) -> ObjectInfo:
-        if self.unreachable and key.startswith(LOG_PREFIX):
-            failure = ObjectStoreError("head", key, "503 SlowDown")
-            failure.transient = True
-            raise failure
-        return super().head(key)
-
-
 def test_a_missing_object_is_not_called_damage_while_a_takeover_cannot_be_ruled_out(
     tmp_path: Path,
 ) -> None:
     """The fence check before a claim of damage fails: the read fails with
     the store's transient error (a client retries), not CorruptObject."""
-    bucket = ManifestUnreachable(tmp_path / "objects")
+    bucket = FailsOneHead(tmp_path / "objects")
     with StreamStore.open(tmp_path / "node", bucket, CONFIG) as store:
         stream = new_stream(store)
         uploads(store, [stream], rounds=2)
         state = store.manifest.state
-        lost = state.objects[state.ranges[stream].entries[-1][2]]
+        start, _, object_id = state.ranges[stream].entries[-1]
+        lost = state.objects[object_id]
         Path(bucket.root, *lost.key.split("/")).unlink()
-        bucket.unreachable = True
+        bucket.unreachable = delta_key(state.seq + 1)
         with pytest.raises(ObjectStoreError) as failed:
-            read_all(store, stream)
+            store.fetch(stream, start)
         assert failed.value.transient
-        bucket.unreachable = False
         with pytest.raises(CorruptObject):
-            read_all(store, stream)
+            store.fetch(stream, start)
