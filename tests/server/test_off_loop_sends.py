@@ -24,10 +24,11 @@ from kio.index import load_response_schema
 import engine
 import native
 from engine.protocol.apis import ApiKey
+from engine.protocol.codec import Parts
 from engine.server.config import ServerConfig
 from engine.server.connection import Connection
-from engine.server.off_loop_sends import OFF_LOOP_MIN, SendThread
-from engine.server.sliced_writes import SLICE_BYTES
+from engine.server.off_loop_sends import OFF_LOOP_MIN, HandOff, SendThread
+from engine.server.sliced_writes import SLICE_BYTES, SlicedWriter
 from tests.server.in_process import InProcessServer
 from tests.server.inflight_counts import counted_exactly
 from tests.server.non_reader import API_VERSIONS, SMALL_RECEIVE_BUFFER
@@ -281,3 +282,58 @@ async def _turns(loop: asyncio.AbstractEventLoop, done: Any) -> None:
             return
         await asyncio.sleep(0.01)
     raise AssertionError("the send thread never reported")
+
+
+def test_a_close_waits_for_the_thread_and_the_answers_behind_it() -> None:
+    """A graceful close (shutdown, a failed login's answer) runs once the
+    thread has sent its answer and the ones behind it reached the
+    transport; until then the writer counts every byte not yet sent."""
+    loop = asyncio.new_event_loop()
+    sender = SendThread(NORMAL)
+    sender.start()
+    ours, peer = socket.socketpair()
+    events: list[str] = []
+    try:
+        ours.setblocking(False)
+
+        def transport_writes(parts: Parts) -> None:
+            events.append("transport")
+            ours.setblocking(True)  # a transport's buffer: written whole, in order
+            ours.sendall(b"".join(parts))
+            ours.setblocking(False)
+
+        hand_off = HandOff(
+            sender,
+            ours.fileno(),
+            lambda: 0,
+            lambda: events.append("pause"),
+            lambda: events.append("resume"),
+            lambda: events.append("failed"),
+        )
+        writer = SlicedWriter(transport_writes, loop, hand_off=hand_off)
+        large = b"L" * (8 * OFF_LOOP_MIN)
+        writer.write([large])
+        writer.write([b"small"])
+        assert writer.sending and events == ["pause"]
+        assert writer.unsent == len(large) + len(b"small")
+        writer.flush_then(lambda: events.append("closed"))
+        assert "closed" not in events  # the thread still holds the answer
+
+        received = bytearray()
+        peer.settimeout(WAIT_S)
+
+        async def read_everything() -> None:
+            while len(received) < len(large) + len(b"small"):
+                received.extend(await loop.sock_recv(peer, 1 << 20))
+
+        peer.setblocking(False)
+        loop.run_until_complete(asyncio.wait_for(read_everything(), WAIT_S))
+        loop.run_until_complete(_turns(loop, lambda: "closed" in events))
+        assert bytes(received) == large + b"small"
+        assert events == ["pause", "resume", "transport", "closed"]
+        assert writer.unsent == 0 and not writer.sending
+    finally:
+        sender.stop(WAIT_S)
+        loop.close()
+        ours.close()
+        peer.close()
