@@ -96,6 +96,8 @@ class SendThread:
         self._thread: threading.Thread | None = None
         self.sent_answers = 0
         self.sent_bytes = 0
+        self.holding = 0
+        """Answers the thread holds, their descriptors open (set by the thread)."""
 
     @property
     def stopped(self) -> bool:
@@ -171,11 +173,13 @@ class SendThread:
                     poller.register(send.fd, select.POLLOUT)
                 for send in [s for s in sends.values() if s.cancelled or stopping]:
                     self._finish(poller, sends, send, False)
+                self.holding = len(sends)
                 if stopping:
                     return
         finally:
             for send in list(sends.values()):
                 self._finish(poller, sends, send, False)
+            self.holding = 0
 
     def _write(self, send: Send) -> bool:
         """Writes as much as the socket takes; True once finished (all sent,

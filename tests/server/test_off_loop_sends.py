@@ -116,10 +116,6 @@ def fetched_values(answer: Any) -> list[bytes]:
     return [record.value for record in native.decode_records(partition.records)]
 
 
-def open_descriptors() -> int:
-    return len(os.listdir("/proc/self/fd"))
-
-
 def test_large_and_small_answers_reach_a_slow_reader_whole_and_in_order(
     served: InProcessServer,
 ) -> None:
@@ -131,16 +127,17 @@ def test_large_and_small_answers_reach_a_slow_reader_whole_and_in_order(
         sock.sendall(b"".join(encode_request(r, i) for i, r in enumerate(requests, 1)))
         connection = with_the_send_thread(served, sock)
 
-        def while_sending() -> tuple[bool, int, int]:
+        def while_sending() -> tuple[bool, int]:
             writer = connection._writer
             assert writer is not None
+            # the requests not answered yet (the second Fetch may still be
+            # reading) are counted as ever, the first's answer no more
             assert counted_exactly(server, server.connections)
-            return "writing" in connection._pauses, writer.unsent, server.inflight_bytes
+            return "writing" in connection._pauses, writer.unsent
 
-        paused, unsent, inflight = served.on_loop(while_sending)
+        paused, unsent = served.on_loop(while_sending)
         assert paused  # reads no more while the thread holds its answer
         assert unsent > 0
-        assert inflight == 0  # answered: nothing of its requests is counted
 
         frames = read_frames(sock, len(requests))
         first, second, third, fourth = (
@@ -172,16 +169,16 @@ def test_a_client_gone_while_the_thread_holds_its_answer_is_given_up(
     served: InProcessServer,
 ) -> None:
     server = served.server
-    before = open_descriptors()
     sock = slow_reader(served)
     sock.sendall(encode_request(fetch_from_start("t", max_bytes=64 << 20), 1))
     with_the_send_thread(served, sock)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     sock.close()  # a reset: the thread's write fails, or the loop sees it first
     served.until_on_loop(lambda: not server.connections)
-    served.until_on_loop(lambda: open_descriptors() == before)  # the thread's duplicate too
     sends = server.sends
-    assert sends is not None and sends.sent_answers == 0
+    assert sends is not None
+    served.until_on_loop(lambda: sends.holding == 0)  # its duplicate closed
+    assert sends.sent_answers == 0
     assert served.on_loop(lambda: (server.inflight_bytes, server.non_reader_held_bytes)) == (0, 0)
     with Wire(served.bootstrap, WAIT_S) as other:  # the others are still served
         assert other.request(API_VERSIONS).error_code == 0
@@ -193,7 +190,6 @@ def test_a_connection_the_server_aborts_while_the_thread_holds_its_answer_closes
     """The thread's duplicate would keep the socket open: given up, it is
     closed, and the client sees the close."""
     server = served.server
-    before = open_descriptors()
     sock = slow_reader(served)
     with sock:
         sock.sendall(encode_request(fetch_from_start("t", max_bytes=64 << 20), 1))
@@ -204,7 +200,9 @@ def test_a_connection_the_server_aborts_while_the_thread_holds_its_answer_closes
             read += len(chunk)
         assert read < sum(map(len, VALUES))
     served.until_on_loop(lambda: not server.connections)
-    served.until_on_loop(lambda: open_descriptors() == before)
+    sends = server.sends
+    assert sends is not None
+    served.until_on_loop(lambda: sends.holding == 0)
     assert served.on_loop(lambda: (server.inflight_bytes, server.non_reader_held_bytes)) == (0, 0)
 
 
@@ -315,7 +313,9 @@ def test_a_close_waits_for_the_thread_and_the_answers_behind_it() -> None:
         writer.write([large])
         writer.write([b"small"])
         assert writer.sending and events == ["pause"]
-        assert writer.unsent == len(large) + len(b"small")
+        # what the thread has not sent (the socket pair's buffers take some
+        # at once) and the answer behind it
+        assert len(b"small") + len(large) // 2 < writer.unsent <= len(large) + len(b"small")
         writer.flush_then(lambda: events.append("closed"))
         assert "closed" not in events  # the thread still holds the answer
 
