@@ -213,11 +213,6 @@ class ServerConfig:
     connections_max_reauth_ms: int = 0
     """A SASL session's lifetime (KIP-368): a client re-authenticates
     within it, else its connection is closed; 0 means for ever."""
-    off_loop_sends: bool = True
-    """Whether answers of a MiB or more are sent by a thread of their own
-    below the event loop's priority (off_loop_sends.py) rather than
-    written from the event loop (sliced_writes.py); TLS connections'
-    always are written from the loop."""
     shutdown_timeout_s: float = 30.0
     """How long a clean shutdown waits for requests in flight."""
     activity_log_interval_s: float = 60.0

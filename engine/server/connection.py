@@ -61,7 +61,6 @@ from engine.server.authentication import SASL_MAX_RECEIVE_BYTES, Authentication,
 from engine.server.context import Identity, OffLoop
 from engine.server.dispatch import dispatch
 from engine.server.listeners import Listener
-from engine.server.off_loop_sends import HandOff
 from engine.server.sliced_writes import SlicedWriter
 from engine.server.tls import NoMatchingRule, tls_writes
 from native import extend_unfilled, unfilled_bytearray
@@ -782,16 +781,16 @@ class Connection(asyncio.BufferedProtocol):
                 # close together may drop the answer (kafka-python does).
                 self.closed = True
                 self._idle.set()  # nothing more is answered
+                self._flush_all()
                 if self.transport is not None:
                     self.transport.pause_reading()
                     delay = self.server.config.connection_failed_authentication_delay_ms
                     if delay:
-                        self._flush_all()
                         self._closing = asyncio.get_running_loop().call_later(
-                            delay / 1000, self._close_after_answers
+                            delay / 1000, self.transport.close
                         )
                     else:
-                        self._close_after_answers()
+                        self.transport.close()
                 return
         if not self._pending:
             self._idle.set()
@@ -828,38 +827,9 @@ class Connection(asyncio.BufferedProtocol):
             writer = self._writer
             if writer is None:
                 writer = self._writer = SlicedWriter(
-                    transport.writelines, asyncio.get_running_loop(), hand_off=self._hand_off()
+                    transport.writelines, asyncio.get_running_loop()
                 )
             writer.write(parts)
-
-    def _hand_off(self) -> HandOff | None:
-        """How this connection's large answers reach the send thread (None:
-        the loop writes them: no socket of its own, or no send thread)."""
-        sender = self.server.sends
-        transport = self.transport
-        if sender is None or self._fd < 0 or transport is None:
-            return None
-        return HandOff(
-            sender,
-            self._fd,
-            transport.get_write_buffer_size,
-            self.pause_writing,
-            self.resume_writing,
-            transport.abort,
-        )
-
-    def _close_after_answers(self) -> None:
-        """Closes the transport once every answer given to it is written,
-        those the send thread holds included (a closing transport still
-        writes what it holds)."""
-        transport = self.transport
-        if transport is None:
-            return
-        self._flush()
-        if self._writer is None:
-            transport.close()
-        else:
-            self._writer.flush_then(transport.close)
 
     def _flush_all(self) -> None:
         """Hands the socket everything gathered and every slice still held
@@ -996,24 +966,11 @@ class Connection(asyncio.BufferedProtocol):
     async def drain(self, timeout: float) -> None:
         """Waits until every response in flight is written (or ``timeout``)."""
         try:
-            await asyncio.wait_for(self._written(), timeout)
+            await asyncio.wait_for(self._idle.wait(), timeout)
         except TimeoutError:
             log.warning("%s: %d responses unwritten at shutdown", self.peer, len(self._pending))
 
-    async def _written(self) -> None:
-        """Returns once every answer is written, those the send thread holds included."""
-        await self._idle.wait()
-        writer = self._writer
-        if writer is not None and writer.sending:
-            sent: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-            def done() -> None:
-                if not sent.done():
-                    sent.set_result(None)
-
-            writer.flush_then(done)
-            await sent
-
     def close(self) -> None:
         if self.transport is not None and (not self.closed or self._closing is not None):
-            self._close_after_answers()
+            self._flush_all()
+            self.transport.close()

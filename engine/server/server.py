@@ -24,7 +24,6 @@ from engine.server.fetch_sessions import FetchSessionCache
 from engine.server.listeners import Listener, SecurityProtocol
 from engine.server.loop_lag import LoopLag
 from engine.server.mutation_quotas import MutationQuotas
-from engine.server.off_loop_sends import SendThread
 from engine.server.quotas import QuotaManager
 from engine.server.request_metrics import RequestMetrics
 from engine.server.sasl.jwks import KeySource
@@ -117,13 +116,6 @@ class Server:
             # the acknowledgements on the event loop come first.
             engine.config.store.background_nice
         )
-        self._send_priority = ThreadPriority.below_caller(
-            # The store's read priority: the replay's answers it sends are
-            # the end of the read path that the read threads begin.
-            engine.config.store.read_nice
-        )
-        self.sends: SendThread | None = None
-        """The thread that sends large answers (off_loop_sends.py), while started."""
         self.password_checks = self._new_password_checks()
         """Where SASL/PLAIN passwords are checked (sasl/password_checks.py);
         stop shuts it down, and a start after that makes a new one."""
@@ -161,9 +153,6 @@ class Server:
         loop = asyncio.get_running_loop()
         if self.password_checks.stopped:  # a server started again after stop()
             self.password_checks = self._new_password_checks()
-        if self.config.off_loop_sends:
-            self.sends = SendThread(self._send_priority)
-            self.sends.start()
         listeners = self.config.effective_listeners
         if any(OAUTHBEARER in self.config.mechanisms(x) for x in listeners if x.protocol.uses_sasl):
             self.token_validator, self._token_keys = await start_validator(
@@ -304,12 +293,6 @@ class Server:
             await asyncio.gather(*(c.drain(self.config.shutdown_timeout_s) for c in connections))
         for connection in connections:
             connection.close()
-        if self.sends is not None:
-            # Every answer is written or given up by now (drain): whatever
-            # a connection still had the thread send is cut, as its close
-            # would cut it.
-            self.sends.stop(self.config.shutdown_timeout_s)
-            self.sends = None
         self.state.record_checks.shutdown(wait=False, cancel_futures=True)
         self.password_checks.shutdown()
         for opened in self._servers.values():
