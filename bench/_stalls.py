@@ -95,9 +95,10 @@ class RunQueue:
         """Per second of the phase: ms waited to run, summed over the
         threads alive at both ends, and the main thread's alone (its event
         loop, for the server); ms run, likewise. Beside them, the main
-        thread's CPU split into user and system time: a loop writing large
-        answers on loopback also runs the receiving socket's TCP work, in
-        its own system time (docs/design/0051)."""
+        thread's CPU split into user and system time (the kernel splits it
+        by sampled ticks: right over seconds, not over a few ms): a loop
+        writing large answers on loopback also runs the receiving socket's
+        TCP work, in its own system time (docs/design/0051)."""
         end = _schedstat(self.pid)
         both = self._start.keys() & end.keys()
         ran = sum(end[t][0] - self._start[t][0] for t in both)
