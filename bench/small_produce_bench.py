@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -32,12 +31,12 @@ TOPIC = "small"
 RECORD = b"x" * 100
 
 
-def _thread_cpu(pid: int) -> Counter[str]:
-    """Each thread's CPU seconds so far, by name (the main thread, which
-    runs the event loop, as ``loop``): the scheduler's own count, in
-    nanoseconds (/proc/PID/task/TID/schedstat), not /proc's stat, whose
-    times move by the 4 ms tick."""
-    used: Counter[str] = Counter()
+def _thread_cpu(pid: int) -> dict[tuple[int, str], float]:
+    """Each live thread's CPU seconds so far, by thread id and name (the
+    main thread, which runs the event loop, named ``loop``): the
+    scheduler's own count, in nanoseconds (/proc/PID/task/TID/schedstat),
+    not /proc's stat, whose times move by the 4 ms tick."""
+    used: dict[tuple[int, str], float] = {}
     for task in os.listdir(f"/proc/{pid}/task"):
         try:
             with open(f"/proc/{pid}/task/{task}/schedstat", encoding="ascii") as stat:
@@ -46,7 +45,19 @@ def _thread_cpu(pid: int) -> Counter[str]:
                 name = comm.read().strip()
         except FileNotFoundError:  # the thread ended meanwhile
             continue
-        used["loop" if int(task) == pid else name] += ran_ns / 1e9
+        used[(int(task), "loop" if int(task) == pid else name)] = ran_ns / 1e9
+    return used
+
+
+def _used_by_name(
+    before: dict[tuple[int, str], float], after: dict[tuple[int, str], float]
+) -> dict[str, float]:
+    """The CPU each thread name took between two readings, thread by thread:
+    a thread that ended between them is left out (its time cannot be read
+    any more), never counted against another thread of its name."""
+    used: dict[str, float] = {}
+    for (tid, name), ran in after.items():
+        used[name] = used.get(name, 0.0) + ran - before.get((tid, name), 0.0)
     return used
 
 
@@ -106,13 +117,13 @@ def run(partitions: int, rate: float, seconds: float, scratch: Path) -> dict[str
         pid = server.process.pid
         before, idle_from = _thread_cpu(pid), time.perf_counter()
         time.sleep(1.0)
-        idle = sum(_thread_cpu(pid).values()) - sum(before.values())
+        idle = sum(_used_by_name(before, _thread_cpu(pid)).values())
         idle_cores = idle / (time.perf_counter() - idle_from)
         before = _thread_cpu(pid)
         sent = produce(server.address, partitions, rate, seconds)
         after = _thread_cpu(pid)
     requests = sent["requests"]  # the warm-up's producer was another client
-    used = {name: after[name] - before.get(name, 0.0) for name in after}
+    used = _used_by_name(before, after)
     total = sum(used.values())
     threads = {
         name: round(cpu / requests * 1e6, 1)

@@ -2,11 +2,41 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import sys
+from pathlib import Path
+from types import ModuleType
 
 import pytest
 
 from tests.bench.run import run_bench
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+
+
+def _load() -> ModuleType:
+    """bench/small_produce_bench.py as a module, bench/ on the path only
+    while it loads (for its imports of the bench's own helpers)."""
+    spec = importlib.util.spec_from_file_location(
+        "bench_small_produce", BENCH / "small_produce_bench.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(BENCH))
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(BENCH))
+    return module
+
+
+def test_a_thread_that_ended_between_readings_takes_nothing_from_its_namesakes() -> None:
+    used_by_name = _load()._used_by_name
+    before = {(1, "loop"): 1.0, (7, "pool"): 5.0, (8, "pool"): 0.5}
+    # Thread 7 ended (its 5 s are gone from the reading); thread 9 started.
+    after = {(1, "loop"): 1.25, (8, "pool"): 0.75, (9, "pool"): 0.5}
+    assert used_by_name(before, after) == {"loop": 0.25, "pool": 0.75}
 
 
 @pytest.mark.slow
