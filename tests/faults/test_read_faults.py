@@ -281,35 +281,48 @@ def test_a_confluent_consumer_keeps_its_connection_and_reads_every_record_once_h
     try:
         faulted.fail_reads_of(0)
         consumer.assign([KafkaPartition(TOPIC, 0, 0), KafkaPartition(TOPIC, 1, 0)])
-        received: dict[int, list[bytes]] = {0: [], 1: []}
-        deadline = time.monotonic() + TIMEOUT
 
-        def poll() -> None:
-            assert time.monotonic() < deadline, received
+        def poll(received: dict[int, list[bytes]]) -> None:
             message = consumer.poll(0.1)
             if message is not None and message.error() is None:
                 received[message.partition()].append(message.value())
 
-        # The healthy partition is read while the faulted one is retried.
-        while len(received[1]) < RECORDS or faulted.store.failures < 1:
-            poll()
-        connections = server.server.stats.connections
-        retried_from = faulted.store.failures
-        while faulted.store.failures < retried_from + RETRIES_SEEN:
-            poll()
-        assert received[0] == []
-        # Retried on the connections it had: none was dropped and opened again.
-        assert server.server.stats.connections == connections
-        faulted.store.heal()
-        while len(received[0]) < RECORDS:
-            poll()
-        for _ in range(5):  # nothing more arrives: no record twice
-            poll()
-        assert received == {0: values(0), 1: values(1)}
-        assert server.server.stats.connections == connections
+        read_through_the_fault(faulted, server, poll)
     finally:
         consumer.close()
         server.stop()
+
+
+def read_through_the_fault(
+    faulted: Faulted, server: InProcessServer, poll: Callable[[dict[int, list[bytes]]], None]
+) -> None:
+    """Polls (``poll`` adds what it gets to the values by partition) while
+    partition 0's reads fail: the healthy partition is read meanwhile, and
+    the faulted one retried on the connections the consumer had (none
+    dropped and opened again); then heals the store, after which every
+    record arrives, once, in order."""
+    received: dict[int, list[bytes]] = {0: [], 1: []}
+    deadline = time.monotonic() + TIMEOUT
+
+    def step() -> None:
+        assert time.monotonic() < deadline, received
+        poll(received)
+
+    while len(received[1]) < RECORDS or faulted.store.failures < 1:
+        step()
+    connections = server.server.stats.connections
+    retried_from = faulted.store.failures
+    while faulted.store.failures < retried_from + RETRIES_SEEN:
+        step()
+    assert received[0] == []
+    assert server.server.stats.connections == connections
+    faulted.store.heal()
+    while len(received[0]) < RECORDS:
+        step()
+    for _ in range(5):  # nothing more arrives: no record twice
+        step()
+    assert received == {0: values(0), 1: values(1)}
+    assert server.server.stats.connections == connections
 
 
 @pytest.mark.parametrize("fault", ["transient", "denied"])
@@ -328,30 +341,13 @@ def test_a_kafka_python_consumer_retries_from_where_it_was_and_reads_every_recor
         else:
             faulted.fail_reads_of(0)
         consumer.assign([KafkaPythonPartition(TOPIC, 0), KafkaPythonPartition(TOPIC, 1)])
-        received: dict[int, list[bytes]] = {0: [], 1: []}
-        deadline = time.monotonic() + TIMEOUT
 
-        def poll() -> None:
-            assert time.monotonic() < deadline, received
+        def poll(received: dict[int, list[bytes]]) -> None:
             for records in consumer.poll(timeout_ms=100).values():
                 for record in records:
                     received[record.partition].append(record.value)
 
-        while len(received[1]) < RECORDS or faulted.store.failures < 1:
-            poll()
-        connections = server.server.stats.connections
-        retried_from = faulted.store.failures
-        while faulted.store.failures < retried_from + RETRIES_SEEN:
-            poll()
-        assert received[0] == []
-        assert consumer.position(KafkaPythonPartition(TOPIC, 0)) == 0  # not reset
-        assert server.server.stats.connections == connections  # none dropped
-        faulted.store.heal()
-        while len(received[0]) < RECORDS:
-            poll()
-        for _ in range(5):  # nothing more arrives: no record twice
-            poll()
-        assert received == {0: values(0), 1: values(1)}
+        read_through_the_fault(faulted, server, poll)
     finally:
         consumer.close()
         server.stop()
