@@ -1,6 +1,6 @@
 """A read of history the object store cannot answer now (a timeout, a 5xx,
 a dropped connection: a transient ObjectStoreError) or refuses (denied
-access: docs/design/0058) is answered as Kafka answers a partition whose
+access: docs/design/0059) is answered as Kafka answers a partition whose
 log dir failed: KAFKA_STORAGE_ERROR for that partition alone, the other
 partitions of the same Fetch answered as usual, the connection kept.
 Consumers retry it, and get every record once, in order, when the store
