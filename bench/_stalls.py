@@ -89,22 +89,43 @@ class RunQueue:
     def __init__(self, pid: int) -> None:
         self.pid = pid
         self._start = _schedstat(pid)
+        self._main_cpu = _thread_cpu_ticks(pid)
 
     def waited(self, seconds: float) -> dict[str, float]:
         """Per second of the phase: ms waited to run, summed over the
         threads alive at both ends, and the main thread's alone (its event
-        loop, for the server); ms run, likewise."""
+        loop, for the server); ms run, likewise. Beside them, the main
+        thread's CPU split into user and system time (the kernel splits it
+        by sampled ticks: right over seconds, not over a few ms): a loop
+        writing large answers on loopback also runs the receiving socket's
+        TCP work, in its own system time (docs/design/0051)."""
         end = _schedstat(self.pid)
         both = self._start.keys() & end.keys()
         ran = sum(end[t][0] - self._start[t][0] for t in both)
         waited = sum(end[t][1] - self._start[t][1] for t in both)
         main = end.get(self.pid, (0, 0))[1] - self._start.get(self.pid, (0, 0))[1]
+        user, system = (
+            (after - before) * 1000 / os.sysconf("SC_CLK_TCK")
+            for before, after in zip(self._main_cpu, _thread_cpu_ticks(self.pid), strict=True)
+        )
         per_s = 1e-6 / seconds  # ns -> ms, per second
         return {
             "ran_ms_per_s": round(ran * per_s, 1),
             "waited_ms_per_s": round(waited * per_s, 1),
             "main_waited_ms_per_s": round(main * per_s, 1),
+            "main_user_ms_per_s": round(user / seconds, 1),
+            "main_system_ms_per_s": round(system / seconds, 1),
         }
+
+
+def _thread_cpu_ticks(pid: int) -> tuple[int, int]:
+    """The main thread's (user, system) CPU in clock ticks; zeros where not Linux."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/stat", encoding="ascii") as stat:
+            fields = stat.read().rpartition(")")[2].split()
+    except OSError:
+        return 0, 0
+    return int(fields[11]), int(fields[12])  # utime, stime: the stat's 14th and 15th
 
 
 class MachineCpu:

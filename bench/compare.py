@@ -147,7 +147,8 @@ def compare_rounds(rounds: Mapping[str, Sequence[Mapping[str, float]]]) -> dict[
     """Per figure that every round of every revision reported (a figure one
     revision lacks, renamed or added, cannot be compared): each revision's
     median and spread, the step from each revision to the next, and the
-    last over the first (``head/base``)."""
+    last over the first (``head/base``); and every round's value, for
+    figures whose spread calls for a look at each pair."""
     labels = list(rounds)
     keys = set.intersection(*(set(r) for runs in rounds.values() for r in runs))
     figures: dict[str, Any] = {}
@@ -156,6 +157,7 @@ def compare_rounds(rounds: Mapping[str, Sequence[Mapping[str, float]]]) -> dict[
         figures[key] = {
             "median": {label: statistics.median(v) for label, v in values.items()},
             "spread": {label: spread(v) for label, v in values.items()},
+            "rounds": values,
             "steps": [
                 {"from": a, "to": b, **step(values[a], values[b])} for a, b in pairwise(labels)
             ],
@@ -274,10 +276,12 @@ def run(
         for bench in benches:
             commands = [command(revision, bench, timeout) for revision in revisions]
             runs: dict[str, list[dict[str, float]]] = {r.ref: [] for r in revisions}
+            loads: dict[str, list[float]] = {r.ref: [] for r in revisions}
             for i in range(rounds):  # every revision once per round, in order
                 for revision, (argv, _dropped) in zip(revisions, commands, strict=True):
                     # Progress on stderr: a long comparison is not silent.
                     print(f"{bench.name} round {i + 1}/{rounds}: {revision.ref}", file=sys.stderr)
+                    loads[revision.ref].append(os.getloadavg()[0])
                     runs[revision.ref].append(run_once(revision, argv, timeout))
             results["benchmarks"][bench.name] = {
                 "args": {r.ref: argv[2:] for r, (argv, _) in zip(revisions, commands, strict=True)},
@@ -285,6 +289,7 @@ def run(
                     r.ref: dropped for r, (_, dropped) in zip(revisions, commands, strict=True)
                 },
                 "figures": compare_rounds(runs),
+                "load_at_each_run": loads,
             }
     results["load_after"] = list(os.getloadavg())
     return results

@@ -673,7 +673,9 @@ def print_table(results: dict[str, Any]) -> None:
             q = b[f"server_run_queue_{phase}"]
             print(
                 f"  {phase}: server threads waited for a CPU {q['waited_ms_per_s']:.0f} ms/s"
-                f" (event loop {q['main_waited_ms_per_s']:.0f}), ran {q['ran_ms_per_s']:.0f} ms/s;"
+                f" (event loop {q['main_waited_ms_per_s']:.0f}), ran {q['ran_ms_per_s']:.0f} ms/s"
+                f" (event loop user {q['main_user_ms_per_s']:.0f},"
+                f" system {q['main_system_ms_per_s']:.0f});"
                 f" loop lags of 10 ms or more {b[f'loop_lags_{phase}']},"
                 f" longest {b[f'loop_lag_max_ms_{phase}']:.1f} ms"
             )

@@ -208,19 +208,9 @@ class CatalogState:
             if not mechanisms:
                 del self.credentials[user]
         elif kind == "client_quotas":
-            # A new dict, never changed in place: the server reads it on
-            # the event loop while the admin thread writes.
-            entity = entity_from_wire(record[1])
-            quotas = dict(self.client_quotas.get(entity, {}))
-            for key, value in record[2].items():
-                if value is None:
-                    quotas.pop(key, None)
-                else:
-                    quotas[key] = value
-            replaced = {e: q for e, q in self.client_quotas.items() if e != entity}
-            if quotas:
-                replaced[entity] = quotas
-            self.client_quotas = replaced
+            self._alter_client_quotas([(record[1], record[2])])
+        elif kind == "client_quotas_many":
+            self._alter_client_quotas(record[1])
         elif kind == "masking_key":
             self.masking_keys[record[1]] = bytes(record[2])
         elif kind == "schema":
@@ -249,6 +239,26 @@ class CatalogState:
             self.producer_ids_end = max(self.producer_ids_end, record[1])
         else:
             raise ValueError(f"unknown catalog record {kind!r}")
+
+    def _alter_client_quotas(self, alterations: list[Any]) -> None:
+        """Applies ``[entity, {key: value or nil}]`` pairs to a new dict,
+        never one changed in place: the server reads it on the event loop
+        while the admin thread writes, and sees a request's alterations all
+        or none."""
+        replaced = dict(self.client_quotas)
+        for raw_entity, changes in alterations:
+            entity = entity_from_wire(raw_entity)
+            quotas = dict(replaced.get(entity, {}))
+            for key, value in changes.items():
+                if value is None:
+                    quotas.pop(key, None)
+                else:
+                    quotas[key] = value
+            if quotas:
+                replaced[entity] = quotas
+            else:
+                replaced.pop(entity, None)
+        self.client_quotas = replaced
 
     def to_wire(self) -> dict[str, Any]:
         return {

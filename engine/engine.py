@@ -59,7 +59,7 @@ from engine.masking.unmask import unmask_binding, unmask_granted
 from engine.metrics_registry import EngineMetrics
 from engine.partition import AppendResult, OffsetAndTimestamp, Partition, PartitionFetch
 from engine.provenance import Provenance
-from engine.quota_entities import ClientQuotas, entity_to_wire
+from engine.quota_entities import ClientQuotas, client_quotas_record
 from engine.schemas.store import SchemaRegistry
 from engine.state_log import StateLog
 from engine.store_errors import damage_at, store_errors, unanswered_reads
@@ -191,9 +191,7 @@ class Engine:
             """Users' SASL credentials (kept salted in the catalog)."""
             self.client_quotas = ClientQuotas(
                 lambda: self.catalog.state.client_quotas,
-                lambda entity, changes: self._admin.append_catalog(
-                    ["client_quotas", entity_to_wire(entity), changes]
-                ),
+                lambda alterations: self._admin.append_catalog(client_quotas_record(alterations)),
             )
             """Client quotas by user and client id (kept in the catalog)."""
             self.schemas = SchemaRegistry(

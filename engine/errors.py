@@ -155,6 +155,20 @@ class InvalidTxnState(EngineError):
     code = KafkaCode.INVALID_TXN_STATE
 
 
+class NotInTransaction(InvalidTxnState):
+    """A transactional write its producer's open transaction does not
+    include (a batch for a partition with no AddPartitionsToTxn, offsets of
+    a group with no AddOffsetsToTxn, or no transaction open): what Kafka's
+    transaction verification refuses (KIP-890). Kafka answers it
+    TRANSACTION_ABORTABLE to a client that knows that code (Produce v11,
+    TxnOffsetCommit v4: AddPartitionsToTxnManager's genericError),
+    INVALID_TXN_STATE before. A write that passed the check and that its
+    transaction's end voided before it was durable is no such refusal: it
+    stays INVALID_TXN_STATE at every version, as Kafka's verification
+    guard refuses that append (UnifiedLog: "Record was not part of an
+    ongoing transaction")."""
+
+
 class OffsetOutOfRange(EngineError):
     code = KafkaCode.OFFSET_OUT_OF_RANGE
 

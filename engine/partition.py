@@ -31,6 +31,7 @@ from engine.errors import (
     CorruptRecord,
     InvalidRecord,
     InvalidTxnState,
+    NotInTransaction,
     OffsetOutOfRange,
     RecordTooLarge,
 )
@@ -460,7 +461,7 @@ class Partition:
 
     def _verify_transaction(self, header: BatchHeader) -> None:
         if self.verify_transaction is None:
-            raise InvalidTxnState(
+            raise NotInTransaction(
                 f"producer {header.producer_id} has no open transaction on "
                 f"{self.topic}-{self.index}"
             )

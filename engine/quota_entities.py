@@ -8,7 +8,7 @@ enforces the byte rates (engine/server/quotas.py).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from engine.errors import EngineError
@@ -72,6 +72,13 @@ def check_quota(key: str, value: float) -> None:
     kind = KEYS.get(key)
     if kind is None:
         raise InvalidClientQuota(f"Invalid configuration key {key}")
+    # The embedded API's caller may pass any object: the wire's is a double
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidClientQuota(f"Quota {key} must be a number, not {value!r}")
+    try:
+        value = float(value)
+    except OverflowError:  # an int past every double
+        raise InvalidClientQuota(f"Proposed value for {key} is too large for a DOUBLE.") from None
     if not value > 0:
         raise InvalidClientQuota(f"Quota {key} must be greater than 0")
     if kind is int:
@@ -90,14 +97,30 @@ def entity_from_wire(raw: list[Any]) -> Entity:
     return tuple((str(entity_type), name) for entity_type, name in raw)
 
 
+Alteration = tuple[Entity, dict[str, float | None]]
+"""An entity's quotas to set (a value) or remove (None)."""
+
+
+def client_quotas_record(alterations: Sequence[Alteration]) -> list[Any]:
+    """The catalog record of one request's alterations
+    (docs/engine-format.md): ``client_quotas`` for one entity,
+    ``client_quotas_many`` for more."""
+    if len(alterations) == 1:
+        [(entity, changes)] = alterations
+        return ["client_quotas", entity_to_wire(entity), changes]
+    return ["client_quotas_many", [[entity_to_wire(e), changes] for e, changes in alterations]]
+
+
 class ClientQuotas:
     """The quotas in force, by entity, over the catalog's copy of them."""
 
     def __init__(
         self,
         state: Callable[[], Mapping[Entity, Mapping[str, float]]],
-        write: Callable[[Entity, dict[str, float | None]], None],
+        write: Callable[[list[Alteration]], None],
     ) -> None:
+        """``write`` records alterations of one or more entities as one
+        catalog record."""
         self._state = state
         self._write = write
         self.version = 0
@@ -120,10 +143,23 @@ class ClientQuotas:
     def alter(self, entity: Entity, changes: Mapping[str, float | None]) -> None:
         """Sets (a value) or removes (None) quotas of ``entity``, as one
         catalog record; raises InvalidClientQuota for what Kafka refuses."""
-        checked = entity_of(list(entity))
-        for key, value in changes.items():
-            check_quota(key, 1.0 if value is None else value)
-        self._write(checked, {k: None if v is None else float(v) for k, v in changes.items()})
+        self.alter_many([(entity, changes)])
+
+    def alter_many(self, alterations: Sequence[tuple[Entity, Mapping[str, float | None]]]) -> None:
+        """Alters the quotas of several entities as one catalog record, as
+        Kafka's controller writes one AlterClientQuotas' records in one
+        atomic batch: after a crash, and to any reader meanwhile, all of
+        them are in force or none is. Raises InvalidClientQuota for what
+        Kafka refuses, before anything is written."""
+        checked: list[Alteration] = []
+        for entity, changes in alterations:
+            for key, value in changes.items():
+                check_quota(key, 1.0 if value is None else value)
+            floats = {k: None if v is None else float(v) for k, v in changes.items()}
+            checked.append((entity_of(list(entity)), floats))
+        if not checked:
+            return
+        self._write(checked)
         self.version += 1
         self.byte_rates = self._any_byte_rate()
         self.request_rates = self._any(REQUEST_PERCENTAGE)

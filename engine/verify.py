@@ -30,7 +30,7 @@ from s3stream import ObjectStore
 from s3stream.chain_verify import RewriteSeen, StreamVerdict, stored_payloads, verify_stream
 from s3stream.manifest import load_state
 from s3stream.manifest_state import ManifestState
-from s3stream.outside_reads import named_now, reloading
+from s3stream.outside_reads import reloading
 
 
 class AnchorNeedsOnePartition(EngineError, ValueError):
@@ -133,7 +133,8 @@ def _proof(
 ) -> Callable[[ManifestState], StreamVerdict]:
     """The proof of one stream from a manifest state: an object missing
     that the manifest loaded again still names is a break, one it no
-    longer names sends ``reloading`` round again."""
+    longer names is read where that manifest places its batches, or
+    else sends ``reloading`` round again."""
 
     def prove(state: ManifestState) -> StreamVerdict:
         if stream_id not in state.streams:  # created, nothing committed yet
@@ -144,7 +145,7 @@ def _proof(
             stream_id,
             from_offset=from_offset,
             on_progress=on_progress,
-            named_now=partial(named_now, store),
+            current=partial(load_state, store),
         )
 
     return prove

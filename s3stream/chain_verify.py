@@ -124,18 +124,23 @@ def verify_stream(
     *,
     from_offset: int = 0,
     on_progress: Callable[[int], None] | None = None,
-    named_now: Callable[[str], bool] | None = None,
+    current: Callable[[], ManifestState] | None = None,
 ) -> StreamVerdict:
     """Proves the stream's chain over its committed ranges from the range
     holding ``from_offset`` (or the stream's start) on. ``on_progress`` is
     called with the bytes of each batch hashed.
 
-    ``named_now`` says whether the manifest as it is now still names an
-    object the store does not have: one it names is a break (the object
-    was removed from under the manifest); one it no longer names was
-    compacted away after ``state`` was loaded, and ObjectNotFound is raised
-    for the caller to load the manifest again (as it is when ``named_now``
-    is None)."""
+    ``current`` loads the manifest as it is now, asked when an object is
+    not in the store: if it still names the object, that is a break (the
+    object was removed from under the manifest); if not, a writer merged
+    it away after ``state`` was loaded, and the range's batches are read
+    from where that manifest places them (``_moved``), still proven
+    against ``state``'s links, so that a proof longer than the garbage
+    grace beside a busy writer still ends. A moved range that cannot be
+    read or proven so (merged again, trimmed, rewritten by a cleaner
+    meanwhile) is no break: ObjectNotFound is raised for the caller to
+    start again from a newer manifest (as it is when ``current`` is
+    None)."""
     meta = state.streams.get(stream_id)
     ranges = state.ranges.get(stream_id)
     if meta is None or ranges is None:
@@ -182,20 +187,26 @@ def verify_stream(
                 "removed, reordered or changed",
             )
             return verdict
+        moved = False
         try:
             batches = list(_in_range(objects.batches(key, writer), start, end))
         except CorruptObject as error:
             _broke(verdict, start, end, key, f"unreadable: {error}")
             return verdict
-        except ObjectNotFound:
-            if named_now is None or not named_now(key):
+        except ObjectNotFound as error:
+            if current is None:
                 raise
-            _broke(verdict, start, end, key, MISSING)
-            return verdict
-        kept = objects.chain(key)
-        if kept is None:
+            now = current()
+            if now.names_key(key):
+                _broke(verdict, start, end, key, MISSING)
+                return verdict
+            batches = _moved(objects, now, writer, start, end, error)
+            moved = True
+        # A moved range's object keeps the links of its own, merged, range.
+        kept = None if moved else objects.chain(key)
+        if kept is None and not moved:
             verdict.ranges_without_object_links += 1
-        elif kept.get((writer, start)) != _as_kept(writer, start, end, links):
+        elif kept is not None and kept.get((writer, start)) != _as_kept(writer, start, end, links):
             _broke(
                 verdict,
                 start,
@@ -206,6 +217,8 @@ def verify_stream(
             return verdict
         problem = _offsets_problem(batches, start, end, gaps=rewrite is not None)
         if problem is not None:
+            if moved:
+                raise ObjectNotFound(key)  # changed since state: prove it from a newer one
             offset, reason = problem
             _broke(verdict, offset, end, key, reason)
             return verdict
@@ -218,6 +231,8 @@ def verify_stream(
             if on_progress is not None:
                 on_progress(len(batch.payload))
         if link != links.after:
+            if moved:
+                raise ObjectNotFound(key)
             _broke(
                 verdict,
                 start,
@@ -260,6 +275,39 @@ def _goes_on(
         and links.before
         == chain.rewrite_genesis(stream_id, start, end, rewrite.old_before, rewrite.old_after)
     )
+
+
+def _moved(
+    objects: _Objects,
+    now: ManifestState,
+    stream_id: int,
+    start: int,
+    end: int,
+    gone: ObjectNotFound,
+) -> list[StoredBatch]:
+    """The stream's batches of ``[start, end)`` from the objects the
+    manifest ``now`` places them in (a merge copies batches as they are);
+    ``gone`` is raised if ``now``'s ranges of the stream do not cover
+    those offsets all in the stream's own objects, or one cannot be read."""
+    ranges = now.ranges.get(stream_id)
+    if ranges is None:
+        raise gone
+    batches: list[StoredBatch] = []
+    covered = start
+    for range_start, range_end, object_id in ranges.entries:
+        if range_end <= start or range_start >= end:
+            continue
+        if range_start > covered or now.source_of(stream_id, range_start, object_id) != stream_id:
+            raise gone
+        try:
+            held = objects.batches(now.objects[object_id].key, stream_id)
+        except (CorruptObject, ObjectNotFound):
+            raise gone from None  # a break there is found proving ``now`` itself
+        batches.extend(_in_range(held, max(range_start, start), min(range_end, end)))
+        covered = range_end
+    if covered < end:
+        raise gone
+    return batches
 
 
 def _in_range(batches: list[StoredBatch], start: int, end: int) -> Iterator[StoredBatch]:

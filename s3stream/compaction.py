@@ -501,8 +501,9 @@ class Compactor:
                 if isinstance(error, ObjectNotFound):
                     # Another writer that took the bucket over may have
                     # merged and deleted it: then this one is fenced, and
-                    # the object is not damaged.
-                    self._writer.check_fence()
+                    # the object is not damaged (a check that fails leaves
+                    # the pass to the next, rather than call it damage).
+                    self._writer.check_fence(certain=True)
                 self._leave_unreadable(state, picked.object_ids, error)
         if not put_objects(self._store, merged, self._state.stop, self._stats.note_store_error):
             return

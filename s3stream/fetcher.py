@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
@@ -43,6 +44,7 @@ class Fetcher:
         reader: ObjectReader,
         pool: ThreadPoolExecutor,
         pace: ReplayPace,
+        check_fence: Callable[[], None],
     ) -> None:
         self.log_cache_hits = 0
         """Reads answered by the log cache (counted under the store's lock)."""
@@ -61,6 +63,9 @@ class Fetcher:
         """The fetch threads (wal/thread_priority.py); shut down by close."""
         self.pace = pace
         """Live traffic seen, and the rest an object read takes beside it."""
+        self._check_fence = check_fence
+        """Raises Fenced if another writer took the bucket over (a store
+        error if that cannot be known now)."""
         self._replaced_below: dict[int, int] = {}
         """Per stream, the end of the last replaced range: reads below it skip
         the log cache, which may still hold the bytes the replace removed
@@ -143,7 +148,13 @@ class Fetcher:
         were looked up in. An object gone from the store is damage if the
         manifest still names it (CorruptObject, as for an object failing
         its checks); else it was compacted away after this read looked it
-        up, and the read is made again in the manifest as it is now."""
+        up, and the read is made again in the manifest as it is now.
+
+        Damage is only claimed once the fence is checked: a writer that
+        another process took the bucket over from still has the manifest
+        it had, naming objects the new owner may have merged and deleted
+        since (Fenced then, which a client retries elsewhere, not a
+        CORRUPT_MESSAGE that stops it)."""
         state = self._manifest.state
         while True:
             try:
@@ -151,6 +162,7 @@ class Fetcher:
             except ObjectNotFound as error:
                 now = self._manifest.state
                 if now.names_key(error.key):
+                    self._check_fence()
                     raise CorruptObject(error.key, MISSING) from error
                 if now is state:
                     raise  # not an object of the manifest's

@@ -32,14 +32,17 @@ class ManifestWriter:
             self._on_fenced(error)
             raise
 
-    def check_fence(self) -> None:
+    def check_fence(self, *, certain: bool = False) -> None:
         """One small request to the manifest: raises Fenced (and stops the
-        store) if another writer has taken over since our last commit."""
+        store) if another writer has taken over since our last commit.
+        With ``certain``, a store error that leaves it unknown is raised;
+        else it is logged, and the next check, or commit, tries again."""
         try:
             self.manifest.check_fenced()
         except Fenced as error:
             self._on_fenced(error)
             raise
         except ObjectStoreError as error:
-            # The next check, or the next commit, tries again.
+            if certain:
+                raise
             log.debug("fence check failed: %s", error)

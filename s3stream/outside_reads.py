@@ -6,8 +6,10 @@ and delete the old ones a grace period (``garbage_grace_s``) later.
 An object such a read finds gone is told apart by the manifest loaded
 again: if it still names the object, the bucket lost it (damage,
 ``CorruptObject``); if not, the writer compacted it away meanwhile, and
-the read starts again from the manifest as it is now
-(docs/design/0056-an-object-that-cannot-be-read-is-left-named-and-refused.md).
+the read starts again from the manifest as it is now (a proof of the
+hash chain first reads the range where that manifest places it:
+``chain_verify.verify_stream``'s ``current``;
+docs/design/0056-an-object-that-cannot-be-read-is-left-named-and-refused.md).
 """
 
 from __future__ import annotations
@@ -25,11 +27,6 @@ RELOADS = 5
 objects it needed were compacted away after it loaded the one before."""
 
 T = TypeVar("T")
-
-
-def named_now(store: ObjectStore, key: str) -> bool:
-    """Whether the manifest as it is now names an object with this key."""
-    return load_state(store).names_key(key)
 
 
 def reloading(

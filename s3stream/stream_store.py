@@ -33,6 +33,7 @@ import time
 from collections.abc import Callable, Coroutine, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
+from functools import partial
 from types import TracebackType
 from typing import Any, NamedTuple
 
@@ -211,6 +212,7 @@ class StreamStore:
             self.reader,
             read_pool(config.read_workers, "s3stream-fetch", config.read_nice),
             pace,
+            partial(self._manifest_writer.check_fence, certain=True),
         )
         self._uploader = Uploader(
             state,

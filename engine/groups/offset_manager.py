@@ -76,7 +76,7 @@ class TransactionalWrite:
     become pending, or the producer's next transaction would complete them
     as its own."""
 
-    __slots__ = ("keys", "producer_id", "void", "voided_by")
+    __slots__ = ("deleted", "keys", "producer_id", "void", "voided_by")
 
     def __init__(self, producer_id: int, keys: frozenset[OffsetKey]) -> None:
         self.producer_id = producer_id
@@ -84,6 +84,9 @@ class TransactionalWrite:
         self.void = False
         self.voided_by: Future[None] | None = None
         """The completion that voided it: durable once this settles."""
+        self.deleted: set[OffsetKey] = set()
+        """Keys whose record a deletion (of its group, topic or offsets)
+        deleted meanwhile: they do not become pending."""
 
 
 class OffsetManager:
@@ -102,6 +105,9 @@ class OffsetManager:
         self.store = OffsetStore()
         self._transactional_writes: dict[int, list[TransactionalWrite]] = {}
         """Each producer's TxnOffsetCommits being written (none kept once durable)."""
+        self._void_unended: dict[int, set[OffsetKey]] = {}
+        """Per producer, the keys of void TxnOffsetCommits whose completion
+        failed to write the record that ends them: its retry ends them."""
 
     def load(self, state: StoredState) -> list[Hashable]:
         """Loads the stored offsets; returns the keys to delete: offsets of
@@ -192,6 +198,8 @@ class OffsetManager:
                     continue
                 if transaction is None:
                     self._make_visible(target, key, value)
+                elif in_flight is not None and key in in_flight.deleted:
+                    gone.append(key)
                 elif self._still_there(target, key.tp):
                     pending = PendingOffset(transaction.producer_epoch, value)
                     self.store.add_pending(transaction.producer_id, key, pending)
@@ -247,15 +255,11 @@ class OffsetManager:
         would commit what the client was told was refused."""
         completion = write.voided_by if write is not None else None
         if completion is None or completion.done():
-            self._host.resolve(future, results)
+            self._host.resolve(future, _unknown_if_failed(completion, results))
             return
-
-        def completed(completion: Future[None]) -> None:
-            if completion.exception() is not None:
-                results.update(dict.fromkeys(results, KafkaCode.NOT_COORDINATOR))
-            settle(future, results)
-
-        completion.add_done_callback(completed)
+        completion.add_done_callback(
+            lambda ended: settle(future, _unknown_if_failed(ended, results))
+        )
 
     def _delete_unclaimed(self, producer_id: int, keys: Iterable[OffsetKey]) -> None:
         """Deletes the producer's pending records under ``keys`` that no
@@ -281,7 +285,7 @@ class OffsetManager:
         transaction's), a commit completes only the offsets committed at
         that epoch and drops the others (see below)."""
         future: Future[None] = running_future()
-        void_keys: set[OffsetKey] = set()
+        void_keys = self._void_unended.pop(producer_id, set())
         for write in self._transactional_writes.pop(producer_id, []):
             write.void = True
             if write.keys:  # its write has begun: its answer waits for this
@@ -315,9 +319,18 @@ class OffsetManager:
         }
         for key, offset in newer.items():
             self.store.issued(key, offset.sequence)
+        # Being written, as a commit's offsets are: a deletion of their
+        # group, topic or offsets meanwhile deletes them too (_being_written).
+        self.store.writing(newer)
 
         def written(error: KafkaCode) -> None:
+            self.store.written(newer)
             if error != KafkaCode.NONE:
+                # Left in Prepare*, the transaction is completed again: that
+                # completion ends the void records (no longer tracked as
+                # writes), or a start would load them as pending.
+                if void_keys:
+                    self._void_unended.setdefault(producer_id, set()).update(void_keys)
                 self._host.resolve(future, NotCoordinator("completing the transaction failed"))
                 return
             self.store.remove_pending(producer_id, pending)
@@ -406,8 +419,9 @@ class OffsetManager:
         self, group: Group, consuming: bool, partitions: Sequence[TopicPartition]
     ) -> Future[dict[TopicPartition, KafkaCode]]:
         """OffsetDelete: removes the group's committed (and pending) offsets
-        of ``partitions``; while the group is ``consuming``, those of topics
-        its members subscribe to are GROUP_SUBSCRIBED_TO_TOPIC."""
+        of ``partitions``, and its commits of them being written; while the
+        group is ``consuming``, those of topics its members subscribe to are
+        GROUP_SUBSCRIBED_TO_TOPIC."""
         group_id = group.group_id
         results = {tp: self.partition_error(tp) for tp in partitions}
         for tp, code in results.items():
@@ -416,6 +430,12 @@ class OffsetManager:
         removable = [tp for tp, code in results.items() if code == KafkaCode.NONE]
         deletes = self._remove(group_id, removable)
         deletes += self._remove_pending(group_id, removable)
+        # Kafka's tombstone removes the partition's pending offsets of open
+        # transactions, their records before it included.
+        wanted = set(removable)
+        deletes = _unique(
+            deletes + self._being_written(lambda k: k.group_id == group_id and k.tp in wanted)
+        )
         if not deletes:
             return done(results)
         future: Future[dict[TopicPartition, KafkaCode]] = running_future()
@@ -464,21 +484,22 @@ class OffsetManager:
 
     def _being_written(self, matching: Callable[[OffsetKey], bool]) -> list[Hashable]:
         """The records of the commits being written under ``matching`` keys.
-        Their group or topic is deleted: the deletion's record, after theirs
-        in the log, deletes them too, so that no start loads them (their
-        write's own answer comes too late to delete them if the engine stops
-        first). A key under a transaction only also gets its ``offset`` key
-        deleted, which holds nothing."""
-        keys: list[Hashable] = [
-            offset_key(key.group_id, key.tp) for key in self.store.being_written() if matching(key)
-        ]
+        Their group, topic or offsets are deleted: the deletion's record,
+        after theirs in the log, deletes them too, so that no start loads
+        them (their write's own answer comes too late to delete them if the
+        engine stops first), and the commits, once durable, neither become
+        visible nor pending: a topic made again under the name would take
+        them, and a start would not. A key under a transaction only also
+        gets its ``offset`` key deleted, which holds nothing."""
+        keys: list[Hashable] = []
+        for key in filter(matching, self.store.being_written()):
+            self.store.remove(key.group_id, [key.tp])  # it will not become visible
+            keys.append(offset_key(key.group_id, key.tp))
         for writes in self._transactional_writes.values():
             for write in writes:
-                keys += [
-                    txn_key(write.producer_id, key.group_id, key.tp)
-                    for key in write.keys
-                    if matching(key)
-                ]
+                deleted = set(filter(matching, write.keys))
+                write.deleted |= deleted
+                keys += [txn_key(write.producer_id, k.group_id, k.tp) for k in deleted]
         return keys
 
     def _remove(self, group_id: str, partitions: Iterable[TopicPartition]) -> list[Hashable]:
@@ -501,6 +522,17 @@ def is_consuming(group: Group) -> bool:
     if isinstance(group, ConsumerGroup):
         return not group.is_empty
     return group.state != GroupState.EMPTY
+
+
+def _unknown_if_failed(
+    completion: Future[None] | None, results: dict[TopicPartition, KafkaCode]
+) -> dict[TopicPartition, KafkaCode]:
+    """A void commit's answer: NOT_COORDINATOR (its outcome unknown) if the
+    completion that voided it failed: its record stays until the completion
+    runs again, which a start runs with the record loaded as pending."""
+    if completion is not None and completion.exception() is not None:
+        return dict.fromkeys(results, KafkaCode.NOT_COORDINATOR)
+    return results
 
 
 def _unique(keys: list[Hashable]) -> list[Hashable]:

@@ -202,6 +202,28 @@ class Encoded(NamedTuple):
     parts: Parts
 
 
+def with_throttle_time(header: RequestHeader, encoded: Encoded, throttle_ms: int) -> Parts:
+    """A response encoded ahead, carrying ``throttle_ms`` as its
+    throttle_time_ms where it carries less: a quota's throttle is known
+    only once the answer is made. Every response version that has the field
+    has it first in its body; one that has not is left as it is."""
+    if not _throttle_time_first(header.api_key, header.api_version):
+        return encoded.parts
+    frame = bytearray(b"".join(encoded.parts))
+    # after the size and the correlation id, and the flexible header's tagged fields (none)
+    at = 8 + (1 if response_header_is_flexible(header.api_key, header.api_version) else 0)
+    (carried,) = _INT32.unpack_from(frame, at)
+    if carried < throttle_ms:
+        _INT32.pack_into(frame, at, throttle_ms)
+    return [frame]
+
+
+@cache
+def _throttle_time_first(api_key: int, api_version: int) -> bool:
+    fields = dataclasses.fields(response_schema(api_key, api_version))
+    return bool(fields) and fields[0].name == "throttle_time"
+
+
 def encode_response(header: RequestHeader, body: Mapping[str, Any] | Encoded) -> Parts:
     """The whole response frame (size prefix, response header, body), as
     parts to be written in order."""

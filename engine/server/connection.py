@@ -53,7 +53,7 @@ from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
 from engine.protocol.apis import ApiKey
-from engine.protocol.codec import Parts, encode_response
+from engine.protocol.codec import Encoded, Parts, encode_response, with_throttle_time
 from engine.protocol.errors import ProtocolError, RequestTooLarge
 from engine.protocol.frames import RequestHeader, parse_header, read_size
 from engine.protocol.kafka_code import KafkaCode
@@ -916,6 +916,8 @@ class Connection(asyncio.BufferedProtocol):
                 self._throttled[1].cancel()
             self._throttled = (until, loop.call_at(until, self._end_throttle))
             self._pause("quota")
+        if isinstance(result, Encoded):  # made on the admin thread
+            return with_throttle_time(header, result, delay_ms)
         if not isinstance(result, dict):
             return parts
         result["throttle_time"] = delay_ms

@@ -28,8 +28,8 @@ from engine.server.quotas import (
     USER_PRINCIPAL,
     WINDOW_SAMPLES,
     WINDOW_SECONDS,
-    capped_throttle_ms,
     resolve,
+    throttle_time_ms,
 )
 
 
@@ -65,7 +65,9 @@ class TokenBucket:
     def throttle_ms(self) -> int:
         if self.tokens >= 0:
             return 0
-        return capped_throttle_ms(-self.tokens / self.quota * 1000)
+        # Kafka's ControllerMutationQuotaManager.throttleTimeMs: what refills
+        # the bucket to zero, uncapped
+        return throttle_time_ms(-self.tokens / self.quota * 1000)
 
 
 class MutationQuotas:

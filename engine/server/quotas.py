@@ -15,6 +15,7 @@ The quotas themselves live in the catalog (engine/quota_entities.py).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -34,17 +35,26 @@ WINDOW_SAMPLES = 11
 """Kafka's quota.window.num."""
 WINDOW_SECONDS = 1.0
 """Kafka's quota.window.size.seconds."""
-MAX_THROTTLE_MS = int(WINDOW_SAMPLES * WINDOW_SECONDS * 1000)
-"""Kafka's cap on one throttle: the whole quota window."""
+MAX_THROTTLE_MS = 2**31 - 1
+"""The longest throttle answered: throttle_time_ms is an int32. Kafka caps
+neither a byte-rate throttle nor a controller mutation one (its
+ClientQuotaManager and ControllerMutationQuotaManager answer the whole
+time owed, so that a client waiting each throttle out is held to its
+quota whatever its requests' size); past an int32, its Long-to-Int cast
+wraps and frees the client, where this bound keeps it throttled."""
+MAX_REQUEST_THROTTLE_MS = int(WINDOW_SECONDS * 1000)
+"""Kafka's cap on a request-quota throttle: one sample of the window
+(ClientRequestQuotaManager's maxThrottleTimeMs, quota.window.size.seconds)."""
 
 
-def capped_throttle_ms(milliseconds: float) -> int:
-    """A throttle time computed in floats, at most MAX_THROTTLE_MS. Capped
-    before it is made an int: Kafka takes any positive double as a
-    request_percentage or controller_mutation_rate, and one as small as
-    5e-324 makes the quotient infinite (Java's cast saturates, Python's
-    int() raises)."""
-    return int(min(MAX_THROTTLE_MS, milliseconds))
+def throttle_time_ms(milliseconds: float, cap: int = MAX_THROTTLE_MS) -> int:
+    """A throttle time computed in doubles, rounded as Kafka's Math.round
+    rounds it, at most ``cap``. Capped before it is made an int: Kafka
+    takes any positive double as a quota, and one as small as 5e-324 makes
+    the quotient infinite (Python's int() raises), which is the cap."""
+    if not milliseconds < cap:  # a NaN too: throttled rather than freed
+        return cap
+    return math.floor(milliseconds + 0.5)
 
 
 SWEEP_AT = 1024
@@ -148,7 +158,7 @@ class QuotaManager:
         found = self._bucket(REQUEST_TIME, principal, client_id)
         if found is None:
             return 0
-        return self._throttle(found, seconds * 100)
+        return self._throttle(found, seconds * 100, MAX_REQUEST_THROTTLE_MS)
 
     def throttle_ms(self, api_key: int, principal: str, client_id: str | None, size: int) -> int:
         """Records ``size`` bytes of a request (``api_key``'s) and returns
@@ -158,7 +168,7 @@ class QuotaManager:
             return 0
         return self._throttle(found, size)
 
-    def _throttle(self, found: tuple[Rate, float], value: float) -> int:
+    def _throttle(self, found: tuple[Rate, float], value: float, cap: int = MAX_THROTTLE_MS) -> int:
         rate, quota = found
         now = self._now()
         measured = rate.record(now, value)
@@ -166,7 +176,7 @@ class QuotaManager:
             return 0
         # Kafka's QuotaUtils.throttleTime: how long at zero rate brings the
         # window's rate back to the quota.
-        return capped_throttle_ms((measured - quota) / quota * rate.window(now) * 1000)
+        return throttle_time_ms((measured - quota) / quota * rate.window(now) * 1000, cap)
 
     def unrecord(self, api_key: int, principal: str, client_id: str | None, size: int) -> None:
         """Takes back ``size`` bytes ``throttle_ms`` counted: a throttled

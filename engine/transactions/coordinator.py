@@ -40,6 +40,7 @@ from engine.errors import (
     InvalidTransactionRequest,
     InvalidTransactionTimeout,
     InvalidTxnState,
+    NotInTransaction,
     ProducerFenced,
     TransactionalIdNotFound,
 )
@@ -329,7 +330,7 @@ class TransactionCoordinator:
             if meta.producer_epoch != producer_epoch:
                 raise InvalidProducerEpoch(producer_id, producer_epoch, meta.producer_epoch)
             if meta.state is not TxnState.ONGOING or group_id not in meta.groups:
-                raise InvalidTxnState(
+                raise NotInTransaction(
                     f"transactional id {transactional_id!r} has no open transaction with "
                     f"offsets of group {group_id!r} (AddOffsetsToTxn comes first)"
                 )
@@ -355,7 +356,7 @@ class TransactionCoordinator:
             if meta.state is not TxnState.ONGOING or (
                 TopicPartition(topic, partition) not in meta.partitions
             ):
-                raise InvalidTxnState(
+                raise NotInTransaction(
                     f"producer {producer_id} has no open transaction on {topic}-{partition} "
                     "(AddPartitionsToTxn comes first)"
                 )

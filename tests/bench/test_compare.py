@@ -80,6 +80,7 @@ def test_rounds_become_medians_spreads_and_pairwise_ratios() -> None:
     assert rate["spread"]["base"] == pytest.approx(20 / 110)
     assert rate["spread"]["mid"] == 0
     assert rate["ratio"] == pytest.approx(132 / 110)
+    assert rate["rounds"] == {k: [r["rate"] for r in v] for k, v in rounds.items()}
     assert (rate["round_ratio_min"], rate["round_ratio_max"]) == pytest.approx((1.0, 1.5))
     base_to_mid, mid_to_head = rate["steps"]
     assert (base_to_mid["from"], base_to_mid["to"]) == ("base", "mid")

@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -905,12 +906,14 @@ def test_a_void_transactional_commit_is_refused_only_once_its_voiding_is_durable
     assert stored_pending(groups) == []
 
 
+@pytest.mark.parametrize("durable_first", [True, False])
 def test_a_void_transactional_commit_whose_voiding_fails_is_answered_not_coordinator(
-    open_engine: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+    open_engine: Callable[..., Any], monkeypatch: pytest.MonkeyPatch, durable_first: bool
 ) -> None:
     """The completion that voids a TxnOffsetCommit fails to write its
-    record: the commit's outcome is unknown (its record stays until the
-    completion is run again), and it is answered so, not as refused."""
+    record, after or before the commit's write is durable: the commit's
+    outcome is unknown (its record stays until the completion is run
+    again, which may commit it), and it is answered so, not as refused."""
     groups = open_engine().groups
     held = never_answered(groups, "txn", monkeypatch, deletions=True)
     late = groups.commit_transactional_offsets(
@@ -918,12 +921,45 @@ def test_a_void_transactional_commit_whose_voiding_fails_is_answered_not_coordin
     )
     aborted = groups.complete_transaction(7, committed=False)
     wait_for(lambda: len(held) == 2)
-    with groups._locked():
-        held[0]()
-        held[1].func(KafkaCode.NOT_COORDINATOR)
+    written, voiding_failed = held[0], partial(held[1].func, KafkaCode.NOT_COORDINATOR)
+    for answer in [written, voiding_failed] if durable_first else [voiding_failed, written]:
+        with groups._locked():
+            answer()
     with pytest.raises(NotCoordinator):
         aborted.result(TIMEOUT)
     assert late.result(TIMEOUT) == {TP0: E["NOT_COORDINATOR"]}
+
+
+def test_a_retried_completion_deletes_the_void_commits_its_failed_attempt_voided(
+    open_engine: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A transaction's completion voids a TxnOffsetCommit being written and
+    fails to write its record; the completion, run again, must still end
+    the void commit's record: left stored, a start would load it as
+    pending offsets of the producer's next transaction (docs/design/0053)."""
+    groups = open_engine().groups
+    held = never_answered(groups, "txn", monkeypatch)
+    late = groups.commit_transactional_offsets(
+        "g", 7, 0, "", -1, None, {TP0: OffsetAndMetadata(10)}
+    )
+    wait_for(lambda: len(held) == 1)
+    state_log = groups._run.state_log
+    update = state_log.update
+
+    def refusing(puts: Any = None, deletes: Any = None) -> Any:
+        raise OSError("the WAL's disk is full")
+
+    monkeypatch.setattr(state_log, "update", refusing)
+    aborted = groups.complete_transaction(7, committed=False)
+    monkeypatch.setattr(state_log, "update", update)
+    with pytest.raises(NotCoordinator):
+        aborted.result(TIMEOUT)
+    with groups._locked():
+        held[0]()
+    assert late.result(TIMEOUT) == {TP0: E["NOT_COORDINATOR"]}
+    assert stored_pending(groups) == [(7, "g", TP0)]
+    groups.complete_transaction(7, committed=False).result(TIMEOUT)
+    assert stored_pending(groups) == []
 
 
 def test_an_offset_commit_whose_group_is_deleted_while_written_is_gone_after_a_crash(
@@ -963,6 +999,92 @@ def test_a_transactional_commit_whose_topic_is_deleted_while_written_is_gone_aft
     groups = engine_factory(groups=engine.GroupConfig(**FAST_GROUPS)).groups
     assert stored_pending(groups) == []
     assert groups.list_groups() == []
+
+
+@pytest.mark.parametrize("deleted", ["group", "topic"])
+def test_offsets_a_transaction_commits_while_their_group_or_topic_is_deleted_stay_gone(
+    engine_factory: EngineFactory, monkeypatch: pytest.MonkeyPatch, deleted: str
+) -> None:
+    """A transaction's commit, whose record puts its offsets, is being
+    written when the offsets' group is deleted (or their topic, made again
+    under its name): the deletion's record must delete those offsets too,
+    or a start brings them back (and the deleted group with them)."""
+    opened = engine_factory(groups=engine.GroupConfig(**FAST_GROUPS))
+    opened.create_topic("t", 4)
+    groups = opened.groups
+    pending = groups.commit_transactional_offsets(
+        "g", 7, 0, "", -1, None, {TP0: OffsetAndMetadata(10)}
+    )
+    assert pending.result(TIMEOUT) == {TP0: E["NONE"]}
+    held = never_answered(groups, "offset", monkeypatch)
+    groups.complete_transaction(7, committed=True)
+    wait_for(lambda: len(held) == 1)
+    if deleted == "group":
+        assert groups.delete_groups(["g"]).result(TIMEOUT) == {"g": E["NONE"]}
+    else:
+        opened.delete_topic("t")
+        opened.create_topic("t", 4)
+    opened.close(flush=False)
+    groups = engine_factory(groups=engine.GroupConfig(**FAST_GROUPS)).groups
+    assert committed(groups) == {}
+    assert groups.list_groups() == []
+
+
+@pytest.mark.parametrize("transactional", [False, True])
+def test_a_commit_whose_topic_is_deleted_and_made_again_while_written_stays_gone(
+    engine_factory: EngineFactory, monkeypatch: pytest.MonkeyPatch, transactional: bool
+) -> None:
+    """A topic deleted, and created again under its name, while a commit of
+    it is being written: the deletion's record deleted the commit's, so the
+    commit must not become visible (or pending) once durable either, or the
+    offsets served would be gone after a restart."""
+    opened = engine_factory(groups=engine.GroupConfig(**FAST_GROUPS))
+    opened.create_topic("t", 4)
+    groups = opened.groups
+    held = never_answered(groups, "txn" if transactional else "offset", monkeypatch)
+    offsets = {TP0: OffsetAndMetadata(10)}
+    if transactional:
+        answer = groups.commit_transactional_offsets("g", 7, 0, "", -1, None, offsets)
+    else:
+        answer = groups.commit_offsets("g", -1, "", None, offsets)
+    wait_for(lambda: len(held) == 1)
+    opened.delete_topic("t")
+    opened.create_topic("t", 4)
+    with groups._locked():
+        held[0]()
+    assert answer.result(TIMEOUT) == {TP0: E["NONE"]}
+    groups.complete_transaction(7, committed=True).result(TIMEOUT)
+    assert committed(groups) == {}
+    monkeypatch.undo()
+    opened.close()
+    assert committed(engine_factory(groups=engine.GroupConfig(**FAST_GROUPS)).groups) == {}
+
+
+def test_an_offset_delete_deletes_a_transactional_commit_being_written(
+    open_engine: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """OffsetDelete while a TxnOffsetCommit of the partition is being
+    written, its producer having one pending there already: the deletion's
+    record deletes the partition's pending record, so the commit must not
+    become pending once durable, or the offset served pending would be gone
+    at a start (Kafka's tombstone removes the open transactions' pending
+    offsets of the partition, their records before it included)."""
+    groups = open_engine().groups
+    first = groups.commit_transactional_offsets(
+        "g", 7, 0, "", -1, None, {TP0: OffsetAndMetadata(5)}
+    )
+    assert first.result(TIMEOUT) == {TP0: E["NONE"]}
+    held = never_answered(groups, "txn", monkeypatch)
+    late = groups.commit_transactional_offsets(
+        "g", 7, 0, "", -1, None, {TP0: OffsetAndMetadata(10)}
+    )
+    wait_for(lambda: len(held) == 1)
+    assert groups.delete_offsets("g", [TP0]).result(TIMEOUT) == {TP0: E["NONE"]}
+    with groups._locked():
+        held[0]()
+    assert late.result(TIMEOUT) == {TP0: E["NONE"]}
+    assert stored_pending(groups) == []
+    assert groups.fetch_offsets("g", [TP0], require_stable=True)[TP0] == (None, E["NONE"])
 
 
 def test_a_commit_of_a_deleted_group_keeps_a_later_commit_under_its_key(

@@ -271,6 +271,11 @@ def test_the_engine_reads_a_catalog_built_from_the_document(tmp_path: Path) -> N
             doc_record("client_quotas", CATALOG_RECORDS,
                        entity=[["client-id", "app"], ["user", "alice"]],
                        configs={"consumer_byte_rate": 2048.0}),
+            doc_record("client_quotas_many", CATALOG_RECORDS, pairs=[
+                [[["user", "bob"]], {"producer_byte_rate": 512.0}],
+                [[["user", "carol"]], {"request_percentage": 25.0}],
+                [[["user", "carol"]], {"request_percentage": None}],
+            ]),
             doc_record("masking_key", CATALOG_RECORDS, name="one", key=b"k" * 32),
             doc_record("schema", CATALOG_RECORDS, schema_id=1, schema_type="AVRO",
                        schema=AVRO_TEXT, references=[]),
@@ -311,6 +316,7 @@ def test_the_engine_reads_a_catalog_built_from_the_document(tmp_path: Path) -> N
         assert e.client_quotas.entities() == {
             (("client-id", None),): {"producer_byte_rate": 1024.0},
             (("client-id", "app"), ("user", "alice")): {"consumer_byte_rate": 2048.0},
+            (("user", "bob"),): {"producer_byte_rate": 512.0},
         }
         assert e.catalog.state.masking_keys == {"one": b"k" * 32}
         assert e.schemas.subjects() == ["pay-value"]
@@ -571,18 +577,10 @@ class DocCatalog:
             if not mechanisms:
                 del self.credentials[named["user"]]
         elif name == "client_quotas":
-            pairs = [tuple(pair) for pair in named["entity"]]
-            assert pairs == sorted(pairs) and len({t for t, _ in pairs}) == len(pairs)
-            assert all(t in ("user", "client-id") for t, _ in pairs)
-            entity = tuple(pairs)
-            quotas = self.client_quotas.setdefault(entity, {})  # type: ignore[arg-type]
-            for key, value in named["configs"].items():
-                quotas.pop(key, None)
-                if value is not None:
-                    assert isinstance(value, float) and value > 0
-                    quotas[key] = value
-            if not quotas:
-                del self.client_quotas[entity]  # type: ignore[arg-type]
+            self._alter_client_quotas(named["entity"], named["configs"])
+        elif name == "client_quotas_many":
+            for raw_entity, configs in named["pairs"]:
+                self._alter_client_quotas(raw_entity, configs)
         elif name == "schema":
             assert named["schema_id"] not in self.schemas, "an id is bound once"
             assert named["schema_id"] == max(self.schemas, default=0) + 1
@@ -640,6 +638,20 @@ class DocCatalog:
                 for user, mechanisms in named["body"].get("credentials", {}).items()
             }
 
+    def _alter_client_quotas(self, raw_entity: list[Any], configs: dict[str, Any]) -> None:
+        pairs = [tuple(pair) for pair in raw_entity]
+        assert pairs == sorted(pairs) and len({t for t, _ in pairs}) == len(pairs)
+        assert all(t in ("user", "client-id") for t, _ in pairs)
+        entity = tuple(pairs)
+        quotas = self.client_quotas.setdefault(entity, {})  # type: ignore[arg-type]
+        for key, value in configs.items():
+            quotas.pop(key, None)
+            if value is not None:
+                assert isinstance(value, float) and value > 0
+                quotas[key] = value
+        if not quotas:
+            del self.client_quotas[entity]  # type: ignore[arg-type]
+
     def _add(self, raw: list[Any]) -> None:
         fields = dict(zip((f.split(" (")[0] for f in TOPIC), raw, strict=True))
         assert isinstance(fields["topic_id"], bytes) and len(fields["topic_id"]) == 16
@@ -677,6 +689,8 @@ def test_what_the_engine_writes_parses_and_applies_by_the_document(tmp_path: Pat
         app = (("client-id", "app"), ("user", None))
         e.client_quotas.alter(app, {"producer_byte_rate": 1000.0, "consumer_byte_rate": 2000.0})
         e.client_quotas.alter(app, {"consumer_byte_rate": None})
+        carol = (("user", "carol"),)
+        e.client_quotas.alter_many([(carol, {"request_percentage": 5.0}), (app, {})])
         alice = e.credentials.get("alice", "SCRAM-SHA-512")
         pay_id = e.schemas.register("pay-value", AVRO_TEXT)
         assert e.schemas.register("again-value", AVRO_TEXT) == pay_id
@@ -723,7 +737,10 @@ def test_what_the_engine_writes_parses_and_applies_by_the_document(tmp_path: Pat
         ]  # fmt: skip
         assert alice is not None
         assert model.credentials == {"alice": {"SCRAM-SHA-512": alice.to_wire()}}
-        assert model.client_quotas == {app: {"producer_byte_rate": 1000.0}}
+        assert model.client_quotas == {
+            app: {"producer_byte_rate": 1000.0},
+            carol: {"request_percentage": 5.0},
+        }
         assert model.masking_keys == masking_keys
         assert set(masking_keys) == {"a"}
         assert [(c["action"], c["topic"]) for c in model.governance] == [

@@ -22,6 +22,7 @@ from engine.clock import ManualClock
 from engine.errors import (
     ConcurrentTransactions,
     EngineClosed,
+    EngineError,
     InvalidProducerEpoch,
     InvalidProducerIdMapping,
     InvalidTransactionRequest,
@@ -967,6 +968,23 @@ def test_a_transactions_commit_completes_only_the_offsets_committed_at_its_epoch
     commits_its_own_offsets_only(engine_factory(), producer_id, next_epoch, first, second)
 
 
+def offset_commit_being_written(
+    e: engine.Engine, monkeypatch: pytest.MonkeyPatch
+) -> tuple[int, int, TopicPartition, TopicPartition, list[Any]]:
+    """The "pipeline" producer's open transaction commits offset 7 of the
+    first partition of "in" for "readers"; the write's answer is held.
+    Returns the producer id and epoch, both partitions, the held answers."""
+    e.create_topic("in", 2)
+    first, second = TopicPartition("in", 0), TopicPartition("in", 1)
+    producer_id, epoch = e.transactions.init_producer_id("pipeline", 60_000).result(TIMEOUT)
+    e.transactions.add_offsets("pipeline", producer_id, epoch, "readers").result(TIMEOUT)
+    held = never_answered(e.groups, "txn", monkeypatch)
+    e.groups.commit_transactional_offsets(
+        "readers", producer_id, epoch, "", -1, None, {first: OffsetAndMetadata(7)}
+    )
+    return producer_id, epoch, first, second, held
+
+
 def test_an_end_txn_sent_before_an_offset_commits_answer_voids_it_across_a_crash(
     engine_factory: EngineFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -976,16 +994,39 @@ def test_an_end_txn_sent_before_an_offset_commits_answer_voids_it_across_a_crash
     void write's answer. After the restart the next transaction's commit
     must not commit the void write's offsets (docs/design/0053)."""
     e = engine_factory()
-    e.create_topic("in", 2)
-    first, second = TopicPartition("in", 0), TopicPartition("in", 1)
-    producer_id, epoch = e.transactions.init_producer_id("pipeline", 60_000).result(TIMEOUT)
-    e.transactions.add_offsets("pipeline", producer_id, epoch, "readers").result(TIMEOUT)
-    held = never_answered(e.groups, "txn", monkeypatch)
-    e.groups.commit_transactional_offsets(
-        "readers", producer_id, epoch, "", -1, None, {first: OffsetAndMetadata(7)}
-    )
+    producer_id, epoch, first, second, held = offset_commit_being_written(e, monkeypatch)
     e.transactions.end_transaction("pipeline", producer_id, epoch, False).result(TIMEOUT)
     assert len(held) == 1  # the write is durable; its answer never came
+    e.transactions.add_offsets("pipeline", producer_id, epoch, "readers").result(TIMEOUT)
+    e.close(flush=False)
+    commits_its_own_offsets_only(engine_factory(), producer_id, epoch, first, second)
+
+
+def test_a_void_offset_commit_stays_void_when_its_completion_is_run_again(
+    engine_factory: EngineFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """EndTxn while a TxnOffsetCommit of the transaction is being written;
+    the completion's record fails to write, and the coordinator's timer
+    completes the transaction again. That completion must end the void
+    commit's record: after a crash, the producer's next transaction at the
+    same epoch must not commit its offsets (docs/design/0053)."""
+    e = engine_factory(transactions=FAST_ABORTS)
+    producer_id, epoch, first, second, held = offset_commit_being_written(e, monkeypatch)
+    wait_for(lambda: len(held) == 1, "the commit's write is durable")
+    state_log = e.groups._run.state_log
+    update = state_log.update
+
+    def refused_once(puts: Any = None, deletes: Any = None) -> Any:
+        monkeypatch.setattr(state_log, "update", update)
+        raise OSError("the WAL's disk is full")
+
+    monkeypatch.setattr(state_log, "update", refused_once)
+    with pytest.raises(EngineError):
+        e.transactions.end_transaction("pipeline", producer_id, epoch, False).result(TIMEOUT)
+    wait_for(
+        lambda: e.transactions.describe("pipeline").state is TxnState.COMPLETE_ABORT,
+        "the timer completes the transaction again",
+    )
     e.transactions.add_offsets("pipeline", producer_id, epoch, "readers").result(TIMEOUT)
     e.close(flush=False)
     commits_its_own_offsets_only(engine_factory(), producer_id, epoch, first, second)

@@ -27,6 +27,7 @@ from s3stream.errors import MISSING
 from s3stream.manifest import load_state
 from s3stream.objects import StoredBatch
 from s3stream.store import LocalStore
+from s3stream.uploader import OBJECT_PREFIX
 from tests.engine.conftest import QUIET_STORE
 from tests.engine.helpers_records import batch, child_env
 from tests.engine.test_takeover import ChildEngine
@@ -343,19 +344,27 @@ def test_an_object_deleted_from_under_the_manifest_is_a_break_naming_it(tmp_path
     assert broken.reason == MISSING
 
 
+MERGES_AT_ONCE = EngineConfig(
+    store=dataclasses.replace(QUIET_STORE, garbage_grace_s=0, small_object_bytes=1 << 20),
+    cleaner_interval_s=3600,
+)
+"""An engine whose merges delete their inputs at once (no grace)."""
+
+
+def _three_uploads(e: Engine) -> None:
+    """Offsets [0, 6) of TOPIC:0 in three uploads: three small objects."""
+    e.create_topic(TOPIC, 1)
+    _produce_in_uploads(e, [[b"0", b"1"], [b"2", b"3"], [b"4", b"5"]])
+
+
 def test_a_proof_meeting_an_object_merged_away_meanwhile_goes_on_from_the_manifest_now(
     tmp_path: Path,
 ) -> None:
     """A serving engine merges the objects the proof reads and deletes the
     old ones (no grace here): the proof loads the manifest again, proves
     the merged object, and reports no break."""
-    config = EngineConfig(
-        store=dataclasses.replace(QUIET_STORE, garbage_grace_s=0, small_object_bytes=1 << 20),
-        cleaner_interval_s=3600,
-    )
-    with Engine.open(tmp_path / "node", None, config) as e:
-        e.create_topic(TOPIC, 1)
-        _produce_in_uploads(e, [[b"0", b"1"], [b"2", b"3"], [b"4", b"5"]])
+    with Engine.open(tmp_path / "node", None, MERGES_AT_ONCE) as e:
+        _three_uploads(e)
         before = set(e.store.manifest.state.objects)
         bucket = CompactsOnFirstRead(tmp_path / "node" / "objects")
         bucket.store = e.store
@@ -364,3 +373,79 @@ def test_a_proof_meeting_an_object_merged_away_meanwhile_goes_on_from_the_manife
     verdict = report.partitions[0].verdict
     assert report.ok, verdict.breaks
     assert (verdict.start_offset, verdict.end_offset, verdict.from_genesis) == (0, 6, True)
+
+
+class BusyEngine(LocalStore):
+    """The bucket of a serving engine that is busy: the first read of each
+    object it uploaded finds the engine has just merged it (with the other
+    small objects) into a new one and deleted it, and written another
+    upload, which the next proof from a newer manifest meets in turn."""
+
+    def __init__(self, root: Path, engine: Engine) -> None:
+        super().__init__(root)
+        self.engine = engine
+        self.merged: set[str] = set()
+        """Objects the engine's merges wrote: read as they are."""
+        self.merges = 0
+
+    def get(self, key: str, start: int = 0, end: int | None = None) -> bytes:
+        if key.startswith(OBJECT_PREFIX) and key not in self.merged:
+            self.merges += 1
+            self.engine.store.compact()
+            state = self.engine.store.manifest.state
+            self.merged |= {meta.key for meta in state.objects.values()}
+            _produce_in_uploads(self.engine, [[b"later %d" % self.merges]])
+        return super().get(key, start, end)
+
+
+def test_a_proof_beside_an_engine_that_merges_every_object_it_reads_ends(
+    tmp_path: Path,
+) -> None:
+    """Each round of the proof, from a newer manifest, would meet its last
+    object merged away again: the proof reads a merged-away range where the
+    manifest places it now and proves it against the links it loaded,
+    rather than start again until it gives up."""
+    with Engine.open(tmp_path / "node", None, MERGES_AT_ONCE) as e:
+        _three_uploads(e)
+        before = set(e.store.manifest.state.objects)
+        bucket = BusyEngine(tmp_path / "node" / "objects", e)
+        report = verify_partitions(bucket, TOPIC, 0, catalog=e.catalog.state)
+        assert not before & set(e.store.manifest.state.objects)
+    verdict = report.partitions[0].verdict
+    assert report.ok, verdict.breaks
+    assert verdict.from_genesis and verdict.start_offset == 0
+    assert verdict.end_offset >= 6
+
+
+class MergedThenForged(LocalStore):
+    """The first read of an object finds the engine has merged it away, and
+    the merged object rewritten with the value at offset 2 edited."""
+
+    def __init__(self, root: Path, engine: Engine) -> None:
+        super().__init__(root)
+        self.engine = engine
+        self.forged = False
+
+    def get(self, key: str, start: int = 0, end: int | None = None) -> bytes:
+        if key.startswith(OBJECT_PREFIX) and not self.forged:
+            self.forged = True
+            self.engine.store.compact()
+            bucket = LocalStore(self.root)
+            stream = _stream(self.engine)
+            forge_range(bucket, load_state(bucket), stream, 2, _edit_value_keeping_crc(2))
+        return super().get(key, start, end)
+
+
+def test_a_merged_away_range_read_where_it_is_now_is_still_caught_if_forged(
+    tmp_path: Path,
+) -> None:
+    """Read where the manifest places it now, the forged batch does not give
+    the links the proof loaded: no proof there, and the proof from the
+    newer manifest finds the break."""
+    with Engine.open(tmp_path / "node", None, MERGES_AT_ONCE) as e:
+        _three_uploads(e)
+        bucket = MergedThenForged(tmp_path / "node" / "objects", e)
+        report = verify_partitions(bucket, TOPIC, 0, catalog=e.catalog.state)
+        assert bucket.forged
+    [broken] = report.partitions[0].verdict.breaks
+    assert broken.offset <= 2 < broken.end_offset

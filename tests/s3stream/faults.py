@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 
 from native.buffers import BytesLike
-from s3stream.store import ObjectInfo, ObjectStore, ObjectStoreError
+from s3stream.store import LocalStore, ObjectInfo, ObjectStore, ObjectStoreError
 from s3stream.store.base import ConditionalWrites
 
 
@@ -163,3 +163,17 @@ class IgnoresConditions(ObjectStore):
 
     def list(self, prefix: str = "") -> list[ObjectInfo]:
         return self.inner.list(prefix)
+
+
+class FailsOneHead(LocalStore):
+    """A local store that fails the next HEAD of ``unreachable`` (once, a
+    transient error): set to the manifest's next version, it is a fence
+    check's question, whether another writer created that version."""
+
+    unreachable: str | None = None
+
+    def head(self, key: str) -> ObjectInfo:
+        if key == self.unreachable:
+            self.unreachable = None
+            raise InjectedFault("head", key)
+        return super().head(key)

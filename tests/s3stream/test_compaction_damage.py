@@ -13,9 +13,12 @@ import pytest
 
 from s3stream import StreamStore
 from s3stream.errors import CorruptObject
+from s3stream.manifest import delta_key
+from s3stream.manifest_state import ManifestState, ObjectMeta
 from s3stream.objects import FOOTER_SIZE, read_index
 from s3stream.store import LocalStore, ObjectStoreError
 from s3stream.uploader import OBJECT_PREFIX
+from tests.s3stream.faults import FailsOneHead
 from tests.s3stream.test_compaction import CONFIG, uploads
 from tests.s3stream.test_stream_store import expected, new_stream, read_all
 
@@ -57,17 +60,24 @@ def object_keys(bucket: LocalStore) -> set[str]:
     return {info.key for info in bucket.list(OBJECT_PREFIX)}
 
 
+def uploaded(store: StreamStore) -> tuple[list[int], ManifestState, ObjectMeta]:
+    """Three streams, each in every one of ROUNDS uploads; the manifest
+    then, and its oldest object (holding all three)."""
+    streams = [new_stream(store) for _ in range(3)]
+    uploads(store, streams, rounds=ROUNDS, count=PER_ROUND)
+    state = store.manifest.state
+    oldest = state.objects[min(state.objects)]
+    assert {r.stream_id for r in oldest.ranges} == set(streams)
+    return streams, state, oldest
+
+
 @pytest.mark.parametrize("damage", DAMAGES.values(), ids=DAMAGES.keys())
 def test_a_damaged_input_is_left_as_it_is_and_the_rest_is_merged_and_collected(
     tmp_path: Path, damage: Callable[[Path], None], caplog: pytest.LogCaptureFixture
 ) -> None:
     bucket = LocalStore(tmp_path / "objects")
     with StreamStore.open(tmp_path / "node", bucket, CONFIG) as store:
-        streams = [new_stream(store) for _ in range(3)]
-        uploads(store, streams, rounds=ROUNDS, count=PER_ROUND)
-        state = store.manifest.state
-        oldest = state.objects[min(state.objects)]
-        assert {r.stream_id for r in oldest.ranges} == set(streams)
+        streams, _, oldest = uploaded(store)
         damage(Path(bucket.root, *oldest.key.split("/")))
 
         with caplog.at_level(logging.ERROR, logger="tidelog.s3stream"):
@@ -104,3 +114,31 @@ def read_all_from(store: StreamStore, stream: int, offset: int) -> list[tuple[in
         out += [(b.base_offset, b.end_offset, bytes(b.payload)) for b in result.batches]
         offset = result.next_offset
     return out
+
+
+def test_a_gone_input_is_not_left_alone_while_a_takeover_cannot_be_ruled_out(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The fence check a gone input calls for fails: the pass fails with the
+    store's error and the next pass asks again, rather than log the object
+    as damage for the rest of the process."""
+    bucket = FailsOneHead(tmp_path / "objects")
+    with StreamStore.open(tmp_path / "node", bucket, CONFIG) as store:
+        _, state, oldest = uploaded(store)
+        remove(Path(bucket.root, *oldest.key.split("/")))
+        bucket.unreachable = delta_key(state.seq + 1)
+        with (
+            caplog.at_level(logging.ERROR, logger="tidelog.s3stream"),
+            pytest.raises(ObjectStoreError) as failed,
+        ):
+            store.compact()
+        assert failed.value.transient
+        assert "cannot be merged" not in caplog.text
+        assert store.manifest.state.objects == state.objects  # nothing merged or removed
+
+        with caplog.at_level(logging.ERROR, logger="tidelog.s3stream"):
+            store.compact()  # not fenced: the object is gone, left alone
+        assert "cannot be merged" in caplog.text
+        after = store.manifest.state
+        assert after.objects.get(oldest.object_id) == oldest
+        assert len(after.objects) == 2

@@ -118,3 +118,27 @@ def test_a_fenced_writer_whose_merge_input_the_new_owner_deleted_learns_it_is_fe
                 assert read_all(b, stream) == expected(stream, 0, ROUNDS * 2)
     finally:
         a.close(flush=False)
+
+
+def test_a_fenced_writers_read_of_an_object_the_new_owner_merged_away_is_fenced_not_damage(
+    tmp_path: Path, s3_store: S3Store, second: S3Store
+) -> None:
+    """The old writer's manifest still names the objects the new owner
+    merged and deleted (no grace): its read meets them gone, which is the
+    takeover (Fenced: a client looks for the partition's leader again),
+    not damage (CORRUPT_MESSAGE: a consumer stops)."""
+    with StreamStore.open(tmp_path / "first", s3_store, CONFIG) as first:
+        streams = [new_stream(first) for _ in range(3)]
+        uploads(first, streams, rounds=ROUNDS)
+    a = StreamStore.open(tmp_path / "a", s3_store, CONFIG)
+    try:
+        with StreamStore.open(tmp_path / "b", second, CONFIG) as b:
+            b.compact()
+            assert len(b.manifest.state.objects) == 1
+            with pytest.raises(Fenced):
+                a.fetch(streams[0], 0)
+            assert a.fenced
+            for stream in streams:
+                assert read_all(b, stream) == expected(stream, 0, ROUNDS * 2)
+    finally:
+        a.close(flush=False)

@@ -12,8 +12,10 @@ import pytest
 
 from s3stream import StreamStore
 from s3stream.errors import CorruptObject
-from s3stream.store import LocalStore
+from s3stream.manifest import delta_key
+from s3stream.store import LocalStore, ObjectStoreError
 from s3stream.uploader import OBJECT_PREFIX
+from tests.s3stream.faults import FailsOneHead
 from tests.s3stream.test_compaction import CONFIG, uploads
 from tests.s3stream.test_stream_store import expected, new_stream, read_all
 
@@ -65,3 +67,24 @@ def test_a_read_of_an_object_compacted_away_since_it_was_looked_up_reads_its_dat
         assert read_all(store, streams[0]) == expected(streams[0], 0, 8)
         assert bucket.compacted and not before & set(store.manifest.state.objects)
         assert read_all(store, streams[1]) == expected(streams[1], 0, 8)
+
+
+def test_a_missing_object_is_not_called_damage_while_a_takeover_cannot_be_ruled_out(
+    tmp_path: Path,
+) -> None:
+    """The fence check before a claim of damage fails: the read fails with
+    the store's transient error (a client retries), not CorruptObject."""
+    bucket = FailsOneHead(tmp_path / "objects")
+    with StreamStore.open(tmp_path / "node", bucket, CONFIG) as store:
+        stream = new_stream(store)
+        uploads(store, [stream], rounds=2)
+        state = store.manifest.state
+        start, _, object_id = state.ranges[stream].entries[-1]
+        lost = state.objects[object_id]
+        Path(bucket.root, *lost.key.split("/")).unlink()
+        bucket.unreachable = delta_key(state.seq + 1)
+        with pytest.raises(ObjectStoreError) as failed:
+            store.fetch(stream, start)
+        assert failed.value.transient
+        with pytest.raises(CorruptObject):
+            store.fetch(stream, start)

@@ -463,6 +463,34 @@ def test_an_alter_configs_of_more_than_kafkas_bound_is_refused_whole(
     assert retention != 86_400_000
 
 
+def test_an_alter_configs_counts_only_what_the_principal_may_alter(tmp_path: Path) -> None:
+    """Kafka's KafkaApis refuses the resources a principal may not alter
+    before its controller counts records: a request of more than the bound
+    from one who may alter none of them is refused for its authorization,
+    not POLICY_VIOLATION."""
+    resources = [
+        {
+            "resource_type": 2,
+            "resource_name": f"other-{i}",
+            "configs": [{"name": "retention.ms", "config_operation": 0, "value": "1"}],
+        }
+        for i in range(10_001)
+    ]
+    request = build(
+        request_schema(ApiKey.INCREMENTAL_ALTER_CONFIGS, 1), resources=resources, validate_only=True
+    )
+    config = ServerConfig(authorizer="acl", super_users=("User:admin",))
+    with engine.open(tmp_path / "node") as opened:
+        server = InProcessServer(opened, config=config, principal="User:mallory")
+        try:
+            with Wire(server.bootstrap) as wire:
+                answer = wire.request(request)
+        finally:
+            server.stop()
+    codes = {r.error_code for r in answer.responses}
+    assert codes == {KafkaCode.TOPIC_AUTHORIZATION_FAILED}
+
+
 def test_a_config_resource_named_many_times_is_described_once(
     small_fetch_max: InProcessServer,
 ) -> None:

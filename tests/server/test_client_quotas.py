@@ -19,8 +19,10 @@ import native
 from engine.protocol.apis import ApiKey
 from engine.protocol.kafka_code import KafkaCode
 from engine.server.config import ServerConfig
+from engine.server.handlers.common import MAX_RECORDS_PER_REQUEST
 from engine.server.quotas import WINDOW_SAMPLES
 from native import RecordSpec
+from s3stream import S3StreamError
 from tests.server.conftest import ServerProcess, quiet_librdkafka
 from tests.server.in_process import InProcessServer
 from tests.server.wire import CLIENT_ID, Wire, build, fetch_from_start
@@ -155,13 +157,14 @@ def test_bad_entities_and_quotas_get_invalid_request(kafka_server: ServerProcess
         assert described(wire, [("user", EXACT, "x")]) == {}
 
 
-def test_a_quota_too_small_for_its_throttle_time_throttles_the_whole_window(
+def test_a_quota_too_small_for_its_throttle_time_throttles_the_longest_time(
     tmp_path: Path,
 ) -> None:
     """Kafka takes any positive double as a request_percentage or a
     controller_mutation_rate; one as small as 5e-324 makes the throttle
-    time infinite, which the server answers as its longest throttle instead
-    of closing the connection of every client under that quota."""
+    time infinite, which the server answers as its longest throttle (the
+    request quota's: 1 s, as Kafka caps it) instead of closing the
+    connection of every client under that quota."""
     with engine.open(tmp_path / "node") as opened:
         server = InProcessServer(opened)
         try:
@@ -177,9 +180,53 @@ def test_a_quota_too_small_for_its_throttle_time_throttles_the_whole_window(
             with Wire(server.bootstrap) as wire:
                 response = wire.request(request)  # measured against the quota it sets
                 assert [e.error_code for e in response.entries] == [KafkaCode.NONE]
-                # muted for the whole window, the connection kept
+                # an answer made on the admin thread carries it, as does
+                # one made on the event loop
+                assert response.throttle_time == datetime.timedelta(seconds=1)
+                throttled = describe(wire, [])
+                assert throttled.throttle_time == datetime.timedelta(seconds=1)
+                # muted for it, the connection kept
                 assert server.server.request_metrics.throttles[ApiKey.ALTER_CLIENT_QUOTAS] == 1
                 assert not wire.closed_by_server(timeout=0.5)
+        finally:
+            server.stop()
+
+
+def test_a_request_altering_several_entities_is_written_all_or_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Kafka's controller commits one AlterClientQuotas' records as one
+    atomic batch: a store failure while they are written leaves none of
+    them in force, and each valid entry is answered with it."""
+    entries: list[tuple[dict[str, str | None], dict[str, float | None]]] = [
+        ({"user": "first"}, {"producer_byte_rate": 1024.0}),
+        ({"user": "bad"}, {"producer_byte_rate": 0.5}),  # refused on its own
+        ({"user": "second"}, {"consumer_byte_rate": 2048.0}),
+    ]
+    with engine.open(tmp_path / "node") as opened:
+        server = InProcessServer(opened)
+        try:
+            catalog = opened.catalog
+            written = catalog.append
+            failures = iter([S3StreamError("the object store is down")])
+
+            def append_failing_once(record: list[Any]) -> None:
+                failure = next(failures, None)
+                if failure is not None:
+                    raise failure
+                written(record)
+
+            monkeypatch.setattr(catalog, "append", append_failing_once)
+            storage = KafkaCode.KAFKA_STORAGE_ERROR
+            with Wire(server.bootstrap) as wire:
+                failed = [code for code, _ in alter(wire, entries)]
+                assert failed == [storage, KafkaCode.INVALID_REQUEST, storage]
+                assert described(wire, [("user", SPECIFIED, None)]) == {}
+                assert [code for code, _ in alter(wire, entries)][::2] == [KafkaCode.NONE] * 2
+                assert described(wire, [("user", SPECIFIED, None)]) == {
+                    (("user", "first"),): {"producer_byte_rate": 1024.0},
+                    (("user", "second"),): {"consumer_byte_rate": 2048.0},
+                }
         finally:
             server.stop()
 
@@ -497,6 +544,11 @@ def test_quotas_need_the_cluster_configs_operations(tmp_path: Path) -> None:
         try:
             with Wire(server.bootstrap) as wire:
                 [(code, _)] = alter(wire, [({"user": "mallory"}, {"producer_byte_rate": 1e9})])
+                assert code == KafkaCode.CLUSTER_AUTHORIZATION_FAILED
+                # Kafka's KafkaApis refuses it before its controller counts
+                # records: past that bound too, the refusal is the cluster's
+                too_many = {f"key-{i}": 1.0 for i in range(MAX_RECORDS_PER_REQUEST + 1)}
+                [(code, _)] = alter(wire, [({"user": "mallory"}, too_many)])
                 assert code == KafkaCode.CLUSTER_AUTHORIZATION_FAILED
                 refused = describe(wire, [])
                 assert refused.error_code == KafkaCode.CLUSTER_AUTHORIZATION_FAILED

@@ -78,8 +78,27 @@ def test_entries_kafka_refuses_are_answered_invalid_request_and_delete_nothing(
         ("", INVALID_REQUEST, "Neither topic name nor id were specified."),
         ("both", INVALID_REQUEST, "You may not specify both topic name and topic id."),
         ("gone", KafkaCode.NONE, None),
-        ("name-and-id", INVALID_REQUEST, MAPPED),
-        ("name-and-id", INVALID_REQUEST, MAPPED),
+        ("name-and-id", INVALID_REQUEST, MAPPED),  # the entry by id unanswered, as in Kafka
         ("named-twice", INVALID_REQUEST, "Duplicate topic name."),
     ]
     assert sorted(opened.list_topics()) == ["both", "id-twice", "name-and-id", "named-twice"]
+
+
+def test_a_name_beside_its_topics_id_is_answered_once_with_the_id(
+    served: tuple[engine.Engine, InProcessServer],
+) -> None:
+    """Kafka's ControllerApis.deleteTopics answers the entry by name, with
+    the topic's id, and drops the entry by id from the answer."""
+    opened, server = served
+    given_id = uuid.UUID(bytes=opened.topic_id("name-and-id"))
+    request = build(
+        request_schema(ApiKey.DELETE_TOPICS, 6),
+        topics=[{"name": "name-and-id", "topic_id": None}, {"name": None, "topic_id": given_id}],
+        timeout=datetime.timedelta(seconds=30),
+    )
+    with Wire(server.bootstrap) as wire:
+        responses = wire.request(request).responses
+    assert [(r.name, r.topic_id, r.error_code) for r in responses] == [
+        ("name-and-id", given_id, INVALID_REQUEST)
+    ]
+    assert "name-and-id" in opened.list_topics()

@@ -3,7 +3,9 @@ Kafka 4.0 answers it: Metadata v13 (a top-level error code), DescribeCluster
 v2 (fenced brokers: this one never is), FindCoordinator v5 and v6 (share
 keys: CLUSTER_ACTION, then INVALID_REQUEST), and a transaction at
 InitProducerId v5, AddOffsetsToTxn v4, TxnOffsetCommit v4 and EndTxn v4
-(a commit outside the transaction: TRANSACTION_ABORTABLE from v4)."""
+(a commit outside the transaction: TRANSACTION_ABORTABLE from v4), and
+Produce v11's transactional batch outside its transaction
+(TRANSACTION_ABORTABLE, INVALID_TXN_STATE at v10)."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from typing import Any
 import pytest
 
 import engine
+import native
 from engine.protocol.apis import ApiKey, request_schema
 from engine.protocol.kafka_code import KafkaCode
 from engine.server.config import ServerConfig
@@ -165,3 +168,43 @@ def test_a_txn_offset_commit_outside_its_transaction_is_abortable_from_v4(
         for version in (3, 4)
     }
     assert codes == {3: KafkaCode.INVALID_TXN_STATE, 4: KafkaCode.TRANSACTION_ABORTABLE}
+
+
+def test_a_transactional_batch_outside_its_transaction_is_abortable_from_produce_v11(
+    node: InProcessServer,
+) -> None:
+    """No AddPartitionsToTxn came first: Kafka's verification refuses the
+    batch, TRANSACTION_ABORTABLE for a Produce v11 client (which aborts and
+    goes on), INVALID_TXN_STATE before; nothing is appended either way."""
+    producer_id, epoch = _init_producer_id(node)
+    batch = native.encode_batch(
+        [native.RecordSpec(0, None, b"outside", ())],
+        producer_id=producer_id,
+        producer_epoch=epoch,
+        base_sequence=0,
+        is_transactional=True,
+    )
+    codes = {
+        version: ask(
+            node,
+            ApiKey.PRODUCE,
+            version,
+            transactional_id="pipeline",
+            acks=-1,
+            timeout_ms=int(TIMEOUT * 1000),
+            topic_data=[{"name": "in", "partition_data": [{"index": 0, "records": batch}]}],
+        )
+        .responses[0]
+        .partition_responses[0]
+        .error_code
+        for version in (10, 11)
+    }
+    assert codes == {10: KafkaCode.INVALID_TXN_STATE, 11: KafkaCode.TRANSACTION_ABORTABLE}
+    assert ask(node, ApiKey.LIST_OFFSETS, 1, **_latest("in")).topics[0].partitions[0].offset == 0
+
+
+def _latest(topic: str) -> dict[str, Any]:
+    return {
+        "replica_id": -1,
+        "topics": [{"name": topic, "partitions": [{"partition_index": 0, "timestamp": -1}]}],
+    }

@@ -23,13 +23,15 @@ from engine.protocol.apis import (
     ApiKey,
     is_flexible,
     request_schema,
+    response_header_is_flexible,
     response_schema,
 )
-from engine.protocol.codec import decode_request
+from engine.protocol.codec import Encoded, decode_request, encode_response, with_throttle_time
 from engine.protocol.encoder import encode
 from engine.protocol.errors import MalformedRequest
 from engine.protocol.frames import (
     Cursor,
+    RequestHeader,
     parse_header,
     read_size,
     size_prefix,
@@ -421,3 +423,30 @@ def _round_trip(request: Any) -> Any:
 def test_size_prefix_round_trips(size: int) -> None:
     assert read_size(size_prefix(size)) == size
     assert size_prefix(size) == struct.pack(">i", size)
+
+
+@pytest.mark.parametrize(
+    ("api_key", "api_version", "body", "expected"),
+    [
+        (ApiKey.ALTER_CLIENT_QUOTAS, 1, {"throttle_time": 0, "entries": []}, 1000),  # flexible
+        (ApiKey.ALTER_CLIENT_QUOTAS, 0, {"throttle_time": 0, "entries": []}, 1000),
+        (ApiKey.CREATE_TOPICS, 7, {"throttle_time": 5000, "topics": []}, 5000),  # its own kept
+        (ApiKey.CREATE_TOPICS, 2, {"throttle_time": 300, "topics": []}, 1000),
+        (ApiKey.METADATA, 0, {"brokers": [], "topics": []}, None),  # no such field: as it was
+    ],
+)
+def test_an_answer_encoded_ahead_takes_the_throttle_time_found_after(
+    api_key: int, api_version: int, body: dict[str, Any], expected: int | None
+) -> None:
+    """An answer made on the admin thread is encoded before the server's
+    quotas decide its throttle; the throttle is written into its
+    throttle_time_ms, the first field of every body that has one."""
+    header = RequestHeader(api_key, api_version, 77, "client", 0)
+    encoded = Encoded([b"".join(encode_response(header, body))])
+    frame = b"".join(with_throttle_time(header, encoded, 1000))
+    if expected is None:
+        assert frame == b"".join(encoded.parts)
+        return
+    body_at = 8 + (1 if response_header_is_flexible(api_key, api_version) else 0)
+    answer, _ = entity_reader(response_schema(api_key, api_version))(memoryview(frame)[body_at:], 0)
+    assert answer.throttle_time.total_seconds() * 1000 == expected

@@ -1,8 +1,11 @@
 """TxnOffsetCommit over the wire while its transaction ends: the check
 passes with the transaction open, the transaction times out and its abort
 completes before the commit reaches the group coordinator. The answer is
-INVALID_TXN_STATE (docs/design/0048), and nothing is left pending for the
-producer's next transaction to commit."""
+INVALID_TXN_STATE (docs/design/0048) at every version, v4 included: Kafka
+4.0 answers TRANSACTION_ABORTABLE only where its verification refuses a
+commit, and a commit verified before its transaction ended is refused by
+the verification guard at append, INVALID_TXN_STATE; nothing is left
+pending for the producer's next transaction to commit."""
 
 from __future__ import annotations
 
@@ -24,9 +27,11 @@ from tests.server.wire import Wire, build
 TIMEOUT = 30.0
 
 
-def txn_offset_commit(producer_id: int, epoch: int, offsets: dict[int, int]) -> Any:
+def txn_offset_commit(
+    producer_id: int, epoch: int, offsets: dict[int, int], version: int = 3
+) -> Any:
     return build(
-        request_schema(ApiKey.TXN_OFFSET_COMMIT, 3),
+        request_schema(ApiKey.TXN_OFFSET_COMMIT, version),
         transactional_id="pipeline",
         group_id="readers",
         producer_id=producer_id,
@@ -45,8 +50,9 @@ def txn_offset_commit(producer_id: int, epoch: int, offsets: dict[int, int]) -> 
     )
 
 
+@pytest.mark.parametrize("version", [3, 4])
 def test_a_txn_offset_commit_whose_transaction_times_out_after_its_check_is_void(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, version: int
 ) -> None:
     clock = ManualClock()
     with engine.open(tmp_path / "node", clock=clock) as opened:
@@ -69,7 +75,7 @@ def test_a_txn_offset_commit_whose_transaction_times_out_after_its_check_is_void
         server = InProcessServer(opened)
         try:
             with Wire(server.bootstrap, timeout=TIMEOUT) as wire:
-                answer = wire.request(txn_offset_commit(producer_id, epoch, {0: 7}))
+                answer = wire.request(txn_offset_commit(producer_id, epoch, {0: 7}, version))
         finally:
             server.stop()
         (topic,) = answer.topics

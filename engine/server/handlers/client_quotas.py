@@ -153,10 +153,11 @@ def _describe_client_quotas(
 )
 def handle_alter_client_quotas(context: RequestContext, request: AlterClientQuotasRequest) -> Body:
     allowed = authorize.allowed_on_cluster(context, AclOperation.ALTER_CONFIGS)
-    if sum(len(entry.ops) for entry in request.entries) > MAX_RECORDS_PER_REQUEST:
-        # Kafka's ClientQuotaControlManager: a record per quota changed, at
-        # most MAX_RECORDS_PER_USER_OP for one request, else the whole of it
-        # is refused; each entry here is also a catalog write of its own.
+    if allowed and sum(len(entry.ops) for entry in request.entries) > MAX_RECORDS_PER_REQUEST:
+        # Kafka's ClientQuotaControlManager, once KafkaApis has authorized
+        # the request: a record per quota changed, at most
+        # MAX_RECORDS_PER_USER_OP for one request, else the whole of it is
+        # refused; here each request is also a catalog write.
         return {
             "throttle_time": 0,
             "entries": [
@@ -164,7 +165,11 @@ def handle_alter_client_quotas(context: RequestContext, request: AlterClientQuot
                 for entry in request.entries
             ],
         }
-    results: list[dict[str, Any]] = []
+    # Every valid entry is written in one catalog record (Kafka's
+    # controller commits one request's quota records as one atomic batch):
+    # a reader never sees part of the request, nor does a restart.
+    outcomes: list[tuple[KafkaCode, str | None]] = []
+    alterations: list[tuple[int, Entity, dict[str, float | None]]] = []
     for entry in request.entries:
         code, message = KafkaCode.NONE, None
         try:
@@ -175,22 +180,39 @@ def handle_alter_client_quotas(context: RequestContext, request: AlterClientQuot
                 )
             else:
                 entity = entity_of([(e.entity_type, e.entity_name) for e in entry.entity])
-                changes: dict[str, float | None] = {}
-                for op in entry.ops:
-                    if op.key in changes:
-                        raise InvalidClientQuota(f"Duplicate quota key {op.key}")
-                    if op.remove:
-                        check_quota(op.key, 1.0)  # an unknown key is refused, removed or not
-                        changes[op.key] = None
-                    else:
-                        check_quota(op.key, float(op.value))
-                        changes[op.key] = float(op.value)
-                if changes and not request.validate_only:
-                    context.engine.client_quotas.alter(entity, changes)
+                changes = _checked_changes(entry.ops)
+                if changes:
+                    alterations.append((len(outcomes), entity, changes))
         except EngineError as error:
             code, message = error.code, str(error)
-        results.append(_entry_result(entry, code, message))
+        outcomes.append((code, message))
+    if alterations and not request.validate_only:
+        try:
+            context.engine.client_quotas.alter_many([(e, c) for _, e, c in alterations])
+        except EngineError as error:  # the store failed: none was written
+            for index, _, _ in alterations:
+                outcomes[index] = (error.code, str(error))
+    results = [
+        _entry_result(entry, code, message)
+        for entry, (code, message) in zip(request.entries, outcomes, strict=True)
+    ]
     return {"throttle_time": 0, "entries": results}
+
+
+def _checked_changes(ops: Any) -> dict[str, float | None]:
+    """An entry's operations as quotas to set (a value) or remove (None);
+    raises InvalidClientQuota for one Kafka refuses."""
+    changes: dict[str, float | None] = {}
+    for op in ops:
+        if op.key in changes:
+            raise InvalidClientQuota(f"Duplicate quota key {op.key}")
+        if op.remove:
+            check_quota(op.key, 1.0)  # an unknown key is refused, removed or not
+            changes[op.key] = None
+        else:
+            check_quota(op.key, float(op.value))
+            changes[op.key] = float(op.value)
+    return changes
 
 
 def _entry_result(entry: Any, code: KafkaCode, message: str | None) -> dict[str, Any]:

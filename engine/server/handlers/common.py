@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from engine.engine import READ_COMMITTED, READ_UNCOMMITTED
-from engine.errors import EngineError, TopicExists, error_code
+from engine.errors import EngineError, NotInTransaction, TopicExists, error_code
 from engine.internal_topics import INTERNAL_TOPIC_IDS, internal_partition_exists, is_internal_topic
 from engine.partition import Partition
 from engine.protocol.kafka_code import KafkaCode
@@ -90,6 +90,17 @@ def leader_or_error(
         except EngineError as error:
             return error_code(error), None
     return leader_epoch_error(context, current_leader_epoch), leader
+
+
+def transactional_write_code(error: BaseException, knows_abortable: bool) -> int:
+    """The code of a refused transactional write (Produce, TxnOffsetCommit)
+    for a client that knows TRANSACTION_ABORTABLE (``knows_abortable``: the
+    request's version says so) or not: a write outside its producer's open
+    transaction is refused by Kafka's verification, TRANSACTION_ABORTABLE
+    to the first, INVALID_TXN_STATE to the second (NotInTransaction)."""
+    if knows_abortable and isinstance(error, NotInTransaction):
+        return KafkaCode.TRANSACTION_ABORTABLE
+    return error_code(error)
 
 
 def topic_names_by_id(context: RequestContext) -> dict[bytes, str]:

@@ -435,14 +435,26 @@ def _alter_each(
     """The response of both AlterConfigs versions of the request: each
     resource refused as malformed or unauthorized, else altered by
     ``alter_one``."""
-    if sum(max(len(r.configs), 1) for r in resources) > MAX_RECORDS_PER_REQUEST:
+    denials = [
+        authorize.config_refused(context, ALTER_CONFIGS, r.resource_type, r.resource_name)
+        for r in resources
+    ]
+    counted = (r for r, denied in zip(resources, denials, strict=True) if denied is None)
+    if sum(max(len(r.configs), 1) for r in counted) > MAX_RECORDS_PER_REQUEST:
         # Kafka's ConfigurationControlManager: a record per config changed,
         # at most MAX_RECORDS_PER_USER_OP for a request, else all of it is
         # refused; here each resource is also a durable write of its own.
+        # Its KafkaApis refuses the unauthorized resources first: only the
+        # others reach the controller's count.
         code, message = KafkaCode.POLICY_VIOLATION, TOO_LARGE_BATCH_OPERATION
         return {
             "throttle_time": 0,
-            "responses": [_alter_result(r, code, message) for r in resources],
+            "responses": [
+                _alter_result(r, code, message)
+                if denied is None
+                else _alter_result(r, denied, None)
+                for r, denied in zip(resources, denials, strict=True)
+            ],
         }
     refused = _refused_resources(resources)
     responses = []
@@ -450,9 +462,7 @@ def _alter_each(
         if index in refused:
             responses.append(_alter_result(resource, KafkaCode.INVALID_REQUEST, refused[index]))
             continue
-        denied = authorize.config_refused(
-            context, ALTER_CONFIGS, resource.resource_type, resource.resource_name
-        )
+        denied = denials[index]
         if denied is not None:
             responses.append(_alter_result(resource, denied, None))
             continue

@@ -48,8 +48,9 @@ if TYPE_CHECKING:
     # every version's class costs the server's start hundreds of modules.
     from engine.server.handlers.requests import DescribeClusterRequest, MetadataRequest
 
-_MANY_TOPICS = 1000
-"""A response about more topics than this is built on the admin thread."""
+MANY_TOPICS = 1000
+"""A response about more topics than this is built on the admin thread
+(DescribeTopicPartitions' too)."""
 _FIRST_TOPIC_ID_VERSION = 12
 """Metadata requests carry topic ids from v10, but may use them from v12."""
 
@@ -116,7 +117,7 @@ def handle_metadata(context: RequestContext, request: MetadataRequest) -> Respon
                     context, wanted, undescribable | auto_create_topics(context, unknown), request
                 ),
             )
-    if len(wanted) > _MANY_TOPICS:  # every topic of a large engine, say: a long encode
+    if len(wanted) > MANY_TOPICS:  # every topic of a large engine, say: a long encode
         return off_loop(context, lambda: _metadata(context, wanted, undescribable, request))
     return _metadata(context, wanted, undescribable, request)
 

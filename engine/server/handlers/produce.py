@@ -42,7 +42,7 @@ from engine.server import authorize
 from engine.server.authorizer import AclOperation
 from engine.server.checked_appends import records_checked, submit_checked
 from engine.server.context import Body, RequestContext, Response, error_message
-from engine.server.handlers.common import auto_create_topics
+from engine.server.handlers.common import auto_create_topics, transactional_write_code
 from engine.server.handlers.registry import handles
 from engine.server.handlers.transactions import init_transactional_producer
 from engine.server.produce_entries import accepted_entry
@@ -97,7 +97,10 @@ def _decode_produce(header: RequestHeader, frame: memoryview) -> ProduceRequest:
         7: "zstd batches (KIP-110); below v7 refused UNSUPPORTED_COMPRESSION_TYPE",
         8: "record_errors: the records a batch was refused for (KIP-467)",
         9: "flexible encoding",
-        11: "highest (v12 is transactions v2, KIP-890; v13 names topics by id)",
+        11: "a transactional batch its transaction does not include (no AddPartitionsToTxn"
+        " for the partition) is TRANSACTION_ABORTABLE, as Kafka 4.0's verification answers it"
+        " (KIP-890), where v10 answers INVALID_TXN_STATE; highest (v12 is transactions v2,"
+        " KIP-890; v13 names topics by id)",
     },
 )
 def handle_produce(context: RequestContext, request: ProduceRequest) -> Response:
@@ -373,7 +376,7 @@ def _partition(version: int, index: int, result: Outcome, message: str | None) -
     if isinstance(result, int):
         return _failed(index, result, message)
     if isinstance(result, EngineError):
-        return _failed(index, error_code(result), error_message(result), _record_errors(result))
+        return _failed(index, _code(version, result), error_message(result), _record_errors(result))
     if not result.done():
         return _failed(
             index,
@@ -384,7 +387,7 @@ def _partition(version: int, index: int, result: Outcome, message: str | None) -
         )
     error = result.exception()
     if error is not None:
-        return _failed(index, error_code(error), error_message(error), _record_errors(error))
+        return _failed(index, _code(version, error), error_message(error), _record_errors(error))
     appended = result.result()
     return accepted_entry(
         version,
@@ -393,6 +396,16 @@ def _partition(version: int, index: int, result: Outcome, message: str | None) -
         appended.log_append_time,
         appended.log_start_offset,
     )
+
+
+FIRST_ABORTABLE_PRODUCE_VERSION = 11
+"""Kafka answers a batch its transaction verification refuses
+TRANSACTION_ABORTABLE from Produce v11 (KafkaApis.handleProduceRequest's
+genericError), INVALID_TXN_STATE before."""
+
+
+def _code(version: int, error: BaseException) -> int:
+    return transactional_write_code(error, version >= FIRST_ABORTABLE_PRODUCE_VERSION)
 
 
 def _failed(

@@ -6,11 +6,9 @@ with INVALID_REQUEST and none of them deleted."""
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any, TypeVar
+from typing import Any
 
 from engine.protocol.kafka_code import KafkaCode
-
-_Key = TypeVar("_Key")
 
 ZERO_ID = bytes(16)
 """A DeleteTopics entry's topic id when it names the topic by name."""
@@ -42,10 +40,6 @@ def malformed(
         refusal(None, given_id, "Duplicate topic id.") for given_id, n in ids.items() if n > 1
     ]
     return kept, refused
-
-
-def _twice(counts: Counter[_Key]) -> list[_Key]:
-    return [key for key, count in counts.items() if count > 1]
 
 
 def refusal(name: str | None, given_id: bytes, message: str) -> dict[str, Any]:

@@ -256,13 +256,16 @@ def _delete_topics(
     refused = authorize.refused_topics(
         context, AclOperation.DELETE, (name for name, _ in named if name is not None)
     )
-    # As Kafka: a name and an id of the same topic, to one who may delete it
-    given_twice = {n for n, count in Counter(n for n, _ in named).items() if n and count > 1}
+    # As Kafka: a name and an id of the same topic, to one who may delete it;
+    # by the topic's id, which the entry by id gave
+    twice = {n for n, count in Counter(n for n, _ in named).items() if n and count > 1}
+    given_twice = {n: i for n, i in named if n in twice and i != topic_deletions.ZERO_ID}
     names: list[str] = []
     throttled: set[str] = set()
     ids: dict[str, bytes] = {}
     # Each name once here: topic_deletions refused the others.
-    for name in (n for n, _ in named if n is not None and n not in refused | given_twice):
+    skipped = refused | set(given_twice)
+    for name in (n for n, _ in named if n is not None and n not in skipped):
         if mutations.refused():
             throttled.add(name)
             continue
@@ -301,9 +304,13 @@ def _delete_topics(
             )
             continue
         if name in given_twice:
-            responses.append(
-                topic_deletions.refusal(name, given_id, topic_deletions.MAPS_TO_A_GIVEN_ID)
-            )
+            # Kafka's ControllerApis.deleteTopics answers the entry by name
+            # alone, with the id, and drops the entry by id
+            if given_id == topic_deletions.ZERO_ID:
+                topic_id = given_twice[name]
+                responses.append(
+                    topic_deletions.refusal(name, topic_id, topic_deletions.MAPS_TO_A_GIVEN_ID)
+                )
             continue
         outcome = ThrottlingQuotaExceeded() if name in throttled else next(deleted)
         code = KafkaCode.NONE if outcome is None else error_code(outcome)

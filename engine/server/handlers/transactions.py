@@ -23,7 +23,7 @@ from engine.protocol.kafka_code import KafkaCode
 from engine.server import authorize
 from engine.server.authorizer import AclOperation
 from engine.server.context import RequestContext, Response, off_loop
-from engine.server.handlers.common import distinct, millis
+from engine.server.handlers.common import distinct, millis, transactional_write_code
 from engine.server.handlers.registry import handles
 from engine.transactions.metadata import TransactionMetadata, TxnState
 from engine.types import OffsetAndMetadata, TopicPartition
@@ -54,20 +54,10 @@ def _code(context: RequestContext, error: BaseException, api: str) -> KafkaCode:
 
 
 _FIRST_ABORTABLE_TXN_OFFSET_COMMIT = 4
-
-
-def _txn_offset_code(context: RequestContext, code: int) -> int:
-    """A TxnOffsetCommit's code for the request's version: a commit its
-    transaction does not cover (tidelog's INVALID_TXN_STATE, from the
-    transaction's check or a commit voided by the transaction's end) is
-    what Kafka's verification refuses, answered TRANSACTION_ABORTABLE from
-    v4 (AddPartitionsToTxnManager's genericErrorSupported) and
-    INVALID_TXN_STATE before."""
-    if code == KafkaCode.INVALID_TXN_STATE and (
-        context.version >= _FIRST_ABORTABLE_TXN_OFFSET_COMMIT
-    ):
-        return KafkaCode.TRANSACTION_ABORTABLE
-    return code
+"""Kafka answers a commit its transaction's verification refuses
+TRANSACTION_ABORTABLE from TxnOffsetCommit v4 (CoordinatorPartitionWriter's
+genericError), INVALID_TXN_STATE before; a commit voided after the check
+passed (docs/design/0048) is INVALID_TXN_STATE at every version."""
 
 
 def _wait(future: Any) -> Awaitable[Any]:
@@ -237,10 +227,12 @@ async def handle_add_offsets_to_txn(
         0: "offsets held by the group coordinator until the transaction ends",
         2: "committed leader epoch",
         3: "flexible encoding; group metadata (KIP-447)",
-        4: "a commit outside the producer's open transaction (no AddOffsetsToTxn for the"
-        " group, or the transaction ended) is TRANSACTION_ABORTABLE, as Kafka 4.0's"
-        " verification answers it (KIP-890), where v3 answers INVALID_TXN_STATE (v5,"
-        " transactions v2, is not served)",
+        4: "a commit outside the producer's open transaction when checked (no"
+        " AddOffsetsToTxn for the group, or the transaction ended) is TRANSACTION_ABORTABLE,"
+        " as Kafka 4.0's verification answers it (KIP-890), where v3 answers"
+        " INVALID_TXN_STATE; one voided after its check (docs/design/0048) is"
+        " INVALID_TXN_STATE, as Kafka's verification guard answers it (v5, transactions"
+        " v2, is not served)",
     },
 )
 async def handle_txn_offset_commit(
@@ -310,18 +302,15 @@ async def handle_txn_offset_commit(
                 )
                 codes.update({tp: committed.get(tp, KafkaCode.NONE) for tp in offsets})
         except EngineError as error:
-            codes.update(dict.fromkeys(offsets, error_code(error)))
+            knows_abortable = context.version >= _FIRST_ABORTABLE_TXN_OFFSET_COMMIT
+            code = transactional_write_code(error, knows_abortable)
+            codes.update(dict.fromkeys(offsets, code))
     topics: dict[str, list[dict[str, Any]]] = {}
     for topic in request.topics:
         results = topics.setdefault(topic.name, [])
         for partition in topic.partitions:
             tp = TopicPartition(topic.name, partition.partition_index)
-            results.append(
-                {
-                    "partition_index": tp.partition,
-                    "error_code": _txn_offset_code(context, codes[tp]),
-                }
-            )
+            results.append({"partition_index": tp.partition, "error_code": codes[tp]})
     return {
         "throttle_time": 0,
         "topics": [{"name": name, "partitions": results} for name, results in topics.items()],
