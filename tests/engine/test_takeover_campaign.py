@@ -5,10 +5,11 @@ Scenarios: a takeover (B opens while A is busy: A has uploaded once, by a
 flush, and acknowledged more since; its uploads, every 3 s, wait while B
 opens, so that B sees exactly that one however slow a loaded machine
 makes its open) and a simultaneous start (A and B open at the same
-moment; the first to fence is fenced by the other). Each writer appends single-record batches to two partitions with
-many appends in flight, and records every acknowledgement: its value, its
-offset and a sequence number from one counter shared by everything in the
-campaign (so "after B opened" is an order, not a duration). After both
+moment; the first to fence is fenced by the other). Each writer appends
+single-record batches to two partitions with many appends in flight, and
+records every acknowledgement: its value, its offset and a sequence number
+from one counter shared by everything in the campaign (so "after B
+opened" is an order, not a duration). After both
 close, the log is read from B and from a fresh data directory on the bucket.
 
 What holds:
