@@ -831,7 +831,8 @@ class Engine:
         self._check_open()
         query = state_query(topic, at, vector, partitions, self.partition_count(topic))
         with store_errors():
-            return rebuild(topic, [self.partition(topic, p) for p in query.partitions], query)
+            sources = [self.partition(topic, p) for p in query.partitions]
+            return rebuild(topic, sources, query, unanswered_reads)
 
     async def state_at_async(
         self,
@@ -847,7 +848,7 @@ class Engine:
         query = state_query(topic, at, vector, partitions, self.partition_count(topic))
         with store_errors():
             sources = [self.partition(topic, p) for p in query.partitions]
-            return await rebuild_async(topic, sources, query)
+            return await rebuild_async(topic, sources, query, unanswered_reads)
 
     # -- lifecycle -------------------------------------------------------------------
 

@@ -203,23 +203,29 @@ class StorageError(EngineError):
 
 
 class StoreUnavailable(EngineError):
-    """The object store did not answer a read of a partition's stored data
-    (a timeout, a 5xx, a dropped connection: what its own retries and
-    hedging gave up on). Nothing is lost and the partition keeps serving
-    its tail; the same read succeeds once the store answers. Kafka's
-    KAFKA_STORAGE_ERROR for a log it cannot read, which consumers retry
-    (librdkafka, the Java client), for this partition alone."""
+    """The object store did not answer a read of a partition's stored data:
+    a timeout, a 5xx, a dropped connection (what its own retries and
+    hedging gave up on: ``transient``), or a refusal no retry of its own
+    gets past (denied access, a missing bucket: fixed by the operator).
+    Nothing is lost and the partition keeps serving its tail; the same read
+    succeeds once the store answers. Kafka's KAFKA_STORAGE_ERROR for a log
+    it cannot read (a log dir that failed, whatever the cause), which
+    consumers retry (librdkafka, the Java client), for this partition alone."""
 
     code = KafkaCode.KAFKA_STORAGE_ERROR
 
-    def __init__(self, topic: str, partition: int, reason: str) -> None:
+    def __init__(
+        self, topic: str, partition: int, reason: str, *, transient: bool = True, advice: str = ""
+    ) -> None:
+        then = "retry once the store answers" if transient else "retry once the store is fixed"
         super().__init__(
             f"{topic}-{partition}: the stored data could not be read from the object "
-            f"store ({reason}); nothing is lost: retry once the store answers"
+            f"store ({reason}); nothing is lost: {then}{advice}"
         )
         self.topic = topic
         self.partition = partition
         self.reason = reason
+        self.transient = transient
 
 
 class CorruptStoredData(EngineError):

@@ -20,6 +20,9 @@ from engine.errors import (
 from s3stream import CorruptObject, ObjectStoreError, S3StreamError, StoreClosed
 from s3stream import Fenced as StoreFenced
 
+CHECK_THE_STORE = "check its URL, endpoint and credentials, and that it is reachable"
+"""The advice for an object-store error that points at them (``misconfigured``)."""
+
 
 class _StoreErrors:
     """Raises the engine's error for a stream-store error raised inside.
@@ -63,16 +66,18 @@ def damage_at(topic: str, partition: int, offset: int) -> Iterator[None]:
 
 @contextlib.contextmanager
 def unanswered_reads(topic: str, partition: int) -> Iterator[None]:
-    """Raises StoreUnavailable, naming the partition, for a transient
-    object-store error met by a read inside: one a retry may get past.
-    Only those: damage is CorruptObject (damage_at), and an error no retry
-    fixes (denied access, a missing bucket) stays the operator's to see."""
+    """Raises StoreUnavailable, naming the partition, for an object-store
+    error met by a read inside: a transient one a retry may get past, and
+    one only the operator can fix (denied access, a missing bucket), as
+    Kafka answers a log dir that failed whatever failed it. Damage is
+    CorruptObject (damage_at), refused by name instead."""
     try:
         yield
     except ObjectStoreError as error:
-        if not error.transient:
-            raise
-        raise StoreUnavailable(topic, partition, str(error)) from error
+        advice = f" ({CHECK_THE_STORE})" if error.misconfigured else ""
+        raise StoreUnavailable(
+            topic, partition, str(error), transient=error.transient, advice=advice
+        ) from error
 
 
 def translate_optional(error: BaseException | None) -> BaseException | None:

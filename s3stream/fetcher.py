@@ -6,6 +6,7 @@ waits for object storage."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
@@ -19,6 +20,11 @@ from s3stream.reader import ObjectReader
 from s3stream.replay_pace import ReplayPace
 from s3stream.store import ObjectNotFound, ObjectStoreError
 from s3stream.store_state import StoreState
+
+log = logging.getLogger("tidelog.s3stream")
+
+REFUSAL_LOG_INTERVAL_S = 60.0
+"""How often a store refusing reads is logged while it goes on refusing."""
 
 
 class FetchResult(NamedTuple):
@@ -45,8 +51,11 @@ class Fetcher:
         self.log_cache_misses = 0
         """Reads that went to objects (the block cache, then the object store)."""
         self.read_errors = 0
-        """Reads that failed for a transient object-store error (a retry may
-        succeed); counted under the store's lock."""
+        """Reads that failed for an object-store error (the caller's retry
+        may succeed: at once for a transient one, once the operator fixes
+        the store for another); counted under the store's lock."""
+        self._refusal_logged_at: float | None = None
+        """When a refused read (an error no retry gets past) was last logged."""
         self._state = state
         self._manifest = manifest
         self._reader = reader
@@ -100,9 +109,8 @@ class Fetcher:
                 except Exception as error:
                     if not first:
                         break  # return what was read; the next fetch reports the failure
-                    if isinstance(error, ObjectStoreError) and error.transient:
-                        with self._state.lock:
-                            self.read_errors += 1
+                    if isinstance(error, ObjectStoreError):
+                        self._note_read_error(error)
                     raise
             if not found:
                 if not cached and first:
@@ -119,6 +127,19 @@ class Fetcher:
             if cached:
                 break  # the cache holds everything up to the end
         return FetchResult(batches, offset, start, end)
+
+    def _note_read_error(self, error: ObjectStoreError) -> None:
+        """Counts a read the store failed; logs one it refused (denied
+        access, a missing bucket: the operator's to fix, while every reader
+        retries it) at most once per REFUSAL_LOG_INTERVAL_S."""
+        now = self.pace.now()
+        with self._state.lock:
+            self.read_errors += 1
+            last = self._refusal_logged_at
+            if error.transient or (last is not None and now - last < REFUSAL_LOG_INTERVAL_S):
+                return
+            self._refusal_logged_at = now
+        log.error("the object store refuses reads of stored data: %s", error)
 
     def _read_objects(
         self, stream_id: int, offset: int, budget: int, end: int, first: bool

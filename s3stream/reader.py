@@ -19,7 +19,9 @@ uploads and uploads never wait behind reads: they run on different threads.
 
 A damaged object (a block or index failing its checks) is logged once per
 object, with the offsets it holds, and every read that needs the damaged
-part raises CorruptObject; the object's other blocks are still served.
+part raises CorruptObject; the object's other blocks are still served. A
+block failing its checks is read once more first: bytes damaged on the way
+from the store pass the second time.
 
 A range replaced by a log cleaner (``StreamStore.replace_range``) may have
 gaps, offsets no block holds: a read there returns the next batch, and a
@@ -398,16 +400,31 @@ class ObjectReader:
         return range_end
 
     def _block(self, ref: _BlockRef) -> list[StoredBatch]:
+        """The block's batches; read from the store once more if its bytes
+        fail their checks: bytes damaged on the way (nothing checks a GET's
+        body but these checks) pass the second time, and only a block
+        failing both is damaged (the failure is not cached, so the second
+        get loads it again)."""
+        block_key = (ref.key, ref.info.position)
         try:
-            return self.block_cache.get(
-                (ref.key, ref.info.position), ref.info.size, self._loader(ref)
+            return self.block_cache.get(block_key, ref.info.size, self._loader(ref))
+        except CorruptObject as first:
+            try:
+                batches = self.block_cache.get(block_key, ref.info.size, self._loader(ref))
+            except CorruptObject as error:
+                info = ref.info
+                self._report(
+                    error,
+                    f"stream {info.stream_id} offsets [{info.start_offset}, {info.end_offset})",
+                )
+                raise
+            log.warning(
+                "a read of object %s failed its checks and passed when read again: "
+                "damaged on the way from the store, not in it (%s)",
+                ref.key,
+                first.reason,
             )
-        except CorruptObject as error:
-            info = ref.info
-            self._report(
-                error, f"stream {info.stream_id} offsets [{info.start_offset}, {info.end_offset})"
-            )
-            raise
+            return batches
 
     def _report(self, error: CorruptObject, holding: str) -> None:
         """Logs a damaged object, once per object: what it is and what it holds."""

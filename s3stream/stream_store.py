@@ -637,7 +637,7 @@ class StreamStore:
 
     @property
     def read_errors(self) -> int:
-        """Reads that failed for a transient object-store error."""
+        """Reads that failed for an object-store error (answered for the reader to retry)."""
         return self._fetcher.read_errors
 
     def probe_object_store(self) -> None:

@@ -28,6 +28,7 @@ from engine.client.host import ClientHost
 from engine.errors import OffsetOutOfRange, UnknownTopic
 from engine.memory.vector import OffsetVector, Position
 from engine.partition import Partition
+from engine.store_errors import unanswered_reads
 from engine.types import TopicPartition
 
 READ_COMMITTED = "read_committed"
@@ -47,7 +48,8 @@ def snapshot(
     positions: dict[TopicPartition, Position] = {}
     for tp in _partitions(host, topics):
         leader = host.partition(tp.topic, tp.partition)
-        positions[tp] = _cut(leader, at, committed)
+        with unanswered_reads(tp.topic, tp.partition):  # a cut by time reads objects
+            positions[tp] = _cut(leader, at, committed)
     return OffsetVector(positions)
 
 

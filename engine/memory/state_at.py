@@ -25,7 +25,8 @@ a stream of fetched chunks.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import contextlib
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import NamedTuple, Protocol
@@ -274,7 +275,21 @@ def _plan(source: StateSource, query: StateQuery) -> PartitionExactness:
     return plan_below(source, below.offset)
 
 
-def rebuild(topic: str, sources: Iterable[StateSource], query: StateQuery) -> TopicState:
+ReadGuard = Callable[[str, int], contextlib.AbstractContextManager[None]]
+"""What a partition's reads run inside, given its topic and index (the
+engine's: its store's errors raised naming the partition)."""
+
+
+def _unguarded(topic: str, partition: int) -> contextlib.AbstractContextManager[None]:
+    return contextlib.nullcontext()
+
+
+def rebuild(
+    topic: str,
+    sources: Iterable[StateSource],
+    query: StateQuery,
+    reads: ReadGuard = _unguarded,
+) -> TopicState:
     """The state of ``sources`` (the topic's partitions the query names)."""
     plans: list[PartitionExactness] = []
     folds: list[PartitionFold] = []
@@ -282,7 +297,9 @@ def rebuild(topic: str, sources: Iterable[StateSource], query: StateQuery) -> To
         plan = _plan(source, query)
         fold = PartitionFold(source, plan)
         while not fold.done:
-            fold.feed(source.fetch(fold.offset, CHUNK_BYTES, read_committed=True))
+            with reads(source.topic, source.index):
+                fetched = source.fetch(fold.offset, CHUNK_BYTES, read_committed=True)
+            fold.feed(fetched)
         plans.append(plan)
         folds.append(fold)
     return merge(topic, folds, plans)
@@ -295,7 +312,10 @@ class AsyncStateSource(StateSource, Protocol):
 
 
 async def rebuild_async(
-    topic: str, sources: Iterable[AsyncStateSource], query: StateQuery
+    topic: str,
+    sources: Iterable[AsyncStateSource],
+    query: StateQuery,
+    reads: ReadGuard = _unguarded,
 ) -> TopicState:
     """:func:`rebuild`, reading through the store's asynchronous fetch."""
     plans: list[PartitionExactness] = []
@@ -304,7 +324,9 @@ async def rebuild_async(
         plan = _plan(source, query)
         fold = PartitionFold(source, plan)
         while not fold.done:
-            fold.feed(await source.fetch_async(fold.offset, CHUNK_BYTES, read_committed=True))
+            with reads(source.topic, source.index):
+                fetched = await source.fetch_async(fold.offset, CHUNK_BYTES, read_committed=True)
+            fold.feed(fetched)
         plans.append(plan)
         folds.append(fold)
     return merge(topic, folds, plans)

@@ -58,6 +58,7 @@ from typing import Any, NamedTuple
 import boto3
 import botocore.config
 import botocore.exceptions
+import urllib3.exceptions
 
 from native.buffers import BytesLike
 from s3stream.store.base import (
@@ -80,7 +81,14 @@ _PART_WORKERS = 4
 _MAX_KEYS_PER_DELETE = 1000
 _NOT_IMPLEMENTED = {"NotImplemented", "MethodNotAllowed"}
 """What a server that lacks an operation (DeleteObjects, on some S3-compatible ones) answers."""
-_BOTO_ERRORS = (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError)
+_BOTO_ERRORS = (
+    botocore.exceptions.ClientError,
+    botocore.exceptions.BotoCoreError,
+    # What botocore lets through from urllib3 while a body is read (its
+    # StreamingBody wraps only read timeouts and broken connections): a TLS
+    # record failing its MAC, a body that cannot be decoded.
+    urllib3.exceptions.HTTPError,
+)
 _NOT_FOUND = {"NoSuchKey", "NotFound", "404"}
 _BUCKET_MISSING = {"NoSuchBucket", "NotFound", "404"}
 _TRANSIENT_CODES = {

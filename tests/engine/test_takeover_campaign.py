@@ -1,12 +1,15 @@
 """Takeover campaigns: two writers on one bucket (moto's S3 server), in both
 acknowledgement modes, while producers keep appending to both.
 
-Scenarios: a takeover (B opens while A is busy) and a simultaneous start
-(A and B open at the same moment; the first to fence is fenced by the
-other). Each writer appends single-record batches to two partitions with
-many appends in flight, and records every acknowledgement: its value, its
-offset and a sequence number from one counter shared by everything in the
-campaign (so "after B opened" is an order, not a duration). After both
+Scenarios: a takeover (B opens while A is busy: A has uploaded once, by a
+flush, and acknowledged more since; its uploads, every 3 s, wait while B
+opens, so that B sees exactly that one however slow a loaded machine
+makes its open) and a simultaneous start (A and B open at the same
+moment; the first to fence is fenced by the other). Each writer appends
+single-record batches to two partitions with many appends in flight, and
+records every acknowledgement: its value, its offset and a sequence number
+from one counter shared by everything in the campaign (so "after B
+opened" is an order, not a duration). After both
 close, the log is read from B and from a fresh data directory on the bucket.
 
 What holds:
@@ -51,6 +54,7 @@ from engine.partition import AppendResult
 from s3stream import ObjectStore, ObjectStoreError, StreamStoreConfig
 from s3stream.manifest import LOG_PREFIX
 from s3stream.store import open_store
+from s3stream.uploader import OBJECT_PREFIX
 from tests.engine.helpers_records import batch, read_partition
 from tests.s3stream.conftest import S3Endpoint, s3_endpoint  # noqa: F401
 from tests.s3stream.faults import FaultyStore
@@ -91,17 +95,25 @@ class Ack:
 
 class WatchedStore(FaultyStore):
     """The writer's object store, noting the order of its manifest requests
-    and whether the writer already knew it was fenced when it made each."""
+    and whether the writer already knew it was fenced when it made each.
+    Its uploads wait while ``uploads`` is clear: the old owner's while the
+    new owner opens, so that the old owner's first upload comes after the
+    open however long a loaded machine makes the open take (it comes after
+    it at once on an idle one: the old owner uploads every 3 s)."""
 
     def __init__(self, inner: ObjectStore, clock: Clock) -> None:
         super().__init__(inner)
         self.clock = clock
         self.knows_fenced: Callable[[], bool] = lambda: False
         self.manifest_requests: list[tuple[int, bool]] = []
+        self.uploads = threading.Event()
+        self.uploads.set()
 
     def _check(self, operation: str, key: str) -> None:
         if key.startswith(LOG_PREFIX) and operation in ("head", "put"):
             self.manifest_requests.append((self.clock.tick(), self.knows_fenced()))
+        if key.startswith(OBJECT_PREFIX) and operation == "put":
+            assert self.uploads.wait(120), "uploads held for good"
         super()._check(operation, key)
 
 
@@ -178,6 +190,17 @@ def finish(writer: Writer) -> None:
     for thread in writer.threads:
         thread.join(120)
         assert not thread.is_alive()
+
+
+def wait_for_an_ack(writer: Writer, past: list[int], timeout: float = 30) -> None:
+    """Waits until ``writer`` has acknowledged an append at or past the
+    offsets ``past`` (one per partition), however slow a loaded machine is."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(ack.offset >= past[ack.partition] for ack in list(writer.acks)):
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"{writer.name} acknowledged nothing past {past}")
 
 
 def wait_fenced(writer: Writer, timeout: float = 30) -> None:
@@ -258,8 +281,16 @@ def run_round(tmp_path: Path, bucket: str, mode: str, scenario: str, rng: random
         old = open_writer("a", tmp_path / "a", bucket, mode, clock, OLD_OWNER_INTERVAL_S)
         start(old, clock)
         time.sleep(rng.uniform(0.3, 1.0) if FULL else 0.3)
+        # An upload the new owner's open sees, and acknowledgements after it
+        # that no upload before the open holds.
+        assert old.engine.flush(30)
+        wait_for_an_ack(old, past=[old.engine.offsets(TOPIC, p)[1] for p in range(PARTITIONS)])
+        old.store.uploads.clear()
         new_started = clock.tick()
-        new = open_writer("b", tmp_path / "b", bucket, mode, clock)
+        try:
+            new = open_writer("b", tmp_path / "b", bucket, mode, clock)
+        finally:
+            old.store.uploads.set()
     else:
         new_started = clock.tick()
         both = open_both(bucket, tmp_path, mode, clock)
@@ -303,6 +334,8 @@ def run_round(tmp_path: Path, bucket: str, mode: str, scenario: str, rng: random
                 (x.partition, x.offset) for x in old.acks if x.offset >= opened_ends[x.partition]
             }
             assert lost == past_open, "lost: exactly the acks no upload the new owner saw holds"
+            if scenario == "takeover":  # the acks below the ends are there: both halves shown
+                assert any(x.offset < opened_ends[x.partition] for x in old.acks)
     old_acks = len(old.acks) if old is not None else 0
     before_open = sum(x.seq < new_started for x in from_bucket.lost)
     if mode == "local" and scenario == "takeover":

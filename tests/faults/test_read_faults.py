@@ -1,12 +1,13 @@
 """A read of history the object store cannot answer now (a timeout, a 5xx,
-a dropped connection: a transient ObjectStoreError) is answered as Kafka
-answers a partition whose log cannot be read: KAFKA_STORAGE_ERROR for that
-partition alone, the other partitions of the same Fetch answered as usual,
-the connection kept. Consumers retry it, and get every record once, in
-order, when the store answers again. In the embedded API it is
-``engine.StoreUnavailable``; either way it is counted in
-``tidelog_object_store_errors_total{source="read"}``. Damage is another
-answer (CORRUPT_MESSAGE: test_damaged_block.py).
+a dropped connection: a transient ObjectStoreError) or refuses (denied
+access: docs/design/0059) is answered as Kafka answers a partition whose
+log dir failed: KAFKA_STORAGE_ERROR for that partition alone, the other
+partitions of the same Fetch answered as usual, the connection kept.
+Consumers retry it, and get every record once, in order, when the store
+answers again. In the embedded API it is ``engine.StoreUnavailable``, from
+fetches, polls, replays, snapshots and state rebuilds alike; either way it
+is counted in ``tidelog_object_store_errors_total{source="read"}``. Damage
+is another answer (CORRUPT_MESSAGE: test_damaged_block.py).
 
 The faults come from the tests' fault store (tests/s3stream/faults.py)
 around a local bucket; the log cache holds nothing, so every read goes to
@@ -16,12 +17,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
 from confluent_kafka import TopicPartition as KafkaPartition
+from kafka import TopicPartition as KafkaPythonPartition
 from prometheus_client.parser import text_string_to_metric_families
 
 import engine
@@ -34,6 +36,7 @@ from tests.engine.conftest import QUIET_STORE
 from tests.s3stream.faults import FaultyStore
 from tests.server.in_process import InProcessServer
 from tests.server.test_confluent import make_consumer
+from tests.server.test_kafka_python import consumer as kafka_python_consumer
 from tests.server.wire import Wire, build, fetch_each
 
 TOPIC = "history"
@@ -131,15 +134,62 @@ def record_values_of(fetched: engine.PartitionFetch) -> list[bytes | None]:
     return [value for batch in fetched.records for value in record_values(bytes(batch))]
 
 
-def test_an_error_a_retry_cannot_fix_is_not_storage_error(faulted: Faulted) -> None:
-    """Only transient errors: denied access is not something a consumer's
-    retry gets past, and is not answered as if it were."""
+def test_the_memory_apis_readers_raise_store_unavailable_and_go_on_once_healed(
+    faulted: Faulted,
+) -> None:
+    """A state rebuild and a cut by time read objects as a fetch does: the
+    same typed error, naming the partition, not the store's own; a replay
+    is left where it was, and goes on once the store answers."""
+    opened = faulted.engine
+    now = opened.snapshot([TOPIC])
+    replay = opened.replay(now)
     faulted.fail_reads_of(0)
+    reads: list[Callable[[], object]] = [
+        lambda: opened.state_at(TOPIC, 2**62),
+        lambda: asyncio.run(opened.state_at_async(TOPIC, 2**62)),
+        lambda: opened.snapshot([TOPIC], at=1),
+        lambda: asyncio.run(opened.snapshot_async([TOPIC], at=1)),
+        replay.poll,
+    ]
+    for read in reads:
+        with pytest.raises(engine.StoreUnavailable) as raised:
+            read()
+        assert (raised.value.topic, raised.value.partition) == (TOPIC, 0)
+    faulted.store.heal()
+    replayed: list[bytes | None] = []
+    while not replay.at_end():
+        replayed += [record.value for record in replay.poll()]
+    assert sorted(v for v in replayed if v is not None) == sorted(values(0) + values(1))
+    assert len(opened.state_at(TOPIC, 2**62).values) == 0  # no keys: nothing to fold
+
+
+def deny_reads_of(faulted: Faulted, partition: int) -> None:
+    """Reads of the partition's object refused as denied access is: no
+    retry of the store's own gets past it, only the operator's fix."""
+    faulted.fail_reads_of(partition)
     faulted.store.transient = False
-    with pytest.raises(Exception) as raised:
-        faulted.engine.fetch(TOPIC, 0, 0)
-    assert not isinstance(raised.value, engine.StoreUnavailable)
-    assert read_errors(faulted.engine) == 0
+    faulted.store.misconfigured = True
+
+
+def test_a_read_the_store_refuses_is_store_unavailable_with_the_advice(
+    faulted: Faulted, caplog: pytest.LogCaptureFixture
+) -> None:
+    """As Kafka answers a log dir that failed: KAFKA_STORAGE_ERROR for the
+    partition, the error saying what to check, and nothing lost. The
+    refusal is logged for the operator, once however often it is met."""
+    deny_reads_of(faulted, 0)
+    for _ in range(3):
+        with pytest.raises(engine.StoreUnavailable) as raised:
+            faulted.engine.fetch(TOPIC, 0, 0)
+    error = raised.value
+    assert (error.topic, error.partition, error.transient) == (TOPIC, 0, False)
+    assert error.error_code == KafkaCode.KAFKA_STORAGE_ERROR
+    assert "credentials" in str(error) and "injected fault" in str(error)
+    assert read_errors(faulted.engine) == 3
+    refusals = [r for r in caplog.records if "refuses reads" in r.getMessage()]
+    assert len(refusals) == 1 and refusals[0].levelname == "ERROR"
+    faulted.store.heal()
+    assert record_values_of(faulted.engine.fetch(TOPIC, 0, 0)) == values(0)
 
 
 def list_offsets_by_time(partitions: list[int]) -> object:
@@ -193,6 +243,36 @@ def test_a_fetch_of_two_partitions_answers_the_faulted_one_storage_error_on_a_ke
         server.stop()
 
 
+def test_a_read_the_store_refuses_is_storage_error_on_a_kept_connection(
+    faulted: Faulted,
+) -> None:
+    """Denied access is answered as a timeout is, per partition: closing
+    the connection would fail every other partition of the request, and
+    the client would only connect again and ask again."""
+    server = InProcessServer(faulted.engine)
+    try:
+        with Wire(server.bootstrap, timeout=TIMEOUT) as wire:
+            deny_reads_of(faulted, 0)
+            fetch = fetch_each(12, [(TOPIC, 0, 0), (TOPIC, 1, 0)])
+            for _ in range(2):  # asked again on the same connection: answered again
+                refused, healthy = [p for t in wire.request(fetch).responses for p in t.partitions]
+                assert refused.error_code == KafkaCode.KAFKA_STORAGE_ERROR
+                assert (healthy.error_code, record_values(healthy.records)) == (
+                    KafkaCode.NONE,
+                    values(1),
+                )
+            (topic,) = wire.request(list_offsets_by_time([0, 1])).topics
+            by_time = {p.partition_index: p.error_code for p in topic.partitions}
+            assert by_time == {0: KafkaCode.KAFKA_STORAGE_ERROR, 1: KafkaCode.NONE}
+            faulted.store.heal()
+            answer, _ = [p for t in wire.request(fetch).responses for p in t.partitions]
+            assert record_values(answer.records) == values(0)
+            assert not wire.closed_by_server(timeout=0.2)
+        assert server.server.stats.connections == 1
+    finally:
+        server.stop()
+
+
 def test_a_confluent_consumer_keeps_its_connection_and_reads_every_record_once_healed(
     faulted: Faulted,
 ) -> None:
@@ -201,32 +281,73 @@ def test_a_confluent_consumer_keeps_its_connection_and_reads_every_record_once_h
     try:
         faulted.fail_reads_of(0)
         consumer.assign([KafkaPartition(TOPIC, 0, 0), KafkaPartition(TOPIC, 1, 0)])
-        received: dict[int, list[bytes]] = {0: [], 1: []}
-        deadline = time.monotonic() + TIMEOUT
 
-        def poll() -> None:
-            assert time.monotonic() < deadline, received
+        def poll(received: dict[int, list[bytes]]) -> None:
             message = consumer.poll(0.1)
             if message is not None and message.error() is None:
                 received[message.partition()].append(message.value())
 
-        # The healthy partition is read while the faulted one is retried.
-        while len(received[1]) < RECORDS or faulted.store.failures < 1:
-            poll()
-        connections = server.server.stats.connections
-        retried_from = faulted.store.failures
-        while faulted.store.failures < retried_from + RETRIES_SEEN:
-            poll()
-        assert received[0] == []
-        # Retried on the connections it had: none was dropped and opened again.
-        assert server.server.stats.connections == connections
-        faulted.store.heal()
-        while len(received[0]) < RECORDS:
-            poll()
-        for _ in range(5):  # nothing more arrives: no record twice
-            poll()
-        assert received == {0: values(0), 1: values(1)}
-        assert server.server.stats.connections == connections
+        read_through_the_fault(faulted, server, poll)
+    finally:
+        consumer.close()
+        server.stop()
+
+
+def read_through_the_fault(
+    faulted: Faulted, server: InProcessServer, poll: Callable[[dict[int, list[bytes]]], None]
+) -> None:
+    """Polls (``poll`` adds what it gets to the values by partition) while
+    partition 0's reads fail: the healthy partition is read meanwhile, and
+    the faulted one retried on the connections the consumer had (none
+    dropped and opened again); then heals the store, after which every
+    record arrives, once, in order."""
+    received: dict[int, list[bytes]] = {0: [], 1: []}
+    deadline = time.monotonic() + TIMEOUT
+
+    def step() -> None:
+        assert time.monotonic() < deadline, received
+        poll(received)
+
+    while len(received[1]) < RECORDS or faulted.store.failures < 1:
+        step()
+    connections = server.server.stats.connections
+    retried_from = faulted.store.failures
+    while faulted.store.failures < retried_from + RETRIES_SEEN:
+        step()
+    assert received[0] == []
+    assert server.server.stats.connections == connections
+    faulted.store.heal()
+    while len(received[0]) < RECORDS:
+        step()
+    for _ in range(5):  # nothing more arrives: no record twice
+        step()
+    assert received == {0: values(0), 1: values(1)}
+    assert server.server.stats.connections == connections
+
+
+@pytest.mark.parametrize("fault", ["transient", "denied"])
+def test_a_kafka_python_consumer_retries_from_where_it_was_and_reads_every_record_once(
+    faulted: Faulted, fault: str
+) -> None:
+    """kafka-python takes KAFKA_STORAGE_ERROR as librdkafka does: it asks
+    for metadata and fetches again from the same offset, whether the store
+    timed out or refused, on the connections it has, and keeps the healthy
+    partition's records coming."""
+    server = InProcessServer(faulted.engine)
+    consumer = kafka_python_consumer(server.bootstrap, retry_backoff_ms=50)
+    try:
+        if fault == "denied":
+            deny_reads_of(faulted, 0)
+        else:
+            faulted.fail_reads_of(0)
+        consumer.assign([KafkaPythonPartition(TOPIC, 0), KafkaPythonPartition(TOPIC, 1)])
+
+        def poll(received: dict[int, list[bytes]]) -> None:
+            for records in consumer.poll(timeout_ms=100).values():
+                for record in records:
+                    received[record.partition].append(record.value)
+
+        read_through_the_fault(faulted, server, poll)
     finally:
         consumer.close()
         server.stop()

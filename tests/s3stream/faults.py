@@ -37,6 +37,9 @@ class FaultyStore(ObjectStore):
         self.transient = True
         """Whether the injected faults are transient (a retry may succeed) or
         permanent (as denied access is)."""
+        self.misconfigured = False
+        """Whether the injected faults point at the store's address or
+        credentials (as denied access does)."""
         self._lock = threading.Lock()
 
     @property
@@ -52,6 +55,7 @@ class FaultyStore(ObjectStore):
     def heal(self) -> None:
         self.failing = set()
         self.transient = True
+        self.misconfigured = False
         self.failing_prefix = ""
         self.lose_put_responses = False
 
@@ -62,6 +66,7 @@ class FaultyStore(ObjectStore):
                 self.failures += 1
                 fault = InjectedFault(operation, key)
                 fault.transient = self.transient
+                fault.misconfigured = self.misconfigured
                 raise fault
 
     def _after_put(self, key: str) -> None:

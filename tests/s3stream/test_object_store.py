@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import botocore.exceptions
 import pytest
+import urllib3
 from botocore.stub import Stubber
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -592,6 +594,46 @@ def test_s3_answers_to_a_get_become_typed_errors(s3_store: S3Store) -> None:
         with pytest.raises(ObjectStoreError) as caught:
             s3_store.get("k")
     assert not caught.value.transient
+
+
+class _BrokenBody:
+    """A response body whose connection fails after the headers arrived."""
+
+    def __init__(self, failure: Exception) -> None:
+        self.failure = failure
+
+    def read(self, amt: int | None = None) -> bytes:
+        raise self.failure
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        urllib3.exceptions.SSLError("[SSL: SSLV3_ALERT_BAD_RECORD_MAC] bad record mac"),
+        urllib3.exceptions.DecodeError("Received response with content-encoding: gzip"),
+        botocore.exceptions.ReadTimeoutError(endpoint_url="http://127.0.0.1:1"),
+        botocore.exceptions.ResponseStreamingError(error="Connection broken"),
+    ],
+    ids=["tls-failure", "decode-failure", "read-timeout", "connection-broken"],
+)
+def test_a_body_cut_short_by_the_connection_is_a_transient_store_error(
+    s3_store: S3Store, monkeypatch: pytest.MonkeyPatch, failure: Exception
+) -> None:
+    """Whatever the connection fails with while a GET's body is read, the
+    caller gets the store's transient error (the read is asked again),
+    never the HTTP library's own: a TLS record that fails its MAC reaches
+    botocore's caller as urllib3's SSLError."""
+    s3_store.put("k", b"x" * 100)
+    answer = s3_store._client.get_object
+    monkeypatch.setattr(
+        s3_store._client,
+        "get_object",
+        lambda **request: {**answer(**request), "Body": _BrokenBody(failure)},
+    )
+    for read in (lambda: s3_store.get("k", 0, 10), lambda: s3_store.get_versioned("k")):
+        with pytest.raises(ObjectStoreError) as caught:
+            read()
+        assert caught.value.transient and not caught.value.misconfigured
 
 
 def test_prefixes_are_normalised_and_keep_stores_apart(s3_endpoint: S3Endpoint) -> None:
