@@ -336,3 +336,20 @@ def test_the_broker_resource_tells_clients_how_long_a_session_lasts(tmp_path: Pa
             assert unset.value == "0"  # Kafka's default: sessions never expire
     finally:
         opened.close()
+
+
+@pytest.mark.parametrize("kind", [TOPIC, BROKER], ids=["topic", "broker"])
+def test_an_unknown_operation_is_an_invalid_request(node: ServedNode, kind: int) -> None:
+    """Kafka's ControllerApis and ConfigAdminManager answer an operation
+    code that is none of SET, DELETE, APPEND, SUBTRACT INVALID_REQUEST,
+    whatever the resource, and change nothing of it."""
+    node.engine.create_topic("orders", 1)
+    name = "orders" if kind == TOPIC else "1"
+    key = "retention.ms" if kind == TOPIC else "num.partitions"
+    response = alter_raw(node.server.bootstrap, kind, name, (key, SET, "7"), (key + "x", 4, "1"))
+    assert (response.error_code, response.error_message) == (
+        KafkaError.INVALID_REQUEST,
+        "Unknown operations type 4",
+    )
+    assert node.engine.topic_config("orders").get("retention.ms") != "7"
+    assert node.engine.broker_configs.num_partitions == 1

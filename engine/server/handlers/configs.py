@@ -346,7 +346,8 @@ def _refused_resources(
     resources: Sequence[_LegacyResource | _IncrementalResource],
 ) -> dict[int, str]:
     """Why a resource is refused before anything is done, by its index in
-    the request: named twice, a config named twice, a null value to set."""
+    the request: named twice, a config named twice, an unknown operation, a
+    null value to set."""
     refused: dict[int, str] = {}
     seen: dict[tuple[int, str], int] = {}
     for index, resource in enumerate(resources):
@@ -360,6 +361,16 @@ def _refused_resources(
         names = [c.name for c in resource.configs]
         if len(set(names)) != len(names):
             refused[index] = "Error due to duplicate config keys"
+            continue
+        # Kafka's ControllerApis and ConfigAdminManager: an operation code
+        # that is none of Kafka's is a malformed request, whatever the resource.
+        unknown = [
+            getattr(c, "config_operation", _SET)
+            for c in resource.configs
+            if getattr(c, "config_operation", _SET) not in _OPERATION_NAMES
+        ]
+        if unknown:
+            refused[index] = f"Unknown operations type {unknown[0]}"
             continue
         nulls = [
             c.name
@@ -503,7 +514,7 @@ def _topic_changes(
                 items = [i for i in items if i not in given]
             changes[config.name] = ",".join(items)
         else:
-            raise InvalidConfig(config.name, config.value, f"unknown operation {operation}")
+            raise _InvalidRequest(f"Unknown operations type {operation}")
     return changes
 
 
