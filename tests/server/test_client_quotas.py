@@ -556,3 +556,29 @@ def test_quotas_need_the_cluster_configs_operations(tmp_path: Path) -> None:
             assert opened.client_quotas.entities() == {}
         finally:
             server.stop()
+
+
+def test_an_entity_named_twice_is_answered_once_and_altered_by_neither(
+    kafka_server: ServerProcess,
+) -> None:
+    """Kafka's ClientQuotaControlManager answers by entity, one result
+    each, and an entity named again INVALID_REQUEST "Ignoring duplicate
+    entity"; here neither naming is applied (Kafka applies the first,
+    which its answer calls refused). The request's other entities are."""
+    entries: list[tuple[dict[str, str | None], dict[str, float | None]]] = [
+        ({"user": "twice"}, {"producer_byte_rate": 1024.0}),
+        ({"user": "once"}, {"consumer_byte_rate": 2048.0}),
+        ({"user": "twice"}, {"producer_byte_rate": 4096.0}),
+    ]
+    with Wire(kafka_server.bootstrap) as wire:
+        answers = alter(wire, entries)
+        assert answers == [
+            (
+                KafkaCode.INVALID_REQUEST,
+                "Ignoring duplicate entity ClientQuotaEntity(entries={user=twice})",
+            ),
+            (KafkaCode.NONE, None),
+        ]
+        assert described(wire, [("user", SPECIFIED, None)]) == {
+            (("user", "once"),): {"consumer_byte_rate": 2048.0}
+        }
