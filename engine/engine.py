@@ -36,7 +36,7 @@ from engine.broker_config import BrokerConfigs, engine_static
 from engine.catalog import Catalog
 from engine.clock import SYSTEM, Clock
 from engine.config import TopicConfig, normalize_all
-from engine.credentials import Credentials
+from engine.credentials import Credentials, user_credentials_record
 from engine.data_waiters import DataWaiters
 from engine.errors import EngineClosed, EngineError, InvalidTopic, UnknownTopic
 from engine.governance_gate import OWNER, Actor, may_govern
@@ -183,10 +183,8 @@ class Engine:
             )
             """The broker configs in force, the dynamic ones included."""
             self.credentials = Credentials(
-                self.catalog.state.credentials,
-                lambda user, mechanism, credential: self._admin.append_catalog(
-                    ["user_credentials", user, mechanism, credential]
-                ),
+                lambda: self.catalog.state.credentials,
+                lambda changes: self._admin.append_catalog(user_credentials_record(changes)),
             )
             """Users' SASL credentials (kept salted in the catalog)."""
             self.client_quotas = ClientQuotas(

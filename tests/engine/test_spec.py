@@ -264,6 +264,11 @@ def test_the_engine_reads_a_catalog_built_from_the_document(tmp_path: Path) -> N
                        mechanism="PLAIN", credential=ALICE.to_wire()),
             doc_record("user_credentials", CATALOG_RECORDS, user="alice",
                        mechanism="PLAIN", credential=None),
+            doc_record("user_credentials_many", CATALOG_RECORDS, pairs=[
+                ["bob", "SCRAM-SHA-512", ALICE.to_wire()],
+                ["carol", "SCRAM-SHA-256", ALICE.to_wire()],
+                ["carol", "SCRAM-SHA-256", None],
+            ]),
             doc_record("client_quotas", CATALOG_RECORDS, entity=[["client-id", None]],
                        configs={"producer_byte_rate": 1024.0, "request_percentage": 50.0}),
             doc_record("client_quotas", CATALOG_RECORDS, entity=[["client-id", None]],
@@ -567,15 +572,10 @@ class DocCatalog:
             for raw in named["acls"]:
                 self.acls.remove(dict(zip(ACL, raw, strict=True)))
         elif name == "user_credentials":
-            mechanisms = self.credentials.setdefault(named["user"], {})
-            mechanisms.pop(named["mechanism"], None)
-            if named["credential"] is not None:
-                salt, stored_key, server_key, iterations = named["credential"]
-                assert isinstance(salt, bytes) and isinstance(iterations, int)
-                assert len(stored_key) == len(server_key)
-                mechanisms[named["mechanism"]] = named["credential"]
-            if not mechanisms:
-                del self.credentials[named["user"]]
+            self._alter_credential(named["user"], named["mechanism"], named["credential"])
+        elif name == "user_credentials_many":
+            for user, mechanism, credential in named["pairs"]:
+                self._alter_credential(user, mechanism, credential)
         elif name == "client_quotas":
             self._alter_client_quotas(named["entity"], named["configs"])
         elif name == "client_quotas_many":
@@ -638,6 +638,17 @@ class DocCatalog:
                 for user, mechanisms in named["body"].get("credentials", {}).items()
             }
 
+    def _alter_credential(self, user: str, mechanism: str, credential: Any) -> None:
+        mechanisms = self.credentials.setdefault(user, {})
+        mechanisms.pop(mechanism, None)
+        if credential is not None:
+            salt, stored_key, server_key, iterations = credential
+            assert isinstance(salt, bytes) and isinstance(iterations, int)
+            assert len(stored_key) == len(server_key)
+            mechanisms[mechanism] = credential
+        if not mechanisms:
+            del self.credentials[user]
+
     def _alter_client_quotas(self, raw_entity: list[Any], configs: dict[str, Any]) -> None:
         pairs = [tuple(pair) for pair in raw_entity]
         assert pairs == sorted(pairs) and len({t for t, _ in pairs}) == len(pairs)
@@ -686,6 +697,7 @@ def test_what_the_engine_writes_parses_and_applies_by_the_document(tmp_path: Pat
         e.credentials.add("alice", "SCRAM-SHA-512", "pencil")
         e.credentials.add("bob", "PLAIN", "pencil")
         e.credentials.remove_user("bob")
+        e.credentials.alter_many([("dave", "SCRAM-SHA-256", ALICE), ("erin", "PLAIN", ALICE)])
         app = (("client-id", "app"), ("user", None))
         e.client_quotas.alter(app, {"producer_byte_rate": 1000.0, "consumer_byte_rate": 2000.0})
         e.client_quotas.alter(app, {"consumer_byte_rate": None})
@@ -736,7 +748,11 @@ def test_what_the_engine_writes_parses_and_applies_by_the_document(tmp_path: Pat
             }
         ]  # fmt: skip
         assert alice is not None
-        assert model.credentials == {"alice": {"SCRAM-SHA-512": alice.to_wire()}}
+        assert model.credentials == {
+            "alice": {"SCRAM-SHA-512": alice.to_wire()},
+            "dave": {"SCRAM-SHA-256": ALICE.to_wire()},
+            "erin": {"PLAIN": ALICE.to_wire()},
+        }
         assert model.client_quotas == {
             app: {"producer_byte_rate": 1000.0},
             carol: {"request_percentage": 5.0},
