@@ -69,6 +69,11 @@ _GOVERNANCE_AT = {
 their list (absent when the change touched no governance config)."""
 
 
+_CONFIGS_MANY_HOLDS = frozenset({"alter_configs", "broker_configs"})
+"""The records a ``configs_many`` record holds: one request's config
+changes, applied together."""
+
+
 @dataclass
 class CatalogState:
     topics: dict[str, TopicMeta] = field(default_factory=dict)
@@ -108,6 +113,12 @@ class CatalogState:
 
     def apply(self, record: list[Any]) -> None:
         kind = record[0]
+        if kind == "configs_many":
+            for inner in record[1]:
+                if inner[0] not in _CONFIGS_MANY_HOLDS:
+                    raise ValueError(f"a configs_many record holds {inner[0]!r}")
+                self.apply(inner)
+            return
         if kind in ("delete_topic", "delete_topics"):
             names = [record[1]] if kind == "delete_topic" else record[1]
             self._counts.deleted(self.topics[n].topic_id for n in names if n in self.topics)

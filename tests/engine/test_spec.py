@@ -249,6 +249,10 @@ def test_the_engine_reads_a_catalog_built_from_the_document(tmp_path: Path) -> N
                            before={"tidelog.provenance": "none"},
                            after={"tidelog.provenance": "stamp"}, offsets=[4],
                        )]),
+            doc_record("configs_many", CATALOG_RECORDS, records=[
+                ["alter_configs", "one", {"retention.ms": "2000"}],
+                ["broker_configs", "1", {"num.partitions": "4"}],
+            ]),
             doc_record("masking_key", CATALOG_RECORDS, name="three", key=b"3" * 32),
             doc_record("delete_topic", CATALOG_RECORDS, name="three"),
             doc_record("delete_topics", CATALOG_RECORDS, names=["four", "five"]),
@@ -309,8 +313,10 @@ def test_the_engine_reads_a_catalog_built_from_the_document(tmp_path: Path) -> N
         assert sorted(e.list_topics()) == ["one", "two"]
         assert (e.partition_count("one"), e.partition_count("two")) == (2, 2)
         assert e.topic_id("one") == TOPIC_IDS[0]
-        # cleanup.policy's override was removed, retention.ms's set
-        assert e.topic_config("one").overrides == {"retention.ms": "1000"}
+        # cleanup.policy's override was removed, retention.ms's set, then
+        # set again with a broker config in one configs_many
+        assert e.topic_config("one").overrides == {"retention.ms": "2000"}
+        assert e.broker_configs.dynamic("1") == {"num.partitions": "4"}
         (change,) = e.governance_history("two")
         assert (change.principal, change.listener, change.at_ms) == ("User:gov", "SASL_SSL", 20)
         assert e.stamped_ranges("two", 0) == [(4, None)]
@@ -318,6 +324,7 @@ def test_the_engine_reads_a_catalog_built_from_the_document(tmp_path: Path) -> N
         assert e.init_producer_id()[0] >= 2000  # never one of a reserved block
         assert e.catalog.state.internal["example"] == s[14]
         assert e.credentials.mechanisms("alice") == {"SCRAM-SHA-256": ALICE}
+        assert e.credentials.users() == ["alice", "bob"]  # carol's was set, then removed
         assert e.client_quotas.entities() == {
             (("client-id", None),): {"producer_byte_rate": 1024.0},
             (("client-id", "app"), ("user", "alice")): {"consumer_byte_rate": 2048.0},
@@ -555,6 +562,10 @@ class DocCatalog:
                 self.topics[named["name"]]["configs"].pop(key, None)
                 if value is not None:
                     self.topics[named["name"]]["configs"][key] = value
+        elif name == "configs_many":
+            for inner in named["records"]:
+                assert inner[0] in ("alter_configs", "broker_configs")
+                self.apply(inner)
         elif name == "producer_ids":
             self.producer_ids_end = named["end"]
         elif name == "internal_stream":
@@ -691,6 +702,9 @@ def test_what_the_engine_writes_parses_and_applies_by_the_document(tmp_path: Pat
         e.broker_configs.alter(
             "", {"log.retention.ms": "90000"}, incremental=True, validate_only=False
         )
+        e.alter_configs_many(
+            [("b", {"retention.ms": "5000"}, True)], [("1", {"num.partitions": "2"}, True)]
+        )
         kept = AclBinding(2, "solo", 3, "User:alice", "*", 3, 3)
         e.catalog.add_acls([kept, AclBinding(3, "app-", 4, "User:*", "*", 2, 2)])
         e.catalog.remove_acls([AclBinding(3, "app-", 4, "User:*", "*", 2, 2)])
@@ -740,7 +754,10 @@ def test_what_the_engine_writes_parses_and_applies_by_the_document(tmp_path: Pat
         assert {
             name: (len(t["streams"]), t["configs"]) for name, t in model.topics.items()
         } == expected
-        assert model.broker_configs == {"": {"log.retention.ms": "90000"}}
+        assert model.broker_configs == {
+            "": {"log.retention.ms": "90000"},
+            "1": {"num.partitions": "2"},
+        }
         assert model.acls == [
             {
                 "resource_type": 2, "resource_name": "solo", "pattern_type": 3,

@@ -31,6 +31,7 @@ from kio.index import load_request_schema
 import engine
 from engine.protocol.apis import ApiKey
 from engine.server.config import ServerConfig
+from s3stream import S3StreamError
 from tests.server.conftest import ServerProcess, quiet_librdkafka
 from tests.server.in_process import InProcessServer, ServedNode
 from tests.server.wire import Wire, build
@@ -353,3 +354,53 @@ def test_an_unknown_operation_is_an_invalid_request(node: ServedNode, kind: int)
     )
     assert node.engine.topic_config("orders").get("retention.ms") != "7"
     assert node.engine.broker_configs.num_partitions == 1
+
+
+def test_a_request_altering_several_resources_is_written_all_or_nothing(
+    node: ServedNode, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Kafka's controller commits one IncrementalAlterConfigs' records as
+    one atomic batch: a store failure while they are written leaves none of
+    the topics' and broker's changes in force (each answered with it), and a
+    resource refused on its own stays refused."""
+    node.engine.create_topic("first", 1)
+    node.engine.create_topic("second", 1)
+    catalog = node.engine.catalog
+    written = catalog.append
+    failures = iter([S3StreamError("the object store is down")])
+
+    def append_failing_once(record: list[Any]) -> None:
+        failure = next(failures, None)
+        if failure is not None:
+            raise failure
+        written(record)
+
+    monkeypatch.setattr(catalog, "append", append_failing_once)
+    request = build(
+        load_request_schema(ApiKey.INCREMENTAL_ALTER_CONFIGS, 1),
+        resources=[
+            {
+                "resource_type": kind,
+                "resource_name": name,
+                "configs": [{"name": key, "config_operation": SET, "value": value}],
+            }
+            for kind, name, key, value in [
+                (TOPIC, "first", "retention.ms", "1000"),
+                (TOPIC, "missing", "retention.ms", "1000"),
+                (BROKER, "1", "num.partitions", "3"),
+                (TOPIC, "second", "retention.ms", "2000"),
+            ]
+        ],
+    )
+    storage = KafkaError.KAFKA_STORAGE_ERROR
+    with Wire(node.server.bootstrap) as wire:
+        failed = [r.error_code for r in wire.request(request).responses]
+        assert failed == [storage, KafkaError.UNKNOWN_TOPIC_OR_PART, storage, storage]
+        assert node.engine.topic_config("first").overrides == {}
+        assert node.engine.topic_config("second").overrides == {}
+        assert node.engine.broker_configs.num_partitions == 1
+        again = [r.error_code for r in wire.request(request).responses]
+    assert again == [0, KafkaError.UNKNOWN_TOPIC_OR_PART, 0, 0]
+    assert node.engine.topic_config("first").overrides == {"retention.ms": "1000"}
+    assert node.engine.topic_config("second").overrides == {"retention.ms": "2000"}
+    assert node.engine.broker_configs.num_partitions == 3
