@@ -31,7 +31,7 @@ from kio.index import load_request_schema
 import engine
 from engine.protocol.apis import ApiKey
 from engine.server.config import ServerConfig
-from s3stream import S3StreamError
+from tests.server.catalog_faults import fail_next_catalog_write
 from tests.server.conftest import ServerProcess, quiet_librdkafka
 from tests.server.in_process import InProcessServer, ServedNode
 from tests.server.wire import Wire, build
@@ -366,16 +366,7 @@ def test_a_request_altering_several_resources_is_written_all_or_nothing(
     node.engine.create_topic("first", 1)
     node.engine.create_topic("second", 1)
     catalog = node.engine.catalog
-    written = catalog.append
-    failures = iter([S3StreamError("the object store is down")])
-
-    def append_failing_once(record: list[Any]) -> None:
-        failure = next(failures, None)
-        if failure is not None:
-            raise failure
-        written(record)
-
-    monkeypatch.setattr(catalog, "append", append_failing_once)
+    fail_next_catalog_write(monkeypatch, catalog)
     request = build(
         load_request_schema(ApiKey.INCREMENTAL_ALTER_CONFIGS, 1),
         resources=[

@@ -22,7 +22,7 @@ from engine.server.config import ServerConfig
 from engine.server.handlers.common import MAX_RECORDS_PER_REQUEST
 from engine.server.quotas import WINDOW_SAMPLES
 from native import RecordSpec
-from s3stream import S3StreamError
+from tests.server.catalog_faults import fail_next_catalog_write
 from tests.server.conftest import ServerProcess, quiet_librdkafka
 from tests.server.in_process import InProcessServer
 from tests.server.wire import CLIENT_ID, Wire, build, fetch_from_start
@@ -207,16 +207,7 @@ def test_a_request_altering_several_entities_is_written_all_or_nothing(
         server = InProcessServer(opened)
         try:
             catalog = opened.catalog
-            written = catalog.append
-            failures = iter([S3StreamError("the object store is down")])
-
-            def append_failing_once(record: list[Any]) -> None:
-                failure = next(failures, None)
-                if failure is not None:
-                    raise failure
-                written(record)
-
-            monkeypatch.setattr(catalog, "append", append_failing_once)
+            fail_next_catalog_write(monkeypatch, catalog)
             storage = KafkaCode.KAFKA_STORAGE_ERROR
             with Wire(server.bootstrap) as wire:
                 failed = [code for code, _ in alter(wire, entries)]

@@ -14,7 +14,7 @@ import pytest
 
 from engine.protocol.apis import ApiKey, request_schema
 from engine.protocol.kafka_code import KafkaCode
-from s3stream import S3StreamError
+from tests.server.catalog_faults import fail_next_catalog_write
 from tests.server.in_process import InProcessServer, served
 from tests.server.wire import Wire, build
 
@@ -100,16 +100,7 @@ def test_a_request_altering_several_users_is_written_all_or_nothing(
     refuses is refused on its own."""
     opened = server.server.engine
     catalog = opened.catalog
-    written = catalog.append
-    failures = iter([S3StreamError("the object store is down")])
-
-    def append_failing_once(record: list[Any]) -> None:
-        failure = next(failures, None)
-        if failure is not None:
-            raise failure
-        written(record)
-
-    monkeypatch.setattr(catalog, "append", append_failing_once)
+    fail_next_catalog_write(monkeypatch, catalog)
     upsertions = [_upsert("first"), _upsert("bad", iterations=1), _upsert("second", SHA_512)]
     storage = KafkaCode.KAFKA_STORAGE_ERROR
     with Wire(server.bootstrap) as wire:
