@@ -88,12 +88,14 @@ class AclFilter(NamedTuple):
     permission: int
 
     def invalid(self) -> str | None:
-        """Why Kafka refuses this filter (INVALID_REQUEST), or None."""
-        if self.resource_type <= 0:
+        """Why Kafka refuses this filter (INVALID_REQUEST), or None: a code
+        its ``fromCode`` reads as UNKNOWN, past the table's end as well as 0
+        (AclControlManager.validateFilter)."""
+        if not ANY_RESOURCE_TYPE <= self.resource_type <= USER:
             return f"unknown resource type {self.resource_type}"
         if self.pattern_type <= 0 or self.pattern_type > PatternType.PREFIXED:
             return f"unknown pattern type {self.pattern_type}"
-        if self.operation <= 0:
+        if not ANY_OPERATION <= self.operation <= DESCRIBE_TOKENS:
             return f"unknown operation {self.operation}"
         if self.permission <= 0 or self.permission > AclPermission.ALLOW:
             return f"unknown permission type {self.permission}"

@@ -20,7 +20,7 @@ from a value (every topic's effective configs) subscribe to its changes.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -146,7 +146,11 @@ class Synonym(NamedTuple):
     source: ConfigSource
 
 
-Persist = Callable[[str, dict[str, str | None]], None]
+Persist = Callable[[list[tuple[str, dict[str, str | None]]]], None]
+"""Makes resources' changes durable, as one catalog record."""
+BrokerAlteration = tuple[str, Mapping[str, str | None], bool]
+"""A resource, its configs to set (None: to remove), and whether
+incrementally (else the given configs replace every dynamic one)."""
 """Makes a change of one resource's dynamic configs durable (the catalog)."""
 
 
@@ -310,23 +314,40 @@ class BrokerConfigs:
         """Sets (None: removes) dynamic configs of a resource; not
         incremental, the given configs replace every dynamic one it had
         (AlterConfigs). Durable before it takes effect."""
-        self.check_scope(scope)
-        checked = self._checked(changes)
+        if validate_only:
+            self.check_scope(scope)
+            self._checked(changes)
+            return
+        self.alter_many([(scope, changes, incremental)])
+
+    def alter_many(
+        self,
+        alterations: Sequence[BrokerAlteration],
+        persist: Persist | None = None,
+    ) -> None:
+        """Alters several resources at once, made durable together by
+        ``persist`` (by default the one given at construction), which may
+        write them with other changes in the same record; raises before
+        anything is written for a change Kafka refuses."""
+        for scope, _, _ in alterations:
+            self.check_scope(scope)
         with self._lock:
-            current = self._dynamic.get(scope, {})
-            if not incremental:
-                checked = {**dict.fromkeys(current), **checked}
-            if validate_only:
-                return
-            self._persist(scope, checked)
-            updated = dict(current)
-            for name, value in checked.items():
-                if value is None:
-                    updated.pop(name, None)
-                else:
-                    updated[name] = value
             dynamic = dict(self._dynamic)
-            dynamic[scope] = updated
+            checked_all: list[tuple[str, dict[str, str | None]]] = []
+            for scope, changes, incremental in alterations:
+                checked = self._checked(changes)
+                current = dynamic.get(scope, {})
+                if not incremental:
+                    checked = {**dict.fromkeys(current), **checked}
+                checked_all.append((scope, checked))
+                updated = dict(current)
+                for name, value in checked.items():
+                    if value is None:
+                        updated.pop(name, None)
+                    else:
+                        updated[name] = value
+                dynamic[scope] = updated
+            (persist or self._persist)(checked_all)
             self._dynamic = dynamic
             self._in_force = self._values_in_force()
         self._notify()

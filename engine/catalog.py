@@ -69,6 +69,11 @@ _GOVERNANCE_AT = {
 their list (absent when the change touched no governance config)."""
 
 
+_CONFIGS_MANY_HOLDS = frozenset({"alter_configs", "broker_configs"})
+"""The records a ``configs_many`` record holds: one request's config
+changes, applied together."""
+
+
 @dataclass
 class CatalogState:
     topics: dict[str, TopicMeta] = field(default_factory=dict)
@@ -108,6 +113,12 @@ class CatalogState:
 
     def apply(self, record: list[Any]) -> None:
         kind = record[0]
+        if kind == "configs_many":
+            for inner in record[1]:
+                if inner[0] not in _CONFIGS_MANY_HOLDS:
+                    raise ValueError(f"a configs_many record holds {inner[0]!r}")
+                self.apply(inner)
+            return
         if kind in ("delete_topic", "delete_topics"):
             names = [record[1]] if kind == "delete_topic" else record[1]
             self._counts.deleted(self.topics[n].topic_id for n in names if n in self.topics)
@@ -199,14 +210,9 @@ class CatalogState:
             self.acls = {acl: None for acl in self.acls if acl not in gone}
             self.acls_version += 1
         elif kind == "user_credentials":
-            user, mechanism, credential = record[1], record[2], record[3]
-            mechanisms = self.credentials.setdefault(user, {})
-            if credential is None:
-                mechanisms.pop(mechanism, None)
-            else:
-                mechanisms[mechanism] = list(credential)
-            if not mechanisms:
-                del self.credentials[user]
+            self._alter_credentials([record[1:4]])
+        elif kind == "user_credentials_many":
+            self._alter_credentials(record[1])
         elif kind == "client_quotas":
             self._alter_client_quotas([(record[1], record[2])])
         elif kind == "client_quotas_many":
@@ -239,6 +245,24 @@ class CatalogState:
             self.producer_ids_end = max(self.producer_ids_end, record[1])
         else:
             raise ValueError(f"unknown catalog record {kind!r}")
+
+    def _alter_credentials(self, changes: list[Any]) -> None:
+        """Applies ``[user, mechanism, credential or nil]`` changes to a new
+        dict, never one changed in place: SASL handshakes read it on the
+        event loop while the admin thread writes, and see a request's
+        changes all or none."""
+        replaced = dict(self.credentials)
+        for user, mechanism, credential in changes:
+            mechanisms = dict(replaced.get(user, {}))
+            if credential is None:
+                mechanisms.pop(mechanism, None)
+            else:
+                mechanisms[mechanism] = list(credential)
+            if mechanisms:
+                replaced[user] = mechanisms
+            else:
+                replaced.pop(user, None)
+        self.credentials = replaced
 
     def _alter_client_quotas(self, alterations: list[Any]) -> None:
         """Applies ``[entity, {key: value or nil}]`` pairs to a new dict,

@@ -17,7 +17,7 @@ import hashlib
 import hmac
 import os
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -127,57 +127,84 @@ def password_matches(credential: ScramCredential, mechanism: str, password: byte
     return hmac.compare_digest(derived.stored_key, credential.stored_key)
 
 
+CredentialChange = tuple[str, str, list[Any] | None]
+"""A user, a mechanism, and the credential to set there (its catalog form)
+or None to delete it."""
+
+
+def user_credentials_record(changes: Sequence[CredentialChange]) -> list[Any]:
+    """The catalog record of one request's credential changes
+    (docs/engine-format.md): ``user_credentials`` for one,
+    ``user_credentials_many`` for more."""
+    if len(changes) == 1:
+        [(user, mechanism, credential)] = changes
+        return ["user_credentials", user, mechanism, credential]
+    return ["user_credentials_many", [list(change) for change in changes]]
+
+
 class Credentials:
     """Every user's credentials, by user then mechanism; each change is
-    made durable through ``record`` (a catalog append) before it shows."""
+    made durable through ``write`` (one catalog append for all the changes
+    of a call) before it shows."""
 
     def __init__(
         self,
-        users: dict[str, dict[str, list[Any]]],
-        record: Callable[[str, str, list[Any] | None], None],
+        users: Callable[[], Mapping[str, Mapping[str, list[Any]]]],
+        write: Callable[[list[CredentialChange]], None],
     ) -> None:
         self._users = users
-        """The catalog's own map (applied by the catalog as records are appended)."""
-        self._record = record
+        """The catalog's map, replaced whole by each record applied: a
+        reader sees all of one record's changes or none."""
+        self._write = write
         self._lock = threading.Lock()
 
     def get(self, user: str, mechanism: str) -> ScramCredential | None:
-        raw = self._users.get(user, {}).get(mechanism)
+        raw = self._users().get(user, {}).get(mechanism)
         return None if raw is None else ScramCredential.from_wire(raw)
 
     def mechanisms(self, user: str) -> dict[str, ScramCredential]:
-        return {m: ScramCredential.from_wire(r) for m, r in self._users.get(user, {}).items()}
+        return {m: ScramCredential.from_wire(r) for m, r in self._users().get(user, {}).items()}
 
     def users(self) -> list[str]:
-        return sorted(self._users)
+        return sorted(self._users())
 
     def count(self) -> int:
         """How many users have credentials."""
-        return len(self._users)
+        return len(self._users())
 
     def set(self, user: str, mechanism: str, credential: ScramCredential) -> None:
-        hash_of(mechanism)
-        check_iterations(credential.iterations)
-        if not user:
-            raise UnacceptableCredential("a user name may not be empty")
-        with self._lock:
-            self._record(user, mechanism, credential.to_wire())
+        self.alter_many([(user, mechanism, credential)])
 
     def add(self, user: str, mechanism: str, password: str) -> None:
         """Sets ``user``'s password for ``mechanism`` (kept salted, never clear)."""
         self.set(user, mechanism, new_credential(mechanism, password))
 
     def delete(self, user: str, mechanism: str) -> None:
+        self.alter_many([(user, mechanism, None)])
+
+    def alter_many(self, changes: Sequence[tuple[str, str, ScramCredential | None]]) -> None:
+        """Sets (a credential) or deletes (None) credentials, of one user or
+        several, as one catalog record, as Kafka's controller commits one
+        AlterUserScramCredentials' records in one atomic batch: after a
+        crash, and to any reader meanwhile, all of them are in force or
+        none is. Raises (before anything is written) for a change Kafka
+        refuses or a deletion of a credential that does not exist."""
+        for user, mechanism, credential in changes:
+            hash_of(mechanism)
+            if credential is not None:
+                check_iterations(credential.iterations)
+            if not user:
+                raise UnacceptableCredential("a user name may not be empty")
         with self._lock:
-            if mechanism not in self._users.get(user, {}):
-                raise UserNotFound(user, mechanism)
-            self._record(user, mechanism, None)
+            for user, mechanism, credential in changes:
+                if credential is None and mechanism not in self._users().get(user, {}):
+                    raise UserNotFound(user, mechanism)
+            if changes:
+                self._write([(u, m, None if c is None else c.to_wire()) for u, m, c in changes])
 
     def remove_user(self, user: str) -> None:
-        """Deletes every credential of ``user``."""
-        with self._lock:
-            found = list(self._users.get(user, {}))
-            if not found:
-                raise UserNotFound(user)
-            for mechanism in found:
-                self._record(user, mechanism, None)
+        """Deletes every credential of ``user``, as one catalog record."""
+        found = list(self._users().get(user, {}))
+        if not found:
+            raise UserNotFound(user)
+        self.alter_many([(user, mechanism, None) for mechanism in found])

@@ -32,11 +32,11 @@ from engine import clock, exit_close, offset_lookup
 from engine.acks import Acks
 from engine.acl_authorizer import engine_authorizer
 from engine.authorization import AuthorizationConfig
-from engine.broker_config import BrokerConfigs, engine_static
+from engine.broker_config import BrokerAlteration, BrokerConfigs, engine_static
 from engine.catalog import Catalog
 from engine.clock import SYSTEM, Clock
 from engine.config import TopicConfig, normalize_all
-from engine.credentials import Credentials
+from engine.credentials import Credentials, user_credentials_record
 from engine.data_waiters import DataWaiters
 from engine.errors import EngineClosed, EngineError, InvalidTopic, UnknownTopic
 from engine.governance_gate import OWNER, Actor, may_govern
@@ -65,7 +65,7 @@ from engine.state_log import StateLog
 from engine.store_errors import damage_at, store_errors, unanswered_reads
 from engine.tables.service import TableService, TableStatus
 from engine.tables.settings import TablesConfig
-from engine.topic_admin import TopicAdmin
+from engine.topic_admin import TopicAdmin, many_configs_record
 from engine.topics import Topic, TopicRegistry
 from engine.transactions.config import TransactionConfig
 from engine.transactions.coordinator import TransactionCoordinator
@@ -176,17 +176,15 @@ class Engine:
             self.broker_configs = BrokerConfigs(
                 engine_static(config.auto_create_topics, config.default_partitions),
                 self.catalog.state.broker_configs,
-                lambda scope, changes: self._admin.append_catalog(
-                    ["broker_configs", scope, changes]
+                lambda changes: self._admin.append_catalog(
+                    many_configs_record([["broker_configs", *change] for change in changes])
                 ),
                 static_topic_defaults=static_topic_defaults,
             )
             """The broker configs in force, the dynamic ones included."""
             self.credentials = Credentials(
-                self.catalog.state.credentials,
-                lambda user, mechanism, credential: self._admin.append_catalog(
-                    ["user_credentials", user, mechanism, credential]
-                ),
+                lambda: self.catalog.state.credentials,
+                lambda changes: self._admin.append_catalog(user_credentials_record(changes)),
             )
             """Users' SASL credentials (kept salted in the catalog)."""
             self.client_quotas = ClientQuotas(
@@ -424,6 +422,30 @@ class Engine:
         self._admin.alter_configs(
             name, configs, incremental, validate_only, actor=self.actor(principal)
         )
+        self._tables.notice()
+
+    def alter_configs_many(
+        self,
+        topics: Sequence[tuple[str, Mapping[str, object | None], bool]],
+        brokers: Sequence[BrokerAlteration] = (),
+        *,
+        principal: str | Actor | None = None,
+    ) -> None:
+        """Alters several topics' overrides and broker resources' dynamic
+        configs (each with whether incrementally) as one catalog record, as
+        Kafka's controller commits one AlterConfigs' records in one atomic
+        batch: after a crash, and to the authorizer, all of them are in
+        force or none is. Raises, writing nothing, if any is refused."""
+        actor = self.actor(principal)
+        if brokers:
+            self.broker_configs.alter_many(
+                brokers,
+                lambda changes: self._admin.alter_configs_many(
+                    topics, actor, [["broker_configs", *change] for change in changes]
+                ),
+            )
+        else:
+            self._admin.alter_configs_many(topics, actor)
         self._tables.notice()
 
     def commit_tables(self, topic: str | None = None) -> dict[str, int]:

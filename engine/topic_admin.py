@@ -15,7 +15,7 @@ import threading
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
-from typing import Any
+from typing import Any, NamedTuple
 
 from engine.catalog import Catalog, TopicMeta
 from engine.clock import Clock
@@ -302,39 +302,79 @@ class TopicAdmin:
         A change of a governance config needs an ``actor`` that may govern
         (GovernanceChangeRefused, also when only validating), and goes into
         the governance history in the same catalog record."""
+        with self.lock:
+            prepared = self._prepare_alteration(name, configs, incremental, actor)
+            if not validate_only:
+                self.alter_configs_many([prepared], actor)
+
+    def alter_configs_many(
+        self,
+        alterations: Sequence[TopicAlteration],
+        actor: Actor = OWNER,
+        broker_records: Sequence[list[Any]] = (),
+    ) -> None:
+        """Alters several topics' overrides, checked first (raising before
+        anything is written), as one catalog record with ``broker_records``
+        (the same request's broker configs): Kafka's controller commits one
+        request's config records in one atomic batch."""
+        with self.lock:
+            prepared = [
+                alteration
+                if isinstance(alteration, PreparedAlteration)
+                else self._prepare_alteration(*alteration, actor)
+                for alteration in alterations
+            ]
+            for alteration in prepared:
+                self.ensure_masking_key(alteration.topic.meta.name, alteration.changes)
+            # Appends to a topic whose governance changes wait while the
+            # change is recorded, so the offsets it records are exactly where
+            # the new configs begin: a stamp range
+            # (governance_log.stamped_ranges) never takes in an unstamped record.
+            with ExitStack() as appends_held:
+                records: list[list[Any]] = []
+                changes: list[GovernanceChange] = []
+                for alteration in prepared:
+                    topic, name = alteration.topic, alteration.topic.meta.name
+                    if alteration.governed is None:
+                        records.append(["alter_configs", name, alteration.changes])
+                        continue
+                    for partition in topic.partitions:
+                        appends_held.enter_context(partition.lock)
+                    before, after = alteration.governed
+                    change = self._change(ALTERED, topic, actor, before, after)
+                    changes.append(change)
+                    records.append(["alter_configs", name, alteration.changes, [change.to_wire()]])
+                records += broker_records
+                if records:
+                    self.append_catalog(many_configs_record(records))
+                for alteration in prepared:
+                    self._configure(alteration.topic)
+            for change in changes:
+                log.info("governance of topic %s changed: %s", change.topic, change.describe())
+
+    def _prepare_alteration(
+        self, name: str, configs: Mapping[str, object | None], incremental: bool, actor: Actor
+    ) -> PreparedAlteration:
+        """A topic's alteration, checked: what to record, and the governance
+        configs' effective values before and after when it changes them."""
         changes: dict[str, str | None] = {
             key: None if value is None else normalize(key, value) for key, value in configs.items()
         }
-        with self.lock:
-            self.check_open()
-            topic = self.registry.topic(name)
-            if not incremental:
-                for key in topic.meta.configs:
-                    changes.setdefault(key, None)
-            after = {**topic.meta.configs, **changes}
-            config = self.registry.topic_config({k: v for k, v in after.items() if v is not None})
-            check_combination(config)
-            governed = changed(effective(topic.config), effective(config))
-            check(actor, name, governed, "change")
-            if validate_only:
-                return
-            self.ensure_masking_key(name, changes)
-            if not governed:
-                self.append_catalog(["alter_configs", name, changes])
-                self._configure(topic)
-                return
-            # Appends wait while the change is recorded, so the offsets it
-            # records are exactly where the new configs begin: a stamp range
-            # (governance_log.stamped_ranges) never takes in an unstamped record.
-            with ExitStack() as appends_held:
-                for partition in topic.partitions:
-                    appends_held.enter_context(partition.lock)
-                change = self._change(
-                    ALTERED, topic, actor, effective(topic.config), effective(config)
-                )
-                self.append_catalog(["alter_configs", name, changes, [change.to_wire()]])
-                self._configure(topic)
-            log.info("governance of topic %s changed: %s", name, change.describe())
+        self.check_open()
+        topic = self.registry.topic(name)
+        if not incremental:
+            for key in topic.meta.configs:
+                changes.setdefault(key, None)
+        after = {**topic.meta.configs, **changes}
+        config = self.registry.topic_config({k: v for k, v in after.items() if v is not None})
+        check_combination(config)
+        governed = changed(effective(topic.config), effective(config))
+        check(actor, name, governed, "change")
+        return PreparedAlteration(
+            topic,
+            changes,
+            (effective(topic.config), effective(config)) if governed else None,
+        )
 
     def record_changes_at_open(self) -> None:
         """Records, as the engine opens, each topic whose governance the
@@ -436,6 +476,28 @@ class TopicAdmin:
     def append_catalog(self, record: list[Any]) -> None:
         with store_errors():
             self.catalog.append(record)
+
+
+class PreparedAlteration(NamedTuple):
+    """A topic's config alteration, checked and ready to record."""
+
+    topic: Topic
+    changes: dict[str, str | None]
+    governed: tuple[dict[str, str], dict[str, str]] | None
+    """The governance configs' effective values before and after, when
+    the alteration changes them."""
+
+
+TopicAlteration = tuple[str, Mapping[str, object | None], bool] | PreparedAlteration
+"""A topic, its configs to set (None: to remove), and whether incrementally;
+or one already prepared."""
+
+
+def many_configs_record(records: Sequence[list[Any]]) -> list[Any]:
+    """One request's ``alter_configs`` and ``broker_configs`` records as one
+    catalog record (docs/engine-format.md): the record itself for one,
+    ``configs_many`` for more."""
+    return list(records[0]) if len(records) == 1 else ["configs_many", list(records)]
 
 
 def _check_no_collision_among(name: str, unified_taken: Mapping[str, str]) -> None:

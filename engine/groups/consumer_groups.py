@@ -90,6 +90,9 @@ class ConsumerGroups:
     def __iter__(self) -> Iterator[ConsumerGroup]:
         return iter(list(self._groups.values()))
 
+    def __len__(self) -> int:
+        return len(self._groups)
+
     def create(self, group_id: str) -> ConsumerGroup:
         settings = self._configs.settings(group_id)
         group = self._groups[group_id] = ConsumerGroup(group_id, self, settings)

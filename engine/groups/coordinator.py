@@ -495,6 +495,11 @@ class GroupCoordinator:
                     described.append(group.describe())
             return described
 
+    def count(self) -> int:
+        """How many groups there are, of both types (read without the
+        lock: a size, to choose where to list them)."""
+        return len(self._classic_groups) + len(self._consumer_groups)
+
     def list_groups(
         self, states: Sequence[str] | None = None, types: Sequence[str] | None = None
     ) -> list[GroupListing]:
@@ -508,12 +513,14 @@ class GroupCoordinator:
                 GroupListing(group.group_id, group.protocol_type or "", group.state.value, CLASSIC)
                 for group in self._classic_groups
             ] + [listing(group) for group in self._consumer_groups]
-            return [
-                listing
-                for listing in sorted(listed, key=lambda g: g.group_id)
-                if (wanted_states is None or listing.state.lower() in wanted_states)
-                and (wanted_types is None or listing.group_type in wanted_types)
-            ]
+        # Filtered and sorted after the lock: the listings are values, and
+        # every other group request waits for the lock.
+        return [
+            listing
+            for listing in sorted(listed, key=lambda g: g.group_id)
+            if (wanted_states is None or listing.state.lower() in wanted_states)
+            and (wanted_types is None or listing.group_type in wanted_types)
+        ]
 
     def delete_groups(self, group_ids: Sequence[str]) -> Future[dict[str, int]]:
         """DeleteGroups: an error code per group once the deletions are

@@ -38,7 +38,7 @@ def configs() -> tuple[BrokerConfigs, list[tuple[str, dict[str, str | None]]]]:
     brokers = BrokerConfigs(
         {"num.partitions": "2"},
         {},
-        lambda scope, changes: written.append((scope, changes)),
+        written.extend,
     )
     return brokers, written
 

@@ -249,6 +249,10 @@ def test_the_engine_reads_a_catalog_built_from_the_document(tmp_path: Path) -> N
                            before={"tidelog.provenance": "none"},
                            after={"tidelog.provenance": "stamp"}, offsets=[4],
                        )]),
+            doc_record("configs_many", CATALOG_RECORDS, records=[
+                ["alter_configs", "one", {"retention.ms": "2000"}],
+                ["broker_configs", "1", {"num.partitions": "4"}],
+            ]),
             doc_record("masking_key", CATALOG_RECORDS, name="three", key=b"3" * 32),
             doc_record("delete_topic", CATALOG_RECORDS, name="three"),
             doc_record("delete_topics", CATALOG_RECORDS, names=["four", "five"]),
@@ -264,6 +268,11 @@ def test_the_engine_reads_a_catalog_built_from_the_document(tmp_path: Path) -> N
                        mechanism="PLAIN", credential=ALICE.to_wire()),
             doc_record("user_credentials", CATALOG_RECORDS, user="alice",
                        mechanism="PLAIN", credential=None),
+            doc_record("user_credentials_many", CATALOG_RECORDS, pairs=[
+                ["bob", "SCRAM-SHA-512", ALICE.to_wire()],
+                ["carol", "SCRAM-SHA-256", ALICE.to_wire()],
+                ["carol", "SCRAM-SHA-256", None],
+            ]),
             doc_record("client_quotas", CATALOG_RECORDS, entity=[["client-id", None]],
                        configs={"producer_byte_rate": 1024.0, "request_percentage": 50.0}),
             doc_record("client_quotas", CATALOG_RECORDS, entity=[["client-id", None]],
@@ -304,8 +313,10 @@ def test_the_engine_reads_a_catalog_built_from_the_document(tmp_path: Path) -> N
         assert sorted(e.list_topics()) == ["one", "two"]
         assert (e.partition_count("one"), e.partition_count("two")) == (2, 2)
         assert e.topic_id("one") == TOPIC_IDS[0]
-        # cleanup.policy's override was removed, retention.ms's set
-        assert e.topic_config("one").overrides == {"retention.ms": "1000"}
+        # cleanup.policy's override was removed, retention.ms's set, then
+        # set again with a broker config in one configs_many
+        assert e.topic_config("one").overrides == {"retention.ms": "2000"}
+        assert e.broker_configs.dynamic("1") == {"num.partitions": "4"}
         (change,) = e.governance_history("two")
         assert (change.principal, change.listener, change.at_ms) == ("User:gov", "SASL_SSL", 20)
         assert e.stamped_ranges("two", 0) == [(4, None)]
@@ -313,6 +324,7 @@ def test_the_engine_reads_a_catalog_built_from_the_document(tmp_path: Path) -> N
         assert e.init_producer_id()[0] >= 2000  # never one of a reserved block
         assert e.catalog.state.internal["example"] == s[14]
         assert e.credentials.mechanisms("alice") == {"SCRAM-SHA-256": ALICE}
+        assert e.credentials.users() == ["alice", "bob"]  # carol's was set, then removed
         assert e.client_quotas.entities() == {
             (("client-id", None),): {"producer_byte_rate": 1024.0},
             (("client-id", "app"), ("user", "alice")): {"consumer_byte_rate": 2048.0},
@@ -550,6 +562,10 @@ class DocCatalog:
                 self.topics[named["name"]]["configs"].pop(key, None)
                 if value is not None:
                     self.topics[named["name"]]["configs"][key] = value
+        elif name == "configs_many":
+            for inner in named["records"]:
+                assert inner[0] in ("alter_configs", "broker_configs")
+                self.apply(inner)
         elif name == "producer_ids":
             self.producer_ids_end = named["end"]
         elif name == "internal_stream":
@@ -567,15 +583,10 @@ class DocCatalog:
             for raw in named["acls"]:
                 self.acls.remove(dict(zip(ACL, raw, strict=True)))
         elif name == "user_credentials":
-            mechanisms = self.credentials.setdefault(named["user"], {})
-            mechanisms.pop(named["mechanism"], None)
-            if named["credential"] is not None:
-                salt, stored_key, server_key, iterations = named["credential"]
-                assert isinstance(salt, bytes) and isinstance(iterations, int)
-                assert len(stored_key) == len(server_key)
-                mechanisms[named["mechanism"]] = named["credential"]
-            if not mechanisms:
-                del self.credentials[named["user"]]
+            self._alter_credential(named["user"], named["mechanism"], named["credential"])
+        elif name == "user_credentials_many":
+            for user, mechanism, credential in named["pairs"]:
+                self._alter_credential(user, mechanism, credential)
         elif name == "client_quotas":
             self._alter_client_quotas(named["entity"], named["configs"])
         elif name == "client_quotas_many":
@@ -638,6 +649,17 @@ class DocCatalog:
                 for user, mechanisms in named["body"].get("credentials", {}).items()
             }
 
+    def _alter_credential(self, user: str, mechanism: str, credential: Any) -> None:
+        mechanisms = self.credentials.setdefault(user, {})
+        mechanisms.pop(mechanism, None)
+        if credential is not None:
+            salt, stored_key, server_key, iterations = credential
+            assert isinstance(salt, bytes) and isinstance(iterations, int)
+            assert len(stored_key) == len(server_key)
+            mechanisms[mechanism] = credential
+        if not mechanisms:
+            del self.credentials[user]
+
     def _alter_client_quotas(self, raw_entity: list[Any], configs: dict[str, Any]) -> None:
         pairs = [tuple(pair) for pair in raw_entity]
         assert pairs == sorted(pairs) and len({t for t, _ in pairs}) == len(pairs)
@@ -680,12 +702,16 @@ def test_what_the_engine_writes_parses_and_applies_by_the_document(tmp_path: Pat
         e.broker_configs.alter(
             "", {"log.retention.ms": "90000"}, incremental=True, validate_only=False
         )
+        e.alter_configs_many(
+            [("b", {"retention.ms": "5000"}, True)], [("1", {"num.partitions": "2"}, True)]
+        )
         kept = AclBinding(2, "solo", 3, "User:alice", "*", 3, 3)
         e.catalog.add_acls([kept, AclBinding(3, "app-", 4, "User:*", "*", 2, 2)])
         e.catalog.remove_acls([AclBinding(3, "app-", 4, "User:*", "*", 2, 2)])
         e.credentials.add("alice", "SCRAM-SHA-512", "pencil")
         e.credentials.add("bob", "PLAIN", "pencil")
         e.credentials.remove_user("bob")
+        e.credentials.alter_many([("dave", "SCRAM-SHA-256", ALICE), ("erin", "PLAIN", ALICE)])
         app = (("client-id", "app"), ("user", None))
         e.client_quotas.alter(app, {"producer_byte_rate": 1000.0, "consumer_byte_rate": 2000.0})
         e.client_quotas.alter(app, {"consumer_byte_rate": None})
@@ -728,7 +754,10 @@ def test_what_the_engine_writes_parses_and_applies_by_the_document(tmp_path: Pat
         assert {
             name: (len(t["streams"]), t["configs"]) for name, t in model.topics.items()
         } == expected
-        assert model.broker_configs == {"": {"log.retention.ms": "90000"}}
+        assert model.broker_configs == {
+            "": {"log.retention.ms": "90000"},
+            "1": {"num.partitions": "2"},
+        }
         assert model.acls == [
             {
                 "resource_type": 2, "resource_name": "solo", "pattern_type": 3,
@@ -736,7 +765,11 @@ def test_what_the_engine_writes_parses_and_applies_by_the_document(tmp_path: Pat
             }
         ]  # fmt: skip
         assert alice is not None
-        assert model.credentials == {"alice": {"SCRAM-SHA-512": alice.to_wire()}}
+        assert model.credentials == {
+            "alice": {"SCRAM-SHA-512": alice.to_wire()},
+            "dave": {"SCRAM-SHA-256": ALICE.to_wire()},
+            "erin": {"PLAIN": ALICE.to_wire()},
+        }
         assert model.client_quotas == {
             app: {"producer_byte_rate": 1000.0},
             carol: {"request_percentage": 5.0},

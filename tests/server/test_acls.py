@@ -660,3 +660,55 @@ def test_an_acks0_produce_refused_closes_its_connection_after_the_answers_before
     # The accepted acks=0 record lands when its WAL group is synced, which
     # nothing here waits for (no answer): a loaded machine may not be there yet.
     wait_until(lambda: cluster.engine.offsets("open", 0) == (0, 1), "the acks=0 record landed")
+
+
+def _filter_with(**codes: int) -> dict[str, Any]:
+    """A DeleteAcls filter matching every binding but for ``codes``."""
+    return {
+        "resource_type_filter": 1,  # ANY
+        "resource_name_filter": None,
+        "pattern_type_filter": 1,  # ANY
+        "principal_filter": None,
+        "host_filter": None,
+        "operation": 1,  # ANY
+        "permission_type": 1,  # ANY
+        **codes,
+    }
+
+
+_PAST_THE_TABLES = [
+    {"resource_type_filter": 8},
+    {"pattern_type_filter": 5},
+    {"operation": 15},
+    {"permission_type": 4},
+]
+"""One code past the end of each of Kafka's tables (ResourceType,
+PatternType, AclOperation, AclPermissionType): fromCode reads it UNKNOWN."""
+
+
+@pytest.mark.parametrize("codes", _PAST_THE_TABLES, ids=lambda c: next(iter(c)))
+def test_filters_with_codes_past_kafkas_tables_are_invalid_requests(
+    cluster: Cluster, codes: dict[str, int]
+) -> None:
+    """Kafka's AclControlManager.validateFilter refuses a DeleteAcls filter
+    with an UNKNOWN code INVALID_REQUEST (the request's other filters are
+    carried out); tidelog answers a DescribeAcls so filtered the same."""
+    with Wire(cluster.bootstrap(ADMIN), timeout=TIMEOUT) as wire:
+        wire.request(_creations(range(1), "kept-"))
+        described = wire.request(
+            build(
+                request_schema(ApiKey.DESCRIBE_ACLS, 3),
+                **_filter_with(**codes),
+            )
+        )
+        deleted = wire.request(
+            build(
+                request_schema(ApiKey.DELETE_ACLS, 3),
+                filters=[_filter_with(**codes), _filter_with(principal_filter="User:nobody")],
+            )
+        )
+    assert described.error_code == KafkaCode.INVALID_REQUEST and described.resources == ()
+    refused, other = deleted.filter_results
+    assert refused.error_code == KafkaCode.INVALID_REQUEST and refused.matching_acls == ()
+    assert other.error_code == KafkaCode.NONE
+    assert len(cluster.engine.catalog.state.acls) == 1

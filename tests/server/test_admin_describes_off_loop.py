@@ -1,5 +1,5 @@
-"""DescribeClientQuotas, DescribeUserScramCredentials and ListTransactions
-over many entities are answered on the admin thread, not the event loop:
+"""DescribeClientQuotas, DescribeUserScramCredentials, ListTransactions and
+ListGroups over many entities are answered on the admin thread, not the event loop:
 100,000 quota entities took the loop about a second. With the admin thread
 held busy, such a request waits while other connections are served."""
 
@@ -18,8 +18,10 @@ import pytest
 from engine.protocol.apis import ApiKey, request_schema
 from engine.protocol.kafka_code import KafkaCode
 from engine.server.handlers.client_quotas import MANY_ENTITIES
+from engine.server.handlers.groups import MANY_GROUPS
 from engine.server.handlers.transactions import MANY_TRANSACTIONS
 from engine.server.handlers.users import MANY_USERS
+from engine.types import OffsetAndMetadata, TopicPartition
 from tests.server.in_process import InProcessServer, served
 from tests.server.test_client_quotas import alter
 from tests.server.wire import Wire, build, response_schema_for
@@ -117,3 +119,20 @@ def test_a_listing_of_many_transactions_is_answered_off_the_event_loop(
     )
     answer = _answered_only_once_the_admin_thread_is_free(server, listing)
     assert len(answer.transaction_states) == len(ids)
+
+
+def test_a_listing_of_many_groups_is_answered_off_the_event_loop(
+    server: InProcessServer,
+) -> None:
+    opened = server.server.engine
+    groups = opened.groups
+    opened.create_topic("t", 1)
+    committed = {TopicPartition("t", 0): OffsetAndMetadata(0)}
+    commits = [
+        groups.commit_offsets(f"g{i}", -1, "", None, committed) for i in range(MANY_GROUPS + 1)
+    ]
+    assert all(c.result(30) == {TopicPartition("t", 0): KafkaCode.NONE} for c in commits)
+    listing = build(request_schema(ApiKey.LIST_GROUPS, 5), states_filter=[], types_filter=[])
+    answer = _answered_only_once_the_admin_thread_is_free(server, listing)
+    assert answer.error_code == KafkaCode.NONE
+    assert len(answer.groups) == MANY_GROUPS + 1

@@ -31,6 +31,7 @@ from kio.index import load_request_schema
 import engine
 from engine.protocol.apis import ApiKey
 from engine.server.config import ServerConfig
+from tests.server.catalog_faults import fail_next_catalog_write
 from tests.server.conftest import ServerProcess, quiet_librdkafka
 from tests.server.in_process import InProcessServer, ServedNode
 from tests.server.wire import Wire, build
@@ -336,3 +337,61 @@ def test_the_broker_resource_tells_clients_how_long_a_session_lasts(tmp_path: Pa
             assert unset.value == "0"  # Kafka's default: sessions never expire
     finally:
         opened.close()
+
+
+@pytest.mark.parametrize("kind", [TOPIC, BROKER], ids=["topic", "broker"])
+def test_an_unknown_operation_is_an_invalid_request(node: ServedNode, kind: int) -> None:
+    """Kafka's ControllerApis and ConfigAdminManager answer an operation
+    code that is none of SET, DELETE, APPEND, SUBTRACT INVALID_REQUEST,
+    whatever the resource, and change nothing of it."""
+    node.engine.create_topic("orders", 1)
+    name = "orders" if kind == TOPIC else "1"
+    key = "retention.ms" if kind == TOPIC else "num.partitions"
+    response = alter_raw(node.server.bootstrap, kind, name, (key, SET, "7"), (key + "x", 4, "1"))
+    assert (response.error_code, response.error_message) == (
+        KafkaError.INVALID_REQUEST,
+        "Unknown operations type 4",
+    )
+    assert node.engine.topic_config("orders").get("retention.ms") != "7"
+    assert node.engine.broker_configs.num_partitions == 1
+
+
+def test_a_request_altering_several_resources_is_written_all_or_nothing(
+    node: ServedNode, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Kafka's controller commits one IncrementalAlterConfigs' records as
+    one atomic batch: a store failure while they are written leaves none of
+    the topics' and broker's changes in force (each answered with it), and a
+    resource refused on its own stays refused."""
+    node.engine.create_topic("first", 1)
+    node.engine.create_topic("second", 1)
+    catalog = node.engine.catalog
+    fail_next_catalog_write(monkeypatch, catalog)
+    request = build(
+        load_request_schema(ApiKey.INCREMENTAL_ALTER_CONFIGS, 1),
+        resources=[
+            {
+                "resource_type": kind,
+                "resource_name": name,
+                "configs": [{"name": key, "config_operation": SET, "value": value}],
+            }
+            for kind, name, key, value in [
+                (TOPIC, "first", "retention.ms", "1000"),
+                (TOPIC, "missing", "retention.ms", "1000"),
+                (BROKER, "1", "num.partitions", "3"),
+                (TOPIC, "second", "retention.ms", "2000"),
+            ]
+        ],
+    )
+    storage = KafkaError.KAFKA_STORAGE_ERROR
+    with Wire(node.server.bootstrap) as wire:
+        failed = [r.error_code for r in wire.request(request).responses]
+        assert failed == [storage, KafkaError.UNKNOWN_TOPIC_OR_PART, storage, storage]
+        assert node.engine.topic_config("first").overrides == {}
+        assert node.engine.topic_config("second").overrides == {}
+        assert node.engine.broker_configs.num_partitions == 1
+        again = [r.error_code for r in wire.request(request).responses]
+    assert again == [0, KafkaError.UNKNOWN_TOPIC_OR_PART, 0, 0]
+    assert node.engine.topic_config("first").overrides == {"retention.ms": "1000"}
+    assert node.engine.topic_config("second").overrides == {"retention.ms": "2000"}
+    assert node.engine.broker_configs.num_partitions == 3

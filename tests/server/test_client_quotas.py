@@ -22,7 +22,7 @@ from engine.server.config import ServerConfig
 from engine.server.handlers.common import MAX_RECORDS_PER_REQUEST
 from engine.server.quotas import WINDOW_SAMPLES
 from native import RecordSpec
-from s3stream import S3StreamError
+from tests.server.catalog_faults import fail_next_catalog_write
 from tests.server.conftest import ServerProcess, quiet_librdkafka
 from tests.server.in_process import InProcessServer
 from tests.server.wire import CLIENT_ID, Wire, build, fetch_from_start
@@ -135,17 +135,17 @@ def test_validate_only_checks_and_writes_nothing(kafka_server: ServerProcess) ->
 def test_bad_entities_and_quotas_get_invalid_request(kafka_server: ServerProcess) -> None:
     with Wire(kafka_server.bootstrap) as wire:
         bad: list[tuple[dict[str, str | None], dict[str, float | None]]] = [
-            ({"user": "x"}, {"no_such_quota": 1.0}),  # an unknown key
+            ({"user": "x1"}, {"no_such_quota": 1.0}),  # an unknown key
             ({"group": "x"}, {"producer_byte_rate": 1.0}),  # an unknown entity type
             ({}, {"producer_byte_rate": 1.0}),  # no entity
             ({"user": ""}, {"producer_byte_rate": 1.0}),  # an empty name
-            ({"user": "x"}, {"producer_byte_rate": 1.5}),  # a byte rate is whole
-            ({"user": "x"}, {"consumer_byte_rate": 0.0}),  # a rate is positive
-            ({"user": "x"}, {"request_percentage": -5.0}),
-            ({"user": "x"}, {"request_percentage": float("nan")}),  # Kafka would take it
-            ({"user": "x"}, {"producer_byte_rate": float("inf")}),  # too large for a long
-            ({"user": "x"}, {"consumer_byte_rate": 1e19}),
-        ]
+            ({"user": "x2"}, {"producer_byte_rate": 1.5}),  # a byte rate is whole
+            ({"user": "x3"}, {"consumer_byte_rate": 0.0}),  # a rate is positive
+            ({"user": "x4"}, {"request_percentage": -5.0}),
+            ({"user": "x5"}, {"request_percentage": float("nan")}),  # Kafka would take it
+            ({"user": "x6"}, {"producer_byte_rate": float("inf")}),  # too large for a long
+            ({"user": "x7"}, {"consumer_byte_rate": 1e19}),
+        ]  # each entity once: one named twice is refused as such
         fine = ({"user": "fine"}, {"producer_byte_rate": 10.0})
         answers = alter(wire, [*bad, fine])
         assert [code for code, _ in answers] == [KafkaCode.INVALID_REQUEST] * len(bad) + [0]
@@ -154,7 +154,8 @@ def test_bad_entities_and_quotas_get_invalid_request(kafka_server: ServerProcess
         assert described(wire, [("user", EXACT, "fine")]) == {
             (("user", "fine"),): {"producer_byte_rate": 10.0}
         }
-        assert described(wire, [("user", EXACT, "x")]) == {}
+        for name in [f"x{i}" for i in range(1, 8)]:
+            assert described(wire, [("user", EXACT, name)]) == {}
 
 
 def test_a_quota_too_small_for_its_throttle_time_throttles_the_longest_time(
@@ -207,16 +208,7 @@ def test_a_request_altering_several_entities_is_written_all_or_nothing(
         server = InProcessServer(opened)
         try:
             catalog = opened.catalog
-            written = catalog.append
-            failures = iter([S3StreamError("the object store is down")])
-
-            def append_failing_once(record: list[Any]) -> None:
-                failure = next(failures, None)
-                if failure is not None:
-                    raise failure
-                written(record)
-
-            monkeypatch.setattr(catalog, "append", append_failing_once)
+            fail_next_catalog_write(monkeypatch, catalog)
             storage = KafkaCode.KAFKA_STORAGE_ERROR
             with Wire(server.bootstrap) as wire:
                 failed = [code for code, _ in alter(wire, entries)]
@@ -556,3 +548,30 @@ def test_quotas_need_the_cluster_configs_operations(tmp_path: Path) -> None:
             assert opened.client_quotas.entities() == {}
         finally:
             server.stop()
+
+
+def test_an_entity_named_twice_is_answered_once_and_altered_by_neither(
+    kafka_server: ServerProcess,
+) -> None:
+    """Kafka's ClientQuotaControlManager answers by entity, one result
+    each, and an entity named again INVALID_REQUEST "Ignoring duplicate
+    entity"; here neither naming is applied (Kafka applies the first,
+    which its answer calls refused). The request's other entities are."""
+    entries: list[tuple[dict[str, str | None], dict[str, float | None]]] = [
+        ({"user": "twice"}, {"producer_byte_rate": 1024.0}),
+        ({"user": "once"}, {"consumer_byte_rate": 2048.0}),
+        ({"user": "twice"}, {"producer_byte_rate": 4096.0}),
+    ]
+    with Wire(kafka_server.bootstrap) as wire:
+        answers = alter(wire, entries)
+        assert answers == [
+            (
+                KafkaCode.INVALID_REQUEST,
+                "Ignoring duplicate entity ClientQuotaEntity(entries={user=twice})",
+            ),
+            (KafkaCode.NONE, None),
+        ]
+        assert described(wire, [("user", EXACT, "twice")]) == {}
+        assert described(wire, [("user", EXACT, "once")]) == {
+            (("user", "once"),): {"consumer_byte_rate": 2048.0}
+        }

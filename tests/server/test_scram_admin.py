@@ -14,6 +14,7 @@ import pytest
 
 from engine.protocol.apis import ApiKey, request_schema
 from engine.protocol.kafka_code import KafkaCode
+from tests.server.catalog_faults import fail_next_catalog_write
 from tests.server.in_process import InProcessServer, served
 from tests.server.wire import Wire, build
 
@@ -88,3 +89,26 @@ def test_more_alterations_than_kafkas_bound_are_refused_whole(server: InProcessS
     assert set(answers.values()) == {KafkaCode.POLICY_VIOLATION}
     assert len(answers) == 10_001
     assert server.server.engine.credentials.users() == []
+
+
+def test_a_request_altering_several_users_is_written_all_or_nothing(
+    server: InProcessServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Kafka's controller commits one AlterUserScramCredentials' records as
+    one atomic batch: a store failure while they are written leaves none of
+    them in force (every valid user answered with it), and a user Kafka
+    refuses is refused on its own."""
+    opened = server.server.engine
+    catalog = opened.catalog
+    fail_next_catalog_write(monkeypatch, catalog)
+    upsertions = [_upsert("first"), _upsert("bad", iterations=1), _upsert("second", SHA_512)]
+    storage = KafkaCode.KAFKA_STORAGE_ERROR
+    with Wire(server.bootstrap) as wire:
+        assert _alter(wire, upsertions) == {
+            "first": storage,
+            "bad": KafkaCode.UNACCEPTABLE_CREDENTIAL,
+            "second": storage,
+        }
+        assert opened.credentials.users() == []
+        assert _alter(wire, upsertions)["second"] == KafkaCode.NONE
+    assert opened.credentials.users() == ["first", "second"]

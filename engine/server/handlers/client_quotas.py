@@ -6,6 +6,7 @@ checks and errors).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from engine.errors import EngineError
@@ -168,12 +169,18 @@ def handle_alter_client_quotas(context: RequestContext, request: AlterClientQuot
     # Every valid entry is written in one catalog record (Kafka's
     # controller commits one request's quota records as one atomic batch):
     # a reader never sees part of the request, nor does a restart.
+    entries, duplicated = _distinct_entities(request.entries) if allowed else (request.entries, ())
     outcomes: list[tuple[KafkaCode, str | None]] = []
     alterations: list[tuple[int, Entity, dict[str, float | None]]] = []
-    for entry in request.entries:
+    for index, entry in enumerate(entries):
         code, message = KafkaCode.NONE, None
         try:
-            if not allowed:
+            if index in duplicated:
+                code, message = (
+                    KafkaCode.INVALID_REQUEST,
+                    f"Ignoring duplicate entity {_kafka_entity(entry)}",
+                )
+            elif not allowed:
                 code, message = (
                     KafkaCode.CLUSTER_AUTHORIZATION_FAILED,
                     "Cluster authorization failed.",
@@ -194,9 +201,36 @@ def handle_alter_client_quotas(context: RequestContext, request: AlterClientQuot
                 outcomes[index] = (error.code, str(error))
     results = [
         _entry_result(entry, code, message)
-        for entry, (code, message) in zip(request.entries, outcomes, strict=True)
+        for entry, (code, message) in zip(entries, outcomes, strict=True)
     ]
     return {"throttle_time": 0, "entries": results}
+
+
+def _distinct_entities(entries: Sequence[Any]) -> tuple[list[Any], set[int]]:
+    """Each entity the request names, once, in the order first named, and
+    the indexes (in that list) of those it names more than once. Kafka's
+    ClientQuotaControlManager answers by entity (a map: one result each)
+    and an entity named again INVALID_REQUEST "Ignoring duplicate entity";
+    it still commits the first naming's records, which its answer then
+    calls refused. Here none of a duplicated entity's entries is applied,
+    so that the answer is the truth."""
+    first: dict[frozenset[tuple[str, str | None]], int] = {}
+    distinct: list[Any] = []
+    duplicated: set[int] = set()
+    for entry in entries:
+        key = frozenset((e.entity_type, e.entity_name) for e in entry.entity)
+        if key in first:
+            duplicated.add(first[key])
+        else:
+            first[key] = len(distinct)
+            distinct.append(entry)
+    return distinct, duplicated
+
+
+def _kafka_entity(entry: Any) -> str:
+    """An entity as Kafka's ClientQuotaEntity.toString writes it."""
+    names = ", ".join(f"{e.entity_type}={e.entity_name}" for e in entry.entity)
+    return f"ClientQuotaEntity(entries={{{names}}})"
 
 
 def _checked_changes(ops: Any) -> dict[str, float | None]:

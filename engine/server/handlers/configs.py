@@ -13,7 +13,7 @@ resource (named once, each config once, no null value to set) come first.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar
 
 from engine.broker_config import BROKER_CONFIG_DEFS, Synonym
 from engine.config import CONFIG_DEFS, ConfigEntry, ConfigSource, ConfigType, normalize
@@ -346,7 +346,8 @@ def _refused_resources(
     resources: Sequence[_LegacyResource | _IncrementalResource],
 ) -> dict[int, str]:
     """Why a resource is refused before anything is done, by its index in
-    the request: named twice, a config named twice, a null value to set."""
+    the request: named twice, a config named twice, an unknown operation, a
+    null value to set."""
     refused: dict[int, str] = {}
     seen: dict[tuple[int, str], int] = {}
     for index, resource in enumerate(resources):
@@ -360,6 +361,16 @@ def _refused_resources(
         names = [c.name for c in resource.configs]
         if len(set(names)) != len(names):
             refused[index] = "Error due to duplicate config keys"
+            continue
+        # Kafka's ControllerApis and ConfigAdminManager: an operation code
+        # that is none of Kafka's is a malformed request, whatever the resource.
+        unknown = [
+            getattr(c, "config_operation", _SET)
+            for c in resource.configs
+            if getattr(c, "config_operation", _SET) not in _OPERATION_NAMES
+        ]
+        if unknown:
+            refused[index] = f"Unknown operations type {unknown[0]}"
             continue
         nulls = [
             c.name
@@ -386,14 +397,12 @@ def handle_alter_configs(context: RequestContext, request: AlterConfigsRequest) 
     each resource's change is a durable write (2,000 topics altered in one
     request held the event loop for a second)."""
 
-    def replace(resource: _LegacyResource) -> dict[str, Any]:
+    def replace(resource: _LegacyResource) -> dict[str, Any] | _Checked:
         changes = {c.name: c.value for c in resource.configs}
-        return _alter(
-            context, resource, changes, incremental=False, validate_only=request.validate_only
-        )
+        return _checked(context, resource, changes, incremental=False)
 
     resources: Sequence[_LegacyResource] = request.resources
-    return _alter_each(context, resources, replace)
+    return _alter_each(context, resources, replace, request.validate_only)
 
 
 @handles_off_loop(
@@ -408,7 +417,9 @@ def handle_alter_configs(context: RequestContext, request: AlterConfigsRequest) 
 def handle_incremental_alter_configs(
     context: RequestContext, request: IncrementalAlterConfigsRequest
 ) -> dict[str, Any]:
-    def apply(resource: _IncrementalResource) -> dict[str, Any]:
+    def apply(resource: _IncrementalResource) -> dict[str, Any] | _Checked:
+        # Group configs live in the group coordinator's log and log levels
+        # in the process, not in the catalog: applied each on its own.
         if resource.resource_type == GROUP:
             code, message = alter_group(context, resource, request.validate_only)
             return _alter_result(resource, code, message)
@@ -419,22 +430,33 @@ def handle_incremental_alter_configs(
             changes = _incremental_changes(context, resource)
         except EngineError as error:
             return _alter_result(resource, error_code(error), error_message(error))
-        return _alter(
-            context, resource, changes, incremental=True, validate_only=request.validate_only
-        )
+        return _checked(context, resource, changes, incremental=True)
 
     resources: Sequence[_IncrementalResource] = request.resources
-    return _alter_each(context, resources, apply)
+    return _alter_each(context, resources, apply, request.validate_only)
+
+
+class _Checked(NamedTuple):
+    """A topic or broker resource's changes, checked, to be written with
+    the request's others."""
+
+    resource: _Resource
+    changes: dict[str, str | None]
+    incremental: bool
 
 
 def _alter_each(
     context: RequestContext,
     resources: Sequence[_AlteredResource],
-    alter_one: Callable[[_AlteredResource], dict[str, Any]],
+    alter_one: Callable[[_AlteredResource], dict[str, Any] | _Checked],
+    validate_only: bool,
 ) -> dict[str, Any]:
     """The response of both AlterConfigs versions of the request: each
-    resource refused as malformed or unauthorized, else altered by
-    ``alter_one``."""
+    resource refused as malformed or unauthorized, else checked by
+    ``alter_one``; the topics' and broker resources' changes that pass are
+    then written as one catalog record (Kafka's controller commits one
+    request's config records in one atomic batch): after a store failure
+    or a crash none of them is in force, and each is answered with it."""
     denials = [
         authorize.config_refused(context, ALTER_CONFIGS, r.resource_type, r.resource_name)
         for r in resources
@@ -443,7 +465,7 @@ def _alter_each(
     if sum(max(len(r.configs), 1) for r in counted) > MAX_RECORDS_PER_REQUEST:
         # Kafka's ConfigurationControlManager: a record per config changed,
         # at most MAX_RECORDS_PER_USER_OP for a request, else all of it is
-        # refused; here each resource is also a durable write of its own.
+        # refused.
         # Its KafkaApis refuses the unauthorized resources first: only the
         # others reach the controller's count.
         code, message = KafkaCode.POLICY_VIOLATION, TOO_LARGE_BATCH_OPERATION
@@ -457,7 +479,8 @@ def _alter_each(
             ],
         }
     refused = _refused_resources(resources)
-    responses = []
+    responses: list[dict[str, Any]] = []
+    checked: dict[int, _Checked] = {}
     for index, resource in enumerate(resources):
         if index in refused:
             responses.append(_alter_result(resource, KafkaCode.INVALID_REQUEST, refused[index]))
@@ -466,7 +489,31 @@ def _alter_each(
         if denied is not None:
             responses.append(_alter_result(resource, denied, None))
             continue
-        responses.append(alter_one(resource))
+        outcome = alter_one(resource)
+        if isinstance(outcome, _Checked):
+            checked[index] = outcome
+            outcome = _alter_result(resource, KafkaCode.NONE, None)
+        responses.append(outcome)
+    if checked and not validate_only:
+        try:
+            context.engine.alter_configs_many(
+                [
+                    (c.resource.resource_name, c.changes, c.incremental)
+                    for c in checked.values()
+                    if c.resource.resource_type == TOPIC
+                ],
+                [
+                    (c.resource.resource_name, c.changes, c.incremental)
+                    for c in checked.values()
+                    if c.resource.resource_type == BROKER
+                ],
+                principal=authorize.actor(context),
+            )
+        except EngineError as error:  # refused or the store failed: none was written
+            for index, c in checked.items():
+                responses[index] = _alter_result(
+                    c.resource, error_code(error), error_message(error)
+                )
     return {"throttle_time": 0, "responses": responses}
 
 
@@ -503,25 +550,26 @@ def _topic_changes(
                 items = [i for i in items if i not in given]
             changes[config.name] = ",".join(items)
         else:
-            raise InvalidConfig(config.name, config.value, f"unknown operation {operation}")
+            raise _InvalidRequest(f"Unknown operations type {operation}")
     return changes
 
 
-def _alter(
+def _checked(
     context: RequestContext,
     resource: _Resource,
     changes: dict[str, str | None],
     *,
     incremental: bool,
-    validate_only: bool,
-) -> dict[str, Any]:
+) -> dict[str, Any] | _Checked:
+    """The resource's changes once checked (nothing written), or its
+    refusal."""
     try:
         if resource.resource_type == TOPIC:
             context.engine.alter_configs(
                 resource.resource_name,
                 changes,
                 incremental=incremental,
-                validate_only=validate_only,
+                validate_only=True,
                 principal=authorize.actor(context),
             )
         elif resource.resource_type == BROKER:
@@ -529,14 +577,14 @@ def _alter(
                 resource.resource_name,
                 changes,
                 incremental=incremental,
-                validate_only=validate_only,
+                validate_only=True,
             )
         else:
             # Legacy AlterConfigs has no BROKER_LOGGER (ConfigAdminManager).
             raise _InvalidRequest(f"Unknown resource type {resource.resource_type}")
     except EngineError as error:
         return _alter_result(resource, error_code(error), error_message(error))
-    return _alter_result(resource, KafkaCode.NONE, None)
+    return _Checked(resource, changes, incremental)
 
 
 def _alter_result(resource: _Resource, code: int, message: str | None) -> dict[str, Any]:

@@ -134,8 +134,7 @@ def handle_alter_user_scram_credentials(
         )
     if len(request.deletions) + len(request.upsertions) > MAX_RECORDS_PER_REQUEST:
         # Kafka's controller cannot commit more records than that at once
-        # (QuorumController, an atomic batch: UNKNOWN_SERVER_ERROR there);
-        # here each credential is a catalog write of its own.
+        # (QuorumController, an atomic batch: UNKNOWN_SERVER_ERROR there).
         return _refused_whole(request, KafkaCode.POLICY_VIOLATION, TOO_LARGE_BATCH_OPERATION)
     changes: list[tuple[str, str, Any]] = []
     seen: set[tuple[str, int]] = set()
@@ -194,15 +193,15 @@ def handle_alter_user_scram_credentials(
                 iterations,
             )
             changes.append((name, mechanism, credential))
-    for name, mechanism, credential in changes:
-        if name in errors:
-            continue  # a user's changes are all or nothing, as in Kafka
-        try:
-            if credential is None:
-                credentials.delete(name, mechanism)
-            else:
-                credentials.set(name, mechanism, credential)
-        except EngineError as error:
+    # A user's changes are all or nothing, as in Kafka; and the request's
+    # valid changes are one catalog record, as Kafka's controller commits
+    # them in one atomic batch: no SASL handshake, describe or restart sees
+    # part of them.
+    valid = [change for change in changes if change[0] not in errors]
+    try:
+        credentials.alter_many(valid)
+    except EngineError as error:  # the store failed: none was written
+        for name, _, _ in valid:
             refuse(name, error.code, str(error))
     return {
         "throttle_time": 0,
