@@ -196,6 +196,26 @@ class EngineClosed(EngineError):
         super().__init__("the engine is closed")
 
 
+class BufferExhausted(EngineError, TimeoutError):
+    """An embedded producer's queue stayed full for ``max_block_ms``: the
+    engine takes no more appends (its object store unreachable, say, with
+    ``max_unuploaded_bytes`` reached). Kafka's producer raises its
+    BufferExhaustedException (a TimeoutException) after max.block.ms the
+    same way; the record was not queued, so sending it again is safe."""
+
+    code = KafkaCode.REQUEST_TIMED_OUT
+
+    def __init__(self, queued_bytes: int, max_queued_bytes: int, max_block_ms: float) -> None:
+        super().__init__(
+            f"{queued_bytes} bytes stayed queued (max_queued_bytes {max_queued_bytes}) "
+            f"for max_block_ms {max_block_ms:g}: the engine is not taking appends; "
+            f"send again once it does, or raise max_block_ms"
+        )
+        self.queued_bytes = queued_bytes
+        self.max_queued_bytes = max_queued_bytes
+        self.max_block_ms = max_block_ms
+
+
 class StorageError(EngineError):
     """The WAL or object storage failed; appends are refused until reopened."""
 

@@ -151,13 +151,18 @@ def _proof(
     return prove
 
 
-def uploaded_catalog(store: ObjectStore, state: ManifestState) -> CatalogState:
+def uploaded_catalog(
+    store: ObjectStore,
+    state: ManifestState,
+    current: Callable[[], ManifestState] | None = None,
+) -> CatalogState:
     """The catalog as far as it is in committed objects (the catalog is the
-    engine's first stream; records still only in a WAL are not seen)."""
+    engine's first stream; records still only in a WAL are not seen);
+    ``current`` as for stored_payloads."""
     catalog = CatalogState()
     if not state.streams:
         return catalog
-    for payload in stored_payloads(store, state, min(state.streams)):
+    for payload in stored_payloads(store, state, min(state.streams), current):
         catalog.apply(msgpack.unpackb(payload, raw=False, strict_map_key=False))
     return catalog
 

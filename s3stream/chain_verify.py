@@ -85,7 +85,7 @@ class _Parsed(NamedTuple):
     """The object's own copy of its ranges' links; None in a version 1 object."""
 
 
-class _Objects:
+class ParsedObjects:
     """Parsed objects, a few at a time: per key, each stream's batches."""
 
     def __init__(self, store: ObjectStore) -> None:
@@ -147,7 +147,7 @@ def verify_stream(
         raise StreamNotFound(stream_id)
     first = max(meta.start_offset, from_offset)
     verdict = StreamVerdict(stream_id, start_offset=first, end_offset=first)
-    objects = _Objects(store)
+    objects = ParsedObjects(store)
     expected: set[bytes] | None = None  # None: no linked range seen yet
     started = False
     for start, end, object_id in ranges.entries:
@@ -277,8 +277,39 @@ def _goes_on(
     )
 
 
+def moved_batches(
+    objects: ParsedObjects,
+    current: Callable[[], ManifestState],
+    key: str,
+    stream_id: int,
+    start: int,
+    end: int,
+    gone: ObjectNotFound,
+) -> list[StoredBatch]:
+    """The stream's batches of ``[start, end)``, whose object ``key`` a read
+    found ``gone``, from where the manifest as it is now (``current()``)
+    places them, for the readers from outside the writer (``tidelog state``,
+    ``lookup``; s3stream/outside_reads.py). CorruptObject if that manifest
+    still names ``key``: the bucket lost it. ``gone`` if the range cannot be
+    read there (merged again, trimmed, rewritten by a cleaner meanwhile),
+    for the caller to start again from a newer manifest."""
+    return _moved(objects, moved_or_lost(current, key, gone), stream_id, start, end, gone)
+
+
+def moved_or_lost(
+    current: Callable[[], ManifestState], key: str, gone: ObjectNotFound
+) -> ManifestState:
+    """The manifest as it is now, if it no longer names ``key``, which a
+    read found gone: a writer merged it away. CorruptObject if it still
+    does: the bucket lost it."""
+    now = current()
+    if now.names_key(key):
+        raise CorruptObject(key, MISSING) from gone
+    return now
+
+
 def _moved(
-    objects: _Objects,
+    objects: ParsedObjects,
     now: ManifestState,
     stream_id: int,
     start: int,
@@ -343,21 +374,33 @@ def _broke(verdict: StreamVerdict, offset: int, end: int, key: str, reason: str)
 
 
 def stored_payloads(
-    store: ObjectStore, state: ManifestState, stream_id: int
+    store: ObjectStore,
+    state: ManifestState,
+    stream_id: int,
+    current: Callable[[], ManifestState] | None = None,
 ) -> Iterator[bytes | memoryview]:
     """Every committed batch's bytes of a stream from its start, read from
-    the objects alone (for readers that must not open the store as a writer)."""
+    the objects alone (for readers that must not open the store as a writer).
+    With ``current`` (the manifest as it is now), a range whose object a
+    writer merged away since ``state`` is read where that manifest places
+    it (``moved_batches``)."""
     meta = state.streams.get(stream_id)
     ranges = state.ranges.get(stream_id)
     if meta is None or ranges is None:
         raise StreamNotFound(stream_id)
-    objects = _Objects(store)
+    objects = ParsedObjects(store)
     for start, end, object_id in ranges.entries:
         if end <= meta.start_offset:
             continue
         # A fork's shared range is in the blocks of the stream that wrote it.
         writer = state.source_of(stream_id, start, object_id)
-        held = objects.batches(state.objects[object_id].key, writer)
-        for batch in _in_range(held, start, end):
+        key = state.objects[object_id].key
+        try:
+            batches = list(_in_range(objects.batches(key, writer), start, end))
+        except ObjectNotFound as gone:
+            if current is None:
+                raise
+            batches = moved_batches(objects, current, key, writer, start, end, gone)
+        for batch in batches:
             if batch.end_offset > meta.start_offset:
                 yield batch.payload

@@ -21,11 +21,12 @@ a CorruptObject either way).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import NamedTuple
 
 from native import crc32c
 from native.buffers import BytesLike
+from s3stream.chain_verify import ParsedObjects, moved_batches, moved_or_lost
 from s3stream.errors import CorruptObject
 from s3stream.header_index import (
     LOOKUP_TAIL_BYTES,
@@ -44,7 +45,7 @@ from s3stream.objects import (
     parse_block,
     read_index,
 )
-from s3stream.store import ObjectStore
+from s3stream.store import ObjectNotFound, ObjectStore
 
 log = logging.getLogger("tidelog.s3stream")
 
@@ -72,9 +73,12 @@ def header_candidates(
     end_offset: int,
     name: str,
     value: bytes,
+    current: Callable[[], ManifestState] | None = None,
 ) -> Candidates:
     """See ``StreamStore.header_candidates``: ``[start_offset, end_offset)``
-    is the stream's readable span."""
+    is the stream's readable span. With ``current`` (the manifest as it is
+    now), a range whose object a writer merged away since ``state`` is
+    scanned: committed_batches reads it where that manifest places it."""
     hashed_name = name_hash(name)
     hashed = key_hash(name, value)
     offsets: list[int] = []
@@ -91,11 +95,19 @@ def header_candidates(
         info = state.objects[object_id]
         # A fork's shared range is indexed under the stream that wrote it.
         writer = state.source_of(stream_id, range_start, object_id)
-        directory = read_directory(tails, info.key, info.size)
-        if directory is None or (writer, hashed_name) not in directory.names:
+        found = None
+        try:
+            directory = read_directory(tails, info.key, info.size)
+            if directory is not None and (writer, hashed_name) in directory.names:
+                found = list(read_offsets(store, info.key, directory, writer, hashed))
+        except ObjectNotFound as gone:
+            if current is None:
+                raise
+            moved_or_lost(current, info.key, gone)
+        if found is None:  # no index of the name here, or the object moved: scanned
             scans.append((max(range_start, start_offset), range_end))
             continue
-        for listed in read_offsets(store, info.key, directory, writer, hashed):
+        for listed in found:
             if range_start <= listed.base_offset < range_end:
                 offsets.append(listed.base_offset)
                 if listed.span is not None:
@@ -117,15 +129,23 @@ def _merged(scans: list[tuple[int, int]]) -> list[tuple[int, int]]:
 
 
 def committed_batches(
-    store: ObjectStore, state: ManifestState, stream_id: int, candidates: Candidates
+    store: ObjectStore,
+    state: ManifestState,
+    stream_id: int,
+    candidates: Candidates,
+    current: Callable[[], ManifestState] | None = None,
 ) -> Iterator[StoredBatch]:
     """The committed batches holding the candidates' offsets and those of
     their stretches to scan, read from the objects alone with ranged GETs
     (for a reader that does not open the store as a writer), in offset order:
-    a batch whose span is known alone, any other in its whole block."""
+    a batch whose span is known alone, any other in its whole block. With
+    ``current`` (the manifest as it is now), a range whose object a writer
+    merged away since ``state`` is read where that manifest places it
+    (chain_verify.moved_batches)."""
     ranges = state.ranges.get(stream_id)
     tails = candidates.tails or Tails(store)
     spans = candidates.spans or {}
+    moved = ParsedObjects(store)
     for range_start, range_end, object_id in list(ranges.entries) if ranges else []:
         listed = [o for o in candidates.offsets if range_start <= o < range_end]
         scans = [(s, e) for s, e in candidates.scans if s < range_end and e > range_start]
@@ -134,32 +154,78 @@ def committed_batches(
         info = state.objects[object_id]
         # A fork's shared range is in the blocks of the stream that wrote it.
         writer = state.source_of(stream_id, range_start, object_id)
-        alone = [o for o in listed if o in spans]
-        offsets = [o for o in listed if o not in spans]
-        if not offsets and not scans:
-            # Every batch is read alone: the object's index is not needed
-            # unless one of them fails its check.
-            yield from _batches_alone(store, tails, info.key, info.size, writer, alone, spans)
-            continue
-        index = _index(tails, info.key, info.size)
-        for block in index.blocks:
-            if block.stream_id != writer:
-                continue
-            low, high = max(block.start_offset, range_start), min(block.end_offset, range_end)
-            if low >= high:
-                continue
-            if not any(low <= o < high for o in offsets) and not any(
-                s < high and e > low for s, e in scans
+        given: set[int] = set()
+        try:
+            for batch in _range_batches(
+                store,
+                tails,
+                info.key,
+                info.size,
+                writer,
+                range_start,
+                range_end,
+                listed,
+                scans,
+                spans,
             ):
-                continue
-            before = [o for o in alone if o < low]
-            yield from _batches_alone(store, tails, info.key, info.size, writer, before, spans)
-            alone = [o for o in alone if o >= high]  # this block holds those below
-            data = store.get(info.key, block.position, block.position + block.size)
-            for batch in parse_block(info.key, block, data):
-                if low <= batch.base_offset < high or batch.base_offset < low < batch.end_offset:
+                given.add(batch.base_offset)
+                yield batch
+        except ObjectNotFound as gone:
+            if current is None:
+                raise
+            for batch in moved_batches(
+                moved, current, info.key, writer, range_start, range_end, gone
+            ):
+                if batch.base_offset not in given and _wanted(batch, listed, scans):
                     yield batch
-        yield from _batches_alone(store, tails, info.key, info.size, writer, alone, spans)
+
+
+def _wanted(batch: StoredBatch, listed: list[int], scans: list[tuple[int, int]]) -> bool:
+    """Whether a batch holds a listed offset or lies in a stretch to scan."""
+    return any(batch.base_offset <= o < batch.end_offset for o in listed) or any(
+        s < batch.end_offset and e > batch.base_offset for s, e in scans
+    )
+
+
+def _range_batches(
+    store: ObjectStore,
+    tails: Tails,
+    key: str,
+    size: int,
+    writer: int,
+    range_start: int,
+    range_end: int,
+    listed: list[int],
+    scans: list[tuple[int, int]],
+    spans: Mapping[int, EntrySpan],
+) -> Iterator[StoredBatch]:
+    """One committed range's batches of committed_batches, from its object."""
+    alone = [o for o in listed if o in spans]
+    offsets = [o for o in listed if o not in spans]
+    if not offsets and not scans:
+        # Every batch is read alone: the object's index is not needed
+        # unless one of them fails its check.
+        yield from _batches_alone(store, tails, key, size, writer, alone, spans)
+        return
+    index = _index(tails, key, size)
+    for block in index.blocks:
+        if block.stream_id != writer:
+            continue
+        low, high = max(block.start_offset, range_start), min(block.end_offset, range_end)
+        if low >= high:
+            continue
+        if not any(low <= o < high for o in offsets) and not any(
+            s < high and e > low for s, e in scans
+        ):
+            continue
+        before = [o for o in alone if o < low]
+        yield from _batches_alone(store, tails, key, size, writer, before, spans)
+        alone = [o for o in alone if o >= high]  # this block holds those below
+        data = store.get(key, block.position, block.position + block.size)
+        for batch in parse_block(key, block, data):
+            if low <= batch.base_offset < high or batch.base_offset < low < batch.end_offset:
+                yield batch
+    yield from _batches_alone(store, tails, key, size, writer, alone, spans)
 
 
 def _batches_alone(

@@ -6,10 +6,11 @@ and delete the old ones a grace period (``garbage_grace_s``) later.
 An object such a read finds gone is told apart by the manifest loaded
 again: if it still names the object, the bucket lost it (damage,
 ``CorruptObject``); if not, the writer compacted it away meanwhile, and
-the read starts again from the manifest as it is now (a proof of the
-hash chain first reads the range where that manifest places it:
-``chain_verify.verify_stream``'s ``current``;
-docs/design/0056-an-object-that-cannot-be-read-is-left-named-and-refused.md).
+the read takes the range where the manifest as it is now places it
+(``chain_verify.verify_stream``'s ``current`` for a proof of the hash
+chain, ``chain_verify.moved_batches`` for ``state`` and ``lookup``), and
+starts again from that manifest only if it cannot
+(docs/design/0056-an-object-that-cannot-be-read-is-left-named-and-refused.md).
 """
 
 from __future__ import annotations

@@ -92,7 +92,8 @@ def _produce(args: argparse.Namespace, lines: TextIO) -> None:
         raise CommandError(
             f"{len(failures)} of {sent} records failed: " + "; ".join(failures[:5]), FAILED
         )
-    print(f"tidelog produce: {sent} records acknowledged", file=sys.stderr)
+    noun = "record" if sent == 1 else "records"
+    print(f"tidelog produce: {sent} {noun} acknowledged", file=sys.stderr)
 
 
 def _send(

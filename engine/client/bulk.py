@@ -91,6 +91,17 @@ class BulkDelivery:
         self._sealed = True
         return self._settle() if self._pending == 0 else None
 
+    def cut_short(self, error: BaseException) -> None:
+        """The call's remaining records were not queued (call under the
+        producer's condition): the call fails with ``error`` once the batches
+        queued before them are done, which stay written."""
+        if self._error is None:
+            self._error = error
+
+    @property
+    def batches(self) -> int:
+        return len(self._sent)
+
     def batch_done(
         self, slot: int, sent: SentBatch | None, error: BaseException | None
     ) -> Callable[[], None] | None:

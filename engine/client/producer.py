@@ -34,7 +34,7 @@ from engine.client.bulk import (
 from engine.client.delivery import DeliveryFuture, Waits
 from engine.client.partitioner import DEFAULT_PARTITIONER, StickyPartitioner, key_partitioner
 from engine.client.producer_batch import ProducerBatch, Resolver
-from engine.errors import EngineClosed, EngineError
+from engine.errors import BufferExhausted, EngineClosed, EngineError
 from engine.partition import AppendResult, Partition
 from engine.provenance import EMBEDDED_LISTENER, Provenance
 from engine.types import Header, RecordMetadata, SentBatch, TopicPartition
@@ -66,6 +66,7 @@ class Producer:
         compression: str | int = "none",
         idempotent: bool = True,
         max_queued_bytes: int = 64 * 1024 * 1024,
+        max_block_ms: float = 60_000.0,
         max_in_flight: int = 5,
         partitioner: str = DEFAULT_PARTITIONER,
         principal: str = ANONYMOUS,
@@ -90,6 +91,11 @@ class Producer:
             engine.init_producer_id() if idempotent else (-1, -1)
         )
         self.max_queued_bytes = max_queued_bytes
+        if not 0 <= max_block_ms < float("inf"):
+            raise ValueError(f"max_block_ms must be a finite number >= 0, not {max_block_ms}")
+        self.max_block_s = max_block_ms / 1000
+        """How long a send waits for queue space before BufferExhausted
+        (Kafka's max.block.ms)."""
         self.max_in_flight = max_in_flight
         self._sequences: dict[TopicPartition, int] = {}
         self._queues: dict[TopicPartition, deque[ProducerBatch]] = {}
@@ -153,8 +159,13 @@ class Producer:
         timestamp: int | None = None,
     ) -> RecordMetadata:
         """Like send, awaited: returns (partition, offset) once the record is durable."""
-        resolver: asyncio.Future[RecordMetadata] = asyncio.get_running_loop().create_future()
-        self._enqueue(topic, value, key, headers, partition, timestamp, resolver)
+        loop = asyncio.get_running_loop()
+        resolver: asyncio.Future[RecordMetadata] = loop.create_future()
+        args = (topic, value, key, headers, partition, timestamp, resolver)
+        if self._queued_bytes > self.max_queued_bytes:  # waits for space off the loop
+            await loop.run_in_executor(None, self._enqueue, *args)
+        else:
+            self._enqueue(*args)
         return await resolver
 
     def send_many(
@@ -187,8 +198,13 @@ class Producer:
         timestamp: int | None = None,
     ) -> list[SentBatch]:
         """Like send_many, awaited: returns the batches once all are durable."""
-        resolver: asyncio.Future[list[SentBatch]] = asyncio.get_running_loop().create_future()
-        self._enqueue_many(topic, values, keys, partition, headers, timestamp, resolver)
+        loop = asyncio.get_running_loop()
+        resolver: asyncio.Future[list[SentBatch]] = loop.create_future()
+        args = (topic, values, keys, partition, headers, timestamp, resolver)
+        if self._queued_bytes > self.max_queued_bytes:  # waits for space off the loop
+            await loop.run_in_executor(None, self._enqueue_many, *args)
+        else:
+            self._enqueue_many(*args)
         return await resolver
 
     def _enqueue_many(
@@ -213,10 +229,18 @@ class Producer:
         header_pairs = tuple(headers)
         when = self._clock.time_ms() if timestamp is None else timestamp
         delivery = BulkDelivery(resolver)
-        for part, part_values, part_keys in self._split_by_partition(
-            topic, values, keys, partition
-        ):
-            self._queue_encoded(topic, part, part_values, part_keys, header_pairs, when, delivery)
+        try:
+            for part, part_values, part_keys in self._split_by_partition(
+                topic, values, keys, partition
+            ):
+                self._queue_encoded(
+                    topic, part, part_values, part_keys, header_pairs, when, delivery
+                )
+        except BufferExhausted as error:
+            if not delivery.batches:
+                raise  # nothing of the call was queued: refused as a send is
+            with self._changed:
+                delivery.cut_short(error)
         with self._changed:
             settle = delivery.seal()
         if settle is not None:
@@ -276,8 +300,8 @@ class Producer:
                 limit -= over
             size = len(encoded) + (end - start) * stamp
             with self._lock:
-                while self._queued_bytes > self.max_queued_bytes and not self._closed:
-                    self._changed.wait(0.5)
+                if self._queued_bytes > self.max_queued_bytes:
+                    self._wait_for_queue_space()
                 queue = self._queues.get(tp)
                 if queue is None:
                     queue = self._queues[tp] = deque()
@@ -341,8 +365,8 @@ class Producer:
         if leader.config.stamp_provenance:  # the topic's config now, not when first sent to
             size += self._stamp_bytes
         with self._lock:  # the condition's lock, without its Python-level __enter__
-            while self._queued_bytes > self.max_queued_bytes and not self._closed:
-                self._changed.wait(0.5)
+            if self._queued_bytes > self.max_queued_bytes:
+                self._wait_for_queue_space()
             queue = self._queues.get(tp)
             if queue is None:
                 queue = self._queues[tp] = deque()
@@ -362,6 +386,22 @@ class Producer:
             self._queued_bytes += size
             if self._sender_idle and (fresh or batch.size >= self.batch_size):
                 self._changed.notify_all()
+
+    def _wait_for_queue_space(self) -> None:
+        """Waits (holding the condition's lock) until the queue is back under
+        max_queued_bytes; raises BufferExhausted after max_block_ms, as
+        Kafka's producer does, so that a caller whose engine takes no
+        appends is told rather than blocked for ever."""
+        deadline = self._clock.monotonic() + self.max_block_s
+        while self._queued_bytes > self.max_queued_bytes and not self._closed:
+            remaining = deadline - self._clock.monotonic()
+            if remaining <= 0:
+                raise BufferExhausted(
+                    self._queued_bytes, self.max_queued_bytes, self.max_block_s * 1000
+                )
+            # A real wait bounded by the clock's remaining time: a clock that
+            # jumps wakes it (_clock_moved) to read it again.
+            self._changed.wait(min(remaining, 0.5))
 
     def _clock_moved(self) -> None:
         with self._changed:

@@ -111,8 +111,9 @@ class OffsetManager:
 
     def load(self, state: StoredState) -> list[Hashable]:
         """Loads the stored offsets; returns the keys to delete: offsets of
-        deleted topics, and completed transactions' whose deletion did not
-        make it."""
+        deleted topics, committed or pending (the topic's deletion was
+        durable, the deletion of its offsets in this log did not make it),
+        and completed transactions' whose deletion did not make it."""
         dropped = list(state.completed)
         for group_id, tp, committed in state.offsets:
             if self.partition_error(tp) != KafkaCode.NONE:
@@ -120,6 +121,12 @@ class OffsetManager:
                 continue
             self.store.load(group_id, tp, committed)
         for producer_id, group_id, tp, pending in state.pending:
+            if self.partition_error(tp) != KafkaCode.NONE:
+                # As remove_topic would have: kept, the transaction's commit
+                # would make them the offsets of a topic made again under
+                # the name (docs/design/0053).
+                dropped.append(txn_key(producer_id, group_id, tp))
+                continue
             self.store.add_pending(producer_id, OffsetKey(group_id, tp), pending)
             self.store.saw_sequence(pending.offset.sequence)
         return dropped

@@ -15,7 +15,7 @@ yet; the second pass folds the records as engine/memory/state_at.py does.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from functools import partial
 
@@ -36,6 +36,7 @@ from engine.partition_txns import AbortedTxn
 from engine.verify import uploaded_catalog
 from s3stream import ObjectStore
 from s3stream.chain_verify import stored_payloads
+from s3stream.manifest import load_state
 from s3stream.manifest_state import ManifestState
 from s3stream.outside_reads import reloading
 
@@ -52,12 +53,16 @@ class StoredPartition:
         streams: tuple[int, int],
         max_inflated: int,
         topic_id: bytes,
+        current: Callable[[], ManifestState] | None = None,
     ) -> None:
         self.topic = topic
         self.topic_id = topic_id
         self.index = index
         self._store = store
         self._state = state
+        self._current = current
+        """The manifest as it is now: a range a serving engine merged away
+        since ``state`` is read where it places it (stored_payloads)."""
         self._data, self._checkpoints = streams
         self._max_inflated = max_inflated
         meta = state.streams.get(self._data)
@@ -84,7 +89,7 @@ class StoredPartition:
     def _stream(self, stream_id: int) -> Iterator[bytes | memoryview]:
         if stream_id not in self._state.streams:
             return iter(())
-        return stored_payloads(self._store, self._state, stream_id)
+        return stored_payloads(self._store, self._state, stream_id, self._current)
 
     def _last_horizon(self) -> CompactionHorizon | None:
         horizon = None
@@ -166,7 +171,8 @@ def _state_at(
     partitions: Sequence[int] | None,
     state: ManifestState,
 ) -> TopicState:
-    catalog: CatalogState = uploaded_catalog(store, state)
+    current = partial(load_state, store)
+    catalog: CatalogState = uploaded_catalog(store, state, current)
     meta = catalog.topics.get(topic)
     if meta is None:
         raise UnknownTopic(topic)
@@ -174,7 +180,7 @@ def _state_at(
     max_inflated = inflation_limit(TopicConfig(meta.configs, {}))
     sources = [
         StoredPartition(
-            store, state, topic, index, meta.streams[index], max_inflated, meta.topic_id
+            store, state, topic, index, meta.streams[index], max_inflated, meta.topic_id, current
         )
         for index in query.partitions
     ]

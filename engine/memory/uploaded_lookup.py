@@ -18,6 +18,7 @@ from engine.partition import inflation_limit
 from engine.verify import partitions_of, uploaded_catalog
 from s3stream import ObjectStore
 from s3stream.lookup import committed_batches, header_candidates
+from s3stream.manifest import load_state
 from s3stream.manifest_state import ManifestState
 from s3stream.outside_reads import reloading
 
@@ -35,7 +36,8 @@ def lookup_uploaded(
 def _lookup(
     store: ObjectStore, topics: Sequence[str], header: str, value: bytes, state: ManifestState
 ) -> list[FoundRecord]:
-    catalog = uploaded_catalog(store, state)
+    current = partial(load_state, store)
+    catalog = uploaded_catalog(store, state, current)
     found: list[FoundRecord] = []
     for topic in topics:
         chosen = partitions_of(catalog, topic, None)  # UnknownTopic if it is not there
@@ -46,9 +48,11 @@ def _lookup(
             if stream is None:
                 continue
             start, end = stream.start_offset, stream.end_offset
-            candidates = header_candidates(store, state, stream_id, start, end, header, value)
+            candidates = header_candidates(
+                store, state, stream_id, start, end, header, value, current
+            )
             records: dict[int, FoundRecord] = {}
-            for batch in committed_batches(store, state, stream_id, candidates):
+            for batch in committed_batches(store, state, stream_id, candidates, current):
                 for record in matching_records(
                     name, index, batch.payload, header, value, limit, meta.topic_id
                 ):

@@ -77,6 +77,7 @@ from engine.engine import EngineConfig
 from engine.errors import InvalidConfig
 from engine.groups.config import GroupConfig
 from engine.server.address_shares import default_share
+from engine.server.engine_ranges import check_engine_ranges
 from engine.server.http_config import DEFAULT_HTTP_PORT, HttpConfig
 from engine.server.http_config import KEYS as HTTP_KEYS
 from engine.server.listeners import Listener, parse_listeners
@@ -565,6 +566,7 @@ def load_config_file(path: str | Path) -> FileConfig:
     engine = {k: engine_table.pop(k) for k in list(engine_table) if k in _ENGINE_SETTINGS}
     try:
         _check_types(engine, _ENGINE_SETTINGS)
+        check_engine_ranges(engine)
     except ValueError as error:
         raise ConfigFileError(f"{path}: [engine]: {error}") from error
     for nested, config in _NESTED.items():

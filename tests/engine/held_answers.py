@@ -1,6 +1,8 @@
 """Fault injection for the group coordinator: commits written to the
 "groups" state log whose answers never come, as when the engine crashes
-after their records are durable and before the coordinator acts on that."""
+after their records are durable and before the coordinator acts on that;
+and deletions whose records never reach the log, as when it crashes
+before they are durable."""
 
 from __future__ import annotations
 
@@ -41,3 +43,25 @@ def never_answered(
 
     monkeypatch.setattr(groups._run, "write", holding)
     return held
+
+
+def deletions_never_written(
+    groups: GroupCoordinator, kind: str, monkeypatch: pytest.MonkeyPatch
+) -> list[tuple[dict[Any, Any], list[Any]]]:
+    """Writes deleting keys of ``kind`` ("txn" or "offset") are not made:
+    their records are returned in order and never answered, as when the
+    engine stops before they are durable (what the coordinator did in
+    memory meanwhile is lost with it)."""
+    lost: list[tuple[dict[Any, Any], list[Any]]] = []
+    write = groups._run.write
+
+    def losing(
+        puts: dict[Any, Any], deletes: list[Any], then: Callable[[Any], None] | None = None
+    ) -> None:
+        if any(key[0] == kind for key in deletes):
+            lost.append((puts, deletes))
+            return
+        write(puts, deletes, then)
+
+    monkeypatch.setattr(groups._run, "write", losing)
+    return lost

@@ -27,7 +27,7 @@ from engine.groups.records import read_state
 from engine.protocol.kafka_code import KafkaCode
 from engine.types import OffsetAndMetadata, TopicPartition
 from tests.engine.conftest import EngineFactory
-from tests.engine.held_answers import never_answered
+from tests.engine.held_answers import deletions_never_written, never_answered
 
 E = KafkaCode
 TIMEOUT = 10.0
@@ -960,6 +960,37 @@ def test_a_retried_completion_deletes_the_void_commits_its_failed_attempt_voided
     assert stored_pending(groups) == [(7, "g", TP0)]
     groups.complete_transaction(7, committed=False).result(TIMEOUT)
     assert stored_pending(groups) == []
+
+
+def test_pending_offsets_of_a_topic_deleted_before_a_crash_are_not_loaded(
+    engine_factory: EngineFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A topic is deleted while an open transaction holds pending offsets
+    of it, and the engine stops before the "groups" record deleting them is
+    durable: the start must drop them, as the deletion would have, or the
+    transaction, still open after the start and then committed (a wire
+    client carries on), makes them the offsets of a topic made again under
+    the name, and the group they alone held comes back."""
+    opened = engine_factory(groups=engine.GroupConfig(**FAST_GROUPS))
+    opened.create_topic("t", 4)
+    producer = opened.producer(transactional_id="tx")
+    producer.init_transactions(TIMEOUT)
+    producer.begin_transaction()
+    producer.send_offsets_to_transaction({TP0: 10}, "g", TIMEOUT)
+    pid, epoch = producer.producer_id, producer.producer_epoch
+    assert stored_pending(opened.groups) == [(pid, "g", TP0)]
+    lost = deletions_never_written(opened.groups, "txn", monkeypatch)
+    opened.delete_topic("t")
+    assert lost, "the topic's deletion wrote no record deleting its pending offsets"
+    opened.close(flush=False)
+    reopened = engine_factory(groups=engine.GroupConfig(**FAST_GROUPS))
+    groups = reopened.groups
+    assert reopened.transactions.describe("tx").state.value == "Ongoing"
+    assert stored_pending(groups) == []
+    assert groups.list_groups() == []
+    reopened.create_topic("t", 4)
+    reopened.transactions.end_transaction("tx", pid, epoch, commit=True).result(TIMEOUT)
+    assert committed(groups) == {}
 
 
 def test_an_offset_commit_whose_group_is_deleted_while_written_is_gone_after_a_crash(

@@ -33,7 +33,7 @@ from tests.engine.helpers_records import batch, child_env
 from tests.engine.test_takeover import ChildEngine
 from tests.s3stream import chain_doc
 from tests.s3stream.forgery import Edit, forge_range
-from tests.s3stream.test_missing_objects import CompactsOnFirstRead
+from tests.s3stream.test_missing_objects import CompactsOnFirstRead, MergesEachObjectItReads
 
 CONFIG = EngineConfig(store=QUIET_STORE, cleaner_interval_s=3600)
 TOPIC = "audit"
@@ -375,29 +375,6 @@ def test_a_proof_meeting_an_object_merged_away_meanwhile_goes_on_from_the_manife
     assert (verdict.start_offset, verdict.end_offset, verdict.from_genesis) == (0, 6, True)
 
 
-class BusyEngine(LocalStore):
-    """The bucket of a serving engine that is busy: the first read of each
-    object it uploaded finds the engine has just merged it (with the other
-    small objects) into a new one and deleted it, and written another
-    upload, which the next proof from a newer manifest meets in turn."""
-
-    def __init__(self, root: Path, engine: Engine) -> None:
-        super().__init__(root)
-        self.engine = engine
-        self.merged: set[str] = set()
-        """Objects the engine's merges wrote: read as they are."""
-        self.merges = 0
-
-    def get(self, key: str, start: int = 0, end: int | None = None) -> bytes:
-        if key.startswith(OBJECT_PREFIX) and key not in self.merged:
-            self.merges += 1
-            self.engine.store.compact()
-            state = self.engine.store.manifest.state
-            self.merged |= {meta.key for meta in state.objects.values()}
-            _produce_in_uploads(self.engine, [[b"later %d" % self.merges]])
-        return super().get(key, start, end)
-
-
 def test_a_proof_beside_an_engine_that_merges_every_object_it_reads_ends(
     tmp_path: Path,
 ) -> None:
@@ -408,7 +385,11 @@ def test_a_proof_beside_an_engine_that_merges_every_object_it_reads_ends(
     with Engine.open(tmp_path / "node", None, MERGES_AT_ONCE) as e:
         _three_uploads(e)
         before = set(e.store.manifest.state.objects)
-        bucket = BusyEngine(tmp_path / "node" / "objects", e)
+        bucket = MergesEachObjectItReads(
+            tmp_path / "node" / "objects",
+            e.store,
+            lambda merges: _produce_in_uploads(e, [[b"later %d" % merges]]),
+        )
         report = verify_partitions(bucket, TOPIC, 0, catalog=e.catalog.state)
         assert not before & set(e.store.manifest.state.objects)
     verdict = report.partitions[0].verdict

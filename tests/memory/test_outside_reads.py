@@ -1,8 +1,10 @@
 """``tidelog lookup`` and ``tidelog state`` (lookup_uploaded,
 stored_state_at) read the bucket beside a serving engine: an object the
-engine merges away and deletes while they read is read again from the
-manifest as it is now, and one the manifest names that the bucket lost is
-CorruptObject naming it, not the store's bare ObjectNotFound."""
+engine merges away and deletes while they read is read where the manifest
+as it is now places its ranges (so a read beside an engine that merges
+every object it reads still ends), and one the manifest names that the
+bucket lost is CorruptObject naming it, not the store's bare
+ObjectNotFound."""
 
 from __future__ import annotations
 
@@ -20,9 +22,10 @@ from engine.memory.uploaded_lookup import lookup_uploaded
 from native.records import RecordSpec
 from s3stream.errors import MISSING, CorruptObject
 from s3stream.manifest import load_state
+from s3stream.outside_reads import RELOADS
 from s3stream.store import LocalStore
 from tests.engine.conftest import QUIET_STORE
-from tests.s3stream.test_missing_objects import CompactsOnFirstRead
+from tests.s3stream.test_missing_objects import CompactsOnFirstRead, MergesEachObjectItReads
 
 TOPIC = "t"
 CID = [("cid", b"x")]
@@ -65,6 +68,31 @@ def test_a_read_beside_an_engine_merging_its_objects_away_reads_them_anew(
         bucket.store = e.store
         assert read(bucket) == expected
         assert bucket.compacted and not before & set(e.store.manifest.state.objects)
+
+
+def one_more_upload(e: engine.Engine, merges: int) -> None:
+    """A record after the state's time and without the looked-up header:
+    what the reads answer stays the same."""
+    spec = RecordSpec(1_000 + merges, b"later", b"later %d" % merges, [])
+    e.produce(TOPIC, 0, native.encode_batch([spec]))
+    assert e.flush(timeout=30)
+
+
+@pytest.mark.parametrize(("read", "expected"), READS.values(), ids=READS.keys())
+def test_a_read_beside_an_engine_that_merges_every_object_it_reads_ends(
+    tmp_path: Path, read: Callable[[LocalStore], Any], expected: Any
+) -> None:
+    """Each read from a newer manifest would meet its objects merged away
+    again: the read takes a merged-away range where the manifest places it
+    now, rather than start again until it gives up."""
+    with engine.Engine.open(tmp_path / "node", None, CONFIG) as e:
+        written(e)
+        before = set(e.store.manifest.state.objects)
+        bucket = MergesEachObjectItReads(
+            tmp_path / "node" / "objects", e.store, lambda merges: one_more_upload(e, merges)
+        )
+        assert read(bucket) == expected
+        assert bucket.merges > RELOADS and not before & set(e.store.manifest.state.objects)
 
 
 @pytest.mark.parametrize(("read", "expected"), READS.values(), ids=READS.keys())

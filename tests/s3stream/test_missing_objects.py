@@ -6,6 +6,7 @@ up is read again from the objects that hold its data now."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -34,6 +35,30 @@ class CompactsOnFirstRead(LocalStore):
         if self.store is not None and not self.compacted and key.startswith(OBJECT_PREFIX):
             self.compacted = True
             self.store.compact()
+        return super().get(key, start, end)
+
+
+class MergesEachObjectItReads(LocalStore):
+    """The bucket of a busy writer: the first read of each object the
+    writer did not make by merging finds it just merged (with the other
+    small objects) into a new one and deleted, and ``after_merge`` run
+    (another upload, say), which a read from a newer manifest meets in
+    turn: a read that only starts again from a newer manifest never ends."""
+
+    def __init__(self, root: Path, store: StreamStore, after_merge: Callable[[int], None]) -> None:
+        super().__init__(root)
+        self.store = store
+        self.after_merge = after_merge
+        self.merged: set[str] = set()
+        """Objects the writer's merges wrote: read as they are."""
+        self.merges = 0
+
+    def get(self, key: str, start: int = 0, end: int | None = None) -> bytes:
+        if key.startswith(OBJECT_PREFIX) and key not in self.merged:
+            self.merges += 1
+            self.store.compact()
+            self.merged |= {meta.key for meta in self.store.manifest.state.objects.values()}
+            self.after_merge(self.merges)
         return super().get(key, start, end)
 
 

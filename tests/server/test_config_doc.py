@@ -230,7 +230,7 @@ def test_each_documented_range_is_the_parsers(
     bounds = re.fullmatch(
         r"(?:(?P<off>0) \(off\), or )?(?:from (?P<low>[\d.]+) to (?P<high>[\d.]+)"
         r"|(?P<least>[\d.]+) or more(?P<finite>, finite)?"
-        r"|above (?P<above>[\d.]+)(?:, at most (?P<most>[\d.]+))?)",
+        r"|above (?P<above>[\d.]+)(?:, at most (?P<most>[\d.]+)|(?P<finite_above>, finite))?)",
         accepted,
     )
     assert bounds is not None, accepted
@@ -246,8 +246,8 @@ def test_each_documented_range_is_the_parsers(
     if bounds["above"] is not None:
         accept.append(kind(bounds["above"]) + step)
         refuse.append(kind(bounds["above"]))
-    if bounds["finite"]:
-        refuse.append(float("inf"))
+    if bounds["finite"] or bounds["finite_above"]:
+        refuse += [float("inf"), float("nan")]  # a NaN passes every comparison
     if bounds["off"]:
         accept.append(kind(0))
         refuse.remove(kind(low) - step)

@@ -192,6 +192,17 @@ def test_produce_sends_each_line_acks_all_with_keys_and_headers(server: ServerPr
     ]
 
 
+def test_produce_counts_what_was_acknowledged_in_the_singular_for_one(
+    server: ServerProcess,
+) -> None:
+    topic = _name("count")
+    _json(server, "topic", "create", topic)
+    for stdin, said in (("only\n", "1 record acknowledged"), ("a\nb\n", "2 records acknowledged")):
+        done = _tidelog("produce", topic, "--bootstrap-server", server.bootstrap, stdin=stdin)
+        assert done.returncode == 0, done.stderr
+        assert f"tidelog produce: {said}" in done.stderr
+
+
 def test_produce_exits_1_when_a_delivery_fails_and_2_on_a_bad_line(
     server: ServerProcess,
 ) -> None:
