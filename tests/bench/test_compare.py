@@ -3,29 +3,15 @@ revision's script is given, and how rounds become medians and ratios."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 from types import ModuleType
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "bench"
+from tests.bench.run import load_bench
 
 
 def _load() -> ModuleType:
-    """bench/compare.py as a module; bench/ is on the path only while it
-    loads (for its ``import _harness``), as when it runs as a script."""
-    spec = importlib.util.spec_from_file_location("bench_compare", BENCH / "compare.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up by name
-    sys.path.insert(0, str(BENCH))
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(BENCH))
-    return module
+    return load_bench("compare.py", "bench_compare")
 
 
 compare = _load()

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
-from tests.bench.run import run_bench
+from tests.bench.run import load_bench, run_bench
 
 BENCH = "kafka_bench.py"
-BENCH_DIR = Path(__file__).resolve().parents[2] / "bench"
 HEADLINE = (
     "produce_mb_s",
     "consume_mb_s",
@@ -30,18 +27,7 @@ HEADLINE = (
 
 
 def _load_bench() -> ModuleType:
-    """bench/kafka_bench.py as a module; bench/ is on the path only while it
-    loads (for its imports of its neighbours), as when it runs as a script."""
-    spec = importlib.util.spec_from_file_location("kafka_bench", BENCH_DIR / BENCH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    sys.path.insert(0, str(BENCH_DIR))
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(BENCH_DIR))
-    return module
+    return load_bench(BENCH, "kafka_bench")
 
 
 @pytest.mark.parametrize(

@@ -4,30 +4,18 @@ and takes minutes)."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "bench"
+from tests.bench.run import load_bench
+
 MiB = 1024 * 1024
 
 
 def _load() -> ModuleType:
-    """bench/replay_bench.py as a module; bench/ is on the path only while
-    it loads (for its ``import _harness``), as when it runs as a script."""
-    spec = importlib.util.spec_from_file_location("bench_replay", BENCH / "replay_bench.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    sys.path.insert(0, str(BENCH))
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(BENCH))
-    return module
+    return load_bench("replay_bench.py", "bench_replay")
 
 
 def test_a_replay_records_its_progress_over_time(tmp_path: Path) -> None:

@@ -5,27 +5,19 @@ from __future__ import annotations
 
 import base64
 import html
-import importlib.util
 import json
 import re
-import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from tests.bench.run import run_bench
+from tests.bench.run import load_bench, run_bench
 
-BENCH = Path(__file__).resolve().parents[2] / "bench"
 PNG = re.compile(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"')
 
 
 def _load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_report", BENCH / "report.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("report.py", "bench_report")
 
 
 def _embedded(page: str) -> dict[str, Any]:

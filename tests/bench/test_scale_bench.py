@@ -6,8 +6,6 @@ consumers in a child process)."""
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -16,23 +14,13 @@ from typing import Any
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "bench"
+from tests.bench.run import load_bench
+
 MiB = 1024 * 1024
 
 
 def _load(name: str) -> ModuleType:
-    """bench/``name``.py as a module; bench/ is on the path only while it
-    loads (for its imports of its neighbours), as when it runs as a script."""
-    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    sys.path.insert(0, str(BENCH))
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(BENCH))
-    return module
+    return load_bench(f"{name}.py", name)
 
 
 def test_latency_histograms_add_up_and_give_quantiles_per_window() -> None:

@@ -2,33 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 from types import ModuleType
 
 import pytest
 
-from tests.bench.run import run_bench
-
-BENCH = Path(__file__).resolve().parents[2] / "bench"
+from tests.bench.run import load_bench, run_bench
 
 
 def _load() -> ModuleType:
-    """bench/small_produce_bench.py as a module, bench/ on the path only
-    while it loads (for its imports of the bench's own helpers)."""
-    spec = importlib.util.spec_from_file_location(
-        "bench_small_produce", BENCH / "small_produce_bench.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.path.insert(0, str(BENCH))
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(BENCH))
-    return module
+    return load_bench("small_produce_bench.py", "bench_small_produce")
 
 
 def test_a_thread_that_ended_between_readings_takes_nothing_from_its_namesakes() -> None:
