@@ -361,10 +361,13 @@ class CatalogState:
 def _held(record: list[Any]) -> list[list[Any]]:
     """The records a ``configs_many`` record holds, each one of the kinds
     it may hold (a hostile or damaged catalog: refused, clearly)."""
-    held: list[list[Any]] = record[1]
+    held = record[1] if len(record) == 2 else None
+    if not isinstance(held, list):
+        raise ValueError(f"a configs_many record holds no list of records: {record!r:.200}")
     for inner in held:
-        if inner[0] not in _CONFIGS_MANY_HOLDS:
-            raise ValueError(f"a configs_many record holds {inner[0]!r}")
+        kind = inner[0] if isinstance(inner, list) and inner else inner
+        if not isinstance(kind, str) or kind not in _CONFIGS_MANY_HOLDS:
+            raise ValueError(f"a configs_many record holds {kind!r:.200}")
     return held
 
 

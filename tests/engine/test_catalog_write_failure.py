@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 import engine
-from engine.catalog import Catalog
+from engine.catalog import Catalog, CatalogState
 from engine.credentials import new_credential
 from engine.engine import Engine
 from engine.errors import EngineError
@@ -94,3 +94,15 @@ def test_a_record_naming_a_topic_not_there_is_refused_unwritten(opened: Engine) 
         catalog.append(["configs_many", [["alter_configs", "first", {}], hostile]])
     assert catalog.store.end_offset(catalog.stream_id) == end
     assert catalog.state.topics["first"].configs == {}
+
+
+@pytest.mark.parametrize(
+    "held",
+    [5, None, [5], [[]], [["configs_many", []]], [["snapshot", {}]]],
+    ids=["number", "nil", "a number inside", "an empty record", "nested", "a snapshot"],
+)
+def test_a_damaged_configs_many_is_refused_by_name_at_open(held: Any) -> None:
+    """A bucket writer's malformed ``configs_many`` stops the open with an
+    error that names the record, not a TypeError from deep in the reader."""
+    with pytest.raises(ValueError, match="a configs_many record holds"):
+        CatalogState().apply(["configs_many", held])
