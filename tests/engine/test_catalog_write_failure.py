@@ -1,7 +1,8 @@
 """A catalog record the store refuses is in force nowhere: not in the
 state the engine reads credentials, ACLs and topic configs from, nor in a
 snapshot written later; and a record the state cannot take is refused
-before it is written."""
+before it is written; and an alteration of several topics names each
+once."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import engine
 from engine.catalog import Catalog, CatalogState
 from engine.credentials import new_credential
 from engine.engine import Engine
-from engine.errors import EngineError
+from engine.errors import EngineError, ResourceNamedTwice
 from s3stream import S3StreamError
 
 SHA_256 = "SCRAM-SHA-256"
@@ -106,3 +107,19 @@ def test_a_damaged_configs_many_is_refused_by_name_at_open(held: Any) -> None:
     error that names the record, not a TypeError from deep in the reader."""
     with pytest.raises(ValueError, match="a configs_many record holds"):
         CatalogState().apply(["configs_many", held])
+
+
+def test_alter_configs_many_refuses_a_topic_named_twice(opened: Engine) -> None:
+    """Each alteration is checked against the configs before the request;
+    a topic named twice would have its second (here a replacement of every
+    override) checked and recorded as if the first were not there."""
+    opened.create_topic("first", 1)
+    with pytest.raises(ResourceNamedTwice, match="'first'"):
+        opened.alter_configs_many(
+            [
+                ("first", {"tidelog.provenance": "stamp"}, True),
+                ("first", {"retention.ms": "5"}, False),
+            ]
+        )
+    assert opened.topic_config("first").overrides == {}
+    assert opened.catalog.state.governance == []
