@@ -114,9 +114,7 @@ class CatalogState:
     def apply(self, record: list[Any]) -> None:
         kind = record[0]
         if kind == "configs_many":
-            for inner in record[1]:
-                if inner[0] not in _CONFIGS_MANY_HOLDS:
-                    raise ValueError(f"a configs_many record holds {inner[0]!r}")
+            for inner in _held(record):
                 self.apply(inner)
             return
         if kind in ("delete_topic", "delete_topics"):
@@ -142,6 +140,25 @@ class CatalogState:
                 live_ids = self._live_ids()
                 self.governance = bounded(self.governance, live_ids)
                 self._counts.recount(self.governance, live_ids)
+
+    def check(self, record: list[Any]) -> None:
+        """Raises ValueError, changing nothing, for a record ``apply`` could
+        not take in this state: one naming a topic there is not, or a
+        ``configs_many`` holding another kind of record."""
+        kind = record[0]
+        if kind == "configs_many":
+            for inner in _held(record):
+                self.check(inner)
+            return
+        if kind in ("alter_configs", "add_partitions"):
+            named = [record[1]]
+        elif kind == "add_partitions_many":
+            named = [name for name, _ in record[1]]
+        else:
+            return
+        missing = [name for name in named if name not in self.topics]
+        if missing:
+            raise ValueError(f"a {kind} record names topic {missing[0]!r}, which is not there")
 
     def _live_ids(self) -> set[bytes]:
         return {meta.topic_id for meta in self.topics.values()}
@@ -341,6 +358,19 @@ class CatalogState:
         return topics | set(self.internal.values())
 
 
+def _held(record: list[Any]) -> list[list[Any]]:
+    """The records a ``configs_many`` record holds, each one of the kinds
+    it may hold (a hostile or damaged catalog: refused, clearly)."""
+    held = record[1] if len(record) == 2 else None
+    if not isinstance(held, list):
+        raise ValueError(f"a configs_many record holds no list of records: {record!r:.200}")
+    for inner in held:
+        kind = inner[0] if isinstance(inner, list) and inner else inner
+        if not isinstance(kind, str) or kind not in _CONFIGS_MANY_HOLDS:
+            raise ValueError(f"a configs_many record holds {kind!r:.200}")
+    return held
+
+
 def _subject_versions(rows: list[list[Any]]) -> dict[str, dict[int, list[Any]]]:
     found: dict[str, dict[int, list[Any]]] = {}
     for subject, version, schema_id, deleted in rows:
@@ -404,24 +434,33 @@ class Catalog:
         return catalog
 
     def append(self, record: list[Any]) -> None:
-        """Applies a change and makes it durable (returns once it is in the WAL)."""
+        """Makes a change durable, then applies it (returns once it is in the
+        WAL and in force)."""
         self.append_all([record])
 
     def append_all(self, records: list[list[Any]]) -> None:
-        """Applies changes in order and makes them durable together: queued
-        at once, they share the WAL's syncs rather than waiting for one each
-        (a fresh catalog's first records, when an engine first opens)."""
+        """Makes changes durable together and then applies them in order:
+        queued at once, they share the WAL's syncs rather than waiting for
+        one each (a fresh catalog's first records, when an engine first
+        opens). A record is applied only once durable: one the store
+        refuses is in force nowhere, neither in memory (credentials, ACLs
+        and quotas are read from the state) nor in a later snapshot, as
+        the caller, told it failed, expects."""
         payloads = [msgpack.packb(record, use_bin_type=True) for record in records]
         with self._lock:
+            # A record this state cannot take raises before it is written:
+            # durable, it would stop every later open.
+            for record in records:
+                self.state.check(record)
             pending = []
-            for record, payload in zip(records, payloads, strict=True):
-                self.state.apply(record)
+            for payload in payloads:
                 offset = self.store.next_offset(self.stream_id)
                 pending.append(self.store.submit(self.stream_id, offset, offset, payload))
+            for record, payload, appended in zip(records, payloads, pending, strict=True):
+                appended.result()
+                self.state.apply(record)
                 self._since_snapshot += 1
                 self._bytes_since_snapshot += len(payload)
-            for appended in pending:
-                appended.result()
             if (
                 self._since_snapshot >= SNAPSHOT_EVERY
                 and self._bytes_since_snapshot >= self._snapshot_bytes

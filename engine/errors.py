@@ -92,6 +92,18 @@ class InvalidConfig(EngineError):
         self.value = value
 
 
+class ResourceNamedTwice(EngineError):
+    """One alteration of several names a resource twice: each would be
+    checked against the configs before the other, so the two could not be
+    applied together as checked (Kafka's AlterConfigs: INVALID_REQUEST)."""
+
+    code = KafkaCode.INVALID_REQUEST
+
+    def __init__(self, resource: str) -> None:
+        super().__init__(f"{resource!r} is named more than once; name each resource once")
+        self.resource = resource
+
+
 class InvalidRecord(EngineError):
     """A produced batch is malformed or breaks the topic's rules."""
 

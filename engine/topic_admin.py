@@ -13,7 +13,7 @@ import logging
 import os
 import threading
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import ExitStack
 from typing import Any, NamedTuple
 
@@ -31,6 +31,7 @@ from engine.errors import (
     InvalidPartitions,
     InvalidReplicationFactor,
     InvalidTopic,
+    ResourceNamedTwice,
     TopicExists,
     UnknownTopic,
 )
@@ -317,6 +318,9 @@ class TopicAdmin:
         anything is written), as one catalog record with ``broker_records``
         (the same request's broker configs): Kafka's controller commits one
         request's config records in one atomic batch."""
+        _check_named_once(
+            a.topic.meta.name if isinstance(a, PreparedAlteration) else a[0] for a in alterations
+        )
         with self.lock:
             prepared = [
                 alteration
@@ -491,6 +495,15 @@ class PreparedAlteration(NamedTuple):
 TopicAlteration = tuple[str, Mapping[str, object | None], bool] | PreparedAlteration
 """A topic, its configs to set (None: to remove), and whether incrementally;
 or one already prepared."""
+
+
+def _check_named_once(names: Iterable[str]) -> None:
+    """Raises ResourceNamedTwice for the first name seen twice."""
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise ResourceNamedTwice(name)
+        seen.add(name)
 
 
 def many_configs_record(records: Sequence[list[Any]]) -> list[Any]:

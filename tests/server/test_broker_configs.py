@@ -395,3 +395,44 @@ def test_a_request_altering_several_resources_is_written_all_or_nothing(
     assert node.engine.topic_config("first").overrides == {"retention.ms": "1000"}
     assert node.engine.topic_config("second").overrides == {"retention.ms": "2000"}
     assert node.engine.broker_configs.num_partitions == 3
+
+
+def test_a_topic_deleted_while_the_request_is_checked_is_refused_alone(
+    node: ServedNode, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Kafka's controller checks and commits a request in one step: a topic
+    is there for both or for neither. Here the resources are checked before
+    they are written together; a topic deleted in between is answered
+    UNKNOWN_TOPIC_OR_PARTITION, and the request's other resources are
+    written without it, not refused with its error."""
+    opened = node.engine
+    opened.create_topic("kept", 1)
+    opened.create_topic("deleted", 1)
+    checked = opened.alter_configs
+
+    def delete_once_checked(name: str, *args: Any, **kwargs: Any) -> None:
+        checked(name, *args, **kwargs)
+        if name == "deleted":
+            opened.delete_topic("deleted")
+
+    monkeypatch.setattr(opened, "alter_configs", delete_once_checked)
+    request = build(
+        load_request_schema(ApiKey.INCREMENTAL_ALTER_CONFIGS, 1),
+        resources=[
+            {
+                "resource_type": kind,
+                "resource_name": name,
+                "configs": [{"name": key, "config_operation": SET, "value": value}],
+            }
+            for kind, name, key, value in [
+                (TOPIC, "deleted", "retention.ms", "1000"),
+                (TOPIC, "kept", "retention.ms", "2000"),
+                (BROKER, "1", "num.partitions", "3"),
+            ]
+        ],
+    )
+    with Wire(node.server.bootstrap) as wire:
+        answered = [r.error_code for r in wire.request(request).responses]
+    assert answered == [KafkaError.UNKNOWN_TOPIC_OR_PART, 0, 0]
+    assert opened.topic_config("kept").overrides == {"retention.ms": "2000"}
+    assert opened.broker_configs.num_partitions == 3

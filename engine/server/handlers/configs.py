@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar
 
 from engine.broker_config import BROKER_CONFIG_DEFS, Synonym
 from engine.config import CONFIG_DEFS, ConfigEntry, ConfigSource, ConfigType, normalize
-from engine.errors import EngineError, InvalidConfig, error_code
+from engine.errors import EngineError, InvalidConfig, UnknownTopic, error_code
 from engine.masking.rules import MASKING_APPLIES, MASKING_APPLIES_DOC
 from engine.protocol.apis import ApiKey
 from engine.protocol.kafka_code import KafkaCode
@@ -494,27 +494,49 @@ def _alter_each(
             checked[index] = outcome
             outcome = _alter_result(resource, KafkaCode.NONE, None)
         responses.append(outcome)
-    if checked and not validate_only:
+    if not validate_only:
+        _write_checked(context, checked, responses)
+    return {"throttle_time": 0, "responses": responses}
+
+
+def _write_checked(
+    context: RequestContext, checked: dict[int, _Checked], responses: list[dict[str, Any]]
+) -> None:
+    """Writes the checked resources' changes as one catalog record,
+    answering each resource its outcome in ``responses``. A topic deleted
+    between its check and the write is answered UNKNOWN_TOPIC_OR_PARTITION
+    and the others written without it, as Kafka's controller, which checks
+    and commits in one step, would have; any other refusal, or a store
+    failure, answers every resource with it, none written."""
+    pending = dict(checked)
+    while pending:
         try:
             context.engine.alter_configs_many(
                 [
                     (c.resource.resource_name, c.changes, c.incremental)
-                    for c in checked.values()
+                    for c in pending.values()
                     if c.resource.resource_type == TOPIC
                 ],
                 [
                     (c.resource.resource_name, c.changes, c.incremental)
-                    for c in checked.values()
+                    for c in pending.values()
                     if c.resource.resource_type == BROKER
                 ],
                 principal=authorize.actor(context),
             )
+            return
         except EngineError as error:  # refused or the store failed: none was written
-            for index, c in checked.items():
+            deleted = [
+                index
+                for index, c in pending.items()
+                if isinstance(error, UnknownTopic)
+                and c.resource.resource_type == TOPIC
+                and c.resource.resource_name == error.topic
+            ]
+            for index in deleted or list(pending):
                 responses[index] = _alter_result(
-                    c.resource, error_code(error), error_message(error)
+                    pending.pop(index).resource, error_code(error), error_message(error)
                 )
-    return {"throttle_time": 0, "responses": responses}
 
 
 def _incremental_changes(
