@@ -17,7 +17,7 @@ import contextlib
 import threading
 from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 import native
@@ -50,6 +50,9 @@ _new = tuple.__new__
 
 METADATA_MAX_AGE_S = 1.0
 """How long a topic's partition count is trusted before it is looked up again."""
+SPACE_WAITER_THREADS = 32
+"""Async sends that wait for queue space at once (Python's cap on a default
+executor); more wait their turn in the producer's pool, not the loop's."""
 
 _CODECS = {"none": 0, "gzip": 1, "snappy": 2, "lz4": 3, "zstd": 4}
 
@@ -103,6 +106,7 @@ class Producer:
         self._in_flight = 0
         self._batches_in_flight: dict[TopicPartition, int] = {}
         self._sender_idle = False
+        self._space_pool: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._clock = engine.clock
@@ -163,7 +167,7 @@ class Producer:
         resolver: asyncio.Future[RecordMetadata] = loop.create_future()
         args = (topic, value, key, headers, partition, timestamp, resolver)
         if self._queued_bytes > self.max_queued_bytes:  # waits for space off the loop
-            await loop.run_in_executor(None, self._enqueue, *args)
+            await loop.run_in_executor(self._space_waiters(), self._enqueue, *args)
         else:
             self._enqueue(*args)
         return await resolver
@@ -202,7 +206,7 @@ class Producer:
         resolver: asyncio.Future[list[SentBatch]] = loop.create_future()
         args = (topic, values, keys, partition, headers, timestamp, resolver)
         if self._queued_bytes > self.max_queued_bytes:  # waits for space off the loop
-            await loop.run_in_executor(None, self._enqueue_many, *args)
+            await loop.run_in_executor(self._space_waiters(), self._enqueue_many, *args)
         else:
             self._enqueue_many(*args)
         return await resolver
@@ -236,7 +240,7 @@ class Producer:
                 self._queue_encoded(
                     topic, part, part_values, part_keys, header_pairs, when, delivery
                 )
-        except BufferExhausted as error:
+        except (BufferExhausted, EngineClosed) as error:
             if not delivery.batches:
                 raise  # nothing of the call was queued: refused as a send is
             with self._changed:
@@ -402,6 +406,25 @@ class Producer:
             # A real wait bounded by the clock's remaining time: a clock that
             # jumps wakes it (_clock_moved) to read it again.
             self._changed.wait(min(remaining, 0.5))
+        if self._closed:
+            # Closed while waiting: queued now, the record could outlive the
+            # sender thread and its future never settle. Kafka's BufferPool
+            # refuses the same way ("Producer closed while allocating memory").
+            raise EngineClosed()
+
+    def _space_waiters(self) -> ThreadPoolExecutor:
+        """The threads in which async sends wait for queue space: the
+        producer's own, so that waiting senders never fill the loop's default
+        executor, which the engine's own async paths (the appender's
+        back-pressure, masked fetches, flush_async, close) wait in too."""
+        with self._lock:
+            if self._closed:
+                raise EngineClosed()  # its pool is shut down
+            if self._space_pool is None:
+                self._space_pool = ThreadPoolExecutor(
+                    SPACE_WAITER_THREADS, thread_name_prefix="tidelog-producer-space"
+                )
+            return self._space_pool
 
     def _clock_moved(self) -> None:
         with self._changed:
@@ -633,6 +656,9 @@ class Producer:
         with self._changed:
             self._closed = True
             self._changed.notify_all()
+            pool = self._space_pool
+        if pool is not None:
+            pool.shutdown(wait=False)  # its waiters are woken above and refused
         self._sender.join(timeout)
 
     def __enter__(self) -> Producer:

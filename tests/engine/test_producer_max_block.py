@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -19,7 +19,7 @@ import engine
 import native
 from engine.client.producer import Producer
 from engine.clock import ManualClock
-from engine.errors import BufferExhausted
+from engine.errors import BufferExhausted, EngineClosed
 from engine.partition import AppendResult
 from tests.engine.conftest import EngineFactory
 
@@ -209,3 +209,60 @@ def test_max_block_ms_must_be_a_finite_number_of_at_least_zero(
     for bad in (-1.0, float("inf"), float("nan")):
         with pytest.raises(ValueError, match="max_block_ms"):
             e.producer(max_block_ms=bad)
+
+
+def test_a_send_waiting_for_space_when_the_producer_closes_is_refused_not_queued(
+    held: tuple[engine.Engine, ManualClock, HeldAppends],
+) -> None:
+    e, _, appends = held
+    producer = fill_queue(e, appends)
+    outcome: list[BaseException | None] = []
+    waiting = threading.Event()
+
+    def blocked_send() -> None:
+        try:
+            waiting.set()
+            producer.send("t", VALUE + b"2")
+            outcome.append(None)
+        except BaseException as error:  # the outcome is what is checked
+            outcome.append(error)
+
+    sender = threading.Thread(target=blocked_send, daemon=True)
+    sender.start()
+    assert waiting.wait(TIMEOUT)
+    threading.Event().wait(0.1)  # lets the send reach its wait for space
+    # close(0) gives up flushing at once; the send's wait then sees it closed.
+    producer.close(0)
+    sender.join(TIMEOUT)
+    assert len(outcome) == 1, "the send still waits for queue space"
+    assert isinstance(outcome[0], EngineClosed)
+    assert written_once_released(e, appends, producer) == [VALUE + b"0", VALUE + b"1"]
+
+
+def test_async_sends_waiting_for_space_leave_the_default_executor_free(
+    held: tuple[engine.Engine, ManualClock, HeldAppends],
+) -> None:
+    e, clock, appends = held
+    producer = fill_queue(e, appends)
+
+    async def other_executor_work_while_a_send_waits() -> tuple[bool, BaseException | None]:
+        loop = asyncio.get_running_loop()
+        loop.set_default_executor(ThreadPoolExecutor(1))  # one thread: a waiter would hold it
+        waiting = asyncio.ensure_future(producer.send_async("t", VALUE + b"2"))
+        await asyncio.sleep(0.05)  # the send is now waiting for space
+        other = loop.run_in_executor(None, lambda: True)
+        done, _ = await asyncio.wait([other], timeout=TIMEOUT / 3)
+        other_ran = bool(done)
+        for _ in range(200):
+            if waiting.done():
+                break
+            clock.advance(MAX_BLOCK_MS / 1000)
+            await asyncio.sleep(0.05)
+        if not done:
+            await other
+        return other_ran, waiting.exception() if waiting.done() else None
+
+    other_ran, error = asyncio.run(other_executor_work_while_a_send_waits())
+    assert other_ran, "the waiting send held the loop's default executor"
+    assert isinstance(error, BufferExhausted)
+    assert written_once_released(e, appends, producer) == [VALUE + b"0", VALUE + b"1"]
