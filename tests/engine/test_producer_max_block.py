@@ -21,6 +21,7 @@ from engine.client.producer import Producer
 from engine.clock import ManualClock
 from engine.errors import BufferExhausted, EngineClosed
 from engine.partition import AppendResult
+from engine.types import SentBatch
 from tests.engine.conftest import EngineFactory
 
 TIMEOUT = 30.0
@@ -266,3 +267,38 @@ def test_async_sends_waiting_for_space_leave_the_default_executor_free(
     assert other_ran, "the waiting send held the loop's default executor"
     assert isinstance(error, BufferExhausted)
     assert written_once_released(e, appends, producer) == [VALUE + b"0", VALUE + b"1"]
+
+
+def test_send_many_async_that_fills_the_queue_waits_for_space_off_the_loop(
+    held: tuple[engine.Engine, ManualClock, HeldAppends],
+) -> None:
+    e, _, appends = held
+    producer = e.producer(
+        max_queued_bytes=MAX_QUEUED, max_block_ms=MAX_BLOCK_MS, max_in_flight=1, batch_size=128
+    )
+    producer.send("t", VALUE + b"0")
+    assert appends.first_held.wait(TIMEOUT)
+
+    async def send_while_the_loop_runs() -> tuple[int, list[SentBatch]]:
+        # The queue has room for the call's first batch; its second finds
+        # the queue filled by the first, and waits for space.
+        waiting = asyncio.ensure_future(producer.send_many_async("t", [VALUE + b"1", VALUE + b"2"]))
+        ticks = 0
+        for _ in range(5):
+            await asyncio.sleep(0.05)  # the loop keeps running while the call waits
+            ticks += 1 if not waiting.done() else 0
+        await asyncio.to_thread(appends.release)
+        return ticks, await waiting
+
+    outcome: list[tuple[int, list[SentBatch]]] = []
+    loop_thread = threading.Thread(
+        target=lambda: outcome.append(asyncio.run(send_while_the_loop_runs())), daemon=True
+    )
+    loop_thread.start()
+    loop_thread.join(TIMEOUT)
+    assert outcome, "the call blocked the event loop"
+    ticks, sent = outcome[0]
+    assert ticks == 5, "the call did not wait for space"
+    assert [(b.base_offset, b.record_count) for b in sent] == [(1, 1), (2, 1)]
+    producer.close(TIMEOUT)
+    assert values(e) == [VALUE + b"0", VALUE + b"1", VALUE + b"2"]
