@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -29,6 +29,7 @@ VALUE = b"v" * 100
 """One record queues a little more than max_queued_bytes below."""
 MAX_QUEUED = 100
 MAX_BLOCK_MS = 5_000.0
+T = TypeVar("T")
 
 
 class HeldAppends:
@@ -72,14 +73,22 @@ def held(engine_factory: EngineFactory) -> Iterator[tuple[engine.Engine, ManualC
     appends.release()
 
 
-def fill_queue(e: engine.Engine, appends: HeldAppends) -> Producer:
-    """A producer whose first batch is held in the engine and whose queue
-    holds more than max_queued_bytes behind it."""
+def one_batch_held(
+    e: engine.Engine, appends: HeldAppends, max_block_ms: float = MAX_BLOCK_MS
+) -> Producer:
+    """A producer whose first batch is held in the engine, its queue empty."""
     producer = e.producer(
-        max_queued_bytes=MAX_QUEUED, max_block_ms=MAX_BLOCK_MS, max_in_flight=1, batch_size=128
+        max_queued_bytes=MAX_QUEUED, max_block_ms=max_block_ms, max_in_flight=1, batch_size=128
     )
     producer.send("t", VALUE + b"0")
     assert appends.first_held.wait(TIMEOUT)
+    return producer
+
+
+def fill_queue(e: engine.Engine, appends: HeldAppends) -> Producer:
+    """A producer whose first batch is held in the engine and whose queue
+    holds more than max_queued_bytes behind it."""
+    producer = one_batch_held(e, appends)
     producer.send("t", VALUE + b"1")  # queued behind it: the queue is now full
     return producer
 
@@ -93,6 +102,16 @@ def advance_until(clock: ManualClock, finished: Callable[[], bool]) -> None:
             return
         clock.advance(MAX_BLOCK_MS / 1000)
         stop.wait(0.05)
+
+
+def on_a_loop_thread(main: Callable[[], Coroutine[Any, Any, T]]) -> list[T]:
+    """``main``'s result, run on an event loop in a thread of its own: an
+    empty list if the loop is still blocked after TIMEOUT."""
+    outcome: list[T] = []
+    loop_thread = threading.Thread(target=lambda: outcome.append(asyncio.run(main())), daemon=True)
+    loop_thread.start()
+    loop_thread.join(TIMEOUT)
+    return outcome
 
 
 def values(e: engine.Engine) -> list[bytes | None]:
@@ -159,11 +178,7 @@ def test_send_many_cut_short_fails_its_future_and_keeps_what_it_queued(
     held: tuple[engine.Engine, ManualClock, HeldAppends],
 ) -> None:
     e, _, appends = held
-    producer = e.producer(
-        max_queued_bytes=MAX_QUEUED, max_block_ms=0, max_in_flight=1, batch_size=128
-    )
-    producer.send("t", VALUE + b"0")
-    assert appends.first_held.wait(TIMEOUT)
+    producer = one_batch_held(e, appends, max_block_ms=0)
     # The first batch of the call is queued; the second finds the queue full.
     future = producer.send_many("t", [VALUE + b"1", VALUE + b"2"])
     appends.release()
@@ -190,12 +205,7 @@ def test_send_async_into_a_full_queue_raises_and_leaves_the_loop_free(
             clock.advance(MAX_BLOCK_MS / 1000)
         return (waiting.exception() if waiting.done() else None), ticks
 
-    outcome: list[tuple[BaseException | None, int]] = []
-    loop_thread = threading.Thread(
-        target=lambda: outcome.append(asyncio.run(send_while_the_loop_runs())), daemon=True
-    )
-    loop_thread.start()
-    loop_thread.join(TIMEOUT)
+    outcome = on_a_loop_thread(send_while_the_loop_runs)
     assert outcome, "the send blocked the event loop"
     error, ticks = outcome[0]
     assert isinstance(error, BufferExhausted)
@@ -273,11 +283,7 @@ def test_send_many_async_that_fills_the_queue_waits_for_space_off_the_loop(
     held: tuple[engine.Engine, ManualClock, HeldAppends],
 ) -> None:
     e, _, appends = held
-    producer = e.producer(
-        max_queued_bytes=MAX_QUEUED, max_block_ms=MAX_BLOCK_MS, max_in_flight=1, batch_size=128
-    )
-    producer.send("t", VALUE + b"0")
-    assert appends.first_held.wait(TIMEOUT)
+    producer = one_batch_held(e, appends)
 
     async def send_while_the_loop_runs() -> tuple[int, list[SentBatch]]:
         # The queue has room for the call's first batch; its second finds
@@ -290,12 +296,7 @@ def test_send_many_async_that_fills_the_queue_waits_for_space_off_the_loop(
         await asyncio.to_thread(appends.release)
         return ticks, await waiting
 
-    outcome: list[tuple[int, list[SentBatch]]] = []
-    loop_thread = threading.Thread(
-        target=lambda: outcome.append(asyncio.run(send_while_the_loop_runs())), daemon=True
-    )
-    loop_thread.start()
-    loop_thread.join(TIMEOUT)
+    outcome = on_a_loop_thread(send_while_the_loop_runs)
     assert outcome, "the call blocked the event loop"
     ticks, sent = outcome[0]
     assert ticks == 5, "the call did not wait for space"
