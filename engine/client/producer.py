@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import threading
 from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
-from typing import TYPE_CHECKING
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING, NamedTuple
 
 import native
 from engine.authorization import ANONYMOUS, AclOperation
@@ -50,6 +51,9 @@ _new = tuple.__new__
 
 METADATA_MAX_AGE_S = 1.0
 """How long a topic's partition count is trusted before it is looked up again."""
+SPACE_WAITER_THREADS = 32
+"""Async sends that wait for queue space at once (Python's cap on a default
+executor); more wait their turn in the producer's pool, not the loop's."""
 
 _CODECS = {"none": 0, "gzip": 1, "snappy": 2, "lz4": 3, "zstd": 4}
 
@@ -103,6 +107,7 @@ class Producer:
         self._in_flight = 0
         self._batches_in_flight: dict[TopicPartition, int] = {}
         self._sender_idle = False
+        self._space_pool: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._clock = engine.clock
@@ -162,10 +167,10 @@ class Producer:
         loop = asyncio.get_running_loop()
         resolver: asyncio.Future[RecordMetadata] = loop.create_future()
         args = (topic, value, key, headers, partition, timestamp, resolver)
-        if self._queued_bytes > self.max_queued_bytes:  # waits for space off the loop
-            await loop.run_in_executor(None, self._enqueue, *args)
-        else:
-            self._enqueue(*args)
+        try:
+            self._enqueue(*args, on_loop=True)
+        except _QueueFull:  # nothing queued: waits for space off the loop
+            await loop.run_in_executor(self._space_waiters(), self._enqueue, *args)
         return await resolver
 
     def send_many(
@@ -200,11 +205,11 @@ class Producer:
         """Like send_many, awaited: returns the batches once all are durable."""
         loop = asyncio.get_running_loop()
         resolver: asyncio.Future[list[SentBatch]] = loop.create_future()
-        args = (topic, values, keys, partition, headers, timestamp, resolver)
-        if self._queued_bytes > self.max_queued_bytes:  # waits for space off the loop
-            await loop.run_in_executor(None, self._enqueue_many, *args)
-        else:
-            self._enqueue_many(*args)
+        rest = self._enqueue_many(
+            topic, values, keys, partition, headers, timestamp, resolver, on_loop=True
+        )
+        if rest is not None:  # the queue filled up: the rest waits for space off the loop
+            await loop.run_in_executor(self._space_waiters(), rest)
         return await resolver
 
     def _enqueue_many(
@@ -216,7 +221,9 @@ class Producer:
         headers: Sequence[Header],
         timestamp: int | None,
         resolver: BulkResolver,
-    ) -> None:
+        on_loop: bool = False,
+    ) -> Callable[[], object] | None:
+        """Queues the call's records; see _queue_parts for ``on_loop``."""
         if self._closed or not self._accepting:
             raise self._refusal()
         # Lists and tuples are read in place by the encoder; anything else
@@ -228,15 +235,35 @@ class Producer:
                 raise ValueError(f"keys has {len(keys)} items for {len(values)} values")
         header_pairs = tuple(headers)
         when = self._clock.time_ms() if timestamp is None else timestamp
-        delivery = BulkDelivery(resolver)
+        parts = self._split_by_partition(topic, values, keys, partition)
+        call = _ManyCall(topic, parts, header_pairs, when, BulkDelivery(resolver))
+        return self._queue_parts(call, 0, 0, on_loop)
+
+    def _queue_parts(
+        self, call: _ManyCall, first: int, start: int, on_loop: bool
+    ) -> Callable[[], object] | None:
+        """Queues the call's records from record ``start`` of part ``first``
+        on, then seals its delivery. ``on_loop`` (an event loop's thread,
+        which must not wait): when the queue is full, returns the rest to
+        queue where waiting is allowed."""
+        delivery = call.delivery
         try:
-            for part, part_values, part_keys in self._split_by_partition(
-                topic, values, keys, partition
-            ):
+            for i in range(first, len(call.parts)):
+                part, part_values, part_keys = call.parts[i]
                 self._queue_encoded(
-                    topic, part, part_values, part_keys, header_pairs, when, delivery
+                    call.topic,
+                    part,
+                    part_values,
+                    part_keys,
+                    call.headers,
+                    call.timestamp,
+                    delivery,
+                    start if i == first else 0,
+                    on_loop,
                 )
-        except BufferExhausted as error:
+        except _QueueFull as full:
+            return functools.partial(self._queue_parts, call, i, full.start, False)
+        except (BufferExhausted, EngineClosed) as error:
             if not delivery.batches:
                 raise  # nothing of the call was queued: refused as a send is
             with self._changed:
@@ -245,6 +272,7 @@ class Producer:
             settle = delivery.seal()
         if settle is not None:
             settle()
+        return None
 
     def _split_by_partition(
         self, topic: str, values: Values, keys: Values | None, partition: int | None
@@ -271,14 +299,17 @@ class Producer:
         headers: tuple[Header, ...],
         timestamp: int,
         delivery: BulkDelivery,
+        start: int = 0,
+        on_loop: bool = False,
     ) -> None:
-        """Cuts one partition's records into encoded batches and queues them."""
+        """Cuts one partition's records from ``start`` on into encoded
+        batches and queues them; on the loop, a full queue raises _QueueFull
+        at the first record not queued."""
         known_partition = self._partitions.get((topic, partition))
         if known_partition is None or known_partition[1].deleted:
             known_partition = self._leader(topic, partition)
         tp, leader = known_partition
         stamp = self._stamp_bytes if leader.config.stamp_provenance else 0
-        start = 0
         while start < len(values):
             limit = self.batch_size
             while True:
@@ -301,6 +332,8 @@ class Producer:
             size = len(encoded) + (end - start) * stamp
             with self._lock:
                 if self._queued_bytes > self.max_queued_bytes:
+                    if on_loop:
+                        raise _QueueFull(start)
                     self._wait_for_queue_space()
                 queue = self._queues.get(tp)
                 if queue is None:
@@ -323,7 +356,10 @@ class Producer:
         partition: int | None,
         timestamp: int | None,
         resolver: Resolver,
+        on_loop: bool = False,
     ) -> None:
+        """Queues one record; on the loop, a full queue raises _QueueFull
+        with nothing queued."""
         if self._closed or not self._accepting:
             raise self._refusal()
         value_bytes = value.encode() if isinstance(value, str) else value
@@ -366,6 +402,8 @@ class Producer:
             size += self._stamp_bytes
         with self._lock:  # the condition's lock, without its Python-level __enter__
             if self._queued_bytes > self.max_queued_bytes:
+                if on_loop:
+                    raise _QueueFull(0)
                 self._wait_for_queue_space()
             queue = self._queues.get(tp)
             if queue is None:
@@ -402,6 +440,25 @@ class Producer:
             # A real wait bounded by the clock's remaining time: a clock that
             # jumps wakes it (_clock_moved) to read it again.
             self._changed.wait(min(remaining, 0.5))
+        if self._closed:
+            # Closed while waiting: queued now, the record could outlive the
+            # sender thread and its future never settle. Kafka's BufferPool
+            # refuses the same way ("Producer closed while allocating memory").
+            raise EngineClosed()
+
+    def _space_waiters(self) -> ThreadPoolExecutor:
+        """The threads in which async sends wait for queue space: the
+        producer's own, so that waiting senders never fill the loop's default
+        executor, which the engine's own async paths (the appender's
+        back-pressure, masked fetches, flush_async, close) wait in too."""
+        with self._lock:
+            if self._closed:
+                raise EngineClosed()  # its pool is shut down
+            if self._space_pool is None:
+                self._space_pool = ThreadPoolExecutor(
+                    SPACE_WAITER_THREADS, thread_name_prefix="tidelog-producer-space"
+                )
+            return self._space_pool
 
     def _clock_moved(self) -> None:
         with self._changed:
@@ -633,6 +690,9 @@ class Producer:
         with self._changed:
             self._closed = True
             self._changed.notify_all()
+            pool = self._space_pool
+        if pool is not None:
+            pool.shutdown(wait=False)  # its waiters are woken above and refused
         self._sender.join(timeout)
 
     def __enter__(self) -> Producer:
@@ -646,6 +706,26 @@ class Producer:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await asyncio.get_running_loop().run_in_executor(None, self.close)
+
+
+class _QueueFull(Exception):
+    """A send on an event loop's thread found the queue full: the records
+    from ``start`` on are to be queued off the loop, where waiting for
+    space (up to max_block_ms) blocks no one else."""
+
+    def __init__(self, start: int) -> None:
+        super().__init__(start)
+        self.start = start
+
+
+class _ManyCall(NamedTuple):
+    """One send_many call's records, split by partition, and its delivery."""
+
+    topic: str
+    parts: list[PartitionRecords]
+    headers: tuple[Header, ...]
+    timestamp: int
+    delivery: BulkDelivery
 
 
 def _settle_async(

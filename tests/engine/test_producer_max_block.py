@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable, Iterator
-from concurrent.futures import Future
-from typing import Any
+from collections.abc import Callable, Coroutine, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, TypeVar
 
 import pytest
 
@@ -19,8 +19,9 @@ import engine
 import native
 from engine.client.producer import Producer
 from engine.clock import ManualClock
-from engine.errors import BufferExhausted
+from engine.errors import BufferExhausted, EngineClosed
 from engine.partition import AppendResult
+from engine.types import SentBatch
 from tests.engine.conftest import EngineFactory
 
 TIMEOUT = 30.0
@@ -28,6 +29,7 @@ VALUE = b"v" * 100
 """One record queues a little more than max_queued_bytes below."""
 MAX_QUEUED = 100
 MAX_BLOCK_MS = 5_000.0
+T = TypeVar("T")
 
 
 class HeldAppends:
@@ -71,14 +73,22 @@ def held(engine_factory: EngineFactory) -> Iterator[tuple[engine.Engine, ManualC
     appends.release()
 
 
-def fill_queue(e: engine.Engine, appends: HeldAppends) -> Producer:
-    """A producer whose first batch is held in the engine and whose queue
-    holds more than max_queued_bytes behind it."""
+def one_batch_held(
+    e: engine.Engine, appends: HeldAppends, max_block_ms: float = MAX_BLOCK_MS
+) -> Producer:
+    """A producer whose first batch is held in the engine, its queue empty."""
     producer = e.producer(
-        max_queued_bytes=MAX_QUEUED, max_block_ms=MAX_BLOCK_MS, max_in_flight=1, batch_size=128
+        max_queued_bytes=MAX_QUEUED, max_block_ms=max_block_ms, max_in_flight=1, batch_size=128
     )
     producer.send("t", VALUE + b"0")
     assert appends.first_held.wait(TIMEOUT)
+    return producer
+
+
+def fill_queue(e: engine.Engine, appends: HeldAppends) -> Producer:
+    """A producer whose first batch is held in the engine and whose queue
+    holds more than max_queued_bytes behind it."""
+    producer = one_batch_held(e, appends)
     producer.send("t", VALUE + b"1")  # queued behind it: the queue is now full
     return producer
 
@@ -92,6 +102,16 @@ def advance_until(clock: ManualClock, finished: Callable[[], bool]) -> None:
             return
         clock.advance(MAX_BLOCK_MS / 1000)
         stop.wait(0.05)
+
+
+def on_a_loop_thread(main: Callable[[], Coroutine[Any, Any, T]]) -> list[T]:
+    """``main``'s result, run on an event loop in a thread of its own: an
+    empty list if the loop is still blocked after TIMEOUT."""
+    outcome: list[T] = []
+    loop_thread = threading.Thread(target=lambda: outcome.append(asyncio.run(main())), daemon=True)
+    loop_thread.start()
+    loop_thread.join(TIMEOUT)
+    return outcome
 
 
 def values(e: engine.Engine) -> list[bytes | None]:
@@ -158,11 +178,7 @@ def test_send_many_cut_short_fails_its_future_and_keeps_what_it_queued(
     held: tuple[engine.Engine, ManualClock, HeldAppends],
 ) -> None:
     e, _, appends = held
-    producer = e.producer(
-        max_queued_bytes=MAX_QUEUED, max_block_ms=0, max_in_flight=1, batch_size=128
-    )
-    producer.send("t", VALUE + b"0")
-    assert appends.first_held.wait(TIMEOUT)
+    producer = one_batch_held(e, appends, max_block_ms=0)
     # The first batch of the call is queued; the second finds the queue full.
     future = producer.send_many("t", [VALUE + b"1", VALUE + b"2"])
     appends.release()
@@ -189,12 +205,7 @@ def test_send_async_into_a_full_queue_raises_and_leaves_the_loop_free(
             clock.advance(MAX_BLOCK_MS / 1000)
         return (waiting.exception() if waiting.done() else None), ticks
 
-    outcome: list[tuple[BaseException | None, int]] = []
-    loop_thread = threading.Thread(
-        target=lambda: outcome.append(asyncio.run(send_while_the_loop_runs())), daemon=True
-    )
-    loop_thread.start()
-    loop_thread.join(TIMEOUT)
+    outcome = on_a_loop_thread(send_while_the_loop_runs)
     assert outcome, "the send blocked the event loop"
     error, ticks = outcome[0]
     assert isinstance(error, BufferExhausted)
@@ -209,3 +220,86 @@ def test_max_block_ms_must_be_a_finite_number_of_at_least_zero(
     for bad in (-1.0, float("inf"), float("nan")):
         with pytest.raises(ValueError, match="max_block_ms"):
             e.producer(max_block_ms=bad)
+
+
+def test_a_send_waiting_for_space_when_the_producer_closes_is_refused_not_queued(
+    held: tuple[engine.Engine, ManualClock, HeldAppends],
+) -> None:
+    e, _, appends = held
+    producer = fill_queue(e, appends)
+    outcome: list[BaseException | None] = []
+    waiting = threading.Event()
+
+    def blocked_send() -> None:
+        try:
+            waiting.set()
+            producer.send("t", VALUE + b"2")
+            outcome.append(None)
+        except BaseException as error:  # the outcome is what is checked
+            outcome.append(error)
+
+    sender = threading.Thread(target=blocked_send, daemon=True)
+    sender.start()
+    assert waiting.wait(TIMEOUT)
+    threading.Event().wait(0.1)  # lets the send reach its wait for space
+    # close(0) gives up flushing at once; the send's wait then sees it closed.
+    producer.close(0)
+    sender.join(TIMEOUT)
+    assert len(outcome) == 1, "the send still waits for queue space"
+    assert isinstance(outcome[0], EngineClosed)
+    assert written_once_released(e, appends, producer) == [VALUE + b"0", VALUE + b"1"]
+
+
+def test_async_sends_waiting_for_space_leave_the_default_executor_free(
+    held: tuple[engine.Engine, ManualClock, HeldAppends],
+) -> None:
+    e, clock, appends = held
+    producer = fill_queue(e, appends)
+
+    async def other_executor_work_while_a_send_waits() -> tuple[bool, BaseException | None]:
+        loop = asyncio.get_running_loop()
+        loop.set_default_executor(ThreadPoolExecutor(1))  # one thread: a waiter would hold it
+        waiting = asyncio.ensure_future(producer.send_async("t", VALUE + b"2"))
+        await asyncio.sleep(0.05)  # the send is now waiting for space
+        other = loop.run_in_executor(None, lambda: True)
+        done, _ = await asyncio.wait([other], timeout=TIMEOUT / 3)
+        other_ran = bool(done)
+        for _ in range(200):
+            if waiting.done():
+                break
+            clock.advance(MAX_BLOCK_MS / 1000)
+            await asyncio.sleep(0.05)
+        if not done:
+            await other
+        return other_ran, waiting.exception() if waiting.done() else None
+
+    other_ran, error = asyncio.run(other_executor_work_while_a_send_waits())
+    assert other_ran, "the waiting send held the loop's default executor"
+    assert isinstance(error, BufferExhausted)
+    assert written_once_released(e, appends, producer) == [VALUE + b"0", VALUE + b"1"]
+
+
+def test_send_many_async_that_fills_the_queue_waits_for_space_off_the_loop(
+    held: tuple[engine.Engine, ManualClock, HeldAppends],
+) -> None:
+    e, _, appends = held
+    producer = one_batch_held(e, appends)
+
+    async def send_while_the_loop_runs() -> tuple[int, list[SentBatch]]:
+        # The queue has room for the call's first batch; its second finds
+        # the queue filled by the first, and waits for space.
+        waiting = asyncio.ensure_future(producer.send_many_async("t", [VALUE + b"1", VALUE + b"2"]))
+        ticks = 0
+        for _ in range(5):
+            await asyncio.sleep(0.05)  # the loop keeps running while the call waits
+            ticks += 1 if not waiting.done() else 0
+        await asyncio.to_thread(appends.release)
+        return ticks, await waiting
+
+    outcome = on_a_loop_thread(send_while_the_loop_runs)
+    assert outcome, "the call blocked the event loop"
+    ticks, sent = outcome[0]
+    assert ticks == 5, "the call did not wait for space"
+    assert [(b.base_offset, b.record_count) for b in sent] == [(1, 1), (2, 1)]
+    producer.close(TIMEOUT)
+    assert values(e) == [VALUE + b"0", VALUE + b"1", VALUE + b"2"]
