@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -21,16 +21,12 @@ import native
 from engine.protocol.kafka_code import KafkaCode
 from s3stream import StreamStoreConfig
 from s3stream.fetcher import PendingReads
-from s3stream.store import open_store
-from tests.engine.conftest import QUIET_STORE
+from tests.faults.two_objects import RECORDS, TIMEOUT, TOPIC, two_objects, values
 from tests.s3stream.faults import FaultyStore
 from tests.server.in_process import InProcessServer
 from tests.server.test_confluent import make_consumer
 from tests.server.wire import Wire, fetch_each
 
-TOPIC = "history"
-RECORDS = 10
-TIMEOUT = 30.0
 MAX_WAIT_MS = 50
 """The configured bound: short, so the tests wait little for each answer."""
 ASKED_AGAIN = 5
@@ -50,42 +46,10 @@ class Stalled:
         return self.engine.store.pending_reads()
 
 
-def values(partition: int) -> list[bytes]:
-    return [f"p{partition}-{i}".encode() for i in range(RECORDS)]
-
-
 @pytest.fixture
 def stalled(tmp_path: Path) -> Iterator[Stalled]:
-    """An engine whose two partitions' records are each in an object of
-    their own, read through the stalling store, with neither log cache nor
-    block cache: every read of them is a GET."""
-    store = FaultyStore(open_store("file://" + str(tmp_path / "bucket")))
-    config = engine.EngineConfig(
-        store=replace(
-            QUIET_STORE,
-            log_cache_bytes=0,
-            block_cache_bytes=1,
-            readahead_bytes=0,
-            remote_fetch_max_wait_ms=MAX_WAIT_MS,
-        ),
-        cleaner_interval_s=3600,
-    )
-    opened = engine.open(tmp_path / "node", store, config)
-    try:
-        opened.create_topic(TOPIC, 2)
-        keys = []
-        for partition in range(2):
-            before = {info.key for info in store.inner.list("objects/")}
-            with opened.producer(linger_ms=0) as producer:
-                for value in values(partition):
-                    producer.send(TOPIC, value, partition=partition).result(TIMEOUT)
-            assert opened.flush(TIMEOUT)
-            [key] = {info.key for info in store.inner.list("objects/")} - before
-            keys.append(key)
+    with two_objects(tmp_path, remote_fetch_max_wait_ms=MAX_WAIT_MS) as (opened, store, keys):
         yield Stalled(opened, store, keys)
-    finally:
-        store.heal()
-        opened.close()
 
 
 def record_values(records: bytes | None) -> list[bytes | None]:
