@@ -20,6 +20,7 @@ from s3stream.errors import MISSING, CorruptObject, OffsetOutOfRange, ReadPendin
 from s3stream.manifest import Manifest
 from s3stream.manifest_state import ManifestState
 from s3stream.objects import StoredBatch
+from s3stream.read_waits import ReadWaits
 from s3stream.reader import ObjectReader
 from s3stream.replay_pace import ReplayPace
 from s3stream.store import ObjectNotFound, ObjectStoreError
@@ -88,6 +89,8 @@ class Fetcher:
         fewer than the fetches that went to objects by those that shared one."""
         self._max_wait_s = max_wait_s
         """How long an async fetch waits for its object read (remote_fetch_max_wait_ms)."""
+        self._waits: ReadWaits[FetchResult] | None = None
+        """The waits for object reads of the event loop that fetched last."""
         self._object_reads: dict[tuple[int, int], Future[FetchResult]] = {}
         """The object reads under way, by stream and offset: a fetch that
         finds one waits for it instead of starting another, so a client
@@ -221,14 +224,15 @@ class Fetcher:
             return self.fetch(stream_id, offset, max_bytes)
         started = self.pace.now()
         read, shared = self._object_read(stream_id, offset, max_bytes)
-        try:
-            # Shielded: the wait ends, the read goes on for the next fetch.
-            result = await asyncio.wait_for(
-                asyncio.shield(asyncio.wrap_future(read)), self._max_wait_s
-            )
-        except TimeoutError:
+        waits = self._waits
+        if waits is None or waits.loop is not asyncio.get_running_loop():
+            # Another loop's (an embedded caller's asyncio.run): that
+            # loop's waits end on their own timer all the same.
+            waits = self._waits = ReadWaits(asyncio.get_running_loop(), self._max_wait_s)
+        result = await waits.wait(read)
+        if result is None:  # the read goes on, for the next fetch
             self.reads_pending += 1
-            raise ReadPending(stream_id, offset, self._max_wait_s) from None
+            raise ReadPending(stream_id, offset, self._max_wait_s)
         if shared:
             result = _within(result, max_bytes)
         rest = self.pace.rest_after(started)
