@@ -54,7 +54,7 @@ from native import (
     TimestampType,
 )
 from native.buffers import BytesLike
-from s3stream import FetchResult, Retention, StreamStore
+from s3stream import FetchResult, ReadPending, Retention, StreamStore
 from s3stream import OffsetOutOfRange as StreamOffsetOutOfRange
 
 FULL_CHECKPOINT_EVERY = 32
@@ -100,6 +100,10 @@ class PartitionFetch(NamedTuple):
     """read_committed only: aborted transactions overlapping the data."""
     max_inflated: int = native.MAX_INFLATED
     """The most one of the batches may inflate to when decoded (the topic's limit)."""
+    read_pending: bool = False
+    """No records because the read from object storage had not finished
+    when the fetch's wait for it ended (remote_fetch_max_wait_ms): it goes
+    on, and a fetch at the same offset soon has them."""
 
 
 class ProducerInfo(NamedTuple):
@@ -555,6 +559,12 @@ class Partition:
             result = await self.store.fetch_async(self.stream_id, offset, max_bytes)
         except StreamOffsetOutOfRange as error:
             return self._not_durable_yet(offset, stable, read_committed, error)
+        except ReadPending:
+            # Kafka's DelayedRemoteFetch, expired: the partition's local
+            # read result, which holds no records, error NONE.
+            log_start, high_watermark = self.store.offsets(self.stream_id)
+            nothing = self._nothing(offset, high_watermark, log_start, stable, read_committed)
+            return nothing._replace(read_pending=True)
         return self._fetched(result, offset, max_bytes, stable, read_committed)
 
     def _not_durable_yet(
@@ -569,6 +579,12 @@ class Partition:
         log_start, high_watermark = self.store.offsets(self.stream_id)
         if not log_start <= offset <= self.log_end_offset:
             raise self._out_of_range(offset) from error
+        return self._nothing(offset, high_watermark, log_start, stable, read_committed)
+
+    def _nothing(
+        self, offset: int, high_watermark: int, log_start: int, stable: int, read_committed: bool
+    ) -> PartitionFetch:
+        """An answer with no records, the next fetch at ``offset``."""
         return PartitionFetch(
             [],
             offset,

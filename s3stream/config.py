@@ -70,6 +70,12 @@ class StreamStoreConfig:
     the default: on a shared two-core machine a limit of 2 moved no live
     latency beyond the noise and slowed the replay (docs/design/0013;
     s3stream/read_ahead_gate.py)."""
+    remote_fetch_max_wait_ms: int = 500
+    """The longest an async fetch (a Kafka Fetch, ``fetch_async``) waits
+    for a read from object storage: past it, the partition is answered
+    with no records, as Kafka answers one whose remote read is not done
+    when ``remote.fetch.max.wait.ms`` ends (KIP-1018). The read goes on,
+    and fetches at the same offset share it (docs/design/0060)."""
     hedge_after: float = 2.0
     """An object-store request that may be sent twice (a data object's PUT,
     the manifest's create-if-absent, a HEAD) and has not answered after
@@ -111,6 +117,10 @@ class StreamStoreConfig:
 
     def __post_init__(self) -> None:
         self.hedge_policy()  # a bad hedge_* setting is refused with the config
+        if self.remote_fetch_max_wait_ms < 1:  # Kafka's atLeast(1)
+            raise ValueError(
+                f"remote_fetch_max_wait_ms must be at least 1, not {self.remote_fetch_max_wait_ms}"
+            )
         for name in ("compaction_interval_s", "abandoned_writes_sweep_interval_s"):
             # NaN compares false with every elapsed time: a NaN interval
             # would silently never come round again.

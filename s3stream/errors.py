@@ -55,6 +55,20 @@ class OffsetOutOfRange(S3StreamError):
         self.end_offset = end_offset
 
 
+class ReadPending(S3StreamError):
+    """An async fetch's read from object storage had not finished when its
+    wait (``remote_fetch_max_wait_ms``) ended; the read goes on, and the
+    next fetch at ``offset`` shares it."""
+
+    def __init__(self, stream_id: int, offset: int, waited_s: float) -> None:
+        super().__init__(
+            f"stream {stream_id}: the object read at offset {offset} had not finished"
+            f" after {waited_s * 1000:.0f} ms; it goes on, fetch again"
+        )
+        self.stream_id = stream_id
+        self.offset = offset
+
+
 MISSING = "missing: the manifest names it, the object store does not have it"
 """The reason of a CorruptObject for an object the store does not have."""
 

@@ -1,21 +1,26 @@
 """Reads of the stream store: the tail from the log cache (under the
 store's lock, at once), the rest from objects through the ObjectReader;
 async reads of objects run on a pool of their own, so the event loop never
-waits for object storage."""
+waits for object storage, and are waited for at most
+``remote_fetch_max_wait_ms``: a read not finished by then goes on, one per
+stream and offset, shared by the fetches that ask for it meanwhile
+(docs/design/0060)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from functools import partial
 from typing import NamedTuple
 
 from s3stream.config import MiB
-from s3stream.errors import MISSING, CorruptObject, OffsetOutOfRange
+from s3stream.errors import MISSING, CorruptObject, OffsetOutOfRange, ReadPending
 from s3stream.manifest import Manifest
 from s3stream.manifest_state import ManifestState
 from s3stream.objects import StoredBatch
+from s3stream.read_waits import ReadWaits
 from s3stream.reader import ObjectReader
 from s3stream.replay_pace import ReplayPace
 from s3stream.store import ObjectNotFound, ObjectStoreError
@@ -36,6 +41,16 @@ class FetchResult(NamedTuple):
     """The stream's locally durable end (its high watermark)."""
 
 
+class PendingReads(NamedTuple):
+    answered_early: int
+    """Async fetches answered before their object read ended
+    (remote_fetch_max_wait_ms)."""
+    started: int
+    """Async fetches' object reads started (one per stream and offset in flight)."""
+    under_way: int
+    """The object reads under way now, those no fetch waits for any more too."""
+
+
 class Fetcher:
     def __init__(
         self,
@@ -45,6 +60,7 @@ class Fetcher:
         pool: ThreadPoolExecutor,
         pace: ReplayPace,
         check_fence: Callable[[], None],
+        max_wait_s: float = 0.5,
     ) -> None:
         self.log_cache_hits = 0
         """Reads answered by the log cache (counted under the store's lock)."""
@@ -66,6 +82,20 @@ class Fetcher:
         self._check_fence = check_fence
         """Raises Fenced if another writer took the bucket over (a store
         error if that cannot be known now)."""
+        self.reads_pending = 0
+        """Async fetches answered before their object read ended (event loop only)."""
+        self.object_reads_started = 0
+        """Async fetches' object reads started (guarded by the store's lock):
+        fewer than the fetches that went to objects by those that shared one."""
+        self._max_wait_s = max_wait_s
+        """How long an async fetch waits for its object read (remote_fetch_max_wait_ms)."""
+        self._waits: ReadWaits[FetchResult] | None = None
+        """The waits for object reads of the event loop that fetched last."""
+        self._object_reads: dict[tuple[int, int], Future[FetchResult]] = {}
+        """The object reads under way, by stream and offset: a fetch that
+        finds one waits for it instead of starting another, so a client
+        asking again while the store stalls adds no read (guarded by the
+        store's lock)."""
         self._replaced_below: dict[int, int] = {}
         """Per stream, the end of the last replaced range: reads below it skip
         the log cache, which may still hold the bytes the replace removed
@@ -192,10 +222,62 @@ class Fetcher:
         if hot:
             self.pace.live()
             return self.fetch(stream_id, offset, max_bytes)
-        loop = asyncio.get_running_loop()
         started = self.pace.now()
-        result = await loop.run_in_executor(self._pool, self.fetch, stream_id, offset, max_bytes)
+        read, shared = self._object_read(stream_id, offset, max_bytes)
+        waits = self._waits
+        if waits is None or waits.loop is not asyncio.get_running_loop():
+            # Another loop's (an embedded caller's asyncio.run): that
+            # loop's waits end on their own timer all the same.
+            waits = self._waits = ReadWaits(asyncio.get_running_loop(), self._max_wait_s)
+        result = await waits.wait(read)
+        if result is None:  # the read goes on, for the next fetch
+            self.reads_pending += 1
+            raise ReadPending(stream_id, offset, self._max_wait_s)
+        if shared:
+            result = _within(result, max_bytes)
         rest = self.pace.rest_after(started)
         if rest > 0:  # live traffic meanwhile: it gets the CPU a replay leaves
             await asyncio.sleep(rest)
         return result
+
+    def _object_read(
+        self, stream_id: int, offset: int, max_bytes: int
+    ) -> tuple[Future[FetchResult], bool]:
+        """The object read at ``offset`` under way, and True (it was started
+        by another fetch, maybe with another ``max_bytes``); else a new one
+        on the fetch threads, and False."""
+        key = (stream_id, offset)
+        with self._state.lock:
+            read = self._object_reads.get(key)
+            if read is not None:
+                return read, True
+            read = self._pool.submit(self.fetch, stream_id, offset, max_bytes)
+            self._object_reads[key] = read
+            self.object_reads_started += 1
+        # Outside the lock: a read already done calls back at once.
+        read.add_done_callback(partial(self._object_read_ended, key))
+        return read, False
+
+    def _object_read_ended(self, key: tuple[int, int], read: Future[FetchResult]) -> None:
+        with self._state.lock:
+            if self._object_reads.get(key) is read:
+                del self._object_reads[key]
+
+    def pending_reads(self) -> PendingReads:
+        with self._state.lock:
+            return PendingReads(
+                self.reads_pending, self.object_reads_started, len(self._object_reads)
+            )
+
+
+def _within(result: FetchResult, max_bytes: int) -> FetchResult:
+    """A shared read's result cut to this fetch's ``max_bytes`` (the first
+    batch whole, whatever its size, as every read answers)."""
+    kept: list[StoredBatch] = []
+    budget = max_bytes
+    for batch in result.batches:
+        if kept and len(batch.payload) > budget:
+            return result._replace(batches=kept, next_offset=kept[-1].end_offset)
+        kept.append(batch)
+        budget -= len(batch.payload)
+    return result

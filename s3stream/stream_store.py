@@ -48,7 +48,7 @@ from s3stream.errors import (
     StoreFailed,
     StreamNotFound,
 )
-from s3stream.fetcher import Fetcher, FetchResult
+from s3stream.fetcher import Fetcher, FetchResult, PendingReads
 from s3stream.forking import fork_ops
 from s3stream.header_index import Indexer
 from s3stream.lookup import Candidates, header_candidates
@@ -213,6 +213,7 @@ class StreamStore:
             read_pool(config.read_workers, "s3stream-fetch", config.read_nice),
             pace,
             partial(self._manifest_writer.check_fence, certain=True),
+            config.remote_fetch_max_wait_ms / 1000,
         )
         self._uploader = Uploader(
             state,
@@ -639,6 +640,10 @@ class StreamStore:
     def read_errors(self) -> int:
         """Reads that failed for an object-store error (answered for the reader to retry)."""
         return self._fetcher.read_errors
+
+    def pending_reads(self) -> PendingReads:
+        """Async fetches' object reads: answered before they ended, started, under way."""
+        return self._fetcher.pending_reads()
 
     def probe_object_store(self) -> None:
         """One small request to the object store (a HEAD of a key that need

@@ -110,6 +110,8 @@ ONE_PASS_ONLY: dict[str, str] = {
     "tests/bench/test_engine_bench.py": "checks the bench reports the implementation it ran on",
     "tests/faults/test_read_faults.py": "builds its batches with native/; what it tests is "
     "how an object store's read errors are answered, not how batches are read",
+    "tests/faults/test_stalled_reads.py": "decodes the answers' records with native/ only to "
+    "name their values; what it tests is how long a Fetch waits for a stalled object store",
     "tests/faults/test_list_offsets_off_loop.py": "builds its batches with native/; what it "
     "tests is where the server runs a slow lookup",
     "tests/engine/test_compaction_lags.py": "builds its batches with native/; what it tests "

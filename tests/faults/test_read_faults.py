@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -31,17 +31,13 @@ import native
 from engine.offset_lookup import MAX_TIMESTAMP
 from engine.protocol.apis import ApiKey, request_schema
 from engine.protocol.kafka_code import KafkaCode
-from s3stream.store import open_store
-from tests.engine.conftest import QUIET_STORE
+from tests.faults.two_objects import RECORDS, TIMEOUT, TOPIC, two_objects, values
 from tests.s3stream.faults import FaultyStore
 from tests.server.in_process import InProcessServer
 from tests.server.test_confluent import make_consumer
 from tests.server.test_kafka_python import consumer as kafka_python_consumer
 from tests.server.wire import Wire, build, fetch_each
 
-TOPIC = "history"
-RECORDS = 10
-TIMEOUT = 30.0
 RETRIES_SEEN = 3
 """Fault answers a consumer retries past before the store heals."""
 
@@ -57,35 +53,10 @@ class Faulted:
         self.store.fail("get", prefix=self.keys[partition])
 
 
-def values(partition: int) -> list[bytes]:
-    return [f"p{partition}-{i}".encode() for i in range(RECORDS)]
-
-
 @pytest.fixture
 def faulted(tmp_path: Path) -> Iterator[Faulted]:
-    """An engine whose two partitions' records are each in an object of
-    their own, read through a fault store, with no log cache."""
-    store = FaultyStore(open_store("file://" + str(tmp_path / "bucket")))
-    config = engine.EngineConfig(
-        store=replace(QUIET_STORE, log_cache_bytes=0, block_cache_bytes=1, readahead_bytes=0),
-        cleaner_interval_s=3600,
-    )
-    opened = engine.open(tmp_path / "node", store, config)
-    try:
-        opened.create_topic(TOPIC, 2)
-        keys = []
-        for partition in range(2):
-            before = {info.key for info in store.inner.list("objects/")}
-            with opened.producer(linger_ms=0) as producer:
-                for value in values(partition):
-                    producer.send(TOPIC, value, partition=partition).result(TIMEOUT)
-            assert opened.flush(TIMEOUT)
-            [key] = {info.key for info in store.inner.list("objects/")} - before
-            keys.append(key)
+    with two_objects(tmp_path) as (opened, store, keys):
         yield Faulted(opened, store, keys)
-    finally:
-        store.heal()
-        opened.close()
 
 
 def read_errors(opened: engine.Engine) -> float:

@@ -9,6 +9,10 @@ from native.buffers import BytesLike
 from s3stream.store import LocalStore, ObjectInfo, ObjectStore, ObjectStoreError
 from s3stream.store.base import ConditionalWrites
 
+STALL_LIMIT_S = 60.0
+"""The longest a stalled GET waits for release(): a test that forgets to
+release never hangs the run."""
+
 
 class InjectedFault(ObjectStoreError):
     def __init__(self, operation: str, key: str) -> None:
@@ -40,6 +44,13 @@ class FaultyStore(ObjectStore):
         self.misconfigured = False
         """Whether the injected faults point at the store's address or
         credentials (as denied access does)."""
+        self.stalled_prefix: str | None = None
+        """GETs of keys starting with it wait until release()."""
+        self.stalls = 0
+        """GETs that were stalled."""
+        self.stalled_now = 0
+        """GETs waiting for release() now."""
+        self._released = threading.Event()
         self._lock = threading.Lock()
 
     @property
@@ -52,7 +63,31 @@ class FaultyStore(ObjectStore):
         self.failing = set(operations) or {"put", "get", "delete", "list", "head"}
         self.failing_prefix = prefix
 
+    def stall_gets(self, prefix: str) -> None:
+        """GETs of keys under ``prefix`` wait until release(), as a store
+        whose responses stop coming does (at most STALL_LIMIT_S)."""
+        self._released.clear()
+        self.stalled_prefix = prefix
+
+    def release(self) -> None:
+        self.stalled_prefix = None
+        self._released.set()
+
+    def _stall(self, key: str) -> None:
+        prefix = self.stalled_prefix
+        if prefix is None or not key.startswith(prefix):
+            return
+        with self._lock:
+            self.stalls += 1
+            self.stalled_now += 1
+        try:
+            self._released.wait(STALL_LIMIT_S)
+        finally:
+            with self._lock:
+                self.stalled_now -= 1
+
     def heal(self) -> None:
+        self.release()
         self.failing = set()
         self.transient = True
         self.misconfigured = False
@@ -107,10 +142,12 @@ class FaultyStore(ObjectStore):
 
     def get(self, key: str, start: int = 0, end: int | None = None) -> bytes:
         self._check("get", key)
+        self._stall(key)
         return self.inner.get(key, start, end)
 
     def get_versioned(self, key: str) -> tuple[bytes, str]:
         self._check("get", key)
+        self._stall(key)
         return self.inner.get_versioned(key)
 
     def head(self, key: str) -> ObjectInfo:

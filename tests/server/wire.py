@@ -161,8 +161,10 @@ def fetch_each(
     current_leader_epoch: int = -1,
     session_id: int = 0,
     session_epoch: int = -1,
+    max_wait_ms: int = 0,
+    min_bytes: int = 0,
 ) -> Any:
-    """A read_uncommitted Fetch that does not wait, of each (topic,
+    """A read_uncommitted Fetch (by default one that does not wait), of each (topic,
     partition, fetch offset) in its own topic entry, in order: the topic by
     name before v13, by id (a uuid.UUID) from it; 1 MiB at most, for each
     partition and the whole. Sessionless unless a session is named."""
@@ -170,8 +172,8 @@ def fetch_each(
     return build(
         load_request_schema(ApiKey.FETCH, version),
         replica_id=-1,
-        max_wait=datetime.timedelta(0),
-        min_bytes=0,
+        max_wait=datetime.timedelta(milliseconds=max_wait_ms),
+        min_bytes=min_bytes,
         max_bytes=1 << 20,
         isolation_level=0,
         session_id=session_id,

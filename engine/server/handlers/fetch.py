@@ -177,7 +177,13 @@ async def handle_fetch(context: RequestContext, request: FetchRequest) -> dict[s
         reads = await _read_all(context, wanted, max_bytes, committed, quiet, refused)
         total = sum(r.size for r in reads)
         remaining = deadline - clock.monotonic()
-        failed = any(r.outcome.error != KafkaCode.NONE for r in reads)
+        # A partition whose object read outlasted remote_fetch_max_wait_ms
+        # ends the wait as an error does: Kafka's DelayedRemoteFetch answers
+        # once it expires, never waiting for more data after it.
+        failed = any(
+            r.outcome.error != KafkaCode.NONE or (r.fetched is not None and r.fetched.read_pending)
+            for r in reads
+        )
         if total >= min_bytes or remaining <= 0 or failed or not wanted:
             break
         beyond = {

@@ -1,0 +1,187 @@
+"""A read the object store stalls: a Fetch waits for it at most
+``remote_fetch_max_wait_ms`` and answers the partition with no records, as
+Kafka's DelayedRemoteFetch answers on expiry; the read goes on, one per
+partition and offset however often clients ask, and the records come once
+the store answers (docs/design/0060). The store is a real local one behind
+a wrapper that holds chosen GETs until released."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from confluent_kafka import TopicPartition as KafkaPartition
+
+import engine
+import native
+from engine.protocol.kafka_code import KafkaCode
+from s3stream import StreamStoreConfig
+from s3stream.fetcher import PendingReads
+from tests.faults.two_objects import RECORDS, TIMEOUT, TOPIC, two_objects, values
+from tests.s3stream.faults import FaultyStore
+from tests.server.in_process import InProcessServer
+from tests.server.test_confluent import make_consumer
+from tests.server.wire import Wire, fetch_each
+
+MAX_WAIT_MS = 50
+"""The configured bound: short, so the tests wait little for each answer."""
+ASKED_AGAIN = 5
+
+
+@dataclass
+class Stalled:
+    engine: engine.Engine
+    store: FaultyStore
+    keys: list[str]
+    """The object holding each partition's records, by partition."""
+
+    def stall_reads_of(self, partition: int) -> None:
+        self.store.stall_gets(self.keys[partition])
+
+    def pending_reads(self) -> PendingReads:
+        return self.engine.store.pending_reads()
+
+
+@pytest.fixture
+def stalled(tmp_path: Path) -> Iterator[Stalled]:
+    with two_objects(tmp_path, remote_fetch_max_wait_ms=MAX_WAIT_MS) as (opened, store, keys):
+        yield Stalled(opened, store, keys)
+
+
+def record_values(records: bytes | None) -> list[bytes | None]:
+    return [record.value for record in native.decode_records(records or b"")]
+
+
+def test_a_fetch_answers_the_stalled_partition_empty_and_the_other_with_its_records(
+    stalled: Stalled,
+) -> None:
+    server = InProcessServer(stalled.engine)
+    try:
+        with Wire(server.bootstrap, timeout=TIMEOUT) as wire:
+            stalled.stall_reads_of(0)
+            fetch = fetch_each(12, [(TOPIC, 0, 0), (TOPIC, 1, 0)])
+            for _ in range(ASKED_AGAIN):  # a client asking again while the store stalls
+                waiting, healthy = [p for t in wire.request(fetch).responses for p in t.partitions]
+                # Kafka's expired DelayedRemoteFetch: no records, no error,
+                # the partition's offsets as usual.
+                assert (waiting.partition_index, waiting.error_code) == (0, KafkaCode.NONE)
+                assert not waiting.records
+                assert (waiting.high_watermark, waiting.log_start_offset) == (RECORDS, 0)
+                assert (healthy.error_code, record_values(healthy.records)) == (
+                    KafkaCode.NONE,
+                    values(1),
+                )
+                # Answered while the read was still waiting for the store.
+                assert stalled.store.stalled_now == 1
+            # One read, one GET, of the stalled partition for all of those
+            # fetches: the read went on, and each fetch after the first
+            # waited for it. (The healthy partition's one read is shared by
+            # the server's fetches of unchanged data: shared_reads.py.)
+            assert stalled.store.stalls == 1
+            assert stalled.pending_reads() == (ASKED_AGAIN, 2, 1)
+
+            stalled.store.release()
+            deadline = time.monotonic() + TIMEOUT
+            while True:
+                answer, _ = [p for t in wire.request(fetch).responses for p in t.partitions]
+                if answer.records:
+                    break
+                assert time.monotonic() < deadline
+            assert (answer.error_code, record_values(answer.records)) == (
+                KafkaCode.NONE,
+                values(0),
+            )
+            assert stalled.pending_reads().under_way == 0  # nothing left behind
+            assert not wire.closed_by_server(timeout=0.2)
+        assert server.server.stats.connections == 1
+    finally:
+        server.stop()
+
+
+def test_a_long_poll_ends_when_its_read_outlasts_the_bound(stalled: Stalled) -> None:
+    """A Fetch that would wait a minute for data (more than the client's
+    socket allows here) is answered once the read's wait ends, as Kafka
+    answers once its DelayedRemoteFetch expires: data cannot arrive at an
+    offset below the high watermark, so waiting for more would only hold
+    the answer."""
+    server = InProcessServer(stalled.engine)
+    try:
+        with Wire(server.bootstrap, timeout=TIMEOUT) as wire:
+            stalled.stall_reads_of(0)
+            fetch = fetch_each(12, [(TOPIC, 0, 0)], max_wait_ms=60_000, min_bytes=1)
+            [waiting] = [p for t in wire.request(fetch).responses for p in t.partitions]
+            assert waiting.error_code == KafkaCode.NONE
+            assert not waiting.records
+            assert stalled.store.stalled_now == 1
+    finally:
+        stalled.store.release()
+        server.stop()
+
+
+def test_the_embedded_fetch_async_answers_as_the_wire_and_starts_one_read(
+    stalled: Stalled,
+) -> None:
+    opened = stalled.engine
+    stalled.stall_reads_of(0)
+    for _ in range(ASKED_AGAIN):  # each on a loop of its own: the read outlives them
+        fetched = asyncio.run(opened.fetch_async(TOPIC, 0, 0))
+        assert fetched.read_pending
+        assert (fetched.records, fetched.next_offset) == ([], 0)
+        assert (fetched.high_watermark, fetched.log_start_offset) == (RECORDS, 0)
+    assert stalled.store.stalls == 1
+    assert stalled.pending_reads() == (ASKED_AGAIN, 1, 1)
+    healthy = asyncio.run(opened.fetch_async(TOPIC, 1, 0))
+    assert not healthy.read_pending
+    assert [v for batch in healthy.records for v in record_values(bytes(batch))] == values(1)
+    stalled.store.release()
+    deadline = time.monotonic() + TIMEOUT
+    while not (fetched := asyncio.run(opened.fetch_async(TOPIC, 0, 0))).records:
+        assert time.monotonic() < deadline
+    assert [v for batch in fetched.records for v in record_values(bytes(batch))] == values(0)
+
+
+def test_a_confluent_consumer_reads_every_record_once_after_the_store_is_released(
+    stalled: Stalled,
+) -> None:
+    server = InProcessServer(stalled.engine)
+    consumer = make_consumer(server.bootstrap, **{"fetch.wait.max.ms": 100})
+    received: dict[int, list[bytes]] = {0: [], 1: []}
+    deadline = time.monotonic() + TIMEOUT
+
+    def poll() -> None:
+        assert time.monotonic() < deadline, received
+        message = consumer.poll(0.1)
+        if message is not None and message.error() is None:
+            received[message.partition()].append(message.value())
+
+    try:
+        stalled.stall_reads_of(0)
+        consumer.assign([KafkaPartition(TOPIC, 0, 0), KafkaPartition(TOPIC, 1, 0)])
+        while len(received[1]) < RECORDS or stalled.pending_reads().answered_early < ASKED_AGAIN:
+            poll()
+        connections = server.server.stats.connections
+        assert received[0] == []
+        assert (stalled.store.stalls, stalled.store.stalled_now) == (1, 1)
+        # However often the consumer asked, one read of partition 0 at
+        # offset 0 (and one of partition 1, shared as in the test above).
+        assert stalled.pending_reads()[1:] == (2, 1)
+        stalled.store.release()
+        while len(received[0]) < RECORDS:
+            poll()
+        for _ in range(5):  # nothing more arrives: no record twice
+            poll()
+        assert received == {0: values(0), 1: values(1)}
+        assert server.server.stats.connections == connections
+    finally:
+        consumer.close()
+        server.stop()
+
+
+def test_the_bound_is_at_least_one_millisecond_as_in_kafka() -> None:
+    with pytest.raises(ValueError, match="remote_fetch_max_wait_ms"):
+        StreamStoreConfig(remote_fetch_max_wait_ms=0)
+    assert StreamStoreConfig().remote_fetch_max_wait_ms == 500  # Kafka's default
