@@ -358,7 +358,7 @@ class CatalogState:
         return topics | set(self.internal.values())
 
 
-_KNOWN_KINDS = frozenset(
+RECORD_KINDS = frozenset(
     {
         "catalog", "snapshot", "create_topic", "create_topics", "delete_topic",
         "delete_topics", "add_partitions", "add_partitions_many", "alter_configs",
@@ -375,7 +375,7 @@ def _check_record(record: list[Any], topics: set[str]) -> None:
     """Raises for a record ``_apply`` would refuse, given the topic names
     before it; updates them as the record would."""
     kind = record[0]
-    if kind not in _KNOWN_KINDS:
+    if kind not in RECORD_KINDS:
         raise ValueError(f"unknown catalog record {kind!r}")
     if kind == "catalog" and record[1] > FORMAT_VERSION:
         raise ValueError(f"catalog format {record[1]} is newer than this tidelog")

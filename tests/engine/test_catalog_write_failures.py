@@ -154,12 +154,15 @@ def test_the_state_is_always_what_a_restart_reads_back(
     writes: list[tuple[list[Any], str]],
 ) -> None:
     catalog, stream = memory_catalog()
+    lost_before = False
     for record, outcome in writes:
         stream.refuse, stream.lose = outcome == "refused", outcome == "lost"
         try:
             catalog.append(record)
+            assert outcome == "written" and not lost_before
         except S3StreamError:
-            assert outcome != "written" or catalog._failure is not None
+            assert outcome != "written" or lost_before
+        lost_before |= outcome == "lost"
         assert catalog.state.to_wire() == stream.read_back().to_wire()
 
 
