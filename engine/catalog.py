@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -151,7 +151,7 @@ class CatalogState:
         those before it: checked before a write, since a record applied only
         once durable must never fail then (a catalog holding it would fail
         every open after)."""
-        topics = set(self.topics)
+        topics = _TopicNames(self.topics)
         for record in records:
             kind = record[0]
             inner = record[1] if kind == "configs_many" else [record]
@@ -371,7 +371,28 @@ RECORD_KINDS = frozenset(
 """Every record kind ``CatalogState._apply`` knows (configs_many: ``apply``)."""
 
 
-def _check_record(record: list[Any], topics: set[str]) -> None:
+class _TopicNames:
+    """The topic names after some records, as changes over the state's: no
+    copy of every name for each write."""
+
+    def __init__(self, topics: dict[str, TopicMeta]) -> None:
+        self._base: Collection[str] = topics.keys()
+        self._changed: dict[str, bool] = {}
+
+    def has(self, name: str) -> bool:
+        return self._changed.get(name, name in self._base)
+
+    def update(self, names: Iterable[str]) -> None:
+        self._changed.update(dict.fromkeys(names, True))
+
+    def difference_update(self, names: Iterable[str]) -> None:
+        self._changed.update(dict.fromkeys(names, False))
+
+    def replace(self, names: Iterable[str]) -> None:
+        self._base, self._changed = set(names), {}
+
+
+def _check_record(record: list[Any], topics: _TopicNames) -> None:
     """Raises for a record ``_apply`` would refuse, given the topic names
     before it; updates them as the record would."""
     kind = record[0]
@@ -380,8 +401,7 @@ def _check_record(record: list[Any], topics: set[str]) -> None:
     if kind == "catalog" and record[1] > FORMAT_VERSION:
         raise ValueError(f"catalog format {record[1]} is newer than this tidelog")
     if kind == "snapshot":
-        topics.clear()
-        topics.update(TopicMeta.from_wire(raw).name for raw in record[1]["topics"])
+        topics.replace(TopicMeta.from_wire(raw).name for raw in record[1]["topics"])
     elif kind in ("create_topic", "create_topics"):
         raws = [record[1]] if kind == "create_topic" else record[1]
         topics.update(TopicMeta.from_wire(raw).name for raw in raws)
@@ -390,7 +410,7 @@ def _check_record(record: list[Any], topics: set[str]) -> None:
     elif kind in ("add_partitions", "alter_configs", "add_partitions_many"):
         names = [n for n, _ in record[1]] if kind == "add_partitions_many" else [record[1]]
         for name in names:
-            if name not in topics:
+            if not topics.has(name):
                 raise KeyError(name)
 
 

@@ -207,6 +207,9 @@ def test_a_record_that_cannot_apply_is_refused_before_it_is_written() -> None:
     catalog.append_all([topic_record("a"), ["alter_configs", "a", {"retention.ms": "1"}]])
     assert len(stream.durable) == written + 2
     assert catalog.state.topics["a"].configs == {"retention.ms": "1"}
+    with pytest.raises(KeyError):
+        catalog.append_all([["delete_topic", "a"], ["alter_configs", "a", {}]])
+    assert len(stream.durable) == written + 2
 
 
 def test_a_failed_snapshot_fails_no_change_and_is_tried_again(
