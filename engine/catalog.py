@@ -15,8 +15,9 @@ docs/engine-format.md.
 
 from __future__ import annotations
 
+import logging
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,12 +27,14 @@ from engine import clock
 from engine.acl_bindings import AclBinding
 from engine.governance_log import GovernanceChange, HistoryCounts, bounded
 from engine.quota_entities import Entity, entity_from_wire, entity_to_wire
-from s3stream import StreamStore
+from s3stream import S3StreamError, StoreFailed, StreamStore
 
 FORMAT_VERSION = 1
 SNAPSHOT_EVERY = 128
 PRODUCER_ID_BLOCK = 1000
 """Producer ids are reserved in blocks, so allocating one is rarely a write."""
+
+log = logging.getLogger("tidelog.engine")
 
 
 @dataclass
@@ -141,24 +144,16 @@ class CatalogState:
                 self.governance = bounded(self.governance, live_ids)
                 self._counts.recount(self.governance, live_ids)
 
-    def check(self, record: list[Any]) -> None:
-        """Raises ValueError, changing nothing, for a record ``apply`` could
-        not take in this state: one naming a topic there is not, or a
-        ``configs_many`` holding another kind of record."""
-        kind = record[0]
-        if kind == "configs_many":
-            for inner in _held(record):
-                self.check(inner)
-            return
-        if kind in ("alter_configs", "add_partitions"):
-            named = [record[1]]
-        elif kind == "add_partitions_many":
-            named = [name for name, _ in record[1]]
-        else:
-            return
-        missing = [name for name in named if name not in self.topics]
-        if missing:
-            raise ValueError(f"a {kind} record names topic {missing[0]!r}, which is not there")
+    def check_applicable(self, records: Sequence[list[Any]]) -> None:
+        """Raises, as ``apply`` would, for a record that cannot apply after
+        those before it: checked before a write, since a record applied only
+        once durable must never fail then (a catalog holding it would fail
+        every open after)."""
+        topics = _TopicNames(self.topics)
+        for record in records:
+            # _held refuses a configs_many holding anything but config records
+            for change in _held(record) if record[0] == "configs_many" else [record]:
+                _check_record(change, topics)
 
     def _live_ids(self) -> set[bytes]:
         return {meta.topic_id for meta in self.topics.values()}
@@ -371,6 +366,62 @@ def _held(record: list[Any]) -> list[list[Any]]:
     return held
 
 
+RECORD_KINDS = frozenset(
+    {
+        "catalog", "snapshot", "create_topic", "create_topics", "delete_topic",
+        "delete_topics", "add_partitions", "add_partitions_many", "alter_configs",
+        "broker_configs", "acls_add", "acls_remove", "user_credentials",
+        "user_credentials_many", "client_quotas", "client_quotas_many", "masking_key",
+        "schema", "subject_version", "schema_config", "internal_stream", "producer_ids",
+        "configs_many",
+    }
+)  # fmt: skip
+"""Every record kind ``CatalogState._apply`` knows (configs_many: ``apply``)."""
+
+
+class _TopicNames:
+    """The topic names after some records, as changes over the state's: no
+    copy of every name for each write."""
+
+    def __init__(self, topics: dict[str, TopicMeta]) -> None:
+        self._base: Collection[str] = topics.keys()
+        self._changed: dict[str, bool] = {}
+
+    def has(self, name: str) -> bool:
+        return self._changed.get(name, name in self._base)
+
+    def update(self, names: Iterable[str]) -> None:
+        self._changed.update(dict.fromkeys(names, True))
+
+    def difference_update(self, names: Iterable[str]) -> None:
+        self._changed.update(dict.fromkeys(names, False))
+
+    def replace(self, names: Iterable[str]) -> None:
+        self._base, self._changed = set(names), {}
+
+
+def _check_record(record: list[Any], topics: _TopicNames) -> None:
+    """Raises for a record ``_apply`` would refuse, given the topic names
+    before it; updates them as the record would."""
+    kind = record[0]
+    if kind not in RECORD_KINDS:
+        raise ValueError(f"unknown catalog record {kind!r}")
+    if kind == "catalog" and record[1] > FORMAT_VERSION:
+        raise ValueError(f"catalog format {record[1]} is newer than this tidelog")
+    if kind == "snapshot":
+        topics.replace(TopicMeta.from_wire(raw).name for raw in record[1]["topics"])
+    elif kind in ("create_topic", "create_topics"):
+        raws = [record[1]] if kind == "create_topic" else record[1]
+        topics.update(TopicMeta.from_wire(raw).name for raw in raws)
+    elif kind in ("delete_topic", "delete_topics"):
+        topics.difference_update([record[1]] if kind == "delete_topic" else record[1])
+    elif kind in ("add_partitions", "alter_configs", "add_partitions_many"):
+        names = [n for n, _ in record[1]] if kind == "add_partitions_many" else [record[1]]
+        for name in names:
+            if not topics.has(name):
+                raise ValueError(f"a {kind} record names topic {name!r}, which is not there")
+
+
 def _subject_versions(rows: list[list[Any]]) -> dict[str, dict[int, list[Any]]]:
     found: dict[str, dict[int, list[Any]]] = {}
     for subject, version, schema_id, deleted in rows:
@@ -388,6 +439,8 @@ class Catalog:
         self._lock = threading.Lock()
         self._internal_lock = threading.Lock()
         self._acls_lock = threading.Lock()
+        self._failure: BaseException | None = None
+        """Why a write's outcome is unknown: set, the catalog writes no more."""
         self._since_snapshot = 0
         self._bytes_since_snapshot = 0
         self._snapshot_bytes = 0
@@ -434,30 +487,39 @@ class Catalog:
         return catalog
 
     def append(self, record: list[Any]) -> None:
-        """Makes a change durable, then applies it (returns once it is in the
-        WAL and in force)."""
+        """Makes a change durable, then applies it (returns once it is in the WAL)."""
         self.append_all([record])
 
     def append_all(self, records: list[list[Any]]) -> None:
-        """Makes changes durable together and then applies them in order:
-        queued at once, they share the WAL's syncs rather than waiting for
-        one each (a fresh catalog's first records, when an engine first
-        opens). A record is applied only once durable: one the store
-        refuses is in force nowhere, neither in memory (credentials, ACLs
-        and quotas are read from the state) nor in a later snapshot, as
-        the caller, told it failed, expects."""
+        """Makes changes durable together, then applies them in order: queued
+        at once, they share the WAL's syncs rather than waiting for one each
+        (a fresh catalog's first records, when an engine first opens).
+
+        As Kafka's controller, the catalog applies only what is committed
+        (docs/design/0062): a write that fails leaves the state as it was,
+        the state a restart reads back. The lock, held from the check to the
+        apply, keeps the state changing in the order of the writes; each
+        writer's own lock keeps what it read of the state true until its
+        change is applied. Once a write's outcome is unknown (accepted, then
+        failed), the catalog writes nothing more until it is reopened: the
+        store refuses too, as it failed or was fenced."""
         payloads = [msgpack.packb(record, use_bin_type=True) for record in records]
         with self._lock:
-            # A record this state cannot take raises before it is written:
-            # durable, it would stop every later open.
-            for record in records:
-                self.state.check(record)
+            if self._failure is not None:
+                raise StoreFailed(self._failure)
+            self.state.check_applicable(records)
             pending = []
-            for payload in payloads:
-                offset = self.store.next_offset(self.stream_id)
-                pending.append(self.store.submit(self.stream_id, offset, offset, payload))
-            for record, payload, appended in zip(records, payloads, pending, strict=True):
-                appended.result()
+            try:
+                for payload in payloads:
+                    offset = self.store.next_offset(self.stream_id)
+                    pending.append(self.store.submit(self.stream_id, offset, offset, payload))
+                for appended in pending:
+                    appended.result()
+            except BaseException as error:
+                if pending:
+                    self._failure = error
+                raise
+            for record, payload in zip(records, payloads, strict=True):
                 self.state.apply(record)
                 self._since_snapshot += 1
                 self._bytes_since_snapshot += len(payload)
@@ -468,10 +530,17 @@ class Catalog:
                 self._snapshot_locked()
 
     def _snapshot_locked(self) -> None:
+        """Appends a snapshot and trims to it. The changes before it are
+        durable and applied already: a failure here is logged, not raised to
+        their writer, and the snapshot is tried again at the next write."""
         payload = msgpack.packb(["snapshot", self.state.to_wire()], use_bin_type=True)
-        offset = self.store.next_offset(self.stream_id)
-        self.store.append(self.stream_id, offset, offset, payload)
-        self.store.trim(self.stream_id, offset)
+        try:
+            offset = self.store.next_offset(self.stream_id)
+            self.store.append(self.stream_id, offset, offset, payload)
+            self.store.trim(self.stream_id, offset)
+        except S3StreamError:
+            log.warning("the catalog's snapshot was not written", exc_info=True)
+            return
         self._since_snapshot = 1
         self._snapshot_bytes = len(payload)
         self._bytes_since_snapshot = 0
@@ -503,11 +572,11 @@ class Catalog:
 
     def allocate_producer_id(self) -> int:
         """A new producer id, handed out only once a durable ``producer_ids``
-        record covers it, so no crash can hand it out twice. Whether the
-        block covers the id is read under the lock append_all holds from a
-        record's apply to its durability: read outside it, an id taken just
-        before another caller's block was applied could be seen as covered
-        by that block while it is not yet durable."""
+        record covers it, so no crash can hand it out twice. The state's end
+        rises only once its block is durable (append_all applies after the
+        write), so an id below it is covered; it is read under the lock
+        append_all holds from a write to its apply all the same, so an id
+        and the end it is checked against come from one moment."""
         with self._lock:
             producer_id = self._next_producer_id
             self._next_producer_id += 1

@@ -24,7 +24,7 @@ import engine
 import native
 from engine import NewTopic
 from engine.acl_bindings import AclBinding
-from engine.catalog import PRODUCER_ID_BLOCK, SNAPSHOT_EVERY
+from engine.catalog import PRODUCER_ID_BLOCK, RECORD_KINDS, SNAPSHOT_EVERY
 from engine.credentials import new_credential
 from engine.governance_log import KEPT_OF_DELETED, KEPT_PER_TOPIC
 from engine.partition import CHECKPOINT_VERSION, FULL_CHECKPOINT_EVERY
@@ -498,6 +498,12 @@ def test_a_catalog_record_the_document_does_not_name_is_refused(tmp_path: Path) 
         )
     with pytest.raises(ValueError, match="unknown catalog record 'rename_topic'"):
         engine.open(node)
+
+
+def test_the_record_kinds_a_write_may_hold_are_the_documents() -> None:
+    """A writer's records are checked before they are written (design
+    0062): the kinds the check lets through are the document's."""
+    assert set(RECORD_KINDS) == set(CATALOG_RECORDS)
 
 
 def read_stream(store: StreamStore, stream_id: int) -> list[Any]:
