@@ -367,21 +367,13 @@ def test_a_request_altering_several_resources_is_written_all_or_nothing(
     node.engine.create_topic("second", 1)
     catalog = node.engine.catalog
     fail_next_catalog_write(monkeypatch, catalog)
-    request = build(
-        load_request_schema(ApiKey.INCREMENTAL_ALTER_CONFIGS, 1),
-        resources=[
-            {
-                "resource_type": kind,
-                "resource_name": name,
-                "configs": [{"name": key, "config_operation": SET, "value": value}],
-            }
-            for kind, name, key, value in [
-                (TOPIC, "first", "retention.ms", "1000"),
-                (TOPIC, "missing", "retention.ms", "1000"),
-                (BROKER, "1", "num.partitions", "3"),
-                (TOPIC, "second", "retention.ms", "2000"),
-            ]
-        ],
+    request = sets_one_config_each(
+        [
+            (TOPIC, "first", "retention.ms", "1000"),
+            (TOPIC, "missing", "retention.ms", "1000"),
+            (BROKER, "1", "num.partitions", "3"),
+            (TOPIC, "second", "retention.ms", "2000"),
+        ]
     )
     storage = KafkaError.KAFKA_STORAGE_ERROR
     with Wire(node.server.bootstrap) as wire:
@@ -416,7 +408,24 @@ def test_a_topic_deleted_while_the_request_is_checked_is_refused_alone(
             opened.delete_topic("deleted")
 
     monkeypatch.setattr(opened, "alter_configs", delete_once_checked)
-    request = build(
+    request = sets_one_config_each(
+        [
+            (TOPIC, "deleted", "retention.ms", "1000"),
+            (TOPIC, "kept", "retention.ms", "2000"),
+            (BROKER, "1", "num.partitions", "3"),
+        ]
+    )
+    with Wire(node.server.bootstrap) as wire:
+        answered = [r.error_code for r in wire.request(request).responses]
+    assert answered == [KafkaError.UNKNOWN_TOPIC_OR_PART, 0, 0]
+    assert opened.topic_config("kept").overrides == {"retention.ms": "2000"}
+    assert opened.broker_configs.num_partitions == 3
+
+
+def sets_one_config_each(rows: list[tuple[int, str, str, str]]) -> Any:
+    """An IncrementalAlterConfigs v1 request SETting one config of each
+    resource: rows of (resource type, name, key, value)."""
+    return build(
         load_request_schema(ApiKey.INCREMENTAL_ALTER_CONFIGS, 1),
         resources=[
             {
@@ -424,15 +433,6 @@ def test_a_topic_deleted_while_the_request_is_checked_is_refused_alone(
                 "resource_name": name,
                 "configs": [{"name": key, "config_operation": SET, "value": value}],
             }
-            for kind, name, key, value in [
-                (TOPIC, "deleted", "retention.ms", "1000"),
-                (TOPIC, "kept", "retention.ms", "2000"),
-                (BROKER, "1", "num.partitions", "3"),
-            ]
+            for kind, name, key, value in rows
         ],
     )
-    with Wire(node.server.bootstrap) as wire:
-        answered = [r.error_code for r in wire.request(request).responses]
-    assert answered == [KafkaError.UNKNOWN_TOPIC_OR_PART, 0, 0]
-    assert opened.topic_config("kept").overrides == {"retention.ms": "2000"}
-    assert opened.broker_configs.num_partitions == 3
