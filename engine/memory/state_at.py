@@ -326,6 +326,10 @@ async def rebuild_async(
         while not fold.done:
             with reads(source.topic, source.index):
                 fetched = await source.fetch_async(fold.offset, CHUNK_BYTES, read_committed=True)
+            if fetched.read_pending:
+                # The store's read outlasted a Fetch's wait and goes on: no
+                # records, yet not the end. Asking again waits on that read.
+                continue
             fold.feed(fetched)
         plans.append(plan)
         folds.append(fold)

@@ -11,6 +11,7 @@ import asyncio
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from confluent_kafka import TopicPartition as KafkaPartition
 
 import engine
 import native
+from engine.memory.state_at import TopicState
 from engine.protocol.kafka_code import KafkaCode
 from s3stream import StreamStoreConfig
 from s3stream.fetcher import PendingReads
@@ -142,6 +144,28 @@ def test_the_embedded_fetch_async_answers_as_the_wire_and_starts_one_read(
     while not (fetched := asyncio.run(opened.fetch_async(TOPIC, 0, 0))).records:
         assert time.monotonic() < deadline
     assert [v for batch in fetched.records for v in record_values(bytes(batch))] == values(0)
+
+
+def test_a_state_rebuild_waits_out_a_read_that_outlasts_the_bound(stalled: Stalled) -> None:
+    """state_at_async reads through the same bounded wait: a read answered
+    empty because it outlasted the bound is not the partition's end, or the
+    state would silently lack every key past it."""
+    opened = stalled.engine
+    stalled.stall_reads_of(0)
+
+    async def rebuild_across_the_stall() -> TopicState:
+        state = asyncio.ensure_future(opened.state_at_async(TOPIC, datetime.now(UTC)))
+        deadline = time.monotonic() + TIMEOUT
+        while stalled.pending_reads().answered_early < 2:  # it asked again after a wait ran out
+            assert time.monotonic() < deadline and not state.done()
+            await asyncio.sleep(0.01)
+        stalled.store.release()
+        return await asyncio.wait_for(state, TIMEOUT)
+
+    state = asyncio.run(rebuild_across_the_stall())
+    assert sorted(state.values) == sorted(values(0) + values(1))
+    assert all(key == kept.value for key, kept in state.values.items())
+    assert stalled.store.stalls == 1
 
 
 def test_a_confluent_consumer_reads_every_record_once_after_the_store_is_released(

@@ -1,6 +1,7 @@
 """An engine whose two partitions' records are each in an object of their
 own, read through a fault-injecting store with neither log cache nor block
-cache: every read of them is a GET the store can fail or stall."""
+cache: every read of them is a GET the store can fail or stall. Each
+record's key is its value."""
 
 from __future__ import annotations
 
@@ -50,7 +51,8 @@ def two_objects(
             before = {info.key for info in store.inner.list("objects/")}
             with opened.producer(linger_ms=0) as producer:
                 for value in values(partition):
-                    producer.send(TOPIC, value, partition=partition).result(TIMEOUT)
+                    # Keyed by its value: a state rebuild reads it too.
+                    producer.send(TOPIC, value, key=value, partition=partition).result(TIMEOUT)
             assert opened.flush(TIMEOUT)
             [key] = {info.key for info in store.inner.list("objects/")} - before
             keys.append(key)

@@ -28,6 +28,10 @@ CONFIG = StreamStoreConfig(
     log_cache_bytes=0,
     readahead_bytes=256 * 1024,
     readahead_span_bytes=4 * 1024,
+    # These tests check what a read returns; a slow read on a loaded machine
+    # must not become an empty answer (the bound itself: tests/faults/
+    # test_stalled_reads.py).
+    remote_fetch_max_wait_ms=60_000,
 )
 
 

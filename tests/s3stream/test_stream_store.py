@@ -35,6 +35,8 @@ def open_store(tmp_path: Path, any_store: ObjectStore) -> Iterator[Open]:
     def make(data_dir: str = "node", **config: object) -> StreamStore:
         config.setdefault("upload_interval_s", 3600.0)  # tests flush explicitly
         config.setdefault("compaction_interval_s", 3600.0)
+        # A slow read on a loaded machine answered empty is not what these test.
+        config.setdefault("remote_fetch_max_wait_ms", 60_000)
         store = StreamStore.open(tmp_path / data_dir, any_store, StreamStoreConfig(**config))  # type: ignore[arg-type]
         opened.append(store)
         return store
