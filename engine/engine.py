@@ -852,9 +852,11 @@ class Engine:
 
         self._check_open()
         query = state_query(topic, at, vector, partitions, self.partition_count(topic))
+        # Appends from now on are dated now or later (LogAppendTime).
+        now = self.clock.time_ms()
         with store_errors():
             sources = [self.partition(topic, p) for p in query.partitions]
-            return rebuild(topic, sources, query, unanswered_reads)
+            return rebuild(topic, sources, query, lambda _: now, unanswered_reads)
 
     async def state_at_async(
         self,
@@ -868,9 +870,10 @@ class Engine:
 
         self._check_open()
         query = state_query(topic, at, vector, partitions, self.partition_count(topic))
+        now = self.clock.time_ms()
         with store_errors():
             sources = [self.partition(topic, p) for p in query.partitions]
-            return await rebuild_async(topic, sources, query, unanswered_reads)
+            return await rebuild_async(topic, sources, query, lambda _: now, unanswered_reads)
 
     # -- lifecycle -------------------------------------------------------------------
 
