@@ -126,6 +126,40 @@ def test_history_the_cleaner_removed_makes_earlier_times_inexact(
         assert not again.exact and again.partitions[0].as_of_ms == T0 - 200
 
 
+def test_a_fork_of_a_compacted_topic_keeps_what_the_cleaner_removed_from_its_history(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    # The fork reads the parent's cleaned records: without the parent's
+    # horizon its answer at a time compaction took away would be called exact.
+    bucket = LocalStore(tmp_path / "bucket")
+    with engine.open(tmp_path / "node", bucket, CONFIG, clock=clock) as opened:
+        opened.create_topic("state", 1, COMPACT)
+        put(opened, [(b"k", b"v1", T0 - 300)])
+        put(opened, [(b"k", b"v2", T0 - 200), (b"j", b"x", T0 - 250)])
+        assert opened.flush(timeout=30)
+        assert opened.cleaner.clean(opened.partition("state", 0), force=True)
+        put(opened, [(b"k", b"v3", T0 - 100)])
+        opened.fork("state", name="state.fork")
+        at_start = OffsetVector({TopicPartition("state", 0): Position(0)})
+        opened.fork("state", at_start, name="state.empty-fork")
+        empty = opened.state_at("state.empty-fork", T0 - 300)
+        assert empty.exact and values(empty) == {}
+        forked = opened.state_at("state.fork", T0 - 300)
+        assert opened.flush(timeout=30)
+    for answer in [forked, *_fork_answers(tmp_path, bucket, clock)]:
+        assert not answer.exact
+        assert answer.partitions[0].as_of_ms == T0 - 200
+        assert values(answer) == {b"k": b"v2", b"j": b"x"}
+
+
+def _fork_answers(tmp_path: Path, bucket: LocalStore, clock: ManualClock) -> list[TopicState]:
+    with engine.open(tmp_path / "node", bucket, CONFIG, clock=clock) as reopened:
+        return [
+            reopened.state_at("state.fork", T0 - 300),
+            stored_state_at(bucket, "state.fork", T0 - 300),
+        ]
+
+
 def test_only_committed_records_count(tmp_path: Path) -> None:
     with engine.open(tmp_path, config=CONFIG) as e:
         e.create_topic("state", 1, COMPACT)
