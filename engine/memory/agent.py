@@ -102,7 +102,15 @@ class AgentMemory:
         a mapping from action type to topic (types not named go to
         ``agent.actions``). ``transactional_id``: decide-and-act's; keep it
         stable across restarts so a new run fences a crashed one and aborts
-        its open transaction. ``timeout``: the longest any call waits."""
+        its open transaction. ``timeout``: the longest any call waits.
+        An actor naming a principal other than ``principal`` is refused
+        (InvalidAction): its records would name one while another wrote them."""
+        if principal is not None and actor.principal not in (None, principal):
+            raise InvalidAction(
+                f"the actor names principal {actor.principal!r}, but the memory writes "
+                f"as {principal!r}",
+                "$.actor.principal",
+            )
         self.actor = actor if principal is None or actor.principal else _with(actor, principal)
         self.timeout = timeout
         self._topics = topics

@@ -600,3 +600,19 @@ def test_a_compensation_given_an_action_id_checks_it_among_its_correlations_acti
     assert undone.action["causation_id"] == action_id
     assert undone.correlation_id == "c-1"
     assert elsewhere.offset == 1
+
+
+def test_an_actor_naming_another_principal_than_the_memory_writes_as_is_refused(
+    memory_engine: engine.Engine,
+) -> None:
+    # Its records would say one principal acted while the engine's ACLs and
+    # provenance stamp saw another write them.
+    with pytest.raises(InvalidAction) as refused:
+        AgentMemory(memory_engine, Actor("agent", "a", "User:admin"), principal="User:mallory")
+    assert refused.value.path == "$.actor.principal"
+    with AgentMemory(memory_engine, Actor("agent", "a", "User:x"), principal="User:x") as same:
+        assert same.read(same.tool_call("t", correlation_id="c")).action["actor"] == {
+            "kind": "agent",
+            "id": "a",
+            "principal": "User:x",
+        }
