@@ -38,6 +38,7 @@ from engine.memory.actions import (
     build_action,
     validate,
 )
+from engine.memory.replay import check_timeout
 from engine.memory.transport import EmbeddedTransport, RecordNotFound, StoredRecord, Transport
 from engine.memory.vector import OffsetVector, RecordRef
 from engine.types import Header
@@ -105,6 +106,7 @@ class AgentMemory:
         its open transaction. ``timeout``: the longest any call waits.
         An actor naming a principal other than ``principal`` is refused
         (InvalidAction): its records would name one while another wrote them."""
+        check_timeout(timeout)
         if principal is not None and actor.principal not in (None, principal):
             raise InvalidAction(
                 f"the actor names principal {actor.principal!r}, but the memory writes "

@@ -13,6 +13,7 @@ passes the replay while it runs, raises :class:`RecordsRemoved`.
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -63,6 +64,7 @@ class Replay:
         timeout: float = DEFAULT_STALL_S,
         **consumer_options: Any,
     ) -> None:
+        check_timeout(timeout)
         starts = {tp: 0 for tp in until}
         for tp, position in (since or OffsetVector()).items():
             if tp not in until:
@@ -186,6 +188,13 @@ class Replay:
 
     async def __aexit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def check_timeout(timeout: float) -> None:
+    """ValueError unless ``timeout`` is a finite number of seconds, 0 or
+    more: NaN would never run out, and infinity is no bound."""
+    if not (isinstance(timeout, int | float) and math.isfinite(timeout) and timeout >= 0):
+        raise ValueError(f"timeout must be a finite number of seconds, 0 or more, not {timeout!r}")
 
 
 def _removed(error: OffsetOutOfRange) -> RecordsRemoved:

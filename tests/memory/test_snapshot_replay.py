@@ -14,6 +14,7 @@ import engine
 from engine.authorization import AuthorizationConfig, TopicAuthorizationFailed
 from engine.clock import ManualClock
 from engine.errors import UnknownTopic
+from engine.memory import Actor, AgentMemory
 from engine.memory.replay import RecordsRemoved, ReplayStalled
 from engine.memory.snapshot import VectorDiverged
 from engine.memory.stored_state import stored_state_at
@@ -321,3 +322,18 @@ def test_a_replay_for_a_principal_that_may_not_read_says_only_that(tmp_path: Pat
             e.replay(
                 below_the_start, since=OffsetVector({secret: Position(0)}), principal="User:admin"
             )
+
+
+@pytest.mark.parametrize("timeout", [float("nan"), float("inf"), -1.0])
+def test_a_replay_or_memory_without_a_finite_timeout_is_refused(
+    tmp_path: Path, timeout: float
+) -> None:
+    # NaN never ran out (the replay waited for ever on an open transaction),
+    # infinity failed deep in a wait: every wait here has a bound.
+    with engine.open(tmp_path, config=engine.EngineConfig(store=QUIET_STORE)) as e:
+        e.create_topic("t", 1)
+        _produce(e, 0, b"a")
+        with pytest.raises(ValueError):
+            e.replay(e.snapshot(["t"]), timeout=timeout)
+        with pytest.raises(ValueError):
+            AgentMemory(e, Actor("agent", "a"), timeout=timeout)
