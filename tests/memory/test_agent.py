@@ -616,3 +616,19 @@ def test_an_actor_naming_another_principal_than_the_memory_writes_as_is_refused(
             "id": "a",
             "principal": "User:x",
         }
+
+
+def test_a_history_for_a_principal_that_may_not_read_says_only_that(tmp_path: Path) -> None:
+    # As Kafka answers TOPIC_AUTHORIZATION_FAILED whether the topic exists
+    # or not: the scan checks the principal before it looks for the topics.
+    config = engine.EngineConfig(
+        store=FAST_STORE,
+        cleaner_interval_s=3600.0,
+        authorization=AuthorizationConfig(super_users=("User:admin",)),
+    )
+    with governed(engine.open(tmp_path / "node", None, config)) as opened:
+        opened.catalog.add_acls([allowed("User:nobody", AclOperation.WRITE)])  # writes, no reads
+        with AgentMemory(opened, AGENT, principal="User:nobody") as nobody:
+            for topics in ([ACTIONS], ["absent"]):
+                with pytest.raises(TopicAuthorizationFailed):
+                    nobody.history("c-1", topics=topics)
