@@ -49,6 +49,7 @@ from engine.errors import (
     EngineError,
     InvalidGroupId,
     OffsetOutOfRange,
+    UnknownPartition,
     UnknownTopic,
     UnknownTopicId,
     UnstableOffsetCommit,
@@ -479,7 +480,7 @@ class Consumer:
             return
         try:
             found = self._engine.partition(tp.topic, tp.partition).topic_id
-        except UnknownTopic:
+        except (UnknownTopic, UnknownPartition):  # gone, or another with fewer partitions
             found = None
         if found != wanted:
             raise UnknownTopicId(tp.topic, wanted)

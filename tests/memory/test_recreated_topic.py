@@ -179,3 +179,20 @@ def test_a_topic_recreated_while_a_replay_runs_ends_it_with_unknown_topic_id(
             while not replay.at_end():
                 handed += poll()
         assert not any(value is not None and value.startswith(b"new") for value in handed)
+
+
+def test_a_topic_recreated_with_fewer_partitions_mid_replay_is_unknown_topic_id(
+    memory_engine: engine.Engine,
+) -> None:
+    e = memory_engine
+    e.create_topic("orders", 2)
+    for i in range(4):
+        e.produce("orders", 1, batch([b"old-%d" % i]))
+    vector = e.snapshot(["orders"])
+    with e.replay(vector, timeout=5, max_partition_fetch_bytes=1, fetch_max_bytes=1) as replay:
+        assert [r.value for r in replay.poll(1)] == [b"old-0"]
+        e.delete_topic("orders")
+        e.create_topic("orders", 1)
+        with pytest.raises(UnknownTopicId):
+            while not replay.at_end():
+                replay.poll()
