@@ -55,13 +55,12 @@ in the same run. MB is MiB (2**20 bytes) of record values.
   solo replays (``solo_replay_server_us_per_mib``, the lower of the two:
   what a replay costs the server, live traffic aside). Beside them,
   before and during: how long the server's threads, and its event loop
-  alone, waited for a CPU
-  (``server_run_queue_*``, Linux's schedstat), the loop's lags of 10 ms
-  or more (``loop_lags_*``, from tidelog.stalls), the WAL's fsyncs of
-  20 ms or more (``wal_slow_syncs_*``: the history is read from the WAL's
-  disk), and the cores the replaying client used (``replay_client_cores``),
-  which tell contention for the machine's CPUs from the server's own
-  work. During the replay, the cores the server wanted (ran and waited
+  alone, waited for a CPU (``server_run_queue_*``, Linux's schedstat),
+  the loop's lags of 10 ms or more (``loop_lags_*``, from tidelog.stalls),
+  the WAL's fsyncs of 20 ms or more (``wal_slow_syncs_*``: the history is
+  read from the WAL's disk), and the cores the replaying client used
+  (``replay_client_cores``), which tell contention for the machine's CPUs
+  from the server's own work. During the replay, the cores the server wanted (ran and waited
   to run) against those the replaying client, the live clients and the
   machine's other processes left it: ``binding_ceiling`` is ``clients``
   when it would have fitted but for the replaying client, ``server`` when

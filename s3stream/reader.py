@@ -8,15 +8,15 @@ Every read that misses starts a read-ahead: the blocks from the one it needs
 on, up to a window, are claimed and fetched by the reader's workers, adjacent
 blocks together in one GET of up to a span (in a stream object, which a
 sequential reader reads all of, of up to the window and LARGEST_READ_BYTES),
-several GETs in flight; the read itself then waits only for its own block. The window starts
-small (a random read wastes little) and doubles with every read that starts
-where the last one ended, up to ``readahead_bytes`` or the stream's share of
-the block cache: a consumer catching up sequentially soon has many megabytes
-on their way. A read starting at the first offset of a stream object fetches
-the whole object, and the stream objects after it, in one GET each (those
-no larger than LARGEST_READ_BYTES). Indexes
-of the objects ahead are read by the workers. Reads never wait behind
-uploads and uploads never wait behind reads: they run on different threads.
+several GETs in flight; the read itself then waits only for its own block.
+The window starts small (a random read wastes little) and doubles with every
+read that starts where the last one ended, up to ``readahead_bytes`` or the
+stream's share of the block cache: a consumer catching up sequentially soon
+has many megabytes on their way. A read starting at the first offset of a
+stream object fetches the whole object, and the stream objects after it, in
+one GET each (those no larger than LARGEST_READ_BYTES). Indexes of the
+objects ahead are read by the workers. Reads never wait behind uploads and
+uploads never wait behind reads: they run on different threads.
 
 A damaged object (a block or index failing its checks) is logged once per
 object, with the offsets it holds, and every read that needs the damaged
