@@ -390,3 +390,41 @@ def _check(e: engine.Engine, history: list[tuple[int, Put]], times: list[int]) -
             )
             if not partition.exact:
                 assert any(o not in stored and o < offset for o, _ in history)
+
+
+def test_a_time_an_open_transactions_records_carry_is_not_exact(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    # LogAppendTime dates a transaction's records when they are appended,
+    # and read_committed shows them once it commits: until then a time at
+    # or after them is not final, however far the clock has gone since.
+    bucket = LocalStore(tmp_path / "bucket")
+    with engine.open(tmp_path / "node", bucket, CONFIG, clock=clock) as opened:
+        opened.create_topic("state", 1, {**COMPACT, "message.timestamp.type": "LogAppendTime"})
+        opened.producer().send("state", b"1", b"a").result(timeout=30)
+        first = clock.time_ms()
+        clock.advance(1)
+        with opened.producer(transactional_id="writer") as producer:
+            producer.init_transactions(timeout=30)
+            producer.begin_transaction()
+            producer.send("state", b"2", b"a").result(timeout=30)  # dated first + 1
+            clock.advance(1)
+            assert opened.flush(timeout=30)
+            later = clock.time_ms() - 1  # the clock has passed it
+            answers = [
+                opened.state_at("state", later),
+                asyncio.run(opened.state_at_async("state", later)),
+                stored_state_at(bucket, "state", later),
+            ]
+            # Before the latest committed record: final (the open
+            # transaction's records were appended after it).
+            before = opened.state_at("state", first - 1)
+            producer.commit_transaction(timeout=30)
+        assert opened.flush(timeout=30)
+        committed = [opened.state_at("state", later), stored_state_at(bucket, "state", later)]
+    for answer in answers:
+        assert values(answer) == {b"a": b"1"}
+        assert not answer.exact and answer.partitions[0].pending
+    assert before.exact and values(before) == {}
+    for answer in committed:  # what the answers above said may still change, and did
+        assert answer.exact and values(answer) == {b"a": b"2"}
