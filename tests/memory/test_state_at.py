@@ -33,6 +33,7 @@ from engine.types import TopicPartition
 from native import RecordSpec
 from s3stream import StreamStoreConfig
 from s3stream.store.local import LocalStore
+from tests.server.test_fetch_past_the_high_watermark import HeldSyncs
 
 T0 = 1_700_000_000_000
 HOUR_MS = 3_600_000
@@ -428,3 +429,28 @@ def test_a_time_an_open_transactions_records_carry_is_not_exact(
     assert before.exact and values(before) == {}
     for answer in committed:  # what the answers above said may still change, and did
         assert answer.exact and values(answer) == {b"a": b"2"}
+
+
+def test_a_time_an_append_not_yet_durable_carries_is_not_exact(
+    tmp_path: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Dated on append, readable once its WAL write is synced: until then a
+    # time at or after it is not final, however far the clock has gone.
+    syncs = HeldSyncs(monkeypatch)
+    try:
+        with engine.open(tmp_path, config=CONFIG, clock=clock) as opened:
+            opened.create_topic("state", 1, {**COMPACT, "message.timestamp.type": "LogAppendTime"})
+            opened.producer().send("state", b"1", b"a").result(timeout=30)
+            clock.advance(1)
+            syncs.holding.set()
+            pending = opened.submit("state", 0, native.encode_batch([RecordSpec(0, b"a", b"2")]))
+            clock.advance(1)
+            held = opened.state_at("state", clock.time_ms() - 1)
+            syncs.holding.clear()
+            syncs.released.set()
+            pending.result(30)
+            durable = opened.state_at("state", clock.time_ms() - 1)
+    finally:
+        syncs.released.set()
+    assert values(held) == {b"a": b"1"} and not held.exact and held.partitions[0].pending
+    assert durable.exact and values(durable) == {b"a": b"2"}
