@@ -21,7 +21,7 @@ import contextlib
 import logging
 import os
 import threading
-from collections.abc import Coroutine, Iterable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -876,7 +876,8 @@ class Engine:
         now = self.clock.time_ms()
         with store_errors():
             sources = [self.partition(topic, p) for p in query.partitions]
-            return rebuild(topic, sources, query, lambda _: now, unanswered_reads)
+            reached = _reached(now, sources)
+            return rebuild(topic, sources, query, reached, unanswered_reads)
 
     async def state_at_async(
         self,
@@ -893,7 +894,8 @@ class Engine:
         now = self.clock.time_ms()
         with store_errors():
             sources = [self.partition(topic, p) for p in query.partitions]
-            return await rebuild_async(topic, sources, query, lambda _: now, unanswered_reads)
+            reached = _reached(now, sources)
+            return await rebuild_async(topic, sources, query, reached, unanswered_reads)
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -1068,6 +1070,17 @@ class Engine:
         """Per partition of every topic the group has committed offsets for
         or subscribes to: committed offset, high watermark and lag."""
         return consumer_lag(self, group_id)
+
+
+def _reached(now: int, sources: Sequence[Partition]) -> Callable[[int, int], int]:
+    """The time each partition of a state rebuild has reached, given the
+    latest time its read carries: ``now`` (taken before) if everything
+    appended was readable as the rebuild began, else the latest time read,
+    as an open transaction's or a not yet durable append's records may be
+    dated up to it (they were appended after every record read)."""
+    # The log end first: a stable offset read after it can only be later.
+    settled = {p.index: p.log_end_offset <= p.last_stable_offset for p in sources}
+    return lambda index, read_ms: now if settled[index] else min(now, read_ms)
 
 
 def _read_committed(isolation_level: str) -> bool:

@@ -264,19 +264,32 @@ class Manifest:
                     attempt += 1
 
     def settle(self) -> None:
-        """Settles a write whose outcome is unknown, if there is one (one
-        attempt; its store errors propagate, and the next commit tries
-        again), so what a caller decides next is decided from the version
-        the store holds, not from the one before a write that landed."""
+        """Settles a write whose outcome is unknown, if there is one, so what
+        a caller decides next is decided from the version the store holds,
+        not from the one before a write that landed. Transient store errors
+        are retried as a commit retries them (until the store is closed);
+        any other is raised, the write still unsettled."""
         with self._commit_lock:
-            if self._fenced is not None:
-                raise self._fenced
-            if self._unsettled is None:
-                return
-            try:
-                self._settle()
-            except PreconditionFailed:
-                self._discover_fence(self.state.seq + 1)
+            attempt = 0
+            while True:
+                if self._fenced is not None:
+                    raise self._fenced
+                if self._unsettled is None:
+                    return
+                try:
+                    self._settle()
+                    return
+                except PreconditionFailed:
+                    self._discover_fence(self.state.seq + 1)
+                except ObjectStoreError as error:
+                    if not error.transient:
+                        raise
+                    if self._stop.is_set():
+                        raise StoreClosed from error
+                    self.commit_retries += 1
+                    log.warning("settling a manifest write failed, retrying: %s", error)
+                    _backoff_sleep(attempt, self._stop)
+                    attempt += 1
 
     def check_fenced(self) -> None:
         """Raises Fenced if another writer has created the next version: one

@@ -4,15 +4,15 @@ has taken over stops the whole store.
 
 A commit whose answer was lost and that its caller gave up on (a permanent
 error while checking it) may have landed: the serial section settles it
-before its holder reads the manifest's state, so what is decided there is
-decided from the version the store holds, and a stream such a commit
+before its holder reads the manifest's state (or fails, with the store's
+error, if it cannot), so what is decided there is decided from the version
+the store holds, and a stream such a commit
 created for a caller that was told it failed (a fork) is deleted once it is
 known to have landed, since nothing else would hold or delete it before a
 restart, and its ranges would keep the objects it shares alive."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 from collections.abc import Callable, Iterable
@@ -71,23 +71,21 @@ class ManifestWriter:
 
     def settle_abandoned(self) -> None:
         """Settles an unknown outcome, then deletes the abandoned streams it
-        created. A store error leaves both to the next section: nothing is
-        decided here from a state that is not the store's."""
+        created. A store error is raised to the section's holder, as its
+        own commit would raise it, both left to the next section: nothing
+        is decided in a section from a state that is not the store's."""
         if not self.manifest.unsettled and not self._abandoned:
             return
-        with contextlib.suppress(ObjectStoreError):
-            try:
-                self.manifest.settle()
-            except Fenced as error:
-                self._on_fenced(error)
-                raise
-            if self.manifest.unsettled:
-                return
-            landed = sorted(s for s in self._abandoned if s in self.manifest.state.streams)
-            if landed:
-                log.info("deleting streams %s: their failed commit landed after all", landed)
-                self.commit([["delete_stream", stream_id] for stream_id in landed])
-            self._abandoned.clear()
+        try:
+            self.manifest.settle()
+        except Fenced as error:
+            self._on_fenced(error)
+            raise
+        landed = sorted(s for s in self._abandoned if s in self.manifest.state.streams)
+        if landed:
+            log.info("deleting streams %s: their failed commit landed after all", landed)
+            self.commit([["delete_stream", stream_id] for stream_id in landed])
+        self._abandoned.clear()
 
     def commit(self, ops: list[Op]) -> ManifestState:
         """Commits ``ops`` in one version (the caller holds ``serial``)."""

@@ -296,7 +296,14 @@ def _consume(args: argparse.Namespace, out: TextIO) -> None:
             "enable.partition.eof": True,
         }
     )
-    named = {t: i for t in wanted for v in (until, since) if (i := v.topic_id(t)) != NO_TOPIC_ID}
+    # Both vectors' ids, each checked: a --from-vector naming the topic of
+    # the name now says nothing of where --until-vector's places are.
+    named = [
+        (t, i)
+        for t in sorted(wanted)
+        for v in (until, since)
+        if (i := v.topic_id(t)) != NO_TOPIC_ID
+    ]
     try:
         _check_topic_ids(kafka, config, named)
         _check_log_starts(kafka, consumer, starts, bounds)
@@ -311,7 +318,7 @@ def _consume(args: argparse.Namespace, out: TextIO) -> None:
 
 
 def _check_topic_ids(
-    kafka: Any, config: dict[str, Any], named: dict[str, bytes], *, after: bool = False
+    kafka: Any, config: dict[str, Any], named: list[tuple[str, bytes]], *, after: bool = False
 ) -> None:
     """Exit 2 if a topic the vectors name by id (cut embedded) was deleted:
     a topic of the name now is another, whose records at the vector's
@@ -319,8 +326,8 @@ def _check_topic_ids(
     if not named:
         return
     admin = client_log.watch(kafka.admin.AdminClient(config))
-    described = admin.describe_topics(kafka.TopicCollection(sorted(named)))
-    for topic, wanted in sorted(named.items()):
+    described = admin.describe_topics(kafka.TopicCollection(sorted({t for t, _ in named})))
+    for topic, wanted in named:
         try:
             uuid_ = described[topic].result(_TIMEOUT_S)
         except kafka.KafkaException as error:

@@ -47,6 +47,8 @@ from native import TimestampType
 
 CHUNK_BYTES = 4 * 1024 * 1024
 """The most one fetch of a state rebuild reads at once."""
+_NO_TIME = -(2**63)
+"""Before every time a record can carry: nothing read yet."""
 
 
 class InvalidStateQuery(EngineError):
@@ -188,18 +190,24 @@ class StateSource(Protocol):
     ) -> PartitionFetch: ...
 
 
-def plan_at(source: StateSource, at_ms: int, reached_ms: int) -> PartitionExactness:
-    """The time a partition's answer for ``at_ms`` is exact at, given that
-    every record dated before ``reached_ms`` is in the log."""
+def plan_at(source: StateSource, at_ms: int) -> PartitionExactness:
+    """The time a partition's answer for ``at_ms`` is exact at, as far as
+    its kept records go (:func:`with_reached` then checks the time)."""
     horizon = source.compaction_horizon
     start = source.log_start_offset
     kept_exact = horizon is None or horizon.exact_at(at_ms)
     as_of = at_ms if kept_exact or horizon is None else max(at_ms, horizon.max_ms)
-    # A record written from now on may be dated at or before a time not
-    # passed yet; its state is the latest one known, not final.
-    pending = as_of >= reached_ms
-    exact = kept_exact and start == 0 and not pending
-    return PartitionExactness(source.index, exact, as_of, None, start, horizon, pending)
+    return PartitionExactness(source.index, kept_exact and start == 0, as_of, None, start, horizon)
+
+
+def with_reached(plan: PartitionExactness, reached_ms: int) -> PartitionExactness:
+    """``plan`` given that every record dated before ``reached_ms`` is
+    readable: a time at or after it may still get records dated up to it
+    (written later, or in a transaction still open), so its state is the
+    latest one known, not final."""
+    if plan.as_of_ms is None or plan.below_offset is not None or plan.as_of_ms < reached_ms:
+        return plan
+    return plan._replace(exact=False, pending=True)
 
 
 def plan_below(source: StateSource, offset: int) -> PartitionExactness:
@@ -224,12 +232,19 @@ class PartitionFold:
         self.offset = plan.log_start_offset
         self.latest: dict[bytes, KeyState] = {}
         self.done = self.below_offset is not None and self.offset >= self.below_offset
+        self.read_ms = _NO_TIME
+        """The latest time a batch read carries (markers and aborted
+        transactions' too): with LogAppendTime, a record dated before it
+        was appended before that batch, so it was read as well."""
 
     def feed(self, fetched: PartitionFetch) -> None:
         """Applies one fetched chunk (read_committed, from ``self.offset``)."""
         if fetched.next_offset <= self.offset or not fetched.records:
             self.done = True
             return
+        for chunk in fetched.records:
+            for header in native.scan_batches(chunk):
+                self.read_ms = max(self.read_ms, header.max_timestamp)
         aborted = fetched.aborted_transactions or []
         for batch in committed_batches(fetched.records, aborted):
             self._apply(batch, fetched.max_inflated)
@@ -274,18 +289,19 @@ def merge(
     return TopicState(topic, values, tuple(plans))
 
 
-Reached = Callable[[int], int]
-"""Given a partition's index, the time its log has reached: every record
-dated before it is in the log (LogAppendTime; for CreateTime as far as
-producers' clocks agree)."""
+Reached = Callable[[int, int], int]
+"""Given a partition's index and the latest time a batch its rebuild read
+carries, the time its log has reached: every record dated before it is
+readable (LogAppendTime; for CreateTime as far as producers' clocks
+agree)."""
 
 
-def _plan(source: StateSource, query: StateQuery, reached: Reached) -> PartitionExactness:
+def _plan(source: StateSource, query: StateQuery) -> PartitionExactness:
     if query.topic_id not in (NO_TOPIC_ID, source.topic_id):
         # The vector's positions are places in a topic deleted since.
         raise UnknownTopicId(source.topic, query.topic_id)
     if query.at_ms is not None:
-        return plan_at(source, query.at_ms, reached(source.index))
+        return plan_at(source, query.at_ms)
     below = query.below[source.index]
     end = source.high_watermark
     if below.offset > end:
@@ -318,13 +334,13 @@ def rebuild(
     plans: list[PartitionExactness] = []
     folds: list[PartitionFold] = []
     for source in sources:
-        plan = _plan(source, query, reached)
+        plan = _plan(source, query)
         fold = PartitionFold(source, plan)
         while not fold.done:
             with reads(source.topic, source.index):
                 fetched = source.fetch(fold.offset, CHUNK_BYTES, read_committed=True)
             fold.feed(fetched)
-        plans.append(plan)
+        plans.append(with_reached(plan, reached(source.index, fold.read_ms)))
         folds.append(fold)
     return merge(topic, folds, plans)
 
@@ -346,7 +362,7 @@ async def rebuild_async(
     plans: list[PartitionExactness] = []
     folds: list[PartitionFold] = []
     for source in sources:
-        plan = _plan(source, query, reached)
+        plan = _plan(source, query)
         fold = PartitionFold(source, plan)
         while not fold.done:
             with reads(source.topic, source.index):
@@ -356,6 +372,6 @@ async def rebuild_async(
                 # records, yet not the end. Asking again waits on that read.
                 continue
             fold.feed(fetched)
-        plans.append(plan)
+        plans.append(with_reached(plan, reached(source.index, fold.read_ms)))
         folds.append(fold)
     return merge(topic, folds, plans)

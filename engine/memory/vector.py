@@ -200,7 +200,7 @@ class OffsetVector(Mapping[TopicPartition, Position]):
         if len(text) > _MAX_TEXT:
             raise InvalidVector(f"an offset vector's text is at most {_MAX_TEXT} bytes")
         try:
-            raw = json.loads(text)
+            raw = json.loads(text, object_pairs_hook=_once_each)
         except (ValueError, RecursionError) as error:  # RecursionError: nested too deep
             raise InvalidVector(f"not JSON: {error}") from error
         return cls.from_json(raw)
@@ -289,6 +289,17 @@ class RecordRef:
             raise InvalidVector(f"{topic}: topic_id is not text")
         topic_id = NO_TOPIC_ID if id_text is None else _topic_id(id_text)
         return cls(topic, partition, offset, epoch, topic_id)
+
+
+def _once_each(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object whose keys are named once each: of a key named twice
+    json.loads keeps the last, a guess at which place was meant."""
+    found: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in found:
+            raise InvalidVector(f"{key[:40]!r} is named twice in one object")
+        found[key] = value
+    return found
 
 
 def _in_range(partition: int, offset: int, epoch: int) -> bool:

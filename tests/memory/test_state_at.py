@@ -33,6 +33,7 @@ from engine.types import TopicPartition
 from native import RecordSpec
 from s3stream import StreamStoreConfig
 from s3stream.store.local import LocalStore
+from tests.server.test_fetch_past_the_high_watermark import HeldSyncs
 
 T0 = 1_700_000_000_000
 HOUR_MS = 3_600_000
@@ -390,3 +391,66 @@ def _check(e: engine.Engine, history: list[tuple[int, Put]], times: list[int]) -
             )
             if not partition.exact:
                 assert any(o not in stored and o < offset for o, _ in history)
+
+
+def test_a_time_an_open_transactions_records_carry_is_not_exact(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    # LogAppendTime dates a transaction's records when they are appended,
+    # and read_committed shows them once it commits: until then a time at
+    # or after them is not final, however far the clock has gone since.
+    bucket = LocalStore(tmp_path / "bucket")
+    with engine.open(tmp_path / "node", bucket, CONFIG, clock=clock) as opened:
+        opened.create_topic("state", 1, {**COMPACT, "message.timestamp.type": "LogAppendTime"})
+        opened.producer().send("state", b"1", b"a").result(timeout=30)
+        first = clock.time_ms()
+        clock.advance(1)
+        with opened.producer(transactional_id="writer") as producer:
+            producer.init_transactions(timeout=30)
+            producer.begin_transaction()
+            producer.send("state", b"2", b"a").result(timeout=30)  # dated first + 1
+            clock.advance(1)
+            assert opened.flush(timeout=30)
+            later = clock.time_ms() - 1  # the clock has passed it
+            answers = [
+                opened.state_at("state", later),
+                asyncio.run(opened.state_at_async("state", later)),
+                stored_state_at(bucket, "state", later),
+            ]
+            # Before the latest committed record: final (the open
+            # transaction's records were appended after it).
+            before = opened.state_at("state", first - 1)
+            producer.commit_transaction(timeout=30)
+        assert opened.flush(timeout=30)
+        committed = [opened.state_at("state", later), stored_state_at(bucket, "state", later)]
+    for answer in answers:
+        assert values(answer) == {b"a": b"1"}
+        assert not answer.exact and answer.partitions[0].pending
+    assert before.exact and values(before) == {}
+    for answer in committed:  # what the answers above said may still change, and did
+        assert answer.exact and values(answer) == {b"a": b"2"}
+
+
+def test_a_time_an_append_not_yet_durable_carries_is_not_exact(
+    tmp_path: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Dated on append, readable once its WAL write is synced: until then a
+    # time at or after it is not final, however far the clock has gone.
+    syncs = HeldSyncs(monkeypatch)
+    try:
+        with engine.open(tmp_path, config=CONFIG, clock=clock) as opened:
+            opened.create_topic("state", 1, {**COMPACT, "message.timestamp.type": "LogAppendTime"})
+            opened.producer().send("state", b"1", b"a").result(timeout=30)
+            clock.advance(1)
+            syncs.holding.set()
+            pending = opened.submit("state", 0, native.encode_batch([RecordSpec(0, b"a", b"2")]))
+            clock.advance(1)
+            held = opened.state_at("state", clock.time_ms() - 1)
+            syncs.holding.clear()
+            syncs.released.set()
+            pending.result(30)
+            durable = opened.state_at("state", clock.time_ms() - 1)
+    finally:
+        syncs.released.set()
+    assert values(held) == {b"a": b"1"} and not held.exact and held.partitions[0].pending
+    assert durable.exact and values(durable) == {b"a": b"2"}

@@ -120,6 +120,10 @@ def test_a_vector_names_one_topic_id_per_topic() -> None:
         '{"t": {"2147483648": {"offset": 1}}}',
         '{"t": {"0": {"offset": 1, "leader_epoch": 2147483648}}}',
         '{"t": {"' + "9" * 5000 + '": {"offset": 1}}}',  # past int()'s digit limit
+        # A key named twice: JSON keeps one of the two, a guess at which was meant.
+        '{"t": {"0": {"offset": 1}, "0": {"offset": 5}}}',
+        '{"t": {"0": {"offset": 1, "offset": 5}}}',
+        '{"t": {"0": {"offset": 1}}, "t": {"1": {"offset": 5}}}',
     ],
 )
 def test_malformed_vector_text_is_refused(text: str) -> None:
@@ -294,3 +298,13 @@ def test_a_ref_read_from_text_has_that_text(
 def test_malformed_reference_objects_are_refused(raw: object) -> None:
     with pytest.raises(InvalidVector):
         RecordRef.from_json(raw)
+
+
+def test_the_ends_of_kafkas_ranges_are_places() -> None:
+    top = {"leader_epoch": 2**31 - 1, "offset": 2**63 - 1}
+    text = json.dumps({"t": {str(2**31 - 1): top}}, separators=(",", ":"))
+    vector = OffsetVector.from_text(text)
+    assert vector[TopicPartition("t", 2**31 - 1)] == Position(2**63 - 1, 2**31 - 1)
+    assert vector.to_text() == text
+    ref = RecordRef("t", 2**31 - 1, 2**63 - 1, 2**31 - 1)
+    assert RecordRef.parse(str(ref)) == ref

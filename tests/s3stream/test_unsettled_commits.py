@@ -118,3 +118,41 @@ def test_a_fork_whose_failed_commit_settles_later_as_landed_is_deleted(
     with StreamStore.open(tmp_path / "node", bucket, CONFIG) as reopened:
         assert fork not in reopened.manifest.state.streams
         assert read_all(reopened, source) == expected(source, 0, 8)
+
+
+class LosesACommitThenRefusesTwoChecks(LosesACommitThenRefusesTheCheck):
+    """As its parent, and the read-back is refused once more: the first
+    serial section after the failed fork cannot settle its version."""
+
+    def get_versioned(self, key: str) -> tuple[bytes, str]:
+        if self.refuse_check and key.startswith(LOG_PREFIX):
+            self.refuse_again = True
+        elif getattr(self, "refuse_again", False) and key.startswith(LOG_PREFIX):
+            self.refuse_again = False
+            fault = InjectedFault("get", key)
+            fault.transient = False
+            raise fault
+        return super().get_versioned(key)
+
+
+def test_a_section_that_cannot_settle_a_lost_commit_decides_nothing(tmp_path: Path) -> None:
+    # Had the section gone on, its holder would read the version before the
+    # fork's (which had landed) and decide from it: here a new stream under
+    # the fork's id, refused only when its commit found the fork there.
+    bucket = LocalStore(tmp_path / "objects")
+    faulty = LosesACommitThenRefusesTwoChecks(bucket)
+    with StreamStore.open(tmp_path / "node", faulty, CONFIG) as store:
+        source = new_stream(store)
+        uploaded(store, source, 4, rounds=2)
+        fork = store.manifest.state.next_stream_id
+        faulty.armed = True
+        with pytest.raises(InjectedFault):
+            store.fork_stream(source, 18)
+        with pytest.raises(InjectedFault):  # the store's error, nothing decided
+            store.create_streams(1)
+        assert store.manifest.unsettled
+        created = new_stream(store)  # settled: the fork landed, and goes
+        assert created == fork + 1
+        assert not store.manifest.unsettled
+        assert fork not in store.manifest.state.streams
+        assert read_all(store, source) == expected(source, 0, 8)

@@ -22,6 +22,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from engine.cli.main import main
 from engine.memory.vector import OffsetVector, Position
+from engine.topic_id import from_java_bits
 from engine.types import TopicPartition
 from tests.server.conftest import ServerProcess, quiet_librdkafka
 
@@ -232,3 +233,37 @@ def test_consume_refuses_a_vector_cut_in_a_deleted_topic(server: ServerProcess) 
     assert done.returncode == 2, (done.stdout, done.stderr)
     assert "new" not in done.stdout
     assert "recreated" in done.stderr
+
+
+def test_consume_refuses_bounds_naming_two_ids_of_a_topic(server: ServerProcess) -> None:
+    """--until-vector cut in a topic since deleted, --from-vector in the
+    topic of that name now: the bound's places are in the deleted topic, so
+    consume exits 2 whichever vector names the current id."""
+    admin = AdminClient({"bootstrap.servers": server.bootstrap, **quiet_librdkafka()})
+
+    def topic_id() -> bytes:
+        described = admin.describe_topics(TopicCollection(["twice"]))["twice"].result(TIMEOUT)
+        uuid = described.topic_id
+        return from_java_bits(uuid.get_most_significant_bits(), uuid.get_least_significant_bits())
+
+    _create(server, "twice", 1)
+    _produce(server, "twice", [(0, b"old", T0)])
+    old = topic_id()
+    admin.delete_topics(["twice"])["twice"].result(TIMEOUT)
+    deadline = time.monotonic() + TIMEOUT
+    while True:  # the deletion is done once a creation of the name is taken
+        try:
+            _create(server, "twice", 1)
+            break
+        except Exception:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+    _produce(server, "twice", [(0, b"new-%d" % i, T0) for i in range(2)])
+    tp = TopicPartition("twice", 0)
+    until = OffsetVector({tp: Position(2, -1, old)})
+    since = OffsetVector({tp: Position(0, -1, topic_id())})
+    args = ("consume", "twice", "--bootstrap-server", server.bootstrap, "--format", "text")
+    done = _tidelog(*args, "--until-vector", until.to_text(), "--from-vector", since.to_text())
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    assert "new" not in done.stdout
+    assert "twice" in done.stderr
