@@ -56,7 +56,7 @@ from s3stream.objects import (
     read_index,
 )
 from s3stream.read_ahead_gate import ReadAheadGate
-from s3stream.store import ObjectStore
+from s3stream.store import ObjectNotFound, ObjectStore
 
 log = logging.getLogger("tidelog.s3stream")
 
@@ -334,7 +334,7 @@ class ObjectReader:
         end = span[-1].info.position + span[-1].info.size
         try:
             self.gets += 1
-            data = memoryview(self.store.get(key, start, end))
+            data = memoryview(self._get_range(key, start, end))
         except BaseException as error:
             for ref in span:
                 self.block_cache.abandon((key, ref.info.position), error)
@@ -450,7 +450,7 @@ class ObjectReader:
         def load() -> list[StoredBatch]:
             self.gets += 1
             start = ref.info.position
-            data = self.store.get(ref.key, start, start + ref.info.size)
+            data = self._get_range(ref.key, start, start + ref.info.size)
             return parse_block(ref.key, ref.info, data)
 
         return load
@@ -525,7 +525,10 @@ class ObjectReader:
     def _read_whole(self, meta: ObjectMeta, data: bytes | None = None) -> ObjectIndex:
         if data is None:
             self.gets += 1
-            data = self.store.get(meta.key)
+            # The bytes the manifest says the object has, as a ranged read
+            # of it takes them (from its tail): a read by either route
+            # serves the same, and never more than the manifest's size.
+            data = self.store.get(meta.key, 0, meta.size)
         index = read_index(meta.key, data, len(data))
         if isinstance(index, int):  # cannot happen with the whole object in hand
             raise CorruptObject(meta.key, "index outside the object", index)
@@ -546,7 +549,7 @@ class ObjectReader:
 
     def _read_index(self, meta: ObjectMeta) -> ObjectIndex:
         tail_start = max(0, meta.size - SUFFIX_READ_BYTES)
-        tail = self.store.get(meta.key, tail_start, meta.size)
+        tail = self._get_range(meta.key, tail_start, meta.size)
         self.gets += 1
         if tail_start == 0:  # a small object: the tail is all of it, blocks too
             return self._read_whole(meta, tail)
@@ -554,10 +557,30 @@ class ObjectReader:
         if isinstance(found, int):  # a big index: read exactly the rest of it
             footer = parse_footer(meta.key, tail, meta.size)
             length = footer.block_count * INDEX_ENTRY.size
-            index_bytes = self.store.get(meta.key, found, found + length)
+            index_bytes = self._get_range(meta.key, found, found + length)
             self.gets += 1
             found = parse_index(meta.key, footer, index_bytes)
         return found
+
+    def _get_range(self, key: str, start: int, end: int) -> bytes:
+        """Bytes ``[start, end)`` of an object. The stores answer a range
+        starting past an object's end as they answer a key that is not
+        there (ObjectNotFound), which a fetch takes for an object compacted
+        away, or missing if the manifest still names it; an object that is
+        there but ends before ``start`` is cut short: damage, as a whole
+        read of it finds (CorruptObject, with its size)."""
+        try:
+            return self.store.get(key, start, end)
+        except ObjectNotFound as gone:
+            try:
+                size = self.store.head(key).size
+            except ObjectNotFound:
+                raise gone from None
+            if size >= start:  # put again meanwhile: not damage this read saw
+                raise
+            raise CorruptObject(
+                key, f"object of {size} bytes is cut short: it ends before byte {start}"
+            ) from gone
 
     def forget(self, key: str) -> None:
         with self._lock:

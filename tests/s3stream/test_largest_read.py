@@ -2,7 +2,8 @@
 small: whatever the objects' and blocks' sizes, the cap and the reads, the
 reader gives the batches a whole-object parse gives, its GETs stay within
 the cap (one block larger than it alone excepted), no block is fetched
-twice while the cache could hold it, and no claimed block is left pending."""
+twice while the cache could hold it, and no claimed block is left pending;
+on a damaged object it fails as the reader without the cap fails."""
 
 from __future__ import annotations
 
@@ -220,7 +221,8 @@ def _check_gets(store: RecordingStore, state: ManifestState, cap: int, span: int
         meta = next(m for m in state.objects.values() if m.key == key)
         data = store.get_versioned(key)[0]
         index, _ = parse_object(key, data)
-        if end is None or (start, end) == (0, meta.size):
+        assert end is not None and end <= meta.size, (key, start, end, meta.size)
+        if (start, end) == (0, meta.size):
             assert meta.size <= cap, (key, meta.size)  # the whole object
             continue
         if end - start <= (cap if meta.kind is ObjectKind.STREAM else max(span, cap)):
@@ -237,7 +239,7 @@ def _check_no_block_read_twice(store: RecordingStore, state: ManifestState, suff
         index, _ = parse_object(meta.key, store.get_versioned(meta.key)[0])
         tail_start = max(0, meta.size - suffix)
         fetches = [
-            (start, meta.size if end is None else end)
+            (start, end)
             for key, start, end in store.gets
             if key == meta.key and not (tail_start > 0 and (start, end) == (tail_start, meta.size))
         ]
@@ -281,3 +283,60 @@ def test_capped_reads_give_the_whole_objects_batches(data: st.DataObject, cap: i
     _check_gets(store, state, cap, _span(readahead))
     if roomy:
         _check_no_block_read_twice(store, state, suffix)
+
+
+def _outcomes(
+    store: MemoryStore,
+    state: ManifestState,
+    cap: int,
+    suffix: int,
+    readahead: int,
+    reads: list[tuple[int, int]],
+) -> list[Any]:
+    """What each read answers: its batches, or its error's type and object."""
+    end = state.streams[STREAM].end_offset
+    out: list[Any] = []
+    with _reader(store, cap, suffix, readahead, 1 << 30) as (reader, cache, executor):
+        for offset, max_bytes in reads:
+            try:
+                out.append(_plain(reader.read(state, STREAM, offset, max_bytes, end)))
+            except Exception as error:
+                out.append((type(error).__name__, getattr(error, "key", None)))
+        executor.wait_idle()
+        assert cache.in_flight() == 0
+    return out
+
+
+DAMAGE = st.sampled_from(["flip", "truncate", "delete", "extend"])
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data(), CAPS, DAMAGE)
+def test_a_damaged_object_fails_capped_reads_as_it_fails_whole_ones(
+    data: st.DataObject, cap: int, damage: str
+) -> None:
+    layout = data.draw(layouts(cap))
+    suffix = data.draw(st.integers(FOOTER_SIZE, cap))
+    readahead = data.draw(st.sampled_from([cap // 2, 4 * cap, 64 * cap]))
+    store, state = _store(layout)
+    meta = data.draw(st.sampled_from(sorted(state.objects.values(), key=lambda m: m.object_id)))
+    stored = store.get(meta.key)
+    if damage == "flip":
+        at = data.draw(st.integers(0, len(stored) - 1))
+        store.put(meta.key, stored[:at] + bytes([stored[at] ^ 0x5A]) + stored[at + 1 :])
+    elif damage == "truncate":
+        store.put(meta.key, stored[: data.draw(st.integers(0, len(stored) - 1))])
+    elif damage == "extend":
+        store.put(meta.key, stored + bytes(data.draw(st.integers(1, 2 * cap))))
+    else:
+        store.delete(meta.key)
+    end = state.streams[STREAM].end_offset
+    # Reads at each object's first offset (where a stream object is read
+    # whole, or in spans when larger than the cap) and anywhere.
+    starts = [
+        r.start_offset for m in state.objects.values() for r in m.ranges if r.stream_id == STREAM
+    ]
+    reads = [(s, 1 << 20) for s in sorted(starts)] + data.draw(_reads(end))
+    capped = _outcomes(store, state, cap, suffix, readahead, reads)
+    whole = _outcomes(store, state, NO_CAP, suffix, readahead, reads)
+    assert capped == whole
