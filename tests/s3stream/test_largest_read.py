@@ -33,6 +33,10 @@ from s3stream.store import MemoryStore
 
 STREAM = 1
 OTHER = 2
+FORK = 3
+"""A fork of STREAM: it shares the ranges of all but STREAM's last object,
+and holds the first batches of that one in an object of its own (as
+s3stream/forking.py copies the range holding its fork point)."""
 NO_CAP = 1 << 62
 
 
@@ -83,9 +87,16 @@ class Layout:
 
     objects: list[tuple[ObjectKind, list[StoredBatch]]]
     block_bytes: int
+    fork_cut: int
+    """How many batches of STREAM's last object FORK holds in its own."""
 
     def batches(self) -> list[StoredBatch]:
         return [b for _, run in self.objects for b in run]
+
+    def fork_batches(self) -> list[StoredBatch]:
+        return [b for _, run in self.objects[:-1] for b in run] + self.objects[-1][1][
+            : self.fork_cut
+        ]
 
 
 def _run(start: int, sizes: list[tuple[int, int]]) -> list[StoredBatch]:
@@ -112,7 +123,8 @@ def layouts(draw: st.DrawFn, cap: int) -> Layout:
         run = _run(offset, sizes)
         objects.append((kind, run))
         offset = run[-1].end_offset
-    return Layout(objects, block_bytes)
+    fork_cut = draw(st.integers(1, len(objects[-1][1])))
+    return Layout(objects, block_bytes, fork_cut)
 
 
 def _store(layout: Layout) -> tuple[RecordingStore, ManifestState]:
@@ -133,6 +145,20 @@ def _store(layout: Layout) -> tuple[RecordingStore, ManifestState]:
         )
         meta = ObjectMeta(object_id, key, kind, encoded.size, 0, ranges)
         state.apply(["add_object", meta.to_wire()])
+    state.apply(["create_stream", FORK, 0])
+    for meta in list(state.objects.values())[:-1]:
+        (held,) = [r for r in meta.ranges if r.stream_id == STREAM]
+        state.apply(["share_range", FORK, STREAM, held.start_offset, meta.object_id])
+    copied = encode_object(
+        ObjectKind.STREAM, [(FORK, layout.fork_batches()[-layout.fork_cut :])], layout.block_bytes
+    )
+    key = f"objects/{state.next_object_id:04d}"
+    store.put(key, copied.data)
+    ranges = tuple(
+        RangeMeta(r.stream_id, r.start_offset, r.end_offset, r.size) for r in copied.ranges
+    )
+    meta = ObjectMeta(state.next_object_id, key, ObjectKind.STREAM, copied.size, 0, ranges)
+    state.apply(["add_object", meta.to_wire()])
     return store, state
 
 
@@ -199,13 +225,15 @@ def _reads(end: int) -> st.SearchStrategy[list[tuple[int, int]]]:
     return st.lists(st.tuples(st.integers(0, end), st.integers(1, 1 << 16)), max_size=6)
 
 
-def _replay(reader: ObjectReader, state: ManifestState, start: int, max_bytes: int) -> list[Any]:
+def _replay(
+    reader: ObjectReader, state: ManifestState, stream: int, start: int, max_bytes: int
+) -> list[Any]:
     """A consumer catching up from ``start``: every batch once, in order."""
-    end = state.streams[STREAM].end_offset
+    end = state.streams[stream].end_offset
     got: list[StoredBatch] = []
     offset = start
     while offset < end:
-        batches = reader.read(state, STREAM, offset, max_bytes, end)
+        batches = reader.read(state, stream, offset, max_bytes, end)
         assert batches, f"nothing read at {offset}"
         got += batches
         offset = batches[-1].end_offset
@@ -260,9 +288,10 @@ def test_capped_reads_give_the_whole_objects_batches(data: st.DataObject, cap: i
     suffix = data.draw(st.integers(FOOTER_SIZE, cap))
     readahead = data.draw(st.sampled_from([0, cap // 2, 4 * cap, 64 * cap]))
     store, state = _store(layout)
-    batches = _whole_object_batches(store, state)
-    assert _plain(batches) == _plain(layout.batches())
-    end = state.streams[STREAM].end_offset
+    assert _plain(_whole_object_batches(store, state)) == _plain(layout.batches())
+    stream = data.draw(st.sampled_from([STREAM, FORK]))
+    batches = layout.batches() if stream == STREAM else layout.fork_batches()
+    end = state.streams[stream].end_offset
     total = sum(m.size for m in state.objects.values())
     roomy = data.draw(st.booleans())
     cache_bytes = 4 * total if roomy else data.draw(st.integers(1, total))
@@ -271,11 +300,11 @@ def test_capped_reads_give_the_whole_objects_batches(data: st.DataObject, cap: i
     reads = data.draw(_reads(end))
     store.gets.clear()
     with _reader(store, cap, suffix, readahead, cache_bytes) as (reader, cache, executor):
-        assert _replay(reader, state, start, replay_bytes) == _plain(
+        assert _replay(reader, state, stream, start, replay_bytes) == _plain(
             [b for b in batches if b.end_offset > start]
         )
         for offset, max_bytes in reads:
-            got = reader.read(state, STREAM, offset, max_bytes, end)
+            got = reader.read(state, stream, offset, max_bytes, end)
             assert _plain(got) == _plain(_expected(batches, offset, max_bytes, end))
         executor.wait_idle()
         assert cache.in_flight() == 0
@@ -288,18 +317,19 @@ def test_capped_reads_give_the_whole_objects_batches(data: st.DataObject, cap: i
 def _outcomes(
     store: MemoryStore,
     state: ManifestState,
+    stream: int,
     cap: int,
     suffix: int,
     readahead: int,
     reads: list[tuple[int, int]],
 ) -> list[Any]:
     """What each read answers: its batches, or its error's type and object."""
-    end = state.streams[STREAM].end_offset
+    end = state.streams[stream].end_offset
     out: list[Any] = []
     with _reader(store, cap, suffix, readahead, 1 << 30) as (reader, cache, executor):
         for offset, max_bytes in reads:
             try:
-                out.append(_plain(reader.read(state, STREAM, offset, max_bytes, end)))
+                out.append(_plain(reader.read(state, stream, offset, max_bytes, end)))
             except Exception as error:
                 out.append((type(error).__name__, getattr(error, "key", None)))
         executor.wait_idle()
@@ -330,13 +360,12 @@ def test_a_damaged_object_fails_capped_reads_as_it_fails_whole_ones(
         store.put(meta.key, stored + bytes(data.draw(st.integers(1, 2 * cap))))
     else:
         store.delete(meta.key)
-    end = state.streams[STREAM].end_offset
+    stream = data.draw(st.sampled_from([STREAM, FORK]))
+    end = state.streams[stream].end_offset
     # Reads at each object's first offset (where a stream object is read
     # whole, or in spans when larger than the cap) and anywhere.
-    starts = [
-        r.start_offset for m in state.objects.values() for r in m.ranges if r.stream_id == STREAM
-    ]
+    starts = [start for start, _, _ in state.ranges[stream].entries]
     reads = [(s, 1 << 20) for s in sorted(starts)] + data.draw(_reads(end))
-    capped = _outcomes(store, state, cap, suffix, readahead, reads)
-    whole = _outcomes(store, state, NO_CAP, suffix, readahead, reads)
+    capped = _outcomes(store, state, stream, cap, suffix, readahead, reads)
+    whole = _outcomes(store, state, stream, NO_CAP, suffix, readahead, reads)
     assert capped == whole
