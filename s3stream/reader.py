@@ -200,12 +200,18 @@ class ObjectReader:
             if self.cached_index(meta.key) is None:
                 self._submit(self._load_quietly, meta)
 
-    def _submit(self, load: Callable[..., None], *args: Any) -> None:
+    def _submit(self, load: Callable[..., None], *args: Any) -> bool:
         """Runs ``load`` on a worker once the gate admits it. Every load
         is admitted before it registers a load of its own that others may
         wait for (index() does so inside it), so whoever waits for one
-        waits for a load that runs."""
-        self._executor.submit(self._gated, load, *args)
+        waits for a load that runs. False if the pool is shut down (the
+        store is closing; a fetch may still be running): read-ahead is
+        only a head start, and the read goes on without it."""
+        try:
+            self._executor.submit(self._gated, load, *args)
+        except RuntimeError:
+            return False
+        return True
 
     def _gated(self, load: Callable[..., None], *args: Any) -> None:
         with self.gate.admitted():
@@ -293,7 +299,9 @@ class ObjectReader:
                 if stream_id in self._prefetching:
                     return
                 self._prefetching.add(stream_id)
-            self._submit(self._read_ahead_quietly, state, stream_id, missing[0], window)
+            if not self._submit(self._read_ahead_quietly, state, stream_id, missing[0], window):
+                with self._lock:
+                    self._prefetching.discard(stream_id)
 
     def _read_ahead_quietly(
         self, state: ManifestState, stream_id: int, offset: int, window: int
@@ -325,8 +333,13 @@ class ObjectReader:
         )
 
     def _submit_span(self, span: list[_BlockRef]) -> None:
-        if span:
-            self._submit(self._load_span, span)
+        if span and not self._submit(self._load_span, span):
+            # Claimed, but no worker will load them: released, so a read
+            # waiting for one fails rather than waits for ever, and the next
+            # read of it loads it itself.
+            closed = RuntimeError("the reader's workers are shut down")
+            for ref in span:
+                self.block_cache.abandon((ref.key, ref.info.position), closed)
 
     def _load_span(self, span: list[_BlockRef]) -> None:
         key = span[0].key

@@ -66,7 +66,12 @@ class CountingExecutor(ThreadPoolExecutor):
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
         with self._idle:
             self._pending += 1
-        future = super().submit(fn, *args, **kwargs)
+        try:
+            future = super().submit(fn, *args, **kwargs)
+        except RuntimeError:  # shut down
+            with self._idle:
+                self._pending -= 1
+            raise
         future.add_done_callback(self._done)
         return future
 
@@ -369,3 +374,20 @@ def test_a_damaged_object_fails_capped_reads_as_it_fails_whole_ones(
     capped = _outcomes(store, state, stream, cap, suffix, readahead, reads)
     whole = _outcomes(store, state, stream, NO_CAP, suffix, readahead, reads)
     assert capped == whole
+
+
+def test_a_read_ahead_the_pool_refuses_leaves_no_block_claimed() -> None:
+    # The store shuts its read pool while fetches may still run: a read-ahead
+    # then cannot be handed to a worker. Its claimed blocks must not stay
+    # claimed, or every later read of them waits, without end, for a load
+    # nobody runs.
+    cap = 1024
+    sizes = [(1, 300)] * 40
+    layout = Layout([(ObjectKind.STREAM, _run(0, sizes))], 512, 40)
+    store, state = _store(layout)
+    end = state.streams[STREAM].end_offset
+    with _reader(store, cap, 256, 16 * cap, 1 << 20) as (reader, cache, executor):
+        executor.shutdown(wait=True)
+        got = reader.read(state, STREAM, 10, 4 * cap, end)
+        assert _plain(got) == _plain(_expected(layout.batches(), 10, 4 * cap, end))
+        assert cache.in_flight() == 0
