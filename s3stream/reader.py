@@ -56,7 +56,7 @@ from s3stream.objects import (
     read_index,
 )
 from s3stream.read_ahead_gate import ReadAheadGate
-from s3stream.store import ObjectStore
+from s3stream.store import ObjectNotFound, ObjectStore
 
 log = logging.getLogger("tidelog.s3stream")
 
@@ -200,12 +200,18 @@ class ObjectReader:
             if self.cached_index(meta.key) is None:
                 self._submit(self._load_quietly, meta)
 
-    def _submit(self, load: Callable[..., None], *args: Any) -> None:
+    def _submit(self, load: Callable[..., None], *args: Any) -> bool:
         """Runs ``load`` on a worker once the gate admits it. Every load
         is admitted before it registers a load of its own that others may
         wait for (index() does so inside it), so whoever waits for one
-        waits for a load that runs."""
-        self._executor.submit(self._gated, load, *args)
+        waits for a load that runs. False if the pool is shut down (the
+        store is closing; a fetch may still be running): read-ahead is
+        only a head start, and the read goes on without it."""
+        try:
+            self._executor.submit(self._gated, load, *args)
+        except RuntimeError:
+            return False
+        return True
 
     def _gated(self, load: Callable[..., None], *args: Any) -> None:
         with self.gate.admitted():
@@ -293,7 +299,9 @@ class ObjectReader:
                 if stream_id in self._prefetching:
                     return
                 self._prefetching.add(stream_id)
-            self._submit(self._read_ahead_quietly, state, stream_id, missing[0], window)
+            if not self._submit(self._read_ahead_quietly, state, stream_id, missing[0], window):
+                with self._lock:
+                    self._prefetching.discard(stream_id)
 
     def _read_ahead_quietly(
         self, state: ManifestState, stream_id: int, offset: int, window: int
@@ -325,8 +333,13 @@ class ObjectReader:
         )
 
     def _submit_span(self, span: list[_BlockRef]) -> None:
-        if span:
-            self._submit(self._load_span, span)
+        if span and not self._submit(self._load_span, span):
+            # Claimed, but no worker will load them: released, so a read
+            # waiting for one fails rather than waits for ever, and the next
+            # read of it loads it itself.
+            closed = RuntimeError("the reader's workers are shut down")
+            for ref in span:
+                self.block_cache.abandon((ref.key, ref.info.position), closed)
 
     def _load_span(self, span: list[_BlockRef]) -> None:
         key = span[0].key
@@ -334,7 +347,7 @@ class ObjectReader:
         end = span[-1].info.position + span[-1].info.size
         try:
             self.gets += 1
-            data = memoryview(self.store.get(key, start, end))
+            data = memoryview(self._get_range(key, start, end))
         except BaseException as error:
             for ref in span:
                 self.block_cache.abandon((key, ref.info.position), error)
@@ -450,7 +463,7 @@ class ObjectReader:
         def load() -> list[StoredBatch]:
             self.gets += 1
             start = ref.info.position
-            data = self.store.get(ref.key, start, start + ref.info.size)
+            data = self._get_range(ref.key, start, start + ref.info.size)
             return parse_block(ref.key, ref.info, data)
 
         return load
@@ -525,7 +538,10 @@ class ObjectReader:
     def _read_whole(self, meta: ObjectMeta, data: bytes | None = None) -> ObjectIndex:
         if data is None:
             self.gets += 1
-            data = self.store.get(meta.key)
+            # The bytes the manifest says the object has, as a ranged read
+            # of it takes them (from its tail): a read by either route
+            # serves the same, and never more than the manifest's size.
+            data = self.store.get(meta.key, 0, meta.size)
         index = read_index(meta.key, data, len(data))
         if isinstance(index, int):  # cannot happen with the whole object in hand
             raise CorruptObject(meta.key, "index outside the object", index)
@@ -546,7 +562,7 @@ class ObjectReader:
 
     def _read_index(self, meta: ObjectMeta) -> ObjectIndex:
         tail_start = max(0, meta.size - SUFFIX_READ_BYTES)
-        tail = self.store.get(meta.key, tail_start, meta.size)
+        tail = self._get_range(meta.key, tail_start, meta.size)
         self.gets += 1
         if tail_start == 0:  # a small object: the tail is all of it, blocks too
             return self._read_whole(meta, tail)
@@ -554,10 +570,30 @@ class ObjectReader:
         if isinstance(found, int):  # a big index: read exactly the rest of it
             footer = parse_footer(meta.key, tail, meta.size)
             length = footer.block_count * INDEX_ENTRY.size
-            index_bytes = self.store.get(meta.key, found, found + length)
+            index_bytes = self._get_range(meta.key, found, found + length)
             self.gets += 1
             found = parse_index(meta.key, footer, index_bytes)
         return found
+
+    def _get_range(self, key: str, start: int, end: int) -> bytes:
+        """Bytes ``[start, end)`` of an object. The stores answer a range
+        starting past an object's end as they answer a key that is not
+        there (ObjectNotFound), which a fetch takes for an object compacted
+        away, or missing if the manifest still names it; an object that is
+        there but ends before ``start`` is cut short: damage, as a whole
+        read of it finds (CorruptObject, with its size)."""
+        try:
+            return self.store.get(key, start, end)
+        except ObjectNotFound as gone:
+            try:
+                size = self.store.head(key).size
+            except ObjectNotFound:
+                raise gone from None
+            if size >= start:  # put again meanwhile: not damage this read saw
+                raise
+            raise CorruptObject(
+                key, f"object of {size} bytes is cut short: it ends before byte {start}"
+            ) from gone
 
     def forget(self, key: str) -> None:
         with self._lock:

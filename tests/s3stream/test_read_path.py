@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from s3stream import StreamStore, StreamStoreConfig
+from s3stream import StreamStore, StreamStoreConfig, reader
+from s3stream.errors import MISSING, CorruptObject
 from s3stream.objects import ObjectKind
 from s3stream.reader import LARGEST_READ_BYTES
 from s3stream.store import MemoryStore, ObjectStore, ObjectStoreError
@@ -76,9 +77,9 @@ def test_a_stream_object_read_from_its_start_takes_one_get(
     recording = RecordingGets(bucket)
     with StreamStore.open(tmp_path / "reader", recording, CONFIG) as reader:
         assert read_all(reader, stream) == expected(stream, 0, 3 * BATCHES, per_batch=1)
-        keys = sorted(meta.key for meta in reader.manifest.state.objects.values())
+        sizes = sorted((meta.key, meta.size) for meta in reader.manifest.state.objects.values())
     # One whole-object GET per object (the later ones as read-ahead), nothing else.
-    assert sorted(recording.gets) == [(key, 0, None) for key in keys]
+    assert sorted(recording.gets) == [(key, 0, size) for key, size in sizes]
 
 
 def _big_payload(offset: int, size: int) -> bytes:
@@ -124,6 +125,30 @@ def test_a_stream_object_larger_than_the_largest_read_is_read_in_gets_below_it(
     assert all(
         end is not None and end - start <= LARGEST_READ_BYTES for _, start, end in recording.gets
     ), sorted(recording.gets)
+    assert (meta.key, 0, meta.size) not in recording.gets  # never the whole object
+
+
+@pytest.mark.parametrize("at", [0, 50], ids=["from-its-start", "in-its-middle"])
+def test_a_stream_object_shorter_than_the_manifest_says_is_damage_not_missing(
+    tmp_path: Path, bucket: MemoryStore, monkeypatch: pytest.MonkeyPatch, at: int
+) -> None:
+    # The ~81 KB object is larger than the largest read (made 64 KiB here),
+    # so even a read from its start reads its index from its 64 KiB tail:
+    # cut to 10 KB, the tail's range starts past its end, which the stores
+    # answer as a key that is not there. A whole-object read finds it too
+    # short for a footer; either way it is there and damaged, not missing.
+    monkeypatch.setattr(reader, "LARGEST_READ_BYTES", 64 * 1024)
+    stream = write_stream_objects(tmp_path, bucket, uploads=1)
+    (key,) = [info.key for info in bucket.list(OBJECT_PREFIX)]
+    bucket.put(key, bucket.get(key)[: 10 * 1000])
+    with (
+        StreamStore.open(tmp_path / "reader", bucket, CONFIG) as opened,
+        pytest.raises(CorruptObject) as raised,
+    ):
+        opened.fetch(stream, at, 4096)
+    assert raised.value.key == key
+    assert raised.value.reason != MISSING
+    assert "10000 bytes" in raised.value.reason, raised.value.reason
 
 
 def test_a_read_in_the_middle_of_an_object_reads_its_index_and_blocks(
@@ -139,7 +164,7 @@ def test_a_read_in_the_middle_of_an_object_reads_its_index_and_blocks(
     first_key, first_start, first_end = recording.gets[0]
     assert (first_key, first_end) == (meta.key, meta.size)  # the index, from the tail
     assert first_start > 0
-    assert (meta.key, 0, None) not in recording.gets  # never the whole object
+    assert (meta.key, 0, meta.size) not in recording.gets  # never the whole object
     assert all(end is not None and end - start <= 64 * 1024 for _, start, end in recording.gets)
 
 
@@ -181,7 +206,7 @@ def test_stream_set_objects_are_read_in_spans_not_whole(
         (meta,) = reader.manifest.state.objects.values()
         assert meta.kind is ObjectKind.STREAM_SET
         assert read_all(reader, a) == expected(a, 0, BATCHES, per_batch=1)
-    assert (meta.key, 0, None) not in recording.gets
+    assert (meta.key, 0, meta.size) not in recording.gets
     spans = [end - start for _, start, end in recording.gets if end not in (None, meta.size)]
     assert spans and max(spans) <= 4 * 1024  # spans; only the index read is longer
 
