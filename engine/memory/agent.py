@@ -40,7 +40,7 @@ from engine.memory.actions import (
 )
 from engine.memory.replay import check_timeout
 from engine.memory.transport import EmbeddedTransport, RecordNotFound, StoredRecord, Transport
-from engine.memory.vector import OffsetVector, RecordRef
+from engine.memory.vector import InvalidVector, OffsetVector, RecordRef, once_each
 from engine.types import Header
 
 if TYPE_CHECKING:
@@ -534,15 +534,52 @@ class Act:
 
 
 def parse_stored(stored: StoredRecord) -> StoredAction:
-    """A stored record as an action; InvalidAction if it is not one."""
+    """A stored record as an action; InvalidAction if it is not one, and
+    InvalidVector if its ``context_offsets`` names a key twice, as a
+    vector's text naming one twice is."""
     try:
-        action = json.loads(stored.value or b"")
+        action = json.loads(stored.value or b"", object_pairs_hook=_named_once)
     except ValueError as error:
         raise InvalidAction(f"{stored.ref}: not JSON: {error}") from error
+    if isinstance(action, _NamedTwice):
+        context = action.get("context_offsets")
+        if isinstance(context, _NamedTwice):
+            raise InvalidVector(f"{stored.ref}: context_offsets: {context.refusal}")
+        raise InvalidAction(f"{stored.ref}: not an agent action: {action.refusal}")
     if not isinstance(action, dict):
         raise InvalidAction(f"{stored.ref}: not a JSON object")
     validate(action)
     return StoredAction(stored.ref, action, stored.headers)
+
+
+class _NamedTwice(dict[str, Any]):
+    """An object that names a key twice, or holds one that does: kept, not
+    raised, while the parse goes on, so that the whole action can say
+    whether the key was in its context (a vector: InvalidVector) or not."""
+
+    refusal: InvalidVector
+
+
+def _named_once(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """:func:`once_each`, the vector text's own check, marking instead of
+    raising: json.loads builds inner objects first, so a mark rises from
+    the object naming a key twice to the action holding it."""
+    try:
+        found = once_each(pairs)
+    except InvalidVector as refusal:
+        return _marked(dict(pairs), refusal)
+    for value in found.values():
+        inner = value if isinstance(value, list) else [value]
+        for item in inner:
+            if isinstance(item, _NamedTwice):
+                return _marked(found, item.refusal)
+    return found
+
+
+def _marked(found: dict[str, Any], refusal: InvalidVector) -> _NamedTwice:
+    marked = _NamedTwice(found)
+    marked.refusal = refusal
+    return marked
 
 
 def _bytes(value: bytes | str) -> bytes:
