@@ -534,18 +534,22 @@ class Act:
 
 
 def parse_stored(stored: StoredRecord) -> StoredAction:
-    """A stored record as an action; InvalidAction if it is not one, and
-    InvalidVector if its ``context_offsets`` names a key twice, as a
-    vector's text naming one twice is."""
+    """A stored record as an action; InvalidAction if it is not one (a key
+    named twice in it is one such), and InvalidVector if its
+    ``context_offsets`` names a key twice, as a vector's text naming one
+    twice is: of a key named twice json.loads keeps the last, a guess."""
+    repeated: list[InvalidVector] = []
     try:
-        action = json.loads(stored.value or b"", object_pairs_hook=_named_once)
+        action = json.loads(
+            stored.value or b"", object_pairs_hook=lambda pairs: _named_once(pairs, repeated)
+        )
     except ValueError as error:
         raise InvalidAction(f"{stored.ref}: not JSON: {error}") from error
-    if isinstance(action, _NamedTwice):
-        context = action.get("context_offsets")
+    if repeated:
+        context = action.get("context_offsets") if isinstance(action, dict) else None
         if isinstance(context, _NamedTwice):
             raise InvalidVector(f"{stored.ref}: context_offsets: {context.refusal}")
-        raise InvalidAction(f"{stored.ref}: not an agent action: {action.refusal}")
+        raise InvalidAction(f"{stored.ref}: not an agent action: {repeated[0]}")
     if not isinstance(action, dict):
         raise InvalidAction(f"{stored.ref}: not a JSON object")
     validate(action)
@@ -553,32 +557,29 @@ def parse_stored(stored: StoredRecord) -> StoredAction:
 
 
 class _NamedTwice(dict[str, Any]):
-    """An object that names a key twice, or holds one that does: kept, not
-    raised, while the parse goes on, so that the whole action can say
-    whether the key was in its context (a vector: InvalidVector) or not."""
+    """An object naming a key twice, or holding (as a value) one that does:
+    json.loads builds inner objects first, so the mark rises to the value
+    of ``context_offsets`` (objects all the way down) when it is in there."""
 
     refusal: InvalidVector
 
 
-def _named_once(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """:func:`once_each`, the vector text's own check, marking instead of
-    raising: json.loads builds inner objects first, so a mark rises from
-    the object naming a key twice to the action holding it."""
+def _named_once(pairs: list[tuple[str, Any]], repeated: list[InvalidVector]) -> dict[str, Any]:
+    """The vector text's own check (:func:`once_each`), noting a refusal in
+    ``repeated`` and marking the object instead of raising, so the action
+    can say whether the key was in its context."""
     try:
         found = once_each(pairs)
     except InvalidVector as refusal:
-        return _marked(dict(pairs), refusal)
-    for value in found.values():
-        inner = value if isinstance(value, list) else [value]
-        for item in inner:
-            if isinstance(item, _NamedTwice):
-                return _marked(found, item.refusal)
-    return found
-
-
-def _marked(found: dict[str, Any], refusal: InvalidVector) -> _NamedTwice:
+        repeated.append(refusal)
+        found = _NamedTwice(pairs)
+        found.refusal = refusal
+        return found
+    inner = next((v for v in found.values() if isinstance(v, _NamedTwice)), None)
+    if inner is None:
+        return found
     marked = _NamedTwice(found)
-    marked.refusal = refusal
+    marked.refusal = inner.refusal
     return marked
 
 

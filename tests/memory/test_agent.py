@@ -188,11 +188,15 @@ def test_an_action_whose_context_names_a_key_twice_is_refused(
             with pytest.raises(InvalidVector, match="named twice"):
                 agent.history("c-2")
         # a key named twice elsewhere in the action is no action at all
-        elsewhere = text.replace('"correlation_id":', '"correlation_id":"c-9","correlation_id":', 1)
-        with memory_engine.producer() as producer:
-            sent = producer.send(ACTIONS, elsewhere, key="c-9").result(10)
-        with pytest.raises(InvalidAction, match="named twice"):
-            agent.read(RecordRef(ACTIONS, 0, sent.offset))
+        elsewhere = [
+            text.replace('"correlation_id":', '"correlation_id":"c-9","correlation_id":', 1),
+            text.replace('"kind":', '"kind":"human","kind":', 1),  # in the actor
+        ]
+        for value in elsewhere:
+            with memory_engine.producer() as producer:
+                sent = producer.send(ACTIONS, value, key="c-9").result(10)
+            with pytest.raises(InvalidAction, match="named twice"):
+                agent.read(RecordRef(ACTIONS, 0, sent.offset))
 
 
 def test_a_compensation_points_at_a_record_this_memory_did_not_write(
