@@ -911,3 +911,26 @@ def _past_max_message_bytes(data: BytesLike, max_message_bytes: int) -> RecordTo
     except BatchError:
         return None
     return RecordTooLarge(size, max_message_bytes) if size > max_message_bytes else None
+
+
+def inherited_checkpoint(horizon: CompactionHorizon) -> bytes:
+    """A new partition's first checkpoint, holding only the compaction
+    horizon it inherits (a fork's, engine/memory/forks.py): written before
+    the partition exists, it describes no batch (``end`` 0), so recovery
+    still rebuilds everything else by replaying the data stream from its
+    log start, as it does for a partition with no checkpoint, and takes
+    the horizon from it (docs/engine-format.md)."""
+    record = {
+        "v": CHECKPOINT_VERSION,
+        "end": 0,
+        "full": True,
+        "index": [],
+        "ti": TimeIndex().state(),
+        "producers": ProducerStateTable().to_wire(),
+        "epochs": [],
+        "cleaned": 0,
+        "horizon": horizon.to_wire(),
+        "txns": PartitionTransactions().to_wire(),
+    }
+    payload: bytes = msgpack.packb(record, use_bin_type=True)
+    return payload

@@ -7,9 +7,11 @@ error while checking it) may have landed: the serial section settles it
 before its holder reads the manifest's state (or fails, with the store's
 error, if it cannot), so what is decided there is decided from the version
 the store holds, and a stream such a commit
-created for a caller that was told it failed (a fork) is deleted once it is
-known to have landed, since nothing else would hold or delete it before a
-restart, and its ranges would keep the objects it shares alive."""
+created for a caller that was told it failed (a fork, or a creation) is
+deleted once it is known to have landed: its id was never handed out, so
+nothing names it, and nothing else would delete it before a restart (whose
+engine deletes the streams no topic names), while a fork's ranges would
+keep the objects it shares alive."""
 
 from __future__ import annotations
 

@@ -263,9 +263,16 @@ class StreamStore:
             first = self.manifest.state.next_stream_id
             created = now_ms()
             ids = list(range(first, first + count))
-            self._manifest_writer.commit(
-                [["create_stream", stream_id, created] for stream_id in ids]
-            )
+            try:
+                self._manifest_writer.commit(
+                    [["create_stream", stream_id, created] for stream_id in ids]
+                )
+            except BaseException:
+                # Told it failed, the caller names none of them (a topic's,
+                # a fork's or the catalog's streams): if the commit landed
+                # all the same, they go once the next section finds it.
+                self._manifest_writer.abandon_if_landed(ids)
+                raise
         with self._state.lock:
             for stream_id in ids:
                 self._state.streams[stream_id] = StreamState(stream_id, 0, 0, 0, 0)

@@ -40,7 +40,7 @@ from engine.memory.actions import (
 )
 from engine.memory.replay import check_timeout
 from engine.memory.transport import EmbeddedTransport, RecordNotFound, StoredRecord, Transport
-from engine.memory.vector import OffsetVector, RecordRef
+from engine.memory.vector import InvalidVector, OffsetVector, RecordRef, once_each
 from engine.types import Header
 
 if TYPE_CHECKING:
@@ -534,15 +534,53 @@ class Act:
 
 
 def parse_stored(stored: StoredRecord) -> StoredAction:
-    """A stored record as an action; InvalidAction if it is not one."""
+    """A stored record as an action; InvalidAction if it is not one (a key
+    named twice in it is one such), and InvalidVector if its
+    ``context_offsets`` names a key twice, as a vector's text naming one
+    twice is: of a key named twice json.loads keeps the last, a guess."""
+    repeated: list[InvalidVector] = []
     try:
-        action = json.loads(stored.value or b"")
+        action = json.loads(
+            stored.value or b"", object_pairs_hook=lambda pairs: _named_once(pairs, repeated)
+        )
     except ValueError as error:
         raise InvalidAction(f"{stored.ref}: not JSON: {error}") from error
+    if repeated:
+        context = action.get("context_offsets") if isinstance(action, dict) else None
+        if isinstance(context, _NamedTwice):
+            raise InvalidVector(f"{stored.ref}: context_offsets: {context.refusal}")
+        raise InvalidAction(f"{stored.ref}: not an agent action: {repeated[0]}")
     if not isinstance(action, dict):
         raise InvalidAction(f"{stored.ref}: not a JSON object")
     validate(action)
     return StoredAction(stored.ref, action, stored.headers)
+
+
+class _NamedTwice(dict[str, Any]):
+    """An object naming a key twice, or holding (as a value) one that does:
+    json.loads builds inner objects first, so the mark rises to the value
+    of ``context_offsets`` (objects all the way down) when it is in there."""
+
+    refusal: InvalidVector
+
+
+def _named_once(pairs: list[tuple[str, Any]], repeated: list[InvalidVector]) -> dict[str, Any]:
+    """The vector text's own check (:func:`once_each`), noting a refusal in
+    ``repeated`` and marking the object instead of raising, so the action
+    can say whether the key was in its context."""
+    try:
+        found = once_each(pairs)
+    except InvalidVector as refusal:
+        repeated.append(refusal)
+        found = _NamedTwice(pairs)
+        found.refusal = refusal
+        return found
+    inner = next((v for v in found.values() if isinstance(v, _NamedTwice)), None)
+    if inner is None:
+        return found
+    marked = _NamedTwice(found)
+    marked.refusal = inner.refusal
+    return marked
 
 
 def _bytes(value: bytes | str) -> bytes:

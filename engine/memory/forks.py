@@ -26,7 +26,7 @@ from engine.errors import EngineError, OffsetOutOfRange, TopicExists, UnknownTop
 from engine.governance_gate import OWNER, Actor
 from engine.memory.snapshot import check_position
 from engine.memory.vector import InvalidVector, OffsetVector
-from engine.partition import Partition
+from engine.partition import Partition, inherited_checkpoint
 from engine.protocol.kafka_code import KafkaCode
 from engine.store_errors import store_errors
 from engine.topics import TopicRegistry
@@ -120,14 +120,19 @@ def fork_topic(
             at.check_topic_id(topic, source.meta.topic_id)
         points = _fork_points(topic, source.partitions, at)
         data_ids: list[int] = []
+        state_ids: list[int] = []
         try:
             for partition, point in zip(source.partitions, points, strict=True):
                 data_ids.append(_fork_partition(admin, partition, point))
             with store_errors():
                 state_ids = admin.store.create_streams(count)
+            for parent, data_id, state_id in zip(
+                source.partitions, data_ids, state_ids, strict=True
+            ):
+                _inherit_compaction_horizon(admin.store, parent, data_id, state_id)
         except BaseException:
             with store_errors():
-                admin.store.delete_streams(data_ids)
+                admin.store.delete_streams([*data_ids, *state_ids])
             raise
         meta = TopicMeta(
             name, uuid.uuid4().bytes, checked, list(zip(data_ids, state_ids, strict=True)),
@@ -142,9 +147,8 @@ def fork_topic(
             ["create_topic", meta.to_wire(), *admin.created_history([meta], OWNER, [starts])]
         )
         forked = registry.load_topic(admin.catalog.state.topics[name])
-        for partition, parent in zip(forked.partitions, source.partitions, strict=True):
+        for partition in forked.partitions:
             partition.recover()
-            _inherit_compaction_horizon(partition, parent)
             _abort_open_transactions(partition)
             _forget_sequences(partition)
         log.info("forked topic %s from %s at %s", name, topic, points)
@@ -195,21 +199,29 @@ def _fork_partition(admin: ForkHost, partition: Partition, point: int | None) ->
                 ) from error
 
 
-def _inherit_compaction_horizon(partition: Partition, parent: Partition) -> None:
+def _inherit_compaction_horizon(
+    store: StreamStore, parent: Partition, data_id: int, state_id: int
+) -> None:
     """Gives the fork's partition the parent's compaction horizon when it
     shares records a cleaning pass removed from (below its fork point): its
     shared history lacks them as the parent's does, and a state as of a
     time they mattered to is no more exact in the fork. A fork point never
     splits a cleaned range, and every range starts at the log start, so
     each range is wholly shared or not at all. A pass the parent makes
-    meanwhile only widens it: an answer called inexact that could have been
-    exact, never the reverse (engine/compaction_horizon.py)."""
+    after the fork's streams were made removes nothing from what they share,
+    and one committed before had its horizon durable before its rewrite
+    (engine/compaction_horizon.py), so the parent's horizon, read now, is
+    at least what the fork shares lacks.
+
+    The horizon is durable in the fork's state stream before the catalog
+    records the fork: a crash in between leaves streams no topic names,
+    never a fork without its horizon (docs/design/0069)."""
     horizon = parent.compaction_horizon
-    if horizon is None or horizon.first_removed_offset >= partition.log_end_offset:
+    if horizon is None or horizon.first_removed_offset >= store.next_offset(data_id):
         return
-    written = partition.note_compaction_horizon(horizon)
-    if written is not None:
-        written.result(_MARKER_TIMEOUT_S)
+    with store_errors():
+        store.open_stream(state_id, 0)
+        store.submit(state_id, 0, 0, inherited_checkpoint(horizon)).result(_MARKER_TIMEOUT_S)
 
 
 def _forget_sequences(partition: Partition) -> None:

@@ -192,8 +192,10 @@ class Replay:
 
 def check_timeout(timeout: float) -> None:
     """ValueError unless ``timeout`` is a finite number of seconds, 0 or
-    more: NaN would never run out, and infinity is no bound."""
-    if not (isinstance(timeout, int | float) and math.isfinite(timeout) and timeout >= 0):
+    more: NaN would never run out, and infinity is no bound. A bool is an
+    int to isinstance, but True as one second is a slip, not a bound."""
+    number = isinstance(timeout, int | float) and not isinstance(timeout, bool)
+    if not (number and math.isfinite(timeout) and timeout >= 0):
         raise ValueError(f"timeout must be a finite number of seconds, 0 or more, not {timeout!r}")
 
 

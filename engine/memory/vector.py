@@ -200,7 +200,7 @@ class OffsetVector(Mapping[TopicPartition, Position]):
         if len(text) > _MAX_TEXT:
             raise InvalidVector(f"an offset vector's text is at most {_MAX_TEXT} bytes")
         try:
-            raw = json.loads(text, object_pairs_hook=_once_each)
+            raw = json.loads(text, object_pairs_hook=once_each)
         except (ValueError, RecursionError) as error:  # RecursionError: nested too deep
             raise InvalidVector(f"not JSON: {error}") from error
         return cls.from_json(raw)
@@ -291,9 +291,10 @@ class RecordRef:
         return cls(topic, partition, offset, epoch, topic_id)
 
 
-def _once_each(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """A JSON object whose keys are named once each: of a key named twice
-    json.loads keeps the last, a guess at which place was meant."""
+def once_each(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object whose keys are named once each (json.loads's
+    ``object_pairs_hook``): of a key named twice json.loads keeps the last,
+    a guess at which place was meant. InvalidVector names the key."""
     found: dict[str, Any] = {}
     for key, value in pairs:
         if key in found:

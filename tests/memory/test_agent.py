@@ -43,7 +43,7 @@ from engine.memory import (
 from engine.memory.actions import CAUSATION_HEADER, CORRELATION_HEADER, validate
 from engine.memory.snapshot import VectorDiverged
 from engine.memory.transport import RecordNotFound
-from engine.memory.vector import CONTEXT_HEADER, OffsetVector, Position, RecordRef
+from engine.memory.vector import CONTEXT_HEADER, InvalidVector, OffsetVector, Position, RecordRef
 from engine.provenance import LISTENER, PRINCIPAL, RECEIVED_MS, RESERVED_NAMES
 from engine.types import ConsumerRecord, TopicPartition
 from tests.engine.conftest import FAST_STORE
@@ -159,6 +159,44 @@ def test_the_topic_refuses_what_is_not_an_action(memory_engine: engine.Engine) -
     with memory_engine.producer() as producer, pytest.raises(InvalidRecord):
         producer.send(ACTIONS, json.dumps({"type": "tool_call"}), key="k").result(10)
     assert memory_engine.offsets(ACTIONS, 0) == (0, 0)
+
+
+def test_an_action_whose_context_names_a_key_twice_is_refused(
+    memory_engine: engine.Engine,
+) -> None:
+    """json.loads keeps the last of a key named twice: the action's context
+    was read as one of the places its text names, a guess a vector's text
+    refuses (InvalidVector), and so does an action's."""
+    with AgentMemory(memory_engine, AGENT) as agent:
+        decided = agent.read(agent.decision(correlation_id="c-2", context=CONTEXT))
+        text = json.dumps(decided.action, separators=(",", ":"))
+        place = '{"offset":42,"leader_epoch":0}'
+        assert text.count(place) == 1
+        twice = {
+            "partition": text.replace(place, '{"offset":7,"offset":42,"leader_epoch":0}'),
+            "topic": text.replace(
+                '"support.chat":', '"support.chat":{"0":{"offset":7}},"support.chat":'
+            ),
+        }
+        for value in twice.values():
+            with memory_engine.producer() as producer:
+                # the broker's schema check takes it: json.loads kept the last
+                sent = producer.send(ACTIONS, value, "c-2", decided.headers).result(10)
+            ref = RecordRef(ACTIONS, 0, sent.offset)
+            with pytest.raises(InvalidVector, match="named twice"):
+                agent.read(ref)
+            with pytest.raises(InvalidVector, match="named twice"):
+                agent.history("c-2")
+        # a key named twice elsewhere in the action is no action at all
+        elsewhere = [
+            text.replace('"correlation_id":', '"correlation_id":"c-9","correlation_id":', 1),
+            text.replace('"kind":', '"kind":"human","kind":', 1),  # in the actor
+        ]
+        for value in elsewhere:
+            with memory_engine.producer() as producer:
+                sent = producer.send(ACTIONS, value, key="c-9").result(10)
+            with pytest.raises(InvalidAction, match="named twice"):
+                agent.read(RecordRef(ACTIONS, 0, sent.offset))
 
 
 def test_a_compensation_points_at_a_record_this_memory_did_not_write(

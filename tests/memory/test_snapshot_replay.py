@@ -324,12 +324,13 @@ def test_a_replay_for_a_principal_that_may_not_read_says_only_that(tmp_path: Pat
             )
 
 
-@pytest.mark.parametrize("timeout", [float("nan"), float("inf"), -1.0])
+@pytest.mark.parametrize("timeout", [float("nan"), float("inf"), -1.0, True, False])
 def test_a_replay_or_memory_without_a_finite_timeout_is_refused(
     tmp_path: Path, timeout: float
 ) -> None:
     # NaN never ran out (the replay waited for ever on an open transaction),
-    # infinity failed deep in a wait: every wait here has a bound.
+    # infinity failed deep in a wait: every wait here has a bound. A bool is
+    # an int to isinstance, but True as "one second" is a slip, not a bound.
     with engine.open(tmp_path, config=engine.EngineConfig(store=QUIET_STORE)) as e:
         e.create_topic("t", 1)
         _produce(e, 0, b"a")

@@ -161,6 +161,73 @@ def _fork_answers(tmp_path: Path, bucket: LocalStore, clock: ManualClock) -> lis
         ]
 
 
+class _Crash(BaseException):
+    """The process dying at a step of a fork: nothing after it runs."""
+
+
+_FORK_STEPS = ("fork_stream", "create_streams", "submit")
+"""The stream store's calls that make a fork's effects durable: its data
+streams, its state streams, then every append (the catalog's record, the
+partition's checkpoints and markers)."""
+
+
+def test_a_fork_crashing_at_any_step_leaves_no_fork_or_one_with_its_horizon(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    # The horizon was written after the catalog's record of the fork: a
+    # crash between the two left a durable fork whose shared history lacked
+    # what the cleaner removed, and its answer at such a time called exact.
+    outcomes: list[bool] = []
+    for step in range(64):  # bounded: a fork makes a handful of such calls
+        node = tmp_path / str(step)
+        with engine.open(node, config=CONFIG, clock=clock) as opened:
+            opened.create_topic("state", 1, COMPACT)
+            put(opened, [(b"k", b"v1", T0 - 300)])
+            put(opened, [(b"k", b"v2", T0 - 200), (b"j", b"x", T0 - 250)])
+            assert opened.flush(timeout=30)
+            assert opened.cleaner.clean(opened.partition("state", 0), force=True)
+            put(opened, [(b"k", b"v3", T0 - 100)])
+            _crash_at_call(opened, step)
+            try:
+                opened.fork("state", name="state.fork")
+            except _Crash:
+                opened.close(flush=False)
+            else:  # fewer calls than ``step``: a crash at each was tried
+                for name in _FORK_STEPS:
+                    delattr(opened.store, name)  # the store's own methods again
+                break
+        with engine.open(node, config=CONFIG, clock=clock) as reopened:
+            forked = "state.fork" in reopened.list_topics()
+            outcomes.append(forked)
+            if forked:
+                answer = reopened.state_at("state.fork", T0 - 300)
+                assert not answer.exact, f"a crash at call {step} lost the fork's horizon"
+                assert answer.partitions[0].as_of_ms == T0 - 200
+                assert values(answer) == {b"k": b"v2", b"j": b"x"}
+    else:
+        raise AssertionError("a fork made more than 64 durable calls")
+    assert False in outcomes and True in outcomes  # crashes before and after it became visible
+
+
+def _crash_at_call(opened: engine.Engine, step: int) -> None:
+    """Raises _Crash instead of the stream store's ``step``-th call among
+    _FORK_STEPS (counted from 0)."""
+    calls = 0
+
+    def crash_at(original: Callable[..., object]) -> Callable[..., object]:
+        def crashing(*args: object, **kwargs: object) -> object:
+            nonlocal calls
+            if calls == step:
+                raise _Crash
+            calls += 1
+            return original(*args, **kwargs)
+
+        return crashing
+
+    for name in _FORK_STEPS:
+        setattr(opened.store, name, crash_at(getattr(opened.store, name)))
+
+
 def test_only_committed_records_count(tmp_path: Path) -> None:
     with engine.open(tmp_path, config=CONFIG) as e:
         e.create_topic("state", 1, COMPACT)

@@ -120,6 +120,31 @@ def test_a_fork_whose_failed_commit_settles_later_as_landed_is_deleted(
         assert read_all(reopened, source) == expected(source, 0, 8)
 
 
+def test_streams_whose_failed_creation_settles_later_as_landed_are_deleted(
+    tmp_path: Path,
+) -> None:
+    bucket = LocalStore(tmp_path / "objects")
+    faulty = LosesACommitThenRefusesTheCheck(bucket)
+    with StreamStore.open(tmp_path / "node", faulty, CONFIG) as store:
+        source = new_stream(store)
+        first = store.manifest.state.next_stream_id
+        faulty.armed = True
+        with pytest.raises(InjectedFault):
+            store.create_streams(2)
+        assert store.manifest.unsettled
+        # The next commit settles the creation's version: it had landed. Its
+        # creator was told it failed, so nothing names the streams: they go,
+        # as an engine's next open deletes streams no topic names.
+        created = new_stream(store)
+        assert not store.manifest.unsettled
+        assert created == first + 2  # decided from the version that landed
+        streams = store.manifest.state.streams
+        assert first not in streams and first + 1 not in streams
+        assert sorted(store.streams()) == [source, created]
+    with StreamStore.open(tmp_path / "node", bucket, CONFIG) as reopened:
+        assert sorted(reopened.manifest.state.streams) == [source, created]
+
+
 class LosesACommitThenRefusesTwoChecks(LosesACommitThenRefusesTheCheck):
     """As its parent, and the read-back is refused once more: the first
     serial section after the failed fork cannot settle its version."""
