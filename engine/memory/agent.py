@@ -382,14 +382,17 @@ class AgentMemory:
 
         A scan: it reads the topics from their start, keeping the records
         whose correlation header matches; records there that are not agent
-        actions (a decide-and-act's effects) are left out."""
+        actions (a decide-and-act's effects), or that no action could be read
+        from (a key named twice, in its context too: :func:`parse_stored`),
+        are left out, so one such record cannot stop the trail's reads;
+        :meth:`read` of its ref says what is wrong with it."""
         wanted = topics if topics is not None else self._action_topics()
         header = (CORRELATION_HEADER, correlation_id.encode())
         found: list[StoredAction] = []
         for stored in sorted(self._transport.scan(wanted, header, self.timeout)):
             try:
                 found.append(parse_stored(stored))
-            except InvalidAction:
+            except (InvalidAction, InvalidVector):
                 continue
         return found
 
