@@ -32,7 +32,7 @@ from engine.errors import EngineError, UnsupportedCompressionType, error_code
 from engine.internal_topics import is_internal_topic
 from engine.partition import AppendResult
 from engine.protocol.apis import ApiKey
-from engine.protocol.codec import body_offset
+from engine.protocol.codec import Encoded, body_offset
 from engine.protocol.errors import ProtocolError
 from engine.protocol.frames import RequestHeader
 from engine.protocol.kafka_code import KafkaCode
@@ -45,7 +45,7 @@ from engine.server.context import Body, RequestContext, Response, error_message
 from engine.server.handlers.common import auto_create_topics, transactional_write_code
 from engine.server.handlers.registry import handles
 from engine.server.handlers.transactions import init_transactional_producer
-from engine.server.produce_entries import accepted_entry
+from engine.server.produce_entries import accepted_answer, accepted_entry
 from engine.server.transactional_produce import (
     has_transactional_records,
     producer_refused,
@@ -218,7 +218,7 @@ def _produce(context: RequestContext, request: ProduceRequest) -> Response:
     if not waiting:
         return _response(context.version, results)
     if len(waiting) == 1:
-        return _answer_when_durable(context.version, results, waiting[0], request.timeout_ms)
+        return _answer_when_durable(context.header, results, waiting[0], request.timeout_ms)
     return _when_durable(context.version, results, waiting, request.timeout_ms)
 
 
@@ -329,14 +329,14 @@ async def _when_durable(
 
 
 def _answer_when_durable(
-    version: int, results: Results, task: asyncio.Task[AppendResult], timeout_ms: int
-) -> asyncio.Future[Body]:
+    header: RequestHeader, results: Results, task: asyncio.Task[AppendResult], timeout_ms: int
+) -> asyncio.Future[Body | Encoded]:
     """_when_durable for a request of one append (librdkafka's every
     request to a topic of thousands of partitions): a future settled by
     the append's callback or the timeout's, not a coroutine of its own (a
     task) awaiting asyncio.wait."""
     loop = asyncio.get_running_loop()
-    answer: asyncio.Future[Body] = loop.create_future()
+    answer: asyncio.Future[Body | Encoded] = loop.create_future()
     timer: asyncio.TimerHandle | None = None
 
     def settle(_: object = None) -> None:
@@ -346,7 +346,7 @@ def _answer_when_durable(
             timer.cancel()
         if not task.done():  # answered REQUEST_TIMED_OUT; the append finishes on its own
             task.add_done_callback(_log_late_failure)
-        answer.set_result(_response(version, results))
+        answer.set_result(_answer(header, results))
 
     if timeout_ms > 0:
         timer = loop.call_later(timeout_ms / 1000, settle)
@@ -357,6 +357,34 @@ def _answer_when_durable(
 def _log_late_failure(task: asyncio.Task[AppendResult]) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.warning("an append answered REQUEST_TIMED_OUT failed later: %s", task.exception())
+
+
+def _answer(header: RequestHeader, results: Results) -> Body | Encoded:
+    """The answer to a request of one append: written whole from its
+    topic's template when that one partition was accepted (the usual
+    answer), else through the schema."""
+    if len(results) == 1:
+        name, partitions = results[0]
+        if len(partitions) == 1:
+            index, outcome, _ = partitions[0]
+            if (
+                isinstance(outcome, asyncio.Task)
+                and outcome.done()
+                and not outcome.cancelled()
+                and outcome.exception() is None
+            ):
+                appended = outcome.result()
+                encoded = accepted_answer(
+                    header,
+                    name,
+                    index,
+                    appended.base_offset,
+                    appended.log_append_time,
+                    appended.log_start_offset,
+                )
+                if encoded is not None:
+                    return encoded
+    return _response(header.api_version, results)
 
 
 def _response(version: int, results: Results) -> Body:
