@@ -50,6 +50,7 @@ from engine.server.transactional_produce import (
     has_transactional_records,
     producer_refused,
     speaks_for_several,
+    transactional_producer,
 )
 
 if TYPE_CHECKING:
@@ -60,6 +61,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("tidelog.server")
 
 _ACKS = (-1, 0, 1)
+_ACKS_ANSWERED = (-1, 1)
 
 FIRST_ZSTD_VERSION = 7
 """The first Produce version that may carry a zstd batch (KIP-110)."""
@@ -104,11 +106,55 @@ def _decode_produce(header: RequestHeader, frame: memoryview) -> ProduceRequest:
     },
 )
 def handle_produce(context: RequestContext, request: ProduceRequest) -> Response:
-    if sum(len(topic.partitions) for topic in request.topics) < 2:
+    topics = request.topics
+    if len(topics) == 1 and len(topics[0].partitions) == 1:
+        return _produce_one(context, request) or _produce(context, request)
+    if sum(len(topic.partitions) for topic in topics) < 2:
         return _produce(context, request)
     # One request's appends for many partitions share one WAL write and sync.
     with context.engine.appends_gathered():
         return _produce(context, request)
+
+
+def _produce_one(context: RequestContext, request: ProduceRequest) -> Response:
+    """_produce for librdkafka's every request to a topic of thousands of
+    partitions: one partition's non-transactional batch, acks=1 or all, to
+    a topic that exists, is not internal, may be written and checks no
+    records, in Produce v7+. Its answer is _produce's: each check _produce
+    makes before the append is one that such a request passes, so only the
+    append's own refusal is left to answer. None (nothing done) for any
+    other request, which _produce answers."""
+    ((topic,), acks) = request.topics, request.acks
+    ((partition,),) = (topic.partitions,)
+    records, name = partition.records, topic.name
+    engine = context.engine
+    if (
+        records is None
+        or acks not in _ACKS_ANSWERED
+        or context.version < FIRST_ZSTD_VERSION
+        or transactional_producer(records) is not None
+        or not engine.has_topic(name)
+        or is_internal_topic(name)
+        or authorize.refused_topics(context, AclOperation.WRITE, (name,))
+        or records_checked(engine, name, partition.partition)
+    ):
+        return None
+    try:
+        durable = engine.submit_async(
+            name,
+            partition.partition,
+            records,
+            remote=None,
+            provenance=context.identity.provenance(context.header.client_id),
+            one_batch=True,  # see _produce
+        )
+    except EngineError as error:
+        return _response(
+            context.version, [(name, [_refused_append(name, partition.partition, records, error)])]
+        )
+    task = asyncio.ensure_future(durable)
+    results: Results = [(name, [(partition.partition, task, None)])]
+    return _answer_when_durable(context.header, results, task, request.timeout_ms)
 
 
 def _produce(context: RequestContext, request: ProduceRequest) -> Response:
