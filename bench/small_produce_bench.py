@@ -6,12 +6,22 @@ thousands of partitions do.
 
     python bench/small_produce_bench.py [--partitions 1000] [--rate 2000]
                                         [--seconds 10] [--json] [--quick]
+                                        [--pipelined]
 
 The figure is ``server_cpu_us_per_request``: the server process's CPU
 (every thread's time on a CPU, from the scheduler's statistics) over the
 produce, divided by the Produce requests librdkafka's statistics counted.
 ``threads`` splits it by thread (the event loop is the process's main
 thread); ``records_per_request`` checks the shape.
+
+``--pipelined`` measures the same requests without librdkafka or its
+pacing: a raw socket sends prepared one-partition Produce v9 requests
+(one 100-byte record each), 32 in flight, as fast as they are answered,
+in six spans of a quarter of ``--requests`` each; the figures are the
+lowest and the median span's server CPU and loop CPU per request. Many
+requests arrive in each read and share a WAL group, so the loop's share is
+mostly its Python per request, which the paced run hides under its
+wake-ups.
 Compare revisions with bench/compare.py, alternating.
 """
 
@@ -19,6 +29,9 @@ from __future__ import annotations
 
 import json
 import os
+import socket
+import statistics
+import struct
 import time
 from pathlib import Path
 from typing import Any
@@ -143,6 +156,92 @@ def run(partitions: int, rate: float, seconds: float, scratch: Path) -> dict[str
     }
 
 
+def _uvarint(value: int) -> bytes:
+    out = bytearray()
+    while value >= 0x80:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _produce_v9(correlation_id: int, topic: str, partition: int, batch: bytes) -> bytes:
+    """A Produce v9 request frame (flexible, header v2): acks=all, one
+    topic, one partition's ``batch``, no tagged fields."""
+    client = b"small-produce-bench"
+    name = topic.encode()
+    body = b"".join(
+        (
+            struct.pack(">hhih", 0, 9, correlation_id, len(client)),
+            client,
+            b"\0",  # the header's tagged fields
+            b"\0",  # no transactional id
+            struct.pack(">hi", -1, 30_000),
+            _uvarint(2),  # one topic
+            _uvarint(len(name) + 1),
+            name,
+            _uvarint(2),  # one partition
+            struct.pack(">i", partition),
+            _uvarint(len(batch) + 1),
+            batch,
+            b"\0\0\0",  # the partition's, the topic's and the request's tagged fields
+        )
+    )
+    return struct.pack(">i", len(body)) + body
+
+
+def _send_pipelined(address: str, frames: list[bytes], count: int, window: int = 32) -> None:
+    """Sends ``count`` of ``frames`` in turn, ``window`` unanswered at most,
+    and checks every answer's correlation id and error code."""
+    host, port = address.rsplit(":", 1)
+    with socket.create_connection((host, int(port))) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        answers = sock.makefile("rb")
+        sent = answered = 0
+        while answered < count:
+            while sent < count and sent - answered < window:
+                sock.sendall(frames[sent % len(frames)])
+                sent += 1
+            (size,) = struct.unpack(">i", answers.read(4))
+            answer = answers.read(size)
+            # correlation id, tagged fields, one topic, its name, one partition, index, error
+            (correlation_id,) = struct.unpack_from(">i", answer, 0)
+            name_end = 7 + answer[6] - 1
+            (error,) = struct.unpack_from(">h", answer, name_end + 5)
+            if correlation_id != answered % len(frames) or error != 0:
+                raise RuntimeError(f"answer {answered}: id {correlation_id}, error {error}")
+            answered += 1
+
+
+def pipelined(partitions: int, requests: int, scratch: Path) -> dict[str, Any]:
+    import native
+    from native import RecordSpec
+
+    batch = bytes(native.encode_batch([RecordSpec(1_700_000_000_000, None, RECORD, ())]))
+    frames = [_produce_v9(i, TOPIC, i, batch) for i in range(partitions)]
+    span = max(1, requests // 4)
+    spans: list[tuple[float, float]] = []
+    with Server(scratch, scratch / "data") as server:
+        create_topics(server.address, {TOPIC: partitions})
+        _send_pipelined(server.address, frames, 2 * partitions)  # every partition's first append
+        pid = server.process.pid
+        for _ in range(6):
+            before = _thread_cpu(pid)
+            _send_pipelined(server.address, frames, span)
+            used = _used_by_name(before, _thread_cpu(pid))
+            spans.append((sum(used.values()) / span * 1e6, used.get("loop", 0.0) / span * 1e6))
+    server_us = sorted(total for total, _ in spans)
+    loop_us = sorted(loop for _, loop in spans)
+    return {
+        "partitions": partitions,
+        "pipelined_requests_per_span": span,
+        "pipelined_server_cpu_us_per_request_min": round(server_us[0], 1),
+        "pipelined_server_cpu_us_per_request_median": round(statistics.median(server_us), 1),
+        "pipelined_loop_cpu_us_per_request_min": round(loop_us[0], 1),
+        "pipelined_loop_cpu_us_per_request_median": round(statistics.median(loop_us), 1),
+    }
+
+
 def embedded(partitions: int, appends: int, scratch: Path) -> dict[str, Any]:
     """The same appends made in-process, with no socket and no client:
     ``Engine.submit_async`` of a one-record batch to each partition in
@@ -190,6 +289,17 @@ def embedded(partitions: int, appends: int, scratch: Path) -> dict[str, Any]:
 
 
 def _print(results: dict[str, Any]) -> None:
+    if "pipelined_requests_per_span" in results:
+        print(
+            f"{results['partitions']} partitions, pipelined one-partition Produce v9,"
+            f" {results['pipelined_requests_per_span']} requests a span, load"
+            f" {results['load_average']:.2f}"
+        )
+        for what in ("server", "loop"):
+            low = results[f"pipelined_{what}_cpu_us_per_request_min"]
+            middle = results[f"pipelined_{what}_cpu_us_per_request_median"]
+            print(f"  {what} CPU per request: {low} us lowest span, {middle} us median")
+        return
     if "requests" not in results:
         print(
             "in-process, the loop's CPU per append:",
@@ -219,10 +329,20 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=2000.0, help="records (requests) a second")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--embedded-only", action="store_true", help="only the in-process appends")
+    parser.add_argument(
+        "--pipelined", action="store_true", help="raw pipelined requests instead (see above)"
+    )
+    parser.add_argument("--requests", type=int, default=40_000, help="--pipelined's requests")
     parser.add_argument("--data-dir", default=None, help="scratch directory (default: temp)")
     args = parser.parse_args()
     seconds = 0.5 if args.quick else args.seconds
     with _harness.scratch(args.data_dir, "small-produce-") as scratch:
+        if args.pipelined:
+            requests = 4_000 if args.quick else args.requests
+            results = pipelined(args.partitions, requests, scratch)
+            results["load_average"] = os.getloadavg()[0]
+            _harness.report(results, args.json, _print)
+            return
         results = {} if args.embedded_only else run(args.partitions, args.rate, seconds, scratch)
         results.update(embedded(args.partitions, int(args.rate * seconds), scratch))
         results["load_average"] = os.getloadavg()[0]

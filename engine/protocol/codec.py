@@ -197,21 +197,28 @@ def _shape_check(schema: type) -> _Check:
 
 class Encoded(NamedTuple):
     """A response frame encoded ahead (by encode_response, off the event
-    loop: a response about thousands of topics takes a while to encode)."""
+    loop: a response about thousands of topics takes a while to encode, or
+    from a template)."""
 
     parts: Parts
+    throttle_at: int | None = None
+    """Where the frame (its parts joined) holds its throttle_time_ms, for
+    a response whose body does not start with it (Produce's ends with it);
+    None: first in the body, or not there."""
 
 
 def with_throttle_time(header: RequestHeader, encoded: Encoded, throttle_ms: int) -> Parts:
     """A response encoded ahead, carrying ``throttle_ms`` as its
     throttle_time_ms where it carries less: a quota's throttle is known
-    only once the answer is made. Every response version that has the field
-    has it first in its body; one that has not is left as it is."""
-    if not _throttle_time_first(header.api_key, header.api_version):
-        return encoded.parts
+    only once the answer is made. The field is where ``throttle_at`` says,
+    else first in the body; a version without it is left as it is."""
+    at = encoded.throttle_at
+    if at is None:
+        if not _throttle_time_first(header.api_key, header.api_version):
+            return encoded.parts
+        # after the size and the correlation id, and the flexible header's tagged fields (none)
+        at = 8 + (1 if response_header_is_flexible(header.api_key, header.api_version) else 0)
     frame = bytearray(b"".join(encoded.parts))
-    # after the size and the correlation id, and the flexible header's tagged fields (none)
-    at = 8 + (1 if response_header_is_flexible(header.api_key, header.api_version) else 0)
     (carried,) = _INT32.unpack_from(frame, at)
     if carried < throttle_ms:
         _INT32.pack_into(frame, at, throttle_ms)

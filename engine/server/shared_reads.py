@@ -74,8 +74,10 @@ class SharedRead(Generic[ReadT]):
 
 
 def marks_of(leader: Partition) -> Marks:
-    high_watermark = leader.high_watermark
-    return Marks(high_watermark, leader.log_start_offset, leader.last_stable_offset)
+    # One look at the partition's offsets (a Fetch asks this of each
+    # partition it reads), not one per offset.
+    log_start, high_watermark, last_stable = leader.read_offsets()
+    return Marks(high_watermark, log_start, last_stable)
 
 
 class SharedReads(Generic[ReadT]):

@@ -34,3 +34,37 @@ def test_small_produce_bench_counts_one_record_requests_and_their_cpu() -> None:
         report["server_cpu_us_per_request"], abs=1.0
     )
     assert report["embedded_loop_cpu_us_per_append"] > 0
+
+
+def test_a_prepared_produce_frame_is_what_the_request_schema_decodes() -> None:
+    from engine.protocol.codec import body_offset
+    from engine.protocol.frames import parse_header
+    from engine.protocol.produce import decode_produce
+
+    frame = _load()._produce_v9(41, "small", 7, b"batch bytes")
+    body = memoryview(bytearray(frame[4:]))
+    header = parse_header(body)
+    assert (header.api_key, header.api_version, header.correlation_id) == (0, 9, 41)
+    request = decode_produce(body, body_offset(header, body), 9)
+    assert (request.transactional_id, request.acks, request.timeout_ms) == (None, -1, 30_000)
+    ((topic,),) = (request.topics,)
+    ((partition,),) = (topic.partitions,)
+    assert (topic.name, partition.partition) == ("small", 7)
+    assert partition.records is not None and bytes(partition.records) == b"batch bytes"
+
+
+@pytest.mark.slow
+def test_the_pipelined_run_counts_its_requests_cpu() -> None:
+    report = json.loads(
+        run_bench(
+            "small_produce_bench.py", "--quick", "--json", "--pipelined", "--partitions", "50"
+        )
+    )
+    assert report["pipelined_requests_per_span"] == 1000
+    for what in ("server", "loop"):
+        low = report[f"pipelined_{what}_cpu_us_per_request_min"]
+        assert 0 < low <= report[f"pipelined_{what}_cpu_us_per_request_median"]
+    assert (
+        report["pipelined_server_cpu_us_per_request_min"]
+        >= report["pipelined_loop_cpu_us_per_request_min"]
+    )

@@ -1,7 +1,8 @@
 """A Produce response's accepted-partition entry, encoded from a template
 (engine/server/produce_entries.py), is the bytes the schema's walk writes
-for every version served; and a response mixing it with refused entries
-decodes as Kafka's schema says."""
+for every version served; so is the whole answer to a request of one
+accepted partition; and a response mixing it with refused entries decodes
+as Kafka's schema says."""
 
 from __future__ import annotations
 
@@ -11,10 +12,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.protocol.apis import ApiKey, response_schema
-from engine.protocol.codec import encode_response
+from engine.protocol.codec import encode_response, with_throttle_time
 from engine.protocol.encoder import Sink, item_encoder
 from engine.protocol.frames import RequestHeader
-from engine.server.produce_entries import accepted_entry, accepted_fields
+from engine.server.produce_entries import accepted_answer, accepted_entry, accepted_fields
 from tests.server.wire import decode_response
 
 VERSIONS = range(3, 12)
@@ -38,6 +39,46 @@ def test_an_accepted_entry_is_what_the_schema_writes(
 ) -> None:
     assert b"".join(accepted_entry(version, *values).parts) == _through_the_schema(
         version, accepted_fields(*values)
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    version=st.sampled_from(VERSIONS),
+    correlation_id=int32,
+    topic=st.text(min_size=1, max_size=300),
+    # kio reads log_append_time as a time: -1 or a time since the epoch.
+    values=st.tuples(int32, int64, st.integers(-1, 2**40), int64),
+    throttle_ms=st.integers(1, 2**31 - 1),
+)
+def test_a_one_partition_answer_is_what_the_schema_writes(
+    version: int,
+    correlation_id: int,
+    topic: str,
+    values: tuple[int, int, int, int],
+    throttle_ms: int,
+) -> None:
+    header = RequestHeader(ApiKey.PRODUCE, version, correlation_id, "client", 0)
+    body = {
+        "responses": [{"name": topic, "partition_responses": [accepted_fields(*values)]}],
+        "throttle_time": 0,
+    }
+    answer = accepted_answer(header, topic, *values)
+    assert answer is not None
+    assert b"".join(answer.parts) == b"".join(encode_response(header, body))
+    # a quota's throttle, written in once the answer is made
+    throttled = b"".join(with_throttle_time(header, answer, throttle_ms))
+    assert throttled == b"".join(encode_response(header, {**body, "throttle_time": throttle_ms}))
+    got_id, response = decode_response(
+        response_schema(ApiKey.PRODUCE, version), b"".join(answer.parts)[4:]
+    )
+    assert got_id == correlation_id
+    (entry,) = response.responses[0].partition_responses
+    assert (response.responses[0].name, entry.index, entry.error_code, entry.base_offset) == (
+        topic,
+        values[0],
+        0,
+        values[1],
     )
 
 

@@ -32,7 +32,7 @@ from engine.errors import EngineError, UnsupportedCompressionType, error_code
 from engine.internal_topics import is_internal_topic
 from engine.partition import AppendResult
 from engine.protocol.apis import ApiKey
-from engine.protocol.codec import body_offset
+from engine.protocol.codec import Encoded, body_offset
 from engine.protocol.errors import ProtocolError
 from engine.protocol.frames import RequestHeader
 from engine.protocol.kafka_code import KafkaCode
@@ -45,11 +45,12 @@ from engine.server.context import Body, RequestContext, Response, error_message
 from engine.server.handlers.common import auto_create_topics, transactional_write_code
 from engine.server.handlers.registry import handles
 from engine.server.handlers.transactions import init_transactional_producer
-from engine.server.produce_entries import accepted_entry
+from engine.server.produce_entries import accepted_answer, accepted_entry
 from engine.server.transactional_produce import (
     has_transactional_records,
     producer_refused,
     speaks_for_several,
+    transactional_producer,
 )
 
 if TYPE_CHECKING:
@@ -60,6 +61,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("tidelog.server")
 
 _ACKS = (-1, 0, 1)
+_ACKS_ANSWERED = (-1, 1)
 
 FIRST_ZSTD_VERSION = 7
 """The first Produce version that may carry a zstd batch (KIP-110)."""
@@ -104,11 +106,55 @@ def _decode_produce(header: RequestHeader, frame: memoryview) -> ProduceRequest:
     },
 )
 def handle_produce(context: RequestContext, request: ProduceRequest) -> Response:
-    if sum(len(topic.partitions) for topic in request.topics) < 2:
+    topics = request.topics
+    if len(topics) == 1 and len(topics[0].partitions) == 1:
+        return _produce_one(context, request) or _produce(context, request)
+    if sum(len(topic.partitions) for topic in topics) < 2:
         return _produce(context, request)
     # One request's appends for many partitions share one WAL write and sync.
     with context.engine.appends_gathered():
         return _produce(context, request)
+
+
+def _produce_one(context: RequestContext, request: ProduceRequest) -> Response:
+    """_produce for librdkafka's every request to a topic of thousands of
+    partitions: one partition's non-transactional batch, acks=1 or all, to
+    a topic that exists, is not internal, may be written and checks no
+    records, in Produce v7+. Its answer is _produce's: each check _produce
+    makes before the append is one that such a request passes, so only the
+    append's own refusal is left to answer. None (nothing done) for any
+    other request, which _produce answers."""
+    ((topic,), acks) = request.topics, request.acks
+    ((partition,),) = (topic.partitions,)
+    records, name = partition.records, topic.name
+    engine = context.engine
+    if (
+        records is None
+        or acks not in _ACKS_ANSWERED
+        or context.version < FIRST_ZSTD_VERSION
+        or transactional_producer(records) is not None
+        or not engine.has_topic(name)
+        or is_internal_topic(name)
+        or authorize.refused_topics(context, AclOperation.WRITE, (name,))
+        or records_checked(engine, name, partition.partition)
+    ):
+        return None
+    try:
+        durable = engine.submit_async(
+            name,
+            partition.partition,
+            records,
+            remote=None,
+            provenance=context.identity.provenance(context.header.client_id),
+            one_batch=True,  # see _produce
+        )
+    except EngineError as error:
+        return _response(
+            context.version, [(name, [_refused_append(name, partition.partition, records, error)])]
+        )
+    task = asyncio.ensure_future(durable)
+    results: Results = [(name, [(partition.partition, task, None)])]
+    return _answer_when_durable(context.header, results, task, request.timeout_ms)
 
 
 def _produce(context: RequestContext, request: ProduceRequest) -> Response:
@@ -218,7 +264,7 @@ def _produce(context: RequestContext, request: ProduceRequest) -> Response:
     if not waiting:
         return _response(context.version, results)
     if len(waiting) == 1:
-        return _answer_when_durable(context.version, results, waiting[0], request.timeout_ms)
+        return _answer_when_durable(context.header, results, waiting[0], request.timeout_ms)
     return _when_durable(context.version, results, waiting, request.timeout_ms)
 
 
@@ -329,14 +375,14 @@ async def _when_durable(
 
 
 def _answer_when_durable(
-    version: int, results: Results, task: asyncio.Task[AppendResult], timeout_ms: int
-) -> asyncio.Future[Body]:
+    header: RequestHeader, results: Results, task: asyncio.Task[AppendResult], timeout_ms: int
+) -> asyncio.Future[Body | Encoded]:
     """_when_durable for a request of one append (librdkafka's every
     request to a topic of thousands of partitions): a future settled by
     the append's callback or the timeout's, not a coroutine of its own (a
     task) awaiting asyncio.wait."""
     loop = asyncio.get_running_loop()
-    answer: asyncio.Future[Body] = loop.create_future()
+    answer: asyncio.Future[Body | Encoded] = loop.create_future()
     timer: asyncio.TimerHandle | None = None
 
     def settle(_: object = None) -> None:
@@ -346,7 +392,7 @@ def _answer_when_durable(
             timer.cancel()
         if not task.done():  # answered REQUEST_TIMED_OUT; the append finishes on its own
             task.add_done_callback(_log_late_failure)
-        answer.set_result(_response(version, results))
+        answer.set_result(_answer(header, results))
 
     if timeout_ms > 0:
         timer = loop.call_later(timeout_ms / 1000, settle)
@@ -357,6 +403,34 @@ def _answer_when_durable(
 def _log_late_failure(task: asyncio.Task[AppendResult]) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.warning("an append answered REQUEST_TIMED_OUT failed later: %s", task.exception())
+
+
+def _answer(header: RequestHeader, results: Results) -> Body | Encoded:
+    """The answer to a request of one append: written whole from its
+    topic's template when that one partition was accepted (the usual
+    answer), else through the schema."""
+    if len(results) == 1:
+        name, partitions = results[0]
+        if len(partitions) == 1:
+            index, outcome, _ = partitions[0]
+            if (
+                isinstance(outcome, asyncio.Task)
+                and outcome.done()
+                and not outcome.cancelled()
+                and outcome.exception() is None
+            ):
+                appended = outcome.result()
+                encoded = accepted_answer(
+                    header,
+                    name,
+                    index,
+                    appended.base_offset,
+                    appended.log_append_time,
+                    appended.log_start_offset,
+                )
+                if encoded is not None:
+                    return encoded
+    return _response(header.api_version, results)
 
 
 def _response(version: int, results: Results) -> Body:

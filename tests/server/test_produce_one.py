@@ -1,0 +1,131 @@
+"""The one-partition Produce path (handlers/produce.py's _produce_one)
+answers every request exactly as the general path does, byte for byte:
+two engines get the same requests in the same order, one through
+handle_produce, the other through _produce alone, and their answers are
+compared; and the common request (one partition's batch to a topic that
+exists) does take the one-partition path."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import engine
+import native
+from engine.protocol.apis import ApiKey
+from engine.protocol.codec import encode_response
+from engine.protocol.frames import RequestHeader
+from engine.protocol.produce import PartitionData, ProduceRequest, TopicData
+from engine.server.config import ServerConfig
+from engine.server.context import Broker, RequestContext, ServerState
+from engine.server.handlers.produce import _produce, _produce_one, handle_produce
+from native import RecordSpec
+
+TOPICS = {"plain": {}, "compacted": {"cleanup.policy": "compact"}}
+
+
+def _batch(key: bytes | None = None, **options: Any) -> bytes:
+    return bytes(native.encode_batch([RecordSpec(1_700_000_000_000, key, b"v", ())], **options))
+
+
+_GOOD = _batch()
+_CORRUPT = bytearray(_GOOD)
+_CORRUPT[-1] ^= 0xFF  # the CRC no longer matches
+RECORDS = {
+    "plain batch": _GOOD,
+    "keyed batch": _batch(b"k"),
+    "idempotent batch": _batch(producer_id=7, producer_epoch=0, base_sequence=0),
+    "transactional batch": _batch(
+        producer_id=8, producer_epoch=0, base_sequence=0, is_transactional=True
+    ),
+    "zstd batch": _batch(compression=4),
+    "corrupt batch": bytes(_CORRUPT),
+    "two batches": _GOOD + _GOOD,
+    "cut short": _GOOD[:30],
+    "empty": b"",
+    "null": None,
+}
+
+
+@pytest.fixture(scope="module")
+def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerState, ServerState]]:
+    states = []
+    for name in ("fast", "general"):
+        opened = engine.open(Path(tmp_path_factory.mktemp(name)))
+        for topic, configs in TOPICS.items():
+            opened.create_topic(topic, 3, configs)
+        states.append(ServerState(opened, ServerConfig(), "cluster", Broker(0, "127.0.0.1", 9092)))
+    yield states[0], states[1]
+    for state in states:
+        state.engine.close()
+
+
+def _request(topic: str, index: int, records: bytes | None, acks: int) -> ProduceRequest:
+    data = None if records is None else memoryview(bytearray(records))
+    return ProduceRequest(None, acks, 30_000, [TopicData(topic, [PartitionData(index, data)])])
+
+
+async def _answer(handler: Any, state: ServerState, header: RequestHeader, request: Any) -> Any:
+    response = handler(RequestContext(state, header), request)
+    if inspect.isawaitable(response):
+        try:
+            response = await response
+        except Exception as error:  # acks=0 refused: its connection closes
+            return (type(error).__name__, str(error))
+    return None if response is None else b"".join(encode_response(header, response))
+
+
+@settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    version=st.sampled_from([3, 6, 7, 9, 11]),
+    topic=st.sampled_from([*TOPICS, "missing", "__consumer_offsets"]),
+    index=st.sampled_from([-1, 0, 2, 3]),
+    records=st.sampled_from(list(RECORDS)),
+    acks=st.sampled_from([-1, 0, 1, 2]),
+)
+def test_the_one_partition_path_answers_as_the_general_path(
+    servers: tuple[ServerState, ServerState],
+    version: int,
+    topic: str,
+    index: int,
+    records: str,
+    acks: int,
+) -> None:
+    fast, general = servers
+    header = RequestHeader(ApiKey.PRODUCE, version, 17, "client", 0)
+    data = RECORDS[records]
+
+    async def both() -> tuple[Any, Any]:
+        one = await _answer(handle_produce, fast, header, _request(topic, index, data, acks))
+        other = await _answer(_produce, general, header, _request(topic, index, data, acks))
+        return one, other
+
+    one, other = asyncio.run(both())
+    assert one == other
+
+
+def test_the_common_request_takes_the_one_partition_path(
+    servers: tuple[ServerState, ServerState],
+) -> None:
+    fast, _ = servers
+    header = RequestHeader(ApiKey.PRODUCE, 9, 1, "client", 0)
+
+    async def produce() -> Any:
+        context = RequestContext(fast, header)
+        answer = _produce_one(context, _request("plain", 1, _GOOD, -1))
+        assert answer is not None
+        assert inspect.isawaitable(answer)
+        return await answer
+
+    asyncio.run(produce())
