@@ -64,6 +64,14 @@ def test_a_fetch_answers_the_stalled_partition_empty_and_the_other_with_its_reco
     server = InProcessServer(stalled.engine)
     try:
         with Wire(server.bootstrap, timeout=TIMEOUT) as wire:
+            # The healthy partition's read, made once and shared by the
+            # fetches below (shared_reads.py): a read of its own in each
+            # could outlast the short bound on a loaded machine too.
+            healthy_alone = fetch_each(12, [(TOPIC, 1, 0)])
+            deadline = time.monotonic() + TIMEOUT
+            while not wire.request(healthy_alone).responses[0].partitions[0].records:
+                assert time.monotonic() < deadline
+            before = stalled.pending_reads()
             stalled.stall_reads_of(0)
             fetch = fetch_each(12, [(TOPIC, 0, 0), (TOPIC, 1, 0)])
             for _ in range(ASKED_AGAIN):  # a client asking again while the store stalls
@@ -81,10 +89,13 @@ def test_a_fetch_answers_the_stalled_partition_empty_and_the_other_with_its_reco
                 assert stalled.store.stalled_now == 1
             # One read, one GET, of the stalled partition for all of those
             # fetches: the read went on, and each fetch after the first
-            # waited for it. (The healthy partition's one read is shared by
-            # the server's fetches of unchanged data: shared_reads.py.)
+            # waited for it. (The healthy partition's is the shared one.)
             assert stalled.store.stalls == 1
-            assert stalled.pending_reads() == (ASKED_AGAIN, 2, 1)
+            assert stalled.pending_reads() == (
+                before.answered_early + ASKED_AGAIN,
+                before.started + 1,
+                1,
+            )
 
             stalled.store.release()
             deadline = time.monotonic() + TIMEOUT
@@ -97,7 +108,11 @@ def test_a_fetch_answers_the_stalled_partition_empty_and_the_other_with_its_reco
                 KafkaCode.NONE,
                 values(0),
             )
-            assert stalled.pending_reads().under_way == 0  # nothing left behind
+            # Nothing left behind. (The healthy partition, asked beside
+            # records now, has a read of its own, which may still run.)
+            while stalled.pending_reads().under_way:
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
             assert not wire.closed_by_server(timeout=0.2)
         assert server.server.stats.connections == 1
     finally:
@@ -136,8 +151,11 @@ def test_the_embedded_fetch_async_answers_as_the_wire_and_starts_one_read(
         assert (fetched.high_watermark, fetched.log_start_offset) == (RECORDS, 0)
     assert stalled.store.stalls == 1
     assert stalled.pending_reads() == (ASKED_AGAIN, 1, 1)
-    healthy = asyncio.run(opened.fetch_async(TOPIC, 1, 0))
-    assert not healthy.read_pending
+    # The healthy partition is answered with its records once its own read
+    # ends, which on a loaded machine may take longer than the bound too.
+    deadline = time.monotonic() + TIMEOUT
+    while (healthy := asyncio.run(opened.fetch_async(TOPIC, 1, 0))).read_pending:
+        assert time.monotonic() < deadline
     assert [v for batch in healthy.records for v in record_values(bytes(batch))] == values(1)
     stalled.store.release()
     deadline = time.monotonic() + TIMEOUT
@@ -191,8 +209,9 @@ def test_a_confluent_consumer_reads_every_record_once_after_the_store_is_release
         assert received[0] == []
         assert (stalled.store.stalls, stalled.store.stalled_now) == (1, 1)
         # However often the consumer asked, one read of partition 0 at
-        # offset 0 (and one of partition 1, shared as in the test above).
-        assert stalled.pending_reads()[1:] == (2, 1)
+        # offset 0, under way still. (Partition 1's reads are not counted:
+        # on a loaded machine one may outlast the bound and be made again.)
+        assert stalled.pending_reads().under_way == 1
         stalled.store.release()
         while len(received[0]) < RECORDS:
             poll()
