@@ -47,6 +47,18 @@ class Stalled:
     def pending_reads(self) -> PendingReads:
         return self.engine.store.pending_reads()
 
+    def get_stalled(self) -> bool:
+        """Whether the stalled read's GET has reached the store: on a loaded
+        machine its fetch thread may start it only after a fetch's wait
+        for it ran out."""
+        return self.store.stalled_now == 1
+
+    def until_get_stalled(self) -> None:
+        deadline = time.monotonic() + TIMEOUT
+        while not self.get_stalled():
+            assert time.monotonic() < deadline, "the stalled read never reached the store"
+            time.sleep(0.01)
+
 
 @pytest.fixture
 def stalled(tmp_path: Path) -> Iterator[Stalled]:
@@ -85,11 +97,12 @@ def test_a_fetch_answers_the_stalled_partition_empty_and_the_other_with_its_reco
                     KafkaCode.NONE,
                     values(1),
                 )
-                # Answered while the read was still waiting for the store.
-                assert stalled.store.stalled_now == 1
+                # Answered while the read was still under way.
+                assert stalled.pending_reads().under_way == 1
             # One read, one GET, of the stalled partition for all of those
             # fetches: the read went on, and each fetch after the first
             # waited for it. (The healthy partition's is the shared one.)
+            stalled.until_get_stalled()
             assert stalled.store.stalls == 1
             assert stalled.pending_reads() == (
                 before.answered_early + ASKED_AGAIN,
@@ -133,7 +146,7 @@ def test_a_long_poll_ends_when_its_read_outlasts_the_bound(stalled: Stalled) -> 
             [waiting] = [p for t in wire.request(fetch).responses for p in t.partitions]
             assert waiting.error_code == KafkaCode.NONE
             assert not waiting.records
-            assert stalled.store.stalled_now == 1
+            assert stalled.pending_reads().under_way == 1  # the read goes on
     finally:
         stalled.store.release()
         server.stop()
@@ -149,6 +162,7 @@ def test_the_embedded_fetch_async_answers_as_the_wire_and_starts_one_read(
         assert fetched.read_pending
         assert (fetched.records, fetched.next_offset) == ([], 0)
         assert (fetched.high_watermark, fetched.log_start_offset) == (RECORDS, 0)
+    stalled.until_get_stalled()
     assert stalled.store.stalls == 1
     assert stalled.pending_reads() == (ASKED_AGAIN, 1, 1)
     # The healthy partition is answered with its records once its own read
@@ -174,7 +188,8 @@ def test_a_state_rebuild_waits_out_a_read_that_outlasts_the_bound(stalled: Stall
     async def rebuild_across_the_stall() -> TopicState:
         state = asyncio.ensure_future(opened.state_at_async(TOPIC, datetime.now(UTC)))
         deadline = time.monotonic() + TIMEOUT
-        while stalled.pending_reads().answered_early < 2:  # it asked again after a wait ran out
+        # It asked again after a wait ran out, and the read met the stall.
+        while stalled.pending_reads().answered_early < 2 or not stalled.get_stalled():
             assert time.monotonic() < deadline and not state.done()
             await asyncio.sleep(0.01)
         stalled.store.release()
@@ -203,7 +218,11 @@ def test_a_confluent_consumer_reads_every_record_once_after_the_store_is_release
     try:
         stalled.stall_reads_of(0)
         consumer.assign([KafkaPartition(TOPIC, 0, 0), KafkaPartition(TOPIC, 1, 0)])
-        while len(received[1]) < RECORDS or stalled.pending_reads().answered_early < ASKED_AGAIN:
+        while (
+            len(received[1]) < RECORDS
+            or stalled.pending_reads().answered_early < ASKED_AGAIN
+            or not stalled.get_stalled()
+        ):
             poll()
         connections = server.server.stats.connections
         assert received[0] == []
