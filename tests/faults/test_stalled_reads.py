@@ -201,6 +201,37 @@ def test_a_state_rebuild_waits_out_a_read_that_outlasts_the_bound(stalled: Stall
     assert stalled.store.stalls == 1
 
 
+def test_a_read_committed_async_poll_asks_again_after_a_read_outlasts_the_bound(
+    stalled: Stalled,
+) -> None:
+    """An answer empty because its read outlasted the bound leaves the
+    records below the high watermark to be read: a read_committed consumer
+    (a replay's) asks again, not waits for data past the high watermark as
+    after records held back by an open transaction, which held its poll,
+    and a replay, until their timeout when nothing more was written."""
+    opened = stalled.engine
+    stalled.stall_reads_of(0)
+    consumer = opened.consumer(isolation_level="read_committed", auto_offset_reset="earliest")
+    consumer.assign([engine.TopicPartition(TOPIC, 0)])
+
+    async def poll_across_the_stall() -> list[engine.ConsumerRecord]:
+        polled = asyncio.ensure_future(consumer.poll_async(3600.0))
+        deadline = time.monotonic() + TIMEOUT
+        # Answered empty once, the read meeting the stall.
+        while stalled.pending_reads().answered_early < 1 or not stalled.get_stalled():
+            assert time.monotonic() < deadline and not polled.done()
+            await asyncio.sleep(0.01)
+        stalled.store.release()
+        return await asyncio.wait_for(polled, TIMEOUT)
+
+    try:
+        records = asyncio.run(poll_across_the_stall())
+    finally:
+        consumer.close()
+    assert [record.value for record in records] == values(0)
+    assert stalled.store.stalls == 1
+
+
 def test_a_confluent_consumer_reads_every_record_once_after_the_store_is_released(
     stalled: Stalled,
 ) -> None:
