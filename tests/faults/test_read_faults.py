@@ -31,10 +31,10 @@ import native
 from engine.offset_lookup import MAX_TIMESTAMP
 from engine.protocol.apis import ApiKey, request_schema
 from engine.protocol.kafka_code import KafkaCode
-from tests.faults.server_closes import server_closes
 from tests.faults.two_objects import RECORDS, TIMEOUT, TOPIC, two_objects, values
 from tests.s3stream.faults import FaultyStore
 from tests.server.in_process import InProcessServer
+from tests.server.server_closes import server_closes
 from tests.server.test_confluent import make_consumer
 from tests.server.test_kafka_python import consumer as kafka_python_consumer
 from tests.server.wire import Wire, build, fetch_each

@@ -23,10 +23,10 @@ from engine.memory.state_at import TopicState
 from engine.protocol.kafka_code import KafkaCode
 from s3stream import StreamStoreConfig
 from s3stream.fetcher import PendingReads
-from tests.faults.server_closes import server_closes
 from tests.faults.two_objects import RECORDS, TIMEOUT, TOPIC, two_objects, values
 from tests.s3stream.faults import FaultyStore
 from tests.server.in_process import InProcessServer
+from tests.server.server_closes import server_closes
 from tests.server.test_confluent import make_consumer
 from tests.server.wire import Wire, fetch_each
 
@@ -270,7 +270,7 @@ def test_a_confluent_consumer_reads_every_record_once_after_the_store_is_release
                 poll()
         assert received == {0: values(0), 1: values(1)}
         # No connection closed by the server (librdkafka may open one of
-        # its own accord: server_closes.py).
+        # its own accord: tests/server/server_closes.py).
         assert closes.closes == []
     finally:
         consumer.close()
