@@ -51,14 +51,16 @@ in the same run. MB is MiB (2**20 bytes) of record values.
   the tail consumers' delivery p99, before and during the burst (windows
   to a tenth of a second), and the replay's rate beside the same replay
   alone on a fresh server, run once before and once after (the faster
-  counts: ``solo_replay_mb_s``). Beside them, before and during: how long
-  the server's threads, and its event loop alone, waited for a CPU
-  (``server_run_queue_*``, Linux's schedstat), the loop's lags of 10 ms
-  or more (``loop_lags_*``, from tidelog.stalls), the WAL's fsyncs of
-  20 ms or more (``wal_slow_syncs_*``: the history is read from the WAL's
-  disk), and the cores the replaying client used (``replay_client_cores``),
-  which tell contention for the machine's CPUs from the server's own
-  work. During the replay, the cores the server wanted (ran and waited
+  counts: ``solo_replay_mb_s``), and the server's CPU per MiB in the
+  solo replays (``solo_replay_server_us_per_mib``, the lower of the two:
+  what a replay costs the server, live traffic aside). Beside them,
+  before and during: how long the server's threads, and its event loop
+  alone, waited for a CPU (``server_run_queue_*``, Linux's schedstat),
+  the loop's lags of 10 ms or more (``loop_lags_*``, from tidelog.stalls),
+  the WAL's fsyncs of 20 ms or more (``wal_slow_syncs_*``: the history is
+  read from the WAL's disk), and the cores the replaying client used
+  (``replay_client_cores``), which tell contention for the machine's CPUs
+  from the server's own work. During the replay, the cores the server wanted (ran and waited
   to run) against those the replaying client, the live clients and the
   machine's other processes left it: ``binding_ceiling`` is ``clients``
   when it would have fitted but for the replaying client, ``server`` when
@@ -369,6 +371,11 @@ def burst(scratch: Path, sizes: Sizes) -> dict[str, Any]:
     again = solo_replay(scratch, data, sizes.burst_before_s + 1, store, sizes.replay_client_nice)
     solo_rates = [r["bytes"] / MiB / r["seconds"] for r in (alone, again)]
     results["solo_replay_mb_s_runs"] = [round(r, 1) for r in solo_rates]
+    # What the server spends on a replay, live traffic aside: the lower of
+    # the two runs, the one the machine's other work disturbed less.
+    results["solo_replay_server_us_per_mib"] = min(
+        server_us_per_mib(r["server_cpu_seconds"], r["bytes"]) for r in (alone, again)
+    )
     results["solo_replay_mb_s"] = round(max(solo_rates), 1)
     if solo_rates[1] > solo_rates[0]:
         alone = again
@@ -480,10 +487,20 @@ def solo_replay(
         time.sleep(settle_s)
         reader = ClientProcess("replay", server.address, "history", nice=nice)
         reader.wait_ready()
+        cpu = server.cpu_seconds()
         alone = reader.result()
+        # Every thread's: the read threads' GETs and checks, the loop's
+        # answers (docs/design/0064 splits it by thread).
+        alone["server_cpu_seconds"] = server.cpu_seconds() - cpu
     if not alone["complete"]:
         raise RuntimeError("the solo replay did not reach the end")
     return alone
+
+
+def server_us_per_mib(cpu_seconds: float, replayed_bytes: int) -> float:
+    """The server's CPU in microseconds per MiB replayed (clock ticks of
+    10 ms: a replay of 400 MiB resolves 25 us per MiB)."""
+    return round(cpu_seconds * 1e6 / max(replayed_bytes / MiB, 1e-9), 1)
 
 
 def partitions(scratch: Path, sizes: Sizes) -> dict[str, Any]:
@@ -659,7 +676,8 @@ def print_table(results: dict[str, Any]) -> None:
             f"  replay {b['replay_mb_s']:.1f} MB/s beside live traffic, {b['solo_replay_mb_s']:.1f}"
             f" alone ({b['replay_vs_solo']:.2f}x); the replaying client used"
             f" {b['replay_client_cores']:.2f} cores beside live traffic,"
-            f" {b['solo_replay_client_cores']:.2f} alone"
+            f" {b['solo_replay_client_cores']:.2f} alone; the server"
+            f" {b['solo_replay_server_us_per_mib']:.0f} us of CPU per MiB replayed alone"
         )
         print(
             f"  cores during the replay: server {b['server_cores_during']:.2f} (wanted"

@@ -25,6 +25,7 @@ from collections.abc import Coroutine, Iterable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from functools import partial
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, overload
 
@@ -666,13 +667,16 @@ class Engine:
         value: bytes | str,
         *,
         partitions: Iterable[int] | None = None,
+        isolation_level: str = READ_UNCOMMITTED,
     ) -> list[FoundRecord]:
         """Every record of ``topic`` (of ``partitions``, else all) whose
         header ``header`` has ``value`` (a str is its UTF-8), from the log
-        start to the high watermark: by partition, in offset order, each
-        with its RecordRef. With ``header`` in the topic's
+        start to the high watermark (``read_committed``: to the last stable
+        offset, without aborted transactions' records): by partition, in
+        offset order, each with its RecordRef. With ``header`` in the topic's
         ``tidelog.index.headers`` only indexed batches are read; otherwise
         the log is scanned (docs/memory.md, "Lookup by header")."""
+        committed = _read_committed(isolation_level)
         self._check_open()
         count = len(self._registry.topic(topic).partitions)
         indexes = range(count) if partitions is None else sorted(set(partitions))
@@ -682,14 +686,24 @@ class Engine:
         found: list[FoundRecord] = []
         for index in indexes:
             with store_errors(), damage_at(topic, index, 0), unanswered_reads(topic, index):
-                found += lookup_partition(self._registry.partition(topic, index), header, wanted)
+                leader = self._registry.partition(topic, index)
+                found += lookup_partition(leader, header, wanted, committed)
         return found
 
     def lookup_many(
-        self, topics: Iterable[str], header: str, value: bytes | str
+        self,
+        topics: Iterable[str],
+        header: str,
+        value: bytes | str,
+        *,
+        isolation_level: str = READ_UNCOMMITTED,
     ) -> list[FoundRecord]:
         """``lookup`` over several topics, in the order given."""
-        return [r for topic in topics for r in self.lookup(topic, header, value)]
+        return [
+            r
+            for topic in topics
+            for r in self.lookup(topic, header, value, isolation_level=isolation_level)
+        ]
 
     async def lookup_async(
         self,
@@ -698,10 +712,16 @@ class Engine:
         value: bytes | str,
         *,
         partitions: Iterable[int] | None = None,
+        isolation_level: str = READ_UNCOMMITTED,
     ) -> list[FoundRecord]:
         """Like lookup, on a worker thread, so the event loop never waits
         for object storage."""
-        return await asyncio.to_thread(self.lookup, topic, header, value, partitions=partitions)
+        return await asyncio.to_thread(
+            partial(
+                self.lookup, topic, header, value, partitions=partitions,
+                isolation_level=isolation_level,
+            )
+        )  # fmt: skip
 
     def masking(self, topic: str) -> Masking | None:
         """The topic's masking rules and key (docs/governance.md, "Masked
@@ -852,9 +872,11 @@ class Engine:
 
         self._check_open()
         query = state_query(topic, at, vector, partitions, self.partition_count(topic))
+        # Appends from now on are dated now or later (LogAppendTime).
+        now = self.clock.time_ms()
         with store_errors():
             sources = [self.partition(topic, p) for p in query.partitions]
-            return rebuild(topic, sources, query, unanswered_reads)
+            return rebuild(topic, sources, query, lambda _: now, unanswered_reads)
 
     async def state_at_async(
         self,
@@ -868,9 +890,10 @@ class Engine:
 
         self._check_open()
         query = state_query(topic, at, vector, partitions, self.partition_count(topic))
+        now = self.clock.time_ms()
         with store_errors():
             sources = [self.partition(topic, p) for p in query.partitions]
-            return await rebuild_async(topic, sources, query, unanswered_reads)
+            return await rebuild_async(topic, sources, query, lambda _: now, unanswered_reads)
 
     # -- lifecycle -------------------------------------------------------------------
 

@@ -31,3 +31,10 @@ def parse_topic_id(text: str) -> bytes:
     if len(topic_id) != 16 or topic_id == NO_TOPIC_ID or uuid_text(topic_id) != text:
         raise ValueError(f"not a topic id: {text!r}")
     return topic_id
+
+
+def from_java_bits(most: int, least: int) -> bytes:
+    """A topic id from a Java UUID's two longs (signed, as Kafka clients
+    such as confluent-kafka's Uuid give them)."""
+    mask = (1 << 64) - 1
+    return ((most & mask) << 64 | (least & mask)).to_bytes(16, "big")

@@ -263,6 +263,21 @@ class Manifest:
                     _backoff_sleep(attempt, self._stop)
                     attempt += 1
 
+    def settle(self) -> None:
+        """Settles a write whose outcome is unknown, if there is one (one
+        attempt; its store errors propagate, and the next commit tries
+        again), so what a caller decides next is decided from the version
+        the store holds, not from the one before a write that landed."""
+        with self._commit_lock:
+            if self._fenced is not None:
+                raise self._fenced
+            if self._unsettled is None:
+                return
+            try:
+                self._settle()
+            except PreconditionFailed:
+                self._discover_fence(self.state.seq + 1)
+
     def check_fenced(self) -> None:
         """Raises Fenced if another writer has created the next version: one
         HEAD request, so a writer with nothing to commit still learns of a

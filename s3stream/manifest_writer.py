@@ -1,12 +1,22 @@
 """The one way the stream store's parts change the manifest: commits made
 one at a time, and the fence check; either learning that another writer
-has taken over stops the whole store."""
+has taken over stops the whole store.
+
+A commit whose answer was lost and that its caller gave up on (a permanent
+error while checking it) may have landed: the serial section settles it
+before its holder reads the manifest's state, so what is decided there is
+decided from the version the store holds, and a stream such a commit
+created for a caller that was told it failed (a fork) is deleted once it is
+known to have landed, since nothing else would hold or delete it before a
+restart, and its ranges would keep the objects it shares alive."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from types import TracebackType
 
 from s3stream.errors import Fenced
 from s3stream.manifest import Manifest
@@ -16,13 +26,68 @@ from s3stream.store import ObjectStoreError
 log = logging.getLogger("tidelog.s3stream")
 
 
+class SerialSection:
+    """The writer's lock, and on entry the settling of a write whose
+    outcome is unknown and the deletion of streams abandoned by it."""
+
+    def __init__(self, writer: ManifestWriter) -> None:
+        self._lock = threading.Lock()
+        self._writer = writer
+
+    def __enter__(self) -> None:
+        self._lock.acquire()
+        try:
+            self._writer.settle_abandoned()
+        except BaseException:
+            self._lock.release()
+            raise
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._lock.release()
+
+
 class ManifestWriter:
     def __init__(self, manifest: Manifest, on_fenced: Callable[[Fenced], None]) -> None:
         self.manifest = manifest
-        self.serial = threading.Lock()
+        self.serial = SerialSection(self)
         """Held around reading the manifest's state and committing what was
         decided from it, so no other commit slips in between."""
         self._on_fenced = on_fenced
+        self._abandoned: set[int] = set()
+        """Streams created by a commit whose outcome was unknown when its
+        caller was told it failed."""
+
+    def abandon_if_landed(self, stream_ids: Iterable[int]) -> None:
+        """``stream_ids`` were created by a commit that failed with its
+        outcome unknown: deleted once it settles as landed (the caller
+        holds ``serial``)."""
+        if self.manifest.unsettled:
+            self._abandoned.update(stream_ids)
+
+    def settle_abandoned(self) -> None:
+        """Settles an unknown outcome, then deletes the abandoned streams it
+        created. A store error leaves both to the next section: nothing is
+        decided here from a state that is not the store's."""
+        if not self.manifest.unsettled and not self._abandoned:
+            return
+        with contextlib.suppress(ObjectStoreError):
+            try:
+                self.manifest.settle()
+            except Fenced as error:
+                self._on_fenced(error)
+                raise
+            if self.manifest.unsettled:
+                return
+            landed = sorted(s for s in self._abandoned if s in self.manifest.state.streams)
+            if landed:
+                log.info("deleting streams %s: their failed commit landed after all", landed)
+                self.commit([["delete_stream", stream_id] for stream_id in landed])
+            self._abandoned.clear()
 
     def commit(self, ops: list[Op]) -> ManifestState:
         """Commits ``ops`` in one version (the caller holds ``serial``)."""

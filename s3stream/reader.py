@@ -7,15 +7,16 @@ whole with ranged GETs into the block cache.
 Every read that misses starts a read-ahead: the blocks from the one it needs
 on, up to a window, are claimed and fetched by the reader's workers, adjacent
 blocks together in one GET of up to a span (in a stream object, which a
-sequential reader reads all of, of up to the window), several GETs in
-flight; the read itself then waits only for its own block. The window starts
-small (a random read wastes little) and doubles with every read that starts
-where the last one ended, up to ``readahead_bytes`` or the stream's share of
-the block cache: a consumer catching up sequentially soon has many megabytes
-on their way. A read starting at the first offset of a stream object fetches
-the whole object, and the stream objects after it, in one GET each. Indexes
-of the objects ahead are read by the workers. Reads never wait behind
-uploads and uploads never wait behind reads: they run on different threads.
+sequential reader reads all of, of up to the window and LARGEST_READ_BYTES),
+several GETs in flight; the read itself then waits only for its own block.
+The window starts small (a random read wastes little) and doubles with every
+read that starts where the last one ended, up to ``readahead_bytes`` or the
+stream's share of the block cache: a consumer catching up sequentially soon
+has many megabytes on their way. A read starting at the first offset of a
+stream object fetches the whole object, and the stream objects after it, in
+one GET each (those no larger than LARGEST_READ_BYTES). Indexes of the
+objects ahead are read by the workers. Reads never wait behind uploads and
+uploads never wait behind reads: they run on different threads.
 
 A damaged object (a block or index failing its checks) is logged once per
 object, with the offsets it holds, and every read that needs the damaged
@@ -82,6 +83,17 @@ class _ReadState:
 ACTIVE_S = 0.25
 """A stream read from within this long counts as being read (for the
 read-ahead budget)."""
+LARGEST_READ_BYTES = 16 * 1024 * 1024
+"""The most one GET of a stream object reads into one buffer, whole or a
+span of its blocks (a single block larger than this is still read whole).
+glibc maps every allocation of 32 MiB or more afresh, whatever its
+threshold says (the server raises it to that most, engine/cli/serve.py),
+and unmaps it when freed: a read into such a buffer faults in every page
+(on a virtual machine, pages its host must back again), and the free, made
+by whichever thread drops the last block of it from the block cache,
+unmaps it with the GIL held, some 5 ms for a 64 MiB stream object. Below
+it, read buffers come from the heap and are reused once the cache lets
+them go (docs/design/0064)."""
 
 
 class ObjectReader:
@@ -309,7 +321,7 @@ class ObjectReader:
         return (
             last.key == ref.key
             and last.info.position + last.info.size == ref.info.position
-            and (ref.whole or size + ref.info.size <= self._span_bytes)
+            and size + ref.info.size <= (LARGEST_READ_BYTES if ref.whole else self._span_bytes)
         )
 
     def _submit_span(self, span: list[_BlockRef]) -> None:
@@ -470,12 +482,14 @@ class ObjectReader:
         """Whether a read at ``offset`` fetches all of the object in one GET:
         yes for a stream object whose range starts there (a consumer catching
         up from there reads all of it, and one GET is the cheapest way, the
-        index coming with it), if it fits the window limit."""
+        index coming with it), if it fits the window limit and is no larger
+        than LARGEST_READ_BYTES (a larger one's index is read from its tail,
+        its blocks in spans of up to that)."""
         return (
             offset <= range_start
             and meta.kind is ObjectKind.STREAM
             and self._readahead_bytes > 0
-            and meta.size <= self._window_limit()
+            and meta.size <= min(self._window_limit(), LARGEST_READ_BYTES)
         )
 
     def index(self, meta: ObjectMeta, *, whole: bool = False) -> ObjectIndex:

@@ -344,7 +344,9 @@ class StreamStore:
                 self._manifest_writer.commit(ops)
             except BaseException:
                 # A commit whose answer was lost may be in the store all the
-                # same: its copy stays (an orphan at worst, deleted on open).
+                # same: its copy stays (an orphan at worst, deleted on open),
+                # and its stream goes once the next section finds it landed.
+                self._manifest_writer.abandon_if_landed([stream_id])
                 if copied is not None and not self.manifest.unsettled:
                     with contextlib.suppress(ObjectStoreError):  # else an orphan, deleted on open
                         self.store.delete(copied.meta.key)

@@ -116,6 +116,7 @@ def _print(answer: TopicState) -> None:
             "partition": p.partition,
             "exact": p.exact,
             "as_of_ms": p.as_of_ms,
+            "pending": p.pending,
             "log_start_offset": p.log_start_offset,
             "note": p.describe(),
         }

@@ -27,6 +27,7 @@ from engine import clock
 from engine.cli import client_log
 from engine.cli.help_format import HelpFormatter, examples
 from engine.memory.vector import InvalidVector, OffsetVector, Position
+from engine.topic_id import NO_TOPIC_ID, from_java_bits, uuid_text
 from engine.types import TopicPartition
 
 FAILED = 1
@@ -295,13 +296,52 @@ def _consume(args: argparse.Namespace, out: TextIO) -> None:
             "enable.partition.eof": True,
         }
     )
+    named = {t: i for t in wanted for v in (until, since) if (i := v.topic_id(t)) != NO_TOPIC_ID}
     try:
+        _check_topic_ids(kafka, config, named)
         _check_log_starts(kafka, consumer, starts, bounds)
         owed = {tp for tp in bounds if starts[tp] < bounds[tp]}
         consumer.assign([kafka.TopicPartition(tp.topic, tp.partition, starts[tp]) for tp in owed])
         _read(kafka, consumer, bounds, owed, args, out)
+        # Ids are never reused: the same id after the read means the records
+        # printed were the vector's topic's throughout.
+        _check_topic_ids(kafka, config, named, after=True)
     finally:
         consumer.close()
+
+
+def _check_topic_ids(
+    kafka: Any, config: dict[str, Any], named: dict[str, bytes], *, after: bool = False
+) -> None:
+    """Exit 2 if a topic the vectors name by id (cut embedded) was deleted:
+    a topic of the name now is another, whose records at the vector's
+    offsets are not the ones it names (docs/memory.md, "Record references")."""
+    if not named:
+        return
+    admin = client_log.watch(kafka.admin.AdminClient(config))
+    described = admin.describe_topics(kafka.TopicCollection(sorted(named)))
+    for topic, wanted in sorted(named.items()):
+        try:
+            uuid_ = described[topic].result(_TIMEOUT_S)
+        except kafka.KafkaException as error:
+            failure = error.args[0]
+            if failure.code() != kafka.KafkaError.UNKNOWN_TOPIC_OR_PART:
+                raise CommandError(f"describing {topic}: {kafka_reason(error)}", FAILED) from error
+            found = None
+        else:
+            topic_id = uuid_.topic_id
+            found = from_java_bits(
+                topic_id.get_most_significant_bits(), topic_id.get_least_significant_bits()
+            )
+        if found != wanted:
+            meanwhile = (
+                " while it was read: the records printed are not the vector's" if after else ""
+            )
+            raise CommandError(
+                f"topic {topic!r} with id {uuid_text(wanted)} does not exist (deleted; a topic "
+                f"of that name now, if any, is another){meanwhile}",
+                CANNOT_RUN,
+            )
 
 
 def _check_log_starts(

@@ -49,10 +49,14 @@ from engine.errors import (
     EngineError,
     InvalidGroupId,
     OffsetOutOfRange,
+    UnknownPartition,
+    UnknownTopic,
+    UnknownTopicId,
     UnstableOffsetCommit,
 )
-from engine.memory.vector import Position
+from engine.memory.vector import OffsetVector, Position
 from engine.partition import OffsetAndTimestamp, PartitionFetch
+from engine.topic_id import NO_TOPIC_ID
 from engine.types import ConsumerRecord, OffsetAndMetadata, TopicPartition
 
 if TYPE_CHECKING:
@@ -140,6 +144,14 @@ class Consumer:
         }
         """Per bounded partition, the first offset not to hand out (an
         OffsetVector's positions): its records stop there (``at_end``)."""
+        self._until_ids = (
+            {t: until.topic_id(t) for t in until.topics if until.topic_id(t) != NO_TOPIC_ID}
+            if isinstance(until, OffsetVector)
+            else {}
+        )
+        """The topic ids the ``until`` vector's positions are places in: a
+        topic deleted and created again under its name mid-read is another
+        topic, whose records at the same offsets are not below the vector."""
         self._subscription: tuple[str, ...] = ()
         self._buffer: list[ConsumerRecord] = []
         self._next = 0
@@ -445,16 +457,33 @@ class Consumer:
             if budget <= 0:
                 break
             max_bytes = min(budget, self.max_partition_fetch_bytes)
+            self._check_topic_id(tp)
             try:
                 fetched: PartitionFetch = yield Fetch(
                     self._engine, tp, position, max_bytes, self.isolation_level
                 )
             except OffsetOutOfRange:
+                self._check_topic_id(tp)
                 self._reset_out_of_range(tp)
                 continue
+            # Ids are never reused: the same id before and after the fetch
+            # means it read the topic the vector was cut in.
+            self._check_topic_id(tp)
             fetched = self._engine.masked_fetch(tp.topic, fetched, self.principal)
             budget -= sum(len(r) for r in fetched.records)
             self._decode(tp, position, fetched)
+
+    def _check_topic_id(self, tp: TopicPartition) -> None:
+        """UnknownTopicId if the bound's topic of ``tp`` was deleted."""
+        wanted = self._until_ids.get(tp.topic)
+        if wanted is None:
+            return
+        try:
+            found = self._engine.partition(tp.topic, tp.partition).topic_id
+        except (UnknownTopic, UnknownPartition):  # gone, or another with fewer partitions
+            found = None
+        if found != wanted:
+            raise UnknownTopicId(tp.topic, wanted)
 
     def _reset_out_of_range(self, tp: TopicPartition) -> None:
         # The end last seen may be another log's (a topic created again under

@@ -38,6 +38,7 @@ from engine.memory.actions import (
     build_action,
     validate,
 )
+from engine.memory.replay import check_timeout
 from engine.memory.transport import EmbeddedTransport, RecordNotFound, StoredRecord, Transport
 from engine.memory.vector import OffsetVector, RecordRef
 from engine.types import Header
@@ -102,7 +103,16 @@ class AgentMemory:
         a mapping from action type to topic (types not named go to
         ``agent.actions``). ``transactional_id``: decide-and-act's; keep it
         stable across restarts so a new run fences a crashed one and aborts
-        its open transaction. ``timeout``: the longest any call waits."""
+        its open transaction. ``timeout``: the longest any call waits.
+        An actor naming a principal other than ``principal`` is refused
+        (InvalidAction): its records would name one while another wrote them."""
+        check_timeout(timeout)
+        if principal is not None and actor.principal not in (None, principal):
+            raise InvalidAction(
+                f"the actor names principal {actor.principal!r}, but the memory writes "
+                f"as {principal!r}",
+                "$.actor.principal",
+            )
         self.actor = actor if principal is None or actor.principal else _with(actor, principal)
         self.timeout = timeout
         self._topics = topics
@@ -276,13 +286,14 @@ class AgentMemory:
         is read first, as this memory's principal, even one it wrote: it
         must be there, readable by the writer, and hold that action
         (RecordNotFound, the read's authorization error, InvalidAction).
-        An action id given as text is linked unchecked: no header or index
-        names an action by its id, so finding it would scan every action
-        topic from its start (docs/design/0046)."""
+        An action id given as text needs ``correlation_id`` (InvalidAction)
+        and is looked for among that correlation's actions on this memory's
+        action topics, as :meth:`history` reads them (a scan: pass the ref
+        where it is known); RecordNotFound if none has it (docs/design/0066)."""
         return self._write(
             "compensation",
             correlation_id,
-            self._compensated(of),
+            self._compensated(of, correlation_id),
             policy=Policy("allow", reason=reason),
             output_ref=output_ref,
             started_ms=started_ms,
@@ -435,11 +446,22 @@ class AgentMemory:
         while len(self._causes) > _KNOWN_CAUSES:
             self._causes.popitem(last=False)
 
-    def _compensated(self, of: Cause) -> Cause:
-        """``of`` read back from its record (an action id is taken as given:
-        see compensation)."""
+    def _compensated(self, of: Cause, correlation_id: str | None) -> Cause:
+        """``of`` read back from its record, or found by its action id among
+        ``correlation_id``'s actions (see compensation)."""
         if isinstance(of, str):
-            return of
+            if correlation_id is None:
+                raise InvalidAction(
+                    f"a compensation of action {of} needs the correlation_id it is in",
+                    "$.correlation_id",
+                )
+            for action in self.history(correlation_id):
+                if action.action_id == of:
+                    return action
+            raise RecordNotFound(
+                f"no action {of} among the actions of correlation {correlation_id!r} "
+                f"on {', '.join(self._action_topics())}"
+            )
         stored = self.read(of.ref if isinstance(of, StoredAction) else of)
         if isinstance(of, StoredAction) and stored.action_id != of.action_id:
             raise RecordNotFound(

@@ -142,8 +142,9 @@ def fork_topic(
             ["create_topic", meta.to_wire(), *admin.created_history([meta], OWNER, [starts])]
         )
         forked = registry.load_topic(admin.catalog.state.topics[name])
-        for partition in forked.partitions:
+        for partition, parent in zip(forked.partitions, source.partitions, strict=True):
             partition.recover()
+            _inherit_compaction_horizon(partition, parent)
             _abort_open_transactions(partition)
             _forget_sequences(partition)
         log.info("forked topic %s from %s at %s", name, topic, points)
@@ -192,6 +193,23 @@ def _fork_partition(admin: ForkHost, partition: Partition, point: int | None) ->
                     error.range_start,
                     error.range_end,
                 ) from error
+
+
+def _inherit_compaction_horizon(partition: Partition, parent: Partition) -> None:
+    """Gives the fork's partition the parent's compaction horizon when it
+    shares records a cleaning pass removed from (below its fork point): its
+    shared history lacks them as the parent's does, and a state as of a
+    time they mattered to is no more exact in the fork. A fork point never
+    splits a cleaned range, and every range starts at the log start, so
+    each range is wholly shared or not at all. A pass the parent makes
+    meanwhile only widens it: an answer called inexact that could have been
+    exact, never the reverse (engine/compaction_horizon.py)."""
+    horizon = parent.compaction_horizon
+    if horizon is None or horizon.first_removed_offset >= partition.log_end_offset:
+        return
+    written = partition.note_compaction_horizon(horizon)
+    if written is not None:
+        written.result(_MARKER_TIMEOUT_S)
 
 
 def _forget_sequences(partition: Partition) -> None:

@@ -13,6 +13,7 @@ passes the replay while it runs, raises :class:`RecordsRemoved`.
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -63,6 +64,7 @@ class Replay:
         timeout: float = DEFAULT_STALL_S,
         **consumer_options: Any,
     ) -> None:
+        check_timeout(timeout)
         starts = {tp: 0 for tp in until}
         for tp, position in (since or OffsetVector()).items():
             if tp not in until:
@@ -76,19 +78,9 @@ class Replay:
         self.until = until
         self.since = since or OffsetVector()
         self.timeout = timeout
-        for tp, start in starts.items():
-            leader = host.partition(tp.topic, tp.partition)
-            until.check_topic_id(tp.topic, leader.topic_id)  # a topic deleted since: no records
-            self.since.check_topic_id(tp.topic, leader.topic_id)
-            log_start, high_watermark = host.offsets(tp.topic, tp.partition)
-            end = until[tp].offset
-            if end > high_watermark:
-                raise OffsetOutOfRange(tp.topic, tp.partition, end, log_start, high_watermark)
-            if start < log_start and start < end:
-                raise RecordsRemoved(tp.topic, tp.partition, start, log_start, high_watermark)
-            check_position(leader, until[tp])  # the records below it are still those named
-            if tp in self.since:
-                check_position(leader, self.since[tp])
+        # First: its assignment checks that the principal may read each
+        # topic, so one that may not learns nothing of the logs below (as
+        # Kafka answers TOPIC_AUTHORIZATION_FAILED before anything else).
         self._consumer = Consumer(
             host,
             until=until,
@@ -98,8 +90,27 @@ class Replay:
             iter_timeout=timeout,
             **consumer_options,
         )
-        for tp, start in starts.items():
-            self._consumer.seek(tp, start)
+        try:
+            for tp, start in starts.items():
+                self._check_start(host, tp, start)
+                self._consumer.seek(tp, start)
+        except BaseException:
+            self._consumer.close()
+            raise
+
+    def _check_start(self, host: ClientHost, tp: TopicPartition, start: int) -> None:
+        leader = host.partition(tp.topic, tp.partition)
+        self.until.check_topic_id(tp.topic, leader.topic_id)  # a topic deleted since: no records
+        self.since.check_topic_id(tp.topic, leader.topic_id)
+        log_start, high_watermark = host.offsets(tp.topic, tp.partition)
+        end = self.until[tp].offset
+        if end > high_watermark:
+            raise OffsetOutOfRange(tp.topic, tp.partition, end, log_start, high_watermark)
+        if start < log_start and start < end:
+            raise RecordsRemoved(tp.topic, tp.partition, start, log_start, high_watermark)
+        check_position(leader, self.until[tp])  # the records below it are still those named
+        if tp in self.since:
+            check_position(leader, self.since[tp])
 
     def at_end(self) -> bool:
         """Whether every record below ``until`` was handed out (at once for
@@ -177,6 +188,13 @@ class Replay:
 
     async def __aexit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def check_timeout(timeout: float) -> None:
+    """ValueError unless ``timeout`` is a finite number of seconds, 0 or
+    more: NaN would never run out, and infinity is no bound."""
+    if not (isinstance(timeout, int | float) and math.isfinite(timeout) and timeout >= 0):
+        raise ValueError(f"timeout must be a finite number of seconds, 0 or more, not {timeout!r}")
 
 
 def _removed(error: OffsetOutOfRange) -> RecordsRemoved:

@@ -17,7 +17,10 @@ start: when the cleaner removed records at or before T whose superseding
 records are after T, or when retention or DeleteRecords removed a prefix,
 it is not. Then the partition's answer is the exact state at the earliest
 time (or offset) at or after the one asked for that the kept records still
-answer — at least as new as asked, and said so — never a silent mix.
+answer — at least as new as asked, and said so — never a silent mix. A
+time the log has not reached (the engine's clock, or for the object store's
+copy the latest time a stored record carries) is not exact either: records
+dated up to it may still be written, and the answer would change.
 
 Memory is O(live keys): one dict of each key's latest record, filled from
 a stream of fetched chunks.
@@ -121,6 +124,9 @@ class PartitionExactness(NamedTuple):
     log_start_offset: int
     horizon: CompactionHorizon | None
     """What the log cleaner removed (None: nothing)."""
+    pending: bool = False
+    """Time form: the log has not reached the time asked (records dated at
+    or before it may still be written), so the answer is not final."""
 
     def describe(self) -> str:
         where = (
@@ -130,6 +136,12 @@ class PartitionExactness(NamedTuple):
         )
         if self.exact:
             return f"partition {self.partition}: exact ({where})"
+        if self.pending:
+            return (
+                f"partition {self.partition}: inexact: the log has not reached {self.as_of_ms} "
+                "ms, so records dated up to it may still be written; the state given is "
+                "what is held so far"
+            )
         if self.log_start_offset > 0:
             return (
                 f"partition {self.partition}: inexact: offsets below {self.log_start_offset} "
@@ -176,13 +188,18 @@ class StateSource(Protocol):
     ) -> PartitionFetch: ...
 
 
-def plan_at(source: StateSource, at_ms: int) -> PartitionExactness:
-    """The time a partition's answer for ``at_ms`` is exact at."""
+def plan_at(source: StateSource, at_ms: int, reached_ms: int) -> PartitionExactness:
+    """The time a partition's answer for ``at_ms`` is exact at, given that
+    every record dated before ``reached_ms`` is in the log."""
     horizon = source.compaction_horizon
     start = source.log_start_offset
     kept_exact = horizon is None or horizon.exact_at(at_ms)
     as_of = at_ms if kept_exact or horizon is None else max(at_ms, horizon.max_ms)
-    return PartitionExactness(source.index, kept_exact and start == 0, as_of, None, start, horizon)
+    # A record written from now on may be dated at or before a time not
+    # passed yet; its state is the latest one known, not final.
+    pending = as_of >= reached_ms
+    exact = kept_exact and start == 0 and not pending
+    return PartitionExactness(source.index, exact, as_of, None, start, horizon, pending)
 
 
 def plan_below(source: StateSource, offset: int) -> PartitionExactness:
@@ -257,12 +274,18 @@ def merge(
     return TopicState(topic, values, tuple(plans))
 
 
-def _plan(source: StateSource, query: StateQuery) -> PartitionExactness:
+Reached = Callable[[int], int]
+"""Given a partition's index, the time its log has reached: every record
+dated before it is in the log (LogAppendTime; for CreateTime as far as
+producers' clocks agree)."""
+
+
+def _plan(source: StateSource, query: StateQuery, reached: Reached) -> PartitionExactness:
     if query.topic_id not in (NO_TOPIC_ID, source.topic_id):
         # The vector's positions are places in a topic deleted since.
         raise UnknownTopicId(source.topic, query.topic_id)
     if query.at_ms is not None:
-        return plan_at(source, query.at_ms)
+        return plan_at(source, query.at_ms, reached(source.index))
     below = query.below[source.index]
     end = source.high_watermark
     if below.offset > end:
@@ -288,13 +311,14 @@ def rebuild(
     topic: str,
     sources: Iterable[StateSource],
     query: StateQuery,
+    reached: Reached,
     reads: ReadGuard = _unguarded,
 ) -> TopicState:
     """The state of ``sources`` (the topic's partitions the query names)."""
     plans: list[PartitionExactness] = []
     folds: list[PartitionFold] = []
     for source in sources:
-        plan = _plan(source, query)
+        plan = _plan(source, query, reached)
         fold = PartitionFold(source, plan)
         while not fold.done:
             with reads(source.topic, source.index):
@@ -315,13 +339,14 @@ async def rebuild_async(
     topic: str,
     sources: Iterable[AsyncStateSource],
     query: StateQuery,
+    reached: Reached,
     reads: ReadGuard = _unguarded,
 ) -> TopicState:
     """:func:`rebuild`, reading through the store's asynchronous fetch."""
     plans: list[PartitionExactness] = []
     folds: list[PartitionFold] = []
     for source in sources:
-        plan = _plan(source, query)
+        plan = _plan(source, query, reached)
         fold = PartitionFold(source, plan)
         while not fold.done:
             with reads(source.topic, source.index):

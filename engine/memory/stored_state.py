@@ -3,7 +3,8 @@
 Like ``tidelog verify`` (engine/verify.py), it reads the committed manifest,
 the objects it names and the catalog as uploaded; it writes nothing and
 takes no epoch, so a serving engine is never fenced. Records still only in
-the server's WAL are not seen.
+the server's WAL are not seen: a time past the latest one a stored record
+carries is not answered exactly, as records dated up to it may be there.
 
 A partition's compaction horizon comes from its last uploaded checkpoint.
 Without the engine's aborted-transaction index at hand, a first pass over
@@ -71,6 +72,10 @@ class StoredPartition:
         self.compaction_horizon = self._last_horizon()
         self._epochs: list[tuple[int, int]] = []
         """(leader epoch, its first offset) as the stored batches carry them."""
+        self.reached_ms = -(2**63)
+        """The latest time a stored batch (or marker) carries: records dated
+        before it were appended before it, so they are stored too; later
+        ones may be in the server's WAL alone."""
         self._aborted, self._stable = self._transactions()
         self._payloads = self._read()
 
@@ -106,6 +111,7 @@ class StoredPartition:
         for payload in self._stream(self._data):
             view = memoryview(payload)
             for header in native.scan_batches(view):
+                self.reached_ms = max(self.reached_ms, header.max_timestamp)
                 if not self._epochs or self._epochs[-1][0] < header.partition_leader_epoch:
                     self._epochs.append((header.partition_leader_epoch, header.base_offset))
                 producer_id = header.producer_id
@@ -184,4 +190,5 @@ def _state_at(
         )
         for index in query.partitions
     ]
-    return rebuild(topic, sources, query)
+    reached = {source.index: source.reached_ms for source in sources}
+    return rebuild(topic, sources, query, reached.__getitem__)

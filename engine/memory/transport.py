@@ -19,7 +19,8 @@ import uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 
-from engine.authorization import ANONYMOUS
+from engine.authorization import ANONYMOUS, AclOperation
+from engine.client.access import Access
 from engine.errors import EngineError, OffsetOutOfRange, UnknownTopic, UnknownTopicId
 from engine.memory.snapshot import check_record
 from engine.memory.vector import RecordRef
@@ -271,6 +272,11 @@ class EmbeddedTransport:
         return found
 
     def _scan(self, topics: Sequence[str], header: Header, timeout: float) -> list[StoredRecord]:
+        # First, as Kafka answers TOPIC_AUTHORIZATION_FAILED whether a topic
+        # exists or not: a principal that may not read learns nothing else.
+        access = Access(self._engine.authorizer, self._principal)
+        for topic in topics:
+            access.topic(AclOperation.READ, topic)
         partitions = self._engine.topic_partitions(topics)
         stable = {
             tp: self._engine.list_offset(tp.topic, tp.partition, LATEST, READ_COMMITTED).offset

@@ -49,6 +49,16 @@ _INTEGER = re.compile(r"-1|0|[1-9][0-9]*")
 """A number in a ref's text, as ``str(int)`` writes it: no leading zero, no
 ``-0``; ``-1`` (an unknown epoch) the one negative."""
 
+_MAX_PARTITION = 2**31 - 1
+_MAX_OFFSET = 2**63 - 1
+_MAX_EPOCH = 2**31 - 1
+"""Kafka's ranges (int32 partitions and leader epochs, int64 offsets): a
+place past them is in no log, and no Kafka client can carry it."""
+_MAX_DIGITS = 19
+"""The most digits a number in a vector's or ref's text has (2**63 - 1 has
+19): a longer one is out of range before int() reads it, and int() refuses
+strings past its own digit limit with a bare ValueError."""
+
 _MAX_TEXT = 1 << 20
 """The longest vector text parsed (a vector names a position per partition;
 a megabyte is tens of thousands of them)."""
@@ -81,9 +91,10 @@ class OffsetVector(Mapping[TopicPartition, Position]):
         checked: dict[TopicPartition, Position] = {}
         ids: dict[str, bytes] = {}
         for tp, position in (positions or {}).items():
-            if position.offset < 0 or tp.partition < 0 or not tp.topic:
+            if not tp.topic or not _in_range(tp.partition, position.offset, 0):
                 raise InvalidVector(f"{tp.topic}-{tp.partition}: offset {position.offset}")
-            if position.leader_epoch < -1:  # -1 is "not known"; no epoch is below it
+            # -1 is "not known"; no epoch is below it
+            if not _in_range(0, 0, position.leader_epoch):
                 raise InvalidVector(f"{tp.topic}-{tp.partition}: epoch {position.leader_epoch}")
             if ids.setdefault(tp.topic, position.topic_id) != position.topic_id:
                 raise InvalidVector(f"{tp.topic}: its positions name two topic ids")
@@ -166,6 +177,8 @@ class OffsetVector(Mapping[TopicPartition, Position]):
             for partition, position in partitions.items():
                 if not (isinstance(partition, str) and _DECIMAL.fullmatch(partition)):
                     raise InvalidVector(f"{topic}: partition {partition!r} is not a number")
+                if len(partition) > _MAX_DIGITS:
+                    raise InvalidVector(f"{topic}: partition {partition[:40]}... is out of range")
                 tp = TopicPartition(topic, int(partition))
                 if tp in positions:  # "1" and "01": which position is meant?
                     raise InvalidVector(f"{topic}: partition {int(partition)} is named twice")
@@ -227,7 +240,9 @@ class RecordRef:
         where, at, id_text = text.rpartition("@") if "@" in text else (text, "", "")
         parts = where.rsplit(":", 3)
         numbers = parts[1:]
-        if len(parts) != 4 or not all(_INTEGER.fullmatch(number) for number in numbers):
+        if len(parts) != 4 or not all(
+            len(number) <= _MAX_DIGITS and _INTEGER.fullmatch(number) for number in numbers
+        ):
             # int() also reads " 1", "1_0", "007", "-0" and other scripts'
             # digits: one ref, one text.
             raise InvalidVector(
@@ -237,7 +252,7 @@ class RecordRef:
         if ":" in topic:  # Kafka topic names never hold it, as from_json holds
             raise InvalidVector(f"not a record reference: {text!r}")
         ref = cls(topic, int(partition), int(offset), int(epoch))
-        if not topic or ref.partition < 0 or ref.offset < 0 or ref.leader_epoch < -1:
+        if not topic or not _in_range(ref.partition, ref.offset, ref.leader_epoch):
             raise InvalidVector(f"not a record reference: {text!r}")
         return ref.with_topic_id(_topic_id(id_text)) if at else ref
 
@@ -268,12 +283,21 @@ class RecordRef:
             raise InvalidVector(f"not a record reference: topic {topic!r}")
         if type(partition) is not int or type(offset) is not int or type(epoch) is not int:
             raise InvalidVector(f"{topic}: expected integer partition/offset/leader_epoch")
-        if partition < 0 or offset < 0 or epoch < -1:
+        if not _in_range(partition, offset, epoch):
             raise InvalidVector(f"not a record reference: {topic}:{partition}:{offset}:{epoch}")
         if id_text is not None and not isinstance(id_text, str):
             raise InvalidVector(f"{topic}: topic_id is not text")
         topic_id = NO_TOPIC_ID if id_text is None else _topic_id(id_text)
         return cls(topic, partition, offset, epoch, topic_id)
+
+
+def _in_range(partition: int, offset: int, epoch: int) -> bool:
+    """Whether a place is one a Kafka log can have (epoch -1: not known)."""
+    return (
+        0 <= partition <= _MAX_PARTITION
+        and 0 <= offset <= _MAX_OFFSET
+        and -1 <= epoch <= _MAX_EPOCH
+    )
 
 
 def _topic_id(text: str) -> bytes:

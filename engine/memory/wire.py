@@ -29,7 +29,7 @@ from engine.memory.snapshot import VectorDiverged
 from engine.memory.transport import RecordNotFound, StoredRecord, passed_over, same_topic
 from engine.memory.vector import Position, RecordRef
 from engine.protocol.kafka_code import KafkaCode
-from engine.topic_id import NO_TOPIC_ID
+from engine.topic_id import NO_TOPIC_ID, from_java_bits
 from engine.types import Header
 
 try:
@@ -37,10 +37,6 @@ try:
     import confluent_kafka.admin
 except ImportError:  # pragma: no cover - depends on the installed extras
     confluent_kafka = None  # type: ignore[assignment]
-
-
-_LONG_MASK = (1 << 64) - 1
-"""librdkafka gives a Uuid's halves as signed 64-bit integers."""
 
 
 EPOCH_READER = {"fetch.wait.max.ms": 1}
@@ -149,9 +145,7 @@ class WireTransport:
                 return None
             raise WireError(f"describing {topic}: {failure}", failure.code()) from error
         uuid_ = found.topic_id
-        high: int = uuid_.get_most_significant_bits() & _LONG_MASK
-        low: int = uuid_.get_least_significant_bits() & _LONG_MASK
-        return (high << 64 | low).to_bytes(16, "big")
+        return from_java_bits(uuid_.get_most_significant_bits(), uuid_.get_least_significant_bits())
 
     def _produce(
         self,

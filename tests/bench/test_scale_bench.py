@@ -70,6 +70,20 @@ def test_history_written_into_the_store_is_served_with_dense_offsets(tmp_path: P
         assert opened.offsets("live", 0) == (0, 0)
 
 
+def test_a_solo_replay_reports_the_servers_cpu_over_it(tmp_path: Path) -> None:
+    history, scale = _load("_scale_history"), _load("scale_bench")
+    data = tmp_path / "data"
+    streams = history.create_topics(data, {"history": 2})
+    # Enough that the server's CPU over the replay spans several of the
+    # clock's 10 ms ticks.
+    history.write_history(data, streams["history"], 32 * MiB, 8 * MiB)
+    history.settle(data)
+    alone = scale.solo_replay(tmp_path, data, 0.0, None)
+    assert alone["complete"] and alone["bytes"] == 32 * MiB
+    assert alone["server_cpu_seconds"] > 0
+    assert scale.server_us_per_mib(0.4, 400 * MiB) == 1000.0
+
+
 @pytest.fixture(scope="module")
 def fanout_result(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """One small fan-out run (tidelog and the mock cluster), for the tests below."""

@@ -281,3 +281,31 @@ def test_the_bound_is_at_least_one_millisecond_as_in_kafka() -> None:
     with pytest.raises(ValueError, match="remote_fetch_max_wait_ms"):
         StreamStoreConfig(remote_fetch_max_wait_ms=0)
     assert StreamStoreConfig().remote_fetch_max_wait_ms == 500  # Kafka's default
+
+
+def test_an_async_replay_goes_on_once_a_read_that_outlasts_the_bound_finishes(
+    stalled: Stalled,
+) -> None:
+    """An async replay reads through the same bounded wait: a fetch answered
+    empty because its read outlasted the bound is not the partition's end:
+    the replay goes on to every record below the vector, each once."""
+    opened = stalled.engine
+    vector = opened.snapshot([TOPIC])
+    stalled.stall_reads_of(0)
+
+    async def replay_across_the_stall() -> list[bytes | None]:
+        async def read_all() -> list[bytes | None]:
+            async with opened.replay(vector, timeout=TIMEOUT) as replay:
+                return [record.value async for record in replay]
+
+        replayed = asyncio.ensure_future(read_all())
+        deadline = time.monotonic() + TIMEOUT
+        while stalled.pending_reads().answered_early < 1:
+            assert time.monotonic() < deadline and not replayed.done()
+            await asyncio.sleep(0.01)
+        stalled.store.release()
+        return await asyncio.wait_for(replayed, TIMEOUT)
+
+    replayed = asyncio.run(replay_across_the_stall())
+    assert sorted(v for v in replayed if v is not None) == sorted(values(0) + values(1))
+    assert stalled.store.stalls == 1

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -577,3 +578,59 @@ def test_on_a_stamp_topic_history_finds_the_actions_and_decisions_keep_their_con
     stamp = [h for h in copied.headers if h[0] in RESERVED_NAMES]
     assert stamp[:2] == [(PRINCIPAL, b"User:mallory"), (LISTENER, b"embedded")]
     assert [name for name, _ in stamp[2:]] == [RECEIVED_MS]
+
+
+def test_a_compensation_given_an_action_id_checks_it_among_its_correlations_actions(
+    memory_engine: engine.Engine,
+) -> None:
+    # An action id as text is linked only to an action of the correlation
+    # that is there and readable by the writer: a made-up id, or one of
+    # another task, would file an undo of nothing in the audit trail.
+    with AgentMemory(memory_engine, AGENT) as agent:
+        call = agent.tool_call("email", correlation_id="c-1")
+        elsewhere = agent.tool_call("email", correlation_id="c-2")
+        action_id = agent.read(call).action_id
+        with pytest.raises(RecordNotFound):
+            agent.compensation(str(uuid.uuid4()), reason="undo", correlation_id="c-1")
+        with pytest.raises(RecordNotFound):
+            agent.compensation(action_id, reason="undo", correlation_id="c-2")
+        with pytest.raises(InvalidAction) as refused:
+            agent.compensation(action_id, reason="undo")  # whose actions to look among?
+        assert refused.value.path == "$.correlation_id"
+        assert memory_engine.offsets(ACTIONS, 0) == (0, 2)
+        undone = agent.read(agent.compensation(action_id, reason="undo", correlation_id="c-1"))
+    assert undone.action["causation_id"] == action_id
+    assert undone.correlation_id == "c-1"
+    assert elsewhere.offset == 1
+
+
+def test_an_actor_naming_another_principal_than_the_memory_writes_as_is_refused(
+    memory_engine: engine.Engine,
+) -> None:
+    # Its records would say one principal acted while the engine's ACLs and
+    # provenance stamp saw another write them.
+    with pytest.raises(InvalidAction) as refused:
+        AgentMemory(memory_engine, Actor("agent", "a", "User:admin"), principal="User:mallory")
+    assert refused.value.path == "$.actor.principal"
+    with AgentMemory(memory_engine, Actor("agent", "a", "User:x"), principal="User:x") as same:
+        assert same.read(same.tool_call("t", correlation_id="c")).action["actor"] == {
+            "kind": "agent",
+            "id": "a",
+            "principal": "User:x",
+        }
+
+
+def test_a_history_for_a_principal_that_may_not_read_says_only_that(tmp_path: Path) -> None:
+    # As Kafka answers TOPIC_AUTHORIZATION_FAILED whether the topic exists
+    # or not: the scan checks the principal before it looks for the topics.
+    config = engine.EngineConfig(
+        store=FAST_STORE,
+        cleaner_interval_s=3600.0,
+        authorization=AuthorizationConfig(super_users=("User:admin",)),
+    )
+    with governed(engine.open(tmp_path / "node", None, config)) as opened:
+        opened.catalog.add_acls([allowed("User:nobody", AclOperation.WRITE)])  # writes, no reads
+        with AgentMemory(opened, AGENT, principal="User:nobody") as nobody:
+            for topics in ([ACTIONS], ["absent"]):
+                with pytest.raises(TopicAuthorizationFailed):
+                    nobody.history("c-1", topics=topics)

@@ -519,3 +519,15 @@ def test_over_the_wire_on_a_stamp_topic_the_memorys_headers_stay_and_a_forged_st
     assert len(stamp) == len([h for h in copied.headers if h[0] in RESERVED_NAMES])
     assert stamp[PRINCIPAL] == b"User:ANONYMOUS"
     assert stamp[CLIENT_ADDRESS].startswith(b"127.0.0.1:")
+
+
+def test_over_the_wire_a_compensation_given_an_action_id_checks_it(served: Served) -> None:
+    with AgentMemory(served.bootstrap, AGENT, kafka_config=QUIET) as agent:
+        call = agent.tool_call("email", correlation_id="c-1")
+        action_id = action_id_at(served, call)
+        with pytest.raises(RecordNotFound):
+            agent.compensation(action_id, reason="undo", correlation_id="c-2")
+        undone = agent.compensation(action_id, reason="undo", correlation_id="c-1")
+    assert undone.offset == 1
+    with AgentMemory(served.engine, AGENT) as reader:
+        assert reader.read(undone).action["causation_id"] == action_id

@@ -257,3 +257,34 @@ def test_a_log_cleaners_rewrite_is_indexed_and_keeps_only_the_latest(tmp_path: P
         candidates = partition.store.header_candidates(partition.stream_id, HEADER, b"a")
         assert candidates.scans == []  # the rewritten object is indexed too
         assert [r.ref.offset for r in engine.lookup("t", HEADER, "a")] == [1, 2]
+
+
+@pytest.mark.parametrize("indexed", [True, False])
+def test_a_read_committed_lookup_leaves_out_aborted_and_open_transactions(
+    tmp_path: Path, indexed: bool
+) -> None:
+    """A decide-and-act that aborted leaves its decision in the log: an
+    investigation looking it up by correlation id must be able to read as a
+    read_committed consumer does, or it finds a decision never taken."""
+    with Engine.open(tmp_path, config=QUIET) as e:
+        configs = {"tidelog.index.headers": HEADER} if indexed else {}
+        e.create_topic("t", 1, configs)
+        with e.producer(transactional_id="agent") as producer:
+            producer.init_transactions(timeout=30)
+            for value, commit in ((b"aborted", False), (b"committed", True)):
+                producer.begin_transaction()
+                producer.send("t", value, partition=0, headers=[(HEADER, b"a")])
+                if commit:
+                    producer.commit_transaction(timeout=30)
+                else:
+                    producer.abort_transaction(timeout=30)
+            assert e.flush(timeout=30)  # read back from objects, and from the log cache
+            producer.begin_transaction()
+            producer.send("t", b"open", partition=0, headers=[(HEADER, b"a")]).result(30)
+            committed = e.lookup("t", HEADER, "a", isolation_level="read_committed")
+            everything = e.lookup("t", HEADER, "a")
+            producer.abort_transaction(timeout=30)
+        with pytest.raises(ValueError):
+            e.lookup("t", HEADER, "a", isolation_level="read-committed")
+    assert [r.value for r in committed] == [b"committed"]
+    assert [r.value for r in everything] == [b"aborted", b"committed", b"open"]

@@ -13,6 +13,7 @@ import pytest
 import engine
 from engine.errors import UnknownTopicId
 from engine.memory import Actor, AgentMemory
+from engine.memory.replay import Replay
 from engine.memory.transport import EmbeddedTransport, StoredRecord
 from engine.memory.vector import OffsetVector, RecordRef
 from engine.types import TopicPartition
@@ -140,3 +141,58 @@ def test_a_vector_cut_in_a_deleted_topic_is_refused_by_replay_state_and_fork(
     by_name = OffsetVector.from_text(old_text)
     assert [r.value for r in e.replay(by_name)] == [b"new"]
     assert e.state_at("orders", vector=by_name).values[b"k"].value == b"new"
+
+
+@pytest.mark.parametrize("reader", ["replay", "consumer"])
+def test_a_topic_recreated_while_a_replay_runs_ends_it_with_unknown_topic_id(
+    memory_engine: engine.Engine, reader: str
+) -> None:
+    """A replay (and a consumer bounded by a vector) checked the vector's
+    topic id when it opened; records it fetches after the topic is deleted
+    and created again are the other topic's, at the same offsets, and are
+    never handed out as records below the vector."""
+    e = memory_engine
+    e.create_topic("orders", 1)
+    for i in range(6):
+        e.produce("orders", 0, batch([b"old-%d" % i]))
+    vector = e.snapshot(["orders"])
+    one_batch = {"max_partition_fetch_bytes": 1, "fetch_max_bytes": 1}
+    opened = (
+        e.replay(vector, timeout=5, **one_batch)
+        if reader == "replay"
+        else e.consumer(until=vector, auto_offset_reset="earliest", **one_batch)
+    )
+    with opened as replay:
+
+        def poll(max_records: int | None = None) -> list[bytes | None]:
+            if isinstance(replay, Replay):
+                return [r.value for r in replay.poll(max_records)]
+            return [r.value for r in replay.poll(5, max_records)]
+
+        assert poll(1) == [b"old-0"]
+        e.delete_topic("orders")
+        e.create_topic("orders", 1)
+        for i in range(6):
+            e.produce("orders", 0, batch([b"new-%d" % i]))
+        handed: list[bytes | None] = []
+        with pytest.raises(UnknownTopicId):
+            while not replay.at_end():
+                handed += poll()
+        assert not any(value is not None and value.startswith(b"new") for value in handed)
+
+
+def test_a_topic_recreated_with_fewer_partitions_mid_replay_is_unknown_topic_id(
+    memory_engine: engine.Engine,
+) -> None:
+    e = memory_engine
+    e.create_topic("orders", 2)
+    for i in range(4):
+        e.produce("orders", 1, batch([b"old-%d" % i]))
+    vector = e.snapshot(["orders"])
+    with e.replay(vector, timeout=5, max_partition_fetch_bytes=1, fetch_max_bytes=1) as replay:
+        assert [r.value for r in replay.poll(1)] == [b"old-0"]
+        e.delete_topic("orders")
+        e.create_topic("orders", 1)
+        with pytest.raises(UnknownTopicId):
+            while not replay.at_end():
+                replay.poll()

@@ -11,8 +11,10 @@ from pathlib import Path
 import pytest
 
 import engine
+from engine.authorization import AuthorizationConfig, TopicAuthorizationFailed
 from engine.clock import ManualClock
 from engine.errors import UnknownTopic
+from engine.memory import Actor, AgentMemory
 from engine.memory.replay import RecordsRemoved, ReplayStalled
 from engine.memory.snapshot import VectorDiverged
 from engine.memory.stored_state import stored_state_at
@@ -285,3 +287,53 @@ def test_a_vector_naming_records_a_takeover_lost_is_refused(tmp_path: Path) -> N
                 assert [r.value for r in replay][2:] == [b"new-2", b"new-3"]
     finally:
         lost_owner.close()  # fenced: what only its WAL held is not replayed
+
+
+def test_a_replay_for_a_principal_that_may_not_read_says_only_that(tmp_path: Path) -> None:
+    """As Kafka answers TOPIC_AUTHORIZATION_FAILED before looking at offsets
+    or whether the topic exists: a replay opened for a principal that may
+    not read reveals neither the log's bounds nor its leader epochs."""
+    config = engine.EngineConfig(
+        store=QUIET_STORE, authorization=AuthorizationConfig(super_users=("User:admin",))
+    )
+    with engine.open(tmp_path, config=config) as e:
+        e.create_topic("secret", 1)
+        e.produce("secret", 0, batch([b"a", b"b", b"c"]))
+        e.delete_records("secret", 0, 1)
+        secret = TopicPartition("secret", 0)
+        places = [
+            Position(3),  # inside the log: the reader is refused on its first read
+            Position(10),  # past the high watermark
+            Position(3, leader_epoch=7),  # an epoch the log never had
+        ]
+        for position in places:
+            with pytest.raises(TopicAuthorizationFailed):
+                e.replay(OffsetVector({secret: position}), principal="User:nobody")
+        below_the_start = OffsetVector({secret: Position(3)})
+        with pytest.raises(TopicAuthorizationFailed):
+            e.replay(
+                below_the_start, since=OffsetVector({secret: Position(0)}), principal="User:nobody"
+            )
+        with pytest.raises(TopicAuthorizationFailed):
+            e.replay(
+                OffsetVector({TopicPartition("absent", 0): Position(1)}), principal="User:nobody"
+            )
+        with pytest.raises(RecordsRemoved):  # the same, for one who may read
+            e.replay(
+                below_the_start, since=OffsetVector({secret: Position(0)}), principal="User:admin"
+            )
+
+
+@pytest.mark.parametrize("timeout", [float("nan"), float("inf"), -1.0])
+def test_a_replay_or_memory_without_a_finite_timeout_is_refused(
+    tmp_path: Path, timeout: float
+) -> None:
+    # NaN never ran out (the replay waited for ever on an open transaction),
+    # infinity failed deep in a wait: every wait here has a bound.
+    with engine.open(tmp_path, config=engine.EngineConfig(store=QUIET_STORE)) as e:
+        e.create_topic("t", 1)
+        _produce(e, 0, b"a")
+        with pytest.raises(ValueError):
+            e.replay(e.snapshot(["t"]), timeout=timeout)
+        with pytest.raises(ValueError):
+            AgentMemory(e, Actor("agent", "a"), timeout=timeout)

@@ -46,7 +46,8 @@ COMPACT = {"cleanup.policy": "compact", "delete.retention.ms": 0}
 
 @pytest.fixture
 def clock() -> ManualClock:
-    return ManualClock(time_ms=T0)
+    # Past the records' times: an answer for a time not passed yet is not final.
+    return ManualClock(time_ms=T0 + 1)
 
 
 @pytest.fixture
@@ -125,6 +126,40 @@ def test_history_the_cleaner_removed_makes_earlier_times_inexact(
         assert not again.exact and again.partitions[0].as_of_ms == T0 - 200
 
 
+def test_a_fork_of_a_compacted_topic_keeps_what_the_cleaner_removed_from_its_history(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    # The fork reads the parent's cleaned records: without the parent's
+    # horizon its answer at a time compaction took away would be called exact.
+    bucket = LocalStore(tmp_path / "bucket")
+    with engine.open(tmp_path / "node", bucket, CONFIG, clock=clock) as opened:
+        opened.create_topic("state", 1, COMPACT)
+        put(opened, [(b"k", b"v1", T0 - 300)])
+        put(opened, [(b"k", b"v2", T0 - 200), (b"j", b"x", T0 - 250)])
+        assert opened.flush(timeout=30)
+        assert opened.cleaner.clean(opened.partition("state", 0), force=True)
+        put(opened, [(b"k", b"v3", T0 - 100)])
+        opened.fork("state", name="state.fork")
+        at_start = OffsetVector({TopicPartition("state", 0): Position(0)})
+        opened.fork("state", at_start, name="state.empty-fork")
+        empty = opened.state_at("state.empty-fork", T0 - 300)
+        assert empty.exact and values(empty) == {}
+        forked = opened.state_at("state.fork", T0 - 300)
+        assert opened.flush(timeout=30)
+    for answer in [forked, *_fork_answers(tmp_path, bucket, clock)]:
+        assert not answer.exact
+        assert answer.partitions[0].as_of_ms == T0 - 200
+        assert values(answer) == {b"k": b"v2", b"j": b"x"}
+
+
+def _fork_answers(tmp_path: Path, bucket: LocalStore, clock: ManualClock) -> list[TopicState]:
+    with engine.open(tmp_path / "node", bucket, CONFIG, clock=clock) as reopened:
+        return [
+            reopened.state_at("state.fork", T0 - 300),
+            stored_state_at(bucket, "state.fork", T0 - 300),
+        ]
+
+
 def test_only_committed_records_count(tmp_path: Path) -> None:
     with engine.open(tmp_path, config=CONFIG) as e:
         e.create_topic("state", 1, COMPACT)
@@ -185,6 +220,42 @@ def test_a_vector_past_the_high_watermark_is_refused(tmp_path: Path) -> None:
         assert (refused.value.offset, refused.value.high_watermark) == (3, 2)
         with pytest.raises(OffsetOutOfRange):
             stored_state_at(bucket, "state", vector=past)
+
+
+def test_a_time_the_log_has_not_reached_is_not_exact(tmp_path: Path, clock: ManualClock) -> None:
+    # Records dated up to a time not reached yet can still be written: an
+    # answer for it called exact would change once they are, still exact.
+    bucket = LocalStore(tmp_path / "bucket")
+    with engine.open(tmp_path / "node", bucket, CONFIG, clock=clock) as opened:
+        opened.create_topic("state", 1, {**COMPACT, "message.timestamp.type": "LogAppendTime"})
+        now = clock.time_ms()
+        opened.producer().send("state", b"1", b"a").result(timeout=30)
+        assert opened.flush(timeout=30)
+        ahead = now + HOUR_MS
+        for answer in (
+            opened.state_at("state", ahead),
+            asyncio.run(opened.state_at_async("state", ahead)),
+            opened.state_at("state", now),  # a record appended later may still carry it
+        ):
+            assert values(answer) == {b"a": b"1"}
+            assert not answer.exact
+            assert answer.partitions[0].pending
+            assert "not reached" in answer.partitions[0].describe()
+        assert opened.state_at("state", now - 1).exact
+        clock.advance(HOUR_MS / 1000 + 1)
+        passed = opened.state_at("state", ahead)
+        assert passed.exact and values(passed) == {b"a": b"1"}
+        # The store holds what was uploaded: exact only before the latest
+        # time a stored record carries (later ones may be in the WAL alone).
+        stored = stored_state_at(bucket, "state", ahead)
+        assert values(stored) == {b"a": b"1"}
+        assert not stored.exact and stored.partitions[0].pending
+        assert stored_state_at(bucket, "state", now - 1).exact
+        opened.producer().send("state", b"2", b"a").result(timeout=30)
+        assert not stored_state_at(bucket, "state", ahead).exact  # not uploaded yet
+        assert opened.flush(timeout=30)
+        uploaded = stored_state_at(bucket, "state", ahead)
+        assert uploaded.exact and values(uploaded) == {b"a": b"1"}
 
 
 # -- the property ------------------------------------------------------------------------
@@ -292,6 +363,7 @@ def test_state_at_matches_the_model_or_says_history_was_compacted(
 
 def _check(e: engine.Engine, history: list[tuple[int, Put]], times: list[int]) -> None:
     stored = stored_offsets(e)
+    now = e.clock.time_ms()
     for at in times:
         answer = e.state_at("state", at)
         (partition,) = answer.partitions
@@ -299,9 +371,11 @@ def _check(e: engine.Engine, history: list[tuple[int, Put]], times: list[int]) -
         assert values(answer) == model_state(
             history, lambda _o, r, cut=partition.as_of_ms: r.timestamp <= cut
         )
+        # A time the clock has not passed may still get records dated before it.
+        assert partition.pending == (partition.as_of_ms >= now)
         if partition.exact:
             assert partition.as_of_ms == at
-        else:
+        elif not partition.pending:
             # Really compacted: a record at or before the time asked is gone.
             assert any(o not in stored and r.timestamp <= at for o, r in history)
         end = max((o for o, _ in history), default=-1) + 1

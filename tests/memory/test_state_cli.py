@@ -103,6 +103,7 @@ def test_the_cli_prints_the_engines_answer_beside_the_running_engine(
                 "partition": 0,
                 "exact": True,
                 "as_of_ms": T0,
+                "pending": False,
                 "log_start_offset": 0,
                 "note": f"partition 0: exact (as of {T0} ms)",
             }

@@ -114,6 +114,12 @@ def test_a_vector_names_one_topic_id_per_topic() -> None:
         '{"t": {"\u0661": {"offset": 1}}}',  # another script's 1
         '{"t": {"1": {"offset": 1}, "01": {"offset": 5}}}',  # one partition, two places
         '{"t": {"0": {"offset": 1, "leader_epoch": -2}}}',
+        # Past Kafka's ranges (int32 partitions and epochs, int64 offsets):
+        # no log has such a place, and a Kafka client cannot carry it.
+        '{"t": {"0": {"offset": 9223372036854775808}}}',
+        '{"t": {"2147483648": {"offset": 1}}}',
+        '{"t": {"0": {"offset": 1, "leader_epoch": 2147483648}}}',
+        '{"t": {"' + "9" * 5000 + '": {"offset": 1}}}',  # past int()'s digit limit
     ],
 )
 def test_malformed_vector_text_is_refused(text: str) -> None:
@@ -243,6 +249,11 @@ def test_the_old_forms_read_back_as_a_ref_without_a_topic_id(ref: RecordRef) -> 
         "t:0:-0:0",
         "t:0:1:-01",
         "t:0:1:-0",
+        "t:2147483648:1:0",
+        "t:0:9223372036854775808:0",
+        "t:0:1:2147483648",
+        "t:" + "9" * 5000 + ":1:0",  # past int()'s digit limit
+        "t:0:" + "9" * 5000 + ":0",
     ],
 )
 def test_malformed_record_references_are_refused(text: str) -> None:
@@ -275,6 +286,9 @@ def test_a_ref_read_from_text_has_that_text(
         {"topic": "t", "partition": 0, "offset": 1, "topic_id": "AAAAAAAAAAAAAAAAAAAAAA"},
         {"topic": "t:0", "partition": 0, "offset": 1},
         {"topic": "", "partition": 0, "offset": 1},
+        {"topic": "t", "partition": 2**31, "offset": 1},
+        {"topic": "t", "partition": 0, "offset": 2**63},
+        {"topic": "t", "partition": 0, "offset": 1, "leader_epoch": 2**31},
     ],
 )
 def test_malformed_reference_objects_are_refused(raw: object) -> None:

@@ -16,6 +16,7 @@ import pytest
 
 from s3stream import StreamStore, StreamStoreConfig
 from s3stream.objects import ObjectKind
+from s3stream.reader import LARGEST_READ_BYTES
 from s3stream.store import MemoryStore, ObjectStore, ObjectStoreError
 from s3stream.uploader import OBJECT_PREFIX
 from tests.s3stream.faults import FaultyStore
@@ -110,6 +111,51 @@ def test_a_stream_object_read_from_its_start_takes_one_get(
         keys = sorted(meta.key for meta in reader.manifest.state.objects.values())
     # One whole-object GET per object (the later ones as read-ahead), nothing else.
     assert sorted(recording.gets) == [(key, 0, None) for key in keys]
+
+
+def _big_payload(offset: int, size: int) -> bytes:
+    head = f"{offset}:".encode()
+    return head + bytes([offset % 251]) * (size - len(head))
+
+
+def test_a_stream_object_larger_than_the_largest_read_is_read_in_gets_below_it(
+    tmp_path: Path, bucket: MemoryStore
+) -> None:
+    # One stream object of some 20 MiB in blocks of 1 MiB: within the
+    # read-ahead window, but read in one GET its buffer would be mapped
+    # afresh and unmapped with the GIL held (reader.LARGEST_READ_BYTES).
+    defaults = StreamStoreConfig()
+    config = dataclasses.replace(
+        CONFIG,
+        block_bytes=defaults.block_bytes,
+        readahead_bytes=defaults.readahead_bytes,
+        readahead_span_bytes=defaults.readahead_span_bytes,
+    )
+    size = 256 * 1024
+    count = (LARGEST_READ_BYTES + 4 * 1024 * 1024) // size
+    with StreamStore.open(tmp_path / "writer", bucket, config) as writer:
+        stream = new_stream(writer)
+        for offset in range(count):
+            writer.append(stream, offset, offset, _big_payload(offset, size))
+        assert writer.flush(timeout=60)
+        (meta,) = writer.manifest.state.objects.values()
+        assert meta.kind is ObjectKind.STREAM
+        assert LARGEST_READ_BYTES < meta.size < config.readahead_bytes
+    recording = RecordingGets(bucket)
+    read: list[int] = []
+    with StreamStore.open(tmp_path / "reader", recording, config) as reader:
+        offset = 0
+        while offset < count:
+            result = reader.fetch(stream, offset, 8 * 1024 * 1024)
+            for batch in result.batches:
+                assert bytes(batch.payload) == _big_payload(batch.base_offset, size)
+                read.append(batch.base_offset)
+            offset = result.next_offset
+    assert read == list(range(count))
+    assert recording.gets
+    assert all(
+        end is not None and end - start <= LARGEST_READ_BYTES for _, start, end in recording.gets
+    ), sorted(recording.gets)
 
 
 def test_a_read_in_the_middle_of_an_object_reads_its_index_and_blocks(

@@ -64,3 +64,57 @@ def test_a_fork_whose_commit_is_unsettled_at_close_keeps_its_copied_object(
         assert named <= object_keys(bucket), f"named, but deleted: {named - object_keys(bucket)}"
         assert read_all(reopened, fork) == expected(source, 0, 6)
         assert read_all(reopened, source) == expected(source, 0, 8)
+
+
+class LosesACommitThenRefusesTheCheck(FaultyStore):
+    """Once armed, the next manifest version is written but its answer is
+    lost, and the read-back that would settle it is refused (a permanent
+    error, as denied access is): the commit raises with its outcome unknown
+    while the store stays open."""
+
+    def __init__(self, inner: ObjectStore) -> None:
+        super().__init__(inner)
+        self.armed = False
+        self.refuse_check = False
+
+    def put_if_absent(self, key: str, data: bytes) -> str:  # type: ignore[override]
+        if self.armed and key.startswith(LOG_PREFIX):
+            self.armed = False
+            self.inner.put_if_absent(key, data)
+            self.refuse_check = True
+            raise InjectedFault("put", key)
+        return super().put_if_absent(key, data)
+
+    def get_versioned(self, key: str) -> tuple[bytes, str]:
+        if self.refuse_check and key.startswith(LOG_PREFIX):
+            self.refuse_check = False
+            fault = InjectedFault("get", key)
+            fault.transient = False
+            raise fault
+        return super().get_versioned(key)
+
+
+def test_a_fork_whose_failed_commit_settles_later_as_landed_is_deleted(
+    tmp_path: Path,
+) -> None:
+    bucket = LocalStore(tmp_path / "objects")
+    faulty = LosesACommitThenRefusesTheCheck(bucket)
+    with StreamStore.open(tmp_path / "node", faulty, CONFIG) as store:
+        source = new_stream(store)
+        uploaded(store, source, 4, rounds=2)
+        fork = store.manifest.state.next_stream_id
+        faulty.armed = True
+        with pytest.raises(InjectedFault):
+            store.fork_stream(source, 18)
+        assert store.manifest.unsettled
+        # The next commit settles the fork's version: it had landed. Nothing
+        # holds the fork, so it must not stay in the manifest, where its
+        # ranges would keep the source's objects from ever being freed.
+        new_stream(store)
+        assert not store.manifest.unsettled
+        assert fork not in store.manifest.state.streams
+        assert fork not in store.streams()
+        assert read_all(store, source) == expected(source, 0, 8)
+    with StreamStore.open(tmp_path / "node", bucket, CONFIG) as reopened:
+        assert fork not in reopened.manifest.state.streams
+        assert read_all(reopened, source) == expected(source, 0, 8)

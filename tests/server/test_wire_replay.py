@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Producer
+from confluent_kafka import Producer, TopicCollection
 from confluent_kafka import TopicPartition as KafkaTopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
@@ -198,3 +198,37 @@ def test_consume_ends_at_a_vector_after_markers_and_aborted_records(
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["kept"]
+
+
+def test_consume_refuses_a_vector_cut_in_a_deleted_topic(server: ServerProcess) -> None:
+    """A vector naming a topic's id (cut embedded) names places in that
+    topic: once it is deleted and created again, the broker's records at
+    those offsets are another topic's, and consume exits 2 rather than print
+    them as the records below the vector."""
+    admin = AdminClient({"bootstrap.servers": server.bootstrap, **quiet_librdkafka()})
+    _create(server, "recreated", 1)
+    _produce(server, "recreated", [(0, b"old", T0)])
+    described = admin.describe_topics(TopicCollection(["recreated"]))["recreated"].result(TIMEOUT)
+    uuid = described.topic_id
+    topic_id = (
+        (uuid.get_most_significant_bits() & (2**64 - 1)) << 64
+        | (uuid.get_least_significant_bits() & (2**64 - 1))
+    ).to_bytes(16, "big")
+    vector = OffsetVector({TopicPartition("recreated", 0): Position(1, -1, topic_id)})
+    args = ("consume", "recreated", "--bootstrap-server", server.bootstrap, "--format", "text")
+    done = _tidelog(*args, "--until-vector", vector.to_text())
+    assert (done.returncode, done.stdout) == (0, "old\n"), done.stderr
+    admin.delete_topics(["recreated"])["recreated"].result(TIMEOUT)
+    deadline = time.monotonic() + TIMEOUT
+    while True:  # the deletion is done once a creation of the name is taken
+        try:
+            _create(server, "recreated", 1)
+            break
+        except Exception:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+    _produce(server, "recreated", [(0, b"new", T0)])
+    done = _tidelog(*args, "--until-vector", vector.to_text())
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    assert "new" not in done.stdout
+    assert "recreated" in done.stderr
