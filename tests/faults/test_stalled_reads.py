@@ -300,7 +300,7 @@ def test_an_async_replay_goes_on_once_a_read_that_outlasts_the_bound_finishes(
 
         replayed = asyncio.ensure_future(read_all())
         deadline = time.monotonic() + TIMEOUT
-        while stalled.pending_reads().answered_early < 1:
+        while stalled.pending_reads().answered_early < 1 or not stalled.get_stalled():
             assert time.monotonic() < deadline and not replayed.done()
             await asyncio.sleep(0.01)
         stalled.store.release()
