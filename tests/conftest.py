@@ -35,6 +35,9 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow],
 )
 settings.load_profile(os.environ.get("TIDELOG_HYPOTHESIS", "default"))
+# A test's own suppress_health_check replaces the profile's list, not adds
+# to it: one that names another check names too_slow as well, or a loaded
+# machine's slow draws fail it.
 
 # Children (servers, child engines, CLI runs, benchmarks) inherit this
 # process's environment: tests/child_site/sitecustomize.py keeps hypothesis

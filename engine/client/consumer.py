@@ -498,7 +498,14 @@ class Consumer:
         self._positions[tp] = start if reset == EARLIEST else self._latest(tp)
 
     def _decode(self, tp: TopicPartition, position: int, fetched: PartitionFetch) -> None:
-        self._seen_end[tp] = fetched.high_watermark
+        if fetched.read_pending:
+            # No records because the store's read outlasted the fetch's wait,
+            # not because they are past the last stable offset: a wait for
+            # the log to grow past this end would outlast the read. The
+            # next fetch waits on that read.
+            self._seen_end.pop(tp, None)
+        else:
+            self._seen_end[tp] = fetched.high_watermark
         decoded = decode_fetched(tp, position, fetched)
         end = self._until.get(tp)
         if end is not None and decoded.position > end:

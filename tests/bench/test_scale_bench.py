@@ -104,7 +104,9 @@ def test_a_fanout_run_delivers_every_record_to_every_consumer(
         assert run["produced"] > 50
         assert 0 < run["p50_ms"] <= run["p99_ms"]
         assert run["consumer_mb_s_min"] > 0
-        assert run["server_cores"] > 0 and run["consumer_cores"] > 0
+        # A consumer of 0.1 MB/s uses about a hundredth of a core: held back
+        # by a loaded machine, it may use less than the 0.005 that shows.
+        assert run["server_cores"] > 0 and run["consumer_cores"] >= 0
         assert run["loop_waited_ms_per_s"] >= 0
     assert result["p99_vs_n1"] == result["p99_n2_vs_n1"] > 0
     assert result["p99_curve"] == [[1, result["n1"]["p99_ms"]], [2, result["n2"]["p99_ms"]]]

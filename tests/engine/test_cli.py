@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -84,15 +85,11 @@ def test_wal_bench_compare_reports_every_headline_figure(tmp_path: Path) -> None
     report = json.loads(result.stdout)
     for key in ("raw_mb_s", "wal_mb_s_16k", "wal_mb_s_1k", "sqlite_mb_s_1k", "disk_mb_s_1k_batch"):
         assert report[key] > 0, key
-    assert report["wal1k_batch_vs_disk"] == pytest.approx(
-        report["wal_mb_s_1k_batch"] / report["disk_mb_s_1k_batch"], rel=0.01
+    _is_the_ratio_of_the_figures(
+        report, "wal1k_batch_vs_disk", "wal_mb_s_1k_batch", "disk_mb_s_1k_batch"
     )
-    assert report["wal16k_vs_raw"] == pytest.approx(
-        report["wal_mb_s_16k"] / report["raw_mb_s"], rel=0.01
-    )
-    assert report["wal1k_vs_sqlite"] == pytest.approx(
-        report["wal_mb_s_1k"] / report["sqlite_mb_s_1k"], rel=0.01
-    )
+    _is_the_ratio_of_the_figures(report, "wal16k_vs_raw", "wal_mb_s_16k", "raw_mb_s")
+    _is_the_ratio_of_the_figures(report, "wal1k_vs_sqlite", "wal_mb_s_1k", "sqlite_mb_s_1k")
     configurations = {(r["mode"], r["writers"], r["record_size"]) for r in report["wal"]}
     assert configurations == {
         (mode, writers, size)
@@ -101,6 +98,18 @@ def test_wal_bench_compare_reports_every_headline_figure(tmp_path: Path) -> None
         for size in (1024, 16384)
     }
     assert list(tmp_path.iterdir()) == []
+
+
+def _is_the_ratio_of_the_figures(
+    report: dict[str, Any], ratio: str, numerator: str, denominator: str
+) -> None:
+    """The ratio is taken before the figures are rounded to 0.1 MB/s (and
+    itself to 0.001): within what that rounding allows, which small figures
+    from a loaded machine make more than a percent."""
+    top, bottom = report[numerator], report[denominator]
+    low = (top - 0.05) / (bottom + 0.05) - 0.0005
+    high = (top + 0.05) / (bottom - 0.05) + 0.0005
+    assert low <= report[ratio] <= high, (ratio, report[ratio], top, bottom)
 
 
 def _recover(*args: str) -> subprocess.CompletedProcess[str]:

@@ -16,7 +16,6 @@ the objects, each partition's in an object of its own."""
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ from engine.protocol.kafka_code import KafkaCode
 from tests.faults.two_objects import RECORDS, TIMEOUT, TOPIC, two_objects, values
 from tests.s3stream.faults import FaultyStore
 from tests.server.in_process import InProcessServer
+from tests.server.server_closes import server_closes
 from tests.server.test_confluent import make_consumer
 from tests.server.test_kafka_python import consumer as kafka_python_consumer
 from tests.server.wire import Wire, build, fetch_each
@@ -265,21 +265,6 @@ def test_a_confluent_consumer_keeps_its_connection_and_reads_every_record_once_h
         server.stop()
 
 
-class _ServerCloses(logging.Handler):
-    """What the server logs as it closes a connection of its own accord
-    (Connection.abort and expire: "closing the connection"), or a request
-    that failed in a handler (which closes it too)."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.closes: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        message = record.getMessage()
-        if "closing the connection" in message or "failed" in message:
-            self.closes.append(message)
-
-
 def read_through_the_fault(
     faulted: Faulted, server: InProcessServer, poll: Callable[[dict[int, list[bytes]]], None]
 ) -> None:
@@ -292,15 +277,12 @@ def read_through_the_fault(
     every record arrives, once, in order."""
     received: dict[int, list[bytes]] = {0: [], 1: []}
     deadline = time.monotonic() + TIMEOUT
-    closes = _ServerCloses()
-    server_log = logging.getLogger("tidelog.server")
-    server_log.addHandler(closes)
 
     def step() -> None:
         assert time.monotonic() < deadline, received
         poll(received)
 
-    try:
+    with server_closes() as closes:
         while len(received[1]) < RECORDS or faulted.store.failures < 1:
             step()
         retried_from = faulted.store.failures
@@ -313,8 +295,6 @@ def read_through_the_fault(
             step()
         for _ in range(5):  # nothing more arrives: no record twice
             step()
-    finally:
-        server_log.removeHandler(closes)
     assert received == {0: values(0), 1: values(1)}
     assert closes.closes == []
 

@@ -33,6 +33,10 @@ def two_objects(
     partition's records (by partition); ``store_settings`` on top of the
     store config. The store is healed before the engine closes."""
     store = FaultyStore(open_store("file://" + str(tmp_path / "bucket")))
+    # A read that outlasts the bound is answered empty: a slow read on a
+    # loaded machine must not be taken for a fault's answer, or a healthy
+    # partition's for none (the bound itself: test_stalled_reads.py).
+    store_settings.setdefault("remote_fetch_max_wait_ms", 60_000)
     config = engine.EngineConfig(
         store=replace(
             QUIET_STORE,

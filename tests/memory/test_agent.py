@@ -385,7 +385,9 @@ DIGESTS = st.one_of(
 
 
 @settings(
-    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(KINDS, st.text(max_size=8), st.text(max_size=8), VERDICTS, DIGESTS)
 def test_an_action_from_any_fields_is_written_valid_or_refused_unsent(

@@ -191,7 +191,9 @@ def test_trailing_bytes_after_the_last_batch_are_refused(impl: ModuleType) -> No
 
 # ``impl`` is a module, the same for every example.
 @settings(
-    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=100,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(
     values=st.lists(st.binary(max_size=300), min_size=1, max_size=4),

@@ -294,14 +294,17 @@ def test_memory_store_matches_a_dict(ops: list[Op]) -> None:
     check_against_a_dict(MemoryStore(), ops, unique_versions=True)
 
 
-@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(operations)
 def test_local_store_matches_a_dict(tmp_path: Path, ops: list[Op]) -> None:
     check_against_a_dict(LocalStore(tmp_path / uuid.uuid4().hex), ops, unique_versions=True)
 
 
 # Every example is a few dozen HTTP requests: a smaller run than the others.
-@settings(max_examples=20, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=20,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(operations)
 def test_s3_store_matches_a_dict(s3_endpoint: S3Endpoint, ops: list[Op]) -> None:
     store = s3_endpoint.store(f"model-{uuid.uuid4().hex}")

@@ -86,7 +86,10 @@ class RecordingPace(ReplayPace):
 
     def __init__(self, rest_ratio: float, took_s: float) -> None:
         self._took_s = took_s
-        super().__init__(rest_ratio)
+        # The pace's clock stands still: live traffic seen while a read ran
+        # counts however long a loaded machine took to run it (past
+        # LIVE_WINDOW_S it would not).
+        super().__init__(rest_ratio, Clock())
         self.rests: list[float] = []
 
     def rest_after(self, started: float) -> float:

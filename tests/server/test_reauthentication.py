@@ -22,6 +22,7 @@ from engine.server.config import ServerConfig
 from engine.server.listeners import parse_listeners
 from tests.server.conftest import quiet_librdkafka
 from tests.server.in_process import InProcessServer
+from tests.server.server_closes import server_closes
 from tests.server.wire import Wire, build, encode_request
 
 LIFETIME_MS = 1500
@@ -102,18 +103,19 @@ def test_librdkafka_re_authenticates_on_its_connection(server: InProcessServer) 
     )
     producer.produce("reauth", b"first", on_delivery=lambda e, m: reports.append(e))
     assert producer.flush(TIMEOUT) == 0
-    opened = server.server.stats.connections
     before = session_ends(server)
-    time.sleep(3 * LIFETIME_MS / 1000)  # two sessions' worth: it must re-authenticate
-    producer.produce("reauth", b"second", on_delivery=lambda e, m: reports.append(e))
-    assert producer.flush(TIMEOUT) == 0
+    with server_closes() as closes:
+        time.sleep(3 * LIFETIME_MS / 1000)  # two sessions' worth: it must re-authenticate
+        producer.produce("reauth", b"second", on_delivery=lambda e, m: reports.append(e))
+        assert producer.flush(TIMEOUT) == 0
     assert reports == [None, None]
-    # Re-authenticated, not reconnected: an expired session would have been
-    # closed, and the client would have opened a new connection.
-    assert server.server.stats.connections == opened
+    # Re-authenticated, not reconnected: the server closes an expired
+    # session's connection at its next request. (Not the count of
+    # connections: librdkafka may open one of its own accord.)
+    assert closes.closes == []
     after = session_ends(server)
-    assert after.keys() == before.keys()
-    assert all(after[peer] > before[peer] for peer in before), "no session was renewed"
+    kept = [peer for peer in before if peer in after]  # a client may close one of its own
+    assert kept and all(after[peer] > before[peer] for peer in kept), "no session was renewed"
 
 
 def session_ends(server: InProcessServer) -> dict[str, float]:

@@ -233,10 +233,17 @@ class ConnectionClosed(Exception):
     """The server closed the connection (EOF or reset)."""
 
 
+WIRE_TIMEOUT_S = 30.0
+"""How long a blocking call waits by default: an answer (or a close) that
+comes at once on a quiet machine may take seconds on a loaded one."""
+
+
 class Wire:
     """One TCP connection to the server. Every blocking call times out."""
 
-    def __init__(self, bootstrap: str, timeout: float = 5.0, *, source: str | None = None) -> None:
+    def __init__(
+        self, bootstrap: str, timeout: float = WIRE_TIMEOUT_S, *, source: str | None = None
+    ) -> None:
         host, _, port = bootstrap.rpartition(":")
         self.sock = socket.create_connection(
             (host, int(port)), timeout=timeout, source_address=(source, 0) if source else None

@@ -217,7 +217,9 @@ def test_a_table_without_a_merge_setting_gets_tidelogs(tmp_path: Path) -> None:
     appends=st.lists(st.integers(0, 3), min_size=1, max_size=14),
 )
 @settings(
-    max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=12,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 def test_merged_appends_stay_bounded_keep_every_row_and_leave_no_unnamed_manifest(
     tmp_path: Path, merge_at: int, appends: list[int]

@@ -158,7 +158,9 @@ def test_a_cancelled_wait_does_not_stop_the_batch(open_log: OpenLog) -> None:
 
 
 @settings(
-    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(
     work=st.lists(st.lists(st.integers(1, 6), min_size=1, max_size=6), min_size=1, max_size=4),

@@ -209,7 +209,7 @@ def _made_ahead(journal: Journal) -> int:
 @settings(
     max_examples=EXAMPLES,
     deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture],
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(
     bursts=st.lists(st.integers(1, 6), min_size=1, max_size=12),
@@ -276,7 +276,7 @@ def _length_at(data: bytes, offset: int) -> int:
 @settings(
     max_examples=EXAMPLES,
     deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture],
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(
     bursts=st.lists(st.integers(1, 6), min_size=1, max_size=12),

@@ -84,7 +84,7 @@ def no_spares(monkeypatch: pytest.MonkeyPatch) -> None:
 @settings(
     max_examples=max(1, EXAMPLES // 2),  # each run rolls through many segments
     deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture],
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(
     bursts=st.lists(st.integers(8, 12), min_size=6, max_size=10),
