@@ -476,10 +476,9 @@ class Partition:
     @property
     def last_stable_offset(self) -> int:
         """Where read_committed consumers stop: the first offset of the
-        earliest transaction not yet durably ended, or the high watermark."""
-        high_watermark = self.high_watermark
-        with self.lock:
-            return self.txns.first_unstable_offset(high_watermark)
+        earliest transaction not yet durably ended (or the log start, if
+        that is past it), or the high watermark."""
+        return self.read_offsets()[2]
 
     def read_offsets(self) -> tuple[int, int, int]:
         """(log start offset, high watermark, last stable offset), read
@@ -487,7 +486,8 @@ class Partition:
         Fetch asks this of every partition it names)."""
         log_start, high_watermark = self.store.offsets(self.stream_id)
         with self.lock:
-            return log_start, high_watermark, self.txns.first_unstable_offset(high_watermark)
+            stable = self.txns.first_unstable_offset(high_watermark, log_start)
+        return log_start, high_watermark, stable
 
     def write_marker(
         self, producer_id: int, producer_epoch: int, coordinator_epoch: int, commit: bool

@@ -61,8 +61,11 @@ class PartitionTransactions:
         self.aborted.append(entry)
         return entry
 
-    def first_unstable_offset(self, high_watermark: int) -> int:
-        """The last stable offset, given the partition's high watermark."""
+    def first_unstable_offset(self, high_watermark: int, log_start: int) -> int:
+        """The last stable offset, given the partition's high watermark and
+        log start: never below the log start (DeleteRecords may pass an
+        open transaction's first offset; Kafka's
+        UnifiedLog.maybeIncrementFirstUnstableOffset clamps it there)."""
         if not self.ongoing and not self.completing:
             return high_watermark
         if self.completing:
@@ -70,7 +73,7 @@ class PartitionTransactions:
         lowest = min(self.ongoing.values(), default=high_watermark)
         for first, _ in self.completing:
             lowest = min(lowest, first)
-        return min(lowest, high_watermark)
+        return min(max(lowest, log_start), high_watermark)
 
     def aborted_between(self, start: int, end: int) -> list[AbortedTxn]:
         """Aborted transactions that overlap [start, end): their marker is at

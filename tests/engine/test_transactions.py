@@ -163,6 +163,32 @@ def wait_for(condition: Callable[[], bool], what: str, timeout: float = TIMEOUT)
 # -- commit, abort, the LSO and the aborted index ------------------------------------------------
 
 
+def test_the_last_stable_offset_is_never_below_the_log_start(
+    engine_factory: EngineFactory,
+) -> None:
+    """DeleteRecords may move the log start past an open transaction's first
+    offset (it is bounded by the high watermark, not the last stable
+    offset); the last stable offset then stands at the log start, as
+    Kafka's UnifiedLog.maybeIncrementFirstUnstableOffset clamps it: an
+    offset below the log start names nothing a consumer can read."""
+    e = engine_factory()
+    e.create_topic("t", 1)
+    client = TxnClient(e, "app")
+    client.begin(("t", 0))
+    client.send("t", 0, b"a", b"b")
+    plain(e, "t", 0, b"after", b"more")
+    leader = e.partition("t", 0)
+    assert (leader.last_stable_offset, leader.high_watermark) == (0, 4)
+    assert e.delete_records("t", 0, 3) == 3
+    assert leader.last_stable_offset == 3
+    assert leader.read_offsets() == (3, 4, 3)
+    assert e.list_offset("t", 0, -1, isolation_level="read_committed").offset == 3
+    fetched = e.fetch("t", 0, 3, isolation_level="read_committed")
+    assert (fetched.log_start_offset, fetched.last_stable_offset) == (3, 3)
+    client.commit()
+    assert leader.last_stable_offset == leader.high_watermark
+
+
 def test_commit_writes_a_commit_marker_to_every_partition_and_releases_the_lso(
     engine_factory: EngineFactory,
 ) -> None:
