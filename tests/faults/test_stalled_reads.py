@@ -233,6 +233,49 @@ def test_a_read_committed_async_poll_asks_again_after_a_read_outlasts_the_bound(
     assert stalled.store.stalls == 1
 
 
+def test_a_read_committed_async_poll_waits_out_each_bound_and_serves_the_other_partition(
+    stalled: Stalled,
+) -> None:
+    """While one partition's read stalls, an async read_committed poll
+    hands out the other partition's records, and asks for the stalled one
+    again only after each wait for its read ran out: at most one empty
+    answer a bound, however long it polls (a poll that asked at once would
+    spin the loop and count many more)."""
+    opened = stalled.engine
+    stalled.stall_reads_of(0)
+    consumer = opened.consumer(isolation_level="read_committed", auto_offset_reset="earliest")
+    consumer.assign([engine.TopicPartition(TOPIC, 0), engine.TopicPartition(TOPIC, 1)])
+    polled_s = 1.0
+
+    async def poll_during_the_stall() -> tuple[list[engine.ConsumerRecord], float, int]:
+        got: list[engine.ConsumerRecord] = []
+        deadline = time.monotonic() + TIMEOUT
+        while len(got) < RECORDS:
+            assert time.monotonic() < deadline, got
+            got += await consumer.poll_async(1.0)
+        stalled.until_get_stalled()
+        early = stalled.pending_reads().answered_early
+        began = time.monotonic()
+        # Nothing more to read: the poll waits on the stalled read alone.
+        got += await consumer.poll_async(polled_s)
+        return got, time.monotonic() - began, stalled.pending_reads().answered_early - early
+
+    try:
+        records, elapsed, answered_early = asyncio.run(poll_during_the_stall())
+        assert [(r.partition, r.value) for r in records] == [(1, v) for v in values(1)]
+        assert stalled.store.stalls == 1
+        assert 0 < answered_early <= elapsed / (MAX_WAIT_MS / 1000) + 1
+        stalled.store.release()
+        deadline = time.monotonic() + TIMEOUT
+        late: list[engine.ConsumerRecord] = []
+        while len(late) < RECORDS:
+            assert time.monotonic() < deadline, late
+            late += consumer.poll(1.0)
+        assert [(r.partition, r.value) for r in late] == [(0, v) for v in values(0)]
+    finally:
+        consumer.close()
+
+
 def test_a_confluent_consumer_reads_every_record_once_after_the_store_is_released(
     stalled: Stalled,
 ) -> None:

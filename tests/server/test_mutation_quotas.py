@@ -7,7 +7,6 @@ throttle time; older versions do every topic and answer the throttle time."""
 from __future__ import annotations
 
 import datetime
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -79,19 +78,15 @@ def server(tmp_path: Path) -> Iterator[InProcessServer]:
     with engine.open(tmp_path / "node") as opened:
         opened.client_quotas.alter((("client-id", CLIENT_ID),), {"controller_mutation_rate": RATE})
         running = InProcessServer(opened)
+        # The buckets' clock stands still: the throttle answered is what is
+        # owed, however long creating the partitions takes, never less by
+        # what refilled meanwhile (on a loaded machine, seconds: a throttle
+        # of nothing would pass a bound that allowed for it).
+        running.server.state.mutations = MutationQuotas(opened.client_quotas, _Clock())
         try:
             yield running
         finally:
             running.stop()
-
-
-def _owed_then_refilled(throttle: datetime.timedelta, owed_s: float, since: float) -> bool:
-    """Whether ``throttle`` is what refills ``owed_s`` seconds' worth of
-    partitions, less what refilled between the partitions' count (after
-    ``since``) and the answer: the request's own work (creating them) counts,
-    and a loaded machine makes that up to seconds."""
-    refilled_s = time.monotonic() - since
-    return owed_s - refilled_s - 0.001 <= throttle.total_seconds() <= owed_s
 
 
 def _create(wire: Wire, version: int, *topics: tuple[str, int]) -> Any:
@@ -113,19 +108,18 @@ def test_create_topics_past_the_quota_is_refused_from_v6_and_throttled_before(
     with Wire(server.bootstrap) as wire:
         # the burst is 22: the first topic is done whole, the second finds
         # the bucket spent
-        asked = time.monotonic()
         answer = _create(wire, 7, ("big", 30), ("next", 1))
         assert {t.name: t.error_code for t in answer.topics} == {
             "big": KafkaCode.NONE,
             "next": THROTTLED,
         }
-        # 8 partitions owed at 2 a second (less what refilled meanwhile)
-        assert _owed_then_refilled(answer.throttle_time, 4, asked)
+        # 8 partitions owed at 2 a second
+        assert answer.throttle_time == datetime.timedelta(seconds=4)
         assert not server.server.engine.has_topic("next")
         # v5 knows no THROTTLING_QUOTA_EXCEEDED: created, and the throttle answered
         older = _create(wire, 5, ("old", 2))
         assert [t.error_code for t in older.topics] == [KafkaCode.NONE]
-        assert _owed_then_refilled(older.throttle_time, 5, asked)  # 10 owed
+        assert older.throttle_time == datetime.timedelta(seconds=5)  # 10 owed
         assert server.server.engine.has_topic("old")
 
 
@@ -136,7 +130,6 @@ def test_create_partitions_and_delete_topics_count_their_partitions(
     for name in ("a", "b"):
         engine_.create_topic(name, 1)
     with Wire(server.bootstrap) as wire:
-        asked = time.monotonic()
         grown = wire.request(
             build(
                 load_request_schema(ApiKey.CREATE_PARTITIONS, 3),
@@ -148,7 +141,7 @@ def test_create_partitions_and_delete_topics_count_their_partitions(
             "a": KafkaCode.NONE,
             "b": THROTTLED,
         }
-        assert _owed_then_refilled(grown.throttle_time, 3.5, asked)  # 29 added, 7 owed
+        assert grown.throttle_time == datetime.timedelta(seconds=3.5)  # 29 added, 7 owed
         assert engine_.topic_shape("a")[1] == 30 and engine_.topic_shape("b")[1] == 1
         deleted = wire.request(
             build(
