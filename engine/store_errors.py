@@ -1,7 +1,8 @@
 """The engine's errors for the stream store's: what a ``StreamStore``
 failure becomes when it reaches the engine's callers (Fenced, EngineClosed,
-StorageError, CorruptStoredData naming the partition and offset,
-StoreUnavailable naming the partition a read could not be answered for)."""
+StorageError, StoreWriteFailed for an object-store error under a write,
+CorruptStoredData naming the partition and offset, StoreUnavailable naming
+the partition a read could not be answered for)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from engine.errors import (
     Fenced,
     StorageError,
     StoreUnavailable,
+    StoreWriteFailed,
 )
 from s3stream import CorruptObject, ObjectStoreError, S3StreamError, StoreClosed
 from s3stream import Fenced as StoreFenced
@@ -42,7 +44,9 @@ class _StoreErrors:
         error: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        if isinstance(error, S3StreamError):
+        # An object-store error is not an S3StreamError: the manifest's
+        # commits raise the store's own when it refuses them for good.
+        if isinstance(error, (S3StreamError, ObjectStoreError)):
             raise translate(error) from error
 
 
@@ -94,4 +98,7 @@ def translate(error: BaseException) -> BaseException:
         return EngineClosed()
     if isinstance(error, S3StreamError):
         return StorageError(str(error))
+    if isinstance(error, ObjectStoreError):
+        advice = f" ({CHECK_THE_STORE})" if error.misconfigured else ""
+        return StoreWriteFailed(str(error), transient=error.transient, advice=advice)
     return error
