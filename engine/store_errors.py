@@ -19,7 +19,7 @@ from engine.errors import (
     StoreUnavailable,
     StoreWriteFailed,
 )
-from s3stream import CorruptObject, ObjectStoreError, S3StreamError, StoreClosed
+from s3stream import CorruptObject, ObjectStoreError, S3StreamError, StoreClosed, StoreFailed
 from s3stream import Fenced as StoreFenced
 
 CHECK_THE_STORE = "check its URL, endpoint and credentials, and that it is reachable"
@@ -78,10 +78,13 @@ def unanswered_reads(topic: str, partition: int) -> Iterator[None]:
     try:
         yield
     except ObjectStoreError as error:
-        advice = f" ({CHECK_THE_STORE})" if error.misconfigured else ""
         raise StoreUnavailable(
-            topic, partition, str(error), transient=error.transient, advice=advice
+            topic, partition, str(error), transient=error.transient, advice=_advice(error)
         ) from error
+
+
+def _advice(error: ObjectStoreError) -> str:
+    return f" ({CHECK_THE_STORE})" if error.misconfigured else ""
 
 
 def translate_optional(error: BaseException | None) -> BaseException | None:
@@ -96,9 +99,12 @@ def translate(error: BaseException) -> BaseException:
         return Fenced(f"another engine opened this storage: {error}")
     if isinstance(error, StoreClosed):
         return EngineClosed()
+    if isinstance(error, StoreFailed) and isinstance(error.cause, ObjectStoreError):
+        # The store stopped on a write the object store refused for good (an
+        # upload's manifest commit): the refusal's advice, not only its text.
+        return StorageError(f"{error}{_advice(error.cause)}")
     if isinstance(error, S3StreamError):
         return StorageError(str(error))
     if isinstance(error, ObjectStoreError):
-        advice = f" ({CHECK_THE_STORE})" if error.misconfigured else ""
-        return StoreWriteFailed(str(error), transient=error.transient, advice=advice)
+        return StoreWriteFailed(str(error), transient=error.transient, advice=_advice(error))
     return error

@@ -12,7 +12,7 @@ import pytest
 from engine.errors import EngineClosed, Fenced, StorageError, StoreWriteFailed
 from engine.store_errors import CHECK_THE_STORE, store_errors
 from s3stream import Fenced as StoreFenced
-from s3stream import S3StreamError, StoreClosed
+from s3stream import S3StreamError, StoreClosed, StoreFailed
 from tests.s3stream.faults import InjectedFault
 
 
@@ -47,6 +47,22 @@ def test_an_object_store_error_becomes_a_failed_write(transient: bool, misconfig
     assert caught.value.code == StorageError.code
     assert (CHECK_THE_STORE in str(caught.value)) is misconfigured
     assert "manifest/log/00000000000000000004" in str(caught.value)
+
+
+@pytest.mark.parametrize("misconfigured", [False, True])
+def test_a_store_failed_on_a_refused_write_keeps_its_advice(misconfigured: bool) -> None:
+    """An upload's manifest commit refused for good stops the store: the
+    StorageError says what to check when the refusal points at the store."""
+    refusal = InjectedFault("put", "manifest/log/00000000000000000004")
+    refusal.transient = False
+    refusal.misconfigured = misconfigured
+    raised = StoreFailed(refusal)
+    with pytest.raises(StorageError) as caught, store_errors():
+        raise raised
+    assert caught.value.__cause__ is raised
+    assert type(caught.value) is StorageError
+    assert "manifest/log/00000000000000000004" in str(caught.value)
+    assert (CHECK_THE_STORE in str(caught.value)) is misconfigured
 
 
 def test_other_errors_and_results_pass_through() -> None:
