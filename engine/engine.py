@@ -825,7 +825,8 @@ class Engine:
 
     def clean(self) -> int:
         """Runs the log cleaner over compacted topics; returns partitions cleaned."""
-        return self._maintenance.clean()
+        with store_errors():  # it writes the cleaned objects and commits them
+            return self._maintenance.clean()
 
     def verify(
         self,

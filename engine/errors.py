@@ -234,6 +234,24 @@ class StorageError(EngineError):
     code = KafkaCode.KAFKA_STORAGE_ERROR
 
 
+class StoreWriteFailed(StorageError):
+    """The object store did not take a write the engine made on the caller's
+    behalf (a manifest commit creating or deleting streams, an object): a
+    refusal its retries cannot get past (denied access, a missing bucket),
+    or a transient failure they gave up on. The change it carried is not in
+    force, here or after a restart; the same request succeeds once the store
+    takes writes again. Kafka's KAFKA_STORAGE_ERROR, as for a log dir that
+    failed under a write (the code StorageError answers for the WAL's)."""
+
+    def __init__(self, reason: str, *, transient: bool, advice: str = "") -> None:
+        then = "retry once the store answers" if transient else "retry once the store is fixed"
+        super().__init__(
+            f"the object store did not take a write ({reason}); nothing was changed: {then}{advice}"
+        )
+        self.reason = reason
+        self.transient = transient
+
+
 class StoreUnavailable(EngineError):
     """The object store did not answer a read of a partition's stored data:
     a timeout, a 5xx, a dropped connection (what its own retries and

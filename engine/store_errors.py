@@ -1,7 +1,8 @@
 """The engine's errors for the stream store's: what a ``StreamStore``
 failure becomes when it reaches the engine's callers (Fenced, EngineClosed,
-StorageError, CorruptStoredData naming the partition and offset,
-StoreUnavailable naming the partition a read could not be answered for)."""
+StorageError, StoreWriteFailed for an object-store error under a write,
+CorruptStoredData naming the partition and offset, StoreUnavailable naming
+the partition a read could not be answered for)."""
 
 from __future__ import annotations
 
@@ -16,8 +17,9 @@ from engine.errors import (
     Fenced,
     StorageError,
     StoreUnavailable,
+    StoreWriteFailed,
 )
-from s3stream import CorruptObject, ObjectStoreError, S3StreamError, StoreClosed
+from s3stream import CorruptObject, ObjectStoreError, S3StreamError, StoreClosed, StoreFailed
 from s3stream import Fenced as StoreFenced
 
 CHECK_THE_STORE = "check its URL, endpoint and credentials, and that it is reachable"
@@ -42,7 +44,9 @@ class _StoreErrors:
         error: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        if isinstance(error, S3StreamError):
+        # An object-store error is not an S3StreamError: the manifest's
+        # commits raise the store's own when it refuses them for good.
+        if isinstance(error, (S3StreamError, ObjectStoreError)):
             raise translate(error) from error
 
 
@@ -74,10 +78,13 @@ def unanswered_reads(topic: str, partition: int) -> Iterator[None]:
     try:
         yield
     except ObjectStoreError as error:
-        advice = f" ({CHECK_THE_STORE})" if error.misconfigured else ""
         raise StoreUnavailable(
-            topic, partition, str(error), transient=error.transient, advice=advice
+            topic, partition, str(error), transient=error.transient, advice=_advice(error)
         ) from error
+
+
+def _advice(error: ObjectStoreError) -> str:
+    return f" ({CHECK_THE_STORE})" if error.misconfigured else ""
 
 
 def translate_optional(error: BaseException | None) -> BaseException | None:
@@ -92,6 +99,12 @@ def translate(error: BaseException) -> BaseException:
         return Fenced(f"another engine opened this storage: {error}")
     if isinstance(error, StoreClosed):
         return EngineClosed()
+    if isinstance(error, StoreFailed) and isinstance(error.cause, ObjectStoreError):
+        # The store stopped on a write the object store refused for good (an
+        # upload's manifest commit): the refusal's advice, not only its text.
+        return StorageError(f"{error}{_advice(error.cause)}")
     if isinstance(error, S3StreamError):
         return StorageError(str(error))
+    if isinstance(error, ObjectStoreError):
+        return StoreWriteFailed(str(error), transient=error.transient, advice=_advice(error))
     return error

@@ -54,7 +54,7 @@ from engine.store_errors import store_errors
 from engine.topic_names import is_legal_topic_name
 from engine.topics import Topic, TopicRegistry, unify_collision_chars
 from engine.types import NewTopic, PartitionInfo, TopicDescription
-from s3stream import S3StreamError, StreamStore
+from s3stream import ObjectStoreError, S3StreamError, StreamStore
 
 log = logging.getLogger("tidelog.engine")
 
@@ -238,7 +238,7 @@ class TopicAdmin:
         ]
         # The topics are gone once the catalog says so; streams left behind
         # by a failure here are deleted at the next open (no topic names them).
-        with contextlib.suppress(S3StreamError):
+        with contextlib.suppress(S3StreamError, ObjectStoreError):
             self.store.delete_streams(streams)
         if len(gone) == 1:
             log.info("deleted topic %s", gone[0])

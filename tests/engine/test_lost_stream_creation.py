@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 import engine
+from engine.errors import StoreWriteFailed
 from s3stream.store import LocalStore
 from tests.s3stream.faults import InjectedFault
 from tests.s3stream.test_forks import CONFIG
@@ -22,8 +23,9 @@ def test_a_failed_creation_that_landed_leaves_what_a_restart_keeps(tmp_path: Pat
     with engine.open(tmp_path / "node", faulty, config) as opened:
         first = opened.store.manifest.state.next_stream_id
         faulty.armed = True
-        with pytest.raises(InjectedFault):  # the store's error, as the manifest raised it
+        with pytest.raises(StoreWriteFailed) as refused:
             opened.create_topic("lost", 2)
+        assert isinstance(refused.value.__cause__, InjectedFault)
         assert "lost" not in opened.list_topics()
         opened.create_topic("kept", 1)  # its commit settles the lost one: it landed
         running = set(opened.store.manifest.state.streams)

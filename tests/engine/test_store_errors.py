@@ -1,5 +1,6 @@
 """store_errors: a stream-store error raised inside becomes the engine's
-(Fenced, EngineClosed, StorageError), caused by the original; anything else,
+(Fenced, EngineClosed, StorageError; StoreWriteFailed for an object store's
+own error), caused by the original; anything else,
 and nothing, passes through as it is, also across an await."""
 
 from __future__ import annotations
@@ -8,10 +9,11 @@ import asyncio
 
 import pytest
 
-from engine.errors import EngineClosed, Fenced, StorageError
-from engine.store_errors import store_errors
+from engine.errors import EngineClosed, Fenced, StorageError, StoreWriteFailed
+from engine.store_errors import CHECK_THE_STORE, store_errors
 from s3stream import Fenced as StoreFenced
-from s3stream import S3StreamError, StoreClosed
+from s3stream import S3StreamError, StoreClosed, StoreFailed
+from tests.s3stream.faults import InjectedFault
 
 
 @pytest.mark.parametrize(
@@ -28,6 +30,39 @@ def test_a_store_error_raised_inside_becomes_the_engine_error(
     with pytest.raises(expected) as caught, store_errors():
         raise raised
     assert caught.value.__cause__ is raised
+
+
+@pytest.mark.parametrize(("transient", "misconfigured"), [(True, False), (False, True)])
+def test_an_object_store_error_becomes_a_failed_write(transient: bool, misconfigured: bool) -> None:
+    """As a manifest commit raises it (denied access on its PUT): typed,
+    transient or not as the store said, with the advice only when the store
+    points at its address or credentials."""
+    raised = InjectedFault("put", "manifest/log/00000000000000000004")
+    raised.transient = transient
+    raised.misconfigured = misconfigured
+    with pytest.raises(StoreWriteFailed) as caught, store_errors():
+        raise raised
+    assert caught.value.__cause__ is raised
+    assert caught.value.transient is transient
+    assert caught.value.code == StorageError.code
+    assert (CHECK_THE_STORE in str(caught.value)) is misconfigured
+    assert "manifest/log/00000000000000000004" in str(caught.value)
+
+
+@pytest.mark.parametrize("misconfigured", [False, True])
+def test_a_store_failed_on_a_refused_write_keeps_its_advice(misconfigured: bool) -> None:
+    """An upload's manifest commit refused for good stops the store: the
+    StorageError says what to check when the refusal points at the store."""
+    refusal = InjectedFault("put", "manifest/log/00000000000000000004")
+    refusal.transient = False
+    refusal.misconfigured = misconfigured
+    raised = StoreFailed(refusal)
+    with pytest.raises(StorageError) as caught, store_errors():
+        raise raised
+    assert caught.value.__cause__ is raised
+    assert type(caught.value) is StorageError
+    assert "manifest/log/00000000000000000004" in str(caught.value)
+    assert (CHECK_THE_STORE in str(caught.value)) is misconfigured
 
 
 def test_other_errors_and_results_pass_through() -> None:

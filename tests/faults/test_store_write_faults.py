@@ -1,0 +1,194 @@
+"""An object store that refuses the writes an admin change makes (the
+manifest commit creating or deleting its streams; as denied access does):
+the embedded API raises StoreWriteFailed, caused by the store's error and
+naming what to check; over the wire the request is answered
+KAFKA_STORAGE_ERROR on a connection that stays open; the change is in force
+neither before nor after a restart, and the same request succeeds once the
+store takes writes again. A deletion, in force once the catalog records it,
+succeeds."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient, NewPartitions, NewTopic
+
+import engine
+from engine.engine import Engine
+from engine.errors import StoreWriteFailed
+from engine.store_errors import CHECK_THE_STORE
+from s3stream.store import LocalStore
+from tests.engine.helpers_records import batch, read_partition
+from tests.s3stream.faults import FaultyStore, InjectedFault
+from tests.server.conftest import quiet_librdkafka
+from tests.server.in_process import InProcessServer
+
+Change = Callable[[Engine], object]
+
+_SMALL = engine.EngineConfig.small()
+QUIET = replace(_SMALL, store=replace(_SMALL.store, upload_bytes=1 << 30, upload_interval_s=3600.0))
+"""Nothing is uploaded but by a flush: an upload whose manifest commit the
+store refuses for good stops the whole store (StorageError), which is not
+what these tests are about."""
+
+
+def shape(e: Engine) -> dict[str, int]:
+    """What a client can see of the topics: their names and partition counts."""
+    return {name: e.partition_count(name) for name in e.list_topics()}
+
+
+CHANGES: dict[str, Change] = {
+    "create_topic": lambda e: e.create_topic("created", 2),
+    "create_partitions": lambda e: e.create_partitions("orders", 3),
+    "fork": lambda e: e.fork("orders", name="forked"),
+}
+
+
+class Bucket:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.inner = LocalStore(root / "objects")
+        self.faulty = FaultyStore(self.inner)
+
+    def refuse_manifest_writes(self) -> None:
+        self.faulty.fail("put", prefix="manifest/")
+        self.faulty.transient = False
+        self.faulty.misconfigured = True
+
+    def open(self) -> Engine:
+        return engine.open(self.root / "node", self.faulty, QUIET)
+
+    def reopen(self) -> Engine:
+        return engine.open(self.root / "node", self.inner, QUIET)
+
+
+@pytest.fixture
+def bucket(tmp_path: Path) -> Iterator[Bucket]:
+    yield Bucket(tmp_path)
+
+
+def _with_orders(e: Engine) -> None:
+    e.create_topic("orders", 1)
+    e.produce("orders", 0, batch([b"a", b"b"]))
+    # Uploaded now: a fork waits for its parent's upload, and an upload
+    # the store refuses for good fails the whole store (StorageError).
+    assert e.flush(30)
+
+
+@pytest.mark.parametrize("change", sorted(CHANGES))
+def test_a_refused_manifest_write_raises_a_typed_error_and_changes_nothing(
+    bucket: Bucket, change: str
+) -> None:
+    with bucket.open() as e:
+        _with_orders(e)
+        before = shape(e)
+        bucket.refuse_manifest_writes()
+        with pytest.raises(StoreWriteFailed) as refused:
+            CHANGES[change](e)
+        assert isinstance(refused.value.__cause__, InjectedFault)
+        assert CHECK_THE_STORE in str(refused.value) and "fixed" in str(refused.value)
+        assert not refused.value.transient
+        assert shape(e) == before
+        assert e.fetch("orders", 0, 0).high_watermark == 2  # the engine keeps serving
+        bucket.faulty.heal()
+        CHANGES[change](e)
+        after = shape(e)
+        assert after != before
+    with bucket.reopen() as reopened:
+        assert shape(reopened) == after
+
+
+def test_a_deletion_whose_stream_deletion_is_refused_is_in_force(bucket: Bucket) -> None:
+    """The catalog's record deletes the topic; the streams the refused
+    manifest commit left are deleted at the next open, so the caller is told
+    what a restart keeps: the topic is gone."""
+    with bucket.open() as e:
+        _with_orders(e)
+        streams = {p.stream_id for p in e.all_partitions() if p.topic == "orders"}
+        bucket.refuse_manifest_writes()
+        e.delete_topic("orders")
+        assert "orders" not in e.list_topics()
+        bucket.faulty.heal()
+    with bucket.reopen() as reopened:
+        assert "orders" not in reopened.list_topics()
+        assert not streams & set(reopened.store.streams())
+
+
+@pytest.mark.parametrize("prefix", ["objects/", "manifest/"])
+def test_a_cleaning_whose_writes_are_refused_raises_a_typed_error(
+    bucket: Bucket, prefix: str
+) -> None:
+    """The log cleaner writes a cleaned object and commits it in place of
+    the range it read: either write refused, the caller is told so in the
+    engine's terms, every record is still there, and a later pass cleans."""
+    with bucket.open() as e:
+        e.create_topic("compacted", 1, {"cleanup.policy": "compact", "segment.ms": "1"})
+        for value in range(20):
+            e.produce("compacted", 0, batch([b"v%d" % value]))
+        assert e.flush(30)
+        bucket.faulty.fail("put", prefix=prefix)
+        bucket.faulty.transient = False
+        bucket.faulty.misconfigured = True
+        with pytest.raises(StoreWriteFailed) as refused:
+            e.clean()
+        assert isinstance(refused.value.__cause__, InjectedFault)
+        assert len(read_partition(e, "compacted", 0)) == 20
+        bucket.faulty.heal()
+        # The pass right after a refused commit may find the ranges moved
+        # (the refused write settled) and defer, as it does after a
+        # compaction: the next one cleans.
+        assert e.clean() + e.clean() == 1
+        kept = [r.value for r in read_partition(e, "compacted", 0)]
+        assert kept == [b"v19"]
+    with bucket.reopen() as reopened:
+        assert [r.value for r in read_partition(reopened, "compacted", 0)] == kept
+
+
+def _admin_error(future: object) -> KafkaError:
+    with pytest.raises(KafkaException) as failed:
+        future.result(30)  # type: ignore[attr-defined]
+    error = failed.value.args[0]
+    assert isinstance(error, KafkaError)
+    return error
+
+
+def _user_topics(admin: AdminClient) -> dict[str, int]:
+    topics = admin.list_topics(timeout=10).topics
+    return {name: len(t.partitions) for name, t in topics.items() if not name.startswith("__")}
+
+
+def test_admin_requests_the_store_refuses_are_answered_storage_error(bucket: Bucket) -> None:
+    e = bucket.open()
+    server = InProcessServer(e)
+    try:
+        _with_orders(e)
+        e.create_topic("old", 1)
+        admin = AdminClient({"bootstrap.servers": server.bootstrap, **quiet_librdkafka()})
+        bucket.refuse_manifest_writes()
+        # A deletion is in force once the catalog records it (its streams
+        # go at the next open): answered as done.
+        [deleted] = admin.delete_topics(["old"]).values()
+        assert deleted.result(30) is None
+        [created] = admin.create_topics([NewTopic("created", 2)]).values()
+        error = _admin_error(created)
+        assert error.code() == KafkaError.KAFKA_STORAGE_ERROR, error
+        assert CHECK_THE_STORE in error.str()
+        [grown] = admin.create_partitions([NewPartitions("orders", 3)]).values()
+        assert _admin_error(grown).code() == KafkaError.KAFKA_STORAGE_ERROR
+        # The same client's connection still serves.
+        assert _user_topics(admin) == {"orders": 1}
+        bucket.faulty.heal()
+        [created] = admin.create_topics([NewTopic("created", 2)]).values()
+        assert created.result(30) is None
+        [grown] = admin.create_partitions([NewPartitions("orders", 3)]).values()
+        assert grown.result(30) is None
+        told = _user_topics(admin)
+    finally:
+        server.stop()
+        e.close()
+    with bucket.reopen() as reopened:
+        assert shape(reopened) == told == {"orders": 3, "created": 2}
