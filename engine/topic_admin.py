@@ -50,7 +50,7 @@ from engine.governance_gate import (
 from engine.governance_log import ALTERED, CREATED, DELETED, GovernanceChange
 from engine.internal_topics import is_internal_topic
 from engine.masking.rules import MASKING_RULES
-from engine.store_errors import store_errors
+from engine.store_errors import store_errors, store_writes
 from engine.topic_names import is_legal_topic_name
 from engine.topics import Topic, TopicRegistry, unify_collision_chars
 from engine.types import NewTopic, PartitionInfo, TopicDescription
@@ -474,7 +474,7 @@ class TopicAdmin:
             self.append_catalog(["masking_key", name, os.urandom(32)])
 
     def _create_streams(self, count: int) -> list[int]:
-        with store_errors():
+        with store_writes():
             return self.store.create_streams(count)
 
     def append_catalog(self, record: list[Any]) -> None:
