@@ -63,7 +63,7 @@ from engine.provenance import Provenance
 from engine.quota_entities import ClientQuotas, client_quotas_record
 from engine.schemas.store import SchemaRegistry
 from engine.state_log import StateLog
-from engine.store_errors import damage_at, store_errors, unanswered_reads
+from engine.store_errors import damage_at, store_errors, store_writes, unanswered_reads
 from engine.tables.service import TableService, TableStatus
 from engine.tables.settings import TablesConfig
 from engine.topic_admin import TopicAdmin, many_configs_record
@@ -825,7 +825,7 @@ class Engine:
 
     def clean(self) -> int:
         """Runs the log cleaner over compacted topics; returns partitions cleaned."""
-        with store_errors():  # it writes the cleaned objects and commits them
+        with store_writes():  # it writes the cleaned objects and commits them
             return self._maintenance.clean()
 
     def verify(

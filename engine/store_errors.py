@@ -1,8 +1,8 @@
 """The engine's errors for the stream store's: what a ``StreamStore``
 failure becomes when it reaches the engine's callers (Fenced, EngineClosed,
-StorageError, StoreWriteFailed for an object-store error under a write,
-CorruptStoredData naming the partition and offset, StoreUnavailable naming
-the partition a read could not be answered for)."""
+StorageError, StoreWriteFailed for an object-store error under an admin
+write, CorruptStoredData naming the partition and offset, StoreUnavailable
+naming the partition a read could not be answered for)."""
 
 from __future__ import annotations
 
@@ -33,7 +33,10 @@ class _StoreErrors:
     generator context manager: every append passes through two of these,
     and a generator's start and finish cost a microsecond each time."""
 
-    __slots__ = ()
+    __slots__ = ("_caught",)
+
+    def __init__(self, caught: tuple[type[BaseException], ...]) -> None:
+        self._caught = caught
 
     def __enter__(self) -> None:
         return None
@@ -44,18 +47,29 @@ class _StoreErrors:
         error: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        # An object-store error is not an S3StreamError: the manifest's
-        # commits raise the store's own when it refuses them for good.
-        if isinstance(error, (S3StreamError, ObjectStoreError)):
+        if isinstance(error, self._caught):
             raise translate(error) from error
 
 
-_STORE_ERRORS = _StoreErrors()
+_STORE_ERRORS = _StoreErrors((S3StreamError,))
+# An object-store error is not an S3StreamError: the manifest's commits
+# raise the store's own when it refuses them for good.
+_STORE_WRITES = _StoreErrors((S3StreamError, ObjectStoreError))
 
 
 def store_errors() -> _StoreErrors:
-    """Raises the engine's error for a stream-store error raised inside."""
+    """Raises the engine's error for a stream-store error raised inside.
+    An object store's own error passes: met by a read (opening, verifying)
+    it is no refused write, and the caller names it (unanswered_reads, the
+    refusal an open is described by)."""
     return _STORE_ERRORS
+
+
+def store_writes() -> _StoreErrors:
+    """store_errors() around the writes an admin change makes on the
+    caller's behalf (creating, forking or deleting streams, a cleaned
+    object): an object store's own error there is StoreWriteFailed."""
+    return _STORE_WRITES
 
 
 @contextlib.contextmanager

@@ -8,7 +8,6 @@ happened whole or not at all.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import threading
@@ -50,10 +49,11 @@ from engine.governance_gate import (
 from engine.governance_log import ALTERED, CREATED, DELETED, GovernanceChange
 from engine.internal_topics import is_internal_topic
 from engine.masking.rules import MASKING_RULES
-from engine.store_errors import store_errors
+from engine.store_errors import store_errors, store_writes, translate
 from engine.topic_names import is_legal_topic_name
 from engine.topics import Topic, TopicRegistry, unify_collision_chars
 from engine.types import NewTopic, PartitionInfo, TopicDescription
+from s3stream import Fenced as StoreFenced
 from s3stream import ObjectStoreError, S3StreamError, StreamStore
 
 log = logging.getLogger("tidelog.engine")
@@ -238,8 +238,14 @@ class TopicAdmin:
         ]
         # The topics are gone once the catalog says so; streams left behind
         # by a failure here are deleted at the next open (no topic names them).
-        with contextlib.suppress(S3StreamError, ObjectStoreError):
+        # Unless another engine has opened the store: the catalog record is
+        # then replayed nowhere, and the topics live on there.
+        try:
             self.store.delete_streams(streams)
+        except StoreFenced as error:
+            raise translate(error) from error
+        except (S3StreamError, ObjectStoreError):
+            pass
         if len(gone) == 1:
             log.info("deleted topic %s", gone[0])
         else:
@@ -474,7 +480,7 @@ class TopicAdmin:
             self.append_catalog(["masking_key", name, os.urandom(32)])
 
     def _create_streams(self, count: int) -> list[int]:
-        with store_errors():
+        with store_writes():
             return self.store.create_streams(count)
 
     def append_catalog(self, record: list[Any]) -> None:

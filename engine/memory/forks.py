@@ -28,7 +28,7 @@ from engine.memory.snapshot import check_position
 from engine.memory.vector import InvalidVector, OffsetVector
 from engine.partition import Partition, inherited_checkpoint
 from engine.protocol.kafka_code import KafkaCode
-from engine.store_errors import store_errors
+from engine.store_errors import store_writes
 from engine.topics import TopicRegistry
 from engine.types import NewTopic, TopicDescription
 from s3stream import ForkPointInsideRange, StreamStore
@@ -124,14 +124,14 @@ def fork_topic(
         try:
             for partition, point in zip(source.partitions, points, strict=True):
                 data_ids.append(_fork_partition(admin, partition, point))
-            with store_errors():
+            with store_writes():
                 state_ids = admin.store.create_streams(count)
             for parent, data_id, state_id in zip(
                 source.partitions, data_ids, state_ids, strict=True
             ):
                 _inherit_compaction_horizon(admin.store, parent, data_id, state_id)
         except BaseException:
-            with store_errors():
+            with store_writes():
                 admin.store.delete_streams([*data_ids, *state_ids])
             raise
         meta = TopicMeta(
@@ -181,7 +181,7 @@ def _fork_points(
 
 def _fork_partition(admin: ForkHost, partition: Partition, point: int | None) -> int:
     """The fork's data stream for the partition, sharing its data below ``point``."""
-    with store_errors():
+    with store_writes():
         attempt = 0
         while True:
             try:
@@ -219,7 +219,7 @@ def _inherit_compaction_horizon(
     horizon = parent.compaction_horizon
     if horizon is None or horizon.first_removed_offset >= store.next_offset(data_id):
         return
-    with store_errors():
+    with store_writes():
         store.open_stream(state_id, 0)
         store.submit(state_id, 0, 0, inherited_checkpoint(horizon)).result(_MARKER_TIMEOUT_S)
 

@@ -1,7 +1,8 @@
 """store_errors: a stream-store error raised inside becomes the engine's
-(Fenced, EngineClosed, StorageError; StoreWriteFailed for an object store's
-own error), caused by the original; anything else,
-and nothing, passes through as it is, also across an await."""
+(Fenced, EngineClosed, StorageError), caused by the original; store_writes,
+around an admin change's writes, makes an object store's own error
+StoreWriteFailed too; anything else, and nothing, passes through as it is,
+also across an await."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import asyncio
 import pytest
 
 from engine.errors import EngineClosed, Fenced, StorageError, StoreWriteFailed
-from engine.store_errors import CHECK_THE_STORE, store_errors
+from engine.store_errors import CHECK_THE_STORE, store_errors, store_writes
 from s3stream import Fenced as StoreFenced
 from s3stream import S3StreamError, StoreClosed, StoreFailed
 from tests.s3stream.faults import InjectedFault
@@ -40,13 +41,22 @@ def test_an_object_store_error_becomes_a_failed_write(transient: bool, misconfig
     raised = InjectedFault("put", "manifest/log/00000000000000000004")
     raised.transient = transient
     raised.misconfigured = misconfigured
-    with pytest.raises(StoreWriteFailed) as caught, store_errors():
+    with pytest.raises(StoreWriteFailed) as caught, store_writes():
         raise raised
     assert caught.value.__cause__ is raised
     assert caught.value.transient is transient
     assert caught.value.code == StorageError.code
     assert (CHECK_THE_STORE in str(caught.value)) is misconfigured
     assert "manifest/log/00000000000000000004" in str(caught.value)
+
+
+def test_an_object_store_error_outside_a_write_is_the_stores_own() -> None:
+    """Met by a read (an open's, a verification's), the store's error is
+    not a refused write: it passes, for the caller to name it."""
+    raised = InjectedFault("get", "manifest/log/00000000000000000001")
+    with pytest.raises(InjectedFault) as caught, store_errors():
+        raise raised
+    assert caught.value is raised
 
 
 @pytest.mark.parametrize("misconfigured", [False, True])

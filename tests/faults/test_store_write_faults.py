@@ -9,6 +9,7 @@ succeeds."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -19,7 +20,7 @@ from confluent_kafka.admin import AdminClient, NewPartitions, NewTopic
 
 import engine
 from engine.engine import Engine
-from engine.errors import StoreWriteFailed
+from engine.errors import Fenced, StoreWriteFailed
 from engine.store_errors import CHECK_THE_STORE
 from s3stream.store import LocalStore
 from tests.engine.helpers_records import batch, read_partition
@@ -192,3 +193,24 @@ def test_admin_requests_the_store_refuses_are_answered_storage_error(bucket: Buc
         e.close()
     with bucket.reopen() as reopened:
         assert shape(reopened) == told == {"orders": 3, "created": 2}
+
+
+def test_a_deletion_by_a_fenced_engine_is_not_reported_done(tmp_path: Path) -> None:
+    """Only a store refusing the streams' deletion leaves the deletion in
+    force: once another engine has opened the bucket, the catalog record
+    this one wrote is never replayed there, so the topic lives on and the
+    caller is told the engine is fenced, not that the topic is gone."""
+    store = LocalStore(tmp_path / "objects")
+    fenced = engine.open(tmp_path / "first", store, QUIET)
+    try:
+        fenced.create_topic("orders", 1)
+        assert fenced.flush(30)
+        with engine.open(tmp_path / "second", store, QUIET) as owner:
+            with pytest.raises(Fenced):
+                fenced.delete_topic("orders")
+            assert owner.list_topics() == ["orders"]
+    finally:
+        with contextlib.suppress(Exception):  # what it still holds goes nowhere
+            fenced.close()
+    with engine.open(tmp_path / "third", store, QUIET) as later:
+        assert later.list_topics() == ["orders"]
