@@ -252,15 +252,7 @@ class Manifest:
                 except PreconditionFailed:
                     self._discover_fence(self.state.seq + 1)
                 except ObjectStoreError as error:
-                    if not error.transient:
-                        raise
-                    if self._stop.is_set():
-                        raise StoreClosed from error
-                    if deadline is not None and time.monotonic() >= deadline:
-                        raise
-                    self.commit_retries += 1
-                    log.warning("manifest commit failed, retrying: %s", error)
-                    _backoff_sleep(attempt, self._stop)
+                    self._wait_to_retry(error, attempt, deadline, "manifest commit")
                     attempt += 1
 
     def settle(self) -> None:
@@ -282,14 +274,24 @@ class Manifest:
                 except PreconditionFailed:
                     self._discover_fence(self.state.seq + 1)
                 except ObjectStoreError as error:
-                    if not error.transient:
-                        raise
-                    if self._stop.is_set():
-                        raise StoreClosed from error
-                    self.commit_retries += 1
-                    log.warning("settling a manifest write failed, retrying: %s", error)
-                    _backoff_sleep(attempt, self._stop)
+                    self._wait_to_retry(error, attempt, None, "settling a manifest write")
                     attempt += 1
+
+    def _wait_to_retry(
+        self, error: ObjectStoreError, attempt: int, deadline: float | None, what: str
+    ) -> None:
+        """Backs off before another try after ``error``; raises it instead
+        if no retry can get past it (not transient, or past ``deadline``),
+        StoreClosed if the store is closing."""
+        if not error.transient:
+            raise error
+        if self._stop.is_set():
+            raise StoreClosed from error
+        if deadline is not None and time.monotonic() >= deadline:
+            raise error
+        self.commit_retries += 1
+        log.warning("%s failed, retrying: %s", what, error)
+        _backoff_sleep(attempt, self._stop)
 
     def check_fenced(self) -> None:
         """Raises Fenced if another writer has created the next version: one

@@ -114,29 +114,19 @@ def accepted_answer(
         return None
     whole, before, after, throttle_from_end = made
     size = whole.size - SIZE_PREFIX  # the size counts what follows it
+    fields = [
+        size,
+        header.correlation_id,
+        before,
+        index,
+        KafkaCode.NONE,
+        base_offset,
+        log_append_time,
+    ]
     if header.api_version >= FIRST_LOG_START_VERSION:
-        frame = whole.pack(
-            size,
-            header.correlation_id,
-            before,
-            index,
-            KafkaCode.NONE,
-            base_offset,
-            log_append_time,
-            log_start_offset,
-            after,
-        )
-    else:
-        frame = whole.pack(
-            size,
-            header.correlation_id,
-            before,
-            index,
-            KafkaCode.NONE,
-            base_offset,
-            log_append_time,
-            after,
-        )
+        fields.append(log_start_offset)
+    fields.append(after)
+    frame = whole.pack(*fields)
     return Encoded([frame], whole.size - throttle_from_end)
 
 
