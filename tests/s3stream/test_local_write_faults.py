@@ -23,6 +23,7 @@ from native.buffers import BytesLike
 from s3stream.store import local
 from s3stream.store.base import ObjectStoreError
 from s3stream.store.local import LocalStore
+from tests.short_writes import leading_bytes
 from wal import writeback
 
 MiB = 1 << 20
@@ -51,18 +52,9 @@ def test_any_sequence_of_short_writes_stores_the_same_object(
             return size
         return max(1, min(size, int(size * fraction)))
 
-    # Only the bytes a write takes are copied: copying all that is left at
-    # every call made a put of 1-byte writes quadratic in its size.
     def short_writev(fd: int, buffers: Sequence[BytesLike]) -> int:
-        views = [memoryview(buffer).cast("B") for buffer in buffers]
-        wanted = share(sum(len(view) for view in views))
-        taken = []
-        for view in views:
-            if wanted <= 0:
-                break
-            taken.append(view[:wanted])
-            wanted -= len(taken[-1])
-        return real_write(fd, b"".join(taken))
+        wanted = share(sum(memoryview(buffer).nbytes for buffer in buffers))
+        return real_write(fd, leading_bytes(buffers, wanted))
 
     def short_write(fd: int, data: BytesLike) -> int:
         view = memoryview(data).cast("B")

@@ -18,6 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from native.buffers import BytesLike
+from tests.short_writes import leading_bytes
 from wal import Append, LogFailed, LogIOError, WriteAheadLog
 from wal import segment as segment_module
 from wal.format import SEGMENT_HEADER_SIZE
@@ -46,18 +47,9 @@ class ShortWrites:
             return size
         return max(1, min(size, int(size * fraction)))
 
-    # Only the bytes a call takes are copied: copying all that is left at
-    # every call made a group written one byte a call quadratic in its size.
     def pwritev(self, fd: int, buffers: Sequence[BytesLike], offset: int) -> int:
-        views = [memoryview(buffer).cast("B") for buffer in buffers]
-        wanted = self._share(sum(len(view) for view in views))
-        taken = []
-        for view in views:
-            if wanted <= 0:
-                break
-            taken.append(view[:wanted])
-            wanted -= len(taken[-1])
-        written: int = self._real_pwrite(fd, b"".join(taken), offset)
+        wanted = self._share(sum(memoryview(buffer).nbytes for buffer in buffers))
+        written: int = self._real_pwrite(fd, leading_bytes(buffers, wanted), offset)
         return written
 
     def pwrite(self, fd: int, data: BytesLike, offset: int) -> int:
