@@ -544,8 +544,8 @@ def handle_offset_delete(context: RequestContext, request: OffsetDeleteRequest) 
         3: "authorized operations (KIP-430)",
         4: "static members",
         5: "flexible encoding",
-        6: "a group that does not exist: GROUP_ID_NOT_FOUND with an error message, state Dead"
-        " (KIP-1043; before v6: Dead, no error)",
+        6: "a group that does not exist or is a consumer group: GROUP_ID_NOT_FOUND with an"
+        " error message, state Dead (KIP-1043; before v6: Dead, no error)",
     },
 )
 def handle_describe_groups(context: RequestContext, request: DescribeGroupsRequest) -> Body:
@@ -594,13 +594,15 @@ _FIRST_GROUP_ID_NOT_FOUND_VERSION = 6
 
 def _described_error(version: int, group: GroupDescription) -> dict[str, Any]:
     """A described group's error and message: a group that does not exist
-    is GROUP_ID_NOT_FOUND from v6, with Kafka's message; before v6 Kafka
-    describes it as Dead with no error (GroupMetadataManager.describeGroups)."""
+    (or is a consumer group) is GROUP_ID_NOT_FOUND from v6, with Kafka's
+    message; before v6 Kafka describes it as Dead with no error
+    (GroupMetadataManager.describeGroups)."""
     if group.error != KafkaCode.GROUP_ID_NOT_FOUND:
         return {"error_code": group.error, "error_message": None}
     if version < _FIRST_GROUP_ID_NOT_FOUND_VERSION:
         return {"error_code": KafkaCode.NONE, "error_message": None}
-    return {"error_code": group.error, "error_message": f"Group {group.group_id} not found."}
+    message = group.error_message or f"Group {group.group_id} not found."
+    return {"error_code": group.error, "error_message": message}
 
 
 @handles(
