@@ -58,14 +58,14 @@ class DirectSender:
         transport: _Transport,
         stats: _Stats,
         writev: Writev = os.writev,
-        min_bytes: int = DIRECT_SEND_MIN,
+        min_bytes: int | None = None,
     ) -> None:
         self._fd = fd
         self._transport = transport
         self._stats = stats
         """Counts the bytes the socket took straight from here."""
         self._writev = writev
-        self._min_bytes = min_bytes
+        self._min_bytes = DIRECT_SEND_MIN if min_bytes is None else min_bytes
 
     def writelines(self, parts: Parts) -> None:
         transport = self._transport
