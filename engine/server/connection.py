@@ -49,7 +49,7 @@ import logging
 import sys
 import termios
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
 from engine.protocol.apis import ApiKey
@@ -59,7 +59,6 @@ from engine.protocol.frames import RequestHeader, parse_header, read_size
 from engine.protocol.kafka_code import KafkaCode
 from engine.server.authentication import SASL_MAX_RECEIVE_BYTES, Authentication, SaslResult
 from engine.server.context import Identity, OffLoop
-from engine.server.direct_sends import DirectSender
 from engine.server.dispatch import dispatch
 from engine.server.listeners import Listener
 from engine.server.sliced_writes import SlicedWriter
@@ -173,8 +172,7 @@ class Connection(asyncio.BufferedProtocol):
         self._fd = -1
         self._tls = False
         self._writer: SlicedWriter | None = None
-        """Where responses go on a plain transport (sliced_writes.py), a large
-        one offered to the socket first (direct_sends.py)."""
+        """Where responses go on a plain transport (sliced_writes.py)."""
         self._head = b""
         """The first bytes of a size prefix that has not fully arrived."""
         self._body: bytearray | None = None
@@ -828,11 +826,9 @@ class Connection(asyncio.BufferedProtocol):
         else:
             writer = self._writer
             if writer is None:
-                writelines: Callable[[Parts], None] = transport.writelines
-                if self._fd >= 0:
-                    sender = DirectSender(self._fd, transport, self.server.stats)
-                    writelines = sender.writelines
-                writer = self._writer = SlicedWriter(writelines, asyncio.get_running_loop())
+                writer = self._writer = SlicedWriter(
+                    transport.writelines, asyncio.get_running_loop()
+                )
             writer.write(parts)
 
     def _flush_all(self) -> None:

@@ -56,9 +56,6 @@ class ServerStats:
     request's own buffer when they are read again."""
     writes: int = 0
     """Writes to the connections' sockets (responses ready together share one)."""
-    bytes_sent_direct: int = 0
-    """Response bytes sent to a socket with the GIL released, not through
-    its transport (direct_sends.py)."""
 
 
 def cluster_id_for(engine: Engine) -> str:

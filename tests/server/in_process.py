@@ -35,14 +35,11 @@ class InProcessServer:
         timeout: float = 30.0,
         config: ServerConfig | None = None,
         principal: str | None = None,
-        loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         """``principal``: every connection's, as if each had authenticated
-        as it (several servers on one engine: one per principal); ``loop``:
-        the event loop to serve on (asyncio's own unless given: uvloop's
-        where a test is about what the served process does)."""
+        as it (several servers on one engine: one per principal)."""
         self.timeout = timeout
-        self.loop = loop or asyncio.new_event_loop()
+        self.loop = asyncio.new_event_loop()
         config = replace(config or ServerConfig(), host="127.0.0.1", port=0)
         builder = None
         if principal is not None:
