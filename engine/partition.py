@@ -13,9 +13,10 @@ headers appended after it.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from typing import Any, NamedTuple, TypeVar
+from functools import partial
+from typing import NamedTuple, TypeVar
 
 import msgpack
 
@@ -240,15 +241,20 @@ class Partition:
         batch unframed, as Kafka does."""
         return self._append(data, self.store.submit, remote, provenance, one_batch)
 
-    def submit_async(
+    def submit_then(
         self,
         data: BytesLike,
+        then: Callable[[BaseException | None], None],
         remote: bool | None = None,
         provenance: Provenance | None = None,
         one_batch: bool = False,
-    ) -> tuple[AppendResult, Coroutine[Any, Any, int] | None]:
-        """Like submit, from a running event loop; returns what to await."""
-        return self._append(data, self.store.submit_async, remote, provenance, one_batch)
+    ) -> AppendResult:
+        """Like submit, from a running event loop: the store calls ``then``
+        on the loop once the append is durable (StreamStore.submit_then). A
+        duplicate (``AppendResult.duplicate``) is appended again never, and
+        ``then`` is not called for it."""
+        store_then = partial(self.store.submit_then, then)
+        return self._append(data, store_then, remote, provenance, one_batch)[0]
 
     def _append(
         self,
