@@ -314,7 +314,10 @@ class Partition:
                         f"producer {producer_batch.producer_id} has a transaction open on "
                         f"{self.topic}-{self.index}: expected a transactional batch"
                     )
-            base = self.store.next_offset(self.stream_id)
+            # One look at the stream for both: an append never moves the
+            # start, and a DeleteRecords racing this append may as well
+            # land just after its answer was read as just before.
+            log_start, base = self.store.append_offsets(self.stream_id)
             offset = base
             max_timestamp = -1
             for header in headers:
@@ -343,7 +346,7 @@ class Partition:
             )
             self.bytes_in += len(buffer)
             self.records_in += offset - base
-        return AppendResult(base, last, log_append_time, self.log_start_offset), handle
+        return AppendResult(base, last, log_append_time, log_start), handle
 
     def _stamped_as_configured(
         self,

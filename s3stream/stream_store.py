@@ -380,6 +380,13 @@ class StreamStore:
         stream = self._stream(stream_id)
         return stream.start_offset, stream.end_offset
 
+    def append_offsets(self, stream_id: int) -> tuple[int, int]:
+        """(start offset, next offset), read together: an append's one look
+        at the stream before it is made (its base offset, and the log start
+        its answer carries)."""
+        stream = self._stream(stream_id)
+        return stream.start_offset, stream.next_offset
+
     def next_offset(self, stream_id: int) -> int:
         """The offset the next append must start at."""
         return self._stream(stream_id).next_offset
