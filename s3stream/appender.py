@@ -32,7 +32,8 @@ from wal import Outcome, Position, WalError, WalOutcome, WriteAheadLog
 log = logging.getLogger("tidelog.s3stream")
 
 W = TypeVar("W")
-"""The WAL future an append waits on: concurrent for submit, asyncio for submit_async."""
+"""What the WAL's submit hands back: a concurrent future for submit, None
+for submit_then (whose call stands in for a future)."""
 
 _WalTag = tuple["StreamState | None", CacheBlock, int]
 """What the WAL's commit hook is given for each append: the stream (None for
@@ -287,11 +288,11 @@ def _copy_outcome(source: Future[int], target: Future[int]) -> None:
 
 
 class _Durable:
-    """What follows one append's WAL commit, for submit_then: the checks
-    _durable_async's await made, run as plain calls on the loop. The WAL's
-    call comes first; with ``uploaded`` (remote) the upload's, then the
-    wait for room (back-pressure, after accepting, so the caller's
-    offsets stay valid)."""
+    """What follows one append's WAL commit, for submit_then, as plain calls
+    on the loop in the order submit's callbacks check them: the WAL's
+    outcome, the fence, with ``uploaded`` (remote) the upload's outcome,
+    then the wait for room (back-pressure, after accepting, so the
+    caller's offsets stay valid; waited for off the loop)."""
 
     __slots__ = ("_appender", "_loop", "_then", "uploaded")
 
