@@ -66,7 +66,7 @@ _ACKS_ANSWERED = (-1, 1)
 FIRST_ZSTD_VERSION = 7
 """The first Produce version that may carry a zstd batch (KIP-110)."""
 
-Outcome = asyncio.Task[AppendResult] | EngineError | int
+Outcome = asyncio.Future[AppendResult] | EngineError | int
 """An append on its way to durability, the error it was refused with, or
 the error code of a request fault."""
 Results = list[tuple[str, list[tuple[int, Outcome, str | None]]]]
@@ -152,15 +152,14 @@ def _produce_one(context: RequestContext, request: ProduceRequest) -> Response:
         return _response(
             context.version, [(name, [_refused_append(name, partition.partition, records, error)])]
         )
-    task = asyncio.ensure_future(durable)
-    results: Results = [(name, [(partition.partition, task, None)])]
-    return _answer_when_durable(context.header, results, task, request.timeout_ms)
+    results: Results = [(name, [(partition.partition, durable, None)])]
+    return _answer_when_durable(context.header, results, durable, request.timeout_ms)
 
 
 def _produce(context: RequestContext, request: ProduceRequest) -> Response:
     engine = context.engine
     results: Results = []
-    waiting: list[asyncio.Task[AppendResult]] = []
+    waiting: list[asyncio.Future[AppendResult]] = []
     transactional_id = request.transactional_id
     # Read once: a request without transactional records (the usual one)
     # skips every transactional check below.
@@ -223,16 +222,19 @@ def _produce(context: RequestContext, request: ProduceRequest) -> Response:
                 continue
             # Nobody waits for an acks=0 answer: no prompt upload for it.
             remote = False if request.acks == 0 else None
+            durable: asyncio.Future[AppendResult]
             try:
                 if records_checked(engine, topic.name, partition.partition):
-                    durable = submit_checked(
-                        engine,
-                        context.server.record_checks,
-                        topic.name,
-                        partition.partition,
-                        partition.records,
-                        remote,
-                        provenance,
+                    durable = asyncio.ensure_future(
+                        submit_checked(
+                            engine,
+                            context.server.record_checks,
+                            topic.name,
+                            partition.partition,
+                            partition.records,
+                            remote,
+                            provenance,
+                        )
                     )
                 else:
                     # one_batch: a fetch answer carries at least the first
@@ -253,9 +255,8 @@ def _produce(context: RequestContext, request: ProduceRequest) -> Response:
                     _refused_append(topic.name, partition.partition, partition.records, error)
                 )
                 continue
-            task = asyncio.ensure_future(durable)
-            waiting.append(task)
-            partitions.append((partition.partition, task, None))
+            waiting.append(durable)
+            partitions.append((partition.partition, durable, None))
         results.append((topic.name, partitions))
     if request.acks == 0:
         for task in waiting:  # nobody waits for the answer; failures are still logged
@@ -344,7 +345,7 @@ def _close_if_refused(results: Results) -> Response:
         f"{topic}-{index}: {_code_name(outcome)}"
         for topic, partitions in results
         for index, outcome, _ in partitions
-        if not isinstance(outcome, asyncio.Task)
+        if not isinstance(outcome, asyncio.Future)
     ]
     if not refused:
         return None
@@ -360,13 +361,13 @@ async def _close(error: ProtocolError) -> Body:
     raise error
 
 
-def _log_failure(task: asyncio.Task[AppendResult]) -> None:
+def _log_failure(task: asyncio.Future[AppendResult]) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.warning("an acks=0 append failed: %s", task.exception())
 
 
 async def _when_durable(
-    version: int, results: Results, waiting: list[asyncio.Task[AppendResult]], timeout_ms: int
+    version: int, results: Results, waiting: list[asyncio.Future[AppendResult]], timeout_ms: int
 ) -> Body:
     _, late = await asyncio.wait(waiting, timeout=timeout_ms / 1000 if timeout_ms > 0 else None)
     for task in late:  # answered REQUEST_TIMED_OUT; the append finishes on its own
@@ -375,7 +376,7 @@ async def _when_durable(
 
 
 def _answer_when_durable(
-    header: RequestHeader, results: Results, task: asyncio.Task[AppendResult], timeout_ms: int
+    header: RequestHeader, results: Results, task: asyncio.Future[AppendResult], timeout_ms: int
 ) -> asyncio.Future[Body | Encoded]:
     """_when_durable for a request of one append (librdkafka's every
     request to a topic of thousands of partitions): a future settled by
@@ -400,7 +401,7 @@ def _answer_when_durable(
     return answer
 
 
-def _log_late_failure(task: asyncio.Task[AppendResult]) -> None:
+def _log_late_failure(task: asyncio.Future[AppendResult]) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.warning("an append answered REQUEST_TIMED_OUT failed later: %s", task.exception())
 
@@ -414,7 +415,7 @@ def _answer(header: RequestHeader, results: Results) -> Body | Encoded:
         if len(partitions) == 1:
             index, outcome, _ = partitions[0]
             if (
-                isinstance(outcome, asyncio.Task)
+                isinstance(outcome, asyncio.Future)
                 and outcome.done()
                 and not outcome.cancelled()
                 and outcome.exception() is None
