@@ -168,6 +168,7 @@ from kio.schema.end_txn.v1.request import EndTxnRequest as EndTxnRequestV1
 from kio.schema.end_txn.v2.request import EndTxnRequest as EndTxnRequestV2
 from kio.schema.end_txn.v3.request import EndTxnRequest as EndTxnRequestV3
 from kio.schema.end_txn.v4.request import EndTxnRequest as EndTxnRequestV4
+from kio.schema.end_txn.v5.request import EndTxnRequest as EndTxnRequestV5
 from kio.schema.fetch.v4.request import FetchRequest as FetchRequestV4
 from kio.schema.fetch.v5.request import FetchRequest as FetchRequestV5
 from kio.schema.fetch.v6.request import FetchRequest as FetchRequestV6
@@ -334,6 +335,9 @@ from kio.schema.txn_offset_commit.v3.request import (
 )
 from kio.schema.txn_offset_commit.v4.request import (
     TxnOffsetCommitRequest as TxnOffsetCommitRequestV4,
+)
+from kio.schema.txn_offset_commit.v5.request import (
+    TxnOffsetCommitRequest as TxnOffsetCommitRequestV5,
 )
 
 FetchRequest: TypeAlias = (
@@ -534,7 +538,12 @@ AddOffsetsToTxnRequest: TypeAlias = (
 )
 
 EndTxnRequest: TypeAlias = (
-    EndTxnRequestV0 | EndTxnRequestV1 | EndTxnRequestV2 | EndTxnRequestV3 | EndTxnRequestV4
+    EndTxnRequestV0
+    | EndTxnRequestV1
+    | EndTxnRequestV2
+    | EndTxnRequestV3
+    | EndTxnRequestV4
+    | EndTxnRequestV5
 )
 
 TxnOffsetCommitRequest: TypeAlias = (
@@ -543,6 +552,7 @@ TxnOffsetCommitRequest: TypeAlias = (
     | TxnOffsetCommitRequestV2
     | TxnOffsetCommitRequestV3
     | TxnOffsetCommitRequestV4
+    | TxnOffsetCommitRequestV5
 )
 
 DescribeConfigsRequest: TypeAlias = (

@@ -23,9 +23,14 @@ from engine.protocol.kafka_code import KafkaCode
 from engine.server import authorize
 from engine.server.authorizer import AclOperation
 from engine.server.context import RequestContext, Response, off_loop
-from engine.server.handlers.common import distinct, millis, transactional_write_code
+from engine.server.handlers.common import (
+    distinct,
+    implicit_add_code,
+    millis,
+    transactional_write_code,
+)
 from engine.server.handlers.registry import handles
-from engine.transactions.metadata import TransactionMetadata, TxnState
+from engine.transactions.metadata import TV_2, TransactionMetadata, TxnState
 from engine.types import OffsetAndMetadata, TopicPartition
 
 if TYPE_CHECKING:
@@ -222,7 +227,7 @@ async def handle_add_offsets_to_txn(
 @handles(
     ApiKey.TXN_OFFSET_COMMIT,
     0,
-    4,
+    5,
     notes={
         0: "offsets held by the group coordinator until the transaction ends",
         2: "committed leader epoch",
@@ -231,8 +236,10 @@ async def handle_add_offsets_to_txn(
         " AddOffsetsToTxn for the group, or the transaction ended) is TRANSACTION_ABORTABLE,"
         " as Kafka 4.0's verification answers it (KIP-890), where v3 answers"
         " INVALID_TXN_STATE; one voided after its check (docs/design/0048) is"
-        " INVALID_TXN_STATE, as Kafka's verification guard answers it (v5, transactions"
-        " v2, is not served)",
+        " INVALID_TXN_STATE, as Kafka's verification guard answers it",
+        5: "transactions v2 (KIP-890 part 2): the group is added to the transaction"
+        " implicitly (no AddOffsetsToTxn), a fenced producer INVALID_PRODUCER_EPOCH, a"
+        " transaction being completed COORDINATOR_NOT_AVAILABLE (docs/design/0076)",
     },
 )
 async def handle_txn_offset_commit(
@@ -271,6 +278,20 @@ async def handle_txn_offset_commit(
                 getattr(partition, "committed_leader_epoch", -1),
                 partition.committed_metadata or "",
             )
+    if offsets and context.version >= FIRST_TV2_TXN_OFFSET_COMMIT:
+        try:
+            await _wait(
+                engine.transactions.add_offsets(
+                    request.transactional_id,
+                    request.producer_id,
+                    request.producer_epoch,
+                    request.group_id,
+                    TV_2,
+                )
+            )
+        except EngineError as error:
+            codes.update(dict.fromkeys(offsets, implicit_add_code(error, produce=False)))
+            offsets = {}
     if offsets:
         check = functools.partial(
             engine.transactions.check_offset_commit,
@@ -317,39 +338,68 @@ async def handle_txn_offset_commit(
     }
 
 
+FIRST_TV2_TXN_OFFSET_COMMIT = 5
+"""TxnOffsetCommit's first version under transactions v2: it adds its group
+to the transaction itself (Kafka's addPartition verification)."""
+
+
 # -- EndTxn ----------------------------------------------------------------------------------
 
 
 @handles(
     ApiKey.END_TXN,
     0,
-    4,
+    5,
     notes={
         0: "answered once every partition has its marker, durably",
         3: "flexible encoding",
         4: "the client knows TRANSACTION_ABORTABLE (KIP-890), which Kafka 4.0 never answers"
-        " here: answered as v3 (v5, transactions v2's epoch bump per transaction, is not"
-        " served)",
+        " here: answered as v3",
+        5: "transactions v2 (KIP-890 part 2): every commit or abort bumps the epoch (past"
+        " the last one, a new producer id at epoch 0), written in the markers and answered"
+        " with the producer id; a retry of the last end is told apart from a fenced producer;"
+        " an abort with nothing added ends an empty transaction (docs/design/0076)",
     },
 )
 async def handle_end_txn(context: RequestContext, request: EndTxnRequest) -> dict[str, Any]:
     """Answered once the transaction is complete: every partition has its
     marker, durably (so a read_committed consumer sees the outcome at once)."""
+    v2 = context.version >= FIRST_TV2_END_TXN
     if not authorize.may_write_transaction(context, request.transactional_id):
-        return {"throttle_time": 0, "error_code": KafkaCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED}
+        return _ended(v2, KafkaCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
     try:
-        await _wait(
+        producer_id, producer_epoch = await _wait(
             context.engine.transactions.end_transaction(
                 request.transactional_id,
                 request.producer_id,
                 request.producer_epoch,
                 request.committed,
+                TV_2 if v2 else 0,
             )
         )
-        code = KafkaCode.NONE
     except EngineError as error:
-        code = _code(context, error, "end_txn")
-    return {"throttle_time": 0, "error_code": code}
+        return _ended(v2, _code(context, error, "end_txn"))
+    return _ended(v2, KafkaCode.NONE, producer_id, producer_epoch)
+
+
+FIRST_TV2_END_TXN = 5
+"""EndTxn's first version under transactions v2 (Kafka's EndTxnRequest
+maps v5 to TransactionVersion.TV_2)."""
+
+
+def _ended(
+    v2: bool, code: KafkaCode, producer_id: int = -1, producer_epoch: int = -1
+) -> dict[str, Any]:
+    """EndTxn's answer; from v5 with the producer id and epoch to go on
+    with (-1 and -1 with an error, as Kafka answers)."""
+    if not v2:
+        return {"throttle_time": 0, "error_code": code}
+    return {
+        "throttle_time": 0,
+        "error_code": code,
+        "producer_id": producer_id,
+        "producer_epoch": producer_epoch,
+    }
 
 
 # -- admin -----------------------------------------------------------------------------------
