@@ -1,0 +1,270 @@
+"""Transactions v2 (KIP-890 part 2) over a real socket with the raw client,
+as a Kafka 4.0 client drives them once ApiVersions finalizes
+transaction.version 2: Produce v12 and TxnOffsetCommit v5 with no explicit
+adds, EndTxn v5 answering the bumped epoch, a late write at the epoch
+before refused, a retry answered again, and the aborted transaction index
+read_committed readers see (docs/design/0076)."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import engine
+import native
+from engine.protocol.apis import ApiKey, request_schema
+from engine.protocol.kafka_code import KafkaCode
+from tests.engine.test_transactions import values
+from tests.server.in_process import InProcessServer
+from tests.server.wire import Wire, build, fetch_from_start
+
+TIMEOUT = 30.0
+
+
+@pytest.fixture
+def node(tmp_path: Path) -> Iterator[tuple[engine.Engine, InProcessServer]]:
+    with engine.open(tmp_path / "node") as opened:
+        opened.create_topic("in", 1)
+        server = InProcessServer(opened)
+        try:
+            yield opened, server
+        finally:
+            server.stop()
+
+
+def ask(server: InProcessServer, key: ApiKey, version: int, **values: Any) -> Any:
+    with Wire(server.bootstrap, timeout=TIMEOUT) as wire:
+        return wire.request(build(request_schema(key, version), **values))
+
+
+def features(answer: Any) -> tuple[list[tuple[str, int, int]], list[tuple[str, int, int]]]:
+    supported = [(f.name, f.min_version, f.max_version) for f in answer.supported_features]
+    finalized = [
+        (f.name, f.min_version_level, f.max_version_level) for f in answer.finalized_features
+    ]
+    return supported, finalized
+
+
+@pytest.mark.parametrize("version", [3, 4])
+def test_api_versions_finalizes_transaction_version_2_with_the_versions_it_needs(
+    node: tuple[engine.Engine, InProcessServer], version: int
+) -> None:
+    answer = ask(node[1], ApiKey.API_VERSIONS, version, client_software_name="t")
+    assert answer.error_code == KafkaCode.NONE
+    assert features(answer) == (
+        [("transaction.version", 0, 2)],
+        [("transaction.version", 2, 2)],
+    )
+    assert answer.finalized_features_epoch >= 0  # above a client's "none seen"
+    highest = {k.api_key: k.max_version for k in answer.api_keys}
+    assert highest[ApiKey.PRODUCE] == 12
+    assert highest[ApiKey.END_TXN] == 5
+    assert highest[ApiKey.TXN_OFFSET_COMMIT] == 5
+    assert highest[ApiKey.INIT_PRODUCER_ID] == 5
+    assert highest[ApiKey.ADD_PARTITIONS_TO_TXN] == 3  # v4+ are broker to broker
+
+
+def init(server: InProcessServer, transactional_id: str = "pipeline") -> tuple[int, int]:
+    started = ask(
+        server,
+        ApiKey.INIT_PRODUCER_ID,
+        5,
+        transactional_id=transactional_id,
+        transaction_timeout=datetime.timedelta(seconds=60),
+        producer_id=-1,
+        producer_epoch=-1,
+    )
+    assert started.error_code == KafkaCode.NONE
+    return started.producer_id, started.producer_epoch
+
+
+def produce(
+    server: InProcessServer,
+    producer: tuple[int, int],
+    sequence: int,
+    value: bytes,
+    version: int = 12,
+) -> int:
+    batch = native.encode_batch(
+        [native.RecordSpec(0, None, value, ())],
+        producer_id=producer[0],
+        producer_epoch=producer[1],
+        base_sequence=sequence,
+        is_transactional=True,
+    )
+    answer = ask(
+        server,
+        ApiKey.PRODUCE,
+        version,
+        transactional_id="pipeline",
+        acks=-1,
+        timeout_ms=int(TIMEOUT * 1000),
+        topic_data=[{"name": "in", "partition_data": [{"index": 0, "records": batch}]}],
+    )
+    code: int = answer.responses[0].partition_responses[0].error_code
+    return code
+
+
+def end(server: InProcessServer, producer: tuple[int, int], commit: bool, version: int = 5) -> Any:
+    return ask(
+        server,
+        ApiKey.END_TXN,
+        version,
+        transactional_id="pipeline",
+        producer_id=producer[0],
+        producer_epoch=producer[1],
+        committed=commit,
+    )
+
+
+def txn_offset_commit(server: InProcessServer, producer: tuple[int, int], offset: int) -> int:
+    answer = ask(
+        server,
+        ApiKey.TXN_OFFSET_COMMIT,
+        5,
+        transactional_id="pipeline",
+        group_id="readers",
+        producer_id=producer[0],
+        producer_epoch=producer[1],
+        generation_id=-1,
+        member_id="",
+        topics=[
+            {
+                "name": "in",
+                "partitions": [
+                    {"partition_index": 0, "committed_offset": offset, "committed_leader_epoch": -1}
+                ],
+            }
+        ],
+    )
+    code: int = answer.topics[0].partitions[0].error_code
+    return code
+
+
+def committed_offset(server: InProcessServer) -> int:
+    answer = ask(
+        server,
+        ApiKey.OFFSET_FETCH,
+        8,
+        groups=[{"group_id": "readers", "topics": [{"name": "in", "partition_indexes": [0]}]}],
+        require_stable=True,
+    )
+    offset: int = answer.groups[0].topics[0].partitions[0].committed_offset
+    return offset
+
+
+def read_committed(server: InProcessServer) -> Any:
+    fetch = dataclasses.replace(fetch_from_start("in"), isolation_level=1)
+    with Wire(server.bootstrap, timeout=TIMEOUT) as wire:
+        return wire.request(fetch).responses[0].partitions[0]
+
+
+def test_a_transaction_with_implicit_adds_commits_and_bumps_the_epoch(
+    node: tuple[engine.Engine, InProcessServer],
+) -> None:
+    opened, server = node
+    producer_id, epoch = init(server)
+    assert produce(server, (producer_id, epoch), 0, b"a") == KafkaCode.NONE
+    described = opened.transactions.describe("pipeline")
+    assert [(tp.topic, tp.partition) for tp in described.partitions] == [("in", 0)]
+    assert txn_offset_commit(server, (producer_id, epoch), 1) == KafkaCode.NONE
+    assert "readers" in opened.transactions.describe("pipeline").groups
+    ended = end(server, (producer_id, epoch), True)
+    assert (ended.error_code, ended.producer_id, ended.producer_epoch) == (
+        KafkaCode.NONE,
+        producer_id,
+        epoch + 1,
+    )
+    assert committed_offset(server) == 1
+    assert values(opened, "in", "read_committed") == [b"a"]
+    # A retry of the end is answered the same, and writes nothing again.
+    retried = end(server, (producer_id, epoch), True)
+    assert (retried.error_code, retried.producer_id, retried.producer_epoch) == (
+        KafkaCode.NONE,
+        producer_id,
+        epoch + 1,
+    )
+    assert opened.offsets("in", 0)[1] == 2  # the record and one marker
+
+
+def test_a_late_write_at_the_epoch_before_the_commit_is_refused(
+    node: tuple[engine.Engine, InProcessServer],
+) -> None:
+    """As from Kafka 4.0: the coordinator fences the add (PRODUCER_FENCED),
+    which a Produce is answered as INVALID_PRODUCER_EPOCH; a v11 Produce
+    meets the partition's own check with the same code."""
+    opened, server = node
+    producer_id, epoch = init(server)
+    assert produce(server, (producer_id, epoch), 0, b"a") == KafkaCode.NONE
+    assert end(server, (producer_id, epoch), True).error_code == KafkaCode.NONE
+    for version in (11, 12):
+        code = produce(server, (producer_id, epoch), 1, b"late", version)
+        assert code == KafkaCode.INVALID_PRODUCER_EPOCH
+    assert txn_offset_commit(server, (producer_id, epoch), 5) == KafkaCode.INVALID_PRODUCER_EPOCH
+    assert opened.offsets("in", 0)[1] == 2
+    # The bumped epoch starts its sequences again at 0.
+    assert produce(server, (producer_id, epoch + 1), 0, b"b") == KafkaCode.NONE
+    assert end(server, (producer_id, epoch + 1), True).producer_epoch == epoch + 2
+    assert values(opened, "in", "read_committed") == [b"a", b"b"]
+
+
+def test_an_aborted_v2_transaction_is_in_the_aborted_index_readers_get(
+    node: tuple[engine.Engine, InProcessServer],
+) -> None:
+    opened, server = node
+    producer_id, epoch = init(server)
+    assert produce(server, (producer_id, epoch), 0, b"dropped") == KafkaCode.NONE
+    aborted = end(server, (producer_id, epoch), False)
+    assert (aborted.error_code, aborted.producer_epoch) == (KafkaCode.NONE, epoch + 1)
+    assert produce(server, (producer_id, epoch + 1), 0, b"kept") == KafkaCode.NONE
+    assert end(server, (producer_id, epoch + 1), True).error_code == KafkaCode.NONE
+    partition = read_committed(server)
+    assert [(a.producer_id, a.first_offset) for a in partition.aborted_transactions] == [
+        (producer_id, 0)
+    ]
+    assert partition.last_stable_offset == partition.high_watermark == 4
+    assert values(opened, "in", "read_committed") == [b"kept"]
+
+
+def test_end_txn_v5_answers_no_producer_with_an_error(
+    node: tuple[engine.Engine, InProcessServer],
+) -> None:
+    _, server = node
+    producer_id, epoch = init(server)
+    wrong = end(server, (producer_id + 1, epoch), True)
+    assert (wrong.error_code, wrong.producer_id, wrong.producer_epoch) == (
+        KafkaCode.INVALID_PRODUCER_ID_MAPPING,
+        -1,
+        -1,
+    )
+    nothing = end(server, (producer_id, epoch), True)  # a commit with nothing added
+    assert (nothing.error_code, nothing.producer_id) == (KafkaCode.INVALID_TXN_STATE, -1)
+    fenced = end(server, (producer_id, epoch - 1 if epoch else epoch + 1), False)
+    assert fenced.error_code == KafkaCode.PRODUCER_FENCED
+
+
+def test_end_txn_v4_keeps_the_epoch(node: tuple[engine.Engine, InProcessServer]) -> None:
+    """A transactions v1 client (EndTxn v4 and the explicit adds) goes on
+    with the epoch it has: nothing bumps it."""
+    opened, server = node
+    producer_id, epoch = init(server)
+    added = ask(
+        server,
+        ApiKey.ADD_PARTITIONS_TO_TXN,
+        3,
+        v3_and_below_transactional_id="pipeline",
+        v3_and_below_producer_id=producer_id,
+        v3_and_below_producer_epoch=epoch,
+        v3_and_below_topics=[{"name": "in", "partitions": [0]}],
+    )
+    assert added.results_by_topic_v3_and_below[0].results_by_partition[0].partition_error_code == 0
+    assert produce(server, (producer_id, epoch), 0, b"a", version=11) == KafkaCode.NONE
+    assert end(server, (producer_id, epoch), True, version=4).error_code == KafkaCode.NONE
+    assert opened.transactions.describe("pipeline").producer_epoch == epoch
+    markers = opened.partition("in", 0).describe_producers()
+    assert [p.producer_epoch for p in markers] == [epoch]
