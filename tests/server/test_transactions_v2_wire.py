@@ -2,13 +2,16 @@
 as a Kafka 4.0 client drives them once ApiVersions finalizes
 transaction.version 2: Produce v12 and TxnOffsetCommit v5 with no explicit
 adds, EndTxn v5 answering the bumped epoch, a late write at the epoch
-before refused, a retry answered again, and the aborted transaction index
-read_committed readers see (docs/design/0076)."""
+before refused, a retry answered again, the aborted transaction index
+read_committed readers see, and the implicit adds' refusals and order
+(docs/design/0076)."""
 
 from __future__ import annotations
 
 import dataclasses
 import datetime
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,8 +20,10 @@ import pytest
 
 import engine
 import native
-from engine.protocol.apis import ApiKey, request_schema
+from engine.protocol.apis import ApiKey, request_schema, response_schema
 from engine.protocol.kafka_code import KafkaCode
+from engine.transactions.completion import TransactionCompleter
+from engine.transactions.metadata import TxnState
 from tests.engine.test_transactions import values
 from tests.server.in_process import InProcessServer
 from tests.server.wire import Wire, build, fetch_from_start
@@ -268,3 +273,132 @@ def test_end_txn_v4_keeps_the_epoch(node: tuple[engine.Engine, InProcessServer])
     assert opened.transactions.describe("pipeline").producer_epoch == epoch
     markers = opened.partition("in", 0).describe_producers()
     assert [p.producer_epoch for p in markers] == [epoch]
+
+
+def test_a_produce_v12_to_a_partition_that_does_not_exist_adds_nothing(
+    node: tuple[engine.Engine, InProcessServer],
+) -> None:
+    opened, server = node
+    producer_id, epoch = init(server)
+    batch = native.encode_batch(
+        [native.RecordSpec(0, None, b"x", ())],
+        producer_id=producer_id,
+        producer_epoch=epoch,
+        base_sequence=0,
+        is_transactional=True,
+    )
+    answer = ask(
+        server,
+        ApiKey.PRODUCE,
+        12,
+        transactional_id="pipeline",
+        acks=-1,
+        timeout_ms=int(TIMEOUT * 1000),
+        topic_data=[{"name": "in", "partition_data": [{"index": 7, "records": batch}]}],
+    )
+    assert answer.responses[0].partition_responses[0].error_code == (
+        KafkaCode.UNKNOWN_TOPIC_OR_PARTITION
+    )
+    described = opened.transactions.describe("pipeline")
+    assert (described.state, described.partitions) == (TxnState.EMPTY, frozenset())
+
+
+def test_writes_meeting_a_transaction_being_completed_are_retried(
+    node: tuple[engine.Engine, InProcessServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While an EndTxn v5's markers are written, the transaction's implicit
+    adds are refused as Kafka's verification converts the coordinator's
+    CONCURRENT_TRANSACTIONS: NOT_ENOUGH_REPLICAS to a Produce,
+    COORDINATOR_NOT_AVAILABLE to a TxnOffsetCommit, both retriable; once
+    complete, the bumped epoch writes."""
+    opened, server = node
+    producer_id, epoch = init(server)
+    assert produce(server, (producer_id, epoch), 0, b"a") == KafkaCode.NONE
+    released = threading.Event()
+    write_markers = TransactionCompleter._write_markers
+
+    def held(self: TransactionCompleter, *args: Any) -> None:
+        assert released.wait(TIMEOUT)
+        write_markers(self, *args)
+
+    monkeypatch.setattr(TransactionCompleter, "_write_markers", held)
+    with Wire(server.bootstrap, timeout=TIMEOUT) as ending:
+        sent = ending.send(
+            build(
+                request_schema(ApiKey.END_TXN, 5),
+                transactional_id="pipeline",
+                producer_id=producer_id,
+                producer_epoch=epoch,
+                committed=True,
+            )
+        )
+        deadline = time.monotonic() + TIMEOUT
+        while opened.transactions.describe("pipeline").state is not TxnState.PREPARE_COMMIT:
+            assert time.monotonic() < deadline, "the end was never prepared"
+            time.sleep(0.01)
+        bumped = (producer_id, epoch + 1)
+        assert produce(server, bumped, 0, b"b") == KafkaCode.NOT_ENOUGH_REPLICAS
+        assert txn_offset_commit(server, bumped, 1) == KafkaCode.COORDINATOR_NOT_AVAILABLE
+        released.set()
+        answered, ended = ending.receive(response_schema(ApiKey.END_TXN, 5))
+    assert (answered, ended.error_code, ended.producer_epoch) == (sent, KafkaCode.NONE, epoch + 1)
+    assert produce(server, bumped, 0, b"b") == KafkaCode.NONE
+    assert txn_offset_commit(server, bumped, 1) == KafkaCode.NONE
+    assert end(server, bumped, True).error_code == KafkaCode.NONE
+    assert values(opened, "in", "read_committed") == [b"a", b"b"]
+    assert committed_offset(server) == 1
+
+
+def test_pipelined_produces_stay_in_order_behind_an_implicit_add(
+    node: tuple[engine.Engine, InProcessServer],
+) -> None:
+    """A Produce v12 that adds a partition waits for the add, with its
+    batch for a partition already in the transaction; a Produce sent
+    behind it on the same connection for that partition never appends
+    ahead of it (it is refused retriably while the add is written, or
+    appended after), so the producer never sees its sequences out of
+    order."""
+    opened, server = node
+    opened.create_partitions("in", 2)
+    producer_id, epoch = init(server)
+    assert produce(server, (producer_id, epoch), 0, b"p0-0") == KafkaCode.NONE
+
+    def batch(sequence: int, value: bytes) -> bytes:
+        return native.encode_batch(
+            [native.RecordSpec(0, None, value, ())],
+            producer_id=producer_id,
+            producer_epoch=epoch,
+            base_sequence=sequence,
+            is_transactional=True,
+        )
+
+    def request(*partitions: tuple[int, bytes]) -> Any:
+        return build(
+            request_schema(ApiKey.PRODUCE, 12),
+            transactional_id="pipeline",
+            acks=-1,
+            timeout_ms=int(TIMEOUT * 1000),
+            topic_data=[
+                {
+                    "name": "in",
+                    "partition_data": [{"index": i, "records": b} for i, b in partitions],
+                }
+            ],
+        )
+
+    adding = request((0, batch(1, b"p0-1")), (1, batch(0, b"p1-0")))
+    behind = request((0, batch(2, b"p0-2")))
+    schema = response_schema(ApiKey.PRODUCE, 12)
+    with Wire(server.bootstrap, timeout=TIMEOUT) as wire:
+        wire.send(adding)
+        wire.send(behind)
+        first = wire.receive(schema)[1].responses[0].partition_responses
+        second = wire.receive(schema)[1].responses[0].partition_responses[0].error_code
+        assert [p.error_code for p in first] == [KafkaCode.NONE, KafkaCode.NONE]
+        assert second in (KafkaCode.NONE, KafkaCode.NOT_ENOUGH_REPLICAS)
+        if second != KafkaCode.NONE:  # the client's retry
+            wire.send(behind)
+            retried = wire.receive(schema)[1].responses[0].partition_responses[0]
+            assert retried.error_code == KafkaCode.NONE
+    assert end(server, (producer_id, epoch), True).error_code == KafkaCode.NONE
+    assert values(opened, "in", "read_committed", 2) == [b"p0-0", b"p0-1", b"p0-2", b"p1-0"]
