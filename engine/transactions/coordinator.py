@@ -366,6 +366,26 @@ class TransactionCoordinator:
                 or not frozenset(partitions) <= meta.partitions
             )
 
+    def verify_partitions(
+        self,
+        transactional_id: str,
+        producer_id: int,
+        producer_epoch: int,
+        partitions: Iterable[TopicPartition],
+    ) -> dict[TopicPartition, bool]:
+        """AddPartitionsToTxn v4+'s verify_only: whether each partition is in
+        the producer's transaction, changing nothing (Kafka's
+        handleVerifyPartitionsInTransaction). Raises
+        InvalidProducerIdMapping, ProducerFenced, or ConcurrentTransactions
+        while the id is written or its transaction completed."""
+        with self._table.lock:
+            meta = self._current(transactional_id, producer_id, producer_epoch)
+            if meta.state in PREPARED:
+                raise ConcurrentTransactions(
+                    f"transactional id {transactional_id!r} is completing a transaction"
+                )
+            return {tp: tp in meta.partitions for tp in partitions}
+
     def check_offset_commit(
         self, transactional_id: str, producer_id: int, producer_epoch: int, group_id: str
     ) -> None:

@@ -22,6 +22,7 @@ import engine
 import native
 from engine.protocol.apis import ApiKey, request_schema, response_schema
 from engine.protocol.kafka_code import KafkaCode
+from engine.server.config import ServerConfig
 from engine.transactions.completion import TransactionCompleter
 from engine.transactions.metadata import TxnState
 from tests.engine.test_transactions import values
@@ -71,7 +72,7 @@ def test_api_versions_finalizes_transaction_version_2_with_the_versions_it_needs
     assert highest[ApiKey.END_TXN] == 5
     assert highest[ApiKey.TXN_OFFSET_COMMIT] == 5
     assert highest[ApiKey.INIT_PRODUCER_ID] == 5
-    assert highest[ApiKey.ADD_PARTITIONS_TO_TXN] == 3  # v4+ are broker to broker
+    assert highest[ApiKey.ADD_PARTITIONS_TO_TXN] == 5
 
 
 def init(server: InProcessServer, transactional_id: str = "pipeline") -> tuple[int, int]:
@@ -402,3 +403,67 @@ def test_pipelined_produces_stay_in_order_behind_an_implicit_add(
             assert retried.error_code == KafkaCode.NONE
     assert end(server, (producer_id, epoch), True).error_code == KafkaCode.NONE
     assert values(opened, "in", "read_committed", 2) == [b"p0-0", b"p0-1", b"p0-2", b"p1-0"]
+
+
+def add_v4_plus(
+    server: InProcessServer, version: int, producer: tuple[int, int], verify: bool
+) -> Any:
+    return ask(
+        server,
+        ApiKey.ADD_PARTITIONS_TO_TXN,
+        version,
+        transactions=[
+            {
+                "transactional_id": "pipeline",
+                "producer_id": producer[0],
+                "producer_epoch": producer[1],
+                "verify_only": verify,
+                "topics": [{"name": "in", "partitions": [0]}],
+            }
+        ],
+    )
+
+
+def partition_codes(answer: Any) -> list[int]:
+    return [
+        p.partition_error_code
+        for result in answer.results_by_transaction
+        for topic in result.topic_results
+        for p in topic.results_by_partition
+    ]
+
+
+def test_add_partitions_to_txn_v4_and_v5_verify_and_add_as_a_broker_asks(
+    node: tuple[engine.Engine, InProcessServer],
+) -> None:
+    """Kafka's broker-to-broker AddPartitionsToTxn: verify_only changes
+    nothing and finds a partition outside the transaction
+    TRANSACTION_ABORTABLE at v5, INVALID_TXN_STATE at v4; without it the
+    partition is added."""
+    opened, server = node
+    producer = init(server)
+    codes = {v: partition_codes(add_v4_plus(server, v, producer, True)) for v in (4, 5)}
+    assert codes == {4: [KafkaCode.INVALID_TXN_STATE], 5: [KafkaCode.TRANSACTION_ABORTABLE]}
+    assert opened.transactions.describe("pipeline").state is TxnState.EMPTY
+    added = add_v4_plus(server, 5, producer, False)
+    assert (added.error_code, partition_codes(added)) == (KafkaCode.NONE, [KafkaCode.NONE])
+    assert partition_codes(add_v4_plus(server, 5, producer, True)) == [KafkaCode.NONE]
+    assert produce(server, producer, 0, b"a", version=11) == KafkaCode.NONE  # no add needed
+    fenced = add_v4_plus(server, 5, (producer[0], producer[1] + 1), True)
+    assert partition_codes(fenced) == [KafkaCode.PRODUCER_FENCED]
+
+
+def test_add_partitions_to_txn_v4_needs_cluster_action(tmp_path: Path) -> None:
+    with engine.open(tmp_path / "node") as opened:
+        opened.create_topic("in", 1)
+        server = InProcessServer(
+            opened, config=ServerConfig(authorizer="acl"), principal="User:nobody"
+        )
+        try:
+            answer = add_v4_plus(server, 4, (0, 0), False)
+        finally:
+            server.stop()
+    assert (answer.error_code, answer.results_by_transaction) == (
+        KafkaCode.CLUSTER_AUTHORIZATION_FAILED,
+        (),
+    )

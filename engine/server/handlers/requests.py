@@ -37,6 +37,12 @@ from kio.schema.add_partitions_to_txn.v2.request import (
 from kio.schema.add_partitions_to_txn.v3.request import (
     AddPartitionsToTxnRequest as AddPartitionsToTxnRequestV3,
 )
+from kio.schema.add_partitions_to_txn.v4.request import (
+    AddPartitionsToTxnRequest as AddPartitionsToTxnRequestV4,
+)
+from kio.schema.add_partitions_to_txn.v5.request import (
+    AddPartitionsToTxnRequest as AddPartitionsToTxnRequestV5,
+)
 from kio.schema.alter_client_quotas.v0.request import (
     AlterClientQuotasRequest as AlterClientQuotasRequestV0,
 )
@@ -522,11 +528,21 @@ OffsetForLeaderEpochRequest: TypeAlias = (
     OffsetForLeaderEpochRequestV2 | OffsetForLeaderEpochRequestV3 | OffsetForLeaderEpochRequestV4
 )
 
-AddPartitionsToTxnRequest: TypeAlias = (
+ClientAddPartitionsToTxnRequest: TypeAlias = (
     AddPartitionsToTxnRequestV0
     | AddPartitionsToTxnRequestV1
     | AddPartitionsToTxnRequestV2
     | AddPartitionsToTxnRequestV3
+)
+"""A client's: one transactional id."""
+
+BrokerAddPartitionsToTxnRequest: TypeAlias = (
+    AddPartitionsToTxnRequestV4 | AddPartitionsToTxnRequestV5
+)
+"""A broker's: many transactional ids."""
+
+AddPartitionsToTxnRequest: TypeAlias = (
+    ClientAddPartitionsToTxnRequest | BrokerAddPartitionsToTxnRequest
 )
 
 AddOffsetsToTxnRequest: TypeAlias = (
