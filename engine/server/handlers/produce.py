@@ -24,7 +24,10 @@ common.auto_create_topics).
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
+from collections.abc import Collection, Mapping
+from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
 from engine.batch_refusals import produce_framing_refusal
@@ -42,9 +45,14 @@ from engine.server import authorize
 from engine.server.authorizer import AclOperation
 from engine.server.checked_appends import records_checked, submit_checked
 from engine.server.context import Body, RequestContext, Response, error_message
-from engine.server.handlers.common import auto_create_topics, transactional_write_code
+from engine.server.handlers.common import (
+    auto_create_topics,
+    implicit_add_code,
+    transactional_write_code,
+)
 from engine.server.handlers.registry import handles
 from engine.server.handlers.transactions import init_transactional_producer
+from engine.server.implicit_add import FIRST_TV2_PRODUCE_VERSION, implicit_add
 from engine.server.produce_entries import accepted_answer, accepted_entry
 from engine.server.transactional_produce import (
     has_transactional_records,
@@ -52,6 +60,7 @@ from engine.server.transactional_produce import (
     speaks_for_several,
     transactional_producer,
 )
+from engine.types import TopicPartition
 
 if TYPE_CHECKING:
     # The kio request classes, for the handlers' annotations only: importing
@@ -89,7 +98,7 @@ def _decode_produce(header: RequestHeader, frame: memoryview) -> ProduceRequest:
 @handles(
     ApiKey.PRODUCE,
     3,
-    11,
+    12,
     advertised_min_version=0,
     decode=_decode_produce,
     notes={
@@ -101,12 +110,29 @@ def _decode_produce(header: RequestHeader, frame: memoryview) -> ProduceRequest:
         9: "flexible encoding",
         11: "a transactional batch its transaction does not include (no AddPartitionsToTxn"
         " for the partition) is TRANSACTION_ABORTABLE, as Kafka 4.0's verification answers it"
-        " (KIP-890), where v10 answers INVALID_TXN_STATE; highest (v12 is transactions v2,"
-        " KIP-890; v13 names topics by id)",
+        " (KIP-890), where v10 answers INVALID_TXN_STATE",
+        12: "transactions v2 (KIP-890 part 2): a transactional batch's partition is added"
+        " to its transaction implicitly (implicit_add.py), a fenced producer"
+        " INVALID_PRODUCER_EPOCH, a transaction being completed NOT_ENOUGH_REPLICAS;"
+        " highest (v13 names topics by id)",
     },
 )
 def handle_produce(context: RequestContext, request: ProduceRequest) -> Response:
+    if context.version >= FIRST_TV2_PRODUCE_VERSION and request.transactional_id is not None:
+        adding = implicit_add(context, request, request.transactional_id)
+        if adding is not None:
+            return _after_the_add(context, request, *adding)
+    return _produce_now(context, request)
+
+
+def _produce_now(
+    context: RequestContext,
+    request: ProduceRequest,
+    preset: Mapping[TopicPartition, int] | None = None,
+) -> Response:
     topics = request.topics
+    if preset:
+        return _produce(context, request, preset)
     if len(topics) == 1 and len(topics[0].partitions) == 1:
         return _produce_one(context, request) or _produce(context, request)
     if sum(len(topic.partitions) for topic in topics) < 2:
@@ -156,7 +182,29 @@ def _produce_one(context: RequestContext, request: ProduceRequest) -> Response:
     return _answer_when_durable(context.header, results, durable, request.timeout_ms)
 
 
-def _produce(context: RequestContext, request: ProduceRequest) -> Response:
+async def _after_the_add(
+    context: RequestContext,
+    request: ProduceRequest,
+    added: Future[None],
+    partitions: Collection[TopicPartition],
+) -> Body | Encoded | None:
+    """The request's appends once the implicit add is durable; if the
+    coordinator refused it, its partitions are answered Kafka's code for
+    that (see implicit_add_code) and the others as usual."""
+    preset: dict[TopicPartition, int] = {}
+    try:
+        await asyncio.wrap_future(added)
+    except EngineError as error:
+        preset = dict.fromkeys(partitions, implicit_add_code(error, produce=True))
+    answer = _produce_now(context, request, preset)
+    return await answer if inspect.isawaitable(answer) else answer
+
+
+def _produce(
+    context: RequestContext,
+    request: ProduceRequest,
+    preset: Mapping[TopicPartition, int] | None = None,
+) -> Response:
     engine = context.engine
     results: Results = []
     waiting: list[asyncio.Future[AppendResult]] = []
@@ -209,10 +257,14 @@ def _produce(context: RequestContext, request: ProduceRequest) -> Response:
                 if zstd is not None:
                     partitions.append((partition.partition, zstd, None))
                     continue
-            later = acks_error or (
-                producer_refused(engine.transactions, transactional_id, partition.records)
-                if transactional
-                else None
+            later = (
+                acks_error
+                or (
+                    producer_refused(engine.transactions, transactional_id, partition.records)
+                    if transactional
+                    else None
+                )
+                or (preset.get(TopicPartition(topic.name, partition.partition)) if preset else None)
             )
             if later is not None:
                 first = _refused_before_the_append(
