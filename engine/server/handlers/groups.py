@@ -22,7 +22,7 @@ from engine.protocol.kafka_code import KafkaCode
 from engine.server import authorize
 from engine.server.authorizer import AclOperation, ResourceType
 from engine.server.context import Body, RequestContext, Response, answer, off_loop
-from engine.server.handlers.common import authorized_operations, distinct, millis
+from engine.server.handlers.common import authorized_operations, client_host, distinct, millis
 from engine.server.handlers.registry import handles
 from engine.types import OffsetAndMetadata, TopicPartition
 
@@ -195,6 +195,7 @@ def handle_join_group(context: RequestContext, request: JoinGroupRequest) -> Res
         session_timeout_ms,
         rebalance_timeout_ms,
         client_id=_client_id(context),
+        client_host=client_host(context),
         require_known_member_id=version >= 4,
         reason=getattr(request, "reason", None),
     )
