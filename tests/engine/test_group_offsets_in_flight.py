@@ -102,6 +102,16 @@ class HeldAnswers:
 @given(steps)
 # A commit answered after its group changed protocol: the group's still.
 @example([("commit", GROUPS[0], PARTITIONS[0]), ("convert", GROUPS[0]), ("answer",)])
+# A commit answered after its group was deleted and made again under the
+# other protocol: the deletion voided it, the new group does not take it.
+@example(
+    [
+        ("commit", GROUPS[0], PARTITIONS[0]),
+        ("delete_group", GROUPS[0]),
+        ("convert", GROUPS[0]),
+        ("answer",),
+    ]
+)
 def test_what_is_served_is_what_a_start_loads(program: list[tuple[Any, ...]]) -> None:
     root = Path(tempfile.mkdtemp(prefix="tidelog-in-flight-"))
     config = engine.EngineConfig(store=FAST_STORE, cleaner_interval_s=3600)

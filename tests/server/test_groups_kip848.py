@@ -318,6 +318,7 @@ def test_a_consumer_group_is_described_by_consumer_group_describe_not_describe_g
         assert whole.group_epoch == whole.assignment_epoch >= 1
         (described,) = whole.members
         assert described.member_id == member.consumer.memberid()
+        assert described.client_host == "/127.0.0.1"  # as Kafka: the peer's address
         assert described.member_epoch == whole.group_epoch
         assert described.subscribed_topic_names == (topic,)
         assert described.subscribed_topic_regex is None

@@ -14,7 +14,7 @@ from engine.partition import Partition
 from engine.protocol.kafka_code import KafkaCode
 from engine.server import authorize, authorizer
 from engine.server.authorizer import AUTHORIZED_OPERATIONS_OMITTED, ResourceType
-from engine.server.context import RequestContext
+from engine.server.context import NOBODY, RequestContext
 from engine.types import NewTopic
 
 log = logging.getLogger("tidelog.server")
@@ -149,6 +149,13 @@ def authorized_operations(
     return authorizer.authorized_operations(
         context.server.authorizer, identity.principal, resource_type, name, identity.host
     )
+
+
+def client_host(context: RequestContext) -> str:
+    """A group member's host as Kafka records it: the peer's address as
+    Java prints an InetAddress ("/127.0.0.1"); empty in-process."""
+    host = context.identity.host
+    return "" if host == NOBODY.host else f"/{host}"
 
 
 def uuid_bytes(value: Any) -> bytes:
