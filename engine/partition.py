@@ -552,9 +552,16 @@ class Partition:
         return self._fetched(result, offset, max_bytes, stable, read_committed)
 
     async def fetch_async(
-        self, offset: int, max_bytes: int, read_committed: bool = False
+        self,
+        offset: int,
+        max_bytes: int,
+        read_committed: bool = False,
+        last_stable: int | None = None,
     ) -> PartitionFetch:
-        stable = self.last_stable_offset
+        """``last_stable``: the last stable offset, if the caller read it
+        (with read_offsets) since its last await; it only grows, so one
+        read before the data's stands for it (see _fetched)."""
+        stable = self.last_stable_offset if last_stable is None else last_stable
         try:
             result = await self.store.fetch_async(self.stream_id, offset, max_bytes)
         except StreamOffsetOutOfRange as error:
