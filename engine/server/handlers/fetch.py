@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from engine import clock
 from engine.engine import READ_COMMITTED, READ_UNCOMMITTED, Engine
 from engine.errors import EngineError, error_code
+from engine.gc_pause import PausedWhileRunning, collector_paused
 from engine.internal_topics import internal_fetch, is_internal_topic
 from engine.partition import Partition, PartitionFetch
 from engine.protocol.apis import ApiKey, response_schema
@@ -174,7 +175,9 @@ async def handle_fetch(context: RequestContext, request: FetchRequest) -> dict[s
         context, AclOperation.READ, (w.topic for w in wanted if w.topic is not None)
     )
     while True:
-        reads = await _read_all(context, wanted, max_bytes, committed, quiet, refused)
+        reads = await PausedWhileRunning(
+            _read_all(context, wanted, max_bytes, committed, quiet, refused)
+        )
         total = sum(r.size for r in reads)
         remaining = deadline - clock.monotonic()
         # A partition whose object read outlasted remote_fetch_max_wait_ms
@@ -195,13 +198,16 @@ async def handle_fetch(context: RequestContext, request: FetchRequest) -> dict[s
             await asyncio.sleep(remaining)
             continue
         if not await engine.wait_for_data_async(beyond, remaining):
-            reads = await _read_all(context, wanted, max_bytes, committed, quiet, refused)
+            reads = await PausedWhileRunning(
+                _read_all(context, wanted, max_bytes, committed, quiet, refused)
+            )
             break
     answer = session_context.answer([r.outcome for r in reads], _now_ms())
     leader = None
     if context.version >= FIRST_NODE_ENDPOINTS_VERSION:
         leader = _Leader(context.broker, context.engine.leader_epoch)
-    return _response(context.version, reads, committed, answer, leader)
+    with collector_paused():  # the answer's many objects: see PausedWhileRunning
+        return _response(context.version, reads, committed, answer, leader)
 
 
 def _refused(version: int, request: FetchRequest, code: KafkaCode) -> dict[str, Any]:
