@@ -1,7 +1,7 @@
 """A Fetch looks at each partition it names once: its leader looked up once
-and its offsets (log start, high watermark, last stable offset) read once,
-whether it is caught up or has records to read. The answers are those of
-the general path, which looks again at each step."""
+and its watermarks read with one look at the stream store,
+whether it is caught up, has records to read or is quiet in a session. The
+answers are those of the general path, which looks again at each step."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import engine
 from engine.partition import Partition
 from engine.protocol.apis import ApiKey, load_request_schema
 from engine.server.handlers import fetch
+from s3stream.stream_store import StreamStore
 from tests.server.in_process import InProcessServer
 from tests.server.wire import Wire, build
 
@@ -120,19 +121,24 @@ def test_the_answers_are_the_general_paths(
 
 
 def _counted(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
-    counts = dict.fromkeys(["leaders", "offsets"], 0)
-    lookup, offsets = engine.Engine.partition, Partition.read_offsets
+    """Counts lookups of a partition's leader, and looks at the stream
+    store for a stream's offsets (each takes the store's lock)."""
+    counts = dict.fromkeys(["leaders", "store looks"], 0)
+    lookup = engine.Engine.partition
 
     def counted_lookup(self: engine.Engine, *args: Any, **kwargs: Any) -> Partition:
         counts["leaders"] += 1
         return lookup(self, *args, **kwargs)
 
-    def counted_offsets(self: Partition) -> tuple[int, int, int]:
-        counts["offsets"] += 1
-        return offsets(self)
-
     monkeypatch.setattr(engine.Engine, "partition", counted_lookup)
-    monkeypatch.setattr(Partition, "read_offsets", counted_offsets)
+    for name in ("offsets", "start_offset", "end_offset"):
+        look = getattr(StreamStore, name)
+
+        def counted_look(self: StreamStore, stream_id: int, _look: Any = look) -> Any:
+            counts["store looks"] += 1
+            return _look(self, stream_id)
+
+        monkeypatch.setattr(StreamStore, name, counted_look)
     return counts
 
 
@@ -149,4 +155,21 @@ def test_a_partition_with_records_is_looked_at_once(
     finally:
         server.stop()
     assert sum(1 for *_, records in entries if records) == PARTITIONS - 1  # all but the empty one
-    assert counts == {"leaders": PARTITIONS, "offsets": PARTITIONS}
+    assert counts == {"leaders": PARTITIONS, "store looks": PARTITIONS}
+
+
+def test_a_quiet_session_partition_is_looked_at_once(
+    served: engine.Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ends = [served.partition("t", p).high_watermark for p in range(PARTITIONS)]
+    server = InProcessServer(served)
+    try:
+        with Wire(server.bootstrap) as wire:
+            opened = wire.request(_request(ends, 0, epoch=0))
+            assert opened.session_id != 0
+            counts = _counted(monkeypatch)
+            quiet = wire.request(_request([], 0, epoch=1, session=opened.session_id))
+    finally:
+        server.stop()
+    assert quiet.error_code == 0 and _entries(quiet) == []  # nothing new: left out
+    assert counts == {"leaders": PARTITIONS, "store looks": PARTITIONS}

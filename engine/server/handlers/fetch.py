@@ -354,17 +354,21 @@ async def _read_all(
 
 
 class _Look(NamedTuple):
-    """A partition as one look found it: its leader and offsets."""
+    """A partition as one look found it: its leader and watermarks."""
 
     leader: Partition
     log_start_offset: int
     high_watermark: int
-    last_stable_offset: int
+
+    def last_stable_offset(self) -> int:
+        """At the look's watermarks: asked only of a partition answered
+        (a quiet one in a session is not)."""
+        return self.leader.stable_offset(self.log_start_offset, self.high_watermark)
 
 
 def _look(context: RequestContext, wanted: FetchPartition) -> _Look | None:
-    """The partition's leader and offsets, read together (one look at the
-    store, not one per offset, and one lookup of the leader); None if _read
+    """The partition's leader and watermarks, read together (one look at
+    the store, not one per offset, and one lookup of the leader); None if _read
     has an answer of its own to give: an unknown topic, an internal one,
     another leader epoch, an error. The look stands until the handler's
     next await: each step of the partition's read takes it from here."""
@@ -376,10 +380,10 @@ def _look(context: RequestContext, wanted: FetchPartition) -> _Look | None:
         return None
     try:
         leader = engine.partition(topic, wanted.partition)
-        log_start, high_watermark, stable = leader.read_offsets()
+        log_start, high_watermark = leader.watermarks()
     except (EngineError, S3StreamError):
         return None  # the read path answers its error code
-    return _Look(leader, log_start, high_watermark, stable)
+    return _Look(leader, log_start, high_watermark)
 
 
 def _quiet(wanted: FetchPartition, look: _Look) -> _Read:
@@ -442,7 +446,7 @@ async def _shared_read(
     key = ReadKey(topic, wanted.partition, wanted.offset, limit, committed)
     if look is not None:
         leader = look.leader
-        marks = Marks(look.high_watermark, look.log_start_offset, look.last_stable_offset)
+        marks = Marks(look.high_watermark, look.log_start_offset, look.last_stable_offset())
     else:
         with store_errors():
             leader = context.engine.partition(topic, wanted.partition)
@@ -452,7 +456,7 @@ async def _shared_read(
         leader.bytes_out += shared.size  # as the read would have counted it
         read: _Read = shared.read
         return read._replace(wanted=wanted, shared=shared)
-    fetched = await _fetch(context, wanted, topic, limit, committed, look)
+    fetched = await _fetch(context, wanted, topic, limit, committed, look, marks.last_stable_offset)
     read = _fetched(wanted, fetched)
     if read.size == 0:
         return read
@@ -467,13 +471,17 @@ async def _fetch(
     limit: int,
     committed: bool,
     look: _Look | None,
+    last_stable: int | None = None,
 ) -> PartitionFetch:
     """The store's read of the partition: of the leader the look found, at
-    the last stable offset it read (the same answer: that offset is read
-    before the data either way), without another lookup of either."""
+    the last stable offset at the look's watermarks (``last_stable`` if
+    the caller has it) without another lookup of either. The same answer as
+    a read of its own: that offset is read before the data either way, and
+    only grows."""
     if look is not None:
+        stable = look.last_stable_offset() if last_stable is None else last_stable
         return await context.engine.fetch_leader_async(
-            look.leader, wanted.offset, limit, committed, look.last_stable_offset
+            look.leader, wanted.offset, limit, committed, stable
         )
     return await context.engine.fetch_async(
         topic,
@@ -509,7 +517,7 @@ def _caught_up(wanted: FetchPartition, look: _Look) -> _Read:
     high_watermark = look.high_watermark
     outcome = PartitionOutcome(0, high_watermark, look.log_start_offset, KafkaCode.NONE)
     return _Read(
-        wanted, None, 0, high_watermark, outcome, min(look.last_stable_offset, high_watermark)
+        wanted, None, 0, high_watermark, outcome, min(look.last_stable_offset(), high_watermark)
     )
 
 
