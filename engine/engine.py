@@ -661,6 +661,22 @@ class Engine:
         ):
             return await self.partition(topic, partition).fetch_async(offset, max_bytes, committed)
 
+    async def fetch_leader_async(
+        self, leader: Partition, offset: int, max_bytes: int, read_committed: bool, last_stable: int
+    ) -> PartitionFetch:
+        """fetch_async of a partition leader the caller looked up, with the
+        last stable offset it read (Partition.read_offsets) since its last
+        await: the wire server's Fetch has looked at each partition it
+        names once already, and a Fetch of thousands of partitions would
+        otherwise look up each again and read its offsets twice more."""
+        self._check_open()
+        with (
+            store_errors(),
+            damage_at(leader.topic, leader.index, offset),
+            unanswered_reads(leader.topic, leader.index),
+        ):
+            return await leader.fetch_async(offset, max_bytes, read_committed, last_stable)
+
     def lookup(
         self,
         topic: str,

@@ -17,7 +17,10 @@ from __future__ import annotations
 import contextlib
 import gc
 import threading
-from collections.abc import Iterator
+from collections.abc import Coroutine, Generator, Iterator
+from typing import Any, Generic, TypeVar, cast
+
+T = TypeVar("T")
 
 
 class _Pauses:
@@ -68,3 +71,45 @@ def freeze_what_start_made() -> None:
     the moment of the call stay allocated: a bounded, one-time amount.
     """
     gc.freeze()
+
+
+class PausedWhileRunning(Generic[T]):
+    """Awaits ``coroutine`` with the collector paused while it runs and
+    running while it waits (an await that gives the loop to others).
+
+    A Fetch of thousands of partitions makes some ten objects per partition
+    read, all alive until its answer is sent: each generation's threshold
+    passed on the way sets off a collection that walks them, and a full one
+    walks them with everything else (on a server holding 10,000
+    partitions, half a second, as long as the request's own work). Paused,
+    one young collection after the request walks them, or nothing once
+    they are freed. Only the coroutine's own steps are paused, never its
+    waits (an object read's, a long poll's), so the pause is bounded by
+    the CPU the request takes, not by what it waits for.
+    """
+
+    __slots__ = ("_coroutine",)
+
+    def __init__(self, coroutine: Coroutine[Any, Any, T]) -> None:
+        self._coroutine = coroutine
+
+    def __await__(self) -> Generator[Any, Any, T]:
+        coroutine = self._coroutine
+        sent: Any = None
+        thrown: BaseException | None = None
+        while True:
+            with collector_paused():
+                try:
+                    if thrown is None:
+                        waited = coroutine.send(sent)
+                    else:
+                        waited, thrown = coroutine.throw(thrown), None
+                except StopIteration as stop:
+                    return cast(T, stop.value)
+            try:
+                sent = yield waited
+            except GeneratorExit:
+                coroutine.close()
+                raise
+            except BaseException as error:  # cancellation, passed on as yield from does
+                sent, thrown = None, error

@@ -493,10 +493,19 @@ class Partition:
         """(log start offset, high watermark, last stable offset), read
         together: one look at the store instead of one per offset (a
         Fetch asks this of every partition it names)."""
-        log_start, high_watermark = self.store.offsets(self.stream_id)
+        log_start, high_watermark = self.watermarks()
+        return log_start, high_watermark, self.stable_offset(log_start, high_watermark)
+
+    def watermarks(self) -> tuple[int, int]:
+        """(log start offset, high watermark), read together: one look at
+        the store."""
+        return self.store.offsets(self.stream_id)
+
+    def stable_offset(self, log_start: int, high_watermark: int) -> int:
+        """The last stable offset with the log at these offsets (read by
+        watermarks() just before)."""
         with self.lock:
-            stable = self.txns.first_unstable_offset(high_watermark, log_start)
-        return log_start, high_watermark, stable
+            return self.txns.first_unstable_offset(high_watermark, log_start)
 
     def write_marker(
         self, producer_id: int, producer_epoch: int, coordinator_epoch: int, commit: bool
@@ -561,9 +570,16 @@ class Partition:
         return self._fetched(result, offset, max_bytes, stable, read_committed)
 
     async def fetch_async(
-        self, offset: int, max_bytes: int, read_committed: bool = False
+        self,
+        offset: int,
+        max_bytes: int,
+        read_committed: bool = False,
+        last_stable: int | None = None,
     ) -> PartitionFetch:
-        stable = self.last_stable_offset
+        """``last_stable``: the last stable offset, if the caller read it
+        (with read_offsets) since its last await; it only grows, so one
+        read before the data's stands for it (see _fetched)."""
+        stable = self.last_stable_offset if last_stable is None else last_stable
         try:
             result = await self.store.fetch_async(self.stream_id, offset, max_bytes)
         except StreamOffsetOutOfRange as error:

@@ -26,8 +26,9 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from engine import clock
 from engine.engine import READ_COMMITTED, READ_UNCOMMITTED, Engine
 from engine.errors import EngineError, error_code
+from engine.gc_pause import PausedWhileRunning, collector_paused
 from engine.internal_topics import internal_fetch, is_internal_topic
-from engine.partition import PartitionFetch
+from engine.partition import Partition, PartitionFetch
 from engine.protocol.apis import ApiKey, response_schema
 from engine.protocol.encoder import EncodedItem, Writer, item_encoder
 from engine.protocol.kafka_code import KafkaCode
@@ -57,7 +58,7 @@ from engine.server.handlers.common import (
 from engine.server.handlers.registry import handles
 from engine.server.masked_fetch import masked, masking_for
 from engine.server.shared_decoding import FETCH_BODIES
-from engine.server.shared_reads import ReadKey, SharedRead, marks_of
+from engine.server.shared_reads import Marks, ReadKey, SharedRead, marks_of
 from engine.store_errors import store_errors
 from engine.types import TopicPartition
 from native import BatchError
@@ -174,7 +175,9 @@ async def handle_fetch(context: RequestContext, request: FetchRequest) -> dict[s
         context, AclOperation.READ, (w.topic for w in wanted if w.topic is not None)
     )
     while True:
-        reads = await _read_all(context, wanted, max_bytes, committed, quiet, refused)
+        reads = await PausedWhileRunning(
+            _read_all(context, wanted, max_bytes, committed, quiet, refused)
+        )
         total = sum(r.size for r in reads)
         remaining = deadline - clock.monotonic()
         # A partition whose object read outlasted remote_fetch_max_wait_ms
@@ -195,13 +198,16 @@ async def handle_fetch(context: RequestContext, request: FetchRequest) -> dict[s
             await asyncio.sleep(remaining)
             continue
         if not await engine.wait_for_data_async(beyond, remaining):
-            reads = await _read_all(context, wanted, max_bytes, committed, quiet, refused)
+            reads = await PausedWhileRunning(
+                _read_all(context, wanted, max_bytes, committed, quiet, refused)
+            )
             break
     answer = session_context.answer([r.outcome for r in reads], _now_ms())
     leader = None
     if context.version >= FIRST_NODE_ENDPOINTS_VERSION:
         leader = _Leader(context.broker, context.engine.leader_epoch)
-    return _response(context.version, reads, committed, answer, leader)
+    with collector_paused():  # the answer's many objects: see PausedWhileRunning
+        return _response(context.version, reads, committed, answer, leader)
 
 
 def _refused(version: int, request: FetchRequest, code: KafkaCode) -> dict[str, Any]:
@@ -323,17 +329,20 @@ async def _read_all(
         if refused and w.topic in refused:
             reads.append(_failed(context, w, KafkaCode.TOPIC_AUTHORIZATION_FAILED))
             continue
-        quiet = _quiet(context, w, index, session) if session is not None else None
-        if quiet is not None:
-            reads.append(quiet)
-            continue
-        # A caught-up partition is answered here, without a coroutine: a
-        # full fetch (librdkafka's every fetch) names each of thousands.
-        caught_up = _caught_up(context, w)
-        if caught_up is not None:
-            reads.append(caught_up)
-            continue
-        read = await _read(context, w, max(budget, 1), committed)
+        # One look at the partition (its leader and offsets), which every
+        # step below takes from here: a full fetch (librdkafka's every
+        # fetch) names each of thousands of partitions.
+        look = _look(context, w)
+        if look is not None:
+            if session is not None and session.is_quiet(
+                index, look.high_watermark, look.log_start_offset
+            ):
+                reads.append(_quiet(w, look))
+                continue
+            if w.offset == look.high_watermark:  # caught up: answered without a coroutine
+                reads.append(_caught_up(w, look))
+                continue
+        read = await _read(context, w, max(budget, 1), committed, look)
         limit = min(w.max_bytes, budget)
         if read.fetched is not None and read.size > limit and budget < max_bytes:
             unsent = read.fetched._replace(records=[], next_offset=w.offset)
@@ -344,35 +353,63 @@ async def _read_all(
     return reads
 
 
-def _quiet(
-    context: RequestContext, wanted: FetchPartition, index: int, session: IncrementalContext
-) -> _Read | None:
-    """The read of a session partition with nothing new, without reading
-    it; None if it has something (or an error) to send."""
-    if wanted.topic is None:
+class _Look(NamedTuple):
+    """A partition as one look found it: its leader and watermarks."""
+
+    leader: Partition
+    log_start_offset: int
+    high_watermark: int
+
+    def last_stable_offset(self) -> int:
+        """At the look's watermarks: asked only of a partition answered
+        (a quiet one in a session is not)."""
+        return self.leader.stable_offset(self.log_start_offset, self.high_watermark)
+
+
+def _look(context: RequestContext, wanted: FetchPartition) -> _Look | None:
+    """The partition's leader and watermarks, read together (one look at
+    the store, not one per offset, and one lookup of the leader); None if _read
+    has an answer of its own to give: an unknown topic, an internal one,
+    another leader epoch, an error. The look stands until the handler's
+    next await: each step of the partition's read takes it from here."""
+    topic = wanted.topic
+    engine = context.engine
+    if topic is None or engine.closed or is_internal_topic(topic):
         return None
     if leader_epoch_error(context, wanted.current_leader_epoch) != KafkaCode.NONE:
         return None
     try:
-        log_start, high_watermark = context.engine.offsets(wanted.topic, wanted.partition)
-    except EngineError:
-        return None
-    if not session.is_quiet(index, high_watermark, log_start):
-        return None
-    outcome = PartitionOutcome(0, high_watermark, log_start, KafkaCode.NONE)
+        leader = engine.partition(topic, wanted.partition)
+        log_start, high_watermark = leader.watermarks()
+    except (EngineError, S3StreamError):
+        return None  # the read path answers its error code
+    return _Look(leader, log_start, high_watermark)
+
+
+def _quiet(wanted: FetchPartition, look: _Look) -> _Read:
+    """The read of a session partition with nothing new (see
+    IncrementalContext.is_quiet), without reading it."""
+    outcome = PartitionOutcome(0, look.high_watermark, look.log_start_offset, KafkaCode.NONE)
     return _Read(wanted, None, 0, wanted.offset, outcome, -1)
 
 
 async def _read(
-    context: RequestContext, wanted: FetchPartition, budget: int, committed: bool
+    context: RequestContext,
+    wanted: FetchPartition,
+    budget: int,
+    committed: bool,
+    look: _Look | None,
 ) -> _Read:
+    """``look``: the partition as _look found it since the handler's last
+    await (None: the checks below find why there is none)."""
     if wanted.topic is None:
         return _failed(context, wanted, KafkaCode.UNKNOWN_TOPIC_ID)
-    refusal, _ = leader_or_error(
-        context, wanted.topic, wanted.partition, wanted.current_leader_epoch
-    )
-    if refusal != KafkaCode.NONE:
-        return _failed(context, wanted, refusal)
+    if look is None:  # a look passed these checks
+        refusal, _ = leader_or_error(
+            context, wanted.topic, wanted.partition, wanted.current_leader_epoch
+        )
+        if refusal != KafkaCode.NONE:
+            return _failed(context, wanted, refusal)
     if is_internal_topic(wanted.topic):
         code, empty = internal_fetch(wanted.partition, wanted.offset, committed)
         marks = -1 if empty is None else 0  # high watermark and log start of an empty log
@@ -383,14 +420,8 @@ async def _read(
     try:
         masking = masking_for(context, wanted.topic)
         if masking is None and not context.engine.closed:  # the same bytes for everyone
-            return await _shared_read(context, wanted, wanted.topic, limit, committed)
-        fetched = await context.engine.fetch_async(
-            wanted.topic,
-            wanted.partition,
-            wanted.offset,
-            limit,
-            READ_COMMITTED if committed else READ_UNCOMMITTED,
-        )
+            return await _shared_read(context, wanted, wanted.topic, limit, committed, look)
+        fetched = await _fetch(context, wanted, wanted.topic, limit, committed, look)
         if masking is not None:  # else the stored bytes, as they are
             fetched = await masked(fetched, masking, limit)
     except EngineError as error:
@@ -401,33 +432,64 @@ async def _read(
 
 
 async def _shared_read(
-    context: RequestContext, wanted: FetchPartition, topic: str, limit: int, committed: bool
+    context: RequestContext,
+    wanted: FetchPartition,
+    topic: str,
+    limit: int,
+    committed: bool,
+    look: _Look | None,
 ) -> _Read:
     """The read of stored bytes as they are: an earlier fetch's of the same
     data if the partition has not changed since (shared_reads.py), else
     one of its own that later fetches may share."""
     shared_reads = context.server.shared_reads
     key = ReadKey(topic, wanted.partition, wanted.offset, limit, committed)
-    with store_errors():
-        leader = context.engine.partition(topic, wanted.partition)
-        marks = marks_of(leader)
+    if look is not None:
+        leader = look.leader
+        marks = Marks(look.high_watermark, look.log_start_offset, look.last_stable_offset())
+    else:
+        with store_errors():
+            leader = context.engine.partition(topic, wanted.partition)
+            marks = marks_of(leader)
     shared = shared_reads.get(key, leader, marks)
     if shared is not None:
         leader.bytes_out += shared.size  # as the read would have counted it
         read: _Read = shared.read
         return read._replace(wanted=wanted, shared=shared)
-    fetched = await context.engine.fetch_async(
+    fetched = await _fetch(context, wanted, topic, limit, committed, look, marks.last_stable_offset)
+    read = _fetched(wanted, fetched)
+    if read.size == 0:
+        return read
+    kept = shared_reads.put(key, leader, marks, read, read.size)
+    return read if kept is None else read._replace(shared=kept)
+
+
+async def _fetch(
+    context: RequestContext,
+    wanted: FetchPartition,
+    topic: str,
+    limit: int,
+    committed: bool,
+    look: _Look | None,
+    last_stable: int | None = None,
+) -> PartitionFetch:
+    """The store's read of the partition: of the leader the look found, at
+    the last stable offset at the look's watermarks (``last_stable`` if
+    the caller has it) without another lookup of either. The same answer as
+    a read of its own: that offset is read before the data either way, and
+    only grows."""
+    if look is not None:
+        stable = look.last_stable_offset() if last_stable is None else last_stable
+        return await context.engine.fetch_leader_async(
+            look.leader, wanted.offset, limit, committed, stable
+        )
+    return await context.engine.fetch_async(
         topic,
         wanted.partition,
         wanted.offset,
         limit,
         READ_COMMITTED if committed else READ_UNCOMMITTED,
     )
-    read = _fetched(wanted, fetched)
-    if read.size == 0:
-        return read
-    kept = shared_reads.put(key, leader, marks, read, read.size)
-    return read if kept is None else read._replace(shared=kept)
 
 
 def _fetched(wanted: FetchPartition, fetched: PartitionFetch) -> _Read:
@@ -445,30 +507,18 @@ def _fetched(wanted: FetchPartition, fetched: PartitionFetch) -> _Read:
     return _Read(wanted, fetched, size, seen_end, outcome, fetched.last_stable_offset)
 
 
-def _caught_up(context: RequestContext, wanted: FetchPartition) -> _Read | None:
+def _caught_up(wanted: FetchPartition, look: _Look) -> _Read:
     """The read of a partition fetched at its high watermark, answered from
-    its offsets without a read of the store (None if it is not at its end,
-    or if _read has an answer of its own to give: an unknown topic, an
-    internal one, another leader epoch, an error). A caught-up consumer
-    asks this of most of its partitions at any time, and the read's whole
-    path (the store's lock twice, a coroutine chain) costs half as much
-    again, to find nothing. What the read would answer: no records, the
-    watermarks, and a last stable offset of at most the high watermark."""
-    topic = wanted.topic
-    engine = context.engine
-    if topic is None or engine.closed or is_internal_topic(topic):
-        return None
-    if leader_epoch_error(context, wanted.current_leader_epoch) != KafkaCode.NONE:
-        return None
-    try:
-        # One look at the partition's offsets, not one per offset.
-        log_start, high_watermark, stable = engine.partition(topic, wanted.partition).read_offsets()
-    except (EngineError, S3StreamError):
-        return None  # the read path answers its error code
-    if wanted.offset != high_watermark:
-        return None
-    outcome = PartitionOutcome(0, high_watermark, log_start, KafkaCode.NONE)
-    return _Read(wanted, None, 0, high_watermark, outcome, min(stable, high_watermark))
+    the look at its offsets without a read of the store. A caught-up
+    consumer asks this of most of its partitions at any time, and the
+    read's whole path (the store's lock twice, a coroutine chain) costs half
+    as much again, to find nothing. What the read would answer: no records,
+    the watermarks, and a last stable offset of at most the high watermark."""
+    high_watermark = look.high_watermark
+    outcome = PartitionOutcome(0, high_watermark, look.log_start_offset, KafkaCode.NONE)
+    return _Read(
+        wanted, None, 0, high_watermark, outcome, min(look.last_stable_offset(), high_watermark)
+    )
 
 
 def _failed(context: RequestContext, wanted: FetchPartition, error: int) -> _Read:

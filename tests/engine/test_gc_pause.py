@@ -1,0 +1,83 @@
+"""PausedWhileRunning: the collector paused while the awaited coroutine runs,
+never while it waits; its result, its errors and its cancellation as a plain
+await gives them."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+from collections.abc import Iterator
+
+import pytest
+
+from engine.gc_pause import PausedWhileRunning
+
+
+@pytest.fixture(autouse=True)
+def collector_on() -> Iterator[None]:
+    was = gc.isenabled()
+    gc.enable()
+    yield
+    if not was:
+        gc.disable()
+
+
+def test_the_collector_is_paused_in_the_steps_and_running_in_the_waits() -> None:
+    seen: list[tuple[str, bool]] = []
+
+    async def other() -> None:
+        seen.append(("other", gc.isenabled()))
+
+    async def steps() -> str:
+        seen.append(("first step", gc.isenabled()))
+        asyncio.get_running_loop().call_soon(lambda: asyncio.ensure_future(other()))
+        await asyncio.sleep(0.01)  # gives the loop to others
+        seen.append(("second step", gc.isenabled()))
+        return "done"
+
+    async def main() -> str:
+        return await PausedWhileRunning(steps())
+
+    assert asyncio.run(main()) == "done"
+    assert seen == [("first step", False), ("other", True), ("second step", False)]
+    assert gc.isenabled()
+
+
+def test_an_error_and_an_error_thrown_in_come_out_as_from_a_plain_await() -> None:
+    class Refused(Exception):
+        pass
+
+    async def refuses() -> None:
+        await asyncio.sleep(0)
+        raise Refused
+
+    async def main() -> None:
+        await PausedWhileRunning(refuses())
+
+    with pytest.raises(Refused):
+        asyncio.run(main())
+    assert gc.isenabled()
+
+
+def test_a_cancelled_wait_reaches_the_coroutine_and_ends_the_pause() -> None:
+    cleaned: list[bool] = []
+
+    async def waits() -> None:
+        try:
+            await asyncio.sleep(3600)
+        finally:
+            cleaned.append(gc.isenabled())
+
+    async def awaiting() -> None:
+        await PausedWhileRunning(waits())
+
+    async def main() -> None:
+        task = asyncio.ensure_future(awaiting())
+        await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+    assert cleaned == [False]  # its cleanup ran as a step of its own, paused
+    assert gc.isenabled()

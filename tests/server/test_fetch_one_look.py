@@ -1,0 +1,175 @@
+"""A Fetch looks at each partition it names once: its leader looked up once
+and its watermarks read with one look at the stream store,
+whether it is caught up, has records to read or is quiet in a session. The
+answers are those of the general path, which looks again at each step."""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import engine
+from engine.partition import Partition
+from engine.protocol.apis import ApiKey, load_request_schema
+from engine.server.handlers import fetch
+from s3stream.stream_store import StreamStore
+from tests.server.in_process import InProcessServer
+from tests.server.wire import Wire, build
+
+PARTITIONS = 6
+TIMEOUT = 30.0
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[engine.Engine]:
+    """Partitions in every state a Fetch meets: empty, with records, with a
+    log start moved past some, with an aborted transaction, with an open
+    one (its last stable offset below its high watermark)."""
+    data = tmp_path_factory.mktemp("one-look") / "data"
+    with engine.open(data, config=engine.EngineConfig.small()) as opened:
+        opened.create_topic("t", PARTITIONS)
+        with opened.producer() as producer:
+            for partition in range(1, PARTITIONS):
+                for i in range(3):
+                    producer.send("t", b"v%d" % i, partition=partition).result(TIMEOUT)
+        opened.delete_records("t", 2, 2)
+        aborted = opened.producer(transactional_id="aborted")
+        opened_txn = opened.producer(transactional_id="open")
+        try:
+            aborted.init_transactions()
+            aborted.begin_transaction()
+            aborted.send("t", b"gone", partition=3)
+            aborted.abort_transaction()
+            opened_txn.init_transactions()
+            opened_txn.begin_transaction()
+            opened_txn.send("t", b"open", partition=4)
+            opened_txn.flush(TIMEOUT)
+            yield opened
+        finally:
+            aborted.close()
+            opened_txn.close()
+
+
+def _request(offsets: list[int], isolation_level: int, epoch: int = -1, session: int = 0) -> Any:
+    return build(
+        load_request_schema(ApiKey.FETCH, 12),
+        replica_id=-1,
+        max_wait=datetime.timedelta(0),
+        min_bytes=0,
+        max_bytes=1 << 20,
+        isolation_level=isolation_level,
+        session_id=session,
+        session_epoch=epoch,
+        topics=[
+            {
+                "topic": "t",
+                "partitions": [
+                    {"partition": p, "fetch_offset": o, "partition_max_bytes": 1 << 20}
+                    for p, o in enumerate(offsets)
+                ],
+            }
+        ],
+    )
+
+
+def _entries(response: Any) -> list[tuple[Any, ...]]:
+    return [
+        (
+            p.partition_index,
+            p.error_code,
+            p.high_watermark,
+            p.last_stable_offset,
+            p.log_start_offset,
+            p.aborted_transactions,
+            p.records,
+        )
+        for topic in response.responses
+        for p in topic.partitions
+    ]
+
+
+def _answer(opened: engine.Engine, request: Any) -> Any:
+    server = InProcessServer(opened)
+    try:
+        with Wire(server.bootstrap) as wire:
+            return wire.request(request)
+    finally:
+        server.stop()
+
+
+OFFSETS = [0, 1, 2, 3, 4, 5]
+"""Each partition is fetched at each of these: below its log start, at it,
+inside its records, at its high watermark (3, or 4 with a marker), past it."""
+
+
+@pytest.mark.parametrize("isolation_level", [0, 1])
+def test_the_answers_are_the_general_paths(
+    served: engine.Engine, isolation_level: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    combos = [
+        [OFFSETS[(seed + p * 2) % len(OFFSETS)] for p in range(PARTITIONS)]
+        for seed in range(len(OFFSETS))
+    ]
+    looked = [_entries(_answer(served, _request(c, isolation_level))) for c in combos]
+    monkeypatch.setattr(fetch, "_look", lambda *_: None)
+    general = [_entries(_answer(served, _request(c, isolation_level))) for c in combos]
+    assert looked == general
+    assert any(records for entries in looked for *_, records in entries)  # reads were made
+
+
+def _counted(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    """Counts lookups of a partition's leader, and looks at the stream
+    store for a stream's offsets (each takes the store's lock)."""
+    counts = dict.fromkeys(["leaders", "store looks"], 0)
+    lookup = engine.Engine.partition
+
+    def counted_lookup(self: engine.Engine, *args: Any, **kwargs: Any) -> Partition:
+        counts["leaders"] += 1
+        return lookup(self, *args, **kwargs)
+
+    monkeypatch.setattr(engine.Engine, "partition", counted_lookup)
+    for name in ("offsets", "start_offset", "end_offset"):
+        look = getattr(StreamStore, name)
+
+        def counted_look(self: StreamStore, stream_id: int, _look: Any = look) -> Any:
+            counts["store looks"] += 1
+            return _look(self, stream_id)
+
+        monkeypatch.setattr(StreamStore, name, counted_look)
+    return counts
+
+
+@pytest.mark.parametrize("isolation_level", [0, 1])
+def test_a_partition_with_records_is_looked_at_once(
+    served: engine.Engine, isolation_level: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = InProcessServer(served)
+    try:
+        with Wire(server.bootstrap) as wire:
+            request = _request([0, 1, 2, 0, 0, 0], isolation_level)
+            counts = _counted(monkeypatch)
+            entries = _entries(wire.request(request))
+    finally:
+        server.stop()
+    assert sum(1 for *_, records in entries if records) == PARTITIONS - 1  # all but the empty one
+    assert counts == {"leaders": PARTITIONS, "store looks": PARTITIONS}
+
+
+def test_a_quiet_session_partition_is_looked_at_once(
+    served: engine.Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ends = [served.partition("t", p).high_watermark for p in range(PARTITIONS)]
+    server = InProcessServer(served)
+    try:
+        with Wire(server.bootstrap) as wire:
+            opened = wire.request(_request(ends, 0, epoch=0))
+            assert opened.session_id != 0
+            counts = _counted(monkeypatch)
+            quiet = wire.request(_request([], 0, epoch=1, session=opened.session_id))
+    finally:
+        server.stop()
+    assert quiet.error_code == 0 and _entries(quiet) == []  # nothing new: left out
+    assert counts == {"leaders": PARTITIONS, "store looks": PARTITIONS}
