@@ -91,6 +91,12 @@ log = logging.getLogger("tidelog.engine")
 
 EARLIEST = offset_lookup.EARLIEST
 LATEST = offset_lookup.LATEST
+
+CreateCheck = Callable[[str], None]
+"""Whether the asker of an append may create its topic: called with the
+topic's name before auto-creation, raises the refusal (engine/authorization.py's
+TopicAuthorizationFailed) if not."""
+
 READ_UNCOMMITTED = "read_uncommitted"
 READ_COMMITTED = "read_committed"
 _STATE_LOGS = ("groups", "transactions")
@@ -482,10 +488,11 @@ class Engine:
             return self._registry.topic_config(INTERNAL_TOPIC_CONFIGS[name])
         return self._registry.topic(name).config
 
-    def partition_count(self, name: str) -> int:
-        """Partitions of a topic (created first if auto_create_topics is on)."""
+    def partition_count(self, name: str, may_create: CreateCheck | None = None) -> int:
+        """Partitions of a topic (created first if auto_create_topics is on
+        and ``may_create`` allows it, as for submit)."""
         if name not in self._registry.topics:
-            self.partition(name, 0, auto_create=True)
+            self.partition(name, 0, auto_create=True, may_create=may_create)
         return len(self._registry.topic(name).partitions)
 
     def _topic_infos(self) -> dict[str, TopicInfo]:
@@ -510,12 +517,24 @@ class Engine:
                 for p in known[name].partitions
             ]
 
-    def partition(self, topic: str, partition: int, *, auto_create: bool = False) -> Partition:
+    def partition(
+        self,
+        topic: str,
+        partition: int,
+        *,
+        auto_create: bool = False,
+        may_create: CreateCheck | None = None,
+    ) -> Partition:
         """The partition's leader. An unknown topic raises UnknownTopic unless
         ``auto_create`` and auto_create_topics are on: only produce and
         metadata create topics, as in Kafka; a fetch or an offset lookup
-        racing a deletion must not bring the topic back."""
+        racing a deletion must not bring the topic back. ``may_create``, the
+        asker's CREATE check, is called before an unknown topic is created
+        and raises if the asker may not create it."""
         if topic not in self._registry.topics:  # a dict read needs no lock; creating one does
+            if auto_create and may_create is not None and self.broker_configs.auto_create_topics:
+                # Outside the lock: the authorizer has its own.
+                may_create(topic)
             with self._lock:
                 if topic not in self._registry.topics:
                     if auto_create and is_internal_topic(topic):
@@ -536,6 +555,7 @@ class Engine:
         remote: bool | None = None,
         provenance: Provenance | None = None,
         one_batch: bool = False,
+        may_create: CreateCheck | None = None,
     ) -> Future[AppendResult]:
         """Appends record batches (Kafka's v2 format) to a partition; the
         future resolves once they are durable: in the local WAL, or in an
@@ -562,9 +582,14 @@ class Engine:
         the batch must start at offset 0 (InvalidRecord otherwise), as Kafka
         requires of a client's batch. Without it the broker writes the base
         offset over whatever the batches came with.
+
+        A topic that does not exist is created where auto_create_topics is
+        on, after ``may_create`` (the asker's CREATE check, which raises
+        its refusal) allows it: a topic deleted after a request looked it up
+        is created again only for a principal that may create it.
         """
         self._check_open()
-        leader = self.partition(topic, partition, auto_create=True)
+        leader = self.partition(topic, partition, auto_create=True, may_create=may_create)
         return self._acks.submit(leader, records, remote, provenance, one_batch)
 
     def produce(
@@ -598,6 +623,7 @@ class Engine:
         remote: bool | None = None,
         provenance: Provenance | None = None,
         one_batch: bool = False,
+        may_create: CreateCheck | None = None,
     ) -> Coroutine[Any, Any, AppendResult]:
         """Like submit, from a running event loop: the batches are validated
         and appended now, in call order (validation errors raise here), and
@@ -605,7 +631,7 @@ class Engine:
         are durable. Back-pressure from a full log cache is waited for in
         that coroutine, never by blocking the loop."""
         self._check_open()
-        leader = self.partition(topic, partition, auto_create=True)
+        leader = self.partition(topic, partition, auto_create=True, may_create=may_create)
         return self._acks.submit_async(leader, records, remote, provenance, one_batch)
 
     def appends_gathered(self) -> contextlib.AbstractContextManager[None]:
