@@ -21,12 +21,17 @@ from confluent_kafka.admin import AdminClient, NewPartitions, NewTopic
 import engine
 from engine.engine import Engine
 from engine.errors import Fenced, StoreWriteFailed
+from engine.protocol.apis import ApiKey, request_schema
+from engine.protocol.kafka_code import KafkaCode
 from engine.store_errors import CHECK_THE_STORE
 from s3stream.store import LocalStore
 from tests.engine.helpers_records import batch, read_partition
 from tests.s3stream.faults import FaultyStore, InjectedFault
 from tests.server.conftest import quiet_librdkafka
 from tests.server.in_process import InProcessServer
+from tests.server.test_bad_input import batch as bad_input_batch
+from tests.server.test_bad_input import produce
+from tests.server.wire import Wire, build
 
 Change = Callable[[Engine], object]
 
@@ -214,3 +219,52 @@ def test_a_deletion_by_a_fenced_engine_is_not_reported_done(tmp_path: Path) -> N
             fenced.close()
     with engine.open(tmp_path / "third", store, QUIET) as later:
         assert later.list_topics() == ["orders"]
+
+
+METADATA_VERSIONS = (0, 1, 4, 9, 12)
+"""Below v4 auto-creation is always asked for; v9 is the first flexible
+version; v12 the highest a client sends before topic ids by name."""
+
+
+def test_an_auto_creation_the_store_refuses_is_answered_unknown_topic(bucket: Bucket) -> None:
+    """Kafka 4 answers UNKNOWN_TOPIC_OR_PARTITION for a topic whose
+    auto-creation it asked for, in every Metadata version, whatever the
+    controller made of it (DefaultAutoTopicCreationManager): a failed
+    creation is the client's cue to ask again, never a storage error. Once
+    the store takes writes, the next request creates the topic."""
+    e = engine.open(bucket.root / "node", bucket.faulty, replace(QUIET, auto_create_topics=True))
+    server = InProcessServer(e)
+    try:
+        bucket.refuse_manifest_writes()
+        with Wire(server.bootstrap) as wire:
+            for version in METADATA_VERSIONS:
+                request = build(
+                    request_schema(ApiKey.METADATA, version),
+                    topics=[{"name": "auto"}],
+                    allow_auto_topic_creation=True,
+                )
+                (topic,) = wire.request(request).topics
+                assert (version, topic.error_code) == (
+                    version,
+                    KafkaCode.UNKNOWN_TOPIC_OR_PARTITION,
+                )
+                assert topic.partitions == ()
+            produced = wire.request(produce({"auto-produced": bad_input_batch()}))
+            assert produced.responses[0].partition_responses[0].error_code == (
+                KafkaCode.UNKNOWN_TOPIC_OR_PARTITION
+            )
+            assert e.list_topics() == []
+            bucket.faulty.heal()
+            request = build(
+                request_schema(ApiKey.METADATA, 12),
+                topics=[{"name": "auto"}],
+                allow_auto_topic_creation=True,
+            )
+            (topic,) = wire.request(request).topics
+            assert topic.error_code == KafkaCode.NONE
+            assert len(topic.partitions) == 1
+    finally:
+        server.stop()
+        e.close()
+    with bucket.reopen() as reopened:
+        assert reopened.list_topics() == ["auto"]
