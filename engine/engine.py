@@ -659,7 +659,13 @@ class Engine:
         """Stored batches from ``offset``, up to ``max_bytes`` (at least one
         batch if there is one), with the partition's watermarks. With
         ``isolation_level="read_committed"``, only batches below the last
-        stable offset, with the aborted transactions among them."""
+        stable offset, with the aborted transactions among them.
+
+        A read from the object store is waited for at most
+        ``remote_fetch_max_wait_ms``, as fetch_async waits: past it the
+        answer holds no records and ``read_pending`` is set ("no records
+        yet", never the partition's end: fetch the same offset again, which
+        waits on the same read)."""
         committed = _read_committed(isolation_level)
         self._check_open()
         with (
@@ -667,7 +673,7 @@ class Engine:
             damage_at(topic, partition, offset),
             unanswered_reads(topic, partition),
         ):
-            return self.partition(topic, partition).fetch(offset, max_bytes, committed)
+            return self.partition(topic, partition).fetch_bounded(offset, max_bytes, committed)
 
     async def fetch_async(
         self,

@@ -596,6 +596,11 @@ class StreamStore:
         but always at least one batch if there is data at ``offset``."""
         return self._fetcher.fetch(stream_id, offset, max_bytes)
 
+    def fetch_bounded(self, stream_id: int, offset: int, max_bytes: int = 1 * MiB) -> FetchResult:
+        """Like fetch, waiting for a read from objects at most
+        ``remote_fetch_max_wait_ms`` (ReadPending past it, as fetch_async)."""
+        return self._fetcher.fetch_bounded(stream_id, offset, max_bytes)
+
     def fetch_async(
         self, stream_id: int, offset: int, max_bytes: int = 1 * MiB
     ) -> Coroutine[Any, Any, FetchResult]:
