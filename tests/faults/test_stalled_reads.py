@@ -8,6 +8,7 @@ a wrapper that holds chosen GETs until released."""
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -412,3 +413,40 @@ def test_a_blocking_read_committed_poll_asks_again_after_a_read_outlasts_the_bou
     consumer.close()
     assert [record.value for record in records] == values(0)
     assert sorted(state.values) == sorted(values(0) + values(1))
+
+
+def test_an_async_poll_reads_its_partitions_at_once(tmp_path: Path) -> None:
+    """Within one poll step the async consumer fetches its partitions at
+    once: both partitions' object reads are under way together (in turn,
+    the second would start only after the first's wait ended, costing a
+    bound per stalled partition). Records still come in each partition's
+    order, and max_records still bounds each poll."""
+    with two_objects(tmp_path, remote_fetch_max_wait_ms=600_000) as (opened, store, keys):
+        store.stall_gets(os.path.commonpath(keys))
+        consumer = opened.consumer(auto_offset_reset="earliest")
+        consumer.assign([engine.TopicPartition(TOPIC, 0), engine.TopicPartition(TOPIC, 1)])
+
+        async def poll_both() -> list[engine.ConsumerRecord]:
+            polled = asyncio.ensure_future(consumer.poll_async(TIMEOUT, max_records=3))
+            deadline = time.monotonic() + TIMEOUT
+            try:
+                while store.stalled_now < 2:
+                    assert time.monotonic() < deadline and not polled.done()
+                    await asyncio.sleep(0.01)
+            finally:
+                store.release()
+            got = await asyncio.wait_for(polled, TIMEOUT)
+            assert len(got) == 3
+            while len(got) < 2 * RECORDS:
+                more = await consumer.poll_async(TIMEOUT, max_records=3)
+                assert 0 < len(more) <= 3
+                got += more
+            return got
+
+        try:
+            records = asyncio.run(poll_both())
+        finally:
+            consumer.close()
+    for partition in (0, 1):
+        assert [r.value for r in records if r.partition == partition] == values(partition)
+    assert store.stalls == 2
