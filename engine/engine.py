@@ -351,12 +351,19 @@ class Engine:
         *,
         validate_only: bool = False,
         principal: str | Actor | None = None,
+        timeout_ms: int | None = None,
     ) -> list[TopicDescription | EngineError]:
         """Creates many topics at once, all or none after a crash; per topic,
         its description or the error that refused it (TopicAdmin.create_topics).
-        ``principal``: who asks (see ``actor``)."""
+        ``principal``: who asks (see ``actor``). ``timeout_ms``: an object
+        store failing transiently is retried that long at most, then
+        AdminTimedOut is raised and no topic was created (None: retried
+        until the store closes)."""
         created = self._admin.create_topics(
-            topics, validate_only=validate_only, actor=self.actor(principal)
+            topics,
+            validate_only=validate_only,
+            actor=self.actor(principal),
+            deadline=_deadline(timeout_ms),
         )
         self._tables.notice()
         return created
@@ -394,11 +401,19 @@ class Engine:
             raise error
 
     def delete_topics(
-        self, names: Sequence[str], *, principal: str | Actor | None = None
+        self,
+        names: Sequence[str],
+        *,
+        principal: str | Actor | None = None,
+        timeout_ms: int | None = None,
     ) -> list[EngineError | None]:
         """Deletes many topics at once; per name, None or the error that
-        refused it (TopicAdmin.delete_topics)."""
-        return self._admin.delete_topics(names, actor=self.actor(principal))
+        refused it (TopicAdmin.delete_topics). ``timeout_ms``: how long the
+        deletion of their streams is retried at most; the topics are
+        deleted either way (what is left goes at the next open)."""
+        return self._admin.delete_topics(
+            names, actor=self.actor(principal), deadline=_deadline(timeout_ms)
+        )
 
     def create_partitions(self, name: str, total: int, *, validate_only: bool = False) -> None:
         """Grows a topic to ``total`` partitions (Kafka never shrinks one)."""
@@ -407,11 +422,18 @@ class Engine:
             raise error
 
     def create_partitions_many(
-        self, totals: Sequence[tuple[str, int]], *, validate_only: bool = False
+        self,
+        totals: Sequence[tuple[str, int]],
+        *,
+        validate_only: bool = False,
+        timeout_ms: int | None = None,
     ) -> list[EngineError | None]:
         """Grows many topics at once, each to its total; per topic, None or
-        the error that refused it (TopicAdmin.create_partitions_many)."""
-        return self._admin.create_partitions_many(totals, validate_only=validate_only)
+        the error that refused it (TopicAdmin.create_partitions_many).
+        ``timeout_ms`` as for create_topics (AdminTimedOut: no topic grew)."""
+        return self._admin.create_partitions_many(
+            totals, validate_only=validate_only, deadline=_deadline(timeout_ms)
+        )
 
     def alter_configs(
         self,
@@ -1123,3 +1145,9 @@ def _read_committed(isolation_level: str) -> bool:
             f"not {isolation_level!r}"
         )
     return isolation_level == READ_COMMITTED
+
+
+def _deadline(timeout_ms: int | None) -> float | None:
+    """The monotonic time an admin request's ``timeout_ms`` ends at (the
+    object store's retries run on real time, whatever the engine's clock)."""
+    return None if timeout_ms is None else clock.monotonic() + max(timeout_ms, 0) / 1000

@@ -255,17 +255,19 @@ class StreamStore:
         """Creates an empty stream and returns its id (committed to the manifest)."""
         return self.create_streams(1)[0]
 
-    def create_streams(self, count: int) -> list[int]:
-        """Creates ``count`` empty streams with one manifest commit; returns their ids."""
+    def create_streams(self, count: int, deadline: float | None = None) -> list[int]:
+        """Creates ``count`` empty streams with one manifest commit; returns
+        their ids. With ``deadline`` (a time.monotonic() value), a commit
+        not made by then raises DeadlinePassed and creates none."""
         if count < 1:
             raise ValueError(f"cannot create {count} streams")
-        with self._manifest_writer.serial:
+        with self._manifest_writer.serial.until(deadline):
             first = self.manifest.state.next_stream_id
             created = now_ms()
             ids = list(range(first, first + count))
             try:
                 self._manifest_writer.commit(
-                    [["create_stream", stream_id, created] for stream_id in ids]
+                    [["create_stream", stream_id, created] for stream_id in ids], deadline
                 )
             except BaseException:
                 # Told it failed, the caller names none of them (a topic's,
@@ -296,14 +298,17 @@ class StreamStore:
         """Deletes the stream; its objects go once nothing else lives in them."""
         self.delete_streams([stream_id])
 
-    def delete_streams(self, stream_ids: Sequence[int]) -> None:
-        """Deletes the streams with one manifest commit."""
+    def delete_streams(self, stream_ids: Sequence[int], deadline: float | None = None) -> None:
+        """Deletes the streams with one manifest commit (by ``deadline``, as
+        create_streams)."""
         for stream_id in stream_ids:
             self._stream(stream_id)
         if not stream_ids:
             return
-        with self._manifest_writer.serial:
-            self._manifest_writer.commit([["delete_stream", stream_id] for stream_id in stream_ids])
+        with self._manifest_writer.serial.until(deadline):
+            self._manifest_writer.commit(
+                [["delete_stream", stream_id] for stream_id in stream_ids], deadline
+            )
         with self._state.lock:
             orphaned = {}
             for stream_id in stream_ids:
