@@ -524,9 +524,13 @@ def produce_flat_out(
 
 
 def _flush(producer: Producer, deliveries: Deliveries) -> None:
-    """Waits until every record is reported, failing if reports stop coming."""
+    """Waits until every record is reported, failing if reports stop coming.
+    Progress is counted from the wait's start when no report has come yet:
+    a first report can take longer than one flush step (a topic's first
+    batch on a loaded machine) without anything having stalled."""
+    waiting_since = time.perf_counter()
     while (left := producer.flush(1.0)) > 0:
-        if time.perf_counter() - deliveries.last > STALL_TIMEOUT:
+        if time.perf_counter() - max(deliveries.last, waiting_since) > STALL_TIMEOUT:
             raise RuntimeError(f"{left} records still undelivered after {STALL_TIMEOUT} s")
 
 
@@ -591,8 +595,9 @@ def produce_paced(
             tokens -= 1.0
         poll(0)
     sending = perf_counter() - started
+    waiting_since = perf_counter()
     while (left := producer.flush(1.0)) > 0:
-        if perf_counter() - run.last > STALL_TIMEOUT:
+        if perf_counter() - max(run.last, waiting_since) > STALL_TIMEOUT:
             raise RuntimeError(f"{left} records still undelivered after {STALL_TIMEOUT} s")
     cpu = _client_cpu_seconds() - cpu
     if run.errors:

@@ -6,9 +6,8 @@ to a producer's retry of a batch already appended."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
 from concurrent.futures import Future
-from typing import Any
+from typing import cast
 
 from engine.data_waiters import DataWaiters
 from engine.partition import AppendResult, Partition
@@ -52,24 +51,18 @@ class Acks:
         remote: bool | None,
         provenance: Provenance | None = None,
         one_batch: bool = False,
-    ) -> Coroutine[Any, Any, AppendResult]:
-        """Appends to ``leader`` now; the coroutine finishes once durable."""
+    ) -> asyncio.Future[AppendResult]:
+        """Appends to ``leader`` now; the asyncio future resolves once the
+        append is durable. It is settled by the store's call (no task, no
+        coroutine per append); cancelling it stops the wait, not the append."""
+        done: asyncio.Future[AppendResult] = asyncio.get_running_loop().create_future()
+        settle = _SettleAsync(done)
         with store_errors():
-            result, stored = leader.submit_async(records, remote, provenance, one_batch)
-        return self._durable_async(leader, result, stored, remote)
-
-    async def _durable_async(
-        self,
-        leader: Partition,
-        result: AppendResult,
-        stored: Coroutine[Any, Any, int] | None,
-        remote: bool | None,
-    ) -> AppendResult:
-        if stored is not None:
-            with store_errors():
-                await stored
-            return result
-        return await asyncio.wrap_future(self._retry_durable(leader, result, remote))
+            result = leader.submit_then(records, settle, remote, provenance, one_batch)
+        if result.duplicate:  # a retry: answered once the original is durable
+            return asyncio.wrap_future(self._retry_durable(leader, result, remote))
+        settle.result = result
+        return done
 
     def _retry_durable(
         self, leader: Partition, result: AppendResult, remote: bool | None
@@ -95,6 +88,30 @@ class Acks:
 
         self.waiters.when_durable(leader, result.last_offset, locally_durable)
         return done
+
+
+class _SettleAsync:
+    """Settles an append's asyncio future from the store's call on the loop,
+    with the engine's error for a store's (as store_errors() raises it)."""
+
+    __slots__ = ("_done", "result")
+
+    def __init__(self, done: asyncio.Future[AppendResult]) -> None:
+        self._done = done
+        self.result: AppendResult | None = None
+        """Set once the append is accepted, before the store can call."""
+
+    def __call__(self, error: BaseException | None) -> None:
+        if self._done.cancelled():
+            return  # the caller stopped waiting; the append itself stays
+        if error is None:
+            self._done.set_result(cast(AppendResult, self.result))
+        elif isinstance(error, S3StreamError):
+            engine_error = translate(error)
+            engine_error.__cause__ = error
+            self._done.set_exception(engine_error)
+        else:
+            self._done.set_exception(error)
 
 
 def _settle(done: Future[AppendResult], result: AppendResult, error: BaseException | None) -> None:

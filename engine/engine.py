@@ -21,7 +21,7 @@ import contextlib
 import logging
 import os
 import threading
-from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -646,12 +646,13 @@ class Engine:
         provenance: Provenance | None = None,
         one_batch: bool = False,
         may_create: CreateCheck | None = None,
-    ) -> Coroutine[Any, Any, AppendResult]:
+    ) -> asyncio.Future[AppendResult]:
         """Like submit, from a running event loop: the batches are validated
         and appended now, in call order (validation errors raise here), and
-        the returned coroutine, which must be awaited, finishes once they
-        are durable. Back-pressure from a full log cache is waited for in
-        that coroutine, never by blocking the loop."""
+        the returned asyncio future resolves once they are durable.
+        Back-pressure from a full log cache is waited for before it
+        resolves, never by blocking the loop. Cancelling it stops the wait,
+        not the append."""
         self._check_open()
         leader = self.partition(topic, partition, auto_create=True, may_create=may_create)
         return self._acks.submit_async(leader, records, remote, provenance, one_batch)

@@ -13,9 +13,10 @@ headers appended after it.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from typing import Any, NamedTuple, TypeVar
+from functools import partial
+from typing import NamedTuple, TypeVar
 
 import msgpack
 
@@ -240,15 +241,20 @@ class Partition:
         batch unframed, as Kafka does."""
         return self._append(data, self.store.submit, remote, provenance, one_batch)
 
-    def submit_async(
+    def submit_then(
         self,
         data: BytesLike,
+        then: Callable[[BaseException | None], None],
         remote: bool | None = None,
         provenance: Provenance | None = None,
         one_batch: bool = False,
-    ) -> tuple[AppendResult, Coroutine[Any, Any, int] | None]:
-        """Like submit, from a running event loop; returns what to await."""
-        return self._append(data, self.store.submit_async, remote, provenance, one_batch)
+    ) -> AppendResult:
+        """Like submit, from a running event loop: the store calls ``then``
+        on the loop once the append is durable (StreamStore.submit_then). A
+        duplicate (``AppendResult.duplicate``) is appended again never, and
+        ``then`` is not called for it."""
+        store_then = partial(self.store.submit_then, then)
+        return self._append(data, store_then, remote, provenance, one_batch)[0]
 
     def _append(
         self,
@@ -308,7 +314,10 @@ class Partition:
                         f"producer {producer_batch.producer_id} has a transaction open on "
                         f"{self.topic}-{self.index}: expected a transactional batch"
                     )
-            base = self.store.next_offset(self.stream_id)
+            # One look at the stream for both: an append never moves the
+            # start, and a DeleteRecords racing this append may as well
+            # land just after its answer was read as just before.
+            log_start, base = self.store.append_offsets(self.stream_id)
             offset = base
             max_timestamp = -1
             for header in headers:
@@ -337,7 +346,7 @@ class Partition:
             )
             self.bytes_in += len(buffer)
             self.records_in += offset - base
-        return AppendResult(base, last, log_append_time, self.log_start_offset), handle
+        return AppendResult(base, last, log_append_time, log_start), handle
 
     def _stamped_as_configured(
         self,

@@ -8,10 +8,11 @@ too much is not uploaded yet."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from concurrent.futures import Future
-from typing import Any, TypeVar, cast
+from typing import TypeVar, cast
 
 from s3stream.config import StreamStoreConfig
 from s3stream.errors import (
@@ -26,12 +27,13 @@ from s3stream.objects import StoredBatch
 from s3stream.store_state import StoreState, StreamState, fail_all
 from s3stream.uploader import Uploader
 from s3stream.wal_entries import WAL_OWNED_DATA, WAL_OWNED_TRIM
-from wal import Outcome, Position, WalError, WriteAheadLog
+from wal import Outcome, Position, WalError, WalOutcome, WriteAheadLog
 
 log = logging.getLogger("tidelog.s3stream")
 
 W = TypeVar("W")
-"""The WAL future an append waits on: concurrent for submit, asyncio for submit_async."""
+"""What the WAL's submit hands back: a concurrent future for submit, None
+for submit_then (whose call stands in for a future)."""
 
 _WalTag = tuple["StreamState | None", CacheBlock, int]
 """What the WAL's commit hook is given for each append: the stream (None for
@@ -105,23 +107,50 @@ class Appender:
         remote: bool = False,
         *,
         payload_crc: int | None = None,
-    ) -> Coroutine[Any, Any, int]:
-        """Queues an append from a running event loop now, and returns what to
-        await for the stream's new end offset once it is durable (as submit).
+    ) -> asyncio.Future[int]:
+        """Queues an append from a running event loop now, and returns an
+        asyncio future of the stream's new end offset once it is durable
+        (as submit). Cancelling the future stops the wait, not the append.
 
         The append is accepted (or refused) before this returns, so a caller
         holding its own lock can assign offsets and submit in one step.
         """
-        future, uploaded = self._append(
-            self._wal.submit_async,
-            stream_id,
-            base_offset,
-            last_offset,
-            payload,
-            remote,
-            payload_crc,
+        done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        end = last_offset + 1
+
+        def settle(error: BaseException | None) -> None:
+            if done.cancelled():
+                return
+            if error is None:
+                done.set_result(end)
+            else:
+                done.set_exception(error)
+
+        self.submit_then(
+            settle, stream_id, base_offset, last_offset, payload, remote, payload_crc=payload_crc
         )
-        return self._durable_async(future, last_offset + 1, uploaded)
+        return done
+
+    def submit_then(
+        self,
+        then: Callable[[BaseException | None], None],
+        stream_id: int,
+        base_offset: int,
+        last_offset: int,
+        payload: bytes | memoryview,
+        remote: bool = False,
+        *,
+        payload_crc: int | None = None,
+    ) -> None:
+        """submit_async for a caller that only wants a call once the append
+        is durable: ``then(None)`` on the running loop once it is (as
+        submit), ``then(error)`` if it failed, and never before this
+        returns. No future or task is made for it (the server's hot path).
+        Refusals raise here, as submit's do."""
+        durable = _Durable(self, then)
+        durable.uploaded = self._append(
+            durable.submit, stream_id, base_offset, last_offset, payload, remote, payload_crc
+        )[1]
 
     def _append(
         self,
@@ -152,22 +181,6 @@ class Appender:
             )
             uploaded = self._uploader.wait_remote_locked(stream_id, end) if remote else None
         return future, uploaded
-
-    async def _durable_async(
-        self, future: asyncio.Future[Position], end: int, uploaded: Future[int] | None
-    ) -> int:
-        try:
-            await future
-        except WalError as error:
-            raise StoreFailed(error) from error
-        if isinstance(self._state.failure, Fenced):
-            raise self._state.failure  # a fenced writer acknowledges nothing
-        if uploaded is not None:
-            await asyncio.wrap_future(uploaded)
-        if self._state.cache.unuploaded_bytes > self._config.max_unuploaded_bytes:
-            # Back-pressure after accepting, so the caller's offsets stay valid.
-            await asyncio.get_running_loop().run_in_executor(None, self._wait_for_room)
-        return end
 
     def _accept(
         self,
@@ -272,3 +285,84 @@ def _copy_outcome(source: Future[int], target: Future[int]) -> None:
         target.set_result(source.result())
     else:
         target.set_exception(error)
+
+
+class _Durable:
+    """What follows one append's WAL commit, for submit_then, as plain calls
+    on the loop in the order submit's callbacks check them: the WAL's
+    outcome, the fence, with ``uploaded`` (remote) the upload's outcome,
+    then the wait for room (back-pressure, after accepting, so the
+    caller's offsets stay valid; waited for off the loop)."""
+
+    __slots__ = ("_appender", "_loop", "_then", "uploaded")
+
+    def __init__(self, appender: Appender, then: Callable[[BaseException | None], None]) -> None:
+        self._appender = appender
+        self._then = then
+        self._loop = asyncio.get_running_loop()
+        self.uploaded: Future[int] | None = None
+        """Settled once the append is in a committed object (remote only)."""
+
+    def submit(
+        self,
+        payload: bytes | memoryview,
+        *,
+        stream_id: int,
+        start_offset: int,
+        end_offset: int,
+        record_type: int,
+        tag: object,
+        prefix: bytes,
+        payload_crc: int | None,
+    ) -> None:
+        """The WAL's submit, as _append calls it, with this as its call."""
+        self._appender._wal.submit_then(
+            self._wal_done,
+            payload,
+            stream_id=stream_id,
+            start_offset=start_offset,
+            end_offset=end_offset,
+            record_type=record_type,
+            tag=tag,
+            prefix=prefix,
+            payload_crc=payload_crc,
+        )
+
+    def _wal_done(self, outcome: WalOutcome) -> None:
+        if isinstance(outcome, BaseException):
+            self._then(StoreFailed(outcome) if isinstance(outcome, WalError) else outcome)
+            return
+        failure = self._appender._state.failure
+        if isinstance(failure, Fenced):
+            self._then(failure)  # a fenced writer acknowledges nothing
+            return
+        if self.uploaded is not None:
+            self.uploaded.add_done_callback(self._uploaded)
+            return
+        self._make_room()
+
+    def _uploaded(self, uploaded: Future[int]) -> None:
+        # On the uploader's thread (or this one, if already settled).
+        with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting any more
+            self._loop.call_soon_threadsafe(self._after_upload, uploaded)
+
+    def _after_upload(self, uploaded: Future[int]) -> None:
+        if uploaded.cancelled():
+            self._then(asyncio.CancelledError())
+            return
+        error = uploaded.exception()
+        if error is not None:
+            self._then(error)
+            return
+        self._make_room()
+
+    def _make_room(self) -> None:
+        appender = self._appender
+        if appender._state.cache.unuploaded_bytes <= appender._config.max_unuploaded_bytes:
+            self._then(None)
+            return
+        waited = self._loop.run_in_executor(None, appender._wait_for_room)
+        waited.add_done_callback(self._room_made)
+
+    def _room_made(self, waited: asyncio.Future[None]) -> None:
+        self._then(asyncio.CancelledError() if waited.cancelled() else waited.exception())

@@ -26,6 +26,7 @@ goes through manifest_writer.py):
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -384,6 +385,13 @@ class StreamStore:
         stream = self._stream(stream_id)
         return stream.start_offset, stream.end_offset
 
+    def append_offsets(self, stream_id: int) -> tuple[int, int]:
+        """(start offset, next offset), read together: an append's one look
+        at the stream before it is made (its base offset, and the log start
+        its answer carries)."""
+        stream = self._stream(stream_id)
+        return stream.start_offset, stream.next_offset
+
     def next_offset(self, stream_id: int) -> int:
         """The offset the next append must start at."""
         return self._stream(stream_id).next_offset
@@ -512,9 +520,10 @@ class StreamStore:
         remote: bool = False,
         *,
         payload_crc: int | None = None,
-    ) -> Coroutine[Any, Any, int]:
-        """Queues an append from a running event loop now, and returns what to
-        await for the stream's new end offset once it is durable (as submit).
+    ) -> asyncio.Future[int]:
+        """Queues an append from a running event loop now, and returns an
+        asyncio future of the stream's new end offset once it is durable (as
+        submit); cancelling it stops the wait, not the append.
 
         The append is accepted (or refused) before this returns, so a caller
         holding its own lock can assign offsets and submit in one step.
@@ -522,6 +531,25 @@ class StreamStore:
         self._fetcher.pace.live()
         return self._appender.submit_async(
             stream_id, base_offset, last_offset, payload, remote, payload_crc=payload_crc
+        )
+
+    def submit_then(
+        self,
+        then: Callable[[BaseException | None], None],
+        stream_id: int,
+        base_offset: int,
+        last_offset: int,
+        payload: bytes | memoryview,
+        remote: bool = False,
+        *,
+        payload_crc: int | None = None,
+    ) -> None:
+        """submit_async without a future: ``then(None)`` is called on the
+        running loop once the append is durable (as submit), ``then(error)``
+        if it failed; never before this returns. Refusals raise here."""
+        self._fetcher.pace.live()
+        self._appender.submit_then(
+            then, stream_id, base_offset, last_offset, payload, remote, payload_crc=payload_crc
         )
 
     def gathered(self) -> contextlib.AbstractContextManager[None]:

@@ -57,6 +57,7 @@ PURE_PASS: tuple[str, ...] = (
     "tests/engine/test_spec.py",
     "tests/engine/test_state_log.py",
     "tests/engine/test_transactions.py",
+    "tests/engine/test_transactions_v2.py",
     "tests/engine/test_txn_model.py",
     # A fetch cuts an append of several batches at their boundaries with native/'s scan.
     "tests/engine/test_whole_batches.py",
@@ -89,12 +90,17 @@ PURE_PASS: tuple[str, ...] = (
 )
 
 ONE_PASS_ONLY: dict[str, str] = {
+    "tests/engine/test_submit_async.py": "builds its batches with native/; what it tests is "
+    "how an append's answer reaches a caller on an event loop",
     "tests/engine/test_producer_max_block.py": "decodes what was written with native/; what "
     "it tests is how long a send waits for queue space",
     "tests/server/test_fenced_epoch_librdkafka.py": "builds its batches with native/; what it "
     "tests is how librdkafka follows a fenced fetch's named leader",
     "tests/server/test_kafka40_versions.py": "builds a transactional batch with native/; what "
     "it tests is the codes each version answers",
+    "tests/server/test_transactions_v2_wire.py": "builds its transactional batches with "
+    "native/; what it tests is the coordinator's answers and the markers' epochs, covered "
+    "in both passes by tests/engine/test_transactions_v2.py",
     "tests/server/test_fetch_past_the_high_watermark.py": "builds its batches with native/; "
     "what it tests is the answer to a fetch between the high watermark and the log end",
     "tests/server/test_fetch_repeated_partitions.py": "builds its batches with native/; what "

@@ -18,6 +18,7 @@ from wal.errors import (
 )
 from wal.group_commit import CommitHook, Durability, Outcome, WalStats
 from wal.log import DATA, DEFAULT_SEGMENT_BYTES, Append, WriteAheadLog
+from wal.loop_call import WalOutcome
 from wal.recovery import Damage, Inspection, RecoveryReport, inspect
 from wal.segment import Entry, Position
 
@@ -44,6 +45,7 @@ __all__ = [
     "RecordTooLarge",
     "RecoveryReport",
     "WalError",
+    "WalOutcome",
     "WalStats",
     "WriteAheadLog",
     "inspect",

@@ -42,6 +42,7 @@ from wal.format import (
     encode_placed_record_header,
 )
 from wal.histogram import PlainHistogram
+from wal.loop_call import LoopCall
 from wal.segment import Position, SegmentWriter
 from wal.syncer import Syncer, WrittenGroup
 
@@ -122,8 +123,10 @@ class BatchTags(list[object]):
 
 QueuedOutcome = Position | list[Position] | WalError
 """A queued append's outcome: a batch's is the list of its records' positions."""
-Waiter = Future[Position] | asyncio.Future[Position]
-"""A thread waits on a concurrent future; a coroutine on its event loop's future."""
+Waiter = Future[Position] | asyncio.Future[Position] | LoopCall
+"""A thread waits on a concurrent future; a coroutine on its event loop's
+future; a LoopCall is settled on its loop as such a future is."""
+LoopWaiter = asyncio.Future[Any] | LoopCall
 CommitHook = Callable[[list[object], list[Outcome]], None]
 """Called once per group with the tags of its tagged appends and their
 outcomes (a batch's records each with its own), before any waiter of the
@@ -570,13 +573,13 @@ def _settle(group: list[Queued], outcomes: Sequence[QueuedOutcome]) -> None:
         # waiter is woken without the sorting by loop below.
         _settle_one(group[0].waiter, outcomes[0])
         return
-    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any]]] = {}
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[LoopWaiter, Any]]] = {}
     # Appends of one group mostly come from one loop: its list is kept at
     # hand rather than looked up (and a new empty one made) per append.
     last_loop: asyncio.AbstractEventLoop | None = None
-    last_settled: list[tuple[asyncio.Future[Any], Any]] = []
+    last_settled: list[tuple[LoopWaiter, Any]] = []
     for pending, outcome in zip(group, outcomes, strict=True):
-        waiter: Future[Any] | asyncio.Future[Any] = pending.waiter
+        waiter: Future[Any] | LoopWaiter = pending.waiter
         if isinstance(waiter, Future):
             if isinstance(outcome, BaseException):
                 waiter.set_exception(outcome)
@@ -593,7 +596,7 @@ def _settle(group: list[Queued], outcomes: Sequence[QueuedOutcome]) -> None:
             loop.call_soon_threadsafe(_settle_on_loop, settled)
 
 
-def _settle_one(waiter: Future[Any] | asyncio.Future[Any], outcome: QueuedOutcome) -> None:
+def _settle_one(waiter: Future[Any] | LoopWaiter, outcome: QueuedOutcome) -> None:
     if isinstance(waiter, Future):
         if isinstance(outcome, BaseException):
             waiter.set_exception(outcome)
@@ -604,7 +607,7 @@ def _settle_one(waiter: Future[Any] | asyncio.Future[Any], outcome: QueuedOutcom
         waiter.get_loop().call_soon_threadsafe(_settle_on_loop, ((waiter, outcome),))
 
 
-def _settle_on_loop(settled: Sequence[tuple[asyncio.Future[Any], Any]]) -> None:
+def _settle_on_loop(settled: Sequence[tuple[LoopWaiter, Any]]) -> None:
     for waiter, outcome in settled:
         if waiter.cancelled():
             continue  # the coroutine gave up waiting; the append itself still happened

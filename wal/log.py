@@ -12,7 +12,7 @@ import os
 import struct
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from types import TracebackType
 from typing import NamedTuple
@@ -39,6 +39,7 @@ from wal.group_commit import (
     Waiter,
     WalStats,
 )
+from wal.loop_call import LoopCall, WalOutcome
 from wal.recovery import FREE_PREFIX, RecoveryReport, recover
 from wal.segment import (
     Entry,
@@ -303,6 +304,39 @@ class WriteAheadLog:
             )
         )
         return waiter
+
+    def submit_then(
+        self,
+        then: Callable[[WalOutcome], None],
+        payload: BytesLike,
+        *,
+        stream_id: int = 0,
+        start_offset: int = 0,
+        end_offset: int = 0,
+        record_type: int = DATA,
+        tag: object = None,
+        prefix: bytes = b"",
+        payload_crc: int | None = None,
+    ) -> None:
+        """Queues an append from a running event loop, as ``submit_async``,
+        and calls ``then`` on that loop with its position once it is durable
+        (or with the WalError that failed it), in place of a future: no
+        future to wake and no task awaiting it. ``then`` runs on the loop,
+        never before this returns; an exception it raises goes to the
+        loop's exception handler."""
+        self._committer.submit(
+            self._pending(
+                LoopCall(asyncio.get_running_loop(), then),
+                payload,
+                stream_id,
+                start_offset,
+                end_offset,
+                record_type,
+                tag,
+                prefix,
+                payload_crc,
+            )
+        )
 
     # -- appending many at once -----------------------------------------
 

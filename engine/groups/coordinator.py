@@ -44,7 +44,6 @@ from engine.groups.config import GroupConfig
 from engine.groups.consumer_group import ConsumerGroup
 from engine.groups.consumer_group_description import (
     ConsumerGroupDescription,
-    describe_classic,
     listing,
 )
 from engine.groups.consumer_groups import ConsumerGroups
@@ -468,31 +467,35 @@ class GroupCoordinator:
     # -- groups -------------------------------------------------------------------------
 
     def describe_groups(self, group_ids: Sequence[str]) -> list[GroupDescription]:
-        """DescribeGroups: a group that does not exist is described as Dead
-        with GROUP_ID_NOT_FOUND, as Kafka 4.0's GroupMetadataManager
-        describes it (its DescribeGroups answers it so from v6, and with
-        no error before)."""
+        """DescribeGroups: a group that does not exist, or is a consumer
+        group (KIP-848, described by ConsumerGroupDescribe), is described
+        as Dead with GROUP_ID_NOT_FOUND, as Kafka 4.0's GroupMetadataManager
+        describes it (classicGroup() finds no classic group; its
+        DescribeGroups answers so from v6, and with no error before)."""
         with self._locked():
             self._check_open()
             described = []
             for group_id in group_ids:
                 group = self._classic_groups.get(group_id)
-                consumer_group = self._consumer_groups.get(group_id)
-                if consumer_group is not None:
-                    described.append(describe_classic(consumer_group))
-                elif group is None:
-                    described.append(
-                        GroupDescription(
-                            group_id,
-                            KafkaCode.GROUP_ID_NOT_FOUND,
-                            GroupState.DEAD.value,
-                            "",
-                            "",
-                            [],
-                        )
-                    )
-                else:
+                if group is not None:
                     described.append(group.describe())
+                    continue
+                message = (
+                    f"Group {group_id} is not a classic group."
+                    if group_id in self._consumer_groups
+                    else f"Group {group_id} not found."
+                )
+                described.append(
+                    GroupDescription(
+                        group_id,
+                        KafkaCode.GROUP_ID_NOT_FOUND,
+                        GroupState.DEAD.value,
+                        "",
+                        "",
+                        [],
+                        message,
+                    )
+                )
             return described
 
     def count(self) -> int:

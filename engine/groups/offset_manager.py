@@ -174,7 +174,7 @@ class OffsetManager:
         }
         if not values:
             return done(results)
-        target = self._host.group_for_commit(group_id)
+        self._host.group_for_commit(group_id)  # a commit from outside any group makes one
         self.store.writing(values)
         puts: dict[Hashable, Any]
         if transaction is None:
@@ -204,10 +204,10 @@ class OffsetManager:
                 if error != KafkaCode.NONE:
                     continue
                 if transaction is None:
-                    self._make_visible(target, key, value)
+                    self._make_visible(key, value)
                 elif in_flight is not None and key in in_flight.deleted:
                     gone.append(key)
-                elif self._still_there(target, key.tp):
+                elif self._still_there(key):
                     pending = PendingOffset(transaction.producer_epoch, value)
                     self.store.add_pending(transaction.producer_id, key, pending)
                 else:
@@ -342,9 +342,7 @@ class OffsetManager:
                 return
             self.store.remove_pending(producer_id, pending)
             for key, offset in newer.items():
-                group = self._host.group(key.group_id)
-                if group is not None:
-                    self._make_visible(group, key, offset)
+                self._make_visible(key, offset)
             if committed:
                 self._host.write({}, txn_keys)  # the nil markers are no longer needed
             self._host.resolve(future, None)
@@ -360,11 +358,11 @@ class OffsetManager:
             self._host.write({}, txn_keys, written)
         return future
 
-    def _make_visible(self, group: Group, key: OffsetKey, offset: CommittedOffset) -> None:
+    def _make_visible(self, key: OffsetKey, offset: CommittedOffset) -> None:
         """A durable commit becomes the committed offset, unless a later one
         was written meanwhile or the offset was removed (its group, its
         topic or itself deleted) after it was written."""
-        if self.store.latest(key) == offset.sequence and self._still_there(group, key.tp):
+        if self.store.latest(key) == offset.sequence and self._still_there(key):
             self.store.put(key.group_id, key.tp, offset)
 
     def _check_offsets(
@@ -385,11 +383,16 @@ class OffsetManager:
                 accepted[tp] = om
         return results, accepted
 
-    def _still_there(self, group: Group, tp: TopicPartition) -> bool:
+    def _still_there(self, key: OffsetKey) -> bool:
         """A write becoming durable after its group or topic was deleted
-        must not bring its offset back."""
+        must not bring its offset back. The group is asked for by id, not
+        as the object the commit found: a group that changed protocol
+        meanwhile (KIP-848's conversion of an empty group) is the same
+        group, its offsets kept as its record is, while a deletion's record
+        deleted the commit's (_being_written) and forgot its sequence."""
         return (
-            self._host.group(group.group_id) is group and self.partition_error(tp) == KafkaCode.NONE
+            self._host.group(key.group_id) is not None
+            and self.partition_error(key.tp) == KafkaCode.NONE
         )
 
     # -- reading ------------------------------------------------------------------------

@@ -70,6 +70,8 @@ class GroupDescription(NamedTuple):
     protocol_name: str
     """The chosen protocol (empty unless Stable)."""
     members: list[MemberDescription]
+    error_message: str | None = None
+    """Why the group is not described (with an error)."""
 
 
 class GroupListing(NamedTuple):

@@ -76,9 +76,14 @@ class TransactionCompleter:
         try:
             self._write_markers(prepared, commit)
             if prepared.groups:
-                self._host.groups.complete_transaction(
-                    prepared.producer_id, commit, prepared.producer_epoch
-                ).result()
+                # The transaction's offsets carry the epoch it ran at, which
+                # under transactions v2 is the one before the end's bump.
+                epoch = (
+                    prepared.last_producer_epoch
+                    if prepared.epoch_bumped
+                    else prepared.producer_epoch
+                )
+                self._host.groups.complete_transaction(prepared.producer_id, commit, epoch).result()
             finished: Future[None] = Future()
             finished.set_running_or_notify_cancel()
             self._table.write(

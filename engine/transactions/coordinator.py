@@ -53,12 +53,15 @@ from engine.transactions.metadata import (
     NO_PRODUCER_EPOCH,
     NO_PRODUCER_ID,
     PREPARED,
+    TV_2,
     TransactionMetadata,
     TxnState,
     bump,
+    completed,
     epoch_exhausted,
     fence,
     may_resume,
+    prepare_end,
     rotate,
 )
 from engine.transactions.table import TransactionTable, storage_error
@@ -254,18 +257,34 @@ class TransactionCoordinator:
         producer_id: int,
         producer_epoch: int,
         partitions: Iterable[TopicPartition],
+        transaction_version: int = 0,
     ) -> Future[None]:
         """AddPartitionsToTxn: the producer may now write to these partitions
-        in its transaction (which this begins, if none is open)."""
+        in its transaction (which this begins, if none is open). With
+        ``transaction_version`` TV_2, the add a Produce v12 makes implicitly."""
         wanted = frozenset(partitions)
-        return self._add(transactional_id, producer_id, producer_epoch, wanted, frozenset())
+        return self._add(
+            transactional_id, producer_id, producer_epoch, wanted, frozenset(), transaction_version
+        )
 
     def add_offsets(
-        self, transactional_id: str, producer_id: int, producer_epoch: int, group_id: str
+        self,
+        transactional_id: str,
+        producer_id: int,
+        producer_epoch: int,
+        group_id: str,
+        transaction_version: int = 0,
     ) -> Future[None]:
-        """AddOffsetsToTxn: the transaction will commit offsets of ``group_id``."""
+        """AddOffsetsToTxn: the transaction will commit offsets of ``group_id``.
+        With ``transaction_version`` TV_2, the add a TxnOffsetCommit v5
+        makes implicitly."""
         return self._add(
-            transactional_id, producer_id, producer_epoch, frozenset(), frozenset([group_id])
+            transactional_id,
+            producer_id,
+            producer_epoch,
+            frozenset(),
+            frozenset([group_id]),
+            transaction_version,
         )
 
     def _add(
@@ -275,6 +294,7 @@ class TransactionCoordinator:
         producer_epoch: int,
         partitions: frozenset[TopicPartition],
         groups: frozenset[str],
+        transaction_version: int,
     ) -> Future[None]:
         now = self._clock.time_ms()
         with self._table.lock:
@@ -292,6 +312,7 @@ class TransactionCoordinator:
                     partitions=meta.partitions | partitions,
                     groups=meta.groups | groups,
                     update_ms=now,
+                    transaction_version=transaction_version,
                 )
             elif meta.state in ENDABLE:
                 updated = replace(
@@ -301,6 +322,8 @@ class TransactionCoordinator:
                     groups=groups,
                     start_ms=now,
                     update_ms=now,
+                    transaction_version=transaction_version,
+                    next_producer_id=NO_PRODUCER_ID,
                 )
             else:
                 raise InvalidTxnState(
@@ -318,6 +341,50 @@ class TransactionCoordinator:
 
         self._table.write(updated, written)
         return result
+
+    def needs_add(
+        self,
+        transactional_id: str,
+        producer_id: int,
+        producer_epoch: int,
+        partitions: Iterable[TopicPartition],
+    ) -> bool:
+        """Whether a Produce v12 (transactions v2) must add ``partitions``
+        to the producer's transaction before it appends: False only when
+        its open transaction has them all and nothing about the id is
+        being written. While a change is written the add is asked (and
+        refused CONCURRENT_TRANSACTIONS), so no append overtakes an
+        earlier request's append that waits for its add."""
+        with self._table.lock:
+            meta = self._table.get(transactional_id)
+            return (
+                meta is None
+                or self._table.is_pending(transactional_id)
+                or meta.producer_id != producer_id
+                or meta.producer_epoch != producer_epoch
+                or meta.state is not TxnState.ONGOING
+                or not frozenset(partitions) <= meta.partitions
+            )
+
+    def verify_partitions(
+        self,
+        transactional_id: str,
+        producer_id: int,
+        producer_epoch: int,
+        partitions: Iterable[TopicPartition],
+    ) -> dict[TopicPartition, bool]:
+        """AddPartitionsToTxn v4+'s verify_only: whether each partition is in
+        the producer's transaction, changing nothing (Kafka's
+        handleVerifyPartitionsInTransaction). Raises
+        InvalidProducerIdMapping, ProducerFenced, or ConcurrentTransactions
+        while the id is written or its transaction completed."""
+        with self._table.lock:
+            meta = self._current(transactional_id, producer_id, producer_epoch)
+            if meta.state in PREPARED:
+                raise ConcurrentTransactions(
+                    f"transactional id {transactional_id!r} is completing a transaction"
+                )
+            return {tp: tp in meta.partitions for tp in partitions}
 
     def check_offset_commit(
         self, transactional_id: str, producer_id: int, producer_epoch: int, group_id: str
@@ -364,25 +431,45 @@ class TransactionCoordinator:
     # -- EndTxn -------------------------------------------------------------------------
 
     def end_transaction(
-        self, transactional_id: str, producer_id: int, producer_epoch: int, commit: bool
-    ) -> Future[None]:
+        self,
+        transactional_id: str,
+        producer_id: int,
+        producer_epoch: int,
+        commit: bool,
+        transaction_version: int = 0,
+    ) -> Future[tuple[int, int]]:
         """EndTxn: commits or aborts the open transaction. The future
         resolves once every partition has its marker, durably, and the
-        state is CompleteCommit or CompleteAbort."""
+        state is CompleteCommit or CompleteAbort, to the producer id and
+        epoch the producer goes on with: its own under transactions v1,
+        the bumped epoch (or, past the last epoch, a new producer id at
+        epoch 0) under v2 (``transaction_version`` TV_2, EndTxn v5)."""
         now = self._clock.time_ms()
         with self._table.lock:
             self._check_open()
-            meta = self._current(transactional_id, producer_id, producer_epoch)
+            meta = self._ending(transactional_id, producer_id, producer_epoch)
             state = meta.state
-            if state is TxnState.ONGOING:
-                prepared = replace(
-                    meta,
-                    state=TxnState.PREPARE_COMMIT if commit else TxnState.PREPARE_ABORT,
-                    update_ms=now,
-                )
+            retry = _retried_end(meta, producer_id, producer_epoch)
+            # Under v2 an abort with nothing added still ends a transaction
+            # (the client's epoch is bumped past anything it may have sent);
+            # Kafka 4.0's prepareAbortOrCommit with noPartitionAdded.
+            empty_abort = (
+                transaction_version >= TV_2 and not commit and state in ENDABLE and not retry
+            )
+            if (state is TxnState.ONGOING and not retry) or empty_abort:
+                next_producer_id = NO_PRODUCER_ID
+                if transaction_version >= TV_2 and epoch_exhausted(meta.producer_epoch):
+                    next_producer_id = self._allocate_producer_id()
+                prepared = prepare_end(meta, commit, transaction_version, next_producer_id, now)
+                if empty_abort:
+                    prepared = replace(prepared, start_ms=now)
                 self._table.hold(transactional_id)
-            elif state is (TxnState.COMPLETE_COMMIT if commit else TxnState.COMPLETE_ABORT):
-                return _done(None)  # a retry of a request that succeeded
+            elif state is (TxnState.COMPLETE_COMMIT if commit else TxnState.COMPLETE_ABORT) and (
+                retry or not meta.epoch_bumped
+            ):
+                # A retry of a request that succeeded: answered with what
+                # the producer goes on with.
+                return _done((meta.producer_id, meta.producer_epoch))
             elif state is (TxnState.PREPARE_COMMIT if commit else TxnState.PREPARE_ABORT):
                 raise ConcurrentTransactions(
                     f"transactional id {transactional_id!r} is completing this transaction"
@@ -392,17 +479,57 @@ class TransactionCoordinator:
                 raise InvalidTxnState(
                     f"transactional id {transactional_id!r} cannot {wanted} in state {state.value}"
                 )
-        result: Future[None] = Future()
+        result: Future[tuple[int, int]] = Future()
         result.set_running_or_notify_cancel()
+        ended = completed(prepared, now)
+        going_on = (ended.producer_id, ended.producer_epoch)
+        finished: Future[None] = Future()
+        finished.set_running_or_notify_cancel()
+
+        def answered(done: Future[None]) -> None:
+            error = done.exception()
+            if error is None:
+                result.set_result(going_on)
+            else:
+                result.set_exception(error)
+
+        finished.add_done_callback(answered)
 
         def decided(error: BaseException | None) -> None:
             if error is not None:
-                result.set_exception(error)
+                finished.set_exception(error)
             else:
-                self._completer.complete_later(prepared, result)
+                self._completer.complete_later(prepared, finished)
 
         self._table.write(prepared, decided, keep_pending=True)
         return result
+
+    def _ending(
+        self, transactional_id: str, producer_id: int, producer_epoch: int
+    ) -> TransactionMetadata:
+        """The id's state for an EndTxn from (producer id, epoch): Kafka's
+        endTransaction checks. Under transactions v2 an EndTxn's epoch is
+        the one before the bump, so one that the last EndTxn bumped (or
+        rotated past) is a retry of it, never a fenced producer. Under the
+        lock."""
+        meta = self._table.get(transactional_id)
+        if meta is None or (
+            meta.producer_id != producer_id and not _retried_end(meta, producer_id, producer_epoch)
+        ):
+            raise InvalidProducerIdMapping(
+                f"transactional id {transactional_id!r} does not have producer id {producer_id}"
+            )
+        if meta.epoch_bumped and meta.state is not TxnState.ONGOING:
+            valid = _retried_end(meta, producer_id, producer_epoch) or (
+                meta.state not in PREPARED and producer_epoch == meta.producer_epoch
+            )
+        else:
+            valid = producer_epoch == meta.producer_epoch
+        if not valid:
+            raise ProducerFenced(transactional_id, producer_epoch, meta.producer_epoch)
+        if self._table.is_pending(transactional_id):
+            raise ConcurrentTransactions(f"transactional id {transactional_id!r} is busy")
+        return meta
 
     # -- reading ----------------------------------------------------------------------
 
@@ -488,6 +615,24 @@ class TransactionCoordinator:
             self._table.closed = True
         self._timers.stop()
         self._completer.close()
+
+
+def _retried_end(meta: TransactionMetadata, producer_id: int, producer_epoch: int) -> bool:
+    """Whether an EndTxn from (producer id, epoch) repeats the one that
+    ended ``meta``'s last transaction under transactions v2: that one
+    bumped the epoch from ``producer_epoch`` (Kafka's endTxnEpochBumped),
+    or rotated the producer id past the last epoch (Kafka's
+    retryOnOverflow). An epoch bumped by a fence (a timeout's abort,
+    InitProducerId) keeps no last epoch, so its producer is fenced."""
+    if not meta.epoch_bumped or meta.state in (TxnState.EMPTY, TxnState.ONGOING):
+        return False
+    if meta.producer_id == producer_id:
+        return meta.last_producer_epoch == producer_epoch == meta.producer_epoch - 1
+    return (
+        meta.last_producer_id == producer_id
+        and meta.producer_epoch == 0
+        and producer_epoch == meta.last_producer_epoch
+    )
 
 
 def _done(value: Any) -> Future[Any]:

@@ -3,10 +3,13 @@
 Kafka's TransactionMetadata on one node. A transactional id maps to a
 producer id and epoch; a transaction goes Empty -> Ongoing
 (AddPartitionsToTxn, AddOffsetsToTxn) -> PrepareCommit or PrepareAbort
-(EndTxn, or a timeout) -> CompleteCommit or CompleteAbort. The functions
-here compute the next state from the current one; they change nothing:
-the coordinator writes the result to the state log (``table``) before it
-takes effect. ``to_wire`` is the state log's value (docs/transactions.md).
+(EndTxn, or a timeout) -> CompleteCommit or CompleteAbort. Under
+transactions v2 (KIP-890 part 2, ``transaction_version`` 2) every EndTxn
+bumps the epoch, and one at the last epoch rotates the producer id
+(docs/design/0076). The functions here compute the next state from the
+current one; they change nothing: the coordinator writes the result to
+the state log (``table``) before it takes effect. ``to_wire`` is the
+state log's value (docs/transactions.md).
 """
 
 from __future__ import annotations
@@ -23,8 +26,16 @@ NO_PRODUCER_EPOCH = -1
 MAX_EPOCH = 2**15 - 1
 """Producer epochs are int16."""
 
-STATE_FORMAT = 1
-"""The version of the state log's values (docs/transactions.md)."""
+STATE_FORMAT = 2
+"""The version of the state log's values (docs/transactions.md). Format 2
+adds the transaction version and the next producer id; a value that
+holds neither is still written as format 1, so a tidelog that reads
+only format 1 reads every id no transactions v2 client touched."""
+
+TV_2 = 2
+"""The ``transaction.version`` feature level of transactions v2: Produce
+v12 and TxnOffsetCommit v5 add to the transaction implicitly, EndTxn v5
+bumps the epoch (Kafka's TransactionVersion.TV_2)."""
 
 
 def epoch_exhausted(epoch: int) -> bool:
@@ -73,10 +84,25 @@ class TransactionMetadata:
     start_ms: int = -1
     """When the transaction began (its first AddPartitionsToTxn or AddOffsetsToTxn)."""
     update_ms: int = -1
+    transaction_version: int = 0
+    """The transaction version the client last spoke (Kafka's
+    clientTransactionVersion): TV_2 once its transaction was added to by
+    Produce v12 or TxnOffsetCommit v5, or ended by EndTxn v5."""
+    next_producer_id: int = NO_PRODUCER_ID
+    """In PrepareCommit or PrepareAbort under transactions v2 at the last
+    epoch: the producer id the completion rotates to (Kafka's nextProducerId)."""
+
+    @property
+    def epoch_bumped(self) -> bool:
+        """Whether the transaction's end bumped the epoch (transactions v2):
+        its records carry ``last_producer_epoch``, its markers ``producer_epoch``."""
+        return self.transaction_version >= TV_2 and self.last_producer_epoch >= 0
 
     def to_wire(self) -> dict[str, Any]:
+        v2 = self.transaction_version != 0 or self.next_producer_id != NO_PRODUCER_ID
+        extra = {"tv": self.transaction_version, "next_pid": self.next_producer_id} if v2 else {}
         return {
-            "v": STATE_FORMAT,
+            "v": STATE_FORMAT if v2 else 1,
             "pid": self.producer_id,
             "epoch": self.producer_epoch,
             "last_pid": self.last_producer_id,
@@ -87,6 +113,7 @@ class TransactionMetadata:
             "groups": sorted(self.groups),
             "start_ms": self.start_ms,
             "update_ms": self.update_ms,
+            **extra,
         }
 
     @classmethod
@@ -108,6 +135,8 @@ class TransactionMetadata:
             frozenset(raw["groups"]),
             raw["start_ms"],
             raw["update_ms"],
+            raw.get("tv", 0),
+            raw.get("next_pid", NO_PRODUCER_ID),
         )
 
 
@@ -188,13 +217,51 @@ def fence(meta: TransactionMetadata, now: int) -> TransactionMetadata:
     )
 
 
+def prepare_end(
+    meta: TransactionMetadata,
+    commit: bool,
+    transaction_version: int,
+    next_producer_id: int,
+    now: int,
+) -> TransactionMetadata:
+    """PrepareCommit or PrepareAbort (Kafka's prepareAbortOrCommit). Under
+    transactions v2 the epoch is bumped here, so the markers carry the new
+    epoch and fence every write of the old one; ``next_producer_id`` is
+    the id to rotate to when the bumped epoch is the last one."""
+    epoch, last_epoch = meta.producer_epoch, meta.last_producer_epoch
+    if transaction_version >= TV_2:
+        epoch, last_epoch = meta.producer_epoch + 1, meta.producer_epoch
+    return replace(
+        meta,
+        state=TxnState.PREPARE_COMMIT if commit else TxnState.PREPARE_ABORT,
+        producer_epoch=epoch,
+        last_producer_epoch=last_epoch,
+        transaction_version=transaction_version,
+        next_producer_id=next_producer_id,
+        update_ms=now,
+    )
+
+
 def completed(prepared: TransactionMetadata, now: int) -> TransactionMetadata:
-    """CompleteCommit or CompleteAbort, once every marker is durable."""
+    """CompleteCommit or CompleteAbort, once every marker is durable
+    (Kafka's prepareComplete). A transaction that ended at the last epoch
+    under transactions v2 hands over to its next producer id at epoch 0;
+    the last epoch stays the one the client last held, so its retry of
+    EndTxn is told apart from a fenced producer."""
     commit = prepared.state is TxnState.PREPARE_COMMIT
+    rotated: dict[str, Any] = {}
+    if prepared.next_producer_id != NO_PRODUCER_ID:
+        rotated = {
+            "producer_id": prepared.next_producer_id,
+            "producer_epoch": 0,
+            "last_producer_id": prepared.producer_id,
+            "next_producer_id": NO_PRODUCER_ID,
+        }
     return replace(
         prepared,
         state=TxnState.COMPLETE_COMMIT if commit else TxnState.COMPLETE_ABORT,
         partitions=frozenset(),
         groups=frozenset(),
         update_ms=now,
+        **rotated,
     )

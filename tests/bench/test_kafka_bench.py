@@ -201,3 +201,32 @@ def test_kafka_bench_prints_a_table_with_the_targets(tmp_path: Path) -> None:
     assert "compressed produce, 2 MiB of JSON-like 1 KiB records each:" in stdout
     assert "SASL_SSL (SCRAM-SHA-512) beside PLAINTEXT, one server, 2 MiB:" in stdout
     assert list(tmp_path.iterdir()) == []
+
+
+class _FirstReportLate:
+    """A producer whose first delivery report comes after `steps` flush steps,
+    each of which the stall clock sees as `step` seconds."""
+
+    def __init__(self, clock: list[float], steps: int, step: float) -> None:
+        self.clock, self.steps, self.step = clock, steps, step
+
+    def flush(self, timeout: float) -> int:
+        self.clock[0] += self.step
+        self.steps -= 1
+        return max(self.steps, 0)
+
+
+def test_a_flush_waiting_for_its_first_report_is_no_stall(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No report yet (Deliveries.last still 0.0) is not a stall since the
+    epoch: the wait counts from its own start, and only a wait longer than
+    STALL_TIMEOUT with no report fails."""
+    bench = _load_bench()
+    clock = [1_000.0]
+    monkeypatch.setattr(bench.time, "perf_counter", lambda: clock[0])
+    bench._flush(_FirstReportLate(clock, steps=3, step=1.0), bench.Deliveries())
+    with pytest.raises(RuntimeError, match="still undelivered"):
+        bench._flush(
+            _FirstReportLate(clock, steps=5, step=bench.STALL_TIMEOUT / 2), bench.Deliveries()
+        )

@@ -1,10 +1,11 @@
 """Committed offsets with writes in flight: random interleavings of plain
 and transactional commits, transactions' completions (some failing to
 write, then run again, as a transaction left in Prepare* is), offset and
-group deletions, and a topic deleted and made again, with each write's answer
-held and given in log order at random points. Once every answer is given,
-what the coordinator serves (committed and pending offsets) is what its
-state log holds, which is what a start loads (docs/design/0053)."""
+group deletions, a topic deleted and made again, and an empty classic
+group becoming a consumer group (KIP-848's conversion), with each write's
+answer held and given in log order at random points. Once every answer is
+given, what the coordinator serves (committed and pending offsets) is what
+its state log holds, which is what a start loads (docs/design/0053, 0075)."""
 
 from __future__ import annotations
 
@@ -18,12 +19,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import engine
 from engine.errors import GroupIdNotFound
 from engine.groups import GroupCoordinator
+from engine.groups.consumer_heartbeat import Heartbeat
 from engine.groups.records import read_state
 from engine.protocol.kafka_code import KafkaCode
 from engine.types import OffsetAndMetadata, TopicPartition
@@ -46,6 +48,7 @@ steps = st.lists(
         st.tuples(st.just("delete_offsets"), groups_, partitions_),
         st.tuples(st.just("delete_group"), groups_),
         st.tuples(st.just("delete_topic")),
+        st.tuples(st.just("convert"), groups_),
         answer,
         answer,
     ),
@@ -97,6 +100,18 @@ class HeldAnswers:
 @pytest.mark.slow
 @settings(max_examples=sized(100, 400), deadline=None)
 @given(steps)
+# A commit answered after its group changed protocol: the group's still.
+@example([("commit", GROUPS[0], PARTITIONS[0]), ("convert", GROUPS[0]), ("answer",)])
+# A commit answered after its group was deleted and made again under the
+# other protocol: the deletion voided it, the new group does not take it.
+@example(
+    [
+        ("commit", GROUPS[0], PARTITIONS[0]),
+        ("delete_group", GROUPS[0]),
+        ("convert", GROUPS[0]),
+        ("answer",),
+    ]
+)
 def test_what_is_served_is_what_a_start_loads(program: list[tuple[Any, ...]]) -> None:
     root = Path(tempfile.mkdtemp(prefix="tidelog-in-flight-"))
     config = engine.EngineConfig(store=FAST_STORE, cleaner_interval_s=3600)
@@ -152,6 +167,19 @@ def test_what_is_served_is_what_a_start_loads(program: list[tuple[Any, ...]]) ->
                         groups.delete_offsets(group, [tp])
                 case ("delete_group", group):
                     groups.delete_groups([group])
+                case ("convert", group):
+                    # An empty classic group becomes a consumer group, and
+                    # empty again, its offsets kept (KIP-848 conversion).
+                    joining = Heartbeat(
+                        group,
+                        "member",
+                        0,
+                        rebalance_timeout_ms=30_000,
+                        subscribed_topic_names=["t"],
+                        owned_partitions={},
+                    )
+                    groups.consumer_group_heartbeat(joining)
+                    groups.consumer_group_heartbeat(Heartbeat(group, "member", -1))
                 case ("delete_topic",):
                     opened.delete_topic("t")
                     opened.create_topic("t", len(PARTITIONS))

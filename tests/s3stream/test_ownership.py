@@ -9,6 +9,7 @@ lock released by closing the WAL alone, as process exit would).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import struct
 import threading
@@ -265,11 +266,14 @@ def test_an_idle_writer_learns_of_a_takeover_with_one_head_per_interval(
     assert report.uploaded  # all of it was uploaded before B opened
 
 
+@pytest.mark.parametrize("side", ["thread", "event loop"])
 def test_appends_in_flight_when_the_fence_is_found_are_not_acknowledged(
-    tmp_path: Path, bucket: str
+    tmp_path: Path, bucket: str, side: str
 ) -> None:
     """The WAL write of an append finishes after the store learned it is
-    fenced: the append fails instead of being acknowledged."""
+    fenced: the append fails instead of being acknowledged, whether it was
+    submitted from a thread or from an event loop (submit_async, settled
+    by the store's call on the loop)."""
     a = open_store_at(tmp_path / "a", bucket)
     release = threading.Event()
     try:
@@ -282,14 +286,28 @@ def test_appends_in_flight_when_the_fence_is_found_are_not_acknowledged(
             return original(group)
 
         a.wal._committer._write = held  # type: ignore[method-assign]
-        pending = a.submit(stream, 0, 0, b"in-flight")
-        b = open_store_at(tmp_path / "b", bucket)
-        b.close()
-        with pytest.raises(Fenced):
-            a._manifest_writer.check_fence()  # what the uploader does once per idle interval
-        release.set()
-        with pytest.raises(Fenced):
-            pending.result(30)
+
+        def fence_meanwhile() -> None:
+            b = open_store_at(tmp_path / "b", bucket)
+            b.close()
+            with pytest.raises(Fenced):
+                a._manifest_writer.check_fence()  # what the uploader does once per idle interval
+            release.set()
+
+        if side == "thread":
+            pending = a.submit(stream, 0, 0, b"in-flight")
+            fence_meanwhile()
+            with pytest.raises(Fenced):
+                pending.result(30)
+        else:
+
+            async def main() -> None:
+                waiting = a.submit_async(stream, 0, 0, b"in-flight")
+                fence_meanwhile()
+                with pytest.raises(Fenced):
+                    await asyncio.wait_for(waiting, 30)
+
+            asyncio.run(main())
     finally:
         release.set()
         a.close()

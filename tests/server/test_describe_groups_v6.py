@@ -12,6 +12,7 @@ import pytest
 from kafka import KafkaAdminClient
 from kio.index import load_request_schema
 
+from engine.authorization import AUTHORIZED_OPERATIONS_OMITTED
 from engine.protocol.apis import ApiKey
 from engine.protocol.kafka_code import KafkaCode
 from tests.server.conftest import GROUP_SERVER_CONFIG, ServerProcess, free_port
@@ -39,10 +40,14 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         assert running.stop() == 0, running.log()
 
 
-def _describe(server: Served, version: int, *groups: str) -> Any:
+def _describe(server: Served, version: int, *groups: str, **values: Any) -> Any:
     with Wire(server.bootstrap) as wire:
         return wire.request(
-            build(load_request_schema(ApiKey.DESCRIBE_GROUPS, version), groups=list(groups))
+            build(
+                load_request_schema(ApiKey.DESCRIBE_GROUPS, version),
+                groups=list(groups),
+                **values,
+            )
         )
 
 
@@ -70,6 +75,26 @@ def test_a_group_that_exists_is_described_at_v6_without_an_error(server: Served)
     assert described.error_code == KafkaCode.NONE
     assert described.error_message is None
     assert described.group_state == "Empty"
+
+
+def test_only_a_group_described_without_an_error_gets_its_authorized_operations(
+    server: Served,
+) -> None:
+    """As KafkaApis: the operations are filled in for a group answered with
+    no error; one answered GROUP_ID_NOT_FOUND (v6) keeps the sentinel."""
+    with Wire(server.bootstrap) as wire:
+        wire.request(build(load_request_schema(ApiKey.METADATA, 12), topics=[{"name": "ops-t"}]))
+        wire.request(standalone_commit("ops-group", {("ops-t", 0): 1}))
+    asked = {"include_authorized_operations": True}
+    missing, existing = _describe(server, 6, "ops-missing", "ops-group", **asked).groups
+    assert missing.error_code == KafkaCode.GROUP_ID_NOT_FOUND
+    assert missing.authorized_operations == AUTHORIZED_OPERATIONS_OMITTED
+    assert existing.error_code == KafkaCode.NONE
+    assert existing.authorized_operations not in (0, AUTHORIZED_OPERATIONS_OMITTED)
+    # Before v6 the missing group is described with no error: it gets them.
+    (dead,) = _describe(server, 5, "ops-missing", **asked).groups
+    assert dead.error_code == KafkaCode.NONE
+    assert dead.authorized_operations == existing.authorized_operations
 
 
 def test_kafka_python_negotiates_v6_and_learns_the_group_is_not_found(server: Served) -> None:

@@ -21,6 +21,7 @@ import pytest
 from confluent_kafka.admin import AclOperation, ResourcePatternType, ResourceType
 from kio.index import load_request_schema as request_schema
 
+from engine.authorization import AUTHORIZED_OPERATIONS_OMITTED
 from engine.protocol.apis import ApiKey
 from engine.protocol.kafka_code import KafkaCode
 from tests.server.test_acls import ADMIN, TIMEOUT, Cluster, _allow, _create, cluster_of_topics
@@ -79,10 +80,19 @@ def test_list_and_describe_groups_show_only_groups_the_principal_may_describe(
     assert [g.group_id for g in listed.groups] == ["seen-1"]
     everyone = _ask(groups, ADMIN, ApiKey.LIST_GROUPS, 4, states_filter=[])
     assert {g.group_id for g in everyone.groups} == {"seen-1", "hidden-1"}
-    described = _ask(groups, USER, ApiKey.DESCRIBE_GROUPS, 5, groups=["seen-1", "hidden-1"])
+    described = _ask(
+        groups, USER, ApiKey.DESCRIBE_GROUPS, 5,
+        groups=["seen-1", "hidden-1"], include_authorized_operations=True,
+    )  # fmt: skip
     assert {g.group_id: g.error_code for g in described.groups} == {
         "seen-1": KafkaCode.NONE,
         "hidden-1": KafkaCode.GROUP_AUTHORIZATION_FAILED,
+    }
+    # As KafkaApis: a refused group's operations are not filled in.
+    operations = {g.group_id: g.authorized_operations for g in described.groups}
+    assert operations == {
+        "seen-1": 1 << AclOperation.DESCRIBE.value,
+        "hidden-1": AUTHORIZED_OPERATIONS_OMITTED,
     }
 
 

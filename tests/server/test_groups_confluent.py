@@ -387,6 +387,7 @@ def test_the_admin_client_lists_describes_alters_and_deletes(
         assert described.partition_assignor == "range"
         [described_member] = described.members
         assert described_member.client_id == "admin-test"
+        assert described_member.host == "/127.0.0.1"  # as Kafka: the peer's address
         assigned = {tp.partition for tp in described_member.assignment.topic_partitions}
         assert assigned == {0, 1}
         assert committed(bootstrap, group, topic, 2) == {0: 3, 1: 3}

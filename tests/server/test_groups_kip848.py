@@ -8,7 +8,8 @@ subscribes by regex and gets topics created later; a member killed with
 SIGKILL loses its partitions when its session ends on the server; a static
 member comes back to its partitions; a restarted server keeps the group and
 its committed offsets; and the AdminClient describes and lists
-the group as a "consumer" group.
+the group as a "consumer" group, which DescribeGroups, a classic group's
+API, does not describe.
 
 The server runs with a short heartbeat interval and session timeout, so
 each of these takes a few seconds.
@@ -29,7 +30,10 @@ from confluent_kafka import (
     TopicPartition,
 )
 from confluent_kafka.admin import AdminClient, NewPartitions
+from kio.index import load_request_schema
 
+from engine.protocol.apis import ApiKey
+from engine.protocol.kafka_code import KafkaCode
 from tests.server.configured_servers import server_fixtures
 from tests.server.confluent_helpers import (
     committed,
@@ -39,6 +43,7 @@ from tests.server.confluent_helpers import (
     start_member_child,
 )
 from tests.server.conftest import ServerProcess, quiet_librdkafka
+from tests.server.wire import Wire, build
 
 TIMEOUT = 30.0
 """Seconds any one client call, or any awaited group change, may take."""
@@ -278,3 +283,58 @@ def test_a_restarted_server_keeps_the_group_and_its_offsets(
     finally:
         member.close()
     assert committed(bootstrap, group, topic, 2) == {0: 8, 1: 8}
+
+
+def _ask(bootstrap: str, key: ApiKey, version: int, **values: Any) -> Any:
+    with Wire(bootstrap) as wire:
+        return wire.request(build(load_request_schema(key, version), **values))
+
+
+def test_a_consumer_group_is_described_by_consumer_group_describe_not_describe_groups(
+    server: ServerProcess, topic: str
+) -> None:
+    """As Kafka 4.0: DescribeGroups describes classic groups only (v6: a
+    consumer group is GROUP_ID_NOT_FOUND, "not a classic group"; before:
+    Dead, no error), ConsumerGroupDescribe answers the group whole."""
+    bootstrap = server.bootstrap
+    group = f"described-{topic}"
+    create_topic(bootstrap, topic, 2)
+    member = Member(bootstrap, group, [topic])
+    try:
+        poll_until([member], lambda: len(member.assignment) == 2, "the assignment")
+        (v6,) = _ask(bootstrap, ApiKey.DESCRIBE_GROUPS, 6, groups=[group]).groups
+        assert (v6.error_code, v6.group_state, v6.protocol_type, v6.members) == (
+            KafkaCode.GROUP_ID_NOT_FOUND,
+            "Dead",
+            "",
+            (),
+        )
+        assert v6.error_message == f"Group {group} is not a classic group."
+        (v5,) = _ask(bootstrap, ApiKey.DESCRIBE_GROUPS, 5, groups=[group]).groups
+        assert (v5.error_code, v5.group_state, v5.members) == (KafkaCode.NONE, "Dead", ())
+
+        (whole,) = _ask(bootstrap, ApiKey.CONSUMER_GROUP_DESCRIBE, 1, group_ids=[group]).groups
+        assert (whole.error_code, whole.group_state) == (KafkaCode.NONE, "Stable")
+        assert whole.group_epoch == whole.assignment_epoch >= 1
+        (described,) = whole.members
+        assert described.member_id == member.consumer.memberid()
+        assert described.client_host == "/127.0.0.1"  # as Kafka: the peer's address
+        assert described.member_epoch == whole.group_epoch
+        assert described.subscribed_topic_names == (topic,)
+        assert described.subscribed_topic_regex is None
+        for assignment in (described.assignment, described.target_assignment):
+            (partitions,) = assignment.topic_partitions
+            assert (partitions.topic_name, sorted(partitions.partitions)) == (topic, [0, 1])
+
+        by_client = describe(bootstrap, group)
+        assert by_client.type == ConsumerGroupType.CONSUMER
+        (client_member,) = by_client.members
+        assert client_member.member_id == member.consumer.memberid()
+        assert {tp.partition for tp in client_member.target_assignment.topic_partitions} == {0, 1}
+        client = admin(bootstrap)  # kept: a client collected meanwhile fails its futures
+        listed = client.list_consumer_groups().result(TIMEOUT).valid
+        assert [(g.type, g.state.name) for g in listed if g.group_id == group] == [
+            (ConsumerGroupType.CONSUMER, "STABLE")
+        ]
+    finally:
+        member.close()

@@ -40,14 +40,13 @@ def test_a_produce_for_many_partitions_is_one_wal_group(
     opened.create_topic("wide", PARTITIONS)
     monkeypatch.setattr(group_commit, "HOLD_LIMIT_S", TIMEOUT)  # the request ends the hold
     wal = opened.store.wal
-    submit = WriteAheadLog.submit_async
+    submit = WriteAheadLog.submit_then
 
-    def slow_submit_async(self: WriteAheadLog, *args: object, **kwargs: object) -> object:
-        future = submit(self, *args, **kwargs)  # type: ignore[arg-type]
+    def slow_submit_then(self: WriteAheadLog, *args: object, **kwargs: object) -> None:
+        submit(self, *args, **kwargs)  # type: ignore[arg-type]
         time.sleep(0.002)  # time enough for an unheld writer to take each batch alone
-        return future
 
-    monkeypatch.setattr(WriteAheadLog, "submit_async", slow_submit_async)
+    monkeypatch.setattr(WriteAheadLog, "submit_then", slow_submit_then)
     produce = build(
         request_schema(ApiKey.PRODUCE, 9),
         transactional_id=None,

@@ -41,7 +41,7 @@ DOCS = Path(__file__).resolve().parents[2] / "docs" / "server.md"
 PREVIOUS_ADVERTISED = {
     # api key: (min, max) as ApiVersions listed them before the handlers
     # registered themselves (Produce listed from v0, see produce.py).
-    0: (0, 11),
+    0: (0, 12),
     1: (4, 17),
     2: (1, 11),
     3: (0, 13),
@@ -61,10 +61,10 @@ PREVIOUS_ADVERTISED = {
     21: (0, 2),
     22: (0, 5),
     23: (2, 4),
-    24: (0, 3),
+    24: (0, 5),
     25: (0, 4),
-    26: (0, 4),
-    28: (0, 4),
+    26: (0, 5),
+    28: (0, 5),
     29: (1, 3),
     30: (1, 3),
     31: (1, 3),
@@ -89,6 +89,13 @@ PREVIOUS_ADVERTISED = {
     75: (0, 0),
 }
 UNSUPPORTED_VERSION = 35
+TRANSACTION_VERSION_2: dict[str, Any] = {
+    "supported_features": [{"name": "transaction.version", "min_version": 0, "max_version": 2}],
+    "finalized_features_epoch": 0,
+    "finalized_features": [
+        {"name": "transaction.version", "max_version_level": 2, "min_version_level": 2}
+    ],
+}
 _INT32 = struct.Struct(">i")
 
 
@@ -104,6 +111,8 @@ def expected_frame(version: int, correlation_id: int, error_code: int = 0) -> by
             for key, (low, high) in sorted(PREVIOUS_ADVERTISED.items())
         ],
         throttle_time=datetime.timedelta(0),
+        # From v3, transactions v2 supported and finalized (docs/design/0076).
+        **(TRANSACTION_VERSION_2 if version >= 3 and error_code == 0 else {}),
     )
     out = io.BytesIO()
     entity_writer(schema)(out, body)
@@ -136,9 +145,9 @@ def test_unsupported_api_versions_answer_is_unchanged(kafka_server: ServerProces
 
 
 def test_produce_is_listed_from_v0_but_served_from_v3() -> None:
-    assert SUPPORTED_VERSIONS[ApiKey.PRODUCE] == (3, 11)
+    assert SUPPORTED_VERSIONS[ApiKey.PRODUCE] == (3, 12)
     assert not any(is_served(ApiKey.PRODUCE, version) for version in range(3))
-    assert all(is_served(ApiKey.PRODUCE, version) for version in range(3, 12))
+    assert all(is_served(ApiKey.PRODUCE, version) for version in range(3, 13))
 
 
 def test_only_catalog_changes_and_log_dirs_run_off_the_event_loop() -> None:

@@ -1,5 +1,15 @@
 """ApiVersions: what this server implements, at which versions (every
-registration, see registry.py)."""
+registration, see registry.py), and from v3 the features it supports and
+has finalized (KIP-584).
+
+The one feature told is ``transaction.version`` at level 2 (transactions
+v2, KIP-890 part 2): a Kafka 4.0 client uses Produce v12, TxnOffsetCommit
+v5 and EndTxn v5 only when the finalized level is 2 or more, and older
+versions (TV1, the explicit adds) otherwise, whatever the version ranges
+say. Other features (metadata.version, group.version, ...) name a
+cluster's upgrade state, which one node that is its own cluster never
+has to tell: they are not listed, as a broker that predates them lists
+none."""
 
 from __future__ import annotations
 
@@ -9,6 +19,7 @@ from engine.protocol.apis import ApiKey
 from engine.protocol.kafka_code import KafkaCode
 from engine.server.context import RequestContext
 from engine.server.handlers.registry import advertised_versions, handles
+from engine.transactions.metadata import TV_2
 
 if TYPE_CHECKING:
     # The kio request classes, for the handlers' annotations only: importing
@@ -22,11 +33,49 @@ if TYPE_CHECKING:
     4,
     notes={
         0: "a version this server lacks is answered at v0: UNSUPPORTED_VERSION and this list",
-        3: "flexible encoding; the client's software name and version",
+        3: "flexible encoding; the client's software name and version; the supported and"
+        " finalized features: transaction.version 0-2, finalized at 2 (docs/design/0076)",
     },
 )
 def handle_api_versions(context: RequestContext, request: ApiVersionsRequest) -> dict[str, Any]:
-    return {"error_code": KafkaCode.NONE, "api_keys": advertised_versions(), "throttle_time": 0}
+    answer: dict[str, Any] = {
+        "error_code": KafkaCode.NONE,
+        "api_keys": advertised_versions(),
+        "throttle_time": 0,
+    }
+    if context.version >= FIRST_FEATURES_VERSION:
+        answer.update(FEATURES)
+    return answer
+
+
+FIRST_FEATURES_VERSION = 3
+"""ApiVersions' first version with features (tagged fields, KIP-584)."""
+
+TRANSACTION_VERSION = "transaction.version"
+TRANSACTION_VERSION_LEVEL = TV_2
+"""The transaction version served: transactions v2 (engine/transactions/)."""
+
+FINALIZED_FEATURES_EPOCH = 0
+"""Kafka's epoch of the finalized features (the metadata offset that
+finalized them); a client keeps the answer of the highest epoch it has
+seen, so one constant epoch (the levels never change while a server runs,
+and a client asks again on reconnecting) is enough, and 0 is above a
+client's "none seen" of -1."""
+
+FEATURES: dict[str, Any] = {
+    "supported_features": [
+        {"name": TRANSACTION_VERSION, "min_version": 0, "max_version": TRANSACTION_VERSION_LEVEL}
+    ],
+    "finalized_features_epoch": FINALIZED_FEATURES_EPOCH,
+    # As Kafka's ApiVersionsResponse: both bounds are the finalized level.
+    "finalized_features": [
+        {
+            "name": TRANSACTION_VERSION,
+            "max_version_level": TRANSACTION_VERSION_LEVEL,
+            "min_version_level": TRANSACTION_VERSION_LEVEL,
+        }
+    ],
+}
 
 
 def unsupported_api_versions() -> dict[str, Any]:

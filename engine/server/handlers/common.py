@@ -14,7 +14,7 @@ from engine.partition import Partition
 from engine.protocol.kafka_code import KafkaCode
 from engine.server import authorize, authorizer
 from engine.server.authorizer import AUTHORIZED_OPERATIONS_OMITTED, ResourceType
-from engine.server.context import RequestContext
+from engine.server.context import NOBODY, RequestContext
 from engine.types import NewTopic
 
 log = logging.getLogger("tidelog.server")
@@ -103,6 +103,33 @@ def transactional_write_code(error: BaseException, knows_abortable: bool) -> int
     return error_code(error)
 
 
+def implicit_add_code(error: BaseException, produce: bool) -> int:
+    """The code of a refused implicit add to a transaction (transactions
+    v2: Produce v12 adds its partitions, TxnOffsetCommit v5 its group), as
+    Kafka's AddPartitionsToTxnManager and ReplicaManager convert the
+    coordinator's answer for a write: a fenced producer is
+    INVALID_PRODUCER_EPOCH, and a coordinator busy with the transaction
+    (or not there) asks for a retry: NOT_ENOUGH_REPLICAS to a producer,
+    COORDINATOR_NOT_AVAILABLE to an offset commit (as the group
+    coordinator normalizes NOT_ENOUGH_REPLICAS)."""
+    code = error_code(error)
+    if code == KafkaCode.PRODUCER_FENCED:
+        return KafkaCode.INVALID_PRODUCER_EPOCH
+    if code in _RETRIED_ADD_CODES:
+        return KafkaCode.NOT_ENOUGH_REPLICAS if produce else KafkaCode.COORDINATOR_NOT_AVAILABLE
+    return code
+
+
+_RETRIED_ADD_CODES = frozenset(
+    {
+        KafkaCode.CONCURRENT_TRANSACTIONS,
+        KafkaCode.COORDINATOR_LOAD_IN_PROGRESS,
+        KafkaCode.COORDINATOR_NOT_AVAILABLE,
+        KafkaCode.NOT_COORDINATOR,
+    }
+)
+
+
 def topic_names_by_id(context: RequestContext) -> dict[bytes, str]:
     engine = context.engine
     by_id = {engine.topic_id(name): name for name in engine.list_topics()}
@@ -122,6 +149,13 @@ def authorized_operations(
     return authorizer.authorized_operations(
         context.server.authorizer, identity.principal, resource_type, name, identity.host
     )
+
+
+def client_host(context: RequestContext) -> str:
+    """A group member's host as Kafka records it: the peer's address as
+    Java prints an InetAddress ("/127.0.0.1"); empty in-process."""
+    host = context.identity.host
+    return "" if host == NOBODY.host else f"/{host}"
 
 
 def uuid_bytes(value: Any) -> bytes:

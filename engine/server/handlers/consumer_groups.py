@@ -20,7 +20,13 @@ from engine.protocol.kafka_code import KafkaCode
 from engine.server import authorize
 from engine.server.authorizer import AclOperation, ResourceType
 from engine.server.context import Body, RequestContext, Response, answer, error_message
-from engine.server.handlers.common import authorized_operations, distinct, millis, uuid_bytes
+from engine.server.handlers.common import (
+    authorized_operations,
+    client_host,
+    distinct,
+    millis,
+    uuid_bytes,
+)
 from engine.server.handlers.registry import handles
 
 if TYPE_CHECKING:
@@ -77,6 +83,7 @@ def handle_consumer_group_heartbeat(
         server_assignor=request.server_assignor,
         owned_partitions=owned,
         client_id=context.header.client_id or "",
+        client_host=client_host(context),
         refused_topics=lambda names: authorize.refused_topics(context, _DESCRIBE, names),
     )
     # v1 members make their own member id (KIP-1082); v0 ones may leave it to us.

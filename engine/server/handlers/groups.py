@@ -22,7 +22,7 @@ from engine.protocol.kafka_code import KafkaCode
 from engine.server import authorize
 from engine.server.authorizer import AclOperation, ResourceType
 from engine.server.context import Body, RequestContext, Response, answer, off_loop
-from engine.server.handlers.common import authorized_operations, distinct, millis
+from engine.server.handlers.common import authorized_operations, client_host, distinct, millis
 from engine.server.handlers.registry import handles
 from engine.types import OffsetAndMetadata, TopicPartition
 
@@ -195,6 +195,7 @@ def handle_join_group(context: RequestContext, request: JoinGroupRequest) -> Res
         session_timeout_ms,
         rebalance_timeout_ms,
         client_id=_client_id(context),
+        client_host=client_host(context),
         require_known_member_id=version >= 4,
         reason=getattr(request, "reason", None),
     )
@@ -541,11 +542,11 @@ def handle_offset_delete(context: RequestContext, request: OffsetDeleteRequest) 
     0,
     6,
     notes={
-        3: "authorized operations (KIP-430)",
+        3: "authorized operations (KIP-430), for a group answered with no error",
         4: "static members",
         5: "flexible encoding",
-        6: "a group that does not exist: GROUP_ID_NOT_FOUND with an error message, state Dead"
-        " (KIP-1043; before v6: Dead, no error)",
+        6: "a group that does not exist or is a consumer group: GROUP_ID_NOT_FOUND with an"
+        " error message, state Dead (KIP-1043; before v6: Dead, no error)",
     },
 )
 def handle_describe_groups(context: RequestContext, request: DescribeGroupsRequest) -> Body:
@@ -562,31 +563,40 @@ def handle_describe_groups(context: RequestContext, request: DescribeGroupsReque
     described = [
         GroupDescription(g, denied, "", "", "", []) if g in hidden else by_id[g] for g in wanted
     ]
-    groups = [
-        {
-            **_described_error(context.version, group),
-            "group_id": group.group_id,
-            "group_state": group.state,
-            "protocol_type": group.protocol_type,
-            "protocol_data": group.protocol_name,
-            "members": [
-                {
-                    "member_id": m.member_id,
-                    "group_instance_id": m.group_instance_id,
-                    "client_id": m.client_id,
-                    "client_host": m.client_host,
-                    "member_metadata": m.metadata,
-                    "member_assignment": m.assignment,
-                }
-                for m in group.members
-            ],
-            "authorized_operations": authorized_operations(
-                context, ResourceType.GROUP, group.group_id, requested
-            ),
-        }
-        for group in described
-    ]
+    groups = []
+    for group in described:
+        answered = _described_error(context.version, group)
+        # KafkaApis fills in the operations only for a group answered with
+        # no error (a missing group from v6, a refused one keep the sentinel).
+        asked = requested and answered["error_code"] == KafkaCode.NONE
+        groups.append(_described_group(context, group, answered, asked))
     return {"throttle_time": 0, "groups": groups}
+
+
+def _described_group(
+    context: RequestContext, group: GroupDescription, error: dict[str, Any], requested: bool
+) -> dict[str, Any]:
+    return {
+        **error,
+        "group_id": group.group_id,
+        "group_state": group.state,
+        "protocol_type": group.protocol_type,
+        "protocol_data": group.protocol_name,
+        "members": [
+            {
+                "member_id": m.member_id,
+                "group_instance_id": m.group_instance_id,
+                "client_id": m.client_id,
+                "client_host": m.client_host,
+                "member_metadata": m.metadata,
+                "member_assignment": m.assignment,
+            }
+            for m in group.members
+        ],
+        "authorized_operations": authorized_operations(
+            context, ResourceType.GROUP, group.group_id, requested
+        ),
+    }
 
 
 _FIRST_GROUP_ID_NOT_FOUND_VERSION = 6
@@ -594,13 +604,15 @@ _FIRST_GROUP_ID_NOT_FOUND_VERSION = 6
 
 def _described_error(version: int, group: GroupDescription) -> dict[str, Any]:
     """A described group's error and message: a group that does not exist
-    is GROUP_ID_NOT_FOUND from v6, with Kafka's message; before v6 Kafka
-    describes it as Dead with no error (GroupMetadataManager.describeGroups)."""
+    (or is a consumer group) is GROUP_ID_NOT_FOUND from v6, with Kafka's
+    message; before v6 Kafka describes it as Dead with no error
+    (GroupMetadataManager.describeGroups)."""
     if group.error != KafkaCode.GROUP_ID_NOT_FOUND:
         return {"error_code": group.error, "error_message": None}
     if version < _FIRST_GROUP_ID_NOT_FOUND_VERSION:
         return {"error_code": KafkaCode.NONE, "error_message": None}
-    return {"error_code": group.error, "error_message": f"Group {group.group_id} not found."}
+    message = group.error_message or f"Group {group.group_id} not found."
+    return {"error_code": group.error, "error_message": message}
 
 
 @handles(

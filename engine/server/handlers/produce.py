@@ -24,7 +24,10 @@ common.auto_create_topics).
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
+from collections.abc import Collection, Mapping
+from concurrent.futures import Future
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -43,9 +46,14 @@ from engine.server import authorize
 from engine.server.authorizer import AclOperation
 from engine.server.checked_appends import records_checked, submit_checked
 from engine.server.context import Body, RequestContext, Response, error_message
-from engine.server.handlers.common import auto_create_topics, transactional_write_code
+from engine.server.handlers.common import (
+    auto_create_topics,
+    implicit_add_code,
+    transactional_write_code,
+)
 from engine.server.handlers.registry import handles
 from engine.server.handlers.transactions import init_transactional_producer
+from engine.server.implicit_add import FIRST_TV2_PRODUCE_VERSION, implicit_add
 from engine.server.produce_entries import accepted_answer, accepted_entry
 from engine.server.transactional_produce import (
     has_transactional_records,
@@ -53,6 +61,7 @@ from engine.server.transactional_produce import (
     speaks_for_several,
     transactional_producer,
 )
+from engine.types import TopicPartition
 
 if TYPE_CHECKING:
     # The kio request classes, for the handlers' annotations only: importing
@@ -67,7 +76,7 @@ _ACKS_ANSWERED = (-1, 1)
 FIRST_ZSTD_VERSION = 7
 """The first Produce version that may carry a zstd batch (KIP-110)."""
 
-Outcome = asyncio.Task[AppendResult] | EngineError | int
+Outcome = asyncio.Future[AppendResult] | EngineError | int
 """An append on its way to durability, the error it was refused with, or
 the error code of a request fault."""
 Results = list[tuple[str, list[tuple[int, Outcome, str | None]]]]
@@ -90,7 +99,7 @@ def _decode_produce(header: RequestHeader, frame: memoryview) -> ProduceRequest:
 @handles(
     ApiKey.PRODUCE,
     3,
-    11,
+    12,
     advertised_min_version=0,
     decode=_decode_produce,
     notes={
@@ -102,12 +111,29 @@ def _decode_produce(header: RequestHeader, frame: memoryview) -> ProduceRequest:
         9: "flexible encoding",
         11: "a transactional batch its transaction does not include (no AddPartitionsToTxn"
         " for the partition) is TRANSACTION_ABORTABLE, as Kafka 4.0's verification answers it"
-        " (KIP-890), where v10 answers INVALID_TXN_STATE; highest (v12 is transactions v2,"
-        " KIP-890; v13 names topics by id)",
+        " (KIP-890), where v10 answers INVALID_TXN_STATE",
+        12: "transactions v2 (KIP-890 part 2): a transactional batch's partition is added"
+        " to its transaction implicitly (implicit_add.py), a fenced producer"
+        " INVALID_PRODUCER_EPOCH, a transaction being completed NOT_ENOUGH_REPLICAS;"
+        " highest (v13 names topics by id)",
     },
 )
 def handle_produce(context: RequestContext, request: ProduceRequest) -> Response:
+    if context.version >= FIRST_TV2_PRODUCE_VERSION and request.transactional_id is not None:
+        adding = implicit_add(context, request, request.transactional_id)
+        if adding is not None:
+            return _after_the_add(context, request, *adding)
+    return _produce_now(context, request)
+
+
+def _produce_now(
+    context: RequestContext,
+    request: ProduceRequest,
+    preset: Mapping[TopicPartition, int] | None = None,
+) -> Response:
     topics = request.topics
+    if preset:
+        return _produce(context, request, preset)
     if len(topics) == 1 and len(topics[0].partitions) == 1:
         return _produce_one(context, request) or _produce(context, request)
     if sum(len(topic.partitions) for topic in topics) < 2:
@@ -154,15 +180,36 @@ def _produce_one(context: RequestContext, request: ProduceRequest) -> Response:
         return _response(
             context.version, [(name, [_refused_append(name, partition.partition, records, error)])]
         )
-    task = asyncio.ensure_future(durable)
-    results: Results = [(name, [(partition.partition, task, None)])]
-    return _answer_when_durable(context.header, results, task, request.timeout_ms)
+    results: Results = [(name, [(partition.partition, durable, None)])]
+    return _answer_when_durable(context.header, results, durable, request.timeout_ms)
 
 
-def _produce(context: RequestContext, request: ProduceRequest) -> Response:
+async def _after_the_add(
+    context: RequestContext,
+    request: ProduceRequest,
+    added: Future[None],
+    partitions: Collection[TopicPartition],
+) -> Body | Encoded | None:
+    """The request's appends once the implicit add is durable; if the
+    coordinator refused it, its partitions are answered Kafka's code for
+    that (see implicit_add_code) and the others as usual."""
+    preset: dict[TopicPartition, int] = {}
+    try:
+        await asyncio.wrap_future(added)
+    except EngineError as error:
+        preset = dict.fromkeys(partitions, implicit_add_code(error, produce=True))
+    answer = _produce_now(context, request, preset)
+    return await answer if inspect.isawaitable(answer) else answer
+
+
+def _produce(
+    context: RequestContext,
+    request: ProduceRequest,
+    preset: Mapping[TopicPartition, int] | None = None,
+) -> Response:
     engine = context.engine
     results: Results = []
-    waiting: list[asyncio.Task[AppendResult]] = []
+    waiting: list[asyncio.Future[AppendResult]] = []
     transactional_id = request.transactional_id
     # Read once: a request without transactional records (the usual one)
     # skips every transactional check below.
@@ -216,10 +263,14 @@ def _produce(context: RequestContext, request: ProduceRequest) -> Response:
                 if zstd is not None:
                     partitions.append((partition.partition, zstd, None))
                     continue
-            later = acks_error or (
-                producer_refused(engine.transactions, transactional_id, partition.records)
-                if transactional
-                else None
+            later = (
+                acks_error
+                or (
+                    producer_refused(engine.transactions, transactional_id, partition.records)
+                    if transactional
+                    else None
+                )
+                or (preset.get(TopicPartition(topic.name, partition.partition)) if preset else None)
             )
             if later is not None:
                 first = _refused_before_the_append(
@@ -229,17 +280,20 @@ def _produce(context: RequestContext, request: ProduceRequest) -> Response:
                 continue
             # Nobody waits for an acks=0 answer: no prompt upload for it.
             remote = False if request.acks == 0 else None
+            durable: asyncio.Future[AppendResult]
             try:
                 if records_checked(engine, topic.name, partition.partition):
-                    durable = submit_checked(
-                        engine,
-                        context.server.record_checks,
-                        topic.name,
-                        partition.partition,
-                        partition.records,
-                        remote,
-                        provenance,
-                        may_create,
+                    durable = asyncio.ensure_future(
+                        submit_checked(
+                            engine,
+                            context.server.record_checks,
+                            topic.name,
+                            partition.partition,
+                            partition.records,
+                            remote,
+                            provenance,
+                            may_create,
+                        )
                     )
                 else:
                     # one_batch: a fetch answer carries at least the first
@@ -261,9 +315,8 @@ def _produce(context: RequestContext, request: ProduceRequest) -> Response:
                     _refused_append(topic.name, partition.partition, partition.records, error)
                 )
                 continue
-            task = asyncio.ensure_future(durable)
-            waiting.append(task)
-            partitions.append((partition.partition, task, None))
+            waiting.append(durable)
+            partitions.append((partition.partition, durable, None))
         results.append((topic.name, partitions))
     if request.acks == 0:
         for task in waiting:  # nobody waits for the answer; failures are still logged
@@ -352,7 +405,7 @@ def _close_if_refused(results: Results) -> Response:
         f"{topic}-{index}: {_code_name(outcome)}"
         for topic, partitions in results
         for index, outcome, _ in partitions
-        if not isinstance(outcome, asyncio.Task)
+        if not isinstance(outcome, asyncio.Future)
     ]
     if not refused:
         return None
@@ -368,13 +421,13 @@ async def _close(error: ProtocolError) -> Body:
     raise error
 
 
-def _log_failure(task: asyncio.Task[AppendResult]) -> None:
+def _log_failure(task: asyncio.Future[AppendResult]) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.warning("an acks=0 append failed: %s", task.exception())
 
 
 async def _when_durable(
-    version: int, results: Results, waiting: list[asyncio.Task[AppendResult]], timeout_ms: int
+    version: int, results: Results, waiting: list[asyncio.Future[AppendResult]], timeout_ms: int
 ) -> Body:
     _, late = await asyncio.wait(waiting, timeout=timeout_ms / 1000 if timeout_ms > 0 else None)
     for task in late:  # answered REQUEST_TIMED_OUT; the append finishes on its own
@@ -383,7 +436,7 @@ async def _when_durable(
 
 
 def _answer_when_durable(
-    header: RequestHeader, results: Results, task: asyncio.Task[AppendResult], timeout_ms: int
+    header: RequestHeader, results: Results, task: asyncio.Future[AppendResult], timeout_ms: int
 ) -> asyncio.Future[Body | Encoded]:
     """_when_durable for a request of one append (librdkafka's every
     request to a topic of thousands of partitions): a future settled by
@@ -408,7 +461,7 @@ def _answer_when_durable(
     return answer
 
 
-def _log_late_failure(task: asyncio.Task[AppendResult]) -> None:
+def _log_late_failure(task: asyncio.Future[AppendResult]) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.warning("an append answered REQUEST_TIMED_OUT failed later: %s", task.exception())
 
@@ -422,7 +475,7 @@ def _answer(header: RequestHeader, results: Results) -> Body | Encoded:
         if len(partitions) == 1:
             index, outcome, _ = partitions[0]
             if (
-                isinstance(outcome, asyncio.Task)
+                isinstance(outcome, asyncio.Future)
                 and outcome.done()
                 and not outcome.cancelled()
                 and outcome.exception() is None

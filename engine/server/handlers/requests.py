@@ -37,6 +37,12 @@ from kio.schema.add_partitions_to_txn.v2.request import (
 from kio.schema.add_partitions_to_txn.v3.request import (
     AddPartitionsToTxnRequest as AddPartitionsToTxnRequestV3,
 )
+from kio.schema.add_partitions_to_txn.v4.request import (
+    AddPartitionsToTxnRequest as AddPartitionsToTxnRequestV4,
+)
+from kio.schema.add_partitions_to_txn.v5.request import (
+    AddPartitionsToTxnRequest as AddPartitionsToTxnRequestV5,
+)
 from kio.schema.alter_client_quotas.v0.request import (
     AlterClientQuotasRequest as AlterClientQuotasRequestV0,
 )
@@ -168,6 +174,7 @@ from kio.schema.end_txn.v1.request import EndTxnRequest as EndTxnRequestV1
 from kio.schema.end_txn.v2.request import EndTxnRequest as EndTxnRequestV2
 from kio.schema.end_txn.v3.request import EndTxnRequest as EndTxnRequestV3
 from kio.schema.end_txn.v4.request import EndTxnRequest as EndTxnRequestV4
+from kio.schema.end_txn.v5.request import EndTxnRequest as EndTxnRequestV5
 from kio.schema.fetch.v4.request import FetchRequest as FetchRequestV4
 from kio.schema.fetch.v5.request import FetchRequest as FetchRequestV5
 from kio.schema.fetch.v6.request import FetchRequest as FetchRequestV6
@@ -334,6 +341,9 @@ from kio.schema.txn_offset_commit.v3.request import (
 )
 from kio.schema.txn_offset_commit.v4.request import (
     TxnOffsetCommitRequest as TxnOffsetCommitRequestV4,
+)
+from kio.schema.txn_offset_commit.v5.request import (
+    TxnOffsetCommitRequest as TxnOffsetCommitRequestV5,
 )
 
 FetchRequest: TypeAlias = (
@@ -518,11 +528,21 @@ OffsetForLeaderEpochRequest: TypeAlias = (
     OffsetForLeaderEpochRequestV2 | OffsetForLeaderEpochRequestV3 | OffsetForLeaderEpochRequestV4
 )
 
-AddPartitionsToTxnRequest: TypeAlias = (
+ClientAddPartitionsToTxnRequest: TypeAlias = (
     AddPartitionsToTxnRequestV0
     | AddPartitionsToTxnRequestV1
     | AddPartitionsToTxnRequestV2
     | AddPartitionsToTxnRequestV3
+)
+"""A client's: one transactional id."""
+
+BrokerAddPartitionsToTxnRequest: TypeAlias = (
+    AddPartitionsToTxnRequestV4 | AddPartitionsToTxnRequestV5
+)
+"""A broker's: many transactional ids."""
+
+AddPartitionsToTxnRequest: TypeAlias = (
+    ClientAddPartitionsToTxnRequest | BrokerAddPartitionsToTxnRequest
 )
 
 AddOffsetsToTxnRequest: TypeAlias = (
@@ -534,7 +554,12 @@ AddOffsetsToTxnRequest: TypeAlias = (
 )
 
 EndTxnRequest: TypeAlias = (
-    EndTxnRequestV0 | EndTxnRequestV1 | EndTxnRequestV2 | EndTxnRequestV3 | EndTxnRequestV4
+    EndTxnRequestV0
+    | EndTxnRequestV1
+    | EndTxnRequestV2
+    | EndTxnRequestV3
+    | EndTxnRequestV4
+    | EndTxnRequestV5
 )
 
 TxnOffsetCommitRequest: TypeAlias = (
@@ -543,6 +568,7 @@ TxnOffsetCommitRequest: TypeAlias = (
     | TxnOffsetCommitRequestV2
     | TxnOffsetCommitRequestV3
     | TxnOffsetCommitRequestV4
+    | TxnOffsetCommitRequestV5
 )
 
 DescribeConfigsRequest: TypeAlias = (

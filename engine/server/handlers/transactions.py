@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import Awaitable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from engine.errors import EngineError, error_code
 from engine.internal_topics import internal_partition_count, is_internal_topic
@@ -23,9 +23,14 @@ from engine.protocol.kafka_code import KafkaCode
 from engine.server import authorize
 from engine.server.authorizer import AclOperation
 from engine.server.context import RequestContext, Response, off_loop
-from engine.server.handlers.common import distinct, millis, transactional_write_code
+from engine.server.handlers.common import (
+    distinct,
+    implicit_add_code,
+    millis,
+    transactional_write_code,
+)
 from engine.server.handlers.registry import handles
-from engine.transactions.metadata import TransactionMetadata, TxnState
+from engine.transactions.metadata import TV_2, TransactionMetadata, TxnState
 from engine.types import OffsetAndMetadata, TopicPartition
 
 if TYPE_CHECKING:
@@ -34,6 +39,8 @@ if TYPE_CHECKING:
     from engine.server.handlers.requests import (
         AddOffsetsToTxnRequest,
         AddPartitionsToTxnRequest,
+        BrokerAddPartitionsToTxnRequest,
+        ClientAddPartitionsToTxnRequest,
         DescribeProducersRequest,
         DescribeTransactionsRequest,
         EndTxnRequest,
@@ -109,9 +116,14 @@ async def init_transactional_producer(
 @handles(
     ApiKey.ADD_PARTITIONS_TO_TXN,
     0,
-    3,
+    5,
     notes={
-        3: "flexible encoding (v4+, many transactional ids broker to broker, are not served)",
+        3: "flexible encoding",
+        4: "many transactional ids, each added or (verify_only) checked; Kafka's broker to"
+        " broker verification, so CLUSTER_ACTION first and no WRITE asked (clients send v3"
+        " and below)",
+        5: "a partition verify_only finds outside its transaction is TRANSACTION_ABORTABLE"
+        " (KIP-890), INVALID_TXN_STATE at v4",
     },
 )
 async def handle_add_partitions_to_txn(
@@ -119,41 +131,124 @@ async def handle_add_partitions_to_txn(
 ) -> dict[str, Any]:
     """Adds partitions to the transaction; if any is refused or does not
     exist, none is added (see _refused_partitions), as Kafka does."""
+    if context.version >= FIRST_BATCHED_ADD:
+        return await _add_partitions_batched(
+            context, cast("BrokerAddPartitionsToTxnRequest", request)
+        )
+    single = cast("ClientAddPartitionsToTxnRequest", request)
+    wanted = [(topic.name, list(topic.partitions)) for topic in single.v3_and_below_topics]
+    codes = await _add_partitions(
+        context,
+        single.v3_and_below_transactional_id,
+        single.v3_and_below_producer_id,
+        single.v3_and_below_producer_epoch,
+        wanted,
+        client=True,
+    )
+    return {"throttle_time": 0, "results_by_topic_v3_and_below": _by_topic(wanted, codes)}
+
+
+FIRST_BATCHED_ADD = 4
+"""AddPartitionsToTxn's first version of many transactional ids, sent by
+brokers (Kafka's AddPartitionsToTxnManager)."""
+
+FIRST_ABORTABLE_ADD = 5
+"""AddPartitionsToTxn's first version that knows TRANSACTION_ABORTABLE."""
+
+
+async def _add_partitions(
+    context: RequestContext,
+    transactional_id: str,
+    producer_id: int,
+    producer_epoch: int,
+    wanted: Sequence[tuple[str, Sequence[int]]],
+    client: bool,
+    verify_only: bool = False,
+) -> dict[TopicPartition, int]:
+    """One transaction's codes, by partition, as Kafka's
+    handleAddPartitionsToTxnRequest answers them: a client (v3 and below)
+    must be allowed to WRITE the transactional id and the topics; a broker
+    (v4+) was allowed CLUSTER_ACTION instead."""
     engine = context.engine
-    wanted = [(topic.name, list(topic.partitions)) for topic in request.v3_and_below_topics]
-    codes = _refused_partitions(context, request.v3_and_below_transactional_id, wanted)
-    if not codes:
-        partitions_added = [TopicPartition(name, p) for name, ps in wanted for p in ps]
-        try:
-            await _wait(
-                engine.transactions.add_partitions(
-                    request.v3_and_below_transactional_id,
-                    request.v3_and_below_producer_id,
-                    request.v3_and_below_producer_epoch,
-                    partitions_added,
-                )
+    codes = _refused_partitions(context, transactional_id, wanted, client)
+    if codes:
+        return codes
+    partitions = [TopicPartition(name, p) for name, ps in wanted for p in ps]
+    try:
+        if verify_only:
+            found = engine.transactions.verify_partitions(
+                transactional_id, producer_id, producer_epoch, partitions
             )
-            code = KafkaCode.NONE
-        except EngineError as error:
-            code = _code(context, error, "add_partitions")
-        codes = dict.fromkeys(partitions_added, code)
-    return {
-        "throttle_time": 0,
-        "results_by_topic_v3_and_below": [
+            outside = (
+                KafkaCode.TRANSACTION_ABORTABLE
+                if context.version >= FIRST_ABORTABLE_ADD
+                else KafkaCode.INVALID_TXN_STATE
+            )
+            return {tp: KafkaCode.NONE if inside else outside for tp, inside in found.items()}
+        await _wait(
+            engine.transactions.add_partitions(
+                transactional_id, producer_id, producer_epoch, partitions
+            )
+        )
+        code = KafkaCode.NONE
+    except EngineError as error:
+        code = _code(context, error, "add_partitions")
+    return dict.fromkeys(partitions, code)
+
+
+async def _add_partitions_batched(
+    context: RequestContext, request: BrokerAddPartitionsToTxnRequest
+) -> dict[str, Any]:
+    """v4+: each transaction of the request on its own, as Kafka answers
+    them; without CLUSTER_ACTION the whole request is
+    CLUSTER_AUTHORIZATION_FAILED with no results."""
+    if not authorize.allowed_on_cluster(context, AclOperation.CLUSTER_ACTION):
+        return {
+            "throttle_time": 0,
+            "error_code": KafkaCode.CLUSTER_AUTHORIZATION_FAILED,
+            "results_by_transaction": [],
+        }
+    results = []
+    for transaction in request.transactions:
+        wanted = [(topic.name, list(topic.partitions)) for topic in transaction.topics]
+        codes = await _add_partitions(
+            context,
+            transaction.transactional_id,
+            transaction.producer_id,
+            transaction.producer_epoch,
+            wanted,
+            client=False,
+            verify_only=transaction.verify_only,
+        )
+        results.append(
             {
-                "name": name,
-                "results_by_partition": [
-                    {"partition_index": p, "partition_error_code": codes[TopicPartition(name, p)]}
-                    for p in dict.fromkeys(partitions)
-                ],
+                "transactional_id": transaction.transactional_id,
+                "topic_results": _by_topic(wanted, codes),
             }
-            for name, partitions in _merged(wanted)
-        ],
-    }
+        )
+    return {"throttle_time": 0, "error_code": KafkaCode.NONE, "results_by_transaction": results}
+
+
+def _by_topic(
+    wanted: Sequence[tuple[str, Sequence[int]]], codes: dict[TopicPartition, int]
+) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": name,
+            "results_by_partition": [
+                {"partition_index": p, "partition_error_code": codes[TopicPartition(name, p)]}
+                for p in dict.fromkeys(partitions)
+            ],
+        }
+        for name, partitions in _merged(wanted)
+    ]
 
 
 def _refused_partitions(
-    context: RequestContext, transactional_id: str, wanted: Sequence[tuple[str, Sequence[int]]]
+    context: RequestContext,
+    transactional_id: str,
+    wanted: Sequence[tuple[str, Sequence[int]]],
+    client: bool = True,
 ) -> dict[TopicPartition, int]:
     """Kafka's handleAddPartitionsToTxnRequest, partition by partition: no
     WRITE on the transactional id refuses them all; else no WRITE on the
@@ -162,11 +257,12 @@ def _refused_partitions(
     does not exist UNKNOWN_TOPIC_OR_PARTITION. If any is refused, the
     others are OPERATION_NOT_ATTEMPTED; if none, the answer is empty."""
     partitions = [TopicPartition(name, p) for name, ps in wanted for p in ps]
-    if not authorize.may_write_transaction(context, transactional_id):
+    if client and not authorize.may_write_transaction(context, transactional_id):
         return dict.fromkeys(partitions, KafkaCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
     names = {tp.topic for tp in partitions}
     unwritable = {name for name in names if is_internal_topic(name)}
-    unwritable |= authorize.refused_topics(context, AclOperation.WRITE, names - unwritable)
+    if client:  # a broker (v4+) was allowed CLUSTER_ACTION, which stands for WRITE
+        unwritable |= authorize.refused_topics(context, AclOperation.WRITE, names - unwritable)
     existing = set(context.engine.topic_partitions(names - unwritable))
     codes: dict[TopicPartition, int] = {}
     for tp in partitions:
@@ -222,7 +318,7 @@ async def handle_add_offsets_to_txn(
 @handles(
     ApiKey.TXN_OFFSET_COMMIT,
     0,
-    4,
+    5,
     notes={
         0: "offsets held by the group coordinator until the transaction ends",
         2: "committed leader epoch",
@@ -231,8 +327,10 @@ async def handle_add_offsets_to_txn(
         " AddOffsetsToTxn for the group, or the transaction ended) is TRANSACTION_ABORTABLE,"
         " as Kafka 4.0's verification answers it (KIP-890), where v3 answers"
         " INVALID_TXN_STATE; one voided after its check (docs/design/0048) is"
-        " INVALID_TXN_STATE, as Kafka's verification guard answers it (v5, transactions"
-        " v2, is not served)",
+        " INVALID_TXN_STATE, as Kafka's verification guard answers it",
+        5: "transactions v2 (KIP-890 part 2): the group is added to the transaction"
+        " implicitly (no AddOffsetsToTxn), a fenced producer INVALID_PRODUCER_EPOCH, a"
+        " transaction being completed COORDINATOR_NOT_AVAILABLE (docs/design/0076)",
     },
 )
 async def handle_txn_offset_commit(
@@ -271,6 +369,20 @@ async def handle_txn_offset_commit(
                 getattr(partition, "committed_leader_epoch", -1),
                 partition.committed_metadata or "",
             )
+    if offsets and context.version >= FIRST_TV2_TXN_OFFSET_COMMIT:
+        try:
+            await _wait(
+                engine.transactions.add_offsets(
+                    request.transactional_id,
+                    request.producer_id,
+                    request.producer_epoch,
+                    request.group_id,
+                    TV_2,
+                )
+            )
+        except EngineError as error:
+            codes.update(dict.fromkeys(offsets, implicit_add_code(error, produce=False)))
+            offsets = {}
     if offsets:
         check = functools.partial(
             engine.transactions.check_offset_commit,
@@ -317,39 +429,68 @@ async def handle_txn_offset_commit(
     }
 
 
+FIRST_TV2_TXN_OFFSET_COMMIT = 5
+"""TxnOffsetCommit's first version under transactions v2: it adds its group
+to the transaction itself (Kafka's addPartition verification)."""
+
+
 # -- EndTxn ----------------------------------------------------------------------------------
 
 
 @handles(
     ApiKey.END_TXN,
     0,
-    4,
+    5,
     notes={
         0: "answered once every partition has its marker, durably",
         3: "flexible encoding",
         4: "the client knows TRANSACTION_ABORTABLE (KIP-890), which Kafka 4.0 never answers"
-        " here: answered as v3 (v5, transactions v2's epoch bump per transaction, is not"
-        " served)",
+        " here: answered as v3",
+        5: "transactions v2 (KIP-890 part 2): every commit or abort bumps the epoch (past"
+        " the last one, a new producer id at epoch 0), written in the markers and answered"
+        " with the producer id; a retry of the last end is told apart from a fenced producer;"
+        " an abort with nothing added ends an empty transaction (docs/design/0076)",
     },
 )
 async def handle_end_txn(context: RequestContext, request: EndTxnRequest) -> dict[str, Any]:
     """Answered once the transaction is complete: every partition has its
     marker, durably (so a read_committed consumer sees the outcome at once)."""
+    v2 = context.version >= FIRST_TV2_END_TXN
     if not authorize.may_write_transaction(context, request.transactional_id):
-        return {"throttle_time": 0, "error_code": KafkaCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED}
+        return _ended(v2, KafkaCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
     try:
-        await _wait(
+        producer_id, producer_epoch = await _wait(
             context.engine.transactions.end_transaction(
                 request.transactional_id,
                 request.producer_id,
                 request.producer_epoch,
                 request.committed,
+                TV_2 if v2 else 0,
             )
         )
-        code = KafkaCode.NONE
     except EngineError as error:
-        code = _code(context, error, "end_txn")
-    return {"throttle_time": 0, "error_code": code}
+        return _ended(v2, _code(context, error, "end_txn"))
+    return _ended(v2, KafkaCode.NONE, producer_id, producer_epoch)
+
+
+FIRST_TV2_END_TXN = 5
+"""EndTxn's first version under transactions v2 (Kafka's EndTxnRequest
+maps v5 to TransactionVersion.TV_2)."""
+
+
+def _ended(
+    v2: bool, code: KafkaCode, producer_id: int = -1, producer_epoch: int = -1
+) -> dict[str, Any]:
+    """EndTxn's answer; from v5 with the producer id and epoch to go on
+    with (-1 and -1 with an error, as Kafka answers)."""
+    if not v2:
+        return {"throttle_time": 0, "error_code": code}
+    return {
+        "throttle_time": 0,
+        "error_code": code,
+        "producer_id": producer_id,
+        "producer_epoch": producer_epoch,
+    }
 
 
 # -- admin -----------------------------------------------------------------------------------

@@ -622,7 +622,39 @@ async function runAdmin(kafka, command, args) {
   }
 }
 
+// Transactions one after another through one transactional producer:
+// each step sends its messages, and commits offsets of a group if given,
+// then commits or aborts.
+async function transactions(kafka, args) {
+  const topic = required(args, 'topic')
+  const producer = kafka.producer({
+    transactionalId: required(args, 'transactionalId'),
+    idempotent: true,
+    maxInFlightRequests: 1,
+    createPartitioner: Partitioners.DefaultPartitioner,
+    retry: RETRY,
+  })
+  await producer.connect()
+  try {
+    for (const step of required(args, 'steps')) {
+      const transaction = await producer.transaction()
+      await transaction.send({ topic, messages: step.messages.map(toKafkajsMessage), acks: -1 })
+      if (step.offsets) {
+        await transaction.sendOffsets({
+          consumerGroupId: required(args, 'groupId'),
+          topics: [{ topic, partitions: step.offsets }],
+        })
+      }
+      await (step.commit ? transaction.commit() : transaction.abort())
+    }
+    return null
+  } finally {
+    await producer.disconnect().catch(() => {})
+  }
+}
+
 const CLIENTS = {
+  transactions,
   produce,
   produce_steps: produceSteps,
   consume,

@@ -1,0 +1,469 @@
+"""Transactions v2 (KIP-890 part 2) over a real socket with the raw client,
+as a Kafka 4.0 client drives them once ApiVersions finalizes
+transaction.version 2: Produce v12 and TxnOffsetCommit v5 with no explicit
+adds, EndTxn v5 answering the bumped epoch, a late write at the epoch
+before refused, a retry answered again, the aborted transaction index
+read_committed readers see, and the implicit adds' refusals and order
+(docs/design/0076)."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import engine
+import native
+from engine.protocol.apis import ApiKey, request_schema, response_schema
+from engine.protocol.kafka_code import KafkaCode
+from engine.server.config import ServerConfig
+from engine.transactions.completion import TransactionCompleter
+from engine.transactions.metadata import TxnState
+from tests.engine.test_transactions import values
+from tests.server.in_process import InProcessServer
+from tests.server.wire import Wire, build, fetch_from_start
+
+TIMEOUT = 30.0
+
+
+@pytest.fixture
+def node(tmp_path: Path) -> Iterator[tuple[engine.Engine, InProcessServer]]:
+    with engine.open(tmp_path / "node") as opened:
+        opened.create_topic("in", 1)
+        server = InProcessServer(opened)
+        try:
+            yield opened, server
+        finally:
+            server.stop()
+
+
+def ask(server: InProcessServer, key: ApiKey, version: int, **values: Any) -> Any:
+    with Wire(server.bootstrap, timeout=TIMEOUT) as wire:
+        return wire.request(build(request_schema(key, version), **values))
+
+
+def features(answer: Any) -> tuple[list[tuple[str, int, int]], list[tuple[str, int, int]]]:
+    supported = [(f.name, f.min_version, f.max_version) for f in answer.supported_features]
+    finalized = [
+        (f.name, f.min_version_level, f.max_version_level) for f in answer.finalized_features
+    ]
+    return supported, finalized
+
+
+@pytest.mark.parametrize("version", [3, 4])
+def test_api_versions_finalizes_transaction_version_2_with_the_versions_it_needs(
+    node: tuple[engine.Engine, InProcessServer], version: int
+) -> None:
+    answer = ask(node[1], ApiKey.API_VERSIONS, version, client_software_name="t")
+    assert answer.error_code == KafkaCode.NONE
+    assert features(answer) == (
+        [("transaction.version", 0, 2)],
+        [("transaction.version", 2, 2)],
+    )
+    assert answer.finalized_features_epoch >= 0  # above a client's "none seen"
+    highest = {k.api_key: k.max_version for k in answer.api_keys}
+    assert highest[ApiKey.PRODUCE] == 12
+    assert highest[ApiKey.END_TXN] == 5
+    assert highest[ApiKey.TXN_OFFSET_COMMIT] == 5
+    assert highest[ApiKey.INIT_PRODUCER_ID] == 5
+    assert highest[ApiKey.ADD_PARTITIONS_TO_TXN] == 5
+
+
+def init(server: InProcessServer, transactional_id: str = "pipeline") -> tuple[int, int]:
+    started = ask(
+        server,
+        ApiKey.INIT_PRODUCER_ID,
+        5,
+        transactional_id=transactional_id,
+        transaction_timeout=datetime.timedelta(seconds=60),
+        producer_id=-1,
+        producer_epoch=-1,
+    )
+    assert started.error_code == KafkaCode.NONE
+    return started.producer_id, started.producer_epoch
+
+
+def produce(
+    server: InProcessServer,
+    producer: tuple[int, int],
+    sequence: int,
+    value: bytes,
+    version: int = 12,
+) -> int:
+    batch = native.encode_batch(
+        [native.RecordSpec(0, None, value, ())],
+        producer_id=producer[0],
+        producer_epoch=producer[1],
+        base_sequence=sequence,
+        is_transactional=True,
+    )
+    answer = ask(
+        server,
+        ApiKey.PRODUCE,
+        version,
+        transactional_id="pipeline",
+        acks=-1,
+        timeout_ms=int(TIMEOUT * 1000),
+        topic_data=[{"name": "in", "partition_data": [{"index": 0, "records": batch}]}],
+    )
+    code: int = answer.responses[0].partition_responses[0].error_code
+    return code
+
+
+def end(server: InProcessServer, producer: tuple[int, int], commit: bool, version: int = 5) -> Any:
+    return ask(
+        server,
+        ApiKey.END_TXN,
+        version,
+        transactional_id="pipeline",
+        producer_id=producer[0],
+        producer_epoch=producer[1],
+        committed=commit,
+    )
+
+
+def txn_offset_commit(server: InProcessServer, producer: tuple[int, int], offset: int) -> int:
+    answer = ask(
+        server,
+        ApiKey.TXN_OFFSET_COMMIT,
+        5,
+        transactional_id="pipeline",
+        group_id="readers",
+        producer_id=producer[0],
+        producer_epoch=producer[1],
+        generation_id=-1,
+        member_id="",
+        topics=[
+            {
+                "name": "in",
+                "partitions": [
+                    {"partition_index": 0, "committed_offset": offset, "committed_leader_epoch": -1}
+                ],
+            }
+        ],
+    )
+    code: int = answer.topics[0].partitions[0].error_code
+    return code
+
+
+def committed_offset(server: InProcessServer) -> int:
+    answer = ask(
+        server,
+        ApiKey.OFFSET_FETCH,
+        8,
+        groups=[{"group_id": "readers", "topics": [{"name": "in", "partition_indexes": [0]}]}],
+        require_stable=True,
+    )
+    offset: int = answer.groups[0].topics[0].partitions[0].committed_offset
+    return offset
+
+
+def read_committed(server: InProcessServer) -> Any:
+    fetch = dataclasses.replace(fetch_from_start("in"), isolation_level=1)
+    with Wire(server.bootstrap, timeout=TIMEOUT) as wire:
+        return wire.request(fetch).responses[0].partitions[0]
+
+
+def test_a_transaction_with_implicit_adds_commits_and_bumps_the_epoch(
+    node: tuple[engine.Engine, InProcessServer],
+) -> None:
+    opened, server = node
+    producer_id, epoch = init(server)
+    assert produce(server, (producer_id, epoch), 0, b"a") == KafkaCode.NONE
+    described = opened.transactions.describe("pipeline")
+    assert [(tp.topic, tp.partition) for tp in described.partitions] == [("in", 0)]
+    assert txn_offset_commit(server, (producer_id, epoch), 1) == KafkaCode.NONE
+    assert "readers" in opened.transactions.describe("pipeline").groups
+    ended = end(server, (producer_id, epoch), True)
+    assert (ended.error_code, ended.producer_id, ended.producer_epoch) == (
+        KafkaCode.NONE,
+        producer_id,
+        epoch + 1,
+    )
+    assert committed_offset(server) == 1
+    assert values(opened, "in", "read_committed") == [b"a"]
+    # A retry of the end is answered the same, and writes nothing again.
+    retried = end(server, (producer_id, epoch), True)
+    assert (retried.error_code, retried.producer_id, retried.producer_epoch) == (
+        KafkaCode.NONE,
+        producer_id,
+        epoch + 1,
+    )
+    assert opened.offsets("in", 0)[1] == 2  # the record and one marker
+
+
+def test_a_late_write_at_the_epoch_before_the_commit_is_refused(
+    node: tuple[engine.Engine, InProcessServer],
+) -> None:
+    """As from Kafka 4.0: the coordinator fences the add (PRODUCER_FENCED),
+    which a Produce is answered as INVALID_PRODUCER_EPOCH; a v11 Produce
+    meets the partition's own check with the same code."""
+    opened, server = node
+    producer_id, epoch = init(server)
+    assert produce(server, (producer_id, epoch), 0, b"a") == KafkaCode.NONE
+    assert end(server, (producer_id, epoch), True).error_code == KafkaCode.NONE
+    for version in (11, 12):
+        code = produce(server, (producer_id, epoch), 1, b"late", version)
+        assert code == KafkaCode.INVALID_PRODUCER_EPOCH
+    assert txn_offset_commit(server, (producer_id, epoch), 5) == KafkaCode.INVALID_PRODUCER_EPOCH
+    assert opened.offsets("in", 0)[1] == 2
+    # The bumped epoch starts its sequences again at 0.
+    assert produce(server, (producer_id, epoch + 1), 0, b"b") == KafkaCode.NONE
+    assert end(server, (producer_id, epoch + 1), True).producer_epoch == epoch + 2
+    assert values(opened, "in", "read_committed") == [b"a", b"b"]
+
+
+def test_an_aborted_v2_transaction_is_in_the_aborted_index_readers_get(
+    node: tuple[engine.Engine, InProcessServer],
+) -> None:
+    opened, server = node
+    producer_id, epoch = init(server)
+    assert produce(server, (producer_id, epoch), 0, b"dropped") == KafkaCode.NONE
+    aborted = end(server, (producer_id, epoch), False)
+    assert (aborted.error_code, aborted.producer_epoch) == (KafkaCode.NONE, epoch + 1)
+    assert produce(server, (producer_id, epoch + 1), 0, b"kept") == KafkaCode.NONE
+    assert end(server, (producer_id, epoch + 1), True).error_code == KafkaCode.NONE
+    partition = read_committed(server)
+    assert [(a.producer_id, a.first_offset) for a in partition.aborted_transactions] == [
+        (producer_id, 0)
+    ]
+    assert partition.last_stable_offset == partition.high_watermark == 4
+    assert values(opened, "in", "read_committed") == [b"kept"]
+
+
+def test_end_txn_v5_answers_no_producer_with_an_error(
+    node: tuple[engine.Engine, InProcessServer],
+) -> None:
+    _, server = node
+    producer_id, epoch = init(server)
+    wrong = end(server, (producer_id + 1, epoch), True)
+    assert (wrong.error_code, wrong.producer_id, wrong.producer_epoch) == (
+        KafkaCode.INVALID_PRODUCER_ID_MAPPING,
+        -1,
+        -1,
+    )
+    nothing = end(server, (producer_id, epoch), True)  # a commit with nothing added
+    assert (nothing.error_code, nothing.producer_id) == (KafkaCode.INVALID_TXN_STATE, -1)
+    fenced = end(server, (producer_id, epoch - 1 if epoch else epoch + 1), False)
+    assert fenced.error_code == KafkaCode.PRODUCER_FENCED
+
+
+def test_end_txn_v4_keeps_the_epoch(node: tuple[engine.Engine, InProcessServer]) -> None:
+    """A transactions v1 client (EndTxn v4 and the explicit adds) goes on
+    with the epoch it has: nothing bumps it."""
+    opened, server = node
+    producer_id, epoch = init(server)
+    added = ask(
+        server,
+        ApiKey.ADD_PARTITIONS_TO_TXN,
+        3,
+        v3_and_below_transactional_id="pipeline",
+        v3_and_below_producer_id=producer_id,
+        v3_and_below_producer_epoch=epoch,
+        v3_and_below_topics=[{"name": "in", "partitions": [0]}],
+    )
+    assert added.results_by_topic_v3_and_below[0].results_by_partition[0].partition_error_code == 0
+    assert produce(server, (producer_id, epoch), 0, b"a", version=11) == KafkaCode.NONE
+    assert end(server, (producer_id, epoch), True, version=4).error_code == KafkaCode.NONE
+    assert opened.transactions.describe("pipeline").producer_epoch == epoch
+    markers = opened.partition("in", 0).describe_producers()
+    assert [p.producer_epoch for p in markers] == [epoch]
+
+
+def test_a_produce_v12_to_a_partition_that_does_not_exist_adds_nothing(
+    node: tuple[engine.Engine, InProcessServer],
+) -> None:
+    opened, server = node
+    producer_id, epoch = init(server)
+    batch = native.encode_batch(
+        [native.RecordSpec(0, None, b"x", ())],
+        producer_id=producer_id,
+        producer_epoch=epoch,
+        base_sequence=0,
+        is_transactional=True,
+    )
+    answer = ask(
+        server,
+        ApiKey.PRODUCE,
+        12,
+        transactional_id="pipeline",
+        acks=-1,
+        timeout_ms=int(TIMEOUT * 1000),
+        topic_data=[{"name": "in", "partition_data": [{"index": 7, "records": batch}]}],
+    )
+    assert answer.responses[0].partition_responses[0].error_code == (
+        KafkaCode.UNKNOWN_TOPIC_OR_PARTITION
+    )
+    described = opened.transactions.describe("pipeline")
+    assert (described.state, described.partitions) == (TxnState.EMPTY, frozenset())
+
+
+def test_writes_meeting_a_transaction_being_completed_are_retried(
+    node: tuple[engine.Engine, InProcessServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While an EndTxn v5's markers are written, the transaction's implicit
+    adds are refused as Kafka's verification converts the coordinator's
+    CONCURRENT_TRANSACTIONS: NOT_ENOUGH_REPLICAS to a Produce,
+    COORDINATOR_NOT_AVAILABLE to a TxnOffsetCommit, both retriable; once
+    complete, the bumped epoch writes."""
+    opened, server = node
+    producer_id, epoch = init(server)
+    assert produce(server, (producer_id, epoch), 0, b"a") == KafkaCode.NONE
+    released = threading.Event()
+    write_markers = TransactionCompleter._write_markers
+
+    def held(self: TransactionCompleter, *args: Any) -> None:
+        assert released.wait(TIMEOUT)
+        write_markers(self, *args)
+
+    monkeypatch.setattr(TransactionCompleter, "_write_markers", held)
+    with Wire(server.bootstrap, timeout=TIMEOUT) as ending:
+        sent = ending.send(
+            build(
+                request_schema(ApiKey.END_TXN, 5),
+                transactional_id="pipeline",
+                producer_id=producer_id,
+                producer_epoch=epoch,
+                committed=True,
+            )
+        )
+        deadline = time.monotonic() + TIMEOUT
+        while opened.transactions.describe("pipeline").state is not TxnState.PREPARE_COMMIT:
+            assert time.monotonic() < deadline, "the end was never prepared"
+            time.sleep(0.01)
+        bumped = (producer_id, epoch + 1)
+        assert produce(server, bumped, 0, b"b") == KafkaCode.NOT_ENOUGH_REPLICAS
+        assert txn_offset_commit(server, bumped, 1) == KafkaCode.COORDINATOR_NOT_AVAILABLE
+        released.set()
+        answered, ended = ending.receive(response_schema(ApiKey.END_TXN, 5))
+    assert (answered, ended.error_code, ended.producer_epoch) == (sent, KafkaCode.NONE, epoch + 1)
+    assert produce(server, bumped, 0, b"b") == KafkaCode.NONE
+    assert txn_offset_commit(server, bumped, 1) == KafkaCode.NONE
+    assert end(server, bumped, True).error_code == KafkaCode.NONE
+    assert values(opened, "in", "read_committed") == [b"a", b"b"]
+    assert committed_offset(server) == 1
+
+
+def test_pipelined_produces_stay_in_order_behind_an_implicit_add(
+    node: tuple[engine.Engine, InProcessServer],
+) -> None:
+    """A Produce v12 that adds a partition waits for the add, with its
+    batch for a partition already in the transaction; a Produce sent
+    behind it on the same connection for that partition never appends
+    ahead of it (it is refused retriably while the add is written, or
+    appended after), so the producer never sees its sequences out of
+    order."""
+    opened, server = node
+    opened.create_partitions("in", 2)
+    producer_id, epoch = init(server)
+    assert produce(server, (producer_id, epoch), 0, b"p0-0") == KafkaCode.NONE
+
+    def batch(sequence: int, value: bytes) -> bytes:
+        return native.encode_batch(
+            [native.RecordSpec(0, None, value, ())],
+            producer_id=producer_id,
+            producer_epoch=epoch,
+            base_sequence=sequence,
+            is_transactional=True,
+        )
+
+    def request(*partitions: tuple[int, bytes]) -> Any:
+        return build(
+            request_schema(ApiKey.PRODUCE, 12),
+            transactional_id="pipeline",
+            acks=-1,
+            timeout_ms=int(TIMEOUT * 1000),
+            topic_data=[
+                {
+                    "name": "in",
+                    "partition_data": [{"index": i, "records": b} for i, b in partitions],
+                }
+            ],
+        )
+
+    adding = request((0, batch(1, b"p0-1")), (1, batch(0, b"p1-0")))
+    behind = request((0, batch(2, b"p0-2")))
+    schema = response_schema(ApiKey.PRODUCE, 12)
+    with Wire(server.bootstrap, timeout=TIMEOUT) as wire:
+        wire.send(adding)
+        wire.send(behind)
+        first = wire.receive(schema)[1].responses[0].partition_responses
+        second = wire.receive(schema)[1].responses[0].partition_responses[0].error_code
+        assert [p.error_code for p in first] == [KafkaCode.NONE, KafkaCode.NONE]
+        assert second in (KafkaCode.NONE, KafkaCode.NOT_ENOUGH_REPLICAS)
+        if second != KafkaCode.NONE:  # the client's retry
+            wire.send(behind)
+            retried = wire.receive(schema)[1].responses[0].partition_responses[0]
+            assert retried.error_code == KafkaCode.NONE
+    assert end(server, (producer_id, epoch), True).error_code == KafkaCode.NONE
+    assert values(opened, "in", "read_committed", 2) == [b"p0-0", b"p0-1", b"p0-2", b"p1-0"]
+
+
+def add_v4_plus(
+    server: InProcessServer, version: int, producer: tuple[int, int], verify: bool
+) -> Any:
+    return ask(
+        server,
+        ApiKey.ADD_PARTITIONS_TO_TXN,
+        version,
+        transactions=[
+            {
+                "transactional_id": "pipeline",
+                "producer_id": producer[0],
+                "producer_epoch": producer[1],
+                "verify_only": verify,
+                "topics": [{"name": "in", "partitions": [0]}],
+            }
+        ],
+    )
+
+
+def partition_codes(answer: Any) -> list[int]:
+    return [
+        p.partition_error_code
+        for result in answer.results_by_transaction
+        for topic in result.topic_results
+        for p in topic.results_by_partition
+    ]
+
+
+def test_add_partitions_to_txn_v4_and_v5_verify_and_add_as_a_broker_asks(
+    node: tuple[engine.Engine, InProcessServer],
+) -> None:
+    """Kafka's broker-to-broker AddPartitionsToTxn: verify_only changes
+    nothing and finds a partition outside the transaction
+    TRANSACTION_ABORTABLE at v5, INVALID_TXN_STATE at v4; without it the
+    partition is added."""
+    opened, server = node
+    producer = init(server)
+    codes = {v: partition_codes(add_v4_plus(server, v, producer, True)) for v in (4, 5)}
+    assert codes == {4: [KafkaCode.INVALID_TXN_STATE], 5: [KafkaCode.TRANSACTION_ABORTABLE]}
+    assert opened.transactions.describe("pipeline").state is TxnState.EMPTY
+    added = add_v4_plus(server, 5, producer, False)
+    assert (added.error_code, partition_codes(added)) == (KafkaCode.NONE, [KafkaCode.NONE])
+    assert partition_codes(add_v4_plus(server, 5, producer, True)) == [KafkaCode.NONE]
+    assert produce(server, producer, 0, b"a", version=11) == KafkaCode.NONE  # no add needed
+    fenced = add_v4_plus(server, 5, (producer[0], producer[1] + 1), True)
+    assert partition_codes(fenced) == [KafkaCode.PRODUCER_FENCED]
+
+
+def test_add_partitions_to_txn_v4_needs_cluster_action(tmp_path: Path) -> None:
+    with engine.open(tmp_path / "node") as opened:
+        opened.create_topic("in", 1)
+        server = InProcessServer(
+            opened, config=ServerConfig(authorizer="acl"), principal="User:nobody"
+        )
+        try:
+            answer = add_v4_plus(server, 4, (0, 0), False)
+        finally:
+            server.stop()
+    assert (answer.error_code, answer.results_by_transaction) == (
+        KafkaCode.CLUSTER_AUTHORIZATION_FAILED,
+        (),
+    )
