@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from engine.config import ConfigEntry, ConfigSource, TopicConfig
     from engine.engine import Engine, EngineConfig
     from engine.errors import (
+        AdminTimedOut,
         CorruptRecord,
         CorruptStoredData,
         EngineClosed,
@@ -98,6 +99,7 @@ _EXPORTS = {
     "InvalidTimestamp": "engine.errors",
     "InvalidTopic": "engine.errors",
     "InvalidTxnState": "engine.errors",
+    "AdminTimedOut": "engine.errors",
     "OffsetOutOfRange": "engine.errors",
     "OutOfOrderSequence": "engine.errors",
     "RecordTooLarge": "engine.errors",
@@ -137,6 +139,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "AdminTimedOut",
     "AppendResult",
     "ConfigEntry",
     "ConfigSource",

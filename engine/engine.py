@@ -91,6 +91,12 @@ log = logging.getLogger("tidelog.engine")
 
 EARLIEST = offset_lookup.EARLIEST
 LATEST = offset_lookup.LATEST
+
+CreateCheck = Callable[[str], None]
+"""Whether the asker of an append may create its topic: called with the
+topic's name before auto-creation, raises the refusal (engine/authorization.py's
+TopicAuthorizationFailed) if not."""
+
 READ_UNCOMMITTED = "read_uncommitted"
 READ_COMMITTED = "read_committed"
 _STATE_LOGS = ("groups", "transactions")
@@ -345,12 +351,19 @@ class Engine:
         *,
         validate_only: bool = False,
         principal: str | Actor | None = None,
+        timeout_ms: int | None = None,
     ) -> list[TopicDescription | EngineError]:
         """Creates many topics at once, all or none after a crash; per topic,
         its description or the error that refused it (TopicAdmin.create_topics).
-        ``principal``: who asks (see ``actor``)."""
+        ``principal``: who asks (see ``actor``). ``timeout_ms``: an object
+        store failing transiently is retried that long at most, then
+        AdminTimedOut is raised and no topic was created (None: retried
+        until the store closes)."""
         created = self._admin.create_topics(
-            topics, validate_only=validate_only, actor=self.actor(principal)
+            topics,
+            validate_only=validate_only,
+            actor=self.actor(principal),
+            deadline=_deadline(timeout_ms),
         )
         self._tables.notice()
         return created
@@ -388,11 +401,19 @@ class Engine:
             raise error
 
     def delete_topics(
-        self, names: Sequence[str], *, principal: str | Actor | None = None
+        self,
+        names: Sequence[str],
+        *,
+        principal: str | Actor | None = None,
+        timeout_ms: int | None = None,
     ) -> list[EngineError | None]:
         """Deletes many topics at once; per name, None or the error that
-        refused it (TopicAdmin.delete_topics)."""
-        return self._admin.delete_topics(names, actor=self.actor(principal))
+        refused it (TopicAdmin.delete_topics). ``timeout_ms``: how long the
+        deletion of their streams is retried at most; the topics are
+        deleted either way (what is left goes at the next open)."""
+        return self._admin.delete_topics(
+            names, actor=self.actor(principal), deadline=_deadline(timeout_ms)
+        )
 
     def create_partitions(self, name: str, total: int, *, validate_only: bool = False) -> None:
         """Grows a topic to ``total`` partitions (Kafka never shrinks one)."""
@@ -401,11 +422,18 @@ class Engine:
             raise error
 
     def create_partitions_many(
-        self, totals: Sequence[tuple[str, int]], *, validate_only: bool = False
+        self,
+        totals: Sequence[tuple[str, int]],
+        *,
+        validate_only: bool = False,
+        timeout_ms: int | None = None,
     ) -> list[EngineError | None]:
         """Grows many topics at once, each to its total; per topic, None or
-        the error that refused it (TopicAdmin.create_partitions_many)."""
-        return self._admin.create_partitions_many(totals, validate_only=validate_only)
+        the error that refused it (TopicAdmin.create_partitions_many).
+        ``timeout_ms`` as for create_topics (AdminTimedOut: no topic grew)."""
+        return self._admin.create_partitions_many(
+            totals, validate_only=validate_only, deadline=_deadline(timeout_ms)
+        )
 
     def alter_configs(
         self,
@@ -482,10 +510,11 @@ class Engine:
             return self._registry.topic_config(INTERNAL_TOPIC_CONFIGS[name])
         return self._registry.topic(name).config
 
-    def partition_count(self, name: str) -> int:
-        """Partitions of a topic (created first if auto_create_topics is on)."""
+    def partition_count(self, name: str, may_create: CreateCheck | None = None) -> int:
+        """Partitions of a topic (created first if auto_create_topics is on
+        and ``may_create`` allows it, as for submit)."""
         if name not in self._registry.topics:
-            self.partition(name, 0, auto_create=True)
+            self.partition(name, 0, auto_create=True, may_create=may_create)
         return len(self._registry.topic(name).partitions)
 
     def _topic_infos(self) -> dict[str, TopicInfo]:
@@ -510,12 +539,24 @@ class Engine:
                 for p in known[name].partitions
             ]
 
-    def partition(self, topic: str, partition: int, *, auto_create: bool = False) -> Partition:
+    def partition(
+        self,
+        topic: str,
+        partition: int,
+        *,
+        auto_create: bool = False,
+        may_create: CreateCheck | None = None,
+    ) -> Partition:
         """The partition's leader. An unknown topic raises UnknownTopic unless
         ``auto_create`` and auto_create_topics are on: only produce and
         metadata create topics, as in Kafka; a fetch or an offset lookup
-        racing a deletion must not bring the topic back."""
+        racing a deletion must not bring the topic back. ``may_create``, the
+        asker's CREATE check, is called before an unknown topic is created
+        and raises if the asker may not create it."""
         if topic not in self._registry.topics:  # a dict read needs no lock; creating one does
+            if auto_create and may_create is not None and self.broker_configs.auto_create_topics:
+                # Outside the lock: the authorizer has its own.
+                may_create(topic)
             with self._lock:
                 if topic not in self._registry.topics:
                     if auto_create and is_internal_topic(topic):
@@ -536,6 +577,7 @@ class Engine:
         remote: bool | None = None,
         provenance: Provenance | None = None,
         one_batch: bool = False,
+        may_create: CreateCheck | None = None,
     ) -> Future[AppendResult]:
         """Appends record batches (Kafka's v2 format) to a partition; the
         future resolves once they are durable: in the local WAL, or in an
@@ -562,9 +604,14 @@ class Engine:
         the batch must start at offset 0 (InvalidRecord otherwise), as Kafka
         requires of a client's batch. Without it the broker writes the base
         offset over whatever the batches came with.
+
+        A topic that does not exist is created where auto_create_topics is
+        on, after ``may_create`` (the asker's CREATE check, which raises
+        its refusal) allows it: a topic deleted after a request looked it up
+        is created again only for a principal that may create it.
         """
         self._check_open()
-        leader = self.partition(topic, partition, auto_create=True)
+        leader = self.partition(topic, partition, auto_create=True, may_create=may_create)
         return self._acks.submit(leader, records, remote, provenance, one_batch)
 
     def produce(
@@ -598,6 +645,7 @@ class Engine:
         remote: bool | None = None,
         provenance: Provenance | None = None,
         one_batch: bool = False,
+        may_create: CreateCheck | None = None,
     ) -> asyncio.Future[AppendResult]:
         """Like submit, from a running event loop: the batches are validated
         and appended now, in call order (validation errors raise here), and
@@ -606,7 +654,7 @@ class Engine:
         resolves, never by blocking the loop. Cancelling it stops the wait,
         not the append."""
         self._check_open()
-        leader = self.partition(topic, partition, auto_create=True)
+        leader = self.partition(topic, partition, auto_create=True, may_create=may_create)
         return self._acks.submit_async(leader, records, remote, provenance, one_batch)
 
     def appends_gathered(self) -> contextlib.AbstractContextManager[None]:
@@ -634,7 +682,13 @@ class Engine:
         """Stored batches from ``offset``, up to ``max_bytes`` (at least one
         batch if there is one), with the partition's watermarks. With
         ``isolation_level="read_committed"``, only batches below the last
-        stable offset, with the aborted transactions among them."""
+        stable offset, with the aborted transactions among them.
+
+        A read from the object store is waited for at most
+        ``remote_fetch_max_wait_ms``, as fetch_async waits: past it the
+        answer holds no records and ``read_pending`` is set ("no records
+        yet", never the partition's end: fetch the same offset again, which
+        waits on the same read)."""
         committed = _read_committed(isolation_level)
         self._check_open()
         with (
@@ -642,7 +696,7 @@ class Engine:
             damage_at(topic, partition, offset),
             unanswered_reads(topic, partition),
         ):
-            return self.partition(topic, partition).fetch(offset, max_bytes, committed)
+            return self.partition(topic, partition).fetch_bounded(offset, max_bytes, committed)
 
     async def fetch_async(
         self,
@@ -1108,3 +1162,9 @@ def _read_committed(isolation_level: str) -> bool:
             f"not {isolation_level!r}"
         )
     return isolation_level == READ_COMMITTED
+
+
+def _deadline(timeout_ms: int | None) -> float | None:
+    """The monotonic time an admin request's ``timeout_ms`` ends at (the
+    object store's retries run on real time, whatever the engine's clock)."""
+    return None if timeout_ms is None else clock.monotonic() + max(timeout_ms, 0) / 1000

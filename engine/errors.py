@@ -228,6 +228,21 @@ class BufferExhausted(EngineError, TimeoutError):
         self.max_block_ms = max_block_ms
 
 
+class AdminTimedOut(EngineError):
+    """An admin change (creating topics or partitions) was not committed
+    before its request's timeout: the object store failed transiently all
+    along, or another commit held the manifest. Nothing it asked for is in
+    force, now or after a restart: ask again once the store answers.
+    Kafka's controller answers REQUEST_TIMED_OUT for the same expiry, after
+    which its change may still complete; here it never does."""
+
+    code = KafkaCode.REQUEST_TIMED_OUT
+
+    def __init__(self, what: str) -> None:
+        super().__init__(f"{what}; nothing was changed: ask again once the object store answers")
+        self.what = what
+
+
 class StorageError(EngineError):
     """The WAL or object storage failed; appends are refused until reopened."""
 

@@ -569,6 +569,22 @@ class Partition:
             return self._not_durable_yet(offset, stable, read_committed, error)
         return self._fetched(result, offset, max_bytes, stable, read_committed)
 
+    def fetch_bounded(
+        self, offset: int, max_bytes: int, read_committed: bool = False
+    ) -> PartitionFetch:
+        """fetch, waiting for a read from objects at most
+        remote_fetch_max_wait_ms, as fetch_async does: past it, no records
+        and ``read_pending`` (Engine.fetch; the engine's own readers, which
+        must read on, use fetch)."""
+        stable = self.last_stable_offset
+        try:
+            result = self.store.fetch_bounded(self.stream_id, offset, max_bytes)
+        except StreamOffsetOutOfRange as error:
+            return self._not_durable_yet(offset, stable, read_committed, error)
+        except ReadPending:
+            return self._read_pending(offset, stable, read_committed)
+        return self._fetched(result, offset, max_bytes, stable, read_committed)
+
     async def fetch_async(
         self,
         offset: int,
@@ -585,12 +601,15 @@ class Partition:
         except StreamOffsetOutOfRange as error:
             return self._not_durable_yet(offset, stable, read_committed, error)
         except ReadPending:
-            # Kafka's DelayedRemoteFetch, expired: the partition's local
-            # read result, which holds no records, error NONE.
-            log_start, high_watermark = self.store.offsets(self.stream_id)
-            nothing = self._nothing(offset, high_watermark, log_start, stable, read_committed)
-            return nothing._replace(read_pending=True)
+            return self._read_pending(offset, stable, read_committed)
         return self._fetched(result, offset, max_bytes, stable, read_committed)
+
+    def _read_pending(self, offset: int, stable: int, read_committed: bool) -> PartitionFetch:
+        """Kafka's DelayedRemoteFetch, expired: the partition's local read
+        result, which holds no records, error NONE."""
+        log_start, high_watermark = self.store.offsets(self.stream_id)
+        nothing = self._nothing(offset, high_watermark, log_start, stable, read_committed)
+        return nothing._replace(read_pending=True)
 
     def _not_durable_yet(
         self, offset: int, stable: int, read_committed: bool, error: StreamOffsetOutOfRange

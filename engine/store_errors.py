@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from types import TracebackType
 
 from engine.errors import (
+    AdminTimedOut,
     CorruptStoredData,
     EngineClosed,
     EngineError,
@@ -21,6 +22,7 @@ from engine.errors import (
 )
 from s3stream import CorruptObject, ObjectStoreError, S3StreamError, StoreClosed, StoreFailed
 from s3stream import Fenced as StoreFenced
+from s3stream.errors import DeadlinePassed
 
 CHECK_THE_STORE = "check its URL, endpoint and credentials, and that it is reachable"
 """The advice for an object-store error that points at them (``misconfigured``)."""
@@ -113,6 +115,8 @@ def translate(error: BaseException) -> BaseException:
         return Fenced(f"another engine opened this storage: {error}")
     if isinstance(error, StoreClosed):
         return EngineClosed()
+    if isinstance(error, DeadlinePassed):
+        return AdminTimedOut(str(error))
     if isinstance(error, StoreFailed) and isinstance(error.cause, ObjectStoreError):
         # The store stopped on a write the object store refused for good (an
         # upload's manifest commit): the refusal's advice, not only its text.

@@ -91,7 +91,12 @@ class TopicAdmin:
         and whoever waits for its data stops waiting."""
 
     def create_topics(
-        self, topics: Sequence[NewTopic], *, validate_only: bool = False, actor: Actor = OWNER
+        self,
+        topics: Sequence[NewTopic],
+        *,
+        validate_only: bool = False,
+        actor: Actor = OWNER,
+        deadline: float | None = None,
     ) -> list[TopicDescription | EngineError]:
         """Creates many topics at once: one manifest commit for all their
         streams and one catalog record naming them all, so after a crash
@@ -100,7 +105,9 @@ class TopicAdmin:
         created regardless). A name given twice is refused the second time
         (TopicExists). A store failure raises, and then none was created.
         A topic whose configs weaken the governance the broker's defaults
-        give is refused unless ``actor`` may govern (engine/governance_gate.py)."""
+        give is refused unless ``actor`` may govern (engine/governance_gate.py).
+        ``deadline`` (engine.clock.monotonic() seconds): the streams' commit
+        not made by then raises AdminTimedOut, and none was created."""
         registry = self.registry
         results: list[TopicDescription | EngineError | None] = [None] * len(topics)
         checked: list[tuple[int, str, int, dict[str, str]]] = []
@@ -135,7 +142,9 @@ class TopicAdmin:
                     fresh.append((i, name, count, overrides))
                 unified_taken.setdefault(unify_collision_chars(name), name)
             if fresh:
-                ids = iter(self._create_streams(2 * sum(count for _, _, count, _ in fresh)))
+                ids = iter(
+                    self._create_streams(2 * sum(count for _, _, count, _ in fresh), deadline)
+                )
                 created_ms = self.clock.time_ms()
                 metas = [
                     TopicMeta(
@@ -190,7 +199,7 @@ class TopicAdmin:
         return TopicDescription(name, bytes(16), parts, config.describe())
 
     def delete_topics(
-        self, names: Sequence[str], *, actor: Actor = OWNER
+        self, names: Sequence[str], *, actor: Actor = OWNER, deadline: float | None = None
     ) -> list[EngineError | None]:
         """Deletes many topics at once: one catalog record naming them all,
         then one manifest commit deleting all their streams. Per name, in
@@ -241,7 +250,9 @@ class TopicAdmin:
         # Unless another engine has opened the store: the catalog record is
         # then replayed nowhere, and the topics live on there.
         try:
-            self.store.delete_streams(streams)
+            # By the deadline: past it the deletion is still done, its
+            # streams left to the next open as after a refused commit.
+            self.store.delete_streams(streams, deadline)
         except StoreFenced as error:
             raise translate(error) from error
         except (S3StreamError, ObjectStoreError):
@@ -253,7 +264,11 @@ class TopicAdmin:
         return results
 
     def create_partitions_many(
-        self, totals: Sequence[tuple[str, int]], *, validate_only: bool = False
+        self,
+        totals: Sequence[tuple[str, int]],
+        *,
+        validate_only: bool = False,
+        deadline: float | None = None,
     ) -> list[EngineError | None]:
         """Grows many topics at once, each to its total: one manifest commit
         for all the new streams and one catalog record (all or nothing after
@@ -283,7 +298,7 @@ class TopicAdmin:
                     growing.append((topic, total - current))
             if validate_only or not growing:
                 return results
-            ids = iter(self._create_streams(2 * sum(count for _, count in growing)))
+            ids = iter(self._create_streams(2 * sum(count for _, count in growing), deadline))
             added = [
                 (topic, [(next(ids), next(ids)) for _ in range(count)]) for topic, count in growing
             ]
@@ -479,9 +494,9 @@ class TopicAdmin:
         if configs.get(MASKING_RULES) and name not in self.catalog.state.masking_keys:
             self.append_catalog(["masking_key", name, os.urandom(32)])
 
-    def _create_streams(self, count: int) -> list[int]:
+    def _create_streams(self, count: int, deadline: float | None = None) -> list[int]:
         with store_writes():
-            return self.store.create_streams(count)
+            return self.store.create_streams(count, deadline)
 
     def append_catalog(self, record: list[Any]) -> None:
         with store_errors():

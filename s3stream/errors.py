@@ -105,6 +105,19 @@ class ConditionalWritesNotEnforced(S3StreamError):
         self.condition = condition
 
 
+class DeadlinePassed(S3StreamError):
+    """A manifest commit given a deadline (an admin request's timeout) was
+    not made by then: the object store failed transiently until it passed,
+    or another commit held the manifest. Nothing this call asked for is in
+    force; a commit whose answer was lost is settled, and what it created
+    deleted, by the next commit (s3stream/manifest_writer.py)."""
+
+    def __init__(self, what: str, cause: BaseException | None = None) -> None:
+        detail = f": {cause}" if cause is not None else ""
+        super().__init__(f"{what} was not committed before its deadline{detail}")
+        self.what = what
+
+
 class StoreClosed(S3StreamError):
     def __init__(self) -> None:
         super().__init__("the stream store is closed")

@@ -43,10 +43,10 @@ class FetchResult(NamedTuple):
 
 class PendingReads(NamedTuple):
     answered_early: int
-    """Async fetches answered before their object read ended
+    """Async and bounded fetches answered before their object read ended
     (remote_fetch_max_wait_ms)."""
     started: int
-    """Async fetches' object reads started (one per stream and offset in flight)."""
+    """Async and bounded fetches' object reads started (one per stream and offset in flight)."""
     under_way: int
     """The object reads under way now, those no fetch waits for any more too."""
 
@@ -83,7 +83,8 @@ class Fetcher:
         """Raises Fenced if another writer took the bucket over (a store
         error if that cannot be known now)."""
         self.reads_pending = 0
-        """Async fetches answered before their object read ended (event loop only)."""
+        """Async and bounded fetches answered before their object read ended
+        (guarded by the store's lock)."""
         self.object_reads_started = 0
         """Async fetches' object reads started (guarded by the store's lock):
         fewer than the fetches that went to objects by those that shared one."""
@@ -205,21 +206,42 @@ class Fetcher:
             stream_id, offset
         )
 
+    def fetch_bounded(self, stream_id: int, offset: int, max_bytes: int = 1 * MiB) -> FetchResult:
+        """Like fetch, for a caller that blocks: an object read runs on the
+        fetch threads, shared as fetch_async shares it, and is waited for
+        at most remote_fetch_max_wait_ms (ReadPending past it; the read
+        goes on, for the next fetch at that offset)."""
+        if self._hot(stream_id, offset):
+            return self.fetch(stream_id, offset, max_bytes)
+        read, shared = self._object_read(stream_id, offset, max_bytes)
+        try:
+            result = read.result(timeout=self._max_wait_s)
+        except TimeoutError:
+            if not read.done():
+                with self._state.lock:
+                    self.reads_pending += 1
+                raise ReadPending(stream_id, offset, self._max_wait_s) from None
+            result = read.result()  # done just now: its answer, or its error
+        return _within(result, max_bytes) if shared else result
+
+    def _hot(self, stream_id: int, offset: int) -> bool:
+        """Whether a read at ``offset`` needs no object: at the end (a
+        caught-up consumer's), out of range, or in the log cache; a hop to a
+        fetch thread would cost more than such a read, and a consumer of
+        many quiet partitions makes many."""
+        with self._state.lock:
+            stream = self._state.stream_locked(stream_id)
+            return not stream.start_offset <= offset < stream.end_offset or self._cached_locked(
+                stream_id, offset
+            )
+
     async def fetch_async(
         self, stream_id: int, offset: int, max_bytes: int = 1 * MiB
     ) -> FetchResult:
         """Like fetch; tail reads answer at once, object reads run on the
         fetch threads so the event loop never waits for object storage, and
         beside live traffic are answered after a rest (replay_pace.py)."""
-        with self._state.lock:
-            stream = self._state.stream_locked(stream_id)
-            # A read at the end (a caught-up consumer's) or out of range
-            # needs no object, and a hop to a fetch thread would cost more
-            # than the read: a consumer of many quiet partitions makes many.
-            hot = not stream.start_offset <= offset < stream.end_offset or self._cached_locked(
-                stream_id, offset
-            )
-        if hot:
+        if self._hot(stream_id, offset):
             self.pace.live()
             return self.fetch(stream_id, offset, max_bytes)
         started = self.pace.now()
@@ -231,7 +253,8 @@ class Fetcher:
             waits = self._waits = ReadWaits(asyncio.get_running_loop(), self._max_wait_s)
         result = await waits.wait(read)
         if result is None:  # the read goes on, for the next fetch
-            self.reads_pending += 1
+            with self._state.lock:  # fetch_bounded counts from other threads
+                self.reads_pending += 1
             raise ReadPending(stream_id, offset, self._max_wait_s)
         if shared:
             result = _within(result, max_bytes)

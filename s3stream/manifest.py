@@ -233,7 +233,8 @@ class Manifest:
         """Writes the next version with ``ops``; returns the new state.
 
         Transient store errors are retried with backoff until ``deadline``
-        (a time.monotonic() value; None means until the store is closed).
+        (a time.monotonic() value; None means until the store is closed),
+        then the last error is raised.
         Raises Fenced if a newer writer has taken over.
         """
         with self._commit_lock:
@@ -255,12 +256,12 @@ class Manifest:
                     self._wait_to_retry(error, attempt, deadline, "manifest commit")
                     attempt += 1
 
-    def settle(self) -> None:
+    def settle(self, deadline: float | None = None) -> None:
         """Settles a write whose outcome is unknown, if there is one, so what
         a caller decides next is decided from the version the store holds,
         not from the one before a write that landed. Transient store errors
-        are retried as a commit retries them (until the store is closed);
-        any other is raised, the write still unsettled."""
+        are retried as a commit retries them (until ``deadline``, else until
+        the store is closed); any other is raised, the write still unsettled."""
         with self._commit_lock:
             attempt = 0
             while True:
@@ -274,7 +275,7 @@ class Manifest:
                 except PreconditionFailed:
                     self._discover_fence(self.state.seq + 1)
                 except ObjectStoreError as error:
-                    self._wait_to_retry(error, attempt, None, "settling a manifest write")
+                    self._wait_to_retry(error, attempt, deadline, "settling a manifest write")
                     attempt += 1
 
     def _wait_to_retry(
@@ -291,7 +292,9 @@ class Manifest:
             raise error
         self.commit_retries += 1
         log.warning("%s failed, retrying: %s", what, error)
-        _backoff_sleep(attempt, self._stop)
+        # Never past the deadline: the caller is answered at it.
+        left = None if deadline is None else deadline - time.monotonic()
+        _backoff_sleep(attempt, self._stop, left)
 
     def check_fenced(self) -> None:
         """Raises Fenced if another writer has created the next version: one
@@ -696,8 +699,12 @@ def _retry_or_raise(error: ObjectStoreError, attempt: int, deadline: float) -> N
     time.sleep(min(left, 5.0, 0.02 * 2 ** min(attempt, 10)))
 
 
-def _backoff_sleep(attempt: int, stop: threading.Event | None = None) -> None:
+def _backoff_sleep(
+    attempt: int, stop: threading.Event | None = None, at_most: float | None = None
+) -> None:
     delay = min(5.0, 0.02 * (2 ** min(attempt, 10)))
+    if at_most is not None:
+        delay = max(min(delay, at_most), 0.0)
     if stop is not None:
         stop.wait(delay)
     else:

@@ -15,12 +15,14 @@ keep the objects it shares alive."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
-from collections.abc import Callable, Iterable
+import time
+from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 
-from s3stream.errors import Fenced
+from s3stream.errors import DeadlinePassed, Fenced
 from s3stream.manifest import Manifest
 from s3stream.manifest_state import ManifestState, Op
 from s3stream.store import ObjectStoreError
@@ -37,12 +39,41 @@ class SerialSection:
         self._writer = writer
 
     def __enter__(self) -> None:
-        self._lock.acquire()
+        self._enter(None)
+
+    def _enter(self, deadline: float | None) -> None:
+        if deadline is None:
+            self._lock.acquire()
+        elif not self._lock.acquire(timeout=max(deadline - time.monotonic(), 0.0)):
+            # Another commit holds the manifest (an upload retrying through
+            # the same outage, say).
+            raise DeadlinePassed("entering the manifest's serial section")
         try:
-            self._writer.settle_abandoned()
+            self._writer.settle_abandoned(deadline)
+        except ObjectStoreError as error:
+            self._lock.release()
+            if deadline is None or not error.transient or time.monotonic() < deadline:
+                raise
+            raise DeadlinePassed("settling a manifest commit", error) from error
         except BaseException:
             self._lock.release()
             raise
+
+    @contextlib.contextmanager
+    def until(self, deadline: float | None) -> Iterator[None]:
+        """The section, entered and settled by ``deadline`` (a
+        time.monotonic() value; None: however long it takes), else
+        DeadlinePassed; a commit in it given the same deadline that fails
+        transiently until then raises DeadlinePassed too."""
+        self._enter(deadline)
+        try:
+            yield
+        except ObjectStoreError as error:
+            if deadline is None or not error.transient or time.monotonic() < deadline:
+                raise
+            raise DeadlinePassed("a manifest commit", error) from error
+        finally:
+            self._lock.release()
 
     def __exit__(
         self,
@@ -71,7 +102,7 @@ class ManifestWriter:
         if self.manifest.unsettled:
             self._abandoned.update(stream_ids)
 
-    def settle_abandoned(self) -> None:
+    def settle_abandoned(self, deadline: float | None = None) -> None:
         """Settles an unknown outcome, then deletes the abandoned streams it
         created. A store error is raised to the section's holder, as its
         own commit would raise it, both left to the next section: nothing
@@ -79,20 +110,21 @@ class ManifestWriter:
         if not self.manifest.unsettled and not self._abandoned:
             return
         try:
-            self.manifest.settle()
+            self.manifest.settle(deadline)
         except Fenced as error:
             self._on_fenced(error)
             raise
         landed = sorted(s for s in self._abandoned if s in self.manifest.state.streams)
         if landed:
             log.info("deleting streams %s: their failed commit landed after all", landed)
-            self.commit([["delete_stream", stream_id] for stream_id in landed])
+            self.commit([["delete_stream", stream_id] for stream_id in landed], deadline)
         self._abandoned.clear()
 
-    def commit(self, ops: list[Op]) -> ManifestState:
-        """Commits ``ops`` in one version (the caller holds ``serial``)."""
+    def commit(self, ops: list[Op], deadline: float | None = None) -> ManifestState:
+        """Commits ``ops`` in one version (the caller holds ``serial``), by
+        ``deadline`` if given (Manifest.commit)."""
         try:
-            return self.manifest.commit(ops)
+            return self.manifest.commit(ops, deadline=deadline)
         except Fenced as error:
             self._on_fenced(error)
             raise

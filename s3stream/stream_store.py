@@ -256,17 +256,19 @@ class StreamStore:
         """Creates an empty stream and returns its id (committed to the manifest)."""
         return self.create_streams(1)[0]
 
-    def create_streams(self, count: int) -> list[int]:
-        """Creates ``count`` empty streams with one manifest commit; returns their ids."""
+    def create_streams(self, count: int, deadline: float | None = None) -> list[int]:
+        """Creates ``count`` empty streams with one manifest commit; returns
+        their ids. With ``deadline`` (a time.monotonic() value), a commit
+        not made by then raises DeadlinePassed and creates none."""
         if count < 1:
             raise ValueError(f"cannot create {count} streams")
-        with self._manifest_writer.serial:
+        with self._manifest_writer.serial.until(deadline):
             first = self.manifest.state.next_stream_id
             created = now_ms()
             ids = list(range(first, first + count))
             try:
                 self._manifest_writer.commit(
-                    [["create_stream", stream_id, created] for stream_id in ids]
+                    [["create_stream", stream_id, created] for stream_id in ids], deadline
                 )
             except BaseException:
                 # Told it failed, the caller names none of them (a topic's,
@@ -297,14 +299,17 @@ class StreamStore:
         """Deletes the stream; its objects go once nothing else lives in them."""
         self.delete_streams([stream_id])
 
-    def delete_streams(self, stream_ids: Sequence[int]) -> None:
-        """Deletes the streams with one manifest commit."""
+    def delete_streams(self, stream_ids: Sequence[int], deadline: float | None = None) -> None:
+        """Deletes the streams with one manifest commit (by ``deadline``, as
+        create_streams)."""
         for stream_id in stream_ids:
             self._stream(stream_id)
         if not stream_ids:
             return
-        with self._manifest_writer.serial:
-            self._manifest_writer.commit([["delete_stream", stream_id] for stream_id in stream_ids])
+        with self._manifest_writer.serial.until(deadline):
+            self._manifest_writer.commit(
+                [["delete_stream", stream_id] for stream_id in stream_ids], deadline
+            )
         with self._state.lock:
             orphaned = {}
             for stream_id in stream_ids:
@@ -623,6 +628,11 @@ class StreamStore:
         """Stored batches from the one holding ``offset``: up to ``max_bytes``,
         but always at least one batch if there is data at ``offset``."""
         return self._fetcher.fetch(stream_id, offset, max_bytes)
+
+    def fetch_bounded(self, stream_id: int, offset: int, max_bytes: int = 1 * MiB) -> FetchResult:
+        """Like fetch, waiting for a read from objects at most
+        ``remote_fetch_max_wait_ms`` (ReadPending past it, as fetch_async)."""
+        return self._fetcher.fetch_bounded(stream_id, offset, max_bytes)
 
     def fetch_async(
         self, stream_id: int, offset: int, max_bytes: int = 1 * MiB

@@ -4,7 +4,9 @@ header has a value, from the object store (read-only).
 Reads the committed manifest, the catalog as uploaded and the objects'
 header indexes; writes nothing and takes no epoch, so it runs beside a
 serving engine without fencing it. Records still only in a WAL are not
-seen. Exit 0 with one line per record (none found is no error), 2 if it
+seen. ``--isolation-level read_committed`` reads as a read_committed
+consumer does (Engine.lookup's isolation_level; read_uncommitted, its
+default, unless asked). Exit 0 with one line per record (none found is no error), 2 if it
 could not run. See docs/memory.md, "Lookup by header".
 """
 
@@ -18,6 +20,7 @@ from typing import Any
 
 from engine.cli.help_format import HelpFormatter, examples
 from engine.cli.offline import add_data_options, file_config, read_object_store
+from engine.engine import READ_COMMITTED, READ_UNCOMMITTED
 from engine.memory.lookup import FoundRecord
 from engine.memory.uploaded_lookup import lookup_uploaded
 from engine.server.config import ConfigFileError
@@ -43,6 +46,16 @@ def add_command(commands: Any) -> None:
     parser.add_argument("topics", nargs="+", metavar="TOPIC")
     parser.add_argument("--header", required=True, metavar="NAME", help="the header's name")
     parser.add_argument("--value", required=True, metavar="V", help="the value, as UTF-8")
+    parser.add_argument(
+        "--isolation-level",
+        choices=(READ_UNCOMMITTED, READ_COMMITTED),
+        default=READ_UNCOMMITTED,
+        help=(
+            "read_committed: only below each partition's last stable offset, without aborted "
+            "transactions' records (reads every batch of the topics to find them); the "
+            "default reads every record, as Engine.lookup does"
+        ),
+    )
     add_data_options(parser)
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
     parser.set_defaults(run=run)
@@ -58,7 +71,13 @@ def run(args: argparse.Namespace) -> int:
         "lookup",
         args,
         file,
-        lambda store: lookup_uploaded(store, args.topics, args.header, args.value.encode()),
+        lambda store: lookup_uploaded(
+            store,
+            args.topics,
+            args.header,
+            args.value.encode(),
+            read_committed=args.isolation_level == READ_COMMITTED,
+        ),
     )
     if found is None:
         return CANNOT_RUN

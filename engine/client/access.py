@@ -2,7 +2,8 @@
 asks of a wire client's requests (KafkaApis), asked of the engine's
 authorizer for the principal the client was opened with.
 
-Produce: WRITE on the topic (and on the transactional id for a
+Produce: WRITE on the topic, CREATE on it or the cluster to create it where
+it does not exist (and on the transactional id for a
 transactional producer); an idempotent producer's InitProducerId:
 IDEMPOTENT_WRITE on the cluster or WRITE on some topic (KIP-679). Fetch:
 READ on the topic (which grants the DESCRIBE its metadata lookups need).
@@ -51,6 +52,15 @@ class Access:
     def topic(self, operation: AclOperation, topic: str) -> None:
         if not self._allowed(operation, ResourceType.TOPIC, topic):
             raise TopicAuthorizationFailed(self.principal, operation, topic)
+
+    def create_topic(self, topic: str) -> None:
+        """CREATE on the cluster or on the topic, as Kafka's auto-creation
+        asks (the engine's CreateCheck for a send to an unknown topic)."""
+        if not (
+            self._allowed(AclOperation.CREATE, ResourceType.CLUSTER, CLUSTER_NAME)
+            or self._allowed(AclOperation.CREATE, ResourceType.TOPIC, topic)
+        ):
+            raise TopicAuthorizationFailed(self.principal, AclOperation.CREATE, topic)
 
     def group(self, operation: AclOperation, group_id: str) -> None:
         if not self._allowed(operation, ResourceType.GROUP, group_id):

@@ -40,6 +40,7 @@ from engine.client.poll_steps import (
     AwaitCommit,
     AwaitData,
     Fetch,
+    FetchEach,
     Steps,
     run,
     run_async,
@@ -67,6 +68,12 @@ log = logging.getLogger("tidelog.consumer")
 EARLIEST = -2
 LATEST = -1
 RebalanceCallback = Callable[["Consumer", list[TopicPartition]], object]
+FETCHES_AT_ONCE = 16
+"""The most partitions one poll step fetches at once: on an event loop a
+partition whose object read stalls then holds up the others for one
+remote_fetch_max_wait_ms, not one each; a bound, so that a consumer of
+thousands of partitions does not start thousands of reads at once."""
+
 _RESETS = {"earliest": EARLIEST, "latest": LATEST, "none": None}
 _ISOLATION_LEVELS = ("read_uncommitted", "read_committed")
 
@@ -452,26 +459,38 @@ class Consumer:
         ]
 
     def _fill(self) -> Steps[None]:
+        """Fetches the planned partitions, FETCHES_AT_ONCE at a time (all
+        at once on an event loop: engine/client/poll_steps.py's FetchEach),
+        each asking for what is left of the fetch_max_bytes budget once the
+        others of its group are counted at their most; the answers are
+        taken in plan order, so records stay in each partition's order and
+        the budget holds as if they had been fetched in turn."""
         budget = self.fetch_max_bytes
-        for tp, position in self._plan():
-            if budget <= 0:
-                break
-            max_bytes = min(budget, self.max_partition_fetch_bytes)
-            self._check_topic_id(tp)
-            try:
-                fetched: PartitionFetch = yield Fetch(
-                    self._engine, tp, position, max_bytes, self.isolation_level
-                )
-            except OffsetOutOfRange:
+        planned = self._plan()
+        while planned and budget > 0:
+            group: list[Fetch] = []
+            allotted = budget
+            while planned and allotted > 0 and len(group) < FETCHES_AT_ONCE:
+                tp, position = planned.pop(0)
+                max_bytes = min(allotted, self.max_partition_fetch_bytes)
+                allotted -= max_bytes
                 self._check_topic_id(tp)
-                self._reset_out_of_range(tp)
-                continue
-            # Ids are never reused: the same id before and after the fetch
-            # means it read the topic the vector was cut in.
-            self._check_topic_id(tp)
-            fetched = self._engine.masked_fetch(tp.topic, fetched, self.principal)
-            budget -= sum(len(r) for r in fetched.records)
-            self._decode(tp, position, fetched)
+                group.append(Fetch(self._engine, tp, position, max_bytes, self.isolation_level))
+            answers: list[PartitionFetch | Exception] = yield FetchEach(tuple(group))
+            for fetch, answer in zip(group, answers, strict=True):
+                tp = fetch.tp
+                if isinstance(answer, OffsetOutOfRange):
+                    self._check_topic_id(tp)
+                    self._reset_out_of_range(tp)
+                    continue
+                if isinstance(answer, Exception):
+                    raise answer
+                # Ids are never reused: the same id before and after the fetch
+                # means it read the topic the vector was cut in.
+                self._check_topic_id(tp)
+                fetched = self._engine.masked_fetch(tp.topic, answer, self.principal)
+                budget -= sum(len(r) for r in fetched.records)
+                self._decode(tp, fetch.position, fetched)
 
     def _check_topic_id(self, tp: TopicPartition) -> None:
         """UnknownTopicId if the bound's topic of ``tp`` was deleted."""

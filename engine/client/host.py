@@ -4,7 +4,7 @@ engine, so the core can build clients without an import cycle."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Protocol
 
@@ -38,8 +38,21 @@ class ClientHost(Protocol):
     def groups(self) -> GroupCoordinator: ...
     @property
     def transactions(self) -> TransactionCoordinator: ...
-    def partition(self, topic: str, partition: int, *, auto_create: bool = False) -> Partition: ...
-    def partition_count(self, name: str) -> int: ...
+    def partition(
+        self,
+        topic: str,
+        partition: int,
+        *,
+        auto_create: bool = False,
+        may_create: Callable[[str], None] | None = None,
+    ) -> Partition:
+        """``may_create`` raises if the asker may not create the unknown
+        topic auto-creation would create (Engine.partition)."""
+        ...
+
+    def partition_count(
+        self, name: str, may_create: Callable[[str], None] | None = None
+    ) -> int: ...
     def topic_partitions(self, topics: Iterable[str]) -> list[TopicPartition]: ...
     def offsets(self, topic: str, partition: int) -> tuple[int, int]: ...
     def init_producer_id(self) -> tuple[int, int]: ...

@@ -111,6 +111,41 @@ class Fetch(NamedTuple):
         )
 
 
+class FetchEach(NamedTuple):
+    """Several partitions' Fetches, each answered with its PartitionFetch or
+    the error it raised, in the order given. On a thread they run in turn;
+    on an event loop all at once, so that a partition whose object read
+    stalls costs the others nothing but that one wait (each read is bounded
+    by remote_fetch_max_wait_ms)."""
+
+    fetches: tuple[Fetch, ...]
+
+    def run(self) -> list[PartitionFetch | Exception]:
+        answers: list[PartitionFetch | Exception] = []
+        for fetch in self.fetches:
+            try:
+                answers.append(fetch.run())
+            except Exception as failure:
+                answers.append(failure)
+        return answers
+
+    async def run_async(self) -> list[PartitionFetch | Exception]:
+        if len(self.fetches) == 1:  # a consumer of one partition: no task
+            try:
+                return [await self.fetches[0].run_async()]
+            except Exception as failure:
+                return [failure]
+        gathered = await asyncio.gather(
+            *(fetch.run_async() for fetch in self.fetches), return_exceptions=True
+        )
+        answers: list[PartitionFetch | Exception] = []
+        for answer in gathered:
+            if isinstance(answer, BaseException) and not isinstance(answer, Exception):
+                raise answer  # cancelled: no fetch's answer
+            answers.append(answer)
+        return answers
+
+
 class AwaitCommit(NamedTuple):
     """A commit made before partitions are revoked, waited for (at most
     API_TIMEOUT_S): their next owner starts where this consumer stopped."""

@@ -473,7 +473,7 @@ class Producer:
         now = self._clock.monotonic()
         known = self._partition_counts.get(topic)
         if known is None or known[1] < now or known[2].deleted:
-            count = self._engine.partition_count(topic)
+            count = self._engine.partition_count(topic, self._access.create_topic)
             # Partition 0 stands for its topic: deleted with it.
             known = self._partition_counts[topic] = (
                 count,
@@ -488,7 +488,9 @@ class Producer:
         send to a deleted topic is refused (or creates it again, where
         produce may create topics) as Kafka's producer sees
         UNKNOWN_TOPIC_OR_PARTITION, then the topic created anew."""
-        leader = self._engine.partition(topic, partition, auto_create=True)
+        leader = self._engine.partition(
+            topic, partition, auto_create=True, may_create=self._access.create_topic
+        )
         known = self._partitions[(topic, partition)] = (TopicPartition(topic, partition), leader)
         return known
 

@@ -140,11 +140,14 @@ def matching_records(
     value: bytes,
     max_inflated: int = native.MAX_INFLATED,
     topic_id: bytes = NO_TOPIC_ID,
+    aborted: list[AbortedTxn] | None = None,
 ) -> Iterator[FoundRecord]:
     """The records of a stored batch whose header ``header`` has ``value``
-    (``topic_id``: the id of the topic the batch is stored in)."""
+    (``topic_id``: the id of the topic the batch is stored in); with
+    ``aborted``, none of the transactions it lists."""
     for match in _matching(topic, partition, batch, header, value, max_inflated, topic_id):
-        yield match.record
+        if aborted is None or not _aborted(match, aborted):
+            yield match.record
 
 
 def _matching(

@@ -14,6 +14,7 @@ from functools import partial
 
 from engine.config import TopicConfig
 from engine.memory.lookup import FoundRecord, matching_records
+from engine.memory.uploaded_transactions import stable_view
 from engine.partition import inflation_limit
 from engine.verify import partitions_of, uploaded_catalog
 from s3stream import ObjectStore
@@ -24,17 +25,29 @@ from s3stream.outside_reads import reloading
 
 
 def lookup_uploaded(
-    store: ObjectStore, topics: Sequence[str], header: str, value: bytes
+    store: ObjectStore,
+    topics: Sequence[str],
+    header: str,
+    value: bytes,
+    read_committed: bool = False,
 ) -> list[FoundRecord]:
     """``Engine.lookup_many`` over what ``store`` holds committed (read again
     from a newer manifest if a serving engine compacts away objects it
-    needs meanwhile: s3stream/outside_reads.py)."""
-    found, _ = reloading(store, partial(_lookup, store, topics, header, value))
+    needs meanwhile: s3stream/outside_reads.py). ``read_committed``: only
+    below each partition's last stable offset, without aborted
+    transactions' records, as committed in the store (every batch of the
+    partitions is read to find them: engine/memory/uploaded_transactions.py)."""
+    found, _ = reloading(store, partial(_lookup, store, topics, header, value, read_committed))
     return found
 
 
 def _lookup(
-    store: ObjectStore, topics: Sequence[str], header: str, value: bytes, state: ManifestState
+    store: ObjectStore,
+    topics: Sequence[str],
+    header: str,
+    value: bytes,
+    read_committed: bool,
+    state: ManifestState,
 ) -> list[FoundRecord]:
     current = partial(load_state, store)
     catalog = uploaded_catalog(store, state, current)
@@ -48,13 +61,16 @@ def _lookup(
             if stream is None:
                 continue
             start, end = stream.start_offset, stream.end_offset
+            aborted = None
+            if read_committed:
+                end, aborted = stable_view(store, state, stream_id, start, end, current)
             candidates = header_candidates(
                 store, state, stream_id, start, end, header, value, current
             )
             records: dict[int, FoundRecord] = {}
             for batch in committed_batches(store, state, stream_id, candidates, current):
                 for record in matching_records(
-                    name, index, batch.payload, header, value, limit, meta.topic_id
+                    name, index, batch.payload, header, value, limit, meta.topic_id, aborted
                 ):
                     if start <= record.ref.offset < end:
                         records[record.ref.offset] = record

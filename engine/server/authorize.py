@@ -16,6 +16,7 @@ from engine.authorization import (
     AclOperation,
     AllowAll,
     ResourceType,
+    TopicAuthorizationFailed,
 )
 from engine.governance_gate import Actor, may_govern
 from engine.protocol.kafka_code import KafkaCode
@@ -67,6 +68,15 @@ def may_create_topic(context: RequestContext, name: str) -> bool:
     return allowed_on_cluster(context, AclOperation.CREATE) or allowed(
         context, AclOperation.CREATE, TOPIC, name
     )
+
+
+def check_create_topic(context: RequestContext, name: str) -> None:
+    """may_create_topic as the engine's CreateCheck: an append whose topic
+    was deleted after the request looked it up recreates it only if the
+    principal may create it (TopicAuthorizationFailed otherwise, the answer
+    the request's own auto-creation gives)."""
+    if not may_create_topic(context, name):
+        raise TopicAuthorizationFailed(context.identity.principal, AclOperation.CREATE, name)
 
 
 def actor(context: RequestContext) -> Actor:

@@ -17,7 +17,7 @@ from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from engine.engine import Engine
+from engine.engine import CreateCheck, Engine
 from engine.errors import EngineError
 from engine.partition import AppendResult
 from engine.provenance import Provenance
@@ -40,6 +40,7 @@ def submit_checked(
     records: bytes | bytearray | memoryview,
     remote: bool | None,
     provenance: Provenance | None = None,
+    may_create: CreateCheck | None = None,
 ) -> Coroutine[Any, Any, AppendResult]:
     """Engine.submit of a Produce partition's data (one batch) on ``pool``,
     queued now (so in request order); what to await for the append's result
@@ -52,6 +53,7 @@ def submit_checked(
         remote=remote,
         provenance=provenance,
         one_batch=True,
+        may_create=may_create,
     )
 
     async def durable() -> AppendResult:

@@ -4,7 +4,7 @@ holds the whole Engine."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Protocol
 
 from engine.transactions.config import TransactionConfig
@@ -43,4 +43,11 @@ class TransactionHost(Protocol):
     @property
     def groups(self) -> GroupCoordinator: ...
     def topic_partitions(self, topics: Iterable[str]) -> list[TopicPartition]: ...
-    def partition(self, topic: str, partition: int, *, auto_create: bool = False) -> Partition: ...
+    def partition(
+        self,
+        topic: str,
+        partition: int,
+        *,
+        auto_create: bool = False,
+        may_create: Callable[[str], None] | None = None,
+    ) -> Partition: ...

@@ -26,6 +26,8 @@ def read_partition(e: Engine, topic: str, partition: int, start: int | None = No
     records: list[Record] = []
     while offset < end:
         fetched = e.fetch(topic, partition, offset, 1 << 20)
+        if fetched.read_pending:  # the store is slow: no records yet, ask again
+            continue
         for payload in fetched.records:
             records.extend(r for r in native.decode_records(payload) if r.offset >= offset)
         assert fetched.next_offset > offset, f"{topic}-{partition}: fetch at {offset} stalled"

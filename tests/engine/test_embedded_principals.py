@@ -7,6 +7,8 @@ nothing is asked and the principal only names the writer."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 import engine
@@ -172,3 +174,27 @@ def test_a_transactional_producer_needs_write_on_its_transactional_id(
 def test_the_server_asks_the_engines_authorizer(secured: engine.Engine) -> None:
     assert authorizer_for(ServerConfig(), secured) is secured.authorizer
     assert authorizer_for(ServerConfig(authorizer="acl"), secured) is secured.authorizer
+
+
+@pytest.mark.parametrize("partition", [0, None], ids=["to a partition", "partitioned"])
+def test_a_producer_creates_a_topic_only_where_its_principal_may_create(
+    engine_factory: EngineFactory, partition: int | None
+) -> None:
+    e = engine_factory(config=dataclasses.replace(AUTHORIZED, auto_create_topics=True))
+    e.catalog.add_acls(
+        [
+            allow(ResourceType.TOPIC, "fresh", "User:alice", AclOperation.WRITE),
+            allow(ResourceType.TOPIC, "fresh", "User:bob", AclOperation.WRITE),
+            allow(ResourceType.TOPIC, "fresh", "User:bob", AclOperation.CREATE),
+        ]
+    )
+    with (
+        e.producer(principal="User:alice", idempotent=False) as producer,
+        pytest.raises(TopicAuthorizationFailed) as raised,
+    ):
+        producer.send("fresh", b"no", partition=partition).result(TIMEOUT)
+    assert raised.value.operation == AclOperation.CREATE
+    assert e.list_topics() == []
+    with e.producer(principal="User:bob", idempotent=False) as producer:
+        assert producer.send("fresh", b"ok", partition=partition).result(TIMEOUT).offset == 0
+    assert e.list_topics() == ["fresh"]

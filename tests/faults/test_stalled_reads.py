@@ -8,8 +8,10 @@ a wrapper that holds chosen GETs until released."""
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -352,3 +354,99 @@ def test_an_async_replay_goes_on_once_a_read_that_outlasts_the_bound_finishes(
     replayed = asyncio.run(replay_across_the_stall())
     assert sorted(v for v in replayed if v is not None) == sorted(values(0) + values(1))
     assert stalled.store.stalls == 1
+
+
+def test_the_blocking_fetch_answers_as_fetch_async_and_starts_one_read(stalled: Stalled) -> None:
+    """Engine.fetch waits for a stalled read at most the bound, as
+    fetch_async does, and answers "no records yet" (read_pending), never
+    the partition's end; asking again waits on the same read."""
+    opened = stalled.engine
+    stalled.stall_reads_of(0)
+    with ThreadPoolExecutor(1) as caller:
+        try:
+            for _ in range(ASKED_AGAIN):
+                # On a thread of its own: a fetch without a bound would
+                # wait until the release below.
+                fetched = caller.submit(opened.fetch, TOPIC, 0, 0).result(TIMEOUT)
+                assert fetched.read_pending
+                assert (fetched.records, fetched.next_offset) == ([], 0)
+                assert (fetched.high_watermark, fetched.log_start_offset) == (RECORDS, 0)
+            stalled.until_get_stalled()
+            assert stalled.store.stalls == 1
+            assert stalled.pending_reads() == (ASKED_AGAIN, 1, 1)
+        finally:
+            stalled.store.release()
+    deadline = time.monotonic() + TIMEOUT
+    while not (fetched := opened.fetch(TOPIC, 0, 0)).records:
+        assert fetched.read_pending and time.monotonic() < deadline
+    assert [v for batch in fetched.records for v in record_values(bytes(batch))] == values(0)
+
+
+def test_a_blocking_read_committed_poll_asks_again_after_a_read_outlasts_the_bound(
+    stalled: Stalled,
+) -> None:
+    """The blocking poll reads through Engine.fetch: an answer empty for a
+    stalled read is asked again, and the records come once the store
+    answers. The engine's own blocking readers (lookup, state_at) read on
+    through their partition and wait for the read."""
+    opened = stalled.engine
+    stalled.stall_reads_of(0)
+    consumer = opened.consumer(isolation_level="read_committed", auto_offset_reset="earliest")
+    consumer.assign([engine.TopicPartition(TOPIC, 0)])
+    with ThreadPoolExecutor(3) as callers:
+        try:
+            polled = callers.submit(consumer.poll, 3600.0)
+            rebuilt = callers.submit(opened.state_at, TOPIC, datetime.now(UTC))
+            found = callers.submit(opened.lookup, TOPIC, "none", "x")
+            deadline = time.monotonic() + TIMEOUT
+            # The poll was answered empty and asked again; the reads met
+            # the stall (the block cache shares one GET among them).
+            while stalled.pending_reads().answered_early < 2 or stalled.store.stalled_now < 1:
+                assert time.monotonic() < deadline and not polled.done()
+                time.sleep(0.01)
+            assert not rebuilt.done() and not found.done()
+        finally:
+            stalled.store.release()
+        records = polled.result(TIMEOUT)
+        state = rebuilt.result(TIMEOUT)
+        assert found.result(TIMEOUT) == []
+    consumer.close()
+    assert [record.value for record in records] == values(0)
+    assert sorted(state.values) == sorted(values(0) + values(1))
+
+
+def test_an_async_poll_reads_its_partitions_at_once(tmp_path: Path) -> None:
+    """Within one poll step the async consumer fetches its partitions at
+    once: both partitions' object reads are under way together (in turn,
+    the second would start only after the first's wait ended, costing a
+    bound per stalled partition). Records still come in each partition's
+    order, and max_records still bounds each poll."""
+    with two_objects(tmp_path, remote_fetch_max_wait_ms=600_000) as (opened, store, keys):
+        store.stall_gets(os.path.commonpath(keys))
+        consumer = opened.consumer(auto_offset_reset="earliest")
+        consumer.assign([engine.TopicPartition(TOPIC, 0), engine.TopicPartition(TOPIC, 1)])
+
+        async def poll_both() -> list[engine.ConsumerRecord]:
+            polled = asyncio.ensure_future(consumer.poll_async(TIMEOUT, max_records=3))
+            deadline = time.monotonic() + TIMEOUT
+            try:
+                while store.stalled_now < 2:
+                    assert time.monotonic() < deadline and not polled.done()
+                    await asyncio.sleep(0.01)
+            finally:
+                store.release()
+            got = await asyncio.wait_for(polled, TIMEOUT)
+            assert len(got) == 3
+            while len(got) < 2 * RECORDS:
+                more = await consumer.poll_async(TIMEOUT, max_records=3)
+                assert 0 < len(more) <= 3
+                got += more
+            return got
+
+        try:
+            records = asyncio.run(poll_both())
+        finally:
+            consumer.close()
+    for partition in (0, 1):
+        assert [r.value for r in records if r.partition == partition] == values(partition)
+    assert store.stalls == 2

@@ -10,6 +10,7 @@ succeeds."""
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -20,15 +21,22 @@ from confluent_kafka.admin import AdminClient, NewPartitions, NewTopic
 
 import engine
 from engine.engine import Engine
-from engine.errors import Fenced, StoreWriteFailed
+from engine.errors import AdminTimedOut, Fenced, StoreWriteFailed
+from engine.protocol.apis import ApiKey, request_schema
+from engine.protocol.kafka_code import KafkaCode
 from engine.store_errors import CHECK_THE_STORE
+from engine.types import NewTopic as EngineNewTopic
 from s3stream.store import LocalStore
 from tests.engine.helpers_records import batch, read_partition
 from tests.s3stream.faults import FaultyStore, InjectedFault
 from tests.server.conftest import quiet_librdkafka
 from tests.server.in_process import InProcessServer
+from tests.server.test_bad_input import batch as bad_input_batch
+from tests.server.test_bad_input import produce
+from tests.server.wire import Wire, build
 
 Change = Callable[[Engine], object]
+TIMEOUT = 30.0
 
 _SMALL = engine.EngineConfig.small()
 QUIET = replace(_SMALL, store=replace(_SMALL.store, upload_bytes=1 << 30, upload_interval_s=3600.0))
@@ -214,3 +222,115 @@ def test_a_deletion_by_a_fenced_engine_is_not_reported_done(tmp_path: Path) -> N
             fenced.close()
     with engine.open(tmp_path / "third", store, QUIET) as later:
         assert later.list_topics() == ["orders"]
+
+
+METADATA_VERSIONS = (0, 1, 4, 9, 12)
+"""Below v4 auto-creation is always asked for; v9 is the first flexible
+version; v12 the highest a client sends before topic ids by name."""
+
+
+def test_an_auto_creation_the_store_refuses_is_answered_unknown_topic(bucket: Bucket) -> None:
+    """Kafka 4 answers UNKNOWN_TOPIC_OR_PARTITION for a topic whose
+    auto-creation it asked for, in every Metadata version, whatever the
+    controller made of it (DefaultAutoTopicCreationManager): a failed
+    creation is the client's cue to ask again, never a storage error. Once
+    the store takes writes, the next request creates the topic."""
+    e = engine.open(bucket.root / "node", bucket.faulty, replace(QUIET, auto_create_topics=True))
+    server = InProcessServer(e)
+    try:
+        bucket.refuse_manifest_writes()
+        with Wire(server.bootstrap) as wire:
+            for version in METADATA_VERSIONS:
+                request = build(
+                    request_schema(ApiKey.METADATA, version),
+                    topics=[{"name": "auto"}],
+                    allow_auto_topic_creation=True,
+                )
+                (topic,) = wire.request(request).topics
+                assert (version, topic.error_code) == (
+                    version,
+                    KafkaCode.UNKNOWN_TOPIC_OR_PARTITION,
+                )
+                assert topic.partitions == ()
+            produced = wire.request(produce({"auto-produced": bad_input_batch()}))
+            assert produced.responses[0].partition_responses[0].error_code == (
+                KafkaCode.UNKNOWN_TOPIC_OR_PARTITION
+            )
+            assert e.list_topics() == []
+            bucket.faulty.heal()
+            request = build(
+                request_schema(ApiKey.METADATA, 12),
+                topics=[{"name": "auto"}],
+                allow_auto_topic_creation=True,
+            )
+            (topic,) = wire.request(request).topics
+            assert topic.error_code == KafkaCode.NONE
+            assert len(topic.partitions) == 1
+    finally:
+        server.stop()
+        e.close()
+    with bucket.reopen() as reopened:
+        assert reopened.list_topics() == ["auto"]
+
+
+def _transient_manifest_outage(bucket: Bucket) -> None:
+    bucket.faulty.fail("put", prefix="manifest/")
+    bucket.faulty.transient = True
+    bucket.faulty.misconfigured = False
+
+
+def test_an_admin_write_through_an_outage_is_refused_at_its_timeout(bucket: Bucket) -> None:
+    """A transient outage is retried for the caller's timeout_ms at most:
+    AdminTimedOut (REQUEST_TIMED_OUT), and nothing changed, then or after a
+    restart; the same change succeeds once the store answers."""
+    with bucket.open() as e:
+        _with_orders(e)
+        _transient_manifest_outage(bucket)
+        began = time.monotonic()
+        with pytest.raises(AdminTimedOut) as timed_out:
+            e.create_topics([EngineNewTopic("created", 2)], timeout_ms=300)
+        with pytest.raises(AdminTimedOut):
+            e.create_partitions_many([("orders", 3)], timeout_ms=300)
+        assert time.monotonic() - began < TIMEOUT
+        assert timed_out.value.code == KafkaCode.REQUEST_TIMED_OUT
+        assert shape(e) == {"orders": 1}
+        bucket.faulty.heal()
+    with bucket.reopen() as reopened:
+        assert shape(reopened) == {"orders": 1}
+        reopened.create_topic("created", 2)
+        reopened.create_partitions("orders", 3)
+        assert shape(reopened) == {"orders": 3, "created": 2}
+
+
+def test_admin_requests_through_an_outage_are_answered_at_their_timeout(bucket: Bucket) -> None:
+    """Over the wire: CreateTopics and CreatePartitions are answered
+    REQUEST_TIMED_OUT at the request's timeout_ms, as Kafka's controller
+    answers them, with nothing created; DeleteTopics is answered done (the
+    deletion is in force once the catalog records it; its streams go at the
+    next open); the connection keeps serving, and after a restart the
+    cluster is what the answers said."""
+    e = bucket.open()
+    server = InProcessServer(e)
+    try:
+        _with_orders(e)
+        e.create_topic("old", 1)
+        admin = AdminClient({"bootstrap.servers": server.bootstrap, **quiet_librdkafka()})
+        _transient_manifest_outage(bucket)
+        [created] = admin.create_topics([NewTopic("created", 2)], operation_timeout=0.5).values()
+        assert _admin_error(created).code() == KafkaError.REQUEST_TIMED_OUT
+        [grown] = admin.create_partitions(
+            [NewPartitions("orders", 3)], operation_timeout=0.5
+        ).values()
+        assert _admin_error(grown).code() == KafkaError.REQUEST_TIMED_OUT
+        [deleted] = admin.delete_topics(["old"], operation_timeout=0.5).values()
+        assert deleted.result(TIMEOUT) is None
+        assert _user_topics(admin) == {"orders": 1}
+        bucket.faulty.heal()
+        [created] = admin.create_topics([NewTopic("created", 2)]).values()
+        assert created.result(TIMEOUT) is None
+        told = _user_topics(admin)
+    finally:
+        server.stop()
+        e.close()
+    with bucket.reopen() as reopened:
+        assert shape(reopened) == told == {"orders": 1, "created": 2}

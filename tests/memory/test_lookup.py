@@ -288,3 +288,48 @@ def test_a_read_committed_lookup_leaves_out_aborted_and_open_transactions(
             e.lookup("t", HEADER, "a", isolation_level="read-committed")
     assert [r.value for r in committed] == [b"committed"]
     assert [r.value for r in everything] == [b"aborted", b"committed", b"open"]
+
+
+def test_tidelog_lookup_reads_committed_when_asked(tmp_path: Path) -> None:
+    """``--isolation-level read_committed`` leaves out what Engine.lookup's
+    read_committed leaves out, from the object store alone: an aborted
+    transaction's records, and those of one still open (its first offset
+    holds the stable end). Without it, as Engine.lookup's default, every
+    record is found."""
+    with Engine.open(tmp_path, config=QUIET) as e:
+        e.create_topic("t", 1, {"tidelog.index.headers": HEADER})
+        e.create_topic("u", 1)  # not indexed: scanned
+        with e.producer(transactional_id="agent") as producer:
+            producer.init_transactions(timeout=30)
+            for value, commit in ((b"aborted", False), (b"committed", True), (b"open", None)):
+                producer.begin_transaction()
+                for topic in ("t", "u"):
+                    producer.send(topic, value, partition=0, headers=[(HEADER, b"a")])
+                producer.flush(30)
+                if commit is True:
+                    producer.commit_transaction(timeout=30)
+                elif commit is False:
+                    producer.abort_transaction(timeout=30)
+            assert e.flush(timeout=30)
+            args = ("t", "u", "--header", HEADER, "--value", "a", "--json")
+            default = _lookup_cli(tmp_path, *args)
+            committed = _lookup_cli(tmp_path, *args, "--isolation-level", "read_committed")
+            uncommitted = _lookup_cli(tmp_path, *args, "--isolation-level", "read_uncommitted")
+            embedded = [
+                r.value
+                for r in e.lookup_many(["t", "u"], HEADER, "a", isolation_level="read_committed")
+            ]
+            producer.abort_transaction(timeout=30)
+    for done in (default, committed, uncommitted):
+        assert done.returncode == 0, done.stderr
+    values = [
+        [json.loads(line)["value"] for line in done.stdout.splitlines()]
+        for done in (default, committed, uncommitted)
+    ]
+    assert values[0] == values[2] == ["aborted", "committed", "open"] * 2
+    assert values[1] == ["committed"] * 2
+    assert embedded == [b"committed"] * 2
+    refused = _lookup_cli(
+        tmp_path, "t", "--header", HEADER, "--value", "a", "--isolation-level", "x"
+    )
+    assert refused.returncode == 2 and "isolation-level" in refused.stderr

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import datetime
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from engine.engine import READ_COMMITTED, READ_UNCOMMITTED
-from engine.errors import EngineError, NotInTransaction, TopicExists, error_code
+from engine.errors import EngineError, InvalidTopic, NotInTransaction, TopicExists, error_code
 from engine.internal_topics import INTERNAL_TOPIC_IDS, internal_partition_exists, is_internal_topic
 from engine.partition import Partition
 from engine.protocol.kafka_code import KafkaCode
@@ -196,14 +196,28 @@ def auto_create_topics(context: RequestContext, names: list[str]) -> dict[str, K
         return dict.fromkeys(names, code)
     try:
         # The asker's: a topic the defaults govern has its creation recorded.
-        outcomes = engine.create_topics(
+        outcomes: Sequence[object] = engine.create_topics(
             [NewTopic(name) for name in names], principal=authorize.actor(context)
         )
     except EngineError as error:
-        return dict.fromkeys(names, error_code(error))
+        outcomes = [error] * len(names)
     return {
-        name: error_code(outcome)
+        name: _failed_creation(name, outcome)
         for name, outcome in zip(names, outcomes, strict=True)
         # created meanwhile by another request: described as it is
         if isinstance(outcome, EngineError) and not isinstance(outcome, TopicExists)
     }
+
+
+def _failed_creation(name: str, error: EngineError) -> KafkaCode:
+    """What Kafka 4 answers for a topic whose auto-creation failed: a name
+    it refuses is INVALID_TOPIC_EXCEPTION (DefaultAutoTopicCreationManager
+    checks names before asking the controller); any other topic is
+    answered UNKNOWN_TOPIC_OR_PARTITION, in every Metadata version, whatever
+    the controller then makes of the creation (its failure is only
+    logged): the client asks again, and the next request tries again. A
+    refused object-store write (KAFKA_STORAGE_ERROR elsewhere) is one."""
+    if isinstance(error, InvalidTopic):
+        return error.code
+    log.warning("auto-creation of topic %r failed: %s", name, error)
+    return KafkaCode.UNKNOWN_TOPIC_OR_PARTITION

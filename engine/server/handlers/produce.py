@@ -28,6 +28,7 @@ import inspect
 import logging
 from collections.abc import Collection, Mapping
 from concurrent.futures import Future
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from engine.batch_refusals import produce_framing_refusal
@@ -173,6 +174,7 @@ def _produce_one(context: RequestContext, request: ProduceRequest) -> Response:
             remote=None,
             provenance=context.identity.provenance(context.header.client_id),
             one_batch=True,  # see _produce
+            may_create=partial(authorize.check_create_topic, context),  # see _produce
         )
     except EngineError as error:
         return _response(
@@ -242,6 +244,10 @@ def _produce(
         return _refused(context.version, request, KafkaCode.INVALID_PRODUCER_ID_MAPPING)
     # Who sent it, for the partitions of stamp topics (one value per request).
     provenance = context.identity.provenance(context.header.client_id)
+    # A topic deleted after the lookups above is created again by its
+    # append only if the principal may create it, as it would have been
+    # by the auto-creation above.
+    may_create = partial(authorize.check_create_topic, context)
     for topic in request.topics:
         partitions: list[tuple[int, Outcome, str | None]] = []
         refused_code = refused.get(topic.name)
@@ -286,6 +292,7 @@ def _produce(
                             partition.records,
                             remote,
                             provenance,
+                            may_create,
                         )
                     )
                 else:
@@ -301,6 +308,7 @@ def _produce(
                         remote=remote,
                         provenance=provenance,
                         one_batch=True,
+                        may_create=may_create,
                     )
             except EngineError as error:
                 partitions.append(

@@ -110,7 +110,19 @@ def handle_create_topics(context: RequestContext, request: CreateTopicsRequest) 
     duplicates = [name for name, count in counts.items() if count > 1]
     unique = [topic for topic in request.topics if counts[topic.name] == 1]
     mutations = _mutations(context, strict_from=6)
-    return _create_topics(context, unique, duplicates, request.validate_only, mutations)
+    return _create_topics(
+        context, unique, duplicates, request.validate_only, mutations, _timeout_ms(request)
+    )
+
+
+def _timeout_ms(request: Any) -> int | None:
+    """The request's timeout_ms, which bounds how long its change waits for
+    an object store failing transiently, as Kafka's controller bounds it
+    (REQUEST_TIMED_OUT past it: engine.AdminTimedOut). None (unbounded, the
+    store's own retries) for 0 or less: Kafka's clients send 0 to mean
+    "do not wait for the change to spread", not "give up at once"."""
+    timeout_ms = round(request.timeout.total_seconds() * 1000)
+    return timeout_ms if timeout_ms > 0 else None
 
 
 def _create_topics(
@@ -119,6 +131,7 @@ def _create_topics(
     duplicates: Sequence[str],
     validate_only: bool,
     mutations: Mutations,
+    timeout_ms: int | None = None,
 ) -> Body:
     node = context.server.broker.node_id
     results: dict[str, dict[str, Any]] = {}
@@ -150,7 +163,10 @@ def _create_topics(
     try:
         created = list(
             context.engine.create_topics(
-                wanted, validate_only=validate_only, principal=authorize.actor(context)
+                wanted,
+                validate_only=validate_only,
+                principal=authorize.actor(context),
+                timeout_ms=timeout_ms,
             )
         )
     except EngineError as error:  # the store failed: none was created
@@ -235,12 +251,17 @@ def handle_delete_topics(context: RequestContext, request: DeleteTopicsRequest) 
     else:
         wanted = [(name, bytes(16)) for name in request.topic_names]
     wanted, malformed = topic_deletions.malformed(wanted)
-    answer = _delete_topics(context, wanted, _mutations(context, strict_from=5))
+    answer = _delete_topics(
+        context, wanted, _mutations(context, strict_from=5), _timeout_ms(request)
+    )
     return {**answer, "responses": [*answer["responses"], *malformed]}
 
 
 def _delete_topics(
-    context: RequestContext, wanted: list[tuple[str | None, bytes]], mutations: Mutations
+    context: RequestContext,
+    wanted: list[tuple[str | None, bytes]],
+    mutations: Mutations,
+    timeout_ms: int | None = None,
 ) -> Body:
     """Deletes every named topic with one catalog record and one manifest
     commit; answers in the request's order."""
@@ -275,7 +296,9 @@ def _delete_topics(
         names.append(name)
     outcomes: list[EngineError | None]
     try:
-        outcomes = list(engine.delete_topics(names, principal=authorize.actor(context)))
+        outcomes = list(
+            engine.delete_topics(names, principal=authorize.actor(context), timeout_ms=timeout_ms)
+        )
     except EngineError as error:
         outcomes = [error] * len(names)
     deleted = iter(outcomes)
@@ -350,16 +373,24 @@ def handle_create_partitions(context: RequestContext, request: CreatePartitionsR
     if refused:
         code = KafkaCode.TOPIC_AUTHORIZATION_FAILED
         allowed = [t for t in unique if t.name not in refused]
-        answer = _grow(context, allowed, request.validate_only, mutations) if allowed else []
+        answer = (
+            _grow(context, allowed, request.validate_only, mutations, _timeout_ms(request))
+            if allowed
+            else []
+        )
         by_name = {r["name"]: r for r in answer}
         results = [by_name.get(t.name) or _grown(t.name, code, None) for t in unique]
     else:
-        results = _grow(context, unique, request.validate_only, mutations)
+        results = _grow(context, unique, request.validate_only, mutations, _timeout_ms(request))
     return {"throttle_time": mutations.throttle_ms(), "results": results + duplicates}
 
 
 def _grow(
-    context: RequestContext, topics: Sequence[Any], validate_only: bool, mutations: Mutations
+    context: RequestContext,
+    topics: Sequence[Any],
+    validate_only: bool,
+    mutations: Mutations,
+    timeout_ms: int | None = None,
 ) -> list[dict[str, Any]]:
     engine = context.engine
     added: dict[str, int] = {}
@@ -400,6 +431,7 @@ def _grow(
         outcomes = engine.create_partitions_many(
             [(topic.name, topic.count) for topic in topics],
             validate_only=validate_only,
+            timeout_ms=timeout_ms,
         )
     except EngineError as error:  # the store failed: no topic grew
         outcomes = [error] * len(topics)
