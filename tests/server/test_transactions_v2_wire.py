@@ -95,6 +95,7 @@ def produce(
     sequence: int,
     value: bytes,
     version: int = 12,
+    topic: str = "in",
 ) -> int:
     batch = native.encode_batch(
         [native.RecordSpec(0, None, value, ())],
@@ -110,7 +111,7 @@ def produce(
         transactional_id="pipeline",
         acks=-1,
         timeout_ms=int(TIMEOUT * 1000),
-        topic_data=[{"name": "in", "partition_data": [{"index": 0, "records": batch}]}],
+        topic_data=[{"name": topic, "partition_data": [{"index": 0, "records": batch}]}],
     )
     code: int = answer.responses[0].partition_responses[0].error_code
     return code
@@ -302,6 +303,26 @@ def test_a_produce_v12_to_a_partition_that_does_not_exist_adds_nothing(
     )
     described = opened.transactions.describe("pipeline")
     assert (described.state, described.partitions) == (TxnState.EMPTY, frozenset())
+
+
+def test_a_produce_v12_to_a_topic_it_creates_adds_the_new_partition(tmp_path: Path) -> None:
+    """With auto-creation on, a Produce creates the unknown topics it names;
+    under transactions v2 the new partition is then added to the
+    transaction like any other, never answered TRANSACTION_ABORTABLE (which
+    would cost the client its transaction) for a partition the request
+    itself brought into being."""
+    config = engine.EngineConfig(auto_create_topics=True)
+    with engine.open(tmp_path / "node", config=config) as opened:
+        server = InProcessServer(opened)
+        try:
+            producer = init(server)
+            assert produce(server, producer, 0, b"a", topic="fresh") == KafkaCode.NONE
+            described = opened.transactions.describe("pipeline")
+            assert [(tp.topic, tp.partition) for tp in described.partitions] == [("fresh", 0)]
+            assert end(server, producer, True).error_code == KafkaCode.NONE
+            assert values(opened, "fresh", "read_committed") == [b"a"]
+        finally:
+            server.stop()
 
 
 def test_writes_meeting_a_transaction_being_completed_are_retried(
