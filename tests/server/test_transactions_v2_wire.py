@@ -326,6 +326,47 @@ def test_a_produce_v12_to_a_topic_it_creates_adds_the_new_partition(tmp_path: Pa
             server.stop()
 
 
+def test_a_produce_v12_adds_only_for_the_transactional_ids_own_producer(
+    node: tuple[engine.Engine, InProcessServer],
+) -> None:
+    """A transactional batch of another id's producer, sent under this id,
+    is refused with nothing added to either transaction; an idempotent
+    batch sent under a transactional id is appended and begins none."""
+    opened, server = node
+    init(server)
+    other = init(server, "other")
+    assert produce(server, other, 0, b"foreign") == KafkaCode.INVALID_PRODUCER_ID_MAPPING
+    idempotent = ask(
+        server,
+        ApiKey.INIT_PRODUCER_ID,
+        5,
+        transactional_id=None,
+        transaction_timeout=datetime.timedelta(seconds=60),
+        producer_id=-1,
+        producer_epoch=-1,
+    )
+    batch = native.encode_batch(
+        [native.RecordSpec(0, None, b"plain", ())],
+        producer_id=idempotent.producer_id,
+        producer_epoch=idempotent.producer_epoch,
+        base_sequence=0,
+    )
+    answer = ask(
+        server,
+        ApiKey.PRODUCE,
+        12,
+        transactional_id="pipeline",
+        acks=-1,
+        timeout_ms=int(TIMEOUT * 1000),
+        topic_data=[{"name": "in", "partition_data": [{"index": 0, "records": batch}]}],
+    )
+    assert answer.responses[0].partition_responses[0].error_code == KafkaCode.NONE
+    for transactional_id in ("pipeline", "other"):
+        described = opened.transactions.describe(transactional_id)
+        assert (described.state, described.partitions) == (TxnState.EMPTY, frozenset())
+    assert values(opened, "in", "read_committed") == [b"plain"]
+
+
 def test_writes_meeting_a_transaction_being_completed_are_retried(
     node: tuple[engine.Engine, InProcessServer], monkeypatch: pytest.MonkeyPatch
 ) -> None:
