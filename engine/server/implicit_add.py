@@ -14,7 +14,10 @@ Only partitions the request could append to are added: the request must
 speak for one producer of a transactional id its principal may write,
 and each partition must exist, be writable by the principal and not be
 internal; anything else is refused by the Produce handler as before,
-with nothing added.
+with nothing added. With auto-creation on, the Produce handler would
+create an unknown topic and then append to it: the topic is created here
+first, so that its partitions are added like any other (else the append
+would find a partition outside the transaction, TRANSACTION_ABORTABLE).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from engine.protocol.produce import ProduceRequest
 from engine.server import authorize
 from engine.server.authorizer import AclOperation
 from engine.server.context import RequestContext
+from engine.server.handlers.common import auto_create_topics
 from engine.server.transactional_produce import transactional_producer
 from engine.transactions.metadata import TV_2
 from engine.types import TopicPartition
@@ -56,6 +60,7 @@ def implicit_add(
     ((producer_id, producer_epoch),) = producers
     names = {tp.topic for tp in wanted if not is_internal_topic(tp.topic)}
     names -= authorize.refused_topics(context, AclOperation.WRITE, names)
+    _create_unknown(context, request, [tp.topic for tp in wanted if tp.topic in names])
     existing = set(context.engine.topic_partitions(names))
     partitions = [tp for tp in dict.fromkeys(wanted) if tp in existing]
     transactions = context.engine.transactions
@@ -71,3 +76,22 @@ def implicit_add(
         added = Future()
         added.set_exception(error)
     return added, partitions
+
+
+_VALID_ACKS = (-1, 0, 1)
+"""A request with other acks is refused whole by the Produce handler,
+which then creates no topic either."""
+
+
+def _create_unknown(context: RequestContext, request: ProduceRequest, names: list[str]) -> None:
+    """Creates the topics among ``names`` (writable, not internal, named by
+    a transactional batch) that do not exist, as the Produce handler's
+    auto-creation would (common.auto_create_topics), before they are added.
+    A topic it cannot create stays unknown: the handler tries again and
+    answers why."""
+    engine = context.engine
+    if not engine.broker_configs.auto_create_topics or request.acks not in _VALID_ACKS:
+        return
+    unknown = [name for name in dict.fromkeys(names) if not engine.has_topic(name)]
+    if unknown:
+        auto_create_topics(context, unknown)

@@ -99,6 +99,14 @@ TRANSACTION_VERSION_2: dict[str, Any] = {
 _INT32 = struct.Struct(">i")
 
 
+def features_told(version: int) -> dict[str, Any]:
+    if version < 3:
+        return {}
+    if version == 3:
+        return TRANSACTION_VERSION_2 | {"supported_features": []}
+    return TRANSACTION_VERSION_2
+
+
 def expected_frame(version: int, correlation_id: int, error_code: int = 0) -> bytes:
     """The ApiVersions response, without its size prefix, as kio writes it
     from PREVIOUS_ADVERTISED (the response header is v0 in every version)."""
@@ -111,8 +119,9 @@ def expected_frame(version: int, correlation_id: int, error_code: int = 0) -> by
             for key, (low, high) in sorted(PREVIOUS_ADVERTISED.items())
         ],
         throttle_time=datetime.timedelta(0),
-        # From v3, transactions v2 supported and finalized (docs/design/0076).
-        **(TRANSACTION_VERSION_2 if version >= 3 and error_code == 0 else {}),
+        # From v3, transactions v2 supported and finalized (docs/design/0076);
+        # at v3 without its supported range, which starts at 0 (KAFKA-17492).
+        **(features_told(version) if error_code == 0 else {}),
     )
     out = io.BytesIO()
     entity_writer(schema)(out, body)

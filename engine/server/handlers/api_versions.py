@@ -34,7 +34,10 @@ if TYPE_CHECKING:
     notes={
         0: "a version this server lacks is answered at v0: UNSUPPORTED_VERSION and this list",
         3: "flexible encoding; the client's software name and version; the supported and"
-        " finalized features: transaction.version 0-2, finalized at 2 (docs/design/0076)",
+        " finalized features: transaction.version finalized at 2 (docs/design/0076), its"
+        " supported range 0-2 left out (KAFKA-17492: a client before Kafka 3.9 refuses a range"
+        " from 0)",
+        4: "the supported features whose range starts at 0 are told: transaction.version 0-2",
     },
 )
 def handle_api_versions(context: RequestContext, request: ApiVersionsRequest) -> dict[str, Any]:
@@ -45,11 +48,20 @@ def handle_api_versions(context: RequestContext, request: ApiVersionsRequest) ->
     }
     if context.version >= FIRST_FEATURES_VERSION:
         answer.update(FEATURES)
+        if context.version < FIRST_ZERO_MIN_FEATURES_VERSION:
+            answer["supported_features"] = [f for f in SUPPORTED_FEATURES if f["min_version"] > 0]
     return answer
 
 
 FIRST_FEATURES_VERSION = 3
 """ApiVersions' first version with features (tagged fields, KIP-584)."""
+
+FIRST_ZERO_MIN_FEATURES_VERSION = 4
+"""ApiVersions' first version whose answer tells a supported feature whose
+range starts at level 0. Java clients before 3.9 refuse such a range (their
+SupportedVersionRange wants a minimum of 1) and with it the whole answer, so
+they could not connect at all; Kafka's ApiVersionsResponse leaves those
+features out below v4 (alterFeatureLevel0, KAFKA-17492), and so does this."""
 
 TRANSACTION_VERSION = "transaction.version"
 TRANSACTION_VERSION_LEVEL = TV_2
@@ -62,10 +74,12 @@ seen, so one constant epoch (the levels never change while a server runs,
 and a client asks again on reconnecting) is enough, and 0 is above a
 client's "none seen" of -1."""
 
+SUPPORTED_FEATURES: list[dict[str, Any]] = [
+    {"name": TRANSACTION_VERSION, "min_version": 0, "max_version": TRANSACTION_VERSION_LEVEL}
+]
+
 FEATURES: dict[str, Any] = {
-    "supported_features": [
-        {"name": TRANSACTION_VERSION, "min_version": 0, "max_version": TRANSACTION_VERSION_LEVEL}
-    ],
+    "supported_features": SUPPORTED_FEATURES,
     "finalized_features_epoch": FINALIZED_FEATURES_EPOCH,
     # As Kafka's ApiVersionsResponse: both bounds are the finalized level.
     "finalized_features": [
