@@ -36,6 +36,14 @@ class GroupConfig:
     """The least time between two resolutions of a group's regexes for topics
     created or deleted: a burst of them makes one rebalance (Kafka's fixed
     REGEX_BATCH_REFRESH_MIN_INTERVAL_MS)."""
+    group_consumer_migration_policy: str = "bidirectional"
+    """Kafka's group.consumer.migration.policy: whether a consumer-protocol
+    member joining a classic group with members converts it online
+    ("upgrade", "bidirectional") or is refused ("downgrade", "disabled")."""
+
+    @property
+    def online_upgrade_enabled(self) -> bool:
+        return self.group_consumer_migration_policy.lower() in ("upgrade", "bidirectional")
 
     @property
     def offsets_retention_ms(self) -> int:
