@@ -193,8 +193,8 @@ def _member(
                 f"member {member_id} does not use the classic protocol",
             )
         return member
-    if not unknown:
-        raise Refused(KafkaCode.UNKNOWN_MEMBER_ID, f"member {member_id} is not in the group")
+    # A member id not in the group is a new member's (the one a
+    # MEMBER_ID_REQUIRED answer gave it; nothing is kept in between).
     member = ConsumerMember(member_id)
     member.instance_id = instance_id
     group.add_member(member)

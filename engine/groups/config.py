@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 INT32_MAX = 2**31 - 1
+MIGRATION_POLICIES = ("bidirectional", "upgrade", "downgrade", "disabled")
+"""Kafka's ConsumerGroupMigrationPolicy values (case does not matter)."""
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,13 @@ class GroupConfig:
     """Kafka's group.consumer.migration.policy: whether a consumer-protocol
     member joining a classic group with members converts it online
     ("upgrade", "bidirectional") or is refused ("downgrade", "disabled")."""
+
+    def __post_init__(self) -> None:
+        if self.group_consumer_migration_policy.lower() not in MIGRATION_POLICIES:
+            raise ValueError(
+                f"group_consumer_migration_policy is {self.group_consumer_migration_policy!r}; "
+                f"it is one of {', '.join(MIGRATION_POLICIES)}"
+            )
 
     @property
     def online_upgrade_enabled(self) -> bool:
