@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from confluent_kafka import Consumer, KafkaException
 from kio.index import load_request_schema
 
 from engine.protocol.apis import ApiKey
@@ -30,8 +31,8 @@ from engine.protocol.consumer_protocol import (
 from engine.protocol.kafka_code import KafkaCode
 from engine.protocol.topic_partition import TopicPartition
 from tests.server.configured_servers import server_fixtures, start_configured_server
-from tests.server.confluent_helpers import create_topic
-from tests.server.conftest import ServerProcess
+from tests.server.confluent_helpers import committed, create_topic, poll_until, produce
+from tests.server.conftest import ServerProcess, quiet_librdkafka
 from tests.server.wire import Wire, build
 
 SERVER_CONFIG = """
@@ -171,7 +172,8 @@ def test_a_classic_member_rejoins_revokes_and_syncs_inside_the_consumer_group(
     (described,) = _ask(bootstrap, ApiKey.CONSUMER_GROUP_DESCRIBE, 1, group_ids=[group]).groups
     assert described.error_code == KafkaCode.NONE
     assert described.group_epoch == generation + 1
-    assert sorted(m.member_id for m in described.members) == sorted([classic, "new-member"])
+    types = {m.member_id: m.member_type for m in described.members}
+    assert types == {classic: 0, "new-member": 1}  # classic, consumer
     (v6,) = _ask(bootstrap, ApiKey.DESCRIBE_GROUPS, 6, groups=[group]).groups
     assert v6.error_code == KafkaCode.GROUP_ID_NOT_FOUND  # no longer a classic group
 
@@ -308,3 +310,102 @@ def test_a_policy_without_upgrade_refuses_to_take_a_classic_group_over(
     assert _heartbeat(bootstrap, group, classic, generation) == KafkaCode.NONE
     (v6,) = _ask(bootstrap, ApiKey.DESCRIBE_GROUPS, 6, groups=[group]).groups
     assert (v6.error_code, v6.group_state) == (KafkaCode.NONE, "Stable")
+
+
+# -- a rolling upgrade of a consuming application ------------------------------------------
+
+
+class Consumed:
+    """A confluent-kafka consumer that commits each record it reads, and
+    what it read and could not commit."""
+
+    def __init__(self, bootstrap: str, group: str, topic: str, protocol: str) -> None:
+        conf: dict[str, Any] = {
+            "bootstrap.servers": bootstrap,
+            "group.id": group,
+            "group.protocol": protocol,
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "topic.metadata.refresh.interval.ms": 1000,
+            **quiet_librdkafka(),
+        }
+        if protocol == "classic":
+            conf |= {"session.timeout.ms": 6000, "heartbeat.interval.ms": 250}
+        self.consumer = Consumer(conf)
+        self.read: list[tuple[int, int]] = []
+        self.uncommitted: set[tuple[int, int]] = set()
+        self.consumer.subscribe([topic])
+
+    def poll(self) -> None:
+        message = self.consumer.poll(0.05)
+        if message is None or message.error() is not None:
+            return
+        record = (message.partition(), message.offset())
+        self.read.append(record)
+        try:
+            self.consumer.commit(message=message, asynchronous=False)
+        except KafkaException:
+            self.uncommitted.add(record)  # a rebalance may hand it out again
+
+    @property
+    def assignment(self) -> set[int]:
+        return {tp.partition for tp in self.consumer.assignment()}
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
+def _all_read(members: list[Consumed], done: list[Consumed], expected: int) -> bool:
+    return len({r for m in members + done for r in m.read}) == expected
+
+
+def test_a_rolling_upgrade_from_classic_to_consumer_loses_nothing(
+    server: ServerProcess, topic: str
+) -> None:
+    bootstrap = server.bootstrap
+    group = f"rolling-{topic}"
+    create_topic(bootstrap, topic, 4)
+    produce(bootstrap, topic, 4, 5)
+    first = Consumed(bootstrap, group, topic, "classic")
+    second = Consumed(bootstrap, group, topic, "classic")
+    running = [first, second]
+    done: list[Consumed] = []
+    try:
+        poll_until(
+            running,
+            lambda: _all_read(running, done, 20) and first.assignment and second.assignment,
+            "the classic group consumes",
+        )
+        for step in range(2):
+            # One member at a time comes back with the consumer protocol.
+            leaving = running.pop(0)
+            leaving.close()
+            done.append(leaving)
+            running.append(Consumed(bootstrap, group, topic, "consumer"))
+            produce(bootstrap, topic, 4, 5, first=5 * (step + 1))
+            expected = 20 * (step + 2)
+            poll_until(
+                running,
+                lambda expected=expected: (  # type: ignore[misc]
+                    _all_read(running, done, expected)
+                    and all(len(m.assignment) == 2 for m in running)
+                ),
+                f"step {step}: everything read, the partitions split",
+            )
+
+        def describe() -> Any:
+            return _ask(bootstrap, ApiKey.CONSUMER_GROUP_DESCRIBE, 1, group_ids=[group]).groups[0]
+
+        poll_until(running, lambda: describe().group_state == "Stable", "the group is stable")
+        described = describe()
+        assert sorted(m.member_type for m in described.members) == [1, 1]
+        assert {m.member_epoch for m in described.members} == {described.group_epoch}
+    finally:
+        for member in running:
+            member.close()
+    everyone = running + done
+    reads = [r for m in everyone for r in m.read]
+    assert set(reads) == {(p, o) for p in range(4) for o in range(15)}
+    twice = {r for r in reads if reads.count(r) > 1}
+    assert twice <= set().union(*(m.uncommitted for m in everyone))
+    assert committed(bootstrap, group, topic, 4) == {p: 15 for p in range(4)}
