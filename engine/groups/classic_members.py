@@ -33,6 +33,7 @@ from engine.protocol.consumer_protocol import (
     Assignment,
     ConsumerProtocolError,
     Subscription,
+    assignment_version,
     decode_subscription,
     encode_assignment,
 )
@@ -123,7 +124,7 @@ def sync(
         if topic_id in by_id
         for p in sorted(ps)
     ]
-    assignment = encode_assignment(Assignment(partitions), _version(first_metadata))
+    assignment = encode_assignment(Assignment(partitions), assignment_version(first_metadata))
     return done(SyncResult(KafkaCode.NONE, CONSUMER_PROTOCOL_TYPE, first_name, assignment))
 
 
@@ -258,14 +259,6 @@ def _waiting_on_unreleased(group: ConsumerGroup, member: ConsumerMember) -> bool
             if holder is not None and holder != member.member_id:
                 return True
     return False
-
-
-def _version(metadata: bytes) -> int:
-    """The consumer protocol version the member subscribed with: its
-    assignment is encoded in it (Kafka's prepareAssignment)."""
-    if len(metadata) < 2:
-        return 0
-    return max(0, min(int.from_bytes(metadata[:2], "big", signed=True), 3))
 
 
 def _set_deadline(

@@ -41,7 +41,9 @@ class GroupConfig:
     group_consumer_migration_policy: str = "bidirectional"
     """Kafka's group.consumer.migration.policy: whether a consumer-protocol
     member joining a classic group with members converts it online
-    ("upgrade", "bidirectional") or is refused ("downgrade", "disabled")."""
+    ("upgrade", "bidirectional") or is refused ("downgrade", "disabled");
+    and whether the last consumer-protocol member leaving a group of
+    classic members converts it back ("downgrade", "bidirectional")."""
 
     def __post_init__(self) -> None:
         if self.group_consumer_migration_policy.lower() not in MIGRATION_POLICIES:
@@ -53,6 +55,10 @@ class GroupConfig:
     @property
     def online_upgrade_enabled(self) -> bool:
         return self.group_consumer_migration_policy.lower() in ("upgrade", "bidirectional")
+
+    @property
+    def online_downgrade_enabled(self) -> bool:
+        return self.group_consumer_migration_policy.lower() in ("downgrade", "bidirectional")
 
     @property
     def offsets_retention_ms(self) -> int:

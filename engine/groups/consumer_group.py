@@ -118,6 +118,11 @@ class ConsumerGroupHost(Protocol):
     def topics(self) -> Mapping[str, TopicInfo]:
         """Every topic that exists now, by name."""
 
+    def take_over_as_classic(self, group: ConsumerGroup, leaving: ConsumerMember) -> bool:
+        """Whether ``leaving``, fenced, leaves only classic members, which
+        a classic group then holds in this group's place (migration.py):
+        the group has been handed over (ConsumerGroup.hand_over)."""
+
 
 class ConsumerGroup:
     def __init__(
@@ -157,6 +162,7 @@ class ConsumerGroup:
         """When the group last became empty (the start of its offsets' retention)."""
         self._changed_members: set[str] = set()
         self._group_changed = False
+        self.puts_to_flush: dict[Hashable, Any] = {}
         self.deletes_to_flush: list[Hashable] = []
         """Keys the next flush deletes with the group's records: a classic
         group's, when this group takes its place (migration.py)."""
@@ -525,7 +531,17 @@ class ConsumerGroup:
         return HeartbeatResult(KafkaCode.NONE, None, member.member_id, request.member_epoch)
 
     def remove_member(self, member: ConsumerMember, reason: str) -> None:
-        """Fences a member: its partitions are free and the group epoch is bumped."""
+        """Fences a member: its partitions are free and the group epoch is
+        bumped; or the group is handed over to a classic group of the other
+        members (online downgrade)."""
+        if self.host.take_over_as_classic(self, member):
+            log.info(
+                "group %s: member %s fenced (%s); a classic group takes over",
+                self.group_id,
+                member.member_id,
+                reason,
+            )
+            return
         log.info("group %s: member %s removed: %s", self.group_id, member.member_id, reason)
         member.cancel_timers()
         self._set_current(member, member.epoch, member.previous_epoch, member.state, {}, {})
@@ -592,11 +608,16 @@ class ConsumerGroup:
     def flush(self, then: Callable[[KafkaCode], None] | None = None) -> bool:
         """Writes what changed since the last flush; False if nothing did
         (``then`` is not called)."""
-        if not self._group_changed and not self._changed_members and not self.deletes_to_flush:
+        if (
+            not self._group_changed
+            and not self._changed_members
+            and not self.deletes_to_flush
+            and not self.puts_to_flush
+        ):
             return False
-        puts: dict[Hashable, Any] = {}
+        puts: dict[Hashable, Any] = self.puts_to_flush
         deletes: list[Hashable] = self.deletes_to_flush
-        self.deletes_to_flush = []
+        self.puts_to_flush, self.deletes_to_flush = {}, []
         if self._group_changed:
             puts[consumer_group_key(self.group_id)] = self.to_stored().to_value()
         for member_id in sorted(self._changed_members):
@@ -610,6 +631,14 @@ class ConsumerGroup:
         self._changed_members.clear()
         self.host.write_consumer(puts, deletes, then)
         return True
+
+    def hand_over(self, puts: dict[Hashable, Any], deletes: list[Hashable]) -> None:
+        """The group is gone, replaced (migration.py): its next flush writes
+        only ``puts`` and ``deletes``, which say so, in one record."""
+        self._group_changed = False
+        self._changed_members.clear()
+        self.puts_to_flush = puts
+        self.deletes_to_flush = deletes
 
     def to_stored(self) -> StoredConsumerGroup:
         return StoredConsumerGroup(

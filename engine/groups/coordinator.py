@@ -50,8 +50,14 @@ from engine.groups.consumer_group_description import (
 from engine.groups.consumer_groups import ConsumerGroups
 from engine.groups.consumer_heartbeat import Heartbeat, HeartbeatResult, Refused
 from engine.groups.consumer_heartbeat import validate as validate_heartbeat
+from engine.groups.consumer_member import ConsumerMember
 from engine.groups.executor import GroupExecutor
-from engine.groups.migration import check_online_upgrade, take_over
+from engine.groups.migration import (
+    check_online_upgrade,
+    fill_classic_group,
+    may_downgrade,
+    take_over,
+)
 from engine.groups.offset_manager import OffsetManager, Transaction, is_consuming
 from engine.groups.records import (
     classic_group_key,
@@ -95,7 +101,7 @@ class GroupCoordinator:
         self._offsets = OffsetManager(self, self.config, partition_count)
         self._classic_groups = ClassicGroups(self._run, self.config, self._offsets.has_offsets)
         self._consumer_groups = ConsumerGroups(
-            self._run, self.config, topics, self._offsets.has_offsets
+            self._run, self.config, topics, self._offsets.has_offsets, self._downgrade
         )
         """KIP-848 consumer groups; a group id is in these or in the classic ones, never both."""
         with self._locked():
@@ -729,6 +735,23 @@ class GroupCoordinator:
             answer = group.heartbeat(request)
             self._consumer_groups.forget_if_unused(group)
             return answer
+
+    def _downgrade(self, group: ConsumerGroup, leaving: ConsumerMember) -> bool:
+        """The last consumer-protocol member of ``group`` is fenced: a
+        classic group of the remaining classic members takes its place, if
+        the policy allows (migration.py); then it rebalances."""
+        if not may_downgrade(group, leaving, self.config):
+            return False
+        classic = self._classic_groups.create(group.group_id)
+        assignments = fill_classic_group(group, leaving, classic, self._consumer_groups.topics())
+        keys = self._consumer_groups.drop(group, write=False)
+        group.hand_over(
+            {classic_group_key(group.group_id): classic.to_stored(assignments).to_value()}, keys
+        )
+        for member in classic.members.values():
+            classic.watch_session(member)
+        classic.prepare_rebalance(f"group {group.group_id} is downgraded to a classic group")
+        return True
 
     def consumer_group_describe(self, group_ids: Sequence[str]) -> list[ConsumerGroupDescription]:
         """ConsumerGroupDescribe: a group that is not a consumer group (or

@@ -1,8 +1,10 @@
-"""Online migration of a classic group with members to a KIP-848
+"""Online migration between a classic group with members and a KIP-848
 consumer group (Kafka 4.0's GroupMetadataManager.convertToConsumerGroup
-and ConsumerGroup.fromClassicGroup): a consumer-protocol member joining
-such a group takes it over, and its classic members stay, served by
-classic_members.py.
+and convertToClassicGroup, ConsumerGroup.fromClassicGroup and
+ClassicGroup.fromConsumerGroup).
+
+Upgrade: a consumer-protocol member joining such a group takes it over,
+and its classic members stay, served by classic_members.py.
 
 The consumer group starts where the classic group is: its group epoch,
 target assignment epoch and every member's epoch are the classic
@@ -13,6 +15,15 @@ sends the classic members to join again. The classic group's record is
 deleted in the same state-log write that stores the consumer group and
 its members (ConsumerGroup.deletes_to_flush), so a restart finds either
 the classic group or the consumer group, never both or neither.
+
+Downgrade: when the last consumer-protocol member is fenced (it leaves,
+its session or rebalance timeout expires) and classic members remain, a
+classic group of them takes the group's place: Stable in a generation of
+the group epoch, each member's assignment its target assignment in the
+consumer protocol's encoding, and then rebalancing, so that the members
+join again and their leader assigns. The consumer group's records are
+deleted in the write that stores the classic group's
+(ConsumerGroup.hand_over).
 """
 
 from __future__ import annotations
@@ -20,19 +31,26 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from engine.groups.classic import ClassicGroup
+from engine.groups.classic_member import Member
 from engine.groups.config import GroupConfig
 from engine.groups.consumer_group import ConsumerGroup
 from engine.groups.consumer_heartbeat import Refused
 from engine.groups.consumer_member import ClassicProtocol, ConsumerMember, Partitions, freeze
 from engine.groups.records import classic_group_key
+from engine.groups.results import GroupState
+from engine.groups.subscription import group_subscription
 from engine.groups.topic_subscriptions import TopicInfo
 from engine.protocol.consumer_protocol import (
     CONSUMER_PROTOCOL_TYPE,
+    Assignment,
     ConsumerProtocolError,
+    assignment_version,
     decode_assignment,
     decode_subscription,
+    encode_assignment,
 )
 from engine.protocol.kafka_code import KafkaCode
+from engine.protocol.topic_partition import TopicPartition
 
 
 def check_online_upgrade(classic: ClassicGroup, config: GroupConfig) -> None:
@@ -96,3 +114,65 @@ def take_over(classic: ClassicGroup, group: ConsumerGroup, topics: Mapping[str, 
         group.watch_session(member)
     group.group_changed()
     group.deletes_to_flush.append(classic_group_key(classic.group_id))
+
+
+def may_downgrade(group: ConsumerGroup, leaving: ConsumerMember, config: GroupConfig) -> bool:
+    """Kafka's validateOnlineDowngradeWithFencedMember: ``leaving`` is the
+    last member of the consumer protocol, classic members remain, the
+    policy allows it and they fit in a classic group."""
+    others = [m for m in group.members.values() if m.member_id != leaving.member_id]
+    return (
+        leaving.classic is None
+        and bool(others)
+        and all(m.classic is not None for m in others)
+        and config.online_downgrade_enabled
+        and len(others) <= config.group_max_size
+    )
+
+
+def fill_classic_group(
+    group: ConsumerGroup,
+    leaving: ConsumerMember,
+    classic: ClassicGroup,
+    topics: Mapping[str, TopicInfo],
+) -> dict[str, bytes]:
+    """Makes the new, empty ``classic`` hold ``group``'s members but
+    ``leaving``, Stable; returns each member's assignment."""
+    names = {info.topic_id: name for name, info in topics.items()}
+    classic.generation_id = group.epoch
+    classic.protocol_type = CONSUMER_PROTOCOL_TYPE
+    for member in group.members.values():
+        if member.member_id == leaving.member_id or member.classic is None:
+            continue
+        classic.members[member.member_id] = Member(
+            member.member_id,
+            member.instance_id,
+            member.client_id,
+            member.client_host,
+            member.rebalance_timeout_ms,
+            member.classic.session_timeout_ms,
+            list(member.classic.protocols),
+        )
+        if member.instance_id is not None:
+            classic.static_members[member.instance_id] = member.member_id
+    classic.protocol_name = classic.select_protocol()
+    classic.leader_id = next(iter(classic.members))
+    classic.subscribed_topics = group_subscription(
+        CONSUMER_PROTOCOL_TYPE,
+        (m.metadata(classic.protocol_name) for m in classic.members.values()),
+    )
+    assignments: dict[str, bytes] = {}
+    for member_id, classic_member in classic.members.items():
+        target = group.target.get(member_id, {})
+        partitions = [
+            TopicPartition(names[topic_id], p)
+            for topic_id, ps in sorted(target.items())
+            if topic_id in names
+            for p in sorted(ps)
+        ]
+        version = assignment_version(classic_member.metadata(classic.protocol_name))
+        classic_member.assignment = encode_assignment(Assignment(partitions), version)
+        assignments[member_id] = classic_member.assignment
+    classic.state = GroupState.STABLE
+    classic.state_timestamp = group.host.now_ms()
+    return assignments

@@ -231,6 +231,72 @@ def test_a_classic_member_rejoins_revokes_and_syncs_inside_the_consumer_group(
     assert set(partitions.partitions) == {0, 1, 2, 3}
 
 
+def _catch_up(bootstrap: str, group: str, topic: str, classic: str, generation: int) -> set[int]:
+    """The classic member of a group just taken over joins, gives up what
+    moves and joins again to the group epoch; the partitions it keeps."""
+    assert _heartbeat(bootstrap, group, classic, generation) == KafkaCode.REBALANCE_IN_PROGRESS
+    assert _join(bootstrap, group, classic, _metadata(topic, {0, 1, 2, 3})).error_code == 0
+    kept = _partitions(_sync(bootstrap, group, classic, generation).assignment)
+    assert _join(bootstrap, group, classic, _metadata(topic, kept)).generation_id == generation + 1
+    assert _partitions(_sync(bootstrap, group, classic, generation + 1).assignment) == kept
+    return kept
+
+
+def test_the_last_consumer_member_leaving_hands_the_group_back_to_a_classic_group(
+    own_server: ServerProcess, topic: str
+) -> None:
+    bootstrap = own_server.bootstrap
+    group = f"downgrade-{topic}"
+    create_topic(bootstrap, topic, 4)
+    classic, generation = _classic_group_of_one(bootstrap, group, topic)
+    joined = _consumer_heartbeat(
+        bootstrap, group, "new-member", 0, subscribed_topic_names=[topic], topic_partitions=[]
+    )
+    assert joined.error_code == KafkaCode.NONE
+    kept = _catch_up(bootstrap, group, topic, classic, generation)
+    freed = _consumer_heartbeat(bootstrap, group, "new-member", generation + 1)
+    assert freed.assignment.topic_partitions
+
+    # The consumer-protocol member leaves: a classic group of the classic
+    # member takes the group's place, in a generation of the group epoch,
+    # and rebalances.
+    left = _consumer_heartbeat(bootstrap, group, "new-member", -1)
+    assert left.error_code == KafkaCode.NONE
+    (v6,) = _ask(bootstrap, ApiKey.DESCRIBE_GROUPS, 6, groups=[group]).groups
+    assert (v6.error_code, v6.group_state, v6.protocol_type) == (
+        KafkaCode.NONE,
+        "PreparingRebalance",
+        "consumer",
+    )
+    assert [m.member_id for m in v6.members] == [classic]
+    (gone,) = _ask(bootstrap, ApiKey.CONSUMER_GROUP_DESCRIBE, 1, group_ids=[group]).groups
+    assert gone.error_code == KafkaCode.GROUP_ID_NOT_FOUND
+    assert _heartbeat(bootstrap, group, classic, generation + 1) == KafkaCode.REBALANCE_IN_PROGRESS
+
+    # What was stored is the classic group, Stable in that generation with
+    # the member's target assignment (a restart does not replay the
+    # rebalance, which is not stored, as in Kafka).
+    own_server.restart()
+    (v6,) = _ask(bootstrap, ApiKey.DESCRIBE_GROUPS, 6, groups=[group]).groups
+    assert (v6.group_state, [m.member_id for m in v6.members]) == ("Stable", [classic])
+    assert _partitions(v6.members[0].member_assignment) == kept
+    assert _heartbeat(bootstrap, group, classic, generation + 1) == KafkaCode.NONE
+
+    # The classic protocol from here: the member is the leader and assigns.
+    rejoined = _join(bootstrap, group, classic, _metadata(topic, kept))
+    assert rejoined.error_code == KafkaCode.NONE
+    assert (rejoined.leader, rejoined.generation_id) == (classic, generation + 2)
+    everything = encode_assignment(Assignment([TopicPartition(topic, p) for p in range(4)]))
+    synced = _sync(
+        bootstrap,
+        group,
+        classic,
+        rejoined.generation_id,
+        [{"member_id": classic, "assignment": everything}],
+    )
+    assert _partitions(synced.assignment) == {0, 1, 2, 3}
+
+
 def test_a_new_classic_member_joins_a_consumer_group(server: ServerProcess, topic: str) -> None:
     bootstrap = server.bootstrap
     group = f"classic-joins-{topic}"
