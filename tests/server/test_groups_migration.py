@@ -425,53 +425,84 @@ def _all_read(members: list[Consumed], done: list[Consumed], expected: int) -> b
     return len({r for m in members + done for r in m.read}) == expected
 
 
-def test_a_rolling_upgrade_from_classic_to_consumer_loses_nothing(
-    server: ServerProcess, topic: str
-) -> None:
+def _roll(
+    bootstrap: str,
+    group: str,
+    topic: str,
+    running: list[Consumed],
+    done: list[Consumed],
+    protocol: str,
+    produced: int,
+) -> int:
+    """Restarts each running member, one at a time, with ``protocol``,
+    producing 5 records a partition before each step and reading them all;
+    returns how many records a partition has."""
+    for _ in range(len(running)):
+        leaving = running.pop(0)
+        leaving.close()
+        done.append(leaving)
+        running.append(Consumed(bootstrap, group, topic, protocol))
+        produce(bootstrap, topic, 4, 5, first=produced)
+        produced += 5
+        poll_until(
+            running,
+            lambda produced=produced: (  # type: ignore[misc]
+                _all_read(running, done, 4 * produced)
+                and all(len(m.assignment) == 2 for m in running)
+            ),
+            f"{protocol}: everything read, the partitions split",
+        )
+    return produced
+
+
+def _check_reads(bootstrap: str, group: str, topic: str, everyone: list[Consumed], n: int) -> None:
+    """Every record read; twice only where its commit was refused; the
+    offsets committed kept through every conversion."""
+    reads = [r for m in everyone for r in m.read]
+    assert set(reads) == {(p, o) for p in range(4) for o in range(n)}
+    twice = {r for r in reads if reads.count(r) > 1}
+    assert twice <= set().union(*(m.uncommitted for m in everyone))
+    assert committed(bootstrap, group, topic, 4) == {p: n for p in range(4)}
+
+
+def test_a_rolling_upgrade_and_downgrade_lose_nothing(server: ServerProcess, topic: str) -> None:
     bootstrap = server.bootstrap
     group = f"rolling-{topic}"
     create_topic(bootstrap, topic, 4)
     produce(bootstrap, topic, 4, 5)
-    first = Consumed(bootstrap, group, topic, "classic")
-    second = Consumed(bootstrap, group, topic, "classic")
-    running = [first, second]
+    running = [Consumed(bootstrap, group, topic, "classic") for _ in range(2)]
     done: list[Consumed] = []
+
+    def describe() -> Any:
+        return _ask(bootstrap, ApiKey.CONSUMER_GROUP_DESCRIBE, 1, group_ids=[group]).groups[0]
+
+    def describe_classic() -> Any:
+        return _ask(bootstrap, ApiKey.DESCRIBE_GROUPS, 6, groups=[group]).groups[0]
+
     try:
         poll_until(
             running,
-            lambda: _all_read(running, done, 20) and first.assignment and second.assignment,
+            lambda: _all_read(running, done, 20) and all(m.assignment for m in running),
             "the classic group consumes",
         )
-        for step in range(2):
-            # One member at a time comes back with the consumer protocol.
-            leaving = running.pop(0)
-            leaving.close()
-            done.append(leaving)
-            running.append(Consumed(bootstrap, group, topic, "consumer"))
-            produce(bootstrap, topic, 4, 5, first=5 * (step + 1))
-            expected = 20 * (step + 2)
-            poll_until(
-                running,
-                lambda expected=expected: (  # type: ignore[misc]
-                    _all_read(running, done, expected)
-                    and all(len(m.assignment) == 2 for m in running)
-                ),
-                f"step {step}: everything read, the partitions split",
-            )
-
-        def describe() -> Any:
-            return _ask(bootstrap, ApiKey.CONSUMER_GROUP_DESCRIBE, 1, group_ids=[group]).groups[0]
-
-        poll_until(running, lambda: describe().group_state == "Stable", "the group is stable")
+        produced = _roll(bootstrap, group, topic, running, done, "consumer", 5)
+        poll_until(running, lambda: describe().group_state == "Stable", "a stable consumer group")
         described = describe()
         assert sorted(m.member_type for m in described.members) == [1, 1]
         assert {m.member_epoch for m in described.members} == {described.group_epoch}
+        _check_reads(bootstrap, group, topic, running + done, produced)
+
+        produced = _roll(bootstrap, group, topic, running, done, "classic", produced)
+        poll_until(
+            running, lambda: describe_classic().group_state == "Stable", "a stable classic group"
+        )
+        classic = describe_classic()
+        assert (classic.error_code, classic.protocol_type) == (KafkaCode.NONE, "consumer")
+        assert sorted(m.member_id for m in classic.members) == sorted(
+            m.consumer.memberid() for m in running
+        )
+        assert describe().error_code == KafkaCode.GROUP_ID_NOT_FOUND
     finally:
         for member in running:
             member.close()
-    everyone = running + done
-    reads = [r for m in everyone for r in m.read]
-    assert set(reads) == {(p, o) for p in range(4) for o in range(15)}
-    twice = {r for r in reads if reads.count(r) > 1}
-    assert twice <= set().union(*(m.uncommitted for m in everyone))
-    assert committed(bootstrap, group, topic, 4) == {p: 15 for p in range(4)}
+    _check_reads(bootstrap, group, topic, running + done, produced)
