@@ -36,7 +36,7 @@ from engine.errors import (
 from engine.groups import GroupConfig
 from engine.groups.consumer_group import ConsumerGroup, ConsumerGroupState
 from engine.groups.consumer_heartbeat import Heartbeat, HeartbeatResult
-from engine.groups.consumer_member import ReconciliationState
+from engine.groups.consumer_member import ConsumerMember, ReconciliationState
 from engine.groups.records import (
     StoredConsumerGroup,
     StoredConsumerMember,
@@ -94,6 +94,9 @@ class FakeHost:
 
     def topics(self) -> Mapping[str, TopicInfo]:
         return dict(self.topic_map)
+
+    def take_over_as_classic(self, group: ConsumerGroup, leaving: ConsumerMember) -> bool:
+        return False  # no classic members here (test_group_migration.py has them)
 
     def add_topic(self, name: str, partitions: int) -> bytes:
         topic_id = name.encode().ljust(16, b".")[:16]
