@@ -69,7 +69,7 @@ def join(group: ConsumerGroup, request: JoinRequest) -> Future[JoinResult]:
     except ConsumerProtocolError:
         return done(JoinResult(KafkaCode.INCONSISTENT_GROUP_PROTOCOL, member_id=request.member_id))
     try:
-        member = _member(group, member_id, request.group_instance_id, unknown)
+        member, replaced_consumer = _member(group, member_id, request.group_instance_id, unknown)
     except Refused as refused:
         return done(JoinResult(refused.code, member_id=request.member_id))
     subscription_changed = _apply(member, request, subscription)
@@ -77,6 +77,11 @@ def join(group: ConsumerGroup, request: JoinRequest) -> Future[JoinResult]:
     group.advance(member, subscription_changed, _owned(group, subscription))
     # It has its rebalance timeout to send SyncGroup (Kafka's sync timeout).
     _set_deadline(group, member, request.rebalance_timeout_ms)
+    if replaced_consumer:
+        # It took the place of a consumer-protocol static member: if that
+        # was the last one, a classic group takes the group over (with no
+        # rebalance: the member keeps what its predecessor had).
+        group.host.take_over_as_classic(group, None)
     result = JoinResult(
         KafkaCode.NONE,
         generation_id=member.epoch,
@@ -174,8 +179,9 @@ def leave(group: ConsumerGroup, member_id: str, instance_id: str | None) -> Kafk
 
 def _member(
     group: ConsumerGroup, member_id: str, instance_id: str | None, unknown: bool
-) -> ConsumerMember:
-    """The joining member: found, a static member's new process, or new."""
+) -> tuple[ConsumerMember, bool]:
+    """The joining member: found, a static member's new process, or new;
+    and whether it replaced a member of the consumer protocol."""
     if instance_id is not None:
         current_id = group.static_members.get(instance_id)
         if current_id is not None and current_id != member_id:
@@ -185,7 +191,8 @@ def _member(
                     f"instance id {instance_id} belongs to member {current_id}",
                 )
             # A classic static member's new process takes its place at once.
-            return group.replace_static_member(group.members[current_id], member_id)
+            replaced = group.members[current_id]
+            return group.replace_static_member(replaced, member_id), replaced.classic is None
     member = group.members.get(member_id)
     if member is not None:
         if member.classic is None:
@@ -193,13 +200,13 @@ def _member(
                 KafkaCode.UNKNOWN_MEMBER_ID,
                 f"member {member_id} does not use the classic protocol",
             )
-        return member
+        return member, False
     # A member id not in the group is a new member's (the one a
     # MEMBER_ID_REQUIRED answer gave it; nothing is kept in between).
     member = ConsumerMember(member_id)
     member.instance_id = instance_id
     group.add_member(member)
-    return member
+    return member, False
 
 
 def _apply(member: ConsumerMember, request: JoinRequest, subscription: Subscription) -> bool:

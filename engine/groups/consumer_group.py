@@ -118,10 +118,11 @@ class ConsumerGroupHost(Protocol):
     def topics(self) -> Mapping[str, TopicInfo]:
         """Every topic that exists now, by name."""
 
-    def take_over_as_classic(self, group: ConsumerGroup, leaving: ConsumerMember) -> bool:
-        """Whether ``leaving``, fenced, leaves only classic members, which
-        a classic group then holds in this group's place (migration.py):
-        the group has been handed over (ConsumerGroup.hand_over)."""
+    def take_over_as_classic(self, group: ConsumerGroup, leaving: ConsumerMember | None) -> bool:
+        """Whether ``leaving``, fenced, leaves only classic members (None:
+        a classic static member just replaced the last consumer-protocol
+        one), which a classic group then holds in this group's place
+        (migration.py): the group has been handed over (ConsumerGroup.hand_over)."""
 
 
 class ConsumerGroup:

@@ -42,7 +42,9 @@ class ConsumerGroups:
         config: GroupConfig,
         topics: Callable[[], Mapping[str, TopicInfo]],
         has_offsets: Callable[[str], bool],
-        downgrade: Callable[[ConsumerGroup, ConsumerMember], bool] = lambda group, member: False,
+        downgrade: Callable[[ConsumerGroup, ConsumerMember | None], bool] = (
+            lambda group, member: False
+        ),
     ) -> None:
         self.config = config
         self._downgrade = downgrade
@@ -61,7 +63,7 @@ class ConsumerGroups:
     def resolve(self, future: Future[Any], value: Any) -> None:
         self._run.resolve(future, value)
 
-    def take_over_as_classic(self, group: ConsumerGroup, leaving: ConsumerMember) -> bool:
+    def take_over_as_classic(self, group: ConsumerGroup, leaving: ConsumerMember | None) -> bool:
         return self._downgrade(group, leaving)
 
     def schedule_consumer(

@@ -736,10 +736,11 @@ class GroupCoordinator:
             self._consumer_groups.forget_if_unused(group)
             return answer
 
-    def _downgrade(self, group: ConsumerGroup, leaving: ConsumerMember) -> bool:
-        """The last consumer-protocol member of ``group`` is fenced: a
-        classic group of the remaining classic members takes its place, if
-        the policy allows (migration.py); then it rebalances."""
+    def _downgrade(self, group: ConsumerGroup, leaving: ConsumerMember | None) -> bool:
+        """The last consumer-protocol member of ``group`` is fenced (or,
+        None, was replaced by a classic static member): a classic group of
+        the classic members takes its place, if the policy allows
+        (migration.py); a fenced member's going makes it rebalance."""
         if not may_downgrade(group, leaving, self.config):
             return False
         classic = self._classic_groups.create(group.group_id)
@@ -750,7 +751,8 @@ class GroupCoordinator:
         )
         for member in classic.members.values():
             classic.watch_session(member)
-        classic.prepare_rebalance(f"group {group.group_id} is downgraded to a classic group")
+        if leaving is not None:
+            classic.prepare_rebalance(f"group {group.group_id} is downgraded to a classic group")
         return True
 
     def consumer_group_describe(self, group_ids: Sequence[str]) -> list[ConsumerGroupDescription]:

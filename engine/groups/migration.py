@@ -116,13 +116,19 @@ def take_over(classic: ClassicGroup, group: ConsumerGroup, topics: Mapping[str, 
     group.deletes_to_flush.append(classic_group_key(classic.group_id))
 
 
-def may_downgrade(group: ConsumerGroup, leaving: ConsumerMember, config: GroupConfig) -> bool:
+def may_downgrade(
+    group: ConsumerGroup, leaving: ConsumerMember | None, config: GroupConfig
+) -> bool:
     """Kafka's validateOnlineDowngradeWithFencedMember: ``leaving`` is the
     last member of the consumer protocol, classic members remain, the
-    policy allows it and they fit in a classic group."""
-    others = [m for m in group.members.values() if m.member_id != leaving.member_id]
+    policy allows it and they fit in a classic group. ``leaving`` None:
+    validateOnlineDowngradeWithReplacedMemberId, every member is classic
+    now that a classic static member replaced a consumer-protocol one."""
+    others = [
+        m for m in group.members.values() if leaving is None or m.member_id != leaving.member_id
+    ]
     return (
-        leaving.classic is None
+        (leaving is None or leaving.classic is None)
         and bool(others)
         and all(m.classic is not None for m in others)
         and config.online_downgrade_enabled
@@ -132,17 +138,18 @@ def may_downgrade(group: ConsumerGroup, leaving: ConsumerMember, config: GroupCo
 
 def fill_classic_group(
     group: ConsumerGroup,
-    leaving: ConsumerMember,
+    leaving: ConsumerMember | None,
     classic: ClassicGroup,
     topics: Mapping[str, TopicInfo],
 ) -> dict[str, bytes]:
     """Makes the new, empty ``classic`` hold ``group``'s members but
     ``leaving``, Stable; returns each member's assignment."""
+    leaving_id = None if leaving is None else leaving.member_id
     names = {info.topic_id: name for name, info in topics.items()}
     classic.generation_id = group.epoch
     classic.protocol_type = CONSUMER_PROTOCOL_TYPE
     for member in group.members.values():
-        if member.member_id == leaving.member_id or member.classic is None:
+        if member.member_id == leaving_id or member.classic is None:
             continue
         classic.members[member.member_id] = Member(
             member.member_id,

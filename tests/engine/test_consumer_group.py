@@ -95,7 +95,7 @@ class FakeHost:
     def topics(self) -> Mapping[str, TopicInfo]:
         return dict(self.topic_map)
 
-    def take_over_as_classic(self, group: ConsumerGroup, leaving: ConsumerMember) -> bool:
+    def take_over_as_classic(self, group: ConsumerGroup, leaving: ConsumerMember | None) -> bool:
         return False  # no classic members here (test_group_migration.py has them)
 
     def add_topic(self, name: str, partitions: int) -> bytes:

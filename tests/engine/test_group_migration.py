@@ -203,3 +203,62 @@ def test_a_downgrade_only_policy_refuses_the_upgrade(
 def test_an_unknown_policy_is_refused() -> None:
     with pytest.raises(ValueError, match="group_consumer_migration_policy"):
         engine.GroupConfig(group_consumer_migration_policy="sideways")
+
+
+def test_a_classic_static_member_replacing_the_last_consumer_member_turns_the_group_classic(
+    open_engine: Callable[..., engine.Engine],
+) -> None:
+    opened = open_engine()
+    groups = opened.groups
+    classic = _join(groups, "")
+    _sync(groups, classic.member_id, classic.generation_id, leader=True)
+    joined = groups.consumer_group_heartbeat(
+        Heartbeat(
+            "g",
+            "new-member",
+            0,
+            instance_id="host-x",
+            rebalance_timeout_ms=REBALANCE_MS,
+            subscribed_topic_names=[TOPIC],
+            owned_partitions={},
+        )
+    ).result(TIMEOUT)
+    assert joined.error == E.NONE
+    # The classic member gives up half; the static consumer member takes it.
+    assert _join(groups, classic.member_id, (0, 1, 2, 3)).error == E.NONE
+    kept = decode_assignment(_sync(groups, classic.member_id, classic.generation_id).assignment)
+    kept_partitions = tuple(tp.partition for tp in kept.partitions)
+    assert _join(groups, classic.member_id, kept_partitions).error == E.NONE
+    epoch = joined.member_epoch
+    topic_id = opened.topic_id(TOPIC)
+    taken = groups.consumer_group_heartbeat(
+        Heartbeat("g", "new-member", epoch, instance_id="host-x")
+    ).result(TIMEOUT)
+    assert taken.assignment is not None
+    moved = set(taken.assignment[topic_id])
+    assert moved == {0, 1, 2, 3} - set(kept_partitions)
+    left = groups.consumer_group_heartbeat(
+        Heartbeat("g", "new-member", -2, instance_id="host-x")
+    ).result(TIMEOUT)
+    assert left.error == E.NONE
+
+    # A classic process with its instance id takes its place: every member
+    # is classic, and a classic group takes over without a rebalance.
+    replacing = groups.join_group(
+        "g",
+        "",
+        "host-x",
+        "consumer",
+        [("range", _metadata())],
+        SESSION_MS,
+        REBALANCE_MS,
+        require_known_member_id=True,
+    ).result(TIMEOUT)
+    assert replacing.error == E.NONE
+    (described,) = groups.describe_groups(["g"])
+    assert (described.error, described.state) == (E.NONE, "Stable")
+    assert {m.member_id for m in described.members} == {classic.member_id, replacing.member_id}
+    assert groups.consumer_group_describe(["g"])[0].error == E.GROUP_ID_NOT_FOUND
+    synced = _sync(groups, replacing.member_id, replacing.generation_id)
+    assert synced.error == E.NONE
+    assert {tp.partition for tp in decode_assignment(synced.assignment).partitions} == moved
