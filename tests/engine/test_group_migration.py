@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -262,3 +263,63 @@ def test_a_classic_static_member_replacing_the_last_consumer_member_turns_the_gr
     synced = _sync(groups, replacing.member_id, replacing.generation_id)
     assert synced.error == E.NONE
     assert {tp.partition for tp in decode_assignment(synced.assignment).partitions} == moved
+
+
+def _committed(groups: GroupCoordinator) -> dict[TopicPartition, int]:
+    return {
+        tp: found.offset
+        for tp, (found, _) in groups.fetch_offsets("g", None).items()
+        if found is not None
+    }
+
+
+def _kind_and_members(groups: GroupCoordinator) -> tuple[str, set[str]]:
+    (listed,) = groups.list_groups()
+    if listed.group_type == "consumer":
+        return "consumer", _members(groups)
+    (described,) = groups.describe_groups(["g"])
+    return "classic", {m.member_id for m in described.members}
+
+
+@pytest.mark.parametrize("direction", ["upgrade", "downgrade"])
+def test_a_conversion_with_a_commit_in_flight_serves_what_a_restart_loads(
+    engine_factory: EngineFactory, tmp_path: Path, direction: str
+) -> None:
+    """A member's commit being written while the group converts is the
+    group's once durable, and the group a restart loads is the kind, with
+    the members, that was served."""
+    settings = engine.GroupConfig(
+        group_initial_rebalance_delay_ms=0, group_min_session_timeout_ms=10
+    )
+    data = tmp_path / "node"
+    opened = engine_factory(data_dir=data, groups=settings)
+    opened.create_topic(TOPIC, 4)
+    groups = opened.groups
+    classic = _join(groups, "")
+    _sync(groups, classic.member_id, classic.generation_id, leader=True)
+    join = Heartbeat(
+        "g",
+        "new-member",
+        0,
+        rebalance_timeout_ms=REBALANCE_MS,
+        subscribed_topic_names=[TOPIC],
+        owned_partitions={},
+    )
+    offsets = {TopicPartition(TOPIC, 0): OffsetAndMetadata(10)}
+    if direction == "downgrade":
+        assert groups.consumer_group_heartbeat(join).result(TIMEOUT).error == E.NONE
+        change = Heartbeat("g", "new-member", -1)
+    else:
+        change = join
+    with groups._locked():  # the conversion before the commit's write is durable
+        commit = groups.commit_offsets("g", classic.generation_id, classic.member_id, None, offsets)
+        changed = groups.consumer_group_heartbeat(change)
+    assert commit.result(TIMEOUT) == {TopicPartition(TOPIC, 0): E.NONE}
+    assert changed.result(TIMEOUT).error == E.NONE
+    served = (_committed(groups), _kind_and_members(groups))
+    expected_kind = "consumer" if direction == "upgrade" else "classic"
+    assert served[1][0] == expected_kind
+    opened.close()
+    loaded_groups = engine_factory(data_dir=data, groups=settings).groups
+    assert (_committed(loaded_groups), _kind_and_members(loaded_groups)) == served
+    assert served[0] == {TopicPartition(TOPIC, 0): 10}
