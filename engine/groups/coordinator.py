@@ -708,11 +708,12 @@ class GroupCoordinator:
                         )
                     )
                 classic = self._classic_groups.get(group_id)
-                if classic is not None and (
-                    classic.state != GroupState.EMPTY or classic.pending_members
-                ):
+                if classic is not None and classic.state != GroupState.EMPTY:
                     # A classic group with members is taken over online
-                    # (migration.py); the classic group's record goes in
+                    # (migration.py); an Empty one is replaced, as Kafka
+                    # replaces it, ids handed out with MEMBER_ID_REQUIRED
+                    # and not yet joined with included (such a member
+                    # joins the consumer group). The classic group's record goes in
                     # the write that stores the consumer group.
                     try:
                         check_online_upgrade(classic, self.config)

@@ -323,3 +323,30 @@ def test_a_conversion_with_a_commit_in_flight_serves_what_a_restart_loads(
     loaded_groups = engine_factory(data_dir=data, groups=settings).groups
     assert (_committed(loaded_groups), _kind_and_members(loaded_groups)) == served
     assert served[0] == {TopicPartition(TOPIC, 0): 10}
+
+
+def test_an_empty_classic_group_with_a_member_id_handed_out_is_replaced(
+    open_engine: Callable[..., engine.Engine],
+) -> None:
+    """As Kafka: an Empty classic group is replaced by the consumer group
+    whatever ids it handed out with MEMBER_ID_REQUIRED; such a member then
+    joins the consumer group."""
+    groups = open_engine().groups
+    pending = groups.join_group(
+        "g", "", None, "consumer", [("range", _metadata())], SESSION_MS, REBALANCE_MS
+    ).result(TIMEOUT)
+    assert pending.error == E.MEMBER_ID_REQUIRED
+    joined = groups.consumer_group_heartbeat(
+        Heartbeat(
+            "g",
+            "new-member",
+            0,
+            rebalance_timeout_ms=REBALANCE_MS,
+            subscribed_topic_names=[TOPIC],
+            owned_partitions={},
+        )
+    ).result(TIMEOUT)
+    assert joined.error == E.NONE
+    late = _join(groups, pending.member_id)
+    assert (late.error, late.member_id) == (E.NONE, pending.member_id)
+    assert _members(groups) == {"new-member", pending.member_id}
