@@ -710,18 +710,17 @@ class GroupCoordinator:
                 classic = self._classic_groups.get(group_id)
                 if classic is not None and classic.state != GroupState.EMPTY:
                     # A classic group with members is taken over online
-                    # (migration.py); an Empty one is replaced, as Kafka
-                    # replaces it, ids handed out with MEMBER_ID_REQUIRED
-                    # and not yet joined with included (such a member
-                    # joins the consumer group). The classic group's record goes in
-                    # the write that stores the consumer group.
+                    # (migration.py); its record is deleted in the write
+                    # that stores the consumer group. An Empty one is
+                    # replaced, as Kafka replaces it, ids handed out with
+                    # MEMBER_ID_REQUIRED included (such a member then
+                    # joins the consumer group).
                     try:
                         check_online_upgrade(classic, self.config)
                         group = self._consumer_groups.create(group_id)
                         try:
                             take_over(classic, group, self._consumer_groups.topics())
                         except Refused:
-                            group.unload()
                             self._consumer_groups.drop(group, write=False)
                             raise
                     except Refused as refused:
