@@ -93,10 +93,13 @@ class ClassicGroups:
     def load(self, group_id: str, stored: StoredGroup) -> None:
         self._groups[group_id] = ClassicGroup.load(group_id, self, stored)
 
-    def drop(self, group: ClassicGroup) -> list[Hashable]:
-        """Forgets the group (not its offsets); returns its key to delete."""
+    def drop(
+        self, group: ClassicGroup, error: KafkaCode = KafkaCode.NOT_COORDINATOR
+    ) -> list[Hashable]:
+        """Forgets the group (not its offsets); returns its key to delete.
+        Members waiting to join or sync are answered ``error``."""
         del self._groups[group.group_id]
-        group.unload(KafkaCode.NOT_COORDINATOR)
+        group.unload(error)
         return [classic_group_key(group.group_id)]
 
     def forget_if_unused(self, group: ClassicGroup) -> None:

@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 INT32_MAX = 2**31 - 1
+MIGRATION_POLICIES = ("bidirectional", "upgrade", "downgrade", "disabled")
+"""Kafka's ConsumerGroupMigrationPolicy values (case does not matter)."""
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,27 @@ class GroupConfig:
     """The least time between two resolutions of a group's regexes for topics
     created or deleted: a burst of them makes one rebalance (Kafka's fixed
     REGEX_BATCH_REFRESH_MIN_INTERVAL_MS)."""
+    group_consumer_migration_policy: str = "bidirectional"
+    """Kafka's group.consumer.migration.policy: whether a consumer-protocol
+    member joining a classic group with members converts it online
+    ("upgrade", "bidirectional") or is refused ("downgrade", "disabled");
+    and whether the last consumer-protocol member leaving a group of
+    classic members converts it back ("downgrade", "bidirectional")."""
+
+    def __post_init__(self) -> None:
+        if self.group_consumer_migration_policy.lower() not in MIGRATION_POLICIES:
+            raise ValueError(
+                f"group_consumer_migration_policy is {self.group_consumer_migration_policy!r}; "
+                f"it is one of {', '.join(MIGRATION_POLICIES)}"
+            )
+
+    @property
+    def online_upgrade_enabled(self) -> bool:
+        return self.group_consumer_migration_policy.lower() in ("upgrade", "bidirectional")
+
+    @property
+    def online_downgrade_enabled(self) -> bool:
+        return self.group_consumer_migration_policy.lower() in ("downgrade", "bidirectional")
 
     @property
     def offsets_retention_ms(self) -> int:

@@ -118,6 +118,12 @@ class ConsumerGroupHost(Protocol):
     def topics(self) -> Mapping[str, TopicInfo]:
         """Every topic that exists now, by name."""
 
+    def take_over_as_classic(self, group: ConsumerGroup, leaving: ConsumerMember | None) -> bool:
+        """Whether ``leaving``, fenced, leaves only classic members (None:
+        a classic static member just replaced the last consumer-protocol
+        one), which a classic group then holds in this group's place
+        (migration.py): the group has been handed over (ConsumerGroup.hand_over)."""
+
 
 class ConsumerGroup:
     def __init__(
@@ -157,6 +163,10 @@ class ConsumerGroup:
         """When the group last became empty (the start of its offsets' retention)."""
         self._changed_members: set[str] = set()
         self._group_changed = False
+        self.puts_to_flush: dict[Hashable, Any] = {}
+        self.deletes_to_flush: list[Hashable] = []
+        """Keys the next flush deletes with the group's records: a classic
+        group's, when this group takes its place (migration.py)."""
 
     # -- facts ---------------------------------------------------------------------
 
@@ -235,17 +245,7 @@ class ConsumerGroup:
             self._refused_topics = request.refused_topics
         if facts_changed:
             self._changed_members.add(member.member_id)
-        subscription_changed |= joined
-        existing = self.host.topics()
-        self._schedule_regex_resolution(existing)
-        topics = subscription_metadata(self.members.values(), self.regexes, existing)
-        if subscription_changed or topics != self.topics:
-            self.topics = topics
-            self._bump_epoch()
-        if self.epoch > self.assignment_epoch:
-            self._compute_target()
-        self._reconcile(member, request.owned_partitions)
-        self._watch_session(member)
+        self.advance(member, subscription_changed or joined, request.owned_partitions)
         full = request.member_epoch == JOIN_GROUP_MEMBER_EPOCH or (
             request.rebalance_timeout_ms != -1
             and (
@@ -262,6 +262,61 @@ class ConsumerGroup:
             self.settings.heartbeat_interval_ms,
             dict(member.assigned) if full or member.assigned != before else None,
         )
+
+    def advance(
+        self,
+        member: ConsumerMember,
+        subscription_changed: bool,
+        owned: Mapping[TopicId, Collection[int]] | None,
+    ) -> None:
+        """What every heartbeat of a member does once its facts are applied
+        (a ConsumerGroupHeartbeat's, or a classic member's JoinGroup): the
+        group epoch moves on if a subscription or the subscribed topics
+        changed, the target assignment follows it, the member takes one
+        step towards its target, and its session starts again."""
+        if subscription_changed:
+            self._changed_members.add(member.member_id)
+        existing = self.host.topics()
+        self._schedule_regex_resolution(existing)
+        topics = subscription_metadata(self.members.values(), self.regexes, existing)
+        if subscription_changed or topics != self.topics:
+            self.topics = topics
+            self._bump_epoch()
+        if self.epoch > self.assignment_epoch:
+            self._compute_target()
+        self._reconcile(member, owned)
+        self._watch_session(member)
+
+    def member_changed(self, member_id: str) -> None:
+        """Stores the member with the next flush."""
+        self._changed_members.add(member_id)
+
+    def group_changed(self) -> None:
+        """Stores the group's record with the next flush."""
+        self._group_changed = True
+
+    def add_member(self, member: ConsumerMember) -> None:
+        """A new member (a classic member's first JoinGroup, or a classic
+        group's member taken over by migration.py)."""
+        if len(self.members) >= self.host.config.group_consumer_max_size:
+            raise Refused(
+                KafkaCode.GROUP_MAX_SIZE_REACHED,
+                f"group {self.group_id} has reached its maximum size "
+                f"({self.host.config.group_consumer_max_size})",
+            )
+        self.members[member.member_id] = member
+        if member.instance_id is not None:
+            self.static_members[member.instance_id] = member.member_id
+        self._changed_members.add(member.member_id)
+        for tp in member.owned():
+            self.owners.setdefault(tp, member.member_id)
+        log.info("group %s: member %s joins", self.group_id, member.member_id)
+
+    def replace_static_member(self, old: ConsumerMember, member_id: str) -> ConsumerMember:
+        return self._replace_static_member(old, member_id)
+
+    def watch_session(self, member: ConsumerMember) -> None:
+        self._watch_session(member)
 
     def _joining_member(self, request: Heartbeat) -> tuple[ConsumerMember, bool]:
         """The member that joins (epoch 0), and whether it is new."""
@@ -477,7 +532,17 @@ class ConsumerGroup:
         return HeartbeatResult(KafkaCode.NONE, None, member.member_id, request.member_epoch)
 
     def remove_member(self, member: ConsumerMember, reason: str) -> None:
-        """Fences a member: its partitions are free and the group epoch is bumped."""
+        """Fences a member: its partitions are free and the group epoch is
+        bumped; or the group is handed over to a classic group of the other
+        members (online downgrade)."""
+        if self.host.take_over_as_classic(self, member):
+            log.info(
+                "group %s: member %s fenced (%s); a classic group takes over",
+                self.group_id,
+                member.member_id,
+                reason,
+            )
+            return
         log.info("group %s: member %s removed: %s", self.group_id, member.member_id, reason)
         member.cancel_timers()
         self._set_current(member, member.epoch, member.previous_epoch, member.state, {}, {})
@@ -497,6 +562,8 @@ class ConsumerGroup:
         if member.session_timer is not None:
             member.session_timer.cancel()
         timeout_ms = self.settings.session_timeout_ms
+        if member.classic is not None:
+            timeout_ms = member.classic.session_timeout_ms
         member.session_timer = self.host.schedule_consumer(
             self, timeout_ms / 1000, lambda: self._session_expired(member)
         )
@@ -542,10 +609,16 @@ class ConsumerGroup:
     def flush(self, then: Callable[[KafkaCode], None] | None = None) -> bool:
         """Writes what changed since the last flush; False if nothing did
         (``then`` is not called)."""
-        if not self._group_changed and not self._changed_members:
+        if (
+            not self._group_changed
+            and not self._changed_members
+            and not self.deletes_to_flush
+            and not self.puts_to_flush
+        ):
             return False
-        puts: dict[Hashable, Any] = {}
-        deletes: list[Hashable] = []
+        puts: dict[Hashable, Any] = self.puts_to_flush
+        deletes: list[Hashable] = self.deletes_to_flush
+        self.puts_to_flush, self.deletes_to_flush = {}, []
         if self._group_changed:
             puts[consumer_group_key(self.group_id)] = self.to_stored().to_value()
         for member_id in sorted(self._changed_members):
@@ -559,6 +632,14 @@ class ConsumerGroup:
         self._changed_members.clear()
         self.host.write_consumer(puts, deletes, then)
         return True
+
+    def hand_over(self, puts: dict[Hashable, Any], deletes: list[Hashable]) -> None:
+        """The group is gone, replaced (migration.py): its next flush writes
+        only ``puts`` and ``deletes``, which say so, in one record."""
+        self._group_changed = False
+        self._changed_members.clear()
+        self.puts_to_flush = puts
+        self.deletes_to_flush = deletes
 
     def to_stored(self) -> StoredConsumerGroup:
         return StoredConsumerGroup(

@@ -27,6 +27,8 @@ class ConsumerMemberDescription(NamedTuple):
     subscribed_topic_regex: str | None
     assignment: Partitions
     target_assignment: Partitions
+    classic: bool = False
+    """A member of the classic protocol (ConsumerGroupDescribe v1's member type 0)."""
 
 
 class ConsumerGroupDescription(NamedTuple):
@@ -57,6 +59,7 @@ def describe_members(
             m.subscribed_topic_regex,
             dict(m.assigned),
             dict(targets.get(m.member_id, {})),
+            m.classic is not None,
         )
         for m in members
     ]

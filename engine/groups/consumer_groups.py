@@ -18,6 +18,7 @@ from engine.futures import done, running_future
 from engine.groups.config import GroupConfig
 from engine.groups.consumer_group import ConsumerGroup, ConsumerGroupState
 from engine.groups.consumer_group_description import ConsumerGroupDescription, describe
+from engine.groups.consumer_member import ConsumerMember
 from engine.groups.executor import GroupExecutor
 from engine.groups.group_configs import GroupConfigs
 from engine.groups.records import (
@@ -41,8 +42,12 @@ class ConsumerGroups:
         config: GroupConfig,
         topics: Callable[[], Mapping[str, TopicInfo]],
         has_offsets: Callable[[str], bool],
+        downgrade: Callable[[ConsumerGroup, ConsumerMember | None], bool] = (
+            lambda group, member: False
+        ),
     ) -> None:
         self.config = config
+        self._downgrade = downgrade
         self._configs = GroupConfigs(config)
         """Groups' own configs (GROUP config resources), whether or not the group exists."""
         self._run = run
@@ -57,6 +62,9 @@ class ConsumerGroups:
 
     def resolve(self, future: Future[Any], value: Any) -> None:
         self._run.resolve(future, value)
+
+    def take_over_as_classic(self, group: ConsumerGroup, leaving: ConsumerMember | None) -> bool:
+        return self._downgrade(group, leaving)
 
     def schedule_consumer(
         self, group: ConsumerGroup, delay_s: float, callback: Callable[[], None]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 from engine.groups.assignors import TopicId
 from engine.groups.records import StoredConsumerMember
@@ -24,6 +24,15 @@ class ReconciliationState(StrEnum):
     """Waiting for the member to give up its partitions pending revocation."""
     UNRELEASED_PARTITIONS = "unreleased_partitions"
     """In the target epoch, waiting for partitions other members still own."""
+
+
+class ClassicProtocol(NamedTuple):
+    """What a member of the classic protocol joined with: it heartbeats
+    with JoinGroup, SyncGroup and Heartbeat (classic_members.py)."""
+
+    session_timeout_ms: int
+    protocols: list[tuple[str, bytes]]
+    """(name, metadata) in its order of preference."""
 
 
 class ConsumerMember:
@@ -45,8 +54,13 @@ class ConsumerMember:
         self.assigned: Partitions = {}
         self.revoking: Partitions = {}
         """Partitions pending revocation: still owned until the member says it let them go."""
+        self.classic: ClassicProtocol | None = None
+        """Set for a member of the classic protocol."""
         self.session_timer: Timer | None = None
         self.rebalance_timer: Timer | None = None
+        self.classic_timer: Timer | None = None
+        """A classic member's deadline to join again (after REBALANCE_IN_PROGRESS)
+        or to sync (after its JoinGroup): Kafka's join and sync timeouts."""
 
     def current(self) -> tuple[int, int, ReconciliationState, Partitions, Partitions]:
         return self.epoch, self.previous_epoch, self.state, self.assigned, self.revoking
@@ -58,10 +72,10 @@ class ConsumerMember:
         }
 
     def cancel_timers(self) -> None:
-        for timer in (self.session_timer, self.rebalance_timer):
+        for timer in (self.session_timer, self.rebalance_timer, self.classic_timer):
             if timer is not None:
                 timer.cancel()
-        self.session_timer = self.rebalance_timer = None
+        self.session_timer = self.rebalance_timer = self.classic_timer = None
 
     def successor(self, member_id: str) -> ConsumerMember:
         """A static member's new process: the same subscription and
@@ -76,6 +90,7 @@ class ConsumerMember:
             "subscribed_topic_regex",
             "server_assignor",
             "rebalance_timeout_ms",
+            "classic",
             "state",
             "assigned",
             "revoking",
@@ -99,6 +114,9 @@ class ConsumerMember:
             self.assigned,
             self.revoking,
             target,
+            None
+            if self.classic is None
+            else (self.classic.session_timeout_ms, self.classic.protocols),
         )
 
     @classmethod
@@ -119,6 +137,8 @@ class ConsumerMember:
         member.state = ReconciliationState(stored.state)
         member.assigned = stored.assigned
         member.revoking = stored.revoking
+        if stored.classic is not None:
+            member.classic = ClassicProtocol(*stored.classic)
         return member, stored.target
 
 
@@ -141,4 +161,5 @@ def member_facts(member: ConsumerMember) -> tuple[Any, ...]:
         member.subscribed_topic_regex,
         member.server_assignor,
         member.rebalance_timeout_ms,
+        member.classic,
     )

@@ -36,6 +36,7 @@ from engine.errors import (
     NotCoordinator,
 )
 from engine.futures import done, failed, running_future
+from engine.groups import classic_members
 from engine.groups.classic import ClassicGroup
 from engine.groups.classic_groups import ClassicGroups
 from engine.groups.classic_join import join as join_classic
@@ -49,7 +50,14 @@ from engine.groups.consumer_group_description import (
 from engine.groups.consumer_groups import ConsumerGroups
 from engine.groups.consumer_heartbeat import Heartbeat, HeartbeatResult, Refused
 from engine.groups.consumer_heartbeat import validate as validate_heartbeat
+from engine.groups.consumer_member import ConsumerMember
 from engine.groups.executor import GroupExecutor
+from engine.groups.migration import (
+    check_online_upgrade,
+    fill_classic_group,
+    may_downgrade,
+    take_over,
+)
 from engine.groups.offset_manager import OffsetManager, Transaction, is_consuming
 from engine.groups.records import (
     classic_group_key,
@@ -93,7 +101,7 @@ class GroupCoordinator:
         self._offsets = OffsetManager(self, self.config, partition_count)
         self._classic_groups = ClassicGroups(self._run, self.config, self._offsets.has_offsets)
         self._consumer_groups = ConsumerGroups(
-            self._run, self.config, topics, self._offsets.has_offsets
+            self._run, self.config, topics, self._offsets.has_offsets, self._downgrade
         )
         """KIP-848 consumer groups; a group id is in these or in the classic ones, never both."""
         with self._locked():
@@ -215,10 +223,12 @@ class GroupCoordinator:
                 self._consumer_groups.get(group_id) if error == KafkaCode.NONE else None
             )
             if consumer_group is not None:
-                # No migration between the protocols: only an empty group changes hands.
                 if not consumer_group.is_empty:
-                    error = KafkaCode.INCONSISTENT_GROUP_PROTOCOL
-                elif member_id:
+                    # Its classic members are served by the consumer group.
+                    answer = classic_members.join(consumer_group, request)
+                    self._consumer_groups.forget_if_unused(consumer_group)
+                    return answer
+                if member_id:
                     error = KafkaCode.UNKNOWN_MEMBER_ID
                 else:
                     self._consumer_groups.drop(consumer_group)
@@ -248,6 +258,16 @@ class GroupCoordinator:
         member's future resolves to its own once the leader's is durable."""
         with self._locked():
             error = self._group_error(group_id)
+            consumer_group = self._consumer_groups.get(group_id)
+            if error == KafkaCode.NONE and consumer_group is not None:
+                return classic_members.sync(
+                    consumer_group,
+                    generation_id,
+                    member_id,
+                    group_instance_id,
+                    protocol_type,
+                    protocol_name,
+                )
             group = self._classic_groups.get(group_id) if error == KafkaCode.NONE else None
             if group is None:
                 return done(
@@ -270,6 +290,11 @@ class GroupCoordinator:
             error = self._group_error(group_id)
             if error != KafkaCode.NONE:
                 return error
+            consumer_group = self._consumer_groups.get(group_id)
+            if consumer_group is not None:
+                return classic_members.heartbeat(
+                    consumer_group, generation_id, member_id, group_instance_id
+                )
             group = self._classic_groups.get(group_id)
             if group is None:
                 return KafkaCode.UNKNOWN_MEMBER_ID
@@ -288,6 +313,14 @@ class GroupCoordinator:
             raise InvalidGroupId(group_id)
         with self._locked():
             self._check_open()
+            consumer_group = self._consumer_groups.get(group_id)
+            if consumer_group is not None:
+                errors = [
+                    classic_members.leave(consumer_group, member_id, instance_id)
+                    for member_id, instance_id in members
+                ]
+                consumer_group.flush()
+                return errors
             group = self._classic_groups.get(group_id)
             if group is None:
                 return [KafkaCode.UNKNOWN_MEMBER_ID for _ in members]
@@ -675,21 +708,52 @@ class GroupCoordinator:
                         )
                     )
                 classic = self._classic_groups.get(group_id)
-                if classic is not None:
-                    if classic.state != GroupState.EMPTY or classic.pending_members:
-                        return done(
-                            HeartbeatResult(
-                                KafkaCode.INCONSISTENT_GROUP_PROTOCOL,
-                                f"group {group_id} is a classic group with members",
-                            )
-                        )
-                    # An empty classic group becomes a consumer group; its
-                    # offsets stay, its stored metadata goes.
-                    self.write({}, self._classic_groups.drop(classic))
-                group = self._consumer_groups.create(group_id)
+                if classic is not None and classic.state != GroupState.EMPTY:
+                    # A classic group with members is taken over online
+                    # (migration.py); its record is deleted in the write
+                    # that stores the consumer group. An Empty one is
+                    # replaced, as Kafka replaces it, ids handed out with
+                    # MEMBER_ID_REQUIRED included (such a member then
+                    # joins the consumer group).
+                    try:
+                        check_online_upgrade(classic, self.config)
+                        group = self._consumer_groups.create(group_id)
+                        try:
+                            take_over(classic, group, self._consumer_groups.topics())
+                        except Refused:
+                            self._consumer_groups.drop(group, write=False)
+                            raise
+                    except Refused as refused:
+                        return done(HeartbeatResult(refused.code, refused.message))
+                    self._classic_groups.drop(classic, KafkaCode.REBALANCE_IN_PROGRESS)
+                else:
+                    if classic is not None:
+                        # An empty classic group becomes a consumer group;
+                        # its offsets stay, its stored metadata goes.
+                        self.write({}, self._classic_groups.drop(classic))
+                    group = self._consumer_groups.create(group_id)
             answer = group.heartbeat(request)
             self._consumer_groups.forget_if_unused(group)
             return answer
+
+    def _downgrade(self, group: ConsumerGroup, leaving: ConsumerMember | None) -> bool:
+        """The last consumer-protocol member of ``group`` is fenced (or,
+        None, was replaced by a classic static member): a classic group of
+        the classic members takes its place, if the policy allows
+        (migration.py); a fenced member's going makes it rebalance."""
+        if not may_downgrade(group, leaving, self.config):
+            return False
+        classic = self._classic_groups.create(group.group_id)
+        assignments = fill_classic_group(group, leaving, classic, self._consumer_groups.topics())
+        keys = self._consumer_groups.drop(group, write=False)
+        group.hand_over(
+            {classic_group_key(group.group_id): classic.to_stored(assignments).to_value()}, keys
+        )
+        for member in classic.members.values():
+            classic.watch_session(member)
+        if leaving is not None:
+            classic.prepare_rebalance(f"group {group.group_id} is downgraded to a classic group")
+        return True
 
     def consumer_group_describe(self, group_ids: Sequence[str]) -> list[ConsumerGroupDescription]:
         """ConsumerGroupDescribe: a group that is not a consumer group (or

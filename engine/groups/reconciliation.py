@@ -80,6 +80,11 @@ def commit_error(
     member = members.get(member_id)
     if member is None:
         return KafkaCode.UNKNOWN_MEMBER_ID
+    if member.classic is not None:
+        # A classic member commits in its generation, which is its epoch.
+        if member_epoch != member.epoch:
+            return KafkaCode.ILLEGAL_GENERATION
+        return KafkaCode.NONE
     return epoch_error(member_epoch, member.epoch)
 
 

@@ -209,9 +209,12 @@ class StoredConsumerMember(NamedTuple):
     assigned: dict[TopicId, frozenset[int]]
     revoking: dict[TopicId, frozenset[int]]
     target: dict[TopicId, frozenset[int]]
+    classic: tuple[int, list[tuple[str, bytes]]] | None = None
+    """A member of the classic protocol: its session timeout and its
+    JoinGroup protocols (name, metadata), in its order of preference."""
 
     def to_value(self) -> dict[str, Any]:
-        return {
+        value: dict[str, Any] = {
             "instance_id": self.instance_id,
             "rack_id": self.rack_id,
             "client_id": self.client_id,
@@ -227,6 +230,10 @@ class StoredConsumerMember(NamedTuple):
             "revoking": _partitions_value(self.revoking),
             "target": _partitions_value(self.target),
         }
+        if self.classic is not None:
+            timeout, protocols = self.classic
+            value["classic"] = [timeout, [[name, metadata] for name, metadata in protocols]]
+        return value
 
     @classmethod
     def from_value(cls, value: Mapping[str, Any]) -> StoredConsumerMember:
@@ -245,7 +252,15 @@ class StoredConsumerMember(NamedTuple):
             _partitions_from_value(value["assigned"]),
             _partitions_from_value(value["revoking"]),
             _partitions_from_value(value["target"]),
+            _classic_from_value(value.get("classic")),
         )
+
+
+def _classic_from_value(value: Sequence[Any] | None) -> tuple[int, list[tuple[str, bytes]]] | None:
+    if value is None:
+        return None
+    timeout, protocols = value
+    return timeout, [(name, bytes(metadata)) for name, metadata in protocols]
 
 
 def _partitions_value(partitions: dict[TopicId, frozenset[int]]) -> list[list[Any]]:

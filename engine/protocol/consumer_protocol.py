@@ -233,6 +233,16 @@ def decode_subscribed_topics(data: bytes) -> set[str]:
     return {reader.name() for _ in range(reader.count(nullable=False))}
 
 
+def assignment_version(subscription: bytes) -> int:
+    """The version to encode a member's assignment in: the one of its
+    subscription, at most ours (Kafka's ConsumerProtocol.deserializeVersion,
+    as the coordinator uses it when it assigns for classic members)."""
+    if len(subscription) < 2:
+        return 0
+    version: int = _INT16.unpack_from(subscription)[0]
+    return max(0, min(version, ASSIGNMENT_VERSION))
+
+
 def decode_assignment(data: bytes) -> Assignment:
     """An assignment; empty bytes (a leader that assigned a member nothing
     at all) are an empty assignment, as Kafka reads them. Raises

@@ -15,6 +15,8 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
+from engine.groups.config import MIGRATION_POLICIES
+
 AT_LEAST_ONE = (
     "group_max_size",
     "offsets_retention_minutes",
@@ -53,6 +55,12 @@ def check_engine_ranges(settings: Mapping[str, object]) -> None:
     """Raises ValueError naming the first key of ``settings`` outside its
     range (keys without one are left to their type check)."""
     for key, value in settings.items():
+        if key == "group_consumer_migration_policy" and isinstance(value, str):
+            if value.lower() not in MIGRATION_POLICIES:
+                raise ValueError(
+                    f"{key} must be one of {', '.join(MIGRATION_POLICIES)}, not {value!r}"
+                )
+            continue
         if not isinstance(value, int | float) or isinstance(value, bool):
             continue
         if isinstance(value, float) and not math.isfinite(value):

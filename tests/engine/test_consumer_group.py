@@ -36,7 +36,7 @@ from engine.errors import (
 from engine.groups import GroupConfig
 from engine.groups.consumer_group import ConsumerGroup, ConsumerGroupState
 from engine.groups.consumer_heartbeat import Heartbeat, HeartbeatResult
-from engine.groups.consumer_member import ReconciliationState
+from engine.groups.consumer_member import ConsumerMember, ReconciliationState
 from engine.groups.records import (
     StoredConsumerGroup,
     StoredConsumerMember,
@@ -94,6 +94,9 @@ class FakeHost:
 
     def topics(self) -> Mapping[str, TopicInfo]:
         return dict(self.topic_map)
+
+    def take_over_as_classic(self, group: ConsumerGroup, leaving: ConsumerMember | None) -> bool:
+        return False  # no classic members here (test_group_migration.py has them)
 
     def add_topic(self, name: str, partitions: int) -> bytes:
         topic_id = name.encode().ljust(16, b".")[:16]
@@ -822,7 +825,9 @@ def test_a_group_id_is_either_classic_or_consumer(
     )
     member = classic.result(TIMEOUT)
     assert member.error == E["NONE"]
-    assert engine_join(opened, "x", group_id="old").error == E["INCONSISTENT_GROUP_PROTOCOL"]
+    # Its members' metadata is no consumer-protocol subscription: it cannot
+    # be taken over online, which Kafka answers GROUP_ID_NOT_FOUND.
+    assert engine_join(opened, "x", group_id="old").error == E["GROUP_ID_NOT_FOUND"]
 
     # An empty group changes protocol, keeping its committed offsets.
     groups.leave_group("old", [(member.member_id, None)])

@@ -248,6 +248,8 @@ consumer_members = st.builds(
     partition_sets,
     partition_sets,
     partition_sets,
+    st.none()
+    | st.tuples(int32s, st.lists(st.tuples(names, st.binary(max_size=8)), min_size=1, max_size=2)),
 )
 
 

@@ -146,6 +146,11 @@ def test_the_doc_shows_each_setting_at_its_default(tmp_path: Path) -> None:
         ),
         ("[engine]\ngroup_max_size = 1.5\n", "[engine]: group_max_size must be an integer"),
         (
+            '[engine]\ngroup_consumer_migration_policy = "sideways"\n',
+            "group_consumer_migration_policy must be one of bidirectional, upgrade, downgrade, "
+            "disabled, not 'sideways'",
+        ),
+        (
             '[topic_defaults]\n"retention.ms" = "7d"\n',
             "[topic_defaults]: invalid value '7d' for config retention.ms: not a valid long",
         ),

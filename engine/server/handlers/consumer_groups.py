@@ -40,6 +40,8 @@ if TYPE_CHECKING:
 """READ, DELETE and DESCRIBE: every operation on a group (no ACLs here)."""
 _CONSUMER_MEMBER = 1
 """ConsumerGroupDescribe v1's member type of a member of this protocol."""
+_CLASSIC_MEMBER = 0
+"""... and of a classic member of the group (online migration)."""
 
 
 _DESCRIBE = AclOperation.DESCRIBE
@@ -248,7 +250,7 @@ def _describe(group: ConsumerGroupDescription, operations: int) -> dict[str, Any
                 "subscribed_topic_regex": m.subscribed_topic_regex,
                 "assignment": assignment(m.assignment),
                 "target_assignment": assignment(m.target_assignment),
-                "member_type": _CONSUMER_MEMBER,
+                "member_type": _CLASSIC_MEMBER if m.classic else _CONSUMER_MEMBER,
             }
             for m in group.members
         ],

@@ -1,0 +1,352 @@
+"""Online migration between classic and consumer groups through the
+embedded coordinator (engine/groups/migration.py, classic_members.py),
+on virtual time: the classic members' join and sync timeouts inside a
+consumer group, their commits in their generation, and the migration
+policy. tests/server/test_groups_migration.py runs the same over the wire
+with real clients."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import engine
+from engine.clock import SYSTEM, Clock, ManualClock
+from engine.groups import GroupCoordinator
+from engine.groups.consumer_heartbeat import Heartbeat
+from engine.protocol.consumer_protocol import (
+    Assignment,
+    Subscription,
+    decode_assignment,
+    encode_assignment,
+    encode_subscription,
+)
+from engine.protocol.kafka_code import KafkaCode
+from engine.types import OffsetAndMetadata, TopicPartition
+from tests.engine.conftest import EngineFactory
+
+E = KafkaCode
+TIMEOUT = 10.0
+REBALANCE_MS = 2_000
+SESSION_MS = 60_000
+TOPIC = "t"
+
+
+@pytest.fixture
+def open_engine(engine_factory: EngineFactory) -> Callable[..., engine.Engine]:
+    def make(clock: Clock = SYSTEM, **settings: Any) -> engine.Engine:
+        groups = engine.GroupConfig(
+            **{
+                "group_initial_rebalance_delay_ms": 0,
+                "group_min_session_timeout_ms": 10,
+                **settings,
+            }
+        )
+        opened = engine_factory(clock=clock, groups=groups)
+        if TOPIC not in opened.list_topics():
+            opened.create_topic(TOPIC, 4)
+        return opened
+
+    return make
+
+
+def _metadata(owned: tuple[int, ...] = ()) -> bytes:
+    return encode_subscription(
+        Subscription([TOPIC], None, [TopicPartition(TOPIC, p) for p in owned]), 1
+    )
+
+
+def _join(groups: GroupCoordinator, member_id: str, owned: tuple[int, ...] = ()) -> Any:
+    return groups.join_group(
+        "g",
+        member_id,
+        None,
+        "consumer",
+        [("range", _metadata(owned))],
+        SESSION_MS,
+        REBALANCE_MS,
+        require_known_member_id=False,
+    ).result(TIMEOUT)
+
+
+def _sync(groups: GroupCoordinator, member_id: str, generation: int, leader: bool = False) -> Any:
+    everything = encode_assignment(Assignment([TopicPartition(TOPIC, p) for p in range(4)]))
+    assignments = {member_id: everything} if leader else {}
+    return groups.sync_group(
+        "g", generation, member_id, None, "consumer", "range", assignments
+    ).result(TIMEOUT)
+
+
+def _taken_over(groups: GroupCoordinator) -> tuple[str, int]:
+    """A classic member holding every partition, then a consumer-protocol
+    member joining: the classic member's id and generation."""
+    classic = _join(groups, "")
+    assert classic.error == E.NONE
+    assert _sync(groups, classic.member_id, classic.generation_id, leader=True).error == E.NONE
+    joined = groups.consumer_group_heartbeat(
+        Heartbeat(
+            "g",
+            "new-member",
+            0,
+            rebalance_timeout_ms=REBALANCE_MS,
+            subscribed_topic_names=[TOPIC],
+            owned_partitions={},
+        )
+    ).result(TIMEOUT)
+    assert joined.error == E.NONE, joined.error_message
+    return classic.member_id, classic.generation_id
+
+
+def _members(groups: GroupCoordinator) -> set[str]:
+    (described,) = groups.consumer_group_describe(["g"])
+    return {m.member_id for m in described.members}
+
+
+def _advance_until(clock: ManualClock, condition: Callable[[], bool], within_s: float) -> None:
+    """Moves virtual time on until ``condition`` holds, at most ``within_s``."""
+    start = clock.monotonic()
+    deadline = time.monotonic() + TIMEOUT
+    while not condition():
+        assert time.monotonic() < deadline, "the condition did not hold in time"
+        assert clock.monotonic() - start <= within_s, f"not within {within_s} s"
+        clock.advance(0.1)
+        time.sleep(0.001)
+
+
+def test_a_classic_member_that_does_not_sync_in_its_rebalance_timeout_is_removed(
+    open_engine: Callable[..., engine.Engine],
+) -> None:
+    clock = ManualClock()
+    groups = open_engine(clock=clock).groups
+    classic, generation = _taken_over(groups)
+    assert groups.heartbeat("g", generation, classic, None) == E.REBALANCE_IN_PROGRESS
+    # It joins having given up everything (as an eager client does), so no
+    # revocation is awaited from it: only its SyncGroup is.
+    assert _join(groups, classic).error == E.NONE
+    clock.advance(REBALANCE_MS / 1000 - 0.5)
+    assert _members(groups) == {classic, "new-member"}
+    # Its session is far longer: the sync deadline removes it.
+    _advance_until(clock, lambda: _members(groups) == {"new-member"}, 1.0)
+    assert groups.heartbeat("g", generation, classic, None) == E.UNKNOWN_MEMBER_ID
+
+
+def test_a_classic_member_told_to_rejoin_that_does_not_is_removed(
+    open_engine: Callable[..., engine.Engine],
+) -> None:
+    clock = ManualClock()
+    groups = open_engine(clock=clock).groups
+    classic, generation = _taken_over(groups)
+    assert groups.heartbeat("g", generation, classic, None) == E.REBALANCE_IN_PROGRESS
+    # Heartbeats do not put the deadline off: only a JoinGroup meets it.
+    clock.advance(REBALANCE_MS / 1000 / 2)
+    assert groups.heartbeat("g", generation, classic, None) == E.REBALANCE_IN_PROGRESS
+    _advance_until(clock, lambda: _members(groups) == {"new-member"}, REBALANCE_MS / 1000)
+
+
+def test_a_classic_member_commits_in_its_generation(
+    open_engine: Callable[..., engine.Engine],
+) -> None:
+    groups = open_engine().groups
+    classic, generation = _taken_over(groups)
+    offsets = {TopicPartition(TOPIC, 0): OffsetAndMetadata(3)}
+    done = groups.commit_offsets("g", generation, classic, None, offsets).result(TIMEOUT)
+    assert done == {TopicPartition(TOPIC, 0): E.NONE}
+    refused = groups.commit_offsets("g", generation + 1, classic, None, offsets).result(TIMEOUT)
+    assert refused == {TopicPartition(TOPIC, 0): E.ILLEGAL_GENERATION}
+    fetched = groups.fetch_offsets("g", [TopicPartition(TOPIC, 0)])
+    assert fetched[TopicPartition(TOPIC, 0)][0] is not None
+    assert fetched[TopicPartition(TOPIC, 0)][0].offset == 3
+
+
+def test_an_upgrade_only_policy_keeps_the_consumer_group_when_its_last_consumer_member_leaves(
+    open_engine: Callable[..., engine.Engine],
+) -> None:
+    groups = open_engine(group_consumer_migration_policy="UPGRADE").groups
+    classic, generation = _taken_over(groups)
+    left = groups.consumer_group_heartbeat(Heartbeat("g", "new-member", -1)).result(TIMEOUT)
+    assert left.error == E.NONE
+    assert _members(groups) == {classic}
+    # Still a consumer group serving its classic member.
+    assert groups.heartbeat("g", generation, classic, None) == E.REBALANCE_IN_PROGRESS
+    rejoined = _join(groups, classic, (0, 1, 2, 3))
+    assert (rejoined.error, rejoined.leader, rejoined.members) == (E.NONE, "", [])
+    synced = _sync(groups, classic, rejoined.generation_id)
+    assert {tp.partition for tp in decode_assignment(synced.assignment).partitions} == {0, 1, 2, 3}
+
+
+def test_a_downgrade_only_policy_refuses_the_upgrade(
+    open_engine: Callable[..., engine.Engine],
+) -> None:
+    groups = open_engine(group_consumer_migration_policy="downgrade").groups
+    classic = _join(groups, "")
+    _sync(groups, classic.member_id, classic.generation_id, leader=True)
+    refused = groups.consumer_group_heartbeat(
+        Heartbeat(
+            "g",
+            "new-member",
+            0,
+            rebalance_timeout_ms=REBALANCE_MS,
+            subscribed_topic_names=[TOPIC],
+            owned_partitions={},
+        )
+    ).result(TIMEOUT)
+    assert refused.error == E.GROUP_ID_NOT_FOUND
+    assert refused.error_message == (
+        "Cannot upgrade classic group g to consumer group because the online upgrade is disabled."
+    )
+    assert groups.heartbeat("g", classic.generation_id, classic.member_id, None) == E.NONE
+
+
+def test_an_unknown_policy_is_refused() -> None:
+    with pytest.raises(ValueError, match="group_consumer_migration_policy"):
+        engine.GroupConfig(group_consumer_migration_policy="sideways")
+
+
+def test_a_classic_static_member_replacing_the_last_consumer_member_turns_the_group_classic(
+    open_engine: Callable[..., engine.Engine],
+) -> None:
+    opened = open_engine()
+    groups = opened.groups
+    classic = _join(groups, "")
+    _sync(groups, classic.member_id, classic.generation_id, leader=True)
+    joined = groups.consumer_group_heartbeat(
+        Heartbeat(
+            "g",
+            "new-member",
+            0,
+            instance_id="host-x",
+            rebalance_timeout_ms=REBALANCE_MS,
+            subscribed_topic_names=[TOPIC],
+            owned_partitions={},
+        )
+    ).result(TIMEOUT)
+    assert joined.error == E.NONE
+    # The classic member gives up half; the static consumer member takes it.
+    assert _join(groups, classic.member_id, (0, 1, 2, 3)).error == E.NONE
+    kept = decode_assignment(_sync(groups, classic.member_id, classic.generation_id).assignment)
+    kept_partitions = tuple(tp.partition for tp in kept.partitions)
+    assert _join(groups, classic.member_id, kept_partitions).error == E.NONE
+    epoch = joined.member_epoch
+    topic_id = opened.topic_id(TOPIC)
+    taken = groups.consumer_group_heartbeat(
+        Heartbeat("g", "new-member", epoch, instance_id="host-x")
+    ).result(TIMEOUT)
+    assert taken.assignment is not None
+    moved = set(taken.assignment[topic_id])
+    assert moved == {0, 1, 2, 3} - set(kept_partitions)
+    left = groups.consumer_group_heartbeat(
+        Heartbeat("g", "new-member", -2, instance_id="host-x")
+    ).result(TIMEOUT)
+    assert left.error == E.NONE
+
+    # A classic process with its instance id takes its place: every member
+    # is classic, and a classic group takes over without a rebalance.
+    replacing = groups.join_group(
+        "g",
+        "",
+        "host-x",
+        "consumer",
+        [("range", _metadata())],
+        SESSION_MS,
+        REBALANCE_MS,
+        require_known_member_id=True,
+    ).result(TIMEOUT)
+    assert replacing.error == E.NONE
+    (described,) = groups.describe_groups(["g"])
+    assert (described.error, described.state) == (E.NONE, "Stable")
+    assert {m.member_id for m in described.members} == {classic.member_id, replacing.member_id}
+    assert groups.consumer_group_describe(["g"])[0].error == E.GROUP_ID_NOT_FOUND
+    synced = _sync(groups, replacing.member_id, replacing.generation_id)
+    assert synced.error == E.NONE
+    assert {tp.partition for tp in decode_assignment(synced.assignment).partitions} == moved
+
+
+def _committed(groups: GroupCoordinator) -> dict[TopicPartition, int]:
+    return {
+        tp: found.offset
+        for tp, (found, _) in groups.fetch_offsets("g", None).items()
+        if found is not None
+    }
+
+
+def _kind_and_members(groups: GroupCoordinator) -> tuple[str, set[str]]:
+    (listed,) = groups.list_groups()
+    if listed.group_type == "consumer":
+        return "consumer", _members(groups)
+    (described,) = groups.describe_groups(["g"])
+    return "classic", {m.member_id for m in described.members}
+
+
+@pytest.mark.parametrize("direction", ["upgrade", "downgrade"])
+def test_a_conversion_with_a_commit_in_flight_serves_what_a_restart_loads(
+    engine_factory: EngineFactory, tmp_path: Path, direction: str
+) -> None:
+    """A member's commit being written while the group converts is the
+    group's once durable, and the group a restart loads is the kind, with
+    the members, that was served."""
+    settings = engine.GroupConfig(
+        group_initial_rebalance_delay_ms=0, group_min_session_timeout_ms=10
+    )
+    data = tmp_path / "node"
+    opened = engine_factory(data_dir=data, groups=settings)
+    opened.create_topic(TOPIC, 4)
+    groups = opened.groups
+    classic = _join(groups, "")
+    _sync(groups, classic.member_id, classic.generation_id, leader=True)
+    join = Heartbeat(
+        "g",
+        "new-member",
+        0,
+        rebalance_timeout_ms=REBALANCE_MS,
+        subscribed_topic_names=[TOPIC],
+        owned_partitions={},
+    )
+    offsets = {TopicPartition(TOPIC, 0): OffsetAndMetadata(10)}
+    if direction == "downgrade":
+        assert groups.consumer_group_heartbeat(join).result(TIMEOUT).error == E.NONE
+        change = Heartbeat("g", "new-member", -1)
+    else:
+        change = join
+    with groups._locked():  # the conversion before the commit's write is durable
+        commit = groups.commit_offsets("g", classic.generation_id, classic.member_id, None, offsets)
+        changed = groups.consumer_group_heartbeat(change)
+    assert commit.result(TIMEOUT) == {TopicPartition(TOPIC, 0): E.NONE}
+    assert changed.result(TIMEOUT).error == E.NONE
+    served = (_committed(groups), _kind_and_members(groups))
+    expected_kind = "consumer" if direction == "upgrade" else "classic"
+    assert served[1][0] == expected_kind
+    opened.close()
+    loaded_groups = engine_factory(data_dir=data, groups=settings).groups
+    assert (_committed(loaded_groups), _kind_and_members(loaded_groups)) == served
+    assert served[0] == {TopicPartition(TOPIC, 0): 10}
+
+
+def test_an_empty_classic_group_with_a_member_id_handed_out_is_replaced(
+    open_engine: Callable[..., engine.Engine],
+) -> None:
+    """As Kafka: an Empty classic group is replaced by the consumer group
+    whatever ids it handed out with MEMBER_ID_REQUIRED; such a member then
+    joins the consumer group."""
+    groups = open_engine().groups
+    pending = groups.join_group(
+        "g", "", None, "consumer", [("range", _metadata())], SESSION_MS, REBALANCE_MS
+    ).result(TIMEOUT)
+    assert pending.error == E.MEMBER_ID_REQUIRED
+    joined = groups.consumer_group_heartbeat(
+        Heartbeat(
+            "g",
+            "new-member",
+            0,
+            rebalance_timeout_ms=REBALANCE_MS,
+            subscribed_topic_names=[TOPIC],
+            owned_partitions={},
+        )
+    ).result(TIMEOUT)
+    assert joined.error == E.NONE
+    late = _join(groups, pending.member_id)
+    assert (late.error, late.member_id) == (E.NONE, pending.member_id)
+    assert _members(groups) == {"new-member", pending.member_id}
