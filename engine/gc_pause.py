@@ -24,8 +24,9 @@ T = TypeVar("T")
 
 PAUSE_BOUND = 200_000
 """The most objects the young generation may hold for a pause to start or
-to be joined: about twice the 100,000 a Fetch of 10,000 partitions with
-records makes (some ten per partition read, design record 0073). Pauses
+to be joined: about twice what a Fetch of 10,000 partitions with records
+makes (60,000 to 100,000: six to ten per partition read and answered,
+measured). Pauses
 on several threads (the event loop's Fetch steps, the admin thread's bulk
 work, another server in the process) may overlap so that one always holds
 the collector off when another leaves; past the bound, no new pause
