@@ -96,6 +96,7 @@ def test_pauses_that_overlap_without_end_still_let_the_collector_run() -> None:
         def __init__(self) -> None:
             self.me = self
 
+    gc.collect()  # the young generation empty: the cycle below stays in it until a collection
     first = Cycle()
     weakref.finalize(first, collected.append, 1)
     del first
