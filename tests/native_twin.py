@@ -103,6 +103,8 @@ ONE_PASS_ONLY: dict[str, str] = {
     "in both passes by tests/engine/test_transactions_v2.py",
     "tests/server/test_fetch_past_the_high_watermark.py": "builds its batches with native/; "
     "what it tests is the answer to a fetch between the high watermark and the log end",
+    "tests/server/test_fetch_look_races.py": "reads the answer's batch headers with native/; "
+    "what it tests is the answer to a Fetch raced between its look and its read",
     "tests/server/test_fetch_repeated_partitions.py": "builds its batches with native/; what "
     "it tests is how a Fetch naming a partition twice is read and answered",
     "tests/server/test_offset_for_leader_epoch.py": "builds its batches with native/; what it "
