@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar, cast
 
 from s3stream.config import StreamStoreConfig
@@ -19,6 +19,7 @@ from s3stream.errors import (
     Fenced,
     OffsetMismatch,
     OffsetOutOfRange,
+    StoreClosed,
     StoreFailed,
     StreamNotOpen,
 )
@@ -56,6 +57,13 @@ class Appender:
         self._uploader = uploader
         self._config = config
         self._listeners: list[Callable[[set[int]], None]] = []
+        self._room_waits = ThreadPoolExecutor(1, thread_name_prefix="tidelog-room-wait")
+        """Where async appends over the unuploaded bound wait for room, one
+        after another: never the loop's default executor, whose few threads
+        an outage would fill with waits (stalling whatever else the loop
+        runs there, a close made through it included). One thread is
+        enough: room is the whole store's, so once there is some, each
+        queued wait ends at once, in the order the appends came."""
 
     def submit(
         self,
@@ -246,6 +254,11 @@ class Appender:
         quick: wake waiters, never block)."""
         self._listeners.append(listener)
 
+    def close(self) -> None:
+        """Ends the room waits; after the store is marked closed, so that
+        every queued wait ends (StoreClosed) rather than waits."""
+        self._room_waits.shutdown(wait=True)
+
     def _wait_for_room(self) -> None:
         with self._state.lock:
             while self._state.cache.unuploaded_bytes > self._config.max_unuploaded_bytes:
@@ -361,7 +374,11 @@ class _Durable:
         if appender._state.cache.unuploaded_bytes <= appender._config.max_unuploaded_bytes:
             self._then(None)
             return
-        waited = self._loop.run_in_executor(None, appender._wait_for_room)
+        try:
+            waited = self._loop.run_in_executor(appender._room_waits, appender._wait_for_room)
+        except RuntimeError:  # the waits were ended: the store is closed
+            self._then(StoreClosed())
+            return
         waited.add_done_callback(self._room_made)
 
     def _room_made(self, waited: asyncio.Future[None]) -> None:

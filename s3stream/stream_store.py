@@ -710,6 +710,7 @@ class StreamStore:
             self._state.changed.notify_all()
             waiters = self._uploader.take_waiters_locked()
         fail_all(waiters, StoreClosed())
+        self._appender.close()
         self._compactor.wake()
         self._uploader.join()
         self._compactor.join()
