@@ -1,0 +1,64 @@
+"""A Produce whose WAL sync fails (an fdatasync error, injected) is never
+acknowledged: a real client's appends in flight then, and every one after
+it, are answered KAFKA_STORAGE_ERROR, as Kafka answers a write to a log dir
+that failed under it; the server keeps serving everything else, and what
+was acknowledged before the failure is still there after a restart."""
+
+from __future__ import annotations
+
+import errno
+import threading
+from pathlib import Path
+
+import pytest
+from kafka import KafkaProducer
+from kafka.errors import KafkaStorageError
+
+import engine
+import native
+import wal.segment
+from tests.server.in_process import served_without_uploads
+
+TIMEOUT = 30.0
+
+
+def test_appends_in_flight_when_the_sync_fails_are_not_acknowledged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    failing = threading.Event()
+    original = wal.segment.SegmentWriter.sync
+
+    def sync(segment: wal.segment.SegmentWriter) -> None:
+        if failing.is_set():
+            raise OSError(errno.EIO, "injected fdatasync failure")
+        original(segment)
+
+    monkeypatch.setattr(wal.segment.SegmentWriter, "sync", sync)
+    with served_without_uploads(tmp_path / "node") as (opened, server):
+        opened.create_topic("t", 2)
+        producer = KafkaProducer(
+            bootstrap_servers=server.bootstrap, acks="all", retries=0, linger_ms=0
+        )
+        try:
+            before = producer.send("t", b"acked", partition=0).get(TIMEOUT)
+            assert before.offset == 0
+            failing.set()
+            # Both partitions, several in flight on one connection: one
+            # request may carry several of them, whatever the client groups.
+            sent = [producer.send("t", b"lost %d" % i, partition=i % 2) for i in range(6)]
+            for future in sent:
+                with pytest.raises(KafkaStorageError):
+                    future.get(TIMEOUT)
+            with pytest.raises(KafkaStorageError):  # the WAL failed for good
+                producer.send("t", b"after", partition=1).get(TIMEOUT)
+            assert producer.partitions_for("t") == {0, 1}  # still serving
+        finally:
+            producer.close(TIMEOUT)
+    monkeypatch.undo()
+    reopened = engine.open(tmp_path / "node")
+    try:
+        fetched = reopened.fetch("t", 0, 0).records
+        values = [r.value for batch in fetched for r in native.decode_records(batch)]
+        assert values[:1] == [b"acked"]
+    finally:
+        reopened.close()
