@@ -387,6 +387,13 @@ class StreamStore:
         stream = self._stream(stream_id)
         return stream.start_offset, stream.next_offset
 
+    def check_writable(self) -> None:
+        """Raises what an append made now is refused with (StoreClosed,
+        Fenced, StoreFailed), for a caller that appends nothing this time:
+        a producer's retry of a batch it already sent."""
+        with self._state.lock:
+            self._state.check_usable()
+
     def next_offset(self, stream_id: int) -> int:
         """The offset the next append must start at."""
         return self._stream(stream_id).next_offset

@@ -62,3 +62,41 @@ def test_appends_in_flight_when_the_sync_fails_are_not_acknowledged(
         assert values[:1] == [b"acked"]
     finally:
         reopened.close()
+
+
+def test_an_idempotent_retry_after_the_sync_failed_is_answered_the_failure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An idempotent producer retries the batch a failed sync refused with
+    its sequence: the retry, a duplicate of an append the failed WAL can
+    never make durable, is answered KAFKA_STORAGE_ERROR as the append was
+    (as Kafka answers any write to a failed log dir), not left waiting
+    for that append until the request times out."""
+    failing = threading.Event()
+    original = wal.segment.SegmentWriter.sync
+
+    def sync(segment: wal.segment.SegmentWriter) -> None:
+        if failing.is_set():
+            raise OSError(errno.EIO, "injected fdatasync failure")
+        original(segment)
+
+    monkeypatch.setattr(wal.segment.SegmentWriter, "sync", sync)
+    with served_without_uploads(tmp_path / "node") as (opened, server):
+        opened.create_topic("t", 1)
+        producer = KafkaProducer(
+            bootstrap_servers=server.bootstrap,
+            acks="all",
+            enable_idempotence=True,
+            retries=3,
+            retry_backoff_ms=50,
+            request_timeout_ms=5000,
+            delivery_timeout_ms=60000,
+            linger_ms=0,
+        )
+        try:
+            assert producer.send("t", b"acked", partition=0).get(TIMEOUT).offset == 0
+            failing.set()
+            with pytest.raises(KafkaStorageError):  # every retry answered so, none timed out
+                producer.send("t", b"lost", partition=0).get(TIMEOUT)
+        finally:
+            producer.close(TIMEOUT)
