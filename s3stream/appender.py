@@ -175,20 +175,30 @@ class Appender:
         offset order; returns the WAL's future and, for ``remote``, the one
         settled once the append is in a committed object."""
         end = last_offset + 1
+        failed: list[Future[int]] = []
         with self._state.lock:
             stream, block = self._accept(stream_id, base_offset, last_offset, payload, payload_crc)
-            future = wal_submit(
-                payload,
-                stream_id=stream_id,
-                start_offset=base_offset,
-                end_offset=end,
-                record_type=WAL_OWNED_DATA,
-                tag=(stream, block, end),
-                prefix=self._wal_prefix,  # written before the payload, never joined to it
-                payload_crc=payload_crc,
-            )
-            uploaded = self._uploader.wait_remote_locked(stream_id, end) if remote else None
-        return future, uploaded
+            try:
+                future = wal_submit(
+                    payload,
+                    stream_id=stream_id,
+                    start_offset=base_offset,
+                    end_offset=end,
+                    record_type=WAL_OWNED_DATA,
+                    tag=(stream, block, end),
+                    prefix=self._wal_prefix,  # written before the payload, never joined to it
+                    payload_crc=payload_crc,
+                )
+            except WalError as error:
+                # The WAL failed before the store heard of it: its commit
+                # hook tells it only after the failure is set, and a failed
+                # sync of an idle interval reaches no hook at all.
+                failed = self._wal_failed_locked(error)
+            else:
+                uploaded = self._uploader.wait_remote_locked(stream_id, end) if remote else None
+                return future, uploaded
+        fail_all(failed, StoreFailed(cast(BaseException, self._state.failure)))
+        raise self._state.failure_error()
 
     def _accept(
         self,
@@ -228,10 +238,7 @@ class Appender:
         with self._state.lock:
             for tag, outcome in zip(tags, outcomes, strict=True):
                 if isinstance(outcome, BaseException):
-                    if self._state.failure is None:
-                        self._state.failure = outcome
-                    failed += self._uploader.take_waiters_locked()
-                    self._state.changed.notify_all()
+                    failed += self._wal_failed_locked(outcome)
                     continue
                 stream, block, end = cast(_WalTag, tag)
                 block.confirm(outcome)
@@ -247,6 +254,14 @@ class Appender:
                 listener(grown)
             except Exception:
                 log.exception("a durable-append listener failed")
+
+    def _wal_failed_locked(self, error: BaseException) -> list[Future[int]]:
+        """The store stops on the WAL's failure (the first failure stays);
+        returns the remote waiters to fail, outside the lock."""
+        if self._state.failure is None:
+            self._state.failure = error
+        self._state.changed.notify_all()
+        return self._uploader.take_waiters_locked()
 
     def add_listener(self, listener: Callable[[set[int]], None]) -> None:
         """Calls ``listener`` with the ids of the streams whose end offset grew,

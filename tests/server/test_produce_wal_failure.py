@@ -6,6 +6,7 @@ was acknowledged before the failure is still there after a restart."""
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import threading
 from pathlib import Path
@@ -17,7 +18,9 @@ from kafka.errors import KafkaStorageError
 import engine
 import native
 import wal.segment
-from tests.server.in_process import served_without_uploads
+from native.records import RecordSpec
+from s3stream import StreamStoreConfig
+from tests.server.in_process import InProcessServer, served_without_uploads
 
 TIMEOUT = 30.0
 
@@ -100,3 +103,59 @@ def test_an_idempotent_retry_after_the_sync_failed_is_answered_the_failure(
                 producer.send("t", b"lost", partition=0).get(TIMEOUT)
         finally:
             producer.close(TIMEOUT)
+
+
+def test_an_append_after_an_idle_sync_failed_is_answered_the_failure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under the ``interval`` durability the WAL syncs on its own once
+    appends stop; when that sync fails, no append is in flight to carry the
+    failure to the store, yet the WAL refuses every append after it. They
+    are answered the store's failure (StorageError, KAFKA_STORAGE_ERROR on
+    the wire), from a thread and from the event loop alike, and the server
+    keeps serving, rather than a raw WAL error escaping the append."""
+    failed = threading.Event()
+    original = wal.segment.SegmentWriter.sync
+
+    def sync(segment: wal.segment.SegmentWriter) -> None:
+        if failing.is_set():
+            failed.set()
+            raise OSError(errno.EIO, "injected fdatasync failure")
+        original(segment)
+
+    failing = threading.Event()
+    monkeypatch.setattr(wal.segment.SegmentWriter, "sync", sync)
+    config = engine.EngineConfig(
+        store=StreamStoreConfig(
+            durability="interval", upload_interval_s=3600, compaction_interval_s=3600
+        ),
+        cleaner_interval_s=3600.0,
+    )
+    opened = engine.open(tmp_path / "node", None, config)
+    server = InProcessServer(opened)
+    try:
+        opened.create_topic("t", 1)
+        batch = native.encode_batch([RecordSpec(0, None, b"v")])
+        failing.set()
+        opened.produce("t", 0, batch)  # written: its interval's sync follows, and fails
+        assert failed.wait(TIMEOUT)
+        with pytest.raises(engine.StorageError):
+            opened.submit("t", 0, batch)
+
+        async def from_the_loop() -> None:
+            with pytest.raises(engine.StorageError):
+                opened.submit_async("t", 0, batch)
+
+        asyncio.run(from_the_loop())
+        producer = KafkaProducer(
+            bootstrap_servers=server.bootstrap, acks="all", retries=0, linger_ms=0
+        )
+        try:
+            with pytest.raises(KafkaStorageError):
+                producer.send("t", b"after", partition=0).get(TIMEOUT)
+            assert producer.partitions_for("t") == {0}  # still serving
+        finally:
+            producer.close(TIMEOUT)
+    finally:
+        server.stop()
+        opened.close()
