@@ -17,6 +17,8 @@ from s3stream.store import MemoryStore, ObjectStoreError
 from tests.s3stream.faults import FaultyStore
 from tests.s3stream.test_stream_store import expected, fill, new_stream, payload, read_all
 
+TIMEOUT = 30
+
 CONFIG = StreamStoreConfig(
     upload_bytes=8 * 1024,
     upload_interval_s=0.05,
@@ -186,7 +188,7 @@ def test_appends_waiting_for_room_leave_the_loops_executor_free(
     store = StreamStore.open(tmp_path / "node", faulty, config)
     # Ends the waits should the close below never run (the failure this
     # test looks for), so that the loop's executor can shut down at all.
-    rescue = threading.Timer(45, lambda: store.close(flush=False))
+    rescue = threading.Timer(120, lambda: store.close(flush=False))
     rescue.start()
     try:
         stream = new_stream(store)
@@ -200,9 +202,13 @@ def test_appends_waiting_for_room_leave_the_loops_executor_free(
             await asyncio.sleep(1.0)  # the appends are durable and waiting for room
             assert not futures[-1].done()
             loop = asyncio.get_running_loop()
-            assert await asyncio.wait_for(loop.run_in_executor(None, lambda: "ran"), 10) == "ran"
-            await asyncio.wait_for(loop.run_in_executor(None, lambda: store.close(flush=False)), 10)
-            return await asyncio.wait_for(asyncio.gather(*futures, return_exceptions=True), 10)
+            assert (
+                await asyncio.wait_for(loop.run_in_executor(None, lambda: "ran"), TIMEOUT) == "ran"
+            )
+            await asyncio.wait_for(
+                loop.run_in_executor(None, lambda: store.close(flush=False)), TIMEOUT
+            )
+            return await asyncio.wait_for(asyncio.gather(*futures, return_exceptions=True), TIMEOUT)
 
         outcomes = asyncio.run(main())
     finally:
