@@ -175,7 +175,6 @@ class Appender:
         offset order; returns the WAL's future and, for ``remote``, the one
         settled once the append is in a committed object."""
         end = last_offset + 1
-        failed: list[Future[int]] = []
         with self._state.lock:
             stream, block = self._accept(stream_id, base_offset, last_offset, payload, payload_crc)
             try:
