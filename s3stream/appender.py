@@ -238,6 +238,9 @@ class Appender:
             for tag, outcome in zip(tags, outcomes, strict=True):
                 if isinstance(outcome, BaseException):
                     failed += self._wal_failed_locked(outcome)
+                    stream = cast(_WalTag, tag)[0]
+                    if stream is not None:  # told, so that who waits on it stops
+                        grown.add(stream.stream_id)
                     continue
                 stream, block, end = cast(_WalTag, tag)
                 block.confirm(outcome)
@@ -263,9 +266,9 @@ class Appender:
         return self._uploader.take_waiters_locked()
 
     def add_listener(self, listener: Callable[[set[int]], None]) -> None:
-        """Calls ``listener`` with the ids of the streams whose end offset grew,
-        once per WAL group commit, on the WAL's writer thread (so it must be
-        quick: wake waiters, never block)."""
+        """Calls ``listener`` with the ids of the streams whose end offset grew
+        (or whose appends the WAL failed), once per WAL group commit, on the
+        WAL's writer thread (so it must be quick: wake waiters, never block)."""
         self._listeners.append(listener)
 
     def close(self) -> None:

@@ -387,6 +387,16 @@ class StreamStore:
         stream = self._stream(stream_id)
         return stream.start_offset, stream.next_offset
 
+    def fenced_or_failed(self) -> bool:
+        """Whether the store stopped for good (Fenced, or a WAL or internal
+        failure): appends not durable by then never will be."""
+        return self._state.failure is not None
+
+    def failure_error(self) -> BaseException:
+        """What a stopped store's callers are given (``fenced_or_failed``)."""
+        with self._state.lock:
+            return self._state.failure_error()
+
     def check_writable(self) -> None:
         """Raises what an append made now is refused with (StoreClosed,
         Fenced, StoreFailed), for a caller that appends nothing this time:

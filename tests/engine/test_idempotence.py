@@ -5,6 +5,8 @@ directory on the same bucket."""
 
 from __future__ import annotations
 
+import asyncio
+import errno
 import os
 import shutil
 import threading
@@ -347,6 +349,52 @@ def test_a_duplicate_is_acknowledged_only_once_the_original_is_durable(
     finally:
         gate.set()
         monkeypatch.undo()
+        e.close()
+
+
+@pytest.mark.parametrize("side", ["thread", "event loop"])
+def test_a_duplicate_of_an_append_whose_sync_fails_is_answered_the_failure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, side: str
+) -> None:
+    """The retry comes while its original is in flight; the original's
+    sync then fails: the retry is answered the failure with it (a failed
+    WAL makes the original durable never), not left waiting for it."""
+    e = engine.open(tmp_path / "node", config=QUIET)  # durability: fsync
+    gate = threading.Event()
+    real_fdatasync = os.fdatasync
+
+    def failing_fdatasync(fd: int) -> None:
+        gate.wait(30)
+        raise OSError(errno.EIO, "injected fdatasync failure")
+
+    try:
+        e.create_topic("t", 1)
+        producer_id, epoch = e.init_producer_id()
+        batch = idempotent_batch(producer_id, epoch, 0)
+        monkeypatch.setattr(os, "fdatasync", failing_fdatasync)
+        if side == "thread":
+            original = e.submit("t", 0, batch)
+            retry = e.submit("t", 0, batch)
+            gate.set()
+            with pytest.raises(engine.StorageError):
+                original.result(30)
+            with pytest.raises(engine.StorageError):
+                retry.result(30)
+        else:
+
+            async def main() -> None:
+                original = e.submit_async("t", 0, batch)
+                retry = e.submit_async("t", 0, batch)
+                gate.set()
+                with pytest.raises(engine.StorageError):
+                    await asyncio.wait_for(original, 30)
+                with pytest.raises(engine.StorageError):
+                    await asyncio.wait_for(retry, 30)
+
+            asyncio.run(main())
+    finally:
+        gate.set()
+        monkeypatch.setattr(os, "fdatasync", real_fdatasync)
         e.close()
 
 
