@@ -68,12 +68,14 @@ class DataWaiters:
                 if not waiting or leader is None:
                     continue
                 high_watermark = leader.high_watermark
-                ready += [callback for offset, callback in waiting if offset < high_watermark]
-                waiting[:] = [(o, c) for o, c in waiting if o >= high_watermark]
+                if not leader.store.fenced:  # a fenced writer acknowledges nothing
+                    ready += [callback for offset, callback in waiting if offset < high_watermark]
+                    waiting[:] = [(o, c) for o, c in waiting if o >= high_watermark]
                 if waiting and leader.store.fenced_or_failed():
-                    # The store stopped (its WAL failed, say): what it had
-                    # not made durable it never will, so a retry waiting for
-                    # it is answered the failure, as its original was.
+                    # The store stopped (fenced, or its WAL failed): what it
+                    # had not made durable it never will, and a fenced one's
+                    # WAL is replayed by nobody, so a retry waiting for its
+                    # original is answered the failure, as the original was.
                     error = translate(leader.store.failure_error())
                     failed += [(callback, error) for _, callback in waiting]
                     waiting.clear()
