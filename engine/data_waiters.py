@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from engine.clock import Clock
 from engine.errors import EngineClosed, EngineError, UnknownTopic
 from engine.partition import Partition
+from engine.store_errors import translate
 from engine.topics import TopicRegistry
 from engine.types import TopicPartition
 
@@ -59,6 +60,7 @@ class DataWaiters:
 
     def _wake_offset_waiters(self, streams: set[int]) -> None:
         ready = []
+        failed: list[tuple[Callable[[BaseException | None], None], BaseException]] = []
         with self._offset_waiters_lock:
             for stream_id in streams:
                 waiting = self._offset_waiters.get(stream_id)
@@ -66,10 +68,21 @@ class DataWaiters:
                 if not waiting or leader is None:
                     continue
                 high_watermark = leader.high_watermark
-                ready += [callback for offset, callback in waiting if offset < high_watermark]
-                waiting[:] = [(o, c) for o, c in waiting if o >= high_watermark]
+                if not leader.store.fenced:  # a fenced writer acknowledges nothing
+                    ready += [callback for offset, callback in waiting if offset < high_watermark]
+                    waiting[:] = [(o, c) for o, c in waiting if o >= high_watermark]
+                if waiting and leader.store.fenced_or_failed():
+                    # The store stopped (fenced, or its WAL failed): what it
+                    # had not made durable it never will, and a fenced one's
+                    # WAL is replayed by nobody, so a retry waiting for its
+                    # original is answered the failure, as the original was.
+                    error = translate(leader.store.failure_error())
+                    failed += [(callback, error) for _, callback in waiting]
+                    waiting.clear()
         for callback in ready:
             callback(None)
+        for callback, error in failed:
+            callback(error)
 
     def topic_deleted(self, partitions: list[Partition]) -> None:
         """A topic's partitions are gone: its waiters stop waiting, as a

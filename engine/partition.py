@@ -295,6 +295,11 @@ class Partition:
             if producer_batch is not None:
                 duplicate = self.producers.check(producer_batch)
                 if duplicate is not None:
+                    # Refused as the append would be by a store that can no
+                    # longer write (failed, fenced, closed), as Kafka refuses
+                    # any write to a failed log dir: the original may never
+                    # become durable, and its retry would wait for it to.
+                    self.store.check_writable()
                     result = AppendResult(
                         duplicate.first_offset,
                         duplicate.last_offset,

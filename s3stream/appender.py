@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar, cast
 
 from s3stream.config import StreamStoreConfig
@@ -19,6 +19,7 @@ from s3stream.errors import (
     Fenced,
     OffsetMismatch,
     OffsetOutOfRange,
+    StoreClosed,
     StoreFailed,
     StreamNotOpen,
 )
@@ -56,6 +57,13 @@ class Appender:
         self._uploader = uploader
         self._config = config
         self._listeners: list[Callable[[set[int]], None]] = []
+        self._room_waits = ThreadPoolExecutor(1, thread_name_prefix="tidelog-room-wait")
+        """Where async appends over the unuploaded bound wait for room, one
+        after another: never the loop's default executor, whose few threads
+        an outage would fill with waits (stalling whatever else the loop
+        runs there, a close made through it included). One thread is
+        enough: room is the whole store's, so once there is some, each
+        queued wait ends at once, in the order the appends came."""
 
     def submit(
         self,
@@ -169,18 +177,27 @@ class Appender:
         end = last_offset + 1
         with self._state.lock:
             stream, block = self._accept(stream_id, base_offset, last_offset, payload, payload_crc)
-            future = wal_submit(
-                payload,
-                stream_id=stream_id,
-                start_offset=base_offset,
-                end_offset=end,
-                record_type=WAL_OWNED_DATA,
-                tag=(stream, block, end),
-                prefix=self._wal_prefix,  # written before the payload, never joined to it
-                payload_crc=payload_crc,
-            )
-            uploaded = self._uploader.wait_remote_locked(stream_id, end) if remote else None
-        return future, uploaded
+            try:
+                future = wal_submit(
+                    payload,
+                    stream_id=stream_id,
+                    start_offset=base_offset,
+                    end_offset=end,
+                    record_type=WAL_OWNED_DATA,
+                    tag=(stream, block, end),
+                    prefix=self._wal_prefix,  # written before the payload, never joined to it
+                    payload_crc=payload_crc,
+                )
+            except WalError as error:
+                # The WAL failed before the store heard of it: its commit
+                # hook tells it only after the failure is set, and a failed
+                # sync of an idle interval reaches no hook at all.
+                failed = self._wal_failed_locked(error)
+            else:
+                uploaded = self._uploader.wait_remote_locked(stream_id, end) if remote else None
+                return future, uploaded
+        fail_all(failed, StoreFailed(cast(BaseException, self._state.failure)))
+        raise self._state.failure_error()
 
     def _accept(
         self,
@@ -220,10 +237,10 @@ class Appender:
         with self._state.lock:
             for tag, outcome in zip(tags, outcomes, strict=True):
                 if isinstance(outcome, BaseException):
-                    if self._state.failure is None:
-                        self._state.failure = outcome
-                    failed += self._uploader.take_waiters_locked()
-                    self._state.changed.notify_all()
+                    failed += self._wal_failed_locked(outcome)
+                    stream = cast(_WalTag, tag)[0]
+                    if stream is not None:  # told, so that who waits on it stops
+                        grown.add(stream.stream_id)
                     continue
                 stream, block, end = cast(_WalTag, tag)
                 block.confirm(outcome)
@@ -240,11 +257,24 @@ class Appender:
             except Exception:
                 log.exception("a durable-append listener failed")
 
+    def _wal_failed_locked(self, error: BaseException) -> list[Future[int]]:
+        """The store stops on the WAL's failure (the first failure stays);
+        returns the remote waiters to fail, outside the lock."""
+        if self._state.failure is None:
+            self._state.failure = error
+        self._state.changed.notify_all()
+        return self._uploader.take_waiters_locked()
+
     def add_listener(self, listener: Callable[[set[int]], None]) -> None:
-        """Calls ``listener`` with the ids of the streams whose end offset grew,
-        once per WAL group commit, on the WAL's writer thread (so it must be
-        quick: wake waiters, never block)."""
+        """Calls ``listener`` with the ids of the streams whose end offset grew
+        (or whose appends the WAL failed), once per WAL group commit, on the
+        WAL's writer thread (so it must be quick: wake waiters, never block)."""
         self._listeners.append(listener)
+
+    def close(self) -> None:
+        """Ends the room waits; after the store is marked closed, so that
+        every queued wait ends (StoreClosed) rather than waits."""
+        self._room_waits.shutdown(wait=True)
 
     def _wait_for_room(self) -> None:
         with self._state.lock:
@@ -361,7 +391,11 @@ class _Durable:
         if appender._state.cache.unuploaded_bytes <= appender._config.max_unuploaded_bytes:
             self._then(None)
             return
-        waited = self._loop.run_in_executor(None, appender._wait_for_room)
+        try:
+            waited = self._loop.run_in_executor(appender._room_waits, appender._wait_for_room)
+        except RuntimeError:  # the waits were ended: the store is closed
+            self._then(StoreClosed())
+            return
         waited.add_done_callback(self._room_made)
 
     def _room_made(self, waited: asyncio.Future[None]) -> None:

@@ -392,6 +392,23 @@ class StreamStore:
         stream = self._stream(stream_id)
         return stream.start_offset, stream.next_offset
 
+    def fenced_or_failed(self) -> bool:
+        """Whether the store stopped for good (Fenced, or a WAL or internal
+        failure): appends not durable by then never will be."""
+        return self._state.failure is not None
+
+    def failure_error(self) -> BaseException:
+        """What a stopped store's callers are given (``fenced_or_failed``)."""
+        with self._state.lock:
+            return self._state.failure_error()
+
+    def check_writable(self) -> None:
+        """Raises what an append made now is refused with (StoreClosed,
+        Fenced, StoreFailed), for a caller that appends nothing this time:
+        a producer's retry of a batch it already sent."""
+        with self._state.lock:
+            self._state.check_usable()
+
     def next_offset(self, stream_id: int) -> int:
         """The offset the next append must start at."""
         return self._stream(stream_id).next_offset
@@ -720,6 +737,7 @@ class StreamStore:
             self._state.changed.notify_all()
             waiters = self._uploader.take_waiters_locked()
         fail_all(waiters, StoreClosed())
+        self._appender.close()
         self._compactor.wake()
         self._uploader.join()
         self._compactor.join()

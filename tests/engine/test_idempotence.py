@@ -5,6 +5,8 @@ directory on the same bucket."""
 
 from __future__ import annotations
 
+import asyncio
+import errno
 import os
 import shutil
 import threading
@@ -18,11 +20,12 @@ from hypothesis import strategies as st
 
 import engine
 import native
+import wal.segment
 from engine import AppendResult, Engine
 from engine.clock import SYSTEM, Clock, ManualClock
 from engine.producer_state import INT_MAX, REMEMBERED_BATCHES
 from native import Record, RecordSpec
-from s3stream import StreamStoreConfig
+from s3stream import Fenced, StreamStoreConfig
 
 TS = 1_700_000_000_000
 STORE = StreamStoreConfig(
@@ -348,6 +351,88 @@ def test_a_duplicate_is_acknowledged_only_once_the_original_is_durable(
         gate.set()
         monkeypatch.undo()
         e.close()
+
+
+@pytest.mark.parametrize("side", ["thread", "event loop"])
+def test_a_duplicate_of_an_append_whose_sync_fails_is_answered_the_failure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, side: str
+) -> None:
+    """The retry comes while its original is in flight; the original's
+    sync then fails: the retry is answered the failure with it (a failed
+    WAL makes the original durable never), not left waiting for it."""
+    e = engine.open(tmp_path / "node", config=QUIET)  # durability: fsync
+    gate = threading.Event()
+    real_fdatasync = os.fdatasync
+
+    def failing_fdatasync(fd: int) -> None:
+        gate.wait(30)
+        raise OSError(errno.EIO, "injected fdatasync failure")
+
+    try:
+        e.create_topic("t", 1)
+        producer_id, epoch = e.init_producer_id()
+        batch = idempotent_batch(producer_id, epoch, 0)
+        monkeypatch.setattr(os, "fdatasync", failing_fdatasync)
+        if side == "thread":
+            original = e.submit("t", 0, batch)
+            retry = e.submit("t", 0, batch)
+            gate.set()
+            with pytest.raises(engine.StorageError):
+                original.result(30)
+            with pytest.raises(engine.StorageError):
+                retry.result(30)
+        else:
+
+            async def main() -> None:
+                original = e.submit_async("t", 0, batch)
+                retry = e.submit_async("t", 0, batch)
+                gate.set()
+                with pytest.raises(engine.StorageError):
+                    await asyncio.wait_for(original, 30)
+                with pytest.raises(engine.StorageError):
+                    await asyncio.wait_for(retry, 30)
+
+            asyncio.run(main())
+    finally:
+        gate.set()
+        monkeypatch.setattr(os, "fdatasync", real_fdatasync)
+        e.close()
+
+
+def test_a_fenced_writer_acknowledges_no_retry_of_an_append_in_flight(tmp_path: Path) -> None:
+    """The retry comes while its original's sync is held; another engine
+    takes the bucket over and this one finds the fence before the sync
+    ends: the original is refused Fenced (its WAL is replayed by nobody),
+    and so is the retry, which waited for it."""
+    bucket = f"file://{tmp_path / 'bucket'}"
+    a = engine.open(tmp_path / "a", bucket, QUIET)
+    gate = threading.Event()
+    real_sync = wal.segment.SegmentWriter.sync
+
+    def held(segment: wal.segment.SegmentWriter) -> None:
+        if Path(segment.path).is_relative_to(tmp_path / "a"):  # A's WAL, not B's
+            gate.wait(30)
+        real_sync(segment)
+
+    try:
+        a.create_topic("t", 1)
+        producer_id, epoch = a.init_producer_id()
+        batch = idempotent_batch(producer_id, epoch, 0)
+        wal.segment.SegmentWriter.sync = held  # type: ignore[method-assign]
+        original = a.submit("t", 0, batch)
+        retry = a.submit("t", 0, batch)
+        engine.open(tmp_path / "b", bucket, QUIET).close()
+        with pytest.raises(Fenced):
+            a.store._manifest_writer.check_fence()  # as the uploader does once per idle interval
+        gate.set()
+        with pytest.raises(engine.Fenced):
+            original.result(30)
+        with pytest.raises(engine.Fenced):
+            retry.result(30)
+    finally:
+        gate.set()
+        wal.segment.SegmentWriter.sync = real_sync  # type: ignore[method-assign]
+        a.close()
 
 
 @pytest.fixture

@@ -12,10 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from s3stream import StreamStore, StreamStoreConfig
+from s3stream import StoreClosed, StreamStore, StreamStoreConfig
 from s3stream.store import MemoryStore, ObjectStoreError
 from tests.s3stream.faults import FaultyStore
 from tests.s3stream.test_stream_store import expected, fill, new_stream, payload, read_all
+
+TIMEOUT = 30
 
 CONFIG = StreamStoreConfig(
     upload_bytes=8 * 1024,
@@ -170,3 +172,50 @@ def test_async_appends_wait_for_room_without_blocking_the_loop(
         asyncio.run(main())
         assert store.flush(timeout=30)
         assert read_all(store, stream) == expected(stream, 0, 100, per_batch=1, size=1000)
+
+
+def test_appends_waiting_for_room_leave_the_loops_executor_free(
+    tmp_path: Path, faulty: FaultyStore
+) -> None:
+    """Async appends held back by an outage (more of them than the loop's
+    default executor has threads) wait for room off that executor: a call
+    the loop runs there meanwhile still runs, and so does a close made
+    through it (as `tidelog serve` closes its engine), which answers the
+    waiting appends StoreClosed instead of leaving them hung."""
+    config = StreamStoreConfig(
+        upload_bytes=4096, upload_interval_s=0.05, max_unuploaded_bytes=16 * 1024
+    )
+    store = StreamStore.open(tmp_path / "node", faulty, config)
+    # Ends the waits should the close below never run (the failure this
+    # test looks for), so that the loop's executor can shut down at all.
+    rescue = threading.Timer(120, lambda: store.close(flush=False))
+    rescue.start()
+    try:
+        stream = new_stream(store)
+        faulty.fail("put")
+
+        async def main() -> list[int | BaseException]:
+            futures = [
+                store.submit_async(stream, offset, offset, payload(stream, offset, 1000))
+                for offset in range(64)  # far over the bound, and more than the executor's threads
+            ]
+            await asyncio.sleep(1.0)  # the appends are durable and waiting for room
+            assert not futures[-1].done()
+            loop = asyncio.get_running_loop()
+            assert (
+                await asyncio.wait_for(loop.run_in_executor(None, lambda: "ran"), TIMEOUT) == "ran"
+            )
+            await asyncio.wait_for(
+                loop.run_in_executor(None, lambda: store.close(flush=False)), TIMEOUT
+            )
+            return await asyncio.wait_for(asyncio.gather(*futures, return_exceptions=True), TIMEOUT)
+
+        outcomes = asyncio.run(main())
+    finally:
+        rescue.cancel()
+        faulty.heal()
+        store.close(flush=False)
+    acked = [o for o in outcomes if isinstance(o, int)]
+    assert acked == list(range(1, len(acked) + 1))  # the ones answered before the bound was hit
+    assert all(isinstance(o, StoreClosed) for o in outcomes[len(acked) :])
+    assert len(acked) < len(outcomes)
