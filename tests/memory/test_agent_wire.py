@@ -289,11 +289,16 @@ def test_over_the_wire_a_fetch_out_of_range_inside_the_log_is_sought_again_once(
         fetch = partition.fetch_async
         answered: list[int] = []
 
-        async def out_of_range(offset: int, max_bytes: int, read_committed: bool = False) -> Any:
+        async def out_of_range(
+            offset: int,
+            max_bytes: int,
+            read_committed: bool = False,
+            last_stable: int | None = None,
+        ) -> Any:
             if offset == sent.offset:
                 answered.append(offset)
                 raise partition._out_of_range(offset)
-            return await fetch(offset, max_bytes, read_committed)
+            return await fetch(offset, max_bytes, read_committed, last_stable)
 
         monkeypatch.setattr(partition, "fetch_async", out_of_range)
         with pytest.raises(RecordNotFound, match="out of range again"):
