@@ -3,11 +3,14 @@ from event loops, and producer retries waiting for an offset to become
 durable. The stream store's durability listener wakes them.
 
 A wait from an event loop (a long-polling Fetch, an async consumer) is one
-``StreamWait`` registered under each stream it watches, woken by the
-streams that grew and told which: after a wake-up it looks at those
-partitions only, and before it sleeps at those that grew since the caller's
-read began (``growth_mark``). A Fetch of 10,000 caught-up partitions looked
-up and read every one of them twice per wait (docs/design/0082)."""
+``StreamWait``, woken by the streams that grew and told which: after a
+wake-up it looks at those partitions only, and before it sleeps at those
+that grew since the caller's read began (``growth_mark``). A wait over a
+few streams is registered under each; one over many (a Fetch of every
+partition of a wide topic) is registered once, among the wide waits each
+growth is matched against, and removed in one step. A Fetch of 10,000
+caught-up partitions looked up and read every one of them twice per wait,
+and registered and removed itself 10,000 times (docs/design/0082)."""
 
 from __future__ import annotations
 
@@ -28,16 +31,24 @@ GROWTHS_KEPT = 64
 """The store's latest growths (one per WAL group commit) kept for a wait's
 look before it sleeps: one begun that many commits after the caller's read
 looks at all of its partitions instead."""
+WIDE_WAIT_STREAMS = 32
+"""A wait over more streams than this is a wide one: matched against each
+growth (a few streams, a set lookup each) instead of registered under each
+of its streams (a dict entry made and taken out per stream per wait)."""
 
 
 class StreamWait:
-    """One wait from an event loop over many streams: registered once under
-    each, woken once by whichever grows first, with the streams that grew."""
+    """One wait from an event loop over many streams, woken once by
+    whichever grows first, with the streams that grew."""
 
-    __slots__ = ("future", "grown", "loop")
+    __slots__ = ("future", "grown", "loop", "watched")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, watched: dict[int, tuple[Partition, int]]
+    ) -> None:
         self.loop = loop
+        self.watched = watched
+        """Each stream watched: its partition and the position waited past."""
         self.future: asyncio.Future[None] = loop.create_future()
         self.grown: set[int] = set()
         """Filled by the notifying thread before the wake-up it sends."""
@@ -56,6 +67,8 @@ class DataWaiters:
         for its order and its removal by key). A stream's entry is popped
         when it grows and otherwise left, emptied, in place: removed, it
         could take a registration another loop was adding to it."""
+        self.wide_waits: set[StreamWait] = set()
+        """The waits over more than WIDE_WAIT_STREAMS streams, registered here only."""
         self._growths = 0
         self._grown: deque[tuple[int, set[int]]] = deque(maxlen=GROWTHS_KEPT)
         self._offset_waiters: dict[
@@ -76,7 +89,7 @@ class DataWaiters:
         if self.sync_waiters:
             with self.data_arrived:
                 self.data_arrived.notify_all()
-        if self.async_waiters:
+        if self.async_waiters or self.wide_waits:
             # One hop to each loop for all of its waiters: many consumers
             # tailing one partition (fan-out) wait on the same growth, and
             # a hop each cost the notifying thread and the loop N times.
@@ -86,6 +99,11 @@ class DataWaiters:
                 # A copy: its loop may be taking a wait out of it meanwhile.
                 for wait in list(waits) if waits else ():
                     wait.grown.add(stream_id)
+                    by_loop.setdefault(wait.loop, {})[wait] = None
+            for wait in list(self.wide_waits) if self.wide_waits else ():
+                # The smaller side is iterated: the few streams grown.
+                if not wait.watched.keys().isdisjoint(streams):
+                    wait.grown.update(s for s in streams if s in wait.watched)
                     by_loop.setdefault(wait.loop, {})[wait] = None
             for loop, woken in by_loop.items():
                 loop.call_soon_threadsafe(_wake_all, list(woken))
@@ -100,6 +118,8 @@ class DataWaiters:
         for waits in list(self.async_waiters.values()):
             for wait in list(waits):
                 wait.loop.call_soon_threadsafe(_wake, wait)
+        for wait in list(self.wide_waits):
+            wait.loop.call_soon_threadsafe(_wake, wait)
 
     def _wake_offset_waiters(self, streams: set[int]) -> None:
         ready = []
@@ -186,22 +206,20 @@ class DataWaiters:
         clock again). ``since``: a growth_mark taken before the caller read
         the partitions at ``positions``; without it, every partition is
         looked at before the wait sleeps."""
-        watched: dict[int, tuple[Partition, int]] = {}
-        for (topic, partition), offset in positions.items():
-            try:
-                leader = self.registry.partition(topic, partition)
-            except EngineError:
-                return True  # let the caller's fetch report it
-            watched[leader.stream_id] = (leader, offset)
-        if not watched:
+        watched = self._watched(positions)
+        if not watched:  # none, or one the caller's read will report
             return True
-        wait = StreamWait(asyncio.get_running_loop())
+        wait = StreamWait(asyncio.get_running_loop(), watched)
         waiters = self.async_waiters
-        for stream_id in watched:
-            waits = waiters.get(stream_id)
-            if waits is None:
-                waits = waiters[stream_id] = {}
-            waits[wait] = None
+        wide = len(watched) > WIDE_WAIT_STREAMS
+        if wide:
+            self.wide_waits.add(wait)
+        else:
+            for stream_id in watched:
+                waits = waiters.get(stream_id)
+                if waits is None:
+                    waits = waiters[stream_id] = {}
+                waits[wait] = None
         try:
             # Registered first, looked at next: a growth the look misses
             # pops this wait and wakes it.
@@ -214,10 +232,33 @@ class DataWaiters:
             # or the close, which wake every wait).
             return _any_data(watched, wait.grown)
         finally:
-            for stream_id in watched.keys() - wait.grown:
-                waits = waiters.get(stream_id)
-                if waits:
-                    waits.pop(wait, None)
+            if wide:
+                self.wide_waits.discard(wait)
+            else:
+                for stream_id in watched.keys() - wait.grown:
+                    waits = waiters.get(stream_id)
+                    if waits:
+                        waits.pop(wait, None)
+
+    def _watched(
+        self, positions: Mapping[TopicPartition, int]
+    ) -> dict[int, tuple[Partition, int]] | None:
+        """Each position's partition by its stream id, its topic looked up
+        once for its run of partitions; None if one is unknown."""
+        watched: dict[int, tuple[Partition, int]] = {}
+        name = None
+        partitions: list[Partition] = []
+        for (topic, partition), offset in positions.items():
+            if topic != name:
+                found = self.registry.topics.get(topic)
+                if found is None:
+                    return None
+                name, partitions = topic, found.partitions
+            if not 0 <= partition < len(partitions):
+                return None
+            leader = partitions[partition]
+            watched[leader.stream_id] = (leader, offset)
+        return watched
 
     def _grown_since(self, since: int | None, watched: Mapping[int, object]) -> Iterable[int]:
         """The watched streams that may have grown since the mark ``since``:
@@ -236,8 +277,9 @@ class DataWaiters:
         return [stream_id for stream_id in grown if stream_id in watched]
 
     def waiting_count(self) -> int:
-        """The waits from event loops registered, counted once per stream."""
-        return sum(len(waits) for waits in list(self.async_waiters.values()))
+        """The waits from event loops registered (each counted once)."""
+        narrow = {wait for waits in list(self.async_waiters.values()) for wait in list(waits)}
+        return len(narrow) + len(self.wide_waits)
 
     def close(self) -> None:
         """Wakes every waiter: consumers find no data, retries get EngineClosed."""

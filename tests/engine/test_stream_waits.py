@@ -17,7 +17,7 @@ import pytest
 
 import engine
 from engine.clock import ManualClock
-from engine.data_waiters import GROWTHS_KEPT
+from engine.data_waiters import GROWTHS_KEPT, WIDE_WAIT_STREAMS
 from engine.types import TopicPartition
 
 PARTITIONS = 50
@@ -25,8 +25,8 @@ TIMEOUT = 30.0
 
 
 def registered(opened: engine.Engine) -> int:
-    """The waits registered, once per stream each watches."""
-    return sum(len(waits) for waits in list(opened._waiters.async_waiters.values()))
+    """The waits registered, each counted once."""
+    return opened._waiters.waiting_count()
 
 
 @contextmanager
@@ -56,8 +56,13 @@ def stream_of(opened: engine.Engine, partition: int) -> int:
     return opened.partition("t", partition).stream_id
 
 
-def at_start() -> dict[TopicPartition, int]:
-    return {TopicPartition("t", p): 0 for p in range(PARTITIONS)}
+def at_start(width: int = PARTITIONS) -> dict[TopicPartition, int]:
+    return {TopicPartition("t", p): 0 for p in range(width)}
+
+
+WIDTHS = pytest.mark.parametrize("width", [8, PARTITIONS], ids=["narrow", "wide"])
+"""A wait over a few partitions is registered under each, one over many once."""
+assert 8 <= WIDE_WAIT_STREAMS < PARTITIONS
 
 
 def produce(opened: engine.Engine, partition: int) -> None:
@@ -78,18 +83,21 @@ async def until_registered(opened: engine.Engine, count: int) -> None:
             await asyncio.sleep(0.005)
 
 
-def test_a_wake_up_looks_only_at_the_partition_that_grew(opened: engine.Engine) -> None:
+@WIDTHS
+def test_a_wake_up_looks_only_at_the_partition_that_grew(opened: engine.Engine, width: int) -> None:
+    grown = width - 2
+
     async def main() -> tuple[bool, Counter[int]]:
-        wait = asyncio.ensure_future(opened.wait_for_data_async(at_start(), TIMEOUT))
-        await until_registered(opened, PARTITIONS)
+        wait = asyncio.ensure_future(opened.wait_for_data_async(at_start(width), TIMEOUT))
+        await until_registered(opened, 1)
         with counted_looks(opened) as looks:
-            await asyncio.to_thread(produce, opened, 37)
+            await asyncio.to_thread(produce, opened, grown)
             woken = await wait
         return woken, looks
 
     woken, looks = asyncio.run(main())
     assert woken
-    assert set(looks) == {stream_of(opened, 37)}
+    assert set(looks) == {stream_of(opened, grown)}
     assert registered(opened) == 0
 
 
@@ -106,12 +114,15 @@ def test_nothing_grown_since_the_read_no_look_before_the_sleep(opened: engine.En
     assert registered(opened) == 0
 
 
-def test_a_growth_between_the_read_and_the_wait_ends_it_at_once(opened: engine.Engine) -> None:
+@WIDTHS
+def test_a_growth_between_the_read_and_the_wait_ends_it_at_once(
+    opened: engine.Engine, width: int
+) -> None:
     async def main() -> tuple[bool, Counter[int]]:
         mark = opened.growth_mark()  # the caller's read begins
         produce(opened, 3)  # grows after the read looked at partition 3
         with counted_looks(opened) as looks:
-            found = await opened.wait_for_data_async(at_start(), TIMEOUT, mark)
+            found = await opened.wait_for_data_async(at_start(width), TIMEOUT, mark)
         return found, looks
 
     found, looks = asyncio.run(asyncio.wait_for(main(), TIMEOUT / 2))
@@ -148,10 +159,11 @@ def test_without_a_mark_every_partition_is_looked_at_once(opened: engine.Engine)
     assert looks == Counter({stream_of(opened, p): 1 for p in range(PARTITIONS)})
 
 
-def test_a_deleted_topic_ends_the_wait(opened: engine.Engine) -> None:
+@WIDTHS
+def test_a_deleted_topic_ends_the_wait(opened: engine.Engine, width: int) -> None:
     async def main() -> bool:
-        wait = asyncio.ensure_future(opened.wait_for_data_async(at_start(), TIMEOUT))
-        await until_registered(opened, PARTITIONS)
+        wait = asyncio.ensure_future(opened.wait_for_data_async(at_start(width), TIMEOUT))
+        await until_registered(opened, 1)
         await asyncio.to_thread(opened.delete_topic, "t")
         return await asyncio.wait_for(wait, TIMEOUT / 2)
 
@@ -159,10 +171,11 @@ def test_a_deleted_topic_ends_the_wait(opened: engine.Engine) -> None:
     assert registered(opened) == 0
 
 
-def test_a_cancelled_wait_leaves_no_registration(opened: engine.Engine) -> None:
+@WIDTHS
+def test_a_cancelled_wait_leaves_no_registration(opened: engine.Engine, width: int) -> None:
     async def main() -> None:
-        wait = asyncio.ensure_future(opened.wait_for_data_async(at_start(), TIMEOUT))
-        await until_registered(opened, PARTITIONS)
+        wait = asyncio.ensure_future(opened.wait_for_data_async(at_start(width), TIMEOUT))
+        await until_registered(opened, 1)
         wait.cancel()
         with pytest.raises(asyncio.CancelledError):
             await wait
@@ -183,7 +196,7 @@ def test_many_waits_over_the_same_partitions_leave_none_behind(opened: engine.En
         cancelled = [
             asyncio.ensure_future(opened.wait_for_data_async(at_start(), TIMEOUT)) for _ in range(5)
         ]
-        await until_registered(opened, 10 * PARTITIONS + 5 * 10)
+        await until_registered(opened, 15)
         await asyncio.sleep(0.3)  # the first five time out
         await asyncio.to_thread(produce, opened, 12)
         for wait in cancelled:
@@ -204,7 +217,7 @@ def test_a_jump_of_the_clock_ends_the_wait_with_no_data(tmp_path: Path) -> None:
 
         async def main() -> bool:
             wait = asyncio.ensure_future(opened.wait_for_data_async(at_start(), TIMEOUT))
-            await until_registered(opened, PARTITIONS)
+            await until_registered(opened, 1)
             await asyncio.to_thread(clock.advance, 60)
             return await asyncio.wait_for(wait, TIMEOUT / 2)
 
@@ -219,7 +232,7 @@ def test_the_close_ends_every_wait(tmp_path: Path) -> None:
 
         async def main() -> bool:
             wait = asyncio.ensure_future(opened.wait_for_data_async(at_start(), TIMEOUT))
-            await until_registered(opened, PARTITIONS)
+            await until_registered(opened, 1)
             await asyncio.to_thread(opened.close)
             found = await asyncio.wait_for(wait, TIMEOUT / 2)
             ended.set()
