@@ -168,7 +168,7 @@ class DataWaiters:
 
     def growth_mark(self) -> int:
         """A mark of the growths so far: a wait given it looks, before it
-        sleeps, only at the partitions that grew since (see wait_for_growth)."""
+        sleeps, only at the partitions that grew since (wait_for_data_async)."""
         return self._growths
 
     def _has_data(self, positions: Mapping[TopicPartition, int]) -> bool:
