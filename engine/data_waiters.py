@@ -71,6 +71,8 @@ class DataWaiters:
         """The waits over more than WIDE_WAIT_STREAMS streams, registered here only."""
         self._growths = 0
         self._grown: deque[tuple[int, set[int]]] = deque(maxlen=GROWTHS_KEPT)
+        self._growth_lock = threading.Lock()
+        """The WAL's thread and a topic's deletion both report growths."""
         self._offset_waiters: dict[
             int, list[tuple[int, Callable[[BaseException | None], None]]]
         ] = {}
@@ -82,8 +84,9 @@ class DataWaiters:
 
         The growth is counted and kept before any wait is popped: a wait
         registered after the pop looks at what the count says grew."""
-        self._growths += 1
-        self._grown.append((self._growths, streams))
+        with self._growth_lock:  # one count per growth, kept in its order
+            self._growths += 1
+            self._grown.append((self._growths, streams))
         if self._offset_waiters:
             self._wake_offset_waiters(streams)
         if self.sync_waiters:
@@ -230,7 +233,8 @@ class DataWaiters:
             # What did not grow still has nothing past its position: only
             # the streams that grew are looked at (none after a clock jump
             # or the close, which wake every wait).
-            return _any_data(watched, wait.grown)
+            # A copy: a growth of a stream still watched may add to it meanwhile.
+            return _any_data(watched, list(wait.grown))
         finally:
             if wide:
                 self.wide_waits.discard(wait)
