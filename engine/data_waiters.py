@@ -1,13 +1,24 @@
 """Who waits for data, and waking them: consumers polling from threads and
 from event loops, and producer retries waiting for an offset to become
-durable. The stream store's durability listener wakes them."""
+durable. The stream store's durability listener wakes them.
+
+A wait from an event loop (a long-polling Fetch, an async consumer) is one
+``StreamWait``, woken by the streams that grew and told which: after a
+wake-up it looks at those partitions only, and before it sleeps at those
+that grew since the caller's read began (``growth_mark``). A wait over a
+few streams is registered under each; one over many (a Fetch of every
+partition of a wide topic) is registered once, among the wide waits each
+growth is matched against, and removed in one step. A Fetch of 10,000
+caught-up partitions looked up and read every one of them twice per wait,
+and registered and removed itself 10,000 times (docs/design/0082)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import threading
-from collections.abc import Callable, Mapping
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
 
 from engine.clock import Clock
 from engine.errors import EngineClosed, EngineError, UnknownTopic
@@ -15,6 +26,33 @@ from engine.partition import Partition
 from engine.store_errors import translate
 from engine.topics import TopicRegistry
 from engine.types import TopicPartition
+from s3stream import S3StreamError
+
+GROWTHS_KEPT = 64
+"""The store's latest growths (one per WAL group commit) kept for a wait's
+look before it sleeps: one begun that many commits after the caller's read
+looks at all of its partitions instead."""
+WIDE_WAIT_STREAMS = 32
+"""A wait over more streams than this is a wide one: matched against each
+growth (a few streams, a set lookup each) instead of registered under each
+of its streams (a dict entry made and taken out per stream per wait)."""
+
+
+class StreamWait:
+    """One wait from an event loop over many streams, woken once by
+    whichever grows first, with the streams that grew."""
+
+    __slots__ = ("future", "grown", "loop", "watched")
+
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, watched: dict[int, tuple[Partition, int]]
+    ) -> None:
+        self.loop = loop
+        self.watched = watched
+        """Each stream watched: its partition and the position waited past."""
+        self.future: asyncio.Future[None] = loop.create_future()
+        self.grown: set[int] = set()
+        """Filled by the notifying thread before the wake-up it sends."""
 
 
 class DataWaiters:
@@ -25,7 +63,17 @@ class DataWaiters:
         self.closed = False
         self.data_arrived = threading.Condition()
         self.sync_waiters = 0
-        self.async_waiters: dict[int, list[asyncio.Future[None]]] = {}
+        self.async_waiters: dict[int, dict[StreamWait, None]] = {}
+        """The waits from event loops under each stream they watch (a dict
+        for its order and its removal by key). A stream's entry is popped
+        when it grows and otherwise left, emptied, in place: removed, it
+        could take a registration another loop was adding to it."""
+        self.wide_waits: set[StreamWait] = set()
+        """The waits over more than WIDE_WAIT_STREAMS streams, registered here only."""
+        self._growths = 0
+        self._grown: deque[tuple[int, set[int]]] = deque(maxlen=GROWTHS_KEPT)
+        self._growth_lock = threading.Lock()
+        """The WAL's thread and a topic's deletion both report growths."""
         self._offset_waiters: dict[
             int, list[tuple[int, Callable[[BaseException | None], None]]]
         ] = {}
@@ -33,30 +81,49 @@ class DataWaiters:
         clock.on_advance(self._clock_moved)
 
     def on_durable(self, streams: set[int]) -> None:
-        """The store's listener: some streams grew. Wakes waiting consumers."""
+        """The store's listener: some streams grew. Wakes waiting consumers.
+
+        The growth is counted and kept before any wait is popped: a wait
+        registered after the pop looks at what the count says grew."""
+        with self._growth_lock:  # one count per growth, kept in its order
+            self._growths += 1
+            self._grown.append((self._growths, streams))
         if self._offset_waiters:
             self._wake_offset_waiters(streams)
         if self.sync_waiters:
             with self.data_arrived:
                 self.data_arrived.notify_all()
-        if self.async_waiters:
+        if self.async_waiters or self.wide_waits:
             # One hop to each loop for all of its waiters: many consumers
             # tailing one partition (fan-out) wait on the same growth, and
             # a hop each cost the notifying thread and the loop N times.
-            by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
+            by_loop: dict[asyncio.AbstractEventLoop, dict[StreamWait, None]] = {}
             for stream_id in streams:
-                for waiter in self.async_waiters.pop(stream_id, None) or ():
-                    by_loop.setdefault(waiter.get_loop(), []).append(waiter)
-            for loop, waiters in by_loop.items():
-                loop.call_soon_threadsafe(_wake_all, waiters)
+                waits = self.async_waiters.pop(stream_id, None)
+                # A copy: its loop may be taking a wait out of it meanwhile.
+                for wait in list(waits) if waits else ():
+                    wait.grown.add(stream_id)
+                    by_loop.setdefault(wait.loop, {})[wait] = None
+            for wait in list(self.wide_waits) if self.wide_waits else ():
+                # The smaller side is iterated: the few streams grown.
+                if not wait.watched.keys().isdisjoint(streams):
+                    wait.grown.update(s for s in streams if s in wait.watched)
+                    by_loop.setdefault(wait.loop, {})[wait] = None
+            for loop, woken in by_loop.items():
+                loop.call_soon_threadsafe(_wake_all, list(woken))
 
     def _clock_moved(self) -> None:
         """A clock that jumps (a ManualClock): a waiter's timeout may be over."""
         with self.data_arrived:
             self.data_arrived.notify_all()
-        for waiters in list(self.async_waiters.values()):
-            for waiter in waiters:
-                waiter.get_loop().call_soon_threadsafe(_wake, waiter)
+        self._wake_every_wait()
+
+    def _wake_every_wait(self) -> None:
+        for waits in list(self.async_waiters.values()):
+            for wait in list(waits):
+                wait.loop.call_soon_threadsafe(_wake, wait)
+        for wait in list(self.wide_waits):
+            wait.loop.call_soon_threadsafe(_wake, wait)
 
     def _wake_offset_waiters(self, streams: set[int]) -> None:
         ready = []
@@ -115,13 +182,19 @@ class DataWaiters:
                 return
         callback(UnknownTopic(leader.topic) if gone else None)
 
+    def growth_mark(self) -> int:
+        """A mark of the growths so far: a wait given it looks, before it
+        sleeps, only at the partitions that grew since (wait_for_data_async)."""
+        return self._growths
+
     def _has_data(self, positions: Mapping[TopicPartition, int]) -> bool:
         for (topic, partition), offset in positions.items():
             try:
                 leader = self.registry.partition(topic, partition)
             except EngineError:
                 return True  # let the caller's fetch report it
-            if leader.high_watermark > offset or leader.log_start_offset > offset:
+            log_start, high_watermark = leader.watermarks()
+            if high_watermark > offset or log_start > offset:
                 return True
         return not positions
 
@@ -142,38 +215,95 @@ class DataWaiters:
                 self.sync_waiters -= 1
 
     async def wait_for_data_async(
-        self, positions: Mapping[TopicPartition, int], timeout: float
+        self, positions: Mapping[TopicPartition, int], timeout: float, since: int | None = None
     ) -> bool:
         """Like wait_for_data, without blocking the event loop; a jump of
         the clock ends the wait early (with no data: the caller reads the
-        clock again)."""
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        streams = []
-        for topic, partition in positions:
-            with contextlib.suppress(EngineError):
-                streams.append(self.registry.partition(topic, partition).stream_id)
-        for stream_id in streams:
-            self.async_waiters.setdefault(stream_id, []).append(waiter)
+        clock again). ``since``: a growth_mark taken before the caller read
+        the partitions at ``positions``; without it, every partition is
+        looked at before the wait sleeps."""
+        watched = self._watched(positions)
+        if not watched:  # none, or one the caller's read will report
+            return True
+        wait = StreamWait(asyncio.get_running_loop(), watched)
+        waiters = self.async_waiters
+        wide = len(watched) > WIDE_WAIT_STREAMS
+        if wide:
+            self.wide_waits.add(wait)
+        else:
+            for stream_id in watched:
+                waits = waiters.get(stream_id)
+                if waits is None:
+                    waits = waiters[stream_id] = {}
+                waits[wait] = None
         try:
-            if self._has_data(positions):
+            # Registered first, looked at next: a growth the look misses
+            # pops this wait and wakes it.
+            if _any_data(watched, self._grown_since(since, watched)):
                 return True
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(waiter), timeout)
-            return self._has_data(positions)
+                await asyncio.wait_for(asyncio.shield(wait.future), timeout)
+            # What did not grow still has nothing past its position: only
+            # the streams that grew are looked at (none after a clock jump
+            # or the close, which wake every wait).
+            # A copy: a growth of a stream still watched may add to it meanwhile.
+            return _any_data(watched, list(wait.grown))
         finally:
-            for stream_id in streams:
-                waiting = self.async_waiters.get(stream_id)
-                if waiting and waiter in waiting:
-                    waiting.remove(waiter)
+            if wide:
+                self.wide_waits.discard(wait)
+            else:
+                for stream_id in watched.keys() - wait.grown:
+                    waits = waiters.get(stream_id)
+                    if waits:
+                        waits.pop(wait, None)
+
+    def _watched(
+        self, positions: Mapping[TopicPartition, int]
+    ) -> dict[int, tuple[Partition, int]] | None:
+        """Each position's partition by its stream id, its topic looked up
+        once for its run of partitions; None if one is unknown."""
+        watched: dict[int, tuple[Partition, int]] = {}
+        name = None
+        partitions: list[Partition] = []
+        for (topic, partition), offset in positions.items():
+            if topic != name:
+                found = self.registry.topics.get(topic)
+                if found is None:
+                    return None
+                name, partitions = topic, found.partitions
+            if not 0 <= partition < len(partitions):
+                return None
+            leader = partitions[partition]
+            watched[leader.stream_id] = (leader, offset)
+        return watched
+
+    def _grown_since(self, since: int | None, watched: Mapping[int, object]) -> Iterable[int]:
+        """The watched streams that may have grown since the mark ``since``:
+        all of them if the growths kept do not reach back to it."""
+        if since is None:
+            return watched.keys()
+        if since == self._growths:
+            return ()
+        kept = list(self._grown)  # a copy: the notifying thread appends to it
+        if not kept or kept[0][0] > since + 1:
+            return watched.keys()
+        grown: set[int] = set()
+        for count, streams in kept:
+            if count > since:
+                grown.update(streams)
+        return [stream_id for stream_id in grown if stream_id in watched]
+
+    def waiting_count(self) -> int:
+        """The waits from event loops registered (each counted once)."""
+        narrow = {wait for waits in list(self.async_waiters.values()) for wait in list(waits)}
+        return len(narrow) + len(self.wide_waits)
 
     def close(self) -> None:
         """Wakes every waiter: consumers find no data, retries get EngineClosed."""
         self.closed = True
         with self.data_arrived:
             self.data_arrived.notify_all()
-        for waiters in list(self.async_waiters.values()):
-            for waiter in waiters:
-                waiter.get_loop().call_soon_threadsafe(_wake, waiter)
+        self._wake_every_wait()
         with self._offset_waiters_lock:
             pending = [c for waiting in self._offset_waiters.values() for _, c in waiting]
             self._offset_waiters.clear()
@@ -181,11 +311,27 @@ class DataWaiters:
             callback(EngineClosed())
 
 
-def _wake_all(waiters: list[asyncio.Future[None]]) -> None:
-    for waiter in waiters:
-        _wake(waiter)
+def _any_data(watched: Mapping[int, tuple[Partition, int]], streams: Iterable[int]) -> bool:
+    """Whether a watched partition among ``streams`` has data past its
+    position, or is gone (the caller's read finds why): one look at each."""
+    for stream_id in streams:
+        leader, offset = watched[stream_id]
+        if leader.deleted:
+            return True
+        try:
+            log_start, high_watermark = leader.watermarks()
+        except (EngineError, S3StreamError):
+            return True  # the caller's read answers the error
+        if high_watermark > offset or log_start > offset:
+            return True
+    return False
 
 
-def _wake(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_result(None)
+def _wake_all(waits: list[StreamWait]) -> None:
+    for wait in waits:
+        _wake(wait)
+
+
+def _wake(wait: StreamWait) -> None:
+    if not wait.future.done():
+        wait.future.set_result(None)

@@ -883,10 +883,16 @@ class Engine:
         return self._waiters.wait_for_data(positions, timeout)
 
     async def wait_for_data_async(
-        self, positions: Mapping[TopicPartition, int], timeout: float
+        self, positions: Mapping[TopicPartition, int], timeout: float, since: int | None = None
     ) -> bool:
-        """Like wait_for_data, without blocking the event loop."""
-        return await self._waiters.wait_for_data_async(positions, timeout)
+        """Like wait_for_data, without blocking the event loop. ``since``:
+        a growth_mark() taken before the caller read the partitions, so
+        that only those that grew since are looked at before the wait."""
+        return await self._waiters.wait_for_data_async(positions, timeout, since)
+
+    def growth_mark(self) -> int:
+        """A mark of the streams' growths so far, for wait_for_data_async."""
+        return self._waiters.growth_mark()
 
     # -- background work (maintenance.py) ---------------------------------------------
 

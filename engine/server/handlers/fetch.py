@@ -175,6 +175,9 @@ async def handle_fetch(context: RequestContext, request: FetchRequest) -> dict[s
         context, AclOperation.READ, (w.topic for w in wanted if w.topic is not None)
     )
     while True:
+        # Taken before the read: the wait below looks again only at the
+        # partitions that grew after it (docs/design/0082).
+        mark = engine.growth_mark()
         reads = await PausedWhileRunning(
             _read_all(context, wanted, max_bytes, committed, quiet, refused)
         )
@@ -197,7 +200,7 @@ async def handle_fetch(context: RequestContext, request: FetchRequest) -> dict[s
         if not beyond:  # internal topics only: nothing will ever arrive
             await asyncio.sleep(remaining)
             continue
-        if not await engine.wait_for_data_async(beyond, remaining):
+        if not await engine.wait_for_data_async(beyond, remaining, mark):
             reads = await PausedWhileRunning(
                 _read_all(context, wanted, max_bytes, committed, quiet, refused)
             )

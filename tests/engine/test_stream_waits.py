@@ -1,0 +1,243 @@
+"""A wait from an event loop over many partitions (a long-polling Fetch)
+looks only at the partitions that grew: after its wake-up those the wake-up
+names, before it sleeps those that grew since the caller's read began; and
+it leaves no registration behind, however it ends (docs/design/0082)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import engine
+from engine.clock import ManualClock
+from engine.data_waiters import GROWTHS_KEPT, WIDE_WAIT_STREAMS
+from engine.types import TopicPartition
+
+PARTITIONS = 50
+TIMEOUT = 30.0
+
+
+def registered(opened: engine.Engine) -> int:
+    """The waits registered, each counted once."""
+    return opened._waiters.waiting_count()
+
+
+@contextmanager
+def counted_looks(opened: engine.Engine) -> Iterator[Counter[int]]:
+    """The store's looks at a stream's offsets, by stream id, while open."""
+    looks: Counter[int] = Counter()
+    store: Any = opened.store
+    originals = {name: getattr(store, name) for name in ("offsets", "end_offset", "start_offset")}
+
+    def counting(original: Callable[[int], Any]) -> Callable[[int], Any]:
+        def look(stream_id: int) -> Any:
+            looks[stream_id] += 1
+            return original(stream_id)
+
+        return look
+
+    for name, original in originals.items():
+        setattr(store, name, counting(original))
+    try:
+        yield looks
+    finally:
+        for name in originals:
+            delattr(store, name)  # the class's methods again
+
+
+def stream_of(opened: engine.Engine, partition: int) -> int:
+    return opened.partition("t", partition).stream_id
+
+
+def at_start(width: int = PARTITIONS) -> dict[TopicPartition, int]:
+    return {TopicPartition("t", p): 0 for p in range(width)}
+
+
+WIDTHS = pytest.mark.parametrize("width", [8, PARTITIONS], ids=["narrow", "wide"])
+"""A wait over a few partitions is registered under each, one over many once."""
+assert 8 <= WIDE_WAIT_STREAMS < PARTITIONS
+
+
+def produce(opened: engine.Engine, partition: int) -> None:
+    with opened.producer() as producer:
+        producer.send("t", b"grown", partition=partition).result(TIMEOUT)
+
+
+@pytest.fixture
+def opened(tmp_path: Path) -> Iterator[engine.Engine]:
+    with engine.open(tmp_path / "data", config=engine.EngineConfig.small()) as opened:
+        opened.create_topic("t", PARTITIONS)
+        yield opened
+
+
+async def until_registered(opened: engine.Engine, count: int) -> None:
+    async with asyncio.timeout(TIMEOUT):
+        while registered(opened) < count:
+            await asyncio.sleep(0.005)
+
+
+@WIDTHS
+def test_a_wake_up_looks_only_at_the_partition_that_grew(opened: engine.Engine, width: int) -> None:
+    grown = width - 2
+
+    async def main() -> tuple[bool, Counter[int]]:
+        wait = asyncio.ensure_future(opened.wait_for_data_async(at_start(width), TIMEOUT))
+        await until_registered(opened, 1)
+        with counted_looks(opened) as looks:
+            await asyncio.to_thread(produce, opened, grown)
+            woken = await wait
+        return woken, looks
+
+    woken, looks = asyncio.run(main())
+    assert woken
+    assert set(looks) == {stream_of(opened, grown)}
+    assert registered(opened) == 0
+
+
+def test_nothing_grown_since_the_read_no_look_before_the_sleep(opened: engine.Engine) -> None:
+    async def main() -> tuple[bool, Counter[int]]:
+        mark = opened.growth_mark()
+        with counted_looks(opened) as looks:
+            found = await opened.wait_for_data_async(at_start(), 0.05, mark)
+        return found, looks
+
+    found, looks = asyncio.run(main())
+    assert not found
+    assert not looks
+    assert registered(opened) == 0
+
+
+@WIDTHS
+def test_a_growth_between_the_read_and_the_wait_ends_it_at_once(
+    opened: engine.Engine, width: int
+) -> None:
+    async def main() -> tuple[bool, Counter[int]]:
+        mark = opened.growth_mark()  # the caller's read begins
+        produce(opened, 3)  # grows after the read looked at partition 3
+        with counted_looks(opened) as looks:
+            found = await opened.wait_for_data_async(at_start(width), TIMEOUT, mark)
+        return found, looks
+
+    found, looks = asyncio.run(asyncio.wait_for(main(), TIMEOUT / 2))
+    assert found
+    assert set(looks) == {stream_of(opened, 3)}
+    assert registered(opened) == 0
+
+
+def test_growths_past_those_kept_look_at_every_partition(opened: engine.Engine) -> None:
+    """A wait whose mark is older than the growths kept cannot tell which
+    partitions grew, so it looks at them all and finds the first growth."""
+
+    async def main() -> bool:
+        mark = opened.growth_mark()
+        produce(opened, 9)
+        for _ in range(GROWTHS_KEPT + 1):
+            produce(opened, 0)
+        positions = at_start()
+        positions[TopicPartition("t", 0)] = opened.offsets("t", 0)[1]
+        return await opened.wait_for_data_async(positions, TIMEOUT, mark)
+
+    assert asyncio.run(asyncio.wait_for(main(), TIMEOUT / 2))
+
+
+def test_without_a_mark_every_partition_is_looked_at_once(opened: engine.Engine) -> None:
+    async def main() -> tuple[bool, Counter[int]]:
+        with counted_looks(opened) as looks:
+            found = await opened.wait_for_data_async(at_start(), 0.05)
+        return found, looks
+
+    found, looks = asyncio.run(main())
+    assert not found
+    # Before the sleep, one look (both offsets) at each; none after a timeout.
+    assert looks == Counter({stream_of(opened, p): 1 for p in range(PARTITIONS)})
+
+
+@WIDTHS
+def test_a_deleted_topic_ends_the_wait(opened: engine.Engine, width: int) -> None:
+    async def main() -> bool:
+        wait = asyncio.ensure_future(opened.wait_for_data_async(at_start(width), TIMEOUT))
+        await until_registered(opened, 1)
+        await asyncio.to_thread(opened.delete_topic, "t")
+        return await asyncio.wait_for(wait, TIMEOUT / 2)
+
+    assert asyncio.run(main())
+    assert registered(opened) == 0
+
+
+@WIDTHS
+def test_a_cancelled_wait_leaves_no_registration(opened: engine.Engine, width: int) -> None:
+    async def main() -> None:
+        wait = asyncio.ensure_future(opened.wait_for_data_async(at_start(width), TIMEOUT))
+        await until_registered(opened, 1)
+        wait.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await wait
+
+    asyncio.run(main())
+    assert registered(opened) == 0
+
+
+def test_many_waits_over_the_same_partitions_leave_none_behind(opened: engine.Engine) -> None:
+    """Waits that time out, waits woken, and waits cancelled, side by side."""
+
+    async def main() -> list[bool]:
+        timing_out = [
+            asyncio.ensure_future(opened.wait_for_data_async(at_start(), 0.2)) for _ in range(5)
+        ]
+        tail = {TopicPartition("t", p): 0 for p in range(10, 20)}
+        woken = [asyncio.ensure_future(opened.wait_for_data_async(tail, TIMEOUT)) for _ in range(5)]
+        cancelled = [
+            asyncio.ensure_future(opened.wait_for_data_async(at_start(), TIMEOUT)) for _ in range(5)
+        ]
+        await until_registered(opened, 15)
+        await asyncio.sleep(0.3)  # the first five time out
+        await asyncio.to_thread(produce, opened, 12)
+        for wait in cancelled:
+            wait.cancel()
+        answers = await asyncio.gather(*timing_out, *woken)
+        await asyncio.gather(*cancelled, return_exceptions=True)
+        return answers
+
+    answers = asyncio.run(asyncio.wait_for(main(), TIMEOUT))
+    assert answers == [False] * 5 + [True] * 5
+    assert registered(opened) == 0
+
+
+def test_a_jump_of_the_clock_ends_the_wait_with_no_data(tmp_path: Path) -> None:
+    clock = ManualClock()
+    with engine.open(tmp_path / "data", config=engine.EngineConfig.small(), clock=clock) as opened:
+        opened.create_topic("t", PARTITIONS)
+
+        async def main() -> bool:
+            wait = asyncio.ensure_future(opened.wait_for_data_async(at_start(), TIMEOUT))
+            await until_registered(opened, 1)
+            await asyncio.to_thread(clock.advance, 60)
+            return await asyncio.wait_for(wait, TIMEOUT / 2)
+
+        assert not asyncio.run(main())
+        assert registered(opened) == 0
+
+
+def test_the_close_ends_every_wait(tmp_path: Path) -> None:
+    with engine.open(tmp_path / "data", config=engine.EngineConfig.small()) as opened:
+        opened.create_topic("t", PARTITIONS)
+        ended = threading.Event()
+
+        async def main() -> bool:
+            wait = asyncio.ensure_future(opened.wait_for_data_async(at_start(), TIMEOUT))
+            await until_registered(opened, 1)
+            await asyncio.to_thread(opened.close)
+            found = await asyncio.wait_for(wait, TIMEOUT / 2)
+            ended.set()
+            return found
+
+        assert not asyncio.run(main())
+        assert ended.is_set()
+        assert registered(opened) == 0
