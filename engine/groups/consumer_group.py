@@ -200,9 +200,12 @@ class ConsumerGroup:
 
     # -- the heartbeat -------------------------------------------------------------
 
-    def heartbeat(self, request: Heartbeat) -> Future[HeartbeatResult]:
+    def heartbeat(
+        self, request: Heartbeat, if_refused: Callable[[], None] | None = None
+    ) -> Future[HeartbeatResult]:
         """Joins, leaves or heartbeats (by the member epoch). The future
-        resolves once what changed is durable."""
+        resolves once what changed is durable. ``if_refused`` is called
+        before that write when the heartbeat is refused."""
         try:
             if request.member_epoch in (LEAVE_GROUP_MEMBER_EPOCH, LEAVE_GROUP_STATIC_MEMBER_EPOCH):
                 result = self._leave(request)
@@ -210,6 +213,8 @@ class ConsumerGroup:
                 result = self._heartbeat(request)
         except Refused as refused:
             result = HeartbeatResult(refused.code, refused.message)
+            if if_refused is not None:
+                if_refused()
         future: Future[HeartbeatResult] = running_future()
 
         def written(error: KafkaCode) -> None:

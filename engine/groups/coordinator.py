@@ -725,16 +725,36 @@ class GroupCoordinator:
                             raise
                     except Refused as refused:
                         return done(HeartbeatResult(refused.code, refused.message))
-                    self._classic_groups.drop(classic, KafkaCode.REBALANCE_IN_PROGRESS)
-                else:
-                    if classic is not None:
-                        # An empty classic group becomes a consumer group;
-                        # its offsets stay, its stored metadata goes.
-                        self.write({}, self._classic_groups.drop(classic))
-                    group = self._consumer_groups.create(group_id)
+                    return self._take_over(classic, group, request)
+                if classic is not None:
+                    # An empty classic group becomes a consumer group;
+                    # its offsets stay, its stored metadata goes.
+                    self.write({}, self._classic_groups.drop(classic))
+                group = self._consumer_groups.create(group_id)
             answer = group.heartbeat(request)
             self._consumer_groups.forget_if_unused(group)
             return answer
+
+    def _take_over(
+        self, classic: ClassicGroup, group: ConsumerGroup, request: Heartbeat
+    ) -> Future[HeartbeatResult]:
+        """The joining heartbeat of the consumer group that holds
+        ``classic``'s members. Refused (the group is full, its instance id
+        is a classic member's), it changes nothing: as Kafka, whose refused
+        heartbeat writes no record, the classic group stays, served as it
+        was, and the consumer group is neither kept nor written."""
+        refused = False
+
+        def undo() -> None:
+            nonlocal refused
+            refused = True
+            self._consumer_groups.drop(group, write=False)
+            group.hand_over({}, [])
+
+        answer = group.heartbeat(request, undo)
+        if not refused:
+            self._classic_groups.drop(classic, KafkaCode.REBALANCE_IN_PROGRESS)
+        return answer
 
     def _downgrade(self, group: ConsumerGroup, leaving: ConsumerMember | None) -> bool:
         """The last consumer-protocol member of ``group`` is fenced (or,

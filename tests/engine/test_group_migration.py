@@ -350,3 +350,51 @@ def test_an_empty_classic_group_with_a_member_id_handed_out_is_replaced(
     late = _join(groups, pending.member_id)
     assert (late.error, late.member_id) == (E.NONE, pending.member_id)
     assert _members(groups) == {"new-member", pending.member_id}
+
+
+@pytest.mark.parametrize("refusal", ["max_size", "instance_id"])
+def test_a_refused_join_leaves_the_classic_group_as_it_was(
+    engine_factory: EngineFactory, tmp_path: Path, refusal: str
+) -> None:
+    """As Kafka, whose refused heartbeat writes nothing: a consumer-protocol
+    member refused the group it would take over (the group is full, or its
+    instance id belongs to a classic member) converts nothing, in memory
+    or in the state log."""
+    settings = engine.GroupConfig(
+        group_initial_rebalance_delay_ms=0,
+        group_min_session_timeout_ms=10,
+        group_consumer_max_size=1 if refusal == "max_size" else 10,
+    )
+    data = tmp_path / "node"
+    opened = engine_factory(data_dir=data, groups=settings)
+    opened.create_topic(TOPIC, 4)
+    groups = opened.groups
+    classic = groups.join_group(
+        "g",
+        "",
+        "host-x",
+        "consumer",
+        [("range", _metadata())],
+        SESSION_MS,
+        REBALANCE_MS,
+    ).result(TIMEOUT)
+    assert classic.error == E.NONE
+    _sync(groups, classic.member_id, classic.generation_id, leader=True)
+    refused = groups.consumer_group_heartbeat(
+        Heartbeat(
+            "g",
+            "new-member",
+            0,
+            instance_id=None if refusal == "max_size" else "host-x",
+            rebalance_timeout_ms=REBALANCE_MS,
+            subscribed_topic_names=[TOPIC],
+            owned_partitions={},
+        )
+    ).result(TIMEOUT)
+    expected = E.GROUP_MAX_SIZE_REACHED if refusal == "max_size" else E.UNRELEASED_INSTANCE_ID
+    assert refused.error == expected
+    assert _kind_and_members(groups) == ("classic", {classic.member_id})
+    assert groups.heartbeat("g", classic.generation_id, classic.member_id, "host-x") == E.NONE
+    opened.close()
+    loaded = engine_factory(data_dir=data, groups=settings).groups
+    assert _kind_and_members(loaded) == ("classic", {classic.member_id})
