@@ -159,7 +159,8 @@ def heartbeat(
 
 
 def leave(group: ConsumerGroup, member_id: str, instance_id: str | None) -> KafkaCode:
-    """A LeaveGroup member: its partitions are free and the epoch moves on."""
+    """A LeaveGroup member, classic: its partitions are free and the epoch
+    moves on."""
     if instance_id is not None:
         found = group.static_members.get(instance_id)
         if found is None:
@@ -168,7 +169,9 @@ def leave(group: ConsumerGroup, member_id: str, instance_id: str | None) -> Kafk
             return KafkaCode.FENCED_INSTANCE_ID
         member_id = found
     member = group.members.get(member_id)
-    if member is None:
+    if member is None or member.classic is None:
+        # A consumer-protocol member leaves by its own heartbeat, as in
+        # Kafka (throwIfMemberDoesNotUseClassicProtocol), by id or instance id.
         return KafkaCode.UNKNOWN_MEMBER_ID
     group.remove_member(member, "it left the group")
     return KafkaCode.NONE

@@ -398,3 +398,31 @@ def test_a_refused_join_leaves_the_classic_group_as_it_was(
     opened.close()
     loaded = engine_factory(data_dir=data, groups=settings).groups
     assert _kind_and_members(loaded) == ("classic", {classic.member_id})
+
+
+def test_a_leave_group_does_not_remove_a_consumer_protocol_member(
+    open_engine: Callable[..., engine.Engine],
+) -> None:
+    """As Kafka (throwIfMemberDoesNotUseClassicProtocol): LeaveGroup speaks
+    for classic members only, by member id or by instance id; a
+    consumer-protocol member leaves by its own heartbeat."""
+    groups = open_engine().groups
+    classic = _join(groups, "")
+    _sync(groups, classic.member_id, classic.generation_id, leader=True)
+    joined = groups.consumer_group_heartbeat(
+        Heartbeat(
+            "g",
+            "new-member",
+            0,
+            instance_id="host-x",
+            rebalance_timeout_ms=REBALANCE_MS,
+            subscribed_topic_names=[TOPIC],
+            owned_partitions={},
+        )
+    ).result(TIMEOUT)
+    assert joined.error == E.NONE
+    assert groups.leave_group("g", [("new-member", None)]) == [E.UNKNOWN_MEMBER_ID]
+    assert groups.leave_group("g", [("", "host-x")]) == [E.UNKNOWN_MEMBER_ID]
+    assert _kind_and_members(groups) == ("consumer", {classic.member_id, "new-member"})
+    assert groups.leave_group("g", [(classic.member_id, None)]) == [E.NONE]
+    assert _kind_and_members(groups) == ("consumer", {"new-member"})
