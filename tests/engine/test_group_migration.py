@@ -426,3 +426,30 @@ def test_a_leave_group_does_not_remove_a_consumer_protocol_member(
     assert _kind_and_members(groups) == ("consumer", {classic.member_id, "new-member"})
     assert groups.leave_group("g", [(classic.member_id, None)]) == [E.NONE]
     assert _kind_and_members(groups) == ("consumer", {"new-member"})
+
+
+def test_a_classic_member_heartbeating_with_the_consumer_protocol_is_no_longer_classic(
+    open_engine: Callable[..., engine.Engine],
+) -> None:
+    """As Kafka (its ConsumerGroupHeartbeat sets no classic metadata): a
+    member that joins again with the consumer protocol is a member of it,
+    answered no longer through JoinGroup, SyncGroup or Heartbeat."""
+    groups = open_engine().groups
+    classic, _ = _taken_over(groups)
+    rejoined = groups.consumer_group_heartbeat(
+        Heartbeat(
+            "g",
+            classic,
+            0,
+            rebalance_timeout_ms=REBALANCE_MS,
+            subscribed_topic_names=[TOPIC],
+            owned_partitions={},
+        )
+    ).result(TIMEOUT)
+    assert rejoined.error == E.NONE
+    (described,) = groups.consumer_group_describe(["g"])
+    assert {m.member_id: m.classic for m in described.members} == {
+        classic: False,
+        "new-member": False,
+    }
+    assert groups.heartbeat("g", rejoined.member_epoch, classic, None) == E.UNKNOWN_MEMBER_ID
