@@ -11,6 +11,7 @@ consumers check a rolling upgrade of a consuming application.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Collection, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -506,3 +507,52 @@ def test_a_rolling_upgrade_and_downgrade_lose_nothing(server: ServerProcess, top
         for member in running:
             member.close()
     _check_reads(bootstrap, group, topic, running + done, produced)
+
+
+def _consumer_members(bootstrap: str, group: str) -> dict[str, int]:
+    """The consumer group's members by id: their ConsumerGroupDescribe type."""
+    (described,) = _ask(bootstrap, ApiKey.CONSUMER_GROUP_DESCRIBE, 1, group_ids=[group]).groups
+    if described.error_code != KafkaCode.NONE:
+        return {}
+    return {m.member_id: m.member_type for m in described.members}
+
+
+def test_a_leave_group_does_not_fence_a_consumer_protocol_member(
+    server: ServerProcess, topic: str
+) -> None:
+    """A LeaveGroup naming a librdkafka consumer-protocol member of the
+    group (its id is in ConsumerGroupDescribe) is UNKNOWN_MEMBER_ID, as
+    Kafka answers: only classic members leave by LeaveGroup."""
+    bootstrap = server.bootstrap
+    group = f"leave-{topic}"
+    create_topic(bootstrap, topic, 4)
+    classic, _ = _classic_group_of_one(bootstrap, group, topic)
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": group,
+            "group.protocol": "consumer",
+            "enable.auto.commit": False,
+            **quiet_librdkafka(),
+        }
+    )
+    try:
+        consumer.subscribe([topic])
+        deadline = time.monotonic() + TIMEOUT.total_seconds()
+        while len(_consumer_members(bootstrap, group)) < 2:
+            assert time.monotonic() < deadline, "the librdkafka member did not join"
+            consumer.poll(0.2)
+        (modern,) = [m for m, kind in _consumer_members(bootstrap, group).items() if kind == 1]
+        left = _ask(
+            bootstrap,
+            ApiKey.LEAVE_GROUP,
+            5,
+            group_id=group,
+            members=[{"member_id": modern, "group_instance_id": None, "reason": None}],
+        )
+        assert left.error_code == KafkaCode.NONE
+        assert [KafkaCode(m.error_code) for m in left.members] == [KafkaCode.UNKNOWN_MEMBER_ID]
+        consumer.poll(0.5)
+        assert _consumer_members(bootstrap, group) == {modern: 1, classic: 0}
+    finally:
+        consumer.close()
