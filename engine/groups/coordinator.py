@@ -57,6 +57,7 @@ from engine.groups.migration import (
     fill_classic_group,
     may_downgrade,
     take_over,
+    targets_are_free,
 )
 from engine.groups.offset_manager import OffsetManager, Transaction, is_consuming
 from engine.groups.records import (
@@ -760,9 +761,13 @@ class GroupCoordinator:
         """The last consumer-protocol member of ``group`` is fenced (or,
         None, was replaced by a classic static member): a classic group of
         the classic members takes its place, if the policy allows
-        (migration.py); a fenced member's going makes it rebalance."""
+        (migration.py); a fenced member's going makes it rebalance, and so
+        does a replacement while a member's target is still held by
+        another (Kafka's would then let a SyncGroup hand out a partition
+        its holder has not yet been told to give up)."""
         if not may_downgrade(group, leaving, self.config):
             return False
+        settled = leaving is None and targets_are_free(group)
         classic = self._classic_groups.create(group.group_id)
         assignments = fill_classic_group(group, leaving, classic, self._consumer_groups.topics())
         keys = self._consumer_groups.drop(group, write=False)
@@ -771,7 +776,7 @@ class GroupCoordinator:
         )
         for member in classic.members.values():
             classic.watch_session(member)
-        if leaving is not None:
+        if not settled:
             classic.prepare_rebalance(f"group {group.group_id} is downgraded to a classic group")
         return True
 

@@ -136,6 +136,21 @@ def may_downgrade(
     )
 
 
+def targets_are_free(group: ConsumerGroup) -> bool:
+    """Whether no member's target assignment holds a partition another
+    member still owns: the classic group that gives each member its target
+    then gives no partition to two members at once."""
+    for member_id, target in group.target.items():
+        if member_id not in group.members:
+            continue
+        for topic_id, partitions in target.items():
+            for p in partitions:
+                holder = group.owners.get((topic_id, p))
+                if holder is not None and holder != member_id:
+                    return False
+    return True
+
+
 def fill_classic_group(
     group: ConsumerGroup,
     leaving: ConsumerMember | None,

@@ -453,3 +453,54 @@ def test_a_classic_member_heartbeating_with_the_consumer_protocol_is_no_longer_c
         "new-member": False,
     }
     assert groups.heartbeat("g", rejoined.member_epoch, classic, None) == E.UNKNOWN_MEMBER_ID
+
+
+def test_a_static_replacement_does_not_hand_out_partitions_a_classic_member_still_holds(
+    open_engine: Callable[..., engine.Engine],
+) -> None:
+    """The classic static member replacing the last consumer-protocol one
+    takes its predecessor's target. While another member still holds part
+    of that target (it has not joined again since the epoch moved), the
+    classic group rebalances first: no SyncGroup gives a partition to one
+    member while another consumes it."""
+    groups = open_engine().groups
+    classic = _join(groups, "")
+    _sync(groups, classic.member_id, classic.generation_id, leader=True)
+    joined = groups.consumer_group_heartbeat(
+        Heartbeat(
+            "g",
+            "new-member",
+            0,
+            instance_id="host-x",
+            rebalance_timeout_ms=REBALANCE_MS,
+            subscribed_topic_names=[TOPIC],
+            owned_partitions={},
+        )
+    ).result(TIMEOUT)
+    assert joined.error == E.NONE
+    # The classic member holds all four partitions and has not joined again.
+    left = groups.consumer_group_heartbeat(
+        Heartbeat("g", "new-member", -2, instance_id="host-x")
+    ).result(TIMEOUT)
+    assert left.error == E.NONE
+    replacing = groups.join_group(
+        "g",
+        "",
+        "host-x",
+        "consumer",
+        [("range", _metadata())],
+        SESSION_MS,
+        REBALANCE_MS,
+    ).result(TIMEOUT)
+    assert replacing.error == E.NONE
+    assert _kind_and_members(groups) == ("classic", {classic.member_id, replacing.member_id})
+    synced = _sync(groups, replacing.member_id, replacing.generation_id)
+    if synced.error == E.NONE:
+        handed = {tp.partition for tp in decode_assignment(synced.assignment).partitions}
+        assert not handed & {0, 1, 2, 3}, f"{handed} are still the classic member's"
+    else:
+        assert synced.error == E.REBALANCE_IN_PROGRESS
+    assert groups.heartbeat("g", classic.generation_id, classic.member_id, None) in (
+        E.ILLEGAL_GENERATION,
+        E.REBALANCE_IN_PROGRESS,
+    )
