@@ -44,6 +44,7 @@ from engine.protocol.consumer_protocol import (
     CONSUMER_PROTOCOL_TYPE,
     Assignment,
     ConsumerProtocolError,
+    Subscription,
     assignment_version,
     decode_assignment,
     decode_subscription,
@@ -75,7 +76,7 @@ def take_over(classic: ClassicGroup, group: ConsumerGroup, topics: Mapping[str, 
     Refused (and changes nothing) if a member's metadata does not parse."""
     generation = classic.generation_id
     members: list[ConsumerMember] = []
-    held: set[tuple[bytes, int]] = set()
+    parsed: list[tuple[Member, Subscription, Assignment]] = []
     for classic_member in classic.members.values():
         try:
             subscription = decode_subscription(classic_member.metadata(classic.protocol_name))
@@ -86,13 +87,25 @@ def take_over(classic: ClassicGroup, group: ConsumerGroup, topics: Mapping[str, 
                 f"Cannot upgrade the classic group {classic.group_id} to consumer group "
                 "because the embedded consumer protocol is malformed.",
             ) from None
-        assigned: dict[bytes, set[int]] = {}
-        for tp in assignment.partitions:
+        parsed.append((classic_member, subscription, assignment))
+    # Each member holds its last assignment; then what it says it owns in
+    # its JoinGroup and no one was assigned. A group preparing a rebalance
+    # from CompletingRebalance has reset every assignment, while its
+    # cooperative members still consume what they own: counted as held,
+    # those partitions go to another member only once given up.
+    held: set[tuple[bytes, int]] = set()
+    holds: dict[str, dict[bytes, set[int]]] = {m.member_id: {} for m, _, _ in parsed}
+    claims = [(m.member_id, a.partitions) for m, _, a in parsed]
+    claims += [(m.member_id, sub.owned_partitions) for m, sub, _ in parsed]
+    for member_id, partitions in claims:
+        for tp in partitions:
             info = topics.get(tp.topic)
             if info is None or (info.topic_id, tp.partition) in held:
-                continue  # gone, or (never in a sound group) given twice
+                continue  # gone, or held already
             held.add((info.topic_id, tp.partition))
-            assigned.setdefault(info.topic_id, set()).add(tp.partition)
+            holds[member_id].setdefault(info.topic_id, set()).add(tp.partition)
+    for classic_member, subscription, _ in parsed:
+        assigned = holds[classic_member.member_id]
         member = ConsumerMember(classic_member.member_id)
         member.instance_id = classic_member.group_instance_id
         member.rack_id = subscription.rack_id

@@ -504,3 +504,63 @@ def test_a_static_replacement_does_not_hand_out_partitions_a_classic_member_stil
         E.ILLEGAL_GENERATION,
         E.REBALANCE_IN_PROGRESS,
     )
+
+
+def test_a_takeover_mid_rebalance_counts_the_partitions_a_classic_member_says_it_owns(
+    open_engine: Callable[..., engine.Engine],
+) -> None:
+    """A classic group that prepares a rebalance from CompletingRebalance
+    has reset its members' assignments (as Kafka's does), while a
+    cooperative member keeps consuming what it owns and says so in its
+    JoinGroup. A consumer-protocol member taking such a group over gets
+    none of those partitions until their owner gives them up."""
+    opened = open_engine()
+    groups = opened.groups
+    first = _join(groups, "")
+    _sync(groups, first.member_id, first.generation_id, leader=True)
+    second = groups.join_group(
+        "g",
+        "",
+        None,
+        "consumer",
+        [("range", _metadata())],
+        SESSION_MS,
+        REBALANCE_MS,
+        require_known_member_id=False,
+    )
+    rejoined = _join(groups, first.member_id, (0, 1, 2, 3))
+    assert rejoined.error == E.NONE
+    assert second.result(TIMEOUT).error == E.NONE
+    # The second member leaves before the leader syncs: the assignments reset.
+    assert groups.leave_group("g", [(second.result().member_id, None)]) == [E.NONE]
+    (described,) = groups.describe_groups(["g"])
+    assert described.state == "PreparingRebalance"
+    joined = groups.consumer_group_heartbeat(
+        Heartbeat(
+            "g",
+            "new-member",
+            0,
+            rebalance_timeout_ms=REBALANCE_MS,
+            subscribed_topic_names=[TOPIC],
+            owned_partitions={},
+        )
+    ).result(TIMEOUT)
+    assert joined.error == E.NONE, joined.error_message
+    topic_id = opened.topic_id(TOPIC)
+    again = groups.consumer_group_heartbeat(
+        Heartbeat("g", "new-member", joined.member_epoch, owned_partitions={})
+    ).result(TIMEOUT)
+    given = set((joined.assignment or {}).get(topic_id, ())) | set(
+        (again.assignment or {}).get(topic_id, ())
+    )
+    assert not given, f"{given} are still consumed by the classic member"
+    # The classic member gives up what moves; then they are the new member's.
+    kept = _join(groups, first.member_id, (0, 1, 2, 3))
+    assert kept.error == E.NONE
+    synced = _sync(groups, first.member_id, kept.generation_id)
+    still = tuple(tp.partition for tp in decode_assignment(synced.assignment).partitions)
+    assert _join(groups, first.member_id, still).error == E.NONE
+    moved = groups.consumer_group_heartbeat(
+        Heartbeat("g", "new-member", again.member_epoch, owned_partitions={})
+    ).result(TIMEOUT)
+    assert set((moved.assignment or {}).get(topic_id, ())) == {0, 1, 2, 3} - set(still)
