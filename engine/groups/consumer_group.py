@@ -331,7 +331,9 @@ class ConsumerGroup:
             current_id = self.static_members.get(instance_id)
             if current_id is not None and current_id != member_id:
                 current = self.members[current_id]
-                if current.epoch != LEAVE_GROUP_STATIC_MEMBER_EPOCH:
+                # A classic predecessor is replaced at once, as Kafka does: a
+                # classic static member sends no LeaveGroup when it stops.
+                if current.epoch != LEAVE_GROUP_STATIC_MEMBER_EPOCH and current.classic is None:
                     raise Refused(
                         KafkaCode.UNRELEASED_INSTANCE_ID,
                         f"static member with instance id {instance_id} cannot join the group "

@@ -352,32 +352,23 @@ def test_an_empty_classic_group_with_a_member_id_handed_out_is_replaced(
     assert _members(groups) == {"new-member", pending.member_id}
 
 
-@pytest.mark.parametrize("refusal", ["max_size", "instance_id"])
 def test_a_refused_join_leaves_the_classic_group_as_it_was(
-    engine_factory: EngineFactory, tmp_path: Path, refusal: str
+    engine_factory: EngineFactory, tmp_path: Path
 ) -> None:
     """As Kafka, whose refused heartbeat writes nothing: a consumer-protocol
-    member refused the group it would take over (the group is full, or its
-    instance id belongs to a classic member) converts nothing, in memory
-    or in the state log."""
+    member refused the group it would take over (it is full at
+    group_consumer_max_size) converts nothing, in memory or in the state
+    log."""
     settings = engine.GroupConfig(
         group_initial_rebalance_delay_ms=0,
         group_min_session_timeout_ms=10,
-        group_consumer_max_size=1 if refusal == "max_size" else 10,
+        group_consumer_max_size=1,
     )
     data = tmp_path / "node"
     opened = engine_factory(data_dir=data, groups=settings)
     opened.create_topic(TOPIC, 4)
     groups = opened.groups
-    classic = groups.join_group(
-        "g",
-        "",
-        "host-x",
-        "consumer",
-        [("range", _metadata())],
-        SESSION_MS,
-        REBALANCE_MS,
-    ).result(TIMEOUT)
+    classic = _join(groups, "")
     assert classic.error == E.NONE
     _sync(groups, classic.member_id, classic.generation_id, leader=True)
     refused = groups.consumer_group_heartbeat(
@@ -385,19 +376,52 @@ def test_a_refused_join_leaves_the_classic_group_as_it_was(
             "g",
             "new-member",
             0,
-            instance_id=None if refusal == "max_size" else "host-x",
             rebalance_timeout_ms=REBALANCE_MS,
             subscribed_topic_names=[TOPIC],
             owned_partitions={},
         )
     ).result(TIMEOUT)
-    expected = E.GROUP_MAX_SIZE_REACHED if refusal == "max_size" else E.UNRELEASED_INSTANCE_ID
-    assert refused.error == expected
+    assert refused.error == E.GROUP_MAX_SIZE_REACHED
     assert _kind_and_members(groups) == ("classic", {classic.member_id})
-    assert groups.heartbeat("g", classic.generation_id, classic.member_id, "host-x") == E.NONE
+    assert groups.heartbeat("g", classic.generation_id, classic.member_id, None) == E.NONE
     opened.close()
     loaded = engine_factory(data_dir=data, groups=settings).groups
     assert _kind_and_members(loaded) == ("classic", {classic.member_id})
+
+
+def test_a_consumer_static_member_takes_the_place_of_a_classic_one_with_its_instance_id(
+    open_engine: Callable[..., engine.Engine],
+) -> None:
+    """As Kafka (getOrMaybeSubscribeStaticConsumerGroupMember): a static
+    member's process restarted with the consumer protocol replaces its
+    classic predecessor, which sent no LeaveGroup (a static member does
+    not), at once and with what it held; UNRELEASED_INSTANCE_ID is for two
+    consumer-protocol processes only."""
+    opened = open_engine()
+    groups = opened.groups
+    classic = groups.join_group(
+        "g", "", "host-x", "consumer", [("range", _metadata())], SESSION_MS, REBALANCE_MS
+    ).result(TIMEOUT)
+    assert classic.error == E.NONE
+    _sync(groups, classic.member_id, classic.generation_id, leader=True)
+    joined = groups.consumer_group_heartbeat(
+        Heartbeat(
+            "g",
+            "new-member",
+            0,
+            instance_id="host-x",
+            rebalance_timeout_ms=REBALANCE_MS,
+            subscribed_topic_names=[TOPIC],
+            owned_partitions={},
+        )
+    ).result(TIMEOUT)
+    assert joined.error == E.NONE, joined.error_message
+    assert joined.assignment is not None
+    assert set(joined.assignment[opened.topic_id(TOPIC)]) == {0, 1, 2, 3}
+    (described,) = groups.consumer_group_describe(["g"])
+    assert [(m.member_id, m.classic) for m in described.members] == [("new-member", False)]
+    answer = groups.heartbeat("g", classic.generation_id, classic.member_id, "host-x")
+    assert answer == E.FENCED_INSTANCE_ID
 
 
 def test_a_leave_group_does_not_remove_a_consumer_protocol_member(
