@@ -171,7 +171,8 @@ def fill_classic_group(
     topics: Mapping[str, TopicInfo],
 ) -> dict[str, bytes]:
     """Makes the new, empty ``classic`` hold ``group``'s members but
-    ``leaving``, Stable; returns each member's assignment."""
+    ``leaving``, Stable; returns each member's assignment: its target
+    without the partitions another member holds."""
     leaving_id = None if leaving is None else leaving.member_id
     names = {info.topic_id: name for name, info in topics.items()}
     classic.generation_id = group.epoch
@@ -198,12 +199,16 @@ def fill_classic_group(
     )
     assignments: dict[str, bytes] = {}
     for member_id, classic_member in classic.members.items():
+        # Its target, but for what another member still holds (the fenced
+        # one holds nothing now): stored Stable, this is what a SyncGroup
+        # after a restart hands out (the rebalance that follows is not stored).
         target = group.target.get(member_id, {})
         partitions = [
             TopicPartition(names[topic_id], p)
             for topic_id, ps in sorted(target.items())
             if topic_id in names
             for p in sorted(ps)
+            if group.owners.get((topic_id, p)) in (None, member_id, leaving_id)
         ]
         version = assignment_version(classic_member.metadata(classic.protocol_name))
         classic_member.assignment = encode_assignment(Assignment(partitions), version)

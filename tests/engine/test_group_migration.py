@@ -479,15 +479,23 @@ def test_a_classic_member_heartbeating_with_the_consumer_protocol_is_no_longer_c
     assert groups.heartbeat("g", rejoined.member_epoch, classic, None) == E.UNKNOWN_MEMBER_ID
 
 
+@pytest.mark.parametrize("restart", [False, True])
 def test_a_static_replacement_does_not_hand_out_partitions_a_classic_member_still_holds(
-    open_engine: Callable[..., engine.Engine],
+    engine_factory: EngineFactory, tmp_path: Path, restart: bool
 ) -> None:
     """The classic static member replacing the last consumer-protocol one
     takes its predecessor's target. While another member still holds part
     of that target (it has not joined again since the epoch moved), the
-    classic group rebalances first: no SyncGroup gives a partition to one
-    member while another consumes it."""
-    groups = open_engine().groups
+    classic group rebalances first, and what it stores (a restart does not
+    replay the rebalance) leaves out what another member holds: no
+    SyncGroup gives a partition to one member while another consumes it."""
+    settings = engine.GroupConfig(
+        group_initial_rebalance_delay_ms=0, group_min_session_timeout_ms=10
+    )
+    data = tmp_path / "node"
+    opened = engine_factory(data_dir=data, groups=settings)
+    opened.create_topic(TOPIC, 4)
+    groups = opened.groups
     classic = _join(groups, "")
     _sync(groups, classic.member_id, classic.generation_id, leader=True)
     joined = groups.consumer_group_heartbeat(
@@ -518,6 +526,9 @@ def test_a_static_replacement_does_not_hand_out_partitions_a_classic_member_stil
     ).result(TIMEOUT)
     assert replacing.error == E.NONE
     assert _kind_and_members(groups) == ("classic", {classic.member_id, replacing.member_id})
+    if restart:
+        opened.close()
+        groups = engine_factory(data_dir=data, groups=settings).groups
     synced = _sync(groups, replacing.member_id, replacing.generation_id)
     if synced.error == E.NONE:
         handed = {tp.partition for tp in decode_assignment(synced.assignment).partitions}
