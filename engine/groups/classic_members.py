@@ -159,8 +159,7 @@ def heartbeat(
 
 
 def leave(group: ConsumerGroup, member_id: str, instance_id: str | None) -> KafkaCode:
-    """A LeaveGroup member, classic: its partitions are free and the epoch
-    moves on."""
+    """A LeaveGroup member: its partitions are free and the epoch moves on."""
     if instance_id is not None:
         found = group.static_members.get(instance_id)
         if found is None:
@@ -169,9 +168,7 @@ def leave(group: ConsumerGroup, member_id: str, instance_id: str | None) -> Kafk
             return KafkaCode.FENCED_INSTANCE_ID
         member_id = found
     member = group.members.get(member_id)
-    if member is None or member.classic is None:
-        # A consumer-protocol member leaves by its own heartbeat, as in
-        # Kafka (throwIfMemberDoesNotUseClassicProtocol), by id or instance id.
+    if member is None:
         return KafkaCode.UNKNOWN_MEMBER_ID
     group.remove_member(member, "it left the group")
     return KafkaCode.NONE

@@ -424,32 +424,16 @@ def test_a_consumer_static_member_takes_the_place_of_a_classic_one_with_its_inst
     assert answer == E.FENCED_INSTANCE_ID
 
 
-def test_a_leave_group_does_not_remove_a_consumer_protocol_member(
+def test_a_leave_group_removes_a_consumer_protocol_member_and_the_last_one_downgrades(
     open_engine: Callable[..., engine.Engine],
 ) -> None:
-    """As Kafka (throwIfMemberDoesNotUseClassicProtocol): LeaveGroup speaks
-    for classic members only, by member id or by instance id; a
-    consumer-protocol member leaves by its own heartbeat."""
+    """As Kafka 4.0 (KAFKA-18188, KAFKA-18150): LeaveGroup, an
+    administrator's removal, removes a consumer-protocol member by member
+    id too, and the last one's going hands the group to a classic group."""
     groups = open_engine().groups
-    classic = _join(groups, "")
-    _sync(groups, classic.member_id, classic.generation_id, leader=True)
-    joined = groups.consumer_group_heartbeat(
-        Heartbeat(
-            "g",
-            "new-member",
-            0,
-            instance_id="host-x",
-            rebalance_timeout_ms=REBALANCE_MS,
-            subscribed_topic_names=[TOPIC],
-            owned_partitions={},
-        )
-    ).result(TIMEOUT)
-    assert joined.error == E.NONE
-    assert groups.leave_group("g", [("new-member", None)]) == [E.UNKNOWN_MEMBER_ID]
-    assert groups.leave_group("g", [("", "host-x")]) == [E.UNKNOWN_MEMBER_ID]
-    assert _kind_and_members(groups) == ("consumer", {classic.member_id, "new-member"})
-    assert groups.leave_group("g", [(classic.member_id, None)]) == [E.NONE]
-    assert _kind_and_members(groups) == ("consumer", {"new-member"})
+    classic, _ = _taken_over(groups)
+    assert groups.leave_group("g", [("new-member", None)]) == [E.NONE]
+    assert _kind_and_members(groups) == ("classic", {classic})
 
 
 def test_a_classic_member_heartbeating_with_the_consumer_protocol_is_no_longer_classic(

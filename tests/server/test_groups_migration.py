@@ -528,47 +528,6 @@ def _consumer_members(bootstrap: str, group: str) -> dict[str, int]:
     return {m.member_id: m.member_type for m in described.members}
 
 
-def test_a_leave_group_does_not_fence_a_consumer_protocol_member(
-    server: ServerProcess, topic: str
-) -> None:
-    """A LeaveGroup naming a librdkafka consumer-protocol member of the
-    group (its id is in ConsumerGroupDescribe) is UNKNOWN_MEMBER_ID, as
-    Kafka answers: only classic members leave by LeaveGroup."""
-    bootstrap = server.bootstrap
-    group = f"leave-{topic}"
-    create_topic(bootstrap, topic, 4)
-    classic, _ = _classic_group_of_one(bootstrap, group, topic)
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": group,
-            "group.protocol": "consumer",
-            "enable.auto.commit": False,
-            **quiet_librdkafka(),
-        }
-    )
-    try:
-        consumer.subscribe([topic])
-        deadline = time.monotonic() + TIMEOUT.total_seconds()
-        while len(_consumer_members(bootstrap, group)) < 2:
-            assert time.monotonic() < deadline, "the librdkafka member did not join"
-            consumer.poll(0.2)
-        (modern,) = [m for m, kind in _consumer_members(bootstrap, group).items() if kind == 1]
-        left = _ask(
-            bootstrap,
-            ApiKey.LEAVE_GROUP,
-            5,
-            group_id=group,
-            members=[{"member_id": modern, "group_instance_id": None, "reason": None}],
-        )
-        assert left.error_code == KafkaCode.NONE
-        assert [KafkaCode(m.error_code) for m in left.members] == [KafkaCode.UNKNOWN_MEMBER_ID]
-        consumer.poll(0.5)
-        assert _consumer_members(bootstrap, group) == {modern: 1, classic: 0}
-    finally:
-        consumer.close()
-
-
 def test_a_static_member_restarted_with_the_consumer_protocol_takes_its_own_place(
     server: ServerProcess, topic: str
 ) -> None:
