@@ -740,10 +740,10 @@ class GroupCoordinator:
         self, classic: ClassicGroup, group: ConsumerGroup, request: Heartbeat
     ) -> Future[HeartbeatResult]:
         """The joining heartbeat of the consumer group that holds
-        ``classic``'s members. Refused (the group is full, its instance id
-        is a classic member's), it changes nothing: as Kafka, whose refused
-        heartbeat writes no record, the classic group stays, served as it
-        was, and the consumer group is neither kept nor written."""
+        ``classic``'s members. Refused (the group is full), it changes
+        nothing: as Kafka, whose refused heartbeat writes no record, the
+        classic group stays, served as it was, and the consumer group is
+        neither kept nor written."""
         refused = False
 
         def undo() -> None:

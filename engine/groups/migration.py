@@ -9,9 +9,10 @@ and its classic members stay, served by classic_members.py.
 The consumer group starts where the classic group is: its group epoch,
 target assignment epoch and every member's epoch are the classic
 generation, every member is Stable with the partitions of its last
-assignment (also its target), its subscription is the one of its protocol
-metadata. The joining member's heartbeat then bumps the epoch, which
-sends the classic members to join again. The classic group's record is
+assignment and those it says it owns that no one was assigned (also its
+target), its subscription is the one of its protocol metadata. The
+joining member's heartbeat then bumps the epoch, which sends the classic
+members to join again. The classic group's record is
 deleted in the same state-log write that stores the consumer group and
 its members (ConsumerGroup.deletes_to_flush), so a restart finds either
 the classic group or the consumer group, never both or neither.
