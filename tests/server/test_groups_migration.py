@@ -11,8 +11,6 @@ consumers check a rolling upgrade of a consuming application.
 
 from __future__ import annotations
 
-import contextlib
-import time
 from collections.abc import Collection, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -20,8 +18,6 @@ from typing import Any
 
 import pytest
 from confluent_kafka import Consumer, KafkaException
-from kafka import KafkaConsumer
-from kafka.errors import KafkaError
 from kio.index import load_request_schema
 
 from engine.protocol.apis import ApiKey
@@ -37,7 +33,6 @@ from engine.protocol.topic_partition import TopicPartition
 from tests.server.configured_servers import server_fixtures, start_configured_server
 from tests.server.confluent_helpers import committed, create_topic, poll_until, produce
 from tests.server.conftest import ServerProcess, quiet_librdkafka
-from tests.server.test_groups_kafka_python import consumer_config
 from tests.server.wire import Wire, build
 
 SERVER_CONFIG = """
@@ -559,50 +554,3 @@ def test_a_static_member_restarted_with_the_consumer_protocol_takes_its_own_plac
         assert list(_consumer_members(bootstrap, group).values()) == [1]
     finally:
         modern.close()
-
-
-def test_a_kafka_python_classic_member_and_a_librdkafka_consumer_member_share_no_partition(
-    server: ServerProcess, topic: str
-) -> None:
-    """A kafka-python consumer (classic, eager "range") reading a topic, then
-    a librdkafka consumer of the consumer protocol joining its group: at no
-    moment either client is seen holding a partition the other holds, the
-    partitions end split, and every record is read."""
-    bootstrap = server.bootstrap
-    group = f"mixed-{topic}"
-    create_topic(bootstrap, topic, 4)
-    produce(bootstrap, topic, 4, 5)
-    classic = KafkaConsumer(topic, **consumer_config(bootstrap, group))
-    modern: Consumed | None = None
-    read: set[tuple[int, int]] = set()
-
-    def poll_classic() -> None:
-        batches = classic.poll(timeout_ms=50)
-        for records in batches.values():
-            read.update((r.partition, r.offset) for r in records)
-        if batches:
-            with contextlib.suppress(KafkaError):  # a rebalance: read again
-                classic.commit()
-
-    try:
-        deadline = time.monotonic() + TIMEOUT.total_seconds()
-        while len(read) < 20:
-            assert time.monotonic() < deadline, "kafka-python did not read the topic"
-            poll_classic()
-        modern = Consumed(bootstrap, group, topic, "consumer")
-        produce(bootstrap, topic, 4, 5, first=5)
-        deadline = time.monotonic() + TIMEOUT.total_seconds()
-        while not (
-            read | set(modern.read) == {(p, o) for p in range(4) for o in range(10)}
-            and len(modern.assignment) == 2
-            and len(classic.assignment()) == 2
-        ):
-            assert time.monotonic() < deadline, "the two members did not split the topic"
-            poll_classic()
-            modern.poll()
-            held = {tp.partition for tp in classic.assignment()}
-            assert not held & modern.assignment, f"both hold {held & modern.assignment}"
-    finally:
-        classic.close()
-        if modern is not None:
-            modern.close()
