@@ -200,9 +200,12 @@ class ConsumerGroup:
 
     # -- the heartbeat -------------------------------------------------------------
 
-    def heartbeat(self, request: Heartbeat) -> Future[HeartbeatResult]:
+    def heartbeat(
+        self, request: Heartbeat, if_refused: Callable[[], None] | None = None
+    ) -> Future[HeartbeatResult]:
         """Joins, leaves or heartbeats (by the member epoch). The future
-        resolves once what changed is durable."""
+        resolves once what changed is durable. ``if_refused`` is called
+        before that write when the heartbeat is refused."""
         try:
             if request.member_epoch in (LEAVE_GROUP_MEMBER_EPOCH, LEAVE_GROUP_STATIC_MEMBER_EPOCH):
                 result = self._leave(request)
@@ -210,6 +213,8 @@ class ConsumerGroup:
                 result = self._heartbeat(request)
         except Refused as refused:
             result = HeartbeatResult(refused.code, refused.message)
+            if if_refused is not None:
+                if_refused()
         future: Future[HeartbeatResult] = running_future()
 
         def written(error: KafkaCode) -> None:
@@ -326,7 +331,9 @@ class ConsumerGroup:
             current_id = self.static_members.get(instance_id)
             if current_id is not None and current_id != member_id:
                 current = self.members[current_id]
-                if current.epoch != LEAVE_GROUP_STATIC_MEMBER_EPOCH:
+                # A classic predecessor is replaced at once, as Kafka does: a
+                # classic static member sends no LeaveGroup when it stops.
+                if current.epoch != LEAVE_GROUP_STATIC_MEMBER_EPOCH and current.classic is None:
                     raise Refused(
                         KafkaCode.UNRELEASED_INSTANCE_ID,
                         f"static member with instance id {instance_id} cannot join the group "

@@ -154,4 +154,13 @@ def apply_heartbeat(member: ConsumerMember, request: Heartbeat) -> tuple[bool, b
         member.server_assignor = request.server_assignor
     member.client_id = request.client_id
     member.client_host = request.client_host
+    if member.classic is not None:
+        # A classic member heartbeating with this protocol is now one of its
+        # members (as Kafka's consumerGroupHeartbeat drops the classic
+        # metadata): no JoinGroup or SyncGroup deadline, this group's
+        # session timeout, no longer answered through the classic APIs.
+        member.classic = None
+        if member.classic_timer is not None:
+            member.classic_timer.cancel()
+            member.classic_timer = None
     return changed, member_facts(member) != before

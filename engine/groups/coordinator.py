@@ -57,6 +57,7 @@ from engine.groups.migration import (
     fill_classic_group,
     may_downgrade,
     take_over,
+    targets_are_free,
 )
 from engine.groups.offset_manager import OffsetManager, Transaction, is_consuming
 from engine.groups.records import (
@@ -725,24 +726,48 @@ class GroupCoordinator:
                             raise
                     except Refused as refused:
                         return done(HeartbeatResult(refused.code, refused.message))
-                    self._classic_groups.drop(classic, KafkaCode.REBALANCE_IN_PROGRESS)
-                else:
-                    if classic is not None:
-                        # An empty classic group becomes a consumer group;
-                        # its offsets stay, its stored metadata goes.
-                        self.write({}, self._classic_groups.drop(classic))
-                    group = self._consumer_groups.create(group_id)
+                    return self._take_over(classic, group, request)
+                if classic is not None:
+                    # An empty classic group becomes a consumer group;
+                    # its offsets stay, its stored metadata goes.
+                    self.write({}, self._classic_groups.drop(classic))
+                group = self._consumer_groups.create(group_id)
             answer = group.heartbeat(request)
             self._consumer_groups.forget_if_unused(group)
             return answer
+
+    def _take_over(
+        self, classic: ClassicGroup, group: ConsumerGroup, request: Heartbeat
+    ) -> Future[HeartbeatResult]:
+        """The joining heartbeat of the consumer group that holds
+        ``classic``'s members. Refused (the group is full), it changes
+        nothing: as Kafka, whose refused heartbeat writes no record, the
+        classic group stays, served as it was, and the consumer group is
+        neither kept nor written."""
+        refused = False
+
+        def undo() -> None:
+            nonlocal refused
+            refused = True
+            self._consumer_groups.drop(group, write=False)
+            group.hand_over({}, [])
+
+        answer = group.heartbeat(request, undo)
+        if not refused:
+            self._classic_groups.drop(classic, KafkaCode.REBALANCE_IN_PROGRESS)
+        return answer
 
     def _downgrade(self, group: ConsumerGroup, leaving: ConsumerMember | None) -> bool:
         """The last consumer-protocol member of ``group`` is fenced (or,
         None, was replaced by a classic static member): a classic group of
         the classic members takes its place, if the policy allows
-        (migration.py); a fenced member's going makes it rebalance."""
+        (migration.py); a fenced member's going makes it rebalance, and so
+        does a replacement while a member's target is still held by
+        another (Kafka's would then let a SyncGroup hand out a partition
+        its holder has not yet been told to give up)."""
         if not may_downgrade(group, leaving, self.config):
             return False
+        settled = leaving is None and targets_are_free(group)
         classic = self._classic_groups.create(group.group_id)
         assignments = fill_classic_group(group, leaving, classic, self._consumer_groups.topics())
         keys = self._consumer_groups.drop(group, write=False)
@@ -751,7 +776,7 @@ class GroupCoordinator:
         )
         for member in classic.members.values():
             classic.watch_session(member)
-        if leaving is not None:
+        if not settled:
             classic.prepare_rebalance(f"group {group.group_id} is downgraded to a classic group")
         return True
 

@@ -9,9 +9,10 @@ and its classic members stay, served by classic_members.py.
 The consumer group starts where the classic group is: its group epoch,
 target assignment epoch and every member's epoch are the classic
 generation, every member is Stable with the partitions of its last
-assignment (also its target), its subscription is the one of its protocol
-metadata. The joining member's heartbeat then bumps the epoch, which
-sends the classic members to join again. The classic group's record is
+assignment and those it says it owns that no one was assigned (also its
+target), its subscription is the one of its protocol metadata. The
+joining member's heartbeat then bumps the epoch, which sends the classic
+members to join again. The classic group's record is
 deleted in the same state-log write that stores the consumer group and
 its members (ConsumerGroup.deletes_to_flush), so a restart finds either
 the classic group or the consumer group, never both or neither.
@@ -44,6 +45,7 @@ from engine.protocol.consumer_protocol import (
     CONSUMER_PROTOCOL_TYPE,
     Assignment,
     ConsumerProtocolError,
+    Subscription,
     assignment_version,
     decode_assignment,
     decode_subscription,
@@ -75,7 +77,7 @@ def take_over(classic: ClassicGroup, group: ConsumerGroup, topics: Mapping[str, 
     Refused (and changes nothing) if a member's metadata does not parse."""
     generation = classic.generation_id
     members: list[ConsumerMember] = []
-    held: set[tuple[bytes, int]] = set()
+    parsed: list[tuple[Member, Subscription, Assignment]] = []
     for classic_member in classic.members.values():
         try:
             subscription = decode_subscription(classic_member.metadata(classic.protocol_name))
@@ -86,13 +88,25 @@ def take_over(classic: ClassicGroup, group: ConsumerGroup, topics: Mapping[str, 
                 f"Cannot upgrade the classic group {classic.group_id} to consumer group "
                 "because the embedded consumer protocol is malformed.",
             ) from None
-        assigned: dict[bytes, set[int]] = {}
-        for tp in assignment.partitions:
+        parsed.append((classic_member, subscription, assignment))
+    # Each member holds its last assignment; then what it says it owns in
+    # its JoinGroup and no one was assigned. A group preparing a rebalance
+    # from CompletingRebalance has reset every assignment, while its
+    # cooperative members still consume what they own: counted as held,
+    # those partitions go to another member only once given up.
+    held: set[tuple[bytes, int]] = set()
+    holds: dict[str, dict[bytes, set[int]]] = {m.member_id: {} for m, _, _ in parsed}
+    claims = [(m.member_id, a.partitions) for m, _, a in parsed]
+    claims += [(m.member_id, sub.owned_partitions) for m, sub, _ in parsed]
+    for member_id, partitions in claims:
+        for tp in partitions:
             info = topics.get(tp.topic)
             if info is None or (info.topic_id, tp.partition) in held:
-                continue  # gone, or (never in a sound group) given twice
+                continue  # gone, or held already
             held.add((info.topic_id, tp.partition))
-            assigned.setdefault(info.topic_id, set()).add(tp.partition)
+            holds[member_id].setdefault(info.topic_id, set()).add(tp.partition)
+    for classic_member, subscription, _ in parsed:
+        assigned = holds[classic_member.member_id]
         member = ConsumerMember(classic_member.member_id)
         member.instance_id = classic_member.group_instance_id
         member.rack_id = subscription.rack_id
@@ -136,6 +150,21 @@ def may_downgrade(
     )
 
 
+def targets_are_free(group: ConsumerGroup) -> bool:
+    """Whether no member's target assignment holds a partition another
+    member still owns: the classic group that gives each member its target
+    then gives no partition to two members at once."""
+    for member_id, target in group.target.items():
+        if member_id not in group.members:
+            continue
+        for topic_id, partitions in target.items():
+            for p in partitions:
+                holder = group.owners.get((topic_id, p))
+                if holder is not None and holder != member_id:
+                    return False
+    return True
+
+
 def fill_classic_group(
     group: ConsumerGroup,
     leaving: ConsumerMember | None,
@@ -143,7 +172,8 @@ def fill_classic_group(
     topics: Mapping[str, TopicInfo],
 ) -> dict[str, bytes]:
     """Makes the new, empty ``classic`` hold ``group``'s members but
-    ``leaving``, Stable; returns each member's assignment."""
+    ``leaving``, Stable; returns each member's assignment: its target
+    without the partitions another member holds."""
     leaving_id = None if leaving is None else leaving.member_id
     names = {info.topic_id: name for name, info in topics.items()}
     classic.generation_id = group.epoch
@@ -170,12 +200,16 @@ def fill_classic_group(
     )
     assignments: dict[str, bytes] = {}
     for member_id, classic_member in classic.members.items():
+        # Its target, but for what another member still holds (the fenced
+        # one holds nothing now): stored Stable, this is what a SyncGroup
+        # after a restart hands out (the rebalance that follows is not stored).
         target = group.target.get(member_id, {})
         partitions = [
             TopicPartition(names[topic_id], p)
             for topic_id, ps in sorted(target.items())
             if topic_id in names
             for p in sorted(ps)
+            if group.owners.get((topic_id, p)) in (None, member_id, leaving_id)
         ]
         version = assignment_version(classic_member.metadata(classic.protocol_name))
         classic_member.assignment = encode_assignment(Assignment(partitions), version)

@@ -350,3 +350,236 @@ def test_an_empty_classic_group_with_a_member_id_handed_out_is_replaced(
     late = _join(groups, pending.member_id)
     assert (late.error, late.member_id) == (E.NONE, pending.member_id)
     assert _members(groups) == {"new-member", pending.member_id}
+
+
+def test_a_refused_join_leaves_the_classic_group_as_it_was(
+    engine_factory: EngineFactory, tmp_path: Path
+) -> None:
+    """As Kafka, whose refused heartbeat writes nothing: a consumer-protocol
+    member refused the group it would take over (it is full at
+    group_consumer_max_size) converts nothing, in memory or in the state
+    log."""
+    settings = engine.GroupConfig(
+        group_initial_rebalance_delay_ms=0,
+        group_min_session_timeout_ms=10,
+        group_consumer_max_size=1,
+    )
+    data = tmp_path / "node"
+    opened = engine_factory(data_dir=data, groups=settings)
+    opened.create_topic(TOPIC, 4)
+    groups = opened.groups
+    classic = _join(groups, "")
+    assert classic.error == E.NONE
+    _sync(groups, classic.member_id, classic.generation_id, leader=True)
+    refused = groups.consumer_group_heartbeat(
+        Heartbeat(
+            "g",
+            "new-member",
+            0,
+            rebalance_timeout_ms=REBALANCE_MS,
+            subscribed_topic_names=[TOPIC],
+            owned_partitions={},
+        )
+    ).result(TIMEOUT)
+    assert refused.error == E.GROUP_MAX_SIZE_REACHED
+    assert _kind_and_members(groups) == ("classic", {classic.member_id})
+    assert groups.heartbeat("g", classic.generation_id, classic.member_id, None) == E.NONE
+    opened.close()
+    loaded = engine_factory(data_dir=data, groups=settings).groups
+    assert _kind_and_members(loaded) == ("classic", {classic.member_id})
+
+
+def test_a_consumer_static_member_takes_the_place_of_a_classic_one_with_its_instance_id(
+    open_engine: Callable[..., engine.Engine],
+) -> None:
+    """As Kafka (getOrMaybeSubscribeStaticConsumerGroupMember): a static
+    member's process restarted with the consumer protocol replaces its
+    classic predecessor, which sent no LeaveGroup (a static member does
+    not), at once and with what it held; UNRELEASED_INSTANCE_ID is for two
+    consumer-protocol processes only."""
+    opened = open_engine()
+    groups = opened.groups
+    classic = groups.join_group(
+        "g", "", "host-x", "consumer", [("range", _metadata())], SESSION_MS, REBALANCE_MS
+    ).result(TIMEOUT)
+    assert classic.error == E.NONE
+    _sync(groups, classic.member_id, classic.generation_id, leader=True)
+    joined = groups.consumer_group_heartbeat(
+        Heartbeat(
+            "g",
+            "new-member",
+            0,
+            instance_id="host-x",
+            rebalance_timeout_ms=REBALANCE_MS,
+            subscribed_topic_names=[TOPIC],
+            owned_partitions={},
+        )
+    ).result(TIMEOUT)
+    assert joined.error == E.NONE, joined.error_message
+    assert joined.assignment is not None
+    assert set(joined.assignment[opened.topic_id(TOPIC)]) == {0, 1, 2, 3}
+    (described,) = groups.consumer_group_describe(["g"])
+    assert [(m.member_id, m.classic) for m in described.members] == [("new-member", False)]
+    answer = groups.heartbeat("g", classic.generation_id, classic.member_id, "host-x")
+    assert answer == E.FENCED_INSTANCE_ID
+
+
+def test_a_leave_group_removes_a_consumer_protocol_member_and_the_last_one_downgrades(
+    open_engine: Callable[..., engine.Engine],
+) -> None:
+    """As Kafka 4.0 (KAFKA-18188, KAFKA-18150): LeaveGroup, an
+    administrator's removal, removes a consumer-protocol member by member
+    id too, and the last one's going hands the group to a classic group."""
+    groups = open_engine().groups
+    classic, _ = _taken_over(groups)
+    assert groups.leave_group("g", [("new-member", None)]) == [E.NONE]
+    assert _kind_and_members(groups) == ("classic", {classic})
+
+
+def test_a_classic_member_heartbeating_with_the_consumer_protocol_is_no_longer_classic(
+    open_engine: Callable[..., engine.Engine],
+) -> None:
+    """As Kafka (its ConsumerGroupHeartbeat sets no classic metadata): a
+    member that joins again with the consumer protocol is a member of it,
+    answered no longer through JoinGroup, SyncGroup or Heartbeat."""
+    groups = open_engine().groups
+    classic, _ = _taken_over(groups)
+    rejoined = groups.consumer_group_heartbeat(
+        Heartbeat(
+            "g",
+            classic,
+            0,
+            rebalance_timeout_ms=REBALANCE_MS,
+            subscribed_topic_names=[TOPIC],
+            owned_partitions={},
+        )
+    ).result(TIMEOUT)
+    assert rejoined.error == E.NONE
+    (described,) = groups.consumer_group_describe(["g"])
+    assert {m.member_id: m.classic for m in described.members} == {
+        classic: False,
+        "new-member": False,
+    }
+    assert groups.heartbeat("g", rejoined.member_epoch, classic, None) == E.UNKNOWN_MEMBER_ID
+
+
+@pytest.mark.parametrize("restart", [False, True])
+def test_a_static_replacement_does_not_hand_out_partitions_a_classic_member_still_holds(
+    engine_factory: EngineFactory, tmp_path: Path, restart: bool
+) -> None:
+    """The classic static member replacing the last consumer-protocol one
+    takes its predecessor's target. While another member still holds part
+    of that target (it has not joined again since the epoch moved), the
+    classic group rebalances first, and what it stores (a restart does not
+    replay the rebalance) leaves out what another member holds: no
+    SyncGroup gives a partition to one member while another consumes it."""
+    settings = engine.GroupConfig(
+        group_initial_rebalance_delay_ms=0, group_min_session_timeout_ms=10
+    )
+    data = tmp_path / "node"
+    opened = engine_factory(data_dir=data, groups=settings)
+    opened.create_topic(TOPIC, 4)
+    groups = opened.groups
+    classic = _join(groups, "")
+    _sync(groups, classic.member_id, classic.generation_id, leader=True)
+    joined = groups.consumer_group_heartbeat(
+        Heartbeat(
+            "g",
+            "new-member",
+            0,
+            instance_id="host-x",
+            rebalance_timeout_ms=REBALANCE_MS,
+            subscribed_topic_names=[TOPIC],
+            owned_partitions={},
+        )
+    ).result(TIMEOUT)
+    assert joined.error == E.NONE
+    # The classic member holds all four partitions and has not joined again.
+    left = groups.consumer_group_heartbeat(
+        Heartbeat("g", "new-member", -2, instance_id="host-x")
+    ).result(TIMEOUT)
+    assert left.error == E.NONE
+    replacing = groups.join_group(
+        "g",
+        "",
+        "host-x",
+        "consumer",
+        [("range", _metadata())],
+        SESSION_MS,
+        REBALANCE_MS,
+    ).result(TIMEOUT)
+    assert replacing.error == E.NONE
+    assert _kind_and_members(groups) == ("classic", {classic.member_id, replacing.member_id})
+    if restart:
+        opened.close()
+        groups = engine_factory(data_dir=data, groups=settings).groups
+    synced = _sync(groups, replacing.member_id, replacing.generation_id)
+    if synced.error == E.NONE:
+        handed = {tp.partition for tp in decode_assignment(synced.assignment).partitions}
+        assert not handed & {0, 1, 2, 3}, f"{handed} are still the classic member's"
+    else:
+        assert synced.error == E.REBALANCE_IN_PROGRESS
+    assert groups.heartbeat("g", classic.generation_id, classic.member_id, None) in (
+        E.ILLEGAL_GENERATION,
+        E.REBALANCE_IN_PROGRESS,
+    )
+
+
+def test_a_takeover_mid_rebalance_counts_the_partitions_a_classic_member_says_it_owns(
+    open_engine: Callable[..., engine.Engine],
+) -> None:
+    """A classic group that prepares a rebalance from CompletingRebalance
+    has reset its members' assignments (as Kafka's does), while a
+    cooperative member keeps consuming what it owns and says so in its
+    JoinGroup. A consumer-protocol member taking such a group over gets
+    none of those partitions until their owner gives them up."""
+    opened = open_engine()
+    groups = opened.groups
+    first = _join(groups, "")
+    _sync(groups, first.member_id, first.generation_id, leader=True)
+    second = groups.join_group(
+        "g",
+        "",
+        None,
+        "consumer",
+        [("range", _metadata())],
+        SESSION_MS,
+        REBALANCE_MS,
+        require_known_member_id=False,
+    )
+    rejoined = _join(groups, first.member_id, (0, 1, 2, 3))
+    assert rejoined.error == E.NONE
+    assert second.result(TIMEOUT).error == E.NONE
+    # The second member leaves before the leader syncs: the assignments reset.
+    assert groups.leave_group("g", [(second.result().member_id, None)]) == [E.NONE]
+    (described,) = groups.describe_groups(["g"])
+    assert described.state == "PreparingRebalance"
+    joined = groups.consumer_group_heartbeat(
+        Heartbeat(
+            "g",
+            "new-member",
+            0,
+            rebalance_timeout_ms=REBALANCE_MS,
+            subscribed_topic_names=[TOPIC],
+            owned_partitions={},
+        )
+    ).result(TIMEOUT)
+    assert joined.error == E.NONE, joined.error_message
+    topic_id = opened.topic_id(TOPIC)
+    again = groups.consumer_group_heartbeat(
+        Heartbeat("g", "new-member", joined.member_epoch, owned_partitions={})
+    ).result(TIMEOUT)
+    given = set((joined.assignment or {}).get(topic_id, ())) | set(
+        (again.assignment or {}).get(topic_id, ())
+    )
+    assert not given, f"{given} are still consumed by the classic member"
+    # The classic member gives up what moves; then they are the new member's.
+    kept = _join(groups, first.member_id, (0, 1, 2, 3))
+    assert kept.error == E.NONE
+    synced = _sync(groups, first.member_id, kept.generation_id)
+    still = tuple(tp.partition for tp in decode_assignment(synced.assignment).partitions)
+    assert _join(groups, first.member_id, still).error == E.NONE
+    moved = groups.consumer_group_heartbeat(
+        Heartbeat("g", "new-member", again.member_epoch, owned_partitions={})
+    ).result(TIMEOUT)
+    assert set((moved.assignment or {}).get(topic_id, ())) == {0, 1, 2, 3} - set(still)

@@ -385,7 +385,14 @@ class Consumed:
     """A confluent-kafka consumer that commits each record it reads, and
     what it read and could not commit."""
 
-    def __init__(self, bootstrap: str, group: str, topic: str, protocol: str) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        group: str,
+        topic: str,
+        protocol: str,
+        more: dict[str, Any] | None = None,
+    ) -> None:
         conf: dict[str, Any] = {
             "bootstrap.servers": bootstrap,
             "group.id": group,
@@ -397,7 +404,7 @@ class Consumed:
         }
         if protocol == "classic":
             conf |= {"session.timeout.ms": 6000, "heartbeat.interval.ms": 250}
-        self.consumer = Consumer(conf)
+        self.consumer = Consumer(conf | (more or {}))
         self.read: list[tuple[int, int]] = []
         self.uncommitted: set[tuple[int, int]] = set()
         self.consumer.subscribe([topic])
@@ -506,3 +513,44 @@ def test_a_rolling_upgrade_and_downgrade_lose_nothing(server: ServerProcess, top
         for member in running:
             member.close()
     _check_reads(bootstrap, group, topic, running + done, produced)
+
+
+def _consumer_members(bootstrap: str, group: str) -> dict[str, int]:
+    """The consumer group's members by id: their ConsumerGroupDescribe type."""
+    (described,) = _ask(bootstrap, ApiKey.CONSUMER_GROUP_DESCRIBE, 1, group_ids=[group]).groups
+    if described.error_code != KafkaCode.NONE:
+        return {}
+    return {m.member_id: m.member_type for m in described.members}
+
+
+def test_a_static_member_restarted_with_the_consumer_protocol_takes_its_own_place(
+    server: ServerProcess, topic: str
+) -> None:
+    """A librdkafka static member (group.instance.id) restarted with
+    group.protocol=consumer replaces its classic self at once, as Kafka
+    does, though the classic process sent no LeaveGroup and its session
+    has long to run: it reads on from the committed offsets."""
+    bootstrap = server.bootstrap
+    group = f"static-{topic}"
+    create_topic(bootstrap, topic, 4)
+    produce(bootstrap, topic, 4, 5)
+    static = {"group.instance.id": "host-x"}
+    classic = Consumed(bootstrap, group, topic, "classic", static | {"session.timeout.ms": 60000})
+    poll_until([classic], lambda: len(set(classic.read)) == 20, "the classic member read all")
+    classic.close()
+    produce(bootstrap, topic, 4, 5, first=5)
+    modern = Consumed(bootstrap, group, topic, "consumer", static)
+    try:
+        poll_until(
+            [modern],
+            lambda: (
+                {r for r in classic.read + modern.read}
+                == {(p, o) for p in range(4) for o in range(10)}
+            ),
+            "the consumer-protocol process read on",
+        )
+        assert modern.assignment == {0, 1, 2, 3}
+        # Its one member, of the consumer protocol (member type 1).
+        assert list(_consumer_members(bootstrap, group).values()) == [1]
+    finally:
+        modern.close()
