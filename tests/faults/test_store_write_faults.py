@@ -26,6 +26,7 @@ from engine.protocol.apis import ApiKey, request_schema
 from engine.protocol.kafka_code import KafkaCode
 from engine.store_errors import CHECK_THE_STORE
 from engine.types import NewTopic as EngineNewTopic
+from s3stream.manifest import load_state
 from s3stream.store import LocalStore
 from tests.engine.helpers_records import batch, read_partition
 from tests.s3stream.faults import FaultyStore, InjectedFault
@@ -334,3 +335,60 @@ def test_admin_requests_through_an_outage_are_answered_at_their_timeout(bucket: 
         e.close()
     with bucket.reopen() as reopened:
         assert shape(reopened) == told == {"orders": 1, "created": 2}
+
+
+def _lost_then_unreadable(bucket: Bucket) -> None:
+    """The next manifest write lands but its answer is lost, and the
+    manifest cannot be read back to settle it until healed."""
+    bucket.faulty.lose_put_responses = True
+    bucket.faulty.fail("get", "head", "list", prefix="manifest/")
+    bucket.faulty.transient = True
+
+
+@pytest.mark.parametrize("second", ["restart", "second engine"])
+def test_a_timed_out_creation_whose_write_landed_never_completes(
+    bucket: Bucket, second: str
+) -> None:
+    """The streams' commit lands, its answer is lost and the store stays
+    unreadable past the timeout: AdminTimedOut. The engine, a restart and a
+    second engine opening the bucket meanwhile all agree the topic does not
+    exist, and a topic created later under its name holds only what is
+    written to it, its stream none of the abandoned ones."""
+    first = bucket.open()
+    try:
+        _with_orders(first)
+        before = set(first.store.streams())
+        _lost_then_unreadable(bucket)
+        with pytest.raises(AdminTimedOut):
+            first.create_topics([EngineNewTopic("created", 2)], timeout_ms=300)
+        with pytest.raises(AdminTimedOut):
+            first.create_partitions_many([("orders", 3)], timeout_ms=300)
+        assert shape(first) == {"orders": 1}
+        bucket.faulty.heal()
+        landed = set(bucket_streams(bucket)) - before
+        assert landed  # the writes did land: the case under test
+        if second == "second engine":
+            other = engine.open(bucket.root / "other", bucket.inner, QUIET)
+        else:
+            assert shape(first) == {"orders": 1}
+            first.create_topic("created", 1)  # settles, and drops what landed
+            first.produce("created", 0, batch([b"new"]))
+            assert first.flush(30)
+            first.close()
+            other = bucket.reopen()
+        with other:
+            assert not landed & set(other.store.streams())
+            if second == "second engine":
+                assert shape(other) == {"orders": 1}
+                other.create_topic("created", 1)
+                other.produce("created", 0, batch([b"new"]))
+            assert shape(other) == {"orders": 1, "created": 1}
+            assert [r.value for r in read_partition(other, "created", 0)] == [b"new"]
+            assert [r.value for r in read_partition(other, "orders", 0)] == [b"a", b"b"]
+    finally:
+        first.close()
+
+
+def bucket_streams(bucket: Bucket) -> list[int]:
+    """The streams the bucket's newest manifest holds, read as a new opener would."""
+    return list(load_state(bucket.inner).streams)
