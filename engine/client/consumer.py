@@ -481,6 +481,8 @@ class Consumer:
             answers: list[PartitionFetch | Exception] = yield FetchEach(tuple(group))
             for fetch, answer in zip(group, answers, strict=True):
                 tp = fetch.tp
+                if self._moved(tp, fetch.position):
+                    continue
                 if isinstance(answer, OffsetOutOfRange):
                     self._check_topic_id(tp)
                     self._reset_out_of_range(tp)
@@ -502,6 +504,17 @@ class Consumer:
                 taken = taken or size > 0
                 budget -= size
                 self._decode(tp, fetch.position, fetched)
+
+    def _moved(self, tp: TopicPartition, fetched_at: int) -> bool:
+        """Whether ``tp`` was sought, paused or unassigned (by another task
+        on the event loop) while its fetch from ``fetched_at`` waited: its
+        answer is stale, as Kafka's consumer finds a fetch whose offset is
+        no longer the partition's position, and is dropped. (A position not
+        stored, None, is still the one resolved for the fetch.)"""
+        if tp not in self._positions or tp in self._paused:
+            return True
+        position = self._positions[tp]
+        return position is not None and position != fetched_at
 
     def _check_topic_id(self, tp: TopicPartition) -> None:
         """UnknownTopicId if the bound's topic of ``tp`` was deleted."""
