@@ -14,9 +14,8 @@ from pathlib import Path
 import pytest
 
 import engine
-import native
 from engine.types import TopicPartition
-from native import RecordSpec
+from tests.engine.helpers_records import batch
 
 PARTITIONS = 3
 BIG = 5000
@@ -30,7 +29,7 @@ def test_only_the_first_partition_with_records_goes_past_the_budget(
     with engine.open(tmp_path / "node") as e:
         e.create_topic("t", PARTITIONS)
         for p in range(PARTITIONS):
-            e.produce("t", p, native.encode_batch([RecordSpec(0, None, bytes(BIG), ())]))
+            e.produce("t", p, batch([bytes(BIG)]))
         consumer = e.consumer(
             auto_offset_reset="earliest", fetch_max_bytes=3000, max_partition_fetch_bytes=1000
         )
