@@ -500,3 +500,44 @@ def test_a_partition_moved_while_its_fetch_waits_drops_that_fetchs_answer(
     zero = [r.value for r in records if r.partition == 0]
     assert zero == (values(0)[2:] if moved == "seek" else [])
     assert set(assigned) == ({tp1} if moved == "unassign" else {tp0, tp1})
+
+
+def test_an_async_poll_cancelled_while_its_fetches_wait_moves_no_position(tmp_path: Path) -> None:
+    """Cancelling a poll whose partitions' reads are under way cancels its
+    fetches with it: no answer arriving later moves a position, and the
+    next polls hand out every record once, in each partition's order."""
+    tp0, tp1 = engine.TopicPartition(TOPIC, 0), engine.TopicPartition(TOPIC, 1)
+    with two_objects(tmp_path, remote_fetch_max_wait_ms=600_000) as (opened, store, keys):
+        store.stall_gets(os.path.commonpath(keys))
+        consumer = opened.consumer(auto_offset_reset="earliest")
+        consumer.assign([tp0, tp1])
+
+        async def cancel_then_poll() -> list[engine.ConsumerRecord]:
+            polled = asyncio.ensure_future(consumer.poll_async(TIMEOUT))
+            deadline = time.monotonic() + TIMEOUT
+            try:
+                while store.stalled_now < 2:
+                    assert time.monotonic() < deadline and not polled.done()
+                    await asyncio.sleep(0.01)
+                polled.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await polled
+            finally:
+                store.release()
+            while opened.store.pending_reads().under_way:  # the reads end, answered to nobody
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.01)
+            assert (consumer.position(tp0), consumer.position(tp1)) == (0, 0)
+            got: list[engine.ConsumerRecord] = []
+            while len(got) < 2 * RECORDS:
+                more = await consumer.poll_async(TIMEOUT)
+                assert more
+                got += more
+            return got
+
+        try:
+            records = asyncio.run(cancel_then_poll())
+        finally:
+            consumer.close()
+    for partition in (0, 1):
+        assert [r.value for r in records if r.partition == partition] == values(partition)
