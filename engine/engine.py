@@ -949,7 +949,9 @@ class Engine:
         from engine.memory.state_at import rebuild, state_query  # noqa: PLC0415
 
         self._check_open()
-        query = state_query(topic, at, vector, partitions, self.partition_count(topic))
+        # A read: an unknown topic is UnknownTopic, never created (as in Kafka).
+        known = len(self._registry.topic(topic).partitions)
+        query = state_query(topic, at, vector, partitions, known)
         # Appends from now on are dated now or later (LogAppendTime).
         now = self.clock.time_ms()
         with store_errors():
@@ -968,7 +970,9 @@ class Engine:
         from engine.memory.state_at import rebuild_async, state_query  # noqa: PLC0415
 
         self._check_open()
-        query = state_query(topic, at, vector, partitions, self.partition_count(topic))
+        # A read: an unknown topic is UnknownTopic, never created (as in Kafka).
+        known = len(self._registry.topic(topic).partitions)
+        query = state_query(topic, at, vector, partitions, known)
         now = self.clock.time_ms()
         with store_errors():
             sources = [self.partition(topic, p) for p in query.partitions]

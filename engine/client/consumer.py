@@ -464,8 +464,10 @@ class Consumer:
         each asking for what is left of the fetch_max_bytes budget once the
         others of its group are counted at their most; the answers are
         taken in plan order, so records stay in each partition's order and
-        the budget holds as if they had been fetched in turn."""
+        the budget holds as if they had been fetched in turn: only the
+        first records taken may pass it, by one batch."""
         budget = self.fetch_max_bytes
+        taken = False  # whether some partition's records were taken yet
         planned = self._plan()
         while planned and budget > 0:
             group: list[Fetch] = []
@@ -479,6 +481,8 @@ class Consumer:
             answers: list[PartitionFetch | Exception] = yield FetchEach(tuple(group))
             for fetch, answer in zip(group, answers, strict=True):
                 tp = fetch.tp
+                if self._moved(tp, fetch.position):
+                    continue
                 if isinstance(answer, OffsetOutOfRange):
                     self._check_topic_id(tp)
                     self._reset_out_of_range(tp)
@@ -489,8 +493,28 @@ class Consumer:
                 # means it read the topic the vector was cut in.
                 self._check_topic_id(tp)
                 fetched = self._engine.masked_fetch(tp.topic, answer, self.principal)
-                budget -= sum(len(r) for r in fetched.records)
+                size = sum(len(r) for r in fetched.records)
+                if size > budget and taken:
+                    # A first batch larger than this partition's share, and
+                    # not the poll's first records: Kafka's Fetch would not
+                    # have read it (ReplicaManager.readFromLog's
+                    # minOneMessage holds for the first partition only).
+                    # Its position stays, for a later poll to fetch again.
+                    continue
+                taken = taken or size > 0
+                budget -= size
                 self._decode(tp, fetch.position, fetched)
+
+    def _moved(self, tp: TopicPartition, fetched_at: int) -> bool:
+        """Whether ``tp`` was sought, paused or unassigned (by another task
+        on the event loop) while its fetch from ``fetched_at`` waited: its
+        answer is stale, as Kafka's consumer finds a fetch whose offset is
+        no longer the partition's position, and is dropped. (A position not
+        stored, None, is still the one resolved for the fetch.)"""
+        if tp not in self._positions or tp in self._paused:
+            return True
+        position = self._positions[tp]
+        return position is not None and position != fetched_at
 
     def _check_topic_id(self, tp: TopicPartition) -> None:
         """UnknownTopicId if the bound's topic of ``tp`` was deleted."""

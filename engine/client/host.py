@@ -64,7 +64,12 @@ class ClientHost(Protocol):
         *,
         remote: bool | None = None,
         provenance: Provenance | None = None,
-    ) -> Future[AppendResult]: ...
+        may_create: Callable[[str], None] | None = None,
+    ) -> Future[AppendResult]:
+        """``may_create`` as for partition: a topic deleted since the send
+        looked it up is created again only if it allows (Engine.submit)."""
+        ...
+
     def fetch(
         self,
         topic: str,

@@ -573,8 +573,15 @@ class Producer:
                         is_transactional=self._transactional,
                     )
                 )
+            # The topic was looked up when the batch was queued: deleted
+            # since, it is created again only where the principal may create
+            # it, as at that lookup (Kafka's producer asks again, by metadata).
             future = self._engine.submit(
-                tp.topic, tp.partition, encoded, provenance=self._provenance
+                tp.topic,
+                tp.partition,
+                encoded,
+                provenance=self._provenance,
+                may_create=self._access.create_topic,
             )
         except (EngineError, ValueError) as error:
             self._send_failed(error)

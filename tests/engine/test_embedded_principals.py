@@ -198,3 +198,38 @@ def test_a_producer_creates_a_topic_only_where_its_principal_may_create(
     with e.producer(principal="User:bob", idempotent=False) as producer:
         assert producer.send("fresh", b"ok", partition=partition).result(TIMEOUT).offset == 0
     assert e.list_topics() == ["fresh"]
+
+
+@pytest.mark.parametrize("partition", [0, None], ids=["to a partition", "partitioned"])
+def test_a_batch_queued_before_its_topic_is_deleted_recreates_it_only_where_allowed(
+    engine_factory: EngineFactory, partition: int | None
+) -> None:
+    """A send looks its topic up when it is queued; its batch is appended
+    after linger_ms. A topic deleted in between is created again by that
+    append only for a principal that may create it: one that may only WRITE
+    has the send refused (TopicAuthorizationFailed, as Kafka's producer is
+    refused the auto-creation its metadata refresh asks for) and no topic."""
+    e = engine_factory(config=dataclasses.replace(AUTHORIZED, auto_create_topics=True))
+    e.create_topic("fresh", 1)
+    e.catalog.add_acls(
+        [
+            allow(ResourceType.TOPIC, "fresh", "User:alice", AclOperation.WRITE),
+            allow(ResourceType.TOPIC, "fresh", "User:bob", AclOperation.WRITE),
+            allow(ResourceType.TOPIC, "fresh", "User:bob", AclOperation.CREATE),
+        ]
+    )
+    with e.producer(principal="User:alice", idempotent=False, linger_ms=3_600_000) as producer:
+        sent = producer.send("fresh", b"no", partition=partition)
+        e.delete_topic("fresh")
+        producer.flush(TIMEOUT)
+        with pytest.raises(TopicAuthorizationFailed) as raised:
+            sent.result(TIMEOUT)
+    assert raised.value.operation == AclOperation.CREATE
+    assert e.list_topics() == []
+    e.create_topic("fresh", 1)
+    with e.producer(principal="User:bob", idempotent=False, linger_ms=3_600_000) as producer:
+        sent = producer.send("fresh", b"ok", partition=partition)
+        e.delete_topic("fresh")
+        producer.flush(TIMEOUT)
+        assert sent.result(TIMEOUT).offset == 0
+    assert e.list_topics() == ["fresh"]

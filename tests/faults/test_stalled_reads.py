@@ -450,3 +450,94 @@ def test_an_async_poll_reads_its_partitions_at_once(tmp_path: Path) -> None:
     for partition in (0, 1):
         assert [r.value for r in records if r.partition == partition] == values(partition)
     assert store.stalls == 2
+
+
+@pytest.mark.parametrize("moved", ["seek", "pause", "unassign"])
+def test_a_partition_moved_while_its_fetch_waits_drops_that_fetchs_answer(
+    tmp_path: Path, moved: str
+) -> None:
+    """A partition sought, paused or unassigned by another task while an
+    async poll's fetches wait on the store: that fetch's answer is stale and
+    dropped, as Kafka's consumer drops a fetch whose offset is no longer
+    the partition's position; the other partition's records come as
+    fetched. Nothing comes from before the seek, nothing of a paused
+    partition, and an unassigned one stays unassigned."""
+    tp0, tp1 = engine.TopicPartition(TOPIC, 0), engine.TopicPartition(TOPIC, 1)
+    with two_objects(tmp_path, remote_fetch_max_wait_ms=600_000) as (opened, store, keys):
+        store.stall_gets(os.path.commonpath(keys))
+        consumer = opened.consumer(auto_offset_reset="earliest")
+        consumer.assign([tp0, tp1])
+
+        async def poll_across_the_move() -> list[engine.ConsumerRecord]:
+            polled = asyncio.ensure_future(consumer.poll_async(TIMEOUT))
+            deadline = time.monotonic() + TIMEOUT
+            try:
+                while store.stalled_now < 2:
+                    assert time.monotonic() < deadline and not polled.done()
+                    await asyncio.sleep(0.01)
+                if moved == "seek":
+                    consumer.seek(tp0, 2)
+                elif moved == "pause":
+                    consumer.pause([tp0])
+                else:
+                    consumer.assign([tp1])
+            finally:
+                store.release()
+            got = await asyncio.wait_for(polled, TIMEOUT)
+            while len([r for r in got if r.partition == 1]) < RECORDS:
+                got += await consumer.poll_async(TIMEOUT)
+            if moved == "seek":
+                while len([r for r in got if r.partition == 0]) < RECORDS - 2:
+                    got += await consumer.poll_async(TIMEOUT)
+            return got
+
+        try:
+            records = asyncio.run(poll_across_the_move())
+            assigned = consumer.assignment()
+        finally:
+            consumer.close()
+    assert [r.value for r in records if r.partition == 1] == values(1)
+    zero = [r.value for r in records if r.partition == 0]
+    assert zero == (values(0)[2:] if moved == "seek" else [])
+    assert set(assigned) == ({tp1} if moved == "unassign" else {tp0, tp1})
+
+
+def test_an_async_poll_cancelled_while_its_fetches_wait_moves_no_position(tmp_path: Path) -> None:
+    """Cancelling a poll whose partitions' reads are under way cancels its
+    fetches with it: no answer arriving later moves a position, and the
+    next polls hand out every record once, in each partition's order."""
+    tp0, tp1 = engine.TopicPartition(TOPIC, 0), engine.TopicPartition(TOPIC, 1)
+    with two_objects(tmp_path, remote_fetch_max_wait_ms=600_000) as (opened, store, keys):
+        store.stall_gets(os.path.commonpath(keys))
+        consumer = opened.consumer(auto_offset_reset="earliest")
+        consumer.assign([tp0, tp1])
+
+        async def cancel_then_poll() -> list[engine.ConsumerRecord]:
+            polled = asyncio.ensure_future(consumer.poll_async(TIMEOUT))
+            deadline = time.monotonic() + TIMEOUT
+            try:
+                while store.stalled_now < 2:
+                    assert time.monotonic() < deadline and not polled.done()
+                    await asyncio.sleep(0.01)
+                polled.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await polled
+            finally:
+                store.release()
+            while opened.store.pending_reads().under_way:  # the reads end, answered to nobody
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.01)
+            assert (consumer.position(tp0), consumer.position(tp1)) == (0, 0)
+            got: list[engine.ConsumerRecord] = []
+            while len(got) < 2 * RECORDS:
+                more = await consumer.poll_async(TIMEOUT)
+                assert more
+                got += more
+            return got
+
+        try:
+            records = asyncio.run(cancel_then_poll())
+        finally:
+            consumer.close()
+    for partition in (0, 1):
+        assert [r.value for r in records if r.partition == partition] == values(partition)

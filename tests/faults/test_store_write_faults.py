@@ -10,8 +10,10 @@ succeeds."""
 from __future__ import annotations
 
 import contextlib
+import datetime
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
@@ -24,8 +26,10 @@ from engine.engine import Engine
 from engine.errors import AdminTimedOut, Fenced, StoreWriteFailed
 from engine.protocol.apis import ApiKey, request_schema
 from engine.protocol.kafka_code import KafkaCode
+from engine.server.handlers import common
 from engine.store_errors import CHECK_THE_STORE
 from engine.types import NewTopic as EngineNewTopic
+from s3stream.manifest import load_state
 from s3stream.store import LocalStore
 from tests.engine.helpers_records import batch, read_partition
 from tests.s3stream.faults import FaultyStore, InjectedFault
@@ -334,3 +338,156 @@ def test_admin_requests_through_an_outage_are_answered_at_their_timeout(bucket: 
         e.close()
     with bucket.reopen() as reopened:
         assert shape(reopened) == told == {"orders": 1, "created": 2}
+
+
+def _lost_then_unreadable(bucket: Bucket) -> None:
+    """The next manifest write lands but its answer is lost, and the
+    manifest cannot be read back to settle it until healed."""
+    bucket.faulty.lose_put_responses = True
+    bucket.faulty.fail("get", "head", "list", prefix="manifest/")
+    bucket.faulty.transient = True
+
+
+TIMED_OUT: dict[str, Change] = {
+    "create": lambda e: e.create_topics([EngineNewTopic("created", 2)], timeout_ms=300),
+    "grow": lambda e: e.create_partitions_many([("orders", 3)], timeout_ms=300),
+}
+
+
+@pytest.mark.parametrize("second", ["restart", "second engine"])
+@pytest.mark.parametrize("change", sorted(TIMED_OUT))
+def test_a_timed_out_creation_whose_write_landed_never_completes(
+    bucket: Bucket, change: str, second: str
+) -> None:
+    """The streams' commit lands, its answer is lost and the store stays
+    unreadable past the timeout: AdminTimedOut. The engine, a restart and a
+    second engine opening the bucket meanwhile all agree the topic does not
+    exist (or did not grow: no partition half-added), and a topic created
+    later under its name holds only what is written to it, its stream none
+    of the abandoned ones."""
+    first = bucket.open()
+    try:
+        _with_orders(first)
+        before = set(first.store.streams())
+        _lost_then_unreadable(bucket)
+        with pytest.raises(AdminTimedOut):
+            TIMED_OUT[change](first)
+        assert shape(first) == {"orders": 1}
+        bucket.faulty.heal()
+        landed = set(bucket_streams(bucket)) - before
+        assert landed  # the writes did land: the case under test
+        if second == "second engine":
+            other = engine.open(bucket.root / "other", bucket.inner, QUIET)
+        else:
+            assert shape(first) == {"orders": 1}
+            first.create_topic("created", 1)  # settles, and drops what landed
+            first.produce("created", 0, batch([b"new"]))
+            assert first.flush(30)
+            first.close()
+            other = bucket.reopen()
+        with other:
+            assert not landed & set(other.store.streams())
+            if second == "second engine":
+                assert shape(other) == {"orders": 1}
+                other.create_topic("created", 1)
+                other.produce("created", 0, batch([b"new"]))
+            assert shape(other) == {"orders": 1, "created": 1}
+            assert [r.value for r in read_partition(other, "created", 0)] == [b"new"]
+            assert [r.value for r in read_partition(other, "orders", 0)] == [b"a", b"b"]
+    finally:
+        first.close()
+
+
+def bucket_streams(bucket: Bucket) -> list[int]:
+    """The streams the bucket's newest manifest holds, read as a new opener would."""
+    return list(load_state(bucket.inner).streams)
+
+
+def _metadata(name: str, auto_create: bool) -> object:
+    return build(
+        request_schema(ApiKey.METADATA, 12),
+        topics=[{"name": name}],
+        allow_auto_topic_creation=auto_create,
+    )
+
+
+@pytest.mark.parametrize("creating", ["metadata", "produce"])
+def test_an_auto_creation_through_an_outage_holds_up_nobody(bucket: Bucket, creating: str) -> None:
+    """A Metadata or a Produce asking to create a topic while the object
+    store fails transiently: as Kafka's broker answers such a request at
+    once (the creation is the controller's), it holds up neither the other
+    connections' requests nor admin requests, which are answered at their
+    timeout_ms; the creation is answered UNKNOWN_TOPIC_OR_PARTITION, and the
+    client's next request after the outage creates the topic."""
+    e = engine.open(bucket.root / "node", bucket.faulty, replace(QUIET, auto_create_topics=True))
+    server = InProcessServer(e)
+    try:
+        _with_orders(e)
+        _transient_manifest_outage(bucket)
+        with ThreadPoolExecutor(1) as asker, Wire(server.bootstrap, timeout=TIMEOUT) as other:
+            with Wire(server.bootstrap, timeout=TIMEOUT) as wire:
+                if creating == "metadata":
+                    asked = asker.submit(wire.request, _metadata("auto", True))
+                else:
+                    asked = asker.submit(wire.request, produce({"auto": bad_input_batch()}))
+                (orders,) = other.request(_metadata("orders", False)).topics
+                assert orders.error_code == KafkaCode.NONE
+                created = other.request(
+                    build(
+                        request_schema(ApiKey.CREATE_TOPICS, 7),
+                        topics=[{"name": "created", "num_partitions": 1, "replication_factor": 1}],
+                        timeout=datetime.timedelta(milliseconds=300),
+                    )
+                )
+                assert created.topics[0].error_code == KafkaCode.REQUEST_TIMED_OUT
+                answer = asked.result(TIMEOUT)
+                if creating == "metadata":
+                    code = answer.topics[0].error_code
+                else:
+                    code = answer.responses[0].partition_responses[0].error_code
+                assert code == KafkaCode.UNKNOWN_TOPIC_OR_PARTITION
+                assert e.list_topics() == ["orders"]
+            bucket.faulty.heal()
+            (auto,) = other.request(_metadata("auto", True)).topics
+            assert auto.error_code == KafkaCode.NONE
+    finally:
+        server.stop()
+        e.close()
+    with bucket.reopen() as reopened:
+        assert sorted(reopened.list_topics()) == ["auto", "orders"]
+
+
+def test_a_produce_creating_its_topic_through_an_outage_leaves_the_event_loop_free(
+    bucket: Bucket, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The creation a Produce asks for runs off the event loop: however long
+    it waits for the store (here, until the outage ends), the other
+    connections are served meanwhile; then the Produce is answered as if the
+    topic had been there."""
+    monkeypatch.setattr(common, "AUTO_CREATE_TIMEOUT_MS", 3_600_000)
+    e = engine.open(bucket.root / "node", bucket.faulty, replace(QUIET, auto_create_topics=True))
+    server = InProcessServer(e)
+    try:
+        _with_orders(e)
+        _transient_manifest_outage(bucket)
+        failures = bucket.faulty.failures
+        with (
+            ThreadPoolExecutor(1) as asker,
+            Wire(server.bootstrap, timeout=TIMEOUT) as wire,
+            Wire(server.bootstrap, timeout=TIMEOUT) as other,
+        ):
+            asked = asker.submit(wire.request, produce({"auto": bad_input_batch()}))
+            deadline = time.monotonic() + TIMEOUT
+            while bucket.faulty.failures == failures:  # the creation is retrying
+                assert time.monotonic() < deadline and not asked.done()
+                time.sleep(0.01)
+            (orders,) = other.request(_metadata("orders", False)).topics
+            assert orders.error_code == KafkaCode.NONE
+            assert not asked.done()
+            bucket.faulty.heal()
+            answer = asked.result(TIMEOUT)
+            assert answer.responses[0].partition_responses[0].error_code == KafkaCode.NONE
+        assert [r.value for r in read_partition(e, "auto", 0)] == [b"v" * 50]
+    finally:
+        server.stop()
+        e.close()

@@ -11,6 +11,7 @@ model of the whole history."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import tempfile
 from collections.abc import Callable, Iterator
@@ -25,7 +26,7 @@ from hypothesis import strategies as st
 import engine
 import native
 from engine.clock import ManualClock
-from engine.errors import OffsetOutOfRange, UnknownPartition
+from engine.errors import OffsetOutOfRange, UnknownPartition, UnknownTopic
 from engine.memory.state_at import InvalidStateQuery, TopicState
 from engine.memory.stored_state import stored_state_at
 from engine.memory.vector import OffsetVector, Position, RecordRef
@@ -269,6 +270,24 @@ def test_partitions_merge_and_a_query_is_checked(opened: engine.Engine) -> None:
     assert values(opened.state_at("state", vector=only_0, partitions=[0])) == {b"a": b"1"}
     with pytest.raises(InvalidStateQuery):
         opened.state_at("state", vector=only_0, partitions=[1])
+
+
+@pytest.mark.parametrize("asked", ["blocking", "async"])
+def test_the_state_of_an_unknown_topic_creates_no_topic(
+    tmp_path: Path, clock: ManualClock, asked: str
+) -> None:
+    """A read never creates a topic, as in Kafka (only Produce and Metadata
+    do): state_at of a topic that does not exist is UnknownTopic, where
+    auto_create_topics is on too."""
+    config = dataclasses.replace(CONFIG, auto_create_topics=True)
+    with engine.open(tmp_path, config=config, clock=clock) as e:
+        for at in (T0, None):  # a query refused for its arguments creates none either
+            with pytest.raises(UnknownTopic):
+                if asked == "async":
+                    asyncio.run(e.state_at_async("nowhere", at))
+                else:
+                    e.state_at("nowhere", at)
+        assert e.list_topics() == []
 
 
 def test_a_vector_past_the_high_watermark_is_refused(tmp_path: Path) -> None:

@@ -165,6 +165,16 @@ def uuid_bytes(value: Any) -> bytes:
     return bytes(value.bytes) if hasattr(value, "bytes") else bytes(value)
 
 
+AUTO_CREATE_TIMEOUT_MS = 1000
+"""How long an auto-creation retries an object store failing transiently:
+Kafka's broker answers the request at once and leaves the creation to its
+controller; here it runs on the one admin thread, where a creation retried
+through an outage would hold up every admin request behind it (and their
+timeout_ms). Past it, the topic is answered UNKNOWN_TOPIC_OR_PARTITION and
+the client's next request tries again (a write that is only slow is not
+cut short: the bound is on retries)."""
+
+
 def auto_create_topics(context: RequestContext, names: list[str]) -> dict[str, KafkaCode]:
     """Creates unknown topics a request names (with the broker's default
     partition count, all in one step); returns the error code of each one
@@ -197,7 +207,9 @@ def auto_create_topics(context: RequestContext, names: list[str]) -> dict[str, K
     try:
         # The asker's: a topic the defaults govern has its creation recorded.
         outcomes: Sequence[object] = engine.create_topics(
-            [NewTopic(name) for name in names], principal=authorize.actor(context)
+            [NewTopic(name) for name in names],
+            principal=authorize.actor(context),
+            timeout_ms=AUTO_CREATE_TIMEOUT_MS,
         )
     except EngineError as error:
         outcomes = [error] * len(names)

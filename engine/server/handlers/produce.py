@@ -119,21 +119,74 @@ def _decode_produce(header: RequestHeader, frame: memoryview) -> ProduceRequest:
     },
 )
 def handle_produce(context: RequestContext, request: ProduceRequest) -> Response:
+    creating = _topics_to_create(context, request)
+    if creating:
+        return _after_creating(context, request, creating)
+    return _produce_added(context, request)
+
+
+def _produce_added(
+    context: RequestContext,
+    request: ProduceRequest,
+    auto_created: Mapping[str, KafkaCode] | None = None,
+) -> Response:
     if context.version >= FIRST_TV2_PRODUCE_VERSION and request.transactional_id is not None:
         adding = implicit_add(context, request, request.transactional_id)
         if adding is not None:
-            return _after_the_add(context, request, *adding)
-    return _produce_now(context, request)
+            return _after_the_add(context, request, *adding, auto_created)
+    return _produce_now(context, request, None, auto_created)
+
+
+def _topics_to_create(context: RequestContext, request: ProduceRequest) -> list[str]:
+    """The unknown topics _produce would answer after creating them: those
+    with records, of a request whose acks are valid, the principal may
+    write, and whose transactional records (if any) it may write. Rare:
+    clients ask Metadata first, which creates them."""
+    engine = context.engine
+    if not engine.broker_configs.auto_create_topics or request.acks not in _ACKS:
+        return []
+    unknown = [
+        t.name
+        for t in request.topics
+        if not engine.has_topic(t.name)
+        and not is_internal_topic(t.name)  # refused, never created
+        and any(p.records is not None for p in t.partitions)
+    ]
+    if not unknown:
+        return []
+    transactional_id = request.transactional_id
+    if has_transactional_records(request) and (
+        transactional_id is None or not authorize.may_write_transaction(context, transactional_id)
+    ):
+        return []  # the whole request is refused before any topic is created
+    refused = set(authorize.refused_topics(context, AclOperation.WRITE, unknown))
+    return list(dict.fromkeys(name for name in unknown if name not in refused))
+
+
+async def _after_creating(
+    context: RequestContext, request: ProduceRequest, names: list[str]
+) -> Body | Encoded | None:
+    """The request answered once its unknown topics' auto-creation ended,
+    which runs on the admin thread: a creation waits for the object store
+    (at most common.AUTO_CREATE_TIMEOUT_MS through an outage), and the event
+    loop serves everyone else meanwhile. ``auto_created``: the refused."""
+    # Not given up at shutdown (until_stopping): the creation is bounded,
+    # and one not started yet is cancelled with the admin thread's queue.
+    creation = context.server.admin.submit(auto_create_topics, context, names)
+    auto_created = await asyncio.wrap_future(creation)
+    answer = _produce_added(context, request, auto_created)
+    return await answer if inspect.isawaitable(answer) else answer
 
 
 def _produce_now(
     context: RequestContext,
     request: ProduceRequest,
     preset: Mapping[TopicPartition, int] | None = None,
+    auto_created: Mapping[str, KafkaCode] | None = None,
 ) -> Response:
     topics = request.topics
-    if preset:
-        return _produce(context, request, preset)
+    if preset or auto_created is not None:
+        return _produce(context, request, preset, auto_created)
     if len(topics) == 1 and len(topics[0].partitions) == 1:
         return _produce_one(context, request) or _produce(context, request)
     if sum(len(topic.partitions) for topic in topics) < 2:
@@ -189,6 +242,7 @@ async def _after_the_add(
     request: ProduceRequest,
     added: Future[None],
     partitions: Collection[TopicPartition],
+    auto_created: Mapping[str, KafkaCode] | None = None,
 ) -> Body | Encoded | None:
     """The request's appends once the implicit add is durable; if the
     coordinator refused it, its partitions are answered Kafka's code for
@@ -198,7 +252,7 @@ async def _after_the_add(
         await asyncio.wrap_future(added)
     except EngineError as error:
         preset = dict.fromkeys(partitions, implicit_add_code(error, produce=True))
-    answer = _produce_now(context, request, preset)
+    answer = _produce_now(context, request, preset, auto_created)
     return await answer if inspect.isawaitable(answer) else answer
 
 
@@ -206,6 +260,7 @@ def _produce(
     context: RequestContext,
     request: ProduceRequest,
     preset: Mapping[TopicPartition, int] | None = None,
+    auto_created: Mapping[str, KafkaCode] | None = None,
 ) -> Response:
     engine = context.engine
     results: Results = []
@@ -238,8 +293,13 @@ def _produce(
             and any(p.records is not None for p in t.partitions)
             and t.name not in refused
         ]
-        if unknown:  # rare (clients ask Metadata first, which creates them)
-            refused.update(auto_create_topics(context, list(dict.fromkeys(unknown))))
+        if unknown:
+            if auto_created is None:  # looked up since handle_produce: deleted meanwhile
+                auto_created = auto_create_topics(context, list(dict.fromkeys(unknown)))
+            # Created before, off the event loop (handle_produce): those it
+            # refused. One deleted since is created again by its append,
+            # where the principal may create it (Engine.submit_async).
+            refused.update({n: auto_created[n] for n in unknown if n in auto_created})
     if transactional and transactional_id is not None and speaks_for_several(request, refused):
         return _refused(context.version, request, KafkaCode.INVALID_PRODUCER_ID_MAPPING)
     # Who sent it, for the partitions of stamp topics (one value per request).
