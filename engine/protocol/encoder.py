@@ -184,6 +184,11 @@ def _string_writer(flexible: bool, nullable: bool, wide: bool) -> Writer:
     return write
 
 
+_BUFFERS = (bytes, bytearray, memoryview)
+"""A tuple, not a union: ``bytes | bytearray | memoryview`` written in the
+check builds a new union at every call, and isinstance walks it slower."""
+
+
 def _records_writer(flexible: bool, nullable: bool) -> Writer:
     """Record data: one buffer or a sequence of stored batches, written by
     reference (see Sink.attach)."""
@@ -198,7 +203,7 @@ def _records_writer(flexible: bool, nullable: bool) -> Writer:
             else:
                 out += _INT32.pack(-1)
             return
-        chunks = (value,) if isinstance(value, bytes | bytearray | memoryview) else value
+        chunks = (value,) if isinstance(value, _BUFFERS) else value
         total = sum(len(chunk) for chunk in chunks)
         if flexible:
             _uvarint(out, total + 1)
