@@ -1,7 +1,7 @@
 """A Fetch runs no import statement once the server has answered one: an
 import statement run again still passes through the import machinery and
-formats an AttributeError it drops, which a replay's event loop counted at
-a twentieth of its instructions (docs/design/0085)."""
+formats an AttributeError it drops: five of them a Fetch were some 5% of a
+replay's instructions on the event loop (docs/design/0085)."""
 
 from __future__ import annotations
 
