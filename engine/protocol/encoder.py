@@ -63,7 +63,7 @@ class Sink:
         return self.parts
 
     def size(self) -> int:
-        return len(self.buffer) + sum(len(part) for part in self.parts)
+        return len(self.buffer) + sum(map(len, self.parts))
 
 
 Writer = Callable[[Sink, Any], None]
@@ -204,7 +204,7 @@ def _records_writer(flexible: bool, nullable: bool) -> Writer:
                 out += _INT32.pack(-1)
             return
         chunks = (value,) if isinstance(value, _BUFFERS) else value
-        total = sum(len(chunk) for chunk in chunks)
+        total = sum(map(len, chunks))
         if flexible:
             _uvarint(out, total + 1)
         else:

@@ -514,7 +514,7 @@ async def _fetch(
 
 
 def _fetched(wanted: FetchPartition, fetched: PartitionFetch) -> _Read:
-    size = sum(len(batch) for batch in fetched.records)
+    size = sum(map(len, fetched.records))
     # A long poll waits for data past the high watermark, not past what was
     # sent: data past the last stable offset, or past a read cut at its
     # max_bytes, is there already, so a wait for it would end at once and
