@@ -63,7 +63,13 @@ from engine.provenance import Provenance
 from engine.quota_entities import ClientQuotas, client_quotas_record
 from engine.schemas.store import SchemaRegistry
 from engine.state_log import StateLog
-from engine.store_errors import damage_at, store_errors, store_writes, unanswered_reads
+from engine.store_errors import (
+    PartitionRead,
+    damage_at,
+    store_errors,
+    store_writes,
+    unanswered_reads,
+)
 from engine.tables.service import TableService, TableStatus
 from engine.tables.settings import TablesConfig
 from engine.topic_admin import TopicAdmin, many_configs_record
@@ -724,11 +730,7 @@ class Engine:
         names once already, and a Fetch of thousands of partitions would
         otherwise look up each again and read its offsets twice more."""
         self._check_open()
-        with (
-            store_errors(),
-            damage_at(leader.topic, leader.index, offset),
-            unanswered_reads(leader.topic, leader.index),
-        ):
+        with store_errors(), PartitionRead(leader.topic, leader.index, offset):
             return await leader.fetch_async(offset, max_bytes, read_committed, last_stable)
 
     def lookup(

@@ -55,22 +55,25 @@ def collector_paused(pause: bool = True) -> Iterator[None]:
     it was enabled when the first came. Past PAUSE_BOUND young objects it
     does not pause (a collection is due, and no pause may put it off for
     good)."""
-    if not pause:
-        yield
-        return
-    with _pauses.lock:
-        if gc.get_count()[0] >= PAUSE_BOUND:
-            pause = False
-        elif _pauses.count == 0:
-            _pauses.resume = gc.isenabled()
-            gc.disable()
-        if pause:
-            _pauses.count += 1
+    paused = pause and _pause()
     try:
         yield
     finally:
-        if pause:
+        if paused:
             _release()
+
+
+def _pause() -> bool:
+    """Pauses the collector unless PAUSE_BOUND is passed: whether it did
+    (then _release ends the pause)."""
+    with _pauses.lock:
+        if gc.get_count()[0] >= PAUSE_BOUND:
+            return False
+        if _pauses.count == 0:
+            _pauses.resume = gc.isenabled()
+            gc.disable()
+        _pauses.count += 1
+        return True
 
 
 def _release() -> None:
@@ -122,14 +125,19 @@ class PausedWhileRunning(Generic[T]):
         sent: Any = None
         thrown: BaseException | None = None
         while True:
-            with collector_paused():
-                try:
-                    if thrown is None:
-                        waited = coroutine.send(sent)
-                    else:
-                        waited, thrown = coroutine.throw(thrown), None
-                except StopIteration as stop:
-                    return cast(T, stop.value)
+            # collector_paused() without its generator: a Fetch takes
+            # several steps, each paused (docs/design/0085).
+            paused = _pause()
+            try:
+                if thrown is None:
+                    waited = coroutine.send(sent)
+                else:
+                    waited, thrown = coroutine.throw(thrown), None
+            except StopIteration as stop:
+                return cast(T, stop.value)
+            finally:
+                if paused:
+                    _release()
             try:
                 sent = yield waited
             except GeneratorExit:

@@ -652,7 +652,7 @@ class Partition:
         # every batch below it is settled whenever the data was read.
         if not read_committed:
             payloads = [batch.payload for batch in batches]
-            self.bytes_out += sum(len(payload) for payload in payloads)
+            self.bytes_out += sum(map(len, payloads))
             return PartitionFetch(
                 payloads,
                 next_offset,
@@ -666,7 +666,7 @@ class Partition:
         kept = [batch for batch in batches if batch.end_offset <= stable]
         next_offset = kept[-1].end_offset if kept else offset
         payloads = [batch.payload for batch in kept]
-        self.bytes_out += sum(len(payload) for payload in payloads)
+        self.bytes_out += sum(map(len, payloads))
         return PartitionFetch(
             payloads,
             next_offset,

@@ -74,6 +74,45 @@ def store_writes() -> _StoreErrors:
     return _STORE_WRITES
 
 
+class PartitionRead:
+    """damage_at and unanswered_reads in one, as a class: the store's read
+    of a partition for every Fetch entry passes through both, and the two
+    generators' starts and finishes cost the event loop more than the
+    rest of the call (docs/design/0085). What it raises is theirs: an
+    object-store error is StoreUnavailable, then damage CorruptStoredData."""
+
+    __slots__ = ("offset", "partition", "topic")
+
+    def __init__(self, topic: str, partition: int, offset: int) -> None:
+        self.topic = topic
+        self.partition = partition
+        self.offset = offset
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if error is None:
+            return
+        if isinstance(error, ObjectStoreError):
+            raise StoreUnavailable(
+                self.topic,
+                self.partition,
+                str(error),
+                transient=error.transient,
+                advice=_advice(error),
+            ) from error
+        if isinstance(error, CorruptObject):
+            raise CorruptStoredData(
+                self.topic, self.partition, self.offset, error.key, error.reason
+            ) from error
+
+
 @contextlib.contextmanager
 def damage_at(topic: str, partition: int, offset: int) -> Iterator[None]:
     """Raises CorruptStoredData, naming the partition and offset, for a

@@ -244,7 +244,7 @@ def encode_response(header: RequestHeader, body: Mapping[str, Any] | Encoded) ->
         out.append(0)  # no tagged fields
     encoder_for(response_schema(header.api_key, header.api_version))(sink, body)
     parts = sink.finish()
-    size = sum(len(part) for part in parts) - 4
+    size = sum(map(len, parts)) - 4
     first = parts[0]
     assert isinstance(first, bytearray)
     first[0:4] = _INT32.pack(size)

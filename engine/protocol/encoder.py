@@ -63,7 +63,7 @@ class Sink:
         return self.parts
 
     def size(self) -> int:
-        return len(self.buffer) + sum(len(part) for part in self.parts)
+        return len(self.buffer) + sum(map(len, self.parts))
 
 
 Writer = Callable[[Sink, Any], None]
@@ -184,6 +184,11 @@ def _string_writer(flexible: bool, nullable: bool, wide: bool) -> Writer:
     return write
 
 
+_BUFFERS = (bytes, bytearray, memoryview)
+"""A tuple, not a union: ``bytes | bytearray | memoryview`` written in the
+check builds a new union at every call, and isinstance walks it slower."""
+
+
 def _records_writer(flexible: bool, nullable: bool) -> Writer:
     """Record data: one buffer or a sequence of stored batches, written by
     reference (see Sink.attach)."""
@@ -198,8 +203,8 @@ def _records_writer(flexible: bool, nullable: bool) -> Writer:
             else:
                 out += _INT32.pack(-1)
             return
-        chunks = (value,) if isinstance(value, bytes | bytearray | memoryview) else value
-        total = sum(len(chunk) for chunk in chunks)
+        chunks = (value,) if isinstance(value, _BUFFERS) else value
+        total = sum(map(len, chunks))
         if flexible:
             _uvarint(out, total + 1)
         else:

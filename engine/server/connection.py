@@ -802,7 +802,7 @@ class Connection(asyncio.BufferedProtocol):
         hundreds of one-partition Produce requests in flight to a topic of
         thousands of partitions, and a socket write per answer cost the
         event loop more than the answer itself."""
-        size = sum(len(part) for part in parts)
+        size = sum(map(len, parts))
         self.server.stats.bytes_out += size
         self.last_active = self.server.now()
         self._outgoing.extend(parts)

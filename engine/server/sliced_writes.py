@@ -47,13 +47,13 @@ class SlicedWriter:
     @property
     def unsent(self) -> int:
         """Bytes not yet given to the transport."""
-        return sum(len(part) for part in self._unsent)
+        return sum(map(len, self._unsent))
 
     def write(self, parts: Parts) -> None:
         if self._unsent:  # behind a response still being sliced
             self._unsent.extend(parts)
             return
-        if sum(len(part) for part in parts) <= self._slice_bytes:
+        if sum(map(len, parts)) <= self._slice_bytes:
             self._writelines(parts)
             return
         self._unsent.extend(parts)

@@ -67,6 +67,13 @@ from s3stream import S3StreamError
 if TYPE_CHECKING:
     # The kio request classes, for the handlers' annotations only: importing
     # every version's class costs the server's start hundreds of modules.
+    from kio.schema.fetch.v13.request import FetchTopic as FetchTopicV13
+    from kio.schema.fetch.v14.request import FetchTopic as FetchTopicV14
+    from kio.schema.fetch.v15.request import FetchTopic as FetchTopicV15
+    from kio.schema.fetch.v16.request import FetchTopic as FetchTopicV16
+    from kio.schema.fetch.v17.request import FetchTopic as FetchTopicV17
+    from typing_extensions import TypeIs
+
     from engine.server.handlers.requests import FetchRequest
 
 
@@ -240,21 +247,12 @@ def _now_ms() -> int:
 def _requested_partitions(
     request: FetchRequest, by_id: dict[bytes, str] | None
 ) -> list[FetchPartition]:
-    # Imported on the first Fetch, not at start: kio's classes of a version
-    # cost a server's start some milliseconds each.
-    from kio.schema.fetch.v13.request import FetchTopic as FetchTopicV13  # noqa: PLC0415
-    from kio.schema.fetch.v14.request import FetchTopic as FetchTopicV14  # noqa: PLC0415
-    from kio.schema.fetch.v15.request import FetchTopic as FetchTopicV15  # noqa: PLC0415
-    from kio.schema.fetch.v16.request import FetchTopic as FetchTopicV16  # noqa: PLC0415
-    from kio.schema.fetch.v17.request import FetchTopic as FetchTopicV17  # noqa: PLC0415
-
+    by_topic_id = _topics_by_id()
     wanted: list[FetchPartition] = []
     topics_seen: set[tuple[bytes, str | None]] = set()
     named_twice = False
     for topic in request.topics:
-        if isinstance(
-            topic, FetchTopicV13 | FetchTopicV14 | FetchTopicV15 | FetchTopicV16 | FetchTopicV17
-        ):
+        if _names_by_id(topic, by_topic_id):
             topic_id = uuid_bytes(topic.topic_id)
             name = by_id.get(topic_id) if by_id is not None else None
         else:
@@ -284,6 +282,29 @@ def _requested_partitions(
         once = {(w.topic_id, w.topic, w.partition): w for w in wanted}
         wanted = list(once.values())
     return wanted
+
+
+def _names_by_id(
+    topic: object, by_topic_id: tuple[type, ...]
+) -> TypeIs[FetchTopicV13 | FetchTopicV14 | FetchTopicV15 | FetchTopicV16 | FetchTopicV17]:
+    return isinstance(topic, by_topic_id)
+
+
+@cache
+def _topics_by_id() -> tuple[type, ...]:
+    """The request topic classes that name a topic by id (v13 on).
+    Imported on the first Fetch, not at start (kio's classes of a version
+    cost a server's start some milliseconds each), and once: an import
+    statement run again still costs a lookup through the import machinery
+    and an AttributeError formatted and dropped, five a Fetch, 4% of the
+    event loop's instructions in a replay (docs/design/0085)."""
+    from kio.schema.fetch.v13.request import FetchTopic as FetchTopicV13  # noqa: PLC0415
+    from kio.schema.fetch.v14.request import FetchTopic as FetchTopicV14  # noqa: PLC0415
+    from kio.schema.fetch.v15.request import FetchTopic as FetchTopicV15  # noqa: PLC0415
+    from kio.schema.fetch.v16.request import FetchTopic as FetchTopicV16  # noqa: PLC0415
+    from kio.schema.fetch.v17.request import FetchTopic as FetchTopicV17  # noqa: PLC0415
+
+    return (FetchTopicV13, FetchTopicV14, FetchTopicV15, FetchTopicV16, FetchTopicV17)
 
 
 def _forgotten_partitions(request: FetchRequest, uses_topic_ids: bool) -> list[PartitionKey]:
@@ -496,7 +517,7 @@ async def _fetch(
 
 
 def _fetched(wanted: FetchPartition, fetched: PartitionFetch) -> _Read:
-    size = sum(len(batch) for batch in fetched.records)
+    size = sum(map(len, fetched.records))
     # A long poll waits for data past the high watermark, not past what was
     # sent: data past the last stable offset, or past a read cut at its
     # max_bytes, is there already, so a wait for it would end at once and
