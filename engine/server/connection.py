@@ -50,6 +50,7 @@ import sys
 import termios
 from collections import deque
 from collections.abc import Awaitable
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from engine.protocol.apis import ApiKey
@@ -609,10 +610,15 @@ class Connection(asyncio.BufferedProtocol):
             self.abort(error)
             return
         if inspect.isawaitable(result):
+            until = result.until if isinstance(result, OffLoop) else None
             off_loop = isinstance(result, OffLoop)
             result = asyncio.ensure_future(result)
+            if until is not None:
+                # Answered (or given up) before it took effect: nothing of it
+                # comes after, the hold ends with it.
+                result.add_done_callback(partial(_settle, until))
             if off_loop:
-                self._after_off_loop(result)
+                self._after_off_loop(result if until is None else until)
         seconds = self.server.now() - started if timed else 0.0
         answer = max(answer_bytes - size, 0)
         self._queue(_Pending(header, result, size, seconds, started, answer))
@@ -976,3 +982,8 @@ class Connection(asyncio.BufferedProtocol):
         if self.transport is not None and (not self.closed or self._closing is not None):
             self._flush_all()
             self.transport.close()
+
+
+def _settle(until: asyncio.Future[None], _answer: asyncio.Future[Any]) -> None:
+    if not until.done():
+        until.set_result(None)

@@ -123,14 +123,23 @@ class OffLoop:
     """An answer being made on the admin thread (off_loop). Its connection
     handles no request read after it until it is done (connection.py), as
     Kafka handles a connection's requests one at a time: a client may send
-    a Produce right behind the config change it relies on."""
+    a Produce right behind the config change it relies on.
 
-    __slots__ = ("_waiting",)
+    ``until``: done once the request has taken effect, when that comes
+    before its answer (a Produce whose appends wait for a topic's creation
+    or a transaction's add: held until they are submitted, not until they
+    are acknowledged, so that a Produce sent behind it on the connection
+    appends after it but pipelining still overlaps the acknowledgements)."""
 
-    def __init__(self, waiting: Coroutine[Any, Any, Encoded]) -> None:
+    __slots__ = ("_waiting", "until")
+
+    def __init__(
+        self, waiting: Coroutine[Any, Any, Any], until: asyncio.Future[None] | None = None
+    ) -> None:
         self._waiting = waiting
+        self.until = until
 
-    def __await__(self) -> Generator[Any, None, Encoded]:
+    def __await__(self) -> Generator[Any, None, Any]:
         return self._waiting.__await__()
 
 

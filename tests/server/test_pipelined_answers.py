@@ -6,6 +6,8 @@ flight to a topic of thousands of partitions)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -164,3 +166,91 @@ def test_a_request_pipelined_after_a_config_change_is_handled_after_it(
     (partition,) = produced.responses[0].partition_responses
     assert (produced_id, partition.error_code) == (11, 0)
     assert partition.log_append_time is not None, "appended before the config change"
+
+
+def _idempotent_produce(producer: tuple[int, int], topics: dict[str, int]) -> Any:
+    """A Produce of one record to partition 0 of each topic, at the given
+    sequence, from an idempotent producer."""
+
+    def batch(sequence: int) -> bytes:
+        return native.encode_batch(
+            [RecordSpec(1_700_000_000_000, None, b"v%d" % sequence, ())],
+            producer_id=producer[0],
+            producer_epoch=producer[1],
+            base_sequence=sequence,
+        )
+
+    return build(
+        load_request_schema(ApiKey.PRODUCE, 9),
+        acks=-1,
+        timeout_ms=30_000,
+        topic_data=[
+            {"name": name, "partition_data": [{"index": 0, "records": batch(sequence)}]}
+            for name, sequence in topics.items()
+        ],
+    )
+
+
+def test_a_produce_behind_one_waiting_for_its_topics_creation_appends_after_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Produce naming a topic that does not exist yet waits for its
+    creation on the admin thread; a Produce pipelined behind it on the
+    connection, for a partition both name, is handled only once the first
+    one's appends are submitted, so an idempotent producer's sequences
+    arrive in order (else the second is refused OUT_OF_ORDER_SEQUENCE_NUMBER:
+    its sequence 1 would come before the 0 still waiting). Kafka handles a
+    connection's requests one at a time."""
+    config = dataclasses.replace(engine.EngineConfig.small(), auto_create_topics=True)
+    with engine.open(tmp_path / "data", config=config) as opened:
+        opened.create_topic("t", 1)
+        held, released = threading.Event(), threading.Event()
+        create_topics = opened.create_topics
+
+        def held_up(*args: Any, **kwargs: Any) -> Any:
+            held.set()
+            released.wait(30)
+            return create_topics(*args, **kwargs)
+
+        monkeypatch.setattr(opened, "create_topics", held_up)
+        served = InProcessServer(opened)
+        try:
+            with Wire(served.bootstrap, timeout=30) as wire:
+                started = wire.request(
+                    build(
+                        load_request_schema(ApiKey.INIT_PRODUCER_ID, 4),
+                        transactional_id=None,
+                        transaction_timeout_ms=60_000,
+                        producer_id=-1,
+                        producer_epoch=-1,
+                    )
+                )
+                producer = (started.producer_id, started.producer_epoch)
+                before = served.server.stats.requests
+                wire.send_raw(
+                    encode_request(_idempotent_produce(producer, {"new": 0, "t": 0}), 20)
+                    + encode_request(_idempotent_produce(producer, {"t": 1}), 21)
+                )
+                try:
+                    assert held.wait(10)
+                    # Both read: the second handled, or held back behind the first.
+                    served.until_on_loop(
+                        lambda: (
+                            served.server.stats.requests - before >= 2
+                            or any(c._held for c in served.server.connections)
+                        )
+                    )
+                finally:
+                    released.set()
+                schema = load_response_schema(ApiKey.PRODUCE, 9)
+                first = wire.receive(schema)[1]
+                second = wire.receive(schema)[1]
+        finally:
+            served.stop()
+    assert sorted(
+        (t.name, p.error_code, p.base_offset)
+        for t in first.responses
+        for p in t.partition_responses
+    ) == [("new", 0, 0), ("t", 0, 0)]
+    ((answer,),) = [t.partition_responses for t in second.responses]
+    assert (answer.error_code, answer.base_offset) == (0, 1)

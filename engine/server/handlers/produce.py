@@ -45,7 +45,7 @@ from engine.protocol.produce_single import decode_single_partition
 from engine.server import authorize
 from engine.server.authorizer import AclOperation
 from engine.server.checked_appends import records_checked, submit_checked
-from engine.server.context import Body, RequestContext, Response, error_message
+from engine.server.context import Body, OffLoop, RequestContext, Response, error_message
 from engine.server.handlers.common import (
     auto_create_topics,
     implicit_add_code,
@@ -121,7 +121,8 @@ def _decode_produce(header: RequestHeader, frame: memoryview) -> ProduceRequest:
 def handle_produce(context: RequestContext, request: ProduceRequest) -> Response:
     creating = _topics_to_create(context, request)
     if creating:
-        return _after_creating(context, request, creating)
+        submitted = asyncio.get_running_loop().create_future()
+        return OffLoop(_after_creating(context, request, creating, submitted), until=submitted)
     return _produce_added(context, request)
 
 
@@ -129,12 +130,33 @@ def _produce_added(
     context: RequestContext,
     request: ProduceRequest,
     auto_created: Mapping[str, KafkaCode] | None = None,
+    submitted: asyncio.Future[None] | None = None,
 ) -> Response:
+    """The request's appends, after its implicit add if it needs one.
+
+    A request whose appends wait (for its topics' creation, for its add)
+    holds its connection until they are submitted (``submitted``, OffLoop's
+    ``until``): a Produce sent behind it for the same partition would
+    otherwise append first, and an idempotent producer's later sequence
+    arriving before the earlier one is refused OUT_OF_ORDER_SEQUENCE_NUMBER.
+    Kafka reads a connection's next request only once this one is answered."""
     if context.version >= FIRST_TV2_PRODUCE_VERSION and request.transactional_id is not None:
         adding = implicit_add(context, request, request.transactional_id)
         if adding is not None:
-            return _after_the_add(context, request, *adding, auto_created)
-    return _produce_now(context, request, None, auto_created)
+            if submitted is None:
+                submitted = asyncio.get_running_loop().create_future()
+                answer = _after_the_add(context, request, *adding, auto_created, submitted)
+                return OffLoop(answer, until=submitted)
+            return _after_the_add(context, request, *adding, auto_created, submitted)
+    try:
+        return _produce_now(context, request, None, auto_created)
+    finally:
+        _submitted(submitted)
+
+
+def _submitted(submitted: asyncio.Future[None] | None) -> None:
+    if submitted is not None and not submitted.done():
+        submitted.set_result(None)
 
 
 def _topics_to_create(context: RequestContext, request: ProduceRequest) -> list[str]:
@@ -164,7 +186,10 @@ def _topics_to_create(context: RequestContext, request: ProduceRequest) -> list[
 
 
 async def _after_creating(
-    context: RequestContext, request: ProduceRequest, names: list[str]
+    context: RequestContext,
+    request: ProduceRequest,
+    names: list[str],
+    submitted: asyncio.Future[None],
 ) -> Body | Encoded | None:
     """The request answered once its unknown topics' auto-creation ended,
     which runs on the admin thread: a creation waits for the object store
@@ -172,9 +197,12 @@ async def _after_creating(
     loop serves everyone else meanwhile. ``auto_created``: the refused."""
     # Not given up at shutdown (until_stopping): the creation is bounded,
     # and one not started yet is cancelled with the admin thread's queue.
-    creation = context.server.admin.submit(auto_create_topics, context, names)
-    auto_created = await asyncio.wrap_future(creation)
-    answer = _produce_added(context, request, auto_created)
+    try:
+        creation = context.server.admin.submit(auto_create_topics, context, names)
+        auto_created = await asyncio.wrap_future(creation)
+        answer = _produce_added(context, request, auto_created, submitted)
+    finally:
+        _submitted(submitted)
     return await answer if inspect.isawaitable(answer) else answer
 
 
@@ -243,16 +271,20 @@ async def _after_the_add(
     added: Future[None],
     partitions: Collection[TopicPartition],
     auto_created: Mapping[str, KafkaCode] | None = None,
+    submitted: asyncio.Future[None] | None = None,
 ) -> Body | Encoded | None:
     """The request's appends once the implicit add is durable; if the
     coordinator refused it, its partitions are answered Kafka's code for
     that (see implicit_add_code) and the others as usual."""
     preset: dict[TopicPartition, int] = {}
     try:
-        await asyncio.wrap_future(added)
-    except EngineError as error:
-        preset = dict.fromkeys(partitions, implicit_add_code(error, produce=True))
-    answer = _produce_now(context, request, preset, auto_created)
+        try:
+            await asyncio.wrap_future(added)
+        except EngineError as error:
+            preset = dict.fromkeys(partitions, implicit_add_code(error, produce=True))
+        answer = _produce_now(context, request, preset, auto_created)
+    finally:
+        _submitted(submitted)
     return await answer if inspect.isawaitable(answer) else answer
 
 
