@@ -267,6 +267,13 @@ class DataWaiters:
                     waits = waiters.get(stream_id)
                     if waits:
                         waits.pop(wait, None)
+                    if not waits and watched[stream_id][0].deleted:
+                        # Deleted after this wait looked its partition up
+                        # (by another thread) and before it registered: the
+                        # deletion's growth popped nothing, and a gone stream
+                        # never grows again. Any wait still adding itself to
+                        # the entry finds the partition deleted when it looks.
+                        waiters.pop(stream_id, None)
 
     def _watched(
         self, positions: Mapping[TopicPartition, int]

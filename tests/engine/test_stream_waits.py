@@ -286,3 +286,30 @@ def test_the_close_and_a_deletion_end_with_a_closed_loop_wait_registered(
     leave_a_wait_behind(opened, width)
     opened.close()
     assert registered(opened) == 0
+
+
+def test_a_topic_deleted_while_its_wait_registers_leaves_no_entry(opened: engine.Engine) -> None:
+    """The deletion runs on another thread (an admin request of another
+    server, the embedded API) between the wait's lookup of its partitions
+    and its registration: the deletion found nothing to pop, and the entry
+    the wait then made under each gone stream would stay forever, one per
+    such race, under streams that will never grow again."""
+    waiters = opened._waiters
+    streams = {stream_of(opened, p) for p in range(8)}
+    looked_up = waiters._watched
+
+    def deleted_meanwhile(positions: Any) -> Any:
+        watched = looked_up(positions)
+        deletion = threading.Thread(target=opened.delete_topic, args=("t",))
+        deletion.start()
+        deletion.join()
+        return watched
+
+    waiters._watched = deleted_meanwhile  # type: ignore[method-assign]
+    try:
+        found = asyncio.run(opened.wait_for_data_async(at_start(8), TIMEOUT, opened.growth_mark()))
+    finally:
+        del waiters._watched
+    assert found  # the gone topic ends the wait at once
+    assert registered(opened) == 0
+    assert not streams & waiters.async_waiters.keys()
