@@ -110,7 +110,9 @@ class DataWaiters:
                     wait.grown.update(s for s in streams if s in wait.watched)
                     by_loop.setdefault(wait.loop, {})[wait] = None
             for loop, woken in by_loop.items():
-                loop.call_soon_threadsafe(_wake_all, list(woken))
+                if not _call_soon(loop, _wake_all, list(woken)):
+                    for wait in woken:
+                        self._forget(wait)
 
     def _clock_moved(self) -> None:
         """A clock that jumps (a ManualClock): a waiter's timeout may be over."""
@@ -119,11 +121,20 @@ class DataWaiters:
         self._wake_every_wait()
 
     def _wake_every_wait(self) -> None:
-        for waits in list(self.async_waiters.values()):
-            for wait in list(waits):
-                wait.loop.call_soon_threadsafe(_wake, wait)
-        for wait in list(self.wide_waits):
-            wait.loop.call_soon_threadsafe(_wake, wait)
+        waits = {wait for waiting in list(self.async_waiters.values()) for wait in list(waiting)}
+        for wait in waits | set(self.wide_waits):
+            if not _call_soon(wait.loop, _wake, wait):
+                self._forget(wait)
+
+    def _forget(self, wait: StreamWait) -> None:
+        """Takes out every registration of a wait whose loop is closed: its
+        task will never run its own removal, and a wide wait, never popped by
+        a growth, would be matched (and fail to wake) at each growth after."""
+        self.wide_waits.discard(wait)
+        for stream_id in wait.watched:
+            waits = self.async_waiters.get(stream_id)
+            if waits:
+                waits.pop(wait, None)
 
     def _wake_offset_waiters(self, streams: set[int]) -> None:
         ready = []
@@ -256,6 +267,13 @@ class DataWaiters:
                     waits = waiters.get(stream_id)
                     if waits:
                         waits.pop(wait, None)
+                    if not waits and watched[stream_id][0].deleted:
+                        # Deleted after this wait looked its partition up
+                        # (by another thread) and before it registered: the
+                        # deletion's growth popped nothing, and a gone stream
+                        # never grows again. Any wait still adding itself to
+                        # the entry finds the partition deleted when it looks.
+                        waiters.pop(stream_id, None)
 
     def _watched(
         self, positions: Mapping[TopicPartition, int]
@@ -325,6 +343,22 @@ def _any_data(watched: Mapping[int, tuple[Partition, int]], streams: Iterable[in
         if high_watermark > offset or log_start > offset:
             return True
     return False
+
+
+def _call_soon(
+    loop: asyncio.AbstractEventLoop, callback: Callable[..., None], *args: object
+) -> bool:
+    """Schedules ``callback`` on ``loop``; False if the loop is closed. One
+    waiter's closed loop (an embedded consumer's, closed with its wait still
+    pending) must not raise out of the growth or the close that wakes the
+    waiters of every other loop after it."""
+    try:
+        loop.call_soon_threadsafe(callback, *args)
+    except RuntimeError:
+        if not loop.is_closed():
+            raise
+        return False
+    return True
 
 
 def _wake_all(waits: list[StreamWait]) -> None:

@@ -241,3 +241,75 @@ def test_the_close_ends_every_wait(tmp_path: Path) -> None:
         assert not asyncio.run(main())
         assert ended.is_set()
         assert registered(opened) == 0
+
+
+LEFT_BEHIND: list[asyncio.Task[bool]] = []
+"""Tasks of closed loops, kept so that they are never collected mid-test."""
+
+
+def leave_a_wait_behind(opened: engine.Engine, width: int) -> None:
+    """A wait from an event loop closed with it still pending (its task
+    never cancelled, so its registration is never taken out)."""
+    loop = asyncio.new_event_loop()
+    try:
+        LEFT_BEHIND.append(loop.create_task(opened.wait_for_data_async(at_start(width), TIMEOUT)))
+        loop.run_until_complete(until_registered(opened, 1))
+    finally:
+        loop.close()
+
+
+@WIDTHS
+def test_a_wait_of_a_closed_loop_keeps_no_growth_from_waking_the_others(
+    opened: engine.Engine, width: int
+) -> None:
+    leave_a_wait_behind(opened, width)
+
+    async def main() -> bool:
+        wait = asyncio.ensure_future(opened.wait_for_data_async(at_start(width), TIMEOUT))
+        await until_registered(opened, 2)
+        await asyncio.to_thread(produce, opened, 3)
+        return await asyncio.wait_for(wait, TIMEOUT / 2)
+
+    assert asyncio.run(main())
+    # The growth that found the closed loop let go of its wait: it had
+    # been matched, and failed to wake, at every growth after.
+    assert registered(opened) == 0
+
+
+@WIDTHS
+def test_the_close_and_a_deletion_end_with_a_closed_loop_wait_registered(
+    opened: engine.Engine, width: int
+) -> None:
+    leave_a_wait_behind(opened, width)
+    opened.delete_topic("t")
+    opened.create_topic("t", PARTITIONS)
+    leave_a_wait_behind(opened, width)
+    opened.close()
+    assert registered(opened) == 0
+
+
+def test_a_topic_deleted_while_its_wait_registers_leaves_no_entry(opened: engine.Engine) -> None:
+    """The deletion runs on another thread (an admin request of another
+    server, the embedded API) between the wait's lookup of its partitions
+    and its registration: the deletion found nothing to pop, and the entry
+    the wait then made under each gone stream would stay forever, one per
+    such race, under streams that will never grow again."""
+    waiters = opened._waiters
+    streams = {stream_of(opened, p) for p in range(8)}
+    looked_up = waiters._watched
+
+    def deleted_meanwhile(positions: Any) -> Any:
+        watched = looked_up(positions)
+        deletion = threading.Thread(target=opened.delete_topic, args=("t",))
+        deletion.start()
+        deletion.join()
+        return watched
+
+    waiters._watched = deleted_meanwhile  # type: ignore[method-assign]
+    try:
+        found = asyncio.run(opened.wait_for_data_async(at_start(8), TIMEOUT, opened.growth_mark()))
+    finally:
+        del waiters._watched
+    assert found  # the gone topic ends the wait at once
+    assert registered(opened) == 0
+    assert not streams & waiters.async_waiters.keys()
