@@ -24,9 +24,10 @@ from engine.protocol.apis import ApiKey, request_schema, response_schema
 from engine.protocol.kafka_code import KafkaCode
 from engine.server.config import ServerConfig
 from engine.transactions.completion import TransactionCompleter
-from engine.transactions.metadata import TxnState
+from engine.transactions.metadata import MAX_EPOCH, TxnState
 from tests import docspec
 from tests.engine.test_transactions import values
+from tests.engine.test_transactions_v2 import at_epoch
 from tests.server.in_process import InProcessServer
 from tests.server.wire import Wire, build, fetch_from_start
 
@@ -594,3 +595,39 @@ def test_an_add_of_v4_and_v5_records_transaction_version_2_and_a_restart_loads_i
 
 def partition_results_v3(answer: Any) -> list[Any]:
     return [p for topic in answer.results_by_topic_v3_and_below for p in topic.results_by_partition]
+
+
+def test_end_txn_v5_of_the_producer_id_an_end_moved_from_is_fenced(tmp_path: Path) -> None:
+    """A v2 commit at the last epoch moves the id to a new producer id; the
+    old id's EndTxn v5 while the new one's transaction is open is answered
+    PRODUCER_FENCED, as Kafka's retryOnOverflow check answers it
+    (docs/design/0090), and a retry of the commit the new id and epoch."""
+    with engine.open(tmp_path / "node") as opened:
+        opened.create_topic("in", 1)
+        server = InProcessServer(opened)
+        try:
+            old, _ = init(server)
+        finally:
+            server.stop()
+        at_epoch(opened, "pipeline", MAX_EPOCH - 1)
+    with engine.open(tmp_path / "node") as opened:
+        server = InProcessServer(opened)
+        try:
+            last = (old, MAX_EPOCH - 1)
+            assert produce(server, last, 0, b"a") == KafkaCode.NONE
+            moved = end(server, last, True)
+            assert moved.error_code == KafkaCode.NONE and moved.producer_id != old
+            new = (moved.producer_id, moved.producer_epoch)
+            assert new[1] == 0
+            retried = end(server, last, True)
+            assert (retried.error_code, retried.producer_id, retried.producer_epoch) == (
+                KafkaCode.NONE,
+                *new,
+            )
+            assert produce(server, new, 0, b"b") == KafkaCode.NONE  # the new id's transaction
+            stale = end(server, last, False)
+            assert (stale.error_code, stale.producer_id) == (KafkaCode.PRODUCER_FENCED, -1)
+            assert end(server, new, True).error_code == KafkaCode.NONE
+        finally:
+            server.stop()
+        assert values(opened, "in", "read_committed") == [b"a", b"b"]
