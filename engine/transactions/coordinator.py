@@ -297,6 +297,7 @@ class TransactionCoordinator:
         groups: frozenset[str],
         transaction_version: int,
     ) -> Future[None]:
+        _check_named(transactional_id)
         now = self._clock.time_ms()
         with self._table.lock:
             self._check_open()
@@ -381,6 +382,7 @@ class TransactionCoordinator:
         while its transaction is completed. A state write in flight is not
         waited for, as Kafka does not: the append this verifies checks the
         partition again under its lock (``verify``)."""
+        _check_named(transactional_id)
         with self._table.lock:
             meta = self._mapped(transactional_id, producer_id)
             if meta.producer_epoch != producer_epoch:
@@ -583,6 +585,13 @@ class TransactionCoordinator:
             self._table.closed = True
         self._timers.stop()
         self._completer.close()
+
+
+def _check_named(transactional_id: str) -> None:
+    """Kafka's coordinator answers a request with an empty transactional id
+    INVALID_REQUEST before it looks the id up."""
+    if not transactional_id:
+        raise InvalidTransactionRequest("a transactional id must not be empty")
 
 
 def _done(value: Any) -> Future[Any]:

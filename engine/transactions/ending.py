@@ -25,6 +25,7 @@ import enum
 from engine.errors import (
     ConcurrentTransactions,
     InvalidProducerIdMapping,
+    InvalidTransactionRequest,
     InvalidTxnState,
     ProducerFenced,
 )
@@ -60,6 +61,8 @@ def end_step(
     """The step for an EndTxn from (``producer_id``, ``producer_epoch``)
     against the id's state ``meta`` (None: unknown), ``pending`` if a change
     to the id is under way; raises the error Kafka answers instead."""
+    if not transactional_id:
+        raise InvalidTransactionRequest("a transactional id must not be empty")
     if meta is None:
         raise InvalidProducerIdMapping(f"no transactional id {transactional_id!r}")
     # Kafka's pendingTransitionInProgress: a state write in flight. Markers

@@ -17,6 +17,7 @@ import engine
 from engine.errors import (
     ConcurrentTransactions,
     InvalidProducerIdMapping,
+    InvalidTransactionRequest,
     InvalidTxnState,
     ProducerFenced,
 )
@@ -224,3 +225,22 @@ def test_a_v2_end_meeting_a_state_write_is_told_to_retry_before_it_is_checked(
     client.send("t", 0, b"a")
     client.commit()
     assert values(e, "t", "read_committed") == [b"a"]
+
+
+def test_an_empty_transactional_id_is_an_invalid_request(engine_factory: EngineFactory) -> None:
+    """Kafka's coordinator answers INVALID_REQUEST before it looks the id up
+    (it was INVALID_PRODUCER_ID_MAPPING: no such id)."""
+    e = engine_factory()
+    e.create_topic("t", 1)
+    TV2Client(e, "app")
+    coordinator = e.transactions
+    tp = [TopicPartition("t", 0)]
+    for version in (0, TV_2):
+        with pytest.raises(InvalidTransactionRequest):
+            coordinator.end_transaction("", 0, 0, False, version)
+        with pytest.raises(InvalidTransactionRequest):
+            coordinator.add_partitions("", 0, 0, tp, version)
+    with pytest.raises(InvalidTransactionRequest):
+        coordinator.add_offsets("", 0, 0, "group")
+    with pytest.raises(InvalidTransactionRequest):
+        coordinator.verify_partitions("", 0, 0, tp)
