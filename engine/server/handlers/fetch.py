@@ -9,7 +9,10 @@ found too little, the wait is for data beyond the high watermark it saw
 (data it left for its max_bytes is no more than it can send: Kafka's
 DelayedFetch counts such a partition as full). In an
 incremental fetch session the wait is over every partition of the session,
-so data on any of them ends it.
+so data on any of them ends it. The wait is on the partitions the read
+saw: one deleted since (even if created again) or whose log start moved
+past the offset read ends it, and the read after it answers as Kafka's
+does (docs/design/0090).
 
 Fetch sessions (KIP-227) are Kafka's: the request's session id and epoch
 pick a context from the session cache (fetch_sessions.py), which says which
