@@ -13,11 +13,12 @@ import dataclasses
 import datetime
 import hashlib
 import hmac
+import ssl
 import struct
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -36,6 +37,7 @@ from engine.protocol.kafka_code import KafkaCode
 from engine.server.config import ServerConfig
 from engine.server.listeners import parse_listeners
 from tests.server.catalog_faults import fail_next_catalog_write
+from tests.server.certificates import Pem, Tls, issue_tls
 from tests.server.in_process import InProcessServer
 from tests.server.scram_client import scram_login, token_login
 from tests.server.wire import Wire, build
@@ -503,3 +505,37 @@ def test_a_store_failure_is_a_storage_error_and_the_server_keeps_serving(
         made = create(wire)
         assert made.error_code == KafkaCode.NONE
         assert described_ids(describe(wire)) == {made.token_id}
+
+
+class TlsWire(Wire):
+    """A TLS connection to the server, with a client certificate or none."""
+
+    def __init__(self, address: str, tls: Tls, client: Pem | None) -> None:
+        super().__init__(address, TIMEOUT)
+        context = ssl.create_default_context(cafile=str(tls.authority.ca))
+        if client is not None:
+            context.load_cert_chain(str(client.certificate), str(client.key))
+        self.sock = context.wrap_socket(self.sock, server_hostname="localhost")
+
+
+def test_ssl_without_a_client_certificate_may_not_request_tokens_with_one_may(
+    tmp_path: Path,
+) -> None:
+    """Kafka's allowTokenRequests: one-way SSL (the principal ANONYMOUS)
+    may not; a client known by its certificate may."""
+    tls = issue_tls(tmp_path)
+    config = replace(tls.mutual_tls(), ssl_client_auth="requested")
+    settings = EngineConfig(delegation_tokens=DelegationTokenConfig(SECRET))
+    with engine.open(tmp_path / "node", config=settings) as opened:
+        server = InProcessServer(opened, config=config)
+        try:
+            address = f"127.0.0.1:{server.server.ports['SSL']}"
+            with TlsWire(address, tls, None) as wire:
+                answers = every_api_answers(wire)
+                assert set(answers.values()) == {KafkaCode.DELEGATION_TOKEN_REQUEST_NOT_ALLOWED}
+            with TlsWire(address, tls, tls.alice) as wire:
+                made = create(wire)
+                assert made.error_code == KafkaCode.NONE
+                assert made.principal_name.startswith("CN=alice")
+        finally:
+            server.stop()
