@@ -86,8 +86,9 @@ class DelegationTokenAuthDisabled(EngineError):
 class DelegationTokenNotFound(EngineError):
     code = KafkaCode.DELEGATION_TOKEN_NOT_FOUND
 
-    def __init__(self) -> None:
-        super().__init__("no delegation token has that HMAC")
+    def __init__(self, token_id: str | None = None) -> None:
+        named = "that HMAC" if token_id is None else f"id {token_id}"
+        super().__init__(f"no delegation token has {named}")
 
 
 class DelegationTokenExpired(EngineError):
@@ -358,6 +359,20 @@ class DelegationTokens:
         now = self._now_ms()
         live = [t.info for t in self._valid().values() if not t.info.expired(now)]
         return sorted(live, key=lambda info: (info.issue_timestamp_ms, info.token_id))
+
+    def stored(self) -> list[TokenInformation]:
+        """Every token the catalog holds, expired or made under another
+        secret too, by issue time: what an operator lists (no secret needed)."""
+        found = [StoredToken.from_wire(raw).info for raw in self._tokens().values()]
+        return sorted(found, key=lambda info: (info.issue_timestamp_ms, info.token_id))
+
+    def remove(self, token_id: str) -> None:
+        """Removes a token by its id, whatever its state: an operator's
+        revocation, which needs neither the HMAC nor the secret."""
+        with self._lock:
+            if token_id not in self._tokens():
+                raise DelegationTokenNotFound(token_id)
+            self._write(delegation_tokens_removed_record([token_id]))
 
     def login(self, token_id: str, mechanism: str) -> TokenLogin | None:
         """What a SCRAM login as token ``token_id`` checks, or None: tokens

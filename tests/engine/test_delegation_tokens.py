@@ -20,6 +20,7 @@ import pytest
 import engine
 from engine import catalog as catalog_module
 from engine.catalog import read_records
+from engine.cli.main import main
 from engine.clock import ManualClock
 from engine.credentials import password_matches
 from engine.delegation_tokens import (
@@ -271,3 +272,26 @@ def test_the_config_never_shows_its_secret() -> None:
     assert SECRET not in repr(config())
     with pytest.raises(ValueError, match=r"expiry\.time\.ms"):
         DelegationTokenConfig(SECRET, expiry_time_ms=0)
+
+
+def test_tidelog_users_lists_tokens_without_their_hmacs_and_removes_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "node"
+    with engine.open(data, config=config()) as opened:
+        kept, kept_digest = opened.delegation_tokens.create(ALICE, ALICE, [BOB])
+        revoked, _ = opened.delegation_tokens.create(BOB, ALICE, [])
+    assert main(["users", "--data-dir", str(data), "tokens"]) == 0
+    listed = capsys.readouterr().out
+    lines = listed.splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith(f"{kept.token_id}: owner User:alice, requested by User:alice,")
+    assert "renewers User:bob" in lines[0]
+    assert lines[1].startswith(f"{revoked.token_id}: owner User:bob, requested by User:alice,")
+    assert base64.b64encode(kept_digest).decode() not in listed
+    assert kept_digest.hex() not in listed
+    assert main(["users", "--data-dir", str(data), "remove-token", revoked.token_id]) == 0
+    assert main(["users", "--data-dir", str(data), "remove-token", revoked.token_id]) == 1
+    assert "no delegation token" in capsys.readouterr().err
+    with engine.open(data, config=config()) as reopened:
+        assert [t.token_id for t in reopened.delegation_tokens.tokens()] == [kept.token_id]
