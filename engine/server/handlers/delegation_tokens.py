@@ -85,9 +85,9 @@ def _created(
     1,
     3,
     notes={
-        1: "a token of the requester, or of another owner with CREATE_TOKENS on it",
+        1: "a token of the requester, with its renewers and max lifetime",
         2: "flexible encoding",
-        3: "the owner may differ from the requester; the requester is answered",
+        3: "another owner than the requester (CREATE_TOKENS on it); the requester answered",
     },
 )
 def handle_create_delegation_token(
@@ -122,7 +122,10 @@ def _expiry(code: KafkaCode, expiry_ms: int = ERROR_TIMESTAMP) -> dict[str, Any]
     ApiKey.RENEW_DELEGATION_TOKEN,
     1,
     2,
-    notes={1: "by the owner or a renewer, at most to the token's max timestamp", 2: "flexible"},
+    notes={
+        1: "by the owner or a renewer, at most to the token's max timestamp",
+        2: "flexible encoding",
+    },
 )
 def handle_renew_delegation_token(
     context: RequestContext, request: RenewDelegationTokenRequest
