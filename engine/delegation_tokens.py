@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import hmac
+import logging
 import threading
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -32,6 +33,8 @@ from typing import Any, NamedTuple
 from engine.credentials import MIN_ITERATIONS, SCRAM_HASHES, ScramCredential, new_credential
 from engine.errors import EngineError
 from engine.protocol.kafka_code import KafkaCode
+
+log = logging.getLogger("tidelog.engine")
 
 USER_TYPE = "User"
 """The one principal type a renewer may have (Kafka's KafkaPrincipal.USER_TYPE)."""
@@ -400,11 +403,14 @@ class DelegationTokens:
             return []
         with self._lock:
             now = self._now_ms()
-            gone = []
+            expired = {}
             for token_id, raw in self._tokens().items():
-                token = StoredToken.from_wire(raw)
-                if token.info.expired(now):
-                    gone.append(token_id)
+                info = StoredToken.from_wire(raw).info
+                if info.expired(now):
+                    expired[token_id] = info.owner
+            gone = list(expired)
             if gone:
                 self._write(delegation_tokens_removed_record(gone))
+            for token_id, owner in expired.items():  # as Kafka logs it; never the HMAC
+                log.info("delegation token %s of %s expired and removed", token_id, owner)
             return gone

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import logging
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -219,14 +220,19 @@ def test_tokens_survive_a_restart_and_a_snapshot_and_another_secret_voids_them(
         assert [t.token_id for t in back.delegation_tokens.tokens()] == [kept.token_id]
 
 
-def test_the_sweep_removes_expired_tokens_for_good(tmp_path: Path, clock: ManualClock) -> None:
+def test_the_sweep_removes_expired_tokens_for_good(
+    tmp_path: Path, clock: ManualClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="tidelog.engine")
     with engine.open(tmp_path / "node", config=config(), clock=clock) as opened:
         tokens = opened.delegation_tokens
-        short, _ = tokens.create(ALICE, ALICE, [], max_lifetime_ms=HOUR)
+        short, short_digest = tokens.create(ALICE, ALICE, [], max_lifetime_ms=HOUR)
         long, _ = tokens.create(ALICE, ALICE, [])
         assert tokens.sweep() == []
         clock.advance(HOUR / 1000 + 1)
         assert tokens.sweep() == [short.token_id]
+        assert f"delegation token {short.token_id} of {ALICE} expired" in caplog.text
+        assert password(short_digest).decode() not in caplog.text
         assert list(opened.catalog.state.delegation_tokens) == [long.token_id]
     with engine.open(tmp_path / "node", config=config(), clock=clock) as restarted:
         assert list(restarted.catalog.state.delegation_tokens) == [long.token_id]
