@@ -15,6 +15,8 @@ import hashlib
 import hmac
 import ssl
 import struct
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -40,6 +42,7 @@ from tests.server.catalog_faults import fail_next_catalog_write
 from tests.server.certificates import Pem, Tls, issue_tls
 from tests.server.in_process import InProcessServer
 from tests.server.scram_client import scram_login, token_login
+from tests.server.test_sasl import add_user, sasl_bootstrap, sasl_server
 from tests.server.wire import Wire, build
 
 SECRET = "the cluster's token secret"
@@ -539,3 +542,45 @@ def test_ssl_without_a_client_certificate_may_not_request_tokens_with_one_may(
                 assert made.principal_name.startswith("CN=alice")
         finally:
             server.stop()
+
+
+@pytest.mark.slow  # a server process, as tests/server/test_sasl.py runs it
+def test_tidelog_serve_takes_the_secret_from_its_file(tmp_path: Path) -> None:
+    """``tidelog serve --config``: the secret read from
+    delegation.token.secret.key.file, a token made and used over the
+    server's SASL listener, and a secret file that cannot be read refusing
+    the start (exit 2) rather than serving without tokens."""
+    secret = tmp_path / "token-secret"
+    secret.write_text(SECRET + "\n")
+    process = sasl_server(tmp_path)
+    add_user(process.data_dir, "alice", PASSWORD, "SCRAM-SHA-512")
+    settings = tmp_path / "tidelog.toml"
+    settings.write_text(
+        f'[server]\n"delegation.token.secret.key.file" = "{secret}"\n'
+        '"delegation.token.expiry.time.ms" = 3600000\n'
+    )
+    process.args += ["--config", str(settings)]
+    process.start()
+    try:
+        with Wire(sasl_bootstrap(process), timeout=TIMEOUT) as wire:
+            _, final = scram_login(wire, "SCRAM-SHA-512", "alice", PASSWORD)
+            assert final.error_code == KafkaCode.NONE
+            made = create(wire)
+            assert made.error_code == KafkaCode.NONE
+            assert made.expiry_timestamp - made.issue_timestamp == 3_600_000
+            expected = hmac.digest(SECRET.encode(), made.token_id.encode(), hashlib.sha512)
+            assert bytes(made.hmac) == expected
+        with Wire(sasl_bootstrap(process), timeout=TIMEOUT) as wire:
+            _, final = token_login(wire, "SCRAM-SHA-256", made.token_id, bytes(made.hmac))
+            assert final.error_code == KafkaCode.NONE
+    finally:
+        assert process.stop() == 0, process.log()
+    secret.unlink()
+    refused = subprocess.run(
+        [sys.executable, "-m", "engine", "serve", "--data-dir", str(process.data_dir),
+         "--listen", "127.0.0.1:0", "--config", str(settings)],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert refused.returncode == 2
+    assert "token-secret" in refused.stderr
+    assert SECRET not in refused.stderr
