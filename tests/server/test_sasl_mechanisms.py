@@ -254,3 +254,15 @@ def test_scram_without_tokenauth_never_looks_up_a_token_and_with_it_never_a_user
     _exchange(user, "alice", "secret", b"other=1")  # other extensions: ignored
     assert user.principal == "User:alice" and not user.token_authenticated
     assert user.credential_expires_ms is None
+
+
+def test_a_token_of_an_owner_of_another_type_logs_in_as_the_user_of_its_name() -> None:
+    """Kafka's DelegationTokenCache.owner gives the principal builder the
+    owner's name, and it makes a User of it."""
+    credential = new_credential("SCRAM-SHA-256", "the-hmac-in-base64")
+    login = TokenLogin(credential, "Group:ops", 1)
+    server = ScramServer("SCRAM-SHA-256", lambda u, m: None, tokens=lambda t, m: login)
+    bare = client_first_bare("token-1", extensions=b"tokenauth=true")
+    server_first = step(server, b"n,," + bare)
+    step(server, client_final(bare, server_first, "the-hmac-in-base64", "SCRAM-SHA-256"))
+    assert server.principal == "User:ops"

@@ -33,6 +33,7 @@ import os
 import re
 
 from engine.credentials import SCRAM_HASHES, ScramCredential
+from engine.delegation_tokens import principal_name
 from engine.server.sasl import CredentialLookup, SaslAuthenticationFailed, TokenLookup
 
 _CLIENT_FIRST = re.compile(
@@ -132,7 +133,9 @@ class ScramServer:
             login = self._tokens(user, self.mechanism) if self._tokens is not None else None
             if login is None:
                 raise self._fail(f"no live delegation token {user!r}")
-            credential, self._principal = login.credential, login.owner
+            # Kafka's token cache hands its principal builder the owner's
+            # name, which makes a User of it whatever the owner's type.
+            credential, self._principal = login.credential, f"User:{principal_name(login.owner)}"
             self.credential_expires_ms = login.expiry_timestamp_ms
             self.token_authenticated = True
         else:
