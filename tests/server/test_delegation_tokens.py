@@ -334,13 +334,22 @@ def test_a_renewer_that_is_not_a_user_is_invalid_principal_type(tokens_node: Nod
     assert tokens_node.engine.delegation_tokens.tokens() == []
 
 
-def every_api_answers(wire: Wire) -> dict[ApiKey, int]:
-    return {
-        CREATE: create(wire).error_code,
-        RENEW: renew(wire, bytes(64)).error_code,
-        EXPIRE: expire(wire, bytes(64), -1).error_code,
-        DESCRIBE: describe(wire).error_code,
-    }
+def every_api_answers(wire: Wire) -> dict[tuple[ApiKey, int], int]:
+    """Each API's error code at each version (for Create, Renew and Expire,
+    read with its -1 timestamps and empty fields, as Kafka answers an error)."""
+    answers = {}
+    for version in (1, 2, 3):
+        made = create(wire, version)
+        assert (made.token_id, made.hmac, made.max_timestamp) == ("", b"", -1)
+        answers[CREATE, version] = made.error_code
+        answers[DESCRIBE, version] = describe(wire, version=version).error_code
+    for version in (1, 2):
+        renewed = renew(wire, bytes(64), version=version)
+        expired = expire(wire, bytes(64), -1, version=version)
+        assert renewed.expiry_timestamp == expired.expiry_timestamp == -1
+        answers[RENEW, version] = renewed.error_code
+        answers[EXPIRE, version] = expired.error_code
+    return answers
 
 
 def test_without_a_secret_every_api_is_auth_disabled(tmp_path: Path) -> None:
