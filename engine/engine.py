@@ -190,7 +190,9 @@ class Engine:
             """What the principals of the embedded clients (and, served, of
             connections) may do: the one authorizer both ask."""
             self.broker_configs = BrokerConfigs(
-                engine_static(config.auto_create_topics, config.default_partitions),
+                engine_static(
+                    config.auto_create_topics, config.default_partitions, config.delegation_tokens
+                ),
                 self.catalog.state.broker_configs,
                 lambda changes: self._admin.append_catalog(
                     many_configs_record([["broker_configs", *change] for change in changes])

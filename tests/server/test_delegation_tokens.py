@@ -32,6 +32,7 @@ import engine
 from engine.acl_bindings import AclBinding
 from engine.authorization import AclOperation, AuthorizationConfig, ResourceType
 from engine.clock import ManualClock
+from engine.config import ConfigSource
 from engine.delegation_tokens import DelegationTokenConfig
 from engine.engine import Engine, EngineConfig
 from engine.protocol.apis import ApiKey
@@ -42,6 +43,7 @@ from tests.server.catalog_faults import fail_next_catalog_write
 from tests.server.certificates import Pem, Tls, issue_tls
 from tests.server.in_process import InProcessServer
 from tests.server.scram_client import scram_login, token_login
+from tests.server.test_broker_configs import described
 from tests.server.test_sasl import add_user, sasl_bootstrap, sasl_server
 from tests.server.wire import Wire, build
 
@@ -593,3 +595,28 @@ def test_tidelog_serve_takes_the_secret_from_its_file(tmp_path: Path) -> None:
     assert refused.returncode == 2
     assert "token-secret" in refused.stderr
     assert SECRET not in refused.stderr
+
+
+def test_describe_configs_lists_the_token_settings_as_kafka_does(tmp_path: Path) -> None:
+    """The broker resource lists the delegation.token.* settings, read-only,
+    a set one as STATIC_BROKER_CONFIG and the others as DEFAULT_CONFIG."""
+    settings = EngineConfig(
+        delegation_tokens=DelegationTokenConfig(SECRET, expiry_time_ms=3_600_000)
+    )
+    with engine.open(tmp_path / "node", config=settings) as opened:
+        server = InProcessServer(opened)
+        try:
+            configs = described(server.bootstrap, 4, "1")
+        finally:
+            server.stop()
+    expiry = configs["delegation.token.expiry.time.ms"]
+    assert (expiry.value, expiry.config_source, expiry.read_only) == (
+        "3600000",
+        ConfigSource.STATIC_BROKER,
+        True,
+    )
+    lifetime = configs["delegation.token.max.lifetime.ms"]
+    assert (lifetime.value, lifetime.config_source) == ("604800000", ConfigSource.DEFAULT)
+    interval = configs["delegation.token.expiry.check.interval.ms"]
+    assert (interval.value, interval.config_source) == ("3600000", ConfigSource.DEFAULT)
+    assert not any(SECRET in str(c.value) for c in configs.values())
