@@ -108,9 +108,9 @@ class Authentication:
     ) -> None:
         self.mechanisms = tuple(mechanisms)
         self._validator = validator
-        self._tokens = tokens
-        """Delegation tokens' SCRAM logins (None: tokens are not served)."""
         """OAUTHBEARER's token validator (None when no listener enables it)."""
+        self._tokens = tokens
+        """Delegation tokens' SCRAM logins (None: no login with a token succeeds)."""
         self._wall_ms = wall_ms
         self._lookup = lookup
         self._check = check
@@ -123,11 +123,8 @@ class Authentication:
         """The mechanism of the session (kept across re-authentication)."""
         self.user: str | None = None
         self.principal: str | None = None
-        """The session's principal: ``User:<user>``, or a token's owner."""
-        self.token_authenticated = False
-        """Whether the session logged in with a delegation token: such a
-        connection may not make, renew or describe tokens (Kafka's
-        allowTokenRequests)."""
+        """The session's principal: ``User:<user>``, or a token's owner's;
+        a re-authentication may not change it."""
         self.authenticated = False
         self.expires: float | None = None
         """When the session ends (monotonic seconds), or None for never."""
@@ -225,7 +222,7 @@ class Authentication:
         self.raw_tokens = False
         again = self.authenticated
         self.user, self._mechanism, self.authenticated = server.user, server.mechanism, True
-        self.principal, self.token_authenticated = server.principal, server.token_authenticated
+        self.principal = server.principal
         lifetime, self.expires = self._session_lifetime(server)
         log.debug(
             "%s: %s as %r with %s%s",
