@@ -13,10 +13,12 @@ import dataclasses
 import datetime
 import hashlib
 import hmac
+import select
 import ssl
 import struct
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -38,6 +40,7 @@ from engine.engine import Engine, EngineConfig
 from engine.protocol.apis import ApiKey
 from engine.protocol.kafka_code import KafkaCode
 from engine.server.config import ServerConfig
+from engine.server.handlers.delegation_tokens import MANY_TOKENS
 from engine.server.listeners import parse_listeners
 from tests.server.catalog_faults import fail_next_catalog_write
 from tests.server.certificates import Pem, Tls, issue_tls
@@ -620,3 +623,31 @@ def test_describe_configs_lists_the_token_settings_as_kafka_does(tmp_path: Path)
     interval = configs["delegation.token.expiry.check.interval.ms"]
     assert (interval.value, interval.config_source) == ("3600000", ConfigSource.DEFAULT)
     assert not any(SECRET in str(c.value) for c in configs.values())
+
+
+def test_a_describe_of_many_tokens_is_answered_off_the_event_loop(tokens_node: Node) -> None:
+    """Past MANY_TOKENS, each token read from its catalog form and
+    authorized: on the admin thread, while the loop serves the others."""
+    opened = tokens_node.engine
+    made, _ = opened.delegation_tokens.create("User:alice", "User:alice", [])
+    [raw] = opened.catalog.state.delegation_tokens.values()
+    copies = [[f"{made.token_id}-{i}", *raw[1:]] for i in range(MANY_TOKENS)]
+    opened.catalog.append(["delegation_token", copies])  # one record: quick to write
+    request = build(load_request_schema(DESCRIBE, 3), owners=None)
+    release = threading.Event()
+    busy = tokens_node.server.server.state.admin.submit(release.wait, 30)
+    try:
+        with tokens_node.connect("alice") as wire:
+            wire.send(request)
+            readable, _, _ = select.select([wire.sock], [], [], 0.5)
+            assert not readable, "answered on the event loop"
+            with tokens_node.connect(None) as other:  # the loop serves everyone else
+                versions = other.request(build(load_request_schema(ApiKey.API_VERSIONS, 3)))
+                assert versions.error_code == KafkaCode.NONE
+            release.set()
+            _, answer = wire.receive(load_response_schema(DESCRIBE, 3))
+    finally:
+        release.set()
+        busy.result(30)
+    assert answer.error_code == KafkaCode.NONE
+    assert len(answer.tokens) == MANY_TOKENS + 1
