@@ -363,6 +363,10 @@ class DelegationTokens:
         live = [t.info for t in self._valid().values() if not t.info.expired(now)]
         return sorted(live, key=lambda info: (info.issue_timestamp_ms, info.token_id))
 
+    def count(self) -> int:
+        """How many tokens the catalog holds (expired ones not swept yet too)."""
+        return len(self._tokens())
+
     def stored(self) -> list[TokenInformation]:
         """Every token the catalog holds, expired or made under another
         secret too, by issue time: what an operator lists (no secret needed)."""

@@ -174,7 +174,7 @@ def handle_expire_delegation_token(
 def handle_describe_delegation_token(
     context: RequestContext, request: DescribeDelegationTokenRequest
 ) -> Response:
-    if len(context.engine.catalog.state.delegation_tokens) > MANY_TOKENS:
+    if context.engine.delegation_tokens.count() > MANY_TOKENS:
         return off_loop(context, lambda: _describe(context, request))
     return _describe(context, request)
 
