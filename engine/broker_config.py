@@ -25,6 +25,12 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from engine.config import ConfigEntry, ConfigSource, ConfigType, normalize
+from engine.delegation_tokens import (
+    DEFAULT_EXPIRY_CHECK_INTERVAL_MS,
+    DEFAULT_EXPIRY_TIME_MS,
+    DEFAULT_MAX_LIFETIME_MS,
+    DelegationTokenConfig,
+)
 from engine.errors import EngineError, InvalidConfig
 from engine.protocol.kafka_code import KafkaCode
 
@@ -83,6 +89,30 @@ _DEFS = [
         "0",
         False,
         doc="a SASL session's lifetime; clients reauthenticate within it (0: never expires)",
+    ),
+    BrokerConfigDef(
+        "delegation.token.expiry.time.ms",
+        _L,
+        str(DEFAULT_EXPIRY_TIME_MS),
+        False,
+        minimum=1,
+        doc="how long a delegation token lives unless renewed",
+    ),
+    BrokerConfigDef(
+        "delegation.token.max.lifetime.ms",
+        _L,
+        str(DEFAULT_MAX_LIFETIME_MS),
+        False,
+        minimum=1,
+        doc="no renewal takes a delegation token past this from its creation",
+    ),
+    BrokerConfigDef(
+        "delegation.token.expiry.check.interval.ms",
+        _L,
+        str(DEFAULT_EXPIRY_CHECK_INTERVAL_MS),
+        False,
+        minimum=1,
+        doc="how often expired delegation tokens are removed",
     ),
     BrokerConfigDef("log.retention.ms", _L, "604800000", True, topic="retention.ms"),
     BrokerConfigDef("log.retention.bytes", _L, "-1", True, topic="retention.bytes"),
@@ -414,7 +444,11 @@ def normalize_broker(definition: BrokerConfigDef, value: object) -> str:
     return text
 
 
-def engine_static(auto_create_topics: bool, num_partitions: int) -> dict[str, str]:
+def engine_static(
+    auto_create_topics: bool,
+    num_partitions: int,
+    delegation_tokens: DelegationTokenConfig | None = None,
+) -> dict[str, str]:
     """The engine's settings that are broker configs, where they are not
     the default (so an untouched one is described as DEFAULT_CONFIG)."""
     static = {}
@@ -422,4 +456,12 @@ def engine_static(auto_create_topics: bool, num_partitions: int) -> dict[str, st
         static["auto.create.topics.enable"] = "false"
     if num_partitions != 1:
         static["num.partitions"] = str(num_partitions)
+    tokens = delegation_tokens or DelegationTokenConfig()
+    for name, value in (
+        ("delegation.token.expiry.time.ms", tokens.expiry_time_ms),
+        ("delegation.token.max.lifetime.ms", tokens.max_lifetime_ms),
+        ("delegation.token.expiry.check.interval.ms", tokens.expiry_check_interval_ms),
+    ):
+        if str(value) != BROKER_CONFIG_DEFS[name].default:
+            static[name] = str(value)
     return static

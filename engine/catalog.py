@@ -97,6 +97,9 @@ class CatalogState:
     credentials: dict[str, dict[str, list[Any]]] = field(default_factory=dict)
     """Users' credentials by user, then SASL mechanism: salt, stored key,
     server key, iterations (engine/credentials.py); never a password."""
+    delegation_tokens: dict[str, list[Any]] = field(default_factory=dict)
+    """Delegation tokens by id, in their catalog form (engine/delegation_tokens.py):
+    never an HMAC. Replaced on each change, never changed in place."""
     client_quotas: dict[Entity, dict[str, float]] = field(default_factory=dict)
     """Client quotas by entity (engine/quota_entities.py)."""
     masking_keys: dict[str, bytes] = field(default_factory=dict)
@@ -170,6 +173,7 @@ class CatalogState:
             self.acls = restored.acls
             self.acls_version += 1
             self.credentials = restored.credentials
+            self.delegation_tokens = restored.delegation_tokens
             self.client_quotas = restored.client_quotas
             self.masking_keys = restored.masking_keys
             self.schemas = restored.schemas
@@ -225,6 +229,19 @@ class CatalogState:
             self._alter_credentials([record[1:4]])
         elif kind == "user_credentials_many":
             self._alter_credentials(record[1])
+        elif kind == "delegation_token":
+            # A new dict: SCRAM logins read it on the event loop.
+            self.delegation_tokens = {
+                **self.delegation_tokens,
+                **{raw[0]: list(raw) for raw in record[1]},
+            }
+        elif kind == "delegation_tokens_remove":
+            removed = set(record[1])
+            self.delegation_tokens = {
+                token_id: raw
+                for token_id, raw in self.delegation_tokens.items()
+                if token_id not in removed
+            }
         elif kind == "client_quotas":
             self._alter_client_quotas([(record[1], record[2])])
         elif kind == "client_quotas_many":
@@ -304,6 +321,7 @@ class CatalogState:
             "broker_configs": self.broker_configs,
             "acls": [acl.to_wire() for acl in self.acls],
             "credentials": self.credentials,
+            "delegation_tokens": list(self.delegation_tokens.values()),
             "client_quotas": [
                 [entity_to_wire(entity), quotas] for entity, quotas in self.client_quotas.items()
             ],
@@ -331,6 +349,7 @@ class CatalogState:
                 user: {mechanism: list(c) for mechanism, c in mechanisms.items()}
                 for user, mechanisms in raw.get("credentials", {}).items()
             },
+            delegation_tokens={raw[0]: list(raw) for raw in raw.get("delegation_tokens", [])},
             client_quotas={
                 entity_from_wire(entity): dict(quotas)
                 for entity, quotas in raw.get("client_quotas", [])
@@ -371,9 +390,9 @@ RECORD_KINDS = frozenset(
         "catalog", "snapshot", "create_topic", "create_topics", "delete_topic",
         "delete_topics", "add_partitions", "add_partitions_many", "alter_configs",
         "broker_configs", "acls_add", "acls_remove", "user_credentials",
-        "user_credentials_many", "client_quotas", "client_quotas_many", "masking_key",
-        "schema", "subject_version", "schema_config", "internal_stream", "producer_ids",
-        "configs_many",
+        "user_credentials_many", "delegation_token", "delegation_tokens_remove",
+        "client_quotas", "client_quotas_many", "masking_key", "schema", "subject_version",
+        "schema_config", "internal_stream", "producer_ids", "configs_many",
     }
 )  # fmt: skip
 """Every record kind ``CatalogState._apply`` knows (configs_many: ``apply``)."""

@@ -39,6 +39,7 @@ from engine.clock import SYSTEM, Clock
 from engine.config import TopicConfig, normalize_all
 from engine.credentials import Credentials, user_credentials_record
 from engine.data_waiters import DataWaiters, Watched
+from engine.delegation_tokens import DelegationTokenConfig, DelegationTokens
 from engine.errors import EngineClosed, EngineError, InvalidTopic, UnknownTopic
 from engine.governance_gate import OWNER, Actor, may_govern
 from engine.governance_log import GovernanceChange, stamped_ranges
@@ -134,6 +135,8 @@ class EngineConfig:
     ``tidelog serve``, for every connection's (docs/security.md)."""
     tables: TablesConfig = field(default_factory=TablesConfig)
     """Where table topics' Iceberg tables are kept (docs/tables.md)."""
+    delegation_tokens: DelegationTokenConfig = field(default_factory=DelegationTokenConfig)
+    """Kafka's delegation.token.* settings: no secret, no tokens (docs/security.md)."""
 
     @classmethod
     def small(cls) -> EngineConfig:
@@ -187,7 +190,9 @@ class Engine:
             """What the principals of the embedded clients (and, served, of
             connections) may do: the one authorizer both ask."""
             self.broker_configs = BrokerConfigs(
-                engine_static(config.auto_create_topics, config.default_partitions),
+                engine_static(
+                    config.auto_create_topics, config.default_partitions, config.delegation_tokens
+                ),
                 self.catalog.state.broker_configs,
                 lambda changes: self._admin.append_catalog(
                     many_configs_record([["broker_configs", *change] for change in changes])
@@ -200,6 +205,13 @@ class Engine:
                 lambda changes: self._admin.append_catalog(user_credentials_record(changes)),
             )
             """Users' SASL credentials (kept salted in the catalog)."""
+            self.delegation_tokens = DelegationTokens(
+                lambda: self.catalog.state.delegation_tokens,
+                lambda record: self._admin.append_catalog(record),  # noqa: PLW0108 (set below)
+                config.delegation_tokens,
+                self.clock.time_ms,
+            )
+            """Delegation tokens (KIP-48; kept in the catalog, never their HMACs)."""
             self.client_quotas = ClientQuotas(
                 lambda: self.catalog.state.client_quotas,
                 lambda alterations: self._admin.append_catalog(client_quotas_record(alterations)),
@@ -275,6 +287,8 @@ class Engine:
             checkpoint_interval_s=config.checkpoint_interval_s,
             cleaner_interval_s=config.cleaner_interval_s,
             producer_id_expiration_ms=config.producer_id_expiration_ms,
+            token_sweep=self.delegation_tokens.sweep,
+            token_sweep_interval_s=config.delegation_tokens.expiry_check_interval_ms / 1000,
         )
         self._maintenance.start()
         self._tables = TableService(

@@ -1,11 +1,13 @@
 """The engine's background work: checkpointing the partitions that changed
-(producer state, time index) and running the log cleaner over compacted
-topics, each on its interval, on one daemon thread."""
+(producer state, time index), running the log cleaner over compacted
+topics and removing expired delegation tokens, each on its interval, on
+one daemon thread."""
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 
 from engine import clock
 from engine.errors import EngineError
@@ -27,6 +29,8 @@ class Maintenance:
         checkpoint_interval_s: float,
         cleaner_interval_s: float,
         producer_id_expiration_ms: int,
+        token_sweep: Callable[[], object] = lambda: None,
+        token_sweep_interval_s: float = 3600.0,
     ) -> None:
         self.registry = registry
         self.lock = lock
@@ -35,6 +39,8 @@ class Maintenance:
         self.checkpoint_interval_s = checkpoint_interval_s
         self.cleaner_interval_s = cleaner_interval_s
         self.producer_id_expiration_ms = producer_id_expiration_ms
+        self.token_sweep = token_sweep
+        self.token_sweep_interval_s = token_sweep_interval_s
         self._stop = threading.Event()
         # A daemon thread, so a script that raises with the engine open still
         # exits; engine/exit_close.py closes what is left open.
@@ -51,6 +57,7 @@ class Maintenance:
     def _loop(self) -> None:
         next_checkpoint = clock.monotonic() + self.checkpoint_interval_s
         next_clean = clock.monotonic() + self.cleaner_interval_s
+        next_sweep = clock.monotonic() + self.token_sweep_interval_s
         while not self._stop.wait(0.2):
             now = clock.monotonic()
             try:
@@ -60,6 +67,9 @@ class Maintenance:
                 if now >= next_clean:
                     self.clean()
                     next_clean = clock.monotonic() + self.cleaner_interval_s
+                if now >= next_sweep:
+                    next_sweep = now + self.token_sweep_interval_s
+                    self.token_sweep()
             except (S3StreamError, EngineError) as error:
                 if self.store.fenced:
                     log.error("engine fenced by a newer owner of the storage: %s", error)

@@ -258,6 +258,11 @@ def run(args: argparse.Namespace) -> int:
     if server_config.log_format == "json":
         use_json_lines()
     limit_repeated_lines()
+    try:
+        delegation_tokens = server_config.delegation_tokens()
+    except (OSError, ValueError) as error:
+        log.error("%s", error)
+        return 2
     if file.mirror is not None:
         from engine.mirror.settings import (  # noqa: PLC0415 - only with a [mirror]
             MirrorSettingsError,
@@ -282,6 +287,7 @@ def run(args: argparse.Namespace) -> int:
         )
         if server_config.authorizer == "acl"
         else None,
+        delegation_tokens=delegation_tokens,
         **file.engine,
     )
     _allow_open_files(

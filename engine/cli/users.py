@@ -1,5 +1,9 @@
-"""``tidelog users add|remove|list``: the users SASL clients authenticate
-as, kept in the catalog in the object store (engine/credentials.py).
+"""``tidelog users add|remove|list|tokens|remove-token``: the users SASL
+clients authenticate as, kept in the catalog in the object store
+(engine/credentials.py), and the delegation tokens they made
+(engine/delegation_tokens.py): listed, or one removed by its id, which
+revokes it (a running server's clients expire tokens with
+ExpireDelegationToken instead).
 
 It opens the engine's store as ``tidelog serve`` does (so not while a
 server runs on the same data directory); a server started afterwards, on
@@ -14,12 +18,14 @@ import argparse
 import getpass
 import logging
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from engine.cli.help_format import HelpFormatter, add_action, examples
 from engine.cli.offline import add_data_options, file_config, open_engine
 from engine.credentials import MECHANISMS, SCRAM_HASHES
+from engine.delegation_tokens import TokenInformation
 from engine.errors import EngineError
 from engine.server.config import ConfigFileError
 
@@ -29,6 +35,8 @@ CANNOT_RUN = 2
 _ADD = "tidelog users --data-dir ./data add ops --mechanism SCRAM-SHA-256 --password-file pw"
 _REMOVE = "tidelog users --data-dir ./data remove ops"
 _LIST = "tidelog users --data-dir ./data list"
+_TOKENS = "tidelog users --data-dir ./data tokens"
+_REMOVE_TOKEN = "tidelog users --data-dir ./data remove-token 9b1d9a1e-8f0c-4c55-9d0e-1d3e0f6a2b7c"
 
 
 def add_command(commands: Any) -> None:
@@ -36,7 +44,7 @@ def add_command(commands: Any) -> None:
         "users",
         help="add, remove and list the users SASL clients authenticate as",
         description="Manage the SASL users kept in the engine's catalog (not while it serves).",
-        epilog=examples(_ADD, _REMOVE, _LIST),
+        epilog=examples(_ADD, _REMOVE, _LIST, _TOKENS, _REMOVE_TOKEN),
         formatter_class=HelpFormatter,
     )
     add_data_options(parser)
@@ -55,6 +63,11 @@ def add_command(commands: Any) -> None:
     remove = add_action(actions, "remove", "remove a user and all its credentials", _REMOVE)
     remove.add_argument("name", metavar="NAME")
     add_action(actions, "list", "list the users and their mechanisms", _LIST)
+    add_action(actions, "tokens", "list the delegation tokens: owner, renewers, expiry", _TOKENS)
+    remove_token = add_action(
+        actions, "remove-token", "remove (revoke) a delegation token by its id", _REMOVE_TOKEN
+    )
+    remove_token.add_argument("token_id", metavar="TOKEN_ID")
     parser.set_defaults(run=run)
 
 
@@ -71,6 +84,19 @@ def _password(args: argparse.Namespace) -> str:
     return password
 
 
+def describe_token(info: TokenInformation, now_ms: int) -> str:
+    """One line of ``tidelog users tokens``: never the HMAC."""
+    expiry = datetime.fromtimestamp(info.expiry_timestamp_ms / 1000, UTC)
+    max_time = datetime.fromtimestamp(info.max_timestamp_ms / 1000, UTC)
+    renewers = ", ".join(info.renewers) or "none"
+    state = " (expired)" if info.expired(now_ms) else ""
+    return (
+        f"{info.token_id}: owner {info.owner}, requested by {info.requester},"
+        f" renewers {renewers}, expires {expiry:%Y-%m-%dT%H:%M:%SZ}{state},"
+        f" at most {max_time:%Y-%m-%dT%H:%M:%SZ}"
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
@@ -81,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
     except (ConfigFileError, OSError, ValueError) as error:
         print(f"tidelog users: {error}", file=sys.stderr)
         return CANNOT_RUN
-    engine = open_engine("users", args, file, create=args.action != "list")
+    engine = open_engine("users", args, file, create=args.action not in ("list", "tokens"))
     if engine is None:
         return CANNOT_RUN
     try:
@@ -93,6 +119,12 @@ def run(args: argparse.Namespace) -> int:
         elif args.action == "remove":
             credentials.remove_user(args.name)
             print(f"user {args.name} removed")
+        elif args.action == "tokens":
+            for info in engine.delegation_tokens.stored():
+                print(describe_token(info, engine.clock.time_ms()))
+        elif args.action == "remove-token":
+            engine.delegation_tokens.remove(args.token_id)
+            print(f"delegation token {args.token_id} removed")
         else:
             for name in credentials.users():
                 mechanisms = credentials.mechanisms(name)

@@ -29,10 +29,6 @@ _RAFT = "Raft: the metadata quorum's own RPC; one node has no quorum"
 _SHARE = "share groups (KIP-932) are not served"
 _SHARE_STATE = "share group state (KIP-932), between brokers and the share coordinator"
 _STREAMS = "Kafka Streams groups (KIP-1071) are not served"
-_TOKENS = (
-    "delegation tokens (KIP-48) are not served: there is no token store, and SCRAM logins"
-    " do not take the tokenauth extension a token authenticates with"
-)
 _REPLICAS = "one replica per partition: nothing to move or elect"
 
 KAFKA_APIS: dict[int, tuple[str, str]] = {
@@ -78,10 +74,10 @@ KAFKA_APIS: dict[int, tuple[str, str]] = {
     35: ("DescribeLogDirs", ""),
     36: ("SaslAuthenticate", ""),
     37: ("CreatePartitions", ""),
-    38: ("CreateDelegationToken", _TOKENS),
-    39: ("RenewDelegationToken", _TOKENS),
-    40: ("ExpireDelegationToken", _TOKENS),
-    41: ("DescribeDelegationToken", _TOKENS),
+    38: ("CreateDelegationToken", ""),
+    39: ("RenewDelegationToken", ""),
+    40: ("ExpireDelegationToken", ""),
+    41: ("DescribeDelegationToken", ""),
     42: ("DeleteGroups", ""),
     43: ("ElectLeaders", _REPLICAS),
     44: ("IncrementalAlterConfigs", ""),

@@ -36,6 +36,7 @@ from engine.server.sasl import (
     PasswordCheck,
     SaslAuthenticationFailed,
     SaslServer,
+    TokenLookup,
 )
 from engine.server.sasl.oauthbearer import OAUTHBEARER, OAuthBearerServer, TokenValidator
 from engine.server.sasl.password_checks import PasswordChecksBusy
@@ -60,15 +61,17 @@ def server_for(
     on_refused: Callable[[str], None] = lambda _: None,
     *,
     framed: bool,
+    tokens: TokenLookup | None = None,
 ) -> SaslServer:
     """A fresh server side of ``mechanism`` (one of engine.credentials.MECHANISMS,
     PLAIN checking passwords with ``check``, or OAUTHBEARER with the token
     ``validator``, which tells ``on_refused`` why it refuses one), for tokens
-    in SaslAuthenticate (``framed``) or in bare frames."""
+    in SaslAuthenticate (``framed``) or in bare frames; SCRAM takes logins
+    with delegation tokens from ``tokens``."""
     if mechanism == PLAIN:
         return PlainServer(lookup, check)
     if mechanism in SCRAM_HASHES:
-        return ScramServer(mechanism, lookup)
+        return ScramServer(mechanism, lookup, tokens=tokens)
     if mechanism == OAUTHBEARER and validator is not None:
         return OAuthBearerServer(validator, on_refused, framed=framed)
     raise ValueError(f"no SASL mechanism {mechanism!r}")
@@ -98,13 +101,16 @@ class Authentication:
         now: Callable[[], float],
         reauth_ms: int,
         peer: str,
-        on_authenticated: Callable[[str], None],
+        on_authenticated: Callable[[str, bool], None],
         validator: TokenValidator | None = None,
         wall_ms: Callable[[], int] = clock.time_ms,
+        tokens: TokenLookup | None = None,
     ) -> None:
         self.mechanisms = tuple(mechanisms)
         self._validator = validator
         """OAUTHBEARER's token validator (None when no listener enables it)."""
+        self._tokens = tokens
+        """Delegation tokens' SCRAM logins (None: no login with a token succeeds)."""
         self._wall_ms = wall_ms
         self._lookup = lookup
         self._check = check
@@ -116,6 +122,9 @@ class Authentication:
         self._mechanism: str | None = None
         """The mechanism of the session (kept across re-authentication)."""
         self.user: str | None = None
+        self.principal: str | None = None
+        """The session's principal: ``User:<user>``, or a token's owner's;
+        a re-authentication may not change it."""
         self.authenticated = False
         self.expires: float | None = None
         """When the session ends (monotonic seconds), or None for never."""
@@ -165,6 +174,7 @@ class Authentication:
             self._validator,
             self._refused,
             framed=not self.raw_tokens,
+            tokens=self._tokens,
         )
         return KafkaCode.NONE
 
@@ -185,10 +195,15 @@ class Authentication:
             )
         try:
             challenge = await server.step(token)
-            if server.complete and self.user is not None and server.user != self.user:
+            if (
+                server.complete
+                and self.principal is not None
+                and server.principal != self.principal
+            ):
                 raise SaslAuthenticationFailed(
                     "Cannot change principals during re-authentication",
-                    f"re-authentication as {server.user!r} on a connection of {self.user!r}",
+                    f"re-authentication as {server.principal!r} on a connection of"
+                    f" {self.principal!r}",
                 )
         except SaslAuthenticationFailed as failure:
             # A warning, so that the repeat filter of ``tidelog serve`` holds
@@ -207,15 +222,17 @@ class Authentication:
         self.raw_tokens = False
         again = self.authenticated
         self.user, self._mechanism, self.authenticated = server.user, server.mechanism, True
+        self.principal = server.principal
         lifetime, self.expires = self._session_lifetime(server)
         log.debug(
-            "%s: %s as %r with %s",
+            "%s: %s as %r with %s%s",
             self._peer,
             "re-authenticated" if again else "authenticated",
-            server.user,
+            server.principal,
             server.mechanism,
+            f" (delegation token {server.user})" if server.token_authenticated else "",
         )
-        self._on_authenticated(server.user)
+        self._on_authenticated(server.principal, server.token_authenticated)
         return SaslResult(challenge, KafkaCode.NONE, None, lifetime)
 
     def _end_failed(self) -> None:

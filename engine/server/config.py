@@ -73,6 +73,12 @@ from typing import Any
 
 from engine.config import normalize
 from engine.credentials import MECHANISMS
+from engine.delegation_tokens import (
+    DEFAULT_EXPIRY_CHECK_INTERVAL_MS,
+    DEFAULT_EXPIRY_TIME_MS,
+    DEFAULT_MAX_LIFETIME_MS,
+    DelegationTokenConfig,
+)
 from engine.engine import EngineConfig
 from engine.errors import InvalidConfig
 from engine.groups.config import GroupConfig
@@ -217,6 +223,15 @@ class ServerConfig:
     """required, requested or none: whether TLS clients present a certificate."""
     ssl_principal_mapping_rules: str = "DEFAULT"
     """How a client certificate's subject becomes a user name (Kafka's rules)."""
+    delegation_token_secret_key_file: str | None = None
+    """A file whose first line is Kafka's delegation.token.secret.key, the
+    secret tokens' HMACs are made with: none, no delegation tokens."""
+    delegation_token_expiry_time_ms: int = DEFAULT_EXPIRY_TIME_MS
+    """How long a token lives unless renewed (Kafka's, 24 h)."""
+    delegation_token_max_lifetime_ms: int = DEFAULT_MAX_LIFETIME_MS
+    """No renewal takes a token past this from its creation (Kafka's, 7 days)."""
+    delegation_token_expiry_check_interval_ms: int = DEFAULT_EXPIRY_CHECK_INTERVAL_MS
+    """How often expired tokens are removed from the catalog (Kafka's, 1 h)."""
     connections_max_reauth_ms: int = 0
     """A SASL session's lifetime (KIP-368): a client re-authenticates
     within it, else its connection is closed; 0 means for ever."""
@@ -299,6 +314,9 @@ class ServerConfig:
             "connections_partial_request_timeout_ms",
             "sasl_password_check_threads",
             "max_request_partition_size_limit",
+            "delegation_token_expiry_time_ms",
+            "delegation_token_max_lifetime_ms",
+            "delegation_token_expiry_check_interval_ms",
         ):
             value = getattr(self, name)
             if type(value) is not int or value <= 0:
@@ -325,6 +343,25 @@ class ServerConfig:
                 f"fetch.max.bytes must be an integer of {_FETCH_MAX_BYTES_LEAST} or more,"
                 f" not {self.fetch_max_bytes!r}"
             )
+
+    def delegation_tokens(self) -> DelegationTokenConfig:
+        """The engine's delegation.token.* settings, the secret read from its
+        file (OSError when it cannot be read, ValueError when it is empty)."""
+        secret = None
+        if self.delegation_token_secret_key_file:
+            lines = Path(self.delegation_token_secret_key_file).read_text().splitlines()
+            secret = lines[0] if lines else ""
+            if not secret:
+                raise ValueError(
+                    f"delegation.token.secret.key.file {self.delegation_token_secret_key_file}"
+                    " holds no secret on its first line"
+                )
+        return DelegationTokenConfig(
+            secret,
+            self.delegation_token_expiry_time_ms,
+            self.delegation_token_max_lifetime_ms,
+            self.delegation_token_expiry_check_interval_ms,
+        )
 
     @property
     def password_checks_per_address(self) -> int:

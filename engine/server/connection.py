@@ -265,11 +265,16 @@ class Connection(asyncio.BufferedProtocol):
                 peer=self.peer,
                 on_authenticated=self._authenticated,
                 validator=self.server.token_validator,
+                tokens=self.server.engine.delegation_tokens.login,
+                # The clock tokens' expiries are told by: a session ends with its token.
+                wall_ms=self.server.engine.clock.time_ms,
             )
         self.server.connection_opened(self)
 
-    def _authenticated(self, user: str) -> None:
-        self.identity = Identity(f"User:{user}", self.listener.name, self.peer_host, self.peer)
+    def _authenticated(self, principal: str, token_authenticated: bool) -> None:
+        self.identity = Identity(
+            principal, self.listener.name, self.peer_host, self.peer, token_authenticated
+        )
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True

@@ -54,6 +54,8 @@ class Identity:
     host: str = "?"
     address: str | None = None
     """host:port of the peer (provenance stamps name it); None in-process."""
+    token_authenticated: bool = False
+    """Whether it logged in with a delegation token (KIP-48)."""
 
     def provenance(self, client_id: str | None) -> Provenance:
         """Who this connection's produce requests come from, for a

@@ -9,6 +9,8 @@ document's rules.
 
 from __future__ import annotations
 
+import base64
+import hmac
 import re
 from collections.abc import Hashable
 from itertools import pairwise
@@ -25,7 +27,8 @@ import native
 from engine import NewTopic
 from engine.acl_bindings import AclBinding
 from engine.catalog import PRODUCER_ID_BLOCK, RECORD_KINDS, SNAPSHOT_EVERY
-from engine.credentials import new_credential
+from engine.credentials import new_credential, password_matches
+from engine.delegation_tokens import DelegationTokenConfig
 from engine.governance_log import KEPT_OF_DELETED, KEPT_PER_TOPIC
 from engine.partition import CHECKPOINT_VERSION, FULL_CHECKPOINT_EVERY
 from engine.schemas.types import RegisteredSchema
@@ -83,6 +86,28 @@ def _first_array(cell: str) -> str:
 TOPIC = _names(re.search(r"A topic is `(\[.*?\])`:", TEXT).group(1))  # type: ignore[union-attr]
 ACL = _names(re.search(r"An acl is `(\[.*?\])`,", TEXT).group(1))  # type: ignore[union-attr]
 SNAPSHOT_KEYS = re.findall(r'"(\w+)":', CATALOG_RECORDS["snapshot"][0])
+TOKEN = _names(
+    re.search(r"A delegation token \(.*?\) is\s+`(\[.*?\])`:", TEXT, re.S).group(1)  # type: ignore[union-attr]
+)
+TOKEN_SECRET = "the spec's token secret"
+
+
+def doc_token(token_id: str, owner: str, renewers: list[str], expiry_ms: int) -> list[Any]:
+    """A delegation token as the document shapes it, made under TOKEN_SECRET:
+    its secret check and its credentials derived as the document says."""
+    label = re.search(r"HMAC-SHA256 of the label\s+`([^`]+)`", TEXT).group(1)  # type: ignore[union-attr]
+    check = hmac.digest(TOKEN_SECRET.encode(), label.encode(), "sha256")[:16]
+    digest = hmac.digest(TOKEN_SECRET.encode(), token_id.encode(), "sha512")
+    password = base64.b64encode(digest).decode()
+    credentials = {
+        m: new_credential(m, password, 4096).to_wire() for m in ("SCRAM-SHA-256", "SCRAM-SHA-512")
+    }
+    by_name = {
+        "token_id": token_id, "owner": owner, "requester": owner, "[renewer, ...]": renewers,
+        "issue_ms": 1_000, "expiry_ms": expiry_ms, "max_ms": expiry_ms,
+        "secret_check": check, "{mechanism: credential}": credentials,
+    }  # fmt: skip
+    return [by_name[name] for name in TOKEN]
 
 
 def _row(cell: str) -> list[str]:
@@ -117,6 +142,7 @@ def test_the_document_names_what_the_tests_build_from() -> None:
         "broker_configs",
         "acls",
         "credentials",
+        "delegation_tokens",
         "client_quotas",
         "masking_keys",
         "schemas",
@@ -124,6 +150,10 @@ def test_the_document_names_what_the_tests_build_from() -> None:
         "schema_configs",
         "governance",
     ]
+    assert TOKEN == [
+        "token_id", "owner", "requester", "[renewer, ...]", "issue_ms", "expiry_ms", "max_ms",
+        "secret_check", "{mechanism: credential}",
+    ]  # fmt: skip
     assert CHANGE == [
         "at_ms", "action", "topic", "topic_id", "principal", "listener", "before", "after",
         "offsets",
@@ -305,6 +335,11 @@ def test_the_engine_reads_a_catalog_built_from_the_document(tmp_path: Path) -> N
                        configs={"compatibility": "NONE"}),
             doc_record("acls_add", CATALOG_RECORDS, acls=[READ_ONE, DENY_HOST, WRITE_TWO]),
             doc_record("acls_remove", CATALOG_RECORDS, acls=[DENY_HOST]),
+            doc_record("delegation_token", CATALOG_RECORDS, tokens=[
+                doc_token("kept-token", "User:alice", ["User:bob"], 2**62),
+                doc_token("gone-token", "User:bob", [], 2**62),
+            ]),
+            doc_record("delegation_tokens_remove", CATALOG_RECORDS, token_ids=["gone-token"]),
         ]  # fmt: skip
         _append_all(store, catalog, records)
     built = {msgpack.unpackb(record)[0] for record in records}
@@ -339,6 +374,16 @@ def test_the_engine_reads_a_catalog_built_from_the_document(tmp_path: Path) -> N
         assert (e.schemas.compatibility(), e.schemas.compatibility("pay-value")) == ("FULL", "NONE")
         assert e.schemas.mode() == "READWRITE"
         assert [acl.to_wire() for acl in e.catalog.state.acls] == [READ_ONE, WRITE_TWO]
+    settings = engine.EngineConfig(delegation_tokens=DelegationTokenConfig(TOKEN_SECRET))
+    with engine.open(node, config=settings) as e:
+        [token] = e.delegation_tokens.tokens()
+        assert (token.token_id, token.owner, token.renewers) == (
+            "kept-token", "User:alice", ("User:bob",)
+        )  # fmt: skip
+        login = e.delegation_tokens.login("kept-token", "SCRAM-SHA-512")
+        assert login is not None and login.owner == "User:alice"
+        digest = hmac.digest(TOKEN_SECRET.encode(), b"kept-token", "sha512")
+        assert password_matches(login.credential, "SCRAM-SHA-512", base64.b64encode(digest))
 
 
 def test_the_engine_reads_a_catalog_that_starts_with_a_snapshot(tmp_path: Path) -> None:
@@ -359,6 +404,7 @@ def test_the_engine_reads_a_catalog_that_starts_with_a_snapshot(tmp_path: Path) 
             "broker_configs": {"": {"num.partitions": "3"}},
             "acls": [[4, "kafka-cluster", 3, "User:ops", "10.0.0.1", 7, 3]],
             "credentials": {"bob": {"SCRAM-SHA-512": ALICE.to_wire()}},
+            "delegation_tokens": [doc_token("snapshot-token", "User:bob", [], 2**62)],
             "client_quotas": [[[["user", None]], {"consumer_byte_rate": 4096.0}]],
             "masking_keys": {"kept": b"m" * 32},
             "schemas": [[7, "AVRO", AVRO_TEXT, []]],
@@ -387,6 +433,7 @@ def test_the_engine_reads_a_catalog_that_starts_with_a_snapshot(tmp_path: Path) 
             AclBinding(4, "kafka-cluster", 3, "User:ops", "10.0.0.1", 7, 3)
         ]
         assert e.credentials.get("bob", "SCRAM-SHA-512") == ALICE
+        assert [t.token_id for t in e.delegation_tokens.stored()] == ["snapshot-token"]
         assert e.client_quotas.entities() == {(("user", None),): {"consumer_byte_rate": 4096.0}}
         assert e.catalog.state.masking_keys == {"kept": b"m" * 32}
         assert e.stamped_ranges("kept", 0) == [(0, None)]
@@ -526,6 +573,7 @@ class DocCatalog:
         self.broker_configs: dict[str, dict[str, str]] = {}
         self.acls: list[dict[str, Any]] = []
         self.credentials: dict[str, dict[str, list[Any]]] = {}
+        self.delegation_tokens: dict[str, dict[str, Any]] = {}
         self.client_quotas: dict[tuple[tuple[str, str | None], ...], dict[str, float]] = {}
         self.masking_keys: dict[str, bytes] = {}
         self.schemas: dict[int, list[Any]] = {}
@@ -593,6 +641,12 @@ class DocCatalog:
         elif name == "user_credentials_many":
             for user, mechanism, credential in named["pairs"]:
                 self._alter_credential(user, mechanism, credential)
+        elif name == "delegation_token":
+            for raw in named["tokens"]:
+                self._set_token(raw)
+        elif name == "delegation_tokens_remove":
+            for token_id in named["token_ids"]:
+                del self.delegation_tokens[token_id]
         elif name == "client_quotas":
             self._alter_client_quotas(named["entity"], named["configs"])
         elif name == "client_quotas_many":
@@ -654,6 +708,19 @@ class DocCatalog:
                 user: dict(mechanisms)
                 for user, mechanisms in named["body"].get("credentials", {}).items()
             }
+            self.delegation_tokens = {}
+            for raw in named["body"].get("delegation_tokens", []):
+                self._set_token(raw)
+
+    def _set_token(self, raw: list[Any]) -> None:
+        token = dict(zip(TOKEN, raw, strict=True))
+        assert all(":" in p for p in (token["owner"], token["requester"], *token["[renewer, ...]"]))
+        assert token["issue_ms"] <= token["expiry_ms"] <= token["max_ms"]
+        assert isinstance(token["secret_check"], bytes) and len(token["secret_check"]) == 16
+        credentials = token["{mechanism: credential}"]
+        assert set(credentials) == {"SCRAM-SHA-256", "SCRAM-SHA-512"}
+        assert all(credential[3] == 4096 for credential in credentials.values())
+        self.delegation_tokens[token["token_id"]] = token
 
     def _alter_credential(self, user: str, mechanism: str, credential: Any) -> None:
         mechanisms = self.credentials.setdefault(user, {})
@@ -691,7 +758,9 @@ class DocCatalog:
 
 def test_what_the_engine_writes_parses_and_applies_by_the_document(tmp_path: Path) -> None:
     node = tmp_path / "node"
-    config = engine.EngineConfig(store=QUIET_STORE)
+    config = engine.EngineConfig(
+        store=QUIET_STORE, delegation_tokens=DelegationTokenConfig(TOKEN_SECRET)
+    )
     with engine.open(node, config=config) as e:
         e.create_topic("solo", 1, {"retention.ms": "60000"})
         e.create_topics([NewTopic("a", 1), NewTopic("b", 1), NewTopic("gone", 1)])
@@ -724,6 +793,10 @@ def test_what_the_engine_writes_parses_and_applies_by_the_document(tmp_path: Pat
         carol = (("user", "carol"),)
         e.client_quotas.alter_many([(carol, {"request_percentage": 5.0}), (app, {})])
         alice = e.credentials.get("alice", "SCRAM-SHA-512")
+        token, token_hmac = e.delegation_tokens.create("User:alice", "User:alice", ["User:bob"])
+        token_expiry = e.delegation_tokens.renew("User:bob", token_hmac, 60_000)
+        _, gone_hmac = e.delegation_tokens.create("User:bob", "User:alice", [])
+        e.delegation_tokens.expire("User:bob", gone_hmac, -1)
         pay_id = e.schemas.register("pay-value", AVRO_TEXT)
         assert e.schemas.register("again-value", AVRO_TEXT) == pay_id
         e.schemas.register("gone-value", '"string"')
@@ -781,6 +854,13 @@ def test_what_the_engine_writes_parses_and_applies_by_the_document(tmp_path: Pat
             carol: {"request_percentage": 5.0},
         }
         assert model.masking_keys == masking_keys
+        [kept_token] = model.delegation_tokens.values()
+        assert (kept_token["token_id"], kept_token["owner"], kept_token["[renewer, ...]"]) == (
+            token.token_id, "User:alice", ["User:bob"]
+        )  # fmt: skip
+        assert kept_token["expiry_ms"] == token_expiry
+        written = msgpack.packb(records, use_bin_type=True)
+        assert token_hmac not in written and gone_hmac not in written  # never an HMAC
         assert set(masking_keys) == {"a"}
         assert [(c["action"], c["topic"]) for c in model.governance] == [
             ("alter", "a"),

@@ -9,8 +9,6 @@ connection keeps being served throughout."""
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
 import logging
 import os
 import re
@@ -33,6 +31,7 @@ from engine.server.config import ServerConfig
 from engine.server.listeners import parse_listeners
 from tests.server.certificates import Authority
 from tests.server.in_process import InProcessServer
+from tests.server.scram_client import client_final
 from tests.server.test_sasl import add_user, sasl_bootstrap, sasl_server
 from tests.server.wire import Wire, build
 
@@ -132,21 +131,6 @@ def authenticate(wire: Wire, token: bytes) -> Any:
 def local_address(wire: Wire) -> str:
     host, port = wire.sock.getsockname()[:2]
     return f"{host}:{port}"
-
-
-def client_final(client_first_bare: bytes, server_first: bytes, password: str) -> bytes:
-    """RFC 5802's client-final-message for SCRAM-SHA-512."""
-    fields = dict(item.split(b"=", 1) for item in server_first.split(b","))
-    salted = hashlib.pbkdf2_hmac(
-        "sha512", password.encode(), base64.b64decode(fields[b"s"]), int(fields[b"i"])
-    )
-    client_key = hmac.digest(salted, b"Client Key", "sha512")
-    stored_key = hashlib.sha512(client_key).digest()
-    without_proof = b"c=biws,r=" + fields[b"r"]
-    auth_message = client_first_bare + b"," + server_first + b"," + without_proof
-    signature = hmac.digest(stored_key, auth_message, "sha512")
-    proof = bytes(a ^ b for a, b in zip(client_key, signature, strict=True))
-    return without_proof + b",p=" + base64.b64encode(proof)
 
 
 def scram_first(wire: Wire, client_first_bare: bytes) -> bytes:

@@ -40,7 +40,8 @@ DOCS = Path(__file__).resolve().parents[2] / "docs" / "server.md"
 
 PREVIOUS_ADVERTISED = {
     # api key: (min, max) as ApiVersions listed them before the handlers
-    # registered themselves (Produce listed from v0, see produce.py).
+    # registered themselves (Produce listed from v0, see produce.py), and
+    # the delegation token APIs served since (Kafka 4.0's versions).
     0: (0, 12),
     1: (4, 17),
     2: (1, 11),
@@ -73,6 +74,10 @@ PREVIOUS_ADVERTISED = {
     35: (1, 4),
     36: (0, 2),
     37: (0, 3),
+    38: (1, 3),
+    39: (1, 2),
+    40: (1, 2),
+    41: (1, 3),
     42: (0, 2),
     44: (0, 1),
     47: (0, 0),
@@ -160,8 +165,8 @@ def test_produce_is_listed_from_v0_but_served_from_v3() -> None:
 
 
 def test_only_catalog_changes_and_log_dirs_run_off_the_event_loop() -> None:
-    """The ACL, credential and config APIs' changes are catalog writes, as
-    topics' are."""
+    """The ACL, credential, token and config APIs' changes are catalog
+    writes, as topics' are."""
     off = {r.key for r in registrations() if r.off_loop}
     assert off == {
         ApiKey.CREATE_ACLS,
@@ -173,6 +178,10 @@ def test_only_catalog_changes_and_log_dirs_run_off_the_event_loop() -> None:
         ApiKey.DESCRIBE_LOG_DIRS,
         # a durable catalog write per user
         ApiKey.ALTER_USER_SCRAM_CREDENTIALS,
+        # a durable catalog write per token (and its credentials' derivation)
+        ApiKey.CREATE_DELEGATION_TOKEN,
+        ApiKey.RENEW_DELEGATION_TOKEN,
+        ApiKey.EXPIRE_DELEGATION_TOKEN,
         # a durable catalog write per entity
         ApiKey.ALTER_CLIENT_QUOTAS,
         # a durable write per resource

@@ -24,9 +24,11 @@ from engine.credentials import (
     password_matches,
     salted_password,
 )
+from engine.delegation_tokens import TokenLogin
 from engine.server.sasl import SaslAuthenticationFailed, SaslServer
 from engine.server.sasl.plain import PlainServer
 from engine.server.sasl.scram import ScramServer
+from tests.server.scram_client import client_final, client_first_bare
 
 RFC7677_SALT = base64.b64decode("W22ZaJ0SNY7soEsUEjb6gQ==")
 
@@ -209,3 +211,58 @@ def test_credentials_hold_keys_not_passwords() -> None:
         new_credential("SCRAM-SHA-256", "x", MIN_ITERATIONS - 1)
     with pytest.raises(UnsupportedSaslMechanism):
         new_credential("SCRAM-SHA-1", "x")
+
+
+def _exchange(server: ScramServer, user: str, password: str, extensions: bytes) -> None:
+    """A SCRAM-SHA-512 exchange with extensions in the client-first message."""
+    bare = client_first_bare(user, extensions=extensions)
+    server_first = step(server, b"n,," + bare)
+    step(server, client_final(bare, server_first, password))
+
+
+@pytest.mark.parametrize("value", [b"true", b"TRUE", b"True"])
+def test_scram_with_tokenauth_logs_in_as_the_tokens_owner_until_it_expires(value: bytes) -> None:
+    credential = new_credential("SCRAM-SHA-512", "the-hmac-in-base64")
+    login = TokenLogin(credential, "User:bob", 1_700_000_000_000)
+    server = ScramServer(
+        "SCRAM-SHA-512",
+        lambda u, m: None,
+        tokens=lambda token_id, m: login if token_id == "token-1" else None,
+    )
+    _exchange(server, "token-1", "the-hmac-in-base64", b"tokenauth=" + value)
+    assert server.complete and server.token_authenticated
+    assert server.principal == "User:bob"
+    assert server.credential_expires_ms == 1_700_000_000_000
+
+
+def test_scram_without_tokenauth_never_looks_up_a_token_and_with_it_never_a_user() -> None:
+    credential = new_credential("SCRAM-SHA-512", "secret")
+    login = TokenLogin(credential, "User:bob", 1)
+    for extensions, detail in (
+        (b"", "no SCRAM-SHA-512 credential"),
+        (b"tokenauth=false", "no SCRAM-SHA-512 credential"),
+    ):
+        server = ScramServer("SCRAM-SHA-512", lambda u, m: None, tokens=lambda t, m: login)
+        with pytest.raises(SaslAuthenticationFailed) as refused:
+            _exchange(server, "alice", "secret", extensions)
+        assert detail in refused.value.detail
+    server = ScramServer("SCRAM-SHA-512", lambda u, m: credential, tokens=lambda t, m: None)
+    with pytest.raises(SaslAuthenticationFailed) as refused:
+        _exchange(server, "alice", "secret", b"tokenauth=true")
+    assert "no live delegation token" in refused.value.detail
+    user = ScramServer("SCRAM-SHA-512", lambda u, m: credential, tokens=lambda t, m: login)
+    _exchange(user, "alice", "secret", b"other=1")  # other extensions: ignored
+    assert user.principal == "User:alice" and not user.token_authenticated
+    assert user.credential_expires_ms is None
+
+
+def test_a_token_of_an_owner_of_another_type_logs_in_as_the_user_of_its_name() -> None:
+    """Kafka's DelegationTokenCache.owner gives the principal builder the
+    owner's name, and it makes a User of it."""
+    credential = new_credential("SCRAM-SHA-256", "the-hmac-in-base64")
+    login = TokenLogin(credential, "Group:ops", 1)
+    server = ScramServer("SCRAM-SHA-256", lambda u, m: None, tokens=lambda t, m: login)
+    bare = client_first_bare("token-1", extensions=b"tokenauth=true")
+    server_first = step(server, b"n,," + bare)
+    step(server, client_final(bare, server_first, "the-hmac-in-base64", "SCRAM-SHA-256"))
+    assert server.principal == "User:ops"

@@ -75,6 +75,15 @@ from kio.schema.consumer_group_heartbeat.v1.request import (
 from kio.schema.create_acls.v1.request import CreateAclsRequest as CreateAclsRequestV1
 from kio.schema.create_acls.v2.request import CreateAclsRequest as CreateAclsRequestV2
 from kio.schema.create_acls.v3.request import CreateAclsRequest as CreateAclsRequestV3
+from kio.schema.create_delegation_token.v1.request import (
+    CreateDelegationTokenRequest as CreateDelegationTokenRequestV1,
+)
+from kio.schema.create_delegation_token.v2.request import (
+    CreateDelegationTokenRequest as CreateDelegationTokenRequestV2,
+)
+from kio.schema.create_delegation_token.v3.request import (
+    CreateDelegationTokenRequest as CreateDelegationTokenRequestV3,
+)
 from kio.schema.create_partitions.v0.request import (
     CreatePartitionsRequest as CreatePartitionsRequestV0,
 )
@@ -138,6 +147,15 @@ from kio.schema.describe_configs.v3.request import (
 from kio.schema.describe_configs.v4.request import (
     DescribeConfigsRequest as DescribeConfigsRequestV4,
 )
+from kio.schema.describe_delegation_token.v1.request import (
+    DescribeDelegationTokenRequest as DescribeDelegationTokenRequestV1,
+)
+from kio.schema.describe_delegation_token.v2.request import (
+    DescribeDelegationTokenRequest as DescribeDelegationTokenRequestV2,
+)
+from kio.schema.describe_delegation_token.v3.request import (
+    DescribeDelegationTokenRequest as DescribeDelegationTokenRequestV3,
+)
 from kio.schema.describe_groups.v0.request import DescribeGroupsRequest as DescribeGroupsRequestV0
 from kio.schema.describe_groups.v1.request import DescribeGroupsRequest as DescribeGroupsRequestV1
 from kio.schema.describe_groups.v2.request import DescribeGroupsRequest as DescribeGroupsRequestV2
@@ -175,6 +193,12 @@ from kio.schema.end_txn.v2.request import EndTxnRequest as EndTxnRequestV2
 from kio.schema.end_txn.v3.request import EndTxnRequest as EndTxnRequestV3
 from kio.schema.end_txn.v4.request import EndTxnRequest as EndTxnRequestV4
 from kio.schema.end_txn.v5.request import EndTxnRequest as EndTxnRequestV5
+from kio.schema.expire_delegation_token.v1.request import (
+    ExpireDelegationTokenRequest as ExpireDelegationTokenRequestV1,
+)
+from kio.schema.expire_delegation_token.v2.request import (
+    ExpireDelegationTokenRequest as ExpireDelegationTokenRequestV2,
+)
 from kio.schema.fetch.v4.request import FetchRequest as FetchRequestV4
 from kio.schema.fetch.v5.request import FetchRequest as FetchRequestV5
 from kio.schema.fetch.v6.request import FetchRequest as FetchRequestV6
@@ -309,6 +333,12 @@ from kio.schema.offset_for_leader_epoch.v3.request import (
 )
 from kio.schema.offset_for_leader_epoch.v4.request import (
     OffsetForLeaderEpochRequest as OffsetForLeaderEpochRequestV4,
+)
+from kio.schema.renew_delegation_token.v1.request import (
+    RenewDelegationTokenRequest as RenewDelegationTokenRequestV1,
+)
+from kio.schema.renew_delegation_token.v2.request import (
+    RenewDelegationTokenRequest as RenewDelegationTokenRequestV2,
 )
 from kio.schema.sasl_authenticate.v0.request import (
     SaslAuthenticateRequest as SaslAuthenticateRequestV0,
@@ -648,3 +678,21 @@ DescribeClientQuotasRequest: TypeAlias = (
 AlterClientQuotasRequest: TypeAlias = AlterClientQuotasRequestV0 | AlterClientQuotasRequestV1
 
 DescribeTopicPartitionsRequest: TypeAlias = DescribeTopicPartitionsRequestV0
+
+CreateDelegationTokenRequest: TypeAlias = (
+    CreateDelegationTokenRequestV1 | CreateDelegationTokenRequestV2 | CreateDelegationTokenRequestV3
+)
+
+RenewDelegationTokenRequest: TypeAlias = (
+    RenewDelegationTokenRequestV1 | RenewDelegationTokenRequestV2
+)
+
+ExpireDelegationTokenRequest: TypeAlias = (
+    ExpireDelegationTokenRequestV1 | ExpireDelegationTokenRequestV2
+)
+
+DescribeDelegationTokenRequest: TypeAlias = (
+    DescribeDelegationTokenRequestV1
+    | DescribeDelegationTokenRequestV2
+    | DescribeDelegationTokenRequestV3
+)

@@ -15,9 +15,13 @@ from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from engine.credentials import ScramCredential
+from engine.delegation_tokens import TokenLogin
 
 CredentialLookup = Callable[[str, str], ScramCredential | None]
 """A user's credential for a mechanism, or None: (user, mechanism)."""
+TokenLookup = Callable[[str, str], TokenLogin | None]
+"""A live delegation token's login for a SCRAM mechanism, or None:
+(token id, mechanism)."""
 PasswordCheck = Callable[[ScramCredential, str, bytes], Awaitable[bool]]
 """Whether a password derives a credential's keys: (credential, mechanism,
 password); raises password_checks.PasswordChecksBusy when it cannot now."""
@@ -48,6 +52,17 @@ class SaslServer(Protocol):
     @property
     def user(self) -> str:
         """The authenticated user's name (once complete)."""
+        ...
+
+    @property
+    def principal(self) -> str:
+        """The session's principal (once complete): ``User:<user>``, or
+        the owner of the delegation token it logged in with."""
+        ...
+
+    @property
+    def token_authenticated(self) -> bool:
+        """Whether it logged in with a delegation token (KIP-48)."""
         ...
 
     @property

@@ -199,6 +199,13 @@ class OAuthBearerServer:
     def complete(self) -> bool:
         return self._token is not None
 
+    token_authenticated = False
+    """Never a delegation token: those log in with SCRAM only."""
+
+    @property
+    def principal(self) -> str:
+        return f"User:{self.user}"
+
     @property
     def user(self) -> str:
         assert self._token is not None, "not authenticated"

@@ -64,6 +64,13 @@ class PlainServer:
     def complete(self) -> bool:
         return self._user is not None
 
+    token_authenticated = False
+    """Never a delegation token: those log in with SCRAM only."""
+
+    @property
+    def principal(self) -> str:
+        return f"User:{self.user}"
+
     @property
     def user(self) -> str:
         assert self._user is not None, "not authenticated"

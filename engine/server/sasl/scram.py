@@ -10,6 +10,13 @@ Kafka 3.8.1 to 3.9 accept it (its ScramSaslServer checks that the nonce
 ends with the server's). Nothing else before it is accepted; the proof
 covers the message as sent, so the form does not weaken it.
 
+A client-first message with the ``tokenauth=true`` extension logs in
+with a delegation token (KIP-48): the user name is the token's id, the
+password the base64 of its HMAC, and the session's principal the token's
+owner; the token's expiry ends the session (KIP-368), as Kafka's
+ScramSaslServer and its DelegationTokenCredentialCallback do. Other
+extensions are ignored, as Kafka ignores them.
+
 No channel binding is offered (the gs2 flag must be ``n`` or ``y``; ``p=``
 is refused), the authorization id must be empty or the user's own, and the
 proof is compared in constant time. A failure at any step answers Kafka's
@@ -26,21 +33,37 @@ import os
 import re
 
 from engine.credentials import SCRAM_HASHES, ScramCredential
-from engine.server.sasl import CredentialLookup, SaslAuthenticationFailed
+from engine.delegation_tokens import principal_name
+from engine.server.sasl import CredentialLookup, SaslAuthenticationFailed, TokenLookup
 
 _CLIENT_FIRST = re.compile(
     rb"(?P<gs2>(?P<flag>[ny]),(?:a=(?P<authzid>[^,]*))?,)"
-    rb"(?P<bare>n=(?P<user>[^,]*),r=(?P<nonce>[\x21-\x2b\x2d-\x7e]+)(?:,.*)?)",
+    rb"(?P<bare>n=(?P<user>[^,]*),r=(?P<nonce>[\x21-\x2b\x2d-\x7e]+)(?:,(?P<extensions>.*))?)",
     re.DOTALL,
 )
 """RFC 5802's client-first-message (Kafka's ClientFirstMessage pattern):
-extensions after the nonce are accepted and ignored."""
+extensions after the nonce, of which only ``tokenauth`` is read."""
 _CLIENT_FINAL = re.compile(
     rb"(?P<without_proof>c=(?P<binding>[A-Za-z0-9+/=]*),r=(?P<nonce>[\x21-\x2b\x2d-\x7e]+)"
     rb"(?:,[a-zA-Z]=[^,]*)*?),p=(?P<proof>[A-Za-z0-9+/=]+)",
     re.DOTALL,
 )
 SERVER_NONCE_BYTES = 24
+TOKEN_AUTH = b"tokenauth"
+"""The extension that marks a login with a delegation token (Kafka's
+ScramLoginModule.TOKEN_AUTH_CONFIG)."""
+
+
+def token_authenticated(extensions: bytes | None) -> bool:
+    """Whether the client-first message's extensions carry
+    ``tokenauth=true`` (any case, as Kafka's ScramExtensions reads it)."""
+    if not extensions:
+        return False
+    for extension in extensions.split(b","):
+        name, _, value = extension.partition(b"=")
+        if name == TOKEN_AUTH:
+            return value.lower() == b"true"
+    return False
 
 
 def _sasl_name(raw: bytes) -> str:
@@ -53,11 +76,21 @@ def _sasl_name(raw: bytes) -> str:
 
 class ScramServer:
     def __init__(
-        self, mechanism: str, lookup: CredentialLookup, nonce: bytes | None = None
+        self,
+        mechanism: str,
+        lookup: CredentialLookup,
+        nonce: bytes | None = None,
+        tokens: TokenLookup | None = None,
     ) -> None:
         self.mechanism = mechanism
         self._hash = SCRAM_HASHES[mechanism]
         self._lookup = lookup
+        self._tokens = tokens
+        """Delegation tokens' logins (None: no login with a token succeeds)."""
+        self._principal = ""
+        self.token_authenticated = False
+        self.credential_expires_ms: int | None = None
+        """A token's expiry ends the session; a password does not expire with it."""
         self._server_nonce = nonce
         """Fixed only by tests (RFC test vectors); random otherwise."""
         self._state = "client-first"
@@ -95,9 +128,21 @@ class ScramServer:
             raise self._fail("a user name that is not a valid saslname") from None
         if authzid and authzid != user:
             raise self._fail(f"authorization id {authzid!r} is not user {user!r}")
-        credential = self._lookup(user, self.mechanism)
-        if credential is None:
-            raise self._fail(f"no {self.mechanism} credential for user {user!r}")
+        credential: ScramCredential | None
+        if token_authenticated(found["extensions"]):
+            login = self._tokens(user, self.mechanism) if self._tokens is not None else None
+            if login is None:
+                raise self._fail(f"no live delegation token {user!r}")
+            # Kafka's token cache hands its principal builder the owner's
+            # name, which makes a User of it whatever the owner's type.
+            credential, self._principal = login.credential, f"User:{principal_name(login.owner)}"
+            self.credential_expires_ms = login.expiry_timestamp_ms
+            self.token_authenticated = True
+        else:
+            credential = self._lookup(user, self.mechanism)
+            if credential is None:
+                raise self._fail(f"no {self.mechanism} credential for user {user!r}")
+            self._principal = f"User:{user}"
         server_nonce = self._server_nonce
         if server_nonce is None:
             server_nonce = base64.b64encode(os.urandom(SERVER_NONCE_BYTES))
@@ -155,5 +200,8 @@ class ScramServer:
         assert self._state == "complete", "not authenticated"
         return self._user
 
-    credential_expires_ms = None
-    """A password does not expire with the session."""
+    @property
+    def principal(self) -> str:
+        """``User:<user>``, or a token's owner."""
+        assert self._state == "complete", "not authenticated"
+        return self._principal
