@@ -38,18 +38,24 @@ growth (a few streams, a set lookup each) instead of registered under each
 of its streams (a dict entry made and taken out per stream per wait)."""
 
 
+Watched = tuple[Partition, int, int]
+"""A partition a wait watches: the partition (the one its caller read, not
+one looked up again by name), the position waited past (the high
+watermark the read saw) and the offset the read was at, which a log start
+moved past ends the wait (DeleteRecords)."""
+
+
 class StreamWait:
     """One wait from an event loop over many streams, woken once by
     whichever grows first, with the streams that grew."""
 
     __slots__ = ("future", "grown", "loop", "watched")
 
-    def __init__(
-        self, loop: asyncio.AbstractEventLoop, watched: dict[int, tuple[Partition, int]]
-    ) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, watched: Mapping[int, Watched]) -> None:
         self.loop = loop
         self.watched = watched
-        """Each stream watched: its partition and the position waited past."""
+        """Each stream watched: its partition, the position waited past and
+        the offset read at."""
         self.future: asyncio.Future[None] = loop.create_future()
         self.grown: set[int] = set()
         """Filled by the notifying thread before the wake-up it sends."""
@@ -179,6 +185,37 @@ class DataWaiters:
             callback(error)
         self.on_durable(streams)
 
+    def log_start_moved(self, leader: Partition) -> None:
+        """The partition's log start moved (DeleteRecords): a wait whose
+        caller read below it ends now, and the read again answers
+        OFFSET_OUT_OF_RANGE, as Kafka's DelayedFetch completes a fetch whose
+        partition no longer holds its offset. Counted as a growth, so that a
+        wait registering meanwhile looks at the partition; only the waits
+        read below the new start are woken, the others go on waiting."""
+        stream_id = leader.stream_id
+        log_start = leader.log_start_offset
+        with self._growth_lock:
+            self._growths += 1
+            self._grown.append((self._growths, {stream_id}))
+        if self.sync_waiters:
+            with self.data_arrived:
+                self.data_arrived.notify_all()
+        ended: list[StreamWait] = []
+        waits = self.async_waiters.get(stream_id)
+        if waits:
+            for wait in list(waits):  # a copy: loops take theirs out meanwhile
+                if wait.watched[stream_id][2] < log_start:
+                    waits.pop(wait, None)
+                    ended.append(wait)
+        for wait in list(self.wide_waits) if self.wide_waits else ():
+            watched = wait.watched.get(stream_id)
+            if watched is not None and watched[2] < log_start:
+                ended.append(wait)
+        for wait in ended:
+            wait.grown.add(stream_id)
+            if not _call_soon(wait.loop, _wake, wait):
+                self._forget(wait)
+
     def when_durable(
         self, leader: Partition, offset: int, callback: Callable[[BaseException | None], None]
     ) -> None:
@@ -236,6 +273,15 @@ class DataWaiters:
         watched = self._watched(positions)
         if not watched:  # none, or one the caller's read will report
             return True
+        return await self.wait_for_reads_async(watched, timeout, since)
+
+    async def wait_for_reads_async(
+        self, watched: Mapping[int, Watched], timeout: float, since: int | None = None
+    ) -> bool:
+        """wait_for_data_async over the partitions a caller read, by stream
+        id: no lookup by name, so a topic deleted since the read ends the
+        wait (the partition read is gone) instead of the wait going on
+        under the topic created again with that name (docs/design/0090)."""
         wait = StreamWait(asyncio.get_running_loop(), watched)
         waiters = self.async_waiters
         wide = len(watched) > WIDE_WAIT_STREAMS
@@ -275,12 +321,10 @@ class DataWaiters:
                         # the entry finds the partition deleted when it looks.
                         waiters.pop(stream_id, None)
 
-    def _watched(
-        self, positions: Mapping[TopicPartition, int]
-    ) -> dict[int, tuple[Partition, int]] | None:
+    def _watched(self, positions: Mapping[TopicPartition, int]) -> dict[int, Watched] | None:
         """Each position's partition by its stream id, its topic looked up
         once for its run of partitions; None if one is unknown."""
-        watched: dict[int, tuple[Partition, int]] = {}
+        watched: dict[int, Watched] = {}
         name = None
         partitions: list[Partition] = []
         for (topic, partition), offset in positions.items():
@@ -292,7 +336,7 @@ class DataWaiters:
             if not 0 <= partition < len(partitions):
                 return None
             leader = partitions[partition]
-            watched[leader.stream_id] = (leader, offset)
+            watched[leader.stream_id] = (leader, offset, offset)
         return watched
 
     def _grown_since(self, since: int | None, watched: Mapping[int, object]) -> Iterable[int]:
@@ -329,18 +373,19 @@ class DataWaiters:
             callback(EngineClosed())
 
 
-def _any_data(watched: Mapping[int, tuple[Partition, int]], streams: Iterable[int]) -> bool:
+def _any_data(watched: Mapping[int, Watched], streams: Iterable[int]) -> bool:
     """Whether a watched partition among ``streams`` has data past its
-    position, or is gone (the caller's read finds why): one look at each."""
+    position, a log start past the offset read, or is gone (the caller's
+    read finds why): one look at each."""
     for stream_id in streams:
-        leader, offset = watched[stream_id]
+        leader, position, offset = watched[stream_id]
         if leader.deleted:
             return True
         try:
             log_start, high_watermark = leader.watermarks()
         except (EngineError, S3StreamError):
             return True  # the caller's read answers the error
-        if high_watermark > offset or log_start > offset:
+        if high_watermark > position or log_start > offset:
             return True
     return False
 

@@ -38,7 +38,7 @@ from engine.catalog import Catalog
 from engine.clock import SYSTEM, Clock
 from engine.config import TopicConfig, normalize_all
 from engine.credentials import Credentials, user_credentials_record
-from engine.data_waiters import DataWaiters
+from engine.data_waiters import DataWaiters, Watched
 from engine.delegation_tokens import DelegationTokenConfig, DelegationTokens
 from engine.errors import EngineClosed, EngineError, InvalidTopic, UnknownTopic
 from engine.governance_gate import OWNER, Actor, may_govern
@@ -884,7 +884,9 @@ class Engine:
             raise InvalidTopic(f"Cannot delete records of internal topic {topic}")
         with store_errors():
             leader = self.partition(topic, partition)
-            return leader.delete_records(offset, self.config.producer_id_expiration_ms)
+            log_start = leader.delete_records(offset, self.config.producer_id_expiration_ms)
+        self._waiters.log_start_moved(leader)
+        return log_start
 
     def offsets(self, topic: str, partition: int) -> tuple[int, int]:
         """(log start offset, high watermark)."""
@@ -905,6 +907,13 @@ class Engine:
         a growth_mark() taken before the caller read the partitions, so
         that only those that grew since are looked at before the wait."""
         return await self._waiters.wait_for_data_async(positions, timeout, since)
+
+    async def wait_for_reads_async(
+        self, watched: Mapping[int, Watched], timeout: float, since: int | None = None
+    ) -> bool:
+        """wait_for_data_async over the partitions the caller read, by stream
+        id (a Fetch: see DataWaiters.wait_for_reads_async)."""
+        return await self._waiters.wait_for_reads_async(watched, timeout, since)
 
     def growth_mark(self) -> int:
         """A mark of the streams' growths so far, for wait_for_data_async."""

@@ -47,6 +47,7 @@ from engine.errors import (
 from engine.linear_regex import LinearPattern
 from engine.state_log import StateLog
 from engine.transactions.completion import TransactionCompleter
+from engine.transactions.ending import EndStep, end_step
 from engine.transactions.host import TransactionHost
 from engine.transactions.metadata import (
     ENDABLE,
@@ -296,6 +297,7 @@ class TransactionCoordinator:
         groups: frozenset[str],
         transaction_version: int,
     ) -> Future[None]:
+        _check_named(transactional_id)
         now = self._clock.time_ms()
         with self._table.lock:
             self._check_open()
@@ -377,9 +379,14 @@ class TransactionCoordinator:
         the producer's transaction, changing nothing (Kafka's
         handleVerifyPartitionsInTransaction). Raises
         InvalidProducerIdMapping, ProducerFenced, or ConcurrentTransactions
-        while the id is written or its transaction completed."""
+        while its transaction is completed. A state write in flight is not
+        waited for, as Kafka does not: the append this verifies checks the
+        partition again under its lock (``verify``)."""
+        _check_named(transactional_id)
         with self._table.lock:
-            meta = self._current(transactional_id, producer_id, producer_epoch)
+            meta = self._mapped(transactional_id, producer_id)
+            if meta.producer_epoch != producer_epoch:
+                raise ProducerFenced(transactional_id, producer_epoch, meta.producer_epoch)
             if meta.state in PREPARED:
                 raise ConcurrentTransactions(
                     f"transactional id {transactional_id!r} is completing a transaction"
@@ -447,38 +454,28 @@ class TransactionCoordinator:
         now = self._clock.time_ms()
         with self._table.lock:
             self._check_open()
-            meta = self._ending(transactional_id, producer_id, producer_epoch)
-            state = meta.state
-            retry = _retried_end(meta, producer_id, producer_epoch)
-            # Under v2 an abort with nothing added still ends a transaction
-            # (the client's epoch is bumped past anything it may have sent);
-            # Kafka 4.0's prepareAbortOrCommit with noPartitionAdded.
-            empty_abort = (
-                transaction_version >= TV_2 and not commit and state in ENDABLE and not retry
+            meta = self._table.get(transactional_id)
+            step = end_step(
+                meta,
+                transactional_id,
+                producer_id,
+                producer_epoch,
+                commit,
+                transaction_version,
+                self._table.is_pending(transactional_id),
             )
-            if (state is TxnState.ONGOING and not retry) or empty_abort:
-                next_producer_id = NO_PRODUCER_ID
-                if transaction_version >= TV_2 and epoch_exhausted(meta.producer_epoch):
-                    next_producer_id = self._allocate_producer_id()
-                prepared = prepare_end(meta, commit, transaction_version, next_producer_id, now)
-                if empty_abort:
-                    prepared = replace(prepared, start_ms=now)
-                self._table.hold(transactional_id)
-            elif state is (TxnState.COMPLETE_COMMIT if commit else TxnState.COMPLETE_ABORT) and (
-                retry or not meta.epoch_bumped
-            ):
-                # A retry of a request that succeeded: answered with what
-                # the producer goes on with.
+            assert meta is not None  # end_step raised for an unknown id
+            if step is EndStep.ANSWERED:
+                # A retry of an end that completed: answered with what the
+                # producer goes on with.
                 return _done((meta.producer_id, meta.producer_epoch))
-            elif state is (TxnState.PREPARE_COMMIT if commit else TxnState.PREPARE_ABORT):
-                raise ConcurrentTransactions(
-                    f"transactional id {transactional_id!r} is completing this transaction"
-                )
-            else:
-                wanted = "commit" if commit else "abort"
-                raise InvalidTxnState(
-                    f"transactional id {transactional_id!r} cannot {wanted} in state {state.value}"
-                )
+            next_producer_id = NO_PRODUCER_ID
+            if transaction_version >= TV_2 and epoch_exhausted(meta.producer_epoch):
+                next_producer_id = self._allocate_producer_id()
+            prepared = prepare_end(meta, commit, transaction_version, next_producer_id, now)
+            if meta.state in ENDABLE:  # a v2 abort of an empty transaction begins it now
+                prepared = replace(prepared, start_ms=now)
+            self._table.hold(transactional_id)
         result: Future[tuple[int, int]] = Future()
         result.set_running_or_notify_cancel()
         ended = completed(prepared, now)
@@ -503,33 +500,6 @@ class TransactionCoordinator:
 
         self._table.write(prepared, decided, keep_pending=True)
         return result
-
-    def _ending(
-        self, transactional_id: str, producer_id: int, producer_epoch: int
-    ) -> TransactionMetadata:
-        """The id's state for an EndTxn from (producer id, epoch): Kafka's
-        endTransaction checks. Under transactions v2 an EndTxn's epoch is
-        the one before the bump, so one that the last EndTxn bumped (or
-        rotated past) is a retry of it, never a fenced producer. Under the
-        lock."""
-        meta = self._table.get(transactional_id)
-        if meta is None or (
-            meta.producer_id != producer_id and not _retried_end(meta, producer_id, producer_epoch)
-        ):
-            raise InvalidProducerIdMapping(
-                f"transactional id {transactional_id!r} does not have producer id {producer_id}"
-            )
-        if meta.epoch_bumped and meta.state is not TxnState.ONGOING:
-            valid = _retried_end(meta, producer_id, producer_epoch) or (
-                meta.state not in PREPARED and producer_epoch == meta.producer_epoch
-            )
-        else:
-            valid = producer_epoch == meta.producer_epoch
-        if not valid:
-            raise ProducerFenced(transactional_id, producer_epoch, meta.producer_epoch)
-        if self._table.is_pending(transactional_id):
-            raise ConcurrentTransactions(f"transactional id {transactional_id!r} is busy")
-        return meta
 
     # -- reading ----------------------------------------------------------------------
 
@@ -617,22 +587,11 @@ class TransactionCoordinator:
         self._completer.close()
 
 
-def _retried_end(meta: TransactionMetadata, producer_id: int, producer_epoch: int) -> bool:
-    """Whether an EndTxn from (producer id, epoch) repeats the one that
-    ended ``meta``'s last transaction under transactions v2: that one
-    bumped the epoch from ``producer_epoch`` (Kafka's endTxnEpochBumped),
-    or rotated the producer id past the last epoch (Kafka's
-    retryOnOverflow). An epoch bumped by a fence (a timeout's abort,
-    InitProducerId) keeps no last epoch, so its producer is fenced."""
-    if not meta.epoch_bumped or meta.state in (TxnState.EMPTY, TxnState.ONGOING):
-        return False
-    if meta.producer_id == producer_id:
-        return meta.last_producer_epoch == producer_epoch == meta.producer_epoch - 1
-    return (
-        meta.last_producer_id == producer_id
-        and meta.producer_epoch == 0
-        and producer_epoch == meta.last_producer_epoch
-    )
+def _check_named(transactional_id: str) -> None:
+    """Kafka's coordinator answers a request with an empty transactional id
+    INVALID_REQUEST before it looks the id up."""
+    if not transactional_id:
+        raise InvalidTransactionRequest("a transactional id must not be empty")
 
 
 def _done(value: Any) -> Future[Any]:

@@ -24,8 +24,10 @@ from engine.protocol.apis import ApiKey, request_schema, response_schema
 from engine.protocol.kafka_code import KafkaCode
 from engine.server.config import ServerConfig
 from engine.transactions.completion import TransactionCompleter
-from engine.transactions.metadata import TxnState
+from engine.transactions.metadata import MAX_EPOCH, TxnState
+from tests import docspec
 from tests.engine.test_transactions import values
+from tests.engine.test_transactions_v2 import at_epoch
 from tests.server.in_process import InProcessServer
 from tests.server.wire import Wire, build, fetch_from_start
 
@@ -530,3 +532,102 @@ def test_add_partitions_to_txn_v4_needs_cluster_action(tmp_path: Path) -> None:
         KafkaCode.CLUSTER_AUTHORIZATION_FAILED,
         (),
     )
+
+
+def add_v3(server: InProcessServer, producer: tuple[int, int]) -> Any:
+    return ask(
+        server,
+        ApiKey.ADD_PARTITIONS_TO_TXN,
+        3,
+        v3_and_below_transactional_id="pipeline",
+        v3_and_below_producer_id=producer[0],
+        v3_and_below_producer_epoch=producer[1],
+        v3_and_below_topics=[{"name": "in", "partitions": [0]}],
+    )
+
+
+@pytest.mark.parametrize("version", [3, 4, 5])
+def test_an_add_of_v4_and_v5_records_transaction_version_2_and_a_restart_loads_it(
+    tmp_path: Path, version: int
+) -> None:
+    """Kafka's transactionVersionForAddPartitionsToTxn: an AddPartitionsToTxn
+    above v3 comes from a broker adding for a transactions v2 client, so the
+    transaction's state records TV 2 (v3 and below, a v1 client's: 0). The
+    state log's value is format 2 with the keys docs/transactions.md lists,
+    in its order, and a restart finds the version where it was."""
+    with engine.open(tmp_path / "node") as opened:
+        opened.create_topic("in", 1)
+        server = InProcessServer(opened)
+        try:
+            producer = init(server)
+            if version == 3:
+                codes = [
+                    r.partition_error_code for r in partition_results_v3(add_v3(server, producer))
+                ]
+            else:
+                codes = partition_codes(add_v4_plus(server, version, producer, False))
+            assert codes == [KafkaCode.NONE]
+            assert produce(server, producer, 0, b"a", version=11) == KafkaCode.NONE
+        finally:
+            server.stop()
+        record = opened.transactions._log.get("pipeline")
+        opened.close(flush=False)
+    wanted = 2 if version > 3 else 0
+    documented = [row["key"].strip("`") for row in docspec.table("transactions.md", "key", "value")]
+    if wanted:
+        assert list(record) == documented
+        assert (record["v"], record["tv"], record["next_pid"]) == (2, 2, -1)
+    else:
+        assert list(record) == [key for key in documented if key not in ("tv", "next_pid")]
+        assert record["v"] == 1
+    assert (record["state"], record["partitions"]) == ("Ongoing", [["in", 0]])
+    with engine.open(tmp_path / "node") as reopened:
+        meta = reopened.transactions.describe("pipeline")
+        assert (meta.state, meta.transaction_version) == (TxnState.ONGOING, wanted)
+        server = InProcessServer(reopened)
+        try:
+            ended = end(server, producer, True)
+        finally:
+            server.stop()
+        assert (ended.error_code, ended.producer_epoch) == (KafkaCode.NONE, producer[1] + 1)
+        assert values(reopened, "in", "read_committed") == [b"a"]
+
+
+def partition_results_v3(answer: Any) -> list[Any]:
+    return [p for topic in answer.results_by_topic_v3_and_below for p in topic.results_by_partition]
+
+
+def test_end_txn_v5_of_the_producer_id_an_end_moved_from_is_fenced(tmp_path: Path) -> None:
+    """A v2 commit at the last epoch moves the id to a new producer id; the
+    old id's EndTxn v5 while the new one's transaction is open is answered
+    PRODUCER_FENCED, as Kafka's retryOnOverflow check answers it
+    (docs/design/0090), and a retry of the commit the new id and epoch."""
+    with engine.open(tmp_path / "node") as opened:
+        opened.create_topic("in", 1)
+        server = InProcessServer(opened)
+        try:
+            old, _ = init(server)
+        finally:
+            server.stop()
+        at_epoch(opened, "pipeline", MAX_EPOCH - 1)
+    with engine.open(tmp_path / "node") as opened:
+        server = InProcessServer(opened)
+        try:
+            last = (old, MAX_EPOCH - 1)
+            assert produce(server, last, 0, b"a") == KafkaCode.NONE
+            moved = end(server, last, True)
+            assert moved.error_code == KafkaCode.NONE and moved.producer_id != old
+            new = (moved.producer_id, moved.producer_epoch)
+            assert new[1] == 0
+            retried = end(server, last, True)
+            assert (retried.error_code, retried.producer_id, retried.producer_epoch) == (
+                KafkaCode.NONE,
+                *new,
+            )
+            assert produce(server, new, 0, b"b") == KafkaCode.NONE  # the new id's transaction
+            stale = end(server, last, False)
+            assert (stale.error_code, stale.producer_id) == (KafkaCode.PRODUCER_FENCED, -1)
+            assert end(server, new, True).error_code == KafkaCode.NONE
+        finally:
+            server.stop()
+        assert values(opened, "in", "read_committed") == [b"a", b"b"]

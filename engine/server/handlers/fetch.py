@@ -9,7 +9,10 @@ found too little, the wait is for data beyond the high watermark it saw
 (data it left for its max_bytes is no more than it can send: Kafka's
 DelayedFetch counts such a partition as full). In an
 incremental fetch session the wait is over every partition of the session,
-so data on any of them ends it.
+so data on any of them ends it. The wait is on the partitions the read
+saw: one deleted since (even if created again) or whose log start moved
+past the offset read ends it, and the read after it answers as Kafka's
+does (docs/design/0090).
 
 Fetch sessions (KIP-227) are Kafka's: the request's session id and epoch
 pick a context from the session cache (fetch_sessions.py), which says which
@@ -60,7 +63,7 @@ from engine.server.masked_fetch import masked, masking_for
 from engine.server.shared_decoding import FETCH_BODIES
 from engine.server.shared_reads import Marks, ReadKey, SharedRead, marks_of
 from engine.store_errors import store_errors
-from engine.types import TopicPartition
+from engine.topic_id import NO_TOPIC_ID
 from native import BatchError
 from s3stream import S3StreamError
 
@@ -89,6 +92,9 @@ class _Read(NamedTuple):
     last_stable_offset: int
     shared: SharedRead[_Read] | None = None
     """The read as shared with other fetches of the same data (fan-out)."""
+    leader: Partition | None = None
+    """The partition read (None: none was, an internal topic or an error):
+    a long poll waits on it, not on a partition looked up again by name."""
 
 
 def answer_max_bytes(context: RequestContext, request: FetchRequest) -> int:
@@ -199,15 +205,18 @@ async def handle_fetch(context: RequestContext, request: FetchRequest) -> dict[s
         )
         if total >= min_bytes or remaining <= 0 or failed or not wanted:
             break
+        # The partitions read, not those a lookup by name finds now: one
+        # deleted since ends the wait, as Kafka's DelayedFetch completes on a
+        # partition it no longer knows (docs/design/0090).
         beyond = {
-            TopicPartition(r.wanted.topic, r.wanted.partition): r.seen_end
+            r.leader.stream_id: (r.leader, r.seen_end, r.wanted.offset)
             for r in reads
-            if r.wanted.topic is not None and not is_internal_topic(r.wanted.topic)
+            if r.leader is not None
         }
         if not beyond:  # internal topics only: nothing will ever arrive
             await asyncio.sleep(remaining)
             continue
-        if not await engine.wait_for_data_async(beyond, remaining, mark):
+        if not await engine.wait_for_reads_async(beyond, remaining, mark):
             reads = await PausedWhileRunning(
                 _read_all(context, wanted, max_bytes, committed, quiet, refused)
             )
@@ -407,14 +416,25 @@ def _look(context: RequestContext, wanted: FetchPartition) -> _Look | None:
         log_start, high_watermark = leader.watermarks()
     except (EngineError, S3StreamError):
         return None  # the read path answers its error code
+    if _another_topic(wanted, leader):
+        return None
     return _Look(leader, log_start, high_watermark)
+
+
+def _another_topic(wanted: FetchPartition, leader: Partition) -> bool:
+    """Whether a partition fetched by topic id (v13+) is now of another
+    topic of the same name: the topic was deleted and created again since
+    the request's ids were resolved (a long poll's wait). Kafka's
+    readFromLog answers it INCONSISTENT_TOPIC_ID; a fetch by name (its id
+    all zeros) reads whatever topic has the name."""
+    return wanted.topic_id not in (leader.topic_id, NO_TOPIC_ID)
 
 
 def _quiet(wanted: FetchPartition, look: _Look) -> _Read:
     """The read of a session partition with nothing new (see
     IncrementalContext.is_quiet), without reading it."""
     outcome = PartitionOutcome(0, look.high_watermark, look.log_start_offset, KafkaCode.NONE)
-    return _Read(wanted, None, 0, wanted.offset, outcome, -1)
+    return _Read(wanted, None, 0, wanted.offset, outcome, -1, None, look.leader)
 
 
 async def _read(
@@ -428,10 +448,14 @@ async def _read(
     await (None: the checks below find why there is none)."""
     if wanted.topic is None:
         return _failed(context, wanted, KafkaCode.UNKNOWN_TOPIC_ID)
+    leader = None if look is None else look.leader
     if look is None:  # a look passed these checks
-        refusal, _ = leader_or_error(
+        refusal, leader = leader_or_error(
             context, wanted.topic, wanted.partition, wanted.current_leader_epoch
         )
+        # Kafka's readFromLog: the partition, then its topic id, then the epoch.
+        if leader is not None and _another_topic(wanted, leader):
+            return _failed(context, wanted, KafkaCode.INCONSISTENT_TOPIC_ID)
         if refusal != KafkaCode.NONE:
             return _failed(context, wanted, refusal)
     if is_internal_topic(wanted.topic):
@@ -452,7 +476,7 @@ async def _read(
         return _failed(context, wanted, error_code(error))
     except BatchError:  # a batch that cannot be masked is not sent in clear either
         return _failed(context, wanted, KafkaCode.CORRUPT_MESSAGE)
-    return _fetched(wanted, fetched)
+    return _fetched(wanted, fetched, leader)
 
 
 async def _shared_read(
@@ -481,7 +505,7 @@ async def _shared_read(
         read: _Read = shared.read
         return read._replace(wanted=wanted, shared=shared)
     fetched = await _fetch(context, wanted, topic, limit, committed, look, marks.last_stable_offset)
-    read = _fetched(wanted, fetched)
+    read = _fetched(wanted, fetched, leader)
     if read.size == 0:
         return read
     kept = shared_reads.put(key, leader, marks, read, read.size)
@@ -516,7 +540,7 @@ async def _fetch(
     )
 
 
-def _fetched(wanted: FetchPartition, fetched: PartitionFetch) -> _Read:
+def _fetched(wanted: FetchPartition, fetched: PartitionFetch, leader: Partition | None) -> _Read:
     size = sum(map(len, fetched.records))
     # A long poll waits for data past the high watermark, not past what was
     # sent: data past the last stable offset, or past a read cut at its
@@ -528,7 +552,7 @@ def _fetched(wanted: FetchPartition, fetched: PartitionFetch) -> _Read:
     outcome = PartitionOutcome(
         size, fetched.high_watermark, fetched.log_start_offset, KafkaCode.NONE
     )
-    return _Read(wanted, fetched, size, seen_end, outcome, fetched.last_stable_offset)
+    return _Read(wanted, fetched, size, seen_end, outcome, fetched.last_stable_offset, None, leader)
 
 
 def _caught_up(wanted: FetchPartition, look: _Look) -> _Read:
@@ -541,7 +565,14 @@ def _caught_up(wanted: FetchPartition, look: _Look) -> _Read:
     high_watermark = look.high_watermark
     outcome = PartitionOutcome(0, high_watermark, look.log_start_offset, KafkaCode.NONE)
     return _Read(
-        wanted, None, 0, high_watermark, outcome, min(look.last_stable_offset(), high_watermark)
+        wanted,
+        None,
+        0,
+        high_watermark,
+        outcome,
+        min(look.last_stable_offset(), high_watermark),
+        None,
+        look.leader,
     )
 
 

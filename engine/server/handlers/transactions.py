@@ -121,7 +121,8 @@ async def init_transactional_producer(
         3: "flexible encoding",
         4: "many transactional ids, each added or (verify_only) checked; Kafka's broker to"
         " broker verification, so CLUSTER_ACTION first and no WRITE asked (clients send v3"
-        " and below)",
+        " and below); an add that is not verify_only records transaction version 2 in the"
+        " transaction's state (Kafka's transactionVersionForAddPartitionsToTxn)",
         5: "a partition verify_only finds outside its transaction is TRANSACTION_ABORTABLE"
         " (KIP-890), INVALID_TXN_STATE at v4",
     },
@@ -185,9 +186,13 @@ async def _add_partitions(
                 else KafkaCode.INVALID_TXN_STATE
             )
             return {tp: KafkaCode.NONE if inside else outside for tp, inside in found.items()}
+        # Kafka's TransactionVersion.transactionVersionForAddPartitionsToTxn:
+        # a v4+ add comes from a broker's AddPartitionsToTxnManager, for a
+        # Produce of a transactions v2 client, so the state records TV_2.
+        version = TV_2 if context.version >= FIRST_BATCHED_ADD else 0
         await _wait(
             engine.transactions.add_partitions(
-                transactional_id, producer_id, producer_epoch, partitions
+                transactional_id, producer_id, producer_epoch, partitions, version
             )
         )
         code = KafkaCode.NONE
