@@ -55,13 +55,15 @@ def call_count(path: Path, callee: str) -> int:
     count = 0
     with open(path, encoding="utf-8", errors="replace") as dump:
         for line in dump:
-            if line.startswith("cfn="):
+            if line.startswith(("fn=", "cfn=")):
+                # A name is given at its first use, as a caller or a callee.
                 match = _NAMED.match(line.rstrip("\n"))
                 if match is not None:
-                    _, number, name = match.groups()
+                    kind, number, name = match.groups()
                     if name is not None:
                         names[number] = name
-                    target = names.get(number, number)
+                    if kind == "cfn":
+                        target = names.get(number, number)
             elif line.startswith("calls=") and target == callee:
                 count += int(line[6:].split()[0])
     return count

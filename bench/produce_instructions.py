@@ -54,6 +54,7 @@ from confluent_kafka import KafkaError, Message, Producer
 from kafka_bench import HOST, MIB, PRODUCER_CONFIG, RECORD_BYTES
 
 TOPIC = "instructions"
+SETTLE_S = 2.0
 THREAD_MARKS = (
     # (name, a C function only that thread calls), first match wins.
     ("loop", "epoll_pwait"),
@@ -133,6 +134,11 @@ def run(warm_mb: int, mb: int, spans: int, top: int, scratch: Path) -> dict[str,
             subprocess.run(
                 ["callgrind_control", "-z", str(server.pid)], check=True, capture_output=True
             )
+            # The command is carried out when one of the server's threads
+            # next runs valgrind's code, not when callgrind_control returns:
+            # its timers wake it within this, so the zero lands before the
+            # produce does.
+            time.sleep(SETTLE_S)
             _produce(address, mb)
             subprocess.run(
                 ["callgrind_control", "-d", str(server.pid)], check=True, capture_output=True
