@@ -27,6 +27,9 @@
 #define TL_X86 1
 #include <immintrin.h>
 #include <nmmintrin.h>
+#if defined(__clang__) || (defined(__GNUC__) && __GNUC__ >= 8)
+#define TL_FOLD 1 /* compilers that know VPCLMULQDQ's intrinsics and target name */
+#endif
 #elif defined(__aarch64__)
 #define TL_ARM 1
 #include <arm_acle.h>
@@ -147,6 +150,7 @@ __attribute__((target("sse4.2"))) static uint32_t update_sse42(uint32_t crc,
     return (uint32_t)c0;
 }
 
+#ifdef TL_FOLD
 /* Folding constants, built at init (tl_crc32c_init) from x^n mod P: a
  * 128-bit block b, its first 64 bits L and last 64 bits H (bit-reversed:
  * the first bit read is the highest power), is congruent k bits further on
@@ -231,6 +235,7 @@ update_vpclmul(uint32_t crc, const unsigned char *p, size_t len) {
     while (len--) c0 = _mm_crc32_u8((uint32_t)c0, *p++);
     return (uint32_t)c0;
 }
+#endif /* TL_FOLD */
 #endif
 
 #ifdef TL_ARM
@@ -335,7 +340,9 @@ static uint32_t x2nmodp(uint64_t n, unsigned k) {
     return p;
 }
 
+#ifdef TL_FOLD
 static uint32_t xpow_mod(uint64_t n) { return x2nmodp(n, 0); }
+#endif
 
 static void build_x2n_table(void) {
     uint32_t p = 1u << 30; /* x^1 */
@@ -354,6 +361,7 @@ void tl_crc32c_init(void) {
 #ifdef TL_X86
     __builtin_cpu_init();
     if (__builtin_cpu_supports("sse4.2")) use("sse4.2-3way", update_sse42);
+#ifdef TL_FOLD
     fold_256 = fold_by(256);
     fold_192 = fold_by(192);
     fold_128 = fold_by(128);
@@ -364,6 +372,7 @@ void tl_crc32c_init(void) {
     if (__builtin_cpu_supports("sse4.2") && __builtin_cpu_supports("pclmul") &&
         __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("vpclmulqdq"))
         use("avx512-vpclmulqdq", update_vpclmul);
+#endif
 #endif
 #ifdef TL_ARM
     if (getauxval(AT_HWCAP) & HWCAP_CRC32) use("armv8-crc32c-3way", update_armv8);
