@@ -144,8 +144,18 @@ static PyObject *py_crc32c_backends(PyObject *self, PyObject *unused) {
 static PyObject *py_crc32c_with(PyObject *self, PyObject *args) {
     const char *wanted;
     Py_buffer view;
-    unsigned int crc = 0;
-    if (!PyArg_ParseTuple(args, "sy*|I", &wanted, &view, &crc)) return NULL;
+    PyObject *start = NULL;
+    if (!PyArg_ParseTuple(args, "sy*|O", &wanted, &view, &start)) return NULL;
+    unsigned long crc = 0;
+    if (start != NULL) {
+        crc = PyLong_AsUnsignedLong(start);
+        if ((crc == (unsigned long)-1 && PyErr_Occurred()) || crc > 0xFFFFFFFFul) {
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_OverflowError, "crc must fit in 32 bits");
+            PyBuffer_Release(&view);
+            return NULL;
+        }
+    }
     for (int i = 0; tl_crc32c_backend_at(i) != NULL; i++) {
         if (strcmp(tl_crc32c_backend_at(i), wanted) == 0) {
             uint32_t result = tl_crc32c_at(i, (uint32_t)crc, view.buf, (size_t)view.len);

@@ -129,3 +129,14 @@ def test_a_megabyte_through_every_c_implementation() -> None:
         from native import _cnative
 
         assert _cnative.crc32c_with(backend, data) == expected, backend
+
+
+@pytest.mark.skipif(native.IMPLEMENTATION != "c", reason="the C extension is not loaded")
+def test_crc32c_with_refuses_an_unknown_implementation_and_a_start_past_32_bits() -> None:
+    from native import _cnative
+
+    assert _cnative.crc32c_backends()[-1] == native.crc32c_backend()
+    with pytest.raises(ValueError, match="no CRC32C implementation"):
+        _cnative.crc32c_with("no-such-backend", b"x")
+    with pytest.raises(OverflowError):
+        _cnative.crc32c_with("table", b"x", 2**32)
