@@ -67,16 +67,24 @@ int tl_read_varint(const uint8_t *buf, int64_t *pos, int64_t end, int max_bytes,
 static inline int read_varint(const uint8_t *buf, int64_t *pos, int64_t end, int max_bytes,
                               int64_t *out) {
     int64_t at = *pos;
-    if (at < end && buf[at] < 0x80) {
+    if (at + 1 < end) { /* two bytes there, the usual case: one bounds check */
+        uint64_t first = buf[at];
+        if (first < 0x80) {
+            *out = (int64_t)(first >> 1) ^ -(int64_t)(first & 1);
+            *pos = at + 1;
+            return 0;
+        }
+        uint64_t second = buf[at + 1];
+        if (second < 0x80) {
+            uint64_t raw = (first & 0x7F) | second << 7;
+            *out = (int64_t)(raw >> 1) ^ -(int64_t)(raw & 1);
+            *pos = at + 2;
+            return 0;
+        }
+    } else if (at < end && buf[at] < 0x80) {
         uint64_t raw = buf[at];
         *out = (int64_t)(raw >> 1) ^ -(int64_t)(raw & 1);
         *pos = at + 1;
-        return 0;
-    }
-    if (at + 1 < end && buf[at + 1] < 0x80) {
-        uint64_t raw = (uint64_t)(buf[at] & 0x7F) | (uint64_t)buf[at + 1] << 7;
-        *out = (int64_t)(raw >> 1) ^ -(int64_t)(raw & 1);
-        *pos = at + 2;
         return 0;
     }
     /* Through locals, so that the caller's position and value never have
@@ -412,7 +420,11 @@ int tl_walk_records(const uint8_t *area, int64_t end, int64_t base, const tl_hea
                     const tl_record_rules *rules, tl_record_errors *errors, tl_error *err) {
     char msg[160];
     int64_t pos = 0;
-    for (int32_t i = 0; i < h->record_count; i++) {
+    /* Read once: nothing the loop writes can change them. */
+    const int32_t count = h->record_count;
+    const int strict_offsets = rules->strict_offsets;
+    const int ruled = rules->require_keys || rules->check_timestamps;
+    for (int32_t i = 0; i < count; i++) {
         int64_t start = base + pos, length, timestamp_delta, offset_delta, key_length, skipped,
                 header_count;
         if (pos >= end) {
@@ -433,7 +445,7 @@ int tl_walk_records(const uint8_t *area, int64_t end, int64_t base, const tl_hea
             return malformed(err, h, i, start, "timestampDelta");
         if (read_varint(area, &pos, record_end, 5, &offset_delta) != 0)
             return malformed(err, h, i, start, "offsetDelta");
-        if (rules->strict_offsets && offset_delta != i) {
+        if (strict_offsets && offset_delta != i) {
             snprintf(msg, sizeof msg, "batch at %lld: record %d has offsetDelta %lld",
                      (long long)h->position, i, (long long)offset_delta);
             return fail(err, TL_RECORD, start, i, offset_delta, msg);
@@ -455,6 +467,7 @@ int tl_walk_records(const uint8_t *area, int64_t end, int64_t base, const tl_hea
                 return malformed(err, h, i, start, "header value");
         }
         if (pos != record_end) return malformed(err, h, i, start, "length");
+        if (!ruled) continue; /* the format's checks only: nothing below applies */
         int64_t timestamp = (h->attributes & TL_TIMESTAMP_TYPE_BIT)
                                 ? h->max_timestamp
                                 : (int64_t)((uint64_t)h->base_timestamp + (uint64_t)timestamp_delta);

@@ -125,6 +125,49 @@ static PyObject *py_crc32c_backend(PyObject *self, PyObject *unused) {
     return PyUnicode_FromString(tl_crc32c_backend());
 }
 
+static PyObject *py_crc32c_backends(PyObject *self, PyObject *unused) {
+    PyObject *names = PyList_New(0);
+    if (names == NULL) return NULL;
+    for (int i = 0; tl_crc32c_backend_at(i) != NULL; i++) {
+        PyObject *name = PyUnicode_FromString(tl_crc32c_backend_at(i));
+        if (name == NULL || PyList_Append(names, name) != 0) {
+            Py_XDECREF(name);
+            Py_DECREF(names);
+            return NULL;
+        }
+        Py_DECREF(name);
+    }
+    return names;
+}
+
+/* crc32c through a named implementation, for tests holding each to the others. */
+static PyObject *py_crc32c_with(PyObject *self, PyObject *args) {
+    const char *wanted;
+    Py_buffer view;
+    PyObject *start = NULL;
+    if (!PyArg_ParseTuple(args, "sy*|O", &wanted, &view, &start)) return NULL;
+    unsigned long crc = 0;
+    if (start != NULL) {
+        crc = PyLong_AsUnsignedLong(start);
+        if ((crc == (unsigned long)-1 && PyErr_Occurred()) || crc > 0xFFFFFFFFul) {
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_OverflowError, "crc must fit in 32 bits");
+            PyBuffer_Release(&view);
+            return NULL;
+        }
+    }
+    for (int i = 0; tl_crc32c_backend_at(i) != NULL; i++) {
+        if (strcmp(tl_crc32c_backend_at(i), wanted) == 0) {
+            uint32_t result = tl_crc32c_at(i, (uint32_t)crc, view.buf, (size_t)view.len);
+            PyBuffer_Release(&view);
+            return PyLong_FromUnsignedLong(result);
+        }
+    }
+    PyBuffer_Release(&view);
+    PyErr_Format(PyExc_ValueError, "no CRC32C implementation %s on this CPU", wanted);
+    return NULL;
+}
+
 /* ---- inflate and walk records ------------------------------------ */
 
 /* Decompresses the records area of a compressed batch into a bytes object of
@@ -1066,6 +1109,9 @@ static PyObject *py_extend_unfilled(PyObject *self, PyObject *const *args, Py_ss
 static PyMethodDef methods[] = {
     {"crc32c", (PyCFunction)(void (*)(void))py_crc32c, METH_FASTCALL, "CRC32C of a buffer, continuing from crc."},
     {"crc32c_backend", py_crc32c_backend, METH_NOARGS, "The live CRC32C implementation."},
+    {"crc32c_backends", py_crc32c_backends, METH_NOARGS,
+     "Every CRC32C implementation this CPU runs, the live one last."},
+    {"crc32c_with", py_crc32c_with, METH_VARARGS, "CRC32C through a named implementation."},
     {"crc32c_batches", (PyCFunction)(void (*)(void))tl_py_crc32c_batches, METH_FASTCALL,
      "CRC32C of a buffer of checked v2 batches, from their own CRCs."},
     {"crc32c_combine", (PyCFunction)(void (*)(void))tl_py_crc32c_combine, METH_FASTCALL,

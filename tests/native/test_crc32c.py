@@ -61,7 +61,12 @@ def test_any_buffer_object_is_accepted(impl: ModuleType) -> None:
 def test_the_live_backend_is_named() -> None:
     assert native.crc32c_backend()
     if native.IMPLEMENTATION == "c":
-        assert native.crc32c_backend() in {"sse4.2-3way", "armv8-crc32c-3way", "table"}
+        assert native.crc32c_backend() in {
+            "avx512-vpclmulqdq",
+            "sse4.2-3way",
+            "armv8-crc32c-3way",
+            "table",
+        }
 
 
 @given(st.binary(max_size=20_000), st.integers(0, 2**32 - 1))
@@ -71,3 +76,67 @@ def test_agrees_with_the_crc32c_package_on_random_data(data: bytes, start: int) 
     for impl in IMPLEMENTATIONS:
         module = impl.values[0]
         assert module.crc32c(data, start) == crc32c_package.crc32c(data, start)
+
+
+def _c_backends() -> list[str]:
+    if native.IMPLEMENTATION != "c":
+        return []
+    from native import _cnative
+
+    return _cnative.crc32c_backends()
+
+
+# Lengths at the edges of each C implementation's steps: the fold's least
+# buffer (1024), its 256-byte steps and 16-byte tail, the 3-way loop's lanes.
+_EDGES = sorted(
+    {n + d for n in (1024, 1280, 2048, 4096, 6144, 12288) for d in (-17, -16, -1, 0, 1, 15, 16, 17)}
+)
+
+
+@pytest.mark.parametrize("backend", _c_backends())
+def test_each_c_implementation_at_its_edges(backend: str) -> None:
+    from native import _cnative
+
+    data = os.urandom(13_000)
+    for start in (0, 1, 7):
+        for length in _EDGES:
+            view = memoryview(data)[start : start + length]
+            for crc in (0, 0xFFFFFFFF, 0x1234ABCD):
+                expected = crc32c_reference(view, crc)
+                assert _cnative.crc32c_with(backend, view, crc) == expected, (start, length, crc)
+
+
+@given(st.binary(max_size=70_000), st.integers(0, 2**32 - 1), st.integers(0, 15))
+def test_every_c_implementation_agrees_with_the_crc32c_package(
+    data: bytes, start: int, skip: int
+) -> None:
+    import crc32c as crc32c_package
+
+    view = memoryview(data)[min(skip, len(data)) :]
+    expected = crc32c_package.crc32c(view, start)
+    for backend in _c_backends():
+        from native import _cnative
+
+        assert _cnative.crc32c_with(backend, view, start) == expected, backend
+
+
+def test_a_megabyte_through_every_c_implementation() -> None:
+    import crc32c as crc32c_package
+
+    data = os.urandom((1 << 20) + 77)
+    expected = crc32c_package.crc32c(data)
+    for backend in _c_backends():
+        from native import _cnative
+
+        assert _cnative.crc32c_with(backend, data) == expected, backend
+
+
+@pytest.mark.skipif(native.IMPLEMENTATION != "c", reason="the C extension is not loaded")
+def test_crc32c_with_refuses_an_unknown_implementation_and_a_start_past_32_bits() -> None:
+    from native import _cnative
+
+    assert _cnative.crc32c_backends()[-1] == native.crc32c_backend()
+    with pytest.raises(ValueError, match="no CRC32C implementation"):
+        _cnative.crc32c_with("no-such-backend", b"x")
+    with pytest.raises(OverflowError):
+        _cnative.crc32c_with("table", b"x", 2**32)

@@ -1,0 +1,75 @@
+"""Instruction counts per function from one callgrind dump, read from
+callgrind's own format (valgrind's "Callgrind Format Specification")
+rather than through callgrind_annotate, whose 3.19 release folds a
+thread's dump taken after ``callgrind_control -z`` into one recursive
+frame."""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from pathlib import Path
+
+_NAMED = re.compile(r"^(c?fn)=\((\d+)\)(?: (.*))?$")
+
+
+def costs(path: Path) -> tuple[int, dict[str, int]]:
+    """The dump's summary (the thread's instructions since the counters
+    were zeroed) and each function's exclusive count. The exclusive counts
+    add up to more than the summary where recursion is cut into cycles
+    ('2 suffixes): rank functions by them, total the thread by the summary."""
+    names: dict[str, str] = {}
+    exclusive: dict[str, int] = defaultdict(int)
+    summary = 0
+    current = "?"
+    after_call = False
+    with open(path, encoding="utf-8", errors="replace") as dump:
+        for line in dump:
+            first = line[:1]
+            if first.isdigit() or first in ("+", "-", "*"):
+                if after_call:  # a call's inclusive cost: the callee's, not this one's
+                    after_call = False
+                else:
+                    parts = line.split()
+                    exclusive[current] += int(parts[1]) if len(parts) > 1 else 0
+            elif line.startswith(("fn=", "cfn=")):
+                match = _NAMED.match(line.rstrip("\n"))
+                if match is None:
+                    continue
+                kind, number, name = match.groups()
+                if name is not None:
+                    names[number] = name
+                if kind == "fn":
+                    current = names.get(number, number)
+            elif line.startswith("calls="):
+                after_call = True
+            elif line.startswith("summary:"):
+                summary = int(line.split()[1])
+    return summary, dict(exclusive)
+
+
+def call_count(path: Path, callee: str) -> int:
+    """How many times the dump's thread called the function of that name."""
+    names: dict[str, str] = {}
+    target = ""
+    count = 0
+    with open(path, encoding="utf-8", errors="replace") as dump:
+        for line in dump:
+            if line.startswith(("fn=", "cfn=")):
+                # A name is given at its first use, as a caller or a callee.
+                match = _NAMED.match(line.rstrip("\n"))
+                if match is not None:
+                    kind, number, name = match.groups()
+                    if name is not None:
+                        names[number] = name
+                    if kind == "cfn":
+                        target = names.get(number, number)
+            elif line.startswith("calls=") and target == callee:
+                count += int(line[6:].split()[0])
+    return count
+
+
+def calls(path: Path, name: str) -> bool:
+    """Whether the dump's thread ran a function whose name starts so."""
+    pattern = re.compile(rf"^c?fn=\(\d+\) {re.escape(name)}", re.MULTILINE)
+    return pattern.search(path.read_text(errors="replace")) is not None
