@@ -389,6 +389,33 @@ def test_a_refused_join_leaves_the_classic_group_as_it_was(
     assert _kind_and_members(loaded) == ("classic", {classic.member_id})
 
 
+def test_a_full_consumer_group_refuses_a_classic_member_before_giving_it_an_id(
+    open_engine: Callable[..., engine.Engine],
+) -> None:
+    """As Kafka's classicGroupJoinToConsumerGroup, which checks the size
+    (throwIfConsumerGroupIsFull) before the protocols and before KIP-394's
+    MEMBER_ID_REQUIRED: a new classic member of a full consumer group is
+    refused at its first JoinGroup, a static one's new process too (a new
+    member id), and a member already in the group joins again."""
+    groups = open_engine(group_consumer_max_size=2).groups
+    classic_id, _ = _taken_over(groups)  # a classic and a consumer-protocol member
+    for instance_id in (None, "instance-a"):
+        refused = groups.join_group(
+            "g",
+            "",
+            instance_id,
+            "consumer",
+            [("range", _metadata())],
+            SESSION_MS,
+            REBALANCE_MS,
+            require_known_member_id=True,
+        ).result(TIMEOUT)
+        assert refused.error == E.GROUP_MAX_SIZE_REACHED, instance_id
+        assert refused.member_id == ""
+    assert _members(groups) == {classic_id, "new-member"}
+    assert _join(groups, classic_id).error == E.NONE
+
+
 def test_a_consumer_static_member_takes_the_place_of_a_classic_one_with_its_instance_id(
     open_engine: Callable[..., engine.Engine],
 ) -> None:
