@@ -162,6 +162,40 @@ def test_a_classic_member_commits_in_its_generation(
     assert fetched[TopicPartition(TOPIC, 0)][0].offset == 3
 
 
+def test_an_offset_commit_without_member_epochs_is_refused_to_consumer_protocol_members(
+    open_engine: Callable[..., engine.Engine],
+) -> None:
+    """Kafka's ConsumerGroup.validateOffsetCommit: a member of the consumer
+    protocol commits with OffsetCommit v9+ (``member_epochs``), an older
+    version is UNSUPPORTED_VERSION; a classic member of the same group, a
+    TxnOffsetCommit, and an unknown or simple (empty member id, -1)
+    commit to a group with members are answered as before."""
+    groups = open_engine().groups
+    classic, generation = _taken_over(groups)
+    (described,) = groups.consumer_group_describe(["g"])
+    epoch = next(m.member_epoch for m in described.members if m.member_id == "new-member")
+    tp = TopicPartition(TOPIC, 0)
+    offsets = {tp: OffsetAndMetadata(3)}
+
+    def commit(member_id: str, member_epoch: int, member_epochs: bool) -> KafkaCode:
+        answer = groups.commit_offsets(
+            "g", member_epoch, member_id, None, offsets, member_epochs=member_epochs
+        ).result(TIMEOUT)
+        return answer[tp]
+
+    assert commit("new-member", epoch, member_epochs=False) == E.UNSUPPORTED_VERSION
+    assert commit("new-member", -1, member_epochs=False) == E.UNSUPPORTED_VERSION
+    assert groups.fetch_offsets("g", [tp])[tp][0] is None  # nothing was committed
+    assert commit("new-member", epoch, member_epochs=True) == E.NONE
+    assert commit(classic, generation, member_epochs=False) == E.NONE
+    assert commit("", -1, member_epochs=False) == E.UNKNOWN_MEMBER_ID
+    assert commit("stranger", epoch, member_epochs=False) == E.UNKNOWN_MEMBER_ID
+    pending = groups.commit_transactional_offsets(
+        "g", 7, 0, "new-member", epoch, None, offsets
+    ).result(TIMEOUT)
+    assert pending == {tp: E.NONE}
+
+
 def test_an_upgrade_only_policy_keeps_the_consumer_group_when_its_last_consumer_member_leaves(
     open_engine: Callable[..., engine.Engine],
 ) -> None:
