@@ -18,6 +18,7 @@ The record formats are in docs/engine-format.md.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Hashable
@@ -39,6 +40,20 @@ COMPACT_CHUNK = 256
 COMPACT_TIMEOUT_S = 60.0
 """How long a compaction waits for its rewrite to be durable, and compact()
 for a compaction already running."""
+
+
+_ABSENT = object()
+"""A key's value before a record that made it."""
+
+
+class _Unsettled:
+    """A record being written: each key it changed, with the value before
+    it (``_ABSENT``: none), to undo it if its write fails."""
+
+    __slots__ = ("before",)
+
+    def __init__(self, before: dict[Hashable, Any]) -> None:
+        self.before = before
 
 
 def _pack(record: list[Any]) -> bytes:
@@ -67,6 +82,8 @@ class StateLog:
         self._since_compaction = 0
         self._compacting = False
         self._compaction_done = threading.Condition(self._lock)
+        self._unsettled: list[_Unsettled] = []
+        """Records accepted by the store and not yet durable, in log order."""
 
     @classmethod
     def open(cls, store: StreamStore, stream_id: int) -> StateLog:
@@ -77,16 +94,23 @@ class StateLog:
             log._since_compaction += 1
         return log
 
-    def _apply(self, record: list[Any]) -> None:
+    def _apply(self, record: list[Any]) -> dict[Hashable, Any]:
+        """Applies ``record``; returns each key's value before it
+        (``_ABSENT`` for a key it did not have)."""
         kind = record[0]
+        before: dict[Hashable, Any] = {}
         if kind == "put":
-            for key, value in record[1]:
-                self._state[_key(key)] = value
+            for raw, value in record[1]:
+                key = _key(raw)
+                before.setdefault(key, self._state.get(key, _ABSENT))
+                self._state[key] = value
         elif kind == "del":
-            for key in record[1]:
-                self._state.pop(_key(key), None)
+            for raw in record[1]:
+                key = _key(raw)
+                before.setdefault(key, self._state.pop(key, _ABSENT))
         elif kind != "compact":
             raise ValueError(f"stream {self.stream_id}: unknown state record {kind!r}")
+        return before
 
     # -- reading -----------------------------------------------------------------
 
@@ -121,7 +145,13 @@ class StateLog:
     ) -> Future[int]:
         """Applies puts, then deletes, as one atomic record each; the future
         resolves when both are durable. Store errors raise here or through
-        the future."""
+        the future.
+
+        A record is applied once the store has accepted it: one it refuses
+        (the error raised here) changes nothing. One it accepts and then
+        fails is undone when its future fails, so that the state is what
+        a restart reads back, plus the records still being written, and a
+        compaction never writes a change that did not make it."""
         records: list[list[Any]] = []
         if puts:
             records.append(["put", [[k, v] for k, v in puts.items()]])
@@ -129,16 +159,24 @@ class StateLog:
             records.append(["del", list(deletes)])
         # Packed first: a value msgpack refuses changes nothing.
         payloads = [_pack(record) for record in records]
-        with self._lock:
-            last: Future[int] | None = None
-            for record, payload in zip(records, payloads, strict=True):
-                self._apply(record)
-                last = self._append_locked(payload)
-            compact = not self._compacting and self._since_compaction >= max(
-                COMPACT_AFTER, 2 * len(self._state)
-            )
-            if compact:
-                self._compacting = True
+        watched: list[tuple[Future[int], _Unsettled]] = []
+        try:
+            with self._lock:
+                last: Future[int] | None = None
+                for record, payload in zip(records, payloads, strict=True):
+                    last = self._append_locked(payload)
+                    unsettled = _Unsettled(self._apply(record))
+                    self._unsettled.append(unsettled)
+                    watched.append((last, unsettled))
+                compact = not self._compacting and self._since_compaction >= max(
+                    COMPACT_AFTER, 2 * len(self._state)
+                )
+                if compact:
+                    self._compacting = True
+        finally:
+            # Outside the lock: a future already settled calls back at once.
+            for future, unsettled in watched:
+                future.add_done_callback(functools.partial(self._settled, unsettled))
         if compact:  # off the caller's thread: it may be an event loop
             threading.Thread(target=self._compact_quietly, name="state-log-compact").start()
         if last is None:
@@ -146,6 +184,35 @@ class StateLog:
             done.set_result(self.store.end_offset(self.stream_id))
             return done
         return last
+
+    def _settled(self, unsettled: _Unsettled, future: Future[int]) -> None:
+        """A record's write ended: durable, its change stays and supersedes
+        what earlier records still being written would undo; failed, its
+        change is undone (for a key a later record changed too, that
+        record's undo now goes back to before this one)."""
+        failed = future.exception() is not None
+        with self._lock:
+            index = self._unsettled.index(unsettled)
+            del self._unsettled[index]
+            if not failed:
+                for earlier in self._unsettled[:index]:
+                    for key in unsettled.before:
+                        earlier.before.pop(key, None)
+                return
+            later = self._unsettled[index:]
+            for key, value in unsettled.before.items():
+                successor = next((u for u in later if key in u.before), None)
+                if successor is not None:
+                    successor.before[key] = value
+                elif value is _ABSENT:
+                    self._state.pop(key, None)
+                else:
+                    self._state[key] = value
+        log.warning(
+            "state stream %d: a record failed to write and was undone (%d keys)",
+            self.stream_id,
+            len(unsettled.before),
+        )
 
     def _append_locked(self, payload: bytes) -> Future[int]:
         offset = self.store.next_offset(self.stream_id)

@@ -52,6 +52,7 @@ from engine.groups.consumer_heartbeat import Heartbeat, HeartbeatResult, Refused
 from engine.groups.consumer_heartbeat import validate as validate_heartbeat
 from engine.groups.consumer_member import ConsumerMember
 from engine.groups.executor import GroupExecutor
+from engine.groups.failed_writes import restore
 from engine.groups.migration import (
     check_online_upgrade,
     fill_classic_group,
@@ -105,6 +106,7 @@ class GroupCoordinator:
             self._run, self.config, topics, self._offsets.has_offsets, self._downgrade
         )
         """KIP-848 consumer groups; a group id is in these or in the classic ones, never both."""
+        self._run.on_failed_write = self._restore_after_failed_write
         with self._locked():
             self._load()
             self._retention_timer = self._run.call_later(
@@ -145,6 +147,20 @@ class GroupCoordinator:
     def _locked(self) -> AbstractContextManager[None]:
         """The coordinator's lock (GroupExecutor.locked)."""
         return self._run.locked()
+
+    def _restore_after_failed_write(self, puts: list[Hashable], deletes: list[Hashable]) -> None:
+        """The groups and offsets a failed write touched, as the state log
+        holds them (failed_writes.py)."""
+        if self._run.closed:
+            return
+        restore(
+            puts,
+            deletes,
+            self._run.state_log.items(),
+            self._classic_groups,
+            self._consumer_groups,
+            self._offsets,
+        )
 
     def _check_open(self) -> None:
         if self._run.closed:
