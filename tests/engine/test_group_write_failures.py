@@ -217,3 +217,28 @@ def test_a_refused_commit_is_not_written_by_a_later_compaction(
     assert _offsets(first, "k")[tp] is None
     restarted = node()
     assert _offsets(restarted, "k")[tp] is None
+
+
+def test_offsets_of_a_deleted_topic_are_not_put_back_when_their_deletion_fails(
+    node: Callable[[], Engine], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A topic's deletion is durable in the catalog; the deletion of its
+    offsets from the groups' state log is refused: those offsets are not
+    the group's again (a start drops them too), the other topic's stay."""
+    first = node()
+    first.create_topic("u", 1)
+    offsets = {
+        TopicPartition(TOPIC, 0): OffsetAndMetadata(1),
+        TopicPartition("u", 0): OffsetAndMetadata(2),
+    }
+    first.groups.commit_offsets("x", -1, "", None, offsets).result(TIMEOUT)
+    with monkeypatch.context() as faults:
+        refuse_next_group_write(faults, first)
+        first.delete_topic("u")
+
+    def committed(e: Engine) -> dict[TopicPartition, int]:
+        fetched = e.groups.fetch_offsets("x", None)
+        return {tp: om.offset for tp, (om, _) in fetched.items() if om is not None}
+
+    assert committed(first) == {TopicPartition(TOPIC, 0): 1}
+    assert committed(node()) == {TopicPartition(TOPIC, 0): 1}
