@@ -18,12 +18,13 @@ The record formats are in docs/engine-format.md.
 
 from __future__ import annotations
 
-import functools
+import itertools
 import logging
 import threading
+from collections import deque
 from collections.abc import Hashable
 from concurrent.futures import Future
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgpack
 
@@ -46,14 +47,17 @@ _ABSENT = object()
 """A key's value before a record that made it."""
 
 
-class _Unsettled:
-    """A record being written: each key it changed, with the value before
-    it (``_ABSENT``: none), to undo it if its write fails."""
+class _Unsettled(NamedTuple):
+    """A record accepted by the store: its write, and each key it changed
+    with the value before it (``_ABSENT``: none), to undo it if the write
+    fails."""
 
-    __slots__ = ("before",)
+    written: Future[int]
+    before: dict[Hashable, Any]
 
-    def __init__(self, before: dict[Hashable, Any]) -> None:
-        self.before = before
+    def failed(self) -> bool:
+        """Its write ended and failed (asked only once it is done)."""
+        return self.written.cancelled() or self.written.exception() is not None
 
 
 def _pack(record: list[Any]) -> bytes:
@@ -82,8 +86,9 @@ class StateLog:
         self._since_compaction = 0
         self._compacting = False
         self._compaction_done = threading.Condition(self._lock)
-        self._unsettled: list[_Unsettled] = []
-        """Records accepted by the store and not yet durable, in log order."""
+        self._unsettled: deque[_Unsettled] = deque()
+        """Records accepted by the store, in log order, from the first that
+        was not durable at the last update."""
 
     @classmethod
     def open(cls, store: StreamStore, stream_id: int) -> StateLog:
@@ -116,15 +121,18 @@ class StateLog:
 
     def get(self, key: Hashable, default: Any = None) -> Any:
         with self._lock:
+            self._settle_locked(everything=True)
             return self._state.get(key, default)
 
     def items(self) -> list[tuple[Hashable, Any]]:
         """A copy of every live key and value."""
         with self._lock:
+            self._settle_locked(everything=True)
             return list(self._state.items())
 
     def keys(self) -> list[Hashable]:
         with self._lock:
+            self._settle_locked(everything=True)
             return list(self._state)
 
     def __len__(self) -> int:
@@ -149,9 +157,11 @@ class StateLog:
 
         A record is applied once the store has accepted it: one it refuses
         (the error raised here) changes nothing. One it accepts and then
-        fails is undone when its future fails, so that the state is what
-        a restart reads back, plus the records still being written, and a
-        compaction never writes a change that did not make it."""
+        fails is undone before the state is next read or written (the
+        WAL's thread, which fails it, is not held up), so that what is read
+        is what a restart reads back, plus the records still being
+        written, and a compaction never writes a change that did not make
+        it."""
         records: list[list[Any]] = []
         if puts:
             records.append(["put", [[k, v] for k, v in puts.items()]])
@@ -159,24 +169,17 @@ class StateLog:
             records.append(["del", list(deletes)])
         # Packed first: a value msgpack refuses changes nothing.
         payloads = [_pack(record) for record in records]
-        watched: list[tuple[Future[int], _Unsettled]] = []
-        try:
-            with self._lock:
-                last: Future[int] | None = None
-                for record, payload in zip(records, payloads, strict=True):
-                    last = self._append_locked(payload)
-                    unsettled = _Unsettled(self._apply(record))
-                    self._unsettled.append(unsettled)
-                    watched.append((last, unsettled))
-                compact = not self._compacting and self._since_compaction >= max(
-                    COMPACT_AFTER, 2 * len(self._state)
-                )
-                if compact:
-                    self._compacting = True
-        finally:
-            # Outside the lock: a future already settled calls back at once.
-            for future, unsettled in watched:
-                future.add_done_callback(functools.partial(self._settled, unsettled))
+        with self._lock:
+            self._settle_locked(everything=False)
+            last: Future[int] | None = None
+            for record, payload in zip(records, payloads, strict=True):
+                last = self._append_locked(payload)
+                self._unsettled.append(_Unsettled(last, self._apply(record)))
+            compact = not self._compacting and self._since_compaction >= max(
+                COMPACT_AFTER, 2 * len(self._state)
+            )
+            if compact:
+                self._compacting = True
         if compact:  # off the caller's thread: it may be an event loop
             threading.Thread(target=self._compact_quietly, name="state-log-compact").start()
         if last is None:
@@ -185,29 +188,36 @@ class StateLog:
             return done
         return last
 
-    def _settled(self, unsettled: _Unsettled, future: Future[int]) -> None:
-        """A record's write ended: durable, its change stays and supersedes
-        what earlier records still being written would undo; failed, its
-        change is undone (for a key a later record changed too, that
-        record's undo now goes back to before this one)."""
-        failed = future.exception() is not None
-        with self._lock:
-            index = self._unsettled.index(unsettled)
-            del self._unsettled[index]
-            if not failed:
-                for earlier in self._unsettled[:index]:
-                    for key in unsettled.before:
-                        earlier.before.pop(key, None)
-                return
-            later = self._unsettled[index:]
-            for key, value in unsettled.before.items():
-                successor = next((u for u in later if key in u.before), None)
-                if successor is not None:
-                    successor.before[key] = value
-                elif value is _ABSENT:
-                    self._state.pop(key, None)
-                else:
-                    self._state[key] = value
+    def _settle_locked(self, everything: bool) -> None:
+        """Lets go of the records durable from the first one on, and undoes
+        those whose write failed: from the first one on (each update), or
+        wherever they are (before the state is read)."""
+        unsettled = self._unsettled
+        while unsettled and unsettled[0].written.done():
+            if unsettled[0].failed():
+                self._undo_locked(0)
+            else:
+                unsettled.popleft()
+        if everything:
+            for entry in [u for u in unsettled if u.written.done() and u.failed()]:
+                self._undo_locked(unsettled.index(entry))
+
+    def _undo_locked(self, index: int) -> None:
+        """The record at ``index`` failed to write: its change is undone key
+        by key. A key a later record changed too is that record's to put
+        back: its undo now goes back to before this one, and if it is
+        durable, its value stays."""
+        unsettled = self._unsettled[index]
+        del self._unsettled[index]
+        later = list(itertools.islice(self._unsettled, index, None))
+        for key, value in unsettled.before.items():
+            successor = next((u for u in later if key in u.before), None)
+            if successor is not None:
+                successor.before[key] = value
+            elif value is _ABSENT:
+                self._state.pop(key, None)
+            else:
+                self._state[key] = value
         log.warning(
             "state stream %d: a record failed to write and was undone (%d keys)",
             self.stream_id,
@@ -246,6 +256,7 @@ class StateLog:
     def _compact(self, timeout: float) -> None:
         try:
             with self._lock:
+                self._settle_locked(everything=True)
                 start = self.store.next_offset(self.stream_id)
                 written = [self._append_locked(_pack(["compact"]))]
                 live = list(self._state.items())

@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from concurrent.futures import Future
 from typing import Any
 
@@ -39,7 +39,7 @@ class GroupExecutor:
         self.on_failed_write: Callable[[list[Hashable], list[Hashable]], None] | None = None
         """Called with a failed write's puts' keys and deletes, under the
         lock, as its outermost holder releases it (failed_writes.py)."""
-        self._failed: list[tuple[list[Hashable], list[Hashable]]] = []
+        self._failed: list[tuple[Iterable[Hashable], Iterable[Hashable]]] = []
 
     def now_ms(self) -> int:
         return self._clock.time_ms()
@@ -63,9 +63,9 @@ class GroupExecutor:
                 try:
                     # Once the request that wrote is done with the group:
                     # its objects are replaced.
-                    while self._depth == 1 and self._failed and self.on_failed_write is not None:
+                    while self._failed and self._depth == 1 and self.on_failed_write is not None:
                         puts, deletes = self._failed.pop(0)
-                        self.on_failed_write(puts, deletes)
+                        self.on_failed_write(list(puts), list(deletes))
                 finally:
                     self._depth -= 1
                 ready: list[tuple[Future[Any], Any]] = []
@@ -89,7 +89,7 @@ class GroupExecutor:
         lock once the records are durable (NOT_COORDINATOR if they failed,
         as Kafka answers a write its log refused; ``on_failed_write`` then
         puts back what the write changed)."""
-        failed = (list(puts), list(deletes))
+        failed = (puts.keys(), deletes)  # the writer makes new ones for each write
         try:
             written = self.state_log.update(puts=puts or None, deletes=deletes or None)
         except Exception as error:  # the store refused: fenced, closed or failed
