@@ -20,6 +20,12 @@ import pytest
 import engine
 from engine.engine import Engine
 from engine.groups.consumer_heartbeat import Heartbeat
+from engine.protocol.consumer_protocol import (
+    Assignment,
+    Subscription,
+    encode_assignment,
+    encode_subscription,
+)
 from engine.protocol.kafka_code import KafkaCode
 from engine.types import OffsetAndMetadata, TopicPartition
 from s3stream import StoreFailed
@@ -242,3 +248,43 @@ def test_offsets_of_a_deleted_topic_are_not_put_back_when_their_deletion_fails(
 
     assert committed(first) == {TopicPartition(TOPIC, 0): 1}
     assert committed(node()) == {TopicPartition(TOPIC, 0): 1}
+
+
+@pytest.mark.parametrize("failure", FAILURES)
+def test_a_takeover_whose_write_fails_leaves_the_classic_group(
+    node: Callable[[], Engine], monkeypatch: pytest.MonkeyPatch, failure: str
+) -> None:
+    """A consumer-protocol member takes a classic group with members over
+    (docs/design/0078) in one write: refused, the classic group is there
+    with its member, in memory and after a restart, and no consumer group."""
+    first = node()
+    metadata = encode_subscription(Subscription([TOPIC], None, []), 1)
+    joined = first.groups.join_group(
+        "m", "", None, "consumer", [("range", metadata)], 10_000, 5_000,
+        require_known_member_id=False,
+    ).result(TIMEOUT)  # fmt: skip
+    everything = encode_assignment(Assignment([TopicPartition(TOPIC, p) for p in range(4)]))
+    synced = first.groups.sync_group(
+        "m", joined.generation_id, joined.member_id, None, "consumer", "range",
+        {joined.member_id: everything},
+    ).result(TIMEOUT)  # fmt: skip
+    assert synced.error == KafkaCode.NONE
+    before = _classic_group(first, "m")
+    with monkeypatch.context() as faults:
+        FAILURES[failure](faults, first)
+        refused = first.groups.consumer_group_heartbeat(
+            Heartbeat(
+                "m",
+                "modern",
+                0,
+                rebalance_timeout_ms=30_000,
+                subscribed_topic_names=[TOPIC],
+                owned_partitions={},
+            )
+        ).result(TIMEOUT)
+    assert refused.error == KafkaCode.NOT_COORDINATOR
+    assert _classic_group(first, "m") == before
+    assert first.groups.consumer_group_describe(["m"])[0].error == KafkaCode.GROUP_ID_NOT_FOUND
+    restarted = node()
+    assert _classic_group(restarted, "m") == before
+    assert restarted.groups.consumer_group_describe(["m"])[0].error == KafkaCode.GROUP_ID_NOT_FOUND
