@@ -18,11 +18,13 @@ The record formats are in docs/engine-format.md.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
+from collections import deque
 from collections.abc import Hashable
 from concurrent.futures import Future
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgpack
 
@@ -39,6 +41,23 @@ COMPACT_CHUNK = 256
 COMPACT_TIMEOUT_S = 60.0
 """How long a compaction waits for its rewrite to be durable, and compact()
 for a compaction already running."""
+
+
+_ABSENT = object()
+"""A key's value before a record that made it."""
+
+
+class _Unsettled(NamedTuple):
+    """A record accepted by the store: its write, and each key it changed
+    with the value before it (``_ABSENT``: none), to undo it if the write
+    fails."""
+
+    written: Future[int]
+    before: dict[Hashable, Any]
+
+    def failed(self) -> bool:
+        """Its write ended and failed (asked only once it is done)."""
+        return self.written.cancelled() or self.written.exception() is not None
 
 
 def _pack(record: list[Any]) -> bytes:
@@ -67,6 +86,9 @@ class StateLog:
         self._since_compaction = 0
         self._compacting = False
         self._compaction_done = threading.Condition(self._lock)
+        self._unsettled: deque[_Unsettled] = deque()
+        """Records accepted by the store, in log order, from the first that
+        was not durable at the last update."""
 
     @classmethod
     def open(cls, store: StreamStore, stream_id: int) -> StateLog:
@@ -77,30 +99,40 @@ class StateLog:
             log._since_compaction += 1
         return log
 
-    def _apply(self, record: list[Any]) -> None:
+    def _apply(self, record: list[Any]) -> dict[Hashable, Any]:
+        """Applies ``record``; returns each key's value before it
+        (``_ABSENT`` for a key it did not have)."""
         kind = record[0]
+        before: dict[Hashable, Any] = {}
         if kind == "put":
-            for key, value in record[1]:
-                self._state[_key(key)] = value
+            for raw, value in record[1]:
+                key = _key(raw)
+                before.setdefault(key, self._state.get(key, _ABSENT))
+                self._state[key] = value
         elif kind == "del":
-            for key in record[1]:
-                self._state.pop(_key(key), None)
+            for raw in record[1]:
+                key = _key(raw)
+                before.setdefault(key, self._state.pop(key, _ABSENT))
         elif kind != "compact":
             raise ValueError(f"stream {self.stream_id}: unknown state record {kind!r}")
+        return before
 
     # -- reading -----------------------------------------------------------------
 
     def get(self, key: Hashable, default: Any = None) -> Any:
         with self._lock:
+            self._settle_locked(everything=True)
             return self._state.get(key, default)
 
     def items(self) -> list[tuple[Hashable, Any]]:
         """A copy of every live key and value."""
         with self._lock:
+            self._settle_locked(everything=True)
             return list(self._state.items())
 
     def keys(self) -> list[Hashable]:
         with self._lock:
+            self._settle_locked(everything=True)
             return list(self._state)
 
     def __len__(self) -> int:
@@ -121,7 +153,15 @@ class StateLog:
     ) -> Future[int]:
         """Applies puts, then deletes, as one atomic record each; the future
         resolves when both are durable. Store errors raise here or through
-        the future."""
+        the future.
+
+        A record is applied once the store has accepted it: one it refuses
+        (the error raised here) changes nothing. One it accepts and then
+        fails is undone before the state is next read or written (the
+        WAL's thread, which fails it, is not held up), so that what is read
+        is what a restart reads back, plus the records still being
+        written, and a compaction never writes a change that did not make
+        it."""
         records: list[list[Any]] = []
         if puts:
             records.append(["put", [[k, v] for k, v in puts.items()]])
@@ -130,10 +170,11 @@ class StateLog:
         # Packed first: a value msgpack refuses changes nothing.
         payloads = [_pack(record) for record in records]
         with self._lock:
+            self._settle_locked(everything=False)
             last: Future[int] | None = None
             for record, payload in zip(records, payloads, strict=True):
-                self._apply(record)
                 last = self._append_locked(payload)
+                self._unsettled.append(_Unsettled(last, self._apply(record)))
             compact = not self._compacting and self._since_compaction >= max(
                 COMPACT_AFTER, 2 * len(self._state)
             )
@@ -146,6 +187,42 @@ class StateLog:
             done.set_result(self.store.end_offset(self.stream_id))
             return done
         return last
+
+    def _settle_locked(self, everything: bool) -> None:
+        """Lets go of the records durable from the first one on, and undoes
+        those whose write failed: from the first one on (each update), or
+        wherever they are (before the state is read)."""
+        unsettled = self._unsettled
+        while unsettled and unsettled[0].written.done():
+            if unsettled[0].failed():
+                self._undo_locked(0)
+            else:
+                unsettled.popleft()
+        if everything:
+            for entry in [u for u in unsettled if u.written.done() and u.failed()]:
+                self._undo_locked(unsettled.index(entry))
+
+    def _undo_locked(self, index: int) -> None:
+        """The record at ``index`` failed to write: its change is undone key
+        by key. A key a later record changed too is that record's to put
+        back: its undo now goes back to before this one, and if it is
+        durable, its value stays."""
+        unsettled = self._unsettled[index]
+        del self._unsettled[index]
+        later = list(itertools.islice(self._unsettled, index, None))
+        for key, value in unsettled.before.items():
+            successor = next((u for u in later if key in u.before), None)
+            if successor is not None:
+                successor.before[key] = value
+            elif value is _ABSENT:
+                self._state.pop(key, None)
+            else:
+                self._state[key] = value
+        log.warning(
+            "state stream %d: a record failed to write and was undone (%d keys)",
+            self.stream_id,
+            len(unsettled.before),
+        )
 
     def _append_locked(self, payload: bytes) -> Future[int]:
         offset = self.store.next_offset(self.stream_id)
@@ -179,6 +256,7 @@ class StateLog:
     def _compact(self, timeout: float) -> None:
         try:
             with self._lock:
+                self._settle_locked(everything=True)
                 start = self.store.next_offset(self.stream_id)
                 written = [self._append_locked(_pack(["compact"]))]
                 live = list(self._state.items())

@@ -58,6 +58,13 @@ def join(group: ConsumerGroup, request: JoinRequest) -> Future[JoinResult]:
     unknown = not member_id
     if unknown:
         member_id = new_member_id()
+    limit = group.host.config.group_consumer_max_size
+    if len(group.members) >= limit and member_id not in group.members:
+        # Before the protocols and KIP-394's round trip, as Kafka's
+        # classicGroupJoinToConsumerGroup (throwIfConsumerGroupIsFull): a
+        # full group gives no member id to join again with. A static
+        # member's new process is a new member id too.
+        return done(JoinResult(KafkaCode.GROUP_MAX_SIZE_REACHED, member_id=request.member_id))
     names = [name for name, _ in request.protocols]
     if not supports_protocols(group, request.protocol_type, names):
         return done(JoinResult(KafkaCode.INCONSISTENT_GROUP_PROTOCOL, member_id=request.member_id))

@@ -604,9 +604,16 @@ class ConsumerGroup:
     # -- committed offsets (reconciliation.py checks them) ------------------------
 
     def commit_error(
-        self, member_id: str, instance_id: str | None, member_epoch: int, transactional: bool
+        self,
+        member_id: str,
+        instance_id: str | None,
+        member_epoch: int,
+        transactional: bool,
+        member_epochs: bool = True,
     ) -> KafkaCode:
-        return commit_error(self.members, member_id, instance_id, member_epoch, transactional)
+        return commit_error(
+            self.members, member_id, instance_id, member_epoch, transactional, member_epochs
+        )
 
     def check_fetch(self, member_id: str | None, member_epoch: int) -> None:
         check_fetch(self.group_id, self.members, member_id, member_epoch)

@@ -184,6 +184,13 @@ class ConsumerGroups:
         """Takes the stored group configs; before the groups are loaded."""
         self._configs.load(stored)
 
+    def restore_configs(self, group_id: str, stored: StoredGroupConfig | None) -> None:
+        """The group's stored configs again (a write of them failed)."""
+        self._configs.restore(group_id, stored)
+        group = self._groups.get(group_id)
+        if group is not None:
+            group.settings = self._configs.settings(group_id)
+
     def describe_configs(self, group_id: str) -> list[ConfigEntry]:
         return self._configs.describe(group_id)
 

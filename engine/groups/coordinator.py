@@ -52,6 +52,7 @@ from engine.groups.consumer_heartbeat import Heartbeat, HeartbeatResult, Refused
 from engine.groups.consumer_heartbeat import validate as validate_heartbeat
 from engine.groups.consumer_member import ConsumerMember
 from engine.groups.executor import GroupExecutor
+from engine.groups.failed_writes import restore
 from engine.groups.migration import (
     check_online_upgrade,
     fill_classic_group,
@@ -105,6 +106,7 @@ class GroupCoordinator:
             self._run, self.config, topics, self._offsets.has_offsets, self._downgrade
         )
         """KIP-848 consumer groups; a group id is in these or in the classic ones, never both."""
+        self._run.on_failed_write = self._restore_after_failed_write
         with self._locked():
             self._load()
             self._retention_timer = self._run.call_later(
@@ -145,6 +147,20 @@ class GroupCoordinator:
     def _locked(self) -> AbstractContextManager[None]:
         """The coordinator's lock (GroupExecutor.locked)."""
         return self._run.locked()
+
+    def _restore_after_failed_write(self, puts: list[Hashable], deletes: list[Hashable]) -> None:
+        """The groups and offsets a failed write touched, as the state log
+        holds them (failed_writes.py)."""
+        if self._run.closed:
+            return
+        restore(
+            puts,
+            deletes,
+            self._run.state_log.items(),
+            self._classic_groups,
+            self._consumer_groups,
+            self._offsets,
+        )
 
     def _check_open(self) -> None:
         if self._run.closed:
@@ -350,6 +366,7 @@ class GroupCoordinator:
         offsets: Mapping[TopicPartition, OffsetAndMetadata],
         retention_ms: int = -1,
         missing_group: KafkaCode = KafkaCode.GROUP_ID_NOT_FOUND,
+        member_epochs: bool = True,
     ) -> Future[dict[TopicPartition, KafkaCode]]:
         """OffsetCommit: an error code per partition once the commit is
         durable. A commit with generation -1 and no member id is accepted
@@ -357,14 +374,23 @@ class GroupCoordinator:
         ``retention_ms`` (OffsetCommit v2-4) >= 0 expires these offsets that
         long after the commit, whatever the group does. A commit with a
         generation for a group that does not exist answers
-        ``missing_group`` (OffsetCommit v0-8 answer ILLEGAL_GENERATION)."""
+        ``missing_group`` (OffsetCommit v0-8 answer ILLEGAL_GENERATION).
+        ``member_epochs`` False (OffsetCommit v0-8): a member of the
+        consumer protocol may not commit (UNSUPPORTED_VERSION, as Kafka's
+        ConsumerGroup.validateOffsetCommit)."""
         if group_id is None:
             raise InvalidGroupId(group_id)
         with self._locked():
             if self._run.closed:
                 return done({tp: KafkaCode.NOT_COORDINATOR for tp in offsets})
             error = self._member_error(
-                group_id, generation_id, member_id, group_instance_id, False, missing_group
+                group_id,
+                generation_id,
+                member_id,
+                group_instance_id,
+                False,
+                missing_group,
+                member_epochs,
             )
             return self._offsets.commit(group_id, offsets, error, retention_ms=retention_ms)
 
@@ -439,6 +465,7 @@ class GroupCoordinator:
         group_instance_id: str | None,
         transactional: bool,
         missing_group: KafkaCode = KafkaCode.GROUP_ID_NOT_FOUND,
+        member_epochs: bool = True,
     ) -> KafkaCode:
         """Whether the member may commit, as its group's protocol checks it
         (a KIP-848 group, OffsetCommit v9+: the member's epoch in place of a
@@ -446,7 +473,7 @@ class GroupCoordinator:
         consumer_group = self._consumer_groups.get(group_id)
         if consumer_group is not None:
             return consumer_group.commit_error(
-                member_id, group_instance_id, generation_id, transactional
+                member_id, group_instance_id, generation_id, transactional, member_epochs
             )
         return self._classic_groups.commit_error(
             group_id, generation_id, member_id, group_instance_id, transactional, missing_group

@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from concurrent.futures import Future
 from typing import Any
 
@@ -36,6 +36,10 @@ class GroupExecutor:
         self._timers = TimerThread("tidelog-groups", clock)
         self.closed = False
         """Set (under the lock) when the coordinator closes."""
+        self.on_failed_write: Callable[[list[Hashable], list[Hashable]], None] | None = None
+        """Called with a failed write's puts' keys and deletes, under the
+        lock, as its outermost holder releases it (failed_writes.py)."""
+        self._failed: list[tuple[Iterable[Hashable], Iterable[Hashable]]] = []
 
     def now_ms(self) -> int:
         return self._clock.time_ms()
@@ -56,7 +60,14 @@ class GroupExecutor:
             try:
                 yield
             finally:
-                self._depth -= 1
+                try:
+                    # Once the request that wrote is done with the group:
+                    # its objects are replaced.
+                    while self._failed and self._depth == 1 and self.on_failed_write is not None:
+                        puts, deletes = self._failed.pop(0)
+                        self.on_failed_write(list(puts), list(deletes))
+                finally:
+                    self._depth -= 1
                 ready: list[tuple[Future[Any], Any]] = []
                 if self._depth == 0:
                     ready, self._ready = self._ready, []
@@ -75,26 +86,34 @@ class GroupExecutor:
         then: Callable[[KafkaCode], None] | None = None,
     ) -> None:
         """Appends to the state log; ``then(error_code)`` runs under the
-        lock once the records are durable (NOT_COORDINATOR if they failed)."""
+        lock once the records are durable (NOT_COORDINATOR if they failed,
+        as Kafka answers a write its log refused; ``on_failed_write`` then
+        puts back what the write changed)."""
+        failed = (puts.keys(), deletes)  # the writer makes new ones for each write
         try:
             written = self.state_log.update(puts=puts or None, deletes=deletes or None)
         except Exception as error:  # the store refused: fenced, closed or failed
             log.warning("writing group state failed: %s", error)
+            self._failed.append(failed)
             if then is not None:
                 then(KafkaCode.NOT_COORDINATOR)
-            return
-        if then is None:
-            written.add_done_callback(_log_failure)
             return
 
         def durable(future: Future[int]) -> None:
             # On the WAL's thread, which must not wait for the coordinator's
             # lock: the rest runs on the coordinator's thread.
             error = KafkaCode.NONE if future.exception() is None else KafkaCode.NOT_COORDINATOR
+            if error != KafkaCode.NONE:
+                log.warning("writing group state failed: %s", future.exception())
+            elif then is None:
+                return
 
             def run() -> None:
                 with self.locked():
-                    then(error)
+                    if error != KafkaCode.NONE:
+                        self._failed.append(failed)
+                    if then is not None:
+                        then(error)
 
             self._timers.call_soon(run)
 
@@ -103,9 +122,3 @@ class GroupExecutor:
     def stop(self) -> None:
         """Stops the timer thread (the coordinator has closed)."""
         self._timers.stop()
-
-
-def _log_failure(future: Future[int]) -> None:
-    error = future.exception()
-    if error is not None:
-        log.warning("writing group state failed: %s", error)

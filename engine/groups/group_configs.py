@@ -67,6 +67,13 @@ class GroupConfigs:
     def load(self, stored: Mapping[str, StoredGroupConfig]) -> None:
         self._overrides = {group_id: dict(s.configs) for group_id, s in stored.items()}
 
+    def restore(self, group_id: str, stored: StoredGroupConfig | None) -> None:
+        """Takes the group's stored configs back (a write of them failed)."""
+        if stored is None:
+            self._overrides.pop(group_id, None)
+        else:
+            self._overrides[group_id] = dict(stored.configs)
+
     def _defaults(self) -> dict[str, int]:
         return {
             CONSUMER_SESSION_TIMEOUT_MS: self.config.group_consumer_session_timeout_ms,

@@ -57,11 +57,15 @@ from engine.protocol.topic_partition import TopicPartition
 
 def check_online_upgrade(classic: ClassicGroup, config: GroupConfig) -> None:
     """Kafka's validateOnlineUpgrade; raises Refused with what Kafka
-    answers a heartbeat that may not take the group over."""
+    answers a heartbeat that may not take the group over, and
+    COORDINATOR_LOAD_IN_PROGRESS while the classic group has not chosen a
+    protocol yet (its first rebalance): Kafka 4.0 fails that heartbeat
+    with UNKNOWN_SERVER_ERROR, which clients take as fatal; this one they
+    retry until the rebalance completes (docs/design/0089)."""
     why = None
     if not config.online_upgrade_enabled:
         why = "the online upgrade is disabled"
-    elif classic.protocol_type != CONSUMER_PROTOCOL_TYPE or classic.protocol_name is None:
+    elif classic.protocol_type != CONSUMER_PROTOCOL_TYPE:
         why = "the group does not use the consumer embedded protocol"
     elif len(classic.members) > config.group_consumer_max_size:
         why = "the group size exceeds the consumer group maximum size"
@@ -69,6 +73,14 @@ def check_online_upgrade(classic: ClassicGroup, config: GroupConfig) -> None:
         raise Refused(
             KafkaCode.GROUP_ID_NOT_FOUND,
             f"Cannot upgrade classic group {classic.group_id} to consumer group because {why}.",
+        )
+    if classic.protocol_name is None:
+        # The members' subscriptions are read from their metadata for the
+        # chosen protocol; until one is chosen there is nothing to convert.
+        raise Refused(
+            KafkaCode.COORDINATOR_LOAD_IN_PROGRESS,
+            f"Cannot upgrade classic group {classic.group_id} to consumer group before its "
+            "first rebalance chooses a protocol; retry.",
         )
 
 

@@ -458,6 +458,28 @@ class OffsetManager:
         self._host.write({}, deletes, written)
         return future
 
+    def restore(self, keys: Iterable[Hashable], state: StoredState) -> None:
+        """A write deleting ``keys`` failed: the committed and pending
+        offsets ``state`` (the state log's) holds under them are there
+        again, as a start would load them (not those of a topic deleted
+        meanwhile), but those a commit being written will set once durable."""
+        wanted = set(keys)
+        writing = set(self.store.being_written())
+        for group_id, tp, committed in state.offsets:
+            key = OffsetKey(group_id, tp)
+            if (
+                offset_key(group_id, tp) in wanted
+                and key not in writing
+                and self.partition_error(tp) == KafkaCode.NONE
+            ):
+                self.store.load(group_id, tp, committed)
+        for producer_id, group_id, tp, pending in state.pending:
+            if (
+                txn_key(producer_id, group_id, tp) in wanted
+                and self.partition_error(tp) == KafkaCode.NONE
+            ):
+                self.store.add_pending(producer_id, OffsetKey(group_id, tp), pending)
+
     def remove_group(self, group_id: str) -> list[Hashable]:
         """Forgets every committed and pending offset of a group that is
         deleted; returns the keys to delete, those of its commits being

@@ -69,10 +69,15 @@ def commit_error(
     instance_id: str | None,
     member_epoch: int,
     transactional: bool,
+    member_epochs: bool = True,
 ) -> KafkaCode:
     """Kafka's ConsumerGroup.validateOffsetCommit: members commit in
     their epoch; a commit from outside the group (epoch < 0) only while
-    the group is empty."""
+    the group is empty. ``member_epochs``: the request can carry a member
+    epoch (OffsetCommit v9+); a consumer-protocol member's OffsetCommit
+    from an older version is UNSUPPORTED_VERSION; its TxnOffsetCommit
+    (v3+ carries the epoch as its generation) is checked at any version,
+    as Kafka exempts transactional commits."""
     if member_epoch < 0 and not members:
         return KafkaCode.NONE
     if transactional and member_epoch < 0 and not member_id and instance_id is None:
@@ -80,6 +85,8 @@ def commit_error(
     member = members.get(member_id)
     if member is None:
         return KafkaCode.UNKNOWN_MEMBER_ID
+    if not transactional and member.classic is None and not member_epochs:
+        return KafkaCode.UNSUPPORTED_VERSION
     if member.classic is not None:
         # A classic member commits in its generation, which is its epoch.
         if member_epoch != member.epoch:

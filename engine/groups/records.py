@@ -65,6 +65,18 @@ def txn_key(producer_id: int, group_id: str, tp: TopicPartition) -> Hashable:
     return (TXN, producer_id, group_id, tp.topic, tp.partition)
 
 
+def group_of_key(key: Hashable) -> str | None:
+    """The group id a key of this log belongs to (None: not one of its kinds)."""
+    if not isinstance(key, tuple) or len(key) < 2:
+        return None
+    kind = key[0]
+    if kind in (GROUP, OFFSET, CONSUMER_GROUP, CONSUMER_MEMBER, GROUP_CONFIG):
+        return str(key[1])
+    if kind == TXN and len(key) > 2:
+        return str(key[2])
+    return None
+
+
 class StoredMember(NamedTuple):
     member_id: str
     group_instance_id: str | None

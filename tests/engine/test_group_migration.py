@@ -162,6 +162,40 @@ def test_a_classic_member_commits_in_its_generation(
     assert fetched[TopicPartition(TOPIC, 0)][0].offset == 3
 
 
+def test_an_offset_commit_without_member_epochs_is_refused_to_consumer_protocol_members(
+    open_engine: Callable[..., engine.Engine],
+) -> None:
+    """Kafka's ConsumerGroup.validateOffsetCommit: a member of the consumer
+    protocol commits with OffsetCommit v9+ (``member_epochs``), an older
+    version is UNSUPPORTED_VERSION; a classic member of the same group, a
+    TxnOffsetCommit, and an unknown or simple (empty member id, -1)
+    commit to a group with members are answered as before."""
+    groups = open_engine().groups
+    classic, generation = _taken_over(groups)
+    (described,) = groups.consumer_group_describe(["g"])
+    epoch = next(m.member_epoch for m in described.members if m.member_id == "new-member")
+    tp = TopicPartition(TOPIC, 0)
+    offsets = {tp: OffsetAndMetadata(3)}
+
+    def commit(member_id: str, member_epoch: int, member_epochs: bool) -> KafkaCode:
+        answer = groups.commit_offsets(
+            "g", member_epoch, member_id, None, offsets, member_epochs=member_epochs
+        ).result(TIMEOUT)
+        return answer[tp]
+
+    assert commit("new-member", epoch, member_epochs=False) == E.UNSUPPORTED_VERSION
+    assert commit("new-member", -1, member_epochs=False) == E.UNSUPPORTED_VERSION
+    assert groups.fetch_offsets("g", [tp])[tp][0] is None  # nothing was committed
+    assert commit("new-member", epoch, member_epochs=True) == E.NONE
+    assert commit(classic, generation, member_epochs=False) == E.NONE
+    assert commit("", -1, member_epochs=False) == E.UNKNOWN_MEMBER_ID
+    assert commit("stranger", epoch, member_epochs=False) == E.UNKNOWN_MEMBER_ID
+    pending = groups.commit_transactional_offsets(
+        "g", 7, 0, "new-member", epoch, None, offsets
+    ).result(TIMEOUT)
+    assert pending == {tp: E.NONE}
+
+
 def test_an_upgrade_only_policy_keeps_the_consumer_group_when_its_last_consumer_member_leaves(
     open_engine: Callable[..., engine.Engine],
 ) -> None:
@@ -387,6 +421,33 @@ def test_a_refused_join_leaves_the_classic_group_as_it_was(
     opened.close()
     loaded = engine_factory(data_dir=data, groups=settings).groups
     assert _kind_and_members(loaded) == ("classic", {classic.member_id})
+
+
+def test_a_full_consumer_group_refuses_a_classic_member_before_giving_it_an_id(
+    open_engine: Callable[..., engine.Engine],
+) -> None:
+    """As Kafka's classicGroupJoinToConsumerGroup, which checks the size
+    (throwIfConsumerGroupIsFull) before the protocols and before KIP-394's
+    MEMBER_ID_REQUIRED: a new classic member of a full consumer group is
+    refused at its first JoinGroup, a static one's new process too (a new
+    member id), and a member already in the group joins again."""
+    groups = open_engine(group_consumer_max_size=2).groups
+    classic_id, _ = _taken_over(groups)  # a classic and a consumer-protocol member
+    for instance_id in (None, "instance-a"):
+        refused = groups.join_group(
+            "g",
+            "",
+            instance_id,
+            "consumer",
+            [("range", _metadata())],
+            SESSION_MS,
+            REBALANCE_MS,
+            require_known_member_id=True,
+        ).result(TIMEOUT)
+        assert refused.error == E.GROUP_MAX_SIZE_REACHED, instance_id
+        assert refused.member_id == ""
+    assert _members(groups) == {classic_id, "new-member"}
+    assert _join(groups, classic_id).error == E.NONE
 
 
 def test_a_consumer_static_member_takes_the_place_of_a_classic_one_with_its_instance_id(

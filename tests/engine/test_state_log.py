@@ -3,19 +3,22 @@ reopenings, on a real stream store."""
 
 from __future__ import annotations
 
+import errno
 import shutil
 import tempfile
 import threading
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
+import msgpack
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import engine.state_log as state_log_module
 from engine.state_log import StateLog
-from s3stream import StreamStore
+from s3stream import StoreFailed, StreamStore
 from tests.engine.conftest import FAST_STORE
 
 keys = st.one_of(st.integers(0, 20), st.tuples(st.sampled_from(["g", "h"]), st.integers(0, 5)))
@@ -169,3 +172,96 @@ def test_a_value_msgpack_refuses_changes_nothing(tmp_path: Path) -> None:
         assert dict(StateLog.open(store, stream_id).items()) == {"kept": 1}
     finally:
         store.close()
+
+
+class HeldStream:
+    """A stream whose appends are accepted, refused (raised at once) or held
+    until ``settle`` makes them durable or failed, in any order; ``durable``
+    is what a restart reads back."""
+
+    def __init__(self) -> None:
+        self.refuse = False
+        self.records: list[tuple[bytes, Future[int]]] = []
+        self.outcome: dict[int, bool] = {}
+
+    def next_offset(self, stream_id: int) -> int:
+        return len(self.records)
+
+    def submit(self, stream_id: int, base: int, last: int, payload: bytes) -> Future[int]:
+        if self.refuse:
+            raise StoreFailed(OSError(errno.EIO, "refused"))
+        future: Future[int] = Future()
+        self.records.append((payload, future))
+        return future
+
+    def settle(self, index: int, durable: bool) -> None:
+        _, future = self.records[index]
+        if future.done():
+            return
+        self.outcome[index] = durable
+        if durable:
+            future.set_result(index)
+        else:
+            future.set_exception(StoreFailed(OSError(errno.EIO, "lost")))
+
+    def durable(self) -> dict[Any, Any]:
+        state: dict[Any, Any] = {}
+        for index, (payload, _) in enumerate(self.records):
+            if not self.outcome.get(index, False):
+                continue
+            kind, items = msgpack.unpackb(payload, raw=False, strict_map_key=False)
+            for item in items:
+                if kind == "put":
+                    state[_hashable(item[0])] = item[1]
+                else:
+                    state.pop(_hashable(item), None)
+        return state
+
+
+def _hashable(key: Any) -> Any:
+    return tuple(_hashable(k) for k in key) if isinstance(key, list) else key
+
+
+held_steps = st.lists(
+    st.one_of(
+        st.tuples(st.just("put"), st.dictionaries(keys, st.integers(0, 9), min_size=1, max_size=3)),
+        st.tuples(st.just("del"), st.lists(keys, min_size=1, max_size=2)),
+        st.tuples(st.just("refused"), st.dictionaries(keys, st.integers(0, 9), min_size=1)),
+        st.tuples(st.just("settle"), st.tuples(st.integers(0, 30), st.booleans())),
+    ),
+    max_size=30,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(held_steps, st.randoms(use_true_random=False))
+def test_a_failed_record_is_undone_whatever_the_order_writes_end_in(
+    program: list[tuple[str, Any]], rng: Any
+) -> None:
+    """Records accepted and then failed, refused at once, or made durable,
+    in any order: once every write has ended, the state is the durable
+    records' in log order, what a restart reads back; a refused one never
+    changed it."""
+    stream = HeldStream()
+    log = StateLog(stream, 0)  # type: ignore[arg-type]
+    for kind, arg in program:
+        if kind == "settle":
+            index, durable = arg
+            if index < len(stream.records):
+                stream.settle(index, durable)
+        elif kind == "refused":
+            stream.refuse = True
+            before = log.items()
+            with pytest.raises(StoreFailed):
+                log.update(puts=arg)
+            stream.refuse = False
+            assert log.items() == before
+        elif kind == "put":
+            log.update(puts=arg)
+        else:
+            log.update(deletes=arg)
+    left = list(range(len(stream.records)))
+    rng.shuffle(left)
+    for index in left:
+        stream.settle(index, rng.random() < 0.6)
+    assert dict(log.items()) == stream.durable()

@@ -11,13 +11,15 @@ consumers check a rolling upgrade of a consuming application.
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Collection, Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer, KafkaException
+from confluent_kafka import Consumer, KafkaError, KafkaException
 from kio.index import load_request_schema
 
 from engine.protocol.apis import ApiKey
@@ -554,3 +556,118 @@ def test_a_static_member_restarted_with_the_consumer_protocol_takes_its_own_plac
         assert list(_consumer_members(bootstrap, group).values()) == [1]
     finally:
         modern.close()
+
+
+# -- a consumer-protocol member while a classic group forms ---------------------------------
+
+HELD_CONFIG = """
+[engine]
+group_initial_rebalance_delay_ms = 6000
+group_min_session_timeout_ms = 500
+group_consumer_heartbeat_interval_ms = 250
+"""
+"""The classic group's first rebalance waits 6 s for more members: held open."""
+
+
+@pytest.fixture(name="held_server")
+def _held_server(tmp_path: Path) -> Iterator[ServerProcess]:
+    started = start_configured_server(tmp_path, HELD_CONFIG)
+    yield started
+    if started.running:
+        started.kill()
+
+
+def test_a_consumer_member_joining_a_classic_group_in_its_first_rebalance_retries(
+    held_server: ServerProcess, topic: str
+) -> None:
+    """A ConsumerGroupHeartbeat that would take over a classic group whose
+    first rebalance has chosen no protocol yet is answered
+    COORDINATOR_LOAD_IN_PROGRESS, which clients retry (Kafka 4.0 fails it
+    with UNKNOWN_SERVER_ERROR, GROUP_ID_NOT_FOUND was answered here: both
+    fatal to librdkafka; docs/design/0089). The classic group is left as
+    it was, and librdkafka with group.protocol=consumer, joining while the
+    rebalance is held open, takes the group over once it has formed and
+    reads everything."""
+    bootstrap = held_server.bootstrap
+    group = f"forming-{topic}"
+    create_topic(bootstrap, topic, 4)
+    produce(bootstrap, topic, 4, 5)
+    session = timedelta(seconds=3)
+    protocols = [{"name": "cooperative-sticky", "metadata": _metadata(topic)}]
+    joining: dict[str, Any] = {
+        "group_id": group,
+        "session_timeout": session,
+        "rebalance_timeout": TIMEOUT,
+        "protocol_type": "consumer",
+        "protocols": protocols,
+    }
+    required = _ask(bootstrap, ApiKey.JOIN_GROUP, 5, member_id="", **joining)
+    assert required.error_code == KafkaCode.MEMBER_ID_REQUIRED
+    classic_id = required.member_id
+    synced: list[Any] = []
+
+    def classic_member() -> None:
+        """Joins (answered when the held rebalance ends), leads and syncs,
+        then sends nothing: its session ends after the takeover."""
+        joined = _ask(bootstrap, ApiKey.JOIN_GROUP, 5, member_id=classic_id, **joining)
+        everything = encode_assignment(Assignment([TopicPartition(topic, p) for p in range(4)]))
+        synced.append(
+            _sync(
+                bootstrap,
+                group,
+                classic_id,
+                joined.generation_id,
+                [{"member_id": classic_id, "assignment": everything}],
+            )
+        )
+
+    thread = threading.Thread(target=classic_member)
+    thread.start()
+    try:
+
+        def classic_state() -> str:
+            (described,) = _ask(bootstrap, ApiKey.DESCRIBE_GROUPS, 5, groups=[group]).groups
+            return str(described.group_state)
+
+        deadline = time.monotonic() + 5
+        while classic_state() != "PreparingRebalance":
+            assert time.monotonic() < deadline, "the classic member did not join"
+            time.sleep(0.02)
+        held = _consumer_heartbeat(
+            bootstrap, group, "early-member", 0, subscribed_topic_names=[topic], topic_partitions=[]
+        )
+        assert held.error_code == KafkaCode.COORDINATOR_LOAD_IN_PROGRESS, held.error_message
+        assert classic_state() == "PreparingRebalance"
+
+        consumer = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": group,
+                "group.protocol": "consumer",
+                "auto.offset.reset": "earliest",
+                **quiet_librdkafka(),
+            }
+        )
+        consumer.subscribe([topic])
+        read: set[tuple[int, int]] = set()
+        errors: list[Any] = []
+        try:
+            deadline = time.monotonic() + TIMEOUT.total_seconds()
+            while len(read) < 20:
+                assert time.monotonic() < deadline, f"read {len(read)} of 20; errors {errors}"
+                message = consumer.poll(0.1)
+                if message is None:
+                    continue
+                error = message.error()
+                if error is not None:
+                    errors.append(error)
+                    assert not error.fatal() and error.code() != KafkaError._FATAL, error
+                    continue
+                read.add((message.partition(), message.offset()))
+            assert synced and synced[0].error_code == KafkaCode.NONE  # the classic group formed
+            members = _consumer_members(bootstrap, group)
+            assert list(members.values()) == [1]  # the classic member's session ended
+        finally:
+            consumer.close()
+    finally:
+        thread.join(TIMEOUT.total_seconds())

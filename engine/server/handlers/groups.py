@@ -379,6 +379,7 @@ def handle_offset_commit(context: RequestContext, request: OffsetCommitRequest) 
         # v9 (KIP-848) names a group that does not exist; older clients
         # expect ILLEGAL_GENERATION, as Kafka answers them.
         KafkaCode.GROUP_ID_NOT_FOUND if request.__version__ >= 9 else KafkaCode.ILLEGAL_GENERATION,
+        member_epochs=request.__version__ >= 9,
     )
     return answer(context, future, build)
 

@@ -1,0 +1,290 @@
+"""What a failed write of the groups' state leaves behind: the group as it
+was before the request. A write the store refuses (nothing accepted) or
+accepts and then fails (the WAL's write failing) is answered
+NOT_COORDINATOR, as Kafka answers a write its log refused, and the
+consumer group, the classic group and the offsets it touched are what
+they were, in the engine that failed to write and in the engine a restart
+opens on the same WAL and bucket (engine/groups/failed_writes.py, as
+Kafka's coordinator reverts to its snapshot before the failed write)."""
+
+from __future__ import annotations
+
+import errno
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import engine
+from engine.engine import Engine
+from engine.groups.consumer_heartbeat import Heartbeat
+from engine.protocol.consumer_protocol import (
+    Assignment,
+    Subscription,
+    encode_assignment,
+    encode_subscription,
+)
+from engine.protocol.kafka_code import KafkaCode
+from engine.types import OffsetAndMetadata, TopicPartition
+from s3stream import StoreFailed
+from tests.engine.conftest import FAST_STORE
+from tests.engine.test_groups import wait_for
+from wal.segment import SegmentWriter
+
+TIMEOUT = 10.0
+TOPIC = "t"
+GROUPS = engine.GroupConfig(group_initial_rebalance_delay_ms=0, group_min_session_timeout_ms=10)
+
+
+def refuse_next_group_write(monkeypatch: pytest.MonkeyPatch, e: Engine) -> None:
+    """The store refuses the groups state log's next append, as a failed
+    or fenced store does (nothing accepted); later appends are written."""
+    state_log = e.groups._run.state_log
+    submit = state_log.store.submit
+    failures = iter([StoreFailed(OSError(errno.EIO, "the object store is down"))])
+
+    def submit_failing_once(stream_id: int, *args: Any, **kwargs: Any) -> Future[int]:
+        failure = next(failures, None) if stream_id == state_log.stream_id else None
+        if failure is not None:
+            raise failure
+        return submit(stream_id, *args, **kwargs)
+
+    monkeypatch.setattr(state_log.store, "submit", submit_failing_once)
+
+
+def fail_wal_writes(monkeypatch: pytest.MonkeyPatch, e: Engine) -> None:
+    """The WAL's next write fails before a byte reaches the file: the
+    append was accepted, and the store fails with the WAL."""
+
+    def failing_write(self: SegmentWriter, buffers: list[bytes | memoryview]) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(SegmentWriter, "write", failing_write)
+
+
+FAILURES = {"store refuses": refuse_next_group_write, "WAL write fails": fail_wal_writes}
+
+
+@pytest.fixture
+def node(tmp_path: Path) -> Iterator[Callable[[], Engine]]:
+    """Opens the engine on the same WAL and bucket each time (closing the
+    one before)."""
+    opened: list[Engine] = []
+
+    def open_node() -> Engine:
+        if opened:
+            opened[-1].close()
+        config = engine.EngineConfig(store=FAST_STORE, cleaner_interval_s=3600, groups=GROUPS)
+        e = engine.open(tmp_path / "data", f"file://{tmp_path / 'objects'}", config)
+        opened.append(e)
+        if TOPIC not in e.list_topics():
+            e.create_topic(TOPIC, 4)
+        return e
+
+    yield open_node
+    opened[-1].close()
+
+
+def _heartbeat(e: Engine, member_id: str, epoch: int) -> Any:
+    return e.groups.consumer_group_heartbeat(
+        Heartbeat(
+            "g",
+            member_id,
+            epoch,
+            rebalance_timeout_ms=30_000,
+            subscribed_topic_names=[TOPIC],
+            owned_partitions={},
+        )
+    ).result(TIMEOUT)
+
+
+def _consumer_group(e: Engine) -> Any:
+    (described,) = e.groups.consumer_group_describe(["g"])
+    members = sorted(
+        (m.member_id, m.member_epoch, m.assignment, m.target_assignment) for m in described.members
+    )
+    return described.error, described.group_epoch, described.assignment_epoch, members
+
+
+def _classic_group(e: Engine, group_id: str) -> Any:
+    (described,) = e.groups.describe_groups([group_id])
+    members = sorted((m.member_id, m.assignment) for m in described.members)
+    return described.error, described.state, described.protocol_name, members
+
+
+def _offsets(e: Engine, group_id: str) -> dict[TopicPartition, int | None]:
+    fetched = e.groups.fetch_offsets(group_id, [TopicPartition(TOPIC, p) for p in range(2)])
+    return {tp: (om.offset if om is not None else None) for tp, (om, _) in fetched.items()}
+
+
+@pytest.mark.parametrize("failure", FAILURES)
+def test_a_consumer_group_heartbeat_whose_write_fails_changes_nothing(
+    node: Callable[[], Engine], monkeypatch: pytest.MonkeyPatch, failure: str
+) -> None:
+    first = node()
+    joined = _heartbeat(first, "a", 0)
+    assert joined.error == KafkaCode.NONE
+    before = _consumer_group(first)
+    with monkeypatch.context() as faults:
+        FAILURES[failure](faults, first)
+        refused = _heartbeat(first, "b", 0)
+    assert refused.error == KafkaCode.NOT_COORDINATOR
+    assert _consumer_group(first) == before  # "b" is not a member, the epoch did not move
+    if failure == "store refuses":  # the store writes on: so does the group
+        assert _heartbeat(first, "a", joined.member_epoch).error == KafkaCode.NONE
+        assert _heartbeat(first, "b", 0).error == KafkaCode.NONE
+        before = _consumer_group(first)
+    restarted = node()
+    assert _consumer_group(restarted) == before
+
+
+@pytest.mark.parametrize("failure", FAILURES)
+def test_a_classic_group_emptied_by_a_write_that_fails_keeps_its_member(
+    node: Callable[[], Engine], monkeypatch: pytest.MonkeyPatch, failure: str
+) -> None:
+    """The last member leaves: the group's Empty record fails to write, and
+    the group is the Stable one its stored record holds."""
+    first = node()
+    protocols = [("range", b"m")]
+    joined = first.groups.join_group(
+        "c", "", None, "consumer", protocols, 10_000, 5_000, require_known_member_id=False
+    ).result(TIMEOUT)
+    assert joined.error == KafkaCode.NONE
+    synced = first.groups.sync_group(
+        "c", joined.generation_id, joined.member_id, None, "consumer", "range",
+        {joined.member_id: b"assigned"},
+    ).result(TIMEOUT)  # fmt: skip
+    assert synced.error == KafkaCode.NONE
+    before = _classic_group(first, "c")
+    assert before[1] == "Stable"
+    with monkeypatch.context() as faults:
+        FAILURES[failure](faults, first)
+        first.groups.leave_group("c", [(joined.member_id, None)])
+        first.groups.describe_groups(["c"])  # waits for the coordinator's lock
+        if failure == "WAL write fails":
+            wait_for(lambda: _classic_group(first, "c") == before)
+    assert _classic_group(first, "c") == before
+    restarted = node()
+    assert _classic_group(restarted, "c") == before
+
+
+@pytest.mark.parametrize("failure", FAILURES)
+def test_a_group_deletion_whose_write_fails_keeps_the_group_and_its_offsets(
+    node: Callable[[], Engine], monkeypatch: pytest.MonkeyPatch, failure: str
+) -> None:
+    first = node()
+    offsets = {TopicPartition(TOPIC, 0): OffsetAndMetadata(5)}
+    committed = first.groups.commit_offsets("d", -1, "", None, offsets).result(TIMEOUT)
+    assert committed == {TopicPartition(TOPIC, 0): KafkaCode.NONE}
+    with monkeypatch.context() as faults:
+        FAILURES[failure](faults, first)
+        deleted = first.groups.delete_groups(["d"]).result(TIMEOUT)
+    assert deleted == {"d": KafkaCode.NOT_COORDINATOR}
+    expected = {TopicPartition(TOPIC, 0): 5, TopicPartition(TOPIC, 1): None}
+    assert "d" in [g.group_id for g in first.groups.list_groups()]
+    assert _offsets(first, "d") == expected
+    restarted = node()
+    assert "d" in [g.group_id for g in restarted.groups.list_groups()]
+    assert _offsets(restarted, "d") == expected
+
+
+@pytest.mark.parametrize("failure", FAILURES)
+def test_an_offset_delete_whose_write_fails_keeps_the_offsets(
+    node: Callable[[], Engine], monkeypatch: pytest.MonkeyPatch, failure: str
+) -> None:
+    first = node()
+    offsets = {TopicPartition(TOPIC, p): OffsetAndMetadata(3 + p) for p in range(2)}
+    first.groups.commit_offsets("o", -1, "", None, offsets).result(TIMEOUT)
+    with monkeypatch.context() as faults:
+        FAILURES[failure](faults, first)
+        answer = first.groups.delete_offsets("o", [TopicPartition(TOPIC, 0)]).result(TIMEOUT)
+    assert answer == {TopicPartition(TOPIC, 0): KafkaCode.NOT_COORDINATOR}
+    expected = {TopicPartition(TOPIC, 0): 3, TopicPartition(TOPIC, 1): 4}
+    assert _offsets(first, "o") == expected
+    restarted = node()
+    assert _offsets(restarted, "o") == expected
+
+
+def test_a_refused_commit_is_not_written_by_a_later_compaction(
+    node: Callable[[], Engine], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The state log kept a refused record's change in memory, and its next
+    compaction rewrote it: the commit its client was told failed was
+    loaded by the next start."""
+    first = node()
+    tp = TopicPartition(TOPIC, 0)
+    with monkeypatch.context() as faults:
+        refuse_next_group_write(faults, first)
+        refused = first.groups.commit_offsets("k", -1, "", None, {tp: OffsetAndMetadata(9)})
+        assert refused.result(TIMEOUT) == {tp: KafkaCode.NOT_COORDINATOR}
+    first.groups._run.state_log.compact()
+    assert _offsets(first, "k")[tp] is None
+    restarted = node()
+    assert _offsets(restarted, "k")[tp] is None
+
+
+def test_offsets_of_a_deleted_topic_are_not_put_back_when_their_deletion_fails(
+    node: Callable[[], Engine], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A topic's deletion is durable in the catalog; the deletion of its
+    offsets from the groups' state log is refused: those offsets are not
+    the group's again (a start drops them too), the other topic's stay."""
+    first = node()
+    first.create_topic("u", 1)
+    offsets = {
+        TopicPartition(TOPIC, 0): OffsetAndMetadata(1),
+        TopicPartition("u", 0): OffsetAndMetadata(2),
+    }
+    first.groups.commit_offsets("x", -1, "", None, offsets).result(TIMEOUT)
+    with monkeypatch.context() as faults:
+        refuse_next_group_write(faults, first)
+        first.delete_topic("u")
+
+    def committed(e: Engine) -> dict[TopicPartition, int]:
+        fetched = e.groups.fetch_offsets("x", None)
+        return {tp: om.offset for tp, (om, _) in fetched.items() if om is not None}
+
+    assert committed(first) == {TopicPartition(TOPIC, 0): 1}
+    assert committed(node()) == {TopicPartition(TOPIC, 0): 1}
+
+
+@pytest.mark.parametrize("failure", FAILURES)
+def test_a_takeover_whose_write_fails_leaves_the_classic_group(
+    node: Callable[[], Engine], monkeypatch: pytest.MonkeyPatch, failure: str
+) -> None:
+    """A consumer-protocol member takes a classic group with members over
+    (docs/design/0078) in one write: refused, the classic group is there
+    with its member, in memory and after a restart, and no consumer group."""
+    first = node()
+    metadata = encode_subscription(Subscription([TOPIC], None, []), 1)
+    joined = first.groups.join_group(
+        "m", "", None, "consumer", [("range", metadata)], 10_000, 5_000,
+        require_known_member_id=False,
+    ).result(TIMEOUT)  # fmt: skip
+    everything = encode_assignment(Assignment([TopicPartition(TOPIC, p) for p in range(4)]))
+    synced = first.groups.sync_group(
+        "m", joined.generation_id, joined.member_id, None, "consumer", "range",
+        {joined.member_id: everything},
+    ).result(TIMEOUT)  # fmt: skip
+    assert synced.error == KafkaCode.NONE
+    before = _classic_group(first, "m")
+    with monkeypatch.context() as faults:
+        FAILURES[failure](faults, first)
+        refused = first.groups.consumer_group_heartbeat(
+            Heartbeat(
+                "m",
+                "modern",
+                0,
+                rebalance_timeout_ms=30_000,
+                subscribed_topic_names=[TOPIC],
+                owned_partitions={},
+            )
+        ).result(TIMEOUT)
+    assert refused.error == KafkaCode.NOT_COORDINATOR
+    assert _classic_group(first, "m") == before
+    assert first.groups.consumer_group_describe(["m"])[0].error == KafkaCode.GROUP_ID_NOT_FOUND
+    restarted = node()
+    assert _classic_group(restarted, "m") == before
+    assert restarted.groups.consumer_group_describe(["m"])[0].error == KafkaCode.GROUP_ID_NOT_FOUND
