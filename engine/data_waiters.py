@@ -92,6 +92,8 @@ class DataWaiters:
         if self.sync_waiters:
             with self.data_arrived:
                 self.data_arrived.notify_all()
+        if not (self.async_waiters or self.wide_waits):
+            return
         woken: list[StreamWait] = []
         if self.async_waiters:
             pop = self.async_waiters.pop
