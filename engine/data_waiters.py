@@ -84,9 +84,15 @@ class DataWaiters:
 
         The growth is counted and kept before any wait is popped: a wait
         registered after the pop looks at what the count says grew."""
-        with self._growth_lock:  # one count per growth, kept in its order
+        # One count per growth, kept in its order. acquire() and release(),
+        # not a with statement, whose lookups cost as much as the lock.
+        lock = self._growth_lock
+        lock.acquire()
+        try:
             self._growths += 1
             self._grown.append((self._growths, streams))
+        finally:
+            lock.release()
         if self._offset_waiters:
             self._wake_offset_waiters(streams)
         if self.sync_waiters:
