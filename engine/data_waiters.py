@@ -15,7 +15,6 @@ and registered and removed itself 10,000 times (docs/design/0082)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
@@ -91,34 +90,58 @@ class DataWaiters:
 
         The growth is counted and kept before any wait is popped: a wait
         registered after the pop looks at what the count says grew."""
-        with self._growth_lock:  # one count per growth, kept in its order
+        # One count per growth, kept in its order. acquire() and release(),
+        # not a with statement, whose lookups cost as much as the lock.
+        lock = self._growth_lock
+        lock.acquire()
+        try:
             self._growths += 1
             self._grown.append((self._growths, streams))
+        finally:
+            lock.release()
         if self._offset_waiters:
             self._wake_offset_waiters(streams)
         if self.sync_waiters:
             with self.data_arrived:
                 self.data_arrived.notify_all()
-        if self.async_waiters or self.wide_waits:
-            # One hop to each loop for all of its waiters: many consumers
-            # tailing one partition (fan-out) wait on the same growth, and
-            # a hop each cost the notifying thread and the loop N times.
-            by_loop: dict[asyncio.AbstractEventLoop, dict[StreamWait, None]] = {}
+        if not (self.async_waiters or self.wide_waits):
+            return
+        woken: list[StreamWait] = []
+        if self.async_waiters:
+            pop = self.async_waiters.pop
             for stream_id in streams:
-                waits = self.async_waiters.pop(stream_id, None)
-                # A copy: its loop may be taking a wait out of it meanwhile.
-                for wait in list(waits) if waits else ():
-                    wait.grown.add(stream_id)
-                    by_loop.setdefault(wait.loop, {})[wait] = None
-            for wait in list(self.wide_waits) if self.wide_waits else ():
+                waits = pop(stream_id, None)
+                if waits:
+                    # A copy: its loop may be taking a wait out of it meanwhile.
+                    copied = list(waits)
+                    for wait in copied:
+                        wait.grown.add(stream_id)
+                    woken += copied
+        if self.wide_waits:
+            for wait in list(self.wide_waits):
                 # The smaller side is iterated: the few streams grown.
                 if not wait.watched.keys().isdisjoint(streams):
                     wait.grown.update(s for s in streams if s in wait.watched)
-                    by_loop.setdefault(wait.loop, {})[wait] = None
-            for loop, woken in by_loop.items():
-                if not _call_soon(loop, _wake_all, list(woken)):
-                    for wait in woken:
-                        self._forget(wait)
+                    woken.append(wait)
+        if len(woken) == 1:  # one consumer tailing: the commonest growth of all
+            wait = woken[0]
+            if not _call_soon(wait.loop, _wake, wait):
+                self._forget(wait)
+        elif woken:
+            self._wake_by_loop(woken)
+
+    def _wake_by_loop(self, woken: list[StreamWait]) -> None:
+        """One hop to each loop for all of its waits: many consumers tailing
+        one partition (fan-out) wait on the same growth, and a hop each cost
+        the notifying thread and the loop N times. A wait over several of
+        the streams grown is listed once for each."""
+        by_loop: dict[asyncio.AbstractEventLoop, dict[StreamWait, None]] = {}
+        for wait in woken:
+            by_loop.setdefault(wait.loop, {})[wait] = None
+        for loop, waits in by_loop.items():
+            if not _call_soon(loop, _wake_all, list(waits)):
+                for wait in waits:
+                    self._forget(wait)
 
     def _clock_moved(self) -> None:
         """A clock that jumps (a ManualClock): a waiter's timeout may be over."""
@@ -282,7 +305,8 @@ class DataWaiters:
         id: no lookup by name, so a topic deleted since the read ends the
         wait (the partition read is gone) instead of the wait going on
         under the topic created again with that name (docs/design/0090)."""
-        wait = StreamWait(asyncio.get_running_loop(), watched)
+        loop = asyncio.get_running_loop()
+        wait = StreamWait(loop, watched)
         waiters = self.async_waiters
         wide = len(watched) > WIDE_WAIT_STREAMS
         if wide:
@@ -293,19 +317,27 @@ class DataWaiters:
                 if waits is None:
                     waits = waiters[stream_id] = {}
                 waits[wait] = None
+        timer = None
         try:
             # Registered first, looked at next: a growth the look misses
             # pops this wait and wakes it.
             if _any_data(watched, self._grown_since(since, watched)):
                 return True
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(wait.future), timeout)
+            # The timeout ends the wait as a growth does. Awaited directly,
+            # not through asyncio.wait_for and shield: those chain two more
+            # futures to this one, and a wake-up then took two more turns
+            # of the loop and three more callbacks before the Fetch ran
+            # again, at every long poll (docs/design/0088).
+            timer = loop.call_later(timeout, _wake, wait)
+            await wait.future
             # What did not grow still has nothing past its position: only
             # the streams that grew are looked at (none after a clock jump
             # or the close, which wake every wait).
             # A copy: a growth of a stream still watched may add to it meanwhile.
             return _any_data(watched, list(wait.grown))
         finally:
+            if timer is not None:
+                timer.cancel()
             if wide:
                 self.wide_waits.discard(wait)
             else:

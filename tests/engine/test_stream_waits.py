@@ -313,3 +313,31 @@ def test_a_topic_deleted_while_its_wait_registers_leaves_no_entry(opened: engine
     assert found  # the gone topic ends the wait at once
     assert registered(opened) == 0
     assert not streams & waiters.async_waiters.keys()
+
+
+@WIDTHS
+def test_a_woken_wait_returns_at_the_next_turn_of_its_loop(
+    opened: engine.Engine, width: int
+) -> None:
+    """The growth's hop to the loop ends the wait: its task runs again at
+    the loop's next turn. Through asyncio.wait_for and shield, two more
+    futures chained to the wait's own took two more turns and three more
+    callbacks at every long poll (docs/design/0088)."""
+
+    async def main() -> tuple[int, bool]:
+        mark = opened.growth_mark()
+        wait = asyncio.ensure_future(opened.wait_for_data_async(at_start(width), TIMEOUT, mark))
+        await until_registered(opened, 1)
+        # The listener's call, as the WAL's thread makes it: it queues the
+        # hop to this loop, which runs at the next turn.
+        opened._waiters.on_durable({stream_of(opened, 1)})
+        turns = 0
+        while not wait.done():
+            await asyncio.sleep(0)
+            turns += 1
+        return turns, wait.result()
+
+    turns, found = asyncio.run(main())
+    assert not found  # the stream did not really grow: the look after finds nothing
+    assert turns == 2  # the hop's turn, then the waiting task's
+    assert registered(opened) == 0
