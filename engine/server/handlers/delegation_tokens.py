@@ -97,7 +97,15 @@ def handle_create_delegation_token(
     owner = requester
     owner_name = getattr(request, "owner_principal_name", None)
     if owner_name:  # v3; null or empty: the requester, as Kafka
-        owner = f"{getattr(request, 'owner_principal_type', None)}:{owner_name}"
+        owner_type = getattr(request, "owner_principal_type", None)
+        if owner_type is None:
+            # Kafka's ControllerApis makes a KafkaPrincipal of it, which
+            # refuses a null type before any other check: the request fails
+            # as a whole (CreateDelegationTokenRequest.getErrorResponse).
+            # Taken as a type, "None:<name>" would log in as User:<name>
+            # past any ACL on that user.
+            return _created(KafkaCode.UNKNOWN_SERVER_ERROR, ANONYMOUS, ANONYMOUS)
+        owner = f"{owner_type}:{owner_name}"
     if not tokens_allowed(context):
         return _created(KafkaCode.DELEGATION_TOKEN_REQUEST_NOT_ALLOWED, owner, requester)
     if owner != requester and not authorize.allowed(

@@ -1,0 +1,118 @@
+"""Delegation token requests at the edges of what their schemas hold,
+over real sockets: a v3 Create naming an owner without a type."""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+from kio.index import load_request_schema
+
+from engine.acl_bindings import AclBinding
+from engine.authorization import AclOperation, ResourceType
+from engine.protocol.kafka_code import KafkaCode
+from tests.server.test_delegation_tokens import (
+    CREATE,
+    DESCRIBE,
+    LITERAL,
+    Node,
+    acl_node,
+    create,
+    ms,
+    timestamped_answer,
+    tokens_node,
+)
+from tests.server.wire import Wire, build, encode_request
+
+__all__ = ["acl_node", "tokens_node"]  # the fixtures, used by name
+
+LONG_MAX, LONG_MIN = 2**63 - 1, -(2**63)
+MARKER_MS = 123_456_789_012_345
+"""A period no test sends for real, replaced in the frame by the int64 under test."""
+
+
+class PatchedWire:
+    """Sends a request whose MARKER_MS period is replaced, in its bytes, by
+    an int64 no kio entity can hold; reads as the Wire it wraps."""
+
+    def __init__(self, wire: Wire, value: int) -> None:
+        self.wire, self.value = wire, value
+
+    def send(self, request: Any) -> int:
+        correlation_id = self.wire.next_correlation_id()
+        data = encode_request(request, correlation_id)
+        marker = struct.pack(">q", MARKER_MS)
+        assert data.count(marker) == 1
+        self.wire.send_raw(data.replace(marker, struct.pack(">q", self.value)))
+        return correlation_id
+
+    def read_frame(self) -> bytes:
+        return self.wire.read_frame()
+
+
+def patched(wire: Wire, value: int, api_key: int, version: int, **fields: Any) -> Any:
+    request = build(load_request_schema(api_key, version), **fields)
+    return timestamped_answer(PatchedWire(wire, value), request)  # type: ignore[arg-type]
+
+
+def still_serves(wire: Wire) -> None:
+    assert wire.request(build(load_request_schema(DESCRIBE, 3), owners=[])).error_code == 0
+
+
+def test_a_v3_create_naming_an_owner_without_a_type_is_unknown_server_error(
+    tokens_node: Node,
+) -> None:
+    """Kafka's ControllerApis makes a KafkaPrincipal of a null type and the
+    name, which throws: the request is answered UNKNOWN_SERVER_ERROR with
+    ANONYMOUS as owner and requester (CreateDelegationTokenRequest's error
+    response), and no token is made."""
+    with tokens_node.connect("alice") as wire:
+        answer = timestamped_answer(wire, null_typed_owner("bob"))
+        assert answer.error_code == KafkaCode.UNKNOWN_SERVER_ERROR
+        assert (answer.principal_type, answer.principal_name) == ("User", "ANONYMOUS")
+        requester = (answer.token_requester_principal_type, answer.token_requester_principal_name)
+        assert requester == ("User", "ANONYMOUS")
+        timestamps = (answer.issue_timestamp, answer.expiry_timestamp, answer.max_timestamp)
+        assert timestamps == (-1, -1, -1)
+        assert (answer.token_id, bytes(answer.hmac)) == ("", b"")
+        assert tokens_node.engine.delegation_tokens.stored() == []
+        still_serves(wire)
+
+
+def null_typed_owner(name: str) -> Any:
+    return build(
+        load_request_schema(CREATE, 3),
+        owner_principal_type=None,
+        owner_principal_name=name,
+        renewers=[],
+        max_lifetime=ms(-1),
+    )
+
+
+def test_an_owner_without_a_type_passes_no_acl_that_denies_the_user(acl_node: Node) -> None:
+    """Allowed CREATE_TOKENS on every user but denied it on User:bob, alice
+    may not make a token that logs in as bob by leaving out the owner's type."""
+    deny = 2
+    acl_node.engine.catalog.add_acls(
+        [
+            AclBinding(
+                ResourceType.USER, "*", LITERAL, "User:alice", "*", AclOperation.CREATE_TOKENS, 3
+            ),
+            AclBinding(
+                ResourceType.USER,
+                "User:bob",
+                LITERAL,
+                "User:alice",
+                "*",
+                AclOperation.CREATE_TOKENS,
+                deny,
+            ),
+        ]
+    )
+    with acl_node.connect("alice") as wire:
+        refused = create(wire, owner="User:bob")
+        assert refused.error_code == KafkaCode.DELEGATION_TOKEN_AUTHORIZATION_FAILED
+        answer = timestamped_answer(wire, null_typed_owner("bob"))
+        assert answer.error_code == KafkaCode.UNKNOWN_SERVER_ERROR
+        assert (answer.token_id, bytes(answer.hmac)) == ("", b"")
+    assert acl_node.engine.delegation_tokens.stored() == []
