@@ -1,5 +1,8 @@
 """Delegation token requests at the edges of what their schemas hold,
-over real sockets: a v3 Create naming an owner without a type."""
+over real sockets: a v3 Create naming an owner without a type, and the
+int64 periods and lifetimes a Kafka client may send however large
+(Kafka's DelegationTokenControlManager caps them; they must not cost the
+client its connection)."""
 
 from __future__ import annotations
 
@@ -13,11 +16,17 @@ from engine.authorization import AclOperation, ResourceType
 from engine.protocol.kafka_code import KafkaCode
 from tests.server.test_delegation_tokens import (
     CREATE,
+    DAY_MS,
     DESCRIBE,
+    EXPIRE,
     LITERAL,
+    RENEW,
+    WEEK_MS,
     Node,
     acl_node,
     create,
+    describe,
+    described_ids,
     ms,
     timestamped_answer,
     tokens_node,
@@ -116,3 +125,42 @@ def test_an_owner_without_a_type_passes_no_acl_that_denies_the_user(acl_node: No
         assert answer.error_code == KafkaCode.UNKNOWN_SERVER_ERROR
         assert (answer.token_id, bytes(answer.hmac)) == ("", b"")
     assert acl_node.engine.delegation_tokens.stored() == []
+
+
+def test_a_huge_max_lifetime_is_capped_by_the_configured_one(tokens_node: Node) -> None:
+    now = tokens_node.clock.time_ms()
+    with tokens_node.connect("alice") as wire:
+        answer = patched(wire, LONG_MAX, CREATE, 3, renewers=[], max_lifetime=ms(MARKER_MS))
+        assert answer.error_code == KafkaCode.NONE
+        assert (answer.expiry_timestamp, answer.max_timestamp) == (now + DAY_MS, now + WEEK_MS)
+        made = patched(wire, LONG_MIN, CREATE, 3, renewers=[], max_lifetime=ms(MARKER_MS))
+        assert made.error_code == KafkaCode.NONE  # not above 0: the configured one
+        assert made.max_timestamp == now + WEEK_MS
+        still_serves(wire)
+
+
+def test_a_huge_renew_period_renews_for_the_configured_expiry_time(tokens_node: Node) -> None:
+    with tokens_node.connect("alice") as wire:
+        digest = bytes(create(wire).hmac)
+        tokens_node.clock.advance(5_000)
+        now = tokens_node.clock.time_ms()
+        answer = patched(wire, LONG_MAX, RENEW, 2, hmac=digest, renew_period=ms(MARKER_MS))
+        assert answer.error_code == KafkaCode.NONE
+        assert answer.expiry_timestamp == now + DAY_MS
+        still_serves(wire)
+
+
+def test_a_huge_expiry_period_stops_at_the_max_timestamp_a_huge_negative_one_removes(
+    tokens_node: Node,
+) -> None:
+    with tokens_node.connect("alice") as wire:
+        made = create(wire)
+        digest = bytes(made.hmac)
+        answer = patched(wire, LONG_MAX, EXPIRE, 2, hmac=digest, expiry_time_period=ms(MARKER_MS))
+        assert answer.error_code == KafkaCode.NONE
+        assert answer.expiry_timestamp == made.max_timestamp
+        removed = patched(wire, LONG_MIN, EXPIRE, 2, hmac=digest, expiry_time_period=ms(MARKER_MS))
+        assert removed.error_code == KafkaCode.NONE
+        assert removed.expiry_timestamp < 0
+        assert described_ids(describe(wire)) == set()
+        assert tokens_node.engine.delegation_tokens.stored() == []
