@@ -22,6 +22,7 @@ every ``delegation.token.expiry.check.interval.ms``.
 from __future__ import annotations
 
 import base64
+import hashlib
 import hmac
 import logging
 import threading
@@ -210,6 +211,11 @@ def secret_check(secret_key: str) -> bytes:
     return hmac.digest(secret_key.encode(), b"tidelog delegation token secret", "sha256")[:16]
 
 
+def _digest_key(digest: bytes) -> bytes:
+    """What the HMAC index keys a token by: a hash of its HMAC, not the HMAC."""
+    return hashlib.sha256(digest).digest()
+
+
 def delegation_token_record(tokens: Sequence[StoredToken]) -> list[Any]:
     """The catalog record setting tokens (a new one, or one renewed)."""
     return ["delegation_token", [token.to_wire() for token in tokens]]
@@ -240,6 +246,15 @@ class DelegationTokens:
         """Held from a token's read to the write of its change: a renewal
         and a sweep never both write from the same read."""
         self._check = secret_check(config.secret_key) if config.secret_key else b""
+        self._by_digest: dict[bytes, str] = {}
+        """Token ids by a hash of their HMAC (Kafka's tokenForHmac map), so
+        that a Renew or Expire finds its token without an HMAC per token
+        kept; the HMACs themselves are not kept, here either. Held with
+        the lock. Ids of removed tokens stay until a rebuild: a lookup
+        checks the id is still kept."""
+        self._indexed: Mapping[str, list[Any]] | None = None
+        """The catalog's map the index was last brought up to date with."""
+        self._indexed_ids: set[str] = set()
 
     @property
     def enabled(self) -> bool:
@@ -301,11 +316,31 @@ class DelegationTokens:
         return info, digest
 
     def _by_hmac(self, digest: bytes) -> StoredToken:
+        """The token of ``digest``, made under the secret in force: one
+        hash and one HMAC, however many tokens are kept (held with the lock)."""
         secret = self._secret()
-        for token in self._valid().values():
-            if hmac.compare_digest(token_hmac(secret, token.info.token_id), digest):
-                return token
-        raise DelegationTokenNotFound
+        tokens = self._tokens()
+        if tokens is not self._indexed:  # the catalog changed: index what is new
+            self._index(secret, tokens)
+        token_id = self._by_digest.get(_digest_key(digest))
+        raw = None if token_id is None else tokens.get(token_id)
+        if raw is None:
+            raise DelegationTokenNotFound
+        token = StoredToken.from_wire(raw)
+        if not (
+            hmac.compare_digest(token.secret_check, self._check)
+            and hmac.compare_digest(token_hmac(secret, token.info.token_id), digest)
+        ):
+            raise DelegationTokenNotFound
+        return token
+
+    def _index(self, secret: str, tokens: Mapping[str, list[Any]]) -> None:
+        if len(self._indexed_ids) > 2 * len(tokens) + 64:  # mostly removed ones: start over
+            self._by_digest, self._indexed_ids = {}, set()
+        for token_id in tokens.keys() - self._indexed_ids:
+            self._by_digest[_digest_key(token_hmac(secret, token_id))] = token_id
+            self._indexed_ids.add(token_id)
+        self._indexed = tokens
 
     def _renewable(self, principal: str, digest: bytes) -> StoredToken:
         """The token of ``digest``, live, that ``principal`` may renew or

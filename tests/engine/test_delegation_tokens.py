@@ -20,6 +20,7 @@ import pytest
 
 import engine
 from engine import catalog as catalog_module
+from engine import delegation_tokens as delegation_tokens_module
 from engine.catalog import read_records
 from engine.cli.main import main
 from engine.clock import ManualClock
@@ -218,6 +219,46 @@ def test_tokens_survive_a_restart_and_a_snapshot_and_another_secret_voids_them(
         assert other.delegation_tokens.sweep() == []  # kept for the secret set back
     with engine.open(tmp_path / "node", config=config(), clock=clock) as back:
         assert [t.token_id for t in back.delegation_tokens.tokens()] == [kept.token_id]
+
+
+def test_a_renewal_or_expiry_computes_one_hmac_however_many_tokens_are_kept(
+    opened: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Kafka finds a token by its HMAC in a map (DelegationTokenCache's
+    tokenForHmac): a Renew or Expire, even of an HMAC no token has, costs
+    no HMAC per token kept, once the tokens are known."""
+    tokens = opened.delegation_tokens
+    made = [tokens.create(ALICE, ALICE, [BOB]) for _ in range(40)]
+    computed = []
+    real = delegation_tokens_module.token_hmac
+
+    def counted(secret_key: str, token_id: str) -> bytes:
+        computed.append(token_id)
+        return real(secret_key, token_id)
+
+    monkeypatch.setattr(delegation_tokens_module, "token_hmac", counted)
+    with pytest.raises(DelegationTokenNotFound):
+        tokens.renew(ALICE, bytes(64))
+    computed.clear()
+    for _ in range(5):
+        with pytest.raises(DelegationTokenNotFound):
+            tokens.renew(ALICE, bytes(64))
+        with pytest.raises(DelegationTokenNotFound):
+            tokens.expire(ALICE, b"\x01" * 64, -1)
+    assert computed == []
+    info, digest = made[17]
+    tokens.renew(BOB, digest, HOUR)
+    assert computed == [info.token_id]  # the one found, its HMAC checked again
+    computed.clear()
+    other, other_digest = made[3]
+    assert tokens.expire(ALICE, other_digest, -1) == -1  # after a change: still the one
+    assert computed == [other.token_id]
+    fresh, fresh_digest = tokens.create(ALICE, ALICE, [])
+    computed.clear()
+    tokens.renew(ALICE, fresh_digest, HOUR)  # a token made since: its HMAC only
+    assert set(computed) == {fresh.token_id}
+    with pytest.raises(DelegationTokenNotFound):
+        tokens.renew(ALICE, other_digest)  # expired at once: gone
 
 
 def test_the_sweep_removes_expired_tokens_for_good(
