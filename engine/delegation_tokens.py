@@ -45,6 +45,8 @@ DEFAULT_MAX_LIFETIME_MS = 7 * 24 * 60 * 60 * 1000
 """Kafka's delegation.token.max.lifetime.ms: no renewal takes a token past this."""
 DEFAULT_EXPIRY_CHECK_INTERVAL_MS = 60 * 60 * 1000
 """Kafka's delegation.token.expiry.check.interval.ms: how often expired tokens are removed."""
+MAX_TIMESTAMP_MS = 2**63 - 1
+"""The latest timestamp the token APIs carry (an int64)."""
 ERROR_TIMESTAMP = -1
 """The timestamps an answer carries with an error (Kafka's
 DelegationTokenManager.ErrorTimestamp)."""
@@ -296,7 +298,8 @@ class DelegationTokens:
         lifetime = self.config.max_lifetime_ms
         if max_lifetime_ms > 0:
             lifetime = min(lifetime, max_lifetime_ms)
-        max_timestamp = now + lifetime
+        # Kafka's setting takes any long; the timestamp is an int64 on the wire
+        max_timestamp = min(now + lifetime, MAX_TIMESTAMP_MS)
         expiry = min(max_timestamp, now + self.config.expiry_time_ms)
         token_id = str(uuid.uuid4())
         digest = token_hmac(secret, token_id)

@@ -1,26 +1,38 @@
 """Delegation token requests at the edges of what their schemas hold,
-over real sockets: a v3 Create naming an owner without a type, and the
-int64 periods and lifetimes a Kafka client may send however large
-(Kafka's DelegationTokenControlManager caps them; they must not cost the
-client its connection)."""
+over real sockets: a v3 Create naming an owner without a type, the int64
+periods and lifetimes a Kafka client may send however large (Kafka's
+DelegationTokenControlManager caps them; they must not cost the client
+its connection), and a configured max lifetime past the int64 timestamps."""
 
 from __future__ import annotations
 
 import struct
+import time
+from pathlib import Path
 from typing import Any
 
 from kio.index import load_request_schema
 
+import engine
 from engine.acl_bindings import AclBinding
 from engine.authorization import AclOperation, ResourceType
+from engine.clock import ManualClock
+from engine.delegation_tokens import DelegationTokenConfig
+from engine.engine import EngineConfig
 from engine.protocol.kafka_code import KafkaCode
+from engine.server.config import ServerConfig
+from engine.server.listeners import parse_listeners
+from tests.server.in_process import InProcessServer
+from tests.server.scram_client import scram_login
 from tests.server.test_delegation_tokens import (
     CREATE,
     DAY_MS,
     DESCRIBE,
     EXPIRE,
     LITERAL,
+    PASSWORD,
     RENEW,
+    SECRET,
     WEEK_MS,
     Node,
     acl_node,
@@ -164,3 +176,29 @@ def test_a_huge_expiry_period_stops_at_the_max_timestamp_a_huge_negative_one_rem
         assert removed.expiry_timestamp < 0
         assert described_ids(describe(wire)) == set()
         assert tokens_node.engine.delegation_tokens.stored() == []
+
+
+def test_a_max_lifetime_configured_past_the_int64_timestamps_caps_at_their_end(
+    tmp_path: Path,
+) -> None:
+    """Kafka's delegation.token.max.lifetime.ms takes any long: a token's
+    max timestamp, now plus that, is an int64 on the wire."""
+    clock = ManualClock(time_ms=int(time.time() * 1000))
+    config = EngineConfig(delegation_tokens=DelegationTokenConfig(SECRET, max_lifetime_ms=LONG_MAX))
+    with engine.open(tmp_path / "node", config=config, clock=clock) as opened:
+        opened.credentials.add("alice", "SCRAM-SHA-512", PASSWORD)
+        server = InProcessServer(
+            opened, config=ServerConfig(listeners=parse_listeners("SASL_PLAINTEXT://127.0.0.1:0"))
+        )
+        try:
+            with Wire(f"127.0.0.1:{server.server.ports['SASL_PLAINTEXT']}") as wire:
+                _, final = scram_login(wire, "SCRAM-SHA-512", "alice", PASSWORD)
+                assert final.error_code == KafkaCode.NONE
+                made = create(wire)
+                assert made.error_code == KafkaCode.NONE
+                assert made.max_timestamp == LONG_MAX
+                assert made.expiry_timestamp == clock.time_ms() + DAY_MS
+                assert [t.token_id for t in opened.delegation_tokens.tokens()] == [made.token_id]
+                still_serves(wire)
+        finally:
+            server.stop()
