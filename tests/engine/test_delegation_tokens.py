@@ -189,6 +189,20 @@ def test_the_catalog_never_holds_the_hmac(opened: Engine) -> None:
     assert SECRET.encode() not in written
 
 
+def test_a_guessed_secret_costs_as_much_to_test_against_the_check_as_against_a_credential(
+    opened: Engine,
+) -> None:
+    """Whoever reads the catalog (the bucket) may test guesses of the secret,
+    which makes every token's HMAC, against what a token keeps: its
+    credentials take a guess an HMAC and 4096 PBKDF2 iterations, and so
+    does its secret check (not a single HMAC)."""
+    info, _ = opened.delegation_tokens.create(ALICE, ALICE, [])
+    kept = opened.catalog.state.delegation_tokens[info.token_id][7]
+    label = b"tidelog delegation token secret"
+    assert kept == hashlib.pbkdf2_hmac("sha256", SECRET.encode(), label, 4096)[:16]
+    assert kept != hmac.digest(SECRET.encode(), label, "sha256")[:16]
+
+
 def test_tokens_survive_a_restart_and_a_snapshot_and_another_secret_voids_them(
     tmp_path: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
