@@ -149,6 +149,16 @@ class TokenInformation:
         the requester too)."""
         return principal in (self.owner, self.requester) or principal in self.renewers
 
+    def any_of(self, principals: frozenset[str] | set[str]) -> bool:
+        """Whether any of ``principals`` is the owner, requester or a renewer
+        (Kafka's filterToken over the owners asked for): one pass over the
+        renewers, however many principals are asked about."""
+        return (
+            self.owner in principals
+            or self.requester in principals
+            or not principals.isdisjoint(self.renewers)
+        )
+
     def may_renew(self, principal: str) -> bool:
         """Who may renew or expire it (Kafka's allowedToRenew)."""
         return principal == self.owner or principal in self.renewers

@@ -202,3 +202,30 @@ def test_a_max_lifetime_configured_past_the_int64_timestamps_caps_at_their_end(
                 still_serves(wire)
         finally:
             server.stop()
+
+
+def test_a_describe_naming_many_owners_of_a_token_of_many_renewers_costs_their_sum(
+    tokens_node: Node,
+) -> None:
+    """Each token is matched against the owners asked for as a set, not
+    each owner against each renewer: with 50,000 of each that product
+    held the event loop, which answers every connection, for a minute."""
+    many = 50_000
+    renewers = [{"principal_type": "User", "principal_name": f"r{i}"} for i in range(many)]
+    asked = [{"principal_type": "User", "principal_name": f"o{i}"} for i in range(many - 1)]
+    asked.append({"principal_type": "User", "principal_name": f"r{many - 1}"})
+    with tokens_node.connect("alice") as wire:
+        request = build(
+            load_request_schema(CREATE, 3),
+            owner_principal_type=None,
+            owner_principal_name=None,
+            renewers=renewers,
+            max_lifetime=ms(-1),
+        )
+        made = timestamped_answer(wire, request)
+        assert made.error_code == KafkaCode.NONE
+        answer = wire.request(build(load_request_schema(DESCRIBE, 3), owners=asked))
+        assert described_ids(answer) == {made.token_id}
+        assert len(answer.tokens[0].renewers) == many
+        answer = wire.request(build(load_request_schema(DESCRIBE, 3), owners=asked[:-1]))
+        assert described_ids(answer) == set()

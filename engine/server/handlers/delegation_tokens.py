@@ -207,7 +207,7 @@ def _describe(context: RequestContext, request: DescribeDelegationTokenRequest) 
     principal = context.identity.principal
     described = []
     for info in tokens.tokens():
-        if owners is not None and not any(info.owner_or_renewer(o) for o in owners):
+        if owners is not None and not info.any_of(owners):
             continue  # Kafka's filterToken: not among those asked for
         if not (
             info.owner_or_renewer(principal)
