@@ -426,6 +426,11 @@ class DelegationTokens:
         """How many tokens the catalog holds (expired ones not swept yet too)."""
         return len(self._tokens())
 
+    def renewers_kept(self) -> int:
+        """How many renewers the catalog's tokens name together: one look
+        at each token, not at its renewers."""
+        return sum(len(raw[3]) for raw in self._tokens().values())
+
     def stored(self) -> list[TokenInformation]:
         """Every token the catalog holds, expired or made under another
         secret too, by issue time: what an operator lists (no secret needed)."""

@@ -6,12 +6,14 @@ its connection), and a configured max lifetime past the int64 timestamps."""
 
 from __future__ import annotations
 
+import select
 import struct
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from kio.index import load_request_schema
+from kio.index import load_request_schema, load_response_schema
 
 import engine
 from engine.acl_bindings import AclBinding
@@ -19,8 +21,10 @@ from engine.authorization import AclOperation, ResourceType
 from engine.clock import ManualClock
 from engine.delegation_tokens import DelegationTokenConfig
 from engine.engine import EngineConfig
+from engine.protocol.apis import ApiKey
 from engine.protocol.kafka_code import KafkaCode
 from engine.server.config import ServerConfig
+from engine.server.handlers.delegation_tokens import MANY_RENEWERS
 from engine.server.listeners import parse_listeners
 from tests.server.in_process import InProcessServer
 from tests.server.scram_client import scram_login
@@ -48,6 +52,7 @@ from tests.server.wire import Wire, build, encode_request
 __all__ = ["acl_node", "tokens_node"]  # the fixtures, used by name
 
 LONG_MAX, LONG_MIN = 2**63 - 1, -(2**63)
+API_VERSIONS = ApiKey.API_VERSIONS
 MARKER_MS = 123_456_789_012_345
 """A period no test sends for real, replaced in the frame by the int64 under test."""
 
@@ -229,3 +234,32 @@ def test_a_describe_naming_many_owners_of_a_token_of_many_renewers_costs_their_s
         assert len(answer.tokens[0].renewers) == many
         answer = wire.request(build(load_request_schema(DESCRIBE, 3), owners=asked[:-1]))
         assert described_ids(answer) == set()
+
+
+def test_a_describe_of_few_tokens_with_many_renewers_is_answered_off_the_event_loop(
+    tokens_node: Node,
+) -> None:
+    """What a Describe costs (each renewer matched, answered and encoded)
+    grows with the renewers kept as with the tokens: past MANY_RENEWERS it
+    is answered on the admin thread, while the loop serves the others."""
+    opened = tokens_node.engine
+    renewers = [f"User:r{i}" for i in range(MANY_RENEWERS + 1)]
+    made, _ = opened.delegation_tokens.create("User:alice", "User:alice", renewers)
+    request = build(load_request_schema(DESCRIBE, 3), owners=None)
+    release = threading.Event()
+    busy = tokens_node.server.server.state.admin.submit(release.wait, 30)
+    try:
+        with tokens_node.connect("alice") as wire:
+            wire.send(request)
+            readable, _, _ = select.select([wire.sock], [], [], 0.5)
+            assert not readable, "answered on the event loop"
+            with tokens_node.connect(None) as other:  # the loop serves everyone else
+                versions = other.request(build(load_request_schema(API_VERSIONS, 3)))
+                assert versions.error_code == KafkaCode.NONE
+            release.set()
+            _, answer = wire.receive(load_response_schema(DESCRIBE, 3))
+    finally:
+        release.set()
+        busy.result(30)
+    assert described_ids(answer) == {made.token_id}
+    assert len(answer.tokens[0].renewers) == MANY_RENEWERS + 1

@@ -44,6 +44,9 @@ if TYPE_CHECKING:
 MANY_TOKENS = 1_000
 """Past this many tokens, a Describe is answered on the admin thread: each
 token is read from its catalog form and authorized."""
+MANY_RENEWERS = 10_000
+"""Past this many renewers among the tokens, too: each is matched, answered
+and encoded, and a Create may name as many as its bytes hold."""
 
 
 def tokens_allowed(context: RequestContext) -> bool:
@@ -182,7 +185,8 @@ def handle_expire_delegation_token(
 def handle_describe_delegation_token(
     context: RequestContext, request: DescribeDelegationTokenRequest
 ) -> Response:
-    if context.engine.delegation_tokens.count() > MANY_TOKENS:
+    tokens = context.engine.delegation_tokens
+    if tokens.count() > MANY_TOKENS or tokens.renewers_kept() > MANY_RENEWERS:
         return off_loop(context, lambda: _describe(context, request))
     return _describe(context, request)
 
