@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from kio.index import load_request_schema, load_response_schema
 
 import engine
@@ -263,3 +264,37 @@ def test_a_describe_of_few_tokens_with_many_renewers_is_answered_off_the_event_l
         busy.result(30)
     assert described_ids(answer) == {made.token_id}
     assert len(answer.tokens[0].renewers) == MANY_RENEWERS + 1
+
+
+@pytest.mark.parametrize("owner_type", ["Group", "user", ""])
+def test_an_owner_of_another_type_passes_no_acl_that_denies_the_user_it_logs_in_as(
+    acl_node: Node, owner_type: str
+) -> None:
+    """A token's session is User:<owner's name> whatever the owner's type
+    (Kafka's token cache names the owner, its principal builder makes a
+    User of it): making one for <type>:bob needs CREATE_TOKENS on User:bob
+    too, or an ALLOW on every user with a DENY on User:bob would not hold."""
+    allow, deny = 3, 2
+    create_tokens = AclOperation.CREATE_TOKENS
+    acl_node.engine.catalog.add_acls(
+        [
+            AclBinding(ResourceType.USER, "*", LITERAL, "User:alice", "*", create_tokens, allow),
+            AclBinding(
+                ResourceType.USER, "User:bob", LITERAL, "User:alice", "*", create_tokens, deny
+            ),
+        ]
+    )
+    with acl_node.connect("alice") as wire:
+        request = build(
+            load_request_schema(CREATE, 3),
+            owner_principal_type=owner_type,
+            owner_principal_name="bob",
+            renewers=[],
+            max_lifetime=ms(-1),
+        )
+        answer = timestamped_answer(wire, request)
+        assert answer.error_code == KafkaCode.DELEGATION_TOKEN_AUTHORIZATION_FAILED
+        assert (answer.principal_type, answer.principal_name) == (owner_type, "bob")
+        made = create(wire, owner="Group:carol")  # no DENY on User:carol: the ALLOW holds
+        assert made.error_code == KafkaCode.NONE
+    assert [t.owner for t in acl_node.engine.delegation_tokens.stored()] == ["Group:carol"]

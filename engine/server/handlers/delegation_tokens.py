@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from engine.authorization import ANONYMOUS, AclOperation, ResourceType
 from engine.delegation_tokens import (
     ERROR_TIMESTAMP,
+    USER_TYPE,
     TokenInformation,
     principal_name,
     principal_type,
@@ -111,9 +112,7 @@ def handle_create_delegation_token(
         owner = f"{owner_type}:{owner_name}"
     if not tokens_allowed(context):
         return _created(KafkaCode.DELEGATION_TOKEN_REQUEST_NOT_ALLOWED, owner, requester)
-    if owner != requester and not authorize.allowed(
-        context, AclOperation.CREATE_TOKENS, ResourceType.USER, owner
-    ):
+    if owner != requester and not _may_create_for(context, owner):
         return _created(KafkaCode.DELEGATION_TOKEN_AUTHORIZATION_FAILED, owner, requester)
     renewers = [f"{r.principal_type}:{r.principal_name}" for r in request.renewers]
     try:
@@ -123,6 +122,21 @@ def handle_create_delegation_token(
     except EngineError as error:  # off, a renewer not a User, or the store failed
         return _created(error.code, owner, requester)
     return _created(KafkaCode.NONE, owner, requester, info, digest)
+
+
+def _may_create_for(context: RequestContext, owner: str) -> bool:
+    """CREATE_TOKENS on the owner's User resource (Kafka's check), and on
+    User:<its name> when the owner is of another type: the token's session
+    is that user's whatever the owner's type (Kafka's token cache names
+    the owner, its principal builder makes a User of the name), so an
+    ALLOW on every user with a DENY on User:bob must refuse Group:bob too,
+    which Kafka's check alone lets through."""
+    if not authorize.allowed(context, AclOperation.CREATE_TOKENS, ResourceType.USER, owner):
+        return False
+    session = f"{USER_TYPE}:{principal_name(owner)}"
+    if principal_type(owner) == USER_TYPE or session == context.identity.principal:
+        return True
+    return authorize.allowed(context, AclOperation.CREATE_TOKENS, ResourceType.USER, session)
 
 
 def _expiry(code: KafkaCode, expiry_ms: int = ERROR_TIMESTAMP) -> dict[str, Any]:
