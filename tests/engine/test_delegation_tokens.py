@@ -356,3 +356,18 @@ def test_tidelog_users_lists_tokens_without_their_hmacs_and_removes_one(
     assert "no delegation token" in capsys.readouterr().err
     with engine.open(data, config=config()) as reopened:
         assert [t.token_id for t in reopened.delegation_tokens.tokens()] == [kept.token_id]
+
+
+def test_tidelog_users_lists_a_token_whose_max_timestamp_no_calendar_holds(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """delegation.token.max.lifetime.ms takes any long, as Kafka's: a max
+    timestamp past year 9999 is listed in ms since the epoch."""
+    data = tmp_path / "node"
+    with engine.open(data, config=config(max_lifetime_ms=2**63 - 1)) as opened:
+        made, _ = opened.delegation_tokens.create(ALICE, ALICE, [])
+    assert made.max_timestamp_ms == 2**63 - 1
+    assert main(["users", "--data-dir", str(data), "tokens"]) == 0
+    [line] = capsys.readouterr().out.splitlines()
+    assert line.startswith(f"{made.token_id}: owner User:alice,")
+    assert line.endswith(f"at most {2**63 - 1} ms since the epoch")
