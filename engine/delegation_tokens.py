@@ -22,6 +22,7 @@ every ``delegation.token.expiry.check.interval.ms``.
 from __future__ import annotations
 
 import base64
+import hashlib
 import hmac
 import logging
 import threading
@@ -44,6 +45,8 @@ DEFAULT_MAX_LIFETIME_MS = 7 * 24 * 60 * 60 * 1000
 """Kafka's delegation.token.max.lifetime.ms: no renewal takes a token past this."""
 DEFAULT_EXPIRY_CHECK_INTERVAL_MS = 60 * 60 * 1000
 """Kafka's delegation.token.expiry.check.interval.ms: how often expired tokens are removed."""
+MAX_TIMESTAMP_MS = 2**63 - 1
+"""The latest timestamp the token APIs carry (an int64)."""
 ERROR_TIMESTAMP = -1
 """The timestamps an answer carries with an error (Kafka's
 DelegationTokenManager.ErrorTimestamp)."""
@@ -146,6 +149,16 @@ class TokenInformation:
         the requester too)."""
         return principal in (self.owner, self.requester) or principal in self.renewers
 
+    def any_of(self, principals: frozenset[str] | set[str]) -> bool:
+        """Whether any of ``principals`` is the owner, requester or a renewer
+        (Kafka's filterToken over the owners asked for): one pass over the
+        renewers, however many principals are asked about."""
+        return (
+            self.owner in principals
+            or self.requester in principals
+            or not principals.isdisjoint(self.renewers)
+        )
+
     def may_renew(self, principal: str) -> bool:
         """Who may renew or expire it (Kafka's allowedToRenew)."""
         return principal == self.owner or principal in self.renewers
@@ -204,10 +217,26 @@ def token_hmac(secret_key: str, token_id: str) -> bytes:
     return hmac.digest(secret_key.encode(), token_id.encode(), "sha512")
 
 
+SECRET_CHECK_LABEL = b"tidelog delegation token secret"
+SECRET_CHECK_ITERATIONS = MIN_ITERATIONS
+"""As many as a token's credentials take: whoever reads the catalog may
+test guesses of the secret against either, and a check of one HMAC
+would make that 4096 times cheaper than against the credentials."""
+
+
 def secret_check(secret_key: str) -> bytes:
     """A value that tells whether a token was made under ``secret_key``
-    without keeping the secret: 16 bytes of an HMAC of a fixed label."""
-    return hmac.digest(secret_key.encode(), b"tidelog delegation token secret", "sha256")[:16]
+    without keeping the secret: 16 bytes of PBKDF2-HMAC-SHA256 of the
+    secret over a fixed label, computed once per engine."""
+    derived = hashlib.pbkdf2_hmac(
+        "sha256", secret_key.encode(), SECRET_CHECK_LABEL, SECRET_CHECK_ITERATIONS
+    )
+    return derived[:16]
+
+
+def _digest_key(digest: bytes) -> bytes:
+    """What the HMAC index keys a token by: a hash of its HMAC, not the HMAC."""
+    return hashlib.sha256(digest).digest()
 
 
 def delegation_token_record(tokens: Sequence[StoredToken]) -> list[Any]:
@@ -240,6 +269,15 @@ class DelegationTokens:
         """Held from a token's read to the write of its change: a renewal
         and a sweep never both write from the same read."""
         self._check = secret_check(config.secret_key) if config.secret_key else b""
+        self._by_digest: dict[bytes, str] = {}
+        """Token ids by a hash of their HMAC (Kafka's tokenForHmac map), so
+        that a Renew or Expire finds its token without an HMAC per token
+        kept; the HMACs themselves are not kept, here either. Held with
+        the lock. Ids of removed tokens stay until a rebuild: a lookup
+        checks the id is still kept."""
+        self._indexed: Mapping[str, list[Any]] | None = None
+        """The catalog's map the index was last brought up to date with."""
+        self._indexed_ids: set[str] = set()
 
     @property
     def enabled(self) -> bool:
@@ -281,7 +319,8 @@ class DelegationTokens:
         lifetime = self.config.max_lifetime_ms
         if max_lifetime_ms > 0:
             lifetime = min(lifetime, max_lifetime_ms)
-        max_timestamp = now + lifetime
+        # Kafka's setting takes any long; the timestamp is an int64 on the wire
+        max_timestamp = min(now + lifetime, MAX_TIMESTAMP_MS)
         expiry = min(max_timestamp, now + self.config.expiry_time_ms)
         token_id = str(uuid.uuid4())
         digest = token_hmac(secret, token_id)
@@ -301,11 +340,31 @@ class DelegationTokens:
         return info, digest
 
     def _by_hmac(self, digest: bytes) -> StoredToken:
+        """The token of ``digest``, made under the secret in force: one
+        hash and one HMAC, however many tokens are kept (held with the lock)."""
         secret = self._secret()
-        for token in self._valid().values():
-            if hmac.compare_digest(token_hmac(secret, token.info.token_id), digest):
-                return token
-        raise DelegationTokenNotFound
+        tokens = self._tokens()
+        if tokens is not self._indexed:  # the catalog changed: index what is new
+            self._index(secret, tokens)
+        token_id = self._by_digest.get(_digest_key(digest))
+        raw = None if token_id is None else tokens.get(token_id)
+        if raw is None:
+            raise DelegationTokenNotFound
+        token = StoredToken.from_wire(raw)
+        if not (
+            hmac.compare_digest(token.secret_check, self._check)
+            and hmac.compare_digest(token_hmac(secret, token.info.token_id), digest)
+        ):
+            raise DelegationTokenNotFound
+        return token
+
+    def _index(self, secret: str, tokens: Mapping[str, list[Any]]) -> None:
+        if len(self._indexed_ids) > 2 * len(tokens) + 64:  # mostly removed ones: start over
+            self._by_digest, self._indexed_ids = {}, set()
+        for token_id in tokens.keys() - self._indexed_ids:
+            self._by_digest[_digest_key(token_hmac(secret, token_id))] = token_id
+            self._indexed_ids.add(token_id)
+        self._indexed = tokens
 
     def _renewable(self, principal: str, digest: bytes) -> StoredToken:
         """The token of ``digest``, live, that ``principal`` may renew or
@@ -366,6 +425,11 @@ class DelegationTokens:
     def count(self) -> int:
         """How many tokens the catalog holds (expired ones not swept yet too)."""
         return len(self._tokens())
+
+    def renewers_kept(self) -> int:
+        """How many renewers the catalog's tokens name together: one look
+        at each token, not at its renewers."""
+        return sum(len(raw[3]) for raw in self._tokens().values())
 
     def stored(self) -> list[TokenInformation]:
         """Every token the catalog holds, expired or made under another

@@ -84,16 +84,23 @@ def _password(args: argparse.Namespace) -> str:
     return password
 
 
+def _timestamp(ms: int) -> str:
+    """A token's timestamp in UTC, or in ms since the epoch past what a
+    calendar holds (the max lifetime setting takes any long, as Kafka's)."""
+    try:
+        return f"{datetime.fromtimestamp(ms / 1000, UTC):%Y-%m-%dT%H:%M:%SZ}"
+    except (OverflowError, ValueError, OSError):
+        return f"{ms} ms since the epoch"
+
+
 def describe_token(info: TokenInformation, now_ms: int) -> str:
     """One line of ``tidelog users tokens``: never the HMAC."""
-    expiry = datetime.fromtimestamp(info.expiry_timestamp_ms / 1000, UTC)
-    max_time = datetime.fromtimestamp(info.max_timestamp_ms / 1000, UTC)
     renewers = ", ".join(info.renewers) or "none"
     state = " (expired)" if info.expired(now_ms) else ""
     return (
         f"{info.token_id}: owner {info.owner}, requested by {info.requester},"
-        f" renewers {renewers}, expires {expiry:%Y-%m-%dT%H:%M:%SZ}{state},"
-        f" at most {max_time:%Y-%m-%dT%H:%M:%SZ}"
+        f" renewers {renewers}, expires {_timestamp(info.expiry_timestamp_ms)}{state},"
+        f" at most {_timestamp(info.max_timestamp_ms)}"
     )
 
 

@@ -48,10 +48,12 @@ def body_offset(header: RequestHeader, frame: memoryview) -> int:
 def decode_request(header: RequestHeader, frame: memoryview) -> Any:
     """The request body as a kio entity of the header's API and version."""
     offset = body_offset(header, frame)
-    _shape_check(request_schema(header.api_key, header.api_version))(Cursor(frame, offset))
+    walk = _Walk(frame, offset)
+    _shape_check(request_schema(header.api_key, header.api_version))(walk)
+    # kio's native readers take read-only buffers only.
+    readable = frame.toreadonly() if not walk.beyond else _saturated(frame, walk.beyond)
     try:
-        # kio's native readers take read-only buffers only.
-        entity, _size = _reader(header.api_key, header.api_version)(frame.toreadonly(), offset)
+        entity, _size = _reader(header.api_key, header.api_version)(readable, offset)
     except MalformedRequest:
         raise
     except Exception as error:  # kio raises DecodeError, ValueError and friends
@@ -71,7 +73,47 @@ def decode_request(header: RequestHeader, frame: memoryview) -> Any:
 # also refuses null for fields the schema does not let be null, as Kafka's
 # own readers do (kio would hand the handler a None).
 
-_Check = Callable[[Cursor], None]
+
+class _Walk(Cursor):
+    """The shape check's cursor: also where the body holds a duration kio
+    cannot read (``beyond``)."""
+
+    __slots__ = ("beyond",)
+
+    def __init__(self, data: memoryview, offset: int = 0, beyond: list[int] | None = None) -> None:
+        super().__init__(data, offset)
+        self.beyond: list[int] = [] if beyond is None else beyond
+
+
+_Check = Callable[[_Walk], None]
+
+DURATION_LIMIT_MS = 9_223_372_036_854_775
+"""The longest int64 duration (ms) kio reads, either sign: a timedelta of
+2**63 - 1 microseconds, some 292,000 years. Kafka reads any int64 in such
+a field (CreateDelegationToken's max_lifetime_ms, Renew's and Expire's
+periods, OffsetCommit's retention_time_ms) and caps it or takes its sign;
+one beyond this limit is read as the limit, which keeps both, rather than
+refused as a request that does not decode."""
+_INT64 = struct.Struct(">q")
+
+
+def _duration_check(cursor: _Walk) -> None:
+    start = cursor.offset
+    _skip(cursor, 8)
+    (value,) = _INT64.unpack_from(cursor.data, start)
+    if abs(value) > DURATION_LIMIT_MS:
+        cursor.beyond.append(start)
+
+
+def _saturated(frame: memoryview, offsets: list[int]) -> memoryview:
+    """A read-only copy of ``frame`` whose int64 durations at ``offsets`` are
+    brought within DURATION_LIMIT_MS, their sign kept."""
+    copy = bytearray(frame)
+    for at in offsets:
+        (value,) = _INT64.unpack_from(copy, at)
+        _INT64.pack_into(copy, at, DURATION_LIMIT_MS if value > 0 else -DURATION_LIMIT_MS)
+    return memoryview(bytes(copy))
+
 
 _FIXED_SIZES = {
     "int8": 1,
@@ -107,7 +149,7 @@ def _null(nullable: bool) -> None:
 
 
 def _sized_check(flexible: bool, wide: bool, nullable: bool) -> _Check:
-    def check(cursor: Cursor) -> None:
+    def check(cursor: _Walk) -> None:
         size = cursor.length(flexible, wide)
         if size > 0:
             _skip(cursor, size)
@@ -118,7 +160,7 @@ def _sized_check(flexible: bool, wide: bool, nullable: bool) -> _Check:
 
 
 def _array_check(item: _Check, flexible: bool, nullable: bool) -> _Check:
-    def check(cursor: Cursor) -> None:
+    def check(cursor: _Walk) -> None:
         count = cursor.length(flexible)
         if count < 0:
             _null(nullable)
@@ -132,7 +174,7 @@ def _array_check(item: _Check, flexible: bool, nullable: bool) -> _Check:
 
 
 def _nullable_struct_check(struct_check: _Check) -> _Check:
-    def check(cursor: Cursor) -> None:
+    def check(cursor: _Walk) -> None:
         _skip(cursor, 1)
         if cursor.data[cursor.offset - 1] < 0x80:  # -1 (null) or 1
             struct_check(cursor)
@@ -155,7 +197,9 @@ def _field_check(field: dataclasses.Field[Any], flexible: bool) -> _Check:
     else:
         kafka_type = field.metadata["kafka_type"]
         size = _FIXED_SIZES.get(kafka_type)
-        if size is not None:
+        if kafka_type == "timedelta_i64":
+            item = _duration_check
+        elif size is not None:
             item = _fixed_check(size)
         elif kafka_type in ("string", "bytes", "records"):
             item = _sized_check(flexible, kafka_type != "string", nullable and not is_array)
@@ -179,7 +223,7 @@ def _shape_check(schema: type) -> _Check:
         else:
             tagged[int(tag)] = field_check
 
-    def check(cursor: Cursor) -> None:
+    def check(cursor: _Walk) -> None:
         for walk in plain:
             walk(cursor)
         if not flexible:
@@ -190,7 +234,7 @@ def _shape_check(schema: type) -> _Check:
             start = cursor.offset
             _skip(cursor, size)
             if known is not None:
-                known(Cursor(cursor.data[: cursor.offset], start))
+                known(_Walk(cursor.data[: cursor.offset], start, cursor.beyond))
 
     return check
 

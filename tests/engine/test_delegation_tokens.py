@@ -20,6 +20,7 @@ import pytest
 
 import engine
 from engine import catalog as catalog_module
+from engine import delegation_tokens as delegation_tokens_module
 from engine.catalog import read_records
 from engine.cli.main import main
 from engine.clock import ManualClock
@@ -188,6 +189,20 @@ def test_the_catalog_never_holds_the_hmac(opened: Engine) -> None:
     assert SECRET.encode() not in written
 
 
+def test_a_guessed_secret_costs_as_much_to_test_against_the_check_as_against_a_credential(
+    opened: Engine,
+) -> None:
+    """Whoever reads the catalog (the bucket) may test guesses of the secret,
+    which makes every token's HMAC, against what a token keeps: its
+    credentials take a guess an HMAC and 4096 PBKDF2 iterations, and so
+    does its secret check (not a single HMAC)."""
+    info, _ = opened.delegation_tokens.create(ALICE, ALICE, [])
+    kept = opened.catalog.state.delegation_tokens[info.token_id][7]
+    label = b"tidelog delegation token secret"
+    assert kept == hashlib.pbkdf2_hmac("sha256", SECRET.encode(), label, 4096)[:16]
+    assert kept != hmac.digest(SECRET.encode(), label, "sha256")[:16]
+
+
 def test_tokens_survive_a_restart_and_a_snapshot_and_another_secret_voids_them(
     tmp_path: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -218,6 +233,46 @@ def test_tokens_survive_a_restart_and_a_snapshot_and_another_secret_voids_them(
         assert other.delegation_tokens.sweep() == []  # kept for the secret set back
     with engine.open(tmp_path / "node", config=config(), clock=clock) as back:
         assert [t.token_id for t in back.delegation_tokens.tokens()] == [kept.token_id]
+
+
+def test_a_renewal_or_expiry_computes_one_hmac_however_many_tokens_are_kept(
+    opened: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Kafka finds a token by its HMAC in a map (DelegationTokenCache's
+    tokenForHmac): a Renew or Expire, even of an HMAC no token has, costs
+    no HMAC per token kept, once the tokens are known."""
+    tokens = opened.delegation_tokens
+    made = [tokens.create(ALICE, ALICE, [BOB]) for _ in range(40)]
+    computed = []
+    real = delegation_tokens_module.token_hmac
+
+    def counted(secret_key: str, token_id: str) -> bytes:
+        computed.append(token_id)
+        return real(secret_key, token_id)
+
+    monkeypatch.setattr(delegation_tokens_module, "token_hmac", counted)
+    with pytest.raises(DelegationTokenNotFound):
+        tokens.renew(ALICE, bytes(64))
+    computed.clear()
+    for _ in range(5):
+        with pytest.raises(DelegationTokenNotFound):
+            tokens.renew(ALICE, bytes(64))
+        with pytest.raises(DelegationTokenNotFound):
+            tokens.expire(ALICE, b"\x01" * 64, -1)
+    assert computed == []
+    info, digest = made[17]
+    tokens.renew(BOB, digest, HOUR)
+    assert computed == [info.token_id]  # the one found, its HMAC checked again
+    computed.clear()
+    other, other_digest = made[3]
+    assert tokens.expire(ALICE, other_digest, -1) == -1  # after a change: still the one
+    assert computed == [other.token_id]
+    fresh, fresh_digest = tokens.create(ALICE, ALICE, [])
+    computed.clear()
+    tokens.renew(ALICE, fresh_digest, HOUR)  # a token made since: its HMAC only
+    assert set(computed) == {fresh.token_id}
+    with pytest.raises(DelegationTokenNotFound):
+        tokens.renew(ALICE, other_digest)  # expired at once: gone
 
 
 def test_the_sweep_removes_expired_tokens_for_good(
@@ -301,3 +356,18 @@ def test_tidelog_users_lists_tokens_without_their_hmacs_and_removes_one(
     assert "no delegation token" in capsys.readouterr().err
     with engine.open(data, config=config()) as reopened:
         assert [t.token_id for t in reopened.delegation_tokens.tokens()] == [kept.token_id]
+
+
+def test_tidelog_users_lists_a_token_whose_max_timestamp_no_calendar_holds(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """delegation.token.max.lifetime.ms takes any long, as Kafka's: a max
+    timestamp past year 9999 is listed in ms since the epoch."""
+    data = tmp_path / "node"
+    with engine.open(data, config=config(max_lifetime_ms=2**63 - 1)) as opened:
+        made, _ = opened.delegation_tokens.create(ALICE, ALICE, [])
+    assert made.max_timestamp_ms == 2**63 - 1
+    assert main(["users", "--data-dir", str(data), "tokens"]) == 0
+    [line] = capsys.readouterr().out.splitlines()
+    assert line.startswith(f"{made.token_id}: owner User:alice,")
+    assert line.endswith(f"at most {2**63 - 1} ms since the epoch")

@@ -10,6 +10,7 @@ document's rules.
 from __future__ import annotations
 
 import base64
+import hashlib
 import hmac
 import re
 from collections.abc import Hashable
@@ -95,8 +96,12 @@ TOKEN_SECRET = "the spec's token secret"
 def doc_token(token_id: str, owner: str, renewers: list[str], expiry_ms: int) -> list[Any]:
     """A delegation token as the document shapes it, made under TOKEN_SECRET:
     its secret check and its credentials derived as the document says."""
-    label = re.search(r"HMAC-SHA256 of the label\s+`([^`]+)`", TEXT).group(1)  # type: ignore[union-attr]
-    check = hmac.digest(TOKEN_SECRET.encode(), label.encode(), "sha256")[:16]
+    found = re.search(
+        r"PBKDF2-HMAC-SHA256 of.*?over the salt\s+`([^`]+)` at (\d+) iterations", TEXT, re.S
+    )
+    assert found is not None
+    label, iterations = found.group(1), int(found.group(2))
+    check = hashlib.pbkdf2_hmac("sha256", TOKEN_SECRET.encode(), label.encode(), iterations)[:16]
     digest = hmac.digest(TOKEN_SECRET.encode(), token_id.encode(), "sha512")
     password = base64.b64encode(digest).decode()
     credentials = {

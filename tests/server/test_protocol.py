@@ -8,6 +8,7 @@ IndexError or struct.error. No server process: these are unit properties."""
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import io
 import itertools
 import struct
@@ -26,7 +27,13 @@ from engine.protocol.apis import (
     response_header_is_flexible,
     response_schema,
 )
-from engine.protocol.codec import Encoded, decode_request, encode_response, with_throttle_time
+from engine.protocol.codec import (
+    DURATION_LIMIT_MS,
+    Encoded,
+    decode_request,
+    encode_response,
+    with_throttle_time,
+)
 from engine.protocol.encoder import encode
 from engine.protocol.errors import MalformedRequest
 from engine.protocol.frames import (
@@ -409,6 +416,21 @@ def test_null_in_a_non_nullable_field_is_malformed(api_key: int, version: int, b
     frame = memoryview(bytearray(head + body))
     with pytest.raises(MalformedRequest, match="non-nullable"):
         decode_request(parse_header(frame), frame)
+
+
+@given(period_ms=st.integers(-(2**63), 2**63 - 1))
+@settings(max_examples=60)
+def test_any_int64_duration_decodes_within_the_limit_its_sign_kept(period_ms: int) -> None:
+    """Kafka reads any int64 in a duration field (RenewDelegationToken's
+    renew_period_ms here); kio reads none beyond some 292,000 years."""
+    head = header_bytes(39, 2, 7, flexible=True)
+    body = b"\x02\x2a" + struct.pack(">q", period_ms) + b"\x00"  # hmac b"*", the period, no tags
+    frame = memoryview(bytearray(head + body))
+    decoded = decode_request(parse_header(frame), frame)
+    expected = max(-DURATION_LIMIT_MS, min(DURATION_LIMIT_MS, period_ms))
+    assert decoded.renew_period == datetime.timedelta(milliseconds=expected)
+    assert bytes(decoded.hmac) == b"*"
+    assert bytes(frame[len(head) + 2 : len(head) + 10]) == struct.pack(">q", period_ms)
 
 
 def _round_trip(request: Any) -> Any:

@@ -256,6 +256,29 @@ def test_scram_without_tokenauth_never_looks_up_a_token_and_with_it_never_a_user
     assert user.credential_expires_ms is None
 
 
+@pytest.mark.parametrize(
+    ("extensions", "as_token"),
+    [
+        (b"tokenauth=false,tokenauth=true", True),
+        (b"tokenauth=true,tokenauth=false", False),
+        (b"tokenauth=true,other=1,tokenauth=TRUE", True),
+    ],
+)
+def test_tokenauth_named_twice_is_read_as_its_last_value(extensions: bytes, as_token: bool) -> None:
+    """Kafka's ScramExtensions reads the extensions into a map, each name's
+    last value winning (Utils.parseMap)."""
+    credential = new_credential("SCRAM-SHA-512", "secret")
+    login = TokenLogin(credential, "User:bob", 1)
+    server = ScramServer(
+        "SCRAM-SHA-512",
+        lambda u, m: credential if u == "alice" else None,
+        tokens=lambda t, m: login if t == "alice" else None,
+    )
+    _exchange(server, "alice", "secret", extensions)
+    assert server.token_authenticated is as_token
+    assert server.principal == ("User:bob" if as_token else "User:alice")
+
+
 def test_a_token_of_an_owner_of_another_type_logs_in_as_the_user_of_its_name() -> None:
     """Kafka's DelegationTokenCache.owner gives the principal builder the
     owner's name, and it makes a User of it."""

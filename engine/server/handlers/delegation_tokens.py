@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from engine.authorization import ANONYMOUS, AclOperation, ResourceType
 from engine.delegation_tokens import (
     ERROR_TIMESTAMP,
+    USER_TYPE,
     TokenInformation,
     principal_name,
     principal_type,
@@ -44,6 +45,9 @@ if TYPE_CHECKING:
 MANY_TOKENS = 1_000
 """Past this many tokens, a Describe is answered on the admin thread: each
 token is read from its catalog form and authorized."""
+MANY_RENEWERS = 10_000
+"""Past this many renewers among the tokens, too: each is matched, answered
+and encoded, and a Create may name as many as its bytes hold."""
 
 
 def tokens_allowed(context: RequestContext) -> bool:
@@ -97,12 +101,18 @@ def handle_create_delegation_token(
     owner = requester
     owner_name = getattr(request, "owner_principal_name", None)
     if owner_name:  # v3; null or empty: the requester, as Kafka
-        owner = f"{getattr(request, 'owner_principal_type', None)}:{owner_name}"
+        owner_type = getattr(request, "owner_principal_type", None)
+        if owner_type is None:
+            # Kafka's ControllerApis makes a KafkaPrincipal of it, which
+            # refuses a null type before any other check: the request fails
+            # as a whole (CreateDelegationTokenRequest.getErrorResponse).
+            # Taken as a type, "None:<name>" would log in as User:<name>
+            # past any ACL on that user.
+            return _created(KafkaCode.UNKNOWN_SERVER_ERROR, ANONYMOUS, ANONYMOUS)
+        owner = f"{owner_type}:{owner_name}"
     if not tokens_allowed(context):
         return _created(KafkaCode.DELEGATION_TOKEN_REQUEST_NOT_ALLOWED, owner, requester)
-    if owner != requester and not authorize.allowed(
-        context, AclOperation.CREATE_TOKENS, ResourceType.USER, owner
-    ):
+    if owner != requester and not _may_create_for(context, owner):
         return _created(KafkaCode.DELEGATION_TOKEN_AUTHORIZATION_FAILED, owner, requester)
     renewers = [f"{r.principal_type}:{r.principal_name}" for r in request.renewers]
     try:
@@ -112,6 +122,21 @@ def handle_create_delegation_token(
     except EngineError as error:  # off, a renewer not a User, or the store failed
         return _created(error.code, owner, requester)
     return _created(KafkaCode.NONE, owner, requester, info, digest)
+
+
+def _may_create_for(context: RequestContext, owner: str) -> bool:
+    """CREATE_TOKENS on the owner's User resource (Kafka's check), and on
+    User:<its name> when the owner is of another type: the token's session
+    is that user's whatever the owner's type (Kafka's token cache names
+    the owner, its principal builder makes a User of the name), so an
+    ALLOW on every user with a DENY on User:bob must refuse Group:bob too,
+    which Kafka's check alone lets through."""
+    if not authorize.allowed(context, AclOperation.CREATE_TOKENS, ResourceType.USER, owner):
+        return False
+    session = f"{USER_TYPE}:{principal_name(owner)}"
+    if principal_type(owner) == USER_TYPE or session == context.identity.principal:
+        return True
+    return authorize.allowed(context, AclOperation.CREATE_TOKENS, ResourceType.USER, session)
 
 
 def _expiry(code: KafkaCode, expiry_ms: int = ERROR_TIMESTAMP) -> dict[str, Any]:
@@ -174,7 +199,8 @@ def handle_expire_delegation_token(
 def handle_describe_delegation_token(
     context: RequestContext, request: DescribeDelegationTokenRequest
 ) -> Response:
-    if context.engine.delegation_tokens.count() > MANY_TOKENS:
+    tokens = context.engine.delegation_tokens
+    if tokens.count() > MANY_TOKENS or tokens.renewers_kept() > MANY_RENEWERS:
         return off_loop(context, lambda: _describe(context, request))
     return _describe(context, request)
 
@@ -199,7 +225,7 @@ def _describe(context: RequestContext, request: DescribeDelegationTokenRequest) 
     principal = context.identity.principal
     described = []
     for info in tokens.tokens():
-        if owners is not None and not any(info.owner_or_renewer(o) for o in owners):
+        if owners is not None and not info.any_of(owners):
             continue  # Kafka's filterToken: not among those asked for
         if not (
             info.owner_or_renewer(principal)

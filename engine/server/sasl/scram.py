@@ -56,14 +56,14 @@ ScramLoginModule.TOKEN_AUTH_CONFIG)."""
 
 def token_authenticated(extensions: bytes | None) -> bool:
     """Whether the client-first message's extensions carry
-    ``tokenauth=true`` (any case, as Kafka's ScramExtensions reads it)."""
-    if not extensions:
-        return False
-    for extension in extensions.split(b","):
-        name, _, value = extension.partition(b"=")
+    ``tokenauth=true`` (any case, as Kafka's ScramExtensions reads it; of
+    a name given twice the last value, as its map keeps)."""
+    value = b""
+    for extension in (extensions or b"").split(b","):
+        name, _, given = extension.partition(b"=")
         if name == TOKEN_AUTH:
-            return value.lower() == b"true"
-    return False
+            value = given
+    return value.lower() == b"true"
 
 
 def _sasl_name(raw: bytes) -> str:
