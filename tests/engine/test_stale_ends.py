@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 import engine
+from engine.clock import ManualClock
 from engine.errors import (
     ConcurrentTransactions,
     InvalidProducerIdMapping,
@@ -301,3 +302,44 @@ def test_an_add_meeting_a_state_write_is_told_to_retry_before_it_is_checked(
     assert ending.result(TIMEOUT) == (pid, epoch)
     assert coordinator.describe("app").partitions == frozenset()
     assert values(e, "t", "read_committed") == [b"a"]
+
+
+def test_an_end_at_the_epoch_a_fence_left_is_fenced_not_bumped_past_int16(
+    engine_factory: EngineFactory,
+) -> None:
+    """A timeout's abort at the last epoch handed out fences with the one
+    after it (MAX_EPOCH), which no producer is given. A v2 EndTxn carrying
+    it, after an add at it, was let through and bumped the epoch past int16:
+    the markers could never be written, and the transaction stayed in
+    PrepareCommit for good (its partition's last stable offset held below
+    the records, every InitProducerId answered CONCURRENT_TRANSACTIONS),
+    across restarts too. It is PRODUCER_FENCED, and the transaction opened
+    at that epoch is aborted by its timeout as any other."""
+    clock = ManualClock()
+    e = engine_factory(clock=clock)  # the timed-out check runs every 10 s
+    e.create_topic("t", 1)
+    client = TV2Client(e, "app", timeout_ms=200)
+    at_epoch(e, "app", LAST)
+    e.close()
+    e = engine_factory(clock=clock)
+    client.engine, client.epoch = e, LAST
+    client.begin(("t", 0))
+
+    def aborted() -> bool:
+        return e.transactions.describe("app").state is TxnState.COMPLETE_ABORT
+
+    clock.advance(10)
+    wait_for(aborted, "the timed-out transaction to be aborted")
+    assert e.transactions.describe("app").producer_epoch == MAX_EPOCH
+    client.epoch = MAX_EPOCH  # the fence's epoch, as a request may carry it
+    client.begin(("t", 0))  # Kafka's add takes it: it is the current one
+    client.send("t", 0, b"a")
+    for commit in (True, False):
+        with pytest.raises(ProducerFenced):
+            client.ended(commit, client.producer_id, MAX_EPOCH)
+    clock.advance(10)
+    wait_for(aborted, "the transaction opened at the fence's epoch to be aborted")
+    assert values(e, "t", "read_committed") == []
+    assert e.partition("t", 0).last_stable_offset == e.offsets("t", 0)[1]
+    new, epoch = e.transactions.init_producer_id("app", 60_000).result(TIMEOUT)
+    assert (new != client.producer_id, epoch) == (True, 0)  # the id moves on
