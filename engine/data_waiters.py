@@ -211,10 +211,12 @@ class DataWaiters:
     def log_start_moved(self, leader: Partition) -> None:
         """The partition's log start moved (DeleteRecords): a wait whose
         caller read below it ends now, and the read again answers
-        OFFSET_OUT_OF_RANGE, as Kafka's DelayedFetch completes a fetch whose
-        partition no longer holds its offset. Counted as a growth, so that a
-        wait registering meanwhile looks at the partition; only the waits
-        read below the new start are woken, the others go on waiting."""
+        OFFSET_OUT_OF_RANGE. Kafka's DelayedFetch never looks at the log
+        start: its read answers the same at the fetch's next completion
+        (data past the offset, or max_wait); here it is answered at once,
+        the same answer sooner (docs/design/0090). Counted as a growth, so
+        that a wait registering meanwhile looks at the partition; only the
+        waits read below the new start are woken, the others go on waiting."""
         stream_id = leader.stream_id
         log_start = leader.log_start_offset
         with self._growth_lock:

@@ -562,13 +562,25 @@ class TransactionCoordinator:
     def _current(
         self, transactional_id: str, producer_id: int, producer_epoch: int
     ) -> TransactionMetadata:
-        """The id's state for a request from (producer id, epoch); raises
-        Kafka's error if it is not that producer's, or is busy. Under the lock."""
+        """The id's state for an add from (producer id, epoch); raises
+        Kafka's error if it is busy or not that producer's. Under the lock.
+
+        Kafka 4.0's handleAddPartitionsToTransaction asks about a state
+        write in flight first, before the producer id and epoch: the write
+        may be the one that gives the producer its new id or epoch, which
+        must not fence it. Markers being written (a Prepare state, held
+        here until complete) are answered after the checks, from the
+        state, as Kafka answers them (engine/transactions/ending.py)."""
+        meta = self._table.get(transactional_id)
+        if (
+            meta is not None
+            and meta.state not in PREPARED
+            and self._table.is_pending(transactional_id)
+        ):
+            raise ConcurrentTransactions(f"transactional id {transactional_id!r} is busy")
         meta = self._mapped(transactional_id, producer_id)
         if meta.producer_epoch != producer_epoch:
             raise ProducerFenced(transactional_id, producer_epoch, meta.producer_epoch)
-        if self._table.is_pending(transactional_id):
-            raise ConcurrentTransactions(f"transactional id {transactional_id!r} is busy")
         return meta
 
     # -- lifecycle ----------------------------------------------------------------------

@@ -112,7 +112,11 @@ def _v2_step(
         valid = bump_retry or overflow_retry or epoch == meta.producer_epoch
     else:  # Ongoing, Empty
         valid = epoch == meta.producer_epoch
-    if not valid:
+    # MAX_EPOCH is a fence's (a timeout's abort at the last epoch handed
+    # out), never a producer's: an end at the last epoch moves the id to a
+    # new producer id instead. Let through, a request carrying it would be
+    # bumped past the int16 its markers carry, and never complete.
+    if not valid or epoch >= MAX_EPOCH:
         raise ProducerFenced(meta.transactional_id, epoch, meta.producer_epoch)
     retry = bump_retry or overflow_retry
     if state is TxnState.ONGOING:

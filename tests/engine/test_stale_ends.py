@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 import engine
+from engine.clock import ManualClock
 from engine.errors import (
     ConcurrentTransactions,
     InvalidProducerIdMapping,
@@ -151,9 +152,8 @@ def test_a_v1_end_of_the_moved_from_producer_id_is_another_producers(
         ended_v1(e, True, old, LAST)
 
 
-@pytest.fixture
-def markers_held(monkeypatch: pytest.MonkeyPatch) -> Iterator[threading.Event]:
-    """Markers are written only once the event is set."""
+def hold_markers(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
+    """From now on markers are written only once the event is set."""
     released = threading.Event()
     write_markers = TransactionCompleter._write_markers
 
@@ -162,6 +162,13 @@ def markers_held(monkeypatch: pytest.MonkeyPatch) -> Iterator[threading.Event]:
         write_markers(self, *args)
 
     monkeypatch.setattr(TransactionCompleter, "_write_markers", held)
+    return released
+
+
+@pytest.fixture
+def markers_held(monkeypatch: pytest.MonkeyPatch) -> Iterator[threading.Event]:
+    """Markers are written only once the event is set."""
+    released = hold_markers(monkeypatch)
     yield released
     released.set()
 
@@ -244,3 +251,95 @@ def test_an_empty_transactional_id_is_an_invalid_request(engine_factory: EngineF
         coordinator.add_offsets("", 0, 0, "group")
     with pytest.raises(InvalidTransactionRequest):
         coordinator.verify_partitions("", 0, 0, tp)
+
+
+def test_an_add_meeting_a_state_write_is_told_to_retry_before_it_is_checked(
+    engine_factory: EngineFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Kafka 4.0's handleAddPartitionsToTransaction (AddPartitionsToTxn and
+    AddOffsetsToTxn) asks about a state write in flight before the producer
+    id and epoch, as its v2 endTransaction does: a producer that gets a new
+    id or epoch from a write must not be fenced by it. A stale epoch or
+    another producer id meeting a write was answered PRODUCER_FENCED or
+    INVALID_PRODUCER_ID_MAPPING. While the markers are written the checks
+    come first again, then the Prepare state's CONCURRENT_TRANSACTIONS."""
+    e = engine_factory()
+    e.create_topic("t", 2)
+    client = TV2Client(e, "app")
+    client.begin(("t", 0))
+    client.commit()  # an epoch before the current one
+    pid, epoch = client.producer_id, client.epoch
+    client.begin(("t", 0))
+    coordinator = e.transactions
+    stale = ((pid, epoch - 1), (pid + 1000, epoch))
+    with coordinator._table.lock:
+        coordinator._table.hold("app")
+    try:
+        for producer in stale:
+            for version in (0, TV_2):
+                with pytest.raises(ConcurrentTransactions):
+                    coordinator.add_partitions(
+                        "app", *producer, [TopicPartition("t", 1)], version
+                    ).result(TIMEOUT)
+                with pytest.raises(ConcurrentTransactions):
+                    coordinator.add_offsets("app", *producer, "g", version).result(TIMEOUT)
+    finally:
+        with coordinator._table.lock:
+            coordinator._table.release("app")
+    client.send("t", 0, b"a")
+    released = hold_markers(monkeypatch)
+    ending = coordinator.end_transaction("app", pid, epoch, True, 0)
+    try:
+        wait_for(lambda: coordinator.describe("app").state is TxnState.PREPARE_COMMIT, "prepare")
+        with pytest.raises(ProducerFenced):
+            coordinator.add_partitions("app", pid, epoch - 1, [TopicPartition("t", 1)])
+        with pytest.raises(InvalidProducerIdMapping):
+            coordinator.add_offsets("app", pid + 1000, epoch, "g")
+        with pytest.raises(ConcurrentTransactions):
+            coordinator.add_partitions("app", pid, epoch, [TopicPartition("t", 1)])
+    finally:
+        released.set()
+    assert ending.result(TIMEOUT) == (pid, epoch)
+    assert coordinator.describe("app").partitions == frozenset()
+    assert values(e, "t", "read_committed") == [b"a"]
+
+
+def test_an_end_at_the_epoch_a_fence_left_is_fenced_not_bumped_past_int16(
+    engine_factory: EngineFactory,
+) -> None:
+    """A timeout's abort at the last epoch handed out fences with the one
+    after it (MAX_EPOCH), which no producer is given. A v2 EndTxn carrying
+    it, after an add at it, was let through and bumped the epoch past int16:
+    the markers could never be written, and the transaction stayed in
+    PrepareCommit for good (its partition's last stable offset held below
+    the records, every InitProducerId answered CONCURRENT_TRANSACTIONS),
+    across restarts too. It is PRODUCER_FENCED, and the transaction opened
+    at that epoch is aborted by its timeout as any other."""
+    clock = ManualClock()
+    e = engine_factory(clock=clock)  # the timed-out check runs every 10 s
+    e.create_topic("t", 1)
+    client = TV2Client(e, "app", timeout_ms=200)
+    at_epoch(e, "app", LAST)
+    e.close()
+    e = engine_factory(clock=clock)
+    client.engine, client.epoch = e, LAST
+    client.begin(("t", 0))
+
+    def aborted() -> bool:
+        return e.transactions.describe("app").state is TxnState.COMPLETE_ABORT
+
+    clock.advance(10)
+    wait_for(aborted, "the timed-out transaction to be aborted")
+    assert e.transactions.describe("app").producer_epoch == MAX_EPOCH
+    client.epoch = MAX_EPOCH  # the fence's epoch, as a request may carry it
+    client.begin(("t", 0))  # Kafka's add takes it: it is the current one
+    client.send("t", 0, b"a")
+    for commit in (True, False):
+        with pytest.raises(ProducerFenced):
+            client.ended(commit, client.producer_id, MAX_EPOCH)
+    clock.advance(10)
+    wait_for(aborted, "the transaction opened at the fence's epoch to be aborted")
+    assert values(e, "t", "read_committed") == []
+    assert e.partition("t", 0).last_stable_offset == e.offsets("t", 0)[1]
+    new, epoch = e.transactions.init_producer_id("app", 60_000).result(TIMEOUT)
+    assert (new != client.producer_id, epoch) == (True, 0)  # the id moves on

@@ -1,8 +1,9 @@
 """A long-polling Fetch whose partition goes away while it waits: the
 topic deleted (and created again) between the handler's read and its wait
 or during the wait, or DeleteRecords moving the log start past the offset
-read. Kafka's DelayedFetch completes such a fetch at once, and its read
-answers UNKNOWN_TOPIC_OR_PARTITION for a partition gone,
+read. Kafka's DelayedFetch completes a fetch of a partition gone at once
+(DeleteRecords: at its next completion, with the same answer), and its
+read answers UNKNOWN_TOPIC_OR_PARTITION for a partition gone,
 INCONSISTENT_TOPIC_ID for one fetched by topic id (v13+) whose topic is
 another now, the new topic's own answer for one fetched by name, and
 OFFSET_OUT_OF_RANGE below the log start; sessions alike
