@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 from types import ModuleType
 
 import pytest
@@ -196,3 +200,32 @@ def test_read_only_buffers_are_read_and_non_contiguous_ones_refused(impl: Module
         assert _cnative.crc32c_with(backend, read_only, 5) == crc32c_reference(data, 5)
         with pytest.raises(BufferError):
             _cnative.crc32c_with(backend, memoryview(data)[::3])
+
+
+_WITHOUT_AVX512 = """
+import os, crc32c
+from native import _cnative
+data = os.urandom(70_000)
+for length in (*range(0, 4100, 61), 65_536, 70_000):
+    assert _cnative.crc32c(data[:length], 7) == crc32c.crc32c(data[:length], 7), length
+print(_cnative.crc32c_backend(), _cnative.crc32c_backends())
+"""
+
+
+@pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind is not installed")
+@pytest.mark.skipif(native.IMPLEMENTATION != "c", reason="the C extension is not loaded")
+def test_a_cpu_without_avx512_is_never_handed_the_fold() -> None:
+    """Valgrind presents the CPU without AVX-512 (its CPUID, as a kernel or
+    a hypervisor that keeps the ZMM state off does through XCR0): the
+    extension picks the 3-way loop and runs, where the fold's first
+    instruction would end the process with SIGILL."""
+    root = Path(__file__).resolve().parents[2]
+    run = subprocess.run(
+        ["valgrind", "--tool=none", "-q", sys.executable, "-c", _WITHOUT_AVX512],
+        cwd=root, env={**os.environ, "PYTHONPATH": str(root)},
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    live, every = run.stdout.split(" ", 1)
+    assert live == "sse4.2-3way"
+    assert "avx512-vpclmulqdq" not in every
