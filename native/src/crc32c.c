@@ -27,8 +27,10 @@
 #define TL_X86 1
 #include <immintrin.h>
 #include <nmmintrin.h>
-#if defined(__clang__) || (defined(__GNUC__) && __GNUC__ >= 8)
-#define TL_FOLD 1 /* compilers that know VPCLMULQDQ's intrinsics and target name */
+#if !defined(TL_NO_FOLD) && (defined(__clang__) || (defined(__GNUC__) && __GNUC__ >= 8))
+/* compilers that know VPCLMULQDQ's intrinsics and target name; setup.py
+ * defines TL_NO_FOLD where the assembler cannot encode them */
+#define TL_FOLD 1
 #endif
 #elif defined(__aarch64__)
 #define TL_ARM 1
