@@ -376,6 +376,11 @@ void tl_crc32c_init(void) {
     fold_48 = fold_by(48);
     fold_32 = fold_by(32);
     fold_16 = fold_by(16);
+    /* The compiler's "avx512f" holds only where XGETBV shows the OS saves
+     * the opmask and ZMM registers (XCR0 bits 5 to 7) as well as the CPU
+     * has them (libgcc's and compiler-rt's checks both; on macOS, whose
+     * kernel turns that state on at first use, the CPU's bit alone): a
+     * kernel or hypervisor that keeps AVX-512 off is never handed the fold. */
     if (__builtin_cpu_supports("sse4.2") && __builtin_cpu_supports("pclmul") &&
         __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("vpclmulqdq"))
         use("avx512-vpclmulqdq", update_vpclmul);
