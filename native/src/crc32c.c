@@ -27,8 +27,10 @@
 #define TL_X86 1
 #include <immintrin.h>
 #include <nmmintrin.h>
-#if defined(__clang__) || (defined(__GNUC__) && __GNUC__ >= 8)
-#define TL_FOLD 1 /* compilers that know VPCLMULQDQ's intrinsics and target name */
+#if !defined(TL_NO_FOLD) && (defined(__clang__) || (defined(__GNUC__) && __GNUC__ >= 8))
+/* compilers that know VPCLMULQDQ's intrinsics and target name; setup.py
+ * defines TL_NO_FOLD where the assembler cannot encode them */
+#define TL_FOLD 1
 #endif
 #elif defined(__aarch64__)
 #define TL_ARM 1
@@ -97,10 +99,14 @@ static uint32_t update_table(uint32_t crc, const unsigned char *p, size_t len) {
     return crc;
 }
 
+#if defined(TL_X86) || defined(TL_ARM)
+/* Only the 3-way loops join lanes: elsewhere (s390x, ppc64le) it would be
+ * an unused function, a warning. */
 static uint32_t shift(const uint32_t tables[4][256], uint32_t crc) {
     return tables[0][crc & 0xff] ^ tables[1][(crc >> 8) & 0xff] ^ tables[2][(crc >> 16) & 0xff] ^
            tables[3][crc >> 24];
 }
+#endif
 
 #ifdef TL_X86
 /* Three interleaved lanes of `lane` bytes while at least three remain. */
@@ -370,6 +376,11 @@ void tl_crc32c_init(void) {
     fold_48 = fold_by(48);
     fold_32 = fold_by(32);
     fold_16 = fold_by(16);
+    /* The compiler's "avx512f" holds only where XGETBV shows the OS saves
+     * the opmask and ZMM registers (XCR0 bits 5 to 7) as well as the CPU
+     * has them (libgcc's and compiler-rt's checks both; on macOS, whose
+     * kernel turns that state on at first use, the CPU's bit alone): a
+     * kernel or hypervisor that keeps AVX-512 off is never handed the fold. */
     if (__builtin_cpu_supports("sse4.2") && __builtin_cpu_supports("pclmul") &&
         __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("vpclmulqdq"))
         use("avx512-vpclmulqdq", update_vpclmul);

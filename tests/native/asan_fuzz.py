@@ -301,9 +301,28 @@ def wal_hostile(rng: random.Random, data: bytes) -> None:
     c.stamp_wal_records(framed, 0, rng.randrange(0, len(framed) + 1), 1, 32, 1, tuple)
 
 
+def crc_to_the_allocations_end(rng: random.Random) -> None:
+    """Each CRC32C implementation the CPU runs over buffers that end where
+    their allocation ends (ctypes asks malloc for exactly that many bytes;
+    a bytes object keeps a NUL past its last byte), at every length to
+    4 KiB and past, from starts of 0 to 63 bytes: a load past the end, a
+    512-bit one included, is ASan's to see."""
+    data = rng.randbytes(4096 + 80)
+    for length in (*range(4097), 4159, 1 << 16, (1 << 16) + 13):
+        exact = ctypes.create_string_buffer(length)
+        ctypes.memmove(exact, data, min(length, len(data)))
+        whole = memoryview(exact).cast("B")
+        for skip in {0, 1, 7, 63} if length > 63 else {0}:
+            view = whole[skip:]
+            expected = _pure.crc32c(bytes(view), length)
+            for backend in c.crc32c_backends():
+                assert c.crc32c_with(backend, view, length) == expected, (backend, length)
+
+
 def main() -> int:
     iterations, seed = int(sys.argv[1]), int(sys.argv[2])
     rng = random.Random(seed)
+    crc_to_the_allocations_end(rng)
     corpus = seeds(rng)
     errors = 0
     for _ in range(iterations):

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 from types import ModuleType
 
 import pytest
@@ -140,3 +144,88 @@ def test_crc32c_with_refuses_an_unknown_implementation_and_a_start_past_32_bits(
         _cnative.crc32c_with("no-such-backend", b"x")
     with pytest.raises(OverflowError):
         _cnative.crc32c_with("table", b"x", 2**32)
+
+
+@pytest.mark.parametrize("backend", _c_backends())
+def test_each_c_implementation_at_every_length_to_4096_and_every_start_alignment(
+    backend: str,
+) -> None:
+    """Every length across the fold's threshold and its 256- and 16-byte
+    steps, each of the 64 starts within a cache line and a 512-bit load,
+    from a start of 0 and from one that differs with each length."""
+    import crc32c as crc32c_package
+
+    from native import _cnative
+
+    data = os.urandom(4096 + 64)
+    for start in range(64):
+        for length in range(4097):
+            view = memoryview(data)[start : start + length]
+            for crc in (0, (length * 0x9E3779B1 + start) & 0xFFFFFFFF):
+                expected = crc32c_package.crc32c(view, crc)
+                assert _cnative.crc32c_with(backend, view, crc) == expected, (start, length, crc)
+
+
+@given(st.binary(min_size=1000, max_size=9000), st.data())
+def test_a_buffer_fed_in_pieces_through_any_implementations_is_one_buffer(
+    data: bytes, draw: st.DataObject
+) -> None:
+    """A running CRC continues from any implementation into any other: the
+    fold's start and end states are the 3-way loop's and the tables'."""
+    import crc32c as crc32c_package
+
+    from native import _cnative
+
+    backends = _c_backends()
+    if not backends:
+        pytest.skip("the C extension is not loaded")
+    cuts = sorted(draw.draw(st.lists(st.integers(0, len(data)), max_size=6)))
+    start = draw.draw(st.integers(0, 2**32 - 1))
+    crc = start
+    for low, high in zip([0, *cuts], [*cuts, len(data)], strict=True):
+        backend = draw.draw(st.sampled_from(backends))
+        crc = _cnative.crc32c_with(backend, memoryview(data)[low:high], crc)
+    assert crc == crc32c_package.crc32c(data, start)
+
+
+def test_read_only_buffers_are_read_and_non_contiguous_ones_refused(impl: ModuleType) -> None:
+    data = os.urandom(3000)
+    read_only = memoryview(data).toreadonly()
+    assert impl.crc32c(read_only, 5) == crc32c_reference(data, 5)
+    with pytest.raises(BufferError):
+        impl.crc32c(memoryview(bytearray(data))[::2])
+    for backend in _c_backends():
+        from native import _cnative
+
+        assert _cnative.crc32c_with(backend, read_only, 5) == crc32c_reference(data, 5)
+        with pytest.raises(BufferError):
+            _cnative.crc32c_with(backend, memoryview(data)[::3])
+
+
+_WITHOUT_AVX512 = """
+import os, crc32c
+from native import _cnative
+data = os.urandom(70_000)
+for length in (*range(0, 4100, 61), 65_536, 70_000):
+    assert _cnative.crc32c(data[:length], 7) == crc32c.crc32c(data[:length], 7), length
+print(_cnative.crc32c_backend(), _cnative.crc32c_backends())
+"""
+
+
+@pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind is not installed")
+@pytest.mark.skipif(native.IMPLEMENTATION != "c", reason="the C extension is not loaded")
+def test_a_cpu_without_avx512_is_never_handed_the_fold() -> None:
+    """Valgrind presents the CPU without AVX-512 (its CPUID, as a kernel or
+    a hypervisor that keeps the ZMM state off does through XCR0): the
+    extension picks the 3-way loop and runs, where the fold's first
+    instruction would end the process with SIGILL."""
+    root = Path(__file__).resolve().parents[2]
+    run = subprocess.run(
+        ["valgrind", "--tool=none", "-q", sys.executable, "-c", _WITHOUT_AVX512],
+        cwd=root, env={**os.environ, "PYTHONPATH": str(root)},
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    live, every = run.stdout.split(" ", 1)
+    assert live == "sse4.2-3way"
+    assert "avx512-vpclmulqdq" not in every

@@ -159,6 +159,50 @@ def test_a_malformed_record_is_refused_whatever_the_codec(
         assert impl.validate_batches(batch, from_client=False)
 
 
+# Where in BODY each varint of a record starts, and the field a walk names.
+VARINT_FIELDS = [
+    pytest.param(1, "timestampDelta", id="timestampDelta"),
+    pytest.param(2, "offsetDelta", id="offsetDelta"),
+    pytest.param(3, "key", id="key-length"),
+    pytest.param(5, "value", id="value-length"),
+    pytest.param(7, "header count", id="header-count"),
+    # A header key's length is never a record's last byte: a header takes
+    # two bytes at least, and the header count is held to that first.
+    pytest.param(10, "header value", id="header-value-length"),
+]
+
+
+@pytest.mark.parametrize(("at", "field"), VARINT_FIELDS)
+@pytest.mark.parametrize("first", [0x80, 0x81, 0xFF])
+def test_a_varint_cut_at_its_records_end_is_not_finished_by_the_next_record(
+    impl: ModuleType, at: int, field: str, first: int
+) -> None:
+    """A record whose length ends it one byte into a varint (a byte with the
+    continuation bit), followed by a record whose length byte has it clear:
+    the two bytes read as one varint would be a two-byte varint. The varint
+    stops at its record's end, as DefaultRecord.readFrom reads the record's
+    own bytes only, and the record is malformed."""
+    area = _record(BODY[:at] + bytes([first])) + _record(BODY)
+    batch = _batch(0, area, 2)
+    with pytest.raises(InvalidRecord) as caught:
+        impl.validate_batches(batch)
+    assert str(caught.value) == f"batch at 0: record 0 is malformed (its {field})"
+    assert caught.value.position == HEADER_SIZE
+
+
+@pytest.mark.parametrize("first", [0x80, 0x81, 0xFF])
+def test_a_length_varint_cut_at_the_batchs_end_is_not_finished_by_the_next_batch(
+    impl: ModuleType, first: int
+) -> None:
+    """The records area's last byte starts a record's length varint; the
+    next batch's first byte (its baseOffset's, 0) would finish it."""
+    cut = _batch(0, _record(BODY) + bytes([first]), 2)
+    with pytest.raises(InvalidRecord) as caught:
+        impl.validate_batches(cut + _batch(0, _record(BODY), 1))
+    assert str(caught.value) == "batch at 0: record 1 is malformed (its length)"
+    assert caught.value.position == HEADER_SIZE + 1 + len(BODY)
+
+
 def test_a_malformed_record_is_refused_in_a_produce_partition(impl: ModuleType) -> None:
     batch = _batch(0, MALFORMED[0].values[0], 1)
     with pytest.raises(InvalidRecord, match=r"record 0 is malformed \(its key\)"):
