@@ -227,7 +227,11 @@ class StateLog:
     def _append_locked(self, payload: bytes) -> Future[int]:
         offset = self.store.next_offset(self.stream_id)
         self._since_compaction += 1
-        return self.store.submit(self.stream_id, offset, offset, payload)
+        # Not paced by the unuploaded bound: a state record is small, and
+        # its writer holds this lock and its own (the group coordinator's,
+        # on the server's event loop), which an outage of the object store
+        # would otherwise hold until it ends.
+        return self.store.submit(self.stream_id, offset, offset, payload, paced=False)
 
     def compact(self, timeout: float = COMPACT_TIMEOUT_S) -> None:
         """Rewrites the live keys and trims what came before them; returns
