@@ -23,7 +23,7 @@ import logging
 import threading
 from collections import deque
 from collections.abc import Hashable
-from concurrent.futures import Future
+from concurrent.futures import CancelledError, Future
 from typing import Any, NamedTuple
 
 import msgpack
@@ -56,8 +56,12 @@ class _Unsettled(NamedTuple):
     before: dict[Hashable, Any]
 
     def failed(self) -> bool:
-        """Its write ended and failed (asked only once it is done)."""
-        return self.written.cancelled() or self.written.exception() is not None
+        """Its write ended and failed (asked only once it is done): one look
+        at the future, which takes its lock each time (on every update)."""
+        try:
+            return self.written.exception(0) is not None
+        except CancelledError:
+            return True
 
 
 def _pack(record: list[Any]) -> bytes:
