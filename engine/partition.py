@@ -239,7 +239,32 @@ class Partition:
         ``one_batch`` refuses data holding more than one batch (Produce v3+)
         or a batch whose baseOffset is not 0, and drops what follows the one
         batch unframed, as Kafka does."""
-        return self._append(data, self.store.submit, remote, provenance, one_batch)
+        # Accepted under the partition's lock, which Fetch takes on the
+        # event loop: the wait for room (the object store slow or down)
+        # comes once it is released.
+        appended = self._append(data, self._submit_unpaced, remote, provenance, one_batch)
+        self.store.wait_for_room()
+        return appended
+
+    def _submit_unpaced(
+        self,
+        stream_id: int,
+        base_offset: int,
+        last_offset: int,
+        payload: bytes | memoryview,
+        remote: bool = False,
+        *,
+        payload_crc: int | None = None,
+    ) -> Future[int]:
+        return self.store.submit(
+            stream_id,
+            base_offset,
+            last_offset,
+            payload,
+            remote,
+            payload_crc=payload_crc,
+            paced=False,
+        )
 
     def submit_then(
         self,
@@ -525,7 +550,9 @@ class Partition:
         with self.lock:
             base = self.store.next_offset(self.stream_id)
             native.rewrite_batch(buffer, 0, base, self.leader_epoch, stamp)
-            handle = self.store.submit(self.stream_id, base, base, bytes(buffer))
+            # Unpaced: under the lock Fetch takes on the event loop, which a
+            # wait for room (the object store down) would hold.
+            handle = self.store.submit(self.stream_id, base, base, bytes(buffer), paced=False)
             self.producers.end_transaction(
                 producer_id, producer_epoch, now, coordinator_epoch, now if stamp is None else stamp
             )
@@ -770,7 +797,8 @@ class Partition:
             }
             payload = msgpack.packb(record, use_bin_type=True)
             offset = self.store.next_offset(self.state_stream_id)
-            future = self.store.submit(self.state_stream_id, offset, offset, payload)
+            # Unpaced, as a marker: under the lock Fetch takes.
+            future = self.store.submit(self.state_stream_id, offset, offset, payload, paced=False)
             self.time_index.mark_saved()
             self.checkpointed_end = end
             checkpointed: Future[int] = Future()

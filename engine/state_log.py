@@ -23,7 +23,7 @@ import logging
 import threading
 from collections import deque
 from collections.abc import Hashable
-from concurrent.futures import Future
+from concurrent.futures import CancelledError, Future
 from typing import Any, NamedTuple
 
 import msgpack
@@ -56,8 +56,12 @@ class _Unsettled(NamedTuple):
     before: dict[Hashable, Any]
 
     def failed(self) -> bool:
-        """Its write ended and failed (asked only once it is done)."""
-        return self.written.cancelled() or self.written.exception() is not None
+        """Its write ended and failed (asked only once it is done): one look
+        at the future, which takes its lock each time (on every update)."""
+        try:
+            return self.written.exception(0) is not None
+        except CancelledError:
+            return True
 
 
 def _pack(record: list[Any]) -> bytes:
@@ -227,7 +231,11 @@ class StateLog:
     def _append_locked(self, payload: bytes) -> Future[int]:
         offset = self.store.next_offset(self.stream_id)
         self._since_compaction += 1
-        return self.store.submit(self.stream_id, offset, offset, payload)
+        # Not paced by the unuploaded bound: a state record is small, and
+        # its writer holds this lock and its own (the group coordinator's,
+        # on the server's event loop), which an outage of the object store
+        # would otherwise hold until it ends.
+        return self.store.submit(self.stream_id, offset, offset, payload, paced=False)
 
     def compact(self, timeout: float = COMPACT_TIMEOUT_S) -> None:
         """Rewrites the live keys and trims what came before them; returns

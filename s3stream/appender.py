@@ -74,11 +74,15 @@ class Appender:
         remote: bool = False,
         *,
         payload_crc: int | None = None,
+        paced: bool = True,
     ) -> Future[int]:
         """Queues an append of offsets ``[base_offset, last_offset]``; the future
         resolves to the stream's new end offset once the append is durable:
         in the WAL, and with ``remote`` also in an object committed to the
         manifest. Once the store learns it is fenced, it fails instead.
+        ``paced`` waits for room (``wait_for_room``) once the append is
+        accepted; a caller holding a lock others wait for passes False and
+        waits after releasing it, or not at all for a small record of state.
 
         ``payload`` is stored as given, without a copy; it must not change.
         ``payload_crc``, its CRC32C if the caller has it, spares the WAL a
@@ -103,7 +107,8 @@ class Appender:
                 uploaded.add_done_callback(lambda f: _copy_outcome(f, done))
 
         future.add_done_callback(durable)
-        self._wait_for_room()  # after accepting: the caller's offsets stay valid
+        if paced:
+            self._wait_for_room()  # after accepting: the caller's offsets stay valid
         return done
 
     def submit_async(
@@ -275,6 +280,11 @@ class Appender:
         """Ends the room waits; after the store is marked closed, so that
         every queued wait ends (StoreClosed) rather than waits."""
         self._room_waits.shutdown(wait=True)
+
+    def wait_for_room(self) -> None:
+        """Waits while more than ``max_unuploaded_bytes`` is not uploaded
+        (the object store slow or down): back-pressure on writers."""
+        self._wait_for_room()
 
     def _wait_for_room(self) -> None:
         with self._state.lock:

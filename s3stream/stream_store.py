@@ -491,11 +491,15 @@ class StreamStore:
         remote: bool = False,
         *,
         payload_crc: int | None = None,
+        paced: bool = True,
     ) -> Future[int]:
         """Queues an append of offsets ``[base_offset, last_offset]``; the future
         resolves to the stream's new end offset once the append is durable:
         in the WAL, and with ``remote`` also in an object committed to the
         manifest. Once the store learns it is fenced, it fails instead.
+        Once accepted, it waits while more than ``max_unuploaded_bytes`` is
+        not uploaded; with ``paced`` False it does not (``wait_for_room``
+        is then the caller's to call, outside its locks, if at all).
 
         ``payload`` is stored as given, without a copy; it must not change.
         ``payload_crc``, its CRC32C if the caller has it (of checked record
@@ -503,8 +507,20 @@ class StreamStore:
         """
         self._fetcher.pace.live()
         return self._appender.submit(
-            stream_id, base_offset, last_offset, payload, remote, payload_crc=payload_crc
+            stream_id,
+            base_offset,
+            last_offset,
+            payload,
+            remote,
+            payload_crc=payload_crc,
+            paced=paced,
         )
+
+    def wait_for_room(self) -> None:
+        """Waits while more than ``max_unuploaded_bytes`` is not uploaded yet
+        (the object store slow or down): the back-pressure of a ``paced``
+        submit, for a caller that submitted unpaced under its lock."""
+        self._appender.wait_for_room()
 
     def append(
         self,

@@ -40,6 +40,13 @@ class GroupExecutor:
         """Called with a failed write's puts' keys and deletes, under the
         lock, as its outermost holder releases it (failed_writes.py)."""
         self._failed: list[tuple[Iterable[Hashable], Iterable[Hashable]]] = []
+        self._outstanding = 0
+        """Writes the store accepted whose outcome the coordinator has not
+        taken yet (their ``then`` not run); the failed writes' groups are
+        rebuilt only once there are none (``_restorable``)."""
+        self._counting = threading.Lock()
+        """Guards ``_outstanding`` and ``_failed`` between the WAL's thread
+        and the coordinator's."""
 
     def now_ms(self) -> int:
         return self._clock.time_ms()
@@ -63,9 +70,11 @@ class GroupExecutor:
                 try:
                     # Once the request that wrote is done with the group:
                     # its objects are replaced.
-                    while self._failed and self._depth == 1 and self.on_failed_write is not None:
-                        puts, deletes = self._failed.pop(0)
-                        self.on_failed_write(list(puts), list(deletes))
+                    while self._depth == 1 and self.on_failed_write is not None:
+                        failed = self._restorable()
+                        if failed is None:
+                            break
+                        self.on_failed_write(list(failed[0]), list(failed[1]))
                 finally:
                     self._depth -= 1
                 ready: list[tuple[Future[Any], Any]] = []
@@ -73,6 +82,30 @@ class GroupExecutor:
                     ready, self._ready = self._ready, []
         for future, value in ready:
             settle(future, value)
+
+    def _restorable(self) -> tuple[Iterable[Hashable], Iterable[Hashable]] | None:
+        """The next failed write whose groups may be rebuilt from the state
+        log: once every write accepted before or after it has its outcome
+        taken. Until then the state log holds a record still being written
+        (a commit's, read back as if it were durable) and the offsets hold
+        a commit whose visibility waits for it; a failed write means a
+        failed or fenced store, which refuses what follows, so the wait is
+        one WAL commit."""
+        with self._counting:
+            if not self._failed or self._outstanding:
+                return None
+            return self._failed.pop(0)
+
+    def _note_failed(self, failed: tuple[Iterable[Hashable], Iterable[Hashable]]) -> None:
+        with self._counting:
+            self._failed.append(failed)
+
+    def _taken(self) -> bool:
+        """A write's outcome is taken; whether failed writes now wait for
+        nothing else (their groups are to be rebuilt)."""
+        with self._counting:
+            self._outstanding -= 1
+            return not self._outstanding and bool(self._failed)
 
     def call_later(self, delay_s: float, callback: Callable[[], None]) -> Timer:
         """Calls ``callback`` on the timer thread after ``delay_s`` (it takes
@@ -94,10 +127,12 @@ class GroupExecutor:
             written = self.state_log.update(puts=puts or None, deletes=deletes or None)
         except Exception as error:  # the store refused: fenced, closed or failed
             log.warning("writing group state failed: %s", error)
-            self._failed.append(failed)
+            self._note_failed(failed)
             if then is not None:
                 then(KafkaCode.NOT_COORDINATOR)
             return
+        with self._counting:
+            self._outstanding += 1
 
         def durable(future: Future[int]) -> None:
             # On the WAL's thread, which must not wait for the coordinator's
@@ -106,18 +141,27 @@ class GroupExecutor:
             if error != KafkaCode.NONE:
                 log.warning("writing group state failed: %s", future.exception())
             elif then is None:
+                if self._taken():  # the last one failed writes waited for
+                    self._timers.call_soon(self._restore)
                 return
 
             def run() -> None:
                 with self.locked():
-                    if error != KafkaCode.NONE:
-                        self._failed.append(failed)
-                    if then is not None:
-                        then(error)
+                    try:
+                        if error != KafkaCode.NONE:
+                            self._note_failed(failed)
+                        if then is not None:
+                            then(error)
+                    finally:
+                        self._taken()
 
             self._timers.call_soon(run)
 
         written.add_done_callback(durable)
+
+    def _restore(self) -> None:
+        with self.locked():  # its release rebuilds the failed writes' groups
+            pass
 
     def stop(self) -> None:
         """Stops the timer thread (the coordinator has closed)."""

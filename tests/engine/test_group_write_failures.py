@@ -10,6 +10,7 @@ Kafka's coordinator reverts to its snapshot before the failed write)."""
 from __future__ import annotations
 
 import errno
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from pathlib import Path
@@ -19,6 +20,7 @@ import pytest
 
 import engine
 from engine.engine import Engine
+from engine.errors import StorageError
 from engine.groups.consumer_heartbeat import Heartbeat
 from engine.protocol.consumer_protocol import (
     Assignment,
@@ -30,6 +32,7 @@ from engine.protocol.kafka_code import KafkaCode
 from engine.types import OffsetAndMetadata, TopicPartition
 from s3stream import StoreFailed
 from tests.engine.conftest import FAST_STORE
+from tests.engine.helpers_records import batch
 from tests.engine.test_groups import wait_for
 from wal.segment import SegmentWriter
 
@@ -288,3 +291,52 @@ def test_a_takeover_whose_write_fails_leaves_the_classic_group(
     restarted = node()
     assert _classic_group(restarted, "m") == before
     assert restarted.groups.consumer_group_describe(["m"])[0].error == KafkaCode.GROUP_ID_NOT_FOUND
+
+
+def _fail_the_store(monkeypatch: pytest.MonkeyPatch, e: Engine) -> None:
+    """The WAL's next write fails (a record of the topic's): the store stops."""
+    fail_wal_writes(monkeypatch, e)
+    with pytest.raises(StorageError):
+        e.produce(TOPIC, 1, batch([b"x"]))
+    assert e.groups._run.state_log.store.fenced_or_failed()
+
+
+@pytest.mark.parametrize("commit", ["fails", "is durable"])
+def test_a_refused_offset_delete_behind_a_commit_in_flight_keeps_the_stored_offset(
+    node: Callable[[], Engine], monkeypatch: pytest.MonkeyPatch, commit: str
+) -> None:
+    """A commit is written; the store fails before the coordinator hears
+    of its outcome (its thread is late: the lock is held here); an
+    OffsetDelete of the same partition is refused at once. The offset the
+    state log holds once the commit's outcome is known (the commit's, or
+    the one before it) is the committed one, in memory as after a restart:
+    the refused deletion had dropped it, and the commit it waited for
+    never made it visible."""
+    first = node()
+    tp = TopicPartition(TOPIC, 0)
+    first.groups.commit_offsets("w", -1, "", None, {tp: OffsetAndMetadata(3)}).result(TIMEOUT)
+    state_log = first.groups._run.state_log
+    with monkeypatch.context() as faults, first.groups._locked():
+        if commit == "fails":
+            held = threading.Event()
+
+            def held_then_failing(self: SegmentWriter, buffers: list[bytes | memoryview]) -> None:
+                held.wait(TIMEOUT)
+                raise OSError(errno.EIO, "Input/output error")
+
+            faults.setattr(SegmentWriter, "write", held_then_failing)
+            committing = first.groups.commit_offsets("w", -1, "", None, {tp: OffsetAndMetadata(7)})
+            held.set()
+            wait_for(state_log.store.fenced_or_failed)
+        else:
+            end = state_log.store.end_offset(state_log.stream_id)
+            committing = first.groups.commit_offsets("w", -1, "", None, {tp: OffsetAndMetadata(7)})
+            wait_for(lambda: state_log.store.end_offset(state_log.stream_id) > end)
+            _fail_the_store(faults, first)
+        deleting = first.groups.delete_offsets("w", [tp])
+    expected = 3 if commit == "fails" else 7
+    answer = KafkaCode.NOT_COORDINATOR if commit == "fails" else KafkaCode.NONE
+    assert committing.result(TIMEOUT) == {tp: answer}
+    assert deleting.result(TIMEOUT) == {tp: KafkaCode.NOT_COORDINATOR}
+    assert _offsets(first, "w")[tp] == expected
+    assert _offsets(node(), "w")[tp] == expected

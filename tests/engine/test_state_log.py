@@ -187,7 +187,9 @@ class HeldStream:
     def next_offset(self, stream_id: int) -> int:
         return len(self.records)
 
-    def submit(self, stream_id: int, base: int, last: int, payload: bytes) -> Future[int]:
+    def submit(
+        self, stream_id: int, base: int, last: int, payload: bytes, paced: bool = True
+    ) -> Future[int]:
         if self.refuse:
             raise StoreFailed(OSError(errno.EIO, "refused"))
         future: Future[int] = Future()
