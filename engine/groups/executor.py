@@ -18,7 +18,7 @@ from concurrent.futures import Future
 from typing import Any
 
 from engine.clock import Clock
-from engine.futures import settle
+from engine.futures import running_future, settle
 from engine.groups.timers import Timer, TimerThread
 from engine.protocol.kafka_code import KafkaCode
 from engine.state_log import StateLog
@@ -40,6 +40,7 @@ class GroupExecutor:
         """Called with a failed write's puts' keys and deletes, under the
         lock, as its outermost holder releases it (failed_writes.py)."""
         self._failed: list[tuple[Iterable[Hashable], Iterable[Hashable]]] = []
+        self._awaited: list[Future[KafkaCode]] | None = None
 
     def now_ms(self) -> int:
         return self._clock.time_ms()
@@ -74,6 +75,19 @@ class GroupExecutor:
         for future, value in ready:
             settle(future, value)
 
+    @contextlib.contextmanager
+    def awaiting_writes(self) -> Iterator[list[Future[KafkaCode]]]:
+        """Under the lock: each write begun in the block, as a future of its
+        error code, settled once it is durable or failed (after its own
+        ``then``), so that a request whose change is written on the way
+        (a LeaveGroup emptying its group) is answered after that write."""
+        awaited: list[Future[KafkaCode]] = []
+        outer, self._awaited = self._awaited, awaited
+        try:
+            yield awaited
+        finally:
+            self._awaited = outer
+
     def call_later(self, delay_s: float, callback: Callable[[], None]) -> Timer:
         """Calls ``callback`` on the timer thread after ``delay_s`` (it takes
         the lock itself if it needs it)."""
@@ -90,8 +104,12 @@ class GroupExecutor:
         as Kafka answers a write its log refused; ``on_failed_write`` then
         puts back what the write changed)."""
         failed = (puts.keys(), deletes)  # the writer makes new ones for each write
+        if self._awaited is not None:
+            written: Future[KafkaCode] = running_future()
+            self._awaited.append(written)
+            then = _then_settle(then, written, self.resolve)
         try:
-            written = self.state_log.update(puts=puts or None, deletes=deletes or None)
+            appended = self.state_log.update(puts=puts or None, deletes=deletes or None)
         except Exception as error:  # the store refused: fenced, closed or failed
             log.warning("writing group state failed: %s", error)
             self._failed.append(failed)
@@ -117,8 +135,23 @@ class GroupExecutor:
 
             self._timers.call_soon(run)
 
-        written.add_done_callback(durable)
+        appended.add_done_callback(durable)
 
     def stop(self) -> None:
         """Stops the timer thread (the coordinator has closed)."""
         self._timers.stop()
+
+
+def _then_settle(
+    then: Callable[[KafkaCode], None] | None,
+    future: Future[KafkaCode],
+    resolve: Callable[[Future[Any], Any], None],
+) -> Callable[[KafkaCode], None]:
+    def both(error: KafkaCode) -> None:
+        try:
+            if then is not None:
+                then(error)
+        finally:
+            resolve(future, error)
+
+    return both
