@@ -202,7 +202,7 @@ class DataWaiters:
         self.on_durable(streams)
 
     def log_start_moved(self, leader: Partition) -> None:
-        """The partition's log start moved (DeleteRecords): a wait whose
+        """The partition's log start moved (DeleteRecords, the store's retention): a wait whose
         caller read below it ends now, and the read again answers
         OFFSET_OUT_OF_RANGE. Kafka's DelayedFetch never looks at the log
         start: its read answers the same at the fetch's next completion

@@ -278,6 +278,7 @@ class Engine:
             self.store.close(flush=False)
             raise
         self.store.add_listener(self._waiters.on_durable)
+        self.store.add_start_listener(self._retention_moved)
         self.cleaner = LogCleaner(self.store, self.clock)
         self._maintenance = Maintenance(
             self._registry,
@@ -913,6 +914,15 @@ class Engine:
             log_start = leader.delete_records(offset, self.config.producer_id_expiration_ms)
         self._waiters.log_start_moved(leader)
         return log_start
+
+    def _retention_moved(self, streams: set[int]) -> None:
+        """The store's retention moved these streams' log starts: waits read
+        below a new start end now, as after DeleteRecords (docs/design/0098)."""
+        by_stream = self._registry.by_stream
+        for stream_id in streams:
+            leader = by_stream.get(stream_id)
+            if leader is not None:  # a stream of no partition: an internal log
+                self._waiters.log_start_moved(leader)
 
     def offsets(self, topic: str, partition: int) -> tuple[int, int]:
         """(log start offset, high watermark)."""

@@ -989,4 +989,4 @@ Watched = tuple[Partition, int, int]
 """A partition a wait for data watches (engine/data_waiters.py): the
 partition (the one its caller read, not one looked up again by name), the
 position waited past (the high watermark the read saw) and the offset the
-read was at, which a log start moved past ends the wait (DeleteRecords)."""
+read was at, which a log start moved past ends the wait (DeleteRecords, retention)."""
