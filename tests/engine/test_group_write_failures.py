@@ -31,6 +31,7 @@ from engine.protocol.kafka_code import KafkaCode
 from engine.types import OffsetAndMetadata, TopicPartition
 from s3stream import StoreFailed
 from tests.engine.conftest import FAST_STORE
+from tests.engine.test_group_migration import _taken_over
 from wal.segment import SegmentWriter
 
 TIMEOUT = 10.0
@@ -168,6 +169,26 @@ def test_a_classic_group_emptied_by_a_write_that_fails_keeps_its_member(
     assert _classic_group(first, "c") == before
     restarted = node()
     assert _classic_group(restarted, "c") == before
+
+
+@pytest.mark.parametrize("failure", FAILURES)
+def test_a_classic_members_leave_from_a_consumer_group_whose_write_fails_changes_nothing(
+    node: Callable[[], Engine], monkeypatch: pytest.MonkeyPatch, failure: str
+) -> None:
+    """A classic member of a consumer group leaves (LeaveGroup): the write
+    deleting it fails, the leave is answered NOT_COORDINATOR once it has,
+    and the group still holds the member, as its stored records do."""
+    first = node()
+    classic, _ = _taken_over(first.groups)
+    before = _consumer_group(first)
+    assert classic in [member for member, *_ in before[3]]
+    with monkeypatch.context() as faults:
+        FAILURES[failure](faults, first)
+        left = first.groups.leave_group("g", [(classic, None)]).result(TIMEOUT)
+    assert left == LeaveResult(KafkaCode.NOT_COORDINATOR, [])
+    assert _consumer_group(first) == before
+    restarted = node()
+    assert _consumer_group(restarted) == before
 
 
 @pytest.mark.parametrize("failure", FAILURES)
