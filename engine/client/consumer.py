@@ -505,11 +505,12 @@ class Consumer:
                     continue
                 if isinstance(answer, Exception):
                     raise answer
-                self._read_from[tp] = answer.leader
+                leader, read = answer
+                self._read_from[tp] = leader
                 # Ids are never reused: the same id before and after the fetch
                 # means it read the topic the vector was cut in.
                 self._check_topic_id(tp)
-                fetched = self._engine.masked_fetch(tp.topic, answer.fetched, self.principal)
+                fetched = self._engine.masked_fetch(tp.topic, read, self.principal)
                 size = sum(len(r) for r in fetched.records)
                 if size > budget and taken:
                     # A first batch larger than this partition's share, and

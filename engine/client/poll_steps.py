@@ -90,12 +90,10 @@ class _Driver(Generic[T]):
         return wait
 
 
-class Read(NamedTuple):
-    """A partition's fetch, with the partition it read: a wait for more
-    data watches that partition, not whichever a lookup by name finds."""
-
-    leader: Partition
-    fetched: PartitionFetch
+Read = tuple["Partition", PartitionFetch]
+"""A partition's fetch, with the partition it read: a wait for more data
+watches that partition, not whichever a lookup by name finds. A plain
+tuple, built and unpacked once per fetch on the tail path."""
 
 
 class Fetch(NamedTuple):
@@ -108,16 +106,19 @@ class Fetch(NamedTuple):
     isolation_level: str
 
     def run(self) -> Read:
-        leader = self.host.partition(*self.tp)
-        fetched = self.host.fetch_from(leader, self.position, self.max_bytes, self.isolation_level)
-        return Read(leader, fetched)
+        tp = self.tp
+        leader = self.host.partition(tp.topic, tp.partition)
+        return leader, self.host.fetch_from(
+            leader, self.position, self.max_bytes, self.isolation_level
+        )
 
     async def run_async(self) -> Read:
-        leader = self.host.partition(*self.tp)
+        tp = self.tp
+        leader = self.host.partition(tp.topic, tp.partition)
         fetched = await self.host.fetch_from_async(
             leader, self.position, self.max_bytes, self.isolation_level
         )
-        return Read(leader, fetched)
+        return leader, fetched
 
 
 class FetchEach(NamedTuple):
