@@ -142,6 +142,37 @@ def test_a_consumer_group_heartbeat_whose_write_fails_changes_nothing(
 
 
 @pytest.mark.parametrize("failure", FAILURES)
+@pytest.mark.parametrize("epoch", [-1, -2])
+def test_a_consumer_protocol_leave_whose_write_fails_is_answered_not_coordinator(
+    node: Callable[[], Engine], monkeypatch: pytest.MonkeyPatch, failure: str, epoch: int
+) -> None:
+    """A ConsumerGroupHeartbeat that leaves (-1; -2, a static member for
+    now) is answered once its write is durable: NOT_COORDINATOR when it
+    fails, the member still in the group at its epoch."""
+    first = node()
+    joined = first.groups.consumer_group_heartbeat(
+        Heartbeat(
+            "g",
+            "a",
+            0,
+            instance_id="i-a" if epoch == -2 else None,
+            rebalance_timeout_ms=30_000,
+            subscribed_topic_names=[TOPIC],
+            owned_partitions={},
+        )
+    ).result(TIMEOUT)
+    assert joined.error == KafkaCode.NONE
+    before = _consumer_group(first)
+    with monkeypatch.context() as faults:
+        FAILURES[failure](faults, first)
+        left = first.groups.consumer_group_heartbeat(
+            Heartbeat("g", "a", epoch, instance_id="i-a" if epoch == -2 else None)
+        ).result(TIMEOUT)
+    assert left.error == KafkaCode.NOT_COORDINATOR
+    assert _consumer_group(first) == before
+
+
+@pytest.mark.parametrize("failure", FAILURES)
 def test_a_classic_group_emptied_by_a_write_that_fails_keeps_its_member(
     node: Callable[[], Engine], monkeypatch: pytest.MonkeyPatch, failure: str
 ) -> None:
