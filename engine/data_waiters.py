@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Mapping
 
 from engine.clock import Clock
 from engine.errors import EngineClosed, EngineError, UnknownTopic
-from engine.partition import Partition
+from engine.partition import Partition, Watched
 from engine.store_errors import translate
 from engine.topics import TopicRegistry
 from engine.types import TopicPartition
@@ -35,13 +35,6 @@ WIDE_WAIT_STREAMS = 32
 """A wait over more streams than this is a wide one: matched against each
 growth (a few streams, a set lookup each) instead of registered under each
 of its streams (a dict entry made and taken out per stream per wait)."""
-
-
-Watched = tuple[Partition, int, int]
-"""A partition a wait watches: the partition (the one its caller read, not
-one looked up again by name), the position waited past (the high
-watermark the read saw) and the offset the read was at, which a log start
-moved past ends the wait (DeleteRecords)."""
 
 
 class StreamWait:
@@ -209,7 +202,7 @@ class DataWaiters:
         self.on_durable(streams)
 
     def log_start_moved(self, leader: Partition) -> None:
-        """The partition's log start moved (DeleteRecords): a wait whose
+        """The partition's log start moved (DeleteRecords, the store's retention): a wait whose
         caller read below it ends now, and the read again answers
         OFFSET_OUT_OF_RANGE. Kafka's DelayedFetch never looks at the log
         start: its read answers the same at the fetch's next completion
@@ -279,6 +272,24 @@ class DataWaiters:
             self.sync_waiters += 1
             try:
                 while not self._has_data(positions):
+                    remaining = deadline - self.clock.monotonic()
+                    if remaining <= 0 or self.closed:
+                        return False
+                    self.data_arrived.wait(remaining)
+                return True
+            finally:
+                self.sync_waiters -= 1
+
+    def wait_for_reads(self, watched: Mapping[int, Watched], timeout: float) -> bool:
+        """wait_for_data over the partitions a caller read, by stream id, as
+        wait_for_reads_async: a topic deleted since the read ends the wait
+        rather than it going on under the topic created again with that
+        name (an embedded consumer on a thread)."""
+        deadline = self.clock.monotonic() + timeout
+        with self.data_arrived:
+            self.sync_waiters += 1
+            try:
+                while not _any_data(watched, watched):
                     remaining = deadline - self.clock.monotonic()
                     if remaining <= 0 or self.closed:
                         return False

@@ -38,7 +38,7 @@ from engine.catalog import Catalog
 from engine.clock import SYSTEM, Clock
 from engine.config import TopicConfig, normalize_all
 from engine.credentials import Credentials, user_credentials_record
-from engine.data_waiters import DataWaiters, Watched
+from engine.data_waiters import DataWaiters
 from engine.delegation_tokens import DelegationTokenConfig, DelegationTokens
 from engine.errors import EngineClosed, EngineError, InvalidTopic, UnknownTopic
 from engine.governance_gate import OWNER, Actor, may_govern
@@ -59,7 +59,7 @@ from engine.masking.documents import Masking
 from engine.masking.policy import topic_masking
 from engine.masking.unmask import unmask_binding, unmask_granted
 from engine.metrics_registry import EngineMetrics
-from engine.partition import AppendResult, OffsetAndTimestamp, Partition, PartitionFetch
+from engine.partition import AppendResult, OffsetAndTimestamp, Partition, PartitionFetch, Watched
 from engine.provenance import Provenance
 from engine.quota_entities import ClientQuotas, client_quotas_record
 from engine.schemas.store import SchemaRegistry
@@ -278,6 +278,7 @@ class Engine:
             self.store.close(flush=False)
             raise
         self.store.add_listener(self._waiters.on_durable)
+        self.store.add_start_listener(self._retention_moved)
         self.cleaner = LogCleaner(self.store, self.clock)
         self._maintenance = Maintenance(
             self._registry,
@@ -709,14 +710,8 @@ class Engine:
         answer holds no records and ``read_pending`` is set ("no records
         yet", never the partition's end: fetch the same offset again, which
         waits on the same read)."""
-        committed = _read_committed(isolation_level)
         self._check_open()
-        with (
-            store_errors(),
-            damage_at(topic, partition, offset),
-            unanswered_reads(topic, partition),
-        ):
-            return self.partition(topic, partition).fetch_bounded(offset, max_bytes, committed)
+        return self.fetch_from(self.partition(topic, partition), offset, max_bytes, isolation_level)
 
     async def fetch_async(
         self,
@@ -726,14 +721,46 @@ class Engine:
         max_bytes: int = 1024 * 1024,
         isolation_level: str = READ_UNCOMMITTED,
     ) -> PartitionFetch:
+        self._check_open()
+        leader = self.partition(topic, partition)
+        return await self.fetch_from_async(leader, offset, max_bytes, isolation_level)
+
+    def fetch_from(
+        self,
+        leader: Partition,
+        offset: int,
+        max_bytes: int = 1024 * 1024,
+        isolation_level: str = READ_UNCOMMITTED,
+    ) -> PartitionFetch:
+        """fetch of a partition leader the caller looked up (and keeps, to
+        wait on what it read: wait_for_reads)."""
         committed = _read_committed(isolation_level)
         self._check_open()
+        topic, partition = leader.topic, leader.index
         with (
             store_errors(),
             damage_at(topic, partition, offset),
             unanswered_reads(topic, partition),
         ):
-            return await self.partition(topic, partition).fetch_async(offset, max_bytes, committed)
+            return leader.fetch_bounded(offset, max_bytes, committed)
+
+    async def fetch_from_async(
+        self,
+        leader: Partition,
+        offset: int,
+        max_bytes: int = 1024 * 1024,
+        isolation_level: str = READ_UNCOMMITTED,
+    ) -> PartitionFetch:
+        """fetch_async of a partition leader the caller looked up."""
+        committed = _read_committed(isolation_level)
+        self._check_open()
+        topic, partition = leader.topic, leader.index
+        with (
+            store_errors(),
+            damage_at(topic, partition, offset),
+            unanswered_reads(topic, partition),
+        ):
+            return await leader.fetch_async(offset, max_bytes, committed)
 
     async def fetch_leader_async(
         self, leader: Partition, offset: int, max_bytes: int, read_committed: bool, last_stable: int
@@ -888,6 +915,15 @@ class Engine:
         self._waiters.log_start_moved(leader)
         return log_start
 
+    def _retention_moved(self, streams: set[int]) -> None:
+        """The store's retention moved these streams' log starts: waits read
+        below a new start end now, as after DeleteRecords (docs/design/0098)."""
+        by_stream = self._registry.by_stream
+        for stream_id in streams:
+            leader = by_stream.get(stream_id)
+            if leader is not None:  # a stream of no partition: an internal log
+                self._waiters.log_start_moved(leader)
+
     def offsets(self, topic: str, partition: int) -> tuple[int, int]:
         """(log start offset, high watermark)."""
         leader = self.partition(topic, partition)
@@ -899,6 +935,11 @@ class Engine:
         """Blocks until one of the partitions has data at or after its
         position, or ``timeout`` seconds pass; True if there is data."""
         return self._waiters.wait_for_data(positions, timeout)
+
+    def wait_for_reads(self, watched: Mapping[int, Watched], timeout: float) -> bool:
+        """wait_for_data over the partitions the caller read, by stream id
+        (an embedded consumer: see DataWaiters.wait_for_reads)."""
+        return self._waiters.wait_for_reads(watched, timeout)
 
     async def wait_for_data_async(
         self, positions: Mapping[TopicPartition, int], timeout: float, since: int | None = None
@@ -912,7 +953,7 @@ class Engine:
         self, watched: Mapping[int, Watched], timeout: float, since: int | None = None
     ) -> bool:
         """wait_for_data_async over the partitions the caller read, by stream
-        id (a Fetch: see DataWaiters.wait_for_reads_async)."""
+        id (a Fetch, an embedded consumer: see DataWaiters.wait_for_reads_async)."""
         return await self._waiters.wait_for_reads_async(watched, timeout, since)
 
     def growth_mark(self) -> int:

@@ -1011,3 +1011,10 @@ def inherited_checkpoint(horizon: CompactionHorizon) -> bytes:
     }
     payload: bytes = msgpack.packb(record, use_bin_type=True)
     return payload
+
+
+Watched = tuple[Partition, int, int]
+"""A partition a wait for data watches (engine/data_waiters.py): the
+partition (the one its caller read, not one looked up again by name), the
+position waited past (the high watermark the read saw) and the offset the
+read was at, which a log start moved past ends the wait (DeleteRecords, retention)."""

@@ -401,6 +401,7 @@ class Compactor:
         on, so that one object's damage does not stop every later pass
         before its merges and deletions (readers meeting it are refused,
         naming it)."""
+        self._start_listeners: list[Callable[[set[int]], None]] = []
         self._wake = threading.Event()
         # A daemon thread, as the uploader's, at a lower priority: nothing
         # acknowledged waits for a pass (wal/thread_priority.py).
@@ -408,6 +409,13 @@ class Compactor:
 
     def start(self) -> None:
         self._thread.start()
+
+    def add_start_listener(self, listener: Callable[[set[int]], None]) -> None:
+        """Calls ``listener`` with the ids of the streams whose start offset
+        retention moved, once per pass that moved some, on the compaction
+        thread, once the move is committed and readers see it (so that a
+        reader waiting at an offset now below the start looks again)."""
+        self._start_listeners.append(listener)
 
     def wake(self) -> None:
         """Runs a pass soon (or, once the store's stop event is set, ends the loop)."""
@@ -442,6 +450,7 @@ class Compactor:
         now = now_ms()
         grace_ms = int(self._config.garbage_grace_s * 1000)
         writer = self._writer
+        moved: set[int] = set()
         with writer.serial:
             manifest_state = writer.manifest.state
             trims = retention_trims(manifest_state, retention, now)
@@ -454,9 +463,15 @@ class Compactor:
                         stream = state.streams.get(sid)
                         if stream is not None and start > stream.start_offset:
                             stream.start_offset = start
+                            moved.add(sid)
             dead = dead_objects(manifest_state)
             if dead:
                 writer.commit(removal_ops(dead, now + grace_ms))
+        for listener in self._start_listeners if moved else ():
+            try:
+                listener(moved)
+            except Exception:
+                log.exception("a start-offset listener failed")
         self._merge(now, grace_ms)
         self._collect_garbage(now)
         if self._sweeps.due():

@@ -606,6 +606,13 @@ class StreamStore:
         quick: wake waiters, never block)."""
         self._appender.add_listener(listener)
 
+    def add_start_listener(self, listener: Callable[[set[int]], None]) -> None:
+        """Calls ``listener`` with the ids of the streams whose start offset
+        retention moved (compaction.py), on the compaction thread (so it
+        must be quick: wake waiters, never block). A trim asked for (trim)
+        is its caller's to tell."""
+        self._compactor.add_start_listener(listener)
+
     def trim(self, stream_id: int, start_offset: int) -> None:
         """Moves the stream's start to ``start_offset``; durable on return."""
         self._appender.trim(stream_id, start_offset)

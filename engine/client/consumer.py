@@ -41,6 +41,7 @@ from engine.client.poll_steps import (
     AwaitData,
     Fetch,
     FetchEach,
+    Read,
     Steps,
     run,
     run_async,
@@ -56,7 +57,7 @@ from engine.errors import (
     UnstableOffsetCommit,
 )
 from engine.memory.vector import OffsetVector, Position
-from engine.partition import OffsetAndTimestamp, PartitionFetch
+from engine.partition import OffsetAndTimestamp, Partition, PartitionFetch, Watched
 from engine.topic_id import NO_TOPIC_ID
 from engine.types import ConsumerRecord, OffsetAndMetadata, TopicPartition
 
@@ -131,6 +132,10 @@ class Consumer:
         self._seen_end: dict[TopicPartition, int] = {}
         """read_committed: the high watermark of each partition's last fetch;
         a wait for data is a wait for the log to grow past it."""
+        self._read_from: dict[TopicPartition, Partition] = {}
+        """The partition each assigned one's last fetch read: a wait for
+        data watches it, so a topic deleted (and perhaps created again
+        under its name) since the read ends the wait, as a Fetch's does."""
         self._engine = engine
         self._access = Access(engine.authorizer, principal)
         """What the principal may read (docs/security.md)."""
@@ -258,6 +263,7 @@ class Consumer:
     def _set_assignment(self, partitions: list[TopicPartition]) -> None:
         self._authorize_reads(partitions)  # before anything changes
         self._positions = {tp: self._positions.get(tp) for tp in partitions}
+        self._read_from = {tp: p for tp, p in self._read_from.items() if tp in self._positions}
         self._paused &= set(partitions)
         self._buffer = [
             r for r in self._buffer[self._next :] if (r.topic, r.partition) in self._positions
@@ -414,20 +420,30 @@ class Consumer:
             remaining = deadline - self._clock.monotonic()
             if remaining <= 0:
                 return []
-            positions = self._wanted() if self._positions or rebalance is None else None
+            watched = self._watched() if self._positions or rebalance is None else None
             cap = self._wait_cap(remaining)
-            yield AwaitData(self._engine, positions, rebalance, remaining, cap)
+            yield AwaitData(self._engine, watched, rebalance, remaining, cap)
 
-    def _wanted(self) -> dict[TopicPartition, int]:
-        # Paused partitions and those at their bound wait for nothing.
-        positions = {
-            tp: p
-            for tp, p in self._resolved().items()
-            if tp not in self._paused and p < self._until.get(tp, p + 1)
-        }
-        if self._read_committed:  # data past the LSO is there, but not yet readable
-            return {tp: max(p, self._seen_end.get(tp, 0)) for tp, p in positions.items()}
-        return positions
+    def _watched(self) -> dict[int, Watched]:
+        """What a wait for data watches: each partition as its last fetch
+        read it, by stream id, past its position (read_committed: past the
+        end that fetch saw, as data past the LSO is there but not yet
+        readable). No lookup by name, as a Fetch's wait (docs/design/0090).
+        Empty if one was not read and is unknown now: the next read says why."""
+        watched: dict[int, Watched] = {}
+        for tp, offset in self._resolved().items():
+            # Paused partitions and those at their bound wait for nothing.
+            if tp in self._paused or offset >= self._until.get(tp, offset + 1):
+                continue
+            leader = self._read_from.get(tp)
+            if leader is None:
+                try:
+                    leader = self._engine.partition(*tp)
+                except EngineError:
+                    return {}
+            position = max(offset, self._seen_end.get(tp, 0)) if self._read_committed else offset
+            watched[leader.stream_id] = (leader, position, offset)
+        return watched
 
     def _resolved(self) -> dict[TopicPartition, int]:
         """The position of every assigned partition that has one: a partition
@@ -478,7 +494,7 @@ class Consumer:
                 allotted -= max_bytes
                 self._check_topic_id(tp)
                 group.append(Fetch(self._engine, tp, position, max_bytes, self.isolation_level))
-            answers: list[PartitionFetch | Exception] = yield FetchEach(tuple(group))
+            answers: list[Read | Exception] = yield FetchEach(tuple(group))
             for fetch, answer in zip(group, answers, strict=True):
                 tp = fetch.tp
                 if self._moved(tp, fetch.position):
@@ -489,10 +505,12 @@ class Consumer:
                     continue
                 if isinstance(answer, Exception):
                     raise answer
+                leader, read = answer
+                self._read_from[tp] = leader
                 # Ids are never reused: the same id before and after the fetch
                 # means it read the topic the vector was cut in.
                 self._check_topic_id(tp)
-                fetched = self._engine.masked_fetch(tp.topic, answer, self.principal)
+                fetched = self._engine.masked_fetch(tp.topic, read, self.principal)
                 size = sum(len(r) for r in fetched.records)
                 if size > budget and taken:
                     # A first batch larger than this partition's share, and

@@ -231,18 +231,30 @@ class GroupMember:
         its session keeps its place until it comes back or expires)."""
         with self._lock:
             if self.group_instance_id is None and self.member_id:
-                try:
-                    self._coordinator.leave_group(self.group_id, [(self.member_id, None)], reason)
-                except EngineError as error:
-                    log.info("group %s: leaving failed: %s", self.group_id, error)
-                else:
-                    log.info("group %s: %s left: %s", self.group_id, self.member_id, reason)
+                self._send_leave(reason)
             self._reset(member_id=True)
             self._owned = set()
             self._lost = False
             self._rejoin = False
             self._joined_topics = None
             self._topics = ()
+
+    def _send_leave(self, reason: str) -> None:
+        """LeaveGroup, answered once the coordinator's write of it is
+        durable; a failure is logged (as Kafka's consumer does): the
+        coordinator keeps the member until its session ends. Waits at most
+        a session timeout, after which the member is gone either way."""
+        try:
+            left = self._coordinator.leave_group(self.group_id, [(self.member_id, None)], reason)
+            result = left.result(self.session_timeout_ms / 1000)
+        except (EngineError, TimeoutError) as error:
+            log.info("group %s: leaving failed: %r", self.group_id, error)
+            return
+        code = result.error if result.error != KafkaCode.NONE else result.members[0]
+        if code != KafkaCode.NONE:
+            log.info("group %s: leaving failed: %s", self.group_id, code.name)
+        else:
+            log.info("group %s: %s left: %s", self.group_id, self.member_id, reason)
 
     def close(self) -> None:
         """Stops the member's thread (leave first to leave the group)."""
@@ -480,14 +492,7 @@ class GroupMember:
             self.rebalance_timeout_ms,
         )
         if self.group_instance_id is None:
-            try:
-                self._coordinator.leave_group(
-                    self.group_id,
-                    [(self.member_id, None)],
-                    "consumer poll timeout has expired",
-                )
-            except EngineError as error:
-                log.info("group %s: leaving failed: %s", self.group_id, error)
+            self._send_leave("consumer poll timeout has expired")
         self._lose(member_id=True, why="its poll timeout expired")
 
     def _assign(self, result: JoinResult) -> dict[str, bytes]:

@@ -14,7 +14,13 @@ from engine.types import TopicPartition
 
 if TYPE_CHECKING:
     from engine.groups import GroupCoordinator
-    from engine.partition import AppendResult, OffsetAndTimestamp, Partition, PartitionFetch
+    from engine.partition import (
+        AppendResult,
+        OffsetAndTimestamp,
+        Partition,
+        PartitionFetch,
+        Watched,
+    )
     from engine.provenance import Provenance
     from engine.transactions.coordinator import TransactionCoordinator
 
@@ -86,6 +92,20 @@ class ClientHost(Protocol):
         max_bytes: int = ...,
         isolation_level: str = ...,
     ) -> PartitionFetch: ...
+    def fetch_from(
+        self,
+        leader: Partition,
+        offset: int,
+        max_bytes: int = ...,
+        isolation_level: str = ...,
+    ) -> PartitionFetch: ...
+    async def fetch_from_async(
+        self,
+        leader: Partition,
+        offset: int,
+        max_bytes: int = ...,
+        isolation_level: str = ...,
+    ) -> PartitionFetch: ...
     def masked_fetch(
         self, topic: str, fetched: PartitionFetch, principal: str
     ) -> PartitionFetch: ...
@@ -99,4 +119,8 @@ class ClientHost(Protocol):
     def wait_for_data(self, positions: Mapping[TopicPartition, int], timeout: float) -> bool: ...
     async def wait_for_data_async(
         self, positions: Mapping[TopicPartition, int], timeout: float
+    ) -> bool: ...
+    def wait_for_reads(self, watched: Mapping[int, Watched], timeout: float) -> bool: ...
+    async def wait_for_reads_async(
+        self, watched: Mapping[int, Watched], timeout: float
     ) -> bool: ...

@@ -21,6 +21,7 @@ from engine.types import TopicPartition
 
 if TYPE_CHECKING:
     from engine.client.host import ClientHost
+    from engine.partition import Partition, Watched
 
 T = TypeVar("T")
 T_co = TypeVar("T_co", covariant=True)
@@ -89,6 +90,12 @@ class _Driver(Generic[T]):
         return wait
 
 
+Read = tuple["Partition", PartitionFetch]
+"""A partition's fetch, with the partition it read: a wait for more data
+watches that partition, not whichever a lookup by name finds. A plain
+tuple, built and unpacked once per fetch on the tail path."""
+
+
 class Fetch(NamedTuple):
     """Stored batches of one partition from ``position``."""
 
@@ -98,17 +105,20 @@ class Fetch(NamedTuple):
     max_bytes: int
     isolation_level: str
 
-    def run(self) -> PartitionFetch:
+    def run(self) -> Read:
         tp = self.tp
-        return self.host.fetch(
-            tp.topic, tp.partition, self.position, self.max_bytes, self.isolation_level
+        leader = self.host.partition(tp.topic, tp.partition)
+        return leader, self.host.fetch_from(
+            leader, self.position, self.max_bytes, self.isolation_level
         )
 
-    async def run_async(self) -> PartitionFetch:
+    async def run_async(self) -> Read:
         tp = self.tp
-        return await self.host.fetch_async(
-            tp.topic, tp.partition, self.position, self.max_bytes, self.isolation_level
+        leader = self.host.partition(tp.topic, tp.partition)
+        fetched = await self.host.fetch_from_async(
+            leader, self.position, self.max_bytes, self.isolation_level
         )
+        return leader, fetched
 
 
 class FetchEach(NamedTuple):
@@ -120,8 +130,8 @@ class FetchEach(NamedTuple):
 
     fetches: tuple[Fetch, ...]
 
-    def run(self) -> list[PartitionFetch | Exception]:
-        answers: list[PartitionFetch | Exception] = []
+    def run(self) -> list[Read | Exception]:
+        answers: list[Read | Exception] = []
         for fetch in self.fetches:
             try:
                 answers.append(fetch.run())
@@ -129,7 +139,7 @@ class FetchEach(NamedTuple):
                 answers.append(failure)
         return answers
 
-    async def run_async(self) -> list[PartitionFetch | Exception]:
+    async def run_async(self) -> list[Read | Exception]:
         if len(self.fetches) == 1:  # a consumer of one partition: no task
             try:
                 return [await self.fetches[0].run_async()]
@@ -138,7 +148,7 @@ class FetchEach(NamedTuple):
         gathered = await asyncio.gather(
             *(fetch.run_async() for fetch in self.fetches), return_exceptions=True
         )
-        answers: list[PartitionFetch | Exception] = []
+        answers: list[Read | Exception] = []
         for answer in gathered:
             if isinstance(answer, BaseException) and not isinstance(answer, Exception):
                 raise answer  # cancelled: no fetch's answer
@@ -162,31 +172,37 @@ class AwaitCommit(NamedTuple):
 
 
 class AwaitData(NamedTuple):
-    """Waits up to ``remaining`` seconds for data at ``positions`` (None:
-    the consumer has no partitions yet) or for the ``rebalance`` under way
-    to need the consumer; a wait for data alone lasts at most ``cap``."""
+    """Waits up to ``remaining`` seconds for data in the ``watched``
+    partitions, those the consumer read (None: it has no partitions yet),
+    or for the ``rebalance`` under way to need the consumer; a wait for
+    data alone lasts at most ``cap``. A watched partition deleted since
+    its read ends the wait: the consumer's next look finds it gone."""
 
     host: ClientHost
-    positions: Mapping[TopicPartition, int] | None
+    watched: Mapping[int, Watched] | None
     rebalance: Future[None] | None
     remaining: float
     cap: float
 
     def run(self) -> None:
-        if self.positions is None:
+        if self.watched is None:
             assert self.rebalance is not None
             futures.wait([self.rebalance], self.remaining)
             return
+        if not self.watched:
+            return  # nothing to wait on, or a partition the next read reports
         # A thread cannot wait on both at once: it looks at the rebalance again soon.
         cap = self.cap if self.rebalance is None else min(self.remaining, RETRY_BACKOFF_S)
-        self.host.wait_for_data(self.positions, cap)
+        self.host.wait_for_reads(self.watched, cap)
 
     async def run_async(self) -> None:
+        if self.watched is not None and not self.watched:
+            return
         waits: set[asyncio.Future[Any]] = set()
         if self.rebalance is not None:
             waits.add(asyncio.wrap_future(self.rebalance))
-        if self.positions is not None:
-            data = self.host.wait_for_data_async(self.positions, self.cap)
+        if self.watched is not None:
+            data = self.host.wait_for_reads_async(self.watched, self.cap)
             waits.add(asyncio.ensure_future(data))
         _, pending = await asyncio.wait(
             waits, timeout=self.remaining, return_when=asyncio.FIRST_COMPLETED

@@ -24,6 +24,7 @@ from engine.groups.results import (
     GroupState,
     JoinedMember,
     JoinResult,
+    LeaveResult,
     MemberDescription,
     SyncResult,
 )
@@ -39,6 +40,7 @@ __all__ = [
     "GroupState",
     "JoinResult",
     "JoinedMember",
+    "LeaveResult",
     "MemberDescription",
     "SyncResult",
     "consumer_lag",

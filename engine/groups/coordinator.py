@@ -22,6 +22,7 @@ moment, as in Kafka.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from concurrent.futures import Future
 from contextlib import AbstractContextManager
@@ -65,7 +66,14 @@ from engine.groups.records import (
     classic_group_key,
     read_state,
 )
-from engine.groups.results import GroupDescription, GroupListing, GroupState, JoinResult, SyncResult
+from engine.groups.results import (
+    GroupDescription,
+    GroupListing,
+    GroupState,
+    JoinResult,
+    LeaveResult,
+    SyncResult,
+)
 from engine.groups.subscription import CONSUMER_PROTOCOL_TYPE
 from engine.groups.target_assignment import check_assignors
 from engine.groups.topic_subscriptions import TopicInfo
@@ -322,31 +330,41 @@ class GroupCoordinator:
         group_id: str,
         members: Sequence[tuple[str, str | None]],
         reason: str | None = None,
-    ) -> list[KafkaCode]:
-        """LeaveGroup for (member id, group instance id) pairs: an error code
-        per member. A member id of "" with an instance id removes whichever
-        member holds that instance id. Raises InvalidGroupId, NotCoordinator."""
+    ) -> Future[LeaveResult]:
+        """LeaveGroup for (member id, group instance id) pairs: a code per
+        member, once what the leave changed is durable (the group emptied,
+        a consumer group's member deleted), or NOT_COORDINATOR for the
+        request if that write failed: the group is then what the state log
+        holds, its members in it, as Kafka answers after the write (its
+        CoordinatorRuntime). A member id of "" with an instance id removes
+        whichever member holds that instance id. Raises InvalidGroupId,
+        NotCoordinator."""
         if not group_id:
             raise InvalidGroupId(group_id)
         with self._locked():
             self._check_open()
-            consumer_group = self._consumer_groups.get(group_id)
-            if consumer_group is not None:
-                errors = [
-                    classic_members.leave(consumer_group, member_id, instance_id)
-                    for member_id, instance_id in members
-                ]
-                consumer_group.flush()
-                return errors
-            group = self._classic_groups.get(group_id)
-            if group is None:
-                return [KafkaCode.UNKNOWN_MEMBER_ID for _ in members]
-            why = f"it left the group ({reason or 'no reason given'})"
+            with self._run.awaiting_writes() as writes:
+                codes = self._leave(group_id, members, reason)
+        return _after(writes, codes)
+
+    def _leave(
+        self, group_id: str, members: Sequence[tuple[str, str | None]], reason: str | None
+    ) -> list[KafkaCode]:
+        consumer_group = self._consumer_groups.get(group_id)
+        if consumer_group is not None:
             errors = [
-                group.leave(member_id, instance_id, why) for member_id, instance_id in members
+                classic_members.leave(consumer_group, member_id, instance_id)
+                for member_id, instance_id in members
             ]
-            self._classic_groups.forget_if_unused(group)
+            consumer_group.flush()
             return errors
+        group = self._classic_groups.get(group_id)
+        if group is None:
+            return [KafkaCode.UNKNOWN_MEMBER_ID for _ in members]
+        why = f"it left the group ({reason or 'no reason given'})"
+        errors = [group.leave(member_id, instance_id, why) for member_id, instance_id in members]
+        self._classic_groups.forget_if_unused(group)
+        return errors
 
     def _group_error(self, group_id: str) -> KafkaCode:
         if not group_id:
@@ -857,3 +875,31 @@ class GroupCoordinator:
             self._classic_groups.unload()
             self._consumer_groups.unload()
         self._run.stop()
+
+
+def _after(writes: Sequence[Future[KafkaCode]], codes: list[KafkaCode]) -> Future[LeaveResult]:
+    """``codes`` once every write in ``writes`` settled (they settle once
+    the coordinator's lock is released); the request's NOT_COORDINATOR if
+    one failed."""
+    answer: Future[LeaveResult] = running_future()
+    remaining = len(writes)
+    failed_write = False
+    counting = threading.Lock()
+
+    def settled(write: Future[KafkaCode]) -> None:
+        nonlocal remaining, failed_write
+        with counting:
+            remaining -= 1
+            failed_write = failed_write or write.result() != KafkaCode.NONE
+            if remaining:
+                return
+        if failed_write:
+            answer.set_result(LeaveResult(KafkaCode.NOT_COORDINATOR, []))
+        else:
+            answer.set_result(LeaveResult(KafkaCode.NONE, codes))
+
+    if not writes:
+        answer.set_result(LeaveResult(KafkaCode.NONE, codes))
+    for write in writes:
+        write.add_done_callback(settled)
+    return answer

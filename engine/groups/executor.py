@@ -18,7 +18,7 @@ from concurrent.futures import Future
 from typing import Any
 
 from engine.clock import Clock
-from engine.futures import settle
+from engine.futures import running_future, settle
 from engine.groups.timers import Timer, TimerThread
 from engine.protocol.kafka_code import KafkaCode
 from engine.state_log import StateLog
@@ -47,6 +47,7 @@ class GroupExecutor:
         self._counting = threading.Lock()
         """Guards ``_outstanding`` and ``_failed`` between the WAL's thread
         and the coordinator's."""
+        self._awaited: list[Future[KafkaCode]] | None = None
 
     def now_ms(self) -> int:
         return self._clock.time_ms()
@@ -107,6 +108,19 @@ class GroupExecutor:
             self._outstanding -= 1
             return not self._outstanding and bool(self._failed)
 
+    @contextlib.contextmanager
+    def awaiting_writes(self) -> Iterator[list[Future[KafkaCode]]]:
+        """Under the lock: each write begun in the block, as a future of its
+        error code, settled once it is durable or failed (after its own
+        ``then``), so that a request whose change is written on the way
+        (a LeaveGroup emptying its group) is answered after that write."""
+        awaited: list[Future[KafkaCode]] = []
+        outer, self._awaited = self._awaited, awaited
+        try:
+            yield awaited
+        finally:
+            self._awaited = outer
+
     def call_later(self, delay_s: float, callback: Callable[[], None]) -> Timer:
         """Calls ``callback`` on the timer thread after ``delay_s`` (it takes
         the lock itself if it needs it)."""
@@ -123,8 +137,12 @@ class GroupExecutor:
         as Kafka answers a write its log refused; ``on_failed_write`` then
         puts back what the write changed)."""
         failed = (puts.keys(), deletes)  # the writer makes new ones for each write
+        if self._awaited is not None:
+            written: Future[KafkaCode] = running_future()
+            self._awaited.append(written)
+            then = _then_settle(then, written, self.resolve)
         try:
-            written = self.state_log.update(puts=puts or None, deletes=deletes or None)
+            appended = self.state_log.update(puts=puts or None, deletes=deletes or None)
         except Exception as error:  # the store refused: fenced, closed or failed
             log.warning("writing group state failed: %s", error)
             self._note_failed(failed)
@@ -157,7 +175,7 @@ class GroupExecutor:
 
             self._timers.call_soon(run)
 
-        written.add_done_callback(durable)
+        appended.add_done_callback(durable)
 
     def _restore(self) -> None:
         with self.locked():  # its release rebuilds the failed writes' groups
@@ -166,3 +184,18 @@ class GroupExecutor:
     def stop(self) -> None:
         """Stops the timer thread (the coordinator has closed)."""
         self._timers.stop()
+
+
+def _then_settle(
+    then: Callable[[KafkaCode], None] | None,
+    future: Future[KafkaCode],
+    resolve: Callable[[Future[Any], Any], None],
+) -> Callable[[KafkaCode], None]:
+    def both(error: KafkaCode) -> None:
+        try:
+            if then is not None:
+                then(error)
+        finally:
+            resolve(future, error)
+
+    return both

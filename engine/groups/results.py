@@ -51,6 +51,16 @@ class SyncResult(NamedTuple):
     assignment: bytes = b""
 
 
+class LeaveResult(NamedTuple):
+    """A LeaveGroup's answer, once what it changed is durable: ``error`` is
+    the request's (NOT_COORDINATOR when its write failed, and then no
+    member is answered, as Kafka's GroupCoordinatorService), ``members``
+    a code per member otherwise."""
+
+    error: KafkaCode
+    members: list[KafkaCode]
+
+
 class MemberDescription(NamedTuple):
     member_id: str
     group_instance_id: str | None

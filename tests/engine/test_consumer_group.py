@@ -830,7 +830,7 @@ def test_a_group_id_is_either_classic_or_consumer(
     assert engine_join(opened, "x", group_id="old").error == E["GROUP_ID_NOT_FOUND"]
 
     # An empty group changes protocol, keeping its committed offsets.
-    groups.leave_group("old", [(member.member_id, None)])
+    groups.leave_group("old", [(member.member_id, None)]).result(10)
     commit = groups.commit_offsets(
         "old", -1, "", None, {TopicPartition("orders", 0): OffsetAndMetadata(7)}
     )

@@ -334,7 +334,9 @@ def test_a_member_removed_from_the_group_loses_its_partitions_and_rejoins(
     calls.calls.clear()
     # An administrator removes the static member (KIP-345): its next
     # heartbeat is answered UNKNOWN_MEMBER_ID.
-    assert opened.groups.leave_group("g", [("", "x")], "removed by an administrator") == [0]
+    assert opened.groups.leave_group("g", [("", "x")], "removed by an administrator").result(
+        10
+    ).members == [0]
     group.poll_until(lambda: calls.of("lost") != [] and group.is_split(all_partitions("t", 2)))
     assert calls.of("lost") == [sorted(all_partitions("t", 2))]
     assert calls.of("revoke") == []

@@ -21,6 +21,7 @@ import pytest
 import engine
 from engine.engine import Engine
 from engine.errors import StorageError
+from engine.groups import LeaveResult
 from engine.groups.consumer_heartbeat import Heartbeat
 from engine.protocol.consumer_protocol import (
     Assignment,
@@ -33,6 +34,7 @@ from engine.types import OffsetAndMetadata, TopicPartition
 from s3stream import StoreFailed
 from tests.engine.conftest import FAST_STORE
 from tests.engine.helpers_records import batch
+from tests.engine.test_group_migration import _taken_over
 from tests.engine.test_groups import wait_for
 from wal.segment import SegmentWriter
 
@@ -144,11 +146,44 @@ def test_a_consumer_group_heartbeat_whose_write_fails_changes_nothing(
 
 
 @pytest.mark.parametrize("failure", FAILURES)
+@pytest.mark.parametrize("epoch", [-1, -2])
+def test_a_consumer_protocol_leave_whose_write_fails_is_answered_not_coordinator(
+    node: Callable[[], Engine], monkeypatch: pytest.MonkeyPatch, failure: str, epoch: int
+) -> None:
+    """A ConsumerGroupHeartbeat that leaves (-1; -2, a static member for
+    now) is answered once its write is durable: NOT_COORDINATOR when it
+    fails, the member still in the group at its epoch."""
+    first = node()
+    joined = first.groups.consumer_group_heartbeat(
+        Heartbeat(
+            "g",
+            "a",
+            0,
+            instance_id="i-a" if epoch == -2 else None,
+            rebalance_timeout_ms=30_000,
+            subscribed_topic_names=[TOPIC],
+            owned_partitions={},
+        )
+    ).result(TIMEOUT)
+    assert joined.error == KafkaCode.NONE
+    before = _consumer_group(first)
+    with monkeypatch.context() as faults:
+        FAILURES[failure](faults, first)
+        left = first.groups.consumer_group_heartbeat(
+            Heartbeat("g", "a", epoch, instance_id="i-a" if epoch == -2 else None)
+        ).result(TIMEOUT)
+    assert left.error == KafkaCode.NOT_COORDINATOR
+    assert _consumer_group(first) == before
+
+
+@pytest.mark.parametrize("failure", FAILURES)
 def test_a_classic_group_emptied_by_a_write_that_fails_keeps_its_member(
     node: Callable[[], Engine], monkeypatch: pytest.MonkeyPatch, failure: str
 ) -> None:
-    """The last member leaves: the group's Empty record fails to write, and
-    the group is the Stable one its stored record holds."""
+    """The last member leaves: the group's Empty record fails to write, the
+    leave is answered NOT_COORDINATOR (not before the write: the member is
+    still in the group), and the group is the Stable one its stored
+    record holds."""
     first = node()
     protocols = [("range", b"m")]
     joined = first.groups.join_group(
@@ -164,13 +199,31 @@ def test_a_classic_group_emptied_by_a_write_that_fails_keeps_its_member(
     assert before[1] == "Stable"
     with monkeypatch.context() as faults:
         FAILURES[failure](faults, first)
-        first.groups.leave_group("c", [(joined.member_id, None)])
-        first.groups.describe_groups(["c"])  # waits for the coordinator's lock
-        if failure == "WAL write fails":
-            wait_for(lambda: _classic_group(first, "c") == before)
+        left = first.groups.leave_group("c", [(joined.member_id, None)]).result(TIMEOUT)
+    assert left == LeaveResult(KafkaCode.NOT_COORDINATOR, [])
     assert _classic_group(first, "c") == before
     restarted = node()
     assert _classic_group(restarted, "c") == before
+
+
+@pytest.mark.parametrize("failure", FAILURES)
+def test_a_classic_members_leave_from_a_consumer_group_whose_write_fails_changes_nothing(
+    node: Callable[[], Engine], monkeypatch: pytest.MonkeyPatch, failure: str
+) -> None:
+    """A classic member of a consumer group leaves (LeaveGroup): the write
+    deleting it fails, the leave is answered NOT_COORDINATOR once it has,
+    and the group still holds the member, as its stored records do."""
+    first = node()
+    classic, _ = _taken_over(first.groups)
+    before = _consumer_group(first)
+    assert classic in [member for member, *_ in before[3]]
+    with monkeypatch.context() as faults:
+        FAILURES[failure](faults, first)
+        left = first.groups.leave_group("g", [(classic, None)]).result(TIMEOUT)
+    assert left == LeaveResult(KafkaCode.NOT_COORDINATOR, [])
+    assert _consumer_group(first) == before
+    restarted = node()
+    assert _consumer_group(restarted) == before
 
 
 @pytest.mark.parametrize("failure", FAILURES)

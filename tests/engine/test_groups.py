@@ -225,7 +225,8 @@ def test_a_member_joins_syncs_heartbeats_and_leaves(open_engine: Callable[..., A
     assert groups.heartbeat("g", 1, "nobody", None) == E["UNKNOWN_MEMBER_ID"]
     assert groups.heartbeat("nope", 1, result.member_id, None) == E["UNKNOWN_MEMBER_ID"]
 
-    assert groups.leave_group("g", [(result.member_id, None), ("nobody", None)]) == [
+    left = groups.leave_group("g", [(result.member_id, None), ("nobody", None)]).result(10)
+    assert left.members == [
         E["NONE"],
         E["UNKNOWN_MEMBER_ID"],
     ]
@@ -458,9 +459,11 @@ def test_a_static_member_rejoins_without_a_rebalance(open_engine: Callable[..., 
     assert old_join.error == E["FENCED_INSTANCE_ID"]
     fenced = commit(groups, {TP0: 1}, generation=gen, member=static.member_id, instance="i-1")
     assert fenced == {TP0: E["FENCED_INSTANCE_ID"]}
-    assert groups.leave_group("g", [(static.member_id, "i-1")]) == [E["FENCED_INSTANCE_ID"]]
+    assert groups.leave_group("g", [(static.member_id, "i-1")]).result(10).members == [
+        E["FENCED_INSTANCE_ID"]
+    ]
     # An administrator removes it by instance id alone.
-    assert groups.leave_group("g", [("", "i-1")]) == [E["NONE"]]
+    assert groups.leave_group("g", [("", "i-1")]).result(10).members == [E["NONE"]]
     assert groups.heartbeat("g", gen, dynamic.member_id, None) == E["REBALANCE_IN_PROGRESS"]
 
 
@@ -520,7 +523,7 @@ def test_a_commit_outside_any_generation_is_a_simple_consumers_while_the_group_i
     assert committed(groups, "new") == {TP0: 1}
     (member,), _ = stable_group(groups, 1, protocols=[("range", subscription("t"))])
     assert commit(groups, {TP0: 2}, member="assigner") == {TP0: E["UNKNOWN_MEMBER_ID"]}
-    assert groups.leave_group("g", [(member.member_id, None)]) == [E["NONE"]]
+    assert groups.leave_group("g", [(member.member_id, None)]).result(10).members == [E["NONE"]]
     assert commit(groups, {TP0: 3}, member="assigner") == {TP0: E["NONE"]}
     assert committed(groups) == {TP0: 3}
 
@@ -584,7 +587,7 @@ def test_offsets_expire_after_the_retention(open_engine: Callable[..., Any]) -> 
     assert committed(groups, "standalone") == {}
     assert committed(groups, "consumers") == {TP2: 1}
 
-    groups.leave_group("consumers", [(member.member_id, None)])
+    groups.leave_group("consumers", [(member.member_id, None)]).result(10)
     assert groups.expire_offsets() == 0  # the retention starts when the group is empty
     clock.advance(0.31)
     assert groups.expire_offsets() == 1

@@ -18,9 +18,11 @@ import engine
 from engine.client.partitioner import partition_for_key
 from engine.client.transactional_producer import TransactionalProducer
 from engine.clock import ManualClock
+from engine.partition import Partition
 from engine.protocol.kafka_code import KafkaCode
 from engine.provenance import PRINCIPAL
 from tests.engine.conftest import EngineFactory
+from tests.engine.helpers_records import batch
 
 TIMEOUT = 30.0
 TOPIC = "audit"
@@ -214,4 +216,59 @@ def test_a_read_committed_consumer_reads_a_topic_created_again_without_waiting(
     polling.start()
     polling.join(TIMEOUT)
     assert not polling.is_alive(), "the poll waited for the old log's end"
+    assert [(r.offset, r.value) for r in polled] == [(0, b"new")]
+
+
+@pytest.mark.parametrize("api", ["poll", "poll_async"])
+def test_a_consumer_waits_on_the_partition_it_read_not_the_topic_created_again(
+    engine_factory: EngineFactory, monkeypatch: pytest.MonkeyPatch, api: str
+) -> None:
+    """The topic is deleted and created again, with one record, between a
+    poll's read (at the old log's end, 3) and its wait: the wait, on the
+    partition read, ends at once, and the poll reads the new topic as a
+    poll after the deletion would (its position past the new log's end is
+    reset: earliest). A wait by name watched the new topic past 3, where
+    its one record is not, for the whole poll."""
+    # The clock stands still: only a wake-up can end the poll's wait.
+    e = engine_factory(clock=ManualClock())
+    e.create_topic(TOPIC, 1)
+    consumer = e.consumer(auto_offset_reset="earliest")
+    consumer.assign([(TOPIC, 0)])
+    with e.producer() as producer:
+        for value in (b"old-0", b"old-1", b"old-2"):
+            producer.send(TOPIC, value, partition=0).result(TIMEOUT)
+    assert [r.value for r in consumer.poll()] == [b"old-0", b"old-1", b"old-2"]
+
+    recreated = threading.Event()
+
+    def recreate_after(read: Any) -> Any:
+        if read.next_offset == 3 and not recreated.is_set():
+            recreated.set()
+            e.delete_topic(TOPIC)
+            e.create_topic(TOPIC, 1)
+            e.produce(TOPIC, 0, batch([b"new"]))
+        return read
+
+    fetch_bounded = Partition.fetch_bounded
+    fetch_async = Partition.fetch_async
+
+    def fetch_bounded_then_recreate(self: Partition, *args: Any, **kwargs: Any) -> Any:
+        return recreate_after(fetch_bounded(self, *args, **kwargs))
+
+    async def fetch_async_then_recreate(self: Partition, *args: Any, **kwargs: Any) -> Any:
+        return recreate_after(await fetch_async(self, *args, **kwargs))
+
+    monkeypatch.setattr(Partition, "fetch_bounded", fetch_bounded_then_recreate)
+    monkeypatch.setattr(Partition, "fetch_async", fetch_async_then_recreate)
+
+    polled: list[engine.ConsumerRecord] = []
+    if api == "poll":
+        target = lambda: polled.extend(consumer.poll(3600.0))  # noqa: E731
+    else:
+        target = lambda: polled.extend(asyncio.run(consumer.poll_async(3600.0)))  # noqa: E731
+    polling = threading.Thread(target=target, daemon=True)
+    polling.start()
+    polling.join(TIMEOUT)
+    assert recreated.is_set()
+    assert not polling.is_alive(), "the poll waited on the topic created again"
     assert [(r.offset, r.value) for r in polled] == [(0, b"new")]

@@ -343,3 +343,44 @@ def test_an_end_at_the_epoch_a_fence_left_is_fenced_not_bumped_past_int16(
     assert e.partition("t", 0).last_stable_offset == e.offsets("t", 0)[1]
     new, epoch = e.transactions.init_producer_id("app", 60_000).result(TIMEOUT)
     assert (new != client.producer_id, epoch) == (True, 0)  # the id moves on
+
+
+def test_init_producer_id_meeting_a_completion_asks_about_it_before_the_producer_id(
+    engine_factory: EngineFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Kafka 4.0's prepareInitProducerIdTransit asks about a pending
+    transition first, the producer id next, the Prepare* state last. While
+    the markers are written the id is pending (Kafka's sendTxnMarkersCallback
+    sets the Complete* transition before it sends them), so a producer that
+    gives another producer id is told CONCURRENT_TRANSACTIONS, not
+    PRODUCER_FENCED. Left in PrepareCommit with nobody completing it (an
+    attempt failed, before its retry), the id is checked before the state:
+    another producer id is PRODUCER_FENCED, the transaction's own is told
+    to retry."""
+    # The clock stands still: the timers never retry the failed completion.
+    e = engine_factory(clock=ManualClock())
+    e.create_topic("t", 1)
+    client = TV2Client(e, "app")
+    pid, epoch = client.producer_id, client.epoch
+    released = threading.Event()
+
+    def held_then_failing(self: TransactionCompleter, *args: Any) -> None:
+        assert released.wait(TIMEOUT)
+        raise InvalidTxnState("the markers could not be written")
+
+    monkeypatch.setattr(TransactionCompleter, "_write_markers", held_then_failing)
+    client.begin(("t", 0))
+    client.send("t", 0, b"a")
+    e.transactions.end_transaction("app", pid, epoch, True, TV_2)
+    wait_for(lambda: e.transactions.describe("app").state is TxnState.PREPARE_COMMIT, "the prepare")
+    for producer_id in (pid, pid + 100):  # the markers are being written
+        with pytest.raises(ConcurrentTransactions):
+            e.transactions.init_producer_id("app", 60_000, producer_id, epoch + 1).result(TIMEOUT)
+    released.set()  # their write fails: prepared still, and nobody completing it
+    coordinator = e.transactions
+    wait_for(lambda: not coordinator._table.is_pending("app"), "the failed completion")
+    assert coordinator.describe("app").state is TxnState.PREPARE_COMMIT
+    with pytest.raises(ProducerFenced):
+        coordinator.init_producer_id("app", 60_000, pid + 100, epoch + 1).result(TIMEOUT)
+    with pytest.raises(ConcurrentTransactions):
+        coordinator.init_producer_id("app", 60_000, pid, epoch + 1).result(TIMEOUT)

@@ -140,6 +140,25 @@ def test_retention_by_time_drops_old_objects_only(store: StreamStore, bucket: Me
     assert read_all(store, other) == expected(other, 0, 6)  # no retention set
 
 
+def test_retention_tells_its_start_listeners_which_streams_it_moved(
+    store: StreamStore,
+) -> None:
+    """Retention moves a start offset no caller asked for: the store's start
+    listeners hear of the streams it moved, once it is committed (a reader
+    then finds the new start), and of no other."""
+    trimmed, kept = new_stream(store), new_stream(store)
+    uploads(store, [trimmed, kept], rounds=3)
+    heard: list[tuple[set[int], int]] = []
+    store.add_start_listener(lambda streams: heard.append((streams, store.start_offset(trimmed))))
+    store.set_retention(trimmed, Retention(bytes=1))
+    store.compact()
+    assert heard == [({trimmed}, store.start_offset(trimmed))]
+    store.compact()  # nothing more past its limits: no one is told
+    assert len(heard) == 1
+    assert store.start_offset(trimmed) > 0
+    assert store.start_offset(kept) == 0
+
+
 def test_fully_trimmed_and_deleted_streams_free_their_objects(
     store: StreamStore, bucket: MemoryStore
 ) -> None:

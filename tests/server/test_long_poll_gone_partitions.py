@@ -248,3 +248,55 @@ def test_records_deleted_past_the_offset_read_answer_the_long_poll_at_once(
     first = response.responses[0].partitions[0]
     assert (first.error_code, first.log_start_offset) == (KafkaCode.OFFSET_OUT_OF_RANGE, 2)
     assert not first.records
+
+
+@pytest.mark.parametrize("width", [1, 40])
+def test_retention_moving_the_log_start_past_the_offset_read_answers_the_long_poll_at_once(
+    tmp_path: Path, width: int
+) -> None:
+    """As after DeleteRecords: the store's retention drops the object that
+    held the records, moving the log start to 3, past the offset the fetch
+    read (1): it is answered OFFSET_OUT_OF_RANGE at once, not at max_wait.
+    A fetch waiting at the end (3), not below the new start, goes on
+    waiting, and so does one of another topic."""
+    with engine.open(tmp_path / "data", config=engine.EngineConfig.small()) as served:
+        served.create_topic("t", width)
+        served.create_topic("other", 1)
+        produce(served, RECORDS)
+        assert served.flush(TIMEOUT)  # in an object: retention drops whole objects
+        request = fetch_each(
+            12, [("t", p, 1 if p == 0 else 0) for p in range(width)], max_wait_ms=HOUR_MS
+        )
+        request = dataclasses.replace(request, min_bytes=i32(1 << 20))
+        at_end = fetch_each(12, [("t", 0, RECORDS)], max_wait_ms=HOUR_MS, min_bytes=1)
+        elsewhere = fetch_each(12, [("other", 0, 0)], max_wait_ms=HOUR_MS, min_bytes=1)
+        with (
+            InProcessServer(served) as server,
+            Wire(server.bootstrap, timeout=TIMEOUT) as wire,
+            Wire(server.bootstrap, timeout=TIMEOUT) as waiting_at_end,
+            Wire(server.bootstrap, timeout=TIMEOUT) as waiting_elsewhere,
+        ):
+            waiting_at_end.send(at_end)
+            waiting_elsewhere.send(elsewhere)
+            until(lambda: registered(served) == 2, "the other fetches never waited")
+            sent = wire.send(request)
+            until(lambda: registered(served) == 3, "the fetch never waited")
+            served.alter_configs("t", {"retention.ms": 1})
+            time.sleep(0.01)  # the object is older than retention.ms
+            served.store.compact()
+            assert served.offsets("t", 0) == (RECORDS, RECORDS)
+            answered, response = wire.receive(response_schema_for(request))
+            until(lambda: registered(served) == 2, "the answered wait stayed registered")
+            # The other two were still waiting: their answers carry the
+            # records that end their waits, not an early empty answer.
+            with served.producer() as producer:
+                producer.send("t", b"after", partition=0).result(TIMEOUT)
+                producer.send("other", b"elsewhere", partition=0).result(TIMEOUT)
+            _, grown = waiting_at_end.receive(response_schema_for(at_end))
+            _, other = waiting_elsewhere.receive(response_schema_for(elsewhere))
+    assert answered == sent
+    first = response.responses[0].partitions[0]
+    assert (first.error_code, first.log_start_offset) == (KafkaCode.OFFSET_OUT_OF_RANGE, RECORDS)
+    assert not first.records
+    assert entry(grown).error_code == KafkaCode.NONE and entry(grown).records
+    assert entry(other).error_code == KafkaCode.NONE and entry(other).records

@@ -16,7 +16,7 @@ from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from engine.errors import EngineError, error_code
-from engine.groups import GroupDescription, JoinResult, SyncResult
+from engine.groups import GroupDescription, JoinResult, LeaveResult, SyncResult
 from engine.protocol.apis import ApiKey
 from engine.protocol.kafka_code import KafkaCode
 from engine.server import authorize
@@ -296,7 +296,7 @@ def handle_heartbeat(context: RequestContext, request: HeartbeatRequest) -> Body
         5: "the reason a member leaves",
     },
 )
-def handle_leave_group(context: RequestContext, request: LeaveGroupRequest) -> Body:
+def handle_leave_group(context: RequestContext, request: LeaveGroupRequest) -> Response:
     if not authorize.may_read_group(context, request.group_id):
         code = KafkaCode.GROUP_AUTHORIZATION_FAILED
         return {"throttle_time": 0, "error_code": code, "members": []}
@@ -312,16 +312,22 @@ def handle_leave_group(context: RequestContext, request: LeaveGroupRequest) -> B
         reasons = {getattr(m, "reason", None) for m in request.members} - {None}
         reason = ", ".join(sorted(r for r in reasons if r)) or None
     try:
-        codes = context.engine.groups.leave_group(request.group_id, leaving, reason)
+        future = context.engine.groups.leave_group(request.group_id, leaving, reason)
     except EngineError as error:
         return {"throttle_time": 0, "error_code": error_code(error), "members": []}
-    if context.version < 3:
-        return {"throttle_time": 0, "error_code": codes[0], "members": []}
-    members = [
-        {"member_id": member_id, "group_instance_id": instance_id, "error_code": code}
-        for (member_id, instance_id), code in zip(leaving, codes, strict=True)
-    ]
-    return {"throttle_time": 0, "error_code": KafkaCode.NONE, "members": members}
+
+    def build(result: LeaveResult) -> Body:
+        if result.error != KafkaCode.NONE:
+            return {"throttle_time": 0, "error_code": result.error, "members": []}
+        if context.version < 3:
+            return {"throttle_time": 0, "error_code": result.members[0], "members": []}
+        members = [
+            {"member_id": member_id, "group_instance_id": instance_id, "error_code": code}
+            for (member_id, instance_id), code in zip(leaving, result.members, strict=True)
+        ]
+        return {"throttle_time": 0, "error_code": KafkaCode.NONE, "members": members}
+
+    return answer(context, future, build)
 
 
 # -- offsets ------------------------------------------------------------------------------
