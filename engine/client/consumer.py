@@ -420,16 +420,22 @@ class Consumer:
             remaining = deadline - self._clock.monotonic()
             if remaining <= 0:
                 return []
-            watched = self._watched() if self._positions or rebalance is None else None
+            watched = None
+            if self._positions or rebalance is None:
+                watched = self._watched()
+                if watched is None:
+                    continue  # a partition is gone: the next read says why
             cap = self._wait_cap(remaining)
             yield AwaitData(self._engine, watched, rebalance, remaining, cap)
 
-    def _watched(self) -> dict[int, Watched]:
+    def _watched(self) -> dict[int, Watched] | None:
         """What a wait for data watches: each partition as its last fetch
         read it, by stream id, past its position (read_committed: past the
         end that fetch saw, as data past the LSO is there but not yet
         readable). No lookup by name, as a Fetch's wait (docs/design/0090).
-        Empty if one was not read and is unknown now: the next read says why."""
+        Empty if every partition is paused, at its bound or waiting for a
+        pending offset commit (the wait lasts its cap); None if one was not
+        read and is unknown now: the next read, at once, says why."""
         watched: dict[int, Watched] = {}
         for tp, offset in self._resolved().items():
             # Paused partitions and those at their bound wait for nothing.
@@ -440,7 +446,7 @@ class Consumer:
                 try:
                     leader = self._engine.partition(*tp)
                 except EngineError:
-                    return {}
+                    return None
             position = max(offset, self._seen_end.get(tp, 0)) if self._read_committed else offset
             watched[leader.stream_id] = (leader, position, offset)
         return watched

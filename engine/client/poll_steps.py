@@ -189,15 +189,11 @@ class AwaitData(NamedTuple):
             assert self.rebalance is not None
             futures.wait([self.rebalance], self.remaining)
             return
-        if not self.watched:
-            return  # nothing to wait on, or a partition the next read reports
         # A thread cannot wait on both at once: it looks at the rebalance again soon.
         cap = self.cap if self.rebalance is None else min(self.remaining, RETRY_BACKOFF_S)
         self.host.wait_for_reads(self.watched, cap)
 
     async def run_async(self) -> None:
-        if self.watched is not None and not self.watched:
-            return
         waits: set[asyncio.Future[Any]] = set()
         if self.rebalance is not None:
             waits.add(asyncio.wrap_future(self.rebalance))

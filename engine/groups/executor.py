@@ -15,7 +15,7 @@ import logging
 import threading
 from collections.abc import Callable, Hashable, Iterable, Iterator
 from concurrent.futures import Future
-from typing import Any
+from typing import Any, NamedTuple
 
 from engine.clock import Clock
 from engine.futures import running_future, settle
@@ -39,7 +39,7 @@ class GroupExecutor:
         self.on_failed_write: Callable[[list[Hashable], list[Hashable]], None] | None = None
         """Called with a failed write's puts' keys and deletes, under the
         lock, as its outermost holder releases it (failed_writes.py)."""
-        self._failed: list[tuple[Iterable[Hashable], Iterable[Hashable]]] = []
+        self._failed: list[_Failed] = []
         self._outstanding = 0
         """Writes the store accepted whose outcome the coordinator has not
         taken yet (their ``then`` not run); the failed writes' groups are
@@ -75,7 +75,13 @@ class GroupExecutor:
                         failed = self._restorable()
                         if failed is None:
                             break
-                        self.on_failed_write(list(failed[0]), list(failed[1]))
+                        keys, deletes, awaited = failed
+                        try:
+                            self.on_failed_write(list(keys), list(deletes))
+                        finally:
+                            # Answered once the group is what the state log holds.
+                            if awaited is not None:
+                                self.resolve(awaited, KafkaCode.NOT_COORDINATOR)
                 finally:
                     self._depth -= 1
                 ready: list[tuple[Future[Any], Any]] = []
@@ -84,7 +90,7 @@ class GroupExecutor:
         for future, value in ready:
             settle(future, value)
 
-    def _restorable(self) -> tuple[Iterable[Hashable], Iterable[Hashable]] | None:
+    def _restorable(self) -> _Failed | None:
         """The next failed write whose groups may be rebuilt from the state
         log: once every write accepted before or after it has its outcome
         taken. Until then the state log holds a record still being written
@@ -97,7 +103,7 @@ class GroupExecutor:
                 return None
             return self._failed.pop(0)
 
-    def _note_failed(self, failed: tuple[Iterable[Hashable], Iterable[Hashable]]) -> None:
+    def _note_failed(self, failed: _Failed) -> None:
         with self._counting:
             self._failed.append(failed)
 
@@ -111,9 +117,11 @@ class GroupExecutor:
     @contextlib.contextmanager
     def awaiting_writes(self) -> Iterator[list[Future[KafkaCode]]]:
         """Under the lock: each write begun in the block, as a future of its
-        error code, settled once it is durable or failed (after its own
-        ``then``), so that a request whose change is written on the way
-        (a LeaveGroup emptying its group) is answered after that write."""
+        error code, settled once it is durable (after its own ``then``) or,
+        if it failed, once its groups are rebuilt from the state log, so
+        that a request whose change is written on the way (a LeaveGroup
+        emptying its group) is answered after that write, by a group that
+        is what the state log holds."""
         awaited: list[Future[KafkaCode]] = []
         outer, self._awaited = self._awaited, awaited
         try:
@@ -136,11 +144,13 @@ class GroupExecutor:
         lock once the records are durable (NOT_COORDINATOR if they failed,
         as Kafka answers a write its log refused; ``on_failed_write`` then
         puts back what the write changed)."""
-        failed = (puts.keys(), deletes)  # the writer makes new ones for each write
+        written: Future[KafkaCode] | None = None
         if self._awaited is not None:
-            written: Future[KafkaCode] = running_future()
+            written = running_future()
             self._awaited.append(written)
             then = _then_settle(then, written, self.resolve)
+        # The writer makes new keys and deletes for each write.
+        failed = _Failed(puts.keys(), deletes, written)
         try:
             appended = self.state_log.update(puts=puts or None, deletes=deletes or None)
         except Exception as error:  # the store refused: fenced, closed or failed
@@ -186,16 +196,29 @@ class GroupExecutor:
         self._timers.stop()
 
 
+class _Failed(NamedTuple):
+    """A failed write: the keys it put and deleted, and the future awaiting
+    it (awaiting_writes), settled once its groups are rebuilt."""
+
+    keys: Iterable[Hashable]
+    deletes: Iterable[Hashable]
+    awaited: Future[KafkaCode] | None
+
+
 def _then_settle(
     then: Callable[[KafkaCode], None] | None,
     future: Future[KafkaCode],
     resolve: Callable[[Future[Any], Any], None],
 ) -> Callable[[KafkaCode], None]:
+    """``then``, after which a durable write's ``future`` is settled (a
+    failed one's waits for its groups' rebuild: GroupExecutor.locked)."""
+
     def both(error: KafkaCode) -> None:
         try:
             if then is not None:
                 then(error)
         finally:
-            resolve(future, error)
+            if error == KafkaCode.NONE:
+                resolve(future, error)
 
     return both

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import engine
 from engine.types import TopicPartition
@@ -133,3 +134,60 @@ def test_a_consumer_until_a_bound_stops_there_and_says_so(tmp_path: Path) -> Non
             assert consumer.at_end()
             assert consumer.position(TP) == 17
             assert consumer.poll(0.1) == []
+
+
+class _CountedWaits:
+    """Counts a consumer's waits for data (each poll round that found
+    nothing to hand out): a poll with nothing to watch waits out its
+    timeout once, not round after round until it ends."""
+
+    def __init__(self, consumer: engine.Consumer) -> None:
+        self.count = 0
+        watched = consumer._watched
+
+        def counted() -> Any:
+            self.count += 1
+            return watched()
+
+        consumer._watched = counted  # type: ignore[method-assign]
+
+
+def test_a_poll_with_every_partition_paused_waits_instead_of_spinning(tmp_path: Path) -> None:
+    with engine.open(tmp_path / "node") as e:
+        _fill(e, 5)
+        with e.consumer(auto_offset_reset="earliest") as consumer:
+            consumer.assign([TP])
+            consumer.pause([TP])
+            waits = _CountedWaits(consumer)
+            assert consumer.poll(0.3) == []
+            assert waits.count == 1
+
+
+def test_an_async_poll_with_every_partition_paused_waits_instead_of_spinning(
+    tmp_path: Path,
+) -> None:
+    """On a loop a spinning poll also starves every other task of it."""
+
+    async def read(e: engine.Engine) -> tuple[int, int]:
+        ticks = 0
+
+        async def tick() -> None:
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await asyncio.sleep(0.01)
+
+        async with e.consumer(auto_offset_reset="earliest") as consumer:
+            consumer.assign([TP])
+            consumer.pause([TP])
+            waits = _CountedWaits(consumer)
+            ticking = asyncio.ensure_future(tick())
+            assert await consumer.poll_async(0.3) == []
+            ticking.cancel()
+            return waits.count, ticks
+
+    with engine.open(tmp_path / "node") as e:
+        _fill(e, 5)
+        waits, ticks = asyncio.run(read(e))
+        assert waits == 1
+        assert ticks > 1  # the loop ran other tasks during the wait

@@ -393,3 +393,49 @@ def test_a_refused_offset_delete_behind_a_commit_in_flight_keeps_the_stored_offs
     assert deleting.result(TIMEOUT) == {tp: KafkaCode.NOT_COORDINATOR}
     assert _offsets(first, "w")[tp] == expected
     assert _offsets(node(), "w")[tp] == expected
+
+
+def test_a_refused_leave_behind_a_write_in_flight_is_answered_once_its_group_is_rebuilt(
+    node: Callable[[], Engine], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A commit is durable but the coordinator has not taken its outcome
+    (its timer thread is busy); the store fails; the last member's leave
+    is refused at once. Its NOT_COORDINATOR waits for the group to be
+    rebuilt from the state log (which waits for the commit's outcome), so
+    that whoever hears the answer finds the member still in the group, as
+    the state log holds it."""
+    first = node()
+    joined = first.groups.join_group(
+        "c", "", None, "consumer", [("range", b"m")], 10_000, 5_000,
+        require_known_member_id=False,
+    ).result(TIMEOUT)  # fmt: skip
+    synced = first.groups.sync_group(
+        "c", joined.generation_id, joined.member_id, None, "consumer", "range",
+        {joined.member_id: b"assigned"},
+    ).result(TIMEOUT)  # fmt: skip
+    assert synced.error == KafkaCode.NONE
+    before = _classic_group(first, "c")
+    busy, free = threading.Event(), threading.Event()
+
+    def occupy() -> None:
+        busy.set()
+        free.wait(TIMEOUT)
+
+    first.groups._run._timers.call_soon(occupy)
+    assert busy.wait(TIMEOUT)
+    tp = TopicPartition(TOPIC, 0)
+    state_log = first.groups._run.state_log
+    end = state_log.store.end_offset(state_log.stream_id)
+    try:
+        with monkeypatch.context() as faults:
+            committing = first.groups.commit_offsets("w", -1, "", None, {tp: OffsetAndMetadata(7)})
+            wait_for(lambda: state_log.store.end_offset(state_log.stream_id) > end)
+            _fail_the_store(faults, first)
+            leaving = first.groups.leave_group("c", [(joined.member_id, None)])
+            assert not leaving.done()  # the group is not rebuilt yet
+    finally:
+        free.set()
+    assert committing.result(TIMEOUT) == {tp: KafkaCode.NONE}
+    assert leaving.result(TIMEOUT) == LeaveResult(KafkaCode.NOT_COORDINATOR, [])
+    assert _classic_group(first, "c") == before
+    assert _classic_group(node(), "c") == before
