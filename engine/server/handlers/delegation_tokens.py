@@ -16,6 +16,7 @@ on the owner's User resource.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from engine.authorization import ANONYMOUS, AclOperation, ResourceType
@@ -143,6 +144,23 @@ def _expiry(code: KafkaCode, expiry_ms: int = ERROR_TIMESTAMP) -> dict[str, Any]
     return {"throttle_time": 0, "error_code": code, "expiry_timestamp": expiry_ms}
 
 
+def _new_expiry(
+    context: RequestContext,
+    change: Callable[[str, bytes, int], int],
+    hmac: bytes,
+    period_ms: int,
+) -> dict[str, Any]:
+    """Renew's and Expire's answer: the token's new expiry, or the error
+    Kafka answers (a token session may change no token)."""
+    if not tokens_allowed(context):
+        return _expiry(KafkaCode.DELEGATION_TOKEN_REQUEST_NOT_ALLOWED)
+    try:
+        expiry = change(context.identity.principal, hmac, period_ms)
+    except EngineError as error:
+        return _expiry(error.code)
+    return _expiry(KafkaCode.NONE, expiry)
+
+
 @handles_off_loop(
     ApiKey.RENEW_DELEGATION_TOKEN,
     1,
@@ -155,15 +173,12 @@ def _expiry(code: KafkaCode, expiry_ms: int = ERROR_TIMESTAMP) -> dict[str, Any]
 def handle_renew_delegation_token(
     context: RequestContext, request: RenewDelegationTokenRequest
 ) -> Body:
-    if not tokens_allowed(context):
-        return _expiry(KafkaCode.DELEGATION_TOKEN_REQUEST_NOT_ALLOWED)
-    try:
-        expiry = context.engine.delegation_tokens.renew(
-            context.identity.principal, bytes(request.hmac), millis(request.renew_period)
-        )
-    except EngineError as error:
-        return _expiry(error.code)
-    return _expiry(KafkaCode.NONE, expiry)
+    return _new_expiry(
+        context,
+        context.engine.delegation_tokens.renew,
+        bytes(request.hmac),
+        millis(request.renew_period),
+    )
 
 
 @handles_off_loop(
@@ -175,15 +190,12 @@ def handle_renew_delegation_token(
 def handle_expire_delegation_token(
     context: RequestContext, request: ExpireDelegationTokenRequest
 ) -> Body:
-    if not tokens_allowed(context):
-        return _expiry(KafkaCode.DELEGATION_TOKEN_REQUEST_NOT_ALLOWED)
-    try:
-        expiry = context.engine.delegation_tokens.expire(
-            context.identity.principal, bytes(request.hmac), millis(request.expiry_time_period)
-        )
-    except EngineError as error:
-        return _expiry(error.code)
-    return _expiry(KafkaCode.NONE, expiry)
+    return _new_expiry(
+        context,
+        context.engine.delegation_tokens.expire,
+        bytes(request.hmac),
+        millis(request.expiry_time_period),
+    )
 
 
 @handles(
