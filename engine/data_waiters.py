@@ -90,15 +90,13 @@ class DataWaiters:
 
         The growth is counted and kept before any wait is popped: a wait
         registered after the pop looks at what the count says grew."""
-        # One count per growth, kept in its order. acquire() and release(),
-        # not a with statement, whose lookups cost as much as the lock.
-        lock = self._growth_lock
-        lock.acquire()
-        try:
+        # One count per growth, kept in its order. A with statement, not
+        # acquire() then try: a KeyboardInterrupt raised between them (a
+        # deletion's growth on the main thread) would leave the lock held
+        # and the WAL's thread blocked at its next commit (docs/design/0097).
+        with self._growth_lock:
             self._growths += 1
             self._grown.append((self._growths, streams))
-        finally:
-            lock.release()
         if self._offset_waiters:
             self._wake_offset_waiters(streams)
         if self.sync_waiters:

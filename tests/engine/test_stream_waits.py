@@ -19,6 +19,7 @@ import engine
 from engine.clock import ManualClock
 from engine.data_waiters import GROWTHS_KEPT, WIDE_WAIT_STREAMS
 from engine.types import TopicPartition
+from tests.engine.interrupted import interrupted_taking, taken_elsewhere
 
 PARTITIONS = 50
 TIMEOUT = 30.0
@@ -340,4 +341,38 @@ def test_a_woken_wait_returns_at_the_next_turn_of_its_loop(
     turns, found = asyncio.run(main())
     assert not found  # the stream did not really grow: the look after finds nothing
     assert turns == 2  # the hop's turn, then the waiting task's
+    assert registered(opened) == 0
+
+
+def test_a_ctrl_c_as_a_growth_takes_its_lock_leaves_the_lock_free(
+    opened: engine.Engine,
+) -> None:
+    """A topic's deletion reports its growth on the thread that deletes it
+    (the main thread, from the embedded API). A KeyboardInterrupt raised
+    there just after the growth has taken its lock leaves the lock free:
+    held, the WAL's thread would block on it at its next group commit, and
+    no produce would ever be acknowledged again. acquire() then try: the
+    interpreter looks for signals after the call that took the lock, before
+    the try begins; a with statement takes it with no look between."""
+    waiters = opened._waiters
+    lock = waiters._growth_lock
+    grown = {stream_of(opened, 1)}
+    interrupted = interrupted_taking(
+        lock, waiters.on_durable.__code__, lambda: waiters.on_durable(grown)
+    )
+    left_held = not taken_elsewhere(lock)
+    if left_held:
+        lock.release()  # so that the engine can close
+    assert interrupted
+    assert not left_held
+
+    async def main() -> bool:
+        # A wait woken by the WAL's thread's next growth: it took the lock.
+        mark = opened.growth_mark()
+        wait = asyncio.ensure_future(opened.wait_for_data_async(at_start(8), TIMEOUT, mark))
+        await until_registered(opened, 1)
+        await asyncio.to_thread(produce, opened, 2)
+        return await asyncio.wait_for(wait, TIMEOUT / 2)
+
+    assert asyncio.run(main())
     assert registered(opened) == 0
