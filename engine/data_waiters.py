@@ -315,7 +315,10 @@ class DataWaiters:
             for stream_id in watched:
                 waits = waiters.get(stream_id)
                 if waits is None:
-                    waits = waiters[stream_id] = {}
+                    # setdefault, one step under the GIL: another loop's
+                    # thread may have made the entry since the lookup, and
+                    # one made over it would hide its wait from every growth.
+                    waits = waiters.setdefault(stream_id, {})
                 waits[wait] = None
         timer = None
         try:

@@ -376,3 +376,77 @@ def test_a_ctrl_c_as_a_growth_takes_its_lock_leaves_the_lock_free(
 
     assert asyncio.run(main())
     assert registered(opened) == 0
+
+
+class _SwitchAfterLookup(dict[int, dict[Any, None]]):
+    """The waits' map, with a switch of threads just after one lookup of
+    ``stream`` that finds no entry: what the interpreter may do after any
+    call returns, on cue."""
+
+    def __init__(
+        self, entries: dict[int, dict[Any, None]], stream: int, switch: Callable[[], None]
+    ):
+        super().__init__(entries)
+        self.stream = stream
+        self.switch: Callable[[], None] | None = switch
+
+    def get(self, key: int, default: Any = None) -> Any:
+        found = super().get(key, default)
+        switch = self.switch
+        if key == self.stream and found is None and switch is not None:
+            self.switch = None
+            switch()
+        return found
+
+
+def test_two_loops_making_one_streams_entry_at_once_keep_both_waits(
+    opened: engine.Engine,
+) -> None:
+    """Two event loops in one process (two servers, or a server and an
+    embedded async consumer) register waits on a stream whose entry the
+    last growth popped. The second loop makes the entry between the first's
+    lookup and the entry the first then makes: the first's entry replaced
+    the second's, and the second's wait, in an entry no growth pops, slept
+    through the next growth until its timeout."""
+    stream = stream_of(opened, 1)
+    positions = {TopicPartition("t", 1): 0}
+    waiters = opened._waiters
+    other_registered = threading.Event()
+    other_found: list[bool] = []
+
+    def other_loop() -> None:
+        async def main() -> bool:
+            mark = opened.growth_mark()
+            wait = asyncio.ensure_future(opened.wait_for_data_async(positions, TIMEOUT, mark))
+            await until_registered(opened, 1)
+            other_registered.set()
+            return await wait
+
+        other_found.append(asyncio.run(main()))
+
+    other = threading.Thread(target=other_loop)
+
+    def switch() -> None:  # to the other loop's thread, until its wait sleeps
+        other.start()
+        assert other_registered.wait(TIMEOUT)
+
+    waiters.async_waiters = _SwitchAfterLookup(waiters.async_waiters, stream, switch)
+
+    async def main() -> tuple[int, bool]:
+        mark = opened.growth_mark()
+        wait = asyncio.ensure_future(opened.wait_for_data_async(positions, TIMEOUT, mark))
+        # The wait's first step: its lookup (and the other loop's whole
+        # registration), its entry, its look, its sleep.
+        await asyncio.sleep(0)
+        both = registered(opened)
+        await asyncio.to_thread(produce, opened, 1)
+        return both, await asyncio.wait_for(wait, TIMEOUT / 2)
+
+    try:
+        both, found = asyncio.run(asyncio.wait_for(main(), TIMEOUT / 2))
+    finally:
+        other.join(TIMEOUT * 2)
+    assert both == 2  # each loop's wait under the stream
+    assert found
+    assert other_found == [True]  # woken by the growth, not by its timeout
+    assert registered(opened) == 0
