@@ -309,6 +309,7 @@ class DataWaiters:
         wait = StreamWait(loop, watched)
         waiters = self.async_waiters
         wide = len(watched) > WIDE_WAIT_STREAMS
+        rejoined: list[int] = []
         if wide:
             self.wide_waits.add(wait)
         else:
@@ -320,6 +321,15 @@ class DataWaiters:
                     # one made over it would hide its wait from every growth.
                     waits = waiters.setdefault(stream_id, {})
                 waits[wait] = None
+                while waiters.get(stream_id) is not waits:
+                    # Popped since the lookup by a growth counted before the
+                    # caller's mark (the look below passes it by): joined
+                    # again, in the map, where the next growth finds this
+                    # wait, and taken out at the end even if that growth
+                    # (popping after the entry) wakes it.
+                    waits = waiters.setdefault(stream_id, {})
+                    waits[wait] = None
+                    rejoined.append(stream_id)
         timer = None
         try:
             # Registered first, looked at next: a growth the look misses
@@ -344,7 +354,8 @@ class DataWaiters:
             if wide:
                 self.wide_waits.discard(wait)
             else:
-                for stream_id in watched.keys() - wait.grown:
+                left = watched.keys() - wait.grown
+                for stream_id in left.union(rejoined) if rejoined else left:
                     waits = waiters.get(stream_id)
                     if waits:
                         waits.pop(wait, None)

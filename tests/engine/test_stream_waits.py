@@ -450,3 +450,114 @@ def test_two_loops_making_one_streams_entry_at_once_keep_both_waits(
     assert found
     assert other_found == [True]  # woken by the growth, not by its timeout
     assert registered(opened) == 0
+
+
+class _PopBetweenLookupAndEntry(dict[int, dict[Any, None]]):
+    """The waits' map, with the listener's pop of ``stream`` held, once
+    armed, until a wait has looked the stream's entry up, and the wait held
+    until the pop is done: a growth counted before the wait's mark, whose
+    listener was switched out before it popped."""
+
+    def __init__(self, entries: dict[int, dict[Any, None]], stream: int) -> None:
+        super().__init__(entries)
+        self.stream = stream
+        self.armed = False
+        self.counted = threading.Event()
+        self.looked_up = threading.Event()
+        self.popped = threading.Event()
+
+    def pop(self, key: int, *default: Any) -> Any:
+        if key == self.stream and self.armed and not self.popped.is_set():
+            self.counted.set()  # on_durable counts the growth before it pops
+            assert self.looked_up.wait(TIMEOUT)
+            try:
+                return super().pop(key, *default)
+            finally:
+                self.popped.set()
+        return super().pop(key, *default)
+
+    def get(self, key: int, default: Any = None) -> Any:
+        found = super().get(key, default)
+        if key == self.stream and self.counted.is_set() and not self.popped.is_set():
+            self.looked_up.set()
+            assert self.popped.wait(TIMEOUT)
+        return found
+
+
+def test_a_growth_popping_the_entry_a_wait_joins_leaves_it_woken_by_the_next(
+    opened: engine.Engine,
+) -> None:
+    """A growth counted before the caller's mark (its data in the read)
+    whose listener pops the stream's entry after the wait looked it up and
+    before the wait put itself in it: the wait joined an entry no longer in
+    the map, and its look, seeing no growth since the mark, slept there,
+    past the reach of every later growth, until its timeout."""
+    stream = stream_of(opened, 1)
+    waiters = opened._waiters
+
+    async def left_in_place() -> None:  # a wait ended leaves its emptied entry
+        await opened.wait_for_data_async({TopicPartition("t", 1): 0}, 0.01, opened.growth_mark())
+
+    asyncio.run(left_in_place())
+    assert waiters.async_waiters.get(stream) == {}
+    hooked = _PopBetweenLookupAndEntry(waiters.async_waiters, stream)
+    waiters.async_waiters = hooked
+
+    async def main() -> tuple[int, bool]:
+        hooked.armed = True
+        first = asyncio.ensure_future(asyncio.to_thread(produce, opened, 1))
+        assert await asyncio.to_thread(hooked.counted.wait, TIMEOUT)
+        # The caller's read begins after the growth was counted: it sees
+        # the growth's data, and its wait waits past it.
+        mark = opened.growth_mark()
+        positions = {TopicPartition("t", 1): opened.offsets("t", 1)[1]}
+        wait = asyncio.ensure_future(opened.wait_for_data_async(positions, TIMEOUT / 3, mark))
+        await first  # meanwhile the wait's first step ran: it sleeps
+        # Where the next growth finds it, under the stream in the map.
+        in_the_map = registered(opened)
+        await asyncio.to_thread(produce, opened, 1)  # the next growth
+        return in_the_map, await asyncio.wait_for(wait, TIMEOUT / 2)
+
+    in_the_map, found = asyncio.run(main())
+    assert in_the_map == 1
+    assert found  # woken by the growth, not by its timeout
+    assert registered(opened) == 0
+
+
+class _GrowthAtTheSecondLookup(dict[int, dict[Any, None]]):
+    """The waits' map, with a growth of ``stream`` reported just before the
+    second lookup of it returns: after a wait has put itself in the entry
+    and before it checks that the entry is still the map's."""
+
+    def __init__(self, entries: dict[int, dict[Any, None]], stream: int, grow: Callable[[], None]):
+        super().__init__(entries)
+        self.stream = stream
+        self.grow = grow
+        self.lookups = 0
+
+    def get(self, key: int, default: Any = None) -> Any:
+        if key == self.stream:
+            self.lookups += 1
+            if self.lookups == 2:
+                self.grow()
+        return super().get(key, default)
+
+
+def test_a_wait_woken_by_the_growth_that_popped_its_entry_leaves_no_entry(
+    opened: engine.Engine,
+) -> None:
+    """The growth pops the entry after the wait has put itself in it, so it
+    wakes the wait, and the wait, finding the entry gone, joins a new one:
+    that one is taken out too when the wait ends."""
+    stream = stream_of(opened, 1)
+    waiters = opened._waiters
+    waiters.async_waiters = _GrowthAtTheSecondLookup(
+        waiters.async_waiters, stream, lambda: waiters.on_durable({stream})
+    )
+
+    async def main() -> bool:
+        positions = {TopicPartition("t", 1): 0}
+        return await opened.wait_for_data_async(positions, TIMEOUT, opened.growth_mark())
+
+    assert not asyncio.run(asyncio.wait_for(main(), TIMEOUT / 2))  # nothing really grew
+    assert registered(opened) == 0
