@@ -309,7 +309,7 @@ class DataWaiters:
         wait = StreamWait(loop, watched)
         waiters = self.async_waiters
         wide = len(watched) > WIDE_WAIT_STREAMS
-        rejoined: list[int] = []
+        rejoined: list[int] | None = None
         if wide:
             self.wide_waits.add(wait)
         else:
@@ -329,7 +329,7 @@ class DataWaiters:
                     # (popping after the entry) wakes it.
                     waits = waiters.setdefault(stream_id, {})
                     waits[wait] = None
-                    rejoined.append(stream_id)
+                    rejoined = [*rejoined, stream_id] if rejoined else [stream_id]
         timer = None
         try:
             # Registered first, looked at next: a growth the look misses
