@@ -83,15 +83,13 @@ class DataWaiters:
 
         The growth is counted and kept before any wait is popped: a wait
         registered after the pop looks at what the count says grew."""
-        # One count per growth, kept in its order. acquire() and release(),
-        # not a with statement, whose lookups cost as much as the lock.
-        lock = self._growth_lock
-        lock.acquire()
-        try:
+        # One count per growth, kept in its order. A with statement, not
+        # acquire() then try: a KeyboardInterrupt raised between them (a
+        # deletion's growth on the main thread) would leave the lock held
+        # and the WAL's thread blocked at its next commit (docs/design/0097).
+        with self._growth_lock:
             self._growths += 1
             self._grown.append((self._growths, streams))
-        finally:
-            lock.release()
         if self._offset_waiters:
             self._wake_offset_waiters(streams)
         if self.sync_waiters:
@@ -322,14 +320,27 @@ class DataWaiters:
         wait = StreamWait(loop, watched)
         waiters = self.async_waiters
         wide = len(watched) > WIDE_WAIT_STREAMS
+        rejoined: list[int] | None = None
         if wide:
             self.wide_waits.add(wait)
         else:
             for stream_id in watched:
                 waits = waiters.get(stream_id)
                 if waits is None:
-                    waits = waiters[stream_id] = {}
+                    # setdefault, one step under the GIL: another loop's
+                    # thread may have made the entry since the lookup, and
+                    # one made over it would hide its wait from every growth.
+                    waits = waiters.setdefault(stream_id, {})
                 waits[wait] = None
+                while waiters.get(stream_id) is not waits:
+                    # Popped since the lookup by a growth counted before the
+                    # caller's mark (the look below passes it by): joined
+                    # again, in the map, where the next growth finds this
+                    # wait, and taken out at the end even if that growth
+                    # (popping after the entry) wakes it.
+                    waits = waiters.setdefault(stream_id, {})
+                    waits[wait] = None
+                    rejoined = [*rejoined, stream_id] if rejoined else [stream_id]
         timer = None
         try:
             # Registered first, looked at next: a growth the look misses
@@ -354,7 +365,8 @@ class DataWaiters:
             if wide:
                 self.wide_waits.discard(wait)
             else:
-                for stream_id in watched.keys() - wait.grown:
+                left = watched.keys() - wait.grown
+                for stream_id in left.union(rejoined) if rejoined else left:
                     waits = waiters.get(stream_id)
                     if waits:
                         waits.pop(wait, None)

@@ -66,12 +66,13 @@ def collector_paused(pause: bool = True) -> Iterator[None]:
 def _pause() -> bool:
     """Pauses the collector unless PAUSE_BOUND is passed: whether it did
     (then _release ends the pause)."""
-    # acquire() and release(), not a with statement: a long-polling Fetch
-    # pauses at least three times, and the with statement's lookups cost
-    # as much again as the lock itself (docs/design/0088).
-    lock = _pauses.lock
-    lock.acquire()
-    try:
+    # A with statement, not acquire() then try: the interpreter looks for
+    # signals after the call that took the lock, before the try, and a
+    # KeyboardInterrupt raised there (the main thread's: an embedded
+    # engine's bulk creation) would leave the lock held and every later
+    # pause on every thread (each Fetch's steps) blocked for good. The
+    # with statement takes it with no look between (docs/design/0097).
+    with _pauses.lock:
         if gc.get_count()[0] >= PAUSE_BOUND:
             return False
         if _pauses.count == 0:
@@ -79,19 +80,13 @@ def _pause() -> bool:
             gc.disable()
         _pauses.count += 1
         return True
-    finally:
-        lock.release()
 
 
 def _release() -> None:
-    lock = _pauses.lock
-    lock.acquire()
-    try:
+    with _pauses.lock:  # not acquire() then try: see _pause
         _pauses.count -= 1
         if _pauses.count == 0 and _pauses.resume:
             gc.enable()
-    finally:
-        lock.release()
 
 
 def freeze_what_start_made() -> None:

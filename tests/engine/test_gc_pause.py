@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import threading
 import weakref
 from collections.abc import Iterator
 
 import pytest
 
+from engine import gc_pause
 from engine.gc_pause import PAUSE_BOUND, PausedWhileRunning, collector_paused
+from tests.engine.interrupted import interrupted_taking, taken_elsewhere
 
 
 @pytest.fixture(autouse=True)
@@ -115,3 +118,39 @@ def test_pauses_that_overlap_without_end_still_let_the_collector_run() -> None:
     held.__exit__(None, None, None)
     assert ran_while_paused, f"the collector never ran in {rounds} rounds of overlapping pauses"
     assert rounds <= 12  # the bound passed, and then one pauser's step more
+
+
+@pytest.fixture
+def own_lock(monkeypatch: pytest.MonkeyPatch) -> Iterator[threading.Lock]:
+    """The pauses' lock and count for this test alone: a lock it leaves
+    held, or a pause it leaves counted, wedges no other test."""
+    lock = threading.Lock()
+    monkeypatch.setattr(gc_pause._pauses, "lock", lock)
+    monkeypatch.setattr(gc_pause._pauses, "count", 0)
+    yield lock
+    gc.enable()
+
+
+def test_a_ctrl_c_as_a_pause_takes_its_lock_leaves_the_lock_free(own_lock: threading.Lock) -> None:
+    """A KeyboardInterrupt raised on the main thread just after the pause
+    has taken its lock (an embedded engine's creation of many topics, a
+    notebook's interrupted cell) leaves the lock free: held, every later
+    pause on every thread (each Fetch's steps on the event loop) would
+    block on it for good. acquire() then try: the interpreter looks for
+    signals after the call that took the lock, before the try begins; a
+    with statement takes it with no look between."""
+    assert interrupted_taking(own_lock, gc_pause._pause.__code__, gc_pause._pause)
+    assert taken_elsewhere(own_lock)
+    assert gc_pause._pauses.count == 0  # interrupted before it counted itself
+    assert gc.isenabled()
+
+
+def test_a_ctrl_c_as_a_release_takes_its_lock_leaves_the_lock_free(
+    own_lock: threading.Lock,
+) -> None:
+    assert gc_pause._pause()
+    assert interrupted_taking(own_lock, gc_pause._release.__code__, gc_pause._release)
+    assert taken_elsewhere(own_lock)
+    # The interrupt came after the release had counted itself out.
+    assert gc_pause._pauses.count == 0
+    assert gc.isenabled()

@@ -19,6 +19,7 @@ import engine
 from engine.clock import ManualClock
 from engine.data_waiters import GROWTHS_KEPT, WIDE_WAIT_STREAMS
 from engine.types import TopicPartition
+from tests.engine.interrupted import interrupted_taking, taken_elsewhere
 
 PARTITIONS = 50
 TIMEOUT = 30.0
@@ -340,4 +341,223 @@ def test_a_woken_wait_returns_at_the_next_turn_of_its_loop(
     turns, found = asyncio.run(main())
     assert not found  # the stream did not really grow: the look after finds nothing
     assert turns == 2  # the hop's turn, then the waiting task's
+    assert registered(opened) == 0
+
+
+def test_a_ctrl_c_as_a_growth_takes_its_lock_leaves_the_lock_free(
+    opened: engine.Engine,
+) -> None:
+    """A topic's deletion reports its growth on the thread that deletes it
+    (the main thread, from the embedded API). A KeyboardInterrupt raised
+    there just after the growth has taken its lock leaves the lock free:
+    held, the WAL's thread would block on it at its next group commit, and
+    no produce would ever be acknowledged again. acquire() then try: the
+    interpreter looks for signals after the call that took the lock, before
+    the try begins; a with statement takes it with no look between."""
+    waiters = opened._waiters
+    lock = waiters._growth_lock
+    grown = {stream_of(opened, 1)}
+    interrupted = interrupted_taking(
+        lock, waiters.on_durable.__code__, lambda: waiters.on_durable(grown)
+    )
+    left_held = not taken_elsewhere(lock)
+    if left_held:
+        lock.release()  # so that the engine can close
+    assert interrupted
+    assert not left_held
+
+    async def main() -> bool:
+        # A wait woken by the WAL's thread's next growth: it took the lock.
+        mark = opened.growth_mark()
+        wait = asyncio.ensure_future(opened.wait_for_data_async(at_start(8), TIMEOUT, mark))
+        await until_registered(opened, 1)
+        await asyncio.to_thread(produce, opened, 2)
+        return await asyncio.wait_for(wait, TIMEOUT / 2)
+
+    assert asyncio.run(main())
+    assert registered(opened) == 0
+
+
+class _SwitchAfterLookup(dict[int, dict[Any, None]]):
+    """The waits' map, with a switch of threads just after one lookup of
+    ``stream`` that finds no entry: what the interpreter may do after any
+    call returns, on cue."""
+
+    def __init__(
+        self, entries: dict[int, dict[Any, None]], stream: int, switch: Callable[[], None]
+    ):
+        super().__init__(entries)
+        self.stream = stream
+        self.switch: Callable[[], None] | None = switch
+
+    def get(self, key: int, default: Any = None) -> Any:
+        found = super().get(key, default)
+        switch = self.switch
+        if key == self.stream and found is None and switch is not None:
+            self.switch = None
+            switch()
+        return found
+
+
+def test_two_loops_making_one_streams_entry_at_once_keep_both_waits(
+    opened: engine.Engine,
+) -> None:
+    """Two event loops in one process (two servers, or a server and an
+    embedded async consumer) register waits on a stream whose entry the
+    last growth popped. The second loop makes the entry between the first's
+    lookup and the entry the first then makes: the first's entry replaced
+    the second's, and the second's wait, in an entry no growth pops, slept
+    through the next growth until its timeout."""
+    stream = stream_of(opened, 1)
+    positions = {TopicPartition("t", 1): 0}
+    waiters = opened._waiters
+    other_registered = threading.Event()
+    other_found: list[bool] = []
+
+    def other_loop() -> None:
+        async def main() -> bool:
+            mark = opened.growth_mark()
+            wait = asyncio.ensure_future(opened.wait_for_data_async(positions, TIMEOUT, mark))
+            await until_registered(opened, 1)
+            other_registered.set()
+            return await wait
+
+        other_found.append(asyncio.run(main()))
+
+    other = threading.Thread(target=other_loop)
+
+    def switch() -> None:  # to the other loop's thread, until its wait sleeps
+        other.start()
+        assert other_registered.wait(TIMEOUT)
+
+    waiters.async_waiters = _SwitchAfterLookup(waiters.async_waiters, stream, switch)
+
+    async def main() -> tuple[int, bool]:
+        mark = opened.growth_mark()
+        wait = asyncio.ensure_future(opened.wait_for_data_async(positions, TIMEOUT, mark))
+        # The wait's first step: its lookup (and the other loop's whole
+        # registration), its entry, its look, its sleep.
+        await asyncio.sleep(0)
+        both = registered(opened)
+        await asyncio.to_thread(produce, opened, 1)
+        return both, await asyncio.wait_for(wait, TIMEOUT / 2)
+
+    try:
+        both, found = asyncio.run(asyncio.wait_for(main(), TIMEOUT / 2))
+    finally:
+        other.join(TIMEOUT * 2)
+    assert both == 2  # each loop's wait under the stream
+    assert found
+    assert other_found == [True]  # woken by the growth, not by its timeout
+    assert registered(opened) == 0
+
+
+class _PopBetweenLookupAndEntry(dict[int, dict[Any, None]]):
+    """The waits' map, with the listener's pop of ``stream`` held, once
+    armed, until a wait has looked the stream's entry up, and the wait held
+    until the pop is done: a growth counted before the wait's mark, whose
+    listener was switched out before it popped."""
+
+    def __init__(self, entries: dict[int, dict[Any, None]], stream: int) -> None:
+        super().__init__(entries)
+        self.stream = stream
+        self.armed = False
+        self.counted = threading.Event()
+        self.looked_up = threading.Event()
+        self.popped = threading.Event()
+
+    def pop(self, key: int, *default: Any) -> Any:
+        if key == self.stream and self.armed and not self.popped.is_set():
+            self.counted.set()  # on_durable counts the growth before it pops
+            assert self.looked_up.wait(TIMEOUT)
+            try:
+                return super().pop(key, *default)
+            finally:
+                self.popped.set()
+        return super().pop(key, *default)
+
+    def get(self, key: int, default: Any = None) -> Any:
+        found = super().get(key, default)
+        if key == self.stream and self.counted.is_set() and not self.popped.is_set():
+            self.looked_up.set()
+            assert self.popped.wait(TIMEOUT)
+        return found
+
+
+def test_a_growth_popping_the_entry_a_wait_joins_leaves_it_woken_by_the_next(
+    opened: engine.Engine,
+) -> None:
+    """A growth counted before the caller's mark (its data in the read)
+    whose listener pops the stream's entry after the wait looked it up and
+    before the wait put itself in it: the wait joined an entry no longer in
+    the map, and its look, seeing no growth since the mark, slept there,
+    past the reach of every later growth, until its timeout."""
+    stream = stream_of(opened, 1)
+    waiters = opened._waiters
+
+    async def left_in_place() -> None:  # a wait ended leaves its emptied entry
+        await opened.wait_for_data_async({TopicPartition("t", 1): 0}, 0.01, opened.growth_mark())
+
+    asyncio.run(left_in_place())
+    assert waiters.async_waiters.get(stream) == {}
+    hooked = _PopBetweenLookupAndEntry(waiters.async_waiters, stream)
+    waiters.async_waiters = hooked
+
+    async def main() -> tuple[int, bool]:
+        hooked.armed = True
+        first = asyncio.ensure_future(asyncio.to_thread(produce, opened, 1))
+        assert await asyncio.to_thread(hooked.counted.wait, TIMEOUT)
+        # The caller's read begins after the growth was counted: it sees
+        # the growth's data, and its wait waits past it.
+        mark = opened.growth_mark()
+        positions = {TopicPartition("t", 1): opened.offsets("t", 1)[1]}
+        wait = asyncio.ensure_future(opened.wait_for_data_async(positions, TIMEOUT / 3, mark))
+        await first  # meanwhile the wait's first step ran: it sleeps
+        # Where the next growth finds it, under the stream in the map.
+        in_the_map = registered(opened)
+        await asyncio.to_thread(produce, opened, 1)  # the next growth
+        return in_the_map, await asyncio.wait_for(wait, TIMEOUT / 2)
+
+    in_the_map, found = asyncio.run(main())
+    assert in_the_map == 1
+    assert found  # woken by the growth, not by its timeout
+    assert registered(opened) == 0
+
+
+class _GrowthAtTheSecondLookup(dict[int, dict[Any, None]]):
+    """The waits' map, with a growth of ``stream`` reported just before the
+    second lookup of it returns: after a wait has put itself in the entry
+    and before it checks that the entry is still the map's."""
+
+    def __init__(self, entries: dict[int, dict[Any, None]], stream: int, grow: Callable[[], None]):
+        super().__init__(entries)
+        self.stream = stream
+        self.grow = grow
+        self.lookups = 0
+
+    def get(self, key: int, default: Any = None) -> Any:
+        if key == self.stream:
+            self.lookups += 1
+            if self.lookups == 2:
+                self.grow()
+        return super().get(key, default)
+
+
+def test_a_wait_woken_by_the_growth_that_popped_its_entry_leaves_no_entry(
+    opened: engine.Engine,
+) -> None:
+    """The growth pops the entry after the wait has put itself in it, so it
+    wakes the wait, and the wait, finding the entry gone, joins a new one:
+    that one is taken out too when the wait ends."""
+    stream = stream_of(opened, 1)
+    waiters = opened._waiters
+    waiters.async_waiters = _GrowthAtTheSecondLookup(
+        waiters.async_waiters, stream, lambda: waiters.on_durable({stream})
+    )
+
+    async def main() -> bool:
+        positions = {TopicPartition("t", 1): 0}
+        return await opened.wait_for_data_async(positions, TIMEOUT, opened.growth_mark())
+
+    assert not asyncio.run(asyncio.wait_for(main(), TIMEOUT / 2))  # nothing really grew
     assert registered(opened) == 0

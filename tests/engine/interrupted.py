@@ -1,0 +1,79 @@
+"""A Ctrl-C (SIGINT's KeyboardInterrupt) that arrives on the main thread
+while it waits for a lock, and is raised as soon as it has taken it: at the
+interpreter's first check for signals after the lock's acquire() returns.
+
+A real signal cannot be sent on cue to that instant; the pending signal is
+set the way the signal's own handler sets it (``_thread.interrupt_main``)
+while another thread holds the lock, and raised by the interpreter, not by
+the test, wherever it next looks."""
+
+from __future__ import annotations
+
+import _thread
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from types import CodeType
+
+WAIT_S = 30.0
+
+
+def interrupted_taking(lock: threading.Lock, code: CodeType, call: Callable[[], object]) -> bool:
+    """Runs ``call`` on the main thread while another thread holds
+    ``lock``; once the main thread runs ``code`` (the function that takes
+    the lock), the other asks for a KeyboardInterrupt and lets the lock go.
+    Whether ``call`` raised KeyboardInterrupt."""
+    assert threading.current_thread() is threading.main_thread(), "signals reach the main thread"
+    main = threading.main_thread().ident
+    assert main is not None
+    lock.acquire()
+    failures: list[str] = []
+
+    def interrupt_when_inside() -> None:
+        try:
+            deadline = time.monotonic() + WAIT_S
+            while time.monotonic() < deadline:
+                frame = sys._current_frames().get(main)
+                if frame is not None and frame.f_code is code:
+                    break
+                time.sleep(0.001)
+            else:
+                failures.append(f"the main thread never ran {code.co_name}")
+            # Pending now: the main thread raises it at its next check, and
+            # the only one left before the lock is taken is the one after it.
+            _thread.interrupt_main()
+        finally:
+            lock.release()
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    other = threading.Thread(target=interrupt_when_inside)
+    other.start()
+    try:
+        call()
+    except KeyboardInterrupt:
+        interrupted = True
+    else:
+        interrupted = False
+    finally:
+        other.join(WAIT_S)
+        signal.signal(signal.SIGINT, previous)
+    assert not failures, failures
+    return interrupted
+
+
+def taken_elsewhere(lock: threading.Lock) -> bool:
+    """Whether another thread can take ``lock`` (and give it back) within
+    a few seconds: False is a lock left held for good."""
+    taken = threading.Event()
+
+    def take() -> None:
+        if lock.acquire(timeout=5):
+            lock.release()
+            taken.set()
+
+    other = threading.Thread(target=take)
+    other.start()
+    other.join(WAIT_S)
+    return taken.is_set()
