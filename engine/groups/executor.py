@@ -22,6 +22,7 @@ from engine.futures import settle
 from engine.groups.timers import Timer, TimerThread
 from engine.protocol.kafka_code import KafkaCode
 from engine.state_log import StateLog
+from s3stream import NoRoom
 
 log = logging.getLogger("tidelog.groups")
 
@@ -125,11 +126,17 @@ class GroupExecutor:
         failed = (puts.keys(), deletes)  # the writer makes new ones for each write
         try:
             written = self.state_log.update(puts=puts or None, deletes=deletes or None)
-        except Exception as error:  # the store refused: fenced, closed or failed
+        except Exception as error:  # the store refused: fenced, closed, failed or full
             log.warning("writing group state failed: %s", error)
             self._note_failed(failed)
             if then is not None:
-                then(KafkaCode.NOT_COORDINATOR)
+                # Kafka's coordinator answers a write its log could not take
+                # in time (REQUEST_TIMED_OUT) COORDINATOR_NOT_AVAILABLE, which
+                # clients retry where they are: a store past its unuploaded
+                # headroom takes the write once uploads resume. One that
+                # stopped is NOT_COORDINATOR, as for a failed log dir.
+                full = isinstance(error, NoRoom)
+                then(KafkaCode.COORDINATOR_NOT_AVAILABLE if full else KafkaCode.NOT_COORDINATOR)
             return
         with self._counting:
             self._outstanding += 1
