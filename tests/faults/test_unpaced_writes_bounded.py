@@ -17,6 +17,7 @@ import pytest
 
 import engine
 from engine.engine import Engine
+from engine.errors import ConcurrentTransactions, CoordinatorNotAvailable, EngineError
 from engine.protocol.kafka_code import KafkaCode
 from engine.types import OffsetAndMetadata, TopicPartition
 from s3stream.store import LocalStore
@@ -47,6 +48,7 @@ def down(tmp_path: Path) -> Iterator[tuple[Engine, FaultyStore]]:
     e = engine.open(tmp_path / "node", faulty, CONFIG)
     try:
         e.create_topic("t", 1)
+        e.create_topic("many", 32)  # before the outage: a topic's creation commits to the store
         faulty.fail("put")
         filling = threading.Thread(
             target=lambda: [e.produce("t", 0, batch([b"x" * 16384])) for _ in range(32)],
@@ -100,3 +102,43 @@ def test_offset_commits_in_a_loop_through_an_outage_stop_at_the_headroom(
         time.sleep(0.05)
     committed = e.groups.fetch_offsets("g", [tp])[tp][0]
     assert committed is not None and committed.offset == 10_000
+
+
+def test_aborted_transactions_in_a_loop_through_an_outage_stop_at_the_headroom(
+    down: tuple[Engine, FaultyStore],
+) -> None:
+    """Each abort writes state records and a marker to every partition the
+    transaction added, none of them paced: past the headroom the next
+    transaction is refused COORDINATOR_NOT_AVAILABLE, and one already
+    decided is completed once the store takes uploads again."""
+    e, faulty = down
+    partitions = [TopicPartition("many", index) for index in range(32)]
+    txns = e.transactions
+    producer_id, epoch = txns.init_producer_id("tx", 60_000).result(TIMEOUT)
+    refused: BaseException | None = None
+    for _ in range(4 * HEADROOM // (32 * 70)):
+        try:
+            txns.add_partitions("tx", producer_id, epoch, partitions).result(TIMEOUT)
+            txns.end_transaction("tx", producer_id, epoch, commit=False).result(TIMEOUT)
+        except EngineError as error:
+            refused = error
+            break
+        finally:
+            unuploaded = e.store.log_cache_usage().unuploaded_bytes
+            assert unuploaded <= BOUND + HEADROOM + 2 * 16384 + 8192
+    assert isinstance(refused, CoordinatorNotAvailable), refused
+
+    faulty.heal()
+    deadline = time.monotonic() + TIMEOUT
+    while True:
+        try:
+            txns.add_partitions("tx", producer_id, epoch, partitions).result(TIMEOUT)
+            txns.end_transaction("tx", producer_id, epoch, commit=False).result(TIMEOUT)
+            break
+        except CoordinatorNotAvailable:  # the transaction refused before is still completing
+            assert time.monotonic() < deadline, "no transaction ended after the store healed"
+            time.sleep(0.05)
+        except ConcurrentTransactions:
+            assert time.monotonic() < deadline, "no transaction ended after the store healed"
+            time.sleep(0.05)
+    assert txns.describe("tx").state.name == "COMPLETE_ABORT"
