@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Collection, Iterable, Iterator, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,7 +28,7 @@ from engine import clock
 from engine.acl_bindings import AclBinding
 from engine.governance_log import GovernanceChange, HistoryCounts, bounded
 from engine.quota_entities import Entity, entity_from_wire, entity_to_wire
-from s3stream import S3StreamError, StoreFailed, StreamStore
+from s3stream import Pacing, S3StreamError, StoreFailed, StreamStore
 
 FORMAT_VERSION = 1
 SNAPSHOT_EVERY = 128
@@ -527,11 +528,20 @@ class Catalog:
             if self._failure is not None:
                 raise StoreFailed(self._failure)
             self.state.check_applicable(records)
-            pending = []
+            pending: list[Future[int]] = []
             try:
                 for payload in payloads:
                     offset = self.store.next_offset(self.stream_id)
-                    pending.append(self.store.submit(self.stream_id, offset, offset, payload))
+                    # Never waits for room: written under this lock (and a
+                    # producer id's under the transaction coordinator's, on
+                    # the server's event loop), which an outage of the object
+                    # store would hold until it ends. The write is refused
+                    # (NoRoom) as a whole, by its first record, past the
+                    # headroom; its others are not, so a refusal changes nothing.
+                    pacing = Pacing.LATER if pending else Pacing.NEVER
+                    pending.append(
+                        self.store.submit(self.stream_id, offset, offset, payload, pacing=pacing)
+                    )
                 for appended in pending:
                     appended.result()
             except BaseException as error:

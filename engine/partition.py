@@ -55,7 +55,7 @@ from native import (
     TimestampType,
 )
 from native.buffers import BytesLike
-from s3stream import FetchResult, ReadPending, Retention, StreamStore
+from s3stream import FetchResult, NoRoom, Pacing, ReadPending, Retention, StreamStore
 from s3stream import OffsetOutOfRange as StreamOffsetOutOfRange
 
 FULL_CHECKPOINT_EVERY = 32
@@ -263,7 +263,7 @@ class Partition:
             payload,
             remote,
             payload_crc=payload_crc,
-            paced=False,
+            pacing=Pacing.LATER,
         )
 
     def submit_then(
@@ -550,9 +550,13 @@ class Partition:
         with self.lock:
             base = self.store.next_offset(self.stream_id)
             native.rewrite_batch(buffer, 0, base, self.leader_epoch, stamp)
-            # Unpaced: under the lock Fetch takes on the event loop, which a
-            # wait for room (the object store down) would hold.
-            handle = self.store.submit(self.stream_id, base, base, bytes(buffer), paced=False)
+            # Never waits: under the lock Fetch takes on the event loop, which
+            # a wait for room (the object store down) would hold. Refused past
+            # the headroom (NoRoom, nothing changed): the completion is
+            # tried again, and writing a marker again is harmless.
+            handle = self.store.submit(
+                self.stream_id, base, base, bytes(buffer), pacing=Pacing.NEVER
+            )
             self.producers.end_transaction(
                 producer_id, producer_epoch, now, coordinator_epoch, now if stamp is None else stamp
             )
@@ -797,8 +801,14 @@ class Partition:
             }
             payload = msgpack.packb(record, use_bin_type=True)
             offset = self.store.next_offset(self.state_stream_id)
-            # Unpaced, as a marker: under the lock Fetch takes.
-            future = self.store.submit(self.state_stream_id, offset, offset, payload, paced=False)
+            # Never waits, as a marker: under the lock Fetch takes.
+            try:
+                future = self.store.submit(
+                    self.state_stream_id, offset, offset, payload, pacing=Pacing.NEVER
+                )
+            except NoRoom:
+                self._dirty = True  # refused: what it would record is still to write
+                raise
             self.time_index.mark_saved()
             self.checkpointed_end = end
             checkpointed: Future[int] = Future()

@@ -30,7 +30,7 @@ import msgpack
 
 from engine import clock
 from engine.catalog import read_payloads
-from s3stream import S3StreamError, StreamStore
+from s3stream import Pacing, S3StreamError, StreamStore
 
 log = logging.getLogger("tidelog.engine")
 
@@ -231,11 +231,12 @@ class StateLog:
     def _append_locked(self, payload: bytes) -> Future[int]:
         offset = self.store.next_offset(self.stream_id)
         self._since_compaction += 1
-        # Not paced by the unuploaded bound: a state record is small, and
-        # its writer holds this lock and its own (the group coordinator's,
-        # on the server's event loop), which an outage of the object store
-        # would otherwise hold until it ends.
-        return self.store.submit(self.stream_id, offset, offset, payload, paced=False)
+        # Never waits for room: a state record is small, and its writer
+        # holds this lock and its own (the group coordinator's, on the
+        # server's event loop), which an outage of the object store would
+        # otherwise hold until it ends. Refused (NoRoom) past the headroom
+        # instead, before anything changes.
+        return self.store.submit(self.stream_id, offset, offset, payload, pacing=Pacing.NEVER)
 
     def compact(self, timeout: float = COMPACT_TIMEOUT_S) -> None:
         """Rewrites the live keys and trims what came before them; returns

@@ -12,6 +12,7 @@ from types import TracebackType
 
 from engine.errors import (
     AdminTimedOut,
+    CoordinatorNotAvailable,
     CorruptStoredData,
     EngineClosed,
     EngineError,
@@ -20,7 +21,14 @@ from engine.errors import (
     StoreUnavailable,
     StoreWriteFailed,
 )
-from s3stream import CorruptObject, ObjectStoreError, S3StreamError, StoreClosed, StoreFailed
+from s3stream import (
+    CorruptObject,
+    NoRoom,
+    ObjectStoreError,
+    S3StreamError,
+    StoreClosed,
+    StoreFailed,
+)
 from s3stream import Fenced as StoreFenced
 from s3stream.errors import DeadlinePassed
 
@@ -156,6 +164,10 @@ def translate(error: BaseException) -> BaseException:
         return EngineClosed()
     if isinstance(error, DeadlinePassed):
         return AdminTimedOut(str(error))
+    if isinstance(error, NoRoom):
+        # A record of state past the unuploaded headroom: as Kafka's
+        # coordinators answer a write their log could not take in time.
+        return CoordinatorNotAvailable(str(error))
     if isinstance(error, StoreFailed) and isinstance(error.cause, ObjectStoreError):
         # The store stopped on a write the object store refused for good (an
         # upload's manifest commit): the refusal's advice, not only its text.

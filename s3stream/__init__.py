@@ -4,12 +4,14 @@ bucket (or a local directory), a manifest with writer fencing.
 Formats are specified in docs/object-format.md.
 """
 
+from s3stream.appender import Pacing
 from s3stream.errors import (
     ConditionalWritesNotEnforced,
     CorruptIdentity,
     CorruptObject,
     Fenced,
     ForkPointInsideRange,
+    NoRoom,
     OffsetMismatch,
     OffsetOutOfRange,
     RangeChanged,
@@ -40,10 +42,12 @@ __all__ = [
     "Fenced",
     "FetchResult",
     "ForkPointInsideRange",
+    "NoRoom",
     "ObjectStore",
     "ObjectStoreError",
     "OffsetMismatch",
     "OffsetOutOfRange",
+    "Pacing",
     "RangeChanged",
     "ReadPending",
     "RecoverySummary",

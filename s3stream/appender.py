@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import logging
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -17,6 +18,7 @@ from typing import TypeVar, cast
 from s3stream.config import StreamStoreConfig
 from s3stream.errors import (
     Fenced,
+    NoRoom,
     OffsetMismatch,
     OffsetOutOfRange,
     StoreClosed,
@@ -39,6 +41,22 @@ for submit_then (whose call stands in for a future)."""
 _WalTag = tuple["StreamState | None", CacheBlock, int]
 """What the WAL's commit hook is given for each append: the stream (None for
 a trim), the log cache block holding the append, and the stream's end after it."""
+
+
+class Pacing(enum.Enum):
+    """How an append meets the unuploaded bound (``max_unuploaded_bytes``)."""
+
+    WAIT = "wait"
+    """Accepted, then waits for room: back-pressure on its writer."""
+    LATER = "later"
+    """Accepted without a wait: its writer holds a lock others wait for
+    and calls ``wait_for_room`` once it is released (the embedded produce)."""
+    NEVER = "never"
+    """Never waits (a small record of state, written under a lock the event
+    loop takes), and so refused (NoRoom, nothing appended) once the
+    unuploaded bytes pass the bound by ``unpaced_headroom_bytes``: what
+    nothing paces is still bounded, as Kafka's coordinator is refused by a
+    log that cannot take its write."""
 
 
 class Appender:
@@ -74,15 +92,16 @@ class Appender:
         remote: bool = False,
         *,
         payload_crc: int | None = None,
-        paced: bool = True,
+        pacing: Pacing = Pacing.WAIT,
     ) -> Future[int]:
         """Queues an append of offsets ``[base_offset, last_offset]``; the future
         resolves to the stream's new end offset once the append is durable:
         in the WAL, and with ``remote`` also in an object committed to the
         manifest. Once the store learns it is fenced, it fails instead.
-        ``paced`` waits for room (``wait_for_room``) once the append is
-        accepted; a caller holding a lock others wait for passes False and
-        waits after releasing it, or not at all for a small record of state.
+        ``pacing`` says how it meets the unuploaded bound (``Pacing``):
+        a wait for room once accepted, the caller's own wait after its
+        locks are released, or none and a refusal (NoRoom) past the
+        headroom.
 
         ``payload`` is stored as given, without a copy; it must not change.
         ``payload_crc``, its CRC32C if the caller has it, spares the WAL a
@@ -92,7 +111,14 @@ class Appender:
         done.set_running_or_notify_cancel()
         end = last_offset + 1
         future, uploaded = self._append(
-            self._wal.submit, stream_id, base_offset, last_offset, payload, remote, payload_crc
+            self._wal.submit,
+            stream_id,
+            base_offset,
+            last_offset,
+            payload,
+            remote,
+            payload_crc,
+            refuse_past_headroom=pacing is Pacing.NEVER,
         )
 
         def durable(wal_future: Future[Position]) -> None:
@@ -107,7 +133,7 @@ class Appender:
                 uploaded.add_done_callback(lambda f: _copy_outcome(f, done))
 
         future.add_done_callback(durable)
-        if paced:
+        if pacing is Pacing.WAIT:
             self._wait_for_room()  # after accepting: the caller's offsets stay valid
         return done
 
@@ -174,6 +200,8 @@ class Appender:
         payload: bytes | memoryview,
         remote: bool,
         payload_crc: int | None = None,
+        *,
+        refuse_past_headroom: bool = False,
     ) -> tuple[W, Future[int] | None]:
         """Accepts the append and hands it to the WAL (``submit`` or
         ``submit_async``) under the store's lock, so appends reach the WAL in
@@ -181,6 +209,8 @@ class Appender:
         settled once the append is in a committed object."""
         end = last_offset + 1
         with self._state.lock:
+            if refuse_past_headroom:
+                self._check_headroom_locked(stream_id)
             stream, block = self._accept(stream_id, base_offset, last_offset, payload, payload_crc)
             try:
                 future = wal_submit(
@@ -203,6 +233,17 @@ class Appender:
                 return future, uploaded
         fail_all(failed, StoreFailed(cast(BaseException, self._state.failure)))
         raise self._state.failure_error()
+
+    def _check_headroom_locked(self, stream_id: int) -> None:
+        """Refuses an append that never waits for room once the unuploaded
+        bytes pass the bound by the headroom. Checked before the append, so
+        one record may take the total past the limit by its own size: the
+        limit bounds how much the refusals let in, not one record."""
+        limit = self._config.max_unuploaded_bytes + self._config.unpaced_headroom_bytes
+        unuploaded = self._state.cache.unuploaded_bytes
+        if unuploaded > limit:
+            self._state.check_usable()  # a closed or failed store says so first
+            raise NoRoom(stream_id, unuploaded, limit)
 
     def _accept(
         self,

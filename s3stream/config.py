@@ -29,6 +29,12 @@ class StreamStoreConfig:
     """Uploaded data kept in memory for tail reads (never evicted before upload)."""
     max_unuploaded_bytes: int = 1024 * MiB
     """Appends wait when this much is not uploaded yet (the store is slow or down)."""
+    unpaced_headroom_bytes: int = 64 * MiB
+    """Appends that never wait for room (state records, checkpoints,
+    transaction markers: Pacing.NEVER) are refused once the unuploaded bytes
+    pass ``max_unuploaded_bytes`` by this much, so that a client looping on
+    them (offset commits, aborted transactions) through an outage cannot
+    grow the WAL and the log cache without end."""
     block_bytes: int = DEFAULT_BLOCK_BYTES
     stream_object_bytes: int = 8 * MiB
     """A run of one stream at least this large goes to an object of its own."""
@@ -150,6 +156,7 @@ class StreamStoreConfig:
             upload_interval_s=0.25,
             log_cache_bytes=8 * MiB,
             max_unuploaded_bytes=64 * MiB,
+            unpaced_headroom_bytes=8 * MiB,
             stream_object_bytes=1 * MiB,
             block_cache_bytes=8 * MiB,
             readahead_bytes=1 * MiB,

@@ -123,6 +123,25 @@ class StoreClosed(S3StreamError):
         super().__init__("the stream store is closed")
 
 
+class NoRoom(S3StreamError):
+    """An append that never waits for room (``Pacing.NEVER``: a record of
+    state, written under a lock others wait for) was refused: this much is
+    not uploaded yet, past ``max_unuploaded_bytes`` by more than
+    ``unpaced_headroom_bytes`` (the object store slow or down). Nothing was
+    appended; try again once the store takes uploads."""
+
+    def __init__(self, stream_id: int, unuploaded_bytes: int, limit: int) -> None:
+        super().__init__(
+            f"stream {stream_id}: no room for an append that cannot wait: "
+            f"{unuploaded_bytes} bytes not uploaded, over the limit of {limit} "
+            f"(max_unuploaded_bytes + unpaced_headroom_bytes); retry once the object store "
+            f"takes uploads"
+        )
+        self.stream_id = stream_id
+        self.unuploaded_bytes = unuploaded_bytes
+        self.limit = limit
+
+
 class StoreFailed(S3StreamError):
     """The store stopped after an error it cannot recover from (e.g. the WAL failed)."""
 

@@ -38,7 +38,7 @@ from functools import partial
 from types import TracebackType
 from typing import Any, NamedTuple
 
-from s3stream.appender import Appender
+from s3stream.appender import Appender, Pacing
 from s3stream.block_cache import BlockCache
 from s3stream.compaction import Compactor, range_size
 from s3stream.config import MiB, StreamStoreConfig
@@ -491,15 +491,17 @@ class StreamStore:
         remote: bool = False,
         *,
         payload_crc: int | None = None,
-        paced: bool = True,
+        pacing: Pacing = Pacing.WAIT,
     ) -> Future[int]:
         """Queues an append of offsets ``[base_offset, last_offset]``; the future
         resolves to the stream's new end offset once the append is durable:
         in the WAL, and with ``remote`` also in an object committed to the
         manifest. Once the store learns it is fenced, it fails instead.
         Once accepted, it waits while more than ``max_unuploaded_bytes`` is
-        not uploaded; with ``paced`` False it does not (``wait_for_room``
-        is then the caller's to call, outside its locks, if at all).
+        not uploaded; with ``Pacing.LATER`` it does not (``wait_for_room``
+        is then the caller's to call, outside its locks), and with
+        ``Pacing.NEVER`` it never waits and is refused (NoRoom) once the
+        bound is passed by ``unpaced_headroom_bytes``.
 
         ``payload`` is stored as given, without a copy; it must not change.
         ``payload_crc``, its CRC32C if the caller has it (of checked record
@@ -513,13 +515,13 @@ class StreamStore:
             payload,
             remote,
             payload_crc=payload_crc,
-            paced=paced,
+            pacing=pacing,
         )
 
     def wait_for_room(self) -> None:
         """Waits while more than ``max_unuploaded_bytes`` is not uploaded yet
-        (the object store slow or down): the back-pressure of a ``paced``
-        submit, for a caller that submitted unpaced under its lock."""
+        (the object store slow or down): the back-pressure of a submit, for
+        a caller that submitted with ``Pacing.LATER`` under its lock."""
         self._appender.wait_for_room()
 
     def append(

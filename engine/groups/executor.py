@@ -22,6 +22,7 @@ from engine.futures import running_future, settle
 from engine.groups.timers import Timer, TimerThread
 from engine.protocol.kafka_code import KafkaCode
 from engine.state_log import StateLog
+from s3stream import NoRoom
 
 log = logging.getLogger("tidelog.groups")
 
@@ -75,13 +76,12 @@ class GroupExecutor:
                         failed = self._restorable()
                         if failed is None:
                             break
-                        keys, deletes, awaited = failed
                         try:
-                            self.on_failed_write(list(keys), list(deletes))
+                            self.on_failed_write(list(failed.keys), list(failed.deletes))
                         finally:
                             # Answered once the group is what the state log holds.
-                            if awaited is not None:
-                                self.resolve(awaited, KafkaCode.NOT_COORDINATOR)
+                            if failed.awaited is not None:
+                                self.resolve(failed.awaited, failed.code)
                 finally:
                     self._depth -= 1
                 ready: list[tuple[Future[Any], Any]] = []
@@ -153,11 +153,21 @@ class GroupExecutor:
         failed = _Failed(puts.keys(), deletes, written)
         try:
             appended = self.state_log.update(puts=puts or None, deletes=deletes or None)
-        except Exception as error:  # the store refused: fenced, closed or failed
+        except Exception as error:  # the store refused: fenced, closed, failed or full
             log.warning("writing group state failed: %s", error)
-            self._note_failed(failed)
+            # Kafka's coordinator answers a write its log could not take in
+            # time (REQUEST_TIMED_OUT) COORDINATOR_NOT_AVAILABLE, which
+            # clients retry where they are: a store past its unuploaded
+            # headroom takes the write once uploads resume. One that stopped
+            # is NOT_COORDINATOR, as for a failed log dir.
+            code = (
+                KafkaCode.COORDINATOR_NOT_AVAILABLE
+                if isinstance(error, NoRoom)
+                else KafkaCode.NOT_COORDINATOR
+            )
+            self._note_failed(failed._replace(code=code))
             if then is not None:
-                then(KafkaCode.NOT_COORDINATOR)
+                then(code)
             return
         with self._counting:
             self._outstanding += 1
@@ -203,6 +213,8 @@ class _Failed(NamedTuple):
     keys: Iterable[Hashable]
     deletes: Iterable[Hashable]
     awaited: Future[KafkaCode] | None
+    code: KafkaCode = KafkaCode.NOT_COORDINATOR
+    """What the awaiting request is answered."""
 
 
 def _then_settle(

@@ -18,11 +18,11 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Future
 
-from engine.errors import EngineClosed, EngineError, Fenced, StorageError
+from engine.errors import CoordinatorNotAvailable, EngineClosed, EngineError, Fenced, StorageError
 from engine.state_log import StateLog
 from engine.transactions.metadata import TransactionMetadata
 from s3stream import Fenced as StoreFenced
-from s3stream import S3StreamError, StoreClosed
+from s3stream import NoRoom, S3StreamError, StoreClosed
 
 
 class TransactionTable:
@@ -134,6 +134,10 @@ def storage_error(error: S3StreamError) -> EngineError:
         return EngineClosed()
     if isinstance(error, StoreFenced):
         return Fenced(f"another engine opened this storage: {error}")
+    if isinstance(error, NoRoom):
+        # As Kafka's TransactionStateManager answers a write its log could
+        # not take in time (REQUEST_TIMED_OUT): the client retries it.
+        return CoordinatorNotAvailable(str(error))
     return StorageError(str(error))
 
 

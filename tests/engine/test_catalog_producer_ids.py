@@ -9,6 +9,7 @@ from concurrent.futures import Future
 from typing import ClassVar
 
 from engine.catalog import PRODUCER_ID_BLOCK, Catalog, CatalogState
+from s3stream import Pacing
 
 
 class HeldAppends:
@@ -33,6 +34,7 @@ class HeldAppends:
         remote: bool = False,
         *,
         payload_crc: int | None = None,
+        pacing: Pacing = Pacing.WAIT,
     ) -> Future[int]:
         self.offset += 1
         durable: Future[int] = Future()

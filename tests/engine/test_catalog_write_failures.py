@@ -23,7 +23,7 @@ from engine import catalog as catalog_module
 from engine.catalog import Catalog, CatalogState
 from engine.engine import Engine
 from engine.errors import EngineError
-from s3stream import S3StreamError, StoreFailed
+from s3stream import Pacing, S3StreamError, StoreFailed
 from tests.server.catalog_faults import fail_next_catalog_write
 from wal.segment import SegmentWriter
 
@@ -102,7 +102,12 @@ class MemoryStream:
         return len(self.durable)
 
     def submit(
-        self, stream_id: int, base_offset: int, last_offset: int, payload: bytes
+        self,
+        stream_id: int,
+        base_offset: int,
+        last_offset: int,
+        payload: bytes,
+        pacing: Pacing = Pacing.WAIT,
     ) -> Future[int]:
         if self.refuse:
             raise StoreFailed(OSError(errno.EIO, "refused"))

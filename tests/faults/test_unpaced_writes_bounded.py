@@ -1,0 +1,144 @@
+"""Writes that never wait for room (state records, checkpoints, markers:
+their writers hold locks the server's event loop takes) are still
+bounded through an object-store outage: past ``max_unuploaded_bytes``
+plus ``unpaced_headroom_bytes`` the store refuses them, as Kafka's
+coordinator refuses a write its log cannot take, and a client looping
+on them cannot grow the WAL and the log cache without end."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+import engine
+from engine.engine import Engine
+from engine.errors import ConcurrentTransactions, CoordinatorNotAvailable, EngineError
+from engine.protocol.kafka_code import KafkaCode
+from engine.types import OffsetAndMetadata, TopicPartition
+from s3stream.store import LocalStore
+from tests.engine.helpers_records import batch
+from tests.s3stream.faults import FaultyStore
+
+TIMEOUT = 30.0
+BOUND = 256 * 1024
+HEADROOM = 128 * 1024
+_SMALL = engine.EngineConfig.small()
+CONFIG = replace(
+    _SMALL,
+    store=replace(
+        _SMALL.store,
+        max_unuploaded_bytes=BOUND,
+        unpaced_headroom_bytes=HEADROOM,
+        upload_bytes=64 * 1024,
+        upload_interval_s=0.05,
+    ),
+)
+
+
+@pytest.fixture
+def down(tmp_path: Path) -> Iterator[tuple[Engine, FaultyStore]]:
+    """An engine whose object store takes no uploads, filled past the
+    bound by a producer now waiting for room."""
+    faulty = FaultyStore(LocalStore(tmp_path / "objects"))
+    e = engine.open(tmp_path / "node", faulty, CONFIG)
+    try:
+        e.create_topic("t", 1)
+        e.create_topic("many", 32)  # before the outage: a topic's creation commits to the store
+        faulty.fail("put")
+        filling = threading.Thread(
+            target=lambda: [e.produce("t", 0, batch([b"x" * 16384])) for _ in range(32)],
+            daemon=True,
+        )
+        filling.start()
+        deadline = time.monotonic() + TIMEOUT
+        while e.store.log_cache_usage().unuploaded_bytes <= BOUND:
+            assert time.monotonic() < deadline, "the producer never passed the bound"
+            time.sleep(0.01)
+        yield e, faulty
+        faulty.heal()
+        filling.join(TIMEOUT)
+        assert not filling.is_alive()
+    finally:
+        faulty.heal()
+        e.close()
+
+
+def test_offset_commits_in_a_loop_through_an_outage_stop_at_the_headroom(
+    down: tuple[Engine, FaultyStore],
+) -> None:
+    e, faulty = down
+    metadata = "m" * 4096  # offset.metadata.max.bytes, Kafka's default
+    tp = TopicPartition("t", 0)
+    codes: list[KafkaCode] = []
+    for offset in range(4 * HEADROOM // len(metadata)):
+        answer = e.groups.commit_offsets(
+            "g", -1, "", None, {tp: OffsetAndMetadata(offset, -1, metadata)}
+        ).result(TIMEOUT)
+        codes.append(answer[tp])
+        assert e.store.log_cache_usage().unuploaded_bytes <= BOUND + HEADROOM + 2 * 16384 + 8192
+    # The first ones were taken (the store is down, the WAL is not), the
+    # rest refused with COORDINATOR_NOT_AVAILABLE, Kafka's answer for a
+    # write its log could not take in time, which clients retry; the
+    # coordinator kept answering and holds the last commit taken.
+    assert codes[0] is KafkaCode.NONE
+    assert codes[-1] is KafkaCode.COORDINATOR_NOT_AVAILABLE
+    accepted = codes.index(KafkaCode.COORDINATOR_NOT_AVAILABLE)
+    assert set(codes[accepted:]) == {KafkaCode.COORDINATOR_NOT_AVAILABLE}
+    committed = e.groups.fetch_offsets("g", [tp])[tp][0]
+    assert committed is not None and committed.offset == accepted - 1
+
+    faulty.heal()  # uploads resume: the retried commit is taken
+    deadline = time.monotonic() + TIMEOUT
+    while True:
+        answer = e.groups.commit_offsets("g", -1, "", None, {tp: OffsetAndMetadata(10_000)})
+        if answer.result(TIMEOUT)[tp] is KafkaCode.NONE:
+            break
+        assert time.monotonic() < deadline, "a commit was never taken after the store healed"
+        time.sleep(0.05)
+    committed = e.groups.fetch_offsets("g", [tp])[tp][0]
+    assert committed is not None and committed.offset == 10_000
+
+
+def test_aborted_transactions_in_a_loop_through_an_outage_stop_at_the_headroom(
+    down: tuple[Engine, FaultyStore],
+) -> None:
+    """Each abort writes state records and a marker to every partition the
+    transaction added, none of them paced: past the headroom the next
+    transaction is refused COORDINATOR_NOT_AVAILABLE, and one already
+    decided is completed once the store takes uploads again."""
+    e, faulty = down
+    partitions = [TopicPartition("many", index) for index in range(32)]
+    txns = e.transactions
+    producer_id, epoch = txns.init_producer_id("tx", 60_000).result(TIMEOUT)
+    refused: BaseException | None = None
+    for _ in range(4 * HEADROOM // (32 * 70)):
+        try:
+            txns.add_partitions("tx", producer_id, epoch, partitions).result(TIMEOUT)
+            txns.end_transaction("tx", producer_id, epoch, commit=False).result(TIMEOUT)
+        except EngineError as error:
+            refused = error
+            break
+        finally:
+            unuploaded = e.store.log_cache_usage().unuploaded_bytes
+            assert unuploaded <= BOUND + HEADROOM + 2 * 16384 + 8192
+    assert isinstance(refused, CoordinatorNotAvailable), refused
+
+    faulty.heal()
+    deadline = time.monotonic() + TIMEOUT
+    while True:
+        try:
+            txns.add_partitions("tx", producer_id, epoch, partitions).result(TIMEOUT)
+            txns.end_transaction("tx", producer_id, epoch, commit=False).result(TIMEOUT)
+            break
+        except CoordinatorNotAvailable:  # the transaction refused before is still completing
+            assert time.monotonic() < deadline, "no transaction ended after the store healed"
+            time.sleep(0.05)
+        except ConcurrentTransactions:
+            assert time.monotonic() < deadline, "no transaction ended after the store healed"
+            time.sleep(0.05)
+    assert txns.describe("tx").state.name == "COMPLETE_ABORT"
