@@ -879,22 +879,24 @@ class GroupCoordinator:
 
 def _after(writes: Sequence[Future[KafkaCode]], codes: list[KafkaCode]) -> Future[LeaveResult]:
     """``codes`` once every write in ``writes`` settled (they settle once
-    the coordinator's lock is released); the request's NOT_COORDINATOR if
-    one failed."""
+    the coordinator's lock is released); if one failed, the request's error
+    is the first failed write's (NOT_COORDINATOR, or COORDINATOR_NOT_AVAILABLE
+    for a store past its headroom)."""
     answer: Future[LeaveResult] = running_future()
     remaining = len(writes)
-    failed_write = False
+    failed_write = KafkaCode.NONE
     counting = threading.Lock()
 
     def settled(write: Future[KafkaCode]) -> None:
         nonlocal remaining, failed_write
         with counting:
             remaining -= 1
-            failed_write = failed_write or write.result() != KafkaCode.NONE
+            if failed_write == KafkaCode.NONE:
+                failed_write = write.result()
             if remaining:
                 return
-        if failed_write:
-            answer.set_result(LeaveResult(KafkaCode.NOT_COORDINATOR, []))
+        if failed_write != KafkaCode.NONE:
+            answer.set_result(LeaveResult(failed_write, []))
         else:
             answer.set_result(LeaveResult(KafkaCode.NONE, codes))
 

@@ -18,6 +18,7 @@ import pytest
 import engine
 from engine.engine import Engine
 from engine.errors import ConcurrentTransactions, CoordinatorNotAvailable, EngineError
+from engine.groups import LeaveResult
 from engine.protocol.kafka_code import KafkaCode
 from engine.types import OffsetAndMetadata, TopicPartition
 from s3stream.store import LocalStore
@@ -142,3 +143,49 @@ def test_aborted_transactions_in_a_loop_through_an_outage_stop_at_the_headroom(
             assert time.monotonic() < deadline, "no transaction ended after the store healed"
             time.sleep(0.05)
     assert txns.describe("tx").state.name == "COMPLETE_ABORT"
+
+
+def test_a_leave_refused_past_the_headroom_is_answered_coordinator_not_available(
+    down: tuple[Engine, FaultyStore],
+) -> None:
+    """A LeaveGroup is answered after its write (docs/design/0098): one the
+    store refuses for room is answered COORDINATOR_NOT_AVAILABLE, as the
+    commits beside it are, which clients retry, and the member is still
+    in the group until a retry after the store heals takes the leave."""
+    e, faulty = down
+    joined = e.groups.join_group(
+        "c", "", None, "consumer", [("range", b"m")], 10_000, 5_000, require_known_member_id=False
+    ).result(TIMEOUT)
+    assert joined.error is KafkaCode.NONE
+    synced = e.groups.sync_group(
+        "c", joined.generation_id, joined.member_id, None, "consumer", "range",
+        {joined.member_id: b"assigned"},
+    ).result(TIMEOUT)  # fmt: skip
+    assert synced.error is KafkaCode.NONE
+    tp = TopicPartition("t", 0)
+    for offset in range(4 * HEADROOM // 4096):  # past the headroom
+        answer = e.groups.commit_offsets(
+            "g", -1, "", None, {tp: OffsetAndMetadata(offset, -1, "m" * 4096)}
+        ).result(TIMEOUT)
+        if answer[tp] is KafkaCode.COORDINATOR_NOT_AVAILABLE:
+            break
+    else:
+        pytest.fail("no commit was refused past the headroom")
+
+    left = e.groups.leave_group("c", [(joined.member_id, None)]).result(TIMEOUT)
+    assert left == LeaveResult(KafkaCode.COORDINATOR_NOT_AVAILABLE, [])
+    (described,) = e.groups.describe_groups(["c"])
+    assert described.state == "Stable"
+    assert [m.member_id for m in described.members] == [joined.member_id]
+
+    faulty.heal()
+    deadline = time.monotonic() + TIMEOUT
+    while True:
+        left = e.groups.leave_group("c", [(joined.member_id, None)]).result(TIMEOUT)
+        if left.error is KafkaCode.NONE:
+            break
+        assert left.error is KafkaCode.COORDINATOR_NOT_AVAILABLE, left
+        assert time.monotonic() < deadline, "the leave was never taken after the store healed"
+        time.sleep(0.05)
+    (described,) = e.groups.describe_groups(["c"])
+    assert described.state == "Empty"
