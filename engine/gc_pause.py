@@ -48,6 +48,21 @@ class _Pauses:
 _pauses = _Pauses()
 
 
+class _Part:
+    """One pauser's share of the count. ``counted`` is set in the locked
+    step that counts it and cleared in the one that takes it back, so the
+    caller's finally ends exactly the pause that was counted: a
+    KeyboardInterrupt raised between the count and the caller's try (the
+    interpreter looks for signals after every call's return) would
+    otherwise leave it counted and the collector off for good
+    (docs/design/0097)."""
+
+    __slots__ = ("counted",)
+
+    def __init__(self) -> None:
+        self.counted = False
+
+
 @contextlib.contextmanager
 def collector_paused(pause: bool = True) -> Iterator[None]:
     """Pauses the collector inside (if ``pause``); nests and works across
@@ -55,17 +70,19 @@ def collector_paused(pause: bool = True) -> Iterator[None]:
     it was enabled when the first came. Past PAUSE_BOUND young objects it
     does not pause (a collection is due, and no pause may put it off for
     good)."""
-    paused = pause and _pause()
+    part = _Part()
     try:
+        if pause:
+            _pause(part)
         yield
     finally:
-        if paused:
-            _release()
+        _release(part)
 
 
-def _pause() -> bool:
-    """Pauses the collector unless PAUSE_BOUND is passed: whether it did
-    (then _release ends the pause)."""
+def _pause(part: _Part) -> None:
+    """Pauses the collector unless PAUSE_BOUND is passed; ``part.counted``
+    says whether it did (then _release ends the pause). Called inside the
+    try whose finally calls _release."""
     # A with statement, not acquire() then try: the interpreter looks for
     # signals after the call that took the lock, before the try, and a
     # KeyboardInterrupt raised there (the main thread's: an embedded
@@ -74,16 +91,24 @@ def _pause() -> bool:
     # with statement takes it with no look between (docs/design/0097).
     with _pauses.lock:
         if gc.get_count()[0] >= PAUSE_BOUND:
-            return False
-        if _pauses.count == 0:
+            return
+        # Counted before the collector is touched, with no call between:
+        # an interrupt after any call below finds the pause counted, and
+        # its release puts the collector back as it found it.
+        _pauses.count += 1
+        part.counted = True
+        if _pauses.count == 1:
+            _pauses.resume = False  # until read: never turn on what no pause turned off
             _pauses.resume = gc.isenabled()
             gc.disable()
-        _pauses.count += 1
-        return True
 
 
-def _release() -> None:
+def _release(part: _Part) -> None:
+    """Ends ``part``'s pause, if it counted one."""
     with _pauses.lock:  # not acquire() then try: see _pause
+        if not part.counted:
+            return
+        part.counted = False
         _pauses.count -= 1
         if _pauses.count == 0 and _pauses.resume:
             gc.enable()
@@ -105,7 +130,7 @@ def freeze_what_start_made() -> None:
     gc.freeze()
 
 
-class PausedWhileRunning(Generic[T]):
+class PausedWhileRunning(_Part, Generic[T]):
     """Awaits ``coroutine`` with the collector paused while it runs and
     running while it waits (an await that gives the loop to others).
 
@@ -124,6 +149,8 @@ class PausedWhileRunning(Generic[T]):
     __slots__ = ("_coroutine",)
 
     def __init__(self, coroutine: Coroutine[Any, Any, T]) -> None:
+        # Its own share of the count (a _Part): no second object per await.
+        self.counted = False
         self._coroutine = coroutine
 
     def __await__(self) -> Generator[Any, Any, T]:
@@ -133,8 +160,8 @@ class PausedWhileRunning(Generic[T]):
         while True:
             # collector_paused() without its generator: a Fetch takes
             # several steps, each paused (docs/design/0085).
-            paused = _pause()
             try:
+                _pause(self)  # each step's release clears what it counted
                 if thrown is None:
                     waited = coroutine.send(sent)
                 else:
@@ -142,8 +169,7 @@ class PausedWhileRunning(Generic[T]):
             except StopIteration as stop:
                 return cast(T, stop.value)
             finally:
-                if paused:
-                    _release()
+                _release(self)
             try:
                 sent = yield waited
             except GeneratorExit:

@@ -15,12 +15,12 @@ keep the objects it shares alive."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from types import TracebackType
+from typing import Protocol, cast
 
 from s3stream.errors import DeadlinePassed, Fenced
 from s3stream.manifest import Manifest
@@ -30,50 +30,81 @@ from s3stream.store import ObjectStoreError
 log = logging.getLogger("tidelog.s3stream")
 
 
+class _OwnedLock(Protocol):
+    """threading.RLock as the section uses it: its C ``_is_owned`` is not
+    in the stubs."""
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool: ...
+    def release(self) -> None: ...
+    def _is_owned(self) -> bool: ...
+
+
 class SerialSection:
     """The writer's lock, and on entry the settling of a write whose
     outcome is unknown and the deletion of streams abandoned by it."""
 
     def __init__(self, writer: ManifestWriter) -> None:
-        self._lock = threading.Lock()
+        # An RLock for the one thing a Lock cannot say: whether this thread
+        # holds it. The interpreter looks for signals after every call's
+        # return, so a KeyboardInterrupt (the main thread's: a compaction
+        # run there) can land after acquire() has taken the lock and before
+        # anything has recorded it; the handlers release it if this thread
+        # holds it, never taking it twice (see _take), so it is never left
+        # held (docs/design/0097).
+        self._lock = cast(_OwnedLock, threading.RLock())
         self._writer = writer
 
     def __enter__(self) -> None:
-        self._enter(None)
+        # Released here on an error: a with statement calls no __exit__
+        # when __enter__ raises, even after the section was taken.
+        self._refuse_holder()
+        try:
+            self._enter(None)
+        except BaseException:
+            self._leave()
+            raise
 
     def _enter(self, deadline: float | None) -> None:
+        """Takes and settles the section (its caller has refused a holder)."""
+        try:
+            self._take(deadline)
+            self._writer.settle_abandoned(deadline)
+        except ObjectStoreError as error:
+            self._leave()
+            if deadline is None or not error.transient or time.monotonic() < deadline:
+                raise
+            raise DeadlinePassed("settling a manifest commit", error) from error
+        except BaseException:
+            self._leave()
+            raise
+
+    def _refuse_holder(self) -> None:
+        """Raised before any handler that releases: the holder's section
+        is not this entry's to release."""
+        if self._lock._is_owned():
+            # A Lock would wait for itself for good here; the RLock would
+            # let a second holder in.
+            raise RuntimeError("the manifest's serial section entered by its holder")
+
+    def _take(self, deadline: float | None) -> None:
         if deadline is None:
             self._lock.acquire()
         elif not self._lock.acquire(timeout=max(deadline - time.monotonic(), 0.0)):
             # Another commit holds the manifest (an upload retrying through
             # the same outage, say).
             raise DeadlinePassed("entering the manifest's serial section")
-        try:
-            self._writer.settle_abandoned(deadline)
-        except ObjectStoreError as error:
-            self._lock.release()
-            if deadline is None or not error.transient or time.monotonic() < deadline:
-                raise
-            raise DeadlinePassed("settling a manifest commit", error) from error
-        except BaseException:
-            self._lock.release()
-            raise
 
-    @contextlib.contextmanager
-    def until(self, deadline: float | None) -> Iterator[None]:
+    def _leave(self) -> None:
+        """Releases the section if this thread holds it."""
+        if self._lock._is_owned():
+            self._lock.release()
+
+    def until(self, deadline: float | None) -> _SectionUntil:
         """The section, entered and settled by ``deadline`` (a
         time.monotonic() value; None: however long it takes), else
         DeadlinePassed; a commit in it given the same deadline that fails
         transiently until then raises DeadlinePassed too."""
-        self._enter(deadline)
-        try:
-            yield
-        except ObjectStoreError as error:
-            if deadline is None or not error.transient or time.monotonic() < deadline:
-                raise
-            raise DeadlinePassed("a manifest commit", error) from error
-        finally:
-            self._lock.release()
+        return _SectionUntil(self, deadline)
 
     def __exit__(
         self,
@@ -82,6 +113,42 @@ class SerialSection:
         traceback: TracebackType | None,
     ) -> None:
         self._lock.release()
+
+
+class _SectionUntil:
+    """SerialSection.until's context manager: a class, not a generator,
+    whose __enter__ releases the section on any error (a generator's
+    context manager looks for signals after the generator has taken it)."""
+
+    __slots__ = ("_deadline", "_section")
+
+    def __init__(self, section: SerialSection, deadline: float | None) -> None:
+        self._section = section
+        self._deadline = deadline
+
+    def __enter__(self) -> None:
+        self._section._refuse_holder()
+        try:
+            self._section._enter(self._deadline)
+        except BaseException:
+            self._section._leave()
+            raise
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._section._lock.release()
+        deadline = self._deadline
+        if (
+            isinstance(error, ObjectStoreError)
+            and deadline is not None
+            and error.transient
+            and time.monotonic() >= deadline
+        ):
+            raise DeadlinePassed("a manifest commit", error) from error
 
 
 class ManifestWriter:

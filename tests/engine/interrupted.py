@@ -16,11 +16,19 @@ import threading
 import time
 from collections.abc import Callable
 from types import CodeType
+from typing import Protocol
 
 WAIT_S = 30.0
 
 
-def interrupted_taking(lock: threading.Lock, code: CodeType, call: Callable[[], object]) -> bool:
+class Lock(Protocol):
+    """A threading.Lock, or an RLock taken once."""
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool: ...
+    def release(self) -> None: ...
+
+
+def interrupted_taking(lock: Lock, code: CodeType, call: Callable[[], object]) -> bool:
     """Runs ``call`` on the main thread while another thread holds
     ``lock``; once the main thread runs ``code`` (the function that takes
     the lock), the other asks for a KeyboardInterrupt and lets the lock go.
@@ -28,10 +36,14 @@ def interrupted_taking(lock: threading.Lock, code: CodeType, call: Callable[[], 
     assert threading.current_thread() is threading.main_thread(), "signals reach the main thread"
     main = threading.main_thread().ident
     assert main is not None
-    lock.acquire()
     failures: list[str] = []
+    held = threading.Event()
 
     def interrupt_when_inside() -> None:
+        # Taken here, not by the main thread: an RLock is released only by
+        # the thread that took it.
+        lock.acquire()
+        held.set()
         try:
             deadline = time.monotonic() + WAIT_S
             while time.monotonic() < deadline:
@@ -51,6 +63,7 @@ def interrupted_taking(lock: threading.Lock, code: CodeType, call: Callable[[], 
     other = threading.Thread(target=interrupt_when_inside)
     other.start()
     try:
+        assert held.wait(WAIT_S), "the other thread never took the lock"
         call()
     except KeyboardInterrupt:
         interrupted = True
@@ -63,7 +76,7 @@ def interrupted_taking(lock: threading.Lock, code: CodeType, call: Callable[[], 
     return interrupted
 
 
-def taken_elsewhere(lock: threading.Lock) -> bool:
+def taken_elsewhere(lock: Lock) -> bool:
     """Whether another thread can take ``lock`` (and give it back) within
     a few seconds: False is a lock left held for good."""
     taken = threading.Event()

@@ -4,11 +4,13 @@ await gives them."""
 
 from __future__ import annotations
 
+import _thread
 import asyncio
 import gc
+import signal
 import threading
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -139,7 +141,8 @@ def test_a_ctrl_c_as_a_pause_takes_its_lock_leaves_the_lock_free(own_lock: threa
     block on it for good. acquire() then try: the interpreter looks for
     signals after the call that took the lock, before the try begins; a
     with statement takes it with no look between."""
-    assert interrupted_taking(own_lock, gc_pause._pause.__code__, gc_pause._pause)
+    part = gc_pause._Part()
+    assert interrupted_taking(own_lock, gc_pause._pause.__code__, lambda: gc_pause._pause(part))
     assert taken_elsewhere(own_lock)
     assert gc_pause._pauses.count == 0  # interrupted before it counted itself
     assert gc.isenabled()
@@ -148,9 +151,77 @@ def test_a_ctrl_c_as_a_pause_takes_its_lock_leaves_the_lock_free(own_lock: threa
 def test_a_ctrl_c_as_a_release_takes_its_lock_leaves_the_lock_free(
     own_lock: threading.Lock,
 ) -> None:
-    assert gc_pause._pause()
-    assert interrupted_taking(own_lock, gc_pause._release.__code__, gc_pause._release)
+    part = gc_pause._Part()
+    gc_pause._pause(part)
+    assert part.counted
+    assert interrupted_taking(own_lock, gc_pause._release.__code__, lambda: gc_pause._release(part))
     assert taken_elsewhere(own_lock)
     # The interrupt came after the release had counted itself out.
+    assert gc_pause._pauses.count == 0
+    assert gc.isenabled()
+
+
+def interrupted_after(call: Callable[..., object]) -> Callable[..., object]:
+    """``call``, with a Ctrl-C made pending as it returns: the interpreter
+    raises it at its next look for signals, the one after the call's
+    return, before the caller's next line (where a signal really can land,
+    but never on cue)."""
+
+    def interrupted(*args: object) -> object:
+        result = call(*args)
+        _thread.interrupt_main()
+        return result
+
+    return interrupted
+
+
+def run_interrupted(run: Callable[[], object]) -> None:
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def one_step() -> None:
+    async def step() -> None:
+        pass
+
+    stepping = step()
+    try:
+        with pytest.raises(StopIteration):
+            next(PausedWhileRunning(stepping).__await__())
+    finally:
+        stepping.close()  # never started when interrupted before its step
+
+
+def one_bulk_change() -> None:
+    with collector_paused():
+        pass
+
+
+@pytest.mark.parametrize("pauser", [one_step, one_bulk_change])
+def test_a_ctrl_c_as_a_pause_returns_leaves_no_pause_counted(
+    own_lock: threading.Lock, monkeypatch: pytest.MonkeyPatch, pauser: Callable[[], None]
+) -> None:
+    """A KeyboardInterrupt raised just after the pause has counted itself,
+    before its caller's try (an embedded engine's bulk creation on the main
+    thread), ends the pause: left counted, the collector stays off for good
+    and memory held by cycles only grows."""
+    monkeypatch.setattr(gc_pause, "_pause", interrupted_after(gc_pause._pause))
+    run_interrupted(pauser)
+    assert gc_pause._pauses.count == 0
+    assert gc.isenabled()
+
+
+@pytest.mark.parametrize("pauser", [one_step, one_bulk_change])
+def test_a_ctrl_c_as_the_pause_turns_the_collector_off_leaves_it_on(
+    own_lock: threading.Lock, monkeypatch: pytest.MonkeyPatch, pauser: Callable[[], None]
+) -> None:
+    """Interrupted inside the pause, once the collector is off: the pause
+    is counted already, and its release turns the collector back on."""
+    monkeypatch.setattr(gc, "disable", interrupted_after(gc.disable))
+    run_interrupted(pauser)
     assert gc_pause._pauses.count == 0
     assert gc.isenabled()
