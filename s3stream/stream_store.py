@@ -518,6 +518,14 @@ class StreamStore:
             pacing=pacing,
         )
 
+    def past_unuploaded_bound(self) -> bool:
+        """Whether more than ``max_unuploaded_bytes`` is not uploaded yet (the
+        object store slow or down): read without the lock, a hint for a
+        writer with no answer to delay (an acks=0 Produce) to wait for its
+        appends."""
+        unuploaded: int = self._state.cache.unuploaded_bytes
+        return unuploaded > self.config.max_unuploaded_bytes
+
     def wait_for_room(self) -> None:
         """Waits while more than ``max_unuploaded_bytes`` is not uploaded yet
         (the object store slow or down): the back-pressure of a submit, for

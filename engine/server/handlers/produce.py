@@ -413,7 +413,14 @@ def _produce(
     if request.acks == 0:
         for task in waiting:  # nobody waits for the answer; failures are still logged
             task.add_done_callback(_log_failure)
-        return _close_if_refused(results)
+        closing = _close_if_refused(results)
+        if closing is None and waiting and engine.store.past_unuploaded_bound():
+            # No answer to delay, so the wait for room that paces acks=1 and
+            # acks=all producers (their answers come once there is room)
+            # would pace nothing: the connection reads no request after
+            # this one until its appends are durable, after that wait.
+            return OffLoop(_after_room(waiting))
+        return closing
     if not waiting:
         return _response(context.version, results)
     if len(waiting) == 1:
@@ -511,6 +518,13 @@ def _code_name(outcome: EngineError | int) -> str:
 
 async def _close(error: ProtocolError) -> Body:
     raise error
+
+
+async def _after_room(waiting: list[asyncio.Future[AppendResult]]) -> None:
+    """An acks=0 Produce's no-answer once its appends are durable: while
+    the object store is behind, acks=0 producers are paced by their
+    connections."""
+    await asyncio.wait(waiting)
 
 
 def _log_failure(task: asyncio.Future[AppendResult]) -> None:
