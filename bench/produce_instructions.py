@@ -30,8 +30,8 @@ compare revisions by running this on each (``bench/compare.py`` runs it in
 turns). The WAL's and uploader's counts per MiB move with how appends
 fall into groups and objects under valgrind's slowness; the loop's is the
 steadiest. Valgrind hides AVX-512 from the program: code that takes
-another path on a CPU with it (the CRC32C fold) is counted on its
-fallback here. What the kernel does (socket copies, page faults, page
+another path on a CPU with it (BLAKE3's, in the uploader) is counted on
+its fallback here. What the kernel does (socket copies, page faults, page
 cache writes) is not counted at all.
 """
 

@@ -10,14 +10,10 @@
  * ^ raw(0,C), where S shifts a register over LANE zero bytes. S is linear over
  * GF(2), so it is four 256-entry tables built once from 32 basis vectors.
  *
- * Where the CPU has VPCLMULQDQ on 512-bit registers (AVX-512), a buffer of
- * FOLD_MIN bytes or more is folded instead: carry-less multiplication by
- * x^k mod P moves 128-bit blocks forward by k bits, 16 blocks at a time,
- * down to one block whose crc32 instructions finish the CRC (Intel's "Fast
- * CRC Computation for Generic Polynomials Using PCLMULQDQ", for the
- * bit-reversed polynomial). It reads 256 bytes per step in under a third
- * of the 3-way loop's instructions: a produced MiB's CRC is the largest
- * single step of the event loop's own work (docs/design/0092).
+ * There is no carry-less-multiply fold: one on 512-bit registers (VPCLMULQDQ)
+ * doubled this loop's rate measured alone, yet made the server slower end
+ * to end, and CRC32C is too small a share of a produced MiB's CPU to win
+ * back what it cost (docs/design/0100).
  */
 #include "crc32c.h"
 
@@ -25,13 +21,7 @@
 
 #if defined(__x86_64__) || defined(_M_X64)
 #define TL_X86 1
-#include <immintrin.h>
 #include <nmmintrin.h>
-#if !defined(TL_NO_FOLD) && (defined(__clang__) || (defined(__GNUC__) && __GNUC__ >= 8))
-/* compilers that know VPCLMULQDQ's intrinsics and target name; setup.py
- * defines TL_NO_FOLD where the assembler cannot encode them */
-#define TL_FOLD 1
-#endif
 #elif defined(__aarch64__)
 #define TL_ARM 1
 #include <arm_acle.h>
@@ -53,8 +43,9 @@ static update_fn update;
 static const char *backend_name = "table";
 
 /* Every implementation this CPU runs, so that tests hold each to the same
- * results (the live one is the last). */
-#define MAX_BACKENDS 4
+ * results (the live one is the last): the tables and at most one of the
+ * 3-way loops. */
+#define MAX_BACKENDS 2
 static struct {
     const char *name;
     update_fn fn;
@@ -155,93 +146,6 @@ __attribute__((target("sse4.2"))) static uint32_t update_sse42(uint32_t crc,
     while (len--) c0 = _mm_crc32_u8((uint32_t)c0, *p++);
     return (uint32_t)c0;
 }
-
-#ifdef TL_FOLD
-/* Folding constants, built at init (tl_crc32c_init) from x^n mod P: a
- * 128-bit block b, its first 64 bits L and last 64 bits H (bit-reversed:
- * the first bit read is the highest power), is congruent k bits further on
- * to L * (x^(64+k) mod P) + H * (x^k mod P), of degree below 96, which fits
- * the block k bits on. A carry-less multiply of bit-reversed operands
- * yields the product times x, so each constant is x^(n-1) mod P; as a
- * 64-bit operand its 32 coefficients sit in the upper half. */
-typedef struct {
-    uint64_t low, high;
-} fold_k;
-
-static fold_k fold_256, fold_192, fold_128, fold_64, fold_48, fold_32, fold_16;
-
-#define FOLD_MIN 1024 /* below this the 3-way loop is as fast */
-
-static uint32_t xpow_mod(uint64_t n); /* x^n mod P, bit-reversed (below) */
-
-static fold_k fold_by(uint64_t bytes) {
-    uint64_t bits = 8 * bytes;
-    fold_k k = {(uint64_t)xpow_mod(64 + bits - 1) << 32, (uint64_t)xpow_mod(bits - 1) << 32};
-    return k;
-}
-
-__attribute__((target("avx512f,vpclmulqdq"))) static inline __m512i fold512(__m512i acc, __m512i k,
-                                                                             __m512i next) {
-    __m512i low = _mm512_clmulepi64_epi128(acc, k, 0x00);
-    __m512i high = _mm512_clmulepi64_epi128(acc, k, 0x11);
-    return _mm512_ternarylogic_epi64(low, high, next, 0x96); /* low ^ high ^ next */
-}
-
-__attribute__((target("pclmul,sse4.2"))) static inline __m128i fold128(__m128i acc, fold_k k,
-                                                                       __m128i next) {
-    __m128i ks = _mm_set_epi64x((long long)k.high, (long long)k.low);
-    __m128i low = _mm_clmulepi64_si128(acc, ks, 0x00);
-    __m128i high = _mm_clmulepi64_si128(acc, ks, 0x11);
-    return _mm_xor_si128(_mm_xor_si128(low, high), next);
-}
-
-__attribute__((target("avx512f"))) static inline __m512i broadcast_k(fold_k k) {
-    return _mm512_set_epi64((long long)k.high, (long long)k.low, (long long)k.high,
-                            (long long)k.low, (long long)k.high, (long long)k.low,
-                            (long long)k.high, (long long)k.low);
-}
-
-__attribute__((target("avx512f,vpclmulqdq,pclmul,sse4.2"))) static uint32_t
-update_vpclmul(uint32_t crc, const unsigned char *p, size_t len) {
-    if (len < FOLD_MIN) return update_sse42(crc, p, len);
-    /* The running register enters as the first 32 bits of the message. */
-    __m512i a0 = _mm512_xor_si512(_mm512_loadu_si512((const void *)p),
-                                  _mm512_castsi128_si512(_mm_cvtsi32_si128((int)crc)));
-    __m512i a1 = _mm512_loadu_si512((const void *)(p + 64));
-    __m512i a2 = _mm512_loadu_si512((const void *)(p + 128));
-    __m512i a3 = _mm512_loadu_si512((const void *)(p + 192));
-    p += 256;
-    len -= 256;
-    const __m512i k256 = broadcast_k(fold_256);
-    while (len >= 256) {
-        a0 = fold512(a0, k256, _mm512_loadu_si512((const void *)p));
-        a1 = fold512(a1, k256, _mm512_loadu_si512((const void *)(p + 64)));
-        a2 = fold512(a2, k256, _mm512_loadu_si512((const void *)(p + 128)));
-        a3 = fold512(a3, k256, _mm512_loadu_si512((const void *)(p + 192)));
-        p += 256;
-        len -= 256;
-    }
-    /* Four registers into one: each moved on to the last one's place. */
-    __m512i a = fold512(a0, broadcast_k(fold_192), a3);
-    a = fold512(a1, broadcast_k(fold_128), a);
-    a = fold512(a2, broadcast_k(fold_64), a);
-    /* Its four blocks into one, likewise. */
-    __m128i b = _mm512_extracti32x4_epi32(a, 3);
-    b = fold128(_mm512_extracti32x4_epi32(a, 0), fold_48, b);
-    b = fold128(_mm512_extracti32x4_epi32(a, 1), fold_32, b);
-    b = fold128(_mm512_extracti32x4_epi32(a, 2), fold_16, b);
-    while (len >= 16) {
-        b = fold128(b, fold_16, _mm_loadu_si128((const __m128i *)p));
-        p += 16;
-        len -= 16;
-    }
-    /* What is left is the block's 128 bits and the last bytes: a CRC of them. */
-    uint64_t c0 = _mm_crc32_u64(0, (uint64_t)_mm_cvtsi128_si64(b));
-    c0 = _mm_crc32_u64(c0, (uint64_t)_mm_extract_epi64(b, 1));
-    while (len--) c0 = _mm_crc32_u8((uint32_t)c0, *p++);
-    return (uint32_t)c0;
-}
-#endif /* TL_FOLD */
 #endif
 
 #ifdef TL_ARM
@@ -346,10 +250,6 @@ static uint32_t x2nmodp(uint64_t n, unsigned k) {
     return p;
 }
 
-#ifdef TL_FOLD
-static uint32_t xpow_mod(uint64_t n) { return x2nmodp(n, 0); }
-#endif
-
 static void build_x2n_table(void) {
     uint32_t p = 1u << 30; /* x^1 */
     x2n_table[0] = p;
@@ -368,23 +268,6 @@ void tl_crc32c_init(void) {
 #ifdef TL_X86
     __builtin_cpu_init();
     if (__builtin_cpu_supports("sse4.2")) use("sse4.2-3way", update_sse42);
-#ifdef TL_FOLD
-    fold_256 = fold_by(256);
-    fold_192 = fold_by(192);
-    fold_128 = fold_by(128);
-    fold_64 = fold_by(64);
-    fold_48 = fold_by(48);
-    fold_32 = fold_by(32);
-    fold_16 = fold_by(16);
-    /* The compiler's "avx512f" holds only where XGETBV shows the OS saves
-     * the opmask and ZMM registers (XCR0 bits 5 to 7) as well as the CPU
-     * has them (libgcc's and compiler-rt's checks both; on macOS, whose
-     * kernel turns that state on at first use, the CPU's bit alone): a
-     * kernel or hypervisor that keeps AVX-512 off is never handed the fold. */
-    if (__builtin_cpu_supports("sse4.2") && __builtin_cpu_supports("pclmul") &&
-        __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("vpclmulqdq"))
-        use("avx512-vpclmulqdq", update_vpclmul);
-#endif
 #endif
 #ifdef TL_ARM
     if (getauxval(AT_HWCAP) & HWCAP_CRC32) use("armv8-crc32c-3way", update_armv8);

@@ -15,7 +15,7 @@ uint32_t tl_crc32c(uint32_t crc, const void *data, size_t len);
  * crc2 (of B alone, from 0) and B's length, without reading B: O(log len2). */
 uint32_t tl_crc32c_combine(uint32_t crc1, uint32_t crc2, uint64_t len2);
 
-/* The name of the live implementation, e.g. "avx512-vpclmulqdq". */
+/* The name of the live implementation, e.g. "sse4.2-3way". */
 const char *tl_crc32c_backend(void);
 
 /* The name of the i-th implementation this CPU runs (0: the tables; the

@@ -305,8 +305,8 @@ def crc_to_the_allocations_end(rng: random.Random) -> None:
     """Each CRC32C implementation the CPU runs over buffers that end where
     their allocation ends (ctypes asks malloc for exactly that many bytes;
     a bytes object keeps a NUL past its last byte), at every length to
-    4 KiB and past, from starts of 0 to 63 bytes: a load past the end, a
-    512-bit one included, is ASan's to see."""
+    4 KiB and past, from starts of 0 to 63 bytes: a load past the end, an
+    8-byte word's included, is ASan's to see."""
     data = rng.randbytes(4096 + 80)
     for length in (*range(4097), 4159, 1 << 16, (1 << 16) + 13):
         exact = ctypes.create_string_buffer(length)
