@@ -116,9 +116,7 @@ class TransactionCompleter:
             with self._table.lock:
                 self._table.release(prepared.transactional_id)
             if result is not None:
-                result.set_exception(
-                    error if isinstance(error, EngineError) else write_error(error)
-                )
+                result.set_exception(write_error(error))
             return
         self._write_completed(prepared, result)
 

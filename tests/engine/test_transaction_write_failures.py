@@ -269,13 +269,14 @@ def test_a_complete_record_refused_for_room_is_written_again_not_its_markers(
     node: Callable[[], Engine], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Every marker of a commit is durable and the store refuses its
-    CompleteCommit record for room, three times: the EndTxn is answered
-    done (Kafka has answered it once PrepareCommit was durable), only the
-    record is written again (one marker per partition), the id stays
-    pending meanwhile (InitProducerId: CONCURRENT_TRANSACTIONS, never an
-    abort), and the transaction completes as a commit."""
+    CompleteCommit record for room until it heals: the EndTxn is answered
+    done (Kafka has answered it once PrepareCommit was durable), the id
+    stays pending in PrepareCommit meanwhile (InitProducerId:
+    CONCURRENT_TRANSACTIONS; the timeout's abort passes it by), only the
+    record is written again (one marker per partition), and once the store
+    takes it the transaction completes as the commit it is."""
     e = node()
-    producer_id, epoch = _open(e)
+    producer_id, epoch = _open(e, timeout_ms=1)
     e.produce(
         "t",
         0,
@@ -288,19 +289,26 @@ def test_a_complete_record_refused_for_room_is_written_again_not_its_markers(
         ),
     )
     with monkeypatch.context() as faults:
-        refused = RefusedStateWrites(faults, e, {"CompleteCommit": 3}, no_room)
+        refused = RefusedStateWrites(faults, e, {"CompleteCommit": 1_000_000}, no_room)
         assert _answer(lambda: e.transactions.end_transaction("x", producer_id, epoch, True)) == (
             KafkaCode.NONE
         )
-        assert refused.refused
-        if len(refused.refused) < 3:
-            assert e.transactions.describe("x").state is TxnState.PREPARE_COMMIT
-            with pytest.raises(ConcurrentTransactions):
-                _init_future(e).result(TIMEOUT)
+        deadline = time.monotonic() + TIMEOUT
+        while len(refused.refused) < 3:  # written again, with its backoff
+            assert time.monotonic() < deadline, f"written again {len(refused.refused)} times"
+            time.sleep(0.01)
+        assert e.transactions.describe("x").state is TxnState.PREPARE_COMMIT
+        assert e.transactions._table.is_pending("x")
+        with pytest.raises(ConcurrentTransactions):
+            _init_future(e).result(TIMEOUT)
+        time.sleep(0.01)  # past the transaction's 1 ms
+        assert e.transactions.abort_timed_out() == 0
+        assert e.transactions._completer.retry_incomplete() == 0  # the timer's too
+        refused.heal()
         _wait_for_state(e, TxnState.COMPLETE_COMMIT)
-        assert refused.refused == ["CompleteCommit"] * 3
     markers = control_batches(e, "t", 0)
     assert [(pid, marker.commit) for _, pid, _, marker in markers] == [(producer_id, True)]
+    assert not e.transactions._table.is_pending("x")
     assert states(node()) == states(e)
 
 
