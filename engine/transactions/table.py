@@ -4,13 +4,13 @@
 
 A new state takes effect only once its record is durable, so a restart
 finds each transaction where it was, and a write the store refuses or
-fails leaves the state as the state log holds it (which undoes a failed
-record itself, engine/state_log.py): unlike the group coordinator, which
-changes its groups before it writes and rebuilds them after a failed write
-(engine/groups/failed_writes.py), there is nothing to rebuild. Only one change to a transactional id
-is in flight at a time: an id is *pending* while its state is being
-written or its transaction completes, and requests about it get
-CONCURRENT_TRANSACTIONS meanwhile.
+fails leaves the state as the state log holds it (the state log undoes a
+failed record itself): unlike the group coordinator, which changes its
+groups before it writes and rebuilds them after a failed write
+(engine/groups/failed_writes.py), there is nothing to rebuild. Only one
+change to a transactional id is in flight at a time: an id is *pending*
+while its state is being written or its transaction completes, and
+requests about it get CONCURRENT_TRANSACTIONS meanwhile.
 
 Callers hold ``lock`` while they read the table and mark an id pending;
 ``write`` and ``remove`` take it themselves when the state log answers.
@@ -164,7 +164,7 @@ def write_error(error: BaseException) -> BaseException:
     if isinstance(error, NoRoom):
         return CoordinatorNotAvailable(str(error))
     if isinstance(error, S3StreamError | StorageError | Fenced):
-        return NotCoordinator(f"the transactions state log cannot be written: {error}")
+        return NotCoordinator(f"the transaction coordinator cannot write: {error}")
     return error
 
 

@@ -152,6 +152,7 @@ def _answer(act: Callable[[], Future[Any]]) -> KafkaCode:
 @pytest.mark.parametrize(
     ("refusal", "answer"),
     [("no room", KafkaCode.COORDINATOR_NOT_AVAILABLE), ("store failed", KafkaCode.NOT_COORDINATOR)],
+    ids=["no room", "store failed"],
 )
 def test_a_refused_state_write_leaves_what_the_state_log_holds(
     node: Callable[[], Engine],
