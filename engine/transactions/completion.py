@@ -31,7 +31,13 @@ from typing import TYPE_CHECKING
 
 from engine.errors import EngineClosed, EngineError
 from engine.transactions.host import TransactionHost
-from engine.transactions.metadata import PREPARED, TransactionMetadata, TxnState, completed
+from engine.transactions.metadata import (
+    NO_PRODUCER_ID,
+    PREPARED,
+    TransactionMetadata,
+    TxnState,
+    completed,
+)
 from engine.transactions.table import TransactionTable, retriable, settle, write_error
 from engine.types import TopicPartition
 from s3stream import S3StreamError
@@ -124,6 +130,12 @@ class TransactionCompleter:
         """Writes Complete*, again while the store refuses it for room: the
         markers are durable, so only this record is retried, never a
         marker of either outcome (Kafka's tryAppendToLog)."""
+        # The producer id and epoch the EndTxn answers are the ones memory
+        # holds in Prepare*, but for a rotation (transactions v2 at the last
+        # epoch): a producer told its new id before the record hands it over
+        # would be refused as another producer's meanwhile, so that answer
+        # waits for the record.
+        answer_early = prepared.next_producer_id == NO_PRODUCER_ID
         backoff = COMPLETE_RETRY_BACKOFF_S
         while True:
             finished: Future[None] = Future()
@@ -136,7 +148,7 @@ class TransactionCompleter:
             try:
                 finished.result()
             except BaseException as error:
-                if result is not None and not result.done():
+                if answer_early and result is not None and not result.done():
                     result.set_result(None)  # decided and visible: Kafka has answered
                 if retriable(error) and not self._closing.wait(backoff):
                     if backoff == COMPLETE_RETRY_BACKOFF_S:
@@ -155,6 +167,8 @@ class TransactionCompleter:
                 )
                 with self._table.lock:
                     self._table.release(prepared.transactional_id)
+                if result is not None and not result.done():
+                    result.set_exception(error)
                 return
             if result is not None and not result.done():
                 result.set_result(None)

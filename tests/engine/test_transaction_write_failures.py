@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -22,7 +23,7 @@ import engine
 from engine.engine import Engine
 from engine.errors import ConcurrentTransactions, error_code
 from engine.protocol.kafka_code import KafkaCode
-from engine.transactions.metadata import TransactionMetadata, TxnState
+from engine.transactions.metadata import MAX_EPOCH, TV_2, TransactionMetadata, TxnState
 from engine.types import TopicPartition
 from tests.engine.conftest import FAST_STORE
 from tests.engine.helpers_records import batch
@@ -359,3 +360,37 @@ def test_a_complete_record_the_wal_fails_is_completed_by_the_next_open(
     assert [m.state for m in before] == [TxnState.PREPARE_COMMIT]
     outcomes = {marker.commit for _, _, _, marker in control_batches(e, "t", 0)}
     assert outcomes == {True}
+
+
+def test_a_rotating_end_whose_complete_record_is_refused_is_answered_once_written(
+    node: Callable[[], Engine], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A transactions v2 end at the last epoch hands the id over to a new
+    producer id with its Complete record. While the store refuses that
+    record the EndTxn waits (answered with the new id, a producer using
+    it would be refused as another's), and once the store takes it the
+    EndTxn is answered with the new id at epoch 0, which the coordinator
+    holds."""
+    e = node()
+    producer_id, _ = _init(e)
+    meta = e.transactions.describe("x")
+    e.transactions._log.put("x", replace(meta, producer_epoch=MAX_EPOCH - 1).to_wire()).result(
+        TIMEOUT
+    )
+    e = node()
+    epoch = MAX_EPOCH - 1
+    e.transactions.add_partitions("x", producer_id, epoch, [TP], TV_2).result(TIMEOUT)
+    with monkeypatch.context() as faults:
+        refused = RefusedStateWrites(faults, e, {"CompleteCommit": 1_000_000}, no_room)
+        ended = e.transactions.end_transaction("x", producer_id, epoch, True, TV_2)
+        deadline = time.monotonic() + TIMEOUT
+        while len(refused.refused) < 2:
+            assert time.monotonic() < deadline, "the Complete record was not written again"
+            time.sleep(0.01)
+        assert not ended.done()
+        refused.heal()
+        new_producer_id, new_epoch = ended.result(TIMEOUT)
+    assert (new_producer_id, new_epoch) != (producer_id, epoch) and new_epoch == 0
+    assert _producer(e) == (new_producer_id, 0)
+    assert e.transactions.describe("x").state is TxnState.COMPLETE_COMMIT
+    assert states(node()) == states(e)
