@@ -379,6 +379,14 @@ class CoordinatorNotAvailable(EngineError):
     code = KafkaCode.COORDINATOR_NOT_AVAILABLE
 
 
+class NotCoordinator(EngineError):
+    """The coordinator (of groups or of transactions) has closed, or its
+    state log can no longer be written (the store failed or was taken
+    over): the client finds the coordinator again, as after it moved."""
+
+    code = KafkaCode.NOT_COORDINATOR
+
+
 # -- consumer groups
 
 
@@ -411,12 +419,6 @@ class NonEmptyGroup(GroupError):
         super().__init__(f"group {group_id!r} has members (state {state})")
         self.group_id = group_id
         self.state = state
-
-
-class NotCoordinator(GroupError):
-    """The coordinator has closed (or its storage was taken over)."""
-
-    code = KafkaCode.NOT_COORDINATOR
 
 
 class UnknownMemberId(GroupError):

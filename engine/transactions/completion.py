@@ -4,21 +4,41 @@ group coordinator told to settle the transaction's offsets, then
 CompleteCommit or CompleteAbort written to the state log.
 
 Completion runs on worker threads (it waits on storage). Writing a marker
-again is harmless, so a completion that fails leaves the transaction in
-Prepare* and is simply run again: by the coordinator's timer, or by the
-next open of the engine (``retry_incomplete``).
+again is harmless, so a completion whose markers fail leaves the
+transaction in Prepare* and is simply run again: by the coordinator's
+timer, or by the next open of the engine (``retry_incomplete``).
+
+Once every marker is durable the outcome is visible and cannot change;
+what is left is the Complete* record. As Kafka's
+TransactionMarkerChannelManager.tryAppendToLog does, a refusal it will
+take later (COORDINATOR_NOT_AVAILABLE: the store past its headroom) only
+writes that record again, the id pending throughout, and the EndTxn is
+answered as Kafka answers it once the Prepare* state is durable: done. A
+store that can no longer be written (NOT_COORDINATOR) leaves Prepare*,
+as the state log holds it, for the next open to complete (markers written
+again, as a Kafka coordinator that loads the log sends them again); the
+EndTxn is answered done too. Never a second outcome: nothing ends a
+Prepare* transaction but its own completion.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
+import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 from engine.errors import EngineClosed, EngineError
 from engine.transactions.host import TransactionHost
-from engine.transactions.metadata import PREPARED, TransactionMetadata, TxnState, completed
-from engine.transactions.table import TransactionTable, as_engine_error, settle, storage_error
+from engine.transactions.metadata import (
+    NO_PRODUCER_ID,
+    PREPARED,
+    TransactionMetadata,
+    TxnState,
+    completed,
+)
+from engine.transactions.table import TransactionTable, retriable, settle, write_error
 from engine.types import TopicPartition
 from s3stream import S3StreamError
 
@@ -26,6 +46,11 @@ if TYPE_CHECKING:
     from engine.partition import Partition
 
 log = logging.getLogger("tidelog.transactions")
+
+COMPLETE_RETRY_BACKOFF_S = 0.05
+"""The first wait before a refused Complete* record is written again;
+doubled at each refusal up to ``COMPLETE_RETRY_BACKOFF_MAX_S``."""
+COMPLETE_RETRY_BACKOFF_MAX_S = 1.0
 
 
 class TransactionCompleter:
@@ -35,6 +60,8 @@ class TransactionCompleter:
         self._host = host
         self._table = table
         self._workers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="tidelog-txn")
+        self._closing = threading.Event()
+        """Set at close: a Complete* record refused for room is left to the next open."""
 
     def complete_later(
         self, prepared: TransactionMetadata, result: Future[None] | None = None
@@ -67,8 +94,9 @@ class TransactionCompleter:
         return len(waiting)
 
     def close(self) -> None:
-        """Waits for the completions in flight; those not started are left
-        for the next open."""
+        """Waits for the completions in flight; those not started, or whose
+        Complete* record is being written again, are left for the next open."""
+        self._closing.set()
         self._workers.shutdown(wait=True, cancel_futures=True)
 
     def _complete(self, prepared: TransactionMetadata, result: Future[None] | None) -> None:
@@ -84,13 +112,6 @@ class TransactionCompleter:
                     else prepared.producer_epoch
                 )
                 self._host.groups.complete_transaction(prepared.producer_id, commit, epoch).result()
-            finished: Future[None] = Future()
-            finished.set_running_or_notify_cancel()
-            self._table.write(
-                completed(prepared, self._host.clock.time_ms()),
-                lambda error: settle(finished, error),
-            )
-            finished.result()
         except BaseException as error:
             # Left in Prepare*: the timer (or the next open) tries again.
             log.warning(
@@ -101,12 +122,57 @@ class TransactionCompleter:
             with self._table.lock:
                 self._table.release(prepared.transactional_id)
             if result is not None:
-                result.set_exception(
-                    error if isinstance(error, EngineError) else as_engine_error(error)
-                )
+                result.set_exception(write_error(error))
             return
-        if result is not None:
-            result.set_result(None)
+        self._write_completed(prepared, result)
+
+    def _write_completed(self, prepared: TransactionMetadata, result: Future[None] | None) -> None:
+        """Writes Complete*, again while the store refuses it for room: the
+        markers are durable, so only this record is retried, never a
+        marker of either outcome (Kafka's tryAppendToLog)."""
+        # The producer id and epoch the EndTxn answers are the ones memory
+        # holds in Prepare*, but for a rotation (transactions v2 at the last
+        # epoch): a producer told its new id before the record hands it over
+        # would be refused as another producer's meanwhile, so that answer
+        # waits for the record.
+        answer_early = prepared.next_producer_id == NO_PRODUCER_ID
+        backoff = COMPLETE_RETRY_BACKOFF_S
+        while True:
+            finished: Future[None] = Future()
+            finished.set_running_or_notify_cancel()
+            self._table.write(
+                completed(prepared, self._host.clock.time_ms()),
+                functools.partial(settle, finished),
+                retry_on=retriable,
+            )
+            try:
+                finished.result()
+            except BaseException as error:
+                if answer_early and result is not None and not result.done():
+                    result.set_result(None)  # decided and visible: Kafka has answered
+                if retriable(error) and not self._closing.wait(backoff):
+                    if backoff == COMPLETE_RETRY_BACKOFF_S:
+                        log.warning(
+                            "completing the transaction of %r was refused, writing it again "
+                            "until the store takes it: %s",
+                            prepared.transactional_id,
+                            error,
+                        )
+                    backoff = min(2 * backoff, COMPLETE_RETRY_BACKOFF_MAX_S)
+                    continue
+                log.warning(
+                    "completing the transaction of %r failed; the next open completes it: %s",
+                    prepared.transactional_id,
+                    error,
+                )
+                with self._table.lock:
+                    self._table.release(prepared.transactional_id)
+                if result is not None and not result.done():
+                    result.set_exception(error)
+                return
+            if result is not None and not result.done():
+                result.set_result(None)
+            return
 
     def _write_markers(self, prepared: TransactionMetadata, commit: bool) -> None:
         # Kafka's coordinator epoch is the leader epoch of the transaction
@@ -124,12 +190,12 @@ class TransactionCompleter:
                     )
                 )
             except S3StreamError as error:
-                raise storage_error(error) from error
+                raise write_error(error) from error
         for future in written:
             try:
                 future.result()
             except S3StreamError as error:
-                raise storage_error(error) from error
+                raise write_error(error) from error
 
     def _partition(self, tp: TopicPartition) -> Partition | None:
         """The partition if it exists (never auto-created)."""

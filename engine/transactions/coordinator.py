@@ -65,7 +65,7 @@ from engine.transactions.metadata import (
     prepare_end,
     rotate,
 )
-from engine.transactions.table import TransactionTable, storage_error
+from engine.transactions.table import TransactionTable, write_error
 from engine.transactions.timers import TransactionTimers
 from engine.types import TopicPartition
 from s3stream import S3StreamError
@@ -248,7 +248,7 @@ class TransactionCoordinator:
         try:
             return self._host.catalog.allocate_producer_id()
         except S3StreamError as error:
-            raise storage_error(error) from error
+            raise write_error(error) from error
 
     # -- the transaction's contents ---------------------------------------------------
 

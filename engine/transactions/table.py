@@ -3,10 +3,14 @@
 ``TransactionMetadata.to_wire``; docs/transactions.md gives the layout).
 
 A new state takes effect only once its record is durable, so a restart
-finds each transaction where it was. Only one change to a transactional id
-is in flight at a time: an id is *pending* while its state is being
-written or its transaction completes, and requests about it get
-CONCURRENT_TRANSACTIONS meanwhile.
+finds each transaction where it was, and a write the store refuses or
+fails leaves the state as the state log holds it (the state log undoes a
+failed record itself): unlike the group coordinator, which changes its
+groups before it writes and rebuilds them after a failed write
+(engine/groups/failed_writes.py), there is nothing to rebuild. Only one
+change to a transactional id is in flight at a time: an id is *pending*
+while its state is being written or its transaction completes, and
+requests about it get CONCURRENT_TRANSACTIONS meanwhile.
 
 Callers hold ``lock`` while they read the table and mark an id pending;
 ``write`` and ``remove`` take it themselves when the state log answers.
@@ -14,15 +18,17 @@ Callers hold ``lock`` while they read the table and mark an id pending;
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
 
-from engine.errors import CoordinatorNotAvailable, EngineClosed, EngineError, Fenced, StorageError
+from engine.errors import CoordinatorNotAvailable, Fenced, NotCoordinator, StorageError
 from engine.state_log import StateLog
 from engine.transactions.metadata import TransactionMetadata
-from s3stream import Fenced as StoreFenced
-from s3stream import NoRoom, S3StreamError, StoreClosed
+from s3stream import NoRoom, S3StreamError
+
+log = logging.getLogger("tidelog.transactions")
 
 
 class TransactionTable:
@@ -78,15 +84,20 @@ class TransactionTable:
         then: Callable[[BaseException | None], None],
         *,
         keep_pending: bool = False,
+        retry_on: Callable[[BaseException], bool] = lambda error: False,
     ) -> None:
         """Writes ``meta`` (its id already pending); once durable, makes it the
-        id's state and calls ``then(None)`` (``then(error)`` if the write
-        failed, leaving the state as it was). The id stays pending with
-        ``keep_pending`` (a completion follows)."""
+        id's state and calls ``then(None)``. If the write is refused or
+        fails, the state stays what the state log holds (the one before)
+        and ``then(error)`` gets Kafka's error for it (``write_error``).
+        The id stays pending with ``keep_pending`` once written (a
+        completion follows), and after an error ``retry_on`` accepts (its
+        writer writes again: Kafka's retryOnError)."""
         transactional_id = meta.transactional_id
 
         def durable(future: Future[int]) -> None:
-            error = future.exception()
+            failure = future.exception()
+            error = None if failure is None else write_error(failure)
             with self.lock:
                 if error is None:
                     previous = self._txns.get(transactional_id)
@@ -94,59 +105,74 @@ class TransactionTable:
                         self._by_producer.pop(previous.producer_id, None)
                     self._txns[transactional_id] = meta
                     self._by_producer[meta.producer_id] = transactional_id
-                if error is not None or not keep_pending:
+                    if not keep_pending:
+                        self._pending.discard(transactional_id)
+                elif not retry_on(error):
                     self._pending.discard(transactional_id)
-            then(None if error is None else as_engine_error(error))
+            then(error)
 
         try:
             written = self._log.put(transactional_id, meta.to_wire())
-        except BaseException as error:
-            with self.lock:
-                self._pending.discard(transactional_id)
-            then(as_engine_error(error))
+        except BaseException as refused:  # nothing accepted: the state log holds the state before
+            error = write_error(refused)
+            if not retry_on(error):
+                with self.lock:
+                    self._pending.discard(transactional_id)
+            then(error)
             return
         written.add_done_callback(durable)
 
     def remove(self, meta: TransactionMetadata) -> None:
         """Forgets the id (already pending), durably, unless it changed since
-        ``meta`` was read."""
+        ``meta`` was read. A refused or failed delete keeps it (the state
+        log keeps it too); the next expiry pass tries again."""
         transactional_id = meta.transactional_id
 
         def removed(future: Future[int]) -> None:
+            failure = future.exception()
             with self.lock:
                 self._pending.discard(transactional_id)
-                if future.exception() is None and self._txns.get(transactional_id) == meta:
+                if failure is None and self._txns.get(transactional_id) == meta:
                     del self._txns[transactional_id]
                     if self._by_producer.get(meta.producer_id) == transactional_id:
                         del self._by_producer[meta.producer_id]
+            if failure is not None:
+                log.warning("forgetting transactional id %r failed: %s", transactional_id, failure)
 
         try:
-            self._log.delete(transactional_id).add_done_callback(removed)
-        except S3StreamError:
+            deleted = self._log.delete(transactional_id)
+        except S3StreamError as refused:
             with self.lock:
                 self._pending.discard(transactional_id)
-            raise
+            log.warning("forgetting transactional id %r was refused: %s", transactional_id, refused)
+            return
+        deleted.add_done_callback(removed)
 
 
-def storage_error(error: S3StreamError) -> EngineError:
-    """The engine's error for a failure of the storage below it."""
-    if isinstance(error, StoreClosed):
-        return EngineClosed()
-    if isinstance(error, StoreFenced):
-        return Fenced(f"another engine opened this storage: {error}")
+def write_error(error: BaseException) -> BaseException:
+    """The error a write of the coordinator's (a state record, a marker)
+    that the store refused or failed is answered with, as Kafka's
+    TransactionStateManager.appendTransactionToLog maps a log append's
+    error: a log that could not take it in time (REQUEST_TIMED_OUT; here
+    a store past its unuploaded headroom, NoRoom) is
+    COORDINATOR_NOT_AVAILABLE, which clients retry where they are; a log
+    that failed or is no longer this node's (KAFKA_STORAGE_ERROR,
+    NOT_LEADER_OR_FOLLOWER; here a failed, fenced or closed store) is
+    NOT_COORDINATOR: the client finds the coordinator again, which
+    serves once the engine is opened again. Anything else passes as it
+    is (an engine error keeps its code, the rest is UNKNOWN_SERVER_ERROR)."""
     if isinstance(error, NoRoom):
-        # As Kafka's TransactionStateManager answers a write its log could
-        # not take in time (REQUEST_TIMED_OUT): the client retries it.
         return CoordinatorNotAvailable(str(error))
-    return StorageError(str(error))
-
-
-def as_engine_error(error: BaseException) -> BaseException:
-    if isinstance(error, EngineError):
-        return error
-    if isinstance(error, S3StreamError):
-        return storage_error(error)
+    if isinstance(error, S3StreamError | StorageError | Fenced):
+        return NotCoordinator(f"the transaction coordinator cannot write: {error}")
     return error
+
+
+def retriable(error: BaseException) -> bool:
+    """Whether a refused write of the coordinator's is written again where
+    it is (Kafka's marker channel retries a completion's append on
+    COORDINATOR_NOT_AVAILABLE; the store takes it once uploads resume)."""
+    return isinstance(error, CoordinatorNotAvailable)
 
 
 def settle(future: Future[None], error: BaseException | None) -> None:

@@ -1,0 +1,79 @@
+"""Faults in the "transactions" state log's writes, for the tests of what a
+failed write leaves: the store refusing a record (nothing accepted), for
+room (NoRoom: past its headroom, it takes the record once uploads resume)
+or for good (StoreFailed), and the WAL's write failing after the store
+accepted it (the store then fails with the WAL)."""
+
+from __future__ import annotations
+
+import errno
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any
+
+import pytest
+
+from engine.engine import Engine
+from s3stream import NoRoom, StoreFailed
+from wal.segment import SegmentWriter
+
+
+class RefusedStateWrites:
+    """Refuses the transactions state log's appends whose record names one
+    of ``states`` (a TxnState's value, or "del" for a deletion), each as
+    many times as ``refusals`` says, with ``make(stream_id)``."""
+
+    def __init__(
+        self,
+        monkeypatch: pytest.MonkeyPatch,
+        e: Engine,
+        refusals: dict[str, int],
+        make: Callable[[int], BaseException],
+    ) -> None:
+        self._lock = threading.Lock()
+        self._left = dict(refusals)
+        self.refused: list[str] = []
+        state_log = e.transactions._log
+        submit = state_log.store.submit
+
+        def refusing(stream_id: int, *args: Any, **kwargs: Any) -> Future[int]:
+            if stream_id == state_log.stream_id:
+                payload = bytes(args[2])
+                with self._lock:
+                    for state, left in self._left.items():
+                        if left > 0 and _names(payload, state):
+                            self._left[state] = left - 1
+                            self.refused.append(state)
+                            raise make(stream_id)
+            return submit(stream_id, *args, **kwargs)
+
+        monkeypatch.setattr(state_log.store, "submit", refusing)
+
+    def heal(self) -> None:
+        with self._lock:
+            self._left.clear()
+
+
+def _names(payload: bytes, state: str) -> bool:
+    if state == "del":
+        return payload[1:5] == b"\xa3del"  # ["del", [...]]: a msgpack fixarray of 2
+    return state.encode() in payload
+
+
+def no_room(stream_id: int) -> BaseException:
+    return NoRoom(stream_id, 1 << 30, 1 << 20)
+
+
+def store_failed(stream_id: int) -> BaseException:
+    return StoreFailed(OSError(errno.EIO, "the object store is down"))
+
+
+def fail_wal_writes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The WAL's next write fails before a byte reaches the file: the
+    append was accepted, and the store fails with the WAL."""
+
+    def failing_write(self: SegmentWriter, buffers: list[bytes | memoryview]) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(SegmentWriter, "write", failing_write)
