@@ -9,7 +9,7 @@ from concurrent.futures import Future
 from typing import ClassVar
 
 from engine.catalog import PRODUCER_ID_BLOCK, Catalog, CatalogState
-from s3stream import Pacing
+from s3stream import LOCAL, AppendOptions
 
 
 class HeldAppends:
@@ -31,10 +31,9 @@ class HeldAppends:
         base_offset: int,
         last_offset: int,
         payload: bytes,
-        remote: bool = False,
+        options: AppendOptions = LOCAL,
         *,
         payload_crc: int | None = None,
-        pacing: Pacing = Pacing.WAIT,
     ) -> Future[int]:
         self.offset += 1
         durable: Future[int] = Future()
