@@ -726,11 +726,7 @@ class Engine:
         return await self.fetch_from_async(leader, offset, max_bytes, isolation_level)
 
     def fetch_from(
-        self,
-        leader: Partition,
-        offset: int,
-        max_bytes: int = 1024 * 1024,
-        isolation_level: str = READ_UNCOMMITTED,
+        self, leader: Partition, offset: int, max_bytes: int, isolation_level: str
     ) -> PartitionFetch:
         """fetch of a partition leader the caller looked up (and keeps, to
         wait on what it read: wait_for_reads)."""
@@ -740,11 +736,7 @@ class Engine:
             return leader.fetch_bounded(offset, max_bytes, committed)
 
     async def fetch_from_async(
-        self,
-        leader: Partition,
-        offset: int,
-        max_bytes: int = 1024 * 1024,
-        isolation_level: str = READ_UNCOMMITTED,
+        self, leader: Partition, offset: int, max_bytes: int, isolation_level: str
     ) -> PartitionFetch:
         """fetch_async of a partition leader the caller looked up."""
         committed = _read_committed(isolation_level)

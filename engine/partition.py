@@ -55,20 +55,9 @@ from native import (
     TimestampType,
 )
 from native.buffers import BytesLike
-from s3stream import (
-    LOCAL,
-    LOCAL_LATER,
-    REMOTE,
-    REMOTE_LATER,
-    UNPACED,
-    AppendOptions,
-    FetchResult,
-    NoRoom,
-    ReadPending,
-    Retention,
-    StreamStore,
-)
+from s3stream import FetchResult, NoRoom, ReadPending, Retention, StreamStore
 from s3stream import OffsetOutOfRange as StreamOffsetOutOfRange
+from s3stream.append_options import PACED, PACED_LATER, UNPACED, ByRemote
 
 FULL_CHECKPOINT_EVERY = 32
 """Incremental checkpoints between two full ones (which trim the state stream)."""
@@ -90,14 +79,6 @@ _CODECS = {
 }
 
 T = TypeVar("T")
-
-_ByRemote = tuple[AppendOptions, AppendOptions]
-"""An append's options, indexed by whether it waits to be remote (False,
-True): picked from constants, nothing built per append."""
-_PACED: _ByRemote = (LOCAL, REMOTE)
-_LATER: _ByRemote = (LOCAL_LATER, REMOTE_LATER)
-"""For an append under the partition's lock, whose wait for room comes
-once it is released (Partition.submit)."""
 
 
 class AppendResult(NamedTuple):
@@ -262,7 +243,7 @@ class Partition:
         # Accepted under the partition's lock, which Fetch takes on the
         # event loop: the wait for room (the object store slow or down)
         # comes once it is released.
-        appended = self._append(data, self.store.submit, _LATER, remote, provenance, one_batch)
+        appended = self._append(data, self.store.submit, PACED_LATER, remote, provenance, one_batch)
         self.store.wait_for_room()
         return appended
 
@@ -279,13 +260,13 @@ class Partition:
         duplicate (``AppendResult.duplicate``) is appended again never, and
         ``then`` is not called for it."""
         store_then = partial(self.store.submit_then, then)
-        return self._append(data, store_then, _PACED, remote, provenance, one_batch)[0]
+        return self._append(data, store_then, PACED, remote, provenance, one_batch)[0]
 
     def _append(
         self,
         data: BytesLike,
         submit: Callable[..., T],
-        options: _ByRemote,
+        options: ByRemote,
         remote: bool | None,
         provenance: Provenance | None,
         one_batch: bool,

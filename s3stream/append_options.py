@@ -39,3 +39,11 @@ LOCAL_LATER = AppendOptions(pacing=Pacing.LATER)
 REMOTE_LATER = AppendOptions(remote=True, pacing=Pacing.LATER)
 UNPACED = AppendOptions(pacing=Pacing.NEVER)
 """A record of state written under a lock the event loop takes."""
+
+ByRemote = tuple[AppendOptions, AppendOptions]
+"""Options indexed by whether the append waits to be remote (False, True):
+picked for each append from constants, never built for one."""
+PACED: ByRemote = (LOCAL, REMOTE)
+PACED_LATER: ByRemote = (LOCAL_LATER, REMOTE_LATER)
+"""For an append made under a lock whose wait for room comes once it is
+released (the embedded produce under its partition's lock)."""

@@ -77,18 +77,10 @@ class ClientHost(Protocol):
         ...
 
     def fetch_from(
-        self,
-        leader: Partition,
-        offset: int,
-        max_bytes: int = ...,
-        isolation_level: str = ...,
+        self, leader: Partition, offset: int, max_bytes: int, isolation_level: str
     ) -> PartitionFetch: ...
     async def fetch_from_async(
-        self,
-        leader: Partition,
-        offset: int,
-        max_bytes: int = ...,
-        isolation_level: str = ...,
+        self, leader: Partition, offset: int, max_bytes: int, isolation_level: str
     ) -> PartitionFetch: ...
     def masked_fetch(
         self, topic: str, fetched: PartitionFetch, principal: str
