@@ -9,7 +9,7 @@ from concurrent.futures import Future
 from typing import ClassVar
 
 from engine.catalog import PRODUCER_ID_BLOCK, Catalog, CatalogState
-from s3stream import LOCAL, AppendOptions
+from s3stream import AppendOptions
 
 
 class HeldAppends:
@@ -31,9 +31,7 @@ class HeldAppends:
         base_offset: int,
         last_offset: int,
         payload: bytes,
-        options: AppendOptions = LOCAL,
-        *,
-        payload_crc: int | None = None,
+        options: AppendOptions,
     ) -> Future[int]:
         self.offset += 1
         durable: Future[int] = Future()
