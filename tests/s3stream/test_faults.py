@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from s3stream import StoreClosed, StreamStore, StreamStoreConfig
+from s3stream import LOCAL_LATER, StoreClosed, StreamStore, StreamStoreConfig
 from s3stream.store import MemoryStore, ObjectStoreError
 from tests.s3stream.faults import FaultyStore
 from tests.s3stream.test_stream_store import expected, fill, new_stream, payload, read_all
@@ -172,6 +172,39 @@ def test_async_appends_wait_for_room_without_blocking_the_loop(
         asyncio.run(main())
         assert store.flush(timeout=30)
         assert read_all(store, stream) == expected(stream, 0, 100, per_batch=1, size=1000)
+
+
+def test_async_appends_paced_later_are_answered_once_durable_past_the_bound(
+    tmp_path: Path, faulty: FaultyStore
+) -> None:
+    """With Pacing.LATER an async append over the unuploaded bound is
+    answered once it is in the WAL, as submit with it returns: the wait for
+    room is its caller's (wait_for_room). One paced as by default after
+    them is held back until uploads make room."""
+    config = StreamStoreConfig(
+        upload_bytes=4096, upload_interval_s=0.05, max_unuploaded_bytes=16 * 1024
+    )
+    with StreamStore.open(tmp_path / "node", faulty, config) as store:
+        stream = new_stream(store)
+        faulty.fail("put")
+
+        async def main() -> None:
+            later = [
+                store.submit_async(
+                    stream, offset, offset, payload(stream, offset, 1000), LOCAL_LATER
+                )
+                for offset in range(40)  # 40 KB, far over the bound
+            ]
+            assert await asyncio.wait_for(asyncio.gather(*later), 30) == list(range(1, 41))
+            assert not store.flush(timeout=0)  # still nothing uploaded
+            waiting = store.submit_async(stream, 40, 40, payload(stream, 40, 1000))
+            await asyncio.sleep(0.5)
+            assert not waiting.done()  # held back while the store is down
+            faulty.heal()
+            assert await asyncio.wait_for(waiting, 60) == 41
+
+        asyncio.run(main())
+        assert read_all(store, stream) == expected(stream, 0, 41, per_batch=1, size=1000)
 
 
 def test_appends_waiting_for_room_leave_the_loops_executor_free(
