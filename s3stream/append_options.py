@@ -27,6 +27,9 @@ class Pacing(enum.Enum):
 
 
 class AppendOptions(NamedTuple):
+    """An append's options: a field is read where it applies (appender.py),
+    set by the callers that need it, and left at its default by the rest."""
+
     remote: bool = False
     """Durable only once in an object committed to the manifest, not
     once in the WAL alone."""
